@@ -1,0 +1,1 @@
+"""boxctl: the command-line client of boxd.  Imports no Trio: it must start fast."""

@@ -1,0 +1,59 @@
+"""Developer and CI entry points: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``demo``."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+LINT_TOOLS = ["ruff>=0.6"]
+TYPE_TOOLS = ["mypy>=1.11", "nox"]
+
+
+def _system_deps(session: nox.Session) -> None:
+    """Install the Debian packages a new machine lacks (only when run as root)."""
+    if os.geteuid() == 0:
+        session.run("sh", ".ci/install-deps", external=True)
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    _system_deps(session)
+    session.install(f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite.  Run as root: most tests make real namespaces and mounts."""
+    _install(session, "fuse,test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install(*LINT_TOOLS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    _install(session, "test")
+    session.install(*TYPE_TOOLS)
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against crun, runc, bubblewrap and Podman; results in bench/results/."""
+    _install(session, "test")
+    session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Build boxd, start a daemon on a private root, run one container on `default`."""
+    _install(session, "test")
+    session.run("python", "-m", "boxd._demo", *session.posargs)

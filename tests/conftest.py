@@ -1,0 +1,72 @@
+"""Shared fixtures: privilege markers, a busybox root filesystem, the static probe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE_SOURCE = REPO / "rootfs" / "probe" / "probe.c"
+
+
+def _root_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (namespaces, mounts, cgroups)"
+    if not os.path.exists("/proc/self/ns/pid"):
+        return "kernel without namespaces"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _root_skip_reason()
+    fuse_reason = None if os.path.exists("/dev/fuse") else "/dev/fuse is missing"
+    for item in items:
+        if reason and "root" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+        if fuse_reason and "fuse" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=fuse_reason))
+
+
+def _busybox() -> str:
+    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.exists(candidate):
+            return candidate
+    pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
+
+
+def build_busybox_root(dest: Path) -> Path:
+    """A minimal root filesystem: static busybox with its applets, the probe, mount points."""
+    for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "usr/bin"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    busybox = dest / "bin" / "busybox"
+    shutil.copy2(_busybox(), busybox)
+    applets = subprocess.run(
+        [str(busybox), "--list"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    for applet in applets:
+        link = dest / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+    (dest / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+    )
+    (dest / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    os.chmod(dest / "tmp", 0o1777)
+    if PROBE_SOURCE.exists():
+        subprocess.run(
+            ["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+             str(dest / "bin" / "probe"), str(PROBE_SOURCE)],
+            check=True,
+        )
+    return dest
+
+
+@pytest.fixture(scope="session")
+def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A read-only-by-convention busybox root shared by the session (use as a lower layer)."""
+    yield build_busybox_root(tmp_path_factory.mktemp("busybox-root"))
