@@ -1,0 +1,98 @@
+"""Capability names and Docker's cap-add / cap-drop / privileged rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from boxd import _caps
+from boxd._caps import cap_name, cap_number, compute, to_mask, to_names
+
+
+def test_names_in_every_spelling() -> None:
+    assert cap_number("CAP_NET_ADMIN") == 12
+    assert cap_number("NET_ADMIN") == 12
+    assert cap_number("net_admin") == 12
+    assert cap_number("cap_chown") == 0
+    assert cap_number("CHECKPOINT_RESTORE") == 40
+    assert cap_name(21) == "CAP_SYS_ADMIN"
+    assert cap_name(62) == "CAP_62"
+    assert all(cap_number(name) == number for name, number in _caps.CAPS.items())
+    assert _caps.LAST_KNOWN_CAP == 40
+
+
+@pytest.mark.parametrize("bad", ["NET_ADMN", "", "CAP_", "ALLL", "cap_net admin"])
+def test_unknown_name_is_named(bad: str) -> None:
+    with pytest.raises(ValueError, match=repr(bad).replace("\\", "\\\\")):
+        cap_number(bad)
+
+
+def test_cap_name_range() -> None:
+    with pytest.raises(ValueError, match="64"):
+        cap_name(64)
+
+
+def test_mask_round_trip() -> None:
+    mask = to_mask(["CHOWN", "cap_kill", "SYS_ADMIN"])
+    assert mask == 1 | 1 << 5 | 1 << 21
+    assert to_names(mask) == ["CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"]
+
+
+def test_default_set_is_dockers() -> None:
+    caps = compute([], [], uid=0, privileged=False)
+    assert set(to_names(caps.bounding)) == {
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+        "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    }  # fmt: skip
+    assert caps.effective == caps.permitted == caps.bounding
+    assert caps.inheritable == caps.ambient == 0
+
+
+def test_add_and_drop() -> None:
+    caps = compute(["NET_ADMIN"], ["cap_mknod", "KILL"], uid=0, privileged=False)
+    names = to_names(caps.bounding)
+    assert "CAP_NET_ADMIN" in names
+    assert "CAP_MKNOD" not in names and "CAP_KILL" not in names
+    assert "CAP_CHOWN" in names
+    # A name in both lists is kept: the additions come after the drops.
+    caps = compute(["NET_RAW"], ["NET_RAW"], uid=0, privileged=False)
+    assert "CAP_NET_RAW" in to_names(caps.bounding)
+
+
+def test_drop_all_then_add() -> None:
+    caps = compute(["NET_ADMIN", "net_raw"], ["ALL"], uid=0, privileged=False)
+    assert to_names(caps.bounding) == ["CAP_NET_ADMIN", "CAP_NET_RAW"]
+    assert compute([], ["all"], uid=0, privileged=False).bounding == 0
+
+
+def test_add_all() -> None:
+    everything = _caps.all_caps_mask()
+    assert everything == (1 << (_caps.kernel_last_cap() + 1)) - 1
+    assert compute(["ALL"], [], uid=0, privileged=False).bounding == everything
+    caps = compute(["ALL"], ["SYS_ADMIN"], uid=0, privileged=False)
+    assert caps.bounding == everything & ~(1 << 21)
+
+
+def test_privileged_is_every_kernel_cap() -> None:
+    caps = compute([], ["SYS_ADMIN"], uid=0, privileged=True)
+    assert caps.bounding == caps.effective == caps.permitted == _caps.all_caps_mask()
+
+
+def test_non_root_uid_has_only_bounding() -> None:
+    caps = compute(["NET_ADMIN"], [], uid=1000, privileged=False)
+    assert caps.bounding & 1 << 12
+    assert caps.effective == caps.permitted == caps.inheritable == caps.ambient == 0
+
+
+def test_unknown_names_rejected_even_when_moot() -> None:
+    with pytest.raises(ValueError, match="'NET_ADMN'"):
+        compute(["NET_ADMN"], [], uid=0, privileged=False)
+    with pytest.raises(ValueError, match="'BOGUS'"):
+        compute(["ALL"], ["BOGUS"], uid=0, privileged=True)
+
+
+def test_cap_unknown_to_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_caps, "kernel_last_cap", lambda: 37)
+    assert compute(["ALL"], [], uid=0, privileged=False).bounding == (1 << 38) - 1
+    with pytest.raises(ValueError, match="CAP_BPF is not supported by the running kernel"):
+        compute(["BPF"], [], uid=0, privileged=False)
