@@ -1,3 +1,62 @@
-"""boxd: a container runtime for Linux, usable as a Trio library and as a daemon."""
+"""boxd: a container runtime for Linux, usable as a Trio library and as a daemon.
+
+    async with boxd.open_supervisor(root="/var/lib/boxd") as sup:
+        c = await sup.run(boxd.ContainerConfig(image="default", command=("true",)))
+        code = await sup.wait(c.id)
+
+The public names are loaded on first use, so that ``boxctl`` (which imports only
+``boxd.protocol``) does not pay for Trio, attrs and cattrs at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ._native import SpawnError as SpawnError
+    from ._records import Container as Container
+    from ._records import ContainerConfig as ContainerConfig
+    from ._records import ContainerState as ContainerState
+    from ._records import Resources as Resources
+    from ._records import RestartPolicy as RestartPolicy
+    from ._records import RunSummary as RunSummary
+    from ._records import Security as Security
+    from ._records import Status as Status
+    from ._records import Volume as Volume
+    from ._supervisor import Conflict as Conflict
+    from ._supervisor import NoSuchContainer as NoSuchContainer
+    from ._supervisor import StartError as StartError
+    from ._supervisor import Supervisor as Supervisor
+    from ._supervisor import open_supervisor as open_supervisor
+
+_EXPORTS = {
+    "SpawnError": "_native",
+    "Container": "_records",
+    "ContainerConfig": "_records",
+    "ContainerState": "_records",
+    "Resources": "_records",
+    "RestartPolicy": "_records",
+    "RunSummary": "_records",
+    "Security": "_records",
+    "Status": "_records",
+    "Volume": "_records",
+    "Conflict": "_supervisor",
+    "NoSuchContainer": "_supervisor",
+    "StartError": "_supervisor",
+    "Supervisor": "_supervisor",
+    "open_supervisor": "_supervisor",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'boxd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"boxd.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,171 @@
+"""The terminal side of attach and of a foreground run: one poll loop, no threads.
+
+Output frames go to our stdout/stderr as they come; stdin is forwarded in bulk (whatever one
+read returns, not a message per key); the detach sequence (Ctrl-P Ctrl-Q by default) ends
+the attachment and leaves the container running; a window size is sent at start and on
+every SIGWINCH; without a TTY, signals sent to boxctl are forwarded to the container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import termios
+import tty
+from collections.abc import Iterator
+
+from boxd import protocol
+
+from ._client import Client, CliError
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+PROXIED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11"; a plain character stands for itself."""
+    keys = bytearray()
+    for part in text.split(","):
+        p = part.strip().lower()
+        if p.startswith("ctrl-") and len(p) == 6 and (p[5].isalpha() or p[5] in "@[\\]^_"):
+            keys.append(ord(p[5].upper()) & 0x1F)
+        elif len(part) == 1:
+            keys.append(ord(part))
+        else:
+            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q")
+    if not keys:
+        raise CliError(f"invalid detach keys {text!r}")
+    return bytes(keys)
+
+
+class DetachMatcher:
+    """Finds the detach sequence in typed input; bytes of a broken prefix pass through."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(bytes to forward, whether the sequence was completed)."""
+        out = bytearray()
+        for byte in data:
+            candidate = self.held + bytes((byte,))
+            if self.keys.startswith(candidate):
+                self.held = candidate
+                if candidate == self.keys:
+                    self.held = b""
+                    return bytes(out), True
+            else:
+                out += self.held
+                self.held = b""
+                if self.keys[:1] == bytes((byte,)):
+                    self.held = bytes((byte,))
+                else:
+                    out.append(byte)
+        return bytes(out), False
+
+
+@contextlib.contextmanager
+def _raw_terminal(fd: int) -> Iterator[None]:
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _send_size(client: Client) -> None:
+    try:
+        cols, rows = os.get_terminal_size(sys.stdout.fileno())
+    except OSError:
+        return
+    client.send({"type": "ResizeFrame", "rows": rows, "cols": cols})
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def stream(
+    client: Client, *, stdin: bool, tty_mode: bool, detach_keys: bytes, sig_proxy: bool
+) -> int | None:
+    """Run the attachment; the container's exit code, or None when detached."""
+    in_fd = sys.stdin.fileno()
+    local_tty = tty_mode and os.isatty(in_fd) and stdin
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    watched: list[int] = []
+    if tty_mode:
+        watched.append(signal.SIGWINCH)
+    elif sig_proxy:
+        watched.extend(PROXIED_SIGNALS)
+    old_handlers = {s: signal.signal(s, lambda *_: None) for s in watched}
+    old_wakeup = signal.set_wakeup_fd(wake_w)
+    stack = contextlib.ExitStack()
+    try:
+        if local_tty:
+            stack.enter_context(_raw_terminal(in_fd))
+        if tty_mode:
+            _send_size(client)
+        return _loop(client, in_fd if stdin else -1, wake_r, detach_keys)
+    finally:
+        stack.close()
+        signal.set_wakeup_fd(old_wakeup)
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes) -> int | None:
+    matcher = DetachMatcher(detach_keys)
+    poller = select.poll()
+    sock_fd = client.sock.fileno()
+    poller.register(sock_fd, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    if in_fd >= 0:
+        poller.register(in_fd, select.POLLIN)
+    out_fds = {protocol.STDOUT: sys.stdout.fileno(), protocol.STDERR: sys.stderr.fileno()}
+    while True:
+        for fd, _ in poller.poll():
+            if fd == wake_r:
+                for signum in os.read(wake_r, 64):
+                    if signum == signal.SIGWINCH:
+                        _send_size(client)
+                    else:
+                        client.send({"type": "SignalFrame", "signal": signal.Signals(signum).name})
+            elif fd == in_fd:
+                data = os.read(in_fd, 65536)
+                if not data:
+                    client.send_bytes(protocol.STDIN, b"")
+                    poller.unregister(in_fd)
+                    continue
+                data, detach = matcher.feed(data)
+                if data:
+                    client.send_bytes(protocol.STDIN, data)
+                if detach:
+                    client.send({"type": "DetachFrame"})
+                    return None
+            elif fd == sock_fd:
+                data = client.sock.recv(65536)
+                if not data:
+                    raise CliError("the daemon closed the connection")
+                for frame in client.feed(data):
+                    if isinstance(frame, tuple):
+                        _write_all(out_fds.get(frame[0], out_fds[protocol.STDOUT]), frame[1])
+                    elif frame["type"] == "ExitFrame":
+                        return int(frame["exit_code"])
+                    elif frame["type"] == "ErrorResponse":
+                        raise CliError(str(frame.get("message")))

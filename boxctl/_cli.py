@@ -1,0 +1,563 @@
+"""``boxctl``: Docker's vocabulary for boxd, with the seed's command names as aliases."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from boxd import _units
+
+from . import _attach
+from ._client import Client, CliError, call, check, socket_path
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{self.prog}: {message} (see '{self.prog} --help')", 2)
+
+
+def _env_list(values: Sequence[str]) -> list[str]:
+    env = []
+    for item in values:
+        if "=" not in item:
+            # Docker semantics: a bare name passes the caller's value, if set.
+            if item in os.environ:
+                env.append(f"{item}={os.environ[item]}")
+            continue
+        env.append(item)
+    return env
+
+
+def _volume(spec: str) -> dict[str, Any]:
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise CliError(f"invalid volume {spec!r}: use HOST:CONTAINER[:ro|rw]")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise CliError(f"invalid volume {spec!r}: unknown option {mode!r} (use ro or rw)")
+    return {"host": os.path.abspath(parts[0]), "container": parts[1], "read_only": mode == "ro"}
+
+
+def _security(opts: Sequence[str]) -> dict[str, Any]:
+    sec: dict[str, Any] = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if key == "no-new-privileges" and value in ("", "true", "false"):
+            sec["no_new_privileges"] = value != "false"
+        elif key == "seccomp" and eq and value:
+            sec["seccomp"] = value if value in ("unconfined", "default") else os.path.abspath(value)
+        else:
+            raise CliError(
+                f"invalid --security-opt {opt!r}: use no-new-privileges[=false] "
+                "or seccomp=unconfined|PROFILE.json"
+            )
+    return sec
+
+
+def _resources(args: argparse.Namespace) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    try:
+        if args.memory is not None:
+            res["memory"] = _units.parse_size(args.memory, what="--memory")
+        if args.memory_swap is not None:
+            res["memory_swap"] = (
+                -1
+                if args.memory_swap == "-1"
+                else _units.parse_size(args.memory_swap, what="--memory-swap")
+            )
+        if args.cpus is not None:
+            res["cpus"] = _units.parse_cpus(args.cpus)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.cpu_shares is not None:
+        res["cpu_shares"] = args.cpu_shares
+    if args.pids_limit is not None:
+        res["pids_limit"] = args.pids_limit
+    if args.cpuset_cpus is not None:
+        res["cpuset_cpus"] = args.cpuset_cpus
+    return res
+
+
+def _config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    words = list(args.words)
+    if args.rootfs:
+        image = os.path.abspath(args.rootfs)
+    elif words:
+        image = words.pop(0)
+        if image != "default":
+            image = os.path.abspath(image)
+    else:
+        raise CliError(
+            f"{args.prog}: an IMAGE (default, or a root filesystem directory) is required"
+        )
+    if not words:
+        words = ["/bin/sh"]
+    network = "none" if args.isolate_network else args.network
+    config: dict[str, Any] = {
+        "image": image,
+        "command": words,
+        "env": _env_list(args.env),
+        "workdir": args.workdir,
+        "user": args.user or "",
+        "hostname": args.hostname or "",
+        "tty": args.tty,
+        "interactive": args.interactive,
+        "network": network,
+        "userns": args.isolate_user,
+        "volumes": [_volume(v) for v in args.volume],
+        "read_only": args.read_only,
+        "tmpfs": args.tmpfs,
+        "resources": _resources(args),
+        "security": {
+            "privileged": args.privileged,
+            "cap_add": args.cap_add,
+            "cap_drop": args.cap_drop,
+            **_security(args.security_opt),
+        },
+        "restart": _restart(args.restart),
+        "stop_signal": args.stop_signal,
+        "auto_remove": args.rm,
+        "procview": args.procview == "on",
+        "cgroup_parent": args.cgroup_parent or "",
+    }
+    if args.stop_timeout is not None:
+        config["stop_timeout"] = args.stop_timeout
+    try:
+        if args.log_max_size is not None:
+            config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.log_max_files is not None:
+        if args.log_max_files < 1:
+            raise CliError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
+        config["log_max_files"] = args.log_max_files
+    return config, args.name or ""
+
+
+def _restart(text: str) -> dict[str, Any]:
+    name, _, count = text.partition(":")
+    if name not in ("no", "on-failure", "always", "unless-stopped") or (
+        count and (name != "on-failure" or not count.isdigit() or int(count) < 1)
+    ):
+        raise CliError(
+            f"invalid --restart {text!r}: use no, on-failure[:max], always or unless-stopped"
+        )
+    return {"name": name, "max_retries": int(count) if count else 0}
+
+
+# ---- commands -------------------------------------------------------------------------
+
+
+def _create(args: argparse.Namespace) -> str:
+    config, name = _config(args)
+    return str(call(args.socket, {"type": "CreateRequest", "config": config, "name": name})["id"])
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    print(_create(args))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cid = _create(args)
+    if args.detach:
+        call(args.socket, {"type": "StartRequest", "container": cid})
+        print(cid)
+        return 0
+    return _start_attached(args, cid, stdin=args.interactive, tty_mode=args.tty)
+
+
+def _start_attached(args: argparse.Namespace, cid: str, *, stdin: bool, tty_mode: bool) -> int:
+    keys = _attach.parse_detach_keys(args.detach_keys)
+    with Client(args.socket) as client:
+        client.request({"type": "StartRequest", "container": cid, "attach": True, "stdin": stdin})
+        code = _attach.stream(
+            client, stdin=stdin, tty_mode=tty_mode, detach_keys=keys, sig_proxy=args.sig_proxy
+        )
+    return 0 if code is None else code
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    if args.attach:
+        if len(args.containers) != 1:
+            raise CliError("boxctl start: --attach takes exactly one container")
+        c = _inspect(args.socket, args.containers[0])
+        cfg = c["config"]
+        return _start_attached(
+            args, c["id"], stdin=args.interactive and cfg["interactive"], tty_mode=cfg["tty"]
+        )
+    return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    c = _inspect(args.socket, args.container)
+    keys = _attach.parse_detach_keys(args.detach_keys)
+    stdin = not args.no_stdin and c["config"]["interactive"]
+    with Client(args.socket) as client:
+        client.request({"type": "AttachRequest", "container": c["id"], "stdin": stdin})
+        code = _attach.stream(
+            client,
+            stdin=stdin,
+            tty_mode=c["config"]["tty"],
+            detach_keys=keys,
+            sig_proxy=args.sig_proxy,
+        )
+    return 0 if code is None else code
+
+
+def _each(args: argparse.Namespace, action: Callable[[str], object]) -> int:
+    """Apply to several containers as Docker does: report each failure, go on."""
+    status = 0
+    for ref in args.containers:
+        try:
+            action(ref)
+            print(ref)
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return _each(
+        args,
+        lambda ref: call(
+            args.socket, {"type": "StopRequest", "container": ref, "timeout": args.time}
+        ),
+    )
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    return _each(
+        args,
+        lambda ref: call(
+            args.socket, {"type": "RestartRequest", "container": ref, "timeout": args.time}
+        ),
+    )
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    return _each(
+        args,
+        lambda ref: call(
+            args.socket, {"type": "KillRequest", "container": ref, "signal": args.signal}
+        ),
+    )
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    return _each(
+        args,
+        lambda ref: call(
+            args.socket, {"type": "RemoveRequest", "container": ref, "force": args.force}
+        ),
+    )
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    status = 0
+    for ref in args.containers:
+        try:
+            print(call(args.socket, {"type": "WaitRequest", "container": ref})["exit_code"])
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _inspect(path: str, ref: str) -> dict[str, Any]:
+    container: dict[str, Any] = call(path, {"type": "InspectRequest", "container": ref})[
+        "container"
+    ]
+    return container
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    found, status = [], 0
+    for ref in args.containers:
+        try:
+            found.append(_inspect(args.socket, ref))
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+    print(json.dumps(found, indent=2))
+    return status
+
+
+def _ago(t: float | None) -> str:
+    if not t:
+        return ""
+    s = max(0, int(time.time() - t))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return f"{s} second{'s' if s != 1 else ''}"
+
+
+def status_text(c: dict[str, Any]) -> str:
+    st = c["state"]
+    status = st["status"]
+    if status == "running":
+        return f"Up {_ago(st['started_at'])}"
+    if status in ("exited", "stopped"):
+        oom = " (OOM)" if st["oom_killed"] else ""
+        return f"{status.capitalize()} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
+    return "Created"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    containers = call(args.socket, {"type": "ListRequest", "all": args.all})["containers"]
+    if args.quiet:
+        for c in containers:
+            print(c["id"][:12])
+        return 0
+    if args.format == "json":
+        print(json.dumps(containers, indent=2))
+        return 0
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for c in containers:
+        command = " ".join(c["config"]["command"])
+        if len(command) > 20:
+            command = command[:19] + "…"
+        image = c["config"]["image"]
+        rows.append(
+            (
+                c["id"][:12],
+                image,
+                json.dumps(command),
+                f"{_ago(c['created_at'])} ago",
+                status_text(c),
+                c["name"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        since = _parse_since(args.since)
+    with Client(args.socket) as client:
+        client.request(
+            {
+                "type": "LogsRequest",
+                "container": args.container,
+                "tail": args.tail,
+                "since": since,
+                "follow": args.follow,
+                "timestamps": args.timestamps,
+            }
+        )
+        out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+        while True:
+            frame = client.receive()
+            if isinstance(frame, tuple):
+                out.get(frame[0], sys.stdout.buffer).write(frame[1])
+                out.get(frame[0], sys.stdout.buffer).flush()
+            elif frame["type"] == "EndFrame":
+                return 0
+            else:
+                check(frame)
+
+
+def _parse_since(text: str) -> float:
+    """A Unix time, or a duration back from now: ``10s``, ``5m``, ``2h``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units:
+            return time.time() - float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise CliError(f"invalid --since {text!r}: use a Unix time or 10s, 5m, 2h") from None
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = call(args.socket, {"type": "InfoRequest"})
+    for key in ("version", "root", "cgroup_mode", "containers", "running", "procview"):
+        print(f"{key}: {info[key]}")
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from boxd import __version__
+
+    print(f"boxctl {__version__}")
+    try:
+        daemon = call(args.socket, {"type": "VersionRequest"})
+        print(f"boxd {daemon['version']} (api {daemon['api']})")
+    except CliError as exc:
+        print(f"boxd: {exc}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    res = _resources(args)
+    if not res:
+        raise CliError("boxctl update: give at least one limit to change")
+    return _each(
+        args,
+        lambda ref: call(
+            args.socket, {"type": "UpdateRequest", "container": ref, "resources": res}
+        ),
+    )
+
+
+# ---- the parser -----------------------------------------------------------------------
+
+
+def _resource_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--memory", help="memory limit (e.g. 256m)")
+    p.add_argument("--memory-swap", help="memory + swap limit (-1: unlimited swap)")
+    p.add_argument("--cpus", "--cpu", dest="cpus", help="CPU limit in cores (e.g. 0.5)")
+    p.add_argument("--cpu-shares", type=int, help="relative CPU weight (2-262144)")
+    p.add_argument("--pids-limit", type=int, help="maximum number of processes (-1: none)")
+    p.add_argument("--cpuset-cpus", help="CPUs allowed (e.g. 0-1,3)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    p.add_argument("-w", "--workdir", default="/", help="working directory inside")
+    p.add_argument("-u", "--user", help="UID[:GID] to run as")
+    p.add_argument("--hostname", help="the container's hostname")
+    _resource_options(p)
+    p.add_argument("--restart", default="no", help="no, on-failure[:max], always, unless-stopped")
+    p.add_argument("--stop-signal", default="SIGTERM")
+    p.add_argument("--stop-timeout", type=float, help="seconds before SIGKILL (default 10)")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument(
+        "--isolate-user",
+        "--userns",
+        action="store_true",
+        dest="isolate_user",
+        help="a user namespace: container root is an unprivileged host user",
+    )
+    p.add_argument("--isolate-network", action="store_true", help="same as --network none")
+    p.add_argument("--network", choices=["host", "none"], default="host")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]")
+    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH")
+    p.add_argument("--rootfs", help="root filesystem directory (replaces IMAGE)")
+    p.add_argument(
+        "--privileged",
+        action="store_true",
+        help="UNSAFE: all capabilities, no seccomp, no masked paths",
+    )
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--security-opt", action="append", default=[])
+    p.add_argument("--log-max-size", help="rotate the log at this size (e.g. 10m)")
+    p.add_argument("--log-max-files", type=int, help="log files kept")
+    p.add_argument(
+        "--procview",
+        choices=["on", "off"],
+        default="on",
+        help="show the container its own limits in /proc (default on)",
+    )
+    p.add_argument("--cgroup-parent", help="cgroup below which the container's is made")
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+
+
+def _attach_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detach-keys", default=_attach.DEFAULT_DETACH_KEYS)
+    p.add_argument(
+        "--sig-proxy",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="forward signals to the container (default on)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="boxctl", description="Control boxd containers.")
+    parser.add_argument(
+        "--socket", help="the daemon's socket (env BOXD_SOCKET; default /run/boxd/boxd.sock)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, handler: Handler, help: str, aliases: Sequence[str] = ()) -> Any:
+        p = sub.add_parser(name, help=help, aliases=list(aliases), description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("run", cmd_run, "create and start a container")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    _attach_options(p)
+    _run_options(p)
+    p = add("create", cmd_create, "create a container")
+    _run_options(p)
+    p = add("start", cmd_start, "start containers")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    _attach_options(p)
+    p.add_argument("containers", nargs="+")
+    p = add("attach", cmd_attach, "attach to a running container")
+    p.add_argument("--no-stdin", action="store_true")
+    _attach_options(p)
+    p.add_argument("container")
+    for name, handler, help in (
+        ("stop", cmd_stop, "stop containers"),
+        ("restart", cmd_restart, "restart containers"),
+    ):
+        p = add(name, handler, help)
+        p.add_argument("-t", "--time", type=float, help="seconds before SIGKILL")
+        p.add_argument("containers", nargs="+")
+    p = add("kill", cmd_kill, "send a signal to containers")
+    p.add_argument("-s", "--signal", default="SIGKILL")
+    p.add_argument("containers", nargs="+")
+    p = add("list", cmd_list, "list containers", aliases=["ps", "ls"])
+    p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p = add("inspect", cmd_inspect, "show containers' configuration and state as JSON")
+    p.add_argument("containers", nargs="+")
+    p = add("remove", cmd_rm, "remove containers", aliases=["rm"])
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("containers", nargs="+")
+    p = add("wait", cmd_wait, "wait for containers to end; print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p = add("logs", cmd_logs, "show a container's output")
+    p.add_argument("--tail", type=int, help="only the last N lines")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since", help="a Unix time or a duration (10s, 5m, 2h)")
+    p.add_argument("container")
+    p = add("update", cmd_update, "change a container's resource limits")
+    _resource_options(p)
+    p.add_argument("containers", nargs="+")
+    add("info", cmd_info, "show the daemon's state")
+    add("version", cmd_version, "show versions")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            sys.exit(2)
+        args.socket = socket_path(args.socket)
+        args.prog = f"boxctl {args.command}"
+        code = args.handler(args)
+    except CliError as exc:
+        print(f"boxctl: {exc}" if not str(exc).startswith("boxctl") else str(exc), file=sys.stderr)
+        code = exc.code
+    except BrokenPipeError:
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,95 @@
+"""A blocking client of the boxd socket (no Trio: the CLI must start fast)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from boxd import protocol
+
+DEFAULT_SOCKET = "/run/boxd/boxd.sock"
+
+# What a failed request makes `boxctl` exit with (Docker's conventions).
+EXIT_CODES = {"exec_not_found": 127, "exec_denied": 126}
+
+
+class CliError(Exception):
+    """One line for stderr, and the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def socket_path(explicit: str | None) -> str:
+    return explicit or os.environ.get("BOXD_SOCKET") or DEFAULT_SOCKET
+
+
+class Client:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.connect(path)
+        except OSError as exc:
+            self.sock.close()
+            raise CliError(
+                f"cannot connect to boxd at {path}: is the daemon running? ({exc.strerror})"
+            ) from None
+        self.decoder = protocol.FrameDecoder()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(protocol.encode(message))
+
+    def send_bytes(self, stream: int, data: bytes) -> None:
+        self.sock.sendall(protocol.encode_bytes(stream, data))
+
+    def receive(self) -> protocol.Frame:
+        while True:
+            frame = self.decoder.next()
+            if frame is not None:
+                return frame
+            data = self.sock.recv(65536)
+            if not data:
+                raise CliError("the daemon closed the connection")
+            self.decoder.feed(data)
+
+    def feed(self, data: bytes) -> list[protocol.Frame]:
+        """Frames from bytes read elsewhere (the attach loop reads the socket itself)."""
+        self.decoder.feed(data)
+        frames = []
+        while (frame := self.decoder.next()) is not None:
+            frames.append(frame)
+        return frames
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; its response, or CliError for an ErrorResponse."""
+        self.send(message)
+        response = self.receive()
+        if not isinstance(response, dict):
+            raise CliError("the daemon sent bytes where a response was expected")
+        check(response)
+        return response
+
+
+def check(response: dict[str, Any]) -> None:
+    if response.get("type") == "ErrorResponse":
+        kind = response.get("kind", "")
+        raise CliError(
+            str(response.get("message")), EXIT_CODES.get(kind, 125 if kind == "failed" else 1)
+        )
+
+
+def call(path: str, message: dict[str, Any]) -> dict[str, Any]:
+    with Client(path) as client:
+        return client.request(message)

@@ -1,0 +1,97 @@
+"""The one cattrs converter: records and messages to JSON-able data and back, strictly.
+
+Strict means: unknown keys, wrong types and bad enum values are errors, and ``"no"`` is not
+``True`` (cattrs coerces primitives by default; the hooks below do not).  Errors are
+reported as one line with the path of the bad value (``... @ $.config.memory``).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.preconf.json import make_converter
+
+T = TypeVar("T")
+
+converter = make_converter(forbid_extra_keys=True)
+
+
+def _strict(kind: type[Any], *, allow: tuple[type[Any], ...] = ()) -> None:
+    accepted = (kind, *allow)
+
+    def structure(value: object, _: type[Any]) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, accepted):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        if kind is float:
+            if not math.isfinite(float(value)):  # type: ignore[arg-type]
+                raise ValueError(f"expected a finite number, got {value!r}")
+            return float(value)  # type: ignore[arg-type]
+        return value
+
+    converter.register_structure_hook(kind, structure)
+
+
+_strict(str)
+_strict(bool)
+_strict(int)
+_strict(float, allow=(int,))
+
+
+def _structure_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in cls)
+        raise ValueError(f"invalid value {value!r}: expected one of {choices}") from None
+
+
+converter.register_structure_hook_func(
+    lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _structure_enum
+)
+
+
+def _is_tuple(t: Any) -> bool:
+    return getattr(t, "__origin__", None) is tuple
+
+
+def _tuple_hook(cls: Any) -> Any:
+    item_type = cls.__args__[0]
+
+    def structure(value: object, _: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        return tuple(converter.structure(v, item_type) for v in value)
+
+    return structure
+
+
+converter.register_structure_hook_factory(_is_tuple, _tuple_hook)
+
+
+def _describe(exc: BaseException, _type: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    return str(exc) or type(exc).__name__
+
+
+class ConversionError(ValueError):
+    """Data that does not fit a record; ``str()`` names every bad value with its path."""
+
+
+def structure(data: object, cls: type[T]) -> T:
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            lines = cattrs.transform_error(exc, format_exception=_describe)
+            raise ConversionError("; ".join(lines)) from None
+        raise ConversionError(str(exc)) from None
+
+
+def unstructure(obj: object) -> Any:
+    return converter.unstructure(obj)

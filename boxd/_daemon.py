@@ -1,0 +1,136 @@
+"""``boxd``: the daemon.  A supervisor, a socket server and a signal watcher in one nursery.
+
+SIGTERM or SIGINT stops every container gracefully (its stop signal and timeout), saves the
+records, removes the socket and exits 0.  A lock on ``<root>/boxd.pid`` refuses a second
+daemon on the same root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from . import _logs
+from ._server import Server, serve
+from ._supervisor import DEFAULT_ROOT, open_supervisor
+
+log = logging.getLogger("boxd")
+
+DEFAULT_SOCKET = Path("/run/boxd/boxd.sock")
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class DaemonError(Exception):
+    pass
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="boxd", description="The boxd container daemon.")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ.get("BOXD_ROOT", DEFAULT_ROOT)),
+        help="state directory (env BOXD_ROOT; default %(default)s)",
+    )
+    p.add_argument(
+        "--socket",
+        type=Path,
+        default=Path(os.environ.get("BOXD_SOCKET", DEFAULT_SOCKET)),
+        help="control socket (env BOXD_SOCKET; default %(default)s)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--cgroup-parent",
+        default=None,
+        help="cgroup below which containers' cgroups are made (default: below the daemon's own)",
+    )
+    p.add_argument(
+        "--log-max-size",
+        default=str(_logs.DEFAULT_MAX_SIZE),
+        help="default size at which a container log rotates (e.g. 10m)",
+    )
+    p.add_argument(
+        "--log-max-files",
+        type=int,
+        default=_logs.DEFAULT_MAX_FILES,
+        help="default number of log files kept per container",
+    )
+    return p.parse_args(argv)
+
+
+def _lock(root: Path) -> int:
+    """Hold an exclusive lock on the pid file for the daemon's lifetime."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(root / "boxd.pid", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DaemonError(f"another boxd (pid {other}) is running on {root}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _become_subreaper() -> None:
+    """Processes started into a running container (exec) are reparented to us."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+async def run_daemon(args: argparse.Namespace) -> None:
+    max_size = _logs.parse_size(args.log_max_size)
+    if args.log_max_files < 1:
+        raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
+    _become_subreaper()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with (
+            open_supervisor(
+                args.root,
+                cgroup_parent=args.cgroup_parent,
+                log_max_size=max_size,
+                log_max_files=args.log_max_files,
+            ) as sup,
+            trio.open_nursery() as nursery,
+        ):
+            await nursery.start(serve, Server(sup), args.socket)
+            log.info(
+                "boxd ready: root %s, socket %s, cgroups %s",
+                args.root,
+                args.socket,
+                sup.cgroups.mode,
+            )
+            async for signum in signals:
+                log.info("received %s: stopping containers", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel(reason=f"signal {signum}")
+                break
+    log.info("boxd stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if os.geteuid() != 0:
+        sys.exit("boxd: must run as root (namespaces, mounts and cgroups need it)")
+    try:
+        lock = _lock(args.root)
+        try:
+            trio.run(run_daemon, args)
+        finally:
+            os.close(lock)
+    except (DaemonError, ValueError, OSError) as exc:
+        sys.exit(f"boxd: {exc}")

@@ -1,0 +1,251 @@
+"""The message catalogue of the boxd protocol (framing is in :mod:`boxd.protocol`).
+
+Each message is an ``attrs`` class; on the wire it is a JSON object whose ``"type"`` is the
+class name.  Requests are parsed strictly: an unknown type, an unknown field, a missing
+field or a value of the wrong type is refused with a message naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ._convert import ConversionError, structure, unstructure
+from ._records import Container, ContainerConfig, Resources
+
+# ---- requests -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class VersionRequest:
+    pass
+
+
+@attrs.frozen
+class InfoRequest:
+    pass
+
+
+@attrs.frozen
+class CreateRequest:
+    config: ContainerConfig
+    name: str = ""
+
+
+@attrs.frozen
+class StartRequest:
+    container: str
+    # Stream the container's output (and take stdin if ``stdin``) on this connection,
+    # ending with an ExitFrame: the foreground ``boxctl run`` and ``start -a``.
+    attach: bool = False
+    stdin: bool = False
+
+
+@attrs.frozen
+class AttachRequest:
+    container: str
+    stdin: bool = True
+
+
+@attrs.frozen
+class StopRequest:
+    container: str
+    timeout: float | None = None  # None: the container's stop timeout
+
+
+@attrs.frozen
+class RestartRequest:
+    container: str
+    timeout: float | None = None
+
+
+@attrs.frozen
+class KillRequest:
+    container: str
+    signal: str = "SIGKILL"
+
+
+@attrs.frozen
+class RemoveRequest:
+    container: str
+    force: bool = False
+
+
+@attrs.frozen
+class ListRequest:
+    all: bool = False
+
+
+@attrs.frozen
+class InspectRequest:
+    container: str
+
+
+@attrs.frozen
+class WaitRequest:
+    container: str
+
+
+@attrs.frozen
+class LogsRequest:
+    container: str
+    tail: int | None = None
+    since: float | None = None
+    follow: bool = False
+    timestamps: bool = False
+
+
+@attrs.frozen
+class UpdateRequest:
+    container: str
+    resources: Resources
+
+
+@attrs.frozen
+class StatsRequest:
+    containers: tuple[str, ...] = ()
+    stream: bool = False
+
+
+@attrs.frozen
+class ExecRequest:
+    container: str
+    command: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    workdir: str = ""
+    user: str = ""
+    tty: bool = False
+    interactive: bool = False
+
+
+# ---- client frames during a stream ----------------------------------------------------
+
+
+@attrs.frozen
+class ResizeFrame:
+    rows: int
+    cols: int
+
+
+@attrs.frozen
+class SignalFrame:
+    signal: str
+
+
+@attrs.frozen
+class DetachFrame:
+    pass
+
+
+# ---- responses and daemon frames ------------------------------------------------------
+
+
+@attrs.frozen
+class ErrorResponse:
+    message: str
+    # "invalid" (bad request), "not_found", "conflict", "failed" (the runtime could not do
+    # it), "exec_not_found" / "exec_denied" (command missing / not executable).
+    kind: str = "invalid"
+
+
+@attrs.frozen
+class OkResponse:
+    pass
+
+
+@attrs.frozen
+class VersionResponse:
+    version: str
+    api: int
+
+
+@attrs.frozen
+class InfoResponse:
+    version: str
+    root: str
+    cgroup_mode: str
+    containers: int
+    running: int
+    procview: str
+
+
+@attrs.frozen
+class CreateResponse:
+    id: str
+    name: str
+
+
+@attrs.frozen
+class ListResponse:
+    containers: tuple[Container, ...]
+
+
+@attrs.frozen
+class InspectResponse:
+    container: Container
+
+
+@attrs.frozen
+class WaitResponse:
+    exit_code: int
+
+
+@attrs.frozen
+class StatsFrame:
+    stats: tuple[dict[str, Any], ...]
+
+
+@attrs.frozen
+class ExitFrame:
+    exit_code: int
+
+
+@attrs.frozen
+class EndFrame:
+    pass
+
+
+REQUESTS: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        VersionRequest,
+        InfoRequest,
+        CreateRequest,
+        StartRequest,
+        AttachRequest,
+        StopRequest,
+        RestartRequest,
+        KillRequest,
+        RemoveRequest,
+        ListRequest,
+        InspectRequest,
+        WaitRequest,
+        LogsRequest,
+        UpdateRequest,
+        StatsRequest,
+        ExecRequest,
+    )
+}
+CLIENT_FRAMES: dict[str, type[Any]] = {
+    cls.__name__: cls for cls in (ResizeFrame, SignalFrame, DetachFrame)
+}
+
+
+def parse(message: dict[str, Any], catalogue: dict[str, type[Any]]) -> Any:
+    """A typed message from a decoded JSON object, or ConversionError naming the problem."""
+    fields = dict(message)
+    kind = fields.pop("type")
+    cls = catalogue.get(kind)
+    if cls is None:
+        raise ConversionError(f"unknown message type {kind!r}")
+    try:
+        return structure(fields, cls)
+    except ConversionError as exc:
+        raise ConversionError(f"{kind}: {exc}") from None
+
+
+def dump(message: object) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": type(message).__name__}
+    data.update(unstructure(message))
+    return data

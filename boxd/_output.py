@@ -1,0 +1,53 @@
+"""Fan-out of a container's output to attached clients.
+
+The pump must never wait for a client: each subscriber gets a bounded buffer, and a
+subscriber whose buffer is full is dropped (its channel closed, so its connection ends)
+rather than slowing the container or the other clients.  The log gets everything anyway.
+"""
+
+from __future__ import annotations
+
+import trio
+
+Chunk = tuple[int, bytes]  # (protocol.STDOUT or protocol.STDERR, data)
+
+SUBSCRIBER_BUFFER = 256  # chunks; a pump read is at most 64 KiB
+
+
+class Output:
+    def __init__(self) -> None:
+        self._subscribers: set[trio.MemorySendChannel[Chunk]] = set()
+        self._closed = False
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[Chunk]:
+        """A channel of what the container writes from now on; it ends with the output."""
+        send, receive = trio.open_memory_channel[Chunk](SUBSCRIBER_BUFFER)
+        if self._closed:
+            send.close()
+        else:
+            self._subscribers.add(send)
+        return receive
+
+    def publish(self, stream: int, data: bytes) -> None:
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait((stream, data))
+            except trio.WouldBlock:
+                # Too slow: dropping it is better than blocking everyone else.
+                self._drop(send)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._drop(send)
+
+    def _drop(self, send: trio.MemorySendChannel[Chunk]) -> None:
+        self._subscribers.discard(send)
+        send.close()
+
+    def close(self) -> None:
+        """End of output: every subscriber sees the end of its channel."""
+        self._closed = True
+        for send in list(self._subscribers):
+            self._drop(send)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -1,0 +1,108 @@
+"""From a container's configuration to the one prepared plan the native spawn path runs.
+
+All policy lives here, in Python: which namespaces, which mounts, which capabilities,
+which seccomp program, which environment.  Nothing here touches the system except reading
+a seccomp profile file and creating the container's overlay directories.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from . import _caps, _masks, _seccomp
+from ._native import Namespace, SpawnPlan
+from ._records import Container, parse_user
+from ._rootfs import Image, Volume, container_mounts
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+BASE_NAMESPACES = frozenset(
+    {Namespace.MOUNT, Namespace.PID, Namespace.UTS, Namespace.IPC, Namespace.CGROUP}
+)
+
+
+@functools.cache
+def _default_seccomp() -> bytes:
+    return _seccomp.compile_profile(_seccomp.default_profile())
+
+
+def seccomp_program(setting: str) -> bytes | None:
+    """The BPF program for ``--security-opt seccomp=...`` (None: unconfined)."""
+    if setting == "unconfined":
+        return None
+    if setting == "default":
+        return _default_seccomp()
+    return _seccomp.compile_profile(_seccomp.load_docker_profile(Path(setting)))
+
+
+def environment(container: Container, uid: int) -> tuple[str, ...]:
+    """Only PATH, HOSTNAME, HOME, TERM (with a tty) and what the user set."""
+    config = container.config
+    env = {
+        "PATH": DEFAULT_PATH,
+        "HOSTNAME": hostname(container),
+        "HOME": "/root" if uid == 0 else "/",
+    }
+    if config.tty:
+        env["TERM"] = "xterm"
+    for item in config.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return tuple(f"{k}={v}" for k, v in env.items())
+
+
+def hostname(container: Container) -> str:
+    return container.config.hostname or container.short_id
+
+
+def namespaces(container: Container) -> frozenset[Namespace]:
+    extra = set()
+    if container.config.network == "none":
+        extra.add(Namespace.NET)
+    if container.config.userns:
+        extra.add(Namespace.USER)
+    return BASE_NAMESPACES | extra
+
+
+def build(
+    container: Container,
+    image: Image,
+    container_dir: Path,
+    *,
+    stdio: tuple[int, int, int],
+) -> SpawnPlan:
+    config = container.config
+    uid, gid = parse_user(config.user) if config.user else (0, 0)
+    sec = config.security
+    env = environment(container, uid)
+    path = next(e[5:] for e in env if e.startswith("PATH="))
+    rootfs, mounts = container_mounts(
+        image,
+        container_dir,
+        read_only_root=config.read_only,
+        tmpfs=config.tmpfs,
+        volumes=[Volume(v.host, v.container, v.read_only) for v in config.volumes],
+        userns=config.userns,
+        extra=() if sec.privileged else _masks.mask_ops(str(container_dir / "rootfs")),
+    )
+    return SpawnPlan(
+        argv=config.command,
+        env=env,
+        search_path=tuple(p for p in path.split(":") if p.startswith("/")),
+        namespaces=namespaces(container),
+        hostname=hostname(container),
+        rootfs=rootfs,
+        mounts=mounts,
+        cwd=config.workdir,
+        uid=uid,
+        gid=gid,
+        groups=(),
+        stdin=stdio[0],
+        stdout=stdio[1],
+        stderr=stdio[2],
+        controlling_tty=config.tty,
+        caps=_caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged),
+        no_new_privs=sec.no_new_privileges,
+        seccomp=None if sec.privileged else seccomp_program(sec.seccomp),
+    )

@@ -1,0 +1,230 @@
+"""The records boxd stores and sends: a container's configuration and its state.
+
+They are plain ``attrs`` classes; :mod:`boxd._convert` turns them into JSON and back.
+Validation that needs no I/O lives here, so a bad value is refused before anything exists.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import secrets
+import signal
+
+import attrs
+
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+ID_RE = re.compile(r"[0-9a-f]{64}\Z")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class Status(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"  # ended because somebody asked (stop, kill, daemon shutdown)
+    EXITED = "exited"  # ended by itself
+
+
+class RestartName(enum.Enum):
+    NO = "no"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+    UNLESS_STOPPED = "unless-stopped"
+
+
+@attrs.frozen
+class RestartPolicy:
+    name: RestartName = RestartName.NO
+    max_retries: int = 0  # on-failure only; 0 = unlimited
+
+    @classmethod
+    def parse(cls, text: str) -> RestartPolicy:
+        """``no``, ``always``, ``unless-stopped``, ``on-failure`` or ``on-failure:N``."""
+        name, _, count = text.partition(":")
+        try:
+            policy = RestartName(name)
+        except ValueError:
+            raise ValueError(
+                f"invalid restart policy {text!r}: use no, on-failure[:max], always "
+                "or unless-stopped"
+            ) from None
+        if count and policy is not RestartName.ON_FAILURE:
+            raise ValueError(f"invalid restart policy {text!r}: only on-failure takes a count")
+        retries = 0
+        if count:
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"invalid restart policy {text!r}: count must be >= 1")
+            retries = int(count)
+        return cls(policy, retries)
+
+    def __str__(self) -> str:
+        if self.name is RestartName.ON_FAILURE and self.max_retries:
+            return f"on-failure:{self.max_retries}"
+        return self.name.value
+
+    def wants_restart(self, *, exit_code: int, stopped: bool, restarts: int) -> bool:
+        """Whether a container that just ended should be started again."""
+        if stopped or self.name is RestartName.NO:
+            return False
+        if self.name is RestartName.ON_FAILURE:
+            return exit_code != 0 and (not self.max_retries or restarts < self.max_retries)
+        return True
+
+
+@attrs.frozen
+class Volume:
+    host: str
+    container: str
+    read_only: bool = False
+
+
+@attrs.frozen
+class Resources:
+    memory: int | None = None  # bytes
+    memory_swap: int | None = None  # bytes of memory + swap; -1 unlimited
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    pids_limit: int | None = None
+    cpuset_cpus: str | None = None
+
+
+@attrs.frozen
+class Security:
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    no_new_privileges: bool = True
+    seccomp: str = "default"  # "default", "unconfined" or a path to a Docker-format profile
+
+
+@attrs.frozen
+class ContainerConfig:
+    image: str  # "default" or an absolute path to a root filesystem directory
+    command: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    workdir: str = "/"
+    user: str = ""  # "UID[:GID]"; empty = root
+    hostname: str = ""
+    tty: bool = False
+    interactive: bool = False
+    network: str = "host"  # "host" or "none"
+    userns: bool = False
+    volumes: tuple[Volume, ...] = ()
+    read_only: bool = False
+    tmpfs: tuple[str, ...] = ()
+    resources: Resources = Resources()
+    security: Security = Security()
+    restart: RestartPolicy = RestartPolicy()
+    stop_signal: str = "SIGTERM"
+    stop_timeout: float = 10.0
+    auto_remove: bool = False
+    log_max_size: int | None = None  # None: the daemon's default
+    log_max_files: int | None = None
+    procview: bool = True
+    cgroup_parent: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        validate_config(self)
+
+
+@attrs.frozen
+class RunSummary:
+    """What a code-execution service wants to know about one finished run."""
+
+    wall_seconds: float
+    cpu_user_seconds: float
+    cpu_system_seconds: float
+    peak_memory: int  # bytes, 0 when unknown
+
+
+@attrs.define
+class ContainerState:
+    status: Status = Status.CREATED
+    pid: int = 0
+    pid_start_time: int = 0  # field 22 of /proc/PID/stat: tells a reused pid apart
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    restart_count: int = 0
+    # Stopped by a user's request (stop, kill, rm -f), not by a daemon shutdown: decides
+    # whether `unless-stopped` brings the container back when the daemon starts.
+    manual_stop: bool = False
+    summary: RunSummary | None = None
+
+
+@attrs.define
+class Container:
+    id: str
+    name: str
+    created_at: float
+    config: ContainerConfig
+    state: ContainerState = attrs.Factory(ContainerState)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name) or len(name) > 128:
+        raise ValueError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    return name
+
+
+def parse_signal(text: str) -> signal.Signals:
+    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15``."""
+    t = text.strip().upper()
+    try:
+        if t.isdigit():
+            return signal.Signals(int(t))
+        return signal.Signals[t if t.startswith("SIG") else "SIG" + t]
+    except (KeyError, ValueError):
+        raise ValueError(f"invalid signal {text!r}") from None
+
+
+def parse_user(text: str) -> tuple[int, int]:
+    """``UID`` or ``UID:GID`` (numeric: the image's passwd is not trusted)."""
+    uid, _, gid = text.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise ValueError(f"invalid user {text!r}: use UID[:GID] with numbers")
+    u = int(uid)
+    g = int(gid) if gid else u
+    if u >= 2**32 - 1 or g >= 2**32 - 1:
+        raise ValueError(f"invalid user {text!r}: id out of range")
+    return u, g
+
+
+def validate_config(config: ContainerConfig) -> None:
+    """Refuse what can be refused without I/O, with a message naming the bad value."""
+    if not config.command or not config.command[0]:
+        raise ValueError("no command given")
+    for arg in config.command:
+        if "\0" in arg:
+            raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
+    for item in config.env:
+        key, eq, _ = item.partition("=")
+        if not eq or not ENV_NAME_RE.match(key) or "\0" in item:
+            raise ValueError(f"invalid environment variable {item!r}: use KEY=VALUE")
+    if not config.workdir.startswith("/"):
+        raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
+    if config.user:
+        parse_user(config.user)
+    if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
+        raise ValueError(f"invalid hostname {config.hostname!r}")
+    if config.network not in ("host", "none"):
+        raise ValueError(f"invalid network {config.network!r}: use host or none")
+    parse_signal(config.stop_signal)
+    if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
+        raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
+    for path in config.tmpfs:
+        if not path.startswith("/"):
+            raise ValueError(f"invalid tmpfs path {path!r}: must be absolute")
+    if config.auto_remove and config.restart.name is not RestartName.NO:
+        raise ValueError("--rm and --restart cannot be combined")

@@ -1,0 +1,269 @@
+"""One run of a container: its first process and the task tree around it.
+
+    Run.execute  (started with nursery.start: returns once the process really runs)
+      ├── pump stdout ─┐  (or one pump for the PTY master)
+      ├── pump stderr ─┴─▶ log writer + attached clients (never blocked by them)
+      └── reaper: pidfd readable → waitid → kill what is left in the cgroup
+                  → drain the pumps → read the cgroup's counters → cleanup (shielded)
+
+The process's stdio are pipes (stdout and stderr kept apart) or a fresh PTY whose slave the
+daemon closes right after the spawn, so the master sees end of output when the container
+ends and no attached client hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import termios
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import attrs
+import trio
+
+from . import _native, _plan, protocol
+from ._cgroup import Cgroup
+from ._logs import LogWriter
+from ._native import Native, Spawned
+from ._output import Output
+from ._records import Container, RunSummary
+from ._rootfs import Image
+
+log = logging.getLogger("boxd.run")
+
+READ_SIZE = 65536
+DRAIN_TIMEOUT = 5.0  # after the process ended, how long output may still flow
+CLEANUP_TIMEOUT = 10.0
+
+
+@attrs.define
+class Outcome:
+    exit_code: int
+    oom_killed: bool
+    summary: RunSummary | None
+
+
+def exit_code_of(status: os.waitid_result) -> int:
+    """The code, or 128 + the signal that ended the process (as shells report it)."""
+    if status.si_code == os.CLD_EXITED:
+        return status.si_status
+    return 128 + status.si_status
+
+
+def start_time_of(pid: int) -> int:
+    """Field 22 of /proc/PID/stat (clock ticks since boot); 0 if the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    termios.tcsetwinsize(fd, (rows, cols))
+
+
+class Run:
+    """A running container process; the supervisor keeps the current one per container."""
+
+    def __init__(self, container: Container, output: Output, logs: LogWriter) -> None:
+        self.container = container
+        self.output = output
+        self.logs = logs
+        self.pid = 0
+        self.pidfd = -1
+        self.exited = trio.Event()
+        self.outcome: Outcome | None = None
+        self._stdin: trio.lowlevel.FdStream | None = None
+        self._stdin_lock = trio.Lock()
+        self._tty_master = -1
+        self._started = 0.0
+
+    # ---- control from the supervisor and attached clients ----------------------------
+
+    def signal(self, sig: int) -> None:
+        if self.exited.is_set():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self.pidfd, sig)
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self._tty_master >= 0 and not self.exited.is_set():
+            _set_winsize(self._tty_master, rows, cols)
+
+    @property
+    def takes_stdin(self) -> bool:
+        return self._stdin is not None
+
+    async def write_stdin(self, data: bytes) -> None:
+        """Forward input; empty data closes stdin (not for a TTY, where ^D does that)."""
+        stream = self._stdin
+        if stream is None:
+            return
+        async with self._stdin_lock:
+            try:
+                if data:
+                    await stream.send_all(data)
+                elif self._tty_master < 0:
+                    self._stdin = None
+                    await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self._stdin = None
+
+    # ---- the run itself -------------------------------------------------------------
+
+    async def execute(
+        self,
+        native: Native,
+        image: Image,
+        container_dir: Path,
+        cgroup: Cgroup,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        config = self.container.config
+        with ExitStack() as fds:
+
+            def fd(n: int) -> int:
+                fds.callback(os.close, n)
+                return n
+
+            def child_fd(n: int) -> int:
+                # The child gets a dup >= 3; ours closes right after the spawn.
+                return fd(os.dup(n) if n < 3 else n)
+
+            if config.tty:
+                master, slave = os.openpty()
+                # A copy for resizes that lives until cleanup (the pump closes `master`).
+                self._tty_master = fd(os.dup(master))
+                _set_winsize(master, 24, 80)
+                os.set_inheritable(master, False)
+                os.set_inheritable(slave, False)
+                child = fds.enter_context(ExitStack())
+                child.callback(os.close, slave)
+                stdio = (slave, slave, slave)
+                readers = [(protocol.STDOUT, master)]
+                if config.interactive:
+                    self._stdin = trio.lowlevel.FdStream(os.dup(master))
+            else:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                child = fds.enter_context(ExitStack())
+                for n in (out_w, err_w):
+                    child.callback(os.close, n)
+                if config.interactive:
+                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                    child.callback(os.close, in_r)
+                    self._stdin = trio.lowlevel.FdStream(in_w)
+                else:
+                    in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                    child.callback(os.close, in_r)
+                stdio = (in_r, out_w, err_w)
+                readers = [(protocol.STDOUT, out_r), (protocol.STDERR, err_r)]
+            streams = [(s, trio.lowlevel.FdStream(n)) for s, n in readers]
+            stdio = (child_fd(stdio[0]), child_fd(stdio[1]), child_fd(stdio[2]))
+
+            plan = _plan.build(self.container, image, container_dir, stdio=stdio)
+            try:
+                spawned = await _native.start(native, plan, prepare=_placer(cgroup))
+            except BaseException:
+                for _, stream in streams:
+                    await stream.aclose()
+                if self._stdin is not None:
+                    await self._stdin.aclose()
+                raise
+            child.close()  # the child holds its own copies now
+            self._started = time.time()
+            self._register(spawned)
+            task_status.started()
+
+            status: os.waitid_result | None = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    pumps_done = trio.Event()
+                    nursery.start_soon(self._pump_all, streams, pumps_done)
+                    status = await self._reap()
+                    # Descendants may still hold the output open: the cgroup goes with init.
+                    await cgroup.kill_all()
+                    with trio.move_on_after(DRAIN_TIMEOUT):
+                        await pumps_done.wait()
+                    nursery.cancel_scope.cancel(reason="container ended")
+            finally:
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + CLEANUP_TIMEOUT
+                    self.outcome = self._outcome(status, cgroup)
+                    await cgroup.remove()
+                    os.close(self.pidfd)
+                    if self._stdin is not None:
+                        await self._stdin.aclose()
+                        self._stdin = None
+                    self.output.close()
+                    self.exited.set()
+
+    def _register(self, spawned: Spawned) -> None:
+        self.pid = spawned.pid
+        self.pidfd = spawned.pidfd
+
+    async def _reap(self) -> os.waitid_result:
+        await trio.lowlevel.wait_readable(self.pidfd)
+        # Readable pidfd: the process has ended, so this returns at once.
+        result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222
+        assert result is not None
+        return result
+
+    async def _pump_all(
+        self, streams: list[tuple[int, trio.lowlevel.FdStream]], done: trio.Event
+    ) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                for stream_id, stream in streams:
+                    nursery.start_soon(self._pump, stream_id, stream)
+        finally:
+            done.set()
+
+    async def _pump(self, stream_id: int, stream: trio.lowlevel.FdStream) -> None:
+        name = "stdout" if stream_id == protocol.STDOUT else "stderr"
+        async with stream:
+            while True:
+                try:
+                    data = await stream.receive_some(READ_SIZE)
+                except OSError as exc:
+                    if exc.errno == errno.EIO:  # PTY: the last slave fd is closed
+                        return
+                    raise
+                if not data:
+                    return
+                self.logs.write(name, data)
+                self.output.publish(stream_id, data)
+
+    def _outcome(self, status: os.waitid_result | None, cgroup: Cgroup) -> Outcome:
+        code = exit_code_of(status) if status is not None else 255
+        oom = False
+        summary = None
+        try:
+            oom = cgroup.oom_killed()
+            stats = cgroup.stats()
+            summary = RunSummary(
+                wall_seconds=round(time.time() - self._started, 6),
+                cpu_user_seconds=stats.cpu_user_ns / 1e9,
+                cpu_system_seconds=stats.cpu_system_ns / 1e9,
+                peak_memory=stats.memory_peak or 0,
+            )
+        except OSError as exc:
+            log.warning("%s: cannot read cgroup counters: %s", self.container.short_id, exc)
+        if oom and code == 128 + signal.SIGKILL:
+            code = 137
+        return Outcome(exit_code=code, oom_killed=oom, summary=summary)
+
+
+def _placer(cgroup: Cgroup) -> Callable[[Spawned], None]:
+    def place(spawned: Spawned) -> None:
+        cgroup.add(spawned.pid)
+
+    return place

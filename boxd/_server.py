@@ -1,0 +1,369 @@
+"""The daemon's socket server: frames in, supervisor calls, frames out.
+
+One task per connection.  A connection carries requests one after another; a streaming
+request (attach, start/run in the foreground, logs -f) keeps it until its end frame.  Any
+bad input is answered with an ErrorResponse naming the problem, or the connection is closed;
+nothing a client sends can end the server or disturb another connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import logging
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import __version__, _logs, protocol
+from ._convert import ConversionError
+from ._messages import (
+    CLIENT_FRAMES,
+    REQUESTS,
+    AttachRequest,
+    CreateRequest,
+    CreateResponse,
+    DetachFrame,
+    EndFrame,
+    ErrorResponse,
+    ExitFrame,
+    InfoRequest,
+    InfoResponse,
+    InspectRequest,
+    InspectResponse,
+    KillRequest,
+    ListRequest,
+    ListResponse,
+    LogsRequest,
+    OkResponse,
+    RemoveRequest,
+    ResizeFrame,
+    RestartRequest,
+    SignalFrame,
+    StartRequest,
+    StopRequest,
+    UpdateRequest,
+    VersionRequest,
+    VersionResponse,
+    WaitRequest,
+    WaitResponse,
+    dump,
+    parse,
+)
+from ._output import Chunk
+from ._records import parse_signal
+from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+
+log = logging.getLogger("boxd.server")
+
+API_VERSION = 1
+READ_TIMEOUT = 30.0  # for a request to arrive whole
+MAX_CONNECTIONS = 256
+STDIN_CHUNK = 65536
+
+
+class _Closed(Exception):
+    """The peer went away or broke the protocol; the connection ends quietly."""
+
+
+class Connection:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.decoder = protocol.FrameDecoder()
+
+    async def send(self, message: object) -> None:
+        await self.stream.send_all(protocol.encode(dump(message)))
+
+    async def send_bytes(self, stream_id: int, data: bytes) -> None:
+        await self.stream.send_all(protocol.encode_bytes(stream_id, data))
+
+    async def receive(self) -> protocol.Frame | None:
+        """The next frame, or None at a clean end of the connection."""
+        while True:
+            frame = self.decoder.next()
+            if frame is not None:
+                return frame
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise _Closed from None
+            if not data:
+                if self.decoder.pending:
+                    raise protocol.ProtocolError("connection closed in the middle of a frame")
+                return None
+            self.decoder.feed(data)
+
+
+def peer_credentials(stream: trio.SocketStream) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end (SO_PEERCRED)."""
+    raw = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
+class Server:
+    def __init__(self, sup: Supervisor, *, procview: str = "off") -> None:
+        self.sup = sup
+        self.procview = procview
+        self._limit = trio.Semaphore(MAX_CONNECTIONS)
+        self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
+            VersionRequest: self._version,
+            InfoRequest: self._info,
+            CreateRequest: self._create,
+            StartRequest: self._start,
+            AttachRequest: self._attach,
+            StopRequest: self._stop,
+            RestartRequest: self._restart,
+            KillRequest: self._kill,
+            RemoveRequest: self._remove,
+            ListRequest: self._list,
+            InspectRequest: self._inspect,
+            WaitRequest: self._wait,
+            LogsRequest: self._logs,
+            UpdateRequest: self._update,
+        }
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        try:
+            pid, uid, _ = peer_credentials(stream)
+        except OSError:
+            pid, uid = -1, -1
+        conn = Connection(stream)
+        async with stream:
+            if self._limit.value == 0:
+                await self._error(conn, "too many connections", "failed")
+                return
+            async with self._limit:
+                try:
+                    await self._serve(conn, pid, uid)
+                except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                except protocol.ProtocolError as exc:
+                    log.info("peer pid=%d uid=%d: %s", pid, uid, exc)
+                    await self._error(conn, str(exc))
+
+    async def _serve(self, conn: Connection, pid: int, uid: int) -> None:
+        while True:
+            with trio.move_on_after(READ_TIMEOUT) as timeout:
+                frame = await conn.receive()
+            if timeout.cancelled_caught:
+                await self._error(conn, f"no request within {READ_TIMEOUT:g}s")
+                return
+            if frame is None:
+                return
+            if not isinstance(frame, dict):
+                await self._error(conn, "expected a request, got a byte-stream frame")
+                return
+            try:
+                request = parse(frame, REQUESTS)
+            except ConversionError as exc:
+                await self._error(conn, str(exc))
+                continue
+            log.debug("peer pid=%d uid=%d: %s", pid, uid, type(request).__name__)
+            try:
+                await self._handlers[type(request)](conn, request)
+            except NoSuchContainer as exc:
+                await self._error(conn, str(exc), "not_found")
+            except Conflict as exc:
+                await self._error(conn, str(exc), "conflict")
+            except StartError as exc:
+                kind = {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
+                await self._error(conn, str(exc), kind)
+            except (ValueError, OSError) as exc:
+                await self._error(
+                    conn, str(exc), "invalid" if isinstance(exc, ValueError) else "failed"
+                )
+
+    async def _error(self, conn: Connection, message: str, kind: str = "invalid") -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await conn.send(ErrorResponse(message=message, kind=kind))
+
+    # ---- plain requests -------------------------------------------------------------
+
+    async def _version(self, conn: Connection, _: VersionRequest) -> None:
+        await conn.send(VersionResponse(version=__version__, api=API_VERSION))
+
+    async def _info(self, conn: Connection, _: InfoRequest) -> None:
+        total, running = self.sup.counts()
+        await conn.send(
+            InfoResponse(
+                version=__version__,
+                root=str(self.sup.store.root),
+                cgroup_mode=self.sup.cgroups.mode,
+                containers=total,
+                running=running,
+                procview=self.procview,
+            )
+        )
+
+    async def _create(self, conn: Connection, req: CreateRequest) -> None:
+        c = await self.sup.create(req.config, req.name)
+        await conn.send(CreateResponse(id=c.id, name=c.name))
+
+    async def _stop(self, conn: Connection, req: StopRequest) -> None:
+        await self.sup.stop(req.container, req.timeout)
+        await conn.send(OkResponse())
+
+    async def _restart(self, conn: Connection, req: RestartRequest) -> None:
+        await self.sup.restart(req.container, req.timeout)
+        await conn.send(OkResponse())
+
+    async def _kill(self, conn: Connection, req: KillRequest) -> None:
+        await self.sup.kill(req.container, req.signal)
+        await conn.send(OkResponse())
+
+    async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
+        await self.sup.remove(req.container, force=req.force)
+        await conn.send(OkResponse())
+
+    async def _list(self, conn: Connection, req: ListRequest) -> None:
+        await conn.send(ListResponse(containers=tuple(self.sup.list(all=req.all))))
+
+    async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
+        await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
+
+    async def _wait(self, conn: Connection, req: WaitRequest) -> None:
+        await conn.send(WaitResponse(exit_code=await self.sup.wait(req.container)))
+
+    async def _update(self, conn: Connection, req: UpdateRequest) -> None:
+        await self.sup.update(req.container, req.resources)
+        await conn.send(OkResponse())
+
+    # ---- streams --------------------------------------------------------------------
+
+    async def _start(self, conn: Connection, req: StartRequest) -> None:
+        if not req.attach:
+            await self.sup.start(req.container)
+            await conn.send(OkResponse())
+            return
+        cid = self.sup.inspect(req.container).id
+        output = await self.sup.start_attached(cid)
+        await conn.send(OkResponse())
+        await self._stream(conn, cid, output, stdin=req.stdin)
+
+    async def _attach(self, conn: Connection, req: AttachRequest) -> None:
+        cid = self.sup.inspect(req.container).id
+        if self.sup.run_of(cid) is None:
+            raise Conflict(f"container {req.container} is not running")
+        output = self.sup.output_of(cid).subscribe()
+        await conn.send(OkResponse())
+        await self._stream(conn, cid, output, stdin=req.stdin)
+
+    async def _stream(
+        self,
+        conn: Connection,
+        cid: str,
+        output: trio.MemoryReceiveChannel[Chunk],
+        *,
+        stdin: bool,
+    ) -> None:
+        """Output to the client until the container ends (then its exit code), input from
+        the client until it detaches or goes away (the container keeps running)."""
+        run = self.sup.run_of(cid)
+        async with trio.open_nursery() as nursery:
+
+            async def from_client() -> None:
+                while True:
+                    frame = await conn.receive()
+                    if frame is None or (
+                        isinstance(frame, dict) and frame["type"] == "DetachFrame"
+                    ):
+                        nursery.cancel_scope.cancel(reason="client detached")
+                        return
+                    if run is None:
+                        continue
+                    if isinstance(frame, tuple):
+                        if stdin and frame[0] == protocol.STDIN:
+                            await run.write_stdin(frame[1])
+                        continue
+                    msg = parse(frame, CLIENT_FRAMES)
+                    if isinstance(msg, ResizeFrame):
+                        run.resize(msg.rows, msg.cols)
+                    elif isinstance(msg, SignalFrame):
+                        run.signal(parse_signal(msg.signal))
+                    elif isinstance(msg, DetachFrame):
+                        nursery.cancel_scope.cancel(reason="client detached")
+
+            nursery.start_soon(from_client)
+            async with output:
+                async for stream_id, data in output:
+                    await conn.send_bytes(stream_id, data)
+            code = await self.sup.wait(cid)
+            await conn.send(ExitFrame(exit_code=code))
+            nursery.cancel_scope.cancel(reason="container ended")
+
+    async def _logs(self, conn: Connection, req: LogsRequest) -> None:
+        directory = self.sup.log_dir(req.container)
+        cid = self.sup.inspect(req.container).id
+        await conn.send(OkResponse())
+        if req.follow:
+
+            def ended() -> bool:
+                try:
+                    return self.sup.run_of(cid) is None
+                except NoSuchContainer:
+                    return True
+
+            async for entry in _logs.follow(
+                directory, since=req.since, tail=req.tail, until_closed=ended
+            ):
+                await self._send_entries(conn, [entry], req.timestamps)
+        else:
+            entries = await trio.to_thread.run_sync(
+                lambda: _logs.read_entries(directory, since=req.since, tail=req.tail)
+            )
+            await self._send_entries(conn, entries, req.timestamps)
+        await conn.send(EndFrame())
+
+    async def _send_entries(
+        self, conn: Connection, entries: list[_logs.LogEntry], timestamps: bool
+    ) -> None:
+        for stream, data in _logs.iter_output(entries, timestamps=timestamps):
+            stream_id = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+            await conn.send_bytes(stream_id, data)
+
+
+async def bind_socket(path: Path) -> trio.socket.SocketType:
+    """A listening socket at ``path``: mode 0660, group ``boxd`` when it exists.
+
+    It is bound under a temporary name while the umask allows the owner only, given its
+    final mode and group, and only then renamed into place: no instant exists at which the
+    socket is reachable with looser permissions.
+    """
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        await sock.bind(str(tmp))
+    finally:
+        os.umask(old)
+    try:
+        gid = grp.getgrnam("boxd").gr_gid
+    except KeyError:
+        gid = -1
+    os.chown(tmp, 0 if os.geteuid() == 0 else -1, gid)
+    os.chmod(tmp, 0o660)
+    os.rename(tmp, path)
+    sock.listen(128)
+    return sock
+
+
+async def serve(
+    server: Server, path: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    sock = await bind_socket(path)
+    listener = trio.SocketListener(sock)
+    try:
+        await trio.serve_listeners(server.handle, [listener], task_status=task_status)
+    finally:
+        with trio.CancelScope(shield=True):
+            await listener.aclose()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

@@ -1,0 +1,517 @@
+"""The supervisor: containers' records, their lifecycles and restart policies, on Trio.
+
+``async with open_supervisor(root=...) as sup`` is the library entry point; the daemon is a
+socket server around one.  Each container that runs has one lifecycle task in the
+supervisor's nursery; it owns the container's current :class:`~boxd._run.Run` and applies
+the restart policy when the run ends.  A failure inside one container's tree is recorded on
+that container and never reaches the supervisor or another container.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+from . import _logs
+from ._cgroup import CgroupHost, Limits
+from ._native import Native, RealNative, SpawnError, is_exec_failure
+from ._output import Chunk, Output
+from ._records import (
+    Container,
+    ContainerConfig,
+    Resources,
+    RestartName,
+    Status,
+    check_name,
+    new_id,
+    parse_signal,
+)
+from ._rootfs import Image, ImageError, prepare_default_image, resolve_image
+from ._run import Run, start_time_of
+from ._store import Store
+
+log = logging.getLogger("boxd.supervisor")
+
+DEFAULT_ROOT = Path("/var/lib/boxd")
+BACKOFF_START = 0.1  # seconds before the first restart; doubles up to BACKOFF_MAX
+BACKOFF_MAX = 10.0
+BACKOFF_RESET = 10.0  # a run this long resets the backoff
+
+
+class NoSuchContainer(LookupError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no such container: {ref}")
+
+
+class Conflict(RuntimeError):
+    """The container is not in a state that allows the request."""
+
+
+class StartError(RuntimeError):
+    """The runtime could not start the container; ``exit_code`` is what a CLI returns."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@attrs.define(eq=False)
+class _Entry:
+    """What the supervisor knows about a container beyond its record."""
+
+    container: Container
+    logs: _logs.LogWriter | None = None
+    run: Run | None = None
+    output: Output = attrs.Factory(Output)
+    lifecycle: trio.CancelScope | None = None  # set while a lifecycle task runs
+    idle: trio.Event = attrs.Factory(trio.Event)  # set when no lifecycle task runs
+    backoff: trio.CancelScope | None = None
+    stopping: bool = False
+    lock: trio.Lock = attrs.Factory(trio.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.idle.set()
+
+
+def _limits(resources: Resources) -> Limits:
+    return Limits(
+        memory=resources.memory,
+        memory_swap=resources.memory_swap,
+        cpus=resources.cpus,
+        cpu_shares=resources.cpu_shares,
+        pids_limit=resources.pids_limit,
+        cpuset_cpus=resources.cpuset_cpus,
+    )
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: Store,
+        nursery: trio.Nursery,
+        native: Native,
+        cgroups: CgroupHost,
+        *,
+        log_max_size: int = _logs.DEFAULT_MAX_SIZE,
+        log_max_files: int = _logs.DEFAULT_MAX_FILES,
+    ) -> None:
+        self.store = store
+        self.native = native
+        self.cgroups = cgroups
+        self.log_max_size = log_max_size
+        self.log_max_files = log_max_files
+        self._nursery = nursery
+        self._entries: dict[str, _Entry] = {}
+        self._default_image: Path | None = None
+
+    # ---- lookup ---------------------------------------------------------------------
+
+    def _lookup(self, ref: str) -> _Entry:
+        """By full id, by name, or by a unique id prefix."""
+        entry = self._entries.get(ref)
+        if entry is not None:
+            return entry
+        for e in self._entries.values():
+            if e.container.name == ref:
+                return e
+        if ref and all(c in "0123456789abcdef" for c in ref):
+            matches = [e for cid, e in self._entries.items() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise NoSuchContainer(f"{ref} (the prefix matches {len(matches)} containers)")
+        raise NoSuchContainer(ref)
+
+    def inspect(self, ref: str) -> Container:
+        return self._lookup(ref).container
+
+    def list(self, *, all: bool = False) -> list[Container]:
+        found = [e.container for e in self._entries.values()]
+        if not all:
+            found = [c for c in found if c.state.status is Status.RUNNING]
+        return sorted(found, key=lambda c: c.created_at, reverse=True)
+
+    def run_of(self, ref: str) -> Run | None:
+        """The container's current run, if its process is running."""
+        run = self._lookup(ref).run
+        return run if run is not None and not run.exited.is_set() else None
+
+    def output_of(self, ref: str) -> Output:
+        return self._lookup(ref).output
+
+    def log_dir(self, ref: str) -> Path:
+        return self.store.container_dir(self._lookup(ref).container.id) / "logs"
+
+    # ---- create ---------------------------------------------------------------------
+
+    def _image(self, ref: str) -> Image:
+        if ref == "default" and self._default_image is None:
+            self._default_image = prepare_default_image(self.store.images)
+        return resolve_image(ref, self.store.images)
+
+    async def create(self, config: ContainerConfig, name: str = "") -> Container:
+        if name:
+            check_name(name)
+            for e in self._entries.values():
+                if e.container.name == name:
+                    raise Conflict(
+                        f"the name {name!r} is already in use by container {e.container.short_id}"
+                    )
+        try:
+            image = self._image(config.image)
+        except ImageError as exc:
+            raise ValueError(str(exc)) from None
+        cid = new_id()
+        if config.image != "default":
+            config = attrs.evolve(config, image=image.name)
+        self.cgroups.validate(_limits(config.resources))
+        container = Container(
+            id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
+        )
+        self.store.save(container)
+        self._entries[cid] = _Entry(container)
+        return container
+
+    def _generate_name(self, cid: str) -> str:
+        names = {e.container.name for e in self._entries.values()}
+        name = f"box-{cid[:8]}"
+        n = 8
+        while name in names:
+            n += 1
+            name = f"box-{cid[:n]}"
+        return name
+
+    # ---- start and the lifecycle ----------------------------------------------------
+
+    async def start(self, ref: str) -> Container:
+        """Start the container; returns once its process really runs (no-op if it runs)."""
+        entry = self._lookup(ref)
+        await self._start(entry, attach=False)
+        return entry.container
+
+    async def start_attached(self, ref: str) -> trio.MemoryReceiveChannel[Chunk]:
+        """Start the container (if it is not running) with its output subscribed from the
+        first byte: the foreground ``run`` and ``start -a``."""
+        channel = await self._start(self._lookup(ref), attach=True)
+        assert channel is not None
+        return channel
+
+    async def _start(
+        self, entry: _Entry, *, attach: bool
+    ) -> trio.MemoryReceiveChannel[Chunk] | None:
+        async with entry.lock:
+            if entry.lifecycle is not None:
+                return entry.output.subscribe() if attach else None
+            if entry.output.closed:
+                entry.output = Output()
+            channel = entry.output.subscribe() if attach else None
+            entry.stopping = False
+            entry.container.state.manual_stop = False
+            try:
+                await self._nursery.start(self._lifecycle, entry)
+            except BaseException:
+                if channel is not None:
+                    channel.close()
+                raise
+            return channel
+
+    async def run(self, config: ContainerConfig, name: str = "") -> Container:
+        container = await self.create(config, name)
+        try:
+            return await self.start(container.id)
+        except BaseException:
+            if config.auto_remove:
+                with trio.CancelScope(shield=True):
+                    await self.remove(container.id, force=True)
+            raise
+
+    async def _lifecycle(self, entry: _Entry, *, task_status: trio.TaskStatus[None]) -> None:
+        c = entry.container
+        with trio.CancelScope() as scope:
+            entry.lifecycle = scope
+            entry.idle = trio.Event()
+            try:
+                backoff = BACKOFF_START
+                first = True
+                while True:
+                    ran = await self._run_once(entry, task_status if first else None)
+                    first = False
+                    st = c.state
+                    assert st.exit_code is not None
+                    if entry.stopping or not c.config.restart.wants_restart(
+                        exit_code=st.exit_code, stopped=False, restarts=st.restart_count
+                    ):
+                        break
+                    backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
+                    log.info(
+                        "%s: restarting in %.1fs (policy %s)", c.short_id, backoff, c.config.restart
+                    )
+                    with trio.CancelScope() as entry.backoff:
+                        await trio.sleep(backoff)
+                    entry.backoff = None
+                    if entry.stopping:
+                        break
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    st.restart_count += 1
+            except Exception as exc:
+                if first:
+                    raise
+                log.exception("%s: lifecycle failed", c.short_id)
+                c.state.error = str(exc)
+                c.state.status = Status.EXITED
+                self._save(c)
+            finally:
+                entry.lifecycle = None
+                entry.idle.set()
+        if c.config.auto_remove and c.id in self._entries:
+            await self._discard(entry)
+
+    async def _run_once(self, entry: _Entry, task_status: trio.TaskStatus[None] | None) -> float:
+        """One run; returns how long it ran.  Reports start via task_status (first run)."""
+        c = entry.container
+        st = c.state
+        image = self._image(c.config.image)
+        if entry.logs is None:
+            entry.logs = _logs.LogWriter.open(
+                self.store.container_dir(c.id) / "logs",
+                max_size=c.config.log_max_size or self.log_max_size,
+                max_files=c.config.log_max_files or self.log_max_files,
+            )
+        if entry.output.closed:
+            entry.output = Output()
+        run = Run(c, entry.output, entry.logs)
+        cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(
+                    run.execute, self.native, image, self.store.container_dir(c.id), cgroup
+                )
+            except Exception as exc:
+                with trio.CancelScope(shield=True):
+                    await cgroup.remove()
+                entry.output.close()
+                code = is_exec_failure(exc) or 125
+                st.error = str(exc)
+                st.exit_code = code
+                if st.status is Status.RUNNING:
+                    st.status = Status.EXITED
+                self._save(c)
+                if task_status is None:
+                    return 0.0
+                if isinstance(exc, SpawnError | OSError | ValueError):
+                    raise StartError(str(exc), code) from exc
+                raise
+            entry.run = run
+            st.status = Status.RUNNING
+            st.pid = run.pid
+            st.pid_start_time = start_time_of(run.pid)
+            st.started_at = time.time()
+            st.finished_at = None
+            st.exit_code = None
+            st.error = ""
+            st.oom_killed = False
+            st.summary = None
+            self._save(c)
+            if task_status is not None:
+                task_status.started()
+        outcome = run.outcome
+        assert outcome is not None
+        st.status = Status.STOPPED if entry.stopping else Status.EXITED
+        st.exit_code = outcome.exit_code
+        st.oom_killed = outcome.oom_killed
+        st.summary = outcome.summary
+        st.finished_at = time.time()
+        st.pid = 0
+        self._save(c)
+        return st.finished_at - (st.started_at or st.finished_at)
+
+    def _save(self, container: Container) -> None:
+        if container.id in self._entries:
+            self.store.save(container)
+
+    # ---- stop, kill, restart, remove, wait ------------------------------------------
+
+    async def stop(self, ref: str, grace: float | None = None, *, manual: bool = True) -> None:
+        """Stop signal, up to ``grace`` seconds (default: the container's stop timeout),
+        then SIGKILL of the whole cgroup."""
+        entry = self._lookup(ref)
+        c = entry.container
+        if grace is not None and (not math.isfinite(grace) or grace < 0):
+            raise ValueError(f"invalid stop timeout {grace!r}")
+        wait = c.config.stop_timeout if grace is None else grace
+        if entry.lifecycle is None:
+            return
+        entry.stopping = True
+        if manual:
+            c.state.manual_stop = True
+        if entry.backoff is not None:
+            entry.backoff.cancel(reason="container stopped during restart backoff")
+        run = entry.run
+        if run is not None and not run.exited.is_set():
+            run.signal(parse_signal(c.config.stop_signal))
+            with trio.move_on_after(wait):
+                await run.exited.wait()
+            if not run.exited.is_set():
+                log.info("%s: did not stop in %ss; killing", c.short_id, wait)
+                run.signal(signal.SIGKILL)
+        await entry.idle.wait()
+
+    async def kill(self, ref: str, sig: str = "SIGKILL") -> None:
+        signum = parse_signal(sig)
+        entry = self._lookup(ref)
+        run = entry.run
+        if run is None or run.exited.is_set():
+            raise Conflict(f"container {entry.container.name} is not running")
+        if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            entry.stopping = True
+            entry.container.state.manual_stop = True
+        run.signal(signum)
+
+    async def restart(self, ref: str, grace: float | None = None) -> Container:
+        await self.stop(ref, grace)
+        return await self.start(ref)
+
+    async def remove(self, ref: str, *, force: bool = False) -> None:
+        entry = self._lookup(ref)
+        if entry.lifecycle is not None:
+            if not force:
+                raise Conflict(
+                    f"container {entry.container.name} is running: stop it first or use --force"
+                )
+            await self.stop(ref, grace=0)
+        await self._discard(entry)
+
+    async def _discard(self, entry: _Entry) -> None:
+        cid = entry.container.id
+        if self._entries.pop(cid, None) is None:
+            return
+        if entry.logs is not None:
+            entry.logs.close()
+        await trio.to_thread.run_sync(self.store.remove, cid)
+
+    async def wait(self, ref: str) -> int:
+        """Wait until the current run ends; its exit code (the last one if not running)."""
+        entry = self._lookup(ref)
+        run = entry.run
+        if run is not None and entry.lifecycle is not None:
+            await run.exited.wait()
+            assert run.outcome is not None
+            return run.outcome.exit_code
+        code = entry.container.state.exit_code
+        return 0 if code is None else code
+
+    async def update(self, ref: str, resources: Resources) -> Container:
+        entry = self._lookup(ref)
+        c = entry.container
+        limits = _limits(resources)
+        self.cgroups.validate(limits)
+        if entry.run is not None and not entry.run.exited.is_set():
+            self.cgroups.open(c.id).update(limits)
+        c.config = attrs.evolve(c.config, resources=resources)
+        self._save(c)
+        return c
+
+    # ---- start-up and shutdown ------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Make the records true after a crash; clean what a dead daemon left behind."""
+        for c in self.store.load_all():
+            self._entries[c.id] = _Entry(c)
+            st = c.state
+            if st.status is not Status.RUNNING:
+                continue
+            alive = st.pid > 0 and start_time_of(st.pid) == st.pid_start_time
+            if alive:
+                log.warning("%s: killing process %d left by a previous daemon", c.short_id, st.pid)
+                try:
+                    pidfd = os.pidfd_open(st.pid)
+                except ProcessLookupError:
+                    pass
+                else:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    os.close(pidfd)
+            st.status = Status.EXITED
+            st.exit_code = 255
+            st.error = "the daemon ended while the container ran; exit code unknown"
+            st.finished_at = time.time()
+            st.pid = 0
+            self.store.save(c)
+        for name in self.cgroups.list_children():
+            log.info("removing cgroup %s left by a previous daemon", name)
+            await self.cgroups.open(name).remove()
+        for entry in list(self._entries.values()):
+            c = entry.container
+            if c.config.auto_remove:
+                await self._discard(entry)
+            elif _restart_at_boot(c):
+                try:
+                    await self.start(c.id)
+                except Exception as exc:  # one container must not stop the daemon
+                    log.error("%s: restart at start-up failed: %s", c.short_id, exc)
+
+    async def _shutdown(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for entry in list(self._entries.values()):
+                if entry.lifecycle is not None:
+                    nursery.start_soon(lambda cid: self.stop(cid, manual=False), entry.container.id)
+
+    def counts(self) -> tuple[int, int]:
+        running = sum(1 for e in self._entries.values() if e.lifecycle is not None)
+        return len(self._entries), running
+
+
+def _restart_at_boot(c: Container) -> bool:
+    policy = c.config.restart.name
+    st = c.state
+    if st.status is Status.CREATED or st.exit_code is None:
+        return False
+    if policy is RestartName.ALWAYS:
+        return True
+    if policy is RestartName.UNLESS_STOPPED:
+        return not st.manual_stop
+    if policy is RestartName.ON_FAILURE:
+        return st.exit_code == 255 and bool(st.error)
+    return False
+
+
+@asynccontextmanager
+async def open_supervisor(
+    root: str | os.PathLike[str] = DEFAULT_ROOT,
+    *,
+    native: Native | None = None,
+    cgroup_parent: str | None = None,
+    log_max_size: int = _logs.DEFAULT_MAX_SIZE,
+    log_max_files: int = _logs.DEFAULT_MAX_FILES,
+) -> AsyncIterator[Supervisor]:
+    """A supervisor for the containers stored under ``root``.
+
+    On entry, records are reconciled with reality (see :meth:`Supervisor._recover`); on
+    exit every running container is stopped gracefully (its stop signal and timeout).
+    """
+    store = Store(Path(root))
+    cgroups = CgroupHost.detect(parent=cgroup_parent)
+    async with trio.open_nursery() as nursery:
+        sup = Supervisor(
+            store,
+            nursery,
+            native or RealNative(),
+            cgroups,
+            log_max_size=log_max_size,
+            log_max_files=log_max_files,
+        )
+        try:
+            await sup._recover()
+            yield sup
+        finally:
+            with trio.CancelScope(shield=True):
+                await sup._shutdown()
+            nursery.cancel_scope.cancel(reason="supervisor closed")

@@ -1,0 +1,113 @@
+"""The boxd wire protocol, sans-IO: framing only, no sockets, no Trio.
+
+``boxctl`` imports this module and nothing else of boxd, so it must stay cheap to import.
+
+Framing
+-------
+Every frame is a 4-byte big-endian length followed by that many bytes of payload
+(at most :data:`MAX_FRAME`).  The first payload byte tells the kind:
+
+* ``{`` — a JSON object whose ``"type"`` names the message, e.g.
+  ``{"type":"ListRequest","all":true}``.  NaN and Infinity are not JSON and are refused.
+* ``0x00`` / ``0x01`` / ``0x02`` — raw bytes of stdin / stdout / stderr.  An stdin frame
+  with no bytes after the kind byte means end of input.
+
+Conversation
+------------
+Every request gets exactly one response (``...Response`` or ``ErrorResponse``).  Streaming
+requests (``AttachRequest``, ``StartRequest`` with ``attach``, ``LogsRequest`` with
+``follow``, ``ExecRequest``, ``StatsRequest`` with ``stream``) continue after the response:
+
+* daemon -> client: stdout/stderr byte frames, ``StatsFrame``, and finally one
+  ``ExitFrame {"exit_code": N}`` (or ``EndFrame`` for logs) after which the daemon closes.
+* client -> daemon: stdin byte frames, ``ResizeFrame {"rows", "cols"}``,
+  ``SignalFrame {"signal"}``, ``DetachFrame``.
+
+The message catalogue (fields and types) is :mod:`boxd._messages`; the daemon validates
+every request strictly and answers a bad one with an ``ErrorResponse`` naming the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+MAX_FRAME = 8 << 20
+HEADER = struct.Struct(">I")
+
+STDIN = 0
+STDOUT = 1
+STDERR = 2
+STREAMS = (STDIN, STDOUT, STDERR)
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame."""
+
+
+def _no_constants(name: str) -> Any:
+    raise ProtocolError(f"invalid JSON: {name} is not allowed")
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    payload = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    if len(payload) > MAX_FRAME:
+        raise ProtocolError(f"message of {len(payload)} bytes exceeds {MAX_FRAME}")
+    return HEADER.pack(len(payload)) + payload
+
+
+def encode_bytes(stream: int, data: bytes) -> bytes:
+    """One byte-stream frame (split data larger than MAX_FRAME - 1 before calling)."""
+    return HEADER.pack(len(data) + 1) + bytes((stream,)) + data
+
+
+Frame = dict[str, Any] | tuple[int, bytes]
+
+
+def decode_payload(payload: bytes) -> Frame:
+    if not payload:
+        raise ProtocolError("empty frame")
+    kind = payload[0]
+    if kind in STREAMS:
+        return (kind, payload[1:])
+    if kind != ord("{"):
+        raise ProtocolError(f"unknown frame kind 0x{kind:02x}")
+    try:
+        message = json.loads(payload, parse_constant=_no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"invalid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("a message must be a JSON object")
+    if not isinstance(message.get("type"), str):
+        raise ProtocolError('a message needs a string "type"')
+    return message
+
+
+class FrameDecoder:
+    """Feed bytes in, take whole frames out."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not make a whole frame yet."""
+        return len(self._buf)
+
+    def next(self) -> Frame | None:
+        if len(self._buf) < HEADER.size:
+            return None
+        (length,) = HEADER.unpack_from(self._buf)
+        if length > self._max:
+            raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max}")
+        end = HEADER.size + length
+        if len(self._buf) < end:
+            return None
+        payload = bytes(self._buf[HEADER.size : end])
+        del self._buf[:end]
+        return decode_payload(payload)
