@@ -72,7 +72,7 @@ class _Closed(Exception):
 
 
 class Connection:
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.decoder = protocol.FrameDecoder()
 
@@ -128,11 +128,11 @@ class Server:
             UpdateRequest: self._update,
         }
 
-    async def handle(self, stream: trio.SocketStream) -> None:
-        try:
-            pid, uid, _ = peer_credentials(stream)
-        except OSError:
-            pid, uid = -1, -1
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        pid = uid = -1
+        if isinstance(stream, trio.SocketStream):
+            with contextlib.suppress(OSError):
+                pid, uid, _ = peer_credentials(stream)
         conn = Connection(stream)
         async with stream:
             if self._limit.value == 0:

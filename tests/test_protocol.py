@@ -1,0 +1,154 @@
+"""The wire protocol: framing round trips and every class of bad input, sans-IO and over
+``memory_stream_pair`` against the real server code (no daemon, no root needed)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from boxd import protocol
+from boxd._messages import REQUESTS, parse
+from boxd._server import Server
+
+
+def test_round_trip_split_anywhere() -> None:
+    data = protocol.encode({"type": "ListRequest", "all": True}) + protocol.encode_bytes(
+        protocol.STDOUT, b"\x00\xff\n"
+    )
+    for cut in range(len(data) + 1):
+        dec = protocol.FrameDecoder()
+        dec.feed(data[:cut])
+        frames = []
+        while (f := dec.next()) is not None:
+            frames.append(f)
+        dec.feed(data[cut:])
+        while (f := dec.next()) is not None:
+            frames.append(f)
+        assert frames == [{"type": "ListRequest", "all": True}, (1, b"\x00\xff\n")]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"{not json", "invalid JSON"),
+        (b'{"type":"ListRequest","x":NaN}', "NaN is not allowed"),
+        (b'{"type":"X","x":Infinity}', "Infinity is not allowed"),
+        (b"[1,2]", "unknown frame kind"),
+        (b'{"all":true}', 'needs a string "type"'),
+        (b'{"type":5}', 'needs a string "type"'),
+        (b"\x07abc", "unknown frame kind 0x07"),
+        (b"", "empty frame"),
+        (b'{"type":"\xff"}', "invalid JSON"),
+    ],
+)
+def test_bad_payloads(payload: bytes, error: str) -> None:
+    dec = protocol.FrameDecoder()
+    dec.feed(struct.pack(">I", len(payload)) + payload)
+    with pytest.raises(protocol.ProtocolError, match=error):
+        dec.next()
+
+
+def test_oversized_frame_refused_before_reading_it() -> None:
+    dec = protocol.FrameDecoder()
+    dec.feed(struct.pack(">I", protocol.MAX_FRAME + 1))
+    with pytest.raises(protocol.ProtocolError, match="exceeds the limit"):
+        dec.next()
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ({"type": "Nope"}, "unknown message type 'Nope'"),
+        ({"type": "ListRequest", "all": "yes"}, "expected bool, got str @ $.all"),
+        ({"type": "ListRequest", "bogus": 1}, "bogus"),
+        ({"type": "StopRequest"}, "required field missing @ $.container"),
+        ({"type": "StopRequest", "container": "x", "timeout": "5"}, "$.timeout"),
+        (
+            {"type": "CreateRequest", "config": {"image": "default", "command": "sh"}},
+            "expected a list, got str @ $.config.command",
+        ),
+        (
+            {"type": "CreateRequest", "config": {"image": "default", "command": []}},
+            "no command given",
+        ),
+        (
+            {
+                "type": "CreateRequest",
+                "config": {"image": "default", "command": ["sh"], "restart": {"name": "often"}},
+            },
+            "invalid value 'often'",
+        ),
+        ({"type": "KillRequest", "container": "x", "signal": True}, "expected str"),
+    ],
+)
+def test_bad_messages_name_the_problem(message: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error.replace("$", r"\$").replace(".", r"\.")):
+        parse(message, REQUESTS)
+
+
+class _NoContainers:
+    """Just enough of a Supervisor for requests that touch no container."""
+
+    def list(self, *, all: bool = False) -> list[object]:
+        return []
+
+
+async def _converse(chunks: list[bytes]) -> list[protocol.Frame]:
+    server = Server(_NoContainers())  # type: ignore[arg-type]
+    client, daemon = trio.testing.memory_stream_pair()
+    frames: list[protocol.Frame] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle, daemon)
+        for chunk in chunks:
+            await client.send_all(chunk)
+        await client.send_eof()
+        dec = protocol.FrameDecoder()
+        while data := await client.receive_some():
+            dec.feed(data)
+            while (f := dec.next()) is not None:
+                frames.append(f)
+    return frames
+
+
+async def test_server_answers_every_request_and_survives_garbage() -> None:
+    frames = await _converse(
+        [
+            protocol.encode({"type": "ListRequest", "all": True}),
+            protocol.encode({"type": "Bogus"}),
+            protocol.encode({"type": "ListRequest", "all": 1}),
+            protocol.encode({"type": "ListRequest"}),
+        ]
+    )
+    assert frames[0] == {"type": "ListResponse", "containers": []}
+    assert frames[1]["type"] == "ErrorResponse"  # type: ignore[call-overload]
+    assert "unknown message type 'Bogus'" in frames[1]["message"]  # type: ignore[call-overload]
+    assert "expected bool" in frames[2]["message"]  # type: ignore[call-overload]
+    assert frames[3] == {"type": "ListResponse", "containers": []}
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b'\x00\x00\x00\x05{"ty', "closed in the middle of a frame"),
+        (struct.pack(">I", 1 << 30), "exceeds the limit"),
+        (struct.pack(">I", 5) + b"hello", "unknown frame kind"),
+        (struct.pack(">I", 3) + b"{}}", "invalid JSON"),
+        (protocol.encode_bytes(protocol.STDIN, b"x"), "expected a request"),
+    ],
+)
+async def test_server_refuses_broken_frames_with_an_error(raw: bytes, error: str) -> None:
+    frames = await _converse([raw])
+    assert len(frames) == 1
+    assert isinstance(frames[0], dict)
+    assert frames[0]["type"] == "ErrorResponse"
+    assert error in frames[0]["message"]
+
+
+def test_error_frames_are_json_with_type() -> None:
+    frame = protocol.encode({"type": "ErrorResponse", "message": "x", "kind": "invalid"})
+    assert json.loads(frame[4:])["type"] == "ErrorResponse"

@@ -1,0 +1,150 @@
+"""Records, the strict converter, the atomic store and value parsing (no root needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+
+from boxd._convert import ConversionError, structure, unstructure
+from boxd._records import (
+    Container,
+    ContainerConfig,
+    RestartName,
+    RestartPolicy,
+    Status,
+    check_name,
+    new_id,
+    parse_signal,
+    parse_user,
+)
+from boxd._store import Store
+from boxd._units import parse_cpus, parse_size
+
+
+def _container(**config: object) -> Container:
+    cfg = ContainerConfig(image="default", command=("sh",), **config)  # type: ignore[arg-type]
+    return Container(id=new_id(), name="web", created_at=1.5, config=cfg)
+
+
+def test_round_trip_through_json() -> None:
+    c = _container(env=("A=1",), tty=True)
+    c.state.status = Status.EXITED
+    c.state.exit_code = 3
+    assert structure(json.loads(json.dumps(unstructure(c))), Container) == c
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "error"),
+    [
+        (("config", "tty"), "no", "expected bool, got str @ $.config.tty"),
+        (("config", "stop_timeout"), "10", "expected float, got str @ $.config.stop_timeout"),
+        (("config", "resources", "memory"), True, "got a boolean @ $.config.resources.memory"),
+        (("state", "status"), "zombie", "invalid value 'zombie'"),
+        (("config", "env"), ["NOEQUALS"], "invalid environment variable 'NOEQUALS'"),
+        (("config", "workdir"), "relative", "must be absolute"),
+        (("config", "user"), "bob", "invalid user 'bob'"),
+    ],
+)
+def test_strict_structure_names_the_bad_value(
+    path: tuple[str, ...], value: object, error: str
+) -> None:
+    data = unstructure(_container())
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ConversionError) as info:
+        structure(data, Container)
+    assert error in str(info.value)
+
+
+def test_unknown_keys_rejected() -> None:
+    data = unstructure(_container())
+    data["config"]["surprise"] = 1
+    with pytest.raises(ConversionError, match="surprise"):
+        structure(data, Container)
+
+
+@pytest.mark.parametrize(
+    ("text", "policy"),
+    [
+        ("no", RestartPolicy()),
+        ("always", RestartPolicy(RestartName.ALWAYS)),
+        ("unless-stopped", RestartPolicy(RestartName.UNLESS_STOPPED)),
+        ("on-failure", RestartPolicy(RestartName.ON_FAILURE)),
+        ("on-failure:3", RestartPolicy(RestartName.ON_FAILURE, 3)),
+    ],
+)
+def test_restart_policy_parse(text: str, policy: RestartPolicy) -> None:
+    assert RestartPolicy.parse(text) == policy
+    assert str(policy) == text
+
+
+@pytest.mark.parametrize("text", ["sometimes", "always:3", "on-failure:0", "on-failure:x"])
+def test_restart_policy_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=repr(text)):
+        RestartPolicy.parse(text)
+
+
+def test_restart_decisions() -> None:
+    on_failure = RestartPolicy(RestartName.ON_FAILURE, 2)
+    assert on_failure.wants_restart(exit_code=1, stopped=False, restarts=1)
+    assert not on_failure.wants_restart(exit_code=1, stopped=False, restarts=2)
+    assert not on_failure.wants_restart(exit_code=0, stopped=False, restarts=0)
+    always = RestartPolicy(RestartName.ALWAYS)
+    assert always.wants_restart(exit_code=0, stopped=False, restarts=99)
+    assert not always.wants_restart(exit_code=0, stopped=True, restarts=0)
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "é", "x" * 200])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid container name"):
+        check_name(name)
+
+
+def test_values() -> None:
+    assert parse_signal("term") == parse_signal("SIGTERM") == parse_signal("15")
+    with pytest.raises(ValueError, match="'SIGNOPE'"):
+        parse_signal("SIGNOPE")
+    assert parse_user("1000") == (1000, 1000)
+    assert parse_user("1000:50") == (1000, 50)
+    assert parse_size("256m") == 256 << 20
+    assert parse_size("1G") == 1 << 30
+    assert parse_size("64kb") == 64 << 10
+    assert parse_cpus("0.5") == 0.5
+
+
+@pytest.mark.parametrize("text", ["0", "-5m", "12q", "m", "nan", "inf", ""])
+def test_bad_sizes(text: str) -> None:
+    with pytest.raises(ValueError, match=f"invalid --memory {text!r}"):
+        parse_size(text, what="--memory")
+
+
+@pytest.mark.parametrize("text", ["nan", "0.001", "-1", "inf", "lots"])
+def test_bad_cpus(text: str) -> None:
+    with pytest.raises(ValueError, match=repr(text)):
+        parse_cpus(text)
+
+
+def test_config_refuses_rm_with_restart() -> None:
+    with pytest.raises(ValueError, match="--rm and --restart"):
+        _container(auto_remove=True, restart=RestartPolicy(RestartName.ALWAYS))
+
+
+def test_store_is_atomic_and_sets_aside_broken_records(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    assert (os.stat(tmp_path / "root").st_mode & 0o777) == 0o700
+    good, bad = _container(), _container()
+    store.save(good)
+    store.save(bad)
+    (store.container_dir(bad.id) / "container.json").write_text('{"id": 1')
+    assert store.load_all() == [good]
+    assert [p.name.split(".")[0] for p in store.broken.iterdir()] == [bad.id]
+    assert not list(store.container_dir(good.id).glob(".*tmp"))
+    changed = attrs.evolve(good, name="other")
+    store.save(changed)
+    assert store.load_all() == [changed]
