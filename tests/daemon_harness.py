@@ -1,0 +1,117 @@
+"""A real boxd daemon in a temporary root, driven through the real boxctl."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+@attrs.define
+class Daemon:
+    root: Path
+    socket: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "boxd",
+                "--root",
+                str(self.root),
+                "--socket",
+                str(self.socket),
+                "--log-level",
+                "debug",
+                *extra,
+            ],
+            env=_env(),
+        )
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"boxd exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("boxd did not create its socket in 30 s")
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        self.process = None
+        return code
+
+    def ctl(
+        self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "boxctl", "--socket", str(self.socket), *args],
+            input=input.decode() if input is not None else None,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"boxctl {' '.join(args)} exited {result.returncode}: {result.stderr}"
+            )
+        return result
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = json.loads(self.ctl("inspect", ref).stdout)
+        return found[0]
+
+    def wait_for(self, ref: str, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self.inspect(ref)
+            if predicate(c):
+                return c
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; last state {c['state']}")
+            time.sleep(0.05)
+
+
+def boxd_cgroups() -> set[str]:
+    """Every cgroup directory named boxd below any hierarchy (to check nothing leaks)."""
+    found = set()
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        if hierarchy.is_dir():
+            for path in hierarchy.rglob("boxd*"):
+                if path.is_dir():
+                    found.update(str(p) for p in path.iterdir() if p.is_dir())
+    return found
+
+
+@contextmanager
+def running_daemon(tmp_path: Path, *extra: str) -> Iterator[Daemon]:
+    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock")
+    daemon.start(*extra)
+    try:
+        yield daemon
+    finally:
+        if daemon.process is not None:
+            if daemon.stop() != 0:
+                raise AssertionError("boxd did not exit 0 on SIGTERM")

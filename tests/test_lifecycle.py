@@ -1,0 +1,225 @@
+"""The full lifecycle against a real daemon in a temporary root, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, boxd_cgroups, running_daemon
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    before = boxd_cgroups()
+    with running_daemon(tmp_path) as d:
+        yield d
+    assert boxd_cgroups() == before
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+
+
+def test_foreground_run_streams_and_returns_the_exit_code(daemon: Daemon) -> None:
+    r = daemon.ctl(
+        "run", "--rm", "default", "sh", "-c", "echo out; echo err >&2; exit 7", check=False
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (7, "out\n", "err\n")
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+
+
+def test_command_not_found_and_not_executable(daemon: Daemon) -> None:
+    r = daemon.ctl("run", "--rm", "default", "/bin/nope", check=False)
+    assert r.returncode == 127
+    assert r.stderr.strip() == "boxctl: exec /bin/nope: No such file or directory"
+    r = daemon.ctl("run", "--rm", "default", "/etc/passwd", check=False)
+    assert r.returncode == 126
+    assert "Permission denied" in r.stderr
+    r = daemon.ctl("run", "--rm", "default", "no-such-command", check=False)
+    assert r.returncode == 127
+
+
+def test_command_found_on_path_and_stdin_forwarded(daemon: Daemon) -> None:
+    r = daemon.ctl("run", "--rm", "-i", "default", "tr", "a-z", "A-Z", input=b"hello\n")
+    assert r.stdout == "HELLO\n"
+
+
+def test_detached_list_inspect_logs_stop(daemon: Daemon) -> None:
+    cid = daemon.ctl(
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "default",
+        "sh",
+        "-c",
+        "echo started; trap '' TERM; while :; do sleep 0.1; done",
+    ).stdout.strip()
+    assert len(cid) == 64
+    listing = daemon.ctl("ps").stdout
+    assert cid[:12] in listing and "web" in listing and "Up" in listing
+    c = daemon.inspect("web")
+    assert c["state"]["status"] == "running" and c["id"] == cid
+    pid = c["state"]["pid"]
+    assert _alive(pid)
+    daemon.wait_for("web", lambda _: "started" in daemon.ctl("logs", "web").stdout)
+    # The workload ignores SIGTERM: stop must kill it after the timeout, and all of it.
+    t0 = time.monotonic()
+    daemon.ctl("stop", "-t", "1", "web")
+    assert time.monotonic() - t0 >= 1
+    c = daemon.inspect(cid[:8])
+    assert c["state"]["status"] == "stopped"
+    assert c["state"]["exit_code"] == 137
+    assert not _alive(pid)
+    assert "Stopped (137)" in daemon.ctl("ps", "-a").stdout
+    assert json.loads(daemon.ctl("ps", "-a", "--format", "json").stdout)[0]["id"] == cid
+
+
+def test_start_again_keeps_files_even_after_exiting(daemon: Daemon) -> None:
+    daemon.ctl(
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        "default",
+        "sh",
+        "-c",
+        "echo line >> /usr/kept; cat /usr/kept | wc -l",
+    )
+    daemon.wait_for("keeper", lambda c: c["state"]["status"] == "exited")
+    daemon.ctl("start", "keeper")
+    daemon.wait_for("keeper", lambda c: c["state"]["status"] == "exited")
+    assert daemon.ctl("logs", "keeper").stdout.split() == ["1", "2"]
+    assert not Path("/usr/kept").exists()
+
+
+def test_restart_policy_on_failure_counts(daemon: Daemon) -> None:
+    daemon.ctl(
+        "run", "-d", "--name", "flaky", "--restart", "on-failure:2", "default", "sh", "-c", "exit 3"
+    )
+    c = daemon.wait_for(
+        "flaky",
+        lambda c: c["state"]["restart_count"] == 2 and c["state"]["status"] == "exited",
+        timeout=30,
+    )
+    assert c["state"]["exit_code"] == 3
+    time.sleep(0.5)
+    assert daemon.inspect("flaky")["state"]["restart_count"] == 2
+
+
+def test_restart_always_is_stopped_by_stop(daemon: Daemon) -> None:
+    daemon.ctl("run", "-d", "--name", "loop", "--restart", "always", "default", "true")
+    daemon.wait_for("loop", lambda c: c["state"]["restart_count"] >= 1)
+    daemon.ctl("stop", "loop")
+    c = daemon.inspect("loop")
+    assert c["state"]["status"] in ("stopped", "exited")
+    count = c["state"]["restart_count"]
+    time.sleep(0.5)
+    assert daemon.inspect("loop")["state"]["restart_count"] == count
+
+
+def test_remove_force_and_refusal(daemon: Daemon) -> None:
+    daemon.ctl("run", "-d", "--name", "busy", "default", "sleep", "300")
+    pid = daemon.inspect("busy")["state"]["pid"]
+    r = daemon.ctl("rm", "busy", check=False)
+    assert r.returncode == 1 and "is running" in r.stderr
+    daemon.ctl("rm", "-f", "busy")
+    assert not _alive(pid)
+    r = daemon.ctl("inspect", "busy", check=False)
+    assert r.returncode == 1 and r.stderr.strip() == "boxctl: no such container: busy"
+
+
+def test_wait_prints_exit_code_and_kill_signals(daemon: Daemon) -> None:
+    daemon.ctl("run", "-d", "--name", "w", "default", "sleep", "300")
+    daemon.ctl("kill", "-s", "KILL", "w")
+    assert daemon.ctl("wait", "w").stdout.strip() == "137"
+
+
+def test_bad_cli_input_gets_one_line(daemon: Daemon, tmp_path: Path) -> None:
+    cases = [
+        (["run", "--name", "bad name", "default", "true"], "invalid container name"),
+        (["run", "--memory", "0", "default", "true"], "invalid --memory '0'"),
+        (["run", "--cpus", "nan", "default", "true"], "invalid --cpus 'nan'"),
+        (["run", "--restart", "sometimes", "default", "true"], "invalid --restart"),
+        (["run", str(tmp_path / "missing"), "true"], "missing"),
+        (["stop", "ghost"], "no such container: ghost"),
+        (["run", "-e", "1X=2", "default", "true"], "invalid environment variable"),
+    ]
+    for args, message in cases:
+        r = daemon.ctl(*args, check=False)
+        assert r.returncode != 0, args
+        assert message in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+
+
+def test_no_daemon_message(tmp_path: Path) -> None:
+    d = Daemon(root=tmp_path, socket=tmp_path / "none.sock")
+    r = d.ctl("ps", check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith(
+        f"boxctl: cannot connect to boxd at {tmp_path}/none.sock: is the daemon running?"
+    )
+
+
+def test_garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on(daemon: Daemon) -> None:
+    for raw in (b"\xff\xff\xff\xff", struct.pack(">I", 4) + b"nope", b'\x00\x00\x00\x09{"type"'):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(daemon.socket))
+            s.sendall(raw)
+            s.shutdown(socket.SHUT_WR)
+            reply = s.recv(65536)
+        assert b"ErrorResponse" in reply, raw
+    assert daemon.ctl("ps").returncode == 0
+    mode = daemon.socket.stat().st_mode & 0o777
+    assert mode == 0o660
+
+
+def test_second_daemon_on_the_same_root_is_refused(daemon: Daemon) -> None:
+    other = Daemon(root=daemon.root, socket=daemon.socket.with_name("other.sock"))
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        other.start()
+
+
+def test_kill_9_of_the_daemon_then_a_new_one_tells_the_truth(tmp_path: Path) -> None:
+    before = boxd_cgroups()
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("run", "-d", "--name", "orphan", "default", "sleep", "300")
+        daemon.ctl(
+            "run", "-d", "--name", "phoenix", "--restart", "always", "default", "sleep", "300"
+        )
+        pids = [daemon.inspect(n)["state"]["pid"] for n in ("orphan", "phoenix")]
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        c = daemon.inspect("orphan")
+        assert c["state"]["status"] == "exited"
+        assert c["state"]["exit_code"] == 255
+        assert not any(_alive(p) for p in pids)
+        phoenix = daemon.wait_for("phoenix", lambda c: c["state"]["status"] == "running")
+        assert phoenix["state"]["pid"] not in pids
+    assert boxd_cgroups() == before
+
+
+def test_daemon_sigterm_stops_containers_and_removes_socket(tmp_path: Path) -> None:
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
+        pid = daemon.inspect("s")["state"]["pid"]
+        assert daemon.stop() == 0
+        assert not daemon.socket.exists()
+        assert not _alive(pid)
+        daemon.start()
+        c = daemon.inspect("s")
+        assert c["state"]["status"] == "stopped"
