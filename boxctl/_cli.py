@@ -212,6 +212,33 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return 0 if code is None else code
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    if not args.command:
+        raise CliError("boxctl exec: a COMMAND is required")
+    keys = _attach.parse_detach_keys(args.detach_keys)
+    with Client(args.socket) as client:
+        client.request(
+            {
+                "type": "ExecRequest",
+                "container": args.container,
+                "command": args.command,
+                "env": _env_list(args.env),
+                "workdir": args.workdir or "",
+                "user": args.user or "",
+                "tty": args.tty,
+                "interactive": args.interactive,
+            }
+        )
+        code = _attach.stream(
+            client,
+            stdin=args.interactive,
+            tty_mode=args.tty,
+            detach_keys=keys,
+            sig_proxy=args.sig_proxy,
+        )
+    return 0 if code is None else code
+
+
 def _each(args: argparse.Namespace, action: Callable[[str], object]) -> int:
     """Apply to several containers as Docker does: report each failure, go on."""
     status = 0

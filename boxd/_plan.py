@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
+
+import attrs
 
 from . import _caps, _masks, _seccomp
 from ._native import Namespace, SpawnPlan
-from ._records import Container, parse_user
+from ._records import Container, ContainerConfig, parse_user
 from ._rootfs import Image, Volume, container_mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -36,20 +39,48 @@ def seccomp_program(setting: str) -> bytes | None:
     return _seccomp.compile_profile(_seccomp.load_docker_profile(Path(setting)))
 
 
-def environment(container: Container, uid: int) -> tuple[str, ...]:
+@attrs.frozen
+class ExecSpec:
+    """A process to start inside a running container (``boxctl exec``)."""
+
+    command: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    workdir: str = ""  # empty: the container's working directory
+    user: str = ""  # empty: the container's user
+    tty: bool = False
+
+
+def check_exec(spec: ExecSpec) -> None:
+    """The same checks a container's own command, env, workdir and user get."""
+    ContainerConfig(  # validates on construction
+        image="default",
+        command=spec.command,
+        env=spec.env,
+        workdir=spec.workdir or "/",
+        user=spec.user,
+    )
+
+
+def environment(
+    container: Container, uid: int, *, tty: bool, extra: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Only PATH, HOSTNAME, HOME, TERM (with a tty) and what the user set."""
-    config = container.config
     env = {
         "PATH": DEFAULT_PATH,
         "HOSTNAME": hostname(container),
         "HOME": "/root" if uid == 0 else "/",
     }
-    if config.tty:
+    if tty:
         env["TERM"] = "xterm"
-    for item in config.env:
+    for item in (*container.config.env, *extra):
         key, _, value = item.partition("=")
         env[key] = value
     return tuple(f"{k}={v}" for k, v in env.items())
+
+
+def _search_path(env: tuple[str, ...]) -> tuple[str, ...]:
+    path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    return tuple(p for p in path.split(":") if p.startswith("/"))
 
 
 def hostname(container: Container) -> str:
@@ -74,9 +105,7 @@ def build(
 ) -> SpawnPlan:
     config = container.config
     uid, gid = parse_user(config.user) if config.user else (0, 0)
-    sec = config.security
-    env = environment(container, uid)
-    path = next(e[5:] for e in env if e.startswith("PATH="))
+    env = environment(container, uid, tty=config.tty)
     rootfs, mounts = container_mounts(
         image,
         container_dir,
@@ -84,12 +113,12 @@ def build(
         tmpfs=config.tmpfs,
         volumes=[Volume(v.host, v.container, v.read_only) for v in config.volumes],
         userns=config.userns,
-        extra=() if sec.privileged else _masks.mask_ops(str(container_dir / "rootfs")),
+        extra=() if config.security.privileged else _masks.mask_ops(str(container_dir / "rootfs")),
     )
     return SpawnPlan(
         argv=config.command,
         env=env,
-        search_path=tuple(p for p in path.split(":") if p.startswith("/")),
+        search_path=_search_path(env),
         namespaces=namespaces(container),
         hostname=hostname(container),
         rootfs=rootfs,
@@ -102,7 +131,40 @@ def build(
         stdout=stdio[1],
         stderr=stdio[2],
         controlling_tty=config.tty,
-        caps=_caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged),
-        no_new_privs=sec.no_new_privileges,
-        seccomp=None if sec.privileged else seccomp_program(sec.seccomp),
+        **_restrictions(container, uid),
+    )
+
+
+def _restrictions(container: Container, uid: int) -> dict[str, Any]:
+    """What confines a container's processes: the same for its init and for exec."""
+    sec = container.config.security
+    return {
+        "caps": _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged),
+        "no_new_privs": sec.no_new_privileges,
+        "seccomp": None if sec.privileged else seccomp_program(sec.seccomp),
+    }
+
+
+def build_exec(
+    container: Container, spec: ExecSpec, init_pidfd: int, *, stdio: tuple[int, int, int]
+) -> SpawnPlan:
+    """A process that joins the namespaces of the container's init (``init_pidfd``)."""
+    config = container.config
+    uid, gid = parse_user(spec.user or config.user) if (spec.user or config.user) else (0, 0)
+    env = environment(container, uid, tty=spec.tty, extra=spec.env)
+    return SpawnPlan(
+        argv=spec.command,
+        env=env,
+        search_path=_search_path(env),
+        cwd=spec.workdir or config.workdir,
+        uid=uid,
+        gid=gid,
+        stdin=stdio[0],
+        stdout=stdio[1],
+        stderr=stdio[2],
+        controlling_tty=spec.tty,
+        join_pidfd=init_pidfd,
+        join_namespaces=namespaces(container),
+        process_name="boxd:[exec]",
+        **_restrictions(container, uid),
     )

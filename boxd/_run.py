@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import signal
@@ -27,13 +28,12 @@ from pathlib import Path
 import attrs
 import trio
 
-from . import _native, _plan, protocol
+from . import _native, protocol
 from ._cgroup import Cgroup
 from ._logs import LogWriter
-from ._native import Native, Spawned
+from ._native import Native, Spawned, SpawnPlan
 from ._output import Output
 from ._records import Container, RunSummary
-from ._rootfs import Image
 
 log = logging.getLogger("boxd.run")
 
@@ -65,6 +65,16 @@ def start_time_of(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def _above_stdio(fd: int) -> int:
+    """The spawn path wants the fds it dups onto 0/1/2 to be >= 3 (a daemon started with
+    its stdio closed gets low numbers from the kernel)."""
+    if fd >= 3:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return moved
+
+
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
     termios.tcsetwinsize(fd, (rows, cols))
 
@@ -72,10 +82,22 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
 class Run:
     """A running container process; the supervisor keeps the current one per container."""
 
-    def __init__(self, container: Container, output: Output, logs: LogWriter) -> None:
+    def __init__(
+        self,
+        container: Container,
+        output: Output,
+        logs: LogWriter | None,
+        *,
+        tty: bool | None = None,
+        interactive: bool | None = None,
+    ) -> None:
+        """``logs`` None: output goes to attached clients only (exec).  ``tty`` and
+        ``interactive`` default to the container's configuration."""
         self.container = container
         self.output = output
         self.logs = logs
+        self.tty = tty
+        self.interactive = interactive
         self.pid = 0
         self.pidfd = -1
         self.exited = trio.Event()
@@ -121,62 +143,55 @@ class Run:
     async def execute(
         self,
         native: Native,
-        image: Image,
-        container_dir: Path,
+        build_plan: Callable[[tuple[int, int, int]], SpawnPlan],
         cgroup: Cgroup,
         *,
+        owns_cgroup: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Spawn the process ``build_plan(stdio)`` describes and supervise it to its end.
+
+        ``owns_cgroup``: the process is the container's init, so its end kills whatever is
+        left in the cgroup and removes it; an exec'd process only joins the cgroup.
+        """
         config = self.container.config
-        with ExitStack() as fds:
-
-            def fd(n: int) -> int:
-                fds.callback(os.close, n)
-                return n
-
-            def child_fd(n: int) -> int:
-                # The child gets a dup >= 3; ours closes right after the spawn.
-                return fd(os.dup(n) if n < 3 else n)
-
-            if config.tty:
-                master, slave = os.openpty()
-                # A copy for resizes that lives until cleanup (the pump closes `master`).
-                self._tty_master = fd(os.dup(master))
-                _set_winsize(master, 24, 80)
-                os.set_inheritable(master, False)
-                os.set_inheritable(slave, False)
-                child = fds.enter_context(ExitStack())
+        tty_mode = self.tty if self.tty is not None else config.tty
+        interactive = self.interactive if self.interactive is not None else config.interactive
+        with ExitStack() as fds, ExitStack() as child:
+            # `child` holds what only the child needs: closed right after the spawn.
+            if tty_mode:
+                master, slave = (_above_stdio(n) for n in os.openpty())
                 child.callback(os.close, slave)
+                # A copy for resizes that lives until cleanup (the pump closes `master`).
+                self._tty_master = os.dup(master)
+                fds.callback(os.close, self._tty_master)
+                _set_winsize(master, 24, 80)
                 stdio = (slave, slave, slave)
                 readers = [(protocol.STDOUT, master)]
-                if config.interactive:
+                if interactive:
                     self._stdin = trio.lowlevel.FdStream(os.dup(master))
             else:
-                out_r, out_w = os.pipe2(os.O_CLOEXEC)
-                err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                child = fds.enter_context(ExitStack())
-                for n in (out_w, err_w):
-                    child.callback(os.close, n)
-                if config.interactive:
-                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
-                    child.callback(os.close, in_r)
+                out_r, out_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
+                err_r, err_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
+                if interactive:
+                    in_r, in_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                     self._stdin = trio.lowlevel.FdStream(in_w)
                 else:
-                    in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-                    child.callback(os.close, in_r)
+                    in_r = _above_stdio(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+                for n in (in_r, out_w, err_w):
+                    child.callback(os.close, n)
                 stdio = (in_r, out_w, err_w)
                 readers = [(protocol.STDOUT, out_r), (protocol.STDERR, err_r)]
             streams = [(s, trio.lowlevel.FdStream(n)) for s, n in readers]
-            stdio = (child_fd(stdio[0]), child_fd(stdio[1]), child_fd(stdio[2]))
-
-            plan = _plan.build(self.container, image, container_dir, stdio=stdio)
             try:
+                plan = build_plan(stdio)
                 spawned = await _native.start(native, plan, prepare=_placer(cgroup))
             except BaseException:
-                for _, stream in streams:
-                    await stream.aclose()
-                if self._stdin is not None:
-                    await self._stdin.aclose()
+                with trio.CancelScope(shield=True):
+                    for _, stream in streams:
+                        await stream.aclose()
+                    if self._stdin is not None:
+                        await self._stdin.aclose()
                 raise
             child.close()  # the child holds its own copies now
             self._started = time.time()
@@ -189,16 +204,21 @@ class Run:
                     pumps_done = trio.Event()
                     nursery.start_soon(self._pump_all, streams, pumps_done)
                     status = await self._reap()
-                    # Descendants may still hold the output open: the cgroup goes with init.
-                    await cgroup.kill_all()
+                    if owns_cgroup:
+                        # Descendants may still hold the output open: they go with init.
+                        await cgroup.kill_all()
                     with trio.move_on_after(DRAIN_TIMEOUT):
                         await pumps_done.wait()
-                    nursery.cancel_scope.cancel(reason="container ended")
+                    nursery.cancel_scope.cancel(reason="process ended")
             finally:
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + CLEANUP_TIMEOUT
-                    self.outcome = self._outcome(status, cgroup)
-                    await cgroup.remove()
+                    if status is None:  # cancelled while it runs: it must not outlive us
+                        self.signal(signal.SIGKILL)
+                        status = await self._reap()
+                    self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
+                    if owns_cgroup:
+                        await cgroup.remove()
                     os.close(self.pidfd)
                     if self._stdin is not None:
                         await self._stdin.aclose()
@@ -239,13 +259,16 @@ class Run:
                     raise
                 if not data:
                     return
-                self.logs.write(name, data)
+                if self.logs is not None:
+                    self.logs.write(name, data)
                 self.output.publish(stream_id, data)
 
-    def _outcome(self, status: os.waitid_result | None, cgroup: Cgroup) -> Outcome:
-        code = exit_code_of(status) if status is not None else 255
+    def _outcome(self, status: os.waitid_result, cgroup: Cgroup | None) -> Outcome:
+        code = exit_code_of(status)
         oom = False
         summary = None
+        if cgroup is None:
+            return Outcome(exit_code=code, oom_killed=False, summary=None)
         try:
             oom = cgroup.oom_killed()
             stats = cgroup.stats()

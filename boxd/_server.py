@@ -9,6 +9,7 @@ nothing a client sends can end the server or disturb another connection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import grp
 import logging
 import os
@@ -31,6 +32,7 @@ from ._messages import (
     DetachFrame,
     EndFrame,
     ErrorResponse,
+    ExecRequest,
     ExitFrame,
     InfoRequest,
     InfoResponse,
@@ -55,8 +57,9 @@ from ._messages import (
     dump,
     parse,
 )
-from ._output import Chunk
+from ._output import Chunk, Output
 from ._records import parse_signal
+from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
 
 log = logging.getLogger("boxd.server")
@@ -126,6 +129,7 @@ class Server:
             WaitRequest: self._wait,
             LogsRequest: self._logs,
             UpdateRequest: self._update,
+            ExecRequest: self._exec,
         }
 
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -244,7 +248,7 @@ class Server:
         cid = self.sup.inspect(req.container).id
         output = await self.sup.start_attached(cid)
         await conn.send(OkResponse())
-        await self._stream(conn, cid, output, stdin=req.stdin)
+        await self._stream_container(conn, cid, output, stdin=req.stdin)
 
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
         cid = self.sup.inspect(req.container).id
@@ -252,50 +256,41 @@ class Server:
             raise Conflict(f"container {req.container} is not running")
         output = self.sup.output_of(cid).subscribe()
         await conn.send(OkResponse())
-        await self._stream(conn, cid, output, stdin=req.stdin)
+        await self._stream_container(conn, cid, output, stdin=req.stdin)
 
-    async def _stream(
-        self,
-        conn: Connection,
-        cid: str,
-        output: trio.MemoryReceiveChannel[Chunk],
-        *,
-        stdin: bool,
+    async def _stream_container(
+        self, conn: Connection, cid: str, output: trio.MemoryReceiveChannel[Chunk], *, stdin: bool
     ) -> None:
-        """Output to the client until the container ends (then its exit code), input from
-        the client until it detaches or goes away (the container keeps running)."""
-        run = self.sup.run_of(cid)
+        async def exit_code() -> int:
+            return await self.sup.wait(cid)
+
+        await _stream(conn, self.sup.run_of(cid), output, stdin=stdin, exit_code=exit_code)
+
+    async def _exec(self, conn: Connection, req: ExecRequest) -> None:
+        output = Output()
+        channel = output.subscribe()
         async with trio.open_nursery() as nursery:
+            proc: Run = await nursery.start(
+                functools.partial(
+                    self.sup.exec,
+                    req.container,
+                    req.command,
+                    env=req.env,
+                    workdir=req.workdir,
+                    user=req.user,
+                    tty=req.tty,
+                    interactive=req.interactive,
+                    output=output,
+                )
+            )
+            await conn.send(OkResponse())
 
-            async def from_client() -> None:
-                while True:
-                    frame = await conn.receive()
-                    if frame is None or (
-                        isinstance(frame, dict) and frame["type"] == "DetachFrame"
-                    ):
-                        nursery.cancel_scope.cancel(reason="client detached")
-                        return
-                    if run is None:
-                        continue
-                    if isinstance(frame, tuple):
-                        if stdin and frame[0] == protocol.STDIN:
-                            await run.write_stdin(frame[1])
-                        continue
-                    msg = parse(frame, CLIENT_FRAMES)
-                    if isinstance(msg, ResizeFrame):
-                        run.resize(msg.rows, msg.cols)
-                    elif isinstance(msg, SignalFrame):
-                        run.signal(parse_signal(msg.signal))
-                    elif isinstance(msg, DetachFrame):
-                        nursery.cancel_scope.cancel(reason="client detached")
+            async def exit_code() -> int:
+                await proc.exited.wait()
+                assert proc.outcome is not None
+                return proc.outcome.exit_code
 
-            nursery.start_soon(from_client)
-            async with output:
-                async for stream_id, data in output:
-                    await conn.send_bytes(stream_id, data)
-            code = await self.sup.wait(cid)
-            await conn.send(ExitFrame(exit_code=code))
-            nursery.cancel_scope.cancel(reason="container ended")
+            await _stream(conn, proc, channel, stdin=req.interactive, exit_code=exit_code)
 
     async def _logs(self, conn: Connection, req: LogsRequest) -> None:
         directory = self.sup.log_dir(req.container)
@@ -326,6 +321,47 @@ class Server:
         for stream, data in _logs.iter_output(entries, timestamps=timestamps):
             stream_id = protocol.STDOUT if stream == "stdout" else protocol.STDERR
             await conn.send_bytes(stream_id, data)
+
+
+async def _stream(
+    conn: Connection,
+    run: Run | None,
+    output: trio.MemoryReceiveChannel[Chunk],
+    *,
+    stdin: bool,
+    exit_code: Callable[[], Awaitable[int]],
+) -> None:
+    """Output to the client until the process ends (then its exit code); input, resizes
+    and signals from the client until it detaches or goes away (the process keeps
+    running)."""
+    async with trio.open_nursery() as nursery:
+
+        async def from_client() -> None:
+            while True:
+                frame = await conn.receive()
+                if frame is None:
+                    break
+                if isinstance(frame, tuple):
+                    if run is not None and stdin and frame[0] == protocol.STDIN:
+                        await run.write_stdin(frame[1])
+                    continue
+                msg = parse(frame, CLIENT_FRAMES)
+                if isinstance(msg, DetachFrame):
+                    break
+                if run is None:
+                    continue
+                if isinstance(msg, ResizeFrame):
+                    run.resize(msg.rows, msg.cols)
+                elif isinstance(msg, SignalFrame):
+                    run.signal(parse_signal(msg.signal))
+            nursery.cancel_scope.cancel(reason="client detached")
+
+        nursery.start_soon(from_client)
+        async with output:
+            async for stream_id, data in output:
+                await conn.send_bytes(stream_id, data)
+        await conn.send(ExitFrame(exit_code=await exit_code()))
+        nursery.cancel_scope.cancel(reason="process ended")
 
 
 async def bind_socket(path: Path) -> trio.socket.SocketType:

@@ -21,7 +21,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from . import _logs
+from . import _logs, _plan
 from ._cgroup import CgroupHost, Limits
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._output import Chunk, Output
@@ -292,8 +292,12 @@ class Supervisor:
         cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
         async with trio.open_nursery() as nursery:
             try:
+                cdir = self.store.container_dir(c.id)
                 await nursery.start(
-                    run.execute, self.native, image, self.store.container_dir(c.id), cgroup
+                    run.execute,
+                    self.native,
+                    lambda stdio: _plan.build(c, image, cdir, stdio=stdio),
+                    cgroup,
                 )
             except Exception as exc:
                 with trio.CancelScope(shield=True):
@@ -408,6 +412,46 @@ class Supervisor:
             return run.outcome.exit_code
         code = entry.container.state.exit_code
         return 0 if code is None else code
+
+    async def exec(
+        self,
+        ref: str,
+        command: tuple[str, ...],
+        *,
+        env: tuple[str, ...] = (),
+        workdir: str = "",
+        user: str = "",
+        tty: bool = False,
+        interactive: bool = False,
+        output: Output | None = None,
+        task_status: trio.TaskStatus[Run] = trio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Run a process inside the running container (its namespaces, cgroup, root,
+        capabilities and seccomp filter); report its Run via ``task_status`` once it runs
+        and return its exit code.  Cancelling this kills the process.  Its output goes to
+        ``output`` (subscribe before calling, so that nothing is missed)."""
+        entry = self._lookup(ref)
+        c = entry.container
+        run = entry.run
+        if run is None or run.exited.is_set():
+            raise Conflict(f"container {c.name} is not running")
+        request = _plan.ExecSpec(command=command, env=env, workdir=workdir, user=user, tty=tty)
+        _plan.check_exec(request)
+        proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(
+                    proc.execute,
+                    self.native,
+                    lambda stdio: _plan.build_exec(c, request, run.pidfd, stdio=stdio),
+                    self.cgroups.open(c.id),
+                    owns_cgroup=False,
+                )
+            except (SpawnError, OSError) as exc:
+                raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
+            task_status.started(proc)
+        assert proc.outcome is not None
+        return proc.outcome.exit_code
 
     async def update(self, ref: str, resources: Resources) -> Container:
         entry = self._lookup(ref)

@@ -112,6 +112,5 @@ def running_daemon(tmp_path: Path, *extra: str) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        if daemon.process is not None:
-            if daemon.stop() != 0:
-                raise AssertionError("boxd did not exit 0 on SIGTERM")
+        if daemon.process is not None and daemon.stop() != 0:
+            raise AssertionError("boxd did not exit 0 on SIGTERM")
