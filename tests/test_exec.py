@@ -1,0 +1,74 @@
+"""exec: a process inside a running container shares its init's confinement."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path) as d:
+        yield d
+
+
+def _status_fields(text: str, *names: str) -> dict[str, str]:
+    fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+    return {n: fields[n].strip() for n in names}
+
+
+def test_exec_parity_with_init(daemon: Daemon) -> None:
+    daemon.ctl("run", "-d", "--name", "c", "--hostname", "inside", "default", "sleep", "300")
+    init = daemon.ctl("exec", "c", "cat", "/proc/1/status").stdout
+    mine = daemon.ctl("exec", "c", "cat", "/proc/self/status").stdout
+    names = ("CapBnd", "CapEff", "CapPrm", "NoNewPrivs", "Seccomp")
+    assert _status_fields(init, *names) == _status_fields(mine, *names)
+    pid = daemon.inspect("c")["state"]["pid"]
+    for ns in ("mnt", "pid", "uts", "ipc", "cgroup"):
+        outside = os.readlink(f"/proc/{pid}/ns/{ns}")
+        inside = daemon.ctl("exec", "c", "readlink", f"/proc/self/ns/{ns}").stdout.strip()
+        assert inside == outside, ns
+    assert daemon.ctl("exec", "c", "hostname").stdout.strip() == "inside"
+    assert (
+        daemon.ctl("exec", "c", "cat", "/proc/self/cgroup").stdout
+        == daemon.ctl("exec", "c", "cat", "/proc/1/cgroup").stdout
+    )
+    # Not pid 1, and it sees the container's processes only.
+    ps = daemon.ctl("exec", "c", "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'").stdout
+    own_pid, count = ps.split()
+    assert own_pid != "1" and int(count) <= 3
+
+
+def test_exec_exit_codes_env_workdir_user(daemon: Daemon) -> None:
+    daemon.ctl("run", "-d", "--name", "c", "default", "sleep", "300")
+    assert daemon.ctl("exec", "c", "sh", "-c", "exit 9", check=False).returncode == 9
+    r = daemon.ctl("exec", "c", "/no/such", check=False)
+    assert r.returncode == 127 and "exec /no/such: No such file or directory" in r.stderr
+    out = daemon.ctl(
+        "exec",
+        "-e",
+        "K=v",
+        "-w",
+        "/usr",
+        "-u",
+        "1000:1000",
+        "c",
+        "sh",
+        "-c",
+        "echo $K $(pwd) $(id -u):$(id -g)",
+    ).stdout
+    assert out.strip() == "v /usr 1000:1000"
+    r = daemon.ctl("exec", "-i", "c", "cat", input=b"through stdin\n")
+    assert r.stdout == "through stdin\n"
+
+
+def test_exec_refused_when_not_running(daemon: Daemon) -> None:
+    daemon.ctl("create", "--name", "idle", "default", "true")
+    r = daemon.ctl("exec", "idle", "true", check=False)
+    assert r.returncode != 0 and "is not running" in r.stderr

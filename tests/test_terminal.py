@@ -1,0 +1,151 @@
+"""Terminals driven as a person would: a real tmux session typing into boxctl."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import REPO, Daemon, running_daemon
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+
+class Tmux:
+    def __init__(self, socket_name: str) -> None:
+        self.base = ["tmux", "-L", socket_name]
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(
+            [*self.base, *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    def start(self, command: str, *, width: int = 100, height: int = 30) -> None:
+        self("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), command)
+        self("set-option", "-t", "t", "remain-on-exit", "on")
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", "t", *keys)
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "t")
+
+    def wait_for(self, check: Callable[[str], bool], timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if check(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"screen never matched:\n{text}")
+            time.sleep(0.05)
+
+    def dead_status(self) -> int | None:
+        out = self("display-message", "-p", "-t", "t", "#{pane_dead} #{pane_dead_status}")
+        dead, _, status = out.strip().partition(" ")
+        return int(status) if dead == "1" else None
+
+    def kill(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path) as d:
+        yield d
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    t = Tmux(f"boxd-test-{os.getpid()}")
+    try:
+        yield t
+    finally:
+        t.kill()
+
+
+def _boxctl(daemon: Daemon, *args: str) -> str:
+    return shlex.join(
+        [
+            "env",
+            f"PYTHONPATH={REPO}",
+            sys.executable,
+            "-m",
+            "boxctl",
+            "--socket",
+            str(daemon.socket),
+            *args,
+        ]
+    )
+
+
+def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmux) -> None:
+    tmux.start(_boxctl(daemon, "run", "-it", "--name", "tty", "default", "sh"))
+    tmux.wait_for(lambda s: "#" in s)
+    tmux.keys("stty size", "Enter")
+    tmux.wait_for(lambda s: "30 100" in s)
+    tmux("resize-window", "-t", "t", "-x", "120", "-y", "40")
+    tmux.keys("clear; stty size", "Enter")
+    tmux.wait_for(lambda s: "40 120" in s)
+    # Ctrl-C reaches the container's foreground process, not boxctl.
+    tmux.keys("sleep 100; echo after-$?", "Enter")
+    time.sleep(0.3)
+    tmux.keys("C-c")
+    tmux.wait_for(lambda s: "after-130" in s)
+    tmux.keys("exit 3", "Enter")
+    deadline = time.monotonic() + 20
+    while tmux.dead_status() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert tmux.dead_status() == 3
+    assert daemon.inspect("tty")["state"]["exit_code"] == 3
+
+
+def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
+    daemon.ctl("run", "-d", "-i", "-t", "--name", "s", "default", "sh")
+    tmux.start(_boxctl(daemon, "attach", "s"))
+    tmux.keys("echo first-$((6*7))", "Enter")
+    tmux.wait_for(lambda s: "first-42" in s)
+    # A lone Ctrl-P is delivered once the next key shows it is not the sequence.
+    tmux.keys("C-p", "x")
+    tmux.keys("C-p", "C-q")
+    deadline = time.monotonic() + 20
+    while tmux.dead_status() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert tmux.dead_status() == 0
+    assert daemon.inspect("s")["state"]["status"] == "running"
+    tmux("kill-session", "-t", "t")
+    tmux.start(_boxctl(daemon, "attach", "s"))
+    tmux.keys("echo second-$((6*7))", "Enter")
+    tmux.wait_for(lambda s: "second-42" in s)
+    tmux.keys("exit", "Enter")
+    daemon.wait_for("s", lambda c: c["state"]["status"] == "exited")
+    # The log has the session too (TTY containers have logs).
+    assert "second-42" in daemon.ctl("logs", "s").stdout
+
+
+def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
+    daemon.ctl(
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "chatty",
+        "default",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; echo done",
+    )
+    c = daemon.wait_for("chatty", lambda c: c["state"]["status"] == "exited", timeout=60)
+    assert c["state"]["exit_code"] == 0
+    assert daemon.ctl("logs", "--tail", "1", "chatty").stdout.strip() == "done"
