@@ -1,0 +1,63 @@
+"""Docker's masked and read-only paths, as steps of a container's mount table.
+
+Masked paths leak host details or expose kernel knobs a container has no business with:
+each is hidden (``/dev/null`` over a file, an empty read-only tmpfs over a directory; a path
+the kernel does not have is skipped).  Read-only paths stay visible but cannot be written:
+each is bind-remounted read-only, keeping the nosuid/nodev/noexec flags ``/proc`` is
+mounted with (a remount in a user namespace may not clear them).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._native import MountKind, MountOp
+
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+
+READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+
+
+def mask_ops(rootfs: str) -> tuple[MountOp, ...]:
+    """The steps that make READONLY_PATHS read-only, then hide MASKED_PATHS, for a container
+    whose root is ``rootfs`` (a host path).  Run them after /proc and /sys are mounted."""
+    if not os.path.isabs(rootfs):
+        raise ValueError(f"rootfs {rootfs!r} must be an absolute path")
+
+    def target(path: str) -> str:
+        return os.path.join(rootfs, path.lstrip("/"))
+
+    readonly = tuple(
+        MountOp(
+            MountKind.REMOUNT_RO,
+            target(path),
+            flags=_MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+            name=path,
+        )
+        for path in READONLY_PATHS
+    )
+    masked = tuple(MountOp(MountKind.MASK, target(path), name=path) for path in MASKED_PATHS)
+    return readonly + masked

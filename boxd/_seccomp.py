@@ -1,0 +1,682 @@
+"""Seccomp profiles and a classic-BPF compiler for them (no libseccomp needed).
+
+A :class:`Profile` is a default action and a list of :class:`Rule` s, with the meaning of
+Docker's JSON profiles (:func:`load_docker_profile` reads one, :func:`profile_to_docker`
+writes one).  :func:`compile_profile` turns it into the bytes of a ``struct sock_filter``
+array for ``SpawnPlan.seccomp``, which the spawn path loads with
+``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)`` after setting no_new_privs.
+
+The program, for one architecture:
+
+1. ``seccomp_data.arch`` must be the target's AUDIT_ARCH, otherwise the process is killed
+   (no 32-bit compat calls); on x86_64 the x32 ABI (bit 0x40000000 of the number) is killed
+   too.
+2. A binary search over the system call number picks the rules of that call.  Numbers are
+   grouped into ranges that share an outcome, so the search is about seven comparisons.
+3. A call's rules with argument checks are tried in profile order; the first whose checks
+   all hold gives its action.  Then the call's unconditional rule, if any, and otherwise the
+   profile's default action.
+4. A number the syscall table does not know (a gap, or newer than the table) gets ENOSYS,
+   so that programs probe new calls and fall back, unless the default action is ALLOW.
+
+Which rules apply is decided at compile time: rules limited to other architectures
+(``includes.arches``), to capabilities the container lacks (``includes.caps`` /
+``excludes.caps``) or to newer kernels (``includes.minKernel``) are left out.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno as _errno
+import json
+import os
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from . import _caps
+from ._syscalls import AARCH64, X86_64
+
+# --- BPF and seccomp constants (linux/filter.h, linux/seccomp.h, linux/audit.h) ---------
+
+_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
+_ALU_AND_K = 0x54  # BPF_ALU | BPF_AND | BPF_K
+_JA = 0x05  # BPF_JMP | BPF_JA
+_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_JGT_K = 0x25  # BPF_JMP | BPF_JGT | BPF_K
+_JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
+_RET_K = 0x06  # BPF_RET | BPF_K
+
+_RET_KILL_PROCESS = 0x80000000
+_RET_KILL_THREAD = 0x00000000
+_RET_ERRNO = 0x00050000
+_RET_LOG = 0x7FFC0000
+_RET_ALLOW = 0x7FFF0000
+
+# Offsets in struct seccomp_data {int nr; u32 arch; u64 instruction_pointer; u64 args[6];}
+_OFF_NR = 0
+_OFF_ARCH = 4
+_OFF_ARGS = 16
+
+_X32_SYSCALL_BIT = 0x40000000
+_MAX_INSNS = 4096  # BPF_MAXINSNS
+_MAX_JUMP = 255  # jt/jf are u8
+
+# struct sock_filter {u16 code; u8 jt; u8 jf; u32 k;}.  Both supported architectures are
+# little-endian, so the program is built little-endian whatever machine compiles it.
+_SOCK_FILTER = struct.Struct("<HBBI")
+
+_U32 = 0xFFFFFFFF
+_U64 = (1 << 64) - 1
+
+
+# --- the profile model -------------------------------------------------------------------
+
+
+class ActionKind(enum.Enum):
+    """What the filter does with a call; values are Docker's names."""
+
+    ALLOW = "SCMP_ACT_ALLOW"
+    ERRNO = "SCMP_ACT_ERRNO"
+    KILL_PROCESS = "SCMP_ACT_KILL_PROCESS"
+    KILL_THREAD = "SCMP_ACT_KILL_THREAD"
+    LOG = "SCMP_ACT_LOG"
+
+
+@attrs.frozen
+class Action:
+    kind: ActionKind
+    errno: int = attrs.field(default=0)  # for ERRNO: the error the call fails with
+
+    @errno.validator
+    def _check_errno(self, _: object, value: int) -> None:
+        if not 0 <= value <= 0xFFFF:
+            raise ValueError(f"errno {value} is out of range 0..65535")
+
+    def ret(self) -> int:
+        """The SECCOMP_RET_* value the filter returns."""
+        return {
+            ActionKind.ALLOW: _RET_ALLOW,
+            ActionKind.ERRNO: _RET_ERRNO | self.errno,
+            ActionKind.KILL_PROCESS: _RET_KILL_PROCESS,
+            ActionKind.KILL_THREAD: _RET_KILL_THREAD,
+            ActionKind.LOG: _RET_LOG,
+        }[self.kind]
+
+
+ALLOW = Action(ActionKind.ALLOW)
+KILL_PROCESS = Action(ActionKind.KILL_PROCESS)
+
+
+def fail_with(err: int) -> Action:
+    """The action that makes a call fail with ``err`` (``fail_with(errno.EPERM)``)."""
+    return Action(ActionKind.ERRNO, err)
+
+
+class Op(enum.Enum):
+    """Argument comparisons (unsigned, on the full 64-bit argument)."""
+
+    NE = "SCMP_CMP_NE"
+    LT = "SCMP_CMP_LT"
+    LE = "SCMP_CMP_LE"
+    EQ = "SCMP_CMP_EQ"
+    GE = "SCMP_CMP_GE"
+    GT = "SCMP_CMP_GT"
+    MASKED_EQ = "SCMP_CMP_MASKED_EQ"
+
+
+def _check_u64(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 0 <= value <= _U64:
+        raise ValueError(f"argument {attribute.name} {value} is not an unsigned 64-bit value")
+
+
+@attrs.frozen
+class ArgCheck:
+    """``args[index] <op> value``; for MASKED_EQ, ``args[index] & value == value_two``."""
+
+    index: int = attrs.field()
+    op: Op
+    value: int = attrs.field(validator=_check_u64)
+    value_two: int = attrs.field(default=0, validator=_check_u64)
+
+    @index.validator
+    def _check_index(self, _: object, value: int) -> None:
+        if not 0 <= value <= 5:
+            raise ValueError(f"argument index {value} is out of range 0..5")
+
+
+@attrs.frozen
+class Rule:
+    """``action`` for the calls in ``names`` when every check in ``args`` holds.
+
+    The rule applies only to containers that hold every capability in ``includes_caps``
+    and none in ``excludes_caps`` (bit masks), on the Docker architectures in ``arches``
+    (``amd64``, ``arm64``; empty means all) minus ``excludes_arches``, and on kernels at
+    least ``min_kernel`` (major, minor).
+    """
+
+    names: tuple[str, ...]
+    action: Action
+    args: tuple[ArgCheck, ...] = ()
+    includes_caps: int = 0
+    excludes_caps: int = 0
+    arches: frozenset[str] = frozenset()
+    excludes_arches: frozenset[str] = frozenset()
+    min_kernel: tuple[int, int] | None = None
+
+
+@attrs.frozen
+class Profile:
+    default_action: Action
+    rules: tuple[Rule, ...] = ()
+
+
+@attrs.frozen
+class _Arch:
+    audit_arch: int
+    docker_name: str  # as in a Docker profile's includes.arches
+    table: Mapping[str, int]
+    x32_bit: bool  # numbers with bit 30 set belong to another ABI
+
+
+ARCHES: dict[str, _Arch] = {
+    "x86_64": _Arch(0xC000003E, "amd64", X86_64, x32_bit=True),
+    "aarch64": _Arch(0xC00000B7, "arm64", AARCH64, x32_bit=False),
+}
+
+
+def _known_anywhere(name: str) -> bool:
+    return any(name in arch.table for arch in ARCHES.values())
+
+
+def _check_names(names: Iterable[str], where: str) -> None:
+    unknown = sorted({name for name in names if not _known_anywhere(name)})
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        raise ValueError(f"{where}: unknown system call {listed} (not in any syscall table)")
+
+
+# --- the compiler ------------------------------------------------------------------------
+
+_Insn = tuple[int, int, int, int]  # code, jt, jf, k
+# A rule block's jump to "this rule does not match": resolved once the block is complete.
+_FAIL = -1
+
+
+@attrs.frozen
+class _Outcome:
+    """What happens to one system call: conditional rules in order, then a fallback."""
+
+    conditional: tuple[tuple[tuple[ArgCheck, ...], Action], ...]
+    fallback: Action
+
+
+def _kernel_version() -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    if match is None:
+        raise ValueError(f"cannot read the kernel version from {os.uname().release!r}")
+    return int(match[1]), int(match[2])
+
+
+def _applies(rule: Rule, arch: _Arch, caps: int, kernel: tuple[int, int]) -> bool:
+    if rule.arches and arch.docker_name not in rule.arches:
+        return False
+    if arch.docker_name in rule.excludes_arches:
+        return False
+    if rule.includes_caps & caps != rule.includes_caps or rule.excludes_caps & caps:
+        return False
+    return rule.min_kernel is None or kernel >= rule.min_kernel
+
+
+def _load_arg(index: int, high: bool) -> _Insn:
+    return (_LD_W_ABS, 0, 0, _OFF_ARGS + 8 * index + (4 if high else 0))
+
+
+def _check_code(check: ArgCheck) -> list[_Insn]:
+    """Instructions that fall through when ``check`` holds and jump to _FAIL otherwise."""
+    hi, lo = check.value >> 32, check.value & _U32
+    load_hi, load_lo = _load_arg(check.index, True), _load_arg(check.index, False)
+    op = check.op
+    if op is Op.EQ:
+        return [load_hi, (_JEQ_K, 0, _FAIL, hi), load_lo, (_JEQ_K, 0, _FAIL, lo)]
+    if op is Op.NE:
+        # Holds as soon as one half differs.
+        return [load_hi, (_JEQ_K, 0, 2, hi), load_lo, (_JEQ_K, _FAIL, 0, lo)]
+    if op is Op.MASKED_EQ:
+        want_hi, want_lo = check.value_two >> 32, check.value_two & _U32
+        return [
+            load_hi,
+            (_ALU_AND_K, 0, 0, hi),
+            (_JEQ_K, 0, _FAIL, want_hi),
+            load_lo,
+            (_ALU_AND_K, 0, 0, lo),
+            (_JEQ_K, 0, _FAIL, want_lo),
+        ]
+    # Ordered comparisons: the high halves decide unless they are equal.
+    if op in (Op.GT, Op.GE):
+        low_jump = _JGT_K if op is Op.GT else _JGE_K
+        return [
+            load_hi,
+            (_JGT_K, 3, 0, hi),
+            (_JEQ_K, 0, _FAIL, hi),
+            load_lo,
+            (low_jump, 0, _FAIL, lo),
+        ]
+    # LT is "not GE" and LE is "not GT" on the low half.
+    low_jump = _JGE_K if op is Op.LT else _JGT_K
+    return [
+        load_hi,
+        (_JGT_K, _FAIL, 0, hi),
+        (_JEQ_K, 0, 2, hi),
+        load_lo,
+        (low_jump, _FAIL, 0, lo),
+    ]
+
+
+def _rule_code(args: tuple[ArgCheck, ...], action: Action, name: str) -> list[_Insn]:
+    block = [insn for check in args for insn in _check_code(check)]
+    block.append((_RET_K, 0, 0, action.ret()))
+    resolved = []
+    for i, (code, jt, jf, k) in enumerate(block):
+        to_end = len(block) - i - 1
+        if to_end > _MAX_JUMP:
+            raise ValueError(f"rule for {name} has too many argument checks ({len(args)})")
+        resolved.append((code, to_end if jt == _FAIL else jt, to_end if jf == _FAIL else jf, k))
+    return resolved
+
+
+def _outcome_code(outcome: _Outcome, name: str) -> list[_Insn]:
+    code = [insn for args, action in outcome.conditional for insn in _rule_code(args, action, name)]
+    code.append((_RET_K, 0, 0, outcome.fallback.ret()))
+    return code
+
+
+def _search_code(ranges: Sequence[tuple[int, _Outcome, str]]) -> list[_Insn]:
+    """A binary search over ``ranges`` (start number, outcome, name), sorted by start."""
+    if len(ranges) == 1:
+        _, outcome, name = ranges[0]
+        return _outcome_code(outcome, name)
+    middle = len(ranges) // 2
+    below, above = _search_code(ranges[:middle]), _search_code(ranges[middle:])
+    pivot = ranges[middle][0]
+    if len(below) <= _MAX_JUMP:
+        return [(_JGE_K, len(below), 0, pivot), *below, *above]
+    # Too far for the 8-bit jump: hop over the lower half with an unconditional jump.
+    return [(_JGE_K, 0, 1, pivot), (_JA, 0, 0, len(below)), *below, *above]
+
+
+def _outcomes(
+    profile: Profile, arch: _Arch, caps: int, kernel: tuple[int, int]
+) -> dict[int, _Outcome]:
+    conditional: dict[int, list[tuple[tuple[ArgCheck, ...], Action]]] = {}
+    unconditional: dict[int, Action] = {}
+    for rule in profile.rules:
+        if not _applies(rule, arch, caps, kernel):
+            continue
+        for name in rule.names:
+            number = arch.table.get(name)
+            if number is None:
+                continue
+            if rule.args:
+                conditional.setdefault(number, []).append((rule.args, rule.action))
+                continue
+            earlier = unconditional.setdefault(number, rule.action)
+            if earlier != rule.action:
+                raise ValueError(
+                    f"conflicting actions for system call {name}: "
+                    f"{earlier.kind.value} and {rule.action.kind.value}"
+                )
+    outcomes = {}
+    for number in arch.table.values():
+        fallback = unconditional.get(number, profile.default_action)
+        rules = conditional.get(number, [])
+        # Trailing conditional rules that lead to the fallback anyway are dead weight.
+        while rules and rules[-1][1] == fallback:
+            rules.pop()
+        outcomes[number] = _Outcome(tuple(rules), fallback)
+    return outcomes
+
+
+def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | None = None) -> bytes:
+    """The BPF program (``struct sock_filter[]`` bytes) enforcing ``profile``.
+
+    ``arch`` is ``x86_64`` or ``aarch64`` (default: this machine's).  ``caps`` is the
+    container's capability mask, used for rules with ``includes_caps``/``excludes_caps``
+    (default: Docker's default set).  Raises :class:`ValueError` for an unsupported arch,
+    names no syscall table knows, or conflicting unconditional actions for one call.
+    """
+    arch = arch or os.uname().machine
+    spec = ARCHES.get(arch)
+    if spec is None:
+        raise ValueError(f"unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})")
+    for i, rule in enumerate(profile.rules):
+        _check_names(rule.names, f"rule {i}")
+    mask = _caps.to_mask(_caps.DEFAULT_CAPS) if caps is None else caps
+    outcomes = _outcomes(profile, spec, mask, _kernel_version())
+    names = {number: name for name, number in spec.table.items()}
+    unknown = _Outcome(
+        (),
+        profile.default_action
+        if profile.default_action.kind is ActionKind.ALLOW
+        else fail_with(_errno.ENOSYS),
+    )
+    ranges: list[tuple[int, _Outcome, str]] = []
+    for number in range(max(outcomes) + 2):
+        outcome = outcomes.get(number, unknown)
+        if not ranges or ranges[-1][1] != outcome:
+            ranges.append((number, outcome, names.get(number, str(number))))
+    program: list[_Insn] = [
+        (_LD_W_ABS, 0, 0, _OFF_ARCH),
+        (_JEQ_K, 1, 0, spec.audit_arch),
+        (_RET_K, 0, 0, _RET_KILL_PROCESS),
+        (_LD_W_ABS, 0, 0, _OFF_NR),
+    ]
+    if spec.x32_bit:
+        program += [(_JGE_K, 0, 1, _X32_SYSCALL_BIT), (_RET_K, 0, 0, _RET_KILL_PROCESS)]
+    program += _search_code(ranges)
+    if len(program) > _MAX_INSNS:
+        raise ValueError(f"seccomp program of {len(program)} instructions exceeds {_MAX_INSNS}")
+    return b"".join(_SOCK_FILTER.pack(*insn) for insn in program)
+
+
+# --- the default profile -----------------------------------------------------------------
+
+# Calls an ordinary program needs.  Left out on purpose (they fail with EPERM): namespace
+# and mount control (setns, mount, umount2, pivot_root, the new mount API, mount_setattr,
+# statmount, listmount), the kernel keyring, bpf, perf_event_open, module loading, kexec,
+# reboot, swap, quotas, process accounting, the clock and time setters, syslog, raw port
+# I/O, io_uring, userfaultfd, open_by_handle_at, lookup_dcookie, vhangup, nfsservctl,
+# fanotify, NUMA placement of memory, memfd_secret, LSM attributes, and looking into other
+# processes (ptrace, process_vm_readv/writev, process_madvise, kcmp, pidfd_getfd).
+_ALLOWED = (
+    # processes, threads, scheduling, limits
+    "arch_prctl", "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork",
+    "vfork", "wait4", "waitid", "getpid", "getppid", "gettid", "getpgid", "getpgrp",
+    "setpgid", "getsid", "setsid", "set_tid_address", "set_robust_list", "get_robust_list",
+    "rseq", "prctl", "seccomp", "getcpu", "membarrier", "restart_syscall", "modify_ldt",
+    "set_thread_area", "get_thread_area", "getpriority", "setpriority", "sched_yield",
+    "sched_getaffinity", "sched_setaffinity", "sched_getattr", "sched_setattr",
+    "sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler",
+    "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval",
+    "ioprio_get", "ioprio_set", "getrlimit", "setrlimit", "prlimit64", "getrusage", "times",
+    "uname", "sysinfo", "sethostname", "setdomainname", "landlock_create_ruleset",
+    "landlock_add_rule", "landlock_restrict_self", "get_mempolicy",
+    # credentials
+    "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
+    "setfsuid", "setfsgid",
+    # signals
+    "kill", "tkill", "tgkill", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
+    "rt_sigpending", "rt_sigsuspend", "rt_sigtimedwait", "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo", "sigaltstack", "signalfd", "signalfd4", "pause", "alarm",
+    "pidfd_open", "pidfd_send_signal",
+    # memory
+    "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "msync", "mlock",
+    "mlock2", "munlock", "mlockall", "munlockall", "remap_file_pages", "memfd_create",
+    "pkey_alloc", "pkey_free", "pkey_mprotect", "process_mrelease", "map_shadow_stack",
+    "mseal", "cachestat",
+    # file descriptors and I/O
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
+    "preadv2", "pwritev2", "open", "openat", "openat2", "creat", "close", "close_range",
+    "dup", "dup2", "dup3", "lseek", "fcntl", "flock", "ioctl", "fsync", "fdatasync", "sync",
+    "syncfs", "sync_file_range", "fallocate", "ftruncate", "truncate", "readahead",
+    "fadvise64", "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "pipe", "pipe2",
+    # the file system
+    "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "ustat", "sysfs",
+    "access", "faccessat", "faccessat2", "getcwd", "chdir", "fchdir", "chroot", "mkdir",
+    "mkdirat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "unlink",
+    "unlinkat", "symlink", "symlinkat", "readlink", "readlinkat", "chmod", "fchmod",
+    "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "umask", "utime",
+    "utimes", "utimensat", "futimesat", "mknod", "mknodat", "getdents", "getdents64",
+    "name_to_handle_at", "getxattr", "lgetxattr", "fgetxattr", "getxattrat", "setxattr",
+    "lsetxattr", "fsetxattr", "setxattrat", "listxattr", "llistxattr", "flistxattr",
+    "listxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
+    "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    # waiting, events, time
+    "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl",
+    "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2", "timerfd_create",
+    "timerfd_settime", "timerfd_gettime", "futex", "futex_waitv", "futex_wake", "futex_wait",
+    "futex_requeue", "time", "gettimeofday", "clock_gettime", "clock_getres",
+    "clock_nanosleep", "nanosleep", "getitimer", "setitimer", "timer_create",
+    "timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete",
+    # asynchronous I/O (the old interface; io_uring stays out)
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
+    # System V and POSIX IPC (private to the container's IPC namespace)
+    "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop", "semctl",
+    "shmget", "shmat", "shmdt", "shmctl", "mq_open", "mq_unlink", "mq_timedsend",
+    "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    # sockets (socket itself is conditional, below)
+    "socketpair", "bind", "connect", "listen", "accept", "accept4", "getsockname",
+    "getpeername", "getsockopt", "setsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg",
+    "sendmmsg", "recvmmsg", "shutdown",
+)  # fmt: skip
+
+# Every CLONE_NEW* flag that clone() can carry (CLONE_NEWTIME shares its bit with the exit
+# signal there), and unshare()'s set, which adds CLONE_NEWTIME.
+CLONE_NAMESPACE_FLAGS = 0x7E020000
+UNSHARE_NAMESPACE_FLAGS = CLONE_NAMESPACE_FLAGS | 0x00000080
+
+_AF_VSOCK = 40
+
+# personality(): Linux, PER_LINUX32, UNAME26, both, and 0xffffffff (only query).
+_SAFE_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+
+
+def default_profile() -> Profile:
+    """boxd's default filter: an allowlist in the spirit of Docker's, denying with EPERM.
+
+    Beyond the allowlist: clone and unshare without namespace flags, socket for any family
+    but AF_VSOCK, personality with the safe values only, and clone3 failing with ENOSYS
+    (its flags live in memory a filter cannot read, so C libraries fall back to clone).
+    """
+    rules = [
+        Rule(_ALLOWED, ALLOW),
+        Rule(("clone",), ALLOW, (ArgCheck(0, Op.MASKED_EQ, CLONE_NAMESPACE_FLAGS, 0),)),
+        Rule(("unshare",), ALLOW, (ArgCheck(0, Op.MASKED_EQ, UNSHARE_NAMESPACE_FLAGS, 0),)),
+        Rule(("clone3",), fail_with(_errno.ENOSYS)),
+        Rule(("socket",), ALLOW, (ArgCheck(0, Op.NE, _AF_VSOCK),)),
+    ]
+    rules += [
+        Rule(("personality",), ALLOW, (ArgCheck(0, Op.EQ, value),)) for value in _SAFE_PERSONALITIES
+    ]
+    return Profile(fail_with(_errno.EPERM), tuple(rules))
+
+
+# --- Docker's JSON format ----------------------------------------------------------------
+
+_DOCKER_ACTIONS = {kind.value: kind for kind in ActionKind}
+_DOCKER_ACTIONS["SCMP_ACT_KILL"] = ActionKind.KILL_THREAD
+_UNSUPPORTED_ACTIONS = ("SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY")
+_DOCKER_OPS = {op.value: op for op in Op}
+_SCMP_ARCHES = (
+    "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
+    "SCMP_ARCH_AARCH64", "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K", "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_RISCV64", "SCMP_ARCH_SH", "SCMP_ARCH_SHEB",
+)  # fmt: skip
+
+
+def _expect(value: object, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ValueError(f"{where}: expected {names}, got {value!r}")
+    return value
+
+
+def _check_keys(obj: Mapping[str, object], allowed: Iterable[str], where: str) -> None:
+    extra = sorted(set(obj) - set(allowed))
+    if extra:
+        raise ValueError(f"{where}: unknown key {', '.join(repr(key) for key in extra)}")
+
+
+def _parse_action(raw: object, errno_ret: object, where: str) -> Action:
+    name: str = _expect(raw, str, where)
+    if name in _UNSUPPORTED_ACTIONS:
+        raise ValueError(f"{where}: action {name} is not supported")
+    kind = _DOCKER_ACTIONS.get(name)
+    if kind is None:
+        raise ValueError(f"{where}: unknown action {name!r}")
+    if kind is not ActionKind.ERRNO:
+        return Action(kind)
+    if errno_ret is None:
+        return fail_with(_errno.EPERM)
+    try:
+        return fail_with(_expect(errno_ret, int, "expected"))
+    except ValueError as exc:
+        raise ValueError(f"{where}: errnoRet {errno_ret!r}: {exc}") from None
+
+
+def _parse_arg(raw: object, where: str) -> ArgCheck:
+    obj = _expect(raw, dict, where)
+    _check_keys(obj, ("index", "value", "valueTwo", "op"), where)
+    op_name = _expect(obj.get("op"), str, where + ".op")
+    op = _DOCKER_OPS.get(op_name)
+    if op is None:
+        raise ValueError(f"{where}.op: unknown comparison {op_name!r}")
+    try:
+        return ArgCheck(
+            _expect(obj.get("index"), int, where + ".index"),
+            op,
+            _expect(obj.get("value", 0), int, where + ".value"),
+            _expect(obj.get("valueTwo", 0), int, where + ".valueTwo"),
+        )
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _parse_filter(raw: object, where: str) -> tuple[int, frozenset[str], tuple[int, int] | None]:
+    """An ``includes``/``excludes`` object: (caps mask, arches, minKernel)."""
+    if raw is None:
+        return 0, frozenset(), None
+    obj = _expect(raw, dict, where)
+    _check_keys(obj, ("caps", "arches", "minKernel"), where)
+    caps = _expect(obj.get("caps") or [], list, where + ".caps")
+    try:
+        mask = _caps.to_mask(_expect(cap, str, where + ".caps") for cap in caps)
+    except ValueError as exc:
+        raise ValueError(f"{where}.caps: {exc}") from None
+    arches = _expect(obj.get("arches") or [], list, where + ".arches")
+    min_kernel = None
+    if obj.get("minKernel"):
+        text = _expect(obj["minKernel"], str, where + ".minKernel")
+        match = re.fullmatch(r"(\d+)\.(\d+)", text)
+        if match is None:
+            raise ValueError(f"{where}.minKernel: expected 'major.minor', got {text!r}")
+        min_kernel = (int(match[1]), int(match[2]))
+    return mask, frozenset(_expect(a, str, where + ".arches") for a in arches), min_kernel
+
+
+def _parse_rule(raw: object, where: str) -> Rule:
+    obj = _expect(raw, dict, where)
+    keys = ("names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes")
+    _check_keys(obj, keys, where)
+    names = _expect(obj.get("names") or [], list, where + ".names")
+    if obj.get("name"):
+        names = [*names, obj["name"]]
+    if not names:
+        raise ValueError(f"{where}: no system call names")
+    for name in names:
+        _expect(name, str, where + ".names")
+    _check_names(names, where + ".names")
+    action = _parse_action(obj.get("action"), obj.get("errnoRet"), where)
+    raw_args = _expect(obj.get("args") or [], list, where + ".args")
+    args = tuple(_parse_arg(arg, f"{where}.args[{i}]") for i, arg in enumerate(raw_args))
+    includes_caps, arches, min_kernel = _parse_filter(obj.get("includes"), where + ".includes")
+    excludes_caps, excludes_arches, excluded_kernel = _parse_filter(
+        obj.get("excludes"), where + ".excludes"
+    )
+    if excluded_kernel is not None:
+        raise ValueError(f"{where}.excludes.minKernel: not supported")
+    return Rule(
+        tuple(names), action, args, includes_caps, excludes_caps, arches, excludes_arches,
+        min_kernel,
+    )  # fmt: skip
+
+
+def profile_from_docker(data: object) -> Profile:
+    """A :class:`Profile` from the parsed JSON of a Docker seccomp profile.
+
+    ``architectures``/``archMap`` are checked but do not widen the filter: only the native
+    architecture is allowed, everything else is killed.  Errors name the bad value and
+    where it is (``syscalls[3].action: unknown action 'SCMP_ACT_FOO'``).
+    """
+    obj = _expect(data, dict, "profile")
+    keys = ("defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
+            "flags", "listenerPath", "listenerMetadata")  # fmt: skip
+    _check_keys(obj, keys, "profile")
+    for key in ("flags", "listenerPath", "listenerMetadata"):
+        if obj.get(key):
+            raise ValueError(f"profile.{key}: not supported, got {obj[key]!r}")
+    arches = list(_expect(obj.get("architectures") or [], list, "profile.architectures"))
+    for i, entry in enumerate(_expect(obj.get("archMap") or [], list, "profile.archMap")):
+        where = f"profile.archMap[{i}]"
+        _check_keys(_expect(entry, dict, where), ("architecture", "subArchitectures"), where)
+        arches += [entry.get("architecture"), *(entry.get("subArchitectures") or [])]
+    for arch in arches:
+        if arch not in _SCMP_ARCHES:
+            raise ValueError(f"profile.architectures: unknown architecture {arch!r}")
+    default = _parse_action(
+        obj.get("defaultAction"), obj.get("defaultErrnoRet"), "profile.defaultAction"
+    )
+    syscalls = _expect(obj.get("syscalls") or [], list, "profile.syscalls")
+    rules = tuple(_parse_rule(rule, f"syscalls[{i}]") for i, rule in enumerate(syscalls))
+    return Profile(default, rules)
+
+
+def load_docker_profile(path: str | os.PathLike[str]) -> Profile:
+    """Read a Docker seccomp profile (JSON) from ``path``; see :func:`profile_from_docker`."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{os.fspath(path)}: invalid JSON: {exc}") from None
+    try:
+        return profile_from_docker(data)
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)}: {exc}") from None
+
+
+def _action_to_docker(action: Action, out: dict[str, Any], prefix: str) -> None:
+    out[prefix + "Action" if prefix else "action"] = action.kind.value
+    if action.kind is ActionKind.ERRNO:
+        out[prefix + "ErrnoRet" if prefix else "errnoRet"] = action.errno
+
+
+def _filter_to_docker(caps: int, arches: frozenset[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if caps:
+        out["caps"] = _caps.to_names(caps)
+    if arches:
+        out["arches"] = sorted(arches)
+    return out
+
+
+def profile_to_docker(profile: Profile) -> dict[str, Any]:
+    """``profile`` as a Docker seccomp profile (a JSON-ready dict)."""
+    out: dict[str, Any] = {}
+    _action_to_docker(profile.default_action, out, "default")
+    syscalls = []
+    for rule in profile.rules:
+        entry: dict[str, Any] = {"names": list(rule.names)}
+        _action_to_docker(rule.action, entry, "")
+        if rule.args:
+            entry["args"] = [
+                {"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op.value}
+                for a in rule.args
+            ]
+        includes = _filter_to_docker(rule.includes_caps, rule.arches)
+        if rule.min_kernel is not None:
+            includes["minKernel"] = "{}.{}".format(*rule.min_kernel)
+        excludes = _filter_to_docker(rule.excludes_caps, rule.excludes_arches)
+        if includes:
+            entry["includes"] = includes
+        if excludes:
+            entry["excludes"] = excludes
+        syscalls.append(entry)
+    out["syscalls"] = syscalls
+    return out
