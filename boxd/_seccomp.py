@@ -402,8 +402,8 @@ _ALLOWED = (
     "sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler",
     "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval",
     "ioprio_get", "ioprio_set", "getrlimit", "setrlimit", "prlimit64", "getrusage", "times",
-    "uname", "sysinfo", "sethostname", "setdomainname", "landlock_create_ruleset",
-    "landlock_add_rule", "landlock_restrict_self", "get_mempolicy",
+    "uname", "sysinfo", "getrandom", "sethostname", "setdomainname",
+    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self", "get_mempolicy",
     # credentials
     "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
