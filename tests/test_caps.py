@@ -1,4 +1,4 @@
-"""Capability names and Docker's cap-add / cap-drop / privileged rules."""
+"""Capability names, Docker's cap-add / cap-drop / privileged rules, masked paths."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import pytest
 
 from boxd import _caps
 from boxd._caps import cap_name, cap_number, compute, to_mask, to_names
+from boxd._masks import mask_ops
+from boxd._native import MountKind
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 
 
 def test_names_in_every_spelling() -> None:
@@ -96,3 +100,35 @@ def test_cap_unknown_to_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     assert compute(["ALL"], [], uid=0, privileged=False).bounding == (1 << 38) - 1
     with pytest.raises(ValueError, match="CAP_BPF is not supported by the running kernel"):
         compute(["BPF"], [], uid=0, privileged=False)
+
+
+# --- masked and read-only paths (the other half of a container's privileges) -------------
+
+
+def test_mask_ops() -> None:
+    ops = mask_ops("/var/lib/boxd/containers/abc/rootfs")
+    by_name = {op.name: op for op in ops}
+    assert len(by_name) == len(ops) == 17
+    kcore = by_name["/proc/kcore"]
+    assert kcore.kind is MountKind.MASK
+    assert kcore.target == "/var/lib/boxd/containers/abc/rootfs/proc/kcore"
+    assert kcore.describe() == "mask /proc/kcore"
+    masked = {op.name for op in ops if op.kind is MountKind.MASK}
+    assert masked == {
+        "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+        "/proc/interrupts", "/sys/firmware", "/sys/devices/virtual/powercap",
+    }  # fmt: skip
+    readonly = [op for op in ops if op.kind is MountKind.REMOUNT_RO]
+    assert {op.name for op in readonly} == {
+        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+    }  # fmt: skip
+    for op in readonly:
+        assert op.flags == MS_NOSUID | MS_NODEV | MS_NOEXEC
+        assert op.target == "/var/lib/boxd/containers/abc/rootfs" + op.name
+
+
+def test_mask_ops_root_path() -> None:
+    assert mask_ops("/")[0].target == "/proc/bus"
+    with pytest.raises(ValueError, match="'rootfs'"):
+        mask_ops("rootfs")

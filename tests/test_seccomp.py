@@ -394,7 +394,7 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
 # Runs in a fresh interpreter: loads the program given on stdin (if any), then makes each
 # requested probe and prints {probe: "ok:<result>" or errno name}.
 PAYLOAD = r"""
-import ctypes, errno, json, os, sys, threading
+import ctypes, errno, json, os, subprocess, sys, threading
 from boxd._syscalls import X86_64, AARCH64
 table = {"x86_64": X86_64, "aarch64": AARCH64}[os.uname().machine]
 libc = ctypes.CDLL(None, use_errno=True)
@@ -434,6 +434,10 @@ def fork_exec():
             os._exit(99)
     return "ok:%d" % os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
+def python_child():
+    workload = os.environ["WORKLOAD"]
+    return "ok:%d" % subprocess.run([sys.executable, "-c", workload]).returncode
+
 buf = ctypes.create_string_buffer(4096)
 root = ctypes.create_string_buffer(b"/")
 probes = {
@@ -459,6 +463,7 @@ probes = {
     "x32_getpid": lambda: sys_call(0x40000000 | 39),
     "thread": thread,
     "fork_exec": fork_exec,
+    "python_child": python_child,
 }
 program = sys.stdin.buffer.read()
 if program:
@@ -472,6 +477,25 @@ if program:
 print(json.dumps({name: probes[name]() for name in sys.argv[1:]}), flush=True)
 """
 
+# An ordinary program, run (exec'd) under the filter by the "python_child" probe.
+WORKLOAD = r"""
+import asyncio, concurrent.futures, hashlib, os, socket, subprocess, tempfile
+asyncio.run(asyncio.sleep(0.001))
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    assert list(pool.map(abs, [-1, -2])) == [1, 2]
+with tempfile.TemporaryDirectory() as d:
+    with open(os.path.join(d, "f"), "wb") as f:
+        f.write(os.urandom(64))
+    os.rename(os.path.join(d, "f"), os.path.join(d, "g"))
+    os.stat(os.path.join(d, "g"))
+a, b = socket.socketpair()
+a.sendall(b"ping")
+assert b.recv(4) == b"ping"
+out = subprocess.run(["/bin/sh", "-c", "echo hi | cat"], capture_output=True).stdout
+assert out.strip() == b"hi"
+hashlib.sha256(b"x").hexdigest()
+"""
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -482,6 +506,7 @@ def run_probes(program: bytes, *probes: str) -> subprocess.CompletedProcess[str]
         encoding="latin-1",
         capture_output=True,
         cwd=REPO,
+        env={**os.environ, "WORKLOAD": WORKLOAD},
         timeout=60,
         check=False,
     )
@@ -501,7 +526,7 @@ def test_default_filter_in_a_real_process() -> None:
         "unshare_newns", "unshare_files", "setns", "clone_newns", "mount", "umount2",
         "keyctl", "bpf", "clone3", "nr1000", "personality_query", "personality_bad",
         "getrandom", "statx", "io_uring_setup", "ptrace", "socket_vsock", "socket_unix",
-        "thread", "fork_exec",
+        "thread", "fork_exec", "python_child",
     )  # fmt: skip
     assert got == {
         "unshare_newns": "EPERM",
@@ -524,6 +549,7 @@ def test_default_filter_in_a_real_process() -> None:
         "socket_unix": got["socket_unix"],
         "thread": "ok:1",
         "fork_exec": "ok:0",
+        "python_child": "ok:0",
     }
     assert got["socket_unix"].startswith("ok:")
 
