@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from . import _caps
-from ._syscalls import AARCH64, X86_64
+from ._syscalls import AARCH64, OTHER_ARCHES_ONLY, X86_64
 
 # --- BPF and seccomp constants (linux/filter.h, linux/seccomp.h, linux/audit.h) ---------
 
@@ -189,14 +189,14 @@ ARCHES: dict[str, _Arch] = {
 
 
 def _known_anywhere(name: str) -> bool:
-    return any(name in arch.table for arch in ARCHES.values())
+    return name in OTHER_ARCHES_ONLY or any(name in arch.table for arch in ARCHES.values())
 
 
 def _check_names(names: Iterable[str], where: str) -> None:
     unknown = sorted({name for name in names if not _known_anywhere(name)})
     if unknown:
         listed = ", ".join(repr(name) for name in unknown)
-        raise ValueError(f"{where}: unknown system call {listed} (not in any syscall table)")
+        raise ValueError(f"{where}: unknown system call {listed}")
 
 
 # --- the compiler ------------------------------------------------------------------------
@@ -501,10 +501,10 @@ _SCMP_ARCHES = (
 )  # fmt: skip
 
 
-def _expect(value: object, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ValueError(f"{where}: expected {names}, got {value!r}")
+def _expect(value: object, kind: type, where: str) -> Any:
+    # bool is an int to isinstance(), but `"errnoRet": true` is a mistake, not 1.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}")
     return value
 
 
@@ -525,10 +525,12 @@ def _parse_action(raw: object, errno_ret: object, where: str) -> Action:
         return Action(kind)
     if errno_ret is None:
         return fail_with(_errno.EPERM)
+    if not isinstance(errno_ret, int) or isinstance(errno_ret, bool) or errno_ret < 0:
+        raise ValueError(f"{where}: errnoRet must be an errno number, got {errno_ret!r}")
     try:
-        return fail_with(_expect(errno_ret, int, "expected"))
+        return fail_with(errno_ret)
     except ValueError as exc:
-        raise ValueError(f"{where}: errnoRet {errno_ret!r}: {exc}") from None
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _parse_arg(raw: object, where: str) -> ArgCheck:
@@ -538,13 +540,11 @@ def _parse_arg(raw: object, where: str) -> ArgCheck:
     op = _DOCKER_OPS.get(op_name)
     if op is None:
         raise ValueError(f"{where}.op: unknown comparison {op_name!r}")
+    index = _expect(obj.get("index"), int, where + ".index")
+    value = _expect(obj.get("value", 0), int, where + ".value")
+    value_two = _expect(obj.get("valueTwo", 0), int, where + ".valueTwo")
     try:
-        return ArgCheck(
-            _expect(obj.get("index"), int, where + ".index"),
-            op,
-            _expect(obj.get("value", 0), int, where + ".value"),
-            _expect(obj.get("valueTwo", 0), int, where + ".valueTwo"),
-        )
+        return ArgCheck(index, op, value, value_two)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 

@@ -337,6 +337,18 @@ def test_docker_profile_fields(tmp_path: Path) -> None:
     assert profile.rules[3].arches == frozenset({"amd64", "arm64"})
 
 
+def test_names_of_other_architectures_are_skipped() -> None:
+    """Docker's profile lists calls of 32-bit and other ABIs; they load and are skipped."""
+    names = ["read", "chown32", "_llseek", "socketcall", "mmap2", "riscv_flush_icache"]
+    data = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}  # fmt: skip
+    profile = profile_from_docker(data)
+    for arch, spec in ARCHES.items():
+        program = compile_profile(profile, arch)
+        assert run_bpf(program, spec.table["read"], spec.audit_arch) == RET_ALLOW
+        assert run_bpf(program, spec.table["write"], spec.audit_arch) == errno_ret(errno.EPERM)
+
+
 def _with(**changes: Any) -> dict[str, Any]:
     rule: dict[str, Any] = {"names": ["read"], "action": "SCMP_ACT_ALLOW"}
     rule.update(changes)
@@ -356,12 +368,13 @@ def _with(**changes: Any) -> dict[str, Any]:
         ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]},
          "profile.flags: not supported"),
         ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": "EPERM"},
-         "errnoRet 'EPERM'"),
+         "errnoRet must be an errno number, got 'EPERM'"),
         (_with(names=["read", "frobnicate"]), r"syscalls\[0\].names: .*'frobnicate'"),
         (_with(names=[]), r"syscalls\[0\]: no system call names"),
         (_with(action="SCMP_ACT_NOPE"), r"syscalls\[0\]: unknown action 'SCMP_ACT_NOPE'"),
-        (_with(action="SCMP_ACT_ERRNO", errnoRet=True), "errnoRet True"),
-        (_with(action="SCMP_ACT_ERRNO", errnoRet=-1), "errnoRet -1"),
+        (_with(action="SCMP_ACT_ERRNO", errnoRet=True), "errno number, got True"),
+        (_with(action="SCMP_ACT_ERRNO", errnoRet=-1), "errno number, got -1"),
+        (_with(action="SCMP_ACT_ERRNO", errnoRet=70000), r"syscalls\[0\]: errno 70000"),
         (_with(args=[{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]),
          r"syscalls\[0\].args\[0\].op: unknown comparison 'SCMP_CMP_ABOUT'"),
         (_with(args=[{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]), "argument index 7"),
