@@ -434,6 +434,7 @@ _ALLOWED = (
     "name_to_handle_at", "getxattr", "lgetxattr", "fgetxattr", "getxattrat", "setxattr",
     "lsetxattr", "fsetxattr", "setxattrat", "listxattr", "llistxattr", "flistxattr",
     "listxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
+    "file_getattr", "file_setattr",
     "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
     # waiting, events, time
     "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl",
