@@ -28,9 +28,9 @@ def _strict(kind: type[Any], *, allow: tuple[type[Any], ...] = ()) -> None:
         if not isinstance(value, accepted):
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
         if kind is float:
-            if not math.isfinite(float(value)):  # type: ignore[arg-type]
+            if not math.isfinite(float(value)):
                 raise ValueError(f"expected a finite number, got {value!r}")
-            return float(value)  # type: ignore[arg-type]
+            return float(value)
         return value
 
     converter.register_structure_hook(kind, structure)

@@ -26,17 +26,18 @@ BASE_NAMESPACES = frozenset(
 
 
 @functools.cache
-def _default_seccomp() -> bytes:
-    return _seccomp.compile_profile(_seccomp.default_profile())
+def _default_seccomp(caps: int) -> bytes:
+    return _seccomp.compile_profile(_seccomp.default_profile(), caps=caps)
 
 
-def seccomp_program(setting: str) -> bytes | None:
-    """The BPF program for ``--security-opt seccomp=...`` (None: unconfined)."""
+def seccomp_program(setting: str, caps: int) -> bytes | None:
+    """The BPF program for ``--security-opt seccomp=...`` (None: unconfined); ``caps`` is
+    the container's bounding set, which Docker profiles' ``includes.caps`` rules test."""
     if setting == "unconfined":
         return None
     if setting == "default":
-        return _default_seccomp()
-    return _seccomp.compile_profile(_seccomp.load_docker_profile(Path(setting)))
+        return _default_seccomp(caps)
+    return _seccomp.compile_profile(_seccomp.load_docker_profile(Path(setting)), caps=caps)
 
 
 @attrs.frozen
@@ -138,10 +139,11 @@ def build(
 def _restrictions(container: Container, uid: int) -> dict[str, Any]:
     """What confines a container's processes: the same for its init and for exec."""
     sec = container.config.security
+    caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
     return {
-        "caps": _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged),
+        "caps": caps,
         "no_new_privs": sec.no_new_privileges,
-        "seccomp": None if sec.privileged else seccomp_program(sec.seccomp),
+        "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
     }
 
 
