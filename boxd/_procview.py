@@ -1,0 +1,574 @@
+"""A per-container view of /proc, served with pyfuse3 (the idea of lxcfs, in Python).
+
+Inside a container, ``free``, ``top``, JVMs and ``os.cpu_count()`` read the host's
+/proc/meminfo, /proc/cpuinfo and /sys/devices/system/cpu/online and size themselves for
+the whole machine.  The daemon serves ONE FUSE filesystem (pyfuse3 keeps one session per
+process) and the spawn path bind-mounts its files over the container's copies (see
+:meth:`ProcView.files`).  What a file shows depends on who opens it: the reader's pid goes
+to the daemon's :data:`Resolver`, which answers with that container's :class:`ViewLimits`
+(or ``None`` for a process that is not in a container, which then sees the host's file).
+
+pyfuse3 gives ``read()`` no request context, so a file's content is rendered once in
+``open()`` for the opener and kept with the file handle; ``read()`` slices it.  Handles use
+``direct_io``, so the reported size (0, as in procfs) does not matter.
+
+What each file shows for a container (all other content is the host's):
+
+- ``/proc/meminfo``: MemTotal = min(memory limit, host), MemFree = MemAvailable = MemTotal
+  minus usage; Buffers, Cached and SwapCached are 0 (the container's usage is given without
+  cache); SwapTotal = min(swap limit, host), SwapFree = SwapTotal minus swap usage.
+- ``/proc/cpuinfo``: the visible CPUs only, renumbered 0..n-1 (x86 and arm64 layout: one
+  block per CPU, starting with ``processor``).  Sibling and core counts stay the host's.
+- ``/sys/devices/system/cpu/online``: ``0-(n-1)``; glibc's ``sysconf(_SC_NPROCESSORS_ONLN)``
+  and so ``os.cpu_count()`` read this file.  (``nproc`` asks ``sched_getaffinity``, which
+  the cpuset already limits.)
+- ``/proc/stat``: the ``cpu`` aggregate and the ``cpuN`` lines of the visible CPUs,
+  renumbered.  The per-CPU lines are the host's counters of those CPUs.  When the
+  container's CPU usage is known, the aggregate shows it as user and system time, and the
+  rest of the visible CPUs' time as idle, so ``top``'s total is the container's share.
+- ``/proc/uptime``: time since the container started; idle is the visible CPUs' time the
+  container did not use (or, without usage, the host's idle share scaled to that time).
+- ``/proc/loadavg``: the host's.  A per-container load average would need sampling every
+  task's state periodically; the host's value is shown rather than an invented one.
+- ``/proc/swaps``: with a swap limit, one ``none virtual`` line of the limited size, or the
+  header only when the limit (or the host's swap) is 0.
+
+The visible CPUs follow a policy: ``"cpuset"`` (the default) shows the container's cpuset
+only; ``"quota"`` shows at most ceil(quota) of them.  The quota is a share of time, not a
+set of CPUs: a container limited to 0.5 CPU still runs threads on every CPU of its cpuset,
+so deriving the count from it is opt-in (lxcfs's maintainers argue the same).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import itertools
+import logging
+import math
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import attrs
+import trio
+
+try:
+    import pyfuse3
+except ImportError as exc:  # the daemon goes on without the view; see available()
+    _PYFUSE3_MISSING: str | None = f"pyfuse3 is not importable ({exc})"
+else:
+    _PYFUSE3_MISSING = None
+
+if TYPE_CHECKING:
+    from pyfuse3 import Operations as _OperationsBase
+else:
+    _OperationsBase = object if _PYFUSE3_MISSING else pyfuse3.Operations
+
+log = logging.getLogger("boxd.procview")
+
+CPU_POLICIES = ("cpuset", "quota")
+
+_ONLINE = "/sys/devices/system/cpu/online"
+FILES: tuple[str, ...] = (
+    "/proc/meminfo",
+    "/proc/cpuinfo",
+    "/proc/stat",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/swaps",
+    _ONLINE,
+)
+_TIMEOUT = 1.0  # seconds the kernel may cache entries and attributes
+_MNT_DETACH = 2
+
+
+def _non_negative(name: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value!r}")
+
+
+@attrs.frozen
+class ViewLimits:
+    """What one container may use and uses, at the moment a file is opened.
+
+    Byte counts are plain bytes.  ``swap_limit``/``swap_usage`` are swap alone (on cgroup v1
+    that is memsw minus memory).  ``cpus`` is the cpuset, ``cpu_quota`` the CPU limit in
+    cores (cpu.max or cfs_quota/cfs_period), ``cpu_usage_ns`` the (user, system) time the
+    container used so far.  ``None`` means unlimited or unknown: the host's value is shown.
+    """
+
+    memory_limit: int | None
+    memory_usage: int
+    swap_limit: int | None
+    swap_usage: int
+    cpus: tuple[int, ...] | None
+    cpu_quota: float | None
+    started_at: float
+    cpu_usage_ns: tuple[int, int] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("memory_limit", "memory_usage", "swap_limit", "swap_usage"):
+            _non_negative(name, getattr(self, name))
+        if self.cpus is not None and (not self.cpus or min(self.cpus) < 0):
+            raise ValueError(f"cpus must be a non-empty set of CPU numbers, not {self.cpus!r}")
+        if self.cpu_quota is not None and not self.cpu_quota > 0:
+            raise ValueError(f"cpu_quota must be > 0 cores, not {self.cpu_quota!r}")
+        if self.cpu_usage_ns is not None and min(self.cpu_usage_ns) < 0:
+            raise ValueError(f"cpu_usage_ns must be >= 0, not {self.cpu_usage_ns!r}")
+
+
+Resolver = Callable[[int], ViewLimits | None]
+"""Reader -> its container's limits, or None when the reader is not in a container.
+
+The argument is the reading *thread's* id in the daemon's pid namespace (FUSE reports the
+thread, not the process); /proc/<tid>/cgroup answers for a thread id as for a pid.  It is
+called on the Trio thread for every open(), so it must be fast and must not block.
+"""
+
+
+def available() -> str | None:
+    """None if the view can be served here, else why not (for the daemon to log once)."""
+    if _PYFUSE3_MISSING is not None:
+        return _PYFUSE3_MISSING
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        return f"cannot open /dev/fuse: {exc.strerror}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering: host text + limits -> what the container sees.  Pure functions, no I/O.
+
+
+@attrs.frozen
+class _Env:
+    host_cpus: tuple[int, ...]  # the host's online CPUs
+    visible: tuple[int, ...]  # the CPUs the container is shown, in host numbering
+    now: float
+    user_hz: int
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """``"0-2,5"`` (the kernel's cpu list format) -> ``(0, 1, 2, 5)``."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        try:
+            cpus.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise ValueError(f"bad CPU list {text!r}") from None
+    return tuple(cpus)
+
+
+def visible_cpus(limits: ViewLimits, host_cpus: Sequence[int], policy: str) -> tuple[int, ...]:
+    """The host CPUs a container is shown, under the CPU count ``policy``."""
+    cpus = tuple(host_cpus)
+    if limits.cpus is not None:
+        allowed = set(limits.cpus)
+        cpus = tuple(cpu for cpu in cpus if cpu in allowed)
+        if not cpus:
+            raise ValueError(
+                f"cpuset {limits.cpus!r} has no online CPU (online: {tuple(host_cpus)!r})"
+            )
+    if policy == "quota" and limits.cpu_quota is not None:
+        cpus = cpus[: math.ceil(limits.cpu_quota)]
+    return cpus
+
+
+def _meminfo_values(text: str) -> dict[str, int]:
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        words = rest.split()
+        if words and words[0].isdigit():
+            values[key] = int(words[0])
+    return values
+
+
+def _render_meminfo(host: str, limits: ViewLimits, env: _Env) -> str:
+    host_kb = _meminfo_values(host)
+    shown: dict[str, int] = {}
+    if limits.memory_limit is not None:
+        total = min(limits.memory_limit // 1024, host_kb["MemTotal"])
+        free = max(total - limits.memory_usage // 1024, 0)
+        shown |= {"MemTotal": total, "MemFree": free, "MemAvailable": free}
+        shown |= {"Buffers": 0, "Cached": 0, "SwapCached": 0}
+    if limits.swap_limit is not None:
+        swap = min(limits.swap_limit // 1024, host_kb["SwapTotal"])
+        shown |= {"SwapTotal": swap, "SwapFree": max(swap - limits.swap_usage // 1024, 0)}
+    lines = []
+    for line in host.splitlines():
+        key, colon, rest = line.partition(":")
+        if key in shown and rest.endswith(" kB"):
+            # Keep the kernel's column layout: the number right-aligned where it was.
+            line = f"{key}{colon}{shown[key]:>{len(rest) - 3}} kB"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _render_cpuinfo(host: str, limits: ViewLimits, env: _Env) -> str:
+    renumber = {cpu: index for index, cpu in enumerate(env.visible)}
+    blocks = []
+    for block in host.strip("\n").split("\n\n"):
+        first, newline, body = block.partition("\n")
+        key, colon, value = first.partition(":")
+        if key.strip() == "processor" and value.strip().isdigit():
+            cpu = int(value)
+            if cpu not in renumber:
+                continue
+            block = f"{key}{colon} {renumber[cpu]}{newline}{body}"
+        blocks.append(block)
+    return "\n\n".join(blocks) + "\n\n"
+
+
+def _render_online(host: str, limits: ViewLimits, env: _Env) -> str:
+    count = len(env.visible)
+    return "0\n" if count == 1 else f"0-{count - 1}\n"
+
+
+def _stat_cpu_number(name: str) -> int | None:
+    return int(name[3:]) if name.startswith("cpu") and name[3:].isdigit() else None
+
+
+def _render_stat(host: str, limits: ViewLimits, env: _Env) -> str:
+    per_cpu: dict[int, list[int]] = {}
+    for line in host.splitlines():
+        name, _, rest = line.partition(" ")
+        cpu = _stat_cpu_number(name)
+        if cpu is not None:
+            per_cpu[cpu] = [int(word) for word in rest.split()]
+    rows = [per_cpu[cpu] for cpu in env.visible if cpu in per_cpu]
+    total = [sum(column) for column in zip(*rows, strict=True)]
+    if limits.cpu_usage_ns is not None:
+        user, system = (ns * env.user_hz // 1_000_000_000 for ns in limits.cpu_usage_ns)
+        # user nice system idle iowait irq softirq steal: the visible CPUs' elapsed time
+        # (guest time is already part of user).
+        elapsed = sum(total[:8])
+        total = [user, 0, system, max(elapsed - user - system, 0)] + [0] * (len(total) - 4)
+    lines = []
+    for line in host.splitlines():
+        name = line.partition(" ")[0]
+        if name == "cpu":
+            lines.append("cpu  " + " ".join(map(str, total)))
+            lines.extend(f"cpu{index} " + " ".join(map(str, row)) for index, row in enumerate(rows))
+        elif _stat_cpu_number(name) is None:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _render_uptime(host: str, limits: ViewLimits, env: _Env) -> str:
+    host_up, host_idle = (float(word) for word in host.split()[:2])
+    up = max(env.now - limits.started_at, 0.0)
+    cpu_seconds = up * len(env.visible)
+    if limits.cpu_usage_ns is not None:
+        idle = max(cpu_seconds - sum(limits.cpu_usage_ns) / 1e9, 0.0)
+    else:
+        idle_share = min(host_idle / (host_up * len(env.host_cpus)), 1.0) if host_up else 1.0
+        idle = cpu_seconds * idle_share
+    return f"{up:.2f} {idle:.2f}\n"
+
+
+def _render_loadavg(host: str, limits: ViewLimits, env: _Env) -> str:
+    return host
+
+
+def _render_swaps(host: str, limits: ViewLimits, env: _Env) -> str:
+    if limits.swap_limit is None:
+        return host
+    header, *devices = host.splitlines()
+    host_kb = sum(int(device.split()[2]) for device in devices)
+    total = min(limits.swap_limit // 1024, host_kb)
+    if total == 0:
+        return header + "\n"
+    used = min(limits.swap_usage // 1024, total)
+    return f"{header}\n{'none':<40}virtual\t\t{total}\t\t{used}\t\t-1\n"
+
+
+_RENDERERS: dict[str, Callable[[str, ViewLimits, _Env], str]] = {
+    "/proc/meminfo": _render_meminfo,
+    "/proc/cpuinfo": _render_cpuinfo,
+    "/proc/stat": _render_stat,
+    "/proc/uptime": _render_uptime,
+    "/proc/loadavg": _render_loadavg,
+    "/proc/swaps": _render_swaps,
+    _ONLINE: _render_online,
+}
+
+
+def _read_host(path: str) -> str:
+    # procfs and sysfs are in memory: these reads do not block the Trio thread.
+    with open(path, encoding="ascii") as file:
+        return file.read()
+
+
+# ---------------------------------------------------------------------------------------
+# The filesystem.
+
+
+class ProcView:
+    """The per-container /proc files, rendered for whoever opens them."""
+
+    _serving: Path | None = None  # pyfuse3 has one session per process: who holds it
+
+    def __init__(self, resolver: Resolver, *, cpu_policy: str = "cpuset") -> None:
+        if cpu_policy not in CPU_POLICIES:
+            raise ValueError(f"cpu_policy must be one of {CPU_POLICIES!r}, not {cpu_policy!r}")
+        self._resolver = resolver
+        self._cpu_policy = cpu_policy
+        self._mountpoint: Path | None = None
+
+    def render(self, path: str, pid: int) -> bytes:
+        """What the reader ``pid`` sees at ``path`` (an in-container path of :data:`FILES`)."""
+        render = _RENDERERS.get(path)
+        if render is None:
+            raise ValueError(f"{path!r} is not a file of the /proc view")
+        limits = self._resolver(pid)
+        host = _read_host(path)
+        if limits is None:
+            return host.encode()
+        host_cpus = parse_cpu_list(_read_host(_ONLINE))
+        env = _Env(
+            host_cpus=host_cpus,
+            visible=visible_cpus(limits, host_cpus, self._cpu_policy),
+            now=time.time(),
+            user_hz=os.sysconf("SC_CLK_TCK"),
+        )
+        return render(host, limits, env).encode()
+
+    def files(self) -> dict[str, str]:
+        """In-container path -> the file in the mount to bind over it (while serving)."""
+        if self._mountpoint is None:
+            raise RuntimeError("the /proc view is not being served")
+        return {path: f"{self._mountpoint}{path}" for path in FILES}
+
+    async def serve(
+        self, mountpoint: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Mount the view at ``mountpoint`` and answer requests until cancelled.
+
+        A mount left at ``mountpoint`` by a crashed daemon is detached first.  Ready is
+        reported once the mount exists; on cancellation the filesystem is unmounted.
+        """
+        reason = available()
+        if reason is not None:
+            raise RuntimeError(f"cannot serve the /proc view at {mountpoint}: {reason}")
+        if ProcView._serving is not None:
+            raise RuntimeError(
+                f"cannot serve the /proc view at {mountpoint}: pyfuse3 serves one mount per "
+                f"process and {ProcView._serving} is already served"
+            )
+        mountpoint = _prepare_mountpoint(mountpoint)
+        options = {"fsname=boxd-procview", "subtype=boxd", "ro", "allow_other"}
+        options |= {"default_permissions"}
+        ProcView._serving = mountpoint
+        try:
+            try:
+                pyfuse3.init(_Operations(self), str(mountpoint), options)
+            except RuntimeError:
+                pyfuse3.close(unmount=False)
+                raise OSError(f"cannot mount the /proc view (FUSE) at {mountpoint}") from None
+            self._mountpoint = mountpoint
+            try:
+                task_status.started()
+                await pyfuse3.main()
+                log.warning("the /proc view at %s was unmounted from outside", mountpoint)
+            finally:
+                self._mountpoint = None
+                pyfuse3.terminate()
+                pyfuse3.close(unmount=True)
+        finally:
+            ProcView._serving = None
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
+        fields = [line.split() for line in file]
+    # Field 5 is the mount point, with space, tab, newline and backslash as octal escapes.
+    return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), f[4]) for f in fields]
+
+
+def _prepare_mountpoint(mountpoint: Path) -> Path:
+    """The absolute mount point, with stale mounts detached and the directory created."""
+    # Resolve the parent only: the mount point itself may be a dead FUSE mount that any
+    # stat() would answer with ENOTCONN.
+    mountpoint = Path(mountpoint).absolute()
+    mountpoint = Path(os.path.realpath(mountpoint.parent)) / mountpoint.name
+    _detach_mounts(mountpoint)
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    return mountpoint
+
+
+def _detach_mounts(mountpoint: Path) -> None:
+    """Lazily unmount everything stacked at ``mountpoint`` (a crashed daemon's leftovers)."""
+    umount2 = ctypes.CDLL(None, use_errno=True).umount2
+    while str(mountpoint) in _mount_points():
+        log.warning("detaching a stale mount at %s", mountpoint)
+        if umount2(os.fsencode(mountpoint), _MNT_DETACH) != 0:
+            code = ctypes.get_errno()
+            raise OSError(
+                code, f"cannot detach the stale mount at {mountpoint}: {os.strerror(code)}"
+            )
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _guarded(
+    handler: Callable[_P, Coroutine[Any, Any, _T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """Turn an unexpected exception into EIO and a log line; pyfuse3 would let it escape
+    its main loop and leave a dead mount."""
+
+    @functools.wraps(handler)
+    async def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await handler(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception:
+            log.exception("/proc view: %s failed", handler.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return guarded
+
+
+@attrs.frozen
+class _Node:
+    parent: int
+    path: str | None  # the served file (in-container path); None for a directory
+    children: dict[bytes, int]
+
+
+def _build_tree(paths: Sequence[str]) -> dict[int, _Node]:
+    root = pyfuse3.ROOT_INODE
+    nodes = {root: _Node(parent=root, path=None, children={})}
+    by_path = {"": root}
+    for path in paths:
+        parts = path.strip("/").split("/")
+        for depth, name in enumerate(parts, start=1):
+            here = "/".join(parts[:depth])
+            if here in by_path:
+                continue
+            parent = by_path["/".join(parts[: depth - 1])]
+            inode = by_path[here] = len(nodes) + root
+            is_file = depth == len(parts)
+            nodes[inode] = _Node(parent=parent, path=path if is_file else None, children={})
+            nodes[parent].children[name.encode()] = inode
+    return nodes
+
+
+class _Operations(_OperationsBase):
+    """The read-only tree of :data:`FILES`, rendered per opener."""
+
+    def __init__(self, view: ProcView) -> None:
+        super().__init__()
+        self._view = view
+        self._nodes = _build_tree(FILES)
+        self._handles: dict[int, bytes] = {}
+        self._next_handle = itertools.count(1)
+        self._mounted_ns = time.time_ns()
+
+    def _node(self, inode: int) -> _Node:
+        node = self._nodes.get(inode)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _attributes(self, inode: int) -> pyfuse3.EntryAttributes:
+        node = self._node(inode)
+        attributes = pyfuse3.EntryAttributes()
+        attributes.st_ino = inode
+        if node.path is None:
+            attributes.st_mode = stat.S_IFDIR | 0o555
+            attributes.st_nlink = 2
+        else:
+            attributes.st_mode = stat.S_IFREG | 0o444
+            attributes.st_nlink = 1
+        attributes.st_size = 0
+        attributes.st_blksize = 4096
+        attributes.st_atime_ns = attributes.st_mtime_ns = self._mounted_ns
+        attributes.st_ctime_ns = self._mounted_ns
+        attributes.entry_timeout = attributes.attr_timeout = _TIMEOUT
+        return attributes
+
+    @_guarded
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attributes(inode)
+
+    @_guarded
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._node(parent_inode)
+        if name == b".":
+            return self._attributes(parent_inode)
+        if name == b"..":
+            return self._attributes(parent.parent)
+        inode = parent.children.get(name)
+        if inode is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attributes(inode)
+
+    @_guarded
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        if self._node(inode).path is not None:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return inode
+
+    @_guarded
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = sorted(self._node(fh).children.items())
+        for index, (name, inode) in enumerate(entries[start_id:], start=start_id + 1):
+            if not pyfuse3.readdir_reply(token, name, self._attributes(inode), index):
+                return
+
+    @_guarded
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @_guarded
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if node.path is None:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        handle = next(self._next_handle)
+        self._handles[handle] = self._view.render(node.path, ctx.pid)
+        return pyfuse3.FileInfo(fh=handle, direct_io=True)
+
+    @_guarded
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return self._handles[fh][off : off + size]
+
+    @_guarded
+    async def release(self, fh: int) -> None:
+        self._handles.pop(fh, None)
+
+    @_guarded
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_files = len(self._nodes)
+        data.f_namemax = 255
+        return data
+
+
+__all__ = [
+    "CPU_POLICIES",
+    "FILES",
+    "ProcView",
+    "Resolver",
+    "ViewLimits",
+    "available",
+    "parse_cpu_list",
+    "visible_cpus",
+]
