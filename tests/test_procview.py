@@ -1,0 +1,512 @@
+"""The per-container /proc view: rendering rules, and a real FUSE mount read by processes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from boxd._procview import (
+    _ONLINE,
+    FILES,
+    ProcView,
+    ViewLimits,
+    _detach_mounts,
+    _Env,
+    _mount_points,
+    _render_cpuinfo,
+    _render_meminfo,
+    _render_online,
+    _render_stat,
+    _render_swaps,
+    _render_uptime,
+    available,
+    parse_cpu_list,
+    visible_cpus,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+
+
+def limits(**changes: object) -> ViewLimits:
+    fields: dict[str, object] = {
+        "memory_limit": None,
+        "memory_usage": 0,
+        "swap_limit": None,
+        "swap_usage": 0,
+        "cpus": None,
+        "cpu_quota": None,
+        "started_at": time.time(),
+    }
+    fields.update(changes)
+    return ViewLimits(**fields)  # type: ignore[arg-type]
+
+
+def env(visible: tuple[int, ...], host_cpus: tuple[int, ...] = (0, 1, 2, 3)) -> _Env:
+    return _Env(host_cpus=host_cpus, visible=visible, now=1000.0, user_hz=100)
+
+
+def meminfo_kb(text: str) -> dict[str, int]:
+    """What ``free -b`` and friends take from /proc/meminfo: name -> kB."""
+    values = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        values[name] = int(rest.split()[0])
+    return values
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering (no FUSE, no root)
+
+HOST_MEMINFO = """\
+MemTotal:       16000000 kB
+MemFree:         9000000 kB
+MemAvailable:   12000000 kB
+Buffers:          100000 kB
+Cached:          3000000 kB
+SwapCached:         1000 kB
+Active:          4000000 kB
+SwapTotal:       2097152 kB
+SwapFree:        2000000 kB
+Dirty:               196 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+"""
+
+HOST_CPUINFO = "".join(
+    f"processor\t: {n}\nvendor_id\t: Test\ncore id\t\t: {n}\nflags\t\t: fpu sse\n\n"
+    for n in range(4)
+)
+
+HOST_STAT = """\
+cpu  100 2 30 4000 5 0 6 0 0 0
+cpu0 10 0 3 1000 1 0 1 0 0 0
+cpu1 20 1 7 1000 2 0 2 0 0 0
+cpu2 30 1 10 1000 1 0 2 0 0 0
+cpu3 40 0 10 1000 1 0 1 0 0 0
+intr 12345 0 0
+ctxt 999
+btime 1700000000
+processes 42
+"""
+
+HOST_SWAPS = (
+    "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+    "/dev/vda2                               partition\t2097148\t\t0\t\t-2\n"
+)
+
+
+def test_meminfo_shows_the_memory_limit_and_copies_the_rest() -> None:
+    shown = _render_meminfo(
+        HOST_MEMINFO, limits(memory_limit=256 * MiB, memory_usage=56 * MiB), env((0,))
+    )
+    kb = meminfo_kb(shown)
+    assert kb["MemTotal"] * 1024 == 256 * MiB
+    assert kb["MemFree"] == kb["MemAvailable"] == 200 * 1024
+    assert kb["Buffers"] == kb["Cached"] == kb["SwapCached"] == 0
+    assert kb["Active"] == 4000000 and kb["Hugepagesize"] == 2048
+    assert kb["SwapTotal"] == 2097152  # no swap limit: the host's
+    assert shown.splitlines()[0] == "MemTotal:         262144 kB"  # the kernel's columns
+    assert len(shown.splitlines()) == len(HOST_MEMINFO.splitlines())
+
+
+def test_meminfo_never_exceeds_the_host() -> None:
+    kb = meminfo_kb(
+        _render_meminfo(
+            HOST_MEMINFO,
+            limits(memory_limit=1 << 50, memory_usage=1 << 49, swap_limit=1 << 40),
+            env((0,)),
+        )
+    )
+    assert kb["MemTotal"] == 16000000
+    assert kb["MemFree"] == 0
+    assert kb["SwapTotal"] == kb["SwapFree"] == 2097152
+
+
+def test_meminfo_swap_limit() -> None:
+    kb = meminfo_kb(
+        _render_meminfo(HOST_MEMINFO, limits(swap_limit=64 * MiB, swap_usage=MiB), env((0,)))
+    )
+    assert (kb["SwapTotal"], kb["SwapFree"]) == (65536, 64512)
+    assert kb["MemTotal"] == 16000000  # no memory limit: the host's
+
+
+def test_cpuinfo_keeps_the_visible_cpus_renumbered() -> None:
+    shown = _render_cpuinfo(HOST_CPUINFO, limits(cpus=(1, 3)), env((1, 3)))
+    blocks = shown.strip("\n").split("\n\n")
+    assert [block.splitlines()[0] for block in blocks] == ["processor\t: 0", "processor\t: 1"]
+    assert [block.splitlines()[2] for block in blocks] == ["core id\t\t: 1", "core id\t\t: 3"]
+    assert shown.endswith("flags\t\t: fpu sse\n\n")
+
+
+def test_online_lists_n_cpus_from_zero() -> None:
+    assert _render_online("0-3\n", limits(), env((0, 1, 2, 3))) == "0-3\n"
+    assert _render_online("0-3\n", limits(cpus=(2,)), env((2,))) == "0\n"
+
+
+def test_cpu_count_policies() -> None:
+    host = (0, 1, 2, 3)
+    assert visible_cpus(limits(), host, "cpuset") == host
+    assert visible_cpus(limits(cpus=(1, 2, 9)), host, "cpuset") == (1, 2)
+    assert visible_cpus(limits(cpu_quota=1.5), host, "cpuset") == host
+    assert visible_cpus(limits(cpu_quota=1.5), host, "quota") == (0, 1)
+    assert visible_cpus(limits(cpus=(3,), cpu_quota=2.0), host, "quota") == (3,)
+    assert visible_cpus(limits(cpu_quota=0.1), host, "quota") == (0,)
+    with pytest.raises(ValueError, match=r"cpuset \(7,\) has no online CPU"):
+        visible_cpus(limits(cpus=(7,)), host, "cpuset")
+
+
+def test_parse_cpu_list() -> None:
+    assert parse_cpu_list("0-2,5\n") == (0, 1, 2, 5)
+    assert parse_cpu_list("0") == (0,)
+    with pytest.raises(ValueError, match="bad CPU list 'x-1'"):
+        parse_cpu_list("x-1")
+
+
+def test_stat_shows_the_visible_cpus() -> None:
+    lines = _render_stat(HOST_STAT, limits(cpus=(1, 2)), env((1, 2))).splitlines()
+    assert lines[:3] == [
+        "cpu  50 2 17 2000 3 0 4 0 0 0",
+        "cpu0 20 1 7 1000 2 0 2 0 0 0",
+        "cpu1 30 1 10 1000 1 0 2 0 0 0",
+    ]
+    assert lines[3:] == HOST_STAT.splitlines()[5:]
+
+
+def test_stat_aggregate_shows_the_container_usage() -> None:
+    usage = limits(cpus=(1, 2), cpu_usage_ns=(3 * 10**9, 2 * 10**9))
+    aggregate = _render_stat(HOST_STAT, usage, env((1, 2))).splitlines()[0]
+    # 100 Hz: 300 user ticks, 200 system; the visible CPUs ran 2076 ticks in all.
+    assert aggregate == "cpu  300 0 200 1576 0 0 0 0 0 0"
+
+
+def test_uptime_counts_from_the_container_start() -> None:
+    host = "5000.00 16000.00\n"  # 4 CPUs, idle 80% of the time
+    assert _render_uptime(host, limits(started_at=900.0), env((0, 1))) == "100.00 160.00\n"
+    used = limits(started_at=900.0, cpu_usage_ns=(30 * 10**9, 10 * 10**9))
+    assert _render_uptime(host, used, env((0, 1))) == "100.00 160.00\n"
+    assert _render_uptime(host, limits(started_at=2000.0), env((0,))) == "0.00 0.00\n"
+
+
+def test_swaps() -> None:
+    header = HOST_SWAPS.splitlines()[0]
+    assert _render_swaps(HOST_SWAPS, limits(), env((0,))) == HOST_SWAPS
+    assert _render_swaps(HOST_SWAPS, limits(swap_limit=0), env((0,))) == header + "\n"
+    limited = _render_swaps(HOST_SWAPS, limits(swap_limit=64 * MiB, swap_usage=MiB), env((0,)))
+    assert limited.splitlines()[1].split() == ["none", "virtual", "65536", "1024", "-1"]
+    no_host_swap = header + "\n"
+    assert _render_swaps(no_host_swap, limits(swap_limit=MiB), env((0,))) == no_host_swap
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"memory_limit": -1}, "memory_limit must be >= 0, not -1"),
+        ({"swap_usage": -5}, "swap_usage must be >= 0, not -5"),
+        ({"cpus": ()}, r"cpus must be a non-empty set of CPU numbers, not \(\)"),
+        ({"cpus": (0, -1)}, r"not \(0, -1\)"),
+        ({"cpu_quota": 0.0}, "cpu_quota must be > 0 cores, not 0.0"),
+        ({"cpu_usage_ns": (1, -1)}, r"cpu_usage_ns must be >= 0, not \(1, -1\)"),
+    ],
+)
+def test_limits_are_validated(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        limits(**change)
+
+
+def test_view_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"cpu_policy must be one of .* not 'cores'"):
+        ProcView(lambda pid: None, cpu_policy="cores")
+    view = ProcView(lambda pid: None)
+    with pytest.raises(ValueError, match="'/proc/vmstat' is not a file of the /proc view"):
+        view.render("/proc/vmstat", os.getpid())
+    with pytest.raises(RuntimeError, match="not being served"):
+        view.files()
+
+
+def test_render_without_limits_is_the_host_file() -> None:
+    view = ProcView(lambda pid: None)
+    assert view.render(_ONLINE, os.getpid()) == Path(_ONLINE).read_bytes()
+
+
+# ---------------------------------------------------------------------------------------
+# A real mount, read by processes whose pids map to different limits
+
+fuse_test = pytest.mark.skipif(available() is not None, reason=f"no FUSE: {available()}")
+
+# The reader waits for a line on stdin (so its pid can be registered first), then reads.
+READER = """
+import json, os, sys
+sys.stdin.readline()
+files = {}
+for path in sys.argv[1:]:
+    try:
+        with open(path) as file:
+            files[path] = file.read()
+    except OSError as exc:
+        files[path] = exc.errno
+print(json.dumps({"cpu_count": os.cpu_count(), "files": files}))
+"""
+
+Reading = dict[str, object]
+
+
+class Readers:
+    """Runs reader processes and answers the view's resolver for their pids."""
+
+    def __init__(self) -> None:
+        self._table: dict[int, ViewLimits | Exception] = {}
+
+    def resolve(self, pid: int) -> ViewLimits | None:
+        found = self._table.get(pid)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def run(self, *readers: tuple[ViewLimits | Exception | None, list[str]]) -> list[Reading]:
+        """Start every reader, register them, then let them read at the same time."""
+        processes: list[subprocess.Popen[str]] = []
+        try:
+            for seen, argv in readers:
+                process = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                )
+                processes.append(process)
+                if seen is not None:
+                    self._table[process.pid] = seen
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.flush()
+            results = []
+            for process in processes:
+                out, _ = process.communicate(timeout=60)
+                assert process.returncode == 0, out
+                results.append(json.loads(out))
+            return results
+        finally:
+            for process in processes:
+                self._table.pop(process.pid, None)
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+
+def read(*paths: str) -> list[str]:
+    return [sys.executable, "-c", READER, *paths]
+
+
+def in_mount_namespace(files: dict[str, str], *paths: str) -> list[str]:
+    """A reader in a private mount namespace with the view bound over the real files."""
+    script = (
+        'mount --bind "$1" /proc/cpuinfo && mount --bind "$2" /sys/devices/system/cpu/online'
+        ' && mount --bind "$3" /proc/meminfo && shift 3 && exec "$@"'
+    )
+    sources = [files["/proc/cpuinfo"], files[_ONLINE], files["/proc/meminfo"]]
+    return ["unshare", "-m", "sh", "-c", script, "sh", *sources, *read(*paths)]
+
+
+def host_cpus() -> tuple[int, ...]:
+    return parse_cpu_list(Path(_ONLINE).read_text())
+
+
+def processors(cpuinfo: object) -> list[str]:
+    assert isinstance(cpuinfo, str)
+    return [line for line in cpuinfo.splitlines() if line.startswith("processor")]
+
+
+def files_of(reading: Reading) -> dict[str, object]:
+    files = reading["files"]
+    assert isinstance(files, dict)
+    return files
+
+
+@pytest.fixture
+def mountpoint(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "procview"
+    yield path
+    left = str(path) in _mount_points()
+    _detach_mounts(path)
+    assert not left, f"the view stayed mounted at {path}"
+
+
+async def with_view(view: ProcView, path: Path, check: Callable[[dict[str, str]], None]) -> None:
+    """Serve ``view`` at ``path`` and run ``check(files)`` in a thread (never read the
+    mount from the Trio thread, which serves it)."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(view.serve, path)
+        try:
+            await trio.to_thread.run_sync(check, view.files())
+        finally:
+            nursery.cancel_scope.cancel(reason="the checks are done")
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_each_reader_sees_its_own_container(mountpoint: Path) -> None:
+    readers = Readers()
+    host = host_cpus()
+    small = limits(memory_limit=256 * MiB, memory_usage=16 * MiB, cpus=(host[-1],))
+    large = limits(memory_limit=512 * MiB, memory_usage=0)
+
+    def check(files: dict[str, str]) -> None:
+        assert files["/proc/meminfo"] == f"{mountpoint}/proc/meminfo"
+        assert set(files) == set(FILES)
+        paths = [files["/proc/meminfo"], files[_ONLINE], files["/proc/cpuinfo"]]
+        seen_small, seen_large, seen_host = readers.run(
+            (small, read(*paths)), (large, read(*paths)), (None, read(*paths))
+        )
+        mem, online, cpuinfo = (files_of(seen_small)[path] for path in paths)
+        assert isinstance(mem, str)
+        assert meminfo_kb(mem)["MemTotal"] * 1024 == 256 * MiB
+        assert meminfo_kb(mem)["MemAvailable"] * 1024 == 240 * MiB
+        assert online == "0\n"
+        assert processors(cpuinfo) == ["processor\t: 0"]
+
+        mem, online, cpuinfo = (files_of(seen_large)[path] for path in paths)
+        assert isinstance(mem, str)
+        assert meminfo_kb(mem)["MemTotal"] * 1024 == 512 * MiB
+        assert online == Path(_ONLINE).read_text()
+        assert len(processors(cpuinfo)) == len(host)
+
+        host_files = files_of(seen_host)
+        assert (
+            meminfo_kb(str(host_files[paths[0]]))["MemTotal"]
+            == (meminfo_kb(Path("/proc/meminfo").read_text())["MemTotal"])
+        )
+        assert len(processors(host_files[paths[2]])) == len(host)
+
+    await with_view(ProcView(readers.resolve), mountpoint, check)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_os_cpu_count_inside_a_mount_namespace(mountpoint: Path) -> None:
+    """os.cpu_count() is sysconf(_SC_NPROCESSORS_ONLN): glibc reads the online file."""
+    readers = Readers()
+    quota = limits(cpu_quota=1.0, memory_limit=256 * MiB)
+
+    def check(files: dict[str, str]) -> None:
+        (seen,) = readers.run((quota, in_mount_namespace(files, "/proc/meminfo")))
+        assert seen["cpu_count"] == 1
+        assert meminfo_kb(str(files_of(seen)["/proc/meminfo"]))["MemTotal"] * 1024 == 256 * MiB
+        (outside,) = readers.run((quota, read()))
+        assert outside["cpu_count"] == len(host_cpus())
+
+    await with_view(ProcView(readers.resolve, cpu_policy="quota"), mountpoint, check)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_a_failing_resolver_is_eio_and_the_mount_survives(
+    mountpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    readers = Readers()
+    caplog.set_level(logging.ERROR, logger="boxd.procview")
+
+    def check(files: dict[str, str]) -> None:
+        path = files["/proc/meminfo"]
+        (failed,) = readers.run((LookupError("no such container"), read(path)))
+        assert files_of(failed)[path] == errno.EIO
+        (fine,) = readers.run((limits(memory_limit=64 * MiB), read(path)))
+        assert meminfo_kb(str(files_of(fine)[path]))["MemTotal"] == 65536
+
+    await with_view(ProcView(readers.resolve), mountpoint, check)
+    assert any("no such container" in (record.exc_text or "") for record in caplog.records)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_the_tree_is_read_only(mountpoint: Path) -> None:
+    def check(files: dict[str, str]) -> None:
+        assert sorted(os.listdir(mountpoint)) == ["proc", "sys"]
+        assert sorted(os.listdir(mountpoint / "proc")) == sorted(
+            Path(path).name for path in FILES if path.startswith("/proc/")
+        )
+        assert os.stat(files["/proc/stat"]).st_mode & 0o777 == 0o444
+        with pytest.raises(OSError) as denied:
+            open(files["/proc/stat"], "w").close()
+        assert denied.value.errno in (errno.EROFS, errno.EACCES)
+        with pytest.raises(FileNotFoundError):
+            os.stat(mountpoint / "proc" / "vmstat")
+        assert os.statvfs(mountpoint).f_namemax == 255
+        # The test process has no limits: it sees the host's file (read in pieces).
+        with open(files["/proc/loadavg"], "rb", buffering=0) as file:
+            content = b"".join(iter(lambda: file.read(3), b""))
+        assert content.count(b" ") == 4
+
+    await with_view(ProcView(lambda pid: None), mountpoint, check)
+    assert str(mountpoint) not in _mount_points()
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_one_view_per_process(mountpoint: Path, tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ProcView(lambda pid: None).serve, mountpoint)
+        with pytest.raises(RuntimeError, match="one mount per process"):
+            await nursery.start(ProcView(lambda pid: None).serve, tmp_path / "second")
+        nursery.cancel_scope.cancel(reason="refusal checked")
+    assert str(mountpoint) not in _mount_points()
+
+
+SERVE_AND_HANG = """
+import sys
+from pathlib import Path
+import trio
+from boxd._procview import ProcView
+
+async def main() -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ProcView(lambda pid: None).serve, Path(sys.argv[1]))
+        print("ready", flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_a_crashed_daemons_mount_is_replaced(mountpoint: Path) -> None:
+    def crash_a_daemon() -> None:
+        with subprocess.Popen(
+            [sys.executable, "-c", SERVE_AND_HANG, str(mountpoint)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as daemon:
+            try:
+                assert daemon.stdout is not None
+                assert daemon.stdout.readline() == "ready\n"
+            finally:
+                daemon.send_signal(signal.SIGKILL)
+        with pytest.raises(OSError) as dead:
+            os.stat(mountpoint)
+        assert dead.value.errno == errno.ENOTCONN
+
+    await trio.to_thread.run_sync(crash_a_daemon)
+    assert str(mountpoint) in _mount_points()
+
+    def check(files: dict[str, str]) -> None:
+        assert Path(files["/proc/uptime"]).read_text().count(" ") == 1
+        assert _mount_points().count(str(mountpoint)) == 1
+
+    await with_view(ProcView(lambda pid: None), mountpoint, check)
