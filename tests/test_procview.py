@@ -307,14 +307,14 @@ def read(*paths: str) -> list[str]:
     return [sys.executable, "-c", READER, *paths]
 
 
-def in_mount_namespace(files: dict[str, str], *paths: str) -> list[str]:
-    """A reader in a private mount namespace with the view bound over the real files."""
+def in_mount_namespace(files: dict[str, str], command: list[str]) -> list[str]:
+    """``command`` in a private mount namespace with the view bound over the real files."""
     script = (
         'mount --bind "$1" /proc/cpuinfo && mount --bind "$2" /sys/devices/system/cpu/online'
         ' && mount --bind "$3" /proc/meminfo && shift 3 && exec "$@"'
     )
     sources = [files["/proc/cpuinfo"], files[_ONLINE], files["/proc/meminfo"]]
-    return ["unshare", "-m", "sh", "-c", script, "sh", *sources, *read(*paths)]
+    return ["unshare", "-m", "sh", "-c", script, "sh", *sources, *command]
 
 
 def host_cpus() -> tuple[int, ...]:
@@ -400,7 +400,7 @@ async def test_os_cpu_count_inside_a_mount_namespace(mountpoint: Path) -> None:
     quota = limits(cpu_quota=1.0, memory_limit=256 * MiB)
 
     def check(files: dict[str, str]) -> None:
-        (seen,) = readers.run((quota, in_mount_namespace(files, "/proc/meminfo")))
+        (seen,) = readers.run((quota, in_mount_namespace(files, read("/proc/meminfo"))))
         assert seen["cpu_count"] == 1
         assert meminfo_kb(str(files_of(seen)["/proc/meminfo"]))["MemTotal"] * 1024 == 256 * MiB
         (outside,) = readers.run((quota, read()))
@@ -510,3 +510,21 @@ async def test_a_crashed_daemons_mount_is_replaced(mountpoint: Path) -> None:
         assert _mount_points().count(str(mountpoint)) == 1
 
     await with_view(ProcView(lambda pid: None), mountpoint, check)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_readers_of_other_users_are_served(mountpoint: Path) -> None:
+    """Container processes run as other users: the mount allows them (allow_other)."""
+    readers = Readers()
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+    def check(files: dict[str, str]) -> None:
+        # The mount point is in pytest's private temporary directory: read it, as a
+        # container does, through a bind mount.
+        command = in_mount_namespace(files, [*nobody, *read("/proc/meminfo")])
+        (seen,) = readers.run((limits(memory_limit=32 * MiB), command))
+        assert meminfo_kb(str(files_of(seen)["/proc/meminfo"]))["MemTotal"] == 32768
+
+    await with_view(ProcView(readers.resolve), mountpoint, check)
