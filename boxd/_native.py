@@ -4,23 +4,28 @@ Everything a container's first process needs is decided here, in Python, and han
 C as one prepared :class:`SpawnPlan`.  The C side forks (clone3), and the child runs only
 async-signal-safe system calls until it execs.  The parent gets ``(pid, pidfd, sync_fd)``
 back at once; the child then waits on ``sync_fd`` until the parent has written uid/gid
-maps and placed it in its cgroups, and :func:`finish_spawn` releases it and reports
-either success (end of file: exec happened) or a :class:`SpawnError`.
+maps and placed it in its cgroups, and :func:`start` releases it and reports either
+success (end of file: exec happened) or a :class:`SpawnError`.
 
 :class:`Native` is the protocol the rest of boxd calls; :class:`RealNative` is the real
-thing and tests may substitute a recording fake.
+thing and :class:`FakeNative` a recording fake for tests that cannot be root.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno as _errno
+import importlib
 import os
+import signal
+import socket
 import struct
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
+import trio
 
 
 class Namespace(enum.Enum):
@@ -108,8 +113,14 @@ class SpawnPlan:
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
     # Directories searched for argv[0] when it holds no "/" (the container's PATH).
-    search_path: tuple[str, ...] = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                                    "/usr/bin", "/sbin", "/bin")
+    search_path: tuple[str, ...] = (
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    )
     namespaces: frozenset[Namespace] = frozenset()
     hostname: str | None = None
     # Directory that becomes "/" via pivot_root; None keeps the caller's root (no pivot).
@@ -160,6 +171,7 @@ class Stage(enum.IntEnum):
     CLOSE_FDS = 18
     EXEC = 19
     FORK = 20
+    CGROUP_NS = 21  # unshare(CLONE_NEWCGROUP), done once the parent placed the child
 
 
 @attrs.frozen
@@ -193,6 +205,8 @@ FAILURE_RECORD = struct.Struct("=iii")
 
 def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> SpawnError:
     """Turn a child's (stage, errno, index) record into the error a user should read."""
+    if stage == Stage.MOUNT and index == -1:
+        return SpawnError(stage, err, "make / a recursive slave mount", "/")
     if stage == Stage.MOUNT and 0 <= index < len(plan.mounts):
         op = plan.mounts[index]
         return SpawnError(stage, err, op.describe(), op.display_target)
@@ -237,3 +251,199 @@ def _check_stdio(fds: Sequence[int]) -> None:
     for fd in fds:
         if 0 <= fd < 3:
             raise ValueError(f"stdio fd {fd} must be >= 3 in the caller (dup it first)")
+
+
+def _check_text(what: str, value: str) -> bytes:
+    if "\0" in value:
+        raise ValueError(f"{what} contains a NUL byte: {value!r}")
+    return os.fsencode(value)
+
+
+def _flags(namespaces: frozenset[Namespace]) -> int:
+    flags = 0
+    for ns in namespaces:
+        flags |= ns.value
+    return flags
+
+
+def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
+    """Validate ``plan`` and encode it as the keyword arguments of ``sandbox_native.spawn``."""
+    if not plan.argv:
+        raise ValueError("argv must not be empty")
+    _check_stdio((plan.stdin, plan.stdout, plan.stderr))
+    if plan.controlling_tty and plan.stdin < 0:
+        raise ValueError("controlling_tty needs a stdin (the pty slave)")
+    if plan.hostname is not None and Namespace.UTS not in plan.namespaces:
+        raise ValueError(f"hostname {plan.hostname!r} needs a new UTS namespace")
+    if plan.mounts and Namespace.MOUNT not in plan.namespaces:
+        raise ValueError("mounts need a new mount namespace (they would land on the host)")
+    if plan.rootfs is not None and Namespace.MOUNT not in plan.namespaces:
+        raise ValueError(f"rootfs {plan.rootfs!r} needs a new mount namespace")
+    if plan.join_pidfd >= 0:
+        if not plan.join_namespaces:
+            raise ValueError("join_pidfd is set but join_namespaces is empty")
+        extra = [
+            n
+            for n, v in (
+                ("namespaces", plan.namespaces),
+                ("mounts", plan.mounts),
+                ("rootfs", plan.rootfs),
+                ("hostname", plan.hostname),
+            )
+            if v
+        ]
+        if extra:
+            raise ValueError(f"a joining process takes no {', '.join(extra)}")
+    elif plan.join_namespaces:
+        raise ValueError("join_namespaces is set but join_pidfd is not")
+    if not plan.cwd.startswith("/"):
+        raise ValueError(f"cwd {plan.cwd!r} must be absolute")
+    for op in plan.mounts:
+        if not op.target.startswith("/"):
+            raise ValueError(f"mount target {op.target!r} must be an absolute host path")
+    return {
+        "argv": tuple(_check_text("argv item", a) for a in plan.argv),
+        "env": tuple(_check_text("env item", e) for e in plan.env),
+        "search_path": tuple(_check_text("search path entry", d) for d in plan.search_path),
+        "clone_flags": _flags(plan.namespaces),
+        "hostname": None if plan.hostname is None else _check_text("hostname", plan.hostname),
+        "rootfs": None if plan.rootfs is None else _check_text("rootfs", plan.rootfs),
+        "mounts": tuple(
+            (
+                int(op.kind),
+                _check_text("mount target", op.target),
+                _check_text("mount source", op.source),
+                _check_text("mount fstype", op.fstype),
+                op.flags,
+                _check_text("mount data", op.data),
+                op.mode,
+                op.dev,
+            )
+            for op in plan.mounts
+        ),
+        "cwd": _check_text("cwd", plan.cwd),
+        "uid": plan.uid,
+        "gid": plan.gid,
+        "groups": plan.groups,
+        "stdio": (plan.stdin, plan.stdout, plan.stderr),
+        "controlling_tty": plan.controlling_tty,
+        "rlimits": tuple((r.resource, r.soft, r.hard) for r in plan.rlimits),
+        "caps": None
+        if plan.caps is None
+        else (
+            plan.caps.bounding,
+            plan.caps.effective,
+            plan.caps.permitted,
+            plan.caps.inheritable,
+            plan.caps.ambient,
+        ),
+        "no_new_privs": plan.no_new_privs,
+        "seccomp": plan.seccomp,
+        "join_pidfd": plan.join_pidfd,
+        "join_flags": _flags(plan.join_namespaces),
+        "process_name": _check_text("process_name", plan.process_name),
+    }
+
+
+class RealNative:
+    """The real spawn path: ``sandbox_native.spawn`` (imported on first use, so modules that
+    only need the types work without the compiled extension)."""
+
+    def spawn(self, plan: SpawnPlan) -> Spawned:
+        # By name: mypy would take the sandbox_native/ source directory for the module.
+        extension = importlib.import_module("sandbox_native")
+        arguments = native_arguments(plan)
+        try:
+            pid, pidfd, sync_fd = extension.spawn(**arguments)
+        except extension.ChildFailed as failed:
+            # Join mode: the intermediate process failed before the final one existed.
+            stage, err, index = failed.args[0]
+            raise describe_failure(plan, Stage(stage), err, index) from None
+        return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd)
+
+    def release(self, spawned: Spawned) -> None:
+        os.write(spawned.sync_fd, b"\x01")
+
+
+@attrs.define
+class FakeNative:
+    """A recording fake for tests without root: it runs ``plan.argv`` as a plain host
+    process (no namespaces, mounts, identity or limits; stdio and env only), or, when
+    ``failure`` is set, makes the spawn fail with that (stage, errno, index) record."""
+
+    plans: list[SpawnPlan] = attrs.field(factory=list)
+    released: list[Spawned] = attrs.field(factory=list)
+    failure: tuple[Stage, int, int] | None = None
+
+    def spawn(self, plan: SpawnPlan) -> Spawned:
+        native_arguments(plan)
+        self.plans.append(plan)
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with parent, child:
+            argv = list(plan.argv)
+            actions = [
+                (os.POSIX_SPAWN_DUP2, fd, target)
+                for target, fd in enumerate((plan.stdin, plan.stdout, plan.stderr))
+                if fd >= 0
+            ]
+            if self.failure is not None:
+                child.send(FAILURE_RECORD.pack(*self.failure))
+                argv, actions = ["/bin/sh", "-c", "exit 127"], []
+            pid = os.posix_spawnp(
+                argv[0], argv, dict(_env_items(plan.env)), file_actions=actions, setsid=True
+            )
+            pidfd = os.pidfd_open(pid)
+            return Spawned(pid=pid, pidfd=pidfd, sync_fd=parent.detach())
+
+    def release(self, spawned: Spawned) -> None:
+        self.released.append(spawned)
+
+
+def _env_items(env: Sequence[str]) -> list[tuple[str, str]]:
+    return [(k, v) for k, _, v in (e.partition("=") for e in env)]
+
+
+async def start(
+    native: Native, plan: SpawnPlan, prepare: Callable[[Spawned], None] | None = None
+) -> Spawned:
+    """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) while the child waits,
+    release it and wait until it has exec'd.  Returns the :class:`Spawned` whose ``pidfd``
+    the caller now owns (``sync_fd`` is closed); raises :class:`SpawnError` if the child
+    failed before exec.  On any error or cancellation the child is killed and reaped and
+    both fds are closed."""
+    spawned = native.spawn(plan)
+    try:
+        if prepare is not None:
+            prepare(spawned)
+        native.release(spawned)
+        await trio.lowlevel.wait_readable(spawned.sync_fd)
+        record = os.read(spawned.sync_fd, FAILURE_RECORD.size)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await _kill_and_reap(spawned)
+        raise
+    os.close(spawned.sync_fd)
+    if not record:
+        return spawned
+    with trio.CancelScope(shield=True):
+        await _reap(spawned.pidfd)
+    if len(record) != FAILURE_RECORD.size:
+        raise RuntimeError(f"spawn: short failure record {record!r}")
+    stage, err, index = FAILURE_RECORD.unpack(record)
+    raise describe_failure(plan, Stage(stage), err, index)
+
+
+async def _kill_and_reap(spawned: Spawned) -> None:
+    os.close(spawned.sync_fd)
+    with contextlib.suppress(ProcessLookupError):  # already gone: reap it below
+        signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
+    await _reap(spawned.pidfd)
+
+
+async def _reap(pidfd: int) -> None:
+    try:
+        await trio.lowlevel.wait_readable(pidfd)
+        # The pidfd is readable: the child has exited and waitid returns at once.
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)  # noqa: ASYNC222
+    finally:
+        os.close(pidfd)

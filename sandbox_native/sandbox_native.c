@@ -1,0 +1,817 @@
+/*
+ * sandbox_native: the few system calls between fork and exec of a container's process.
+ *
+ * spawn() converts the whole plan into C memory, forks with clone3 and returns
+ * (pid, pidfd, sync_fd) at once.  The child runs only async-signal-safe calls (raw
+ * syscalls, no malloc, no Python API) because the parent is a threaded CPython: any lock
+ * another thread held at the fork stays locked forever in the child.  Identity changes
+ * (setgroups, setresgid, setresuid) go through syscall() for the same reason: glibc's
+ * wrappers broadcast them to every thread glibc believes exists, and in the child those
+ * threads are ghosts of the parent's.
+ *
+ * The child's steps, in order (see boxd/_native.py for the record it writes on failure):
+ *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
+ *   2. wait for one byte on the sync socket (EOF: the parent gave up), then unshare the
+ *      cgroup namespace (see below)
+ *   3. stdio, controlling terminal        4. hostname
+ *   5. mounts (after making / a recursive slave)
+ *   6. pivot_root(".", "."), old root made a slave and detached
+ *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE)
+ *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
+ *   9. seccomp if no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, which
+ *      the next step may drop, so the filter must allow the remaining steps' calls
+ *      (setgroups, setres[ug]id, capset, prctl, chdir, write, execve, exit_group)
+ *  10. bounding set, setgroups, setresgid, setresuid (keeping caps), capset, ambient set
+ *  11. no_new_privs, chdir(cwd) as the final user
+ *  12. seccomp if no_new_privs is on (as late as possible), then execve
+ *
+ * The cgroup namespace is not created by clone3: its root would be the cgroup the child
+ * was born in (the daemon's), not the container's cgroup the parent places it in while it
+ * waits.  The child unshares it right after the parent released it instead.
+ *
+ * Join mode (join_pidfd >= 0): an intermediate child calls setns(pidfd, flags), then
+ * clones the final process with CLONE_PARENT (so it is the caller's child and, having
+ * been created after the setns, lives in the target's pid namespace), reports its pid on
+ * a pipe and exits.  spawn() reaps the intermediate, opens a pidfd for the final process
+ * and returns it.  The final process skips namespaces, hostname, mounts and pivot: setns
+ * into a mount namespace already moves root and cwd to the root of that namespace as
+ * its processes see it (the pivoted root), which the tests check.
+ */
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* Mirrors class Stage in boxd/_native.py. */
+enum stage {
+    STAGE_SYNC = 1,
+    STAGE_SIGNALS = 2,
+    STAGE_SETSID = 3,
+    STAGE_STDIO = 4,
+    STAGE_TTY = 5,
+    STAGE_JOIN = 6,
+    STAGE_HOSTNAME = 7,
+    STAGE_MOUNT = 8,
+    STAGE_PIVOT = 9,
+    STAGE_SETGROUPS = 10,
+    STAGE_SETGID = 11,
+    STAGE_SETUID = 12,
+    STAGE_CAPS = 13,
+    STAGE_RLIMIT = 14,
+    STAGE_NO_NEW_PRIVS = 15,
+    STAGE_CHDIR = 16,
+    STAGE_SECCOMP = 17,
+    STAGE_CLOSE_FDS = 18,
+    STAGE_EXEC = 19,
+    STAGE_FORK = 20,
+    STAGE_CGROUP_NS = 21,
+};
+
+/* Mirrors class MountKind in boxd/_native.py. */
+enum mount_kind {
+    MK_MOUNT = 0,
+    MK_MKDIR = 1,
+    MK_SYMLINK = 2,
+    MK_MKNOD = 3,
+    MK_BIND_DEV = 4,
+    MK_REMOUNT_RO = 5,
+    MK_MASK = 6,
+};
+
+/* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
+struct clone_args_v0 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+};
+
+struct mount_op {
+    int kind;
+    const char *target, *source, *fstype, *data;
+    unsigned long flags;
+    unsigned int mode;
+    unsigned long long dev;
+};
+
+struct rlimit64_k {
+    int resource;
+    uint64_t cur, max;
+};
+
+struct plan {
+    char **argv, **envp;
+    const char **search;
+    Py_ssize_t nsearch;
+    const char *hostname, *rootfs, *cwd, *name;
+    struct mount_op *mounts;
+    Py_ssize_t nmounts;
+    unsigned int uid, gid;
+    gid_t *groups;
+    Py_ssize_t ngroups;
+    int stdio[3];
+    int ctty;
+    struct rlimit64_k *rlimits;
+    Py_ssize_t nrlimits;
+    int has_caps;
+    uint64_t bounding, effective, permitted, inheritable, ambient;
+    int nnp;
+    struct sock_filter *filter;
+    unsigned short nfilter;
+    int join_pidfd;
+    uint64_t clone_flags, join_flags;
+    int sync_fd, report_fd;
+};
+
+static PyObject *ChildFailed;
+
+/* ------------------------------------------------------------------ child side */
+
+__attribute__((noreturn)) static void fail(const struct plan *p, int stage, int err, int index)
+{
+    int record[3] = {stage, err, index};
+    ssize_t n;
+    do {
+        n = write(p->sync_fd, record, sizeof record);
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+#define CHECK(p, expr, stage, index)                                                           \
+    do {                                                                                       \
+        if ((expr) < 0)                                                                        \
+            fail((p), (stage), errno, (index));                                                \
+    } while (0)
+
+static void reset_signals(const struct plan *p)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        /* glibc refuses its two internal signals with EINVAL; exec resets them anyway. */
+        if (sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
+            fail(p, STAGE_SIGNALS, errno, sig);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    CHECK(p, sigprocmask(SIG_SETMASK, &none, NULL), STAGE_SIGNALS, 0);
+    CHECK(p, prctl(PR_SET_NAME, p->name, 0, 0, 0), STAGE_SIGNALS, 0);
+    CHECK(p, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_SIGNALS, 0);
+    CHECK(p, setsid(), STAGE_SETSID, 0);
+}
+
+static void wait_for_parent(const struct plan *p)
+{
+    char byte;
+    ssize_t n;
+    do {
+        n = read(p->sync_fd, &byte, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0)
+        _exit(127); /* the parent gave up on us: nobody is left to read a record */
+    CHECK(p, n, STAGE_SYNC, 0);
+}
+
+/* The MS_* flags a read-only bind remount must repeat (locked in a user namespace). */
+static unsigned long kept_flags(const char *target)
+{
+    struct statfs st;
+    if (statfs(target, &st) < 0)
+        return 0;
+    return (unsigned long)st.f_flags &
+           (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
+}
+
+static int run_mount_op(const struct mount_op *op)
+{
+    struct stat st;
+    int fd;
+    switch (op->kind) {
+    case MK_MOUNT:
+        return mount(op->source, op->target, op->fstype, op->flags, op->data);
+    case MK_MKDIR:
+        if (mkdir(op->target, op->mode) < 0 && errno != EEXIST)
+            return -1;
+        return 0;
+    case MK_SYMLINK:
+        if (symlink(op->source, op->target) < 0 && errno != EEXIST)
+            return -1;
+        return 0;
+    case MK_MKNOD:
+        return mknod(op->target, op->mode, (dev_t)op->dev);
+    case MK_BIND_DEV:
+        fd = open(op->target, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -1;
+        close(fd);
+        return mount(op->source, op->target, NULL, MS_BIND | op->flags, NULL);
+    case MK_REMOUNT_RO:
+        return mount(NULL, op->target, NULL,
+                     MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(op->target),
+                     NULL);
+    case MK_MASK:
+        if (stat(op->target, &st) < 0)
+            return errno == ENOENT ? 0 : -1;
+        if (S_ISDIR(st.st_mode))
+            return mount("tmpfs", op->target, "tmpfs",
+                         MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+        return mount("/dev/null", op->target, NULL, MS_BIND, NULL);
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+}
+
+static void setup_mounts(const struct plan *p)
+{
+    if (p->clone_flags & CLONE_NEWNS)
+        CHECK(p, mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), STAGE_MOUNT, -1);
+    for (Py_ssize_t i = 0; i < p->nmounts; i++)
+        CHECK(p, run_mount_op(&p->mounts[i]), STAGE_MOUNT, (int)i);
+}
+
+static void pivot(const struct plan *p)
+{
+    CHECK(p, chdir(p->rootfs), STAGE_PIVOT, 0);
+    CHECK(p, syscall(SYS_pivot_root, ".", "."), STAGE_PIVOT, 0);
+    /* The old root now sits on top of the new one at "/"; cut it off from the host. */
+    CHECK(p, mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL), STAGE_PIVOT, 0);
+    CHECK(p, umount2(".", MNT_DETACH), STAGE_PIVOT, 0);
+    CHECK(p, chdir("/"), STAGE_PIVOT, 0);
+}
+
+static void set_rlimits(const struct plan *p)
+{
+    for (Py_ssize_t i = 0; i < p->nrlimits; i++) {
+        uint64_t limit[2] = {p->rlimits[i].cur, p->rlimits[i].max};
+        CHECK(p, syscall(SYS_prlimit64, 0, p->rlimits[i].resource, limit, NULL), STAGE_RLIMIT,
+              (int)i);
+    }
+}
+
+static void close_fds(const struct plan *p)
+{
+    unsigned int sync = (unsigned int)p->sync_fd;
+    if (sync > 3)
+        CHECK(p, syscall(SYS_close_range, 3U, sync - 1, 0U), STAGE_CLOSE_FDS, 0);
+    CHECK(p, syscall(SYS_close_range, sync + 1, ~0U, 0U), STAGE_CLOSE_FDS, 0);
+}
+
+static void load_seccomp(const struct plan *p)
+{
+    struct sock_fprog prog = {.len = p->nfilter, .filter = p->filter};
+    CHECK(p, prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0), STAGE_SECCOMP, 0);
+}
+
+static void drop_bounding(const struct plan *p)
+{
+    for (int cap = 0; cap < 64; cap++) {
+        int has = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (has < 0 && errno == EINVAL)
+            break; /* past the kernel's last capability */
+        CHECK(p, has, STAGE_CAPS, cap);
+        if (has && !((p->bounding >> cap) & 1))
+            CHECK(p, prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), STAGE_CAPS, cap);
+    }
+}
+
+static void apply_caps(const struct plan *p)
+{
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = (uint32_t)(p->effective >> (32 * i));
+        data[i].permitted = (uint32_t)(p->permitted >> (32 * i));
+        data[i].inheritable = (uint32_t)(p->inheritable >> (32 * i));
+    }
+    CHECK(p, syscall(SYS_capset, &header, data), STAGE_CAPS, 0);
+    CHECK(p, prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), STAGE_CAPS, 0);
+    for (int cap = 0; cap < 64; cap++)
+        if ((p->ambient >> cap) & 1)
+            CHECK(p, prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), STAGE_CAPS, cap);
+}
+
+static void set_identity(const struct plan *p)
+{
+    if (p->has_caps) {
+        drop_bounding(p); /* needs CAP_SETPCAP, which setresuid may take away */
+        CHECK(p, prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), STAGE_CAPS, 0);
+    }
+    CHECK(p, syscall(SYS_setgroups, (size_t)p->ngroups, p->groups), STAGE_SETGROUPS, 0);
+    CHECK(p, syscall(SYS_setresgid, p->gid, p->gid, p->gid), STAGE_SETGID, 0);
+    CHECK(p, syscall(SYS_setresuid, p->uid, p->uid, p->uid), STAGE_SETUID, 0);
+    if (p->has_caps)
+        apply_caps(p);
+}
+
+/* execve argv[0], searching the search path like execvp when it holds no "/". */
+__attribute__((noreturn)) static void exec_program(const struct plan *p)
+{
+    const char *file = p->argv[0];
+    if (strchr(file, '/') != NULL) {
+        execve(file, p->argv, p->envp);
+        fail(p, STAGE_EXEC, errno, 0);
+    }
+    size_t flen = strlen(file);
+    int err = ENOENT;
+    int denied = 0;
+    char path[PATH_MAX];
+    for (Py_ssize_t i = 0; i < p->nsearch; i++) {
+        size_t dlen = strlen(p->search[i]);
+        if (dlen + 1 + flen + 1 > sizeof path) {
+            err = ENAMETOOLONG;
+            continue;
+        }
+        memcpy(path, p->search[i], dlen);
+        path[dlen] = '/';
+        memcpy(path + dlen + 1, file, flen + 1);
+        execve(path, p->argv, p->envp);
+        switch (errno) {
+        case EACCES:
+            denied = 1;
+            break;
+        case ENOENT:
+        case ENOTDIR:
+        case ESTALE:
+        case ENODEV:
+        case ETIMEDOUT:
+        case ENAMETOOLONG:
+            err = errno;
+            break;
+        default:
+            fail(p, STAGE_EXEC, errno, (int)i);
+        }
+    }
+    fail(p, STAGE_EXEC, denied ? EACCES : (err == ENAMETOOLONG ? err : ENOENT), -1);
+}
+
+__attribute__((noreturn)) static void child_main(const struct plan *p)
+{
+    reset_signals(p);
+    wait_for_parent(p);
+    if (p->clone_flags & CLONE_NEWCGROUP)
+        CHECK(p, unshare(CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
+    for (int i = 0; i < 3; i++)
+        if (p->stdio[i] >= 0)
+            CHECK(p, dup2(p->stdio[i], i), STAGE_STDIO, i);
+    if (p->ctty)
+        CHECK(p, ioctl(0, TIOCSCTTY, 0), STAGE_TTY, 0);
+    if (p->hostname != NULL && (p->clone_flags & CLONE_NEWUTS))
+        CHECK(p, sethostname(p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
+    setup_mounts(p);
+    if (p->rootfs != NULL)
+        pivot(p);
+    set_rlimits(p);
+    close_fds(p);
+    if (p->nfilter && !p->nnp)
+        load_seccomp(p);
+    set_identity(p);
+    if (p->nnp)
+        CHECK(p, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STAGE_NO_NEW_PRIVS, 0);
+    CHECK(p, chdir(p->cwd), STAGE_CHDIR, 0);
+    if (p->nfilter && p->nnp)
+        load_seccomp(p);
+    exec_program(p);
+}
+
+/* Join mode: enter the target's namespaces, create the final process, report its pid. */
+__attribute__((noreturn)) static void intermediate_main(const struct plan *p)
+{
+    CHECK(p, setns(p->join_pidfd, (int)p->join_flags), STAGE_JOIN, 0);
+    struct clone_args_v0 args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_PARENT;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0)
+        child_main(p);
+    CHECK(p, pid, STAGE_FORK, 0);
+    int report = (int)pid;
+    ssize_t n;
+    do {
+        n = write(p->report_fd, &report, sizeof report);
+    } while (n < 0 && errno == EINTR);
+    _exit(n == (ssize_t)sizeof report ? 0 : 1);
+}
+
+/* ------------------------------------------------------------------ parent side */
+
+/* A bytes object's buffer, refusing embedded NULs; NULL with an exception set. */
+static const char *cstring(PyObject *obj, const char *what)
+{
+    char *buffer;
+    Py_ssize_t size;
+    if (!PyBytes_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be bytes, not %R", what, (PyObject *)Py_TYPE(obj));
+        return NULL;
+    }
+    if (PyBytes_AsStringAndSize(obj, &buffer, &size) < 0)
+        return NULL;
+    if ((Py_ssize_t)strlen(buffer) != size) {
+        PyErr_Format(PyExc_ValueError, "%s contains a NUL byte: %R", what, obj);
+        return NULL;
+    }
+    return buffer;
+}
+
+/* A NULL-terminated array of a tuple of bytes' buffers (PyMem_Free it); NULL tuple: empty. */
+static const char **string_array(PyObject *tuple, const char *what, Py_ssize_t *count)
+{
+    Py_ssize_t n = tuple == NULL ? 0 : PyTuple_Size(tuple);
+    const char **array = PyMem_Calloc((size_t)n + 1, sizeof *array);
+    if (array == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        array[i] = cstring(PyTuple_GetItem(tuple, i), what);
+        if (array[i] == NULL) {
+            PyMem_Free(array);
+            return NULL;
+        }
+    }
+    if (count != NULL)
+        *count = n;
+    return array;
+}
+
+static int parse_mounts(PyObject *tuple, struct plan *p)
+{
+    p->nmounts = PyTuple_Size(tuple);
+    p->mounts = PyMem_Calloc((size_t)p->nmounts + 1, sizeof *p->mounts);
+    if (p->mounts == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < p->nmounts; i++) {
+        struct mount_op *op = &p->mounts[i];
+        PyObject *target, *source, *fstype, *data;
+        if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "iSSSkSIK;a mount op is (kind, "
+                              "target, source, fstype, flags, data, mode, dev)",
+                              &op->kind, &target, &source, &fstype, &op->flags, &data,
+                              &op->mode, &op->dev))
+            return -1;
+        if (op->kind < MK_MOUNT || op->kind > MK_MASK) {
+            PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
+            return -1;
+        }
+        op->target = cstring(target, "mount target");
+        op->source = cstring(source, "mount source");
+        op->fstype = cstring(fstype, "mount fstype");
+        op->data = cstring(data, "mount data");
+        if (!op->target || !op->source || !op->fstype || !op->data)
+            return -1;
+        /* mount(2) takes NULL for "not given"; an empty string is a (bad) value. */
+        if (*op->source == '\0')
+            op->source = NULL;
+        if (*op->fstype == '\0')
+            op->fstype = NULL;
+        if (*op->data == '\0')
+            op->data = NULL;
+    }
+    return 0;
+}
+
+static int parse_rlimits(PyObject *tuple, struct plan *p)
+{
+    p->nrlimits = PyTuple_Size(tuple);
+    p->rlimits = PyMem_Calloc((size_t)p->nrlimits + 1, sizeof *p->rlimits);
+    if (p->rlimits == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < p->nrlimits; i++) {
+        long long soft, hard;
+        if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "iLL;an rlimit is (resource, soft, "
+                              "hard)", &p->rlimits[i].resource, &soft, &hard))
+            return -1;
+        p->rlimits[i].cur = soft < 0 ? UINT64_MAX : (uint64_t)soft;
+        p->rlimits[i].max = hard < 0 ? UINT64_MAX : (uint64_t)hard;
+    }
+    return 0;
+}
+
+static int parse_groups(PyObject *tuple, struct plan *p)
+{
+    p->ngroups = PyTuple_Size(tuple);
+    p->groups = PyMem_Calloc((size_t)p->ngroups + 1, sizeof *p->groups);
+    if (p->groups == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < p->ngroups; i++) {
+        unsigned long gid = PyLong_AsUnsignedLong(PyTuple_GetItem(tuple, i));
+        if (PyErr_Occurred())
+            return -1;
+        if (gid > UINT_MAX - 1) {
+            PyErr_Format(PyExc_ValueError, "group id %lu is out of range", gid);
+            return -1;
+        }
+        p->groups[i] = (gid_t)gid;
+    }
+    return 0;
+}
+
+static void free_plan(struct plan *p)
+{
+    PyMem_Free(p->argv);
+    PyMem_Free(p->envp);
+    PyMem_Free(p->search);
+    PyMem_Free(p->mounts);
+    PyMem_Free(p->groups);
+    PyMem_Free(p->rlimits);
+    PyMem_Free(p->filter);
+}
+
+/* None or bytes -> NULL or the buffer; 0 on success. */
+static int optional_cstring(PyObject *obj, const char *what, const char **out)
+{
+    *out = NULL;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    *out = cstring(obj, what);
+    return *out == NULL ? -1 : 0;
+}
+
+static int parse_caps(PyObject *caps, struct plan *p)
+{
+    unsigned long long sets[5];
+    if (caps == NULL || caps == Py_None)
+        return 0;
+    if (!PyArg_ParseTuple(caps, "KKKKK;caps is (bounding, effective, permitted, inheritable, "
+                          "ambient)", &sets[0], &sets[1], &sets[2], &sets[3], &sets[4]))
+        return -1;
+    p->has_caps = 1;
+    p->bounding = sets[0];
+    p->effective = sets[1];
+    p->permitted = sets[2];
+    p->inheritable = sets[3];
+    p->ambient = sets[4];
+    return 0;
+}
+
+static int parse_seccomp(PyObject *program, struct plan *p)
+{
+    char *buffer;
+    Py_ssize_t size;
+    if (program == NULL || program == Py_None)
+        return 0;
+    if (!PyBytes_Check(program)) {
+        PyErr_Format(PyExc_TypeError, "seccomp must be bytes or None, not %R",
+                     (PyObject *)Py_TYPE(program));
+        return -1;
+    }
+    if (PyBytes_AsStringAndSize(program, &buffer, &size) < 0)
+        return -1;
+    if (size == 0 || size % (Py_ssize_t)sizeof(struct sock_filter) != 0 ||
+        size / (Py_ssize_t)sizeof(struct sock_filter) > BPF_MAXINSNS) {
+        PyErr_Format(PyExc_ValueError,
+                     "seccomp program of %zd bytes is not 1 to %d instructions of %zu bytes",
+                     size, BPF_MAXINSNS, sizeof(struct sock_filter));
+        return -1;
+    }
+    p->filter = PyMem_Malloc((size_t)size);
+    if (p->filter == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(p->filter, buffer, (size_t)size);
+    p->nfilter = (unsigned short)(size / (Py_ssize_t)sizeof(struct sock_filter));
+    return 0;
+}
+
+static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
+{
+    static char *keywords[] = {
+        "argv", "env", "search_path", "clone_flags", "hostname", "rootfs", "mounts", "cwd",
+        "uid", "gid", "groups", "stdio", "controlling_tty", "rlimits", "caps",
+        "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", NULL,
+    };
+    PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
+    PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
+    PyObject *cwd = NULL, *name = NULL;
+    unsigned long long clone_flags = 0, join_flags = 0;
+
+    p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
+    p->join_pidfd = -1;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKO:spawn", keywords, &PyTuple_Type,
+            &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags, &hostname,
+            &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type, &groups,
+            &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->ctty, &PyTuple_Type, &rlimits,
+            &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name))
+        return -1;
+    if (argv == NULL || PyTuple_Size(argv) == 0) {
+        PyErr_SetString(PyExc_ValueError, "argv must be a non-empty tuple of bytes");
+        return -1;
+    }
+    p->clone_flags = clone_flags;
+    p->join_flags = join_flags;
+    p->argv = (char **)string_array(argv, "an argv item", NULL);
+    if (p->argv == NULL)
+        return -1;
+    p->envp = (char **)string_array(env, "an env item", NULL);
+    if (p->envp == NULL)
+        return -1;
+    p->search = string_array(search, "a search path entry",
+                             &p->nsearch);
+    if (p->search == NULL)
+        return -1;
+    if (optional_cstring(hostname, "hostname", &p->hostname) < 0 ||
+        optional_cstring(rootfs, "rootfs", &p->rootfs) < 0 ||
+        optional_cstring(cwd, "cwd", &p->cwd) < 0 ||
+        optional_cstring(name, "process_name", &p->name) < 0)
+        return -1;
+    if (p->cwd == NULL)
+        p->cwd = "/";
+    if (p->name == NULL)
+        p->name = "boxd:[init]";
+    if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
+        (rlimits && parse_rlimits(rlimits, p) < 0) || parse_caps(caps, p) < 0 ||
+        parse_seccomp(seccomp, p) < 0)
+        return -1;
+    return 0;
+}
+
+static void close_quietly(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+/* clone3 with every signal blocked, so no Python signal handler runs in the child. */
+static long clone_blocked(struct clone_args_v0 *args, const struct plan *p,
+                          void (*body)(const struct plan *))
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long pid = syscall(SYS_clone3, args, sizeof *args);
+    if (pid == 0)
+        body(p);
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return pid;
+}
+
+static void child_entry(const struct plan *p) { child_main(p); }
+
+static void intermediate_entry(const struct plan *p) { intermediate_main(p); }
+
+/* Wait for the join mode intermediate; return the final pid it reported or -1 (set error). */
+static long finish_join(long intermediate, int report_fd, int sync_fd)
+{
+    int status = 0, pid = -1;
+    long waited;
+    ssize_t n;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        waited = waitpid((pid_t)intermediate, &status, 0);
+    } while (waited < 0 && errno == EINTR);
+    do {
+        n = read(report_fd, &pid, sizeof pid);
+    } while (n < 0 && errno == EINTR);
+    Py_END_ALLOW_THREADS
+    if (waited < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (n == (ssize_t)sizeof pid)
+        return pid;
+    int record[3];
+    if (recv(sync_fd, record, sizeof record, MSG_DONTWAIT) == (ssize_t)sizeof record) {
+        PyObject *err = Py_BuildValue("(iii)", record[0], record[1], record[2]);
+        if (err != NULL) {
+            PyErr_SetObject(ChildFailed, err);
+            Py_DECREF(err);
+        }
+        return -1;
+    }
+    PyErr_Format(PyExc_RuntimeError,
+                 "join: the intermediate process ended (wait status %d) without a report",
+                 status);
+    return -1;
+}
+
+static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    struct plan p;
+    int sv[2] = {-1, -1}, report[2] = {-1, -1}, pidfd = -1;
+    PyObject *result = NULL;
+    memset(&p, 0, sizeof p);
+    if (parse_plan(args, kwargs, &p) < 0)
+        goto out;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto out;
+    }
+    p.sync_fd = sv[1];
+    struct clone_args_v0 clone;
+    memset(&clone, 0, sizeof clone);
+    clone.exit_signal = SIGCHLD;
+    long pid;
+    int saved;
+    if (p.join_pidfd >= 0) {
+        if (pipe2(report, O_CLOEXEC) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        p.report_fd = report[1];
+        pid = clone_blocked(&clone, &p, intermediate_entry);
+        saved = errno;
+        close_quietly(report[1]);
+        report[1] = -1;
+        close_quietly(sv[1]);
+        sv[1] = -1;
+        if (pid < 0) {
+            errno = saved;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        pid = finish_join(pid, report[0], sv[0]);
+        if (pid < 0)
+            goto out;
+        pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0U);
+        if (pidfd < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            kill((pid_t)pid, SIGKILL);
+            waitpid((pid_t)pid, NULL, 0);
+            goto out;
+        }
+    } else {
+        clone.flags = CLONE_PIDFD | (p.clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
+        clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        pid = clone_blocked(&clone, &p, child_entry);
+        saved = errno;
+        close_quietly(sv[1]);
+        sv[1] = -1;
+        if (pid < 0) {
+            errno = saved;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+    }
+    result = Py_BuildValue("(lii)", pid, pidfd, sv[0]);
+    if (result == NULL) {
+        /* Only memory can fail here; the child then reads EOF on its sync socket. */
+        close_quietly(pidfd);
+        goto out;
+    }
+    sv[0] = -1;
+out:
+    close_quietly(sv[0]);
+    close_quietly(sv[1]);
+    close_quietly(report[0]);
+    close_quietly(report[1]);
+    free_plan(&p);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS,
+     "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
+     "      groups, stdio, controlling_tty, rlimits, caps, no_new_privs, seccomp,\n"
+     "      join_pidfd, join_flags, process_name) -> (pid, pidfd, sync_fd)\n\n"
+     "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "sandbox_native",
+    "The fork-to-exec path of boxd: namespaces, mounts, pivot_root, identity, exec.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit_sandbox_native(void)
+{
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    ChildFailed = PyErr_NewException("sandbox_native.ChildFailed", NULL, NULL);
+    if (ChildFailed == NULL || PyModule_AddObjectRef(module, "ChildFailed", ChildFailed) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
