@@ -371,9 +371,8 @@ class ProcView:
         try:
             try:
                 pyfuse3.init(_Operations(self), str(mountpoint), options)
-            except RuntimeError:
-                pyfuse3.close(unmount=False)
-                raise OSError(f"cannot mount the /proc view (FUSE) at {mountpoint}") from None
+            except RuntimeError as exc:  # libfuse has printed why on stderr
+                raise OSError(f"cannot mount the /proc view at {mountpoint}: {exc}") from None
             self._mountpoint = mountpoint
             try:
                 task_status.started()

@@ -528,3 +528,16 @@ async def test_readers_of_other_users_are_served(mountpoint: Path) -> None:
         assert meminfo_kb(str(files_of(seen)["/proc/meminfo"]))["MemTotal"] == 32768
 
     await with_view(ProcView(readers.resolve), mountpoint, check)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_serve_returns_when_unmounted_from_outside(
+    mountpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ProcView(lambda pid: None).serve, mountpoint)
+        await trio.run_process(["umount", str(mountpoint)])
+    assert str(mountpoint) not in _mount_points()
+    assert "unmounted from outside" in caplog.text
