@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from . import _logs, _plan
-from ._cgroup import CgroupHost, Limits
+from ._cgroup import Cgroup, CgroupHost, Limits
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._output import Chunk, Output
 from ._records import (
@@ -75,6 +75,8 @@ class _Entry:
     lifecycle: trio.CancelScope | None = None  # set while a lifecycle task runs
     idle: trio.Event = attrs.Factory(trio.Event)  # set when no lifecycle task runs
     backoff: trio.CancelScope | None = None
+    # Set when the current run's end is recorded (exit code, status, counters).
+    recorded: trio.Event = attrs.Factory(trio.Event)
     stopping: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)
 
@@ -289,10 +291,12 @@ class Supervisor:
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
+        entry.recorded = trio.Event()
         cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+        cdir = self.store.container_dir(c.id)
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             try:
-                cdir = self.store.container_dir(c.id)
                 await nursery.start(
                     run.execute,
                     self.native,
@@ -300,33 +304,24 @@ class Supervisor:
                     cgroup,
                 )
             except Exception as exc:
-                with trio.CancelScope(shield=True):
-                    await cgroup.remove()
-                entry.output.close()
-                code = is_exec_failure(exc) or 125
-                st.error = str(exc)
-                st.exit_code = code
-                if st.status is Status.RUNNING:
-                    st.status = Status.EXITED
+                # Raised after the nursery closes, so the caller sees it bare.
+                failure = exc
+            else:
+                entry.run = run
+                st.status = Status.RUNNING
+                st.pid = run.pid
+                st.pid_start_time = start_time_of(run.pid)
+                st.started_at = time.time()
+                st.finished_at = None
+                st.exit_code = None
+                st.error = ""
+                st.oom_killed = False
+                st.summary = None
                 self._save(c)
-                if task_status is None:
-                    return 0.0
-                if isinstance(exc, SpawnError | OSError | ValueError):
-                    raise StartError(str(exc), code) from exc
-                raise
-            entry.run = run
-            st.status = Status.RUNNING
-            st.pid = run.pid
-            st.pid_start_time = start_time_of(run.pid)
-            st.started_at = time.time()
-            st.finished_at = None
-            st.exit_code = None
-            st.error = ""
-            st.oom_killed = False
-            st.summary = None
-            self._save(c)
-            if task_status is not None:
-                task_status.started()
+                if task_status is not None:
+                    task_status.started()
+        if failure is not None:
+            return await self._start_failed(entry, cgroup, failure, report=task_status is not None)
         outcome = run.outcome
         assert outcome is not None
         st.status = Status.STOPPED if entry.stopping else Status.EXITED
@@ -336,7 +331,31 @@ class Supervisor:
         st.finished_at = time.time()
         st.pid = 0
         self._save(c)
+        entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
+
+    async def _start_failed(
+        self, entry: _Entry, cgroup: Cgroup, failure: Exception, *, report: bool
+    ) -> float:
+        """Record why the process could not start; raise it to the starter if there is
+        one (a restart has nobody to tell but the record)."""
+        c = entry.container
+        st = c.state
+        with trio.CancelScope(shield=True):
+            await cgroup.remove()
+        entry.output.close()
+        code = is_exec_failure(failure) or 125
+        st.error = str(failure)
+        st.exit_code = code
+        if st.status is Status.RUNNING:
+            st.status = Status.EXITED
+        self._save(c)
+        entry.recorded.set()
+        if not report:
+            return 0.0
+        if isinstance(failure, OSError | ValueError):
+            raise StartError(str(failure), code) from failure
+        raise failure
 
     def _save(self, container: Container) -> None:
         if container.id in self._entries:
@@ -407,7 +426,7 @@ class Supervisor:
         entry = self._lookup(ref)
         run = entry.run
         if run is not None and entry.lifecycle is not None:
-            await run.exited.wait()
+            await entry.recorded.wait()
             assert run.outcome is not None
             return run.outcome.exit_code
         code = entry.container.state.exit_code

@@ -226,6 +226,13 @@ static int run_mount_op(const struct mount_op *op)
         close(fd);
         return mount(op->source, op->target, NULL, MS_BIND | op->flags, NULL);
     case MK_REMOUNT_RO:
+        /* Bind the path onto itself first, so that a plain directory or file (/proc/sys)
+         * becomes a mount of its own that can be made read-only; a missing path is
+         * skipped (kernels differ in what /proc holds). */
+        if (stat(op->target, &st) < 0)
+            return errno == ENOENT ? 0 : -1;
+        if (mount(op->target, op->target, NULL, MS_BIND | MS_REC, NULL) < 0)
+            return -1;
         return mount(NULL, op->target, NULL,
                      MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(op->target),
                      NULL);
