@@ -357,7 +357,7 @@ class RealNative:
             pid, pidfd, sync_fd = extension.spawn(**arguments)
         except extension.ChildFailed as failed:
             # Join mode: the intermediate process failed before the final one existed.
-            stage, err, index = failed.args[0]
+            stage, err, index = failed.args
             raise describe_failure(plan, Stage(stage), err, index) from None
         return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd)
 

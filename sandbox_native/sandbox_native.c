@@ -10,6 +10,7 @@
  * threads are ghosts of the parent's.
  *
  * The child's steps, in order (see boxd/_native.py for the record it writes on failure):
+ *   0. close the fds it inherited and does not need (see close_all_but)
  *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
  *   2. wait for one byte on the sync socket (EOF: the parent gave up), then unshare the
  *      cgroup namespace (see below)
@@ -178,6 +179,38 @@ static void reset_signals(const struct plan *p)
     CHECK(p, prctl(PR_SET_NAME, p->name, 0, 0, 0), STAGE_SIGNALS, 0);
     CHECK(p, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_SIGNALS, 0);
     CHECK(p, setsid(), STAGE_SETSID, 0);
+}
+
+/* Close every fd but the few listed (-1 entries are ignored): the copies of the parent's
+ * fds this process got at the fork include the parent's end of our own sync socket and
+ * those of siblings still waiting for their release.  Held here, they would keep
+ * end-of-file from reaching us (and the siblings) if the parent died. */
+static void close_all_but(const struct plan *p, int *keep, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    unsigned int from = 0;
+    for (int i = 0; i <= n; i++) {
+        unsigned int to = i < n ? (unsigned int)keep[i] : ~0U;
+        if (i < n && keep[i] < 0)
+            continue;
+        if (to > from)
+            CHECK(p, syscall(SYS_close_range, from, i < n ? to - 1 : to, 0U), STAGE_CLOSE_FDS,
+                  0);
+        if (i < n)
+            from = to + 1;
+    }
+}
+
+static void keep_only_what_the_child_needs(const struct plan *p, int intermediate)
+{
+    int keep[] = {0, 1, 2, p->stdio[0], p->stdio[1], p->stdio[2], p->sync_fd,
+                  intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1};
+    close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]));
 }
 
 static void wait_for_parent(const struct plan *p)
@@ -374,6 +407,7 @@ __attribute__((noreturn)) static void exec_program(const struct plan *p)
 
 __attribute__((noreturn)) static void child_main(const struct plan *p)
 {
+    keep_only_what_the_child_needs(p, 0);
     reset_signals(p);
     wait_for_parent(p);
     if (p->clone_flags & CLONE_NEWCGROUP)
@@ -404,6 +438,7 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
 /* Join mode: enter the target's namespaces, create the final process, report its pid. */
 __attribute__((noreturn)) static void intermediate_main(const struct plan *p)
 {
+    keep_only_what_the_child_needs(p, 1);
     CHECK(p, setns(p->join_pidfd, (int)p->join_flags), STAGE_JOIN, 0);
     struct clone_args_v0 args;
     memset(&args, 0, sizeof args);

@@ -1,0 +1,576 @@
+"""The native spawn path: sandbox_native.spawn through boxd._native.start.
+
+Every container here mounts its overlay root and /proc INSIDE its own mount namespace
+(plan.mounts), so nothing outlives the test but the overlay's upper directory in tmp_path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import os
+import platform
+import resource
+import signal
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from boxd._native import (
+    FAILURE_RECORD,
+    Capabilities,
+    FakeNative,
+    MountKind,
+    MountOp,
+    Namespace,
+    RealNative,
+    Rlimit,
+    Spawned,
+    SpawnError,
+    SpawnPlan,
+    Stage,
+    is_exec_failure,
+    native_arguments,
+    start,
+)
+
+ISOLATED = frozenset(
+    {Namespace.MOUNT, Namespace.PID, Namespace.UTS, Namespace.IPC, Namespace.CGROUP}
+)
+
+# A static helper that tries the classic chroot escape and says whether "/" moved.
+ESCAPE_SOURCE = r"""
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    struct stat before, after;
+    if (stat("/", &before) || mkdir("/tmp/jail", 0700) || chroot("/tmp/jail")) return 2;
+    for (int i = 0; i < 16; i++) if (chdir("..")) return 3;
+    if (chroot(".") || stat("/", &after)) return 4;
+    puts(before.st_dev == after.st_dev && before.st_ino == after.st_ino ? "same" : "escaped");
+    return 0;
+}
+"""
+
+CAP_CHOWN, CAP_KILL, CAP_NET_BIND_SERVICE = 0, 5, 10
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+
+
+@attrs.frozen
+class Result:
+    status: os.waitid_result
+    output: str
+
+    @property
+    def exit_code(self) -> int:
+        assert self.status.si_code == os.CLD_EXITED, self.status
+        return self.status.si_status
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    before = _fds()
+    yield
+    # listdir itself had an fd open each time: compare the sets, not the counts.
+    assert _fds() == before
+
+
+@pytest.fixture(scope="session")
+def escape_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("escape")
+    source = directory / "escape.c"
+    source.write_text(ESCAPE_SOURCE)
+    binary = directory / "escape"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
+@attrs.frozen
+class Layout:
+    """A container root: the busybox tree as overlay lower, upper/work/merged in tmp_path."""
+
+    lower: Path
+    upper: Path
+    work: Path
+    merged: Path
+
+    def mounts(self, *extra: MountOp) -> tuple[MountOp, ...]:
+        overlay = MountOp(
+            MountKind.MOUNT,
+            str(self.merged),
+            source="overlay",
+            fstype="overlay",
+            data=f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work}",
+            name="/",
+        )
+        proc = MountOp(
+            MountKind.MOUNT,
+            str(self.merged / "proc"),
+            source="proc",
+            fstype="proc",
+            flags=MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            name="/proc",
+        )
+        return (overlay, proc, *extra)
+
+    def plan(self, *argv: str, **fields: Any) -> SpawnPlan:
+        fields.setdefault("namespaces", ISOLATED)
+        fields.setdefault("rootfs", str(self.merged))
+        fields.setdefault("mounts", self.mounts())
+        return SpawnPlan(argv=argv, **fields)
+
+
+@pytest.fixture
+def layout(busybox_root: Path, tmp_path: Path) -> Layout:
+    dirs = [tmp_path / name for name in ("upper", "work", "merged")]
+    for d in dirs:
+        d.mkdir()
+    return Layout(busybox_root, *dirs)
+
+
+@pytest.fixture
+def reaper() -> Iterator[list[Spawned]]:
+    """Processes a test started; whatever still runs at the end is killed and reaped."""
+    spawned: list[Spawned] = []
+    yield spawned
+    for s in spawned:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(s.pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):  # already reaped by the test
+            os.waitid(os.P_PIDFD, s.pidfd, os.WEXITED)
+        os.close(s.pidfd)
+
+
+async def wait_exit(pidfd: int) -> os.waitid_result:
+    await trio.lowlevel.wait_readable(pidfd)
+    status = _reap_now(pidfd)
+    assert status is not None
+    return status
+
+
+def _reap_now(pidfd: int) -> os.waitid_result | None:
+    return os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+
+
+def is_reaped(pid: int) -> bool:
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+async def run(plan: SpawnPlan, reaper: list[Spawned]) -> Result:
+    """Start ``plan`` with stdout and stderr on one pipe; wait for the end and the output."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        spawned = await start(
+            RealNative(), attrs.evolve(plan, stdin=write_end, stdout=write_end, stderr=write_end)
+        )
+    finally:
+        os.close(write_end)
+    reaper.append(spawned)
+    chunks = []
+    async with trio.lowlevel.FdStream(read_end) as stream:
+        while chunk := await stream.receive_some():
+            chunks.append(chunk)
+    return Result(await wait_exit(spawned.pidfd), b"".join(chunks).decode())
+
+
+def status_field(output: str, name: str) -> str:
+    for line in output.splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return value.strip()
+    raise AssertionError(f"{name} not in {output!r}")
+
+
+# ---------------------------------------------------------------- validation, no root
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"argv": ()}, "argv must not be empty"),
+        ({"argv": ("true",), "stdout": 1}, "stdio fd 1 must be >= 3"),
+        ({"argv": ("tr\0ue",)}, "argv item contains a NUL byte"),
+        ({"argv": ("true",), "env": ("A=\0",)}, "env item contains a NUL byte"),
+        ({"argv": ("true",), "hostname": "h"}, "needs a new UTS namespace"),
+        ({"argv": ("true",), "rootfs": "/x"}, "needs a new mount namespace"),
+        ({"argv": ("true",), "cwd": "tmp"}, "cwd 'tmp' must be absolute"),
+        ({"argv": ("true",), "join_pidfd": 5}, "join_namespaces is empty"),
+        (
+            {
+                "argv": ("true",),
+                "join_pidfd": 5,
+                "join_namespaces": frozenset({Namespace.PID}),
+                "namespaces": frozenset({Namespace.UTS}),
+            },
+            "a joining process takes no namespaces",
+        ),
+    ],
+)
+def test_plan_validation(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        native_arguments(SpawnPlan(**fields))
+
+
+def test_native_arguments_encoding() -> None:
+    plan = SpawnPlan(
+        argv=("sh",),
+        namespaces=frozenset({Namespace.PID, Namespace.UTS}),
+        hostname="h",
+        rlimits=(Rlimit(resource.RLIMIT_NOFILE, 10, -1),),
+        caps=Capabilities(bounding=3, effective=1, permitted=3),
+    )
+    args = native_arguments(plan)
+    assert args["clone_flags"] == Namespace.PID.value | Namespace.UTS.value
+    assert args["argv"] == (b"sh",)
+    assert args["hostname"] == b"h"
+    assert args["rlimits"] == ((resource.RLIMIT_NOFILE, 10, -1),)
+    assert args["caps"] == (3, 1, 3, 0, 0)
+
+
+def test_extension_rejects_unknown_fields() -> None:
+    extension = importlib.import_module("sandbox_native")  # mypy sees the source directory
+    with pytest.raises(TypeError):
+        extension.spawn(argv=(b"true",), colour=b"red")
+    with pytest.raises(ValueError, match="NUL"):
+        extension.spawn(argv=(b"true",), cwd=b"/a\0b")
+    with pytest.raises(ValueError, match="seccomp program"):
+        extension.spawn(argv=(b"true",), seccomp=b"123")
+
+
+# ---------------------------------------------------------------- the fake, no root
+
+
+async def test_fake_native_records_and_runs(no_fd_leak: None) -> None:
+    fake = FakeNative()
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    prepared: list[Spawned] = []
+    plan = SpawnPlan(argv=("sh", "-c", "echo $GREETING"), env=("GREETING=hi",), stdout=write_end)
+    spawned = await start(fake, plan, prepare=prepared.append)
+    os.close(write_end)
+    assert fake.plans == [plan]
+    assert fake.released == prepared == [spawned]
+    status = await wait_exit(spawned.pidfd)
+    os.close(spawned.pidfd)
+    assert status.si_status == 0
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pipe.read() == b"hi\n"
+
+
+async def test_fake_native_failure(no_fd_leak: None) -> None:
+    fake = FakeNative(failure=(Stage.EXEC, errno.ENOENT, 0))
+    with pytest.raises(SpawnError, match="exec /bin/nope: No such file or directory"):
+        await start(fake, SpawnPlan(argv=("/bin/nope",)))
+
+
+# ---------------------------------------------------------------- the real thing
+
+
+@pytest.mark.root
+async def test_true_and_false(no_fd_leak: None, layout: Layout, reaper: list[Spawned]) -> None:
+    assert (await run(layout.plan("/bin/true"), reaper)).exit_code == 0
+    assert (await run(layout.plan("false"), reaper)).exit_code == 1
+
+
+@pytest.mark.root
+async def test_exec_missing(layout: Layout, no_fd_leak: None) -> None:
+    with pytest.raises(SpawnError) as caught:
+        await start(RealNative(), layout.plan("/bin/nope"))
+    error = caught.value
+    assert str(error) == "exec /bin/nope: No such file or directory"
+    assert error.errno == errno.ENOENT and error.stage == Stage.EXEC
+    assert error.filename == "/bin/nope"
+    assert is_exec_failure(error) == 127
+
+
+@pytest.mark.root
+async def test_search_path_miss_and_permission(layout: Layout, no_fd_leak: None) -> None:
+    with pytest.raises(SpawnError, match="exec nope: No such file or directory"):
+        await start(RealNative(), layout.plan("nope"))
+    with pytest.raises(SpawnError, match="exec passwd: Permission denied") as caught:
+        await start(RealNative(), layout.plan("passwd", search_path=("/etc",)))
+    assert is_exec_failure(caught.value) == 126
+
+
+@pytest.mark.root
+async def test_chdir_missing(layout: Layout, no_fd_leak: None) -> None:
+    with pytest.raises(SpawnError, match=r"^chdir /missing: No such file or directory$"):
+        await start(RealNative(), layout.plan("/bin/true", cwd="/missing"))
+
+
+@pytest.mark.root
+async def test_failing_mount(layout: Layout, no_fd_leak: None) -> None:
+    bad = MountOp(MountKind.MOUNT, str(layout.merged / "no" / "proc"), "proc", "proc", name="/proc")
+    with pytest.raises(SpawnError, match=r"^mount /proc: No such file or directory$") as caught:
+        await start(RealNative(), layout.plan("/bin/true", mounts=layout.mounts(bad)))
+    assert caught.value.stage == Stage.MOUNT
+
+
+@pytest.mark.root
+async def test_inside_the_container(
+    no_fd_leak: None, layout: Layout, reaper: list[Spawned]
+) -> None:
+    script = "echo pid=$$; echo host=$(hostname); set -- /proc/[0-9]*; echo procs=$*;"
+    result = await run(layout.plan("sh", "-c", script, hostname="boxy"), reaper)
+    assert result.exit_code == 0, result.output
+    # set, echo and globs are builtins: no other process runs while the glob is expanded.
+    assert result.output.split("\n") == ["pid=1", "host=boxy", "procs=/proc/1", ""]
+
+
+@pytest.mark.root
+async def test_only_stdio_fds(no_fd_leak: None, layout: Layout, reaper: list[Spawned]) -> None:
+    leaky = os.open("/dev/null", os.O_RDONLY)  # inheritable: only close_range stops it
+    try:
+        spawned = await start(RealNative(), layout.plan("sleep", "1000", stdin=leaky))
+    finally:
+        os.close(leaky)
+    reaper.append(spawned)
+    # start() returned: the exec happened, so these are the program's own fds.
+    assert sorted(os.listdir(f"/proc/{spawned.pid}/fd")) == ["0", "1", "2"]
+
+
+@pytest.mark.root
+async def test_no_host_mounts(layout: Layout, reaper: list[Spawned]) -> None:
+    result = await run(layout.plan("cat", "/proc/self/mountinfo"), reaper)
+    assert result.exit_code == 0
+    mount_points = [line.split()[4] for line in result.output.splitlines()]
+    assert mount_points == ["/", "/proc"]
+
+
+@pytest.mark.root
+async def test_status_of_the_exec_process(layout: Layout, reaper: list[Spawned]) -> None:
+    # Ignore a signal and block another here: neither may reach the container.
+    old = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        status = await run(layout.plan("cat", "/proc/self/status"), reaper)
+        stat = await run(layout.plan("cat", "/proc/self/stat"), reaper)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
+        signal.signal(signal.SIGUSR1, old)
+    assert status_field(status.output, "SigIgn") == "0" * 16
+    assert status_field(status.output, "SigBlk") == "0" * 16
+    assert status_field(status.output, "NSpid").split()[-1] == "1"
+    fields = stat.output.rsplit(")", 1)[1].split()
+    pid, sid = 1, int(fields[3])  # after "(comm)": state ppid pgrp session
+    assert sid == pid
+
+
+@pytest.mark.root
+async def test_chroot_escape_stays_inside(
+    layout: Layout, reaper: list[Spawned], escape_binary: Path
+) -> None:
+    helper = MountOp(
+        MountKind.BIND_DEV,
+        str(layout.merged / "bin" / "escape"),
+        str(escape_binary),
+        name="/bin/escape",
+    )
+    result = await run(layout.plan("/bin/escape", mounts=layout.mounts(helper)), reaper)
+    assert (result.exit_code, result.output) == (0, "same\n")
+
+
+@pytest.mark.root
+async def test_capabilities_dropped(layout: Layout, reaper: list[Spawned]) -> None:
+    keep = 1 << CAP_CHOWN | 1 << CAP_KILL
+    caps = Capabilities(bounding=keep, effective=keep, permitted=keep)
+    result = await run(layout.plan("cat", "/proc/self/status", caps=caps), reaper)
+    assert result.exit_code == 0, result.output
+    assert int(status_field(result.output, "CapBnd"), 16) == keep
+    assert int(status_field(result.output, "CapEff"), 16) == keep
+    assert int(status_field(result.output, "CapPrm"), 16) == keep
+
+
+@pytest.mark.root
+async def test_non_root_user_with_ambient_capability(layout: Layout, reaper: list[Spawned]) -> None:
+    bind = 1 << CAP_NET_BIND_SERVICE
+    caps = Capabilities(
+        bounding=bind, effective=bind, permitted=bind, inheritable=bind, ambient=bind
+    )
+    plan = layout.plan("cat", "/proc/self/status", uid=65534, gid=65534, groups=(65534,), caps=caps)
+    result = await run(plan, reaper)
+    assert result.exit_code == 0, result.output
+    assert status_field(result.output, "Uid").split() == ["65534"] * 4
+    assert status_field(result.output, "Gid").split() == ["65534"] * 4
+    assert status_field(result.output, "Groups") == "65534"
+    assert int(status_field(result.output, "CapEff"), 16) == bind
+    assert int(status_field(result.output, "CapAmb"), 16) == bind
+    assert int(status_field(result.output, "CapBnd"), 16) == bind
+
+
+@pytest.mark.root
+async def test_rlimit_and_no_new_privs(layout: Layout, reaper: list[Spawned]) -> None:
+    plan = layout.plan(
+        "cat",
+        "/proc/self/limits",
+        "/proc/self/status",
+        rlimits=(Rlimit(resource.RLIMIT_NOFILE, 64, 128), Rlimit(resource.RLIMIT_CORE, 0, -1)),
+        no_new_privs=True,
+    )
+    result = await run(plan, reaper)
+    assert result.exit_code == 0, result.output
+    lines = {line[:26].strip(): line[26:].split() for line in result.output.splitlines()}
+    assert lines["Max open files"][:2] == ["64", "128"]
+    assert lines["Max core file size"][:2] == ["0", "unlimited"]
+    assert status_field(result.output, "NoNewPrivs") == "1"
+
+
+@pytest.mark.root
+async def test_rlimit_failure_names_the_resource(layout: Layout, no_fd_leak: None) -> None:
+    bad = Rlimit(resource.RLIMIT_NOFILE, 100, 10)  # soft above hard
+    with pytest.raises(SpawnError, match=f"^setrlimit {resource.RLIMIT_NOFILE}: Invalid arg"):
+        await start(RealNative(), layout.plan("/bin/true", rlimits=(bad,)))
+
+
+def _deny_mkdir_filter() -> bytes:
+    """A classic BPF program: mkdir and mkdirat fail with EPERM, all else is allowed."""
+    ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM
+    arch_x86_64 = 0xC000003E
+    insns = [
+        (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
+        (jeq_k, 1, 0, arch_x86_64),
+        (ret_k, 0, 0, allow),
+        (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
+        (jeq_k, 2, 0, 83),  # mkdir
+        (jeq_k, 1, 0, 258),  # mkdirat
+        (ret_k, 0, 0, allow),
+        (ret_k, 0, 0, deny),
+    ]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in insns)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the test filter is for x86_64")
+@pytest.mark.parametrize("no_new_privs", [False, True])
+async def test_seccomp(layout: Layout, reaper: list[Spawned], no_new_privs: bool) -> None:
+    caps = Capabilities(bounding=1 << CAP_KILL, effective=0, permitted=0)
+    plan = layout.plan(
+        "sh",
+        "-c",
+        "mkdir /tmp/x 2>/dev/null || echo denied; grep Seccomp: /proc/self/status",
+        seccomp=_deny_mkdir_filter(),
+        no_new_privs=no_new_privs,
+        caps=caps,
+    )
+    result = await run(plan, reaper)
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == ["denied", "Seccomp:", "2"]
+
+
+@pytest.mark.root
+async def test_spawn_while_threads_are_busy(layout: Layout, reaper: list[Spawned]) -> None:
+    # Worker threads that hold malloc and GIL-free locks all the time: a child that used
+    # malloc or stdio after the fork would deadlock on a lock some thread held.
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            [bytearray(4096) for _ in range(256)]
+            repr(list(range(512)))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(2):
+            nursery.start_soon(trio.to_thread.run_sync, churn)
+        try:
+            for _ in range(30):
+                result = await run(layout.plan("/bin/true"), reaper)
+                assert result.exit_code == 0
+        finally:
+            stop.set()
+
+
+@pytest.mark.root
+async def test_prepare_failure_kills_the_child(layout: Layout, no_fd_leak: None) -> None:
+    started: list[Spawned] = []
+
+    def prepare(spawned: Spawned) -> None:
+        started.append(spawned)
+        raise RuntimeError("cgroup placement failed")
+
+    with pytest.raises(RuntimeError, match="cgroup placement failed"):
+        await start(RealNative(), layout.plan("/bin/true"), prepare=prepare)
+    assert is_reaped(started[0].pid)
+
+
+@pytest.mark.root
+async def test_cancelled_start_kills_the_child(layout: Layout, no_fd_leak: None) -> None:
+    started: list[Spawned] = []
+    with trio.CancelScope() as scope:
+        scope.cancel(reason="test")
+        await start(RealNative(), layout.plan("sleep", "100"), prepare=started.append)
+    assert scope.cancelled_caught
+    assert is_reaped(started[0].pid)
+
+
+@pytest.mark.root
+async def test_parent_gives_up_before_release(layout: Layout, no_fd_leak: None) -> None:
+    # Closing sync_fd without a release: the child must exit without running anything.
+    spawned = RealNative().spawn(layout.plan("/bin/true"))
+    os.close(spawned.sync_fd)
+    status = await wait_exit(spawned.pidfd)
+    os.close(spawned.pidfd)
+    assert status.si_status == 127
+
+
+@pytest.mark.root
+async def test_join_a_running_container(
+    no_fd_leak: None, layout: Layout, reaper: list[Spawned]
+) -> None:
+    first = await start(RealNative(), layout.plan("sleep", "1000", hostname="first", stdin=-1))
+    reaper.append(first)
+    joined = frozenset({Namespace.MOUNT, Namespace.PID, Namespace.UTS, Namespace.IPC})
+    script = (
+        "echo host=$(hostname); echo pid=$$; echo init=$(cat /proc/1/comm);"
+        " echo root=$(stat -c %d:%i /) first=$(stat -L -c %d:%i /proc/1/root)"
+    )
+    plan = SpawnPlan(
+        argv=("sh", "-c", script),
+        join_pidfd=first.pidfd,
+        join_namespaces=joined,
+        process_name="boxd:[exec]",
+    )
+    result = await run(plan, reaper)
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split("=", 1) for line in result.output.split("\n")[:3])
+    assert lines["host"] == "first"
+    assert lines["pid"] != "1"
+    assert lines["init"] == "sleep"
+    root, first_root = result.output.split("\n")[3].split()
+    assert root.removeprefix("root=") == first_root.removeprefix("first=")
+
+
+@pytest.mark.root
+async def test_join_failure_is_reported(layout: Layout, no_fd_leak: None) -> None:
+    # An fd that is neither a pidfd nor a namespace makes setns fail in the intermediate.
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        plan = SpawnPlan(
+            argv=("/bin/true",), join_pidfd=read_end, join_namespaces=frozenset({Namespace.UTS})
+        )
+        with pytest.raises(SpawnError, match=r"^join: Invalid argument$") as caught:
+            await start(RealNative(), plan)
+        assert caught.value.stage == Stage.JOIN
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_failure_record_layout() -> None:
+    assert FAILURE_RECORD.size == 12
