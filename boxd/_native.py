@@ -52,7 +52,9 @@ class MountKind(enum.IntEnum):
     SYMLINK = 2  # symlink(source, target); EEXIST is not an error
     MKNOD = 3  # mknod(target, mode, dev)
     BIND_DEV = 4  # create an empty file at target, then bind-mount source (a host device) on it
-    REMOUNT_RO = 5  # bind-remount target read-only (MS_REMOUNT|MS_BIND|MS_RDONLY|flags)
+    REMOUNT_RO = 5  # bind target onto itself (so a plain path like /proc/sys becomes a
+    #                 mount), then bind-remount it read-only (MS_REMOUNT|MS_BIND|MS_RDONLY|
+    #                 flags, keeping its nosuid/nodev/noexec); a missing target is skipped
     MASK = 6  # hide target: /dev/null bound over a file, an empty read-only tmpfs over a dir
     #          (a target that does not exist is skipped)
 
@@ -130,7 +132,8 @@ class SpawnPlan:
     uid: int = 0
     gid: int = 0
     groups: tuple[int, ...] = ()
-    # The fds given to the child as 0, 1, 2.  Each must be >= 3 in the caller.
+    # The fds given to the child as 0, 1, 2.  Each must be >= 3 in the caller; -1 leaves
+    # the caller's own 0, 1 or 2 in place.
     stdin: int = -1
     stdout: int = -1
     stderr: int = -1

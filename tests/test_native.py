@@ -415,6 +415,49 @@ async def test_non_root_user_with_ambient_capability(layout: Layout, reaper: lis
 
 
 @pytest.mark.root
+async def test_user_namespace_with_maps_written_by_prepare(
+    layout: Layout, reaper: list[Spawned]
+) -> None:
+    def write_maps(spawned: Spawned) -> None:
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{spawned.pid}/{name}").write_text("0 100000 65536\n")
+
+    plan = layout.plan(
+        "cat",
+        "/proc/self/uid_map",
+        "/proc/self/status",
+        namespaces=ISOLATED | {Namespace.USER},
+        mounts=(),
+        rootfs=None,
+    )
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        plan = attrs.evolve(plan, stdout=write_end)
+        spawned = await start(RealNative(), plan, prepare=write_maps)
+    finally:
+        os.close(write_end)
+    reaper.append(spawned)
+    await wait_exit(spawned.pidfd)
+    with os.fdopen(read_end, "rb") as pipe:
+        output = pipe.read().decode()
+    assert output.split("\n")[0].split() == ["0", "100000", "65536"]
+    assert status_field(output, "Uid").split() == ["0"] * 4
+
+
+@pytest.mark.root
+async def test_remount_read_only_of_a_plain_path(layout: Layout, reaper: list[Spawned]) -> None:
+    ops = layout.mounts(
+        MountOp(MountKind.REMOUNT_RO, str(layout.merged / "proc" / "sys"), name="/proc/sys"),
+        MountOp(MountKind.REMOUNT_RO, str(layout.merged / "proc" / "nope"), name="/proc/nope"),
+    )
+    script = "echo other > /proc/sys/kernel/hostname 2>&1; hostname"
+    result = await run(layout.plan("sh", "-c", script, hostname="boxy", mounts=ops), reaper)
+    assert result.exit_code == 0, result.output
+    assert "Read-only file system" in result.output
+    assert result.output.endswith("boxy\n")
+
+
+@pytest.mark.root
 async def test_rlimit_and_no_new_privs(layout: Layout, reaper: list[Spawned]) -> None:
     plan = layout.plan(
         "cat",
