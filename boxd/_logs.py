@@ -1,0 +1,558 @@
+"""Container logs: a size-rotated writer and a reader with tail, since and follow.
+
+The on-disk format is conmon's k8s-file format, one record per line::
+
+    2024-05-01T12:00:00.123456789Z stdout F hello
+
+The timestamp is RFC 3339 in UTC with nine fractional digits, the stream is ``stdout`` or
+``stderr``, and the flag says whether the record ends a line (``F``: the original had a
+newline, which is not stored) or is a partial piece (``P``) continued by the next record of
+the same stream.  Content is raw bytes; a record never contains a newline because output is
+split there, and long lines are cut into pieces of at most :data:`MAX_RECORD_DATA` bytes.
+
+Files live in one directory: ``container.log`` is written, and rotation renames it to
+``container.log.1`` (older ones move up, the one past ``max_files - 1`` is dropped).  The
+writer takes an exclusive ``flock`` on the directory while it rotates and readers take a
+shared one while they open the files, so a reader always sees a consistent set of files.
+Readers then keep their file descriptors: a file rotated away (or even dropped) under a
+reader is still read to its end.
+
+Only :func:`follow` needs Trio, and imports it when called: the CLI may import this module
+for :func:`parse_size` and the output formatting without paying for Trio at start-up.
+"""
+
+from __future__ import annotations
+
+import calendar
+import fcntl
+import itertools
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    import trio
+
+LOG_NAME = "container.log"
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+DEFAULT_MAX_FILES = 3
+MAX_RECORD_DATA = 16 * 1024
+STREAMS = ("stdout", "stderr")
+
+_BLOCK = 64 * 1024
+_POLL_INTERVAL = 0.05
+_ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)")
+_TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+_SIZE = re.compile(r"\s*([+-]?\d+)\s*([a-zA-Z]*)\s*")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """A log size from the command line: ``"10m"``, ``"512K"``, ``"1g"`` or plain bytes."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid log size {text!r}: expected a number with k, m or g")
+    number, unit = int(match[1]), match[2].lower()
+    if unit not in _UNITS:
+        raise ValueError(f"invalid log size {text!r}: unknown unit {match[2]!r} (use k, m or g)")
+    if number <= 0:
+        raise ValueError(f"invalid log size {text!r}: must be positive")
+    return number * _UNITS[unit]
+
+
+def parse_max_files(text: str) -> int:
+    """The number of log files to keep, from the command line (at least 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"invalid log file count {text!r}: expected an integer") from None
+    _check_max_files(value)
+    return value
+
+
+def _check_max_files(value: int) -> None:
+    if value < 1:
+        raise ValueError(f"invalid log file count {value!r}: must be at least 1")
+
+
+def _to_ns(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
+
+
+def format_time(time_ns: int) -> str:
+    """RFC 3339 in UTC with nanoseconds, fixed width: ``2024-05-01T12:00:00.000000001Z``."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+def _parse_time(stamp: bytes) -> int | None:
+    match = _TIME.fullmatch(stamp)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    try:
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    except ValueError:
+        return None
+    zone = match[8]
+    if zone != b"Z":
+        offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+        seconds -= offset if zone[:1] == b"+" else -offset
+    nanos = int(match[7].ljust(9, b"0")) if match[7] else 0
+    return seconds * 1_000_000_000 + nanos
+
+
+@attrs.frozen
+class LogEntry:
+    """One record.  ``time_ns`` keeps the stored nanoseconds exactly; ``time`` is seconds."""
+
+    time_ns: int
+    stream: str
+    partial: bool
+    data: bytes
+
+    @property
+    def time(self) -> float:
+        return self.time_ns / 1_000_000_000
+
+
+def _parse_record(line: bytes) -> LogEntry | None:
+    """A record without its newline, or None for a malformed one (a torn write, garbage)."""
+    parts = line.split(b" ", 3)
+    if len(parts) != 4:
+        return None
+    stamp, stream, flag, data = parts
+    time_ns = _parse_time(stamp)
+    if time_ns is None or stream not in (b"stdout", b"stderr") or flag not in (b"P", b"F"):
+        return None
+    return LogEntry(time_ns, stream.decode(), flag == b"P", data)
+
+
+def _pieces(data: bytes) -> Iterator[tuple[bool, bytes]]:
+    """(partial, piece) for each record that ``data`` becomes."""
+    *lines, rest = data.split(b"\n")
+    for line in lines:
+        last = max(len(line) - 1, 0) // MAX_RECORD_DATA * MAX_RECORD_DATA
+        for start in range(0, last, MAX_RECORD_DATA):
+            yield True, line[start : start + MAX_RECORD_DATA]
+        yield False, line[last:]
+    for start in range(0, len(rest), MAX_RECORD_DATA):
+        yield True, rest[start : start + MAX_RECORD_DATA]
+
+
+def _open_dir(directory: Path) -> int:
+    return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+class LogWriter:
+    """Appends records to ``container.log`` and rotates it by size.
+
+    Every :meth:`write` goes to the kernel at once (``os.write``, no buffering), so the log
+    is complete up to the last call even if the daemon dies right after it.
+    """
+
+    _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+    def __init__(self, dir_fd: int, fd: int, size: int, max_size: int, max_files: int) -> None:
+        self._dir_fd = dir_fd
+        self._fd = fd
+        self._size = size
+        self._max_size = max_size
+        self._max_files = max_files
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_files: int = DEFAULT_MAX_FILES,
+    ) -> LogWriter:
+        """Open (creating it if needed) the log in ``directory`` for appending."""
+        if max_size < 1:
+            raise ValueError(f"invalid log size {max_size!r}: must be positive")
+        _check_max_files(max_files)
+        directory.mkdir(parents=True, exist_ok=True)
+        writer = cls(_open_dir(directory), -1, 0, max_size, max_files)
+        try:
+            writer._open_file()
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    def write(self, stream: str, data: bytes, now: float | None = None) -> None:
+        """Log ``data`` read from ``stream`` at ``now`` (seconds since the epoch)."""
+        if stream not in STREAMS:
+            raise ValueError(f"invalid log stream {stream!r}: expected 'stdout' or 'stderr'")
+        if self._fd < 0:
+            raise ValueError("write to a closed LogWriter")
+        if not data:
+            return
+        time_ns = time.time_ns() if now is None else _to_ns(now)
+        prefix = f"{format_time(time_ns)} {stream} ".encode()
+        batch = bytearray()
+        for partial, piece in _pieces(data):
+            record = b"".join((prefix, b"P " if partial else b"F ", piece, b"\n"))
+            pending = self._size + len(batch)
+            if pending and pending + len(record) > self._max_size:
+                self._write_through(batch)
+                batch.clear()
+                self._rotate()
+            batch += record
+        self._write_through(batch)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _write_through(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size += len(data)
+
+    def _open_file(self) -> None:
+        fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
+        try:
+            # A smaller max_files than last time: drop the files now out of range.
+            for name in os.listdir(self._dir_fd):
+                match = _ROTATED.fullmatch(name)
+                if match is not None and int(match[1]) >= self._max_files:
+                    os.unlink(name, dir_fd=self._dir_fd)
+            self._fd = os.open(LOG_NAME, self._FLAGS, 0o640, dir_fd=self._dir_fd)
+        finally:
+            fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+        self._size = os.fstat(self._fd).st_size
+        # A daemon that crashed mid-record left a torn line: end it, so that it stays one
+        # bad record rather than swallowing the first good one.
+        if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":
+            self._write_through(b"\n")
+
+    def _rotate(self) -> None:
+        fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
+        try:
+            os.close(self._fd)
+            self._fd = -1
+            if self._max_files == 1:
+                os.unlink(LOG_NAME, dir_fd=self._dir_fd)
+            for index in range(self._max_files - 1, 0, -1):
+                source = LOG_NAME if index == 1 else f"{LOG_NAME}.{index - 1}"
+                try:
+                    os.rename(
+                        source,
+                        f"{LOG_NAME}.{index}",
+                        src_dir_fd=self._dir_fd,
+                        dst_dir_fd=self._dir_fd,
+                    )
+                except FileNotFoundError:
+                    continue
+            self._fd = os.open(LOG_NAME, self._FLAGS, 0o640, dir_fd=self._dir_fd)
+            self._size = 0
+        finally:
+            fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+
+
+def _snapshot(dir_fd: int, *, blocking: bool) -> list[int] | None:
+    """Open the log files, oldest first, under the shared lock; None if the lock is busy."""
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_SH | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return None
+    fds: list[int] = []
+    try:
+        rotated = (_ROTATED.fullmatch(name) for name in os.listdir(dir_fd))
+        indices = sorted((int(match[1]) for match in rotated if match), reverse=True)
+        for name in [f"{LOG_NAME}.{index}" for index in indices] + [LOG_NAME]:
+            try:
+                fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd))
+            except FileNotFoundError:
+                continue
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)
+    return fds
+
+
+def _ident(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+class _Cursor:
+    """Reads one log file forward from ``pos``, in chunks of complete records."""
+
+    def __init__(self, fd: int, pos: int = 0) -> None:
+        self.fd = fd
+        self.pos = pos
+        self.ident = _ident(os.fstat(fd))
+        self._pending = b""
+
+    def read_lines(self) -> list[bytes] | None:
+        """The complete records of the next chunk (maybe none), or None at end of file."""
+        chunk = os.pread(self.fd, _BLOCK, self.pos)
+        if not chunk:
+            if os.fstat(self.fd).st_size < self.pos:
+                # Truncated in place (copytruncate): start over from the beginning.
+                self.pos, self._pending = 0, b""
+                return []
+            return None
+        self.pos += len(chunk)
+        complete, newline, self._pending = (self._pending + chunk).rpartition(b"\n")
+        return complete.split(b"\n") if newline else []
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _BackwardLines:
+    """The complete records of a file, newest first, read in blocks from the end.
+
+    Constructing it finds the last newline: ``end`` is the offset just after it (0 if there
+    is none); anything after it is a record still being written, or torn by a crash.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pos = os.fstat(fd).st_size
+        self._head = b""
+        self.end = 0
+        data = b""
+        while self._pos > 0:
+            data = self._read_block() + data
+            index = data.rfind(b"\n")
+            if index >= 0:
+                self.end = self._pos + index + 1
+                self._head = data[:index]
+                break
+
+    def _read_block(self) -> bytes:
+        size = min(_BLOCK, self._pos)
+        self._pos -= size
+        return os.pread(self._fd, size, self._pos)
+
+    def __iter__(self) -> Iterator[bytes]:
+        if not self.end:
+            return
+        carry = self._head
+        while True:
+            lines = carry.split(b"\n")
+            if self._pos > 0:
+                # The first piece may continue before the block read so far.
+                carry, lines = lines[0], lines[1:]
+            yield from reversed(lines)
+            if self._pos == 0:
+                return
+            carry = self._read_block() + carry
+
+
+def _tail(fds: list[int], lines: int, since_ns: int | None) -> tuple[list[LogEntry], int]:
+    """The last ``lines`` lines of the files (oldest first) and the end of the last file.
+
+    A line is a chain of P records of one stream and the F record that ends it (or a chain
+    with no F yet at the very end).  Records of the two streams interleave, so the walk
+    back goes on, after the count is reached, until every stream included so far has met
+    the F record that ends its previous line.
+    """
+    newest = _BackwardLines(fds[-1])
+    readers = itertools.chain([newest], (_BackwardLines(fd) for fd in reversed(fds[:-1])))
+    picked: list[LogEntry] = []
+    count = 0
+    seen: set[str] = set()
+    closed: set[str] = set()
+    for raw in itertools.chain.from_iterable(readers):
+        if seen <= closed and count == lines:
+            break
+        entry = _parse_record(raw)
+        if entry is None or entry.stream in closed:
+            continue
+        if since_ns is not None and entry.time_ns < since_ns:
+            break
+        if not entry.partial or entry.stream not in seen:
+            if count == lines:
+                closed.add(entry.stream)
+                continue
+            count += 1
+        seen.add(entry.stream)
+        picked.append(entry)
+    picked.reverse()
+    return picked, newest.end
+
+
+def _parse_lines(lines: Iterable[bytes], since_ns: int | None) -> Iterator[LogEntry]:
+    for raw in lines:
+        entry = _parse_record(raw)
+        if entry is not None and (since_ns is None or entry.time_ns >= since_ns):
+            yield entry
+
+
+def _check_tail(tail: int | None) -> None:
+    if tail is not None and tail < 0:
+        raise ValueError(f"invalid tail {tail!r}: must be zero or more")
+
+
+def read_entries(
+    directory: Path, *, since: float | None = None, tail: int | None = None
+) -> list[LogEntry]:
+    """The log's records, oldest first: those at or after ``since``, the last ``tail`` lines.
+
+    With ``tail`` the files are read backwards from the end, only as far as needed.
+    """
+    _check_tail(tail)
+    since_ns = None if since is None else _to_ns(since)
+    dir_fd = _open_dir(directory)
+    try:
+        fds = _snapshot(dir_fd, blocking=True) or []
+    finally:
+        os.close(dir_fd)
+    try:
+        if not fds:
+            return []
+        if tail is not None:
+            return _tail(fds, tail, since_ns)[0]
+        entries: list[LogEntry] = []
+        for fd in fds:
+            cursor = _Cursor(fd)
+            while (lines := cursor.read_lines()) is not None:
+                entries.extend(_parse_lines(lines, since_ns))
+        return entries
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+async def _snapshot_async(dir_fd: int) -> list[int]:
+    import trio
+
+    # The writer holds the lock only while it renames files: poll rather than block the
+    # event loop (a stopped writer process would otherwise hang it).
+    while True:
+        fds = _snapshot(dir_fd, blocking=False)
+        if fds is not None:
+            return fds
+        await trio.sleep(_POLL_INTERVAL)
+
+
+async def _newer_files(dir_fd: int, current: _Cursor | None) -> list[_Cursor]:
+    """The files written after ``current`` if the log was rotated since it was opened."""
+    try:
+        ident: tuple[int, int] | None = _ident(os.stat(LOG_NAME, dir_fd=dir_fd))
+    except FileNotFoundError:
+        ident = None
+    if ident is None and current is None:
+        return []
+    if current is not None and ident == current.ident:
+        return []
+    fds = await _snapshot_async(dir_fd)
+    idents = [_ident(os.fstat(fd)) for fd in fds]
+    # Not found: ``current`` was dropped by rotation, so every file left is newer.
+    start = 0
+    if current is not None and current.ident in idents:
+        start = idents.index(current.ident) + 1
+    for fd in fds[:start]:
+        os.close(fd)
+    return [_Cursor(fd) for fd in fds[start:]]
+
+
+async def follow(
+    directory: Path,
+    *,
+    since: float | None = None,
+    tail: int | None = None,
+    until_closed: Callable[[], bool] | trio.Event,
+) -> AsyncIterator[LogEntry]:
+    """The log's records as :func:`read_entries` gives them, then new ones as they come.
+
+    Follows the log across rotations (the file being read is finished through its own
+    descriptor, then the newer ones are read in order) and ends once ``until_closed`` says
+    the container has ended (an event that is set, or a callable that returns True) and
+    everything written before that has been yielded.  Polls every 50 ms.
+    """
+    import trio
+
+    ended = until_closed if callable(until_closed) else until_closed.is_set
+    _check_tail(tail)
+    since_ns = None if since is None else _to_ns(since)
+    dir_fd = _open_dir(directory)
+    queue: list[_Cursor] = []
+    try:
+        queue.extend(_Cursor(fd) for fd in await _snapshot_async(dir_fd))
+        if tail is not None and queue:
+            entries, queue[-1].pos = _tail([cursor.fd for cursor in queue], tail, since_ns)
+            while len(queue) > 1:
+                queue.pop(0).close()
+            for entry in entries:
+                yield entry
+        while True:
+            # Read the flag first: whatever was written before it was set is read below.
+            finished = ended()
+            while queue:
+                while (lines := queue[0].read_lines()) is not None:
+                    for entry in _parse_lines(lines, since_ns):
+                        yield entry
+                    await trio.lowlevel.checkpoint()
+                if len(queue) == 1:
+                    break
+                queue.pop(0).close()
+            newer = await _newer_files(dir_fd, queue[-1] if queue else None)
+            if newer:
+                queue.extend(newer)
+                continue
+            if finished:
+                return
+            await trio.sleep(_POLL_INTERVAL)
+    finally:
+        for cursor in queue:
+            cursor.close()
+        os.close(dir_fd)
+
+
+class OutputFormatter:
+    """Turns records back into output, remembering per stream whether a line is open.
+
+    F records get their newline back; P pieces are emitted as they are, so a line joins up
+    on the terminal.  With ``timestamps`` every line starts with the time of its first
+    piece and a space, as ``docker logs -t`` prints it.
+    """
+
+    def __init__(self, *, timestamps: bool = False) -> None:
+        self._timestamps = timestamps
+        self._line_open = dict.fromkeys(STREAMS, False)
+
+    def format(self, entry: LogEntry) -> bytes:
+        prefix = b""
+        if self._timestamps and not self._line_open[entry.stream]:
+            prefix = format_time(entry.time_ns).encode() + b" "
+        self._line_open[entry.stream] = entry.partial
+        return prefix + entry.data + (b"" if entry.partial else b"\n")
+
+
+def iter_output(
+    entries: Iterable[LogEntry], *, timestamps: bool = False
+) -> Iterator[tuple[str, bytes]]:
+    """(stream, bytes) chunks in the logged order, consecutive chunks of a stream merged."""
+    formatter = OutputFormatter(timestamps=timestamps)
+    for stream, group in itertools.groupby(entries, key=lambda entry: entry.stream):
+        yield stream, b"".join(formatter.format(entry) for entry in group)
+
+
+def format_entries(entries: Iterable[LogEntry], *, timestamps: bool = False) -> bytes:
+    """What ``boxctl logs`` prints: both streams together, in the logged order."""
+    return b"".join(chunk for _, chunk in iter_output(entries, timestamps=timestamps))
