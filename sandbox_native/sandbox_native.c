@@ -716,10 +716,6 @@ static long clone_blocked(struct clone_args_v0 *args, const struct plan *p,
     return pid;
 }
 
-static void child_entry(const struct plan *p) { child_main(p); }
-
-static void intermediate_entry(const struct plan *p) { intermediate_main(p); }
-
 /* Wait for the join mode intermediate; return the final pid it reported or -1 (set error). */
 static long finish_join(long intermediate, int report_fd, int sync_fd)
 {
@@ -780,7 +776,7 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
             goto out;
         }
         p.report_fd = report[1];
-        pid = clone_blocked(&clone, &p, intermediate_entry);
+        pid = clone_blocked(&clone, &p, intermediate_main);
         saved = errno;
         close_quietly(report[1]);
         report[1] = -1;
@@ -804,7 +800,7 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     } else {
         clone.flags = CLONE_PIDFD | (p.clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
         clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
-        pid = clone_blocked(&clone, &p, child_entry);
+        pid = clone_blocked(&clone, &p, child_main);
         saved = errno;
         close_quietly(sv[1]);
         sv[1] = -1;
