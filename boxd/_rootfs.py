@@ -1,0 +1,613 @@
+"""Root filesystems: the image ``default``, user root directories, and the mount table.
+
+An :class:`Image` is an ordered stack of read-only lower directories, each for one place in
+the container (``/``, ``/usr`` ...).  :func:`container_mounts` turns it into the
+:class:`~boxd._native.MountOp` table the child runs in its own mount namespace before
+pivot_root: one overlay per layer (an overlay cannot see mounts inside its lower
+directory, so ``/usr`` gets an overlay of its own on top of the root overlay), then /proc,
+/sys, /dev and the user's volumes and tmpfs mounts.  Nothing is mounted on the host: the
+mounts live and die with the container's mount namespace.
+
+The image ``default`` is a small skeleton (``rootfs/skel``: /etc with passwd, group, hosts
+...) plus the host's /usr (and /bin, /sbin, /lib* where they are real directories) as
+read-only lowers, so a container has the host's shell, coreutils and python3 and sees
+nothing else of the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import importlib.resources
+import os
+import posixpath
+import shutil
+import stat
+import tempfile
+from collections import deque
+from collections.abc import Iterator, Sequence
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import attrs
+
+from ._native import MountKind, MountOp, SpawnError, Stage
+
+__all__ = [
+    "Image",
+    "ImageError",
+    "Layer",
+    "Volume",
+    "check_command",
+    "container_mounts",
+    "parse_volume",
+    "prepare_default_image",
+    "resolve_image",
+]
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+
+_DEFAULT = "default"
+# Top-level host directories the default image takes from the host: a symlink (Debian's
+# merged /usr) is reproduced as the same symlink, a real directory becomes a lower layer.
+_HOST_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# Empty directories of the default image: mount points and the usual writable places.
+_IMAGE_DIRS = {
+    "proc": 0o555,
+    "sys": 0o555,
+    "dev": 0o755,
+    "run": 0o755,
+    "tmp": 0o1777,
+    "root": 0o700,
+    "var": 0o755,
+    "var/tmp": 0o1777,
+}
+# Bumped whenever the layout built by _build_default changes, so old builds are not reused.
+_LAYOUT_VERSION = b"1"
+_MAX_SYMLINKS = 40
+# Characters that overlayfs' option string cannot carry unescaped.
+_OVERLAY_UNSAFE = frozenset(",:\\")
+
+_DEVICES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+_DEV_LINKS = (
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+_TTY_GID = 5
+
+
+class ImageError(Exception):
+    """An image reference that cannot be used; the message names the bad value."""
+
+
+@attrs.frozen
+class Layer:
+    """A read-only host directory ``lower`` shown at ``target`` in the container."""
+
+    lower: str
+    target: str
+
+
+@attrs.frozen
+class Image:
+    """A root filesystem: layers ordered from ``/`` outwards (a parent before its children)."""
+
+    name: str
+    layers: tuple[Layer, ...]
+
+
+@attrs.frozen
+class Volume:
+    """A host directory bind-mounted into the container (``-v HOST:CTR[:ro]``)."""
+
+    host: str
+    container: str
+    read_only: bool = False
+
+
+# --- the image `default` -------------------------------------------------------------------
+
+
+def _skeleton() -> Traversable:
+    """The skeleton shipped as package data ``boxd.skel``, or ``rootfs/skel`` in a checkout."""
+    try:
+        return importlib.resources.files("boxd.skel")
+    except ModuleNotFoundError:
+        source = Path(__file__).resolve().parent.parent / "rootfs" / "skel"
+        if not source.is_dir():
+            raise ImageError(f"the skeleton of image default is missing: {source}") from None
+        return source
+
+
+def _walk(node: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
+    """(relative path, node) of every file and directory below ``node``, sorted."""
+    for child in sorted(node.iterdir(), key=lambda c: c.name):
+        if child.name in ("__pycache__", "__init__.py"):
+            continue
+        rel = f"{prefix}{child.name}"
+        yield rel, child
+        if child.is_dir():
+            yield from _walk(child, rel + "/")
+
+
+def _host_etc_links() -> list[tuple[str, str]]:
+    """The host's /etc/alternatives symlinks that /usr/bin resolves through."""
+    try:
+        names = sorted(os.listdir("/etc/alternatives"))
+    except FileNotFoundError:
+        return []
+    links = []
+    for name in names:
+        path = os.path.join("/etc/alternatives", name)
+        if os.path.islink(path):
+            links.append((name, os.readlink(path)))
+    return links
+
+
+def _read_optional(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _host_top(name: str) -> tuple[str, str]:
+    """("link", target), ("dir", "") or ("absent", "") for the host's ``/name``."""
+    path = "/" + name
+    if os.path.islink(path):
+        return "link", os.readlink(path)
+    if os.path.isdir(path):
+        return "dir", ""
+    return "absent", ""
+
+
+def _fingerprint(skel: Traversable) -> str:
+    """A digest of everything the default image is built from."""
+    h = hashlib.sha256(_LAYOUT_VERSION)
+    for rel, node in _walk(skel):
+        h.update(f"\0{rel}\0".encode())
+        if node.is_file():
+            h.update(node.read_bytes())
+    for name, target in _host_etc_links():
+        h.update(f"\0alt\0{name}\0{target}".encode())
+    h.update(b"\0cache\0" + (_read_optional("/etc/ld.so.cache") or b""))
+    for name in _HOST_DIRS:
+        h.update("\0top\0{}\0{}\0{}".format(name, *_host_top(name)).encode())
+    return h.hexdigest()[:16]
+
+
+def _build_default(skel: Traversable, dest: Path) -> None:
+    for rel, node in _walk(skel):
+        if node.is_dir():
+            (dest / rel).mkdir(mode=0o755)
+        else:
+            (dest / rel).write_bytes(node.read_bytes())
+            os.chmod(dest / rel, 0o644)
+    etc = dest / "etc"
+    etc.mkdir(mode=0o755, exist_ok=True)
+    alternatives = etc / "alternatives"
+    alternatives.mkdir(mode=0o755)
+    for name, target in _host_etc_links():
+        (alternatives / name).symlink_to(target)
+    cache = _read_optional("/etc/ld.so.cache")
+    if cache is not None:
+        (etc / "ld.so.cache").write_bytes(cache)
+        os.chmod(etc / "ld.so.cache", 0o644)
+    (etc / "mtab").symlink_to("/proc/self/mounts")
+    for name in _HOST_DIRS:
+        kind, target = _host_top(name)
+        if kind == "link":
+            (dest / name).symlink_to(target)
+        elif kind == "dir":
+            (dest / name).mkdir(mode=0o755)
+    for rel, mode in _IMAGE_DIRS.items():
+        (dest / rel).mkdir(exist_ok=True)
+        os.chmod(dest / rel, mode)
+    os.chmod(dest, 0o755)
+
+
+def prepare_default_image(images_dir: Path) -> Path:
+    """Build the root layer of ``default`` under ``images_dir`` unless it is there; return it.
+
+    The build is named by a digest of its inputs (the skeleton, the host's
+    /etc/alternatives and /etc/ld.so.cache, the host's top-level layout), so a changed host
+    gets a fresh build and running containers keep the one they were started on.  It is
+    built in a temporary directory and renamed into place, so a reader never sees half.
+    """
+    skel = _skeleton()
+    images_dir.mkdir(parents=True, exist_ok=True)
+    final = images_dir / f"{_DEFAULT}-{_fingerprint(skel)}"
+    if final.is_dir():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{_DEFAULT}-", dir=images_dir))
+    try:
+        _build_default(skel, tmp)
+        try:
+            tmp.rename(final)
+        except OSError as e:
+            # Someone else finished the same build first: theirs is as good as ours.
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
+                raise
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _default_layers(root: Path) -> tuple[Layer, ...]:
+    layers = [Layer(str(root), "/")]
+    for name in _HOST_DIRS:
+        if _host_top(name)[0] == "dir":
+            layers.append(Layer("/" + name, "/" + name))
+    return tuple(layers)
+
+
+# --- resolving references and paths inside an image ----------------------------------------
+
+
+def _check_overlay_path(path: str, what: str) -> None:
+    bad = sorted(_OVERLAY_UNSAFE.intersection(path))
+    if bad:
+        raise ImageError(f"{what} {path} contains {''.join(bad)!r}, which overlayfs cannot take")
+
+
+# A view of an image for path lookups: (target, directories searched in order).
+_View = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _image_view(image: Image) -> _View:
+    return tuple((layer.target, (layer.lower,)) for layer in image.layers)
+
+
+def _host_paths(view: _View, path: str) -> tuple[str, ...]:
+    """The host paths that may hold container path ``path`` (normalized, absolute)."""
+    best: tuple[str, tuple[str, ...]] = ("", ())
+    for target, dirs in view:
+        inside = path == target or path.startswith(target.rstrip("/") + "/")
+        if inside and len(target) >= len(best[0]):
+            best = (target, dirs)
+    rel = path[len(best[0]) :].lstrip("/")
+    return tuple(os.path.join(d, rel) if rel else d for d in best[1])
+
+
+def _lookup(view: _View, path: str) -> tuple[str, os.stat_result | None]:
+    """Resolve ``path`` as the container will, following symlinks inside the image only.
+
+    Returns the resolved container path and the lstat of what is there (None: nothing, in
+    which case the rest of the path is taken literally).  A symlink never leads out of the
+    image: ``..`` stops at the container's root and absolute targets restart there.
+    """
+    parts = deque(p for p in path.split("/") if p)
+    cur = "/"
+    hops = 0
+    st: os.stat_result | None = _lstat_first(_host_paths(view, cur))
+    while parts:
+        name = parts.popleft()
+        if name == ".":
+            continue
+        if name == "..":
+            cur = posixpath.dirname(cur)
+            st = _lstat_first(_host_paths(view, cur))
+            continue
+        nxt = posixpath.join(cur, name)
+        if st is None:
+            cur, st = nxt, None
+            continue
+        hosts = _host_paths(view, nxt)
+        st = _lstat_first(hosts)
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            cur = nxt
+            continue
+        hops += 1
+        if hops > _MAX_SYMLINKS:
+            raise ImageError(f"too many levels of symbolic links in the image at {path}")
+        link = next(os.readlink(h) for h in hosts if os.path.lexists(h))
+        if link.startswith("/"):
+            cur = "/"
+            st = _lstat_first(_host_paths(view, cur))
+        parts.extendleft(reversed([p for p in link.split("/") if p]))
+    return cur, st
+
+
+def _lstat_first(paths: Sequence[str]) -> os.stat_result | None:
+    for p in paths:
+        try:
+            return os.lstat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return None
+
+
+def _has_command(root: str) -> bool:
+    """Whether the directory holds an executable regular file anywhere."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+                return True
+    return False
+
+
+def resolve_image(ref: str, images_dir: Path) -> Image:
+    """The image ``default``, or a root filesystem directory given by path."""
+    if ref == _DEFAULT:
+        root = prepare_default_image(images_dir)
+        _check_overlay_path(str(root), "image directory")
+        return Image(_DEFAULT, _default_layers(root))
+    if not ref:
+        raise ImageError("image reference is empty (use 'default' or a directory)")
+    path = os.path.abspath(ref)
+    if not os.path.exists(path):
+        raise ImageError(f"image {ref} is not 'default' and no such directory: {path}")
+    if not os.path.isdir(path):
+        raise ImageError(f"image {ref} is not a directory: {path}")
+    _check_overlay_path(path, "image directory")
+    image = Image(path, (Layer(path, "/"),))
+    _resolved, st = _lookup(_image_view(image), "/bin/sh")
+    if not (st is not None and stat.S_ISREG(st.st_mode)) and not _has_command(path):
+        raise ImageError(f"image {path} has no /bin/sh and no executable file")
+    return image
+
+
+def check_command(image: Image, argv0: str, search_path: Sequence[str], cwd: str = "/") -> None:
+    """Fail early, before anything is created, when ``argv0`` cannot run in ``image``.
+
+    Raises the :class:`~boxd._native.SpawnError` that the spawn itself would raise, so a
+    caller maps both the same way (127 not found, 126 not executable).
+    """
+    view = _image_view(image)
+    if "/" in argv0:
+        candidates = [posixpath.join(cwd, argv0)]
+    else:
+        candidates = [posixpath.join(d, argv0) for d in search_path if d.startswith("/")]
+    err = errno.ENOENT
+    for candidate in candidates:
+        _path, st = _lookup(view, candidate)
+        if st is None:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return
+        err = errno.EACCES
+    raise SpawnError(Stage.EXEC, err, f"exec {argv0}", argv0)
+
+
+# --- volumes and the mount table -----------------------------------------------------------
+
+
+def _container_path(path: str, what: str) -> str:
+    """A normalized absolute container path where a mount may go."""
+    if not path.startswith("/"):
+        raise ValueError(f"{what} {path!r} must be an absolute path")
+    norm = posixpath.normpath(path)
+    if norm.startswith("//"):
+        norm = norm[1:]
+    if norm == "/":
+        raise ValueError(f"{what} {path!r} would cover the container's root")
+    for forbidden in ("/proc", "/sys"):
+        if norm == forbidden or norm.startswith(forbidden + "/"):
+            raise ValueError(f"{what} {path!r} is inside {forbidden}")
+    return norm
+
+
+def parse_volume(spec: str) -> Volume:
+    """``HOST:CONTAINER[:ro|rw]`` -> :class:`Volume`; HOST must be an existing directory."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ValueError(f"volume {spec!r} is not HOST:CONTAINER[:ro|rw]")
+    host = os.path.abspath(parts[0])
+    if not os.path.isdir(host):
+        raise ValueError(f"volume {spec!r}: host directory {host} does not exist")
+    container = _container_path(parts[1], f"volume {spec!r}: container path")
+    read_only = False
+    if len(parts) == 3:
+        options = parts[2].split(",")
+        for option in options:
+            if option not in ("ro", "rw"):
+                raise ValueError(f"volume {spec!r}: unknown option {option!r} (use ro or rw)")
+        if "ro" in options and "rw" in options:
+            raise ValueError(f"volume {spec!r}: both ro and rw")
+        read_only = "ro" in options
+    return Volume(host, container, read_only)
+
+
+def _layer_dir_name(target: str) -> str:
+    return "root" if target == "/" else target.strip("/").replace("/", "-")
+
+
+class _Table:
+    """Builds the mount table; every target is resolved inside the container's view."""
+
+    def __init__(self, rootfs: str, view: _View) -> None:
+        self.rootfs = rootfs
+        self.view = view
+        self.ops: list[MountOp] = []
+
+    def host(self, path: str) -> str:
+        return self.rootfs if path == "/" else self.rootfs + path
+
+    def resolve(self, path: str) -> str:
+        """Where a mount on container path ``path`` really lands (symlinks in the image
+        followed inside the image, so no mount or mkdir can land outside the rootfs)."""
+        return _lookup(self.view, path)[0]
+
+    def mkdirs(self, path: str, mode: int = 0o755) -> None:
+        parts = [p for p in path.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            sub = "/" + "/".join(parts[:i])
+            self.ops.append(MountOp(MountKind.MKDIR, self.host(sub), mode=mode, name=sub))
+
+    def add(
+        self,
+        kind: MountKind,
+        path: str,
+        *,
+        source: str = "",
+        fstype: str = "",
+        flags: int = 0,
+        data: str = "",
+        mode: int = 0,
+        dev: int = 0,
+    ) -> None:
+        self.ops.append(
+            MountOp(kind, self.host(path), source, fstype, flags, data, mode, dev, name=path)
+        )
+
+
+def _image_has_gid(image: Image, gid: int) -> bool:
+    try:
+        with open(os.path.join(image.layers[0].lower, "etc", "group"), encoding="utf-8") as f:
+            return any(line.split(":")[2:3] == [str(gid)] for line in f)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def container_mounts(
+    image: Image,
+    container_dir: Path,
+    *,
+    userns: bool = False,
+    read_only_root: bool = False,
+    tmpfs: Sequence[str] = (),
+    volumes: Sequence[Volume] = (),
+    extra: Sequence[MountOp] = (),
+) -> tuple[str, tuple[MountOp, ...]]:
+    """Create the container's upper/work directories and return (rootfs, mount table).
+
+    Under ``container_dir``: ``rootfs`` (the mount point that becomes "/") and
+    ``fs/<layer>/{upper,work}`` per image layer; writes of the container land in the
+    uppers, never in the image.  The table, run in order by the child before pivot_root:
+    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (cgroup2, read-only), /dev (a
+    tmpfs with the standard devices: created with mknod, or with ``userns`` bound from the
+    host's nodes), /dev/pts (a new instance), /dev/shm, /dev/mqueue; the volumes; the tmpfs
+    mounts; read-only remounts of the overlays when ``read_only_root``; then ``extra``.
+    """
+    _check_overlay_path(str(container_dir), "container directory")
+    rootfs = container_dir / "rootfs"
+    rootfs.mkdir(parents=True, exist_ok=True)
+    view = []
+    overlays = []
+    for layer in image.layers:
+        base = container_dir / "fs" / _layer_dir_name(layer.target)
+        upper, work = base / "upper", base / "work"
+        upper.mkdir(parents=True, exist_ok=True)
+        work.mkdir(exist_ok=True)
+        # The upper's root gives the merged directory its owner and mode.
+        lower_st = os.stat(layer.lower)
+        os.chmod(upper, stat.S_IMODE(lower_st.st_mode))
+        os.chown(upper, lower_st.st_uid, lower_st.st_gid)
+        view.append((layer.target, (str(upper), layer.lower)))
+        data = f"lowerdir={layer.lower},upperdir={upper},workdir={work}"
+        overlays.append((layer.target, data + (",userxattr" if userns else "")))
+    table = _Table(str(rootfs), tuple(view))
+    overlay_paths = []
+    for target, data in overlays:
+        path = table.resolve(target)
+        table.mkdirs(path)
+        table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
+        overlay_paths.append(path)
+    _standard_mounts(table, userns=userns, tty_gid=_image_has_gid(image, _TTY_GID))
+    for volume in volumes:
+        path = table.resolve(_container_path(volume.container, "volume"))
+        _container_path(path, f"volume {volume.container} (in the image)")
+        table.mkdirs(path)
+        table.add(MountKind.MOUNT, path, source=volume.host, flags=MS_BIND | MS_REC)
+        if volume.read_only:
+            table.add(MountKind.REMOUNT_RO, path, flags=MS_NOSUID | MS_NODEV)
+        else:
+            table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
+    for spec in tmpfs:
+        path = table.resolve(_container_path(spec, "tmpfs"))
+        _container_path(path, f"tmpfs {spec} (in the image)")
+        table.mkdirs(path)
+        table.add(
+            MountKind.MOUNT,
+            path,
+            source="tmpfs",
+            fstype="tmpfs",
+            flags=MS_NOSUID | MS_NODEV,
+            data="mode=1777",
+        )
+    if read_only_root:
+        for path in overlay_paths:
+            table.add(MountKind.REMOUNT_RO, path)
+    table.ops.extend(extra)
+    return str(rootfs), tuple(table.ops)
+
+
+def _standard_mounts(table: _Table, *, userns: bool, tty_gid: bool) -> None:
+    nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    proc = table.resolve("/proc")
+    table.mkdirs(proc, 0o555)
+    table.add(MountKind.MOUNT, proc, source="proc", fstype="proc", flags=nse)
+    sys = table.resolve("/sys")
+    table.mkdirs(sys, 0o555)
+    table.add(MountKind.MOUNT, sys, source="sysfs", fstype="sysfs", flags=nse | MS_RDONLY)
+    # sysfs itself provides the fs/cgroup directory.
+    table.add(
+        MountKind.MOUNT,
+        sys + "/fs/cgroup",
+        source="cgroup2",
+        fstype="cgroup2",
+        flags=nse | MS_RDONLY,
+    )
+    dev = table.resolve("/dev")
+    table.mkdirs(dev)
+    table.add(
+        MountKind.MOUNT,
+        dev,
+        source="tmpfs",
+        fstype="tmpfs",
+        flags=MS_NOSUID,
+        data="mode=755,size=64k",
+    )
+    for name, major, minor in _DEVICES:
+        path = f"{dev}/{name}"
+        if userns:
+            table.add(MountKind.BIND_DEV, path, source=f"/dev/{name}")
+        else:
+            table.add(
+                MountKind.MKNOD, path, mode=stat.S_IFCHR | 0o666, dev=os.makedev(major, minor)
+            )
+    pts_options = "newinstance,ptmxmode=0666,mode=0620"
+    if tty_gid and not userns:
+        pts_options += f",gid={_TTY_GID}"
+    table.mkdirs(dev + "/pts")
+    table.add(
+        MountKind.MOUNT,
+        dev + "/pts",
+        source="devpts",
+        fstype="devpts",
+        flags=MS_NOSUID | MS_NOEXEC,
+        data=pts_options,
+    )
+    for name, target in _DEV_LINKS:
+        table.add(MountKind.SYMLINK, f"{dev}/{name}", source=target)
+    table.mkdirs(dev + "/shm")
+    table.add(
+        MountKind.MOUNT,
+        dev + "/shm",
+        source="shm",
+        fstype="tmpfs",
+        flags=MS_NOSUID | MS_NODEV,
+        data="mode=1777,size=65536k",
+    )
+    table.mkdirs(dev + "/mqueue")
+    table.add(MountKind.MOUNT, dev + "/mqueue", source="mqueue", fstype="mqueue", flags=nse)
