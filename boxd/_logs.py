@@ -43,6 +43,9 @@ DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
 MAX_RECORD_DATA = 16 * 1024
 STREAMS = ("stdout", "stderr")
+# The longest record line LogWriter writes, with room for a longer timestamp: anything
+# longer is garbage and is skipped by the readers without being held in memory.
+_MAX_LINE = MAX_RECORD_DATA + 128
 
 _BLOCK = 64 * 1024
 _POLL_INTERVAL = 0.05
@@ -156,7 +159,7 @@ class LogWriter:
     is complete up to the last call even if the daemon dies right after it.
     """
 
-    _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
     def __init__(self, dir_fd: int, fd: int, size: int, max_size: int, max_files: int) -> None:
         self._dir_fd = dir_fd
@@ -297,13 +300,18 @@ def _ident(stat: os.stat_result) -> tuple[int, int]:
 
 
 class _Cursor:
-    """Reads one log file forward from ``pos``, in chunks of complete records."""
+    """Reads one log file forward from ``pos``, in chunks of complete records.
+
+    A line longer than any record can be (garbage, not written by :class:`LogWriter`) is
+    skipped without being held in memory, so reading stays linear in the file size.
+    """
 
     def __init__(self, fd: int, pos: int = 0) -> None:
         self.fd = fd
         self.pos = pos
         self.ident = _ident(os.fstat(fd))
         self._pending = b""
+        self._skipping = False
 
     def read_lines(self) -> list[bytes] | None:
         """The complete records of the next chunk (maybe none), or None at end of file."""
@@ -311,12 +319,23 @@ class _Cursor:
         if not chunk:
             if os.fstat(self.fd).st_size < self.pos:
                 # Truncated in place (copytruncate): start over from the beginning.
-                self.pos, self._pending = 0, b""
+                self.pos, self._pending, self._skipping = 0, b"", False
                 return []
             return None
         self.pos += len(chunk)
-        complete, newline, self._pending = (self._pending + chunk).rpartition(b"\n")
-        return complete.split(b"\n") if newline else []
+        complete, newline, rest = chunk.rpartition(b"\n")
+        lines: list[bytes] = []
+        if newline:
+            lines = (self._pending + complete).split(b"\n")
+            if self._skipping:
+                del lines[0]
+                self._skipping = False
+            self._pending = rest
+        elif not self._skipping:
+            self._pending += rest
+        if len(self._pending) > _MAX_LINE:
+            self._pending, self._skipping = b"", True
+        return lines
 
     def close(self) -> None:
         os.close(self.fd)
@@ -326,7 +345,8 @@ class _BackwardLines:
     """The complete records of a file, newest first, read in blocks from the end.
 
     Constructing it finds the last newline: ``end`` is the offset just after it (0 if there
-    is none); anything after it is a record still being written, or torn by a crash.
+    is none); anything after it is a record still being written, or torn by a crash.  Lines
+    longer than any record can be are skipped without being held in memory.
     """
 
     def __init__(self, fd: int) -> None:
@@ -334,13 +354,12 @@ class _BackwardLines:
         self._pos = os.fstat(fd).st_size
         self._head = b""
         self.end = 0
-        data = b""
         while self._pos > 0:
-            data = self._read_block() + data
-            index = data.rfind(b"\n")
+            block = self._read_block()
+            index = block.rfind(b"\n")
             if index >= 0:
                 self.end = self._pos + index + 1
-                self._head = data[:index]
+                self._head = block[:index]
                 break
 
     def _read_block(self) -> bytes:
@@ -352,14 +371,21 @@ class _BackwardLines:
         if not self.end:
             return
         carry = self._head
+        skip_last = False  # the last piece is the start of an over-long line
         while True:
             lines = carry.split(b"\n")
-            if self._pos > 0:
-                # The first piece may continue before the block read so far.
-                carry, lines = lines[0], lines[1:]
+            if skip_last:
+                lines.pop()
+                skip_last = not lines
+            carry = b""
+            if self._pos > 0 and lines:
+                # The first piece may continue before the blocks read so far.
+                carry = lines.pop(0)
             yield from reversed(lines)
             if self._pos == 0:
                 return
+            if len(carry) > _MAX_LINE:
+                carry, skip_last = b"", True
             carry = self._read_block() + carry
 
 

@@ -1,0 +1,458 @@
+"""Container logs: the k8s-file writer, rotation, tail/since and follow."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from boxd._logs import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_SIZE,
+    LOG_NAME,
+    MAX_RECORD_DATA,
+    LogEntry,
+    LogWriter,
+    follow,
+    format_entries,
+    format_time,
+    iter_output,
+    parse_max_files,
+    parse_size,
+    read_entries,
+)
+
+
+def raw_records(directory: Path, name: str = LOG_NAME) -> list[bytes]:
+    return (directory / name).read_bytes().split(b"\n")[:-1]
+
+
+def log_files(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.startswith(LOG_NAME))
+
+
+def datas(entries: list[LogEntry]) -> list[bytes]:
+    return [entry.data for entry in entries]
+
+
+def write_lines(writer: LogWriter, count: int, start: int = 0) -> list[bytes]:
+    lines = [b"line %04d" % i for i in range(start, start + count)]
+    for line in lines:
+        writer.write("stdout", line + b"\n")
+    return lines
+
+
+def test_record_format(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"hello world\npart", now=1714564800.5)
+        writer.write("stderr", b"oops\n", now=1714564801)
+    assert raw_records(tmp_path) == [
+        b"2024-05-01T12:00:00.500000000Z stdout F hello world",
+        b"2024-05-01T12:00:00.500000000Z stdout P part",
+        b"2024-05-01T12:00:01.000000000Z stderr F oops",
+    ]
+    entries = read_entries(tmp_path)
+    assert entries[0] == LogEntry(1714564800_500000000, "stdout", False, b"hello world")
+    assert entries[0].time == 1714564800.5
+    assert format_time(entries[2].time_ns) == "2024-05-01T12:00:01.000000000Z"
+
+
+def test_round_trip_binary(tmp_path: Path) -> None:
+    chunks = [bytes(range(256)), b"\r\n", b"\n", b"\n\n", b"a\rb", b"\x00\xff", b"\n", b"end"]
+    with LogWriter.open(tmp_path) as writer:
+        for chunk in chunks:
+            writer.write("stdout", chunk)
+    assert format_entries(read_entries(tmp_path), timestamps=False) == b"".join(chunks)
+    assert all(b"\n" not in entry.data for entry in read_entries(tmp_path))
+
+
+def test_partial_lines_are_written_at_once_and_joined(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"Password: ", now=10)
+        # The prompt is on disk before any newline comes.
+        assert read_entries(tmp_path) == [LogEntry(10_000_000_000, "stdout", True, b"Password: ")]
+        writer.write("stdout", b"ok\nnext", now=11)
+        writer.write("stdout", b" line\n", now=12)
+    entries = read_entries(tmp_path)
+    assert [(e.partial, e.data) for e in entries] == [
+        (True, b"Password: "),
+        (False, b"ok"),
+        (True, b"next"),
+        (False, b" line"),
+    ]
+    assert format_entries(entries, timestamps=False) == b"Password: ok\nnext line\n"
+    # A line's timestamp is that of its first piece.
+    assert format_entries(entries, timestamps=True) == (
+        b"1970-01-01T00:00:10.000000000Z Password: ok\n1970-01-01T00:00:11.000000000Z next line\n"
+    )
+
+
+def test_megabyte_line(tmp_path: Path) -> None:
+    line = b"0123456789abcdef" * 65536
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", line + b"\n")
+        writer.write("stderr", line)
+    entries = read_entries(tmp_path)
+    out = [e for e in entries if e.stream == "stdout"]
+    err = [e for e in entries if e.stream == "stderr"]
+    assert len(out) == len(err) == 64
+    assert all(len(e.data) == MAX_RECORD_DATA for e in entries)
+    assert [e.partial for e in out] == [True] * 63 + [False]
+    assert all(e.partial for e in err)
+    assert dict(iter_output(entries)) == {"stdout": line + b"\n", "stderr": line}
+
+
+def test_line_of_exactly_one_record_and_one_more_byte(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"x" * MAX_RECORD_DATA + b"\n")
+        writer.write("stdout", b"y" * (MAX_RECORD_DATA + 1) + b"\n")
+    entries = read_entries(tmp_path)
+    assert [(e.partial, len(e.data)) for e in entries] == [
+        (False, MAX_RECORD_DATA),
+        (True, MAX_RECORD_DATA),
+        (False, 1),
+    ]
+
+
+def test_interleaved_streams_keep_order(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"progress 1", now=1)
+        writer.write("stderr", b"warning\n", now=2)
+        writer.write("stdout", b"0%\n", now=3)
+        writer.write("stderr", b"err 2\n", now=4)
+        writer.write("stdout", b"out 3\nout 4\n", now=5)
+    entries = read_entries(tmp_path)
+    assert list(iter_output(entries)) == [
+        ("stdout", b"progress 1"),
+        ("stderr", b"warning\n"),
+        ("stdout", b"0%\n"),
+        ("stderr", b"err 2\n"),
+        ("stdout", b"out 3\nout 4\n"),
+    ]
+    # The stdout line split by a stderr one is stamped once, at its start.
+    assert list(iter_output(entries, timestamps=True)) == [
+        ("stdout", b"1970-01-01T00:00:01.000000000Z progress 1"),
+        ("stderr", b"1970-01-01T00:00:02.000000000Z warning\n"),
+        ("stdout", b"0%\n"),
+        ("stderr", b"1970-01-01T00:00:04.000000000Z err 2\n"),
+        (
+            "stdout",
+            b"1970-01-01T00:00:05.000000000Z out 3\n1970-01-01T00:00:05.000000000Z out 4\n",
+        ),
+    ]
+
+
+def test_rotation_keeps_max_files_and_newest_data(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path, max_size=1000, max_files=3) as writer:
+        lines = write_lines(writer, 200)
+    assert log_files(tmp_path) == [LOG_NAME, LOG_NAME + ".1", LOG_NAME + ".2"]
+    for name in log_files(tmp_path):
+        assert 0 < (tmp_path / name).stat().st_size <= 1000
+    kept = datas(read_entries(tmp_path))
+    assert kept == lines[-len(kept) :]
+    assert len(kept) > 2 * (1000 // 50)
+
+
+def test_single_file_rotation(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path, max_size=300, max_files=1) as writer:
+        lines = write_lines(writer, 50)
+    assert log_files(tmp_path) == [LOG_NAME]
+    kept = datas(read_entries(tmp_path))
+    assert kept and kept == lines[-len(kept) :]
+
+
+def test_reopen_appends_and_drops_files_beyond_a_smaller_max(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path, max_size=500, max_files=5) as writer:
+        write_lines(writer, 100)
+    assert len(log_files(tmp_path)) == 5
+    with LogWriter.open(tmp_path, max_size=500, max_files=2) as writer:
+        assert log_files(tmp_path) == [LOG_NAME, LOG_NAME + ".1"]
+        writer.write("stdout", b"after\n")
+    assert datas(read_entries(tmp_path))[-2:] == [b"line 0099", b"after"]
+
+
+def test_torn_and_garbage_records_are_skipped(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"one\n", now=1)
+    with open(tmp_path / LOG_NAME, "ab") as f:
+        f.write(b"not a record\n")
+        f.write(b"1970-01-01T00:00:01.000000000Z stdin F wrong stream\n")
+        f.write(b"1970-13-01T00:00:01.000000000Z stdout F bad month\n")
+        f.write(b"1970-01-01T00:00:01.000000000Z stdout X bad flag\n")
+        f.write(b"1970-01-01T00:00:02+01:00 stdout F zone offset\n")
+        f.write(b"1970-01-01T00:00:03.000000000Z stdout F torn by a cra")
+    assert datas(read_entries(tmp_path)) == [b"one", b"zone offset"]
+    assert read_entries(tmp_path)[1].time_ns == (2 - 3600) * 1_000_000_000
+    # A writer reopened after the crash ends the torn line, so its first record survives
+    # (and so does what reached the disk of the torn one).
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"two\n")
+    assert datas(read_entries(tmp_path)) == [b"one", b"zone offset", b"torn by a cra", b"two"]
+    assert datas(read_entries(tmp_path, tail=1)) == [b"two"]
+
+
+def test_overlong_garbage_lines_are_skipped(tmp_path: Path) -> None:
+    garbage = b"g" * (5 * MAX_RECORD_DATA)
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"before\n")
+    with open(tmp_path / LOG_NAME, "ab") as f:
+        f.write(garbage + b"\n" + garbage * 3 + b"\n")
+    with LogWriter.open(tmp_path) as writer:
+        writer.write("stdout", b"after\n")
+    assert datas(read_entries(tmp_path)) == [b"before", b"after"]
+    assert datas(read_entries(tmp_path, tail=2)) == [b"before", b"after"]
+
+
+def test_tail_counts_lines_across_rotated_files(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path, max_size=400, max_files=4) as writer:
+        lines = write_lines(writer, 60)
+    kept = datas(read_entries(tmp_path))
+    current = len(raw_records(tmp_path))
+    assert current < 15 < len(kept)
+    assert datas(read_entries(tmp_path, tail=15)) == lines[-15:]
+    assert datas(read_entries(tmp_path, tail=1)) == lines[-1:]
+    assert read_entries(tmp_path, tail=0) == []
+    assert datas(read_entries(tmp_path, tail=10_000)) == kept
+
+
+def test_tail_keeps_whole_partial_chains(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path, max_size=150, max_files=10) as writer:
+        writer.write("stdout", b"first\n")
+        writer.write("stdout", b"a" * 40)
+        writer.write("stderr", b"error line\n")
+        writer.write("stdout", b"b" * 40)
+        writer.write("stdout", b"c" * 40 + b"\n")
+        writer.write("stdout", b"prompt> ")
+    assert len(log_files(tmp_path)) > 2
+    # The trailing prompt is a line; the stdout chain split by stderr is one line.
+    assert format_entries(read_entries(tmp_path, tail=2), timestamps=False) == (
+        b"a" * 40 + b"b" * 40 + b"c" * 40 + b"\nprompt> "
+    )
+    assert list(iter_output(read_entries(tmp_path, tail=3))) == [
+        ("stdout", b"a" * 40),
+        ("stderr", b"error line\n"),
+        ("stdout", b"b" * 40 + b"c" * 40 + b"\nprompt> "),
+    ]
+    assert datas(read_entries(tmp_path, tail=1)) == [b"prompt> "]
+
+
+def test_tail_of_a_huge_log_reads_only_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 200 MB of NUL bytes (a sparse hole: no disk used) ahead of the real records.
+    with open(tmp_path / LOG_NAME, "wb") as f:
+        f.truncate(200 * 1024 * 1024)
+    with LogWriter.open(tmp_path, max_size=1 << 30) as writer:
+        lines = write_lines(writer, 1000)
+    bytes_read = 0
+    real_pread = os.pread
+
+    def counting_pread(fd: int, size: int, offset: int) -> bytes:
+        nonlocal bytes_read
+        data = real_pread(fd, size, offset)
+        bytes_read += len(data)
+        return data
+
+    monkeypatch.setattr(os, "pread", counting_pread)
+    assert datas(read_entries(tmp_path, tail=20)) == lines[-20:]
+    assert 0 < bytes_read < 256 * 1024
+
+
+def test_since(tmp_path: Path) -> None:
+    with LogWriter.open(tmp_path, max_size=100, max_files=10) as writer:
+        for second in range(1, 11):
+            writer.write("stdout", b"at %d\n" % second, now=second + 0.25)
+    assert datas(read_entries(tmp_path, since=8.25)) == [b"at 8", b"at 9", b"at 10"]
+    assert datas(read_entries(tmp_path, since=8.3)) == [b"at 9", b"at 10"]
+    assert datas(read_entries(tmp_path, since=8.25, tail=2)) == [b"at 9", b"at 10"]
+    assert datas(read_entries(tmp_path, since=9.25, tail=5)) == [b"at 9", b"at 10"]
+    assert read_entries(tmp_path, since=100) == []
+
+
+def test_empty_directory(tmp_path: Path) -> None:
+    assert read_entries(tmp_path) == []
+    assert read_entries(tmp_path, tail=5) == []
+
+
+def test_size_and_count_validation(tmp_path: Path) -> None:
+    assert parse_size("10m") == 10 * 1024 * 1024
+    assert parse_size("512K") == 512 * 1024
+    assert parse_size("1G") == 1024**3
+    assert parse_size("4096") == 4096
+    assert parse_max_files("5") == 5
+    assert parse_size("10m") == DEFAULT_MAX_SIZE and DEFAULT_MAX_FILES == 3
+    for bad, message in [
+        ("0", "'0'.*positive"),
+        ("-5m", "'-5m'.*positive"),
+        ("10x", "'10x'.*unknown unit 'x'"),
+        ("10 mib", "'10 mib'.*unknown unit 'mib'"),
+        ("1.5m", "'1.5m'"),
+        ("", "''"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_size(bad)
+    for bad_count, message in [("0", "0.*at least 1"), ("two", "'two'")]:
+        with pytest.raises(ValueError, match=message):
+            parse_max_files(bad_count)
+    with pytest.raises(ValueError, match=r"-1.*at least 1"):
+        LogWriter.open(tmp_path, max_files=-1)
+    with pytest.raises(ValueError, match=r"0.*positive"):
+        LogWriter.open(tmp_path, max_size=0)
+    with pytest.raises(ValueError, match="invalid tail -1"):
+        read_entries(tmp_path, tail=-1)
+    with LogWriter.open(tmp_path) as writer, pytest.raises(ValueError, match="'stdin'"):
+        writer.write("stdin", b"x\n")
+    writer.close()
+    with pytest.raises(ValueError, match="closed"):
+        writer.write("stdout", b"x\n")
+
+
+class Collector:
+    """Follows a log in the background; the test waits until it has seen enough."""
+
+    def __init__(self) -> None:
+        self.entries: list[LogEntry] = []
+        self._changed = trio.Event()
+
+    async def run(self, entries: AsyncIterator[LogEntry]) -> None:
+        async for entry in entries:
+            self.entries.append(entry)
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.entries) < count:
+            await self._changed.wait()
+
+
+async def test_follow_across_rotation_delivers_every_record_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    writer = LogWriter.open(tmp_path, max_size=200, max_files=3)
+    expected = write_lines(writer, 3)
+    done = trio.Event()
+    collector = Collector()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collector.run, follow(tmp_path, until_closed=done))
+            for burst in range(30):
+                # Bursts of 8 lines cross at most two rotations of ~5 records.
+                expected += write_lines(writer, 8, start=100 + 8 * burst)
+                await collector.wait_for(len(expected))
+            expected += write_lines(writer, 4, start=1000)
+            writer.write("stdout", b"no newline")
+            expected.append(b"no newline")
+            # Written just before the end: still delivered.
+            done.set()
+    writer.close()
+    assert datas(collector.entries) == expected
+
+
+async def test_follow_catches_up_after_many_rotations(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    writer = LogWriter.open(tmp_path, max_size=200, max_files=20)
+    expected = write_lines(writer, 2)
+    done = trio.Event()
+    collector = Collector()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collector.run, follow(tmp_path, until_closed=done))
+            await collector.wait_for(2)
+            # Six or more rotations while the follower sleeps between polls.
+            expected += write_lines(writer, 40, start=2)
+            done.set()
+    writer.close()
+    assert len(log_files(tmp_path)) > 6
+    assert datas(collector.entries) == expected
+
+
+async def test_follow_behind_dropped_files_never_repeats(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    writer = LogWriter.open(tmp_path, max_size=200, max_files=2)
+    done = trio.Event()
+    collector = Collector()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collector.run, follow(tmp_path, until_closed=done))
+            lines = write_lines(writer, 1)
+            await collector.wait_for(1)
+            # Far more than two files: the middle ones are gone before the follower looks.
+            lines += write_lines(writer, 60, start=1)
+            done.set()
+    writer.close()
+    got = datas(collector.entries)
+    retained = datas(read_entries(tmp_path))
+    # The file being read is finished through its descriptor even though it was dropped,
+    # then the files still there are read: in order, no repeats, newest included.
+    assert got == sorted(set(got))
+    assert got[:2] == lines[:2]
+    assert got[-len(retained) :] == retained == lines[-len(retained) :]
+
+
+async def test_follow_with_tail_since_and_a_callable(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    writer = LogWriter.open(tmp_path, max_size=120, max_files=5)
+    for second in range(5):
+        writer.write("stdout", b"old %d\n" % second, now=second)
+    writer.write("stdout", b"half ", now=5)
+    ended = False
+    collector = Collector()
+
+    def is_ended() -> bool:
+        return ended
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            following = follow(tmp_path, tail=2, since=1, until_closed=is_ended)
+            nursery.start_soon(collector.run, following)
+            await collector.wait_for(2)
+            assert datas(collector.entries) == [b"old 4", b"half "]
+            writer.write("stdout", b"done\n", now=6)
+            writer.write("stdout", b"too early\n", now=0.5)
+            await collector.wait_for(3)
+            ended = True
+    writer.close()
+    assert format_entries(collector.entries, timestamps=False) == b"old 4\nhalf done\n"
+
+
+async def test_follow_waits_for_the_log_and_ends_when_empty(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    done = trio.Event()
+    collector = Collector()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collector.run, follow(tmp_path, until_closed=done))
+            await trio.sleep(1)
+            with LogWriter.open(tmp_path) as writer:
+                writer.write("stderr", b"late\n")
+            await collector.wait_for(1)
+            done.set()
+        assert datas(collector.entries) == [b"late"]
+        done = trio.Event()
+        done.set()
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        assert [entry async for entry in follow(empty, until_closed=done)] == []
+
+
+async def test_follow_a_writer_in_another_thread(tmp_path: Path) -> None:
+    # Real concurrency: rotations race with the follower's polls and snapshots.
+    writer = LogWriter.open(tmp_path, max_size=2000, max_files=200)
+    done = trio.Event()
+    collector = Collector()
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collector.run, follow(tmp_path, until_closed=done))
+            expected = await trio.to_thread.run_sync(write_lines, writer, 5000)
+            done.set()
+    writer.close()
+    assert len(log_files(tmp_path)) > 100
+    assert datas(collector.entries) == expected
