@@ -161,10 +161,11 @@ class LogWriter:
 
     _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
-    def __init__(self, dir_fd: int, fd: int, size: int, max_size: int, max_files: int) -> None:
+    def __init__(self, dir_fd: int, max_size: int, max_files: int) -> None:
+        """Use :meth:`open`."""
         self._dir_fd = dir_fd
-        self._fd = fd
-        self._size = size
+        self._fd = -1
+        self._size = 0
         self._max_size = max_size
         self._max_files = max_files
 
@@ -181,7 +182,7 @@ class LogWriter:
             raise ValueError(f"invalid log size {max_size!r}: must be positive")
         _check_max_files(max_files)
         directory.mkdir(parents=True, exist_ok=True)
-        writer = cls(_open_dir(directory), -1, 0, max_size, max_files)
+        writer = cls(_open_dir(directory), max_size, max_files)
         try:
             writer._open_file()
         except BaseException:
