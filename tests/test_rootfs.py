@@ -1,0 +1,486 @@
+"""Images and the container mount table (boxd._rootfs), and real containers on them.
+
+The real containers mount everything inside their own mount namespace, so when their
+process ends nothing is left but the upper directories under tmp_path; each real test
+checks that no mount of its container directory is visible on the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from boxd._native import (
+    MountKind,
+    MountOp,
+    Namespace,
+    RealNative,
+    SpawnError,
+    SpawnPlan,
+    is_exec_failure,
+    start,
+)
+from boxd._rootfs import (
+    MS_BIND,
+    MS_RDONLY,
+    Image,
+    ImageError,
+    Layer,
+    Volume,
+    check_command,
+    container_mounts,
+    parse_volume,
+    prepare_default_image,
+    resolve_image,
+)
+
+SKEL = Path(__file__).resolve().parent.parent / "rootfs" / "skel"
+ISOLATED = frozenset(
+    {Namespace.MOUNT, Namespace.PID, Namespace.UTS, Namespace.IPC, Namespace.CGROUP}
+)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest.fixture(scope="module")
+def default(images: Path) -> Image:
+    return resolve_image("default", images)
+
+
+# --- resolving images ----------------------------------------------------------------------
+
+
+def test_missing_image_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match=f"no such directory: {tmp_path}/nope"):
+        resolve_image(str(tmp_path / "nope"), tmp_path)
+
+
+def test_file_is_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ImageError, match=f"not a directory: {tmp_path}/f"):
+        resolve_image(str(tmp_path / "f"), tmp_path)
+
+
+def test_empty_directory_is_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match=f"image {tmp_path}/empty has no /bin/sh"):
+        resolve_image(str(tmp_path / "empty"), tmp_path)
+
+
+def test_overlay_unsafe_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a,b").mkdir()
+    with pytest.raises(ImageError, match="a,b contains ','"):
+        resolve_image(str(tmp_path / "a,b"), tmp_path)
+
+
+def test_relative_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "rootfs").mkdir()
+    tool = tmp_path / "rootfs" / "hello"
+    tool.write_text("")
+    tool.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    image = resolve_image("rootfs", tmp_path / "images")
+    assert image == Image(str(tmp_path / "rootfs"), (Layer(str(tmp_path / "rootfs"), "/"),))
+
+
+def test_busybox_root_resolves(busybox_root: Path, tmp_path: Path) -> None:
+    image = resolve_image(str(busybox_root), tmp_path)
+    assert image.layers == (Layer(str(busybox_root), "/"),)
+
+
+def test_default_image_layout(images: Path, default: Image) -> None:
+    root = Path(default.layers[0].lower)
+    assert default.name == "default"
+    assert default.layers[0].target == "/"
+    assert Layer("/usr", "/usr") in default.layers
+    assert (root / "etc" / "passwd").read_text() == (SKEL / "etc" / "passwd").read_text()
+    assert (root / "etc" / "ld.so.cache").read_bytes() == Path("/etc/ld.so.cache").read_bytes()
+    if os.path.islink("/etc/alternatives/awk"):
+        assert os.readlink(root / "etc/alternatives/awk") == os.readlink("/etc/alternatives/awk")
+    for name in ("bin", "sbin", "lib", "lib64"):
+        if os.path.islink("/" + name):
+            assert os.readlink(root / name) == os.readlink("/" + name)
+    assert sorted(os.listdir(root / "etc")) == sorted(
+        [p.name for p in (SKEL / "etc").iterdir()] + ["alternatives", "ld.so.cache", "mtab"]
+    )
+    assert stat.S_IMODE(os.stat(root / "tmp").st_mode) == 0o1777
+    assert not (root / "home").exists()
+
+
+def test_default_image_is_built_once(images: Path, default: Image) -> None:
+    again = prepare_default_image(images)
+    assert str(again) == default.layers[0].lower
+    # No temporary build directory is left behind.
+    assert [p.name for p in images.iterdir()] == [again.name]
+
+
+def test_check_command(default: Image, busybox_root: Path, tmp_path: Path) -> None:
+    path = ("/usr/local/bin", "/usr/bin", "/bin")
+    check_command(default, "python3", path)
+    check_command(default, "/bin/sh", path)
+    with pytest.raises(SpawnError, match="exec nope: No such file or directory") as missing:
+        check_command(default, "nope", path)
+    assert is_exec_failure(missing.value) == 127
+    with pytest.raises(SpawnError) as not_executable:
+        check_command(default, "/etc/passwd", path)
+    assert not_executable.value.errno == errno.EACCES
+    assert is_exec_failure(not_executable.value) == 126
+    # Symlinks resolve inside the image: busybox's /bin/sh -> busybox.
+    check_command(resolve_image(str(busybox_root), tmp_path), "sh", path)
+
+
+# --- volumes ---------------------------------------------------------------------------------
+
+
+def test_parse_volume(tmp_path: Path) -> None:
+    assert parse_volume(f"{tmp_path}:/data") == Volume(str(tmp_path), "/data", False)
+    assert parse_volume(f"{tmp_path}:/data/../x/:ro") == Volume(str(tmp_path), "/x", True)
+    assert parse_volume(f"{tmp_path}:/data:rw") == Volume(str(tmp_path), "/data", False)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{d}", "is not HOST:CONTAINER"),
+        ("{d}:/a:ro:x", "is not HOST:CONTAINER"),
+        ("{d}:data", "container path 'data' must be an absolute path"),
+        ("{d}/missing:/data", "host directory {d}/missing does not exist"),
+        ("{d}:/data:rx", "unknown option 'rx'"),
+        ("{d}:/data:ro,rw", "both ro and rw"),
+        ("{d}:/", "would cover the container's root"),
+        ("{d}:/proc/sys", "is inside /proc"),
+    ],
+)
+def test_bad_volume(tmp_path: Path, spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.format(d=tmp_path)):
+        parse_volume(spec.format(d=tmp_path))
+
+
+# --- the mount table -------------------------------------------------------------------------
+
+
+def test_mount_table(default: Image, tmp_path: Path) -> None:
+    rootfs, ops = container_mounts(default, tmp_path / "c")
+    assert rootfs == str(tmp_path / "c" / "rootfs")
+    first = ops[0]
+    assert (first.kind, first.target, first.fstype, first.name) == (
+        MountKind.MOUNT,
+        rootfs,
+        "overlay",
+        "/",
+    )
+    upper = tmp_path / "c" / "fs" / "root" / "upper"
+    assert f"upperdir={upper}," in first.data
+    assert (tmp_path / "c" / "fs" / "usr" / "work").is_dir()
+    by_name = {op.name: op for op in ops if op.kind == MountKind.MOUNT}
+    assert by_name["/usr"].data.startswith("lowerdir=/usr,")
+    assert by_name["/sys"].flags & MS_RDONLY
+    assert by_name["/dev/pts"].data == "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    for op in ops:
+        assert op.target == rootfs + (op.name if op.name != "/" else "")
+    nodes = {op.name: op for op in ops if op.kind == MountKind.MKNOD}
+    assert nodes["/dev/null"].dev == os.makedev(1, 3)
+    assert nodes["/dev/tty"].mode == stat.S_IFCHR | 0o666
+
+
+def test_mount_table_for_a_user_namespace(default: Image, tmp_path: Path) -> None:
+    _rootfs, ops = container_mounts(default, tmp_path, userns=True)
+    binds = {op.name: op.source for op in ops if op.kind == MountKind.BIND_DEV}
+    assert binds["/dev/urandom"] == "/dev/urandom"
+    assert not [op for op in ops if op.kind == MountKind.MKNOD]
+    assert all(
+        "gid=" not in op.data and "userxattr" in op.data
+        for op in ops
+        if op.fstype in ("devpts", "overlay") and op.fstype == "overlay"
+    )
+
+
+def test_mount_table_options(default: Image, tmp_path: Path) -> None:
+    host = tmp_path / "data"
+    host.mkdir()
+    mask = MountOp(MountKind.MASK, "/x/proc/kcore", name="/proc/kcore")
+    _rootfs, ops = container_mounts(
+        default,
+        tmp_path / "c",
+        read_only_root=True,
+        tmpfs=["/run/t"],
+        volumes=[Volume(str(host), "/srv/data", True)],
+        extra=[mask],
+    )
+    assert ops[-1] == mask
+    volume = [op for op in ops if op.name == "/srv/data"]
+    assert [op.kind for op in volume] == [MountKind.MKDIR, MountKind.MOUNT, MountKind.REMOUNT_RO]
+    assert volume[1].source == str(host) and volume[1].flags & MS_BIND
+    ro = [op.name for op in ops if op.kind == MountKind.REMOUNT_RO]
+    assert ro == ["/srv/data", "/", "/usr"]
+    assert [op.fstype for op in ops if op.name == "/run/t"] == ["", "tmpfs"]
+
+
+def _image_with_a_shell(tmp_path: Path) -> Path:
+    image_dir = tmp_path / "image"
+    (image_dir / "bin").mkdir(parents=True)
+    (image_dir / "bin" / "sh").write_text("")
+    (image_dir / "bin" / "sh").chmod(0o755)
+    return image_dir
+
+
+def test_symlinks_in_the_image_stay_inside_it(tmp_path: Path) -> None:
+    image_dir = _image_with_a_shell(tmp_path)
+    (image_dir / "real").mkdir()
+    # An image that points its mount points outside itself: they must resolve inside.
+    os.symlink("../../../../../../real", image_dir / "dev")
+    os.symlink("/real/../../srv", image_dir / "mnt")
+    image = resolve_image(str(image_dir), tmp_path)
+    rootfs, ops = container_mounts(
+        image, tmp_path / "c", volumes=[Volume(str(tmp_path), "/mnt/v", False)]
+    )
+    names = {op.name for op in ops}
+    assert "/real/pts" in names and "/dev/pts" not in names
+    assert "/srv/v" in names
+    assert all(op.target.startswith(rootfs) for op in ops)
+
+
+def test_volume_into_proc_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    image_dir = _image_with_a_shell(tmp_path)
+    os.symlink("/proc/sys", image_dir / "data")
+    image = resolve_image(str(image_dir), tmp_path)
+    with pytest.raises(ValueError, match="is inside /proc"):
+        container_mounts(image, tmp_path / "c", volumes=[Volume(str(tmp_path), "/data", False)])
+
+
+# --- real containers ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Ran:
+    code: int
+    output: str
+
+
+def _absent(*paths: str) -> bool:
+    return not any(os.path.lexists(p) for p in paths)
+
+
+def _mounted_below(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return [line for line in f if f" {path}" in line]
+
+
+async def run_container(
+    image: Image,
+    container_dir: Path,
+    *argv: str,
+    read_only_root: bool = False,
+    tmpfs: Sequence[str] = (),
+    volumes: Sequence[Volume] = (),
+) -> Ran:
+    """Run ``argv`` in a container on ``image``; stdout and stderr are returned together."""
+    rootfs, mounts = container_mounts(
+        image, container_dir, read_only_root=read_only_root, tmpfs=tmpfs, volumes=volumes
+    )
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    plan = SpawnPlan(
+        argv=argv,
+        env=("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",),
+        namespaces=ISOLATED,
+        hostname="rootfs-test",
+        rootfs=rootfs,
+        mounts=mounts,
+        stdin=null,
+        stdout=write_end,
+        stderr=write_end,
+    )
+    try:
+        spawned = await start(RealNative(), plan)
+    finally:
+        os.close(write_end)
+        os.close(null)
+    chunks = []
+    try:
+        async with trio.lowlevel.FdStream(read_end) as stream:
+            while chunk := await stream.receive_some():
+                chunks.append(chunk)
+        await trio.lowlevel.wait_readable(spawned.pidfd)
+        # The pidfd is readable: the child has exited and waitid returns at once.
+        status = os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)  # noqa: ASYNC222
+    finally:
+        os.close(spawned.pidfd)
+    assert status is not None and status.si_code == os.CLD_EXITED, status
+    assert _mounted_below(container_dir) == []
+    return Ran(status.si_status, b"".join(chunks).decode())
+
+
+@pytest.mark.root
+async def test_default_runs_python(default: Image, tmp_path: Path) -> None:
+    ran = await run_container(default, tmp_path, "python3", "-c", "print(1)")
+    assert ran == Ran(0, "1\n")
+
+
+@pytest.mark.root
+async def test_default_writes_stay_in_the_container(default: Image, tmp_path: Path) -> None:
+    name = f"boxd-test-{uuid.uuid4().hex}"
+    ran = await run_container(default, tmp_path, "/usr/bin/touch", f"/usr/{name}", f"/etc/{name}")
+    assert ran == Ran(0, "")
+    assert _absent(f"/usr/{name}", f"/etc/{name}", f"{default.layers[0].lower}/etc/{name}")
+    assert (tmp_path / "fs" / "usr" / "upper" / name).is_file()
+    assert (tmp_path / "fs" / "root" / "upper" / "etc" / name).is_file()
+
+
+@pytest.mark.root
+async def test_default_sees_only_the_image(default: Image, tmp_path: Path) -> None:
+    script = "; ".join(
+        [
+            "import os",
+            "print(open('/etc/passwd').read(), end='')",
+            "print(sorted(os.listdir('/')))",
+            "print(os.listdir('/root'), os.path.exists('/home'))",
+            "print(open('/etc/hostname').read(), end='')",
+        ]
+    )
+    ran = await run_container(default, tmp_path, "python3", "-c", script)
+    passwd = (SKEL / "etc" / "passwd").read_text()
+    assert ran.code == 0, ran.output
+    assert ran.output.startswith(passwd)
+    top = eval(ran.output[len(passwd) :].splitlines()[0])
+    assert "home" not in top and "work" not in top and "usr" in top
+    assert ran.output.splitlines()[-2:] == ["[] False", "boxd"]
+
+
+DEVICE_CHECK = """
+import os, stat
+for name in ("null", "zero", "full", "random", "urandom", "tty"):
+    st = os.stat("/dev/" + name)
+    print(name, stat.S_ISCHR(st.st_mode), oct(stat.S_IMODE(st.st_mode)),
+          os.major(st.st_rdev), os.minor(st.st_rdev))
+for name in ("ptmx", "fd", "stdin", "stdout", "stderr"):
+    print(name, os.readlink("/dev/" + name))
+print("pts", sorted(os.listdir("/dev/pts")))
+print("shm", oct(stat.S_IMODE(os.stat("/dev/shm").st_mode)))
+with open("/dev/null", "w") as f:
+    f.write("x")
+fs = {}
+for line in open("/proc/self/mountinfo"):
+    fields = line.split()
+    sep = fields.index("-")
+    fs[fields[4]] = (fields[sep + 1], fields[5].split(",")[0], fields[sep + 3])
+for point in ("/", "/usr", "/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/pts",
+              "/dev/shm", "/dev/mqueue"):
+    print("mount", point, *fs[point])
+"""
+
+
+@pytest.mark.root
+async def test_default_devices_and_mounts(default: Image, tmp_path: Path) -> None:
+    ran = await run_container(default, tmp_path, "python3", "-c", DEVICE_CHECK)
+    assert ran.code == 0, ran.output
+    lines = ran.output.splitlines()
+    devices = [line.split() for line in lines[:6]]
+    assert [(d[0], d[1], d[3], d[4]) for d in devices] == [
+        ("null", "True", "1", "3"),
+        ("zero", "True", "1", "5"),
+        ("full", "True", "1", "7"),
+        ("random", "True", "1", "8"),
+        ("urandom", "True", "1", "9"),
+        ("tty", "True", "5", "0"),
+    ]
+    assert lines[6:11] == [
+        "ptmx pts/ptmx",
+        "fd /proc/self/fd",
+        "stdin /proc/self/fd/0",
+        "stdout /proc/self/fd/1",
+        "stderr /proc/self/fd/2",
+    ]
+    # A new devpts instance: none of the host's terminals, only its own ptmx.
+    assert lines[11] == "pts ['ptmx']"
+    assert lines[12] == "shm 0o1777"
+    mounts = {line.split()[1]: line.split()[2:] for line in lines[13:]}
+    assert mounts["/"][:2] == ["overlay", "rw"]
+    assert mounts["/usr"][:2] == ["overlay", "rw"]
+    assert mounts["/proc"][:2] == ["proc", "rw"]
+    assert mounts["/sys"][:2] == ["sysfs", "ro"]
+    assert mounts["/sys/fs/cgroup"][:2] == ["cgroup2", "ro"]
+    assert mounts["/dev"][0] == "tmpfs"
+    assert mounts["/dev/pts"][0] == "devpts" and "ptmxmode=666" in mounts["/dev/pts"][2]
+    assert mounts["/dev/shm"][0] == "tmpfs"
+    assert mounts["/dev/mqueue"][0] == "mqueue"
+
+
+@pytest.mark.root
+@pytest.mark.xfail(
+    strict=True,
+    reason="sandbox_native runs MKNOD under the caller's umask (022 makes /dev/null 0644); "
+    "the child needs umask(0) for the mount table and the caller's umask back before exec",
+)
+async def test_device_modes_ignore_the_umask(default: Image, tmp_path: Path) -> None:
+    script = "import os; print(*(oct(os.stat('/dev/' + n).st_mode & 0o777) for n in %r))"
+    names = ("null", "zero", "full", "random", "urandom", "tty")
+    old = os.umask(0o022)
+    try:
+        ran = await run_container(default, tmp_path, "python3", "-c", script % (names,))
+    finally:
+        os.umask(old)
+    assert ran == Ran(0, " ".join(["0o666"] * len(names)) + "\n")
+
+
+@pytest.mark.root
+async def test_read_only_root_with_volumes_and_tmpfs(default: Image, tmp_path: Path) -> None:
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "given").write_text("hello\n")
+    script = "; ".join(
+        [
+            "cat /ro/given",
+            "echo out > /rw/written",
+            "echo t > /scratch/t && cat /scratch/t",
+            "touch /ro/x || echo ro-volume-refused",
+            "touch /etc/x || echo root-refused",
+            "touch /usr/x || echo usr-refused",
+        ]
+    )
+    ran = await run_container(
+        default,
+        tmp_path / "c",
+        "/bin/sh",
+        "-c",
+        script,
+        read_only_root=True,
+        tmpfs=["/scratch"],
+        volumes=[Volume(str(rw), "/rw", False), Volume(str(ro), "/ro", True)],
+    )
+    assert ran.code == 0, ran.output
+    out = [line for line in ran.output.splitlines() if "Read-only file system" not in line]
+    assert out == ["hello", "t", "ro-volume-refused", "root-refused", "usr-refused"]
+    assert (rw / "written").read_text() == "out\n"
+    assert sorted(os.listdir(ro)) == ["given"]
+
+
+@pytest.mark.root
+async def test_busybox_root_runs_the_probe(busybox_root: Path, tmp_path: Path) -> None:
+    image = resolve_image(str(busybox_root), tmp_path / "images")
+    ran = await run_container(image, tmp_path / "a", "/bin/probe", "stat", "/dev/null")
+    fields = dict(line.split("=") for line in ran.output.splitlines())
+    assert (ran.code, fields["type"], fields["major"], fields["minor"]) == (0, "char", "1", "3")
+    ran = await run_container(image, tmp_path / "b", "/bin/probe", "ls", "/dev/pts")
+    assert ran == Ran(0, "entry=ptmx\n")
+    ran = await run_container(image, tmp_path / "c", "/bin/probe", "write", "/etc/z", "data")
+    assert ran == Ran(0, "ok\n")
+    assert not (busybox_root / "etc" / "z").exists()
+    assert (tmp_path / "c" / "fs" / "root" / "upper" / "etc" / "z").read_text() == "data"
+    ran = await run_container(image, tmp_path / "d", "/bin/probe", "chroot-escape")
+    assert ran.code == 0, ran.output
+    entries = {line[len("entry=") :] for line in ran.output.splitlines()[1:]}
+    assert ran.output.startswith("ok\n") and {"bin", "etc", "proc"} <= entries
+    assert "work" not in entries
