@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from . import _logs
+from . import _logs, _units
 from ._server import Server, serve
 from ._supervisor import DEFAULT_ROOT, open_supervisor
 
@@ -90,7 +90,7 @@ def _become_subreaper() -> None:
 
 
 async def run_daemon(args: argparse.Namespace) -> None:
-    max_size = _logs.parse_size(args.log_max_size)
+    max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
     if args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     _become_subreaper()

@@ -296,6 +296,7 @@ class Server:
         directory = self.sup.log_dir(req.container)
         cid = self.sup.inspect(req.container).id
         await conn.send(OkResponse())
+        formatter = _logs.OutputFormatter(timestamps=req.timestamps)
         if req.follow:
 
             def ended() -> bool:
@@ -307,20 +308,20 @@ class Server:
             async for entry in _logs.follow(
                 directory, since=req.since, tail=req.tail, until_closed=ended
             ):
-                await self._send_entries(conn, [entry], req.timestamps)
+                await self._send_entries(conn, [entry], formatter)
         else:
             entries = await trio.to_thread.run_sync(
                 lambda: _logs.read_entries(directory, since=req.since, tail=req.tail)
             )
-            await self._send_entries(conn, entries, req.timestamps)
+            await self._send_entries(conn, entries, formatter)
         await conn.send(EndFrame())
 
     async def _send_entries(
-        self, conn: Connection, entries: list[_logs.LogEntry], timestamps: bool
+        self, conn: Connection, entries: list[_logs.LogEntry], formatter: _logs.OutputFormatter
     ) -> None:
-        for stream, data in _logs.iter_output(entries, timestamps=timestamps):
-            stream_id = protocol.STDOUT if stream == "stdout" else protocol.STDERR
-            await conn.send_bytes(stream_id, data)
+        for entry in entries:
+            stream_id = protocol.STDOUT if entry.stream == "stdout" else protocol.STDERR
+            await conn.send_bytes(stream_id, formatter.format(entry))
 
 
 async def _stream(
