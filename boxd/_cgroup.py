@@ -130,9 +130,11 @@ class CgroupHost:
         mountinfo: str = "/proc/self/mountinfo",
         own_cgroup: str = "/proc/self/cgroup",
         prefix: str = "",
+        name: str = "boxd",
     ) -> CgroupHost:
-        """Find the hierarchies; ``mountinfo``, ``own_cgroup`` and ``prefix`` (prepended to
-        mount points) let tests describe a fake host."""
+        """Find the hierarchies.  Containers' cgroups go below ``<own>/<name>`` (or
+        ``parent``); ``mountinfo``, ``own_cgroup`` and ``prefix`` (prepended to mount
+        points) let tests describe a fake host."""
         own: dict[str, str] = {}
         for line in Path(own_cgroup).read_text().splitlines():
             hier_id, controllers, path = line.split(":", 2)
@@ -161,7 +163,7 @@ class CgroupHost:
                 if parent.startswith("/"):
                     return mount / parent.lstrip("/")
                 return start / parent
-            return start / "boxd"
+            return start / name
 
         hierarchies: list[Hierarchy] = []
         used_v2: set[str] = set()

@@ -150,6 +150,9 @@ class Server:
                 except protocol.ProtocolError as exc:
                     log.info("peer pid=%d uid=%d: %s", pid, uid, exc)
                     await self._error(conn, str(exc))
+                except Exception as exc:  # a bug must cost one connection, not the daemon
+                    log.exception("peer pid=%d uid=%d: request failed", pid, uid)
+                    await self._error(conn, f"internal error: {exc}", "failed")
 
     async def _serve(self, conn: Connection, pid: int, uid: int) -> None:
         while True:
@@ -245,26 +248,17 @@ class Server:
             await self.sup.start(req.container)
             await conn.send(OkResponse())
             return
-        cid = self.sup.inspect(req.container).id
-        output = await self.sup.start_attached(cid)
+        output, run = await self.sup.start_attached(req.container)
         await conn.send(OkResponse())
-        await self._stream_container(conn, cid, output, stdin=req.stdin)
+        await _stream(conn, run, output, stdin=req.stdin)
 
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
-        cid = self.sup.inspect(req.container).id
-        if self.sup.run_of(cid) is None:
+        run = self.sup.run_of(req.container)
+        if run is None:
             raise Conflict(f"container {req.container} is not running")
-        output = self.sup.output_of(cid).subscribe()
+        output = run.output.subscribe()
         await conn.send(OkResponse())
-        await self._stream_container(conn, cid, output, stdin=req.stdin)
-
-    async def _stream_container(
-        self, conn: Connection, cid: str, output: trio.MemoryReceiveChannel[Chunk], *, stdin: bool
-    ) -> None:
-        async def exit_code() -> int:
-            return await self.sup.wait(cid)
-
-        await _stream(conn, self.sup.run_of(cid), output, stdin=stdin, exit_code=exit_code)
+        await _stream(conn, run, output, stdin=req.stdin)
 
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
         output = Output()
@@ -284,13 +278,7 @@ class Server:
                 )
             )
             await conn.send(OkResponse())
-
-            async def exit_code() -> int:
-                await proc.exited.wait()
-                assert proc.outcome is not None
-                return proc.outcome.exit_code
-
-            await _stream(conn, proc, channel, stdin=req.interactive, exit_code=exit_code)
+            await _stream(conn, proc, channel, stdin=req.interactive)
 
     async def _logs(self, conn: Connection, req: LogsRequest) -> None:
         directory = self.sup.log_dir(req.container)
@@ -325,44 +313,40 @@ class Server:
 
 
 async def _stream(
-    conn: Connection,
-    run: Run | None,
-    output: trio.MemoryReceiveChannel[Chunk],
-    *,
-    stdin: bool,
-    exit_code: Callable[[], Awaitable[int]],
+    conn: Connection, run: Run, output: trio.MemoryReceiveChannel[Chunk], *, stdin: bool
 ) -> None:
     """Output to the client until the process ends (then its exit code); input, resizes
     and signals from the client until it detaches or goes away (the process keeps
-    running)."""
+    running).  A client that vanishes ends only its own stream."""
     async with trio.open_nursery() as nursery:
 
         async def from_client() -> None:
-            while True:
-                frame = await conn.receive()
-                if frame is None:
-                    break
-                if isinstance(frame, tuple):
-                    if run is not None and stdin and frame[0] == protocol.STDIN:
-                        await run.write_stdin(frame[1])
-                    continue
-                msg = parse(frame, CLIENT_FRAMES)
-                if isinstance(msg, DetachFrame):
-                    break
-                if run is None:
-                    continue
-                if isinstance(msg, ResizeFrame):
-                    run.resize(msg.rows, msg.cols)
-                elif isinstance(msg, SignalFrame):
-                    run.signal(parse_signal(msg.signal))
+            with contextlib.suppress(_Closed, protocol.ProtocolError, ConversionError):
+                while (frame := await conn.receive()) is not None:
+                    if isinstance(frame, tuple):
+                        if stdin and frame[0] == protocol.STDIN:
+                            await run.write_stdin(frame[1])
+                        continue
+                    msg = parse(frame, CLIENT_FRAMES)
+                    if isinstance(msg, DetachFrame):
+                        break
+                    if isinstance(msg, ResizeFrame):
+                        run.resize(msg.rows, msg.cols)
+                    elif isinstance(msg, SignalFrame):
+                        run.signal(parse_signal(msg.signal))
             nursery.cancel_scope.cancel(reason="client detached")
 
         nursery.start_soon(from_client)
-        async with output:
-            async for stream_id, data in output:
-                await conn.send_bytes(stream_id, data)
-        await conn.send(ExitFrame(exit_code=await exit_code()))
-        nursery.cancel_scope.cancel(reason="process ended")
+        try:
+            async with output:
+                async for stream_id, data in output:
+                    await conn.send_bytes(stream_id, data)
+            await run.exited.wait()
+            assert run.outcome is not None
+            await conn.send(ExitFrame(exit_code=run.outcome.exit_code))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        nursery.cancel_scope.cancel(reason="stream ended")
 
 
 async def bind_socket(path: Path) -> trio.socket.SocketType:

@@ -9,6 +9,7 @@ that container and never reaches the supervisor or another container.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -147,9 +148,6 @@ class Supervisor:
         run = self._lookup(ref).run
         return run if run is not None and not run.exited.is_set() else None
 
-    def output_of(self, ref: str) -> Output:
-        return self._lookup(ref).output
-
     def log_dir(self, ref: str) -> Path:
         return self.store.container_dir(self._lookup(ref).container.id) / "logs"
 
@@ -200,12 +198,14 @@ class Supervisor:
         await self._start(entry, attach=False)
         return entry.container
 
-    async def start_attached(self, ref: str) -> trio.MemoryReceiveChannel[Chunk]:
+    async def start_attached(self, ref: str) -> tuple[trio.MemoryReceiveChannel[Chunk], Run]:
         """Start the container (if it is not running) with its output subscribed from the
-        first byte: the foreground ``run`` and ``start -a``."""
-        channel = await self._start(self._lookup(ref), attach=True)
-        assert channel is not None
-        return channel
+        first byte: the foreground ``run`` and ``start -a``.  The Run tells the exit code
+        even if the container is removed (``--rm``) right after."""
+        entry = self._lookup(ref)
+        channel = await self._start(entry, attach=True)
+        assert channel is not None and entry.run is not None
+        return channel, entry.run
 
     async def _start(
         self, entry: _Entry, *, attach: bool
@@ -546,6 +546,15 @@ def _restart_at_boot(c: Container) -> bool:
     return False
 
 
+def cgroup_name(root: Path) -> str:
+    """``boxd`` for the default root; one name per root otherwise, so that daemons on
+    different roots (tests, a library user beside the daemon) never touch each other's
+    cgroups when they clean up."""
+    if root.resolve() == DEFAULT_ROOT:
+        return "boxd"
+    return "boxd-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+
+
 @asynccontextmanager
 async def open_supervisor(
     root: str | os.PathLike[str] = DEFAULT_ROOT,
@@ -561,7 +570,7 @@ async def open_supervisor(
     exit every running container is stopped gracefully (its stop signal and timeout).
     """
     store = Store(Path(root))
-    cgroups = CgroupHost.detect(parent=cgroup_parent)
+    cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
     async with trio.open_nursery() as nursery:
         sup = Supervisor(
             store,

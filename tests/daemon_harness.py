@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,12 +48,20 @@ class Daemon:
             env=_env(),
         )
         deadline = time.monotonic() + 30
-        while not self.socket.exists():
+        while not self._answers():
             if self.process.poll() is not None:
                 raise RuntimeError(f"boxd exited with {self.process.returncode}")
             if time.monotonic() > deadline:
                 raise RuntimeError("boxd did not create its socket in 30 s")
             time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None
