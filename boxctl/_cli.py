@@ -535,6 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stdin", action="store_true")
     _attach_options(p)
     p.add_argument("container")
+    p = add("exec", cmd_exec, "run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    p.add_argument("-w", "--workdir", help="working directory inside")
+    p.add_argument("-u", "--user", help="UID[:GID] to run as")
+    _attach_options(p)
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
     for name, handler, help in (
         ("stop", cmd_stop, "stop containers"),
         ("restart", cmd_restart, "restart containers"),

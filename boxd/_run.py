@@ -253,9 +253,10 @@ class Run:
             while True:
                 try:
                     data = await stream.receive_some(READ_SIZE)
-                except OSError as exc:
-                    if exc.errno == errno.EIO:  # PTY: the last slave fd is closed
-                        return
+                except trio.BrokenResourceError as exc:
+                    cause = exc.__cause__
+                    if isinstance(cause, OSError) and cause.errno == errno.EIO:
+                        return  # PTY: the last slave fd is closed
                     raise
                 if not data:
                     return

@@ -74,6 +74,28 @@ class _Closed(Exception):
     """The peer went away or broke the protocol; the connection ends quietly."""
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one error inside nested single-child exception groups (nurseries wrap)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _error_kind(exc: BaseException) -> str | None:
+    """The ErrorResponse kind of an expected failure; None for a bug."""
+    if isinstance(exc, NoSuchContainer):
+        return "not_found"
+    if isinstance(exc, Conflict):
+        return "conflict"
+    if isinstance(exc, StartError):
+        return {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
+    if isinstance(exc, ValueError):
+        return "invalid"
+    if isinstance(exc, OSError):
+        return "failed"
+    return None
+
+
 class Connection:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
@@ -174,17 +196,11 @@ class Server:
             log.debug("peer pid=%d uid=%d: %s", pid, uid, type(request).__name__)
             try:
                 await self._handlers[type(request)](conn, request)
-            except NoSuchContainer as exc:
-                await self._error(conn, str(exc), "not_found")
-            except Conflict as exc:
-                await self._error(conn, str(exc), "conflict")
-            except StartError as exc:
-                kind = {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
-                await self._error(conn, str(exc), kind)
-            except (ValueError, OSError) as exc:
-                await self._error(
-                    conn, str(exc), "invalid" if isinstance(exc, ValueError) else "failed"
-                )
+            except Exception as exc:
+                kind = _error_kind(_unwrap(exc))
+                if kind is None:
+                    raise
+                await self._error(conn, str(_unwrap(exc)), kind)
 
     async def _error(self, conn: Connection, message: str, kind: str = "invalid") -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):

@@ -9,6 +9,7 @@ that container and never reaches the supervisor or another container.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -218,6 +219,7 @@ class Supervisor:
             channel = entry.output.subscribe() if attach else None
             entry.stopping = False
             entry.container.state.manual_stop = False
+            entry.run = None
             try:
                 await self._nursery.start(self._lifecycle, entry)
             except BaseException:
@@ -265,7 +267,7 @@ class Supervisor:
                     backoff = min(backoff * 2, BACKOFF_MAX)
                     st.restart_count += 1
             except Exception as exc:
-                if first:
+                if first and entry.run is None:  # not started: the starter gets it
                     raise
                 log.exception("%s: lifecycle failed", c.short_id)
                 c.state.error = str(exc)
@@ -295,31 +297,39 @@ class Supervisor:
         cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
         cdir = self.store.container_dir(c.id)
         failure: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            try:
-                await nursery.start(
-                    run.execute,
-                    self.native,
-                    lambda stdio: _plan.build(c, image, cdir, stdio=stdio),
-                    cgroup,
-                )
-            except Exception as exc:
-                # Raised after the nursery closes, so the caller sees it bare.
-                failure = exc
-            else:
-                entry.run = run
-                st.status = Status.RUNNING
-                st.pid = run.pid
-                st.pid_start_time = start_time_of(run.pid)
-                st.started_at = time.time()
-                st.finished_at = None
-                st.exit_code = None
-                st.error = ""
-                st.oom_killed = False
-                st.summary = None
-                self._save(c)
-                if task_status is not None:
-                    task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await nursery.start(
+                        run.execute,
+                        self.native,
+                        lambda stdio: _plan.build(c, image, cdir, stdio=stdio),
+                        cgroup,
+                    )
+                except Exception as exc:
+                    # Raised after the nursery closes, so the caller sees it bare.
+                    failure = exc
+                else:
+                    entry.run = run
+                    st.status = Status.RUNNING
+                    st.pid = run.pid
+                    st.pid_start_time = start_time_of(run.pid)
+                    st.started_at = time.time()
+                    st.finished_at = None
+                    st.exit_code = None
+                    st.error = ""
+                    st.oom_killed = False
+                    st.summary = None
+                    self._save(c)
+                    if task_status is not None:
+                        task_status.started()
+        except Exception:
+            if failure is not None or run.outcome is None:
+                raise
+            # The run's own tree failed after the process started (a bug): record it on
+            # this container; the supervisor and the other containers go on.
+            log.exception("%s: supervision failed", c.short_id)
+            st.error = "supervision failed; see the daemon's log"
         if failure is not None:
             return await self._start_failed(entry, cgroup, failure, report=task_status is not None)
         outcome = run.outcome
@@ -460,11 +470,10 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(
-                    proc.execute,
+                    functools.partial(proc.execute, owns_cgroup=False),
                     self.native,
                     lambda stdio: _plan.build_exec(c, request, run.pidfd, stdio=stdio),
                     self.cgroups.open(c.id),
-                    owns_cgroup=False,
                 )
             except (SpawnError, OSError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc

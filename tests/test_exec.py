@@ -42,7 +42,7 @@ def test_exec_parity_with_init(daemon: Daemon) -> None:
     # Not pid 1, and it sees the container's processes only.
     ps = daemon.ctl("exec", "c", "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'").stdout
     own_pid, count = ps.split()
-    assert own_pid != "1" and int(count) <= 3
+    assert own_pid != "1" and int(count) <= 4  # init, sh, ls, grep
 
 
 def test_exec_exit_codes_env_workdir_user(daemon: Daemon) -> None:

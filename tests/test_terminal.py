@@ -88,6 +88,14 @@ def _boxctl(daemon: Daemon, *args: str) -> str:
     )
 
 
+def _until_prompt(tmux: Tmux) -> None:
+    deadline = time.monotonic() + 20
+    while "#" not in tmux.screen():
+        assert time.monotonic() < deadline, tmux.screen()
+        tmux.keys("Enter")
+        time.sleep(0.2)
+
+
 def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmux) -> None:
     tmux.start(_boxctl(daemon, "run", "-it", "--name", "tty", "default", "sh"))
     tmux.wait_for(lambda s: "#" in s)
@@ -97,9 +105,10 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     tmux.keys("clear; stty size", "Enter")
     tmux.wait_for(lambda s: "40 120" in s)
     # Ctrl-C reaches the container's foreground process, not boxctl.
-    tmux.keys("sleep 100; echo after-$?", "Enter")
+    tmux.keys("cat", "Enter")
     time.sleep(0.3)
     tmux.keys("C-c")
+    tmux.keys("echo after-$?", "Enter")
     tmux.wait_for(lambda s: "after-130" in s)
     tmux.keys("exit 3", "Enter")
     deadline = time.monotonic() + 20
@@ -113,6 +122,8 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
 def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.ctl("run", "-d", "-i", "-t", "--name", "s", "default", "sh")
     tmux.start(_boxctl(daemon, "attach", "s"))
+    # attach prints nothing of its own: a fresh prompt shows that keys now go through.
+    _until_prompt(tmux)
     tmux.keys("echo first-$((6*7))", "Enter")
     tmux.wait_for(lambda s: "first-42" in s)
     # A lone Ctrl-P is delivered once the next key shows it is not the sequence.
@@ -126,6 +137,7 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     assert daemon.inspect("s")["state"]["status"] == "running"
     tmux("kill-session", "-t", "t")
     tmux.start(_boxctl(daemon, "attach", "s"))
+    _until_prompt(tmux)
     tmux.keys("echo second-$((6*7))", "Enter")
     tmux.wait_for(lambda s: "second-42" in s)
     tmux.keys("exit", "Enter")
