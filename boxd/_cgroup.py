@@ -181,10 +181,10 @@ class CgroupHost:
             if controller in used_v2 or controller not in own:
                 continue
             seen.setdefault(mount, set()).add(controller)
-        for mount, controllers in seen.items():
-            any_c = next(iter(controllers))
+        for mount, names in seen.items():
+            any_c = next(iter(names))
             hierarchies.append(
-                Hierarchy(1, frozenset(controllers), below(mount, v1[any_c][1], own[any_c]))
+                Hierarchy(1, frozenset(names), below(mount, v1[any_c][1], own[any_c]))
             )
         if not hierarchies:
             raise CgroupError(errno.ENOENT, "no cgroup hierarchy is mounted")

@@ -121,7 +121,7 @@ class Connection:
                 if self.decoder.pending:
                     raise protocol.ProtocolError("connection closed in the middle of a frame")
                 return None
-            self.decoder.feed(data)
+            self.decoder.feed(bytes(data))
 
 
 def peer_credentials(stream: trio.SocketStream) -> tuple[int, int, int]:
@@ -149,7 +149,7 @@ class Server:
             ListRequest: self._list,
             InspectRequest: self._inspect,
             WaitRequest: self._wait,
-            LogsRequest: self._logs,
+            LogsRequest: self._read_logs,
             UpdateRequest: self._update,
             ExecRequest: self._exec,
         }
@@ -296,7 +296,7 @@ class Server:
             await conn.send(OkResponse())
             await _stream(conn, proc, channel, stdin=req.interactive)
 
-    async def _logs(self, conn: Connection, req: LogsRequest) -> None:
+    async def _read_logs(self, conn: Connection, req: LogsRequest) -> None:
         directory = self.sup.log_dir(req.container)
         cid = self.sup.inspect(req.container).id
         await conn.send(OkResponse())
@@ -393,7 +393,10 @@ async def bind_socket(path: Path) -> trio.socket.SocketType:
 
 
 async def serve(
-    server: Server, path: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    server: Server,
+    path: Path,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     sock = await bind_socket(path)
     listener = trio.SocketListener(sock)

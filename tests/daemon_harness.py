@@ -105,7 +105,7 @@ class Daemon:
 
 def boxd_cgroups() -> set[str]:
     """Every cgroup directory named boxd below any hierarchy (to check nothing leaks)."""
-    found = set()
+    found: set[str] = set()
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         if hierarchy.is_dir():
             for path in hierarchy.rglob("boxd*"):
