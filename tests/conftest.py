@@ -59,8 +59,17 @@ def build_busybox_root(dest: Path) -> Path:
     os.chmod(dest / "tmp", 0o1777)
     if PROBE_SOURCE.exists():
         subprocess.run(
-            ["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
-             str(dest / "bin" / "probe"), str(PROBE_SOURCE)],
+            [
+                "gcc",
+                "-static",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-o",
+                str(dest / "bin" / "probe"),
+                str(PROBE_SOURCE),
+            ],
             check=True,
         )
     return dest
