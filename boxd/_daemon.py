@@ -20,8 +20,9 @@ from pathlib import Path
 import trio
 
 from . import _logs, _units
+from ._procview import CPU_POLICIES, ProcView, available
 from ._server import Server, serve
-from ._supervisor import DEFAULT_ROOT, open_supervisor
+from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 
 log = logging.getLogger("boxd")
 
@@ -64,6 +65,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=_logs.DEFAULT_MAX_FILES,
         help="default number of log files kept per container",
     )
+    p.add_argument(
+        "--procview",
+        choices=["on", "off"],
+        default="on",
+        help="serve containers a /proc that shows their own limits (FUSE)",
+    )
+    p.add_argument(
+        "--procview-cpus",
+        choices=list(CPU_POLICIES),
+        default="cpuset",
+        help="what the view's CPU count follows: the cpuset (default) or also the CPU quota",
+    )
     return p.parse_args(argv)
 
 
@@ -94,27 +107,47 @@ async def run_daemon(args: argparse.Namespace) -> None:
     if args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     _become_subreaper()
+    holder: list[Supervisor] = []
+    view = None
+    why_not = "turned off (--procview off)" if args.procview == "off" else available()
+    if why_not is None:
+        view = ProcView(
+            lambda pid: holder[0].view_limits(pid) if holder else None,
+            cpu_policy=args.procview_cpus,
+        )
+    else:
+        log.warning("the per-container /proc view is off: %s", why_not)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with (
-            open_supervisor(
-                args.root,
-                cgroup_parent=args.cgroup_parent,
-                log_max_size=max_size,
-                log_max_files=args.log_max_files,
-            ) as sup,
-            trio.open_nursery() as nursery,
-        ):
-            await nursery.start(serve, Server(sup), args.socket)
-            log.info(
-                "boxd ready: root %s, socket %s, cgroups %s",
-                args.root,
-                args.socket,
-                sup.cgroups.mode,
-            )
-            async for signum in signals:
-                log.info("received %s: stopping containers", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel(reason=f"signal {signum}")
-                break
+        async with trio.open_nursery() as outer:
+            if view is not None:
+                mountpoint = args.root / "procview"
+                mountpoint.mkdir(mode=0o755, parents=True, exist_ok=True)
+                await outer.start(view.serve, mountpoint)
+            async with (
+                open_supervisor(
+                    args.root,
+                    cgroup_parent=args.cgroup_parent,
+                    log_max_size=max_size,
+                    log_max_files=args.log_max_files,
+                    procview=view,
+                ) as sup,
+                trio.open_nursery() as nursery,
+            ):
+                holder.append(sup)
+                server = Server(sup, procview="on" if view else f"off: {why_not}")
+                await nursery.start(serve, server, args.socket)
+                log.info(
+                    "boxd ready: root %s, socket %s, cgroups %s",
+                    args.root,
+                    args.socket,
+                    sup.cgroups.mode,
+                )
+                async for signum in signals:
+                    log.info("received %s: stopping containers", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel(reason=f"signal {signum}")
+                    break
+            # The containers are stopped: nobody reads the view any more.
+            outer.cancel_scope.cancel(reason="daemon stopping")
     log.info("boxd stopped")
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import attrs
 
 from . import _caps, _masks, _seccomp
-from ._native import Namespace, SpawnPlan
+from ._native import MountKind, MountOp, Namespace, SpawnPlan
 from ._records import Container, ContainerConfig, parse_user
-from ._rootfs import Image, Volume, container_mounts
+from ._rootfs import MS_BIND, Image, Volume, container_mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -97,16 +97,28 @@ def namespaces(container: Container) -> frozenset[Namespace]:
     return BASE_NAMESPACES | extra
 
 
+def view_mounts(rootfs: str, files: dict[str, str]) -> tuple[MountOp, ...]:
+    """Bind the /proc view's files over the container's /proc/meminfo, ... (after /proc and
+    /sys are mounted, before the masks)."""
+    return tuple(
+        MountOp(MountKind.MOUNT, target=rootfs + path, source=source, flags=MS_BIND, name=path)
+        for path, source in files.items()
+    )
+
+
 def build(
     container: Container,
     image: Image,
     container_dir: Path,
     *,
     stdio: tuple[int, int, int],
+    view_files: dict[str, str] | None = None,
 ) -> SpawnPlan:
+    """``view_files``: the /proc view to bind in (None: the plain /proc)."""
     config = container.config
     uid, gid = parse_user(config.user) if config.user else (0, 0)
     env = environment(container, uid, tty=config.tty)
+    rootfs_dir = str(container_dir / "rootfs")
     rootfs, mounts = container_mounts(
         image,
         container_dir,
@@ -114,7 +126,10 @@ def build(
         tmpfs=config.tmpfs,
         volumes=[Volume(v.host, v.container, v.read_only) for v in config.volumes],
         userns=config.userns,
-        extra=() if config.security.privileged else _masks.mask_ops(str(container_dir / "rootfs")),
+        extra=(
+            view_mounts(rootfs_dir, view_files or {})
+            + (() if config.security.privileged else _masks.mask_ops(rootfs_dir))
+        ),
     )
     return SpawnPlan(
         argv=config.command,

@@ -24,9 +24,10 @@ import attrs
 import trio
 
 from . import _logs, _plan
-from ._cgroup import Cgroup, CgroupHost, Limits
+from ._cgroup import Cgroup, CgroupHost, Limits, parse_cpu_list
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._output import Chunk, Output
+from ._procview import ProcView, ViewLimits
 from ._records import (
     Container,
     ContainerConfig,
@@ -115,6 +116,8 @@ class Supervisor:
         self.log_max_files = log_max_files
         self._nursery = nursery
         self._entries: dict[str, _Entry] = {}
+        # The daemon's /proc view (issue: containers see their own limits), when served.
+        self.procview: ProcView | None = None
         self._default_image: Path | None = None
 
     # ---- lookup ---------------------------------------------------------------------
@@ -148,6 +151,37 @@ class Supervisor:
         """The container's current run, if its process is running."""
         run = self._lookup(ref).run
         return run if run is not None and not run.exited.is_set() else None
+
+    def view_limits(self, pid: int) -> ViewLimits | None:
+        """What the /proc view shows the process (or thread) ``pid``: its container's
+        limits and usage, found through its cgroup; None for a process of no container."""
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return None
+        for part in text.replace(":", "/").replace("\n", "/").split("/"):
+            entry = self._entries.get(part)
+            if entry is not None:
+                return self._view_of(entry)
+        return None
+
+    def _view_of(self, entry: _Entry) -> ViewLimits:
+        c = entry.container
+        res = c.config.resources
+        stats = self.cgroups.open(c.id).stats()
+        swap_limit = None
+        if res.memory is not None and res.memory_swap is not None and res.memory_swap >= 0:
+            swap_limit = res.memory_swap - res.memory
+        return ViewLimits(
+            memory_limit=res.memory,
+            memory_usage=stats.memory_usage,
+            swap_limit=swap_limit,
+            swap_usage=0,
+            cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
+            cpu_quota=res.cpus,
+            started_at=c.state.started_at or time.time(),
+            cpu_usage_ns=(stats.cpu_user_ns, stats.cpu_system_ns),
+        )
 
     def log_dir(self, ref: str) -> Path:
         return self.store.container_dir(self._lookup(ref).container.id) / "logs"
@@ -296,6 +330,7 @@ class Supervisor:
         entry.recorded = trio.Event()
         cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
         cdir = self.store.container_dir(c.id)
+        view = self.procview.files() if self.procview is not None and c.config.procview else None
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -303,7 +338,7 @@ class Supervisor:
                     await nursery.start(
                         run.execute,
                         self.native,
-                        lambda stdio: _plan.build(c, image, cdir, stdio=stdio),
+                        lambda stdio: _plan.build(c, image, cdir, stdio=stdio, view_files=view),
                         cgroup,
                     )
                 except Exception as exc:
@@ -572,6 +607,7 @@ async def open_supervisor(
     cgroup_parent: str | None = None,
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
+    procview: ProcView | None = None,
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the containers stored under ``root``.
 
@@ -589,6 +625,7 @@ async def open_supervisor(
             log_max_size=log_max_size,
             log_max_files=log_max_files,
         )
+        sup.procview = procview
         try:
             await sup._recover()
             yield sup
