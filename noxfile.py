@@ -40,7 +40,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    _install(session, "test")
+    _install(session, "fuse,test")
     session.install(*TYPE_TOOLS)
     session.run("mypy")
 
