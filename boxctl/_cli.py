@@ -428,6 +428,50 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unlimited"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.4g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    stream = not args.no_stream
+    refresh = stream and sys.stdout.isatty() and args.format == "table"
+    with Client(args.socket) as client:
+        client.request({"type": "StatsRequest", "containers": args.containers, "stream": stream})
+        while True:
+            frame = client.receive()
+            if not isinstance(frame, dict) or frame["type"] == "EndFrame":
+                return 0
+            check(frame)
+            rows = frame["stats"]
+            if args.format == "json":
+                print(json.dumps(rows), flush=True)
+                continue
+            table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS", "BLOCK I/O")]
+            for r in rows:
+                table.append(
+                    (
+                        r["id"][:12],
+                        r["name"],
+                        f"{r['cpu_percent']:.2f}%",
+                        f"{_size(r['memory_usage'])} / {_size(r['memory_limit'])}",
+                        str(r["pids"]),
+                        f"{_size(r['block_read'])} / {_size(r['block_write'])}",
+                    )
+                )
+            widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+            text = "\n".join(
+                "   ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip()
+                for t in table
+            )
+            print(("\x1b[H\x1b[2J" if refresh else "") + text, flush=True)
+
+
 def cmd_update(args: argparse.Namespace) -> int:
     res = _resources(args)
     if not res:
@@ -574,6 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("update", cmd_update, "change a container's resource limits")
     _resource_options(p)
     p.add_argument("containers", nargs="+")
+    p = add("stats", cmd_stats, "show containers' resource usage")
+    p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("containers", nargs="*")
     add("info", cmd_info, "show the daemon's state")
     add("version", cmd_version, "show versions")
     return parser

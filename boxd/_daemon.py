@@ -8,7 +8,6 @@ daemon on the same root.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import fcntl
 import logging
 import os
@@ -27,7 +26,6 @@ from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 log = logging.getLogger("boxd")
 
 DEFAULT_SOCKET = Path("/run/boxd/boxd.sock")
-PR_SET_CHILD_SUBREAPER = 36
 
 
 class DaemonError(Exception):
@@ -95,18 +93,10 @@ def _lock(root: Path) -> int:
     return fd
 
 
-def _become_subreaper() -> None:
-    """Processes started into a running container (exec) are reparented to us."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
 async def run_daemon(args: argparse.Namespace) -> None:
     max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
     if args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
-    _become_subreaper()
     holder: list[Supervisor] = []
     view = None
     why_not = "turned off (--procview off)" if args.procview == "off" else available()

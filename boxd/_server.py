@@ -48,6 +48,8 @@ from ._messages import (
     RestartRequest,
     SignalFrame,
     StartRequest,
+    StatsFrame,
+    StatsRequest,
     StopRequest,
     UpdateRequest,
     VersionRequest,
@@ -67,6 +69,7 @@ log = logging.getLogger("boxd.server")
 API_VERSION = 1
 READ_TIMEOUT = 30.0  # for a request to arrive whole
 MAX_CONNECTIONS = 256
+STATS_INTERVAL = 1.0  # seconds between stats frames
 STDIN_CHUNK = 65536
 
 
@@ -152,6 +155,7 @@ class Server:
             LogsRequest: self._read_logs,
             UpdateRequest: self._update,
             ExecRequest: self._exec,
+            StatsRequest: self._stats,
         }
 
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -275,6 +279,37 @@ class Server:
         output = run.output.subscribe()
         await conn.send(OkResponse())
         await _stream(conn, run, output, stdin=req.stdin)
+
+    async def _stats(self, conn: Connection, req: StatsRequest) -> None:
+        """CPU percentages need two samples: the first frame comes after one interval."""
+        previous = {
+            c.id: (s.cpu_total_ns, trio.current_time()) for c, s in self.sup.sample(req.containers)
+        }
+        await conn.send(OkResponse())
+        while True:
+            await trio.sleep(STATS_INTERVAL if req.stream else STATS_INTERVAL / 2)
+            now = trio.current_time()
+            rows = []
+            for c, s in self.sup.sample(req.containers):
+                before, then = previous.get(c.id, (s.cpu_total_ns, now))
+                elapsed = max(now - then, 1e-9)
+                previous[c.id] = (s.cpu_total_ns, now)
+                rows.append(
+                    {
+                        "id": c.id,
+                        "name": c.name,
+                        "cpu_percent": round(100 * (s.cpu_total_ns - before) / 1e9 / elapsed, 2),
+                        "memory_usage": s.memory_usage,
+                        "memory_limit": s.memory_limit,
+                        "pids": s.pids,
+                        "block_read": s.io_read_bytes,
+                        "block_write": s.io_write_bytes,
+                    }
+                )
+            await conn.send(StatsFrame(stats=tuple(rows)))
+            if not req.stream:
+                await conn.send(EndFrame())
+                return
 
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
         output = Output()

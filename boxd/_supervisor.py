@@ -9,6 +9,8 @@ that container and never reaches the supervisor or another container.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
 import hashlib
 import logging
@@ -16,7 +18,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import attrs
 import trio
 
 from . import _logs, _plan
-from ._cgroup import Cgroup, CgroupHost, Limits, parse_cpu_list
+from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -151,6 +153,17 @@ class Supervisor:
         """The container's current run, if its process is running."""
         run = self._lookup(ref).run
         return run if run is not None and not run.exited.is_set() else None
+
+    def sample(self, refs: Sequence[str] = ()) -> builtins.list[tuple[Container, Stats]]:
+        """Counters of the named (default: all running) containers, read now."""
+        entries = [self._lookup(r) for r in refs] if refs else list(self._entries.values())
+        found = []
+        for entry in entries:
+            if entry.run is None or entry.run.exited.is_set():
+                continue
+            with contextlib.suppress(OSError):
+                found.append((entry.container, self.cgroups.open(entry.container.id).stats()))
+        return found
 
     def view_limits(self, pid: int) -> ViewLimits | None:
         """What the /proc view shows the process (or thread) ``pid``: its container's

@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from boxd._supervisor import cgroup_name
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -103,15 +105,10 @@ class Daemon:
             time.sleep(0.05)
 
 
-def boxd_cgroups() -> set[str]:
-    """Every cgroup directory named boxd below any hierarchy (to check nothing leaks)."""
-    found: set[str] = set()
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        if hierarchy.is_dir():
-            for path in hierarchy.rglob("boxd*"):
-                if path.is_dir():
-                    found.update(str(p) for p in path.iterdir() if p.is_dir())
-    return found
+def leftover_cgroups(root: Path) -> list[str]:
+    """Container cgroups of the daemon on ``root`` still on disk, in any hierarchy."""
+    name = cgroup_name(root)
+    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/**/{name}/*") if p.is_dir())
 
 
 @contextmanager
@@ -123,3 +120,4 @@ def running_daemon(tmp_path: Path, *extra: str) -> Iterator[Daemon]:
     finally:
         if daemon.process is not None and daemon.stop() != 0:
             raise AssertionError("boxd did not exit 0 on SIGTERM")
+        assert leftover_cgroups(daemon.root) == []

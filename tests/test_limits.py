@@ -1,0 +1,131 @@
+"""Resource limits on the real kernel (this host is hybrid: memory, cpu and pids are v1
+hierarchies, so these tests exercise the v1 paths; the v2 path is tested against a fake
+tree in test_cgroup_fake.py)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path) as d:
+        yield d
+
+
+def _cgroup_file(cid: str, controller: str, name: str) -> Path:
+    found = glob.glob(f"/sys/fs/cgroup/{controller}/**/{cid}/{name}", recursive=True)
+    assert len(found) == 1, found
+    return Path(found[0])
+
+
+def test_oom_kill_is_reported(daemon: Daemon) -> None:
+    r = daemon.ctl(
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        "default",
+        "python3",
+        "-c",
+        "b = bytearray(200 << 20)",
+        check=False,
+    )
+    assert r.returncode == 137
+    c = daemon.inspect("hog")
+    assert c["state"]["oom_killed"] is True and c["state"]["exit_code"] == 137
+    daemon.ctl("run", "--name", "fine", "--memory", "32m", "default", "true")
+    assert daemon.inspect("fine")["state"]["oom_killed"] is False
+    summary = daemon.inspect("fine")["state"]["summary"]
+    assert summary["wall_seconds"] >= 0 and summary["peak_memory"] > 0
+
+
+BOMB = """
+import os, time
+n = 0
+for _ in range(200):
+    try:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+    except OSError:
+        pass
+print(n, flush=True)
+time.sleep(60)
+"""
+
+
+def test_pids_limit_holds_a_fork_bomb(daemon: Daemon) -> None:
+    cid = daemon.ctl(
+        "run", "-d", "--pids-limit", "64", "default", "python3", "-c", BOMB
+    ).stdout.strip()
+    assert _cgroup_file(cid, "pids", "pids.max").read_text().strip() == "64"
+    daemon.wait_for(cid, lambda _: daemon.ctl("logs", cid).stdout.strip() != "")
+    assert int(daemon.ctl("logs", cid).stdout) == 63  # python itself is the 64th
+    assert int(_cgroup_file(cid, "pids", "pids.current").read_text()) == 64
+    daemon.ctl("rm", "-f", cid)
+
+
+def test_limits_in_the_files_and_update_live(daemon: Daemon) -> None:
+    cid = daemon.ctl(
+        "run",
+        "-d",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "default",
+        "sleep",
+        "300",
+    ).stdout.strip()
+    assert int(_cgroup_file(cid, "memory", "memory.limit_in_bytes").read_text()) == 64 << 20
+    assert _cgroup_file(cid, "cpu", "cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert _cgroup_file(cid, "cpu", "cpu.shares").read_text().strip() == "512"
+    assert _cgroup_file(cid, "pids", "pids.max").read_text().strip() == "4096"
+    daemon.ctl("update", "--memory", "128m", "--cpus", "1.5", cid)
+    assert int(_cgroup_file(cid, "memory", "memory.limit_in_bytes").read_text()) == 128 << 20
+    assert _cgroup_file(cid, "cpu", "cpu.cfs_quota_us").read_text().strip() == "150000"
+    assert daemon.inspect(cid)["config"]["resources"]["memory"] == 128 << 20
+    r = daemon.ctl("update", "--cpus", "0.001", cid, check=False)
+    assert r.returncode != 0 and "'0.001'" in r.stderr
+
+
+def test_cpu_quota_holds_a_busy_loop_near_half_a_core(daemon: Daemon) -> None:
+    cid = daemon.ctl(
+        "run", "-d", "--cpus", "0.5", "default", "sh", "-c", "while :; do :; done"
+    ).stdout.strip()
+    usage = _cgroup_file(cid, "cpuacct", "cpuacct.usage")
+    start, t0 = int(usage.read_text()), time.monotonic()
+    time.sleep(2)
+    used = (int(usage.read_text()) - start) / 1e9 / (time.monotonic() - t0)
+    assert 0.2 < used < 0.8, used  # loosely: the quota is 0.5 of one core
+    stats = json.loads(daemon.ctl("stats", "--no-stream", "--format", "json", cid).stdout)
+    assert stats[0]["id"] == cid and stats[0]["pids"] >= 1
+    daemon.ctl("rm", "-f", cid)
+
+
+def test_bad_limits_refused_before_anything_exists(daemon: Daemon) -> None:
+    for args, message in (
+        (["--memory", "1k"], "minimum is 6m"),
+        (["--cpus", "-1"], "'-1'"),
+        (["--cpuset-cpus", "99"], "not online"),
+        (["--cpu-shares", "1"], "2 to 262144"),
+        (["--memory-swap", "10m"], "needs --memory"),
+        (["--pids-limit", "-5"], "-1 for no limit"),
+    ):
+        r = daemon.ctl("run", *args, "default", "true", check=False)
+        assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
