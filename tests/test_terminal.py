@@ -21,8 +21,9 @@ pytestmark = [
 
 
 class Tmux:
-    def __init__(self, socket_name: str) -> None:
+    def __init__(self, socket_name: str, status_file: Path) -> None:
         self.base = ["tmux", "-L", socket_name]
+        self.status_file = status_file
 
     def __call__(self, *args: str) -> str:
         return subprocess.run(
@@ -30,8 +31,11 @@ class Tmux:
         ).stdout
 
     def start(self, command: str, *, width: int = 100, height: int = 30) -> None:
-        self("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), command)
-        self("set-option", "-t", "t", "remain-on-exit", "on")
+        self.status_file.unlink(missing_ok=True)
+        # The shell records the exit code itself: tmux's pane_dead_status is not reliable
+        # without a TERM in the environment (CI has none).
+        wrapped = f"{command}; echo $? > {shlex.quote(str(self.status_file))}"
+        self("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), wrapped)
 
     def keys(self, *keys: str) -> None:
         self("send-keys", "-t", "t", *keys)
@@ -50,9 +54,9 @@ class Tmux:
             time.sleep(0.05)
 
     def dead_status(self) -> int | None:
-        out = self("display-message", "-p", "-t", "t", "#{pane_dead} #{pane_dead_status}")
-        dead, _, status = out.strip().partition(" ")
-        return int(status) if dead == "1" else None
+        """The exit code of the command started last, once it has ended."""
+        text = self.status_file.read_text() if self.status_file.exists() else ""
+        return int(text) if text.endswith("\n") else None
 
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
@@ -65,8 +69,8 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 
 @pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    t = Tmux(f"boxd-test-{os.getpid()}")
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    t = Tmux(f"boxd-test-{os.getpid()}", tmp_path / "exit-status")
     try:
         yield t
     finally:
@@ -135,7 +139,6 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
         time.sleep(0.05)
     assert tmux.dead_status() == 0
     assert daemon.inspect("s")["state"]["status"] == "running"
-    tmux("kill-session", "-t", "t")
     tmux.start(_boxctl(daemon, "attach", "s"))
     _until_prompt(tmux)
     tmux.keys("echo second-$((6*7))", "Enter")
