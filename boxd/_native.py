@@ -175,6 +175,7 @@ class Stage(enum.IntEnum):
     EXEC = 19
     FORK = 20
     CGROUP_NS = 21  # unshare(CLONE_NEWCGROUP), done once the parent placed the child
+    LOOPBACK = 22  # bringing up "lo" in a new network namespace
 
 
 @attrs.frozen

@@ -84,6 +84,24 @@ def _search_path(env: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p for p in path.split(":") if p.startswith("/"))
 
 
+DEFAULT_ID_RANGE = (100_000, 65_536)
+
+
+def id_range(path: str = "/etc/subuid", user: str = "boxd") -> tuple[int, int]:
+    """The host ids a user-namespaced container's 0..n-1 map to: the ``boxd`` entry of
+    /etc/subuid (and the same range is used for gids), else 100000:65536."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return DEFAULT_ID_RANGE
+    for line in lines:
+        name, _, rest = line.partition(":")
+        start, _, count = rest.partition(":")
+        if name == user and start.isdigit() and count.isdigit():
+            return int(start), int(count)
+    return DEFAULT_ID_RANGE
+
+
 def hostname(container: Container) -> str:
     return container.config.hostname or container.short_id
 

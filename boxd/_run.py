@@ -28,10 +28,10 @@ from pathlib import Path
 import attrs
 import trio
 
-from . import _native, protocol
+from . import _native, _plan, protocol
 from ._cgroup import Cgroup
 from ._logs import LogWriter
-from ._native import Native, Spawned, SpawnPlan
+from ._native import Namespace, Native, Spawned, SpawnPlan
 from ._output import Output
 from ._records import Container, RunSummary
 
@@ -185,7 +185,8 @@ class Run:
             streams = [(s, trio.lowlevel.FdStream(n)) for s, n in readers]
             try:
                 plan = build_plan(stdio)
-                spawned = await _native.start(native, plan, prepare=_placer(cgroup))
+                id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
+                spawned = await _native.start(native, plan, prepare=_placer(cgroup, id_map))
             except BaseException:
                 with trio.CancelScope(shield=True):
                     for _, stream in streams:
@@ -286,8 +287,15 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary)
 
 
-def _placer(cgroup: Cgroup) -> Callable[[Spawned], None]:
+def _placer(cgroup: Cgroup, id_map: tuple[int, int] | None) -> Callable[[Spawned], None]:
+    """What the parent does while the child waits: the cgroup, and for a user namespace
+    its uid/gid maps (container 0..n-1 -> host start..start+n-1)."""
+
     def place(spawned: Spawned) -> None:
         cgroup.add(spawned.pid)
+        if id_map is not None:
+            start, count = id_map
+            for name in ("uid_map", "gid_map"):
+                Path(f"/proc/{spawned.pid}/{name}").write_text(f"0 {start} {count}\n")
 
     return place

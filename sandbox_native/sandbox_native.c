@@ -46,6 +46,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -86,6 +87,7 @@ enum stage {
     STAGE_EXEC = 19,
     STAGE_FORK = 20,
     STAGE_CGROUP_NS = 21,
+    STAGE_LOOPBACK = 22,
 };
 
 /* Mirrors class MountKind in boxd/_native.py. */
@@ -282,6 +284,27 @@ static int run_mount_op(const struct mount_op *op)
     }
 }
 
+/* A new network namespace starts with "lo" down; bring it up as Docker's --network none
+ * does (a socket and two ioctls: async-signal-safe). */
+static int loopback_up(void)
+{
+    struct ifreq ifr;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
 static void setup_mounts(const struct plan *p)
 {
     if (p->clone_flags & CLONE_NEWNS)
@@ -419,6 +442,8 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
         CHECK(p, ioctl(0, TIOCSCTTY, 0), STAGE_TTY, 0);
     if (p->hostname != NULL && (p->clone_flags & CLONE_NEWUTS))
         CHECK(p, sethostname(p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
+    if (p->clone_flags & CLONE_NEWNET)
+        CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
     setup_mounts(p);
     if (p->rootfs != NULL)
         pivot(p);
