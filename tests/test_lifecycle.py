@@ -219,3 +219,15 @@ def test_daemon_sigterm_stops_containers_and_removes_socket(tmp_path: Path) -> N
         daemon.start()
         c = daemon.inspect("s")
         assert c["state"]["status"] == "stopped"
+
+
+def test_network_none_has_only_a_working_loopback(daemon: Daemon) -> None:
+    script = (
+        "import os, socket\n"
+        "print(sorted(os.listdir('/sys/class/net')))\n"
+        "s = socket.create_server(('127.0.0.1', 0))\n"
+        "socket.create_connection(s.getsockname()).sendall(b'ping')\n"
+        "print(s.accept()[0].recv(4).decode())\n"
+    )
+    r = daemon.ctl("run", "--rm", "--network", "none", "default", "python3", "-c", script)
+    assert r.stdout.split("\n")[:2] == ["['lo']", "ping"]
