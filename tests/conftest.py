@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemon_harness import Daemon, running_daemon
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE_SOURCE = REPO / "rootfs" / "probe" / "probe.c"
@@ -79,3 +80,10 @@ def build_busybox_root(dest: Path) -> Path:
 def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A read-only-by-convention busybox root shared by the session (use as a lower layer)."""
     yield build_busybox_root(tmp_path_factory.mktemp("busybox-root"))
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A real boxd in a temporary root; on exit it must stop cleanly and leave no cgroup."""
+    with running_daemon(tmp_path) as d:
+        yield d

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
 
 
 def _status_fields(text: str, *names: str) -> dict[str, str]:

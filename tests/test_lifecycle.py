@@ -8,19 +8,12 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon, running_daemon
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
 
 
 def _alive(pid: int) -> bool:

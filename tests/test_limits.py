@@ -7,19 +7,12 @@ from __future__ import annotations
 import glob
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
 
 
 def _cgroup_file(cid: str, controller: str, name: str) -> Path:

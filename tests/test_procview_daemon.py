@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon
 
 from boxd._procview import available
 
@@ -16,12 +15,6 @@ pytestmark = [
     pytest.mark.fuse,
     pytest.mark.skipif(available() is not None, reason=f"no FUSE here: {available()}"),
 ]
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
 
 
 def _meminfo_total(text: str) -> int:

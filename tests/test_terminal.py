@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import REPO, Daemon, running_daemon
+from daemon_harness import REPO, Daemon
 
 pytestmark = [
     pytest.mark.root,
@@ -58,14 +58,15 @@ class Tmux:
         text = self.status_file.read_text() if self.status_file.exists() else ""
         return int(text) if text.endswith("\n") else None
 
+    def wait_exit(self, timeout: float = 20) -> int:
+        deadline = time.monotonic() + timeout
+        while (status := self.dead_status()) is None:
+            assert time.monotonic() < deadline, "the command did not end"
+            time.sleep(0.05)
+        return status
+
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
 
 
 @pytest.fixture
@@ -115,11 +116,7 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     tmux.keys("echo after-$?", "Enter")
     tmux.wait_for(lambda s: "after-130" in s)
     tmux.keys("exit 3", "Enter")
-    deadline = time.monotonic() + 20
-    while tmux.dead_status() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert tmux.dead_status() == 3
+    assert tmux.wait_exit() == 3
     assert daemon.inspect("tty")["state"]["exit_code"] == 3
 
 
@@ -133,11 +130,7 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     # A lone Ctrl-P is delivered once the next key shows it is not the sequence.
     tmux.keys("C-p", "x")
     tmux.keys("C-p", "C-q")
-    deadline = time.monotonic() + 20
-    while tmux.dead_status() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert tmux.dead_status() == 0
+    assert tmux.wait_exit() == 0
     assert daemon.inspect("s")["state"]["status"] == "running"
     tmux.start(_boxctl(daemon, "attach", "s"))
     _until_prompt(tmux)
