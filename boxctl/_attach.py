@@ -21,7 +21,6 @@ from boxd import protocol
 
 from ._client import Client, CliError
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 PROXIED_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,

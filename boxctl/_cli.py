@@ -12,7 +12,6 @@ from typing import Any, NoReturn
 
 from boxd import _units
 
-from . import _attach
 from ._client import Client, CliError, call, check, socket_path
 
 Handler = Callable[[argparse.Namespace], int]
@@ -174,14 +173,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _start_attached(args, cid, stdin=args.interactive, tty_mode=args.tty)
 
 
-def _start_attached(args: argparse.Namespace, cid: str, *, stdin: bool, tty_mode: bool) -> int:
+def _attached(
+    args: argparse.Namespace, request: dict[str, Any], *, stdin: bool, tty_mode: bool
+) -> int:
+    """Send a streaming request and run the terminal loop: the exit code (0 if detached)."""
+    from . import _attach  # only streaming commands pay for the terminal machinery
+
     keys = _attach.parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
-        client.request({"type": "StartRequest", "container": cid, "attach": True, "stdin": stdin})
+        client.request(request)
         code = _attach.stream(
             client, stdin=stdin, tty_mode=tty_mode, detach_keys=keys, sig_proxy=args.sig_proxy
         )
     return 0 if code is None else code
+
+
+def _start_attached(args: argparse.Namespace, cid: str, *, stdin: bool, tty_mode: bool) -> int:
+    request = {"type": "StartRequest", "container": cid, "attach": True, "stdin": stdin}
+    return _attached(args, request, stdin=stdin, tty_mode=tty_mode)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -198,45 +207,25 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     c = _inspect(args.socket, args.container)
-    keys = _attach.parse_detach_keys(args.detach_keys)
     stdin = not args.no_stdin and c["config"]["interactive"]
-    with Client(args.socket) as client:
-        client.request({"type": "AttachRequest", "container": c["id"], "stdin": stdin})
-        code = _attach.stream(
-            client,
-            stdin=stdin,
-            tty_mode=c["config"]["tty"],
-            detach_keys=keys,
-            sig_proxy=args.sig_proxy,
-        )
-    return 0 if code is None else code
+    request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
+    return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.command:
         raise CliError("boxctl exec: a COMMAND is required")
-    keys = _attach.parse_detach_keys(args.detach_keys)
-    with Client(args.socket) as client:
-        client.request(
-            {
-                "type": "ExecRequest",
-                "container": args.container,
-                "command": args.command,
-                "env": _env_list(args.env),
-                "workdir": args.workdir or "",
-                "user": args.user or "",
-                "tty": args.tty,
-                "interactive": args.interactive,
-            }
-        )
-        code = _attach.stream(
-            client,
-            stdin=args.interactive,
-            tty_mode=args.tty,
-            detach_keys=keys,
-            sig_proxy=args.sig_proxy,
-        )
-    return 0 if code is None else code
+    request = {
+        "type": "ExecRequest",
+        "container": args.container,
+        "command": args.command,
+        "env": _env_list(args.env),
+        "workdir": args.workdir or "",
+        "user": args.user or "",
+        "tty": args.tty,
+        "interactive": args.interactive,
+    }
+    return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 
 
 def _each(args: argparse.Namespace, action: Callable[[str], object]) -> int:
@@ -543,7 +532,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _attach_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detach-keys", default=_attach.DEFAULT_DETACH_KEYS)
+    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q")
     p.add_argument(
         "--sig-proxy",
         default=True,
