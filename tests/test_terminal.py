@@ -103,7 +103,7 @@ def _until_prompt(tmux: Tmux) -> None:
 
 def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmux) -> None:
     tmux.start(_boxctl(daemon, "run", "-it", "--name", "tty", "default", "sh"))
-    tmux.wait_for(lambda s: "#" in s)
+    _until_prompt(tmux)
     tmux.keys("stty size", "Enter")
     tmux.wait_for(lambda s: "30 100" in s)
     tmux("resize-window", "-t", "t", "-x", "120", "-y", "40")
