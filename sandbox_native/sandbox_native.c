@@ -253,7 +253,11 @@ static int run_mount_op(const struct mount_op *op)
             return -1;
         return 0;
     case MK_MKNOD:
-        return mknod(op->target, op->mode, (dev_t)op->dev);
+        /* mknod applies the caller's umask; the node must have exactly the mode asked
+         * (/dev/null is 0666 even under a daemon's umask 022). */
+        if (mknod(op->target, op->mode, (dev_t)op->dev) < 0)
+            return -1;
+        return chmod(op->target, op->mode & 07777);
     case MK_BIND_DEV:
         fd = open(op->target, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)

@@ -417,11 +417,6 @@ async def test_default_devices_and_mounts(default: Image, tmp_path: Path) -> Non
 
 
 @pytest.mark.root
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox_native runs MKNOD under the caller's umask (022 makes /dev/null 0644); "
-    "the child needs umask(0) for the mount table and the caller's umask back before exec",
-)
 async def test_device_modes_ignore_the_umask(default: Image, tmp_path: Path) -> None:
     script = "import os; print(*(oct(os.stat('/dev/' + n).st_mode & 0o777) for n in %r))"
     names = ("null", "zero", "full", "random", "urandom", "tty")
