@@ -126,9 +126,19 @@ def kernel_last_cap() -> int:
         return int(f.read())
 
 
-def all_caps_mask() -> int:
-    """Every capability the running kernel supports."""
+def own_bounding_set() -> int:
+    """The capabilities this process could ever hold (CapBnd): a container cannot get more."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
     return (1 << (kernel_last_cap() + 1)) - 1
+
+
+def all_caps_mask() -> int:
+    """Every capability the running kernel supports and this process's bounding set holds
+    (a daemon run without, say, CAP_SYS_RESOURCE cannot hand it to ``--privileged``)."""
+    return ((1 << (kernel_last_cap() + 1)) - 1) & own_bounding_set()
 
 
 def _is_all(name: str) -> bool:

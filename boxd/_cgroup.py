@@ -28,7 +28,19 @@ import trio
 
 log = logging.getLogger("boxd.cgroup")
 
-WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io")
+WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io", "devices")
+# The device nodes a container may open (v1 devices controller): null, zero, full, random,
+# urandom, tty, ptmx and its pts; nothing else, even if CAP_MKNOD makes a node of a disk.
+ALLOWED_DEVICES = (
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+)
 DEFAULT_PIDS_LIMIT = 4096
 CPU_PERIOD = 100_000  # microseconds
 MIN_MEMORY = 6 << 20  # as Docker: below this the container cannot even start
@@ -255,6 +267,10 @@ class CgroupHost:
                 if "cpuset" in h.controllers and h.version == 1:
                     for f in ("cpuset.cpus", "cpuset.mems"):
                         _write(d / f, _read(h.base / f).strip())
+                if "devices" in h.controllers and h.version == 1:
+                    _write(d / "devices.deny", "a")
+                    for rule in ALLOWED_DEVICES:
+                        _write(d / "devices.allow", rule)
             cg.update(limits)
         except BaseException:
             cg.remove_now()

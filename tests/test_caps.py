@@ -71,10 +71,17 @@ def test_drop_all_then_add() -> None:
 
 def test_add_all() -> None:
     everything = _caps.all_caps_mask()
-    assert everything == (1 << (_caps.kernel_last_cap() + 1)) - 1
+    kernel = (1 << (_caps.kernel_last_cap() + 1)) - 1
+    assert everything == kernel & _caps.own_bounding_set()
     assert compute(["ALL"], [], uid=0, privileged=False).bounding == everything
     caps = compute(["ALL"], ["SYS_ADMIN"], uid=0, privileged=False)
     assert caps.bounding == everything & ~(1 << 21)
+
+
+def test_privileged_is_bounded_by_our_own_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_caps, "own_bounding_set", lambda: ~(1 << 24) & ((1 << 41) - 1))
+    caps = compute([], [], uid=0, privileged=True)
+    assert not caps.bounding & (1 << 24)
 
 
 def test_privileged_is_every_kernel_cap() -> None:
@@ -97,6 +104,7 @@ def test_unknown_names_rejected_even_when_moot() -> None:
 
 def test_cap_unknown_to_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_caps, "kernel_last_cap", lambda: 37)
+    monkeypatch.setattr(_caps, "own_bounding_set", lambda: (1 << 41) - 1)
     assert compute(["ALL"], [], uid=0, privileged=False).bounding == (1 << 38) - 1
     with pytest.raises(ValueError, match="CAP_BPF is not supported by the running kernel"):
         compute(["BPF"], [], uid=0, privileged=False)
