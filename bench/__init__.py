@@ -1,0 +1,1 @@
+"""Benchmarks of boxd against crun, runc, bubblewrap and Podman: ``python -m bench``."""

@@ -1,0 +1,610 @@
+"""The five cases.  Each lists every entry it knows, measured or with the reason it failed."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shlex
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from . import _env
+from ._boxd import PY, Daemon
+from ._measure import concurrent, hyperfine, run_checked, sequential, shell_script
+from ._report import BASELINE, OURS, PEER, REFERENCE, Case
+
+MEMORY_LIMIT = 64 << 20
+# conmon's cost per container as documented for this host (../shared/peers/README.md).
+CONMON_DOCUMENTED_KIB = 2.5e6 / 1024
+
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int  # runs of one start, one `ps`
+    sequential: int  # containers one after another
+    concurrent: int  # containers at once
+    repeats: int  # repeats of the two above
+    listed: int  # created containers for `ps`
+    idle: int  # idle containers for the memory case
+    podman_idle: int  # idle podman containers (conmon measured)
+    output_mib: int
+    output_runs: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(3, 5, 3, 1, 5, 3, 1, 16, 2)
+        return cls(30, 100, 20, 3, 100, 20, 5, 256, 5)
+
+
+class Bench:
+    def __init__(self, work: Path, tools: dict[str, _env.Tool], quick: bool) -> None:
+        self.work = work
+        self.tools = tools
+        self.sizes = Sizes.of(quick)
+        self.daemon = Daemon(work)
+        self.crun_state = work / "crun-state"
+        self.runc_state = work / "runc-state"
+        self.podman_dir = work / "podman"
+        self._library: dict[str, Any] | None = None
+        self.rootfs_error = ""
+        self.bundle_error = ""
+        self.rootfs = work / "rootfs"
+        self.bundle = work / "bundle"
+        try:
+            _env.busybox_root(tools["busybox"].require(), self.rootfs)
+        except Exception as exc:  # every case then reports it
+            self.rootfs_error = f"no busybox root filesystem: {exc}"
+        try:
+            self.root()
+            _env.oci_bundle(tools["runc"].require(), self.rootfs, self.bundle, memory=MEMORY_LIMIT)
+        except Exception as exc:
+            self.bundle_error = f"no OCI bundle: {exc}"
+
+    # ---- what the entries need; each raises why it is missing --------------------------
+
+    def root(self) -> str:
+        if self.rootfs_error:
+            raise RuntimeError(self.rootfs_error)
+        return str(self.rootfs)
+
+    def boxctl(self, *args: str) -> list[str]:
+        self.root()
+        self.tools["hyperfine"].require()
+        self.daemon.require()
+        return self.daemon.boxctl(*args)
+
+    def hyperfine(self, argv: list[str], *, runs: int, wrap: bool = False) -> list[float]:
+        self.tools["hyperfine"].require()
+        cgns = ["sh", str(_env.CGNS)] if wrap else []
+        return hyperfine(argv, runs=runs, work=self.work, wrap=cgns)
+
+    def oci(self, runtime: str) -> list[str]:
+        """``RUNTIME --root STATE run --bundle BUNDLE`` (the container id goes last)."""
+        self.root()
+        if self.bundle_error:
+            raise RuntimeError(self.bundle_error)
+        state = self.crun_state if runtime == "crun" else self.runc_state
+        return [
+            self.tools[runtime].require(),
+            "--root",
+            str(state),
+            "run",
+            "--bundle",
+            str(self.bundle),
+        ]
+
+    def bwrap(self, command: str = "/bin/true") -> list[str]:
+        root = self.root()
+        return [
+            self.tools["bwrap"].require(),
+            "--unshare-all",
+            "--ro-bind",
+            root,
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            command,
+        ]
+
+    def podman(self, *args: str) -> list[str]:
+        self.root()
+        p = self.podman_dir
+        return [
+            self.tools["podman"].require(),
+            "--root",
+            str(p / "root"),
+            "--runroot",
+            str(p / "run"),
+            "--tmpdir",
+            str(p / "tmp"),
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            *args,
+        ]
+
+    def podman_run(self, *args: str) -> list[str]:
+        # podman's --rootfs is a switch: the root directory is the first positional argument,
+        # so every option goes before it.  Without explicit limits podman asks crun for more
+        # open files than we may raise to (no CAP_SYS_RESOURCE here); crun also failed with
+        # our own nproc limit as both values, and succeeds with the README's 32768.
+        nofile = min(20000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        nproc = min(32768, resource.getrlimit(resource.RLIMIT_NPROC)[1])
+        return self.podman(
+            "run",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            "/bench-podman",
+            "--memory",
+            "64m",
+            "--ulimit",
+            f"nofile={nofile}:{nofile}",
+            "--ulimit",
+            f"nproc={nproc}:{nproc}",
+            *args,
+            "--rootfs",
+            self.root(),
+        )
+
+    def library(self, mode: str) -> list[float]:
+        """Milliseconds of one mode of the in-process library run (made once, on first use)."""
+        if self._library is None:
+            s = self.sizes
+            argv = [
+                PY,
+                "-m",
+                "bench._library",
+                "--root",
+                str(self.work / "library-root"),
+                "--image",
+                self.root(),
+                "--runs",
+                str(s.runs),
+                "--sequential",
+                str(s.sequential),
+                "--concurrent",
+                str(s.concurrent),
+                "--repeats",
+                str(s.repeats),
+            ]
+            try:
+                self._library = json.loads(run_checked(argv, timeout=600))
+            except Exception as exc:
+                self._library = {"error": str(exc)}
+        result = self._library.get(mode, self._library)
+        if isinstance(result, dict):
+            raise RuntimeError(result["error"])
+        return [float(x) for x in result]
+
+    # ---- 1. start to exit -------------------------------------------------------------
+
+    def start(self) -> Case:
+        case = Case("start", "1. Start to exit of /bin/true, 64 MiB memory limit", "ms")
+        runs = self.sizes.runs
+        run = ("run", "--rm", "--memory", "64m")
+        case.measure(
+            "boxctl run --rm",
+            OURS,
+            lambda: self.hyperfine(self.boxctl(*run, self.root(), "/bin/true"), runs=runs),
+            note="CLI -> daemon -> overlay root + cgroup -> exit code back",
+        )
+        case.measure(
+            "boxctl run --rm --procview off",
+            OURS,
+            lambda: self.hyperfine(
+                self.boxctl(*run, "--procview", "off", self.root(), "/bin/true"), runs=runs
+            ),
+            note="without the FUSE /proc view bind",
+        )
+        case.measure(
+            "library run+wait",
+            OURS,
+            lambda: self.library("start"),
+            note="open_supervisor, run, wait in one process (remove not timed)",
+        )
+        case.measure(
+            "crun run",
+            PEER,
+            lambda: self.hyperfine([*self.oci("crun"), "bench-crun"], runs=runs, wrap=True),
+            note="through cgns.sh (crun 1.8 refuses hybrid cgroups)",
+        )
+        case.measure(
+            "runc run",
+            PEER,
+            lambda: self.hyperfine([*self.oci("runc"), "bench-runc"], runs=runs),
+        )
+        case.measure(
+            "bwrap --unshare-all",
+            PEER,
+            lambda: self.hyperfine(self.bwrap(), runs=runs),
+            note="no cgroup: no memory limit",
+        )
+        case.measure(
+            "podman run --rm --rootfs",
+            PEER,
+            lambda: self.hyperfine([*self.podman_run("--rm"), "/bin/true"], runs=runs, wrap=True),
+            note="podman + crun + conmon, --network none, through cgns.sh",
+        )
+        return case
+
+    # ---- 2. many ----------------------------------------------------------------------
+
+    def many(self) -> list[Case]:
+        s = self.sizes
+        seq = Case("sequential", f"2a. {s.sequential} containers one after another (total)", "ms")
+        con = Case("concurrent", f"2b. {s.concurrent} containers at once (total)", "ms")
+        self._many(seq, s.sequential, sequential, note="")
+        self._many(con, s.concurrent, concurrent, note="; a Trio nursery")
+        return [seq, con]
+
+    def _many(self, case: Case, count: int, shape: Callable[[str, int], str], *, note: str) -> None:
+        per = f"per container: median / {count}"
+
+        def timed(command: list[str], suffix: str = "", *, wrap: bool = False) -> list[float]:
+            body = shape(shlex.join(command) + suffix, count)
+            script = shell_script(self.work, f"{case.key}-{len(case.entries)}", body)
+            return self.hyperfine(script, runs=self.sizes.repeats, wrap=wrap)
+
+        case.measure(
+            "boxctl run --rm",
+            OURS,
+            lambda: timed(self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true")),
+            note=per,
+        )
+        case.measure(
+            "library run+wait+remove", OURS, lambda: self.library(case.key), note=per + note
+        )
+        case.measure(
+            "crun run",
+            PEER,
+            lambda: timed(self.oci("crun"), ' "bench-crun-$i"', wrap=True),
+            note=per,
+        )
+        case.measure(
+            "runc run", PEER, lambda: timed(self.oci("runc"), ' "bench-runc-$i"'), note=per
+        )
+        case.measure("bwrap --unshare-all", PEER, lambda: timed(self.bwrap()), note=per)
+
+    # ---- 3. listing -------------------------------------------------------------------
+
+    def listing(self) -> Case:
+        s = self.sizes
+        case = Case("list", "3. boxctl ps -a, CLI start-up included", "ms")
+        case.measure(
+            "python -c pass",
+            BASELINE,
+            lambda: self.hyperfine([PY, "-c", "pass"], runs=s.runs),
+            note="the same interpreter",
+        )
+        case.measure(
+            "boxctl ps -a (0 containers)",
+            OURS,
+            lambda: self._ps(0),
+        )
+        case.measure(
+            f"boxctl ps -a ({s.listed} created)",
+            OURS,
+            lambda: self._ps(s.listed),
+        )
+        return case
+
+    def _ps(self, count: int) -> list[float]:
+        self.daemon.remove_all()
+        try:
+            create = shlex.join(self.boxctl("create", "--memory", "64m", self.root(), "/bin/true"))
+            if count:
+                run_checked(
+                    shell_script(
+                        self.work, f"create-{count}", sequential(create + " >/dev/null", count)
+                    )
+                )
+            listed = run_checked(self.boxctl("ps", "-a", "-q")).split()
+            if len(listed) != count:
+                raise RuntimeError(f"boxctl ps -a listed {len(listed)} containers, not {count}")
+            return self.hyperfine(self.boxctl("ps", "-a"), runs=self.sizes.runs)
+        finally:
+            self.daemon.remove_all()
+
+    # ---- 4. memory --------------------------------------------------------------------
+
+    def memory(self) -> Case:
+        s = self.sizes
+        case = Case(
+            "memory", "4. Memory: the idle daemon, and the cost of an idle container", "KiB"
+        )
+        idle: dict[str, float] = {}
+        per: dict[str, float] = {}
+        helpers: list[float] = []
+        try:
+            self.daemon.require()
+            self.daemon.remove_all()
+            idle = smaps(self.daemon.pid)
+            run = self.boxctl("run", "-d", "--memory", "64m", self.root(), "/bin/sleep", "1000")
+            for _ in range(s.idle):
+                run_checked(run)
+            busy = smaps(self.daemon.pid)
+            per = {k: (busy[k] - idle[k]) / s.idle for k in busy}
+            helpers = [len(helper_processes(self.daemon.pid)) / s.idle]
+            error = ""
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.daemon.remove_all()
+        for key in ("Rss", "Pss"):
+            case.measure(
+                f"boxd daemon, idle ({key})",
+                OURS,
+                partial(_value, idle, key, error),
+                metric=f"idle {key}",
+                note="after the cases above, no container",
+            )
+        trio_idle: dict[str, float] = {}
+        trio_error = ""
+        try:
+            trio_idle = bare_trio()
+        except Exception as exc:
+            trio_error = f"{type(exc).__name__}: {exc}"
+        for key in ("Rss", "Pss"):
+            case.measure(
+                f"a bare Trio program ({key})",
+                BASELINE,
+                partial(_value, trio_idle, key, trio_error),
+                metric=f"idle {key}",
+            )
+        for key in ("Rss", "Pss"):
+            case.measure(
+                f"boxd daemon, per idle container ({key})",
+                OURS,
+                partial(_value, per, key, error),
+                metric=f"per container {key}",
+                note=f"(daemon with {s.idle} `sleep` containers - idle daemon) / {s.idle}",
+            )
+        case.measure(
+            "boxd processes per container besides the container's own",
+            OURS,
+            lambda: helpers if helpers else _value({}, "", error or "not measured"),
+            metric="processes per container",
+        )
+        conmon, conmon_count, conmon_error = self._conmon()
+        for key in ("Rss", "Pss"):
+            case.measure(
+                f"podman's conmon, per container ({key})",
+                PEER,
+                partial(_value, conmon, key, conmon_error),
+                metric=f"per container {key}",
+                note=f"measured here: {s.podman_idle} podman `sleep` containers",
+            )
+        case.measure(
+            "conmon, documented (Rss)",
+            REFERENCE,
+            lambda: [CONMON_DOCUMENTED_KIB],
+            metric="per container Rss",
+            note="~2.5 MB per container (../shared/peers/README.md); not measured in this run",
+        )
+        case.measure(
+            "podman: conmon processes per container",
+            PEER,
+            lambda: [conmon_count] if not conmon_error else _value({}, "", conmon_error),
+            metric="processes per container",
+        )
+        return case
+
+    def _conmon(self) -> tuple[dict[str, float], float, str]:
+        """Rss/Pss of podman's conmon per idle container, the conmons per container, or why not."""
+        n = self.sizes.podman_idle
+        cgns = ["sh", str(_env.CGNS)]
+        try:
+            for _ in range(n):
+                run_checked(cgns + self.podman_run("-d") + ["/bin/sleep", "1000"])
+            pids = [
+                pid
+                for pid in all_pids()
+                if _comm(pid) == "conmon" and str(self.podman_dir) in _cmdline(pid)
+            ]
+            total = {"Rss": 0.0, "Pss": 0.0}
+            for pid in pids:
+                for k, v in smaps(pid).items():
+                    total[k] += v
+            return {k: v / n for k, v in total.items()}, len(pids) / n, ""
+        except Exception as exc:
+            return {}, 0.0, f"{type(exc).__name__}: {exc}"
+        finally:
+            self.podman_cleanup()
+
+    def podman_cleanup(self) -> None:
+        if self.tools["podman"].path and self.podman_dir.exists():
+            subprocess.run(
+                ["sh", str(_env.CGNS), *self.podman("rm", "--force", "--time", "0", "--all")],
+                capture_output=True,
+                timeout=120,
+            )
+
+    # ---- 5. output --------------------------------------------------------------------
+
+    def output(self) -> Case:
+        s = self.sizes
+        size = s.output_mib << 20
+        case = Case("output", f"5. Output: a container writes {s.output_mib} MiB to stdout", "ms")
+        dd = f"dd if=/dev/zero bs=64k count={s.output_mib * 16} 2>/dev/null"
+
+        def rate(
+            name: str,
+            role: str,
+            argv: Callable[[], list[str]],
+            *,
+            check: Callable[[], int] | None = None,
+            note: str = "",
+        ) -> None:
+            def how() -> list[float]:
+                command = argv()
+                got = check() if check else count_stdout(command)
+                if got != size:
+                    raise RuntimeError(f"{got} of {size} bytes arrived")
+                return self.hyperfine(command, runs=s.output_runs)
+
+            e = case.measure(name, role, how, note=note)
+            if e.median:
+                e.note = f"{s.output_mib / (e.median / 1000):,.0f} MiB/s" + (
+                    f"; {note}" if note else ""
+                )
+
+        host_dd = f"{self.rootfs / 'bin' / 'busybox'} {dd}"
+        rate(
+            "raw pipe: dd to cat",
+            BASELINE,
+            lambda: ["sh", "-c", f"{host_dd} | cat >/dev/null"],
+            check=lambda: count_stdout(["sh", "-c", host_dd]),
+        )
+        rate(
+            "PTY: script -qec dd",
+            BASELINE,
+            lambda: [self.tools["script"].require(), "-qec", host_dd, "/dev/null"],
+        )
+        rate(
+            "boxctl run -d: to the log, nobody attached",
+            OURS,
+            lambda: self._detached(dd),
+            check=lambda: self._log_bytes(dd),
+            note="includes run -d, wait and rm (3 CLI calls)",
+        )
+        rate(
+            "boxctl run --rm: one client attached",
+            OURS,
+            lambda: self.boxctl("run", "--rm", self.root(), "sh", "-c", dd),
+            note="also written to the log",
+        )
+        rate(
+            "boxctl run --rm -t: through a PTY, attached",
+            OURS,
+            lambda: self.boxctl("run", "--rm", "-t", self.root(), "sh", "-c", dd),
+        )
+        return case
+
+    def _detached(self, dd: str) -> list[str]:
+        box = shlex.join(self.boxctl())
+        run = shlex.join(self.boxctl("run", "-d", self.root(), "sh", "-c", dd))
+        return shell_script(
+            self.work,
+            "detached-output",
+            f'cid=$({run}) || exit 1\ncode=$({box} wait "$cid") || exit 1\n'
+            f'{box} rm "$cid" >/dev/null || exit 1\n[ "$code" = 0 ]',
+        )
+
+    def _log_bytes(self, dd: str) -> int:
+        cid = run_checked(self.boxctl("run", "-d", self.root(), "sh", "-c", dd)).strip()
+        try:
+            run_checked(self.boxctl("wait", cid))
+            return count_stdout(self.boxctl("logs", cid))
+        finally:
+            subprocess.run(self.boxctl("rm", "-f", cid), capture_output=True)
+
+
+def _value(values: dict[str, float], key: str, error: str) -> list[float]:
+    if error:
+        raise RuntimeError(error)
+    return [values[key]]
+
+
+def smaps(pid: int) -> dict[str, float]:
+    """Rss and Pss of a process in KiB, from /proc/PID/smaps_rollup."""
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            out[key] = float(rest.split()[0])
+    return out
+
+
+def all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def helper_processes(daemon: int) -> list[int]:
+    """The daemon's descendants in its own PID namespace: anything but containers.
+
+    A container's first process is the init of a new PID namespace, so it and everything
+    below it are in another namespace; a monitor or shim would be in the daemon's.
+    """
+    parents: dict[int, int] = {}
+    for pid in all_pids():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        parents[pid] = int(stat.rpartition(")")[2].split()[1])
+    ns = Path(f"/proc/{daemon}/ns/pid").resolve()
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == daemon:
+                return True
+        return False
+
+    helpers = []
+    for pid in parents:
+        if descends(pid):
+            try:
+                if Path(f"/proc/{pid}/ns/pid").resolve() == ns:
+                    helpers.append(pid)
+            except OSError:
+                continue
+    return helpers
+
+
+def bare_trio() -> dict[str, float]:
+    """Rss and Pss of an idle Trio program on the same interpreter."""
+    code = "import trio, sys; print('ready', flush=True); trio.run(trio.sleep_forever)"
+    proc = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"the Trio program exited {proc.wait()} before it was ready")
+        time.sleep(0.2)
+        return smaps(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def count_stdout(argv: list[str]) -> int:
+    """Bytes ``argv`` writes to stdout (read and dropped); raises if it fails."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL
+        )
+        assert proc.stdout is not None
+        total = 0
+        while chunk := proc.stdout.read(1 << 20):
+            total += len(chunk)
+        proc.stdout.close()
+        errors.seek(0)
+        err = errors.read().decode(errors="replace").strip()
+    if proc.wait() != 0:
+        raise RuntimeError(f"{shlex.join(argv)} exited {proc.returncode}: {err[-300:]}")
+    return total
