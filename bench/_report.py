@@ -160,7 +160,7 @@ def markdown(meta: dict[str, Any], tools: dict[str, dict[str, str]], cases: list
         if ratios:
             lines += ["", "| boxd | other | ratio |", "|---|---|---|"]
             lines += [
-                f"| {_cell(r['ours'])} | {_cell(r['other'])} | {r['ratio']:.2f}x |" for r in ratios
+                f"| {_cell(r['ours'])} | {_cell(r['other'])} | {r['ratio']:.3g}x |" for r in ratios
             ]
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,6 @@
-"""The benchmark still runs (quick mode): every case is measured or reports its error.
-No timing is asserted: timings belong to `nox -s bench`, not to pass/fail tests."""
+"""The benchmark still runs (quick mode): every case lists boxd and every peer, each measured
+or with the reason it could not run, and nothing the run made is left behind.  No timing is
+asserted: timings belong to `nox -s bench`, not to pass/fail tests."""
 
 from __future__ import annotations
 
@@ -10,35 +11,72 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.root
+from bench._report import BASELINE, OURS, PEER, Case
 
 REPO = Path(__file__).resolve().parent.parent
 
+CASES = ("start", "sequential", "concurrent", "list", "memory", "output")
+PEERS_PER_CASE = {
+    "start": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
+    "sequential": ("crun run", "runc run", "bwrap --unshare-all"),
+    "concurrent": ("crun run", "runc run", "bwrap --unshare-all"),
+}
+TOOLS = ("crun", "runc", "bwrap", "podman", "hyperfine", "busybox")
 
-def test_quick_bench_covers_every_case(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+
+@pytest.mark.root
+def test_quick_bench_reports_every_case_and_peer(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-install", "--out", str(tmp_path)],
         cwd=REPO,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=600,
     )
     data = json.loads((tmp_path / "results.json").read_text())
-    results = data["results"]
-    for prefix in (
-        "start/boxctl",
-        "start/library",
-        "start/crun",
-        "start/runc",
-        "start/bwrap",
-        "start/podman",
-        "many/",
-        "list/boxctl ps (0)",
-        "memory/",
-        "output/",
-    ):
-        found = [k for k in results if k.startswith(prefix)]
-        assert found, prefix
-        for k in found:
-            assert "median" in results[k] or results[k].get("error"), k
-    assert "boxd benchmarks" in (tmp_path / "results.md").read_text()
+    assert data["cleanup_problems"] == [], data["cleanup_problems"]
+    assert r.returncode == 0, r.stderr[-2000:]
+    for tool in TOOLS:
+        info = data["tools"][tool]
+        assert info.get("version") or info.get("error"), tool
+    cases = {c["key"]: c for c in data["cases"]}
+    assert set(CASES) <= set(cases)
+    for key in CASES:
+        entries = {e["name"]: e for e in cases[key]["entries"]}
+        assert any(e["role"] == OURS for e in entries.values()), key
+        for name in PEERS_PER_CASE.get(key, ()):
+            assert name in entries, (key, name)
+        for e in entries.values():
+            if "error" in e:
+                assert e["error"].strip(), (key, e["name"])
+            else:
+                assert isinstance(e["median"], float | int) and e["runs"] >= 1, (key, e)
+        for ratio in cases[key]["ratios"]:
+            assert entries[ratio["ours"]]["role"] == OURS
+            assert entries[ratio["other"]]["role"] != OURS
+    assert "memory" in (tmp_path / "results.md").read_text().lower()
+    assert "/boxd-bench-" not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_ratios_pair_ours_with_every_measured_other_of_the_same_metric() -> None:
+    case = Case("c", "a case", "ms")
+    case.measure("ours", OURS, lambda: [2.0, 4.0, 6.0])
+    case.measure("peer", PEER, lambda: [2.0])
+    case.measure("other metric", BASELINE, lambda: [1.0], metric="m")
+    case.measure("broken", PEER, lambda: [1.0 / 0])
+    assert [(r["ours"], r["other"], r["ratio"]) for r in case.ratios()] == [("ours", "peer", 2.0)]
+
+
+def test_a_failing_entry_is_kept_with_its_error() -> None:
+    case = Case("c", "a case", "ms")
+
+    def missing() -> list[float]:
+        raise RuntimeError("podman is not installed")
+
+    case.measure("podman", PEER, missing)
+    case.measure("empty", PEER, list)
+    assert [e["error"] for e in case.to_json()["entries"]] == [
+        "RuntimeError: podman is not installed",
+        "no samples",
+    ]
+    assert case.ratios() == []
