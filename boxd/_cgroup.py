@@ -1,16 +1,20 @@
 """Containers' cgroups on pure v2, hybrid and pure v1 hosts.
 
-Each controller is used where the host has it: on the unified (v2) hierarchy if it is
-listed in our own v2 cgroup's ``cgroup.controllers``, else on its v1 hierarchy.  A
+Detection reads ``/proc/self/mountinfo`` (cgroup and cgroup2 mounts) and
+``/proc/self/cgroup`` (our own cgroup in each hierarchy).  A controller listed in the v2
+hierarchy's ``cgroup.controllers`` is used there, any other on its v1 hierarchy.  A
 container's cgroup is made in every hierarchy we use, below our OWN cgroup there (or a
-``--cgroup-parent``): ``<own>/boxd/<container-id>``.  No root cgroup's file is ever written
-and no existing process is ever moved.  The unified hierarchy is used even when it holds no
-controller (a hybrid host): its ``cgroup.kill`` ends every process of a container at once.
+``--cgroup-parent``): ``<own>/boxd/<container-id>``.  No root cgroup's file is ever
+written and no existing process is ever moved.  The unified hierarchy is used even when it
+holds no controller (a hybrid host): its ``cgroup.kill`` and ``cgroup.freeze`` need none.
 
-On v2 a controller must be enabled in ``cgroup.subtree_control`` of every ancestor.  We
-enable it in our own cgroup only when that is legal (the no-internal-processes rule makes
-it fail with EBUSY while our cgroup holds processes); a controller that cannot be enabled
-is reported as unavailable, and limits that need it are refused with a clear message.
+On v2 a controller must be enabled in ``cgroup.subtree_control`` of every cgroup from our
+own down to the container's parent.  The no-internal-processes rule forbids that in a
+cgroup that holds processes (EBUSY), and we never write a root cgroup's files: a
+controller that cannot be enabled is listed in :attr:`CgroupHost.unavailable` with the
+reason, and limits that need it are refused by :meth:`CgroupHost.validate`.
+
+Sync file I/O on cgroupfs does not block for long, so it runs on the Trio thread.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import errno
 import logging
 import math
 import os
+import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -46,6 +52,9 @@ CPU_PERIOD = 100_000  # microseconds
 MIN_MEMORY = 6 << 20  # as Docker: below this the container cannot even start
 UNLIMITED = 1 << 62  # v1 reports "no limit" as a page-rounded LONG_MAX
 KILL_TIMEOUT = 10.0
+FREEZE_TIMEOUT = 1.0
+REMOVE_TIMEOUT = 2.0
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
 class CgroupError(OSError):
@@ -54,18 +63,25 @@ class CgroupError(OSError):
 
 @attrs.frozen
 class Limits:
-    memory: int | None = None
+    """Resource limits; None leaves a limit as it is (on creation: the kernel's default,
+    except ``pids_limit``, which defaults to :data:`DEFAULT_PIDS_LIMIT`).  Values are
+    checked by :meth:`CgroupHost.validate`."""
+
+    memory: int | None = None  # bytes
     memory_swap: int | None = None  # memory + swap (Docker); -1 unlimited swap
-    cpus: float | None = None
-    cpu_shares: int | None = None
-    pids_limit: int | None = None  # -1 or 0: unlimited; None: DEFAULT_PIDS_LIMIT
-    cpuset_cpus: str | None = None
+    cpus: float | None = None  # cores: quota = cpus * CPU_PERIOD
+    cpu_shares: int | None = None  # v1 shares 2..262144 (v2: shares_to_weight)
+    pids_limit: int | None = None  # -1 or 0: unlimited
+    cpuset_cpus: str | None = None  # "0-1,3"
 
 
 @attrs.frozen
 class Stats:
+    """Counters of one container's cgroup; 0 (None for the limit and peak) when the
+    host lacks the controller or the kernel the file."""
+
     memory_usage: int
-    memory_limit: int | None
+    memory_limit: int | None  # None: no limit
     memory_peak: int | None
     cpu_user_ns: int
     cpu_system_ns: int
@@ -89,18 +105,28 @@ def parse_cpu_list(text: str) -> set[int]:
     return cpus
 
 
-def online_cpus() -> set[int]:
-    return parse_cpu_list(Path("/sys/devices/system/cpu/online").read_text())
+def online_cpus(prefix: str = "") -> set[int]:
+    return parse_cpu_list(Path(prefix + "/sys/devices/system/cpu/online").read_text())
 
 
 def shares_to_weight(shares: int) -> int:
-    """v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000), linearly, as runc and crun
-    convert it: 2 -> 1, 1024 -> 39, 262144 -> 10000."""
+    """v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000) with the linear formula of
+    runc's ConvertCPUSharesToCgroupV2Value and crun up to their 2025 releases (runc 1.1,
+    crun 1.8 on Debian 12): ``1 + (shares - 2) * 9999 // 262142``, so 2 -> 1, 1024 -> 39,
+    262144 -> 10000.  (Their newer releases use a log-scale curve that maps 1024 to 100.)"""
     return 1 + ((shares - 2) * 9999) // 262142
 
 
 def _read(path: Path) -> str:
     return path.read_text()
+
+
+def _read_opt(path: Path) -> str:
+    """The file's text, or "" when it does not exist (a controller or kernel without it)."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 def _write(path: Path, value: str) -> None:
@@ -111,13 +137,42 @@ def _write(path: Path, value: str) -> None:
         raise CgroupError(exc.errno, f"cannot write {value!r} to {path}: {exc.strerror}") from None
 
 
+def _mkdir(path: Path) -> None:
+    """Make one cgroup (the kernel fills the directory with its interface files)."""
+    try:
+        path.mkdir()
+    except OSError as exc:
+        raise CgroupError(exc.errno, f"cannot create cgroup {path}: {exc.strerror}") from None
+
+
+def _rmdir(path: Path) -> None:
+    path.rmdir()
+
+
 def _keyed(text: str) -> dict[str, int]:
     out = {}
     for line in text.splitlines():
         key, _, value = line.partition(" ")
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, IndexError):
             out[key] = int(value.split()[0])
     return out
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid cgroup name {name!r}: use letters, digits, '_', '.', '-'")
+
+
+def _parent_parts(parent: str) -> tuple[str, ...]:
+    parts = tuple(p for p in parent.split("/") if p)
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ValueError(f"invalid --cgroup-parent {parent!r}: use a path such as boxd or /boxd")
+    return parts
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 @attrs.frozen
@@ -126,13 +181,66 @@ class Hierarchy:
 
     version: int  # 1 or 2
     controllers: frozenset[str]  # the controllers we use there
-    base: Path  # <mount>/<own path>/boxd (or the parent)
+    base: Path  # containers' cgroups are made here: <mount>/<own path>/boxd (or the parent)
+    start: Path  # the existing cgroup base is made below: our own, or the mount point
+    start_is_root: bool  # start is the hierarchy's root cgroup (its files are never written)
+
+    def chain(self) -> list[Path]:
+        """``start`` and each directory from it down to ``base``."""
+        dirs = [self.start]
+        for part in self.base.relative_to(self.start).parts:
+            dirs.append(dirs[-1] / part)
+        return dirs
+
+
+def _v2_unavailable(h: Hierarchy, offered: set[str]) -> dict[str, str]:
+    """Controllers that cannot be enabled down the chain to ``h.base``, with the reason.
+
+    Directories that do not exist yet will be ours, empty, and writable."""
+    missing: dict[str, str] = {}
+    candidates = set(offered)
+    for d in h.chain():
+        if not d.is_dir():
+            break
+        todo = candidates - set(_read_opt(d / "cgroup.subtree_control").split())
+        if not todo:
+            continue
+        if d == h.start and h.start_is_root:
+            why = "it is the root cgroup, whose files boxd never writes"
+        elif _read_opt(d / "cgroup.procs").split():
+            why = (
+                "that cgroup has processes (the no-internal-processes rule); run boxd in a "
+                "cgroup of its own whose parent enables it, or choose --cgroup-parent"
+            )
+        else:
+            here = set(_read_opt(d / "cgroup.controllers").split())
+            why = "its parent does not enable it" if todo - here else ""
+            todo -= here
+        for c in todo:
+            missing[c] = f"{c} is not enabled in {d / 'cgroup.subtree_control'}: {why}"
+        candidates -= todo
+    return missing
 
 
 class CgroupHost:
-    def __init__(self, hierarchies: list[Hierarchy], mode: str) -> None:
+    """The cgroup hierarchies of this host, detected once; makes and finds containers'
+    cgroups.  ``unavailable`` maps controllers that exist but cannot be used to why."""
+
+    def __init__(
+        self,
+        hierarchies: list[Hierarchy],
+        mode: str,
+        *,
+        unavailable: dict[str, str] | None = None,
+        prefix: str = "",
+        owns_base: bool = True,
+    ) -> None:
         self.hierarchies = hierarchies
         self.mode = mode
+        self.unavailable = unavailable or {}
+        self._prefix = prefix
+        # Directories this host made above containers' cgroups: removed once empty.
+        self._made: set[Path] = {h.base for h in hierarchies} if owns_base else set()
 
     @classmethod
     def detect(
@@ -144,9 +252,12 @@ class CgroupHost:
         prefix: str = "",
         name: str = "boxd",
     ) -> CgroupHost:
-        """Find the hierarchies.  Containers' cgroups go below ``<own>/<name>`` (or
-        ``parent``); ``mountinfo``, ``own_cgroup`` and ``prefix`` (prepended to mount
-        points) let tests describe a fake host."""
+        """Find the hierarchies.  Containers' cgroups go below ``<own>/<name>``, or below
+        ``parent``: relative to our own cgroup, or absolute from each hierarchy's root.
+        ``mountinfo``, ``own_cgroup`` and ``prefix`` (the filesystem root, prepended to
+        mount points and /sys paths) let tests describe a fake host."""
+        below: tuple[str, ...] = _parent_parts(parent) if parent else (name,)
+        absolute = bool(parent) and parent is not None and parent.startswith("/")
         own: dict[str, str] = {}
         for line in Path(own_cgroup).read_text().splitlines():
             hier_id, controllers, path = line.split(":", 2)
@@ -160,7 +271,7 @@ class CgroupHost:
             fields = line.split()
             sep = fields.index("-")
             fstype, superopts = fields[sep + 1], fields[sep + 3]
-            mount_root, mountpoint = fields[3], Path(prefix + fields[4])
+            mount_root, mountpoint = _unescape(fields[3]), Path(prefix + _unescape(fields[4]))
             if fstype == "cgroup2":
                 v2 = (mountpoint, mount_root)
             elif fstype == "cgroup":
@@ -168,26 +279,30 @@ class CgroupHost:
                     if opt in WANTED:
                         v1[opt] = (mountpoint, mount_root)
 
-        def below(mount: Path, mount_root: str, own_path: str) -> Path:
-            rel = os.path.relpath(own_path, mount_root) if own_path.startswith(mount_root) else "."
-            start = mount / rel
-            if parent:
-                if parent.startswith("/"):
-                    return mount / parent.lstrip("/")
-                return start / parent
-            return start / name
+        def hierarchy(
+            version: int, names: set[str], mount: Path, root: str, path: str
+        ) -> Hierarchy:
+            if absolute:
+                start, start_is_root = mount, root == "/"
+            else:
+                inside = path == root or path.startswith(root.rstrip("/") + "/")
+                start = mount / os.path.relpath(path, root) if inside else mount
+                start_is_root = root == "/" and (path == "/" or not inside)
+            return Hierarchy(version, frozenset(names), start / Path(*below), start, start_is_root)
 
         hierarchies: list[Hierarchy] = []
+        unavailable: dict[str, str] = {}
         used_v2: set[str] = set()
         if v2 is not None and "unified" in own:
             mount, root = v2
-            own_dir = mount / os.path.relpath(own["unified"], root).lstrip("/")
-            try:
-                available = set(_read(own_dir / "cgroup.controllers").split())
-            except OSError:
-                available = set()
-            used_v2 = available & set(WANTED)
-            hierarchies.append(Hierarchy(2, frozenset(used_v2), below(mount, root, own["unified"])))
+            h = hierarchy(2, set(), mount, root, own["unified"])
+            # Every controller bound to v2 is listed at the mount point; ours is a subset.
+            listed = _read_opt(mount / "cgroup.controllers") + _read_opt(
+                h.start / "cgroup.controllers"
+            )
+            used_v2 = set(listed.split()) & set(WANTED)
+            unavailable = _v2_unavailable(h, used_v2)
+            hierarchies.append(attrs.evolve(h, controllers=frozenset(used_v2 - set(unavailable))))
         seen: dict[Path, set[str]] = {}
         for controller, (mount, _root) in v1.items():
             if controller in used_v2 or controller not in own:
@@ -195,32 +310,33 @@ class CgroupHost:
             seen.setdefault(mount, set()).add(controller)
         for mount, names in seen.items():
             any_c = next(iter(names))
-            hierarchies.append(
-                Hierarchy(1, frozenset(names), below(mount, v1[any_c][1], own[any_c]))
-            )
+            hierarchies.append(hierarchy(1, names, mount, v1[any_c][1], own[any_c]))
         if not hierarchies:
             raise CgroupError(errno.ENOENT, "no cgroup hierarchy is mounted")
         has_v1 = any(h.version == 1 for h in hierarchies)
         mode = "v2" if not has_v1 else ("hybrid" if v2 is not None else "v1")
-        return cls(hierarchies, mode)
+        return cls(hierarchies, mode, unavailable=unavailable, prefix=prefix, owns_base=not parent)
 
     def controllers(self) -> dict[str, str]:
+        """Usable controllers -> "v1" or "v2"."""
         return {c: f"v{h.version}" for h in self.hierarchies for c in h.controllers}
 
     def validate(self, limits: Limits) -> None:
         """Refuse bad values, and limits this host cannot enforce, before anything exists."""
-        have = self.controllers()
         if limits.memory is not None and limits.memory < MIN_MEMORY:
-            raise ValueError(f"invalid memory limit {limits.memory}: the minimum is 6m")
-        if limits.memory_swap is not None and limits.memory_swap != -1:
+            raise ValueError(f"invalid --memory {limits.memory}: the minimum is 6m ({MIN_MEMORY})")
+        swap = limits.memory_swap
+        if swap is not None and swap != -1:
+            if swap <= 0:
+                raise ValueError(f"invalid --memory-swap {swap}: use -1 or a positive size")
             if limits.memory is None:
-                raise ValueError("--memory-swap needs --memory")
-            if limits.memory_swap < limits.memory:
+                raise ValueError(f"invalid --memory-swap {swap}: it needs --memory")
+            if swap < limits.memory:
                 raise ValueError(
-                    f"invalid --memory-swap {limits.memory_swap}: must be at least --memory"
+                    f"invalid --memory-swap {swap}: must be at least --memory {limits.memory}"
                 )
         if limits.cpus is not None:
-            n = len(online_cpus())
+            n = len(online_cpus(self._prefix))
             if not math.isfinite(limits.cpus) or not 0.01 <= limits.cpus <= n:
                 raise ValueError(f"invalid --cpus {limits.cpus}: the range is 0.01 to {n}")
         if limits.cpu_shares is not None and not 2 <= limits.cpu_shares <= 262144:
@@ -228,73 +344,129 @@ class CgroupHost:
         if limits.pids_limit is not None and limits.pids_limit < -1:
             raise ValueError(f"invalid --pids-limit {limits.pids_limit}: use -1 for no limit")
         if limits.cpuset_cpus is not None:
-            wanted = parse_cpu_list(limits.cpuset_cpus)
-            extra = wanted - online_cpus()
+            online = online_cpus(self._prefix)
+            extra = parse_cpu_list(limits.cpuset_cpus) - online
             if extra:
                 raise ValueError(
-                    f"invalid --cpuset-cpus {limits.cpuset_cpus!r}: CPU {min(extra)} is not online"
+                    f"invalid --cpuset-cpus {limits.cpuset_cpus!r}: CPU {min(extra)} is not "
+                    f"online (online: {_cpu_list(online)})"
                 )
+        self._check_available(limits)
+
+    def _check_available(self, limits: Limits) -> None:
         needs = {
-            "memory": limits.memory is not None,
+            "memory": limits.memory is not None or limits.memory_swap is not None,
             "cpu": limits.cpus is not None or limits.cpu_shares is not None,
             "cpuset": limits.cpuset_cpus is not None,
+            "pids": limits.pids_limit is not None and limits.pids_limit > 0,
         }
+        have = self.controllers()
         for controller, needed in needs.items():
             if needed and controller not in have:
-                raise ValueError(f"the {controller} controller is not available on this host")
+                why = self.unavailable.get(controller, "no hierarchy of this host has it")
+                raise ValueError(f"the {controller} controller is unavailable: {why}")
 
-    def _prepare_base(self, h: Hierarchy) -> None:
-        h.base.mkdir(parents=True, exist_ok=True)
+    def _prepare(self, h: Hierarchy) -> None:
+        """Make the directories down to ``h.base``; on v2 enable our controllers in each
+        (never in a root cgroup: :func:`_v2_unavailable` left out what that would need)."""
+        for d in h.chain()[1:]:
+            if not d.is_dir():
+                _mkdir(d)
+                self._made.add(d)
+            if h.version == 1 and "cpuset" in h.controllers:
+                _copy_cpuset(d)
         if h.version == 2 and h.controllers:
-            wanted = " ".join(f"+{c}" for c in sorted(h.controllers))
-            with contextlib.suppress(CgroupError):
-                # Our own cgroup: legal only when it has no processes (else EBUSY, and
-                # the controllers were found unavailable by whoever runs us).
-                _write(h.base.parent / "cgroup.subtree_control", wanted)
-            _write(h.base / "cgroup.subtree_control", wanted)
-        if "cpuset" in h.controllers and h.version == 1:
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                if not _read(h.base / name).strip():
-                    _write(h.base / name, _read(h.base.parent / name).strip())
+            for d in h.chain():
+                if d == h.start and h.start_is_root:
+                    continue
+                need = h.controllers - set(_read_opt(d / "cgroup.subtree_control").split())
+                if need:
+                    _write(d / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(need)))
 
     def create(self, name: str, limits: Limits) -> Cgroup:
-        cg = self.open(name)
+        """Make the container's cgroup in every hierarchy and apply ``limits`` (call
+        :meth:`validate` first for the values).  Nothing is left behind on failure."""
+        _check_name(name)
+        self._check_available(limits)
+        if limits.pids_limit is None and "pids" in self.controllers():
+            limits = attrs.evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
+        cg = Cgroup(self, name)
+        made: list[Path] = []
         try:
             for h in self.hierarchies:
-                self._prepare_base(h)
+                self._prepare(h)
                 d = h.base / name
-                d.mkdir()
-                if "cpuset" in h.controllers and h.version == 1:
-                    for f in ("cpuset.cpus", "cpuset.mems"):
-                        _write(d / f, _read(h.base / f).strip())
-                if "devices" in h.controllers and h.version == 1:
+                _mkdir(d)
+                made.append(d)
+                if h.version == 1 and "cpuset" in h.controllers:
+                    _copy_cpuset(d)
+                if h.version == 1 and "devices" in h.controllers:
                     _write(d / "devices.deny", "a")
                     for rule in ALLOWED_DEVICES:
                         _write(d / "devices.allow", rule)
             cg.update(limits)
         except BaseException:
-            cg.remove_now()
+            for d in reversed(made):
+                with contextlib.suppress(OSError):
+                    _rmdir(d)
+            self._remove_parents()
             raise
         return cg
 
     def open(self, name: str) -> Cgroup:
-        return Cgroup({h: h.base / name for h in self.hierarchies})
+        """The cgroup of container ``name`` (which may be gone: reads then fail, and
+        :meth:`Cgroup.remove` does nothing)."""
+        _check_name(name)
+        return Cgroup(self, name)
 
     def list_children(self) -> list[str]:
+        """Names of the containers' cgroups on disk below our parent, in any hierarchy."""
         names: set[str] = set()
         for h in self.hierarchies:
             with contextlib.suppress(FileNotFoundError):
                 names.update(p.name for p in h.base.iterdir() if p.is_dir())
-        return sorted(names)
+        return sorted(n for n in names if _NAME.fullmatch(n))
+
+    def _remove_parents(self) -> None:
+        """Remove the empty directories this host made above containers' cgroups."""
+        for d in sorted(self._made, key=lambda p: len(p.parts), reverse=True):
+            try:
+                _rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                    log.warning("cannot remove cgroup %s: %s", d, exc.strerror)
+
+
+def _cpu_list(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def _copy_cpuset(d: Path) -> None:
+    """v1: a new cpuset cgroup starts with no CPUs and no memory nodes, and no process can
+    join it until it has some; copy the parent's (cgroup.clone_children would be a write
+    to the parent, which may be a root cgroup)."""
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not _read(d / name).strip():
+            _write(d / name, _read(d.parent / name).strip())
 
 
 class Cgroup:
-    def __init__(self, dirs: dict[Hierarchy, Path]) -> None:
-        self._dirs = dirs
+    """One container's cgroup, a directory in each hierarchy of its host."""
+
+    def __init__(self, host: CgroupHost, name: str) -> None:
+        self.name = name
+        self._host = host
+        self._dirs = {h: h.base / name for h in host.hierarchies}
 
     @property
     def paths(self) -> dict[str, str]:
-        return {",".join(sorted(h.controllers)) or "unified": str(d) for h, d in self._dirs.items()}
+        """Hierarchy ("unified", or a v1 hierarchy's controllers) -> directory."""
+        return {
+            "unified" if h.version == 2 else ",".join(sorted(h.controllers)): str(d)
+            for h, d in self._dirs.items()
+        }
 
     def _dir(self, controller: str) -> tuple[Path, int] | None:
         for h, d in self._dirs.items():
@@ -302,116 +474,154 @@ class Cgroup:
                 return d, h.version
         return None
 
+    def _v2(self) -> Path | None:
+        return next((d for h, d in self._dirs.items() if h.version == 2), None)
+
     def add(self, pid: int) -> None:
+        """Place ``pid`` (a new process, waiting before exec) in every hierarchy."""
         for d in self._dirs.values():
             _write(d / "cgroup.procs", str(pid))
 
     def update(self, limits: Limits) -> None:
-        mem = self._dir("memory")
-        if mem is not None:
-            d, v = mem
-            if v == 1:
-                self._v1_memory(d, limits)
-            else:
-                if limits.memory is not None:
-                    _write(d / "memory.max", str(limits.memory))
-                if limits.memory_swap is not None and (d / "memory.swap.max").exists():
-                    swap = limits.memory_swap
-                    value = "max" if swap == -1 else str(max(0, swap - (limits.memory or 0)))
-                    _write(d / "memory.swap.max", value)
-        cpu = self._dir("cpu")
-        if cpu is not None:
-            d, v = cpu
-            if limits.cpus is not None:
-                quota = int(limits.cpus * CPU_PERIOD)
-                if v == 1:
-                    _write(d / "cpu.cfs_period_us", str(CPU_PERIOD))
-                    _write(d / "cpu.cfs_quota_us", str(quota))
-                else:
-                    _write(d / "cpu.max", f"{quota} {CPU_PERIOD}")
-            if limits.cpu_shares is not None:
-                if v == 1:
-                    _write(d / "cpu.shares", str(limits.cpu_shares))
-                else:
-                    _write(d / "cpu.weight", str(shares_to_weight(limits.cpu_shares)))
-        pids = self._dir("pids")
-        if pids is not None:
-            n = DEFAULT_PIDS_LIMIT if limits.pids_limit is None else limits.pids_limit
-            _write(pids[0] / "pids.max", "max" if n <= 0 else str(n))
-        cpuset = self._dir("cpuset")
-        if cpuset is not None and limits.cpuset_cpus is not None:
-            _write(cpuset[0] / "cpuset.cpus", limits.cpuset_cpus)
+        """Apply the limits that are not None, all or none: memory first (the write that
+        fails when usage is above the new limit), and on any failure the files already
+        written get their old values back."""
+        undo: list[tuple[Path, str]] = []
 
-    @staticmethod
-    def _v1_memory(d: Path, limits: Limits) -> None:
-        memsw = d / "memory.memsw.limit_in_bytes"
-        writes = []
-        if limits.memory is not None:
-            writes.append((d / "memory.limit_in_bytes", str(limits.memory)))
-        if limits.memory_swap is not None and memsw.exists():
-            writes.append((memsw, str(limits.memory_swap)))
+        def put(path: Path, value: str) -> None:
+            old = _read_opt(path).strip()
+            _write(path, value)
+            if old:
+                undo.append((path, old))
+
         try:
-            for path, value in writes:
-                _write(path, value)
-        except CgroupError:
-            # memsw must stay >= the memory limit: when raising both, memsw goes first.
-            for path, value in reversed(writes):
-                _write(path, value)
+            mem = self._dir("memory")
+            if mem is not None:
+                if mem[1] == 1:
+                    _v1_memory(mem[0], limits, put)
+                else:
+                    _v2_memory(mem[0], limits, put)
+            cpu = self._dir("cpu")
+            if cpu is not None:
+                d, v = cpu
+                if limits.cpus is not None:
+                    quota = round(limits.cpus * CPU_PERIOD)
+                    if v == 1:
+                        put(d / "cpu.cfs_period_us", str(CPU_PERIOD))
+                        put(d / "cpu.cfs_quota_us", str(quota))
+                    else:
+                        put(d / "cpu.max", f"{quota} {CPU_PERIOD}")
+                if limits.cpu_shares is not None:
+                    if v == 1:
+                        put(d / "cpu.shares", str(limits.cpu_shares))
+                    else:
+                        put(d / "cpu.weight", str(shares_to_weight(limits.cpu_shares)))
+            pids = self._dir("pids")
+            if pids is not None and limits.pids_limit is not None:
+                n = limits.pids_limit
+                put(pids[0] / "pids.max", "max" if n <= 0 else str(n))
+            cpuset = self._dir("cpuset")
+            if cpuset is not None and limits.cpuset_cpus is not None:
+                put(cpuset[0] / "cpuset.cpus", limits.cpuset_cpus)
+        except BaseException:
+            for path, old in reversed(undo):
+                with contextlib.suppress(OSError):
+                    _write(path, old)
+            raise
 
     def procs(self) -> list[int]:
+        """Pids (in our pid namespace) of every process in the cgroup, any hierarchy."""
+        pids: set[int] = set()
         for d in self._dirs.values():
-            with contextlib.suppress(FileNotFoundError):
-                return [int(p) for p in _read(d / "cgroup.procs").split()]
-        return []
+            pids.update(int(p) for p in _read_opt(d / "cgroup.procs").split())
+        return sorted(pids)
 
     async def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        """Every process in the cgroup gets ``sig`` (SIGKILL: until none is left)."""
-        kill_file = next((d / "cgroup.kill" for h, d in self._dirs.items() if h.version == 2), None)
-        freezer = self._dir("freezer")
+        """Every process in the cgroup gets ``sig``; for SIGKILL, again until none is left
+        (at most KILL_TIMEOUT seconds).  v2 ``cgroup.kill`` where the kernel has it (5.14),
+        else freeze, signal each pid, thaw, so nothing forks past the list."""
+        v2 = self._v2()
+        kill_file = v2 / "cgroup.kill" if v2 is not None else None
         with trio.move_on_after(KILL_TIMEOUT):
-            while pids := self.procs():
+            while self.procs():
                 if sig == signal.SIGKILL and kill_file is not None and kill_file.exists():
                     _write(kill_file, "1")
-                elif freezer is not None and freezer[1] == 1:
-                    # Frozen, nothing can fork between our reading the list and the kill.
-                    _write(freezer[0] / "freezer.state", "FROZEN")
-                    for pid in self.procs():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, sig)
-                    _write(freezer[0] / "freezer.state", "THAWED")
                 else:
-                    for pid in pids:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, sig)
+                    await self._signal_frozen(sig)
                 if sig != signal.SIGKILL:
                     return
                 await trio.sleep(0.01)
+            return
+        log.warning("cgroup %s: %s survived SIGKILL", self.name, self.procs())
+
+    async def _signal_frozen(self, sig: int) -> None:
+        v2 = self._v2()
+        freezer = self._dir("freezer")
+        if v2 is not None and (v2 / "cgroup.freeze").exists():
+            state, frozen, thawed = v2 / "cgroup.freeze", "1", "0"
+
+            def done() -> bool:
+                return _keyed(_read_opt(v2 / "cgroup.events")).get("frozen") == 1
+
+        elif freezer is not None:
+            state, frozen, thawed = freezer[0] / "freezer.state", "FROZEN", "THAWED"
+
+            def done() -> bool:
+                return _read_opt(state).strip() == "FROZEN"
+
+        else:
+            self._signal(sig)
+            return
+        _write(state, frozen)
+        try:
+            # The kernel tells of a finished freeze only by a change of a file: poll.
+            with trio.move_on_after(FREEZE_TIMEOUT):
+                while not done():  # noqa: ASYNC110
+                    await trio.sleep(0.005)
+            self._signal(sig)
+        finally:
+            _write(state, thawed)
+
+    def _signal(self, sig: int) -> None:
+        for pid in self.procs():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     async def remove(self) -> None:
-        """Kill what is left, then remove the directories; idempotent."""
+        """Kill what is left, remove the directories (children first), then the host's
+        parents if now empty.  Idempotent: nothing happens when it is already gone."""
         if self.procs():
             await self.kill_all()
-        for _ in range(100):
-            if self.remove_now():
-                return
-            await trio.sleep(0.01)
-        log.warning("cgroup %s could not be removed", self.paths)
+        # A killed process leaves its cgroups a moment after it is gone from cgroup.procs.
+        with trio.move_on_after(REMOVE_TIMEOUT):
+            while not self._rmdir_all():  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        left = [str(d) for d in self._dirs.values() if d.exists()]
+        if left:
+            log.warning("cgroup %s could not be removed: %s", self.name, left)
+        self._host._remove_parents()
 
-    def remove_now(self) -> bool:
+    def _rmdir_all(self) -> bool:
+        """One pass over every directory (sub-cgroups first); False if one is busy."""
         done = True
-        for d in self._dirs.values():
-            try:
-                d.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
-                done = False
+        for top in self._dirs.values():
+            for sub, _, _ in os.walk(top, topdown=False):
+                try:
+                    _rmdir(Path(sub))
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                        raise CgroupError(
+                            exc.errno, f"cannot remove cgroup {sub}: {exc.strerror}"
+                        ) from None
+                    done = False
         return done
 
     def stats(self) -> Stats:
-        usage = limit = peak = None
+        """Counters, readable until :meth:`remove` (also after the processes are gone)."""
+        usage = 0
+        limit = peak = None
         user = system = total = 0
         pids = io_r = io_w = 0
         mem = self._dir("memory")
@@ -425,49 +635,47 @@ class Cgroup:
                 usage = int(_read(d / "memory.current"))
                 raw = _read(d / "memory.max").strip()
                 limit = None if raw == "max" else int(raw)
-                with contextlib.suppress(FileNotFoundError):
-                    peak = int(_read(d / "memory.peak"))
+                raw = _read_opt(d / "memory.peak").strip()  # kernel 5.19
+                peak = int(raw) if raw else None
         acct = self._dir("cpuacct")
-        cpu = self._dir("cpu")
-        if acct is not None and acct[1] == 1:
-            ticks = _keyed(_read(acct[0] / "cpuacct.stat"))
-            hz = os.sysconf("SC_CLK_TCK")
-            user = ticks.get("user", 0) * 1_000_000_000 // hz
-            system = ticks.get("system", 0) * 1_000_000_000 // hz
-            total = int(_read(acct[0] / "cpuacct.usage"))
-        else:
-            v2dir = next((d for h, d in self._dirs.items() if h.version == 2), None)
-            if v2dir is not None and (v2dir / "cpu.stat").exists():
-                st = _keyed(_read(v2dir / "cpu.stat"))
-                user = st.get("user_usec", 0) * 1000
-                system = st.get("system_usec", 0) * 1000
-                total = st.get("usage_usec", 0) * 1000
-            elif cpu is not None:
-                total = 0
+        v2 = self._v2()
+        if acct is not None:
+            d = acct[0]
+            total = int(_read(d / "cpuacct.usage"))
+            if (d / "cpuacct.usage_user").exists():  # kernel 4.7: nanoseconds
+                user = int(_read(d / "cpuacct.usage_user"))
+                system = int(_read(d / "cpuacct.usage_sys"))
+            else:  # clock ticks
+                ticks = _keyed(_read(d / "cpuacct.stat"))
+                hz = os.sysconf("SC_CLK_TCK")
+                user = ticks.get("user", 0) * 1_000_000_000 // hz
+                system = ticks.get("system", 0) * 1_000_000_000 // hz
+        elif v2 is not None:
+            st = _keyed(_read_opt(v2 / "cpu.stat"))
+            user = st.get("user_usec", 0) * 1000
+            system = st.get("system_usec", 0) * 1000
+            total = st.get("usage_usec", 0) * 1000
         pdir = self._dir("pids")
-        if pdir is not None:
-            pids = int(_read(pdir[0] / "pids.current"))
+        pids = int(_read(pdir[0] / "pids.current")) if pdir is not None else len(self.procs())
         blk = self._dir("blkio") or self._dir("io")
         if blk is not None:
             d, v = blk
-            with contextlib.suppress(FileNotFoundError):
-                if v == 1:
-                    for line in _read(d / "blkio.throttle.io_service_bytes").splitlines():
-                        parts = line.split()
-                        if len(parts) == 3 and parts[1] in ("Read", "Write"):
-                            if parts[1] == "Read":
-                                io_r += int(parts[2])
-                            else:
-                                io_w += int(parts[2])
-                else:
-                    for line in _read(d / "io.stat").splitlines():
-                        kv = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
-                        io_r += int(kv.get("rbytes", 0))
-                        io_w += int(kv.get("wbytes", 0))
+            if v == 1:
+                for line in _read_opt(d / "blkio.throttle.io_service_bytes_recursive").splitlines():
+                    parts = line.split()
+                    if len(parts) == 3 and parts[1] == "Read":
+                        io_r += int(parts[2])
+                    elif len(parts) == 3 and parts[1] == "Write":
+                        io_w += int(parts[2])
+            else:
+                for line in _read_opt(d / "io.stat").splitlines():
+                    kv = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+                    io_r += int(kv.get("rbytes", 0))
+                    io_w += int(kv.get("wbytes", 0))
         if limit is not None and limit >= UNLIMITED:
             limit = None
         return Stats(
-            memory_usage=usage or 0,
+            memory_usage=usage,
             memory_limit=limit,
             memory_peak=peak,
             cpu_user_ns=user,
@@ -479,12 +687,80 @@ class Cgroup:
         )
 
     def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of this cgroup.
+
+        v2: ``oom_kill`` of memory.events.  v1: ``oom_kill`` of memory.oom_control
+        (kernel 4.13); older kernels lack that line, and then memory.failcnt > 0 (the
+        limit was hit at least once) stands in for it: it can also count a squeeze that
+        reclaim resolved without a kill."""
         mem = self._dir("memory")
         if mem is None:
             return False
         d, v = mem
-        name = "memory.oom_control" if v == 1 else "memory.events"
+        if v == 2:
+            return _keyed(_read_opt(d / "memory.events")).get("oom_kill", 0) > 0
+        control = _keyed(_read_opt(d / "memory.oom_control"))
+        if "oom_kill" in control:
+            return control["oom_kill"] > 0
+        return int(_read_opt(d / "memory.failcnt") or 0) > 0
+
+
+Put = Callable[[Path, str], None]
+
+
+def _v1_memory(d: Path, limits: Limits, put: Put) -> None:
+    """memory.memsw.limit_in_bytes (memory + swap, only if swap accounting is on) must
+    never be below memory.limit_in_bytes: a rising memsw goes first, a falling one last."""
+    steps: list[tuple[Path, str]] = []
+    if limits.memory is not None:
+        steps.append((d / "memory.limit_in_bytes", str(limits.memory)))
+    memsw = d / "memory.memsw.limit_in_bytes"
+    if limits.memory_swap is not None and memsw.exists():
+        new = limits.memory_swap
+        rising = new == -1 or new >= int(_read_opt(memsw).strip() or 0)
+        steps.insert(0 if rising else len(steps), (memsw, str(new)))
+    for path, value in steps:
         try:
-            return _keyed(_read(d / name)).get("oom_kill", 0) > 0
-        except FileNotFoundError:
-            return False
+            put(path, value)
+        except CgroupError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            usage = _read_opt(d / "memory.usage_in_bytes").strip()
+            raise CgroupError(
+                errno.EBUSY,
+                f"cannot lower {path.name} of {d} to {value}: the container uses {usage} "
+                "bytes that the kernel cannot reclaim",
+            ) from None
+
+
+def _v2_memory(d: Path, limits: Limits, put: Put) -> None:
+    """memory.max, and memory.swap.max (swap alone: Docker's total minus memory).
+
+    Lowering memory.max below usage makes the v2 kernel reclaim and then OOM-kill, never
+    fail; so ask memory.reclaim (kernel 5.19) for the difference first, and refuse with
+    EBUSY when usage stays above the new limit."""
+    if limits.memory is not None:
+        current = _read_opt(d / "memory.current").strip()
+        if current and int(current) > limits.memory:
+            with contextlib.suppress(OSError):
+                _write(d / "memory.reclaim", str(int(current) - limits.memory))
+            current = _read_opt(d / "memory.current").strip()
+            if int(current) > limits.memory:
+                raise CgroupError(
+                    errno.EBUSY,
+                    f"cannot lower memory.max of {d} to {limits.memory}: the container "
+                    f"uses {current} bytes that the kernel cannot reclaim",
+                )
+        put(d / "memory.max", str(limits.memory))
+    swap_max = d / "memory.swap.max"
+    if limits.memory_swap is not None and swap_max.exists():
+        if limits.memory_swap == -1:
+            put(swap_max, "max")
+            return
+        memory = limits.memory
+        if memory is None:
+            raw = _read(d / "memory.max").strip()
+            if raw == "max":
+                raise ValueError(f"invalid --memory-swap {limits.memory_swap}: it needs --memory")
+            memory = int(raw)
+        put(swap_max, str(max(0, limits.memory_swap - memory)))
