@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,10 @@ import pytest
 from daemon_harness import Daemon, running_daemon
 
 REPO = Path(__file__).resolve().parent.parent
+# The benchmark harness (bench/) is not installed: reachable for its tests, after the
+# installed boxd in the search order.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
 PROBE_SOURCE = REPO / "rootfs" / "probe" / "probe.c"
 
 
