@@ -200,6 +200,8 @@ def test_namespaces_differ_from_the_hosts(boxd: Daemon, image: Path, sleeper: st
     host = [os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES]
     init = sh(boxd, image, script)
     execd = boxd.ctl("exec", sleeper, "/bin/sh", "-c", script).stdout.split()
+    sleeper_init = boxd.ctl("exec", sleeper, "/bin/sh", "-c", script.replace("self", "1"))
+    assert execd == sleeper_init.stdout.split()  # exec joins the container's namespaces
     isolated = sh(boxd, image, script, "--network", "none")
     for ns in (init, execd, isolated):
         assert len(ns) == len(NAMESPACES)
