@@ -1,0 +1,586 @@
+"""The cgroup layer: detection, placement, limits, counters, kill and removal.
+
+This host is HYBRID: memory, cpu, cpuacct, cpuset, pids, freezer and blkio are v1
+hierarchies and the unified (v2) hierarchy holds no controller we use (only hugetlb).  So
+the pure-v2 paths (the files written, the controllers enabled down the parent chain, the
+no-internal-processes rule, removal) are tested on a FAKE cgroup tree (tests/fake_cgroup.py:
+a temporary directory laid out like /sys/fs/cgroup, with fake mountinfo and cgroup files,
+and the kernel's rules where boxd depends on them); pure v1 is tested on a fake tree too.
+The real kernel is tested on this hybrid host (``root`` marker): limits read back from the
+real files, a real child placed, killed and counted, a real OOM kill and a pids limit.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from fake_cgroup import FakeCgroupFs
+
+from boxd._cgroup import Cgroup, CgroupError, CgroupHost, Limits, shares_to_weight
+from boxd._units import parse_size
+
+M = 1 << 20
+ALL_V2 = {c: "v2" for c in ("cpu", "cpuset", "io", "memory", "pids")}
+
+
+@pytest.fixture
+def fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCgroupFs:
+    return FakeCgroupFs(tmp_path, monkeypatch)
+
+
+# ---- pure v2 on a fake tree ---------------------------------------------------------
+
+
+async def test_v2_create_enables_controllers_writes_limits_and_removes(fs: FakeCgroupFs) -> None:
+    own = fs.mount_v2("/system.slice/boxd.service")
+    host = fs.detect()
+    assert (host.mode, host.controllers(), host.unavailable) == ("v2", ALL_V2, {})
+    limits = Limits(
+        memory=64 * M,
+        memory_swap=96 * M,
+        cpus=0.5,
+        cpu_shares=1024,
+        pids_limit=10,
+        cpuset_cpus="1-2",
+    )
+    host.validate(limits)
+    cg = host.create("c1", limits)
+    every = "+cpu +cpuset +io +memory +pids"
+    assert fs.written(own) == [
+        ("cgroup.subtree_control", every),  # our own cgroup: no processes, so legal
+        ("boxd/cgroup.subtree_control", every),
+        ("boxd/c1/memory.max", str(64 * M)),
+        ("boxd/c1/memory.swap.max", str(32 * M)),  # swap alone: total minus memory
+        ("boxd/c1/cpu.max", "50000 100000"),
+        ("boxd/c1/cpu.weight", "39"),
+        ("boxd/c1/pids.max", "10"),
+        ("boxd/c1/cpuset.cpus", "1-2"),
+    ]
+    assert cg.paths == {"unified": str(own / "boxd" / "c1")}
+    fs.writes.clear()
+    cg.add(1234)
+    cg.update(Limits(pids_limit=-1, cpus=2))
+    assert fs.written(own) == [
+        ("boxd/c1/cgroup.procs", "1234"),
+        ("boxd/c1/cpu.max", "200000 100000"),
+        ("boxd/c1/pids.max", "max"),
+    ]
+    assert host.list_children() == ["c1"]
+    fs.writes.clear()
+    await cg.remove()
+    assert fs.written(own) == [("boxd/c1/cgroup.kill", "1")]
+    assert not (own / "boxd").exists()  # the parent it made goes with its last child
+    assert (own / "cgroup.procs").exists()
+    await cg.remove()  # idempotent
+    assert host.list_children() == []
+
+
+async def test_v2_default_pids_limit_and_nested_parent(fs: FakeCgroupFs) -> None:
+    own = fs.mount_v2("/user.slice/u.service", controllers="memory pids")
+    host = fs.detect(parent="a/b")
+    cg = host.create("c", Limits())
+    assert fs.written(own) == [
+        ("cgroup.subtree_control", "+memory +pids"),
+        ("a/cgroup.subtree_control", "+memory +pids"),
+        ("a/b/cgroup.subtree_control", "+memory +pids"),
+        ("a/b/c/pids.max", "4096"),
+    ]
+    await cg.remove()
+    assert not (own / "a").exists()
+
+
+async def test_v2_root_cgroup_files_are_never_written(fs: FakeCgroupFs) -> None:
+    """In a container with a cgroup namespace our own cgroup is the root: we use what its
+    subtree_control already enables and report the rest."""
+    root = fs.mount_v2("/", enabled="cpu memory pids")
+    host = fs.detect()
+    assert host.controllers() == {"cpu": "v2", "memory": "v2", "pids": "v2"}
+    assert set(host.unavailable) == {"cpuset", "io"}
+    assert "root cgroup" in host.unavailable["cpuset"]
+    with pytest.raises(ValueError, match=r"cpuset controller is unavailable: .*root cgroup"):
+        host.validate(Limits(cpuset_cpus="0"))
+    cg = host.create("c", Limits(memory=32 * M))
+    assert fs.written(root) == [
+        ("boxd/cgroup.subtree_control", "+cpu +memory +pids"),
+        ("boxd/c/memory.max", str(32 * M)),
+        ("boxd/c/pids.max", "4096"),
+    ]
+    await cg.remove()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == []
+
+
+async def test_v2_own_cgroup_with_processes_reports_unavailable(fs: FakeCgroupFs) -> None:
+    own = fs.mount_v2("/user.slice/session-1.scope")
+    (own / "cgroup.procs").write_text("77\n")  # we (and our shell) live in it
+    host = fs.detect()
+    assert host.controllers() == {}
+    assert set(host.unavailable) == set(ALL_V2)
+    assert "has processes" in host.unavailable["memory"]
+    assert str(own / "cgroup.subtree_control") in host.unavailable["memory"]
+    with pytest.raises(ValueError, match=r"memory controller is unavailable: .*has processes"):
+        host.validate(Limits(memory=64 * M))
+    cg = host.create("c", Limits())  # still a cgroup of its own: kill and counters work
+    assert fs.written(own) == []
+    assert (own / "cgroup.procs").read_text() == "77\n"  # nobody was moved
+    await cg.remove()
+    assert not (own / "boxd").exists()
+
+
+async def test_v2_absolute_parent_is_made_below_the_root(fs: FakeCgroupFs) -> None:
+    fs.mount_v2("/system.slice/boxd.service", controllers="memory pids")
+    assert fs.v2 is not None
+    root = fs.v2
+    host = fs.detect(parent="/machine/boxd")
+    cg = host.create("c", Limits(pids_limit=5))
+    assert cg.paths == {"unified": str(root / "machine" / "boxd" / "c")}
+    assert fs.written(root) == [
+        ("machine/cgroup.subtree_control", "+memory +pids"),
+        ("machine/boxd/cgroup.subtree_control", "+memory +pids"),
+        ("machine/boxd/c/pids.max", "5"),
+    ]
+    await cg.remove()
+    assert not (root / "machine").exists()  # every directory it made, children first
+
+
+async def test_v2_update_is_all_or_nothing(fs: FakeCgroupFs) -> None:
+    own = fs.mount_v2("/boxd.service")
+    host = fs.detect()
+    cg = host.create("c", Limits(memory=64 * M))
+    d = own / "boxd" / "c"
+    (d / "memory.current").write_text(str(60 * M))  # and memory.reclaim frees nothing
+    with pytest.raises(CgroupError, match=r"cannot lower memory.max .* uses 62914560 bytes"):
+        cg.update(Limits(memory=32 * M, cpus=1))
+    assert ((d / "memory.max").read_text(), (d / "cpu.max").read_text()) == (
+        str(64 * M),
+        "max 100000",
+    )
+    with pytest.raises(CgroupError, match=r"cpuset\.cpus"):  # a late write fails...
+        cg.update(Limits(memory=128 * M, cpus=1, cpuset_cpus="7"))
+    # ... and the earlier ones are undone.
+    assert ((d / "memory.max").read_text(), (d / "cpu.max").read_text()) == (
+        str(64 * M),
+        "max 100000",
+    )
+    await cg.remove()
+
+
+async def test_v2_counters_oom_and_freeze_kill(fs: FakeCgroupFs) -> None:
+    own = fs.mount_v2("/boxd.service")
+    host = fs.detect()
+    cg = host.create("c", Limits(memory=32 * M))
+    d = own / "boxd" / "c"
+    (d / "memory.current").write_text("1048576\n")
+    (d / "memory.peak").write_text("2097152\n")
+    (d / "cpu.stat").write_text("usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\n")
+    (d / "pids.current").write_text("3\n")
+    (d / "io.stat").write_text("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2\n")
+    s = cg.stats()
+    assert (s.memory_usage, s.memory_limit, s.memory_peak) == (M, 32 * M, 2 * M)
+    assert (s.cpu_user_ns, s.cpu_system_ns, s.cpu_total_ns) == (2_000_000, 1_000_000, 3_000_000)
+    assert (s.pids, s.io_read_bytes, s.io_write_bytes) == (3, 4096, 8192)
+    assert not cg.oom_killed()
+    (d / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
+    assert cg.oom_killed()
+    # A kernel without cgroup.kill (before 5.14), and a signal other than SIGKILL:
+    # freeze, signal each process, thaw.
+    (d / "cgroup.kill").unlink()
+    sleeper = await trio.lowlevel.open_process(["sleep", "60"])
+    try:
+        (d / "cgroup.procs").write_text(str(sleeper.pid))
+        fs.writes.clear()
+        await cg.kill_all(signal.SIGTERM)
+        assert await sleeper.wait() == -signal.SIGTERM
+        assert fs.written(d) == [("cgroup.freeze", "1"), ("cgroup.freeze", "0")]
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+    (d / "cgroup.procs").write_text("")
+    await cg.remove()
+
+
+# ---- hybrid and pure v1 on fake trees ------------------------------------------------
+
+
+def test_hybrid_takes_each_controller_where_it_is(fs: FakeCgroupFs) -> None:
+    fs.mount_v1("cpu,cpuacct", "/")
+    fs.mount_v1("memory", "/")
+    fs.mount_v2("/", controllers="memory", enabled="memory")
+    host = fs.detect()
+    assert host.mode == "hybrid"
+    assert host.controllers() == {"memory": "v2", "cpu": "v1", "cpuacct": "v1"}
+
+
+async def test_v1_create_writes_limits_and_copies_cpuset(fs: FakeCgroupFs) -> None:
+    for controllers in ("memory", "cpu,cpuacct", "cpuset", "pids", "freezer"):
+        fs.mount_v1(controllers, "/user")
+    host = fs.detect()
+    assert host.mode == "v1"
+    limits = Limits(
+        memory=64 * M,
+        memory_swap=128 * M,
+        cpus=1.5,
+        cpu_shares=512,
+        pids_limit=20,
+        cpuset_cpus="0-1",
+    )
+    host.validate(limits)
+    cg = host.create("c1", limits)
+    root = fs.root / "sys/fs/cgroup"
+    assert sorted(cg.paths) == ["cpu,cpuacct", "cpuset", "freezer", "memory", "pids"]
+    assert fs.written(root) == [
+        # A new v1 cpuset cgroup has no CPUs and no memory nodes: copied from the parent.
+        ("cpuset/user/boxd/cpuset.cpus", "0-3"),
+        ("cpuset/user/boxd/cpuset.mems", "0"),
+        ("cpuset/user/boxd/c1/cpuset.cpus", "0-3"),
+        ("cpuset/user/boxd/c1/cpuset.mems", "0"),
+        ("memory/user/boxd/c1/memory.limit_in_bytes", str(64 * M)),
+        ("memory/user/boxd/c1/memory.memsw.limit_in_bytes", str(128 * M)),
+        ("cpu,cpuacct/user/boxd/c1/cpu.cfs_period_us", "100000"),
+        ("cpu,cpuacct/user/boxd/c1/cpu.cfs_quota_us", "150000"),
+        ("cpu,cpuacct/user/boxd/c1/cpu.shares", "512"),
+        ("pids/user/boxd/c1/pids.max", "20"),
+        ("cpuset/user/boxd/c1/cpuset.cpus", "0-1"),
+    ]
+    # Raising both: memsw first (it may never be below the memory limit).
+    fs.writes.clear()
+    cg.update(Limits(memory=256 * M, memory_swap=512 * M))
+    assert fs.written(root / "memory/user/boxd/c1") == [
+        ("memory.memsw.limit_in_bytes", str(512 * M)),
+        ("memory.limit_in_bytes", str(256 * M)),
+    ]
+    # Lowering below usage: EBUSY with the usage, nothing else applied.
+    mem = root / "memory/user/boxd/c1"
+    (mem / "memory.usage_in_bytes").write_text(str(100 * M))
+    with pytest.raises(CgroupError, match=r"cannot lower memory.limit_in_bytes .* 104857600"):
+        cg.update(Limits(memory=32 * M, cpus=0.5))
+    assert (mem / "memory.limit_in_bytes").read_text() == str(256 * M)
+    assert (root / "cpu,cpuacct/user/boxd/c1/cpu.cfs_quota_us").read_text() == "150000"
+    await cg.remove()
+    assert not any((root / c / "user" / "boxd").exists() for c in cg.paths)
+
+
+async def test_v1_without_swap_accounting_and_freezer_kill(fs: FakeCgroupFs) -> None:
+    fs.swap_accounting = False
+    fs.mount_v1("memory", "/")
+    fs.mount_v1("freezer", "/")
+    host = fs.detect()
+    cg = host.create("c", Limits(memory=64 * M, memory_swap=-1))
+    assert fs.written() == [("sys/fs/cgroup/memory/boxd/c/memory.limit_in_bytes", str(64 * M))]
+    freezer = Path(cg.paths["freezer"])
+    sleeper = await trio.lowlevel.open_process(["sleep", "60"])
+    try:
+        (freezer / "cgroup.procs").write_text(str(sleeper.pid))
+        fs.writes.clear()
+        await cg.kill_all(signal.SIGTERM)
+        assert await sleeper.wait() == -signal.SIGTERM
+        assert fs.written(freezer) == [("freezer.state", "FROZEN"), ("freezer.state", "THAWED")]
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+    (freezer / "cgroup.procs").write_text("")
+    await cg.remove()
+
+
+def test_v1_counters_and_oom_fallback(fs: FakeCgroupFs) -> None:
+    fs.mount_v1("memory", "/")
+    fs.mount_v1("cpu,cpuacct", "/")
+    cg = fs.detect().create("c", Limits())
+    mem, cpu = Path(cg.paths["memory"]), Path(cg.paths["cpu,cpuacct"])
+    (mem / "memory.usage_in_bytes").write_text("4096\n")
+    (mem / "memory.max_usage_in_bytes").write_text("8192\n")
+    (cpu / "cpuacct.usage").write_text("5000\n")
+    (cpu / "cpuacct.usage_user").write_text("3000\n")
+    (cpu / "cpuacct.usage_sys").write_text("2000\n")
+    s = cg.stats()
+    assert (s.memory_usage, s.memory_limit, s.memory_peak) == (4096, None, 8192)
+    assert (s.cpu_user_ns, s.cpu_system_ns, s.cpu_total_ns) == (3000, 2000, 5000)
+    assert not cg.oom_killed()
+    (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert cg.oom_killed()
+    # Kernels before 4.13 have no oom_kill line: a hit limit (failcnt) stands in.
+    (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")
+    assert not cg.oom_killed()
+    (mem / "memory.failcnt").write_text("3\n")
+    assert cg.oom_killed()
+
+
+# ---- validation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        (Limits(memory=0), "--memory 0"),
+        (Limits(memory=-5), "--memory -5"),
+        (Limits(memory=1000), "--memory 1000"),
+        (Limits(memory=64 * M, memory_swap=32 * M), f"--memory-swap {32 * M}"),
+        (Limits(memory=64 * M, memory_swap=-2), "--memory-swap -2"),
+        (Limits(memory_swap=64 * M), f"--memory-swap {64 * M}"),
+        (Limits(cpus=math.nan), "--cpus nan"),
+        (Limits(cpus=math.inf), "--cpus inf"),
+        (Limits(cpus=0.001), "--cpus 0.001"),
+        (Limits(cpus=-1.0), "--cpus -1.0"),
+        (Limits(cpus=5.0), "--cpus 5.0"),  # 4 CPUs online
+        (Limits(cpu_shares=1), "--cpu-shares 1"),
+        (Limits(cpu_shares=262145), "--cpu-shares 262145"),
+        (Limits(pids_limit=-2), "--pids-limit -2"),
+        (Limits(cpuset_cpus="2-5"), "--cpuset-cpus '2-5': CPU 4 is not online"),
+        (Limits(cpuset_cpus="3-1"), "'3-1'"),
+        (Limits(cpuset_cpus="one"), "'one'"),
+    ],
+)
+def test_validation_names_the_bad_value(fs: FakeCgroupFs, limits: Limits, named: str) -> None:
+    fs.mount_v2("/boxd.service")
+    with pytest.raises(ValueError) as info:
+        fs.detect().validate(limits)
+    assert named in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["12q", "0", "-5m", "nan", ""])
+def test_memory_sizes(text: str) -> None:
+    assert parse_size("256m", what="--memory") == 256 * M
+    assert parse_size("1g", what="--memory") == 1 << 30
+    with pytest.raises(ValueError, match=f"invalid --memory {text!r}"):
+        parse_size(text, what="--memory")
+
+
+@pytest.mark.parametrize(("shares", "weight"), [(2, 1), (512, 20), (1024, 39), (262144, 10000)])
+def test_shares_to_weight(shares: int, weight: int) -> None:
+    assert shares_to_weight(shares) == weight
+
+
+def test_bad_names_and_parents(fs: FakeCgroupFs) -> None:
+    fs.mount_v2("/boxd.service")
+    host = fs.detect()
+    for name in ("", "..", "a/b", ".hidden"):
+        with pytest.raises(ValueError, match="invalid cgroup name"):
+            host.open(name)
+    with pytest.raises(ValueError, match=r"invalid --cgroup-parent 'a/\.\./b'"):
+        fs.detect(parent="a/../b")
+
+
+# ---- the real kernel (this host: hybrid) ---------------------------------------------
+
+
+@pytest.fixture
+async def real_host() -> AsyncIterator[CgroupHost]:
+    """A host whose containers' cgroups go below <own>/boxd-test-<random>; every cgroup
+    left by the test is removed, and nothing may remain."""
+    host = CgroupHost.detect(name=f"boxd-test-{uuid.uuid4().hex[:12]}")
+    missing = {"memory", "pids", "cpu"} - set(host.controllers())
+    if missing:
+        pytest.skip(f"controllers {sorted(missing)} unavailable: {host.unavailable}")
+    try:
+        yield host
+    finally:
+        for name in host.list_children():
+            await host.open(name).remove()
+        assert [h.base for h in host.hierarchies if h.base.exists()] == []
+
+
+def _file(cg: Cgroup, controller: str, name: str) -> str:
+    d = next(Path(p) for key, p in cg.paths.items() if controller in key.split(","))
+    return (d / name).read_text().strip()
+
+
+def _cgroups_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cgroup").read_text()
+
+
+def _left(cg: Cgroup) -> list[str]:
+    return [p for p in cg.paths.values() if Path(p).exists()]
+
+
+@pytest.mark.root
+async def test_real_limits_place_kill_remove(real_host: CgroupHost) -> None:
+    limits = Limits(memory=64 * M, memory_swap=64 * M, cpus=0.5, cpu_shares=512, pids_limit=32)
+    if "cpuset" in real_host.controllers():
+        limits = attrs.evolve(limits, cpuset_cpus="0")
+    real_host.validate(limits)
+    cg = real_host.create("c1", limits)
+    v1 = real_host.controllers()["memory"] == "v1"
+    if v1:
+        assert _file(cg, "memory", "memory.limit_in_bytes") == str(64 * M)
+        assert _file(cg, "cpu", "cpu.cfs_quota_us") == "50000"
+        assert _file(cg, "cpu", "cpu.cfs_period_us") == "100000"
+        assert _file(cg, "cpu", "cpu.shares") == "512"
+    else:
+        assert _file(cg, "memory", "memory.max") == str(64 * M)
+        assert _file(cg, "cpu", "cpu.max") == "50000 100000"
+    assert _file(cg, "pids", "pids.max") == "32"
+    if limits.cpuset_cpus is not None:
+        assert _file(cg, "cpuset", "cpuset.cpus") == "0"
+    proc = await trio.lowlevel.open_process(["sleep", "60"])
+    try:
+        cg.add(proc.pid)
+        assert cg.procs() == [proc.pid]
+        assert "/c1\n" in _cgroups_of(proc.pid)
+        assert cg.stats().pids == 1
+        await cg.kill_all()
+        assert await proc.wait() == -signal.SIGKILL
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert cg.procs() == []
+    assert cg.stats().pids == 0  # still readable after the process is gone
+    assert real_host.list_children() == ["c1"]
+    await cg.remove()
+    assert _left(cg) == []
+    assert real_host.list_children() == []
+    await cg.remove()
+
+
+@pytest.mark.root
+async def test_real_sigterm_through_the_freezer(real_host: CgroupHost) -> None:
+    cg = real_host.create("t", Limits())
+    proc = await trio.lowlevel.open_process(["sleep", "60"])
+    try:
+        cg.add(proc.pid)
+        await cg.kill_all(signal.SIGTERM)
+        assert await proc.wait() == -signal.SIGTERM
+    finally:
+        proc.kill()
+        await proc.wait()
+    await cg.remove()
+
+
+async def _run_placed(cg: Cgroup, code: str, *, kill: bool = False) -> tuple[int, bytes]:
+    """Run ``python -c code`` in ``cg``: it waits for a byte on stdin (sent once it is
+    placed) before it does anything; returns its exit status and first output line
+    (``kill``: the cgroup is killed once that line is read)."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", "import sys; sys.stdin.read(1)\n" + code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        cg.add(proc.pid)
+        await proc.stdin.send_all(b"x")
+        await proc.stdin.aclose()
+        line = b""
+        while not line.endswith(b"\n") and (chunk := await proc.stdout.receive_some(1)):
+            line += chunk
+        if kill:
+            await cg.kill_all()
+        return await proc.wait(), line
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.root
+async def test_real_oom_kill_is_reported(real_host: CgroupHost) -> None:
+    hog = real_host.create("hog", Limits(memory=32 * M, memory_swap=32 * M))
+    status, _ = await _run_placed(hog, "b = bytearray(200 << 20)")
+    assert status == -signal.SIGKILL
+    assert hog.oom_killed()
+    peak = hog.stats().memory_peak
+    assert peak is not None and peak > 16 * M
+    await hog.remove()
+    fine = real_host.create("fine", Limits(memory=32 * M, memory_swap=32 * M))
+    status, _ = await _run_placed(fine, "b = bytearray(1 << 20); print('ok')")
+    assert status == 0
+    assert not fine.oom_killed()
+    await fine.remove()
+
+
+FORK_LOOP = """
+import os, time
+forked = failed = 0
+for _ in range(64):
+    try:
+        pid = os.fork()
+    except OSError:
+        failed += 1
+        continue
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    forked += 1
+print(forked, failed, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.root
+async def test_real_pids_limit_stops_a_fork_loop(real_host: CgroupHost) -> None:
+    cg = real_host.create("forks", Limits(pids_limit=16))
+    assert _file(cg, "pids", "pids.max") == "16"
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(cg.stats().pids)
+            await trio.sleep(0.001)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        status, line = await _run_placed(cg, FORK_LOOP, kill=True)
+        nursery.cancel_scope.cancel(reason="the fork loop is over")
+    forked, failed = map(int, line.split())
+    assert (forked, failed) == (15, 49)  # python itself is the 16th
+    assert status == -signal.SIGKILL
+    assert max(seen) <= 16
+    await cg.remove()
+
+
+@pytest.mark.root
+async def test_real_update_is_all_or_nothing(real_host: CgroupHost) -> None:
+    if real_host.controllers()["memory"] != "v1":
+        pytest.skip("the memory controller is on v2 here (tested on a fake tree)")
+    cg = real_host.create("upd", Limits(memory=64 * M, memory_swap=64 * M))
+    proc = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.stdin.read(1); b = bytearray(40 << 20)\n"
+            "print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        cg.add(proc.pid)
+        await proc.stdin.send_all(b"x")
+        assert await proc.stdout.receive_some(6) == b"ready\n"
+        with pytest.raises(CgroupError, match=r"cannot lower memory\.limit_in_bytes") as info:
+            cg.update(Limits(memory=16 * M, cpus=1.0))
+        assert info.value.errno == errno.EBUSY
+        assert _file(cg, "memory", "memory.limit_in_bytes") == str(64 * M)
+        assert _file(cg, "cpu", "cpu.cfs_quota_us") == "-1"
+        with pytest.raises(CgroupError, match=r"cpuset\.cpus"):
+            cg.update(Limits(memory=48 * M, cpuset_cpus=str(os.cpu_count() or 1)))
+        assert _file(cg, "memory", "memory.limit_in_bytes") == str(64 * M)
+        # Raising memory above the old memsw: memsw must go first, and does.
+        cg.update(Limits(memory=128 * M, memory_swap=128 * M, cpus=1.0))
+        assert _file(cg, "memory", "memory.limit_in_bytes") == str(128 * M)
+        assert _file(cg, "cpu", "cpu.cfs_quota_us") == "100000"
+    finally:
+        proc.kill()
+        await proc.wait()
+    await cg.remove()
+
+
+@pytest.mark.root
+async def test_real_stale_cgroups_are_found_after_a_restart(real_host: CgroupHost) -> None:
+    real_host.create("a", Limits())
+    real_host.create("b", Limits())
+    name = real_host.hierarchies[0].base.name
+    again = CgroupHost.detect(name=name)  # as a restarted daemon would
+    assert again.list_children() == ["a", "b"]
+    for child in again.list_children():
+        await again.open(child).remove()
+    assert real_host.list_children() == []
