@@ -455,6 +455,13 @@ async def test_real_sigterm_through_the_freezer(real_host: CgroupHost) -> None:
     await cg.remove()
 
 
+async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
+    line = b""
+    while not line.endswith(b"\n") and (chunk := await stream.receive_some(1)):
+        line += chunk
+    return line
+
+
 async def _run_placed(cg: Cgroup, code: str, *, kill: bool = False) -> tuple[int, bytes]:
     """Run ``python -c code`` in ``cg``: it waits for a byte on stdin (sent once it is
     placed) before it does anything; returns its exit status and first output line
@@ -469,9 +476,7 @@ async def _run_placed(cg: Cgroup, code: str, *, kill: bool = False) -> tuple[int
         cg.add(proc.pid)
         await proc.stdin.send_all(b"x")
         await proc.stdin.aclose()
-        line = b""
-        while not line.endswith(b"\n") and (chunk := await proc.stdout.receive_some(1)):
-            line += chunk
+        line = await _read_line(proc.stdout)
         if kill:
             await cg.kill_all()
         return await proc.wait(), line
@@ -555,7 +560,7 @@ async def test_real_update_is_all_or_nothing(real_host: CgroupHost) -> None:
     try:
         cg.add(proc.pid)
         await proc.stdin.send_all(b"x")
-        assert await proc.stdout.receive_some(6) == b"ready\n"
+        assert await _read_line(proc.stdout) == b"ready\n"
         with pytest.raises(CgroupError, match=r"cannot lower memory\.limit_in_bytes") as info:
             cg.update(Limits(memory=16 * M, cpus=1.0))
         assert info.value.errno == errno.EBUSY
