@@ -17,18 +17,28 @@ SUBSCRIBER_BUFFER = 256  # chunks; a pump read is at most 64 KiB
 class Output:
     def __init__(self) -> None:
         self._subscribers: set[trio.MemorySendChannel[Chunk]] = set()
+        self._lossless: set[trio.MemorySendChannel[Chunk]] = set()
         self._closed = False
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[Chunk]:
-        """A channel of what the container writes from now on; it ends with the output."""
+    def subscribe(self, *, lossless: bool = False) -> trio.MemoryReceiveChannel[Chunk]:
+        """A channel of what the container writes from now on; it ends with the output.
+
+        ``lossless``: the client that started the container in the foreground gets every
+        byte, so the container waits for it (backpressure, as a pipe would); other
+        attached clients are dropped when they fall behind."""
         send, receive = trio.open_memory_channel[Chunk](SUBSCRIBER_BUFFER)
         if self._closed:
             send.close()
         else:
-            self._subscribers.add(send)
+            (self._lossless if lossless else self._subscribers).add(send)
         return receive
 
-    def publish(self, stream: int, data: bytes) -> None:
+    async def publish(self, stream: int, data: bytes) -> None:
+        for send in list(self._lossless):
+            try:
+                await send.send((stream, data))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._lossless.discard(send)
         for send in list(self._subscribers):
             try:
                 send.send_nowait((stream, data))
@@ -40,12 +50,13 @@ class Output:
 
     def _drop(self, send: trio.MemorySendChannel[Chunk]) -> None:
         self._subscribers.discard(send)
+        self._lossless.discard(send)
         send.close()
 
     def close(self) -> None:
         """End of output: every subscriber sees the end of its channel."""
         self._closed = True
-        for send in list(self._subscribers):
+        for send in list(self._subscribers | self._lossless):
             self._drop(send)
 
     @property

@@ -263,7 +263,7 @@ class Run:
                     return
                 if self.logs is not None:
                     self.logs.write(name, data)
-                self.output.publish(stream_id, data)
+                await self.output.publish(stream_id, data)
 
     def _outcome(self, status: os.waitid_result, cgroup: Cgroup | None) -> Outcome:
         code = exit_code_of(status)

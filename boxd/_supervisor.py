@@ -263,7 +263,7 @@ class Supervisor:
                 return entry.output.subscribe() if attach else None
             if entry.output.closed:
                 entry.output = Output()
-            channel = entry.output.subscribe() if attach else None
+            channel = entry.output.subscribe(lossless=True) if attach else None
             entry.stopping = False
             entry.container.state.manual_stop = False
             entry.run = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -105,10 +106,31 @@ class Daemon:
             time.sleep(0.05)
 
 
+def daemon_cli(daemon: Daemon) -> str:
+    """A shell command line that runs boxctl against ``daemon`` (for pipelines)."""
+    return shlex.join(
+        [
+            "env",
+            f"PYTHONPATH={REPO}",
+            sys.executable,
+            "-m",
+            "boxctl",
+            "--socket",
+            str(daemon.socket),
+        ]
+    )
+
+
 def leftover_cgroups(root: Path) -> list[str]:
-    """Container cgroups of the daemon on ``root`` still on disk, in any hierarchy."""
+    """Container cgroups of the daemon on ``root`` still on disk, in any hierarchy.  Other
+    daemons create and remove cgroups meanwhile: vanishing directories are skipped."""
     name = cgroup_name(root)
-    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/**/{name}/*") if p.is_dir())
+    found: list[str] = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if os.path.basename(top) == name:
+            found.extend(os.path.join(top, d) for d in dirs)
+            dirs.clear()
+    return sorted(found)
 
 
 @contextmanager

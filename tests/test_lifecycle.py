@@ -7,11 +7,12 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, daemon_cli, running_daemon
 
 pytestmark = pytest.mark.root
 
@@ -224,3 +225,16 @@ def test_network_none_has_only_a_working_loopback(daemon: Daemon) -> None:
     )
     r = daemon.ctl("run", "--rm", "--network", "none", "default", "python3", "-c", script)
     assert r.stdout.split("\n")[:2] == ["['lo']", "ping"]
+
+
+def test_foreground_run_gets_every_byte(daemon: Daemon) -> None:
+    """The client that runs a container in the foreground is never dropped for being slow:
+    the container waits for it, as it would for a pipe."""
+    r = subprocess.run(
+        f"{daemon_cli(daemon)} run --rm default head -c 67108864 /dev/zero | wc -c",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.stdout.strip() == "67108864"
