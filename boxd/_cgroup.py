@@ -257,7 +257,7 @@ class CgroupHost:
         ``mountinfo``, ``own_cgroup`` and ``prefix`` (the filesystem root, prepended to
         mount points and /sys paths) let tests describe a fake host."""
         below: tuple[str, ...] = _parent_parts(parent) if parent else (name,)
-        absolute = bool(parent) and parent is not None and parent.startswith("/")
+        absolute = bool(parent and parent.startswith("/"))
         own: dict[str, str] = {}
         for line in Path(own_cgroup).read_text().splitlines():
             hier_id, controllers, path = line.split(":", 2)
