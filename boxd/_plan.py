@@ -16,7 +16,7 @@ import attrs
 from . import _caps, _masks, _seccomp
 from ._native import MountKind, MountOp, Namespace, SpawnPlan
 from ._records import Container, ContainerConfig, parse_user
-from ._rootfs import MS_BIND, Image, Volume, container_mounts
+from ._rootfs import MS_BIND, Image, container_mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -142,7 +142,7 @@ def build(
         container_dir,
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
-        volumes=[Volume(v.host, v.container, v.read_only) for v in config.volumes],
+        volumes=config.volumes,
         userns=config.userns,
         extra=(
             view_mounts(rootfs_dir, view_files or {})

@@ -32,6 +32,7 @@ from pathlib import Path
 import attrs
 
 from ._native import MountKind, MountOp, SpawnError, Stage
+from ._records import Volume
 
 __all__ = [
     "Image",
@@ -110,15 +111,6 @@ class Image:
 
     name: str
     layers: tuple[Layer, ...]
-
-
-@attrs.frozen
-class Volume:
-    """A host directory bind-mounted into the container (``-v HOST:CTR[:ro]``)."""
-
-    host: str
-    container: str
-    read_only: bool = False
 
 
 # --- the image `default` -------------------------------------------------------------------
