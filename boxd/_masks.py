@@ -9,8 +9,6 @@ mounted with (a remount in a user namespace may not clear them).
 
 from __future__ import annotations
 
-import os
-
 from ._native import MountKind, MountOp
 
 MASKED_PATHS: tuple[str, ...] = (
@@ -41,23 +39,13 @@ _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
 
 
-def mask_ops(rootfs: str) -> tuple[MountOp, ...]:
-    """The steps that make READONLY_PATHS read-only, then hide MASKED_PATHS, for a container
-    whose root is ``rootfs`` (a host path).  Run them after /proc and /sys are mounted."""
-    if not os.path.isabs(rootfs):
-        raise ValueError(f"rootfs {rootfs!r} must be an absolute path")
-
-    def target(path: str) -> str:
-        return os.path.join(rootfs, path.lstrip("/"))
-
+def mask_ops() -> tuple[MountOp, ...]:
+    """The steps that make READONLY_PATHS read-only, then hide MASKED_PATHS.  Run them after
+    /proc and /sys are mounted: the child resolves each path inside the container's root,
+    so an image whose /proc is a symlink gets the masks where its /proc really is."""
     readonly = tuple(
-        MountOp(
-            MountKind.REMOUNT_RO,
-            target(path),
-            flags=_MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-            name=path,
-        )
+        MountOp(MountKind.REMOUNT_RO, path, flags=_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         for path in READONLY_PATHS
     )
-    masked = tuple(MountOp(MountKind.MASK, target(path), name=path) for path in MASKED_PATHS)
+    masked = tuple(MountOp(MountKind.MASK, path) for path in MASKED_PATHS)
     return readonly + masked

@@ -43,8 +43,13 @@ class Namespace(enum.Enum):
 class MountKind(enum.IntEnum):
     """One step of the mount table, executed in order in the child before pivot_root.
 
-    Paths in ``target`` are absolute host paths (the rootfs path already joined in), so the
-    C side does no path arithmetic.  ``flags`` are MS_* flags, ``data`` the mount data string.
+    ``target`` is a path inside the container.  The child resolves it inside the plan's
+    rootfs (openat2 with RESOLVE_IN_ROOT: ``..`` and absolute symlinks stop at that root,
+    as they will for the container), so nothing in an untrusted root filesystem can make a
+    step land outside it; the step then acts on the fd it got.  A creating step (MKDIR,
+    SYMLINK, MKNOD, BIND_DEV) resolves the parent directory and creates the last component
+    in it.  ``source`` is a host path (a bind's source, a device to bind); ``flags`` are
+    MS_* flags, ``data`` the mount data string.
     """
 
     MOUNT = 0  # mount(source, target, fstype, flags, data)
@@ -69,8 +74,6 @@ class MountOp:
     data: str = ""
     mode: int = 0
     dev: int = 0
-    # The path as the container sees it (``/proc``), for error messages; defaults to target.
-    name: str = ""
 
     def describe(self) -> str:
         """How an error message names this step: ``mount /proc``, ``mkdir /dev/pts``."""
@@ -83,11 +86,7 @@ class MountOp:
             MountKind.REMOUNT_RO: "remount read-only",
             MountKind.MASK: "mask",
         }[self.kind]
-        return f"{verb} {self.display_target}"
-
-    @property
-    def display_target(self) -> str:
-        return self.name or self.target
+        return f"{verb} {self.target}"
 
 
 @attrs.frozen
@@ -213,7 +212,7 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, "make / a recursive slave mount", "/")
     if stage == Stage.MOUNT and 0 <= index < len(plan.mounts):
         op = plan.mounts[index]
-        return SpawnError(stage, err, op.describe(), op.display_target)
+        return SpawnError(stage, err, op.describe(), op.target)
     if stage == Stage.EXEC:
         return SpawnError(stage, err, f"exec {plan.argv[0]}", plan.argv[0])
     if stage == Stage.CHDIR:
@@ -302,9 +301,11 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("join_namespaces is set but join_pidfd is not")
     if not plan.cwd.startswith("/"):
         raise ValueError(f"cwd {plan.cwd!r} must be absolute")
+    if plan.mounts and plan.rootfs is None:
+        raise ValueError("a mount table needs a rootfs to resolve its targets in")
     for op in plan.mounts:
         if not op.target.startswith("/"):
-            raise ValueError(f"mount target {op.target!r} must be an absolute host path")
+            raise ValueError(f"mount target {op.target!r} must be an absolute container path")
     return {
         "argv": tuple(_check_text("argv item", a) for a in plan.argv),
         "env": tuple(_check_text("env item", e) for e in plan.env),

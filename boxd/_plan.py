@@ -115,11 +115,11 @@ def namespaces(container: Container) -> frozenset[Namespace]:
     return BASE_NAMESPACES | extra
 
 
-def view_mounts(rootfs: str, files: dict[str, str]) -> tuple[MountOp, ...]:
+def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     """Bind the /proc view's files over the container's /proc/meminfo, ... (after /proc and
     /sys are mounted, before the masks)."""
     return tuple(
-        MountOp(MountKind.MOUNT, target=rootfs + path, source=source, flags=MS_BIND, name=path)
+        MountOp(MountKind.MOUNT, target=path, source=source, flags=MS_BIND)
         for path, source in files.items()
     )
 
@@ -136,7 +136,6 @@ def build(
     config = container.config
     uid, gid = parse_user(config.user) if config.user else (0, 0)
     env = environment(container, uid, tty=config.tty)
-    rootfs_dir = str(container_dir / "rootfs")
     rootfs, mounts = container_mounts(
         image,
         container_dir,
@@ -145,8 +144,8 @@ def build(
         volumes=config.volumes,
         userns=config.userns,
         extra=(
-            view_mounts(rootfs_dir, view_files or {})
-            + (() if config.security.privileged else _masks.mask_ops(rootfs_dir))
+            view_mounts(view_files or {})
+            + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
     return SpawnPlan(

@@ -425,15 +425,13 @@ def _layer_dir_name(target: str) -> str:
 
 
 class _Table:
-    """Builds the mount table; every target is resolved inside the container's view."""
+    """Builds the mount table.  Targets are container paths, resolved here through the
+    image's symlinks (to know which directories to create) and again by the child, inside
+    the root, when it runs the step."""
 
-    def __init__(self, rootfs: str, view: _View) -> None:
-        self.rootfs = rootfs
+    def __init__(self, view: _View) -> None:
         self.view = view
         self.ops: list[MountOp] = []
-
-    def host(self, path: str) -> str:
-        return self.rootfs if path == "/" else self.rootfs + path
 
     def resolve(self, path: str) -> str:
         """Where a mount on container path ``path`` really lands (symlinks in the image
@@ -444,7 +442,7 @@ class _Table:
         parts = [p for p in path.split("/") if p]
         for i in range(1, len(parts) + 1):
             sub = "/" + "/".join(parts[:i])
-            self.ops.append(MountOp(MountKind.MKDIR, self.host(sub), mode=mode, name=sub))
+            self.ops.append(MountOp(MountKind.MKDIR, sub, mode=mode))
 
     def add(
         self,
@@ -458,9 +456,7 @@ class _Table:
         mode: int = 0,
         dev: int = 0,
     ) -> None:
-        self.ops.append(
-            MountOp(kind, self.host(path), source, fstype, flags, data, mode, dev, name=path)
-        )
+        self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
 def _image_has_gid(image: Image, gid: int) -> bool:
@@ -508,7 +504,7 @@ def container_mounts(
         view.append((layer.target, (str(upper), layer.lower)))
         data = f"lowerdir={layer.lower},upperdir={upper},workdir={work}"
         overlays.append((layer.target, data + (",userxattr" if userns else "")))
-    table = _Table(str(rootfs), tuple(view))
+    table = _Table(tuple(view))
     overlay_paths = []
     for target, data in overlays:
         path = table.resolve(target)

@@ -46,6 +46,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <net/if.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -227,61 +228,195 @@ static void wait_for_parent(const struct plan *p)
     CHECK(p, n, STAGE_SYNC, 0);
 }
 
+/* ---- the mount table, resolved inside the root
+ *
+ * Every target is a path inside the container.  The root's contents are untrusted (an
+ * image, the upper layer a previous run of the container wrote, a volume another
+ * container shares), so a target is never walked as a host path: openat2 with
+ * RESOLVE_IN_ROOT resolves it with the container's root as "/", so ".." and absolute
+ * symlinks stop at that root, and the step acts on the fd it got (through its
+ * /proc/self/fd link, which names exactly that mount and dentry) or on the parent
+ * directory's fd.  The root is opened anew for each step, so a step sees the mounts
+ * made before it (the first step mounts the root overlay itself on the empty rootfs). */
+
+struct fd_link {
+    char path[32];
+};
+
+static const char *fd_link(struct fd_link *l, int fd)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[12];
+    int n = 0;
+    unsigned int v = (unsigned int)fd;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(l->path, prefix, sizeof prefix - 1);
+    for (int i = 0; i < n; i++)
+        l->path[sizeof prefix - 1 + i] = digits[n - 1 - i];
+    l->path[sizeof prefix - 1 + n] = '\0';
+    return l->path;
+}
+
+static void close_keeping_errno(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+
+/* Open container path `path` (absolute) inside the root; -1 with errno on failure. */
+static int open_in_root(const struct plan *p, const char *path, int flags)
+{
+    int root = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return -1;
+    while (*path == '/')
+        path++;
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int fd = (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
+    close_keeping_errno(root);
+    return fd;
+}
+
+/* The parent directory of `path`, opened inside the root; its last component in *base. */
+static int open_parent(const struct plan *p, const char *path, char buf[PATH_MAX],
+                       const char **base)
+{
+    size_t len = strlen(path);
+    if (len >= PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash == NULL || slash[1] == '\0') {
+        errno = EINVAL; /* "/" or a relative path has no parent to create it in */
+        return -1;
+    }
+    *base = slash + 1;
+    *slash = '\0';
+    return open_in_root(p, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+}
+
 /* The MS_* flags a read-only bind remount must repeat (locked in a user namespace). */
-static unsigned long kept_flags(const char *target)
+static unsigned long kept_flags(int fd)
 {
     struct statfs st;
-    if (statfs(target, &st) < 0)
+    if (fstatfs(fd, &st) < 0)
         return 0;
     return (unsigned long)st.f_flags &
            (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
 }
 
-static int run_mount_op(const struct mount_op *op)
+/* Bind the path onto itself, so that a plain directory or file (/proc/sys) becomes a
+ * mount of its own, then make that mount read-only.  The remount needs a new fd: the
+ * first names the mount below the new bind. */
+static int remount_read_only(const struct plan *p, const struct mount_op *op)
 {
+    struct fd_link l;
+    int fd = open_in_root(p, op->target, O_PATH);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1; /* kernels differ in what /proc holds */
+    int rc = mount(fd_link(&l, fd), l.path, NULL, MS_BIND | MS_REC, NULL);
+    close_keeping_errno(fd);
+    if (rc < 0)
+        return -1;
+    fd = open_in_root(p, op->target, O_PATH);
+    if (fd < 0)
+        return -1;
+    rc = mount(NULL, fd_link(&l, fd), NULL,
+               MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(fd), NULL);
+    close_keeping_errno(fd);
+    return rc;
+}
+
+static int mask(const struct plan *p, const struct mount_op *op)
+{
+    struct fd_link l;
     struct stat st;
-    int fd;
+    int rc;
+    int fd = open_in_root(p, op->target, O_PATH);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (fstat(fd, &st) < 0)
+        rc = -1;
+    else if (S_ISDIR(st.st_mode))
+        rc = mount("tmpfs", fd_link(&l, fd), "tmpfs",
+                   MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+    else
+        rc = mount("/dev/null", fd_link(&l, fd), NULL, MS_BIND, NULL);
+    close_keeping_errno(fd);
+    return rc;
+}
+
+/* The steps that create something: in the parent directory's fd, never through a link. */
+static int create_in_root(const struct plan *p, const struct mount_op *op)
+{
+    char buf[PATH_MAX];
+    const char *base;
+    struct fd_link l;
+    mode_t mask_was;
+    int rc, fd, dir = open_parent(p, op->target, buf, &base);
+    if (dir < 0)
+        return -1;
+    switch (op->kind) {
+    case MK_MKDIR:
+        rc = mkdirat(dir, base, op->mode);
+        if (rc < 0 && errno == EEXIST)
+            rc = 0;
+        break;
+    case MK_SYMLINK:
+        rc = symlinkat(op->source, dir, base);
+        if (rc < 0 && errno == EEXIST)
+            rc = 0;
+        break;
+    case MK_MKNOD:
+        /* Without the umask: the node must have exactly the mode asked (/dev/null is 0666
+         * even under a daemon's umask 022). */
+        mask_was = umask(0);
+        rc = mknodat(dir, base, op->mode, (dev_t)op->dev);
+        umask(mask_was);
+        break;
+    default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
+        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
+        if (fd >= 0)
+            close_keeping_errno(fd);
+        break;
+    }
+    close_keeping_errno(dir);
+    return rc;
+}
+
+static int run_mount_op(const struct plan *p, const struct mount_op *op)
+{
+    struct fd_link l;
+    int fd, rc;
     switch (op->kind) {
     case MK_MOUNT:
-        return mount(op->source, op->target, op->fstype, op->flags, op->data);
-    case MK_MKDIR:
-        if (mkdir(op->target, op->mode) < 0 && errno != EEXIST)
-            return -1;
-        return 0;
-    case MK_SYMLINK:
-        if (symlink(op->source, op->target) < 0 && errno != EEXIST)
-            return -1;
-        return 0;
-    case MK_MKNOD:
-        /* mknod applies the caller's umask; the node must have exactly the mode asked
-         * (/dev/null is 0666 even under a daemon's umask 022). */
-        if (mknod(op->target, op->mode, (dev_t)op->dev) < 0)
-            return -1;
-        return chmod(op->target, op->mode & 07777);
-    case MK_BIND_DEV:
-        fd = open(op->target, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd = open_in_root(p, op->target, O_PATH);
         if (fd < 0)
             return -1;
-        close(fd);
-        return mount(op->source, op->target, NULL, MS_BIND | op->flags, NULL);
+        rc = mount(op->source, fd_link(&l, fd), op->fstype, op->flags, op->data);
+        close_keeping_errno(fd);
+        return rc;
+    case MK_MKDIR:
+    case MK_SYMLINK:
+    case MK_MKNOD:
+    case MK_BIND_DEV:
+        return create_in_root(p, op);
     case MK_REMOUNT_RO:
-        /* Bind the path onto itself first, so that a plain directory or file (/proc/sys)
-         * becomes a mount of its own that can be made read-only; a missing path is
-         * skipped (kernels differ in what /proc holds). */
-        if (stat(op->target, &st) < 0)
-            return errno == ENOENT ? 0 : -1;
-        if (mount(op->target, op->target, NULL, MS_BIND | MS_REC, NULL) < 0)
-            return -1;
-        return mount(NULL, op->target, NULL,
-                     MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(op->target),
-                     NULL);
+        return remount_read_only(p, op);
     case MK_MASK:
-        if (stat(op->target, &st) < 0)
-            return errno == ENOENT ? 0 : -1;
-        if (S_ISDIR(st.st_mode))
-            return mount("tmpfs", op->target, "tmpfs",
-                         MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
-        return mount("/dev/null", op->target, NULL, MS_BIND, NULL);
+        return mask(p, op);
     default:
         errno = EINVAL;
         return -1;
@@ -314,7 +449,7 @@ static void setup_mounts(const struct plan *p)
     if (p->clone_flags & CLONE_NEWNS)
         CHECK(p, mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), STAGE_MOUNT, -1);
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
-        CHECK(p, run_mount_op(&p->mounts[i]), STAGE_MOUNT, (int)i);
+        CHECK(p, run_mount_op(p, &p->mounts[i]), STAGE_MOUNT, (int)i);
 }
 
 static void pivot(const struct plan *p)
@@ -716,6 +851,10 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         p->cwd = "/";
     if (p->name == NULL)
         p->name = "boxd:[init]";
+    if (mounts && PyTuple_Size(mounts) > 0 && p->rootfs == NULL) {
+        PyErr_SetString(PyExc_ValueError, "a mount table needs a rootfs to resolve it in");
+        return -1;
+    }
     if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
         (rlimits && parse_rlimits(rlimits, p) < 0) || parse_caps(caps, p) < 0 ||
         parse_seccomp(seccomp, p) < 0)

@@ -110,19 +110,17 @@ class Layout:
     def mounts(self, *extra: MountOp) -> tuple[MountOp, ...]:
         overlay = MountOp(
             MountKind.MOUNT,
-            str(self.merged),
+            "/",
             source="overlay",
             fstype="overlay",
             data=f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work}",
-            name="/",
         )
         proc = MountOp(
             MountKind.MOUNT,
-            str(self.merged / "proc"),
+            "/proc",
             source="proc",
             fstype="proc",
             flags=MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            name="/proc",
         )
         return (overlay, proc, *extra)
 
@@ -316,8 +314,8 @@ async def test_chdir_missing(layout: Layout, no_fd_leak: None) -> None:
 
 @pytest.mark.root
 async def test_failing_mount(layout: Layout, no_fd_leak: None) -> None:
-    bad = MountOp(MountKind.MOUNT, str(layout.merged / "no" / "proc"), "proc", "proc", name="/proc")
-    with pytest.raises(SpawnError, match=r"^mount /proc: No such file or directory$") as caught:
+    bad = MountOp(MountKind.MOUNT, "/no/proc", "proc", "proc")
+    with pytest.raises(SpawnError, match=r"^mount /no/proc: No such file or directory$") as caught:
         await start(RealNative(), layout.plan("/bin/true", mounts=layout.mounts(bad)))
     assert caught.value.stage == Stage.MOUNT
 
@@ -376,12 +374,7 @@ async def test_status_of_the_exec_process(layout: Layout, reaper: list[Spawned])
 async def test_chroot_escape_stays_inside(
     layout: Layout, reaper: list[Spawned], escape_binary: Path
 ) -> None:
-    helper = MountOp(
-        MountKind.BIND_DEV,
-        str(layout.merged / "bin" / "escape"),
-        str(escape_binary),
-        name="/bin/escape",
-    )
+    helper = MountOp(MountKind.BIND_DEV, "/bin/escape", str(escape_binary))
     result = await run(layout.plan("/bin/escape", mounts=layout.mounts(helper)), reaper)
     assert (result.exit_code, result.output) == (0, "same\n")
 
@@ -447,8 +440,8 @@ async def test_user_namespace_with_maps_written_by_prepare(
 @pytest.mark.root
 async def test_remount_read_only_of_a_plain_path(layout: Layout, reaper: list[Spawned]) -> None:
     ops = layout.mounts(
-        MountOp(MountKind.REMOUNT_RO, str(layout.merged / "proc" / "sys"), name="/proc/sys"),
-        MountOp(MountKind.REMOUNT_RO, str(layout.merged / "proc" / "nope"), name="/proc/nope"),
+        MountOp(MountKind.REMOUNT_RO, "/proc/sys"),
+        MountOp(MountKind.REMOUNT_RO, "/proc/nope"),
     )
     script = "echo other > /proc/sys/kernel/hostname 2>&1; hostname"
     result = await run(layout.plan("sh", "-c", script, hostname="boxy", mounts=ops), reaper)

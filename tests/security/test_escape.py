@@ -359,25 +359,40 @@ def test_symlinked_mount_point_sends_no_mount_to_the_host(
         assert not {p for p in host_mount_points() - mounts_before if p.startswith("/tmp")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an image whose /proc is an absolute symlink, run with --procview off, gets /proc "
-    "unmasked and /proc/sys writable: boxd/_masks.py resolves the mask targets through the "
-    "symlink on the host, finds nothing and skips them (core_pattern is host-wide)",
-)
-def test_symlinked_proc_keeps_proc_sys_read_only(boxd: Daemon, image: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("procview", ["on", "off"])
+def test_symlinked_proc_keeps_its_masks(
+    boxd: Daemon, image: Path, tmp_path: Path, procview: str
+) -> None:
+    """The masks and read-only paths follow /proc to where the image's symlink puts it."""
     target = tmp_path / "host-target"
     target.mkdir()
     root = copy_root(image, tmp_path / "hostile")
     shutil.rmtree(root / "proc")
     (root / "proc").symlink_to(target)
+    opts = ("--procview", procview, str(root), "/bin/probe")
+    # Open for writing only: the host's core_pattern is never changed by this test.
+    r = boxd.ctl("run", "--rm", *opts, "open", "/proc/sys/kernel/core_pattern", "w", check=False)
+    assert (r.returncode, r.stdout) == (1, "errno=30 EROFS\n")
+    assert run(boxd, root, "/bin/probe", "cat", "/proc/keys", opts=opts[:2]) == ""
+    assert list(target.iterdir()) == []
+
+
+def test_symlink_in_a_volume_sends_no_write_to_the_host(
+    boxd: Daemon, image: Path, tmp_path: Path
+) -> None:
+    """A volume's contents are not part of the image, so only the child's resolution inside
+    the root sees this symlink (another container could have put it there)."""
+    target, source = tmp_path / "host-target", tmp_path / "source"
+    target.mkdir()
+    source.mkdir()
+    (source / "link").symlink_to(target)
     r = boxd.ctl(
-        "run", "--rm", "--procview", "off", str(root),
-        "/bin/probe", "open", "/proc/sys/kernel/core_pattern", "w",
+        "run", "--rm", "-v", f"{source}:/data", "--tmpfs", "/data/link/made",
+        str(image), "/bin/probe", "mounts",
         check=False,
     )  # fmt: skip
-    # Open for writing only: the host's core_pattern is never changed by this test.
-    assert r.returncode != 0 and "ok" not in r.stdout.split()
+    assert list(target.iterdir()) == []
+    assert r.returncode == 125 and "/data/link/made" in r.stderr, r.stderr
 
 
 def test_symlinked_volume_target_stays_inside(boxd: Daemon, image: Path, tmp_path: Path) -> None:
