@@ -148,6 +148,11 @@ class SpawnPlan:
     join_namespaces: frozenset[Namespace] = frozenset()
     # Name the child shows (comm) until exec.
     process_name: str = "boxd:[init]"
+    # (host directory, host attach point): with a user namespace, :func:`start` makes an
+    # id-mapped copy of each directory's mount (host ids seen as the namespace's: the
+    # image's root-owned files are the container root's) and the child mounts it on the
+    # attach point before the mount table, which uses the attach points as overlay lowers.
+    id_mapped: tuple[tuple[str, str], ...] = ()
 
 
 class Stage(enum.IntEnum):
@@ -175,6 +180,7 @@ class Stage(enum.IntEnum):
     FORK = 20
     CGROUP_NS = 21  # unshare(CLONE_NEWCGROUP), done once the parent placed the child
     LOOPBACK = 22  # bringing up "lo" in a new network namespace
+    ATTACH = 23  # index = the failing id_mapped entry
 
 
 @attrs.frozen
@@ -213,6 +219,9 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
     if stage == Stage.MOUNT and 0 <= index < len(plan.mounts):
         op = plan.mounts[index]
         return SpawnError(stage, err, op.describe(), op.target)
+    if stage == Stage.ATTACH and 0 <= index < len(plan.id_mapped):
+        source, point = plan.id_mapped[index]
+        return SpawnError(stage, err, f"attach the id-mapped {source} at {point}", source)
     if stage == Stage.EXEC:
         return SpawnError(stage, err, f"exec {plan.argv[0]}", plan.argv[0])
     if stage == Stage.CHDIR:
@@ -238,8 +247,13 @@ class Native(Protocol):
         :meth:`release` is called on ``sync_fd``."""
         ...
 
-    def release(self, spawned: Spawned) -> None:
-        """Let the child go on (after maps and cgroups are in place)."""
+    def id_mapped_tree(self, path: str, userns_fd: int) -> int:
+        """A detached copy of the mount at ``path``, id-mapped through ``userns_fd``."""
+        ...
+
+    def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
+        """Let the child go on (after maps and cgroups are in place), handing it ``trees``
+        (one per ``id_mapped`` entry of its plan)."""
         ...
 
 
@@ -299,6 +313,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             raise ValueError(f"a joining process takes no {', '.join(extra)}")
     elif plan.join_namespaces:
         raise ValueError("join_namespaces is set but join_pidfd is not")
+    if plan.id_mapped and Namespace.USER not in plan.namespaces:
+        raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
         raise ValueError(f"cwd {plan.cwd!r} must be absolute")
     if plan.mounts and plan.rootfs is None:
@@ -347,6 +363,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "join_pidfd": plan.join_pidfd,
         "join_flags": _flags(plan.join_namespaces),
         "process_name": _check_text("process_name", plan.process_name),
+        "attach": tuple(_check_text("attach point", point) for _, point in plan.id_mapped),
     }
 
 
@@ -366,8 +383,17 @@ class RealNative:
             raise describe_failure(plan, Stage(stage), err, index) from None
         return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd)
 
-    def release(self, spawned: Spawned) -> None:
-        os.write(spawned.sync_fd, b"\x01")
+    def id_mapped_tree(self, path: str, userns_fd: int) -> int:
+        extension = importlib.import_module("sandbox_native")
+        fd: int = extension.idmapped_tree(path, userns_fd)
+        return fd
+
+    def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
+        sock = socket.socket(fileno=spawned.sync_fd)
+        try:
+            socket.send_fds(sock, [b"\x01"], list(trees))
+        finally:
+            sock.detach()
 
 
 @attrs.define
@@ -400,7 +426,10 @@ class FakeNative:
             pidfd = os.pidfd_open(pid)
             return Spawned(pid=pid, pidfd=pidfd, sync_fd=parent.detach())
 
-    def release(self, spawned: Spawned) -> None:
+    def id_mapped_tree(self, path: str, userns_fd: int) -> int:
+        raise OSError(_errno.ENOSYS, "FakeNative makes no id-mapped mounts", path)
+
+    def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
         self.released.append(spawned)
 
 
@@ -417,13 +446,26 @@ async def start(
     failed before exec.  On any error or cancellation the child is killed and reaped and
     both fds are closed."""
     spawned = native.spawn(plan)
+    trees: list[int] = []
     try:
         if prepare is not None:
             prepare(spawned)
-        native.release(spawned)
+        if plan.id_mapped:  # the maps are written now: they are what the trees take
+            userns = os.open(f"/proc/{spawned.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                for source, _ in plan.id_mapped:
+                    trees.append(native.id_mapped_tree(source, userns))
+            finally:
+                os.close(userns)
+        native.release(spawned, trees)
+        for fd in trees:
+            os.close(fd)
+        trees.clear()
         await trio.lowlevel.wait_readable(spawned.sync_fd)
         record = os.read(spawned.sync_fd, FAILURE_RECORD.size)
     except BaseException:
+        for fd in trees:
+            os.close(fd)
         with trio.CancelScope(shield=True):
             await _kill_and_reap(spawned)
         raise

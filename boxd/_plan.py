@@ -16,7 +16,7 @@ import attrs
 from . import _caps, _masks, _seccomp
 from ._native import MountKind, MountOp, Namespace, SpawnPlan
 from ._records import Container, ContainerConfig, parse_user
-from ._rootfs import MS_BIND, Image, container_mounts
+from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -142,7 +142,8 @@ def build(
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         volumes=config.volumes,
-        userns=config.userns,
+        id_map=id_range() if config.userns else None,
+        private_network=Namespace.NET in namespaces(container),
         extra=(
             view_mounts(view_files or {})
             + (() if config.security.privileged else _masks.mask_ops())
@@ -164,6 +165,7 @@ def build(
         stdout=stdio[1],
         stderr=stdio[2],
         controlling_tty=config.tty,
+        id_mapped=id_mapped_layers(image, container_dir) if config.userns else (),
         **_restrictions(container, uid),
     )
 

@@ -467,11 +467,34 @@ def _image_has_gid(image: Image, gid: int) -> bool:
         return False
 
 
+def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
+    """The mounts of a user-namespaced container are made by its root, host ``uid``, which
+    must be able to walk down to their sources."""
+    for d in dirs:
+        st = os.stat(d)
+        if not st.st_mode & stat.S_IXOTH and st.st_uid != uid:
+            raise ValueError(
+                f"a user-namespaced container's root (host uid {uid}) cannot enter {d} "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}): {what} must be in directories "
+                "others may traverse (o+x)"
+            )
+
+
+def id_mapped_layers(image: Image, container_dir: Path) -> tuple[tuple[str, str], ...]:
+    """(image layer, attach point) for a user-namespaced container: the child mounts an
+    id-mapped copy of each layer on its attach point, and the overlays use those."""
+    return tuple(
+        (layer.lower, str(container_dir / "layers" / str(i)))
+        for i, layer in enumerate(image.layers)
+    )
+
+
 def container_mounts(
     image: Image,
     container_dir: Path,
     *,
-    userns: bool = False,
+    id_map: tuple[int, int] | None = None,
+    private_network: bool = False,
     read_only_root: bool = False,
     tmpfs: Sequence[str] = (),
     volumes: Sequence[Volume] = (),
@@ -483,16 +506,47 @@ def container_mounts(
     ``fs/<layer>/{upper,work}`` per image layer; writes of the container land in the
     uppers, never in the image.  The table, run in order by the child before pivot_root:
     the overlays; /proc, /sys (read-only), /sys/fs/cgroup (cgroup2, read-only), /dev (a
-    tmpfs with the standard devices: created with mknod, or with ``userns`` bound from the
-    host's nodes), /dev/pts (a new instance), /dev/shm, /dev/mqueue; the volumes; the tmpfs
-    mounts; read-only remounts of the overlays when ``read_only_root``; then ``extra``.
+    tmpfs with the standard devices: created with mknod, or in a user namespace bound from
+    the host's nodes), /dev/pts (a new instance), /dev/shm, /dev/mqueue; the volumes; the
+    tmpfs mounts; read-only remounts of the overlays when ``read_only_root``; then ``extra``.
+
+    ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
+    root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
+    works are its own, the container directory is traversable to it, the lowers are the
+    id-mapped layers of :func:`id_mapped_layers` and the overlays take ``userxattr``.
+    Without ``private_network`` such a container cannot mount sysfs (the network namespace
+    is the host's, not owned by its user namespace): it gets the host's /sys bound
+    read-only instead.
     """
     _check_overlay_path(str(container_dir), "container directory")
     rootfs = container_dir / "rootfs"
     rootfs.mkdir(parents=True, exist_ok=True)
+    userns = id_map is not None
+
+    def own(path: Path, uid: int, gid: int) -> None:
+        """chown to host ids, or to those the container's ids map to."""
+        if id_map is not None:
+            start, count = id_map
+            uid = start + uid if uid < count else uid
+            gid = start + gid if gid < count else gid
+        os.chown(path, uid, gid)
+
+    lowers = [layer.lower for layer in image.layers]
+    if id_map is not None:
+        os.chmod(container_dir, 0o711)
+        _check_traversable(
+            (container_dir, *container_dir.parents), id_map[0], "the daemon's --root"
+        )
+        for volume in volumes:
+            _check_traversable(Path(volume.host).parents, id_map[0], f"volume {volume.host}")
+        own(rootfs, 0, 0)
+        lowers = []
+        for _, point in id_mapped_layers(image, container_dir):
+            os.makedirs(point, mode=0o711, exist_ok=True)
+            lowers.append(point)
     view = []
     overlays = []
-    for layer in image.layers:
+    for layer, lower in zip(image.layers, lowers, strict=True):
         base = container_dir / "fs" / _layer_dir_name(layer.target)
         upper, work = base / "upper", base / "work"
         upper.mkdir(parents=True, exist_ok=True)
@@ -500,9 +554,10 @@ def container_mounts(
         # The upper's root gives the merged directory its owner and mode.
         lower_st = os.stat(layer.lower)
         os.chmod(upper, stat.S_IMODE(lower_st.st_mode))
-        os.chown(upper, lower_st.st_uid, lower_st.st_gid)
+        own(upper, lower_st.st_uid, lower_st.st_gid)
+        own(work, 0, 0)
         view.append((layer.target, (str(upper), layer.lower)))
-        data = f"lowerdir={layer.lower},upperdir={upper},workdir={work}"
+        data = f"lowerdir={lower},upperdir={upper},workdir={work}"
         overlays.append((layer.target, data + (",userxattr" if userns else "")))
     table = _Table(tuple(view))
     overlay_paths = []
@@ -511,7 +566,12 @@ def container_mounts(
         table.mkdirs(path)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
-    _standard_mounts(table, userns=userns, tty_gid=_image_has_gid(image, _TTY_GID))
+    _standard_mounts(
+        table,
+        userns=userns,
+        host_sys=userns and not private_network,
+        tty_gid=_image_has_gid(image, _TTY_GID),
+    )
     for volume in volumes:
         path = table.resolve(_container_path(volume.container, "volume"))
         _container_path(path, f"volume {volume.container} (in the image)")
@@ -540,14 +600,19 @@ def container_mounts(
     return str(rootfs), tuple(table.ops)
 
 
-def _standard_mounts(table: _Table, *, userns: bool, tty_gid: bool) -> None:
+def _standard_mounts(table: _Table, *, userns: bool, host_sys: bool, tty_gid: bool) -> None:
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     proc = table.resolve("/proc")
     table.mkdirs(proc, 0o555)
     table.add(MountKind.MOUNT, proc, source="proc", fstype="proc", flags=nse)
     sys = table.resolve("/sys")
     table.mkdirs(sys, 0o555)
-    table.add(MountKind.MOUNT, sys, source="sysfs", fstype="sysfs", flags=nse | MS_RDONLY)
+    if host_sys:
+        # Recursive: the host's mounts below /sys are locked to it in a user namespace.
+        table.add(MountKind.MOUNT, sys, source="/sys", flags=MS_BIND | MS_REC)
+        table.add(MountKind.REMOUNT_RO, sys, flags=nse)
+    else:
+        table.add(MountKind.MOUNT, sys, source="sysfs", fstype="sysfs", flags=nse | MS_RDONLY)
     # sysfs itself provides the fs/cgroup directory.
     table.add(
         MountKind.MOUNT,

@@ -54,9 +54,11 @@ class Store:
         self.containers = root / "containers"
         self.images = root / "images"
         self.broken = root / "broken"
+        # Traversable, not listable or readable: the root of a user-namespaced container is
+        # an unprivileged host uid that must reach its own layers (the records are 0600).
         for d in (root, self.containers, self.images):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(root, 0o700)
+            d.mkdir(mode=0o711, parents=True, exist_ok=True)
+            os.chmod(d, 0o711)
 
     def container_dir(self, cid: str) -> Path:
         return self.containers / cid

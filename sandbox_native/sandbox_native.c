@@ -12,10 +12,12 @@
  * The child's steps, in order (see boxd/_native.py for the record it writes on failure):
  *   0. close the fds it inherited and does not need (see close_all_but)
  *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
- *   2. wait for one byte on the sync socket (EOF: the parent gave up), then unshare the
- *      cgroup namespace (see below)
+ *   2. wait for one byte on the sync socket (EOF: the parent gave up), which carries the
+ *      detached id-mapped layer trees of a user-namespaced container; in a new user
+ *      namespace become its root; then unshare the cgroup namespace (see below)
  *   3. stdio, controlling terminal        4. hostname
- *   5. mounts (after making / a recursive slave)
+ *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
+ *      points, then the mount table, each target resolved inside the root (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached
  *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE)
  *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
@@ -46,6 +48,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/mount.h>
 #include <linux/openat2.h>
 #include <net/if.h>
 #include <linux/filter.h>
@@ -89,7 +92,11 @@ enum stage {
     STAGE_FORK = 20,
     STAGE_CGROUP_NS = 21,
     STAGE_LOOPBACK = 22,
+    STAGE_ATTACH = 23,
 };
+
+/* The most detached mount trees (id-mapped image layers) a child takes with its release. */
+#define MAX_ATTACH 16
 
 /* Mirrors class MountKind in boxd/_native.py. */
 enum mount_kind {
@@ -127,6 +134,8 @@ struct plan {
     const char *hostname, *rootfs, *cwd, *name;
     struct mount_op *mounts;
     Py_ssize_t nmounts;
+    const char **attach;
+    Py_ssize_t nattach;
     unsigned int uid, gid;
     gid_t *groups;
     Py_ssize_t ngroups;
@@ -216,16 +225,36 @@ static void keep_only_what_the_child_needs(const struct plan *p, int intermediat
     close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]));
 }
 
-static void wait_for_parent(const struct plan *p)
+/* The release: one byte, and with it one fd per attach point (detached mount trees). */
+static void wait_for_parent(const struct plan *p, int trees[MAX_ATTACH])
 {
     char byte;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * MAX_ATTACH)];
+    } control;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg;
     ssize_t n;
     do {
-        n = read(p->sync_fd, &byte, 1);
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        n = recvmsg(p->sync_fd, &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n == 0)
         _exit(127); /* the parent gave up on us: nobody is left to read a record */
     CHECK(p, n, STAGE_SYNC, 0);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    size_t got = 0;
+    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    if (got != (size_t)p->nattach || (msg.msg_flags & MSG_CTRUNC))
+        fail(p, STAGE_SYNC, EBADMSG, (int)got);
+    if (got)
+        memcpy(trees, CMSG_DATA(c), got * sizeof(int));
 }
 
 /* ---- the mount table, resolved inside the root
@@ -444,10 +473,16 @@ static int loopback_up(void)
     return rc;
 }
 
-static void setup_mounts(const struct plan *p)
+static void setup_mounts(const struct plan *p, const int trees[MAX_ATTACH])
 {
     if (p->clone_flags & CLONE_NEWNS)
         CHECK(p, mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), STAGE_MOUNT, -1);
+    /* The parent's detached trees, onto the host paths it chose (the overlays use them). */
+    for (Py_ssize_t i = 0; i < p->nattach; i++) {
+        CHECK(p, syscall(SYS_move_mount, trees[i], "", AT_FDCWD, p->attach[i],
+                         MOVE_MOUNT_F_EMPTY_PATH), STAGE_ATTACH, (int)i);
+        close(trees[i]);
+    }
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
         CHECK(p, run_mount_op(p, &p->mounts[i]), STAGE_MOUNT, (int)i);
 }
@@ -571,7 +606,15 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
 {
     keep_only_what_the_child_needs(p, 0);
     reset_signals(p);
-    wait_for_parent(p);
+    int trees[MAX_ATTACH];
+    wait_for_parent(p, trees);
+    /* In a new user namespace this process is still the host uid it was cloned as, which
+     * the namespace does not map: become its root (the maps are written by now) so that
+     * what the mounts create and check is owned by the mapped ids. */
+    if (p->clone_flags & CLONE_NEWUSER) {
+        CHECK(p, syscall(SYS_setresgid, 0, 0, 0), STAGE_SETGID, 0);
+        CHECK(p, syscall(SYS_setresuid, 0, 0, 0), STAGE_SETUID, 0);
+    }
     if (p->clone_flags & CLONE_NEWCGROUP)
         CHECK(p, unshare(CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
     for (int i = 0; i < 3; i++)
@@ -583,7 +626,7 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
         CHECK(p, sethostname(p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
     if (p->clone_flags & CLONE_NEWNET)
         CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
-    setup_mounts(p);
+    setup_mounts(p, trees);
     if (p->rootfs != NULL)
         pivot(p);
     set_rlimits(p);
@@ -743,6 +786,7 @@ static void free_plan(struct plan *p)
     PyMem_Free(p->envp);
     PyMem_Free(p->search);
     PyMem_Free(p->mounts);
+    PyMem_Free(p->attach);
     PyMem_Free(p->groups);
     PyMem_Free(p->rlimits);
     PyMem_Free(p->filter);
@@ -810,21 +854,22 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     static char *keywords[] = {
         "argv", "env", "search_path", "clone_flags", "hostname", "rootfs", "mounts", "cwd",
         "uid", "gid", "groups", "stdio", "controlling_tty", "rlimits", "caps",
-        "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", NULL,
+        "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
-    PyObject *cwd = NULL, *name = NULL;
+    PyObject *cwd = NULL, *name = NULL, *attach = NULL;
     unsigned long long clone_flags = 0, join_flags = 0;
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->join_pidfd = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKO:spawn", keywords, &PyTuple_Type,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!:spawn", keywords, &PyTuple_Type,
             &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags, &hostname,
             &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type, &groups,
             &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->ctty, &PyTuple_Type, &rlimits,
-            &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name))
+            &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name, &PyTuple_Type,
+            &attach))
         return -1;
     if (argv == NULL || PyTuple_Size(argv) == 0) {
         PyErr_SetString(PyExc_ValueError, "argv must be a non-empty tuple of bytes");
@@ -851,6 +896,16 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         p->cwd = "/";
     if (p->name == NULL)
         p->name = "boxd:[init]";
+    if (attach != NULL) {
+        p->attach = string_array(attach, "an attach point", &p->nattach);
+        if (p->attach == NULL)
+            return -1;
+        if (p->nattach > MAX_ATTACH) {
+            PyErr_Format(PyExc_ValueError, "at most %d attach points, not %zd", MAX_ATTACH,
+                         p->nattach);
+            return -1;
+        }
+    }
     if (mounts && PyTuple_Size(mounts) > 0 && p->rootfs == NULL) {
         PyErr_SetString(PyExc_ValueError, "a mount table needs a rootfs to resolve it in");
         return -1;
@@ -994,12 +1049,45 @@ out:
     return result;
 }
 
+/* Parent side: a detached copy of the mount at `path`, id-mapped through the user namespace
+ * `userns_fd` (so that files the host's ids own show up as the namespace's). */
+static PyObject *idmapped_tree(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *path;
+    int userns_fd;
+    if (!PyArg_ParseTuple(args, "O&i:idmapped_tree", PyUnicode_FSConverter, &path, &userns_fd))
+        return NULL;
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, PyBytes_AsString(path),
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        Py_DECREF(path);
+        return NULL;
+    }
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = (uint64_t)userns_fd;
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        close(fd);
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_DECREF(path);
+    return PyLong_FromLong(fd);
+}
+
 static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS,
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
      "      groups, stdio, controlling_tty, rlimits, caps, no_new_privs, seccomp,\n"
-     "      join_pidfd, join_flags, process_name) -> (pid, pidfd, sync_fd)\n\n"
+     "      join_pidfd, join_flags, process_name, attach) -> (pid, pidfd, sync_fd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
+    {"idmapped_tree", idmapped_tree, METH_VARARGS,
+     "idmapped_tree(path, userns_fd) -> fd\n\n"
+     "A detached, id-mapped copy of the mount tree at path (open_tree + mount_setattr)."},
     {NULL, NULL, 0, NULL},
 };
 

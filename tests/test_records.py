@@ -137,7 +137,7 @@ def test_config_refuses_rm_with_restart() -> None:
 
 def test_store_is_atomic_and_sets_aside_broken_records(tmp_path: Path) -> None:
     store = Store(tmp_path / "root")
-    assert (os.stat(tmp_path / "root").st_mode & 0o777) == 0o700
+    assert (os.stat(tmp_path / "root").st_mode & 0o777) == 0o711
     good, bad = _container(), _container()
     store.save(good)
     store.save(bad)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +39,7 @@ from boxd._rootfs import (
     Volume,
     check_command,
     container_mounts,
+    id_mapped_layers,
     parse_volume,
     prepare_default_image,
     resolve_image,
@@ -187,15 +190,36 @@ def test_mount_table(default: Image, tmp_path: Path) -> None:
     assert nodes["/dev/tty"].mode == stat.S_IFCHR | 0o666
 
 
-def test_mount_table_for_a_user_namespace(default: Image, tmp_path: Path) -> None:
-    _rootfs, ops = container_mounts(default, tmp_path, userns=True)
-    binds = {op.target: op.source for op in ops if op.kind == MountKind.BIND_DEV}
-    assert binds["/dev/urandom"] == "/dev/urandom"
-    assert not [op for op in ops if op.kind == MountKind.MKNOD]
-    assert all(op.data.endswith(",userxattr") for op in ops if op.fstype == "overlay")
-    assert [op.data for op in ops if op.fstype == "devpts"] == [
-        "newinstance,ptmxmode=0666,mode=0620"
-    ]
+@pytest.mark.root
+def test_mount_table_for_a_user_namespace(default: Image) -> None:
+    top = Path(tempfile.mkdtemp(prefix="boxd-rootfs-"))  # pytest's tree is not o+x
+    try:
+        os.chmod(top, 0o711)
+        c = top / "c"
+        _rootfs, ops = container_mounts(default, c, id_map=(100_000, 65_536))
+        assert [st.st_uid for st in map(os.stat, (c / "rootfs", c / "fs/root/upper"))] == [
+            100_000,
+            100_000,
+        ]
+        assert stat.S_IMODE(os.stat(c).st_mode) == 0o711
+        layers = id_mapped_layers(default, c)
+        assert [lower for lower, _ in layers] == [layer.lower for layer in default.layers]
+        overlays = [op.data for op in ops if op.fstype == "overlay"]
+        assert [data.split(",")[0] for data in overlays] == [f"lowerdir={p}" for _, p in layers]
+        assert all(data.endswith(",userxattr") for data in overlays)
+        # The host's network namespace is not the user namespace's: no sysfs of its own.
+        sys_ops = [(op.kind, op.source) for op in ops if op.target == "/sys"]
+        assert sys_ops[-2:] == [(MountKind.MOUNT, "/sys"), (MountKind.REMOUNT_RO, "")]
+        _rootfs, ops = container_mounts(default, c, id_map=(100_000, 65_536), private_network=True)
+        assert [op.fstype for op in ops if op.target == "/sys"][-1] == "sysfs"
+        binds = {op.target: op.source for op in ops if op.kind == MountKind.BIND_DEV}
+        assert binds["/dev/urandom"] == "/dev/urandom"
+        assert not [op for op in ops if op.kind == MountKind.MKNOD]
+        assert [op.data for op in ops if op.fstype == "devpts"] == [
+            "newinstance,ptmxmode=0666,mode=0620"
+        ]
+    finally:
+        shutil.rmtree(top)
 
 
 def test_mount_table_options(default: Image, tmp_path: Path) -> None:
