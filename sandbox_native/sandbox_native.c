@@ -646,6 +646,8 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
 __attribute__((noreturn)) static void intermediate_main(const struct plan *p)
 {
     keep_only_what_the_child_needs(p, 1);
+    /* A copy of the daemon: never readable through /proc by what it is about to join. */
+    CHECK(p, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_JOIN, 0);
     CHECK(p, setns(p->join_pidfd, (int)p->join_flags), STAGE_JOIN, 0);
     struct clone_args_v0 args;
     memset(&args, 0, sizeof args);

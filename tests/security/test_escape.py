@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 from daemon_harness import REPO, Daemon, running_daemon
 
+from boxd._native import RealNative, SpawnPlan
+from boxd._plan import BASE_NAMESPACES
+
 pytestmark = pytest.mark.root
 
 DOCKER_CAPS = 0x00000000A80425FB  # Docker's default 14 capabilities
@@ -335,6 +338,50 @@ def test_escaping_workdir_stays_inside(boxd: Daemon, image: Path, sleeper: str) 
         assert out == "cwd=/\n"
         execd = boxd.ctl("exec", "-w", workdir, sleeper, "/bin/probe", "cwd").stdout
         assert execd == "cwd=/\n"
+
+
+# ---- the runtime's code inside the container -------------------------------------------
+
+
+def test_a_process_still_running_runtime_code_cannot_be_traced_or_reopened(
+    boxd: Daemon, sleeper: str
+) -> None:
+    """Every process that joins a container runs the runtime's code (the host's Python
+    binary, forked from the daemon) until its exec; held there, as if before its release,
+    nothing inside can ptrace it or open its /proc/PID/exe, mem or environ (CVE-2019-5736
+    reopened runc's binary through /proc/PID/exe)."""
+    init = boxd.inspect(sleeper)["state"]["pid"]
+    pidfd = os.pidfd_open(init)
+    try:
+        plan = SpawnPlan(
+            argv=("/bin/probe", "exit", "0"),
+            join_pidfd=pidfd,
+            join_namespaces=BASE_NAMESPACES,
+            process_name="boxd:[exec]",
+        )
+        held = RealNative().spawn(plan)
+    finally:
+        os.close(pidfd)
+    try:
+        status = Path(f"/proc/{held.pid}/status").read_text()
+        inside = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+        pid = inside.split()[-1]
+        assert boxd.ctl("exec", sleeper, "/bin/probe", "ls", "/proc").stdout.count(
+            f"entry={pid}\n"
+        ), "the held process is not visible inside"
+        attempts = [
+            ("ptrace", pid),
+            ("open", f"/proc/{pid}/exe"),
+            ("open", f"/proc/{pid}/mem"),
+            ("open", f"/proc/{pid}/environ"),
+        ]
+        for args in attempts:
+            r = boxd.ctl("exec", sleeper, "/bin/probe", *args, check=False)
+            assert (r.returncode, r.stdout) in ((1, "errno=1 EPERM\n"), (1, "errno=13 EACCES\n"))
+    finally:
+        os.close(held.sync_fd)  # EOF: the held process gives up and exits
+        os.waitid(os.P_PIDFD, held.pidfd, os.WEXITED)
+        os.close(held.pidfd)
 
 
 # ---- hostile root filesystems --------------------------------------------------------------
