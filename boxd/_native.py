@@ -136,8 +136,11 @@ class SpawnPlan:
     stdin: int = -1
     stdout: int = -1
     stderr: int = -1
-    # Make stdin (a pty slave) the controlling terminal of the new session.
-    controlling_tty: bool = False
+    # A terminal for the process: opened by the child in the container's own devpts once
+    # "/" is the container's (after pivot_root, or the join), made its stdin, stdout,
+    # stderr and the controlling terminal of its new session (24x80); :func:`start`
+    # returns the master as ``Spawned.console``.  stdio then only covers the time before.
+    console: bool = False
     rlimits: tuple[Rlimit, ...] = ()
     caps: Capabilities | None = None  # None: keep the caller's capabilities
     no_new_privs: bool = False
@@ -181,6 +184,7 @@ class Stage(enum.IntEnum):
     CGROUP_NS = 21  # unshare(CLONE_NEWCGROUP), done once the parent placed the child
     LOOPBACK = 22  # bringing up "lo" in a new network namespace
     ATTACH = 23  # index = the failing id_mapped entry
+    CONSOLE = 24  # opening the terminal in the container's devpts, or sending its master
 
 
 @attrs.frozen
@@ -188,6 +192,7 @@ class Spawned:
     pid: int
     pidfd: int
     sync_fd: int
+    console: int = -1  # the master of the plan's console, once start() returned
 
 
 class SpawnError(OSError):
@@ -208,8 +213,10 @@ class SpawnError(OSError):
         return (SpawnError, (self.stage, self.errno or 0, self.what, self.filename))
 
 
-# The failure record the child writes on sync_fd: stage, errno, index (native endian).
+# The records the child writes on sync_fd: stage, errno, index (native endian) for a
+# failure; (CONSOLE_RECORD, 0, 0) with the console's master attached (SCM_RIGHTS).
 FAILURE_RECORD = struct.Struct("=iii")
+CONSOLE_MARK = struct.pack("=i", 0)
 
 
 def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> SpawnError:
@@ -288,8 +295,6 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
     if not plan.argv:
         raise ValueError("argv must not be empty")
     _check_stdio((plan.stdin, plan.stdout, plan.stderr))
-    if plan.controlling_tty and plan.stdin < 0:
-        raise ValueError("controlling_tty needs a stdin (the pty slave)")
     if plan.hostname is not None and Namespace.UTS not in plan.namespaces:
         raise ValueError(f"hostname {plan.hostname!r} needs a new UTS namespace")
     if plan.mounts and Namespace.MOUNT not in plan.namespaces:
@@ -347,7 +352,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "gid": plan.gid,
         "groups": plan.groups,
         "stdio": (plan.stdin, plan.stdout, plan.stderr),
-        "controlling_tty": plan.controlling_tty,
+        "console": plan.console,
         "rlimits": tuple((r.resource, r.soft, r.hard) for r in plan.rlimits),
         "caps": None
         if plan.caps is None
@@ -446,38 +451,63 @@ async def start(
     failed before exec.  On any error or cancellation the child is killed and reaped and
     both fds are closed."""
     spawned = native.spawn(plan)
-    trees: list[int] = []
+    held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:
-        if prepare is not None:
-            prepare(spawned)
-        if plan.id_mapped:  # the maps are written now: they are what the trees take
-            userns = os.open(f"/proc/{spawned.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                for source, _ in plan.id_mapped:
-                    trees.append(native.id_mapped_tree(source, userns))
-            finally:
-                os.close(userns)
-        native.release(spawned, trees)
-        for fd in trees:
+        try:
+            if prepare is not None:
+                prepare(spawned)
+            if plan.id_mapped:  # the maps are written now: they are what the trees take
+                userns = os.open(f"/proc/{spawned.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    for source, _ in plan.id_mapped:
+                        held.append(native.id_mapped_tree(source, userns))
+                finally:
+                    os.close(userns)
+            native.release(spawned, held)
+            while True:
+                await trio.lowlevel.wait_readable(spawned.sync_fd)
+                record, fds = _receive(spawned.sync_fd)
+                held.extend(fds)
+                if not _is_console(record):
+                    break
+                if len(fds) != 1 or spawned.console >= 0:
+                    raise RuntimeError("spawn: a console record without exactly one master")
+                held.remove(fds[0])
+                spawned = attrs.evolve(spawned, console=fds[0])
+        except BaseException:
+            if spawned.console >= 0:
+                os.close(spawned.console)
+            with trio.CancelScope(shield=True):
+                await _kill_and_reap(spawned)
+            raise
+    finally:
+        for fd in held:
             os.close(fd)
-        trees.clear()
-        await trio.lowlevel.wait_readable(spawned.sync_fd)
-        record = os.read(spawned.sync_fd, FAILURE_RECORD.size)
-    except BaseException:
-        for fd in trees:
-            os.close(fd)
-        with trio.CancelScope(shield=True):
-            await _kill_and_reap(spawned)
-        raise
     os.close(spawned.sync_fd)
     if not record:
         return spawned
+    if spawned.console >= 0:
+        os.close(spawned.console)
     with trio.CancelScope(shield=True):
         await _reap(spawned.pidfd)
     if len(record) != FAILURE_RECORD.size:
         raise RuntimeError(f"spawn: short failure record {record!r}")
     stage, err, index = FAILURE_RECORD.unpack(record)
     raise describe_failure(plan, Stage(stage), err, index)
+
+
+def _is_console(record: bytes) -> bool:
+    return len(record) == FAILURE_RECORD.size and record[:4] == CONSOLE_MARK
+
+
+def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
+    """One record from the child and the fds that came with it (b"": it has exec'd)."""
+    sock = socket.socket(fileno=sync_fd)
+    try:
+        record, fds, _, _ = socket.recv_fds(sock, FAILURE_RECORD.size, 1, socket.MSG_CMSG_CLOEXEC)
+    finally:
+        sock.detach()
+    return record, fds
 
 
 async def _kill_and_reap(spawned: Spawned) -> None:

@@ -164,7 +164,7 @@ def build(
         stdin=stdio[0],
         stdout=stdio[1],
         stderr=stdio[2],
-        controlling_tty=config.tty,
+        console=config.tty,
         id_mapped=id_mapped_layers(image, container_dir) if config.userns else (),
         **_restrictions(container, uid),
     )
@@ -198,7 +198,7 @@ def build_exec(
         stdin=stdio[0],
         stdout=stdio[1],
         stderr=stdio[2],
-        controlling_tty=spec.tty,
+        console=spec.tty,
         join_pidfd=init_pidfd,
         join_namespaces=namespaces(container),
         process_name="boxd:[exec]",

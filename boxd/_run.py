@@ -6,9 +6,10 @@
       └── reaper: pidfd readable → waitid → kill what is left in the cgroup
                   → drain the pumps → read the cgroup's counters → cleanup (shielded)
 
-The process's stdio are pipes (stdout and stderr kept apart) or a fresh PTY whose slave the
-daemon closes right after the spawn, so the master sees end of output when the container
-ends and no attached client hangs.
+The process's stdio are pipes (stdout and stderr kept apart) or a terminal the child opens
+in the container's own devpts and whose master it hands over: the daemon never holds the
+slave, so the master sees end of output when the container ends and no attached client
+hangs.
 """
 
 from __future__ import annotations
@@ -159,17 +160,13 @@ class Run:
         interactive = self.interactive if self.interactive is not None else config.interactive
         with ExitStack() as fds, ExitStack() as child:
             # `child` holds what only the child needs: closed right after the spawn.
+            readers: list[tuple[int, int]] = []
             if tty_mode:
-                master, slave = (_above_stdio(n) for n in os.openpty())
-                child.callback(os.close, slave)
-                # A copy for resizes that lives until cleanup (the pump closes `master`).
-                self._tty_master = os.dup(master)
-                fds.callback(os.close, self._tty_master)
-                _set_winsize(master, 24, 80)
-                stdio = (slave, slave, slave)
-                readers = [(protocol.STDOUT, master)]
-                if interactive:
-                    self._stdin = trio.lowlevel.FdStream(os.dup(master))
+                # The child opens its terminal in the container's devpts (see
+                # SpawnPlan.console); until then its stdio is /dev/null.
+                null = _above_stdio(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
+                child.callback(os.close, null)
+                stdio = (null, null, null)
             else:
                 out_r, out_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                 err_r, err_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
@@ -195,6 +192,14 @@ class Run:
                         await self._stdin.aclose()
                 raise
             child.close()  # the child holds its own copies now
+            if tty_mode:
+                master = _above_stdio(spawned.console)
+                # A copy for resizes that lives until cleanup (the pump closes `master`).
+                self._tty_master = os.dup(master)
+                fds.callback(os.close, self._tty_master)
+                streams = [(protocol.STDOUT, trio.lowlevel.FdStream(master))]
+                if interactive:
+                    self._stdin = trio.lowlevel.FdStream(os.dup(master))
             self._started = time.time()
             self._register(spawned)
             task_status.started()

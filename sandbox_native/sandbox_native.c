@@ -15,10 +15,11 @@
  *   2. wait for one byte on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
  *      namespace become its root; then unshare the cgroup namespace (see below)
- *   3. stdio, controlling terminal        4. hostname
+ *   3. stdio                              4. hostname
  *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
- *   6. pivot_root(".", "."), old root made a slave and detached
+ *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
+ *      terminal from the container's devpts (its master sent to the parent)
  *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE)
  *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
  *   9. seccomp if no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, which
@@ -48,6 +49,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <net/if.h>
@@ -93,7 +95,11 @@ enum stage {
     STAGE_CGROUP_NS = 21,
     STAGE_LOOPBACK = 22,
     STAGE_ATTACH = 23,
+    STAGE_CONSOLE = 24,
 };
+
+/* The record kind (in place of a stage) that hands the parent the console's master. */
+#define RECORD_CONSOLE 0
 
 /* The most detached mount trees (id-mapped image layers) a child takes with its release. */
 #define MAX_ATTACH 16
@@ -140,7 +146,7 @@ struct plan {
     gid_t *groups;
     Py_ssize_t ngroups;
     int stdio[3];
-    int ctty;
+    int console;
     struct rlimit64_k *rlimits;
     Py_ssize_t nrlimits;
     int has_caps;
@@ -497,6 +503,55 @@ static void pivot(const struct plan *p)
     CHECK(p, chdir("/"), STAGE_PIVOT, 0);
 }
 
+/* The terminal, from the container's own devpts (so ttyname works inside and nothing of the
+ * host's devpts is involved): opened once / is the container's, made stdin, stdout, stderr
+ * and the controlling terminal of the new session; its master goes to the parent. */
+static void open_console(const struct plan *p)
+{
+    struct statfs fs;
+    int unlock = 0;
+    int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+    CHECK(p, master, STAGE_CONSOLE, 0);
+    CHECK(p, fstatfs(master, &fs), STAGE_CONSOLE, 0);
+    if (fs.f_type != DEVPTS_SUPER_MAGIC)
+        fail(p, STAGE_CONSOLE, EXDEV, 0); /* /dev/pts is not a devpts mount */
+    CHECK(p, ioctl(master, TIOCSPTLCK, &unlock), STAGE_CONSOLE, 0);
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    CHECK(p, slave, STAGE_CONSOLE, 0);
+    struct winsize size = {.ws_row = 24, .ws_col = 80};
+    CHECK(p, ioctl(slave, TIOCSWINSZ, &size), STAGE_CONSOLE, 0);
+
+    int record[3] = {RECORD_CONSOLE, 0, 0};
+    struct iovec iov = {.iov_base = record, .iov_len = sizeof record};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    memset(&control, 0, sizeof control);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &master, sizeof master);
+    ssize_t n;
+    do {
+        n = sendmsg(p->sync_fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    CHECK(p, n, STAGE_CONSOLE, 0);
+    close(master);
+    for (int i = 0; i < 3; i++)
+        CHECK(p, dup2(slave, i), STAGE_CONSOLE, 0);
+    if (slave > 2)
+        close(slave);
+    CHECK(p, ioctl(0, TIOCSCTTY, 0), STAGE_TTY, 0);
+}
+
 static void set_rlimits(const struct plan *p)
 {
     for (Py_ssize_t i = 0; i < p->nrlimits; i++) {
@@ -620,8 +675,6 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] >= 0)
             CHECK(p, dup2(p->stdio[i], i), STAGE_STDIO, i);
-    if (p->ctty)
-        CHECK(p, ioctl(0, TIOCSCTTY, 0), STAGE_TTY, 0);
     if (p->hostname != NULL && (p->clone_flags & CLONE_NEWUTS))
         CHECK(p, sethostname(p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
     if (p->clone_flags & CLONE_NEWNET)
@@ -629,6 +682,8 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
     setup_mounts(p, trees);
     if (p->rootfs != NULL)
         pivot(p);
+    if (p->console)
+        open_console(p);
     set_rlimits(p);
     close_fds(p);
     if (p->nfilter && !p->nnp)
@@ -855,7 +910,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
 {
     static char *keywords[] = {
         "argv", "env", "search_path", "clone_flags", "hostname", "rootfs", "mounts", "cwd",
-        "uid", "gid", "groups", "stdio", "controlling_tty", "rlimits", "caps",
+        "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
@@ -869,7 +924,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
             args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!:spawn", keywords, &PyTuple_Type,
             &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags, &hostname,
             &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type, &groups,
-            &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->ctty, &PyTuple_Type, &rlimits,
+            &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type, &rlimits,
             &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name, &PyTuple_Type,
             &attach))
         return -1;
@@ -1084,7 +1139,7 @@ static PyObject *idmapped_tree(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS,
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
-     "      groups, stdio, controlling_tty, rlimits, caps, no_new_privs, seccomp,\n"
+     "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach) -> (pid, pidfd, sync_fd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"idmapped_tree", idmapped_tree, METH_VARARGS,

@@ -456,6 +456,22 @@ def test_symlinked_volume_target_stays_inside(boxd: Daemon, image: Path, tmp_pat
 # ---- terminal, daemon socket, environment ---------------------------------------------------
 
 
+def test_terminal_comes_from_the_containers_own_devpts(
+    boxd: Daemon, image: Path, sleeper: str
+) -> None:
+    """The pty is opened inside, in the container's devpts instance: it has a name there,
+    and the host's devpts never holds it."""
+    host_ptys = set(os.listdir("/dev/pts"))
+    assert run(boxd, image, "/bin/tty", opts=("-t",)) == "/dev/pts/0\n"
+    assert boxd.ctl("exec", "-t", sleeper, "/bin/tty").stdout == "/dev/pts/0\n"
+    boxd.ctl("run", "-d", "-t", "--name", "tty-sleeper", str(image), "/bin/probe", "sleep", "600")
+    try:
+        assert boxd.ctl("exec", "-t", "tty-sleeper", "/bin/tty").stdout == "/dev/pts/1\n"
+        assert set(os.listdir("/dev/pts")) == host_ptys
+    finally:
+        boxd.ctl("rm", "-f", "tty-sleeper")
+
+
 def test_tiocsti_does_not_reach_the_callers_terminal(boxd: Daemon, tmp_path: Path) -> None:
     injected, status, end = tmp_path / "injected", tmp_path / "status", tmp_path / "end"
     payload = f"touch {injected}\n"

@@ -119,3 +119,7 @@ def test_a_volume_it_cannot_reach_is_refused_by_name(
     r = boxd.ctl("run", "--rm", "--isolate-user", "-v", f"{tmp_path}:/v", str(image),
                  "/bin/true", check=False)  # fmt: skip
     assert r.returncode == 125 and f"volume {tmp_path} must be in directories" in r.stderr
+
+
+def test_terminal_inside_a_user_namespace(boxd: Daemon, image: Path) -> None:
+    assert run(boxd, image, "/bin/tty", opts=("--isolate-user", "-t")) == "/dev/pts/0\n"
