@@ -102,8 +102,8 @@ def stream(
     client: Client, *, stdin: bool, tty_mode: bool, detach_keys: bytes, sig_proxy: bool
 ) -> int | None:
     """Run the attachment; the container's exit code, or None when detached."""
-    in_fd = sys.stdin.fileno()
-    local_tty = tty_mode and os.isatty(in_fd) and stdin
+    in_fd = sys.stdin.fileno() if stdin else -1
+    local_tty = tty_mode and stdin and os.isatty(in_fd)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     watched: list[int] = []
     if tty_mode:
@@ -118,7 +118,7 @@ def stream(
             stack.enter_context(_raw_terminal(in_fd))
         if tty_mode:
             _send_size(client)
-        return _loop(client, in_fd if stdin else -1, wake_r, detach_keys)
+        return _loop(client, in_fd, wake_r, detach_keys)
     finally:
         stack.close()
         signal.set_wakeup_fd(old_wakeup)
@@ -137,7 +137,19 @@ def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes) -> int | 
     if in_fd >= 0:
         poller.register(in_fd, select.POLLIN)
     out_fds = {protocol.STDOUT: sys.stdout.fileno(), protocol.STDERR: sys.stderr.fileno()}
+    # The read that brought the response may have brought the frames after it too, up to
+    # the ExitFrame of a short-lived process: they are handled before the socket is polled,
+    # which would otherwise wait for bytes that never come.
+    frames = client.feed(b"")
     while True:
+        for frame in frames:
+            if isinstance(frame, tuple):
+                _write_all(out_fds.get(frame[0], out_fds[protocol.STDOUT]), frame[1])
+            elif frame["type"] == "ExitFrame":
+                return int(frame["exit_code"])
+            elif frame["type"] == "ErrorResponse":
+                raise CliError(str(frame.get("message")))
+        frames = []
         for fd, _ in poller.poll():
             if fd == wake_r:
                 for signum in os.read(wake_r, 64):
@@ -161,10 +173,4 @@ def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes) -> int | 
                 data = client.sock.recv(65536)
                 if not data:
                     raise CliError("the daemon closed the connection")
-                for frame in client.feed(data):
-                    if isinstance(frame, tuple):
-                        _write_all(out_fds.get(frame[0], out_fds[protocol.STDOUT]), frame[1])
-                    elif frame["type"] == "ExitFrame":
-                        return int(frame["exit_code"])
-                    elif frame["type"] == "ErrorResponse":
-                        raise CliError(str(frame.get("message")))
+                frames = client.feed(data)

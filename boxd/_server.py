@@ -99,6 +99,13 @@ def _error_kind(exc: BaseException) -> str | None:
     return None
 
 
+def _streams(request: object) -> bool:
+    """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
+    if isinstance(request, StartRequest):
+        return request.attach
+    return isinstance(request, AttachRequest | ExecRequest | LogsRequest | StatsRequest)
+
+
 class Connection:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
@@ -205,6 +212,9 @@ class Server:
                 if kind is None:
                     raise
                 await self._error(conn, str(_unwrap(exc)), kind)
+                continue
+            if _streams(request):
+                return  # its end frame was the last word: the connection closes
 
     async def _error(self, conn: Connection, message: str, kind: str = "invalid") -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):

@@ -19,7 +19,10 @@ requests (``AttachRequest``, ``StartRequest`` with ``attach``, ``LogsRequest`` w
 ``follow``, ``ExecRequest``, ``StatsRequest`` with ``stream``) continue after the response:
 
 * daemon -> client: stdout/stderr byte frames, ``StatsFrame``, and finally one
-  ``ExitFrame {"exit_code": N}`` (or ``EndFrame`` for logs) after which the daemon closes.
+  ``ExitFrame {"exit_code": N}`` (or ``EndFrame`` for logs and stats, with or without
+  follow/stream) after which the daemon closes the connection.  One read may bring the
+  response and frames after it, up to the end frame: a client handles every frame it
+  has before it waits for more.
 * client -> daemon: stdin byte frames, ``ResizeFrame {"rows", "cols"}``,
   ``SignalFrame {"signal"}``, ``DetachFrame``.
 

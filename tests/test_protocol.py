@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import struct
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from boxctl import _attach
+from boxctl._client import Client
 from boxd import protocol
 from boxd._messages import REQUESTS, parse
 from boxd._server import Server
@@ -97,6 +104,9 @@ class _NoContainers:
     def list(self, *, all: bool = False) -> list[object]:
         return []
 
+    def sample(self, refs: object = ()) -> tuple[object, ...]:
+        return ()
+
 
 async def _converse(chunks: list[bytes]) -> list[protocol.Frame]:
     server = Server(_NoContainers())  # type: ignore[arg-type]
@@ -132,6 +142,21 @@ async def test_server_answers_every_request_and_survives_garbage() -> None:
     assert frames[3] == {"type": "ListResponse", "containers": []}
 
 
+async def test_server_closes_after_the_end_frame_of_a_stream(autojump_clock: object) -> None:
+    """The end frame is the stream's last word: a request after it gets no answer."""
+    frames = await _converse(
+        [
+            protocol.encode({"type": "StatsRequest"}),
+            protocol.encode({"type": "ListRequest"}),
+        ]
+    )
+    assert frames == [
+        {"type": "OkResponse"},
+        {"type": "StatsFrame", "stats": []},
+        {"type": "EndFrame"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("raw", "error"),
     [
@@ -153,3 +178,53 @@ async def test_server_refuses_broken_frames_with_an_error(raw: bytes, error: str
 def test_error_frames_are_json_with_type() -> None:
     frame = protocol.encode({"type": "ErrorResponse", "message": "x", "kind": "invalid"})
     assert json.loads(frame[4:])["type"] == "ErrorResponse"
+
+
+def _fake_daemon(path: Path, frames: bytes, got_request: list[protocol.Frame]) -> None:
+    """Accept one connection, read one request, answer with ``frames`` in one write, then
+    hold the connection open until the client closes it (or, if the client waits for
+    more, close it after a while: the client then fails instead of hanging the test)."""
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        conn, _ = listener.accept()
+        with conn:
+            dec = protocol.FrameDecoder()
+            while (request := dec.next()) is None:
+                dec.feed(conn.recv(65536))
+            got_request.append(request)
+            conn.sendall(frames)
+            conn.settimeout(10)
+            with contextlib.suppress(TimeoutError):
+                while conn.recv(65536):
+                    pass
+
+
+def test_client_ends_with_an_exit_frame_that_came_with_the_response(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A short-lived process: the response, its output and its ExitFrame arrive in one read.
+    The client must not wait on the socket for more (it once did, until the daemon's read
+    timeout closed the connection 30 s later)."""
+    path = tmp_path / "fake.sock"
+    frames = (
+        protocol.encode({"type": "OkResponse"})
+        + protocol.encode_bytes(protocol.STDOUT, b"out\n")
+        + protocol.encode({"type": "ExitFrame", "exit_code": 3})
+    )
+    got: list[protocol.Frame] = []
+    daemon = threading.Thread(target=_fake_daemon, args=(path, frames, got))
+    daemon.start()
+    try:
+        while not path.exists():
+            time.sleep(0.01)
+        with Client(str(path)) as client:
+            client.request({"type": "StartRequest", "container": "x", "attach": True})
+            code = _attach.stream(
+                client, stdin=False, tty_mode=False, detach_keys=b"\x10\x11", sig_proxy=False
+            )
+    finally:
+        daemon.join()
+    assert got == [{"type": "StartRequest", "container": "x", "attach": True}]
+    assert code == 3
+    assert capfd.readouterr().out == "out\n"
