@@ -17,8 +17,9 @@ shared one while they open the files, so a reader always sees a consistent set o
 Readers then keep their file descriptors: a file rotated away (or even dropped) under a
 reader is still read to its end.
 
-Only :func:`follow` needs Trio, and imports it when called: the CLI may import this module
-for :func:`parse_size` and the output formatting without paying for Trio at start-up.
+Only :func:`follow` needs Trio, and imports it when called: the output formatting can be
+used without paying for Trio.  Sizes (``--log-max-size``) are parsed by
+:func:`boxd._units.parse_size`, as every size option is.
 """
 
 from __future__ import annotations
@@ -51,21 +52,6 @@ _BLOCK = 64 * 1024
 _POLL_INTERVAL = 0.05
 _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)")
 _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
-_SIZE = re.compile(r"\s*([+-]?\d+)\s*([a-zA-Z]*)\s*")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def parse_size(text: str) -> int:
-    """A log size from the command line: ``"10m"``, ``"512K"``, ``"1g"`` or plain bytes."""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"invalid log size {text!r}: expected a number with k, m or g")
-    number, unit = int(match[1]), match[2].lower()
-    if unit not in _UNITS:
-        raise ValueError(f"invalid log size {text!r}: unknown unit {match[2]!r} (use k, m or g)")
-    if number <= 0:
-        raise ValueError(f"invalid log size {text!r}: must be positive")
-    return number * _UNITS[unit]
 
 
 def parse_max_files(text: str) -> int:

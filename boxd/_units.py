@@ -7,20 +7,30 @@ from __future__ import annotations
 
 import math
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_size(text: str, *, what: str = "size") -> int:
-    """``512``, ``64k``, ``256m``, ``1g`` (case-insensitive, optional trailing ``b``)."""
-    t = text.strip().lower()
-    if t.endswith("b") and len(t) > 1 and t[-2] in "kmgt":
-        t = t[:-1]
-    unit = t[-1] if t and t[-1] in "bkmgt" else ""
-    number = t[: len(t) - len(unit)]
+    """Bytes from a number and an optional unit: ``512``, ``64k``, ``1.5g``, ``10 MiB``.
+
+    Units are powers of 1024 in any case, spelled ``k``, ``kb`` or ``kib`` (and so on for
+    m, g, t); a lone ``b`` means bytes.  Used for every size option (``--memory``,
+    ``--memory-swap``, ``--log-max-size`` of boxctl and of the daemon).
+    """
+    stripped = text.strip()
+    end = len(stripped) - len(stripped.lstrip("0123456789.+-"))
+    number, spelled = stripped[:end], stripped[end:].strip()
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"invalid {what} {text!r}: use a number with k, m or g") from None
+        raise ValueError(
+            f"invalid {what} {text!r}: use a number with an optional unit k, m, g or t"
+        ) from None
+    unit = spelled.lower()
+    unit = unit[:-1] if unit.endswith("b") else unit
+    unit = unit[:-1] if len(unit) == 2 and unit.endswith("i") else unit
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"invalid {what} {text!r}: unknown unit {spelled!r} (use k, m, g or t)")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"invalid {what} {text!r}: must be a positive number")
     size = int(value * _SIZE_UNITS[unit])

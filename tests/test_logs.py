@@ -22,9 +22,9 @@ from boxd._logs import (
     format_time,
     iter_output,
     parse_max_files,
-    parse_size,
     read_entries,
 )
+from boxd._units import parse_size
 
 
 def raw_records(directory: Path, name: str = LOG_NAME) -> list[bytes]:
@@ -279,22 +279,23 @@ def test_empty_directory(tmp_path: Path) -> None:
 
 
 def test_size_and_count_validation(tmp_path: Path) -> None:
-    assert parse_size("10m") == 10 * 1024 * 1024
-    assert parse_size("512K") == 512 * 1024
+    """Log sizes are parsed as every size option is (boxd._units), errors naming the value."""
+    assert parse_size("10m") == 10 * 1024 * 1024 == DEFAULT_MAX_SIZE
+    assert parse_size("512K") == parse_size("512 KiB") == parse_size("512kb") == 512 * 1024
     assert parse_size("1G") == 1024**3
-    assert parse_size("4096") == 4096
-    assert parse_max_files("5") == 5
-    assert parse_size("10m") == DEFAULT_MAX_SIZE and DEFAULT_MAX_FILES == 3
+    assert parse_size("4096") == parse_size("4096b") == 4096
+    assert parse_size("1.5m") == 3 * 512 * 1024
+    assert parse_max_files("5") == 5 and DEFAULT_MAX_FILES == 3
     for bad, message in [
         ("0", "'0'.*positive"),
         ("-5m", "'-5m'.*positive"),
         ("10x", "'10x'.*unknown unit 'x'"),
-        ("10 mib", "'10 mib'.*unknown unit 'mib'"),
-        ("1.5m", "'1.5m'"),
+        ("10 mibs", "'10 mibs'.*unknown unit 'mibs'"),
+        ("m", "'m'.*use a number"),
         ("", "''"),
     ]:
-        with pytest.raises(ValueError, match=message):
-            parse_size(bad)
+        with pytest.raises(ValueError, match=f"invalid --log-max-size {message}"):
+            parse_size(bad, what="--log-max-size")
     for bad_count, message in [("0", "0.*at least 1"), ("two", "'two'")]:
         with pytest.raises(ValueError, match=message):
             parse_max_files(bad_count)
