@@ -47,9 +47,9 @@ class MountKind(enum.IntEnum):
     rootfs (openat2 with RESOLVE_IN_ROOT: ``..`` and absolute symlinks stop at that root,
     as they will for the container), so nothing in an untrusted root filesystem can make a
     step land outside it; the step then acts on the fd it got.  A creating step (MKDIR,
-    SYMLINK, MKNOD, BIND_DEV) resolves the parent directory and creates the last component
-    in it.  ``source`` is a host path (a bind's source, a device to bind); ``flags`` are
-    MS_* flags, ``data`` the mount data string.
+    SYMLINK, MKNOD, BIND_DEV, WRITE_FILE) resolves the parent directory and creates the
+    last component in it.  ``source`` is a host path (a bind's source, a device to bind);
+    ``flags`` are MS_* flags, ``data`` the mount data string (WRITE_FILE: the contents).
     """
 
     MOUNT = 0  # mount(source, target, fstype, flags, data)
@@ -62,6 +62,8 @@ class MountKind(enum.IntEnum):
     #                 flags, keeping its nosuid/nodev/noexec); a missing target is skipped
     MASK = 6  # hide target: /dev/null bound over a file, an empty read-only tmpfs over a dir
     #          (a target that does not exist is skipped)
+    WRITE_FILE = 7  # a new regular file at target (whatever was there is unlinked first)
+    #                 holding ``data``, with permission bits ``mode``
 
 
 @attrs.frozen
@@ -85,6 +87,7 @@ class MountOp:
             MountKind.BIND_DEV: "bind",
             MountKind.REMOUNT_RO: "remount read-only",
             MountKind.MASK: "mask",
+            MountKind.WRITE_FILE: "write",
         }[self.kind]
         return f"{verb} {self.target}"
 

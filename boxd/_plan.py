@@ -115,6 +115,18 @@ def namespaces(container: Container) -> frozenset[Namespace]:
     return BASE_NAMESPACES | extra
 
 
+def etc_files(container: Container) -> dict[str, str]:
+    """The container's own /etc/hostname and /etc/hosts (its hostname resolving to
+    127.0.1.1, as Debian does for a host's name), written over the image's at each start."""
+    name = hostname(container)
+    return {
+        "/etc/hostname": f"{name}\n",
+        "/etc/hosts": (
+            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+        ),
+    }
+
+
 def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     """Bind the /proc view's files over the container's /proc/meminfo, ... (after /proc and
     /sys are mounted, before the masks)."""
@@ -142,6 +154,7 @@ def build(
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         volumes=config.volumes,
+        files=etc_files(container),
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),
         extra=(

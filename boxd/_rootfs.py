@@ -25,7 +25,7 @@ import shutil
 import stat
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -498,6 +498,7 @@ def container_mounts(
     read_only_root: bool = False,
     tmpfs: Sequence[str] = (),
     volumes: Sequence[Volume] = (),
+    files: Mapping[str, str] | None = None,
     extra: Sequence[MountOp] = (),
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
@@ -508,7 +509,9 @@ def container_mounts(
     the overlays; /proc, /sys (read-only), /sys/fs/cgroup (cgroup2, read-only), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm, /dev/mqueue; the volumes; the
-    tmpfs mounts; read-only remounts of the overlays when ``read_only_root``; then ``extra``.
+    tmpfs mounts; ``files`` (container path -> contents, written into the container's
+    upper layer: its own /etc/hostname and /etc/hosts); read-only remounts of the overlays
+    when ``read_only_root``; then ``extra``.
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -593,6 +596,10 @@ def container_mounts(
             flags=MS_NOSUID | MS_NODEV,
             data="mode=1777",
         )
+    for target, text in (files or {}).items():
+        path = table.resolve(_container_path(target, "file"))
+        table.mkdirs(posixpath.dirname(path))
+        table.add(MountKind.WRITE_FILE, path, data=text, mode=0o644)
     if read_only_root:
         for path in overlay_paths:
             table.add(MountKind.REMOUNT_RO, path)

@@ -113,6 +113,7 @@ enum mount_kind {
     MK_BIND_DEV = 4,
     MK_REMOUNT_RO = 5,
     MK_MASK = 6,
+    MK_WRITE_FILE = 7,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -392,6 +393,21 @@ static int mask(const struct plan *p, const struct mount_op *op)
     return rc;
 }
 
+static int write_all(int fd, const char *data)
+{
+    size_t left = data == NULL ? 0 : strlen(data);
+    while (left > 0) {
+        ssize_t n = write(fd, data, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        data += n;
+        left -= (size_t)n;
+    }
+    return 0;
+}
+
 /* The steps that create something: in the parent directory's fd, never through a link. */
 static int create_in_root(const struct plan *p, const struct mount_op *op)
 {
@@ -420,6 +436,18 @@ static int create_in_root(const struct plan *p, const struct mount_op *op)
         rc = mknodat(dir, base, op->mode, (dev_t)op->dev);
         umask(mask_was);
         break;
+    case MK_WRITE_FILE:
+        /* Always a new regular file: whatever the image has there (a device node, a FIFO,
+         * a symlink) is unlinked first, never opened. */
+        if (unlinkat(dir, base, 0) < 0 && errno != ENOENT) {
+            rc = -1;
+            break;
+        }
+        fd = openat(dir, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
+        rc = fd < 0 ? -1 : write_all(fd, op->data);
+        if (fd >= 0)
+            close_keeping_errno(fd);
+        break;
     default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
         fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
@@ -447,6 +475,7 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_SYMLINK:
     case MK_MKNOD:
     case MK_BIND_DEV:
+    case MK_WRITE_FILE:
         return create_in_root(p, op);
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
@@ -776,7 +805,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_MASK) {
+        if (op->kind < MK_MOUNT || op->kind > MK_WRITE_FILE) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }

@@ -19,6 +19,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from daemon_harness import Daemon
 
 from boxd._native import (
     MountKind,
@@ -494,3 +495,29 @@ async def test_busybox_root_runs_the_probe(busybox_root: Path, tmp_path: Path) -
     entries = {line[len("entry=") :] for line in ran.output.splitlines()[1:]}
     assert ran.output.startswith("ok\n") and {"bin", "etc", "proc"} <= entries
     assert "work" not in entries
+
+
+@pytest.mark.root
+def test_etc_hostname_and_hosts_are_the_containers(
+    daemon: Daemon, busybox_root: Path, tmp_path: Path
+) -> None:
+    """Written into the container's own layer at each start, over whatever the image has
+    there: a symlink to a host file or a FIFO is replaced, never followed or opened."""
+    host_file = tmp_path / "host-file"
+    host_file.write_text("host\n")
+    root = tmp_path / "image"
+    shutil.copytree(busybox_root, root, symlinks=True)
+    (root / "etc" / "hostname").symlink_to(host_file)
+    os.mkfifo(root / "etc" / "hosts")
+    out = daemon.ctl(
+        "run", "--rm", "--hostname", "web", str(root),
+        "/bin/sh", "-c", "cat /etc/hostname /etc/hosts && echo '10.0.0.1 db' >> /etc/hosts",
+    ).stdout  # fmt: skip
+    assert out.splitlines() == [
+        "web",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "127.0.1.1\tweb",
+    ]
+    assert host_file.read_text() == "host\n"
+    assert (root / "etc" / "hostname").is_symlink()
