@@ -750,6 +750,15 @@ __attribute__((noreturn)) static void intermediate_main(const struct plan *p)
 
 /* ------------------------------------------------------------------ parent side */
 
+/* n + 1 zeroed items (a NULL-terminated array); NULL with MemoryError set. */
+static void *zeroed(Py_ssize_t n, size_t size)
+{
+    void *array = PyMem_Calloc((size_t)n + 1, size);
+    if (array == NULL)
+        PyErr_NoMemory();
+    return array;
+}
+
 /* A bytes object's buffer, refusing embedded NULs; NULL with an exception set. */
 static const char *cstring(PyObject *obj, const char *what)
 {
@@ -772,11 +781,9 @@ static const char *cstring(PyObject *obj, const char *what)
 static const char **string_array(PyObject *tuple, const char *what, Py_ssize_t *count)
 {
     Py_ssize_t n = tuple == NULL ? 0 : PyTuple_Size(tuple);
-    const char **array = PyMem_Calloc((size_t)n + 1, sizeof *array);
-    if (array == NULL) {
-        PyErr_NoMemory();
+    const char **array = zeroed(n, sizeof *array);
+    if (array == NULL)
         return NULL;
-    }
     for (Py_ssize_t i = 0; i < n; i++) {
         array[i] = cstring(PyTuple_GetItem(tuple, i), what);
         if (array[i] == NULL) {
@@ -792,11 +799,9 @@ static const char **string_array(PyObject *tuple, const char *what, Py_ssize_t *
 static int parse_mounts(PyObject *tuple, struct plan *p)
 {
     p->nmounts = PyTuple_Size(tuple);
-    p->mounts = PyMem_Calloc((size_t)p->nmounts + 1, sizeof *p->mounts);
-    if (p->mounts == NULL) {
-        PyErr_NoMemory();
+    p->mounts = zeroed(p->nmounts, sizeof *p->mounts);
+    if (p->mounts == NULL)
         return -1;
-    }
     for (Py_ssize_t i = 0; i < p->nmounts; i++) {
         struct mount_op *op = &p->mounts[i];
         PyObject *target, *source, *fstype, *data;
@@ -829,11 +834,9 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
 static int parse_rlimits(PyObject *tuple, struct plan *p)
 {
     p->nrlimits = PyTuple_Size(tuple);
-    p->rlimits = PyMem_Calloc((size_t)p->nrlimits + 1, sizeof *p->rlimits);
-    if (p->rlimits == NULL) {
-        PyErr_NoMemory();
+    p->rlimits = zeroed(p->nrlimits, sizeof *p->rlimits);
+    if (p->rlimits == NULL)
         return -1;
-    }
     for (Py_ssize_t i = 0; i < p->nrlimits; i++) {
         long long soft, hard;
         if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "iLL;an rlimit is (resource, soft, "
@@ -848,11 +851,9 @@ static int parse_rlimits(PyObject *tuple, struct plan *p)
 static int parse_groups(PyObject *tuple, struct plan *p)
 {
     p->ngroups = PyTuple_Size(tuple);
-    p->groups = PyMem_Calloc((size_t)p->ngroups + 1, sizeof *p->groups);
-    if (p->groups == NULL) {
-        PyErr_NoMemory();
+    p->groups = zeroed(p->ngroups, sizeof *p->groups);
+    if (p->groups == NULL)
         return -1;
-    }
     for (Py_ssize_t i = 0; i < p->ngroups; i++) {
         unsigned long gid = PyLong_AsUnsignedLong(PyTuple_GetItem(tuple, i));
         if (PyErr_Occurred())
