@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
 
 from boxd import _units
 
+from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import Client, CliError, call, check, socket_path
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CliError(f"{self.prog}: {message} (see '{self.prog} --help')", 2)
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
 
 
 def _env_list(values: Sequence[str]) -> list[str]:
@@ -60,7 +56,7 @@ def _security(opts: Sequence[str]) -> dict[str, Any]:
     return sec
 
 
-def _resources(args: argparse.Namespace) -> dict[str, Any]:
+def _resources(args: Args) -> dict[str, Any]:
     res: dict[str, Any] = {}
     try:
         if args.memory is not None:
@@ -84,7 +80,7 @@ def _resources(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def _config(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+def _config(args: Args) -> tuple[dict[str, Any], str]:
     words = list(args.words)
     if args.rootfs:
         image = os.path.abspath(args.rootfs)
@@ -154,17 +150,17 @@ def _restart(text: str) -> dict[str, Any]:
 # ---- commands -------------------------------------------------------------------------
 
 
-def _create(args: argparse.Namespace) -> str:
+def _create(args: Args) -> str:
     config, name = _config(args)
     return str(call(args.socket, {"type": "CreateRequest", "config": config, "name": name})["id"])
 
 
-def cmd_create(args: argparse.Namespace) -> int:
+def cmd_create(args: Args) -> int:
     print(_create(args))
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: Args) -> int:
     cid = _create(args)
     if args.detach:
         call(args.socket, {"type": "StartRequest", "container": cid})
@@ -173,9 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _start_attached(args, cid, stdin=args.interactive, tty_mode=args.tty)
 
 
-def _attached(
-    args: argparse.Namespace, request: dict[str, Any], *, stdin: bool, tty_mode: bool
-) -> int:
+def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: bool) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached)."""
     from . import _attach  # only streaming commands pay for the terminal machinery
 
@@ -188,12 +182,12 @@ def _attached(
     return 0 if code is None else code
 
 
-def _start_attached(args: argparse.Namespace, cid: str, *, stdin: bool, tty_mode: bool) -> int:
+def _start_attached(args: Args, cid: str, *, stdin: bool, tty_mode: bool) -> int:
     request = {"type": "StartRequest", "container": cid, "attach": True, "stdin": stdin}
     return _attached(args, request, stdin=stdin, tty_mode=tty_mode)
 
 
-def cmd_start(args: argparse.Namespace) -> int:
+def cmd_start(args: Args) -> int:
     if args.attach:
         if len(args.containers) != 1:
             raise CliError("boxctl start: --attach takes exactly one container")
@@ -205,14 +199,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
-def cmd_attach(args: argparse.Namespace) -> int:
+def cmd_attach(args: Args) -> int:
     c = _inspect(args.socket, args.container)
     stdin = not args.no_stdin and c["config"]["interactive"]
     request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
     return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
 
 
-def cmd_exec(args: argparse.Namespace) -> int:
+def cmd_exec(args: Args) -> int:
     if not args.command:
         raise CliError("boxctl exec: a COMMAND is required")
     request = {
@@ -228,7 +222,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 
 
-def _each(args: argparse.Namespace, action: Callable[[str], object]) -> int:
+def _each(args: Args, action: Callable[[str], object]) -> int:
     """Apply to several containers as Docker does: report each failure, go on."""
     status = 0
     for ref in args.containers:
@@ -241,7 +235,7 @@ def _each(args: argparse.Namespace, action: Callable[[str], object]) -> int:
     return status
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
+def cmd_stop(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
@@ -250,7 +244,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_restart(args: argparse.Namespace) -> int:
+def cmd_restart(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
@@ -259,7 +253,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_kill(args: argparse.Namespace) -> int:
+def cmd_kill(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
@@ -268,7 +262,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_rm(args: argparse.Namespace) -> int:
+def cmd_rm(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
@@ -277,7 +271,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_wait(args: argparse.Namespace) -> int:
+def cmd_wait(args: Args) -> int:
     status = 0
     for ref in args.containers:
         try:
@@ -295,7 +289,7 @@ def _inspect(path: str, ref: str) -> dict[str, Any]:
     return container
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def cmd_inspect(args: Args) -> int:
     found, status = [], 0
     for ref in args.containers:
         try:
@@ -329,7 +323,7 @@ def status_text(c: dict[str, Any]) -> str:
     return "Created"
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: Args) -> int:
     containers = call(args.socket, {"type": "ListRequest", "all": args.all})["containers"]
     if args.quiet:
         for c in containers:
@@ -348,7 +342,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             (
                 c["id"][:12],
                 image,
-                json.dumps(command),
+                json.dumps(command, ensure_ascii=False),
                 f"{_ago(c['created_at'])} ago",
                 status_text(c),
                 c["name"],
@@ -360,7 +354,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
+def cmd_logs(args: Args) -> int:
     since = None
     if args.since:
         since = _parse_since(args.since)
@@ -398,14 +392,14 @@ def _parse_since(text: str) -> float:
         raise CliError(f"invalid --since {text!r}: use a Unix time or 10s, 5m, 2h") from None
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+def cmd_info(args: Args) -> int:
     info = call(args.socket, {"type": "InfoRequest"})
     for key in ("version", "root", "cgroup_mode", "containers", "running", "procview"):
         print(f"{key}: {info[key]}")
     return 0
 
 
-def cmd_version(args: argparse.Namespace) -> int:
+def cmd_version(args: Args) -> int:
     from boxd import __version__
 
     print(f"boxctl {__version__}")
@@ -427,7 +421,7 @@ def _size(n: int | None) -> str:
     raise AssertionError
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
+def cmd_stats(args: Args) -> int:
     stream = not args.no_stream
     refresh = stream and sys.stdout.isatty() and args.format == "table"
     with Client(args.socket) as client:
@@ -461,7 +455,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             print(("\x1b[H\x1b[2J" if refresh else "") + text, flush=True)
 
 
-def cmd_update(args: argparse.Namespace) -> int:
+def cmd_update(args: Args) -> int:
     res = _resources(args)
     if not res:
         raise CliError("boxctl update: give at least one limit to change")
@@ -473,158 +467,223 @@ def cmd_update(args: argparse.Namespace) -> int:
     )
 
 
-# ---- the parser -----------------------------------------------------------------------
+# ---- the command table ----------------------------------------------------------------
 
+RESOURCE_OPTIONS = (
+    Opt("-m", "--memory", kind=VALUE, help="memory limit (e.g. 256m)"),
+    Opt("--memory-swap", kind=VALUE, help="memory + swap limit (-1: unlimited swap)"),
+    Opt("--cpus", "--cpu", kind=VALUE, dest="cpus", help="CPU limit in cores (e.g. 0.5)"),
+    Opt("--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
+    Opt("--pids-limit", kind=INT, help="maximum number of processes (-1: none)"),
+    Opt("--cpuset-cpus", kind=VALUE, help="CPUs allowed (e.g. 0-1,3)"),
+)
 
-def _resource_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--memory", help="memory limit (e.g. 256m)")
-    p.add_argument("--memory-swap", help="memory + swap limit (-1: unlimited swap)")
-    p.add_argument("--cpus", "--cpu", dest="cpus", help="CPU limit in cores (e.g. 0.5)")
-    p.add_argument("--cpu-shares", type=int, help="relative CPU weight (2-262144)")
-    p.add_argument("--pids-limit", type=int, help="maximum number of processes (-1: none)")
-    p.add_argument("--cpuset-cpus", help="CPUs allowed (e.g. 0-1,3)")
-
-
-def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
-    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-    p.add_argument("-w", "--workdir", default="/", help="working directory inside")
-    p.add_argument("-u", "--user", help="UID[:GID] to run as")
-    p.add_argument("--hostname", help="the container's hostname")
-    _resource_options(p)
-    p.add_argument("--restart", default="no", help="no, on-failure[:max], always, unless-stopped")
-    p.add_argument("--stop-signal", default="SIGTERM")
-    p.add_argument("--stop-timeout", type=float, help="seconds before SIGKILL (default 10)")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    p.add_argument(
+RUN_OPTIONS = (
+    Opt("--name", kind=VALUE, help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
+    Opt("--rm", help="remove the container when it exits"),
+    Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
+    Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
+    Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+    Opt("--hostname", kind=VALUE, help="the container's hostname"),
+    *RESOURCE_OPTIONS,
+    Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
+    Opt("--stop-signal", kind=VALUE, default="SIGTERM", help="signal that stops it"),
+    Opt("--stop-timeout", kind=FLOAT, help="seconds before SIGKILL (default 10)"),
+    Opt("-t", "--tty", help="allocate a pseudo-terminal"),
+    Opt("-i", "--interactive", help="keep stdin open"),
+    Opt(
         "--isolate-user",
         "--userns",
-        action="store_true",
         dest="isolate_user",
         help="a user namespace: container root is an unprivileged host user",
-    )
-    p.add_argument("--isolate-network", action="store_true", help="same as --network none")
-    p.add_argument("--network", choices=["host", "none"], default="host")
-    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]")
-    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
-    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH")
-    p.add_argument("--rootfs", help="root filesystem directory (replaces IMAGE)")
-    p.add_argument(
-        "--privileged",
-        action="store_true",
-        help="UNSAFE: all capabilities, no seccomp, no masked paths",
-    )
-    p.add_argument("--cap-add", action="append", default=[])
-    p.add_argument("--cap-drop", action="append", default=[])
-    p.add_argument("--security-opt", action="append", default=[])
-    p.add_argument("--log-max-size", help="rotate the log at this size (e.g. 10m)")
-    p.add_argument("--log-max-files", type=int, help="log files kept")
-    p.add_argument(
+    ),
+    Opt("--isolate-network", help="same as --network none"),
+    Opt("--network", kind=VALUE, default="host", choices=("host", "none"), help="network"),
+    Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
+    Opt("--read-only", help="mount the root read-only"),
+    Opt("--tmpfs", kind=APPEND, metavar="PATH", help="a tmpfs at PATH"),
+    Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
+    Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
+    Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
+    Opt("--cap-drop", kind=APPEND, metavar="CAP", help="drop a capability"),
+    Opt("--security-opt", kind=APPEND, metavar="OPT", help="no-new-privileges, seccomp=..."),
+    Opt("--log-max-size", kind=VALUE, help="rotate the log at this size (e.g. 10m)"),
+    Opt("--log-max-files", kind=INT, help="log files kept"),
+    Opt(
         "--procview",
-        choices=["on", "off"],
+        kind=VALUE,
         default="on",
+        choices=("on", "off"),
         help="show the container its own limits in /proc (default on)",
-    )
-    p.add_argument("--cgroup-parent", help="cgroup below which the container's is made")
-    p.add_argument("words", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+    ),
+    Opt("--cgroup-parent", kind=VALUE, help="cgroup below which the container's is made"),
+)
+RUN_OPERANDS = (("words", REST, "IMAGE [COMMAND [ARG...]]"),)
+
+ATTACH_OPTIONS = (
+    Opt("--detach-keys", kind=VALUE, default="ctrl-p,ctrl-q", help="keys that detach"),
+    Opt("--sig-proxy", kind=BOOL, default=True, help="forward signals to the container"),
+)
+TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL")
+CONTAINERS = (("containers", SOME, "CONTAINER"),)
+OUTPUT_FORMAT = Opt("--format", kind=VALUE, default="table", choices=("table", "json"))
+
+COMMANDS = (
+    Command(
+        "run",
+        cmd_run,
+        "create and start a container",
+        (Opt("-d", "--detach", help="run in the background"), *ATTACH_OPTIONS, *RUN_OPTIONS),
+        RUN_OPERANDS,
+    ),
+    Command("create", cmd_create, "create a container", RUN_OPTIONS, RUN_OPERANDS),
+    Command(
+        "start",
+        cmd_start,
+        "start containers",
+        (
+            Opt("-a", "--attach", help="attach to its output"),
+            Opt("-i", "--interactive", help="attach stdin"),
+            *ATTACH_OPTIONS,
+        ),
+        CONTAINERS,
+    ),
+    Command(
+        "attach",
+        cmd_attach,
+        "attach to a running container",
+        (Opt("--no-stdin", help="do not attach stdin"), *ATTACH_OPTIONS),
+        (("container", ONE, "CONTAINER"),),
+    ),
+    Command(
+        "exec",
+        cmd_exec,
+        "run a command in a running container",
+        (
+            Opt("-i", "--interactive", help="keep stdin open"),
+            Opt("-t", "--tty", help="allocate a pseudo-terminal"),
+            Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
+            Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
+            Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+            *ATTACH_OPTIONS,
+        ),
+        (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),
+    ),
+    Command("stop", cmd_stop, "stop containers", (TIMEOUT,), CONTAINERS),
+    Command("restart", cmd_restart, "restart containers", (TIMEOUT,), CONTAINERS),
+    Command(
+        "kill",
+        cmd_kill,
+        "send a signal to containers",
+        (Opt("-s", "--signal", kind=VALUE, default="SIGKILL", help="the signal"),),
+        CONTAINERS,
+    ),
+    Command(
+        "list",
+        cmd_list,
+        "list containers",
+        (
+            Opt("-a", "--all", help="include stopped containers"),
+            Opt("-q", "--quiet", help="only ids"),
+            OUTPUT_FORMAT,
+        ),
+        aliases=("ps", "ls"),
+    ),
+    Command(
+        "inspect", cmd_inspect, "show containers' configuration and state as JSON", (), CONTAINERS
+    ),
+    Command(
+        "remove",
+        cmd_rm,
+        "remove containers",
+        (Opt("-f", "--force", help="kill a running container first"),),
+        CONTAINERS,
+        aliases=("rm",),
+    ),
+    Command("wait", cmd_wait, "wait for containers to end; print their exit codes", (), CONTAINERS),
+    Command(
+        "logs",
+        cmd_logs,
+        "show a container's output",
+        (
+            Opt("--tail", kind=INT, help="only the last N lines"),
+            Opt("-f", "--follow", help="keep printing new output"),
+            Opt("-t", "--timestamps", help="prefix lines with their time"),
+            Opt("--since", kind=VALUE, help="a Unix time or a duration (10s, 5m, 2h)"),
+        ),
+        (("container", ONE, "CONTAINER"),),
+    ),
+    Command(
+        "update", cmd_update, "change a container's resource limits", RESOURCE_OPTIONS, CONTAINERS
+    ),
+    Command(
+        "stats",
+        cmd_stats,
+        "show containers' resource usage",
+        (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
+        (("containers", ANY, "CONTAINER"),),
+    ),
+    Command("info", cmd_info, "show the daemon's state"),
+    Command("version", cmd_version, "show versions"),
+)
+BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 
 
-def _attach_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q")
-    p.add_argument(
-        "--sig-proxy",
-        default=True,
-        action=argparse.BooleanOptionalAction,
-        help="forward signals to the container (default on)",
-    )
+def _help() -> str:
+    lines = [
+        "usage: boxctl [--socket PATH] COMMAND [OPTIONS] [ARG...]",
+        "",
+        "Control boxd containers.",
+        "",
+        "commands:",
+    ]
+    for c in COMMANDS:
+        names = ", ".join((c.name, *c.aliases))
+        lines.append(f"  {names:<20} {c.help}")
+    lines += [
+        "",
+        "options:",
+        "  --socket PATH        the daemon's socket (env BOXD_SOCKET; default /run/boxd/boxd.sock)",
+        "  -h, --help           show this help and exit",
+        "",
+        "'boxctl COMMAND --help' describes a command.",
+    ]
+    return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="boxctl", description="Control boxd containers.")
-    parser.add_argument(
-        "--socket", help="the daemon's socket (env BOXD_SOCKET; default /run/boxd/boxd.sock)"
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def add(name: str, handler: Handler, help: str, aliases: Sequence[str] = ()) -> Any:
-        p = sub.add_parser(name, help=help, aliases=list(aliases), description=help)
-        p.set_defaults(handler=handler)
-        return p
-
-    p = add("run", cmd_run, "create and start a container")
-    p.add_argument("-d", "--detach", action="store_true", help="run in the background")
-    _attach_options(p)
-    _run_options(p)
-    p = add("create", cmd_create, "create a container")
-    _run_options(p)
-    p = add("start", cmd_start, "start containers")
-    p.add_argument("-a", "--attach", action="store_true")
-    p.add_argument("-i", "--interactive", action="store_true")
-    _attach_options(p)
-    p.add_argument("containers", nargs="+")
-    p = add("attach", cmd_attach, "attach to a running container")
-    p.add_argument("--no-stdin", action="store_true")
-    _attach_options(p)
-    p.add_argument("container")
-    p = add("exec", cmd_exec, "run a command in a running container")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-    p.add_argument("-w", "--workdir", help="working directory inside")
-    p.add_argument("-u", "--user", help="UID[:GID] to run as")
-    _attach_options(p)
-    p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    for name, handler, help in (
-        ("stop", cmd_stop, "stop containers"),
-        ("restart", cmd_restart, "restart containers"),
-    ):
-        p = add(name, handler, help)
-        p.add_argument("-t", "--time", type=float, help="seconds before SIGKILL")
-        p.add_argument("containers", nargs="+")
-    p = add("kill", cmd_kill, "send a signal to containers")
-    p.add_argument("-s", "--signal", default="SIGKILL")
-    p.add_argument("containers", nargs="+")
-    p = add("list", cmd_list, "list containers", aliases=["ps", "ls"])
-    p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
-    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p = add("inspect", cmd_inspect, "show containers' configuration and state as JSON")
-    p.add_argument("containers", nargs="+")
-    p = add("remove", cmd_rm, "remove containers", aliases=["rm"])
-    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
-    p.add_argument("containers", nargs="+")
-    p = add("wait", cmd_wait, "wait for containers to end; print their exit codes")
-    p.add_argument("containers", nargs="+")
-    p = add("logs", cmd_logs, "show a container's output")
-    p.add_argument("--tail", type=int, help="only the last N lines")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("-t", "--timestamps", action="store_true")
-    p.add_argument("--since", help="a Unix time or a duration (10s, 5m, 2h)")
-    p.add_argument("container")
-    p = add("update", cmd_update, "change a container's resource limits")
-    _resource_options(p)
-    p.add_argument("containers", nargs="+")
-    p = add("stats", cmd_stats, "show containers' resource usage")
-    p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("containers", nargs="*")
-    add("info", cmd_info, "show the daemon's state")
-    add("version", cmd_version, "show versions")
-    return parser
+def _parse(words: list[str]) -> Args:
+    """The command and its arguments; the global options come before the command."""
+    socket = None
+    while words and words[0].startswith("-"):
+        name, eq, value = words.pop(0).partition("=")
+        if name in ("-h", "--help"):
+            print(_help())
+            sys.exit(0)
+        if name != "--socket":
+            raise CliError(f"boxctl: unknown option {name!r} (see 'boxctl --help')", 2)
+        if not eq:
+            if not words:
+                raise CliError("boxctl: --socket needs a value", 2)
+            value = words.pop(0)
+        socket = value
+    if not words:
+        print(_help(), file=sys.stderr)
+        sys.exit(2)
+    name = words.pop(0)
+    command = BY_NAME.get(name)
+    if command is None:
+        raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')", 2)
+    prog = f"boxctl {name}"
+    args = command.parse(words, prog)
+    args.socket = socket_path(socket)
+    args.prog = prog
+    args.handler = command.handler
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        if not getattr(args, "handler", None):
-            parser.print_help()
-            sys.exit(2)
-        args.socket = socket_path(args.socket)
-        args.prog = f"boxctl {args.command}"
+        args = _parse(list(sys.argv[1:] if argv is None else argv))
         code = args.handler(args)
     except CliError as exc:
         print(f"boxctl: {exc}" if not str(exc).startswith("boxctl") else str(exc), file=sys.stderr)
