@@ -150,23 +150,27 @@ def _restart(text: str) -> dict[str, Any]:
 # ---- commands -------------------------------------------------------------------------
 
 
-def _create(args: Args) -> str:
-    config, name = _config(args)
-    return str(call(args.socket, {"type": "CreateRequest", "config": config, "name": name})["id"])
-
-
 def cmd_create(args: Args) -> int:
-    print(_create(args))
+    config, name = _config(args)
+    print(call(args.socket, {"type": "CreateRequest", "config": config, "name": name})["id"])
     return 0
 
 
 def cmd_run(args: Args) -> int:
-    cid = _create(args)
+    """One request creates and starts (and, in the foreground, streams): one connection,
+    one round trip before the container runs."""
+    config, name = _config(args)
+    request = {
+        "type": "RunRequest",
+        "config": config,
+        "name": name,
+        "attach": not args.detach,
+        "stdin": args.interactive,
+    }
     if args.detach:
-        call(args.socket, {"type": "StartRequest", "container": cid})
-        print(cid)
+        print(call(args.socket, request)["id"])
         return 0
-    return _start_attached(args, cid, stdin=args.interactive, tty_mode=args.tty)
+    return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 
 
 def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: bool) -> int:

@@ -43,6 +43,19 @@ class StartRequest:
 
 
 @attrs.frozen
+class RunRequest:
+    """Create and start in one round trip (``boxctl run``), answered with a CreateResponse
+    once the process runs; with ``attach`` the conversation goes on as for StartRequest
+    with attach.  A container with ``auto_remove`` is removed if it cannot start, and
+    before its ExitFrame is sent when it ends."""
+
+    config: ContainerConfig
+    name: str = ""
+    attach: bool = False
+    stdin: bool = False
+
+
+@attrs.frozen
 class AttachRequest:
     container: str
     stdin: bool = True
@@ -213,6 +226,7 @@ REQUESTS: dict[str, type[Any]] = {
         InfoRequest,
         CreateRequest,
         StartRequest,
+        RunRequest,
         AttachRequest,
         StopRequest,
         RestartRequest,

@@ -46,6 +46,7 @@ from ._messages import (
     RemoveRequest,
     ResizeFrame,
     RestartRequest,
+    RunRequest,
     SignalFrame,
     StartRequest,
     StatsFrame,
@@ -101,7 +102,7 @@ def _error_kind(exc: BaseException) -> str | None:
 
 def _streams(request: object) -> bool:
     """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
-    if isinstance(request, StartRequest):
+    if isinstance(request, StartRequest | RunRequest):
         return request.attach
     return isinstance(request, AttachRequest | ExecRequest | LogsRequest | StatsRequest)
 
@@ -151,6 +152,7 @@ class Server:
             InfoRequest: self._info,
             CreateRequest: self._create,
             StartRequest: self._start,
+            RunRequest: self._run,
             AttachRequest: self._attach,
             StopRequest: self._stop,
             RestartRequest: self._restart,
@@ -280,7 +282,45 @@ class Server:
             return
         output, run = await self.sup.start_attached(req.container)
         await conn.send(OkResponse())
-        await _stream(conn, run, output, stdin=req.stdin)
+        await self._foreground(conn, run, output, stdin=req.stdin)
+
+    async def _run(self, conn: Connection, req: RunRequest) -> None:
+        c = await self.sup.create(req.config, req.name)
+        try:
+            if req.attach:
+                output, run = await self.sup.start_attached(c.id)
+            else:
+                await self.sup.start(c.id)
+        except BaseException:
+            if c.config.auto_remove:
+                with trio.CancelScope(shield=True), contextlib.suppress(NoSuchContainer):
+                    await self.sup.remove(c.id, force=True)
+            raise
+        await conn.send(CreateResponse(id=c.id, name=c.name))
+        if req.attach:
+            await self._foreground(conn, run, output, stdin=req.stdin)
+
+    async def _foreground(
+        self,
+        conn: Connection,
+        run: Run,
+        output: trio.MemoryReceiveChannel[Chunk],
+        *,
+        stdin: bool,
+    ) -> None:
+        """The stream of the client that started the container.  With ``--rm`` the
+        container is removed before the client hears the exit code, as Docker does: a
+        ``ps -a`` right after the run must not show it."""
+        removal = None
+        if run.container.config.auto_remove:
+            removal = functools.partial(self._removed, run.container.id)
+        await _stream(conn, run, output, stdin=stdin, before_exit=removal)
+
+    async def _removed(self, cid: str) -> None:
+        # The lifecycle removes it on its own once the exit is recorded; this waits for
+        # that (and does it if the lifecycle has not got there yet).
+        with contextlib.suppress(NoSuchContainer):
+            await self.sup.remove(cid, force=True)
 
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
         run = self.sup.run_of(req.container)
@@ -374,11 +414,16 @@ class Server:
 
 
 async def _stream(
-    conn: Connection, run: Run, output: trio.MemoryReceiveChannel[Chunk], *, stdin: bool
+    conn: Connection,
+    run: Run,
+    output: trio.MemoryReceiveChannel[Chunk],
+    *,
+    stdin: bool,
+    before_exit: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Output to the client until the process ends (then its exit code); input, resizes
-    and signals from the client until it detaches or goes away (the process keeps
-    running).  A client that vanishes ends only its own stream."""
+    """Output to the client until the process ends (then ``before_exit``, then its exit
+    code); input, resizes and signals from the client until it detaches or goes away (the
+    process keeps running).  A client that vanishes ends only its own stream."""
     async with trio.open_nursery() as nursery:
 
         async def from_client() -> None:
@@ -404,6 +449,8 @@ async def _stream(
                     await conn.send_bytes(stream_id, data)
             await run.exited.wait()
             assert run.outcome is not None
+            if before_exit is not None:
+                await before_exit()
             await conn.send(ExitFrame(exit_code=run.outcome.exit_code))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass

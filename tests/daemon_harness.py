@@ -105,6 +105,13 @@ class Daemon:
                 raise AssertionError(f"timed out; last state {c['state']}")
             time.sleep(0.05)
 
+    def wait_for_gone(self, ref: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.ctl("inspect", ref, check=False).returncode == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{ref} is still there after {timeout} s")
+            time.sleep(0.05)
+
 
 def daemon_cli(daemon: Daemon) -> str:
     """A shell command line that runs boxctl against ``daemon`` (for pipelines)."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
 
+from boxctl._client import CliError
+
 pytestmark = pytest.mark.root
 
 
@@ -42,6 +44,60 @@ def test_command_not_found_and_not_executable(daemon: Daemon) -> None:
     assert "Permission denied" in r.stderr
     r = daemon.ctl("run", "--rm", "default", "no-such-command", check=False)
     assert r.returncode == 127
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""  # --rm: removed although it never ran
+
+
+def test_auto_removed_container_is_gone_when_its_exit_code_is_told(daemon: Daemon) -> None:
+    """As docker run --rm: a ps right after the run never shows the container, whichever
+    way it was started."""
+    for _ in range(5):
+        r = daemon.ctl("run", "--rm", "default", "sh", "-c", "exit 5", check=False)
+        assert r.returncode == 5
+        assert daemon.ctl("ps", "-a", "-q").stdout == ""
+    cid = daemon.ctl("create", "--rm", "default", "sh", "-c", "exit 6").stdout.strip()
+    assert daemon.ctl("start", "-a", cid, check=False).returncode == 6
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+    cid = daemon.ctl("run", "-d", "--rm", "default", "true").stdout.strip()
+    daemon.wait_for_gone(cid)
+
+
+def test_options_parse_as_docker_does() -> None:
+    """boxctl's own option parser (no daemon): bundles, = forms, the command line after
+    the image left alone, and one-line errors that name the word."""
+    from boxctl._args import Args
+    from boxctl._cli import BY_NAME
+
+    def parse(*words: str) -> Args:
+        return BY_NAME[words[0]].parse(words[1:], f"boxctl {words[0]}")
+
+    a = parse("run", "-it", "--rm", "-eA=1", "-e", "B", "--memory=64m", "img", "sh", "-c", "-x")
+    assert (a.tty, a.interactive, a.rm, a.env, a.memory) == (True, True, True, ["A=1", "B"], "64m")
+    assert a.words == ["img", "sh", "-c", "-x"]
+    a = parse("run", "--memory-swap", "-1", "--no-sig-proxy", "--", "img")
+    assert (a.memory_swap, a.sig_proxy, a.words, a.detach) == ("-1", False, ["img"], False)
+    a = parse("exec", "-it", "web", "ls", "-l")
+    assert (a.container, a.command, a.tty) == ("web", ["ls", "-l"], True)
+    a = parse("ps", "-aq")
+    assert (a.all, a.quiet, a.format) == (True, True, "table")
+    assert parse("stop", "-t", "2.5", "a", "b").time == 2.5
+    assert parse("rm", "a", "-f").force
+    assert parse("logs", "--tail=3", "c").tail == 3
+    for words, message in [
+        (("run", "--bogus", "img"), "unknown option '--bogus'"),
+        (("run", "--network", "x", "img"), "invalid --network 'x': use host, none"),
+        (("logs", "--tail", "many", "c"), "invalid --tail 'many': expected an integer"),
+        (("stop",), "at least one CONTAINER is required"),
+        (("logs", "a", "b"), "unexpected argument 'b'"),
+        (("run", "--rm=yes", "img"), "--rm takes no value"),
+        (("run", "img", "--name"), None),
+        (("kill", "-s"), "-s needs a value"),
+    ]:
+        if message is None:
+            assert parse(*words).words == ["img", "--name"]
+            continue
+        with pytest.raises(CliError, match=message) as info:
+            parse(*words)
+        assert info.value.code == 2
 
 
 def test_command_found_on_path_and_stdin_forwarded(daemon: Daemon) -> None:

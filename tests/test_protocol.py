@@ -91,6 +91,14 @@ def test_oversized_frame_refused_before_reading_it() -> None:
             "invalid value 'often'",
         ),
         ({"type": "KillRequest", "container": "x", "signal": True}, "expected str"),
+        (
+            {
+                "type": "RunRequest",
+                "config": {"image": "default", "command": ["sh"]},
+                "attach": "yes",
+            },
+            "expected bool, got str @ $.attach",
+        ),
     ],
 )
 def test_bad_messages_name_the_problem(message: dict[str, Any], error: str) -> None:
