@@ -31,13 +31,11 @@ def _env_list(values: Sequence[str]) -> list[str]:
 
 
 def _volume(spec: str) -> dict[str, Any]:
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise CliError(f"invalid volume {spec!r}: use HOST:CONTAINER[:ro|rw]")
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise CliError(f"invalid volume {spec!r}: unknown option {mode!r} (use ro or rw)")
-    return {"host": os.path.abspath(parts[0]), "container": parts[1], "read_only": mode == "ro"}
+    try:
+        host, container, options = _units.split_volume(spec)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return {"host": os.path.abspath(host), "container": container, **options}
 
 
 def _security(opts: Sequence[str]) -> dict[str, Any]:

@@ -74,9 +74,13 @@ class RestartPolicy:
 
 @attrs.frozen
 class Volume:
+    """A host directory bound into the container: always nosuid and nodev (a setuid file or
+    a device node on the host gives nothing inside), read-only and noexec on request."""
+
     host: str
     container: str
     read_only: bool = False
+    noexec: bool = False
 
 
 @attrs.frozen

@@ -33,6 +33,7 @@ import attrs
 
 from ._native import MountKind, MountOp, SpawnError, Stage
 from ._records import Volume
+from ._units import split_volume
 
 __all__ = [
     "Image",
@@ -400,24 +401,14 @@ def _container_path(path: str, what: str) -> str:
 
 
 def parse_volume(spec: str) -> Volume:
-    """``HOST:CONTAINER[:ro|rw]`` -> :class:`Volume`; HOST must be an existing directory."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise ValueError(f"volume {spec!r} is not HOST:CONTAINER[:ro|rw]")
-    host = os.path.abspath(parts[0])
+    """``HOST:CONTAINER[:OPTIONS]`` -> :class:`Volume` (see :func:`_units.split_volume`);
+    HOST must be an existing directory."""
+    host, container, options = split_volume(spec)
+    host = os.path.abspath(host)
     if not os.path.isdir(host):
         raise ValueError(f"volume {spec!r}: host directory {host} does not exist")
-    container = _container_path(parts[1], f"volume {spec!r}: container path")
-    read_only = False
-    if len(parts) == 3:
-        options = parts[2].split(",")
-        for option in options:
-            if option not in ("ro", "rw"):
-                raise ValueError(f"volume {spec!r}: unknown option {option!r} (use ro or rw)")
-        if "ro" in options and "rw" in options:
-            raise ValueError(f"volume {spec!r}: both ro and rw")
-        read_only = "ro" in options
-    return Volume(host, container, read_only)
+    container = _container_path(container, f"volume {spec!r}: container path")
+    return Volume(host, container, **options)
 
 
 def _layer_dir_name(target: str) -> str:
@@ -580,10 +571,11 @@ def container_mounts(
         _container_path(path, f"volume {volume.container} (in the image)")
         table.mkdirs(path)
         table.add(MountKind.MOUNT, path, source=volume.host, flags=MS_BIND | MS_REC)
+        flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)
         if volume.read_only:
-            table.add(MountKind.REMOUNT_RO, path, flags=MS_NOSUID | MS_NODEV)
+            table.add(MountKind.REMOUNT_RO, path, flags=flags)
         else:
-            table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
+            table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | flags)
     for spec in tmpfs:
         path = table.resolve(_container_path(spec, "tmpfs"))
         _container_path(path, f"tmpfs {spec} (in the image)")

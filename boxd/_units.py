@@ -48,3 +48,39 @@ def parse_cpus(text: str) -> float:
     if not math.isfinite(value) or value < 0.01:
         raise ValueError(f"invalid --cpus {text!r}: must be a finite number >= 0.01")
     return value
+
+
+# Volume options: each sets a field of the volume record; nosuid and nodev are always in
+# force (and suid, dev are refused).
+_VOLUME_OPTIONS: dict[str, tuple[str, bool] | None] = {
+    "ro": ("read_only", True),
+    "rw": ("read_only", False),
+    "noexec": ("noexec", True),
+    "exec": ("noexec", False),
+    "nosuid": None,
+    "nodev": None,
+}
+
+
+def split_volume(spec: str) -> tuple[str, str, dict[str, bool]]:
+    """``HOST:CONTAINER[:OPTIONS]`` -> (host, container, {"read_only": ..., "noexec": ...}
+    for the options given).  OPTIONS, comma-separated: ro or rw, noexec or exec, nosuid,
+    nodev.  The paths are checked by whoever uses them."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ValueError(f"volume {spec!r} is not HOST:CONTAINER[:OPTIONS]")
+    chosen: dict[str, tuple[str, bool]] = {}
+    for option in parts[2].split(",") if len(parts) == 3 else ():
+        if option in ("suid", "dev"):
+            raise ValueError(f"volume {spec!r}: volumes are always nosuid and nodev")
+        if option not in _VOLUME_OPTIONS:
+            known = ", ".join(_VOLUME_OPTIONS)
+            raise ValueError(f"volume {spec!r}: unknown option {option!r} (use {known})")
+        setting = _VOLUME_OPTIONS[option]
+        if setting is None:
+            continue
+        field, value = setting
+        if field in chosen and chosen[field][1] != value:
+            raise ValueError(f"volume {spec!r}: both {chosen[field][0]} and {option}")
+        chosen[field] = (option, value)
+    return parts[0], parts[1], {field: value for field, (_, value) in chosen.items()}

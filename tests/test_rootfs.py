@@ -151,17 +151,23 @@ def test_parse_volume(tmp_path: Path) -> None:
     assert parse_volume(f"{tmp_path}:/data") == Volume(str(tmp_path), "/data", False)
     assert parse_volume(f"{tmp_path}:/data/../x/:ro") == Volume(str(tmp_path), "/x", True)
     assert parse_volume(f"{tmp_path}:/data:rw") == Volume(str(tmp_path), "/data", False)
+    assert parse_volume(f"{tmp_path}:/d:ro,nosuid,nodev,noexec") == Volume(
+        str(tmp_path), "/d", read_only=True, noexec=True
+    )
+    assert parse_volume(f"{tmp_path}:/d:exec,nodev") == Volume(str(tmp_path), "/d")
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("{d}", "is not HOST:CONTAINER"),
+        ("{d}", "is not HOST:CONTAINER\\[:OPTIONS\\]"),
         ("{d}:/a:ro:x", "is not HOST:CONTAINER"),
         ("{d}:data", "container path 'data' must be an absolute path"),
         ("{d}/missing:/data", "host directory {d}/missing does not exist"),
-        ("{d}:/data:rx", "unknown option 'rx'"),
+        ("{d}:/data:rx", "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev\\)"),
         ("{d}:/data:ro,rw", "both ro and rw"),
+        ("{d}:/data:noexec,exec", "both noexec and exec"),
+        ("{d}:/data:suid", "volumes are always nosuid and nodev"),
         ("{d}:/", "would cover the container's root"),
         ("{d}:/proc/sys", "is inside /proc"),
     ],
@@ -521,3 +527,25 @@ def test_etc_hostname_and_hosts_are_the_containers(
     ]
     assert host_file.read_text() == "host\n"
     assert (root / "etc" / "hostname").is_symlink()
+
+
+@pytest.mark.root
+def test_volume_options_reach_the_mount(daemon: Daemon, busybox_root: Path, tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    script = volume / "run-me"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(0o755)
+    opts = daemon.ctl(
+        "run", "--rm", "-v", f"{volume}:/v:ro,nosuid,nodev,noexec", str(busybox_root),
+        "/bin/sh", "-c", "grep ' /v ' /proc/self/mountinfo; /v/run-me; echo code=$?",
+    ).stdout  # fmt: skip
+    fields = opts.splitlines()[-2].split()[5].split(",")  # the top mount at /v
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(fields)
+    assert opts.splitlines()[-1] == "code=126"
+    plain = daemon.ctl("run", "--rm", "-v", f"{volume}:/v", str(busybox_root), "/v/run-me")
+    assert plain.stdout == "ran\n"
+    bad = daemon.ctl(
+        "run", "--rm", "-v", f"{volume}:/v:suid", str(busybox_root), "true", check=False
+    )
+    assert bad.returncode == 1 and "volumes are always nosuid and nodev" in bad.stderr
