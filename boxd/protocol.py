@@ -15,12 +15,14 @@ Every frame is a 4-byte big-endian length followed by that many bytes of payload
 Conversation
 ------------
 Every request gets exactly one response (``...Response`` or ``ErrorResponse``).  Streaming
-requests (``AttachRequest``, ``StartRequest`` with ``attach``, ``LogsRequest`` with
-``follow``, ``ExecRequest``, ``StatsRequest`` with ``stream``) continue after the response:
+requests (``AttachRequest``, ``StartRequest`` or ``RunRequest`` with ``attach``,
+``LogsRequest``, ``ExecRequest``, ``StatsRequest``) continue after the response:
 
 * daemon -> client: stdout/stderr byte frames, ``StatsFrame``, and finally one
   ``ExitFrame {"exit_code": N}`` (or ``EndFrame`` for logs and stats, with or without
-  follow/stream) after which the daemon closes the connection.  One read may bring the
+  follow/stream) after which the daemon closes the connection.  ``boxctl run`` is one
+  ``RunRequest`` (create + start, answered with a ``CreateResponse``); with ``auto_remove``
+  the container is gone before its ``ExitFrame`` is sent.  One read may bring the
   response and frames after it, up to the end frame: a client handles every frame it
   has before it waits for more.
 * client -> daemon: stdin byte frames, ``ResizeFrame {"rows", "cols"}``,

@@ -157,3 +157,15 @@ def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
     c = daemon.wait_for("chatty", lambda c: c["state"]["status"] == "exited", timeout=60)
     assert c["state"]["exit_code"] == 0
     assert daemon.ctl("logs", "--tail", "1", "chatty").stdout.strip() == "done"
+
+
+def test_tty_log_of_megabytes_without_a_newline_comes_back_whole(daemon: Daemon) -> None:
+    """6 MiB on a terminal with no newline at all: one line of partial records, and no
+    dd statistics after it.  A bench once saw ``logs`` print nothing for such a log."""
+    size = 6 << 20
+    cid = daemon.ctl(
+        "run", "-d", "-t", "default", "sh", "-c", f"head -c {size} /dev/zero"
+    ).stdout.strip()
+    assert daemon.ctl("wait", cid).stdout.strip() == "0"
+    assert len(daemon.ctl("logs", cid).stdout) == size
+    assert len(daemon.ctl("logs", "--tail", "1", cid).stdout) == size
