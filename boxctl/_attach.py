@@ -31,22 +31,6 @@ PROXIED_SIGNALS = (
 )
 
 
-def parse_detach_keys(text: str) -> bytes:
-    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11"; a plain character stands for itself."""
-    keys = bytearray()
-    for part in text.split(","):
-        p = part.strip().lower()
-        if p.startswith("ctrl-") and len(p) == 6 and (p[5].isalpha() or p[5] in "@[\\]^_"):
-            keys.append(ord(p[5].upper()) & 0x1F)
-        elif len(part) == 1:
-            keys.append(ord(part))
-        else:
-            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q")
-    if not keys:
-        raise CliError(f"invalid detach keys {text!r}")
-    return bytes(keys)
-
-
 class DetachMatcher:
     """Finds the detach sequence in typed input; bytes of a broken prefix pass through."""
 

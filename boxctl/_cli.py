@@ -173,15 +173,34 @@ def cmd_run(args: Args) -> int:
 
 def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: bool) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached)."""
-    from . import _attach  # only streaming commands pay for the terminal machinery
-
-    keys = _attach.parse_detach_keys(args.detach_keys)
+    keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
-        client.request(request)
+        client.send(request)
+        # Only streaming commands pay for the terminal machinery, and they load it while
+        # the daemon works on the request.
+        from . import _attach
+
+        client.response()
         code = _attach.stream(
             client, stdin=stdin, tty_mode=tty_mode, detach_keys=keys, sig_proxy=args.sig_proxy
         )
     return 0 if code is None else code
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11"; a plain character stands for itself."""
+    keys = bytearray()
+    for part in text.split(","):
+        p = part.strip().lower()
+        if p.startswith("ctrl-") and len(p) == 6 and (p[5].isalpha() or p[5] in "@[\\]^_"):
+            keys.append(ord(p[5].upper()) & 0x1F)
+        elif len(part) == 1:
+            keys.append(ord(part))
+        else:
+            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q")
+    if not keys:
+        raise CliError(f"invalid detach keys {text!r}")
+    return bytes(keys)
 
 
 def _start_attached(args: Args, cid: str, *, stdin: bool, tty_mode: bool) -> int:

@@ -80,6 +80,10 @@ class Client:
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one request; its response, or CliError for an ErrorResponse."""
         self.send(message)
+        return self.response()
+
+    def response(self) -> dict[str, Any]:
+        """The response to the request sent, or CliError for an ErrorResponse."""
         response = self.receive()
         if not isinstance(response, dict):
             raise CliError("the daemon sent bytes where a response was expected")
