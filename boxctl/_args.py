@@ -182,7 +182,8 @@ class Command:
                 elif eq:
                     raise fail(f"{name} takes no value")
                 else:
-                    setattr(args, opt.dest, not name.startswith("--no-"))
+                    # A flag is set by its name; only a BOOL has a --no- form that clears it.
+                    setattr(args, opt.dest, opt.kind == FLAG or not name.startswith("--no-"))
             elif word.startswith("-") and len(word) > 1:
                 for j in range(1, len(word)):
                     name = "-" + word[j]

@@ -77,6 +77,9 @@ def test_options_parse_as_docker_does() -> None:
     assert (a.memory_swap, a.sig_proxy, a.words, a.detach) == ("-1", False, ["img"], False)
     a = parse("exec", "-it", "web", "ls", "-l")
     assert (a.container, a.command, a.tty) == ("web", ["ls", "-l"], True)
+    assert parse("run", "--sig-proxy", "img").sig_proxy
+    assert parse("stats", "--no-stream").no_stream  # a flag named --no-x is still a flag
+    assert parse("attach", "--no-stdin", "c").no_stdin
     a = parse("ps", "-aq")
     assert (a.all, a.quiet, a.format) == (True, True, "table")
     assert parse("stop", "-t", "2.5", "a", "b").time == 2.5
