@@ -15,6 +15,7 @@ file, and the directory is fsynced: a crash at any instant leaves the old or the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,17 +31,23 @@ log = logging.getLogger("boxd.store")
 RECORD = "container.json"
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace ``path`` by ``data`` through a rename: a reader (or a daemon killed midway)
+    sees the old file or the new one.  ``durable`` also survives a crash of the machine
+    (two fsyncs, milliseconds on a slow disk)."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
+    if not durable:
+        return
     dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dirfd)
@@ -54,6 +61,7 @@ class Store:
         self.containers = root / "containers"
         self.images = root / "images"
         self.broken = root / "broken"
+        self.trash = root / "trash"
         # Traversable, not listable or readable: the root of a user-namespaced container is
         # an unprivileged host uid that must reach its own layers (the records are 0600).
         for d in (root, self.containers, self.images):
@@ -63,11 +71,14 @@ class Store:
     def container_dir(self, cid: str) -> Path:
         return self.containers / cid
 
-    def save(self, container: Container) -> None:
+    def save(self, container: Container, *, durable: bool = True) -> None:
+        """``durable=False`` for state changes: after a crash of the machine every container
+        is dead anyway and the next daemon corrects what the record says (see recovery);
+        a configuration must survive it."""
         d = self.container_dir(container.id)
         d.mkdir(mode=0o700, exist_ok=True)
         data = json.dumps(unstructure(container), indent=1, allow_nan=False).encode()
-        atomic_write(d / RECORD, data)
+        atomic_write(d / RECORD, data, durable=durable)
 
     def load_all(self) -> list[Container]:
         """Every readable record; unreadable ones are moved to ``broken/`` with a log line."""
@@ -92,5 +103,16 @@ class Store:
         log.error("container record %s cannot be read (%s); moved to %s", d.name, exc, dest)
         os.rename(d, dest)
 
-    def remove(self, cid: str) -> None:
-        shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+    def discard(self, cid: str) -> None:
+        """Take a container's directory out of the store at once (a rename into ``trash/``);
+        :meth:`empty_trash` deletes it later, off the caller's path (its upper layer may
+        hold any number of files)."""
+        self.trash.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.container_dir(cid), self.trash / cid)
+
+    def empty_trash(self) -> None:
+        """Delete what :meth:`discard` set aside (also what a killed daemon left there)."""
+        with contextlib.suppress(FileNotFoundError):
+            for d in self.trash.iterdir():
+                shutil.rmtree(d, ignore_errors=True)

@@ -121,6 +121,7 @@ class Supervisor:
         # The daemon's /proc view (issue: containers see their own limits), when served.
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
+        self._trash = trio.Event()  # set: a removed container's directory awaits deletion
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -415,9 +416,10 @@ class Supervisor:
             raise StartError(str(failure), code) from failure
         raise failure
 
-    def _save(self, container: Container) -> None:
+    def _save(self, container: Container, *, durable: bool = False) -> None:
+        """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
-            self.store.save(container)
+            self.store.save(container, durable=durable)
 
     # ---- stop, kill, restart, remove, wait ------------------------------------------
 
@@ -477,7 +479,15 @@ class Supervisor:
             return
         if entry.logs is not None:
             entry.logs.close()
-        await trio.to_thread.run_sync(self.store.remove, cid)
+        self.store.discard(cid)
+        self._trash.set()
+
+    async def _collect_trash(self) -> None:
+        """Delete removed containers' directories in a thread, one batch at a time."""
+        while True:
+            await self._trash.wait()
+            self._trash = trio.Event()
+            await trio.to_thread.run_sync(self.store.empty_trash)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
@@ -537,13 +547,14 @@ class Supervisor:
         if entry.run is not None and not entry.run.exited.is_set():
             self.cgroups.open(c.id).update(limits)
         c.config = attrs.evolve(c.config, resources=resources)
-        self._save(c)
+        self._save(c, durable=True)
         return c
 
     # ---- start-up and shutdown ------------------------------------------------------
 
     async def _recover(self) -> None:
         """Make the records true after a crash; clean what a dead daemon left behind."""
+        self._trash.set()  # directories of containers removed just before it died
         for c in self.store.load_all():
             self._entries[c.id] = _Entry(c)
             st = c.state
@@ -641,8 +652,10 @@ async def open_supervisor(
         sup.procview = procview
         try:
             await sup._recover()
+            nursery.start_soon(sup._collect_trash)
             yield sup
         finally:
             with trio.CancelScope(shield=True):
                 await sup._shutdown()
+                await trio.to_thread.run_sync(store.empty_trash)
             nursery.cancel_scope.cancel(reason="supervisor closed")

@@ -148,3 +148,15 @@ def test_store_is_atomic_and_sets_aside_broken_records(tmp_path: Path) -> None:
     changed = attrs.evolve(good, name="other")
     store.save(changed)
     assert store.load_all() == [changed]
+
+
+def test_store_discards_at_once_and_empties_the_trash_later(tmp_path: Path) -> None:
+    store = Store(tmp_path / "root")
+    c = _container()
+    store.save(c, durable=False)
+    (store.container_dir(c.id) / "fs").mkdir()
+    store.discard(c.id)
+    assert store.load_all() == [] and list(store.trash.iterdir()) == [store.trash / c.id]
+    store.discard(c.id)  # already gone: nothing to do
+    store.empty_trash()
+    assert list(store.trash.iterdir()) == []
