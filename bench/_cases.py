@@ -275,6 +275,12 @@ class Bench:
             "runc run", PEER, lambda: timed(self.oci("runc"), ' "bench-runc-$i"'), note=per
         )
         case.measure("bwrap --unshare-all", PEER, lambda: timed(self.bwrap()), note=per)
+        case.measure(
+            "podman run --rm --rootfs",
+            PEER,
+            lambda: timed([*self.podman_run("--rm"), "/bin/true"], wrap=True),
+            note=per + "; through cgns.sh",
+        )
 
     # ---- 3. listing -------------------------------------------------------------------
 
@@ -341,35 +347,23 @@ class Bench:
             error = f"{type(exc).__name__}: {exc}"
         finally:
             self.daemon.remove_all()
-        for key in ("Rss", "Pss"):
-            case.measure(
-                f"boxd daemon, idle ({key})",
-                OURS,
-                partial(_value, idle, key, error),
-                metric=f"idle {key}",
-                note="after the cases above, no container",
-            )
+        both = partial(_rss_and_pss, case)
+        both("boxd daemon, idle", OURS, idle, error, "idle", "after the cases above, no container")
         trio_idle: dict[str, float] = {}
         trio_error = ""
         try:
             trio_idle = bare_trio()
         except Exception as exc:
             trio_error = f"{type(exc).__name__}: {exc}"
-        for key in ("Rss", "Pss"):
-            case.measure(
-                f"a bare Trio program ({key})",
-                BASELINE,
-                partial(_value, trio_idle, key, trio_error),
-                metric=f"idle {key}",
-            )
-        for key in ("Rss", "Pss"):
-            case.measure(
-                f"boxd daemon, per idle container ({key})",
-                OURS,
-                partial(_value, per, key, error),
-                metric=f"per container {key}",
-                note=f"(daemon with {s.idle} `sleep` containers - idle daemon) / {s.idle}",
-            )
+        both("a bare Trio program", BASELINE, trio_idle, trio_error, "idle")
+        both(
+            "boxd daemon, per idle container",
+            OURS,
+            per,
+            error,
+            "per container",
+            f"(daemon with {s.idle} `sleep` containers - idle daemon) / {s.idle}",
+        )
         case.measure(
             "boxd processes per container besides the container's own",
             OURS,
@@ -377,14 +371,14 @@ class Bench:
             metric="processes per container",
         )
         conmon, conmon_count, conmon_error = self._conmon()
-        for key in ("Rss", "Pss"):
-            case.measure(
-                f"podman's conmon, per container ({key})",
-                PEER,
-                partial(_value, conmon, key, conmon_error),
-                metric=f"per container {key}",
-                note=f"measured here: {s.podman_idle} podman `sleep` containers",
-            )
+        both(
+            "podman's conmon, per container",
+            PEER,
+            conmon,
+            conmon_error,
+            "per container",
+            f"measured here: {s.podman_idle} podman `sleep` containers",
+        )
         case.measure(
             "conmon, documented (Rss)",
             REFERENCE,
@@ -514,6 +508,27 @@ class Bench:
             return count_stdout(self.boxctl("logs", cid))
         finally:
             subprocess.run(self.boxctl("rm", "-f", cid), capture_output=True)
+
+
+def _rss_and_pss(
+    case: Case,
+    name: str,
+    role: str,
+    values: dict[str, float],
+    error: str,
+    metric: str,
+    note: str = "",
+) -> None:
+    """Two entries of ``case`` from one smaps reading: ``NAME (Rss)`` with metric ``METRIC
+    Rss``, and the same for Pss; both carry ``error`` instead when the reading failed."""
+    for key in ("Rss", "Pss"):
+        case.measure(
+            f"{name} ({key})",
+            role,
+            partial(_value, values, key, error),
+            metric=f"{metric} {key}",
+            note=note,
+        )
 
 
 def _value(values: dict[str, float], key: str, error: str) -> list[float]:

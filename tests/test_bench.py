@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 CASES = ("start", "sequential", "concurrent", "list", "memory", "output")
 PEERS_PER_CASE = {
     "start": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
-    "sequential": ("crun run", "runc run", "bwrap --unshare-all"),
-    "concurrent": ("crun run", "runc run", "bwrap --unshare-all"),
+    "sequential": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
+    "concurrent": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
 }
 TOOLS = ("crun", "runc", "bwrap", "podman", "hyperfine", "busybox")
 
