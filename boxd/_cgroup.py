@@ -14,6 +14,11 @@ cgroup that holds processes (EBUSY), and we never write a root cgroup's files: a
 controller that cannot be enabled is listed in :attr:`CgroupHost.unavailable` with the
 reason, and limits that need it are refused by :meth:`CgroupHost.validate`.
 
+Device access (:data:`ALLOWED_DEVICES`) is restricted by the v1 devices controller where
+it covers the container's cgroup, and otherwise (pure v2, or a hybrid host without it) by
+a BPF device program attached to the container's v2 cgroup (:mod:`boxd._devices`).  A
+cgroup is never made without one or the other when the host has either.
+
 Sync file I/O on cgroupfs does not block for long, so it runs on the Trio thread.
 """
 
@@ -32,20 +37,25 @@ from pathlib import Path
 import attrs
 import trio
 
+from . import _devices
+
 log = logging.getLogger("boxd.cgroup")
 
 WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io", "devices")
-# The device nodes a container may open (v1 devices controller): null, zero, full, random,
-# urandom, tty, ptmx and its pts; nothing else, even if CAP_MKNOD makes a node of a disk.
-ALLOWED_DEVICES = (
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
+# The device nodes a container may make and open: null, zero, full, random, urandom, tty,
+# ptmx and its pts; nothing else, even if CAP_MKNOD makes a node of a disk.
+ALLOWED_DEVICES = tuple(
+    _devices.parse_rule(rule)
+    for rule in (
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:2 rwm",
+        "c 136:* rwm",
+    )
 )
 DEFAULT_PIDS_LIMIT = 4096
 CPU_PERIOD = 100_000  # microseconds
@@ -147,6 +157,14 @@ def _mkdir(path: Path) -> None:
 
 def _rmdir(path: Path) -> None:
     path.rmdir()
+
+
+def _restrict_devices(path: Path) -> None:
+    """Attach the program allowing only :data:`ALLOWED_DEVICES` to the v2 cgroup ``path``."""
+    try:
+        _devices.attach(path, _devices.compile_rules(ALLOWED_DEVICES))
+    except OSError as exc:
+        raise CgroupError(exc.errno, exc.strerror) from None
 
 
 def _keyed(text: str) -> dict[str, int]:
@@ -392,6 +410,7 @@ class CgroupHost:
             limits = attrs.evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
         cg = Cgroup(self, name)
         made: list[Path] = []
+        v1_devices = self.controllers().get("devices") == "v1"
         try:
             for h in self.hierarchies:
                 self._prepare(h)
@@ -403,7 +422,9 @@ class CgroupHost:
                 if h.version == 1 and "devices" in h.controllers:
                     _write(d / "devices.deny", "a")
                     for rule in ALLOWED_DEVICES:
-                        _write(d / "devices.allow", rule)
+                        _write(d / "devices.allow", str(rule))
+                if h.version == 2 and not v1_devices:
+                    _restrict_devices(d)
             cg.update(limits)
         except BaseException:
             for d in reversed(made):

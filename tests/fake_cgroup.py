@@ -1,8 +1,10 @@
 """A fake cgroupfs for tests: a temporary tree laid out like /sys/fs/cgroup, plus the
 kernel's behaviour where boxd depends on it.
 
-:class:`FakeCgroupFs` replaces ``_mkdir``, ``_rmdir`` and ``_write`` of ``boxd._cgroup``:
-a new directory gets the interface files of the controllers its hierarchy (v1) or its
+:class:`FakeCgroupFs` replaces ``_mkdir``, ``_rmdir`` and ``_write`` of ``boxd._cgroup``,
+and ``boxd._devices.attach`` (a directory of a fake tree cannot take a BPF program: the
+programs attached are recorded, and refused outside the v2 tree as the kernel does): a new
+directory gets the interface files of the controllers its hierarchy (v1) or its
 parent's ``cgroup.subtree_control`` (v2) gives it; writes to a missing file fail with
 ENOENT; ``cgroup.subtree_control`` follows the v2 rules (a controller must be offered by
 the parent, EBUSY in a cgroup with processes) and reaches the children; a v1 memory limit
@@ -19,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from boxd import _cgroup
+from boxd import _cgroup, _devices
 from boxd._cgroup import CgroupError, CgroupHost, parse_cpu_list
+from boxd._devices import DeviceFilterError
 
 ONLINE_CPUS = 4
 V1_UNLIMITED = "9223372036854771712"
@@ -85,6 +88,9 @@ class FakeCgroupFs:
         self.v2: Path | None = None
         self.v1: dict[Path, set[str]] = {}
         self.swap_accounting = True
+        # Cgroup directory (relative to the fake root) -> the device program attached.
+        self.device_programs: dict[str, bytes] = {}
+        self.refuse_device_programs: str | None = None  # the kernel's reason, if it does
         self._mountinfo: list[str] = []
         self._own: list[str] = []
         cpu = root / "sys/devices/system/cpu"
@@ -93,6 +99,7 @@ class FakeCgroupFs:
         monkeypatch.setattr(_cgroup, "_mkdir", self.mkdir)
         monkeypatch.setattr(_cgroup, "_rmdir", self.rmdir)
         monkeypatch.setattr(_cgroup, "_write", self.write)
+        monkeypatch.setattr(_devices, "attach", self.attach_device_program)
 
     # ---- building the host ----------------------------------------------------------
 
@@ -224,6 +231,13 @@ class FakeCgroupFs:
             self._fail(path, value, errno.EINVAL)
         else:
             path.write_text(value)
+
+    def attach_device_program(self, path: Path, program: bytes) -> None:
+        if self.refuse_device_programs is not None:
+            raise DeviceFilterError(errno.EINVAL, self.refuse_device_programs)
+        if not (self._is_v2(path) and path.is_dir()):
+            raise DeviceFilterError(errno.EBADF, f"{path} is not a cgroup v2 directory")
+        self.device_programs[str(path.relative_to(self.root))] = program
 
     @staticmethod
     def _fail(path: Path, value: str, code: int) -> None:

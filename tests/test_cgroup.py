@@ -8,6 +8,11 @@ a temporary directory laid out like /sys/fs/cgroup, with fake mountinfo and cgro
 and the kernel's rules where boxd depends on them); pure v1 is tested on a fake tree too.
 The real kernel is tested on this hybrid host (``root`` marker): limits read back from the
 real files, a real child placed, killed and counted, a real OOM kill and a pids limit.
+
+Device control: where the v1 devices controller covers the container's cgroup its
+allowlist is written there; otherwise (pure v2, or hybrid without it) a BPF program is
+attached to the v2 cgroup.  A fake tree cannot take a BPF program: FakeCgroupFs records
+which program was attached where; the real program is tested in test_devices.py.
 """
 
 from __future__ import annotations
@@ -27,16 +32,42 @@ import pytest
 import trio
 from fake_cgroup import FakeCgroupFs
 
-from boxd._cgroup import Cgroup, CgroupError, CgroupHost, Limits, shares_to_weight
+from boxd._cgroup import (
+    ALLOWED_DEVICES,
+    Cgroup,
+    CgroupError,
+    CgroupHost,
+    Limits,
+    shares_to_weight,
+)
+from boxd._devices import compile_rules
 from boxd._units import parse_size
 
 M = 1 << 20
 ALL_V2 = {c: "v2" for c in ("cpu", "cpuset", "io", "memory", "pids")}
+DEVICE_PROGRAM = compile_rules(ALLOWED_DEVICES)
 
 
 @pytest.fixture
 def fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCgroupFs:
     return FakeCgroupFs(tmp_path, monkeypatch)
+
+
+async def _sigterm_one(fs: FakeCgroupFs, cg: Cgroup, d: Path) -> list[tuple[str, str]]:
+    """A real process, listed in the fake ``d/cgroup.procs``, must die of
+    ``kill_all(SIGTERM)``; returns the writes that took (relative to ``d``), and leaves
+    the list empty again."""
+    sleeper = await trio.lowlevel.open_process(["sleep", "60"])
+    try:
+        (d / "cgroup.procs").write_text(str(sleeper.pid))
+        fs.writes.clear()
+        await cg.kill_all(signal.SIGTERM)
+        assert await sleeper.wait() == -signal.SIGTERM
+        return fs.written(d)
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+        (d / "cgroup.procs").write_text("")
 
 
 # ---- pure v2 on a fake tree ---------------------------------------------------------
@@ -68,6 +99,8 @@ async def test_v2_create_enables_controllers_writes_limits_and_removes(fs: FakeC
         ("boxd/c1/cpuset.cpus", "1-2"),
     ]
     assert cg.paths == {"unified": str(own / "boxd" / "c1")}
+    c1 = str((own / "boxd" / "c1").relative_to(fs.root))
+    assert fs.device_programs == {c1: DEVICE_PROGRAM}  # no v1 devices controller: BPF
     fs.writes.clear()
     cg.add(1234)
     cg.update(Limits(pids_limit=-1, cpus=2))
@@ -195,17 +228,7 @@ async def test_v2_counters_oom_and_freeze_kill(fs: FakeCgroupFs) -> None:
     # A kernel without cgroup.kill (before 5.14), and a signal other than SIGKILL:
     # freeze, signal each process, thaw.
     (d / "cgroup.kill").unlink()
-    sleeper = await trio.lowlevel.open_process(["sleep", "60"])
-    try:
-        (d / "cgroup.procs").write_text(str(sleeper.pid))
-        fs.writes.clear()
-        await cg.kill_all(signal.SIGTERM)
-        assert await sleeper.wait() == -signal.SIGTERM
-        assert fs.written(d) == [("cgroup.freeze", "1"), ("cgroup.freeze", "0")]
-    finally:
-        sleeper.kill()
-        await sleeper.wait()
-    (d / "cgroup.procs").write_text("")
+    assert await _sigterm_one(fs, cg, d) == [("cgroup.freeze", "1"), ("cgroup.freeze", "0")]
     await cg.remove()
 
 
@@ -219,6 +242,62 @@ def test_hybrid_takes_each_controller_where_it_is(fs: FakeCgroupFs) -> None:
     host = fs.detect()
     assert host.mode == "hybrid"
     assert host.controllers() == {"memory": "v2", "cpu": "v1", "cpuacct": "v1"}
+
+
+def test_v1_detection_puts_each_hierarchy_below_our_own_cgroup(fs: FakeCgroupFs) -> None:
+    for controllers in ("memory", "cpu,cpuacct", "pids"):
+        fs.mount_v1(controllers, "/user")
+    host = fs.detect()
+    assert host.mode == "v1"
+    assert host.controllers() == {"memory": "v1", "cpu": "v1", "cpuacct": "v1", "pids": "v1"}
+    assert sorted(str(h.base.relative_to(fs.root)) for h in host.hierarchies) == [
+        "sys/fs/cgroup/cpu,cpuacct/user/boxd",
+        "sys/fs/cgroup/memory/user/boxd",
+        "sys/fs/cgroup/pids/user/boxd",
+    ]
+
+
+V1_ALLOWLIST = [("devices.deny", "a")] + [("devices.allow", str(r)) for r in ALLOWED_DEVICES]
+
+
+@pytest.mark.parametrize(
+    ("v1", "v2", "program_in", "allowlist_in"),
+    [
+        ((), True, "boxd/c", None),  # pure v2
+        (("devices", "pids"), True, None, "devices/boxd/c"),  # hybrid, v1 devices covers it
+        (("pids",), True, "unified/boxd/c", None),  # hybrid without v1 devices
+        (("devices", "pids"), False, None, "devices/boxd/c"),  # pure v1
+    ],
+)
+async def test_device_control_is_v1s_allowlist_where_it_applies_else_bpf(
+    fs: FakeCgroupFs,
+    v1: tuple[str, ...],
+    v2: bool,
+    program_in: str | None,
+    allowlist_in: str | None,
+) -> None:
+    for controllers in v1:
+        fs.mount_v1(controllers, "/")
+    if v2:
+        fs.mount_v2("/", controllers="", enabled="")
+    cg = fs.detect().create("c", Limits())
+    programs = {f"sys/fs/cgroup/{program_in}": DEVICE_PROGRAM} if program_in else {}
+    assert fs.device_programs == programs
+    allowlist = [(f"{allowlist_in}/{f}", v) for f, v in V1_ALLOWLIST] if allowlist_in else []
+    assert [(p, v) for p, v in fs.written(fs.root / "sys/fs/cgroup") if "/devices." in p] == (
+        allowlist
+    )
+    await cg.remove()
+
+
+async def test_a_refused_device_program_fails_create_and_leaves_nothing(fs: FakeCgroupFs) -> None:
+    """No silent downgrade to no device control (the refusal is the FAKE kernel's)."""
+    own = fs.mount_v2("/boxd.service")
+    fs.refuse_device_programs = "this kernel has no BPF_PROG_TYPE_CGROUP_DEVICE programs"
+    with pytest.raises(CgroupError, match="no BPF_PROG_TYPE_CGROUP_DEVICE") as info:
+        fs.detect().create("c", Limits(pids_limit=5))
+    assert info.value.errno == errno.EINVAL
+    assert not (own / "boxd").exists()
 
 
 async def test_v1_create_writes_limits_and_copies_cpuset(fs: FakeCgroupFs) -> None:
@@ -278,17 +357,8 @@ async def test_v1_without_swap_accounting_and_freezer_kill(fs: FakeCgroupFs) -> 
     cg = host.create("c", Limits(memory=64 * M, memory_swap=-1))
     assert fs.written() == [("sys/fs/cgroup/memory/boxd/c/memory.limit_in_bytes", str(64 * M))]
     freezer = Path(cg.paths["freezer"])
-    sleeper = await trio.lowlevel.open_process(["sleep", "60"])
-    try:
-        (freezer / "cgroup.procs").write_text(str(sleeper.pid))
-        fs.writes.clear()
-        await cg.kill_all(signal.SIGTERM)
-        assert await sleeper.wait() == -signal.SIGTERM
-        assert fs.written(freezer) == [("freezer.state", "FROZEN"), ("freezer.state", "THAWED")]
-    finally:
-        sleeper.kill()
-        await sleeper.wait()
-    (freezer / "cgroup.procs").write_text("")
+    frozen_and_thawed = [("freezer.state", "FROZEN"), ("freezer.state", "THAWED")]
+    assert await _sigterm_one(fs, cg, freezer) == frozen_and_thawed
     await cg.remove()
 
 
