@@ -48,14 +48,20 @@ class Tool:
 def find_tools(*, install: bool) -> dict[str, Tool]:
     """Every tool of :data:`TOOLS`; missing ones are installed with apt-get when root."""
     missing = [name for name in TOOLS if shutil.which(name) is None]
-    install_error = ""
-    if missing and install and os.geteuid() == 0:
-        install_error = _apt_install(sorted({TOOLS[n][0] for n in missing}))
+    tried = bool(missing) and install and os.geteuid() == 0
+    install_error = _apt_install(sorted({TOOLS[n][0] for n in missing})) if tried else ""
     tools = {}
     for name, (package, version_argv) in TOOLS.items():
         path = shutil.which(name)
         if path is None:
-            why = install_error or "not installed (run as root to install it with apt-get)"
+            if install_error:
+                why = install_error
+            elif tried:
+                why = f"apt-get installed it, but there is no {name} on PATH"
+            elif not install:
+                why = "not installed (--no-install)"
+            else:
+                why = "not installed (run as root to install it with apt-get)"
             tools[name] = Tool(name, error=f"package {package}: {why}")
             continue
         r = subprocess.run(version_argv, capture_output=True, text=True, timeout=60)
