@@ -126,7 +126,7 @@ def test_bad_limits_refused_before_anything_exists(daemon: Daemon) -> None:
 
 def test_only_the_standard_devices_can_be_opened(daemon: Daemon) -> None:
     """CAP_MKNOD stays (as Docker), so the devices controller must refuse other nodes.
-    v1 devices controller here; on pure v2 this needs a BPF device program (not done)."""
+    v1 devices controller here; on v2 the BPF device program does it (tests/test_devices.py)."""
     r = daemon.ctl(
         "run",
         "--rm",
