@@ -6,13 +6,12 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import REPO, Daemon
+from daemon_harness import Daemon, daemon_cli
 
 pytestmark = [
     pytest.mark.root,
@@ -79,18 +78,7 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 
 def _boxctl(daemon: Daemon, *args: str) -> str:
-    return shlex.join(
-        [
-            "env",
-            f"PYTHONPATH={REPO}",
-            sys.executable,
-            "-m",
-            "boxctl",
-            "--socket",
-            str(daemon.socket),
-            *args,
-        ]
-    )
+    return f"{daemon_cli(daemon)} {shlex.join(args)}"
 
 
 def _until_prompt(tmux: Tmux) -> None:
