@@ -290,6 +290,11 @@ class CgroupHost:
             sep = fields.index("-")
             fstype, superopts = fields[sep + 1], fields[sep + 3]
             mount_root, mountpoint = _unescape(fields[3]), Path(prefix + _unescape(fields[4]))
+            # A later mount on the same mount point hides an earlier one (a private mount
+            # namespace may cover a hierarchy with an empty tmpfs).
+            if v2 is not None and v2[0] == mountpoint:
+                v2 = None
+            v1 = {c: found for c, found in v1.items() if found[0] != mountpoint}
             if fstype == "cgroup2":
                 v2 = (mountpoint, mount_root)
             elif fstype == "cgroup":
@@ -602,6 +607,28 @@ class Cgroup:
             self._signal(sig)
         finally:
             _write(state, thawed)
+
+    def freeze(self, frozen: bool) -> None:
+        """Freeze (pause) or thaw every process of the cgroup: ``cgroup.freeze`` on v2,
+        else the v1 freezer."""
+        v2 = self._v2()
+        freezer = self._dir("freezer")
+        if v2 is not None and (v2 / "cgroup.freeze").exists():
+            _write(v2 / "cgroup.freeze", "1" if frozen else "0")
+        elif freezer is not None:
+            _write(freezer[0] / "freezer.state", "FROZEN" if frozen else "THAWED")
+        else:
+            raise CgroupError(errno.ENOTSUP, f"cgroup {self.name}: no freezer on this host")
+
+    def frozen(self) -> bool:
+        """Whether the cgroup is frozen or being frozen (:meth:`freeze`)."""
+        v2 = self._v2()
+        freezer = self._dir("freezer")
+        if v2 is not None and (v2 / "cgroup.freeze").exists():
+            return _read_opt(v2 / "cgroup.freeze").strip() == "1"
+        if freezer is not None:
+            return _read_opt(freezer[0] / "freezer.state").strip() in ("FROZEN", "FREEZING")
+        return False
 
     def _signal(self, sig: int) -> None:
         for pid in self.procs():

@@ -56,7 +56,8 @@ class MountKind(enum.IntEnum):
     MKDIR = 1  # mkdir(target, mode); EEXIST is not an error
     SYMLINK = 2  # symlink(source, target); EEXIST is not an error
     MKNOD = 3  # mknod(target, mode, dev)
-    BIND_DEV = 4  # create an empty file at target, then bind-mount source (a host device) on it
+    BIND_DEV = 4  # bind-mount source (a host device or file) on the file at target, an
+    #               empty one created if there is none (a symlink there is an error)
     REMOUNT_RO = 5  # bind target onto itself (so a plain path like /proc/sys becomes a
     #                 mount), then bind-remount it read-only (MS_REMOUNT|MS_BIND|MS_RDONLY|
     #                 flags, keeping its nosuid/nodev/noexec); a missing target is skipped

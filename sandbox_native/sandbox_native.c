@@ -425,6 +425,7 @@ static int create_in_root(const struct plan *p, const struct mount_op *op)
     const char *base;
     struct fd_link l;
     mode_t mask_was;
+    struct stat st;
     int rc, fd, dir = open_parent(p, op->target, buf, &base);
     if (dir < 0)
         return -1;
@@ -458,8 +459,15 @@ static int create_in_root(const struct plan *p, const struct mount_op *op)
         if (fd >= 0)
             close_keeping_errno(fd);
         break;
-    default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
-        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    default: /* MK_BIND_DEV: the file there (an empty new one if none), source bound on it */
+        fd = openat(dir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        else if (fd >= 0 && fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+            close(fd); /* never a mount on a symlink the root filesystem holds */
+            fd = -1;
+            errno = ELOOP;
+        }
         rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
         if (fd >= 0)
             close_keeping_errno(fd);
