@@ -465,7 +465,7 @@ async def start(
 ) -> Spawned:
     """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) while the child waits,
     release it and wait until it has exec'd (with ``plan.start_fd``: until it waits for
-    ``start``; the process is then the caller's child, set up, not yet exec'd).  Returns the :class:`Spawned` whose ``pidfd``
+    ``start``, set up but not yet exec'd).  Returns the :class:`Spawned` whose ``pidfd``
     the caller now owns (``sync_fd`` is closed); raises :class:`SpawnError` if the child
     failed before exec.  On any error or cancellation the child is killed and reaped and
     both fds are closed."""

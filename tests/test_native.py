@@ -613,6 +613,15 @@ def test_failure_record_layout() -> None:
     assert FAILURE_RECORD.size == 12
 
 
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text()
+
+
+def _read_all(fd: int) -> bytes:
+    with open(fd, "rb") as f:
+        return f.read()
+
+
 @pytest.mark.root
 async def test_wait_for_start(layout: Layout, tmp_path: Path, reaper: list[Spawned]) -> None:
     """start_fd: start() returns once the child is set up and waits; it execs only when a
@@ -629,13 +638,12 @@ async def test_wait_for_start(layout: Layout, tmp_path: Path, reaper: list[Spawn
             os.close(write_end)
     reaper.append(spawned)
     # Set up and waiting: not exec'd (still the spawn path's name), not exited.
-    assert Path(f"/proc/{spawned.pid}/comm").read_text() == "boxd:[init]\n"
+    assert _comm(spawned.pid) == "boxd:[init]\n"
     assert _reap_now(spawned.pidfd) is None
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(path)
         assert conn.recv(16) == b""  # end of file: the exec happened
-    with open(read_end, "rb") as out:
-        assert out.read() == b"started\n"
+    assert _read_all(read_end) == b"started\n"
     status = await wait_exit(spawned.pidfd)
     assert status.si_code == os.CLD_EXITED and status.si_status == 0
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import termios
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,8 +26,8 @@ import attrs
 import trio
 
 from .. import _native
-from .._cgroup import Cgroup, CgroupHost, Limits
-from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnError, SpawnPlan, Stage
+from .._cgroup import Cgroup, CgroupHost
+from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnPlan, Stage
 from .._store import atomic_write
 from . import _spec, _translate
 from ._spec import Hook, Spec, SpecError
@@ -41,6 +39,15 @@ CGROUP_GROUP = "boxd-runtime"
 
 class RuntimeError_(Exception):
     """An operation that cannot be done; the message is for the caller (conmon logs it)."""
+
+
+async def wait_exit(pidfd: int) -> os.waitid_result:
+    """The exit status of our child behind ``pidfd`` (which the caller still owns)."""
+    await trio.lowlevel.wait_readable(pidfd)
+    # Readable: the child has exited and waitid returns at once.
+    status = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)  # noqa: ASYNC222
+    assert status is not None
+    return status
 
 
 def now() -> str:
@@ -173,9 +180,7 @@ def _write_pid_file(path: str | None, pid: int) -> None:
         atomic_write(target, str(pid).encode(), 0o644, durable=False)
 
 
-def _placer(
-    cgroup: Cgroup, maps: tuple[str, str] | None, oom_score_adj: int | None
-) -> Any:
+def _placer(cgroup: Cgroup, maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
     def place(spawned: _native.Spawned) -> None:
         cgroup.add(spawned.pid)
         if oom_score_adj is not None:
@@ -204,11 +209,10 @@ async def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[N
     )
     spawned = await _native.start(RealNative(), plan)
     try:
-        await trio.lowlevel.wait_readable(spawned.pidfd)
-        status = os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)
+        status = await wait_exit(spawned.pidfd)
     finally:
         os.close(spawned.pidfd)
-    if status is None or status.si_code != os.CLD_EXITED or status.si_status != 0:
+    if status.si_code != os.CLD_EXITED or status.si_status != 0:
         raise RuntimeError_(f"linux.sysctl: cannot set {', '.join(values)} in the container")
 
 
@@ -216,7 +220,6 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
     """Create the container; return its init (the caller's child), waiting for start."""
     bundle = options.bundle.absolute()
     document, spec = _spec.load(bundle)
-    assert spec.process is not None or True
     if spec.process is not None and spec.process.terminal and not options.console_socket:
         raise RuntimeError_(
             "process.terminal is true: --console-socket is required to receive the terminal"
@@ -231,7 +234,7 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
         host.validate(limits)
     except ValueError as exc:
         raise SpecError(f"config.json: linux.resources: {exc}") from None
-    directory = root.make(cid)
+    root.make(cid)
     cgroup: Cgroup | None = None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
@@ -282,8 +285,8 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)
+            with trio.CancelScope(shield=True):
+                await wait_exit(spawned.pidfd)
             os.close(spawned.pidfd)
             raise
     except BaseException:
@@ -292,7 +295,6 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
                 await cgroup.remove()
         root.remove(cid)
         raise
-    del directory
     return spawned
 
 
@@ -512,10 +514,7 @@ async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
         _write_pid_file(options.pid_file, spawned.pid)
         if options.detach:
             return 0
-        await trio.lowlevel.wait_readable(spawned.pidfd)
-        status = os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)
-        assert status is not None
-        return exit_code(status)
+        return exit_code(await wait_exit(spawned.pidfd))
     finally:
         os.close(spawned.pidfd)
 
@@ -542,9 +541,7 @@ async def run(root: Root, cid: str, options: CreateOptions, detach: bool) -> int
         if detach:
             return 0
         with trio.CancelScope(shield=True):
-            await trio.lowlevel.wait_readable(spawned.pidfd)
-            status = os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)
-            assert status is not None
+            status = await wait_exit(spawned.pidfd)
             await delete(root, cid, force=True)
         return exit_code(status)
     finally:
@@ -567,7 +564,9 @@ def list_states(root: Root) -> list[dict[str, Any]]:
                     "pid": saved.pid if status != "stopped" else 0,
                     "status": status,
                     "bundle": saved.bundle,
-                    "rootfs": str(Path(saved.bundle) / ((saved.config.get("root") or {}).get("path") or "")),
+                    "rootfs": str(
+                        Path(saved.bundle) / ((saved.config.get("root") or {}).get("path") or "")
+                    ),
                     "created": saved.created,
                     "annotations": saved.config.get("annotations") or {},
                     "owner": "root",
@@ -601,12 +600,24 @@ def features() -> dict[str, Any]:
             "seccomp": {
                 "enabled": True,
                 "actions": sorted(
-                    ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-                     "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"]
+                    [
+                        "SCMP_ACT_ALLOW",
+                        "SCMP_ACT_ERRNO",
+                        "SCMP_ACT_KILL",
+                        "SCMP_ACT_KILL_PROCESS",
+                        "SCMP_ACT_KILL_THREAD",
+                        "SCMP_ACT_LOG",
+                        "SCMP_ACT_TRAP",
+                    ]
                 ),
                 "operators": [
-                    "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
-                    "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE",
+                    "SCMP_CMP_EQ",
+                    "SCMP_CMP_GE",
+                    "SCMP_CMP_GT",
+                    "SCMP_CMP_LE",
+                    "SCMP_CMP_LT",
+                    "SCMP_CMP_MASKED_EQ",
+                    "SCMP_CMP_NE",
                 ],
                 "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_X86_64"],
             },
@@ -621,31 +632,3 @@ def _capability_names() -> list[str]:
     from .. import _caps
 
     return [_caps.cap_name(n) for n in range(_caps.LAST_KNOWN_CAP + 1)]
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, SpawnError):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.strerror and not exc.args[1:2] == (exc.strerror,):
-        return str(exc)
-    return str(exc) or type(exc).__name__
-
-
-__all__ = [
-    "CreateOptions",
-    "ExecOptions",
-    "Limits",
-    "RuntimeError_",
-    "create",
-    "delete",
-    "errno",
-    "exec_",
-    "features",
-    "kill",
-    "list_states",
-    "pause",
-    "run",
-    "start",
-    "sys",
-    "update",
-]

@@ -86,7 +86,7 @@ class Root:
         return d
 
     def save(self, saved: Saved) -> None:
-        data = _convert.converter.dumps(saved).encode()  # type: ignore[attr-defined]
+        data = _convert.converter.dumps(saved).encode()
         atomic_write(self.dir(saved.id) / "state.json", data)
 
     def load(self, cid: str) -> Saved:
@@ -95,7 +95,7 @@ class Root:
             data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f'container "{cid}" does not exist') from None
-        return _convert.structure(_convert.converter.loads(data, dict), Saved)  # type: ignore[attr-defined]
+        return _convert.structure(_convert.converter.loads(data, dict), Saved)
 
     def ids(self) -> list[str]:
         try:

@@ -138,7 +138,9 @@ def parse_options(options: Iterable[str], where: str) -> tuple[int, int, str]:
     data = []
     for option in options:
         if option in _REFUSED_OPTIONS:
-            raise SpecError(f"{where}: option {option!r} ({_REFUSED_OPTIONS[option]}) is not supported")
+            raise SpecError(
+                f"{where}: option {option!r} ({_REFUSED_OPTIONS[option]}) is not supported"
+            )
         if option in _FLAGS:
             clear, set_ = _FLAGS[option]
             flags = (flags & ~clear) | set_
@@ -322,7 +324,10 @@ def _rlim(value: int) -> int:
 
 
 def search_path(env: Iterable[str]) -> tuple[str, ...]:
-    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    path = next(
+        (e[5:] for e in env if e.startswith("PATH=")),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
     return tuple(p for p in path.split(":") if p.startswith("/"))
 
 
@@ -370,9 +375,7 @@ def process_plan(process: Process, *, console: bool) -> dict[str, object]:
     }
 
 
-def build(
-    spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: bool
-) -> SpawnPlan:
+def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: bool) -> SpawnPlan:
     """The plan of the container's init, waiting on ``start_fd`` for ``start``."""
     if spec.process is None:
         raise SpecError("config.json: process is required to create a container")
@@ -425,7 +428,8 @@ def sysctls(spec: Spec, spaces: frozenset[Namespace]) -> dict[str, str]:
         owner = next((ns for prefix, ns in _NAMESPACED_SYSCTLS if key.startswith(prefix)), None)
         if owner is None:
             raise SpecError(
-                f"config.json: linux.sysctl {key}: not a namespaced sysctl (it would change the host)"
+                f"config.json: linux.sysctl {key}: not a namespaced sysctl "
+                "(it would change the host)"
             )
         if owner not in spaces:
             raise SpecError(
