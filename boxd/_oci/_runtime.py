@@ -205,7 +205,7 @@ async def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[N
         argv=tuple(argv),
         join_pidfd=pidfd,
         join_namespaces=spaces & {Namespace.IPC, Namespace.NET, Namespace.UTS},
-        process_name="boxd-runtime:[sysctl]",
+        process_name="boxd:[sysctl]",
     )
     spawned = await _native.start(RealNative(), plan)
     try:
@@ -415,10 +415,7 @@ def pause(root: Root, cid: str, frozen: bool) -> None:
 
 
 def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
-    try:
-        parsed = _spec._converter.structure(resources, _spec.Resources)
-    except Exception as exc:
-        raise SpecError(f"--resources: {exc}") from None
+    parsed = _spec.structure(resources, _spec.Resources, "--resources")
     limits = _translate.limits(parsed)
     with root.locked(cid):
         saved = root.load(cid)
@@ -451,10 +448,7 @@ class ExecOptions:
 
 def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
     if options.process is not None:
-        try:
-            process = _spec._converter.structure(options.process, _spec.Process)
-        except Exception as exc:
-            raise SpecError(f"--process: {exc}") from None
+        process = _spec.structure(options.process, _spec.Process, "--process")
     else:
         if not options.args:
             raise RuntimeError_("exec: give the command (arguments) or --process FILE")
@@ -491,7 +485,7 @@ async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
             join_pidfd=pidfd,
             join_namespaces=spaces,
             seccomp=_translate.seccomp_program(spec, caps.bounding),
-            process_name="boxd-runtime:[exec]",
+            process_name="boxd:[oci-exec]",
             keep_fds=options.preserve_fds,
             **fields,  # type: ignore[arg-type]
         )

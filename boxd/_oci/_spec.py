@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
 
 from .. import _convert
+
+T = TypeVar("T")
 
 _converter = _convert.converter.copy(forbid_extra_keys=False, use_alias=True)
 
@@ -262,15 +264,7 @@ class Spec:
 
 def parse(document: object) -> Spec:
     """The records of a parsed config.json; :class:`SpecError` names what is wrong."""
-    if not isinstance(document, dict):
-        raise SpecError("config.json: expected a JSON object")
-    try:
-        spec = _converter.structure(document, Spec)
-    except Exception as exc:
-        if isinstance(exc, cattrs.BaseValidationError):
-            lines = cattrs.transform_error(exc, format_exception=_describe)
-            raise SpecError("config.json: " + "; ".join(lines)) from None
-        raise SpecError(f"config.json: {exc}") from None
+    spec = structure(document, Spec, "config.json")
     version = spec.oci_version.split("-")[0].split(".")
     if len(version) < 2 or version[0] != "1" or not version[1].isdigit() or int(version[1]) > 2:
         raise SpecError(
@@ -278,6 +272,20 @@ def parse(document: object) -> Spec:
         )
     check_supported(document, spec)
     return spec
+
+
+def structure(data: object, cls: type[T], what: str) -> T:
+    """``data`` as a ``cls`` record; :class:`SpecError` (``what: ... @ $.path``) if it
+    does not fit."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{what}: expected a JSON object")
+    try:
+        return _converter.structure(data, cls)
+    except Exception as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            lines = cattrs.transform_error(exc, format_exception=_describe)
+            raise SpecError(f"{what}: " + "; ".join(lines)) from None
+        raise SpecError(f"{what}: {exc}") from None
 
 
 def _describe(exc: BaseException, _type: Any) -> str:

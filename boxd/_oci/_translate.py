@@ -403,7 +403,7 @@ def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: b
         rootfs=rootfs,
         mounts=mount_table(spec, bundle, rootfs, userns),
         seccomp=seccomp_program(spec, caps.bounding),
-        process_name="boxd-runtime:[init]",
+        process_name="boxd:[oci-init]",
         start_fd=start_fd,
         keep_fds=keep_fds,
         **fields,  # type: ignore[arg-type]
