@@ -270,6 +270,7 @@ def parse(document: object) -> Spec:
         raise SpecError(
             f"config.json: ociVersion {spec.oci_version!r} is not supported (1.0 to 1.2)"
         )
+    assert isinstance(document, dict)  # structure() checked it
     check_supported(document, spec)
     return spec
 
