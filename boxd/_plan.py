@@ -153,6 +153,7 @@ def build(
         container_dir,
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
+        shm_size=config.shm_size,
         volumes=config.volumes,
         files=etc_files(container),
         id_map=id_range() if config.userns else None,

@@ -14,6 +14,8 @@ import signal
 
 import attrs
 
+from ._tmpfs import parse_tmpfs
+
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -116,7 +118,8 @@ class ContainerConfig:
     userns: bool = False
     volumes: tuple[Volume, ...] = ()
     read_only: bool = False
-    tmpfs: tuple[str, ...] = ()
+    tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
+    shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -227,8 +230,9 @@ def validate_config(config: ContainerConfig) -> None:
     parse_signal(config.stop_signal)
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
-    for path in config.tmpfs:
-        if not path.startswith("/"):
-            raise ValueError(f"invalid tmpfs path {path!r}: must be absolute")
+    for spec in config.tmpfs:
+        parse_tmpfs(spec)
+    if config.shm_size is not None and config.shm_size < 1:
+        raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

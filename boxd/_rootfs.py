@@ -33,6 +33,7 @@ import attrs
 
 from ._native import MountKind, MountOp, SpawnError, Stage
 from ._records import Volume
+from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
 
 __all__ = [
@@ -488,6 +489,7 @@ def container_mounts(
     private_network: bool = False,
     read_only_root: bool = False,
     tmpfs: Sequence[str] = (),
+    shm_size: int | None = None,
     volumes: Sequence[Volume] = (),
     files: Mapping[str, str] | None = None,
     extra: Sequence[MountOp] = (),
@@ -499,10 +501,11 @@ def container_mounts(
     uppers, never in the image.  The table, run in order by the child before pivot_root:
     the overlays; /proc, /sys (read-only), /sys/fs/cgroup (cgroup2, read-only), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
-    the host's nodes), /dev/pts (a new instance), /dev/shm, /dev/mqueue; the volumes; the
-    tmpfs mounts; ``files`` (container path -> contents, written into the container's
-    upper layer: its own /etc/hostname and /etc/hosts); read-only remounts of the overlays
-    when ``read_only_root``; then ``extra``.
+    the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
+    64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
+    (container path -> contents, written into the container's upper layer: its own
+    /etc/hostname and /etc/hosts); read-only remounts of the overlays when
+    ``read_only_root``; then ``extra``.
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -565,6 +568,7 @@ def container_mounts(
         userns=userns,
         host_sys=userns and not private_network,
         tty_gid=_image_has_gid(image, _TTY_GID),
+        shm=shm_data(shm_size),
     )
     for volume in volumes:
         path = table.resolve(_container_path(volume.container, "volume"))
@@ -577,16 +581,17 @@ def container_mounts(
         else:
             table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | flags)
     for spec in tmpfs:
-        path = table.resolve(_container_path(spec, "tmpfs"))
-        _container_path(path, f"tmpfs {spec} (in the image)")
+        target, tmpfs_flags, tmpfs_data = parse_tmpfs(spec)
+        path = table.resolve(_container_path(target, "tmpfs"))
+        _container_path(path, f"tmpfs {target} (in the image)")
         table.mkdirs(path)
         table.add(
             MountKind.MOUNT,
             path,
             source="tmpfs",
             fstype="tmpfs",
-            flags=MS_NOSUID | MS_NODEV,
-            data="mode=1777",
+            flags=tmpfs_flags,
+            data=tmpfs_data,
         )
     for target, text in (files or {}).items():
         path = table.resolve(_container_path(target, "file"))
@@ -599,7 +604,9 @@ def container_mounts(
     return str(rootfs), tuple(table.ops)
 
 
-def _standard_mounts(table: _Table, *, userns: bool, host_sys: bool, tty_gid: bool) -> None:
+def _standard_mounts(
+    table: _Table, *, userns: bool, host_sys: bool, tty_gid: bool, shm: str
+) -> None:
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     proc = table.resolve("/proc")
     table.mkdirs(proc, 0o555)
@@ -653,13 +660,6 @@ def _standard_mounts(table: _Table, *, userns: bool, host_sys: bool, tty_gid: bo
     for name, target in _DEV_LINKS:
         table.add(MountKind.SYMLINK, f"{dev}/{name}", source=target)
     table.mkdirs(dev + "/shm")
-    table.add(
-        MountKind.MOUNT,
-        dev + "/shm",
-        source="shm",
-        fstype="tmpfs",
-        flags=MS_NOSUID | MS_NODEV,
-        data="mode=1777,size=65536k",
-    )
+    table.add(MountKind.MOUNT, dev + "/shm", source="shm", fstype="tmpfs", flags=nse, data=shm)
     table.mkdirs(dev + "/mqueue")
     table.add(MountKind.MOUNT, dev + "/mqueue", source="mqueue", fstype="mqueue", flags=nse)
