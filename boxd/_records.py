@@ -15,6 +15,7 @@ import signal
 import attrs
 
 from ._tmpfs import parse_tmpfs
+from ._users import check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -76,8 +77,9 @@ class RestartPolicy:
 
 @attrs.frozen
 class Volume:
-    """A host directory bound into the container: always nosuid and nodev (a setuid file or
-    a device node on the host gives nothing inside), read-only and noexec on request."""
+    """A host directory (or file) bound into the container: always nosuid and nodev (a
+    setuid file or a device node on the host gives nothing inside), read-only and noexec
+    on request."""
 
     host: str
     container: str
@@ -110,7 +112,7 @@ class ContainerConfig:
     command: tuple[str, ...]
     env: tuple[str, ...] = ()
     workdir: str = "/"
-    user: str = ""  # "UID[:GID]"; empty = root
+    user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     hostname: str = ""
     tty: bool = False
     interactive: bool = False
@@ -196,18 +198,6 @@ def parse_signal(text: str) -> signal.Signals:
         raise ValueError(f"invalid signal {text!r}") from None
 
 
-def parse_user(text: str) -> tuple[int, int]:
-    """``UID`` or ``UID:GID`` (numeric: the image's passwd is not trusted)."""
-    uid, _, gid = text.partition(":")
-    if not uid.isdigit() or (gid and not gid.isdigit()):
-        raise ValueError(f"invalid user {text!r}: use UID[:GID] with numbers")
-    u = int(uid)
-    g = int(gid) if gid else u
-    if u >= 2**32 - 1 or g >= 2**32 - 1:
-        raise ValueError(f"invalid user {text!r}: id out of range")
-    return u, g
-
-
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     if not config.command or not config.command[0]:
@@ -222,7 +212,7 @@ def validate_config(config: ContainerConfig) -> None:
     if not config.workdir.startswith("/"):
         raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
     if config.user:
-        parse_user(config.user)
+        check_user(config.user)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
     if config.network not in ("host", "none"):

@@ -3,6 +3,8 @@ parsed here, and checked inside real containers through boxctl and a real daemon
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from daemon_harness import Daemon
 
@@ -93,3 +95,37 @@ def test_bad_tmpfs_and_shm_size_are_refused(daemon: Daemon) -> None:
     bad = daemon.ctl("create", "--shm-size", "0", "default", "true", check=False)
     assert bad.returncode != 0 and "invalid --shm-size '0'" in bad.stderr
     assert daemon.ctl("ps", "-aq").stdout == ""
+
+
+@pytest.mark.root
+def test_single_file_volumes(daemon: Daemon, tmp_path: Path) -> None:
+    greeting = tmp_path / "greeting"
+    greeting.write_text("hello\n")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.1.2.3 db\n")
+    script = (
+        "cat /etc/greeting /etc/hosts; (echo x > /etc/greeting) 2>/dev/null || echo read-only;"
+        "echo more >> /new/dir/greeting"
+    )
+    out = daemon.ctl(
+        "run", "--rm", "-v", f"{greeting}:/etc/greeting:ro", "-v", f"{greeting}:/new/dir/greeting",
+        "-v", f"{hosts}:/etc/hosts", "default", "/bin/sh", "-c", script,
+    ).stdout  # fmt: skip
+    assert out == "hello\n10.1.2.3 db\nread-only\n"
+    assert greeting.read_text() == "hello\nmore\n"
+    assert hosts.read_text() == "10.1.2.3 db\n"
+
+
+@pytest.mark.root
+def test_a_missing_working_directory_is_made(daemon: Daemon) -> None:
+    out = daemon.ctl(
+        "run", "--name", "w", "-u", "nobody", "-w", "/made/here", "default",
+        "/bin/sh", "-c", "pwd; stat -c '%u:%g %a' . ..",
+    ).stdout  # fmt: skip
+    assert out == "/made/here\n0:0 755\n0:0 755\n"
+    cid = daemon.inspect("w")["id"]
+    # In the container's own upper layer, not in the image.
+    assert (daemon.root / "containers" / cid / "fs" / "root" / "upper" / "made" / "here").is_dir()
+    daemon.ctl("rm", "w")
+    out = daemon.ctl("run", "--rm", "--read-only", "-w", "/ro/made", "default", "pwd").stdout
+    assert out == "/ro/made\n"
