@@ -127,6 +127,7 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
@@ -230,5 +231,8 @@ def validate_config(config: ContainerConfig) -> None:
     for path in config.tmpfs:
         if not path.startswith("/"):
             raise ValueError(f"invalid tmpfs path {path!r}: must be absolute")
+    for label in config.labels:
+        if not label.partition("=")[0] or "\0" in label:
+            raise ValueError(f"invalid label {label!r}: use KEY=VALUE")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")
