@@ -133,9 +133,9 @@ async def run_daemon(args: argparse.Namespace) -> None:
             ):
                 holder.append(sup)
                 server = Server(sup, procview="on" if view else f"off: {why_not}")
-                await nursery.start(serve, server, args.socket)
-                if args.docker_socket:
+                if args.docker_socket:  # first: a client of the native socket may expect it
                     await nursery.start(serve_docker, sup, Path(args.docker_socket))
+                await nursery.start(serve, server, args.socket)
                 log.info(
                     "boxd ready: root %s, socket %s, Docker API %s, cgroups %s",
                     args.root,

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -225,6 +226,23 @@ class HttpConnection:
 
     async def error(self, exc: ApiError) -> None:
         await self.respond_json(exc.status, {"message": exc.message})
+
+    async def refuse(self, exc: ApiError) -> None:
+        """Answer a request h11 could not parse (h11 will not frame a response to what it
+        never saw as a request), then the connection ends."""
+        if self.can_respond:
+            await self.error(exc)
+            return
+        body = json.dumps({"message": exc.message}).encode() + b"\n"
+        head = (
+            f"HTTP/1.1 {exc.status} {HTTPStatus(exc.status).phrase}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        try:
+            await self.stream.send_all(head.encode() + body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone(str(exc)) from None
 
     async def start_stream(self, content_type: str = "application/json") -> None:
         """Headers now (clients wait for them), then :meth:`send` pieces, then :meth:`end`."""

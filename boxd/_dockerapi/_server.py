@@ -262,8 +262,7 @@ class DockerApi:
             try:
                 request = await conn.next_request()
             except ApiError as exc:
-                if conn.can_respond:
-                    await conn.error(exc)
+                await conn.refuse(exc)
                 return
             if request is None:
                 return
@@ -584,10 +583,11 @@ class DockerApi:
                         before_start,
                     )
                 nursery.start_soon(self._until_removed, c.id, nursery.cancel_scope)
-                async with channel:
-                    async for sid, data in channel:
-                        if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=tty))
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async with channel:
+                        async for sid, data in channel:
+                            if sid in wanted:
+                                await sock.send_all(frame(sid, data, tty=tty))
                 nursery.cancel_scope.cancel(reason="the container's output ended")
 
     async def _started(self, cid: str) -> Run | None:
