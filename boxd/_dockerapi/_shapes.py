@@ -198,6 +198,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             volumes=tuple(_volumes(host)),
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
+            shm_size=host.integer("ShmSize") or None,
             resources=_resources(host),
             security=_security(host),
             restart=_restart(restart.text("Name"), restart.integer("MaximumRetryCount")),
@@ -230,8 +231,8 @@ def _volumes(host: Fields) -> Iterable[Volume]:
 def _bind(source: str, target: str, what: str, **options: bool) -> Volume:
     if not source.startswith("/"):
         raise ApiError(400, f"{what}: named volumes are not supported, give a host path")
-    if not os.path.isdir(source):
-        raise ApiError(400, f"{what}: host directory {source} does not exist")
+    if not os.path.exists(source):
+        raise ApiError(400, f"{what}: host path {source} does not exist")
     if not target.startswith("/"):
         raise ApiError(400, f"{what}: container path {target!r} is not absolute")
     return Volume(source, target, **options)
@@ -239,9 +240,7 @@ def _bind(source: str, target: str, what: str, **options: bool) -> Volume:
 
 def _tmpfs(host: Fields) -> Iterable[str]:
     for path, options in host.mapping("Tmpfs").items():
-        if options:
-            raise ApiError(400, f"HostConfig.Tmpfs {path}: tmpfs options are not supported")
-        yield path
+        yield f"{path}:{options}" if options else path
     for mount in host.objects("Mounts"):
         kind = mount.text("Type") or "volume"
         if kind == "tmpfs":
@@ -356,7 +355,8 @@ def _host_config(c: Container) -> dict[str, Any]:
         "CapAdd": list(cfg.security.cap_add) or None,
         "CapDrop": list(cfg.security.cap_drop) or None,
         "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
-        "Tmpfs": {p: "" for p in cfg.tmpfs} or None,
+        "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
+        "ShmSize": cfg.shm_size or 64 << 20,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,
         "NanoCpus": round((res.cpus or 0) * 1e9),
