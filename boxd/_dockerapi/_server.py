@@ -122,6 +122,7 @@ class _Exec:
     started: bool = False
     run: Run | None = None
     exit_code: int | None = None
+    size: tuple[int, int] | None = None  # a resize that came before the process ran
 
     @property
     def running(self) -> bool:
@@ -736,6 +737,8 @@ class DockerApi:
                     )
                 )
                 ex.run = run
+                if ex.size is not None:
+                    run.resize(*ex.size)
                 task_status.started(run)
         except Exception as exc:
             failure = _unwrap(exc)
@@ -748,9 +751,13 @@ class DockerApi:
 
     async def _exec_resize(self, conn: HttpConnection, req: Request, exec_id: str) -> None:
         ex = self._exec_of(exec_id)
-        if not ex.running or ex.run is None:
-            raise Conflict(f"exec instance {exec_id} is not running")
-        ex.run.resize(*self._size(req))
+        size = self._size(req)
+        if ex.exit_code is not None:
+            raise Conflict(f"exec instance {exec_id} has ended")
+        # The CLI resizes right after it starts the exec, often before the process runs.
+        ex.size = size
+        if ex.run is not None:
+            ex.run.resize(*size)
         await conn.respond(200, content_type=None)
 
     async def _exec_inspect(self, conn: HttpConnection, req: Request, exec_id: str) -> None:
