@@ -15,6 +15,7 @@ import signal
 import attrs
 
 from ._tmpfs import parse_tmpfs
+from ._ulimits import check_ulimit
 from ._users import check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
@@ -88,6 +89,15 @@ class Volume:
 
 
 @attrs.frozen
+class Ulimit:
+    """A resource limit (``--ulimit nofile=1024:2048``); -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@attrs.frozen
 class Resources:
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # bytes of memory + swap; -1 unlimited
@@ -122,6 +132,7 @@ class ContainerConfig:
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
+    ulimits: tuple[Ulimit, ...] = ()
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -223,6 +234,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
+    for limit in config.ulimits:
+        check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:
         raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
     for label in config.labels:

@@ -183,15 +183,15 @@ class Supervisor:
     def _view_of(self, entry: _Entry) -> ViewLimits:
         c = entry.container
         res = c.config.resources
-        stats = self.cgroups.open(c.id).stats()
-        swap_limit = None
-        if res.memory is not None and res.memory_swap is not None and res.memory_swap >= 0:
-            swap_limit = res.memory_swap - res.memory
+        cgroup = self.cgroups.open(c.id)
+        stats = cgroup.stats()
+        memory = cgroup.memory_detail()
         return ViewLimits(
             memory_limit=res.memory,
             memory_usage=stats.memory_usage,
-            swap_limit=swap_limit,
-            swap_usage=0,
+            swap_limit=memory.swap_limit,
+            swap_usage=memory.swap_usage,
+            memory_stat=memory.stat,
             cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
             cpu_quota=res.cpus,
             started_at=c.state.started_at or time.time(),
