@@ -144,6 +144,7 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
@@ -240,5 +241,8 @@ def validate_config(config: ContainerConfig) -> None:
         check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:
         raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
+    for label in config.labels:
+        if not label.partition("=")[0] or "\0" in label:
+            raise ValueError(f"invalid label {label!r}: use KEY=VALUE")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

@@ -122,6 +122,7 @@ class Supervisor:
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
+        self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -196,6 +197,18 @@ class Supervisor:
             started_at=c.state.started_at or time.time(),
             cpu_usage_ns=(stats.cpu_user_ns, stats.cpu_system_ns),
         )
+
+    def subscribe(self, ref: str, *, lossless: bool = False) -> trio.MemoryReceiveChannel[Chunk]:
+        """The container's output from now on: of its current run or, if none runs, of the
+        next one from its first byte (a client that attaches before start)."""
+        entry = self._lookup(ref)
+        if entry.output.closed:
+            entry.output = Output()
+        return entry.output.subscribe(lossless=lossless)
+
+    async def wait_changed(self) -> None:
+        """Return at the next change of any container's recorded state, or a removal."""
+        await self._changes.park()
 
     def log_dir(self, ref: str) -> Path:
         return self.store.container_dir(self._lookup(ref).container.id) / "logs"
@@ -420,6 +433,7 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self._changes.unpark_all()
 
     # ---- stop, kill, restart, remove, wait ------------------------------------------
 
@@ -481,6 +495,7 @@ class Supervisor:
             entry.logs.close()
         self.store.discard(cid)
         self._trash.set()
+        self._changes.unpark_all()
 
     async def _collect_trash(self) -> None:
         """Delete removed containers' directories in a thread, one batch at a time."""
