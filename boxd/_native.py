@@ -47,7 +47,7 @@ class MountKind(enum.IntEnum):
     rootfs (openat2 with RESOLVE_IN_ROOT: ``..`` and absolute symlinks stop at that root,
     as they will for the container), so nothing in an untrusted root filesystem can make a
     step land outside it; the step then acts on the fd it got.  A creating step (MKDIR,
-    SYMLINK, MKNOD, BIND_DEV, WRITE_FILE) resolves the parent directory and creates the
+    SYMLINK, MKNOD, BIND_DEV, WRITE_FILE, MKFILE) resolves the parent directory and creates the
     last component in it.  ``source`` is a host path (a bind's source, a device to bind);
     ``flags`` are MS_* flags, ``data`` the mount data string (WRITE_FILE: the contents).
     """
@@ -56,8 +56,7 @@ class MountKind(enum.IntEnum):
     MKDIR = 1  # mkdir(target, mode); EEXIST is not an error
     SYMLINK = 2  # symlink(source, target); EEXIST is not an error
     MKNOD = 3  # mknod(target, mode, dev)
-    BIND_DEV = 4  # bind-mount source (a host device or file) on the file at target, an
-    #               empty one created if there is none (a symlink there is an error)
+    BIND_DEV = 4  # create an empty file at target, then bind-mount source (a host device) on it
     REMOUNT_RO = 5  # bind target onto itself (so a plain path like /proc/sys becomes a
     #                 mount), then bind-remount it read-only (MS_REMOUNT|MS_BIND|MS_RDONLY|
     #                 flags, keeping its nosuid/nodev/noexec); a missing target is skipped
@@ -65,6 +64,8 @@ class MountKind(enum.IntEnum):
     #          (a target that does not exist is skipped)
     WRITE_FILE = 7  # a new regular file at target (whatever was there is unlinked first)
     #                 holding ``data``, with permission bits ``mode``
+    MKFILE = 8  # an empty regular file at target (a single-file bind's mount point), with
+    #             permission bits ``mode``; anything already there is kept
 
 
 @attrs.frozen
@@ -89,6 +90,7 @@ class MountOp:
             MountKind.REMOUNT_RO: "remount read-only",
             MountKind.MASK: "mask",
             MountKind.WRITE_FILE: "write",
+            MountKind.MKFILE: "create",
         }[self.kind]
         return f"{verb} {self.target}"
 

@@ -123,6 +123,7 @@ enum mount_kind {
     MK_REMOUNT_RO = 5,
     MK_MASK = 6,
     MK_WRITE_FILE = 7,
+    MK_MKFILE = 8,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -210,8 +211,8 @@ static void reset_signals(const struct plan *p)
     CHECK(p, setsid(), STAGE_SETSID, 0);
 }
 
-/* Close every fd but those below `floor` and the few listed (-1 entries are ignored): the copies of the parent's
- * fds this process got at the fork include the parent's end of our own sync socket and
+/* Close every fd but those below `floor` and the few listed (lower entries are ignored):
+ * the copies of the parent's fds this process got at the fork include the parent's end of our own sync socket and
  * those of siblings still waiting for their release.  Held here, they would keep
  * end-of-file from reaching us (and the siblings) if the parent died. */
 static void close_all_but(const struct plan *p, int *keep, int n, int floor)
@@ -425,7 +426,6 @@ static int create_in_root(const struct plan *p, const struct mount_op *op)
     const char *base;
     struct fd_link l;
     mode_t mask_was;
-    struct stat st;
     int rc, fd, dir = open_parent(p, op->target, buf, &base);
     if (dir < 0)
         return -1;
@@ -459,15 +459,15 @@ static int create_in_root(const struct plan *p, const struct mount_op *op)
         if (fd >= 0)
             close_keeping_errno(fd);
         break;
-    default: /* MK_BIND_DEV: the file there (an empty new one if none), source bound on it */
-        fd = openat(dir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT)
-            fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        else if (fd >= 0 && fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
-            close(fd); /* never a mount on a symlink the root filesystem holds */
-            fd = -1;
-            errno = ELOOP;
-        }
+    case MK_MKFILE:
+        /* A mount point for a file: made if nothing is there, never opened through a link. */
+        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
+        rc = fd < 0 && errno != EEXIST ? -1 : 0;
+        if (fd >= 0)
+            close(fd);
+        break;
+    default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
+        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
         if (fd >= 0)
             close_keeping_errno(fd);
@@ -494,6 +494,7 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_MKNOD:
     case MK_BIND_DEV:
     case MK_WRITE_FILE:
+    case MK_MKFILE:
         return create_in_root(p, op);
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
@@ -850,7 +851,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_WRITE_FILE) {
+        if (op->kind < MK_MOUNT || op->kind > MK_MKFILE) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }

@@ -184,7 +184,8 @@ def _mount(table: _Table, mount: Mount, index: int, bundle: Path) -> None:
             table.add(MountKind.MOUNT, target, source=source, flags=bind)
         else:
             table.mkdirs(posixpath.dirname(target))
-            table.add(MountKind.BIND_DEV, target, source=source, flags=bind & MS_REC)
+            table.add(MountKind.MKFILE, target, mode=0o644)
+            table.add(MountKind.MOUNT, target, source=source, flags=bind)
         rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
         if rest:
             table.add(MountKind.MOUNT, target, flags=MS_REMOUNT | MS_BIND | rest)
@@ -207,7 +208,8 @@ def _mount(table: _Table, mount: Mount, index: int, bundle: Path) -> None:
 def _devices(table: _Table, spec: Spec, userns: bool) -> None:
     table.mkdirs("/dev")
     for name in DEFAULT_DEVICES:
-        table.add(MountKind.BIND_DEV, f"/dev/{name}", source=f"/dev/{name}")
+        table.add(MountKind.MKFILE, f"/dev/{name}", mode=0o666)
+        table.add(MountKind.MOUNT, f"/dev/{name}", source=f"/dev/{name}", flags=MS_BIND)
     for i, device in enumerate(spec.linux.devices if spec.linux else ()):
         where = f"config.json: linux.devices[{i}] ({device.path})"
         kind = _DEVICE_TYPES.get(device.type)
