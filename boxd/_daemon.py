@@ -110,9 +110,9 @@ async def run_daemon(args: argparse.Namespace) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as outer:
             if view is not None:
-                mountpoint = args.root / "procview"
-                mountpoint.mkdir(mode=0o755, parents=True, exist_ok=True)
-                await outer.start(view.serve, mountpoint)
+                # serve() detaches a dead view a killed daemon left mounted there (any
+                # stat of it fails with ENOTCONN), then makes the directory.
+                await outer.start(view.serve, args.root / "procview")
             async with (
                 open_supervisor(
                     args.root,
