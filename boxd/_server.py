@@ -491,14 +491,18 @@ async def serve(
     server: Server,
     path: Path,
     *,
+    listening: trio.socket.SocketType | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    sock = await bind_socket(path)
+    """Serve on a socket bound at ``path``, or on ``listening``, one systemd made (socket
+    activation: it stays in place when the daemon ends)."""
+    sock = listening if listening is not None else await bind_socket(path)
     listener = trio.SocketListener(sock)
     try:
         await trio.serve_listeners(server.handle, [listener], task_status=task_status)
     finally:
         with trio.CancelScope(shield=True):
             await listener.aclose()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            if listening is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)

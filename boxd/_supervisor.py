@@ -671,14 +671,25 @@ class Supervisor:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._trash.set()  # directories of containers removed just before it died
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
-        for c in self.store.load_all():
+        loaded = self.store.load_all()
+        for c in loaded.containers:
             entry = self._entries[c.id] = _Entry(c)
             if entry.phase in _lifecycle.LIVE:
                 interrupted.add(c.id)
-                self._found_live(entry)
+                try:
+                    self._found_live(entry)
+                except OSError as exc:  # its record cannot be written: it is served as read
+                    log.error("%s: cannot record what became of it: %s", c.short_id, exc)
+        # Every other cgroup holds what no record shows (a create or start cut short, a
+        # record set aside): killed and removed.  A newer boxd's containers are not ours.
         for name in self.cgroups.list_children():
+            if name in loaded.foreign:
+                continue
             log.info("removing cgroup %s left by a previous daemon", name)
-            await self.cgroups.open(name).remove()
+            try:
+                await self.cgroups.open(name).remove()
+            except OSError as exc:
+                log.warning("cannot remove cgroup %s: %s", name, exc)
         for entry in list(self._entries.values()):
             c = entry.container
             if entry.phase is REMOVING:  # the last daemon died removing it
