@@ -8,7 +8,7 @@ import sys
 import time
 
 from boxd import _tmpfs as _tmpfs_options
-from boxd import _units
+from boxd import _ulimits, _units
 
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import Client, CliError, call, check, socket_path
@@ -45,6 +45,14 @@ def _tmpfs(spec: str) -> str:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return spec
+
+
+def _ulimit(text: str) -> dict[str, Any]:
+    try:
+        name, soft, hard = _ulimits.parse_ulimit(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return {"name": name, "soft": soft, "hard": hard}
 
 
 def _security(opts: Sequence[str]) -> dict[str, Any]:
@@ -131,6 +139,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    config["ulimits"] = [_ulimit(text) for text in args.ulimit]
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
@@ -550,6 +559,7 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),

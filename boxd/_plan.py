@@ -14,9 +14,10 @@ from typing import Any
 import attrs
 
 from . import _caps, _masks, _seccomp
-from ._native import MountKind, MountOp, Namespace, SpawnPlan
+from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._records import Container, ContainerConfig
 from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers, read_container_file
+from ._ulimits import NAMES as ULIMIT_NAMES
 from ._users import ExecUser, resolve_in
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -191,7 +192,10 @@ def _restrictions(container: Container, uid: int) -> dict[str, Any]:
     """What confines a container's processes: the same for its init and for exec."""
     sec = container.config.security
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
+    # Of a limit given twice the last counts, as in Docker.
+    ulimits = {u.name: u for u in container.config.ulimits}
     return {
+        "rlimits": tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()),
         "caps": caps,
         "no_new_privs": sec.no_new_privileges,
         "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),

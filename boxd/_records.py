@@ -15,6 +15,7 @@ import signal
 import attrs
 
 from ._tmpfs import parse_tmpfs
+from ._ulimits import check_ulimit
 from ._users import check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
@@ -95,6 +96,15 @@ class Volume:
 
 
 @attrs.frozen
+class Ulimit:
+    """A resource limit (``--ulimit nofile=1024:2048``); -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@attrs.frozen
 class Resources:
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # bytes of memory + swap; -1 unlimited
@@ -129,6 +139,7 @@ class ContainerConfig:
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
+    ulimits: tuple[Ulimit, ...] = ()
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -139,6 +150,7 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
@@ -229,7 +241,12 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
+    for limit in config.ulimits:
+        check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:
         raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
+    for label in config.labels:
+        if not label.partition("=")[0] or "\0" in label:
+            raise ValueError(f"invalid label {label!r}: use KEY=VALUE")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")
