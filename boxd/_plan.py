@@ -165,7 +165,7 @@ def build(
             + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
-    user = identity(config.user, image, container_dir)
+    user = identity(config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=config.tty)
     return SpawnPlan(
         argv=config.command,
@@ -202,14 +202,17 @@ def _restrictions(container: Container, uid: int) -> dict[str, Any]:
     }
 
 
-def identity(user: str, image: Image, container_dir: Path) -> ExecUser:
-    """``--user`` resolved in the container's own /etc/passwd and /etc/group."""
+def identity(
+    user: str, image: Image, container_dir: Path, group_add: tuple[str, ...] = ()
+) -> ExecUser:
+    """``--user`` (and ``--group-add``) resolved in the container's own /etc/passwd and
+    /etc/group."""
 
     def read(path: str) -> str | None:
         data = read_container_file(image, container_dir, path)
         return None if data is None else data.decode("utf-8", "replace")
 
-    return resolve_in(user, read)
+    return resolve_in(user, read, group_add)
 
 
 def build_exec(
@@ -224,7 +227,7 @@ def build_exec(
     """A process that joins the namespaces of the container's init (``init_pidfd``);
     ``image`` and ``container_dir`` are the container's, for its users and groups."""
     config = container.config
-    user = identity(spec.user or config.user, image, container_dir)
+    user = identity(spec.user or config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=spec.tty, extra=spec.env)
     return SpawnPlan(
         argv=spec.command,

@@ -16,7 +16,7 @@ import attrs
 
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
-from ._users import check_user
+from ._users import check_group, check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -123,6 +123,7 @@ class ContainerConfig:
     env: tuple[str, ...] = ()
     workdir: str = "/"
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
+    group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
     tty: bool = False
     interactive: bool = False
@@ -225,6 +226,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
     if config.user:
         check_user(config.user)
+    for group in config.group_add:
+        check_group(group)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
     if config.network not in ("host", "none"):

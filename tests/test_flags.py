@@ -60,3 +60,18 @@ def test_ulimits_reach_init_and_exec(daemon: Daemon) -> None:
     bad = daemon.ctl("run", "--rm", "--ulimit", "nofile=200:100", "default", "true", check=False)
     assert bad.returncode != 0
     assert "invalid --ulimit 'nofile=200:100': the soft limit 200 is above" in bad.stderr
+
+
+@pytest.mark.root
+def test_group_add_in_run_and_exec(daemon: Daemon) -> None:
+    groups = ("--group-add", "tty", "--group-add", "4242")
+    out = daemon.ctl("run", "--rm", "-u", "nobody", *groups, "default", "id", "-G").stdout
+    assert out == "65534 5 4242\n"
+    daemon.ctl("run", "-d", "--name", "g", *groups, "default", "sleep", "300")
+    assert daemon.ctl("exec", "-u", "nobody", "g", "id", "-G").stdout == "65534 5 4242\n"
+    daemon.ctl("rm", "-f", "g")
+    bad = daemon.ctl("run", "--rm", "--group-add", "staff2", "default", "true", check=False)
+    assert bad.returncode == 125
+    assert "unable to find group staff2: no matching entries in group file" in bad.stderr
+    bad = daemon.ctl("run", "--rm", "--group-add", "a:b", "default", "true", check=False)
+    assert bad.returncode != 0 and "invalid --group-add 'a:b'" in bad.stderr
