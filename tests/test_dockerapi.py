@@ -118,19 +118,20 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("from-host\n")
     tmp_path.chmod(0o755)  # readable by the container's uid 1000
     script = (
-        "ulimit -n; ulimit -Hn; echo $A; pwd; id -u; cat /mnt/file; "
+        "ulimit -n; ulimit -Hn; echo $A; pwd; id -u; id -G; cat /mnt/file; "
         "touch /mnt/x 2>/dev/null || echo ro-volume; touch /x 2>/dev/null || echo ro-root; "
         "touch /scratch/x && echo tmpfs-rw"
     )
     r = _docker(
         clean,
         *("run", "--rm", "--ulimit", "nofile=100:200", "-e", "A=1", "-w", "/tmp"),
-        *("-u", "1000:1000", "-v", f"{tmp_path}:/mnt:ro", "--read-only"),
+        *("-u", "1000:1000", "--group-add", "5", "-v", f"{tmp_path}:/mnt:ro", "--read-only"),
         *("--tmpfs", "/scratch:size=1m,mode=1777", "default", "sh", "-c", script),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n") == [
-        *("100", "200", "1", "/tmp", "1000", "from-host", "ro-volume", "ro-root", "tmpfs-rw"),
+        *("100", "200", "1", "/tmp", "1000", "1000 5", "from-host", "ro-volume", "ro-root"),
+        "tmpfs-rw",
         "",
     ]
 

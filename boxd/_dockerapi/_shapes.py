@@ -139,7 +139,6 @@ _REFUSED_HOST = (
     "DnsSearch",
     "DnsOptions",
     "ExtraHosts",
-    "GroupAdd",
     "Init",
     "VolumeDriver",
     "OomKillDisable",
@@ -199,6 +198,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
             shm_size=host.integer("ShmSize") or None,
+            group_add=tuple(host.strings("GroupAdd")),
             ulimits=tuple(
                 Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
                 for u in host.objects("Ulimits")
@@ -361,6 +361,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
         "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
         "ShmSize": cfg.shm_size or 64 << 20,
+        "GroupAdd": list(cfg.group_add) or None,
         "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,
