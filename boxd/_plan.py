@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from . import _caps, _masks, _seccomp
+from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._records import Container, ContainerConfig
 from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers, read_container_file
@@ -120,12 +121,14 @@ def namespaces(container: Container) -> frozenset[Namespace]:
 
 def etc_files(container: Container) -> dict[str, str]:
     """The container's own /etc/hostname and /etc/hosts (its hostname resolving to
-    127.0.1.1, as Debian does for a host's name), written over the image's at each start."""
+    127.0.1.1, as Debian does for a host's name, then the ``--add-host`` entries), written
+    over the image's at each start."""
     name = hostname(container)
     return {
         "/etc/hostname": f"{name}\n",
         "/etc/hosts": (
             f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+            + hosts_lines(container.config.extra_hosts)
         ),
     }
 
@@ -165,7 +168,7 @@ def build(
             + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
-    user = identity(config.user, image, container_dir)
+    user = identity(config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=config.tty)
     return SpawnPlan(
         argv=config.command,
@@ -202,14 +205,17 @@ def _restrictions(container: Container, uid: int) -> dict[str, Any]:
     }
 
 
-def identity(user: str, image: Image, container_dir: Path) -> ExecUser:
-    """``--user`` resolved in the container's own /etc/passwd and /etc/group."""
+def identity(
+    user: str, image: Image, container_dir: Path, group_add: tuple[str, ...] = ()
+) -> ExecUser:
+    """``--user`` (and ``--group-add``) resolved in the container's own /etc/passwd and
+    /etc/group."""
 
     def read(path: str) -> str | None:
         data = read_container_file(image, container_dir, path)
         return None if data is None else data.decode("utf-8", "replace")
 
-    return resolve_in(user, read)
+    return resolve_in(user, read, group_add)
 
 
 def build_exec(
@@ -224,7 +230,7 @@ def build_exec(
     """A process that joins the namespaces of the container's init (``init_pidfd``);
     ``image`` and ``container_dir`` are the container's, for its users and groups."""
     config = container.config
-    user = identity(spec.user or config.user, image, container_dir)
+    user = identity(spec.user or config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=spec.tty, extra=spec.env)
     return SpawnPlan(
         argv=spec.command,

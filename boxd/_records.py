@@ -14,9 +14,10 @@ import signal
 
 import attrs
 
+from ._hosts import parse_host
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
-from ._users import check_user
+from ._users import check_group, check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -130,7 +131,9 @@ class ContainerConfig:
     env: tuple[str, ...] = ()
     workdir: str = "/"
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
+    group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
+    extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
     interactive: bool = False
     network: str = "host"  # "host" or "none"
@@ -232,6 +235,10 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
     if config.user:
         check_user(config.user)
+    for group in config.group_add:
+        check_group(group)
+    for host in config.extra_hosts:
+        parse_host(host)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
     if config.network not in ("host", "none"):
