@@ -25,6 +25,7 @@ from .._records import (
     RestartPolicy,
     Security,
     Status,
+    Ulimit,
     Volume,
 )
 from ._http import ApiError
@@ -134,12 +135,10 @@ _REFUSED_HOST = (
     "UTSMode",
     "UsernsMode",
     "Sysctls",
-    "Ulimits",
     "Dns",
     "DnsSearch",
     "DnsOptions",
     "ExtraHosts",
-    "GroupAdd",
     "Init",
     "VolumeDriver",
     "OomKillDisable",
@@ -199,6 +198,11 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
             shm_size=host.integer("ShmSize") or None,
+            group_add=tuple(host.strings("GroupAdd")),
+            ulimits=tuple(
+                Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
+                for u in host.objects("Ulimits")
+            ),
             resources=_resources(host),
             security=_security(host),
             restart=_restart(restart.text("Name"), restart.integer("MaximumRetryCount")),
@@ -357,6 +361,8 @@ def _host_config(c: Container) -> dict[str, Any]:
         "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
         "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
         "ShmSize": cfg.shm_size or 64 << 20,
+        "GroupAdd": list(cfg.group_add) or None,
+        "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,
         "NanoCpus": round((res.cpus or 0) * 1e9),
