@@ -12,6 +12,7 @@ import resource
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -333,12 +334,59 @@ def search_path(env: Iterable[str]) -> tuple[str, ...]:
     return tuple(p for p in path.split(":") if p.startswith("/"))
 
 
+def _skip_unknown(section: dict[str, Any]) -> dict[str, Any]:
+    """Profiles written for libseccomp (Podman's, containerd's) name calls of other
+    architectures that boxd's syscall tables do not list; libseccomp skips what it cannot
+    resolve, and so does this where skipping cannot widen the filter: in allowing rules,
+    and in any rule when the default action denies (boxd's compiler answers a number it
+    does not know with ENOSYS unless the default allows)."""
+    rules = section.get("syscalls")
+    if not isinstance(rules, list):
+        return section
+    default_allows = section.get("defaultAction") in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+    kept = []
+    for rule in rules:
+        names = rule.get("names") if isinstance(rule, dict) else None
+        if isinstance(names, list) and (
+            rule.get("action") == "SCMP_ACT_ALLOW" or not default_allows
+        ):
+            known = [n for n in names if not isinstance(n, str) or _seccomp.known_syscall(n)]
+            if not known:
+                continue
+            rule = {**rule, "names": known}
+        kept.append(rule)
+    return {**section, "syscalls": _deny_wins(kept)}
+
+
+def _deny_wins(rules: list[Any]) -> list[Any]:
+    """Podman's profile allows some calls in its long allowlist and denies them again in a
+    later rule (setns, sethostname without CAP_SYS_ADMIN); libseccomp keeps the first
+    unconditional rule, boxd's compiler refuses a conflict.  Keep the denying rule."""
+    denied = {
+        name
+        for rule in rules
+        if isinstance(rule, dict) and rule.get("action") != "SCMP_ACT_ALLOW" and not rule.get("args")
+        for name in rule.get("names") or ()
+    }
+    out = []
+    for rule in rules:
+        if isinstance(rule, dict) and rule.get("action") == "SCMP_ACT_ALLOW" and not rule.get(
+            "args"
+        ):
+            names = [n for n in rule.get("names") or () if n not in denied]
+            if not names:
+                continue
+            rule = {**rule, "names": names}
+        out.append(rule)
+    return out
+
+
 def seccomp_program(spec: Spec, bounding: int) -> bytes | None:
     section = spec.linux.seccomp if spec.linux else None
     if not section:
         return None
     try:
-        profile = _seccomp.profile_from_docker(section)
+        profile = _seccomp.profile_from_docker(_skip_unknown(section))
         return _seccomp.compile_profile(profile, caps=bounding)
     except ValueError as exc:
         raise SpecError(f"config.json: linux.seccomp: {exc}") from None
