@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .. import _caps, _seccomp
+from .. import _caps, _rootfs, _seccomp
 from .._cgroup import CPU_PERIOD, Limits
 from .._native import Capabilities, MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
@@ -365,13 +365,17 @@ def _deny_wins(rules: list[Any]) -> list[Any]:
     denied = {
         name
         for rule in rules
-        if isinstance(rule, dict) and rule.get("action") != "SCMP_ACT_ALLOW" and not rule.get("args")
+        if isinstance(rule, dict)
+        and rule.get("action") != "SCMP_ACT_ALLOW"
+        and not rule.get("args")
         for name in rule.get("names") or ()
     }
     out = []
     for rule in rules:
-        if isinstance(rule, dict) and rule.get("action") == "SCMP_ACT_ALLOW" and not rule.get(
-            "args"
+        if (
+            isinstance(rule, dict)
+            and rule.get("action") == "SCMP_ACT_ALLOW"
+            and not rule.get("args")
         ):
             names = [n for n in rule.get("names") or () if n not in denied]
             if not names:
@@ -445,6 +449,7 @@ def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: b
     if spec.hostname and Namespace.UTS not in spaces:
         raise SpecError(f"config.json: hostname {spec.hostname!r} needs a uts namespace")
     fields = process_plan(spec.process, console=spec.process.terminal)
+    check_command(spec, bundle, rootfs)
     caps = fields["caps"]
     assert isinstance(caps, Capabilities)
     return SpawnPlan(
@@ -457,6 +462,27 @@ def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: b
         start_fd=start_fd,
         keep_fds=keep_fds,
         **fields,  # type: ignore[arg-type]
+    )
+
+
+def check_command(spec: Spec, bundle: Path, rootfs: str) -> None:
+    """Fail at create, as runc does, when the process's program is not in the root or a
+    directory bound into it (SpawnError: ``exec /bin/nope: No such file or directory``,
+    which Podman maps to 127)."""
+    assert spec.process is not None
+    layers = [_rootfs.Layer(rootfs, "/")]
+    for mount in spec.mounts:
+        source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
+        if (mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options) and (
+            os.path.isdir(source)
+        ):
+            layers.append(_rootfs.Layer(source, _container_path(mount.destination)))
+    process = spec.process
+    _rootfs.check_command(
+        _rootfs.Image("bundle", tuple(layers)),
+        process.args[0],
+        search_path(process.env),
+        process.cwd,
     )
 
 
