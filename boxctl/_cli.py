@@ -9,6 +9,7 @@ import time
 
 from boxd import _units
 
+from . import _images
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import Client, CliError, call, check, socket_path
 
@@ -78,26 +79,36 @@ def _resources(args: Args) -> dict[str, Any]:
     return res
 
 
+def _is_directory(word: str) -> bool:
+    """A root filesystem directory rather than an image reference: a path as written."""
+    return word.startswith(("/", "./", "../", "~")) or word in (".", "..")
+
+
 def _config(args: Args) -> tuple[dict[str, Any], str]:
     words = list(args.words)
+    reference = False
     if args.rootfs:
         image = os.path.abspath(args.rootfs)
     elif words:
         image = words.pop(0)
-        if image != "default":
-            image = os.path.abspath(image)
+        if _is_directory(image):
+            image = os.path.abspath(os.path.expanduser(image))
+        reference = image != "default" and not image.startswith("/")
     else:
         raise CliError(
-            f"{args.prog}: an IMAGE (default, or a root filesystem directory) is required"
+            f"{args.prog}: an IMAGE (a reference, default, or a root filesystem directory) "
+            "is required"
         )
-    if not words:
+    if not words and not reference:
         words = ["/bin/sh"]
+    if reference:
+        _images.ensure_image(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
         "command": words,
         "env": _env_list(args.env),
-        "workdir": args.workdir,
+        "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
         "hostname": args.hostname or "",
         "tty": args.tty,
@@ -122,6 +133,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    if args.entrypoint is not None:
+        config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     try:
         if args.log_max_size is not None:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
@@ -503,7 +516,10 @@ RUN_OPTIONS = (
     Opt("--name", kind=VALUE, help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
-    Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
+    Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
+    Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
+    Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
+    Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
     Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
     *RESOURCE_OPTIONS,
@@ -644,6 +660,8 @@ COMMANDS = (
         (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
         (("containers", ANY, "CONTAINER"),),
     ),
+    *_images.COMMANDS,
+    _images.IMAGE_COMMAND,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import importlib.resources
+import itertools
 import os
 import posixpath
 import shutil
@@ -73,6 +74,7 @@ _IMAGE_DIRS = {
 # Bumped whenever the layout built by _build_default changes, so old builds are not reused.
 _LAYOUT_VERSION = b"1"
 _MAX_SYMLINKS = 40
+_PAGE = 4096  # overlayfs takes its mount options in one page
 # Characters that overlayfs' option string cannot carry unescaped.
 _OVERLAY_UNSAFE = frozenset(",:\\")
 
@@ -100,10 +102,16 @@ class ImageError(Exception):
 
 @attrs.frozen
 class Layer:
-    """A read-only host directory ``lower`` shown at ``target`` in the container."""
+    """A read-only host directory ``lower`` shown at ``target`` in the container, over the
+    directories ``below`` (an image's deeper layers, top-most first)."""
 
     lower: str
     target: str
+    below: tuple[str, ...] = ()
+
+    @property
+    def lowers(self) -> tuple[str, ...]:
+        return (self.lower, *self.below)
 
 
 @attrs.frozen
@@ -267,7 +275,7 @@ _View = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 def _image_view(image: Image) -> _View:
-    return tuple((layer.target, (layer.lower,)) for layer in image.layers)
+    return tuple((layer.target, layer.lowers) for layer in image.layers)
 
 
 def _host_paths(view: _View, path: str) -> tuple[str, ...]:
@@ -323,9 +331,11 @@ def _lookup(view: _View, path: str) -> tuple[str, os.stat_result | None]:
 def _lstat_first(paths: Sequence[str]) -> os.stat_result | None:
     for p in paths:
         try:
-            return os.lstat(p)
+            st = os.lstat(p)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        # An overlay whiteout (a 0/0 character device) hides what the layers below hold.
+        return None if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else st
     return None
 
 
@@ -450,12 +460,26 @@ class _Table:
         self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
+def read_image_file(image: Image, path: str) -> str | None:
+    """The text of a regular file of the image (its top-most layer's copy), or None."""
+    view = _image_view(image)
+    resolved, st = _lookup(view, path)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return None
+    for host in _host_paths(view, resolved):
+        try:
+            with open(host, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None
+    return None
+
+
 def _image_has_gid(image: Image, gid: int) -> bool:
-    try:
-        with open(os.path.join(image.layers[0].lower, "etc", "group"), encoding="utf-8") as f:
-            return any(line.split(":")[2:3] == [str(gid)] for line in f)
-    except (OSError, UnicodeDecodeError):
-        return False
+    text = read_image_file(image, "/etc/group") or ""
+    return any(line.split(":")[2:3] == [str(gid)] for line in text.splitlines())
 
 
 def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
@@ -473,10 +497,10 @@ def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
 
 def id_mapped_layers(image: Image, container_dir: Path) -> tuple[tuple[str, str], ...]:
     """(image layer, attach point) for a user-namespaced container: the child mounts an
-    id-mapped copy of each layer on its attach point, and the overlays use those."""
+    id-mapped copy of each layer directory on its attach point, and the overlays use those."""
     return tuple(
-        (layer.lower, str(container_dir / "layers" / str(i)))
-        for i, layer in enumerate(image.layers)
+        (lower, str(container_dir / "layers" / str(i)))
+        for i, lower in enumerate(d for layer in image.layers for d in layer.lowers)
     )
 
 
@@ -525,7 +549,7 @@ def container_mounts(
             gid = start + gid if gid < count else gid
         os.chown(path, uid, gid)
 
-    lowers = [layer.lower for layer in image.layers]
+    lowers = [":".join(layer.lowers) for layer in image.layers]
     if id_map is not None:
         os.chmod(container_dir, 0o711)
         _check_traversable(
@@ -534,10 +558,13 @@ def container_mounts(
         for volume in volumes:
             _check_traversable(Path(volume.host).parents, id_map[0], f"volume {volume.host}")
         own(rootfs, 0, 0)
+        points = iter(id_mapped_layers(image, container_dir))
         lowers = []
-        for _, point in id_mapped_layers(image, container_dir):
-            os.makedirs(point, mode=0o711, exist_ok=True)
-            lowers.append(point)
+        for layer in image.layers:
+            mapped = [point for _, point in itertools.islice(points, len(layer.lowers))]
+            for point in mapped:
+                os.makedirs(point, mode=0o711, exist_ok=True)
+            lowers.append(":".join(mapped))
     view = []
     overlays = []
     for layer, lower in zip(image.layers, lowers, strict=True):
@@ -550,9 +577,15 @@ def container_mounts(
         os.chmod(upper, stat.S_IMODE(lower_st.st_mode))
         own(upper, lower_st.st_uid, lower_st.st_gid)
         own(work, 0, 0)
-        view.append((layer.target, (str(upper), layer.lower)))
+        view.append((layer.target, (str(upper), *layer.lowers)))
         data = f"lowerdir={lower},upperdir={upper},workdir={work}"
-        overlays.append((layer.target, data + (",userxattr" if userns else "")))
+        data += ",userxattr" if userns else ""
+        if len(data) >= _PAGE:
+            raise ImageError(
+                f"image {image.name} has too many layers ({len(layer.lowers)}) for one overlay "
+                f"mount: its options take {len(data)} bytes, the limit is {_PAGE - 1}"
+            )
+        overlays.append((layer.target, data))
     table = _Table(tuple(view))
     overlay_paths = []
     for target, data in overlays:

@@ -9,7 +9,7 @@ Layout::
     layers/<hex>.json       the record that makes ``l/...`` of diff_id <hex> present; it
                             is written after the rename, so a killed unpack leaves nothing
                             a later run would use
-    images/<hex>.json       one image (id = digest of its config): tags, repo digests and
+    meta/<hex>.json         one image (id = digest of its config): tags, repo digests and
                             the layer blobs in order
     tmp/                    downloads and unpacks in progress (emptied at start)
 
@@ -79,7 +79,7 @@ class ImageStore:
         self.blobs = root / "blobs" / "sha256"
         self.layer_dirs = root / "l"
         self.layer_records = root / "layers"
-        self.records = root / "images"
+        self.records = root / "meta"
         self.tmp = root / "tmp"
         for d in (self.blobs, self.layer_records, self.records):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -146,6 +146,10 @@ class ImageStore:
                     f"layer {blob_digest} unpacks to {result.diff_id}, but the image says {diff_id}"
                 )
             os.chmod(work, os.stat(work).st_mode | 0o011)
+            found = self.layer_dir(diff_id)
+            if found is not None:  # unpacked meanwhile by another pull
+                shutil.rmtree(work)
+                return found
             if final.exists():  # a half unpack (killed before its record) or a collision
                 shutil.rmtree(final)
             os.rename(work, final)
