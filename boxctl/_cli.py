@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from boxd import _tmpfs as _tmpfs_options
 from boxd import _units
 
 from . import _images
@@ -37,6 +38,14 @@ def _volume(spec: str) -> dict[str, Any]:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return {"host": os.path.abspath(host), "container": container, **options}
+
+
+def _tmpfs(spec: str) -> str:
+    try:
+        _tmpfs_options.parse_tmpfs(spec)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return spec
 
 
 def _security(opts: Sequence[str]) -> dict[str, Any]:
@@ -117,7 +126,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "userns": args.isolate_user,
         "volumes": [_volume(v) for v in args.volume],
         "read_only": args.read_only,
-        "tmpfs": args.tmpfs,
+        "tmpfs": [_tmpfs(spec) for spec in args.tmpfs],
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -135,6 +144,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
+    if args.shm_size is not None:
+        try:
+            config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     try:
         if args.log_max_size is not None:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
@@ -520,7 +534,7 @@ RUN_OPTIONS = (
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
     Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
-    Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+    Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
@@ -538,7 +552,8 @@ RUN_OPTIONS = (
     Opt("--network", kind=VALUE, default="host", choices=("host", "none"), help="network"),
     Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
     Opt("--read-only", help="mount the root read-only"),
-    Opt("--tmpfs", kind=APPEND, metavar="PATH", help="a tmpfs at PATH"),
+    Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
+    Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
@@ -601,7 +616,7 @@ COMMANDS = (
             Opt("-t", "--tty", help="allocate a pseudo-terminal"),
             Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
             Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
-            Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+            Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
             *ATTACH_OPTIONS,
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),

@@ -546,10 +546,17 @@ class Supervisor:
                 await nursery.start(
                     functools.partial(proc.execute, owns_cgroup=False),
                     self.native,
-                    lambda stdio: _plan.build_exec(c, request, run.pidfd, stdio=stdio),
+                    lambda stdio: _plan.build_exec(
+                        c,
+                        request,
+                        run.pidfd,
+                        self._image(c.config.image),
+                        self.store.container_dir(c.id),
+                        stdio=stdio,
+                    ),
                     self.cgroups.open(c.id),
                 )
-            except (SpawnError, OSError) as exc:
+            except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
             task_status.started(proc)
         assert proc.outcome is not None

@@ -4,9 +4,8 @@
   to ``run`` replaces the image's ``Cmd``; ``--entrypoint`` replaces the image's
   ``Entrypoint`` and drops its ``Cmd`` (``--entrypoint ""`` clears it).
 * ``Env`` comes first; the user's ``-e`` overrides it by name.
-* ``WorkingDir``, ``User`` and ``StopSignal`` apply unless the user gave their own.
-  ``User`` may be a name: it is resolved in the image's ``/etc/passwd`` and
-  ``/etc/group`` at create (numeric ids are taken as they are).
+* ``WorkingDir``, ``User`` and ``StopSignal`` apply unless the user gave their own
+  (``User`` names are resolved at start in the container's /etc/passwd, as for ``-u``).
 * ``ExposedPorts`` and ``Labels`` are kept on the container for networking and inspect.
 """
 
@@ -17,7 +16,7 @@ from typing import Any
 import attrs
 
 from .._records import ContainerConfig
-from .._rootfs import Image, Layer, read_image_file
+from .._rootfs import Image, Layer
 from .store import ImageRecord, ImageStore
 
 __all__ = ["ImageConfigError", "apply_image_config", "rootfs_of"]
@@ -42,50 +41,6 @@ def _strings(config: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _lookup_id(text: str | None, name: str, index: int, what: str) -> int | None:
-    """The id of ``name`` in a passwd/group file's text (``index``: the id's field)."""
-    for line in (text or "").splitlines():
-        fields = line.split(":")
-        if len(fields) > index and fields[0] == name and fields[index].isdigit():
-            return int(fields[index])
-    return None
-
-
-def resolve_user(spec: str, image: Image) -> str:
-    """``USER[:GROUP]`` with names looked up in the image: ``UID:GID``."""
-    user, _, group = spec.partition(":")
-    passwd = read_image_file(image, "/etc/passwd")
-    if user.isdigit():
-        uid = int(user)
-        gid = next(
-            (
-                int(f[3])
-                for f in (line.split(":") for line in (passwd or "").splitlines())
-                if len(f) > 3 and f[2] == user and f[3].isdigit()
-            ),
-            uid if not group else 0,
-        )
-    else:
-        found = _lookup_id(passwd, user, 2, "user")
-        if found is None:
-            raise ImageConfigError(
-                f"unable to find user {user}: no matching entries in passwd file"
-            )
-        uid = found
-        gid = _lookup_id(passwd, user, 3, "group") or 0
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            found = _lookup_id(read_image_file(image, "/etc/group"), group, 2, "group")
-            if found is None:
-                raise ImageConfigError(
-                    f"unable to find group {group}: no matching entries in group file"
-                )
-            gid = found
-    return f"{uid}:{gid}"
-
-
 def apply_image_config(
     config: ContainerConfig, record: ImageRecord, image_config: dict[str, Any], image: Image
 ) -> ContainerConfig:
@@ -106,9 +61,7 @@ def apply_image_config(
     workdir = config.workdir or str(inner.get("WorkingDir") or "/")
     if not workdir.startswith("/"):
         workdir = "/" + workdir
-    user = config.user
-    if not user and inner.get("User"):
-        user = resolve_user(str(inner["User"]), image)
+    user = config.user or str(inner.get("User") or "")
     stop_signal = config.stop_signal
     if stop_signal == "SIGTERM" and inner.get("StopSignal"):
         stop_signal = str(inner["StopSignal"])
