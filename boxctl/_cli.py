@@ -8,7 +8,7 @@ import sys
 import time
 
 from boxd import _tmpfs as _tmpfs_options
-from boxd import _units
+from boxd import _ulimits, _units
 
 from . import _images
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
@@ -46,6 +46,14 @@ def _tmpfs(spec: str) -> str:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return spec
+
+
+def _ulimit(text: str) -> dict[str, Any]:
+    try:
+        name, soft, hard = _ulimits.parse_ulimit(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return {"name": name, "soft": soft, "hard": hard}
 
 
 def _security(opts: Sequence[str]) -> dict[str, Any]:
@@ -119,6 +127,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "env": _env_list(args.env),
         "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
+        "group_add": args.group_add,
         "hostname": args.hostname or "",
         "tty": args.tty,
         "interactive": args.interactive,
@@ -144,6 +153,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
+    config["ulimits"] = [_ulimit(text) for text in args.ulimit]
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
@@ -535,6 +545,7 @@ RUN_OPTIONS = (
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
     Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
+    Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
@@ -554,6 +565,7 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),

@@ -14,9 +14,10 @@ from typing import Any
 import attrs
 
 from . import _caps, _masks, _seccomp
-from ._native import MountKind, MountOp, Namespace, SpawnPlan
+from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._records import Container, ContainerConfig
 from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers, read_container_file
+from ._ulimits import NAMES as ULIMIT_NAMES
 from ._users import ExecUser, resolve_in
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -164,7 +165,7 @@ def build(
             + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
-    user = identity(config.user, image, container_dir)
+    user = identity(config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=config.tty)
     return SpawnPlan(
         argv=config.command,
@@ -191,21 +192,27 @@ def _restrictions(container: Container, uid: int) -> dict[str, Any]:
     """What confines a container's processes: the same for its init and for exec."""
     sec = container.config.security
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
+    # Of a limit given twice the last counts, as in Docker.
+    ulimits = {u.name: u for u in container.config.ulimits}
     return {
+        "rlimits": tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()),
         "caps": caps,
         "no_new_privs": sec.no_new_privileges,
         "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
     }
 
 
-def identity(user: str, image: Image, container_dir: Path) -> ExecUser:
-    """``--user`` resolved in the container's own /etc/passwd and /etc/group."""
+def identity(
+    user: str, image: Image, container_dir: Path, group_add: tuple[str, ...] = ()
+) -> ExecUser:
+    """``--user`` (and ``--group-add``) resolved in the container's own /etc/passwd and
+    /etc/group."""
 
     def read(path: str) -> str | None:
         data = read_container_file(image, container_dir, path)
         return None if data is None else data.decode("utf-8", "replace")
 
-    return resolve_in(user, read)
+    return resolve_in(user, read, group_add)
 
 
 def build_exec(
@@ -220,7 +227,7 @@ def build_exec(
     """A process that joins the namespaces of the container's init (``init_pidfd``);
     ``image`` and ``container_dir`` are the container's, for its users and groups."""
     config = container.config
-    user = identity(spec.user or config.user, image, container_dir)
+    user = identity(spec.user or config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=spec.tty, extra=spec.env)
     return SpawnPlan(
         argv=spec.command,

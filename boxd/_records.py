@@ -15,7 +15,8 @@ import signal
 import attrs
 
 from ._tmpfs import parse_tmpfs
-from ._users import check_user
+from ._ulimits import check_ulimit
+from ._users import check_group, check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -88,6 +89,15 @@ class Volume:
 
 
 @attrs.frozen
+class Ulimit:
+    """A resource limit (``--ulimit nofile=1024:2048``); -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@attrs.frozen
 class Resources:
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # bytes of memory + swap; -1 unlimited
@@ -115,6 +125,7 @@ class ContainerConfig:
     env: tuple[str, ...] = ()
     workdir: str = "/"  # empty: the image's WorkingDir, else /
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
+    group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
     tty: bool = False
     interactive: bool = False
@@ -124,6 +135,7 @@ class ContainerConfig:
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
+    ulimits: tuple[Ulimit, ...] = ()
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -223,6 +235,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
     if config.user:
         check_user(config.user)
+    for group in config.group_add:
+        check_group(group)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
     if config.network not in ("host", "none"):
@@ -232,7 +246,12 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
+    for limit in config.ulimits:
+        check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:
         raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
+    for label in config.labels:
+        if not label.partition("=")[0] or "\0" in label:
+            raise ValueError(f"invalid label {label!r}: use KEY=VALUE")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

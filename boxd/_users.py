@@ -54,10 +54,38 @@ def _id(text: str) -> int | None:
     return int(text) if text.isdigit() and int(text) <= _MAX_ID else None
 
 
-def resolve(text: str, passwd: str | None, group: str | None) -> ExecUser:
+def resolve(
+    text: str, passwd: str | None, group: str | None, group_add: tuple[str, ...] = ()
+) -> ExecUser:
     """``USER[:GROUP]`` -> the identity to run as, given the texts of the container's
     /etc/passwd and /etc/group (None when the image has none).  An empty ``text`` is root.
+    ``group_add`` (``--group-add``: names or gids) are added to the supplementary groups.
     Raises ValueError in Docker's words for a name that is in neither file."""
+    user = _resolve_user(text, passwd, group)
+    groups = list(user.groups)
+    for name in group_add:
+        gid = _id(name)
+        if gid is None:
+            gid = next((g for n, g, _ in _groups(group) if n == name and g is not None), None)
+            if gid is None:
+                raise ValueError(f"unable to find group {name}: no matching entries in group file")
+        if gid not in groups:
+            groups.append(gid)
+    return attrs.evolve(user, groups=tuple(groups))
+
+
+def check_group(text: str) -> None:
+    """Refuse a ``--group-add`` that is neither a name nor a gid, naming it."""
+    if not _NAME.match(text) or (text.isdigit() and int(text) > _MAX_ID):
+        raise ValueError(f"invalid --group-add {text!r}: use a group name or id")
+
+
+def _groups(text: str | None) -> list[tuple[str, int | None, list[str]]]:
+    """(name, gid, members) of each well-formed line of a group file."""
+    return [(row[0], _id(row[2]), row[3].split(",")) for row in _entries(text, 4)]
+
+
+def _resolve_user(text: str, passwd: str | None, group: str | None) -> ExecUser:
     if not text:
         text = "0"
     check_user(text)
@@ -77,7 +105,7 @@ def resolve(text: str, passwd: str | None, group: str | None) -> ExecUser:
         user = ExecUser(uid, 0, (), "/root" if uid == 0 else "/")
     else:
         raise ValueError(f"unable to find user {name}: no matching entries in passwd file")
-    groups = [(row[0], _id(row[2]), row[3].split(",")) for row in _entries(group, 4)]
+    groups = _groups(group)
     if colon:
         gid = _id(group_name)
         matches = [g for n, g, _ in groups if g is not None and (n == group_name or g == gid)]
@@ -94,7 +122,9 @@ def resolve(text: str, passwd: str | None, group: str | None) -> ExecUser:
     return attrs.evolve(user, groups=member_of)
 
 
-def resolve_in(text: str, read: Callable[[str], str | None]) -> ExecUser:
+def resolve_in(
+    text: str, read: Callable[[str], str | None], group_add: tuple[str, ...] = ()
+) -> ExecUser:
     """:func:`resolve` with the files ``read`` returns for a container path (root too:
     an image may give root supplementary groups, as Docker honours)."""
-    return resolve(text, read("/etc/passwd"), read("/etc/group"))
+    return resolve(text, read("/etc/passwd"), read("/etc/group"), group_add)

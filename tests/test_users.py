@@ -46,6 +46,14 @@ def test_names_and_ids_resolve_as_docker_does() -> None:
     assert resolve("", None, None) == ExecUser(0, 0, (), "/root")
 
 
+def test_group_add_appends_names_and_ids() -> None:
+    added = resolve("app", PASSWD, GROUP, ("nogroup", "4242", "staff"))
+    assert added == ExecUser(1001, 1001, (10, 50, 65534, 4242), "/home/app")
+    assert resolve("4242", None, None, ("7",)).groups == (7,)
+    with pytest.raises(ValueError, match="unable to find group admins: no matching entries"):
+        resolve("app", PASSWD, GROUP, ("admins",))
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
