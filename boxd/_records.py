@@ -14,6 +14,7 @@ import signal
 
 import attrs
 
+from ._hosts import parse_host
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
 from ._users import check_group, check_user
@@ -24,10 +25,17 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Status(enum.Enum):
+    """A container's phase; the transitions between phases are in :mod:`boxd._lifecycle`."""
+
     CREATED = "created"
+    STARTING = "starting"  # its process is being spawned
     RUNNING = "running"
+    PAUSED = "paused"  # its cgroup is frozen
+    RESTARTING = "restarting"  # ended; its restart policy starts it again after a backoff
+    STOPPING = "stopping"  # asked to stop: stop signal sent, SIGKILL after the timeout
     STOPPED = "stopped"  # ended because somebody asked (stop, kill, daemon shutdown)
     EXITED = "exited"  # ended by itself
+    REMOVING = "removing"  # being removed (rm): only the removal goes on
 
 
 class RestartName(enum.Enum):
@@ -127,6 +135,7 @@ class ContainerConfig:
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
+    extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
     interactive: bool = False
     network: str = "host"  # "host" or "none"
@@ -237,6 +246,8 @@ def validate_config(config: ContainerConfig) -> None:
         check_user(config.user)
     for group in config.group_add:
         check_group(group)
+    for host in config.extra_hosts:
+        parse_host(host)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
     if config.network not in ("host", "none"):
