@@ -34,6 +34,11 @@ class Daemon:
     socket: Path
     process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def docker_socket(self) -> Path:
+        """The daemon's Docker Engine API socket, beside its own."""
+        return self.socket.with_name("docker.sock")
+
     def start(self, *extra: str) -> None:
         self.process = subprocess.Popen(
             [
@@ -44,6 +49,8 @@ class Daemon:
                 str(self.root),
                 "--socket",
                 str(self.socket),
+                "--docker-socket",
+                str(self.docker_socket),
                 "--log-level",
                 "debug",
                 *extra,
