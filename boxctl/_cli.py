@@ -196,6 +196,8 @@ def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
     config, name = _config(args)
+    if not args.detach:
+        _check_tty(stdin=args.interactive, tty_mode=args.tty)
     request = {
         "type": "RunRequest",
         "config": config,
@@ -207,6 +209,13 @@ def cmd_run(args: Args) -> int:
         print(call(args.socket, request)["id"])
         return 0
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+
+
+def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
+    """A container's terminal takes its input from ours: a pipe or a file cannot be one.
+    Refused before anything is asked of the daemon, with Docker's words and exit code."""
+    if stdin and tty_mode and not os.isatty(0):
+        raise CliError("the input device is not a TTY")
 
 
 def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: bool) -> int:
@@ -252,15 +261,16 @@ def cmd_start(args: Args) -> int:
             raise CliError("boxctl start: --attach takes exactly one container")
         c = _inspect(args.socket, args.containers[0])
         cfg = c["config"]
-        return _start_attached(
-            args, c["id"], stdin=args.interactive and cfg["interactive"], tty_mode=cfg["tty"]
-        )
+        stdin = args.interactive and cfg["interactive"]
+        _check_tty(stdin=stdin, tty_mode=cfg["tty"])
+        return _start_attached(args, c["id"], stdin=stdin, tty_mode=cfg["tty"])
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
 def cmd_attach(args: Args) -> int:
     c = _inspect(args.socket, args.container)
     stdin = not args.no_stdin and c["config"]["interactive"]
+    _check_tty(stdin=stdin, tty_mode=c["config"]["tty"])
     request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
     return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
 
@@ -268,6 +278,7 @@ def cmd_attach(args: Args) -> int:
 def cmd_exec(args: Args) -> int:
     if not args.command:
         raise CliError("boxctl exec: a COMMAND is required")
+    _check_tty(stdin=args.interactive, tty_mode=args.tty)
     request = {
         "type": "ExecRequest",
         "container": args.container,
