@@ -310,6 +310,14 @@ def cmd_kill(args: Args) -> int:
     )
 
 
+def cmd_pause(args: Args) -> int:
+    return _each(args, lambda ref: call(args.socket, {"type": "PauseRequest", "container": ref}))
+
+
+def cmd_unpause(args: Args) -> int:
+    return _each(args, lambda ref: call(args.socket, {"type": "UnpauseRequest", "container": ref}))
+
+
 def cmd_rm(args: Args) -> int:
     return _each(
         args,
@@ -361,14 +369,17 @@ def _ago(t: float | None) -> str:
 
 
 def status_text(c: dict[str, Any]) -> str:
+    """The STATUS column as Docker writes it: ``Up 2 minutes (Paused)``, ``Restarting (1)
+    3 seconds ago``, ``Exited (0) 5 seconds ago``, ``Created``."""
     st = c["state"]
     status = st["status"]
-    if status == "running":
-        return f"Up {_ago(st['started_at'])}"
-    if status in ("exited", "stopped"):
+    if status in ("running", "paused", "stopping"):
+        note = {"running": "", "paused": " (Paused)", "stopping": " (Stopping)"}[status]
+        return f"Up {_ago(st['started_at'])}{note}"
+    if status in ("exited", "stopped", "restarting"):
         oom = " (OOM)" if st["oom_killed"] else ""
         return f"{status.capitalize()} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
-    return "Created"
+    return {"starting": "Starting", "removing": "Removal In Progress"}.get(status, "Created")
 
 
 def cmd_list(args: Args) -> int:
@@ -442,7 +453,8 @@ def _parse_since(text: str) -> float:
 
 def cmd_info(args: Args) -> int:
     info = call(args.socket, {"type": "InfoRequest"})
-    for key in ("version", "root", "cgroup_mode", "containers", "running", "procview"):
+    keys = ("version", "root", "cgroup_mode", "containers", "running", "paused", "stopped")
+    for key in (*keys, "procview"):
         print(f"{key}: {info[key]}")
     return 0
 
@@ -631,6 +643,8 @@ COMMANDS = (
         (Opt("-s", "--signal", kind=VALUE, default="SIGKILL", help="the signal"),),
         CONTAINERS,
     ),
+    Command("pause", cmd_pause, "freeze every process of containers", (), CONTAINERS),
+    Command("unpause", cmd_unpause, "let paused containers run again", (), CONTAINERS),
     Command(
         "list",
         cmd_list,

@@ -86,6 +86,16 @@ class RemoveRequest:
 
 
 @attrs.frozen
+class PauseRequest:
+    container: str
+
+
+@attrs.frozen
+class UnpauseRequest:
+    container: str
+
+
+@attrs.frozen
 class ListRequest:
     all: bool = False
 
@@ -181,6 +191,8 @@ class InfoResponse:
     containers: int
     running: int
     procview: str
+    paused: int = 0
+    stopped: int = 0
 
 
 @attrs.frozen
@@ -232,6 +244,8 @@ REQUESTS: dict[str, type[Any]] = {
         RestartRequest,
         KillRequest,
         RemoveRequest,
+        PauseRequest,
+        UnpauseRequest,
         ListRequest,
         InspectRequest,
         WaitRequest,

@@ -25,10 +25,17 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Status(enum.Enum):
+    """A container's phase; the transitions between phases are in :mod:`boxd._lifecycle`."""
+
     CREATED = "created"
+    STARTING = "starting"  # its process is being spawned
     RUNNING = "running"
+    PAUSED = "paused"  # its cgroup is frozen
+    RESTARTING = "restarting"  # ended; its restart policy starts it again after a backoff
+    STOPPING = "stopping"  # asked to stop: stop signal sent, SIGKILL after the timeout
     STOPPED = "stopped"  # ended because somebody asked (stop, kill, daemon shutdown)
     EXITED = "exited"  # ended by itself
+    REMOVING = "removing"  # being removed (rm): only the removal goes on
 
 
 class RestartName(enum.Enum):
