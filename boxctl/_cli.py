@@ -107,12 +107,16 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         raise CliError(
             f"{args.prog}: an IMAGE (default, or a root filesystem directory) is required"
         )
-    if not words:
+    # Docker's rule: --entrypoint replaces the image's, and then the image's default command
+    # (here /bin/sh) is not used; "" clears it.
+    entrypoint = [args.entrypoint] if args.entrypoint else []
+    if not words and not entrypoint:
         words = ["/bin/sh"]
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
         "command": words,
+        "entrypoint": entrypoint,
         "env": _env_list(args.env),
         "workdir": args.workdir,
         "user": args.user or "",
@@ -393,7 +397,7 @@ def cmd_list(args: Args) -> int:
         return 0
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
     for c in containers:
-        command = " ".join(c["config"]["command"])
+        command = " ".join(c["config"].get("entrypoint", []) + c["config"]["command"])
         if len(command) > 20:
             command = command[:19] + "…"
         image = c["config"]["image"]
@@ -543,6 +547,7 @@ RUN_OPTIONS = (
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
     Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
+    Opt("--entrypoint", kind=VALUE, help="the program to run, before the command's words"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),

@@ -171,7 +171,7 @@ def build(
     user = identity(config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=config.tty)
     return SpawnPlan(
-        argv=config.command,
+        argv=config.argv,
         env=env,
         search_path=_search_path(env),
         namespaces=namespaces(container),

@@ -128,6 +128,7 @@ class Security:
 class ContainerConfig:
     image: str  # "default" or an absolute path to a root filesystem directory
     command: tuple[str, ...]
+    entrypoint: tuple[str, ...] = ()  # --entrypoint: run as entrypoint + command
     env: tuple[str, ...] = ()
     workdir: str = "/"
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
@@ -158,6 +159,11 @@ class ContainerConfig:
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """What the container runs: its entrypoint, then its command (Docker's rule)."""
+        return self.entrypoint + self.command
 
 
 @attrs.frozen
@@ -223,9 +229,10 @@ def parse_signal(text: str) -> signal.Signals:
 
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
-    if not config.command or not config.command[0]:
+    argv = config.argv
+    if not argv or not argv[0]:
         raise ValueError("no command given")
-    for arg in config.command:
+    for arg in argv:
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
     for item in config.env:

@@ -131,3 +131,20 @@ def test_oom_score_adj_for_init_and_exec(daemon: Daemon) -> None:
     bad = daemon.ctl("run", "--rm", "--oom-score-adj", "1001", "default", "true", check=False)
     assert bad.returncode != 0
     assert "invalid --oom-score-adj 1001: must be between -1000 and 1000" in bad.stderr
+
+
+@pytest.mark.root
+def test_entrypoint_of_the_default_image(daemon: Daemon) -> None:
+    out = daemon.ctl("run", "--rm", "--entrypoint", "/bin/echo", "default", "hi", "there").stdout
+    assert out == "hi there\n"
+    # Without words the entrypoint runs alone (the image's default command is dropped).
+    assert daemon.ctl("run", "--rm", "--entrypoint", "pwd", "default").stdout == "/\n"
+    assert daemon.ctl("run", "--rm", "--entrypoint", "", "default", "echo", "x").stdout == "x\n"
+    daemon.ctl("create", "--name", "e", "--entrypoint", "/bin/echo", "default", "a")
+    config = daemon.inspect("e")["config"]
+    assert (config["entrypoint"], config["command"]) == (["/bin/echo"], ["a"])
+    assert '"/bin/echo a"' in daemon.ctl("ps", "-a").stdout
+    assert daemon.ctl("start", "-a", "e").stdout == "a\n"
+    daemon.ctl("rm", "e")
+    bad = daemon.ctl("run", "--rm", "--entrypoint", "/no/such", "default", check=False)
+    assert bad.returncode == 127 and "/no/such" in bad.stderr
