@@ -171,14 +171,14 @@ def build(
     user = identity(config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=config.tty)
     return SpawnPlan(
-        argv=config.argv,
+        argv=config.command,
         env=env,
         search_path=_search_path(env),
         namespaces=namespaces(container),
         hostname=hostname(container),
         rootfs=rootfs,
         mounts=mounts,
-        cwd=config.workdir,
+        cwd=config.workdir or "/",
         uid=user.uid,
         gid=user.gid,
         groups=user.groups,
@@ -236,7 +236,7 @@ def build_exec(
         argv=spec.command,
         env=env,
         search_path=_search_path(env),
-        cwd=spec.workdir or config.workdir,
+        cwd=spec.workdir or config.workdir or "/",
         uid=user.uid,
         gid=user.gid,
         groups=user.groups,

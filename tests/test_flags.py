@@ -142,7 +142,8 @@ def test_entrypoint_of_the_default_image(daemon: Daemon) -> None:
     assert daemon.ctl("run", "--rm", "--entrypoint", "", "default", "echo", "x").stdout == "x\n"
     daemon.ctl("create", "--name", "e", "--entrypoint", "/bin/echo", "default", "a")
     config = daemon.inspect("e")["config"]
-    assert (config["entrypoint"], config["command"]) == (["/bin/echo"], ["a"])
+    # As for an image's: the command is what runs, the entrypoint is kept apart too.
+    assert (config["entrypoint"], config["command"]) == (["/bin/echo"], ["/bin/echo", "a"])
     assert '"/bin/echo a"' in daemon.ctl("ps", "-a").stdout
     assert daemon.ctl("start", "-a", "e").stdout == "a\n"
     daemon.ctl("rm", "e")
