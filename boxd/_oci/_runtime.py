@@ -131,10 +131,21 @@ def run_hooks(hooks: Sequence[Hook], kind: str, state: dict[str, Any]) -> None:
             )
 
 
+_HOOK_FIELDS = {
+    "prestart": "prestart",
+    "createRuntime": "create_runtime",
+    "createContainer": "create_container",
+    "startContainer": "start_container",
+    "poststart": "poststart",
+    "poststop": "poststop",
+}
+
+
 def _hooks(spec: Spec, kind: str) -> tuple[Hook, ...]:
+    """The spec's hooks of ``kind`` (the spec's name: ``createRuntime``)."""
     if spec.hooks is None:
         return ()
-    value: tuple[Hook, ...] = getattr(spec.hooks, kind)
+    value: tuple[Hook, ...] = getattr(spec.hooks, _HOOK_FIELDS[kind])
     return value
 
 
@@ -278,7 +289,7 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
                 cgroup_name=name,
             )
             state = state_document(saved, "created")
-            for kind in ("prestart", "create_runtime", "create_container"):
+            for kind in ("prestart", "createRuntime", "createContainer"):
                 run_hooks(_hooks(spec, kind), kind, state)
             root.save(saved)
             _write_pid_file(options.pid_file, spawned.pid)
@@ -313,7 +324,7 @@ def start(root: Root, cid: str) -> None:
             raise RuntimeError_(f"cannot start an already {status} container")
         spec = _spec.parse(saved.config)
         state = state_document(saved, "created")
-        run_hooks(_hooks(spec, "start_container"), "startContainer", state)
+        run_hooks(_hooks(spec, "startContainer"), "startContainer", state)
         path = root.start_socket(cid)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(str(path))
