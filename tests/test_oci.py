@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import oci_peers
 import pytest
 
 from boxd._oci import _spec, _translate
@@ -150,14 +151,7 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) 
     """An OCI image layout holding the busybox root as one layer (built with umoci)."""
     if shutil.which("umoci") is None:
         pytest.skip("umoci is not installed (apt-get install umoci)")
-    base = tmp_path_factory.mktemp("oci-image")
-    layout, work = base / "layout", base / "work"
-    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
-    subprocess.run(["umoci", "new", "--image", f"{layout}:busybox"], check=True)
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:busybox", str(work)], check=True)
-    shutil.copytree(busybox_root, work / "rootfs", symlinks=True, dirs_exist_ok=True)
-    subprocess.run(["umoci", "repack", "--image", f"{layout}:busybox", str(work)], check=True)
-    return layout
+    return oci_peers.make_busybox_image(tmp_path_factory.mktemp("oci-image"), busybox_root)
 
 
 @pytest.fixture
@@ -458,9 +452,7 @@ def test_features_names_what_is_supported() -> None:
 
 
 @pytest.mark.root
-def test_hooks_get_the_state_and_time_out(
-    runtime: Runtime, bundle: Bundle, tmp_path: Path
-) -> None:
+def test_hooks_get_the_state_and_time_out(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     bundle.command("exit 0")
 
     def hook(name: str) -> dict[str, Any]:
@@ -491,9 +483,7 @@ def test_hooks_get_the_state_and_time_out(
 
 
 @pytest.mark.root
-def test_console_socket_and_preserved_fds(
-    runtime: Runtime, bundle: Bundle, tmp_path: Path
-) -> None:
+def test_console_socket_and_preserved_fds(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     """As conmon: the pty master arrives on --console-socket (SCM_RIGHTS); fds 3.. of the
     caller stay open in the container with --preserve-fds."""
     bundle.command("echo via-fd-3 >&3; stty size; tty")
