@@ -69,6 +69,11 @@ def containerd(busybox_root: Path) -> Iterator[Containerd]:
         stdin=subprocess.DEVNULL,
     )
     c = Containerd(work, f"boxdtest{uuid.uuid4().hex[:8]}")
+    # The shim's fixed directories (its sockets, boxd-runtime's --root): removed at the end
+    # if this test made them.
+    shim_dirs = [Path("/run/containerd/runc", c.namespace), Path("/run/containerd/runc"),
+                 Path("/run/containerd/s"), Path("/run/containerd")]  # fmt: skip
+    made = [d for d in shim_dirs if not d.exists()]
     try:
         deadline = time.monotonic() + 60
         while c.ctr("version", check=False).returncode != 0:
@@ -83,9 +88,9 @@ def containerd(busybox_root: Path) -> Iterator[Containerd]:
         process.wait(timeout=60)
         log.close()
         oci_peers.remove_cgroups(f"/{c.namespace}")
-        # The shim's --root for boxd-runtime: empty once its containers are deleted.
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"/run/containerd/runc/{c.namespace}").rmdir()
+        for d in made:
+            with contextlib.suppress(FileNotFoundError):
+                d.rmdir()
         shutil.rmtree(work)
 
 
@@ -97,10 +102,9 @@ def test_ctr_run_with_the_runc_shim(containerd: Containerd, busybox_root: Path) 
         tar.add(layout, arcname=".")
     containerd.ctr("images", "import", "--base-name", "localhost/busybox", str(archive))
     image = "localhost/busybox:busybox"
-    done = containerd.ctr("run", "--rm", "--runc-binary", RUNTIME, image, "hi", "echo", "hi")
+    run = ["run", "--rm", "--fifo-dir", str(containerd.work / "fifo"), "--runc-binary", RUNTIME]
+    done = containerd.ctr(*run, image, "hi", "echo", "hi")
     assert done.stdout == "hi\n"
-    code = containerd.ctr(
-        "run", "--rm", "--runc-binary", RUNTIME, image, "hi", "sh", "-c", "exit 4", check=False
-    ).returncode
+    code = containerd.ctr(*run, image, "hi", "sh", "-c", "exit 4", check=False).returncode
     assert code == 4
     assert containerd.ctr("containers", "list", "--quiet").stdout == ""
