@@ -10,6 +10,7 @@ import time
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units
 
+from . import _images
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 
@@ -96,26 +97,38 @@ def _resources(args: Args) -> dict[str, Any]:
     return res
 
 
+def _is_directory(word: str) -> bool:
+    """A root filesystem directory rather than an image reference: a path as written."""
+    return word.startswith(("/", "./", "../", "~")) or word in (".", "..")
+
+
 def _config(args: Args) -> tuple[dict[str, Any], str]:
     words = list(args.words)
+    reference = False
     if args.rootfs:
         image = os.path.abspath(args.rootfs)
     elif words:
         image = words.pop(0)
-        if image != "default":
-            image = os.path.abspath(image)
+        if _is_directory(image):
+            image = os.path.abspath(os.path.expanduser(image))
+        reference = image != "default" and not image.startswith("/")
     else:
         raise CliError(
-            f"{args.prog}: an IMAGE (default, or a root filesystem directory) is required", USAGE
+            f"{args.prog}: an IMAGE (a reference, default, or a root filesystem directory) "
+            "is required",
+            USAGE,
         )
-    if not words:
+    # --entrypoint replaces the image's command too (Docker's rule): no /bin/sh then.
+    if not words and not reference and args.entrypoint is None:
         words = ["/bin/sh"]
+    if reference:
+        _images.ensure_image(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
         "command": words,
         "env": _env_list(args.env),
-        "workdir": args.workdir,
+        "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
         "group_add": args.group_add,
         "hostname": args.hostname or "",
@@ -142,7 +155,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    if args.entrypoint is not None:
+        config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
+    if args.oom_score_adj is not None:
+        config["oom_score_adj"] = args.oom_score_adj
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
@@ -177,16 +194,16 @@ def _restart(text: str) -> dict[str, Any]:
 
 def _run_failure(exc: CliError) -> CliError:
     """``run`` and ``create`` exit 125 whatever went wrong before the container ran (a
-    refused value, a name in use, no daemon), as Docker's do; 126 and 127 keep their
-    meaning."""
+    refused value, an image that cannot be pulled, a name in use, no daemon), as Docker's
+    do; 126 and 127 keep their meaning."""
     if exc.code == 1:
         exc.code = USAGE
     return exc
 
 
 def cmd_create(args: Args) -> int:
-    config, name = _config(args)
     try:
+        config, name = _config(args)
         response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
     except CliError as exc:
         raise _run_failure(exc) from None
@@ -197,17 +214,17 @@ def cmd_create(args: Args) -> int:
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
-    config, name = _config(args)
     if not args.detach:
         _check_tty(stdin=args.interactive, tty_mode=args.tty)
-    request = {
-        "type": "RunRequest",
-        "config": config,
-        "name": name,
-        "attach": not args.detach,
-        "stdin": args.interactive,
-    }
     try:
+        config, name = _config(args)
+        request = {
+            "type": "RunRequest",
+            "config": config,
+            "name": name,
+            "attach": not args.detach,
+            "stdin": args.interactive,
+        }
         if args.detach:
             print(call(args.socket, request)["id"])
             return 0
@@ -567,7 +584,10 @@ RUN_OPTIONS = (
     Opt("--name", kind=VALUE, help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
-    Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
+    Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
+    Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
+    Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
+    Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
@@ -590,6 +610,7 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
@@ -714,6 +735,8 @@ COMMANDS = (
         (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
         (("containers", ANY, "CONTAINER"),),
     ),
+    *_images.COMMANDS,
+    _images.IMAGE_COMMAND,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

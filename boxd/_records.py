@@ -126,10 +126,12 @@ class Security:
 
 @attrs.frozen
 class ContainerConfig:
-    image: str  # "default" or an absolute path to a root filesystem directory
+    # "default", an absolute path to a root filesystem directory, or an image reference
+    image: str
+    # Empty for an image reference: the image's Cmd (see boxd._images.config).
     command: tuple[str, ...]
     env: tuple[str, ...] = ()
-    workdir: str = "/"
+    workdir: str = "/"  # empty: the image's WorkingDir, else /
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
@@ -143,6 +145,7 @@ class ContainerConfig:
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
     ulimits: tuple[Ulimit, ...] = ()
+    oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -153,6 +156,10 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    # A stored image's: the image's id, and --entrypoint (None: the image's Entrypoint).
+    image_id: str = ""
+    entrypoint: tuple[str, ...] | None = None
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp", from the image
     labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
@@ -260,16 +267,19 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
-    if not config.command or not config.command[0]:
+    reference = config.image != "default" and not config.image.startswith("/")
+    if not reference and not config.command and not config.entrypoint:
         raise ValueError("no command given")
-    for arg in config.command:
+    if config.command and not config.command[0] and config.entrypoint is None:
+        raise ValueError("no command given")
+    for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
     for item in config.env:
         key, eq, _ = item.partition("=")
         if not eq or not ENV_NAME_RE.match(key) or "\0" in item:
             raise invalid("env", item, "use KEY=VALUE")
-    if not config.workdir.startswith("/"):
+    if config.workdir and not config.workdir.startswith("/"):
         raise invalid("workdir", config.workdir, "must be absolute")
     if config.user:
         check_user(config.user)
@@ -289,6 +299,10 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
+    if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
+        raise ValueError(
+            f"invalid --oom-score-adj {config.oom_score_adj}: must be between -1000 and 1000"
+        )
     for limit in config.ulimits:
         check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:
