@@ -320,6 +320,11 @@ class CgroupHost:
             sep = fields.index("-")
             fstype, superopts = fields[sep + 1], fields[sep + 3]
             mount_root, mountpoint = _unescape(fields[3]), Path(prefix + _unescape(fields[4]))
+            # A later mount on the same mount point hides an earlier one (a private mount
+            # namespace may cover a hierarchy with an empty tmpfs).
+            if v2 is not None and v2[0] == mountpoint:
+                v2 = None
+            v1 = {c: found for c, found in v1.items() if found[0] != mountpoint}
             if fstype == "cgroup2":
                 v2 = (mountpoint, mount_root)
             elif fstype == "cgroup":
@@ -664,6 +669,11 @@ class Cgroup:
             self._signal(sig)
         finally:
             _write(state, thawed)
+
+    def frozen(self) -> bool:
+        """Whether the cgroup is frozen or being frozen (:meth:`freeze`)."""
+        freezer = self._freezer()
+        return freezer is not None and _read_opt(freezer[0]).strip() in (freezer[1], "FREEZING")
 
     def _signal(self, sig: int) -> None:
         for pid in self.procs():

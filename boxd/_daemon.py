@@ -88,6 +88,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="cpuset",
         help="what the view's CPU count follows: the cpuset (default) or also the CPU quota",
     )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a registry reached over plain HTTP (loopback registries always are)",
+    )
     return p.parse_args(argv)
 
 
@@ -140,6 +147,7 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
                     procview=view,
+                    insecure_registries=frozenset(args.insecure_registry),
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):
@@ -185,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The HTTP client's own lines (every request, its headers) are noise in the daemon's log.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if os.geteuid() != 0:
         sys.exit("boxd: must run as root (namespaces, mounts and cgroups need it)")
     try:

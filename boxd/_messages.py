@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._images.messages import IMAGE_REQUESTS
 from ._records import Container, ContainerConfig, Resources
 
 # ---- requests -------------------------------------------------------------------------
@@ -253,6 +254,7 @@ REQUESTS: dict[str, type[Any]] = {
         UpdateRequest,
         StatsRequest,
         ExecRequest,
+        *IMAGE_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

@@ -126,10 +126,12 @@ class Security:
 
 @attrs.frozen
 class ContainerConfig:
-    image: str  # "default" or an absolute path to a root filesystem directory
+    # "default", an absolute path to a root filesystem directory, or an image reference
+    image: str
+    # Empty for an image reference: the image's Cmd (see boxd._images.config).
     command: tuple[str, ...]
     env: tuple[str, ...] = ()
-    workdir: str = "/"
+    workdir: str = "/"  # empty: the image's WorkingDir, else /
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
@@ -153,6 +155,10 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    # A stored image's: the image's id, and --entrypoint (None: the image's Entrypoint).
+    image_id: str = ""
+    entrypoint: tuple[str, ...] | None = None
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp", from the image
     labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
@@ -222,16 +228,19 @@ def parse_signal(text: str) -> signal.Signals:
 
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
-    if not config.command or not config.command[0]:
+    reference = config.image != "default" and not config.image.startswith("/")
+    if not reference and not config.command:
         raise ValueError("no command given")
-    for arg in config.command:
+    if config.command and not config.command[0] and config.entrypoint is None:
+        raise ValueError("no command given")
+    for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
     for item in config.env:
         key, eq, _ = item.partition("=")
         if not eq or not ENV_NAME_RE.match(key) or "\0" in item:
             raise ValueError(f"invalid environment variable {item!r}: use KEY=VALUE")
-    if not config.workdir.startswith("/"):
+    if config.workdir and not config.workdir.startswith("/"):
         raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
     if config.user:
         check_user(config.user)

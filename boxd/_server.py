@@ -23,6 +23,11 @@ import trio
 
 from . import __version__, _logs, protocol
 from ._convert import ConversionError
+from ._images.messages import PullRequest
+from ._images.registry import RegistryError
+from ._images.store import NoSuchImage
+from ._images.unpack import LayerError
+from ._images.verbs import ImageInUse, ImageVerbs
 from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
@@ -89,10 +94,12 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer):
+    if isinstance(exc, NoSuchContainer | NoSuchImage):
         return "not_found"
-    if isinstance(exc, Conflict):
+    if isinstance(exc, Conflict | ImageInUse):
         return "conflict"
+    if isinstance(exc, RegistryError | LayerError):
+        return "failed"
     if isinstance(exc, StartError):
         return {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
     if isinstance(exc, ValueError):
@@ -106,7 +113,9 @@ def _streams(request: object) -> bool:
     """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
     if isinstance(request, StartRequest | RunRequest):
         return request.attach
-    return isinstance(request, AttachRequest | ExecRequest | LogsRequest | StatsRequest)
+    return isinstance(
+        request, AttachRequest | ExecRequest | LogsRequest | StatsRequest | PullRequest
+    )
 
 
 class Connection:
@@ -170,6 +179,7 @@ class Server:
             ExecRequest: self._exec,
             StatsRequest: self._stats,
         }
+        self._handlers.update(ImageVerbs(sup).handlers())
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1

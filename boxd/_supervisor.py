@@ -28,6 +28,10 @@ import trio
 
 from . import _lifecycle, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._images.config import apply_image_config, rootfs_of
+from ._images.pull import Puller
+from ._images.registry import Credentials
+from ._images.store import ImageStore
 from ._lifecycle import (
     CREATED,
     EXITED,
@@ -136,6 +140,8 @@ class Supervisor:
         # The daemon's /proc view (issue: containers see their own limits), when served.
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
+        self.images = ImageStore(store.images)
+        self.puller = Puller(self.images, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
 
@@ -232,10 +238,19 @@ class Supervisor:
 
     # ---- create ---------------------------------------------------------------------
 
-    def _image(self, ref: str) -> Image:
+    def _image(self, ref: str, image_id: str = "") -> Image:
         if ref == "default" and self._default_image is None:
             self._default_image = prepare_default_image(self.store.images)
-        return resolve_image(ref, self.store.images)
+        if ref == "default" or ref.startswith("/"):
+            return resolve_image(ref, self.store.images)
+        return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
+
+    def _with_image_config(self, config: ContainerConfig, image: Image) -> ContainerConfig:
+        """A stored image's configuration (Cmd, Env, User ...) under the container's."""
+        if config.image == "default" or config.image.startswith("/"):
+            return config
+        record = self.images.lookup(config.image)
+        return apply_image_config(config, record, self.images.config(record), image)
 
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
         if name:
@@ -247,10 +262,11 @@ class Supervisor:
                     )
         try:
             image = self._image(config.image)
+            config = self._with_image_config(config, image)
         except ImageError as exc:
             raise ValueError(str(exc)) from None
         cid = new_id()
-        if config.image != "default":
+        if config.image.startswith("/"):
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
         container = Container(
@@ -390,7 +406,7 @@ class Supervisor:
         c = entry.container
         st = c.state
         self._set(entry, STARTING, save=False)
-        image = self._image(c.config.image)
+        image = self._image(c.config.image, c.config.image_id)
         if entry.logs is None:
             entry.logs = _logs.LogWriter.open(
                 self.store.container_dir(c.id) / "logs",
@@ -806,6 +822,7 @@ async def open_supervisor(
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
     procview: ProcView | None = None,
+    insecure_registries: frozenset[str] = frozenset(),
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the containers stored under ``root``.
 
@@ -827,6 +844,7 @@ async def open_supervisor(
             log_max_files=log_max_files,
         )
         sup.procview = procview
+        sup.puller.insecure = insecure_registries
         try:
             await sup._recover()
             nursery.start_soon(sup._collect_trash)
