@@ -146,6 +146,7 @@ class ContainerConfig:
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
     ulimits: tuple[Ulimit, ...] = ()
     oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
+    init: bool = False  # --init: boxd-init runs the command as PID 1's child
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
