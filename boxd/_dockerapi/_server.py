@@ -329,6 +329,7 @@ class DockerApi:
     async def _info(self, conn: HttpConnection, req: Request) -> None:
         containers = self.sup.list(all=True)
         running = sum(1 for c in containers if _shapes.status_word(c) == "running")
+        paused = sum(1 for c in containers if _shapes.status_word(c) == "paused")
         mode = self.sup.cgroups.mode
         await conn.respond_json(
             200,
@@ -337,8 +338,8 @@ class DockerApi:
                 "Name": platform.node(),
                 "Containers": len(containers),
                 "ContainersRunning": running,
-                "ContainersPaused": 0,
-                "ContainersStopped": len(containers) - running,
+                "ContainersPaused": paused,
+                "ContainersStopped": len(containers) - running - paused,
                 "Images": 1,
                 "Driver": "overlay2",
                 "DockerRootDir": str(self.sup.store.root),

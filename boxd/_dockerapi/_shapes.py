@@ -322,8 +322,17 @@ def _restart(name: str, retries: int) -> RestartPolicy:
 
 
 def status_word(c: Container) -> str:
-    """Docker's state words: created, running, exited (boxd's stopped is an exit)."""
-    return {Status.CREATED: "created", Status.RUNNING: "running"}.get(c.state.status, "exited")
+    """Docker's state word for the container's phase (boxd's stopped is an exit; a
+    container starting is still created, one stopping still running)."""
+    return {
+        Status.CREATED: "created",
+        Status.STARTING: "created",
+        Status.RUNNING: "running",
+        Status.STOPPING: "running",
+        Status.PAUSED: "paused",
+        Status.RESTARTING: "restarting",
+        Status.REMOVING: "removing",
+    }.get(c.state.status, "exited")
 
 
 def labels(c: Container) -> dict[str, str]:
@@ -399,9 +408,9 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
         "Args": list(cfg.command[1:]),
         "State": {
             "Status": word,
-            "Running": word == "running",
-            "Paused": False,
-            "Restarting": False,
+            "Running": word in ("running", "paused", "restarting"),  # as Docker sets it
+            "Paused": word == "paused",
+            "Restarting": word == "restarting",
             "OOMKilled": st.oom_killed,
             "Dead": False,
             "Pid": st.pid,
@@ -490,11 +499,16 @@ def _human(seconds: float) -> str:
 def status_text(c: Container, now: float) -> str:
     st = c.state
     word = status_word(c)
-    if word == "running":
-        return "Up " + _human(now - (st.started_at or now))
+    if word in ("running", "paused"):
+        return (
+            "Up " + _human(now - (st.started_at or now)) + (" (Paused)" if word == "paused" else "")
+        )
     if word == "created":
         return "Created"
-    return f"Exited ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+    if word == "removing":
+        return "Removal In Progress"
+    ended = f"({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+    return f"{word.capitalize()} {ended}"  # Exited (0) 5 seconds ago, Restarting (1) ...
 
 
 def summary(c: Container, now: float) -> dict[str, Any]:
