@@ -197,6 +197,11 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     r = _docker(clean, "rm", "dup")
     assert r.returncode == 1
     assert "running" in r.stderr
+    assert _docker(clean, "update", "--memory", "100m", "--memory-swap", "200m", "dup").stdout
+    limits = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"
+    assert _docker(clean, "inspect", "-f", limits, "dup").stdout == f"{100 << 20} {200 << 20}\n"
+    r = _docker(clean, "update", "--restart", "always", "dup")
+    assert (r.returncode, "restart policy" in r.stderr) == (1, True)
     assert _docker(clean, "kill", "dup").returncode == 0
     assert _docker(clean, "wait", "dup").stdout == "137\n"
 

@@ -485,7 +485,7 @@ class DockerApi:
 
     async def _update(self, conn: HttpConnection, req: Request, ref: str) -> None:
         body = Fields(req.json_object(), "body")
-        if body.present("RestartPolicy"):
+        if body.object("RestartPolicy").text("Name"):  # the CLI sends an empty one
             raise ApiError(400, "changing the restart policy is not supported by boxd")
         c = self.sup.inspect(ref)
         given = _shapes.resources(body)
