@@ -27,6 +27,7 @@ import trio
 
 from . import _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._events import Events
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -123,6 +124,7 @@ class Supervisor:
         self._default_image: Path | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
+        self.events = Events()
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -241,6 +243,7 @@ class Supervisor:
         )
         self.store.save(container)
         self._entries[cid] = _Entry(container)
+        self.events.observe(container)
         return container
 
     def _generate_name(self, cid: str) -> str:
@@ -433,6 +436,7 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self.events.observe(container)
             self._changes.unpark_all()
 
     # ---- stop, kill, restart, remove, wait ------------------------------------------
@@ -495,6 +499,7 @@ class Supervisor:
             entry.logs.close()
         self.store.discard(cid)
         self._trash.set()
+        self.events.removed(entry.container)
         self._changes.unpark_all()
 
     async def _collect_trash(self) -> None:

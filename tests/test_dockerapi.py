@@ -10,6 +10,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,31 @@ def test_run_it_typing_resize_and_detach(clean: Daemon, tmux: Tmux) -> None:
     assert tmux.wait_exit() == 9
 
 
+@needs_cli
+def test_events_followed_in_order(clean: Daemon) -> None:
+    since = str(int(time.time()))
+    fmt = "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"
+    argv = [DOCKER or "docker", "events", "--since", since, "--filter", "container=ev"]
+    with subprocess.Popen(
+        [*argv, "--format", fmt], stdout=subprocess.PIPE, text=True, env=_env(clean)
+    ) as follow:
+        assert follow.stdout is not None
+        assert (
+            _docker(
+                clean, "run", "--rm", "--name", "ev", "default", "sh", "-c", "exit 3"
+            ).returncode
+            == 3
+        )
+        lines = [follow.stdout.readline() for _ in range(4)]
+        follow.terminate()
+    assert [line.replace("<no value>", "").split() for line in lines] == [
+        ["create", "ev"],
+        ["start", "ev"],
+        ["die", "ev", "3"],
+        ["destroy", "ev"],
+    ]
+
+
 # ---- docker-py ------------------------------------------------------------------------
 
 
@@ -256,6 +282,7 @@ def test_docker_py(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
     try:
+        started = time.time()
         assert client.ping()
         assert client.version()["ApiVersion"] == "1.41"
         assert client.containers.run("default", ["echo", "hello"], remove=True) == b"hello\n"
@@ -290,6 +317,11 @@ def test_docker_py(clean: Daemon) -> None:
             client.containers.get("nope")
         with pytest.raises(docker.errors.ImageNotFound):
             client.containers.create("no-such-image", ["true"])
+        # Events kept by the daemon, from a time before the runs to one after them.
+        ended = int(time.time()) + 1
+        events = client.events(since=started, until=ended, decode=True, filters={"event": "die"})
+        codes = [e["Actor"]["Attributes"]["exitCode"] for e in events]
+        assert codes == ["0", "0", "137", "2"]
     finally:
         client.close()
 

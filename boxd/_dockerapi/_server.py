@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -26,6 +27,7 @@ import trio
 
 from .. import __version__, _logs, _plan, protocol
 from .._convert import ConversionError
+from .._events import Event
 from .._output import Output
 from .._records import Container
 from .._run import Run
@@ -208,6 +210,7 @@ class DockerApi:
             ("HEAD", r"/_ping", self._ping),
             ("GET", r"/version", self._version),
             ("GET", r"/info", self._info),
+            ("GET", r"/events", self._events),
             ("POST", r"/containers/create", self._create),
             ("GET", r"/containers/json", self._list),
             ("POST", r"/containers/prune", self._prune),
@@ -360,6 +363,31 @@ class DockerApi:
                 "Warnings": None,
             },
         )
+
+    async def _events(self, conn: HttpConnection, req: Request) -> None:
+        """Kept events from ``since``, then new ones until ``until`` (or the client goes)."""
+        since = req.number("since")
+        until = req.number("until")
+        keep = _shapes.event_filter(_shapes.parse_filters(req.arg("filters")))
+        history, channel = self.sup.events.subscribe()
+
+        def wanted(e: Event) -> bool:
+            return (until is None or e.time_ns <= until * 1e9) and keep(e)
+
+        await conn.start_stream()
+        with channel:
+            async with conn.cancelled_if_peer_closes():
+                for e in history:
+                    if since is not None and e.time_ns >= since * 1e9 and wanted(e):
+                        await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+                deadline = math.inf
+                if until is not None:
+                    deadline = trio.current_time() + until - time.time()
+                with trio.move_on_at(deadline):
+                    async for e in channel:
+                        if wanted(e):
+                            await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+        await conn.end()
 
     # ---- containers -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 
 from .. import _units
+from .._events import Event
 from .._records import (
     Container,
     ContainerConfig,
@@ -576,3 +577,47 @@ def _has_label(c: Container, wanted: str) -> bool:
     key, eq, value = wanted.partition("=")
     have = labels(c)
     return key in have and (not eq or have[key] == value)
+
+
+# ---- events ---------------------------------------------------------------------------
+
+_EVENT_FILTERS = ("type", "container", "event", "label", "image")
+
+
+def event(e: Event) -> dict[str, Any]:
+    attributes = {"image": e.image, "name": e.name}
+    attributes.update(label.partition("=")[::2] for label in e.labels)
+    attributes.update(e.attributes)
+    return {
+        "status": e.action,
+        "id": e.id,
+        "from": e.image,
+        "Type": "container",
+        "Action": e.action,
+        "Actor": {"ID": e.id, "Attributes": attributes},
+        "scope": "local",
+        "time": e.time_ns // 1_000_000_000,
+        "timeNano": e.time_ns,
+    }
+
+
+def event_filter(filters: dict[str, list[str]]) -> Callable[[Event], bool]:
+    for key in filters:
+        if key not in _EVENT_FILTERS:
+            raise ApiError(400, f"invalid filter '{key}'")
+    return lambda e: all(_event_matches(e, k, vs) for k, vs in filters.items() if vs)
+
+
+def _event_matches(e: Event, key: str, values: list[str]) -> bool:
+    if key == "type":
+        return "container" in values
+    if key == "container":
+        return any(e.id.startswith(v) or e.name == v.lstrip("/") for v in values)
+    if key == "event":
+        return e.action in values
+    if key == "image":
+        return any(v in (e.image, f"{e.image}:latest") for v in values)
+    have = dict(label.partition("=")[::2] for label in e.labels)
+    return all(
+        k in have and (not eq or have[k] == v) for k, eq, v in (w.partition("=") for w in values)
+    )
