@@ -19,7 +19,8 @@ from ._records import Container
 
 HISTORY = 1024
 SUBSCRIBER_BUFFER = 1024
-_ENDED = ("exited", "stopped")
+_ENDED = ("exited", "stopped", "restarting")
+_WITH_PROCESS = ("running", "paused", "stopping")
 
 
 @attrs.frozen
@@ -58,7 +59,7 @@ class Events:
             self._emit("unpause" if before == "paused" else "start", c)
         elif phase == "paused":
             self._emit("pause", c)
-        elif phase in _ENDED and before not in (None, "created", *_ENDED):
+        elif phase in _ENDED and before in _WITH_PROCESS:
             self._emit("die", c, exitCode=str(c.state.exit_code or 0))
 
     def removed(self, c: Container) -> None:

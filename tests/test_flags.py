@@ -9,6 +9,7 @@ import re
 import pytest
 from daemon_harness import Daemon
 
+from boxd._hosts import parse_host
 from boxd._ulimits import parse_ulimit
 
 
@@ -75,3 +76,31 @@ def test_group_add_in_run_and_exec(daemon: Daemon) -> None:
     assert "unable to find group staff2: no matching entries in group file" in bad.stderr
     bad = daemon.ctl("run", "--rm", "--group-add", "a:b", "default", "true", check=False)
     assert bad.returncode != 0 and "invalid --group-add 'a:b'" in bad.stderr
+
+
+def test_add_host_parsing() -> None:
+    assert parse_host("db:10.0.0.5") == ("db", "10.0.0.5")
+    assert parse_host("v6:2001:db8::0:1") == ("v6", "2001:db8::1")
+    assert parse_host("v6=[2001:db8::1]") == ("v6", "2001:db8::1")
+    for text, message in [
+        ("db", "'' is not an IP address"),
+        ("db:10.0.0.300", "'10.0.0.300' is not an IP address"),
+        (":10.0.0.1", "'' is not a host name"),
+        ("a b:10.0.0.1", "'a b' is not a host name"),
+        ("gw:host-gateway", "host-gateway needs a bridge network"),
+    ]:
+        with pytest.raises(ValueError, match=f"invalid --add-host {text!r}") as info:
+            parse_host(text)
+        assert message in str(info.value)
+
+
+@pytest.mark.root
+def test_add_host_lines_in_etc_hosts(daemon: Daemon) -> None:
+    out = daemon.ctl(
+        "run", "--rm", "--hostname", "web", "--add-host", "db:10.0.0.5",
+        "--add-host", "v6:2001:db8::1", "default", "cat", "/etc/hosts",
+    ).stdout  # fmt: skip
+    assert out.splitlines()[-3:] == ["127.0.1.1\tweb", "10.0.0.5\tdb", "2001:db8::1\tv6"]
+    bad = daemon.ctl("run", "--rm", "--add-host", "db:nowhere", "default", "true", check=False)
+    assert bad.returncode != 0
+    assert "invalid --add-host 'db:nowhere': 'nowhere' is not an IP address" in bad.stderr
