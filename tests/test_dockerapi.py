@@ -346,6 +346,12 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         assert status == 200
         version = json.loads(body)
         assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.41", "1.24")
+    status, _, body = _call(clean, "GET", "/info")
+    assert status == 200
+    assert json.loads(body)["Containers"] == 0
+    status, _, body = _call(clean, "GET", "/system/df")
+    assert status == 200
+    assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
 
 
 BAD: list[tuple[str, str, bytes | None, int, str]] = [

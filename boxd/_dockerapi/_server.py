@@ -230,6 +230,7 @@ class DockerApi:
             ("GET", r"/version", self._version),
             ("GET", r"/info", self._info),
             ("GET", r"/events", self._events),
+            ("GET", r"/system/df", self._df),
             ("POST", r"/containers/create", self._create),
             ("GET", r"/containers/json", self._list),
             ("POST", r"/containers/prune", self._prune),
@@ -722,8 +723,17 @@ class DockerApi:
             stdout=body.flag("AttachStdout"),
             stderr=body.flag("AttachStderr"),
         )
+        for stale in [e for e in self._execs.values() if not self._exists(e.container)]:
+            del self._execs[stale.id]  # their containers were removed by another client
         self._execs[ex.id] = ex
         await conn.respond_json(201, {"Id": ex.id})
+
+    def _exists(self, cid: str) -> bool:
+        try:
+            self.sup.inspect(cid)
+        except NoSuchContainer:
+            return False
+        return True
 
     def _exec_of(self, exec_id: str) -> _Exec:
         ex = self._execs.get(exec_id)
@@ -891,6 +901,27 @@ class DockerApi:
         }
 
     async def _images(self, conn: HttpConnection, req: Request) -> None:
+        await conn.respond_json(200, await self._image_rows())
+
+    async def _df(self, conn: HttpConnection, req: Request) -> None:
+        images = await self._image_rows()
+        now = time.time()
+        containers = [
+            {**_shapes.summary(c, now), "SizeRw": 0, "SizeRootFs": 0}
+            for c in self.sup.list(all=True)
+        ]
+        await conn.respond_json(
+            200,
+            {
+                "LayersSize": sum(i["Size"] for i in images),
+                "Images": images,
+                "Containers": containers,
+                "Volumes": [],
+                "BuildCache": [],
+            },
+        )
+
+    async def _image_rows(self) -> list[dict[str, Any]]:
         answer: ImagesResponse = await self._image_verb(self._verbs.images, ImagesRequest())
         rows = [
             {
@@ -919,7 +950,7 @@ class DockerApi:
                     "Containers": image.containers,
                 }
             )
-        await conn.respond_json(200, rows)
+        return rows
 
     async def _image_inspect(self, conn: HttpConnection, req: Request, name: str) -> None:
         if name in _shapes.DEFAULT_IMAGES or name == _shapes.default_image_id():
