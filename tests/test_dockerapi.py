@@ -157,6 +157,9 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
     assert paused.stdout == "paused true\n"
     assert _docker(clean, "unpause", "web").returncode == 0
 
+    top = _docker(clean, "top", "web", "-o", "pid,args").stdout.splitlines()
+    assert top[0].split() == ["PID", "COMMAND"]
+    assert f"sh -c {script}" in [line.split(None, 1)[1] for line in top[1:]]
     r = _docker(clean, "exec", "web", "sh", "-c", "echo in-$HOSTNAME; exit 4")
     assert (r.returncode, r.stdout) == (4, f"in-{cid.stdout[:12]}\n")
     assert _docker(clean, "exec", "web", "/nope").returncode == 127
@@ -436,6 +439,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("POST", f"/containers/{cid}/stop", 304),
         ("POST", f"/containers/{cid}/start", 204),
         ("POST", f"/containers/{cid}/start", 304),
+        ("GET", f"/containers/{cid}/top?ps_args=--bogus", 400),
+        ("GET", f"/containers/{cid}/top?ps_args=-o%20comm", 400),
         ("POST", f"/containers/{cid}/resize?h=0&w=10", 400),
         ("POST", f"/containers/{cid}/kill?signal=SIGNOPE", 400),
         ("POST", f"/containers/{cid}/wait?condition=whenever", 400),

@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -246,6 +247,7 @@ class DockerApi:
             ("POST", c + r"/resize", self._resize),
             ("POST", c + r"/update", self._update),
             ("GET", c + r"/stats", self._stats),
+            ("GET", c + r"/top", self._top),
             ("POST", c + r"/exec", self._exec_create),
             ("POST", r"/exec/([^/]+)/start", self._exec_start),
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
@@ -876,6 +878,37 @@ class DockerApi:
                 previous = current
                 await trio.sleep(STATS_INTERVAL)
         await conn.end()
+
+    # ---- top --------------------------------------------------------------------------
+
+    async def _top(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        """The host's ``ps`` (``ps_args``, default ``-ef``), its rows of the container's
+        processes (those in its cgroup), as Docker does it."""
+        c = self.sup.inspect(ref)
+        if self.sup.run_of(c.id) is None:
+            raise Conflict(f"container {c.name} is not running")
+        try:
+            args = shlex.split(req.arg("ps_args") or "-ef")
+        except ValueError as exc:
+            raise ApiError(400, f"invalid ps_args: {exc}") from None
+        pids = set(self.sup.cgroups.open(c.id).procs())
+        result = await trio.run_process(
+            ["ps", *args], capture_stdout=True, capture_stderr=True, check=False
+        )
+        if result.returncode != 0:
+            error = result.stderr.decode(errors="replace").strip().splitlines()
+            raise ApiError(400, f"ps {shlex.join(args)} failed: {error[0] if error else '?'}")
+        lines = result.stdout.decode(errors="replace").splitlines()
+        titles = lines[0].split() if lines else []
+        if "PID" not in titles:
+            raise ApiError(400, f"ps {shlex.join(args)} shows no PID column")
+        column = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+                rows.append(fields)
+        await conn.respond_json(200, {"Titles": titles, "Processes": rows})
 
     # ---- images: the image verbs of the native socket, their answers in Docker's shape ---
 
