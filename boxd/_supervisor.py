@@ -245,12 +245,12 @@ class Supervisor:
             return resolve_image(ref, self.store.images)
         return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
 
-    def _with_image_config(self, config: ContainerConfig, image: Image) -> ContainerConfig:
+    def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's."""
         if config.image == "default" or config.image.startswith("/"):
             return config
         record = self.images.lookup(config.image)
-        return apply_image_config(config, record, self.images.config(record), image)
+        return apply_image_config(config, record, self.images.config(record))
 
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
         if name:
@@ -262,7 +262,7 @@ class Supervisor:
                     )
         try:
             image = self._image(config.image)
-            config = self._with_image_config(config, image)
+            config = self._with_image_config(config)
         except ImageError as exc:
             raise ValueError(str(exc)) from None
         cid = new_id()
