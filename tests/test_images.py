@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon
-from registry_harness import Registry, build_oci_image, manifest_of, push, running_registry
+from registry_harness import (
+    Registry,
+    build_oci_image,
+    manifest_of,
+    push,
+    running_registry,
+    running_token_server,
+    write_htpasswd,
+)
 
 pytestmark = pytest.mark.root
 
@@ -156,3 +164,49 @@ def test_credentials_file_is_private(daemon: Daemon, registry: Registry) -> None
     assert registry.host in json.loads(auth.read_text())["auths"]
     daemon.ctl("logout", registry.host)
     assert registry.host not in json.loads(auth.read_text())["auths"]
+
+
+def test_basic_auth_with_login(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", "me", "pw-basic")
+    with running_registry(tmp_path, htpasswd=htpasswd) as registry:
+        push(layout, "v1", registry, "box:v1", creds="me:pw-basic")
+        ref = f"{registry.host}/box:v1"
+        r = daemon.ctl("pull", ref, check=False)
+        assert (
+            r.returncode == 125 and f"requires a login (boxctl login {registry.host})" in r.stderr
+        )
+        r = daemon.ctl("login", "-u", "me", "-p", "wrong", registry.host, check=False)
+        assert r.returncode == 125 and "refused the credentials" in r.stderr
+        daemon.ctl("login", "-u", "me", "--password-stdin", registry.host, input=b"pw-basic\n")
+        assert daemon.ctl("run", "--rm", ref, "echo", "in").stdout == "in\n"
+        assert "pw-basic" not in (daemon.root / "auth.json").read_text()
+        daemon.ctl("logout", registry.host)
+        daemon.ctl("rmi", ref)
+        assert daemon.ctl("pull", ref, check=False).returncode == 125
+
+
+def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
+    with (
+        running_token_server(tmp_path, "me", "pw-token") as tokens,
+        running_registry(tmp_path, token=tokens) as registry,
+    ):
+        push(layout, "v1", registry, "team/box:v1", creds="me:pw-token")
+        ref = f"{registry.host}/team/box:v1"
+        tokens.asked.clear()
+        r = daemon.ctl("pull", ref, check=False)
+        assert r.returncode == 125 and "refused an anonymous pull" in r.stderr
+        assert tokens.asked == [
+            {"scope": "repository:team/box:pull", "service": tokens.service, "auth": "no"}
+        ]
+        daemon.ctl("login", "-u", "me", "-p", "pw-token", registry.host)
+        daemon.ctl("pull", ref)
+        assert tokens.asked[-1] == {
+            "scope": "repository:team/box:pull",
+            "service": tokens.service,
+            "auth": "yes",
+        }
+        # Anonymous tokens, where the token server gives them.
+        daemon.ctl("logout", registry.host)
+        daemon.ctl("rmi", ref)
+        tokens.anonymous = True
+        assert daemon.ctl("run", "--rm", ref, "echo", "anon").stdout == "anon\n"
