@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, daemon_cli
 from registry_harness import (
     Registry,
     build_oci_image,
@@ -210,3 +210,115 @@ def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None
         daemon.ctl("rmi", ref)
         tokens.anonymous = True
         assert daemon.ctl("run", "--rm", ref, "echo", "anon").stdout == "anon\n"
+
+
+def test_commit_save_rmi_load_round_trip(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    daemon.ctl("pull", ref)
+    daemon.ctl(
+        "run", "--name", "changer", "-u", "0", ref,
+        "sh", "-c", "echo new > /work/new.txt; rm /work/hello.txt; mkdir -p /opt/x; rm -r /root",
+    )  # fmt: skip
+    image_id = daemon.ctl("commit", "-m", "my change", "changer", "mine/changed:1").stdout.strip()
+    assert image_id.startswith("sha256:")
+    daemon.ctl("rm", "changer")
+    check = "cat /work/new.txt; ls /work; ls -d /opt/x; ls /root 2>&1; ls /etc; id -u"
+    before = daemon.ctl("run", "--rm", "mine/changed:1", "sh", "-c", check).stdout
+    # The container's configuration (its -u 0 here) is the new image's, as in Docker.
+    assert before == (
+        "new\nnew.txt\n/opt/x\nls: /root: No such file or directory\n"
+        "group\nhostname\nhosts\npasswd\n0\n"
+    )
+    history = json.loads(daemon.ctl("history", "--format", "json", "mine/changed:1").stdout)
+    assert history[0]["created_by"] == "my change"
+
+    archive = tmp_path / "saved.tar"
+    daemon.ctl("save", "-o", str(archive), "mine/changed:1", ref)
+    daemon.ctl("rmi", "mine/changed:1", ref)
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    r = daemon.ctl("load", "-i", str(archive))
+    assert sorted(r.stdout.splitlines()) == sorted(
+        [f"Loaded image: {ref}", "Loaded image: mine/changed:1"]
+    )
+    after = daemon.ctl("run", "--rm", "mine/changed:1", "sh", "-c", check).stdout
+    assert after == before
+    assert json.loads(daemon.ctl("image", "inspect", "mine/changed:1").stdout)[0]["Id"] == image_id
+
+    # The archive is also a Docker archive and an OCI layout that skopeo reads.
+    skopeo_dir = tmp_path / "from-skopeo"
+    import subprocess
+
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"docker-archive:{archive}:mine/changed:1",
+         f"oci:{skopeo_dir}:x"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci-archive:{archive}:1", f"dir:{tmp_path / 'd'}"],
+        check=True,
+    )  # fmt: skip
+
+
+def test_load_archives_written_by_skopeo(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
+    import subprocess
+
+    docker_archive = tmp_path / "docker.tar"
+    oci_archive = tmp_path / "oci.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"docker-archive:{docker_archive}:x/y:1"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"oci-archive:{oci_archive}:z:2"],
+        check=True,
+    )  # fmt: skip
+    assert daemon.ctl("load", "-i", str(docker_archive)).stdout == "Loaded image: x/y:1\n"
+    assert daemon.ctl("run", "--rm", "x/y:1").stdout.startswith("hi from /work")
+    # From stdin, as `boxctl load < FILE`.
+    r = subprocess.run(
+        f"{daemon_cli(daemon)} load < {oci_archive}", shell=True, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Loaded image: z:2\n"
+
+
+def test_import_a_root_filesystem_tarball(
+    tmp_path: Path, daemon: Daemon, busybox_root: Path
+) -> None:
+    import subprocess
+
+    tarball = tmp_path / "rootfs.tar.gz"
+    subprocess.run(["tar", "-C", str(busybox_root), "-czf", str(tarball), "."], check=True)
+    image_id = daemon.ctl("import", str(tarball), "imported:1").stdout.strip()
+    assert image_id.startswith("sha256:")
+    assert daemon.ctl("run", "--rm", "imported:1", "echo", "ok").stdout == "ok\n"
+    r = daemon.ctl("run", "--rm", "imported:1", check=False)
+    assert r.returncode != 0 and "has no Cmd or Entrypoint" in r.stderr
+    # prune: untagged images go; -a takes tagged ones no container uses.
+    daemon.ctl("tag", "imported:1", "imported:2")
+    daemon.ctl("rmi", "imported:1")
+    assert daemon.ctl("image", "prune").stdout == ""
+    r = daemon.ctl("image", "prune", "-a")
+    assert "untagged: docker.io/library/imported:2" in r.stdout
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+
+
+def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None:
+    import io
+    import tarfile
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("../../escape")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(layer.getvalue())
+    r = daemon.ctl("import", str(archive), "evil:1", check=False)
+    assert r.returncode == 125 and "'../../escape' points outside the layer" in r.stderr
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
