@@ -116,7 +116,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             f"{args.prog}: an IMAGE (a reference, default, or a root filesystem directory) "
             "is required"
         )
-    if not words and not reference:
+    # --entrypoint replaces the image's command too (Docker's rule): no /bin/sh then.
+    if not words and not reference and args.entrypoint is None:
         words = ["/bin/sh"]
     if reference:
         _images.ensure_image(args, image)
@@ -155,6 +156,10 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
+    if args.init:
+        config["init"] = True
+    if args.oom_score_adj is not None:
+        config["oom_score_adj"] = args.oom_score_adj
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
@@ -590,6 +595,8 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--init", help="run an init as PID 1 that forwards signals and reaps orphans"),
+    Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),

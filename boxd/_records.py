@@ -145,6 +145,8 @@ class ContainerConfig:
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
     ulimits: tuple[Ulimit, ...] = ()
+    oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
+    init: bool = False  # --init: boxd-init runs the command as PID 1's child
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -229,7 +231,7 @@ def parse_signal(text: str) -> signal.Signals:
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     reference = config.image != "default" and not config.image.startswith("/")
-    if not reference and not config.command:
+    if not reference and not config.command and not config.entrypoint:
         raise ValueError("no command given")
     if config.command and not config.command[0] and config.entrypoint is None:
         raise ValueError("no command given")
@@ -257,6 +259,10 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
+    if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
+        raise ValueError(
+            f"invalid --oom-score-adj {config.oom_score_adj}: must be between -1000 and 1000"
+        )
     for limit in config.ulimits:
         check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:

@@ -657,7 +657,7 @@ def container_mounts(
             continue
         table.mkdirs(posixpath.dirname(path))
         table.add(MountKind.WRITE_FILE, path, data=text, mode=0o644)
-    if workdir != "/":
+    if workdir.startswith("/") and workdir != "/":
         # As Docker: a missing working directory is made, owned by the container's root.
         table.mkdirs(table.resolve(posixpath.normpath(workdir)))
     if read_only_root:

@@ -246,9 +246,12 @@ class Supervisor:
         return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
 
     def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
-        """A stored image's configuration (Cmd, Env, User ...) under the container's."""
+        """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
+        root directory has none: ``--entrypoint`` comes before the command's words."""
         if config.image == "default" or config.image.startswith("/"):
-            return config
+            if config.entrypoint is None:
+                return config
+            return attrs.evolve(config, command=(*config.entrypoint, *config.command))
         record = self.images.lookup(config.image)
         return apply_image_config(config, record, self.images.config(record))
 
@@ -671,7 +674,7 @@ class Supervisor:
                         c,
                         request,
                         run.pidfd,
-                        self._image(c.config.image),
+                        self._image(c.config.image, c.config.image_id),
                         self.store.container_dir(c.id),
                         stdio=stdio,
                     ),
