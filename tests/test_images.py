@@ -127,7 +127,7 @@ def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: P
     r = daemon.ctl(
         "run", "--rm", "--pull", "never", f"{registry.host}/box:nope", "true", check=False
     )
-    assert r.returncode == 1 and "no such image" in r.stderr
+    assert r.returncode == 125 and "no such image" in r.stderr
 
 
 def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
@@ -154,7 +154,7 @@ def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     r = daemon.ctl("pull", "127.0.0.1:1/x", check=False)
     assert r.returncode == 125 and "cannot reach registry 127.0.0.1:1" in r.stderr
     r = daemon.ctl("run", "--rm", "--pull", "never", "nothing-here", check=False)
-    assert r.returncode == 1 and "no such image: nothing-here" in r.stderr
+    assert r.returncode == 125 and "no such image: nothing-here" in r.stderr
 
 
 def test_credentials_file_is_private(daemon: Daemon, registry: Registry) -> None:

@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 class Sender(Protocol):
     async def send(self, message: object) -> None: ...
 
+
+class Streamer(Sender, Protocol):
+    """A connection that also carries byte frames (save, load, import)."""
+
     async def send_bytes(self, stream_id: int, data: bytes) -> None: ...
 
     async def receive(self) -> dict[str, Any] | tuple[int, bytes] | None: ...
@@ -223,7 +227,7 @@ class ImageVerbs:
 
     # ---- archives -------------------------------------------------------------------
 
-    async def save(self, conn: Sender, req: SaveRequest) -> None:
+    async def save(self, conn: Streamer, req: SaveRequest) -> None:
         images: dict[str, tuple[ImageRecord, list[Reference]]] = {}
         for text in req.images:
             record = self.store.lookup(text)
@@ -251,7 +255,7 @@ class ImageVerbs:
             path.unlink(missing_ok=True)
         await conn.send(EndFrame())
 
-    async def _receive_file(self, conn: Sender) -> Path:
+    async def _receive_file(self, conn: Streamer) -> Path:
         """The stdin byte frames of the client, up to an empty one, into a temp file."""
         fd, path = self.store.temp_file()
         try:
@@ -270,7 +274,7 @@ class ImageVerbs:
         finally:
             os.close(fd)
 
-    async def load(self, conn: Sender, _: LoadRequest) -> None:
+    async def load(self, conn: Streamer, _: LoadRequest) -> None:
         await conn.send(OkResponse())
         path = await self._receive_file(conn)
         try:
@@ -280,7 +284,7 @@ class ImageVerbs:
         images = tuple(LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded)
         await conn.send(LoadedFrame(images=images))
 
-    async def import_(self, conn: Sender, req: ImportRequest) -> None:
+    async def import_(self, conn: Streamer, req: ImportRequest) -> None:
         ref = parse_reference(req.reference) if req.reference else None
         await conn.send(OkResponse())
         path = await self._receive_file(conn)
