@@ -54,6 +54,7 @@ from ._records import (
     RestartName,
     Status,
     check_name,
+    invalid,
     new_id,
     parse_signal,
 )
@@ -117,6 +118,13 @@ def _limits(resources: Resources) -> Limits:
         pids_limit=resources.pids_limit,
         cpuset_cpus=resources.cpuset_cpus,
     )
+
+
+def _check_volume_sources(config: ContainerConfig) -> None:
+    """A missing host path is named at create, not found by a mount at start."""
+    for v in config.volumes:
+        if not os.path.exists(v.host):
+            raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
 
 
 class Supervisor:
@@ -272,6 +280,7 @@ class Supervisor:
         if config.image.startswith("/"):
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
+        _check_volume_sources(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
