@@ -69,7 +69,7 @@ def test_ulimits_reach_init_and_exec(daemon: Daemon) -> None:
     assert _limit(execd, "Max open files") == ("64", "128")
     daemon.ctl("rm", "-f", "u")
     bad = daemon.ctl("run", "--rm", "--ulimit", "nofile=200:100", "default", "true", check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 125
     assert "invalid --ulimit 'nofile=200:100': the soft limit 200 is above" in bad.stderr
 
 
@@ -85,7 +85,7 @@ def test_group_add_in_run_and_exec(daemon: Daemon) -> None:
     assert bad.returncode == 125
     assert "unable to find group staff2: no matching entries in group file" in bad.stderr
     bad = daemon.ctl("run", "--rm", "--group-add", "a:b", "default", "true", check=False)
-    assert bad.returncode != 0 and "invalid --group-add 'a:b'" in bad.stderr
+    assert bad.returncode == 125 and "invalid --group-add 'a:b'" in bad.stderr
 
 
 def test_add_host_parsing() -> None:
@@ -112,7 +112,7 @@ def test_add_host_lines_in_etc_hosts(daemon: Daemon) -> None:
     ).stdout  # fmt: skip
     assert out.splitlines()[-3:] == ["127.0.1.1\tweb", "10.0.0.5\tdb", "2001:db8::1\tv6"]
     bad = daemon.ctl("run", "--rm", "--add-host", "db:nowhere", "default", "true", check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 125
     assert "invalid --add-host 'db:nowhere': 'nowhere' is not an IP address" in bad.stderr
 
 
@@ -130,7 +130,7 @@ def test_oom_score_adj_for_init_and_exec(daemon: Daemon) -> None:
     assert daemon.ctl("exec", "o", *read).stdout == "500\n"
     daemon.ctl("rm", "-f", "o")
     bad = daemon.ctl("run", "--rm", "--oom-score-adj", "1001", "default", "true", check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 125
     assert "invalid --oom-score-adj 1001: must be between -1000 and 1000" in bad.stderr
 
 
@@ -221,7 +221,7 @@ def test_sysctls_reach_only_the_containers_namespaces(daemon: Daemon) -> None:
     assert [Path(f).read_text() for f in files] == host
     bad = daemon.ctl("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "default", "true",
                      check=False)  # fmt: skip
-    assert bad.returncode != 0 and "with --network host it would change" in bad.stderr
+    assert bad.returncode == 125 and "with --network host it would change" in bad.stderr
     bad = daemon.ctl("run", "--rm", "--sysctl", "kernel.shmmax=lots", "default", "true",
                      check=False)  # fmt: skip
     assert bad.returncode == 125
