@@ -28,6 +28,7 @@ import trio
 
 from . import _lifecycle, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._events import Events
 from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
 from ._images.registry import Credentials
@@ -152,6 +153,7 @@ class Supervisor:
         self.puller = Puller(self.images, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
+        self.events = Events()
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -286,6 +288,7 @@ class Supervisor:
         )
         self.store.save(container)
         self._entries[cid] = _Entry(container)
+        self.events.observe(container)
         return container
 
     def _generate_name(self, cid: str) -> str:
@@ -506,6 +509,7 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self.events.observe(container)
             self._changes.unpark_all()
 
     # ---- stop, kill, pause, restart, remove, wait -----------------------------------
@@ -613,6 +617,7 @@ class Supervisor:
             entry.logs.close()
         self.store.discard(entry.container.id)
         self._trash.set()
+        self.events.removed(entry.container)
         entry.gone.set()
         self._changes.unpark_all()
 
