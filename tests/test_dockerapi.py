@@ -483,6 +483,17 @@ def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> Non
         s.connect(str(clean.docker_socket))
         s.sendall(b"POST /containers/create HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
     assert _call(clean, "GET", "/_ping")[0] == 200
+    # Silent connections cannot lock real clients out: the oldest waiting ones are closed.
+    silent = [socket.socket(socket.AF_UNIX) for _ in range(200)]
+    try:
+        for s in silent:
+            s.connect(str(clean.docker_socket))
+        assert _call(clean, "GET", "/_ping")[0] == 200
+        silent[0].settimeout(30)
+        assert silent[0].recv(1) == b""  # closed by the daemon
+    finally:
+        for s in silent:
+            s.close()
 
 
 # ---- images, against a real registry on loopback --------------------------------------
