@@ -70,8 +70,8 @@ class _UnixHTTP(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)  # blocking: waits for room in the listen backlog
         self.sock.settimeout(30)
-        self.sock.connect(self.path)
 
 
 def _call(
@@ -122,19 +122,20 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
     script = (
         "ulimit -n; ulimit -Hn; echo $A; pwd; id -u; id -G; cat /mnt/file; "
         "touch /mnt/x 2>/dev/null || echo ro-volume; touch /x 2>/dev/null || echo ro-root; "
-        "touch /scratch/x && echo tmpfs-rw"
+        "touch /scratch/x && echo tmpfs-rw; grep db /etc/hosts; cat /proc/sys/kernel/msgmax; "
+        "cat /proc/1/comm"
     )
     r = _docker(
         clean,
         *("run", "--rm", "--ulimit", "nofile=100:200", "-e", "A=1", "-w", "/tmp"),
         *("-u", "1000:1000", "--group-add", "5", "-v", f"{tmp_path}:/mnt:ro", "--read-only"),
-        *("--tmpfs", "/scratch:size=1m,mode=1777", "default", "sh", "-c", script),
+        *("--tmpfs", "/scratch:size=1m,mode=1777", "--add-host", "db:10.1.2.3", "--init"),
+        *("--sysctl", "kernel.msgmax=4321", "default", "sh", "-c", script),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n") == [
         *("100", "200", "1", "/tmp", "1000", "1000 5", "from-host", "ro-volume", "ro-root"),
-        "tmpfs-rw",
-        "",
+        *("tmpfs-rw", "10.1.2.3\tdb", "4321", "init", ""),
     ]
 
 
@@ -472,8 +473,8 @@ def test_container_state_errors(clean: Daemon) -> None:
 def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> None:
     for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n"):
         with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
             s.connect(str(clean.docker_socket))
+            s.settimeout(30)
             s.sendall(raw)
             reply = s.recv(65536)
         assert reply.startswith(b"HTTP/1.1 400 ")
