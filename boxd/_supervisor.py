@@ -255,7 +255,7 @@ class Supervisor:
             return resolve_image(ref, self.store.images)
         return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
 
-    def _with_image_config(self, config: ContainerConfig, image: Image) -> ContainerConfig:
+    def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
         root directory has none: ``--entrypoint`` comes before the command's words."""
         if config.image == "default" or config.image.startswith("/"):
@@ -263,7 +263,7 @@ class Supervisor:
                 return config
             return attrs.evolve(config, command=(*config.entrypoint, *config.command))
         record = self.images.lookup(config.image)
-        return apply_image_config(config, record, self.images.config(record), image)
+        return apply_image_config(config, record, self.images.config(record))
 
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
         if name:
@@ -275,7 +275,7 @@ class Supervisor:
                     )
         try:
             image = self._image(config.image)
-            config = self._with_image_config(config, image)
+            config = self._with_image_config(config)
         except ImageError as exc:
             raise ValueError(str(exc)) from None
         cid = new_id()
