@@ -1,8 +1,9 @@
 """``boxd``: the daemon.  A supervisor, a socket server and a signal watcher in one nursery.
 
-SIGTERM or SIGINT stops every container gracefully (its stop signal and timeout), saves the
-records, removes the socket and exits 0.  A lock on ``<root>/boxd.pid`` refuses a second
-daemon on the same root.
+SIGTERM or SIGINT leaves the containers running (live restore: the next daemon adopts them;
+with ``--no-live-restore`` it stops every container gracefully, by its stop signal and
+timeout), saves the records, removes the socket and exits 0.  A lock on
+``<root>/boxd.pid`` refuses a second daemon on the same root.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="serve containers a /proc that shows their own limits (FUSE)",
     )
     p.add_argument(
+        "--no-live-restore",
+        dest="live_restore",
+        action="store_false",
+        help="stop every container when the daemon stops (default: they run on, and the "
+        "next daemon adopts them)",
+    )
+    p.add_argument(
         "--procview-cpus",
         choices=list(CPU_POLICIES),
         default="cpuset",
@@ -120,6 +128,7 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
                     procview=view,
+                    live_restore=args.live_restore,
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):
@@ -133,7 +142,11 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     sup.cgroups.mode,
                 )
                 async for signum in signals:
-                    log.info("received %s: stopping containers", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if args.live_restore:
+                        log.info("received %s: leaving the containers running", name)
+                    else:
+                        log.info("received %s: stopping containers", name)
                     nursery.cancel_scope.cancel(reason=f"signal {signum}")
                     break
             # The containers are stopped: nobody reads the view any more.

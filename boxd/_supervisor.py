@@ -25,8 +25,9 @@ from pathlib import Path
 import attrs
 import trio
 
-from . import _logs, _plan
+from . import _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -110,8 +111,11 @@ class Supervisor:
         *,
         log_max_size: int = _logs.DEFAULT_MAX_SIZE,
         log_max_files: int = _logs.DEFAULT_MAX_FILES,
+        live_restore: bool = False,
     ) -> None:
         self.store = store
+        # Containers outlive this supervisor, kept by shims (see boxd/_live.py).
+        self.live_restore = live_restore
         self.native = native
         self.cgroups = cgroups
         self.log_max_size = log_max_size
@@ -286,7 +290,13 @@ class Supervisor:
                     await self.remove(container.id, force=True)
             raise
 
-    async def _lifecycle(self, entry: _Entry, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _lifecycle(
+        self,
+        entry: _Entry,
+        *,
+        adoption: Adoption | None = None,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
         c = entry.container
         with trio.CancelScope() as scope:
             entry.lifecycle = scope
@@ -295,8 +305,9 @@ class Supervisor:
                 backoff = BACKOFF_START
                 first = True
                 while True:
-                    ran = await self._run_once(entry, task_status if first else None)
+                    ran = await self._run_once(entry, task_status if first else None, adoption)
                     first = False
+                    adoption = None
                     st = c.state
                     assert st.exit_code is not None
                     if entry.stopping or not c.config.restart.wants_restart(
@@ -327,8 +338,14 @@ class Supervisor:
         if c.config.auto_remove and c.id in self._entries:
             await self._discard(entry)
 
-    async def _run_once(self, entry: _Entry, task_status: trio.TaskStatus[None] | None) -> float:
-        """One run; returns how long it ran.  Reports start via task_status (first run)."""
+    async def _run_once(
+        self,
+        entry: _Entry,
+        task_status: trio.TaskStatus[None] | None,
+        adoption: Adoption | None = None,
+    ) -> float:
+        """One run (or the adoption of a run a previous daemon started); returns how long
+        it ran.  Reports start via task_status (first run)."""
         c = entry.container
         st = c.state
         image = self._image(c.config.image)
@@ -342,19 +359,27 @@ class Supervisor:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
         entry.recorded = trio.Event()
-        cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+        if adoption is None:
+            cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+        else:
+            cgroup = self.cgroups.open(c.id)
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    await nursery.start(
-                        run.execute,
-                        self.native,
-                        lambda stdio: _plan.build(c, image, cdir, stdio=stdio, view_files=view),
-                        cgroup,
-                    )
+                    if adoption is not None:
+                        await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup)
+                    else:
+                        await nursery.start(
+                            functools.partial(
+                                run.execute, shim_dir=cdir if self.live_restore else None
+                            ),
+                            self.native,
+                            lambda stdio: _plan.build(c, image, cdir, stdio=stdio, view_files=view),
+                            cgroup,
+                        )
                 except Exception as exc:
                     # Raised after the nursery closes, so the caller sees it bare.
                     failure = exc
@@ -362,8 +387,8 @@ class Supervisor:
                     entry.run = run
                     st.status = Status.RUNNING
                     st.pid = run.pid
-                    st.pid_start_time = start_time_of(run.pid)
-                    st.started_at = time.time()
+                    st.pid_start_time = start_time_of(run.pid) or st.pid_start_time
+                    st.started_at = time.time() if adoption is None else st.started_at
                     st.finished_at = None
                     st.exit_code = None
                     st.error = ""
@@ -385,6 +410,7 @@ class Supervisor:
         assert outcome is not None
         st.status = Status.STOPPED if entry.stopping else Status.EXITED
         st.exit_code = outcome.exit_code
+        st.error = outcome.error or st.error
         st.oom_killed = outcome.oom_killed
         st.summary = outcome.summary
         st.finished_at = time.time()
@@ -555,9 +581,19 @@ class Supervisor:
     async def _recover(self) -> None:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._trash.set()  # directories of containers removed just before it died
+        adoptions: dict[str, Adoption] = {}
         for c in self.store.load_all():
             self._entries[c.id] = _Entry(c)
             st = c.state
+            found = await _live.find_shim(self.store.container_dir(c.id))
+            if found is not None:
+                why_not = "live restore is off" if not self.live_restore else None
+                why_not = why_not or _live.why_not_adopt(found, c)
+                if why_not is None:
+                    adoptions[c.id] = found
+                    continue
+                log.warning("%s: killing the process its shim keeps: %s", c.short_id, why_not)
+                await _live.end(found)
             if st.status is not Status.RUNNING:
                 continue
             alive = st.pid > 0 and start_time_of(st.pid) == st.pid_start_time
@@ -577,11 +613,20 @@ class Supervisor:
             st.pid = 0
             self.store.save(c)
         for name in self.cgroups.list_children():
+            if name in adoptions:
+                continue
             log.info("removing cgroup %s left by a previous daemon", name)
             await self.cgroups.open(name).remove()
         for entry in list(self._entries.values()):
             c = entry.container
-            if c.config.auto_remove:
+            if c.id in adoptions:
+                log.info("%s: adopting process %d", c.short_id, c.state.pid)
+                adopt = functools.partial(self._lifecycle, entry, adoption=adoptions[c.id])
+                try:
+                    await self._nursery.start(adopt)
+                except Exception as exc:  # one container must not stop the daemon
+                    log.error("%s: adoption failed: %s", c.short_id, exc)
+            elif c.config.auto_remove:
                 await self._discard(entry)
             elif _restart_at_boot(c):
                 try:
@@ -590,6 +635,13 @@ class Supervisor:
                     log.error("%s: restart at start-up failed: %s", c.short_id, exc)
 
     async def _shutdown(self) -> None:
+        if self.live_restore:
+            # The containers outlive us: when the nursery is cancelled, each run lets go of
+            # its process, which its shim keeps for the next supervisor.
+            for entry in self._entries.values():
+                if entry.run is not None:
+                    entry.run.detach = True
+            return
         async with trio.open_nursery() as nursery:
             for entry in list(self._entries.values()):
                 if entry.lifecycle is not None:
@@ -632,11 +684,14 @@ async def open_supervisor(
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
     procview: ProcView | None = None,
+    live_restore: bool = False,
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the containers stored under ``root``.
 
     On entry, records are reconciled with reality (see :meth:`Supervisor._recover`); on
     exit every running container is stopped gracefully (its stop signal and timeout).
+    With ``live_restore`` containers run on after the exit (and a crash), each kept by a
+    boxd-shim, and the next supervisor on ``root`` with ``live_restore`` adopts them.
     """
     store = Store(Path(root))
     cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
@@ -648,6 +703,7 @@ async def open_supervisor(
             cgroups,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
+            live_restore=live_restore,
         )
         sup.procview = procview
         try:
