@@ -35,6 +35,8 @@ class Daemon:
                     str(self.root),
                     "--socket",
                     str(self.socket),
+                    "--docker-socket",
+                    str(self.socket.with_name("docker.sock")),
                     "--log-level",
                     "warning",
                 ],

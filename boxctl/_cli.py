@@ -7,7 +7,8 @@ import os
 import sys
 import time
 
-from boxd import _units
+from boxd import _tmpfs as _tmpfs_options
+from boxd import _ulimits, _units
 
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import Client, CliError, call, check, socket_path
@@ -36,6 +37,22 @@ def _volume(spec: str) -> dict[str, Any]:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return {"host": os.path.abspath(host), "container": container, **options}
+
+
+def _tmpfs(spec: str) -> str:
+    try:
+        _tmpfs_options.parse_tmpfs(spec)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return spec
+
+
+def _ulimit(text: str) -> dict[str, Any]:
+    try:
+        name, soft, hard = _ulimits.parse_ulimit(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return {"name": name, "soft": soft, "hard": hard}
 
 
 def _security(opts: Sequence[str]) -> dict[str, Any]:
@@ -99,6 +116,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "env": _env_list(args.env),
         "workdir": args.workdir,
         "user": args.user or "",
+        "group_add": args.group_add,
         "hostname": args.hostname or "",
         "tty": args.tty,
         "interactive": args.interactive,
@@ -106,7 +124,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "userns": args.isolate_user,
         "volumes": [_volume(v) for v in args.volume],
         "read_only": args.read_only,
-        "tmpfs": args.tmpfs,
+        "tmpfs": [_tmpfs(spec) for spec in args.tmpfs],
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -122,6 +140,12 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    config["ulimits"] = [_ulimit(text) for text in args.ulimit]
+    if args.shm_size is not None:
+        try:
+            config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     try:
         if args.log_max_size is not None:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
@@ -504,7 +528,8 @@ RUN_OPTIONS = (
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
     Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
-    Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+    Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
+    Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
@@ -522,7 +547,9 @@ RUN_OPTIONS = (
     Opt("--network", kind=VALUE, default="host", choices=("host", "none"), help="network"),
     Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
     Opt("--read-only", help="mount the root read-only"),
-    Opt("--tmpfs", kind=APPEND, metavar="PATH", help="a tmpfs at PATH"),
+    Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
+    Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
@@ -585,7 +612,7 @@ COMMANDS = (
             Opt("-t", "--tty", help="allocate a pseudo-terminal"),
             Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
             Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
-            Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+            Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
             *ATTACH_OPTIONS,
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),

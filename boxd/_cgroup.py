@@ -101,6 +101,36 @@ class Stats:
     io_write_bytes: int
 
 
+@attrs.frozen
+class MemoryDetail:
+    """What the /proc view's meminfo needs beyond :class:`Stats`: the counters of
+    memory.stat in bytes, by their v2 names (v1's hierarchical ``total_*`` counters are
+    renamed: total_cache is ``file``, total_rss ``anon`` ...), and swap alone (v1: memsw
+    minus memory).  ``swap_limit`` None: not limited by the cgroup (or no swap accounting).
+    """
+
+    stat: dict[str, int]
+    swap_limit: int | None
+    swap_usage: int
+
+
+# v1 memory.stat counter -> its v2 name (v1 has no slab, kernel stack or page table lines).
+_V1_STAT = {
+    "total_cache": "file",
+    "total_rss": "anon",
+    "total_rss_huge": "anon_thp",
+    "total_shmem": "shmem",
+    "total_mapped_file": "file_mapped",
+    "total_dirty": "file_dirty",
+    "total_writeback": "file_writeback",
+    "total_active_anon": "active_anon",
+    "total_inactive_anon": "inactive_anon",
+    "total_active_file": "active_file",
+    "total_inactive_file": "inactive_file",
+    "total_unevictable": "unevictable",
+}
+
+
 def parse_cpu_list(text: str) -> set[int]:
     """``0-2,5`` -> {0, 1, 2, 5}; ValueError naming the text when malformed."""
     cpus: set[int] = set()
@@ -706,6 +736,27 @@ class Cgroup:
             io_read_bytes=io_r,
             io_write_bytes=io_w,
         )
+
+    def memory_detail(self) -> MemoryDetail:
+        """memory.stat and swap, read now (empty and unlimited without the controller)."""
+        mem = self._dir("memory")
+        if mem is None:
+            return MemoryDetail({}, None, 0)
+        d, v = mem
+        stat = _keyed(_read_opt(d / "memory.stat"))
+        if v == 2:
+            raw = _read_opt(d / "memory.swap.max").strip()
+            swap_limit = None if raw in ("", "max") else int(raw)
+            swap_usage = int(_read_opt(d / "memory.swap.current").strip() or 0)
+            return MemoryDetail(stat, swap_limit, swap_usage)
+        renamed = {new: stat[old] for old, new in _V1_STAT.items() if old in stat}
+        memsw_limit = int(_read_opt(d / "memory.memsw.limit_in_bytes").strip() or UNLIMITED)
+        limit = int(_read_opt(d / "memory.limit_in_bytes").strip() or UNLIMITED)
+        swap = None if memsw_limit >= UNLIMITED else max(memsw_limit - min(limit, memsw_limit), 0)
+        memsw_usage = _read_opt(d / "memory.memsw.usage_in_bytes").strip()
+        usage = int(_read_opt(d / "memory.usage_in_bytes").strip() or 0)
+        swap_usage = max(int(memsw_usage) - usage, 0) if memsw_usage else stat.get("total_swap", 0)
+        return MemoryDetail(renamed, swap, swap_usage)
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer killed a process of this cgroup.

@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from . import _logs, _units
+from ._dockerapi import serve_docker
 from ._procview import CPU_POLICIES, ProcView, available
 from ._server import Server, serve
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
@@ -27,6 +28,7 @@ from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 log = logging.getLogger("boxd")
 
 DEFAULT_SOCKET = Path("/run/boxd/boxd.sock")
+DEFAULT_DOCKER_SOCKET = "/run/boxd/docker.sock"
 
 
 class DaemonError(Exception):
@@ -46,6 +48,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=Path(os.environ.get("BOXD_SOCKET", DEFAULT_SOCKET)),
         help="control socket (env BOXD_SOCKET; default %(default)s)",
+    )
+    p.add_argument(
+        "--docker-socket",
+        default=os.environ.get("BOXD_DOCKER_SOCKET", DEFAULT_DOCKER_SOCKET),
+        help="Docker Engine API socket; empty: not served (env BOXD_DOCKER_SOCKET; "
+        "default %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
@@ -134,11 +142,14 @@ async def run_daemon(args: argparse.Namespace) -> None:
             ):
                 holder.append(sup)
                 server = Server(sup, procview="on" if view else f"off: {why_not}")
+                if args.docker_socket:  # first: a client of the native socket may expect it
+                    await nursery.start(serve_docker, sup, Path(args.docker_socket))
                 await nursery.start(serve, server, args.socket)
                 log.info(
-                    "boxd ready: root %s, socket %s, cgroups %s",
+                    "boxd ready: root %s, socket %s, Docker API %s, cgroups %s",
                     args.root,
                     args.socket,
+                    args.docker_socket or "off",
                     sup.cgroups.mode,
                 )
                 async for signum in signals:

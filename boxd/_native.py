@@ -50,7 +50,7 @@ class MountKind(enum.IntEnum):
     rootfs (openat2 with RESOLVE_IN_ROOT: ``..`` and absolute symlinks stop at that root,
     as they will for the container), so nothing in an untrusted root filesystem can make a
     step land outside it; the step then acts on the fd it got.  A creating step (MKDIR,
-    SYMLINK, MKNOD, BIND_DEV, WRITE_FILE) resolves the parent directory and creates the
+    SYMLINK, MKNOD, BIND_DEV, WRITE_FILE, MKFILE) resolves the parent directory and creates the
     last component in it.  ``source`` is a host path (a bind's source, a device to bind);
     ``flags`` are MS_* flags, ``data`` the mount data string (WRITE_FILE: the contents).
     """
@@ -67,6 +67,8 @@ class MountKind(enum.IntEnum):
     #          (a target that does not exist is skipped)
     WRITE_FILE = 7  # a new regular file at target (whatever was there is unlinked first)
     #                 holding ``data``, with permission bits ``mode``
+    MKFILE = 8  # an empty regular file at target (a single-file bind's mount point), with
+    #             permission bits ``mode``; anything already there is kept
 
 
 @attrs.frozen
@@ -91,6 +93,7 @@ class MountOp:
             MountKind.REMOUNT_RO: "remount read-only",
             MountKind.MASK: "mask",
             MountKind.WRITE_FILE: "write",
+            MountKind.MKFILE: "create",
         }[self.kind]
         return f"{verb} {self.target}"
 

@@ -126,6 +126,7 @@ class Supervisor:
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
+        self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -186,20 +187,32 @@ class Supervisor:
     def _view_of(self, entry: _Entry) -> ViewLimits:
         c = entry.container
         res = c.config.resources
-        stats = self.cgroups.open(c.id).stats()
-        swap_limit = None
-        if res.memory is not None and res.memory_swap is not None and res.memory_swap >= 0:
-            swap_limit = res.memory_swap - res.memory
+        cgroup = self.cgroups.open(c.id)
+        stats = cgroup.stats()
+        memory = cgroup.memory_detail()
         return ViewLimits(
             memory_limit=res.memory,
             memory_usage=stats.memory_usage,
-            swap_limit=swap_limit,
-            swap_usage=0,
+            swap_limit=memory.swap_limit,
+            swap_usage=memory.swap_usage,
+            memory_stat=memory.stat,
             cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
             cpu_quota=res.cpus,
             started_at=c.state.started_at or time.time(),
             cpu_usage_ns=(stats.cpu_user_ns, stats.cpu_system_ns),
         )
+
+    def subscribe(self, ref: str, *, lossless: bool = False) -> trio.MemoryReceiveChannel[Chunk]:
+        """The container's output from now on: of its current run or, if none runs, of the
+        next one from its first byte (a client that attaches before start)."""
+        entry = self._lookup(ref)
+        if entry.output.closed:
+            entry.output = Output()
+        return entry.output.subscribe(lossless=lossless)
+
+    async def wait_changed(self) -> None:
+        """Return at the next change of any container's recorded state, or a removal."""
+        await self._changes.park()
 
     def log_dir(self, ref: str) -> Path:
         return self.store.container_dir(self._lookup(ref).container.id) / "logs"
@@ -446,6 +459,7 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self._changes.unpark_all()
 
     # ---- stop, kill, restart, remove, wait ------------------------------------------
 
@@ -507,6 +521,7 @@ class Supervisor:
             entry.logs.close()
         self.store.discard(cid)
         self._trash.set()
+        self._changes.unpark_all()
 
     async def _collect_trash(self) -> None:
         """Delete removed containers' directories in a thread, one batch at a time."""
@@ -556,10 +571,17 @@ class Supervisor:
                 await nursery.start(
                     functools.partial(proc.execute, owns_cgroup=False),
                     self.native,
-                    lambda stdio: _plan.build_exec(c, request, run.pidfd, stdio=stdio),
+                    lambda stdio: _plan.build_exec(
+                        c,
+                        request,
+                        run.pidfd,
+                        self._image(c.config.image),
+                        self.store.container_dir(c.id),
+                        stdio=stdio,
+                    ),
                     self.cgroups.open(c.id),
                 )
-            except (SpawnError, OSError) as exc:
+            except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
             task_status.started(proc)
         assert proc.outcome is not None

@@ -118,6 +118,7 @@ enum mount_kind {
     MK_REMOUNT_RO = 5,
     MK_MASK = 6,
     MK_WRITE_FILE = 7,
+    MK_MKFILE = 8,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -454,6 +455,13 @@ static int create_in_root(const struct plan *p, const struct mount_op *op)
         if (fd >= 0)
             close_keeping_errno(fd);
         break;
+    case MK_MKFILE:
+        /* A mount point for a file: made if nothing is there, never opened through a link. */
+        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
+        rc = fd < 0 && errno != EEXIST ? -1 : 0;
+        if (fd >= 0)
+            close(fd);
+        break;
     default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
         fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
@@ -482,6 +490,7 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_MKNOD:
     case MK_BIND_DEV:
     case MK_WRITE_FILE:
+    case MK_MKFILE:
         return create_in_root(p, op);
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
@@ -913,7 +922,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_WRITE_FILE) {
+        if (op->kind < MK_MOUNT || op->kind > MK_MKFILE) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }

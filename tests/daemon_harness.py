@@ -35,6 +35,11 @@ class Daemon:
     process: subprocess.Popen[bytes] | None = None
     args: tuple[str, ...] = ()  # options every start of this daemon gets
 
+    @property
+    def docker_socket(self) -> Path:
+        """The daemon's Docker Engine API socket, beside its own."""
+        return self.socket.with_name("docker.sock")
+
     def start(self, *extra: str) -> None:
         self.process = subprocess.Popen(
             [
@@ -45,6 +50,8 @@ class Daemon:
                 str(self.root),
                 "--socket",
                 str(self.socket),
+                "--docker-socket",
+                str(self.docker_socket),
                 "--log-level",
                 "debug",
                 *self.args,
