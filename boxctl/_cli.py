@@ -10,6 +10,7 @@ import time
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units
 
+from . import _images
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import Client, CliError, call, check, socket_path
 
@@ -95,29 +96,41 @@ def _resources(args: Args) -> dict[str, Any]:
     return res
 
 
+def _is_directory(word: str) -> bool:
+    """A root filesystem directory rather than an image reference: a path as written."""
+    return word.startswith(("/", "./", "../", "~")) or word in (".", "..")
+
+
 def _config(args: Args) -> tuple[dict[str, Any], str]:
     words = list(args.words)
+    reference = False
     if args.rootfs:
         image = os.path.abspath(args.rootfs)
     elif words:
         image = words.pop(0)
-        if image != "default":
-            image = os.path.abspath(image)
+        if _is_directory(image):
+            image = os.path.abspath(os.path.expanduser(image))
+        reference = image != "default" and not image.startswith("/")
     else:
         raise CliError(
-            f"{args.prog}: an IMAGE (default, or a root filesystem directory) is required"
+            f"{args.prog}: an IMAGE (a reference, default, or a root filesystem directory) "
+            "is required"
         )
-    if not words:
+    # --entrypoint replaces the image's command too (Docker's rule): no /bin/sh then.
+    if not words and not reference and args.entrypoint is None:
         words = ["/bin/sh"]
+    if reference:
+        _images.ensure_image(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
         "command": words,
         "env": _env_list(args.env),
-        "workdir": args.workdir,
+        "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
         "group_add": args.group_add,
         "hostname": args.hostname or "",
+        "extra_hosts": args.add_host,
         "tty": args.tty,
         "interactive": args.interactive,
         "network": network,
@@ -140,7 +153,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    if args.entrypoint is not None:
+        config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
+    if args.oom_score_adj is not None:
+        config["oom_score_adj"] = args.oom_score_adj
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
@@ -182,6 +199,8 @@ def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
     config, name = _config(args)
+    if not args.detach:
+        _check_tty(stdin=args.interactive, tty_mode=args.tty)
     request = {
         "type": "RunRequest",
         "config": config,
@@ -193,6 +212,13 @@ def cmd_run(args: Args) -> int:
         print(call(args.socket, request)["id"])
         return 0
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+
+
+def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
+    """A container's terminal takes its input from ours: a pipe or a file cannot be one.
+    Refused before anything is asked of the daemon, with Docker's words and exit code."""
+    if stdin and tty_mode and not os.isatty(0):
+        raise CliError("the input device is not a TTY")
 
 
 def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: bool) -> int:
@@ -238,15 +264,16 @@ def cmd_start(args: Args) -> int:
             raise CliError("boxctl start: --attach takes exactly one container")
         c = _inspect(args.socket, args.containers[0])
         cfg = c["config"]
-        return _start_attached(
-            args, c["id"], stdin=args.interactive and cfg["interactive"], tty_mode=cfg["tty"]
-        )
+        stdin = args.interactive and cfg["interactive"]
+        _check_tty(stdin=stdin, tty_mode=cfg["tty"])
+        return _start_attached(args, c["id"], stdin=stdin, tty_mode=cfg["tty"])
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
 def cmd_attach(args: Args) -> int:
     c = _inspect(args.socket, args.container)
     stdin = not args.no_stdin and c["config"]["interactive"]
+    _check_tty(stdin=stdin, tty_mode=c["config"]["tty"])
     request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
     return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
 
@@ -254,6 +281,7 @@ def cmd_attach(args: Args) -> int:
 def cmd_exec(args: Args) -> int:
     if not args.command:
         raise CliError("boxctl exec: a COMMAND is required")
+    _check_tty(stdin=args.interactive, tty_mode=args.tty)
     request = {
         "type": "ExecRequest",
         "container": args.container,
@@ -307,6 +335,14 @@ def cmd_kill(args: Args) -> int:
     )
 
 
+def cmd_pause(args: Args) -> int:
+    return _each(args, lambda ref: call(args.socket, {"type": "PauseRequest", "container": ref}))
+
+
+def cmd_unpause(args: Args) -> int:
+    return _each(args, lambda ref: call(args.socket, {"type": "UnpauseRequest", "container": ref}))
+
+
 def cmd_rm(args: Args) -> int:
     return _each(
         args,
@@ -358,14 +394,17 @@ def _ago(t: float | None) -> str:
 
 
 def status_text(c: dict[str, Any]) -> str:
+    """The STATUS column as Docker writes it: ``Up 2 minutes (Paused)``, ``Restarting (1)
+    3 seconds ago``, ``Exited (0) 5 seconds ago``, ``Created``."""
     st = c["state"]
     status = st["status"]
-    if status == "running":
-        return f"Up {_ago(st['started_at'])}"
-    if status in ("exited", "stopped"):
+    if status in ("running", "paused", "stopping"):
+        note = {"running": "", "paused": " (Paused)", "stopping": " (Stopping)"}[status]
+        return f"Up {_ago(st['started_at'])}{note}"
+    if status in ("exited", "stopped", "restarting"):
         oom = " (OOM)" if st["oom_killed"] else ""
         return f"{status.capitalize()} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
-    return "Created"
+    return {"starting": "Starting", "removing": "Removal In Progress"}.get(status, "Created")
 
 
 def cmd_list(args: Args) -> int:
@@ -439,7 +478,8 @@ def _parse_since(text: str) -> float:
 
 def cmd_info(args: Args) -> int:
     info = call(args.socket, {"type": "InfoRequest"})
-    for key in ("version", "root", "cgroup_mode", "containers", "running", "procview"):
+    keys = ("version", "root", "cgroup_mode", "containers", "running", "paused", "stopped")
+    for key in (*keys, "procview"):
         print(f"{key}: {info[key]}")
     return 0
 
@@ -527,10 +567,14 @@ RUN_OPTIONS = (
     Opt("--name", kind=VALUE, help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
-    Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
+    Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
+    Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
+    Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
+    Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
+    Opt("--add-host", kind=APPEND, metavar="NAME:IP", help="a line of /etc/hosts"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
     Opt("--stop-signal", kind=VALUE, default="SIGTERM", help="signal that stops it"),
@@ -549,6 +593,7 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
@@ -626,6 +671,8 @@ COMMANDS = (
         (Opt("-s", "--signal", kind=VALUE, default="SIGKILL", help="the signal"),),
         CONTAINERS,
     ),
+    Command("pause", cmd_pause, "freeze every process of containers", (), CONTAINERS),
+    Command("unpause", cmd_unpause, "let paused containers run again", (), CONTAINERS),
     Command(
         "list",
         cmd_list,
@@ -671,6 +718,8 @@ COMMANDS = (
         (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
         (("containers", ANY, "CONTAINER"),),
     ),
+    *_images.COMMANDS,
+    _images.IMAGE_COMMAND,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

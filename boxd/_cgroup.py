@@ -320,6 +320,11 @@ class CgroupHost:
             sep = fields.index("-")
             fstype, superopts = fields[sep + 1], fields[sep + 3]
             mount_root, mountpoint = _unescape(fields[3]), Path(prefix + _unescape(fields[4]))
+            # A later mount on the same mount point hides an earlier one (a private mount
+            # namespace may cover a hierarchy with an empty tmpfs).
+            if v2 is not None and v2[0] == mountpoint:
+                v2 = None
+            v1 = {c: found for c, found in v1.items() if found[0] != mountpoint}
             if fstype == "cgroup2":
                 v2 = (mountpoint, mount_root)
             elif fstype == "cgroup":
@@ -605,33 +610,70 @@ class Cgroup:
             return
         log.warning("cgroup %s: %s survived SIGKILL", self.name, self.procs())
 
-    async def _signal_frozen(self, sig: int) -> None:
+    def _freezer(self) -> tuple[Path, str, str, Callable[[], bool]] | None:
+        """(state file, frozen value, thawed value, is-frozen test): v2 ``cgroup.freeze``
+        where the unified hierarchy has it (it needs no controller), else the v1 freezer."""
         v2 = self._v2()
-        freezer = self._dir("freezer")
         if v2 is not None and (v2 / "cgroup.freeze").exists():
-            state, frozen, thawed = v2 / "cgroup.freeze", "1", "0"
+            events = v2 / "cgroup.events"
+            return (
+                v2 / "cgroup.freeze",
+                "1",
+                "0",
+                lambda: _keyed(_read_opt(events)).get("frozen") == 1,
+            )
+        freezer = self._dir("freezer")
+        if freezer is not None:
+            state = freezer[0] / "freezer.state"
+            return state, "FROZEN", "THAWED", lambda: _read_opt(state).strip() == "FROZEN"
+        return None
 
-            def done() -> bool:
-                return _keyed(_read_opt(v2 / "cgroup.events")).get("frozen") == 1
+    async def freeze(self) -> None:
+        """Freeze every process of the cgroup (``pause``); returns once the kernel says it
+        is frozen.  CgroupError when the host has no freezer or the freeze does not
+        complete within FREEZE_TIMEOUT (then it is thawed again)."""
+        freezer = self._freezer()
+        if freezer is None:
+            raise CgroupError(
+                errno.ENOTSUP,
+                "cannot pause: this host has neither cgroup v2's cgroup.freeze nor the v1 "
+                "freezer controller",
+            )
+        state, frozen, thawed, done = freezer
+        _write(state, frozen)
+        with trio.move_on_after(FREEZE_TIMEOUT):
+            # The kernel tells of a finished freeze only by a change of a file: poll.
+            while not done():  # noqa: ASYNC110
+                await trio.sleep(0.005)
+            return
+        _write(state, thawed)
+        raise CgroupError(errno.EBUSY, f"cgroup {self.name} did not freeze in {FREEZE_TIMEOUT}s")
 
-        elif freezer is not None:
-            state, frozen, thawed = freezer[0] / "freezer.state", "FROZEN", "THAWED"
+    def thaw(self) -> None:
+        """Let the processes of a frozen cgroup run again (``unpause``)."""
+        freezer = self._freezer()
+        if freezer is not None:
+            _write(freezer[0], freezer[2])
 
-            def done() -> bool:
-                return _read_opt(state).strip() == "FROZEN"
-
-        else:
+    async def _signal_frozen(self, sig: int) -> None:
+        freezer = self._freezer()
+        if freezer is None:
             self._signal(sig)
             return
+        state, frozen, thawed, done = freezer
         _write(state, frozen)
         try:
-            # The kernel tells of a finished freeze only by a change of a file: poll.
             with trio.move_on_after(FREEZE_TIMEOUT):
                 while not done():  # noqa: ASYNC110
                     await trio.sleep(0.005)
             self._signal(sig)
         finally:
             _write(state, thawed)
+
+    def frozen(self) -> bool:
+        """Whether the cgroup is frozen or being frozen (:meth:`freeze`)."""
+        freezer = self._freezer()
+        return freezer is not None and _read_opt(freezer[0]).strip() in (freezer[1], "FREEZING")
 
     def _signal(self, sig: int) -> None:
         for pid in self.procs():

@@ -45,11 +45,14 @@ async def find_shim(directory: Path) -> Adoption | None:
     return Adoption(shim, hello)
 
 
-def why_not_adopt(found: Adoption, container: Container) -> str | None:
-    """None if ``found`` keeps the process the record describes, else why not."""
+def why_not_adopt(found: Adoption, container: Container, *, live_restore: bool) -> str | None:
+    """None if ``found`` keeps the process the record describes and may be adopted, else
+    why not."""
     st = container.state
     hello = found.hello
-    if st.status is not Status.RUNNING:
+    if not live_restore:
+        return "live restore is off"
+    if st.status not in (Status.RUNNING, Status.PAUSED):
         return f"the record says {st.status.value}"
     if hello.pid != st.pid:
         return f"the shim keeps pid {hello.pid}, the record says {st.pid}"

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._images.messages import IMAGE_REQUESTS
 from ._records import Container, ContainerConfig, Resources
 
 # ---- requests -------------------------------------------------------------------------
@@ -83,6 +84,16 @@ class KillRequest:
 class RemoveRequest:
     container: str
     force: bool = False
+
+
+@attrs.frozen
+class PauseRequest:
+    container: str
+
+
+@attrs.frozen
+class UnpauseRequest:
+    container: str
 
 
 @attrs.frozen
@@ -181,6 +192,8 @@ class InfoResponse:
     containers: int
     running: int
     procview: str
+    paused: int = 0
+    stopped: int = 0
 
 
 @attrs.frozen
@@ -232,6 +245,8 @@ REQUESTS: dict[str, type[Any]] = {
         RestartRequest,
         KillRequest,
         RemoveRequest,
+        PauseRequest,
+        UnpauseRequest,
         ListRequest,
         InspectRequest,
         WaitRequest,
@@ -239,6 +254,7 @@ REQUESTS: dict[str, type[Any]] = {
         UpdateRequest,
         StatsRequest,
         ExecRequest,
+        *IMAGE_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

@@ -175,6 +175,13 @@ class SpawnPlan:
     # image's root-owned files are the container root's) and the child mounts it on the
     # attach point before the mount table, which uses the attach points as overlay lowers.
     id_mapped: tuple[tuple[str, str], ...] = ()
+    # The create/start split of the OCI runtime: a listening Unix socket.  Once set up, the
+    # child reports "waiting" (:func:`start` returns then) and blocks in accept() on it
+    # until ``boxd-runtime start`` connects; failures after that, and the end of file
+    # that means the exec happened, go to that connection.
+    start_fd: int = -1
+    # Keep the caller's fds 3 .. 3+keep_fds-1 open in the process (--preserve-fds).
+    keep_fds: int = 0
     # Not None: the container's parent is a boxd-shim, not the caller (no join_pidfd).
     shim: ShimSpec | None = None
 
@@ -206,7 +213,8 @@ class Stage(enum.IntEnum):
     LOOPBACK = 22  # bringing up "lo" in a new network namespace
     ATTACH = 23  # index = the failing id_mapped entry
     CONSOLE = 24  # opening the terminal in the container's devpts, or sending its master
-    SHIM = 25  # making the shim's socket, or exec of boxd-shim
+    START = 25  # waiting for the OCI runtime's `start` (start_fd)
+    SHIM = 26  # making the shim's socket, or exec of boxd-shim
 
 
 @attrs.frozen
@@ -239,9 +247,11 @@ class SpawnError(OSError):
 
 
 # The records the child writes on sync_fd: stage, errno, index (native endian) for a
-# failure; (CONSOLE_RECORD, 0, 0) with the console's master attached (SCM_RIGHTS).
+# failure; (CONSOLE_RECORD, 0, 0) with the console's master attached (SCM_RIGHTS);
+# (-1, 0, 0) when the child waits for start_fd.
 FAILURE_RECORD = struct.Struct("=iii")
 CONSOLE_MARK = struct.pack("=i", 0)
+WAITING_RECORD = FAILURE_RECORD.pack(-1, 0, 0)
 
 
 def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> SpawnError:
@@ -345,8 +355,12 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             raise ValueError(f"a joining process takes no {', '.join(extra)}")
     elif plan.join_namespaces:
         raise ValueError("join_namespaces is set but join_pidfd is not")
-    if plan.shim is not None and (plan.join_pidfd >= 0 or not plan.shim.argv):
-        raise ValueError("a shim needs its argv and cannot hold a joining process")
+    if plan.keep_fds < 0:
+        raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
+    if plan.shim is not None and (
+        plan.join_pidfd >= 0 or plan.start_fd >= 0 or plan.keep_fds or not plan.shim.argv
+    ):
+        raise ValueError("a shim needs its argv, and holds no joining or OCI-created process")
     if plan.id_mapped and Namespace.USER not in plan.namespaces:
         raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
@@ -398,6 +412,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "join_flags": _flags(plan.join_namespaces),
         "process_name": _check_text("process_name", plan.process_name),
         "attach": tuple(_check_text("attach point", point) for _, point in plan.id_mapped),
+        "start_fd": plan.start_fd,
+        "keep_fds": plan.keep_fds,
         "shim_path": None if plan.shim is None else _check_text("shim", plan.shim.program),
         "shim_dir": None if plan.shim is None else _check_text("shim dir", plan.shim.directory),
         "shim_argv": ()
@@ -481,7 +497,8 @@ async def start(
     native: Native, plan: SpawnPlan, prepare: Callable[[Spawned], None] | None = None
 ) -> Spawned:
     """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) while the child waits,
-    release it and wait until it has exec'd.  Returns the :class:`Spawned` whose ``pidfd``
+    release it and wait until it has exec'd (with ``plan.start_fd``: until it waits for
+    ``start``, set up but not yet exec'd).  Returns the :class:`Spawned` whose ``pidfd``
     the caller now owns (``sync_fd`` is closed); raises :class:`SpawnError` if the child
     failed before exec.  On any error or cancellation the child is killed and reaped and
     both fds are closed."""
@@ -519,7 +536,7 @@ async def start(
         for fd in held:
             os.close(fd)
     os.close(spawned.sync_fd)
-    if not record:
+    if not record or record == WAITING_RECORD:
         return spawned
     if spawned.console >= 0:
         os.close(spawned.console)

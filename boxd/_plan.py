@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from . import _caps, _masks, _seccomp
+from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._records import Container, ContainerConfig
 from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers, read_container_file
@@ -120,12 +121,14 @@ def namespaces(container: Container) -> frozenset[Namespace]:
 
 def etc_files(container: Container) -> dict[str, str]:
     """The container's own /etc/hostname and /etc/hosts (its hostname resolving to
-    127.0.1.1, as Debian does for a host's name), written over the image's at each start."""
+    127.0.1.1, as Debian does for a host's name, then the ``--add-host`` entries), written
+    over the image's at each start."""
     name = hostname(container)
     return {
         "/etc/hostname": f"{name}\n",
         "/etc/hosts": (
             f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+            + hosts_lines(container.config.extra_hosts)
         ),
     }
 
@@ -175,7 +178,7 @@ def build(
         hostname=hostname(container),
         rootfs=rootfs,
         mounts=mounts,
-        cwd=config.workdir,
+        cwd=config.workdir or "/",
         uid=user.uid,
         gid=user.gid,
         groups=user.groups,
@@ -233,7 +236,7 @@ def build_exec(
         argv=spec.command,
         env=env,
         search_path=_search_path(env),
-        cwd=spec.workdir or config.workdir,
+        cwd=spec.workdir or config.workdir or "/",
         uid=user.uid,
         gid=user.gid,
         groups=user.groups,

@@ -14,6 +14,7 @@ import signal
 
 import attrs
 
+from ._hosts import parse_host
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
 from ._users import check_group, check_user
@@ -24,10 +25,17 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Status(enum.Enum):
+    """A container's phase; the transitions between phases are in :mod:`boxd._lifecycle`."""
+
     CREATED = "created"
+    STARTING = "starting"  # its process is being spawned
     RUNNING = "running"
+    PAUSED = "paused"  # its cgroup is frozen
+    RESTARTING = "restarting"  # ended; its restart policy starts it again after a backoff
+    STOPPING = "stopping"  # asked to stop: stop signal sent, SIGKILL after the timeout
     STOPPED = "stopped"  # ended because somebody asked (stop, kill, daemon shutdown)
     EXITED = "exited"  # ended by itself
+    REMOVING = "removing"  # being removed (rm): only the removal goes on
 
 
 class RestartName(enum.Enum):
@@ -118,13 +126,16 @@ class Security:
 
 @attrs.frozen
 class ContainerConfig:
-    image: str  # "default" or an absolute path to a root filesystem directory
+    # "default", an absolute path to a root filesystem directory, or an image reference
+    image: str
+    # Empty for an image reference: the image's Cmd (see boxd._images.config).
     command: tuple[str, ...]
     env: tuple[str, ...] = ()
-    workdir: str = "/"
+    workdir: str = "/"  # empty: the image's WorkingDir, else /
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
+    extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
     interactive: bool = False
     network: str = "host"  # "host" or "none"
@@ -134,6 +145,7 @@ class ContainerConfig:
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
     ulimits: tuple[Ulimit, ...] = ()
+    oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -144,6 +156,10 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    # A stored image's: the image's id, and --entrypoint (None: the image's Entrypoint).
+    image_id: str = ""
+    entrypoint: tuple[str, ...] | None = None
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp", from the image
     labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
@@ -213,21 +229,26 @@ def parse_signal(text: str) -> signal.Signals:
 
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
-    if not config.command or not config.command[0]:
+    reference = config.image != "default" and not config.image.startswith("/")
+    if not reference and not config.command and not config.entrypoint:
         raise ValueError("no command given")
-    for arg in config.command:
+    if config.command and not config.command[0] and config.entrypoint is None:
+        raise ValueError("no command given")
+    for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
     for item in config.env:
         key, eq, _ = item.partition("=")
         if not eq or not ENV_NAME_RE.match(key) or "\0" in item:
             raise ValueError(f"invalid environment variable {item!r}: use KEY=VALUE")
-    if not config.workdir.startswith("/"):
+    if config.workdir and not config.workdir.startswith("/"):
         raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
     if config.user:
         check_user(config.user)
     for group in config.group_add:
         check_group(group)
+    for host in config.extra_hosts:
+        parse_host(host)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
     if config.network not in ("host", "none"):
@@ -237,6 +258,10 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
+    if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
+        raise ValueError(
+            f"invalid --oom-score-adj {config.oom_score_adj}: must be between -1000 and 1000"
+        )
     for limit in config.ulimits:
         check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:

@@ -200,7 +200,9 @@ class Run:
                     argv = (_shim.PROGRAM, self.container.id)
                     plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
-                spawned = await _native.start(native, plan, prepare=_placer(cgroup, id_map))
+                spawned = await _native.start(
+                    native, plan, prepare=_placer(cgroup, id_map, config.oom_score_adj)
+                )
             except BaseException:
                 with trio.CancelScope(shield=True):
                     for _, stream in streams:
@@ -407,12 +409,24 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
 
 
-def _placer(cgroup: Cgroup, id_map: tuple[int, int] | None) -> Callable[[Spawned], None]:
-    """What the parent does while the child waits: the cgroup, and for a user namespace
-    its uid/gid maps (container 0..n-1 -> host start..start+n-1)."""
+def _placer(
+    cgroup: Cgroup, id_map: tuple[int, int] | None, oom_score_adj: int | None
+) -> Callable[[Spawned], None]:
+    """What the parent does while the child waits: the cgroup, its OOM score adjustment
+    (kept across exec), and for a user namespace its uid/gid maps (container 0..n-1 ->
+    host start..start+n-1)."""
 
     def place(spawned: Spawned) -> None:
         cgroup.add(spawned.pid)
+        if oom_score_adj is not None:
+            try:
+                Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(f"{oom_score_adj}\n")
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"cannot set --oom-score-adj {oom_score_adj}: {exc.strerror} (below the "
+                    "daemon's own it needs CAP_SYS_RESOURCE)",
+                ) from None
         if id_map is not None:
             start, count = id_map
             for name in ("uid_map", "gid_map"):

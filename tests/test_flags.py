@@ -5,11 +5,21 @@ boxctl and a real daemon."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon
 
+from boxd._hosts import parse_host
 from boxd._ulimits import parse_ulimit
+
+CAP_SYS_RESOURCE = 24
+
+
+def _has_capability(cap: int) -> bool:
+    status = Path("/proc/self/status").read_text()
+    effective = next(line for line in status.splitlines() if line.startswith("CapEff:"))
+    return bool(int(effective.split()[1], 16) >> cap & 1)
 
 
 def _limit(limits: str, label: str) -> tuple[str, str]:
@@ -75,3 +85,67 @@ def test_group_add_in_run_and_exec(daemon: Daemon) -> None:
     assert "unable to find group staff2: no matching entries in group file" in bad.stderr
     bad = daemon.ctl("run", "--rm", "--group-add", "a:b", "default", "true", check=False)
     assert bad.returncode != 0 and "invalid --group-add 'a:b'" in bad.stderr
+
+
+def test_add_host_parsing() -> None:
+    assert parse_host("db:10.0.0.5") == ("db", "10.0.0.5")
+    assert parse_host("v6:2001:db8::0:1") == ("v6", "2001:db8::1")
+    assert parse_host("v6=[2001:db8::1]") == ("v6", "2001:db8::1")
+    for text, message in [
+        ("db", "'' is not an IP address"),
+        ("db:10.0.0.300", "'10.0.0.300' is not an IP address"),
+        (":10.0.0.1", "'' is not a host name"),
+        ("a b:10.0.0.1", "'a b' is not a host name"),
+        ("gw:host-gateway", "host-gateway needs a bridge network"),
+    ]:
+        with pytest.raises(ValueError, match=f"invalid --add-host {text!r}") as info:
+            parse_host(text)
+        assert message in str(info.value)
+
+
+@pytest.mark.root
+def test_add_host_lines_in_etc_hosts(daemon: Daemon) -> None:
+    out = daemon.ctl(
+        "run", "--rm", "--hostname", "web", "--add-host", "db:10.0.0.5",
+        "--add-host", "v6:2001:db8::1", "default", "cat", "/etc/hosts",
+    ).stdout  # fmt: skip
+    assert out.splitlines()[-3:] == ["127.0.1.1\tweb", "10.0.0.5\tdb", "2001:db8::1\tv6"]
+    bad = daemon.ctl("run", "--rm", "--add-host", "db:nowhere", "default", "true", check=False)
+    assert bad.returncode != 0
+    assert "invalid --add-host 'db:nowhere': 'nowhere' is not an IP address" in bad.stderr
+
+
+@pytest.mark.root
+def test_oom_score_adj_for_init_and_exec(daemon: Daemon) -> None:
+    read = ("cat", "/proc/self/oom_score_adj")
+    assert daemon.ctl("run", "--rm", "--oom-score-adj", "300", "default", *read).stdout == "300\n"
+    lower = daemon.ctl("run", "--rm", "--oom-score-adj", "-5", "default", *read, check=False)
+    if _has_capability(CAP_SYS_RESOURCE):
+        assert lower.stdout == "-5\n"
+    else:  # as on this project's CI machine
+        assert lower.returncode == 125
+        assert "cannot set --oom-score-adj -5: Permission denied" in lower.stderr
+    daemon.ctl("run", "-d", "--name", "o", "--oom-score-adj", "500", "default", "sleep", "300")
+    assert daemon.ctl("exec", "o", *read).stdout == "500\n"
+    daemon.ctl("rm", "-f", "o")
+    bad = daemon.ctl("run", "--rm", "--oom-score-adj", "1001", "default", "true", check=False)
+    assert bad.returncode != 0
+    assert "invalid --oom-score-adj 1001: must be between -1000 and 1000" in bad.stderr
+
+
+@pytest.mark.root
+def test_entrypoint_of_the_default_image(daemon: Daemon) -> None:
+    out = daemon.ctl("run", "--rm", "--entrypoint", "/bin/echo", "default", "hi", "there").stdout
+    assert out == "hi there\n"
+    # Without words the entrypoint runs alone (the image's default command is dropped).
+    assert daemon.ctl("run", "--rm", "--entrypoint", "pwd", "default").stdout == "/\n"
+    assert daemon.ctl("run", "--rm", "--entrypoint", "", "default", "echo", "x").stdout == "x\n"
+    daemon.ctl("create", "--name", "e", "--entrypoint", "/bin/echo", "default", "a")
+    config = daemon.inspect("e")["config"]
+    # As for an image's: the command is what runs, the entrypoint is kept apart too.
+    assert (config["entrypoint"], config["command"]) == (["/bin/echo"], ["/bin/echo", "a"])
+    assert '"/bin/echo a"' in daemon.ctl("ps", "-a").stdout
+    assert daemon.ctl("start", "-a", "e").stdout == "a\n"
+    daemon.ctl("rm", "e")
+    bad = daemon.ctl("run", "--rm", "--entrypoint", "/no/such", "default", check=False)
+    assert bad.returncode == 127 and "/no/such" in bad.stderr
