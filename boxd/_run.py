@@ -110,7 +110,8 @@ class Run:
         self._started = 0.0
         # Live restore: the container's shim (see boxd/_shim.py).
         self._shim: ShimConnection | None = None
-        self._exited_unseen: ExitStatus | None = None  # it ended while no daemon ran
+        # It ended before this daemon connected to its shim (while no daemon ran).
+        self._exited_unseen: ExitStatus | None = None
         # Set by the supervisor when the daemon leaves with live restore: cancelling a run
         # that has a shim then leaves its process running, held by the shim.
         self.detach = False
@@ -243,6 +244,9 @@ class Run:
         try:
             self._shim, hello = await ShimConnection.connect(shim_dir)
             os.close(hello.pidfd)  # the same process as ours
+            # A short-lived container may have ended before the shim greeted us: the
+            # greeting then has the status, and no EXIT follows.
+            self._exited_unseen = hello.exited
             await self._shim.hold(held)
             os.close(spawned.shim_pidfd)  # the connection has its own
         except BaseException:
