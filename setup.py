@@ -1,29 +1,34 @@
-"""Build of the one C extension and of boxd-shim; everything else is in pyproject.toml."""
+"""Build of the C extension, boxd-init and boxd-shim; everything else is in pyproject.toml.
+
+``boxd-init`` (``sandbox_native/init.c``, the PID 1 of ``--init``) and ``boxd-shim``
+(``sandbox_native/shim.c``, the keeper of a container while no daemon runs: live restore)
+are static programs, so that they run anywhere and cost a few pages; they are built next to
+the extension and installed beside it (boxd finds them there: ``boxd._plan.init_program``,
+``boxd._shim.program``).
+"""
 
 import os
+import subprocess
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-WARNINGS = ["-Wall", "-Wextra", "-Werror"]
+PROGRAMS = {"boxd-init": "sandbox_native/init.c", "boxd-shim": "sandbox_native/shim.c"}
+CFLAGS = ["-Wall", "-Wextra", "-Werror", "-std=gnu11", "-O2"]
 
 
-class build_ext_and_shim(build_ext):
-    """Also builds ``boxd-shim`` (sandbox_native/shim.c), the static program that keeps a
-    container while no daemon runs, into the boxd package (``boxd/boxd-shim``)."""
-
+class BuildWithPrograms(build_ext):
     def run(self) -> None:
         super().run()
-        objects = self.compiler.compile(
-            ["sandbox_native/shim.c"],
-            output_dir=self.build_temp,
-            extra_postargs=[*WARNINGS, "-std=gnu11", "-Os"],
-        )
-        target = os.path.join(self.build_lib, "boxd")
-        os.makedirs(target, exist_ok=True)
-        self.compiler.link_executable(
-            objects, "boxd-shim", output_dir=target, extra_postargs=["-static", "-s"]
-        )
+        directory = os.path.dirname(self.get_ext_fullpath("sandbox_native"))
+        compiler = os.environ.get("CC", "cc").split()
+        for name, source in PROGRAMS.items():
+            target = os.path.join(directory, name)
+            subprocess.run([*compiler, *CFLAGS, "-static", "-s", "-o", target, source], check=True)
+
+    def get_outputs(self) -> list[str]:
+        directory = os.path.dirname(self.get_ext_fullpath("sandbox_native"))
+        return [*super().get_outputs(), *(os.path.join(directory, n) for n in PROGRAMS)]
 
 
 setup(
@@ -31,11 +36,11 @@ setup(
         Extension(
             "sandbox_native",
             sources=["sandbox_native/sandbox_native.c"],
-            extra_compile_args=[*WARNINGS, "-std=gnu11", "-O2"],
+            extra_compile_args=CFLAGS,
             py_limited_api=True,
             define_macros=[("Py_LIMITED_API", "0x030B0000")],
         )
     ],
-    cmdclass={"build_ext": build_ext_and_shim},
+    cmdclass={"build_ext": BuildWithPrograms},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

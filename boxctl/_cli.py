@@ -12,7 +12,7 @@ from boxd import _ulimits, _units
 
 from . import _images
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import Client, CliError, call, check, socket_path
+from ._client import USAGE, Client, CliError, call, check, socket_path
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _volume(spec: str) -> dict[str, Any]:
     try:
         host, container, options = _units.split_volume(spec)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     return {"host": os.path.abspath(host), "container": container, **options}
 
 
@@ -44,7 +44,7 @@ def _tmpfs(spec: str) -> str:
     try:
         _tmpfs_options.parse_tmpfs(spec)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     return spec
 
 
@@ -52,7 +52,7 @@ def _ulimit(text: str) -> dict[str, Any]:
     try:
         name, soft, hard = _ulimits.parse_ulimit(text)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     return {"name": name, "soft": soft, "hard": hard}
 
 
@@ -67,7 +67,8 @@ def _security(opts: Sequence[str]) -> dict[str, Any]:
         else:
             raise CliError(
                 f"invalid --security-opt {opt!r}: use no-new-privileges[=false] "
-                "or seccomp=unconfined|PROFILE.json"
+                "or seccomp=unconfined|PROFILE.json",
+                USAGE,
             )
     return sec
 
@@ -86,7 +87,7 @@ def _resources(args: Args) -> dict[str, Any]:
         if args.cpus is not None:
             res["cpus"] = _units.parse_cpus(args.cpus)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     if args.cpu_shares is not None:
         res["cpu_shares"] = args.cpu_shares
     if args.pids_limit is not None:
@@ -114,7 +115,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     else:
         raise CliError(
             f"{args.prog}: an IMAGE (a reference, default, or a root filesystem directory) "
-            "is required"
+            "is required",
+            USAGE,
         )
     # --entrypoint replaces the image's command too (Docker's rule): no /bin/sh then.
     if not words and not reference and args.entrypoint is None:
@@ -156,21 +158,23 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
+    if args.init:
+        config["init"] = True
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
         except ValueError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(str(exc), USAGE) from None
     try:
         if args.log_max_size is not None:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     if args.log_max_files is not None:
         if args.log_max_files < 1:
-            raise CliError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
+            raise CliError(f"invalid --log-max-files {args.log_max_files}: must be >= 1", USAGE)
         config["log_max_files"] = args.log_max_files
     return config, args.name or ""
 
@@ -181,7 +185,8 @@ def _restart(text: str) -> dict[str, Any]:
         count and (name != "on-failure" or not count.isdigit() or int(count) < 1)
     ):
         raise CliError(
-            f"invalid --restart {text!r}: use no, on-failure[:max], always or unless-stopped"
+            f"invalid --restart {text!r}: use no, on-failure[:max], always or unless-stopped",
+            USAGE,
         )
     return {"name": name, "max_retries": int(count) if count else 0}
 
@@ -189,29 +194,45 @@ def _restart(text: str) -> dict[str, Any]:
 # ---- commands -------------------------------------------------------------------------
 
 
+def _run_failure(exc: CliError) -> CliError:
+    """``run`` and ``create`` exit 125 whatever went wrong before the container ran (a
+    refused value, an image that cannot be pulled, a name in use, no daemon), as Docker's
+    do; 126 and 127 keep their meaning."""
+    if exc.code == 1:
+        exc.code = USAGE
+    return exc
+
+
 def cmd_create(args: Args) -> int:
-    config, name = _config(args)
-    print(call(args.socket, {"type": "CreateRequest", "config": config, "name": name})["id"])
+    try:
+        config, name = _config(args)
+        response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
+    except CliError as exc:
+        raise _run_failure(exc) from None
+    print(response["id"])
     return 0
 
 
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
-    config, name = _config(args)
     if not args.detach:
         _check_tty(stdin=args.interactive, tty_mode=args.tty)
-    request = {
-        "type": "RunRequest",
-        "config": config,
-        "name": name,
-        "attach": not args.detach,
-        "stdin": args.interactive,
-    }
-    if args.detach:
-        print(call(args.socket, request)["id"])
-        return 0
-    return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+    try:
+        config, name = _config(args)
+        request = {
+            "type": "RunRequest",
+            "config": config,
+            "name": name,
+            "attach": not args.detach,
+            "stdin": args.interactive,
+        }
+        if args.detach:
+            print(call(args.socket, request)["id"])
+            return 0
+        return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+    except CliError as exc:
+        raise _run_failure(exc) from None
 
 
 def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
@@ -247,9 +268,9 @@ def parse_detach_keys(text: str) -> bytes:
         elif len(part) == 1:
             keys.append(ord(part))
         else:
-            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q")
+            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q", USAGE)
     if not keys:
-        raise CliError(f"invalid detach keys {text!r}")
+        raise CliError(f"invalid detach keys {text!r}", USAGE)
     return bytes(keys)
 
 
@@ -261,7 +282,7 @@ def _start_attached(args: Args, cid: str, *, stdin: bool, tty_mode: bool) -> int
 def cmd_start(args: Args) -> int:
     if args.attach:
         if len(args.containers) != 1:
-            raise CliError("boxctl start: --attach takes exactly one container")
+            raise CliError("boxctl start: --attach takes exactly one container", USAGE)
         c = _inspect(args.socket, args.containers[0])
         cfg = c["config"]
         stdin = args.interactive and cfg["interactive"]
@@ -280,7 +301,7 @@ def cmd_attach(args: Args) -> int:
 
 def cmd_exec(args: Args) -> int:
     if not args.command:
-        raise CliError("boxctl exec: a COMMAND is required")
+        raise CliError("boxctl exec: a COMMAND is required", USAGE)
     _check_tty(stdin=args.interactive, tty_mode=args.tty)
     request = {
         "type": "ExecRequest",
@@ -473,7 +494,7 @@ def _parse_since(text: str) -> float:
             return time.time() - float(text[:-1]) * units[text[-1]]
         return float(text)
     except ValueError:
-        raise CliError(f"invalid --since {text!r}: use a Unix time or 10s, 5m, 2h") from None
+        raise CliError(f"invalid --since {text!r}: use a Unix time or 10s, 5m, 2h", USAGE) from None
 
 
 def cmd_info(args: Args) -> int:
@@ -487,12 +508,10 @@ def cmd_info(args: Args) -> int:
 def cmd_version(args: Args) -> int:
     from boxd import __version__
 
-    print(f"boxctl {__version__}")
-    try:
-        daemon = call(args.socket, {"type": "VersionRequest"})
-        print(f"boxd {daemon['version']} (api {daemon['api']})")
-    except CliError as exc:
-        print(f"boxd: {exc}")
+    print(f"boxctl {__version__}", flush=True)
+    # Without a daemon, Docker prints its client's part and fails.
+    daemon = call(args.socket, {"type": "VersionRequest"})
+    print(f"boxd {daemon['version']} (api {daemon['api']})")
     return 0
 
 
@@ -543,7 +562,7 @@ def cmd_stats(args: Args) -> int:
 def cmd_update(args: Args) -> int:
     res = _resources(args)
     if not res:
-        raise CliError("boxctl update: give at least one limit to change")
+        raise CliError("boxctl update: give at least one limit to change", USAGE)
     return _each(
         args,
         lambda ref: call(
@@ -593,6 +612,7 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--init", help="run an init as PID 1 that forwards signals and reaps orphans"),
     Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
@@ -757,10 +777,10 @@ def _parse(words: list[str]) -> Args:
             print(_help())
             sys.exit(0)
         if name != "--socket":
-            raise CliError(f"boxctl: unknown option {name!r} (see 'boxctl --help')", 2)
+            raise CliError(f"boxctl: unknown option {name!r} (see 'boxctl --help')", USAGE)
         if not eq:
             if not words:
-                raise CliError("boxctl: --socket needs a value", 2)
+                raise CliError("boxctl: --socket needs a value", USAGE)
             value = words.pop(0)
         socket = value
     if not words:
@@ -769,7 +789,7 @@ def _parse(words: list[str]) -> Args:
     name = words.pop(0)
     command = BY_NAME.get(name)
     if command is None:
-        raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')", 2)
+        raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')")
     prog = f"boxctl {name}"
     args = command.parse(words, prog)
     args.socket = socket_path(socket)

@@ -272,6 +272,8 @@ def parse(message: dict[str, Any], catalogue: dict[str, type[Any]]) -> Any:
     try:
         return structure(fields, cls)
     except ConversionError as exc:
+        if exc.refused:  # already in the words of whoever sent the value
+            raise
         raise ConversionError(f"{kind}: {exc}") from None
 
 

@@ -146,6 +146,7 @@ class ContainerConfig:
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
     ulimits: tuple[Ulimit, ...] = ()
     oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
+    init: bool = False  # --init: boxd-init runs the command as PID 1's child
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -227,6 +228,44 @@ def parse_signal(text: str) -> signal.Signals:
         raise ValueError(f"invalid signal {text!r}") from None
 
 
+# The option of `boxctl run` (and of `docker run`) that sets each field of a configuration:
+# a refused value is named as its user typed it, not by its place in a record.
+OPTIONS = {
+    "env": "--env",
+    "workdir": "--workdir",
+    "user": "--user",
+    "group_add": "--group-add",
+    "hostname": "--hostname",
+    "extra_hosts": "--add-host",
+    "network": "--network",
+    "volumes": "--volume",
+    "tmpfs": "--tmpfs",
+    "shm_size": "--shm-size",
+    "ulimits": "--ulimit",
+    "resources.memory": "--memory",
+    "resources.memory_swap": "--memory-swap",
+    "resources.cpus": "--cpus",
+    "resources.cpu_shares": "--cpu-shares",
+    "resources.pids_limit": "--pids-limit",
+    "resources.cpuset_cpus": "--cpuset-cpus",
+    "restart": "--restart",
+    "stop_signal": "--stop-signal",
+    "stop_timeout": "--stop-timeout",
+    "log_max_size": "--log-max-size",
+    "log_max_files": "--log-max-files",
+    "cgroup_parent": "--cgroup-parent",
+    "labels": "--label",
+}
+
+
+def invalid(field: str, value: object, reason: str = "") -> ValueError:
+    """The error for a refused value of a configuration field (a path such as
+    ``resources.memory``), in the words of the command line: ``invalid --memory '1x'``."""
+    text = format(value, "g") if isinstance(value, float) else str(value)
+    message = f"invalid {OPTIONS.get(field, field)} {text!r}"
+    return ValueError(f"{message}: {reason}" if reason else message)
+
+
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     reference = config.image != "default" and not config.image.startswith("/")
@@ -240,9 +279,9 @@ def validate_config(config: ContainerConfig) -> None:
     for item in config.env:
         key, eq, _ = item.partition("=")
         if not eq or not ENV_NAME_RE.match(key) or "\0" in item:
-            raise ValueError(f"invalid environment variable {item!r}: use KEY=VALUE")
+            raise invalid("env", item, "use KEY=VALUE")
     if config.workdir and not config.workdir.startswith("/"):
-        raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
+        raise invalid("workdir", config.workdir, "must be absolute")
     if config.user:
         check_user(config.user)
     for group in config.group_add:
@@ -250,12 +289,15 @@ def validate_config(config: ContainerConfig) -> None:
     for host in config.extra_hosts:
         parse_host(host)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
-        raise ValueError(f"invalid hostname {config.hostname!r}")
+        raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     if config.network not in ("host", "none"):
-        raise ValueError(f"invalid network {config.network!r}: use host or none")
-    parse_signal(config.stop_signal)
+        raise invalid("network", config.network, "use host or none")
+    try:
+        parse_signal(config.stop_signal)
+    except ValueError:
+        raise invalid("stop_signal", config.stop_signal) from None
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
-        raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
+        raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
@@ -268,6 +310,6 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
     for label in config.labels:
         if not label.partition("=")[0] or "\0" in label:
-            raise ValueError(f"invalid label {label!r}: use KEY=VALUE")
+            raise invalid("labels", label, "use KEY=VALUE")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

@@ -23,6 +23,7 @@ import trio
 
 from . import __version__, _logs, protocol
 from ._convert import ConversionError
+from ._idle import WaitingConnections
 from ._images.messages import PullRequest
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
@@ -75,8 +76,9 @@ from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
 log = logging.getLogger("boxd.server")
 
 API_VERSION = 1
-READ_TIMEOUT = 30.0  # for a request to arrive whole
-MAX_CONNECTIONS = 256
+FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has connected
+READ_TIMEOUT = 30.0  # for a later request on a kept connection to arrive whole
+MAX_WAITING = 128  # connections waiting for a request (see _idle); busy ones are not capped
 STATS_INTERVAL = 1.0  # seconds between stats frames
 STDIN_CHUNK = 65536
 
@@ -157,7 +159,7 @@ class Server:
     def __init__(self, sup: Supervisor, *, procview: str = "off") -> None:
         self.sup = sup
         self.procview = procview
-        self._limit = trio.Semaphore(MAX_CONNECTIONS)
+        self._waiting = WaitingConnections(MAX_WAITING)
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             VersionRequest: self._version,
             InfoRequest: self._info,
@@ -188,28 +190,30 @@ class Server:
                 pid, uid, _ = peer_credentials(stream)
         conn = Connection(stream)
         async with stream:
-            if self._limit.value == 0:
-                await self._error(conn, "too many connections", "failed")
-                return
-            async with self._limit:
-                try:
-                    await self._serve(conn, pid, uid)
-                except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                except protocol.ProtocolError as exc:
-                    log.info("peer pid=%d uid=%d: %s", pid, uid, exc)
-                    await self._error(conn, str(exc))
-                except Exception as exc:  # a bug must cost one connection, not the daemon
-                    log.exception("peer pid=%d uid=%d: request failed", pid, uid)
-                    await self._error(conn, f"internal error: {exc}", "failed")
+            try:
+                await self._serve(conn, pid, uid)
+            except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            except protocol.ProtocolError as exc:
+                log.info("peer pid=%d uid=%d: %s", pid, uid, exc)
+                await self._error(conn, str(exc))
+            except Exception as exc:  # a bug must cost one connection, not the daemon
+                log.exception("peer pid=%d uid=%d: request failed", pid, uid)
+                await self._error(conn, f"internal error: {exc}", "failed")
 
     async def _serve(self, conn: Connection, pid: int, uid: int) -> None:
+        timeout = FIRST_REQUEST_TIMEOUT
         while True:
-            with trio.move_on_after(READ_TIMEOUT) as timeout:
+            with self._waiting.waiting(timeout) as wait:
                 frame = await conn.receive()
-            if timeout.cancelled_caught:
-                await self._error(conn, f"no request within {READ_TIMEOUT:g}s")
+            if wait.evicted:
+                log.info("peer pid=%d uid=%d: closed, too many connections wait", pid, uid)
+                await self._error(conn, "closed: too many connections wait for a request")
                 return
+            if wait.timed_out:
+                await self._error(conn, f"no request within {timeout:g}s")
+                return
+            timeout = READ_TIMEOUT
             if frame is None:
                 return
             if not isinstance(frame, dict):

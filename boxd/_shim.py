@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import importlib
+import importlib.util
 import os
 import signal
 import socket
@@ -59,17 +59,12 @@ class ShimError(OSError):
 
 
 def program() -> str:
-    """The boxd-shim executable, installed in the boxd package.  The package may be
-    imported from a source tree (tests put the repository first on the path): then the
-    installed package beside the extension has it."""
-    here = Path(__file__).with_name(PROGRAM)
-    if here.exists():
-        return str(here)
-    extension = importlib.import_module("sandbox_native")
-    beside = Path(str(extension.__file__)).parent / "boxd" / PROGRAM
-    if beside.exists():
-        return str(beside)
-    raise FileNotFoundError(f"{PROGRAM} is not installed (looked at {here} and {beside})")
+    """The host path of boxd-shim, installed beside the extension (see setup.py)."""
+    spec = importlib.util.find_spec("sandbox_native")
+    path = Path(spec.origin).with_name(PROGRAM) if spec and spec.origin else None
+    if path is None or not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{PROGRAM} is not installed beside sandbox_native ({path})")
+    return str(path)
 
 
 @attrs.frozen

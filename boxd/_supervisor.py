@@ -28,6 +28,7 @@ import trio
 
 from . import _lifecycle, _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._events import Events
 from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
 from ._images.registry import Credentials
@@ -55,6 +56,7 @@ from ._records import (
     RestartName,
     Status,
     check_name,
+    invalid,
     new_id,
     parse_signal,
 )
@@ -120,6 +122,13 @@ def _limits(resources: Resources) -> Limits:
     )
 
 
+def _check_volume_sources(config: ContainerConfig) -> None:
+    """A missing host path is named at create, not found by a mount at start."""
+    for v in config.volumes:
+        if not os.path.exists(v.host):
+            raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
+
+
 class Supervisor:
     def __init__(
         self,
@@ -148,6 +157,7 @@ class Supervisor:
         self.puller = Puller(self.images, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
+        self.events = Events()
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -276,11 +286,13 @@ class Supervisor:
         if config.image.startswith("/"):
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
+        _check_volume_sources(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
         self.store.save(container)
         self._entries[cid] = _Entry(container)
+        self.events.observe(container)
         return container
 
     def _generate_name(self, cid: str) -> str:
@@ -527,6 +539,7 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self.events.observe(container)
             self._changes.unpark_all()
 
     # ---- stop, kill, pause, restart, remove, wait -----------------------------------
@@ -634,6 +647,7 @@ class Supervisor:
             entry.logs.close()
         self.store.discard(entry.container.id)
         self._trash.set()
+        self.events.removed(entry.container)
         entry.gone.set()
         self._changes.unpark_all()
 

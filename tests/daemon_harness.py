@@ -176,10 +176,10 @@ def running_daemon(tmp_path: Path, *extra: str) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        if daemon.process is None:
+        if daemon.process is None:  # the test killed it: the next daemon cleans up
             daemon.start()
         ids = daemon.ctl("ps", "-a", "-q").stdout.split()
-        if ids:
+        if ids:  # live restore keeps containers across daemons: removed here
             daemon.ctl("rm", "-f", *ids)
         if daemon.stop() != 0:
             raise AssertionError("boxd did not exit 0 on SIGTERM")

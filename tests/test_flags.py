@@ -149,3 +149,41 @@ def test_entrypoint_of_the_default_image(daemon: Daemon) -> None:
     daemon.ctl("rm", "e")
     bad = daemon.ctl("run", "--rm", "--entrypoint", "/no/such", "default", check=False)
     assert bad.returncode == 127 and "/no/such" in bad.stderr
+
+
+ZOMBIES = "grep -l '^[0-9]* ([^)]*) Z' /proc/[0-9]*/stat 2>/dev/null | wc -l"
+
+
+@pytest.mark.root
+def test_init_is_pid_1_and_passes_on_the_exit(daemon: Daemon) -> None:
+    out = daemon.ctl(
+        "run", "--rm", "--init", "default", "sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline",
+    ).stdout  # fmt: skip
+    assert out.splitlines() == ["2", "/dev/init -- sh -c echo $$; tr '\\0' ' ' < /proc/1/cmdline "]
+    assert (
+        daemon.ctl("run", "--rm", "--init", "default", "sh", "-c", "exit 3", check=False).returncode
+        == 3
+    )
+    killed = daemon.ctl("run", "--rm", "--init", "default", "sh", "-c", "kill -9 $$", check=False)
+    assert killed.returncode == 137
+    missing = daemon.ctl("run", "--rm", "--init", "default", "/no/such", check=False)
+    assert missing.returncode == 127
+    assert "boxd-init: exec /no/such: No such file or directory" in missing.stderr
+
+
+@pytest.mark.root
+def test_init_forwards_stop_and_reaps_orphans(daemon: Daemon) -> None:
+    # Without --init, `sh` as PID 1 ignores SIGTERM: stop waits out its timeout and kills
+    # (137).  With it, SIGTERM reaches sh as a plain process, which dies of it (143).
+    daemon.ctl("run", "-d", "--name", "plain", "default", "sh", "-c", "sleep 1000")
+    daemon.ctl("run", "-d", "--name", "s", "--init", "default", "sh", "-c", "sleep 1000")
+    daemon.ctl("stop", "-t", "1", "plain")
+    daemon.ctl("stop", "-t", "120", "s")
+    assert daemon.inspect("plain")["state"]["exit_code"] == 137
+    assert daemon.inspect("s")["state"]["exit_code"] == 143
+    # An orphan that ends is reaped by PID 1, even while the command never waits.
+    daemon.ctl("run", "-d", "--name", "z", "--init", "default", "sh", "-c",
+               "sh -c 'sleep 0 &'; exec sleep 1000")  # fmt: skip
+    poll = f"for i in $(seq 200); do [ $({ZOMBIES}) = 0 ] && exit 0; sleep 0.05; done; exit 1"
+    assert daemon.ctl("exec", "z", "sh", "-c", poll, check=False).returncode == 0
+    daemon.ctl("rm", "-f", "plain", "s", "z")
