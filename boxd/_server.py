@@ -24,7 +24,8 @@ import trio
 from . import __version__, _logs, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
-from ._images.messages import PullRequest
+from ._images.archive import ArchiveError
+from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import LayerError
@@ -100,7 +101,7 @@ def _error_kind(exc: BaseException) -> str | None:
         return "not_found"
     if isinstance(exc, Conflict | ImageInUse):
         return "conflict"
-    if isinstance(exc, RegistryError | LayerError):
+    if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
     if isinstance(exc, StartError):
         return {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
@@ -115,9 +116,8 @@ def _streams(request: object) -> bool:
     """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
     if isinstance(request, StartRequest | RunRequest):
         return request.attach
-    return isinstance(
-        request, AttachRequest | ExecRequest | LogsRequest | StatsRequest | PullRequest
-    )
+    streams = (AttachRequest, ExecRequest, LogsRequest, StatsRequest, *IMAGE_STREAMS)
+    return isinstance(request, streams)
 
 
 class Connection:

@@ -157,6 +157,9 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
     assert paused.stdout == "paused true\n"
     assert _docker(clean, "unpause", "web").returncode == 0
 
+    top = _docker(clean, "top", "web", "-o", "pid,args").stdout.splitlines()
+    assert top[0].split() == ["PID", "COMMAND"]
+    assert f"sh -c {script}" in [line.split(None, 1)[1] for line in top[1:]]
     r = _docker(clean, "exec", "web", "sh", "-c", "echo in-$HOSTNAME; exit 4")
     assert (r.returncode, r.stdout) == (4, f"in-{cid.stdout[:12]}\n")
     assert _docker(clean, "exec", "web", "/nope").returncode == 127
@@ -346,6 +349,12 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         assert status == 200
         version = json.loads(body)
         assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.41", "1.24")
+    status, _, body = _call(clean, "GET", "/info")
+    assert status == 200
+    assert json.loads(body)["Containers"] == 0
+    status, _, body = _call(clean, "GET", "/system/df")
+    assert status == 200
+    assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
 
 
 BAD: list[tuple[str, str, bytes | None, int, str]] = [
@@ -430,6 +439,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("POST", f"/containers/{cid}/stop", 304),
         ("POST", f"/containers/{cid}/start", 204),
         ("POST", f"/containers/{cid}/start", 304),
+        ("GET", f"/containers/{cid}/top?ps_args=--bogus", 400),
+        ("GET", f"/containers/{cid}/top?ps_args=-o%20comm", 400),
         ("POST", f"/containers/{cid}/resize?h=0&w=10", 400),
         ("POST", f"/containers/{cid}/kill?signal=SIGNOPE", 400),
         ("POST", f"/containers/{cid}/wait?condition=whenever", 400),

@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -230,6 +231,7 @@ class DockerApi:
             ("GET", r"/version", self._version),
             ("GET", r"/info", self._info),
             ("GET", r"/events", self._events),
+            ("GET", r"/system/df", self._df),
             ("POST", r"/containers/create", self._create),
             ("GET", r"/containers/json", self._list),
             ("POST", r"/containers/prune", self._prune),
@@ -245,6 +247,7 @@ class DockerApi:
             ("POST", c + r"/resize", self._resize),
             ("POST", c + r"/update", self._update),
             ("GET", c + r"/stats", self._stats),
+            ("GET", c + r"/top", self._top),
             ("POST", c + r"/exec", self._exec_create),
             ("POST", r"/exec/([^/]+)/start", self._exec_start),
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
@@ -722,8 +725,17 @@ class DockerApi:
             stdout=body.flag("AttachStdout"),
             stderr=body.flag("AttachStderr"),
         )
+        for stale in [e for e in self._execs.values() if not self._exists(e.container)]:
+            del self._execs[stale.id]  # their containers were removed by another client
         self._execs[ex.id] = ex
         await conn.respond_json(201, {"Id": ex.id})
+
+    def _exists(self, cid: str) -> bool:
+        try:
+            self.sup.inspect(cid)
+        except NoSuchContainer:
+            return False
+        return True
 
     def _exec_of(self, exec_id: str) -> _Exec:
         ex = self._execs.get(exec_id)
@@ -867,6 +879,37 @@ class DockerApi:
                 await trio.sleep(STATS_INTERVAL)
         await conn.end()
 
+    # ---- top --------------------------------------------------------------------------
+
+    async def _top(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        """The host's ``ps`` (``ps_args``, default ``-ef``), its rows of the container's
+        processes (those in its cgroup), as Docker does it."""
+        c = self.sup.inspect(ref)
+        if self.sup.run_of(c.id) is None:
+            raise Conflict(f"container {c.name} is not running")
+        try:
+            args = shlex.split(req.arg("ps_args") or "-ef")
+        except ValueError as exc:
+            raise ApiError(400, f"invalid ps_args: {exc}") from None
+        pids = set(self.sup.cgroups.open(c.id).procs())
+        result = await trio.run_process(
+            ["ps", *args], capture_stdout=True, capture_stderr=True, check=False
+        )
+        if result.returncode != 0:
+            error = result.stderr.decode(errors="replace").strip().splitlines()
+            raise ApiError(400, f"ps {shlex.join(args)} failed: {error[0] if error else '?'}")
+        lines = result.stdout.decode(errors="replace").splitlines()
+        titles = lines[0].split() if lines else []
+        if "PID" not in titles:
+            raise ApiError(400, f"ps {shlex.join(args)} shows no PID column")
+        column = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+                rows.append(fields)
+        await conn.respond_json(200, {"Titles": titles, "Processes": rows})
+
     # ---- images: the image verbs of the native socket, their answers in Docker's shape ---
 
     async def _image_verb(
@@ -891,6 +934,27 @@ class DockerApi:
         }
 
     async def _images(self, conn: HttpConnection, req: Request) -> None:
+        await conn.respond_json(200, await self._image_rows())
+
+    async def _df(self, conn: HttpConnection, req: Request) -> None:
+        images = await self._image_rows()
+        now = time.time()
+        containers = [
+            {**_shapes.summary(c, now), "SizeRw": 0, "SizeRootFs": 0}
+            for c in self.sup.list(all=True)
+        ]
+        await conn.respond_json(
+            200,
+            {
+                "LayersSize": sum(i["Size"] for i in images),
+                "Images": images,
+                "Containers": containers,
+                "Volumes": [],
+                "BuildCache": [],
+            },
+        )
+
+    async def _image_rows(self) -> list[dict[str, Any]]:
         answer: ImagesResponse = await self._image_verb(self._verbs.images, ImagesRequest())
         rows = [
             {
@@ -919,7 +983,7 @@ class DockerApi:
                     "Containers": image.containers,
                 }
             )
-        await conn.respond_json(200, rows)
+        return rows
 
     async def _image_inspect(self, conn: HttpConnection, req: Request, name: str) -> None:
         if name in _shapes.DEFAULT_IMAGES or name == _shapes.default_image_id():
