@@ -149,6 +149,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
     if args.init:
         config["init"] = True
+    if args.sysctl:
+        config["sysctls"] = args.sysctl
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
     if args.shm_size is not None:
@@ -642,6 +644,7 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--sysctl", kind=APPEND, metavar="KEY=VALUE", help="a namespaced kernel setting"),
     Opt("--init", help="run an init as PID 1 that forwards signals and reaps orphans"),
     Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),

@@ -129,6 +129,8 @@ async def run_daemon(args: argparse.Namespace) -> None:
         log.warning("the per-container /proc view is off: %s", why_not)
     _repair.detach_dead_mounts(args.root)
     _repair.remove_stale_socket_files(args.socket)
+    if args.docker_socket:
+        _repair.remove_stale_socket_files(Path(args.docker_socket))
     inherited = _systemd.listen_fds()
     listening = None
     if inherited:

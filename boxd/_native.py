@@ -66,6 +66,8 @@ class MountKind(enum.IntEnum):
     #                 holding ``data``, with permission bits ``mode``
     MKFILE = 8  # an empty regular file at target (a single-file bind's mount point), with
     #             permission bits ``mode``; anything already there is kept
+    SYSCTL = 9  # write ``data`` into the existing file target (/proc/sys/..., in the
+    #             container's own namespaces), opened for writing without O_CREAT
 
 
 @attrs.frozen
@@ -92,6 +94,7 @@ class MountOp:
             MountKind.MASK: "mask",
             MountKind.WRITE_FILE: "write",
             MountKind.MKFILE: "create",
+            MountKind.SYSCTL: "set",
         }[self.kind]
         if self.kind is MountKind.MOUNT and self.source.startswith("/"):
             return f"{verb} {self.source} on {self.target}"  # a bind: the host path matters

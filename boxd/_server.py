@@ -24,7 +24,8 @@ import trio
 from . import __version__, _logs, _top, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
-from ._images.messages import PullRequest
+from ._images.archive import ArchiveError
+from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import LayerError
@@ -107,7 +108,7 @@ def _error_kind(exc: BaseException) -> str | None:
         return "not_found"
     if isinstance(exc, Conflict | ImageInUse):
         return "conflict"
-    if isinstance(exc, RegistryError | LayerError):
+    if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
     if isinstance(exc, StartError):
         return {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
@@ -124,9 +125,8 @@ def _streams(request: object) -> bool:
         return request.attach
     if isinstance(request, ExecRequest):
         return not request.detach
-    return isinstance(
-        request, AttachRequest | ExecRequest | LogsRequest | StatsRequest | PullRequest
-    )
+    streams = (AttachRequest, ExecRequest, LogsRequest, StatsRequest, *IMAGE_STREAMS)
+    return isinstance(request, streams)
 
 
 class Connection:

@@ -30,6 +30,7 @@ import trio
 from . import _diff, _lifecycle, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
+from ._events import Events
 from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
 from ._images.registry import Credentials
@@ -177,6 +178,7 @@ class Supervisor:
         self.puller = Puller(self.images, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
+        self.events = Events()
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -278,7 +280,7 @@ class Supervisor:
             return resolve_image(ref, self.store.images)
         return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
 
-    def _with_image_config(self, config: ContainerConfig, image: Image) -> ContainerConfig:
+    def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
         root directory has none: ``--entrypoint`` comes before the command's words."""
         if config.image == "default" or config.image.startswith("/"):
@@ -286,7 +288,7 @@ class Supervisor:
                 return config
             return attrs.evolve(config, command=(*config.entrypoint, *config.command))
         record = self.images.lookup(config.image)
-        return apply_image_config(config, record, self.images.config(record), image)
+        return apply_image_config(config, record, self.images.config(record))
 
     def _check_name_free(self, name: str) -> None:
         check_name(name)
@@ -301,7 +303,7 @@ class Supervisor:
             self._check_name_free(name)
         try:
             image = self._image(config.image)
-            config = self._with_image_config(config, image)
+            config = self._with_image_config(config)
         except ImageError as exc:
             raise ValueError(str(exc)) from None
         cid = new_id()
@@ -314,6 +316,7 @@ class Supervisor:
         )
         self.store.save(container)
         self._entries[cid] = _Entry(container)
+        self.events.observe(container)
         return container
 
     def _generate_name(self, cid: str) -> str:
@@ -327,9 +330,11 @@ class Supervisor:
 
     # ---- phases ---------------------------------------------------------------------
 
-    def _set(self, entry: _Entry, phase: Status, *, save: bool = True) -> None:
-        """The one place a container changes phase (see :mod:`boxd._lifecycle`)."""
-        _lifecycle.check_transition(entry.phase, phase)
+    def _set(self, entry: _Entry, phase: Status, *, save: bool = True, bug: bool = False) -> None:
+        """The one place a container changes phase (see :mod:`boxd._lifecycle`); ``bug``:
+        its supervision failed, and it is recorded as exited from whatever phase."""
+        if not bug:
+            _lifecycle.check_transition(entry.phase, phase)
         entry.container.state.status = phase
         if save:
             self._save(entry.container)
@@ -422,8 +427,9 @@ class Supervisor:
             log.exception("%s: lifecycle failed", c.short_id)
             c.state.error = str(exc)
             if entry.phase in _lifecycle.LIVE:
-                c.state.status = EXITED
-            self._save(c)
+                self._set(entry, EXITED, bug=True)
+            else:
+                self._save(c)
         finally:
             entry.idle.set()
         if c.config.auto_remove:
@@ -446,18 +452,21 @@ class Supervisor:
         c = entry.container
         st = c.state
         self._set(entry, STARTING, save=False)
-        image = self._image(c.config.image, c.config.image_id)
-        if entry.logs is None:
-            entry.logs = _logs.LogWriter.open(
-                self.store.container_dir(c.id) / "logs",
-                max_size=c.config.log_max_size or self.log_max_size,
-                max_files=c.config.log_max_files or self.log_max_files,
-            )
+        entry.recorded = trio.Event()
+        try:
+            image = self._image(c.config.image, c.config.image_id)
+            if entry.logs is None:
+                entry.logs = _logs.LogWriter.open(
+                    self.store.container_dir(c.id) / "logs",
+                    max_size=c.config.log_max_size or self.log_max_size,
+                    max_files=c.config.log_max_files or self.log_max_files,
+                )
+            cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+        except Exception as exc:  # nothing runs yet: the phase goes back
+            return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
-        entry.recorded = trio.Event()
-        cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         failure: Exception | None = None
@@ -507,14 +516,15 @@ class Supervisor:
         return st.finished_at - (st.started_at or st.finished_at)
 
     async def _start_failed(
-        self, entry: _Entry, cgroup: Cgroup, failure: Exception, *, report: bool
+        self, entry: _Entry, cgroup: Cgroup | None, failure: Exception, *, report: bool
     ) -> float:
         """Record why the process could not start; raise it to the starter if there is
         one (a restart has nobody to tell but the record, and its policy tries again)."""
         c = entry.container
         st = c.state
-        with trio.CancelScope(shield=True):
-            await cgroup.remove()
+        if cgroup is not None:
+            with trio.CancelScope(shield=True):
+                await cgroup.remove()
         entry.output.close()
         code = is_exec_failure(failure) or 125
         st.error = str(failure)
@@ -534,6 +544,7 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self.events.observe(container)
             self._changes.unpark_all()
 
     # ---- stop, kill, pause, restart, remove, wait -----------------------------------
@@ -680,6 +691,7 @@ class Supervisor:
             entry.logs.close()
         self.store.discard(entry.container.id)
         self._trash.set()
+        self.events.removed(entry.container)
         entry.gone.set()
         self._changes.unpark_all()
 
@@ -789,8 +801,7 @@ class Supervisor:
         c = entry.container
         limits = _limits(resources)
         self.cgroups.validate(limits)
-        if entry.phase is REMOVING:
-            raise Conflict(f"container {c.name} is being removed")
+        _lifecycle.check_update(c.name, entry.phase)
         if entry.phase in _lifecycle.WITH_PROCESS:
             self.cgroups.open(c.id).update(limits)
         c.config = attrs.evolve(c.config, resources=resources)

@@ -124,6 +124,7 @@ enum mount_kind {
     MK_MASK = 6,
     MK_WRITE_FILE = 7,
     MK_MKFILE = 8,
+    MK_SYSCTL = 9,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -496,6 +497,13 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_WRITE_FILE:
     case MK_MKFILE:
         return create_in_root(p, op);
+    case MK_SYSCTL:
+        fd = open_in_root(p, op->target, O_WRONLY | O_NOFOLLOW);
+        if (fd < 0)
+            return -1;
+        rc = write_all(fd, op->data);
+        close_keeping_errno(fd);
+        return rc;
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
     case MK_MASK:
@@ -851,7 +859,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_MKFILE) {
+        if (op->kind < MK_MOUNT || op->kind > MK_SYSCTL) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }

@@ -87,7 +87,10 @@ def test_daemon_under_a_service_manager(tmp_path: Path) -> None:
     fd = listener.fileno()
     root = tmp_path / "root"
     proc = subprocess.Popen(
-        [sys.executable, "-c", start, str(fd), "--root", str(root), "--socket", str(path)],
+        [
+            *(sys.executable, "-c", start, str(fd), "--root", str(root), "--socket", str(path)),
+            *("--docker-socket", str(tmp_path / "docker.sock")),
+        ],
         pass_fds=(fd,),
         env=env,
     )
