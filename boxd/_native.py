@@ -22,10 +22,13 @@ import signal
 import socket
 import struct
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 import trio
+
+from . import _shim
 
 
 class Namespace(enum.Enum):
@@ -120,6 +123,16 @@ class Rlimit:
 
 
 @attrs.frozen
+class ShimSpec:
+    """Spawn through boxd-shim (live restore): the container becomes the child of a small
+    program that outlives the daemon (see boxd/_shim.py)."""
+
+    program: str  # the boxd-shim executable
+    directory: str  # where it listens (shim.sock): the container's directory
+    argv: tuple[str, ...]  # its argv (argv[0] and the container's id, for ps)
+
+
+@attrs.frozen
 class SpawnPlan:
     """Everything the child does between fork and exec, prepared in advance."""
 
@@ -175,6 +188,8 @@ class SpawnPlan:
     start_fd: int = -1
     # Keep the caller's fds 3 .. 3+keep_fds-1 open in the process (--preserve-fds).
     keep_fds: int = 0
+    # Not None: the container's parent is a boxd-shim, not the caller (no join_pidfd).
+    shim: ShimSpec | None = None
 
 
 class Stage(enum.IntEnum):
@@ -205,6 +220,7 @@ class Stage(enum.IntEnum):
     ATTACH = 23  # index = the failing id_mapped entry
     CONSOLE = 24  # opening the terminal in the container's devpts, or sending its master
     START = 25  # waiting for the OCI runtime's `start` (start_fd)
+    SHIM = 26  # making the shim's socket, or exec of boxd-shim
 
 
 @attrs.frozen
@@ -213,6 +229,9 @@ class Spawned:
     pidfd: int
     sync_fd: int
     console: int = -1  # the master of the plan's console, once start() returned
+    # With a shim: a pidfd of boxd-shim, the container's parent and the caller's child
+    # (the caller reaps it once it has said DONE); -1 without one.
+    shim_pidfd: int = -1
 
 
 class SpawnError(OSError):
@@ -263,6 +282,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"setuid {plan.uid}")
     if stage in (Stage.SETGID, Stage.SETGROUPS):
         return SpawnError(stage, err, f"setgid {plan.gid}")
+    if stage == Stage.SHIM and plan.shim is not None:
+        return SpawnError(stage, err, f"start {plan.shim.program}", plan.shim.program)
     if stage == Stage.PIVOT:
         return SpawnError(stage, err, f"pivot_root {plan.rootfs}", plan.rootfs)
     return SpawnError(stage, err, stage.name.lower().replace("_", " "))
@@ -342,6 +363,10 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("join_namespaces is set but join_pidfd is not")
     if plan.keep_fds < 0:
         raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
+    if plan.shim is not None and (
+        plan.join_pidfd >= 0 or plan.start_fd >= 0 or plan.keep_fds or not plan.shim.argv
+    ):
+        raise ValueError("a shim needs its argv, and holds no joining or OCI-created process")
     if plan.id_mapped and Namespace.USER not in plan.namespaces:
         raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
@@ -395,6 +420,11 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "attach": tuple(_check_text("attach point", point) for _, point in plan.id_mapped),
         "start_fd": plan.start_fd,
         "keep_fds": plan.keep_fds,
+        "shim_path": None if plan.shim is None else _check_text("shim", plan.shim.program),
+        "shim_dir": None if plan.shim is None else _check_text("shim dir", plan.shim.directory),
+        "shim_argv": ()
+        if plan.shim is None
+        else tuple(_check_text("shim argv item", a) for a in plan.shim.argv),
     }
 
 
@@ -407,12 +437,12 @@ class RealNative:
         extension = importlib.import_module("sandbox_native")
         arguments = native_arguments(plan)
         try:
-            pid, pidfd, sync_fd = extension.spawn(**arguments)
+            pid, pidfd, sync_fd, shim_pidfd = extension.spawn(**arguments)
         except extension.ChildFailed as failed:
-            # Join mode: the intermediate process failed before the final one existed.
+            # Join and shim mode: the intermediate process failed.
             stage, err, index = failed.args
             raise describe_failure(plan, Stage(stage), err, index) from None
-        return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd)
+        return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd, shim_pidfd=shim_pidfd)
 
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:
         extension = importlib.import_module("sandbox_native")
@@ -430,8 +460,9 @@ class RealNative:
 @attrs.define
 class FakeNative:
     """A recording fake for tests without root: it runs ``plan.argv`` as a plain host
-    process (no namespaces, mounts, identity or limits; stdio and env only), or, when
-    ``failure`` is set, makes the spawn fail with that (stage, errno, index) record."""
+    process (no namespaces, mounts, identity or limits; stdio and env only, and no shim: the
+    process is the caller's child), or, when ``failure`` is set, makes the spawn fail with
+    that (stage, errno, index) record."""
 
     plans: list[SpawnPlan] = attrs.field(factory=list)
     released: list[Spawned] = attrs.field(factory=list)
@@ -505,7 +536,7 @@ async def start(
             if spawned.console >= 0:
                 os.close(spawned.console)
             with trio.CancelScope(shield=True):
-                await _kill_and_reap(spawned)
+                await _kill_and_reap(spawned, plan)
             raise
     finally:
         for fd in held:
@@ -516,7 +547,7 @@ async def start(
     if spawned.console >= 0:
         os.close(spawned.console)
     with trio.CancelScope(shield=True):
-        await _reap(spawned.pidfd)
+        await _reap(spawned, plan)
     if len(record) != FAILURE_RECORD.size:
         raise RuntimeError(f"spawn: short failure record {record!r}")
     stage, err, index = FAILURE_RECORD.unpack(record)
@@ -537,17 +568,17 @@ def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
     return record, fds
 
 
-async def _kill_and_reap(spawned: Spawned) -> None:
+async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:
     os.close(spawned.sync_fd)
     with contextlib.suppress(ProcessLookupError):  # already gone: reap it below
         signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
-    await _reap(spawned.pidfd)
+    await _reap(spawned, plan)
 
 
-async def _reap(pidfd: int) -> None:
-    try:
-        await trio.lowlevel.wait_readable(pidfd)
-        # The pidfd is readable: the child has exited and waitid returns at once.
-        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)  # noqa: ASYNC222
-    finally:
-        os.close(pidfd)
+async def _reap(spawned: Spawned, plan: SpawnPlan) -> None:
+    """Wait for the child's end (it was killed or failed) and reap it, or have its shim
+    reap it and end the shim."""
+    if plan.shim is not None and spawned.shim_pidfd >= 0:
+        await _shim.end_unheld(spawned.pidfd, spawned.shim_pidfd, Path(plan.shim.directory))
+        return
+    await _shim.reap_child(spawned.pidfd)

@@ -3,9 +3,11 @@ with skopeo, pulled and run by a real boxd through boxctl."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,3 +324,66 @@ def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
     images = daemon.root / "images"
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
+
+
+def _add_index(layout: Path, tag: str, new_tag: str, platforms: list[str]) -> None:
+    """Tag ``new_tag``: an OCI index listing ``tag``'s manifest once per platform."""
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text())
+    manifest = next(
+        m for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+    )  # fmt: skip
+    entries = []
+    for platform in platforms:
+        os_name, arch = platform.split("/")
+        entry = {k: manifest[k] for k in ("mediaType", "digest", "size")}
+        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
+    data = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": entries}
+    ).encode()  # fmt: skip
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": f"sha256:{digest}",
+            "size": len(data),
+            "annotations": {"org.opencontainers.image.ref.name": new_tag},
+        }
+    )
+    index_path.write_text(json.dumps(index))
+
+
+def test_an_index_gives_the_hosts_platform(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    import platform
+    import shutil
+    import subprocess
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    other = "arm64" if arch != "arm64" else "amd64"
+    copy = tmp_path / "layout"
+    shutil.copytree(layout, copy)
+    _add_index(copy, "v1", "multi", [f"linux/{other}", f"linux/{arch}"])
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false", f"oci:{copy}:multi",
+         f"docker://{registry.host}/multi:1"],
+        check=True,
+    )  # fmt: skip
+    ref = f"{registry.host}/multi:1"
+    r = daemon.ctl("pull", "--platform", "linux/s390x", ref, check=False)
+    assert r.returncode == 125
+    assert "no image for platform linux/s390x (the index has: linux/amd64, linux/arm64)" in r.stderr
+    assert daemon.ctl("run", "--rm", ref, "echo", "mine").stdout == "mine\n"
+    digest = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["RepoDigests"][0]
+    # The repo digest is the index's (what the tag points at), as Docker reports it.
+    request = urllib.request.Request(
+        f"http://{registry.host}/v2/multi/manifests/1",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"

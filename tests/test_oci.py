@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import oci_peers
 import pytest
 
 from boxd._oci import _spec, _translate
@@ -149,14 +151,7 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) 
     """An OCI image layout holding the busybox root as one layer (built with umoci)."""
     if shutil.which("umoci") is None:
         pytest.skip("umoci is not installed (apt-get install umoci)")
-    base = tmp_path_factory.mktemp("oci-image")
-    layout, work = base / "layout", base / "work"
-    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
-    subprocess.run(["umoci", "new", "--image", f"{layout}:busybox"], check=True)
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:busybox", str(work)], check=True)
-    shutil.copytree(busybox_root, work / "rootfs", symlinks=True, dirs_exist_ok=True)
-    subprocess.run(["umoci", "repack", "--image", f"{layout}:busybox", str(work)], check=True)
-    return layout
+    return oci_peers.make_busybox_image(tmp_path_factory.mktemp("oci-image"), busybox_root)
 
 
 @pytest.fixture
@@ -454,3 +449,74 @@ def test_features_names_what_is_supported() -> None:
     assert "createRuntime" in features["hooks"] and "rbind" in features["mountOptions"]
     assert features["linux"]["cgroup"]["systemd"] is False
     assert os.path.exists(RUNTIME)
+
+
+@pytest.mark.root
+def test_hooks_get_the_state_and_time_out(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    bundle.command("exit 0")
+
+    def hook(name: str) -> dict[str, Any]:
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {tmp_path}/{name}.json"]}
+
+    bundle.config["hooks"] = {
+        kind: [hook(kind)]
+        for kind in ("prestart", "createRuntime", "createContainer", "startContainer",
+                     "poststart", "poststop")
+    }  # fmt: skip
+    bundle.write()
+    runtime("run", "--bundle", str(bundle.path), "h1")
+    seen = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert sorted(seen) == sorted(bundle.config["hooks"])
+    assert {s["id"] for s in seen.values()} == {"h1"}
+    assert seen["createRuntime"]["status"] == "created" and seen["createRuntime"]["pid"] > 0
+    assert seen["poststart"]["status"] == "running"
+    assert seen["poststop"]["status"] == "stopped"
+    assert seen["createRuntime"]["bundle"] == str(bundle.path)
+    bundle.config["hooks"] = {
+        "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}]
+    }
+    bundle.write()
+    slow = runtime("create", "--bundle", str(bundle.path), "h2", check=False)
+    assert slow.returncode == 1
+    assert slow.stderr.strip() == "createRuntime hook /bin/sleep timed out after 1 s"
+    assert "h2" not in runtime("list", "--quiet").stdout
+
+
+@pytest.mark.root
+def test_console_socket_and_preserved_fds(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    """As conmon: the pty master arrives on --console-socket (SCM_RIGHTS); fds 3.. of the
+    caller stay open in the container with --preserve-fds."""
+    bundle.command("echo via-fd-3 >&3; stty size; tty")
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["consoleSize"] = {"height": 33, "width": 77}
+    bundle.write()
+    path = str(tmp_path / "console.sock")
+    out = tmp_path / "fd3"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        # The runtime's fd 3 is the file: exactly what --preserve-fds 1 passes on.
+        create = subprocess.run(
+            ["sh", "-c", 'exec "$0" --root "$1" create --bundle "$2" --console-socket "$3" '
+             '--preserve-fds 1 t1 3>"$4"',
+             RUNTIME, str(runtime.root), str(bundle.path), path, str(out)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert create.returncode == 0, create.stderr
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    assert len(fds) == 1
+    with open(fds[0], "rb", buffering=0) as master:
+        runtime("start", "t1")
+        screen = b""
+        while b"/dev/pts/0" not in screen:
+            try:
+                chunk = master.read(1024)
+            except OSError:  # EIO: the last slave end is closed
+                break
+            if not chunk:
+                break
+            screen += chunk
+    assert b"33 77" in screen and b"/dev/pts/0" in screen
+    assert out.read_text() == "via-fd-3\n"
