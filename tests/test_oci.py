@@ -352,6 +352,9 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
     bundle.command("echo out; echo err >&2; exit 3")
     done = runtime("run", "--bundle", str(bundle.path), "r1", check=False)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert runtime("run", "--keep", "--bundle", str(bundle.path), "r1", check=False).returncode == 3
+    assert runtime.state("r1")["status"] == "stopped"
+    runtime("delete", "r1")
     bundle.config["process"]["args"] = ["/bin/nope"]
     bundle.write()
     failed = runtime("create", "--bundle", str(bundle.path), "r2", check=False)
