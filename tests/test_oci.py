@@ -74,8 +74,8 @@ def test_spec_keeps_unknown_fields_and_refuses_what_matters() -> None:
     with pytest.raises(SpecError, match=r"linux\.intelRdt \(Intel RDT\) is not supported"):
         _spec.parse(document)
     document = runc_spec()
-    document["ociVersion"] = "1.3.0"
-    with pytest.raises(SpecError, match=r"ociVersion '1\.3\.0' is not supported"):
+    document["ociVersion"] = "2.0.0"
+    with pytest.raises(SpecError, match=r"ociVersion '2\.0\.0' is not supported"):
         _spec.parse(document)
 
 
