@@ -78,12 +78,9 @@ def cgroup_location(
     if not path:
         return None, group, cid
     parent, _, name = path.rpartition("/")
-    if not parent or parent == "/":
-        if path.startswith("/"):
-            raise RuntimeError_(
-                f"cgroupsPath {cgroups_path!r}: a cgroup directly below a hierarchy's root is "
-                "not supported (its parent would be the root cgroup); use /parent/name"
-            )
+    if path.startswith("/") and not parent:
+        return "/", CGROUP_GROUP, name  # directly below each hierarchy's root, as runc does
+    if not parent:
         return None, group, name
     return parent, CGROUP_GROUP, name
 
