@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, daemon_cli
+from daemon_harness import Daemon, daemon_cli, running_daemon
 from registry_harness import (
     Registry,
     build_oci_image,
@@ -387,3 +389,27 @@ def test_an_index_gives_the_hosts_platform(
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"
+
+
+def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -> None:
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    top = Path(tempfile.mkdtemp(prefix="boxd-images-userns-"))
+    try:
+        os.chmod(top, 0o711)  # the container's root (an unprivileged host uid) walks in
+        with running_daemon(top) as daemon:
+            daemon.ctl("pull", ref)
+            _run_user_namespaced(daemon, ref)
+    finally:
+        shutil.rmtree(top)
+
+
+def _run_user_namespaced(daemon: Daemon, ref: str) -> None:
+    r = daemon.ctl(
+        "run", "--rm", "--isolate-user", "-u", "0", ref,
+        "sh", "-c", "cat /work/hello.txt; ls /bin/vi; cat /proc/self/uid_map",
+        check=False,
+    )  # fmt: skip
+    assert r.stdout.startswith("hello from the second layer\n"), r.stderr
+    assert "/bin/vi" not in r.stdout  # the whiteout holds in the id-mapped layers too
+    assert r.stdout.split()[-3:-2] == ["0"] and r.stdout.split()[-2] != "0"

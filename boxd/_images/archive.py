@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
-from .unpack import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
+from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
 
 __all__ = ["ArchiveError", "commit", "import_rootfs", "load", "save"]
 
@@ -442,6 +442,14 @@ def write_diff(upper: Path, out: IO[bytes]) -> None:
         os.close(root_fd)
 
 
+def _opaque(fd: int) -> bool:
+    for attr in (OPAQUE_XATTR, OPAQUE_USER_XATTR):
+        with contextlib.suppress(OSError):
+            if os.getxattr(fd, attr) == b"y":
+                return True
+    return False
+
+
 def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
@@ -463,9 +471,8 @@ def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str) -> None:
                 name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
             )
             try:
-                with contextlib.suppress(OSError):
-                    if os.getxattr(sub, OPAQUE_XATTR) == b"y":
-                        tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
+                if _opaque(sub):
+                    tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
                 _walk_upper(tar, sub, f"{path}/")
             finally:
                 os.close(sub)
