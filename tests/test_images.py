@@ -22,6 +22,7 @@ from registry_harness import (
     push,
     running_registry,
     running_token_server,
+    stalling_proxy,
     write_htpasswd,
 )
 
@@ -413,3 +414,42 @@ def _run_user_namespaced(daemon: Daemon, ref: str) -> None:
     assert r.stdout.startswith("hello from the second layer\n"), r.stderr
     assert "/bin/vi" not in r.stdout  # the whiteout holds in the id-mapped layers too
     assert r.stdout.split()[-3:-2] == ["0"] and r.stdout.split()[-2] != "0"
+
+
+def test_a_daemon_killed_during_a_pull_leaves_nothing_half_there(
+    tmp_path: Path, registry: Registry, layout: Path
+) -> None:
+    push(layout, "v1", registry, "box:v1")
+    last_layer = _layer_blobs(registry, "box")[-1]
+    with (
+        stalling_proxy(registry, last_layer.removeprefix("sha256:")) as proxy,
+        running_daemon(tmp_path, "--procview", "off") as daemon,
+    ):
+        import subprocess
+
+        pulling = subprocess.Popen(
+            [*daemon_cli(daemon).split(), "pull", f"{proxy.host}/box:v1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proxy.stalled.wait(60), "the pull never reached the last layer"
+        assert daemon.process is not None
+        daemon.process.kill()
+        daemon.process.wait()
+        assert pulling.wait(60) != 0
+        images = daemon.root / "images"
+        assert os.listdir(images / "tmp")  # the download in progress, left by the kill
+        daemon.start("--procview", "off")
+        assert os.listdir(images / "tmp") == []
+        assert os.listdir(images / "meta") == []
+        assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+        # Every layer directory present is a complete one (its record written last).
+        records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
+        assert set(os.listdir(images / "l")) == records
+        assert not (images / "blobs" / "sha256" / last_layer.removeprefix("sha256:")).exists()
+        # The same pull, straight from the registry, completes and runs.
+        ref = f"{registry.host}/box:v1"
+        daemon.ctl("pull", ref)
+        assert daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt").stdout == (
+            "hello from the second layer\n"
+        )
