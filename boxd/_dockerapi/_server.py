@@ -30,6 +30,7 @@ import trio
 from .. import __version__, _lifecycle, _logs, _plan, protocol
 from .._convert import ConversionError
 from .._events import Event
+from .._idle import WaitingConnections
 from .._images.messages import (
     ImageInspectRequest,
     ImagesRequest,
@@ -64,7 +65,9 @@ from ._shapes import Fields
 
 log = logging.getLogger("boxd.dockerapi")
 
-MAX_CONNECTIONS = 256
+FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has connected
+IDLE_TIMEOUT = 30.0  # a kept-alive connection with no next request is closed
+MAX_WAITING = 128  # connections waiting for a request (see boxd._idle)
 STATS_INTERVAL = 1.0
 READ_SIZE = 65536
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -222,7 +225,7 @@ class DockerApi:
         self.sup = sup
         self._nursery = nursery  # detached execs run here
         self._execs: dict[str, _Exec] = {}
-        self._limit = trio.Semaphore(MAX_CONNECTIONS)
+        self._waiting = WaitingConnections(MAX_WAITING)
         self._verbs = ImageVerbs(sup)
         c = r"/containers/([^/]+)"
         routes: list[tuple[str, str, Handler]] = [
@@ -271,31 +274,35 @@ class DockerApi:
                 pid, uid, _ = peer_credentials(stream)
         conn = HttpConnection(stream, f"boxd/{__version__}")
         async with stream:
-            if self._limit.value == 0:
-                with contextlib.suppress(PeerGone, ApiError):
-                    await conn.next_request()
-                    await conn.error(ApiError(503, "too many connections"))
-                return
-            async with self._limit:
-                try:
-                    await self._serve(conn, pid, uid)
-                except PeerGone:
-                    pass
-                except Exception as exc:  # a bug must cost one connection, not the daemon
-                    log.exception("peer pid=%d uid=%d: request failed", pid, uid)
-                    if conn.can_respond:
-                        with contextlib.suppress(PeerGone):
-                            await conn.error(ApiError(500, f"internal error: {exc}"))
+            try:
+                await self._serve(conn, pid, uid)
+            except PeerGone:
+                pass
+            except Exception as exc:  # a bug must cost one connection, not the daemon
+                log.exception("peer pid=%d uid=%d: request failed", pid, uid)
+                if conn.can_respond:
+                    with contextlib.suppress(PeerGone):
+                        await conn.error(ApiError(500, f"internal error: {exc}"))
 
     async def _serve(self, conn: HttpConnection, pid: int, uid: int) -> None:
+        """Requests one after another.  Waiting for one is bounded as on the native socket
+        (:mod:`boxd._idle`): silent connections time out, and the oldest waiting one makes
+        room for a new one, so they cannot lock out real clients."""
+        timeout = FIRST_REQUEST_TIMEOUT
         while True:
+            request = None
             try:
-                request = await conn.next_request()
+                with self._waiting.waiting(timeout) as wait:
+                    request = await conn.next_request()
             except ApiError as exc:
                 await conn.refuse(exc)
                 return
+            if wait.evicted or wait.timed_out:
+                log.debug("peer pid=%d uid=%d: no request in time, closed", pid, uid)
+                return
             if request is None:
                 return
+            timeout = IDLE_TIMEOUT
             log.debug("peer pid=%d uid=%d: %s %s", pid, uid, request.method, request.path)
             try:
                 await self._dispatch(conn, request)

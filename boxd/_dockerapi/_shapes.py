@@ -133,12 +133,9 @@ _REFUSED_HOST = (
     "IpcMode",
     "UTSMode",
     "UsernsMode",
-    "Sysctls",
     "Dns",
     "DnsSearch",
     "DnsOptions",
-    "ExtraHosts",
-    "Init",
     "VolumeDriver",
     "OomKillDisable",
     "CpuRealtimePeriod",
@@ -197,6 +194,9 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             tmpfs=tuple(_tmpfs(host)),
             shm_size=host.integer("ShmSize") or None,
             group_add=tuple(host.strings("GroupAdd")),
+            extra_hosts=tuple(host.strings("ExtraHosts")),
+            init=host.flag("Init"),
+            sysctls=tuple(f"{k}={v}" for k, v in host.mapping("Sysctls").items()),
             ulimits=tuple(
                 Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
                 for u in host.objects("Ulimits")
@@ -384,6 +384,9 @@ def _host_config(c: Container) -> dict[str, Any]:
         "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
         "ShmSize": cfg.shm_size or 64 << 20,
         "GroupAdd": list(cfg.group_add) or None,
+        "ExtraHosts": list(cfg.extra_hosts) or None,
+        "Init": cfg.init or None,
+        "Sysctls": dict(x.partition("=")[::2] for x in cfg.sysctls) or None,
         "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,
