@@ -453,3 +453,32 @@ def test_a_daemon_killed_during_a_pull_leaves_nothing_half_there(
         assert daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt").stdout == (
             "hello from the second layer\n"
         )
+
+
+def test_export_and_system_df(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    import tarfile
+
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    daemon.ctl("pull", ref)
+    daemon.ctl("run", "--name", "c", "-u", "0", ref, "sh", "-c", "echo x > /work/x; rm /bin/ls")
+    out = tmp_path / "c.tar"
+    daemon.ctl("export", "-o", str(out), "c")
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("work/x").read() == b"x\n"  # type: ignore[union-attr]
+    assert {"work/hello.txt", "bin/sh", "etc/passwd"} <= names
+    assert "bin/ls" not in names and "bin/vi" not in names  # whiteouts, upper and image
+    assert "etc/hostname" not in names
+    assert not any(".wh." in n for n in names)
+    df = json.loads(daemon.ctl("system", "df", "--format", "json").stdout)
+    assert (df["images"], df["images_active"], df["layers"], df["containers"]) == (1, 1, 2, 1)
+    assert df["images_size"] > 0 and df["images_reclaimable"] == 0
+    assert df["containers_size"] >= 2
+    assert daemon.ctl("system", "df").stdout.splitlines()[0].split() == [
+        "TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"
+    ]  # fmt: skip
+    r = daemon.ctl("export", "-o", str(out), "nope", check=False)
+    assert r.returncode == 1 and "no such container: nope" in r.stderr
