@@ -568,3 +568,31 @@ def _default_id() -> str:
     from boxd._dockerapi._shapes import default_image_id
 
     return default_image_id()
+
+
+@needs_cli
+def test_import_save_load_commit_history_prune(
+    clean: Daemon, tmp_path: Path, busybox_root: Path
+) -> None:
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    r = _docker(clean, "import", str(tarball), "bb:1")
+    assert r.returncode == 0, r.stderr
+    image_id = r.stdout.strip()
+    assert _docker(clean, "run", "--rm", "bb:1", "/bin/echo", "imported").stdout == "imported\n"
+    saved = tmp_path / "saved.tar"
+    assert _docker(clean, "save", "-o", str(saved), "bb:1").returncode == 0
+    assert _docker(clean, "rmi", "bb:1").returncode == 0
+    r = _docker(clean, "load", "-i", str(saved))
+    assert (r.returncode, r.stdout) == (0, "Loaded image: bb:1\n"), r.stderr
+    assert _docker(clean, "images", "-q", "--no-trunc", "bb:1").stdout.strip() == image_id
+    history = _docker(clean, "history", "--format", "{{.CreatedBy}}", "bb:1").stdout
+    assert history.strip() != ""
+    r = _docker(clean, "run", "--name", "cm", "bb:1", "/bin/sh", "-c", "echo made > /made")
+    assert r.returncode == 0, r.stderr
+    assert _docker(clean, "commit", "cm", "bb:2").returncode == 0
+    assert _docker(clean, "run", "--rm", "bb:2", "cat", "/made").stdout == "made\n"
+    assert _docker(clean, "rm", "cm").returncode == 0
+    pruned = _docker(clean, "image", "prune", "-a", "-f").stdout
+    assert "untagged: bb:1" in pruned and "untagged: bb:2" in pruned
+    assert _docker(clean, "images", "-q").stdout.split() == [_default_id()[7:19]]

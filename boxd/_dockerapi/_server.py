@@ -20,7 +20,7 @@ import re
 import shlex
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,20 @@ from .._convert import ConversionError
 from .._events import Event
 from .._idle import WaitingConnections
 from .._images.messages import (
+    CommitRequest,
+    HistoryRequest,
     ImageInspectRequest,
     ImagesRequest,
     ImagesResponse,
+    ImportRequest,
+    LoadedFrame,
+    LoadRequest,
+    PruneImagesRequest,
     PulledFrame,
     PullProgressFrame,
     PullRequest,
     RemoveImageRequest,
+    SaveRequest,
     TagRequest,
 )
 from .._images.reference import parse_reference
@@ -46,6 +53,7 @@ from .._images.registry import RegistryError
 from .._images.store import NoSuchImage
 from .._images.unpack import LayerError
 from .._images.verbs import ImageInUse, ImageVerbs
+from .._messages import EndFrame, OkResponse
 from .._output import Output
 from .._records import Container, Status
 from .._run import Run
@@ -122,6 +130,15 @@ def _check_version(version: str | None) -> None:
             f"client version {version} is too old. Minimum supported API version is "
             f"{MIN_API_VERSION}, please upgrade your client to a newer version",
         )
+
+
+def _streamed(request: Request) -> bool:
+    """Requests whose body the handler reads as it comes: image archives."""
+    if request.method != "POST":
+        return False
+    return request.path == "/images/load" or (
+        request.path == "/images/create" and request.arg("fromSrc") == "-"
+    )
 
 
 def frame(stream_id: int, data: bytes, *, tty: bool) -> bytes:
@@ -256,8 +273,14 @@ class DockerApi:
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
             ("GET", r"/exec/([^/]+)/json", self._exec_inspect),
             ("GET", r"/images/json", self._images),
-            ("POST", r"/images/create", self._image_pull),
+            ("POST", r"/images/create", self._image_create),
+            ("GET", r"/images/get", self._image_save),
+            ("POST", r"/images/load", self._image_load),
+            ("POST", r"/images/prune", self._image_prune),
+            ("POST", r"/commit", self._commit),
             ("GET", r"/images/(.+)/json", self._image_inspect),
+            ("GET", r"/images/(.+)/history", self._image_history),
+            ("GET", r"/images/(.+)/get", self._image_save),
             ("POST", r"/images/(.+)/tag", self._image_tag),
             ("DELETE", r"/images/(.+)", self._image_remove),
             ("POST", c + r"/pause", self._pause),
@@ -293,7 +316,7 @@ class DockerApi:
             request = None
             try:
                 with self._waiting.waiting(timeout) as wait:
-                    request = await conn.next_request()
+                    request = await conn.next_request(_streamed)
             except ApiError as exc:
                 await conn.refuse(exc)
                 return
@@ -941,7 +964,17 @@ class DockerApi:
         }
 
     async def _images(self, conn: HttpConnection, req: Request) -> None:
-        await conn.respond_json(200, await self._image_rows())
+        filters = _shapes.parse_filters(req.arg("filters"))
+        for key in filters:
+            if key not in ("reference", "dangling"):
+                raise ApiError(400, f"invalid filter '{key}'")
+        rows = await self._image_rows()
+        if "reference" in filters:
+            rows = [r for r in rows if _shapes.any_reference(r["RepoTags"], filters["reference"])]
+        if "dangling" in filters:
+            dangling = any(v.lower() in ("true", "1") for v in filters["dangling"])
+            rows = [r for r in rows if (not r["RepoTags"]) == dangling]
+        await conn.respond_json(200, rows)
 
     async def _df(self, conn: HttpConnection, req: Request) -> None:
         images = await self._image_rows()
@@ -1021,6 +1054,114 @@ class DockerApi:
         await self._image_verb(self._verbs.tag, TagRequest(source=name, target=target))
         await conn.respond(201, content_type=None)
 
+    async def _image_create(self, conn: HttpConnection, req: Request) -> None:
+        """A pull (``fromImage``) or an import of a root filesystem tar (``fromSrc=-``)."""
+        source = req.arg("fromSrc")
+        if source is None:
+            await self._image_pull(conn, req)
+            return
+        if source != "-":
+            raise ApiError(400, "importing from a URL is not supported: send the tar as the body")
+        repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+        ref = f"{repo}:{tag}" if repo and tag else repo
+        answers = _Streamed(conn, conn.body_chunks())
+        loaded = await self._archive_verb(
+            answers, self._verbs.import_, ImportRequest(reference=ref)
+        )
+        if loaded is not None:
+            await answers.line({"status": loaded.images[0].id})
+        await conn.end()
+
+    async def _image_load(self, conn: HttpConnection, req: Request) -> None:
+        answers = _Streamed(conn, conn.body_chunks())
+        loaded = await self._archive_verb(answers, self._verbs.load, LoadRequest())
+        for image in loaded.images if loaded is not None else ():
+            for tag in image.tags or (None,):
+                text = (
+                    f"Loaded image: {_shapes.familiar(tag)}"
+                    if tag
+                    else f"Loaded image ID: {image.id}"
+                )
+                await answers.line({"stream": text + "\n"})
+        await conn.end()
+
+    async def _archive_verb(
+        self,
+        answers: _Streamed,
+        verb: Callable[[Any, Any], Awaitable[None]],
+        request: object,
+    ) -> LoadedFrame | None:
+        """Run load or import: its LoadedFrame, or None once a failure after the stream
+        began is its last line (before, the failure is the response)."""
+        try:
+            await verb(answers, request)
+        except Exception as exc:
+            error = _api_error(_unwrap(exc))
+            if error is None or not answers.started:
+                raise
+            await answers.line({"errorDetail": {"message": error.message}, "error": error.message})
+            return None
+        assert isinstance(answers.last, LoadedFrame)
+        return answers.last
+
+    async def _image_save(self, conn: HttpConnection, req: Request, name: str = "") -> None:
+        names = [name] if name else req.query.get("names", [])
+        if not names:
+            raise ApiError(400, "no image named (names)")
+        for n in names:
+            if n in _shapes.DEFAULT_IMAGES:
+                raise ApiError(400, "the image 'default' is built in and cannot be saved")
+        answers = _Streamed(conn, content_type="application/x-tar")
+        await self._verbs.save(answers, SaveRequest(images=tuple(names)))
+        await conn.end()
+
+    async def _image_history(self, conn: HttpConnection, req: Request, name: str) -> None:
+        if name in _shapes.DEFAULT_IMAGES:
+            await conn.respond_json(200, [])
+            return
+        record = self.sup.images.lookup(name)
+        answer = await self._image_verb(self._verbs.history, HistoryRequest(image=name))
+        rows = []
+        for i, h in enumerate(answer.history):
+            rows.append(
+                {
+                    "Id": record.id if i == 0 else "<missing>",
+                    "Created": _unix_time(str(h.get("created") or "")),
+                    "CreatedBy": str(h.get("created_by") or ""),
+                    "Tags": [_shapes.familiar(t) for t in record.repo_tags] if i == 0 else None,
+                    "Size": 0,
+                    "Comment": str(h.get("comment") or ""),
+                }
+            )
+        await conn.respond_json(200, rows)
+
+    async def _image_prune(self, conn: HttpConnection, req: Request) -> None:
+        filters = _shapes.parse_filters(req.arg("filters"))
+        for key in filters:
+            if key != "dangling":
+                raise ApiError(400, f"invalid filter '{key}'")
+        dangling = filters.get("dangling", ["true"])
+        everything = any(v.lower() in ("false", "0") for v in dangling)
+        answer = await self._image_verb(self._verbs.prune, PruneImagesRequest(all=everything))
+        deleted = [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
+        deleted += [{"Deleted": d} for d in answer.deleted]
+        await conn.respond_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})
+
+    async def _commit(self, conn: HttpConnection, req: Request) -> None:
+        container = req.arg("container") or ""
+        if not container:
+            raise ApiError(400, "no container given (container)")
+        repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+        ref = f"{repo}:{tag}" if repo and tag else repo
+        changes = req.json()  # the CLI sends null or an empty configuration
+        if changes is not None and (not isinstance(changes, dict) or any(changes.values())):
+            raise ApiError(400, "changing the configuration at commit is not supported by boxd")
+        request = CommitRequest(
+            container=container, reference=ref, comment=req.arg("comment") or ""
+        )
+        answer = await self._image_verb(self._verbs.commit, request)
+        await conn.respond_json(201, {"Id": answer.id})
+
     async def _image_pull(self, conn: HttpConnection, req: Request) -> None:
         """Docker's progress stream: one JSON object per line; a failure once the stream
         has begun is its last line (``errorDetail``), as the docker CLI expects."""
@@ -1071,6 +1212,43 @@ class _Answers:
         self.last = message
         if self._forward is not None:
             await self._forward(message)
+
+
+class _Streamed(_Answers):
+    """An image verb's byte-stream conversation (save, load, import) over HTTP: its
+    OkResponse starts the response, its byte frames are the body; the request body is
+    its input."""
+
+    def __init__(
+        self,
+        conn: HttpConnection,
+        body: AsyncIterator[bytes] | None = None,
+        *,
+        content_type: str = "application/json",
+    ) -> None:
+        super().__init__()
+        self.conn = conn
+        self.started = False
+        self._body = body
+        self._content_type = content_type
+
+    async def send(self, message: object) -> None:
+        if isinstance(message, OkResponse) and not self.started:
+            await self.conn.start_stream(self._content_type)
+            self.started = True
+        elif not isinstance(message, EndFrame):
+            self.last = message
+
+    async def send_bytes(self, stream_id: int, data: bytes) -> None:
+        await self.conn.send(data)
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        assert self._body is not None
+        data = await anext(self._body, b"")
+        return protocol.STDIN, data
+
+    async def line(self, value: dict[str, Any]) -> None:
+        await self.conn.send(json.dumps(value).encode() + b"\r\n")
 
 
 def _unix_time(rfc3339: str) -> int:

@@ -8,6 +8,7 @@ dropped.  Inspect and list results carry the keys that the docker CLI and docker
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shlex
@@ -601,6 +602,17 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
     if key == "ancestor":
         return any(_same_image(v, c.config.image) for v in values)
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
+
+
+def any_reference(tags: list[str], patterns: list[str]) -> bool:
+    """Docker's ``reference`` filter: a pattern (``*`` allowed) against ``repo:tag`` or,
+    without a tag, against the repository."""
+    for tag in tags:
+        repo = tag.rpartition(":")[0]
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(tag if ":" in pattern else repo, pattern):
+                return True
+    return False
 
 
 def _same_image(wanted: str, image: str) -> bool:
