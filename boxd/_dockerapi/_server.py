@@ -792,27 +792,31 @@ class DockerApi:
         wanted = {
             sid for sid, on in ((protocol.STDOUT, ex.stdout), (protocol.STDERR, ex.stderr)) if on
         }
+        # The outer nursery holds the process to its end (and its exit code recorded, for
+        # the inspect that follows); the inner one, the streams of this connection.
         async with trio.open_nursery() as nursery:
             try:
                 run: Run = await nursery.start(self._run_exec, ex, output)
-            except StartError as exc:
-                error = _api_error(exc)
-                assert error is not None
+            except Exception as exc:
+                error = _api_error(_unwrap(exc))
+                if error is None:
+                    raise
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     message = (error.message + "\r\n").encode()
                     await sock.send_all(frame(protocol.STDOUT, message, tty=ex.tty))
                 return
-            if ex.stdin:
-                nursery.start_soon(
-                    self._forward_stdin, sock, leftover, functools.partial(_ready, run), True
-                )
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                async with channel:
-                    async for sid, data in channel:
-                        if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=ex.tty))
-            await run.exited.wait()
-            nursery.cancel_scope.cancel(reason="the exec'd process ended")
+            async with trio.open_nursery() as streams:
+                if ex.stdin:
+                    streams.start_soon(
+                        self._forward_stdin, sock, leftover, functools.partial(_ready, run), True
+                    )
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async with channel:
+                        async for sid, data in channel:
+                            if sid in wanted:
+                                await sock.send_all(frame(sid, data, tty=ex.tty))
+                await run.exited.wait()
+                streams.cancel_scope.cancel(reason="the exec'd process ended")
 
     async def _run_exec(
         self, ex: _Exec, output: Output, *, task_status: trio.TaskStatus[Run]
