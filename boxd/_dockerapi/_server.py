@@ -268,6 +268,8 @@ class DockerApi:
             ("POST", c + r"/update", self._update),
             ("GET", c + r"/stats", self._stats),
             ("GET", c + r"/top", self._top),
+            ("POST", c + r"/rename", self._rename),
+            ("GET", c + r"/changes", self._changes),
             ("POST", c + r"/exec", self._exec_create),
             ("POST", r"/exec/([^/]+)/start", self._exec_start),
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
@@ -462,14 +464,24 @@ class DockerApi:
         await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
 
     async def _prune(self, conn: HttpConnection, req: Request) -> None:
-        keep = _shapes.container_filter(_shapes.parse_filters(req.arg("filters")))
-        deleted = []
-        for c in self.sup.list(all=True):
-            if _shapes.status_word(c) != "running" and keep(c):
-                with contextlib.suppress(NoSuchContainer, Conflict):
-                    await self.sup.remove(c.id)
-                    deleted.append(c.id)
-        await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+        if any(_shapes.parse_filters(req.arg("filters")).values()):
+            raise ApiError(400, "filters for container prune are not supported by boxd")
+        deleted, reclaimed = await self.sup.prune()
+        await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})
+
+    async def _rename(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        name = (req.arg("name") or "").lstrip("/")
+        if not name:
+            raise ApiError(400, "no new name given (name)")
+        await self.sup.rename(ref, name)
+        await conn.respond(204, content_type=None)
+
+    async def _changes(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        kinds = {"C": 0, "A": 1, "D": 2}
+        changes = await self.sup.diff(ref)
+        await conn.respond_json(
+            200, [{"Path": ch.path, "Kind": kinds[ch.kind]} for ch in changes] or None
+        )
 
     async def _inspect(self, conn: HttpConnection, req: Request, ref: str) -> None:
         c = self.sup.inspect(ref)
@@ -918,14 +930,11 @@ class DockerApi:
     async def _top(self, conn: HttpConnection, req: Request, ref: str) -> None:
         """The host's ``ps`` (``ps_args``, default ``-ef``), its rows of the container's
         processes (those in its cgroup), as Docker does it."""
-        c = self.sup.inspect(ref)
-        if self.sup.run_of(c.id) is None:
-            raise Conflict(f"container {c.name} is not running")
+        pids = set(self.sup.processes(ref))
         try:
             args = shlex.split(req.arg("ps_args") or "-ef")
         except ValueError as exc:
             raise ApiError(400, f"invalid ps_args: {exc}") from None
-        pids = set(self.sup.cgroups.open(c.id).procs())
         result = await trio.run_process(
             ["ps", *args], capture_stdout=True, capture_stderr=True, check=False
         )
