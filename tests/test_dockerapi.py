@@ -217,6 +217,22 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert _docker(clean, "wait", "dup").stdout == "137\n"
 
 
+@needs_cli
+def test_rename_diff_prune(clean: Daemon) -> None:
+    script = "echo x > /added; rm /etc/group"
+    assert _docker(clean, "run", "--name", "d1", "default", "sh", "-c", script).returncode == 0
+    assert _docker(clean, "rename", "d1", "d2").returncode == 0
+    assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "d2\n"
+    changes = _docker(clean, "diff", "d2").stdout.splitlines()
+    assert {"A /added", "D /etc/group"} <= set(changes)
+    r = _docker(clean, "rename", "d2", "bad name")
+    assert r.returncode == 1
+    assert "bad name" in r.stderr
+    r = _docker(clean, "container", "prune", "-f")
+    assert r.stdout.startswith("Deleted Containers:\n")
+    assert _docker(clean, "ps", "-a", "-q").stdout == ""
+
+
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
