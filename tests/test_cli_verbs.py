@@ -251,7 +251,7 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
         daemon.ctl("rm", "-f", "v")
         daemon.ctl("run", "--rm", "--name", "oom", "-m", "8m", "default", "python3", "-c",
                    "x = bytearray(64 << 20)", check=False)  # fmt: skip
-        seen = []
+        seen: list[tuple[str, str]] = []
         while not (seen and seen[-1][:2] == ("destroy", "oom")):
             e = events.next_event()
             seen.append((e["Action"], e["Actor"]["Attributes"]["name"]))
