@@ -130,7 +130,9 @@ class Puller:
         *,
         platform: Platform | None = None,
         progress: ProgressFn | None = None,
-    ) -> ImageRecord:
+    ) -> tuple[ImageRecord, str]:
+        """The stored image and the digest of what the reference named (an index's, for
+        a multi-platform image, as Docker reports it)."""
         want = platform or host()
         report = progress or (lambda _: None)
         async with open_registry(
@@ -153,7 +155,7 @@ class Puller:
             layers = self._layers(ref, manifest, config)
             await self._fetch_layers(registry, layers, report)
         self.store.put_blob(config_bytes, config_digest)
-        return self.store.add(config_digest, layers, ref, top_digest)
+        return self.store.add(config_digest, layers, ref, top_digest), top_digest
 
     async def _manifest(
         self, registry: Registry, ref: Reference, want: Platform
