@@ -46,6 +46,16 @@
  * and returns it.  The final process skips namespaces, hostname, mounts and pivot: setns
  * into a mount namespace already moves root and cwd to the root of that namespace as
  * its processes see it (the pivoted root), which the tests check.
+ *
+ * Shim mode (shim_path set: live restore): an intermediate child clones the container
+ * (the steps above), so that the container is its child, makes the listening socket
+ * "shim.sock" in shim_dir, sends the container's pid and pidfd on a report socket and
+ * execs boxd-shim (shim.c), which reaps the container and outlives the daemon.  spawn()
+ * returns once the report socket reads end-of-file (the exec happened), with a pidfd of
+ * the shim as the fourth value; the caller reaps the shim after it has said DONE to it.
+ *
+ * rebind() replaces mounts inside a running container (the /proc view's files after a
+ * daemon restart): a child joins its mount namespace and move_mount()s detached trees.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
