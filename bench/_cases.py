@@ -204,6 +204,12 @@ class Bench:
             raise RuntimeError(result["error"])
         return [float(x) for x in result]
 
+    def images(self) -> list[Case]:
+        """7-9: unpack, pull, run of a pulled image (see bench/_images.py)."""
+        from ._images import image_cases
+
+        return image_cases(self.work / "images", Path(self.root()), self.boxctl(), self.sizes.runs)
+
     # ---- 1. start to exit -------------------------------------------------------------
 
     def start(self) -> Case:

@@ -42,6 +42,14 @@ class Namespace(enum.Enum):
     NET = 0x40000000
     CGROUP = 0x02000000
 
+    def describe(self) -> str:
+        """The name ``unshare`` and the OCI spec use: ``network``, ``mount``, ``pid``."""
+        return {"NET": "network"}.get(self.name, self.name.lower())
+
+
+# The namespaces a process may join by path (SpawnPlan.ns_paths).
+JOINABLE = frozenset({Namespace.NET, Namespace.IPC, Namespace.UTS, Namespace.CGROUP})
+
 
 class MountKind(enum.IntEnum):
     """One step of the mount table, executed in order in the child before pivot_root.
@@ -188,6 +196,10 @@ class SpawnPlan:
     start_fd: int = -1
     # Keep the caller's fds 3 .. 3+keep_fds-1 open in the process (--preserve-fds).
     keep_fds: int = 0
+    # Existing namespaces to join (setns) instead of making new ones: (kind, path of a
+    # namespace file such as /proc/PID/ns/net).  Network, IPC, UTS and cgroup only, never
+    # a kind in ``namespaces``, and not with a new user namespace.
+    ns_paths: tuple[tuple[Namespace, str], ...] = ()
     # Not None: the container's parent is a boxd-shim, not the caller (no join_pidfd).
     shim: ShimSpec | None = None
 
@@ -272,6 +284,9 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"attach the id-mapped {source} at {point}", source)
     if stage == Stage.EXEC:
         return SpawnError(stage, err, f"exec {plan.argv[0]}", plan.argv[0])
+    if stage == Stage.JOIN and plan.ns_paths and 0 <= index < len(plan.ns_paths):
+        kind, path = plan.ns_paths[index]
+        return SpawnError(stage, err, f"join the {kind.describe()} namespace at {path}", path)
     if stage == Stage.CHDIR:
         return SpawnError(stage, err, f"chdir {plan.cwd}", plan.cwd)
     if stage == Stage.HOSTNAME:
@@ -366,6 +381,17 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             raise ValueError(f"a joining process takes no {', '.join(extra)}")
     elif plan.join_namespaces:
         raise ValueError("join_namespaces is set but join_pidfd is not")
+    for kind, path in plan.ns_paths:
+        if kind not in JOINABLE:
+            raise ValueError(f"joining a {kind.describe()} namespace by path is not supported")
+        if kind in plan.namespaces:
+            raise ValueError(f"the {kind.describe()} namespace is both new and joined ({path})")
+    if plan.ns_paths and (
+        Namespace.USER in plan.namespaces or plan.join_pidfd >= 0 or plan.shim is not None
+    ):
+        raise ValueError(
+            "namespaces joined by path cannot go with a new user namespace, exec or a shim"
+        )
     if plan.keep_fds < 0:
         raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
     if plan.shim is not None and (
@@ -441,12 +467,24 @@ class RealNative:
         # By name: mypy would take the sandbox_native/ source directory for the module.
         extension = importlib.import_module("sandbox_native")
         arguments = native_arguments(plan)
+        ns_fds: list[tuple[int, int]] = []
         try:
-            pid, pidfd, sync_fd, shim_pidfd = extension.spawn(**arguments)
+            for kind, path in plan.ns_paths:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno, f"{kind.describe()} namespace {path}: {exc.strerror}"
+                    ) from None
+                ns_fds.append((fd, kind.value))
+            pid, pidfd, sync_fd, shim_pidfd = extension.spawn(**arguments, ns_fds=tuple(ns_fds))
         except extension.ChildFailed as failed:
             # Join and shim mode: the intermediate process failed.
             stage, err, index = failed.args
             raise describe_failure(plan, Stage(stage), err, index) from None
+        finally:
+            for fd, _ in ns_fds:
+                os.close(fd)
         return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd, shim_pidfd=shim_pidfd)
 
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:

@@ -22,12 +22,14 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
-from . import _lifecycle, _live, _logs, _plan
+from . import _diff, _lifecycle, _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._diff import Change
 from ._events import Events
 from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
@@ -120,6 +122,29 @@ def _limits(resources: Resources) -> Limits:
         pids_limit=resources.pids_limit,
         cpuset_cpus=resources.cpuset_cpus,
     )
+
+
+class _Relay(trio.TaskStatus[Run]):
+    """A task status that passes ``started`` on and remembers that it was called."""
+
+    def __init__(self, status: trio.TaskStatus[Run]) -> None:
+        self.status = status
+        self.done = False
+
+    def started(self, value: Run | None = None) -> None:
+        assert value is not None
+        self.done = True
+        self.status.started(value)
+
+
+def _bytes_below(top: Path) -> int:
+    """The sizes of the files below ``top`` (links not followed)."""
+    total = 0
+    for where, _, files in os.walk(top):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(where, name)).st_size
+    return total
 
 
 def _check_volume_sources(config: ContainerConfig) -> None:
@@ -269,14 +294,17 @@ class Supervisor:
         record = self.images.lookup(config.image)
         return apply_image_config(config, record, self.images.config(record))
 
+    def _check_name_free(self, name: str) -> None:
+        check_name(name)
+        for e in self._entries.values():
+            if e.container.name == name:
+                raise Conflict(
+                    f"the name {name!r} is already in use by container {e.container.short_id}"
+                )
+
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
         if name:
-            check_name(name)
-            for e in self._entries.values():
-                if e.container.name == name:
-                    raise Conflict(
-                        f"the name {name!r} is already in use by container {e.container.short_id}"
-                    )
+            self._check_name_free(name)
         try:
             image = self._image(config.image)
             config = self._with_image_config(config)
@@ -653,6 +681,45 @@ class Supervisor:
                 await self.stop(c.id, grace=0)
             await self._remove_now(entry)
 
+    async def rename(self, ref: str, name: str) -> Container:
+        """Give a container another name, in any phase (``docker rename``)."""
+        entry = self._lookup(ref)
+        if name == entry.container.name:
+            raise Conflict(f"container {entry.container.short_id} is already named {name!r}")
+        self._check_name_free(name)
+        entry.container.name = name
+        self._save(entry.container)
+        return entry.container
+
+    def processes(self, ref: str) -> builtins.list[int]:
+        """The pids of every process of a running container (``top``)."""
+        entry = self._lookup(ref)
+        if entry.phase not in _lifecycle.WITH_PROCESS:
+            raise Conflict(f"container {entry.container.name} is not running")
+        return self.cgroups.open(entry.container.id).procs()
+
+    async def diff(self, ref: str) -> builtins.list[Change]:
+        """What the container changed in its root filesystem (``diff``), running or not."""
+        c = self._lookup(ref).container
+        image = self._image(c.config.image, c.config.image_id)
+        where = self.store.container_dir(c.id)
+        boxd_files = _plan.etc_files(c).keys()
+        return await trio.to_thread.run_sync(_diff.changes, image, where, boxd_files)
+
+    async def prune(self) -> tuple[builtins.list[str], int]:
+        """Remove every container at rest (created, stopped or exited): their ids, and the
+        bytes of the files they held."""
+        removed, reclaimed = [], 0
+        for entry in builtins.list(self._entries.values()):
+            if entry.phase in _lifecycle.AT_REST:
+                async with entry.lock:
+                    if entry.phase in _lifecycle.AT_REST:
+                        where = self.store.container_dir(entry.container.id)
+                        reclaimed += await trio.to_thread.run_sync(_bytes_below, where)
+                        await self._remove_now(entry)
+                        removed.append(entry.container.id)
+        return removed, reclaimed
+
     async def _remove_now(self, entry: _Entry) -> None:
         """The one removal path (``rm``, ``--rm``, start-up): removing, then gone."""
         if entry.phase is REMOVING:
@@ -749,6 +816,28 @@ class Supervisor:
             task_status.started(proc)
         assert proc.outcome is not None
         return proc.outcome.exit_code
+
+    async def exec_detached(self, ref: str, command: tuple[str, ...], **options: Any) -> Run:
+        """``exec -d``: start the process and return once it runs.  It lives on in the
+        supervisor's nursery, its output discarded, until it ends or its container does
+        (it is in the container's cgroup).  ``options`` as for :meth:`exec`."""
+        run: Run = await self._nursery.start(self._exec_in_background, ref, command, options)
+        return run
+
+    async def _exec_in_background(
+        self,
+        ref: str,
+        command: tuple[str, ...],
+        options: dict[str, Any],
+        task_status: trio.TaskStatus[Run],
+    ) -> None:
+        relay = _Relay(task_status)
+        try:
+            await self.exec(ref, command, task_status=relay, **options)
+        except Exception:
+            if not relay.done:
+                raise  # the caller of exec_detached is told
+            log.exception("%s: detached exec of %s failed", ref, command[0])
 
     async def update(self, ref: str, resources: Resources) -> Container:
         entry = self._lookup(ref)

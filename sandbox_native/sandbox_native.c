@@ -32,6 +32,10 @@
  *      becomes the sync socket (see wait_for_start)
  *  13. seccomp if no_new_privs is on (as late as possible), then execve
  *
+ * ns_fds (fd, CLONE_NEW* type) pairs: namespaces the child joins with setns() right after
+ * its release, instead of making new ones (the OCI runtime's namespace paths: a pod's
+ * containers share its network, IPC and UTS namespaces).
+ *
  * keep_fds n keeps the caller's fds 3 .. 3+n-1 open at the same numbers (the OCI
  * runtime's --preserve-fds); every other fd is closed as above.
  *
@@ -124,6 +128,9 @@ enum stage {
 /* The record kind that tells the parent the child is set up and waits for `start`. */
 #define RECORD_WAITING (-1)
 
+/* The most namespaces a child joins by fd (network, IPC, UTS, cgroup). */
+#define MAX_JOIN 4
+
 /* The most detached mount trees (id-mapped image layers) a child takes with its release. */
 #define MAX_ATTACH 16
 
@@ -186,6 +193,8 @@ struct plan {
     const char *shim_path, *shim_dir;
     char **shim_argv;
     int start_fd, keep_fds;
+    int ns_fds[MAX_JOIN], ns_types[MAX_JOIN];
+    Py_ssize_t nns;
 };
 
 static PyObject *ChildFailed;
@@ -256,7 +265,8 @@ static void close_all_but(const struct plan *p, int *keep, int n, int floor)
 static void keep_only_what_the_child_needs(const struct plan *p, int intermediate)
 {
     int keep[] = {p->stdio[0], p->stdio[1], p->stdio[2], p->sync_fd, p->start_fd,
-                  intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1};
+                  intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1,
+                  p->ns_fds[0], p->ns_fds[1], p->ns_fds[2], p->ns_fds[3]};
     close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]), 3 + p->keep_fds);
 }
 
@@ -755,6 +765,10 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
     reset_signals(p);
     int trees[MAX_ATTACH];
     wait_for_parent(p, trees);
+    for (Py_ssize_t i = 0; i < p->nns; i++) {
+        CHECK(p, setns(p->ns_fds[i], p->ns_types[i]), STAGE_JOIN, (int)i);
+        close(p->ns_fds[i]);
+    }
     /* In a new user namespace this process is still the host uid it was cloned as, which
      * the namespace does not map: become its root (the maps are written by now) so that
      * what the mounts create and check is owned by the mapped ids. */
@@ -1010,6 +1024,21 @@ static int parse_rlimits(PyObject *tuple, struct plan *p)
     return 0;
 }
 
+static int parse_ns_fds(PyObject *tuple, struct plan *p)
+{
+    p->nns = PyTuple_Size(tuple);
+    if (p->nns > MAX_JOIN) {
+        PyErr_Format(PyExc_ValueError, "at most %d namespaces to join, not %zd", MAX_JOIN,
+                     p->nns);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < p->nns; i++)
+        if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "ii;a namespace to join is (fd, type)",
+                              &p->ns_fds[i], &p->ns_types[i]))
+            return -1;
+    return 0;
+}
+
 static int parse_groups(PyObject *tuple, struct plan *p)
 {
     p->ngroups = PyTuple_Size(tuple);
@@ -1105,25 +1134,27 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "argv", "env", "search_path", "clone_flags", "hostname", "rootfs", "mounts", "cwd",
         "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
-        "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", NULL,
+        "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
     PyObject *cwd = NULL, *name = NULL, *attach = NULL, *shim_path = NULL, *shim_dir = NULL;
-    PyObject *shim_argv = NULL;
+    PyObject *shim_argv = NULL, *ns_fds = NULL;
     unsigned long long clone_flags = 0, join_flags = 0;
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->join_pidfd = -1;
     p->start_fd = -1;
+    for (int i = 0; i < MAX_JOIN; i++)
+        p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!:spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!:spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
             &rlimits, &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name,
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
-            &PyTuple_Type, &shim_argv))
+            &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds))
         return -1;
     if (p->keep_fds < 0 || p->keep_fds > 65536) {
         PyErr_Format(PyExc_ValueError, "keep_fds %d is out of range 0..65536", p->keep_fds);
@@ -1183,7 +1214,8 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         return -1;
     }
     if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
-        (rlimits && parse_rlimits(rlimits, p) < 0) || parse_caps(caps, p) < 0 ||
+        (rlimits && parse_rlimits(rlimits, p) < 0) || (ns_fds && parse_ns_fds(ns_fds, p) < 0) ||
+        parse_caps(caps, p) < 0 ||
         parse_seccomp(seccomp, p) < 0)
         return -1;
     return 0;
@@ -1553,7 +1585,7 @@ static PyMethodDef methods[] = {
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
-     "      shim_dir, shim_argv) -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
+     "      shim_dir, shim_argv, ns_fds) -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"idmapped_tree", idmapped_tree, METH_VARARGS,
      "idmapped_tree(path, userns_fd) -> fd\n\n"

@@ -23,6 +23,7 @@ import attrs
 import oci_peers
 import pytest
 
+from boxd._native import Namespace
 from boxd._oci import _spec, _translate
 from boxd._oci._spec import SpecError
 
@@ -80,9 +81,16 @@ def test_spec_keeps_unknown_fields_and_refuses_what_matters() -> None:
 
 def test_namespace_paths_and_time_namespace_are_refused(tmp_path: Path) -> None:
     document = runc_spec()
-    document["linux"]["namespaces"].append({"type": "network", "path": "/proc/1/ns/net"})
-    with pytest.raises(SpecError, match=r"joining the network namespace at /proc/1/ns/net"):
+    document["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"})
+    with pytest.raises(SpecError, match=r"joining the pid namespace at /proc/1/ns/pid"):
         _translate.namespaces(_spec.parse(document))
+    document = runc_spec()
+    document["linux"]["namespaces"].append({"type": "network", "path": "/proc/1/ns/net"})
+    assert _translate.joined(_spec.parse(document)) == ((Namespace.NET, "/proc/1/ns/net"),)
+    document["linux"]["namespaces"].append({"type": "user"})
+    with pytest.raises(SpecError, match="with a new user namespace is not supported"):
+        _translate.namespaces(_spec.parse(document))
+    document = runc_spec()
     document["linux"]["namespaces"][-1] = {"type": "time"}
     with pytest.raises(SpecError, match="the time namespace is not supported"):
         _translate.namespaces(_spec.parse(document))
@@ -520,3 +528,34 @@ def test_console_socket_and_preserved_fds(runtime: Runtime, bundle: Bundle, tmp_
             screen += chunk
     assert b"33 77" in screen and b"/dev/pts/0" in screen
     assert out.read_text() == "via-fd-3\n"
+
+
+@pytest.mark.root
+def test_a_pods_containers_share_namespaces_by_path(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """As the kubelet asks through containerd: the sandbox makes network, IPC and UTS
+    namespaces, each container joins them by path and makes its own mount and pid ones."""
+    bundle.command("exec sleep 1000")
+    bundle.write()
+    runtime("run", "--detach", "--bundle", str(bundle.path), "sandbox")
+    sandbox = runtime.state("sandbox")["pid"]
+    member = Bundle(tmp_path / "member", json.loads(json.dumps(bundle.config)))
+    shutil.copytree(bundle.path, member.path, symlinks=True)
+    member.command("for ns in net ipc uts pid; do readlink /proc/self/ns/$ns; done; hostname")
+    del member.config["hostname"]
+    member.config["linux"]["namespaces"] = [
+        {"type": "mount"}, {"type": "pid"},
+        *({"type": kind, "path": f"/proc/{sandbox}/ns/{ns}"}
+          for kind, ns in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))),
+    ]  # fmt: skip
+    member.write()
+    out = runtime("run", "--bundle", str(member.path), "member").stdout.split()
+    shared = [os.readlink(f"/proc/{sandbox}/ns/{ns}") for ns in ("net", "ipc", "uts")]
+    assert out[:3] == shared
+    assert out[3] != os.readlink(f"/proc/{sandbox}/ns/pid")
+    assert out[4] == "umoci-default"  # the sandbox's hostname, in the shared UTS namespace
+    member.config["linux"]["namespaces"][2]["path"] = "/proc/self/ns/nope"
+    member.write()
+    bad = runtime("create", "--bundle", str(member.path), "bad", check=False)
+    assert "network namespace /proc/self/ns/nope: No such file or directory" in bad.stderr

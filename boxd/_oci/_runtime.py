@@ -504,7 +504,7 @@ async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     try:
         plan = SpawnPlan(
             join_pidfd=pidfd,
-            join_namespaces=spaces,
+            join_namespaces=spaces | {kind for kind, _ in _translate.joined(spec)},
             seccomp=_translate.seccomp_program(spec, caps.bounding),
             process_name="boxd:[oci-exec]",
             keep_fds=options.preserve_fds,
