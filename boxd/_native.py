@@ -79,6 +79,9 @@ class MountKind(enum.IntEnum):
     #             permission bits ``mode``; anything already there is kept
     SYSCTL = 9  # write ``data`` into the existing file target (/proc/sys/..., in the
     #             container's own namespaces), opened for writing without O_CREAT
+    CHDIR = 10  # chdir(source), a host directory (target unused: "/"): the overlays
+    #            after it may name their lower directories relative to it (a deep
+    #            image's lowerdir= then fits overlay's one page of options)
 
 
 @attrs.frozen
@@ -106,7 +109,10 @@ class MountOp:
             MountKind.WRITE_FILE: "write",
             MountKind.MKFILE: "create",
             MountKind.SYSCTL: "set",
+            MountKind.CHDIR: "chdir",
         }[self.kind]
+        if self.kind is MountKind.CHDIR:
+            return f"{verb} {self.source}"
         if self.kind is MountKind.MOUNT and self.source.startswith("/"):
             return f"{verb} {self.source} on {self.target}"  # a bind: the host path matters
         return f"{verb} {self.target}"

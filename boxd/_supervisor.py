@@ -687,8 +687,9 @@ class Supervisor:
         if name == entry.container.name:
             raise Conflict(f"container {entry.container.short_id} is already named {name!r}")
         self._check_name_free(name)
-        entry.container.name = name
+        old, entry.container.name = entry.container.name, name
         self._save(entry.container)
+        self.events.report("rename", entry.container, oldName=old)
         return entry.container
 
     def processes(self, ref: str) -> builtins.list[int]:
@@ -813,6 +814,7 @@ class Supervisor:
                 )
             except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
+            self.events.report(f"exec_start: {' '.join(command)}", c)
             task_status.started(proc)
         assert proc.outcome is not None
         return proc.outcome.exit_code

@@ -146,6 +146,7 @@ enum mount_kind {
     MK_WRITE_FILE = 7,
     MK_MKFILE = 8,
     MK_SYSCTL = 9,
+    MK_CHDIR = 10,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -530,6 +531,9 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
         rc = write_all(fd, op->data);
         close_keeping_errno(fd);
         return rc;
+    case MK_CHDIR:
+        /* The host directory that relative overlay lowerdirs name (deep images). */
+        return chdir(op->source);
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
     case MK_MASK:
@@ -986,7 +990,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_SYSCTL) {
+        if (op->kind < MK_MOUNT || op->kind > MK_CHDIR) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }

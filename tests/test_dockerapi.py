@@ -10,6 +10,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -608,6 +609,12 @@ def test_import_save_load_commit_history_prune(
     assert r.returncode == 0, r.stderr
     assert _docker(clean, "commit", "cm", "bb:2").returncode == 0
     assert _docker(clean, "run", "--rm", "bb:2", "cat", "/made").stdout == "made\n"
+    exported = tmp_path / "exported.tar"
+    assert _docker(clean, "export", "-o", str(exported), "cm").returncode == 0
+    with tarfile.open(exported) as tar:
+        names = tar.getnames()
+    assert "made" in [n.removeprefix("./") for n in names]
+    assert "bin/busybox" in [n.removeprefix("./") for n in names]
     assert _docker(clean, "rm", "cm").returncode == 0
     pruned = _docker(clean, "image", "prune", "-a", "-f").stdout
     assert "untagged: bb:1" in pruned and "untagged: bb:2" in pruned

@@ -33,6 +33,7 @@ from .._events import Event
 from .._idle import WaitingConnections
 from .._images.messages import (
     CommitRequest,
+    ExportRequest,
     HistoryRequest,
     ImageInspectRequest,
     ImagesRequest,
@@ -270,6 +271,7 @@ class DockerApi:
             ("GET", c + r"/top", self._top),
             ("POST", c + r"/rename", self._rename),
             ("GET", c + r"/changes", self._changes),
+            ("GET", c + r"/export", self._export),
             ("POST", c + r"/exec", self._exec_create),
             ("POST", r"/exec/([^/]+)/start", self._exec_start),
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
@@ -1126,6 +1128,11 @@ class DockerApi:
                 raise ApiError(400, "the image 'default' is built in and cannot be saved")
         answers = _Streamed(conn, content_type="application/x-tar")
         await self._verbs.save(answers, SaveRequest(images=tuple(names)))
+        await conn.end()
+
+    async def _export(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        answers = _Streamed(conn, content_type="application/x-tar")
+        await self._verbs.export(answers, ExportRequest(container=ref))
         await conn.end()
 
     async def _image_history(self, conn: HttpConnection, req: Request, name: str) -> None:
