@@ -482,3 +482,48 @@ def test_export_and_system_df(
     ]  # fmt: skip
     r = daemon.ctl("export", "-o", str(out), "nope", check=False)
     assert r.returncode == 1 and "no such container: nope" in r.stderr
+
+
+def test_a_deep_image_fits_overlays_options(
+    tmp_path: Path, daemon: Daemon, busybox_root: Path
+) -> None:
+    """125 layers (Docker's limit) in a Docker archive: their lowerdir= names are relative
+    to the layers' directory, so the overlay's options stay within a page."""
+    import io
+    import subprocess
+    import tarfile
+
+    base = tmp_path / "base.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(base), "."], check=True)
+    layers = [base.read_bytes()]
+    for i in range(1, 125):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(f"deep/{i:03d}")
+            info.size = len(str(i))
+            tar.addfile(info, io.BytesIO(str(i).encode()))
+        layers.append(buf.getvalue())
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["ls", "/deep"]},
+         "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    ).encode()  # fmt: skip
+    archive = tmp_path / "deep.tar"
+    with tarfile.open(archive, mode="w") as tar:
+        members = {f"{d[7:]}/layer.tar": layer for d, layer in zip(diff_ids, layers, strict=True)}
+        members["config.json"] = config
+        manifest = [
+            {
+                "Config": "config.json",
+                "RepoTags": ["deep:125"],
+                "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids],
+            }
+        ]
+        members["manifest.json"] = json.dumps(manifest).encode()
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert daemon.ctl("load", "-i", str(archive)).stdout == "Loaded image: deep:125\n"
+    listing = daemon.ctl("run", "--rm", "deep:125").stdout.split()
+    assert listing == [f"{i:03d}" for i in range(1, 125)]
