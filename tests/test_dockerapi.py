@@ -10,6 +10,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +216,22 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert (r.returncode, "restart policy" in r.stderr) == (1, True)
     assert _docker(clean, "kill", "dup").returncode == 0
     assert _docker(clean, "wait", "dup").stdout == "137\n"
+
+
+@needs_cli
+def test_rename_diff_prune(clean: Daemon) -> None:
+    script = "echo x > /added; rm /etc/group"
+    assert _docker(clean, "run", "--name", "d1", "default", "sh", "-c", script).returncode == 0
+    assert _docker(clean, "rename", "d1", "d2").returncode == 0
+    assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "d2\n"
+    changes = _docker(clean, "diff", "d2").stdout.splitlines()
+    assert {"A /added", "D /etc/group"} <= set(changes)
+    r = _docker(clean, "rename", "d2", "bad name")
+    assert r.returncode == 1
+    assert "bad name" in r.stderr
+    r = _docker(clean, "container", "prune", "-f")
+    assert r.stdout.startswith("Deleted Containers:\n")
+    assert _docker(clean, "ps", "-a", "-q").stdout == ""
 
 
 @pytest.fixture
@@ -592,6 +609,12 @@ def test_import_save_load_commit_history_prune(
     assert r.returncode == 0, r.stderr
     assert _docker(clean, "commit", "cm", "bb:2").returncode == 0
     assert _docker(clean, "run", "--rm", "bb:2", "cat", "/made").stdout == "made\n"
+    exported = tmp_path / "exported.tar"
+    assert _docker(clean, "export", "-o", str(exported), "cm").returncode == 0
+    with tarfile.open(exported) as tar:
+        names = tar.getnames()
+    assert "made" in [n.removeprefix("./") for n in names]
+    assert "bin/busybox" in [n.removeprefix("./") for n in names]
     assert _docker(clean, "rm", "cm").returncode == 0
     pruned = _docker(clean, "image", "prune", "-a", "-f").stdout
     assert "untagged: bb:1" in pruned and "untagged: bb:2" in pruned

@@ -33,6 +33,7 @@ from .._events import Event
 from .._idle import WaitingConnections
 from .._images.messages import (
     CommitRequest,
+    ExportRequest,
     HistoryRequest,
     ImageInspectRequest,
     ImagesRequest,
@@ -268,6 +269,9 @@ class DockerApi:
             ("POST", c + r"/update", self._update),
             ("GET", c + r"/stats", self._stats),
             ("GET", c + r"/top", self._top),
+            ("POST", c + r"/rename", self._rename),
+            ("GET", c + r"/changes", self._changes),
+            ("GET", c + r"/export", self._export),
             ("POST", c + r"/exec", self._exec_create),
             ("POST", r"/exec/([^/]+)/start", self._exec_start),
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
@@ -462,14 +466,24 @@ class DockerApi:
         await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
 
     async def _prune(self, conn: HttpConnection, req: Request) -> None:
-        keep = _shapes.container_filter(_shapes.parse_filters(req.arg("filters")))
-        deleted = []
-        for c in self.sup.list(all=True):
-            if _shapes.status_word(c) != "running" and keep(c):
-                with contextlib.suppress(NoSuchContainer, Conflict):
-                    await self.sup.remove(c.id)
-                    deleted.append(c.id)
-        await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+        if any(_shapes.parse_filters(req.arg("filters")).values()):
+            raise ApiError(400, "filters for container prune are not supported by boxd")
+        deleted, reclaimed = await self.sup.prune()
+        await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})
+
+    async def _rename(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        name = (req.arg("name") or "").lstrip("/")
+        if not name:
+            raise ApiError(400, "no new name given (name)")
+        await self.sup.rename(ref, name)
+        await conn.respond(204, content_type=None)
+
+    async def _changes(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        kinds = {"C": 0, "A": 1, "D": 2}
+        changes = await self.sup.diff(ref)
+        await conn.respond_json(
+            200, [{"Path": ch.path, "Kind": kinds[ch.kind]} for ch in changes] or None
+        )
 
     async def _inspect(self, conn: HttpConnection, req: Request, ref: str) -> None:
         c = self.sup.inspect(ref)
@@ -792,27 +806,31 @@ class DockerApi:
         wanted = {
             sid for sid, on in ((protocol.STDOUT, ex.stdout), (protocol.STDERR, ex.stderr)) if on
         }
+        # The outer nursery holds the process to its end (and its exit code recorded, for
+        # the inspect that follows); the inner one, the streams of this connection.
         async with trio.open_nursery() as nursery:
             try:
                 run: Run = await nursery.start(self._run_exec, ex, output)
-            except StartError as exc:
-                error = _api_error(exc)
-                assert error is not None
+            except Exception as exc:
+                error = _api_error(_unwrap(exc))
+                if error is None:
+                    raise
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     message = (error.message + "\r\n").encode()
                     await sock.send_all(frame(protocol.STDOUT, message, tty=ex.tty))
                 return
-            if ex.stdin:
-                nursery.start_soon(
-                    self._forward_stdin, sock, leftover, functools.partial(_ready, run), True
-                )
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                async with channel:
-                    async for sid, data in channel:
-                        if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=ex.tty))
-            await run.exited.wait()
-            nursery.cancel_scope.cancel(reason="the exec'd process ended")
+            async with trio.open_nursery() as streams:
+                if ex.stdin:
+                    streams.start_soon(
+                        self._forward_stdin, sock, leftover, functools.partial(_ready, run), True
+                    )
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async with channel:
+                        async for sid, data in channel:
+                            if sid in wanted:
+                                await sock.send_all(frame(sid, data, tty=ex.tty))
+                await run.exited.wait()
+                streams.cancel_scope.cancel(reason="the exec'd process ended")
 
     async def _run_exec(
         self, ex: _Exec, output: Output, *, task_status: trio.TaskStatus[Run]
@@ -914,14 +932,11 @@ class DockerApi:
     async def _top(self, conn: HttpConnection, req: Request, ref: str) -> None:
         """The host's ``ps`` (``ps_args``, default ``-ef``), its rows of the container's
         processes (those in its cgroup), as Docker does it."""
-        c = self.sup.inspect(ref)
-        if self.sup.run_of(c.id) is None:
-            raise Conflict(f"container {c.name} is not running")
+        pids = set(self.sup.processes(ref))
         try:
             args = shlex.split(req.arg("ps_args") or "-ef")
         except ValueError as exc:
             raise ApiError(400, f"invalid ps_args: {exc}") from None
-        pids = set(self.sup.cgroups.open(c.id).procs())
         result = await trio.run_process(
             ["ps", *args], capture_stdout=True, capture_stderr=True, check=False
         )
@@ -1113,6 +1128,11 @@ class DockerApi:
                 raise ApiError(400, "the image 'default' is built in and cannot be saved")
         answers = _Streamed(conn, content_type="application/x-tar")
         await self._verbs.save(answers, SaveRequest(images=tuple(names)))
+        await conn.end()
+
+    async def _export(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        answers = _Streamed(conn, content_type="application/x-tar")
+        await self._verbs.export(answers, ExportRequest(container=ref))
         await conn.end()
 
     async def _image_history(self, conn: HttpConnection, req: Request, name: str) -> None:
