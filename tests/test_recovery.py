@@ -168,3 +168,28 @@ def test_kill_9_at_random_moments_always_comes_back(tmp_path: Path) -> None:
             daemon.start()
             daemon.stop()
     assert leftover_cgroups(daemon.root) == []
+
+
+def test_a_simulated_reboot_shows_nothing_running_and_restarts_always(tmp_path: Path) -> None:
+    """boxd killed, then every container process (as a reboot does): the next daemon shows
+    none of them running, and starts the `--restart always` one again."""
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("run", "-d", "--name", "plain", "default", "sleep", "300")
+        daemon.ctl(
+            "run", "-d", "--name", "always", "--restart", "always", "default", "sleep", "300"
+        )
+        daemon.ctl("run", "-d", "--name", "paused", "default", "sleep", "300")
+        daemon.ctl("pause", "paused")
+        pids = {n: daemon.inspect(n)["state"]["pid"] for n in ("plain", "always", "paused")}
+        daemon.stop(signal.SIGKILL)
+        for procs in _cgroup_pids(daemon.root).values():
+            for pid in procs:
+                os.kill(pid, signal.SIGKILL)  # frozen or not (cgroup v2 freezer)
+        daemon.start()
+        states = {n: daemon.inspect(n)["state"] for n in pids}
+        assert (states["plain"]["status"], states["plain"]["exit_code"]) == ("exited", 255)
+        assert states["paused"]["status"] == "exited"
+        assert states["always"]["status"] == "running"
+        assert states["always"]["pid"] not in pids.values()
+        assert not any(_alive(p) for p in pids.values())
+        _check_truth(daemon)
