@@ -224,14 +224,23 @@ def cmd_logout(args: Args) -> int:
 
 
 def cmd_save(args: Args) -> int:
+    return _receive_archive(args, {"type": "SaveRequest", "images": args.images})
+
+
+def cmd_export(args: Args) -> int:
+    return _receive_archive(args, {"type": "ExportRequest", "container": args.container})
+
+
+def _receive_archive(args: Args, request: dict[str, Any]) -> int:
+    """Write the stdout byte frames that answer ``request`` to -o FILE or stdout."""
     out = None
     if args.output is None and sys.stdout.isatty():
         raise CliError(
-            "boxctl save: cowardly refusing to write an archive to a terminal "
+            f"{args.prog}: cowardly refusing to write an archive to a terminal "
             "(use -o FILE or redirect)"
         )
     with Client(args.socket) as client:
-        client.request({"type": "SaveRequest", "images": args.images})
+        client.request(request)
         try:
             out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
             while True:
@@ -318,6 +327,35 @@ def cmd_history(args: Args) -> int:
     return 0
 
 
+def cmd_df(args: Args) -> int:
+    r = call(args.socket, {"type": "SystemDfRequest"})
+    if args.format == "json":
+        print(json.dumps(r, indent=2))
+        return 0
+    size = r["images_size"]
+    share = f" ({100 * r['images_reclaimable'] // size}%)" if size else ""
+    rows = [
+        ("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"),
+        ("Images", str(r["images"]), str(r["images_active"]), _human(size),
+         _human(r["images_reclaimable"]) + share),
+        ("Layers", str(r["layers"]), "", "", ""),
+        ("Containers", str(r["containers"]), str(r["containers_running"]),
+         _human(r["containers_size"]), ""),
+    ]  # fmt: skip
+    widths = [max(len(row[c]) for row in rows) for c in range(5)]
+    for row in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_system(args: Args) -> int:
+    if args.words[:1] != ["df"]:
+        raise CliError("boxctl system: the one command is df", 2)
+    sub = SYSTEM_DF.parse(args.words[1:], "boxctl system df")
+    sub.socket, sub.prog = args.socket, "boxctl system df"
+    return cmd_df(sub)
+
+
 def cmd_prune(args: Args) -> int:
     r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all})
     for tag in r["untagged"]:
@@ -389,6 +427,20 @@ COMMANDS = (
         (("container", ONE, "CONTAINER"), ("reference", ANY, "[REFERENCE]")),
     ),
     Command(
+        "export",
+        cmd_export,
+        "write a container's files as a tar",
+        (Opt("-o", "--output", kind=VALUE, help="the file (default: stdout)"),),
+        (("container", ONE, "CONTAINER"),),
+    ),
+    Command(
+        "system",
+        cmd_system,
+        "df: disk used by images, layers and containers",
+        (),
+        (("words", REST, "df [--format json]"),),
+    ),
+    Command(
         "history",
         cmd_history,
         "show an image's history",
@@ -397,6 +449,7 @@ COMMANDS = (
     ),
 )
 
+_BY_NAME = {c.name: c for c in COMMANDS}
 SUBCOMMANDS = {
     "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS),
     "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS),
@@ -404,12 +457,12 @@ SUBCOMMANDS = {
         "inspect", cmd_image_inspect, "show images as JSON", (), (("images", SOME, "IMAGE"),)
     ),
     "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
-    "pull": COMMANDS[0],
-    "tag": COMMANDS[3],
-    "save": COMMANDS[6],
-    "load": COMMANDS[7],
-    "import": COMMANDS[8],
-    "history": COMMANDS[10],
+    "pull": _BY_NAME["pull"],
+    "tag": _BY_NAME["tag"],
+    "save": _BY_NAME["save"],
+    "load": _BY_NAME["load"],
+    "import": _BY_NAME["import"],
+    "history": _BY_NAME["history"],
     "prune": Command(
         "prune",
         cmd_prune,
@@ -417,6 +470,9 @@ SUBCOMMANDS = {
         (Opt("-a", "--all", help="tagged images too"), Opt("-f", "--force", help="(no prompt)")),
     ),
 }
+
+
+SYSTEM_DF = Command("df", cmd_df, "disk usage", (FORMAT,))
 
 
 def cmd_image(args: Args) -> int:

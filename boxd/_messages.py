@@ -12,6 +12,8 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._diff import Change
+from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._records import Container, ContainerConfig, Resources
 
@@ -141,6 +143,39 @@ class ExecRequest:
     user: str = ""
     tty: bool = False
     interactive: bool = False
+    # Answered with an OkResponse once the process runs; no stream, the output is dropped.
+    detach: bool = False
+
+
+@attrs.frozen
+class RenameRequest:
+    container: str
+    name: str
+
+
+@attrs.frozen
+class TopRequest:
+    container: str
+    ps_args: tuple[str, ...] = ()  # options of the host's ps; none: -ef
+
+
+@attrs.frozen
+class DiffRequest:
+    container: str
+
+
+@attrs.frozen
+class EventsRequest:
+    """Kept events from ``since`` (none when None), then new ones as they happen, until
+    ``until`` (Unix times); each an EventFrame, then an EndFrame at ``until``."""
+
+    since: float | None = None
+    until: float | None = None
+
+
+@attrs.frozen
+class PruneRequest:
+    """Remove every container at rest; answered with a PruneResponse."""
 
 
 # ---- client frames during a stream ----------------------------------------------------
@@ -203,6 +238,28 @@ class CreateResponse:
 
 
 @attrs.frozen
+class TopResponse:
+    titles: tuple[str, ...]
+    processes: tuple[tuple[str, ...], ...]
+
+
+@attrs.frozen
+class DiffResponse:
+    changes: tuple[Change, ...]
+
+
+@attrs.frozen
+class EventFrame:
+    event: Event
+
+
+@attrs.frozen
+class PruneResponse:
+    removed: tuple[str, ...]  # ids
+    reclaimed: int  # bytes of files the removed containers held
+
+
+@attrs.frozen
 class ListResponse:
     containers: tuple[Container, ...]
 
@@ -254,6 +311,11 @@ REQUESTS: dict[str, type[Any]] = {
         UpdateRequest,
         StatsRequest,
         ExecRequest,
+        RenameRequest,
+        PruneRequest,
+        TopRequest,
+        DiffRequest,
+        EventsRequest,
         *IMAGE_REQUESTS,
     )
 }

@@ -12,16 +12,18 @@ import contextlib
 import functools
 import grp
 import logging
+import math
 import os
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from . import __version__, _logs, protocol
+from . import __version__, _logs, _top, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
@@ -37,8 +39,12 @@ from ._messages import (
     CreateRequest,
     CreateResponse,
     DetachFrame,
+    DiffRequest,
+    DiffResponse,
     EndFrame,
     ErrorResponse,
+    EventFrame,
+    EventsRequest,
     ExecRequest,
     ExitFrame,
     InfoRequest,
@@ -51,7 +57,10 @@ from ._messages import (
     LogsRequest,
     OkResponse,
     PauseRequest,
+    PruneRequest,
+    PruneResponse,
     RemoveRequest,
+    RenameRequest,
     ResizeFrame,
     RestartRequest,
     RunRequest,
@@ -60,6 +69,8 @@ from ._messages import (
     StatsFrame,
     StatsRequest,
     StopRequest,
+    TopRequest,
+    TopResponse,
     UnpauseRequest,
     UpdateRequest,
     VersionRequest,
@@ -116,7 +127,16 @@ def _streams(request: object) -> bool:
     """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
     if isinstance(request, StartRequest | RunRequest):
         return request.attach
-    streams = (AttachRequest, ExecRequest, LogsRequest, StatsRequest, *IMAGE_STREAMS)
+    if isinstance(request, ExecRequest):
+        return not request.detach
+    streams = (
+        AttachRequest,
+        ExecRequest,
+        LogsRequest,
+        StatsRequest,
+        EventsRequest,
+        *IMAGE_STREAMS,
+    )
     return isinstance(request, streams)
 
 
@@ -180,6 +200,11 @@ class Server:
             UpdateRequest: self._update,
             ExecRequest: self._exec,
             StatsRequest: self._stats,
+            RenameRequest: self._rename,
+            TopRequest: self._top,
+            DiffRequest: self._diff,
+            EventsRequest: self._events,
+            PruneRequest: self._prune,
         }
         self._handlers.update(ImageVerbs(sup).handlers())
 
@@ -302,6 +327,21 @@ class Server:
         await self.sup.update(req.container, req.resources)
         await conn.send(OkResponse())
 
+    async def _rename(self, conn: Connection, req: RenameRequest) -> None:
+        await self.sup.rename(req.container, req.name)
+        await conn.send(OkResponse())
+
+    async def _top(self, conn: Connection, req: TopRequest) -> None:
+        titles, rows = await _top.top(self.sup.processes(req.container), req.ps_args)
+        await conn.send(TopResponse(titles=tuple(titles), processes=tuple(tuple(r) for r in rows)))
+
+    async def _diff(self, conn: Connection, req: DiffRequest) -> None:
+        await conn.send(DiffResponse(changes=tuple(await self.sup.diff(req.container))))
+
+    async def _prune(self, conn: Connection, _: PruneRequest) -> None:
+        removed, reclaimed = await self.sup.prune()
+        await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
+
     # ---- streams --------------------------------------------------------------------
 
     async def _start(self, conn: Connection, req: StartRequest) -> None:
@@ -378,7 +418,35 @@ class Server:
                 await conn.send(EndFrame())
                 return
 
+    async def _events(self, conn: Connection, req: EventsRequest) -> None:
+        """The kept events in [since, until], then new ones until ``until``; a follower
+        that hangs up ends its stream at once, not at the next event."""
+        history, channel = self.sup.events.subscribe()
+        await conn.send(OkResponse())
+        until_ns = math.inf if req.until is None else req.until * 1e9
+        with channel:
+            if req.since is not None or req.until is not None:
+                since_ns = (req.since or 0) * 1e9
+                for event in history:
+                    if since_ns <= event.time_ns <= until_ns:
+                        await conn.send(EventFrame(event=event))
+            # The clock the events carry is the wall clock; trio's deadline is another.
+            deadline = trio.current_time() + (until_ns / 1e9 - time.time())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_closed, conn, nursery.cancel_scope)
+                with trio.move_on_at(deadline):
+                    async for event in channel:
+                        await conn.send(EventFrame(event=event))
+                nursery.cancel_scope.cancel(reason="until reached")
+        await conn.send(EndFrame())
+
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
+        if req.detach:
+            await self.sup.exec_detached(
+                req.container, req.command, env=req.env, workdir=req.workdir, user=req.user
+            )
+            await conn.send(OkResponse())
+            return
         output = Output()
         channel = output.subscribe()
         async with trio.open_nursery() as nursery:
@@ -428,6 +496,14 @@ class Server:
         for entry in entries:
             stream_id = protocol.STDOUT if entry.stream == "stdout" else protocol.STDERR
             await conn.send_bytes(stream_id, formatter.format(entry))
+
+
+async def _cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` when the client hangs up (it sends nothing more on this stream)."""
+    with contextlib.suppress(_Closed, protocol.ProtocolError):
+        while await conn.receive() is not None:
+            pass
+    scope.cancel(reason="client went away")
 
 
 async def _stream(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -33,6 +34,7 @@ class Daemon:
     root: Path
     socket: Path
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # options every start of this daemon gets
 
     @property
     def docker_socket(self) -> Path:
@@ -53,6 +55,7 @@ class Daemon:
                 str(self.docker_socket),
                 "--log-level",
                 "debug",
+                *self.args,
                 *extra,
             ],
             env=_env(),
@@ -62,6 +65,9 @@ class Daemon:
             if self.process.poll() is not None:
                 raise RuntimeError(f"boxd exited with {self.process.returncode}")
             if time.monotonic() > deadline:
+                self.process.kill()
+                self.process.wait()
+                self.process = None
                 raise RuntimeError("boxd did not create its socket in 30 s")
             time.sleep(0.02)
 
@@ -147,15 +153,65 @@ def leftover_cgroups(root: Path) -> list[str]:
     return sorted(found)
 
 
+def shims(root: Path) -> list[int]:
+    """Pids of the boxd-shims keeping containers of the daemon on ``root`` (a shim's working
+    directory is its container's directory); zombies are not counted."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or (entry / "comm").read_text() != "boxd-shim\n":
+                continue
+            if (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                continue
+            if Path(os.readlink(entry / "cwd")).is_relative_to(root):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
 @contextmanager
 def running_daemon(tmp_path: Path, *extra: str) -> Iterator[Daemon]:
-    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock")
-    daemon.start(*extra)
+    """A daemon on a new root.  On exit every container is removed (a daemon is started for
+    that if the test left none running: live restore keeps containers across daemons), the
+    daemon must exit 0 on SIGTERM, and no cgroup and no shim may be left."""
+    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock", args=extra)
+    daemon.start()
     try:
         yield daemon
     finally:
-        if daemon.process is None:  # the test killed it: the next daemon cleans up
-            daemon.start(*extra)
-        if daemon.stop() != 0:
-            raise AssertionError("boxd did not exit 0 on SIGTERM")
-        assert leftover_cgroups(daemon.root) == []
+        try:
+            if daemon.process is None:  # the test killed it: the next daemon cleans up
+                daemon.start()
+            ids = daemon.ctl("ps", "-a", "-q").stdout.split()
+            if ids:  # live restore keeps containers across daemons: removed here
+                daemon.ctl("rm", "-f", *ids)
+            if daemon.stop() != 0:
+                raise AssertionError("boxd did not exit 0 on SIGTERM")
+        finally:
+            left = _end_leftovers(daemon)
+        assert left == ([], [])
+
+
+def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str]]:
+    """What the daemon failed to clean (it hung, or died): its process, the shims on its
+    root and their containers are killed and the emptied cgroups removed, so that nothing
+    outlives the test.  Returns the shims and cgroups found."""
+    if daemon.process is not None:
+        daemon.process.kill()
+        daemon.process.wait()
+        daemon.process = None
+    found = shims(daemon.root)
+    for shim in found:
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{shim}/task/{shim}/children").read_text().split()
+            for pid in (shim, *map(int, children)):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while shims(daemon.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cgroups = leftover_cgroups(daemon.root)
+    for cgroup in cgroups:  # emptied above: removable
+        with contextlib.suppress(OSError):
+            os.rmdir(cgroup)
+    return found, cgroups

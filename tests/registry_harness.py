@@ -282,3 +282,72 @@ def manifest_of(registry: Registry, name: str, tag: str) -> dict[str, object]:
     with urllib.request.urlopen(request, timeout=10) as r:
         data: dict[str, object] = json.loads(r.read())
     return data
+
+
+@attrs.define
+class StallingProxy:
+    """A loopback HTTP proxy to a registry that sends half of one blob and then stalls
+    (``stalled`` is set) until ``release`` is set: a pull caught in the middle of a
+    download, for as long as the test needs, with no timing involved."""
+
+    host: str
+    blob: str
+    stalled: threading.Event = attrs.Factory(threading.Event)
+    release: threading.Event = attrs.Factory(threading.Event)
+
+
+@contextlib.contextmanager
+def stalling_proxy(registry: Registry, blob: str) -> Iterator[StallingProxy]:
+    holder: list[StallingProxy] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self, method: str) -> None:
+            proxy = holder[0]
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            request = urllib.request.Request(
+                f"http://{registry.host}{self.path}", headers=headers, method=method
+            )
+            try:
+                answer = urllib.request.urlopen(request, timeout=30)
+            except urllib.error.HTTPError as exc:
+                answer = exc
+            body = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.headers.items():
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if method == "HEAD":
+                return
+            if proxy.blob in self.path:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                proxy.stalled.set()
+                proxy.release.wait()
+                return
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._forward("GET")
+
+        def do_HEAD(self) -> None:
+            self._forward("HEAD")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    holder.append(StallingProxy(f"127.0.0.1:{httpd.server_address[1]}", blob))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder[0]
+    finally:
+        holder[0].release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

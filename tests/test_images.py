@@ -3,14 +3,18 @@ with skopeo, pulled and run by a real boxd through boxctl."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import stat
+import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, daemon_cli
+from daemon_harness import Daemon, daemon_cli, running_daemon
 from registry_harness import (
     Registry,
     build_oci_image,
@@ -18,6 +22,7 @@ from registry_harness import (
     push,
     running_registry,
     running_token_server,
+    stalling_proxy,
     write_htpasswd,
 )
 
@@ -322,3 +327,203 @@ def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
     images = daemon.root / "images"
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
+
+
+def _add_index(layout: Path, tag: str, new_tag: str, platforms: list[str]) -> None:
+    """Tag ``new_tag``: an OCI index listing ``tag``'s manifest once per platform."""
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text())
+    manifest = next(
+        m for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+    )  # fmt: skip
+    entries = []
+    for platform in platforms:
+        os_name, arch = platform.split("/")
+        entry = {k: manifest[k] for k in ("mediaType", "digest", "size")}
+        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
+    data = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": entries}
+    ).encode()  # fmt: skip
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": f"sha256:{digest}",
+            "size": len(data),
+            "annotations": {"org.opencontainers.image.ref.name": new_tag},
+        }
+    )
+    index_path.write_text(json.dumps(index))
+
+
+def test_an_index_gives_the_hosts_platform(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    import platform
+    import shutil
+    import subprocess
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    other = "arm64" if arch != "arm64" else "amd64"
+    copy = tmp_path / "layout"
+    shutil.copytree(layout, copy)
+    _add_index(copy, "v1", "multi", [f"linux/{other}", f"linux/{arch}"])
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false", f"oci:{copy}:multi",
+         f"docker://{registry.host}/multi:1"],
+        check=True,
+    )  # fmt: skip
+    ref = f"{registry.host}/multi:1"
+    r = daemon.ctl("pull", "--platform", "linux/s390x", ref, check=False)
+    assert r.returncode == 125
+    assert "no image for platform linux/s390x (the index has: linux/amd64, linux/arm64)" in r.stderr
+    assert daemon.ctl("run", "--rm", ref, "echo", "mine").stdout == "mine\n"
+    digest = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["RepoDigests"][0]
+    # The repo digest is the index's (what the tag points at), as Docker reports it.
+    request = urllib.request.Request(
+        f"http://{registry.host}/v2/multi/manifests/1",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"
+
+
+def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -> None:
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    top = Path(tempfile.mkdtemp(prefix="boxd-images-userns-"))
+    try:
+        os.chmod(top, 0o711)  # the container's root (an unprivileged host uid) walks in
+        with running_daemon(top) as daemon:
+            daemon.ctl("pull", ref)
+            _run_user_namespaced(daemon, ref)
+    finally:
+        shutil.rmtree(top)
+
+
+def _run_user_namespaced(daemon: Daemon, ref: str) -> None:
+    r = daemon.ctl(
+        "run", "--rm", "--isolate-user", "-u", "0", ref,
+        "sh", "-c", "cat /work/hello.txt; ls /bin/vi; cat /proc/self/uid_map",
+        check=False,
+    )  # fmt: skip
+    assert r.stdout.startswith("hello from the second layer\n"), r.stderr
+    assert "/bin/vi" not in r.stdout  # the whiteout holds in the id-mapped layers too
+    assert r.stdout.split()[-3:-2] == ["0"] and r.stdout.split()[-2] != "0"
+
+
+def test_a_daemon_killed_during_a_pull_leaves_nothing_half_there(
+    tmp_path: Path, registry: Registry, layout: Path
+) -> None:
+    push(layout, "v1", registry, "box:v1")
+    last_layer = _layer_blobs(registry, "box")[-1]
+    with (
+        stalling_proxy(registry, last_layer.removeprefix("sha256:")) as proxy,
+        running_daemon(tmp_path, "--procview", "off") as daemon,
+    ):
+        import subprocess
+
+        pulling = subprocess.Popen(
+            [*daemon_cli(daemon).split(), "pull", f"{proxy.host}/box:v1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proxy.stalled.wait(60), "the pull never reached the last layer"
+        assert daemon.process is not None
+        daemon.process.kill()
+        daemon.process.wait()
+        assert pulling.wait(60) != 0
+        images = daemon.root / "images"
+        assert os.listdir(images / "tmp")  # the download in progress, left by the kill
+        daemon.start("--procview", "off")
+        assert os.listdir(images / "tmp") == []
+        assert os.listdir(images / "meta") == []
+        assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+        # Every layer directory present is a complete one (its record written last).
+        records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
+        assert set(os.listdir(images / "l")) == records
+        assert not (images / "blobs" / "sha256" / last_layer.removeprefix("sha256:")).exists()
+        # The same pull, straight from the registry, completes and runs.
+        ref = f"{registry.host}/box:v1"
+        daemon.ctl("pull", ref)
+        assert daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt").stdout == (
+            "hello from the second layer\n"
+        )
+
+
+def test_export_and_system_df(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    import tarfile
+
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    daemon.ctl("pull", ref)
+    daemon.ctl("run", "--name", "c", "-u", "0", ref, "sh", "-c", "echo x > /work/x; rm /bin/ls")
+    out = tmp_path / "c.tar"
+    daemon.ctl("export", "-o", str(out), "c")
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("work/x").read() == b"x\n"  # type: ignore[union-attr]
+    assert {"work/hello.txt", "bin/sh", "etc/passwd"} <= names
+    assert "bin/ls" not in names and "bin/vi" not in names  # whiteouts, upper and image
+    assert "etc/hostname" not in names
+    assert not any(".wh." in n for n in names)
+    df = json.loads(daemon.ctl("system", "df", "--format", "json").stdout)
+    assert (df["images"], df["images_active"], df["layers"], df["containers"]) == (1, 1, 2, 1)
+    assert df["images_size"] > 0 and df["images_reclaimable"] == 0
+    assert df["containers_size"] >= 2
+    assert daemon.ctl("system", "df").stdout.splitlines()[0].split() == [
+        "TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"
+    ]  # fmt: skip
+    r = daemon.ctl("export", "-o", str(out), "nope", check=False)
+    assert r.returncode == 1 and "no such container: nope" in r.stderr
+
+
+def test_a_deep_image_fits_overlays_options(
+    tmp_path: Path, daemon: Daemon, busybox_root: Path
+) -> None:
+    """125 layers (Docker's limit) in a Docker archive: their lowerdir= names are relative
+    to the layers' directory, so the overlay's options stay within a page."""
+    import io
+    import subprocess
+    import tarfile
+
+    base = tmp_path / "base.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(base), "."], check=True)
+    layers = [base.read_bytes()]
+    for i in range(1, 125):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(f"deep/{i:03d}")
+            info.size = len(str(i))
+            tar.addfile(info, io.BytesIO(str(i).encode()))
+        layers.append(buf.getvalue())
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["ls", "/deep"]},
+         "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    ).encode()  # fmt: skip
+    archive = tmp_path / "deep.tar"
+    with tarfile.open(archive, mode="w") as tar:
+        members = {f"{d[7:]}/layer.tar": layer for d, layer in zip(diff_ids, layers, strict=True)}
+        members["config.json"] = config
+        manifest = [
+            {
+                "Config": "config.json",
+                "RepoTags": ["deep:125"],
+                "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids],
+            }
+        ]
+        members["manifest.json"] = json.dumps(manifest).encode()
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert daemon.ctl("load", "-i", str(archive)).stdout == "Loaded image: deep:125\n"
+    listing = daemon.ctl("run", "--rm", "deep:125").stdout.split()
+    assert listing == [f"{i:03d}" for i in range(1, 125)]

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
-from .unpack import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
+from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
 
 __all__ = ["ArchiveError", "commit", "import_rootfs", "load", "save"]
 
@@ -442,50 +442,123 @@ def write_diff(upper: Path, out: IO[bytes]) -> None:
         os.close(root_fd)
 
 
+def _opaque(fd: int) -> bool:
+    for attr in (OPAQUE_XATTR, OPAQUE_USER_XATTR):
+        with contextlib.suppress(OSError):
+            if os.getxattr(fd, attr) == b"y":
+                return True
+    return False
+
+
 def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
         if path in _RUNTIME_FILES:
             continue
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        info = tarfile.TarInfo(path)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.mtime = int(st.st_mtime)
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        if _is_whiteout(st):
             wh = tarfile.TarInfo(f"{prefix}{WHITEOUT_PREFIX}{name}")
-            wh.mtime = info.mtime
+            wh.mtime = int(st.st_mtime)
             tar.addfile(wh)
         elif stat.S_ISDIR(st.st_mode):
-            info.type = tarfile.DIRTYPE
-            tar.addfile(info)
-            sub = os.open(
-                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
-            )
+            tar.addfile(_info(path, st))
+            sub = _open_dir(dir_fd, name)
             try:
-                with contextlib.suppress(OSError):
-                    if os.getxattr(sub, OPAQUE_XATTR) == b"y":
-                        tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
+                if _opaque(sub):
+                    tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
                 _walk_upper(tar, sub, f"{path}/")
             finally:
                 os.close(sub)
-        elif stat.S_ISLNK(st.st_mode):
-            info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(name, dir_fd=dir_fd)
-            tar.addfile(info)
-        elif stat.S_ISREG(st.st_mode):
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            with os.fdopen(fd, "rb") as f:
-                now = os.fstat(f.fileno())
-                if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
-                    raise ArchiveError(f"{path} changed while it was read")
-                info.size = now.st_size
-                tar.addfile(info, f)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
-            info.type = (
-                tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode)
-                else tarfile.BLKTYPE if stat.S_ISBLK(st.st_mode) else tarfile.FIFOTYPE
-            )  # fmt: skip
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            tar.addfile(info)
-        # Sockets are not kept (as Docker does not).
+        else:
+            _add_entry(tar, dir_fd, name, path, st)
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _open_dir(dir_fd: int, name: str) -> int:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _info(path: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(path)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.mtime = int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    return info
+
+
+def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result) -> None:
+    """A file, symlink, device or FIFO (sockets are left out, as Docker does)."""
+    info = _info(path, st)
+    if stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dir_fd)
+        tar.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with os.fdopen(fd, "rb") as f:
+            now = os.fstat(f.fileno())
+            if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+                raise ArchiveError(f"{path} changed while it was read")
+            info.size = now.st_size
+            tar.addfile(info, f)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+        info.type = (
+            tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode)
+            else tarfile.BLKTYPE if stat.S_ISBLK(st.st_mode) else tarfile.FIFOTYPE
+        )  # fmt: skip
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        tar.addfile(info)
+
+
+def export_merged(dirs: list[str], out: IO[bytes]) -> None:
+    """``export``: one tar of the directories stacked as overlay stacks them (``dirs``
+    top-most first): what a whiteout hides or an opaque directory covers is left out, as
+    are the files boxd writes at each start."""
+    fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in dirs]
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            _merge(tar, fds, "")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str) -> None:
+    top: dict[str, tuple[int, os.stat_result]] = {}
+    for i, fd in enumerate(fds):
+        for name in os.listdir(fd):
+            if name not in top:
+                top[name] = (i, os.stat(name, dir_fd=fd, follow_symlinks=False))
+    for name in sorted(top):
+        i, st = top[name]
+        path = f"{prefix}{name}"
+        if _is_whiteout(st) or path in _RUNTIME_FILES:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            _add_entry(tar, fds[i], name, path, st)
+            continue
+        tar.addfile(_info(path, st))
+        # The directory merges with the same directory below, down to a layer where the
+        # name is not a directory or where it is opaque.
+        subs = []
+        try:
+            for fd in fds[i:]:
+                try:
+                    below = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISDIR(below.st_mode):
+                    break
+                subs.append(_open_dir(fd, name))
+                if _opaque(subs[-1]):
+                    break
+            _merge(tar, subs, f"{path}/")
+        finally:
+            for fd in subs:
+                os.close(fd)

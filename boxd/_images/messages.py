@@ -151,6 +151,31 @@ class PruneImagesRequest:
     all: bool = False  # also tagged images no container uses (else: untagged ones)
 
 
+@attrs.frozen
+class SystemDfRequest:
+    pass
+
+
+@attrs.frozen
+class SystemDfResponse:
+    images: int
+    images_active: int  # used by a container
+    images_size: int  # bytes of their layers (shared layers once)
+    images_reclaimable: int  # bytes only unused images hold
+    layers: int
+    containers: int
+    containers_running: int
+    containers_size: int  # bytes written in their upper layers
+
+
+@attrs.frozen
+class ExportRequest:
+    """Answered with an OkResponse, the container's files as a tar in stdout byte frames,
+    then EndFrame."""
+
+    container: str
+
+
 IMAGE_REQUESTS = (
     PullRequest,
     ImagesRequest,
@@ -165,6 +190,8 @@ IMAGE_REQUESTS = (
     CommitRequest,
     HistoryRequest,
     PruneImagesRequest,
+    SystemDfRequest,
+    ExportRequest,
 )
 # Requests whose conversation goes on after the response (the connection closes after).
-IMAGE_STREAMS = (PullRequest, SaveRequest, LoadRequest, ImportRequest)
+IMAGE_STREAMS = (PullRequest, SaveRequest, LoadRequest, ImportRequest, ExportRequest)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,7 @@ from . import archive
 from .messages import (
     CommitRequest,
     CommitResponse,
+    ExportRequest,
     HistoryRequest,
     HistoryResponse,
     ImageInspectRequest,
@@ -40,6 +42,8 @@ from .messages import (
     RemovedImageResponse,
     RemoveImageRequest,
     SaveRequest,
+    SystemDfRequest,
+    SystemDfResponse,
     TagRequest,
 )
 from .pull import Progress, parse_platform
@@ -90,6 +94,8 @@ class ImageVerbs:
             CommitRequest: self.commit,
             HistoryRequest: self.history,
             PruneImagesRequest: self.prune,
+            SystemDfRequest: self.df,
+            ExportRequest: self.export,
         }
 
     async def pull(self, conn: Sender, req: PullRequest) -> None:
@@ -346,6 +352,71 @@ class ImageVerbs:
             untagged.extend(record.repo_tags)
             deleted.extend((record.id, *self.store.delete(record)))
         await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
+
+    async def df(self, conn: Sender, _: SystemDfRequest) -> None:
+        containers = self.sup.list(all=True)
+        used = {c.config.image_id for c in containers}
+        records = self.store.images()
+        sizes = {
+            layer.diff_id: self.store.layer_size(layer.diff_id)
+            for record in records
+            for layer in record.layers
+        }
+        kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
+        uppers = [self.sup.store.container_dir(c.id) / "fs" for c in containers]
+        await conn.send(
+            SystemDfResponse(
+                images=len(records),
+                images_active=sum(1 for r in records if r.id in used),
+                images_size=sum(sizes.values()),
+                images_reclaimable=sum(n for d, n in sizes.items() if d not in kept),
+                layers=len(sizes),
+                containers=len(containers),
+                containers_running=sum(1 for c in containers if c.state.pid),
+                containers_size=await trio.to_thread.run_sync(_du, uppers),
+            )
+        )
+
+    async def export(self, conn: Streamer, req: ExportRequest) -> None:
+        c = self.sup.inspect(req.container)
+        if c.config.image_id:
+            lowers = list(self.store.lowers(self.store.get(c.config.image_id)))
+        elif c.config.image.startswith("/"):
+            lowers = [c.config.image]
+        else:
+            raise ValueError(
+                f"container {c.name} runs on the image default (the host's /usr): "
+                "export takes containers of stored images and root directories"
+            )
+        upper = self.sup.store.container_dir(c.id) / "fs" / "root" / "upper"
+        dirs = ([str(upper)] if upper.is_dir() else []) + lowers
+        fd, path = self.store.temp_file()
+
+        def write() -> None:
+            with os.fdopen(fd, "wb") as out:
+                archive.export_merged(dirs, out)
+
+        try:
+            await trio.to_thread.run_sync(write)
+            await conn.send(OkResponse())
+            async with await trio.open_file(path, "rb") as f:
+                while chunk := await f.read(CHUNK):
+                    await conn.send_bytes(protocol.STDOUT, chunk)
+        finally:
+            path.unlink(missing_ok=True)
+        await conn.send(EndFrame())
+
+
+def _du(dirs: list[Path]) -> int:
+    """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
+    total = 0
+    for d in dirs:
+        for root, _dirs, files in os.walk(d):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(root, name))
+                    total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
 
 
 CHUNK = 1 << 20

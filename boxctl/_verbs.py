@@ -1,0 +1,273 @@
+"""Docker's container verbs beyond the lifecycle: ``rename``, ``top``, ``diff``,
+``container prune`` and the ``container`` group (``boxctl container ls``, ``container
+rm``, ... as in Docker)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from ._args import APPEND, FLAG, ONE, REST, VALUE, Args, Command, Opt
+from ._client import USAGE, Client, CliError, call, check
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def cmd_rename(args: Args) -> int:
+    call(args.socket, {"type": "RenameRequest", "container": args.container, "name": args.name})
+    return 0
+
+
+def cmd_top(args: Args) -> int:
+    # One operand holds the container and ps's options: they may start with '-'.
+    if not args.words:
+        raise CliError("boxctl top: a CONTAINER is required (see 'boxctl top --help')", USAGE)
+    container, *ps_args = args.words
+    response = call(args.socket, {"type": "TopRequest", "container": container, "ps_args": ps_args})
+    rows = [response["titles"], *response["processes"]]
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip())
+    return 0
+
+
+def cmd_diff(args: Args) -> int:
+    response = call(args.socket, {"type": "DiffRequest", "container": args.container})
+    for change in response["changes"]:
+        print(f"{change['kind']} {change['path']}")
+    return 0
+
+
+def _time_arg(text: str, option: str) -> float:
+    """A Unix time (``1700000000.5``), a duration back from now (``10s``, ``5m``, ``2h``,
+    ``1d``) or an RFC 3339 time (``2024-05-01T10:00:00Z``), as Docker takes them."""
+    import datetime  # only these options need it
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units:
+            return time.time() - float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"invalid {option} {text!r}: use a Unix time, a duration (10s, 5m, 2h) or an "
+            "RFC 3339 time",
+            USAGE,
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time, as Docker reads it
+    return when.timestamp()
+
+
+EVENT_FILTERS = ("container", "event", "image", "label", "type")
+
+
+def _event_filter(specs: list[str]) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE``: the same key ORs its values, different keys AND."""
+    filters: dict[str, list[str]] = {}
+    for spec in specs:
+        key, eq, value = spec.partition("=")
+        if not eq or key not in EVENT_FILTERS:
+            raise CliError(
+                f"invalid --filter {spec!r}: use {'=..., '.join(EVENT_FILTERS)}=...", USAGE
+            )
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+def _event_matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    labels = dict(label.partition("=")[::2] for label in event["labels"])
+
+    def test(key: str, v: str) -> bool:
+        if key == "container":
+            return v in (event["id"], event["name"]) or event["id"].startswith(v)
+        if key == "event":
+            return v in (event["action"], event["action"].partition(":")[0])
+        if key == "image":
+            return bool(v == event["image"])
+        if key == "label":
+            name, eq, value = v.partition("=")
+            return labels.get(name) == value if eq else name in labels
+        return v == "container"  # type
+
+    return all(any(test(key, v) for v in values) for key, values in filters.items())
+
+
+def _event_json(event: dict[str, Any]) -> dict[str, Any]:
+    """Docker's shape of an event (``docker events --format json``)."""
+    attributes = {"image": event["image"], "name": event["name"]}
+    attributes.update(label.partition("=")[::2] for label in event["labels"])
+    attributes.update(dict(event["attributes"]))
+    return {
+        "status": event["action"],
+        "id": event["id"],
+        "from": event["image"],
+        "Type": "container",
+        "Action": event["action"],
+        "Actor": {"ID": event["id"], "Attributes": attributes},
+        "scope": "local",
+        "time": event["time_ns"] // 1_000_000_000,
+        "timeNano": event["time_ns"],
+    }
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    """Docker's line: local time (RFC 3339, nanoseconds), type, action, id, attributes."""
+    import datetime
+
+    seconds, nanos = divmod(event["time_ns"], 1_000_000_000)
+    when = datetime.datetime.fromtimestamp(seconds).astimezone()
+    fraction = f".{nanos:09d}".rstrip("0").rstrip(".")
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S") + fraction + when.strftime("%z")
+    stamp = stamp[:-2] + ":" + stamp[-2:]
+    attributes = _event_json(event)["Actor"]["Attributes"]
+    pairs = ", ".join(sorted(f"{k}={v}" for k, v in attributes.items()))
+    return f"{stamp} container {event['action']} {event['id']} ({pairs})"
+
+
+def cmd_events(args: Args) -> int:
+    filters = _event_filter(args.filter)
+    request: dict[str, Any] = {"type": "EventsRequest"}
+    if args.since is not None:
+        request["since"] = _time_arg(args.since, "--since")
+    if args.until is not None:
+        request["until"] = _time_arg(args.until, "--until")
+    with Client(args.socket) as client:
+        client.request(request)
+        while True:
+            frame = client.receive()
+            if not isinstance(frame, dict) or frame["type"] == "EndFrame":
+                return 0
+            check(frame)
+            event = frame["event"]
+            if _event_matches(event, filters):
+                line = (
+                    _event_text(event) if args.format != "json" else json.dumps(_event_json(event))
+                )
+                print(line, flush=True)
+
+
+def _human(n: int) -> str:
+    """Docker's units for reclaimed space: 0B, 12.3kB, 4.5MB (powers of 1000)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.4g}{unit}"
+        size /= 1000
+    raise AssertionError
+
+
+def cmd_container_prune(args: Args) -> int:
+    if not args.force:
+        print(
+            "WARNING! This will remove all stopped containers.\n"
+            "Are you sure you want to continue? [y/N] ",
+            end="",
+            flush=True,
+        )
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    response = call(args.socket, {"type": "PruneRequest"})
+    if response["removed"]:
+        print("Deleted Containers:")
+        for cid in response["removed"]:
+            print(cid)
+        print()
+    print(f"Total reclaimed space: {_human(response['reclaimed'])}")
+    return 0
+
+
+PRUNE = Command(
+    "prune",
+    cmd_container_prune,
+    "remove every stopped container",
+    (Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),),
+)
+
+
+# What `boxctl container VERB` takes: Docker's container group.
+CONTAINER_VERBS = (
+    *("attach", "create", "diff", "exec", "inspect", "kill", "logs", "ls", "list", "ps"),
+    *("pause", "unpause", "rename", "restart", "rm", "remove", "run", "start", "stats"),
+    *("stop", "top", "update", "wait"),
+)
+
+
+def cmd_container(args: Args) -> int:
+    from ._cli import BY_NAME
+
+    if not args.words:
+        raise CliError("boxctl container: a COMMAND is required (prune, ls, rm, ...)", USAGE)
+    name, *rest = args.words
+    command = PRUNE if name == PRUNE.name else None
+    if name in CONTAINER_VERBS:
+        command = BY_NAME.get(name)
+    if command is None:
+        raise CliError(f"boxctl container: unknown command {name!r}", USAGE)
+    prog = f"boxctl container {name}"
+    sub = command.parse(rest, prog)
+    sub.socket = args.socket
+    sub.prog = prog
+    return command.handler(sub)
+
+
+COMMANDS = (
+    Command(
+        "events",
+        cmd_events,
+        "follow containers' events (create, start, die, oom, destroy, rename, ...)",
+        (
+            Opt("--since", kind=VALUE, help="also the kept events since a time or duration"),
+            Opt("--until", kind=VALUE, help="stop at this time"),
+            Opt(
+                "-f",
+                "--filter",
+                kind=APPEND,
+                metavar="KEY=VALUE",
+                help="container, event, image, label, type",
+            ),
+            Opt(
+                "--format",
+                kind=VALUE,
+                default="",
+                choices=("", "json"),
+                help="json: one object a line",
+            ),
+        ),
+    ),
+    Command(
+        "top",
+        cmd_top,
+        "show a container's processes (the host's ps; default -ef)",
+        (),
+        (("words", REST, "CONTAINER [ps OPTIONS]"),),
+    ),
+    Command(
+        "diff",
+        cmd_diff,
+        "show what a container changed in its filesystem (A added, C changed, D deleted)",
+        (),
+        (("container", ONE, "CONTAINER"),),
+    ),
+    Command(
+        "rename",
+        cmd_rename,
+        "rename a container",
+        (),
+        (("container", ONE, "CONTAINER"), ("name", ONE, "NEW_NAME")),
+    ),
+    Command(
+        "container",
+        cmd_container,
+        "manage containers: prune, and every container command (ls, rm, ...)",
+        (),
+        (("words", REST, "COMMAND [ARG...]"),),
+    ),
+)
