@@ -40,6 +40,10 @@ class Registry:
             1 for line in self.log.read_text().splitlines() if '"GET ' in line and what in line
         )
 
+    def manifests(self) -> int:
+        """How many manifest GETs the registry served."""
+        return self.requests("/manifests/")
+
     def blob_path(self, digest: str) -> Path:
         hexa = digest.removeprefix("sha256:")
         return self.storage / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
