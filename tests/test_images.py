@@ -228,6 +228,12 @@ def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None
             "service": tokens.service,
             "auth": "yes",
         }
+        # A token that stops working during a pull (expired) is renewed once.
+        daemon.ctl("rmi", ref)
+        tokens.useless = 1
+        asked = len(tokens.asked)
+        daemon.ctl("pull", ref)
+        assert len(tokens.asked) == asked + 2  # the useless one, then its renewal
         # Anonymous tokens, where the token server gives them.
         daemon.ctl("logout", registry.host)
         daemon.ctl("rmi", ref)
