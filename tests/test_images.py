@@ -527,3 +527,80 @@ def test_a_deep_image_fits_overlays_options(
     assert daemon.ctl("load", "-i", str(archive)).stdout == "Loaded image: deep:125\n"
     listing = daemon.ctl("run", "--rm", "deep:125").stdout.split()
     assert listing == [f"{i:03d}" for i in range(1, 125)]
+
+
+def _hand_made_layout(path: Path, layers: list[bytes], tag: str) -> None:
+    """An OCI layout written here, byte by byte: gzip layers as given, a config naming
+    their diff_ids (the sha256 of each layer uncompressed)."""
+    import gzip
+
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def blob(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers],
+        },
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **blob(json.dumps(config).encode()),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blob(gzip.compress(x))}
+            for x in layers
+        ],
+    }
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **blob(json.dumps(manifest).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }
+    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+
+
+def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
+    tmp_path: Path, daemon: Daemon, registry: Registry
+) -> None:
+    import io
+    import tarfile
+
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w") as tar:
+        info = tarfile.TarInfo("fine")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        link = tarfile.TarInfo("escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(tmp_path)
+        tar.addfile(link)
+        info = tarfile.TarInfo("escape/pwned")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    layout = tmp_path / "evil-layout"
+    _hand_made_layout(layout, [good.getvalue(), evil.getvalue()], "1")
+    push(layout, "1", registry, "evil:1")
+    r = daemon.ctl("pull", f"{registry.host}/evil:1", check=False)
+    assert r.returncode == 125
+    assert "member 'escape/pwned': 'escape' is a symbolic link" in r.stderr
+    assert not (tmp_path / "pwned").exists()
+    images = daemon.root / "images"
+    assert os.listdir(images / "meta") == [] and os.listdir(images / "tmp") == []
+    records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
+    assert set(os.listdir(images / "l")) == records  # the good layer only, complete
+    assert len(records) <= 1
