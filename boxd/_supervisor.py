@@ -522,6 +522,8 @@ class Supervisor:
                         self._set(entry, RUNNING)
                     else:
                         self._save(c)
+                        if adoption.hello.exited is None:
+                            await self._rebind_view(c, run, view)
                     if task_status is not None:
                         task_status.started()
         except Exception:
@@ -544,6 +546,17 @@ class Supervisor:
         self._set(entry, self._after_run(entry, outcome.exit_code))
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
+
+    async def _rebind_view(self, c: Container, run: Run, view: dict[str, str] | None) -> None:
+        """An adopted container's /proc view files lead to its last daemon's dead FUSE
+        server: this daemon's files are bound in their place.  In a thread: the view is
+        served by this event loop, and opening its files waits for it."""
+        if view is None:
+            return
+        try:
+            await trio.to_thread.run_sync(self.native.rebind, run.pidfd, view)
+        except OSError as exc:
+            log.warning("%s: cannot bind the /proc view in again: %s", c.short_id, exc)
 
     async def _start_failed(
         self, entry: _Entry, cgroup: Cgroup | None, failure: Exception, *, report: bool
