@@ -50,6 +50,9 @@ def layout(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) -> Path
             "env": ["GREETING=hi", "PATH=/bin:/usr/bin"],
             "workingdir": "/work",
             "user": "nobody",
+            "stopsignal": "SIGQUIT",
+            "label": ["org.example.team=images"],
+            "exposedports": ["8080/tcp"],
         },
     )
     return layout
@@ -84,6 +87,14 @@ def test_pull_run_images_and_no_second_fetch(
     who = CMD.partition(";")[0]
     r = daemon.ctl("run", "--rm", "-u", "0", "-w", "/", "-e", "GREETING=yo", ref, "sh", "-c", who)
     assert r.stdout == "yo from / as 0:0\n"
+    # StopSignal, Labels and ExposedPorts are the container's.
+    daemon.ctl("create", "--name", "configured", "-l", "mine=1", ref)
+    config = daemon.inspect("configured")["config"]
+    assert config["stop_signal"] == "SIGQUIT"
+    assert config["labels"] == ["org.example.team=images", "mine=1"]
+    assert config["exposed_ports"] == ["8080/tcp"]
+    assert config["image_id"].startswith("sha256:")
+    daemon.ctl("rm", "configured")
     # --entrypoint replaces Entrypoint and drops Cmd.
     r = daemon.ctl("run", "--rm", "--entrypoint", "/bin/echo", ref, "a", "b")
     assert r.stdout == "a b\n"
@@ -129,6 +140,13 @@ def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: P
     r = daemon.ctl("run", "--rm", f"{registry.host}/box:v1", "echo", "pulled")
     assert r.stdout == "pulled\n"
     assert "Unable to find image" in r.stderr
+    blobs = registry.requests("/blobs/")
+    r = daemon.ctl("run", "--rm", f"{registry.host}/box:v1", "true")
+    assert "Unable to find image" not in r.stderr
+    r = daemon.ctl("run", "--rm", "--pull", "always", f"{registry.host}/box:v1", "true")
+    assert "Status: Downloaded image" in r.stderr
+    assert registry.manifests() == 2  # looked up again by --pull always only
+    assert registry.requests("/blobs/") == blobs
     r = daemon.ctl(
         "run", "--rm", "--pull", "never", f"{registry.host}/box:nope", "true", check=False
     )
@@ -210,6 +228,12 @@ def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None
             "service": tokens.service,
             "auth": "yes",
         }
+        # A token that stops working during a pull (expired) is renewed once.
+        daemon.ctl("rmi", ref)
+        tokens.useless = 1
+        asked = len(tokens.asked)
+        daemon.ctl("pull", ref)
+        assert len(tokens.asked) == asked + 2  # the useless one, then its renewal
         # Anonymous tokens, where the token server gives them.
         daemon.ctl("logout", registry.host)
         daemon.ctl("rmi", ref)
