@@ -11,6 +11,8 @@ from boxd import _units
 
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import Client, CliError, call, check, socket_path
+from ._network import COMMANDS as NETWORK_COMMANDS
+from ._network import RUN_NETWORK_OPTIONS, published
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -119,6 +121,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "auto_remove": args.rm,
         "procview": args.procview == "on",
         "cgroup_parent": args.cgroup_parent or "",
+        **published(args),
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
@@ -519,7 +522,15 @@ RUN_OPTIONS = (
         help="a user namespace: container root is an unprivileged host user",
     ),
     Opt("--isolate-network", help="same as --network none"),
-    Opt("--network", kind=VALUE, default="host", choices=("host", "none"), help="network"),
+    Opt(
+        "--network",
+        "--net",
+        kind=VALUE,
+        dest="network",
+        default="bridge",
+        help="bridge (default), host, none or a network's name",
+    ),
+    *RUN_NETWORK_OPTIONS,
     Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH", help="a tmpfs at PATH"),
@@ -644,6 +655,7 @@ COMMANDS = (
         (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
         (("containers", ANY, "CONTAINER"),),
     ),
+    *NETWORK_COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

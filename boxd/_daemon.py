@@ -19,6 +19,7 @@ from pathlib import Path
 import trio
 
 from . import _logs, _units
+from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
 from ._server import Server, serve
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
@@ -75,6 +76,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="cpuset",
         help="what the view's CPU count follows: the cpuset (default) or also the CPU quota",
     )
+    p.add_argument(
+        "--bridge-name",
+        default=DEFAULT_BRIDGE,
+        help="the default network's Linux bridge (default %(default)s)",
+    )
+    p.add_argument(
+        "--bridge-subnet",
+        default="",
+        help="the default network's IPv4 subnet (default: a free 172.17-31.0.0/16)",
+    )
     return p.parse_args(argv)
 
 
@@ -120,6 +131,7 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
                     procview=view,
+                    bridge=BridgeOptions(args.bridge_name, args.bridge_subnet),
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources
 
 # ---- requests -------------------------------------------------------------------------
@@ -239,6 +240,7 @@ REQUESTS: dict[str, type[Any]] = {
         UpdateRequest,
         StatsRequest,
         ExecRequest,
+        *NETWORK_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

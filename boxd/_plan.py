@@ -15,6 +15,7 @@ import attrs
 
 from . import _caps, _masks, _seccomp
 from ._native import MountKind, MountOp, Namespace, SpawnPlan
+from ._netconfig import EtcNetwork
 from ._records import Container, ContainerConfig, parse_user
 from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers
 
@@ -108,23 +109,28 @@ def hostname(container: Container) -> str:
 
 def namespaces(container: Container) -> frozenset[Namespace]:
     extra = set()
-    if container.config.network == "none":
+    if container.config.network != "host":
         extra.add(Namespace.NET)
     if container.config.userns:
         extra.add(Namespace.USER)
     return BASE_NAMESPACES | extra
 
 
-def etc_files(container: Container) -> dict[str, str]:
-    """The container's own /etc/hostname and /etc/hosts (its hostname resolving to
-    127.0.1.1, as Debian does for a host's name), written over the image's at each start."""
+def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, str]:
+    """The container's own /etc/hostname and /etc/hosts (its hostname resolving to its
+    address on its network, else to 127.0.1.1 as Debian does for a host's name), and its
+    /etc/resolv.conf when its network gives one, written over the image's at each start."""
     name = hostname(container)
-    return {
+    own = f"127.0.1.1\t{name}"
+    if net is not None and net.address:
+        own = f"{net.address}\t{' '.join(net.names)}"
+    files = {
         "/etc/hostname": f"{name}\n",
-        "/etc/hosts": (
-            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
-        ),
+        "/etc/hosts": (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\n"),
     }
+    if net is not None and net.resolv is not None:
+        files["/etc/resolv.conf"] = net.resolv
+    return files
 
 
 def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
@@ -143,8 +149,10 @@ def build(
     *,
     stdio: tuple[int, int, int],
     view_files: dict[str, str] | None = None,
+    net: EtcNetwork | None = None,
 ) -> SpawnPlan:
-    """``view_files``: the /proc view to bind in (None: the plain /proc)."""
+    """``view_files``: the /proc view to bind in (None: the plain /proc); ``net``: what
+    /etc/hosts and /etc/resolv.conf say of its network."""
     config = container.config
     uid, gid = parse_user(config.user) if config.user else (0, 0)
     env = environment(container, uid, tty=config.tty)
@@ -154,7 +162,7 @@ def build(
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         volumes=config.volumes,
-        files=etc_files(container),
+        files=etc_files(container, net),
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),
         extra=(

@@ -14,6 +14,8 @@ import signal
 
 import attrs
 
+from ._netconfig import NetworkSettings, PortSpec, check_network, parse_expose
+
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -112,7 +114,11 @@ class ContainerConfig:
     hostname: str = ""
     tty: bool = False
     interactive: bool = False
-    network: str = "host"  # "host" or "none"
+    network: str = "bridge"  # bridge, host, none, container:NAME or a user network
+    ports: tuple[PortSpec, ...] = ()  # -p
+    publish_all: bool = False  # -P: every exposed port on an ephemeral host port
+    expose: tuple[str, ...] = ()  # --expose, as "80/tcp"
+    network_aliases: tuple[str, ...] = ()  # more names on a user network
     userns: bool = False
     volumes: tuple[Volume, ...] = ()
     read_only: bool = False
@@ -157,6 +163,7 @@ class ContainerState:
     # whether `unless-stopped` brings the container back when the daemon starts.
     manual_stop: bool = False
     summary: RunSummary | None = None
+    network: NetworkSettings = attrs.Factory(NetworkSettings)  # while it runs
 
 
 @attrs.define
@@ -222,8 +229,13 @@ def validate_config(config: ContainerConfig) -> None:
         parse_user(config.user)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
-    if config.network not in ("host", "none"):
-        raise ValueError(f"invalid network {config.network!r}: use host or none")
+    check_network(config.network)
+    for item in config.expose:
+        parse_expose(item)
+    for alias in config.network_aliases:
+        check_name(alias)
+    if (config.ports or config.publish_all) and config.network in ("host", "none"):
+        raise ValueError(f"published ports need a network: --network {config.network} has none")
     parse_signal(config.stop_signal)
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -35,6 +36,9 @@ from ._logs import LogWriter
 from ._native import Namespace, Native, Spawned, SpawnPlan
 from ._output import Output
 from ._records import Container, RunSummary
+
+if TYPE_CHECKING:
+    from ._network import Attachment
 
 log = logging.getLogger("boxd.run")
 
@@ -148,12 +152,16 @@ class Run:
         cgroup: Cgroup,
         *,
         owns_cgroup: bool = True,
+        network: Attachment | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Spawn the process ``build_plan(stdio)`` describes and supervise it to its end.
 
         ``owns_cgroup``: the process is the container's init, so its end kills whatever is
         left in the cgroup and removes it; an exec'd process only joins the cgroup.
+        ``network``: the init's place on its network, reserved before the plan is built
+        (the plan writes its address into /etc/hosts), connected while the child waits
+        and released when it ends.
         """
         config = self.container.config
         tty_mode = self.tty if self.tty is not None else config.tty
@@ -181,11 +189,20 @@ class Run:
                 readers = [(protocol.STDOUT, out_r), (protocol.STDERR, err_r)]
             streams = [(s, trio.lowlevel.FdStream(n)) for s, n in readers]
             try:
+                if network is not None:
+                    await network.reserve()
                 plan = build_plan(stdio)
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
-                spawned = await _native.start(native, plan, prepare=_placer(cgroup, id_map))
+                spawned = await _native.start(
+                    native,
+                    plan,
+                    prepare=_placer(cgroup, id_map),
+                    configure=None if network is None else lambda s: network.connect(s.pid),
+                )
             except BaseException:
                 with trio.CancelScope(shield=True):
+                    if network is not None:
+                        await network.release()
                     for _, stream in streams:
                         await stream.aclose()
                     if self._stdin is not None:
@@ -223,6 +240,8 @@ class Run:
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
+                    if network is not None:
+                        await network.release()
                     if owns_cgroup:
                         await cgroup.remove()
                     os.close(self.pidfd)

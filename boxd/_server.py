@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, protocol
+from . import __version__, _logs, _netserver, protocol
 from ._convert import ConversionError
 from ._messages import (
     CLIENT_FRAMES,
@@ -60,6 +60,7 @@ from ._messages import (
     dump,
     parse,
 )
+from ._network import NetworkConflict
 from ._output import Chunk, Output
 from ._records import parse_signal
 from ._run import Run
@@ -89,7 +90,7 @@ def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
     if isinstance(exc, NoSuchContainer):
         return "not_found"
-    if isinstance(exc, Conflict):
+    if isinstance(exc, Conflict | NetworkConflict):
         return "conflict"
     if isinstance(exc, StartError):
         return {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
@@ -166,6 +167,7 @@ class Server:
             ExecRequest: self._exec,
             StatsRequest: self._stats,
         }
+        self._handlers.update(_netserver.handlers(sup))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1

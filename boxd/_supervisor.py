@@ -28,6 +28,7 @@ import trio
 from . import _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._native import Native, RealNative, SpawnError, is_exec_failure
+from ._network import BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._records import (
@@ -110,6 +111,7 @@ class Supervisor:
         *,
         log_max_size: int = _logs.DEFAULT_MAX_SIZE,
         log_max_files: int = _logs.DEFAULT_MAX_FILES,
+        networks: Networks | None = None,
     ) -> None:
         self.store = store
         self.native = native
@@ -122,6 +124,7 @@ class Supervisor:
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
+        self.networks = networks or Networks(store.root)
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -223,6 +226,7 @@ class Supervisor:
         if config.image != "default":
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
+        self.networks.check(config.network)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
@@ -345,14 +349,17 @@ class Supervisor:
         cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
+        net = self.networks.attachment(c)
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
                     await nursery.start(
-                        run.execute,
+                        functools.partial(run.execute, network=net),
                         self.native,
-                        lambda stdio: _plan.build(c, image, cdir, stdio=stdio, view_files=view),
+                        lambda stdio: _plan.build(
+                            c, image, cdir, stdio=stdio, view_files=view, net=net.etc()
+                        ),
                         cgroup,
                     )
                 except Exception as exc:
@@ -479,6 +486,7 @@ class Supervisor:
             return
         if entry.logs is not None:
             entry.logs.close()
+        self.networks.forget(cid)
         self.store.discard(cid)
         self._trash.set()
 
@@ -579,6 +587,7 @@ class Supervisor:
         for name in self.cgroups.list_children():
             log.info("removing cgroup %s left by a previous daemon", name)
             await self.cgroups.open(name).remove()
+        await self.networks.recover(set(self._entries))
         for entry in list(self._entries.values()):
             c = entry.container
             if c.config.auto_remove:
@@ -632,11 +641,14 @@ async def open_supervisor(
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
     procview: ProcView | None = None,
+    bridge: BridgeOptions | None = None,
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the containers stored under ``root``.
 
     On entry, records are reconciled with reality (see :meth:`Supervisor._recover`); on
-    exit every running container is stopped gracefully (its stop signal and timeout).
+    exit every running container is stopped gracefully (its stop signal and timeout),
+    and the networks' bridges and rules are removed.  ``bridge``: the default network's
+    bridge and subnet.
     """
     store = Store(Path(root))
     cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
@@ -648,8 +660,10 @@ async def open_supervisor(
             cgroups,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
+            networks=Networks(store.root, bridge or BridgeOptions()),
         )
         sup.procview = procview
+        sup.networks.nursery = nursery
         try:
             await sup._recover()
             nursery.start_soon(sup._collect_trash)
@@ -657,5 +671,6 @@ async def open_supervisor(
         finally:
             with trio.CancelScope(shield=True):
                 await sup._shutdown()
+                await sup.networks.close()
                 await trio.to_thread.run_sync(store.empty_trash)
             nursery.cancel_scope.cancel(reason="supervisor closed")

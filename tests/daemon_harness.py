@@ -28,15 +28,26 @@ def _env() -> dict[str, str]:
     return env
 
 
+# A new network namespace with its loopback up, then exec the rest of the command line.
+IN_NEW_NETNS = ("unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
+
+
 @attrs.define
 class Daemon:
     root: Path
     socket: Path
     process: subprocess.Popen[bytes] | None = None
+    # A network namespace the test made (a path under /run/netns) to run the daemon in;
+    # None: a new one, made for the daemon and gone with it.
+    netns_path: str | None = None
 
     def start(self, *extra: str) -> None:
+        """The daemon runs in a network namespace of its own: its bridges, rules and
+        published ports never touch the host's network."""
+        enter = IN_NEW_NETNS if self.netns_path is None else ("nsenter", f"--net={self.netns_path}")
         self.process = subprocess.Popen(
             [
+                *enter,
                 sys.executable,
                 "-m",
                 "boxd",
@@ -57,6 +68,14 @@ class Daemon:
             if time.monotonic() > deadline:
                 raise RuntimeError("boxd did not create its socket in 30 s")
             time.sleep(0.02)
+
+    @property
+    def netns(self) -> str:
+        """The daemon's network namespace (for clients: ``nsenter --net=...``)."""
+        if self.netns_path is not None:
+            return self.netns_path
+        assert self.process is not None
+        return f"/proc/{self.process.pid}/ns/net"
 
     def _answers(self) -> bool:
         with socket.socket(socket.AF_UNIX) as s:
@@ -141,8 +160,8 @@ def leftover_cgroups(root: Path) -> list[str]:
 
 
 @contextmanager
-def running_daemon(tmp_path: Path, *extra: str) -> Iterator[Daemon]:
-    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock")
+def running_daemon(tmp_path: Path, *extra: str, netns: str | None = None) -> Iterator[Daemon]:
+    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock", netns_path=netns)
     daemon.start(*extra)
     try:
         yield daemon
