@@ -40,6 +40,8 @@ class Daemon:
                     str(self.root),
                     "--socket",
                     str(self.socket),
+                    "--docker-socket",
+                    str(self.socket.with_name("docker.sock")),
                     "--log-level",
                     "warning",
                 ],

@@ -7,7 +7,8 @@ import os
 import sys
 import time
 
-from boxd import _units
+from boxd import _tmpfs as _tmpfs_options
+from boxd import _ulimits, _units
 
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import Client, CliError, call, check, socket_path
@@ -38,6 +39,22 @@ def _volume(spec: str) -> dict[str, Any]:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return {"host": os.path.abspath(host), "container": container, **options}
+
+
+def _tmpfs(spec: str) -> str:
+    try:
+        _tmpfs_options.parse_tmpfs(spec)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return spec
+
+
+def _ulimit(text: str) -> dict[str, Any]:
+    try:
+        name, soft, hard = _ulimits.parse_ulimit(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return {"name": name, "soft": soft, "hard": hard}
 
 
 def _security(opts: Sequence[str]) -> dict[str, Any]:
@@ -101,14 +118,16 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "env": _env_list(args.env),
         "workdir": args.workdir,
         "user": args.user or "",
+        "group_add": args.group_add,
         "hostname": args.hostname or "",
+        "extra_hosts": args.add_host,
         "tty": args.tty,
         "interactive": args.interactive,
         "network": network,
         "userns": args.isolate_user,
         "volumes": [_volume(v) for v in args.volume],
         "read_only": args.read_only,
-        "tmpfs": args.tmpfs,
+        "tmpfs": [_tmpfs(spec) for spec in args.tmpfs],
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -125,6 +144,12 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    config["ulimits"] = [_ulimit(text) for text in args.ulimit]
+    if args.shm_size is not None:
+        try:
+            config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     try:
         if args.log_max_size is not None:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
@@ -286,6 +311,14 @@ def cmd_kill(args: Args) -> int:
     )
 
 
+def cmd_pause(args: Args) -> int:
+    return _each(args, lambda ref: call(args.socket, {"type": "PauseRequest", "container": ref}))
+
+
+def cmd_unpause(args: Args) -> int:
+    return _each(args, lambda ref: call(args.socket, {"type": "UnpauseRequest", "container": ref}))
+
+
 def cmd_rm(args: Args) -> int:
     return _each(
         args,
@@ -337,14 +370,17 @@ def _ago(t: float | None) -> str:
 
 
 def status_text(c: dict[str, Any]) -> str:
+    """The STATUS column as Docker writes it: ``Up 2 minutes (Paused)``, ``Restarting (1)
+    3 seconds ago``, ``Exited (0) 5 seconds ago``, ``Created``."""
     st = c["state"]
     status = st["status"]
-    if status == "running":
-        return f"Up {_ago(st['started_at'])}"
-    if status in ("exited", "stopped"):
+    if status in ("running", "paused", "stopping"):
+        note = {"running": "", "paused": " (Paused)", "stopping": " (Stopping)"}[status]
+        return f"Up {_ago(st['started_at'])}{note}"
+    if status in ("exited", "stopped", "restarting"):
         oom = " (OOM)" if st["oom_killed"] else ""
         return f"{status.capitalize()} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
-    return "Created"
+    return {"starting": "Starting", "removing": "Removal In Progress"}.get(status, "Created")
 
 
 def cmd_list(args: Args) -> int:
@@ -418,7 +454,8 @@ def _parse_since(text: str) -> float:
 
 def cmd_info(args: Args) -> int:
     info = call(args.socket, {"type": "InfoRequest"})
-    for key in ("version", "root", "cgroup_mode", "containers", "running", "procview"):
+    keys = ("version", "root", "cgroup_mode", "containers", "running", "paused", "stopped")
+    for key in (*keys, "procview"):
         print(f"{key}: {info[key]}")
     return 0
 
@@ -507,8 +544,10 @@ RUN_OPTIONS = (
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
     Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
-    Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+    Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
+    Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
+    Opt("--add-host", kind=APPEND, metavar="NAME:IP", help="a line of /etc/hosts"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
     Opt("--stop-signal", kind=VALUE, default="SIGTERM", help="signal that stops it"),
@@ -533,7 +572,9 @@ RUN_OPTIONS = (
     *RUN_NETWORK_OPTIONS,
     Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
     Opt("--read-only", help="mount the root read-only"),
-    Opt("--tmpfs", kind=APPEND, metavar="PATH", help="a tmpfs at PATH"),
+    Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
+    Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
@@ -596,7 +637,7 @@ COMMANDS = (
             Opt("-t", "--tty", help="allocate a pseudo-terminal"),
             Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
             Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
-            Opt("-u", "--user", kind=VALUE, help="UID[:GID] to run as"),
+            Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
             *ATTACH_OPTIONS,
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),
@@ -610,6 +651,8 @@ COMMANDS = (
         (Opt("-s", "--signal", kind=VALUE, default="SIGKILL", help="the signal"),),
         CONTAINERS,
     ),
+    Command("pause", cmd_pause, "freeze every process of containers", (), CONTAINERS),
+    Command("unpause", cmd_unpause, "let paused containers run again", (), CONTAINERS),
     Command(
         "list",
         cmd_list,

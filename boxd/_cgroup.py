@@ -101,6 +101,36 @@ class Stats:
     io_write_bytes: int
 
 
+@attrs.frozen
+class MemoryDetail:
+    """What the /proc view's meminfo needs beyond :class:`Stats`: the counters of
+    memory.stat in bytes, by their v2 names (v1's hierarchical ``total_*`` counters are
+    renamed: total_cache is ``file``, total_rss ``anon`` ...), and swap alone (v1: memsw
+    minus memory).  ``swap_limit`` None: not limited by the cgroup (or no swap accounting).
+    """
+
+    stat: dict[str, int]
+    swap_limit: int | None
+    swap_usage: int
+
+
+# v1 memory.stat counter -> its v2 name (v1 has no slab, kernel stack or page table lines).
+_V1_STAT = {
+    "total_cache": "file",
+    "total_rss": "anon",
+    "total_rss_huge": "anon_thp",
+    "total_shmem": "shmem",
+    "total_mapped_file": "file_mapped",
+    "total_dirty": "file_dirty",
+    "total_writeback": "file_writeback",
+    "total_active_anon": "active_anon",
+    "total_inactive_anon": "inactive_anon",
+    "total_active_file": "active_file",
+    "total_inactive_file": "inactive_file",
+    "total_unevictable": "unevictable",
+}
+
+
 def parse_cpu_list(text: str) -> set[int]:
     """``0-2,5`` -> {0, 1, 2, 5}; ValueError naming the text when malformed."""
     cpus: set[int] = set()
@@ -290,6 +320,11 @@ class CgroupHost:
             sep = fields.index("-")
             fstype, superopts = fields[sep + 1], fields[sep + 3]
             mount_root, mountpoint = _unescape(fields[3]), Path(prefix + _unescape(fields[4]))
+            # A later mount on the same mount point hides an earlier one (a private mount
+            # namespace may cover a hierarchy with an empty tmpfs).
+            if v2 is not None and v2[0] == mountpoint:
+                v2 = None
+            v1 = {c: found for c, found in v1.items() if found[0] != mountpoint}
             if fstype == "cgroup2":
                 v2 = (mountpoint, mount_root)
             elif fstype == "cgroup":
@@ -575,33 +610,87 @@ class Cgroup:
             return
         log.warning("cgroup %s: %s survived SIGKILL", self.name, self.procs())
 
-    async def _signal_frozen(self, sig: int) -> None:
+    def _freezer(self) -> tuple[Path, str, str, Callable[[], bool]] | None:
+        """(state file, frozen value, thawed value, is-frozen test): v2 ``cgroup.freeze``
+        where the unified hierarchy has it (it needs no controller), else the v1 freezer."""
         v2 = self._v2()
-        freezer = self._dir("freezer")
         if v2 is not None and (v2 / "cgroup.freeze").exists():
-            state, frozen, thawed = v2 / "cgroup.freeze", "1", "0"
+            events = v2 / "cgroup.events"
+            return (
+                v2 / "cgroup.freeze",
+                "1",
+                "0",
+                lambda: _keyed(_read_opt(events)).get("frozen") == 1,
+            )
+        freezer = self._dir("freezer")
+        if freezer is not None:
+            state = freezer[0] / "freezer.state"
+            return state, "FROZEN", "THAWED", lambda: _read_opt(state).strip() == "FROZEN"
+        return None
 
-            def done() -> bool:
-                return _keyed(_read_opt(v2 / "cgroup.events")).get("frozen") == 1
+    async def freeze(self) -> None:
+        """Freeze every process of the cgroup (``pause``); returns once the kernel says it
+        is frozen.  CgroupError when the host has no freezer or the freeze does not
+        complete within FREEZE_TIMEOUT (then it is thawed again)."""
+        freezer = self._freezer()
+        if freezer is None:
+            raise CgroupError(
+                errno.ENOTSUP,
+                "cannot pause: this host has neither cgroup v2's cgroup.freeze nor the v1 "
+                "freezer controller",
+            )
+        state, frozen, thawed, done = freezer
+        _write(state, frozen)
+        with trio.move_on_after(FREEZE_TIMEOUT):
+            # The kernel tells of a finished freeze only by a change of a file: poll.
+            while not done():  # noqa: ASYNC110
+                await trio.sleep(0.005)
+            return
+        _write(state, thawed)
+        raise CgroupError(errno.EBUSY, f"cgroup {self.name} did not freeze in {FREEZE_TIMEOUT}s")
 
-        elif freezer is not None:
-            state, frozen, thawed = freezer[0] / "freezer.state", "FROZEN", "THAWED"
+    def thaw(self) -> None:
+        """Let the processes of a frozen cgroup run again (``unpause``)."""
+        freezer = self._freezer()
+        if freezer is not None:
+            _write(freezer[0], freezer[2])
 
-            def done() -> bool:
-                return _read_opt(state).strip() == "FROZEN"
-
-        else:
+    async def _signal_frozen(self, sig: int) -> None:
+        freezer = self._freezer()
+        if freezer is None:
             self._signal(sig)
             return
+        state, frozen, thawed, done = freezer
         _write(state, frozen)
         try:
-            # The kernel tells of a finished freeze only by a change of a file: poll.
             with trio.move_on_after(FREEZE_TIMEOUT):
                 while not done():  # noqa: ASYNC110
                     await trio.sleep(0.005)
             self._signal(sig)
         finally:
             _write(state, thawed)
+
+    def freeze(self, frozen: bool) -> None:
+        """Freeze (pause) or thaw every process of the cgroup: ``cgroup.freeze`` on v2,
+        else the v1 freezer."""
+        v2 = self._v2()
+        freezer = self._dir("freezer")
+        if v2 is not None and (v2 / "cgroup.freeze").exists():
+            _write(v2 / "cgroup.freeze", "1" if frozen else "0")
+        elif freezer is not None:
+            _write(freezer[0] / "freezer.state", "FROZEN" if frozen else "THAWED")
+        else:
+            raise CgroupError(errno.ENOTSUP, f"cgroup {self.name}: no freezer on this host")
+
+    def frozen(self) -> bool:
+        """Whether the cgroup is frozen or being frozen (:meth:`freeze`)."""
+        v2 = self._v2()
+        freezer = self._dir("freezer")
+        if v2 is not None and (v2 / "cgroup.freeze").exists():
+            return _read_opt(v2 / "cgroup.freeze").strip() == "1"
+        if freezer is not None:
+            return _read_opt(freezer[0] / "freezer.state").strip() in ("FROZEN", "FREEZING")
+        return False
 
     def _signal(self, sig: int) -> None:
         for pid in self.procs():
@@ -706,6 +795,27 @@ class Cgroup:
             io_read_bytes=io_r,
             io_write_bytes=io_w,
         )
+
+    def memory_detail(self) -> MemoryDetail:
+        """memory.stat and swap, read now (empty and unlimited without the controller)."""
+        mem = self._dir("memory")
+        if mem is None:
+            return MemoryDetail({}, None, 0)
+        d, v = mem
+        stat = _keyed(_read_opt(d / "memory.stat"))
+        if v == 2:
+            raw = _read_opt(d / "memory.swap.max").strip()
+            swap_limit = None if raw in ("", "max") else int(raw)
+            swap_usage = int(_read_opt(d / "memory.swap.current").strip() or 0)
+            return MemoryDetail(stat, swap_limit, swap_usage)
+        renamed = {new: stat[old] for old, new in _V1_STAT.items() if old in stat}
+        memsw_limit = int(_read_opt(d / "memory.memsw.limit_in_bytes").strip() or UNLIMITED)
+        limit = int(_read_opt(d / "memory.limit_in_bytes").strip() or UNLIMITED)
+        swap = None if memsw_limit >= UNLIMITED else max(memsw_limit - min(limit, memsw_limit), 0)
+        memsw_usage = _read_opt(d / "memory.memsw.usage_in_bytes").strip()
+        usage = int(_read_opt(d / "memory.usage_in_bytes").strip() or 0)
+        swap_usage = max(int(memsw_usage) - usage, 0) if memsw_usage else stat.get("total_swap", 0)
+        return MemoryDetail(renamed, swap, swap_usage)
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer killed a process of this cgroup.

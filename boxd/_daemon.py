@@ -2,23 +2,29 @@
 
 SIGTERM or SIGINT stops every container gracefully (its stop signal and timeout), saves the
 records, removes the socket and exits 0.  A lock on ``<root>/boxd.pid`` refuses a second
-daemon on the same root.
+daemon on the same root.  Whatever a killed daemon left behind is repaired at start
+(:mod:`boxd._repair`, the store, the supervisor's recovery): no leftover keeps it from
+serving.  Under systemd it reports readiness and takes the socket it is given
+(:mod:`boxd._systemd`; ``boxd install-service`` writes the units).
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
-from . import _logs, _units
+from . import _logs, _repair, _systemd, _units
+from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
 from ._server import Server, serve
@@ -27,6 +33,7 @@ from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 log = logging.getLogger("boxd")
 
 DEFAULT_SOCKET = Path("/run/boxd/boxd.sock")
+DEFAULT_DOCKER_SOCKET = "/run/boxd/docker.sock"
 
 
 class DaemonError(Exception):
@@ -46,6 +53,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=Path(os.environ.get("BOXD_SOCKET", DEFAULT_SOCKET)),
         help="control socket (env BOXD_SOCKET; default %(default)s)",
+    )
+    p.add_argument(
+        "--docker-socket",
+        default=os.environ.get("BOXD_DOCKER_SOCKET", DEFAULT_DOCKER_SOCKET),
+        help="Docker Engine API socket; empty: not served (env BOXD_DOCKER_SOCKET; "
+        "default %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
@@ -118,12 +131,19 @@ async def run_daemon(args: argparse.Namespace) -> None:
         )
     else:
         log.warning("the per-container /proc view is off: %s", why_not)
+    _repair.detach_dead_mounts(args.root)
+    _repair.remove_stale_socket_files(args.socket)
+    inherited = _systemd.listen_fds()
+    listening = None
+    if inherited:
+        listening = trio.socket.fromfd(inherited[0], socket.AF_UNIX, socket.SOCK_STREAM)
+        os.close(inherited[0])
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as outer:
             if view is not None:
-                mountpoint = args.root / "procview"
-                mountpoint.mkdir(mode=0o755, parents=True, exist_ok=True)
-                await outer.start(view.serve, mountpoint)
+                # serve() detaches a dead view a killed daemon left mounted there (any
+                # stat of it fails with ENOTCONN), then makes the directory.
+                await outer.start(view.serve, args.root / "procview")
             async with (
                 open_supervisor(
                     args.root,
@@ -137,15 +157,22 @@ async def run_daemon(args: argparse.Namespace) -> None:
             ):
                 holder.append(sup)
                 server = Server(sup, procview="on" if view else f"off: {why_not}")
-                await nursery.start(serve, server, args.socket)
+                if args.docker_socket:  # first: a client of the native socket may expect it
+                    await nursery.start(serve_docker, sup, Path(args.docker_socket))
+                await nursery.start(
+                    functools.partial(serve, server, args.socket, listening=listening)
+                )
+                _systemd.notify("READY=1")
                 log.info(
-                    "boxd ready: root %s, socket %s, cgroups %s",
+                    "boxd ready: root %s, socket %s, Docker API %s, cgroups %s",
                     args.root,
                     args.socket,
+                    args.docker_socket or "off",
                     sup.cgroups.mode,
                 )
                 async for signum in signals:
                     log.info("received %s: stopping containers", signal.Signals(signum).name)
+                    _systemd.notify("STOPPING=1")
                     nursery.cancel_scope.cancel(reason=f"signal {signum}")
                     break
             # The containers are stopped: nobody reads the view any more.
@@ -153,8 +180,19 @@ async def run_daemon(args: argparse.Namespace) -> None:
     log.info("boxd stopped")
 
 
+def _errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The leaves of nested exception groups (a Trio nursery wraps what fails in it)."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_errors(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["install-service"]:
+        sys.exit(_systemd.install(words[1:]))
+    args = _parse_args(words)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -169,3 +207,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             os.close(lock)
     except (DaemonError, ValueError, OSError) as exc:
         sys.exit(f"boxd: {exc}")
+    except BaseExceptionGroup as group:
+        leaves = _errors(group)
+        if not all(isinstance(e, DaemonError | ValueError | OSError) for e in leaves):
+            raise
+        sys.exit("\n".join(f"boxd: {e}" for e in leaves))

@@ -53,7 +53,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="boxd-demo-") as tmp:
         root, sock = Path(tmp) / "root", Path(tmp) / "boxd.sock"
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "boxd", "--root", str(root), "--socket", str(sock)]
+            [
+                *(sys.executable, "-m", "boxd", "--root", str(root), "--socket", str(sock)),
+                *("--docker-socket", str(Path(tmp) / "docker.sock")),
+            ]
         )
         try:
             deadline = time.monotonic() + 30

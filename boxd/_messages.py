@@ -87,6 +87,16 @@ class RemoveRequest:
 
 
 @attrs.frozen
+class PauseRequest:
+    container: str
+
+
+@attrs.frozen
+class UnpauseRequest:
+    container: str
+
+
+@attrs.frozen
 class ListRequest:
     all: bool = False
 
@@ -182,6 +192,8 @@ class InfoResponse:
     containers: int
     running: int
     procview: str
+    paused: int = 0
+    stopped: int = 0
 
 
 @attrs.frozen
@@ -233,6 +245,8 @@ REQUESTS: dict[str, type[Any]] = {
         RestartRequest,
         KillRequest,
         RemoveRequest,
+        PauseRequest,
+        UnpauseRequest,
         ListRequest,
         InspectRequest,
         WaitRequest,

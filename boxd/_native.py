@@ -47,7 +47,7 @@ class MountKind(enum.IntEnum):
     rootfs (openat2 with RESOLVE_IN_ROOT: ``..`` and absolute symlinks stop at that root,
     as they will for the container), so nothing in an untrusted root filesystem can make a
     step land outside it; the step then acts on the fd it got.  A creating step (MKDIR,
-    SYMLINK, MKNOD, BIND_DEV, WRITE_FILE) resolves the parent directory and creates the
+    SYMLINK, MKNOD, BIND_DEV, WRITE_FILE, MKFILE) resolves the parent directory and creates the
     last component in it.  ``source`` is a host path (a bind's source, a device to bind);
     ``flags`` are MS_* flags, ``data`` the mount data string (WRITE_FILE: the contents).
     """
@@ -64,6 +64,8 @@ class MountKind(enum.IntEnum):
     #          (a target that does not exist is skipped)
     WRITE_FILE = 7  # a new regular file at target (whatever was there is unlinked first)
     #                 holding ``data``, with permission bits ``mode``
+    MKFILE = 8  # an empty regular file at target (a single-file bind's mount point), with
+    #             permission bits ``mode``; anything already there is kept
 
 
 @attrs.frozen
@@ -88,6 +90,7 @@ class MountOp:
             MountKind.REMOUNT_RO: "remount read-only",
             MountKind.MASK: "mask",
             MountKind.WRITE_FILE: "write",
+            MountKind.MKFILE: "create",
         }[self.kind]
         return f"{verb} {self.target}"
 
@@ -159,6 +162,13 @@ class SpawnPlan:
     # image's root-owned files are the container root's) and the child mounts it on the
     # attach point before the mount table, which uses the attach points as overlay lowers.
     id_mapped: tuple[tuple[str, str], ...] = ()
+    # The create/start split of the OCI runtime: a listening Unix socket.  Once set up, the
+    # child reports "waiting" (:func:`start` returns then) and blocks in accept() on it
+    # until ``boxd-runtime start`` connects; failures after that, and the end of file
+    # that means the exec happened, go to that connection.
+    start_fd: int = -1
+    # Keep the caller's fds 3 .. 3+keep_fds-1 open in the process (--preserve-fds).
+    keep_fds: int = 0
 
 
 class Stage(enum.IntEnum):
@@ -188,6 +198,7 @@ class Stage(enum.IntEnum):
     LOOPBACK = 22  # bringing up "lo" in a new network namespace
     ATTACH = 23  # index = the failing id_mapped entry
     CONSOLE = 24  # opening the terminal in the container's devpts, or sending its master
+    START = 25  # waiting for the OCI runtime's `start` (start_fd)
 
 
 @attrs.frozen
@@ -217,9 +228,11 @@ class SpawnError(OSError):
 
 
 # The records the child writes on sync_fd: stage, errno, index (native endian) for a
-# failure; (CONSOLE_RECORD, 0, 0) with the console's master attached (SCM_RIGHTS).
+# failure; (CONSOLE_RECORD, 0, 0) with the console's master attached (SCM_RIGHTS);
+# (-1, 0, 0) when the child waits for start_fd.
 FAILURE_RECORD = struct.Struct("=iii")
 CONSOLE_MARK = struct.pack("=i", 0)
+WAITING_RECORD = FAILURE_RECORD.pack(-1, 0, 0)
 
 
 def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> SpawnError:
@@ -321,6 +334,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             raise ValueError(f"a joining process takes no {', '.join(extra)}")
     elif plan.join_namespaces:
         raise ValueError("join_namespaces is set but join_pidfd is not")
+    if plan.keep_fds < 0:
+        raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
     if plan.id_mapped and Namespace.USER not in plan.namespaces:
         raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
@@ -372,6 +387,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "join_flags": _flags(plan.join_namespaces),
         "process_name": _check_text("process_name", plan.process_name),
         "attach": tuple(_check_text("attach point", point) for _, point in plan.id_mapped),
+        "start_fd": plan.start_fd,
+        "keep_fds": plan.keep_fds,
     }
 
 
@@ -453,9 +470,10 @@ async def start(
 ) -> Spawned:
     """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) and then ``configure``
     (its network namespace's links) while the child waits, release it and wait until it
-    has exec'd.  Returns the :class:`Spawned` whose ``pidfd`` the caller now owns
-    (``sync_fd`` is closed); raises :class:`SpawnError` if the child failed before exec.
-    On any error or cancellation the child is killed and reaped and both fds are closed."""
+    has exec'd (with ``plan.start_fd``: until it waits for ``start``, set up but not yet
+    exec'd).  Returns the :class:`Spawned` whose ``pidfd`` the caller now owns (``sync_fd``
+    is closed); raises :class:`SpawnError` if the child failed before exec.  On any error
+    or cancellation the child is killed and reaped and both fds are closed."""
     spawned = native.spawn(plan)
     held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:
@@ -492,7 +510,7 @@ async def start(
         for fd in held:
             os.close(fd)
     os.close(spawned.sync_fd)
-    if not record:
+    if not record or record == WAITING_RECORD:
         return spawned
     if spawned.console >= 0:
         os.close(spawned.console)

@@ -14,10 +14,13 @@ from typing import Any
 import attrs
 
 from . import _caps, _masks, _seccomp
-from ._native import MountKind, MountOp, Namespace, SpawnPlan
+from ._hosts import hosts_lines
+from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._netconfig import EtcNetwork
-from ._records import Container, ContainerConfig, parse_user
-from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers
+from ._records import Container, ContainerConfig
+from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers, read_container_file
+from ._ulimits import NAMES as ULIMIT_NAMES
+from ._users import ExecUser, resolve_in
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -64,13 +67,14 @@ def check_exec(spec: ExecSpec) -> None:
 
 
 def environment(
-    container: Container, uid: int, *, tty: bool, extra: tuple[str, ...] = ()
+    container: Container, user: ExecUser, *, tty: bool, extra: tuple[str, ...] = ()
 ) -> tuple[str, ...]:
-    """Only PATH, HOSTNAME, HOME, TERM (with a tty) and what the user set."""
+    """Only PATH, HOSTNAME, HOME (the user's, from the image's passwd), TERM (with a tty)
+    and what the user set."""
     env = {
         "PATH": DEFAULT_PATH,
         "HOSTNAME": hostname(container),
-        "HOME": "/root" if uid == 0 else "/",
+        "HOME": user.home,
     }
     if tty:
         env["TERM"] = "xterm"
@@ -118,15 +122,19 @@ def namespaces(container: Container) -> frozenset[Namespace]:
 
 def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, str]:
     """The container's own /etc/hostname and /etc/hosts (its hostname resolving to its
-    address on its network, else to 127.0.1.1 as Debian does for a host's name), and its
-    /etc/resolv.conf when its network gives one, written over the image's at each start."""
+    address on its network, else to 127.0.1.1 as Debian does for a host's name, then the
+    ``--add-host`` entries), and its /etc/resolv.conf when its network gives one, written
+    over the image's at each start."""
     name = hostname(container)
     own = f"127.0.1.1\t{name}"
     if net is not None and net.address:
         own = f"{net.address}\t{' '.join(net.names)}"
     files = {
         "/etc/hostname": f"{name}\n",
-        "/etc/hosts": (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\n"),
+        "/etc/hosts": (
+            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\n"
+            + hosts_lines(container.config.extra_hosts)
+        ),
     }
     if net is not None and net.resolv is not None:
         files["/etc/resolv.conf"] = net.resolv
@@ -154,15 +162,15 @@ def build(
     """``view_files``: the /proc view to bind in (None: the plain /proc); ``net``: what
     /etc/hosts and /etc/resolv.conf say of its network."""
     config = container.config
-    uid, gid = parse_user(config.user) if config.user else (0, 0)
-    env = environment(container, uid, tty=config.tty)
     rootfs, mounts = container_mounts(
         image,
         container_dir,
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
+        shm_size=config.shm_size,
         volumes=config.volumes,
         files=etc_files(container, net),
+        workdir=config.workdir,
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),
         extra=(
@@ -170,6 +178,8 @@ def build(
             + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
+    user = identity(config.user, image, container_dir, config.group_add)
+    env = environment(container, user, tty=config.tty)
     return SpawnPlan(
         argv=config.command,
         env=env,
@@ -179,15 +189,15 @@ def build(
         rootfs=rootfs,
         mounts=mounts,
         cwd=config.workdir,
-        uid=uid,
-        gid=gid,
-        groups=(),
+        uid=user.uid,
+        gid=user.gid,
+        groups=user.groups,
         stdin=stdio[0],
         stdout=stdio[1],
         stderr=stdio[2],
         console=config.tty,
         id_mapped=id_mapped_layers(image, container_dir) if config.userns else (),
-        **_restrictions(container, uid),
+        **_restrictions(container, user.uid),
     )
 
 
@@ -195,27 +205,51 @@ def _restrictions(container: Container, uid: int) -> dict[str, Any]:
     """What confines a container's processes: the same for its init and for exec."""
     sec = container.config.security
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
+    # Of a limit given twice the last counts, as in Docker.
+    ulimits = {u.name: u for u in container.config.ulimits}
     return {
+        "rlimits": tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()),
         "caps": caps,
         "no_new_privs": sec.no_new_privileges,
         "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
     }
 
 
+def identity(
+    user: str, image: Image, container_dir: Path, group_add: tuple[str, ...] = ()
+) -> ExecUser:
+    """``--user`` (and ``--group-add``) resolved in the container's own /etc/passwd and
+    /etc/group."""
+
+    def read(path: str) -> str | None:
+        data = read_container_file(image, container_dir, path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    return resolve_in(user, read, group_add)
+
+
 def build_exec(
-    container: Container, spec: ExecSpec, init_pidfd: int, *, stdio: tuple[int, int, int]
+    container: Container,
+    spec: ExecSpec,
+    init_pidfd: int,
+    image: Image,
+    container_dir: Path,
+    *,
+    stdio: tuple[int, int, int],
 ) -> SpawnPlan:
-    """A process that joins the namespaces of the container's init (``init_pidfd``)."""
+    """A process that joins the namespaces of the container's init (``init_pidfd``);
+    ``image`` and ``container_dir`` are the container's, for its users and groups."""
     config = container.config
-    uid, gid = parse_user(spec.user or config.user) if (spec.user or config.user) else (0, 0)
-    env = environment(container, uid, tty=spec.tty, extra=spec.env)
+    user = identity(spec.user or config.user, image, container_dir, config.group_add)
+    env = environment(container, user, tty=spec.tty, extra=spec.env)
     return SpawnPlan(
         argv=spec.command,
         env=env,
         search_path=_search_path(env),
         cwd=spec.workdir or config.workdir,
-        uid=uid,
-        gid=gid,
+        uid=user.uid,
+        gid=user.gid,
+        groups=user.groups,
         stdin=stdio[0],
         stdout=stdio[1],
         stderr=stdio[2],
@@ -223,5 +257,5 @@ def build_exec(
         join_pidfd=init_pidfd,
         join_namespaces=namespaces(container),
         process_name="boxd:[exec]",
-        **_restrictions(container, uid),
+        **_restrictions(container, user.uid),
     )

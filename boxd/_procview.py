@@ -14,9 +14,12 @@ pyfuse3 gives ``read()`` no request context, so a file's content is rendered onc
 
 What each file shows for a container (all other content is the host's):
 
-- ``/proc/meminfo``: MemTotal = min(memory limit, host), MemFree = MemAvailable = MemTotal
-  minus usage; Buffers, Cached and SwapCached are 0 (the container's usage is given without
-  cache); SwapTotal = min(swap limit, host), SwapFree = SwapTotal minus swap usage.
+- ``/proc/meminfo``: every amount is the container's cgroup's, or 0, never the host's
+  (see :func:`meminfo_for`): MemTotal = min(memory limit, host), MemFree = MemTotal minus
+  the cgroup's usage, MemAvailable = MemFree + Cached + SReclaimable; Cached,
+  Active/Inactive, Dirty, Mapped, Shmem, Slab ... from its memory.stat; SwapTotal =
+  min(swap limit, host swap), SwapFree = SwapTotal minus its swap usage.  Only
+  Hugepagesize (a constant) is the host's line.
 - ``/proc/cpuinfo``: the visible CPUs only, renumbered 0..n-1 (x86 and arm64 layout: one
   block per CPU, starting with ``processor``).  Sibling and core counts stay the host's.
 - ``/sys/devices/system/cpu/online``: ``0-(n-1)``; glibc's ``sysconf(_SC_NPROCESSORS_ONLN)``
@@ -111,6 +114,8 @@ class ViewLimits:
     cpu_quota: float | None
     started_at: float
     cpu_usage_ns: tuple[int, int] | None = None
+    # memory.stat in bytes by v2 names (see boxd._cgroup.MemoryDetail); missing: 0.
+    memory_stat: dict[str, int] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         for name in ("memory_limit", "memory_usage", "swap_limit", "swap_usage"):
@@ -192,23 +197,82 @@ def _meminfo_values(text: str) -> dict[str, int]:
     return values
 
 
-def _render_meminfo(host: str, limits: ViewLimits, env: _Env) -> str:
-    host_kb = _meminfo_values(host)
-    shown: dict[str, int] = {}
+# Lines that are constants of the machine rather than amounts of memory in use.
+_MEMINFO_CONSTANTS = frozenset({"Hugepagesize"})
+
+
+def meminfo_for(host_kb: dict[str, int], limits: ViewLimits) -> dict[str, int]:
+    """The container's /proc/meminfo values (kB; every line not here is 0), computed from its cgroup
+    as lxcfs does: MemTotal is the limit (at most the host's), MemFree the limit minus
+    the cgroup's usage, the page cache, slab and LRU lines are the cgroup's memory.stat
+    counters, swap is the cgroup's.
+
+    ``free`` shows used = MemTotal - MemAvailable (procps 4; older ones: MemTotal -
+    MemFree - buff/cache), so used + free + buff/cache is MemTotal only if MemAvailable
+    is MemFree + Cached + SReclaimable.  So Cached is the page cache that can be dropped
+    (the cgroup's file pages without shmem, which stays in use until deleted; Shmem has a
+    line of its own), and Cached and SReclaimable, being part of the usage, are capped by
+    it."""
+    stat = {name: value // 1024 for name, value in limits.memory_stat.items()}
+    total = host_kb.get("MemTotal", 0)
     if limits.memory_limit is not None:
-        total = min(limits.memory_limit // 1024, host_kb["MemTotal"])
-        free = max(total - limits.memory_usage // 1024, 0)
-        shown |= {"MemTotal": total, "MemFree": free, "MemAvailable": free}
-        shown |= {"Buffers": 0, "Cached": 0, "SwapCached": 0}
+        total = min(limits.memory_limit // 1024, total)
+    used = min(limits.memory_usage // 1024, total)
+    free = total - used
+    cached = min(max(stat.get("file", 0) - stat.get("shmem", 0), 0), used)
+    slab_reclaimable = min(stat.get("slab_reclaimable", 0), used - cached)
+    slab_unreclaimable = stat.get("slab_unreclaimable", 0)
+    swap_total = host_kb.get("SwapTotal", 0)
     if limits.swap_limit is not None:
-        swap = min(limits.swap_limit // 1024, host_kb["SwapTotal"])
-        shown |= {"SwapTotal": swap, "SwapFree": max(swap - limits.swap_usage // 1024, 0)}
+        swap_total = min(limits.swap_limit // 1024, swap_total)
+    shown = {
+        "MemTotal": total,
+        "MemFree": free,
+        "MemAvailable": free + cached + slab_reclaimable,
+        "Cached": cached,
+        "Active": stat.get("active_anon", 0) + stat.get("active_file", 0),
+        "Inactive": stat.get("inactive_anon", 0) + stat.get("inactive_file", 0),
+        "Active(anon)": stat.get("active_anon", 0),
+        "Inactive(anon)": stat.get("inactive_anon", 0),
+        "Active(file)": stat.get("active_file", 0),
+        "Inactive(file)": stat.get("inactive_file", 0),
+        "Unevictable": stat.get("unevictable", 0),
+        "SwapTotal": swap_total,
+        "SwapFree": swap_total - min(limits.swap_usage // 1024, swap_total),
+        "Zswap": stat.get("zswap", 0),
+        "Zswapped": stat.get("zswapped", 0),
+        "Dirty": stat.get("file_dirty", 0),
+        "Writeback": stat.get("file_writeback", 0),
+        "AnonPages": stat.get("anon", 0),
+        "Mapped": stat.get("file_mapped", 0),
+        "Shmem": stat.get("shmem", 0),
+        "KReclaimable": slab_reclaimable,
+        "Slab": slab_reclaimable + slab_unreclaimable,
+        "SReclaimable": slab_reclaimable,
+        "SUnreclaim": slab_unreclaimable,
+        "KernelStack": stat.get("kernel_stack", 0),
+        "PageTables": stat.get("pagetables", 0),
+        "SecPageTables": stat.get("sec_pagetables", 0),
+        "Percpu": stat.get("percpu", 0),
+        "AnonHugePages": stat.get("anon_thp", 0),
+        "ShmemHugePages": stat.get("shmem_thp", 0),
+        "FileHugePages": stat.get("file_thp", 0),
+    }
+    return shown
+
+
+def _render_meminfo(host: str, limits: ViewLimits, env: _Env) -> str:
+    shown = meminfo_for(_meminfo_values(host), limits)
     lines = []
     for line in host.splitlines():
         key, colon, rest = line.partition(":")
-        if key in shown and rest.endswith(" kB"):
-            # Keep the kernel's column layout: the number right-aligned where it was.
-            line = f"{key}{colon}{shown[key]:>{len(rest) - 3}} kB"
+        words = rest.split()
+        if key not in _MEMINFO_CONSTANTS and words and words[0].isdigit():
+            # Every amount is the container's, or 0; the kernel's column layout is kept
+            # (the number right-aligned where it was).
+            unit = " kB" if rest.endswith(" kB") else ""
+            width = len(rest) - len(unit)
+            line = f"{key}{colon}{shown.get(key, 0):>{width}}{unit}"
         lines.append(line)
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,11 @@ import signal
 
 import attrs
 
+from ._hosts import parse_host
 from ._netconfig import NetworkSettings, PortSpec, check_network, parse_expose
+from ._tmpfs import parse_tmpfs
+from ._ulimits import check_ulimit
+from ._users import check_group, check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -22,10 +26,17 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Status(enum.Enum):
+    """A container's phase; the transitions between phases are in :mod:`boxd._lifecycle`."""
+
     CREATED = "created"
+    STARTING = "starting"  # its process is being spawned
     RUNNING = "running"
+    PAUSED = "paused"  # its cgroup is frozen
+    RESTARTING = "restarting"  # ended; its restart policy starts it again after a backoff
+    STOPPING = "stopping"  # asked to stop: stop signal sent, SIGKILL after the timeout
     STOPPED = "stopped"  # ended because somebody asked (stop, kill, daemon shutdown)
     EXITED = "exited"  # ended by itself
+    REMOVING = "removing"  # being removed (rm): only the removal goes on
 
 
 class RestartName(enum.Enum):
@@ -76,13 +87,23 @@ class RestartPolicy:
 
 @attrs.frozen
 class Volume:
-    """A host directory bound into the container: always nosuid and nodev (a setuid file or
-    a device node on the host gives nothing inside), read-only and noexec on request."""
+    """A host directory (or file) bound into the container: always nosuid and nodev (a
+    setuid file or a device node on the host gives nothing inside), read-only and noexec
+    on request."""
 
     host: str
     container: str
     read_only: bool = False
     noexec: bool = False
+
+
+@attrs.frozen
+class Ulimit:
+    """A resource limit (``--ulimit nofile=1024:2048``); -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
 
 
 @attrs.frozen
@@ -110,8 +131,10 @@ class ContainerConfig:
     command: tuple[str, ...]
     env: tuple[str, ...] = ()
     workdir: str = "/"
-    user: str = ""  # "UID[:GID]"; empty = root
+    user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
+    group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
+    extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
     interactive: bool = False
     network: str = "bridge"  # bridge, host, none, container:NAME or a user network
@@ -122,7 +145,9 @@ class ContainerConfig:
     userns: bool = False
     volumes: tuple[Volume, ...] = ()
     read_only: bool = False
-    tmpfs: tuple[str, ...] = ()
+    tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
+    shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
+    ulimits: tuple[Ulimit, ...] = ()
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -133,6 +158,7 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
@@ -200,18 +226,6 @@ def parse_signal(text: str) -> signal.Signals:
         raise ValueError(f"invalid signal {text!r}") from None
 
 
-def parse_user(text: str) -> tuple[int, int]:
-    """``UID`` or ``UID:GID`` (numeric: the image's passwd is not trusted)."""
-    uid, _, gid = text.partition(":")
-    if not uid.isdigit() or (gid and not gid.isdigit()):
-        raise ValueError(f"invalid user {text!r}: use UID[:GID] with numbers")
-    u = int(uid)
-    g = int(gid) if gid else u
-    if u >= 2**32 - 1 or g >= 2**32 - 1:
-        raise ValueError(f"invalid user {text!r}: id out of range")
-    return u, g
-
-
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     if not config.command or not config.command[0]:
@@ -226,7 +240,11 @@ def validate_config(config: ContainerConfig) -> None:
     if not config.workdir.startswith("/"):
         raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
     if config.user:
-        parse_user(config.user)
+        check_user(config.user)
+    for group in config.group_add:
+        check_group(group)
+    for host in config.extra_hosts:
+        parse_host(host)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise ValueError(f"invalid hostname {config.hostname!r}")
     check_network(config.network)
@@ -239,8 +257,14 @@ def validate_config(config: ContainerConfig) -> None:
     parse_signal(config.stop_signal)
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
-    for path in config.tmpfs:
-        if not path.startswith("/"):
-            raise ValueError(f"invalid tmpfs path {path!r}: must be absolute")
+    for spec in config.tmpfs:
+        parse_tmpfs(spec)
+    for limit in config.ulimits:
+        check_ulimit(limit.name, limit.soft, limit.hard)
+    if config.shm_size is not None and config.shm_size < 1:
+        raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
+    for label in config.labels:
+        if not label.partition("=")[0] or "\0" in label:
+            raise ValueError(f"invalid label {label!r}: use KEY=VALUE")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

@@ -31,8 +31,10 @@ from pathlib import Path
 
 import attrs
 
+from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
 from ._records import Volume
+from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "container_mounts",
     "parse_volume",
     "prepare_default_image",
+    "read_container_file",
     "resolve_image",
 ]
 
@@ -270,15 +273,21 @@ def _image_view(image: Image) -> _View:
     return tuple((layer.target, (layer.lower,)) for layer in image.layers)
 
 
-def _host_paths(view: _View, path: str) -> tuple[str, ...]:
-    """The host paths that may hold container path ``path`` (normalized, absolute)."""
+def _layer_dirs(view: _View, path: str) -> tuple[tuple[str, ...], str]:
+    """The host directories (upper first) of the layer holding container path ``path``
+    (normalized, absolute), and the path relative to them."""
     best: tuple[str, tuple[str, ...]] = ("", ())
     for target, dirs in view:
         inside = path == target or path.startswith(target.rstrip("/") + "/")
         if inside and len(target) >= len(best[0]):
             best = (target, dirs)
-    rel = path[len(best[0]) :].lstrip("/")
-    return tuple(os.path.join(d, rel) if rel else d for d in best[1])
+    return best[1], path[len(best[0]) :].lstrip("/")
+
+
+def _host_paths(view: _View, path: str) -> tuple[str, ...]:
+    """The host paths that may hold container path ``path`` (normalized, absolute)."""
+    dirs, rel = _layer_dirs(view, path)
+    return tuple(os.path.join(d, rel) if rel else d for d in dirs)
 
 
 def _lookup(view: _View, path: str) -> tuple[str, os.stat_result | None]:
@@ -337,6 +346,35 @@ def _has_command(root: str) -> bool:
             if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
                 return True
     return False
+
+
+def _container_view(image: Image, container_dir: Path) -> _View:
+    """The container's root filesystem as its overlays show it: each layer's upper
+    directory over the image's."""
+    return tuple(
+        (layer.target, (str(container_dir / "fs" / _layer_dir_name(layer.target) / "upper"),
+                        layer.lower))
+        for layer in image.layers
+    )  # fmt: skip
+
+
+def read_container_file(image: Image, container_dir: Path, path: str) -> bytes | None:
+    """A regular file of a container's root filesystem, as the container sees it without
+    its volumes and tmpfs mounts (where Docker reads /etc/passwd), or None when it is
+    missing or not a regular file.  Symlinks are followed inside the image only
+    (:func:`_lookup`), and the file is opened in its layer with RESOLVE_IN_ROOT, so
+    nothing the image or the container wrote makes the daemon read a host file."""
+    view = _container_view(image, container_dir)
+    resolved, st = _lookup(view, path)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return None
+    dirs, rel = _layer_dirs(view, resolved)
+    for d in dirs:
+        if os.path.isdir(d):
+            data = read_regular(d, rel, follow=False)
+            if data is not None:
+                return data
+    return None
 
 
 def resolve_image(ref: str, images_dir: Path) -> Image:
@@ -488,8 +526,10 @@ def container_mounts(
     private_network: bool = False,
     read_only_root: bool = False,
     tmpfs: Sequence[str] = (),
+    shm_size: int | None = None,
     volumes: Sequence[Volume] = (),
     files: Mapping[str, str] | None = None,
+    workdir: str = "/",
     extra: Sequence[MountOp] = (),
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
@@ -499,10 +539,11 @@ def container_mounts(
     uppers, never in the image.  The table, run in order by the child before pivot_root:
     the overlays; /proc, /sys (read-only), /sys/fs/cgroup (cgroup2, read-only), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
-    the host's nodes), /dev/pts (a new instance), /dev/shm, /dev/mqueue; the volumes; the
-    tmpfs mounts; ``files`` (container path -> contents, written into the container's
-    upper layer: its own /etc/hostname and /etc/hosts); read-only remounts of the overlays
-    when ``read_only_root``; then ``extra``.
+    the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
+    64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
+    (container path -> contents, written into the container's upper layer: its own
+    /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
+    the overlays when ``read_only_root``; then ``extra``.
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -538,7 +579,6 @@ def container_mounts(
         for _, point in id_mapped_layers(image, container_dir):
             os.makedirs(point, mode=0o711, exist_ok=True)
             lowers.append(point)
-    view = []
     overlays = []
     for layer, lower in zip(image.layers, lowers, strict=True):
         base = container_dir / "fs" / _layer_dir_name(layer.target)
@@ -550,10 +590,9 @@ def container_mounts(
         os.chmod(upper, stat.S_IMODE(lower_st.st_mode))
         own(upper, lower_st.st_uid, lower_st.st_gid)
         own(work, 0, 0)
-        view.append((layer.target, (str(upper), layer.lower)))
         data = f"lowerdir={lower},upperdir={upper},workdir={work}"
         overlays.append((layer.target, data + (",userxattr" if userns else "")))
-    table = _Table(tuple(view))
+    table = _Table(_container_view(image, container_dir))
     overlay_paths = []
     for target, data in overlays:
         path = table.resolve(target)
@@ -565,33 +604,46 @@ def container_mounts(
         userns=userns,
         host_sys=userns and not private_network,
         tty_gid=_image_has_gid(image, _TTY_GID),
+        shm=shm_data(shm_size),
     )
+    volume_paths = set()
     for volume in volumes:
         path = table.resolve(_container_path(volume.container, "volume"))
         _container_path(path, f"volume {volume.container} (in the image)")
-        table.mkdirs(path)
+        if os.path.isdir(volume.host):
+            table.mkdirs(path)
+        else:  # a single file: its mount point is an empty file
+            table.mkdirs(posixpath.dirname(path))
+            table.add(MountKind.MKFILE, path, mode=0o644)
         table.add(MountKind.MOUNT, path, source=volume.host, flags=MS_BIND | MS_REC)
+        volume_paths.add(path)
         flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)
         if volume.read_only:
             table.add(MountKind.REMOUNT_RO, path, flags=flags)
         else:
             table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | flags)
     for spec in tmpfs:
-        path = table.resolve(_container_path(spec, "tmpfs"))
-        _container_path(path, f"tmpfs {spec} (in the image)")
+        target, tmpfs_flags, tmpfs_data = parse_tmpfs(spec)
+        path = table.resolve(_container_path(target, "tmpfs"))
+        _container_path(path, f"tmpfs {target} (in the image)")
         table.mkdirs(path)
         table.add(
             MountKind.MOUNT,
             path,
             source="tmpfs",
             fstype="tmpfs",
-            flags=MS_NOSUID | MS_NODEV,
-            data="mode=1777",
+            flags=tmpfs_flags,
+            data=tmpfs_data,
         )
     for target, text in (files or {}).items():
         path = table.resolve(_container_path(target, "file"))
+        if path in volume_paths:  # the user's own file (-v ...:/etc/hosts) wins
+            continue
         table.mkdirs(posixpath.dirname(path))
         table.add(MountKind.WRITE_FILE, path, data=text, mode=0o644)
+    if workdir != "/":
+        # As Docker: a missing working directory is made, owned by the container's root.
+        table.mkdirs(table.resolve(posixpath.normpath(workdir)))
     if read_only_root:
         for path in overlay_paths:
             table.add(MountKind.REMOUNT_RO, path)
@@ -599,7 +651,9 @@ def container_mounts(
     return str(rootfs), tuple(table.ops)
 
 
-def _standard_mounts(table: _Table, *, userns: bool, host_sys: bool, tty_gid: bool) -> None:
+def _standard_mounts(
+    table: _Table, *, userns: bool, host_sys: bool, tty_gid: bool, shm: str
+) -> None:
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     proc = table.resolve("/proc")
     table.mkdirs(proc, 0o555)
@@ -653,13 +707,6 @@ def _standard_mounts(table: _Table, *, userns: bool, host_sys: bool, tty_gid: bo
     for name, target in _DEV_LINKS:
         table.add(MountKind.SYMLINK, f"{dev}/{name}", source=target)
     table.mkdirs(dev + "/shm")
-    table.add(
-        MountKind.MOUNT,
-        dev + "/shm",
-        source="shm",
-        fstype="tmpfs",
-        flags=MS_NOSUID | MS_NODEV,
-        data="mode=1777,size=65536k",
-    )
+    table.add(MountKind.MOUNT, dev + "/shm", source="shm", fstype="tmpfs", flags=nse, data=shm)
     table.mkdirs(dev + "/mqueue")
     table.add(MountKind.MOUNT, dev + "/mqueue", source="mqueue", fstype="mqueue", flags=nse)

@@ -43,6 +43,7 @@ from ._messages import (
     ListResponse,
     LogsRequest,
     OkResponse,
+    PauseRequest,
     RemoveRequest,
     ResizeFrame,
     RestartRequest,
@@ -52,6 +53,7 @@ from ._messages import (
     StatsFrame,
     StatsRequest,
     StopRequest,
+    UnpauseRequest,
     UpdateRequest,
     VersionRequest,
     VersionResponse,
@@ -62,7 +64,7 @@ from ._messages import (
 )
 from ._network import NetworkConflict
 from ._output import Chunk, Output
-from ._records import parse_signal
+from ._records import Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
 
@@ -159,6 +161,8 @@ class Server:
             RestartRequest: self._restart,
             KillRequest: self._kill,
             RemoveRequest: self._remove,
+            PauseRequest: self._pause,
+            UnpauseRequest: self._unpause,
             ListRequest: self._list,
             InspectRequest: self._inspect,
             WaitRequest: self._wait,
@@ -230,15 +234,18 @@ class Server:
         await conn.send(VersionResponse(version=__version__, api=API_VERSION))
 
     async def _info(self, conn: Connection, _: InfoRequest) -> None:
-        total, running = self.sup.counts()
+        phases = self.sup.counts()
+        running = sum(phases[s] for s in (Status.STARTING, Status.RUNNING, Status.STOPPING))
         await conn.send(
             InfoResponse(
                 version=__version__,
                 root=str(self.sup.store.root),
                 cgroup_mode=self.sup.cgroups.mode,
-                containers=total,
+                containers=phases.total(),
                 running=running,
                 procview=self.procview,
+                paused=phases[Status.PAUSED],
+                stopped=phases.total() - running - phases[Status.PAUSED],
             )
         )
 
@@ -260,6 +267,14 @@ class Server:
 
     async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
         await self.sup.remove(req.container, force=req.force)
+        await conn.send(OkResponse())
+
+    async def _pause(self, conn: Connection, req: PauseRequest) -> None:
+        await self.sup.pause(req.container)
+        await conn.send(OkResponse())
+
+    async def _unpause(self, conn: Connection, req: UnpauseRequest) -> None:
+        await self.sup.unpause(req.container)
         await conn.send(OkResponse())
 
     async def _list(self, conn: Connection, req: ListRequest) -> None:
@@ -288,16 +303,11 @@ class Server:
 
     async def _run(self, conn: Connection, req: RunRequest) -> None:
         c = await self.sup.create(req.config, req.name)
-        try:
-            if req.attach:
-                output, run = await self.sup.start_attached(c.id)
-            else:
-                await self.sup.start(c.id)
-        except BaseException:
-            if c.config.auto_remove:
-                with trio.CancelScope(shield=True), contextlib.suppress(NoSuchContainer):
-                    await self.sup.remove(c.id, force=True)
-            raise
+        # The supervisor removes an auto_remove container that cannot start.
+        if req.attach:
+            output, run = await self.sup.start_attached(c.id)
+        else:
+            await self.sup.start(c.id)
         await conn.send(CreateResponse(id=c.id, name=c.name))
         if req.attach:
             await self._foreground(conn, run, output, stdin=req.stdin)
@@ -315,19 +325,12 @@ class Server:
         ``ps -a`` right after the run must not show it."""
         removal = None
         if run.container.config.auto_remove:
-            removal = functools.partial(self._removed, run.container.id)
+            # The supervisor removes it once its end is recorded; this waits for that.
+            removal = functools.partial(self.sup.removed, run.container.id)
         await _stream(conn, run, output, stdin=stdin, before_exit=removal)
 
-    async def _removed(self, cid: str) -> None:
-        # The lifecycle removes it on its own once the exit is recorded; this waits for
-        # that (and does it if the lifecycle has not got there yet).
-        with contextlib.suppress(NoSuchContainer):
-            await self.sup.remove(cid, force=True)
-
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
-        run = self.sup.run_of(req.container)
-        if run is None:
-            raise Conflict(f"container {req.container} is not running")
+        run = self.sup.attachable(req.container)
         output = run.output.subscribe()
         await conn.send(OkResponse())
         await _stream(conn, run, output, stdin=req.stdin)
@@ -490,14 +493,18 @@ async def serve(
     server: Server,
     path: Path,
     *,
+    listening: trio.socket.SocketType | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    sock = await bind_socket(path)
+    """Serve on a socket bound at ``path``, or on ``listening``, one systemd made (socket
+    activation: it stays in place when the daemon ends)."""
+    sock = listening if listening is not None else await bind_socket(path)
     listener = trio.SocketListener(sock)
     try:
         await trio.serve_listeners(server.handle, [listener], task_status=task_status)
     finally:
         with trio.CancelScope(shield=True):
             await listener.aclose()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            if listening is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)

@@ -2,15 +2,20 @@
 
 Layout under the root (default ``/var/lib/boxd``, mode 0700)::
 
-    containers/<id>/container.json   the Container record (config and state)
+    containers/<id>/container.json   the Container record (config and state), with its format
+    containers/<id>.corrupt/         a container whose record could not be read, set aside
     containers/<id>/logs/            container.log and its rotations
     containers/<id>/fs/              overlay upper and work directories
     containers/<id>/rootfs/          mount point of the container's root (inside its mount ns)
     images/                          prepared image layers (the skeleton of ``default``)
-    broken/                          records that could not be read, set aside
+    trash/                           removed containers' directories, deleted in the background
 
 A write goes to a temporary file in the same directory, is fsynced, renamed over the old
 file, and the directory is fsynced: a crash at any instant leaves the old or the new record.
+
+Every record carries ``"format"``: :data:`FORMAT` for this release.  A record without it was
+written by the first release (format 1, which this one reads as it is).  A record of a newer
+format is left alone, untouched: its container belongs to a newer boxd.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
+
+import attrs
 
 from ._convert import ConversionError, structure, unstructure
 from ._records import ID_RE, Container
@@ -29,6 +35,21 @@ from ._records import ID_RE, Container
 log = logging.getLogger("boxd.store")
 
 RECORD = "container.json"
+# 1: the first release (no "format" key).  2: the phases starting, paused, restarting,
+# stopping and removing.
+FORMAT = 2
+
+
+@attrs.frozen
+class Loaded:
+    containers: list[Container]
+    # Ids of records of a newer format: their containers (processes, cgroups, files) are
+    # not this daemon's to touch.
+    foreign: frozenset[str]
+
+
+class NewerFormat(Exception):
+    pass
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
@@ -60,7 +81,6 @@ class Store:
         self.root = root
         self.containers = root / "containers"
         self.images = root / "images"
-        self.broken = root / "broken"
         self.trash = root / "trash"
         # Traversable, not listable or readable: the root of a user-namespaced container is
         # an unprivileged host uid that must reach its own layers (the records are 0600).
@@ -77,30 +97,48 @@ class Store:
         a configuration must survive it."""
         d = self.container_dir(container.id)
         d.mkdir(mode=0o700, exist_ok=True)
-        data = json.dumps(unstructure(container), indent=1, allow_nan=False).encode()
+        record = {"format": FORMAT, **unstructure(container)}
+        data = json.dumps(record, indent=1, allow_nan=False).encode()
         atomic_write(d / RECORD, data, durable=durable)
 
-    def load_all(self) -> list[Container]:
-        """Every readable record; unreadable ones are moved to ``broken/`` with a log line."""
+    def load_all(self) -> Loaded:
+        """Every readable record.  What a crash can leave is repaired on the way: a
+        directory whose record was never written (a create cut short) is deleted, a
+        temporary file beside a record removed, and a record that cannot be read is set
+        aside with its directory (``<id>.corrupt``) and one warning naming it."""
         found = []
+        foreign = set()
         for d in sorted(self.containers.iterdir()):
-            if not ID_RE.match(d.name):
+            if not ID_RE.match(d.name) or not d.is_dir():
+                continue
+            (d / f".{RECORD}.tmp").unlink(missing_ok=True)
+            record = d / RECORD
+            if not record.exists():
+                log.info("removing %s: its create never finished (no record)", d)
+                shutil.rmtree(d, ignore_errors=True)
                 continue
             try:
-                raw = json.loads((d / RECORD).read_bytes())
-                container = structure(raw, Container)
-                if container.id != d.name:
-                    raise ConversionError(f"id {container.id!r} does not match its directory")
+                container = read_record(record)
+            except NewerFormat as exc:
+                log.warning("%s: %s; left alone", record, exc)
+                foreign.add(d.name)
+                continue
             except (OSError, ValueError) as exc:
-                self._set_aside(d, exc)
+                self._set_aside(d, record, exc)
+                continue
+            if container.id != d.name:
+                self._set_aside(d, record, f"id {container.id!r} does not match its directory")
                 continue
             found.append(container)
-        return found
+        return Loaded(found, frozenset(foreign))
 
-    def _set_aside(self, d: Path, exc: Exception) -> None:
-        self.broken.mkdir(mode=0o700, exist_ok=True)
-        dest = self.broken / f"{d.name}.{int(time.time())}"
-        log.error("container record %s cannot be read (%s); moved to %s", d.name, exc, dest)
+    def _set_aside(self, d: Path, record: Path, why: object) -> None:
+        dest = d.with_name(f"{d.name}.corrupt")
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = d.with_name(f"{d.name}.corrupt{n}")
+        log.warning("container record %s cannot be read (%s); moved aside to %s", record, why, dest)
         os.rename(d, dest)
 
     def discard(self, cid: str) -> None:
@@ -116,3 +154,18 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             for d in self.trash.iterdir():
                 shutil.rmtree(d, ignore_errors=True)
+
+
+def read_record(path: Path) -> Container:
+    """One record file; NewerFormat for a newer boxd's, ValueError when unreadable."""
+    raw = json.loads(path.read_bytes())
+    if not isinstance(raw, dict):
+        raise ConversionError("not a JSON object")
+    version = raw.pop("format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConversionError(f"invalid format {version!r}")
+    if version > FORMAT:
+        raise NewerFormat(
+            f"written by a newer boxd (record format {version}; this one reads up to {FORMAT})"
+        )
+    return structure(raw, Container)

@@ -10,6 +10,7 @@ that container and never reaches the supervisor or another container.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import functools
 import hashlib
@@ -25,8 +26,20 @@ from pathlib import Path
 import attrs
 import trio
 
-from . import _logs, _plan
+from . import _lifecycle, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._lifecycle import (
+    CREATED,
+    EXITED,
+    PAUSED,
+    REMOVING,
+    RESTARTING,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+)
+from ._lifecycle import Conflict as Conflict
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import BridgeOptions, Networks
 from ._output import Chunk, Output
@@ -58,10 +71,6 @@ class NoSuchContainer(LookupError):
         super().__init__(f"no such container: {ref}")
 
 
-class Conflict(RuntimeError):
-    """The container is not in a state that allows the request."""
-
-
 class StartError(RuntimeError):
     """The runtime could not start the container; ``exit_code`` is what a CLI returns."""
 
@@ -78,16 +87,22 @@ class _Entry:
     logs: _logs.LogWriter | None = None
     run: Run | None = None
     output: Output = attrs.Factory(Output)
-    lifecycle: trio.CancelScope | None = None  # set while a lifecycle task runs
     idle: trio.Event = attrs.Factory(trio.Event)  # set when no lifecycle task runs
     backoff: trio.CancelScope | None = None
     # Set when the current run's end is recorded (exit code, status, counters).
     recorded: trio.Event = attrs.Factory(trio.Event)
+    changed: trio.Event = attrs.Factory(trio.Event)  # set (and replaced) at each transition
+    gone: trio.Event = attrs.Factory(trio.Event)  # set once it is removed
+    # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
-    lock: trio.Lock = attrs.Factory(trio.Lock)
+    lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
 
     def __attrs_post_init__(self) -> None:
         self.idle.set()
+
+    @property
+    def phase(self) -> Status:
+        return self.container.state.status
 
 
 def _limits(resources: Resources) -> Limits:
@@ -124,6 +139,7 @@ class Supervisor:
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
+        self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self.networks = networks or Networks(store.root)
 
     # ---- lookup ---------------------------------------------------------------------
@@ -148,22 +164,24 @@ class Supervisor:
         return self._lookup(ref).container
 
     def list(self, *, all: bool = False) -> list[Container]:
-        found = [e.container for e in self._entries.values()]
-        if not all:
-            found = [c for c in found if c.state.status is Status.RUNNING]
+        found = [
+            e.container
+            for e in self._entries.values()
+            if all or _lifecycle.shown_by_default(e.phase)
+        ]
         return sorted(found, key=lambda c: c.created_at, reverse=True)
 
     def run_of(self, ref: str) -> Run | None:
-        """The container's current run, if its process is running."""
-        run = self._lookup(ref).run
-        return run if run is not None and not run.exited.is_set() else None
+        """The container's current run, if its process is running (or paused)."""
+        entry = self._lookup(ref)
+        return entry.run if entry.phase in _lifecycle.WITH_PROCESS else None
 
     def sample(self, refs: Sequence[str] = ()) -> builtins.list[tuple[Container, Stats]]:
         """Counters of the named (default: all running) containers, read now."""
         entries = [self._lookup(r) for r in refs] if refs else list(self._entries.values())
         found = []
         for entry in entries:
-            if entry.run is None or entry.run.exited.is_set():
+            if entry.phase not in _lifecycle.WITH_PROCESS:
                 continue
             with contextlib.suppress(OSError):
                 found.append((entry.container, self.cgroups.open(entry.container.id).stats()))
@@ -185,20 +203,32 @@ class Supervisor:
     def _view_of(self, entry: _Entry) -> ViewLimits:
         c = entry.container
         res = c.config.resources
-        stats = self.cgroups.open(c.id).stats()
-        swap_limit = None
-        if res.memory is not None and res.memory_swap is not None and res.memory_swap >= 0:
-            swap_limit = res.memory_swap - res.memory
+        cgroup = self.cgroups.open(c.id)
+        stats = cgroup.stats()
+        memory = cgroup.memory_detail()
         return ViewLimits(
             memory_limit=res.memory,
             memory_usage=stats.memory_usage,
-            swap_limit=swap_limit,
-            swap_usage=0,
+            swap_limit=memory.swap_limit,
+            swap_usage=memory.swap_usage,
+            memory_stat=memory.stat,
             cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
             cpu_quota=res.cpus,
             started_at=c.state.started_at or time.time(),
             cpu_usage_ns=(stats.cpu_user_ns, stats.cpu_system_ns),
         )
+
+    def subscribe(self, ref: str, *, lossless: bool = False) -> trio.MemoryReceiveChannel[Chunk]:
+        """The container's output from now on: of its current run or, if none runs, of the
+        next one from its first byte (a client that attaches before start)."""
+        entry = self._lookup(ref)
+        if entry.output.closed:
+            entry.output = Output()
+        return entry.output.subscribe(lossless=lossless)
+
+    async def wait_changed(self) -> None:
+        """Return at the next change of any container's recorded state, or a removal."""
+        await self._changes.park()
 
     def log_dir(self, ref: str) -> Path:
         return self.store.container_dir(self._lookup(ref).container.id) / "logs"
@@ -243,6 +273,17 @@ class Supervisor:
             name = f"box-{cid[:n]}"
         return name
 
+    # ---- phases ---------------------------------------------------------------------
+
+    def _set(self, entry: _Entry, phase: Status, *, save: bool = True) -> None:
+        """The one place a container changes phase (see :mod:`boxd._lifecycle`)."""
+        _lifecycle.check_transition(entry.phase, phase)
+        entry.container.state.status = phase
+        if save:
+            self._save(entry.container)
+        changed, entry.changed = entry.changed, trio.Event()
+        changed.set()
+
     # ---- start and the lifecycle ----------------------------------------------------
 
     async def start(self, ref: str) -> Container:
@@ -263,78 +304,96 @@ class Supervisor:
     async def _start(
         self, entry: _Entry, *, attach: bool
     ) -> trio.MemoryReceiveChannel[Chunk] | None:
+        c = entry.container
+        if entry.phase is STOPPING:  # start after the stop, as `restart` does
+            await entry.idle.wait()
         async with entry.lock:
-            if entry.lifecycle is not None:
-                return entry.output.subscribe() if attach else None
+            if not _lifecycle.can_start(c.name, entry.phase):
+                if not attach:
+                    return None
+                while entry.phase is STARTING:
+                    await entry.changed.wait()
+                _lifecycle.check_attach(c.name, entry.phase)
+                return entry.output.subscribe()
             if entry.output.closed:
                 entry.output = Output()
             channel = entry.output.subscribe(lossless=True) if attach else None
             entry.stopping = False
-            entry.container.state.manual_stop = False
+            c.state.manual_stop = False
             entry.run = None
             try:
                 await self._nursery.start(self._lifecycle, entry)
             except BaseException:
                 if channel is not None:
                     channel.close()
+                if c.config.auto_remove:
+                    with trio.CancelScope(shield=True):
+                        await self._remove_now(entry)
                 raise
             return channel
 
     async def run(self, config: ContainerConfig, name: str = "") -> Container:
+        """Create and start; a container with ``auto_remove`` that cannot start is removed."""
         container = await self.create(config, name)
-        try:
-            return await self.start(container.id)
-        except BaseException:
-            if config.auto_remove:
-                with trio.CancelScope(shield=True):
-                    await self.remove(container.id, force=True)
-            raise
+        return await self.start(container.id)
 
     async def _lifecycle(self, entry: _Entry, *, task_status: trio.TaskStatus[None]) -> None:
+        """Run the container, and again as its restart policy says, until it ends for
+        good; then remove it if it is ``auto_remove``."""
         c = entry.container
-        with trio.CancelScope() as scope:
-            entry.lifecycle = scope
-            entry.idle = trio.Event()
-            try:
-                backoff = BACKOFF_START
-                first = True
-                while True:
-                    ran = await self._run_once(entry, task_status if first else None)
-                    first = False
-                    st = c.state
-                    assert st.exit_code is not None
-                    if entry.stopping or not c.config.restart.wants_restart(
-                        exit_code=st.exit_code, stopped=False, restarts=st.restart_count
-                    ):
-                        break
-                    backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
-                    log.info(
-                        "%s: restarting in %.1fs (policy %s)", c.short_id, backoff, c.config.restart
-                    )
-                    with trio.CancelScope() as entry.backoff:
-                        await trio.sleep(backoff)
-                    entry.backoff = None
-                    if entry.stopping:
-                        break
-                    backoff = min(backoff * 2, BACKOFF_MAX)
-                    st.restart_count += 1
-            except Exception as exc:
-                if first and entry.run is None:  # not started: the starter gets it
-                    raise
-                log.exception("%s: lifecycle failed", c.short_id)
-                c.state.error = str(exc)
-                c.state.status = Status.EXITED
-                self._save(c)
-            finally:
-                entry.lifecycle = None
-                entry.idle.set()
-        if c.config.auto_remove and c.id in self._entries:
-            await self._discard(entry)
+        entry.idle = trio.Event()
+        first = True
+        try:
+            backoff = BACKOFF_START
+            while True:
+                ran = await self._run_once(entry, task_status if first else None)
+                first = False
+                if entry.phase is not RESTARTING:
+                    break
+                backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
+                log.info(
+                    "%s: restarting in %.1fs (policy %s)", c.short_id, backoff, c.config.restart
+                )
+                with trio.CancelScope() as entry.backoff:
+                    await trio.sleep(backoff)
+                entry.backoff = None
+                if entry.stopping:
+                    self._set(entry, STOPPED)
+                    break
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                c.state.restart_count += 1
+        except Exception as exc:
+            if first:  # not started: the starter gets it
+                raise
+            # A bug in this container's supervision: recorded on it; the supervisor and
+            # the other containers go on.
+            log.exception("%s: lifecycle failed", c.short_id)
+            c.state.error = str(exc)
+            if entry.phase in _lifecycle.LIVE:
+                c.state.status = EXITED
+            self._save(c)
+        finally:
+            entry.idle.set()
+        if c.config.auto_remove:
+            await self._remove_now(entry)
+
+    def _after_run(self, entry: _Entry, exit_code: int) -> Status:
+        """The phase a run's end leads to: stopped (somebody asked), restarting (the
+        policy wants it again) or exited."""
+        c = entry.container
+        if entry.stopping:
+            return STOPPED
+        if c.config.restart.wants_restart(
+            exit_code=exit_code, stopped=False, restarts=c.state.restart_count
+        ):
+            return RESTARTING
+        return EXITED
 
     async def _run_once(self, entry: _Entry, task_status: trio.TaskStatus[None] | None) -> float:
         """One run; returns how long it ran.  Reports start via task_status (first run)."""
         c = entry.container
         st = c.state
+        self._set(entry, STARTING, save=False)
         image = self._image(c.config.image)
         if entry.logs is None:
             entry.logs = _logs.LogWriter.open(
@@ -367,7 +426,6 @@ class Supervisor:
                     failure = exc
                 else:
                     entry.run = run
-                    st.status = Status.RUNNING
                     st.pid = run.pid
                     st.pid_start_time = start_time_of(run.pid)
                     st.started_at = time.time()
@@ -376,7 +434,7 @@ class Supervisor:
                     st.error = ""
                     st.oom_killed = False
                     st.summary = None
-                    self._save(c)
+                    self._set(entry, RUNNING)
                     if task_status is not None:
                         task_status.started()
         except Exception:
@@ -390,13 +448,12 @@ class Supervisor:
             return await self._start_failed(entry, cgroup, failure, report=task_status is not None)
         outcome = run.outcome
         assert outcome is not None
-        st.status = Status.STOPPED if entry.stopping else Status.EXITED
         st.exit_code = outcome.exit_code
         st.oom_killed = outcome.oom_killed
         st.summary = outcome.summary
         st.finished_at = time.time()
         st.pid = 0
-        self._save(c)
+        self._set(entry, self._after_run(entry, outcome.exit_code))
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
 
@@ -404,7 +461,7 @@ class Supervisor:
         self, entry: _Entry, cgroup: Cgroup, failure: Exception, *, report: bool
     ) -> float:
         """Record why the process could not start; raise it to the starter if there is
-        one (a restart has nobody to tell but the record)."""
+        one (a restart has nobody to tell but the record, and its policy tries again)."""
         c = entry.container
         st = c.state
         with trio.CancelScope(shield=True):
@@ -413,9 +470,10 @@ class Supervisor:
         code = is_exec_failure(failure) or 125
         st.error = str(failure)
         st.exit_code = code
-        if st.status is Status.RUNNING:
-            st.status = Status.EXITED
-        self._save(c)
+        if report:
+            self._set(entry, CREATED if st.started_at is None else EXITED)
+        else:
+            self._set(entry, self._after_run(entry, code))
         entry.recorded.set()
         if not report:
             return 0.0
@@ -427,27 +485,36 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self._changes.unpark_all()
 
-    # ---- stop, kill, restart, remove, wait ------------------------------------------
+    # ---- stop, kill, pause, restart, remove, wait -----------------------------------
 
     async def stop(self, ref: str, grace: float | None = None, *, manual: bool = True) -> None:
         """Stop signal, up to ``grace`` seconds (default: the container's stop timeout),
-        then SIGKILL of the whole cgroup."""
+        then SIGKILL of the whole cgroup.  A paused container is thawed to receive it; a
+        restarting one just stays down.  Stopping a container at rest is a no-op."""
         entry = self._lookup(ref)
         c = entry.container
         if grace is not None and (not math.isfinite(grace) or grace < 0):
             raise ValueError(f"invalid stop timeout {grace!r}")
         wait = c.config.stop_timeout if grace is None else grace
-        if entry.lifecycle is None:
+        if not _lifecycle.can_stop(entry.phase):
             return
         entry.stopping = True
         if manual:
             c.state.manual_stop = True
-        if entry.backoff is not None:
+        while entry.phase is STARTING:
+            await entry.changed.wait()
+        if entry.phase is RESTARTING and entry.backoff is not None:
             entry.backoff.cancel(reason="container stopped during restart backoff")
-        run = entry.run
-        if run is not None and not run.exited.is_set():
+        elif entry.phase in _lifecycle.WITH_PROCESS and entry.run is not None:
+            run = entry.run
+            paused = entry.phase is PAUSED
+            if entry.phase is not STOPPING:
+                self._set(entry, STOPPING)
             run.signal(parse_signal(c.config.stop_signal))
+            if paused:
+                self._thaw(c)
             with trio.move_on_after(wait):
                 await run.exited.wait()
             if not run.exited.is_set():
@@ -455,40 +522,85 @@ class Supervisor:
                 run.signal(signal.SIGKILL)
         await entry.idle.wait()
 
+    def _thaw(self, c: Container) -> None:
+        try:
+            self.cgroups.open(c.id).thaw()
+        except OSError as exc:  # gone with its process: nothing left to thaw
+            log.debug("%s: thaw: %s", c.short_id, exc)
+
     async def kill(self, ref: str, sig: str = "SIGKILL") -> None:
         signum = parse_signal(sig)
         entry = self._lookup(ref)
+        _lifecycle.check_kill(entry.container.name, entry.phase)
         run = entry.run
-        if run is None or run.exited.is_set():
-            raise Conflict(f"container {entry.container.name} is not running")
+        assert run is not None
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
             entry.container.state.manual_stop = True
         run.signal(signum)
+        if signum == signal.SIGKILL and entry.phase is PAUSED:
+            self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
+
+    async def pause(self, ref: str) -> None:
+        """Freeze every process of the container (cgroup v2 ``cgroup.freeze``, or the v1
+        freezer controller)."""
+        entry = self._lookup(ref)
+        c = entry.container
+        async with entry.lock:
+            _lifecycle.check_pause(c.name, entry.phase)
+            cgroup = self.cgroups.open(c.id)
+            await cgroup.freeze()
+            if entry.phase is not RUNNING:  # it ended meanwhile
+                self._thaw(c)
+                _lifecycle.check_pause(c.name, entry.phase)
+            self._set(entry, PAUSED)
+
+    async def unpause(self, ref: str) -> None:
+        entry = self._lookup(ref)
+        c = entry.container
+        async with entry.lock:
+            _lifecycle.check_unpause(c.name, entry.phase)
+            self.cgroups.open(c.id).thaw()
+            self._set(entry, RUNNING)
 
     async def restart(self, ref: str, grace: float | None = None) -> Container:
         await self.stop(ref, grace)
         return await self.start(ref)
 
     async def remove(self, ref: str, *, force: bool = False) -> None:
+        """Remove a container at rest; with ``force`` in any phase (killed first)."""
         entry = self._lookup(ref)
-        if entry.lifecycle is not None:
-            if not force:
-                raise Conflict(
-                    f"container {entry.container.name} is running: stop it first or use --force"
-                )
-            await self.stop(ref, grace=0)
-        await self._discard(entry)
+        c = entry.container
+        _lifecycle.check_remove(c.name, entry.phase, force=force)
+        async with entry.lock:
+            _lifecycle.check_remove(c.name, entry.phase, force=force)  # started meanwhile?
+            if entry.phase in _lifecycle.LIVE:
+                await self.stop(c.id, grace=0)
+            await self._remove_now(entry)
 
-    async def _discard(self, entry: _Entry) -> None:
-        cid = entry.container.id
-        if self._entries.pop(cid, None) is None:
+    async def _remove_now(self, entry: _Entry) -> None:
+        """The one removal path (``rm``, ``--rm``, start-up): removing, then gone."""
+        if entry.phase is REMOVING:
+            await entry.gone.wait()
             return
+        self._set(entry, REMOVING)
+        self._discard(entry)
+
+    def _discard(self, entry: _Entry) -> None:
+        self._entries.pop(entry.container.id, None)
         if entry.logs is not None:
             entry.logs.close()
-        self.networks.forget(cid)
-        self.store.discard(cid)
+        self.networks.forget(entry.container.id)
+        self.store.discard(entry.container.id)
         self._trash.set()
+        entry.gone.set()
+        self._changes.unpark_all()
+
+    async def removed(self, cid: str) -> None:
+        """Return once the container ``cid`` (an ``auto_remove`` one that ended) is gone."""
+        entry = self._entries.get(cid)
+        if entry is not None:
+            await entry.gone.wait()
 
     async def _collect_trash(self) -> None:
         """Delete removed containers' directories in a thread, one batch at a time."""
@@ -500,13 +612,22 @@ class Supervisor:
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
         entry = self._lookup(ref)
-        run = entry.run
-        if run is not None and entry.lifecycle is not None:
-            await entry.recorded.wait()
+        while entry.phase is STARTING:
+            await entry.changed.wait()
+        run, recorded = entry.run, entry.recorded
+        if run is not None and entry.phase in _lifecycle.WITH_PROCESS:
+            await recorded.wait()
             assert run.outcome is not None
             return run.outcome.exit_code
         code = entry.container.state.exit_code
         return 0 if code is None else code
+
+    def attachable(self, ref: str) -> Run:
+        """The run an ``attach`` joins; Conflict when the container is not running."""
+        entry = self._lookup(ref)
+        _lifecycle.check_attach(entry.container.name, entry.phase)
+        assert entry.run is not None
+        return entry.run
 
     async def exec(
         self,
@@ -527,9 +648,9 @@ class Supervisor:
         ``output`` (subscribe before calling, so that nothing is missed)."""
         entry = self._lookup(ref)
         c = entry.container
+        _lifecycle.check_exec(c.name, entry.phase)
         run = entry.run
-        if run is None or run.exited.is_set():
-            raise Conflict(f"container {c.name} is not running")
+        assert run is not None
         request = _plan.ExecSpec(command=command, env=env, workdir=workdir, user=user, tty=tty)
         _plan.check_exec(request)
         proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
@@ -538,10 +659,17 @@ class Supervisor:
                 await nursery.start(
                     functools.partial(proc.execute, owns_cgroup=False),
                     self.native,
-                    lambda stdio: _plan.build_exec(c, request, run.pidfd, stdio=stdio),
+                    lambda stdio: _plan.build_exec(
+                        c,
+                        request,
+                        run.pidfd,
+                        self._image(c.config.image),
+                        self.store.container_dir(c.id),
+                        stdio=stdio,
+                    ),
                     self.cgroups.open(c.id),
                 )
-            except (SpawnError, OSError) as exc:
+            except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
             task_status.started(proc)
         assert proc.outcome is not None
@@ -552,7 +680,9 @@ class Supervisor:
         c = entry.container
         limits = _limits(resources)
         self.cgroups.validate(limits)
-        if entry.run is not None and not entry.run.exited.is_set():
+        if entry.phase is REMOVING:
+            raise Conflict(f"container {c.name} is being removed")
+        if entry.phase in _lifecycle.WITH_PROCESS:
             self.cgroups.open(c.id).update(limits)
         c.config = attrs.evolve(c.config, resources=resources)
         self._save(c, durable=True)
@@ -563,63 +693,106 @@ class Supervisor:
     async def _recover(self) -> None:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._trash.set()  # directories of containers removed just before it died
-        for c in self.store.load_all():
-            self._entries[c.id] = _Entry(c)
-            st = c.state
-            if st.status is not Status.RUNNING:
-                continue
-            alive = st.pid > 0 and start_time_of(st.pid) == st.pid_start_time
-            if alive:
-                log.warning("%s: killing process %d left by a previous daemon", c.short_id, st.pid)
+        interrupted: set[str] = set()  # in a live phase when the last daemon ended
+        loaded = self.store.load_all()
+        for c in loaded.containers:
+            entry = self._entries[c.id] = _Entry(c)
+            if entry.phase in _lifecycle.LIVE:
+                interrupted.add(c.id)
                 try:
-                    pidfd = os.pidfd_open(st.pid)
-                except ProcessLookupError:
-                    pass
-                else:
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    os.close(pidfd)
-            st.status = Status.EXITED
-            st.exit_code = 255
-            st.error = "the daemon ended while the container ran; exit code unknown"
-            st.finished_at = time.time()
-            st.pid = 0
-            self.store.save(c)
+                    self._found_live(entry)
+                except OSError as exc:  # its record cannot be written: it is served as read
+                    log.error("%s: cannot record what became of it: %s", c.short_id, exc)
+        # Every other cgroup holds what no record shows (a create or start cut short, a
+        # record set aside): killed and removed.  A newer boxd's containers are not ours.
         for name in self.cgroups.list_children():
+            if name in loaded.foreign:
+                continue
             log.info("removing cgroup %s left by a previous daemon", name)
-            await self.cgroups.open(name).remove()
+            try:
+                await self.cgroups.open(name).remove()
+            except OSError as exc:
+                log.warning("cannot remove cgroup %s: %s", name, exc)
         await self.networks.recover(set(self._entries))
         for entry in list(self._entries.values()):
             c = entry.container
-            if c.config.auto_remove:
-                await self._discard(entry)
-            elif _restart_at_boot(c):
+            if entry.phase is REMOVING:  # the last daemon died removing it
+                self._discard(entry)
+            elif c.config.auto_remove and entry.phase is not CREATED:
+                await self._remove_now(entry)
+            elif _restart_at_boot(c, interrupted=c.id in interrupted):
                 try:
                     await self.start(c.id)
                 except Exception as exc:  # one container must not stop the daemon
                     log.error("%s: restart at start-up failed: %s", c.short_id, exc)
 
+    def _found_live(self, entry: _Entry) -> None:
+        """A container the last daemon left in a live phase: its process (if it still
+        runs, and really is its process: the pid's start time must match) is killed, and
+        it is recorded as ended.  A pid that now names an unrelated process is left
+        alone."""
+        c = entry.container
+        st = c.state
+        if entry.phase is RESTARTING:  # it had ended; its policy decides again below
+            st.status = EXITED
+            self.store.save(c)
+            return
+        if st.pid > 0:
+            started = start_time_of(st.pid)
+            if started == st.pid_start_time:
+                log.warning("%s: killing process %d left by a previous daemon", c.short_id, st.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    pidfd = os.pidfd_open(st.pid)
+                    try:
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    finally:
+                        os.close(pidfd)
+            elif started:
+                log.warning(
+                    "%s: pid %d now belongs to another process (started at tick %d, not %d): "
+                    "not touched",
+                    c.short_id,
+                    st.pid,
+                    started,
+                    st.pid_start_time,
+                )
+        if entry.phase is STARTING and st.started_at is None:
+            st.status = CREATED  # it never ran: its cgroup (below) held whatever was spawned
+        else:
+            st.status = STOPPED if entry.phase is STOPPING else EXITED
+            st.exit_code = 255
+            st.error = "the daemon ended while the container ran; exit code unknown"
+            st.finished_at = time.time()
+        st.pid = 0
+        self.store.save(c)
+
     async def _shutdown(self) -> None:
         async with trio.open_nursery() as nursery:
             for entry in list(self._entries.values()):
-                if entry.lifecycle is not None:
+                if entry.phase in _lifecycle.LIVE:
                     nursery.start_soon(lambda cid: self.stop(cid, manual=False), entry.container.id)
 
-    def counts(self) -> tuple[int, int]:
-        running = sum(1 for e in self._entries.values() if e.lifecycle is not None)
-        return len(self._entries), running
+    def counts(self) -> collections.Counter[Status]:
+        """How many containers are in each phase."""
+        return collections.Counter(e.phase for e in self._entries.values())
 
 
-def _restart_at_boot(c: Container) -> bool:
+def _restart_at_boot(c: Container, *, interrupted: bool) -> bool:
+    """Whether a container starts again with the daemon: ``always`` and (unless a user
+    stopped it) ``unless-stopped`` ones, and ``on-failure`` ones the last daemon's end
+    interrupted."""
     policy = c.config.restart.name
     st = c.state
-    if st.status is Status.CREATED or st.exit_code is None:
+    if st.status is CREATED or st.exit_code is None:
         return False
     if policy is RestartName.ALWAYS:
         return True
     if policy is RestartName.UNLESS_STOPPED:
         return not st.manual_stop
     if policy is RestartName.ON_FAILURE:
-        return st.exit_code == 255 and bool(st.error)
+        return interrupted and c.config.restart.wants_restart(
+            exit_code=st.exit_code, stopped=st.manual_stop, restarts=st.restart_count
+        )
     return False
 
 
@@ -637,6 +810,7 @@ async def open_supervisor(
     root: str | os.PathLike[str] = DEFAULT_ROOT,
     *,
     native: Native | None = None,
+    cgroups: CgroupHost | None = None,
     cgroup_parent: str | None = None,
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
@@ -647,11 +821,13 @@ async def open_supervisor(
 
     On entry, records are reconciled with reality (see :meth:`Supervisor._recover`); on
     exit every running container is stopped gracefully (its stop signal and timeout),
-    and the networks' bridges and rules are removed.  ``bridge``: the default network's
-    bridge and subnet.
+    and the networks' bridges and rules are removed.  ``native`` and ``cgroups`` replace
+    the spawn path and the host's cgroups (tests give :class:`~boxd._native.FakeNative`
+    and a fake cgroup tree); ``bridge``: the default network's bridge and subnet.
     """
     store = Store(Path(root))
-    cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
+    if cgroups is None:
+        cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
     async with trio.open_nursery() as nursery:
         sup = Supervisor(
             store,

@@ -27,7 +27,13 @@
  *      (setgroups, setres[ug]id, capset, prctl, chdir, write, execve, exit_group)
  *  10. bounding set, setgroups, setresgid, setresuid (keeping caps), capset, ambient set
  *  11. no_new_privs, chdir(cwd) as the final user
- *  12. seccomp if no_new_privs is on (as late as possible), then execve
+ *  12. with start_fd (the OCI runtime's create/start split): report "waiting" to the
+ *      parent, then block in accept() on start_fd until `start` connects; that connection
+ *      becomes the sync socket (see wait_for_start)
+ *  13. seccomp if no_new_privs is on (as late as possible), then execve
+ *
+ * keep_fds n keeps the caller's fds 3 .. 3+n-1 open at the same numbers (the OCI
+ * runtime's --preserve-fds); every other fd is closed as above.
  *
  * The cgroup namespace is not created by clone3: its root would be the cgroup the child
  * was born in (the daemon's), not the container's cgroup the parent places it in while it
@@ -96,10 +102,13 @@ enum stage {
     STAGE_LOOPBACK = 22,
     STAGE_ATTACH = 23,
     STAGE_CONSOLE = 24,
+    STAGE_START = 25,
 };
 
 /* The record kind (in place of a stage) that hands the parent the console's master. */
 #define RECORD_CONSOLE 0
+/* The record kind that tells the parent the child is set up and waits for `start`. */
+#define RECORD_WAITING (-1)
 
 /* The most detached mount trees (id-mapped image layers) a child takes with its release. */
 #define MAX_ATTACH 16
@@ -114,6 +123,7 @@ enum mount_kind {
     MK_REMOUNT_RO = 5,
     MK_MASK = 6,
     MK_WRITE_FILE = 7,
+    MK_MKFILE = 8,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -158,6 +168,7 @@ struct plan {
     int join_pidfd;
     uint64_t clone_flags, join_flags;
     int sync_fd, report_fd;
+    int start_fd, keep_fds;
 };
 
 static PyObject *ChildFailed;
@@ -200,11 +211,11 @@ static void reset_signals(const struct plan *p)
     CHECK(p, setsid(), STAGE_SETSID, 0);
 }
 
-/* Close every fd but the few listed (-1 entries are ignored): the copies of the parent's
- * fds this process got at the fork include the parent's end of our own sync socket and
+/* Close every fd but those below `floor` and the few listed (lower entries are ignored):
+ * the copies of the parent's fds this process got at the fork include the parent's end of our own sync socket and
  * those of siblings still waiting for their release.  Held here, they would keep
  * end-of-file from reaching us (and the siblings) if the parent died. */
-static void close_all_but(const struct plan *p, int *keep, int n)
+static void close_all_but(const struct plan *p, int *keep, int n, int floor)
 {
     for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
         for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
@@ -212,10 +223,10 @@ static void close_all_but(const struct plan *p, int *keep, int n)
             keep[j] = keep[j - 1];
             keep[j - 1] = t;
         }
-    unsigned int from = 0;
+    unsigned int from = (unsigned int)floor;
     for (int i = 0; i <= n; i++) {
         unsigned int to = i < n ? (unsigned int)keep[i] : ~0U;
-        if (i < n && keep[i] < 0)
+        if (i < n && keep[i] < floor)
             continue;
         if (to > from)
             CHECK(p, syscall(SYS_close_range, from, i < n ? to - 1 : to, 0U), STAGE_CLOSE_FDS,
@@ -227,9 +238,9 @@ static void close_all_but(const struct plan *p, int *keep, int n)
 
 static void keep_only_what_the_child_needs(const struct plan *p, int intermediate)
 {
-    int keep[] = {0, 1, 2, p->stdio[0], p->stdio[1], p->stdio[2], p->sync_fd,
+    int keep[] = {p->stdio[0], p->stdio[1], p->stdio[2], p->sync_fd, p->start_fd,
                   intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1};
-    close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]));
+    close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]), 3 + p->keep_fds);
 }
 
 /* The release: one byte, and with it one fd per attach point (detached mount trees). */
@@ -448,6 +459,13 @@ static int create_in_root(const struct plan *p, const struct mount_op *op)
         if (fd >= 0)
             close_keeping_errno(fd);
         break;
+    case MK_MKFILE:
+        /* A mount point for a file: made if nothing is there, never opened through a link. */
+        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
+        rc = fd < 0 && errno != EEXIST ? -1 : 0;
+        if (fd >= 0)
+            close(fd);
+        break;
     default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
         fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
@@ -476,6 +494,7 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_MKNOD:
     case MK_BIND_DEV:
     case MK_WRITE_FILE:
+    case MK_MKFILE:
         return create_in_root(p, op);
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
@@ -592,10 +611,30 @@ static void set_rlimits(const struct plan *p)
 
 static void close_fds(const struct plan *p)
 {
-    unsigned int sync = (unsigned int)p->sync_fd;
-    if (sync > 3)
-        CHECK(p, syscall(SYS_close_range, 3U, sync - 1, 0U), STAGE_CLOSE_FDS, 0);
-    CHECK(p, syscall(SYS_close_range, sync + 1, ~0U, 0U), STAGE_CLOSE_FDS, 0);
+    int keep[] = {p->sync_fd, p->start_fd};
+    close_all_but(p, keep, 2, 3 + p->keep_fds);
+}
+
+/* The create/start split: tell the parent (the OCI runtime's `create`, which then exits)
+ * that everything up to exec is done, and block until `start` connects to the listening
+ * socket start_fd.  The accepted connection takes the sync socket's place (close-on-exec):
+ * `start` reads a later failure from it, or end-of-file once the exec happened. */
+static void wait_for_start(const struct plan *p)
+{
+    int record[3] = {RECORD_WAITING, 0, 0};
+    ssize_t n;
+    do {
+        n = write(p->sync_fd, record, sizeof record);
+    } while (n < 0 && errno == EINTR);
+    CHECK(p, n, STAGE_START, 0);
+    int conn;
+    do {
+        conn = accept4(p->start_fd, NULL, NULL, SOCK_CLOEXEC);
+    } while (conn < 0 && errno == EINTR);
+    CHECK(p, conn, STAGE_START, 0);
+    CHECK(p, dup3(conn, p->sync_fd, O_CLOEXEC), STAGE_START, 0);
+    close(conn);
+    close(p->start_fd);
 }
 
 static void load_seccomp(const struct plan *p)
@@ -721,6 +760,8 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
     if (p->nnp)
         CHECK(p, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STAGE_NO_NEW_PRIVS, 0);
     CHECK(p, chdir(p->cwd), STAGE_CHDIR, 0);
+    if (p->start_fd >= 0)
+        wait_for_start(p);
     if (p->nfilter && p->nnp)
         load_seccomp(p);
     exec_program(p);
@@ -810,7 +851,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_WRITE_FILE) {
+        if (op->kind < MK_MOUNT || op->kind > MK_MKFILE) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }
@@ -941,7 +982,8 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     static char *keywords[] = {
         "argv", "env", "search_path", "clone_flags", "hostname", "rootfs", "mounts", "cwd",
         "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
-        "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach", NULL,
+        "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
+        "start_fd", "keep_fds", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
@@ -950,14 +992,19 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->join_pidfd = -1;
+    p->start_fd = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!:spawn", keywords, &PyTuple_Type,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!ii:spawn", keywords, &PyTuple_Type,
             &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags, &hostname,
             &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type, &groups,
             &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type, &rlimits,
             &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name, &PyTuple_Type,
-            &attach))
+            &attach, &p->start_fd, &p->keep_fds))
         return -1;
+    if (p->keep_fds < 0 || p->keep_fds > 65536) {
+        PyErr_Format(PyExc_ValueError, "keep_fds %d is out of range 0..65536", p->keep_fds);
+        return -1;
+    }
     if (argv == NULL || PyTuple_Size(argv) == 0) {
         PyErr_SetString(PyExc_ValueError, "argv must be a non-empty tuple of bytes");
         return -1;
@@ -1170,7 +1217,8 @@ static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS,
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
-     "      join_pidfd, join_flags, process_name, attach) -> (pid, pidfd, sync_fd)\n\n"
+     "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds)\n"
+     "      -> (pid, pidfd, sync_fd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"idmapped_tree", idmapped_tree, METH_VARARGS,
      "idmapped_tree(path, userns_fd) -> fd\n\n"

@@ -41,6 +41,11 @@ class Daemon:
     # None: a new one, made for the daemon and gone with it.
     netns_path: str | None = None
 
+    @property
+    def docker_socket(self) -> Path:
+        """The daemon's Docker Engine API socket, beside its own."""
+        return self.socket.with_name("docker.sock")
+
     def start(self, *extra: str) -> None:
         """The daemon runs in a network namespace of its own: its bridges, rules and
         published ports never touch the host's network."""
@@ -55,6 +60,8 @@ class Daemon:
                 str(self.root),
                 "--socket",
                 str(self.socket),
+                "--docker-socket",
+                str(self.docker_socket),
                 "--log-level",
                 "debug",
                 *extra,

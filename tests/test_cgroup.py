@@ -244,6 +244,17 @@ def test_hybrid_takes_each_controller_where_it_is(fs: FakeCgroupFs) -> None:
     assert host.controllers() == {"memory": "v2", "cpu": "v1", "cpuacct": "v1"}
 
 
+def test_a_hierarchy_covered_by_a_later_mount_is_not_used(fs: FakeCgroupFs) -> None:
+    """As in a mount namespace that hides the unified hierarchy under an empty tmpfs (the
+    peers' cgns.sh wrapper, under which boxd-runtime runs for Podman)."""
+    fs.mount_v1("memory", "/")
+    fs.mount_v2("/", controllers="", enabled="")
+    fs._mountinfo.append("90 23 0:90 / /sys/fs/cgroup/unified rw - tmpfs peersmask rw")
+    host = fs.detect()
+    assert host.mode == "v1"
+    assert [h.version for h in host.hierarchies] == [1]
+
+
 def test_v1_detection_puts_each_hierarchy_below_our_own_cgroup(fs: FakeCgroupFs) -> None:
     for controllers in ("memory", "cpu,cpuacct", "pids"):
         fs.mount_v1(controllers, "/user")

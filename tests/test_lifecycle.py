@@ -296,3 +296,53 @@ def test_foreground_run_gets_every_byte(daemon: Daemon) -> None:
         timeout=120,
     )
     assert r.stdout.strip() == "67108864"
+
+
+def _frozen(pid: int) -> bool:
+    """Whether the kernel's freezer holds the process (v2 cgroup.events, else v1 state)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        hier, controllers, path = line.split(":", 2)
+        if hier == "0":
+            events = Path(
+                "/sys/fs/cgroup/unified"
+                if Path("/sys/fs/cgroup/unified").is_dir()
+                else "/sys/fs/cgroup"
+            )
+            text = (events / path.lstrip("/") / "cgroup.events").read_text()
+            if "frozen 1" in text:
+                return True
+        if "freezer" in controllers.split(","):
+            state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
+            if state.read_text().strip() == "FROZEN":
+                return True
+    return False
+
+
+def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
+    daemon.ctl("run", "-d", "--name", "p", "default", "sh", "-c", "while :; do sleep 0.1; done")
+    pid = daemon.inspect("p")["state"]["pid"]
+    daemon.ctl("pause", "p")
+    assert daemon.inspect("p")["state"]["status"] == "paused"
+    assert _frozen(pid)
+    assert "(Paused)" in daemon.ctl("ps").stdout
+    r = daemon.ctl("exec", "p", "true", check=False)
+    assert r.returncode != 0 and "p is paused: unpause it first" in r.stderr
+    info = daemon.ctl("info").stdout
+    assert "paused: 1" in info and "running: 0" in info
+    daemon.ctl("unpause", "p")
+    assert not _frozen(pid)
+    assert daemon.inspect("p")["state"]["status"] == "running"
+    daemon.ctl("pause", "p")
+    daemon.ctl("rm", "-f", "p")  # a paused container goes too
+    assert not _alive(pid)
+
+
+def test_restarting_is_listed_as_docker_shows_it(daemon: Daemon) -> None:
+    daemon.ctl("run", "-d", "--name", "r", "--restart", "always", "default", "sh", "-c", "exit 1")
+    daemon.wait_for("r", lambda c: c["state"]["restart_count"] >= 3)
+    # Its backoff has grown past a second: it is seen waiting in it.
+    daemon.wait_for("r", lambda c: c["state"]["status"] == "restarting")
+    listing = daemon.ctl("ps").stdout
+    assert "Restarting (1)" in listing, listing
+    daemon.ctl("rm", "-f", "r")
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""

@@ -13,6 +13,7 @@ import os
 import platform
 import resource
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -610,3 +611,53 @@ async def test_join_failure_is_reported(layout: Layout, no_fd_leak: None) -> Non
 
 def test_failure_record_layout() -> None:
     assert FAILURE_RECORD.size == 12
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text()
+
+
+def _read_all(fd: int) -> bytes:
+    with open(fd, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.root
+async def test_wait_for_start(layout: Layout, tmp_path: Path, reaper: list[Spawned]) -> None:
+    """start_fd: start() returns once the child is set up and waits; it execs only when a
+    connection comes, and that connection gets the end of file of the exec."""
+    path = str(tmp_path / "start.sock")
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        plan = layout.plan("echo", "started", start_fd=listener.fileno(), stdout=write_end)
+        try:
+            spawned = await start(RealNative(), plan)
+        finally:
+            os.close(write_end)
+    reaper.append(spawned)
+    # Set up and waiting: not exec'd (still the spawn path's name), not exited.
+    assert _comm(spawned.pid) == "boxd:[init]\n"
+    assert _reap_now(spawned.pidfd) is None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        assert conn.recv(16) == b""  # end of file: the exec happened
+    assert _read_all(read_end) == b"started\n"
+    status = await wait_exit(spawned.pidfd)
+    assert status.si_code == os.CLD_EXITED and status.si_status == 0
+
+
+@pytest.mark.root
+async def test_wait_for_start_then_exec_fails(layout: Layout, tmp_path: Path) -> None:
+    path = str(tmp_path / "start.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        spawned = await start(RealNative(), layout.plan("/bin/nope", start_fd=listener.fileno()))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        record = conn.recv(FAILURE_RECORD.size)
+    assert FAILURE_RECORD.unpack(record) == (Stage.EXEC, errno.ENOENT, 0)
+    await wait_exit(spawned.pidfd)
+    os.close(spawned.pidfd)

@@ -107,18 +107,97 @@ HOST_SWAPS = (
 )
 
 
-def test_meminfo_shows_the_memory_limit_and_copies_the_rest() -> None:
+def test_meminfo_shows_the_memory_limit_and_zeroes_the_rest() -> None:
     shown = _render_meminfo(
         HOST_MEMINFO, limits(memory_limit=256 * MiB, memory_usage=56 * MiB), env((0,))
     )
     kb = meminfo_kb(shown)
     assert kb["MemTotal"] * 1024 == 256 * MiB
     assert kb["MemFree"] == kb["MemAvailable"] == 200 * 1024
-    assert kb["Buffers"] == kb["Cached"] == kb["SwapCached"] == 0
-    assert kb["Active"] == 4000000 and kb["Hugepagesize"] == 2048
-    assert kb["SwapTotal"] == 2097152  # no swap limit: the host's
+    # Nothing of the host's passes through: what the cgroup does not say is 0.
+    assert kb["Buffers"] == kb["Cached"] == kb["SwapCached"] == kb["Active"] == 0
+    assert kb["Dirty"] == kb["HugePages_Total"] == 0
+    assert kb["Hugepagesize"] == 2048  # a constant of the machine
+    assert kb["SwapTotal"] == kb["SwapFree"] == 2097152  # no swap limit: the host's swap
     assert shown.splitlines()[0] == "MemTotal:         262144 kB"  # the kernel's columns
+    assert shown.splitlines()[-2] == "HugePages_Total:       0"
     assert len(shown.splitlines()) == len(HOST_MEMINFO.splitlines())
+
+
+def free(kb: dict[str, int]) -> dict[str, int]:
+    """What procps' ``free`` (4.x) shows (kB), computed as it does from /proc/meminfo."""
+    buff_cache = kb["Buffers"] + kb["Cached"] + kb["SReclaimable"]
+    # procps 3.3 showed MemTotal - MemFree - buff/cache: the same when the file agrees.
+    assert kb["MemTotal"] - kb["MemAvailable"] == kb["MemTotal"] - kb["MemFree"] - buff_cache
+    return {
+        "total": kb["MemTotal"],
+        "used": kb["MemTotal"] - kb["MemAvailable"],
+        "free": kb["MemFree"],
+        "shared": kb["Shmem"],
+        "buff/cache": buff_cache,
+        "available": kb["MemAvailable"],
+    }
+
+
+# A v2 memory.stat of a container using 56 MiB of its 64 MiB (bytes; v1's total_* counters
+# arrive under these names too).
+MEMORY_STAT = {
+    "anon": 30 * MiB,
+    "file": 20 * MiB,
+    "shmem": 2 * MiB,
+    "file_mapped": 4 * MiB,
+    "file_dirty": MiB,
+    "file_writeback": 0,
+    "active_anon": MiB,
+    "inactive_anon": 29 * MiB,
+    "active_file": 5 * MiB,
+    "inactive_file": 15 * MiB,
+    "unevictable": 0,
+    "slab_reclaimable": 3 * MiB,
+    "slab_unreclaimable": MiB,
+    "kernel_stack": MiB // 4,
+}
+
+
+def test_meminfo_lines_come_from_the_cgroup() -> None:
+    host = Path("/proc/meminfo").read_text()  # the real thing: every line a tool may read
+    seen = limits(memory_limit=64 * MiB, memory_usage=56 * MiB, memory_stat=MEMORY_STAT)
+    kb = meminfo_kb(_render_meminfo(host, seen, env((0,))))
+    assert kb["MemTotal"] == 65536 and kb["MemFree"] == 8192
+    # Cached: the file pages that can be dropped (shmem has its own line).
+    assert (kb["Cached"], kb["Buffers"], kb["Shmem"], kb["Mapped"]) == (18432, 0, 2048, 4096)
+    assert (kb["SReclaimable"], kb["SUnreclaim"], kb["Slab"]) == (3072, 1024, 4096)
+    assert (kb["Active"], kb["Inactive"], kb["Active(file)"]) == (6144, 45056, 5120)
+    assert (kb["AnonPages"], kb["Dirty"], kb["KernelStack"]) == (30720, 1024, 256)
+    assert kb["MemAvailable"] == 8192 + 18432 + 3072
+    assert free(kb) == {
+        "total": 65536,
+        "used": 65536 - 8192 - 21504,
+        "free": 8192,
+        "shared": 2048,
+        "buff/cache": 21504,
+        "available": 29696,
+    }
+    # Every other amount is 0: nothing of the host's 24 GiB shows through.
+    for name, value in kb.items():
+        assert name == "Hugepagesize" or value <= 65536 + kb["SwapTotal"], (name, value)
+
+
+def test_meminfo_stays_consistent_when_counters_disagree() -> None:
+    # v1's usage is batched per CPU and may lag memory.stat: the page cache can seem
+    # larger than the usage.  free's used + free + buff/cache must still be the total.
+    seen = limits(
+        memory_limit=64 * MiB,
+        memory_usage=10 * MiB,
+        memory_stat={"file": 30 * MiB, "slab_reclaimable": 5 * MiB, "active_file": 90 * MiB},
+    )
+    kb = meminfo_kb(
+        _render_meminfo(HOST_MEMINFO + "SReclaimable: 1 kB\nShmem: 1 kB\n", seen, env((0,)))
+    )
+    shown = free(kb)
+    assert shown["buff/cache"] <= shown["total"]
+    assert shown["used"] + shown["free"] + shown["buff/cache"] == shown["total"] == 65536
+    assert shown["available"] <= shown["total"]
 
 
 def test_meminfo_never_exceeds_the_host() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from boxd._records import (
     check_name,
     new_id,
     parse_signal,
-    parse_user,
 )
-from boxd._store import Store
+from boxd._store import FORMAT, Store, read_record
 from boxd._units import parse_cpus, parse_size
+
+DATA = Path(__file__).parent / "data"
 
 
 def _container(**config: object) -> Container:
@@ -46,7 +48,7 @@ def test_round_trip_through_json() -> None:
         (("state", "status"), "zombie", "invalid value 'zombie'"),
         (("config", "env"), ["NOEQUALS"], "invalid environment variable 'NOEQUALS'"),
         (("config", "workdir"), "relative", "must be absolute"),
-        (("config", "user"), "bob", "invalid user 'bob'"),
+        (("config", "user"), "bob:", "invalid --user 'bob:'"),
     ],
 )
 def test_strict_structure_names_the_bad_value(
@@ -110,8 +112,6 @@ def test_values() -> None:
     assert parse_signal("term") == parse_signal("SIGTERM") == parse_signal("15")
     with pytest.raises(ValueError, match="'SIGNOPE'"):
         parse_signal("SIGNOPE")
-    assert parse_user("1000") == (1000, 1000)
-    assert parse_user("1000:50") == (1000, 50)
     assert parse_size("256m") == 256 << 20
     assert parse_size("1G") == 1 << 30
     assert parse_size("64kb") == 64 << 10
@@ -135,19 +135,91 @@ def test_config_refuses_rm_with_restart() -> None:
         _container(auto_remove=True, restart=RestartPolicy(RestartName.ALWAYS))
 
 
-def test_store_is_atomic_and_sets_aside_broken_records(tmp_path: Path) -> None:
+def test_store_is_atomic_and_sets_aside_broken_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = Store(tmp_path / "root")
     assert (os.stat(tmp_path / "root").st_mode & 0o777) == 0o711
-    good, bad = _container(), _container()
-    store.save(good)
-    store.save(bad)
+    good, bad, truncated, bad_format = _container(), _container(), _container(), _container()
+    for c in (good, bad, truncated, bad_format):
+        store.save(c)
     (store.container_dir(bad.id) / "container.json").write_text('{"id": 1')
-    assert store.load_all() == [good]
-    assert [p.name.split(".")[0] for p in store.broken.iterdir()] == [bad.id]
+    record = store.container_dir(truncated.id) / "container.json"
+    record.write_bytes(record.read_bytes()[:100])
+    record = store.container_dir(bad_format.id) / "container.json"
+    record.write_text(record.read_text().replace('"format": 2', '"format": "2"'))
+    (store.container_dir(good.id) / ".container.json.tmp").write_text("{")  # a save cut short
+    with caplog.at_level(logging.INFO, logger="boxd.store"):
+        assert store.load_all().containers == [good]
+    aside = sorted(p.name for p in store.containers.iterdir() if p.name.endswith(".corrupt"))
+    assert aside == sorted(f"{c.id}.corrupt" for c in (bad, truncated, bad_format))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3 and all("container.json cannot be read" in w for w in warnings)
+    assert "invalid format '2'" in " ".join(warnings)
     assert not list(store.container_dir(good.id).glob(".*tmp"))
     changed = attrs.evolve(good, name="other")
     store.save(changed)
-    assert store.load_all() == [changed]
+    assert store.load_all().containers == [changed]
+
+
+def test_a_create_cut_short_is_removed_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kill -9 during create can leave the directory without its record (issue 12, 9)."""
+    store = Store(tmp_path / "root")
+    unfinished = store.container_dir(new_id())
+    unfinished.mkdir()
+    (unfinished / ".container.json.tmp").write_text('{"id"')
+    with caplog.at_level(logging.INFO, logger="boxd.store"):
+        assert store.load_all().containers == []
+    assert list(store.containers.iterdir()) == []
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "create never finished" in caplog.records[0].getMessage()
+
+
+def test_a_record_of_the_first_format_loads() -> None:
+    """tests/data/container-format-1.json was written by the first release's store (no
+    "format" key): this boxd reads it, field by field."""
+    raw = json.loads((DATA / "container-format-1.json").read_text())
+    assert "format" not in raw
+    c = read_record(DATA / "container-format-1.json")
+    assert (c.id, c.name, c.state.status, c.state.pid) == ("0f" * 32, "web", Status.RUNNING, 4242)
+    cfg = c.config
+    assert (cfg.user, cfg.resources.memory, cfg.restart, cfg.volumes[0].read_only) == (
+        "1000:1000",
+        64 << 20,
+        RestartPolicy(RestartName.ON_FAILURE, 3),
+        True,
+    )
+    # Nothing of it lost or changed; fields added since take their defaults.
+    assert _kept(raw, unstructure(c))
+
+
+def _kept(old: object, new: object) -> bool:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return all(k in new and _kept(v, new[k]) for k, v in old.items())
+    return old == new
+
+
+def test_a_record_of_a_newer_format_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path / "root")
+    c = _container()
+    store.save(c)
+    record = store.container_dir(c.id) / "container.json"
+    data = json.loads(record.read_text())
+    data["format"] = FORMAT + 1
+    data["state"]["future_field"] = 1
+    record.write_text(json.dumps(data))
+    before = record.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="boxd.store"):
+        loaded = store.load_all()
+    assert loaded.containers == [] and loaded.foreign == {c.id}
+    assert record.read_bytes() == before
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"written by a newer boxd (record format {FORMAT + 1}" in message
+    assert str(record) in message and "left alone" in message
 
 
 def test_store_discards_at_once_and_empties_the_trash_later(tmp_path: Path) -> None:
@@ -156,7 +228,7 @@ def test_store_discards_at_once_and_empties_the_trash_later(tmp_path: Path) -> N
     store.save(c, durable=False)
     (store.container_dir(c.id) / "fs").mkdir()
     store.discard(c.id)
-    assert store.load_all() == [] and list(store.trash.iterdir()) == [store.trash / c.id]
+    assert store.load_all().containers == [] and list(store.trash.iterdir()) == [store.trash / c.id]
     store.discard(c.id)  # already gone: nothing to do
     store.empty_trash()
     assert list(store.trash.iterdir()) == []

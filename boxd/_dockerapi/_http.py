@@ -1,0 +1,299 @@
+"""HTTP/1.1 for the Engine API: h11 parses and frames (sans-IO), this is the thin Trio layer.
+
+One :class:`HttpConnection` per accepted socket.  A connection carries requests one after
+another (keep-alive); a response is a whole body, a chunked stream (logs, stats, wait), or
+a hijack: after ``101 UPGRADED`` (the client asked with ``Upgrade: tcp``) or a plain ``200``
+the socket carries raw bytes both ways, as the docker CLI expects for attach and exec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import attrs
+import h11
+import trio
+
+MAX_BODY = 16 << 20
+MAX_HEADERS = 64 << 10
+READ_SIZE = 65536
+RAW_STREAM = "application/vnd.docker.raw-stream"
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+_VERSIONED = re.compile(r"/v(\d+\.\d+)(/.*)\Z")
+
+
+class ApiError(Exception):
+    """A request refused with Docker's error shape: ``{"message": ...}`` and a status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class PeerGone(Exception):
+    """The client closed the connection or broke HTTP; nothing more can be said to it."""
+
+
+@attrs.frozen
+class Request:
+    method: str
+    path: str  # without the /v1.xx prefix
+    version: str | None  # the prefix's API version, if any
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def upgrade(self) -> bool:
+        return "upgrade" in self.headers.get("connection", "").lower()
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean parameter as Docker reads it: 1/true/True, 0/false/False or empty."""
+        value = self.arg(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes"):
+            return True
+        if value.lower() in ("0", "false", "no", ""):
+            return False
+        raise ApiError(400, f"invalid value for {name!r}: {value!r} is not a boolean")
+
+    def integer(self, name: str) -> int | None:
+        value = self.arg(name)
+        if value is None or value == "":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise ApiError(
+                400, f"invalid value for {name!r}: {value!r} is not an integer"
+            ) from None
+
+    def number(self, name: str) -> float | None:
+        value = self.arg(name)
+        if value is None or value == "":
+            return None
+        try:
+            result = float(value)
+        except ValueError:
+            result = math.nan
+        if not math.isfinite(result):
+            raise ApiError(400, f"invalid value for {name!r}: {value!r} is not a number")
+        return result
+
+    def json(self) -> Any:
+        """The body as JSON; an empty body is ``{}``."""
+        if not self.body.strip():
+            return {}
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"invalid JSON in the request body: {exc}") from None
+
+    def json_object(self) -> dict[str, Any]:
+        data = self.json()
+        if not isinstance(data, dict):
+            raise ApiError(400, f"invalid request body: expected a JSON object, got {data!r}")
+        return data
+
+
+def _request_of(event: h11.Request, body: bytes) -> Request:
+    target = event.target.decode("latin-1")
+    parts = urlsplit(target)
+    path = unquote(parts.path)
+    version = None
+    match = _VERSIONED.match(path)
+    if match:
+        version, path = match[1], match[2]
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
+    return Request(
+        method=event.method.decode("ascii", "replace").upper(),
+        path=path,
+        version=version,
+        query=parse_qs(parts.query, keep_blank_values=True),
+        headers=headers,
+        body=body,
+    )
+
+
+class HttpConnection:
+    def __init__(self, stream: trio.abc.Stream, server_header: str) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        self.server_header = server_header
+        self.method = "GET"
+        self.hijacked = False
+
+    async def _send(self, event: h11.Event) -> None:
+        try:
+            data = self.h11.send(event)
+        except h11.LocalProtocolError as exc:
+            raise PeerGone(str(exc)) from None
+        if data:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise PeerGone(str(exc)) from None
+
+    async def _event(self) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ApiError(exc.error_status_hint, f"bad HTTP request: {exc}") from None
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise PeerGone(str(exc)) from None
+            self.h11.receive_data(bytes(data))
+
+    async def next_request(self) -> Request | None:
+        """The next whole request, or None once the client has closed the connection."""
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+        event = await self._event()
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):
+            raise ApiError(400, "bad HTTP request: expected a request line")
+        self.method = event.method.decode("ascii", "replace").upper()
+        body = bytearray()
+        while True:
+            part = await self._event()
+            if isinstance(part, h11.Data):
+                body += part.data
+                if len(body) > MAX_BODY:
+                    raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+            elif isinstance(part, h11.EndOfMessage) or part is h11.PAUSED:
+                break
+            elif isinstance(part, h11.ConnectionClosed):
+                raise PeerGone("closed in the middle of a request")
+        return _request_of(event, bytes(body))
+
+    @property
+    def can_respond(self) -> bool:
+        return self.h11.our_state is h11.SEND_RESPONSE
+
+    @property
+    def keep_alive(self) -> bool:
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    def _headers(self, content_type: str | None, extra: dict[str, str]) -> list[tuple[str, str]]:
+        headers = [
+            ("Server", self.server_header),
+            ("Api-Version", API_VERSION),
+            ("Ostype", "linux"),
+            ("Docker-Experimental", "false"),
+        ]
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        headers.extend(extra.items())
+        return headers
+
+    async def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        *,
+        content_type: str | None = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        extra = dict(headers or {})
+        extra["Content-Length"] = str(len(body))
+        hdrs = self._headers(content_type if body or status != 204 else None, extra)
+        await self._send(h11.Response(status_code=status, headers=hdrs))
+        if body and self.method != "HEAD":
+            await self._send(h11.Data(data=body))
+        await self._send(h11.EndOfMessage())
+
+    async def respond_json(self, status: int, value: object) -> None:
+        await self.respond(status, json.dumps(value).encode() + b"\n")
+
+    async def error(self, exc: ApiError) -> None:
+        await self.respond_json(exc.status, {"message": exc.message})
+
+    async def refuse(self, exc: ApiError) -> None:
+        """Answer a request h11 could not parse (h11 will not frame a response to what it
+        never saw as a request), then the connection ends."""
+        if self.can_respond:
+            await self.error(exc)
+            return
+        body = json.dumps({"message": exc.message}).encode() + b"\n"
+        head = (
+            f"HTTP/1.1 {exc.status} {HTTPStatus(exc.status).phrase}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        try:
+            await self.stream.send_all(head.encode() + body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone(str(exc)) from None
+
+    async def start_stream(self, content_type: str = "application/json") -> None:
+        """Headers now (clients wait for them), then :meth:`send` pieces, then :meth:`end`."""
+        await self._send(h11.Response(status_code=200, headers=self._headers(content_type, {})))
+
+    async def send(self, data: bytes) -> None:
+        if data:
+            await self._send(h11.Data(data=data))
+
+    async def end(self) -> None:
+        await self._send(h11.EndOfMessage())
+
+    async def hijack(self, upgrade: bool) -> bytes:
+        """Turn the connection into a raw byte stream; return what the client already sent
+        past its request.  After this, use :attr:`stream` directly; it is closed with the
+        connection."""
+        self.hijacked = True
+        # A request that proposed an upgrade leaves the client waiting for our answer
+        # (h11's MIGHT_SWITCH_PROTOCOL) rather than DONE.
+        if upgrade and self.h11.their_state is not h11.DONE:
+            headers = self._headers(RAW_STREAM, {"Connection": "Upgrade", "Upgrade": "tcp"})
+            await self._send(
+                h11.InformationalResponse(status_code=101, headers=headers, reason=b"UPGRADED")
+            )
+            return self.h11.trailing_data[0]
+        # No upgrade asked for (curl): the raw stream is the body of a response that ends
+        # with the connection, as Docker does it.
+        raw = f"HTTP/1.1 200 OK\r\nContent-Type: {RAW_STREAM}\r\nConnection: close\r\n\r\n"
+        try:
+            await self.stream.send_all(raw.encode())
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone(str(exc)) from None
+        return b""
+
+    @asynccontextmanager
+    async def cancelled_if_peer_closes(self) -> AsyncIterator[None]:
+        """Run the body (a long wait or a stream) only as long as the client stays: a
+        client that hangs up cancels it."""
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                while True:
+                    try:
+                        data = await self.stream.receive_some(READ_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        break
+                    if not data:
+                        break
+                    self.h11.receive_data(bytes(data))  # kept for the next request
+                nursery.cancel_scope.cancel(reason="the client closed the connection")
+
+            nursery.start_soon(watch)
+            yield
+            nursery.cancel_scope.cancel(reason="response complete")

@@ -1,0 +1,881 @@
+"""The Engine API's routes: each maps a Docker request onto the supervisor's methods.
+
+This front end translates and holds no policy: what a container may do, when it starts,
+stops, restarts or is removed is the supervisor's business, as it is for the native socket
+(:mod:`boxd._server`).  What it keeps itself is what only the API has: exec instances
+(created, then started by id, then inspected for their exit code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import platform
+import re
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from .. import __version__, _logs, _plan, protocol
+from .._convert import ConversionError
+from .._output import Output
+from .._records import Container
+from .._run import Run
+from .._server import bind_socket, peer_credentials
+from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from . import _shapes
+from ._http import (
+    API_VERSION,
+    MIN_API_VERSION,
+    RAW_STREAM,
+    ApiError,
+    HttpConnection,
+    PeerGone,
+    Request,
+)
+from ._shapes import Fields
+
+log = logging.getLogger("boxd.dockerapi")
+
+MAX_CONNECTIONS = 256
+STATS_INTERVAL = 1.0
+READ_SIZE = 65536
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+_HEADER = struct.Struct(">BxxxL")
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _api_error(exc: BaseException) -> ApiError | None:
+    """Docker's status for an expected failure; None for a bug."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, NoSuchContainer):
+        text = str(exc)
+        return ApiError(404, text[:1].upper() + text[1:])
+    if isinstance(exc, Conflict):
+        return ApiError(409, str(exc))
+    if isinstance(exc, StartError):
+        # The docker CLI picks its exit code from these words: 127 and 126.
+        if exc.exit_code == 127:
+            return ApiError(400, f"{exc}: executable file not found")
+        if exc.exit_code == 126:
+            return ApiError(400, f"{exc}: permission denied")
+        return ApiError(500, str(exc))
+    if isinstance(exc, ConversionError | ValueError):
+        return ApiError(400, str(exc))
+    if isinstance(exc, OSError):
+        return ApiError(500, str(exc))
+    return None
+
+
+def _check_version(version: str | None) -> None:
+    if version is None:
+        return
+    wanted = tuple(int(p) for p in version.split("."))
+    if wanted > tuple(int(p) for p in API_VERSION.split(".")):
+        raise ApiError(
+            400,
+            f"client version {version} is too new. Maximum supported API version is {API_VERSION}",
+        )
+    if wanted < tuple(int(p) for p in MIN_API_VERSION.split(".")):
+        raise ApiError(
+            400,
+            f"client version {version} is too old. Minimum supported API version is "
+            f"{MIN_API_VERSION}, please upgrade your client to a newer version",
+        )
+
+
+def frame(stream_id: int, data: bytes, *, tty: bool) -> bytes:
+    """Docker's stream framing: raw for a TTY, else an 8-byte header (stream, size)."""
+    return data if tty else _HEADER.pack(stream_id, len(data)) + data
+
+
+@attrs.define(eq=False)
+class _Exec:
+    """An exec instance: created by one request, started by another, inspected after."""
+
+    id: str
+    container: str
+    command: tuple[str, ...]
+    env: tuple[str, ...]
+    workdir: str
+    user: str
+    tty: bool
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    started: bool = False
+    run: Run | None = None
+    exit_code: int | None = None
+    size: tuple[int, int] | None = None  # a resize that came before the process ran
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None and not self.run.exited.is_set()
+
+
+def _stats_shape(
+    c: Container, sample: tuple[float, Any, int] | None, previous: tuple[float, Any, int] | None
+) -> dict[str, Any]:
+    def cpu(s: tuple[float, Any, int] | None) -> dict[str, Any]:
+        if s is None or s[1] is None:
+            return {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}
+        stats = s[1]
+        return {
+            "cpu_usage": {
+                "total_usage": stats.cpu_total_ns,
+                "usage_in_kernelmode": stats.cpu_system_ns,
+                "usage_in_usermode": stats.cpu_user_ns,
+            },
+            "system_cpu_usage": s[2],
+            "online_cpus": os.cpu_count() or 1,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        }
+
+    stats = sample[1] if sample else None
+    return {
+        "read": _shapes.rfc3339(sample[0]) if sample else _shapes.ZERO_TIME,
+        "preread": _shapes.rfc3339(previous[0]) if previous else _shapes.ZERO_TIME,
+        "pids_stats": {"current": stats.pids} if stats else {},
+        "blkio_stats": {
+            "io_service_bytes_recursive": [
+                {"major": 0, "minor": 0, "op": "read", "value": stats.io_read_bytes},
+                {"major": 0, "minor": 0, "op": "write", "value": stats.io_write_bytes},
+            ]
+            if stats
+            else None
+        },
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": cpu(sample),
+        "precpu_stats": cpu(previous),
+        "memory_stats": {
+            "usage": stats.memory_usage,
+            "limit": stats.memory_limit or _mem_total(),
+            "stats": {},
+        }
+        if stats
+        else {},
+        "name": "/" + c.name,
+        "id": c.id,
+        "networks": {},
+    }
+
+
+def _system_cpu_ns() -> int:
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    return sum(int(x) for x in fields[:8]) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _mem_total() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+class DockerApi:
+    def __init__(self, sup: Supervisor, nursery: trio.Nursery) -> None:
+        self.sup = sup
+        self._nursery = nursery  # detached execs run here
+        self._execs: dict[str, _Exec] = {}
+        self._limit = trio.Semaphore(MAX_CONNECTIONS)
+        c = r"/containers/([^/]+)"
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", r"/_ping", self._ping),
+            ("HEAD", r"/_ping", self._ping),
+            ("GET", r"/version", self._version),
+            ("GET", r"/info", self._info),
+            ("POST", r"/containers/create", self._create),
+            ("GET", r"/containers/json", self._list),
+            ("POST", r"/containers/prune", self._prune),
+            ("GET", c + r"/json", self._inspect),
+            ("POST", c + r"/start", self._start),
+            ("POST", c + r"/stop", self._stop),
+            ("POST", c + r"/restart", self._restart),
+            ("POST", c + r"/kill", self._kill),
+            ("POST", c + r"/wait", self._wait),
+            ("DELETE", c, self._remove),
+            ("GET", c + r"/logs", self._logs),
+            ("POST", c + r"/attach", self._attach),
+            ("POST", c + r"/resize", self._resize),
+            ("POST", c + r"/update", self._update),
+            ("GET", c + r"/stats", self._stats),
+            ("POST", c + r"/exec", self._exec_create),
+            ("POST", r"/exec/([^/]+)/start", self._exec_start),
+            ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
+            ("GET", r"/exec/([^/]+)/json", self._exec_inspect),
+            ("GET", r"/images/json", self._images),
+            ("GET", r"/images/(.+)/json", self._image_inspect),
+            ("POST", r"/images/create", self._image_pull),
+        ]
+        self._routes = [(m, re.compile(p + r"\Z"), h) for m, p, h in routes]
+
+    # ---- connections ----------------------------------------------------------------
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        pid = uid = -1
+        if isinstance(stream, trio.SocketStream):
+            with contextlib.suppress(OSError):
+                pid, uid, _ = peer_credentials(stream)
+        conn = HttpConnection(stream, f"boxd/{__version__}")
+        async with stream:
+            if self._limit.value == 0:
+                with contextlib.suppress(PeerGone, ApiError):
+                    await conn.next_request()
+                    await conn.error(ApiError(503, "too many connections"))
+                return
+            async with self._limit:
+                try:
+                    await self._serve(conn, pid, uid)
+                except PeerGone:
+                    pass
+                except Exception as exc:  # a bug must cost one connection, not the daemon
+                    log.exception("peer pid=%d uid=%d: request failed", pid, uid)
+                    if conn.can_respond:
+                        with contextlib.suppress(PeerGone):
+                            await conn.error(ApiError(500, f"internal error: {exc}"))
+
+    async def _serve(self, conn: HttpConnection, pid: int, uid: int) -> None:
+        while True:
+            try:
+                request = await conn.next_request()
+            except ApiError as exc:
+                await conn.refuse(exc)
+                return
+            if request is None:
+                return
+            log.debug("peer pid=%d uid=%d: %s %s", pid, uid, request.method, request.path)
+            try:
+                await self._dispatch(conn, request)
+            except Exception as exc:
+                error = _api_error(_unwrap(exc))
+                if error is None:
+                    raise
+                if not conn.can_respond:
+                    return  # in the middle of a stream: ending it is all that is left
+                await conn.error(error)
+            if conn.hijacked or not conn.keep_alive:
+                return
+
+    async def _dispatch(self, conn: HttpConnection, request: Request) -> None:
+        _check_version(request.version)
+        allowed = False
+        for method, pattern, handler in self._routes:
+            match = pattern.match(request.path)
+            if match is None:
+                continue
+            allowed = True
+            if method == request.method:
+                await handler(conn, request, *match.groups())
+                return
+        if allowed:
+            raise ApiError(405, f"method {request.method} not allowed for {request.path}")
+        raise ApiError(404, f"page not found: {request.method} {request.path}")
+
+    # ---- system ---------------------------------------------------------------------
+
+    async def _ping(self, conn: HttpConnection, req: Request) -> None:
+        await conn.respond(
+            200,
+            b"OK",
+            content_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"},
+        )
+
+    async def _version(self, conn: HttpConnection, req: Request) -> None:
+        details = {
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "Os": "linux",
+            "Arch": _arch(),
+            "KernelVersion": platform.release(),
+        }
+        await conn.respond_json(
+            200,
+            {
+                "Platform": {"Name": "boxd"},
+                "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+                "Version": __version__,
+                "GitCommit": "",
+                "GoVersion": "",
+                "BuildTime": "",
+                **details,
+            },
+        )
+
+    async def _info(self, conn: HttpConnection, req: Request) -> None:
+        containers = self.sup.list(all=True)
+        running = sum(1 for c in containers if _shapes.status_word(c) == "running")
+        mode = self.sup.cgroups.mode
+        await conn.respond_json(
+            200,
+            {
+                "ID": "",
+                "Name": platform.node(),
+                "Containers": len(containers),
+                "ContainersRunning": running,
+                "ContainersPaused": 0,
+                "ContainersStopped": len(containers) - running,
+                "Images": 1,
+                "Driver": "overlay2",
+                "DockerRootDir": str(self.sup.store.root),
+                "ServerVersion": __version__,
+                "OperatingSystem": "boxd",
+                "OSType": "linux",
+                "Architecture": platform.machine(),
+                "KernelVersion": platform.release(),
+                "NCPU": os.cpu_count() or 1,
+                "MemTotal": _mem_total(),
+                "CgroupDriver": "cgroupfs",
+                "CgroupVersion": "2" if mode == "v2" else "1",
+                "LoggingDriver": "json-file",
+                "DefaultRuntime": "boxd",
+                "Runtimes": {"boxd": {"path": "boxd"}},
+                "SecurityOptions": ["name=seccomp,profile=builtin"],
+                "Plugins": {"Volume": [], "Network": ["host", "none"], "Log": ["json-file"]},
+                "Swarm": {"LocalNodeState": "inactive"},
+                "Warnings": None,
+            },
+        )
+
+    # ---- containers -----------------------------------------------------------------
+
+    async def _create(self, conn: HttpConnection, req: Request, *_: str) -> None:
+        config = _shapes.container_config(req.json_object())
+        c = await self.sup.create(config, (req.arg("name") or "").lstrip("/"))
+        await conn.respond_json(201, {"Id": c.id, "Warnings": []})
+
+    async def _list(self, conn: HttpConnection, req: Request) -> None:
+        limit = req.integer("limit") or 0
+        keep = _shapes.container_filter(_shapes.parse_filters(req.arg("filters")))
+        found = [c for c in self.sup.list(all=req.flag("all") or limit > 0) if keep(c)]
+        if limit > 0:
+            found = found[:limit]
+        now = time.time()
+        await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
+
+    async def _prune(self, conn: HttpConnection, req: Request) -> None:
+        keep = _shapes.container_filter(_shapes.parse_filters(req.arg("filters")))
+        deleted = []
+        for c in self.sup.list(all=True):
+            if _shapes.status_word(c) != "running" and keep(c):
+                with contextlib.suppress(NoSuchContainer, Conflict):
+                    await self.sup.remove(c.id)
+                    deleted.append(c.id)
+        await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+
+    async def _inspect(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        c = self.sup.inspect(ref)
+        ids = [e.id for e in self._execs.values() if e.container == c.id]
+        await conn.respond_json(200, _shapes.inspect(c, ids))
+
+    async def _start(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        c = self.sup.inspect(ref)
+        if self.sup.run_of(c.id) is not None:
+            await conn.respond(304, content_type=None)
+            return
+        try:
+            await self.sup.start(c.id)
+        except BaseException:
+            if c.config.auto_remove:  # as `docker run --rm`: a container that cannot start goes
+                with trio.CancelScope(shield=True), contextlib.suppress(NoSuchContainer):
+                    await self.sup.remove(c.id, force=True)
+            raise
+        await conn.respond(204, content_type=None)
+
+    async def _stop(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        c = self.sup.inspect(ref)
+        if self.sup.run_of(c.id) is None:
+            await conn.respond(304, content_type=None)
+            return
+        await self.sup.stop(c.id, req.number("t"))
+        await conn.respond(204, content_type=None)
+
+    async def _restart(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        await self.sup.restart(ref, req.number("t"))
+        await conn.respond(204, content_type=None)
+
+    async def _kill(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        await self.sup.kill(ref, req.arg("signal") or "SIGKILL")
+        await conn.respond(204, content_type=None)
+
+    async def _remove(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        if req.flag("link"):
+            raise ApiError(400, "links are not supported by boxd")
+        c = self.sup.inspect(ref)
+        await self.sup.remove(c.id, force=req.flag("force"))
+        for exec_id in [e.id for e in self._execs.values() if e.container == c.id]:
+            del self._execs[exec_id]
+        await conn.respond(204, content_type=None)
+
+    async def _wait(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        """Headers at once (``docker run`` waits for them before it starts the container),
+        the exit code when the condition is met."""
+        condition = req.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise ApiError(
+                400, f"invalid condition {condition!r}: use not-running, next-exit or removed"
+            )
+        c = self.sup.inspect(ref)
+        await conn.start_stream()
+        code = c.state.exit_code or 0
+        async with conn.cancelled_if_peer_closes():
+            code = await self._wait_for(c, condition)
+        await conn.send(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+        await conn.end()
+
+    async def _wait_for(self, c: Container, condition: str) -> int:
+        st = c.state
+        if condition == "not-running" and self.sup.run_of(c.id) is None:
+            return st.exit_code or 0
+        # What tells that a run ended since the request came: a new end time, or a start
+        # that failed (a new error and code with no run).
+        before = (st.finished_at, st.exit_code, st.error)
+        seen_running = st.status.value == "running"
+        while True:
+            try:
+                c = self.sup.inspect(c.id)
+            except NoSuchContainer:
+                return st.exit_code or 0
+            st = c.state
+            running = st.status.value == "running"
+            seen_running = seen_running or running
+            ended = seen_running or (st.finished_at, st.exit_code, st.error) != before
+            if condition != "removed" and not running and ended:
+                return st.exit_code or 0
+            await self.sup.wait_changed()
+
+    async def _resize(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        run = self.sup.run_of(ref)
+        if run is None:
+            raise Conflict(f"container {ref} is not running")
+        run.resize(*self._size(req))
+        await conn.respond(200, content_type=None)
+
+    def _size(self, req: Request) -> tuple[int, int]:
+        rows, cols = req.integer("h"), req.integer("w")
+        if rows is None or cols is None or not (0 < rows < 65536 and 0 < cols < 65536):
+            raise ApiError(
+                400, f"invalid terminal size h={rows} w={cols}: give h and w in 1..65535"
+            )
+        return rows, cols
+
+    async def _update(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        body = Fields(req.json_object(), "body")
+        if body.present("RestartPolicy"):
+            raise ApiError(400, "changing the restart policy is not supported by boxd")
+        c = self.sup.inspect(ref)
+        given = _shapes.resources(body)
+        changes = {k: v for k, v in attrs.asdict(given, recurse=False).items() if v is not None}
+        await self.sup.update(c.id, attrs.evolve(c.config.resources, **changes))
+        await conn.respond_json(200, {"Warnings": []})
+
+    # ---- logs, attach -----------------------------------------------------------------
+
+    async def _logs(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        c = self.sup.inspect(ref)
+        streams = {n for n in ("stdout", "stderr") if req.flag(n)}
+        if not streams:
+            raise ApiError(400, "Bad parameters: you must choose at least one stream")
+        tail_text = req.arg("tail") or "all"
+        tail: int | None = None
+        if tail_text != "all":
+            try:
+                tail = int(tail_text)
+            except ValueError:
+                raise ApiError(400, f"invalid tail {tail_text!r}: a number or all") from None
+            tail = None if tail < 0 else tail
+        since = req.number("since") or None
+        until = req.number("until") or None
+        follow = req.flag("follow")
+        directory = self.sup.log_dir(c.id)
+        formatter = _logs.OutputFormatter(timestamps=req.flag("timestamps"))
+        tty = c.config.tty
+
+        def encode(entries: list[_logs.LogEntry]) -> bytes:
+            out = bytearray()
+            for e in entries:
+                if e.stream in streams and (until is None or e.time <= until):
+                    sid = protocol.STDOUT if e.stream == "stdout" else protocol.STDERR
+                    out += frame(sid, formatter.format(e), tty=tty)
+            return bytes(out)
+
+        await conn.start_stream(RAW_STREAM if tty else MULTIPLEXED)
+        if not follow:
+            entries = await trio.to_thread.run_sync(
+                functools.partial(_logs.read_entries, directory, since=since, tail=tail)
+            )
+            data = encode(entries)
+            for start in range(0, len(data), READ_SIZE):
+                await conn.send(data[start : start + READ_SIZE])
+            await conn.end()
+            return
+
+        def ended() -> bool:
+            try:
+                return self.sup.run_of(c.id) is None
+            except NoSuchContainer:
+                return True
+
+        async with conn.cancelled_if_peer_closes():
+            async for entry in _logs.follow(directory, since=since, tail=tail, until_closed=ended):
+                await conn.send(encode([entry]))
+        await conn.end()
+
+    async def _attach(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        c = self.sup.inspect(ref)
+        wanted = {
+            sid
+            for sid, name in ((protocol.STDOUT, "stdout"), (protocol.STDERR, "stderr"))
+            if req.flag(name)
+        }
+        # Attached before start (docker run): every byte from the first, and the container's
+        # stdin closes when the client's input ends (Docker's StdinOnce).
+        before_start = self.sup.run_of(c.id) is None
+        channel = self.sup.subscribe(c.id, lossless=before_start) if req.flag("stream") else None
+        try:
+            leftover = await conn.hijack(req.upgrade)
+        except BaseException:
+            if channel is not None:
+                channel.close()
+            raise
+        tty = c.config.tty
+        sock = conn.stream
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            if req.flag("logs"):
+                entries = await trio.to_thread.run_sync(_logs.read_entries, self.sup.log_dir(c.id))
+                formatter = _logs.OutputFormatter()
+                for e in entries:
+                    sid = protocol.STDOUT if e.stream == "stdout" else protocol.STDERR
+                    if sid in wanted:
+                        await sock.send_all(frame(sid, formatter.format(e), tty=tty))
+            if channel is None:
+                return
+            async with trio.open_nursery() as nursery:
+                if req.flag("stdin") and c.config.interactive:
+                    nursery.start_soon(
+                        self._forward_stdin,
+                        sock,
+                        leftover,
+                        functools.partial(self._started, c.id),
+                        before_start,
+                    )
+                nursery.start_soon(self._until_removed, c.id, nursery.cancel_scope)
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async with channel:
+                        async for sid, data in channel:
+                            if sid in wanted:
+                                await sock.send_all(frame(sid, data, tty=tty))
+                nursery.cancel_scope.cancel(reason="the container's output ended")
+
+    async def _started(self, cid: str) -> Run | None:
+        """The container's run once it runs; None if it goes away first."""
+        while True:
+            try:
+                run = self.sup.run_of(cid)
+            except NoSuchContainer:
+                return None
+            if run is not None:
+                return run
+            await self.sup.wait_changed()
+
+    async def _until_removed(self, cid: str, scope: trio.CancelScope) -> None:
+        while True:
+            try:
+                self.sup.inspect(cid)
+            except NoSuchContainer:
+                scope.cancel(reason="the container was removed")
+                return
+            await self.sup.wait_changed()
+
+    async def _forward_stdin(
+        self,
+        sock: trio.abc.Stream,
+        leftover: bytes,
+        run_of: Callable[[], Awaitable[Run | None]],
+        close_at_end: bool,
+    ) -> None:
+        run = await run_of()
+        if run is None:
+            return
+        if leftover:
+            await run.write_stdin(leftover)
+        while True:
+            try:
+                data = await sock.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                break
+            if not data:
+                break
+            await run.write_stdin(bytes(data))
+        if close_at_end:
+            await run.write_stdin(b"")
+
+    # ---- exec -------------------------------------------------------------------------
+
+    async def _exec_create(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        body = Fields(req.json_object(), "body")
+        c = self.sup.inspect(ref)
+        if self.sup.run_of(c.id) is None:
+            raise Conflict(f"container {c.id[:12]} is not running")
+        command = body.command("Cmd")
+        if not command:
+            raise ApiError(400, "no exec command specified")
+        if body.flag("Privileged"):
+            raise ApiError(400, "privileged exec is not supported by boxd")
+        spec = _plan.ExecSpec(
+            command=tuple(command),
+            env=tuple(body.strings("Env")),
+            workdir=body.text("WorkingDir"),
+            user=body.text("User"),
+            tty=body.flag("Tty"),
+        )
+        _plan.check_exec(spec)
+        ex = _Exec(
+            id=os.urandom(32).hex(),
+            container=c.id,
+            command=spec.command,
+            env=spec.env,
+            workdir=spec.workdir,
+            user=spec.user,
+            tty=spec.tty,
+            stdin=body.flag("AttachStdin"),
+            stdout=body.flag("AttachStdout"),
+            stderr=body.flag("AttachStderr"),
+        )
+        self._execs[ex.id] = ex
+        await conn.respond_json(201, {"Id": ex.id})
+
+    def _exec_of(self, exec_id: str) -> _Exec:
+        ex = self._execs.get(exec_id)
+        if ex is None:
+            raise ApiError(404, f"No such exec instance: {exec_id}")
+        return ex
+
+    async def _exec_start(self, conn: HttpConnection, req: Request, exec_id: str) -> None:
+        ex = self._exec_of(exec_id)
+        body = Fields(req.json_object(), "body")
+        if ex.started:
+            raise ApiError(409, f"exec instance {exec_id} has already been started")
+        if self.sup.run_of(ex.container) is None:
+            raise Conflict(f"container {ex.container[:12]} is not running")
+        ex.started = True
+        output = Output()
+        if body.flag("Detach"):
+            await self._nursery.start(self._run_exec, ex, output)
+            await conn.respond(200, content_type=None)
+            return
+        channel = output.subscribe(lossless=True)
+        leftover = await conn.hijack(req.upgrade)
+        sock = conn.stream
+        wanted = {
+            sid for sid, on in ((protocol.STDOUT, ex.stdout), (protocol.STDERR, ex.stderr)) if on
+        }
+        async with trio.open_nursery() as nursery:
+            try:
+                run: Run = await nursery.start(self._run_exec, ex, output)
+            except StartError as exc:
+                error = _api_error(exc)
+                assert error is not None
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    message = (error.message + "\r\n").encode()
+                    await sock.send_all(frame(protocol.STDOUT, message, tty=ex.tty))
+                return
+            if ex.stdin:
+                nursery.start_soon(
+                    self._forward_stdin, sock, leftover, functools.partial(_ready, run), True
+                )
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async with channel:
+                    async for sid, data in channel:
+                        if sid in wanted:
+                            await sock.send_all(frame(sid, data, tty=ex.tty))
+            await run.exited.wait()
+            nursery.cancel_scope.cancel(reason="the exec'd process ended")
+
+    async def _run_exec(
+        self, ex: _Exec, output: Output, *, task_status: trio.TaskStatus[Run]
+    ) -> None:
+        """Run the exec'd process to its end; its Run is reported once it runs.  A failure
+        to start is recorded (126 or 127, as Docker reports it) and raised to the starter."""
+        try:
+            async with trio.open_nursery() as nursery:
+                run: Run = await nursery.start(
+                    functools.partial(
+                        self.sup.exec,
+                        ex.container,
+                        ex.command,
+                        env=ex.env,
+                        workdir=ex.workdir,
+                        user=ex.user,
+                        tty=ex.tty,
+                        interactive=ex.stdin,
+                        output=output,
+                    )
+                )
+                ex.run = run
+                if ex.size is not None:
+                    run.resize(*ex.size)
+                task_status.started(run)
+        except Exception as exc:
+            failure = _unwrap(exc)
+            ex.exit_code = failure.exit_code if isinstance(failure, StartError) else 126
+            if isinstance(failure, Exception):
+                raise failure from None
+            raise
+        assert run.outcome is not None
+        ex.exit_code = run.outcome.exit_code
+
+    async def _exec_resize(self, conn: HttpConnection, req: Request, exec_id: str) -> None:
+        ex = self._exec_of(exec_id)
+        size = self._size(req)
+        if ex.exit_code is not None:
+            raise Conflict(f"exec instance {exec_id} has ended")
+        # The CLI resizes right after it starts the exec, often before the process runs.
+        ex.size = size
+        if ex.run is not None:
+            ex.run.resize(*size)
+        await conn.respond(200, content_type=None)
+
+    async def _exec_inspect(self, conn: HttpConnection, req: Request, exec_id: str) -> None:
+        ex = self._exec_of(exec_id)
+        await conn.respond_json(
+            200,
+            {
+                "ID": ex.id,
+                "Running": ex.running,
+                "ExitCode": ex.exit_code,
+                "ProcessConfig": {
+                    "tty": ex.tty,
+                    "entrypoint": ex.command[0],
+                    "arguments": list(ex.command[1:]),
+                    "privileged": False,
+                    "user": ex.user,
+                },
+                "OpenStdin": ex.stdin,
+                "OpenStdout": ex.stdout,
+                "OpenStderr": ex.stderr,
+                "CanRemove": False,
+                "ContainerID": ex.container,
+                "DetachKeys": "",
+                "Pid": ex.run.pid if ex.run is not None else 0,
+            },
+        )
+
+    # ---- stats ------------------------------------------------------------------------
+
+    async def _stats(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        c = self.sup.inspect(ref)
+        stream = req.flag("stream", True)
+        one_shot = req.flag("one-shot")
+
+        def sample() -> tuple[float, Any, int] | None:
+            found = self.sup.sample([c.id])
+            return (time.time(), found[0][1], _system_cpu_ns()) if found else None
+
+        await conn.start_stream()
+        async with conn.cancelled_if_peer_closes():
+            previous = None
+            if not stream and not one_shot:  # two samples, so the CPU use is known
+                previous = sample()
+                await trio.sleep(STATS_INTERVAL)
+            while True:
+                current = sample()
+                await conn.send(json.dumps(_stats_shape(c, current, previous)).encode() + b"\n")
+                if not stream:
+                    break
+                previous = current
+                await trio.sleep(STATS_INTERVAL)
+        await conn.end()
+
+    # ---- images (what boxd has until the image store lands) ----------------------------
+
+    def _image_shape(self) -> dict[str, Any]:
+        return {
+            "Id": _shapes.image_id("default"),
+            "RepoTags": ["default:latest"],
+            "RepoDigests": [],
+            "Created": "1970-01-01T00:00:00Z",
+            "Size": 0,
+            "Os": "linux",
+            "Architecture": _arch(),
+            "Config": {"Cmd": None, "Entrypoint": None, "Env": [], "WorkingDir": "/"},
+            "RootFS": {"Type": "layers", "Layers": []},
+        }
+
+    async def _images(self, conn: HttpConnection, req: Request) -> None:
+        shape = self._image_shape()
+        row = {
+            "Id": shape["Id"],
+            "ParentId": "",
+            "RepoTags": shape["RepoTags"],
+            "RepoDigests": [],
+            "Created": 0,
+            "Size": 0,
+            "SharedSize": -1,
+            "Labels": {},
+            "Containers": -1,
+        }
+        await conn.respond_json(200, [row])
+
+    async def _image_inspect(self, conn: HttpConnection, req: Request, name: str) -> None:
+        if name not in _shapes.IMAGES and name != self._image_shape()["Id"]:
+            raise _shapes.no_such_image(name)
+        await conn.respond_json(200, self._image_shape())
+
+    async def _image_pull(self, conn: HttpConnection, req: Request) -> None:
+        name = req.arg("fromImage") or ""
+        tag = req.arg("tag") or "latest"
+        ref = name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{tag}"
+        if ref not in ("default:latest", "docker.io/library/default:latest"):
+            raise ApiError(404, f"pull of {ref} refused: boxd has only the image 'default' yet")
+        await conn.respond_json(200, {"status": "Image is up to date for default:latest"})
+
+
+async def _ready(run: Run) -> Run:
+    return run
+
+
+async def serve_docker(
+    sup: Supervisor,
+    path: Path,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the Engine API on a Unix socket at ``path`` (bound as the native socket is:
+    mode 0660, group ``boxd``) until cancelled; the socket is removed at the end."""
+    sock = await bind_socket(path)
+    listener = trio.SocketListener(sock)
+    try:
+        async with trio.open_nursery() as nursery:
+            api = DockerApi(sup, nursery)
+            await nursery.start(trio.serve_listeners, api.handle, [listener])
+            task_status.started()
+    finally:
+        with trio.CancelScope(shield=True):
+            await listener.aclose()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

@@ -1,0 +1,578 @@
+"""Docker's JSON shapes and boxd's records, both ways (pure functions, no I/O but the clock).
+
+Create bodies are read field by field: a value of the wrong type is refused with the path
+of the field, ``null`` counts as absent (docker-py sends every field), unknown fields are
+ignored as Docker ignores them, and a setting boxd cannot honour is refused rather than
+dropped.  Inspect and list results carry the keys that the docker CLI and docker-py read.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import attrs
+
+from .. import _units
+from .._records import (
+    Container,
+    ContainerConfig,
+    Resources,
+    RestartName,
+    RestartPolicy,
+    Security,
+    Status,
+    Ulimit,
+    Volume,
+)
+from ._http import ApiError
+
+T = TypeVar("T")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+IMAGES = ("default", "default:latest")  # what boxd has until the image store lands
+
+
+def no_such_image(ref: str) -> ApiError:
+    return ApiError(404, f"No such image: {ref}")
+
+
+def rfc3339(t: float | None) -> str:
+    if t is None:
+        return ZERO_TIME
+    ns = round(t * 1e9)
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+# ---- reading a request body ----------------------------------------------------------
+
+
+class Fields:
+    """Typed access to one JSON object of a request, naming the path of a bad value."""
+
+    def __init__(self, data: object, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ApiError(400, f"invalid {path}: expected an object, got {_kind(data)}")
+        self.data: dict[str, Any] = data
+        self.path = path
+
+    def _get(self, key: str, check: Callable[[Any], bool], what: str) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not check(value):
+            raise ApiError(400, f"invalid {self.path}.{key}: expected {what}, got {value!r}")
+        return value
+
+    def text(self, key: str) -> str:
+        return self._get(key, lambda v: isinstance(v, str), "a string") or ""
+
+    def flag(self, key: str) -> bool:
+        return bool(self._get(key, lambda v: isinstance(v, bool), "a boolean"))
+
+    def integer(self, key: str) -> int:
+        return self._get(key, _is_int, "an integer") or 0
+
+    def strings(self, key: str) -> list[str]:
+        return list(self._get(key, _is_strings, "a list of strings") or [])
+
+    def command(self, key: str) -> list[str] | None:
+        """A list of strings, or a string (split as a shell would: Docker takes both)."""
+        value = self._get(key, lambda v: isinstance(v, str) or _is_strings(v), "a list of strings")
+        if isinstance(value, str):
+            return shlex.split(value)
+        return None if value is None else list(value)
+
+    def mapping(self, key: str) -> dict[str, str]:
+        value = self._get(
+            key,
+            lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+            "an object of strings",
+        )
+        return dict(value or {})
+
+    def object(self, key: str) -> Fields:
+        return Fields(self.data.get(key), f"{self.path}.{key}")
+
+    def objects(self, key: str) -> list[Fields]:
+        value = self._get(key, lambda v: isinstance(v, list), "a list")
+        return [Fields(v, f"{self.path}.{key}[{i}]") for i, v in enumerate(value or [])]
+
+    def present(self, key: str) -> bool:
+        """Set to something other than null, zero, false or empty."""
+        return bool(self.data.get(key))
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__.replace("NoneType", "null")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# ---- create ---------------------------------------------------------------------------
+
+# HostConfig settings boxd has no way to honour: refused when set, so a client never
+# believes it got one.
+_REFUSED_HOST = (
+    "Links",
+    "VolumesFrom",
+    "Devices",
+    "DeviceRequests",
+    "DeviceCgroupRules",
+    "PidMode",
+    "IpcMode",
+    "UTSMode",
+    "UsernsMode",
+    "Sysctls",
+    "Dns",
+    "DnsSearch",
+    "DnsOptions",
+    "ExtraHosts",
+    "Init",
+    "VolumeDriver",
+    "OomKillDisable",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "BlkioWeight",
+    "KernelMemory",
+    "MemoryReservation",
+)
+_NETWORKS = {"": "bridge", "default": "bridge", "bridge": "bridge", "host": "host", "none": "none"}
+
+
+def check_image(ref: str) -> str:
+    if not ref:
+        raise ApiError(400, "no image given (Config.Image is empty)")
+    if ref not in IMAGES:
+        raise no_such_image(ref)
+    return "default"
+
+
+def container_config(body: dict[str, Any]) -> ContainerConfig:
+    """A ContainerConfig from the body of ``POST /containers/create``."""
+    cfg = Fields(body, "Config")
+    host = cfg.object("HostConfig")
+    image = check_image(cfg.text("Image"))
+    command = (cfg.command("Entrypoint") or []) + (cfg.command("Cmd") or [])
+    if not command:
+        raise ApiError(400, "no command specified (the image 'default' has no default command)")
+    for key in _REFUSED_HOST:
+        if host.present(key):
+            raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
+    if host.present("PortBindings") or host.flag("PublishAllPorts"):
+        raise ApiError(400, "published ports are not supported by boxd yet (HostConfig)")
+    runtime = host.text("Runtime")
+    if runtime not in ("", "runc", "boxd"):
+        raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
+    log_type = host.object("LogConfig").text("Type")
+    if log_type not in ("", "json-file", "k8s-file"):
+        raise ApiError(400, f"logging driver {log_type!r} is not supported (boxd keeps a file)")
+    network = host.text("NetworkMode")
+    if network not in _NETWORKS:
+        raise ApiError(400, f"network mode {network!r} is not supported (use bridge, host or none)")
+    restart = host.object("RestartPolicy")
+    stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
+    try:
+        config = ContainerConfig(
+            image=image,
+            command=tuple(command),
+            env=tuple(cfg.strings("Env")),
+            workdir=cfg.text("WorkingDir") or "/",
+            user=cfg.text("User"),
+            hostname=cfg.text("Hostname"),
+            tty=cfg.flag("Tty"),
+            interactive=cfg.flag("OpenStdin"),
+            network=_NETWORKS[network],
+            volumes=tuple(_volumes(host)),
+            read_only=host.flag("ReadonlyRootfs"),
+            tmpfs=tuple(_tmpfs(host)),
+            shm_size=host.integer("ShmSize") or None,
+            group_add=tuple(host.strings("GroupAdd")),
+            ulimits=tuple(
+                Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
+                for u in host.objects("Ulimits")
+            ),
+            resources=_resources(host),
+            security=_security(host),
+            restart=_restart(restart.text("Name"), restart.integer("MaximumRetryCount")),
+            stop_signal=cfg.text("StopSignal") or "SIGTERM",
+            stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
+            auto_remove=host.flag("AutoRemove"),
+            labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return config
+
+
+def _volumes(host: Fields) -> Iterable[Volume]:
+    for spec in host.strings("Binds"):
+        try:
+            source, target, options = _units.split_volume(spec)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        yield _bind(source, target, spec, **options)
+    for mount in host.objects("Mounts"):
+        kind = mount.text("Type") or "volume"
+        if kind != "bind":
+            continue  # tmpfs mounts are collected by _tmpfs; volumes refused there
+        yield _bind(
+            mount.text("Source"), mount.text("Target"), mount.path, read_only=mount.flag("ReadOnly")
+        )
+
+
+def _bind(source: str, target: str, what: str, **options: bool) -> Volume:
+    if not source.startswith("/"):
+        raise ApiError(400, f"{what}: named volumes are not supported, give a host path")
+    if not os.path.exists(source):
+        raise ApiError(400, f"{what}: host path {source} does not exist")
+    if not target.startswith("/"):
+        raise ApiError(400, f"{what}: container path {target!r} is not absolute")
+    return Volume(source, target, **options)
+
+
+def _tmpfs(host: Fields) -> Iterable[str]:
+    for path, options in host.mapping("Tmpfs").items():
+        yield f"{path}:{options}" if options else path
+    for mount in host.objects("Mounts"):
+        kind = mount.text("Type") or "volume"
+        if kind == "tmpfs":
+            yield mount.text("Target")
+        elif kind != "bind":
+            raise ApiError(400, f"{mount.path}: mounts of type {kind!r} are not supported")
+
+
+def resources(host: Fields) -> Resources:
+    return _resources(host)
+
+
+def _resources(host: Fields) -> Resources:
+    memory = host.integer("Memory")
+    swap = host.integer("MemorySwap")
+    nano = host.integer("NanoCpus")
+    quota, period = host.integer("CpuQuota"), host.integer("CpuPeriod")
+    cpus = nano / 1e9 if nano else None
+    if cpus is None and quota > 0:
+        cpus = quota / (period or 100_000)
+    pids = host.integer("PidsLimit")
+    if min(memory, nano, host.integer("CpuShares")) < 0:
+        raise ApiError(400, "Memory, NanoCpus and CpuShares must not be negative")
+    return Resources(
+        memory=memory or None,
+        memory_swap=swap or None,
+        cpus=cpus,
+        cpu_shares=host.integer("CpuShares") or None,
+        pids_limit=pids if pids > 0 else None,
+        cpuset_cpus=host.text("CpusetCpus") or None,
+    )
+
+
+def _security(host: Fields) -> Security:
+    no_new_privileges = True
+    seccomp = "default"
+    for opt in host.strings("SecurityOpt"):
+        key, sep, value = opt.replace(":", "=", 1).partition("=")
+        if key == "no-new-privileges" and value in ("", "true", "false"):
+            no_new_privileges = value != "false"
+        elif key == "seccomp" and value in ("unconfined", "default"):
+            seccomp = value
+        elif key == "seccomp" and sep:
+            raise ApiError(
+                400, "seccomp profiles over the API are not supported (boxctl takes a file)"
+            )
+        else:
+            raise ApiError(
+                400, f"invalid SecurityOpt {opt!r}: use no-new-privileges or seccomp=unconfined"
+            )
+    return Security(
+        privileged=host.flag("Privileged"),
+        cap_add=tuple(host.strings("CapAdd")),
+        cap_drop=tuple(host.strings("CapDrop")),
+        no_new_privileges=no_new_privileges,
+        seccomp=seccomp,
+    )
+
+
+def _restart(name: str, retries: int) -> RestartPolicy:
+    if name in ("", "no"):
+        return RestartPolicy()
+    try:
+        policy = RestartPolicy.parse(name)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    if retries:
+        if policy.name is not RestartName.ON_FAILURE or retries < 0:
+            raise ApiError(400, f"invalid MaximumRetryCount {retries} for restart policy {name}")
+        policy = attrs.evolve(policy, max_retries=retries)
+    return policy
+
+
+# ---- inspect and list -----------------------------------------------------------------
+
+
+def status_word(c: Container) -> str:
+    """Docker's state words: created, running, exited (boxd's stopped is an exit)."""
+    return {Status.CREATED: "created", Status.RUNNING: "running"}.get(c.state.status, "exited")
+
+
+def labels(c: Container) -> dict[str, str]:
+    return dict(label.partition("=")[::2] for label in c.config.labels)
+
+
+def image_id(name: str) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(f"boxd image {name}".encode()).hexdigest()
+
+
+def _host_config(c: Container) -> dict[str, Any]:
+    cfg = c.config
+    res = cfg.resources
+    seccomp = cfg.security.seccomp
+    binds = []
+    for v in cfg.volumes:
+        opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
+        binds.append(f"{v.host}:{v.container}" + (f":{opts}" if opts else ""))
+    return {
+        "Binds": binds or None,
+        "NetworkMode": cfg.network,
+        "PortBindings": {},
+        "PublishAllPorts": False,
+        "RestartPolicy": {
+            "Name": cfg.restart.name.value,
+            "MaximumRetryCount": cfg.restart.max_retries,
+        },
+        "AutoRemove": cfg.auto_remove,
+        "Privileged": cfg.security.privileged,
+        "ReadonlyRootfs": cfg.read_only,
+        "CapAdd": list(cfg.security.cap_add) or None,
+        "CapDrop": list(cfg.security.cap_drop) or None,
+        "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
+        "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
+        "ShmSize": cfg.shm_size or 64 << 20,
+        "GroupAdd": list(cfg.group_add) or None,
+        "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
+        "Memory": res.memory or 0,
+        "MemorySwap": res.memory_swap or 0,
+        "NanoCpus": round((res.cpus or 0) * 1e9),
+        "CpuShares": res.cpu_shares or 0,
+        "PidsLimit": res.pids_limit,
+        "CpusetCpus": res.cpuset_cpus or "",
+        "LogConfig": {"Type": "json-file", "Config": {}},
+        "Runtime": "boxd",
+    }
+
+
+def _mounts(c: Container) -> list[dict[str, Any]]:
+    return [
+        {
+            "Type": "bind",
+            "Source": v.host,
+            "Destination": v.container,
+            "Mode": "ro" if v.read_only else "",
+            "RW": not v.read_only,
+            "Propagation": "rprivate",
+        }
+        for v in c.config.volumes
+    ]
+
+
+def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
+    cfg = c.config
+    st = c.state
+    word = status_word(c)
+    return {
+        "Id": c.id,
+        "Created": rfc3339(c.created_at),
+        "Path": cfg.command[0],
+        "Args": list(cfg.command[1:]),
+        "State": {
+            "Status": word,
+            "Running": word == "running",
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": st.oom_killed,
+            "Dead": False,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code or 0,
+            "Error": st.error,
+            "StartedAt": rfc3339(st.started_at),
+            "FinishedAt": rfc3339(st.finished_at),
+        },
+        "Image": image_id(cfg.image),
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": "",
+        "Name": "/" + c.name,
+        "RestartCount": st.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": exec_ids or None,
+        "HostConfig": _host_config(c),
+        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "Mounts": _mounts(c),
+        "Config": {
+            "Hostname": cfg.hostname or c.id[:12],
+            "Domainname": "",
+            "User": cfg.user,
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": cfg.tty,
+            "OpenStdin": cfg.interactive,
+            "StdinOnce": False,
+            "Env": list(cfg.env),
+            "Cmd": list(cfg.command),
+            "Image": cfg.image,
+            "Volumes": None,
+            "WorkingDir": cfg.workdir,
+            "Entrypoint": None,
+            "OnBuild": None,
+            "Labels": labels(c),
+            "StopSignal": cfg.stop_signal,
+            "StopTimeout": round(cfg.stop_timeout),
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "Ports": {},
+            "Networks": {cfg.network: {"NetworkID": cfg.network, "IPAddress": ""}},
+            "IPAddress": "",
+            "Gateway": "",
+            "MacAddress": "",
+        },
+    }
+
+
+def _human(seconds: float) -> str:
+    """Docker's rounded durations: ``Less than a second``, ``5 seconds``, ``About a minute``."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def status_text(c: Container, now: float) -> str:
+    st = c.state
+    word = status_word(c)
+    if word == "running":
+        return "Up " + _human(now - (st.started_at or now))
+    if word == "created":
+        return "Created"
+    return f"Exited ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+
+
+def summary(c: Container, now: float) -> dict[str, Any]:
+    """One row of ``GET /containers/json``."""
+    cfg = c.config
+    return {
+        "Id": c.id,
+        "Names": ["/" + c.name],
+        "Image": cfg.image,
+        "ImageID": image_id(cfg.image),
+        "Command": shlex.join(cfg.command),
+        "Created": int(c.created_at),
+        "Ports": [],
+        "Labels": labels(c),
+        "State": status_word(c),
+        "Status": status_text(c, now),
+        "HostConfig": {"NetworkMode": cfg.network},
+        "NetworkSettings": {"Networks": {cfg.network: {"NetworkID": cfg.network}}},
+        "Mounts": _mounts(c),
+    }
+
+
+# ---- list filters ---------------------------------------------------------------------
+
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def parse_filters(text: str | None) -> dict[str, list[str]]:
+    """``filters`` as JSON: ``{"key": ["v", ...]}`` or the old ``{"key": {"v": true}}``."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ApiError(400, f"invalid filters {text!r}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, f"invalid filters {text!r}: expected a JSON object")
+    found: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        if _is_strings(value) or (
+            isinstance(value, dict) and all(isinstance(v, str) for v in value)
+        ):
+            found[key] = list(value)
+        else:
+            raise ApiError(400, f"invalid filter {key!r}: expected a list of strings")
+    return found
+
+
+def container_filter(filters: dict[str, list[str]]) -> Callable[[Container], bool]:
+    """A predicate for the container list; a key or value boxd does not know is refused."""
+    for key, values in filters.items():
+        if key not in ("id", "name", "label", "status", "ancestor", "exited"):
+            raise ApiError(400, f"invalid filter '{key}'")
+        for v in values:
+            if key == "status" and v not in _STATUSES:
+                raise ApiError(400, f"invalid filter 'status={v}'")
+            if key == "exited" and not v.lstrip("-").isdigit():
+                raise ApiError(400, f"invalid filter 'exited={v}'")
+    return lambda c: all(_matches(c, k, vs) for k, vs in filters.items() if vs)
+
+
+def _matches(c: Container, key: str, values: list[str]) -> bool:
+    if key == "id":
+        return any(c.id.startswith(v) for v in values)
+    if key == "name":
+        return any(v.lstrip("/") in c.name for v in values)
+    if key == "label":
+        return all(_has_label(c, v) for v in values)
+    if key == "status":
+        return status_word(c) in values
+    if key == "ancestor":
+        return any(v in (c.config.image, f"{c.config.image}:latest") for v in values)
+    return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
+
+
+def _has_label(c: Container, wanted: str) -> bool:
+    key, eq, value = wanted.partition("=")
+    have = labels(c)
+    return key in have and (not eq or have[key] == value)

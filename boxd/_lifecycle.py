@@ -1,0 +1,142 @@
+"""A container's lifecycle: its phases and every allowed transition, in one place.
+
+A container is in exactly one phase (:class:`~boxd._records.Status`, stored in its record
+and shown by ``ps`` and ``inspect``)::
+
+    created ──start──▶ starting ──spawned──▶ running ◀──unpause── paused
+       ▲                  │                   │  │ └──────pause──────▲
+       └──spawn failed────┘ (never ran)       │  └─stop─▶ stopping ──▶ stopped
+                                              │                         │
+    exited ◀──ended by itself─────────────────┤ (killed: stopped)       │
+      │         restarting ◀──ended, policy───┘                         │
+      │            └──backoff over──▶ starting                          │
+      └──────────────────────────── start / rm ◀─────────────────────────┘
+                                         rm ──▶ removing ──▶ (gone)
+
+The supervisor changes a phase only through :func:`check_transition`, and every verb asks
+a predicate (``can_start``, ``can_pause``, ...) before it acts; a verb that does not fit
+the phase is refused with :class:`Conflict`, whose message says why in the user's terms.
+
+A daemon that starts finds each record in the phase its predecessor last wrote.  A record
+in a live phase (:data:`LIVE`) whose process still runs is a container found running:
+adopted by the new daemon where live restore keeps it, otherwise killed and recorded as
+exited; one whose process is gone ended while no daemon watched it.
+"""
+
+from __future__ import annotations
+
+from ._records import Status
+
+CREATED = Status.CREATED
+STARTING = Status.STARTING
+RUNNING = Status.RUNNING
+PAUSED = Status.PAUSED
+RESTARTING = Status.RESTARTING
+STOPPING = Status.STOPPING
+STOPPED = Status.STOPPED
+EXITED = Status.EXITED
+REMOVING = Status.REMOVING
+
+# Phases in which the container has a lifecycle task (a process, or a restart pending).
+LIVE = frozenset({STARTING, RUNNING, PAUSED, RESTARTING, STOPPING})
+# Phases in which its process exists (and may be signalled).
+WITH_PROCESS = frozenset({RUNNING, PAUSED, STOPPING})
+# Phases in which it is at rest: it can be started or removed.
+AT_REST = frozenset({CREATED, STOPPED, EXITED})
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    CREATED: frozenset({STARTING, REMOVING}),
+    # Spawning failed: back to created (it never ran) or exited; a restart that failed
+    # waits for the next one (restarting).
+    STARTING: frozenset({RUNNING, CREATED, EXITED, RESTARTING}),
+    RUNNING: frozenset({PAUSED, STOPPING, STOPPED, EXITED, RESTARTING}),
+    # A paused process can still end (SIGKILL, the OOM killer on cgroup v2).
+    PAUSED: frozenset({RUNNING, STOPPING, STOPPED, EXITED}),
+    RESTARTING: frozenset({STARTING, STOPPED}),
+    STOPPING: frozenset({STOPPED}),
+    STOPPED: frozenset({STARTING, REMOVING}),
+    EXITED: frozenset({STARTING, REMOVING}),
+    REMOVING: frozenset(),
+}
+
+
+class Conflict(RuntimeError):
+    """The container is not in a phase that allows the request."""
+
+
+def check_transition(current: Status, new: Status) -> None:
+    """Raise AssertionError for a transition the lifecycle does not have (a bug)."""
+    if new not in TRANSITIONS[current]:
+        raise AssertionError(f"no transition from {current.value} to {new.value}")
+
+
+def _refuse(name: str, phase: Status, what: str) -> Conflict:
+    return Conflict(f"container {name} is {_words(phase)}: {what}")
+
+
+def _words(phase: Status) -> str:
+    return {
+        CREATED: "not running",
+        STOPPED: "not running",
+        EXITED: "not running",
+        REMOVING: "being removed",
+    }.get(phase, phase.value)
+
+
+def can_start(name: str, phase: Status) -> bool:
+    """True: start it; False: it is already started (a no-op, as in Docker)."""
+    if phase in AT_REST:
+        return True
+    if phase is PAUSED:
+        raise _refuse(name, phase, "unpause it instead")
+    if phase is REMOVING:
+        raise _refuse(name, phase, "it cannot be started")
+    return False
+
+
+def can_stop(phase: Status) -> bool:
+    """Whether stop has anything to do (stopping a container at rest is a no-op)."""
+    return phase in LIVE
+
+
+def check_kill(name: str, phase: Status) -> None:
+    if phase not in WITH_PROCESS:
+        raise _refuse(name, phase, "there is no process to signal")
+
+
+def check_pause(name: str, phase: Status) -> None:
+    if phase is PAUSED:
+        raise Conflict(f"container {name} is already paused")
+    if phase is not RUNNING:
+        raise _refuse(name, phase, "only a running container can be paused")
+
+
+def check_unpause(name: str, phase: Status) -> None:
+    if phase is not PAUSED:
+        raise Conflict(f"container {name} is not paused")
+
+
+def check_exec(name: str, phase: Status) -> None:
+    if phase is PAUSED:
+        raise _refuse(name, phase, "unpause it first")
+    if phase not in (RUNNING, STOPPING):
+        raise _refuse(name, phase, "exec needs a running container")
+
+
+def check_attach(name: str, phase: Status) -> None:
+    if phase is PAUSED:
+        raise _refuse(name, phase, "unpause it first")
+    if phase not in (RUNNING, STOPPING):
+        raise _refuse(name, phase, "attach needs a running container")
+
+
+def check_remove(name: str, phase: Status, *, force: bool) -> None:
+    """``rm`` takes a container at rest; ``rm -f`` takes it in any phase."""
+    if force or phase in AT_REST or phase is REMOVING:
+        return
+    raise _refuse(name, phase, "stop it first or use --force")
+
+
+def shown_by_default(phase: Status) -> bool:
+    """Whether ``ps`` without ``-a`` lists it (Docker lists paused and restarting ones)."""
+    return phase in LIVE

@@ -1,0 +1,492 @@
+"""From an OCI :class:`~boxd._oci._spec.Spec` to boxd's own pieces: one :class:`SpawnPlan`
+(mount table, namespaces, identity, capabilities, rlimits, seccomp program) and the cgroup
+:class:`~boxd._cgroup.Limits`.  This module translates; the policy (what a mount table
+step may touch, how a filter is compiled, how limits are written) is boxd's.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import resource
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from .. import _caps, _seccomp
+from .._cgroup import CPU_PERIOD, Limits
+from .._native import Capabilities, MountKind, MountOp, Namespace, Rlimit, SpawnPlan
+from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+# Mount options as runc reads them: option -> (clear, set).  Anything else is mount data.
+_FLAGS: dict[str, tuple[int, int]] = {
+    "defaults": (0, 0),
+    "ro": (0, MS_RDONLY),
+    "rw": (MS_RDONLY, 0),
+    "nosuid": (0, MS_NOSUID),
+    "suid": (MS_NOSUID, 0),
+    "nodev": (0, MS_NODEV),
+    "dev": (MS_NODEV, 0),
+    "noexec": (0, MS_NOEXEC),
+    "exec": (MS_NOEXEC, 0),
+    "sync": (0, MS_SYNCHRONOUS),
+    "async": (MS_SYNCHRONOUS, 0),
+    "dirsync": (0, MS_DIRSYNC),
+    "remount": (0, MS_REMOUNT),
+    "mand": (0, MS_MANDLOCK),
+    "nomand": (MS_MANDLOCK, 0),
+    "noatime": (0, MS_NOATIME),
+    "atime": (MS_NOATIME, 0),
+    "nodiratime": (0, MS_NODIRATIME),
+    "diratime": (MS_NODIRATIME, 0),
+    "relatime": (0, MS_RELATIME),
+    "norelatime": (MS_RELATIME, 0),
+    "strictatime": (0, MS_STRICTATIME),
+    "nostrictatime": (MS_STRICTATIME, 0),
+    "lazytime": (0, MS_LAZYTIME),
+    "nolazytime": (MS_LAZYTIME, 0),
+    "nosymfollow": (0, MS_NOSYMFOLLOW),
+    "symfollow": (MS_NOSYMFOLLOW, 0),
+    "bind": (0, MS_BIND),
+    "rbind": (0, MS_BIND | MS_REC),
+}
+PROPAGATION = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+# Options other runtimes know that change what a mount is: refused, never passed on as data.
+_REFUSED_OPTIONS = {
+    "tmpcopyup": "copying the image's content into a tmpfs",
+    "idmap": "id-mapped mounts",
+    "ridmap": "id-mapped mounts",
+    "rro": "recursive read-only mounts",
+    "rrw": "recursive read-write mounts",
+    "copy-symlink": "copying symlinks",
+}
+
+NAMESPACES = {
+    "pid": Namespace.PID,
+    "network": Namespace.NET,
+    "mount": Namespace.MOUNT,
+    "ipc": Namespace.IPC,
+    "uts": Namespace.UTS,
+    "user": Namespace.USER,
+    "cgroup": Namespace.CGROUP,
+}
+
+# The device nodes every container gets (runc's default devices), bound from the host.
+DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+    ("/dev/ptmx", "pts/ptmx"),
+)
+_DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+# Sysctls that belong to a namespace (so a container may set them): the prefix and the
+# namespace it must have of its own.
+_NAMESPACED_SYSCTLS = (
+    ("kernel.msgmax", Namespace.IPC),
+    ("kernel.msgmnb", Namespace.IPC),
+    ("kernel.msgmni", Namespace.IPC),
+    ("kernel.sem", Namespace.IPC),
+    ("kernel.shmall", Namespace.IPC),
+    ("kernel.shmmax", Namespace.IPC),
+    ("kernel.shmmni", Namespace.IPC),
+    ("kernel.shm_rmid_forced", Namespace.IPC),
+    ("fs.mqueue.", Namespace.IPC),
+    ("net.", Namespace.NET),
+    ("kernel.hostname", Namespace.UTS),
+    ("kernel.domainname", Namespace.UTS),
+)
+
+
+def parse_options(options: Iterable[str], where: str) -> tuple[int, int, str]:
+    """(flags, propagation flags, data) of a mount's options, as runc parses them."""
+    flags = propagation = 0
+    data = []
+    for option in options:
+        if option in _REFUSED_OPTIONS:
+            raise SpecError(
+                f"{where}: option {option!r} ({_REFUSED_OPTIONS[option]}) is not supported"
+            )
+        if option in _FLAGS:
+            clear, set_ = _FLAGS[option]
+            flags = (flags & ~clear) | set_
+        elif option in PROPAGATION:
+            propagation |= PROPAGATION[option]
+        else:
+            data.append(option)
+    return flags, propagation, ",".join(data)
+
+
+def _container_path(path: str) -> str:
+    return posixpath.normpath("/" + path.lstrip("/")) if path else "/"
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.ops: list[MountOp] = []
+
+    def add(self, kind: MountKind, target: str, **fields: object) -> None:
+        self.ops.append(MountOp(kind, target, **fields))  # type: ignore[arg-type]
+
+    def mkdirs(self, path: str, mode: int = 0o755) -> None:
+        parts = [p for p in path.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            self.add(MountKind.MKDIR, "/" + "/".join(parts[:i]), mode=mode)
+
+
+def _mount(table: _Table, mount: Mount, index: int, bundle: Path) -> None:
+    where = f"config.json: mounts[{index}] ({mount.destination})"
+    target = _container_path(mount.destination)
+    flags, propagation, data = parse_options(mount.options, where)
+    if mount.type == "bind" or flags & MS_BIND:
+        source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as exc:
+            raise SpecError(f"{where}: bind source {source}: {exc.strerror}") from None
+        bind = MS_BIND | (flags & MS_REC)
+        if is_dir:
+            table.mkdirs(target)
+            table.add(MountKind.MOUNT, target, source=source, flags=bind)
+        else:
+            table.mkdirs(posixpath.dirname(target))
+            table.add(MountKind.MKFILE, target, mode=0o644)
+            table.add(MountKind.MOUNT, target, source=source, flags=bind)
+        rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
+        if rest:
+            table.add(MountKind.MOUNT, target, flags=MS_REMOUNT | MS_BIND | rest)
+    else:
+        fstype = mount.type
+        if fstype == "cgroup":
+            # The container's own cgroup (its cgroup namespace's root), on the unified
+            # hierarchy, as boxd mounts it.
+            fstype, source, data = "cgroup2", "cgroup2", ""
+        elif not fstype:
+            raise SpecError(f"{where}: a mount needs a type (or the bind option)")
+        else:
+            source = mount.source or fstype
+        table.mkdirs(target)
+        table.add(MountKind.MOUNT, target, source=source, fstype=fstype, flags=flags, data=data)
+    if propagation:
+        table.add(MountKind.MOUNT, target, flags=propagation)
+
+
+def _devices(table: _Table, spec: Spec, userns: bool) -> None:
+    table.mkdirs("/dev")
+    for name in DEFAULT_DEVICES:
+        table.add(MountKind.MKFILE, f"/dev/{name}", mode=0o666)
+        table.add(MountKind.MOUNT, f"/dev/{name}", source=f"/dev/{name}", flags=MS_BIND)
+    for i, device in enumerate(spec.linux.devices if spec.linux else ()):
+        where = f"config.json: linux.devices[{i}] ({device.path})"
+        kind = _DEVICE_TYPES.get(device.type)
+        if kind is None:
+            raise SpecError(f"{where}: unknown device type {device.type!r} (use c, b, u or p)")
+        if userns:
+            raise SpecError(f"{where}: device nodes cannot be made in a user namespace")
+        path = _container_path(device.path)
+        table.mkdirs(posixpath.dirname(path))
+        mode = device.file_mode if device.file_mode is not None else 0o666
+        table.add(
+            MountKind.MKNOD,
+            path,
+            mode=kind | (mode & 0o7777),
+            dev=os.makedev(device.major, device.minor) if kind != stat.S_IFIFO else 0,
+        )
+    for link, target in _DEV_LINKS:
+        table.add(MountKind.SYMLINK, link, source=target)
+
+
+def mount_table(spec: Spec, bundle: Path, rootfs: str, userns: bool) -> tuple[MountOp, ...]:
+    """The steps the child runs inside ``rootfs``: the root bound onto itself (pivot_root
+    needs a mount point), its propagation, the spec's mounts in order, the devices, the
+    read-only and masked paths, and last a read-only root."""
+    table = _Table()
+    table.add(MountKind.MOUNT, "/", source=rootfs, flags=MS_BIND | MS_REC)
+    linux = spec.linux
+    if linux is not None and linux.rootfs_propagation:
+        flags = PROPAGATION.get(linux.rootfs_propagation)
+        if flags is None:
+            raise SpecError(
+                f"config.json: linux.rootfsPropagation {linux.rootfs_propagation!r}: use one "
+                f"of {', '.join(PROPAGATION)}"
+            )
+        table.add(MountKind.MOUNT, "/", flags=flags)
+    for i, mount in enumerate(spec.mounts):
+        _mount(table, mount, i, bundle)
+    _devices(table, spec, userns)
+    if linux is not None:
+        for path in linux.readonly_paths:
+            table.add(MountKind.REMOUNT_RO, _container_path(path))
+        for path in linux.masked_paths:
+            table.add(MountKind.MASK, _container_path(path))
+    if spec.root is not None and spec.root.readonly:
+        table.add(MountKind.MOUNT, "/", flags=MS_REMOUNT | MS_BIND | MS_RDONLY)
+    return tuple(table.ops)
+
+
+def namespaces(spec: Spec) -> frozenset[Namespace]:
+    found = set()
+    for i, ns in enumerate(spec.linux.namespaces if spec.linux else ()):
+        where = f"config.json: linux.namespaces[{i}]"
+        kind = NAMESPACES.get(ns.type)
+        if kind is None:
+            if ns.type == "time":
+                raise SpecError(f"{where}: the time namespace is not supported")
+            raise SpecError(f"{where}: unknown namespace type {ns.type!r}")
+        if ns.path:
+            raise SpecError(
+                f"{where}: joining the {ns.type} namespace at {ns.path} is not supported "
+                "(boxd-runtime makes new namespaces only)"
+            )
+        if kind in found:
+            raise SpecError(f"{where}: the {ns.type} namespace is listed twice")
+        found.add(kind)
+    if Namespace.MOUNT not in found:
+        raise SpecError("config.json: a mount namespace is required (linux.namespaces)")
+    return frozenset(found)
+
+
+def _cap_mask(names: Iterable[str], where: str) -> int:
+    try:
+        return _caps.to_mask(names)
+    except ValueError as exc:
+        raise SpecError(f"config.json: {where}: {exc}") from None
+
+
+def capabilities(process: Process) -> Capabilities:
+    """The spec's sets as masks; absent sets are empty (nothing is granted by default)."""
+    sets = process.capabilities
+    if sets is None:
+        return Capabilities(bounding=0, effective=0, permitted=0)
+    permitted = _cap_mask(sets.permitted, "process.capabilities.permitted")
+    inheritable = _cap_mask(sets.inheritable, "process.capabilities.inheritable")
+    # The kernel raises an ambient capability only if it is permitted and inheritable;
+    # runc skips the others (`runc spec` lists ambient capabilities, no inheritable ones).
+    ambient = _cap_mask(sets.ambient, "process.capabilities.ambient") & permitted & inheritable
+    return Capabilities(
+        bounding=_cap_mask(sets.bounding, "process.capabilities.bounding"),
+        effective=_cap_mask(sets.effective, "process.capabilities.effective"),
+        permitted=permitted,
+        inheritable=inheritable,
+        ambient=ambient,
+    )
+
+
+def rlimits(process: Process) -> tuple[Rlimit, ...]:
+    out = []
+    for i, limit in enumerate(process.rlimits):
+        number = getattr(resource, limit.type, None) if limit.type.startswith("RLIMIT_") else None
+        if not isinstance(number, int):
+            raise SpecError(f"config.json: process.rlimits[{i}]: unknown type {limit.type!r}")
+        if limit.soft > limit.hard:
+            raise SpecError(
+                f"config.json: process.rlimits[{i}] ({limit.type}): soft {limit.soft} is above "
+                f"hard {limit.hard}"
+            )
+        out.append(Rlimit(number, _rlim(limit.soft), _rlim(limit.hard)))
+    return tuple(out)
+
+
+def _rlim(value: int) -> int:
+    return -1 if value >= (1 << 63) - 1 or value < 0 else value
+
+
+def search_path(env: Iterable[str]) -> tuple[str, ...]:
+    path = next(
+        (e[5:] for e in env if e.startswith("PATH=")),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+    return tuple(p for p in path.split(":") if p.startswith("/"))
+
+
+def seccomp_program(spec: Spec, bounding: int) -> bytes | None:
+    section = spec.linux.seccomp if spec.linux else None
+    if not section:
+        return None
+    try:
+        profile = _seccomp.profile_from_docker(section)
+        return _seccomp.compile_profile(profile, caps=bounding)
+    except ValueError as exc:
+        raise SpecError(f"config.json: linux.seccomp: {exc}") from None
+
+
+def check_personality(spec: Spec) -> None:
+    personality = spec.linux.personality if spec.linux else None
+    if personality is None:
+        return
+    if personality.domain != "LINUX" or personality.flags:
+        raise SpecError(
+            f"config.json: linux.personality {personality.domain} {list(personality.flags)}: "
+            "only LINUX without flags is supported"
+        )
+
+
+def process_plan(process: Process, *, console: bool) -> dict[str, object]:
+    """The SpawnPlan fields of the process itself (its init, or an exec)."""
+    if not process.args:
+        raise SpecError("config.json: process.args must not be empty")
+    if not process.cwd.startswith("/"):
+        raise SpecError(f"config.json: process.cwd {process.cwd!r} must be absolute")
+    caps = capabilities(process)
+    return {
+        "argv": process.args,
+        "env": process.env,
+        "search_path": search_path(process.env),
+        "cwd": process.cwd,
+        "uid": process.user.uid,
+        "gid": process.user.gid,
+        "groups": process.user.additional_gids,
+        "console": console,
+        "rlimits": rlimits(process),
+        "caps": caps,
+        "no_new_privs": process.no_new_privileges,
+    }
+
+
+def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: bool) -> SpawnPlan:
+    """The plan of the container's init, waiting on ``start_fd`` for ``start``."""
+    if spec.process is None:
+        raise SpecError("config.json: process is required to create a container")
+    if no_pivot:
+        raise SpecError("--no-pivot is not supported: boxd-runtime always uses pivot_root")
+    assert spec.root is not None  # checked by _spec.check_supported
+    rootfs = os.path.realpath(bundle / spec.root.path)
+    if not os.path.isdir(rootfs):
+        raise SpecError(f"config.json: root.path {spec.root.path}: no such directory ({rootfs})")
+    check_personality(spec)
+    spaces = namespaces(spec)
+    userns = Namespace.USER in spaces
+    if (spec.linux and (spec.linux.uid_mappings or spec.linux.gid_mappings)) and not userns:
+        raise SpecError("config.json: linux.uidMappings need a user namespace")
+    if userns and not (spec.linux and spec.linux.uid_mappings and spec.linux.gid_mappings):
+        raise SpecError("config.json: a user namespace needs linux.uidMappings and gidMappings")
+    if spec.hostname and Namespace.UTS not in spaces:
+        raise SpecError(f"config.json: hostname {spec.hostname!r} needs a uts namespace")
+    fields = process_plan(spec.process, console=spec.process.terminal)
+    caps = fields["caps"]
+    assert isinstance(caps, Capabilities)
+    return SpawnPlan(
+        namespaces=spaces,
+        hostname=(spec.hostname or None) if Namespace.UTS in spaces else None,
+        rootfs=rootfs,
+        mounts=mount_table(spec, bundle, rootfs, userns),
+        seccomp=seccomp_program(spec, caps.bounding),
+        process_name="boxd:[oci-init]",
+        start_fd=start_fd,
+        keep_fds=keep_fds,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def id_maps(spec: Spec) -> tuple[str, str] | None:
+    """The uid_map and gid_map texts of a user-namespaced container."""
+    if spec.linux is None or not spec.linux.uid_mappings:
+        return None
+
+    def text(mappings: tuple[IDMapping, ...]) -> str:
+        return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+
+    return text(spec.linux.uid_mappings), text(spec.linux.gid_mappings)
+
+
+def sysctls(spec: Spec, spaces: frozenset[Namespace]) -> dict[str, str]:
+    """The spec's sysctls, each checked to belong to a namespace the container owns."""
+    values = spec.linux.sysctl if spec.linux else {}
+    for key in values:
+        owner = next((ns for prefix, ns in _NAMESPACED_SYSCTLS if key.startswith(prefix)), None)
+        if owner is None:
+            raise SpecError(
+                f"config.json: linux.sysctl {key}: not a namespaced sysctl "
+                "(it would change the host)"
+            )
+        if owner not in spaces:
+            raise SpecError(
+                f"config.json: linux.sysctl {key}: the container shares the host's "
+                f"{owner.name.lower()} namespace"
+            )
+        if "/" in key or ".." in key:
+            raise SpecError(f"config.json: linux.sysctl {key}: invalid name")
+    return dict(values)
+
+
+def limits(resources: Resources | None) -> Limits:
+    """boxd's cgroup limits for the spec's resources; what boxd cannot enforce is refused."""
+    if resources is None:
+        return Limits()
+    refused = []
+    memory, cpu = resources.memory, resources.cpu
+    if memory is not None:
+        if memory.kernel is not None or memory.kernel_tcp is not None:
+            refused.append("linux.resources.memory.kernel/kernelTCP")
+        if memory.disable_oom_killer:
+            refused.append("linux.resources.memory.disableOOMKiller")
+    if cpu is not None:
+        if cpu.realtime_runtime or cpu.realtime_period:
+            refused.append("linux.resources.cpu.realtimeRuntime/realtimePeriod")
+        if cpu.mems:
+            refused.append("linux.resources.cpu.mems")
+        if cpu.idle:
+            refused.append("linux.resources.cpu.idle")
+        if cpu.burst:
+            refused.append("linux.resources.cpu.burst")
+    if resources.block_io:
+        refused.append("linux.resources.blockIO")
+    if any(h.get("limit") for h in resources.hugepage_limits):
+        refused.append("linux.resources.hugepageLimits")
+    if resources.rdma:
+        refused.append("linux.resources.rdma")
+    if resources.unified:
+        refused.append("linux.resources.unified")
+    if refused:
+        raise SpecError(f"config.json: {', '.join(refused)}: not supported by boxd-runtime")
+    out = Limits()
+    if memory is not None:
+        if memory.limit is not None and memory.limit > 0:
+            out = attrs.evolve(out, memory=memory.limit)
+        if memory.swap is not None and memory.swap != 0:
+            out = attrs.evolve(out, memory_swap=memory.swap)
+    if cpu is not None:
+        if cpu.quota is not None and cpu.quota > 0:
+            period = cpu.period or CPU_PERIOD
+            out = attrs.evolve(out, cpus=cpu.quota / period)
+        if cpu.shares:
+            out = attrs.evolve(out, cpu_shares=cpu.shares)
+        if cpu.cpus:
+            out = attrs.evolve(out, cpuset_cpus=cpu.cpus)
+    if resources.pids is not None and resources.pids.limit is not None:
+        out = attrs.evolve(out, pids_limit=resources.pids.limit)
+    return out

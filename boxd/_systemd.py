@@ -1,0 +1,149 @@
+"""boxd as a systemd service: the units, ``boxd install-service``, readiness and the
+socket systemd passes.
+
+Both protocols are small enough to speak without libsystemd:
+
+* readiness (``Type=notify``): one datagram ``READY=1`` to the ``AF_UNIX`` socket named by
+  ``$NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace), ``STOPPING=1`` when
+  the daemon begins to stop;
+* socket activation: the listening sockets arrive as fds 3, 4, ... with
+  ``$LISTEN_FDS`` their number and ``$LISTEN_PID`` our pid (the variables are meant for us
+  only when that pid is ours).
+
+``KillMode=process`` makes ``systemctl stop`` and ``restart`` signal the daemon alone, so
+the containers' processes (in cgroups below the service's) are the daemon's to stop or
+keep; ``Delegate=yes`` gives boxd the cgroup subtree it makes containers' cgroups in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("boxd.systemd")
+
+LISTEN_FDS_START = 3
+UNIT_DIR = Path("/etc/systemd/system")
+GROUP = "boxd"
+
+SERVICE_UNIT = """\
+[Unit]
+Description=boxd container daemon
+After=network-online.target boxd.socket
+Wants=network-online.target
+Requires=boxd.socket
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={boxd} --socket {socket}
+# Only the daemon gets the stop signal: it stops its containers itself, or with live
+# restore leaves them running for the next daemon to adopt.
+KillMode=process
+# The cgroup subtree below the service is boxd's: containers' cgroups are made there.
+Delegate=yes
+Restart=on-failure
+RestartSec=1
+TimeoutStopSec=120
+LimitNOFILE=1048576
+TasksMax=infinity
+OOMScoreAdjust=-500
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+SOCKET_UNIT = """\
+[Unit]
+Description=boxd control socket
+
+[Socket]
+ListenStream={socket}
+SocketMode=0660
+SocketUser=root
+SocketGroup={group}
+DirectoryMode=0755
+
+[Install]
+WantedBy=sockets.target
+"""
+
+
+def notify(message: str) -> bool:
+    """Send ``message`` (``READY=1``, ``STOPPING=1``, ``STATUS=...``) to the service
+    manager; False when none listens (not started by systemd)."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address or address[0] not in "/@":
+        return False
+    if address[0] == "@":
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError as exc:
+            log.warning("cannot notify the service manager at %s: %s", address, exc)
+            return False
+    return True
+
+
+def listen_fds() -> list[int]:
+    """The sockets systemd passed us (socket activation), made close-on-exec; the
+    environment variables are cleared so that nothing we start sees them."""
+    pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if not pid.isdigit() or int(pid) != os.getpid() or not count.isdigit():
+        return []
+    fds = list(range(LISTEN_FDS_START, LISTEN_FDS_START + int(count)))
+    for fd in fds:
+        os.set_inheritable(fd, False)
+    return fds
+
+
+def units(boxd: str, socket_path: Path, group: str) -> dict[str, str]:
+    """The unit files' names and texts."""
+    return {
+        "boxd.service": SERVICE_UNIT.format(boxd=boxd, socket=socket_path),
+        "boxd.socket": SOCKET_UNIT.format(socket=socket_path, group=group),
+    }
+
+
+def _ensure_group(name: str) -> None:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        subprocess.run(["groupadd", "--system", name], check=True)
+        print(f"created the system group {name}: its members may use the socket")
+
+
+def install(argv: Sequence[str]) -> int:
+    """``boxd install-service``: write the units, create the socket's group."""
+    p = argparse.ArgumentParser(
+        prog="boxd install-service",
+        description="Install boxd.service and boxd.socket (systemd) and the socket's group.",
+    )
+    p.add_argument("--unit-dir", type=Path, default=UNIT_DIR, help="default %(default)s")
+    p.add_argument("--socket", type=Path, default=Path("/run/boxd/boxd.sock"))
+    p.add_argument(
+        "--group", default=GROUP, help="group that may use the socket (created if missing)"
+    )
+    p.add_argument(
+        "--boxd",
+        default=shutil.which("boxd") or f"{sys.executable} -m boxd",
+        help="the command that starts the daemon (default: %(default)s)",
+    )
+    args = p.parse_args(argv)
+    _ensure_group(args.group)
+    args.unit_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in units(args.boxd, args.socket, args.group).items():
+        (args.unit_dir / name).write_text(text)
+        print(f"wrote {args.unit_dir / name}")
+    print("now: systemctl daemon-reload && systemctl enable --now boxd.socket boxd.service")
+    return 0

@@ -1,0 +1,418 @@
+"""The Docker Engine API, driven by clients nobody here wrote: the docker CLI, docker-py,
+and raw HTTP with bad input.  One real daemon for the module (its own root and sockets)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+from test_terminal import Tmux
+
+pytestmark = pytest.mark.root
+
+DOCKER = shutil.which("docker")
+needs_cli = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not on PATH")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with running_daemon(tmp_path_factory.mktemp("dockerapi")) as d:
+        yield d
+
+
+@pytest.fixture
+def clean(daemon: Daemon) -> Iterator[Daemon]:
+    """The module's daemon, emptied of containers after the test."""
+    yield daemon
+    for cid in daemon.ctl("ps", "-a", "-q").stdout.split():
+        daemon.ctl("rm", "-f", cid, check=False)
+
+
+def _docker(
+    daemon: Daemon, *args: str, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    assert DOCKER is not None
+    return subprocess.run(
+        [DOCKER, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=_env(daemon),
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+def _env(daemon: Daemon) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DOCKER_HOST": f"unix://{daemon.docker_socket}",
+        "DOCKER_CONFIG": str(daemon.root.parent / "docker-config"),
+    }
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=30)
+        self.path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+
+
+def _call(
+    daemon: Daemon, method: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = _UnixHTTP(daemon.docker_socket)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+# ---- the docker CLI -------------------------------------------------------------------
+
+
+@needs_cli
+@pytest.mark.parametrize(
+    ("args", "code", "out", "err"),
+    [
+        (("default", "echo", "hi"), 0, "hi\n", ""),
+        (("default", "sh", "-c", "echo oops >&2; exit 3"), 3, "", "oops"),
+        (("default", "/nope"), 127, "", "executable file not found"),
+        (("default", "/etc/passwd"), 126, "", "permission denied"),
+        (("no-such-image", "true"), 125, "", "no-such-image"),
+        (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
+        (("-m", "2m", "default", "true"), 125, "", "minimum"),
+        (("-p", "8080:80", "default", "true"), 125, "", "published ports"),
+    ],
+)
+def test_run_rm_exit_codes_as_docker(
+    clean: Daemon, args: tuple[str, ...], code: int, out: str, err: str
+) -> None:
+    r = _docker(clean, "run", "--rm", *args)
+    assert r.returncode == code, r.stderr
+    assert r.stdout.startswith(out)
+    assert err in r.stderr
+    # --rm: gone as soon as the CLI returns, whatever the outcome.
+    assert _docker(clean, "ps", "-a", "-q").stdout == ""
+
+
+@needs_cli
+def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("from-host\n")
+    tmp_path.chmod(0o755)  # readable by the container's uid 1000
+    script = (
+        "ulimit -n; ulimit -Hn; echo $A; pwd; id -u; id -G; cat /mnt/file; "
+        "touch /mnt/x 2>/dev/null || echo ro-volume; touch /x 2>/dev/null || echo ro-root; "
+        "touch /scratch/x && echo tmpfs-rw"
+    )
+    r = _docker(
+        clean,
+        *("run", "--rm", "--ulimit", "nofile=100:200", "-e", "A=1", "-w", "/tmp"),
+        *("-u", "1000:1000", "--group-add", "5", "-v", f"{tmp_path}:/mnt:ro", "--read-only"),
+        *("--tmpfs", "/scratch:size=1m,mode=1777", "default", "sh", "-c", script),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n") == [
+        *("100", "200", "1", "/tmp", "1000", "1000 5", "from-host", "ro-volume", "ro-root"),
+        "tmpfs-rw",
+        "",
+    ]
+
+
+@needs_cli
+def test_detached_container_through_its_life(clean: Daemon) -> None:
+    script = "echo started; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"
+    cid = _docker(
+        clean, "run", "-d", "--name", "web", "-l", "team=a", "default", "sh", "-c", script
+    )
+    assert cid.returncode == 0, cid.stderr
+    ps = _docker(clean, "ps", "--format", "{{.Names}} {{.Status}} {{.Command}}").stdout
+    assert ps.startswith("web Up ")
+    # The native socket sees the same container at the same time (one supervisor).
+    assert clean.inspect("web")["state"]["status"] == "running"
+    assert _docker(clean, "ps", "-q", "--filter", "label=team=a").stdout.strip() == cid.stdout[:12]
+    assert _docker(clean, "ps", "-q", "--filter", "label=team=b").stdout == ""
+
+    r = _docker(clean, "exec", "web", "sh", "-c", "echo in-$HOSTNAME; exit 4")
+    assert (r.returncode, r.stdout) == (4, f"in-{cid.stdout[:12]}\n")
+    assert _docker(clean, "exec", "web", "/nope").returncode == 127
+    assert _docker(clean, "exec", "-i", "web", "cat", input="piped\n").stdout == "piped\n"
+
+    with subprocess.Popen(
+        [DOCKER or "docker", "logs", "-f", "web"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(clean),
+    ) as follow:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "started\n"
+        assert _docker(clean, "stop", "web").stdout == "web\n"
+        # logs -f ends by itself when the container does, with everything it wrote.
+        assert follow.stdout.read() == "bye\n"
+        assert follow.wait(timeout=30) == 0
+
+    info = json.loads(_docker(clean, "inspect", "web").stdout)[0]
+    assert info["Id"] == cid.stdout.strip()
+    assert info["Name"] == "/web"
+    assert info["State"]["Status"] == "exited"
+    assert info["State"]["ExitCode"] == 0
+    assert info["Config"]["Labels"] == {"team": "a"}
+    fmt = _docker(clean, "inspect", "-f", "{{.State.Running}} {{.Config.Cmd}}", "web").stdout
+    assert fmt == f"false [sh -c {script}]\n"
+    assert "Exited (0)" in _docker(clean, "ps", "-a").stdout
+    assert _docker(clean, "rm", "-f", "web").returncode == 0
+    assert _docker(clean, "ps", "-a", "-q").stdout == ""
+    r = _docker(clean, "inspect", "web")
+    assert r.returncode == 1
+    assert "No such object: web" in r.stderr
+
+
+@needs_cli
+def test_cli_errors_and_stdin(clean: Daemon) -> None:
+    assert _docker(clean, "run", "--rm", "-i", "default", "cat", input="a\nb\n").stdout == "a\nb\n"
+    r = _docker(clean, "stop", "nothing-here")
+    assert r.returncode == 1
+    assert "No such container: nothing-here" in r.stderr
+    _docker(clean, "run", "-d", "--name", "dup", "default", "sleep", "60")
+    r = _docker(clean, "run", "-d", "--name", "dup", "default", "true")
+    assert r.returncode == 125
+    assert "already in use" in r.stderr
+    r = _docker(clean, "rm", "dup")
+    assert r.returncode == 1
+    assert "running" in r.stderr
+    assert _docker(clean, "kill", "dup").returncode == 0
+    assert _docker(clean, "wait", "dup").stdout == "137\n"
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    t = Tmux(f"boxd-dockerapi-{os.getpid()}", tmp_path / "exit-status")
+    try:
+        yield t
+    finally:
+        t.kill()
+
+
+@needs_cli
+def test_run_it_typing_resize_and_detach(clean: Daemon, tmux: Tmux) -> None:
+    env = (
+        f"DOCKER_HOST=unix://{clean.docker_socket} "
+        f"DOCKER_CONFIG={clean.root.parent / 'docker-config'}"
+    )
+    tmux.start(f"env {env} {DOCKER} run -it --name tty default sh")
+    tmux.wait_for(lambda s: "#" in s)
+    tmux.keys("echo typed-$((6*7)); stty size", "Enter")
+    tmux.wait_for(lambda s: "typed-42" in s and "30 100" in s)
+    tmux("resize-window", "-t", "t", "-x", "120", "-y", "40")
+    tmux.keys("clear; stty size", "Enter")
+    tmux.wait_for(lambda s: "40 120" in s)
+    tmux.keys("C-p", "C-q")
+    assert tmux.wait_exit() == 0
+    assert clean.inspect("tty")["state"]["status"] == "running"
+    tmux.start(f"env {env} {DOCKER} attach tty")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "#" in s)
+    tmux.keys("exit 6", "Enter")
+    assert tmux.wait_exit() == 6
+    # exec -it into a running TTY container, in a second session.
+    _docker(clean, "run", "-d", "-it", "--name", "tty2", "default", "sh")
+    # The CLI sends the size right after the start: read first, as a person types.
+    script = "read code; stty size; read more; exit $code"
+    tmux.start(f"env {env} {DOCKER} exec -it tty2 sh -c {shlex.quote(script)}")
+    tmux.keys("9", "Enter")
+    tmux.wait_for(lambda s: "30 100" in s)
+    tmux.keys("Enter")
+    assert tmux.wait_exit() == 9
+
+
+# ---- docker-py ------------------------------------------------------------------------
+
+
+def test_docker_py(clean: Daemon) -> None:
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        assert client.ping()
+        assert client.version()["ApiVersion"] == "1.41"
+        assert client.containers.run("default", ["echo", "hello"], remove=True) == b"hello\n"
+        c = client.containers.run(
+            "default",
+            ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.1; done"],
+            detach=True,
+            environment={"X": "1"},
+        )
+        assert list(c.logs(stream=True, follow=True)) == [b"line1\n", b"line2\n", b"line3\n"]
+        assert c.wait() == {"StatusCode": 0, "Error": None}
+        c.reload()
+        assert c.status == "exited"
+        assert "X=1" in c.attrs["Config"]["Env"]
+        c.remove()
+        d = client.containers.run(
+            "default", ["sleep", "60"], detach=True, name="py", mem_limit="64m"
+        )
+        code, out = d.exec_run(["sh", "-c", "echo out; echo err >&2; exit 4"], demux=True)
+        assert (code, out) == (4, (b"out\n", b"err\n"))
+        assert client.containers.get("py").id == d.id
+        assert [x.name for x in client.containers.list()] == ["py"]
+        stats = d.stats(stream=False)
+        assert stats["memory_stats"]["usage"] > 0
+        assert stats["memory_stats"]["limit"] == 64 << 20
+        d.remove(force=True)
+        with pytest.raises(docker.errors.ContainerError) as failed:
+            client.containers.run("default", ["sh", "-c", "echo bad >&2; exit 2"])
+        assert failed.value.exit_status == 2
+        assert failed.value.stderr == b"bad\n"
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get("nope")
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.containers.create("no-such-image", ["true"])
+    finally:
+        client.close()
+
+
+# ---- raw HTTP -------------------------------------------------------------------------
+
+
+def test_ping_version_and_prefixes(clean: Daemon) -> None:
+    for method in ("GET", "HEAD"):
+        status, headers, body = _call(clean, method, "/_ping")
+        assert status == 200
+        assert headers["api-version"] == "1.41"
+        assert body == (b"OK" if method == "GET" else b"")
+    for path in ("/version", "/v1.24/version", "/v1.41/version"):
+        status, _, body = _call(clean, "GET", path)
+        assert status == 200
+        version = json.loads(body)
+        assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.41", "1.24")
+
+
+BAD: list[tuple[str, str, bytes | None, int, str]] = [
+    ("GET", "/containers/nope/json", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/start", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/stop", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/kill", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/wait", None, 404, "No such container: nope"),
+    ("DELETE", "/containers/nope", None, 404, "No such container: nope"),
+    ("GET", "/containers/nope/logs?stdout=1", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/attach?stream=1", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/exec", b'{"Cmd":["true"]}', 404, "No such container: nope"),
+    ("GET", "/containers/nope/stats", None, 404, "No such container: nope"),
+    ("POST", "/exec/nope/start", b"{}", 404, "No such exec instance: nope"),
+    ("GET", "/exec/nope/json", None, 404, "No such exec instance: nope"),
+    ("GET", "/images/nope/json", None, 404, "No such image: nope"),
+    ("POST", "/containers/create", b"{not json", 400, "invalid JSON"),
+    ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
+    ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
+    ("POST", "/containers/create", b'{"Image":"nope","Cmd":["x"]}', 404, "No such image: nope"),
+    ("POST", "/containers/create", b'{"Image":"default","Cmd":"x","Env":"A=1"}', 400, "Env"),
+    ("POST", "/containers/create", b'{"Image":"default","Cmd":[1]}', 400, "Cmd"),
+    ("POST", "/containers/create", b'{"Image":"default","Cmd":["x"],"Tty":"yes"}', 400, "Tty"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"Memory":"lots"}}',
+        400,
+        "HostConfig.Memory",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"}]}}',
+        400,
+        "Devices",
+    ),
+    (
+        "POST",
+        "/containers/create?name=bad%20name",
+        b'{"Image":"default","Cmd":["x"]}',
+        400,
+        "bad name",
+    ),
+    ("POST", "/containers/create", b'{"Image":"default","Cmd":["x"],"Env":["=1"]}', 400, "=1"),
+    ("GET", "/containers/json?filters=%7Bnope", None, 400, "invalid filters"),
+    ("GET", '/containers/json?filters={"colour":["red"]}', None, 400, "colour"),
+    ("GET", '/containers/json?filters={"status":["asleep"]}', None, 400, "asleep"),
+    ("GET", "/containers/json?all=maybe", None, 400, "all"),
+    ("GET", "/containers/json?limit=ten", None, 400, "limit"),
+    ("GET", "/v1.99/containers/json", None, 400, "too new"),
+    ("GET", "/v1.12/containers/json", None, 400, "too old"),
+    ("GET", "/no/such/route", None, 404, "page not found"),
+    ("PUT", "/containers/create", None, 405, "not allowed"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), BAD)
+def test_bad_input_gets_dockers_error_shape(
+    clean: Daemon, method: str, path: str, body: bytes | None, status: int, words: str
+) -> None:
+    got, headers, data = _call(clean, method, path, body)
+    assert got == status, data
+    assert headers["content-type"] == "application/json"
+    error: dict[str, Any] = json.loads(data)
+    assert list(error) == ["message"]
+    assert words in error["message"]
+    # Nothing was created by a bad request, and the daemon keeps serving.
+    status, _, listing = _call(clean, "GET", "/containers/json?all=1")
+    assert (status, json.loads(listing)) == (200, [])
+
+
+def test_container_state_errors(clean: Daemon) -> None:
+    body = json.dumps({"Image": "default", "Cmd": ["sleep", "60"]}).encode()
+    status, _, data = _call(clean, "POST", "/containers/create?name=s", body)
+    assert status == 201
+    cid = json.loads(data)["Id"]
+    for method, path, want in [
+        ("POST", f"/containers/{cid}/kill", 409),
+        ("POST", f"/containers/{cid}/resize?h=10&w=10", 409),
+        ("POST", f"/containers/{cid}/exec", 409),
+        ("POST", f"/containers/{cid}/stop", 304),
+        ("POST", f"/containers/{cid}/start", 204),
+        ("POST", f"/containers/{cid}/start", 304),
+        ("POST", f"/containers/{cid}/resize?h=0&w=10", 400),
+        ("POST", f"/containers/{cid}/kill?signal=SIGNOPE", 400),
+        ("POST", f"/containers/{cid}/wait?condition=whenever", 400),
+        ("GET", f"/containers/{cid}/logs", 400),
+        ("GET", f"/containers/{cid}/logs?stdout=1&tail=some", 400),
+        ("DELETE", f"/containers/{cid}", 409),
+        ("POST", f"/containers/{cid}/exec", 400),
+        ("DELETE", f"/containers/{cid}?force=1", 204),
+    ]:
+        got, _, data = _call(clean, method, path, b'{"Cmd":[]}' if path.endswith("exec") else None)
+        assert got == want, (method, path, data)
+        if want >= 400:
+            assert json.loads(data)["message"]
+
+
+def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> None:
+    for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(clean.docker_socket))
+            s.sendall(raw)
+            reply = s.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 400 ")
+        assert b'"message"' in reply
+    # A client that vanishes mid-request costs nothing.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(clean.docker_socket))
+        s.sendall(b"POST /containers/create HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+    assert _call(clean, "GET", "/_ping")[0] == 200

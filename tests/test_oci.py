@@ -1,0 +1,449 @@
+"""boxd-runtime, the OCI runtime: its config.json records (no root), then its command line
+driven as conmon and containerd's shim drive runc, on bundles that ``umoci unpack`` makes
+from an OCI image of the busybox root, and checked against runc on the same bundle."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from boxd._oci import _spec, _translate
+from boxd._oci._spec import SpecError
+
+RUNTIME = str(Path(sys.executable).with_name("boxd-runtime"))
+
+
+def runc_spec() -> dict[str, Any]:
+    """A config.json as `runc spec` writes it (the template conmon-less users start from)."""
+    return {
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "capabilities": {
+                key: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                for key in ("bounding", "effective", "permitted", "ambient")
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "runc",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}]},
+    }
+
+
+# ---------------------------------------------------------------- config.json, no root
+
+
+def test_spec_is_strict_and_names_the_bad_value() -> None:
+    document = runc_spec()
+    document["process"]["terminal"] = "yes"
+    with pytest.raises(SpecError, match=r"expected bool, got str @ \$\.process\.terminal"):
+        _spec.parse(document)
+
+
+def test_spec_keeps_unknown_fields_and_refuses_what_matters() -> None:
+    document = runc_spec()
+    document["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE"}
+    document["org.example.future"] = {"x": 1}
+    spec = _spec.parse(document)
+    assert spec.process is not None and spec.process.args == ("sh",)
+    document["linux"]["intelRdt"] = {"closID": "x"}
+    with pytest.raises(SpecError, match=r"linux\.intelRdt \(Intel RDT\) is not supported"):
+        _spec.parse(document)
+    document = runc_spec()
+    document["ociVersion"] = "1.3.0"
+    with pytest.raises(SpecError, match=r"ociVersion '1\.3\.0' is not supported"):
+        _spec.parse(document)
+
+
+def test_namespace_paths_and_time_namespace_are_refused(tmp_path: Path) -> None:
+    document = runc_spec()
+    document["linux"]["namespaces"].append({"type": "network", "path": "/proc/1/ns/net"})
+    with pytest.raises(SpecError, match=r"joining the network namespace at /proc/1/ns/net"):
+        _translate.namespaces(_spec.parse(document))
+    document["linux"]["namespaces"][-1] = {"type": "time"}
+    with pytest.raises(SpecError, match="the time namespace is not supported"):
+        _translate.namespaces(_spec.parse(document))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["nosuid", "noexec", "nodev", "ro"], (0x1 | 0x2 | 0x4 | 0x8, 0, "")),
+        (["rbind", "rprivate", "rw"], (0x1000 | 0x4000, (1 << 18) | 0x4000, "")),
+        (["nosuid", "mode=755", "size=65536k", "suid"], (0, 0, "mode=755,size=65536k")),
+    ],
+)
+def test_mount_options_as_runc_parses_them(
+    options: list[str], expected: tuple[int, int, str]
+) -> None:
+    assert _translate.parse_options(options, "m") == expected
+    with pytest.raises(SpecError, match="option 'tmpcopyup'"):
+        _translate.parse_options(["tmpcopyup"], "mounts[0]")
+
+
+def test_resources_to_limits_and_refusals() -> None:
+    resources = _spec.structure(
+        {"memory": {"limit": 64 << 20, "swap": 128 << 20}, "cpu": {"quota": 50000,
+         "period": 100000, "shares": 512}, "pids": {"limit": 32}},
+        _spec.Resources, "resources",
+    )  # fmt: skip
+    limits = _translate.limits(resources)
+    assert (limits.memory, limits.memory_swap, limits.cpus) == (64 << 20, 128 << 20, 0.5)
+    assert (limits.cpu_shares, limits.pids_limit) == (512, 32)
+    refused = attrs.evolve(resources, rdma={"mlx": {"hcaHandles": 1}})
+    with pytest.raises(SpecError, match=r"linux\.resources\.rdma: not supported"):
+        _translate.limits(refused)
+
+
+def test_sysctls_must_be_namespaced() -> None:
+    document = runc_spec()
+    document["linux"]["sysctl"] = {"kernel.shmmax": "1"}
+    spec = _spec.parse(document)
+    with pytest.raises(SpecError, match="shares the host's ipc namespace"):
+        _translate.sysctls(spec, _translate.namespaces(spec))
+    document["linux"]["sysctl"] = {"vm.swappiness": "1"}
+    with pytest.raises(SpecError, match=r"vm\.swappiness: not a namespaced sysctl"):
+        _translate.sysctls(_spec.parse(document), frozenset())
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@attrs.define
+class Bundle:
+    path: Path
+    config: dict[str, Any]
+
+    def write(self) -> None:
+        (self.path / "config.json").write_text(json.dumps(self.config))
+
+    def command(self, script: str) -> None:
+        self.config["process"]["args"] = ["sh", "-c", script]
+        self.config["process"]["terminal"] = False
+        self.write()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) -> Path:
+    """An OCI image layout holding the busybox root as one layer (built with umoci)."""
+    if shutil.which("umoci") is None:
+        pytest.skip("umoci is not installed (apt-get install umoci)")
+    base = tmp_path_factory.mktemp("oci-image")
+    layout, work = base / "layout", base / "work"
+    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
+    subprocess.run(["umoci", "new", "--image", f"{layout}:busybox"], check=True)
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:busybox", str(work)], check=True)
+    shutil.copytree(busybox_root, work / "rootfs", symlinks=True, dirs_exist_ok=True)
+    subprocess.run(["umoci", "repack", "--image", f"{layout}:busybox", str(work)], check=True)
+    return layout
+
+
+@pytest.fixture
+def bundle(busybox_image: Path, tmp_path: Path) -> Bundle:
+    path = tmp_path / "bundle"
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{busybox_image}:busybox", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    config = json.loads((path / "config.json").read_text())
+    return Bundle(path, config)
+
+
+@attrs.define
+class Runtime:
+    root: Path
+
+    def __call__(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        # Files, not pipes: the container's processes inherit the runtime's stdio and may
+        # outlive it (create, run -d), as under conmon.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            code = subprocess.run(
+                [RUNTIME, "--root", str(self.root), *args],
+                stdout=out,
+                stderr=err,
+                text=True,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            done = subprocess.CompletedProcess(args, code, out.read(), err.read())
+        if check and done.returncode != 0:
+            raise AssertionError(f"boxd-runtime {' '.join(args)}: {done.returncode} {done.stderr}")
+        return done
+
+    def state(self, cid: str) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(self("state", cid).stdout)
+        return state
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """boxd-runtime on a private --root; every container left is deleted at the end."""
+    rt = Runtime(tmp_path / "state")
+    yield rt
+    for cid in rt("list", "--quiet", check=False).stdout.split():
+        rt("delete", "--force", cid, check=False)
+    assert not rt("list", "--quiet").stdout.strip()
+
+
+def _wait_status(rt: Runtime, cid: str, status: str) -> None:
+    deadline = time.monotonic() + 30
+    while rt.state(cid)["status"] != status:
+        assert time.monotonic() < deadline, f"{cid} never became {status}"
+        time.sleep(0.02)
+
+
+@pytest.mark.root
+def test_create_start_state_exec_pause_kill_delete(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    bundle.command("echo started > /tmp/started; exec sleep 1000")
+    bundle.config["root"]["readonly"] = False
+    bundle.write()
+    pid_file = tmp_path / "init.pid"
+    runtime("create", "--bundle", str(bundle.path), "--pid-file", str(pid_file), "c1")
+    state = runtime.state("c1")
+    pid = int(pid_file.read_text())
+    assert state["status"] == "created" and state["pid"] == pid and state["id"] == "c1"
+    assert state["bundle"] == str(bundle.path) and state["ociVersion"].startswith("1.")
+    assert state["annotations"]["org.opencontainers.image.os"] == "linux"
+    # Set up, waiting for start: not exec'd yet, nothing run.
+    assert Path(f"/proc/{pid}/comm").read_text() == "boxd:[oci-init]\n"
+    assert not (bundle.path / "rootfs" / "tmp" / "started").exists()
+    runtime("start", "c1")
+    assert runtime.state("c1")["status"] == "running"
+    assert runtime("start", "c1", check=False).stderr.strip() == (
+        "cannot start an already running container"
+    )
+    out = runtime("exec", "c1", "sh", "-c", "cat /tmp/started; hostname; echo $$").stdout
+    assert out.split() == ["started", "umoci-default", out.split()[-1]]
+    assert int(out.split()[-1]) > 1  # in the container's pid namespace, not pid 1
+    assert runtime("exec", "c1", "sh", "-c", "exit 7", check=False).returncode == 7
+    assert json.loads(runtime("ps", "--format", "json", "c1").stdout) == [pid]
+    assert str(pid) in runtime("ps", "c1").stdout
+    runtime("pause", "c1")
+    assert runtime.state("c1")["status"] == "paused"
+    runtime("resume", "c1")
+    assert runtime.state("c1")["status"] == "running"
+    listed = json.loads(runtime("list", "--format", "json").stdout)
+    assert [(c["id"], c["status"], c["pid"]) for c in listed] == [("c1", "running", pid)]
+    refused = runtime("delete", "c1", check=False)
+    assert refused.returncode == 1
+    assert "cannot delete container c1 that is not stopped: running" in refused.stderr
+    runtime("kill", "c1", "KILL")  # a pid namespace's init ignores signals it has no handler for
+    _wait_status(runtime, "c1", "stopped")
+    assert runtime.state("c1")["pid"] == 0
+    assert runtime("kill", "c1", "9", check=False).stderr.strip() == "container not running"
+    runtime("delete", "c1")
+    gone = runtime("state", "c1", check=False)
+    assert gone.returncode == 1 and 'container "c1" does not exist' in gone.stderr
+
+
+SEES = textwrap.dedent(
+    """\
+    grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status
+    echo hostname=$(hostname) pid=$$ nofile=$(ulimit -n)/$(ulimit -Hn)
+    id; cat /proc/self/uid_map /proc/self/gid_map
+    touch /rootfs-is-writable 2>/dev/null || echo root read-only
+    cat /proc/kcore 2>&1 | wc -c; echo x 2>/dev/null > /proc/sys/kernel/domainname || echo sys ro
+    awk '$2 !~ "^/sys/fs/cgroup" && $2 !~ "^/dev/(null|zero|full|random|urandom|tty)$" \
+        {print $2, ($2 ~ "^/proc/" ? "" : $3)}' /proc/self/mounts | sort
+    """
+)
+
+
+@pytest.mark.root
+def test_the_process_sees_what_it_sees_under_runc(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The same bundle under runc and under boxd-runtime: capabilities, no_new_privs,
+    hostname, pid 1, rlimits, ids and maps, read-only root, masked and read-only paths,
+    the mount points (except /sys/fs/cgroup, which runc builds from the v1 hierarchies of
+    this host and boxd mounts as cgroup2, the device nodes, which boxd binds, and the
+    file system type of the masks of /proc files: the host's /dev/null for boxd, the
+    container's for runc)."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    bundle.command(SEES)
+    bundle.config["root"]["readonly"] = True
+    bundle.config["process"]["user"] = {"uid": 0, "gid": 0, "additionalGids": [10, 20]}
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
+    bundle.write()
+    ours = runtime("run", "--bundle", str(bundle.path), "sees")
+    theirs = subprocess.run(
+        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "sees"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout == theirs.stdout
+    assert "hostname=umoci-default pid=1 nofile=256/512" in ours.stdout
+    assert "uid=0(root) gid=0(root) groups=10,20" in ours.stdout
+    assert "root read-only" in ours.stdout and "sys ro" in ours.stdout
+
+
+SHIM = textwrap.dedent(
+    """\
+    import ctypes, os, subprocess, sys
+    # As conmon and containerd's shim do: become the subreaper of what create leaves.
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    runtime, root, bundle = sys.argv[1:4]
+    pid_file = os.path.join(bundle, "pid")
+    base = [runtime, "--root", root]
+    subprocess.run([*base, "create", "--bundle", bundle, "--pid-file", pid_file, "x"], check=True)
+    pid = int(open(pid_file).read())
+    subprocess.run([*base, "start", "x"], check=True)
+    _, status = os.waitpid(pid, 0)
+    subprocess.run([*base, "delete", "x"], check=True)
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.root
+def test_the_caller_of_create_reaps_the_init(runtime: Runtime, bundle: Bundle) -> None:
+    """create leaves the init to its caller (here a subreaper, as conmon is): the exit
+    status after start comes from waiting for it, with no runtime process left around."""
+    bundle.command("exit 42")
+    done = subprocess.run(
+        [sys.executable, "-c", SHIM, RUNTIME, str(runtime.root), str(bundle.path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "42"
+
+
+@pytest.mark.root
+def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.command("echo out; echo err >&2; exit 3")
+    done = runtime("run", "--bundle", str(bundle.path), "r1", check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    bundle.config["process"]["args"] = ["/bin/nope"]
+    bundle.write()
+    runtime("create", "--bundle", str(bundle.path), "r2")
+    failed = runtime("start", "r2", check=False)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == "exec /bin/nope: No such file or directory"
+    runtime("delete", "r2")
+
+
+@pytest.mark.root
+def test_bad_input_gets_clear_errors(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    bundle.command("true")
+    runtime("create", "--bundle", str(bundle.path), "e1")
+    again = runtime("create", "--bundle", str(bundle.path), "e1", check=False)
+    assert again.returncode == 1 and "container with id exists: e1" in again.stderr
+    log = tmp_path / "log.json"
+    systemd = runtime(
+        "--log", str(log), "--log-format", "json", "--systemd-cgroup",
+        "create", "--bundle", str(bundle.path), "e2", check=False,
+    )  # fmt: skip
+    assert systemd.returncode == 1 and "--systemd-cgroup" in systemd.stderr
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and "--systemd-cgroup" in entry["msg"]
+    bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]
+    bundle.write()
+    bad = runtime("create", "--bundle", str(bundle.path), "e3", check=False)
+    assert "process.rlimits[0]: unknown type 'RLIMIT_BOGUS'" in bad.stderr
+    assert runtime("kill", "e1", "SIGNOPE", check=False).stderr.strip() == (
+        "invalid signal 'SIGNOPE'"
+    )
+    assert runtime("delete", "--force", "never-made").returncode == 0
+    assert "e3" not in runtime("list", "--quiet").stdout
+
+
+@pytest.mark.root
+def test_seccomp_limits_and_sysctl(runtime: Runtime, bundle: Bundle) -> None:
+    """The spec's seccomp profile (compiled by boxd's compiler), cgroup limits placed
+    before the exec, a namespaced sysctl, a user namespace with its maps."""
+    bundle.command(
+        "mkdir /tmp/d; echo mkdir=$?; cat /proc/sys/kernel/shmmni; cat /proc/self/uid_map;"
+        "cat /proc/self/cgroup | grep -c memory:/$"
+    )
+    bundle.config["root"]["readonly"] = False
+    linux = bundle.config["linux"]
+    linux["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}
+        ],
+    }
+    linux["resources"]["memory"] = {"limit": 64 << 20}
+    linux["resources"]["pids"] = {"limit": 20}
+    linux["sysctl"] = {"kernel.shmmni": "1000"}
+    linux["namespaces"].append({"type": "cgroup"})
+    bundle.write()
+    done = runtime("run", "--bundle", str(bundle.path), "s1")
+    lines = done.stdout.splitlines()
+    assert lines[0] == "mkdir=1" and "Read-only file system" in done.stderr
+    assert lines[1] == "1000"
+    assert lines[-1] == "1"  # its own memory cgroup is the root of its cgroup namespace
+
+
+@pytest.mark.root
+def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
+    bundle.command("exec sleep 1000")
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 20}
+    bundle.write()
+    runtime("run", "--detach", "--bundle", str(bundle.path), "u1")
+    pid = runtime.state("u1")["pid"]
+    pids_dir = _cgroup_dir(pid, "pids")
+    assert (pids_dir / "pids.max").read_text().strip() == "20"
+    runtime("update", "--resources", "-", "u1", input=json.dumps({"pids": {"limit": 30}}))
+    assert (pids_dir / "pids.max").read_text().strip() == "30"
+    bad = runtime("update", "--resources", "-", "u1", input='{"pids": {"limit": "x"}}', check=False)
+    assert bad.returncode == 1 and "expected int" in bad.stderr
+    runtime("delete", "--force", "u1")
+    assert not pids_dir.exists()
+
+
+def _cgroup_dir(pid: int, controller: str) -> Path:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+    with contextlib.suppress(StopIteration):
+        unified = next(line for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                       if line.startswith("0::"))  # fmt: skip
+        return Path("/sys/fs/cgroup") / unified[3:].lstrip("/")
+    raise AssertionError(f"no {controller} cgroup for {pid}")
+
+
+def test_features_names_what_is_supported() -> None:
+    done = subprocess.run([RUNTIME, "features"], capture_output=True, text=True, check=True)
+    features = json.loads(done.stdout)
+    assert features["ociVersionMax"] == "1.2.0"
+    assert "createRuntime" in features["hooks"] and "rbind" in features["mountOptions"]
+    assert features["linux"]["cgroup"]["systemd"] is False
+    assert os.path.exists(RUNTIME)

@@ -1,0 +1,306 @@
+"""The supervisor's lifecycle without root: FakeNative runs each container's command as a
+plain host process (no namespaces), and a fake cgroup tree stands in for cgroupfs (this
+test must not need root to make cgroups).  Transitions, restart and backoff, ``--rm``,
+pause and recovery run in milliseconds; the same verbs on the real kernel are in
+test_lifecycle.py."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+from fake_cgroup import FakeCgroupFs
+
+from boxd import _lifecycle, _supervisor
+from boxd._cgroup import CgroupHost
+from boxd._lifecycle import Conflict
+from boxd._native import FakeNative, Stage
+from boxd._records import Container, ContainerConfig, RestartPolicy, Status
+from boxd._run import start_time_of
+from boxd._supervisor import StartError, Supervisor, open_supervisor
+
+
+@pytest.fixture
+def fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCgroupFs:
+    fs = FakeCgroupFs(tmp_path / "cgroupfs", monkeypatch)
+    fs.mount_v2("/user.slice/test", controllers="cpu memory pids")
+    return fs
+
+
+@pytest.fixture
+def host(fs: FakeCgroupFs) -> CgroupHost:
+    return fs.detect()
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> str:
+    """A root filesystem that passes the image checks; FakeNative never enters it."""
+    (tmp_path / "image/bin").mkdir(parents=True)
+    (tmp_path / "image/bin/sh").write_text("")
+    return str(tmp_path / "image")
+
+
+@asynccontextmanager
+async def supervisor(
+    tmp_path: Path, host: CgroupHost, native: FakeNative | None = None
+) -> AsyncIterator[Supervisor]:
+    async with open_supervisor(tmp_path / "root", native=native or FakeNative(), cgroups=host) as s:
+        yield s
+
+
+def config(image: str, *command: str, **kw: object) -> ContainerConfig:
+    return ContainerConfig(image=image, command=command, stop_timeout=5, **kw)  # type: ignore[arg-type]
+
+
+def status(c: Container) -> Status:
+    """The phase, read anew (mypy would narrow ``c.state.status`` across awaits)."""
+    return c.state.status
+
+
+async def phase_becomes(sup: Supervisor, cid: str, want: Status) -> None:
+    """Wait (no clock) until the container reaches ``want``."""
+    entry = sup._entries[cid]
+    while entry.phase is not want:
+        await entry.changed.wait()
+
+
+def test_every_phase_has_its_transitions_and_rest_leads_somewhere() -> None:
+    assert set(_lifecycle.TRANSITIONS) == set(Status)
+    reachable = {t for targets in _lifecycle.TRANSITIONS.values() for t in targets}
+    assert reachable == set(Status)  # no phase is unreachable
+    assert _lifecycle.TRANSITIONS[Status.REMOVING] == frozenset()
+    with pytest.raises(AssertionError, match="from created to running"):
+        _lifecycle.check_transition(Status.CREATED, Status.RUNNING)
+    for phase in Status:  # rm -f is allowed in every phase
+        _lifecycle.check_remove("c", phase, force=True)
+    with pytest.raises(Conflict, match="c is restarting: stop it first or use --force"):
+        _lifecycle.check_remove("c", Status.RESTARTING, force=False)
+    with pytest.raises(Conflict, match="c is paused: unpause it instead"):
+        _lifecycle.can_start("c", Status.PAUSED)
+    with pytest.raises(Conflict, match="c is paused: unpause it first"):
+        _lifecycle.check_exec("c", Status.PAUSED)
+
+
+async def test_start_stop_and_the_phases_on_the_way(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.create(config(image, "sleep", "100"), "s")
+        assert status(c) is Status.CREATED and sup.list() == []
+        await sup.start("s")
+        assert status(c) is Status.RUNNING and sup.list() == [c]
+        assert await sup.start("s") is c  # already running: nothing happens
+        with pytest.raises(Conflict, match="s is running: stop it first"):
+            await sup.remove("s")
+        await sup.stop("s")
+        assert (c.state.status, c.state.exit_code) == (Status.STOPPED, 128 + signal.SIGTERM)
+        assert sup.list() == [] and sup.list(all=True) == [c]
+        await sup.stop("s")  # at rest: a no-op
+        with pytest.raises(Conflict, match="s is not running: there is no process"):
+            await sup.kill("s")
+        record = json.loads((tmp_path / f"root/containers/{c.id}/container.json").read_text())
+        assert record["state"]["status"] == "stopped"
+        await sup.remove("s")
+        assert sup.list(all=True) == []
+
+
+async def test_pause_freezes_and_verbs_follow_the_phase(
+    tmp_path: Path, fs: FakeCgroupFs, host: CgroupHost, image: str
+) -> None:
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "sleep", "100"), "p")
+        await sup.pause("p")
+        freeze = Path(sup.cgroups.open(c.id).paths["unified"]) / "cgroup.freeze"
+        assert status(c) is Status.PAUSED and freeze.read_text() == "1"
+        assert sup.list() == [c]  # ps shows paused containers
+        with pytest.raises(Conflict, match="already paused"):
+            await sup.pause("p")
+        with pytest.raises(Conflict, match="p is paused: unpause it first"):
+            await sup.exec("p", ("true",))
+        with pytest.raises(Conflict, match="p is paused: unpause it instead"):
+            await sup.start("p")
+        assert sup.counts()[Status.PAUSED] == 1
+        await sup.unpause("p")
+        assert status(c) is Status.RUNNING and freeze.read_text() == "0"
+        with pytest.raises(Conflict, match="p is not paused"):
+            await sup.unpause("p")
+        await sup.pause("p")
+        await sup.stop("p")  # thawed to receive its stop signal
+        freezes = [v for path, v in fs.writes if path.endswith(f"{c.id}/cgroup.freeze")]
+        assert freezes == ["1", "0", "1", "0"]
+        assert status(c) is Status.STOPPED
+
+
+async def test_restart_policy_backoff_and_rm_f_while_restarting(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_supervisor, "BACKOFF_START", 3600.0)  # stays in its backoff
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(
+            config(image, "sh", "-c", "exit 3", restart=RestartPolicy.parse("always"))
+        )
+        await phase_becomes(sup, c.id, Status.RESTARTING)
+        assert c.state.exit_code == 3 and sup.list() == [c]
+        assert await sup.wait(c.id) == 3  # not running: the last exit code
+        with pytest.raises(Conflict, match="is restarting: stop it first or use --force"):
+            await sup.remove(c.id)
+        await sup.remove(c.id, force=True)
+        assert sup.list(all=True) == []
+
+
+async def test_on_failure_counts_its_retries(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_supervisor, "BACKOFF_START", 0.0)
+    seen: list[str] = []
+    check = _lifecycle.check_transition
+
+    def record(current: Status, new: Status) -> None:
+        check(current, new)
+        seen.append(new.value)
+
+    monkeypatch.setattr(_lifecycle, "check_transition", record)
+    async with supervisor(tmp_path, host) as sup:
+        policy = RestartPolicy.parse("on-failure:2")
+        c = await sup.create(config(image, "sh", "-c", "exit 3", restart=policy))
+        await sup.start(c.id)
+        await sup._entries[c.id].idle.wait()
+        assert (c.state.status, c.state.restart_count, c.state.exit_code) == (Status.EXITED, 2, 3)
+    run = ["starting", "running", "restarting"]
+    assert seen == [*run, *run, "starting", "running", "exited"]
+
+
+async def test_stop_during_backoff_keeps_it_down(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_supervisor, "BACKOFF_START", 3600.0)
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "false", restart=RestartPolicy.parse("on-failure")))
+        await phase_becomes(sup, c.id, Status.RESTARTING)
+        await sup.stop(c.id)
+        assert (c.state.status, c.state.exit_code, c.state.restart_count) == (Status.STOPPED, 1, 0)
+
+
+async def test_auto_remove_is_removed_by_the_supervisor(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "sh", "-c", "exit 4", auto_remove=True))
+        assert await sup.wait(c.id) == 4
+        await sup.removed(c.id)
+        assert sup.list(all=True) == []
+        assert not (tmp_path / "root/containers" / c.id).exists()
+
+
+async def test_auto_remove_that_cannot_start_is_removed(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    import errno
+
+    native = FakeNative(failure=(Stage.EXEC, errno.ENOENT, 0))
+    async with supervisor(tmp_path, host, native) as sup:
+        with pytest.raises(StartError, match="No such file") as info:
+            await sup.run(config(image, "/bin/nope", auto_remove=True))
+        assert info.value.exit_code == 127
+        assert sup.list(all=True) == []
+        c = await sup.create(config(image, "/bin/nope"))
+        with pytest.raises(StartError):
+            await sup.start(c.id)
+        assert (c.state.status, c.state.exit_code) == (Status.CREATED, 127)  # as Docker
+
+
+async def test_rm_f_works_in_every_phase(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_supervisor, "BACKOFF_START", 3600.0)
+    async with supervisor(tmp_path, host) as sup:
+        created = await sup.create(config(image, "true"))
+        running = await sup.run(config(image, "sleep", "100"))
+        paused = await sup.run(config(image, "sleep", "100"))
+        await sup.pause(paused.id)
+        exited = await sup.run(config(image, "true"))
+        await sup.wait(exited.id)
+        restarting = await sup.run(config(image, "false", restart=RestartPolicy.parse("always")))
+        await phase_becomes(sup, restarting.id, Status.RESTARTING)
+        ignore_term = (
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(100)"
+        )
+        stubborn = await sup.run(config(image, sys.executable, "-c", ignore_term))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.stop, stubborn.id)
+            await phase_becomes(sup, stubborn.id, Status.STOPPING)
+            await sup.remove(stubborn.id, force=True)
+        for c in (created, running, paused, exited, restarting):
+            await sup.remove(c.id, force=True)
+        assert sup.list(all=True) == []
+
+
+def _live_record(root: Path, cid: str, **state: object) -> None:
+    """A record as a killed daemon leaves it, for recovery to find."""
+    record = json.loads((root / "containers" / cid / "container.json").read_text())
+    record["state"].update(state)
+    (root / "containers" / cid / "container.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def sleepers() -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
+    """Two host processes (killed at the end)."""
+    procs = (subprocess.Popen(["sleep", "100"]), subprocess.Popen(["sleep", "100"]))
+    yield procs
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+async def test_recovery_kills_its_own_process_never_a_reused_pid(
+    tmp_path: Path,
+    host: CgroupHost,
+    image: str,
+    sleepers: tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]],
+) -> None:
+    async with supervisor(tmp_path, host) as sup:
+        ours = await sup.create(config(image, "true"), "ours")
+        reused = await sup.create(config(image, "true"), "reused")
+        removing = await sup.create(config(image, "true"), "removing")
+        phoenix = await sup.create(config(image, "true", restart=RestartPolicy.parse("always")))
+    root = tmp_path / "root"
+    left, unrelated = sleepers
+    _live_record(
+        root, ours.id, status="paused", pid=left.pid, pid_start_time=start_time_of(left.pid)
+    )
+    _live_record(
+        root,
+        reused.id,
+        status="running",
+        pid=unrelated.pid,
+        pid_start_time=start_time_of(unrelated.pid) + 1,  # the pid was reused since
+    )
+    _live_record(root, removing.id, status="removing")
+    _live_record(root, phoenix.id, status="restarting", exit_code=1, started_at=1.0)
+    async with supervisor(tmp_path, host) as sup:
+        assert await trio.to_thread.run_sync(left.wait) == -signal.SIGKILL
+        assert unrelated.poll() is None
+        c = sup.inspect("ours")
+        assert (c.state.status, c.state.exit_code, c.state.pid) == (Status.EXITED, 255, 0)
+        assert sup.inspect("reused").state.status is Status.EXITED
+        with pytest.raises(_supervisor.NoSuchContainer):
+            sup.inspect("removing")
+        assert sup.inspect(phoenix.id).state.status is Status.RUNNING
+
+
+async def test_shutdown_stops_every_live_phase(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    async with supervisor(tmp_path, host) as sup:
+        a = await sup.run(config(image, "sleep", "100"), "a")
+        b = await sup.run(config(image, "sleep", "100"), "b")
+        await sup.pause("b")
+    assert [status(c) for c in (a, b)] == [Status.STOPPED, Status.STOPPED]
+    assert not (a.state.manual_stop or b.state.manual_stop)  # unless-stopped comes back

@@ -1,0 +1,193 @@
+"""``-u USER[:GROUP]`` resolved in the container's own /etc/passwd and /etc/group, read
+inside its root filesystem (never through a symlink to a host file)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon
+
+from boxd._rootfs import Image, Layer, read_container_file
+from boxd._users import ExecUser, check_user, resolve
+
+PASSWD = """\
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+app:x:1001:1001:An app:/home/app:/bin/sh
+# a comment, and a short line:
+broken:x:7
+"""
+GROUP = """\
+root:x:0:
+wheel:x:10:root,app
+staff:x:50:app
+nogroup:x:65534:
+app:x:1001:
+"""
+
+
+def test_names_and_ids_resolve_as_docker_does() -> None:
+    assert resolve("app", PASSWD, GROUP) == ExecUser(1001, 1001, (10, 50), "/home/app")
+    assert resolve("1001", PASSWD, GROUP) == ExecUser(1001, 1001, (10, 50), "/home/app")
+    # An explicit group replaces the gid and brings no supplementary groups.
+    assert resolve("app:staff", PASSWD, GROUP) == ExecUser(1001, 50, (), "/home/app")
+    assert resolve("app:7", PASSWD, GROUP) == ExecUser(1001, 7, (), "/home/app")
+    assert resolve("nobody:wheel", PASSWD, GROUP) == ExecUser(65534, 10, (), "/nonexistent")
+    # A uid the image does not know runs with gid 0, as in Docker.
+    assert resolve("4242", PASSWD, GROUP) == ExecUser(4242, 0, (), "/")
+    assert resolve("4242:4242", None, None) == ExecUser(4242, 4242, (), "/")
+    # Root, named or not, gets the groups that list it.
+    assert resolve("", PASSWD, GROUP) == ExecUser(0, 0, (10,), "/root")
+    assert resolve("root", PASSWD, GROUP) == resolve("0", PASSWD, GROUP)
+    assert resolve("", None, None) == ExecUser(0, 0, (), "/root")
+
+
+def test_group_add_appends_names_and_ids() -> None:
+    added = resolve("app", PASSWD, GROUP, ("nogroup", "4242", "staff"))
+    assert added == ExecUser(1001, 1001, (10, 50, 65534, 4242), "/home/app")
+    assert resolve("4242", None, None, ("7",)).groups == (7,)
+    with pytest.raises(ValueError, match="unable to find group admins: no matching entries"):
+        resolve("app", PASSWD, GROUP, ("admins",))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nobody2", "unable to find user nobody2: no matching entries in passwd file"),
+        ("broken", "unable to find user broken: no matching entries in passwd file"),
+        ("app:admins", "unable to find group admins: no matching entries in group file"),
+        ("app:", "invalid --user 'app:'"),
+        (":50", "invalid --user ':50'"),
+        ("a b", "invalid --user 'a b'"),
+        ("4294967295", "id 4294967295 is out of range"),
+    ],
+)
+def test_unknown_users_and_groups_are_named(spec: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        resolve(spec, PASSWD, GROUP)
+    assert message in str(info.value)
+
+
+def test_check_user_accepts_names_and_ids() -> None:
+    for spec in ("nobody", "1000", "1000:50", "www-data:www-data", "app:0"):
+        check_user(spec)
+
+
+# ---- reading the files inside the image -----------------------------------------------------
+
+
+def _image(tmp_path: Path) -> tuple[Image, Path, Path]:
+    lower = tmp_path / "image"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "usr" / "share").mkdir(parents=True)
+    container = tmp_path / "container"
+    upper = container / "fs" / "root" / "upper"
+    upper.mkdir(parents=True)
+    return Image(str(lower), (Layer(str(lower), "/"),)), lower, container
+
+
+def test_files_are_read_as_the_container_sees_them(tmp_path: Path) -> None:
+    image, lower, container = _image(tmp_path)
+    (lower / "etc" / "passwd").write_text("from the image\n")
+    assert read_container_file(image, container, "/etc/passwd") == b"from the image\n"
+    # A symlink inside the image is followed inside it.
+    (lower / "usr" / "share" / "group").write_text("shared\n")
+    (lower / "etc" / "group").symlink_to("../usr/share/group")
+    assert read_container_file(image, container, "/etc/group") == b"shared\n"
+    # The container's upper layer wins; its whiteout hides the image's file.
+    upper_etc = container / "fs" / "root" / "upper" / "etc"
+    upper_etc.mkdir()
+    (upper_etc / "passwd").write_text("written by the container\n")
+    assert read_container_file(image, container, "/etc/passwd") == b"written by the container\n"
+    (upper_etc / "passwd").unlink()
+    os.mknod(upper_etc / "passwd", stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    assert read_container_file(image, container, "/etc/passwd") is None
+
+
+@pytest.mark.parametrize("how", ["absolute", "relative", "dir"])
+def test_symlinks_never_reach_a_host_file(tmp_path: Path, how: str) -> None:
+    image, lower, container = _image(tmp_path)
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    (host / "passwd").write_text("evil:x:0:0::/:/bin/sh\n")
+    if how == "absolute":
+        (lower / "etc" / "passwd").symlink_to(host / "passwd")
+    elif how == "relative":
+        (lower / "etc" / "passwd").symlink_to("../" * 12 + str(host / "passwd").lstrip("/"))
+    else:
+        os.rmdir(lower / "etc")
+        (lower / "etc").symlink_to(host)
+    assert read_container_file(image, container, "/etc/passwd") is None
+
+
+def test_special_files_are_not_opened(tmp_path: Path) -> None:
+    image, lower, container = _image(tmp_path)
+    os.mkfifo(lower / "etc" / "passwd")  # opening it for reading would block
+    assert read_container_file(image, container, "/etc/passwd") is None
+    os.mknod(lower / "etc" / "group", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    assert read_container_file(image, container, "/etc/group") is None
+
+
+# ---- through boxctl and a real daemon -------------------------------------------------------
+
+
+def _root_with_users(busybox_root: Path, dest: Path) -> Path:
+    shutil.copytree(busybox_root, dest, symlinks=True)
+    os.chmod(dest, 0o755)  # a non-root user must be able to enter "/"
+    (dest / "etc" / "passwd").write_text(PASSWD)
+    (dest / "etc" / "group").write_text(GROUP)
+    return dest
+
+
+@pytest.mark.root
+def test_users_by_name_in_run_and_exec(daemon: Daemon, busybox_root: Path, tmp_path: Path) -> None:
+    image = str(_root_with_users(busybox_root, tmp_path / "image"))
+    ids = 'echo "$(id -u) $(id -g) $(id -G) $HOME"'
+    run = daemon.ctl("run", "--rm", "-u", "app", image, "/bin/sh", "-c", ids).stdout
+    assert run == "1001 1001 1001 10 50 /home/app\n"
+    run = daemon.ctl("run", "--rm", "-u", "app:staff", image, "/bin/sh", "-c", ids).stdout
+    assert run == "1001 50 50 /home/app\n"
+    # The image `default` has Debian's nobody and nogroup.
+    run = daemon.ctl("run", "--rm", "-u", "nobody", "default", "/bin/sh", "-c", ids).stdout
+    assert run == "65534 65534 65534 /nonexistent\n"
+    daemon.ctl("run", "-d", "--name", "c", image, "sleep", "300")
+    execd = daemon.ctl("exec", "-u", "app", "c", "/bin/sh", "-c", ids).stdout
+    assert execd == "1001 1001 1001 10 50 /home/app\n"
+    execd = daemon.ctl("exec", "-u", "nobody:wheel", "c", "/bin/sh", "-c", ids).stdout
+    assert execd == "65534 10 10 /nonexistent\n"
+    # A user the container adds later is found by exec: its upper layer is read.
+    daemon.ctl("exec", "c", "/bin/sh", "-c", "echo 'late:x:77:77::/:/bin/sh' >> /etc/passwd")
+    assert daemon.ctl("exec", "-u", "late", "c", "id", "-u").stdout == "77\n"
+    bad = daemon.ctl("exec", "-u", "nobody2", "c", "true", check=False)
+    assert bad.returncode == 125
+    assert "unable to find user nobody2: no matching entries in passwd file" in bad.stderr
+    daemon.ctl("rm", "-f", "c")
+
+
+@pytest.mark.root
+def test_unknown_user_is_refused(daemon: Daemon) -> None:
+    bad = daemon.ctl("run", "--rm", "-u", "nobody2", "default", "true", check=False)
+    assert bad.returncode == 125
+    assert "unable to find user nobody2: no matching entries in passwd file" in bad.stderr
+    bad = daemon.ctl("run", "--rm", "-u", "nobody:nogroup2", "default", "true", check=False)
+    assert bad.returncode == 125
+    assert "unable to find group nogroup2: no matching entries in group file" in bad.stderr
+    assert daemon.ctl("ps", "-aq").stdout == ""
+
+
+@pytest.mark.root
+def test_a_symlinked_passwd_never_reads_the_hosts(
+    daemon: Daemon, busybox_root: Path, tmp_path: Path
+) -> None:
+    host = tmp_path / "host-passwd"
+    host.write_text("evil:x:4242:4242::/:/bin/sh\n")
+    image = _root_with_users(busybox_root, tmp_path / "image")
+    (image / "etc" / "passwd").unlink()
+    (image / "etc" / "passwd").symlink_to(host)
+    bad = daemon.ctl("run", "--rm", "-u", "evil", str(image), "true", check=False)
+    assert bad.returncode == 125
+    assert "unable to find user evil: no matching entries in passwd file" in bad.stderr
