@@ -670,27 +670,10 @@ class Cgroup:
         finally:
             _write(state, thawed)
 
-    def freeze(self, frozen: bool) -> None:
-        """Freeze (pause) or thaw every process of the cgroup: ``cgroup.freeze`` on v2,
-        else the v1 freezer."""
-        v2 = self._v2()
-        freezer = self._dir("freezer")
-        if v2 is not None and (v2 / "cgroup.freeze").exists():
-            _write(v2 / "cgroup.freeze", "1" if frozen else "0")
-        elif freezer is not None:
-            _write(freezer[0] / "freezer.state", "FROZEN" if frozen else "THAWED")
-        else:
-            raise CgroupError(errno.ENOTSUP, f"cgroup {self.name}: no freezer on this host")
-
     def frozen(self) -> bool:
         """Whether the cgroup is frozen or being frozen (:meth:`freeze`)."""
-        v2 = self._v2()
-        freezer = self._dir("freezer")
-        if v2 is not None and (v2 / "cgroup.freeze").exists():
-            return _read_opt(v2 / "cgroup.freeze").strip() == "1"
-        if freezer is not None:
-            return _read_opt(freezer[0] / "freezer.state").strip() in ("FROZEN", "FREEZING")
-        return False
+        freezer = self._freezer()
+        return freezer is not None and _read_opt(freezer[0]).strip() in (freezer[1], "FREEZING")
 
     def _signal(self, sig: int) -> None:
         for pid in self.procs():

@@ -223,7 +223,7 @@ async def _dispatch(args: argparse.Namespace, log: _Log) -> int:
                 raise
         return 0
     if command in ("pause", "resume"):
-        _runtime.pause(root, args.id, command == "pause")
+        await _runtime.pause(root, args.id, command == "pause")
         return 0
     if command == "ps":
         return _ps(root, args)

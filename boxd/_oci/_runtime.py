@@ -391,7 +391,7 @@ async def delete(root: Root, cid: str, force: bool) -> None:
             raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
         cgroup = open_cgroup(saved)
         if status == "paused":
-            cgroup.freeze(False)
+            cgroup.thaw()
         if status != "stopped":
             _signal_init(saved, signal.SIGKILL)
             with trio.move_on_after(10):
@@ -403,7 +403,7 @@ async def delete(root: Root, cid: str, force: bool) -> None:
         run_hooks(_hooks(spec, "poststop"), "poststop", state_document(saved, "stopped"))
 
 
-def pause(root: Root, cid: str, frozen: bool) -> None:
+async def pause(root: Root, cid: str, frozen: bool) -> None:
     with root.locked(cid):
         saved = root.load(cid)
         status = status_of(root, saved)
@@ -411,7 +411,11 @@ def pause(root: Root, cid: str, frozen: bool) -> None:
             raise RuntimeError_(f"container not running: {status}")
         if not frozen and status != "paused":
             raise RuntimeError_(f"container not paused: {status}")
-        open_cgroup(saved).freeze(frozen)
+        cgroup = open_cgroup(saved)
+        if frozen:
+            await cgroup.freeze()
+        else:
+            cgroup.thaw()
 
 
 def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
