@@ -91,8 +91,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--bridge-name",
-        default=DEFAULT_BRIDGE,
-        help="the default network's Linux bridge (default %(default)s)",
+        default="",
+        help=f"the default network's Linux bridge (default {DEFAULT_BRIDGE} for the default "
+        "root, another name for another root)",
     )
     p.add_argument(
         "--bridge-subnet",

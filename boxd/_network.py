@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
@@ -51,7 +52,7 @@ from ._store import atomic_write
 
 log = logging.getLogger("boxd.network")
 
-DEFAULT_BRIDGE = "boxd0"
+DEFAULT_BRIDGE = "boxd0"  # the default root's; see default_bridge()
 DEFAULT_NETWORK = "bridge"
 # Where subnets are picked from when none is asked for (Docker's default pools).
 POOL = [ipaddress.IPv4Network(f"172.{n}.0.0/16") for n in range(17, 32)] + [
@@ -88,7 +89,7 @@ class Network:
 class BridgeOptions:
     """The default network: ``boxd --bridge-name``, ``--bridge-subnet`` ("" picks one)."""
 
-    name: str = DEFAULT_BRIDGE
+    name: str = ""  # "": default_bridge(root)
     subnet: str = ""
 
 
@@ -136,6 +137,14 @@ def mac_of(address: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
 
 
+def default_bridge(root: Path) -> str:
+    """``boxd0`` for the default root; another root gets a name of its own (a library
+    user or a test beside the daemon never shares, nor removes, the daemon's bridge)."""
+    if root.resolve() == Path("/var/lib/boxd"):
+        return DEFAULT_BRIDGE
+    return "boxd" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+
+
 def _table_name(bridge: str) -> str:
     return "boxd" if bridge == DEFAULT_BRIDGE else f"boxd-{bridge}"
 
@@ -143,8 +152,8 @@ def _table_name(bridge: str) -> str:
 class Networks:
     def __init__(self, root: Path, options: BridgeOptions = BridgeOptions()) -> None:
         self.dir = root / "networks"
-        self.options = options
-        self.table = _table_name(options.name)
+        self.options = attrs.evolve(options, name=options.name or default_bridge(root))
+        self.table = _table_name(self.options.name)
         self.nursery: trio.Nursery | None = None  # proxies and DNS run here
         self._nets: dict[str, Network] = {}
         self._up: set[str] = set()  # bridges this daemon brought up
@@ -355,8 +364,12 @@ class Networks:
             if net.bridge in links:
                 log.info("removing bridge %s left by a previous daemon", net.bridge)
                 await trio.to_thread.run_sync(_netlink.delete_link, net.bridge)
-        with contextlib.suppress(_nft.NftError, FileNotFoundError):
-            await _nft.delete(self.table)
+        try:
+            if await _nft.exists(self.table):
+                log.info("removing nftables table %s left by a previous daemon", self.table)
+                await _nft.delete(self.table)
+        except _nft.NftError as exc:
+            log.warning("%s: containers on a network will not start", exc)
         # The default network's record, checked against the host's routes now: a
         # --bridge-subnet that overlaps one stops the daemon here, naming both.
         await self._default()
@@ -370,7 +383,7 @@ class Networks:
             with contextlib.suppress(OSError):
                 await trio.to_thread.run_sync(_netlink.delete_link, bridge)
         if self._table:
-            with contextlib.suppress(_nft.NftError, FileNotFoundError):
+            with contextlib.suppress(_nft.NftError):
                 await _nft.delete(self.table)
         self._up.clear()
         self._table = False
@@ -490,6 +503,9 @@ class Attachment:
         net = self.net
         if net is None:
             return
+        if os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+            # A spawn path that made no namespace (a test's fake): never touch the daemon's.
+            raise OSError(f"process {pid} has no network namespace of its own to connect")
         await trio.to_thread.run_sync(
             lambda: _netlink.plug(
                 pid,

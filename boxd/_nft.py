@@ -15,6 +15,7 @@ boxd's environment, so boxd runs ``nft``.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,20 +120,33 @@ def ruleset(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) 
     return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}
 
 
+async def _run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    try:
+        return await trio.run_process(
+            ["nft", *args], stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
+        )
+    except FileNotFoundError:
+        raise NftError("the nft command is missing: install nftables") from None
+
+
 async def _nft(batch: dict[str, Any]) -> None:
-    result = await trio.run_process(
-        ["nft", "-j", "-f", "-"],
-        stdin=json.dumps(batch).encode(),
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
+    result = await _run("-j", "-f", "-", stdin=json.dumps(batch).encode())
     if result.returncode != 0:
         raise NftError(f"nft failed: {result.stderr.decode(errors='replace').strip()}")
 
 
 async def apply(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) -> None:
     await _nft(ruleset(table, bridges, forwards))
+
+
+async def exists(table: str) -> bool:
+    """Whether ``table`` is there (read only: a daemon that never made one changes
+    nothing when it looks)."""
+    result = await _run("-j", "list", "tables", FAMILY)
+    if result.returncode != 0:
+        raise NftError(f"nft failed: {result.stderr.decode(errors='replace').strip()}")
+    found = json.loads(result.stdout)["nftables"]
+    return any(item.get("table", {}).get("name") == table for item in found)
 
 
 async def delete(table: str) -> None:
