@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import resource
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -79,6 +80,20 @@ class Bench:
         self.tools["hyperfine"].require()
         self.daemon.require()
         return self.daemon.boxctl(*args)
+
+    def docker(self, *args: str) -> list[str]:
+        """The docker CLI (client only) against the daemon's Engine API socket."""
+        docker = shutil.which("docker")
+        if docker is None:
+            raise RuntimeError("the docker CLI is not on PATH")
+        self.boxctl()
+        return [
+            "env",
+            f"DOCKER_HOST=unix://{self.daemon.socket.with_name('docker.sock')}",
+            f"DOCKER_CONFIG={self.work / 'docker-config'}",
+            docker,
+            *args,
+        ]
 
     def hyperfine(self, argv: list[str], *, runs: int, wrap: bool = False) -> list[float]:
         self.tools["hyperfine"].require()
@@ -206,6 +221,20 @@ class Bench:
                 self.boxctl(*run, "--procview", "off", self.root(), "/bin/true"), runs=runs
             ),
             note="without the FUSE /proc view bind",
+        )
+        # The Engine API's cost: the docker CLI against boxd's Docker socket, against
+        # boxctl on the same image (Docker clients cannot name a root directory).
+        case.measure(
+            "boxctl run --rm default",
+            OURS,
+            lambda: self.hyperfine(self.boxctl(*run, "default", "true"), runs=runs),
+            note="the image default, for the docker CLI entry below",
+        )
+        case.measure(
+            "docker run --rm default (Engine API)",
+            OURS,
+            lambda: self.hyperfine(self.docker(*run, "default", "true"), runs=runs),
+            note="the docker CLI against boxd's Docker socket: create, attach, wait, start",
         )
         case.measure(
             "library run+wait",

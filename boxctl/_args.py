@@ -10,14 +10,15 @@ than the rest of ``boxctl ps``.  This parser knows only what boxctl uses:
   ``exec``), the options end where that command line starts;
 * no abbreviations of long options (Docker has none either).
 
-Errors are one line naming the bad word, exit code 2.
+Errors are one line naming the bad word, exit code 125 (Docker's for a bad option).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 
-from ._client import CliError
+from ._client import USAGE, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class Command:
                 table["--no-" + opt.names[-1][2:]] = opt
 
         def fail(message: str) -> CliError:
-            return CliError(f"{prog}: {message} (see '{prog} --help')", 2)
+            return CliError(f"{prog}: {message} (see '{prog} --help')", USAGE)
 
         def lookup(name: str) -> Opt:
             if name in ("-h", "--help"):
@@ -154,6 +155,8 @@ class Command:
                 return
             try:
                 converted = {INT: int, FLOAT: float}.get(opt.kind, str)(value)
+                if opt.kind == FLOAT and not math.isfinite(float(value)):
+                    raise ValueError
             except ValueError:
                 kind = "an integer" if opt.kind == INT else "a number"
                 raise fail(f"invalid {name} {value!r}: expected {kind}") from None

@@ -1,9 +1,15 @@
 """The terminal side of attach and of a foreground run: one poll loop, no threads.
 
 Output frames go to our stdout/stderr as they come; stdin is forwarded in bulk (whatever one
-read returns, not a message per key); the detach sequence (Ctrl-P Ctrl-Q by default) ends
-the attachment and leaves the container running; a window size is sent at start and on
-every SIGWINCH; without a TTY, signals sent to boxctl are forwarded to the container.
+read returns, not a message per key) and its end closes the container's stdin.  Only a
+local terminal in TTY mode is watched for the detach sequence (Ctrl-P Ctrl-Q by default),
+which ends the attachment and leaves the container running: piped input is data, every byte
+of it is sent, as Docker does.  A window size is sent at start and on every SIGWINCH;
+without a TTY, signals sent to boxctl are forwarded to the container.
+
+The socket is written without blocking: a container that stops reading its stdin while it
+writes output (``cat`` of a large input) must not stall the reading of that output, or
+client, daemon and container would wait on each other forever.
 """
 
 from __future__ import annotations
@@ -68,12 +74,13 @@ def _raw_terminal(fd: int) -> Callable[[], None]:
     return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _send_size(client: Client) -> None:
+def _size_frame() -> bytes:
+    """A ResizeFrame with our terminal's size (nothing if stdout is not a terminal)."""
     try:
         cols, rows = os.get_terminal_size(sys.stdout.fileno())
     except OSError:
-        return
-    client.send({"type": "ResizeFrame", "rows": rows, "cols": cols})
+        return b""
+    return protocol.encode({"type": "ResizeFrame", "rows": rows, "cols": cols})
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -101,8 +108,8 @@ def stream(
         if local_tty:
             restore = _raw_terminal(in_fd)
         if tty_mode:
-            _send_size(client)
-        return _loop(client, in_fd, wake_r, detach_keys)
+            client.sock.sendall(_size_frame())
+        return _loop(client, in_fd, wake_r, detach_keys if local_tty else None)
     finally:
         if restore is not None:
             restore()
@@ -113,49 +120,79 @@ def stream(
         os.close(wake_w)
 
 
-def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes) -> int | None:
-    matcher = DetachMatcher(detach_keys)
+# Input read ahead of what the socket has taken: reading stdin pauses above this.
+MAX_PENDING = 1 << 20
+
+
+def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes | None) -> int | None:
+    matcher = DetachMatcher(detach_keys) if detach_keys else None
+    sock = client.sock
+    sock_fd = sock.fileno()
+    sock.setblocking(False)
+    pending = bytearray()  # frames for the daemon, in order
+    detached = False
+    reading = in_fd >= 0
+    polled_in = False
     poller = select.poll()
-    sock_fd = client.sock.fileno()
-    poller.register(sock_fd, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
-    if in_fd >= 0:
-        poller.register(in_fd, select.POLLIN)
     out_fds = {protocol.STDOUT: sys.stdout.fileno(), protocol.STDERR: sys.stderr.fileno()}
     # The read that brought the response may have brought the frames after it too, up to
     # the ExitFrame of a short-lived process: they are handled before the socket is polled,
     # which would otherwise wait for bytes that never come.
     frames = client.feed(b"")
-    while True:
-        for frame in frames:
-            if isinstance(frame, tuple):
-                _write_all(out_fds.get(frame[0], out_fds[protocol.STDOUT]), frame[1])
-            elif frame["type"] == "ExitFrame":
-                return int(frame["exit_code"])
-            elif frame["type"] == "ErrorResponse":
-                raise CliError(str(frame.get("message")))
-        frames = []
-        for fd, _ in poller.poll():
-            if fd == wake_r:
-                for signum in os.read(wake_r, 64):
-                    if signum == signal.SIGWINCH:
-                        _send_size(client)
-                    else:
-                        client.send({"type": "SignalFrame", "signal": signal.Signals(signum).name})
-            elif fd == in_fd:
-                data = os.read(in_fd, 65536)
-                if not data:
-                    client.send_bytes(protocol.STDIN, b"")
+    try:
+        while True:
+            for frame in frames:
+                if isinstance(frame, tuple):
+                    _write_all(out_fds.get(frame[0], out_fds[protocol.STDOUT]), frame[1])
+                elif frame["type"] == "ExitFrame":
+                    return int(frame["exit_code"])
+                elif frame["type"] == "ErrorResponse":
+                    raise CliError(str(frame.get("message")))
+            frames = []
+            if detached and not pending:
+                return None
+            poller.register(sock_fd, select.POLLIN | (select.POLLOUT if pending else 0))
+            # Stdin waits while the daemon has not taken what was read before.
+            if polled_in != (reading and len(pending) < MAX_PENDING):
+                polled_in = not polled_in
+                if polled_in:
+                    poller.register(in_fd, select.POLLIN)
+                else:
                     poller.unregister(in_fd)
-                    continue
-                data, detach = matcher.feed(data)
-                if data:
-                    client.send_bytes(protocol.STDIN, data)
-                if detach:
-                    client.send({"type": "DetachFrame"})
-                    return None
-            elif fd == sock_fd:
-                data = client.sock.recv(65536)
-                if not data:
-                    raise CliError("the daemon closed the connection")
-                frames = client.feed(data)
+            for fd, events in poller.poll():
+                if fd == wake_r:
+                    for signum in os.read(wake_r, 64):
+                        if signum == signal.SIGWINCH:
+                            pending += _size_frame()
+                        else:
+                            name = signal.Signals(signum).name
+                            pending += protocol.encode({"type": "SignalFrame", "signal": name})
+                elif fd == in_fd:
+                    data = os.read(in_fd, 65536)
+                    if not data:
+                        pending += protocol.encode_bytes(protocol.STDIN, b"")
+                        reading = False
+                        continue
+                    detach = False
+                    if matcher is not None:
+                        data, detach = matcher.feed(data)
+                    if data:
+                        pending += protocol.encode_bytes(protocol.STDIN, data)
+                    if detach:
+                        pending += protocol.encode({"type": "DetachFrame"})
+                        reading = False
+                        detached = True
+                elif fd == sock_fd:
+                    try:
+                        if events & select.POLLOUT:
+                            del pending[: sock.send(pending)]
+                        if events & ~select.POLLOUT:  # readable, hung up or failed
+                            data = sock.recv(65536)
+                            if not data:
+                                raise ConnectionResetError
+                            frames = client.feed(data)
+                    except OSError:  # EPIPE, ECONNRESET, end of stream: the daemon went away
+                        raise CliError("the daemon closed the connection") from None
+    finally:
+        sock.setblocking(True)

@@ -10,8 +10,9 @@ import time
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units
 
+from . import _images
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import Client, CliError, call, check, socket_path
+from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
 from ._network import RUN_NETWORK_OPTIONS, published
 
@@ -37,7 +38,7 @@ def _volume(spec: str) -> dict[str, Any]:
     try:
         host, container, options = _units.split_volume(spec)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     return {"host": os.path.abspath(host), "container": container, **options}
 
 
@@ -45,7 +46,7 @@ def _tmpfs(spec: str) -> str:
     try:
         _tmpfs_options.parse_tmpfs(spec)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     return spec
 
 
@@ -53,7 +54,7 @@ def _ulimit(text: str) -> dict[str, Any]:
     try:
         name, soft, hard = _ulimits.parse_ulimit(text)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     return {"name": name, "soft": soft, "hard": hard}
 
 
@@ -68,7 +69,8 @@ def _security(opts: Sequence[str]) -> dict[str, Any]:
         else:
             raise CliError(
                 f"invalid --security-opt {opt!r}: use no-new-privileges[=false] "
-                "or seccomp=unconfined|PROFILE.json"
+                "or seccomp=unconfined|PROFILE.json",
+                USAGE,
             )
     return sec
 
@@ -87,7 +89,7 @@ def _resources(args: Args) -> dict[str, Any]:
         if args.cpus is not None:
             res["cpus"] = _units.parse_cpus(args.cpus)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     if args.cpu_shares is not None:
         res["cpu_shares"] = args.cpu_shares
     if args.pids_limit is not None:
@@ -97,26 +99,38 @@ def _resources(args: Args) -> dict[str, Any]:
     return res
 
 
+def _is_directory(word: str) -> bool:
+    """A root filesystem directory rather than an image reference: a path as written."""
+    return word.startswith(("/", "./", "../", "~")) or word in (".", "..")
+
+
 def _config(args: Args) -> tuple[dict[str, Any], str]:
     words = list(args.words)
+    reference = False
     if args.rootfs:
         image = os.path.abspath(args.rootfs)
     elif words:
         image = words.pop(0)
-        if image != "default":
-            image = os.path.abspath(image)
+        if _is_directory(image):
+            image = os.path.abspath(os.path.expanduser(image))
+        reference = image != "default" and not image.startswith("/")
     else:
         raise CliError(
-            f"{args.prog}: an IMAGE (default, or a root filesystem directory) is required"
+            f"{args.prog}: an IMAGE (a reference, default, or a root filesystem directory) "
+            "is required",
+            USAGE,
         )
-    if not words:
+    # --entrypoint replaces the image's command too (Docker's rule): no /bin/sh then.
+    if not words and not reference and args.entrypoint is None:
         words = ["/bin/sh"]
+    if reference:
+        _images.ensure_image(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
         "command": words,
         "env": _env_list(args.env),
-        "workdir": args.workdir,
+        "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
         "group_add": args.group_add,
         "hostname": args.hostname or "",
@@ -144,20 +158,26 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    if args.entrypoint is not None:
+        config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
+    if args.init:
+        config["init"] = True
+    if args.oom_score_adj is not None:
+        config["oom_score_adj"] = args.oom_score_adj
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
         except ValueError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(str(exc), USAGE) from None
     try:
         if args.log_max_size is not None:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), USAGE) from None
     if args.log_max_files is not None:
         if args.log_max_files < 1:
-            raise CliError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
+            raise CliError(f"invalid --log-max-files {args.log_max_files}: must be >= 1", USAGE)
         config["log_max_files"] = args.log_max_files
     return config, args.name or ""
 
@@ -168,7 +188,8 @@ def _restart(text: str) -> dict[str, Any]:
         count and (name != "on-failure" or not count.isdigit() or int(count) < 1)
     ):
         raise CliError(
-            f"invalid --restart {text!r}: use no, on-failure[:max], always or unless-stopped"
+            f"invalid --restart {text!r}: use no, on-failure[:max], always or unless-stopped",
+            USAGE,
         )
     return {"name": name, "max_retries": int(count) if count else 0}
 
@@ -176,27 +197,52 @@ def _restart(text: str) -> dict[str, Any]:
 # ---- commands -------------------------------------------------------------------------
 
 
+def _run_failure(exc: CliError) -> CliError:
+    """``run`` and ``create`` exit 125 whatever went wrong before the container ran (a
+    refused value, an image that cannot be pulled, a name in use, no daemon), as Docker's
+    do; 126 and 127 keep their meaning."""
+    if exc.code == 1:
+        exc.code = USAGE
+    return exc
+
+
 def cmd_create(args: Args) -> int:
-    config, name = _config(args)
-    print(call(args.socket, {"type": "CreateRequest", "config": config, "name": name})["id"])
+    try:
+        config, name = _config(args)
+        response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
+    except CliError as exc:
+        raise _run_failure(exc) from None
+    print(response["id"])
     return 0
 
 
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
-    config, name = _config(args)
-    request = {
-        "type": "RunRequest",
-        "config": config,
-        "name": name,
-        "attach": not args.detach,
-        "stdin": args.interactive,
-    }
-    if args.detach:
-        print(call(args.socket, request)["id"])
-        return 0
-    return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+    if not args.detach:
+        _check_tty(stdin=args.interactive, tty_mode=args.tty)
+    try:
+        config, name = _config(args)
+        request = {
+            "type": "RunRequest",
+            "config": config,
+            "name": name,
+            "attach": not args.detach,
+            "stdin": args.interactive,
+        }
+        if args.detach:
+            print(call(args.socket, request)["id"])
+            return 0
+        return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+    except CliError as exc:
+        raise _run_failure(exc) from None
+
+
+def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
+    """A container's terminal takes its input from ours: a pipe or a file cannot be one.
+    Refused before anything is asked of the daemon, with Docker's words and exit code."""
+    if stdin and tty_mode and not os.isatty(0):
+        raise CliError("the input device is not a TTY")
 
 
 def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: bool) -> int:
@@ -225,9 +271,9 @@ def parse_detach_keys(text: str) -> bytes:
         elif len(part) == 1:
             keys.append(ord(part))
         else:
-            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q")
+            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q", USAGE)
     if not keys:
-        raise CliError(f"invalid detach keys {text!r}")
+        raise CliError(f"invalid detach keys {text!r}", USAGE)
     return bytes(keys)
 
 
@@ -239,25 +285,27 @@ def _start_attached(args: Args, cid: str, *, stdin: bool, tty_mode: bool) -> int
 def cmd_start(args: Args) -> int:
     if args.attach:
         if len(args.containers) != 1:
-            raise CliError("boxctl start: --attach takes exactly one container")
+            raise CliError("boxctl start: --attach takes exactly one container", USAGE)
         c = _inspect(args.socket, args.containers[0])
         cfg = c["config"]
-        return _start_attached(
-            args, c["id"], stdin=args.interactive and cfg["interactive"], tty_mode=cfg["tty"]
-        )
+        stdin = args.interactive and cfg["interactive"]
+        _check_tty(stdin=stdin, tty_mode=cfg["tty"])
+        return _start_attached(args, c["id"], stdin=stdin, tty_mode=cfg["tty"])
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
 def cmd_attach(args: Args) -> int:
     c = _inspect(args.socket, args.container)
     stdin = not args.no_stdin and c["config"]["interactive"]
+    _check_tty(stdin=stdin, tty_mode=c["config"]["tty"])
     request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
     return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
 
 
 def cmd_exec(args: Args) -> int:
     if not args.command:
-        raise CliError("boxctl exec: a COMMAND is required")
+        raise CliError("boxctl exec: a COMMAND is required", USAGE)
+    _check_tty(stdin=args.interactive, tty_mode=args.tty)
     request = {
         "type": "ExecRequest",
         "container": args.container,
@@ -449,7 +497,7 @@ def _parse_since(text: str) -> float:
             return time.time() - float(text[:-1]) * units[text[-1]]
         return float(text)
     except ValueError:
-        raise CliError(f"invalid --since {text!r}: use a Unix time or 10s, 5m, 2h") from None
+        raise CliError(f"invalid --since {text!r}: use a Unix time or 10s, 5m, 2h", USAGE) from None
 
 
 def cmd_info(args: Args) -> int:
@@ -463,12 +511,10 @@ def cmd_info(args: Args) -> int:
 def cmd_version(args: Args) -> int:
     from boxd import __version__
 
-    print(f"boxctl {__version__}")
-    try:
-        daemon = call(args.socket, {"type": "VersionRequest"})
-        print(f"boxd {daemon['version']} (api {daemon['api']})")
-    except CliError as exc:
-        print(f"boxd: {exc}")
+    print(f"boxctl {__version__}", flush=True)
+    # Without a daemon, Docker prints its client's part and fails.
+    daemon = call(args.socket, {"type": "VersionRequest"})
+    print(f"boxd {daemon['version']} (api {daemon['api']})")
     return 0
 
 
@@ -519,7 +565,7 @@ def cmd_stats(args: Args) -> int:
 def cmd_update(args: Args) -> int:
     res = _resources(args)
     if not res:
-        raise CliError("boxctl update: give at least one limit to change")
+        raise CliError("boxctl update: give at least one limit to change", USAGE)
     return _each(
         args,
         lambda ref: call(
@@ -543,7 +589,10 @@ RUN_OPTIONS = (
     Opt("--name", kind=VALUE, help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
-    Opt("-w", "--workdir", kind=VALUE, default="/", help="working directory inside"),
+    Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
+    Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
+    Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
+    Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
@@ -574,6 +623,8 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--init", help="run an init as PID 1 that forwards signals and reaps orphans"),
+    Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
@@ -699,6 +750,8 @@ COMMANDS = (
         (("containers", ANY, "CONTAINER"),),
     ),
     *NETWORK_COMMANDS,
+    *_images.COMMANDS,
+    _images.IMAGE_COMMAND,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )
@@ -736,10 +789,10 @@ def _parse(words: list[str]) -> Args:
             print(_help())
             sys.exit(0)
         if name != "--socket":
-            raise CliError(f"boxctl: unknown option {name!r} (see 'boxctl --help')", 2)
+            raise CliError(f"boxctl: unknown option {name!r} (see 'boxctl --help')", USAGE)
         if not eq:
             if not words:
-                raise CliError("boxctl: --socket needs a value", 2)
+                raise CliError("boxctl: --socket needs a value", USAGE)
             value = words.pop(0)
         socket = value
     if not words:
@@ -748,7 +801,7 @@ def _parse(words: list[str]) -> Args:
     name = words.pop(0)
     command = BY_NAME.get(name)
     if command is None:
-        raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')", 2)
+        raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')")
     prog = f"boxctl {name}"
     args = command.parse(words, prog)
     args.socket = socket_path(socket)

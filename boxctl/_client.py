@@ -17,6 +17,7 @@ DEFAULT_SOCKET = "/run/boxd/boxd.sock"
 
 # What a failed request makes `boxctl` exit with (Docker's conventions).
 EXIT_CODES = {"exec_not_found": 127, "exec_denied": 126}
+USAGE = 125  # a bad option or value, refused before anything is done (Docker's code)
 
 
 class CliError(Exception):
@@ -37,6 +38,9 @@ class Client:
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             self.sock.connect(path)
+        except PermissionError:
+            self.sock.close()
+            raise CliError(_denied(path)) from None
         except OSError as exc:
             self.sock.close()
             raise CliError(
@@ -89,6 +93,37 @@ class Client:
             raise CliError("the daemon sent bytes where a response was expected")
         check(response)
         return response
+
+
+def _denied(path: str) -> str:
+    """Permission denied on the socket: who may use it, and how this user becomes one."""
+    import grp  # only this error needs them
+    import pwd
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (
+            f"permission denied: this user may not reach {path} (a directory on the way is closed)"
+        )
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = str(os.getuid())
+    if st.st_gid == 0:
+        return (
+            f"permission denied on {path}: the socket is there, but only root may use it; "
+            "run as root, or create the group boxd (groupadd boxd), restart boxd (the socket "
+            f"then belongs to that group) and add this user to it (usermod -aG boxd {user})"
+        )
+    return (
+        f"permission denied on {path}: the socket is there, but only root and the group "
+        f"{group} may use it; add this user to it (usermod -aG {group} {user}), then log in again"
+    )
 
 
 def check(response: dict[str, Any]) -> None:

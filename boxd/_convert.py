@@ -80,7 +80,30 @@ def _describe(exc: BaseException, _type: Any) -> str:
 
 
 class ConversionError(ValueError):
-    """Data that does not fit a record; ``str()`` names every bad value with its path."""
+    """Data that does not fit a record; ``str()`` names every bad value with its path.
+
+    ``refused``: the data had the right shape, and a record's own validation refused a
+    value (``invalid --stop-signal 'SIGFOO'``).  Those messages are written for the user
+    who gave the value, so no path is added: ``@ $.config`` would be protocol jargon.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The ValueError a record's validator raised, if that is what ``exc`` reports: cattrs
+    attaches a field note to what structuring one field raised, none to what the class
+    itself raised (its ``__attrs_post_init__``)."""
+    while isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        if len(with_notes) + len(without) != 1:
+            return None
+        exc = with_notes[0][0] if with_notes else without[0]
+        if not with_notes and isinstance(exc, ValueError):
+            return exc
+    return None
 
 
 def structure(data: object, cls: type[T]) -> T:
@@ -88,6 +111,9 @@ def structure(data: object, cls: type[T]) -> T:
         return converter.structure(data, cls)
     except Exception as exc:
         if isinstance(exc, cattrs.BaseValidationError):
+            refused = _refusal(exc)
+            if refused is not None:
+                raise ConversionError(str(refused), refused=True) from None
             lines = cattrs.transform_error(exc, format_exception=_describe)
             raise ConversionError("; ".join(lines)) from None
         raise ConversionError(str(exc)) from None

@@ -100,6 +100,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
         help="the default network's IPv4 subnet (default: a free 172.17-31.0.0/16)",
     )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a registry reached over plain HTTP (loopback registries always are)",
+    )
     return p.parse_args(argv)
 
 
@@ -134,6 +141,8 @@ async def run_daemon(args: argparse.Namespace) -> None:
         log.warning("the per-container /proc view is off: %s", why_not)
     _repair.detach_dead_mounts(args.root)
     _repair.remove_stale_socket_files(args.socket)
+    if args.docker_socket:
+        _repair.remove_stale_socket_files(Path(args.docker_socket))
     inherited = _systemd.listen_fds()
     listening = None
     if inherited:
@@ -153,6 +162,7 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     log_max_files=args.log_max_files,
                     procview=view,
                     bridge=BridgeOptions(args.bridge_name, args.bridge_subnet),
+                    insecure_registries=frozenset(args.insecure_registry),
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):
@@ -198,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The HTTP client's own lines (every request, its headers) are noise in the daemon's log.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if os.geteuid() != 0:
         sys.exit("boxd: must run as root (namespaces, mounts and cgroups need it)")
     try:

@@ -130,6 +130,11 @@ def check_attach(name: str, phase: Status) -> None:
         raise _refuse(name, phase, "attach needs a running container")
 
 
+def check_update(name: str, phase: Status) -> None:
+    if phase is REMOVING:
+        raise _refuse(name, phase, "its limits can no longer change")
+
+
 def check_remove(name: str, phase: Status, *, force: bool) -> None:
     """``rm`` takes a container at rest; ``rm -f`` takes it in any phase."""
     if force or phase in AT_REST or phase is REMOVING:

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources
 
@@ -255,6 +256,7 @@ REQUESTS: dict[str, type[Any]] = {
         StatsRequest,
         ExecRequest,
         *NETWORK_REQUESTS,
+        *IMAGE_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {
@@ -272,6 +274,8 @@ def parse(message: dict[str, Any], catalogue: dict[str, type[Any]]) -> Any:
     try:
         return structure(fields, cls)
     except ConversionError as exc:
+        if exc.refused:  # already in the words of whoever sent the value
+            raise
         raise ConversionError(f"{kind}: {exc}") from None
 
 

@@ -80,7 +80,8 @@ class MountOp:
     dev: int = 0
 
     def describe(self) -> str:
-        """How an error message names this step: ``mount /proc``, ``mkdir /dev/pts``."""
+        """How an error message names this step: ``mount /proc``, ``mkdir /dev/pts``,
+        ``mount /srv/data on /data``."""
         verb = {
             MountKind.MOUNT: "mount",
             MountKind.MKDIR: "mkdir",
@@ -92,6 +93,8 @@ class MountOp:
             MountKind.WRITE_FILE: "write",
             MountKind.MKFILE: "create",
         }[self.kind]
+        if self.kind is MountKind.MOUNT and self.source.startswith("/"):
+            return f"{verb} {self.source} on {self.target}"  # a bind: the host path matters
         return f"{verb} {self.target}"
 
 

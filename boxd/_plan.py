@@ -8,6 +8,8 @@ a seccomp profile file and creating the container's overlay directories.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,15 @@ from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._netconfig import EtcNetwork
 from ._records import Container, ContainerConfig
-from ._rootfs import MS_BIND, Image, container_mounts, id_mapped_layers, read_container_file
+from ._rootfs import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOSUID,
+    Image,
+    container_mounts,
+    id_mapped_layers,
+    read_container_file,
+)
 from ._ulimits import NAMES as ULIMIT_NAMES
 from ._users import ExecUser, resolve_in
 
@@ -141,6 +151,34 @@ def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, 
     return files
 
 
+# Where ``--init`` shows boxd-init in the container: on its own /dev (a fresh tmpfs at each
+# start), so nothing is written into the image or the container's layer.
+INIT_PATH = "/dev/init"
+INIT_PROGRAM = "boxd-init"
+
+
+@functools.cache
+def init_program() -> str:
+    """The host path of boxd-init, installed beside the extension (see setup.py)."""
+    spec = importlib.util.find_spec("sandbox_native")
+    path = Path(spec.origin).with_name(INIT_PROGRAM) if spec and spec.origin else None
+    if path is None or not os.access(path, os.X_OK):
+        raise ValueError(
+            f"--init: {INIT_PROGRAM} is not installed beside sandbox_native ({path}); "
+            "reinstall boxd"
+        )
+    return str(path)
+
+
+def init_mounts(program: str) -> tuple[MountOp, ...]:
+    """boxd-init bound read-only (nosuid, nodev) at :data:`INIT_PATH`."""
+    return (
+        MountOp(MountKind.MKFILE, INIT_PATH, mode=0o755),
+        MountOp(MountKind.MOUNT, INIT_PATH, source=program, flags=MS_BIND),
+        MountOp(MountKind.REMOUNT_RO, INIT_PATH, flags=MS_NOSUID | MS_NODEV),
+    )
+
+
 def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     """Bind the /proc view's files over the container's /proc/meminfo, ... (after /proc and
     /sys are mounted, before the masks)."""
@@ -174,21 +212,22 @@ def build(
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),
         extra=(
-            view_mounts(view_files or {})
+            (init_mounts(init_program()) if config.init else ())
+            + view_mounts(view_files or {})
             + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
     user = identity(config.user, image, container_dir, config.group_add)
     env = environment(container, user, tty=config.tty)
     return SpawnPlan(
-        argv=config.command,
+        argv=(INIT_PATH, "--", *config.command) if config.init else config.command,
         env=env,
         search_path=_search_path(env),
         namespaces=namespaces(container),
         hostname=hostname(container),
         rootfs=rootfs,
         mounts=mounts,
-        cwd=config.workdir,
+        cwd=config.workdir or "/",
         uid=user.uid,
         gid=user.gid,
         groups=user.groups,
@@ -246,7 +285,7 @@ def build_exec(
         argv=spec.command,
         env=env,
         search_path=_search_path(env),
-        cwd=spec.workdir or config.workdir,
+        cwd=spec.workdir or config.workdir or "/",
         uid=user.uid,
         gid=user.gid,
         groups=user.groups,

@@ -127,10 +127,12 @@ class Security:
 
 @attrs.frozen
 class ContainerConfig:
-    image: str  # "default" or an absolute path to a root filesystem directory
+    # "default", an absolute path to a root filesystem directory, or an image reference
+    image: str
+    # Empty for an image reference: the image's Cmd (see boxd._images.config).
     command: tuple[str, ...]
     env: tuple[str, ...] = ()
-    workdir: str = "/"
+    workdir: str = "/"  # empty: the image's WorkingDir, else /
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
@@ -148,6 +150,8 @@ class ContainerConfig:
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
     ulimits: tuple[Ulimit, ...] = ()
+    oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
+    init: bool = False  # --init: boxd-init runs the command as PID 1's child
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -158,6 +162,10 @@ class ContainerConfig:
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
+    # A stored image's: the image's id, and --entrypoint (None: the image's Entrypoint).
+    image_id: str = ""
+    entrypoint: tuple[str, ...] | None = None
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp", from the image
     labels: tuple[str, ...] = ()  # "KEY=VALUE"
 
     def __attrs_post_init__(self) -> None:
@@ -226,19 +234,60 @@ def parse_signal(text: str) -> signal.Signals:
         raise ValueError(f"invalid signal {text!r}") from None
 
 
+# The option of `boxctl run` (and of `docker run`) that sets each field of a configuration:
+# a refused value is named as its user typed it, not by its place in a record.
+OPTIONS = {
+    "env": "--env",
+    "workdir": "--workdir",
+    "user": "--user",
+    "group_add": "--group-add",
+    "hostname": "--hostname",
+    "extra_hosts": "--add-host",
+    "network": "--network",
+    "volumes": "--volume",
+    "tmpfs": "--tmpfs",
+    "shm_size": "--shm-size",
+    "ulimits": "--ulimit",
+    "resources.memory": "--memory",
+    "resources.memory_swap": "--memory-swap",
+    "resources.cpus": "--cpus",
+    "resources.cpu_shares": "--cpu-shares",
+    "resources.pids_limit": "--pids-limit",
+    "resources.cpuset_cpus": "--cpuset-cpus",
+    "restart": "--restart",
+    "stop_signal": "--stop-signal",
+    "stop_timeout": "--stop-timeout",
+    "log_max_size": "--log-max-size",
+    "log_max_files": "--log-max-files",
+    "cgroup_parent": "--cgroup-parent",
+    "labels": "--label",
+}
+
+
+def invalid(field: str, value: object, reason: str = "") -> ValueError:
+    """The error for a refused value of a configuration field (a path such as
+    ``resources.memory``), in the words of the command line: ``invalid --memory '1x'``."""
+    text = format(value, "g") if isinstance(value, float) else str(value)
+    message = f"invalid {OPTIONS.get(field, field)} {text!r}"
+    return ValueError(f"{message}: {reason}" if reason else message)
+
+
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
-    if not config.command or not config.command[0]:
+    reference = config.image != "default" and not config.image.startswith("/")
+    if not reference and not config.command and not config.entrypoint:
         raise ValueError("no command given")
-    for arg in config.command:
+    if config.command and not config.command[0] and config.entrypoint is None:
+        raise ValueError("no command given")
+    for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
     for item in config.env:
         key, eq, _ = item.partition("=")
         if not eq or not ENV_NAME_RE.match(key) or "\0" in item:
-            raise ValueError(f"invalid environment variable {item!r}: use KEY=VALUE")
-    if not config.workdir.startswith("/"):
-        raise ValueError(f"invalid working directory {config.workdir!r}: must be absolute")
+            raise invalid("env", item, "use KEY=VALUE")
+    if config.workdir and not config.workdir.startswith("/"):
+        raise invalid("workdir", config.workdir, "must be absolute")
     if config.user:
         check_user(config.user)
     for group in config.group_add:
@@ -246,7 +295,7 @@ def validate_config(config: ContainerConfig) -> None:
     for host in config.extra_hosts:
         parse_host(host)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
-        raise ValueError(f"invalid hostname {config.hostname!r}")
+        raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     check_network(config.network)
     for item in config.expose:
         parse_expose(item)
@@ -254,17 +303,24 @@ def validate_config(config: ContainerConfig) -> None:
         check_name(alias)
     if (config.ports or config.publish_all) and config.network in ("host", "none"):
         raise ValueError(f"published ports need a network: --network {config.network} has none")
-    parse_signal(config.stop_signal)
+    try:
+        parse_signal(config.stop_signal)
+    except ValueError:
+        raise invalid("stop_signal", config.stop_signal) from None
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
-        raise ValueError(f"invalid stop timeout {config.stop_timeout!r}")
+        raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
     for spec in config.tmpfs:
         parse_tmpfs(spec)
+    if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
+        raise ValueError(
+            f"invalid --oom-score-adj {config.oom_score_adj}: must be between -1000 and 1000"
+        )
     for limit in config.ulimits:
         check_ulimit(limit.name, limit.soft, limit.hard)
     if config.shm_size is not None and config.shm_size < 1:
         raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
     for label in config.labels:
         if not label.partition("=")[0] or "\0" in label:
-            raise ValueError(f"invalid label {label!r}: use KEY=VALUE")
+            raise invalid("labels", label, "use KEY=VALUE")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

@@ -35,8 +35,9 @@ def mount_points() -> list[Path]:
 
 
 def _dead(path: Path) -> bool:
+    # statfs asks the filesystem itself; a stat may be answered from cached attributes.
     try:
-        os.stat(path)
+        os.statvfs(path)
     except OSError as exc:
         return exc.errno in _DEAD
     return False

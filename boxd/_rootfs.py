@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import importlib.resources
+import itertools
 import os
 import posixpath
 import shutil
@@ -76,6 +77,7 @@ _IMAGE_DIRS = {
 # Bumped whenever the layout built by _build_default changes, so old builds are not reused.
 _LAYOUT_VERSION = b"1"
 _MAX_SYMLINKS = 40
+_PAGE = 4096  # overlayfs takes its mount options in one page
 # Characters that overlayfs' option string cannot carry unescaped.
 _OVERLAY_UNSAFE = frozenset(",:\\")
 
@@ -103,10 +105,16 @@ class ImageError(Exception):
 
 @attrs.frozen
 class Layer:
-    """A read-only host directory ``lower`` shown at ``target`` in the container."""
+    """A read-only host directory ``lower`` shown at ``target`` in the container, over the
+    directories ``below`` (an image's deeper layers, top-most first)."""
 
     lower: str
     target: str
+    below: tuple[str, ...] = ()
+
+    @property
+    def lowers(self) -> tuple[str, ...]:
+        return (self.lower, *self.below)
 
 
 @attrs.frozen
@@ -270,7 +278,7 @@ _View = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 def _image_view(image: Image) -> _View:
-    return tuple((layer.target, (layer.lower,)) for layer in image.layers)
+    return tuple((layer.target, layer.lowers) for layer in image.layers)
 
 
 def _layer_dirs(view: _View, path: str) -> tuple[tuple[str, ...], str]:
@@ -332,9 +340,11 @@ def _lookup(view: _View, path: str) -> tuple[str, os.stat_result | None]:
 def _lstat_first(paths: Sequence[str]) -> os.stat_result | None:
     for p in paths:
         try:
-            return os.lstat(p)
+            st = os.lstat(p)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        # An overlay whiteout (a 0/0 character device) hides what the layers below hold.
+        return None if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else st
     return None
 
 
@@ -353,7 +363,7 @@ def _container_view(image: Image, container_dir: Path) -> _View:
     directory over the image's."""
     return tuple(
         (layer.target, (str(container_dir / "fs" / _layer_dir_name(layer.target) / "upper"),
-                        layer.lower))
+                        *layer.lowers))
         for layer in image.layers
     )  # fmt: skip
 
@@ -488,12 +498,9 @@ class _Table:
         self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
-def _image_has_gid(image: Image, gid: int) -> bool:
-    try:
-        with open(os.path.join(image.layers[0].lower, "etc", "group"), encoding="utf-8") as f:
-            return any(line.split(":")[2:3] == [str(gid)] for line in f)
-    except (OSError, UnicodeDecodeError):
-        return False
+def _image_has_gid(image: Image, container_dir: Path, gid: int) -> bool:
+    text = (read_container_file(image, container_dir, "/etc/group") or b"").decode(errors="replace")
+    return any(line.split(":")[2:3] == [str(gid)] for line in text.splitlines())
 
 
 def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
@@ -511,10 +518,10 @@ def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
 
 def id_mapped_layers(image: Image, container_dir: Path) -> tuple[tuple[str, str], ...]:
     """(image layer, attach point) for a user-namespaced container: the child mounts an
-    id-mapped copy of each layer on its attach point, and the overlays use those."""
+    id-mapped copy of each layer directory on its attach point, and the overlays use those."""
     return tuple(
-        (layer.lower, str(container_dir / "layers" / str(i)))
-        for i, layer in enumerate(image.layers)
+        (lower, str(container_dir / "layers" / str(i)))
+        for i, lower in enumerate(d for layer in image.layers for d in layer.lowers)
     )
 
 
@@ -566,7 +573,7 @@ def container_mounts(
             gid = start + gid if gid < count else gid
         os.chown(path, uid, gid)
 
-    lowers = [layer.lower for layer in image.layers]
+    lowers = [":".join(layer.lowers) for layer in image.layers]
     if id_map is not None:
         os.chmod(container_dir, 0o711)
         _check_traversable(
@@ -575,10 +582,13 @@ def container_mounts(
         for volume in volumes:
             _check_traversable(Path(volume.host).parents, id_map[0], f"volume {volume.host}")
         own(rootfs, 0, 0)
+        points = iter(id_mapped_layers(image, container_dir))
         lowers = []
-        for _, point in id_mapped_layers(image, container_dir):
-            os.makedirs(point, mode=0o711, exist_ok=True)
-            lowers.append(point)
+        for layer in image.layers:
+            mapped = [point for _, point in itertools.islice(points, len(layer.lowers))]
+            for point in mapped:
+                os.makedirs(point, mode=0o711, exist_ok=True)
+            lowers.append(":".join(mapped))
     overlays = []
     for layer, lower in zip(image.layers, lowers, strict=True):
         base = container_dir / "fs" / _layer_dir_name(layer.target)
@@ -591,7 +601,13 @@ def container_mounts(
         own(upper, lower_st.st_uid, lower_st.st_gid)
         own(work, 0, 0)
         data = f"lowerdir={lower},upperdir={upper},workdir={work}"
-        overlays.append((layer.target, data + (",userxattr" if userns else "")))
+        data += ",userxattr" if userns else ""
+        if len(data) >= _PAGE:
+            raise ImageError(
+                f"image {image.name} has too many layers ({len(layer.lowers)}) for one overlay "
+                f"mount: its options take {len(data)} bytes, the limit is {_PAGE - 1}"
+            )
+        overlays.append((layer.target, data))
     table = _Table(_container_view(image, container_dir))
     overlay_paths = []
     for target, data in overlays:
@@ -603,7 +619,7 @@ def container_mounts(
         table,
         userns=userns,
         host_sys=userns and not private_network,
-        tty_gid=_image_has_gid(image, _TTY_GID),
+        tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
         shm=shm_data(shm_size),
     )
     volume_paths = set()
@@ -641,7 +657,7 @@ def container_mounts(
             continue
         table.mkdirs(posixpath.dirname(path))
         table.add(MountKind.WRITE_FILE, path, data=text, mode=0o644)
-    if workdir != "/":
+    if workdir.startswith("/") and workdir != "/":
         # As Docker: a missing working directory is made, owned by the container's root.
         table.mkdirs(table.resolve(posixpath.normpath(workdir)))
     if read_only_root:

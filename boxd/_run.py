@@ -196,7 +196,7 @@ class Run:
                 spawned = await _native.start(
                     native,
                     plan,
-                    prepare=_placer(cgroup, id_map),
+                    prepare=_placer(cgroup, id_map, config.oom_score_adj),
                     configure=None if network is None else lambda s: network.connect(s.pid),
                 )
             except BaseException:
@@ -311,12 +311,24 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary)
 
 
-def _placer(cgroup: Cgroup, id_map: tuple[int, int] | None) -> Callable[[Spawned], None]:
-    """What the parent does while the child waits: the cgroup, and for a user namespace
-    its uid/gid maps (container 0..n-1 -> host start..start+n-1)."""
+def _placer(
+    cgroup: Cgroup, id_map: tuple[int, int] | None, oom_score_adj: int | None
+) -> Callable[[Spawned], None]:
+    """What the parent does while the child waits: the cgroup, its OOM score adjustment
+    (kept across exec), and for a user namespace its uid/gid maps (container 0..n-1 ->
+    host start..start+n-1)."""
 
     def place(spawned: Spawned) -> None:
         cgroup.add(spawned.pid)
+        if oom_score_adj is not None:
+            try:
+                Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(f"{oom_score_adj}\n")
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"cannot set --oom-score-adj {oom_score_adj}: {exc.strerror} (below the "
+                    "daemon's own it needs CAP_SYS_RESOURCE)",
+                ) from None
         if id_map is not None:
             start, count = id_map
             for name in ("uid_map", "gid_map"):

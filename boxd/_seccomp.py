@@ -188,12 +188,14 @@ ARCHES: dict[str, _Arch] = {
 }
 
 
-def _known_anywhere(name: str) -> bool:
+def known_syscall(name: str) -> bool:
+    """Whether some supported architecture's table (or the list of other architectures'
+    calls) has ``name``."""
     return name in OTHER_ARCHES_ONLY or any(name in arch.table for arch in ARCHES.values())
 
 
 def _check_names(names: Iterable[str], where: str) -> None:
-    unknown = sorted({name for name in names if not _known_anywhere(name)})
+    unknown = sorted({name for name in names if not known_syscall(name)})
     if unknown:
         listed = ", ".join(repr(name) for name in unknown)
         raise ValueError(f"{where}: unknown system call {listed}")

@@ -23,6 +23,12 @@ import trio
 
 from . import __version__, _logs, _netserver, protocol
 from ._convert import ConversionError
+from ._idle import WaitingConnections
+from ._images.messages import PullRequest
+from ._images.registry import RegistryError
+from ._images.store import NoSuchImage
+from ._images.unpack import LayerError
+from ._images.verbs import ImageInUse, ImageVerbs
 from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
@@ -71,8 +77,9 @@ from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
 log = logging.getLogger("boxd.server")
 
 API_VERSION = 1
-READ_TIMEOUT = 30.0  # for a request to arrive whole
-MAX_CONNECTIONS = 256
+FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has connected
+READ_TIMEOUT = 30.0  # for a later request on a kept connection to arrive whole
+MAX_WAITING = 128  # connections waiting for a request (see _idle); busy ones are not capped
 STATS_INTERVAL = 1.0  # seconds between stats frames
 STDIN_CHUNK = 65536
 
@@ -90,10 +97,12 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer):
+    if isinstance(exc, NoSuchContainer | NoSuchImage):
         return "not_found"
-    if isinstance(exc, Conflict | NetworkConflict):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
         return "conflict"
+    if isinstance(exc, RegistryError | LayerError):
+        return "failed"
     if isinstance(exc, StartError):
         return {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
     if isinstance(exc, ValueError):
@@ -107,7 +116,9 @@ def _streams(request: object) -> bool:
     """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
     if isinstance(request, StartRequest | RunRequest):
         return request.attach
-    return isinstance(request, AttachRequest | ExecRequest | LogsRequest | StatsRequest)
+    return isinstance(
+        request, AttachRequest | ExecRequest | LogsRequest | StatsRequest | PullRequest
+    )
 
 
 class Connection:
@@ -149,7 +160,7 @@ class Server:
     def __init__(self, sup: Supervisor, *, procview: str = "off") -> None:
         self.sup = sup
         self.procview = procview
-        self._limit = trio.Semaphore(MAX_CONNECTIONS)
+        self._waiting = WaitingConnections(MAX_WAITING)
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             VersionRequest: self._version,
             InfoRequest: self._info,
@@ -172,6 +183,7 @@ class Server:
             StatsRequest: self._stats,
         }
         self._handlers.update(_netserver.handlers(sup))
+        self._handlers.update(ImageVerbs(sup).handlers())
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
@@ -180,28 +192,30 @@ class Server:
                 pid, uid, _ = peer_credentials(stream)
         conn = Connection(stream)
         async with stream:
-            if self._limit.value == 0:
-                await self._error(conn, "too many connections", "failed")
-                return
-            async with self._limit:
-                try:
-                    await self._serve(conn, pid, uid)
-                except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                except protocol.ProtocolError as exc:
-                    log.info("peer pid=%d uid=%d: %s", pid, uid, exc)
-                    await self._error(conn, str(exc))
-                except Exception as exc:  # a bug must cost one connection, not the daemon
-                    log.exception("peer pid=%d uid=%d: request failed", pid, uid)
-                    await self._error(conn, f"internal error: {exc}", "failed")
+            try:
+                await self._serve(conn, pid, uid)
+            except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            except protocol.ProtocolError as exc:
+                log.info("peer pid=%d uid=%d: %s", pid, uid, exc)
+                await self._error(conn, str(exc))
+            except Exception as exc:  # a bug must cost one connection, not the daemon
+                log.exception("peer pid=%d uid=%d: request failed", pid, uid)
+                await self._error(conn, f"internal error: {exc}", "failed")
 
     async def _serve(self, conn: Connection, pid: int, uid: int) -> None:
+        timeout = FIRST_REQUEST_TIMEOUT
         while True:
-            with trio.move_on_after(READ_TIMEOUT) as timeout:
+            with self._waiting.waiting(timeout) as wait:
                 frame = await conn.receive()
-            if timeout.cancelled_caught:
-                await self._error(conn, f"no request within {READ_TIMEOUT:g}s")
+            if wait.evicted:
+                log.info("peer pid=%d uid=%d: closed, too many connections wait", pid, uid)
+                await self._error(conn, "closed: too many connections wait for a request")
                 return
+            if wait.timed_out:
+                await self._error(conn, f"no request within {timeout:g}s")
+                return
+            timeout = READ_TIMEOUT
             if frame is None:
                 return
             if not isinstance(frame, dict):

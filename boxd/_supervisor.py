@@ -28,6 +28,11 @@ import trio
 
 from . import _lifecycle, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._events import Events
+from ._images.config import apply_image_config, rootfs_of
+from ._images.pull import Puller
+from ._images.registry import Credentials
+from ._images.store import ImageStore
 from ._lifecycle import (
     CREATED,
     EXITED,
@@ -51,6 +56,7 @@ from ._records import (
     RestartName,
     Status,
     check_name,
+    invalid,
     new_id,
     parse_signal,
 )
@@ -116,6 +122,13 @@ def _limits(resources: Resources) -> Limits:
     )
 
 
+def _check_volume_sources(config: ContainerConfig) -> None:
+    """A missing host path is named at create, not found by a mount at start."""
+    for v in config.volumes:
+        if not os.path.exists(v.host):
+            raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
+
+
 class Supervisor:
     def __init__(
         self,
@@ -138,8 +151,11 @@ class Supervisor:
         # The daemon's /proc view (issue: containers see their own limits), when served.
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
+        self.images = ImageStore(store.images)
+        self.puller = Puller(self.images, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
+        self.events = Events()
         self.networks = networks or Networks(store.root)
 
     # ---- lookup ---------------------------------------------------------------------
@@ -235,10 +251,22 @@ class Supervisor:
 
     # ---- create ---------------------------------------------------------------------
 
-    def _image(self, ref: str) -> Image:
+    def _image(self, ref: str, image_id: str = "") -> Image:
         if ref == "default" and self._default_image is None:
             self._default_image = prepare_default_image(self.store.images)
-        return resolve_image(ref, self.store.images)
+        if ref == "default" or ref.startswith("/"):
+            return resolve_image(ref, self.store.images)
+        return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
+
+    def _with_image_config(self, config: ContainerConfig, image: Image) -> ContainerConfig:
+        """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
+        root directory has none: ``--entrypoint`` comes before the command's words."""
+        if config.image == "default" or config.image.startswith("/"):
+            if config.entrypoint is None:
+                return config
+            return attrs.evolve(config, command=(*config.entrypoint, *config.command))
+        record = self.images.lookup(config.image)
+        return apply_image_config(config, record, self.images.config(record), image)
 
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
         if name:
@@ -250,18 +278,21 @@ class Supervisor:
                     )
         try:
             image = self._image(config.image)
+            config = self._with_image_config(config, image)
         except ImageError as exc:
             raise ValueError(str(exc)) from None
         cid = new_id()
-        if config.image != "default":
+        if config.image.startswith("/"):
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
+        _check_volume_sources(config)
         self.networks.check(config.network)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
         self.store.save(container)
         self._entries[cid] = _Entry(container)
+        self.events.observe(container)
         return container
 
     def _generate_name(self, cid: str) -> str:
@@ -275,9 +306,11 @@ class Supervisor:
 
     # ---- phases ---------------------------------------------------------------------
 
-    def _set(self, entry: _Entry, phase: Status, *, save: bool = True) -> None:
-        """The one place a container changes phase (see :mod:`boxd._lifecycle`)."""
-        _lifecycle.check_transition(entry.phase, phase)
+    def _set(self, entry: _Entry, phase: Status, *, save: bool = True, bug: bool = False) -> None:
+        """The one place a container changes phase (see :mod:`boxd._lifecycle`); ``bug``:
+        its supervision failed, and it is recorded as exited from whatever phase."""
+        if not bug:
+            _lifecycle.check_transition(entry.phase, phase)
         entry.container.state.status = phase
         if save:
             self._save(entry.container)
@@ -370,8 +403,9 @@ class Supervisor:
             log.exception("%s: lifecycle failed", c.short_id)
             c.state.error = str(exc)
             if entry.phase in _lifecycle.LIVE:
-                c.state.status = EXITED
-            self._save(c)
+                self._set(entry, EXITED, bug=True)
+            else:
+                self._save(c)
         finally:
             entry.idle.set()
         if c.config.auto_remove:
@@ -394,18 +428,21 @@ class Supervisor:
         c = entry.container
         st = c.state
         self._set(entry, STARTING, save=False)
-        image = self._image(c.config.image)
-        if entry.logs is None:
-            entry.logs = _logs.LogWriter.open(
-                self.store.container_dir(c.id) / "logs",
-                max_size=c.config.log_max_size or self.log_max_size,
-                max_files=c.config.log_max_files or self.log_max_files,
-            )
+        entry.recorded = trio.Event()
+        try:
+            image = self._image(c.config.image, c.config.image_id)
+            if entry.logs is None:
+                entry.logs = _logs.LogWriter.open(
+                    self.store.container_dir(c.id) / "logs",
+                    max_size=c.config.log_max_size or self.log_max_size,
+                    max_files=c.config.log_max_files or self.log_max_files,
+                )
+            cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+        except Exception as exc:  # nothing runs yet: the phase goes back
+            return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
-        entry.recorded = trio.Event()
-        cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         net = self.networks.attachment(c)
@@ -458,14 +495,15 @@ class Supervisor:
         return st.finished_at - (st.started_at or st.finished_at)
 
     async def _start_failed(
-        self, entry: _Entry, cgroup: Cgroup, failure: Exception, *, report: bool
+        self, entry: _Entry, cgroup: Cgroup | None, failure: Exception, *, report: bool
     ) -> float:
         """Record why the process could not start; raise it to the starter if there is
         one (a restart has nobody to tell but the record, and its policy tries again)."""
         c = entry.container
         st = c.state
-        with trio.CancelScope(shield=True):
-            await cgroup.remove()
+        if cgroup is not None:
+            with trio.CancelScope(shield=True):
+                await cgroup.remove()
         entry.output.close()
         code = is_exec_failure(failure) or 125
         st.error = str(failure)
@@ -485,6 +523,7 @@ class Supervisor:
         """Record a container that still exists (durable: its configuration changed)."""
         if container.id in self._entries:
             self.store.save(container, durable=durable)
+            self.events.observe(container)
             self._changes.unpark_all()
 
     # ---- stop, kill, pause, restart, remove, wait -----------------------------------
@@ -593,6 +632,7 @@ class Supervisor:
         self.networks.forget(entry.container.id)
         self.store.discard(entry.container.id)
         self._trash.set()
+        self.events.removed(entry.container)
         entry.gone.set()
         self._changes.unpark_all()
 
@@ -663,7 +703,7 @@ class Supervisor:
                         c,
                         request,
                         run.pidfd,
-                        self._image(c.config.image),
+                        self._image(c.config.image, c.config.image_id),
                         self.store.container_dir(c.id),
                         stdio=stdio,
                     ),
@@ -680,8 +720,7 @@ class Supervisor:
         c = entry.container
         limits = _limits(resources)
         self.cgroups.validate(limits)
-        if entry.phase is REMOVING:
-            raise Conflict(f"container {c.name} is being removed")
+        _lifecycle.check_update(c.name, entry.phase)
         if entry.phase in _lifecycle.WITH_PROCESS:
             self.cgroups.open(c.id).update(limits)
         c.config = attrs.evolve(c.config, resources=resources)
@@ -815,6 +854,7 @@ async def open_supervisor(
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
     procview: ProcView | None = None,
+    insecure_registries: frozenset[str] = frozenset(),
     bridge: BridgeOptions | None = None,
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the containers stored under ``root``.
@@ -839,6 +879,7 @@ async def open_supervisor(
             networks=Networks(store.root, bridge or BridgeOptions()),
         )
         sup.procview = procview
+        sup.puller.insecure = insecure_registries
         sup.networks.nursery = nursery
         try:
             await sup._recover()

@@ -10,12 +10,14 @@ import shlex
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemon_harness import Daemon, running_daemon
+from registry_harness import build_oci_image, push, running_registry
 from test_terminal import Tmux
 
 pytestmark = pytest.mark.root
@@ -149,7 +151,15 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
     assert clean.inspect("web")["state"]["status"] == "running"
     assert _docker(clean, "ps", "-q", "--filter", "label=team=a").stdout.strip() == cid.stdout[:12]
     assert _docker(clean, "ps", "-q", "--filter", "label=team=b").stdout == ""
+    assert _docker(clean, "pause", "web").returncode == 0
+    assert "(Paused)" in _docker(clean, "ps", "--format", "{{.Status}}").stdout
+    paused = _docker(clean, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "web")
+    assert paused.stdout == "paused true\n"
+    assert _docker(clean, "unpause", "web").returncode == 0
 
+    top = _docker(clean, "top", "web", "-o", "pid,args").stdout.splitlines()
+    assert top[0].split() == ["PID", "COMMAND"]
+    assert f"sh -c {script}" in [line.split(None, 1)[1] for line in top[1:]]
     r = _docker(clean, "exec", "web", "sh", "-c", "echo in-$HOSTNAME; exit 4")
     assert (r.returncode, r.stdout) == (4, f"in-{cid.stdout[:12]}\n")
     assert _docker(clean, "exec", "web", "/nope").returncode == 127
@@ -197,6 +207,11 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     r = _docker(clean, "rm", "dup")
     assert r.returncode == 1
     assert "running" in r.stderr
+    assert _docker(clean, "update", "--memory", "100m", "--memory-swap", "200m", "dup").stdout
+    limits = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"
+    assert _docker(clean, "inspect", "-f", limits, "dup").stdout == f"{100 << 20} {200 << 20}\n"
+    r = _docker(clean, "update", "--restart", "always", "dup")
+    assert (r.returncode, "restart policy" in r.stderr) == (1, True)
     assert _docker(clean, "kill", "dup").returncode == 0
     assert _docker(clean, "wait", "dup").stdout == "137\n"
 
@@ -244,6 +259,31 @@ def test_run_it_typing_resize_and_detach(clean: Daemon, tmux: Tmux) -> None:
     assert tmux.wait_exit() == 9
 
 
+@needs_cli
+def test_events_followed_in_order(clean: Daemon) -> None:
+    since = str(int(time.time()))
+    fmt = "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"
+    argv = [DOCKER or "docker", "events", "--since", since, "--filter", "container=ev"]
+    with subprocess.Popen(
+        [*argv, "--format", fmt], stdout=subprocess.PIPE, text=True, env=_env(clean)
+    ) as follow:
+        assert follow.stdout is not None
+        assert (
+            _docker(
+                clean, "run", "--rm", "--name", "ev", "default", "sh", "-c", "exit 3"
+            ).returncode
+            == 3
+        )
+        lines = [follow.stdout.readline() for _ in range(4)]
+        follow.terminate()
+    assert [line.replace("<no value>", "").split() for line in lines] == [
+        ["create", "ev"],
+        ["start", "ev"],
+        ["die", "ev", "3"],
+        ["destroy", "ev"],
+    ]
+
+
 # ---- docker-py ------------------------------------------------------------------------
 
 
@@ -251,6 +291,7 @@ def test_docker_py(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
     try:
+        started = time.time()
         assert client.ping()
         assert client.version()["ApiVersion"] == "1.41"
         assert client.containers.run("default", ["echo", "hello"], remove=True) == b"hello\n"
@@ -285,6 +326,11 @@ def test_docker_py(clean: Daemon) -> None:
             client.containers.get("nope")
         with pytest.raises(docker.errors.ImageNotFound):
             client.containers.create("no-such-image", ["true"])
+        # Events kept by the daemon, from a time before the runs to one after them.
+        ended = int(time.time()) + 1
+        events = client.events(since=started, until=ended, decode=True, filters={"event": "die"})
+        codes = [e["Actor"]["Attributes"]["exitCode"] for e in events]
+        assert codes == ["0", "0", "137", "2"]
     finally:
         client.close()
 
@@ -303,6 +349,12 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         assert status == 200
         version = json.loads(body)
         assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.41", "1.24")
+    status, _, body = _call(clean, "GET", "/info")
+    assert status == 200
+    assert json.loads(body)["Containers"] == 0
+    status, _, body = _call(clean, "GET", "/system/df")
+    assert status == 200
+    assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
 
 
 BAD: list[tuple[str, str, bytes | None, int, str]] = [
@@ -387,6 +439,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("POST", f"/containers/{cid}/stop", 304),
         ("POST", f"/containers/{cid}/start", 204),
         ("POST", f"/containers/{cid}/start", 304),
+        ("GET", f"/containers/{cid}/top?ps_args=--bogus", 400),
+        ("GET", f"/containers/{cid}/top?ps_args=-o%20comm", 400),
         ("POST", f"/containers/{cid}/resize?h=0&w=10", 400),
         ("POST", f"/containers/{cid}/kill?signal=SIGNOPE", 400),
         ("POST", f"/containers/{cid}/wait?condition=whenever", 400),
@@ -416,3 +470,76 @@ def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> Non
         s.connect(str(clean.docker_socket))
         s.sendall(b"POST /containers/create HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
     assert _call(clean, "GET", "/_ping")[0] == 200
+
+
+# ---- images, against a real registry on loopback --------------------------------------
+
+
+@needs_cli
+def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
+    layout = tmp_path / "layout"
+    build_oci_image(
+        layout,
+        "v1",
+        busybox_root,
+        config={
+            "cmd": ["/bin/sh", "-c", "echo $GREETING from $(pwd)"],
+            "env": ["GREETING=hi", "PATH=/bin"],
+            "workingdir": "/work",
+        },
+    )
+    with running_registry(tmp_path) as registry:
+        push(layout, "v1", registry, "tools/box:v1")
+        push(layout, "v1", registry, "other/box:v1")
+        ref = f"{registry.host}/tools/box:v1"
+        r = _docker(clean, "pull", ref)
+        assert r.returncode == 0, r.stderr
+        assert "Digest: sha256:" in r.stdout
+        tags = _docker(clean, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        assert sorted(tags) == sorted(["default:latest", ref])
+        # The image's Cmd, Env and WorkingDir; a command and an entrypoint replace them.
+        assert _docker(clean, "run", "--rm", ref).stdout == "hi from /work\n"
+        assert _docker(clean, "run", "--rm", ref, "echo", "over").stdout == "over\n"
+        r = _docker(clean, "run", "--rm", "--entrypoint", "/bin/echo", ref, "a", "b")
+        assert r.stdout == "a b\n"
+        fmt = "{{.Config.WorkingDir}} {{len .RootFS.Layers}}"
+        assert _docker(clean, "image", "inspect", "-f", fmt, ref).stdout == "/work 1\n"
+        # run pulls what is missing, as the CLI does it (create: 404, pull, create).
+        other = f"{registry.host}/other/box:v1"
+        r = _docker(clean, "run", "--rm", other, "echo", "pulled")
+        assert (r.returncode, r.stdout) == (0, "pulled\n")
+        assert "Unable to find image" in r.stderr
+        r = _docker(clean, "pull", f"{registry.host}/tools/box:nope")
+        assert r.returncode == 1
+        assert "nope" in r.stderr
+        # rmi: of one of two tags, untag; refused while a container uses the image.
+        assert _docker(clean, "tag", ref, "mine:1").returncode == 0
+        assert _docker(clean, "rmi", "mine:1").stdout == "Untagged: mine:1\n"
+        assert _docker(clean, "rmi", other).stdout == f"Untagged: {other}\n"
+        assert _docker(clean, "create", "--name", "user", ref).returncode == 0
+        r = _docker(clean, "rmi", ref)
+        assert (r.returncode, "used by container(s) user" in r.stderr) == (1, True)
+        assert _docker(clean, "rm", "user").returncode == 0
+        r = _docker(clean, "rmi", ref)
+        assert r.returncode == 0, r.stderr
+        assert f"Untagged: {ref}" in r.stdout and "Deleted: sha256:" in r.stdout
+        assert _docker(clean, "images", "-q").stdout.split() == [_default_id()[7:19]]
+
+        docker = pytest.importorskip("docker")
+        client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+        try:
+            image = client.images.pull(f"{registry.host}/tools/box", tag="v1")
+            assert image.tags == [ref]
+            out = client.containers.run(ref, remove=True)
+            assert out == b"hi from /work\n"
+            client.images.remove(ref)
+            with pytest.raises(docker.errors.ImageNotFound):
+                client.images.get(ref)
+        finally:
+            client.close()
+
+
+def _default_id() -> str:
+    from boxd._dockerapi._shapes import default_image_id
+
+    return default_image_id()

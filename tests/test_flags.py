@@ -5,12 +5,21 @@ boxctl and a real daemon."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon
 
 from boxd._hosts import parse_host
 from boxd._ulimits import parse_ulimit
+
+CAP_SYS_RESOURCE = 24
+
+
+def _has_capability(cap: int) -> bool:
+    status = Path("/proc/self/status").read_text()
+    effective = next(line for line in status.splitlines() if line.startswith("CapEff:"))
+    return bool(int(effective.split()[1], 16) >> cap & 1)
 
 
 def _limit(limits: str, label: str) -> tuple[str, str]:
@@ -105,3 +114,77 @@ def test_add_host_lines_in_etc_hosts(daemon: Daemon) -> None:
     bad = daemon.ctl("run", "--rm", "--add-host", "db:nowhere", "default", "true", check=False)
     assert bad.returncode != 0
     assert "invalid --add-host 'db:nowhere': 'nowhere' is not an IP address" in bad.stderr
+
+
+@pytest.mark.root
+def test_oom_score_adj_for_init_and_exec(daemon: Daemon) -> None:
+    read = ("cat", "/proc/self/oom_score_adj")
+    assert daemon.ctl("run", "--rm", "--oom-score-adj", "300", "default", *read).stdout == "300\n"
+    lower = daemon.ctl("run", "--rm", "--oom-score-adj", "-5", "default", *read, check=False)
+    if _has_capability(CAP_SYS_RESOURCE):
+        assert lower.stdout == "-5\n"
+    else:  # as on this project's CI machine
+        assert lower.returncode == 125
+        assert "cannot set --oom-score-adj -5: Permission denied" in lower.stderr
+    daemon.ctl("run", "-d", "--name", "o", "--oom-score-adj", "500", "default", "sleep", "300")
+    assert daemon.ctl("exec", "o", *read).stdout == "500\n"
+    daemon.ctl("rm", "-f", "o")
+    bad = daemon.ctl("run", "--rm", "--oom-score-adj", "1001", "default", "true", check=False)
+    assert bad.returncode != 0
+    assert "invalid --oom-score-adj 1001: must be between -1000 and 1000" in bad.stderr
+
+
+@pytest.mark.root
+def test_entrypoint_of_the_default_image(daemon: Daemon) -> None:
+    out = daemon.ctl("run", "--rm", "--entrypoint", "/bin/echo", "default", "hi", "there").stdout
+    assert out == "hi there\n"
+    # Without words the entrypoint runs alone (the image's default command is dropped).
+    assert daemon.ctl("run", "--rm", "--entrypoint", "pwd", "default").stdout == "/\n"
+    assert daemon.ctl("run", "--rm", "--entrypoint", "", "default", "echo", "x").stdout == "x\n"
+    daemon.ctl("create", "--name", "e", "--entrypoint", "/bin/echo", "default", "a")
+    config = daemon.inspect("e")["config"]
+    # As for an image's: the command is what runs, the entrypoint is kept apart too.
+    assert (config["entrypoint"], config["command"]) == (["/bin/echo"], ["/bin/echo", "a"])
+    assert '"/bin/echo a"' in daemon.ctl("ps", "-a").stdout
+    assert daemon.ctl("start", "-a", "e").stdout == "a\n"
+    daemon.ctl("rm", "e")
+    bad = daemon.ctl("run", "--rm", "--entrypoint", "/no/such", "default", check=False)
+    assert bad.returncode == 127 and "/no/such" in bad.stderr
+
+
+ZOMBIES = "grep -l '^[0-9]* ([^)]*) Z' /proc/[0-9]*/stat 2>/dev/null | wc -l"
+
+
+@pytest.mark.root
+def test_init_is_pid_1_and_passes_on_the_exit(daemon: Daemon) -> None:
+    out = daemon.ctl(
+        "run", "--rm", "--init", "default", "sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline",
+    ).stdout  # fmt: skip
+    assert out.splitlines() == ["2", "/dev/init -- sh -c echo $$; tr '\\0' ' ' < /proc/1/cmdline "]
+    assert (
+        daemon.ctl("run", "--rm", "--init", "default", "sh", "-c", "exit 3", check=False).returncode
+        == 3
+    )
+    killed = daemon.ctl("run", "--rm", "--init", "default", "sh", "-c", "kill -9 $$", check=False)
+    assert killed.returncode == 137
+    missing = daemon.ctl("run", "--rm", "--init", "default", "/no/such", check=False)
+    assert missing.returncode == 127
+    assert "boxd-init: exec /no/such: No such file or directory" in missing.stderr
+
+
+@pytest.mark.root
+def test_init_forwards_stop_and_reaps_orphans(daemon: Daemon) -> None:
+    # Without --init, `sh` as PID 1 ignores SIGTERM: stop waits out its timeout and kills
+    # (137).  With it, SIGTERM reaches sh as a plain process, which dies of it (143).
+    daemon.ctl("run", "-d", "--name", "plain", "default", "sh", "-c", "sleep 1000")
+    daemon.ctl("run", "-d", "--name", "s", "--init", "default", "sh", "-c", "sleep 1000")
+    daemon.ctl("stop", "-t", "1", "plain")
+    daemon.ctl("stop", "-t", "120", "s")
+    assert daemon.inspect("plain")["state"]["exit_code"] == 137
+    assert daemon.inspect("s")["state"]["exit_code"] == 143
+    # An orphan that ends is reaped by PID 1, even while the command never waits.
+    daemon.ctl("run", "-d", "--name", "z", "--init", "default", "sh", "-c",
+               "sh -c 'sleep 0 &'; exec sleep 1000")  # fmt: skip
+    poll = f"for i in $(seq 200); do [ $({ZOMBIES}) = 0 ] && exit 0; sleep 0.05; done; exit 1"
+    assert daemon.ctl("exec", "z", "sh", "-c", poll, check=False).returncode == 0
+    daemon.ctl("rm", "-f", "plain", "s", "z")

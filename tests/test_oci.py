@@ -351,11 +351,18 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
     bundle.config["process"]["args"] = ["/bin/nope"]
     bundle.write()
-    runtime("create", "--bundle", str(bundle.path), "r2")
-    failed = runtime("start", "r2", check=False)
+    failed = runtime("create", "--bundle", str(bundle.path), "r2", check=False)
     assert failed.returncode == 1
     assert failed.stderr.strip() == "exec /bin/nope: No such file or directory"
-    runtime("delete", "r2")
+    # Found at create, gone at start: start reports what the exec says.
+    bundle.config["process"]["args"] = ["/bin/true"]
+    bundle.write()
+    runtime("create", "--bundle", str(bundle.path), "r3")
+    (bundle.path / "rootfs" / "bin" / "true").unlink()
+    failed = runtime("start", "r3", check=False)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == "exec /bin/true: No such file or directory"
+    runtime("delete", "r3")
 
 
 @pytest.mark.root

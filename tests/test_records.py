@@ -46,7 +46,7 @@ def test_round_trip_through_json() -> None:
         (("config", "stop_timeout"), "10", "expected float, got str @ $.config.stop_timeout"),
         (("config", "resources", "memory"), True, "got a boolean @ $.config.resources.memory"),
         (("state", "status"), "zombie", "invalid value 'zombie'"),
-        (("config", "env"), ["NOEQUALS"], "invalid environment variable 'NOEQUALS'"),
+        (("config", "env"), ["NOEQUALS"], "invalid --env 'NOEQUALS'"),
         (("config", "workdir"), "relative", "must be absolute"),
         (("config", "user"), "bob:", "invalid --user 'bob:'"),
     ],

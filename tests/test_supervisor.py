@@ -306,3 +306,47 @@ async def test_shutdown_stops_every_live_phase(
         await sup.pause("b")
     assert [status(c) for c in (a, b)] == [Status.STOPPED, Status.STOPPED]
     assert not (a.state.manual_stop or b.state.manual_stop)  # unless-stopped comes back
+
+
+def test_every_phase_has_a_docker_state_word() -> None:
+    from boxd._dockerapi._shapes import status_text, status_word
+    from boxd._records import new_id
+
+    c = Container(id=new_id(), name="c", created_at=0.0, config=config("/", "true"))
+    c.state.started_at = c.state.finished_at = 100.0
+    c.state.exit_code = 1
+    words = {}
+    for phase in Status:
+        c.state.status = phase
+        words[phase.value] = status_word(c)
+        if phase is Status.PAUSED:
+            assert status_text(c, 102.0) == "Up 2 seconds (Paused)"
+        if phase is Status.RESTARTING:
+            assert status_text(c, 103.0) == "Restarting (1) 3 seconds ago"
+    assert words == {
+        "created": "created",
+        "starting": "created",
+        "running": "running",
+        "paused": "paused",
+        "restarting": "restarting",
+        "stopping": "running",
+        "stopped": "exited",
+        "exited": "exited",
+        "removing": "removing",
+    }
+
+
+async def test_a_start_that_fails_before_spawning_goes_back_to_created(
+    tmp_path: Path, fs: FakeCgroupFs, host: CgroupHost, image: str
+) -> None:
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.create(config(image, "true"), "x")
+        fs.refuse_device_programs = "Invalid argument"  # the kernel refuses: no cgroup
+        with pytest.raises(StartError, match="Invalid argument"):
+            await sup.start("x")
+        assert status(c) is Status.CREATED and "Invalid argument" in c.state.error
+        await sup.stop("x")  # nothing to stop
+        fs.refuse_device_programs = None
+        await sup.start("x")
+        assert await sup.wait("x") == 0
+        await sup.remove("x")

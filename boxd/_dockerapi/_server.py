@@ -9,12 +9,15 @@ stops, restarts or is removed is the supervisor's business, as it is for the nat
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import logging
+import math
 import os
 import platform
 import re
+import shlex
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -24,10 +27,26 @@ from typing import Any
 import attrs
 import trio
 
-from .. import __version__, _logs, _plan, protocol
+from .. import __version__, _lifecycle, _logs, _plan, protocol
 from .._convert import ConversionError
+from .._events import Event
+from .._images.messages import (
+    ImageInspectRequest,
+    ImagesRequest,
+    ImagesResponse,
+    PulledFrame,
+    PullProgressFrame,
+    PullRequest,
+    RemoveImageRequest,
+    TagRequest,
+)
+from .._images.reference import parse_reference
+from .._images.registry import RegistryError
+from .._images.store import NoSuchImage
+from .._images.unpack import LayerError
+from .._images.verbs import ImageInUse, ImageVerbs
 from .._output import Output
-from .._records import Container
+from .._records import Container, Status
 from .._run import Run
 from .._server import bind_socket, peer_credentials
 from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
@@ -64,11 +83,13 @@ def _api_error(exc: BaseException) -> ApiError | None:
     """Docker's status for an expected failure; None for a bug."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, NoSuchContainer):
+    if isinstance(exc, NoSuchContainer | NoSuchImage):
         text = str(exc)
         return ApiError(404, text[:1].upper() + text[1:])
-    if isinstance(exc, Conflict):
+    if isinstance(exc, Conflict | ImageInUse):
         return ApiError(409, str(exc))
+    if isinstance(exc, RegistryError | LayerError):
+        return ApiError(500, str(exc))
     if isinstance(exc, StartError):
         # The docker CLI picks its exit code from these words: 127 and 126.
         if exc.exit_code == 127:
@@ -202,12 +223,15 @@ class DockerApi:
         self._nursery = nursery  # detached execs run here
         self._execs: dict[str, _Exec] = {}
         self._limit = trio.Semaphore(MAX_CONNECTIONS)
+        self._verbs = ImageVerbs(sup)
         c = r"/containers/([^/]+)"
         routes: list[tuple[str, str, Handler]] = [
             ("GET", r"/_ping", self._ping),
             ("HEAD", r"/_ping", self._ping),
             ("GET", r"/version", self._version),
             ("GET", r"/info", self._info),
+            ("GET", r"/events", self._events),
+            ("GET", r"/system/df", self._df),
             ("POST", r"/containers/create", self._create),
             ("GET", r"/containers/json", self._list),
             ("POST", r"/containers/prune", self._prune),
@@ -223,13 +247,18 @@ class DockerApi:
             ("POST", c + r"/resize", self._resize),
             ("POST", c + r"/update", self._update),
             ("GET", c + r"/stats", self._stats),
+            ("GET", c + r"/top", self._top),
             ("POST", c + r"/exec", self._exec_create),
             ("POST", r"/exec/([^/]+)/start", self._exec_start),
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
             ("GET", r"/exec/([^/]+)/json", self._exec_inspect),
             ("GET", r"/images/json", self._images),
-            ("GET", r"/images/(.+)/json", self._image_inspect),
             ("POST", r"/images/create", self._image_pull),
+            ("GET", r"/images/(.+)/json", self._image_inspect),
+            ("POST", r"/images/(.+)/tag", self._image_tag),
+            ("DELETE", r"/images/(.+)", self._image_remove),
+            ("POST", c + r"/pause", self._pause),
+            ("POST", c + r"/unpause", self._unpause),
         ]
         self._routes = [(m, re.compile(p + r"\Z"), h) for m, p, h in routes]
 
@@ -361,6 +390,31 @@ class DockerApi:
             },
         )
 
+    async def _events(self, conn: HttpConnection, req: Request) -> None:
+        """Kept events from ``since``, then new ones until ``until`` (or the client goes)."""
+        since = req.number("since")
+        until = req.number("until")
+        keep = _shapes.event_filter(_shapes.parse_filters(req.arg("filters")))
+        history, channel = self.sup.events.subscribe()
+
+        def wanted(e: Event) -> bool:
+            return (until is None or e.time_ns <= until * 1e9) and keep(e)
+
+        await conn.start_stream()
+        with channel:
+            async with conn.cancelled_if_peer_closes():
+                for e in history:
+                    if since is not None and e.time_ns >= since * 1e9 and wanted(e):
+                        await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+                deadline = math.inf
+                if until is not None:
+                    deadline = trio.current_time() + until - time.time()
+                with trio.move_on_at(deadline):
+                    async for e in channel:
+                        if wanted(e):
+                            await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+        await conn.end()
+
     # ---- containers -----------------------------------------------------------------
 
     async def _create(self, conn: HttpConnection, req: Request, *_: str) -> None:
@@ -397,13 +451,7 @@ class DockerApi:
         if self.sup.run_of(c.id) is not None:
             await conn.respond(304, content_type=None)
             return
-        try:
-            await self.sup.start(c.id)
-        except BaseException:
-            if c.config.auto_remove:  # as `docker run --rm`: a container that cannot start goes
-                with trio.CancelScope(shield=True), contextlib.suppress(NoSuchContainer):
-                    await self.sup.remove(c.id, force=True)
-            raise
+        await self.sup.start(c.id)  # an auto_remove one that cannot start is removed
         await conn.respond(204, content_type=None)
 
     async def _stop(self, conn: HttpConnection, req: Request, ref: str) -> None:
@@ -412,6 +460,14 @@ class DockerApi:
             await conn.respond(304, content_type=None)
             return
         await self.sup.stop(c.id, req.number("t"))
+        await conn.respond(204, content_type=None)
+
+    async def _pause(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        await self.sup.pause(ref)
+        await conn.respond(204, content_type=None)
+
+    async def _unpause(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        await self.sup.unpause(ref)
         await conn.respond(204, content_type=None)
 
     async def _restart(self, conn: HttpConnection, req: Request, ref: str) -> None:
@@ -449,22 +505,25 @@ class DockerApi:
 
     async def _wait_for(self, c: Container, condition: str) -> int:
         st = c.state
-        if condition == "not-running" and self.sup.run_of(c.id) is None:
-            return st.exit_code or 0
-        # What tells that a run ended since the request came: a new end time, or a start
-        # that failed (a new error and code with no run).
+        if condition == "not-running":
+            if st.status not in _lifecycle.LIVE:
+                return st.exit_code or 0
+            return await self.sup.wait(c.id)
+        # What tells that a run ended since the request came: its process seen and gone,
+        # or a start that failed (a new end, code or error with no process).
         before = (st.finished_at, st.exit_code, st.error)
-        seen_running = st.status.value == "running"
+        seen = False
         while True:
             try:
                 c = self.sup.inspect(c.id)
             except NoSuchContainer:
                 return st.exit_code or 0
             st = c.state
-            running = st.status.value == "running"
-            seen_running = seen_running or running
-            ended = seen_running or (st.finished_at, st.exit_code, st.error) != before
-            if condition != "removed" and not running and ended:
+            with_process = st.status in _lifecycle.WITH_PROCESS
+            seen = seen or with_process
+            changed = (st.finished_at, st.exit_code, st.error) != before
+            ended = (seen or changed) and not with_process and st.status is not Status.STARTING
+            if condition == "next-exit" and ended:
                 return st.exit_code or 0
             await self.sup.wait_changed()
 
@@ -485,7 +544,7 @@ class DockerApi:
 
     async def _update(self, conn: HttpConnection, req: Request, ref: str) -> None:
         body = Fields(req.json_object(), "body")
-        if body.present("RestartPolicy"):
+        if body.object("RestartPolicy").text("Name"):  # the CLI sends an empty one
             raise ApiError(400, "changing the restart policy is not supported by boxd")
         c = self.sup.inspect(ref)
         given = _shapes.resources(body)
@@ -666,8 +725,17 @@ class DockerApi:
             stdout=body.flag("AttachStdout"),
             stderr=body.flag("AttachStderr"),
         )
+        for stale in [e for e in self._execs.values() if not self._exists(e.container)]:
+            del self._execs[stale.id]  # their containers were removed by another client
         self._execs[ex.id] = ex
         await conn.respond_json(201, {"Id": ex.id})
+
+    def _exists(self, cid: str) -> bool:
+        try:
+            self.sup.inspect(cid)
+        except NoSuchContainer:
+            return False
+        return True
 
     def _exec_of(self, exec_id: str) -> _Exec:
         ex = self._execs.get(exec_id)
@@ -811,11 +879,50 @@ class DockerApi:
                 await trio.sleep(STATS_INTERVAL)
         await conn.end()
 
-    # ---- images (what boxd has until the image store lands) ----------------------------
+    # ---- top --------------------------------------------------------------------------
 
-    def _image_shape(self) -> dict[str, Any]:
+    async def _top(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        """The host's ``ps`` (``ps_args``, default ``-ef``), its rows of the container's
+        processes (those in its cgroup), as Docker does it."""
+        c = self.sup.inspect(ref)
+        if self.sup.run_of(c.id) is None:
+            raise Conflict(f"container {c.name} is not running")
+        try:
+            args = shlex.split(req.arg("ps_args") or "-ef")
+        except ValueError as exc:
+            raise ApiError(400, f"invalid ps_args: {exc}") from None
+        pids = set(self.sup.cgroups.open(c.id).procs())
+        result = await trio.run_process(
+            ["ps", *args], capture_stdout=True, capture_stderr=True, check=False
+        )
+        if result.returncode != 0:
+            error = result.stderr.decode(errors="replace").strip().splitlines()
+            raise ApiError(400, f"ps {shlex.join(args)} failed: {error[0] if error else '?'}")
+        lines = result.stdout.decode(errors="replace").splitlines()
+        titles = lines[0].split() if lines else []
+        if "PID" not in titles:
+            raise ApiError(400, f"ps {shlex.join(args)} shows no PID column")
+        column = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+                rows.append(fields)
+        await conn.respond_json(200, {"Titles": titles, "Processes": rows})
+
+    # ---- images: the image verbs of the native socket, their answers in Docker's shape ---
+
+    async def _image_verb(
+        self, verb: Callable[[Any, Any], Awaitable[None]], request: object
+    ) -> Any:
+        """Run one of :class:`ImageVerbs`'s verbs; its one answer."""
+        answers = _Answers()
+        await verb(answers, request)
+        return answers.last
+
+    def _default_image(self) -> dict[str, Any]:
         return {
-            "Id": _shapes.image_id("default"),
+            "Id": _shapes.default_image_id(),
             "RepoTags": ["default:latest"],
             "RepoDigests": [],
             "Created": "1970-01-01T00:00:00Z",
@@ -827,32 +934,144 @@ class DockerApi:
         }
 
     async def _images(self, conn: HttpConnection, req: Request) -> None:
-        shape = self._image_shape()
-        row = {
-            "Id": shape["Id"],
-            "ParentId": "",
-            "RepoTags": shape["RepoTags"],
-            "RepoDigests": [],
-            "Created": 0,
-            "Size": 0,
-            "SharedSize": -1,
-            "Labels": {},
-            "Containers": -1,
-        }
-        await conn.respond_json(200, [row])
+        await conn.respond_json(200, await self._image_rows())
+
+    async def _df(self, conn: HttpConnection, req: Request) -> None:
+        images = await self._image_rows()
+        now = time.time()
+        containers = [
+            {**_shapes.summary(c, now), "SizeRw": 0, "SizeRootFs": 0}
+            for c in self.sup.list(all=True)
+        ]
+        await conn.respond_json(
+            200,
+            {
+                "LayersSize": sum(i["Size"] for i in images),
+                "Images": images,
+                "Containers": containers,
+                "Volumes": [],
+                "BuildCache": [],
+            },
+        )
+
+    async def _image_rows(self) -> list[dict[str, Any]]:
+        answer: ImagesResponse = await self._image_verb(self._verbs.images, ImagesRequest())
+        rows = [
+            {
+                "Id": _shapes.default_image_id(),
+                "ParentId": "",
+                "RepoTags": ["default:latest"],
+                "RepoDigests": [],
+                "Created": 0,
+                "Size": 0,
+                "SharedSize": -1,
+                "Labels": {},
+                "Containers": -1,
+            }
+        ]
+        for image in answer.images:
+            rows.append(
+                {
+                    "Id": image.id,
+                    "ParentId": "",
+                    "RepoTags": [_shapes.familiar(t) for t in image.repo_tags],
+                    "RepoDigests": [_shapes.familiar(d) for d in image.repo_digests],
+                    "Created": _unix_time(image.created),
+                    "Size": image.size,
+                    "SharedSize": -1,
+                    "Labels": {},
+                    "Containers": image.containers,
+                }
+            )
+        return rows
 
     async def _image_inspect(self, conn: HttpConnection, req: Request, name: str) -> None:
-        if name not in _shapes.IMAGES and name != self._image_shape()["Id"]:
-            raise _shapes.no_such_image(name)
-        await conn.respond_json(200, self._image_shape())
+        if name in _shapes.DEFAULT_IMAGES or name == _shapes.default_image_id():
+            await conn.respond_json(200, self._default_image())
+            return
+        answer = await self._image_verb(self._verbs.inspect, ImageInspectRequest(image=name))
+        image: dict[str, Any] = dict(answer.image)
+        image["RepoTags"] = [_shapes.familiar(t) for t in image["RepoTags"]]
+        image["RepoDigests"] = [_shapes.familiar(d) for d in image["RepoDigests"]]
+        await conn.respond_json(200, image)
+
+    async def _image_remove(self, conn: HttpConnection, req: Request, name: str) -> None:
+        if name in _shapes.DEFAULT_IMAGES:
+            raise ApiError(409, "the image 'default' is built in and cannot be removed")
+        request = RemoveImageRequest(image=name, force=req.flag("force"))
+        answer = await self._image_verb(self._verbs.remove, request)
+        await conn.respond_json(
+            200,
+            [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
+            + [{"Deleted": d} for d in answer.deleted],
+        )
+
+    async def _image_tag(self, conn: HttpConnection, req: Request, name: str) -> None:
+        repo = req.arg("repo") or ""
+        if not repo:
+            raise ApiError(400, "repository name (repo) must be given")
+        target = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
+        await self._image_verb(self._verbs.tag, TagRequest(source=name, target=target))
+        await conn.respond(201, content_type=None)
 
     async def _image_pull(self, conn: HttpConnection, req: Request) -> None:
+        """Docker's progress stream: one JSON object per line; a failure once the stream
+        has begun is its last line (``errorDetail``), as the docker CLI expects."""
         name = req.arg("fromImage") or ""
-        tag = req.arg("tag") or "latest"
-        ref = name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{tag}"
-        if ref not in ("default:latest", "docker.io/library/default:latest"):
-            raise ApiError(404, f"pull of {ref} refused: boxd has only the image 'default' yet")
-        await conn.respond_json(200, {"status": "Image is up to date for default:latest"})
+        if not name:
+            raise ApiError(400, "fromImage must be given (importing a tar is not supported)")
+        tag = req.arg("tag") or ""
+        ref = name if not tag else (f"{name}@{tag}" if ":" in tag else f"{name}:{tag}")
+        if ref in ("default", "default:latest"):
+            await conn.respond_json(200, {"status": "Image is up to date for default:latest"})
+            return
+        parse_reference(ref)  # a bad reference is a 400 before the stream starts
+        await conn.start_stream()
+
+        async def line(value: dict[str, Any]) -> None:
+            await conn.send(json.dumps(value).encode() + b"\r\n")
+
+        async def forward(message: object) -> None:
+            if isinstance(message, PullProgressFrame):
+                detail = {"current": message.current, "total": message.total}
+                await line(
+                    {"status": message.status, "progressDetail": detail, "id": message.layer}
+                )
+            elif isinstance(message, PulledFrame):
+                await line({"status": f"Digest: {message.digest}"})
+                await line({"status": f"Status: Image is pulled for {message.reference}"})
+
+        await line({"status": f"Pulling from {name}", "id": tag or "latest"})
+        try:
+            async with conn.cancelled_if_peer_closes():
+                await self._verbs.pull(_Answers(forward), PullRequest(reference=ref))
+        except Exception as exc:
+            error = _api_error(_unwrap(exc))
+            if error is None:
+                raise
+            await line({"errorDetail": {"message": error.message}, "error": error.message})
+        await conn.end()
+
+
+class _Answers:
+    """What an image verb sends on its connection: kept, and forwarded if asked."""
+
+    def __init__(self, forward: Callable[[object], Awaitable[None]] | None = None) -> None:
+        self.last: Any = None
+        self._forward = forward
+
+    async def send(self, message: object) -> None:
+        self.last = message
+        if self._forward is not None:
+            await self._forward(message)
+
+
+def _unix_time(rfc3339: str) -> int:
+    """Seconds of an RFC 3339 time (an image's ``created``), 0 if there is none."""
+    try:
+        return int(datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
 
 
 async def _ready(run: Run) -> Run:

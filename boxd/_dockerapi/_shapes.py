@@ -8,6 +8,7 @@ dropped.  Inspect and list results carry the keys that the docker CLI and docker
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import time
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 import attrs
 
 from .. import _units
+from .._events import Event
+from .._images.reference import parse_reference
 from .._records import (
     Container,
     ContainerConfig,
@@ -32,11 +35,7 @@ from ._http import ApiError
 
 T = TypeVar("T")
 ZERO_TIME = "0001-01-01T00:00:00Z"
-IMAGES = ("default", "default:latest")  # what boxd has until the image store lands
-
-
-def no_such_image(ref: str) -> ApiError:
-    return ApiError(404, f"No such image: {ref}")
+DEFAULT_IMAGES = ("default", "default:latest")
 
 
 def rfc3339(t: float | None) -> str:
@@ -151,22 +150,20 @@ _REFUSED_HOST = (
 _NETWORKS = {"": "bridge", "default": "bridge", "bridge": "bridge", "host": "host", "none": "none"}
 
 
-def check_image(ref: str) -> str:
-    if not ref:
-        raise ApiError(400, "no image given (Config.Image is empty)")
-    if ref not in IMAGES:
-        raise no_such_image(ref)
-    return "default"
-
-
 def container_config(body: dict[str, Any]) -> ContainerConfig:
-    """A ContainerConfig from the body of ``POST /containers/create``."""
+    """A ContainerConfig from the body of ``POST /containers/create``.  A stored image's
+    Entrypoint, Cmd, Env, WorkingDir and User are filled in by the supervisor."""
     cfg = Fields(body, "Config")
     host = cfg.object("HostConfig")
-    image = check_image(cfg.text("Image"))
-    command = (cfg.command("Entrypoint") or []) + (cfg.command("Cmd") or [])
-    if not command:
-        raise ApiError(400, "no command specified (the image 'default' has no default command)")
+    image = cfg.text("Image")
+    if not image:
+        raise ApiError(400, "no image given (Config.Image is empty)")
+    entrypoint = cfg.command("Entrypoint")
+    command = cfg.command("Cmd") or []
+    if image in DEFAULT_IMAGES:  # no image configuration: the command is all there is
+        image, command, entrypoint = "default", (entrypoint or []) + command, None
+        if not command:
+            raise ApiError(400, "no command specified (the image 'default' has no Cmd)")
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
@@ -187,8 +184,9 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
         config = ContainerConfig(
             image=image,
             command=tuple(command),
+            entrypoint=None if entrypoint is None else tuple(entrypoint),
             env=tuple(cfg.strings("Env")),
-            workdir=cfg.text("WorkingDir") or "/",
+            workdir=cfg.text("WorkingDir"),
             user=cfg.text("User"),
             hostname=cfg.text("Hostname"),
             tty=cfg.flag("Tty"),
@@ -321,19 +319,43 @@ def _restart(name: str, retries: int) -> RestartPolicy:
 # ---- inspect and list -----------------------------------------------------------------
 
 
+# boxd's phases in Docker's words (Docker has no starting and no stopping phase).
+_WORDS = {
+    Status.CREATED: "created",
+    Status.STARTING: "created",
+    Status.RUNNING: "running",
+    Status.PAUSED: "paused",
+    Status.RESTARTING: "restarting",
+    Status.STOPPING: "running",
+    Status.STOPPED: "exited",
+    Status.EXITED: "exited",
+    Status.REMOVING: "removing",
+}
+
+
 def status_word(c: Container) -> str:
-    """Docker's state words: created, running, exited (boxd's stopped is an exit)."""
-    return {Status.CREATED: "created", Status.RUNNING: "running"}.get(c.state.status, "exited")
+    return _WORDS[c.state.status]
 
 
 def labels(c: Container) -> dict[str, str]:
     return dict(label.partition("=")[::2] for label in c.config.labels)
 
 
-def image_id(name: str) -> str:
-    import hashlib
+def default_image_id() -> str:
+    """An id for the built-in image ``default`` (it has no configuration blob)."""
+    return "sha256:" + hashlib.sha256(b"boxd image default").hexdigest()
 
-    return "sha256:" + hashlib.sha256(f"boxd image {name}".encode()).hexdigest()
+
+def image_id(c: Container) -> str:
+    return c.config.image_id or default_image_id()
+
+
+def familiar(ref: str) -> str:
+    """``docker.io/library/busybox:latest`` as Docker shows it: ``busybox:latest``."""
+    try:
+        return parse_reference(ref, default_tag=False).familiar
+    except ValueError:
+        return ref
 
 
 def _host_config(c: Container) -> dict[str, Any]:
@@ -399,9 +421,9 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
         "Args": list(cfg.command[1:]),
         "State": {
             "Status": word,
-            "Running": word == "running",
-            "Paused": False,
-            "Restarting": False,
+            "Running": word in ("running", "paused", "restarting"),
+            "Paused": word == "paused",
+            "Restarting": word == "restarting",
             "OOMKilled": st.oom_killed,
             "Dead": False,
             "Pid": st.pid,
@@ -410,7 +432,7 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "StartedAt": rfc3339(st.started_at),
             "FinishedAt": rfc3339(st.finished_at),
         },
-        "Image": image_id(cfg.image),
+        "Image": image_id(c),
         "ResolvConfPath": "",
         "HostnamePath": "",
         "HostsPath": "",
@@ -438,10 +460,11 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "StdinOnce": False,
             "Env": list(cfg.env),
             "Cmd": list(cfg.command),
-            "Image": cfg.image,
+            "Image": familiar(cfg.image),
             "Volumes": None,
-            "WorkingDir": cfg.workdir,
-            "Entrypoint": None,
+            "WorkingDir": cfg.workdir or "/",
+            "Entrypoint": None if cfg.entrypoint is None else list(cfg.entrypoint),
+            "ExposedPorts": {p: {} for p in cfg.exposed_ports} or None,
             "OnBuild": None,
             "Labels": labels(c),
             "StopSignal": cfg.stop_signal,
@@ -490,10 +513,15 @@ def _human(seconds: float) -> str:
 def status_text(c: Container, now: float) -> str:
     st = c.state
     word = status_word(c)
-    if word == "running":
-        return "Up " + _human(now - (st.started_at or now))
+    if word in ("running", "paused"):
+        up = "Up " + _human(now - (st.started_at or now))
+        return up + " (Paused)" if word == "paused" else up
     if word == "created":
         return "Created"
+    if word == "restarting":
+        return f"Restarting ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+    if word == "removing":
+        return "Removal In Progress"
     return f"Exited ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
 
 
@@ -503,8 +531,8 @@ def summary(c: Container, now: float) -> dict[str, Any]:
     return {
         "Id": c.id,
         "Names": ["/" + c.name],
-        "Image": cfg.image,
-        "ImageID": image_id(cfg.image),
+        "Image": familiar(cfg.image),
+        "ImageID": image_id(c),
         "Command": shlex.join(cfg.command),
         "Created": int(c.created_at),
         "Ports": [],
@@ -568,11 +596,64 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
     if key == "status":
         return status_word(c) in values
     if key == "ancestor":
-        return any(v in (c.config.image, f"{c.config.image}:latest") for v in values)
+        return any(_same_image(v, c.config.image) for v in values)
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
+
+
+def _same_image(wanted: str, image: str) -> bool:
+    if image == "default":
+        return wanted in DEFAULT_IMAGES
+    try:
+        return str(parse_reference(wanted)) == str(parse_reference(image))
+    except ValueError:
+        return False
 
 
 def _has_label(c: Container, wanted: str) -> bool:
     key, eq, value = wanted.partition("=")
     have = labels(c)
     return key in have and (not eq or have[key] == value)
+
+
+# ---- events ---------------------------------------------------------------------------
+
+_EVENT_FILTERS = ("type", "container", "event", "label", "image")
+
+
+def event(e: Event) -> dict[str, Any]:
+    attributes = {"image": e.image, "name": e.name}
+    attributes.update(label.partition("=")[::2] for label in e.labels)
+    attributes.update(e.attributes)
+    return {
+        "status": e.action,
+        "id": e.id,
+        "from": e.image,
+        "Type": "container",
+        "Action": e.action,
+        "Actor": {"ID": e.id, "Attributes": attributes},
+        "scope": "local",
+        "time": e.time_ns // 1_000_000_000,
+        "timeNano": e.time_ns,
+    }
+
+
+def event_filter(filters: dict[str, list[str]]) -> Callable[[Event], bool]:
+    for key in filters:
+        if key not in _EVENT_FILTERS:
+            raise ApiError(400, f"invalid filter '{key}'")
+    return lambda e: all(_event_matches(e, k, vs) for k, vs in filters.items() if vs)
+
+
+def _event_matches(e: Event, key: str, values: list[str]) -> bool:
+    if key == "type":
+        return "container" in values
+    if key == "container":
+        return any(e.id.startswith(v) or e.name == v.lstrip("/") for v in values)
+    if key == "event":
+        return e.action in values
+    if key == "image":
+        return any(_same_image(v, e.image) for v in values)
+    have = dict(label.partition("=")[::2] for label in e.labels)
+    return all(
+        k in have and (not eq or have[k] == v) for k, eq, v in (w.partition("=") for w in values)
+    )

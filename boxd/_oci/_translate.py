@@ -12,10 +12,11 @@ import resource
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from .. import _caps, _seccomp
+from .. import _caps, _rootfs, _seccomp
 from .._cgroup import CPU_PERIOD, Limits
 from .._native import Capabilities, MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
@@ -333,12 +334,63 @@ def search_path(env: Iterable[str]) -> tuple[str, ...]:
     return tuple(p for p in path.split(":") if p.startswith("/"))
 
 
+def _skip_unknown(section: dict[str, Any]) -> dict[str, Any]:
+    """Profiles written for libseccomp (Podman's, containerd's) name calls of other
+    architectures that boxd's syscall tables do not list; libseccomp skips what it cannot
+    resolve, and so does this where skipping cannot widen the filter: in allowing rules,
+    and in any rule when the default action denies (boxd's compiler answers a number it
+    does not know with ENOSYS unless the default allows)."""
+    rules = section.get("syscalls")
+    if not isinstance(rules, list):
+        return section
+    default_allows = section.get("defaultAction") in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+    kept = []
+    for rule in rules:
+        names = rule.get("names") if isinstance(rule, dict) else None
+        if isinstance(names, list) and (
+            rule.get("action") == "SCMP_ACT_ALLOW" or not default_allows
+        ):
+            known = [n for n in names if not isinstance(n, str) or _seccomp.known_syscall(n)]
+            if not known:
+                continue
+            rule = {**rule, "names": known}
+        kept.append(rule)
+    return {**section, "syscalls": _deny_wins(kept)}
+
+
+def _deny_wins(rules: list[Any]) -> list[Any]:
+    """Podman's profile allows some calls in its long allowlist and denies them again in a
+    later rule (setns, sethostname without CAP_SYS_ADMIN); libseccomp keeps the first
+    unconditional rule, boxd's compiler refuses a conflict.  Keep the denying rule."""
+    denied = {
+        name
+        for rule in rules
+        if isinstance(rule, dict)
+        and rule.get("action") != "SCMP_ACT_ALLOW"
+        and not rule.get("args")
+        for name in rule.get("names") or ()
+    }
+    out = []
+    for rule in rules:
+        if (
+            isinstance(rule, dict)
+            and rule.get("action") == "SCMP_ACT_ALLOW"
+            and not rule.get("args")
+        ):
+            names = [n for n in rule.get("names") or () if n not in denied]
+            if not names:
+                continue
+            rule = {**rule, "names": names}
+        out.append(rule)
+    return out
+
+
 def seccomp_program(spec: Spec, bounding: int) -> bytes | None:
     section = spec.linux.seccomp if spec.linux else None
     if not section:
         return None
     try:
-        profile = _seccomp.profile_from_docker(section)
+        profile = _seccomp.profile_from_docker(_skip_unknown(section))
         return _seccomp.compile_profile(profile, caps=bounding)
     except ValueError as exc:
         raise SpecError(f"config.json: linux.seccomp: {exc}") from None
@@ -397,6 +449,7 @@ def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: b
     if spec.hostname and Namespace.UTS not in spaces:
         raise SpecError(f"config.json: hostname {spec.hostname!r} needs a uts namespace")
     fields = process_plan(spec.process, console=spec.process.terminal)
+    check_command(spec, bundle, rootfs)
     caps = fields["caps"]
     assert isinstance(caps, Capabilities)
     return SpawnPlan(
@@ -409,6 +462,27 @@ def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: b
         start_fd=start_fd,
         keep_fds=keep_fds,
         **fields,  # type: ignore[arg-type]
+    )
+
+
+def check_command(spec: Spec, bundle: Path, rootfs: str) -> None:
+    """Fail at create, as runc does, when the process's program is not in the root or a
+    directory bound into it (SpawnError: ``exec /bin/nope: No such file or directory``,
+    which Podman maps to 127)."""
+    assert spec.process is not None
+    layers = [_rootfs.Layer(rootfs, "/")]
+    for mount in spec.mounts:
+        source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
+        if (mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options) and (
+            os.path.isdir(source)
+        ):
+            layers.append(_rootfs.Layer(source, _container_path(mount.destination)))
+    process = spec.process
+    _rootfs.check_command(
+        _rootfs.Image("bundle", tuple(layers)),
+        process.args[0],
+        search_path(process.env),
+        process.cwd,
     )
 
 

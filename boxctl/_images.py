@@ -1,0 +1,296 @@
+"""boxctl's image commands: pull, images, rmi, tag, login, logout, image SUBCOMMAND.
+
+The daemon does the work (as dockerd does); these only ask and show.  ``pull`` shows
+Docker's per-layer progress on a terminal, and one line per finished layer on a pipe.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+
+from ._args import ANY, ONE, REST, SOME, VALUE, Args, Command, Opt
+from ._client import Client, CliError, call
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+FINAL = ("Pull complete", "Already exists")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    raise AssertionError
+
+
+class _Progress:
+    """Docker's pull display: a line per layer rewritten in place on a terminal; on a
+    pipe, a line when a layer is done."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.order: list[str] = []
+        self.lines: dict[str, str] = {}
+
+    def update(self, frame: dict[str, Any]) -> None:
+        layer, status = frame["layer"], frame["status"]
+        text = status
+        if status == "Downloading" and frame["total"]:
+            width = 50
+            done = min(width, width * frame["current"] // frame["total"])
+            bar = "=" * max(done - 1, 0) + (">" if done else "") + " " * (width - done)
+            text = f"{status} [{bar}]  {_human(frame['current'])}/{_human(frame['total'])}"
+        if layer not in self.lines:
+            self.order.append(layer)
+            if self.tty:
+                self.out.write(f"{layer}: {text}\n")
+        elif self.tty:
+            up = len(self.order) - self.order.index(layer)
+            self.out.write(f"\x1b[{up}A\r\x1b[2K{layer}: {text}\x1b[{up}B\r")
+        if not self.tty and status in FINAL and self.lines.get(layer) not in FINAL:
+            self.out.write(f"{layer}: {status}\n")
+        self.lines[layer] = status if status in FINAL else text
+        self.out.flush()
+
+
+def pull(socket: str, reference: str, platform: str, out: TextIO) -> dict[str, Any]:
+    """Pull through the daemon, showing progress on ``out``; the PulledFrame."""
+    with Client(socket) as client:
+        client.request({"type": "PullRequest", "reference": reference, "platform": platform})
+        shown = _Progress(out)
+        while True:
+            frame = client.receive()
+            if not isinstance(frame, dict):
+                continue
+            if frame["type"] == "PullProgressFrame":
+                shown.update(frame)
+            elif frame["type"] == "PulledFrame":
+                return frame
+            else:
+                from ._client import check
+
+                check(frame)
+                raise CliError(f"unexpected frame {frame['type']} during pull")
+
+
+def cmd_pull(args: Args) -> int:
+    frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
+    if frame["digest"]:
+        print(f"Digest: {frame['digest']}")
+    print(f"Status: image is up to date for {frame['reference']}")
+    print(frame["reference"])
+    return 0
+
+
+def ensure_image(args: Args, image: str) -> None:
+    """``run``/``create``'s ``--pull missing|always|never`` (progress on stderr)."""
+    policy = args.pull
+    if policy == "never":
+        return
+    if policy == "missing":
+        try:
+            call(args.socket, {"type": "ImageInspectRequest", "image": image})
+            return
+        except CliError as exc:
+            if "no such image" not in str(exc):
+                raise
+        print(f"Unable to find image '{image}' locally", file=sys.stderr)
+    frame = pull(args.socket, image, getattr(args, "platform", None) or "", sys.stderr)
+    if frame["digest"]:
+        print(f"Digest: {frame['digest']}", file=sys.stderr)
+    print(f"Status: Downloaded image for {frame['reference']}", file=sys.stderr)
+
+
+def _short_name(tag: str) -> tuple[str, str]:
+    """``docker.io/library/busybox:latest`` -> (``busybox``, ``latest``)."""
+    name, _, tag_part = tag.rpartition(":")
+    if name.startswith("docker.io/library/") and name.count("/") == 2:
+        name = name.removeprefix("docker.io/library/")
+    else:
+        name = name.removeprefix("docker.io/")
+    return name, tag_part
+
+
+def _ago(created: str) -> str:
+    """``2024-05-01T10:00:00.123456789Z`` -> ``3 months ago``."""
+    if not created:
+        return "N/A"
+    import re
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(re.sub(r"\.\d+", "", created)).timestamp()
+    except ValueError:
+        return created
+    s = max(0, int(time.time() - t))
+    units = (("year", 31536000), ("month", 2592000), ("day", 86400), ("hour", 3600), ("minute", 60))
+    for unit, size in units:
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return f"{s} seconds ago"
+
+
+def cmd_images(args: Args) -> int:
+    images = call(args.socket, {"type": "ImagesRequest"})["images"]
+    if args.quiet:
+        seen = []
+        for i in images:
+            short = i["id"][7:19]
+            if short not in seen:
+                seen.append(short)
+                print(short)
+        return 0
+    if args.format == "json":
+        print(json.dumps(images, indent=2))
+        return 0
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    for i in images:
+        for tag in i["repo_tags"] or ["<none>:<none>"]:
+            name, tag_part = _short_name(tag) if tag != "<none>:<none>" else ("<none>", "<none>")
+            rows.append((name, tag_part, i["id"][7:19], _ago(i["created"]), _human(i["size"])))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_image_inspect(args: Args) -> int:
+    found, status = [], 0
+    for ref in args.images:
+        try:
+            found.append(call(args.socket, {"type": "ImageInspectRequest", "image": ref})["image"])
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+    print(json.dumps(found, indent=2))
+    return status
+
+
+def cmd_rmi(args: Args) -> int:
+    status = 0
+    for ref in args.images:
+        try:
+            r = call(args.socket, {"type": "RemoveImageRequest", "image": ref, "force": args.force})
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        for tag in r["untagged"]:
+            print(f"Untagged: {tag}")
+        for digest in r["deleted"]:
+            print(f"Deleted: {digest}")
+    return status
+
+
+def cmd_tag(args: Args) -> int:
+    call(args.socket, {"type": "TagRequest", "source": args.source, "target": args.target})
+    return 0
+
+
+def _server(args: Args) -> str:
+    if len(args.server) > 1:
+        raise CliError(f"{args.prog}: at most one SERVER", 2)
+    return str(args.server[0]) if args.server else "docker.io"
+
+
+def cmd_login(args: Args) -> int:
+    username = args.username
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\n")
+    elif args.password is not None:
+        password = args.password
+    else:
+        if username is None:
+            username = input("Username: ")
+        password = getpass.getpass("Password: ")
+    if not username:
+        raise CliError("boxctl login: a username is required (-u)")
+    registry = _server(args)
+    request = {"type": "LoginRequest", "registry": registry, "username": username}
+    call(args.socket, {**request, "password": password})
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(args: Args) -> int:
+    registry = _server(args)
+    call(args.socket, {"type": "LogoutRequest", "registry": registry})
+    print(f"Removing login credentials for {registry}")
+    return 0
+
+
+FORMAT = Opt("--format", kind=VALUE, default="table", choices=("table", "json"))
+PLATFORM = Opt("--platform", kind=VALUE, help="os/arch[/variant] (default: the daemon's)")
+IMAGES_OPTIONS = (
+    Opt("-q", "--quiet", help="only ids"),
+    Opt("-a", "--all", help="(all shown)"),
+    FORMAT,
+)
+RMI_OPTIONS = (Opt("-f", "--force", help="untag an image containers use"),)
+
+COMMANDS = (
+    Command(
+        "pull",
+        cmd_pull,
+        "pull an image from a registry",
+        (PLATFORM,),
+        (("reference", ONE, "IMAGE"),),
+    ),
+    Command("images", cmd_images, "list images", IMAGES_OPTIONS),
+    Command("rmi", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
+    Command(
+        "tag", cmd_tag, "tag an image", (), (("source", ONE, "SOURCE"), ("target", ONE, "TARGET"))
+    ),
+    Command(
+        "login",
+        cmd_login,
+        "log in to a registry (credentials kept by the daemon, mode 0600)",
+        (
+            Opt("-u", "--username", kind=VALUE),
+            Opt("-p", "--password", kind=VALUE),
+            Opt("--password-stdin", help="read the password from stdin"),
+        ),
+        (("server", ANY, "SERVER"),),
+    ),
+    Command("logout", cmd_logout, "log out of a registry", (), (("server", ANY, "SERVER"),)),
+)
+
+SUBCOMMANDS = {
+    "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS),
+    "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS),
+    "inspect": Command(
+        "inspect", cmd_image_inspect, "show images as JSON", (), (("images", SOME, "IMAGE"),)
+    ),
+    "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
+    "pull": COMMANDS[0],
+    "tag": COMMANDS[3],
+}
+
+
+def cmd_image(args: Args) -> int:
+    command = SUBCOMMANDS.get(args.sub)
+    if command is None:
+        raise CliError(
+            f"boxctl image: unknown command {args.sub!r} (use {', '.join(SUBCOMMANDS)})", 2
+        )
+    sub = command.parse(args.rest, f"boxctl image {args.sub}")
+    sub.socket = args.socket
+    sub.prog = f"boxctl image {args.sub}"
+    return command.handler(sub)
+
+
+IMAGE_COMMAND = Command(
+    "image",
+    cmd_image,
+    "manage images: ls, inspect, rm, pull, tag",
+    (),
+    (("sub", ONE, "COMMAND"), ("rest", REST, "[ARG...]")),
+)

@@ -1,0 +1,84 @@
+"""An image's configuration applied to a container's, as Docker combines them.
+
+* ``Entrypoint`` and ``Cmd``: the container runs entrypoint + command.  A command given
+  to ``run`` replaces the image's ``Cmd``; ``--entrypoint`` replaces the image's
+  ``Entrypoint`` and drops its ``Cmd`` (``--entrypoint ""`` clears it).
+* ``Env`` comes first; the user's ``-e`` overrides it by name.
+* ``WorkingDir``, ``User`` and ``StopSignal`` apply unless the user gave their own
+  (``User`` names are resolved at start in the container's /etc/passwd, as for ``-u``).
+* ``ExposedPorts`` and ``Labels`` are kept on the container for networking and inspect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .._records import ContainerConfig
+from .._rootfs import Image, Layer
+from .store import ImageRecord, ImageStore
+
+__all__ = ["ImageConfigError", "apply_image_config", "rootfs_of"]
+
+
+class ImageConfigError(ValueError):
+    """The image's configuration cannot make a container; the message says why."""
+
+
+def rootfs_of(store: ImageStore, record: ImageRecord, name: str) -> Image:
+    """The overlay stack of a stored image: its layers as lowers, top-most first."""
+    lowers = store.lowers(record)
+    if not lowers:
+        raise ImageConfigError(f"image {name} has no layers")
+    return Image(name, (Layer(lowers[0], "/", below=lowers[1:]),))
+
+
+def _strings(config: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = config.get(key) or ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ImageConfigError(f"the image's {key} is not a list of strings: {value!r}")
+    return tuple(value)
+
+
+def apply_image_config(
+    config: ContainerConfig, record: ImageRecord, image_config: dict[str, Any], image: Image
+) -> ContainerConfig:
+    """The container's configuration with the image's defaults filled in."""
+    inner = image_config.get("config") or {}
+    if not isinstance(inner, dict):
+        raise ImageConfigError("the image's config is not an object")
+    if config.entrypoint is not None:
+        entrypoint, cmd = config.entrypoint, config.command
+    else:
+        entrypoint = _strings(inner, "Entrypoint")
+        cmd = config.command or _strings(inner, "Cmd")
+    argv = (*entrypoint, *cmd)
+    if not argv:
+        raise ImageConfigError(
+            f"no command given, and image {config.image} has no Cmd or Entrypoint"
+        )
+    workdir = config.workdir or str(inner.get("WorkingDir") or "/")
+    if not workdir.startswith("/"):
+        workdir = "/" + workdir
+    user = config.user or str(inner.get("User") or "")
+    stop_signal = config.stop_signal
+    if stop_signal == "SIGTERM" and inner.get("StopSignal"):
+        stop_signal = str(inner["StopSignal"])
+    labels = inner.get("Labels") or {}
+    ports = inner.get("ExposedPorts") or {}
+    return attrs.evolve(
+        config,
+        image_id=record.id,
+        command=argv,
+        entrypoint=entrypoint,
+        env=(*_strings(inner, "Env"), *config.env),
+        workdir=workdir,
+        user=user,
+        stop_signal=stop_signal,
+        exposed_ports=tuple(sorted(str(p) for p in ports)),
+        labels=(
+            *(f"{k}={v}" for k, v in sorted(labels.items())),
+            *config.labels,
+        ),
+    )

@@ -1,0 +1,319 @@
+"""``pull``: a reference to a stored image, every byte checked on the way.
+
+The manifest is fetched by tag or digest (a digest is checked against the bytes); an OCI
+index or a Docker manifest list is resolved to the manifest for the platform asked for (by
+default the host's).  The config and every layer are streamed into ``tmp/`` while their
+sha256 and size are checked; a mismatch fails the pull and the download is deleted.  A
+verified layer is renamed into ``blobs/`` and unpacked once by its diff_id (checked too).
+Layers already unpacked are not fetched again; up to :data:`PARALLEL` download at once.
+The image record, which makes the image visible, is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform as host_platform
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from .reference import Reference
+from .registry import Credentials, Registry, RegistryError, open_registry, parse_json
+from .store import BlobRef, ImageRecord, ImageStore
+
+__all__ = ["PARALLEL", "Platform", "Progress", "Puller", "parse_platform"]
+
+PARALLEL = 3
+CHUNK = 1 << 16
+MAX_MANIFEST = 4 << 20
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEXES = (OCI_INDEX, DOCKER_LIST)
+MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
+CONFIGS = (
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+)
+LAYERS = (
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
+_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+@attrs.frozen
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def host() -> Platform:
+    machine = host_platform.machine()
+    arch = _ARCH.get(machine, machine)
+    return Platform("linux", arch, "v7" if machine == "armv7l" else "")
+
+
+def parse_platform(text: str) -> Platform:
+    """``os/arch[/variant]`` (``linux/arm64``, ``linux/arm/v7``); empty: the host's."""
+    if not text:
+        return host()
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"invalid platform {text!r}: use os/arch[/variant], e.g. linux/amd64")
+    return Platform(*parts)
+
+
+@attrs.frozen
+class Progress:
+    """One layer's state: ``Waiting``, ``Downloading``, ``Verifying``, ``Extracting``,
+    ``Pull complete``, ``Already exists``; bytes so far and in all."""
+
+    layer: str  # the short id Docker shows: 12 hex digits of the blob's digest
+    status: str
+    current: int = 0
+    total: int = 0
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def _check(data: bytes, digest: str, what: str) -> None:
+    actual = "sha256:" + hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise RegistryError(f"{what} {digest} does not match its content ({actual})")
+
+
+def _descriptor(d: Any, what: str) -> tuple[str, int, str]:
+    if not isinstance(d, dict):
+        raise RegistryError(f"{what} is not a descriptor")
+    digest, size, media = d.get("digest"), d.get("size"), d.get("mediaType", "")
+    if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
+        raise RegistryError(f"{what} has an unsupported digest {digest!r} (sha256 only)")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise RegistryError(f"{what} has an invalid size {size!r}")
+    return digest, size, str(media)
+
+
+class Puller:
+    def __init__(
+        self, store: ImageStore, credentials: Credentials, insecure: frozenset[str] = frozenset()
+    ) -> None:
+        self.store = store
+        self.credentials = credentials
+        self.insecure = insecure
+        self._locks: dict[str, trio.Lock] = {}
+
+    async def pull(
+        self,
+        ref: Reference,
+        *,
+        platform: Platform | None = None,
+        progress: ProgressFn | None = None,
+    ) -> ImageRecord:
+        want = platform or host()
+        report = progress or (lambda _: None)
+        async with open_registry(
+            ref, insecure=self.insecure, credentials=self.credentials
+        ) as registry:
+            top_digest, manifest = await self._manifest(registry, ref, want)
+            config_digest, config_size, config_type = _descriptor(manifest.get("config"), "config")
+            if config_type not in CONFIGS:
+                raise RegistryError(
+                    f"{ref.familiar} is not a container image: its config has media type "
+                    f"{config_type!r}"
+                )
+            if self.store.has_blob(config_digest):
+                config_bytes = self.store.read_blob(config_digest)
+            else:
+                config_bytes = await self._small_blob(
+                    registry, config_digest, config_size, "config"
+                )
+            config = parse_json(config_bytes, "the image config")
+            layers = self._layers(ref, manifest, config)
+            await self._fetch_layers(registry, layers, report)
+        self.store.put_blob(config_bytes, config_digest)
+        return self.store.add(config_digest, layers, ref, top_digest)
+
+    async def _manifest(
+        self, registry: Registry, ref: Reference, want: Platform
+    ) -> tuple[str, dict[str, Any]]:
+        accept = (*MANIFESTS, *INDEXES)
+        data, media = await registry.manifest(ref.digest or ref.tag or "latest", accept)
+        top = "sha256:" + hashlib.sha256(data).hexdigest()
+        if ref.digest is not None:
+            _check(data, ref.digest, "manifest")
+        body = parse_json(data, "the manifest")
+        media = str(body.get("mediaType") or media)
+        if media in INDEXES:
+            digest = self._choose(ref, body, want)
+            data, media = await registry.manifest(digest, MANIFESTS)
+            _check(data, digest, "manifest")
+            body = parse_json(data, "the manifest")
+            media = str(body.get("mediaType") or media)
+        if media not in MANIFESTS:
+            raise RegistryError(
+                f"{ref.familiar}: unsupported manifest media type {media!r} "
+                "(boxd reads OCI and Docker schema 2 manifests and indexes)"
+            )
+        self.store.put_blob(data)
+        return top, body
+
+    @staticmethod
+    def _choose(ref: Reference, index: dict[str, Any], want: Platform) -> str:
+        found = []
+        for i, entry in enumerate(index.get("manifests") or []):
+            digest, _, media = _descriptor(entry, f"index entry {i}")
+            plat = entry.get("platform") or {}
+            found.append(
+                "/".join(
+                    p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
+                )
+            )
+            if (
+                media in MANIFESTS
+                and plat.get("os") == want.os
+                and plat.get("architecture") == want.architecture
+                and (not want.variant or plat.get("variant", "") in (want.variant, ""))
+            ):
+                return digest
+        raise RegistryError(
+            f"{ref.familiar}: no image for platform {want} "
+            f"(the index has: {', '.join(sorted(set(found))) or 'nothing'})"
+        )
+
+    @staticmethod
+    def _layers(
+        ref: Reference, manifest: dict[str, Any], config: dict[str, Any]
+    ) -> tuple[BlobRef, ...]:
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        descriptors = manifest.get("layers") or []
+        if not isinstance(descriptors, list) or len(descriptors) != len(diff_ids):
+            raise RegistryError(
+                f"{ref.familiar}: the manifest lists {len(descriptors)} layers but the config "
+                f"{len(diff_ids)} diff_ids"
+            )
+        layers = []
+        for i, (d, diff_id) in enumerate(zip(descriptors, diff_ids, strict=True)):
+            digest, size, media = _descriptor(d, f"layer {i}")
+            if media not in LAYERS:
+                raise RegistryError(
+                    f"{ref.familiar}: layer {digest} has media type {media!r}, which boxd "
+                    "does not fetch (foreign or unknown layers are refused)"
+                )
+            if not isinstance(diff_id, str) or not diff_id.startswith("sha256:"):
+                raise RegistryError(f"{ref.familiar}: layer {i} has a bad diff_id {diff_id!r}")
+            layers.append(BlobRef(digest, size, media, diff_id))
+        return tuple(layers)
+
+    async def _small_blob(self, registry: Registry, digest: str, size: int, what: str) -> bytes:
+        if size > MAX_MANIFEST:
+            raise RegistryError(f"the {what} {digest} is too large ({size} bytes)")
+        chunks = bytearray()
+        async with registry.blob(digest) as r:
+            async for chunk in r.aiter_raw(CHUNK):
+                chunks += chunk
+                if len(chunks) > size:
+                    break
+        if len(chunks) != size:
+            raise RegistryError(f"the {what} {digest} is not {size} bytes long")
+        _check(bytes(chunks), digest, what)
+        return bytes(chunks)
+
+    async def _fetch_layers(
+        self, registry: Registry, layers: tuple[BlobRef, ...], report: ProgressFn
+    ) -> None:
+        limit = trio.CapacityLimiter(PARALLEL)
+        for layer in layers:
+            report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
+        async with trio.open_nursery() as nursery:
+            for layer in layers:
+                nursery.start_soon(self._layer, registry, layer, limit, report)
+
+    async def _layer(
+        self,
+        registry: Registry,
+        layer: BlobRef,
+        limit: trio.CapacityLimiter,
+        report: ProgressFn,
+    ) -> None:
+        short = _short(layer.digest)
+        lock = self._locks.setdefault(layer.diff_id, trio.Lock())
+        async with lock:
+            if self.store.layer_dir(layer.diff_id) is not None and self.store.has_blob(
+                layer.digest
+            ):
+                report(Progress(short, "Already exists", layer.size, layer.size))
+                return
+            if not self.store.has_blob(layer.digest):
+                async with limit:
+                    await self._download(registry, layer, report)
+            report(Progress(short, "Extracting", layer.size, layer.size))
+            try:
+                await trio.to_thread.run_sync(self.store.unpack_layer, layer.digest, layer.diff_id)
+            except BaseException:
+                self.store.blob_path(layer.digest).unlink(missing_ok=True)
+                raise
+            report(Progress(short, "Pull complete", layer.size, layer.size))
+
+    async def _download(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
+        short = _short(layer.digest)
+        fd, tmp = self.store.temp_file()
+        try:
+            sha = hashlib.sha256()
+            done = 0
+            async with registry.blob(layer.digest) as r:
+                async for chunk in r.aiter_raw(CHUNK):
+                    done += len(chunk)
+                    if done > layer.size:
+                        raise RegistryError(
+                            f"layer {layer.digest} is larger than the {layer.size} bytes "
+                            "the manifest says"
+                        )
+                    sha.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    report(Progress(short, "Downloading", done, layer.size))
+            if done != layer.size:
+                raise RegistryError(
+                    f"layer {layer.digest} is {done} bytes, the manifest says {layer.size}"
+                )
+            actual = "sha256:" + sha.hexdigest()
+            if actual != layer.digest:
+                raise RegistryError(
+                    f"layer {layer.digest} does not match its content ({actual}): "
+                    "the download is corrupt or was tampered with"
+                )
+            report(Progress(short, "Download complete", done, layer.size))
+            os.close(fd)
+            fd = -1
+            self.store.commit_blob(tmp, layer.digest)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]

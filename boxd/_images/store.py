@@ -1,0 +1,296 @@
+"""The image store under ``<root>/images``: content-addressed, every write atomic.
+
+Layout::
+
+    blobs/sha256/<hex>      manifests, configs and compressed layers, each checked against
+                            its digest before it is renamed into place
+    l/<12 hex>/             one unpacked layer (a diff), named by its diff_id, shared
+                            read-only by every container of every image that uses it
+    layers/<hex>.json       the record that makes ``l/...`` of diff_id <hex> present; it
+                            is written after the rename, so a killed unpack leaves nothing
+                            a later run would use
+    meta/<hex>.json         one image (id = digest of its config): tags, repo digests and
+                            the layer blobs in order
+    tmp/                    downloads and unpacks in progress (emptied at start)
+
+The layer directories' names are short so that a deep image's overlay ``lowerdir=``
+option (one page at most) takes many of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._convert import structure, unstructure
+from .._store import atomic_write
+from .reference import Reference, parse_reference
+from .unpack import LayerError, unpack
+
+__all__ = ["BlobRef", "ImageRecord", "ImageStore", "NoSuchImage", "digest_hex"]
+
+SHORT = 12
+
+
+class NoSuchImage(LookupError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no such image: {ref}")
+
+
+@attrs.frozen
+class BlobRef:
+    """A layer as the manifest names it (the compressed blob) and its diff_id."""
+
+    digest: str
+    size: int
+    media_type: str
+    diff_id: str
+
+
+@attrs.frozen
+class ImageRecord:
+    id: str  # sha256:<digest of the config blob>
+    layers: tuple[BlobRef, ...]
+    repo_tags: tuple[str, ...] = ()  # normalized: docker.io/library/busybox:latest
+    repo_digests: tuple[str, ...] = ()  # docker.io/library/busybox@sha256:<manifest>
+    added: float = 0.0
+
+
+def digest_hex(digest: str) -> str:
+    algorithm, _, hexa = digest.partition(":")
+    if algorithm != "sha256" or len(hexa) != 64 or not all(c in "0123456789abcdef" for c in hexa):
+        raise ValueError(f"invalid digest {digest!r}: expected sha256:<64 hex digits>")
+    return hexa
+
+
+class ImageStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.layer_dirs = root / "l"
+        self.layer_records = root / "layers"
+        self.records = root / "meta"
+        self.tmp = root / "tmp"
+        for d in (self.blobs, self.layer_records, self.records):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Traversable: a user-namespaced container's root (an unprivileged host uid) must
+        # reach the layers it mounts.
+        self.layer_dirs.mkdir(mode=0o711, exist_ok=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(mode=0o700)
+
+    # ---- blobs ----------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / digest_hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def read_blob(self, digest: str) -> bytes:
+        return self.blob_path(digest).read_bytes()
+
+    def put_blob(self, data: bytes, digest: str | None = None) -> str:
+        """Store bytes (checked against ``digest`` when given); their digest."""
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if digest is not None and digest != actual:
+            raise ValueError(f"blob {digest} does not match its content ({actual})")
+        path = self.blob_path(actual)
+        if not path.exists():
+            atomic_write(path, data, 0o600, durable=False)
+        return actual
+
+    def temp_file(self) -> tuple[int, Path]:
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+        return fd, Path(name)
+
+    def commit_blob(self, tmp: Path, digest: str) -> None:
+        """Move a verified download into place."""
+        os.rename(tmp, self.blob_path(digest))
+
+    # ---- layers ---------------------------------------------------------------------
+
+    def layer_dir(self, diff_id: str) -> Path | None:
+        """The unpacked layer of ``diff_id``, if it is complete."""
+        hexa = digest_hex(diff_id)
+        try:
+            record = json.loads((self.layer_records / f"{hexa}.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        path = self.layer_dirs / str(record["dir"])
+        return path if path.is_dir() else None
+
+    def unpack_layer(self, blob_digest: str, diff_id: str) -> Path:
+        """Unpack a stored blob once: its directory (already there if it was)."""
+        found = self.layer_dir(diff_id)
+        if found is not None:
+            return found
+        hexa = digest_hex(diff_id)
+        final = self.layer_dirs / hexa[:SHORT]
+        work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
+        try:
+            with open(self.blob_path(blob_digest), "rb") as blob:
+                result = unpack(blob, str(work))
+            if result.diff_id != diff_id:
+                raise LayerError(
+                    f"layer {blob_digest} unpacks to {result.diff_id}, but the image says {diff_id}"
+                )
+            os.chmod(work, os.stat(work).st_mode | 0o011)
+            found = self.layer_dir(diff_id)
+            if found is not None:  # unpacked meanwhile by another pull
+                shutil.rmtree(work)
+                return found
+            if final.exists():  # a half unpack (killed before its record) or a collision
+                shutil.rmtree(final)
+            os.rename(work, final)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        record = {"diff_id": diff_id, "dir": final.name, "size": result.size}
+        atomic_write(self.layer_records / f"{hexa}.json", json.dumps(record).encode())
+        return final
+
+    def layer_size(self, diff_id: str) -> int:
+        with contextlib.suppress(FileNotFoundError):
+            path = self.layer_records / f"{digest_hex(diff_id)}.json"
+            return int(json.loads(path.read_bytes())["size"])
+        return 0
+
+    # ---- images ---------------------------------------------------------------------
+
+    def save(self, record: ImageRecord) -> None:
+        data = json.dumps(unstructure(record), indent=1).encode()
+        atomic_write(self.records / f"{digest_hex(record.id)}.json", data)
+
+    def images(self) -> list[ImageRecord]:
+        found = []
+        for path in sorted(self.records.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                found.append(structure(json.loads(path.read_bytes()), ImageRecord))
+        return found
+
+    def get(self, image_id: str) -> ImageRecord:
+        path = self.records / f"{digest_hex(image_id)}.json"
+        try:
+            return structure(json.loads(path.read_bytes()), ImageRecord)
+        except FileNotFoundError:
+            raise NoSuchImage(image_id) from None
+
+    def config(self, record: ImageRecord) -> dict[str, Any]:
+        config: dict[str, Any] = json.loads(self.read_blob(record.id))
+        return config
+
+    def lookup(self, text: str) -> ImageRecord:
+        """By reference (``busybox``, ``x:1``, ``x@sha256:...``), by id or unique id prefix."""
+        records = self.images()
+        hexa = text.removeprefix("sha256:")
+        if hexa and len(hexa) <= 64 and all(c in "0123456789abcdef" for c in hexa):
+            matches = [r for r in records if r.id.removeprefix("sha256:").startswith(hexa)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1 and len(hexa) < 64:
+                raise NoSuchImage(f"{text} (the prefix matches {len(matches)} images)")
+        try:
+            ref = parse_reference(text)
+        except ValueError:
+            raise NoSuchImage(text) from None
+        for record in records:
+            if ref.digest is not None and f"{ref.name}@{ref.digest}" in record.repo_digests:
+                return record
+            if ref.digest is None and str(ref) in record.repo_tags:
+                return record
+        raise NoSuchImage(text)
+
+    def tag(self, image_id: str, ref: Reference) -> None:
+        """Point ``ref`` (a tag) at the image, taking it from any image that had it."""
+        name = str(ref.with_tag(ref.tag or "latest"))
+        for record in self.images():
+            if record.id != image_id and name in record.repo_tags:
+                self.save(attrs.evolve(record, repo_tags=_without(record.repo_tags, name)))
+        record = self.get(image_id)
+        if name not in record.repo_tags:
+            self.save(attrs.evolve(record, repo_tags=(*record.repo_tags, name)))
+
+    def add(
+        self, image_id: str, layers: tuple[BlobRef, ...], ref: Reference | None, digest: str = ""
+    ) -> ImageRecord:
+        """Record an image whose config and layers are stored; tag it with ``ref``."""
+        try:
+            record = self.get(image_id)
+        except NoSuchImage:
+            record = ImageRecord(id=image_id, layers=layers, added=time.time())
+        if ref is not None and digest:
+            repo_digest = f"{ref.name}@{digest}"
+            if repo_digest not in record.repo_digests:
+                record = attrs.evolve(record, repo_digests=(*record.repo_digests, repo_digest))
+        self.save(record)
+        if ref is not None and ref.tag is not None:
+            self.tag(image_id, ref)
+        return self.get(image_id)
+
+    def untag(self, record: ImageRecord, name: str) -> ImageRecord:
+        record = attrs.evolve(
+            record,
+            repo_tags=_without(record.repo_tags, name),
+            repo_digests=tuple(
+                d for d in record.repo_digests if not name.startswith(d.split("@")[0] + ":")
+            ),
+        )
+        self.save(record)
+        return record
+
+    def delete(self, record: ImageRecord) -> list[str]:
+        """Remove an image and what no other image uses; the layers' diff_ids removed."""
+        (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
+        used = {layer.diff_id for r in self.images() for layer in r.layers}
+        blobs = {layer.digest for r in self.images() for layer in r.layers}
+        blobs |= {r.id for r in self.images()}
+        removed = []
+        for layer in record.layers:
+            if layer.diff_id not in used:
+                self._delete_layer(layer.diff_id)
+                removed.append(layer.diff_id)
+            if layer.digest not in blobs:
+                self.blob_path(layer.digest).unlink(missing_ok=True)
+        if record.id not in blobs:
+            self.blob_path(record.id).unlink(missing_ok=True)
+        return removed
+
+    def _delete_layer(self, diff_id: str) -> None:
+        hexa = digest_hex(diff_id)
+        path = self.layer_dir(diff_id)
+        (self.layer_records / f"{hexa}.json").unlink(missing_ok=True)
+        if path is not None:
+            trash = Path(tempfile.mkdtemp(dir=self.tmp, prefix="gone-"))
+            os.rename(path, trash / "layer")
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def lowers(self, record: ImageRecord) -> tuple[str, ...]:
+        """The layer directories of an image, top-most first (overlay's lowerdir order)."""
+        dirs = []
+        for layer in reversed(record.layers):
+            path = self.layer_dir(layer.diff_id)
+            if path is None:
+                raise NoSuchImage(f"{record.id} (layer {layer.diff_id} is missing)")
+            dirs.append(str(path))
+        return tuple(dirs)
+
+    def size(self, record: ImageRecord) -> int:
+        return sum(self.layer_size(layer.diff_id) for layer in record.layers)
+
+    def iter_layer_dirs(self) -> Iterator[Path]:
+        yield from self.layer_dirs.iterdir()
+
+
+def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
+    return tuple(i for i in items if i != item)

@@ -1,0 +1,343 @@
+"""Unpack one image layer (a tar, gzip, zstd or plain) into its own directory, safely.
+
+A layer is hostile until proven otherwise.  Every member's parent directory is opened with
+``openat2(RESOLVE_IN_ROOT)`` below the layer's directory, so ``..`` and absolute symlinks
+stop at the layer's root: a symlink in the tar, followed by a write through it, lands
+inside the layer.  The last component is never followed (``O_NOFOLLOW``, ``*at`` calls
+with ``dir_fd``).  A name that climbs out with ``..`` is refused, naming the member; a hard
+link is made only to a member already inside the layer.
+
+Whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0 character device ``NAME``, and
+``.wh..wh..opq`` the ``trusted.overlay.opaque`` xattr on its directory.  Device nodes,
+FIFOs, owners, modes (setuid included) and times are kept as a root Docker daemon keeps
+them; xattrs in the ``user.`` and ``security.`` namespaces too (``trusted.`` ones could
+forge overlay metadata and are dropped).  Sparse members (a few bytes of gzip declaring
+gigabytes) are refused: image tools never write them.
+
+The caller unpacks into a fresh temporary directory and renames it into place; the
+uncompressed stream's sha256 (the layer's diff_id) is returned for it to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable
+from typing import IO, BinaryIO
+
+import zstandard
+
+__all__ = ["LayerError", "Unpacked", "open_layer", "unpack"]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+_KEPT_XATTRS = ("user.", "security.")
+
+_SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_IN_ROOT = 0x10
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_COPY_CHUNK = 1 << 20
+
+
+class LayerError(Exception):
+    """A layer that cannot or must not be unpacked; the message names the member."""
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    )
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def open_in_root(root_fd: int, path: str, flags: int) -> int:
+    """``openat2(root_fd, path, flags, RESOLVE_IN_ROOT)``: ``..`` and symlinks never leave
+    the directory ``root_fd``."""
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    fd = _libc.syscall(
+        _SYS_OPENAT2, root_fd, (path or ".").encode(), ctypes.byref(how), ctypes.sizeof(how)
+    )
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(fd)
+
+
+class _Hashing(io.RawIOBase):
+    """A reader that hashes and counts what passes through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.sha.update(data)
+        self.size += n
+        return n
+
+
+def open_layer(blob: BinaryIO) -> BinaryIO:
+    """The uncompressed tar stream of a layer blob: gzip, zstd or plain (by magic bytes)."""
+    head = blob.read(4)
+    blob.seek(0)
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=blob, mode="rb")  # type: ignore[return-value]
+    if head == _ZSTD_MAGIC:
+        return zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True)
+    return blob
+
+
+class Unpacked:
+    """What :func:`unpack` found: the diff_id and the uncompressed size of the tar."""
+
+    def __init__(self, diff_id: str, size: int) -> None:
+        self.diff_id = diff_id
+        self.size = size
+
+
+def _clean(name: str, member: str) -> list[str]:
+    """The components of a member name inside the layer; ``..`` may not climb out."""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise LayerError(f"member {member!r} points outside the layer (..)")
+            parts.pop()
+            continue
+        parts.append(part)
+    return parts
+
+
+class _Unpacker:
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.dirs: dict[str, int] = {}  # open parent directories by relative path
+        self.dir_meta: list[tuple[str, tarfile.TarInfo]] = []
+        self.retired: list[int] = []  # closed before the next member (one may be in use)
+
+    def close(self) -> None:
+        self.forget_dirs()
+        self.close_retired()
+
+    def close_retired(self) -> None:
+        for fd in self.retired:
+            os.close(fd)
+        self.retired.clear()
+
+    def forget_dirs(self) -> None:
+        """A directory or symlink changed: the cached parents may no longer be the path."""
+        self.retired.extend(self.dirs.values())
+        self.dirs.clear()
+
+    def parent(self, parts: list[str], member: str) -> int:
+        """An fd of the directory ``parts`` (created as needed), resolved in the root."""
+        key = "/".join(parts)
+        fd = self.dirs.get(key)
+        if fd is not None:
+            return fd
+        try:
+            fd = open_in_root(self.root_fd, key, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            if not parts:
+                raise
+            up = self.parent(parts[:-1], member)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(parts[-1], 0o755, dir_fd=up)
+            try:
+                fd = open_in_root(self.root_fd, key, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                raise LayerError(
+                    f"member {member!r}: {key!r} is a symbolic link to a directory that is "
+                    "not in the layer"
+                ) from None
+        except NotADirectoryError:
+            raise LayerError(
+                f"member {member!r}: {key!r} in the layer is not a directory"
+            ) from None
+        self.dirs[key] = fd
+        return fd
+
+    def clear(self, dir_fd: int, name: str, *, keep_dir: bool) -> None:
+        """Remove what is at ``name`` unless it is a directory and ``keep_dir``."""
+        try:
+            st = os.lstat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return
+            shutil.rmtree(name, dir_fd=dir_fd)
+            self.forget_dirs()
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+            if stat.S_ISLNK(st.st_mode):
+                self.forget_dirs()
+
+    def member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+        self.close_retired()
+        parts = _clean(info.name, info.name)
+        if info.issparse():
+            raise LayerError(f"member {info.name!r} is a sparse file, which layers never hold")
+        if not parts:
+            if info.isdir():
+                self.dir_meta.append(("", info))
+                return
+            raise LayerError(f"member {info.name!r} has no name")
+        name = parts[-1]
+        dir_fd = self.parent(parts[:-1], info.name)
+        if name == OPAQUE:
+            os.setxattr(dir_fd, OPAQUE_XATTR, b"y")
+            return
+        if name.startswith(WHITEOUT_PREFIX):
+            hidden = name[len(WHITEOUT_PREFIX) :]
+            if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
+                raise LayerError(f"member {info.name!r} is a whiteout of {hidden!r}")
+            self.clear(dir_fd, hidden, keep_dir=False)
+            os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dir_fd)
+            return
+        self.clear(dir_fd, name, keep_dir=info.isdir())
+        if info.isdir():
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            self.dir_meta.append(("/".join(parts), info))
+            return
+        if info.issym():
+            os.symlink(info.linkname, name, dir_fd=dir_fd)
+            self.forget_dirs()
+            self.owner_and_times(dir_fd, name, info, follow=False)
+            return
+        if info.islnk():
+            self.hard_link(dir_fd, name, info)
+            return
+        if info.isreg():
+            fd = os.open(
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=dir_fd,
+            )
+            with os.fdopen(fd, "wb", closefd=True) as out:
+                source = tar.extractfile(info)
+                assert source is not None
+                shutil.copyfileobj(source, out, _COPY_CHUNK)
+                out.flush()
+                self.xattrs(fd, info)
+                os.chown(fd, info.uid, info.gid)
+                os.chmod(fd, stat.S_IMODE(info.mode))
+                os.utime(fd, ns=(int(info.mtime * 1e9),) * 2)
+            return
+        if info.ischr() or info.isblk() or info.isfifo():
+            kind = stat.S_IFCHR if info.ischr() else stat.S_IFBLK if info.isblk() else stat.S_IFIFO
+            device = os.makedev(info.devmajor, info.devminor) if not info.isfifo() else 0
+            os.mknod(name, kind | 0o600, device, dir_fd=dir_fd)
+            self.owner_and_times(dir_fd, name, info, follow=False)
+            os.chmod(name, stat.S_IMODE(info.mode), dir_fd=dir_fd, follow_symlinks=False)
+            return
+        raise LayerError(f"member {info.name!r} has an unsupported type {info.type!r}")
+
+    def hard_link(self, dir_fd: int, name: str, info: tarfile.TarInfo) -> None:
+        target = _clean(info.linkname, info.name)
+        if not target:
+            raise LayerError(f"member {info.name!r} links to the layer's root")
+        src_fd = self.parent(target[:-1], info.name)
+        try:
+            os.link(target[-1], name, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise LayerError(
+                f"member {info.name!r} links to {info.linkname!r}, which is not in the layer"
+            ) from None
+
+    def owner_and_times(
+        self, dir_fd: int, name: str, info: tarfile.TarInfo, *, follow: bool
+    ) -> None:
+        os.chown(name, info.uid, info.gid, dir_fd=dir_fd, follow_symlinks=follow)
+        with contextlib.suppress(NotImplementedError):
+            os.utime(name, ns=(int(info.mtime * 1e9),) * 2, dir_fd=dir_fd, follow_symlinks=follow)
+
+    def xattrs(self, fd: int, info: tarfile.TarInfo) -> None:
+        for key, value in info.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            attr = key[len("SCHILY.xattr.") :]
+            if attr.startswith(_KEPT_XATTRS):
+                os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
+
+    def finish(self) -> None:
+        """Directories' owners, modes and times, once nothing more is created in them."""
+        self.close()
+        for path, info in reversed(self.dir_meta):
+            try:
+                fd = open_in_root(self.root_fd, path, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # replaced by a later member
+            try:
+                self.xattrs(fd, info)
+                os.chown(fd, info.uid, info.gid)
+                os.chmod(fd, stat.S_IMODE(info.mode))
+                os.utime(fd, ns=(int(info.mtime * 1e9),) * 2)
+            finally:
+                os.close(fd)
+
+
+def unpack(blob: BinaryIO, dest: str, *, on_member: Callable[[], None] | None = None) -> Unpacked:
+    """Unpack the layer ``blob`` into the empty directory ``dest``; its diff_id and size.
+
+    Raises :class:`LayerError` for a hostile or broken layer (traversal, a truncated
+    stream, a bad tar); what was written below ``dest`` is the caller's to delete.
+    """
+    hashing = _Hashing(open_layer(blob))
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    unpacker = _Unpacker(root_fd)
+    info: tarfile.TarInfo | None = None
+    try:
+        reader = io.BufferedReader(hashing, _COPY_CHUNK)
+        with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
+            for info in tar:
+                unpacker.member(tar, info)
+                if on_member is not None:
+                    on_member()
+            info = None
+        while reader.read(_COPY_CHUNK):  # the rest (tar padding) belongs to the diff_id
+            pass
+        unpacker.finish()
+    except LayerError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
+        where = f" at member {info.name!r}" if info is not None else ""
+        raise LayerError(f"the layer is not a valid tar{where}: {exc}") from None
+    except OSError as exc:
+        if info is None:
+            raise
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise LayerError(f"member {info.name!r}: {exc.strerror}") from None
+    finally:
+        unpacker.close()
+        os.close(root_fd)
+    return Unpacked("sha256:" + hashing.sha.hexdigest(), hashing.size)

@@ -1,0 +1,162 @@
+"""Exit codes and messages at the edges, through the real CLI and daemon: Docker's codes,
+the user's own words, and a daemon that silent connections cannot lock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import REPO, Daemon, running_daemon
+
+from boxd import protocol
+
+pytestmark = pytest.mark.root
+
+
+def test_refused_values_exit_125_in_the_words_of_the_command_line(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing"
+    cases = [
+        (["run", "-m", "10x", "default", "true"], "invalid --memory '10x'", 125),
+        (["run", "--cpus", "64", "default", "true"], "invalid --cpus 64", 125),
+        (["run", "--stop-signal", "SIGFOO", "default", "true"],
+         "invalid --stop-signal 'SIGFOO'", 125),
+        (["create", "--stop-signal", "SIGFOO", "default", "true"], "--stop-signal 'SIGFOO'", 125),
+        (["run", "-w", "rel", "default", "true"], "invalid --workdir 'rel': must be absolute", 125),
+        (["run", "-e", "1X=2", "default", "true"], "invalid --env '1X=2': use KEY=VALUE", 125),
+        (["run", "--hostname", "a_b", "default", "true"], "invalid --hostname 'a_b'", 125),
+        (["run", "--stop-timeout", "inf", "default", "true"], "invalid --stop-timeout 'inf'", 125),
+        (["run", "--bogus", "default", "true"], "unknown option '--bogus'", 125),
+        (
+            ["run", "-v", f"{missing}:/data", "default", "true"],
+            f"invalid --volume '{missing}:/data': {missing} does not exist",
+            125,
+        ),
+        (["run", "--rm", "default", "/no/such/program"], "/no/such/program", 127),
+        (["stop", "-t", "nan", "x"], "invalid -t 'nan'", 125),
+        (["update", "-m", "1x", "x"], "invalid --memory '1x'", 125),
+        # Not refused values: what the daemon says about a container exits 1, as Docker.
+        (["stop", "ghost"], "no such container: ghost", 1),
+        (["frob"], "unknown command 'frob'", 1),
+    ]  # fmt: skip
+    for args, message, code in cases:
+        r = daemon.ctl(*args, check=False)
+        assert r.returncode == code, (args, r.returncode, r.stderr)
+        assert r.stderr.startswith("boxctl") and message in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "Request" not in r.stderr and "$." not in r.stderr, r.stderr
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+
+
+def test_version_without_a_daemon_prints_the_client_and_fails(tmp_path: Path) -> None:
+    r = Daemon(root=tmp_path, socket=tmp_path / "none.sock").ctl("version", check=False)
+    assert r.returncode == 1
+    assert r.stdout.startswith("boxctl ")
+    assert "cannot connect to boxd" in r.stderr
+    with running_daemon(tmp_path / "up") as daemon:
+        r = daemon.ctl("version")
+        assert r.stdout.splitlines()[1].startswith("boxd ")
+
+
+def _as_user(uid: int, gid: int, *args: str, socket_path: Path) -> subprocess.CompletedProcess[str]:
+    python = _interpreter_for(uid, gid)
+    return subprocess.run(
+        [*_setpriv(uid, gid), python, "-m", "boxctl", "--socket", str(socket_path), *args],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+
+
+def _setpriv(uid: int, gid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+
+
+def _interpreter_for(uid: int, gid: int) -> str:
+    """A Python that an unprivileged user can run and that finds boxctl in this checkout."""
+    for python in (os.path.realpath(sys.executable), shutil.which("python3") or ""):
+        probe = subprocess.run(
+            [*_setpriv(uid, gid), python, "-c", "import boxctl._cli"],
+            capture_output=True,
+            cwd="/",
+            env={"PYTHONPATH": str(REPO)},
+        )
+        if python and probe.returncode == 0:
+            return python
+    pytest.skip(f"no Python that uid {uid} may run finds boxctl in {REPO}")
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory others may enter: the socket's permission is then the only barrier."""
+    path = Path(tempfile.mkdtemp(prefix="boxd-cli-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_permission_denied_names_the_socket_and_the_group(tmp_path: Path, open_dir: Path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    daemon = Daemon(root=tmp_path / "root", socket=open_dir / "boxd.sock")
+    daemon.start()
+    try:
+        sock = daemon.socket
+        group = sock.stat().st_gid
+        r = _as_user(65534, 65534, "ps", socket_path=sock)
+        assert r.returncode == 1
+        assert r.stderr.startswith(f"boxctl: permission denied on {sock}: the socket is there")
+        if group == 0:
+            assert "only root may use it" in r.stderr and "groupadd boxd" in r.stderr
+        # A socket shared with a group: the message names it and how to join it.
+        os.chown(sock, 0, 65534)
+        r = _as_user(65533, 65533, "ps", socket_path=sock)
+        name = subprocess.run(
+            ["getent", "group", "65534"], capture_output=True, text=True
+        ).stdout.split(":")[0]
+        assert f"only root and the group {name} may use it" in r.stderr, r.stderr
+        assert f"usermod -aG {name} 65533" in r.stderr
+        assert _as_user(65533, 65534, "ps", socket_path=sock).returncode == 0
+    finally:
+        daemon.stop()
+
+
+def _reply(sock: socket.socket) -> dict[str, object]:
+    sock.settimeout(60)
+    decoder = protocol.FrameDecoder()
+    while (frame := decoder.next()) is None:
+        data = sock.recv(65536)
+        assert data, "closed without a reply"
+        decoder.feed(data)
+    assert isinstance(frame, dict)
+    return frame
+
+
+def test_silent_connections_do_not_lock_out_real_clients(daemon: Daemon) -> None:
+    """300 connections that never send a request once made the daemon refuse every other
+    one ("too many connections"), `ps` included."""
+    silent = []
+    try:
+        for _ in range(300):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(daemon.socket))
+            silent.append(s)
+        assert daemon.ctl("ps").stdout.startswith("CONTAINER ID")
+        # The connection that waited longest made room for the newer ones ...
+        assert _reply(silent[0])["message"] == "closed: too many connections wait for a request"
+        # ... and one that stays silent is closed after the first-request deadline.
+        assert _reply(silent[-1])["message"] == "no request within 5s"
+        assert silent[-1].recv(1) == b""
+    finally:
+        for s in silent:
+            s.close()

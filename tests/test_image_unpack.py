@@ -1,0 +1,178 @@
+"""Layer unpacking: whiteouts, devices, owners, and hostile tars that must not escape."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from boxd._images.unpack import LayerError, unpack
+
+pytestmark = pytest.mark.root
+
+Add = Callable[[tarfile.TarFile], None]
+
+
+def _tar(*members: tuple[tarfile.TarInfo, bytes | None], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, **fields: object) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+def _unpack(data: bytes, tmp_path: Path) -> Path:
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    unpack(io.BytesIO(data), str(dest))
+    return dest
+
+
+def test_files_dirs_links_devices_and_owners(tmp_path: Path) -> None:
+    data = _tar(
+        (_info("./etc", tarfile.DIRTYPE, mode=0o750, uid=7, gid=8), None),
+        (_info("./etc/passwd", uid=1, gid=2, mtime=1000), b"root:x:0:0::/:/bin/sh\n"),
+        (_info("bin/su", mode=0o4755), b"#!/bin/sh\n"),
+        (_info("bin/sh", tarfile.SYMTYPE, linkname="busybox"), None),
+        (_info("bin/login", tarfile.LNKTYPE, linkname="bin/su"), None),
+        (_info("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666), None),
+        (_info("run/fifo", tarfile.FIFOTYPE), None),
+        (
+            _info("f", pax_headers={"SCHILY.xattr.user.k": "v", "SCHILY.xattr.trusted.x": "y"}),
+            b"",
+        ),
+    )
+    root = _unpack(data, tmp_path)
+    st = os.stat(root / "etc")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, 7, 8)
+    st = os.stat(root / "etc/passwd")
+    assert (st.st_uid, st.st_gid, st.st_mtime) == (1, 2, 1000)
+    assert stat.S_IMODE(os.stat(root / "bin/su").st_mode) == 0o4755
+    assert os.readlink(root / "bin/sh") == "busybox"
+    assert os.stat(root / "bin/login").st_ino == os.stat(root / "bin/su").st_ino
+    st = os.stat(root / "dev/null")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+    assert stat.S_ISFIFO(os.stat(root / "run/fifo").st_mode)
+    assert os.getxattr(root / "f", "user.k") == b"v"
+    assert "trusted.x" not in os.listxattr(root / "f")
+
+
+def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
+    data = _tar(
+        (_info("etc/.wh.motd"), b""),
+        (_info("var/cache", tarfile.DIRTYPE), None),
+        (_info("var/cache/.wh..wh..opq"), b""),
+        (_info("var/cache/new"), b"x"),
+    )
+    root = _unpack(data, tmp_path)
+    st = os.lstat(root / "etc/motd")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert not (root / "etc/.wh.motd").exists()
+    assert os.getxattr(root / "var/cache", "trusted.overlay.opaque") == b"y"
+    assert (root / "var/cache/new").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("compress", ["gzip", "zstd"])
+def test_compressed_layers(tmp_path: Path, compress: str) -> None:
+    data = _tar((_info("hello"), b"hi\n"))
+    packed = gzip.compress(data) if compress == "gzip" else zstandard.compress(data)
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    result = unpack(io.BytesIO(packed), str(dest))
+    assert (dest / "hello").read_bytes() == b"hi\n"
+    import hashlib
+
+    assert result.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("members", "error"),
+    [
+        ([(_info("../escape"), b"x")], "'../escape' points outside the layer"),
+        ([(_info("a/../../escape"), b"x")], "'a/../../escape' points outside"),
+        ([(_info("x/.wh..."), b"")], "whiteout of '..'"),
+        ([(_info("link", tarfile.LNKTYPE, linkname="../../etc/passwd"), None)], "outside"),
+        ([(_info("link", tarfile.LNKTYPE, linkname="nothere"), None)], "not in the layer"),
+    ],
+)
+def test_hostile_members_are_refused_by_name(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], error: str
+) -> None:
+    with pytest.raises(LayerError) as info:
+        _unpack(_tar(*members), tmp_path)
+    assert error in str(info.value)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_symlinks_cannot_carry_writes_out(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    inside = str(outside).lstrip("/")
+    data = _tar(
+        (_info(inside, tarfile.DIRTYPE), None),
+        (_info("abs", tarfile.SYMTYPE, linkname=str(outside)), None),
+        (_info("abs/pwned"), b"x"),
+        (_info("rel", tarfile.SYMTYPE, linkname="../../../../../../" + str(outside)), None),
+        (_info("rel/pwned2"), b"x"),
+        (_info("/absolute-name"), b"x"),
+        (_info("hl", tarfile.LNKTYPE, linkname="abs/pwned"), None),
+    )
+    root = _unpack(data, tmp_path)
+    assert list(outside.iterdir()) == []
+    # The writes went where the symlinks point when the layer's root is "/".
+    assert (root / inside / "pwned").read_bytes() == b"x"
+    assert (root / inside / "pwned2").read_bytes() == b"x"
+    assert (root / "absolute-name").exists()
+    assert os.stat(root / "hl").st_ino == os.stat(root / inside / "pwned").st_ino
+
+
+def test_a_write_through_a_dangling_symlink_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data = _tar(
+        (_info("abs", tarfile.SYMTYPE, linkname=str(outside)), None),
+        (_info("abs/pwned"), b"x"),
+    )
+    with pytest.raises(LayerError, match="'abs/pwned': 'abs' is a symbolic link"):
+        _unpack(data, tmp_path)
+    assert list(outside.iterdir()) == []
+
+
+def test_truncated_and_sparse_layers_are_refused(tmp_path: Path) -> None:
+    data = gzip.compress(_tar((_info("big"), b"y" * 100_000)))
+    with pytest.raises(LayerError, match="not a valid tar"):
+        _unpack(data[: len(data) // 2], tmp_path)
+
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate(10 << 30)
+        f.write(b"x")
+    archive = tmp_path / "sparse.tar.gz"
+    import subprocess
+
+    subprocess.run(
+        ["tar", "-C", str(tmp_path), "--sparse", "-czf", str(archive), "sparse"], check=True
+    )
+    assert archive.stat().st_size < 1 << 20
+    dest = tmp_path / "layer2"
+    dest.mkdir()
+    with open(archive, "rb") as f, pytest.raises(LayerError, match="'sparse' is a sparse file"):
+        unpack(f, str(dest))

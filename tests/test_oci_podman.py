@@ -1,0 +1,214 @@
+"""Podman (with conmon) driving boxd-runtime: ``podman --runtime $(command -v boxd-runtime)``.
+
+Podman runs without systemd here, so its cgroupfs manager makes cgroups from each
+hierarchy's root (``--cgroup-parent``).  On a hybrid host it runs in a private mount
+namespace (the wrapper below, as the bench's cgns.sh does) where the unified hierarchy is
+covered by an empty tmpfs and the memory hierarchy is our own memory cgroup bound on its
+mount point: Podman sees cgroup v1 only and nests memory below us.  Podman passes no
+``--root`` to the runtime on every call (``podman rm`` omits ``--runtime-flag``), so
+boxd-runtime keeps its state in its default ``/run/boxd-runtime``; container ids are
+Podman's, unique.  Slow: a few Podman runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+RUNTIME = str(Path(sys.executable).with_name("boxd-runtime"))
+
+# The hybrid-host wrapper: $1.. is the command.
+_PRIVATE_CGROUPS = """
+own=$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
+if [ -n "$own" ] && [ -d /sys/fs/cgroup/unified ]; then
+    mount -t tmpfs -o size=16m boxd-test-unified /sys/fs/cgroup/unified || exit 125
+fi
+if [ -n "$own" ]; then
+    mount --bind "/sys/fs/cgroup/memory$own" /sys/fs/cgroup/memory || exit 125
+fi
+exec "$@"
+"""
+
+
+def _own_memory_cgroup() -> str:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return path
+    return ""
+
+
+@attrs.define
+class Podman:
+    work: Path
+    parent: str  # --cgroup-parent, unique to the test
+
+    def argv(self, *args: str) -> list[str]:
+        podman = [
+            "podman",
+            "--runtime", RUNTIME,
+            "--root", str(self.work / "storage"),
+            "--runroot", str(self.work / "run"),
+            "--tmpdir", str(self.work / "tmp"),
+            "--cgroup-manager", "cgroupfs",
+            "--events-backend", "none",
+            *args,
+        ]  # fmt: skip
+        if not _own_memory_cgroup():
+            return podman
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", _PRIVATE_CGROUPS,
+                "sh", *podman]  # fmt: skip
+
+    def run_options(self) -> list[str]:
+        return [
+            "--network", "none",
+            "--cgroup-parent", self.parent,
+            # Podman asks for more than this process may raise to (no CAP_SYS_RESOURCE).
+            "--ulimit", "nofile=20000:20000",
+            "--ulimit", "nproc=32768:32768",
+        ]  # fmt: skip
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            self.argv(*args),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: {done.returncode} {done.stderr}")
+        return done
+
+    def cgroup_dirs(self) -> list[Path]:
+        """Every directory of our --cgroup-parent in every hierarchy."""
+        found = []
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            base = hierarchy / self.parent.strip("/")
+            if hierarchy.name == "memory" and _own_memory_cgroup():
+                base = hierarchy / _own_memory_cgroup().strip("/") / self.parent.strip("/")
+            if base.is_dir():
+                found.append(base)
+        return found
+
+
+@pytest.fixture
+def podman(busybox_root: Path) -> Iterator[Podman]:
+    if shutil.which("podman") is None or shutil.which("conmon") is None:
+        pytest.skip("podman and conmon are not installed (apt-get install podman conmon)")
+    # Short: Podman refuses a --runroot of more than 50 characters.
+    work = Path(tempfile.mkdtemp(prefix="boxd-pm-", dir="/tmp"))
+    p = Podman(work, f"/boxd-test-{uuid.uuid4().hex[:8]}")
+    try:
+        yield p
+    finally:
+        p("rm", "--all", "--force", "--time", "0", check=False)
+        # Podman leaves its cgroup parent (and the conmon cgroup in it) behind.
+        for base in p.cgroup_dirs():
+            for d in sorted(base.rglob("*"), key=lambda x: len(x.parts), reverse=True):
+                if d.is_dir():
+                    d.rmdir()
+            base.rmdir()
+        # What Podman mounted for its storage lives in the wrappers' mount namespaces,
+        # gone with them.
+        assert not p.cgroup_dirs()
+        shutil.rmtree(work)
+
+
+@pytest.mark.root
+def test_podman_run_rm_and_exit_codes(podman: Podman, busybox_root: Path) -> None:
+    root = str(busybox_root)
+    done = podman("run", "--rm", *podman.run_options(), "--rootfs", root, "echo", "hi")
+    assert done.stdout == "hi\n"
+    code = podman("run", "--rm", *podman.run_options(), "--rootfs", root, "sh", "-c", "exit 3",
+                  check=False).returncode  # fmt: skip
+    assert code == 3
+    missing = podman("run", "--rm", *podman.run_options(), "--rootfs", root, "/bin/nope",
+                     check=False)  # fmt: skip
+    assert missing.returncode == 127, missing.stderr
+    assert "exec /bin/nope: No such file or directory" in missing.stderr
+    assert podman("ps", "--all", "--quiet").stdout == ""
+
+
+@pytest.mark.root
+def test_podman_detached_exec_limits_stop_rm(podman: Podman, busybox_root: Path) -> None:
+    cid = podman(
+        "run", "-d", *podman.run_options(), "--memory", "64m", "--pids-limit", "50",
+        "--rootfs", str(busybox_root), "sleep", "1000",
+    ).stdout.strip()  # fmt: skip
+    state = json.loads(
+        subprocess.run([RUNTIME, "state", cid], capture_output=True, check=True).stdout
+    )
+    assert state["status"] == "running" and state["id"] == cid
+    pid = state["pid"]
+    cgroups = dict(
+        (c, p) for _, cs, p in (line.split(":", 2) for line in
+        Path(f"/proc/{pid}/cgroup").read_text().splitlines()) for c in cs.split(",")
+    )  # fmt: skip
+    memory = Path("/sys/fs/cgroup/memory") / cgroups["memory"].lstrip("/")
+    pids = Path("/sys/fs/cgroup/pids") / cgroups["pids"].lstrip("/")
+    assert (memory / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
+    assert (pids / "pids.max").read_text().strip() == "50"
+    out = podman("exec", cid, "sh", "-c", "echo in $(hostname); cat /proc/1/cmdline").stdout
+    assert out.split("\n")[0] == f"in {cid[:12]}"
+    assert out.split("\n")[1].startswith("sleep")
+    assert podman("exec", cid, "sh", "-c", "exit 5", check=False).returncode == 5
+    podman("stop", "--time", "1", cid)
+    assert json.loads(podman("inspect", cid).stdout)[0]["State"]["Status"] == "exited"
+    podman("rm", cid)
+    assert not memory.exists() and not pids.exists()
+    gone = subprocess.run([RUNTIME, "state", cid], capture_output=True, text=True)
+    assert gone.returncode == 1 and "does not exist" in gone.stderr
+
+
+@pytest.mark.root
+def test_podman_run_it_through_tmux(podman: Podman, busybox_root: Path) -> None:
+    """A real terminal: conmon's --console-socket gets the pty master boxd-runtime made
+    in the container's devpts; the size is the tmux pane's."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    server = f"boxd-oci-{os.getpid()}"
+    argv = podman.argv("run", "-it", "--rm", *podman.run_options(), "--rootfs",
+                       str(busybox_root), "sh")  # fmt: skip
+    command = shlex.join(argv)
+    tmux = ["tmux", "-L", server]
+    subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "30", command], check=True)
+    try:
+        _send(tmux, "tty; stty size; echo $((6*7))", "42")
+        screen = _capture(tmux)
+        assert "/dev/pts/0" in screen and "30 100" in screen
+        subprocess.run([*tmux, "send-keys", "exit", "Enter"], check=True)
+        deadline = time.monotonic() + 30
+        while subprocess.run([*tmux, "has-session"], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "podman run -it did not end after exit"
+            time.sleep(0.1)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def _capture(tmux: list[str]) -> str:
+    return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True).stdout
+
+
+def _send(tmux: list[str], keys: str, expect: str) -> None:
+    deadline = time.monotonic() + 60
+    while "#" not in _capture(tmux):  # the shell's prompt
+        assert time.monotonic() < deadline, f"no prompt: {_capture(tmux)!r}"
+        time.sleep(0.1)
+    subprocess.run([*tmux, "send-keys", keys, "Enter"], check=True)
+    while expect not in _capture(tmux).split(keys)[-1]:
+        assert time.monotonic() < deadline, f"no {expect!r}: {_capture(tmux)!r}"
+        time.sleep(0.1)
