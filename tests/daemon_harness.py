@@ -28,17 +28,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-# A new network namespace with its loopback up, then exec the rest of the command line.
-IN_NEW_NETNS = ("unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
-
-
 @attrs.define
 class Daemon:
     root: Path
     socket: Path
     process: subprocess.Popen[bytes] | None = None
     # A network namespace the test made (a path under /run/netns) to run the daemon in;
-    # None: a new one, made for the daemon and gone with it.
+    # None: the test session's own (see conftest.py: never the host's).
     netns_path: str | None = None
 
     @property
@@ -47,9 +43,7 @@ class Daemon:
         return self.socket.with_name("docker.sock")
 
     def start(self, *extra: str) -> None:
-        """The daemon runs in a network namespace of its own: its bridges, rules and
-        published ports never touch the host's network."""
-        enter = IN_NEW_NETNS if self.netns_path is None else ("nsenter", f"--net={self.netns_path}")
+        enter = () if self.netns_path is None else ("nsenter", f"--net={self.netns_path}", "--")
         self.process = subprocess.Popen(
             [
                 *enter,
