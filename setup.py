@@ -1,8 +1,10 @@
-"""Build of the C extension and of boxd-init; everything else is declared in pyproject.toml.
+"""Build of the C extension, boxd-init and boxd-shim; everything else is in pyproject.toml.
 
-``boxd-init`` (``sandbox_native/init.c``, the PID 1 of ``--init``) is a static program,
-so that it runs in any root filesystem; it is built next to the extension and installed
-beside it (boxd finds it there: ``boxd._plan.init_program``).
+``boxd-init`` (``sandbox_native/init.c``, the PID 1 of ``--init``) and ``boxd-shim``
+(``sandbox_native/shim.c``, the keeper of a container while no daemon runs: live restore)
+are static programs, so that they run anywhere and cost a few pages; they are built next to
+the extension and installed beside it (boxd finds them there: ``boxd._plan.init_program``,
+``boxd._shim.program``).
 """
 
 import os
@@ -11,21 +13,22 @@ import subprocess
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-INIT_SOURCE = "sandbox_native/init.c"
-INIT_NAME = "boxd-init"
+PROGRAMS = {"boxd-init": "sandbox_native/init.c", "boxd-shim": "sandbox_native/shim.c"}
 CFLAGS = ["-Wall", "-Wextra", "-Werror", "-std=gnu11", "-O2"]
 
 
-class BuildWithInit(build_ext):
+class BuildWithPrograms(build_ext):
     def run(self) -> None:
         super().run()
-        target = os.path.join(os.path.dirname(self.get_ext_fullpath("sandbox_native")), INIT_NAME)
+        directory = os.path.dirname(self.get_ext_fullpath("sandbox_native"))
         compiler = os.environ.get("CC", "cc").split()
-        subprocess.run([*compiler, *CFLAGS, "-static", "-s", "-o", target, INIT_SOURCE], check=True)
+        for name, source in PROGRAMS.items():
+            target = os.path.join(directory, name)
+            subprocess.run([*compiler, *CFLAGS, "-static", "-s", "-o", target, source], check=True)
 
     def get_outputs(self) -> list[str]:
         directory = os.path.dirname(self.get_ext_fullpath("sandbox_native"))
-        return [*super().get_outputs(), os.path.join(directory, INIT_NAME)]
+        return [*super().get_outputs(), *(os.path.join(directory, n) for n in PROGRAMS)]
 
 
 setup(
@@ -38,6 +41,6 @@ setup(
             define_macros=[("Py_LIMITED_API", "0x030B0000")],
         )
     ],
-    cmdclass={"build_ext": BuildWithInit},
+    cmdclass={"build_ext": BuildWithPrograms},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

@@ -44,7 +44,14 @@ def main() -> int:
     problems: list[str] = []
     try:
         bench.daemon.start()
-        for run in (bench.start, bench.many, bench.listing, bench.memory, bench.output):
+        for run in (
+            bench.start,
+            bench.many,
+            bench.listing,
+            bench.memory,
+            bench.output,
+            bench.images,
+        ):
             print(f"{run.__name__}:", flush=True)
             made = run()
             cases.extend(made if isinstance(made, list) else [made])

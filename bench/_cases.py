@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import resource
 import shlex
 import shutil
@@ -202,6 +204,12 @@ class Bench:
             raise RuntimeError(result["error"])
         return [float(x) for x in result]
 
+    def images(self) -> list[Case]:
+        """7-9: unpack, pull, run of a pulled image (see bench/_images.py)."""
+        from ._images import image_cases
+
+        return image_cases(self.work / "images", Path(self.root()), self.boxctl(), self.sizes.runs)
+
     # ---- 1. start to exit -------------------------------------------------------------
 
     def start(self) -> Case:
@@ -361,6 +369,7 @@ class Bench:
         idle: dict[str, float] = {}
         per: dict[str, float] = {}
         helpers: list[float] = []
+        shim: dict[str, float] = {}
         try:
             self.daemon.require()
             self.daemon.remove_all()
@@ -371,6 +380,7 @@ class Bench:
             busy = smaps(self.daemon.pid)
             per = {k: (busy[k] - idle[k]) / s.idle for k in busy}
             helpers = [len(helper_processes(self.daemon.pid)) / s.idle]
+            shim = _per_process(_shims(self.daemon.root), s.idle)
             error = ""
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -392,6 +402,14 @@ class Bench:
             error,
             "per container",
             f"(daemon with {s.idle} `sleep` containers - idle daemon) / {s.idle}",
+        )
+        both(
+            "boxd-shim, per container (live restore's keeper)",
+            OURS,
+            shim,
+            error,
+            "per container",
+            "budget: 1 MiB; it is what runs while no daemon does",
         )
         case.measure(
             "boxd processes per container besides the container's own",
@@ -435,11 +453,7 @@ class Bench:
                 for pid in all_pids()
                 if _comm(pid) == "conmon" and str(self.podman_dir) in _cmdline(pid)
             ]
-            total = {"Rss": 0.0, "Pss": 0.0}
-            for pid in pids:
-                for k, v in smaps(pid).items():
-                    total[k] += v
-            return {k: v / n for k, v in total.items()}, len(pids) / n, ""
+            return _per_process(pids, n), len(pids) / n, ""
         except Exception as exc:
             return {}, 0.0, f"{type(exc).__name__}: {exc}"
         finally:
@@ -574,6 +588,27 @@ def smaps(pid: int) -> dict[str, float]:
         if key in ("Rss", "Pss"):
             out[key] = float(rest.split()[0])
     return out
+
+
+def _per_process(pids: list[int], n: int) -> dict[str, float]:
+    """Rss and Pss of ``pids`` together, divided by ``n`` (the containers they serve)."""
+    total = {"Rss": 0.0, "Pss": 0.0}
+    for pid in pids:
+        for k, v in smaps(pid).items():
+            total[k] += v
+    return {k: v / n for k, v in total.items()}
+
+
+def _shims(root: Path) -> list[int]:
+    """The boxd-shims of the daemon on ``root`` (each works in its container's directory)."""
+    found = []
+    for pid in all_pids():
+        with contextlib.suppress(OSError):
+            if _comm(pid) == "boxd-shim" and Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(
+                root
+            ):
+                found.append(pid)
+    return found
 
 
 def all_pids() -> list[int]:

@@ -10,7 +10,7 @@ import time
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units
 
-from . import _images
+from . import _files, _images, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -20,18 +20,6 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
-
-
-def _env_list(values: Sequence[str]) -> list[str]:
-    env = []
-    for item in values:
-        if "=" not in item:
-            # Docker semantics: a bare name passes the caller's value, if set.
-            if item in os.environ:
-                env.append(f"{item}={os.environ[item]}")
-            continue
-        env.append(item)
-    return env
 
 
 def _volume(spec: str) -> dict[str, Any]:
@@ -129,7 +117,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     config: dict[str, Any] = {
         "image": image,
         "command": words,
-        "env": _env_list(args.env),
+        "env": _files.env_list(args.env_file, args.env),
+        "labels": _files.label_list(args.label_file, args.label),
         "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
         "group_add": args.group_add,
@@ -163,6 +152,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
     if args.init:
         config["init"] = True
+    if args.sysctl:
+        config["sysctls"] = args.sysctl
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
     if args.shm_size is not None:
@@ -209,9 +200,15 @@ def _run_failure(exc: CliError) -> CliError:
 def cmd_create(args: Args) -> int:
     try:
         config, name = _config(args)
-        response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
+        cidfile = _files.open_cidfile(args.cidfile)
+        try:
+            response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
+        except BaseException:
+            _files.abandon_cidfile(cidfile, args.cidfile)
+            raise
     except CliError as exc:
         raise _run_failure(exc) from None
+    _files.write_cidfile(cidfile, response["id"])
     print(response["id"])
     return 0
 
@@ -230,10 +227,26 @@ def cmd_run(args: Args) -> int:
             "attach": not args.detach,
             "stdin": args.interactive,
         }
-        if args.detach:
-            print(call(args.socket, request)["id"])
-            return 0
-        return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+        cidfile = _files.open_cidfile(args.cidfile)
+        created = False
+
+        def answered(response: dict[str, Any]) -> None:
+            nonlocal created
+            created = True
+            _files.write_cidfile(cidfile, response["id"])
+
+        try:
+            if args.detach:
+                response = call(args.socket, request)
+                answered(response)
+                print(response["id"])
+                return 0
+            return _attached(
+                args, request, stdin=args.interactive, tty_mode=args.tty, answered=answered
+            )
+        finally:
+            if not created:
+                _files.abandon_cidfile(cidfile, args.cidfile)
     except CliError as exc:
         raise _run_failure(exc) from None
 
@@ -245,8 +258,16 @@ def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
         raise CliError("the input device is not a TTY")
 
 
-def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: bool) -> int:
-    """Send a streaming request and run the terminal loop: the exit code (0 if detached)."""
+def _attached(
+    args: Args,
+    request: dict[str, Any],
+    *,
+    stdin: bool,
+    tty_mode: bool,
+    answered: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """Send a streaming request and run the terminal loop: the exit code (0 if detached).
+    ``answered`` gets the response before the stream starts."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
@@ -254,7 +275,9 @@ def _attached(args: Args, request: dict[str, Any], *, stdin: bool, tty_mode: boo
         # the daemon works on the request.
         from . import _attach
 
-        client.response()
+        response = client.response()
+        if answered is not None:
+            answered(response)
         code = _attach.stream(
             client, stdin=stdin, tty_mode=tty_mode, detach_keys=keys, sig_proxy=args.sig_proxy
         )
@@ -305,17 +328,21 @@ def cmd_attach(args: Args) -> int:
 def cmd_exec(args: Args) -> int:
     if not args.command:
         raise CliError("boxctl exec: a COMMAND is required", USAGE)
-    _check_tty(stdin=args.interactive, tty_mode=args.tty)
+    if not args.detach:
+        _check_tty(stdin=args.interactive, tty_mode=args.tty)
     request = {
         "type": "ExecRequest",
         "container": args.container,
         "command": args.command,
-        "env": _env_list(args.env),
+        "env": _files.env_list(args.env_file, args.env),
         "workdir": args.workdir or "",
         "user": args.user or "",
         "tty": args.tty,
         "interactive": args.interactive,
     }
+    if args.detach:  # Docker's exec -d: started, then left alone; its output goes nowhere
+        call(args.socket, {**request, "tty": False, "interactive": False, "detach": True})
+        return 0
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 
 
@@ -585,10 +612,15 @@ RESOURCE_OPTIONS = (
     Opt("--cpuset-cpus", kind=VALUE, help="CPUs allowed (e.g. 0-1,3)"),
 )
 
+ENV_FILE = Opt("--env-file", kind=APPEND, metavar="FILE", help="variables, one K=V a line")
 RUN_OPTIONS = (
     Opt("--name", kind=VALUE, help="a unique name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
     Opt("--rm", help="remove the container when it exits"),
     Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
+    ENV_FILE,
+    Opt("-l", "--label", kind=APPEND, metavar="KEY[=VALUE]", help="a label"),
+    Opt("--label-file", kind=APPEND, metavar="FILE", help="labels, one KEY[=VALUE] a line"),
+    Opt("--cidfile", kind=VALUE, metavar="FILE", help="write the container's id to FILE"),
     Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
@@ -623,6 +655,7 @@ RUN_OPTIONS = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
+    Opt("--sysctl", kind=APPEND, metavar="KEY=VALUE", help="a namespaced kernel setting"),
     Opt("--init", help="run an init as PID 1 that forwards signals and reaps orphans"),
     Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
@@ -684,9 +717,11 @@ COMMANDS = (
         cmd_exec,
         "run a command in a running container",
         (
+            Opt("-d", "--detach", help="start it in the background; its output is dropped"),
             Opt("-i", "--interactive", help="keep stdin open"),
             Opt("-t", "--tty", help="allocate a pseudo-terminal"),
             Opt("-e", "--env", kind=APPEND, metavar="K=V", help="an environment variable"),
+            ENV_FILE,
             Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
             Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
             *ATTACH_OPTIONS,
@@ -752,6 +787,7 @@ COMMANDS = (
     *NETWORK_COMMANDS,
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
+    *_verbs.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

@@ -12,7 +12,7 @@ import sys
 import time
 
 from ._args import ANY, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import Client, CliError, call
+from ._client import Client, CliError, call, check
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -74,8 +74,6 @@ def pull(socket: str, reference: str, platform: str, out: TextIO) -> dict[str, A
             elif frame["type"] == "PulledFrame":
                 return frame
             else:
-                from ._client import check
-
                 check(frame)
                 raise CliError(f"unexpected frame {frame['type']} during pull")
 
@@ -196,9 +194,7 @@ def cmd_tag(args: Args) -> int:
 
 
 def _server(args: Args) -> str:
-    if len(args.server) > 1:
-        raise CliError(f"{args.prog}: at most one SERVER", 2)
-    return str(args.server[0]) if args.server else "docker.io"
+    return _one(args, args.server) or "docker.io"
 
 
 def cmd_login(args: Args) -> int:
@@ -224,6 +220,148 @@ def cmd_logout(args: Args) -> int:
     registry = _server(args)
     call(args.socket, {"type": "LogoutRequest", "registry": registry})
     print(f"Removing login credentials for {registry}")
+    return 0
+
+
+def cmd_save(args: Args) -> int:
+    return _receive_archive(args, {"type": "SaveRequest", "images": args.images})
+
+
+def cmd_export(args: Args) -> int:
+    return _receive_archive(args, {"type": "ExportRequest", "container": args.container})
+
+
+def _receive_archive(args: Args, request: dict[str, Any]) -> int:
+    """Write the stdout byte frames that answer ``request`` to -o FILE or stdout."""
+    out = None
+    if args.output is None and sys.stdout.isatty():
+        raise CliError(
+            f"{args.prog}: cowardly refusing to write an archive to a terminal "
+            "(use -o FILE or redirect)"
+        )
+    with Client(args.socket) as client:
+        client.request(request)
+        try:
+            out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+            while True:
+                frame = client.receive()
+                if isinstance(frame, tuple):
+                    out.write(frame[1])
+                    continue
+                if frame["type"] == "EndFrame":
+                    return 0
+                check(frame)
+        finally:
+            if out is not None and args.output:
+                out.close()
+
+
+def _send_file(args: Args, request: dict[str, Any], path: str | None) -> list[dict[str, Any]]:
+    """Send a file (or stdin) after the request as stdin frames; the LoadedFrame's images."""
+    source = open(path, "rb") if path and path != "-" else sys.stdin.buffer  # noqa: SIM115
+    try:
+        with Client(args.socket) as client:
+            client.request(request)
+            while chunk := source.read(1 << 20):
+                client.send_bytes(0, chunk)
+            client.send_bytes(0, b"")
+            while True:
+                frame = client.receive()
+                if isinstance(frame, dict):
+                    check(frame)
+                    if frame["type"] == "LoadedFrame":
+                        images: list[dict[str, Any]] = frame["images"]
+                        return images
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+
+
+def cmd_load(args: Args) -> int:
+    if args.input is None and sys.stdin.isatty():
+        raise CliError("boxctl load: give -i FILE or an archive on stdin")
+    for image in _send_file(args, {"type": "LoadRequest"}, args.input):
+        for tag in image["tags"]:
+            print(f"Loaded image: {tag}")
+        if not image["tags"]:
+            print(f"Loaded image ID: {image['id']}")
+    return 0
+
+
+def _one(args: Args, words: list[str]) -> str:
+    if len(words) > 1:
+        raise CliError(f"{args.prog}: unexpected argument {words[1]!r}", 2)
+    return words[0] if words else ""
+
+
+def cmd_import(args: Args) -> int:
+    request = {"type": "ImportRequest", "reference": _one(args, args.reference)}
+    (image,) = _send_file(args, request, args.file)
+    print(image["id"])
+    return 0
+
+
+def cmd_commit(args: Args) -> int:
+    request = {
+        "type": "CommitRequest",
+        "container": args.container,
+        "reference": _one(args, args.reference),
+        "comment": args.message or "",
+    }
+    print(call(args.socket, request)["id"])
+    return 0
+
+
+def cmd_history(args: Args) -> int:
+    history = call(args.socket, {"type": "HistoryRequest", "image": args.image})["history"]
+    if args.format == "json":
+        print(json.dumps(history, indent=2))
+        return 0
+    rows = [("CREATED", "CREATED BY", "COMMENT")]
+    for h in history:
+        by = str(h.get("created_by", ""))
+        rows.append((_ago(str(h.get("created", ""))), by[:45], str(h.get("comment", ""))))
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_df(args: Args) -> int:
+    r = call(args.socket, {"type": "SystemDfRequest"})
+    if args.format == "json":
+        print(json.dumps(r, indent=2))
+        return 0
+    size = r["images_size"]
+    share = f" ({100 * r['images_reclaimable'] // size}%)" if size else ""
+    rows = [
+        ("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"),
+        ("Images", str(r["images"]), str(r["images_active"]), _human(size),
+         _human(r["images_reclaimable"]) + share),
+        ("Layers", str(r["layers"]), "", "", ""),
+        ("Containers", str(r["containers"]), str(r["containers_running"]),
+         _human(r["containers_size"]), ""),
+    ]  # fmt: skip
+    widths = [max(len(row[c]) for row in rows) for c in range(5)]
+    for row in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_system(args: Args) -> int:
+    if args.words[:1] != ["df"]:
+        raise CliError("boxctl system: the one command is df", 2)
+    sub = SYSTEM_DF.parse(args.words[1:], "boxctl system df")
+    sub.socket, sub.prog = args.socket, "boxctl system df"
+    return cmd_df(sub)
+
+
+def cmd_prune(args: Args) -> int:
+    r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all})
+    for tag in r["untagged"]:
+        print(f"untagged: {tag}")
+    for digest in r["deleted"]:
+        print(f"deleted: {digest}")
     return 0
 
 
@@ -261,8 +399,57 @@ COMMANDS = (
         (("server", ANY, "SERVER"),),
     ),
     Command("logout", cmd_logout, "log out of a registry", (), (("server", ANY, "SERVER"),)),
+    Command(
+        "save",
+        cmd_save,
+        "write images to an archive (OCI layout + Docker manifest.json)",
+        (Opt("-o", "--output", kind=VALUE, help="the file (default: stdout)"),),
+        (("images", SOME, "IMAGE"),),
+    ),
+    Command(
+        "load",
+        cmd_load,
+        "load images from a Docker or OCI archive",
+        (Opt("-i", "--input", kind=VALUE, help="the file (default: stdin)"),),
+    ),
+    Command(
+        "import",
+        cmd_import,
+        "make an image from a root filesystem tarball",
+        (),
+        (("file", ONE, "FILE|-"), ("reference", ANY, "[REFERENCE]")),
+    ),
+    Command(
+        "commit",
+        cmd_commit,
+        "make an image from a container's changes",
+        (Opt("-m", "--message", kind=VALUE, help="the history comment"),),
+        (("container", ONE, "CONTAINER"), ("reference", ANY, "[REFERENCE]")),
+    ),
+    Command(
+        "export",
+        cmd_export,
+        "write a container's files as a tar",
+        (Opt("-o", "--output", kind=VALUE, help="the file (default: stdout)"),),
+        (("container", ONE, "CONTAINER"),),
+    ),
+    Command(
+        "system",
+        cmd_system,
+        "df: disk used by images, layers and containers",
+        (),
+        (("words", REST, "df [--format json]"),),
+    ),
+    Command(
+        "history",
+        cmd_history,
+        "show an image's history",
+        (FORMAT,),
+        (("image", ONE, "IMAGE"),),
+    ),
 )
 
+_BY_NAME = {c.name: c for c in COMMANDS}
 SUBCOMMANDS = {
     "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS),
     "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS),
@@ -270,20 +457,34 @@ SUBCOMMANDS = {
         "inspect", cmd_image_inspect, "show images as JSON", (), (("images", SOME, "IMAGE"),)
     ),
     "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
-    "pull": COMMANDS[0],
-    "tag": COMMANDS[3],
+    "pull": _BY_NAME["pull"],
+    "tag": _BY_NAME["tag"],
+    "save": _BY_NAME["save"],
+    "load": _BY_NAME["load"],
+    "import": _BY_NAME["import"],
+    "history": _BY_NAME["history"],
+    "prune": Command(
+        "prune",
+        cmd_prune,
+        "remove images no container uses (untagged ones; -a: all)",
+        (Opt("-a", "--all", help="tagged images too"), Opt("-f", "--force", help="(no prompt)")),
+    ),
 }
 
 
+SYSTEM_DF = Command("df", cmd_df, "disk usage", (FORMAT,))
+
+
 def cmd_image(args: Args) -> int:
-    command = SUBCOMMANDS.get(args.sub)
+    if not args.words:
+        raise CliError(f"boxctl image: a COMMAND is required ({', '.join(SUBCOMMANDS)})", 2)
+    name, words = args.words[0], args.words[1:]
+    command = SUBCOMMANDS.get(name)
     if command is None:
-        raise CliError(
-            f"boxctl image: unknown command {args.sub!r} (use {', '.join(SUBCOMMANDS)})", 2
-        )
-    sub = command.parse(args.rest, f"boxctl image {args.sub}")
+        raise CliError(f"boxctl image: unknown command {name!r} (use {', '.join(SUBCOMMANDS)})", 2)
+    sub = command.parse(words, f"boxctl image {name}")
     sub.socket = args.socket
-    sub.prog = f"boxctl image {args.sub}"
+    sub.prog = f"boxctl image {name}"
     return command.handler(sub)
 
 
@@ -292,5 +493,5 @@ IMAGE_COMMAND = Command(
     cmd_image,
     "manage images: ls, inspect, rm, pull, tag",
     (),
-    (("sub", ONE, "COMMAND"), ("rest", REST, "[ARG...]")),
+    (("words", REST, "COMMAND [ARG...]"),),
 )

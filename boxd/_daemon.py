@@ -1,11 +1,13 @@
 """``boxd``: the daemon.  A supervisor, a socket server and a signal watcher in one nursery.
 
-SIGTERM or SIGINT stops every container gracefully (its stop signal and timeout), saves the
-records, removes the socket and exits 0.  A lock on ``<root>/boxd.pid`` refuses a second
-daemon on the same root.  Whatever a killed daemon left behind is repaired at start
-(:mod:`boxd._repair`, the store, the supervisor's recovery): no leftover keeps it from
-serving.  Under systemd it reports readiness and takes the socket it is given
-(:mod:`boxd._systemd`; ``boxd install-service`` writes the units).
+SIGTERM or SIGINT leaves the containers running (live restore: the next daemon adopts them;
+with ``--no-live-restore`` it stops every container gracefully, by its stop signal and
+timeout), saves the records, removes the socket and exits 0.  A lock on
+``<root>/boxd.pid`` refuses a second daemon on the same root.  Whatever a killed daemon
+left behind is repaired at start (:mod:`boxd._repair`, the store, the supervisor's
+recovery): no leftover keeps it from serving.  Under systemd it reports readiness and
+takes the socket it is given (:mod:`boxd._systemd`; ``boxd install-service`` writes the
+units).
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["on", "off"],
         default="on",
         help="serve containers a /proc that shows their own limits (FUSE)",
+    )
+    p.add_argument(
+        "--no-live-restore",
+        dest="live_restore",
+        action="store_false",
+        help="stop every container when the daemon stops (default: they run on, and the "
+        "next daemon adopts them)",
     )
     p.add_argument(
         "--procview-cpus",
@@ -162,6 +171,7 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     log_max_files=args.log_max_files,
                     procview=view,
                     bridge=BridgeOptions(args.bridge_name, args.bridge_subnet),
+                    live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),
                 ) as sup,
                 trio.open_nursery() as nursery,
@@ -182,7 +192,11 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     sup.cgroups.mode,
                 )
                 async for signum in signals:
-                    log.info("received %s: stopping containers", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if args.live_restore:
+                        log.info("received %s: leaving the containers running", name)
+                    else:
+                        log.info("received %s: stopping containers", name)
                     _systemd.notify("STOPPING=1")
                     nursery.cancel_scope.cancel(reason=f"signal {signum}")
                     break

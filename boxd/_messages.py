@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._diff import Change
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources
@@ -142,6 +143,30 @@ class ExecRequest:
     user: str = ""
     tty: bool = False
     interactive: bool = False
+    # Answered with an OkResponse once the process runs; no stream, the output is dropped.
+    detach: bool = False
+
+
+@attrs.frozen
+class RenameRequest:
+    container: str
+    name: str
+
+
+@attrs.frozen
+class TopRequest:
+    container: str
+    ps_args: tuple[str, ...] = ()  # options of the host's ps; none: -ef
+
+
+@attrs.frozen
+class DiffRequest:
+    container: str
+
+
+@attrs.frozen
+class PruneRequest:
+    """Remove every container at rest; answered with a PruneResponse."""
 
 
 # ---- client frames during a stream ----------------------------------------------------
@@ -204,6 +229,23 @@ class CreateResponse:
 
 
 @attrs.frozen
+class TopResponse:
+    titles: tuple[str, ...]
+    processes: tuple[tuple[str, ...], ...]
+
+
+@attrs.frozen
+class DiffResponse:
+    changes: tuple[Change, ...]
+
+
+@attrs.frozen
+class PruneResponse:
+    removed: tuple[str, ...]  # ids
+    reclaimed: int  # bytes of files the removed containers held
+
+
+@attrs.frozen
 class ListResponse:
     containers: tuple[Container, ...]
 
@@ -255,6 +297,10 @@ REQUESTS: dict[str, type[Any]] = {
         UpdateRequest,
         StatsRequest,
         ExecRequest,
+        RenameRequest,
+        PruneRequest,
+        TopRequest,
+        DiffRequest,
         *NETWORK_REQUESTS,
         *IMAGE_REQUESTS,
     )

@@ -22,10 +22,13 @@ import signal
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 import trio
+
+from . import _shim
 
 
 class Namespace(enum.Enum):
@@ -38,6 +41,14 @@ class Namespace(enum.Enum):
     PID = 0x20000000
     NET = 0x40000000
     CGROUP = 0x02000000
+
+    def describe(self) -> str:
+        """The name ``unshare`` and the OCI spec use: ``network``, ``mount``, ``pid``."""
+        return {"NET": "network"}.get(self.name, self.name.lower())
+
+
+# The namespaces a process may join by path (SpawnPlan.ns_paths).
+JOINABLE = frozenset({Namespace.NET, Namespace.IPC, Namespace.UTS, Namespace.CGROUP})
 
 
 class MountKind(enum.IntEnum):
@@ -66,6 +77,8 @@ class MountKind(enum.IntEnum):
     #                 holding ``data``, with permission bits ``mode``
     MKFILE = 8  # an empty regular file at target (a single-file bind's mount point), with
     #             permission bits ``mode``; anything already there is kept
+    SYSCTL = 9  # write ``data`` into the existing file target (/proc/sys/..., in the
+    #             container's own namespaces), opened for writing without O_CREAT
 
 
 @attrs.frozen
@@ -92,6 +105,7 @@ class MountOp:
             MountKind.MASK: "mask",
             MountKind.WRITE_FILE: "write",
             MountKind.MKFILE: "create",
+            MountKind.SYSCTL: "set",
         }[self.kind]
         if self.kind is MountKind.MOUNT and self.source.startswith("/"):
             return f"{verb} {self.source} on {self.target}"  # a bind: the host path matters
@@ -114,6 +128,16 @@ class Rlimit:
     resource: int  # RLIMIT_* number
     soft: int  # -1 for RLIM_INFINITY
     hard: int
+
+
+@attrs.frozen
+class ShimSpec:
+    """Spawn through boxd-shim (live restore): the container becomes the child of a small
+    program that outlives the daemon (see boxd/_shim.py)."""
+
+    program: str  # the boxd-shim executable
+    directory: str  # where it listens (shim.sock): the container's directory
+    argv: tuple[str, ...]  # its argv (argv[0] and the container's id, for ps)
 
 
 @attrs.frozen
@@ -172,6 +196,12 @@ class SpawnPlan:
     start_fd: int = -1
     # Keep the caller's fds 3 .. 3+keep_fds-1 open in the process (--preserve-fds).
     keep_fds: int = 0
+    # Existing namespaces to join (setns) instead of making new ones: (kind, path of a
+    # namespace file such as /proc/PID/ns/net).  Network, IPC, UTS and cgroup only, never
+    # a kind in ``namespaces``, and not with a new user namespace.
+    ns_paths: tuple[tuple[Namespace, str], ...] = ()
+    # Not None: the container's parent is a boxd-shim, not the caller (no join_pidfd).
+    shim: ShimSpec | None = None
 
 
 class Stage(enum.IntEnum):
@@ -202,6 +232,7 @@ class Stage(enum.IntEnum):
     ATTACH = 23  # index = the failing id_mapped entry
     CONSOLE = 24  # opening the terminal in the container's devpts, or sending its master
     START = 25  # waiting for the OCI runtime's `start` (start_fd)
+    SHIM = 26  # making the shim's socket, or exec of boxd-shim
 
 
 @attrs.frozen
@@ -210,6 +241,9 @@ class Spawned:
     pidfd: int
     sync_fd: int
     console: int = -1  # the master of the plan's console, once start() returned
+    # With a shim: a pidfd of boxd-shim, the container's parent and the caller's child
+    # (the caller reaps it once it has said DONE); -1 without one.
+    shim_pidfd: int = -1
 
 
 class SpawnError(OSError):
@@ -250,6 +284,9 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"attach the id-mapped {source} at {point}", source)
     if stage == Stage.EXEC:
         return SpawnError(stage, err, f"exec {plan.argv[0]}", plan.argv[0])
+    if stage == Stage.JOIN and plan.ns_paths and 0 <= index < len(plan.ns_paths):
+        kind, path = plan.ns_paths[index]
+        return SpawnError(stage, err, f"join the {kind.describe()} namespace at {path}", path)
     if stage == Stage.CHDIR:
         return SpawnError(stage, err, f"chdir {plan.cwd}", plan.cwd)
     if stage == Stage.HOSTNAME:
@@ -260,6 +297,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"setuid {plan.uid}")
     if stage in (Stage.SETGID, Stage.SETGROUPS):
         return SpawnError(stage, err, f"setgid {plan.gid}")
+    if stage == Stage.SHIM and plan.shim is not None:
+        return SpawnError(stage, err, f"start {plan.shim.program}", plan.shim.program)
     if stage == Stage.PIVOT:
         return SpawnError(stage, err, f"pivot_root {plan.rootfs}", plan.rootfs)
     return SpawnError(stage, err, stage.name.lower().replace("_", " "))
@@ -337,8 +376,23 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             raise ValueError(f"a joining process takes no {', '.join(extra)}")
     elif plan.join_namespaces:
         raise ValueError("join_namespaces is set but join_pidfd is not")
+    for kind, path in plan.ns_paths:
+        if kind not in JOINABLE:
+            raise ValueError(f"joining a {kind.describe()} namespace by path is not supported")
+        if kind in plan.namespaces:
+            raise ValueError(f"the {kind.describe()} namespace is both new and joined ({path})")
+    if plan.ns_paths and (
+        Namespace.USER in plan.namespaces or plan.join_pidfd >= 0 or plan.shim is not None
+    ):
+        raise ValueError(
+            "namespaces joined by path cannot go with a new user namespace, exec or a shim"
+        )
     if plan.keep_fds < 0:
         raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
+    if plan.shim is not None and (
+        plan.join_pidfd >= 0 or plan.start_fd >= 0 or plan.keep_fds or not plan.shim.argv
+    ):
+        raise ValueError("a shim needs its argv, and holds no joining or OCI-created process")
     if plan.id_mapped and Namespace.USER not in plan.namespaces:
         raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
@@ -392,6 +446,11 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "attach": tuple(_check_text("attach point", point) for _, point in plan.id_mapped),
         "start_fd": plan.start_fd,
         "keep_fds": plan.keep_fds,
+        "shim_path": None if plan.shim is None else _check_text("shim", plan.shim.program),
+        "shim_dir": None if plan.shim is None else _check_text("shim dir", plan.shim.directory),
+        "shim_argv": ()
+        if plan.shim is None
+        else tuple(_check_text("shim argv item", a) for a in plan.shim.argv),
     }
 
 
@@ -403,13 +462,25 @@ class RealNative:
         # By name: mypy would take the sandbox_native/ source directory for the module.
         extension = importlib.import_module("sandbox_native")
         arguments = native_arguments(plan)
+        ns_fds: list[tuple[int, int]] = []
         try:
-            pid, pidfd, sync_fd = extension.spawn(**arguments)
+            for kind, path in plan.ns_paths:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno, f"{kind.describe()} namespace {path}: {exc.strerror}"
+                    ) from None
+                ns_fds.append((fd, kind.value))
+            pid, pidfd, sync_fd, shim_pidfd = extension.spawn(**arguments, ns_fds=tuple(ns_fds))
         except extension.ChildFailed as failed:
-            # Join mode: the intermediate process failed before the final one existed.
+            # Join and shim mode: the intermediate process failed.
             stage, err, index = failed.args
             raise describe_failure(plan, Stage(stage), err, index) from None
-        return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd)
+        finally:
+            for fd, _ in ns_fds:
+                os.close(fd)
+        return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd, shim_pidfd=shim_pidfd)
 
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:
         extension = importlib.import_module("sandbox_native")
@@ -427,8 +498,9 @@ class RealNative:
 @attrs.define
 class FakeNative:
     """A recording fake for tests without root: it runs ``plan.argv`` as a plain host
-    process (no namespaces, mounts, identity or limits; stdio and env only), or, when
-    ``failure`` is set, makes the spawn fail with that (stage, errno, index) record."""
+    process (no namespaces, mounts, identity or limits; stdio and env only, and no shim: the
+    process is the caller's child), or, when ``failure`` is set, makes the spawn fail with
+    that (stage, errno, index) record."""
 
     plans: list[SpawnPlan] = attrs.field(factory=list)
     released: list[Spawned] = attrs.field(factory=list)
@@ -507,7 +579,7 @@ async def start(
             if spawned.console >= 0:
                 os.close(spawned.console)
             with trio.CancelScope(shield=True):
-                await _kill_and_reap(spawned)
+                await _kill_and_reap(spawned, plan)
             raise
     finally:
         for fd in held:
@@ -518,7 +590,7 @@ async def start(
     if spawned.console >= 0:
         os.close(spawned.console)
     with trio.CancelScope(shield=True):
-        await _reap(spawned.pidfd)
+        await _reap(spawned, plan)
     if len(record) != FAILURE_RECORD.size:
         raise RuntimeError(f"spawn: short failure record {record!r}")
     stage, err, index = FAILURE_RECORD.unpack(record)
@@ -539,17 +611,17 @@ def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
     return record, fds
 
 
-async def _kill_and_reap(spawned: Spawned) -> None:
+async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:
     os.close(spawned.sync_fd)
     with contextlib.suppress(ProcessLookupError):  # already gone: reap it below
         signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
-    await _reap(spawned.pidfd)
+    await _reap(spawned, plan)
 
 
-async def _reap(pidfd: int) -> None:
-    try:
-        await trio.lowlevel.wait_readable(pidfd)
-        # The pidfd is readable: the child has exited and waitid returns at once.
-        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)  # noqa: ASYNC222
-    finally:
-        os.close(pidfd)
+async def _reap(spawned: Spawned, plan: SpawnPlan) -> None:
+    """Wait for the child's end (it was killed or failed) and reap it, or have its shim
+    reap it and end the shim."""
+    if plan.shim is not None and spawned.shim_pidfd >= 0:
+        await _shim.end_unheld(spawned.pidfd, spawned.shim_pidfd, Path(plan.shim.directory))
+        return
+    await _shim.reap_child(spawned.pidfd)

@@ -150,8 +150,13 @@ def _table_name(bridge: str) -> str:
 
 
 class Networks:
-    def __init__(self, root: Path, options: BridgeOptions = BridgeOptions()) -> None:
+    def __init__(
+        self, root: Path, options: BridgeOptions = BridgeOptions(), *, keep: bool = False
+    ) -> None:
+        """``keep``: the bridges and rules outlive the daemon (live restore: containers run
+        on, and the next daemon adopts them)."""
         self.dir = root / "networks"
+        self.keep = keep
         self.options = attrs.evolve(options, name=options.name or default_bridge(root))
         self.table = _table_name(self.options.name)
         self.nursery: trio.Nursery | None = None  # proxies and DNS run here
@@ -349,10 +354,12 @@ class Networks:
 
     # ---- the daemon's life ------------------------------------------------------------
 
-    async def recover(self, existing: set[str]) -> None:
+    async def recover(self, existing: set[str], adopted: Iterable[Container] = ()) -> None:
         """At start: forget the addresses of containers that no longer exist, remove what
-        a daemon that died left (its table, its bridges: no container runs now)."""
+        a daemon that died left (its table, its bridges) unless a container it ``adopted``
+        (live restore) still uses it: :meth:`adopt` brings those back into the table."""
         self._load()
+        in_use = {e.network for c in adopted for e in c.state.network.endpoints}
         for net in self._nets.values():
             stale = [cid for cid in net.allocations if cid not in existing]
             for cid in stale:
@@ -361,11 +368,11 @@ class Networks:
                 self._save(net)
         links = await trio.to_thread.run_sync(_netlink.link_names)
         for net in self._nets.values():
-            if net.bridge in links:
+            if net.bridge in links and net.name not in in_use:
                 log.info("removing bridge %s left by a previous daemon", net.bridge)
                 await trio.to_thread.run_sync(_netlink.delete_link, net.bridge)
         try:
-            if await _nft.exists(self.table):
+            if not in_use and await _nft.exists(self.table):
                 log.info("removing nftables table %s left by a previous daemon", self.table)
                 await _nft.delete(self.table)
         except _nft.NftError as exc:
@@ -375,10 +382,13 @@ class Networks:
         await self._default()
 
     async def close(self) -> None:
-        """At shutdown (every container stopped): bridges and rules go."""
+        """At shutdown (every container stopped): bridges and rules go, unless they are
+        kept for live restore."""
         for scope in self._dns.values():
             scope.cancel(reason="daemon stopping")
         self._dns.clear()
+        if self.keep:
+            return
         for bridge in list(self._up):
             with contextlib.suppress(OSError):
                 await trio.to_thread.run_sync(_netlink.delete_link, bridge)
@@ -398,6 +408,26 @@ class Networks:
 
     def attachment(self, container: Container) -> Attachment:
         return Attachment(self, container)
+
+    async def adopt(self, container: Container) -> Attachment | None:
+        """A container a previous daemon left running (live restore): its network comes
+        back as its record says (bridge up, rules, name, the host ports bound again)."""
+        endpoints = container.state.network.endpoints
+        if not endpoints or endpoints[0].network not in self._nets:
+            return None
+        attachment = Attachment(self, container)
+        attachment.net = self._nets[endpoints[0].network]
+        attachment.address = endpoints[0].ip_address
+        for port in container.state.network.ports:
+            spec = PortSpec(port.container_port, port.protocol, port.host_ip, port.host_port)
+            try:
+                attachment._sockets.append((spec, _proxy.bind(spec)))
+            except OSError as exc:
+                log.warning("%s: %s", container.short_id, exc)
+        async with self._lock:
+            await self._bring_up(attachment.net)
+        await attachment._activate()
+        return attachment
 
     async def _allocate(self, net: Network, cid: str) -> str:
         address = net.allocations.get(cid)

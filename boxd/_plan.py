@@ -29,6 +29,7 @@ from ._rootfs import (
     id_mapped_layers,
     read_container_file,
 )
+from ._sysctl import parse_sysctl, proc_path
 from ._ulimits import NAMES as ULIMIT_NAMES
 from ._users import ExecUser, resolve_in
 
@@ -179,6 +180,17 @@ def init_mounts(program: str) -> tuple[MountOp, ...]:
     )
 
 
+def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
+    """``--sysctl`` settings, written to the container's /proc/sys (in its namespaces)
+    before the masks make /proc/sys read-only; of a key given twice the last counts."""
+    config = container.config
+    settings = dict(parse_sysctl(text, network=config.network) for text in config.sysctls)
+    return tuple(
+        MountOp(MountKind.SYSCTL, proc_path(key), data=value + "\n")
+        for key, value in settings.items()
+    )
+
+
 def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     """Bind the /proc view's files over the container's /proc/meminfo, ... (after /proc and
     /sys are mounted, before the masks)."""
@@ -212,7 +224,8 @@ def build(
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),
         extra=(
-            (init_mounts(init_program()) if config.init else ())
+            sysctl_ops(container)
+            + (init_mounts(init_program()) if config.init else ())
             + view_mounts(view_files or {})
             + (() if config.security.privileged else _masks.mask_ops())
         ),

@@ -16,6 +16,7 @@ import attrs
 
 from ._hosts import parse_host
 from ._netconfig import NetworkSettings, PortSpec, check_network, parse_expose
+from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
 from ._users import check_group, check_user
@@ -152,6 +153,7 @@ class ContainerConfig:
     ulimits: tuple[Ulimit, ...] = ()
     oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
     init: bool = False  # --init: boxd-init runs the command as PID 1's child
+    sysctls: tuple[str, ...] = ()  # "KEY=VALUE", namespaced ones only (see _sysctl)
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -294,6 +296,8 @@ def validate_config(config: ContainerConfig) -> None:
         check_group(group)
     for host in config.extra_hosts:
         parse_host(host)
+    for sysctl in config.sysctls:
+        parse_sysctl(sysctl, network=config.network)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     check_network(config.network)

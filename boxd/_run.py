@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from . import _native, _plan, protocol
+from . import _native, _plan, _shim, protocol
 from ._cgroup import Cgroup
 from ._logs import LogWriter
-from ._native import Namespace, Native, Spawned, SpawnPlan
+from ._native import Namespace, Native, ShimSpec, Spawned, SpawnPlan
 from ._output import Output
 from ._records import Container, RunSummary
+from ._shim import ExitStatus, Hello, ShimConnection
 
 if TYPE_CHECKING:
     from ._network import Attachment
@@ -47,18 +48,18 @@ DRAIN_TIMEOUT = 5.0  # after the process ended, how long output may still flow
 CLEANUP_TIMEOUT = 10.0
 
 
+UNKNOWN_EXIT = 255  # the exit code recorded when nobody could learn the real one
+# The output pipes' capacity with live restore: while no daemon reads them, a container
+# writes this much before it blocks (as on any full pipe: nothing is dropped).
+PIPE_SIZE = 1024 * 1024
+
+
 @attrs.define
 class Outcome:
     exit_code: int
     oom_killed: bool
     summary: RunSummary | None
-
-
-def exit_code_of(status: os.waitid_result) -> int:
-    """The code, or 128 + the signal that ended the process (as shells report it)."""
-    if status.si_code == os.CLD_EXITED:
-        return status.si_status
-    return 128 + status.si_status
+    error: str = ""  # why the exit code is not the process's own
 
 
 def start_time_of(pid: int) -> int:
@@ -106,11 +107,21 @@ class Run:
         self.pid = 0
         self.pidfd = -1
         self.exited = trio.Event()
+        # Its place on its network, released when the process ends (not when a live
+        # restore lets go of it: the next daemon adopts that too).
+        self.network: Attachment | None = None
         self.outcome: Outcome | None = None
         self._stdin: trio.lowlevel.FdStream | None = None
         self._stdin_lock = trio.Lock()
         self._tty_master = -1
         self._started = 0.0
+        # Live restore: the container's shim (see boxd/_shim.py).
+        self._shim: ShimConnection | None = None
+        # It ended before this daemon connected to its shim (while no daemon ran).
+        self._exited_unseen: ExitStatus | None = None
+        # Set by the supervisor when the daemon leaves with live restore: cancelling a run
+        # that has a shim then leaves its process running, held by the shim.
+        self.detach = False
 
     # ---- control from the supervisor and attached clients ----------------------------
 
@@ -140,6 +151,8 @@ class Run:
                 elif self._tty_master < 0:
                     self._stdin = None
                     await stream.aclose()
+                    if self._shim is not None:
+                        await self._shim.close_stdin()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._stdin = None
 
@@ -153,6 +166,7 @@ class Run:
         *,
         owns_cgroup: bool = True,
         network: Attachment | None = None,
+        shim_dir: Path | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Spawn the process ``build_plan(stdio)`` describes and supervise it to its end.
@@ -162,6 +176,7 @@ class Run:
         ``network``: the init's place on its network, reserved before the plan is built
         (the plan writes its address into /etc/hosts), connected while the child waits
         and released when it ends.
+        ``shim_dir``: spawn it through a boxd-shim listening there (live restore).
         """
         config = self.container.config
         tty_mode = self.tty if self.tty is not None else config.tty
@@ -178,6 +193,9 @@ class Run:
             else:
                 out_r, out_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                 err_r, err_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
+                if shim_dir is not None:
+                    for end in (out_r, err_r):
+                        fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
                 if interactive:
                     in_r, in_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                     self._stdin = trio.lowlevel.FdStream(in_w)
@@ -188,10 +206,14 @@ class Run:
                 stdio = (in_r, out_w, err_w)
                 readers = [(protocol.STDOUT, out_r), (protocol.STDERR, err_r)]
             streams = [(s, trio.lowlevel.FdStream(n)) for s, n in readers]
+            self.network = network
             try:
                 if network is not None:
                     await network.reserve()
                 plan = build_plan(stdio)
+                if shim_dir is not None:
+                    argv = (_shim.PROGRAM, self.container.id)
+                    plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
                 spawned = await _native.start(
                     native,
@@ -217,50 +239,150 @@ class Run:
                 streams = [(protocol.STDOUT, trio.lowlevel.FdStream(master))]
                 if interactive:
                     self._stdin = trio.lowlevel.FdStream(os.dup(master))
-            self._started = time.time()
             self._register(spawned)
+            if spawned.shim_pidfd >= 0:
+                assert shim_dir is not None
+                await self._hand_to_shim(spawned, shim_dir, streams)
+            self._started = time.time()
             task_status.started()
+            await self._supervise(streams, cgroup, owns_cgroup)
 
-            status: os.waitid_result | None = None
-            try:
-                async with trio.open_nursery() as nursery:
-                    pumps_done = trio.Event()
-                    nursery.start_soon(self._pump_all, streams, pumps_done)
-                    status = await self._reap()
-                    if owns_cgroup:
-                        # Descendants may still hold the output open: they go with init.
-                        await cgroup.kill_all()
-                    with trio.move_on_after(DRAIN_TIMEOUT):
-                        await pumps_done.wait()
-                    nursery.cancel_scope.cancel(reason="process ended")
-            finally:
-                with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + CLEANUP_TIMEOUT
-                    if status is None:  # cancelled while it runs: it must not outlive us
+    async def _hand_to_shim(
+        self,
+        spawned: Spawned,
+        shim_dir: Path,
+        streams: list[tuple[int, trio.lowlevel.FdStream]],
+    ) -> None:
+        """Connect to the new container's shim and have it hold the stdio ends."""
+        held = {
+            _shim.Slot.CONSOLE if self._tty_master >= 0 else _shim.Slot(stream_id): stream.fileno()
+            for stream_id, stream in streams
+        }
+        if self._stdin is not None and self._tty_master < 0:
+            held[_shim.Slot.STDIN] = self._stdin.fileno()
+        try:
+            self._shim, hello = await ShimConnection.connect(shim_dir)
+            os.close(hello.pidfd)  # the same process as ours
+            # A short-lived container may have ended before the shim greeted us: the
+            # greeting then has the status, and no EXIT follows.
+            self._exited_unseen = hello.exited
+            await self._shim.hold(held)
+            os.close(spawned.shim_pidfd)  # the connection has its own
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                for _, stream in streams:
+                    await stream.aclose()
+                if self._stdin is not None:
+                    await self._stdin.aclose()
+                if self._shim is not None:
+                    self._shim.close()
+                self.signal(signal.SIGKILL)
+                await _shim.end_unheld(self.pidfd, spawned.shim_pidfd, shim_dir)
+            raise
+
+    async def adopt(
+        self,
+        shim: ShimConnection,
+        hello: Hello,
+        cgroup: Cgroup,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Supervise a container a previous daemon started, from its shim's greeting: the
+        pidfd, the stdio ends and, if it ended while no daemon ran, its exit status."""
+        config = self.container.config
+        self._shim = shim
+        self.pid = hello.pid
+        self.pidfd = hello.pidfd
+        self._exited_unseen = hello.exited
+        held = dict(hello.held)
+        streams: list[tuple[int, trio.lowlevel.FdStream]] = []
+        with ExitStack() as fds:
+            if _shim.Slot.CONSOLE in held:
+                master = held.pop(_shim.Slot.CONSOLE)
+                self._tty_master = os.dup(master)
+                fds.callback(os.close, self._tty_master)
+                streams.append((protocol.STDOUT, trio.lowlevel.FdStream(master)))
+                if config.interactive:
+                    self._stdin = trio.lowlevel.FdStream(os.dup(master))
+            for slot in (_shim.Slot.STDOUT, _shim.Slot.STDERR):
+                if slot in held:
+                    streams.append((int(slot), trio.lowlevel.FdStream(held.pop(slot))))
+            if _shim.Slot.STDIN in held:
+                self._stdin = trio.lowlevel.FdStream(held.pop(_shim.Slot.STDIN))
+            self._started = self.container.state.started_at or time.time()
+            task_status.started()
+            await self._supervise(streams, cgroup, owns_cgroup=True)
+
+    async def _supervise(
+        self,
+        streams: list[tuple[int, trio.lowlevel.FdStream]],
+        cgroup: Cgroup,
+        owns_cgroup: bool,
+    ) -> None:
+        """Pump the output until the process has ended, then record and clean up."""
+        ended = False
+        status: ExitStatus | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                pumps_done = trio.Event()
+                nursery.start_soon(self._pump_all, streams, pumps_done)
+                status = await self._reap()
+                ended = True
+                if owns_cgroup:
+                    # Descendants may still hold the output open: they go with init.
+                    await cgroup.kill_all()
+                with trio.move_on_after(DRAIN_TIMEOUT):
+                    await pumps_done.wait()
+                nursery.cancel_scope.cancel(reason="process ended")
+        finally:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + CLEANUP_TIMEOUT
+                if not ended and self.detach and self._shim is not None:
+                    # Live restore: the shim keeps the process and its output for the next
+                    # daemon; this one only lets go of its copies.
+                    self._shim.close()
+                else:
+                    if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
-                    if network is not None:
-                        await network.release()
+                    if self.network is not None:
+                        await self.network.release()
                     if owns_cgroup:
                         await cgroup.remove()
-                    os.close(self.pidfd)
-                    if self._stdin is not None:
-                        await self._stdin.aclose()
-                        self._stdin = None
-                    self.output.close()
-                    self.exited.set()
+                    if self._shim is not None:
+                        await self._shim.done()
+                os.close(self.pidfd)
+                if self._stdin is not None:
+                    await self._stdin.aclose()
+                    self._stdin = None
+                self.output.close()
+                self.exited.set()
 
     def _register(self, spawned: Spawned) -> None:
         self.pid = spawned.pid
         self.pidfd = spawned.pidfd
 
-    async def _reap(self) -> os.waitid_result:
-        await trio.lowlevel.wait_readable(self.pidfd)
-        # Readable pidfd: the process has ended, so this returns at once.
-        result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222
-        assert result is not None
-        return result
+    async def _reap(self) -> ExitStatus | None:
+        """The process's exit status once it has ended; None if nobody could learn it (its
+        shim died before it)."""
+        if self._shim is None:
+            await trio.lowlevel.wait_readable(self.pidfd)
+            # Readable pidfd: the process has ended, so this returns at once.
+            result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222
+            assert result is not None
+            return ExitStatus(result.si_code, result.si_status)
+        if self._exited_unseen is not None:
+            return self._exited_unseen
+        status = await self._shim.wait_exit()
+        if status is None:
+            log.warning(
+                "%s: its shim ended before it; its exit code will be unknown",
+                self.container.short_id,
+            )
+            await trio.lowlevel.wait_readable(self.pidfd)  # a non-child's pidfd too
+        return status
 
     async def _pump_all(
         self, streams: list[tuple[int, trio.lowlevel.FdStream]], done: trio.Event
@@ -289,12 +411,13 @@ class Run:
                     self.logs.write(name, data)
                 await self.output.publish(stream_id, data)
 
-    def _outcome(self, status: os.waitid_result, cgroup: Cgroup | None) -> Outcome:
-        code = exit_code_of(status)
+    def _outcome(self, status: ExitStatus | None, cgroup: Cgroup | None) -> Outcome:
+        code = UNKNOWN_EXIT if status is None else status.exit_code
+        error = "" if status is not None else "its shim ended before it: exit code unknown"
         oom = False
         summary = None
         if cgroup is None:
-            return Outcome(exit_code=code, oom_killed=False, summary=None)
+            return Outcome(exit_code=code, oom_killed=False, summary=None, error=error)
         try:
             oom = cgroup.oom_killed()
             stats = cgroup.stats()
@@ -308,7 +431,7 @@ class Run:
             log.warning("%s: cannot read cgroup counters: %s", self.container.short_id, exc)
         if oom and code == 128 + signal.SIGKILL:
             code = 137
-        return Outcome(exit_code=code, oom_killed=oom, summary=summary)
+        return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
 
 
 def _placer(

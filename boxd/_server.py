@@ -21,10 +21,11 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _netserver, protocol
+from . import __version__, _logs, _netserver, _top, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
-from ._images.messages import PullRequest
+from ._images.archive import ArchiveError
+from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import LayerError
@@ -36,6 +37,8 @@ from ._messages import (
     CreateRequest,
     CreateResponse,
     DetachFrame,
+    DiffRequest,
+    DiffResponse,
     EndFrame,
     ErrorResponse,
     ExecRequest,
@@ -50,7 +53,10 @@ from ._messages import (
     LogsRequest,
     OkResponse,
     PauseRequest,
+    PruneRequest,
+    PruneResponse,
     RemoveRequest,
+    RenameRequest,
     ResizeFrame,
     RestartRequest,
     RunRequest,
@@ -59,6 +65,8 @@ from ._messages import (
     StatsFrame,
     StatsRequest,
     StopRequest,
+    TopRequest,
+    TopResponse,
     UnpauseRequest,
     UpdateRequest,
     VersionRequest,
@@ -101,7 +109,7 @@ def _error_kind(exc: BaseException) -> str | None:
         return "not_found"
     if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
         return "conflict"
-    if isinstance(exc, RegistryError | LayerError):
+    if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
     if isinstance(exc, StartError):
         return {127: "exec_not_found", 126: "exec_denied"}.get(exc.exit_code, "failed")
@@ -116,9 +124,10 @@ def _streams(request: object) -> bool:
     """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
     if isinstance(request, StartRequest | RunRequest):
         return request.attach
-    return isinstance(
-        request, AttachRequest | ExecRequest | LogsRequest | StatsRequest | PullRequest
-    )
+    if isinstance(request, ExecRequest):
+        return not request.detach
+    streams = (AttachRequest, ExecRequest, LogsRequest, StatsRequest, *IMAGE_STREAMS)
+    return isinstance(request, streams)
 
 
 class Connection:
@@ -181,6 +190,10 @@ class Server:
             UpdateRequest: self._update,
             ExecRequest: self._exec,
             StatsRequest: self._stats,
+            RenameRequest: self._rename,
+            TopRequest: self._top,
+            DiffRequest: self._diff,
+            PruneRequest: self._prune,
         }
         self._handlers.update(_netserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
@@ -304,6 +317,21 @@ class Server:
         await self.sup.update(req.container, req.resources)
         await conn.send(OkResponse())
 
+    async def _rename(self, conn: Connection, req: RenameRequest) -> None:
+        await self.sup.rename(req.container, req.name)
+        await conn.send(OkResponse())
+
+    async def _top(self, conn: Connection, req: TopRequest) -> None:
+        titles, rows = await _top.top(self.sup.processes(req.container), req.ps_args)
+        await conn.send(TopResponse(titles=tuple(titles), processes=tuple(tuple(r) for r in rows)))
+
+    async def _diff(self, conn: Connection, req: DiffRequest) -> None:
+        await conn.send(DiffResponse(changes=tuple(await self.sup.diff(req.container))))
+
+    async def _prune(self, conn: Connection, _: PruneRequest) -> None:
+        removed, reclaimed = await self.sup.prune()
+        await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
+
     # ---- streams --------------------------------------------------------------------
 
     async def _start(self, conn: Connection, req: StartRequest) -> None:
@@ -381,6 +409,12 @@ class Server:
                 return
 
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
+        if req.detach:
+            await self.sup.exec_detached(
+                req.container, req.command, env=req.env, workdir=req.workdir, user=req.user
+            )
+            await conn.send(OkResponse())
+            return
         output = Output()
         channel = output.subscribe()
         async with trio.open_nursery() as nursery:

@@ -22,12 +22,14 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
-from . import _lifecycle, _logs, _plan
+from . import _diff, _lifecycle, _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from ._diff import Change
 from ._events import Events
 from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
@@ -45,6 +47,7 @@ from ._lifecycle import (
     STOPPING,
 )
 from ._lifecycle import Conflict as Conflict
+from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import BridgeOptions, Networks
 from ._output import Chunk, Output
@@ -122,6 +125,29 @@ def _limits(resources: Resources) -> Limits:
     )
 
 
+class _Relay(trio.TaskStatus[Run]):
+    """A task status that passes ``started`` on and remembers that it was called."""
+
+    def __init__(self, status: trio.TaskStatus[Run]) -> None:
+        self.status = status
+        self.done = False
+
+    def started(self, value: Run | None = None) -> None:
+        assert value is not None
+        self.done = True
+        self.status.started(value)
+
+
+def _bytes_below(top: Path) -> int:
+    """The sizes of the files below ``top`` (links not followed)."""
+    total = 0
+    for where, _, files in os.walk(top):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(where, name)).st_size
+    return total
+
+
 def _check_volume_sources(config: ContainerConfig) -> None:
     """A missing host path is named at create, not found by a mount at start."""
     for v in config.volumes:
@@ -140,8 +166,11 @@ class Supervisor:
         log_max_size: int = _logs.DEFAULT_MAX_SIZE,
         log_max_files: int = _logs.DEFAULT_MAX_FILES,
         networks: Networks | None = None,
+        live_restore: bool = False,
     ) -> None:
         self.store = store
+        # Containers outlive this supervisor, kept by shims (see boxd/_live.py).
+        self.live_restore = live_restore
         self.native = native
         self.cgroups = cgroups
         self.log_max_size = log_max_size
@@ -258,7 +287,7 @@ class Supervisor:
             return resolve_image(ref, self.store.images)
         return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
 
-    def _with_image_config(self, config: ContainerConfig, image: Image) -> ContainerConfig:
+    def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
         root directory has none: ``--entrypoint`` comes before the command's words."""
         if config.image == "default" or config.image.startswith("/"):
@@ -266,19 +295,22 @@ class Supervisor:
                 return config
             return attrs.evolve(config, command=(*config.entrypoint, *config.command))
         record = self.images.lookup(config.image)
-        return apply_image_config(config, record, self.images.config(record), image)
+        return apply_image_config(config, record, self.images.config(record))
+
+    def _check_name_free(self, name: str) -> None:
+        check_name(name)
+        for e in self._entries.values():
+            if e.container.name == name:
+                raise Conflict(
+                    f"the name {name!r} is already in use by container {e.container.short_id}"
+                )
 
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
         if name:
-            check_name(name)
-            for e in self._entries.values():
-                if e.container.name == name:
-                    raise Conflict(
-                        f"the name {name!r} is already in use by container {e.container.short_id}"
-                    )
+            self._check_name_free(name)
         try:
             image = self._image(config.image)
-            config = self._with_image_config(config, image)
+            config = self._with_image_config(config)
         except ImageError as exc:
             raise ValueError(str(exc)) from None
         cid = new_id()
@@ -370,17 +402,24 @@ class Supervisor:
         container = await self.create(config, name)
         return await self.start(container.id)
 
-    async def _lifecycle(self, entry: _Entry, *, task_status: trio.TaskStatus[None]) -> None:
-        """Run the container, and again as its restart policy says, until it ends for
-        good; then remove it if it is ``auto_remove``."""
+    async def _lifecycle(
+        self,
+        entry: _Entry,
+        *,
+        adoption: Adoption | None = None,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        """Run the container (or adopt its running process), and again as its restart
+        policy says, until it ends for good; then remove it if it is ``auto_remove``."""
         c = entry.container
         entry.idle = trio.Event()
         first = True
         try:
             backoff = BACKOFF_START
             while True:
-                ran = await self._run_once(entry, task_status if first else None)
+                ran = await self._run_once(entry, task_status if first else None, adoption)
                 first = False
+                adoption = None
                 if entry.phase is not RESTARTING:
                     break
                 backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
@@ -423,11 +462,18 @@ class Supervisor:
             return RESTARTING
         return EXITED
 
-    async def _run_once(self, entry: _Entry, task_status: trio.TaskStatus[None] | None) -> float:
-        """One run; returns how long it ran.  Reports start via task_status (first run)."""
+    async def _run_once(
+        self,
+        entry: _Entry,
+        task_status: trio.TaskStatus[None] | None,
+        adoption: Adoption | None = None,
+    ) -> float:
+        """One run (or the adoption of a running one: its phase stays as recorded); returns
+        how long it ran.  Reports start via task_status (first run)."""
         c = entry.container
         st = c.state
-        self._set(entry, STARTING, save=False)
+        if adoption is None:
+            self._set(entry, STARTING, save=False)
         entry.recorded = trio.Event()
         try:
             image = self._image(c.config.image, c.config.image_id)
@@ -437,7 +483,10 @@ class Supervisor:
                     max_size=c.config.log_max_size or self.log_max_size,
                     max_files=c.config.log_max_files or self.log_max_files,
                 )
-            cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+            if adoption is None:
+                cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+            else:
+                cgroup = self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
             return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
@@ -450,28 +499,39 @@ class Supervisor:
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    await nursery.start(
-                        functools.partial(run.execute, network=net),
-                        self.native,
-                        lambda stdio: _plan.build(
-                            c, image, cdir, stdio=stdio, view_files=view, net=net.etc()
-                        ),
-                        cgroup,
-                    )
+                    if adoption is not None:
+                        run.network = await self.networks.adopt(c)
+                        await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup)
+                    else:
+                        await nursery.start(
+                            functools.partial(
+                                run.execute,
+                                shim_dir=cdir if self.live_restore else None,
+                                network=net,
+                            ),
+                            self.native,
+                            lambda stdio: _plan.build(
+                                c, image, cdir, stdio=stdio, view_files=view, net=net.etc()
+                            ),
+                            cgroup,
+                        )
                 except Exception as exc:
                     # Raised after the nursery closes, so the caller sees it bare.
                     failure = exc
                 else:
                     entry.run = run
                     st.pid = run.pid
-                    st.pid_start_time = start_time_of(run.pid)
-                    st.started_at = time.time()
+                    st.pid_start_time = start_time_of(run.pid) or st.pid_start_time
+                    st.started_at = time.time() if adoption is None else st.started_at
                     st.finished_at = None
                     st.exit_code = None
                     st.error = ""
                     st.oom_killed = False
                     st.summary = None
-                    self._set(entry, RUNNING)
+                    if adoption is None:
+                        self._set(entry, RUNNING)
+                    else:
+                        self._save(c)
                     if task_status is not None:
                         task_status.started()
         except Exception:
@@ -486,6 +546,7 @@ class Supervisor:
         outcome = run.outcome
         assert outcome is not None
         st.exit_code = outcome.exit_code
+        st.error = outcome.error or st.error
         st.oom_killed = outcome.oom_killed
         st.summary = outcome.summary
         st.finished_at = time.time()
@@ -617,6 +678,45 @@ class Supervisor:
                 await self.stop(c.id, grace=0)
             await self._remove_now(entry)
 
+    async def rename(self, ref: str, name: str) -> Container:
+        """Give a container another name, in any phase (``docker rename``)."""
+        entry = self._lookup(ref)
+        if name == entry.container.name:
+            raise Conflict(f"container {entry.container.short_id} is already named {name!r}")
+        self._check_name_free(name)
+        entry.container.name = name
+        self._save(entry.container)
+        return entry.container
+
+    def processes(self, ref: str) -> builtins.list[int]:
+        """The pids of every process of a running container (``top``)."""
+        entry = self._lookup(ref)
+        if entry.phase not in _lifecycle.WITH_PROCESS:
+            raise Conflict(f"container {entry.container.name} is not running")
+        return self.cgroups.open(entry.container.id).procs()
+
+    async def diff(self, ref: str) -> builtins.list[Change]:
+        """What the container changed in its root filesystem (``diff``), running or not."""
+        c = self._lookup(ref).container
+        image = self._image(c.config.image, c.config.image_id)
+        where = self.store.container_dir(c.id)
+        boxd_files = _plan.etc_files(c).keys()
+        return await trio.to_thread.run_sync(_diff.changes, image, where, boxd_files)
+
+    async def prune(self) -> tuple[builtins.list[str], int]:
+        """Remove every container at rest (created, stopped or exited): their ids, and the
+        bytes of the files they held."""
+        removed, reclaimed = [], 0
+        for entry in builtins.list(self._entries.values()):
+            if entry.phase in _lifecycle.AT_REST:
+                async with entry.lock:
+                    if entry.phase in _lifecycle.AT_REST:
+                        where = self.store.container_dir(entry.container.id)
+                        reclaimed += await trio.to_thread.run_sync(_bytes_below, where)
+                        await self._remove_now(entry)
+                        removed.append(entry.container.id)
+        return removed, reclaimed
+
     async def _remove_now(self, entry: _Entry) -> None:
         """The one removal path (``rm``, ``--rm``, start-up): removing, then gone."""
         if entry.phase is REMOVING:
@@ -715,6 +815,28 @@ class Supervisor:
         assert proc.outcome is not None
         return proc.outcome.exit_code
 
+    async def exec_detached(self, ref: str, command: tuple[str, ...], **options: Any) -> Run:
+        """``exec -d``: start the process and return once it runs.  It lives on in the
+        supervisor's nursery, its output discarded, until it ends or its container does
+        (it is in the container's cgroup).  ``options`` as for :meth:`exec`."""
+        run: Run = await self._nursery.start(self._exec_in_background, ref, command, options)
+        return run
+
+    async def _exec_in_background(
+        self,
+        ref: str,
+        command: tuple[str, ...],
+        options: dict[str, Any],
+        task_status: trio.TaskStatus[Run],
+    ) -> None:
+        relay = _Relay(task_status)
+        try:
+            await self.exec(ref, command, task_status=relay, **options)
+        except Exception:
+            if not relay.done:
+                raise  # the caller of exec_detached is told
+            log.exception("%s: detached exec of %s failed", ref, command[0])
+
     async def update(self, ref: str, resources: Resources) -> Container:
         entry = self._lookup(ref)
         c = entry.container
@@ -733,9 +855,18 @@ class Supervisor:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._trash.set()  # directories of containers removed just before it died
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
+        adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()
         for c in loaded.containers:
             entry = self._entries[c.id] = _Entry(c)
+            found = await _live.find_shim(self.store.container_dir(c.id))
+            if found is not None:
+                why_not = _live.why_not_adopt(found, c, live_restore=self.live_restore)
+                if why_not is None:
+                    adoptions[c.id] = found
+                    continue
+                log.warning("%s: killing the process its shim keeps: %s", c.short_id, why_not)
+                await _live.end(found)
             if entry.phase in _lifecycle.LIVE:
                 interrupted.add(c.id)
                 try:
@@ -745,17 +876,26 @@ class Supervisor:
         # Every other cgroup holds what no record shows (a create or start cut short, a
         # record set aside): killed and removed.  A newer boxd's containers are not ours.
         for name in self.cgroups.list_children():
-            if name in loaded.foreign:
+            if name in loaded.foreign or name in adoptions:
                 continue
             log.info("removing cgroup %s left by a previous daemon", name)
             try:
                 await self.cgroups.open(name).remove()
             except OSError as exc:
                 log.warning("cannot remove cgroup %s: %s", name, exc)
-        await self.networks.recover(set(self._entries))
+        await self.networks.recover(
+            set(self._entries), [self._entries[cid].container for cid in adoptions]
+        )
         for entry in list(self._entries.values()):
             c = entry.container
-            if entry.phase is REMOVING:  # the last daemon died removing it
+            if c.id in adoptions:
+                log.info("%s: adopting process %d", c.short_id, c.state.pid)
+                adopt = functools.partial(self._lifecycle, entry, adoption=adoptions[c.id])
+                try:
+                    await self._nursery.start(adopt)
+                except Exception as exc:  # one container must not stop the daemon
+                    log.error("%s: adoption failed: %s", c.short_id, exc)
+            elif entry.phase is REMOVING:  # the last daemon died removing it
                 self._discard(entry)
             elif c.config.auto_remove and entry.phase is not CREATED:
                 await self._remove_now(entry)
@@ -806,6 +946,13 @@ class Supervisor:
         self.store.save(c)
 
     async def _shutdown(self) -> None:
+        if self.live_restore:
+            # The containers outlive us: when the nursery is cancelled, each run lets go of
+            # its process, which its shim keeps for the next supervisor.
+            for entry in self._entries.values():
+                if entry.run is not None:
+                    entry.run.detach = True
+            return
         async with trio.open_nursery() as nursery:
             for entry in list(self._entries.values()):
                 if entry.phase in _lifecycle.LIVE:
@@ -856,14 +1003,18 @@ async def open_supervisor(
     procview: ProcView | None = None,
     insecure_registries: frozenset[str] = frozenset(),
     bridge: BridgeOptions | None = None,
+    live_restore: bool = False,
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the containers stored under ``root``.
 
     On entry, records are reconciled with reality (see :meth:`Supervisor._recover`); on
     exit every running container is stopped gracefully (its stop signal and timeout),
-    and the networks' bridges and rules are removed.  ``native`` and ``cgroups`` replace
-    the spawn path and the host's cgroups (tests give :class:`~boxd._native.FakeNative`
-    and a fake cgroup tree); ``bridge``: the default network's bridge and subnet.
+    and the networks' bridges and rules are removed.  With ``live_restore`` they run on
+    after the exit (and a crash), each kept by a boxd-shim, and the next supervisor on
+    ``root`` with ``live_restore`` adopts them (the networks stay for them).  ``native``
+    and ``cgroups`` replace the spawn path and the host's cgroups (tests give
+    :class:`~boxd._native.FakeNative` and a fake cgroup tree); ``bridge``: the default
+    network's bridge and subnet.
     """
     store = Store(Path(root))
     if cgroups is None:
@@ -876,7 +1027,8 @@ async def open_supervisor(
             cgroups,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
-            networks=Networks(store.root, bridge or BridgeOptions()),
+            networks=Networks(store.root, bridge or BridgeOptions(), keep=live_restore),
+            live_restore=live_restore,
         )
         sup.procview = procview
         sup.puller.insecure = insecure_registries

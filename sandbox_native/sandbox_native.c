@@ -32,6 +32,10 @@
  *      becomes the sync socket (see wait_for_start)
  *  13. seccomp if no_new_privs is on (as late as possible), then execve
  *
+ * ns_fds (fd, CLONE_NEW* type) pairs: namespaces the child joins with setns() right after
+ * its release, instead of making new ones (the OCI runtime's namespace paths: a pod's
+ * containers share its network, IPC and UTS namespaces).
+ *
  * keep_fds n keeps the caller's fds 3 .. 3+n-1 open at the same numbers (the OCI
  * runtime's --preserve-fds); every other fd is closed as above.
  *
@@ -72,6 +76,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -103,12 +108,18 @@ enum stage {
     STAGE_ATTACH = 23,
     STAGE_CONSOLE = 24,
     STAGE_START = 25,
+    STAGE_SHIM = 26,
 };
 
-/* The record kind (in place of a stage) that hands the parent the console's master. */
+/* The record kind (in place of a stage) that hands the parent the console's master; on
+ * the shim's report socket, the one that carries the container's pid and pidfd. */
 #define RECORD_CONSOLE 0
+#define RECORD_STARTED 0
 /* The record kind that tells the parent the child is set up and waits for `start`. */
 #define RECORD_WAITING (-1)
+
+/* The most namespaces a child joins by fd (network, IPC, UTS, cgroup). */
+#define MAX_JOIN 4
 
 /* The most detached mount trees (id-mapped image layers) a child takes with its release. */
 #define MAX_ATTACH 16
@@ -124,6 +135,7 @@ enum mount_kind {
     MK_MASK = 6,
     MK_WRITE_FILE = 7,
     MK_MKFILE = 8,
+    MK_SYSCTL = 9,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -168,7 +180,11 @@ struct plan {
     int join_pidfd;
     uint64_t clone_flags, join_flags;
     int sync_fd, report_fd;
+    const char *shim_path, *shim_dir;
+    char **shim_argv;
     int start_fd, keep_fds;
+    int ns_fds[MAX_JOIN], ns_types[MAX_JOIN];
+    Py_ssize_t nns;
 };
 
 static PyObject *ChildFailed;
@@ -239,7 +255,8 @@ static void close_all_but(const struct plan *p, int *keep, int n, int floor)
 static void keep_only_what_the_child_needs(const struct plan *p, int intermediate)
 {
     int keep[] = {p->stdio[0], p->stdio[1], p->stdio[2], p->sync_fd, p->start_fd,
-                  intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1};
+                  intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1,
+                  p->ns_fds[0], p->ns_fds[1], p->ns_fds[2], p->ns_fds[3]};
     close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]), 3 + p->keep_fds);
 }
 
@@ -496,6 +513,13 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_WRITE_FILE:
     case MK_MKFILE:
         return create_in_root(p, op);
+    case MK_SYSCTL:
+        fd = open_in_root(p, op->target, O_WRONLY | O_NOFOLLOW);
+        if (fd < 0)
+            return -1;
+        rc = write_all(fd, op->data);
+        close_keeping_errno(fd);
+        return rc;
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
     case MK_MASK:
@@ -731,6 +755,10 @@ __attribute__((noreturn)) static void child_main(const struct plan *p)
     reset_signals(p);
     int trees[MAX_ATTACH];
     wait_for_parent(p, trees);
+    for (Py_ssize_t i = 0; i < p->nns; i++) {
+        CHECK(p, setns(p->ns_fds[i], p->ns_types[i]), STAGE_JOIN, (int)i);
+        close(p->ns_fds[i]);
+    }
     /* In a new user namespace this process is still the host uid it was cloned as, which
      * the namespace does not map: become its root (the maps are written by now) so that
      * what the mounts create and check is owned by the mapped ids. */
@@ -787,6 +815,103 @@ __attribute__((noreturn)) static void intermediate_main(const struct plan *p)
         n = write(p->report_fd, &report, sizeof report);
     } while (n < 0 && errno == EINTR);
     _exit(n == (ssize_t)sizeof report ? 0 : 1);
+}
+
+/* Shim mode: a failure record on the report socket; the container (if any) is killed. */
+__attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage)
+{
+    int record[3] = {stage, errno, 0};
+    if (pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    ssize_t n;
+    do {
+        n = write(report, record, sizeof record);
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* Shim mode (see shim.c): this process clones the container, so that it is the container's
+ * parent, makes the listening socket in the container's directory, reports the container's
+ * pid and pidfd on the report socket and becomes boxd-shim.  The report socket is
+ * close-on-exec: end-of-file after the pid record means the shim runs. */
+__attribute__((noreturn)) static void shim_main(const struct plan *p)
+{
+    keep_only_what_the_child_needs(p, 1);
+    reset_signals(p);
+    /* Above 4, where the shim's fds go. */
+    int report = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 10);
+    if (report < 0)
+        shim_fail(p->report_fd, -1, STAGE_SHIM);
+    struct clone_args_v0 args;
+    memset(&args, 0, sizeof args);
+    int pidfd = -1;
+    args.flags = CLONE_PIDFD | (p->clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0)
+        child_main(p);
+    if (pid < 0)
+        shim_fail(report, -1, STAGE_FORK);
+    /* From here on only the container holds its end of the sync socket and its stdio. */
+    close(p->sync_fd);
+    for (int i = 0; i < 3; i++)
+        if (p->stdio[i] > 2)
+            close(p->stdio[i]);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        shim_fail(report, pidfd, STAGE_SHIM);
+    for (int i = 0; i < 3; i++)
+        if (dup2(null, i) < 0)
+            shim_fail(report, pidfd, STAGE_SHIM);
+    close(null);
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, "shim.sock", sizeof "shim.sock");
+    if (chdir(p->shim_dir) < 0 || (unlink(addr.sun_path) < 0 && errno != ENOENT))
+        shim_fail(report, pidfd, STAGE_SHIM);
+    int listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+        listen(listener, 4) < 0)
+        shim_fail(report, pidfd, STAGE_SHIM);
+    /* The shim's fds 3 and 4 (dup2 clears close-on-exec); everything else is closed. */
+    int high_listener = fcntl(listener, F_DUPFD_CLOEXEC, 10);
+    int high_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 10);
+    if (high_listener < 0 || high_pidfd < 0 || dup2(high_listener, 3) < 0 ||
+        dup2(high_pidfd, 4) < 0)
+        shim_fail(report, pidfd, STAGE_SHIM);
+    int keep[] = {3, 4, report};
+    close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]), 3);
+
+    int record[3] = {RECORD_STARTED, (int)pid, 0};
+    struct iovec iov = {.iov_base = record, .iov_len = sizeof record};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    memset(&control, 0, sizeof control);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    int sent_pidfd = 4;
+    memcpy(CMSG_DATA(c), &sent_pidfd, sizeof sent_pidfd);
+    ssize_t n;
+    do {
+        n = sendmsg(report, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        shim_fail(report, 4, STAGE_SHIM);
+    char *none[] = {NULL};
+    execve(p->shim_path, p->shim_argv, none);
+    shim_fail(report, 4, STAGE_SHIM);
 }
 
 /* ------------------------------------------------------------------ parent side */
@@ -851,7 +976,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_MKFILE) {
+        if (op->kind < MK_MOUNT || op->kind > MK_SYSCTL) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }
@@ -889,6 +1014,21 @@ static int parse_rlimits(PyObject *tuple, struct plan *p)
     return 0;
 }
 
+static int parse_ns_fds(PyObject *tuple, struct plan *p)
+{
+    p->nns = PyTuple_Size(tuple);
+    if (p->nns > MAX_JOIN) {
+        PyErr_Format(PyExc_ValueError, "at most %d namespaces to join, not %zd", MAX_JOIN,
+                     p->nns);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < p->nns; i++)
+        if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "ii;a namespace to join is (fd, type)",
+                              &p->ns_fds[i], &p->ns_types[i]))
+            return -1;
+    return 0;
+}
+
 static int parse_groups(PyObject *tuple, struct plan *p)
 {
     p->ngroups = PyTuple_Size(tuple);
@@ -918,6 +1058,7 @@ static void free_plan(struct plan *p)
     PyMem_Free(p->groups);
     PyMem_Free(p->rlimits);
     PyMem_Free(p->filter);
+    PyMem_Free(p->shim_argv);
 }
 
 /* None or bytes -> NULL or the buffer; 0 on success. */
@@ -983,27 +1124,45 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "argv", "env", "search_path", "clone_flags", "hostname", "rootfs", "mounts", "cwd",
         "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
-        "start_fd", "keep_fds", NULL,
+        "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
-    PyObject *cwd = NULL, *name = NULL, *attach = NULL;
+    PyObject *cwd = NULL, *name = NULL, *attach = NULL, *shim_path = NULL, *shim_dir = NULL;
+    PyObject *shim_argv = NULL, *ns_fds = NULL;
     unsigned long long clone_flags = 0, join_flags = 0;
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->join_pidfd = -1;
     p->start_fd = -1;
+    for (int i = 0; i < MAX_JOIN; i++)
+        p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!ii:spawn", keywords, &PyTuple_Type,
-            &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags, &hostname,
-            &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type, &groups,
-            &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type, &rlimits,
-            &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name, &PyTuple_Type,
-            &attach, &p->start_fd, &p->keep_fds))
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!:spawn", keywords,
+            &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
+            &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
+            &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
+            &rlimits, &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name,
+            &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
+            &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds))
         return -1;
     if (p->keep_fds < 0 || p->keep_fds > 65536) {
         PyErr_Format(PyExc_ValueError, "keep_fds %d is out of range 0..65536", p->keep_fds);
         return -1;
+    }
+    if (optional_cstring(shim_path, "shim_path", &p->shim_path) < 0 ||
+        optional_cstring(shim_dir, "shim_dir", &p->shim_dir) < 0)
+        return -1;
+    if (p->shim_path != NULL) {
+        if (p->shim_dir == NULL || shim_argv == NULL || PyTuple_Size(shim_argv) == 0 ||
+            p->join_pidfd >= 0 || p->start_fd >= 0 || p->keep_fds > 0) {
+            PyErr_SetString(PyExc_ValueError, "a shim needs shim_dir and a non-empty shim_argv, "
+                                              "and no join_pidfd, start_fd or keep_fds");
+            return -1;
+        }
+        p->shim_argv = (char **)string_array(shim_argv, "a shim argv item", NULL);
+        if (p->shim_argv == NULL)
+            return -1;
     }
     if (argv == NULL || PyTuple_Size(argv) == 0) {
         PyErr_SetString(PyExc_ValueError, "argv must be a non-empty tuple of bytes");
@@ -1045,7 +1204,8 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         return -1;
     }
     if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
-        (rlimits && parse_rlimits(rlimits, p) < 0) || parse_caps(caps, p) < 0 ||
+        (rlimits && parse_rlimits(rlimits, p) < 0) || (ns_fds && parse_ns_fds(ns_fds, p) < 0) ||
+        parse_caps(caps, p) < 0 ||
         parse_seccomp(seccomp, p) < 0)
         return -1;
     return 0;
@@ -1108,11 +1268,72 @@ static long finish_join(long intermediate, int report_fd, int sync_fd)
     return -1;
 }
 
+/* Raise the child's failure record as ChildFailed; 0 if it was not one. */
+static int raise_record(const int record[3])
+{
+    PyObject *err = Py_BuildValue("(iii)", record[0], record[1], record[2]);
+    if (err != NULL) {
+        PyErr_SetObject(ChildFailed, err);
+        Py_DECREF(err);
+    }
+    return -1;
+}
+
+/* Shim mode: the container's pid (its pidfd in *pidfd) once the intermediate has become
+ * boxd-shim, or -1 with an error set (the intermediate is reaped, the container killed). */
+static long finish_shim(long intermediate, int report_fd, int sync_fd, int *pidfd)
+{
+    int record[3] = {0, 0, 0}, failure[3] = {0, 0, 0};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = record, .iov_len = sizeof record};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    ssize_t n, m = -1;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        n = recvmsg(report_fd, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(pidfd, CMSG_DATA(c), sizeof(int));
+    if (n == (ssize_t)sizeof record && record[0] == RECORD_STARTED && *pidfd >= 0) {
+        /* Then end-of-file (the shim was exec'd) or the record of why not. */
+        do {
+            m = recv(report_fd, failure, sizeof failure, 0);
+        } while (m < 0 && errno == EINTR);
+    }
+    Py_END_ALLOW_THREADS
+    if (m == 0)
+        return record[1];
+    if (*pidfd >= 0) {
+        syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, NULL, 0);
+        close(*pidfd);
+        *pidfd = -1;
+    }
+    waitpid((pid_t)intermediate, NULL, 0);
+    if (m == (ssize_t)sizeof failure)
+        return raise_record(failure);
+    if (n == (ssize_t)sizeof record && record[0] != RECORD_STARTED)
+        return raise_record(record);
+    if (recv(sync_fd, failure, sizeof failure, MSG_DONTWAIT) == (ssize_t)sizeof failure)
+        return raise_record(failure);
+    PyErr_SetString(PyExc_RuntimeError, "shim: the intermediate process ended without a report");
+    return -1;
+}
+
 static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     (void)module;
     struct plan p;
-    int sv[2] = {-1, -1}, report[2] = {-1, -1}, pidfd = -1;
+    int sv[2] = {-1, -1}, report[2] = {-1, -1}, pidfd = -1, shim_pidfd = -1;
     PyObject *result = NULL;
     memset(&p, 0, sizeof p);
     if (parse_plan(args, kwargs, &p) < 0)
@@ -1127,7 +1348,31 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     clone.exit_signal = SIGCHLD;
     long pid;
     int saved;
-    if (p.join_pidfd >= 0) {
+    if (p.shim_path != NULL) {
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, report) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        p.report_fd = report[1];
+        clone.flags = CLONE_PIDFD;
+        clone.pidfd = (uint64_t)(uintptr_t)&shim_pidfd;
+        pid = clone_blocked(&clone, &p, shim_main);
+        saved = errno;
+        close_quietly(report[1]);
+        report[1] = -1;
+        close_quietly(sv[1]);
+        sv[1] = -1;
+        if (pid < 0) {
+            errno = saved;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        pid = finish_shim(pid, report[0], sv[0], &pidfd);
+        if (pid < 0) {
+            close_quietly(shim_pidfd);
+            goto out;
+        }
+    } else if (p.join_pidfd >= 0) {
         if (pipe2(report, O_CLOEXEC) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             goto out;
@@ -1167,10 +1412,12 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
             goto out;
         }
     }
-    result = Py_BuildValue("(lii)", pid, pidfd, sv[0]);
+    result = Py_BuildValue("(liii)", pid, pidfd, sv[0], shim_pidfd);
     if (result == NULL) {
-        /* Only memory can fail here; the child then reads EOF on its sync socket. */
+        /* Only memory can fail here; the child then reads EOF on its sync socket (and a
+         * shim's container ends, which ends the shim once a daemon says DONE). */
         close_quietly(pidfd);
+        close_quietly(shim_pidfd);
         goto out;
     }
     sv[0] = -1;
@@ -1217,8 +1464,8 @@ static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS,
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
-     "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds)\n"
-     "      -> (pid, pidfd, sync_fd)\n\n"
+     "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
+     "      shim_dir, shim_argv, ns_fds) -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"idmapped_tree", idmapped_tree, METH_VARARGS,
      "idmapped_tree(path, userns_fd) -> fd\n\n"

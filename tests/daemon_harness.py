@@ -36,6 +36,7 @@ class Daemon:
     # A network namespace the test made (a path under /run/netns) to run the daemon in;
     # None: the test session's own (see conftest.py: never the host's).
     netns_path: str | None = None
+    args: tuple[str, ...] = ()  # options every start of this daemon gets
 
     @property
     def docker_socket(self) -> Path:
@@ -58,6 +59,7 @@ class Daemon:
                 str(self.docker_socket),
                 "--log-level",
                 "debug",
+                *self.args,
                 *extra,
             ],
             env=_env(),
@@ -160,15 +162,42 @@ def leftover_cgroups(root: Path) -> list[str]:
     return sorted(found)
 
 
+def shims(root: Path) -> list[int]:
+    """Pids of the boxd-shims keeping containers of the daemon on ``root`` (a shim's working
+    directory is its container's directory); zombies are not counted."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or (entry / "comm").read_text() != "boxd-shim\n":
+                continue
+            if (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                continue
+            if Path(os.readlink(entry / "cwd")).is_relative_to(root):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
 @contextmanager
 def running_daemon(tmp_path: Path, *extra: str, netns: str | None = None) -> Iterator[Daemon]:
-    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock", netns_path=netns)
-    daemon.start(*extra)
+    """A daemon on a new root (in the network namespace ``netns``, else the session's).
+    On exit every container is removed (a daemon is started for that if the test left
+    none running: live restore keeps containers across daemons), the daemon must exit 0
+    on SIGTERM, and no cgroup and no shim may be left."""
+    daemon = Daemon(
+        root=tmp_path / "root", socket=tmp_path / "boxd.sock", args=extra, netns_path=netns
+    )
+    daemon.start()
     try:
         yield daemon
     finally:
         if daemon.process is None:  # the test killed it: the next daemon cleans up
-            daemon.start(*extra)
+            daemon.start()
+        ids = daemon.ctl("ps", "-a", "-q").stdout.split()
+        if ids:  # live restore keeps containers across daemons: removed here
+            daemon.ctl("rm", "-f", *ids)
         if daemon.stop() != 0:
             raise AssertionError("boxd did not exit 0 on SIGTERM")
         assert leftover_cgroups(daemon.root) == []
+        assert shims(daemon.root) == []

@@ -6,14 +6,20 @@ pushed with skopeo: bytes written by other tools, read by boxd.  Nothing leaves 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.server
 import json
+import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +59,9 @@ def _tool(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
+def running_registry(
+    tmp_path: Path, htpasswd: Path | None = None, token: TokenServer | None = None
+) -> Iterator[Registry]:
     binary = _tool("docker-registry")
     port = _free_port()
     storage = tmp_path / "registry-storage"
@@ -62,6 +70,11 @@ def running_registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[R
     auth = ""
     if htpasswd is not None:
         auth = f"auth:\n  htpasswd:\n    realm: boxd-test\n    path: {htpasswd}\n"
+    if token is not None:
+        auth = (
+            f"auth:\n  token:\n    realm: {token.realm}\n    service: {token.service}\n"
+            f"    issuer: {token.issuer}\n    rootcertbundle: {token.cert}\n"
+        )
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
@@ -89,6 +102,121 @@ def running_registry(tmp_path: Path, htpasswd: Path | None = None) -> Iterator[R
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def write_htpasswd(path: Path, user: str, password: str) -> Path:
+    """An htpasswd file with a bcrypt entry (what docker-registry accepts)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    path.write_text(
+        f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n"
+    )
+    return path
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@attrs.define
+class TokenServer:
+    """A token server as the distribution spec describes it: it answers GET
+    ``/token?service=&scope=`` with a JWT (RS256, signed with openssl, its certificate in
+    the ``x5c`` header) granting what the scope asks, if the basic-auth credentials are
+    ``user``:``password`` (or to anyone when ``anonymous``)."""
+
+    realm: str
+    cert: Path
+    key: Path
+    user: str
+    password: str
+    anonymous: bool
+    service: str = "boxd-test-registry"
+    issuer: str = "boxd-test-issuer"
+    asked: list[dict[str, str]] = attrs.Factory(list)
+
+    def token(self, scope: str, subject: str) -> str:
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+        access = []
+        if scope:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + 600,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": os.urandom(8).hex(),
+            "access": access,
+        }
+        signing = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing.encode(),
+            check=True,
+            capture_output=True,
+        ).stdout
+        return f"{signing}.{_b64(signature)}"
+
+
+@contextlib.contextmanager
+def running_token_server(
+    tmp_path: Path, user: str, password: str, *, anonymous: bool = False
+) -> Iterator[TokenServer]:
+    key, cert = tmp_path / "token.key", tmp_path / "token.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=boxd-test-token", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    holder: list[TokenServer] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            server = holder[0]
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            given = self.headers.get("Authorization")
+            server.asked.append({**query, "auth": "yes" if given else "no"})
+            if given != expected and not (server.anonymous and given is None):
+                self.send_response(401)
+                self.end_headers()
+                return
+            body = json.dumps(
+                {"token": server.token(query.get("scope", ""), user if given else "")}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = httpd.server_address[1]
+    holder.append(
+        TokenServer(f"http://127.0.0.1:{port}/token", cert, key, user, password, anonymous)
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder[0]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
 
 
 def build_oci_image(
@@ -130,7 +258,7 @@ def build_oci_image(
     subprocess.run([umoci, "config", "--image", image, *args], check=True)
 
 
-def push(layout: Path, tag: str, registry: Registry, name: str) -> None:
+def push(layout: Path, tag: str, registry: Registry, name: str, creds: str | None = None) -> None:
     skopeo = _tool("skopeo")
     subprocess.run(
         [
@@ -138,6 +266,7 @@ def push(layout: Path, tag: str, registry: Registry, name: str) -> None:
             "copy",
             "--quiet",
             "--dest-tls-verify=false",
+            *([f"--dest-creds={creds}"] if creds else []),
             f"oci:{layout}:{tag}",
             f"docker://{registry.host}/{name}",
         ],
@@ -153,3 +282,72 @@ def manifest_of(registry: Registry, name: str, tag: str) -> dict[str, object]:
     with urllib.request.urlopen(request, timeout=10) as r:
         data: dict[str, object] = json.loads(r.read())
     return data
+
+
+@attrs.define
+class StallingProxy:
+    """A loopback HTTP proxy to a registry that sends half of one blob and then stalls
+    (``stalled`` is set) until ``release`` is set: a pull caught in the middle of a
+    download, for as long as the test needs, with no timing involved."""
+
+    host: str
+    blob: str
+    stalled: threading.Event = attrs.Factory(threading.Event)
+    release: threading.Event = attrs.Factory(threading.Event)
+
+
+@contextlib.contextmanager
+def stalling_proxy(registry: Registry, blob: str) -> Iterator[StallingProxy]:
+    holder: list[StallingProxy] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self, method: str) -> None:
+            proxy = holder[0]
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            request = urllib.request.Request(
+                f"http://{registry.host}{self.path}", headers=headers, method=method
+            )
+            try:
+                answer = urllib.request.urlopen(request, timeout=30)
+            except urllib.error.HTTPError as exc:
+                answer = exc
+            body = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.headers.items():
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if method == "HEAD":
+                return
+            if proxy.blob in self.path:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                proxy.stalled.set()
+                proxy.release.wait()
+                return
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._forward("GET")
+
+        def do_HEAD(self) -> None:
+            self._forward("HEAD")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    holder.append(StallingProxy(f"127.0.0.1:{httpd.server_address[1]}", blob))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder[0]
+    finally:
+        holder[0].release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -10,6 +10,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,8 +71,8 @@ class _UnixHTTP(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)  # blocking: waits for room in the listen backlog
         self.sock.settimeout(30)
-        self.sock.connect(self.path)
 
 
 def _call(
@@ -122,19 +123,20 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
     script = (
         "ulimit -n; ulimit -Hn; echo $A; pwd; id -u; id -G; cat /mnt/file; "
         "touch /mnt/x 2>/dev/null || echo ro-volume; touch /x 2>/dev/null || echo ro-root; "
-        "touch /scratch/x && echo tmpfs-rw"
+        "touch /scratch/x && echo tmpfs-rw; grep db /etc/hosts; cat /proc/sys/kernel/msgmax; "
+        "cat /proc/1/comm"
     )
     r = _docker(
         clean,
         *("run", "--rm", "--ulimit", "nofile=100:200", "-e", "A=1", "-w", "/tmp"),
         *("-u", "1000:1000", "--group-add", "5", "-v", f"{tmp_path}:/mnt:ro", "--read-only"),
-        *("--tmpfs", "/scratch:size=1m,mode=1777", "default", "sh", "-c", script),
+        *("--tmpfs", "/scratch:size=1m,mode=1777", "--add-host", "db:10.1.2.3", "--init"),
+        *("--sysctl", "kernel.msgmax=4321", "default", "sh", "-c", script),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n") == [
         *("100", "200", "1", "/tmp", "1000", "1000 5", "from-host", "ro-volume", "ro-root"),
-        "tmpfs-rw",
-        "",
+        *("tmpfs-rw", "10.1.2.3\tdb", "4321", "init", ""),
     ]
 
 
@@ -214,6 +216,22 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert (r.returncode, "restart policy" in r.stderr) == (1, True)
     assert _docker(clean, "kill", "dup").returncode == 0
     assert _docker(clean, "wait", "dup").stdout == "137\n"
+
+
+@needs_cli
+def test_rename_diff_prune(clean: Daemon) -> None:
+    script = "echo x > /added; rm /etc/group"
+    assert _docker(clean, "run", "--name", "d1", "default", "sh", "-c", script).returncode == 0
+    assert _docker(clean, "rename", "d1", "d2").returncode == 0
+    assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "d2\n"
+    changes = _docker(clean, "diff", "d2").stdout.splitlines()
+    assert {"A /added", "D /etc/group"} <= set(changes)
+    r = _docker(clean, "rename", "d2", "bad name")
+    assert r.returncode == 1
+    assert "bad name" in r.stderr
+    r = _docker(clean, "container", "prune", "-f")
+    assert r.stdout.startswith("Deleted Containers:\n")
+    assert _docker(clean, "ps", "-a", "-q").stdout == ""
 
 
 @pytest.fixture
@@ -405,6 +423,19 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", '/containers/json?filters={"status":["asleep"]}', None, 400, "asleep"),
     ("GET", "/containers/json?all=maybe", None, 400, "all"),
     ("GET", "/containers/json?limit=ten", None, 400, "limit"),
+    ("GET", "/events?since=yesterday", None, 400, "since"),
+    ("GET", '/events?filters={"colour":["red"]}', None, 400, "colour"),
+    ("POST", "/images/create", None, 400, "fromImage"),
+    ("POST", "/images/create?fromImage=Bad%20Name", None, 400, "Bad Name"),
+    ("DELETE", "/images/nope", None, 404, "No such image: nope"),
+    ("DELETE", "/images/default", None, 409, "built in"),
+    ("POST", "/images/nope/tag?repo=x", None, 404, "No such image: nope"),
+    ("POST", "/images/default/tag", None, 400, "repo"),
+    ("GET", "/containers/nope/top", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/pause", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/update", b"{}", 404, "No such container: nope"),
+    ("POST", "/containers/nope/resize?h=1&w=1", None, 404, "No such container: nope"),
+    ("POST", "/exec/nope/resize?h=1&w=1", None, 404, "No such exec instance: nope"),
     ("GET", "/v1.99/containers/json", None, 400, "too new"),
     ("GET", "/v1.12/containers/json", None, 400, "too old"),
     ("GET", "/no/such/route", None, 404, "page not found"),
@@ -459,8 +490,8 @@ def test_container_state_errors(clean: Daemon) -> None:
 def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> None:
     for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n"):
         with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
             s.connect(str(clean.docker_socket))
+            s.settimeout(30)
             s.sendall(raw)
             reply = s.recv(65536)
         assert reply.startswith(b"HTTP/1.1 400 ")
@@ -470,6 +501,17 @@ def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> Non
         s.connect(str(clean.docker_socket))
         s.sendall(b"POST /containers/create HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
     assert _call(clean, "GET", "/_ping")[0] == 200
+    # Silent connections cannot lock real clients out: the oldest waiting ones are closed.
+    silent = [socket.socket(socket.AF_UNIX) for _ in range(200)]
+    try:
+        for s in silent:
+            s.connect(str(clean.docker_socket))
+        assert _call(clean, "GET", "/_ping")[0] == 200
+        silent[0].settimeout(30)
+        assert silent[0].recv(1) == b""  # closed by the daemon
+    finally:
+        for s in silent:
+            s.close()
 
 
 # ---- images, against a real registry on loopback --------------------------------------
@@ -543,3 +585,37 @@ def _default_id() -> str:
     from boxd._dockerapi._shapes import default_image_id
 
     return default_image_id()
+
+
+@needs_cli
+def test_import_save_load_commit_history_prune(
+    clean: Daemon, tmp_path: Path, busybox_root: Path
+) -> None:
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    r = _docker(clean, "import", str(tarball), "bb:1")
+    assert r.returncode == 0, r.stderr
+    image_id = r.stdout.strip()
+    assert _docker(clean, "run", "--rm", "bb:1", "/bin/echo", "imported").stdout == "imported\n"
+    saved = tmp_path / "saved.tar"
+    assert _docker(clean, "save", "-o", str(saved), "bb:1").returncode == 0
+    assert _docker(clean, "rmi", "bb:1").returncode == 0
+    r = _docker(clean, "load", "-i", str(saved))
+    assert (r.returncode, r.stdout) == (0, "Loaded image: bb:1\n"), r.stderr
+    assert _docker(clean, "images", "-q", "--no-trunc", "bb:1").stdout.strip() == image_id
+    history = _docker(clean, "history", "--format", "{{.CreatedBy}}", "bb:1").stdout
+    assert history.strip() != ""
+    r = _docker(clean, "run", "--name", "cm", "bb:1", "/bin/sh", "-c", "echo made > /made")
+    assert r.returncode == 0, r.stderr
+    assert _docker(clean, "commit", "cm", "bb:2").returncode == 0
+    assert _docker(clean, "run", "--rm", "bb:2", "cat", "/made").stdout == "made\n"
+    exported = tmp_path / "exported.tar"
+    assert _docker(clean, "export", "-o", str(exported), "cm").returncode == 0
+    with tarfile.open(exported) as tar:
+        names = tar.getnames()
+    assert "made" in [n.removeprefix("./") for n in names]
+    assert "bin/busybox" in [n.removeprefix("./") for n in names]
+    assert _docker(clean, "rm", "cm").returncode == 0
+    pruned = _docker(clean, "image", "prune", "-a", "-f").stdout
+    assert "untagged: bb:1" in pruned and "untagged: bb:2" in pruned
+    assert _docker(clean, "images", "-q").stdout.split() == [_default_id()[7:19]]

@@ -11,6 +11,7 @@ import pytest
 from daemon_harness import Daemon
 
 from boxd._hosts import parse_host
+from boxd._sysctl import parse_sysctl
 from boxd._ulimits import parse_ulimit
 
 CAP_SYS_RESOURCE = 24
@@ -68,7 +69,7 @@ def test_ulimits_reach_init_and_exec(daemon: Daemon) -> None:
     assert _limit(execd, "Max open files") == ("64", "128")
     daemon.ctl("rm", "-f", "u")
     bad = daemon.ctl("run", "--rm", "--ulimit", "nofile=200:100", "default", "true", check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 125
     assert "invalid --ulimit 'nofile=200:100': the soft limit 200 is above" in bad.stderr
 
 
@@ -84,7 +85,7 @@ def test_group_add_in_run_and_exec(daemon: Daemon) -> None:
     assert bad.returncode == 125
     assert "unable to find group staff2: no matching entries in group file" in bad.stderr
     bad = daemon.ctl("run", "--rm", "--group-add", "a:b", "default", "true", check=False)
-    assert bad.returncode != 0 and "invalid --group-add 'a:b'" in bad.stderr
+    assert bad.returncode == 125 and "invalid --group-add 'a:b'" in bad.stderr
 
 
 def test_add_host_parsing() -> None:
@@ -112,7 +113,7 @@ def test_add_host_lines_in_etc_hosts(daemon: Daemon) -> None:
     # (--network none: no address of its own, so its name is 127.0.1.1's, as on Debian)
     assert out.splitlines()[-3:] == ["127.0.1.1\tweb", "10.0.0.5\tdb", "2001:db8::1\tv6"]
     bad = daemon.ctl("run", "--rm", "--add-host", "db:nowhere", "default", "true", check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 125
     assert "invalid --add-host 'db:nowhere': 'nowhere' is not an IP address" in bad.stderr
 
 
@@ -130,7 +131,7 @@ def test_oom_score_adj_for_init_and_exec(daemon: Daemon) -> None:
     assert daemon.ctl("exec", "o", *read).stdout == "500\n"
     daemon.ctl("rm", "-f", "o")
     bad = daemon.ctl("run", "--rm", "--oom-score-adj", "1001", "default", "true", check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 125
     assert "invalid --oom-score-adj 1001: must be between -1000 and 1000" in bad.stderr
 
 
@@ -188,3 +189,41 @@ def test_init_forwards_stop_and_reaps_orphans(daemon: Daemon) -> None:
     poll = f"for i in $(seq 200); do [ $({ZOMBIES}) = 0 ] && exit 0; sleep 0.05; done; exit 1"
     assert daemon.ctl("exec", "z", "sh", "-c", poll, check=False).returncode == 0
     daemon.ctl("rm", "-f", "plain", "s", "z")
+
+
+@pytest.mark.parametrize(
+    ("text", "network", "message"),
+    [
+        ("net.ipv4.ip_forward=1", "host", "with --network host it would change the host's"),
+        ("vm.swappiness=10", "none", "vm.swappiness is not namespaced"),
+        ("kernel.hostname=x", "none", "set the hostname with --hostname"),
+        ("kernel.shmmax", "none", "use KEY=VALUE"),
+        ("../../etc/x=1", "none", "use KEY=VALUE"),
+        ("kernel.sem=1\n2", "none", "the value holds a newline"),
+    ],
+)
+def test_sysctls_must_be_namespaced(text: str, network: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"invalid --sysctl {text!r}")) as info:
+        parse_sysctl(text, network=network)
+    assert message in str(info.value)
+
+
+@pytest.mark.root
+def test_sysctls_reach_only_the_containers_namespaces(daemon: Daemon) -> None:
+    files = ("/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/kernel/shmmax",
+             "/proc/sys/fs/mqueue/msg_max", "/proc/sys/kernel/domainname")  # fmt: skip
+    host = [Path(f).read_text() for f in files]
+    out = daemon.ctl(
+        "run", "--rm", "--network", "none", "--sysctl", "net.ipv4.ip_unprivileged_port_start=80",
+        "--sysctl", "kernel.shmmax=1000000", "--sysctl", "fs.mqueue.msg_max=20",
+        "--sysctl", "kernel.domainname=example.org", "default", "cat", *files,
+    ).stdout  # fmt: skip
+    assert out.splitlines() == ["80", "1000000", "20", "example.org"]
+    assert [Path(f).read_text() for f in files] == host
+    bad = daemon.ctl("run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "default", "true",
+                     check=False)  # fmt: skip
+    assert bad.returncode == 125 and "with --network host it would change" in bad.stderr
+    bad = daemon.ctl("run", "--rm", "--sysctl", "kernel.shmmax=lots", "default", "true",
+                     check=False)  # fmt: skip
+    assert bad.returncode == 125
+    assert "set /proc/sys/kernel/shmmax: Invalid argument" in bad.stderr

@@ -87,6 +87,7 @@ def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
     assert not (root / "etc/.wh.motd").exists()
     assert os.getxattr(root / "var/cache", "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(root / "var/cache", "user.overlay.opaque") == b"y"
     assert (root / "var/cache/new").read_bytes() == b"x"
 
 

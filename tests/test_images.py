@@ -3,15 +3,28 @@ with skopeo, pulled and run by a real boxd through boxctl."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import stat
+import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
-from registry_harness import Registry, build_oci_image, manifest_of, push, running_registry
+from daemon_harness import Daemon, daemon_cli, running_daemon
+from registry_harness import (
+    Registry,
+    build_oci_image,
+    manifest_of,
+    push,
+    running_registry,
+    running_token_server,
+    stalling_proxy,
+    write_htpasswd,
+)
 
 pytestmark = pytest.mark.root
 
@@ -119,7 +132,7 @@ def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: P
     r = daemon.ctl(
         "run", "--rm", "--pull", "never", f"{registry.host}/box:nope", "true", check=False
     )
-    assert r.returncode == 1 and "no such image" in r.stderr
+    assert r.returncode == 125 and "no such image" in r.stderr
 
 
 def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
@@ -146,7 +159,7 @@ def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     r = daemon.ctl("pull", "127.0.0.1:1/x", check=False)
     assert r.returncode == 125 and "cannot reach registry 127.0.0.1:1" in r.stderr
     r = daemon.ctl("run", "--rm", "--pull", "never", "nothing-here", check=False)
-    assert r.returncode == 1 and "no such image: nothing-here" in r.stderr
+    assert r.returncode == 125 and "no such image: nothing-here" in r.stderr
 
 
 def test_credentials_file_is_private(daemon: Daemon, registry: Registry) -> None:
@@ -156,3 +169,316 @@ def test_credentials_file_is_private(daemon: Daemon, registry: Registry) -> None
     assert registry.host in json.loads(auth.read_text())["auths"]
     daemon.ctl("logout", registry.host)
     assert registry.host not in json.loads(auth.read_text())["auths"]
+
+
+def test_basic_auth_with_login(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", "me", "pw-basic")
+    with running_registry(tmp_path, htpasswd=htpasswd) as registry:
+        push(layout, "v1", registry, "box:v1", creds="me:pw-basic")
+        ref = f"{registry.host}/box:v1"
+        r = daemon.ctl("pull", ref, check=False)
+        assert (
+            r.returncode == 125 and f"requires a login (boxctl login {registry.host})" in r.stderr
+        )
+        r = daemon.ctl("login", "-u", "me", "-p", "wrong", registry.host, check=False)
+        assert r.returncode == 125 and "refused the credentials" in r.stderr
+        daemon.ctl("login", "-u", "me", "--password-stdin", registry.host, input=b"pw-basic\n")
+        assert daemon.ctl("run", "--rm", ref, "echo", "in").stdout == "in\n"
+        assert "pw-basic" not in (daemon.root / "auth.json").read_text()
+        daemon.ctl("logout", registry.host)
+        daemon.ctl("rmi", ref)
+        assert daemon.ctl("pull", ref, check=False).returncode == 125
+
+
+def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
+    with (
+        running_token_server(tmp_path, "me", "pw-token") as tokens,
+        running_registry(tmp_path, token=tokens) as registry,
+    ):
+        push(layout, "v1", registry, "team/box:v1", creds="me:pw-token")
+        ref = f"{registry.host}/team/box:v1"
+        tokens.asked.clear()
+        r = daemon.ctl("pull", ref, check=False)
+        assert r.returncode == 125 and "refused an anonymous pull" in r.stderr
+        assert tokens.asked == [
+            {"scope": "repository:team/box:pull", "service": tokens.service, "auth": "no"}
+        ]
+        daemon.ctl("login", "-u", "me", "-p", "pw-token", registry.host)
+        daemon.ctl("pull", ref)
+        assert tokens.asked[-1] == {
+            "scope": "repository:team/box:pull",
+            "service": tokens.service,
+            "auth": "yes",
+        }
+        # Anonymous tokens, where the token server gives them.
+        daemon.ctl("logout", registry.host)
+        daemon.ctl("rmi", ref)
+        tokens.anonymous = True
+        assert daemon.ctl("run", "--rm", ref, "echo", "anon").stdout == "anon\n"
+
+
+def test_commit_save_rmi_load_round_trip(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    daemon.ctl("pull", ref)
+    daemon.ctl(
+        "run", "--name", "changer", "-u", "0", ref,
+        "sh", "-c", "echo new > /work/new.txt; rm /work/hello.txt; mkdir -p /opt/x; rm -r /root",
+    )  # fmt: skip
+    image_id = daemon.ctl("commit", "-m", "my change", "changer", "mine/changed:1").stdout.strip()
+    assert image_id.startswith("sha256:")
+    daemon.ctl("rm", "changer")
+    check = "cat /work/new.txt; ls /work; ls -d /opt/x; ls /root 2>&1; ls /etc; id -u"
+    before = daemon.ctl("run", "--rm", "mine/changed:1", "sh", "-c", check).stdout
+    # The container's configuration (its -u 0 here) is the new image's, as in Docker.
+    assert before == (
+        "new\nnew.txt\n/opt/x\nls: /root: No such file or directory\n"
+        "group\nhostname\nhosts\npasswd\n0\n"
+    )
+    history = json.loads(daemon.ctl("history", "--format", "json", "mine/changed:1").stdout)
+    assert history[0]["created_by"] == "my change"
+
+    archive = tmp_path / "saved.tar"
+    daemon.ctl("save", "-o", str(archive), "mine/changed:1", ref)
+    daemon.ctl("rmi", "mine/changed:1", ref)
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    r = daemon.ctl("load", "-i", str(archive))
+    assert sorted(r.stdout.splitlines()) == sorted(
+        [f"Loaded image: {ref}", "Loaded image: mine/changed:1"]
+    )
+    after = daemon.ctl("run", "--rm", "mine/changed:1", "sh", "-c", check).stdout
+    assert after == before
+    assert json.loads(daemon.ctl("image", "inspect", "mine/changed:1").stdout)[0]["Id"] == image_id
+
+    # The archive is also a Docker archive and an OCI layout that skopeo reads.
+    skopeo_dir = tmp_path / "from-skopeo"
+    import subprocess
+
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"docker-archive:{archive}:mine/changed:1",
+         f"oci:{skopeo_dir}:x"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci-archive:{archive}:1", f"dir:{tmp_path / 'd'}"],
+        check=True,
+    )  # fmt: skip
+
+
+def test_load_archives_written_by_skopeo(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
+    import subprocess
+
+    docker_archive = tmp_path / "docker.tar"
+    oci_archive = tmp_path / "oci.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"docker-archive:{docker_archive}:x/y:1"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"oci-archive:{oci_archive}:z:2"],
+        check=True,
+    )  # fmt: skip
+    assert daemon.ctl("load", "-i", str(docker_archive)).stdout == "Loaded image: x/y:1\n"
+    assert daemon.ctl("run", "--rm", "x/y:1").stdout.startswith("hi from /work")
+    # From stdin, as `boxctl load < FILE`.
+    r = subprocess.run(
+        f"{daemon_cli(daemon)} load < {oci_archive}", shell=True, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Loaded image: z:2\n"
+
+
+def test_import_a_root_filesystem_tarball(
+    tmp_path: Path, daemon: Daemon, busybox_root: Path
+) -> None:
+    import subprocess
+
+    tarball = tmp_path / "rootfs.tar.gz"
+    subprocess.run(["tar", "-C", str(busybox_root), "-czf", str(tarball), "."], check=True)
+    image_id = daemon.ctl("import", str(tarball), "imported:1").stdout.strip()
+    assert image_id.startswith("sha256:")
+    assert daemon.ctl("run", "--rm", "imported:1", "echo", "ok").stdout == "ok\n"
+    r = daemon.ctl("run", "--rm", "imported:1", check=False)
+    assert r.returncode != 0 and "has no Cmd or Entrypoint" in r.stderr
+    # prune: untagged images go; -a takes tagged ones no container uses.
+    daemon.ctl("tag", "imported:1", "imported:2")
+    daemon.ctl("rmi", "imported:1")
+    assert daemon.ctl("image", "prune").stdout == ""
+    r = daemon.ctl("image", "prune", "-a")
+    assert "untagged: docker.io/library/imported:2" in r.stdout
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+
+
+def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None:
+    import io
+    import tarfile
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("../../escape")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(layer.getvalue())
+    r = daemon.ctl("import", str(archive), "evil:1", check=False)
+    assert r.returncode == 125 and "'../../escape' points outside the layer" in r.stderr
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
+
+
+def _add_index(layout: Path, tag: str, new_tag: str, platforms: list[str]) -> None:
+    """Tag ``new_tag``: an OCI index listing ``tag``'s manifest once per platform."""
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text())
+    manifest = next(
+        m for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+    )  # fmt: skip
+    entries = []
+    for platform in platforms:
+        os_name, arch = platform.split("/")
+        entry = {k: manifest[k] for k in ("mediaType", "digest", "size")}
+        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
+    data = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": entries}
+    ).encode()  # fmt: skip
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": f"sha256:{digest}",
+            "size": len(data),
+            "annotations": {"org.opencontainers.image.ref.name": new_tag},
+        }
+    )
+    index_path.write_text(json.dumps(index))
+
+
+def test_an_index_gives_the_hosts_platform(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    import platform
+    import shutil
+    import subprocess
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    other = "arm64" if arch != "arm64" else "amd64"
+    copy = tmp_path / "layout"
+    shutil.copytree(layout, copy)
+    _add_index(copy, "v1", "multi", [f"linux/{other}", f"linux/{arch}"])
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false", f"oci:{copy}:multi",
+         f"docker://{registry.host}/multi:1"],
+        check=True,
+    )  # fmt: skip
+    ref = f"{registry.host}/multi:1"
+    r = daemon.ctl("pull", "--platform", "linux/s390x", ref, check=False)
+    assert r.returncode == 125
+    assert "no image for platform linux/s390x (the index has: linux/amd64, linux/arm64)" in r.stderr
+    assert daemon.ctl("run", "--rm", ref, "echo", "mine").stdout == "mine\n"
+    digest = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["RepoDigests"][0]
+    # The repo digest is the index's (what the tag points at), as Docker reports it.
+    request = urllib.request.Request(
+        f"http://{registry.host}/v2/multi/manifests/1",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"
+
+
+def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -> None:
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    top = Path(tempfile.mkdtemp(prefix="boxd-images-userns-"))
+    try:
+        os.chmod(top, 0o711)  # the container's root (an unprivileged host uid) walks in
+        with running_daemon(top) as daemon:
+            daemon.ctl("pull", ref)
+            _run_user_namespaced(daemon, ref)
+    finally:
+        shutil.rmtree(top)
+
+
+def _run_user_namespaced(daemon: Daemon, ref: str) -> None:
+    r = daemon.ctl(
+        "run", "--rm", "--isolate-user", "-u", "0", ref,
+        "sh", "-c", "cat /work/hello.txt; ls /bin/vi; cat /proc/self/uid_map",
+        check=False,
+    )  # fmt: skip
+    assert r.stdout.startswith("hello from the second layer\n"), r.stderr
+    assert "/bin/vi" not in r.stdout  # the whiteout holds in the id-mapped layers too
+    assert r.stdout.split()[-3:-2] == ["0"] and r.stdout.split()[-2] != "0"
+
+
+def test_a_daemon_killed_during_a_pull_leaves_nothing_half_there(
+    tmp_path: Path, registry: Registry, layout: Path
+) -> None:
+    push(layout, "v1", registry, "box:v1")
+    last_layer = _layer_blobs(registry, "box")[-1]
+    with (
+        stalling_proxy(registry, last_layer.removeprefix("sha256:")) as proxy,
+        running_daemon(tmp_path, "--procview", "off") as daemon,
+    ):
+        import subprocess
+
+        pulling = subprocess.Popen(
+            [*daemon_cli(daemon).split(), "pull", f"{proxy.host}/box:v1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proxy.stalled.wait(60), "the pull never reached the last layer"
+        assert daemon.process is not None
+        daemon.process.kill()
+        daemon.process.wait()
+        assert pulling.wait(60) != 0
+        images = daemon.root / "images"
+        assert os.listdir(images / "tmp")  # the download in progress, left by the kill
+        daemon.start("--procview", "off")
+        assert os.listdir(images / "tmp") == []
+        assert os.listdir(images / "meta") == []
+        assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+        # Every layer directory present is a complete one (its record written last).
+        records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
+        assert set(os.listdir(images / "l")) == records
+        assert not (images / "blobs" / "sha256" / last_layer.removeprefix("sha256:")).exists()
+        # The same pull, straight from the registry, completes and runs.
+        ref = f"{registry.host}/box:v1"
+        daemon.ctl("pull", ref)
+        assert daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt").stdout == (
+            "hello from the second layer\n"
+        )
+
+
+def test_export_and_system_df(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    import tarfile
+
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    daemon.ctl("pull", ref)
+    daemon.ctl("run", "--name", "c", "-u", "0", ref, "sh", "-c", "echo x > /work/x; rm /bin/ls")
+    out = tmp_path / "c.tar"
+    daemon.ctl("export", "-o", str(out), "c")
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("work/x").read() == b"x\n"  # type: ignore[union-attr]
+    assert {"work/hello.txt", "bin/sh", "etc/passwd"} <= names
+    assert "bin/ls" not in names and "bin/vi" not in names  # whiteouts, upper and image
+    assert "etc/hostname" not in names
+    assert not any(".wh." in n for n in names)
+    df = json.loads(daemon.ctl("system", "df", "--format", "json").stdout)
+    assert (df["images"], df["images_active"], df["layers"], df["containers"]) == (1, 1, 2, 1)
+    assert df["images_size"] > 0 and df["images_reclaimable"] == 0
+    assert df["containers_size"] >= 2
+    assert daemon.ctl("system", "df").stdout.splitlines()[0].split() == [
+        "TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"
+    ]  # fmt: skip
+    r = daemon.ctl("export", "-o", str(out), "nope", check=False)
+    assert r.returncode == 1 and "no such container: nope" in r.stderr

@@ -245,7 +245,9 @@ def test_second_daemon_on_the_same_root_is_refused(daemon: Daemon) -> None:
 
 
 def test_kill_9_of_the_daemon_then_a_new_one_tells_the_truth(tmp_path: Path) -> None:
-    with running_daemon(tmp_path) as daemon:
+    """Without live restore the next daemon kills what a crashed one left (see
+    tests/test_live.py for the default)."""
+    with running_daemon(tmp_path, "--no-live-restore") as daemon:
         daemon.ctl("run", "-d", "--name", "orphan", "default", "sleep", "300")
         daemon.ctl(
             "run", "-d", "--name", "phoenix", "--restart", "always", "default", "sleep", "300"
@@ -262,7 +264,7 @@ def test_kill_9_of_the_daemon_then_a_new_one_tells_the_truth(tmp_path: Path) -> 
 
 
 def test_daemon_sigterm_stops_containers_and_removes_socket(tmp_path: Path) -> None:
-    with running_daemon(tmp_path) as daemon:
+    with running_daemon(tmp_path, "--no-live-restore") as daemon:
         daemon.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
         pid = daemon.inspect("s")["state"]["pid"]
         assert daemon.stop() == 0

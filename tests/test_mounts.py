@@ -90,10 +90,10 @@ def test_tmpfs_and_shm_in_a_container(daemon: Daemon) -> None:
 @pytest.mark.root
 def test_bad_tmpfs_and_shm_size_are_refused(daemon: Daemon) -> None:
     bad = daemon.ctl("run", "--rm", "--tmpfs", "/run:sise=1m", "default", "true", check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 125
     assert "invalid --tmpfs '/run:sise=1m': unknown option 'sise'" in bad.stderr
     bad = daemon.ctl("create", "--shm-size", "0", "default", "true", check=False)
-    assert bad.returncode != 0 and "invalid --shm-size '0'" in bad.stderr
+    assert bad.returncode == 125 and "invalid --shm-size '0'" in bad.stderr
     assert daemon.ctl("ps", "-aq").stdout == ""
 
 

@@ -212,6 +212,18 @@ def status_field(output: str, name: str) -> str:
         ({"argv": ("true",), "cwd": "tmp"}, "cwd 'tmp' must be absolute"),
         ({"argv": ("true",), "join_pidfd": 5}, "join_namespaces is empty"),
         (
+            {"argv": ("true",), "ns_paths": ((Namespace.PID, "/proc/1/ns/pid"),)},
+            "joining a pid namespace by path is not supported",
+        ),
+        (
+            {
+                "argv": ("true",),
+                "namespaces": frozenset({Namespace.NET}),
+                "ns_paths": ((Namespace.NET, "/proc/1/ns/net"),),
+            },
+            "the network namespace is both new and joined",
+        ),
+        (
             {
                 "argv": ("true",),
                 "join_pidfd": 5,

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import oci_peers
 import pytest
 
+from boxd._native import Namespace
 from boxd._oci import _spec, _translate
 from boxd._oci._spec import SpecError
 
@@ -78,9 +81,16 @@ def test_spec_keeps_unknown_fields_and_refuses_what_matters() -> None:
 
 def test_namespace_paths_and_time_namespace_are_refused(tmp_path: Path) -> None:
     document = runc_spec()
-    document["linux"]["namespaces"].append({"type": "network", "path": "/proc/1/ns/net"})
-    with pytest.raises(SpecError, match=r"joining the network namespace at /proc/1/ns/net"):
+    document["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"})
+    with pytest.raises(SpecError, match=r"joining the pid namespace at /proc/1/ns/pid"):
         _translate.namespaces(_spec.parse(document))
+    document = runc_spec()
+    document["linux"]["namespaces"].append({"type": "network", "path": "/proc/1/ns/net"})
+    assert _translate.joined(_spec.parse(document)) == ((Namespace.NET, "/proc/1/ns/net"),)
+    document["linux"]["namespaces"].append({"type": "user"})
+    with pytest.raises(SpecError, match="with a new user namespace is not supported"):
+        _translate.namespaces(_spec.parse(document))
+    document = runc_spec()
     document["linux"]["namespaces"][-1] = {"type": "time"}
     with pytest.raises(SpecError, match="the time namespace is not supported"):
         _translate.namespaces(_spec.parse(document))
@@ -149,14 +159,7 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) 
     """An OCI image layout holding the busybox root as one layer (built with umoci)."""
     if shutil.which("umoci") is None:
         pytest.skip("umoci is not installed (apt-get install umoci)")
-    base = tmp_path_factory.mktemp("oci-image")
-    layout, work = base / "layout", base / "work"
-    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
-    subprocess.run(["umoci", "new", "--image", f"{layout}:busybox"], check=True)
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:busybox", str(work)], check=True)
-    shutil.copytree(busybox_root, work / "rootfs", symlinks=True, dirs_exist_ok=True)
-    subprocess.run(["umoci", "repack", "--image", f"{layout}:busybox", str(work)], check=True)
-    return layout
+    return oci_peers.make_busybox_image(tmp_path_factory.mktemp("oci-image"), busybox_root)
 
 
 @pytest.fixture
@@ -454,3 +457,105 @@ def test_features_names_what_is_supported() -> None:
     assert "createRuntime" in features["hooks"] and "rbind" in features["mountOptions"]
     assert features["linux"]["cgroup"]["systemd"] is False
     assert os.path.exists(RUNTIME)
+
+
+@pytest.mark.root
+def test_hooks_get_the_state_and_time_out(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    bundle.command("exit 0")
+
+    def hook(name: str) -> dict[str, Any]:
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {tmp_path}/{name}.json"]}
+
+    bundle.config["hooks"] = {
+        kind: [hook(kind)]
+        for kind in ("prestart", "createRuntime", "createContainer", "startContainer",
+                     "poststart", "poststop")
+    }  # fmt: skip
+    bundle.write()
+    runtime("run", "--bundle", str(bundle.path), "h1")
+    seen = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert sorted(seen) == sorted(bundle.config["hooks"])
+    assert {s["id"] for s in seen.values()} == {"h1"}
+    assert seen["createRuntime"]["status"] == "created" and seen["createRuntime"]["pid"] > 0
+    assert seen["poststart"]["status"] == "running"
+    assert seen["poststop"]["status"] == "stopped"
+    assert seen["createRuntime"]["bundle"] == str(bundle.path)
+    bundle.config["hooks"] = {
+        "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}]
+    }
+    bundle.write()
+    slow = runtime("create", "--bundle", str(bundle.path), "h2", check=False)
+    assert slow.returncode == 1
+    assert slow.stderr.strip() == "createRuntime hook /bin/sleep timed out after 1 s"
+    assert "h2" not in runtime("list", "--quiet").stdout
+
+
+@pytest.mark.root
+def test_console_socket_and_preserved_fds(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    """As conmon: the pty master arrives on --console-socket (SCM_RIGHTS); fds 3.. of the
+    caller stay open in the container with --preserve-fds."""
+    bundle.command("echo via-fd-3 >&3; stty size; tty")
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["consoleSize"] = {"height": 33, "width": 77}
+    bundle.write()
+    path = str(tmp_path / "console.sock")
+    out = tmp_path / "fd3"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        # The runtime's fd 3 is the file: exactly what --preserve-fds 1 passes on.
+        create = subprocess.run(
+            ["sh", "-c", 'exec "$0" --root "$1" create --bundle "$2" --console-socket "$3" '
+             '--preserve-fds 1 t1 3>"$4"',
+             RUNTIME, str(runtime.root), str(bundle.path), path, str(out)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert create.returncode == 0, create.stderr
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    assert len(fds) == 1
+    with open(fds[0], "rb", buffering=0) as master:
+        runtime("start", "t1")
+        screen = b""
+        while b"/dev/pts/0" not in screen:
+            try:
+                chunk = master.read(1024)
+            except OSError:  # EIO: the last slave end is closed
+                break
+            if not chunk:
+                break
+            screen += chunk
+    assert b"33 77" in screen and b"/dev/pts/0" in screen
+    assert out.read_text() == "via-fd-3\n"
+
+
+@pytest.mark.root
+def test_a_pods_containers_share_namespaces_by_path(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """As the kubelet asks through containerd: the sandbox makes network, IPC and UTS
+    namespaces, each container joins them by path and makes its own mount and pid ones."""
+    bundle.command("exec sleep 1000")
+    bundle.write()
+    runtime("run", "--detach", "--bundle", str(bundle.path), "sandbox")
+    sandbox = runtime.state("sandbox")["pid"]
+    member = Bundle(tmp_path / "member", json.loads(json.dumps(bundle.config)))
+    shutil.copytree(bundle.path, member.path, symlinks=True)
+    member.command("for ns in net ipc uts pid; do readlink /proc/self/ns/$ns; done; hostname")
+    del member.config["hostname"]
+    member.config["linux"]["namespaces"] = [
+        {"type": "mount"}, {"type": "pid"},
+        *({"type": kind, "path": f"/proc/{sandbox}/ns/{ns}"}
+          for kind, ns in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))),
+    ]  # fmt: skip
+    member.write()
+    out = runtime("run", "--bundle", str(member.path), "member").stdout.split()
+    shared = [os.readlink(f"/proc/{sandbox}/ns/{ns}") for ns in ("net", "ipc", "uts")]
+    assert out[:3] == shared
+    assert out[3] != os.readlink(f"/proc/{sandbox}/ns/pid")
+    assert out[4] == "umoci-default"  # the sandbox's hostname, in the shared UTS namespace
+    member.config["linux"]["namespaces"][2]["path"] = "/proc/self/ns/nope"
+    member.write()
+    bad = runtime("create", "--bundle", str(member.path), "bad", check=False)
+    assert "network namespace /proc/self/ns/nope: No such file or directory" in bad.stderr

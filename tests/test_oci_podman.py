@@ -1,10 +1,5 @@
-"""Podman (with conmon) driving boxd-runtime: ``podman --runtime $(command -v boxd-runtime)``.
-
-Podman runs without systemd here, so its cgroupfs manager makes cgroups from each
-hierarchy's root (``--cgroup-parent``).  On a hybrid host it runs in a private mount
-namespace (the wrapper below, as the bench's cgns.sh does) where the unified hierarchy is
-covered by an empty tmpfs and the memory hierarchy is our own memory cgroup bound on its
-mount point: Podman sees cgroup v1 only and nests memory below us.  Podman passes no
+"""Podman (with conmon) driving boxd-runtime: ``podman --runtime $(command -v boxd-runtime)``,
+run as :mod:`oci_peers` describes.  Podman passes no
 ``--root`` to the runtime on every call (``podman rm`` omits ``--runtime-flag``), so
 boxd-runtime keeps its state in its default ``/run/boxd-runtime``; container ids are
 Podman's, unique.  Slow: a few Podman runs.
@@ -25,29 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
+import oci_peers
 import pytest
 
 RUNTIME = str(Path(sys.executable).with_name("boxd-runtime"))
-
-# The hybrid-host wrapper: $1.. is the command.
-_PRIVATE_CGROUPS = """
-own=$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
-if [ -n "$own" ] && [ -d /sys/fs/cgroup/unified ]; then
-    mount -t tmpfs -o size=16m boxd-test-unified /sys/fs/cgroup/unified || exit 125
-fi
-if [ -n "$own" ]; then
-    mount --bind "/sys/fs/cgroup/memory$own" /sys/fs/cgroup/memory || exit 125
-fi
-exec "$@"
-"""
-
-
-def _own_memory_cgroup() -> str:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return path
-    return ""
 
 
 @attrs.define
@@ -66,10 +42,7 @@ class Podman:
             "--events-backend", "none",
             *args,
         ]  # fmt: skip
-        if not _own_memory_cgroup():
-            return podman
-        return ["unshare", "-m", "--propagation", "private", "sh", "-c", _PRIVATE_CGROUPS,
-                "sh", *podman]  # fmt: skip
+        return oci_peers.wrapped(podman)
 
     def run_options(self) -> list[str]:
         return [
@@ -93,17 +66,6 @@ class Podman:
             raise AssertionError(f"podman {' '.join(args)}: {done.returncode} {done.stderr}")
         return done
 
-    def cgroup_dirs(self) -> list[Path]:
-        """Every directory of our --cgroup-parent in every hierarchy."""
-        found = []
-        for hierarchy in Path("/sys/fs/cgroup").iterdir():
-            base = hierarchy / self.parent.strip("/")
-            if hierarchy.name == "memory" and _own_memory_cgroup():
-                base = hierarchy / _own_memory_cgroup().strip("/") / self.parent.strip("/")
-            if base.is_dir():
-                found.append(base)
-        return found
-
 
 @pytest.fixture
 def podman(busybox_root: Path) -> Iterator[Podman]:
@@ -116,15 +78,9 @@ def podman(busybox_root: Path) -> Iterator[Podman]:
         yield p
     finally:
         p("rm", "--all", "--force", "--time", "0", check=False)
-        # Podman leaves its cgroup parent (and the conmon cgroup in it) behind.
-        for base in p.cgroup_dirs():
-            for d in sorted(base.rglob("*"), key=lambda x: len(x.parts), reverse=True):
-                if d.is_dir():
-                    d.rmdir()
-            base.rmdir()
-        # What Podman mounted for its storage lives in the wrappers' mount namespaces,
-        # gone with them.
-        assert not p.cgroup_dirs()
+        # Podman leaves its cgroup parent (and the conmon cgroup in it) behind.  What it
+        # mounted for its storage lives in the wrappers' mount namespaces, gone with them.
+        oci_peers.remove_cgroups(p.parent)
         shutil.rmtree(work)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
@@ -162,8 +162,10 @@ class HttpConnection:
                 raise PeerGone(str(exc)) from None
             self.h11.receive_data(bytes(data))
 
-    async def next_request(self) -> Request | None:
-        """The next whole request, or None once the client has closed the connection."""
+    async def next_request(self, streamed: Callable[[Request], bool]) -> Request | None:
+        """The next request, or None once the client has closed the connection.  Its body
+        is read whole (at most :data:`MAX_BODY`) unless ``streamed(request)`` says it is
+        one the handler reads with :meth:`body_chunks` (an image archive)."""
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
         event = await self._event()
@@ -172,18 +174,26 @@ class HttpConnection:
         if not isinstance(event, h11.Request):
             raise ApiError(400, "bad HTTP request: expected a request line")
         self.method = event.method.decode("ascii", "replace").upper()
+        request = _request_of(event, b"")
+        if streamed(request):
+            return request
         body = bytearray()
+        async for part in self.body_chunks():
+            body += part
+            if len(body) > MAX_BODY:
+                raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+        return attrs.evolve(request, body=bytes(body))
+
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        """The request's body as it arrives."""
         while True:
             part = await self._event()
             if isinstance(part, h11.Data):
-                body += part.data
-                if len(body) > MAX_BODY:
-                    raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+                yield bytes(part.data)
             elif isinstance(part, h11.EndOfMessage) or part is h11.PAUSED:
-                break
+                return
             elif isinstance(part, h11.ConnectionClosed):
                 raise PeerGone("closed in the middle of a request")
-        return _request_of(event, bytes(body))
 
     @property
     def can_respond(self) -> bool:

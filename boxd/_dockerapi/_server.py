@@ -20,7 +20,7 @@ import re
 import shlex
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,23 @@ import trio
 from .. import __version__, _lifecycle, _logs, _plan, protocol
 from .._convert import ConversionError
 from .._events import Event
+from .._idle import WaitingConnections
 from .._images.messages import (
+    CommitRequest,
+    ExportRequest,
+    HistoryRequest,
     ImageInspectRequest,
     ImagesRequest,
     ImagesResponse,
+    ImportRequest,
+    LoadedFrame,
+    LoadRequest,
+    PruneImagesRequest,
     PulledFrame,
     PullProgressFrame,
     PullRequest,
     RemoveImageRequest,
+    SaveRequest,
     TagRequest,
 )
 from .._images.reference import parse_reference
@@ -45,6 +54,7 @@ from .._images.registry import RegistryError
 from .._images.store import NoSuchImage
 from .._images.unpack import LayerError
 from .._images.verbs import ImageInUse, ImageVerbs
+from .._messages import EndFrame, OkResponse
 from .._output import Output
 from .._records import Container, Status
 from .._run import Run
@@ -64,7 +74,9 @@ from ._shapes import Fields
 
 log = logging.getLogger("boxd.dockerapi")
 
-MAX_CONNECTIONS = 256
+FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has connected
+IDLE_TIMEOUT = 30.0  # a kept-alive connection with no next request is closed
+MAX_WAITING = 128  # connections waiting for a request (see boxd._idle)
 STATS_INTERVAL = 1.0
 READ_SIZE = 65536
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -119,6 +131,15 @@ def _check_version(version: str | None) -> None:
             f"client version {version} is too old. Minimum supported API version is "
             f"{MIN_API_VERSION}, please upgrade your client to a newer version",
         )
+
+
+def _streamed(request: Request) -> bool:
+    """Requests whose body the handler reads as it comes: image archives."""
+    if request.method != "POST":
+        return False
+    return request.path == "/images/load" or (
+        request.path == "/images/create" and request.arg("fromSrc") == "-"
+    )
 
 
 def frame(stream_id: int, data: bytes, *, tty: bool) -> bytes:
@@ -222,7 +243,7 @@ class DockerApi:
         self.sup = sup
         self._nursery = nursery  # detached execs run here
         self._execs: dict[str, _Exec] = {}
-        self._limit = trio.Semaphore(MAX_CONNECTIONS)
+        self._waiting = WaitingConnections(MAX_WAITING)
         self._verbs = ImageVerbs(sup)
         c = r"/containers/([^/]+)"
         routes: list[tuple[str, str, Handler]] = [
@@ -248,13 +269,22 @@ class DockerApi:
             ("POST", c + r"/update", self._update),
             ("GET", c + r"/stats", self._stats),
             ("GET", c + r"/top", self._top),
+            ("POST", c + r"/rename", self._rename),
+            ("GET", c + r"/changes", self._changes),
+            ("GET", c + r"/export", self._export),
             ("POST", c + r"/exec", self._exec_create),
             ("POST", r"/exec/([^/]+)/start", self._exec_start),
             ("POST", r"/exec/([^/]+)/resize", self._exec_resize),
             ("GET", r"/exec/([^/]+)/json", self._exec_inspect),
             ("GET", r"/images/json", self._images),
-            ("POST", r"/images/create", self._image_pull),
+            ("POST", r"/images/create", self._image_create),
+            ("GET", r"/images/get", self._image_save),
+            ("POST", r"/images/load", self._image_load),
+            ("POST", r"/images/prune", self._image_prune),
+            ("POST", r"/commit", self._commit),
             ("GET", r"/images/(.+)/json", self._image_inspect),
+            ("GET", r"/images/(.+)/history", self._image_history),
+            ("GET", r"/images/(.+)/get", self._image_save),
             ("POST", r"/images/(.+)/tag", self._image_tag),
             ("DELETE", r"/images/(.+)", self._image_remove),
             ("POST", c + r"/pause", self._pause),
@@ -271,31 +301,35 @@ class DockerApi:
                 pid, uid, _ = peer_credentials(stream)
         conn = HttpConnection(stream, f"boxd/{__version__}")
         async with stream:
-            if self._limit.value == 0:
-                with contextlib.suppress(PeerGone, ApiError):
-                    await conn.next_request()
-                    await conn.error(ApiError(503, "too many connections"))
-                return
-            async with self._limit:
-                try:
-                    await self._serve(conn, pid, uid)
-                except PeerGone:
-                    pass
-                except Exception as exc:  # a bug must cost one connection, not the daemon
-                    log.exception("peer pid=%d uid=%d: request failed", pid, uid)
-                    if conn.can_respond:
-                        with contextlib.suppress(PeerGone):
-                            await conn.error(ApiError(500, f"internal error: {exc}"))
+            try:
+                await self._serve(conn, pid, uid)
+            except PeerGone:
+                pass
+            except Exception as exc:  # a bug must cost one connection, not the daemon
+                log.exception("peer pid=%d uid=%d: request failed", pid, uid)
+                if conn.can_respond:
+                    with contextlib.suppress(PeerGone):
+                        await conn.error(ApiError(500, f"internal error: {exc}"))
 
     async def _serve(self, conn: HttpConnection, pid: int, uid: int) -> None:
+        """Requests one after another.  Waiting for one is bounded as on the native socket
+        (:mod:`boxd._idle`): silent connections time out, and the oldest waiting one makes
+        room for a new one, so they cannot lock out real clients."""
+        timeout = FIRST_REQUEST_TIMEOUT
         while True:
+            request = None
             try:
-                request = await conn.next_request()
+                with self._waiting.waiting(timeout) as wait:
+                    request = await conn.next_request(_streamed)
             except ApiError as exc:
                 await conn.refuse(exc)
                 return
+            if wait.evicted or wait.timed_out:
+                log.debug("peer pid=%d uid=%d: no request in time, closed", pid, uid)
+                return
             if request is None:
                 return
+            timeout = IDLE_TIMEOUT
             log.debug("peer pid=%d uid=%d: %s %s", pid, uid, request.method, request.path)
             try:
                 await self._dispatch(conn, request)
@@ -432,14 +466,24 @@ class DockerApi:
         await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
 
     async def _prune(self, conn: HttpConnection, req: Request) -> None:
-        keep = _shapes.container_filter(_shapes.parse_filters(req.arg("filters")))
-        deleted = []
-        for c in self.sup.list(all=True):
-            if _shapes.status_word(c) != "running" and keep(c):
-                with contextlib.suppress(NoSuchContainer, Conflict):
-                    await self.sup.remove(c.id)
-                    deleted.append(c.id)
-        await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+        if any(_shapes.parse_filters(req.arg("filters")).values()):
+            raise ApiError(400, "filters for container prune are not supported by boxd")
+        deleted, reclaimed = await self.sup.prune()
+        await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})
+
+    async def _rename(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        name = (req.arg("name") or "").lstrip("/")
+        if not name:
+            raise ApiError(400, "no new name given (name)")
+        await self.sup.rename(ref, name)
+        await conn.respond(204, content_type=None)
+
+    async def _changes(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        kinds = {"C": 0, "A": 1, "D": 2}
+        changes = await self.sup.diff(ref)
+        await conn.respond_json(
+            200, [{"Path": ch.path, "Kind": kinds[ch.kind]} for ch in changes] or None
+        )
 
     async def _inspect(self, conn: HttpConnection, req: Request, ref: str) -> None:
         c = self.sup.inspect(ref)
@@ -762,27 +806,31 @@ class DockerApi:
         wanted = {
             sid for sid, on in ((protocol.STDOUT, ex.stdout), (protocol.STDERR, ex.stderr)) if on
         }
+        # The outer nursery holds the process to its end (and its exit code recorded, for
+        # the inspect that follows); the inner one, the streams of this connection.
         async with trio.open_nursery() as nursery:
             try:
                 run: Run = await nursery.start(self._run_exec, ex, output)
-            except StartError as exc:
-                error = _api_error(exc)
-                assert error is not None
+            except Exception as exc:
+                error = _api_error(_unwrap(exc))
+                if error is None:
+                    raise
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     message = (error.message + "\r\n").encode()
                     await sock.send_all(frame(protocol.STDOUT, message, tty=ex.tty))
                 return
-            if ex.stdin:
-                nursery.start_soon(
-                    self._forward_stdin, sock, leftover, functools.partial(_ready, run), True
-                )
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                async with channel:
-                    async for sid, data in channel:
-                        if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=ex.tty))
-            await run.exited.wait()
-            nursery.cancel_scope.cancel(reason="the exec'd process ended")
+            async with trio.open_nursery() as streams:
+                if ex.stdin:
+                    streams.start_soon(
+                        self._forward_stdin, sock, leftover, functools.partial(_ready, run), True
+                    )
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async with channel:
+                        async for sid, data in channel:
+                            if sid in wanted:
+                                await sock.send_all(frame(sid, data, tty=ex.tty))
+                await run.exited.wait()
+                streams.cancel_scope.cancel(reason="the exec'd process ended")
 
     async def _run_exec(
         self, ex: _Exec, output: Output, *, task_status: trio.TaskStatus[Run]
@@ -884,14 +932,11 @@ class DockerApi:
     async def _top(self, conn: HttpConnection, req: Request, ref: str) -> None:
         """The host's ``ps`` (``ps_args``, default ``-ef``), its rows of the container's
         processes (those in its cgroup), as Docker does it."""
-        c = self.sup.inspect(ref)
-        if self.sup.run_of(c.id) is None:
-            raise Conflict(f"container {c.name} is not running")
+        pids = set(self.sup.processes(ref))
         try:
             args = shlex.split(req.arg("ps_args") or "-ef")
         except ValueError as exc:
             raise ApiError(400, f"invalid ps_args: {exc}") from None
-        pids = set(self.sup.cgroups.open(c.id).procs())
         result = await trio.run_process(
             ["ps", *args], capture_stdout=True, capture_stderr=True, check=False
         )
@@ -934,7 +979,17 @@ class DockerApi:
         }
 
     async def _images(self, conn: HttpConnection, req: Request) -> None:
-        await conn.respond_json(200, await self._image_rows())
+        filters = _shapes.parse_filters(req.arg("filters"))
+        for key in filters:
+            if key not in ("reference", "dangling"):
+                raise ApiError(400, f"invalid filter '{key}'")
+        rows = await self._image_rows()
+        if "reference" in filters:
+            rows = [r for r in rows if _shapes.any_reference(r["RepoTags"], filters["reference"])]
+        if "dangling" in filters:
+            dangling = any(v.lower() in ("true", "1") for v in filters["dangling"])
+            rows = [r for r in rows if (not r["RepoTags"]) == dangling]
+        await conn.respond_json(200, rows)
 
     async def _df(self, conn: HttpConnection, req: Request) -> None:
         images = await self._image_rows()
@@ -1014,6 +1069,119 @@ class DockerApi:
         await self._image_verb(self._verbs.tag, TagRequest(source=name, target=target))
         await conn.respond(201, content_type=None)
 
+    async def _image_create(self, conn: HttpConnection, req: Request) -> None:
+        """A pull (``fromImage``) or an import of a root filesystem tar (``fromSrc=-``)."""
+        source = req.arg("fromSrc")
+        if source is None:
+            await self._image_pull(conn, req)
+            return
+        if source != "-":
+            raise ApiError(400, "importing from a URL is not supported: send the tar as the body")
+        repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+        ref = f"{repo}:{tag}" if repo and tag else repo
+        answers = _Streamed(conn, conn.body_chunks())
+        loaded = await self._archive_verb(
+            answers, self._verbs.import_, ImportRequest(reference=ref)
+        )
+        if loaded is not None:
+            await answers.line({"status": loaded.images[0].id})
+        await conn.end()
+
+    async def _image_load(self, conn: HttpConnection, req: Request) -> None:
+        answers = _Streamed(conn, conn.body_chunks())
+        loaded = await self._archive_verb(answers, self._verbs.load, LoadRequest())
+        for image in loaded.images if loaded is not None else ():
+            for tag in image.tags or (None,):
+                text = (
+                    f"Loaded image: {_shapes.familiar(tag)}"
+                    if tag
+                    else f"Loaded image ID: {image.id}"
+                )
+                await answers.line({"stream": text + "\n"})
+        await conn.end()
+
+    async def _archive_verb(
+        self,
+        answers: _Streamed,
+        verb: Callable[[Any, Any], Awaitable[None]],
+        request: object,
+    ) -> LoadedFrame | None:
+        """Run load or import: its LoadedFrame, or None once a failure after the stream
+        began is its last line (before, the failure is the response)."""
+        try:
+            await verb(answers, request)
+        except Exception as exc:
+            error = _api_error(_unwrap(exc))
+            if error is None or not answers.started:
+                raise
+            await answers.line({"errorDetail": {"message": error.message}, "error": error.message})
+            return None
+        assert isinstance(answers.last, LoadedFrame)
+        return answers.last
+
+    async def _image_save(self, conn: HttpConnection, req: Request, name: str = "") -> None:
+        names = [name] if name else req.query.get("names", [])
+        if not names:
+            raise ApiError(400, "no image named (names)")
+        for n in names:
+            if n in _shapes.DEFAULT_IMAGES:
+                raise ApiError(400, "the image 'default' is built in and cannot be saved")
+        answers = _Streamed(conn, content_type="application/x-tar")
+        await self._verbs.save(answers, SaveRequest(images=tuple(names)))
+        await conn.end()
+
+    async def _export(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        answers = _Streamed(conn, content_type="application/x-tar")
+        await self._verbs.export(answers, ExportRequest(container=ref))
+        await conn.end()
+
+    async def _image_history(self, conn: HttpConnection, req: Request, name: str) -> None:
+        if name in _shapes.DEFAULT_IMAGES:
+            await conn.respond_json(200, [])
+            return
+        record = self.sup.images.lookup(name)
+        answer = await self._image_verb(self._verbs.history, HistoryRequest(image=name))
+        rows = []
+        for i, h in enumerate(answer.history):
+            rows.append(
+                {
+                    "Id": record.id if i == 0 else "<missing>",
+                    "Created": _unix_time(str(h.get("created") or "")),
+                    "CreatedBy": str(h.get("created_by") or ""),
+                    "Tags": [_shapes.familiar(t) for t in record.repo_tags] if i == 0 else None,
+                    "Size": 0,
+                    "Comment": str(h.get("comment") or ""),
+                }
+            )
+        await conn.respond_json(200, rows)
+
+    async def _image_prune(self, conn: HttpConnection, req: Request) -> None:
+        filters = _shapes.parse_filters(req.arg("filters"))
+        for key in filters:
+            if key != "dangling":
+                raise ApiError(400, f"invalid filter '{key}'")
+        dangling = filters.get("dangling", ["true"])
+        everything = any(v.lower() in ("false", "0") for v in dangling)
+        answer = await self._image_verb(self._verbs.prune, PruneImagesRequest(all=everything))
+        deleted = [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
+        deleted += [{"Deleted": d} for d in answer.deleted]
+        await conn.respond_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})
+
+    async def _commit(self, conn: HttpConnection, req: Request) -> None:
+        container = req.arg("container") or ""
+        if not container:
+            raise ApiError(400, "no container given (container)")
+        repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+        ref = f"{repo}:{tag}" if repo and tag else repo
+        changes = req.json()  # the CLI sends null or an empty configuration
+        if changes is not None and (not isinstance(changes, dict) or any(changes.values())):
+            raise ApiError(400, "changing the configuration at commit is not supported by boxd")
+        request = CommitRequest(
+            container=container, reference=ref, comment=req.arg("comment") or ""
+        )
+        answer = await self._image_verb(self._verbs.commit, request)
+        await conn.respond_json(201, {"Id": answer.id})
+
     async def _image_pull(self, conn: HttpConnection, req: Request) -> None:
         """Docker's progress stream: one JSON object per line; a failure once the stream
         has begun is its last line (``errorDetail``), as the docker CLI expects."""
@@ -1064,6 +1232,43 @@ class _Answers:
         self.last = message
         if self._forward is not None:
             await self._forward(message)
+
+
+class _Streamed(_Answers):
+    """An image verb's byte-stream conversation (save, load, import) over HTTP: its
+    OkResponse starts the response, its byte frames are the body; the request body is
+    its input."""
+
+    def __init__(
+        self,
+        conn: HttpConnection,
+        body: AsyncIterator[bytes] | None = None,
+        *,
+        content_type: str = "application/json",
+    ) -> None:
+        super().__init__()
+        self.conn = conn
+        self.started = False
+        self._body = body
+        self._content_type = content_type
+
+    async def send(self, message: object) -> None:
+        if isinstance(message, OkResponse) and not self.started:
+            await self.conn.start_stream(self._content_type)
+            self.started = True
+        elif not isinstance(message, EndFrame):
+            self.last = message
+
+    async def send_bytes(self, stream_id: int, data: bytes) -> None:
+        await self.conn.send(data)
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        assert self._body is not None
+        data = await anext(self._body, b"")
+        return protocol.STDIN, data
+
+    async def line(self, value: dict[str, Any]) -> None:
+        await self.conn.send(json.dumps(value).encode() + b"\r\n")
 
 
 def _unix_time(rfc3339: str) -> int:

@@ -8,6 +8,7 @@ dropped.  Inspect and list results carry the keys that the docker CLI and docker
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shlex
@@ -133,12 +134,9 @@ _REFUSED_HOST = (
     "IpcMode",
     "UTSMode",
     "UsernsMode",
-    "Sysctls",
     "Dns",
     "DnsSearch",
     "DnsOptions",
-    "ExtraHosts",
-    "Init",
     "VolumeDriver",
     "OomKillDisable",
     "CpuRealtimePeriod",
@@ -197,6 +195,9 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             tmpfs=tuple(_tmpfs(host)),
             shm_size=host.integer("ShmSize") or None,
             group_add=tuple(host.strings("GroupAdd")),
+            extra_hosts=tuple(host.strings("ExtraHosts")),
+            init=host.flag("Init"),
+            sysctls=tuple(f"{k}={v}" for k, v in host.mapping("Sysctls").items()),
             ulimits=tuple(
                 Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
                 for u in host.objects("Ulimits")
@@ -384,6 +385,9 @@ def _host_config(c: Container) -> dict[str, Any]:
         "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
         "ShmSize": cfg.shm_size or 64 << 20,
         "GroupAdd": list(cfg.group_add) or None,
+        "ExtraHosts": list(cfg.extra_hosts) or None,
+        "Init": cfg.init or None,
+        "Sysctls": dict(x.partition("=")[::2] for x in cfg.sysctls) or None,
         "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,
@@ -598,6 +602,17 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
     if key == "ancestor":
         return any(_same_image(v, c.config.image) for v in values)
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
+
+
+def any_reference(tags: list[str], patterns: list[str]) -> bool:
+    """Docker's ``reference`` filter: a pattern (``*`` allowed) against ``repo:tag`` or,
+    without a tag, against the repository."""
+    for tag in tags:
+        repo = tag.rpartition(":")[0]
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(tag if ":" in pattern else repo, pattern):
+                return True
+    return False
 
 
 def _same_image(wanted: str, image: str) -> bool:

@@ -42,7 +42,7 @@ def _strings(config: dict[str, Any], key: str) -> tuple[str, ...]:
 
 
 def apply_image_config(
-    config: ContainerConfig, record: ImageRecord, image_config: dict[str, Any], image: Image
+    config: ContainerConfig, record: ImageRecord, image_config: dict[str, Any]
 ) -> ContainerConfig:
     """The container's configuration with the image's defaults filled in."""
     inner = image_config.get("config") or {}

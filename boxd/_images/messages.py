@@ -1,7 +1,8 @@
 """The protocol's image messages (the catalogue is :mod:`boxd._messages`).
 
 ``PullRequest`` streams: an ``OkResponse``, ``PullProgressFrame`` per layer change, and
-``PulledFrame`` at the end (or an ``ErrorResponse`` if the pull fails).
+``PulledFrame`` at the end (or an ``ErrorResponse`` if the pull fails).  ``SaveRequest``,
+``LoadRequest`` and ``ImportRequest`` carry archives as byte frames (see each).
 """
 
 from __future__ import annotations
@@ -92,6 +93,89 @@ class LogoutRequest:
     registry: str
 
 
+@attrs.frozen
+class SaveRequest:
+    """Answered with an OkResponse, the archive as stdout byte frames, then EndFrame."""
+
+    images: tuple[str, ...]
+
+
+@attrs.frozen
+class LoadRequest:
+    """The archive follows as stdin byte frames (an empty one ends it); answered with an
+    OkResponse, then LoadedFrame once it is loaded."""
+
+
+@attrs.frozen
+class ImportRequest:
+    """A root filesystem tarball as stdin frames, as for LoadRequest."""
+
+    reference: str = ""
+
+
+@attrs.frozen
+class LoadedImage:
+    id: str
+    tags: tuple[str, ...]
+
+
+@attrs.frozen
+class LoadedFrame:
+    images: tuple[LoadedImage, ...]
+
+
+@attrs.frozen
+class CommitRequest:
+    container: str
+    reference: str = ""
+    comment: str = ""
+
+
+@attrs.frozen
+class CommitResponse:
+    id: str
+
+
+@attrs.frozen
+class HistoryRequest:
+    image: str
+
+
+@attrs.frozen
+class HistoryResponse:
+    history: tuple[dict[str, Any], ...]
+
+
+@attrs.frozen
+class PruneImagesRequest:
+    all: bool = False  # also tagged images no container uses (else: untagged ones)
+
+
+@attrs.frozen
+class SystemDfRequest:
+    pass
+
+
+@attrs.frozen
+class SystemDfResponse:
+    images: int
+    images_active: int  # used by a container
+    images_size: int  # bytes of their layers (shared layers once)
+    images_reclaimable: int  # bytes only unused images hold
+    layers: int
+    containers: int
+    containers_running: int
+    containers_size: int  # bytes written in their upper layers
+
+
+@attrs.frozen
+class ExportRequest:
+    """Answered with an OkResponse, the container's files as a tar in stdout byte frames,
+    then EndFrame."""
+
+    container: str
+
+
 IMAGE_REQUESTS = (
     PullRequest,
     ImagesRequest,
@@ -100,4 +184,14 @@ IMAGE_REQUESTS = (
     TagRequest,
     LoginRequest,
     LogoutRequest,
+    SaveRequest,
+    LoadRequest,
+    ImportRequest,
+    CommitRequest,
+    HistoryRequest,
+    PruneImagesRequest,
+    SystemDfRequest,
+    ExportRequest,
 )
+# Requests whose conversation goes on after the response (the connection closes after).
+IMAGE_STREAMS = (PullRequest, SaveRequest, LoadRequest, ImportRequest, ExportRequest)

@@ -150,7 +150,7 @@ class Registry:
                 f"registry {self.registry} asks for an authentication scheme boxd does not "
                 f"speak: {scheme or 'none given'}"
             )
-        check = await self._get(f"{self.base}/v2/", allow=(200, 404))
+        check = await self._get(f"{self.base}/v2/", allow=(200, 401, 404))
         if check.status_code == 401:
             raise RegistryError(f"registry {self.registry} refused the credentials")
 

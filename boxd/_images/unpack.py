@@ -8,7 +8,8 @@ with ``dir_fd``).  A name that climbs out with ``..`` is refused, naming the mem
 link is made only to a member already inside the layer.
 
 Whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0 character device ``NAME``, and
-``.wh..wh..opq`` the ``trusted.overlay.opaque`` xattr on its directory.  Device nodes,
+``.wh..wh..opq`` the ``trusted.overlay.opaque`` xattr on its directory (and
+``user.overlay.opaque``, read by user-namespaced containers' overlays).  Device nodes,
 FIFOs, owners, modes (setuid included) and times are kept as a root Docker daemon keeps
 them; xattrs in the ``user.`` and ``security.`` namespaces too (``trusted.`` ones could
 forge overlay metadata and are dropped).  Sparse members (a few bytes of gzip declaring
@@ -41,6 +42,8 @@ __all__ = ["LayerError", "Unpacked", "open_layer", "unpack"]
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
+# What an overlay mounted with userxattr (a user-namespaced container's) reads instead.
+OPAQUE_USER_XATTR = "user.overlay.opaque"
 _KEPT_XATTRS = ("user.", "security.")
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
@@ -213,6 +216,7 @@ class _Unpacker:
         dir_fd = self.parent(parts[:-1], info.name)
         if name == OPAQUE:
             os.setxattr(dir_fd, OPAQUE_XATTR, b"y")
+            os.setxattr(dir_fd, OPAQUE_USER_XATTR, b"y")
             return
         if name.startswith(WHITEOUT_PREFIX):
             hidden = name[len(WHITEOUT_PREFIX) :]

@@ -7,25 +7,43 @@ the connection it is given, as the container verbs do in :mod:`boxd._server`.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from .._messages import OkResponse
+from .. import protocol
+from .._messages import EndFrame, OkResponse
+from . import archive
 from .messages import (
+    CommitRequest,
+    CommitResponse,
+    ExportRequest,
+    HistoryRequest,
+    HistoryResponse,
     ImageInspectRequest,
     ImageInspectResponse,
     ImagesRequest,
     ImagesResponse,
     ImageSummary,
+    ImportRequest,
+    LoadedFrame,
+    LoadedImage,
+    LoadRequest,
     LoginRequest,
     LogoutRequest,
+    PruneImagesRequest,
     PulledFrame,
     PullProgressFrame,
     PullRequest,
     RemovedImageResponse,
     RemoveImageRequest,
+    SaveRequest,
+    SystemDfRequest,
+    SystemDfResponse,
     TagRequest,
 )
 from .pull import Progress, parse_platform
@@ -39,6 +57,14 @@ if TYPE_CHECKING:
 
 class Sender(Protocol):
     async def send(self, message: object) -> None: ...
+
+
+class Streamer(Sender, Protocol):
+    """A connection that also carries byte frames (save, load, import)."""
+
+    async def send_bytes(self, stream_id: int, data: bytes) -> None: ...
+
+    async def receive(self) -> dict[str, Any] | tuple[int, bytes] | None: ...
 
 
 class ImageInUse(RuntimeError):
@@ -62,6 +88,14 @@ class ImageVerbs:
             TagRequest: self.tag,
             LoginRequest: self.login,
             LogoutRequest: self.logout,
+            SaveRequest: self.save,
+            LoadRequest: self.load,
+            ImportRequest: self.import_,
+            CommitRequest: self.commit,
+            HistoryRequest: self.history,
+            PruneImagesRequest: self.prune,
+            SystemDfRequest: self.df,
+            ExportRequest: self.export,
         }
 
     async def pull(self, conn: Sender, req: PullRequest) -> None:
@@ -196,6 +230,202 @@ class ImageVerbs:
     async def logout(self, conn: Sender, req: LogoutRequest) -> None:
         self.sup.puller.credentials.remove(_registry(req.registry))
         await conn.send(OkResponse())
+
+    # ---- archives -------------------------------------------------------------------
+
+    async def save(self, conn: Streamer, req: SaveRequest) -> None:
+        images: dict[str, tuple[ImageRecord, list[Reference]]] = {}
+        for text in req.images:
+            record = self.store.lookup(text)
+            refs = images.setdefault(record.id, (record, []))[1]
+            with contextlib.suppress(ValueError):
+                ref = parse_reference(text)
+                if str(ref) in record.repo_tags:
+                    refs.append(ref)
+                    continue
+            if text.removeprefix("sha256:") not in record.id:
+                refs.extend(parse_reference(t) for t in record.repo_tags)
+        fd, path = self.store.temp_file()
+
+        def write() -> None:
+            with os.fdopen(fd, "wb") as out:
+                archive.save(self.store, list(images.values()), out)
+
+        try:
+            await trio.to_thread.run_sync(write)
+            await conn.send(OkResponse())
+            async with await trio.open_file(path, "rb") as f:
+                while chunk := await f.read(CHUNK):
+                    await conn.send_bytes(protocol.STDOUT, chunk)
+        finally:
+            path.unlink(missing_ok=True)
+        await conn.send(EndFrame())
+
+    async def _receive_file(self, conn: Streamer) -> Path:
+        """The stdin byte frames of the client, up to an empty one, into a temp file."""
+        fd, path = self.store.temp_file()
+        try:
+            while True:
+                frame = await conn.receive()
+                if frame is None:
+                    raise ValueError("the client went away before the end of the archive")
+                if not isinstance(frame, tuple) or frame[0] != protocol.STDIN:
+                    raise ValueError("expected the archive as stdin byte frames")
+                if not frame[1]:
+                    return path
+                await trio.to_thread.run_sync(_write_all, fd, frame[1])
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+
+    async def load(self, conn: Streamer, _: LoadRequest) -> None:
+        await conn.send(OkResponse())
+        path = await self._receive_file(conn)
+        try:
+            loaded = await trio.to_thread.run_sync(archive.load, self.store, path)
+        finally:
+            path.unlink(missing_ok=True)
+        images = tuple(LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded)
+        await conn.send(LoadedFrame(images=images))
+
+    async def import_(self, conn: Streamer, req: ImportRequest) -> None:
+        ref = parse_reference(req.reference) if req.reference else None
+        await conn.send(OkResponse())
+        path = await self._receive_file(conn)
+        try:
+            record = await trio.to_thread.run_sync(archive.import_rootfs, self.store, path, ref)
+        finally:
+            path.unlink(missing_ok=True)
+        tags = (ref.familiar,) if ref else ()
+        await conn.send(LoadedFrame(images=(LoadedImage(id=record.id, tags=tags),)))
+
+    async def commit(self, conn: Sender, req: CommitRequest) -> None:
+        c = self.sup.inspect(req.container)
+        if not c.config.image_id:
+            raise ValueError(
+                f"container {c.name} runs on {c.config.image}, not a stored image: "
+                "only containers of stored images can be committed"
+            )
+        ref = parse_reference(req.reference) if req.reference else None
+        parent = self.store.get(c.config.image_id)
+        cfg = c.config
+        entrypoint = list(cfg.entrypoint or ())
+        inner: dict[str, Any] = {
+            "Env": list(cfg.env),
+            "Cmd": list(cfg.command[len(entrypoint) :]) or None,
+            "Entrypoint": entrypoint or None,
+            "WorkingDir": cfg.workdir,
+            "User": cfg.user,
+            "Labels": dict(label.partition("=")[::2] for label in cfg.labels) or None,
+            "ExposedPorts": {p: {} for p in cfg.exposed_ports} or None,
+        }
+        if cfg.stop_signal != "SIGTERM":
+            inner["StopSignal"] = cfg.stop_signal
+        upper = self.sup.store.container_dir(c.id) / "fs" / "root" / "upper"
+        record = await trio.to_thread.run_sync(
+            archive.commit,
+            self.store,
+            parent,
+            upper,
+            {k: v for k, v in inner.items() if v is not None},
+            ref,
+            req.comment or f"boxctl commit {c.name}",
+        )
+        await conn.send(CommitResponse(id=record.id))
+
+    async def history(self, conn: Sender, req: HistoryRequest) -> None:
+        record = self.store.lookup(req.image)
+        config = self.store.config(record)
+        history = tuple(dict(h) for h in reversed(config.get("history") or []))
+        await conn.send(HistoryResponse(history=history))
+
+    async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
+        """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
+        used = {c.config.image_id for c in self.sup.list(all=True)}
+        untagged: list[str] = []
+        deleted: list[str] = []
+        for record in self.store.images():
+            if record.id in used or (record.repo_tags and not req.all):
+                continue
+            untagged.extend(record.repo_tags)
+            deleted.extend((record.id, *self.store.delete(record)))
+        await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
+
+    async def df(self, conn: Sender, _: SystemDfRequest) -> None:
+        containers = self.sup.list(all=True)
+        used = {c.config.image_id for c in containers}
+        records = self.store.images()
+        sizes = {
+            layer.diff_id: self.store.layer_size(layer.diff_id)
+            for record in records
+            for layer in record.layers
+        }
+        kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
+        uppers = [self.sup.store.container_dir(c.id) / "fs" for c in containers]
+        await conn.send(
+            SystemDfResponse(
+                images=len(records),
+                images_active=sum(1 for r in records if r.id in used),
+                images_size=sum(sizes.values()),
+                images_reclaimable=sum(n for d, n in sizes.items() if d not in kept),
+                layers=len(sizes),
+                containers=len(containers),
+                containers_running=sum(1 for c in containers if c.state.pid),
+                containers_size=await trio.to_thread.run_sync(_du, uppers),
+            )
+        )
+
+    async def export(self, conn: Streamer, req: ExportRequest) -> None:
+        c = self.sup.inspect(req.container)
+        if c.config.image_id:
+            lowers = list(self.store.lowers(self.store.get(c.config.image_id)))
+        elif c.config.image.startswith("/"):
+            lowers = [c.config.image]
+        else:
+            raise ValueError(
+                f"container {c.name} runs on the image default (the host's /usr): "
+                "export takes containers of stored images and root directories"
+            )
+        upper = self.sup.store.container_dir(c.id) / "fs" / "root" / "upper"
+        dirs = ([str(upper)] if upper.is_dir() else []) + lowers
+        fd, path = self.store.temp_file()
+
+        def write() -> None:
+            with os.fdopen(fd, "wb") as out:
+                archive.export_merged(dirs, out)
+
+        try:
+            await trio.to_thread.run_sync(write)
+            await conn.send(OkResponse())
+            async with await trio.open_file(path, "rb") as f:
+                while chunk := await f.read(CHUNK):
+                    await conn.send_bytes(protocol.STDOUT, chunk)
+        finally:
+            path.unlink(missing_ok=True)
+        await conn.send(EndFrame())
+
+
+def _du(dirs: list[Path]) -> int:
+    """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
+    total = 0
+    for d in dirs:
+        for root, _dirs, files in os.walk(d):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(root, name))
+                    total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
+
+
+CHUNK = 1 << 20
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _registry(text: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from .._native import SpawnError
 from . import _runtime
 from ._state import DEFAULT_ROOT, NotFound, Root
 
@@ -248,6 +249,13 @@ async def _dispatch(args: argparse.Namespace, log: _Log) -> int:
     return await _runtime.exec_(root, args.id, options)
 
 
+def _message(exc: BaseException) -> str:
+    """What the caller reads: an OSError without Python's ``[Errno N]`` decoration."""
+    if isinstance(exc, OSError) and not isinstance(exc, SpawnError) and exc.strerror:
+        return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     log = _Log(args.log, args.log_format, args.debug)
@@ -255,6 +263,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = trio.run(_dispatch, args, log)
     except (NotFound, _runtime.RuntimeError_, ValueError, OSError) as exc:
-        log.error(str(exc))
+        log.error(_message(exc))
         sys.exit(1)
     sys.exit(code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import signal
@@ -57,10 +58,13 @@ def now() -> str:
 # --- cgroups -------------------------------------------------------------------------------
 
 
-def cgroup_location(cgroups_path: str, cid: str, systemd: bool) -> tuple[str | None, str, str]:
+def cgroup_location(
+    root: Root, cgroups_path: str, cid: str, systemd: bool
+) -> tuple[str | None, str, str]:
     """(parent, group, name) for CgroupHost.detect and create: ``/a/b/c`` is c below a/b
-    from each hierarchy's root, ``a/b`` is b below our own cgroup's a, empty is the id
-    below our own ``boxd-runtime``."""
+    from each hierarchy's root, ``a/b`` is b below our own cgroup's a; empty (or a bare
+    name) is the id (name) below our own ``boxd-runtime-<digest of --root>``, so that two
+    runtimes with different roots never share a cgroup for the same id."""
     if systemd:
         raise RuntimeError_(
             "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); "
@@ -68,9 +72,11 @@ def cgroup_location(cgroups_path: str, cid: str, systemd: bool) -> tuple[str | N
             if not os.path.isdir("/run/systemd/system")
             else "--systemd-cgroup is not supported by boxd-runtime; use the cgroupfs manager"
         )
+    digest = hashlib.sha256(os.fsencode(root.path.absolute())).hexdigest()[:8]
+    group = f"{CGROUP_GROUP}-{digest}"
     path = cgroups_path.rstrip("/")
     if not path:
-        return None, CGROUP_GROUP, cid
+        return None, group, cid
     parent, _, name = path.rpartition("/")
     if not parent or parent == "/":
         if path.startswith("/"):
@@ -78,7 +84,7 @@ def cgroup_location(cgroups_path: str, cid: str, systemd: bool) -> tuple[str | N
                 f"cgroupsPath {cgroups_path!r}: a cgroup directly below a hierarchy's root is "
                 "not supported (its parent would be the root cgroup); use /parent/name"
             )
-        return None, CGROUP_GROUP, name
+        return None, group, name
     return parent, CGROUP_GROUP, name
 
 
@@ -131,10 +137,21 @@ def run_hooks(hooks: Sequence[Hook], kind: str, state: dict[str, Any]) -> None:
             )
 
 
+_HOOK_FIELDS = {
+    "prestart": "prestart",
+    "createRuntime": "create_runtime",
+    "createContainer": "create_container",
+    "startContainer": "start_container",
+    "poststart": "poststart",
+    "poststop": "poststop",
+}
+
+
 def _hooks(spec: Spec, kind: str) -> tuple[Hook, ...]:
+    """The spec's hooks of ``kind`` (the spec's name: ``createRuntime``)."""
     if spec.hooks is None:
         return ()
-    value: tuple[Hook, ...] = getattr(spec.hooks, kind)
+    value: tuple[Hook, ...] = getattr(spec.hooks, _HOOK_FIELDS[kind])
     return value
 
 
@@ -226,7 +243,7 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
         )
     linux = spec.linux
     parent, group, name = cgroup_location(
-        linux.cgroups_path if linux else "", cid, options.systemd_cgroup
+        root, linux.cgroups_path if linux else "", cid, options.systemd_cgroup
     )
     limits = _translate.limits(linux.resources if linux else None)
     host = CgroupHost.detect(parent=parent, name=group)
@@ -278,7 +295,7 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
                 cgroup_name=name,
             )
             state = state_document(saved, "created")
-            for kind in ("prestart", "create_runtime", "create_container"):
+            for kind in ("prestart", "createRuntime", "createContainer"):
                 run_hooks(_hooks(spec, kind), kind, state)
             root.save(saved)
             _write_pid_file(options.pid_file, spawned.pid)
@@ -313,7 +330,7 @@ def start(root: Root, cid: str) -> None:
             raise RuntimeError_(f"cannot start an already {status} container")
         spec = _spec.parse(saved.config)
         state = state_document(saved, "created")
-        run_hooks(_hooks(spec, "start_container"), "startContainer", state)
+        run_hooks(_hooks(spec, "startContainer"), "startContainer", state)
         path = root.start_socket(cid)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(str(path))
@@ -487,7 +504,7 @@ async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     try:
         plan = SpawnPlan(
             join_pidfd=pidfd,
-            join_namespaces=spaces,
+            join_namespaces=spaces | {kind for kind, _ in _translate.joined(spec)},
             seccomp=_translate.seccomp_program(spec, caps.bounding),
             process_name="boxd:[oci-exec]",
             keep_fds=options.preserve_fds,

@@ -18,7 +18,15 @@ import attrs
 
 from .. import _caps, _rootfs, _seccomp
 from .._cgroup import CPU_PERIOD, Limits
-from .._native import Capabilities, MountKind, MountOp, Namespace, Rlimit, SpawnPlan
+from .._native import (
+    JOINABLE,
+    Capabilities,
+    MountKind,
+    MountOp,
+    Namespace,
+    Rlimit,
+    SpawnPlan,
+)
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
 
 MS_RDONLY = 0x1
@@ -260,7 +268,17 @@ def mount_table(spec: Spec, bundle: Path, rootfs: str, userns: bool) -> tuple[Mo
 
 
 def namespaces(spec: Spec) -> frozenset[Namespace]:
-    found = set()
+    """The namespaces the container makes (see :func:`joined` for those it joins)."""
+    return frozenset(kind for kind, path in _namespaces(spec) if not path)
+
+
+def joined(spec: Spec) -> tuple[tuple[Namespace, str], ...]:
+    """The namespaces the container joins by path (a pod's network, IPC and UTS)."""
+    return tuple((kind, path) for kind, path in _namespaces(spec) if path)
+
+
+def _namespaces(spec: Spec) -> list[tuple[Namespace, str]]:
+    found: list[tuple[Namespace, str]] = []
     for i, ns in enumerate(spec.linux.namespaces if spec.linux else ()):
         where = f"config.json: linux.namespaces[{i}]"
         kind = NAMESPACES.get(ns.type)
@@ -268,17 +286,21 @@ def namespaces(spec: Spec) -> frozenset[Namespace]:
             if ns.type == "time":
                 raise SpecError(f"{where}: the time namespace is not supported")
             raise SpecError(f"{where}: unknown namespace type {ns.type!r}")
-        if ns.path:
+        if ns.path and kind not in JOINABLE:
             raise SpecError(
                 f"{where}: joining the {ns.type} namespace at {ns.path} is not supported "
-                "(boxd-runtime makes new namespaces only)"
+                "(only network, ipc, uts and cgroup namespaces can be joined)"
             )
-        if kind in found:
+        if any(kind == k for k, _ in found):
             raise SpecError(f"{where}: the {ns.type} namespace is listed twice")
-        found.add(kind)
-    if Namespace.MOUNT not in found:
-        raise SpecError("config.json: a mount namespace is required (linux.namespaces)")
-    return frozenset(found)
+        found.append((kind, ns.path))
+    if (Namespace.MOUNT, "") not in found:
+        raise SpecError("config.json: a new mount namespace is required (linux.namespaces)")
+    if any(path for _, path in found) and (Namespace.USER, "") in found:
+        raise SpecError(
+            "config.json: joining namespaces by path with a new user namespace is not supported"
+        )
+    return found
 
 
 def _cap_mask(names: Iterable[str], where: str) -> int:
@@ -454,6 +476,7 @@ def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: b
     assert isinstance(caps, Capabilities)
     return SpawnPlan(
         namespaces=spaces,
+        ns_paths=joined(spec),
         hostname=(spec.hostname or None) if Namespace.UTS in spaces else None,
         rootfs=rootfs,
         mounts=mount_table(spec, bundle, rootfs, userns),

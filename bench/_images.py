@@ -1,0 +1,209 @@
+"""Image cases: unpacking layers, pulling from a loopback registry, running a pulled image.
+
+The image (about 80 MB in three layers: the busybox root, the host's Python standard library
+and its Perl library, so many small files as real images have) is built with umoci and
+pushed with skopeo to a Debian docker-registry on a free loopback port, stopped at the end.
+
+* unpack: boxd's unpacker (openat2 per member, whiteouts, owners) against ``tar -xzf`` of
+  the same gzip layers into fresh directories; the issue's target is 1.2x.
+* pull: ``boxctl pull`` (the image removed before each run) against ``skopeo copy`` of the
+  same image to a local directory (which downloads and checks but does not unpack); the
+  target is 1.5x.
+* run: ``boxctl run --rm IMAGE true`` against the same on ``default``; the target is 1.1x.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._measure import hyperfine, run_checked
+from ._report import BASELINE, OURS, PEER, Case
+
+LAYERS = ("/usr/lib/python3.11", "/usr/share/perl")
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed (.ci/install-deps installs it)")
+    return path
+
+
+def build_image(work: Path, rootfs: Path) -> Path:
+    """An OCI layout ``work/layout`` with tag ``bench``: rootfs, then one layer per
+    host directory of :data:`LAYERS` (those that exist)."""
+    umoci = _tool("umoci")
+    layout = work / "layout"
+    image = f"{layout}:bench"
+    run_checked([umoci, "init", "--layout", str(layout)])
+    run_checked([umoci, "new", "--image", image])
+    sources = [(rootfs, "")] + [(Path(d), d) for d in LAYERS if Path(d).is_dir()]
+    for source, inside in sources:
+        bundle = work / "bundle-image"
+        run_checked([umoci, "unpack", "--image", image, str(bundle)])
+        target = bundle / "rootfs" / inside.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        run_checked(["cp", "-a", f"{source}/.", str(target)])
+        run_checked([umoci, "repack", "--image", image, str(bundle)], timeout=900)
+        shutil.rmtree(bundle)
+    run_checked([umoci, "config", "--image", image, "--config.cmd=/bin/true"])
+    return layout
+
+
+def layer_blobs(layout: Path) -> list[Path]:
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return [
+        layout / "blobs" / "sha256" / layer["digest"].removeprefix("sha256:")
+        for layer in manifest["layers"]
+    ]
+
+
+@contextmanager
+def loopback_registry(work: Path) -> Iterator[str]:
+    """A docker-registry on a free 127.0.0.1 port; its host:port."""
+    binary = _tool("docker-registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = work / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {work / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = (work / "registry.log").open("wb")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("docker-registry did not start") from None
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _unpack_ours(blobs: list[Path], work: Path) -> float:
+    from boxd._images.unpack import unpack
+
+    dest = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
+    try:
+        began = time.perf_counter()
+        for i, blob in enumerate(blobs):
+            (dest / str(i)).mkdir()
+            with blob.open("rb") as f:
+                unpack(f, str(dest / str(i)))
+        return (time.perf_counter() - began) * 1000
+    finally:
+        shutil.rmtree(dest)
+
+
+def _unpack_tar(blobs: list[Path], work: Path) -> float:
+    dest = Path(tempfile.mkdtemp(dir=work, prefix="tar-"))
+    try:
+        began = time.perf_counter()
+        for i, blob in enumerate(blobs):
+            (dest / str(i)).mkdir()
+            subprocess.run(["tar", "-xzf", str(blob), "-C", str(dest / str(i))], check=True)
+        return (time.perf_counter() - began) * 1000
+    finally:
+        shutil.rmtree(dest)
+
+
+def _with_prepare(argv: list[str], prepare: list[str], *, runs: int, work: Path) -> list[float]:
+    """hyperfine with a command run before each timed run (not timed)."""
+    export = work / f"hyperfine-prepare-{time.monotonic_ns()}.json"
+    run_checked(
+        [
+            "hyperfine", "--shell=none", "--style=none", f"--runs={runs}",
+            f"--prepare={shlex.join(prepare)}", f"--export-json={export}", shlex.join(argv),
+        ],
+        timeout=1800,
+    )  # fmt: skip
+    return [t * 1000 for t in json.loads(export.read_text())["results"][0]["times"]]
+
+
+def image_cases(work: Path, rootfs: Path, boxctl: list[str], runs: int) -> list[Case]:
+    """The three cases; ``boxctl`` is the CLI's argv prefix against the bench daemon."""
+    unpack = Case("image-unpack", "7. Unpack a three-layer image (~80 MB)", "ms")
+    pull = Case("image-pull", "8. Pull that image from a loopback registry", "ms")
+    run = Case("image-run", "9. run --rm IMAGE true: a pulled image against default", "ms")
+    cases = [unpack, pull, run]
+    try:
+        work.mkdir(exist_ok=True)
+        layout = build_image(work, rootfs)
+    except Exception as exc:
+        for case in cases:
+            case.fail("image", OURS, f"no image to measure: {exc}")
+        return cases
+    blobs = layer_blobs(layout)
+    few = max(3, runs // 10)
+    unpack.measure(
+        "boxd unpack",
+        OURS,
+        lambda: [_unpack_ours(blobs, work) for _ in range(few)],
+        note="openat2(RESOLVE_IN_ROOT) per member, gzip in Python's zlib",
+    )
+    unpack.measure("tar -xzf", BASELINE, lambda: [_unpack_tar(blobs, work) for _ in range(few)])
+    with loopback_registry(work) as host:
+        ref = f"{host}/bench/image:1"
+        run_checked(
+            ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:bench",
+             f"docker://{ref}"],
+            timeout=600,
+        )  # fmt: skip
+        target = work / "skopeo-dir"
+        pull.measure(
+            "boxctl pull",
+            OURS,
+            lambda: _with_prepare(
+                [*boxctl, "pull", ref], ["sh", "-c", f"{shlex.join(boxctl)} rmi {ref} || true"],
+                runs=few, work=work,
+            ),
+            note="download, verify, unpack (three layers at once)",
+        )  # fmt: skip
+        pull.measure(
+            "skopeo copy to dir:",
+            PEER,
+            lambda: _with_prepare(
+                ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
+                 f"dir:{target}"],
+                ["rm", "-rf", str(target)], runs=few, work=work,
+            ),
+            note="download and verify, no unpack",
+        )  # fmt: skip
+        run_checked([*boxctl, "pull", ref])
+        run.measure(
+            "boxctl run --rm IMAGE true",
+            OURS,
+            lambda: hyperfine([*boxctl, "run", "--rm", ref, "true"], runs=runs, work=work),
+        )
+        run.measure(
+            "boxctl run --rm default true",
+            BASELINE,
+            lambda: hyperfine([*boxctl, "run", "--rm", "default", "true"], runs=runs, work=work),
+        )
+        run_checked([*boxctl, "rmi", ref])
+    return cases

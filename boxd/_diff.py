@@ -1,0 +1,99 @@
+"""``diff``: what a container changed in its root filesystem, read from its upper layers.
+
+Each overlay's upper directory holds what the container wrote over one image layer: a file
+or directory there is Added (nothing at that path in the layer below) or Changed; a
+whiteout (a 0:0 character device) is a Deleted path.  A directory the container only wrote
+inside shows as Changed, as Docker shows it, and one that is just a copy-up of an unchanged
+directory with nothing reported below it is left out.  The files boxd itself writes at
+each start (/etc/hostname, /etc/hosts) are not the container's changes: Docker binds its
+own over the image and does not list them either.
+
+Nothing here follows a symlink: entries are read with lstat below the upper directory,
+and a lower layer is only asked whether a path exists in it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import attrs
+
+from ._rootfs import Image, _container_view
+
+OPAQUE = "trusted.overlay.opaque"
+
+
+@attrs.frozen
+class Change:
+    kind: str  # "A", "C" or "D", as `docker diff` prints them
+    path: str
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
+    for lower in lowers:
+        try:
+            return os.lstat(os.path.join(lower, rel))
+        except OSError:
+            continue
+    return None
+
+
+def changes(image: Image, container_dir: Path, written_by_boxd: Collection[str]) -> list[Change]:
+    """The container's changes, sorted by path."""
+    view = _container_view(image, container_dir)
+    targets = {target for target, _ in view}
+    found: list[Change] = []
+
+    def walk(target: str, upper: str, lowers: Sequence[str], rel: str) -> bool:
+        """Report below ``rel``; whether anything was."""
+        try:
+            entries = sorted(os.scandir(os.path.join(upper, rel)), key=lambda e: e.name)
+        except OSError:
+            return False
+        reported = False
+        for entry in entries:
+            sub = posixpath.join(rel, entry.name)
+            path = posixpath.join(target, sub)
+            if path in targets or path in written_by_boxd:
+                continue  # another layer's overlay covers it; boxd's own file
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                found.append(Change("D", path))
+                reported = True
+                continue
+            below = None if _opaque(entry.path) else _lower_stat(lowers, sub)
+            if below is None and _lower_stat(lowers, sub) is None:
+                found.append(Change("A", path))
+                reported = True
+                if entry.is_dir(follow_symlinks=False):
+                    walk(target, upper, (), sub)  # all of it is new
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                found.append(Change("C", path))
+                reported = True
+                continue
+            inner = walk(target, upper, () if below is None else lowers, sub)
+            same = below is not None and (
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+            ) == (stat.S_IMODE(below.st_mode), below.st_uid, below.st_gid)
+            if inner or not same:
+                found.append(Change("C", path))
+                reported = True
+        return reported
+
+    for target, (upper, *lowers) in view:
+        walk(target, upper, lowers, "")
+    return sorted(found, key=lambda c: c.path)

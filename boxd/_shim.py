@@ -1,0 +1,236 @@
+"""The daemon's side of boxd-shim, the keeper that lets a container outlive its daemon.
+
+With live restore a container is spawned through boxd-shim (``sandbox_native/shim.c``): a
+static C program of a few pages that is the container's parent (so it reaps it and keeps
+its wait status), holds the container's stdio ends (so a daemon's death gives it no EPIPE,
+no EOF on stdin, no SIGHUP) and listens on ``shim.sock`` in the container's directory.  A
+daemon connects (one at a time) and gets a :class:`Hello`: the container's pid, its exit
+status if it has ended, its pidfd and the stdio ends the shim holds.  The shim sends EXIT
+when the container ends and goes away on DONE, which a daemon sends once it has recorded
+the status and drained the output; until then every new daemon can collect both.
+
+Messages are one ``struct shim_msg`` each (:data:`MESSAGE`) on a SOCK_SEQPACKET socket,
+fds as SCM_RIGHTS.  The socket's path is reached through ``/proc/self/fd/<dirfd>/`` so that
+deep roots (a test's temporary directory) never hit the 108-byte limit of a socket path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import importlib.util
+import os
+import signal
+import socket
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+import trio
+
+MAGIC = 0x31535842  # "BXS1": the protocol's version
+MESSAGE = struct.Struct("=IIiiiI")  # magic, type, pid, code, status, held
+PEER = struct.Struct("=iII")  # struct ucred: pid, uid, gid
+SOCKET_NAME = "shim.sock"
+PROGRAM = "boxd-shim"
+HELLO_TIMEOUT = 5.0  # a shim that does not greet in this time is treated as absent
+
+
+class Slot(enum.IntEnum):
+    """The stdio ends a shim holds: bit ``1 << slot`` of a message's ``held``."""
+
+    STDIN = 0  # the write end of the container's stdin pipe
+    STDOUT = 1  # the read end of its stdout pipe
+    STDERR = 2  # the read end of its stderr pipe
+    CONSOLE = 3  # its terminal's master
+
+
+class _Type(enum.IntEnum):
+    HELLO = 1
+    EXIT = 2
+    HOLD = 3
+    CLOSE_STDIN = 4
+    DONE = 5
+
+
+class ShimError(OSError):
+    """No shim answered as one should."""
+
+
+def program() -> str:
+    """The host path of boxd-shim, installed beside the extension (see setup.py)."""
+    spec = importlib.util.find_spec("sandbox_native")
+    path = Path(spec.origin).with_name(PROGRAM) if spec and spec.origin else None
+    if path is None or not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{PROGRAM} is not installed beside sandbox_native ({path})")
+    return str(path)
+
+
+@attrs.frozen
+class ExitStatus:
+    code: int  # si_code: os.CLD_EXITED, CLD_KILLED or CLD_DUMPED
+    status: int  # si_status: the exit code, or the signal
+
+    @property
+    def exit_code(self) -> int:
+        """As shells report it: the code, or 128 + the signal."""
+        return self.status if self.code == os.CLD_EXITED else 128 + self.status
+
+
+@attrs.frozen
+class Hello:
+    pid: int
+    exited: ExitStatus | None
+    pidfd: int  # the caller owns it
+    held: dict[Slot, int]  # the caller owns these (copies of the shim's)
+
+
+def _pack(kind: _Type, held: int = 0) -> bytes:
+    return MESSAGE.pack(MAGIC, kind, 0, 0, 0, held)
+
+
+class ShimConnection:
+    """One daemon's connection to one container's shim."""
+
+    def __init__(self, sock: trio.socket.SocketType, pidfd: int) -> None:
+        self._sock = sock
+        self._pidfd = pidfd  # the shim's, found through the socket's peer credentials
+
+    @classmethod
+    async def connect(cls, directory: Path) -> tuple[ShimConnection, Hello]:
+        """Connect to the shim in ``directory`` and read its greeting; :class:`ShimError`
+        (an OSError) when none answers: no socket, nobody listening, a silent or garbled
+        peer."""
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                await sock.connect(f"/proc/self/fd/{dirfd}/{SOCKET_NAME}")
+            finally:
+                os.close(dirfd)
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER.size)
+            conn = cls(sock, os.pidfd_open(PEER.unpack(creds)[0]))
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            with trio.move_on_after(HELLO_TIMEOUT):
+                kind, pid, exited, held, fds = await conn._receive()
+                if kind is not _Type.HELLO or not fds:
+                    _close_all(fds)
+                    raise ShimError(f"{directory}: the shim did not greet")
+                slots = [s for s in Slot if held & (1 << s)]
+                if len(fds) != 1 + len(slots):
+                    _close_all(fds)
+                    raise ShimError(f"{directory}: the shim sent {len(fds)} fds")
+                return conn, Hello(pid, exited, fds[0], dict(zip(slots, fds[1:], strict=True)))
+            raise ShimError(f"{directory}: the shim did not greet in {HELLO_TIMEOUT} s")
+        except BaseException:
+            conn.close()
+            raise
+
+    async def _receive(self) -> tuple[_Type | None, int, ExitStatus | None, int, list[int]]:
+        """One message: (type, pid, exit status, held, fds); type None at end of file."""
+        data, ancillary, _, _ = await self._sock.recvmsg(
+            MESSAGE.size, socket.CMSG_SPACE(4 * (len(Slot) + 1)), socket.MSG_CMSG_CLOEXEC
+        )
+        fds: list[int] = []
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                whole = len(payload) // 4
+                fds.extend(struct.unpack(f"={whole}i", payload[: whole * 4]))
+        if not data:
+            return None, 0, None, 0, fds
+        magic, kind, pid, code, status, held = MESSAGE.unpack(data)
+        if magic != MAGIC:
+            _close_all(fds)
+            raise ShimError(f"not a boxd-shim message (magic {magic:#x})")
+        return _Type(kind), pid, ExitStatus(code, status) if code else None, held, fds
+
+    async def _send(self, data: bytes, fds: list[int] | None = None) -> None:
+        if fds:
+            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"={len(fds)}i", *fds))
+            await self._sock.sendmsg([data], [rights])
+        else:
+            await self._sock.send(data)
+
+    async def hold(self, fds: Mapping[Slot, int]) -> None:
+        """Have the shim hold copies of these stdio ends (replacing what it held)."""
+        slots = sorted(fds)
+        await self._send(_pack(_Type.HOLD, sum(1 << s for s in slots)), [fds[s] for s in slots])
+
+    async def close_stdin(self) -> None:
+        """Close the shim's copy of the stdin pipe's write end (the container reads EOF)."""
+        await self._send(_pack(_Type.CLOSE_STDIN))
+
+    async def wait_exit(self) -> ExitStatus | None:
+        """The container's exit status once it has ended; None if the shim went away."""
+        while True:
+            try:
+                kind, _, exited, _, fds = await self._receive()
+            except OSError:
+                return None
+            _close_all(fds)
+            if kind is None:
+                return None
+            if kind is _Type.EXIT and exited is not None:
+                return exited
+
+    async def done(self) -> None:
+        """Tell the shim the status is recorded and the output drained, and wait until it
+        has exited (reaping it if it is the caller's child: the daemon that spawned it, or
+        a library user's process that opened a supervisor before)."""
+        with contextlib.suppress(OSError):
+            await self._send(_pack(_Type.DONE))
+        self._sock.close()
+        with trio.move_on_after(HELLO_TIMEOUT):
+            await trio.lowlevel.wait_readable(self._pidfd)
+        with contextlib.suppress(ChildProcessError):  # WNOHANG: never blocks
+            os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the shim (it keeps running)."""
+        self._sock.close()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+async def reap_child(pidfd: int) -> None:
+    """Reap the caller's child behind ``pidfd`` once it has ended; close ``pidfd``."""
+    try:
+        await trio.lowlevel.wait_readable(pidfd)
+        # The pidfd is readable: the child has exited and waitid returns at once.
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)  # noqa: ASYNC222
+    finally:
+        os.close(pidfd)
+
+
+async def end_unheld(container_pidfd: int, shim_pidfd: int, directory: Path) -> None:
+    """End a shim whose container was killed (or failed) before the caller took it over:
+    wait for the container's end, let the shim reap it, say DONE, reap the shim.  Closes
+    both pidfds."""
+    try:
+        await trio.lowlevel.wait_readable(container_pidfd)
+    finally:
+        os.close(container_pidfd)
+    try:
+        conn, hello = await ShimConnection.connect(directory)
+    except OSError:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(shim_pidfd, signal.SIGKILL)
+        await reap_child(shim_pidfd)
+        return
+    os.close(shim_pidfd)
+    os.close(hello.pidfd)
+    _close_all(list(hello.held.values()))
+    if hello.exited is None:
+        await conn.wait_exit()
+    await conn.done()

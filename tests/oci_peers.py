@@ -1,0 +1,79 @@
+"""Running Podman and containerd on this host for boxd-runtime's tests.
+
+Without systemd both make cgroups from each hierarchy's root (Podman's
+``--cgroup-parent``, containerd's ``/<namespace>/<id>``).  On a hybrid host they run in a
+private mount namespace (as the bench's cgns.sh does) where the unified hierarchy is
+covered by an empty tmpfs and the memory hierarchy is our own memory cgroup bound on its
+mount point: they see cgroup v1 only and memory nests below us.  :func:`remove_cgroups`
+removes what they leave at the roots.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+# $1.. is the command.
+_PRIVATE_CGROUPS = """
+own=$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
+if [ -n "$own" ] && [ -d /sys/fs/cgroup/unified ]; then
+    mount -t tmpfs -o size=16m boxd-test-unified /sys/fs/cgroup/unified || exit 125
+fi
+if [ -n "$own" ]; then
+    mount --bind "/sys/fs/cgroup/memory$own" /sys/fs/cgroup/memory || exit 125
+fi
+exec "$@"
+"""
+
+
+def own_memory_cgroup() -> str:
+    """Our memory cgroup on its v1 hierarchy ("" without one: pure v2)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return path
+    return ""
+
+
+def wrapped(argv: list[str]) -> list[str]:
+    """``argv`` in the private mount namespace described above (as is on pure v2)."""
+    if not own_memory_cgroup():
+        return argv
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", _PRIVATE_CGROUPS, "sh",
+            *argv]  # fmt: skip
+
+
+def cgroup_dirs(parent: str) -> list[Path]:
+    """Every directory of the cgroup ``parent`` (from a hierarchy's root) as the wrapped
+    programs see it: in every hierarchy, memory below our own."""
+    found = []
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        base = hierarchy / parent.strip("/")
+        if hierarchy.name == "memory" and own_memory_cgroup():
+            base = hierarchy / own_memory_cgroup().strip("/") / parent.strip("/")
+        if base.is_dir():
+            found.append(base)
+    return found
+
+
+def remove_cgroups(parent: str) -> None:
+    """Remove the (empty) cgroup ``parent`` and what is below it, children first."""
+    for base in cgroup_dirs(parent):
+        for d in sorted(base.rglob("*"), key=lambda x: len(x.parts), reverse=True):
+            if d.is_dir():
+                d.rmdir()
+        base.rmdir()
+
+
+def make_busybox_image(base: Path, busybox_root: Path) -> Path:
+    """An OCI image layout (``<base>/layout``, tag ``busybox``) holding the busybox root
+    as one layer, built with umoci."""
+    layout, work = base / "layout", base / "work"
+    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
+    subprocess.run(["umoci", "new", "--image", f"{layout}:busybox"], check=True)
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:busybox", str(work)], check=True)
+    shutil.copytree(busybox_root, work / "rootfs", symlinks=True, dirs_exist_ok=True)
+    subprocess.run(["umoci", "repack", "--image", f"{layout}:busybox", str(work)], check=True)
+    shutil.rmtree(work)
+    return layout

@@ -1,0 +1,276 @@
+"""Live restore: containers outlive their daemon, and the next daemon adopts them.
+
+Real daemons killed with SIGKILL or stopped with SIGTERM, real containers and their
+boxd-shims; no shim or container process outlives a test (the harness checks).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+import trio.lowlevel
+from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims
+from test_terminal import Tmux, _boxctl, _until_prompt, tmux
+
+import boxd
+
+pytestmark = pytest.mark.root
+
+__all__ = ["tmux"]  # the fixture, used by test_attach_after_a_crash
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path, "--procview", "off") as d:
+        yield d
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _numbers(daemon: Daemon, ref: str) -> list[int]:
+    return [int(line) for line in daemon.ctl("logs", ref).stdout.split()]
+
+
+def _crash(daemon: Daemon) -> None:
+    daemon.stop(signal.SIGKILL)
+
+
+def test_output_written_while_no_daemon_runs_is_logged_once_and_in_order(live: Daemon) -> None:
+    script = "i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done"
+    live.ctl("run", "-d", "--name", "count", "default", "sh", "-c", script)
+    pid = live.inspect("count")["state"]["pid"]
+    _until(lambda: len(_numbers(live, "count")) > 20, "the first lines")
+    _crash(live)
+    time.sleep(3)  # the container writes on with no daemon at all
+    assert _alive(pid)
+    live.start()
+    c = live.inspect("count")
+    assert (c["state"]["status"], c["state"]["pid"]) == ("running", pid)
+    before = len(_numbers(live, "count"))
+    _until(lambda: len(_numbers(live, "count")) > before + 20, "lines after the adoption")
+    live.ctl("kill", "count")
+    assert live.ctl("wait", "count").stdout.strip() == "137"
+    numbers = _numbers(live, "count")
+    assert numbers == list(range(len(numbers)))
+
+
+def test_sigterm_leaves_containers_running_and_every_verb_works_on_them(live: Daemon) -> None:
+    live.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
+    live.ctl("run", "-d", "-i", "--name", "cat", "default", "sh", "-c", "cat; echo eof")
+    pid = live.inspect("s")["state"]["pid"]
+    assert live.stop() == 0
+    assert _alive(pid)
+    live.start()
+    c = live.inspect("s")
+    assert (c["state"]["status"], c["state"]["pid"]) == ("running", pid)
+    assert live.ctl("exec", "s", "echo", "inside").stdout == "inside\n"
+    stats = json.loads(live.ctl("stats", "--no-stream", "--format", "json", "s").stdout)
+    assert stats
+    live.ctl("update", "--memory", "128m", "s")
+    assert live.inspect("s")["config"]["resources"]["memory"] == 128 * 1024 * 1024
+    # The adopted container's stdin: what is sent arrives, and closing it ends `cat`.
+    sent = live.ctl("attach", "cat", input=b"hello\n", timeout=30)
+    assert "hello" in sent.stdout
+    assert live.ctl("wait", "cat").stdout.strip() == "0"
+    assert live.ctl("logs", "cat").stdout == "hello\neof\n"
+    live.ctl("stop", "-t", "1", "s")
+    c = live.inspect("s")
+    assert (c["state"]["status"], c["state"]["exit_code"]) == ("stopped", 137)
+    assert not _alive(pid)
+
+
+def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Daemon) -> None:
+    live.ctl("run", "-d", "--name", "once", "default", "sh", "-c", "sleep 1; exit 3")
+    again = "test -e /marker && exec sleep 300; touch /marker; sleep 1; exit 4"
+    live.ctl(
+        "run", "-d", "--name", "again", "--restart", "on-failure:1", "default", "sh", "-c", again
+    )
+    pids = [live.inspect(n)["state"]["pid"] for n in ("once", "again")]
+    _crash(live)
+    _until(lambda: not any(_alive(p) for p in pids), "both containers' end")
+    live.start()
+    once = live.wait_for("once", lambda c: c["state"]["status"] == "exited")
+    assert (once["state"]["exit_code"], once["state"]["error"]) == (3, "")
+    again_c = live.wait_for("again", lambda c: c["state"]["restart_count"] == 1)
+    assert again_c["state"]["exit_code"] in (None, 4)
+    live.wait_for("again", lambda c: c["state"]["status"] == "running")
+
+
+def _reboot(daemon: Daemon) -> None:
+    """What a reboot leaves: no daemon, no shim, no container process, no cgroup."""
+    _crash(daemon)
+    for shim in shims(daemon.root):
+        children = Path(f"/proc/{shim}/task/{shim}/children").read_text().split()
+        for pid in [shim, *map(int, children)]:
+            os.kill(pid, signal.SIGKILL)
+    _until(lambda: not shims(daemon.root), "the shims' end")
+    for cgroup in leftover_cgroups(daemon.root):
+        _until(partial(_rmdir, cgroup), f"the removal of {cgroup}")
+
+
+def _rmdir(path: str) -> bool:
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
+
+
+def test_after_a_reboot_nothing_runs_and_restart_always_applies(live: Daemon) -> None:
+    live.ctl("run", "-d", "--name", "plain", "default", "sleep", "300")
+    live.ctl("run", "-d", "--name", "always", "--restart", "always", "default", "sleep", "300")
+    pids = [live.inspect(n)["state"]["pid"] for n in ("plain", "always")]
+    _reboot(live)
+    live.start()
+    plain = live.inspect("plain")
+    assert (plain["state"]["status"], plain["state"]["exit_code"]) == ("exited", 255)
+    always = live.wait_for("always", lambda c: c["state"]["status"] == "running")
+    assert always["state"]["pid"] not in pids
+
+
+def _edit_record(daemon: Daemon, cid: str, **state: int) -> None:
+    path = daemon.root / "containers" / cid / "container.json"
+    record = json.loads(path.read_text())
+    record["state"].update(state)
+    path.write_text(json.dumps(record))
+
+
+def test_a_reused_pid_is_never_adopted_nor_killed(live: Daemon) -> None:
+    cid = live.ctl("run", "-d", "--name", "gone", "default", "sleep", "300").stdout.strip()
+    _reboot(live)
+    with subprocess.Popen(["sleep", "300"]) as stranger:
+        try:
+            # The record now names a live process that is not the container (pid reuse).
+            _edit_record(live, cid, pid=stranger.pid)
+            live.start()
+            c = live.inspect("gone")
+            assert (c["state"]["status"], c["state"]["exit_code"]) == ("exited", 255)
+            assert stranger.poll() is None
+        finally:
+            stranger.kill()
+
+
+def test_a_shim_that_disagrees_with_the_record_is_not_adopted(live: Daemon) -> None:
+    cid = live.ctl("run", "-d", "--name", "odd", "default", "sleep", "300").stdout.strip()
+    pid = live.inspect("odd")["state"]["pid"]
+    _crash(live)
+    _edit_record(live, cid, pid_start_time=1)  # as if the pid had been reused
+    live.start()
+    c = live.inspect("odd")
+    assert (c["state"]["status"], c["state"]["exit_code"]) == ("exited", 255)
+    _until(lambda: not _alive(pid) and not shims(live.root), "the end of the shim's container")
+
+
+def _blocked_on_output(cgroup_dirs: list[str]) -> bool:
+    for d in cgroup_dirs:
+        procs = Path(d, "cgroup.procs")
+        if not procs.exists():
+            continue
+        for pid in procs.read_text().split():
+            try:
+                if Path(f"/proc/{pid}/wchan").read_text().endswith("pipe_write"):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _buffered(pid: int) -> list[int]:
+    """Bytes waiting in each pipe process ``pid`` holds (read through /proc: nothing is
+    consumed)."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        if os.readlink(fd).startswith("pipe:"):
+            end = os.open(fd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                size = fcntl.ioctl(end, termios.FIONREAD, b"\0\0\0\0")
+            finally:
+                os.close(end)
+            found.append(int.from_bytes(size, sys.byteorder))
+    return found
+
+
+def test_a_full_pipe_blocks_the_container_while_no_daemon_runs(live: Daemon) -> None:
+    count = 400_000  # 2.6 MB of output: more than the pipe's 1 MiB
+    script = f"while [ ! -e /go ]; do sleep 0.05; done; seq 1 {count}; echo end"
+    live.ctl("run", "-d", "--name", "flood", "default", "sh", "-c", script)
+    pid = live.inspect("flood")["state"]["pid"]
+    _crash(live)
+    subprocess.run(["nsenter", "-t", str(pid), "-m", "--", "touch", "/go"], check=True)
+    _until(lambda: _blocked_on_output(leftover_cgroups(live.root)), "a writer blocked on the pipe")
+    (shim,) = shims(live.root)
+    assert max(_buffered(shim)) >= 1_000_000  # the pipe took a MiB before it blocked
+    live.start()
+    assert live.ctl("wait", "flood").stdout.strip() == "0"
+    lines = live.ctl("logs", "flood").stdout.split("\n")
+    assert lines == [str(n) for n in range(1, count + 1)] + ["end", ""]
+
+
+def test_attach_after_a_crash(live: Daemon, tmux: Tmux) -> None:
+    tmux.start(_boxctl(live, "run", "-it", "--name", "tty", "default", "sh"))
+    _until_prompt(tmux)
+    pid = live.inspect("tty")["state"]["pid"]
+    _crash(live)
+    tmux.wait_exit()  # the client lost its daemon
+    live.start()
+    tmux.start(_boxctl(live, "attach", "tty"))
+    _until_prompt(tmux)
+    tmux.keys("echo adopted-$((6*7))", "Enter")
+    tmux.wait_for(lambda s: "adopted-42" in s)
+    tmux.keys("C-p", "C-q")
+    assert tmux.wait_exit() == 0
+    c = live.inspect("tty")
+    assert (c["state"]["status"], c["state"]["pid"]) == ("running", pid)
+
+
+def test_no_live_restore_stops_containers_with_the_daemon(tmp_path: Path) -> None:
+    with running_daemon(tmp_path, "--procview", "off", "--no-live-restore") as daemon:
+        daemon.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
+        pid = daemon.inspect("s")["state"]["pid"]
+        assert not shims(daemon.root)
+        assert daemon.stop() == 0
+        assert not _alive(pid)
+
+
+async def test_the_library_keeps_containers_only_when_asked(tmp_path: Path) -> None:
+    config = boxd.ContainerConfig(image="default", command=("sleep", "300"))
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        structured = await sup.run(config)
+    assert structured.state.status.value == "stopped"
+    async with boxd.open_supervisor(tmp_path / "lib", live_restore=True) as sup:
+        kept = await sup.run(config)
+    pid = kept.state.pid
+    assert _alive(pid)
+    async with boxd.open_supervisor(tmp_path / "lib", live_restore=True) as sup:
+        adopted = sup.inspect(kept.id)
+        assert (adopted.state.status.value, adopted.state.pid) == ("running", pid)
+        await sup.remove(kept.id, force=True)
+        await sup.remove(structured.id)
+    await trio.lowlevel.checkpoint()
+    assert not _alive(pid)
+    assert not shims(tmp_path / "lib")
