@@ -150,13 +150,8 @@ def _table_name(bridge: str) -> str:
 
 
 class Networks:
-    def __init__(
-        self, root: Path, options: BridgeOptions = BridgeOptions(), *, keep: bool = False
-    ) -> None:
-        """``keep``: the bridges and rules outlive the daemon (live restore: containers run
-        on, and the next daemon adopts them)."""
+    def __init__(self, root: Path, options: BridgeOptions = BridgeOptions()) -> None:
         self.dir = root / "networks"
-        self.keep = keep
         self.options = attrs.evolve(options, name=options.name or default_bridge(root))
         self.table = _table_name(self.options.name)
         self.nursery: trio.Nursery | None = None  # proxies and DNS run here
@@ -382,17 +377,18 @@ class Networks:
         await self._default()
 
     async def close(self) -> None:
-        """At shutdown (every container stopped): bridges and rules go, unless they are
-        kept for live restore."""
+        """At shutdown: the bridges and rules go, except those of containers that run on
+        (live restore: the next daemon adopts them and their network)."""
         for scope in self._dns.values():
             scope.cancel(reason="daemon stopping")
         self._dns.clear()
-        if self.keep:
-            return
-        for bridge in list(self._up):
+        running = {self._nets[name].bridge for name, members in self._names.items() if members}
+        for bridge in self._up - running:
             with contextlib.suppress(OSError):
                 await trio.to_thread.run_sync(_netlink.delete_link, bridge)
-        if self._table:
+        if running:
+            log.info("keeping bridges %s for the containers that run on", sorted(running))
+        elif self._table:
             with contextlib.suppress(_nft.NftError):
                 await _nft.delete(self.table)
         self._up.clear()

@@ -1027,7 +1027,7 @@ async def open_supervisor(
             cgroups,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
-            networks=Networks(store.root, bridge or BridgeOptions(), keep=live_restore),
+            networks=Networks(store.root, bridge or BridgeOptions()),
             live_restore=live_restore,
         )
         sup.procview = procview

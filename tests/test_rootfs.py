@@ -522,7 +522,7 @@ def test_etc_hostname_and_hosts_are_the_containers(
     ).stdout  # fmt: skip
     lines = out.splitlines()
     assert lines[:3] == ["web", "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-    assert re.fullmatch(r"172\.17\.0\.\d+\tweb", lines[3]), lines  # its address on bridge
+    assert re.fullmatch(r"[\d.]+\tweb", lines[3]), lines  # its address on the bridge
     assert host_file.read_text() == "host\n"
     assert (root / "etc" / "hostname").is_symlink()
 
