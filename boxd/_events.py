@@ -1,4 +1,5 @@
-"""Container events, as Docker reports them: create, start, die, pause, unpause, destroy.
+"""Container events, as Docker reports them: create, start, die (after oom when the OOM
+killer ended it), pause, unpause, destroy, rename, exec_start.
 
 The supervisor hands every container record it saves to :meth:`Events.observe` and every
 removal to :meth:`Events.removed`; the events are the changes of phase between two saves.
@@ -60,7 +61,13 @@ class Events:
         elif phase == "paused":
             self._emit("pause", c)
         elif phase in _ENDED and before in _WITH_PROCESS:
+            if c.state.oom_killed:
+                self._emit("oom", c)
             self._emit("die", c, exitCode=str(c.state.exit_code or 0))
+
+    def report(self, action: str, c: Container, **attributes: str) -> None:
+        """An event that is no change of phase: rename, exec_start."""
+        self._emit(action, c, **attributes)
 
     def removed(self, c: Container) -> None:
         self._phase.pop(c.id, None)

@@ -13,6 +13,7 @@ import attrs
 
 from ._convert import ConversionError, structure, unstructure
 from ._diff import Change
+from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources
@@ -165,6 +166,15 @@ class DiffRequest:
 
 
 @attrs.frozen
+class EventsRequest:
+    """Kept events from ``since`` (none when None), then new ones as they happen, until
+    ``until`` (Unix times); each an EventFrame, then an EndFrame at ``until``."""
+
+    since: float | None = None
+    until: float | None = None
+
+
+@attrs.frozen
 class PruneRequest:
     """Remove every container at rest; answered with a PruneResponse."""
 
@@ -240,6 +250,11 @@ class DiffResponse:
 
 
 @attrs.frozen
+class EventFrame:
+    event: Event
+
+
+@attrs.frozen
 class PruneResponse:
     removed: tuple[str, ...]  # ids
     reclaimed: int  # bytes of files the removed containers held
@@ -301,6 +316,7 @@ REQUESTS: dict[str, type[Any]] = {
         PruneRequest,
         TopRequest,
         DiffRequest,
+        EventsRequest,
         *NETWORK_REQUESTS,
         *IMAGE_REQUESTS,
     )

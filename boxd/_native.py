@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,6 +79,9 @@ class MountKind(enum.IntEnum):
     #             permission bits ``mode``; anything already there is kept
     SYSCTL = 9  # write ``data`` into the existing file target (/proc/sys/..., in the
     #             container's own namespaces), opened for writing without O_CREAT
+    CHDIR = 10  # chdir(source), a host directory (target unused: "/"): the overlays
+    #            after it may name their lower directories relative to it (a deep
+    #            image's lowerdir= then fits overlay's one page of options)
 
 
 @attrs.frozen
@@ -106,7 +109,10 @@ class MountOp:
             MountKind.WRITE_FILE: "write",
             MountKind.MKFILE: "create",
             MountKind.SYSCTL: "set",
+            MountKind.CHDIR: "chdir",
         }[self.kind]
+        if self.kind is MountKind.CHDIR:
+            return f"{verb} {self.source}"
         if self.kind is MountKind.MOUNT and self.source.startswith("/"):
             return f"{verb} {self.source} on {self.target}"  # a bind: the host path matters
         return f"{verb} {self.target}"
@@ -316,6 +322,11 @@ class Native(Protocol):
         """A detached copy of the mount at ``path``, id-mapped through ``userns_fd``."""
         ...
 
+    def rebind(self, pidfd: int, binds: Mapping[str, str]) -> None:
+        """In the mount namespace of the running process behind ``pidfd``, replace what is
+        mounted at each container path of ``binds`` by a bind of its host file."""
+        ...
+
     def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
         """Let the child go on (after maps and cgroups are in place), handing it ``trees``
         (one per ``id_mapped`` entry of its plan)."""
@@ -487,6 +498,17 @@ class RealNative:
         fd: int = extension.idmapped_tree(path, userns_fd)
         return fd
 
+    def rebind(self, pidfd: int, binds: Mapping[str, str]) -> None:
+        extension = importlib.import_module("sandbox_native")
+        trees: list[tuple[int, bytes]] = []
+        try:
+            for target, source in binds.items():
+                trees.append((extension.clone_tree(source), _check_text("target", target)))
+            extension.rebind(pidfd, tuple(trees))
+        finally:
+            for fd, _ in trees:
+                os.close(fd)
+
     def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
         sock = socket.socket(fileno=spawned.sync_fd)
         try:
@@ -528,6 +550,9 @@ class FakeNative:
 
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:
         raise OSError(_errno.ENOSYS, "FakeNative makes no id-mapped mounts", path)
+
+    def rebind(self, pidfd: int, binds: Mapping[str, str]) -> None:
+        raise OSError(_errno.ENOSYS, "FakeNative makes no mounts")
 
     def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
         self.released.append(spawned)

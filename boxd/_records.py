@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import posixpath
 import re
 import secrets
 import signal
@@ -313,8 +314,11 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid("stop_signal", config.stop_signal) from None
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
-    for spec in config.tmpfs:
-        parse_tmpfs(spec)
+    points = [posixpath.normpath(v.container) for v in config.volumes]
+    points += [posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs]
+    for point in points:
+        if points.count(point) > 1:
+            raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
         raise ValueError(
             f"invalid --oom-score-adj {config.oom_score_adj}: must be between -1000 and 1000"

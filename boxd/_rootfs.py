@@ -381,7 +381,7 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
     dirs, rel = _layer_dirs(view, resolved)
     for d in dirs:
         if os.path.isdir(d):
-            data = read_regular(d, rel, follow=False)
+            data = read_regular(d, rel)
             if data is not None:
                 return data
     return None
@@ -573,7 +573,7 @@ def container_mounts(
             gid = start + gid if gid < count else gid
         os.chown(path, uid, gid)
 
-    lowers = [":".join(layer.lowers) for layer in image.layers]
+    lowers = [list(layer.lowers) for layer in image.layers]
     if id_map is not None:
         os.chmod(container_dir, 0o711)
         _check_traversable(
@@ -588,9 +588,9 @@ def container_mounts(
             mapped = [point for _, point in itertools.islice(points, len(layer.lowers))]
             for point in mapped:
                 os.makedirs(point, mode=0o711, exist_ok=True)
-            lowers.append(":".join(mapped))
+            lowers.append(mapped)
     overlays = []
-    for layer, lower in zip(image.layers, lowers, strict=True):
+    for layer, lower_dirs in zip(image.layers, lowers, strict=True):
         base = container_dir / "fs" / _layer_dir_name(layer.target)
         upper, work = base / "upper", base / "work"
         upper.mkdir(parents=True, exist_ok=True)
@@ -600,19 +600,27 @@ def container_mounts(
         os.chmod(upper, stat.S_IMODE(lower_st.st_mode))
         own(upper, lower_st.st_uid, lower_st.st_gid)
         own(work, 0, 0)
-        data = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        # Lower directories side by side (an image's layers) are named relative to their
+        # parent, which the child makes its working directory just before the mount: a
+        # deep image's lowerdir= then fits overlay's one page of options (Docker's l/).
+        parents = {os.path.dirname(d) for d in lower_dirs}
+        chdir = parents.pop() if len(lower_dirs) > 1 and len(parents) == 1 else ""
+        names = [os.path.basename(d) if chdir else d for d in lower_dirs]
+        data = f"lowerdir={':'.join(names)},upperdir={upper},workdir={work}"
         data += ",userxattr" if userns else ""
         if len(data) >= _PAGE:
             raise ImageError(
                 f"image {image.name} has too many layers ({len(layer.lowers)}) for one overlay "
                 f"mount: its options take {len(data)} bytes, the limit is {_PAGE - 1}"
             )
-        overlays.append((layer.target, data))
+        overlays.append((layer.target, chdir, data))
     table = _Table(_container_view(image, container_dir))
     overlay_paths = []
-    for target, data in overlays:
+    for target, chdir, data in overlays:
         path = table.resolve(target)
         table.mkdirs(path)
+        if chdir:
+            table.add(MountKind.CHDIR, "/", source=chdir)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
     _standard_mounts(

@@ -12,9 +12,11 @@ import contextlib
 import functools
 import grp
 import logging
+import math
 import os
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,8 @@ from ._messages import (
     DiffResponse,
     EndFrame,
     ErrorResponse,
+    EventFrame,
+    EventsRequest,
     ExecRequest,
     ExitFrame,
     InfoRequest,
@@ -126,7 +130,14 @@ def _streams(request: object) -> bool:
         return request.attach
     if isinstance(request, ExecRequest):
         return not request.detach
-    streams = (AttachRequest, ExecRequest, LogsRequest, StatsRequest, *IMAGE_STREAMS)
+    streams = (
+        AttachRequest,
+        ExecRequest,
+        LogsRequest,
+        StatsRequest,
+        EventsRequest,
+        *IMAGE_STREAMS,
+    )
     return isinstance(request, streams)
 
 
@@ -193,6 +204,7 @@ class Server:
             RenameRequest: self._rename,
             TopRequest: self._top,
             DiffRequest: self._diff,
+            EventsRequest: self._events,
             PruneRequest: self._prune,
         }
         self._handlers.update(_netserver.handlers(sup))
@@ -408,6 +420,28 @@ class Server:
                 await conn.send(EndFrame())
                 return
 
+    async def _events(self, conn: Connection, req: EventsRequest) -> None:
+        """The kept events in [since, until], then new ones until ``until``; a follower
+        that hangs up ends its stream at once, not at the next event."""
+        history, channel = self.sup.events.subscribe()
+        await conn.send(OkResponse())
+        until_ns = math.inf if req.until is None else req.until * 1e9
+        with channel:
+            if req.since is not None or req.until is not None:
+                since_ns = (req.since or 0) * 1e9
+                for event in history:
+                    if since_ns <= event.time_ns <= until_ns:
+                        await conn.send(EventFrame(event=event))
+            # The clock the events carry is the wall clock; trio's deadline is another.
+            deadline = trio.current_time() + (until_ns / 1e9 - time.time())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_closed, conn, nursery.cancel_scope)
+                with trio.move_on_at(deadline):
+                    async for event in channel:
+                        await conn.send(EventFrame(event=event))
+                nursery.cancel_scope.cancel(reason="until reached")
+        await conn.send(EndFrame())
+
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
         if req.detach:
             await self.sup.exec_detached(
@@ -464,6 +498,14 @@ class Server:
         for entry in entries:
             stream_id = protocol.STDOUT if entry.stream == "stdout" else protocol.STDERR
             await conn.send_bytes(stream_id, formatter.format(entry))
+
+
+async def _cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` when the client hangs up (it sends nothing more on this stream)."""
+    with contextlib.suppress(_Closed, protocol.ProtocolError):
+        while await conn.receive() is not None:
+            pass
+    scope.cancel(reason="client went away")
 
 
 async def _stream(

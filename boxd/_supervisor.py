@@ -532,6 +532,8 @@ class Supervisor:
                         self._set(entry, RUNNING)
                     else:
                         self._save(c)
+                        if adoption.hello.exited is None:
+                            await self._rebind_view(c, run, view)
                     if task_status is not None:
                         task_status.started()
         except Exception:
@@ -554,6 +556,17 @@ class Supervisor:
         self._set(entry, self._after_run(entry, outcome.exit_code))
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
+
+    async def _rebind_view(self, c: Container, run: Run, view: dict[str, str] | None) -> None:
+        """An adopted container's /proc view files lead to its last daemon's dead FUSE
+        server: this daemon's files are bound in their place.  In a thread: the view is
+        served by this event loop, and opening its files waits for it."""
+        if view is None:
+            return
+        try:
+            await trio.to_thread.run_sync(self.native.rebind, run.pidfd, view)
+        except OSError as exc:
+            log.warning("%s: cannot bind the /proc view in again: %s", c.short_id, exc)
 
     async def _start_failed(
         self, entry: _Entry, cgroup: Cgroup | None, failure: Exception, *, report: bool
@@ -684,8 +697,9 @@ class Supervisor:
         if name == entry.container.name:
             raise Conflict(f"container {entry.container.short_id} is already named {name!r}")
         self._check_name_free(name)
-        entry.container.name = name
+        old, entry.container.name = entry.container.name, name
         self._save(entry.container)
+        self.events.report("rename", entry.container, oldName=old)
         return entry.container
 
     def processes(self, ref: str) -> builtins.list[int]:
@@ -811,6 +825,7 @@ class Supervisor:
                 )
             except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
+            self.events.report(f"exec_start: {' '.join(command)}", c)
             task_status.started(proc)
         assert proc.outcome is not None
         return proc.outcome.exit_code

@@ -50,6 +50,16 @@
  * and returns it.  The final process skips namespaces, hostname, mounts and pivot: setns
  * into a mount namespace already moves root and cwd to the root of that namespace as
  * its processes see it (the pivoted root), which the tests check.
+ *
+ * Shim mode (shim_path set: live restore): an intermediate child clones the container
+ * (the steps above), so that the container is its child, makes the listening socket
+ * "shim.sock" in shim_dir, sends the container's pid and pidfd on a report socket and
+ * execs boxd-shim (shim.c), which reaps the container and outlives the daemon.  spawn()
+ * returns once the report socket reads end-of-file (the exec happened), with a pidfd of
+ * the shim as the fourth value; the caller reaps the shim after it has said DONE to it.
+ *
+ * rebind() replaces mounts inside a running container (the /proc view's files after a
+ * daemon restart): a child joins its mount namespace and move_mount()s detached trees.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -136,6 +146,7 @@ enum mount_kind {
     MK_WRITE_FILE = 7,
     MK_MKFILE = 8,
     MK_SYSCTL = 9,
+    MK_CHDIR = 10,
 };
 
 /* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
@@ -520,6 +531,9 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
         rc = write_all(fd, op->data);
         close_keeping_errno(fd);
         return rc;
+    case MK_CHDIR:
+        /* The host directory that relative overlay lowerdirs name (deep images). */
+        return chdir(op->source);
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
     case MK_MASK:
@@ -976,7 +990,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_SYSCTL) {
+        if (op->kind < MK_MOUNT || op->kind > MK_CHDIR) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }
@@ -1460,6 +1474,116 @@ static PyObject *idmapped_tree(PyObject *self, PyObject *args)
     return PyLong_FromLong(fd);
 }
 
+/* Parent side: a detached copy of the mount at `path` (a file or a directory). */
+static PyObject *clone_tree(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *path;
+    if (!PyArg_ParseTuple(args, "O&:clone_tree", PyUnicode_FSConverter, &path))
+        return NULL;
+    const char *name = PyBytes_AsString(path);
+    int fd;
+    /* Without the GIL: on a FUSE mount the lookup waits for its server, which may be
+     * this very process (boxd's /proc view). */
+    Py_BEGIN_ALLOW_THREADS
+    fd = (int)syscall(SYS_open_tree, AT_FDCWD, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    Py_END_ALLOW_THREADS
+    if (fd < 0)
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+    Py_DECREF(path);
+    return fd < 0 ? NULL : PyLong_FromLong(fd);
+}
+
+/* The child of rebind(): in the target's mount namespace (which also makes its root this
+ * process's root), detach what is mounted at each target and attach the tree instead.  Only
+ * raw system calls; the failing index and errno go to `report`. */
+__attribute__((noreturn)) static void rebind_child(int pidfd, Py_ssize_t n, const int *trees,
+                                                   const char *const *targets, int report)
+{
+    int record[2] = {-1, 0};
+    if (setns(pidfd, CLONE_NEWNS) < 0)
+        goto failed;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        record[0] = (int)i;
+        if (umount2(targets[i], MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
+            goto failed;
+        if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, targets[i],
+                    MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            goto failed;
+    }
+    _exit(0);
+failed:
+    record[1] = errno;
+    if (write(report, record, sizeof record) < 0)
+        _exit(2);
+    _exit(1);
+}
+
+/* rebind(pidfd, ((tree_fd, target), ...)): replace mounts inside a running container (the
+ * /proc view's files of an adopted container, whose old ones lead to a dead FUSE server). */
+static PyObject *rebind(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int pidfd, trees[MAX_ATTACH], report[2];
+    const char *targets[MAX_ATTACH];
+    PyObject *pairs;
+    if (!PyArg_ParseTuple(args, "iO!:rebind", &pidfd, &PyTuple_Type, &pairs))
+        return NULL;
+    Py_ssize_t n = PyTuple_Size(pairs);
+    if (n > MAX_ATTACH) {
+        PyErr_Format(PyExc_ValueError, "at most %d mounts to rebind, not %zd", MAX_ATTACH, n);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *target;
+        if (!PyArg_ParseTuple(PyTuple_GetItem(pairs, i), "iS;a rebind is (tree_fd, target)",
+                              &trees[i], &target))
+            return NULL;
+        targets[i] = cstring(target, "a rebind target");
+        if (targets[i] == NULL)
+            return NULL;
+    }
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    struct clone_args_v0 clone;
+    memset(&clone, 0, sizeof clone);
+    clone.exit_signal = SIGCHLD;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long pid = syscall(SYS_clone3, &clone, sizeof clone);
+    if (pid == 0)
+        rebind_child(pidfd, n, trees, targets, report[1]);
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(report[1]);
+    if (pid < 0) {
+        close(report[0]);
+        errno = saved;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    int record[2] = {0, 0};
+    ssize_t got;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        got = read(report[0], record, sizeof record);
+    } while (got < 0 && errno == EINTR);
+    while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    Py_END_ALLOW_THREADS
+    close(report[0]);
+    if (got == 0)
+        Py_RETURN_NONE;
+    if (got != (ssize_t)sizeof record) {
+        PyErr_SetString(PyExc_RuntimeError, "rebind: the child ended without a report");
+        return NULL;
+    }
+    errno = record[1];
+    if (record[0] < 0 || record[0] >= n) /* setns */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyErr_SetFromErrnoWithFilename(PyExc_OSError, targets[record[0]]);
+}
+
 static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS,
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
@@ -1470,6 +1594,12 @@ static PyMethodDef methods[] = {
     {"idmapped_tree", idmapped_tree, METH_VARARGS,
      "idmapped_tree(path, userns_fd) -> fd\n\n"
      "A detached, id-mapped copy of the mount tree at path (open_tree + mount_setattr)."},
+    {"clone_tree", clone_tree, METH_VARARGS,
+     "clone_tree(path) -> fd\n\nA detached copy of the mount at path (open_tree)."},
+    {"rebind", rebind, METH_VARARGS,
+     "rebind(pidfd, ((tree_fd, target), ...)) -> None\n\n"
+     "In the mount namespace of the process behind pidfd, detach what is mounted at each\n"
+     "target and attach the detached tree there instead."},
     {NULL, NULL, 0, NULL},
 };
 

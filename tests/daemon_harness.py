@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -69,6 +70,9 @@ class Daemon:
             if self.process.poll() is not None:
                 raise RuntimeError(f"boxd exited with {self.process.returncode}")
             if time.monotonic() > deadline:
+                self.process.kill()
+                self.process.wait()
+                self.process = None
                 raise RuntimeError("boxd did not create its socket in 30 s")
             time.sleep(0.02)
 
@@ -192,12 +196,38 @@ def running_daemon(tmp_path: Path, *extra: str, netns: str | None = None) -> Ite
     try:
         yield daemon
     finally:
-        if daemon.process is None:  # the test killed it: the next daemon cleans up
-            daemon.start()
-        ids = daemon.ctl("ps", "-a", "-q").stdout.split()
-        if ids:  # live restore keeps containers across daemons: removed here
-            daemon.ctl("rm", "-f", *ids)
-        if daemon.stop() != 0:
-            raise AssertionError("boxd did not exit 0 on SIGTERM")
-        assert leftover_cgroups(daemon.root) == []
-        assert shims(daemon.root) == []
+        try:
+            if daemon.process is None:  # the test killed it: the next daemon cleans up
+                daemon.start()
+            ids = daemon.ctl("ps", "-a", "-q").stdout.split()
+            if ids:  # live restore keeps containers across daemons: removed here
+                daemon.ctl("rm", "-f", *ids)
+            if daemon.stop() != 0:
+                raise AssertionError("boxd did not exit 0 on SIGTERM")
+        finally:
+            left = _end_leftovers(daemon)
+        assert left == ([], [])
+
+
+def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str]]:
+    """What the daemon failed to clean (it hung, or died): its process, the shims on its
+    root and their containers are killed and the emptied cgroups removed, so that nothing
+    outlives the test.  Returns the shims and cgroups found."""
+    if daemon.process is not None:
+        daemon.process.kill()
+        daemon.process.wait()
+        daemon.process = None
+    found = shims(daemon.root)
+    for shim in found:
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{shim}/task/{shim}/children").read_text().split()
+            for pid in (shim, *map(int, children)):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while shims(daemon.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cgroups = leftover_cgroups(daemon.root)
+    for cgroup in cgroups:  # emptied above: removable
+        with contextlib.suppress(OSError):
+            os.rmdir(cgroup)
+    return found, cgroups

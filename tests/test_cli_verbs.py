@@ -4,10 +4,18 @@ outputs quote Docker's documented behaviour."""
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import REPO, Daemon
 
 pytestmark = pytest.mark.root
 
@@ -186,3 +194,155 @@ def test_exec_detached_runs_on_after_the_client_left(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", "x")
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
+
+
+class _Lines:
+    """Lines of a child's stdout as they come (select on the pipe, no Python buffering
+    that select would not see)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.fd = proc.stdout.fileno()
+        self.buffer = b""
+
+    def next_event(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.fd], [], [], 60)
+            assert ready, "no event within 60 s"
+            data = os.read(self.fd, 65536)
+            assert data, "the follower ended"
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        event: dict[str, Any] = json.loads(line)
+        return event
+
+
+def test_events_are_followed_in_order(daemon: Daemon) -> None:
+    """Docker's `events`: a follower started before the actions sees each in order, with
+    Docker's JSON shape; `--since`/`--until` replay the kept ones and end."""
+    start = time.time()
+    since = ("--since", str(start))  # kept events too: nothing is missed while it connects
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "boxctl",
+            "--socket",
+            str(daemon.socket),
+            "events",
+            *since,
+            "--format",
+            "json",
+            "--filter",
+            "type=container",
+        ],
+        stdout=subprocess.PIPE,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    events = _Lines(follower)
+    try:
+        first = daemon.ctl("create", "--name", "first", "default", "true").stdout.strip()
+        while (e := events.next_event())["id"] != first:
+            pass
+        assert e["Action"] == "create" and e["Actor"]["Attributes"]["name"] == "first"
+        cid = daemon.ctl("run", "-d", "--name", "w", "-l", "team=a", "default", "sleep", "300")
+        cid_w = cid.stdout.strip()
+        daemon.ctl("rename", "w", "v")
+        daemon.ctl("exec", "v", "true")
+        daemon.ctl("rm", "-f", "v")
+        daemon.ctl("run", "--rm", "--name", "oom", "-m", "8m", "default", "python3", "-c",
+                   "x = bytearray(64 << 20)", check=False)  # fmt: skip
+        seen: list[tuple[str, str]] = []
+        while not (seen and seen[-1][:2] == ("destroy", "oom")):
+            e = events.next_event()
+            seen.append((e["Action"], e["Actor"]["Attributes"]["name"]))
+            if e["id"] == cid_w and e["Action"] == "create":
+                assert e["Actor"]["Attributes"]["team"] == "a"
+                assert e["Type"] == "container" and e["timeNano"] // 10**9 == e["time"]
+            if e["Action"] == "die" and e["id"] == cid_w:
+                assert e["Actor"]["Attributes"]["exitCode"] == "137"
+        assert seen == [
+            ("create", "w"),
+            ("start", "w"),
+            ("rename", "v"),
+            ("exec_start: true", "v"),
+            ("die", "v"),
+            ("destroy", "v"),
+            ("create", "oom"),
+            ("start", "oom"),
+            ("oom", "oom"),
+            ("die", "oom"),
+            ("destroy", "oom"),
+        ]
+    finally:
+        follower.kill()
+        follower.wait()
+        assert follower.stdout is not None
+        follower.stdout.close()
+    # The kept events between two times, then the end; filtered as Docker filters.
+    r = daemon.ctl("events", "--since", str(start), "--until", str(time.time()),
+                   "--filter", "container=first", "--filter", "event=create")  # fmt: skip
+    line = r.stdout.splitlines()
+    assert len(line) == 1 and line[0].split()[1:4] == ["container", "create", first]
+    assert line[0].endswith("(image=default, name=first)")
+    r = daemon.ctl("events", "--filter", "colour=red", check=False)
+    assert r.returncode == 125 and "invalid --filter 'colour=red'" in r.stderr
+    daemon.ctl("rm", "first")
+
+
+def test_run_attach_picks_the_streams(daemon: Daemon) -> None:
+    """Docker's `run -a STREAM`: only the streams named are joined; -a with -d conflicts."""
+    script = "echo out; echo err >&2; exit 3"
+    r = daemon.ctl("run", "--rm", "-a", "stdout", "default", "sh", "-c", script, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "")
+    r = daemon.ctl("run", "--rm", "-a", "STDERR", "default", "sh", "-c", script, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "", "err\n")
+    r = daemon.ctl("run", "--rm", "-i", "-a", "stdin", "-a", "stdout", "default", "cat",
+                   input=b"typed\n")  # fmt: skip
+    assert r.stdout == "typed\n"
+    for args, message in (
+        (("-d", "-a", "stdout"), "conflicting options: -a and -d"),
+        (("-a", "stdpipe"), "invalid --attach 'stdpipe': use stdin, stdout or stderr"),
+    ):
+        r = daemon.ctl("run", *args, "default", "true", check=False)
+        assert (r.returncode, r.stderr) == (125, f"boxctl: {message}\n")
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+
+
+def _signalled_run(daemon: Daemon, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A foreground run whose container reports SIGTERM; returns once its trap is set."""
+    script = 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.05; done'
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "boxctl",
+            "--socket",
+            str(daemon.socket),
+            "run",
+            *options,
+            "default",
+            "sh",
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    return proc, options[options.index("--name") + 1]
+
+
+def test_sig_proxy_forwards_signals_unless_turned_off(daemon: Daemon) -> None:
+    proc, _ = _signalled_run(daemon, "--rm", "--name", "p")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (7, b"got TERM\n")
+    # --sig-proxy=false (Docker's spelling): boxctl itself ends, the container runs on.
+    proc, name = _signalled_run(daemon, "--sig-proxy=false", "--name", "q")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    assert daemon.inspect(name)["state"]["status"] == "running"
+    daemon.ctl("rm", "-f", name)

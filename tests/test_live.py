@@ -274,3 +274,19 @@ async def test_the_library_keeps_containers_only_when_asked(tmp_path: Path) -> N
     await trio.lowlevel.checkpoint()
     assert not _alive(pid)
     assert not shims(tmp_path / "lib")
+
+
+@pytest.mark.fuse
+def test_the_proc_view_works_again_in_an_adopted_container(tmp_path: Path) -> None:
+    with running_daemon(tmp_path) as daemon:
+        if "procview: on\n" not in daemon.ctl("info").stdout:
+            pytest.skip("the daemon serves no /proc view here")
+        daemon.ctl("run", "-d", "--name", "m", "--memory", "64m", "default", "sleep", "300")
+        meminfo = ("exec", "m", "head", "-1", "/proc/meminfo")
+        assert daemon.ctl(*meminfo).stdout.split()[1] == "65536"
+        _crash(daemon)
+        daemon.start()
+        assert daemon.ctl(*meminfo).stdout.split()[1] == "65536"
+        daemon.stop()
+        daemon.start()
+        assert daemon.ctl(*meminfo).stdout.split()[1] == "65536"

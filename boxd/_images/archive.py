@@ -30,7 +30,7 @@ from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
 
-__all__ = ["ArchiveError", "commit", "import_rootfs", "load", "save"]
+__all__ = ["ArchiveError", "commit", "export_merged", "import_rootfs", "load", "save"]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

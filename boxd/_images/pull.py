@@ -11,6 +11,7 @@ The image record, which makes the image visible, is written last.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import platform as host_platform
@@ -123,6 +124,9 @@ class Puller:
         self.credentials = credentials
         self.insecure = insecure
         self._locks: dict[str, trio.Lock] = {}
+        # Deleting images takes this lock, and leaves the diff_ids of pulls in progress.
+        self.lock = trio.Lock()
+        self.active: collections.Counter[str] = collections.Counter()
 
     async def pull(
         self,
@@ -130,7 +134,9 @@ class Puller:
         *,
         platform: Platform | None = None,
         progress: ProgressFn | None = None,
-    ) -> ImageRecord:
+    ) -> tuple[ImageRecord, str]:
+        """The stored image and the digest of what the reference named (an index's, for
+        a multi-platform image, as Docker reports it)."""
         want = platform or host()
         report = progress or (lambda _: None)
         async with open_registry(
@@ -151,9 +157,17 @@ class Puller:
                 )
             config = parse_json(config_bytes, "the image config")
             layers = self._layers(ref, manifest, config)
-            await self._fetch_layers(registry, layers, report)
-        self.store.put_blob(config_bytes, config_digest)
-        return self.store.add(config_digest, layers, ref, top_digest)
+            diff_ids = [layer.diff_id for layer in layers]
+            async with self.lock:
+                self.active.update(diff_ids)
+            try:
+                await self._fetch_layers(registry, layers, report)
+                self.store.put_blob(config_bytes, config_digest)
+                record = self.store.add(config_digest, layers, ref, top_digest)
+            finally:
+                self.active.subtract(diff_ids)
+                self.active = +self.active
+        return record, top_digest
 
     async def _manifest(
         self, registry: Registry, ref: Reference, want: Platform
