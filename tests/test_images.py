@@ -259,7 +259,7 @@ def test_commit_save_rmi_load_round_trip(
     # The container's configuration (its -u 0 here) is the new image's, as in Docker.
     assert before == (
         "new\nnew.txt\n/opt/x\nls: /root: No such file or directory\n"
-        "group\nhostname\nhosts\npasswd\n0\n"
+        "group\nhostname\nhosts\npasswd\nresolv.conf\n0\n"  # resolv.conf: its network's
     )
     history = json.loads(daemon.ctl("history", "--format", "json", "mine/changed:1").stdout)
     assert history[0]["created_by"] == "my change"
