@@ -196,9 +196,13 @@ class Puller:
     @staticmethod
     def _choose(ref: Reference, index: dict[str, Any], want: Platform) -> str:
         found = []
-        for i, entry in enumerate(index.get("manifests") or []):
+        entries = index.get("manifests")
+        if not isinstance(entries, list):
+            raise RegistryError(f"{ref.familiar}: the index has no list of manifests")
+        for i, entry in enumerate(entries):
             digest, _, media = _descriptor(entry, f"index entry {i}")
-            plat = entry.get("platform") or {}
+            plat = entry.get("platform")
+            plat = plat if isinstance(plat, dict) else {}
             found.append(
                 "/".join(
                     p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
@@ -220,7 +224,10 @@ class Puller:
     def _layers(
         ref: Reference, manifest: dict[str, Any], config: dict[str, Any]
     ) -> tuple[BlobRef, ...]:
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        rootfs = config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list):
+            raise RegistryError(f"{ref.familiar}: the image config has no rootfs.diff_ids list")
         descriptors = manifest.get("layers") or []
         if not isinstance(descriptors, list) or len(descriptors) != len(diff_ids):
             raise RegistryError(
