@@ -157,10 +157,11 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
     daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
     push(layout, "v1", registry, "box:v1")
-    blob = registry.blob_path(_layer_blobs(registry, "box")[-1])
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    for digest in _layer_blobs(registry, "box"):  # every layer: they fail at once
+        blob = registry.blob_path(digest)
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        blob.write_bytes(bytes(data))
     r = daemon.ctl("pull", f"{registry.host}/box:v1", check=False)
     assert r.returncode == 125
     assert "does not match its content" in r.stderr

@@ -15,7 +15,7 @@ import collections
 import hashlib
 import os
 import platform as host_platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -267,9 +267,17 @@ class Puller:
         limit = trio.CapacityLimiter(PARALLEL)
         for layer in layers:
             report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
-        async with trio.open_nursery() as nursery:
-            for layer in layers:
-                nursery.start_soon(self._layer, registry, layer, limit, report)
+        try:
+            async with trio.open_nursery() as nursery:
+                for layer in layers:
+                    nursery.start_soon(self._layer, registry, layer, limit, report)
+        except BaseExceptionGroup as group:
+            # Several layers may fail at once (a registry that serves garbage): the pull
+            # fails with the first reason, as one error the caller can name.
+            leaves = list(_leaves(group))
+            if all(isinstance(e, Exception) for e in leaves):
+                raise leaves[0] from None
+            raise
 
     async def _layer(
         self,
@@ -334,6 +342,14 @@ class Puller:
             if fd >= 0:
                 os.close(fd)
             tmp.unlink(missing_ok=True)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 def _short(digest: str) -> str:
