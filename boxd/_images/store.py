@@ -26,7 +26,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -288,9 +287,6 @@ class ImageStore:
 
     def size(self, record: ImageRecord) -> int:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
-
-    def iter_layer_dirs(self) -> Iterator[Path]:
-        yield from self.layer_dirs.iterdir()
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
