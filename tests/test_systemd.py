@@ -45,6 +45,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     service = (tmp_path / "boxd.service").read_text()
     for line in ("Type=notify", "KillMode=process", "Delegate=yes"):
         assert line in service.splitlines()
+    assert "--cgroup-parent /boxd" in service
     assert "SocketGroup=root" in (tmp_path / "boxd.socket").read_text()
     units = [str(tmp_path / "boxd.service"), str(tmp_path / "boxd.socket")]
     r = subprocess.run([analyze, "verify", *units], capture_output=True, text=True)
