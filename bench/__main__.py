@@ -64,6 +64,7 @@ def main() -> int:
         f"Python {platform.python_version()}",
         "seconds": round(time.monotonic() - began, 1),
         "cleanup_problems": problems,
+        "work": str(work),
     }
     write(args.out, meta, {name: t.to_json() for name, t in tools.items()}, cases)
     print((args.out / "results.md").read_text())

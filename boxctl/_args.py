@@ -5,6 +5,7 @@ than the rest of ``boxctl ps``.  This parser knows only what boxctl uses:
 
 * long options ``--name VALUE`` or ``--name=VALUE``; short ones ``-e VALUE`` or
   ``-eVALUE``, and flags bundled as in ``-it`` (the last may take a value: ``-de K=V``);
+  a flag may be given a boolean as Docker's are (``--rm=true``, ``--sig-proxy=false``);
 * a value option takes the next word whatever it is (``--memory-swap -1``);
 * ``--`` ends the options; for commands whose last operand is a command line (``run``,
   ``exec``), the options end where that command line starts;
@@ -32,6 +33,9 @@ VALUE = "value"  # a string
 INT = "int"
 FLOAT = "float"
 APPEND = "append"  # a string, repeatable: a list
+
+# What a flag's value may be (``--rm=true``), as Go's strconv.ParseBool reads it.
+BOOLEAN_WORDS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 
 # Operand kinds.
 ONE = "one"
@@ -183,7 +187,10 @@ class Command:
                         value, i = words[i], i + 1
                     store(opt, name, value)
                 elif eq:
-                    raise fail(f"{name} takes no value")
+                    # Docker's (Go's) flags take a boolean value too: --sig-proxy=false.
+                    if name.startswith("--no-") or value.lower() not in BOOLEAN_WORDS:
+                        raise fail(f"invalid {name}={value}: use true or false")
+                    setattr(args, opt.dest, BOOLEAN_WORDS[value.lower()])
                 else:
                     # A flag is set by its name; only a BOOL has a --no- form that clears it.
                     setattr(args, opt.dest, opt.kind == FLAG or not name.startswith("--no-"))

@@ -90,9 +90,16 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def stream(
-    client: Client, *, stdin: bool, tty_mode: bool, detach_keys: bytes, sig_proxy: bool
+    client: Client,
+    *,
+    stdin: bool,
+    tty_mode: bool,
+    detach_keys: bytes,
+    sig_proxy: bool,
+    outputs: tuple[int, ...] = (protocol.STDOUT, protocol.STDERR),
 ) -> int | None:
-    """Run the attachment; the container's exit code, or None when detached."""
+    """Run the attachment; the container's exit code, or None when detached.  Output of
+    the streams not in ``outputs`` is dropped (``run -a stdout``)."""
     in_fd = sys.stdin.fileno() if stdin else -1
     local_tty = tty_mode and stdin and os.isatty(in_fd)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -109,7 +116,7 @@ def stream(
             restore = _raw_terminal(in_fd)
         if tty_mode:
             client.sock.sendall(_size_frame())
-        return _loop(client, in_fd, wake_r, detach_keys if local_tty else None)
+        return _loop(client, in_fd, wake_r, detach_keys if local_tty else None, outputs)
     finally:
         if restore is not None:
             restore()
@@ -124,7 +131,9 @@ def stream(
 MAX_PENDING = 1 << 20
 
 
-def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes | None) -> int | None:
+def _loop(
+    client: Client, in_fd: int, wake_r: int, detach_keys: bytes | None, outputs: tuple[int, ...]
+) -> int | None:
     matcher = DetachMatcher(detach_keys) if detach_keys else None
     sock = client.sock
     sock_fd = sock.fileno()
@@ -135,7 +144,9 @@ def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes | None) ->
     polled_in = False
     poller = select.poll()
     poller.register(wake_r, select.POLLIN)
-    out_fds = {protocol.STDOUT: sys.stdout.fileno(), protocol.STDERR: sys.stderr.fileno()}
+    out_fds = {
+        s: fd for s, fd in ((1, sys.stdout.fileno()), (2, sys.stderr.fileno())) if s in outputs
+    }
     # The read that brought the response may have brought the frames after it too, up to
     # the ExitFrame of a short-lived process: they are handled before the socket is polled,
     # which would otherwise wait for bytes that never come.
@@ -144,7 +155,8 @@ def _loop(client: Client, in_fd: int, wake_r: int, detach_keys: bytes | None) ->
         while True:
             for frame in frames:
                 if isinstance(frame, tuple):
-                    _write_all(out_fds.get(frame[0], out_fds[protocol.STDOUT]), frame[1])
+                    if frame[0] in out_fds:
+                        _write_all(out_fds[frame[0]], frame[1])
                 elif frame["type"] == "ExitFrame":
                     return int(frame["exit_code"])
                 elif frame["type"] == "ErrorResponse":

@@ -13,6 +13,8 @@ from boxd import _ulimits, _units
 from . import _files, _images, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
+from ._network import COMMANDS as NETWORK_COMMANDS
+from ._network import RUN_NETWORK_OPTIONS, published
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -141,6 +143,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "auto_remove": args.rm,
         "procview": args.procview == "on",
         "cgroup_parent": args.cgroup_parent or "",
+        **published(args),
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
@@ -213,8 +216,10 @@ def cmd_create(args: Args) -> int:
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
+    streams = _attach_streams(args)
+    stdin = args.interactive and "stdin" in streams
     if not args.detach:
-        _check_tty(stdin=args.interactive, tty_mode=args.tty)
+        _check_tty(stdin=stdin, tty_mode=args.tty)
     try:
         config, name = _config(args)
         request = {
@@ -222,7 +227,7 @@ def cmd_run(args: Args) -> int:
             "config": config,
             "name": name,
             "attach": not args.detach,
-            "stdin": args.interactive,
+            "stdin": stdin,
         }
         cidfile = _files.open_cidfile(args.cidfile)
         created = False
@@ -238,14 +243,27 @@ def cmd_run(args: Args) -> int:
                 answered(response)
                 print(response["id"])
                 return 0
+            outputs = tuple(n for s, n in (("stdout", 1), ("stderr", 2)) if s in streams)
             return _attached(
-                args, request, stdin=args.interactive, tty_mode=args.tty, answered=answered
+                args, request, stdin=stdin, tty_mode=args.tty, answered=answered, outputs=outputs
             )
         finally:
             if not created:
                 _files.abandon_cidfile(cidfile, args.cidfile)
     except CliError as exc:
         raise _run_failure(exc) from None
+
+
+def _attach_streams(args: Args) -> set[str]:
+    """``run -a STREAM``: the streams the client joins (all, without -a)."""
+    if not args.attach:
+        return {"stdin", "stdout", "stderr"}
+    if args.detach:
+        raise CliError("conflicting options: -a and -d", USAGE)
+    streams = {s.lower() for s in args.attach}
+    for s in streams - {"stdin", "stdout", "stderr"}:
+        raise CliError(f"invalid --attach {s!r}: use stdin, stdout or stderr", USAGE)
+    return streams
 
 
 def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
@@ -262,9 +280,11 @@ def _attached(
     stdin: bool,
     tty_mode: bool,
     answered: Callable[[dict[str, Any]], None] | None = None,
+    outputs: tuple[int, ...] = (1, 2),
 ) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached).
-    ``answered`` gets the response before the stream starts."""
+    ``answered`` gets the response before the stream starts; ``outputs`` are the streams
+    printed (stdout 1, stderr 2)."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
@@ -276,7 +296,12 @@ def _attached(
         if answered is not None:
             answered(response)
         code = _attach.stream(
-            client, stdin=stdin, tty_mode=tty_mode, detach_keys=keys, sig_proxy=args.sig_proxy
+            client,
+            stdin=stdin,
+            tty_mode=tty_mode,
+            detach_keys=keys,
+            sig_proxy=args.sig_proxy,
+            outputs=outputs,
         )
     return 0 if code is None else code
 
@@ -639,7 +664,15 @@ RUN_OPTIONS = (
         help="a user namespace: container root is an unprivileged host user",
     ),
     Opt("--isolate-network", help="same as --network none"),
-    Opt("--network", kind=VALUE, default="host", choices=("host", "none"), help="network"),
+    Opt(
+        "--network",
+        "--net",
+        kind=VALUE,
+        dest="network",
+        default="bridge",
+        help="bridge (default), host, none or a network's name",
+    ),
+    *RUN_NETWORK_OPTIONS,
     Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
@@ -679,7 +712,12 @@ COMMANDS = (
         "run",
         cmd_run,
         "create and start a container",
-        (Opt("-d", "--detach", help="run in the background"), *ATTACH_OPTIONS, *RUN_OPTIONS),
+        (
+            Opt("-d", "--detach", help="run in the background"),
+            Opt("-a", "--attach", kind=APPEND, metavar="STREAM", help="stdin, stdout, stderr"),
+            *ATTACH_OPTIONS,
+            *RUN_OPTIONS,
+        ),
         RUN_OPERANDS,
     ),
     Command("create", cmd_create, "create a container", RUN_OPTIONS, RUN_OPERANDS),
@@ -773,6 +811,7 @@ COMMANDS = (
         (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
         (("containers", ANY, "CONTAINER"),),
     ),
+    *NETWORK_COMMANDS,
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,

@@ -54,16 +54,14 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     return int(fd)
 
 
-def read_regular(
-    root: str, path: str, *, follow: bool = True, limit: int = 4 << 20
-) -> bytes | None:
+def read_regular(root: str, path: str, *, limit: int = 4 << 20) -> bytes | None:
     """The contents of ``path`` resolved inside directory ``root``, or None when nothing
-    is there or it is not a regular file (an overlay whiteout, a FIFO, a device).
-    ``follow=False`` takes a symlink at the last component as "not a regular file".
+    is there or it is not a regular file (an overlay whiteout, a FIFO, a device, or a
+    symlink at its last component: the caller resolves links itself, inside the image).
     ``limit``: the most bytes read."""
     dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        flags = os.O_PATH | (0 if follow else os.O_NOFOLLOW)
+        flags = os.O_PATH | os.O_NOFOLLOW
         try:
             fd = openat2(
                 dirfd, path.lstrip("/") or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS

@@ -381,7 +381,7 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
     dirs, rel = _layer_dirs(view, resolved)
     for d in dirs:
         if os.path.isdir(d):
-            data = read_regular(d, rel, follow=False)
+            data = read_regular(d, rel)
             if data is not None:
                 return data
     return None

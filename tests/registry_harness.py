@@ -40,6 +40,10 @@ class Registry:
             1 for line in self.log.read_text().splitlines() if '"GET ' in line and what in line
         )
 
+    def manifests(self) -> int:
+        """How many manifest GETs the registry served."""
+        return self.requests("/manifests/")
+
     def blob_path(self, digest: str) -> Path:
         hexa = digest.removeprefix("sha256:")
         return self.storage / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
@@ -135,6 +139,7 @@ class TokenServer:
     service: str = "boxd-test-registry"
     issuer: str = "boxd-test-issuer"
     asked: list[dict[str, str]] = attrs.Factory(list)
+    useless: int = 0  # this many tokens from now on grant nothing (as an expired one)
 
     def token(self, scope: str, subject: str) -> str:
         der = subprocess.run(
@@ -144,7 +149,9 @@ class TokenServer:
         ).stdout
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
         access = []
-        if scope:
+        if self.useless:
+            self.useless -= 1
+        elif scope:
             kind, name, actions = scope.split(":")
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())

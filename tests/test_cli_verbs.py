@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -287,3 +288,61 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
     r = daemon.ctl("events", "--filter", "colour=red", check=False)
     assert r.returncode == 125 and "invalid --filter 'colour=red'" in r.stderr
     daemon.ctl("rm", "first")
+
+
+def test_run_attach_picks_the_streams(daemon: Daemon) -> None:
+    """Docker's `run -a STREAM`: only the streams named are joined; -a with -d conflicts."""
+    script = "echo out; echo err >&2; exit 3"
+    r = daemon.ctl("run", "--rm", "-a", "stdout", "default", "sh", "-c", script, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "")
+    r = daemon.ctl("run", "--rm", "-a", "STDERR", "default", "sh", "-c", script, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "", "err\n")
+    r = daemon.ctl("run", "--rm", "-i", "-a", "stdin", "-a", "stdout", "default", "cat",
+                   input=b"typed\n")  # fmt: skip
+    assert r.stdout == "typed\n"
+    for args, message in (
+        (("-d", "-a", "stdout"), "conflicting options: -a and -d"),
+        (("-a", "stdpipe"), "invalid --attach 'stdpipe': use stdin, stdout or stderr"),
+    ):
+        r = daemon.ctl("run", *args, "default", "true", check=False)
+        assert (r.returncode, r.stderr) == (125, f"boxctl: {message}\n")
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+
+
+def _signalled_run(daemon: Daemon, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A foreground run whose container reports SIGTERM; returns once its trap is set."""
+    script = 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.05; done'
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "boxctl",
+            "--socket",
+            str(daemon.socket),
+            "run",
+            *options,
+            "default",
+            "sh",
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    return proc, options[options.index("--name") + 1]
+
+
+def test_sig_proxy_forwards_signals_unless_turned_off(daemon: Daemon) -> None:
+    proc, _ = _signalled_run(daemon, "--rm", "--name", "p")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (7, b"got TERM\n")
+    # --sig-proxy=false (Docker's spelling): boxctl itself ends, the container runs on.
+    proc, name = _signalled_run(daemon, "--sig-proxy=false", "--name", "q")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    assert daemon.inspect(name)["state"]["status"] == "running"
+    daemon.ctl("rm", "-f", name)

@@ -50,6 +50,9 @@ def layout(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) -> Path
             "env": ["GREETING=hi", "PATH=/bin:/usr/bin"],
             "workingdir": "/work",
             "user": "nobody",
+            "stopsignal": "SIGQUIT",
+            "label": ["org.example.team=images"],
+            "exposedports": ["8080/tcp"],
         },
     )
     return layout
@@ -84,6 +87,14 @@ def test_pull_run_images_and_no_second_fetch(
     who = CMD.partition(";")[0]
     r = daemon.ctl("run", "--rm", "-u", "0", "-w", "/", "-e", "GREETING=yo", ref, "sh", "-c", who)
     assert r.stdout == "yo from / as 0:0\n"
+    # StopSignal, Labels and ExposedPorts are the container's.
+    daemon.ctl("create", "--name", "configured", "-l", "mine=1", ref)
+    config = daemon.inspect("configured")["config"]
+    assert config["stop_signal"] == "SIGQUIT"
+    assert config["labels"] == ["org.example.team=images", "mine=1"]
+    assert config["exposed_ports"] == ["8080/tcp"]
+    assert config["image_id"].startswith("sha256:")
+    daemon.ctl("rm", "configured")
     # --entrypoint replaces Entrypoint and drops Cmd.
     r = daemon.ctl("run", "--rm", "--entrypoint", "/bin/echo", ref, "a", "b")
     assert r.stdout == "a b\n"
@@ -129,6 +140,13 @@ def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: P
     r = daemon.ctl("run", "--rm", f"{registry.host}/box:v1", "echo", "pulled")
     assert r.stdout == "pulled\n"
     assert "Unable to find image" in r.stderr
+    blobs = registry.requests("/blobs/")
+    r = daemon.ctl("run", "--rm", f"{registry.host}/box:v1", "true")
+    assert "Unable to find image" not in r.stderr
+    r = daemon.ctl("run", "--rm", "--pull", "always", f"{registry.host}/box:v1", "true")
+    assert "Status: Downloaded image" in r.stderr
+    assert registry.manifests() == 2  # looked up again by --pull always only
+    assert registry.requests("/blobs/") == blobs
     r = daemon.ctl(
         "run", "--rm", "--pull", "never", f"{registry.host}/box:nope", "true", check=False
     )
@@ -139,10 +157,11 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
     daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
     push(layout, "v1", registry, "box:v1")
-    blob = registry.blob_path(_layer_blobs(registry, "box")[-1])
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    for digest in _layer_blobs(registry, "box"):  # every layer: they fail at once
+        blob = registry.blob_path(digest)
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        blob.write_bytes(bytes(data))
     r = daemon.ctl("pull", f"{registry.host}/box:v1", check=False)
     assert r.returncode == 125
     assert "does not match its content" in r.stderr
@@ -210,6 +229,12 @@ def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None
             "service": tokens.service,
             "auth": "yes",
         }
+        # A token that stops working during a pull (expired) is renewed once.
+        daemon.ctl("rmi", ref)
+        tokens.useless = 1
+        asked = len(tokens.asked)
+        daemon.ctl("pull", ref)
+        assert len(tokens.asked) == asked + 2  # the useless one, then its renewal
         # Anonymous tokens, where the token server gives them.
         daemon.ctl("logout", registry.host)
         daemon.ctl("rmi", ref)
@@ -235,7 +260,7 @@ def test_commit_save_rmi_load_round_trip(
     # The container's configuration (its -u 0 here) is the new image's, as in Docker.
     assert before == (
         "new\nnew.txt\n/opt/x\nls: /root: No such file or directory\n"
-        "group\nhostname\nhosts\npasswd\n0\n"
+        "group\nhostname\nhosts\npasswd\nresolv.conf\n0\n"  # resolv.conf: its network's
     )
     history = json.loads(daemon.ctl("history", "--format", "json", "mine/changed:1").stdout)
     assert history[0]["created_by"] == "my change"
@@ -527,3 +552,103 @@ def test_a_deep_image_fits_overlays_options(
     assert daemon.ctl("load", "-i", str(archive)).stdout == "Loaded image: deep:125\n"
     listing = daemon.ctl("run", "--rm", "deep:125").stdout.split()
     assert listing == [f"{i:03d}" for i in range(1, 125)]
+
+
+def _hand_made_layout(path: Path, layers: list[bytes], tag: str) -> None:
+    """An OCI layout written here, byte by byte: gzip layers as given, a config naming
+    their diff_ids (the sha256 of each layer uncompressed)."""
+    import gzip
+
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def blob(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers],
+        },
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **blob(json.dumps(config).encode()),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blob(gzip.compress(x))}
+            for x in layers
+        ],
+    }
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **blob(json.dumps(manifest).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }
+    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+
+
+def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
+    tmp_path: Path, daemon: Daemon, registry: Registry
+) -> None:
+    import io
+    import tarfile
+
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w") as tar:
+        info = tarfile.TarInfo("fine")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        link = tarfile.TarInfo("escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(tmp_path)
+        tar.addfile(link)
+        info = tarfile.TarInfo("escape/pwned")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    layout = tmp_path / "evil-layout"
+    _hand_made_layout(layout, [good.getvalue(), evil.getvalue()], "1")
+    push(layout, "1", registry, "evil:1")
+    r = daemon.ctl("pull", f"{registry.host}/evil:1", check=False)
+    assert r.returncode == 125
+    assert "member 'escape/pwned': 'escape' is a symbolic link" in r.stderr
+    assert not (tmp_path / "pwned").exists()
+    images = daemon.root / "images"
+    assert os.listdir(images / "meta") == [] and os.listdir(images / "tmp") == []
+    records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
+    assert set(os.listdir(images / "l")) == records  # the good layer only, complete
+    assert len(records) <= 1
+
+
+def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    archive = tmp_path / "evil.tar"
+    manifest = [{"Config": "../../etc/passwd", "RepoTags": ["x:1"], "Layers": ["/etc/shadow"]}]
+    with tarfile.open(archive, mode="w") as tar:
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    r = daemon.ctl("load", "-i", str(archive), check=False)
+    assert r.returncode == 125
+    assert "the archive has no file '../../etc/passwd'" in r.stderr
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(gzip.compress(archive.read_bytes())[:30])
+    r = daemon.ctl("load", "-i", str(truncated), check=False)
+    assert r.returncode == 125 and "the archive is truncated or damaged" in r.stderr
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert os.listdir(daemon.root / "images" / "tmp") == []

@@ -129,3 +129,12 @@ def test_a_missing_working_directory_is_made(daemon: Daemon) -> None:
     daemon.ctl("rm", "w")
     out = daemon.ctl("run", "--rm", "--read-only", "-w", "/ro/made", "default", "pwd").stdout
     assert out == "/ro/made\n"
+
+
+@pytest.mark.root
+def test_duplicate_mount_points_are_refused(daemon: Daemon, tmp_path: Path) -> None:
+    for options in (["--tmpfs", "/data", "--tmpfs", "/data/:size=1m"],
+                    ["-v", f"{tmp_path}:/data", "--tmpfs", "/data"]):  # fmt: skip
+        bad = daemon.ctl("run", "--rm", *options, "default", "true", check=False)
+        assert bad.returncode == 125
+        assert "duplicate mount point /data" in bad.stderr

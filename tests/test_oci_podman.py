@@ -30,6 +30,7 @@ RUNTIME = str(Path(sys.executable).with_name("boxd-runtime"))
 class Podman:
     work: Path
     parent: str  # --cgroup-parent, unique to the test
+    rootfs: Path  # a private copy: Podman writes /etc/hosts and friends into a --rootfs
 
     def argv(self, *args: str) -> list[str]:
         podman = [
@@ -73,7 +74,8 @@ def podman(busybox_root: Path) -> Iterator[Podman]:
         pytest.skip("podman and conmon are not installed (apt-get install podman conmon)")
     # Short: Podman refuses a --runroot of more than 50 characters.
     work = Path(tempfile.mkdtemp(prefix="boxd-pm-", dir="/tmp"))
-    p = Podman(work, f"/boxd-test-{uuid.uuid4().hex[:8]}")
+    p = Podman(work, f"/boxd-test-{uuid.uuid4().hex[:8]}", work / "rootfs")
+    shutil.copytree(busybox_root, p.rootfs, symlinks=True)
     try:
         yield p
     finally:
@@ -85,8 +87,8 @@ def podman(busybox_root: Path) -> Iterator[Podman]:
 
 
 @pytest.mark.root
-def test_podman_run_rm_and_exit_codes(podman: Podman, busybox_root: Path) -> None:
-    root = str(busybox_root)
+def test_podman_run_rm_and_exit_codes(podman: Podman) -> None:
+    root = str(podman.rootfs)
     done = podman("run", "--rm", *podman.run_options(), "--rootfs", root, "echo", "hi")
     assert done.stdout == "hi\n"
     code = podman("run", "--rm", *podman.run_options(), "--rootfs", root, "sh", "-c", "exit 3",
@@ -100,10 +102,10 @@ def test_podman_run_rm_and_exit_codes(podman: Podman, busybox_root: Path) -> Non
 
 
 @pytest.mark.root
-def test_podman_detached_exec_limits_stop_rm(podman: Podman, busybox_root: Path) -> None:
+def test_podman_detached_exec_limits_stop_rm(podman: Podman) -> None:
     cid = podman(
         "run", "-d", *podman.run_options(), "--memory", "64m", "--pids-limit", "50",
-        "--rootfs", str(busybox_root), "sleep", "1000",
+        "--rootfs", str(podman.rootfs), "sleep", "1000",
     ).stdout.strip()  # fmt: skip
     state = json.loads(
         subprocess.run([RUNTIME, "state", cid], capture_output=True, check=True).stdout
@@ -131,14 +133,14 @@ def test_podman_detached_exec_limits_stop_rm(podman: Podman, busybox_root: Path)
 
 
 @pytest.mark.root
-def test_podman_run_it_through_tmux(podman: Podman, busybox_root: Path) -> None:
+def test_podman_run_it_through_tmux(podman: Podman) -> None:
     """A real terminal: conmon's --console-socket gets the pty master boxd-runtime made
     in the container's devpts; the size is the tmux pane's."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed")
     server = f"boxd-oci-{os.getpid()}"
     argv = podman.argv("run", "-it", "--rm", *podman.run_options(), "--rootfs",
-                       str(busybox_root), "sh")  # fmt: skip
+                       str(podman.rootfs), "sh")  # fmt: skip
     command = shlex.join(argv)
     tmux = ["tmux", "-L", server]
     subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "30", command], check=True)

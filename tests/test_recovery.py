@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, leftover_cgroups, running_daemon
+from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims
 
 from boxd._procview import available
 from boxd._records import new_id
@@ -47,9 +47,8 @@ def test_a_daemon_killed_while_serving_the_proc_view_is_replaced(tmp_path: Path)
         assert dead.value.errno == errno.ENOTCONN
         daemon.start()
         assert "procview: on" in daemon.ctl("info").stdout
-        c = daemon.inspect("a")
-        assert (c["state"]["status"], c["state"]["exit_code"]) == ("exited", 255)
-        assert not _alive(pid)
+        c = daemon.inspect("a")  # adopted (live restore): the same process runs on
+        assert (c["state"]["status"], c["state"]["pid"]) == ("running", pid) and _alive(pid)
         r = daemon.ctl(
             "run", "--rm", "--memory", "64m", "default", "grep", "MemTotal", "/proc/meminfo"
         )
@@ -126,12 +125,13 @@ def _check_truth(daemon: Daemon) -> None:
 
 def test_kill_9_at_random_moments_always_comes_back(tmp_path: Path) -> None:
     """30 rounds of create/start/stop/rm, the daemon killed at a random moment in each;
-    the next daemon starts every time and tells the truth."""
+    the next daemon starts every time and tells the truth (live restore on: what runs is
+    adopted)."""
     rng = random.Random(13)
-    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock")
-    try:
+    with running_daemon(tmp_path) as daemon:
         for round_ in range(30):
-            daemon.start()
+            if daemon.process is None:
+                daemon.start()
             _check_truth(daemon)
             assert daemon.process is not None
             killer = threading.Timer(rng.uniform(0.0, 0.8), daemon.process.send_signal, [9])
@@ -161,12 +161,30 @@ def test_kill_9_at_random_moments_always_comes_back(tmp_path: Path) -> None:
             daemon.process = None
         daemon.start()
         _check_truth(daemon)
-        for c in json.loads(daemon.ctl("ps", "-a", "--format", "json").stdout):
-            daemon.ctl("rm", "-f", c["id"])
-    finally:
-        if daemon.process is not None:
-            daemon.stop()
-        else:  # killed last: a new daemon cleans its leftovers, then stops
-            daemon.start()
-            daemon.stop()
-    assert leftover_cgroups(daemon.root) == []
+
+
+def test_a_simulated_reboot_shows_nothing_running_and_restarts_always(tmp_path: Path) -> None:
+    """boxd killed, then every container process (as a reboot does): the next daemon shows
+    none of them running, and starts the `--restart always` one again."""
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("run", "-d", "--name", "plain", "default", "sleep", "300")
+        daemon.ctl(
+            "run", "-d", "--name", "always", "--restart", "always", "default", "sleep", "300"
+        )
+        daemon.ctl("run", "-d", "--name", "paused", "default", "sleep", "300")
+        daemon.ctl("pause", "paused")
+        pids = {n: daemon.inspect(n)["state"]["pid"] for n in ("plain", "always", "paused")}
+        daemon.stop(signal.SIGKILL)
+        for shim in shims(daemon.root):  # what keeps containers while no daemon runs
+            os.kill(shim, signal.SIGKILL)
+        for procs in _cgroup_pids(daemon.root).values():
+            for pid in procs:
+                os.kill(pid, signal.SIGKILL)  # frozen or not (cgroup v2 freezer)
+        daemon.start()
+        states = {n: daemon.inspect(n)["state"] for n in pids}
+        assert (states["plain"]["status"], states["plain"]["exit_code"]) == ("exited", 255)
+        assert states["paused"]["status"] == "exited"
+        assert states["always"]["status"] == "running"
+        assert states["always"]["pid"] not in pids.values()
+        assert not any(_alive(p) for p in pids.values())
+        _check_truth(daemon)

@@ -99,7 +99,6 @@ def test_daemon_under_a_service_manager(tmp_path: Path) -> None:
     try:
         assert manager.recv(4096) == b"READY=1"
         assert daemon.ctl("run", "--rm", "default", "echo", "hi").stdout == "hi\n"
-        daemon.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
         proc.send_signal(signal.SIGTERM)
         assert manager.recv(4096) == b"STOPPING=1"
         assert proc.wait(timeout=60) == 0

@@ -145,7 +145,7 @@ _REFUSED_HOST = (
     "KernelMemory",
     "MemoryReservation",
 )
-_NETWORKS = {"": "host", "default": "host", "bridge": "host", "host": "host", "none": "none"}
+_NETWORKS = {"": "bridge", "default": "bridge", "bridge": "bridge", "host": "host", "none": "none"}
 
 
 def container_config(body: dict[str, Any]) -> ContainerConfig:
@@ -175,7 +175,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
         raise ApiError(400, f"logging driver {log_type!r} is not supported (boxd keeps a file)")
     network = host.text("NetworkMode")
     if network not in _NETWORKS:
-        raise ApiError(400, f"network mode {network!r} is not supported (use host or none)")
+        raise ApiError(400, f"network mode {network!r} is not supported (use bridge, host or none)")
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
     try:

@@ -11,10 +11,11 @@ The image record, which makes the image visible, is written last.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import platform as host_platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -123,6 +124,9 @@ class Puller:
         self.credentials = credentials
         self.insecure = insecure
         self._locks: dict[str, trio.Lock] = {}
+        # Deleting images takes this lock, and leaves the diff_ids of pulls in progress.
+        self.lock = trio.Lock()
+        self.active: collections.Counter[str] = collections.Counter()
 
     async def pull(
         self,
@@ -130,7 +134,9 @@ class Puller:
         *,
         platform: Platform | None = None,
         progress: ProgressFn | None = None,
-    ) -> ImageRecord:
+    ) -> tuple[ImageRecord, str]:
+        """The stored image and the digest of what the reference named (an index's, for
+        a multi-platform image, as Docker reports it)."""
         want = platform or host()
         report = progress or (lambda _: None)
         async with open_registry(
@@ -151,9 +157,17 @@ class Puller:
                 )
             config = parse_json(config_bytes, "the image config")
             layers = self._layers(ref, manifest, config)
-            await self._fetch_layers(registry, layers, report)
-        self.store.put_blob(config_bytes, config_digest)
-        return self.store.add(config_digest, layers, ref, top_digest)
+            diff_ids = [layer.diff_id for layer in layers]
+            async with self.lock:
+                self.active.update(diff_ids)
+            try:
+                await self._fetch_layers(registry, layers, report)
+                self.store.put_blob(config_bytes, config_digest)
+                record = self.store.add(config_digest, layers, ref, top_digest)
+            finally:
+                self.active.subtract(diff_ids)
+                self.active = +self.active
+        return record, top_digest
 
     async def _manifest(
         self, registry: Registry, ref: Reference, want: Platform
@@ -182,9 +196,13 @@ class Puller:
     @staticmethod
     def _choose(ref: Reference, index: dict[str, Any], want: Platform) -> str:
         found = []
-        for i, entry in enumerate(index.get("manifests") or []):
+        entries = index.get("manifests")
+        if not isinstance(entries, list):
+            raise RegistryError(f"{ref.familiar}: the index has no list of manifests")
+        for i, entry in enumerate(entries):
             digest, _, media = _descriptor(entry, f"index entry {i}")
-            plat = entry.get("platform") or {}
+            plat = entry.get("platform")
+            plat = plat if isinstance(plat, dict) else {}
             found.append(
                 "/".join(
                     p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
@@ -206,7 +224,10 @@ class Puller:
     def _layers(
         ref: Reference, manifest: dict[str, Any], config: dict[str, Any]
     ) -> tuple[BlobRef, ...]:
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        rootfs = config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list):
+            raise RegistryError(f"{ref.familiar}: the image config has no rootfs.diff_ids list")
         descriptors = manifest.get("layers") or []
         if not isinstance(descriptors, list) or len(descriptors) != len(diff_ids):
             raise RegistryError(
@@ -246,9 +267,17 @@ class Puller:
         limit = trio.CapacityLimiter(PARALLEL)
         for layer in layers:
             report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
-        async with trio.open_nursery() as nursery:
-            for layer in layers:
-                nursery.start_soon(self._layer, registry, layer, limit, report)
+        try:
+            async with trio.open_nursery() as nursery:
+                for layer in layers:
+                    nursery.start_soon(self._layer, registry, layer, limit, report)
+        except BaseExceptionGroup as group:
+            # Several layers may fail at once (a registry that serves garbage): the pull
+            # fails with the first reason, as one error the caller can name.
+            leaves = list(_leaves(group))
+            if all(isinstance(e, Exception) for e in leaves):
+                raise leaves[0] from None
+            raise
 
     async def _layer(
         self,
@@ -313,6 +342,14 @@ class Puller:
             if fd >= 0:
                 os.close(fd)
             tmp.unlink(missing_ok=True)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 def _short(digest: str) -> str:

@@ -119,6 +119,7 @@ class Registry:
         self.base = f"{'http' if insecure else 'https'}://{host_of(registry)}"
         self.credentials = credentials
         self._auth: str | None = None  # the Authorization header to send
+        self._challenge: dict[str, str] | None = None  # a bearer challenge, to renew
 
     async def login(self) -> None:
         """Probe ``/v2/`` and authenticate as its challenge asks (pull scope)."""
@@ -144,6 +145,7 @@ class Registry:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             self._auth = f"Basic {token}"
         elif scheme.lower() == "bearer" and "realm" in fields:
+            self._challenge = fields
             self._auth = f"Bearer {await self._token(fields)}"
         else:
             raise RegistryError(
@@ -193,10 +195,13 @@ class Registry:
     async def _get(
         self, url: str, *, headers: dict[str, str] | None = None, allow: tuple[int, ...] = (200,)
     ) -> httpx.Response:
-        try:
-            r = await self.client.get(url, headers=self._headers(headers))
-        except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.registry}: {exc}") from None
+        for attempt in range(2):
+            try:
+                r = await self.client.get(url, headers=self._headers(headers))
+            except httpx.HTTPError as exc:
+                raise RegistryError(f"{self.registry}: {exc}") from None
+            if not await self._renewed(r, attempt):
+                break
         if r.status_code not in allow:
             raise _http_error(self.registry, self.repository, url, r)
         return r
@@ -214,13 +219,25 @@ class Registry:
         is dropped when a redirect leaves the registry's host)."""
         url = f"{self.base}/v2/{self.repository}/blobs/{digest}"
         try:
-            async with self.client.stream("GET", url, headers=self._headers()) as r:
-                if r.status_code != 200:
-                    await r.aread()
-                    raise _http_error(self.registry, self.repository, url, r)
-                yield r
+            for attempt in range(2):
+                async with self.client.stream("GET", url, headers=self._headers()) as r:
+                    if r.status_code != 200:
+                        await r.aread()
+                        if await self._renewed(r, attempt):
+                            continue
+                        raise _http_error(self.registry, self.repository, url, r)
+                    yield r
+                    return
         except httpx.HTTPError as exc:
             raise RegistryError(f"{self.registry}: fetching {digest}: {exc}") from None
+
+    async def _renewed(self, r: httpx.Response, attempt: int) -> bool:
+        """After a 401 to a bearer token (expired during a long pull, say): a new token
+        from the same challenge, once; whether the request should be made again."""
+        if r.status_code != 401 or attempt > 0 or self._challenge is None:
+            return False
+        self._auth = f"Bearer {await self._token(self._challenge)}"
+        return True
 
 
 def _http_error(registry: str, repository: str, url: str, r: httpx.Response) -> RegistryError:

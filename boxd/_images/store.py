@@ -26,7 +26,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,10 +248,11 @@ class ImageStore:
         self.save(record)
         return record
 
-    def delete(self, record: ImageRecord) -> list[str]:
-        """Remove an image and what no other image uses; the layers' diff_ids removed."""
+    def delete(self, record: ImageRecord, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
+        progress counts on); the layers' diff_ids removed."""
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
-        used = {layer.diff_id for r in self.images() for layer in r.layers}
+        used = {layer.diff_id for r in self.images() for layer in r.layers} | keep
         blobs = {layer.digest for r in self.images() for layer in r.layers}
         blobs |= {r.id for r in self.images()}
         removed = []
@@ -260,7 +260,7 @@ class ImageStore:
             if layer.diff_id not in used:
                 self._delete_layer(layer.diff_id)
                 removed.append(layer.diff_id)
-            if layer.digest not in blobs:
+            if layer.digest not in blobs and layer.diff_id not in keep:
                 self.blob_path(layer.digest).unlink(missing_ok=True)
         if record.id not in blobs:
             self.blob_path(record.id).unlink(missing_ok=True)
@@ -287,9 +287,6 @@ class ImageStore:
 
     def size(self, record: ImageRecord) -> int:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
-
-    def iter_layer_dirs(self) -> Iterator[Path]:
-        yield from self.layer_dirs.iterdir()
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:

@@ -32,7 +32,6 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable
 from typing import IO, BinaryIO
 
 import zstandard
@@ -309,7 +308,7 @@ class _Unpacker:
                 os.close(fd)
 
 
-def unpack(blob: BinaryIO, dest: str, *, on_member: Callable[[], None] | None = None) -> Unpacked:
+def unpack(blob: BinaryIO, dest: str) -> Unpacked:
     """Unpack the layer ``blob`` into the empty directory ``dest``; its diff_id and size.
 
     Raises :class:`LayerError` for a hostile or broken layer (traversal, a truncated
@@ -324,8 +323,6 @@ def unpack(blob: BinaryIO, dest: str, *, on_member: Callable[[], None] | None = 
         with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
             for info in tar:
                 unpacker.member(tar, info)
-                if on_member is not None:
-                    on_member()
             info = None
         while reader.read(_COPY_CHUNK):  # the rest (tar padding) belongs to the diff_id
             pass

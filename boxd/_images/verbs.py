@@ -118,10 +118,7 @@ class ImageVerbs:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward)
             async with send:
-                record = await self.sup.puller.pull(ref, platform=platform, progress=report)
-        digest = next(
-            (d.split("@")[1] for d in record.repo_digests if d.startswith(ref.name + "@")), ""
-        )
+                record, digest = await self.sup.puller.pull(ref, platform=platform, progress=report)
         await conn.send(PulledFrame(id=record.id, digest=digest, reference=str(ref)))
 
     def _users(self, record: ImageRecord) -> list[str]:
@@ -202,10 +199,16 @@ class ImageVerbs:
                 f"referenced in several repositories ({', '.join(record.repo_tags)})"
             )
         untagged = list(record.repo_tags)
-        layers = self.store.delete(record)
+        layers = await self._delete(record)
         await conn.send(
             RemovedImageResponse(untagged=tuple(untagged), deleted=(record.id, *layers))
         )
+
+    async def _delete(self, record: ImageRecord) -> list[str]:
+        puller = self.sup.puller
+        async with puller.lock:
+            keep = frozenset(puller.active)
+            return await trio.to_thread.run_sync(self.store.delete, record, keep)
 
     async def tag(self, conn: Sender, req: TagRequest) -> None:
         record = self.store.lookup(req.source)
@@ -350,7 +353,7 @@ class ImageVerbs:
             if record.id in used or (record.repo_tags and not req.all):
                 continue
             untagged.extend(record.repo_tags)
-            deleted.extend((record.id, *self.store.delete(record)))
+            deleted.extend((record.id, *await self._delete(record)))
         await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
 
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:

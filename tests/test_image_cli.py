@@ -1,0 +1,52 @@
+"""boxctl's image display: pull progress on a terminal and on a pipe (pure, no daemon)."""
+
+from __future__ import annotations
+
+import io
+
+from boxctl._images import _human, _Progress, _short_name
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _frames() -> list[dict[str, object]]:
+    return [
+        {"layer": "aaa", "status": "Waiting", "current": 0, "total": 100},
+        {"layer": "bbb", "status": "Waiting", "current": 0, "total": 50},
+        {"layer": "aaa", "status": "Downloading", "current": 50, "total": 100},
+        {"layer": "bbb", "status": "Already exists", "current": 50, "total": 50},
+        {"layer": "aaa", "status": "Extracting", "current": 100, "total": 100},
+        {"layer": "aaa", "status": "Pull complete", "current": 100, "total": 100},
+    ]
+
+
+def test_a_pipe_gets_one_line_per_finished_layer() -> None:
+    out = io.StringIO()
+    shown = _Progress(out)
+    for frame in _frames():
+        shown.update(frame)
+    assert out.getvalue() == "bbb: Already exists\naaa: Pull complete\n"
+
+
+def test_a_terminal_gets_lines_rewritten_in_place() -> None:
+    out = _Terminal()
+    shown = _Progress(out)
+    for frame in _frames():
+        shown.update(frame)
+    text = out.getvalue()
+    assert text.startswith("aaa: Waiting\nbbb: Waiting\n")
+    # aaa is two lines up: the cursor goes there, rewrites the line, comes back.
+    assert "\x1b[2A\r\x1b[2Kaaa: Downloading [" in text
+    assert "50B/100B" in text
+    assert "\x1b[1A\r\x1b[2Kbbb: Already exists" in text
+    assert text.endswith("\x1b[2A\r\x1b[2Kaaa: Pull complete\x1b[2B\r")
+
+
+def test_names_and_sizes_as_docker_shows_them() -> None:
+    assert _short_name("docker.io/library/busybox:latest") == ("busybox", "latest")
+    assert _short_name("docker.io/me/app:1") == ("me/app", "1")
+    assert _short_name("127.0.0.1:5000/x/y:2") == ("127.0.0.1:5000/x/y", "2")
+    assert (_human(999), _human(1500), _human(4_260_000)) == ("999B", "1.5kB", "4.26MB")
