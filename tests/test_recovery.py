@@ -35,10 +35,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.fuse
 @pytest.mark.skipif(available() is not None, reason=f"no FUSE here: {available()}")
 def test_a_daemon_killed_while_serving_the_proc_view_is_replaced(tmp_path: Path) -> None:
-    """The bug as reported: the next daemon died on ENOTCONN at <root>/procview.  Without
-    live restore, so that the container is the killed one's (tests/test_live.py has the
-    adopted container's view)."""
-    with running_daemon(tmp_path, "--no-live-restore") as daemon:
+    """The bug as reported: the next daemon died on ENOTCONN at <root>/procview."""
+    with running_daemon(tmp_path) as daemon:
         daemon.ctl("run", "-d", "--name", "a", "--memory", "64m", "default", "sleep", "300")
         pid = daemon.inspect("a")["state"]["pid"]
         daemon.stop(signal.SIGKILL)
