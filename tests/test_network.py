@@ -226,6 +226,12 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     )
     assert hairpin.stdout.strip() == "200"
     assert "dnat to" in nft_rules(ns)
+    # --network container:web: web's network namespace, so its loopback is web's.
+    shared = netd.ctl(
+        "run", "--rm", "--network", "container:web", "default",
+        "python3", "-c", CLIENT, "tcp", "127.0.0.1", "80",
+    )  # fmt: skip
+    assert shared.stdout.strip() == "200"
 
     # A host port that is taken: run fails at once, naming it; nothing is left behind.
     rules = nft_rules(ns)
@@ -290,8 +296,11 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("network", "rm", "front"), "in use by container(s) api"),
         (("network", "rm", "bridge"), "built in"),
         (("run", "--network", "nope", "default", "true"), "no such network: nope"),
+        (("run", "--network", "container:nope", "default", "true"), "no such container: nope"),
+        (("run", "--network", "container:db", "--isolate-user", "default", "true"), "cannot go"),
         (("run", "-p", "99999", "default", "true"), "out of range"),
         (("run", "--network", "none", "-p", "80", "default", "true"), "need a network"),
+        (("run", "--network", "container:db", "-p", "80", "default", "true"), "need a network"),
     ]:
         r = netd.ctl(*args, check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
