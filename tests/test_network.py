@@ -226,12 +226,13 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     )
     assert hairpin.stdout.strip() == "200"
     assert "dnat to" in nft_rules(ns)
-    # --network container:web: web's network namespace, so its loopback is web's.
-    shared = netd.ctl(
-        "run", "--rm", "--network", "container:web", "default",
-        "python3", "-c", CLIENT, "tcp", "127.0.0.1", "80",
-    )  # fmt: skip
+    # --network container:web: web's network namespace (its loopback, its eth0), for
+    # the container's init and for what is exec'd in it.
+    netd.ctl("run", "-d", "--name", "side", "--network", "container:web", "default", "sleep", "60")
+    shared = netd.ctl("exec", "side", "python3", "-c", CLIENT, "tcp", "127.0.0.1", "80")
     assert shared.stdout.strip() == "200"
+    mac = netd.ctl("exec", "side", "cat", "/sys/class/net/eth0/address").stdout.strip()
+    assert mac == endpoint["mac_address"]
 
     # A host port that is taken: run fails at once, naming it; nothing is left behind.
     rules = nft_rules(ns)
@@ -249,7 +250,7 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     assert netd.ctl("port", "eph", "80/tcp").stdout == f"0.0.0.0:{eph['host_port']}\n"
 
     # Removal releases the veth, the rules and the address.
-    netd.ctl("rm", "-f", "web", "eph", "other")
+    netd.ctl("rm", "-f", "side", "web", "eph", "other")
     assert [n for n in links(ns) if n.startswith("bx")] == []
     assert "dnat" not in nft_rules(ns)
     assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["containers"] == []
