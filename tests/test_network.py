@@ -313,3 +313,26 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
     netd.ctl("rm", "-f", "api", "db")
     assert netd.ctl("network", "prune").stdout.split() == ["front", "back"]
     assert [n for n in links(netd.netns) if n.startswith("br-")] == []
+
+
+@pytest.mark.root
+def test_docker_api_publishes_ports(netd: Daemon) -> None:
+    """docker-py's ``ports=``: HostConfig.PortBindings and ExposedPorts, answered as Docker
+    does in NetworkSettings.Ports."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        c = client.containers.run(
+            "default", ["python3", "-m", "http.server", "80"], detach=True, name="api",
+            ports={"80/tcp": None, "81/tcp": ("127.0.0.1", 18181)},
+        )  # fmt: skip
+        c.reload()
+        ports = c.attrs["NetworkSettings"]["Ports"]
+        assert ports["81/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "18181"}]
+        (eph,) = ports["80/tcp"]
+        assert c.attrs["NetworkSettings"]["IPAddress"].count(".") == 3
+        wait_listening(netd, "api", 80)
+        assert fetch(netd.netns, "tcp", "127.0.0.1", int(eph["HostPort"])) == "200"
+        c.remove(force=True)
+    finally:
+        client.close()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _units
+from .. import _netconfig, _units
 from .._events import Event
 from .._images.reference import parse_reference
 from .._records import (
@@ -165,8 +165,6 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
-    if host.present("PortBindings") or host.flag("PublishAllPorts"):
-        raise ApiError(400, "published ports are not supported by boxd yet (HostConfig)")
     runtime = host.text("Runtime")
     if runtime not in ("", "runc", "boxd"):
         raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
@@ -190,6 +188,9 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             tty=cfg.flag("Tty"),
             interactive=cfg.flag("OpenStdin"),
             network=_NETWORKS[network],
+            ports=tuple(_port_bindings(host)),
+            publish_all=host.flag("PublishAllPorts"),
+            expose=tuple(_exposed(cfg)),
             volumes=tuple(_volumes(host)),
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
@@ -213,6 +214,38 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     return config
+
+
+def _port_bindings(host: Fields) -> Iterable[_netconfig.PortSpec]:
+    """``HostConfig.PortBindings``: {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}; an
+    empty or missing HostPort is an ephemeral port, as ``-p 80`` is."""
+    bindings = host.object("PortBindings")
+    for key in bindings.data:
+        for b in bindings.objects(key) or [Fields({}, bindings.path)]:
+            ip = b.text("HostIp")
+            spec = f"{'' if ip == '0.0.0.0' else ip}:{b.text('HostPort')}:{key}"
+            try:
+                yield from _netconfig.parse_publish(spec)
+            except ValueError as exc:
+                raise ApiError(400, f"invalid HostConfig.PortBindings: {exc}") from None
+
+
+def _exposed(cfg: Fields) -> Iterable[str]:
+    for key in cfg.object("ExposedPorts").data:
+        try:
+            yield from _netconfig.parse_expose(key)
+        except ValueError as exc:
+            raise ApiError(400, f"invalid ExposedPorts: {exc}") from None
+
+
+def _ports(c: Container) -> dict[str, Any]:
+    """NetworkSettings.Ports of a running container: {"80/tcp": [{"HostIp", "HostPort"}]}."""
+    found: dict[str, Any] = {}
+    for p in c.state.network.ports:
+        found.setdefault(f"{p.container_port}/{p.protocol}", []).append(
+            {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)}
+        )
+    return found
 
 
 def _volumes(host: Fields) -> Iterable[Volume]:
@@ -474,15 +507,26 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "StopSignal": cfg.stop_signal,
             "StopTimeout": round(cfg.stop_timeout),
         },
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": {},
-            "Networks": {cfg.network: {"NetworkID": cfg.network, "IPAddress": ""}},
-            "IPAddress": "",
-            "Gateway": "",
-            "MacAddress": "",
-        },
+        "NetworkSettings": _network_settings(c),
+    }
+
+
+def _network_settings(c: Container) -> dict[str, Any]:
+    cfg = c.config
+    endpoints = c.state.network.endpoints
+    ep = endpoints[0] if endpoints else None
+    address = {
+        "IPAddress": ep.ip_address if ep else "",
+        "IPPrefixLen": ep.prefix_len if ep else 0,
+        "Gateway": ep.gateway if ep else "",
+        "MacAddress": ep.mac_address if ep else "",
+    }
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "Ports": _ports(c),
+        "Networks": {cfg.network: {"NetworkID": cfg.network, **address}},
+        **address,
     }
 
 
@@ -539,7 +583,15 @@ def summary(c: Container, now: float) -> dict[str, Any]:
         "ImageID": image_id(c),
         "Command": shlex.join(cfg.command),
         "Created": int(c.created_at),
-        "Ports": [],
+        "Ports": [
+            {
+                "IP": p.host_ip or "0.0.0.0",
+                "PrivatePort": p.container_port,
+                "PublicPort": p.host_port,
+                "Type": p.protocol,
+            }
+            for p in c.state.network.ports
+        ],
         "Labels": labels(c),
         "State": status_word(c),
         "Status": status_text(c, now),
