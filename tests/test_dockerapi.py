@@ -102,7 +102,7 @@ def _call(
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
-        (("-p", "8080:80", "default", "true"), 125, "", "published ports"),
+        (("-p", "8080:70000", "default", "true"), 125, "", "70000"),
     ],
 )
 def test_run_rm_exit_codes_as_docker(
@@ -123,7 +123,7 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
     script = (
         "ulimit -n; ulimit -Hn; echo $A; pwd; id -u; id -G; cat /mnt/file; "
         "touch /mnt/x 2>/dev/null || echo ro-volume; touch /x 2>/dev/null || echo ro-root; "
-        "touch /scratch/x && echo tmpfs-rw; grep db /etc/hosts; cat /proc/sys/kernel/msgmax; "
+        "touch /scratch/x && echo tmpfs-rw; grep -w db /etc/hosts; cat /proc/sys/kernel/msgmax; "
         "cat /proc/1/comm"
     )
     r = _docker(
