@@ -195,6 +195,7 @@ def test_init_forwards_stop_and_reaps_orphans(daemon: Daemon) -> None:
     ("text", "network", "message"),
     [
         ("net.ipv4.ip_forward=1", "host", "with --network host it would change the host's"),
+        ("net.ipv4.ip_forward=1", "container:db", "would change that container's network"),
         ("vm.swappiness=10", "none", "vm.swappiness is not namespaced"),
         ("kernel.hostname=x", "none", "set the hostname with --hostname"),
         ("kernel.shmmax", "none", "use KEY=VALUE"),

@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _netconfig, _units
+from .. import _units
 from .._events import Event
 from .._images.reference import parse_reference
+from .._netconfig import PortSpec
 from .._records import (
     Container,
     ContainerConfig,
@@ -96,6 +97,11 @@ class Fields:
         )
         return dict(value or {})
 
+    def mapping_keys(self, key: str) -> list[str]:
+        """The keys of an object whose values do not matter (``ExposedPorts``)."""
+        value = self._get(key, lambda v: isinstance(v, dict), "an object")
+        return [str(k) for k in value or {}]
+
     def object(self, key: str) -> Fields:
         return Fields(self.data.get(key), f"{self.path}.{key}")
 
@@ -145,7 +151,7 @@ _REFUSED_HOST = (
     "KernelMemory",
     "MemoryReservation",
 )
-_NETWORKS = {"": "bridge", "default": "bridge", "bridge": "bridge", "host": "host", "none": "none"}
+_NETWORKS = {"": "bridge", "default": "bridge"}
 
 
 def container_config(body: dict[str, Any]) -> ContainerConfig:
@@ -171,9 +177,8 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     log_type = host.object("LogConfig").text("Type")
     if log_type not in ("", "json-file", "k8s-file"):
         raise ApiError(400, f"logging driver {log_type!r} is not supported (boxd keeps a file)")
-    network = host.text("NetworkMode")
-    if network not in _NETWORKS:
-        raise ApiError(400, f"network mode {network!r} is not supported (use bridge, host or none)")
+    network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
+    aliases = _aliases(cfg, network)
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
     try:
@@ -187,10 +192,11 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             hostname=cfg.text("Hostname"),
             tty=cfg.flag("Tty"),
             interactive=cfg.flag("OpenStdin"),
-            network=_NETWORKS[network],
-            ports=tuple(_port_bindings(host)),
+            network=network,
+            network_aliases=aliases,
+            ports=tuple(_port_specs(host)),
             publish_all=host.flag("PublishAllPorts"),
-            expose=tuple(_exposed(cfg)),
+            expose=tuple(cfg.mapping_keys("ExposedPorts")),
             volumes=tuple(_volumes(host)),
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
@@ -216,36 +222,114 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     return config
 
 
-def _port_bindings(host: Fields) -> Iterable[_netconfig.PortSpec]:
-    """``HostConfig.PortBindings``: {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}; an
-    empty or missing HostPort is an ephemeral port, as ``-p 80`` is."""
-    bindings = host.object("PortBindings")
-    for key in bindings.data:
-        for b in bindings.objects(key) or [Fields({}, bindings.path)]:
-            ip = b.text("HostIp")
-            spec = f"{'' if ip == '0.0.0.0' else ip}:{b.text('HostPort')}:{key}"
-            try:
-                yield from _netconfig.parse_publish(spec)
-            except ValueError as exc:
-                raise ApiError(400, f"invalid HostConfig.PortBindings: {exc}") from None
+def _port_specs(host: Fields) -> Iterable[PortSpec]:
+    """``HostConfig.PortBindings``: ``{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}``;
+    an empty or missing HostPort is an ephemeral port, ``8000-8010`` the first free one."""
+    bindings = host._get("PortBindings", lambda v: isinstance(v, dict), "an object") or {}
+    for key, hosts in bindings.items():
+        port, _, protocol = str(key).partition("/")
+        if not port.isdigit():
+            raise ApiError(400, f"invalid HostConfig.PortBindings key {key!r}: use PORT/tcp")
+        where = f"HostConfig.PortBindings[{key}]"
+        if hosts is not None and not isinstance(hosts, list):
+            raise ApiError(400, f"invalid {where}: expected a list, got {hosts!r}")
+        for i, binding in enumerate(hosts or [{}]):
+            b = Fields(binding, f"{where}[{i}]")
+            low, _, high = b.text("HostPort").partition("-")
+            if not (low or "0").isdigit() or not (high or "0").isdigit():
+                raise ApiError(400, f"invalid {where}[{i}].HostPort {b.text('HostPort')!r}")
+            yield PortSpec(
+                container_port=int(port),
+                protocol=protocol or "tcp",
+                host_ip=b.text("HostIp"),
+                host_port=int(low or 0),
+                host_port_end=int(high or 0),
+            )
 
 
-def _exposed(cfg: Fields) -> Iterable[str]:
-    for key in cfg.object("ExposedPorts").data:
-        try:
-            yield from _netconfig.parse_expose(key)
-        except ValueError as exc:
-            raise ApiError(400, f"invalid ExposedPorts: {exc}") from None
+def _aliases(cfg: Fields, network: str) -> tuple[str, ...]:
+    """``NetworkingConfig.EndpointsConfig``: more names on the one network the container
+    joins (boxd attaches a container to one network)."""
+    endpoints = cfg.object("NetworkingConfig").object("EndpointsConfig")
+    aliases: list[str] = []
+    for name in endpoints.data:
+        if _NETWORKS.get(name, name) != network:
+            raise ApiError(
+                400, f"the container joins {network!r} only: it cannot be on {name!r} too"
+            )
+        aliases.extend(endpoints.object(name).strings("Aliases"))
+    return tuple(aliases)
 
 
-def _ports(c: Container) -> dict[str, Any]:
-    """NetworkSettings.Ports of a running container: {"80/tcp": [{"HostIp", "HostPort"}]}."""
-    found: dict[str, Any] = {}
-    for p in c.state.network.ports:
-        found.setdefault(f"{p.container_port}/{p.protocol}", []).append(
-            {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)}
-        )
+def _port_bindings(c: Container) -> dict[str, list[dict[str, str]]]:
+    """``HostConfig.PortBindings`` as asked for at create."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for p in c.config.ports:
+        port = str(p.host_port) if p.host_port else ""
+        if p.host_port_end:
+            port += f"-{p.host_port_end}"
+        found.setdefault(p.key, []).append({"HostIp": p.host_ip, "HostPort": port})
     return found
+
+
+def _network_settings(c: Container) -> dict[str, Any]:
+    """``NetworkSettings``: the ports published now (exposed ones as null) and the
+    container's address on each network, while it runs."""
+    cfg = c.config
+    now = c.state.network
+    ports: dict[str, list[dict[str, str]] | None] = {}
+    for key in (*cfg.exposed_ports, *cfg.expose, *(p.key for p in cfg.ports)):
+        ports.setdefault(key, None)
+    for b in now.ports:
+        key = f"{b.container_port}/{b.protocol}"
+        ports[key] = [
+            *(ports.get(key) or []),
+            {"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)},
+        ]
+    networks = {
+        e.network: {
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": list(e.aliases) or None,
+            "NetworkID": e.network,
+            "EndpointID": "",
+            "Gateway": e.gateway,
+            "IPAddress": e.ip_address,
+            "IPPrefixLen": e.prefix_len,
+            "MacAddress": e.mac_address,
+        }
+        for e in now.endpoints
+    }
+    first = now.endpoints[0] if now.endpoints else None
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "Ports": ports,
+        "Networks": networks,
+        "IPAddress": first.ip_address if first else "",
+        "IPPrefixLen": first.prefix_len if first else 0,
+        "Gateway": first.gateway if first else "",
+        "MacAddress": first.mac_address if first else "",
+    }
+
+
+def _port_rows(c: Container) -> list[dict[str, Any]]:
+    """``Ports`` of a list row: published ones with their host side, exposed ones alone."""
+    rows: list[dict[str, Any]] = [
+        {
+            "IP": b.host_ip or "0.0.0.0",
+            "PrivatePort": b.container_port,
+            "PublicPort": b.host_port,
+            "Type": b.protocol,
+        }
+        for b in c.state.network.ports
+    ]
+    published = {(r["PrivatePort"], r["Type"]) for r in rows}
+    for key in (*c.config.exposed_ports, *c.config.expose):
+        port, _, protocol = key.partition("/")
+        if (int(port), protocol or "tcp") not in published:
+            rows.append({"PrivatePort": int(port), "Type": protocol or "tcp"})
+    return rows
 
 
 def _volumes(host: Fields) -> Iterable[Volume]:
@@ -403,8 +487,8 @@ def _host_config(c: Container) -> dict[str, Any]:
     return {
         "Binds": binds or None,
         "NetworkMode": cfg.network,
-        "PortBindings": {},
-        "PublishAllPorts": False,
+        "PortBindings": _port_bindings(c),
+        "PublishAllPorts": cfg.publish_all,
         "RestartPolicy": {
             "Name": cfg.restart.name.value,
             "MaximumRetryCount": cfg.restart.max_retries,
@@ -501,32 +585,13 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "Volumes": None,
             "WorkingDir": cfg.workdir or "/",
             "Entrypoint": None if cfg.entrypoint is None else list(cfg.entrypoint),
-            "ExposedPorts": {p: {} for p in cfg.exposed_ports} or None,
+            "ExposedPorts": {p: {} for p in (*cfg.exposed_ports, *cfg.expose)} or None,
             "OnBuild": None,
             "Labels": labels(c),
             "StopSignal": cfg.stop_signal,
             "StopTimeout": round(cfg.stop_timeout),
         },
         "NetworkSettings": _network_settings(c),
-    }
-
-
-def _network_settings(c: Container) -> dict[str, Any]:
-    cfg = c.config
-    endpoints = c.state.network.endpoints
-    ep = endpoints[0] if endpoints else None
-    address = {
-        "IPAddress": ep.ip_address if ep else "",
-        "IPPrefixLen": ep.prefix_len if ep else 0,
-        "Gateway": ep.gateway if ep else "",
-        "MacAddress": ep.mac_address if ep else "",
-    }
-    return {
-        "Bridge": "",
-        "SandboxID": "",
-        "Ports": _ports(c),
-        "Networks": {cfg.network: {"NetworkID": cfg.network, **address}},
-        **address,
     }
 
 
@@ -583,20 +648,12 @@ def summary(c: Container, now: float) -> dict[str, Any]:
         "ImageID": image_id(c),
         "Command": shlex.join(cfg.command),
         "Created": int(c.created_at),
-        "Ports": [
-            {
-                "IP": p.host_ip or "0.0.0.0",
-                "PrivatePort": p.container_port,
-                "PublicPort": p.host_port,
-                "Type": p.protocol,
-            }
-            for p in c.state.network.ports
-        ],
+        "Ports": _port_rows(c),
         "Labels": labels(c),
         "State": status_word(c),
         "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": cfg.network},
-        "NetworkSettings": {"Networks": {cfg.network: {"NetworkID": cfg.network}}},
+        "NetworkSettings": {"Networks": _network_settings(c)["Networks"]},
         "Mounts": _mounts(c),
     }
 
