@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,3 +337,30 @@ def test_docker_api_publishes_ports(netd: Daemon) -> None:
         c.remove(force=True)
     finally:
         client.close()
+
+
+@pytest.mark.root
+def test_network_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
+    """Live restore: a published port answers again once the next daemon adopted its
+    container.  A daemon killed without live restore: the next one removes its bridge and
+    rules and the port is free again.  Nothing is left when the last one stops."""
+    with running_daemon(tmp_path / "live", netns=netns) as d:
+        d.ctl("run", "-d", "--name", "web", "-p", "18090:80", "default", "python3", "-m",
+              "http.server", "80")  # fmt: skip
+        wait_listening(d, "web", 80)
+        assert d.stop() == 0  # the container runs on; its bridge stays
+        d.start()
+        assert fetch(netns, "tcp", "127.0.0.1", 18090) == "200"
+        assert fetch(netns, "tcp", HOST_ADDRESS, 18090) == "200"
+        d.ctl("rm", "-f", "web")
+    with running_daemon(tmp_path / "killed", "--no-live-restore", netns=netns) as d:
+        d.ctl("run", "-d", "--name", "web", "-p", "18090:80", "default", "sleep", "300")
+        bridges = [n for n in links(netns) if n.startswith("boxd")]
+        d.stop(signal.SIGKILL)
+        d.start()
+        assert [n for n in links(netns) if n.startswith(("boxd", "bx"))] == []
+        assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
+        d.ctl("run", "-d", "--name", "again", "-p", "18090:80", "default", "sleep", "300")
+        assert [n for n in links(netns) if n.startswith("boxd")] == bridges
+    assert [n for n in links(netns) if n.startswith(("boxd", "bx", "br-"))] == []
+    assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
