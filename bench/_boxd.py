@@ -26,8 +26,13 @@ class Daemon:
     def start(self) -> None:
         """Start the daemon and wait until it answers; on failure, :attr:`error` says why."""
         with self.log.open("wb") as log:
+            # In a network namespace of its own: the default network's bridge and rules
+            # stay off the host's network.
             self.proc = subprocess.Popen(
                 [
+                    "unshare",
+                    "--net",
+                    "--",
                     PY,
                     "-m",
                     "boxd",

@@ -23,6 +23,7 @@ from ._measure import concurrent, hyperfine, run_checked, sequential, shell_scri
 from ._report import BASELINE, OURS, PEER, REFERENCE, Case
 
 MEMORY_LIMIT = 64 << 20
+BOXD_RUNTIME = str(Path(PY).with_name("boxd-runtime"))
 # conmon's cost per container as documented for this host (../shared/peers/README.md).
 CONMON_DOCUMENTED_KIB = 2.5e6 / 1024
 
@@ -107,9 +108,11 @@ class Bench:
         self.root()
         if self.bundle_error:
             raise RuntimeError(self.bundle_error)
-        state = self.crun_state if runtime == "crun" else self.runc_state
+        state = {"crun": self.crun_state, "runc": self.runc_state}.get(
+            runtime, self.work / "boxd-runtime-state"
+        )
         return [
-            self.tools[runtime].require(),
+            BOXD_RUNTIME if runtime == "boxd-runtime" else self.tools[runtime].require(),
             "--root",
             str(state),
             "run",
@@ -132,11 +135,12 @@ class Bench:
             command,
         ]
 
-    def podman(self, *args: str) -> list[str]:
+    def podman(self, *args: str, runtime: str | None = None) -> list[str]:
         self.root()
         p = self.podman_dir
         return [
             self.tools["podman"].require(),
+            *(["--runtime", runtime] if runtime else []),
             "--root",
             str(p / "root"),
             "--runroot",
@@ -150,7 +154,7 @@ class Bench:
             *args,
         ]
 
-    def podman_run(self, *args: str) -> list[str]:
+    def podman_run(self, *args: str, runtime: str | None = None) -> list[str]:
         # podman's --rootfs is a switch: the root directory is the first positional argument,
         # so every option goes before it.  Without explicit limits podman asks crun for more
         # open files than we may raise to (no CAP_SYS_RESOURCE here); crun also failed with
@@ -172,6 +176,7 @@ class Bench:
             *args,
             "--rootfs",
             self.root(),
+            runtime=runtime,
         )
 
     def library(self, mode: str) -> list[float]:
@@ -262,6 +267,12 @@ class Bench:
             lambda: self.hyperfine([*self.oci("runc"), "bench-runc"], runs=runs),
         )
         case.measure(
+            "boxd-runtime run",
+            OURS,
+            lambda: self.hyperfine([*self.oci("boxd-runtime"), "bench-boxd"], runs=runs),
+            note="the OCI runtime on the runc bundle: create + start + wait + delete",
+        )
+        case.measure(
             "bwrap --unshare-all",
             PEER,
             lambda: self.hyperfine(self.bwrap(), runs=runs),
@@ -273,7 +284,19 @@ class Bench:
             lambda: self.hyperfine([*self.podman_run("--rm"), "/bin/true"], runs=runs, wrap=True),
             note="podman + crun + conmon, --network none, through cgns.sh",
         )
+        for runtime, role in ((BOXD_RUNTIME, OURS), ("runc", PEER)):
+            name = "boxd-runtime" if runtime == BOXD_RUNTIME else runtime
+            case.measure(
+                f"podman --runtime {name} run --rm --rootfs",
+                role,
+                partial(self._podman_with, runtime, runs),
+                note="conmon, --network none, through cgns.sh",
+            )
         return case
+
+    def _podman_with(self, runtime: str, runs: int) -> list[float]:
+        argv = [*self.podman_run("--rm", runtime=runtime), "/bin/true"]
+        return self.hyperfine(argv, runs=runs, wrap=True)
 
     # ---- 2. many ----------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from boxd import _ulimits, _units
 from . import _files, _images, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
+from ._network import COMMANDS as NETWORK_COMMANDS
+from ._network import RUN_NETWORK_OPTIONS, published
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -141,6 +143,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "auto_remove": args.rm,
         "procview": args.procview == "on",
         "cgroup_parent": args.cgroup_parent or "",
+        **published(args),
     }
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
@@ -661,7 +664,15 @@ RUN_OPTIONS = (
         help="a user namespace: container root is an unprivileged host user",
     ),
     Opt("--isolate-network", help="same as --network none"),
-    Opt("--network", kind=VALUE, default="host", choices=("host", "none"), help="network"),
+    Opt(
+        "--network",
+        "--net",
+        kind=VALUE,
+        dest="network",
+        default="bridge",
+        help="bridge (default), host, none or a network's name",
+    ),
+    *RUN_NETWORK_OPTIONS,
     Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
@@ -800,6 +811,7 @@ COMMANDS = (
         (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
         (("containers", ANY, "CONTAINER"),),
     ),
+    *NETWORK_COMMANDS,
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,

@@ -212,8 +212,10 @@ def _check_name(name: str) -> None:
 
 
 def _parent_parts(parent: str) -> tuple[str, ...]:
+    """The directories of a parent; ``/`` alone is each hierarchy's root (containers'
+    cgroups are then made directly in it, and its own files are never written)."""
     parts = tuple(p for p in parent.split("/") if p)
-    if not parts or any(p in (".", "..") for p in parts):
+    if (not parts and parent != "/") or any(p in (".", "..") for p in parts):
         raise ValueError(f"invalid --cgroup-parent {parent!r}: use a path such as boxd or /boxd")
     return parts
 

@@ -27,6 +27,7 @@ import trio
 
 from . import _logs, _repair, _systemd, _units
 from ._dockerapi import serve_docker
+from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
 from ._server import Server, serve
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
@@ -98,6 +99,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="what the view's CPU count follows: the cpuset (default) or also the CPU quota",
     )
     p.add_argument(
+        "--bridge-name",
+        default="",
+        help=f"the default network's Linux bridge (default {DEFAULT_BRIDGE} for the default "
+        "root, another name for another root)",
+    )
+    p.add_argument(
+        "--bridge-subnet",
+        default="",
+        help="the default network's IPv4 subnet (default: a free 172.17-31.0.0/16)",
+    )
+    p.add_argument(
         "--insecure-registry",
         action="append",
         default=[],
@@ -158,6 +170,7 @@ async def run_daemon(args: argparse.Namespace) -> None:
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
                     procview=view,
+                    bridge=BridgeOptions(args.bridge_name, args.bridge_subnet),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),
                 ) as sup,

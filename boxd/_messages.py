@@ -15,6 +15,7 @@ from ._convert import ConversionError, structure, unstructure
 from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
+from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources
 
 # ---- requests -------------------------------------------------------------------------
@@ -316,6 +317,7 @@ REQUESTS: dict[str, type[Any]] = {
         TopRequest,
         DiffRequest,
         EventsRequest,
+        *NETWORK_REQUESTS,
         *IMAGE_REQUESTS,
     )
 }

@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -563,20 +563,25 @@ def _env_items(env: Sequence[str]) -> list[tuple[str, str]]:
 
 
 async def start(
-    native: Native, plan: SpawnPlan, prepare: Callable[[Spawned], None] | None = None
+    native: Native,
+    plan: SpawnPlan,
+    prepare: Callable[[Spawned], None] | None = None,
+    configure: Callable[[Spawned], Awaitable[None]] | None = None,
 ) -> Spawned:
-    """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) while the child waits,
-    release it and wait until it has exec'd (with ``plan.start_fd``: until it waits for
-    ``start``, set up but not yet exec'd).  Returns the :class:`Spawned` whose ``pidfd``
-    the caller now owns (``sync_fd`` is closed); raises :class:`SpawnError` if the child
-    failed before exec.  On any error or cancellation the child is killed and reaped and
-    both fds are closed."""
+    """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) and then ``configure``
+    (its network namespace's links) while the child waits, release it and wait until it
+    has exec'd (with ``plan.start_fd``: until it waits for ``start``, set up but not yet
+    exec'd).  Returns the :class:`Spawned` whose ``pidfd`` the caller now owns (``sync_fd``
+    is closed); raises :class:`SpawnError` if the child failed before exec.  On any error
+    or cancellation the child is killed and reaped and both fds are closed."""
     spawned = native.spawn(plan)
     held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:
         try:
             if prepare is not None:
                 prepare(spawned)
+            if configure is not None:
+                await configure(spawned)
             if plan.id_mapped:  # the maps are written now: they are what the trees take
                 userns = os.open(f"/proc/{spawned.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
                 try:

@@ -18,6 +18,7 @@ import attrs
 from . import _caps, _masks, _seccomp
 from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
+from ._netconfig import EtcNetwork
 from ._records import Container, ContainerConfig
 from ._rootfs import (
     MS_BIND,
@@ -123,25 +124,32 @@ def hostname(container: Container) -> str:
 
 def namespaces(container: Container) -> frozenset[Namespace]:
     extra = set()
-    if container.config.network == "none":
+    if container.config.network != "host":
         extra.add(Namespace.NET)
     if container.config.userns:
         extra.add(Namespace.USER)
     return BASE_NAMESPACES | extra
 
 
-def etc_files(container: Container) -> dict[str, str]:
-    """The container's own /etc/hostname and /etc/hosts (its hostname resolving to
-    127.0.1.1, as Debian does for a host's name, then the ``--add-host`` entries), written
+def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, str]:
+    """The container's own /etc/hostname and /etc/hosts (its hostname resolving to its
+    address on its network, else to 127.0.1.1 as Debian does for a host's name, then the
+    ``--add-host`` entries), and its /etc/resolv.conf when its network gives one, written
     over the image's at each start."""
     name = hostname(container)
-    return {
+    own = f"127.0.1.1\t{name}"
+    if net is not None and net.address:
+        own = f"{net.address}\t{' '.join(net.names)}"
+    files = {
         "/etc/hostname": f"{name}\n",
         "/etc/hosts": (
-            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\n"
             + hosts_lines(container.config.extra_hosts)
         ),
     }
+    if net is not None and net.resolv is not None:
+        files["/etc/resolv.conf"] = net.resolv
+    return files
 
 
 # Where ``--init`` shows boxd-init in the container: on its own /dev (a fresh tmpfs at each
@@ -199,8 +207,10 @@ def build(
     *,
     stdio: tuple[int, int, int],
     view_files: dict[str, str] | None = None,
+    net: EtcNetwork | None = None,
 ) -> SpawnPlan:
-    """``view_files``: the /proc view to bind in (None: the plain /proc)."""
+    """``view_files``: the /proc view to bind in (None: the plain /proc); ``net``: what
+    /etc/hosts and /etc/resolv.conf say of its network."""
     config = container.config
     rootfs, mounts = container_mounts(
         image,
@@ -209,7 +219,7 @@ def build(
         tmpfs=config.tmpfs,
         shm_size=config.shm_size,
         volumes=config.volumes,
-        files=etc_files(container),
+        files=etc_files(container, net),
         workdir=config.workdir,
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),

@@ -16,6 +16,7 @@ import signal
 import attrs
 
 from ._hosts import parse_host
+from ._netconfig import NetworkSettings, PortSpec, check_network, parse_expose
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
@@ -140,7 +141,11 @@ class ContainerConfig:
     extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
     interactive: bool = False
-    network: str = "host"  # "host" or "none"
+    network: str = "bridge"  # bridge, host, none, container:NAME or a user network
+    ports: tuple[PortSpec, ...] = ()  # -p
+    publish_all: bool = False  # -P: every exposed port on an ephemeral host port
+    expose: tuple[str, ...] = ()  # --expose, as "80/tcp"
+    network_aliases: tuple[str, ...] = ()  # more names on a user network
     userns: bool = False
     volumes: tuple[Volume, ...] = ()
     read_only: bool = False
@@ -195,6 +200,7 @@ class ContainerState:
     # whether `unless-stopped` brings the container back when the daemon starts.
     manual_stop: bool = False
     summary: RunSummary | None = None
+    network: NetworkSettings = attrs.Factory(NetworkSettings)  # while it runs
 
 
 @attrs.define
@@ -295,8 +301,13 @@ def validate_config(config: ContainerConfig) -> None:
         parse_sysctl(sysctl, network=config.network)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
-    if config.network not in ("host", "none"):
-        raise invalid("network", config.network, "use host or none")
+    check_network(config.network)
+    for item in config.expose:
+        parse_expose(item)
+    for alias in config.network_aliases:
+        check_name(alias)
+    if (config.ports or config.publish_all) and config.network in ("host", "none"):
+        raise ValueError(f"published ports need a network: --network {config.network} has none")
     try:
         parse_signal(config.stop_signal)
     except ValueError:

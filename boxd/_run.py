@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -36,6 +37,9 @@ from ._native import Namespace, Native, ShimSpec, Spawned, SpawnPlan
 from ._output import Output
 from ._records import Container, RunSummary
 from ._shim import ExitStatus, Hello, ShimConnection
+
+if TYPE_CHECKING:
+    from ._network import Attachment
 
 log = logging.getLogger("boxd.run")
 
@@ -103,6 +107,9 @@ class Run:
         self.pid = 0
         self.pidfd = -1
         self.exited = trio.Event()
+        # Its place on its network, released when the process ends (not when a live
+        # restore lets go of it: the next daemon adopts that too).
+        self.network: Attachment | None = None
         self.outcome: Outcome | None = None
         self._stdin: trio.lowlevel.FdStream | None = None
         self._stdin_lock = trio.Lock()
@@ -158,6 +165,7 @@ class Run:
         cgroup: Cgroup,
         *,
         owns_cgroup: bool = True,
+        network: Attachment | None = None,
         shim_dir: Path | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -165,6 +173,9 @@ class Run:
 
         ``owns_cgroup``: the process is the container's init, so its end kills whatever is
         left in the cgroup and removes it; an exec'd process only joins the cgroup.
+        ``network``: the init's place on its network, reserved before the plan is built
+        (the plan writes its address into /etc/hosts), connected while the child waits
+        and released when it ends.
         ``shim_dir``: spawn it through a boxd-shim listening there (live restore).
         """
         config = self.container.config
@@ -195,17 +206,25 @@ class Run:
                 stdio = (in_r, out_w, err_w)
                 readers = [(protocol.STDOUT, out_r), (protocol.STDERR, err_r)]
             streams = [(s, trio.lowlevel.FdStream(n)) for s, n in readers]
+            self.network = network
             try:
+                if network is not None:
+                    await network.reserve()
                 plan = build_plan(stdio)
                 if shim_dir is not None:
                     argv = (_shim.PROGRAM, self.container.id)
                     plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
                 spawned = await _native.start(
-                    native, plan, prepare=_placer(cgroup, id_map, config.oom_score_adj)
+                    native,
+                    plan,
+                    prepare=_placer(cgroup, id_map, config.oom_score_adj),
+                    configure=None if network is None else lambda s: network.connect(s.pid),
                 )
             except BaseException:
                 with trio.CancelScope(shield=True):
+                    if network is not None:
+                        await network.release()
                     for _, stream in streams:
                         await stream.aclose()
                     if self._stdin is not None:
@@ -328,6 +347,8 @@ class Run:
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
+                    if self.network is not None:
+                        await self.network.release()
                     if owns_cgroup:
                         await cgroup.remove()
                     if self._shim is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _top, protocol
+from . import __version__, _logs, _netserver, _top, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
@@ -80,6 +80,7 @@ from ._messages import (
     dump,
     parse,
 )
+from ._network import NetworkConflict
 from ._output import Chunk, Output
 from ._records import Status, parse_signal
 from ._run import Run
@@ -110,7 +111,7 @@ def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
     if isinstance(exc, NoSuchContainer | NoSuchImage):
         return "not_found"
-    if isinstance(exc, Conflict | ImageInUse):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
         return "conflict"
     if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
@@ -206,6 +207,7 @@ class Server:
             EventsRequest: self._events,
             PruneRequest: self._prune,
         }
+        self._handlers.update(_netserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
 
     async def handle(self, stream: trio.abc.Stream) -> None:

@@ -49,6 +49,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
+from ._network import BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._records import (
@@ -164,6 +165,7 @@ class Supervisor:
         *,
         log_max_size: int = _logs.DEFAULT_MAX_SIZE,
         log_max_files: int = _logs.DEFAULT_MAX_FILES,
+        networks: Networks | None = None,
         live_restore: bool = False,
     ) -> None:
         self.store = store
@@ -183,6 +185,7 @@ class Supervisor:
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self.events = Events()
+        self.networks = networks or Networks(store.root)
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -315,6 +318,7 @@ class Supervisor:
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
         _check_volume_sources(config)
+        self.networks.check(config.network)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
@@ -490,19 +494,25 @@ class Supervisor:
         run = Run(c, entry.output, entry.logs)
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
+        net = self.networks.attachment(c)
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
                     if adoption is not None:
+                        run.network = await self.networks.adopt(c)
                         await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup)
                     else:
                         await nursery.start(
                             functools.partial(
-                                run.execute, shim_dir=cdir if self.live_restore else None
+                                run.execute,
+                                shim_dir=cdir if self.live_restore else None,
+                                network=net,
                             ),
                             self.native,
-                            lambda stdio: _plan.build(c, image, cdir, stdio=stdio, view_files=view),
+                            lambda stdio: _plan.build(
+                                c, image, cdir, stdio=stdio, view_files=view, net=net.etc()
+                            ),
                             cgroup,
                         )
                 except Exception as exc:
@@ -733,6 +743,7 @@ class Supervisor:
         self._entries.pop(entry.container.id, None)
         if entry.logs is not None:
             entry.logs.close()
+        self.networks.forget(entry.container.id)
         self.store.discard(entry.container.id)
         self._trash.set()
         self.events.removed(entry.container)
@@ -887,6 +898,9 @@ class Supervisor:
                 await self.cgroups.open(name).remove()
             except OSError as exc:
                 log.warning("cannot remove cgroup %s: %s", name, exc)
+        await self.networks.recover(
+            set(self._entries), [self._entries[cid].container for cid in adoptions]
+        )
         for entry in list(self._entries.values()):
             c = entry.container
             if c.id in adoptions:
@@ -1003,16 +1017,19 @@ async def open_supervisor(
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
     procview: ProcView | None = None,
     insecure_registries: frozenset[str] = frozenset(),
+    bridge: BridgeOptions | None = None,
     live_restore: bool = False,
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the containers stored under ``root``.
 
     On entry, records are reconciled with reality (see :meth:`Supervisor._recover`); on
-    exit every running container is stopped gracefully (its stop signal and timeout).
-    With ``live_restore`` they run on after the exit (and a crash), each kept by a
-    boxd-shim, and the next supervisor on ``root`` with ``live_restore`` adopts them.
-    ``native`` and ``cgroups`` replace the spawn path and the host's cgroups (tests give
-    :class:`~boxd._native.FakeNative` and a fake cgroup tree).
+    exit every running container is stopped gracefully (its stop signal and timeout),
+    and the networks' bridges and rules are removed.  With ``live_restore`` they run on
+    after the exit (and a crash), each kept by a boxd-shim, and the next supervisor on
+    ``root`` with ``live_restore`` adopts them (the networks stay for them).  ``native``
+    and ``cgroups`` replace the spawn path and the host's cgroups (tests give
+    :class:`~boxd._native.FakeNative` and a fake cgroup tree); ``bridge``: the default
+    network's bridge and subnet.
     """
     store = Store(Path(root))
     if cgroups is None:
@@ -1025,10 +1042,12 @@ async def open_supervisor(
             cgroups,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
+            networks=Networks(store.root, bridge or BridgeOptions()),
             live_restore=live_restore,
         )
         sup.procview = procview
         sup.puller.insecure = insecure_registries
+        sup.networks.nursery = nursery
         try:
             await sup._recover()
             nursery.start_soon(sup._collect_trash)
@@ -1036,5 +1055,6 @@ async def open_supervisor(
         finally:
             with trio.CancelScope(shield=True):
                 await sup._shutdown()
+                await sup.networks.close()
                 await trio.to_thread.run_sync(store.empty_trash)
             nursery.cancel_scope.cancel(reason="supervisor closed")

@@ -5,8 +5,8 @@ container's own namespaces, so that none changes the host.
   ``kernel.shmall``, ``kernel.shmmax``, ``kernel.shmmni``, ``kernel.shm_rmid_forced`` and
   ``fs.mqueue.*``;
 * UTS namespace: ``kernel.domainname`` (the hostname is ``--hostname``);
-* network namespace: ``net.*``, only when the container has its own (``--network none``):
-  with the host's network they would be the host's.
+* network namespace: ``net.*``, only when the container has its own (not ``--network
+  host``, whose settings are the host's, nor ``container:NAME``, another container's).
 
 They are written to the container's /proc/sys before its command starts (a key the
 kernel does not know, or a value it refuses, fails the start naming the file).
@@ -33,7 +33,7 @@ _KEY = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+\Z", re.IGNORECASE)
 
 def parse_sysctl(text: str, *, network: str) -> tuple[str, str]:
     """``net.ipv4.ip_forward=1`` -> (key, value), refused unless namespaced; ``network``
-    is the container's (``host`` or ``none``)."""
+    is the container's --network."""
     key, eq, value = text.partition("=")
     what = f"invalid --sysctl {text!r}"
     if not eq or not _KEY.match(key):
@@ -46,7 +46,11 @@ def parse_sysctl(text: str, *, network: str) -> tuple[str, str]:
         if network == "host":
             raise ValueError(
                 f"{what}: with --network host it would change the host's network; "
-                "net.* needs the container's own (--network none)"
+                "net.* needs the container's own"
+            )
+        if network.startswith("container:"):
+            raise ValueError(
+                f"{what}: with --network {network} it would change that container's network"
             )
     elif not (key in _IPC or key.startswith("fs.mqueue.") or key == "kernel.domainname"):
         raise ValueError(

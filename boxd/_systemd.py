@@ -11,8 +11,11 @@ Both protocols are small enough to speak without libsystemd:
   only when that pid is ours).
 
 ``KillMode=process`` makes ``systemctl stop`` and ``restart`` signal the daemon alone, so
-the containers' processes (in cgroups below the service's) are the daemon's to stop or
-keep; ``Delegate=yes`` gives boxd the cgroup subtree it makes containers' cgroups in.
+the containers and their shims are the daemon's to stop or keep.  The containers' cgroups
+go below ``--cgroup-parent /boxd`` (from each hierarchy's root, as Docker's cgroupfs
+driver does), not below the service's own cgroup: on cgroup v2 a cgroup that holds a
+process (the daemon, in ``boxd.service``) cannot hand controllers to its children, so
+limits would be unavailable there.
 """
 
 from __future__ import annotations
@@ -44,11 +47,10 @@ Requires=boxd.socket
 [Service]
 Type=notify
 NotifyAccess=main
-ExecStart={boxd} --socket {socket}
-# Only the daemon gets the stop signal: it stops its containers itself, or with live
-# restore leaves them running for the next daemon to adopt.
+ExecStart={boxd} --socket {socket} --cgroup-parent {cgroup_parent}
+# Only the daemon gets the stop signal: with live restore its containers run on, kept by
+# their shims, for the next daemon to adopt (with --no-live-restore it stops them).
 KillMode=process
-# The cgroup subtree below the service is boxd's: containers' cgroups are made there.
 Delegate=yes
 Restart=on-failure
 RestartSec=1
@@ -107,10 +109,12 @@ def listen_fds() -> list[int]:
     return fds
 
 
-def units(boxd: str, socket_path: Path, group: str) -> dict[str, str]:
+def units(boxd: str, socket_path: Path, group: str, cgroup_parent: str) -> dict[str, str]:
     """The unit files' names and texts."""
     return {
-        "boxd.service": SERVICE_UNIT.format(boxd=boxd, socket=socket_path),
+        "boxd.service": SERVICE_UNIT.format(
+            boxd=boxd, socket=socket_path, cgroup_parent=cgroup_parent
+        ),
         "boxd.socket": SOCKET_UNIT.format(socket=socket_path, group=group),
     }
 
@@ -139,10 +143,15 @@ def install(argv: Sequence[str]) -> int:
         default=shutil.which("boxd") or f"{sys.executable} -m boxd",
         help="the command that starts the daemon (default: %(default)s)",
     )
+    p.add_argument(
+        "--cgroup-parent",
+        default="/boxd",
+        help="where containers' cgroups go (default %(default)s: below each hierarchy's root)",
+    )
     args = p.parse_args(argv)
     _ensure_group(args.group)
     args.unit_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in units(args.boxd, args.socket, args.group).items():
+    for name, text in units(args.boxd, args.socket, args.group, args.cgroup_parent).items():
         (args.unit_dir / name).write_text(text)
         print(f"wrote {args.unit_dir / name}")
     print("now: systemctl daemon-reload && systemctl enable --now boxd.socket boxd.service")

@@ -65,14 +65,14 @@ def _setting(spec: str, key: str, value: str) -> str:
     if key == "size":
         return str(parse_size(value, what=f"--tmpfs {spec!r} size"))
     if key == "nr_inodes":
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return value
         return str(parse_size(value, what=f"--tmpfs {spec!r} nr_inodes"))
     if key == "mode":
         if not value or any(c not in "01234567" for c in value) or int(value, 8) > 0o7777:
             raise ValueError(f"invalid --tmpfs {spec!r}: mode {value!r} is not octal 0-7777")
         return f"{int(value, 8):o}"
-    if not value.isdigit() or int(value) > _MAX_ID:
+    if not (value.isascii() and value.isdigit()) or int(value) > _MAX_ID:
         raise ValueError(f"invalid --tmpfs {spec!r}: {key} {value!r} is not a numeric id")
     return str(int(value))
 

@@ -36,7 +36,7 @@ def check_user(text: str) -> None:
     for part in (user, group) if colon else (user,):
         if not _NAME.match(part):
             raise ValueError(f"invalid --user {text!r}: use USER[:GROUP] (names or ids)")
-        if part.isdigit() and int(part) > _MAX_ID:
+        if part.isascii() and part.isdigit() and int(part) > _MAX_ID:
             raise ValueError(f"invalid --user {text!r}: id {part} is out of range")
 
 
@@ -51,7 +51,7 @@ def _entries(text: str | None, fields: int) -> list[list[str]]:
 
 
 def _id(text: str) -> int | None:
-    return int(text) if text.isdigit() and int(text) <= _MAX_ID else None
+    return int(text) if text.isascii() and text.isdigit() and int(text) <= _MAX_ID else None
 
 
 def resolve(
@@ -76,7 +76,7 @@ def resolve(
 
 def check_group(text: str) -> None:
     """Refuse a ``--group-add`` that is neither a name nor a gid, naming it."""
-    if not _NAME.match(text) or (text.isdigit() and int(text) > _MAX_ID):
+    if not _NAME.match(text) or (text.isascii() and text.isdigit() and int(text) > _MAX_ID):
         raise ValueError(f"invalid --group-add {text!r}: use a group name or id")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -26,6 +27,21 @@ def _root_skip_reason() -> str | None:
     if not os.path.exists("/proc/self/ns/pid"):
         return "kernel without namespaces"
     return None
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, the whole session runs in a network namespace of its own, made here and
+    gone with the session: daemons, their bridges, rules and published ports, the test
+    registry and every client share it, and none of it touches the host's network."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) for the test session")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -34,6 +34,9 @@ class Daemon:
     root: Path
     socket: Path
     process: subprocess.Popen[bytes] | None = None
+    # A network namespace the test made (a path under /run/netns) to run the daemon in;
+    # None: the test session's own (see conftest.py: never the host's).
+    netns_path: str | None = None
     args: tuple[str, ...] = ()  # options every start of this daemon gets
 
     @property
@@ -42,8 +45,10 @@ class Daemon:
         return self.socket.with_name("docker.sock")
 
     def start(self, *extra: str) -> None:
+        enter = () if self.netns_path is None else ("nsenter", f"--net={self.netns_path}", "--")
         self.process = subprocess.Popen(
             [
+                *enter,
                 sys.executable,
                 "-m",
                 "boxd",
@@ -70,6 +75,14 @@ class Daemon:
                 self.process = None
                 raise RuntimeError("boxd did not create its socket in 30 s")
             time.sleep(0.02)
+
+    @property
+    def netns(self) -> str:
+        """The daemon's network namespace (for clients: ``nsenter --net=...``)."""
+        if self.netns_path is not None:
+            return self.netns_path
+        assert self.process is not None
+        return f"/proc/{self.process.pid}/ns/net"
 
     def _answers(self) -> bool:
         with socket.socket(socket.AF_UNIX) as s:
@@ -171,11 +184,14 @@ def shims(root: Path) -> list[int]:
 
 
 @contextmanager
-def running_daemon(tmp_path: Path, *extra: str) -> Iterator[Daemon]:
-    """A daemon on a new root.  On exit every container is removed (a daemon is started for
-    that if the test left none running: live restore keeps containers across daemons), the
-    daemon must exit 0 on SIGTERM, and no cgroup and no shim may be left."""
-    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock", args=extra)
+def running_daemon(tmp_path: Path, *extra: str, netns: str | None = None) -> Iterator[Daemon]:
+    """A daemon on a new root (in the network namespace ``netns``, else the session's).
+    On exit every container is removed (a daemon is started for that if the test left
+    none running: live restore keeps containers across daemons), the daemon must exit 0
+    on SIGTERM, and no cgroup and no shim may be left."""
+    daemon = Daemon(
+        root=tmp_path / "root", socket=tmp_path / "boxd.sock", args=extra, netns_path=netns
+    )
     daemon.start()
     try:
         yield daemon

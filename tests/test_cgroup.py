@@ -186,6 +186,19 @@ async def test_v2_absolute_parent_is_made_below_the_root(fs: FakeCgroupFs) -> No
     assert not (root / "machine").exists()  # every directory it made, children first
 
 
+async def test_parent_slash_is_the_hierarchy_root(fs: FakeCgroupFs) -> None:
+    """An OCI cgroupsPath such as /cgrouptest: made directly in the root, whose own files
+    are never written (so no controller can be enabled there on v2)."""
+    fs.mount_v1("pids", "/user")
+    host = fs.detect(parent="/")
+    cg = host.create("c", Limits(pids_limit=5))
+    root = fs.root / "sys/fs/cgroup/pids"
+    assert cg.paths == {"pids": str(root / "c")}
+    assert fs.written(root) == [("c/pids.max", "5")]
+    await cg.remove()
+    assert not (root / "c").exists() and root.is_dir()
+
+
 async def test_v2_update_is_all_or_nothing(fs: FakeCgroupFs) -> None:
     own = fs.mount_v2("/boxd.service")
     host = fs.detect()

@@ -10,8 +10,10 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,7 @@ def _call(
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
-        (("-p", "8080:80", "default", "true"), 125, "", "published ports"),
+        (("-p", "8080:80", "--network", "host", "default", "true"), 125, "", "need a network"),
     ],
 )
 def test_run_rm_exit_codes_as_docker(
@@ -619,3 +621,86 @@ def test_import_save_load_commit_history_prune(
     pruned = _docker(clean, "image", "prune", "-a", "-f").stdout
     assert "untagged: bb:1" in pruned and "untagged: bb:2" in pruned
     assert _docker(clean, "images", "-q").stdout.split() == [_default_id()[7:19]]
+
+
+# ---- networks and published ports (the session runs in a network namespace of its own) ---
+
+
+def _fetch(url: str) -> str:
+    """The body at ``url``, retried while the server in the container starts (bounded)."""
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return str(r.read().decode())
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answered at {url}")
+
+
+@needs_cli
+def test_user_network_name_lookup_and_published_port(clean: Daemon) -> None:
+    assert _docker(clean, "network", "create", "n1").returncode == 0
+    names = _docker(clean, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert {"bridge", "host", "none", "n1"} <= set(names)
+    server = ("python3", "-m", "http.server", "8000", "--directory", "/etc")
+    r = _docker(
+        clean,
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "n1",
+        "-p",
+        "127.0.0.1::8000",
+        "default",
+        *server,
+    )
+    assert r.returncode == 0, r.stderr
+    short = r.stdout.strip()[:12]
+    mapped = _docker(clean, "port", "srv", "8000").stdout.split()
+    assert len(mapped) == 1 and mapped[0].startswith("127.0.0.1:")
+    # The published port answers on loopback; the container answers by name on n1.
+    assert _fetch(f"http://{mapped[0]}/hostname") == f"{short}\n"
+    lookup = (
+        "import urllib.request as u; print(u.urlopen('http://srv:8000/hostname').read().decode())"
+    )
+    r = _docker(clean, "run", "--rm", "--network", "n1", "default", "python3", "-c", lookup)
+    assert (r.returncode, r.stdout) == (0, f"{short}\n\n"), r.stderr
+    address = _docker(
+        clean, "inspect", "-f", "{{.NetworkSettings.Networks.n1.IPAddress}}", "srv"
+    ).stdout.strip()
+    members = _docker(
+        clean, "network", "inspect", "-f", "{{range .Containers}}{{.IPv4Address}}{{end}}", "n1"
+    ).stdout
+    assert address and members.startswith(address + "/")
+    r = _docker(clean, "network", "rm", "n1")
+    assert (r.returncode, "in use" in r.stderr) == (1, True)
+    assert _docker(clean, "rm", "-f", "srv").returncode == 0
+    assert _docker(clean, "network", "rm", "n1").stdout == "n1\n"
+    r = _docker(clean, "network", "inspect", "n1")
+    assert r.returncode == 1
+
+
+def test_testcontainers_reaches_an_exposed_port(clean: Daemon) -> None:
+    pytest.importorskip("testcontainers")
+    script = """
+from testcontainers.core.container import DockerContainer
+import urllib.request, time
+server = ["python3", "-m", "http.server", "8000", "--directory", "/etc"]
+with DockerContainer("default").with_command(server).with_exposed_ports(8000) as c:
+    url = f"http://{c.get_container_host_ip()}:{c.get_exposed_port(8000)}/hostname"
+    for _ in range(300):
+        try:
+            body = urllib.request.urlopen(url, timeout=10).read().decode()
+            break
+        except OSError:
+            time.sleep(0.1)
+    print(body.strip() == c.get_wrapped_container().id[:12])
+"""
+    env = {**_env(clean), "TESTCONTAINERS_RYUK_DISABLED": "true"}
+    r = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (r.returncode, r.stdout) == (0, "True\n"), r.stderr
+    assert _docker(clean, "ps", "-a", "-q").stdout == ""  # stopped and removed by it

@@ -157,10 +157,11 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
     daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
     push(layout, "v1", registry, "box:v1")
-    blob = registry.blob_path(_layer_blobs(registry, "box")[-1])
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    for digest in _layer_blobs(registry, "box"):  # every layer: they fail at once
+        blob = registry.blob_path(digest)
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        blob.write_bytes(bytes(data))
     r = daemon.ctl("pull", f"{registry.host}/box:v1", check=False)
     assert r.returncode == 125
     assert "does not match its content" in r.stderr
@@ -259,7 +260,7 @@ def test_commit_save_rmi_load_round_trip(
     # The container's configuration (its -u 0 here) is the new image's, as in Docker.
     assert before == (
         "new\nnew.txt\n/opt/x\nls: /root: No such file or directory\n"
-        "group\nhostname\nhosts\npasswd\n0\n"
+        "group\nhostname\nhosts\npasswd\nresolv.conf\n0\n"  # resolv.conf: its network's
     )
     history = json.loads(daemon.ctl("history", "--format", "json", "mine/changed:1").stdout)
     assert history[0]["created_by"] == "my change"
@@ -628,3 +629,26 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
     records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
     assert set(os.listdir(images / "l")) == records  # the good layer only, complete
     assert len(records) <= 1
+
+
+def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    archive = tmp_path / "evil.tar"
+    manifest = [{"Config": "../../etc/passwd", "RepoTags": ["x:1"], "Layers": ["/etc/shadow"]}]
+    with tarfile.open(archive, mode="w") as tar:
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    r = daemon.ctl("load", "-i", str(archive), check=False)
+    assert r.returncode == 125
+    assert "the archive has no file '../../etc/passwd'" in r.stderr
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(gzip.compress(archive.read_bytes())[:30])
+    r = daemon.ctl("load", "-i", str(truncated), check=False)
+    assert r.returncode == 125 and "the archive is truncated or damaged" in r.stderr
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert os.listdir(daemon.root / "images" / "tmp") == []

@@ -74,8 +74,8 @@ def test_spec_keeps_unknown_fields_and_refuses_what_matters() -> None:
     with pytest.raises(SpecError, match=r"linux\.intelRdt \(Intel RDT\) is not supported"):
         _spec.parse(document)
     document = runc_spec()
-    document["ociVersion"] = "1.3.0"
-    with pytest.raises(SpecError, match=r"ociVersion '1\.3\.0' is not supported"):
+    document["ociVersion"] = "2.0.0"
+    with pytest.raises(SpecError, match=r"ociVersion '2\.0\.0' is not supported"):
         _spec.parse(document)
 
 
@@ -352,6 +352,9 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
     bundle.command("echo out; echo err >&2; exit 3")
     done = runtime("run", "--bundle", str(bundle.path), "r1", check=False)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert runtime("run", "--keep", "--bundle", str(bundle.path), "r1", check=False).returncode == 3
+    assert runtime.state("r1")["status"] == "stopped"
+    runtime("delete", "r1")
     bundle.config["process"]["args"] = ["/bin/nope"]
     bundle.write()
     failed = runtime("create", "--bundle", str(bundle.path), "r2", check=False)

@@ -56,6 +56,8 @@ async def supervisor(
 
 
 def config(image: str, *command: str, **kw: object) -> ContainerConfig:
+    """On no network: FakeNative makes no namespace, and no test here may touch the host's."""
+    kw.setdefault("network", "none")
     return ContainerConfig(image=image, command=command, stop_timeout=5, **kw)  # type: ignore[arg-type]
 
 

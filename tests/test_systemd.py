@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, _env, leftover_cgroups
+from daemon_harness import Daemon, _env, leftover_cgroups, shims
 
 from boxd import _systemd
 
@@ -45,6 +45,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     service = (tmp_path / "boxd.service").read_text()
     for line in ("Type=notify", "KillMode=process", "Delegate=yes"):
         assert line in service.splitlines()
+    assert "--cgroup-parent /boxd" in service
     assert "SocketGroup=root" in (tmp_path / "boxd.socket").read_text()
     units = [str(tmp_path / "boxd.service"), str(tmp_path / "boxd.socket")]
     r = subprocess.run([analyze, "verify", *units], capture_output=True, text=True)
@@ -107,9 +108,11 @@ def test_daemon_under_a_service_manager(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-            daemon.start()  # cleans what the killed one left
-            daemon.stop()
         manager.close()
+        left = shims(root)
+        for shim in left:  # nothing may outlive the test, whatever failed
+            os.kill(shim, signal.SIGKILL)
+    assert left == []
     deadline = time.monotonic() + 10
     while leftover_cgroups(root) and time.monotonic() < deadline:
         time.sleep(0.05)

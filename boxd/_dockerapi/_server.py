@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from .. import __version__, _lifecycle, _logs, _plan, protocol
+from .. import __version__, _lifecycle, _logs, _netserver, _plan, protocol
 from .._convert import ConversionError
 from .._events import Event
 from .._idle import WaitingConnections
@@ -55,6 +56,16 @@ from .._images.store import NoSuchImage
 from .._images.unpack import LayerError
 from .._images.verbs import ImageInUse, ImageVerbs
 from .._messages import EndFrame, OkResponse
+from .._netserver import (
+    NetworkCreateRequest,
+    NetworkInfo,
+    NetworkInspectRequest,
+    NetworkListRequest,
+    NetworkListResponse,
+    NetworkPruneRequest,
+    NetworkRemoveRequest,
+)
+from .._network import NetworkConflict, NetworkError
 from .._output import Output
 from .._records import Container, Status
 from .._run import Run
@@ -98,7 +109,9 @@ def _api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, NoSuchContainer | NoSuchImage):
         text = str(exc)
         return ApiError(404, text[:1].upper() + text[1:])
-    if isinstance(exc, Conflict | ImageInUse):
+    if isinstance(exc, NetworkError) and str(exc).startswith("no such network"):
+        return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
         return ApiError(409, str(exc))
     if isinstance(exc, RegistryError | LayerError):
         return ApiError(500, str(exc))
@@ -245,6 +258,7 @@ class DockerApi:
         self._execs: dict[str, _Exec] = {}
         self._waiting = WaitingConnections(MAX_WAITING)
         self._verbs = ImageVerbs(sup)
+        self._net_verbs = _netserver.handlers(sup)
         c = r"/containers/([^/]+)"
         routes: list[tuple[str, str, Handler]] = [
             ("GET", r"/_ping", self._ping),
@@ -288,6 +302,13 @@ class DockerApi:
             ("POST", r"/images/(.+)/tag", self._image_tag),
             ("DELETE", r"/images/(.+)", self._image_remove),
             ("POST", c + r"/pause", self._pause),
+            ("GET", r"/networks", self._networks),
+            ("POST", r"/networks/create", self._network_create),
+            ("POST", r"/networks/prune", self._network_prune),
+            ("GET", r"/networks/([^/]+)", self._network_inspect),
+            ("DELETE", r"/networks/([^/]+)", self._network_remove),
+            ("POST", r"/networks/([^/]+)/connect", self._network_connect),
+            ("POST", r"/networks/([^/]+)/disconnect", self._network_connect),
             ("POST", c + r"/unpause", self._unpause),
         ]
         self._routes = [(m, re.compile(p + r"\Z"), h) for m, p, h in routes]
@@ -955,6 +976,122 @@ class DockerApi:
                 rows.append(fields)
         await conn.respond_json(200, {"Titles": titles, "Processes": rows})
 
+    # ---- networks: the network verbs of the native socket, in Docker's shape ----------
+
+    def _network_shape(self, info: NetworkInfo) -> dict[str, Any]:
+        prefix = info.subnet.partition("/")[2]
+        return {
+            "Name": info.name,
+            "Id": info.id,
+            "Created": _shapes.rfc3339(info.created_at),
+            "Scope": "local",
+            "Driver": info.driver,
+            "EnableIPv6": False,
+            "IPAM": {
+                "Driver": "default",
+                "Options": None,
+                "Config": [{"Subnet": info.subnet, "Gateway": info.gateway}],
+            },
+            "Internal": False,
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": {
+                m.id: {
+                    "Name": m.name,
+                    "EndpointID": "",
+                    "MacAddress": "",
+                    "IPv4Address": f"{m.ip_address}/{prefix}",
+                    "IPv6Address": "",
+                }
+                for m in info.containers
+            },
+            "Options": {"com.docker.network.bridge.name": info.bridge},
+            "Labels": {},
+        }
+
+    def _builtin_network(self, name: str) -> dict[str, Any]:
+        """``host`` and ``none``: no bridge, no addresses, as Docker lists them."""
+        return {
+            "Name": name,
+            "Id": hashlib.sha256(f"boxd network {name}".encode()).hexdigest(),
+            "Created": _shapes.ZERO_TIME,
+            "Scope": "local",
+            "Driver": "host" if name == "host" else "null",
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None, "Config": []},
+            "Internal": False,
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": {},
+            "Options": {},
+            "Labels": {},
+        }
+
+    async def _network_verb(self, request: object) -> Any:
+        verb = self._net_verbs[type(request)]
+        answers = _Answers()
+        await verb(answers, request)
+        return answers.last
+
+    async def _networks(self, conn: HttpConnection, req: Request) -> None:
+        filters = _shapes.parse_filters(req.arg("filters"))
+        for key in filters:
+            if key not in ("name", "id", "driver", "type"):
+                raise ApiError(400, f"invalid filter '{key}'")
+        answer: NetworkListResponse = await self._network_verb(NetworkListRequest())
+        rows = [self._network_shape(i) for i in answer.networks]
+        rows += [self._builtin_network(n) for n in ("host", "none")]
+        keep = [r for r in rows if _network_matches(r, filters)]
+        await conn.respond_json(200, keep)
+
+    async def _network_inspect(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        if ref in ("host", "none"):
+            await conn.respond_json(200, self._builtin_network(ref))
+            return
+        answer = await self._network_verb(NetworkInspectRequest(networks=(ref,)))
+        await conn.respond_json(200, self._network_shape(answer.networks[0]))
+
+    async def _network_create(self, conn: HttpConnection, req: Request) -> None:
+        body = Fields(req.json_object(), "body")
+        name = body.text("Name")
+        if not name:
+            raise ApiError(400, "no network name given (Name)")
+        driver = body.text("Driver")
+        if driver not in ("", "bridge"):
+            raise ApiError(400, f"network driver {driver!r} is not supported (bridge only)")
+        for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
+            if body.flag(key):
+                raise ApiError(400, f"{key} networks are not supported by boxd")
+        configs = body.object("IPAM").objects("Config")
+        if len(configs) > 1:
+            raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
+        subnet = configs[0].text("Subnet") if configs else ""
+        answer = await self._network_verb(NetworkCreateRequest(name=name, subnet=subnet))
+        await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
+
+    async def _network_remove(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        if ref in ("host", "none"):
+            raise ApiError(403, f"{ref} is a pre-defined network and cannot be removed")
+        await self._network_verb(NetworkRemoveRequest(network=ref))
+        await conn.respond(204, content_type=None)
+
+    async def _network_prune(self, conn: HttpConnection, req: Request) -> None:
+        if any(_shapes.parse_filters(req.arg("filters")).values()):
+            raise ApiError(400, "filters for network prune are not supported by boxd")
+        answer = await self._network_verb(NetworkPruneRequest())
+        await conn.respond_json(200, {"NetworksDeleted": list(answer.removed) or None})
+
+    async def _network_connect(self, conn: HttpConnection, req: Request, ref: str) -> None:
+        raise ApiError(
+            400,
+            "connecting a container to a network after create is not supported by boxd: "
+            "give --network at create",
+        )
+
     # ---- images: the image verbs of the native socket, their answers in Docker's shape ---
 
     async def _image_verb(
@@ -1219,6 +1356,20 @@ class DockerApi:
                 raise
             await line({"errorDetail": {"message": error.message}, "error": error.message})
         await conn.end()
+
+
+def _network_matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Docker's network list filters: name (a substring), id (a prefix), driver, type
+    (builtin or custom)."""
+    builtin = row["Name"] in ("bridge", "host", "none")
+    kind = "builtin" if builtin else "custom"
+    checks: dict[str, Callable[[str], bool]] = {
+        "name": lambda v: v in row["Name"],
+        "id": lambda v: row["Id"].startswith(v),
+        "driver": lambda v: v == row["Driver"],
+        "type": lambda v: v == kind,
+    }
+    return all(any(checks[k](v) for v in vs) for k, vs in filters.items() if vs)
 
 
 class _Answers:

@@ -21,6 +21,7 @@ import attrs
 from .. import _units
 from .._events import Event
 from .._images.reference import parse_reference
+from .._netconfig import PortSpec
 from .._records import (
     Container,
     ContainerConfig,
@@ -96,6 +97,11 @@ class Fields:
         )
         return dict(value or {})
 
+    def mapping_keys(self, key: str) -> list[str]:
+        """The keys of an object whose values do not matter (``ExposedPorts``)."""
+        value = self._get(key, lambda v: isinstance(v, dict), "an object")
+        return [str(k) for k in value or {}]
+
     def object(self, key: str) -> Fields:
         return Fields(self.data.get(key), f"{self.path}.{key}")
 
@@ -145,7 +151,7 @@ _REFUSED_HOST = (
     "KernelMemory",
     "MemoryReservation",
 )
-_NETWORKS = {"": "host", "default": "host", "bridge": "host", "host": "host", "none": "none"}
+_NETWORKS = {"": "bridge", "default": "bridge"}
 
 
 def container_config(body: dict[str, Any]) -> ContainerConfig:
@@ -165,17 +171,14 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
-    if host.present("PortBindings") or host.flag("PublishAllPorts"):
-        raise ApiError(400, "published ports are not supported by boxd yet (HostConfig)")
     runtime = host.text("Runtime")
     if runtime not in ("", "runc", "boxd"):
         raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
     log_type = host.object("LogConfig").text("Type")
     if log_type not in ("", "json-file", "k8s-file"):
         raise ApiError(400, f"logging driver {log_type!r} is not supported (boxd keeps a file)")
-    network = host.text("NetworkMode")
-    if network not in _NETWORKS:
-        raise ApiError(400, f"network mode {network!r} is not supported (use host or none)")
+    network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
+    aliases = _aliases(cfg, network)
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
     try:
@@ -189,7 +192,11 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             hostname=cfg.text("Hostname"),
             tty=cfg.flag("Tty"),
             interactive=cfg.flag("OpenStdin"),
-            network=_NETWORKS[network],
+            network=network,
+            network_aliases=aliases,
+            ports=tuple(_port_specs(host)),
+            publish_all=host.flag("PublishAllPorts"),
+            expose=tuple(cfg.mapping_keys("ExposedPorts")),
             volumes=tuple(_volumes(host)),
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
@@ -213,6 +220,116 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     return config
+
+
+def _port_specs(host: Fields) -> Iterable[PortSpec]:
+    """``HostConfig.PortBindings``: ``{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}``;
+    an empty or missing HostPort is an ephemeral port, ``8000-8010`` the first free one."""
+    bindings = host._get("PortBindings", lambda v: isinstance(v, dict), "an object") or {}
+    for key, hosts in bindings.items():
+        port, _, protocol = str(key).partition("/")
+        if not port.isdigit():
+            raise ApiError(400, f"invalid HostConfig.PortBindings key {key!r}: use PORT/tcp")
+        where = f"HostConfig.PortBindings[{key}]"
+        if hosts is not None and not isinstance(hosts, list):
+            raise ApiError(400, f"invalid {where}: expected a list, got {hosts!r}")
+        for i, binding in enumerate(hosts or [{}]):
+            b = Fields(binding, f"{where}[{i}]")
+            low, _, high = b.text("HostPort").partition("-")
+            if not (low or "0").isdigit() or not (high or "0").isdigit():
+                raise ApiError(400, f"invalid {where}[{i}].HostPort {b.text('HostPort')!r}")
+            yield PortSpec(
+                container_port=int(port),
+                protocol=protocol or "tcp",
+                host_ip=b.text("HostIp"),
+                host_port=int(low or 0),
+                host_port_end=int(high or 0),
+            )
+
+
+def _aliases(cfg: Fields, network: str) -> tuple[str, ...]:
+    """``NetworkingConfig.EndpointsConfig``: more names on the one network the container
+    joins (boxd attaches a container to one network)."""
+    endpoints = cfg.object("NetworkingConfig").object("EndpointsConfig")
+    aliases: list[str] = []
+    for name in endpoints.data:
+        if _NETWORKS.get(name, name) != network:
+            raise ApiError(
+                400, f"the container joins {network!r} only: it cannot be on {name!r} too"
+            )
+        aliases.extend(endpoints.object(name).strings("Aliases"))
+    return tuple(aliases)
+
+
+def _port_bindings(c: Container) -> dict[str, list[dict[str, str]]]:
+    """``HostConfig.PortBindings`` as asked for at create."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for p in c.config.ports:
+        port = str(p.host_port) if p.host_port else ""
+        if p.host_port_end:
+            port += f"-{p.host_port_end}"
+        found.setdefault(p.key, []).append({"HostIp": p.host_ip, "HostPort": port})
+    return found
+
+
+def _network_settings(c: Container) -> dict[str, Any]:
+    """``NetworkSettings``: the ports published now (exposed ones as null) and the
+    container's address on each network, while it runs."""
+    cfg = c.config
+    now = c.state.network
+    ports: dict[str, list[dict[str, str]] | None] = {}
+    for key in (*cfg.exposed_ports, *cfg.expose, *(p.key for p in cfg.ports)):
+        ports.setdefault(key, None)
+    for b in now.ports:
+        key = f"{b.container_port}/{b.protocol}"
+        ports[key] = [
+            *(ports.get(key) or []),
+            {"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)},
+        ]
+    networks = {
+        e.network: {
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": list(e.aliases) or None,
+            "NetworkID": e.network,
+            "EndpointID": "",
+            "Gateway": e.gateway,
+            "IPAddress": e.ip_address,
+            "IPPrefixLen": e.prefix_len,
+            "MacAddress": e.mac_address,
+        }
+        for e in now.endpoints
+    }
+    first = now.endpoints[0] if now.endpoints else None
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "Ports": ports,
+        "Networks": networks,
+        "IPAddress": first.ip_address if first else "",
+        "IPPrefixLen": first.prefix_len if first else 0,
+        "Gateway": first.gateway if first else "",
+        "MacAddress": first.mac_address if first else "",
+    }
+
+
+def _port_rows(c: Container) -> list[dict[str, Any]]:
+    """``Ports`` of a list row: published ones with their host side, exposed ones alone."""
+    rows: list[dict[str, Any]] = [
+        {
+            "IP": b.host_ip or "0.0.0.0",
+            "PrivatePort": b.container_port,
+            "PublicPort": b.host_port,
+            "Type": b.protocol,
+        }
+        for b in c.state.network.ports
+    ]
+    published = {(r["PrivatePort"], r["Type"]) for r in rows}
+    for key in (*c.config.exposed_ports, *c.config.expose):
+        port, _, protocol = key.partition("/")
+        if (int(port), protocol or "tcp") not in published:
+            rows.append({"PrivatePort": int(port), "Type": protocol or "tcp"})
+    return rows
 
 
 def _volumes(host: Fields) -> Iterable[Volume]:
@@ -370,8 +487,8 @@ def _host_config(c: Container) -> dict[str, Any]:
     return {
         "Binds": binds or None,
         "NetworkMode": cfg.network,
-        "PortBindings": {},
-        "PublishAllPorts": False,
+        "PortBindings": _port_bindings(c),
+        "PublishAllPorts": cfg.publish_all,
         "RestartPolicy": {
             "Name": cfg.restart.name.value,
             "MaximumRetryCount": cfg.restart.max_retries,
@@ -468,21 +585,13 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "Volumes": None,
             "WorkingDir": cfg.workdir or "/",
             "Entrypoint": None if cfg.entrypoint is None else list(cfg.entrypoint),
-            "ExposedPorts": {p: {} for p in cfg.exposed_ports} or None,
+            "ExposedPorts": {p: {} for p in (*cfg.exposed_ports, *cfg.expose)} or None,
             "OnBuild": None,
             "Labels": labels(c),
             "StopSignal": cfg.stop_signal,
             "StopTimeout": round(cfg.stop_timeout),
         },
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": {},
-            "Networks": {cfg.network: {"NetworkID": cfg.network, "IPAddress": ""}},
-            "IPAddress": "",
-            "Gateway": "",
-            "MacAddress": "",
-        },
+        "NetworkSettings": _network_settings(c),
     }
 
 
@@ -539,12 +648,12 @@ def summary(c: Container, now: float) -> dict[str, Any]:
         "ImageID": image_id(c),
         "Command": shlex.join(cfg.command),
         "Created": int(c.created_at),
-        "Ports": [],
+        "Ports": _port_rows(c),
         "Labels": labels(c),
         "State": status_word(c),
         "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": cfg.network},
-        "NetworkSettings": {"Networks": {cfg.network: {"NetworkID": cfg.network}}},
+        "NetworkSettings": {"Networks": _network_settings(c)["Networks"]},
         "Mounts": _mounts(c),
     }
 

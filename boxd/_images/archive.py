@@ -13,7 +13,6 @@ is checked against it, every layer against the config's diff_id.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import json
@@ -22,9 +21,12 @@ import shutil
 import stat
 import tarfile
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import zstandard
 
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
@@ -247,6 +249,15 @@ def _load_image(
 
 def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
     """Load every image of the archive at ``path``: (image id, tags) for each."""
+    try:
+        return _load(store, path)
+    except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+        raise ArchiveError(f"the archive is truncated or damaged: {exc}") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ArchiveError(f"the archive's index or manifests are malformed: {exc!r}") from None
+
+
+def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
     loaded: list[tuple[str, list[str]]] = []
     with _open_tar(path) as tar:
         archive = _Archive(tar)
@@ -394,7 +405,7 @@ def import_rootfs(store: ImageStore, tar_path: Path, ref: Reference | None) -> I
     """``import``: a root filesystem tarball as a one-layer image (no command of its own)."""
     try:
         layer = _single_layer(store, tar_path)
-    except (EOFError, OSError, gzip.BadGzipFile) as exc:
+    except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
         raise ArchiveError(f"not a readable tarball: {exc}") from None
     config = _config([layer.diff_id], None, "boxctl import", {})
     image_id = store.put_blob(_json_bytes(config))

@@ -15,7 +15,7 @@ import collections
 import hashlib
 import os
 import platform as host_platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -196,9 +196,13 @@ class Puller:
     @staticmethod
     def _choose(ref: Reference, index: dict[str, Any], want: Platform) -> str:
         found = []
-        for i, entry in enumerate(index.get("manifests") or []):
+        entries = index.get("manifests")
+        if not isinstance(entries, list):
+            raise RegistryError(f"{ref.familiar}: the index has no list of manifests")
+        for i, entry in enumerate(entries):
             digest, _, media = _descriptor(entry, f"index entry {i}")
-            plat = entry.get("platform") or {}
+            plat = entry.get("platform")
+            plat = plat if isinstance(plat, dict) else {}
             found.append(
                 "/".join(
                     p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
@@ -220,7 +224,10 @@ class Puller:
     def _layers(
         ref: Reference, manifest: dict[str, Any], config: dict[str, Any]
     ) -> tuple[BlobRef, ...]:
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        rootfs = config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list):
+            raise RegistryError(f"{ref.familiar}: the image config has no rootfs.diff_ids list")
         descriptors = manifest.get("layers") or []
         if not isinstance(descriptors, list) or len(descriptors) != len(diff_ids):
             raise RegistryError(
@@ -260,9 +267,17 @@ class Puller:
         limit = trio.CapacityLimiter(PARALLEL)
         for layer in layers:
             report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
-        async with trio.open_nursery() as nursery:
-            for layer in layers:
-                nursery.start_soon(self._layer, registry, layer, limit, report)
+        try:
+            async with trio.open_nursery() as nursery:
+                for layer in layers:
+                    nursery.start_soon(self._layer, registry, layer, limit, report)
+        except BaseExceptionGroup as group:
+            # Several layers may fail at once (a registry that serves garbage): the pull
+            # fails with the first reason, as one error the caller can name.
+            leaves = list(_leaves(group))
+            if all(isinstance(e, Exception) for e in leaves):
+                raise leaves[0] from None
+            raise
 
     async def _layer(
         self,
@@ -327,6 +342,14 @@ class Puller:
             if fd >= 0:
                 os.close(fd)
             tmp.unlink(missing_ok=True)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 def _short(digest: str) -> str:

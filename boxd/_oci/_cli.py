@@ -199,7 +199,9 @@ async def _dispatch(args: argparse.Namespace, log: _Log) -> int:
         log.debug(f"created {args.id}: init pid {spawned.pid}")
         return 0
     if command == "run":
-        return await _runtime.run(root, args.id, _create_options(args), args.detach or args.keep)
+        return await _runtime.run(
+            root, args.id, _create_options(args), detach=args.detach, keep=args.keep
+        )
     if command == "start":
         _runtime.start(root, args.id)
         return 0

@@ -78,12 +78,9 @@ def cgroup_location(
     if not path:
         return None, group, cid
     parent, _, name = path.rpartition("/")
-    if not parent or parent == "/":
-        if path.startswith("/"):
-            raise RuntimeError_(
-                f"cgroupsPath {cgroups_path!r}: a cgroup directly below a hierarchy's root is "
-                "not supported (its parent would be the root cgroup); use /parent/name"
-            )
+    if path.startswith("/") and not parent:
+        return "/", CGROUP_GROUP, name  # directly below each hierarchy's root, as runc does
+    if not parent:
         return None, group, name
     return parent, CGROUP_GROUP, name
 
@@ -335,7 +332,6 @@ def start(root: Root, cid: str) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(str(path))
             path.unlink()
-            root.save(attrs.evolve(saved, started=True))
             record = conn.recv(FAILURE_RECORD.size)
         if record:
             stage, err, index = FAILURE_RECORD.unpack(record)
@@ -543,8 +539,9 @@ def exit_code(status: os.waitid_result) -> int:
 # --- run -----------------------------------------------------------------------------------
 
 
-async def run(root: Root, cid: str, options: CreateOptions, detach: bool) -> int:
-    """create + start; in the foreground also wait for the exit and delete."""
+async def run(root: Root, cid: str, options: CreateOptions, *, detach: bool, keep: bool) -> int:
+    """create + start; in the foreground also wait for the exit and (unless ``keep``)
+    delete."""
     spawned = await create(root, cid, options)
     try:
         try:
@@ -557,7 +554,8 @@ async def run(root: Root, cid: str, options: CreateOptions, detach: bool) -> int
             return 0
         with trio.CancelScope(shield=True):
             status = await wait_exit(spawned.pidfd)
-            await delete(root, cid, force=True)
+            if not keep:
+                await delete(root, cid, force=True)
         return exit_code(status)
     finally:
         os.close(spawned.pidfd)

@@ -265,11 +265,12 @@ class Spec:
 def parse(document: object) -> Spec:
     """The records of a parsed config.json; :class:`SpecError` names what is wrong."""
     spec = structure(document, Spec, "config.json")
+    # 1.0 to 1.2 are what the records model; a later 1.x document is read the same way
+    # (what it adds is kept and ignored, or refused by check_supported where it matters),
+    # as runc and crun read it.
     version = spec.oci_version.split("-")[0].split(".")
-    if len(version) < 2 or version[0] != "1" or not version[1].isdigit() or int(version[1]) > 2:
-        raise SpecError(
-            f"config.json: ociVersion {spec.oci_version!r} is not supported (1.0 to 1.2)"
-        )
+    if len(version) < 2 or version[0] != "1" or not version[1].isdigit():
+        raise SpecError(f"config.json: ociVersion {spec.oci_version!r} is not supported (1.x)")
     assert isinstance(document, dict)  # structure() checked it
     check_supported(document, spec)
     return spec

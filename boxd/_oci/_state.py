@@ -46,7 +46,6 @@ class Saved:
     cgroup_parent: str | None  # CgroupHost.detect(parent=..., name=...)
     cgroup_group: str
     cgroup_name: str
-    started: bool = False
 
 
 def check_id(cid: str) -> str:

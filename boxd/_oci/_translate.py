@@ -253,6 +253,13 @@ def mount_table(spec: Spec, bundle: Path, rootfs: str, userns: bool) -> tuple[Mo
                 f"config.json: linux.rootfsPropagation {linux.rootfs_propagation!r}: use one "
                 f"of {', '.join(PROPAGATION)}"
             )
+        if flags & MS_SHARED:
+            # pivot_root refuses a shared new root; making it shared after the pivot is a
+            # step the spawn path does not have.
+            raise SpecError(
+                f"config.json: linux.rootfsPropagation {linux.rootfs_propagation!r} is not "
+                "supported (private, slave and unbindable are)"
+            )
         table.add(MountKind.MOUNT, "/", flags=flags)
     for i, mount in enumerate(spec.mounts):
         _mount(table, mount, i, bundle)

@@ -1,0 +1,162 @@
+"""``boxctl network ...`` and ``boxctl port``, and the run options that publish ports."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from boxd import _netconfig
+
+from ._args import ANY, APPEND, FLAG, ONE, REST, SOME, VALUE, Args, Command, Opt
+from ._client import CliError, call
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def published(args: Args) -> dict[str, Any]:
+    """The run/create options about ports and names, as ContainerConfig fields."""
+    try:
+        ports = [p for spec in args.publish for p in _netconfig.parse_publish(spec)]
+        expose = [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
+    except ValueError as exc:
+        raise CliError(str(exc), 125) from None
+    return {
+        "ports": [
+            {
+                "container_port": p.container_port,
+                "protocol": p.protocol,
+                "host_ip": p.host_ip,
+                "host_port": p.host_port,
+                "host_port_end": p.host_port_end,
+            }
+            for p in ports
+        ],
+        # -P publishes what is exposed, and what -p names is exposed too (Docker).
+        "expose": list(dict.fromkeys([*expose, *(p.key for p in ports)])),
+        "publish_all": args.publish_all,
+        "network_aliases": args.network_alias,
+    }
+
+
+def cmd_port(args: Args) -> int:
+    found = call(args.socket, {"type": "InspectRequest", "container": args.container})
+    bindings = found["container"]["state"]["network"]["ports"]
+    wanted = args.port[0] if args.port else ""
+    if wanted and "/" not in wanted:
+        wanted += "/tcp"
+    lines = []
+    for b in bindings:
+        key = f"{b['container_port']}/{b['protocol']}"
+        if wanted and key != wanted:
+            continue
+        where = f"{b['host_ip'] or '0.0.0.0'}:{b['host_port']}"
+        lines.append(where if wanted else f"{key} -> {where}")
+    if wanted and not lines:
+        raise CliError(f"no public port {wanted!r} published for {args.container}")
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _create(args: Args) -> int:
+    reply = call(
+        args.socket, {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
+    )
+    print(reply["network"]["id"])
+    return 0
+
+
+def _ls(args: Args) -> int:
+    networks = call(args.socket, {"type": "NetworkListRequest"})["networks"]
+    if args.quiet:
+        for n in networks:
+            print(n["id"][:12])
+        return 0
+    print(f"{'NETWORK ID':<14}{'NAME':<20}{'DRIVER':<10}SUBNET")
+    for n in networks:
+        print(f"{n['id'][:12]:<14}{n['name']:<20}{'bridge':<10}{n['subnet']}")
+    return 0
+
+
+def _inspect(args: Args) -> int:
+    reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": args.networks})
+    print(json.dumps(reply["networks"], indent=2))
+    return 0
+
+
+def _rm(args: Args) -> int:
+    status = 0
+    for ref in args.networks:
+        try:
+            call(args.socket, {"type": "NetworkRemoveRequest", "network": ref})
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(ref)
+    return status
+
+
+def _prune(args: Args) -> int:
+    for name in call(args.socket, {"type": "NetworkPruneRequest"})["removed"]:
+        print(name)
+    return 0
+
+
+SUBCOMMANDS = (
+    Command(
+        "create",
+        _create,
+        "create a network",
+        (Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),),
+        (("name", ONE, "NAME"),),
+    ),
+    Command(
+        "ls",
+        _ls,
+        "list networks",
+        (Opt("-q", "--quiet", kind=FLAG, help="only ids"),),
+        aliases=("list",),
+    ),
+    Command("inspect", _inspect, "show networks as JSON", (), (("networks", SOME, "NETWORK"),)),
+    Command(
+        "rm", _rm, "remove networks", (), (("networks", SOME, "NETWORK"),), aliases=("remove",)
+    ),
+    Command("prune", _prune, "remove every network no container names"),
+)
+SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
+
+
+def cmd_network(args: Args) -> int:
+    words = list(args.words)
+    if not words or words[0] in ("-h", "--help"):
+        lines = ["usage: boxctl network COMMAND [OPTIONS] [ARG...]", "", "commands:"]
+        lines += [f"  {', '.join((c.name, *c.aliases)):<20} {c.help}" for c in SUBCOMMANDS]
+        print("\n".join(lines))
+        return 0 if words else 2
+    command = SUB_BY_NAME.get(words[0])
+    if command is None:
+        raise CliError(f"boxctl network: unknown command {words[0]!r}", 2)
+    sub = command.parse(words[1:], f"boxctl network {words[0]}")
+    sub.socket = args.socket
+    return command.handler(sub)
+
+
+RUN_NETWORK_OPTIONS = (
+    Opt("-p", "--publish", kind=APPEND, metavar="[IP:][HOST:]PORT", help="publish a port"),
+    Opt("-P", "--publish-all", help="publish every exposed port on an ephemeral port"),
+    Opt("--expose", kind=APPEND, metavar="PORT[/PROTO]", help="expose a port (for -P)"),
+    Opt("--network-alias", kind=APPEND, metavar="NAME", help="another name on its network"),
+)
+COMMANDS = (
+    Command("network", cmd_network, "manage networks", (), (("words", REST, "COMMAND ..."),)),
+    Command(
+        "port",
+        cmd_port,
+        "show a container's published ports",
+        (),
+        (("container", ONE, "CONTAINER"), ("port", ANY, "PORT[/PROTO]")),
+    ),
+)

@@ -1,0 +1,184 @@
+"""What a container asks of the network, and what it got: records and parsing, no I/O.
+
+``boxctl`` imports this module (it must stay free of Trio and of pyroute2) to turn
+``-p [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]`` into :class:`PortSpec` records; the daemon
+stores what a running container was given as :class:`Endpoint` and :class:`PortBinding`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import attrs
+
+PROTOCOLS = ("tcp", "udp")
+# Built-in networks; anything else names a user network (``boxctl network create``).
+BUILTIN = ("bridge", "host", "none")
+NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\Z")
+
+
+@attrs.frozen
+class PortSpec:
+    """One ``-p``: a container port published on the host.  ``host_port`` 0 lets the
+    kernel pick (an ephemeral port); ``host_port_end`` > 0 asks for the first free port of
+    ``host_port..host_port_end``.  ``host_ip`` "" is every address of the host."""
+
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = ""
+    host_port: int = 0
+    host_port_end: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        _check_port(self.container_port, "container port", zero=False)
+        _check_port(self.host_port, "host port", zero=True)
+        if self.host_port_end:
+            _check_port(self.host_port_end, "host port", zero=False)
+            if self.host_port_end < self.host_port or not self.host_port:
+                raise ValueError(f"invalid host port range {self.host_port}-{self.host_port_end}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"invalid protocol {self.protocol!r}: use tcp or udp")
+        if self.host_ip:
+            try:
+                ipaddress.IPv4Address(self.host_ip)
+            except ValueError:
+                raise ValueError(f"invalid host IP {self.host_ip!r}: use an IPv4 address") from None
+
+    @property
+    def key(self) -> str:
+        """Docker's name for the container side: ``80/tcp``."""
+        return f"{self.container_port}/{self.protocol}"
+
+
+@attrs.frozen
+class PortBinding:
+    """A published port as it is now: the host side the kernel or the range gave."""
+
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: int
+
+    def describe(self) -> str:
+        """``boxctl port``'s line: ``80/tcp -> 0.0.0.0:18080``."""
+        return (
+            f"{self.container_port}/{self.protocol} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
+        )
+
+
+@attrs.frozen
+class Endpoint:
+    """A container's place on one network."""
+
+    network: str
+    ip_address: str
+    prefix_len: int
+    gateway: str
+    mac_address: str
+    aliases: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class NetworkSettings:
+    """What ``inspect`` shows of a running container's network (empty when it is not)."""
+
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[PortBinding, ...] = ()
+
+
+@attrs.frozen
+class EtcNetwork:
+    """What a container's /etc/hosts and /etc/resolv.conf say about its network."""
+
+    address: str = ""  # "" with no network of its own to name
+    names: tuple[str, ...] = ()
+    resolv: str | None = None  # None: the image's own resolv.conf
+
+
+def _check_port(value: int, what: str, *, zero: bool) -> None:
+    if not (0 if zero else 1) <= value <= 65535:
+        raise ValueError(f"invalid {what} {value}: must be 1-65535")
+
+
+def _port_range(text: str, spec: str, what: str) -> tuple[int, int]:
+    first, dash, last = text.partition("-")
+    if not first.isdigit() or (dash and not last.isdigit()):
+        raise ValueError(f"invalid port mapping {spec!r}: {what} {text!r} is not a port or range")
+    low, high = int(first), int(last) if dash else int(first)
+    for port in (low, high):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"invalid port mapping {spec!r}: port {port} is out of range 1-65535")
+    if high < low:
+        raise ValueError(f"invalid port mapping {spec!r}: range {text!r} goes backwards")
+    return low, high
+
+
+def parse_publish(spec: str) -> tuple[PortSpec, ...]:
+    """``-p``: ``80``, ``8080:80``, ``127.0.0.1:8080:80``, ``127.0.0.1::80``,
+    ``8000-8002:80-82``, ``8000-8010:80`` (the first free of the range), each with an
+    optional ``/tcp`` or ``/udp``."""
+    body, slash, proto = spec.partition("/")
+    protocol = proto.lower() if slash else "tcp"
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"invalid port mapping {spec!r}: protocol {proto!r} is not tcp or udp")
+    parts = body.split(":")
+    if len(parts) > 3 or not parts[-1]:
+        raise ValueError(
+            f"invalid port mapping {spec!r}: use [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]"
+        )
+    host_ip = parts[0] if len(parts) == 3 else ""
+    host_text = parts[-2] if len(parts) >= 2 else ""
+    if host_ip:
+        try:
+            ipaddress.IPv4Address(host_ip)
+        except ValueError:
+            raise ValueError(
+                f"invalid port mapping {spec!r}: {host_ip!r} is not an IPv4 address"
+            ) from None
+    c_low, c_high = _port_range(parts[-1], spec, "container port")
+    count = c_high - c_low + 1
+    if not host_text:
+        return tuple(PortSpec(p, protocol, host_ip) for p in range(c_low, c_high + 1))
+    h_low, h_high = _port_range(host_text, spec, "host port")
+    if count == 1 and h_high > h_low:
+        return (PortSpec(c_low, protocol, host_ip, h_low, h_high),)
+    if h_high - h_low + 1 != count:
+        raise ValueError(
+            f"invalid port mapping {spec!r}: the host range and the container range "
+            "differ in length"
+        )
+    return tuple(PortSpec(c_low + i, protocol, host_ip, h_low + i) for i in range(count))
+
+
+def parse_expose(spec: str) -> tuple[str, ...]:
+    """``--expose 80``, ``80/udp``, ``8000-8002``: the ``PORT/PROTO`` keys it names."""
+    body, slash, proto = spec.partition("/")
+    protocol = proto.lower() if slash else "tcp"
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"invalid --expose {spec!r}: protocol {proto!r} is not tcp or udp")
+    low, high = _port_range(body, spec, "port")
+    return tuple(f"{p}/{protocol}" for p in range(low, high + 1))
+
+
+def check_network(mode: str) -> str:
+    """``bridge``, ``host``, ``none``, ``container:NAME`` or a user network's name."""
+    if mode in BUILTIN:
+        return mode
+    if mode.startswith("container:"):
+        if not mode[len("container:") :]:
+            raise ValueError(f"invalid network {mode!r}: container: needs a container name")
+        return mode
+    if not NETWORK_NAME_RE.match(mode):
+        raise ValueError(
+            f"invalid network {mode!r}: use bridge, host, none, container:NAME or a network's name"
+        )
+    return mode
+
+
+def check_network_name(name: str) -> str:
+    if not NETWORK_NAME_RE.match(name):
+        raise ValueError(f"invalid network name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    if name in BUILTIN:
+        raise ValueError(f"network name {name!r} is reserved for a built-in network")
+    return name

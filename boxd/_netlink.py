@@ -1,0 +1,159 @@
+"""Links, addresses and routes through netlink (pyroute2), in the daemon's network namespace
+and in a container's.
+
+Every function here blocks for a few system calls: callers run them in a worker thread
+(``trio.to_thread.run_sync``).  A container's namespace is entered only long enough to open
+a netlink socket there (``setns`` changes the calling thread alone, and the thread returns
+to its own namespace before anything else runs on it); the socket keeps talking to the
+namespace it was opened in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+NETLINK_ROUTE = 0
+
+
+def _netlink_error() -> type[Exception]:
+    # pyroute2 takes ~0.2 s to import: only a daemon that uses a network pays for it.
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _route(pid: int | None = None) -> Iterator[Any]:
+    """An rtnetlink socket (pyroute2's IPRoute) in the daemon's namespace, or in the one
+    of process ``pid``."""
+    from pyroute2 import IPRoute
+    from pyroute2 import netns as _pyroute2_netns
+
+    # pyroute2 sets its logger to log everything when it is imported: a debug line for
+    # every netlink message would drown the daemon's own.
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    if pid is None:
+        ipr = IPRoute()
+    else:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _pyroute2_netns.setns(target)
+            try:
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+            finally:
+                _pyroute2_netns.setns(own)
+        finally:
+            os.close(target)
+            os.close(own)
+        ipr = IPRoute(fileno=sock.detach())
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def ensure_bridge(name: str, gateway: str, prefix_len: int) -> None:
+    """The bridge ``name`` exists, holds ``gateway/prefix_len`` and is up."""
+    with _route() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            ipr.link("add", ifname=name, kind="bridge")
+            index = _index(ipr, name)
+            assert index is not None
+        held = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}
+        if gateway not in held:
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefix_len)
+        ipr.link("set", index=index, state="up")
+
+
+def delete_link(name: str) -> bool:
+    """Delete the link ``name`` (a bridge, a veth end) if it exists; whether it did."""
+    with _route() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return False
+        try:
+            ipr.link("del", index=index)
+        except _netlink_error() as exc:
+            if getattr(exc, "code", None) != errno.ENODEV:
+                raise
+            return False
+        return True
+
+
+def link_names() -> set[str]:
+    with _route() as ipr:
+        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+
+
+def routed_networks(skip: set[str]) -> list[tuple[ipaddress.IPv4Network, str]]:
+    """The IPv4 destinations the daemon's namespace routes (main table, not through the
+    links in ``skip``), with the link each goes to: what a new subnet must not overlap.
+    A default route is not a destination."""
+    found = []
+    with _route() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+            dst = route.get_attr("RTA_DST")
+            if dst is None or route["dst_len"] == 0:
+                continue
+            link = names.get(route.get_attr("RTA_OIF"), "?")
+            if link in skip:
+                continue
+            found.append((ipaddress.IPv4Network(f"{dst}/{route['dst_len']}", strict=False), link))
+    return found
+
+
+def plug(
+    pid: int,
+    *,
+    host_name: str,
+    bridge: str,
+    mac: str,
+    address: str,
+    prefix_len: int,
+    gateway: str,
+) -> None:
+    """Give process ``pid``'s network namespace an ``eth0``: one end of a veth pair whose
+    other end (``host_name``) is a port of ``bridge``; its address, and a default route
+    through ``gateway``."""
+    with _route() as ipr:
+        master = _index(ipr, bridge)
+        if master is None:
+            raise OSError(errno.ENODEV, f"bridge {bridge} is gone")
+        stale = _index(ipr, host_name)
+        if stale is not None:  # a previous run's end, if its namespace is not gone yet
+            ipr.link("del", index=stale)
+        ipr.link(
+            "add",
+            ifname=host_name,
+            kind="veth",
+            peer={"ifname": "eth0", "address": mac, "net_ns_pid": pid},
+        )
+        try:
+            index = _index(ipr, host_name)
+            assert index is not None
+            ipr.link("set", index=index, master=master, state="up")
+            with _route(pid) as inside:
+                eth0 = _index(inside, "eth0")
+                assert eth0 is not None
+                inside.addr("add", index=eth0, address=address, prefixlen=prefix_len)
+                inside.link("set", index=eth0, state="up")
+                inside.route("add", dst="0.0.0.0/0", gateway=gateway)
+        except BaseException:
+            with contextlib.suppress(_netlink_error()):
+                ipr.link("del", ifname=host_name)
+            raise

@@ -1,0 +1,147 @@
+"""The protocol's network requests (``boxctl network ...``) and their handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._network import Network
+    from ._supervisor import Supervisor
+
+
+@attrs.frozen
+class NetworkCreateRequest:
+    name: str
+    subnet: str = ""
+
+
+@attrs.frozen
+class NetworkListRequest:
+    pass
+
+
+@attrs.frozen
+class NetworkInspectRequest:
+    networks: tuple[str, ...]
+
+
+@attrs.frozen
+class NetworkRemoveRequest:
+    network: str
+
+
+@attrs.frozen
+class NetworkPruneRequest:
+    pass
+
+
+@attrs.frozen
+class Member:
+    """A container on a network, as ``network inspect`` shows it."""
+
+    id: str
+    name: str
+    ip_address: str  # its address on the network (kept while the container exists)
+    running: bool
+
+
+@attrs.frozen
+class NetworkInfo:
+    name: str
+    id: str
+    driver: str
+    bridge: str
+    subnet: str
+    gateway: str
+    created_at: float
+    dns: bool
+    containers: tuple[Member, ...]
+
+
+@attrs.frozen
+class NetworkResponse:
+    network: NetworkInfo
+
+
+@attrs.frozen
+class NetworkListResponse:
+    networks: tuple[NetworkInfo, ...]
+
+
+@attrs.frozen
+class NetworkPruneResponse:
+    removed: tuple[str, ...]
+
+
+REQUESTS = (
+    NetworkCreateRequest,
+    NetworkListRequest,
+    NetworkInspectRequest,
+    NetworkRemoveRequest,
+    NetworkPruneRequest,
+)
+
+
+class Conn(Protocol):
+    async def send(self, message: object) -> None: ...
+
+
+def _users(sup: Supervisor, name: str) -> list[str]:
+    return [c.name for c in sup.list(all=True) if c.config.network == name]
+
+
+def _info(sup: Supervisor, net: Network) -> NetworkInfo:
+    members = []
+    for c in sup.list(all=True):
+        address = net.allocations.get(c.id)
+        if address is not None:
+            members.append(Member(c.id, c.name, address, sup.run_of(c.id) is not None))
+    return NetworkInfo(
+        name=net.name,
+        id=net.id,
+        driver="bridge",
+        bridge=net.bridge,
+        subnet=net.subnet,
+        gateway=net.gateway,
+        created_at=net.created_at,
+        dns=net.dns,
+        containers=tuple(members),
+    )
+
+
+def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:
+    """Each request type's handler, called with the request's connection."""
+
+    async def create(conn: Conn, req: NetworkCreateRequest) -> None:
+        net = await sup.networks.create(req.name, req.subnet)
+        await conn.send(NetworkResponse(_info(sup, net)))
+
+    async def list_(conn: Conn, _: NetworkListRequest) -> None:
+        await conn.send(NetworkListResponse(tuple(_info(sup, n) for n in sup.networks.list())))
+
+    async def inspect(conn: Conn, req: NetworkInspectRequest) -> None:
+        found = tuple(_info(sup, sup.networks.get(ref)) for ref in req.networks)
+        await conn.send(NetworkListResponse(found))
+
+    async def remove(conn: Conn, req: NetworkRemoveRequest) -> None:
+        net = await sup.networks.remove(req.network, lambda name: _users(sup, name))
+        await conn.send(NetworkResponse(_info(sup, net)))
+
+    async def prune(conn: Conn, _: NetworkPruneRequest) -> None:
+        removed = []
+        for net in sup.networks.list():
+            if net.dns and not _users(sup, net.name):
+                await sup.networks.remove(net.name, lambda name: _users(sup, name))
+                removed.append(net.name)
+        await conn.send(NetworkPruneResponse(tuple(removed)))
+
+    return {
+        NetworkCreateRequest: create,
+        NetworkListRequest: list_,
+        NetworkInspectRequest: inspect,
+        NetworkRemoveRequest: remove,
+        NetworkPruneRequest: prune,
+    }

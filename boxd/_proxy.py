@@ -1,0 +1,137 @@
+"""The userland side of a published port (Docker's docker-proxy), on Trio.
+
+The host port is bound by the daemon before the container starts: that is how a port that
+is already taken fails ``run`` before anything exists, and how an ephemeral port is
+chosen (bind to 0).  Traffic from other hosts, and from the host to its own non-loopback
+addresses, is rewritten by boxd's nftables rules and never reaches these sockets; what does
+reach them is the host's loopback (127.0.0.1 is not routed to a bridge) and containers
+reaching a published port of the host (hairpin: the answer must come back through the
+same connection).  Each accepted connection is relayed to the container's address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+
+import trio
+
+from ._netconfig import PortSpec
+
+READ_SIZE = 65536
+UDP_IDLE = 30.0  # seconds a UDP client's relay lives without traffic
+
+
+class PortInUse(OSError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def bind(spec: PortSpec) -> socket.socket:
+    """A socket bound to the host side of ``spec`` (the first free port of a range)."""
+    kind = socket.SOCK_STREAM if spec.protocol == "tcp" else socket.SOCK_DGRAM
+    ports = range(spec.host_port, (spec.host_port_end or spec.host_port) + 1)
+    last: OSError | None = None
+    for port in ports:
+        sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+        try:
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((spec.host_ip or "0.0.0.0", port))
+            if kind == socket.SOCK_STREAM:
+                sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            last = exc
+            continue
+        return sock
+    where = f"{spec.host_ip or '0.0.0.0'}:{spec.host_port}"
+    if spec.host_port_end:
+        where += f"-{spec.host_port_end}"
+    raise PortInUse(
+        f"cannot publish {spec.key} on {where}/{spec.protocol}: "
+        f"{'every port of the range is' if spec.host_port_end else 'the port is'} already "
+        f"in use ({last.strerror if last else 'in use'})"
+    )
+
+
+async def serve(sock: socket.socket, address: str, port: int) -> None:
+    """Relay what arrives on ``sock`` (bound by :func:`bind`) to ``address:port``."""
+    tsock = trio.socket.from_stdlib_socket(sock)
+    if sock.type == socket.SOCK_STREAM:
+        await _serve_tcp(trio.SocketListener(tsock), address, port)
+    else:
+        await _serve_udp(tsock, address, port)
+
+
+async def _serve_tcp(listener: trio.SocketListener, address: str, port: int) -> None:
+    async with listener, trio.open_nursery() as nursery:
+        while True:
+            client = await listener.accept()
+            nursery.start_soon(_relay_tcp, client, address, port)
+
+
+async def _relay_tcp(client: trio.SocketStream, address: str, port: int) -> None:
+    async with client:
+        try:
+            upstream = await trio.open_tcp_stream(address, port)
+        except OSError:
+            return  # the container does not listen: the client sees the connection close
+        async with upstream, trio.open_nursery() as nursery:
+            done = [0]
+
+            async def pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+                try:
+                    while data := await src.receive_some(READ_SIZE):
+                        await dst.send_all(data)
+                    with contextlib.suppress(OSError, trio.BrokenResourceError):
+                        await dst.send_eof()
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    nursery.cancel_scope.cancel(reason="one side of a relayed connection broke")
+                done[0] += 1
+                if done[0] == 2:
+                    nursery.cancel_scope.cancel(reason="both directions ended")
+
+            nursery.start_soon(pipe, client, upstream)
+            nursery.start_soon(pipe, upstream, client)
+
+
+async def _serve_udp(tsock: trio.socket.SocketType, address: str, port: int) -> None:
+    """One connected socket towards the container per client address, dropped after
+    :data:`UDP_IDLE` seconds without traffic."""
+    relays: dict[tuple[str, int], trio.socket.SocketType] = {}
+    with tsock:
+        async with trio.open_nursery() as nursery:
+            while True:
+                data, client = await tsock.recvfrom(READ_SIZE)
+                relay = relays.get(client)
+                if relay is None:
+                    relay = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    await relay.connect((address, port))
+                    relays[client] = relay
+                    nursery.start_soon(_udp_back, tsock, relay, client, relays)
+                with contextlib.suppress(OSError):
+                    await relay.send(data)
+
+
+async def _udp_back(
+    tsock: trio.socket.SocketType,
+    relay: trio.socket.SocketType,
+    client: tuple[str, int],
+    relays: dict[tuple[str, int], trio.socket.SocketType],
+) -> None:
+    with relay:
+        try:
+            while True:
+                with trio.move_on_after(UDP_IDLE) as idle:
+                    answer = await relay.recv(READ_SIZE)
+                if idle.cancelled_caught:
+                    return
+                await tsock.sendto(answer, client)
+        except OSError:
+            return
+        finally:
+            relays.pop(client, None)

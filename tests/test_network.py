@@ -1,0 +1,305 @@
+"""Container networking: the default bridge, published ports, user networks with DNS.
+
+Every daemon here runs in a network namespace the test makes (``ip netns add``) and deletes
+afterwards, even on failure; clients run in it through ``nsenter``.  The only addresses
+contacted are loopback and addresses inside that namespace (its bridges, and 192.0.2.1 on a
+veth pair made in it to stand for one of the host's own addresses).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+
+from boxd import _netconfig, _nft
+from boxd._netconfig import PortSpec, parse_expose, parse_publish
+
+HOST_ADDRESS = "192.0.2.1"  # TEST-NET-1, on a veth pair inside the test's namespace
+
+SERVER = """
+import socket, threading, http.server
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 5353))
+    while True:
+        data, peer = s.recvfrom(100)
+        s.sendto(b"echo " + data, peer)
+threading.Thread(target=udp, daemon=True).start()
+http.server.test(http.server.SimpleHTTPRequestHandler, port=80, bind="0.0.0.0")
+"""
+
+# Runs in the test's namespace: fetch a TCP URL and a UDP echo, print what came back.
+CLIENT = """
+import socket, sys, urllib.request
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind == "tcp":
+    print(urllib.request.urlopen(f"http://{host}:{port}/", timeout=10).status)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    for _ in range(5):
+        s.sendto(b"hi", (host, port))
+        try:
+            print(s.recv(100).decode())
+            break
+        except TimeoutError:
+            continue
+"""
+
+
+# ---- parsing, no root ------------------------------------------------------------------
+
+
+def test_publish_specs() -> None:
+    assert parse_publish("80") == (PortSpec(80),)
+    assert parse_publish("8080:80/udp") == (PortSpec(80, "udp", "", 8080),)
+    assert parse_publish("127.0.0.1::80") == (PortSpec(80, "tcp", "127.0.0.1", 0),)
+    assert parse_publish("127.0.0.1:8080:80/TCP") == (PortSpec(80, "tcp", "127.0.0.1", 8080),)
+    assert parse_publish("8000-8001:80-81") == (
+        PortSpec(80, "tcp", "", 8000),
+        PortSpec(81, "tcp", "", 8001),
+    )
+    assert parse_publish("8000-8010:80") == (PortSpec(80, "tcp", "", 8000, 8010),)
+    assert parse_publish("80-81") == (PortSpec(80), PortSpec(81))
+    assert parse_expose("53/udp") == ("53/udp",)
+    assert parse_expose("80-81") == ("80/tcp", "81/tcp")
+    for bad, message in [
+        ("", "use \\[IP:\\]\\[HOSTPORT:\\]CONTAINERPORT"),
+        ("80/sctp", "protocol 'sctp' is not tcp or udp"),
+        ("70000", "port 70000 is out of range 1-65535"),
+        ("0", "port 0 is out of range"),
+        ("x:80", "host port 'x' is not a port or range"),
+        ("1.2.3:80:80", "'1.2.3' is not an IPv4 address"),
+        ("8000-8002:80-81", "differ in length"),
+        ("90-80", "goes backwards"),
+        ("1:2:3:4", "use \\[IP:\\]"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_publish(bad)
+    for mode in ("bridge", "host", "none", "my-net", "container:web"):
+        assert _netconfig.check_network(mode) == mode
+    for mode in ("a b", "container:", "-x"):
+        with pytest.raises(ValueError, match="invalid network"):
+            _netconfig.check_network(mode)
+
+
+def test_ruleset_touches_only_its_own_table() -> None:
+    batch = _nft.ruleset(
+        "boxd",
+        [_nft.Bridge("boxd0", "172.17.0.0/16"), _nft.Bridge("br-1", "172.18.0.0/16")],
+        [_nft.Forward("tcp", "", 8080, "172.17.0.2", 80)],
+    )["nftables"]
+    tables = {
+        body.get("table") or body.get("name")
+        for command in batch[1:]
+        for body in command[next(iter(command))].values()
+    }
+    assert tables == {"boxd"}
+    assert [next(iter(c)) for c in batch[1:3]] == ["add", "flush"]  # never a delete elsewhere
+    drops = [c for c in batch if "drop" in json.dumps(c)]
+    assert len(drops) == 2  # boxd0 -> br-1 and br-1 -> boxd0
+
+
+# ---- end to end, in a namespace of the test's own ----------------------------------------
+
+
+def inside(ns: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["nsenter", f"--net={ns}", "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace for one test (loopback up, a veth pair holding 192.0.2.1),
+    deleted afterwards whatever happens."""
+    name = f"boxd-test-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    path = f"/run/netns/{name}"
+    try:
+        for step in (
+            "ip link set lo up",
+            "ip link add h0 type veth peer name h1",
+            f"ip addr add {HOST_ADDRESS}/24 dev h0",
+            "ip link set h0 up",
+            "ip link set h1 up",
+        ):
+            inside(path, *step.split())
+        yield path
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def links(ns: str) -> list[str]:
+    out = inside(ns, "ip", "-j", "link", "show").stdout
+    return sorted(link["ifname"] for link in json.loads(out))
+
+
+def nft_tables(ns: str) -> list[str]:
+    out = inside(ns, "nft", "-j", "list", "tables").stdout
+    return [item["table"]["name"] for item in json.loads(out)["nftables"] if "table" in item]
+
+
+def nft_rules(ns: str) -> str:
+    """The daemon's table (``boxd`` and a suffix for a root other than the default)."""
+    (table,) = [t for t in nft_tables(ns) if t.startswith("boxd")]
+    return inside(ns, "nft", "list", "table", "ip", table).stdout
+
+
+def fetch(ns: str, kind: str, host: str, port: int) -> str:
+    return inside(ns, "python3", "-c", CLIENT, kind, host, str(port)).stdout.strip()
+
+
+@pytest.fixture
+def netd(tmp_path: Path, netns: str) -> Iterator[Daemon]:
+    with running_daemon(tmp_path, netns=netns) as daemon:
+        yield daemon
+    # The daemon stopped: its bridges and its table went with it.
+    assert [n for n in links(netns) if n.startswith(("boxd", "br-", "bx"))] == []
+    assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
+
+
+def wait_listening(daemon: Daemon, ref: str, port: int) -> None:
+    script = (
+        "import socket, time\n"
+        "for _ in range(600):\n"
+        "    try:\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), timeout=1).close()\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.05)\n"
+    )
+    daemon.ctl("exec", ref, "python3", "-c", script)
+
+
+@pytest.mark.root
+def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
+    ns = netd.netns
+    before = links(ns)
+    netd.ctl(
+        "run", "-d", "--name", "web", "--hostname", "webhost", "-p", "18080:80",
+        "-p", "127.0.0.1:15353:5353/udp", "--expose", "5353/udp", "-P",
+        "default", "python3", "-c", SERVER,
+    )  # fmt: skip
+    wait_listening(netd, "web", 80)
+    state = netd.inspect("web")["state"]["network"]
+    (endpoint,) = state["endpoints"]
+    address = endpoint["ip_address"]
+    assert endpoint["network"] == "bridge" and endpoint["gateway"].endswith(".1")
+    assert endpoint["mac_address"].startswith("02:42:")
+    # 80/tcp on 18080; 5353/udp on 127.0.0.1:15353; -P adds nothing already published.
+    ports = {(p["container_port"], p["protocol"]): p for p in state["ports"]}
+    assert sorted(ports) == [(80, "tcp"), (5353, "udp")]
+    assert netd.ctl("port", "web").stdout.splitlines() == [
+        "80/tcp -> 0.0.0.0:18080",
+        "5353/udp -> 127.0.0.1:15353",
+    ]
+    assert netd.ctl("port", "web", "80").stdout == "0.0.0.0:18080\n"
+
+    # The container's own view: its address, a default route, /etc/hosts, resolv.conf.
+    own = netd.ctl(
+        "exec", "web", "sh", "-c",
+        "cat /etc/hosts /etc/resolv.conf; ls /sys/class/net; cat /proc/net/route",
+    ).stdout  # fmt: skip
+    assert f"{address}\twebhost\n" in own
+    assert "nameserver 127." not in own and "eth0" in own and "00000000" in own
+
+    # From the host: loopback (the proxy), the host's own address and the bridge's
+    # (nftables DNAT), UDP on loopback; from another container: the host's address and
+    # the gateway (hairpin, through the proxy).
+    assert fetch(ns, "tcp", "127.0.0.1", 18080) == "200"
+    assert fetch(ns, "tcp", HOST_ADDRESS, 18080) == "200"
+    assert fetch(ns, "tcp", endpoint["gateway"], 18080) == "200"
+    assert fetch(ns, "udp", "127.0.0.1", 15353) == "echo hi"
+    hairpin = netd.ctl(
+        "run", "--rm", "default", "python3", "-c", CLIENT, "tcp", HOST_ADDRESS, "18080"
+    )
+    assert hairpin.stdout.strip() == "200"
+    assert "dnat to" in nft_rules(ns)
+
+    # A host port that is taken: run fails at once, naming it; nothing is left behind.
+    rules = nft_rules(ns)
+    r = netd.ctl("run", "-d", "--name", "other", "-p", "18080:80", "default", "true", check=False)
+    assert r.returncode == 125
+    assert "cannot publish 80/tcp on 0.0.0.0:18080" in r.stderr
+    assert "already in use" in r.stderr
+    assert nft_rules(ns) == rules
+    assert len(links(ns)) == len(before) + 2  # boxd0 and web's veth, no more
+
+    # -P alone: an ephemeral host port, reported by port and inspect.
+    netd.ctl("run", "-d", "--name", "eph", "--expose", "80", "-P", "default", "sleep", "60")
+    (eph,) = netd.inspect("eph")["state"]["network"]["ports"]
+    assert eph["host_port"] > 0
+    assert netd.ctl("port", "eph", "80/tcp").stdout == f"0.0.0.0:{eph['host_port']}\n"
+
+    # Removal releases the veth, the rules and the address.
+    netd.ctl("rm", "-f", "web", "eph", "other")
+    assert [n for n in links(ns) if n.startswith("bx")] == []
+    assert "dnat" not in nft_rules(ns)
+    assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["containers"] == []
+
+
+@pytest.mark.root
+def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
+    netd.ctl("network", "create", "front")
+    netd.ctl("network", "create", "--subnet", "10.77.0.0/24", "back")
+    listing = netd.ctl("network", "ls").stdout
+    assert "front" in listing and "10.77.0.0/24" in listing and "bridge" in listing
+    netd.ctl(
+        "run", "-d", "--name", "api", "--network", "front", "--network-alias", "apisrv",
+        "default", "python3", "-m", "http.server", "80",
+    )  # fmt: skip
+    netd.ctl("run", "-d", "--name", "db", "--network", "back", "default", "sleep", "60")
+    wait_listening(netd, "api", 80)
+    api = netd.inspect("api")["state"]["network"]["endpoints"][0]["ip_address"]
+    script = (
+        "import socket, sys, urllib.request\n"
+        "print(socket.gethostbyname('api'), socket.gethostbyname('apisrv'))\n"
+        "print(urllib.request.urlopen('http://api/', timeout=10).status)\n"
+    )
+    r = netd.ctl("run", "--rm", "--network", "front", "default", "python3", "-c", script)
+    assert r.stdout.split() == [api, api, "200"]
+    # From the other network: the address is not routed across (dropped), and the name
+    # is not one of that network's.
+    probe = (
+        "import socket\n"
+        "s = socket.socket()\n"
+        "s.settimeout(2)\n"
+        f"print(s.connect_ex(('{api}', 80)) != 0)\n"
+    )
+    r = netd.ctl("exec", "db", "python3", "-c", probe)
+    assert r.stdout.strip() == "True"
+    assert "api" not in netd.ctl("exec", "db", "cat", "/etc/hosts").stdout
+
+    # Bad input, each named, nothing made.
+    for args, message in [
+        (("network", "create", "--subnet", "10.77.0.0/16", "x"), "overlaps network back"),
+        (("network", "create", "--subnet", "nonsense", "x"), "invalid subnet 'nonsense'"),
+        (("network", "create", "front"), "network front already exists"),
+        (("network", "create", "host"), "reserved"),
+        (("network", "rm", "front"), "in use by container(s) api"),
+        (("network", "rm", "bridge"), "built in"),
+        (("run", "--network", "nope", "default", "true"), "no such network: nope"),
+        (("run", "-p", "99999", "default", "true"), "out of range"),
+        (("run", "--network", "none", "-p", "80", "default", "true"), "need a network"),
+    ]:
+        r = netd.ctl(*args, check=False)
+        assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
+    assert [line.split()[1] for line in netd.ctl("network", "ls").stdout.splitlines()[1:]] == [
+        "bridge",
+        "front",
+        "back",
+    ]
+    netd.ctl("rm", "-f", "api", "db")
+    assert netd.ctl("network", "prune").stdout.split() == ["front", "back"]
+    assert [n for n in links(netd.netns) if n.startswith("br-")] == []
