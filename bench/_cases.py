@@ -665,7 +665,7 @@ def helper_processes(daemon: int) -> list[int]:
         except OSError:
             continue
         parents[pid] = int(stat.rpartition(")")[2].split()[1])
-    ns = Path(f"/proc/{daemon}/ns/pid").resolve()
+    ns = os.readlink(f"/proc/{daemon}/ns/pid")  # "pid:[inode]" (resolve() would not compare)
 
     def descends(pid: int) -> bool:
         while pid > 1:
@@ -678,7 +678,7 @@ def helper_processes(daemon: int) -> list[int]:
     for pid in parents:
         if descends(pid):
             try:
-                if Path(f"/proc/{pid}/ns/pid").resolve() == ns:
+                if os.readlink(f"/proc/{pid}/ns/pid") == ns:
                     helpers.append(pid)
             except OSError:
                 continue

@@ -38,6 +38,7 @@ import trio
 
 from . import _dns, _netlink, _nft, _proxy
 from ._convert import ConversionError, structure, unstructure
+from ._native import Namespace
 from ._netconfig import (
     BUILTIN,
     Endpoint,
@@ -162,6 +163,9 @@ class Networks:
         self._dns: dict[str, trio.CancelScope] = {}
         self._lock = trio.Lock()
         self._table = False  # whether this daemon made its nftables table
+        # ``container:NAME``: the running container NAME names, and its init's pid (set by
+        # the supervisor; raises when there is none).
+        self.peer: Callable[[str], tuple[Container, int]] | None = None
         self._upstreams = host_resolv()[0]
 
     # ---- records --------------------------------------------------------------------
@@ -183,13 +187,9 @@ class Networks:
             self._nets[net.name] = net
 
     def check(self, mode: str) -> None:
-        """Refuse a container's ``--network`` that names no network (at create)."""
-        if mode.startswith("container:"):
-            raise NetworkError(
-                f"invalid network {mode!r}: sharing another container's network "
-                "namespace is not supported; use bridge, host, none or a network's name"
-            )
-        if mode not in BUILTIN:
+        """Refuse a container's ``--network`` that names no network (at create; the
+        container of ``container:NAME`` must exist when it starts)."""
+        if mode not in BUILTIN and not mode.startswith("container:"):
             self.get(mode)
 
     def list(self) -> list[Network]:
@@ -462,6 +462,7 @@ class Attachment:
         self._proxies: trio.CancelScope | None = None
         self._host_link = "bx" + container.id[:12]
         self._active = False
+        self._peer: tuple[Container, int] | None = None  # container:NAME, once reserved
 
     @property
     def private(self) -> bool:
@@ -473,7 +474,24 @@ class Attachment:
         names = (c.config.hostname or c.short_id, c.name, c.short_id, *c.config.network_aliases)
         return tuple(dict.fromkeys(names))
 
+    def ns_paths(self) -> tuple[tuple[Namespace, str], ...]:
+        """The namespaces the container joins: ``container:NAME``'s network."""
+        if self._peer is None:
+            return ()
+        return ((Namespace.NET, f"/proc/{self._peer[1]}/ns/net"),)
+
     def etc(self) -> EtcNetwork:
+        if self._peer is not None:
+            # The other container's place: its address, its name server.
+            peer = self._peer[0]
+            endpoints = peer.state.network.endpoints
+            net = self.networks._nets.get(endpoints[0].network) if endpoints else None
+            hostname = self.container.config.hostname or self.container.short_id
+            if net is None:
+                return EtcNetwork(resolv=bridge_resolv())
+            _, rest = host_resolv()
+            resolv = container_resolv([net.gateway], rest) if net.dns else bridge_resolv()
+            return EtcNetwork(address=endpoints[0].ip_address, names=(hostname,), resolv=resolv)
         if self.mode == "host":
             servers, rest = host_resolv()
             return EtcNetwork(resolv=container_resolv(servers, rest))
@@ -492,7 +510,8 @@ class Attachment:
         ports = list(config.ports)
         if config.publish_all:
             published = {p.key for p in ports}
-            for key in config.expose:
+            # --expose, and the image's ExposedPorts.
+            for key in dict.fromkeys((*config.expose, *config.exposed_ports)):
                 if key not in published:
                     number, _, proto = key.partition("/")
                     ports.append(PortSpec(int(number), proto))
@@ -503,6 +522,10 @@ class Attachment:
         if self.mode in ("host", "none"):
             return
         nets = self.networks
+        if self.mode.startswith("container:"):
+            assert nets.peer is not None
+            self._peer = nets.peer(self.mode.partition(":")[2])
+            return
         async with nets._lock:
             if self.mode == DEFAULT_NETWORK:
                 net = await nets._default()

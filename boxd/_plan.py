@@ -123,12 +123,18 @@ def hostname(container: Container) -> str:
 
 
 def namespaces(container: Container) -> frozenset[Namespace]:
+    """The namespaces the container's init makes (``--network container:NAME`` joins that
+    container's network namespace instead: see ``ns_paths`` of :func:`build`)."""
     extra = set()
-    if container.config.network != "host":
+    if container.config.network != "host" and not shares_network(container):
         extra.add(Namespace.NET)
     if container.config.userns:
         extra.add(Namespace.USER)
     return BASE_NAMESPACES | extra
+
+
+def shares_network(container: Container) -> bool:
+    return container.config.network.startswith("container:")
 
 
 def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, str]:
@@ -208,9 +214,11 @@ def build(
     stdio: tuple[int, int, int],
     view_files: dict[str, str] | None = None,
     net: EtcNetwork | None = None,
+    ns_paths: tuple[tuple[Namespace, str], ...] = (),
 ) -> SpawnPlan:
     """``view_files``: the /proc view to bind in (None: the plain /proc); ``net``: what
-    /etc/hosts and /etc/resolv.conf say of its network."""
+    /etc/hosts and /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins
+    (another container's network)."""
     config = container.config
     rootfs, mounts = container_mounts(
         image,
@@ -249,6 +257,7 @@ def build(
         stderr=stdio[2],
         console=config.tty,
         id_mapped=id_mapped_layers(image, container_dir) if config.userns else (),
+        ns_paths=ns_paths,
         **_restrictions(container, user.uid),
     )
 
@@ -307,7 +316,8 @@ def build_exec(
         stderr=stdio[2],
         console=spec.tty,
         join_pidfd=init_pidfd,
-        join_namespaces=namespaces(container),
+        join_namespaces=namespaces(container)
+        | ({Namespace.NET} if shares_network(container) else set()),
         process_name="boxd:[exec]",
         **_restrictions(container, user.uid),
     )

@@ -306,8 +306,17 @@ def validate_config(config: ContainerConfig) -> None:
         parse_expose(item)
     for alias in config.network_aliases:
         check_name(alias)
-    if (config.ports or config.publish_all) and config.network in ("host", "none"):
-        raise ValueError(f"published ports need a network: --network {config.network} has none")
+    shared = config.network.startswith("container:")
+    if (config.ports or config.publish_all) and (config.network in ("host", "none") or shared):
+        raise ValueError(
+            f"published ports need a network of the container's own: --network "
+            f"{config.network} has none"
+        )
+    if shared and config.userns:
+        raise ValueError(
+            f"--network {config.network} cannot go with --isolate-user: that network "
+            "namespace belongs to the host's user namespace"
+        )
     try:
         parse_signal(config.stop_signal)
     except ValueError:

@@ -186,6 +186,7 @@ class Supervisor:
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self.events = Events()
         self.networks = networks or Networks(store.root)
+        self.networks.peer = self._network_peer
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -326,6 +327,15 @@ class Supervisor:
         self._entries[cid] = _Entry(container)
         self.events.observe(container)
         return container
+
+    def _network_peer(self, ref: str) -> tuple[Container, int]:
+        """``--network container:NAME``: that container, and the pid of its running init."""
+        entry = self._lookup(ref)
+        run = entry.run
+        if run is None or run.exited.is_set():
+            name = entry.container.name
+            raise Conflict(f"container {name} is not running: its network cannot be joined")
+        return entry.container, run.pid
 
     def _generate_name(self, cid: str) -> str:
         names = {e.container.name for e in self._entries.values()}
@@ -506,12 +516,22 @@ class Supervisor:
                         await nursery.start(
                             functools.partial(
                                 run.execute,
-                                shim_dir=cdir if self.live_restore else None,
+                                # A shared network namespace is joined by path, which
+                                # the shim does not do: such a container is not kept.
+                                shim_dir=cdir
+                                if self.live_restore and not _plan.shares_network(c)
+                                else None,
                                 network=net,
                             ),
                             self.native,
                             lambda stdio: _plan.build(
-                                c, image, cdir, stdio=stdio, view_files=view, net=net.etc()
+                                c,
+                                image,
+                                cdir,
+                                stdio=stdio,
+                                view_files=view,
+                                net=net.etc(),
+                                ns_paths=net.ns_paths(),
                             ),
                             cgroup,
                         )

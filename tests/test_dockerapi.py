@@ -125,7 +125,7 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
     script = (
         "ulimit -n; ulimit -Hn; echo $A; pwd; id -u; id -G; cat /mnt/file; "
         "touch /mnt/x 2>/dev/null || echo ro-volume; touch /x 2>/dev/null || echo ro-root; "
-        "touch /scratch/x && echo tmpfs-rw; grep db /etc/hosts; cat /proc/sys/kernel/msgmax; "
+        "touch /scratch/x && echo tmpfs-rw; grep -w db /etc/hosts; cat /proc/sys/kernel/msgmax; "
         "cat /proc/1/comm"
     )
     r = _docker(

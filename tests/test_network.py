@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,6 +227,13 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     )
     assert hairpin.stdout.strip() == "200"
     assert "dnat to" in nft_rules(ns)
+    # --network container:web: web's network namespace (its loopback, its eth0), for
+    # the container's init and for what is exec'd in it.
+    netd.ctl("run", "-d", "--name", "side", "--network", "container:web", "default", "sleep", "60")
+    shared = netd.ctl("exec", "side", "python3", "-c", CLIENT, "tcp", "127.0.0.1", "80")
+    assert shared.stdout.strip() == "200"
+    mac = netd.ctl("exec", "side", "cat", "/sys/class/net/eth0/address").stdout.strip()
+    assert mac == endpoint["mac_address"]
 
     # A host port that is taken: run fails at once, naming it; nothing is left behind.
     rules = nft_rules(ns)
@@ -243,7 +251,7 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     assert netd.ctl("port", "eph", "80/tcp").stdout == f"0.0.0.0:{eph['host_port']}\n"
 
     # Removal releases the veth, the rules and the address.
-    netd.ctl("rm", "-f", "web", "eph", "other")
+    netd.ctl("rm", "-f", "side", "web", "eph", "other")
     assert [n for n in links(ns) if n.startswith("bx")] == []
     assert "dnat" not in nft_rules(ns)
     assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["containers"] == []
@@ -290,8 +298,11 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("network", "rm", "front"), "in use by container(s) api"),
         (("network", "rm", "bridge"), "built in"),
         (("run", "--network", "nope", "default", "true"), "no such network: nope"),
+        (("run", "--network", "container:nope", "default", "true"), "no such container: nope"),
+        (("run", "--network", "container:db", "--isolate-user", "default", "true"), "cannot go"),
         (("run", "-p", "99999", "default", "true"), "out of range"),
         (("run", "--network", "none", "-p", "80", "default", "true"), "need a network"),
+        (("run", "--network", "container:db", "-p", "80", "default", "true"), "need a network"),
     ]:
         r = netd.ctl(*args, check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
@@ -303,3 +314,53 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
     netd.ctl("rm", "-f", "api", "db")
     assert netd.ctl("network", "prune").stdout.split() == ["front", "back"]
     assert [n for n in links(netd.netns) if n.startswith("br-")] == []
+
+
+@pytest.mark.root
+def test_docker_api_publishes_ports(netd: Daemon) -> None:
+    """docker-py's ``ports=``: HostConfig.PortBindings and ExposedPorts, answered as Docker
+    does in NetworkSettings.Ports."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        c = client.containers.run(
+            "default", ["python3", "-m", "http.server", "80"], detach=True, name="api",
+            ports={"80/tcp": None, "81/tcp": ("127.0.0.1", 18181)},
+        )  # fmt: skip
+        c.reload()
+        ports = c.attrs["NetworkSettings"]["Ports"]
+        assert ports["81/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "18181"}]
+        (eph,) = ports["80/tcp"]
+        assert c.attrs["NetworkSettings"]["IPAddress"].count(".") == 3
+        wait_listening(netd, "api", 80)
+        assert fetch(netd.netns, "tcp", "127.0.0.1", int(eph["HostPort"])) == "200"
+        c.remove(force=True)
+    finally:
+        client.close()
+
+
+@pytest.mark.root
+def test_network_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
+    """Live restore: a published port answers again once the next daemon adopted its
+    container.  A daemon killed without live restore: the next one removes its bridge and
+    rules and the port is free again.  Nothing is left when the last one stops."""
+    with running_daemon(tmp_path / "live", netns=netns) as d:
+        d.ctl("run", "-d", "--name", "web", "-p", "18090:80", "default", "python3", "-m",
+              "http.server", "80")  # fmt: skip
+        wait_listening(d, "web", 80)
+        assert d.stop() == 0  # the container runs on; its bridge stays
+        d.start()
+        assert fetch(netns, "tcp", "127.0.0.1", 18090) == "200"
+        assert fetch(netns, "tcp", HOST_ADDRESS, 18090) == "200"
+        d.ctl("rm", "-f", "web")
+    with running_daemon(tmp_path / "killed", "--no-live-restore", netns=netns) as d:
+        d.ctl("run", "-d", "--name", "web", "-p", "18090:80", "default", "sleep", "300")
+        bridges = [n for n in links(netns) if n.startswith("boxd")]
+        d.stop(signal.SIGKILL)
+        d.start()
+        assert [n for n in links(netns) if n.startswith(("boxd", "bx"))] == []
+        assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
+        d.ctl("run", "-d", "--name", "again", "-p", "18090:80", "default", "sleep", "300")
+        assert [n for n in links(netns) if n.startswith("boxd")] == bridges
+    assert [n for n in links(netns) if n.startswith(("boxd", "bx", "br-"))] == []
+    assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
