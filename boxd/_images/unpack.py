@@ -22,7 +22,6 @@ uncompressed stream's sha256 (the layer's diff_id) is returned for it to check.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import gzip
 import hashlib
@@ -36,6 +35,8 @@ from typing import IO, BinaryIO
 
 import zstandard
 
+from .._inroot import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+
 __all__ = ["LayerError", "Unpacked", "open_layer", "unpack"]
 
 WHITEOUT_PREFIX = ".wh."
@@ -45,9 +46,6 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 OPAQUE_USER_XATTR = "user.overlay.opaque"
 _KEPT_XATTRS = ("user.", "security.")
 
-_SYS_OPENAT2 = 437  # the same number on x86_64 and aarch64
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_IN_ROOT = 0x10
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _COPY_CHUNK = 1 << 20
@@ -57,29 +55,10 @@ class LayerError(Exception):
     """A layer that cannot or must not be unpacked; the message names the member."""
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = (
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
-    )
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
 def open_in_root(root_fd: int, path: str, flags: int) -> int:
     """``openat2(root_fd, path, flags, RESOLVE_IN_ROOT)``: ``..`` and symlinks never leave
     the directory ``root_fd``."""
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(
-        _SYS_OPENAT2, root_fd, (path or ".").encode(), ctypes.byref(how), ctypes.sizeof(how)
-    )
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(fd)
+    return openat2(root_fd, path or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 
 
 class _Hashing(io.RawIOBase):

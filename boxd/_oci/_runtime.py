@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import trio
 
-from .. import _caps, _native
+from .. import _caps, _native, _records
 from .._cgroup import Cgroup, CgroupHost
 from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnPlan, Stage
 from .._store import atomic_write
@@ -342,13 +342,10 @@ def start(root: Root, cid: str) -> None:
 
 
 def parse_signal(text: str) -> signal.Signals:
-    t = text.strip().upper()
     try:
-        if t.isdigit():
-            return signal.Signals(int(t))
-        return signal.Signals[t if t.startswith("SIG") else "SIG" + t]
-    except (KeyError, ValueError):
-        raise OciError(f"invalid signal {text!r}") from None
+        return _records.parse_signal(text)
+    except ValueError as exc:
+        raise OciError(str(exc)) from None
 
 
 def _signal_init(saved: Saved, sig: int) -> bool:
