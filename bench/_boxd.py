@@ -26,13 +26,9 @@ class Daemon:
     def start(self) -> None:
         """Start the daemon and wait until it answers; on failure, :attr:`error` says why."""
         with self.log.open("wb") as log:
-            # In a network namespace of its own: the default network's bridge and rules
-            # stay off the host's network.
+            # In the bench's own network namespace (see bench/__main__.py).
             self.proc = subprocess.Popen(
                 [
-                    "unshare",
-                    "--net",
-                    "--",
                     PY,
                     "-m",
                     "boxd",

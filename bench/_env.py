@@ -12,8 +12,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # crun 1.8 refuses hybrid cgroups, podman needs a cgroup parent below ours: both run in the
-# private mount namespace this script makes (see its comments and ../shared/peers/README.md).
-CGNS = REPO.parent / "shared" / "peers" / "cgns.sh"
+# private mount namespace this script makes (see its comments).
+CGNS = REPO / "bench" / "cgns.sh"
 
 # tool -> (Debian package, argv that prints its version)
 TOOLS: dict[str, tuple[str, list[str]]] = {

@@ -1,6 +1,6 @@
 """Docker's container verbs beyond the lifecycle: ``rename``, ``top``, ``diff``,
-``container prune`` and the ``container`` group (``boxctl container ls``, ``container
-rm``, ... as in Docker)."""
+``events``, ``container prune`` and the ``container`` group (``boxctl container ls``,
+``container rm``, ... as in Docker)."""
 
 from __future__ import annotations
 
@@ -133,6 +133,8 @@ def _event_text(event: dict[str, Any]) -> str:
 
 
 def cmd_events(args: Args) -> int:
+    if args.format not in (None, "json"):
+        raise CliError(f"invalid --format {args.format!r}: use json", USAGE)
     filters = _event_filter(args.filter)
     request: dict[str, Any] = {"type": "EventsRequest"}
     if args.since is not None:
@@ -196,7 +198,7 @@ PRUNE = Command(
 CONTAINER_VERBS = (
     *("attach", "create", "diff", "exec", "inspect", "kill", "logs", "ls", "list", "ps"),
     *("pause", "unpause", "rename", "restart", "rm", "remove", "run", "start", "stats"),
-    *("stop", "top", "update", "wait"),
+    *("stop", "top", "update", "wait", "commit", "export", "cp", "port"),
 )
 
 
@@ -236,9 +238,8 @@ COMMANDS = (
             Opt(
                 "--format",
                 kind=VALUE,
-                default="",
-                choices=("", "json"),
-                help="json: one object a line",
+                metavar="json",
+                help="json: one object a line (default: Docker's text lines)",
             ),
         ),
     ),

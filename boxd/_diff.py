@@ -5,8 +5,8 @@ or directory there is Added (nothing at that path in the layer below) or Changed
 whiteout (a 0:0 character device) is a Deleted path.  A directory the container only wrote
 inside shows as Changed, as Docker shows it, and one that is just a copy-up of an unchanged
 directory with nothing reported below it is left out.  The files boxd itself writes at
-each start (/etc/hostname, /etc/hosts) are not the container's changes: Docker binds its
-own over the image and does not list them either.
+each start (/etc/hostname, /etc/hosts, /etc/resolv.conf) are not the container's changes:
+Docker binds its own over the image and does not list them either.
 
 Nothing here follows a symlink: entries are read with lstat below the upper directory,
 and a lower layer is only asked whether a path exists in it.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -25,6 +25,7 @@ import attrs
 from ._rootfs import Image, _container_view
 
 OPAQUE = "trusted.overlay.opaque"
+RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 
 
 @attrs.frozen
@@ -49,7 +50,7 @@ def _lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
     return None
 
 
-def changes(image: Image, container_dir: Path, written_by_boxd: Collection[str]) -> list[Change]:
+def changes(image: Image, container_dir: Path) -> list[Change]:
     """The container's changes, sorted by path."""
     view = _container_view(image, container_dir)
     targets = {target for target, _ in view}
@@ -65,7 +66,7 @@ def changes(image: Image, container_dir: Path, written_by_boxd: Collection[str])
         for entry in entries:
             sub = posixpath.join(rel, entry.name)
             path = posixpath.join(target, sub)
-            if path in targets or path in written_by_boxd:
+            if path in targets or path in RUNTIME_FILES:
                 continue  # another layer's overlay covers it; boxd's own file
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:

@@ -197,14 +197,6 @@ def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
     )
 
 
-def written_files(container: Container) -> list[str]:
-    """The files boxd writes into the container's root at each start (not its changes)."""
-    files = list(etc_files(container))
-    if container.config.network != "none":  # its network's resolv.conf (see _network)
-        files.append("/etc/resolv.conf")
-    return files
-
-
 def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     """Bind the /proc view's files over the container's /proc/meminfo, ... (after /proc and
     /sys are mounted, before the masks)."""

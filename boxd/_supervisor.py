@@ -734,8 +734,7 @@ class Supervisor:
         c = self._lookup(ref).container
         image = self._image(c.config.image, c.config.image_id)
         where = self.store.container_dir(c.id)
-        boxd_files = _plan.written_files(c)
-        return await trio.to_thread.run_sync(_diff.changes, image, where, boxd_files)
+        return await trio.to_thread.run_sync(_diff.changes, image, where)
 
     async def prune(self) -> tuple[builtins.list[str], int]:
         """Remove every container at rest (created, stopped or exited): their ids, and the

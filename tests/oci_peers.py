@@ -2,7 +2,7 @@
 
 Without systemd both make cgroups from each hierarchy's root (Podman's
 ``--cgroup-parent``, containerd's ``/<namespace>/<id>``).  On a hybrid host they run in a
-private mount namespace (as the bench's cgns.sh does) where the unified hierarchy is
+private mount namespace (bench/cgns.sh) where the unified hierarchy is
 covered by an empty tmpfs and the memory hierarchy is our own memory cgroup bound on its
 mount point: they see cgroup v1 only and memory nests below us.  :func:`remove_cgroups`
 removes what they leave at the roots.
@@ -14,17 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-# $1.. is the command.
-_PRIVATE_CGROUPS = """
-own=$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
-if [ -n "$own" ] && [ -d /sys/fs/cgroup/unified ]; then
-    mount -t tmpfs -o size=16m boxd-test-unified /sys/fs/cgroup/unified || exit 125
-fi
-if [ -n "$own" ]; then
-    mount --bind "/sys/fs/cgroup/memory$own" /sys/fs/cgroup/memory || exit 125
-fi
-exec "$@"
-"""
+# The bench's wrapper (it runs its peers the same way).
+CGNS = Path(__file__).resolve().parent.parent / "bench" / "cgns.sh"
 
 
 def own_memory_cgroup() -> str:
@@ -38,10 +29,7 @@ def own_memory_cgroup() -> str:
 
 def wrapped(argv: list[str]) -> list[str]:
     """``argv`` in the private mount namespace described above (as is on pure v2)."""
-    if not own_memory_cgroup():
-        return argv
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", _PRIVATE_CGROUPS, "sh",
-            *argv]  # fmt: skip
+    return ["sh", str(CGNS), *argv]
 
 
 def cgroup_dirs(parent: str) -> list[Path]:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,9 +74,14 @@ def _as_user(uid: int, gid: int, *args: str, socket_path: Path) -> subprocess.Co
         capture_output=True,
         text=True,
         cwd="/",
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": _PATH, "PATH": "/usr/bin:/bin"},
         timeout=60,
     )
+
+
+# This checkout, then the packages of the test's environment (attrs, ...): another
+# interpreter than ours may have to run boxctl, ours being in a directory only root enters.
+_PATH = os.pathsep.join((str(REPO), sysconfig.get_paths()["purelib"]))
 
 
 def _setpriv(uid: int, gid: int) -> list[str]:
@@ -89,7 +95,7 @@ def _interpreter_for(uid: int, gid: int) -> str:
             [*_setpriv(uid, gid), python, "-c", "import boxctl._cli"],
             capture_output=True,
             cwd="/",
-            env={"PYTHONPATH": str(REPO)},
+            env={"PYTHONPATH": _PATH},
         )
         if python and probe.returncode == 0:
             return python

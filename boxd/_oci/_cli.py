@@ -123,14 +123,14 @@ def _load_json(path: str, what: str) -> Any:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
         return json.loads(text)
     except OSError as exc:
-        raise _runtime.RuntimeError_(f"{what} {path}: {exc.strerror}") from None
+        raise _runtime.OciError(f"{what} {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise _runtime.RuntimeError_(f"{what} {path}: invalid JSON: {exc}") from None
+        raise _runtime.OciError(f"{what} {path}: invalid JSON: {exc}") from None
 
 
 def _create_options(args: argparse.Namespace) -> _runtime.CreateOptions:
     if args.preserve_fds < 0:
-        raise _runtime.RuntimeError_(f"--preserve-fds {args.preserve_fds} must not be negative")
+        raise _runtime.OciError(f"--preserve-fds {args.preserve_fds} must not be negative")
     return _runtime.CreateOptions(
         bundle=Path(args.bundle),
         pid_file=args.pid_file,
@@ -150,13 +150,13 @@ def _ps(root: Root, args: argparse.Namespace) -> int:
         ["ps", *(args.ps_args or ["-ef"])], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise _runtime.RuntimeError_(f"ps: {done.stderr.strip()}")
+        raise _runtime.OciError(f"ps: {done.stderr.strip()}")
     lines = done.stdout.splitlines()
     if not lines:
         return 0
     header = lines[0].split()
     if "PID" not in header:
-        raise _runtime.RuntimeError_("ps: its output has no PID column")
+        raise _runtime.OciError("ps: its output has no PID column")
     column = header.index("PID")
     print(lines[0])
     wanted = {str(p) for p in pids}
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.debug(f"boxd-runtime {' '.join(sys.argv[1:] if argv is None else argv)}")
     try:
         code = trio.run(_dispatch, args, log)
-    except (NotFound, _runtime.RuntimeError_, ValueError, OSError) as exc:
+    except (NotFound, _runtime.OciError, ValueError, OSError) as exc:
         log.error(_message(exc))
         sys.exit(1)
     sys.exit(code)

@@ -26,19 +26,19 @@ from typing import Any
 import attrs
 import trio
 
-from .. import _native
+from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
 from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnPlan, Stage
 from .._store import atomic_write
 from . import _spec, _translate
 from ._spec import Hook, Spec, SpecError
-from ._state import Root, Saved, alive, start_time_of
+from ._state import NotFound, Root, Saved, alive, start_time_of
 
 OCI_VERSION = "1.2.0"
 CGROUP_GROUP = "boxd-runtime"
 
 
-class RuntimeError_(Exception):
+class OciError(Exception):
     """An operation that cannot be done; the message is for the caller (conmon logs it)."""
 
 
@@ -66,7 +66,7 @@ def cgroup_location(
     name) is the id (name) below our own ``boxd-runtime-<digest of --root>``, so that two
     runtimes with different roots never share a cgroup for the same id."""
     if systemd:
-        raise RuntimeError_(
+        raise OciError(
             "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); "
             "use the cgroupfs manager"
             if not os.path.isdir("/run/systemd/system")
@@ -121,14 +121,12 @@ def run_hooks(hooks: Sequence[Hook], kind: str, state: dict[str, Any]) -> None:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise RuntimeError_(
-                f"{kind} hook {hook.path} timed out after {hook.timeout} s"
-            ) from None
+            raise OciError(f"{kind} hook {hook.path} timed out after {hook.timeout} s") from None
         except OSError as exc:
-            raise RuntimeError_(f"{kind} hook {hook.path}: {exc.strerror}") from None
+            raise OciError(f"{kind} hook {hook.path}: {exc.strerror}") from None
         if done.returncode != 0:
             detail = done.stderr.decode(errors="replace").strip()
-            raise RuntimeError_(
+            raise OciError(
                 f"{kind} hook {hook.path} failed with exit code {done.returncode}"
                 + (f": {detail}" if detail else "")
             )
@@ -184,7 +182,7 @@ def _send_console(console_socket: str, master: int) -> None:
         try:
             sock.connect(console_socket)
         except OSError as exc:
-            raise RuntimeError_(f"--console-socket {console_socket}: {exc.strerror}") from None
+            raise OciError(f"--console-socket {console_socket}: {exc.strerror}") from None
         socket.send_fds(sock, [b"/dev/ptmx"], [master])
 
 
@@ -227,7 +225,7 @@ async def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[N
     finally:
         os.close(spawned.pidfd)
     if status.si_code != os.CLD_EXITED or status.si_status != 0:
-        raise RuntimeError_(f"linux.sysctl: cannot set {', '.join(values)} in the container")
+        raise OciError(f"linux.sysctl: cannot set {', '.join(values)} in the container")
 
 
 async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
@@ -235,7 +233,7 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
     bundle = options.bundle.absolute()
     document, spec = _spec.load(bundle)
     if spec.process is not None and spec.process.terminal and not options.console_socket:
-        raise RuntimeError_(
+        raise OciError(
             "process.terminal is true: --console-socket is required to receive the terminal"
         )
     linux = spec.linux
@@ -322,9 +320,9 @@ def start(root: Root, cid: str) -> None:
         saved = root.load(cid)
         status = status_of(root, saved)
         if status == "stopped":
-            raise RuntimeError_("cannot start a container that has stopped")
+            raise OciError("cannot start a container that has stopped")
         if status != "created":
-            raise RuntimeError_(f"cannot start an already {status} container")
+            raise OciError(f"cannot start an already {status} container")
         spec = _spec.parse(saved.config)
         state = state_document(saved, "created")
         run_hooks(_hooks(spec, "startContainer"), "startContainer", state)
@@ -336,7 +334,7 @@ def start(root: Root, cid: str) -> None:
         if record:
             stage, err, index = FAILURE_RECORD.unpack(record)
             raise _native.describe_failure(_describe_plan(saved.config), Stage(stage), err, index)
-    with contextlib.suppress(RuntimeError_):
+    with contextlib.suppress(OciError):
         run_hooks(_hooks(spec, "poststart"), "poststart", state_document(saved, "running"))
 
 
@@ -350,7 +348,7 @@ def parse_signal(text: str) -> signal.Signals:
             return signal.Signals(int(t))
         return signal.Signals[t if t.startswith("SIG") else "SIG" + t]
     except (KeyError, ValueError):
-        raise RuntimeError_(f"invalid signal {text!r}") from None
+        raise OciError(f"invalid signal {text!r}") from None
 
 
 def _signal_init(saved: Saved, sig: int) -> bool:
@@ -373,7 +371,7 @@ def _signal_init(saved: Saved, sig: int) -> bool:
 def kill(root: Root, cid: str, sig: signal.Signals, all_processes: bool) -> None:
     saved = root.load(cid)
     if not alive(saved):
-        raise RuntimeError_("container not running")
+        raise OciError("container not running")
     if all_processes:
         cgroup = open_cgroup(saved)
         for pid in cgroup.procs():
@@ -381,7 +379,7 @@ def kill(root: Root, cid: str, sig: signal.Signals, all_processes: bool) -> None
                 os.kill(pid, sig)
         return
     if not _signal_init(saved, sig):
-        raise RuntimeError_("container not running")
+        raise OciError("container not running")
 
 
 async def _wait_gone(saved: Saved) -> None:
@@ -401,7 +399,7 @@ async def delete(root: Root, cid: str, force: bool) -> None:
         saved = root.load(cid)
         status = status_of(root, saved)
         if status in ("running", "paused") and not force:
-            raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {status}")
+            raise OciError(f"cannot delete container {cid} that is not stopped: {status}")
         cgroup = open_cgroup(saved)
         if status == "paused":
             cgroup.thaw()
@@ -411,7 +409,7 @@ async def delete(root: Root, cid: str, force: bool) -> None:
                 await _wait_gone(saved)
         await cgroup.remove()
         root.remove(cid)
-    with contextlib.suppress(SpecError, RuntimeError_):
+    with contextlib.suppress(SpecError, OciError):
         spec = _spec.parse(saved.config)
         run_hooks(_hooks(spec, "poststop"), "poststop", state_document(saved, "stopped"))
 
@@ -421,9 +419,9 @@ async def pause(root: Root, cid: str, frozen: bool) -> None:
         saved = root.load(cid)
         status = status_of(root, saved)
         if frozen and status != "running":
-            raise RuntimeError_(f"container not running: {status}")
+            raise OciError(f"container not running: {status}")
         if not frozen and status != "paused":
-            raise RuntimeError_(f"container not paused: {status}")
+            raise OciError(f"container not paused: {status}")
         cgroup = open_cgroup(saved)
         if frozen:
             await cgroup.freeze()
@@ -437,7 +435,7 @@ def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
     with root.locked(cid):
         saved = root.load(cid)
         if status_of(root, saved) == "stopped":
-            raise RuntimeError_("container not running")
+            raise OciError("container not running")
         host = CgroupHost.detect(parent=saved.cgroup_parent, name=saved.cgroup_group)
         try:
             host.validate(limits)
@@ -468,7 +466,7 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
         process = _spec.structure(options.process, _spec.Process, "--process")
     else:
         if not options.args:
-            raise RuntimeError_("exec: give the command (arguments) or --process FILE")
+            raise OciError("exec: give the command (arguments) or --process FILE")
         assert spec.process is not None
         process = attrs.evolve(spec.process, args=options.args, terminal=options.tty)
     if options.cwd:
@@ -478,7 +476,7 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
     if options.user:
         uid, _, gid = options.user.partition(":")
         if not uid.isdigit() or (gid and not gid.isdigit()):
-            raise RuntimeError_(f"--user {options.user!r}: use UID[:GID] (numbers)")
+            raise OciError(f"--user {options.user!r}: use UID[:GID] (numbers)")
         user = attrs.evolve(process.user, uid=int(uid), gid=int(gid or 0))
         process = attrs.evolve(process, user=user)
     return process
@@ -487,11 +485,11 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
 async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     saved = root.load(cid)
     if status_of(root, saved) not in ("running", "created"):
-        raise RuntimeError_("cannot exec in a stopped container")
+        raise OciError("cannot exec in a stopped container")
     spec = _spec.parse(saved.config)
     process = _exec_process(spec, options)
     if process.terminal and not options.console_socket:
-        raise RuntimeError_("exec with a terminal needs --console-socket to receive it")
+        raise OciError("exec with a terminal needs --console-socket to receive it")
     spaces = _translate.namespaces(spec)
     fields = _translate.process_plan(process, console=process.terminal)
     caps = fields["caps"]
@@ -567,7 +565,8 @@ async def run(root: Root, cid: str, options: CreateOptions, *, detach: bool, kee
 def list_states(root: Root) -> list[dict[str, Any]]:
     out = []
     for cid in root.ids():
-        with contextlib.suppress(Exception):
+        # One that is being deleted, or whose record cannot be read, is not listed.
+        with contextlib.suppress(NotFound, OSError, ValueError):
             saved = root.load(cid)
             status = status_of(root, saved)
             out.append(
@@ -642,6 +641,4 @@ def features() -> dict[str, Any]:
 
 
 def _capability_names() -> list[str]:
-    from .. import _caps
-
     return [_caps.cap_name(n) for n in range(_caps.LAST_KNOWN_CAP + 1)]
