@@ -209,8 +209,8 @@ def test_namespaces_differ_from_the_hosts(boxd: Daemon, image: Path, sleeper: st
     for ns in (init, execd, isolated):
         assert len(ns) == len(NAMESPACES)
         assert not set(ns) & set(host)
-    # The default network (bridge) is a network namespace of the container's own too.
-    assert len({init[-1], execd[-1], isolated[-1]}) == 3
+    # The default network (bridge) is a network namespace of the container's own too (the
+    # loop above; containers that are gone may have left their inode numbers to others).
 
 
 def test_mount_table_shows_no_host_mount_point(boxd: Daemon, image: Path) -> None:
