@@ -98,9 +98,11 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     tmux.keys("clear; stty size", "Enter")
     tmux.wait_for(lambda s: "40 120" in s)
     # Ctrl-C reaches the container's foreground process, not boxctl.
-    tmux.keys("cat", "Enter")
-    time.sleep(0.3)
+    tmux.keys("echo cat-$((2*3)); cat", "Enter")
+    tmux.wait_for(lambda s: "cat-6" in s)
     tmux.keys("C-c")
+    # The terminal discards input typed ahead of the interrupt: type once the shell is back.
+    tmux.wait_for(lambda s: s.rstrip().endswith("#"))
     tmux.keys("echo after-$?", "Enter")
     tmux.wait_for(lambda s: "after-130" in s)
     tmux.keys("exit 3", "Enter")
