@@ -476,7 +476,9 @@ def status_text(c: dict[str, Any]) -> str:
         return f"Up {_ago(st['started_at'])}{note}"
     if status in ("exited", "stopped", "restarting"):
         oom = " (OOM)" if st["oom_killed"] else ""
-        return f"{status.capitalize()} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
+        # Docker says Exited whether the process ended by itself or was stopped.
+        word = "Restarting" if status == "restarting" else "Exited"
+        return f"{word} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
     return {"starting": "Starting", "removing": "Removal In Progress"}.get(status, "Created")
 
 

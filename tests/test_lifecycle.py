@@ -136,7 +136,7 @@ def test_detached_list_inspect_logs_stop(daemon: Daemon) -> None:
     assert c["state"]["status"] == "stopped"
     assert c["state"]["exit_code"] == 137
     assert not _alive(pid)
-    assert "Stopped (137)" in daemon.ctl("ps", "-a").stdout
+    assert "Exited (137)" in daemon.ctl("ps", "-a").stdout
     assert json.loads(daemon.ctl("ps", "-a", "--format", "json").stdout)[0]["id"] == cid
 
 
