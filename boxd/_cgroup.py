@@ -467,7 +467,7 @@ class CgroupHost:
             for d in reversed(made):
                 with contextlib.suppress(OSError):
                     _rmdir(d)
-            self._remove_parents()
+            self.remove_parents()
             raise
         return cg
 
@@ -485,8 +485,9 @@ class CgroupHost:
                 names.update(p.name for p in h.base.iterdir() if p.is_dir())
         return sorted(n for n in names if _NAME.fullmatch(n))
 
-    def _remove_parents(self) -> None:
-        """Remove the empty directories this host made above containers' cgroups."""
+    def remove_parents(self) -> None:
+        """Remove the empty directories this host made above containers' cgroups (those
+        still holding a container's cgroup stay)."""
         for d in sorted(self._made, key=lambda p: len(p.parts), reverse=True):
             try:
                 _rmdir(d)
@@ -694,7 +695,7 @@ class Cgroup:
         left = [str(d) for d in self._dirs.values() if d.exists()]
         if left:
             log.warning("cgroup %s could not be removed: %s", self.name, left)
-        self._host._remove_parents()
+        self._host.remove_parents()
 
     def _rmdir_all(self) -> bool:
         """One pass over every directory (sub-cgroups first); False if one is busy."""

@@ -1075,5 +1075,8 @@ async def open_supervisor(
             with trio.CancelScope(shield=True):
                 await sup._shutdown()
                 await sup.networks.close()
+                # A parent made at start for containers that never ran (or all of whose
+                # cgroups are gone) would outlive us; one still in use stays.
+                cgroups.remove_parents()
                 await trio.to_thread.run_sync(store.empty_trash)
             nursery.cancel_scope.cancel(reason="supervisor closed")
