@@ -516,7 +516,7 @@ def cmd_list(args: Args) -> int:
 def cmd_logs(args: Args) -> int:
     since = None
     if args.since:
-        since = _parse_since(args.since)
+        since = _verbs.time_arg(args.since, "--since")
     with Client(args.socket) as client:
         client.request(
             {
@@ -538,17 +538,6 @@ def cmd_logs(args: Args) -> int:
                 return 0
             else:
                 check(frame)
-
-
-def _parse_since(text: str) -> float:
-    """A Unix time, or a duration back from now: ``10s``, ``5m``, ``2h``."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text[-1:] in units:
-            return time.time() - float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise CliError(f"invalid --since {text!r}: use a Unix time or 10s, 5m, 2h", USAGE) from None
 
 
 def cmd_info(args: Args) -> int:

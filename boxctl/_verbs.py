@@ -41,7 +41,7 @@ def cmd_diff(args: Args) -> int:
     return 0
 
 
-def _time_arg(text: str, option: str) -> float:
+def time_arg(text: str, option: str) -> float:
     """A Unix time (``1700000000.5``), a duration back from now (``10s``, ``5m``, ``2h``,
     ``1d``) or an RFC 3339 time (``2024-05-01T10:00:00Z``), as Docker takes them."""
     import datetime  # only these options need it
@@ -138,9 +138,9 @@ def cmd_events(args: Args) -> int:
     filters = _event_filter(args.filter)
     request: dict[str, Any] = {"type": "EventsRequest"}
     if args.since is not None:
-        request["since"] = _time_arg(args.since, "--since")
+        request["since"] = time_arg(args.since, "--since")
     if args.until is not None:
-        request["until"] = _time_arg(args.until, "--until")
+        request["until"] = time_arg(args.until, "--until")
     with Client(args.socket) as client:
         client.request(request)
         while True:

@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
@@ -248,14 +248,21 @@ class ImageVerbs:
                     continue
             if text.removeprefix("sha256:") not in record.id:
                 refs.extend(parse_reference(t) for t in record.repo_tags)
+        await self._send_archive(
+            conn, lambda out: archive.save(self.store, list(images.values()), out)
+        )
+
+    async def _send_archive(self, conn: Streamer, write: Callable[[BinaryIO], None]) -> None:
+        """``write`` an archive to a temporary file in a thread, then stream it as byte
+        frames after an OkResponse (a failure while writing is still an error answer)."""
         fd, path = self.store.temp_file()
 
-        def write() -> None:
+        def write_file() -> None:
             with os.fdopen(fd, "wb") as out:
-                archive.save(self.store, list(images.values()), out)
+                write(out)
 
         try:
-            await trio.to_thread.run_sync(write)
+            await trio.to_thread.run_sync(write_file)
             await conn.send(OkResponse())
             async with await trio.open_file(path, "rb") as f:
                 while chunk := await f.read(CHUNK):
@@ -393,21 +400,7 @@ class ImageVerbs:
             )
         upper = self.sup.store.container_dir(c.id) / "fs" / "root" / "upper"
         dirs = ([str(upper)] if upper.is_dir() else []) + lowers
-        fd, path = self.store.temp_file()
-
-        def write() -> None:
-            with os.fdopen(fd, "wb") as out:
-                archive.export_merged(dirs, out)
-
-        try:
-            await trio.to_thread.run_sync(write)
-            await conn.send(OkResponse())
-            async with await trio.open_file(path, "rb") as f:
-                while chunk := await f.read(CHUNK):
-                    await conn.send_bytes(protocol.STDOUT, chunk)
-        finally:
-            path.unlink(missing_ok=True)
-        await conn.send(EndFrame())
+        await self._send_archive(conn, lambda out: archive.export_merged(dirs, out))
 
 
 def _du(dirs: list[Path]) -> int:
