@@ -23,6 +23,8 @@ from ._cases import Bench
 from ._report import Case, write
 
 NETNS_MARK = "BOXD_BENCH_NETNS"
+# The cases in the order they run: each is a method of Bench returning one Case or a list.
+CASES = ("start", "many", "listing", "memory", "output", "images")
 
 
 def main() -> int:
@@ -35,7 +37,16 @@ def main() -> int:
         help="where results.md and results.json go (default: bench/results)",
     )
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing peers")
+    p.add_argument(
+        "--only",
+        metavar="CASE[,CASE...]",
+        help=f"run only these cases ({', '.join(CASES)}); the default is all of them",
+    )
     args = p.parse_args()
+    only = args.only.split(",") if args.only else list(CASES)
+    unknown = [name for name in only if name not in CASES]
+    if unknown:
+        p.error(f"unknown case {unknown[0]!r}: the cases are {', '.join(CASES)}")
     if os.geteuid() != 0:
         sys.exit("bench: run as root (containers need namespaces, mounts and cgroups)")
     began = time.monotonic()
@@ -57,16 +68,9 @@ def main() -> int:
     problems: list[str] = []
     try:
         bench.daemon.start()
-        for run in (
-            bench.start,
-            bench.many,
-            bench.listing,
-            bench.memory,
-            bench.output,
-            bench.images,
-        ):
-            print(f"{run.__name__}:", flush=True)
-            made = run()
+        for name in only:
+            print(f"{name}:", flush=True)
+            made = getattr(bench, name)()
             cases.extend(made if isinstance(made, list) else [made])
     finally:
         problems = cleanup(bench)
