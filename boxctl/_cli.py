@@ -10,7 +10,7 @@ import time
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units
 
-from . import _files, _images, _verbs
+from . import _files, _images, _verbs, _volumes
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -20,14 +20,6 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
-
-
-def _volume(spec: str) -> dict[str, Any]:
-    try:
-        host, container, options = _units.split_volume(spec)
-    except ValueError as exc:
-        raise CliError(str(exc), USAGE) from None
-    return {"host": os.path.abspath(host), "container": container, **options}
 
 
 def _tmpfs(spec: str) -> str:
@@ -128,9 +120,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "interactive": args.interactive,
         "network": network,
         "userns": args.isolate_user,
-        "volumes": [_volume(v) for v in args.volume],
         "read_only": args.read_only,
-        "tmpfs": [_tmpfs(spec) for spec in args.tmpfs],
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -145,6 +135,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "cgroup_parent": args.cgroup_parent or "",
         **published(args),
     }
+    mounts = _volumes.run_mounts(args)
+    config.update(mounts, tmpfs=[_tmpfs(spec) for spec in args.tmpfs] + mounts["tmpfs"])
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
@@ -420,7 +412,13 @@ def cmd_rm(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "RemoveRequest", "container": ref, "force": args.force}
+            args.socket,
+            {
+                "type": "RemoveRequest",
+                "container": ref,
+                "force": args.force,
+                "volumes": args.volumes,
+            },
         ),
     )
 
@@ -664,7 +662,7 @@ RUN_OPTIONS = (
         help="bridge (default), host, none or a network's name",
     ),
     *RUN_NETWORK_OPTIONS,
-    Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
+    *_volumes.RUN_OPTIONS,
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
@@ -775,7 +773,10 @@ COMMANDS = (
         "remove",
         cmd_rm,
         "remove containers",
-        (Opt("-f", "--force", help="kill a running container first"),),
+        (
+            Opt("-f", "--force", help="kill a running container first"),
+            Opt("-v", "--volumes", help="remove its anonymous volumes too"),
+        ),
         CONTAINERS,
         aliases=("rm",),
     ),
@@ -803,6 +804,7 @@ COMMANDS = (
         (("containers", ANY, "CONTAINER"),),
     ),
     *NETWORK_COMMANDS,
+    *_volumes.COMMANDS,
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,

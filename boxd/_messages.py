@@ -17,6 +17,7 @@ from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources
+from ._volserver import REQUESTS as VOLUME_REQUESTS
 
 # ---- requests -------------------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class KillRequest:
 class RemoveRequest:
     container: str
     force: bool = False
+    volumes: bool = False  # its anonymous volumes too (rm -v)
 
 
 @attrs.frozen
@@ -318,6 +320,7 @@ REQUESTS: dict[str, type[Any]] = {
         DiffRequest,
         EventsRequest,
         *NETWORK_REQUESTS,
+        *VOLUME_REQUESTS,
         *IMAGE_REQUESTS,
     )
 }

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _netserver, _top, protocol
+from . import __version__, _logs, _netserver, _top, _volserver, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
@@ -85,6 +85,7 @@ from ._output import Chunk, Output
 from ._records import Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from ._volumes import NoSuchVolume, VolumeInUse
 
 log = logging.getLogger("boxd.server")
 
@@ -109,9 +110,9 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         return "not_found"
-    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return "conflict"
     if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
@@ -208,6 +209,7 @@ class Server:
             PruneRequest: self._prune,
         }
         self._handlers.update(_netserver.handlers(sup))
+        self._handlers.update(_volserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
 
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -305,7 +307,7 @@ class Server:
         await conn.send(OkResponse())
 
     async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
-        await self.sup.remove(req.container, force=req.force)
+        await self.sup.remove(req.container, force=req.force, volumes=req.volumes)
         await conn.send(OkResponse())
 
     async def _pause(self, conn: Connection, req: PauseRequest) -> None:

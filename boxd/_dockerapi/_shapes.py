@@ -355,7 +355,7 @@ def _bind(source: str, target: str, what: str, **options: bool) -> Volume:
         raise ApiError(400, f"{what}: host path {source} does not exist")
     if not target.startswith("/"):
         raise ApiError(400, f"{what}: container path {target!r} is not absolute")
-    return Volume(source, target, **options)
+    return Volume(source, target, options.get("read_only", False), options.get("noexec", False))
 
 
 def _tmpfs(host: Fields) -> Iterable[str]:
