@@ -36,13 +36,21 @@ def _is_path(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or source in (".", "..")
 
 
+def _are_options(text: str) -> bool:
+    try:
+        volume_options(text, text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_volume_flag(spec: str) -> dict[str, object]:
     """``-v`` -> the fields of a volume record; ``host`` is relative as the user wrote it
     (the caller makes it absolute), empty for a volume."""
     parts = spec.split(":")
     if len(parts) == 1:
         source, dest, options = "", spec, ""
-    elif len(parts) == 2 and not parts[1].startswith("/"):
+    elif len(parts) == 2 and _are_options(parts[1]):
         source, dest, options = "", parts[0], parts[1]  # DEST:OPTIONS, an anonymous volume
     elif len(parts) in (2, 3) and parts[0]:
         source, dest, options = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
@@ -64,8 +72,9 @@ def parse_volume_flag(spec: str) -> dict[str, object]:
 class Mount:
     """One ``--mount`` (or an Engine API ``HostConfig.Mounts`` entry), checked."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what  # the value as given, for messages
+    def __init__(self, what: str, *, option: str = "--mount") -> None:
+        self.what = what  # the value as given (or where it is), for messages
+        self.option = option
         self.type = "volume"
         self.source = ""
         self.target = ""
@@ -76,7 +85,7 @@ class Mount:
         self.given: set[str] = set()  # the type-specific option families used
 
     def error(self, reason: str) -> ValueError:
-        return ValueError(f"invalid --mount {self.what!r}: {reason}")
+        return ValueError(f"invalid {self.option} {self.what!r}: {reason}")
 
     def set_propagation(self, value: str) -> None:
         value = value.lower()
