@@ -59,6 +59,7 @@ from ._records import (
     Resources,
     RestartName,
     Status,
+    Volume,
     check_name,
     invalid,
     new_id,
@@ -67,6 +68,7 @@ from ._records import (
 from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
 from ._run import Run, start_time_of
 from ._store import Store
+from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
 
 log = logging.getLogger("boxd.supervisor")
@@ -333,18 +335,30 @@ class Supervisor:
         return container
 
     def _with_volumes(self, config: ContainerConfig) -> ContainerConfig:
-        """``--volumes-from`` copied in (the container's own mount points win), then its
+        """``--volumes-from`` copied in (the container's own mount points win), then an
+        anonymous volume for each ``VOLUME`` of the image no mount covers, then its
         volumes made where missing (an anonymous one named) and each one's ``host`` set to
         its directory: the last step of create, after every check."""
         mounts = builtins.list(config.volumes)
+        tmpfs = {posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs}
+
+        def free(path: str) -> bool:
+            taken = tmpfs | {posixpath.normpath(v.container) for v in mounts}
+            return posixpath.normpath(path) not in taken
+
         for spec in config.volumes_from:
             ref, _, mode = spec.partition(":")
             if mode not in ("", "ro", "rw"):
                 raise invalid("volumes_from", spec, "use CONTAINER[:ro|:rw]")
-            points = {posixpath.normpath(v.container) for v in mounts}
             for v in self._lookup(ref).container.config.volumes:
-                if posixpath.normpath(v.container) not in points:
+                if free(v.container):
                     mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
+        if config.image_id:
+            inner = self.images.config(self.images.get(config.image_id)).get("config") or {}
+            declared = inner.get("Volumes") if isinstance(inner, dict) else None
+            for path in sorted(declared or {}):
+                if isinstance(path, str) and free(path):
+                    mounts.append(Volume(host="", container=path))
         for i, v in enumerate(mounts):
             if v.is_volume:
                 name = self.volumes.create(v.volume).name

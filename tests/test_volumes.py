@@ -283,6 +283,34 @@ def test_a_new_volume_is_filled_from_the_image(daemon: Daemon, image_with_data: 
 
 
 @pytest.mark.root
+def test_an_images_volumes_are_anonymous_volumes(daemon: Daemon, image_with_data: Path) -> None:
+    """An image's ``VOLUME /data`` gives each container an anonymous volume there, filled
+    from the image (Docker's rule), unless a mount of the container covers it."""
+    skopeo = shutil.which("skopeo")
+    if skopeo is None or shutil.which("umoci") is None:
+        pytest.skip("umoci and skopeo build the image")
+    from registry_harness import build_oci_image
+
+    layout = image_with_data.parent / "layout"
+    build_oci_image(layout, "v", image_with_data, config={"volume": "/data", "cmd": "sh"})
+    archive = image_with_data.parent / "image.tar"
+    subprocess.run([skopeo, "copy", "--quiet", f"oci:{layout}:v", f"oci-archive:{archive}:vol:1"],
+                   check=True)  # fmt: skip
+    daemon.ctl("load", "-i", str(archive))
+    try:
+        daemon.ctl("create", "--name", "c", "vol:1", "cat", "/data/sub/file")
+        [v] = daemon.inspect("c")["config"]["volumes"]
+        assert (v["container"], len(v["volume"])) == ("/data", 64)
+        assert daemon.ctl("start", "-a", "c").stdout == "from the image\n"
+        daemon.ctl("rm", "-v", "c")
+        out = daemon.ctl("run", "--rm", "-v", "mine:/data", "vol:1", "ls", "/data").stdout
+        assert out == "sub\n"
+        assert _volumes(daemon) == ["mine"]
+    finally:
+        daemon.ctl("rmi", "vol:1", check=False)
+
+
+@pytest.mark.root
 def test_mount_option(daemon: Daemon, tmp_path: Path) -> None:
     (tmp_path / "f").write_text("host\n")
     tmp_path.chmod(0o755)
