@@ -177,6 +177,10 @@ def test_volume_verbs(daemon: Daemon) -> None:
         "volume", "ls", "-f", "name=web", "--format", "{{.Name}} {{.Driver}} {{.Labels}}"
     )
     assert out.stdout == "web-data local team=a\n"
+    out = daemon.ctl("volume", "ls", "-f", "name=web", "--format", '{{.Name}}={{.Label "team"}}')
+    assert out.stdout == "web-data=a\n"
+    out = daemon.ctl("volume", "ls", "-f", "name=web", "--format", "table {{.Name}}\t{{.Scope}}")
+    assert out.stdout.split("\n") == ["VOLUME NAME   SCOPE", "web-data      local", ""]
     row = json.loads(daemon.ctl("volume", "ls", "-f", "name=web", "--format", "json").stdout)
     assert (row["Name"], row["Scope"], row["Labels"]) == ("web-data", "local", "team=a")
     [shape] = json.loads(daemon.ctl("volume", "inspect", "web-data").stdout)
