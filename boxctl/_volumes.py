@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from boxd import _mounts
-
 from ._args import APPEND, FLAG, REST, SOME, VALUE, Args, Command, Opt
-from ._client import USAGE, CliError, call
+from ._client import USAGE, CliError, call, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -27,6 +24,10 @@ def run_mounts(args: Args) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = []
     tmpfs: list[str] = []
     labelled: list[tuple[str, dict[str, str]]] = []
+    if not (args.volume or args.mount):
+        return {"volumes": volumes, "tmpfs": tmpfs, "volumes_from": args.volumes_from}
+    from boxd import _mounts  # csv and re: only for the runs that mount something
+
     try:
         for spec in args.volume:
             volumes.append(_mounts.parse_volume_flag(spec))
@@ -143,6 +144,8 @@ def _ls(args: Args) -> int:
         return 0
     fmt = args.format or "table {{.Driver}}\t{{.Name}}"
     if fmt == "json":
+        import json
+
         for v in volumes:
             row = _row(v)
             del row["Label"]
@@ -170,7 +173,7 @@ def _inspect(args: Args) -> int:
 
         print_formatted(args.format, found)
     else:
-        print(json.dumps(found, indent=4))
+        print_json(found)
     return status
 
 

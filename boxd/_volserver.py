@@ -36,6 +36,8 @@ class VolumeInspectRequest:
 
 @attrs.frozen
 class VolumeRemoveRequest:
+    """Answered with a VolumeListResponse of what was removed."""
+
     name: str
     force: bool = False  # a missing volume is no error
 
@@ -155,15 +157,16 @@ async def sizes(sup: Supervisor) -> list[VolumeInfo]:
     return found
 
 
-def remove(sup: Supervisor, name: str, *, force: bool = False) -> None:
-    """Refused while a container (in any phase) mounts it, as Docker does."""
+def remove(sup: Supervisor, name: str, *, force: bool = False) -> VolumeInfo | None:
+    """Refused while a container (in any phase) mounts it, as Docker does; what was
+    removed (None: nothing, a missing volume with ``force``)."""
     if force and name not in {r.name for r in sup.volumes.list()}:
-        return
-    sup.volumes.get(name)
-    users = sup.volume_users(name)
-    if users:
-        raise VolumeInUse(name, users)
+        return None
+    found = info(sup, sup.volumes.get(name))
+    if found.users:
+        raise VolumeInUse(name, found.users)
     sup.remove_volume(name)
+    return found
 
 
 async def prune(
@@ -207,8 +210,8 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         await conn.send(VolumeListResponse(found))
 
     async def remove_(conn: Conn, req: VolumeRemoveRequest) -> None:
-        remove(sup, req.name, force=req.force)
-        await conn.send(VolumeListResponse(()))
+        removed = remove(sup, req.name, force=req.force)
+        await conn.send(VolumeListResponse(() if removed is None else (removed,)))
 
     async def prune_(conn: Conn, req: VolumePruneRequest) -> None:
         removed, reclaimed = await prune(sup, all=req.all, filters=req.filters)

@@ -4,13 +4,16 @@ daemon (one for the module, emptied after each test)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import build_busybox_root
@@ -505,3 +508,166 @@ def test_docker_py_volumes(daemon: Daemon) -> None:
         assert client.volumes.prune()["VolumesDeleted"] is None
     finally:
         client.close()
+
+
+def _call(daemon: Daemon, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("localhost", timeout=30)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect(str(daemon.docker_socket))
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def _create(mounts: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {"Image": "default", "Cmd": ["true"], "HostConfig": {"Mounts": mounts}}
+    ).encode()
+
+
+BAD = [
+    ("POST", "/volumes/create", b'{"Name": "x"}', 400, "invalid volume name 'x'"),
+    ("POST", "/volumes/create", b'{"Name": "ok1", "Driver": "nfs"}', 400, "driver 'nfs'"),
+    ("POST", "/volumes/create", b'{"Name": "ok1", "DriverOpts": {"o": "size=1m"}}', 400, "'o'"),
+    ("POST", "/volumes/create", b'{"Name": 5}', 400, "body.Name"),
+    ("GET", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
+    ("DELETE", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
+    ("GET", '/volumes?filters={"colour":["red"]}', None, 400, "invalid filter 'colour=red'"),
+    ("GET", '/volumes?filters={"dangling":["maybe"]}', None, 400, "dangling=maybe"),
+    ("POST", '/volumes/prune?filters={"name":["x"]}', None, 400, "invalid filter 'name=x'"),
+    (
+        "POST",
+        "/containers/create",
+        _create([{"Type": "bind", "Source": "/nonexistent", "Target": "/x"}]),
+        400,
+        "bind source path does not exist: /nonexistent",
+    ),
+    ("POST", "/containers/create", _create([{"Type": "bind", "Target": "/x"}]), 400, "source"),
+    (
+        "POST",
+        "/containers/create",
+        _create(
+            [{"Type": "volume", "Source": "v1", "Target": "/x", "TmpfsOptions": {"Mode": 448}}]
+        ),
+        400,
+        "cannot mix 'tmpfs-*' options with mount type 'volume'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        _create([{"Type": "nfs", "Source": "v1", "Target": "/x"}]),
+        400,
+        "type 'nfs' is not supported",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        _create(
+            [{"Type": "volume", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "nfs"}}}]
+        ),
+        400,
+        "volume-driver 'nfs'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        json.dumps(
+            {"Image": "default", "Cmd": ["true"], "HostConfig": {"Binds": ["a:/x"]}}
+        ).encode(),
+        400,
+        "invalid volume name 'a'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        json.dumps(
+            {"Image": "default", "Cmd": ["true"], "HostConfig": {"VolumesFrom": ["nosuch"]}}
+        ).encode(),
+        404,
+        "No such container: nosuch",
+    ),
+]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), BAD)
+def test_bad_volume_requests_get_dockers_error_shape(
+    daemon: Daemon, method: str, path: str, body: bytes | None, status: int, words: str
+) -> None:
+    got, data = _call(daemon, method, path, body)
+    assert got == status, data
+    error = json.loads(data)
+    assert list(error) == ["message"] and words in error["message"], error
+    # Nothing was made, and the daemon serves on.
+    status, data = _call(daemon, "GET", "/volumes")
+    assert (status, json.loads(data)) == (200, {"Volumes": [], "Warnings": []})
+    status, data = _call(daemon, "GET", "/containers/json?all=1")
+    assert (status, json.loads(data)) == (200, [])
+
+
+@pytest.mark.root
+def test_volume_api_shapes(daemon: Daemon) -> None:
+    body = b'{"Name": "api1", "Labels": {"k": "v"}}'
+    status, data = _call(daemon, "POST", "/volumes/create", body)
+    assert status == 201
+    created = json.loads(data)
+    assert sorted(created) == [
+        "CreatedAt",
+        "Driver",
+        "Labels",
+        "Mountpoint",
+        "Name",
+        "Options",
+        "Scope",
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", created["CreatedAt"])
+    status, data = _call(daemon, "GET", '/volumes?filters={"label":["k=v"]}')
+    assert (status, json.loads(data)) == (200, {"Volumes": [created], "Warnings": []})
+    body = json.dumps(
+        {
+            "Image": "default",
+            "Cmd": ["true"],
+            "Volumes": {"/anon": {}},
+            "HostConfig": {
+                "Binds": ["api1:/a:ro"],
+                "Mounts": [
+                    {
+                        "Type": "volume",
+                        "Source": "api2",
+                        "Target": "/b",
+                        "VolumeOptions": {"Labels": {"made": "by-mount"}},
+                    }
+                ],
+            },
+        }
+    ).encode()
+    status, data = _call(daemon, "POST", "/containers/create?name=m", body)
+    assert status == 201, data
+    status, data = _call(daemon, "GET", "/containers/m/json")
+    c = json.loads(data)
+    assert c["HostConfig"]["Binds"][0] == "api1:/a:ro"
+    kinds = sorted(
+        (m["Destination"], m["Type"], m.get("Name", "")[:4], m["RW"]) for m in c["Mounts"]
+    )
+    anonymous = next(m["Name"] for m in c["Mounts"] if m["Destination"] == "/anon")
+    assert kinds == [("/a", "volume", "api1", False), ("/anon", "volume", anonymous[:4], True),
+                     ("/b", "volume", "api2", True)]  # fmt: skip
+    status, data = _call(daemon, "GET", "/volumes/api2")
+    assert json.loads(data)["Labels"] == {"made": "by-mount"}
+    status, data = _call(daemon, "DELETE", "/volumes/api1")
+    assert status == 409 and b"volume is in use" in data
+    status, data = _call(daemon, "GET", "/system/df")
+    usage = {v["Name"]: v["UsageData"] for v in json.loads(data)["Volumes"]}
+    assert usage["api1"] == {"Size": 0, "RefCount": 1}
+    assert _call(daemon, "DELETE", "/containers/m?v=1")[0] == 204
+    names = sorted(v["Name"] for v in json.loads(_call(daemon, "GET", "/volumes")[1])["Volumes"])
+    assert names == ["api1", "api2"]  # v=1: the anonymous one went
+    assert _call(daemon, "DELETE", "/volumes/nosuch?force=1")[0] == 204
+    # A client of API 1.41 (boxd's) prunes every unused volume, as Docker's daemon does.
+    status, data = _call(daemon, "POST", "/v1.41/volumes/prune")
+    pruned = json.loads(data)
+    assert sorted(pruned["VolumesDeleted"]) == ["api1", "api2"] and pruned["SpaceReclaimed"] == 0
