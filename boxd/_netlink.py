@@ -65,12 +65,16 @@ def _index(ipr: Any, name: str) -> int | None:
     return found[0] if found else None
 
 
-def ensure_bridge(name: str, gateway: str, prefix_len: int) -> None:
-    """The bridge ``name`` exists, holds ``gateway/prefix_len`` and is up."""
+def ensure_bridge(name: str, gateway: str, prefix_len: int, mac: str) -> None:
+    """The bridge ``name`` exists with the address ``mac``, holds ``gateway/prefix_len``
+    and is up.  The address is set, not left to the kernel: a bridge would otherwise take
+    the lowest of its ports' addresses and change it when that port goes (a container
+    disconnected or removed), and the other containers' ARP caches would keep sending to
+    the old one for half a minute."""
     with _route() as ipr:
         index = _index(ipr, name)
         if index is None:
-            ipr.link("add", ifname=name, kind="bridge")
+            ipr.link("add", ifname=name, kind="bridge", address=mac)
             index = _index(ipr, name)
             assert index is not None
         held = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}

@@ -343,7 +343,11 @@ class Networks:
         if net.bridge in self._up:
             return
         await trio.to_thread.run_sync(
-            _netlink.ensure_bridge, net.bridge, net.gateway, net.network.prefixlen
+            _netlink.ensure_bridge,
+            net.bridge,
+            net.gateway,
+            net.network.prefixlen,
+            mac_of(net.gateway),
         )
         self._up.add(net.bridge)
         _enable_forwarding()
