@@ -443,14 +443,15 @@ class Template:
 
 
 def aligned(lines: list[str]) -> str:
-    """Tab-separated lines as Docker's tabwriter aligns them (three spaces of padding)."""
+    """Tab-separated lines as Docker's tabwriter aligns them: a column is its widest cell
+    plus three spaces, and at least ten wide."""
     rows = [line.split("\t") for line in lines]
     widths: dict[int, int] = {}
     for row in rows:
         for i, cell in enumerate(row[:-1]):
             widths[i] = max(widths.get(i, 0), len(cell))
     return "\n".join(
-        "".join(cell.ljust(widths[i] + 3) for i, cell in enumerate(row[:-1])) + row[-1]
+        "".join(cell.ljust(max(widths[i] + 3, 10)) for i, cell in enumerate(row[:-1])) + row[-1]
         for row in rows
     )
 
