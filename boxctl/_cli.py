@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from boxd import _tmpfs as _tmpfs_options
-from boxd import _ulimits, _units
+from boxd import _ulimits, _units, _wirejson
 
 from . import _files, _images, _inspect, _ps, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
@@ -509,7 +508,7 @@ def cmd_stats(args: Args) -> int:
             check(frame)
             rows = frame["stats"]
             if args.format == "json":
-                print(json.dumps(rows), flush=True)
+                print(_wirejson.dumps(rows, separators=(", ", ": ")), flush=True)
                 continue
             table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS", "BLOCK I/O")]
             for r in rows:

@@ -4,7 +4,6 @@ through a Go template (``{{.State.Pid}}``, ``{{json .Config}}``)."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 from ._args import Args
@@ -71,6 +70,8 @@ def cmd_inspect(args: Args) -> int:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
     if template is None:
+        import json  # not at start: json imports re and enum (see boxd._wirejson)
+
         print(json.dumps(found, indent=4, ensure_ascii=False))
     else:
         for item in found:

@@ -9,10 +9,9 @@ A row has the fields of the docker CLI's container formatter (``{{.ID}}``, ``{{.
 
 from __future__ import annotations
 
-import json
 import time
 
-from boxd import _human
+from boxd import _human, _wirejson
 
 from ._args import Args
 from ._client import call
@@ -101,7 +100,7 @@ def row(c: dict[str, Any], now: float, *, trunc: bool, size: int | None) -> dict
         "ID": c["id"][:12] if trunc else c["id"],
         "Names": c["name"],
         "Image": _image(cfg["image"]),
-        "Command": json.dumps(command, ensure_ascii=False),
+        "Command": _wirejson.dumps(command, ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
         "RunningFor": _human.duration(now - created) + " ago",
         "Ports": _ports(c),
@@ -139,7 +138,7 @@ def cmd_list(args: Args) -> int:
     if args.format == "json":
         for r in rows:
             r.pop("Label")
-            print(json.dumps(r, ensure_ascii=False, separators=(",", ":")))
+            print(_wirejson.dumps(r, ensure_ascii=False))
         return 0
     from ._template import print_formatted
 
