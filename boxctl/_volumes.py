@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
+from boxd import _human
+
 from ._args import APPEND, FLAG, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, CliError, call, print_json
 
@@ -197,12 +199,6 @@ def _confirm(lines: str, force: bool) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
-def _human(n: int) -> str:
-    from ._verbs import _human as human
-
-    return human(n)
-
-
 def _prune(args: Args) -> int:
     which = "all" if args.all else "anonymous"
     warning = f"WARNING! This will remove {which} local volumes not used by at least one container."
@@ -214,7 +210,7 @@ def _prune(args: Args) -> int:
         for name in r["removed"]:
             print(name)
         print()
-    print(f"Total reclaimed space: {_human(r['reclaimed'])}")
+    print(f"Total reclaimed space: {_human.size(r['reclaimed'])}")
     return 0
 
 
@@ -318,7 +314,7 @@ def cmd_system_prune(args: Args) -> int:
     lines = [f"untagged: {t}" for t in images["untagged"]]
     lines += [f"deleted: {d}" for d in images["deleted"]]
     _section("Deleted Images:", lines)
-    print(f"Total reclaimed space: {_human(reclaimed)}")
+    print(f"Total reclaimed space: {_human.size(reclaimed)}")
     return 0
 
 
