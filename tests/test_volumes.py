@@ -245,6 +245,32 @@ def test_anonymous_volumes(daemon: Daemon) -> None:
     assert mounts[0]["host"] == str(daemon.root / "volumes" / anonymous / "_data")
     [shape] = json.loads(daemon.ctl("volume", "inspect", anonymous).stdout)
     assert shape["Labels"] == {"com.docker.volume.anonymous": ""}
+    # boxctl inspect: Docker's Mounts.
+    [c] = json.loads(daemon.ctl("inspect", "a").stdout)
+    assert c["Mounts"] == [
+        {
+            "Type": "volume",
+            "Name": anonymous,
+            "Source": str(daemon.root / "volumes" / anonymous / "_data"),
+            "Destination": "/scratch",
+            "Driver": "local",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "",
+        },
+        {
+            "Type": "volume",
+            "Name": "kept",
+            "Source": str(daemon.root / "volumes" / "kept" / "_data"),
+            "Destination": "/k",
+            "Driver": "local",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "",
+        },
+    ]
+    out = daemon.ctl("inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", "a").stdout
+    assert out == f"{anonymous} kept \n"
     daemon.ctl("create", "--name", "b", "-v", "/scratch", "default", "true")
     daemon.ctl("rm", "a")  # without -v its volumes stay
     assert anonymous in _volumes(daemon)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _human, _units
+from .. import _human
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._events import Event
