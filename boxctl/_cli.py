@@ -441,19 +441,31 @@ def _record(path: str, ref: str) -> dict[str, Any]:
     return container
 
 
+def _tail(text: str | None) -> int | None:
+    """``--tail``/``-n``: a number of lines, or ``all`` (a negative number too, as Docker)."""
+    if text is None or text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise CliError(f"invalid --tail {text!r}: a number of lines or all", USAGE) from None
+    return n if n >= 0 else None
+
+
 def cmd_logs(args: Args) -> int:
-    since = None
-    if args.since:
-        since = _verbs.time_arg(args.since, "--since")
+    since = _verbs.time_arg(args.since, "--since") if args.since else None
+    until = _verbs.time_arg(args.until, "--until") if args.until else None
     with Client(args.socket) as client:
         client.request(
             {
                 "type": "LogsRequest",
                 "container": args.container,
-                "tail": args.tail,
+                "tail": _tail(args.tail),
                 "since": since,
+                "until": until,
                 "follow": args.follow,
                 "timestamps": args.timestamps,
+                "details": args.details,
             }
         )
         out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
@@ -731,10 +743,12 @@ COMMANDS = (
         cmd_logs,
         "show a container's output",
         (
-            Opt("--tail", kind=INT, help="only the last N lines"),
+            Opt("-n", "--tail", kind=VALUE, help="only the last N lines (or all)"),
             Opt("-f", "--follow", help="keep printing new output"),
             Opt("-t", "--timestamps", help="prefix lines with their time"),
-            Opt("--since", kind=VALUE, help="a Unix time or a duration (10s, 5m, 2h)"),
+            Opt("--since", kind=VALUE, help="from a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--until", kind=VALUE, help="up to a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--details", help="show each line's log attributes"),
         ),
         (("container", ONE, "CONTAINER"),),
     ),

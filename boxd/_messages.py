@@ -124,6 +124,8 @@ class LogsRequest:
     since: float | None = None
     follow: bool = False
     timestamps: bool = False
+    until: float | None = None  # records up to this time; a follow ends there
+    details: bool = False  # each line after its attributes (none in boxd) and a space
 
 
 @attrs.frozen

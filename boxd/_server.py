@@ -484,7 +484,8 @@ class Server:
         directory = self.sup.log_dir(req.container)
         cid = self.sup.inspect(req.container).id
         await conn.send(OkResponse())
-        formatter = _logs.OutputFormatter(timestamps=req.timestamps)
+        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=req.details)
+        until = math.inf if req.until is None else req.until
         if req.follow:
 
             def ended() -> bool:
@@ -493,15 +494,19 @@ class Server:
                 except NoSuchContainer:
                     return True
 
-            async for entry in _logs.follow(
-                directory, since=req.since, tail=req.tail, until_closed=ended
-            ):
-                await self._send_entries(conn, [entry], formatter)
+            # A follow with --until ends at that time (as docker logs -f --until does).
+            with trio.move_on_at(trio.current_time() + until - time.time()):
+                async for entry in _logs.follow(
+                    directory, since=req.since, tail=req.tail, until_closed=ended
+                ):
+                    if entry.time > until:
+                        break
+                    await self._send_entries(conn, [entry], formatter)
         else:
             entries = await trio.to_thread.run_sync(
                 lambda: _logs.read_entries(directory, since=req.since, tail=req.tail)
             )
-            await self._send_entries(conn, entries, formatter)
+            await self._send_entries(conn, [e for e in entries if e.time <= until], formatter)
         await conn.send(EndFrame())
 
     async def _send_entries(
