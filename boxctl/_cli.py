@@ -10,7 +10,7 @@ import time
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units
 
-from . import _files, _images, _verbs
+from . import _cp, _files, _images, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -806,6 +806,7 @@ COMMANDS = (
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,
+    *_cp.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

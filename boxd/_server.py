@@ -23,8 +23,10 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _netserver, _top, protocol
+from . import __version__, _copyserver, _logs, _netserver, _top, protocol
 from ._convert import ConversionError
+from ._copy import NoSuchPath
+from ._copymessages import STREAMS as COPY_STREAMS
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
 from ._images.messages import IMAGE_STREAMS
@@ -109,7 +111,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchPath):
         return "not_found"
     if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
         return "conflict"
@@ -137,6 +139,7 @@ def _streams(request: object) -> bool:
         StatsRequest,
         EventsRequest,
         *IMAGE_STREAMS,
+        *COPY_STREAMS,
     )
     return isinstance(request, streams)
 
@@ -209,6 +212,7 @@ class Server:
         }
         self._handlers.update(_netserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
+        self._handlers.update(_copyserver.handlers(sup))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
