@@ -47,13 +47,15 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against crun, runc, bubblewrap and Podman; results in bench/results/."""
-    _install(session, "test")
+    """Benchmarks against crun, runc, bubblewrap and Podman; results in bench/results/.
+    With the /proc view (the ``fuse`` extra), as users who have /dev/fuse run boxd."""
+    _install(session, "fuse,test")
     session.run("python", "-m", "bench", *session.posargs)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Build boxd, start a daemon on a private root, run one container on `default`."""
-    _install(session, "test")
+    """Build boxd, start a daemon on a private root, run one container on `default` (with
+    its /proc view: the ``fuse`` extra)."""
+    _install(session, "fuse,test")
     session.run("python", "-m", "boxd._demo", *session.posargs)

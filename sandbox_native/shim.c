@@ -22,6 +22,12 @@
  *
  * Every message is one struct shim_msg (the layout boxd/_shim.py mirrors).  The program
  * allocates nothing and holds at most six fds: a few pages of memory per container.
+ *
+ * An orphan is a shim no daemon can ever reach: its "shim.sock" is gone (the container's
+ * directory was deleted with the daemon's root, or the socket unlinked).  While no daemon
+ * is connected the shim looks every ORPHAN_CHECK_MS; an orphan kills its container (the
+ * init of a PID namespace: SIGKILL ends all of it), reaps it and exits, instead of keeping
+ * an unsupervised container alive forever.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,6 +52,7 @@
 #define LISTEN_FD 3
 #define PIDFD 4
 #define SLOTS 4 /* stdin, stdout, stderr, console: bit i of `held` */
+#define ORPHAN_CHECK_MS 5000
 
 enum { MSG_HELLO = 1, MSG_EXIT = 2, MSG_HOLD = 3, MSG_CLOSE_STDIN = 4, MSG_DONE = 5 };
 
@@ -185,6 +193,18 @@ static pid_t pid_of_pidfd(void)
     return line == NULL ? -1 : (pid_t)strtol(line + 5, NULL, 10);
 }
 
+/* No daemon can ever connect again: end the container and this shim. */
+static void end_orphan(void)
+{
+    if (code == 0) {
+        syscall(SYS_pidfd_send_signal, PIDFD, SIGKILL, NULL, 0);
+        siginfo_t info;
+        while (waitid((idtype_t)P_PIDFD, PIDFD, &info, WEXITED) < 0 && errno == EINTR)
+            ;
+    }
+    exit(0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -197,10 +217,16 @@ int main(void)
         if (waiting)
             p[n++] = (struct pollfd){.fd = PIDFD, .events = POLLIN};
         p[n++] = (struct pollfd){.fd = client >= 0 ? client : LISTEN_FD, .events = POLLIN};
-        if (poll(p, (nfds_t)n, -1) < 0) {
+        int ready = poll(p, (nfds_t)n, client >= 0 ? -1 : ORPHAN_CHECK_MS);
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             return 3;
+        }
+        if (ready == 0) {
+            if (faccessat(AT_FDCWD, "shim.sock", F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+                end_orphan();
+            continue;
         }
         if (waiting && p[0].revents) {
             siginfo_t info;

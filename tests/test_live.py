@@ -186,6 +186,21 @@ def test_a_shim_that_disagrees_with_the_record_is_not_adopted(live: Daemon) -> N
     _until(lambda: not _alive(pid) and not shims(live.root), "the end of the shim's container")
 
 
+def test_an_orphan_shim_ends_its_container_and_itself(live: Daemon) -> None:
+    """A shim whose socket is gone (its daemon's root deleted) can never be reached again:
+    it kills its container and exits instead of keeping it alive unsupervised forever."""
+    cid = live.ctl("run", "-d", "--name", "orphan", "default", "sleep", "300").stdout.strip()
+    pid = live.inspect("orphan")["state"]["pid"]
+    (shim,) = shims(live.root)
+    _crash(live)
+    (socket,) = live.root.rglob(f"{cid}/shim.sock")
+    socket.unlink()
+    _until(lambda: not _alive(pid) and not _alive(shim), "the orphan's end")
+    live.start()  # the next daemon finds no shim: the record says so, the rest is repaired
+    c = live.inspect("orphan")
+    assert (c["state"]["status"], c["state"]["exit_code"]) == ("exited", 255)
+
+
 def _blocked_on_output(cgroup_dirs: list[str]) -> bool:
     for d in cgroup_dirs:
         procs = Path(d, "cgroup.procs")
