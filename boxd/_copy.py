@@ -21,6 +21,7 @@ Ownership goes through the container's user namespace (``--isolate-user``): host
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -69,6 +70,25 @@ _PSEUDO_FS = frozenset(
     }
 )
 _libc = ctypes.CDLL(None, use_errno=True)
+_CAPS_V3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def _check(result: int) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 class NoSuchPath(LookupError):
@@ -99,6 +119,31 @@ class IdMap:
                 f"{what} {inside} is outside the container's user namespace (0-{self.count - 1})"
             )
         return self.start + inside
+
+
+@contextlib.contextmanager
+def _as_container_root(ids: IdMap) -> Iterator[None]:
+    """This thread creates files as the container's root does.  A user-namespaced
+    container's overlay takes no file from a uid its namespace does not map (EOVERFLOW), so
+    the thread's filesystem ids become its root's host ids, and the capabilities that
+    change drops from the effective set (chown, DAC override) are raised again from the
+    permitted one; back to 0 at the end, which restores them by itself."""
+    if ids.start == 0:
+        yield
+        return
+    root = ids.to_host(0, "uid")
+    _libc.setfsuid(root)
+    _libc.setfsgid(root)
+    try:
+        header, data = _CapHeader(_CAPS_V3, 0), (_CapData * 2)()
+        _check(_libc.capget(ctypes.byref(header), data))
+        for half in data:
+            half.effective = half.permitted
+        _check(_libc.capset(ctypes.byref(header), data))
+        yield
+    finally:
+        _libc.setfsgid(0)
+        _libc.setfsuid(0)
 
 
 @attrs.frozen
@@ -400,16 +445,17 @@ def extract_archive(
     unpacker = _CopyUnpacker(root_fd, root_ids, ids)
     name = ""
     try:
-        for tar, info, parts in _members(tar_path):
-            name = info.name
-            if not parts:
-                continue  # "." is the destination itself, which stays as it is
-            member = info.replace(name=f"{prefix}/{'/'.join(parts)}", deep=False)
-            if info.islnk():  # a hard link names a member of the same archive
-                target = _clean(info.linkname, info.name)
-                member.linkname = f"{prefix}/{'/'.join(target)}"
-            unpacker.member(tar, member)
-        unpacker.finish()
+        with _as_container_root(ids):
+            for tar, info, parts in _members(tar_path):
+                name = info.name
+                if not parts:
+                    continue  # "." is the destination itself, which stays as it is
+                member = info.replace(name=f"{prefix}/{'/'.join(parts)}", deep=False)
+                if info.islnk():  # a hard link names a member of the same archive
+                    target = _clean(info.linkname, info.name)
+                    member.linkname = f"{prefix}/{'/'.join(target)}"
+                unpacker.member(tar, member)
+            unpacker.finish()
     except LayerError as exc:
         raise CopyError(str(exc).replace("the layer", "the container")) from None
     except OSError as exc:
