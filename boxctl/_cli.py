@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from boxd import _tmpfs as _tmpfs_options
-from boxd import _ulimits, _units
+from boxd import _ulimits, _units, _wirejson
 
 from . import _cp, _files, _images, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import USAGE, Client, CliError, call, check, socket_path
+from ._client import USAGE, Client, CliError, call, check, print_json, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
 from ._network import RUN_NETWORK_OPTIONS, published
 
@@ -451,7 +450,7 @@ def cmd_inspect(args: Args) -> int:
         except CliError as exc:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
-    print(json.dumps(found, indent=2))
+    print_json(found)
     return status
 
 
@@ -489,7 +488,7 @@ def cmd_list(args: Args) -> int:
             print(c["id"][:12])
         return 0
     if args.format == "json":
-        print(json.dumps(containers, indent=2))
+        print_json(containers)
         return 0
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
     for c in containers:
@@ -501,7 +500,7 @@ def cmd_list(args: Args) -> int:
             (
                 c["id"][:12],
                 image,
-                json.dumps(command, ensure_ascii=False),
+                _wirejson.dumps(command, ensure_ascii=False),
                 f"{_ago(c['created_at'])} ago",
                 status_text(c),
                 c["name"],
@@ -580,7 +579,7 @@ def cmd_stats(args: Args) -> int:
             check(frame)
             rows = frame["stats"]
             if args.format == "json":
-                print(json.dumps(rows), flush=True)
+                print(_wirejson.dumps(rows, separators=(", ", ": ")), flush=True)
                 continue
             table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS", "BLOCK I/O")]
             for r in rows:

@@ -6,13 +6,11 @@ Docker's per-layer progress on a terminal, and one line per finished layer on a 
 
 from __future__ import annotations
 
-import getpass
-import json
 import sys
 import time
 
 from ._args import ANY, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import Client, CliError, call, check
+from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -147,7 +145,7 @@ def cmd_images(args: Args) -> int:
                 print(short)
         return 0
     if args.format == "json":
-        print(json.dumps(images, indent=2))
+        print_json(images)
         return 0
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
     for i in images:
@@ -168,7 +166,7 @@ def cmd_image_inspect(args: Args) -> int:
         except CliError as exc:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
-    print(json.dumps(found, indent=2))
+    print_json(found)
     return status
 
 
@@ -206,6 +204,8 @@ def cmd_login(args: Args) -> int:
     else:
         if username is None:
             username = input("Username: ")
+        import getpass  # only a prompt needs it (termios, ...)
+
         password = getpass.getpass("Password: ")
     if not username:
         raise CliError("boxctl login: a username is required (-u)")
@@ -315,7 +315,7 @@ def cmd_commit(args: Args) -> int:
 def cmd_history(args: Args) -> int:
     history = call(args.socket, {"type": "HistoryRequest", "image": args.image})["history"]
     if args.format == "json":
-        print(json.dumps(history, indent=2))
+        print_json(history)
         return 0
     rows = [("CREATED", "CREATED BY", "COMMENT")]
     for h in history:
@@ -330,7 +330,7 @@ def cmd_history(args: Args) -> int:
 def cmd_df(args: Args) -> int:
     r = call(args.socket, {"type": "SystemDfRequest"})
     if args.format == "json":
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return 0
     size = r["images_size"]
     share = f" ({100 * r['images_reclaimable'] // size}%)" if size else ""

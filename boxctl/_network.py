@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
-from boxd import _netconfig
-
 from ._args import ANY, APPEND, FLAG, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import CliError, call
+from ._client import CliError, call, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -17,9 +14,14 @@ if TYPE_CHECKING:
 
 def published(args: Args) -> dict[str, Any]:
     """The run/create options about ports and names, as ContainerConfig fields."""
+    ports: list[Any] = []
+    expose: list[str] = []
+    if args.publish or args.expose:
+        # Only then: its records are attrs classes, ~20 ms to import for every `boxctl run`.
+        from boxd import _netconfig
     try:
-        ports = [p for spec in args.publish for p in _netconfig.parse_publish(spec)]
-        expose = [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
+        ports += [p for spec in args.publish for p in _netconfig.parse_publish(spec)]
+        expose += [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
     return {
@@ -82,7 +84,7 @@ def _ls(args: Args) -> int:
 
 def _inspect(args: Args) -> int:
     reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": args.networks})
-    print(json.dumps(reply["networks"], indent=2))
+    print_json(reply["networks"])
     return 0
 
 

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+
+from boxd import _wirejson
 
 from ._args import APPEND, FLAG, ONE, REST, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check
@@ -151,7 +152,9 @@ def cmd_events(args: Args) -> int:
             event = frame["event"]
             if _event_matches(event, filters):
                 line = (
-                    _event_text(event) if args.format != "json" else json.dumps(_event_json(event))
+                    _event_text(event)
+                    if args.format != "json"
+                    else _wirejson.dumps(_event_json(event), separators=(", ", ": "))
                 )
                 print(line, flush=True)
 
