@@ -372,7 +372,7 @@ IMAGES_OPTIONS = (
     Opt("-a", "--all", help="(all shown)"),
     FORMAT,
 )
-RMI_OPTIONS = (Opt("-f", "--force", help="untag an image containers use"),)
+RMI_OPTIONS = (Opt("-f", "--force", help="also an image stopped containers use"),)
 
 COMMANDS = (
     Command(

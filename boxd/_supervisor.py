@@ -286,7 +286,8 @@ class Supervisor:
             self._default_image = prepare_default_image(self.store.images)
         if ref == "default" or ref.startswith("/"):
             return resolve_image(ref, self.store.images)
-        return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
+        record = self.images.for_container(image_id) if image_id else self.images.lookup(ref)
+        return rootfs_of(self.images, record, ref)
 
     def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
@@ -801,6 +802,12 @@ class Supervisor:
             await self._trash.wait()
             self._trash = trio.Event()
             await trio.to_thread.run_sync(self.store.empty_trash)
+            # Images retired by `rmi -f` while stopped containers used them go with the
+            # last of those containers.
+            async with self.puller.lock:
+                used = {e.container.config.image_id for e in self._entries.values()}
+                keep = frozenset(self.puller.active)
+                await trio.to_thread.run_sync(self.images.collect, used, keep)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
