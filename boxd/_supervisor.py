@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
-from ._network import BridgeOptions, Networks
+from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._records import (
@@ -908,6 +908,26 @@ class Supervisor:
             self.cgroups.open(c.id).update(limits)
         c.config = attrs.evolve(c.config, resources=resources)
         self._save(c, durable=True)
+        return c
+
+    async def change_networks(
+        self,
+        ref: str,
+        change: Callable[[Container, Attachment | None], Awaitable[ContainerConfig]],
+    ) -> Container:
+        """``network connect``/``disconnect``: ``change(container, attachment)`` gives the
+        new configuration, and hot-plugs the running container's ``attachment`` (None at
+        rest); a running container's /etc/hosts and resolv.conf follow."""
+        entry = self._lookup(ref)
+        async with entry.lock:
+            c = entry.container
+            run = entry.run if entry.phase in _lifecycle.WITH_PROCESS else None
+            attachment = run.network if run is not None else None
+            c.config = await change(c, attachment)
+            self._save(c, durable=True)
+            if attachment is not None and attachment.pid:
+                etc = attachment.etc()
+                await trio.to_thread.run_sync(_plan.refresh_etc, c, attachment.pid, etc)
         return c
 
     # ---- start-up and shutdown ------------------------------------------------------

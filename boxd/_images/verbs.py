@@ -397,7 +397,7 @@ class ImageVerbs:
                 layers=len(sizes),
                 containers=len(containers),
                 containers_running=sum(1 for c in containers if c.state.pid),
-                containers_size=await trio.to_thread.run_sync(_du, uppers),
+                containers_size=await trio.to_thread.run_sync(disk_usage, uppers),
             )
         )
 
@@ -417,7 +417,7 @@ class ImageVerbs:
         await self._send_archive(conn, lambda out: archive.export_merged(dirs, out))
 
 
-def _du(dirs: list[Path]) -> int:
+def disk_usage(dirs: list[Path]) -> int:
     """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
     total = 0
     for d in dirs:
