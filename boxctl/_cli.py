@@ -8,7 +8,7 @@ import sys
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units, _wirejson
 
-from . import _files, _images, _inspect, _ps, _verbs
+from . import _cp, _files, _images, _inspect, _ps, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -766,6 +766,7 @@ COMMANDS = (
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,
+    *_cp.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

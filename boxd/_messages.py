@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._copymessages import REQUESTS as COPY_REQUESTS
 from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
@@ -325,6 +326,7 @@ REQUESTS: dict[str, type[Any]] = {
         EventsRequest,
         *NETWORK_REQUESTS,
         *IMAGE_REQUESTS,
+        *COPY_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

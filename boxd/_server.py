@@ -23,8 +23,10 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _netserver, _top, protocol
+from . import __version__, _copyserver, _logs, _netserver, _top, protocol
 from ._convert import ConversionError
+from ._copy import NoSuchPath
+from ._copymessages import STREAMS as COPY_STREAMS
 from ._dockerapi._shapes import select_containers
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
@@ -110,7 +112,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchPath):
         return "not_found"
     if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
         return "conflict"
@@ -138,6 +140,7 @@ def _streams(request: object) -> bool:
         StatsRequest,
         EventsRequest,
         *IMAGE_STREAMS,
+        *COPY_STREAMS,
     )
     return isinstance(request, streams)
 
@@ -210,6 +213,7 @@ class Server:
         }
         self._handlers.update(_netserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
+        self._handlers.update(_copyserver.handlers(sup))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
