@@ -8,7 +8,7 @@ import sys
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units, _wirejson
 
-from . import _files, _images, _inspect, _ps, _verbs, _volumes
+from . import _cp, _files, _images, _verbs, _volumes
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -439,19 +439,43 @@ def _record(path: str, ref: str) -> dict[str, Any]:
     return container
 
 
+def _tail(text: str | None) -> int | None:
+    """``--tail``/``-n``: a number of lines, or ``all`` (a negative number too, as Docker)."""
+    if text is None or text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise CliError(f"invalid --tail {text!r}: a number of lines or all", USAGE) from None
+    return n if n >= 0 else None
+
+
+def cmd_list(args: Args) -> int:
+    from . import _ps  # each verb imports what only it needs: boxctl's start stays short
+
+    return _ps.cmd_list(args)
+
+
+def cmd_inspect(args: Args) -> int:
+    from . import _inspect
+
+    return _inspect.cmd_inspect(args)
+
+
 def cmd_logs(args: Args) -> int:
-    since = None
-    if args.since:
-        since = _verbs.time_arg(args.since, "--since")
+    since = _verbs.time_arg(args.since, "--since") if args.since else None
+    until = _verbs.time_arg(args.until, "--until") if args.until else None
     with Client(args.socket) as client:
         client.request(
             {
                 "type": "LogsRequest",
                 "container": args.container,
-                "tail": args.tail,
+                "tail": _tail(args.tail),
                 "since": since,
+                "until": until,
                 "follow": args.follow,
                 "timestamps": args.timestamps,
+                "details": args.details,
             }
         )
         out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
@@ -685,7 +709,7 @@ COMMANDS = (
     Command("unpause", cmd_unpause, "let paused containers run again", (), CONTAINERS),
     Command(
         "list",
-        _ps.cmd_list,
+        cmd_list,
         "list containers",
         (
             Opt("-a", "--all", help="include stopped containers"),
@@ -707,7 +731,7 @@ COMMANDS = (
     ),
     Command(
         "inspect",
-        _inspect.cmd_inspect,
+        cmd_inspect,
         "show containers (or images, networks) as docker inspect does",
         (
             Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
@@ -732,10 +756,12 @@ COMMANDS = (
         cmd_logs,
         "show a container's output",
         (
-            Opt("--tail", kind=INT, help="only the last N lines"),
+            Opt("-n", "--tail", kind=VALUE, help="only the last N lines (or all)"),
             Opt("-f", "--follow", help="keep printing new output"),
             Opt("-t", "--timestamps", help="prefix lines with their time"),
-            Opt("--since", kind=VALUE, help="a Unix time or a duration (10s, 5m, 2h)"),
+            Opt("--since", kind=VALUE, help="from a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--until", kind=VALUE, help="up to a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--details", help="show each line's log attributes"),
         ),
         (("container", ONE, "CONTAINER"),),
     ),
@@ -754,6 +780,7 @@ COMMANDS = (
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,
+    *_cp.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

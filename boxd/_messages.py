@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._copymessages import REQUESTS as COPY_REQUESTS
 from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
@@ -126,6 +127,8 @@ class LogsRequest:
     since: float | None = None
     follow: bool = False
     timestamps: bool = False
+    until: float | None = None  # records up to this time; a follow ends there
+    details: bool = False  # each line after its attributes (none in boxd) and a space
 
 
 @attrs.frozen
@@ -326,6 +329,7 @@ REQUESTS: dict[str, type[Any]] = {
         *NETWORK_REQUESTS,
         *VOLUME_REQUESTS,
         *IMAGE_REQUESTS,
+        *COPY_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

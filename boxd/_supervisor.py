@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _diff, _lifecycle, _live, _logs, _plan
+from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -808,6 +808,26 @@ class Supervisor:
         image = self._image(c.config.image, c.config.image_id)
         where = self.store.container_dir(c.id)
         return await trio.to_thread.run_sync(_diff.changes, image, where)
+
+    @asynccontextmanager
+    async def open_root(self, ref: str) -> AsyncIterator[tuple[Container, int]]:
+        """The container and an O_PATH fd of its root directory as its processes see it
+        (``cp``): a running one's own, or for one at rest its layers and volumes mounted
+        meanwhile in a holder's mount namespace (see boxd/_copyroot.py); it cannot start
+        until the context ends."""
+        entry = self._lookup(ref)
+        c, run = entry.container, entry.run
+        if entry.phase in _lifecycle.WITH_PROCESS and run is not None:
+            async with _copyroot.open_running_root(run.pid, run.pidfd) as fd:
+                yield c, fd
+            return
+        async with entry.lock:
+            if entry.phase not in _lifecycle.AT_REST:
+                raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
+            image = self._image(c.config.image, c.config.image_id)
+            where = self.store.container_dir(c.id)
+            async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
+                yield c, fd
 
     async def prune(self) -> tuple[builtins.list[str], int]:
         """Remove every container at rest (created, stopped or exited): their ids, and the
