@@ -11,12 +11,12 @@ import math
 import posixpath
 import re
 import secrets
-import signal
 
 import attrs
 
 from ._hosts import parse_host
 from ._netconfig import NetworkSettings, PortSpec, check_network, parse_expose
+from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
@@ -224,17 +224,6 @@ def check_name(name: str) -> str:
     if not NAME_RE.match(name) or len(name) > 128:
         raise ValueError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     return name
-
-
-def parse_signal(text: str) -> signal.Signals:
-    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15``."""
-    t = text.strip().upper()
-    try:
-        if t.isdigit():
-            return signal.Signals(int(t))
-        return signal.Signals[t if t.startswith("SIG") else "SIG" + t]
-    except (KeyError, ValueError):
-        raise ValueError(f"invalid signal {text!r}") from None
 
 
 # The option of `boxctl run` (and of `docker run`) that sets each field of a configuration:
