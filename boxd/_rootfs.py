@@ -538,6 +538,7 @@ def container_mounts(
     files: Mapping[str, str] | None = None,
     workdir: str = "/",
     extra: Sequence[MountOp] = (),
+    standard: bool = True,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -550,7 +551,8 @@ def container_mounts(
     64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
-    the overlays when ``read_only_root``; then ``extra``.
+    the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
+    /sys or /dev (the files alone, as ``cp`` reads a stopped container's).
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -623,13 +625,14 @@ def container_mounts(
             table.add(MountKind.CHDIR, "/", source=chdir)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
-    _standard_mounts(
-        table,
-        userns=userns,
-        host_sys=userns and not private_network,
-        tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
-        shm=shm_data(shm_size),
-    )
+    if standard:
+        _standard_mounts(
+            table,
+            userns=userns,
+            host_sys=userns and not private_network,
+            tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
+            shm=shm_data(shm_size),
+        )
     volume_paths = set()
     for volume in volumes:
         path = table.resolve(_container_path(volume.container, "volume"))

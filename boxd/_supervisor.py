@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _diff, _lifecycle, _live, _logs, _plan
+from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -49,7 +49,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
-from ._network import BridgeOptions, Networks
+from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._records import (
@@ -286,7 +286,8 @@ class Supervisor:
             self._default_image = prepare_default_image(self.store.images)
         if ref == "default" or ref.startswith("/"):
             return resolve_image(ref, self.store.images)
-        return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
+        record = self.images.for_container(image_id) if image_id else self.images.lookup(ref)
+        return rootfs_of(self.images, record, ref)
 
     def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
@@ -736,6 +737,26 @@ class Supervisor:
         where = self.store.container_dir(c.id)
         return await trio.to_thread.run_sync(_diff.changes, image, where)
 
+    @asynccontextmanager
+    async def open_root(self, ref: str) -> AsyncIterator[tuple[Container, int]]:
+        """The container and an O_PATH fd of its root directory as its processes see it
+        (``cp``): a running one's own, or for one at rest its layers and volumes mounted
+        meanwhile in a holder's mount namespace (see boxd/_copyroot.py); it cannot start
+        until the context ends."""
+        entry = self._lookup(ref)
+        c, run = entry.container, entry.run
+        if entry.phase in _lifecycle.WITH_PROCESS and run is not None:
+            async with _copyroot.open_running_root(run.pid, run.pidfd) as fd:
+                yield c, fd
+            return
+        async with entry.lock:
+            if entry.phase not in _lifecycle.AT_REST:
+                raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
+            image = self._image(c.config.image, c.config.image_id)
+            where = self.store.container_dir(c.id)
+            async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
+                yield c, fd
+
     async def prune(self) -> tuple[builtins.list[str], int]:
         """Remove every container at rest (created, stopped or exited): their ids, and the
         bytes of the files they held."""
@@ -781,6 +802,12 @@ class Supervisor:
             await self._trash.wait()
             self._trash = trio.Event()
             await trio.to_thread.run_sync(self.store.empty_trash)
+            # Images retired by `rmi -f` while stopped containers used them go with the
+            # last of those containers.
+            async with self.puller.lock:
+                used = {e.container.config.image_id for e in self._entries.values()}
+                keep = frozenset(self.puller.active)
+                await trio.to_thread.run_sync(self.images.collect, used, keep)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
@@ -881,6 +908,26 @@ class Supervisor:
             self.cgroups.open(c.id).update(limits)
         c.config = attrs.evolve(c.config, resources=resources)
         self._save(c, durable=True)
+        return c
+
+    async def change_networks(
+        self,
+        ref: str,
+        change: Callable[[Container, Attachment | None], Awaitable[ContainerConfig]],
+    ) -> Container:
+        """``network connect``/``disconnect``: ``change(container, attachment)`` gives the
+        new configuration, and hot-plugs the running container's ``attachment`` (None at
+        rest); a running container's /etc/hosts and resolv.conf follow."""
+        entry = self._lookup(ref)
+        async with entry.lock:
+            c = entry.container
+            run = entry.run if entry.phase in _lifecycle.WITH_PROCESS else None
+            attachment = run.network if run is not None else None
+            c.config = await change(c, attachment)
+            self._save(c, durable=True)
+            if attachment is not None and attachment.pid:
+                etc = attachment.etc()
+                await trio.to_thread.run_sync(_plan.refresh_etc, c, attachment.pid, etc)
         return c
 
     # ---- start-up and shutdown ------------------------------------------------------
