@@ -8,7 +8,7 @@ import sys
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units, _wirejson
 
-from . import _cp, _files, _images, _inspect, _ps, _verbs
+from . import _cp, _files, _images, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -452,6 +452,18 @@ def _tail(text: str | None) -> int | None:
     return n if n >= 0 else None
 
 
+def cmd_list(args: Args) -> int:
+    from . import _ps  # each verb imports what only it needs: boxctl's start stays short
+
+    return _ps.cmd_list(args)
+
+
+def cmd_inspect(args: Args) -> int:
+    from . import _inspect
+
+    return _inspect.cmd_inspect(args)
+
+
 def cmd_logs(args: Args) -> int:
     since = _verbs.time_arg(args.since, "--since") if args.since else None
     until = _verbs.time_arg(args.until, "--until") if args.until else None
@@ -699,7 +711,7 @@ COMMANDS = (
     Command("unpause", cmd_unpause, "let paused containers run again", (), CONTAINERS),
     Command(
         "list",
-        _ps.cmd_list,
+        cmd_list,
         "list containers",
         (
             Opt("-a", "--all", help="include stopped containers"),
@@ -721,7 +733,7 @@ COMMANDS = (
     ),
     Command(
         "inspect",
-        _inspect.cmd_inspect,
+        cmd_inspect,
         "show containers (or images, networks) as docker inspect does",
         (
             Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
