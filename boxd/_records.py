@@ -11,7 +11,6 @@ import math
 import posixpath
 import re
 import secrets
-import signal
 
 import attrs
 
@@ -26,6 +25,7 @@ from ._netconfig import (
     check_network,
     parse_expose,
 )
+from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
@@ -259,17 +259,6 @@ def check_volume(v: Volume) -> None:
         check_volume_name(v.volume)
     elif v.host and v.nocopy:
         raise invalid("volumes", what, "nocopy is for named volumes, not host paths")
-
-
-def parse_signal(text: str) -> signal.Signals:
-    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15``."""
-    t = text.strip().upper()
-    try:
-        if t.isdigit():
-            return signal.Signals(int(t))
-        return signal.Signals[t if t.startswith("SIG") else "SIG" + t]
-    except (KeyError, ValueError):
-        raise ValueError(f"invalid signal {text!r}") from None
 
 
 # The option of `boxctl run` (and of `docker run`) that sets each field of a configuration:
