@@ -94,8 +94,14 @@ def _clean(name: str, member: str) -> list[str]:
 
 
 class _Unpacker:
-    def __init__(self, root_fd: int) -> None:
+    """Members one by one below ``root_fd``.  ``whiteouts``: ``.wh.`` names are overlay
+    whiteouts (a layer), else plain names (``cp``).  :meth:`owner` gives each member's
+    host owner and ``made_owner`` that of the parents it creates."""
+
+    def __init__(self, root_fd: int, *, whiteouts: bool = True) -> None:
         self.root_fd = root_fd
+        self.whiteouts = whiteouts
+        self.made_owner = (0, 0)
         self.dirs: dict[str, int] = {}  # open parent directories by relative path
         self.dir_meta: list[tuple[str, Member]] = []
         self.retired: list[int] = []  # closed before the next member (one may be in use)
@@ -126,8 +132,11 @@ class _Unpacker:
             if not parts:
                 raise
             up = self.parent(parts[:-1], member)
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(parts[-1], 0o755, dir_fd=up)
+                os.chown(parts[-1], *self.made_owner, dir_fd=up, follow_symlinks=False)
+            except FileExistsError:
+                pass
             try:
                 fd = open_in_root(self.root_fd, key, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:
@@ -177,7 +186,7 @@ class _Unpacker:
         name = parts[-1]
         dir_fd = self.parent(parts[:-1], info.name)
         kind = info.type
-        if name.startswith(WHITEOUT_PREFIX):
+        if self.whiteouts and name.startswith(WHITEOUT_PREFIX):
             self.whiteout(dir_fd, name, info)
         elif kind in REGULAR:
             try:
@@ -188,7 +197,7 @@ class _Unpacker:
             try:
                 tar.copy_to(fd)
                 self.xattrs(fd, info)
-                os.fchown(fd, info.uid, info.gid)
+                os.fchown(fd, *self.owner(info))
                 os.fchmod(fd, info.mode & 0o7777)  # after the chown, which clears setuid
                 os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
             finally:
@@ -254,8 +263,11 @@ class _Unpacker:
                 self.clear(dir_fd, name, keep_dir=False)
                 src_fd = self.parent(target[:-1], info.name)  # the cache may be gone
 
+    def owner(self, info: Member) -> tuple[int, int]:
+        return info.uid, info.gid
+
     def owner_and_times(self, dir_fd: int, name: str, info: Member) -> None:
-        os.chown(name, info.uid, info.gid, dir_fd=dir_fd, follow_symlinks=False)
+        os.chown(name, *self.owner(info), dir_fd=dir_fd, follow_symlinks=False)
         with contextlib.suppress(NotImplementedError):
             ns = (info.mtime_ns, info.mtime_ns)
             os.utime(name, ns=ns, dir_fd=dir_fd, follow_symlinks=False)
@@ -275,7 +287,7 @@ class _Unpacker:
                 continue  # replaced by a later member
             try:
                 self.xattrs(fd, info)
-                os.fchown(fd, info.uid, info.gid)
+                os.fchown(fd, *self.owner(info))
                 os.fchmod(fd, info.mode & 0o7777)
                 os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
             finally:
