@@ -387,6 +387,16 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
     return None
 
 
+def container_dirs_at(image: Image, container_dir: Path, path: str) -> tuple[list[str], str]:
+    """The host directories (top-most first: the container's upper, then the image's) of
+    the layer holding container path ``path``, symlinks resolved inside the image, and
+    the path relative to them (a volume's copy-up reads them)."""
+    view = _container_view(image, container_dir)
+    resolved, _ = _lookup(view, posixpath.normpath(path))
+    dirs, rel = _layer_dirs(view, resolved)
+    return list(dirs), rel
+
+
 def resolve_image(ref: str, images_dir: Path) -> Image:
     """The image ``default``, or a root filesystem directory given by path."""
     if ref == _DEFAULT:
@@ -456,7 +466,7 @@ def parse_volume(spec: str) -> Volume:
     if not os.path.isdir(host):
         raise ValueError(f"volume {spec!r}: host directory {host} does not exist")
     container = _container_path(container, f"volume {spec!r}: container path")
-    return Volume(host, container, **options)
+    return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
 
 
 def _layer_dir_name(target: str) -> str:
