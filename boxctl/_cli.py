@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 
 from boxd import _tmpfs as _tmpfs_options
-from boxd import _ulimits, _units
+from boxd import _ulimits, _units, _wirejson
 
-from . import _files, _images, _verbs
+from . import _files, _images, _inspect, _ps, _verbs
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -331,7 +329,7 @@ def cmd_start(args: Args) -> int:
     if args.attach:
         if len(args.containers) != 1:
             raise CliError("boxctl start: --attach takes exactly one container", USAGE)
-        c = _inspect(args.socket, args.containers[0])
+        c = _record(args.socket, args.containers[0])
         cfg = c["config"]
         stdin = args.interactive and cfg["interactive"]
         _check_tty(stdin=stdin, tty_mode=cfg["tty"])
@@ -340,7 +338,7 @@ def cmd_start(args: Args) -> int:
 
 
 def cmd_attach(args: Args) -> int:
-    c = _inspect(args.socket, args.container)
+    c = _record(args.socket, args.container)
     stdin = not args.no_stdin and c["config"]["interactive"]
     _check_tty(stdin=stdin, tty_mode=c["config"]["tty"])
     request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
@@ -437,81 +435,11 @@ def cmd_wait(args: Args) -> int:
     return status
 
 
-def _inspect(path: str, ref: str) -> dict[str, Any]:
+def _record(path: str, ref: str) -> dict[str, Any]:
     container: dict[str, Any] = call(path, {"type": "InspectRequest", "container": ref})[
         "container"
     ]
     return container
-
-
-def cmd_inspect(args: Args) -> int:
-    found, status = [], 0
-    for ref in args.containers:
-        try:
-            found.append(_inspect(args.socket, ref))
-        except CliError as exc:
-            print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
-    print(json.dumps(found, indent=2))
-    return status
-
-
-def _ago(t: float | None) -> str:
-    if not t:
-        return ""
-    s = max(0, int(time.time() - t))
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size:
-            n = s // size
-            return f"{n} {unit}{'s' if n > 1 else ''}"
-    return f"{s} second{'s' if s != 1 else ''}"
-
-
-def status_text(c: dict[str, Any]) -> str:
-    """The STATUS column as Docker writes it: ``Up 2 minutes (Paused)``, ``Restarting (1)
-    3 seconds ago``, ``Exited (0) 5 seconds ago``, ``Created``."""
-    st = c["state"]
-    status = st["status"]
-    if status in ("running", "paused", "stopping"):
-        note = {"running": "", "paused": " (Paused)", "stopping": " (Stopping)"}[status]
-        return f"Up {_ago(st['started_at'])}{note}"
-    if status in ("exited", "stopped", "restarting"):
-        oom = " (OOM)" if st["oom_killed"] else ""
-        # Docker says Exited whether the process ended by itself or was stopped.
-        word = "Restarting" if status == "restarting" else "Exited"
-        return f"{word} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
-    return {"starting": "Starting", "removing": "Removal In Progress"}.get(status, "Created")
-
-
-def cmd_list(args: Args) -> int:
-    containers = call(args.socket, {"type": "ListRequest", "all": args.all})["containers"]
-    if args.quiet:
-        for c in containers:
-            print(c["id"][:12])
-        return 0
-    if args.format == "json":
-        print(json.dumps(containers, indent=2))
-        return 0
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    for c in containers:
-        command = " ".join(c["config"]["command"])
-        if len(command) > 20:
-            command = command[:19] + "…"
-        image = c["config"]["image"]
-        rows.append(
-            (
-                c["id"][:12],
-                image,
-                json.dumps(command, ensure_ascii=False),
-                f"{_ago(c['created_at'])} ago",
-                status_text(c),
-                c["name"],
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    return 0
 
 
 def cmd_logs(args: Args) -> int:
@@ -581,7 +509,7 @@ def cmd_stats(args: Args) -> int:
             check(frame)
             rows = frame["stats"]
             if args.format == "json":
-                print(json.dumps(rows), flush=True)
+                print(_wirejson.dumps(rows, separators=(", ", ": ")), flush=True)
                 continue
             table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS", "BLOCK I/O")]
             for r in rows:
@@ -758,17 +686,35 @@ COMMANDS = (
     Command("unpause", cmd_unpause, "let paused containers run again", (), CONTAINERS),
     Command(
         "list",
-        cmd_list,
+        _ps.cmd_list,
         "list containers",
         (
             Opt("-a", "--all", help="include stopped containers"),
             Opt("-q", "--quiet", help="only ids"),
-            OUTPUT_FORMAT,
+            Opt(
+                "-f",
+                "--filter",
+                kind=APPEND,
+                metavar="KEY=VALUE",
+                help=("id, name, label, status, exited, ancestor, before, since"),
+            ),
+            Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Names}})"),
+            Opt("-n", "--last", kind=INT, default=None, help="the newest N, stopped included"),
+            Opt("-l", "--latest", help="the newest one, stopped included"),
+            Opt("-s", "--size", help="the bytes each one wrote"),
+            Opt("--no-trunc", help="do not shorten ids and commands"),
         ),
         aliases=("ps", "ls"),
     ),
     Command(
-        "inspect", cmd_inspect, "show containers' configuration and state as JSON", (), CONTAINERS
+        "inspect",
+        _inspect.cmd_inspect,
+        "show containers (or images, networks) as docker inspect does",
+        (
+            Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
+            Opt("--type", kind=VALUE, help="container, image or network"),
+        ),
+        (("containers", SOME, "NAME|ID"),),
     ),
     Command(
         "remove",

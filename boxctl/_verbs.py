@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+
+from boxd import _wirejson
 
 from ._args import APPEND, FLAG, ONE, REST, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check
@@ -169,7 +170,7 @@ def cmd_events(args: Args) -> int:
             event = frame["event"]
             if _event_matches(event, filters):
                 if args.format == "json":
-                    line = json.dumps(_event_json(event))
+                    line = _wirejson.dumps(_event_json(event), separators=(", ", ": "))
                 elif template is None:
                     line = _event_text(event)
                 else:

@@ -102,6 +102,9 @@ class UnpauseRequest:
 @attrs.frozen
 class ListRequest:
     all: bool = False
+    filters: tuple[str, ...] = ()  # KEY=VALUE, as ``ps --filter`` takes them
+    limit: int = 0  # the newest N (``ps -n``), stopped ones included
+    size: bool = False  # also the bytes each container wrote (``ps -s``)
 
 
 @attrs.frozen
@@ -268,6 +271,7 @@ class PruneResponse:
 @attrs.frozen
 class ListResponse:
     containers: tuple[Container, ...]
+    sizes: tuple[int, ...] = ()  # with ``size``: bytes in each one's writable layer
 
 
 @attrs.frozen

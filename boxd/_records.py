@@ -16,7 +16,15 @@ import signal
 import attrs
 
 from ._hosts import parse_host
-from ._netconfig import NetworkSettings, PortSpec, check_network, parse_expose
+from ._netconfig import (
+    NetworkJoin,
+    NetworkSettings,
+    PortSpec,
+    check_dns,
+    check_ipv4,
+    check_network,
+    parse_expose,
+)
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
@@ -146,6 +154,12 @@ class ContainerConfig:
     publish_all: bool = False  # -P: every exposed port on an ephemeral host port
     expose: tuple[str, ...] = ()  # --expose, as "80/tcp"
     network_aliases: tuple[str, ...] = ()  # more names on a user network
+    # The networks it is on once `network connect`/`disconnect` changed them (None: just
+    # --network's, with --network-alias): see boxd._network.joined.
+    networks: tuple[NetworkJoin, ...] | None = None
+    dns: tuple[str, ...] = ()  # --dns servers (on a user network: its DNS's upstreams)
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
     userns: bool = False
     volumes: tuple[Volume, ...] = ()
     read_only: bool = False
@@ -307,6 +321,20 @@ def validate_config(config: ContainerConfig) -> None:
     for alias in config.network_aliases:
         check_name(alias)
     shared = config.network.startswith("container:")
+    for join in config.networks or ():
+        if join.network in ("host", "none") or join.network.startswith("container:"):
+            raise ValueError(f"invalid network {join.network!r}: not one to connect to")
+        check_network(join.network)
+        for alias in join.aliases:
+            check_name(alias)
+        if join.ip:
+            check_ipv4(join.ip, "--ip")
+    check_dns(config.dns, config.dns_search, config.dns_options)
+    if shared and (config.dns or config.dns_search or config.dns_options):
+        raise ValueError(
+            f"conflicting options: dns and the network mode (--network {config.network} "
+            "uses that container's DNS settings)"
+        )
     if (config.ports or config.publish_all) and (config.network in ("host", "none") or shared):
         raise ValueError(
             f"published ports need a network of the container's own: --network "

@@ -25,13 +25,14 @@ import trio
 
 from . import __version__, _logs, _netserver, _prune, _top, protocol
 from ._convert import ConversionError
+from ._dockerapi._shapes import select_containers
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
 from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import LayerError
-from ._images.verbs import ImageInUse, ImageVerbs
+from ._images.verbs import ImageInUse, ImageVerbs, disk_usage
 from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
@@ -317,7 +318,18 @@ class Server:
         await conn.send(OkResponse())
 
     async def _list(self, conn: Connection, req: ListRequest) -> None:
-        await conn.send(ListResponse(containers=tuple(self.sup.list(all=req.all))))
+        filters: dict[str, list[str]] = {}
+        for item in req.filters:
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
+            filters.setdefault(key, []).append(value)
+        found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
+        sizes: list[int] = []
+        if req.size:
+            uppers = [self.sup.store.container_dir(c.id) / "fs" / "root" / "upper" for c in found]
+            sizes = await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
+        await conn.send(ListResponse(containers=tuple(found), sizes=tuple(sizes)))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
         await conn.send(InspectResponse(container=self.sup.inspect(req.container)))

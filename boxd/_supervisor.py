@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
-from ._network import BridgeOptions, Networks
+from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._prune import PruneFilter
@@ -289,7 +289,8 @@ class Supervisor:
             self._default_image = prepare_default_image(self.store.images)
         if ref == "default" or ref.startswith("/"):
             return resolve_image(ref, self.store.images)
-        return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
+        record = self.images.for_container(image_id) if image_id else self.images.lookup(ref)
+        return rootfs_of(self.images, record, ref)
 
     def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
@@ -800,6 +801,12 @@ class Supervisor:
             await self._trash.wait()
             self._trash = trio.Event()
             await trio.to_thread.run_sync(self.store.empty_trash)
+            # Images retired by `rmi -f` while stopped containers used them go with the
+            # last of those containers.
+            async with self.puller.lock:
+                used = {e.container.config.image_id for e in self._entries.values()}
+                keep = frozenset(self.puller.active)
+                await trio.to_thread.run_sync(self.images.collect, used, keep)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
@@ -923,6 +930,26 @@ class Supervisor:
         c.config = config
         self._save(c, durable=True)
         self.events.report("update", c)
+        return c
+
+    async def change_networks(
+        self,
+        ref: str,
+        change: Callable[[Container, Attachment | None], Awaitable[ContainerConfig]],
+    ) -> Container:
+        """``network connect``/``disconnect``: ``change(container, attachment)`` gives the
+        new configuration, and hot-plugs the running container's ``attachment`` (None at
+        rest); a running container's /etc/hosts and resolv.conf follow."""
+        entry = self._lookup(ref)
+        async with entry.lock:
+            c = entry.container
+            run = entry.run if entry.phase in _lifecycle.WITH_PROCESS else None
+            attachment = run.network if run is not None else None
+            c.config = await change(c, attachment)
+            self._save(c, durable=True)
+            if attachment is not None and attachment.pid:
+                etc = attachment.etc()
+                await trio.to_thread.run_sync(_plan.refresh_etc, c, attachment.pid, etc)
         return c
 
     # ---- start-up and shutdown ------------------------------------------------------

@@ -33,10 +33,8 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
 
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     limit = req.integer("limit") or 0
-    keep = _shapes.container_filter(_shapes.parse_filters(req.arg("filters")))
-    found = [c for c in api.sup.list(all=req.flag("all") or limit > 0) if keep(c)]
-    if limit > 0:
-        found = found[:limit]
+    filters = _shapes.parse_filters(req.arg("filters"))
+    found = _shapes.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
     await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
 

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _units
+from .. import _human, _units
+from .._convert import unstructure
 from .._events import Event
 from .._images.reference import parse_reference
 from .._netconfig import PortSpec
@@ -33,6 +34,7 @@ from .._records import (
     Ulimit,
     Volume,
 )
+from .._supervisor import NoSuchContainer
 from ._http import ApiError
 
 T = TypeVar("T")
@@ -592,50 +594,27 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "StopTimeout": round(cfg.stop_timeout),
         },
         "NetworkSettings": _network_settings(c),
+        # boxd's own, beside Docker's keys (clients ignore keys they do not know): the
+        # phase (stopped and exited apart) and the end-of-run summary (wall, CPU, peak).
+        "Boxd": {"Phase": st.status.value, "Summary": unstructure(st.summary)},
     }
-
-
-def _human(seconds: float) -> str:
-    """Docker's rounded durations: ``Less than a second``, ``5 seconds``, ``About a minute``."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def status_text(c: Container, now: float) -> str:
     st = c.state
     word = status_word(c)
     if word in ("running", "paused"):
-        up = "Up " + _human(now - (st.started_at or now))
+        up = "Up " + _human.duration(now - (st.started_at or now))
         return up + " (Paused)" if word == "paused" else up
     if word == "created":
         return "Created"
     if word == "restarting":
-        return f"Restarting ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+        return (
+            f"Restarting ({st.exit_code or 0}) {_human.duration(now - (st.finished_at or now))} ago"
+        )
     if word == "removing":
         return "Removal In Progress"
-    return f"Exited ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+    return f"Exited ({st.exit_code or 0}) {_human.duration(now - (st.finished_at or now))} ago"
 
 
 def summary(c: Container, now: float) -> dict[str, Any]:
@@ -686,17 +665,51 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
     return found
 
 
-def container_filter(filters: dict[str, list[str]]) -> Callable[[Container], bool]:
-    """A predicate for the container list; a key or value boxd does not know is refused."""
+def container_filter(
+    filters: dict[str, list[str]], every: Iterable[Container] = ()
+) -> Callable[[Container], bool]:
+    """A predicate for the container list (``before`` and ``since`` name one of ``every``);
+    a key or value boxd does not know is refused (ValueError)."""
     for key, values in filters.items():
-        if key not in ("id", "name", "label", "status", "ancestor", "exited"):
-            raise ApiError(400, f"invalid filter '{key}'")
+        if key not in (*_MATCHED, "before", "since"):
+            raise ValueError(f"invalid filter '{key}'")
         for v in values:
             if key == "status" and v not in _STATUSES:
-                raise ApiError(400, f"invalid filter 'status={v}'")
+                raise ValueError(f"invalid filter 'status={v}'")
             if key == "exited" and not v.lstrip("-").isdigit():
-                raise ApiError(400, f"invalid filter 'exited={v}'")
-    return lambda c: all(_matches(c, k, vs) for k, vs in filters.items() if vs)
+                raise ValueError(f"invalid filter 'exited={v}'")
+    every = list(every)
+    before = [_created(every, ref) for ref in filters.get("before", [])]
+    since = [_created(every, ref) for ref in filters.get("since", [])]
+
+    def keep(c: Container) -> bool:
+        if any(c.created_at >= t for t in before) or any(c.created_at <= t for t in since):
+            return False
+        return all(_matches(c, k, vs) for k, vs in filters.items() if vs and k in _MATCHED)
+
+    return keep
+
+
+_MATCHED = ("id", "name", "label", "status", "ancestor", "exited")
+
+
+def _created(every: list[Container], ref: str) -> float:
+    for c in every:
+        if ref in (c.id, c.name, "/" + c.name) or (len(ref) >= 3 and c.id.startswith(ref)):
+            return c.created_at
+    raise NoSuchContainer(ref)
+
+
+def select_containers(
+    listing: Callable[..., list[Container]], filters: dict[str, list[str]], *, all: bool, limit: int
+) -> list[Container]:
+    """What ``docker ps`` shows, from the supervisor's ``listing`` (newest first): through
+    the filters, every container if ``all``, a ``limit`` or a status/exited filter asks for
+    them (as dockerd does), else the running ones; the newest ``limit`` of them."""
+    keep = container_filter(filters, listing(all=True))
+    everything = all or limit > 0 or bool(filters.get("status") or filters.get("exited"))
+    found = [c for c in listing(all=everything) if keep(c)]
+    return found[:limit] if limit > 0 else found
 
 
 def _matches(c: Container, key: str, values: list[str]) -> bool:
