@@ -8,7 +8,7 @@ import sys
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units, _wirejson
 
-from . import _files, _images, _inspect, _ps, _verbs
+from . import _cp, _files, _images, _verbs, _volumes
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -18,14 +18,6 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
-
-
-def _volume(spec: str) -> dict[str, Any]:
-    try:
-        host, container, options = _units.split_volume(spec)
-    except ValueError as exc:
-        raise CliError(str(exc), USAGE) from None
-    return {"host": os.path.abspath(host), "container": container, **options}
 
 
 def _tmpfs(spec: str) -> str:
@@ -126,9 +118,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "interactive": args.interactive,
         "network": network,
         "userns": args.isolate_user,
-        "volumes": [_volume(v) for v in args.volume],
         "read_only": args.read_only,
-        "tmpfs": [_tmpfs(spec) for spec in args.tmpfs],
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -143,6 +133,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "cgroup_parent": args.cgroup_parent or "",
         **published(args),
     }
+    mounts = _volumes.run_mounts(args)
+    config.update(mounts, tmpfs=[_tmpfs(spec) for spec in args.tmpfs] + mounts["tmpfs"])
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
@@ -419,7 +411,13 @@ def cmd_rm(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "RemoveRequest", "container": ref, "force": args.force}
+            args.socket,
+            {
+                "type": "RemoveRequest",
+                "container": ref,
+                "force": args.force,
+                "volumes": args.volumes,
+            },
         ),
     )
 
@@ -442,19 +440,43 @@ def _record(path: str, ref: str) -> dict[str, Any]:
     return container
 
 
+def _tail(text: str | None) -> int | None:
+    """``--tail``/``-n``: a number of lines, or ``all`` (a negative number too, as Docker)."""
+    if text is None or text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise CliError(f"invalid --tail {text!r}: a number of lines or all", USAGE) from None
+    return n if n >= 0 else None
+
+
+def cmd_list(args: Args) -> int:
+    from . import _ps  # each verb imports what only it needs: boxctl's start stays short
+
+    return _ps.cmd_list(args)
+
+
+def cmd_inspect(args: Args) -> int:
+    from . import _inspect
+
+    return _inspect.cmd_inspect(args)
+
+
 def cmd_logs(args: Args) -> int:
-    since = None
-    if args.since:
-        since = _verbs.time_arg(args.since, "--since")
+    since = _verbs.time_arg(args.since, "--since") if args.since else None
+    until = _verbs.time_arg(args.until, "--until") if args.until else None
     with Client(args.socket) as client:
         client.request(
             {
                 "type": "LogsRequest",
                 "container": args.container,
-                "tail": args.tail,
+                "tail": _tail(args.tail),
                 "since": since,
+                "until": until,
                 "follow": args.follow,
                 "timestamps": args.timestamps,
+                "details": args.details,
             }
         )
         out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
@@ -590,7 +612,7 @@ RUN_OPTIONS = (
         help="bridge (default), host, none or a network's name",
     ),
     *RUN_NETWORK_OPTIONS,
-    Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
+    *_volumes.RUN_OPTIONS,
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
@@ -686,7 +708,7 @@ COMMANDS = (
     Command("unpause", cmd_unpause, "let paused containers run again", (), CONTAINERS),
     Command(
         "list",
-        _ps.cmd_list,
+        cmd_list,
         "list containers",
         (
             Opt("-a", "--all", help="include stopped containers"),
@@ -708,7 +730,7 @@ COMMANDS = (
     ),
     Command(
         "inspect",
-        _inspect.cmd_inspect,
+        cmd_inspect,
         "show containers (or images, networks) as docker inspect does",
         (
             Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
@@ -720,7 +742,10 @@ COMMANDS = (
         "remove",
         cmd_rm,
         "remove containers",
-        (Opt("-f", "--force", help="kill a running container first"),),
+        (
+            Opt("-f", "--force", help="kill a running container first"),
+            Opt("-v", "--volumes", help="remove its anonymous volumes too"),
+        ),
         CONTAINERS,
         aliases=("rm",),
     ),
@@ -730,10 +755,12 @@ COMMANDS = (
         cmd_logs,
         "show a container's output",
         (
-            Opt("--tail", kind=INT, help="only the last N lines"),
+            Opt("-n", "--tail", kind=VALUE, help="only the last N lines (or all)"),
             Opt("-f", "--follow", help="keep printing new output"),
             Opt("-t", "--timestamps", help="prefix lines with their time"),
-            Opt("--since", kind=VALUE, help="a Unix time or a duration (10s, 5m, 2h)"),
+            Opt("--since", kind=VALUE, help="from a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--until", kind=VALUE, help="up to a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--details", help="show each line's log attributes"),
         ),
         (("container", ONE, "CONTAINER"),),
     ),
@@ -752,9 +779,11 @@ COMMANDS = (
         (("containers", ANY, "CONTAINER"),),
     ),
     *NETWORK_COMMANDS,
+    *_volumes.COMMANDS,
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,
+    *_cp.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

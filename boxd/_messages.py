@@ -12,11 +12,13 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._copymessages import REQUESTS as COPY_REQUESTS
 from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources, RestartPolicy
+from ._volserver import REQUESTS as VOLUME_REQUESTS
 
 # ---- requests -------------------------------------------------------------------------
 
@@ -87,6 +89,7 @@ class KillRequest:
 class RemoveRequest:
     container: str
     force: bool = False
+    volumes: bool = False  # its anonymous volumes too (rm -v)
 
 
 @attrs.frozen
@@ -124,6 +127,8 @@ class LogsRequest:
     since: float | None = None
     follow: bool = False
     timestamps: bool = False
+    until: float | None = None  # records up to this time; a follow ends there
+    details: bool = False  # each line after its attributes (none in boxd) and a space
 
 
 @attrs.frozen
@@ -327,7 +332,9 @@ REQUESTS: dict[str, type[Any]] = {
         DiffRequest,
         EventsRequest,
         *NETWORK_REQUESTS,
+        *VOLUME_REQUESTS,
         *IMAGE_REQUESTS,
+        *COPY_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

@@ -23,8 +23,10 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _netserver, _prune, _top, protocol
+from . import __version__, _copyserver, _logs, _netserver, _prune, _top, _volserver, protocol
 from ._convert import ConversionError
+from ._copy import NoSuchPath
+from ._copymessages import STREAMS as COPY_STREAMS
 from ._dockerapi._shapes import select_containers
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
@@ -86,6 +88,7 @@ from ._output import Chunk, Output
 from ._records import Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from ._volumes import NoSuchVolume, VolumeInUse
 
 log = logging.getLogger("boxd.server")
 
@@ -110,9 +113,9 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchPath | NoSuchVolume):
         return "not_found"
-    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return "conflict"
     if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
@@ -138,6 +141,7 @@ def _streams(request: object) -> bool:
         StatsRequest,
         EventsRequest,
         *IMAGE_STREAMS,
+        *COPY_STREAMS,
     )
     return isinstance(request, streams)
 
@@ -209,7 +213,9 @@ class Server:
             PruneRequest: self._prune,
         }
         self._handlers.update(_netserver.handlers(sup))
+        self._handlers.update(_volserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
+        self._handlers.update(_copyserver.handlers(sup))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
@@ -306,7 +312,7 @@ class Server:
         await conn.send(OkResponse())
 
     async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
-        await self.sup.remove(req.container, force=req.force)
+        await self.sup.remove(req.container, force=req.force, volumes=req.volumes)
         await conn.send(OkResponse())
 
     async def _pause(self, conn: Connection, req: PauseRequest) -> None:
@@ -490,7 +496,8 @@ class Server:
         directory = self.sup.log_dir(req.container)
         cid = self.sup.inspect(req.container).id
         await conn.send(OkResponse())
-        formatter = _logs.OutputFormatter(timestamps=req.timestamps)
+        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=req.details)
+        until = math.inf if req.until is None else req.until
         if req.follow:
 
             def ended() -> bool:
@@ -499,15 +506,19 @@ class Server:
                 except NoSuchContainer:
                     return True
 
-            async for entry in _logs.follow(
-                directory, since=req.since, tail=req.tail, until_closed=ended
-            ):
-                await self._send_entries(conn, [entry], formatter)
+            # A follow with --until ends at that time (as docker logs -f --until does).
+            with trio.move_on_at(trio.current_time() + until - time.time()):
+                async for entry in _logs.follow(
+                    directory, since=req.since, tail=req.tail, until_closed=ended
+                ):
+                    if entry.time > until:
+                        break
+                    await self._send_entries(conn, [entry], formatter)
         else:
             entries = await trio.to_thread.run_sync(
                 lambda: _logs.read_entries(directory, since=req.since, tail=req.tail)
             )
-            await self._send_entries(conn, entries, formatter)
+            await self._send_entries(conn, [e for e in entries if e.time <= until], formatter)
         await conn.send(EndFrame())
 
     async def _send_entries(

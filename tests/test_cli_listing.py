@@ -1,10 +1,13 @@
-"""``ps`` and ``inspect`` as Docker's users script them (issue 16): filters, ``-n``/``-l``,
-``--no-trunc``, ``-s``, Go-template and JSON formats with Docker's keys, and ``inspect`` in
-``docker inspect``'s shape.  Real daemon, real CLI; expected outputs quote Docker's docs."""
+"""``ps``, ``inspect`` and ``logs`` as Docker's users script them (issue 16): filters,
+``-n``/``-l``, ``--no-trunc``, ``-s``, Go-template and JSON formats with Docker's keys,
+``inspect`` in ``docker inspect``'s shape, ``logs`` with ``-n``, ``--tail all``, ``--until``
+and ``--details``.  Real daemon, real CLI; expected outputs quote Docker's docs."""
 
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 
 import pytest
 from daemon_harness import Daemon
@@ -126,3 +129,35 @@ def test_inspect_in_dockers_shape_with_format(daemon: Daemon) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (1, "/web\n", "boxctl: no such object: nosuch\n")
     r = daemon.ctl("inspect", "--type", "volcano", "web", check=False)
     assert r.returncode == 125 and "invalid --type 'volcano'" in r.stderr
+
+
+def test_logs_tail_until_and_details(daemon: Daemon) -> None:
+    script = "echo one; sleep 1.2; echo two"
+    daemon.ctl("run", "--name", "l", "default", "sh", "-c", script)
+
+    def logs(*args: str) -> str:
+        return daemon.ctl("logs", *args, "l").stdout
+
+    assert logs("-n", "1") == "two\n"
+    assert logs("--tail", "all") == logs("--tail", "-1") == "one\ntwo\n"
+    assert logs("--details") == " one\n two\n"
+    stamped = logs("-t").splitlines()
+    first = stamped[0].split()[0]  # RFC 3339 with nanoseconds, as docker logs -t
+    assert logs("--until", first) == "one\n"
+    assert logs("--since", stamped[1].split()[0]) == "two\n"
+    at = datetime.fromisoformat(first[:26] + "+00:00").timestamp()
+    assert logs("--until", f"{at + 0.6:.3f}") == "one\n"
+    assert logs("--until", "1h") == ""  # an hour ago: nothing yet
+    # A follow ends at --until even while the container goes on.
+    daemon.ctl(
+        "run", "-d", "--name", "f", "default", "sh", "-c", "while :; do date; sleep 0.2; done"
+    )
+    t0 = time.monotonic()
+    r = daemon.ctl("logs", "-f", "--until", f"{time.time() + 1:.3f}", "f", timeout=30)
+    assert r.stdout and time.monotonic() - t0 < 20
+    for args, message in (
+        (("--tail", "many"), "invalid --tail 'many': a number of lines or all"),
+        (("--until", "soon"), "invalid --until 'soon'"),
+    ):
+        r = daemon.ctl("logs", *args, "l", check=False)
+        assert r.returncode == 125 and message in r.stderr, r.stderr

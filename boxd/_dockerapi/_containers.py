@@ -16,7 +16,7 @@ from .. import _lifecycle, _logs, _prune, protocol
 from .._images.messages import ExportRequest
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
-from . import _shapes
+from . import _shapes, _volumes
 from ._api import MULTIPLEXED, READ_SIZE, Api, Streamed, frame, mem_total
 from ._http import RAW_STREAM, ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
@@ -26,7 +26,9 @@ STATS_INTERVAL = 1.0
 
 
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
-    config = _shapes.container_config(req.json_object())
+    body = req.json_object()
+    config = _shapes.container_config(body)
+    _volumes.make_labelled(api, body)
     c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
     await conn.respond_json(201, {"Id": c.id, "Warnings": []})
 
@@ -108,7 +110,7 @@ async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     if req.flag("link"):
         raise ApiError(400, "links are not supported by boxd")
     c = api.sup.inspect(ref)
-    await api.sup.remove(c.id, force=req.flag("force"))
+    await api.sup.remove(c.id, force=req.flag("force"), volumes=req.flag("v"))
     for exec_id in api.execs_of(c.id):
         del api.execs[exec_id]
     await conn.respond(204, content_type=None)

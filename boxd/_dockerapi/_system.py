@@ -12,7 +12,7 @@ import trio
 
 from .. import __version__
 from .._events import Event
-from . import _shapes
+from . import _shapes, _volumes
 from ._api import Api, arch, mem_total
 from ._http import API_VERSION, MIN_API_VERSION, HttpConnection, Request
 from ._images import image_rows
@@ -124,7 +124,7 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
             "LayersSize": sum(i["Size"] for i in images),
             "Images": images,
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": await _volumes.df_rows(api),
             "BuildCache": [],
         },
     )

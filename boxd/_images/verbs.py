@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import protocol
+from .. import _volserver, protocol
 from .._lifecycle import LIVE
 from .._messages import EndFrame, OkResponse
 from . import archive
@@ -388,6 +388,7 @@ class ImageVerbs:
         }
         kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
         uppers = [self.sup.store.container_dir(c.id) / "fs" for c in containers]
+        volumes = await _volserver.sizes(self.sup)
         await conn.send(
             SystemDfResponse(
                 images=len(records),
@@ -398,6 +399,10 @@ class ImageVerbs:
                 containers=len(containers),
                 containers_running=sum(1 for c in containers if c.state.pid),
                 containers_size=await trio.to_thread.run_sync(disk_usage, uppers),
+                volumes=len(volumes),
+                volumes_active=sum(1 for v in volumes if v.users),
+                volumes_size=sum(v.size for v in volumes),
+                volumes_reclaimable=sum(v.size for v in volumes if not v.users),
             )
         )
 
