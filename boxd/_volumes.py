@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import stat
 import tempfile
 import time
@@ -164,8 +165,6 @@ class Volumes:
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
