@@ -129,6 +129,8 @@ def stream(
 
 # Input read ahead of what the socket has taken: reading stdin pauses above this.
 MAX_PENDING = 1 << 20
+# One read of the socket: the daemon sends output in frames of up to 1 MiB.
+RECEIVE_SIZE = 1 << 20
 
 
 def _loop(
@@ -200,7 +202,7 @@ def _loop(
                         if events & select.POLLOUT:
                             del pending[: sock.send(pending)]
                         if events & ~select.POLLOUT:  # readable, hung up or failed
-                            data = sock.recv(65536)
+                            data = sock.recv(RECEIVE_SIZE)
                             if not data:
                                 raise ConnectionResetError
                             frames = client.feed(data)

@@ -150,7 +150,11 @@ class Connection:
         await self.stream.send_all(protocol.encode(dump(message)))
 
     async def send_bytes(self, stream_id: int, data: bytes) -> None:
-        await self.stream.send_all(protocol.encode_bytes(stream_id, data))
+        if len(data) < protocol.COPY_LIMIT:
+            await self.stream.send_all(protocol.encode_bytes(stream_id, data))
+        else:  # no copy of a large chunk to put the header in front of it
+            await self.stream.send_all(protocol.encode_bytes(stream_id, b"", len(data)))
+            await self.stream.send_all(data)
 
     async def receive(self) -> protocol.Frame | None:
         """The next frame, or None at a clean end of the connection."""
