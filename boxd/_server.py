@@ -36,6 +36,7 @@ from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
     AttachRequest,
+    AttachResponse,
     CreateRequest,
     CreateResponse,
     DetachFrame,
@@ -82,7 +83,7 @@ from ._messages import (
 )
 from ._network import NetworkConflict
 from ._output import Chunk, Output
-from ._records import Status, parse_signal
+from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
 
@@ -355,9 +356,10 @@ class Server:
             await self.sup.start(req.container)
             await conn.send(OkResponse())
             return
+        answer = _joined(self.sup.inspect(req.container).config, req.stdin, req.input_tty)
         output, run = await self.sup.start_attached(req.container)
-        await conn.send(OkResponse())
-        await self._foreground(conn, run, output, stdin=req.stdin)
+        await conn.send(answer)
+        await self._foreground(conn, run, output, stdin=answer.stdin)
 
     async def _run(self, conn: Connection, req: RunRequest) -> None:
         c = await self.sup.create(req.config, req.name)
@@ -389,9 +391,10 @@ class Server:
 
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
         run = self.sup.attachable(req.container)
+        answer = _joined(run.container.config, req.stdin, req.input_tty)
         output = run.output.subscribe()
-        await conn.send(OkResponse())
-        await _stream(conn, run, output, stdin=req.stdin)
+        await conn.send(answer)
+        await _stream(conn, run, output, stdin=answer.stdin)
 
     async def _stats(self, conn: Connection, req: StatsRequest) -> None:
         """CPU percentages need two samples: the first frame comes after one interval."""
@@ -510,6 +513,14 @@ async def _cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None
         while await conn.receive() is not None:
             pass
     scope.cancel(reason="client went away")
+
+
+def _joined(config: ContainerConfig, stdin: bool, input_tty: bool) -> AttachResponse:
+    """How a client that starts or attaches in the foreground drives its stream."""
+    stdin = stdin and config.interactive
+    if stdin and config.tty and not input_tty:
+        raise ValueError("the input device is not a TTY")
+    return AttachResponse(tty=config.tty, stdin=stdin)
 
 
 async def _stream(
