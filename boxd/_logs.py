@@ -567,14 +567,19 @@ class OutputFormatter:
     piece and a space, as ``docker logs -t`` prints it.
     """
 
-    def __init__(self, *, timestamps: bool = False) -> None:
+    def __init__(self, *, timestamps: bool = False, details: bool = False) -> None:
         self._timestamps = timestamps
+        # docker logs --details: a line's log attributes and a space (boxd's lines have no
+        # attributes: the space alone, as Docker prints it for a container without any).
+        self._details = b" " if details else b""
         self._line_open = dict.fromkeys(STREAMS, False)
 
     def format(self, entry: LogEntry) -> bytes:
         prefix = b""
-        if self._timestamps and not self._line_open[entry.stream]:
-            prefix = format_time(entry.time_ns).encode() + b" "
+        if not self._line_open[entry.stream]:
+            if self._timestamps:
+                prefix = format_time(entry.time_ns).encode() + b" "
+            prefix += self._details
         self._line_open[entry.stream] = entry.partial
         return prefix + entry.data + (b"" if entry.partial else b"\n")
 

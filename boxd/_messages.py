@@ -12,11 +12,13 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._copymessages import REQUESTS as COPY_REQUESTS
 from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources
+from ._volserver import REQUESTS as VOLUME_REQUESTS
 
 # ---- requests -------------------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class KillRequest:
 class RemoveRequest:
     container: str
     force: bool = False
+    volumes: bool = False  # its anonymous volumes too (rm -v)
 
 
 @attrs.frozen
@@ -106,6 +109,9 @@ class UnpauseRequest:
 @attrs.frozen
 class ListRequest:
     all: bool = False
+    filters: tuple[str, ...] = ()  # KEY=VALUE, as ``ps --filter`` takes them
+    limit: int = 0  # the newest N (``ps -n``), stopped ones included
+    size: bool = False  # also the bytes each container wrote (``ps -s``)
 
 
 @attrs.frozen
@@ -125,6 +131,8 @@ class LogsRequest:
     since: float | None = None
     follow: bool = False
     timestamps: bool = False
+    until: float | None = None  # records up to this time; a follow ends there
+    details: bool = False  # each line after its attributes (none in boxd) and a space
 
 
 @attrs.frozen
@@ -276,6 +284,7 @@ class PruneResponse:
 @attrs.frozen
 class ListResponse:
     containers: tuple[Container, ...]
+    sizes: tuple[int, ...] = ()  # with ``size``: bytes in each one's writable layer
 
 
 @attrs.frozen
@@ -331,7 +340,9 @@ REQUESTS: dict[str, type[Any]] = {
         DiffRequest,
         EventsRequest,
         *NETWORK_REQUESTS,
+        *VOLUME_REQUESTS,
         *IMAGE_REQUESTS,
+        *COPY_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

@@ -26,9 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-import trio
-
-from . import _shim
 
 
 class Namespace(enum.Enum):
@@ -574,6 +571,8 @@ async def start(
     exec'd).  Returns the :class:`Spawned` whose ``pidfd`` the caller now owns (``sync_fd``
     is closed); raises :class:`SpawnError` if the child failed before exec.  On any error
     or cancellation the child is killed and reaped and both fds are closed."""
+    import trio  # here: boxd-runtime's create uses this module without Trio (start_blocking)
+
     spawned = native.spawn(plan)
     held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:
@@ -646,7 +645,65 @@ async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:
 async def _reap(spawned: Spawned, plan: SpawnPlan) -> None:
     """Wait for the child's end (it was killed or failed) and reap it, or have its shim
     reap it and end the shim."""
+    from . import _shim  # Trio's: see start()
+
     if plan.shim is not None and spawned.shim_pidfd >= 0:
         await _shim.end_unheld(spawned.pidfd, spawned.shim_pidfd, Path(plan.shim.directory))
         return
     await _shim.reap_child(spawned.pidfd)
+
+
+def start_blocking(
+    native: Native, plan: SpawnPlan, prepare: Callable[[Spawned], None] | None = None
+) -> Spawned:
+    """:func:`start` for a program without an event loop (``boxd-runtime``, one short
+    process per command, which would spend most of its time importing Trio): the same
+    steps, waiting in blocking calls.  Plans with id-mapped trees or a shim need
+    :func:`start`."""
+    if plan.id_mapped or plan.shim is not None:
+        raise ValueError("start_blocking: id-mapped trees and shims need start()")
+    spawned = native.spawn(plan)
+    held: list[int] = []
+    try:
+        try:
+            if prepare is not None:
+                prepare(spawned)
+            native.release(spawned)
+            while True:
+                record, fds = _receive(spawned.sync_fd)  # a blocking socket: waits
+                held.extend(fds)
+                if not _is_console(record):
+                    break
+                if len(fds) != 1 or spawned.console >= 0:
+                    raise RuntimeError("spawn: a console record without exactly one master")
+                held.remove(fds[0])
+                spawned = attrs.evolve(spawned, console=fds[0])
+        except BaseException:
+            if spawned.console >= 0:
+                os.close(spawned.console)
+            os.close(spawned.sync_fd)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
+            _reap_blocking(spawned.pidfd)
+            raise
+    finally:
+        for fd in held:
+            os.close(fd)
+    os.close(spawned.sync_fd)
+    if not record or record == WAITING_RECORD:
+        return spawned
+    if spawned.console >= 0:
+        os.close(spawned.console)
+    _reap_blocking(spawned.pidfd)
+    if len(record) != FAILURE_RECORD.size:
+        raise RuntimeError(f"spawn: short failure record {record!r}")
+    stage, err, index = FAILURE_RECORD.unpack(record)
+    raise describe_failure(plan, Stage(stage), err, index)
+
+
+def _reap_blocking(pidfd: int) -> None:
+    """Wait for the caller's child behind ``pidfd`` to end, reap it, close ``pidfd``."""
+    try:
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    finally:
+        os.close(pidfd)

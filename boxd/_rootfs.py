@@ -417,6 +417,16 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
     return None
 
 
+def container_dirs_at(image: Image, container_dir: Path, path: str) -> tuple[list[str], str]:
+    """The host directories (top-most first: the container's upper, then the image's) of
+    the layer holding container path ``path``, symlinks resolved inside the image, and
+    the path relative to them (a volume's copy-up reads them)."""
+    view = _container_view(image, container_dir)
+    resolved, _ = _lookup(view, posixpath.normpath(path))
+    dirs, rel = _layer_dirs(view, resolved)
+    return list(dirs), rel
+
+
 def resolve_image(ref: str, images_dir: Path) -> Image:
     """The image ``default``, or a root filesystem directory given by path."""
     if ref == _DEFAULT:
@@ -486,7 +496,7 @@ def parse_volume(spec: str) -> Volume:
     if not os.path.isdir(host):
         raise ValueError(f"volume {spec!r}: host directory {host} does not exist")
     container = _container_path(container, f"volume {spec!r}: container path")
-    return Volume(host, container, **options)
+    return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
 
 
 def _layer_dir_name(target: str) -> str:
@@ -568,6 +578,7 @@ def container_mounts(
     files: Mapping[str, str] | None = None,
     workdir: str = "/",
     extra: Sequence[MountOp] = (),
+    standard: bool = True,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -580,7 +591,8 @@ def container_mounts(
     64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
-    the overlays when ``read_only_root``; then ``extra``.
+    the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
+    /sys or /dev (the files alone, as ``cp`` reads a stopped container's).
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -653,13 +665,14 @@ def container_mounts(
             table.add(MountKind.CHDIR, "/", source=chdir)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
-    _standard_mounts(
-        table,
-        userns=userns,
-        host_sys=userns and not private_network,
-        tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
-        shm=shm_data(shm_size),
-    )
+    if standard:
+        _standard_mounts(
+            table,
+            userns=userns,
+            host_sys=userns and not private_network,
+            tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
+            shm=shm_data(shm_size),
+        )
     volume_paths = set()
     for volume in volumes:
         path = table.resolve(_container_path(volume.container, "volume"))

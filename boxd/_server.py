@@ -23,15 +23,18 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _netserver, _top, protocol
+from . import __version__, _copyserver, _logs, _netserver, _top, _volserver, protocol
 from ._convert import ConversionError
+from ._copy import NoSuchPath
+from ._copymessages import STREAMS as COPY_STREAMS
+from ._dockerapi._shapes import select_containers
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
 from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import LayerError
-from ._images.verbs import ImageInUse, ImageVerbs
+from ._images.verbs import ImageInUse, ImageVerbs, disk_usage
 from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
@@ -86,6 +89,7 @@ from ._output import Chunk, Output
 from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from ._volumes import NoSuchVolume, VolumeInUse
 
 log = logging.getLogger("boxd.server")
 
@@ -110,9 +114,9 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchPath | NoSuchVolume):
         return "not_found"
-    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return "conflict"
     if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
@@ -138,6 +142,7 @@ def _streams(request: object) -> bool:
         StatsRequest,
         EventsRequest,
         *IMAGE_STREAMS,
+        *COPY_STREAMS,
     )
     return isinstance(request, streams)
 
@@ -213,7 +218,9 @@ class Server:
             PruneRequest: self._prune,
         }
         self._handlers.update(_netserver.handlers(sup))
+        self._handlers.update(_volserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
+        self._handlers.update(_copyserver.handlers(sup))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
@@ -310,7 +317,7 @@ class Server:
         await conn.send(OkResponse())
 
     async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
-        await self.sup.remove(req.container, force=req.force)
+        await self.sup.remove(req.container, force=req.force, volumes=req.volumes)
         await conn.send(OkResponse())
 
     async def _pause(self, conn: Connection, req: PauseRequest) -> None:
@@ -322,7 +329,18 @@ class Server:
         await conn.send(OkResponse())
 
     async def _list(self, conn: Connection, req: ListRequest) -> None:
-        await conn.send(ListResponse(containers=tuple(self.sup.list(all=req.all))))
+        filters: dict[str, list[str]] = {}
+        for item in req.filters:
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
+            filters.setdefault(key, []).append(value)
+        found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
+        sizes: list[int] = []
+        if req.size:
+            uppers = [self.sup.store.container_dir(c.id) / "fs" / "root" / "upper" for c in found]
+            sizes = await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
+        await conn.send(ListResponse(containers=tuple(found), sizes=tuple(sizes)))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
         await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
@@ -479,7 +497,8 @@ class Server:
         directory = self.sup.log_dir(req.container)
         cid = self.sup.inspect(req.container).id
         await conn.send(OkResponse())
-        formatter = _logs.OutputFormatter(timestamps=req.timestamps)
+        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=req.details)
+        until = math.inf if req.until is None else req.until
         if req.follow:
 
             def ended() -> bool:
@@ -488,15 +507,19 @@ class Server:
                 except NoSuchContainer:
                     return True
 
-            async for entry in _logs.follow(
-                directory, since=req.since, tail=req.tail, until_closed=ended
-            ):
-                await self._send_entries(conn, [entry], formatter)
+            # A follow with --until ends at that time (as docker logs -f --until does).
+            with trio.move_on_at(trio.current_time() + until - time.time()):
+                async for entry in _logs.follow(
+                    directory, since=req.since, tail=req.tail, until_closed=ended
+                ):
+                    if entry.time > until:
+                        break
+                    await self._send_entries(conn, [entry], formatter)
         else:
             entries = await trio.to_thread.run_sync(
                 lambda: _logs.read_entries(directory, since=req.since, tail=req.tail)
             )
-            await self._send_entries(conn, entries, formatter)
+            await self._send_entries(conn, [e for e in entries if e.time <= until], formatter)
         await conn.send(EndFrame())
 
     async def _send_entries(

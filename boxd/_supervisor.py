@@ -17,9 +17,10 @@ import hashlib
 import logging
 import math
 import os
+import posixpath
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _diff, _lifecycle, _live, _logs, _plan
+from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -49,7 +50,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
-from ._network import BridgeOptions, Networks
+from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._records import (
@@ -58,14 +59,17 @@ from ._records import (
     Resources,
     RestartName,
     Status,
+    Volume,
     check_name,
     invalid,
     new_id,
     parse_signal,
 )
-from ._rootfs import Image, ImageError, prepare_default_image, resolve_image
+from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
 from ._run import Run, start_time_of
 from ._store import Store
+from ._tmpfs import parse_tmpfs
+from ._volumes import NoSuchVolume, Volumes, copy_up
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -151,7 +155,7 @@ def _bytes_below(top: Path) -> int:
 def _check_volume_sources(config: ContainerConfig) -> None:
     """A missing host path is named at create, not found by a mount at start."""
     for v in config.volumes:
-        if not os.path.exists(v.host):
+        if not v.is_volume and not os.path.exists(v.host):
             raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
 
 
@@ -187,6 +191,7 @@ class Supervisor:
         self.events = Events()
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
+        self.volumes = Volumes(store.root / "volumes", store.trash)
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -286,7 +291,8 @@ class Supervisor:
             self._default_image = prepare_default_image(self.store.images)
         if ref == "default" or ref.startswith("/"):
             return resolve_image(ref, self.store.images)
-        return rootfs_of(self.images, self.images.lookup(image_id or ref), ref)
+        record = self.images.for_container(image_id) if image_id else self.images.lookup(ref)
+        return rootfs_of(self.images, record, ref)
 
     def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
@@ -320,6 +326,7 @@ class Supervisor:
         self.cgroups.validate(_limits(config.resources))
         _check_volume_sources(config)
         self.networks.check(config.network)
+        config = self._with_volumes(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
@@ -327,6 +334,70 @@ class Supervisor:
         self._entries[cid] = _Entry(container)
         self.events.observe(container)
         return container
+
+    def _with_volumes(self, config: ContainerConfig) -> ContainerConfig:
+        """``--volumes-from`` copied in (the container's own mount points win), then an
+        anonymous volume for each ``VOLUME`` of the image no mount covers, then its
+        volumes made where missing (an anonymous one named) and each one's ``host`` set to
+        its directory: the last step of create, after every check."""
+        mounts = builtins.list(config.volumes)
+        tmpfs = {posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs}
+
+        def free(path: str) -> bool:
+            taken = tmpfs | {posixpath.normpath(v.container) for v in mounts}
+            return posixpath.normpath(path) not in taken
+
+        for spec in config.volumes_from:
+            ref, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise invalid("volumes_from", spec, "use CONTAINER[:ro|:rw]")
+            for v in self._lookup(ref).container.config.volumes:
+                if free(v.container):
+                    mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
+        if config.image_id:
+            inner = self.images.config(self.images.get(config.image_id)).get("config") or {}
+            declared = inner.get("Volumes") if isinstance(inner, dict) else None
+            for path in sorted(declared or {}):
+                if isinstance(path, str) and free(path):
+                    mounts.append(Volume(host="", container=path))
+        for i, v in enumerate(mounts):
+            if v.is_volume:
+                name = self.volumes.create(v.volume).name
+                mounts[i] = attrs.evolve(v, volume=name, host=str(self.volumes.path(name)))
+        return attrs.evolve(config, volumes=tuple(mounts))
+
+    def volume_users(self, name: str) -> builtins.list[str]:
+        """The ids of the containers (in any phase) that mount the volume ``name``."""
+        return [
+            e.container.id
+            for e in self._entries.values()
+            if any(v.volume == name for v in e.container.config.volumes)
+        ]
+
+    async def _fill_volumes(self, c: Container, image: Image) -> None:
+        """An empty volume gets what the container's root holds at its mount point (unless
+        ``nocopy``), owners and modes kept, as Docker fills a new volume at start."""
+        for v in c.config.volumes:
+            if v.volume and not v.nocopy:
+                dirs, rel = container_dirs_at(image, self.store.container_dir(c.id), v.container)
+                await trio.to_thread.run_sync(copy_up, dirs, rel, self.volumes.path(v.volume))
+
+    def _drop_anonymous(self, c: Container) -> None:
+        """``rm -v`` and ``--rm``: the container's anonymous volumes that no other
+        container uses go too (named ones stay)."""
+        for v in c.config.volumes:
+            try:
+                anonymous = bool(v.volume) and self.volumes.get(v.volume).anonymous
+            except (NoSuchVolume, OSError):
+                continue
+            if anonymous and not self.volume_users(v.volume):
+                self.remove_volume(v.volume)
+
+    def remove_volume(self, name: str) -> None:
+        """Out of the store now, its files deleted in the background (check its users
+        first: see :meth:`volume_users`)."""
+        self.volumes.remove(name)
+        self._trash.set()
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""
@@ -494,6 +565,7 @@ class Supervisor:
                     max_files=c.config.log_max_files or self.log_max_files,
                 )
             if adoption is None:
+                await self._fill_volumes(c, image)
                 cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
             else:
                 cgroup = self.cgroups.open(c.id)
@@ -700,8 +772,9 @@ class Supervisor:
         await self.stop(ref, grace)
         return await self.start(ref)
 
-    async def remove(self, ref: str, *, force: bool = False) -> None:
-        """Remove a container at rest; with ``force`` in any phase (killed first)."""
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container at rest; with ``force`` in any phase (killed first); with
+        ``volumes`` its anonymous volumes too."""
         entry = self._lookup(ref)
         c = entry.container
         _lifecycle.check_remove(c.name, entry.phase, force=force)
@@ -709,7 +782,7 @@ class Supervisor:
             _lifecycle.check_remove(c.name, entry.phase, force=force)  # started meanwhile?
             if entry.phase in _lifecycle.LIVE:
                 await self.stop(c.id, grace=0)
-            await self._remove_now(entry)
+            await self._remove_now(entry, volumes=volumes)
 
     async def rename(self, ref: str, name: str) -> Container:
         """Give a container another name, in any phase (``docker rename``)."""
@@ -736,6 +809,26 @@ class Supervisor:
         where = self.store.container_dir(c.id)
         return await trio.to_thread.run_sync(_diff.changes, image, where)
 
+    @asynccontextmanager
+    async def open_root(self, ref: str) -> AsyncIterator[tuple[Container, int]]:
+        """The container and an O_PATH fd of its root directory as its processes see it
+        (``cp``): a running one's own, or for one at rest its layers and volumes mounted
+        meanwhile in a holder's mount namespace (see boxd/_copyroot.py); it cannot start
+        until the context ends."""
+        entry = self._lookup(ref)
+        c, run = entry.container, entry.run
+        if entry.phase in _lifecycle.WITH_PROCESS and run is not None:
+            async with _copyroot.open_running_root(run.pid, run.pidfd) as fd:
+                yield c, fd
+            return
+        async with entry.lock:
+            if entry.phase not in _lifecycle.AT_REST:
+                raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
+            image = self._image(c.config.image, c.config.image_id)
+            where = self.store.container_dir(c.id)
+            async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
+                yield c, fd
+
     async def prune(self) -> tuple[builtins.list[str], int]:
         """Remove every container at rest (created, stopped or exited): their ids, and the
         bytes of the files they held."""
@@ -750,13 +843,16 @@ class Supervisor:
                         removed.append(entry.container.id)
         return removed, reclaimed
 
-    async def _remove_now(self, entry: _Entry) -> None:
-        """The one removal path (``rm``, ``--rm``, start-up): removing, then gone."""
+    async def _remove_now(self, entry: _Entry, *, volumes: bool = False) -> None:
+        """The one removal path (``rm``, ``--rm``, start-up): removing, then gone; with
+        ``volumes`` (and always for ``--rm``) its anonymous volumes too."""
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
         self._set(entry, REMOVING)
         self._discard(entry)
+        if volumes or entry.container.config.auto_remove:
+            self._drop_anonymous(entry.container)
 
     def _discard(self, entry: _Entry) -> None:
         self._entries.pop(entry.container.id, None)
@@ -781,6 +877,12 @@ class Supervisor:
             await self._trash.wait()
             self._trash = trio.Event()
             await trio.to_thread.run_sync(self.store.empty_trash)
+            # Images retired by `rmi -f` while stopped containers used them go with the
+            # last of those containers.
+            async with self.puller.lock:
+                used = {e.container.config.image_id for e in self._entries.values()}
+                keep = frozenset(self.puller.active)
+                await trio.to_thread.run_sync(self.images.collect, used, keep)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
@@ -883,11 +985,32 @@ class Supervisor:
         self._save(c, durable=True)
         return c
 
+    async def change_networks(
+        self,
+        ref: str,
+        change: Callable[[Container, Attachment | None], Awaitable[ContainerConfig]],
+    ) -> Container:
+        """``network connect``/``disconnect``: ``change(container, attachment)`` gives the
+        new configuration, and hot-plugs the running container's ``attachment`` (None at
+        rest); a running container's /etc/hosts and resolv.conf follow."""
+        entry = self._lookup(ref)
+        async with entry.lock:
+            c = entry.container
+            run = entry.run if entry.phase in _lifecycle.WITH_PROCESS else None
+            attachment = run.network if run is not None else None
+            c.config = await change(c, attachment)
+            self._save(c, durable=True)
+            if attachment is not None and attachment.pid:
+                etc = attachment.etc()
+                await trio.to_thread.run_sync(_plan.refresh_etc, c, attachment.pid, etc)
+        return c
+
     # ---- start-up and shutdown ------------------------------------------------------
 
     async def _recover(self) -> None:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._trash.set()  # directories of containers removed just before it died
+        self.volumes.recover()
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()

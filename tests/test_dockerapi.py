@@ -562,7 +562,7 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
         assert _docker(clean, "rmi", other).stdout == f"Untagged: {other}\n"
         assert _docker(clean, "create", "--name", "user", ref).returncode == 0
         r = _docker(clean, "rmi", ref)
-        assert (r.returncode, "used by container(s) user" in r.stderr) == (1, True)
+        assert (r.returncode, "(must force) - container " in r.stderr) == (1, True)
         assert _docker(clean, "rm", "user").returncode == 0
         r = _docker(clean, "rmi", ref)
         assert r.returncode == 0, r.stderr

@@ -312,7 +312,7 @@ class Puller:
             sha = hashlib.sha256()
             done = 0
             async with registry.blob(layer.digest) as r:
-                async for chunk in r.aiter_raw(CHUNK):
+                async for chunk in r.aiter_raw():  # as it arrives: progress as it goes
                     done += len(chunk)
                     if done > layer.size:
                         raise RegistryError(

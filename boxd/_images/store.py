@@ -11,6 +11,9 @@ Layout::
                             a later run would use
     meta/<hex>.json         one image (id = digest of its config): tags, repo digests and
                             the layer blobs in order
+    retired/<hex>.json      an image removed (``rmi -f``) while stopped containers use it:
+                            no longer listed or found by name, its layers kept for those
+                            containers until the last of them is removed
     tmp/                    downloads and unpacks in progress (emptied at start)
 
 The layer directories' names are short so that a deep image's overlay ``lowerdir=``
@@ -79,8 +82,9 @@ class ImageStore:
         self.layer_dirs = root / "l"
         self.layer_records = root / "layers"
         self.records = root / "meta"
+        self.retired = root / "retired"
         self.tmp = root / "tmp"
-        for d in (self.blobs, self.layer_records, self.records):
+        for d in (self.blobs, self.layer_records, self.records, self.retired):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Traversable: a user-namespaced container's root (an unprivileged host uid) must
         # reach the layers it mounts.
@@ -185,6 +189,24 @@ class ImageStore:
         except FileNotFoundError:
             raise NoSuchImage(image_id) from None
 
+    def for_container(self, image_id: str) -> ImageRecord:
+        """The image a container was created from, even if it was retired since."""
+        try:
+            return self.get(image_id)
+        except NoSuchImage:
+            path = self.retired / f"{digest_hex(image_id)}.json"
+            try:
+                return structure(json.loads(path.read_bytes()), ImageRecord)
+            except FileNotFoundError:
+                raise NoSuchImage(image_id) from None
+
+    def _retired(self) -> list[ImageRecord]:
+        found = []
+        for path in sorted(self.retired.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                found.append(structure(json.loads(path.read_bytes()), ImageRecord))
+        return found
+
     def config(self, record: ImageRecord) -> dict[str, Any]:
         config: dict[str, Any] = json.loads(self.read_blob(record.id))
         return config
@@ -248,13 +270,29 @@ class ImageStore:
         self.save(record)
         return record
 
+    def retire(self, record: ImageRecord) -> None:
+        """Hide an image that stopped containers still use (``rmi -f``, as Docker deletes
+        the image but not the layers a container holds); :meth:`collect` deletes it."""
+        hexa = digest_hex(record.id)
+        record = attrs.evolve(record, repo_tags=(), repo_digests=())
+        atomic_write(self.retired / f"{hexa}.json", json.dumps(unstructure(record)).encode())
+        (self.records / f"{hexa}.json").unlink(missing_ok=True)
+
+    def collect(self, in_use: set[str], keep: frozenset[str] = frozenset()) -> None:
+        """Delete the retired images no container uses any more (``in_use``: image ids)."""
+        for record in self._retired():
+            if record.id not in in_use:
+                (self.retired / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
+                self.delete(record, keep)
+
     def delete(self, record: ImageRecord, keep: frozenset[str] = frozenset()) -> list[str]:
         """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
         progress counts on); the layers' diff_ids removed."""
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
-        used = {layer.diff_id for r in self.images() for layer in r.layers} | keep
-        blobs = {layer.digest for r in self.images() for layer in r.layers}
-        blobs |= {r.id for r in self.images()}
+        others = self.images() + self._retired()
+        used = {layer.diff_id for r in others for layer in r.layers} | keep
+        blobs = {layer.digest for r in others for layer in r.layers}
+        blobs |= {r.id for r in others}
         removed = []
         for layer in record.layers:
             if layer.diff_id not in used:

@@ -116,8 +116,14 @@ def _clean(name: str, member: str) -> list[str]:
 
 
 class _Unpacker:
-    def __init__(self, root_fd: int) -> None:
+    """Members one by one below ``root_fd``.  ``whiteouts``: ``.wh.`` names are overlay
+    whiteouts (a layer), else plain names (``cp``).  :meth:`owner` gives each member's
+    host owner and ``made_owner`` that of the parents it creates."""
+
+    def __init__(self, root_fd: int, *, whiteouts: bool = True) -> None:
         self.root_fd = root_fd
+        self.whiteouts = whiteouts
+        self.made_owner = (0, 0)
         self.dirs: dict[str, int] = {}  # open parent directories by relative path
         self.dir_meta: list[tuple[str, tarfile.TarInfo]] = []
         self.retired: list[int] = []  # closed before the next member (one may be in use)
@@ -148,8 +154,11 @@ class _Unpacker:
             if not parts:
                 raise
             up = self.parent(parts[:-1], member)
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(parts[-1], 0o755, dir_fd=up)
+                os.chown(parts[-1], *self.made_owner, dir_fd=up, follow_symlinks=False)
+            except FileExistsError:
+                pass
             try:
                 fd = open_in_root(self.root_fd, key, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:
@@ -192,11 +201,11 @@ class _Unpacker:
             raise LayerError(f"member {info.name!r} has no name")
         name = parts[-1]
         dir_fd = self.parent(parts[:-1], info.name)
-        if name == OPAQUE:
+        if self.whiteouts and name == OPAQUE:
             os.setxattr(dir_fd, OPAQUE_XATTR, b"y")
             os.setxattr(dir_fd, OPAQUE_USER_XATTR, b"y")
             return
-        if name.startswith(WHITEOUT_PREFIX):
+        if self.whiteouts and name.startswith(WHITEOUT_PREFIX):
             hidden = name[len(WHITEOUT_PREFIX) :]
             if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
                 raise LayerError(f"member {info.name!r} is a whiteout of {hidden!r}")
@@ -230,7 +239,7 @@ class _Unpacker:
                 shutil.copyfileobj(source, out, _COPY_CHUNK)
                 out.flush()
                 self.xattrs(fd, info)
-                os.chown(fd, info.uid, info.gid)
+                os.chown(fd, *self.owner(info))
                 os.chmod(fd, stat.S_IMODE(info.mode))
                 os.utime(fd, ns=(int(info.mtime * 1e9),) * 2)
             return
@@ -255,10 +264,13 @@ class _Unpacker:
                 f"member {info.name!r} links to {info.linkname!r}, which is not in the layer"
             ) from None
 
+    def owner(self, info: tarfile.TarInfo) -> tuple[int, int]:
+        return info.uid, info.gid
+
     def owner_and_times(
         self, dir_fd: int, name: str, info: tarfile.TarInfo, *, follow: bool
     ) -> None:
-        os.chown(name, info.uid, info.gid, dir_fd=dir_fd, follow_symlinks=follow)
+        os.chown(name, *self.owner(info), dir_fd=dir_fd, follow_symlinks=follow)
         with contextlib.suppress(NotImplementedError):
             os.utime(name, ns=(int(info.mtime * 1e9),) * 2, dir_fd=dir_fd, follow_symlinks=follow)
 
@@ -280,7 +292,7 @@ class _Unpacker:
                 continue  # replaced by a later member
             try:
                 self.xattrs(fd, info)
-                os.chown(fd, info.uid, info.gid)
+                os.chown(fd, *self.owner(info))
                 os.chmod(fd, stat.S_IMODE(info.mode))
                 os.utime(fd, ns=(int(info.mtime * 1e9),) * 2)
             finally:
