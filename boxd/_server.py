@@ -27,7 +27,6 @@ from . import __version__, _copyserver, _logs, _netserver, _top, _volserver, pro
 from ._convert import ConversionError
 from ._copy import NoSuchPath
 from ._copymessages import STREAMS as COPY_STREAMS
-from ._dockerapi._shapes import select_containers
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
 from ._images.messages import IMAGE_STREAMS
@@ -335,6 +334,9 @@ class Server:
             if not eq:
                 raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
             filters.setdefault(key, []).append(value)
+        # Not at the top: boxd._dockerapi imports this module (a cycle when it comes first).
+        from ._dockerapi._shapes import select_containers
+
         found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
         sizes: list[int] = []
         if req.size:
