@@ -353,6 +353,7 @@ def cmd_exec(args: Args) -> int:
         "user": args.user or "",
         "tty": args.tty,
         "interactive": args.interactive,
+        "privileged": args.privileged,
     }
     if args.detach:  # Docker's exec -d: started, then left alone; its output goes nowhere
         call(args.socket, {**request, "tty": False, "interactive": False, "detach": True})
@@ -548,15 +549,12 @@ def cmd_stats(args: Args) -> int:
 
 
 def cmd_update(args: Args) -> int:
-    res = _resources(args)
-    if not res:
-        raise CliError("boxctl update: give at least one limit to change", USAGE)
-    return _each(
-        args,
-        lambda ref: call(
-            args.socket, {"type": "UpdateRequest", "container": ref, "resources": res}
-        ),
-    )
+    request: dict[str, Any] = {"type": "UpdateRequest", "resources": _resources(args)}
+    if args.restart is not None:
+        request["restart"] = _restart(args.restart)
+    if not request["resources"] and args.restart is None:
+        raise CliError("boxctl update: give at least one limit or --restart", USAGE)
+    return _each(args, lambda ref: call(args.socket, {**request, "container": ref}))
 
 
 # ---- the command table ----------------------------------------------------------------
@@ -687,6 +685,7 @@ COMMANDS = (
             ENV_FILE,
             Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
             Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
+            Opt("--privileged", help="every capability (the container's seccomp filter holds)"),
             *ATTACH_OPTIONS,
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),
@@ -761,7 +760,11 @@ COMMANDS = (
         (("container", ONE, "CONTAINER"),),
     ),
     Command(
-        "update", cmd_update, "change a container's resource limits", RESOURCE_OPTIONS, CONTAINERS
+        "update",
+        cmd_update,
+        "change a container's resource limits or restart policy",
+        (*RESOURCE_OPTIONS, Opt("--restart", kind=VALUE, help="the new restart policy")),
+        CONTAINERS,
     ),
     Command(
         "stats",

@@ -17,7 +17,7 @@ from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
-from ._records import Container, ContainerConfig, Resources
+from ._records import Container, ContainerConfig, Resources, RestartPolicy
 from ._volserver import REQUESTS as VOLUME_REQUESTS
 
 # ---- requests -------------------------------------------------------------------------
@@ -138,7 +138,8 @@ class LogsRequest:
 @attrs.frozen
 class UpdateRequest:
     container: str
-    resources: Resources
+    resources: Resources  # the limits given; None fields keep their values
+    restart: RestartPolicy | None = None
 
 
 @attrs.frozen
@@ -156,6 +157,7 @@ class ExecRequest:
     user: str = ""
     tty: bool = False
     interactive: bool = False
+    privileged: bool = False
     # Answered with an OkResponse once the process runs; no stream, the output is dropped.
     detach: bool = False
 
@@ -188,7 +190,10 @@ class EventsRequest:
 
 @attrs.frozen
 class PruneRequest:
-    """Remove every container at rest; answered with a PruneResponse."""
+    """Remove every container at rest that the filters select (Docker's ``until``,
+    ``label``, ``label!``: see :mod:`boxd._prune`); answered with a PruneResponse."""
+
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 # ---- client frames during a stream ----------------------------------------------------

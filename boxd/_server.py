@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _copyserver, _logs, _netserver, _top, _volserver, protocol
+from . import __version__, _copyserver, _logs, _netserver, _prune, _top, _volserver, protocol
 from ._convert import ConversionError
 from ._copy import NoSuchPath
 from ._copymessages import STREAMS as COPY_STREAMS
@@ -351,7 +351,7 @@ class Server:
         await conn.send(WaitResponse(exit_code=await self.sup.wait(req.container)))
 
     async def _update(self, conn: Connection, req: UpdateRequest) -> None:
-        await self.sup.update(req.container, req.resources)
+        await self.sup.update(req.container, req.resources, req.restart)
         await conn.send(OkResponse())
 
     async def _rename(self, conn: Connection, req: RenameRequest) -> None:
@@ -365,8 +365,8 @@ class Server:
     async def _diff(self, conn: Connection, req: DiffRequest) -> None:
         await conn.send(DiffResponse(changes=tuple(await self.sup.diff(req.container))))
 
-    async def _prune(self, conn: Connection, _: PruneRequest) -> None:
-        removed, reclaimed = await self.sup.prune()
+    async def _prune(self, conn: Connection, req: PruneRequest) -> None:
+        removed, reclaimed = await self.sup.prune(_prune.parse(req.filters, time.time()))
         await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
 
     # ---- streams --------------------------------------------------------------------
@@ -472,7 +472,12 @@ class Server:
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
         if req.detach:
             await self.sup.exec_detached(
-                req.container, req.command, env=req.env, workdir=req.workdir, user=req.user
+                req.container,
+                req.command,
+                env=req.env,
+                workdir=req.workdir,
+                user=req.user,
+                privileged=req.privileged,
             )
             await conn.send(OkResponse())
             return
@@ -489,6 +494,7 @@ class Server:
                     user=req.user,
                     tty=req.tty,
                     interactive=req.interactive,
+                    privileged=req.privileged,
                     output=output,
                 )
             )
