@@ -31,7 +31,7 @@ import math
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -540,6 +540,38 @@ class Cgroup:
         """Place ``pid`` (a new process, waiting before exec) in every hierarchy."""
         for d in self._dirs.values():
             _write(d / "cgroup.procs", str(pid))
+
+    @contextlib.contextmanager
+    def placement(self) -> Iterator[tuple[tuple[tuple[int, str], ...], int]]:
+        """What a new process needs to place itself in this cgroup as it starts
+        (``SpawnPlan.cgroup_tasks`` and ``cgroup_dir``): each v1 hierarchy's ``tasks``
+        file opened for writing, with its path, and the v2 directory opened (-1: none).
+        Closed on exit; the spawned process holds its own copies by then.
+
+        Why not :meth:`add`: moving another process in v1 takes the kernel's global
+        cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period (1-20 ms
+        here, on the event loop's thread); a process writing "0" to ``tasks`` moves itself
+        without it, and clone3's CLONE_INTO_CGROUP creates it in the v2 cgroup."""
+        opened: list[int] = []
+        try:
+            tasks: list[tuple[int, str]] = []
+            v2 = -1
+            for h, d in self._dirs.items():
+                path = d / "tasks" if h.version == 1 else d
+                flags = os.O_WRONLY if h.version == 1 else os.O_RDONLY | os.O_DIRECTORY
+                try:
+                    fd = os.open(path, flags | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise CgroupError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
+                opened.append(fd)
+                if h.version == 1:
+                    tasks.append((fd, str(path)))
+                else:
+                    v2 = fd
+            yield tuple(tasks), v2
+        finally:
+            for fd in opened:
+                os.close(fd)
 
     def update(self, limits: Limits) -> None:
         """Apply the limits that are not None, all or none: memory first (the write that

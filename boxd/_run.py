@@ -215,12 +215,14 @@ class Run:
                     argv = (_shim.PROGRAM, self.container.id)
                     plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
-                spawned = await _native.start(
-                    native,
-                    plan,
-                    prepare=_placer(cgroup, id_map, config.oom_score_adj),
-                    configure=None if network is None else lambda s: network.connect(s.pid),
-                )
+                # The process places itself in the cgroup (see Cgroup.placement).
+                with cgroup.placement() as (tasks, v2_dir):
+                    spawned = await _native.start(
+                        native,
+                        attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir),
+                        prepare=_placer(id_map, config.oom_score_adj),
+                        configure=None if network is None else lambda s: network.connect(s.pid),
+                    )
             except BaseException:
                 with trio.CancelScope(shield=True):
                     if network is not None:
@@ -434,15 +436,12 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
 
 
-def _placer(
-    cgroup: Cgroup, id_map: tuple[int, int] | None, oom_score_adj: int | None
-) -> Callable[[Spawned], None]:
-    """What the parent does while the child waits: the cgroup, its OOM score adjustment
-    (kept across exec), and for a user namespace its uid/gid maps (container 0..n-1 ->
-    host start..start+n-1)."""
+def _placer(id_map: tuple[int, int] | None, oom_score_adj: int | None) -> Callable[[Spawned], None]:
+    """What the parent does while the child waits (in its cgroup already): its OOM score
+    adjustment (kept across exec), and for a user namespace its uid/gid maps (container
+    0..n-1 -> host start..start+n-1)."""
 
     def place(spawned: Spawned) -> None:
-        cgroup.add(spawned.pid)
         if oom_score_adj is not None:
             try:
                 Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(f"{oom_score_adj}\n")

@@ -28,7 +28,7 @@ import trio
 
 from .. import _caps, _native, _records
 from .._cgroup import Cgroup, CgroupHost
-from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnPlan, Stage
+from .._native import SYNC_MESSAGE, Message, Namespace, RealNative, SpawnPlan, Stage
 from .._store import atomic_write
 from . import _spec, _translate
 from ._spec import Hook, Spec, SpecError
@@ -330,9 +330,11 @@ def start(root: Root, cid: str) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(str(path))
             path.unlink()
-            record = conn.recv(FAILURE_RECORD.size)
+            record = conn.recv(SYNC_MESSAGE.size)
         if record:
-            stage, err, index = FAILURE_RECORD.unpack(record)
+            kind, stage, err, index = _native.parse_message(record)
+            if kind is not Message.FAILED:
+                raise OciError(f"start: an unexpected {kind.name} message from the container")
             raise _native.describe_failure(_describe_plan(saved.config), Stage(stage), err, index)
     with contextlib.suppress(OciError):
         run_hooks(_hooks(spec, "poststart"), "poststart", state_document(saved, "running"))
