@@ -541,6 +541,8 @@ class RealNative:
         sock = socket.socket(fileno=spawned.sync_fd)
         try:
             socket.send_fds(sock, [SYNC_MESSAGE.pack(Message.RELEASE, 0, 0, 0)], list(trees))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it failed before it waited (joining its cgroups): its message is next
         finally:
             sock.detach()
 

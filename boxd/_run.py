@@ -122,6 +122,9 @@ class Run:
         # Set by the supervisor when the daemon leaves with live restore: cancelling a run
         # that has a shim then leaves its process running, held by the shim.
         self.detach = False
+        # Set by the supervisor: takes the ended init's cgroup to remove after the end is
+        # recorded; None: removed before the run ends.
+        self.remove_cgroup: Callable[[Cgroup], None] | None = None
 
     # ---- control from the supervisor and attached clients ----------------------------
 
@@ -351,7 +354,9 @@ class Run:
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
-                    if owns_cgroup:
+                    if owns_cgroup and self.remove_cgroup is not None:
+                        self.remove_cgroup(cgroup)
+                    elif owns_cgroup:
                         await cgroup.remove()
                     if self._shim is not None:
                         await self._shim.done()

@@ -57,12 +57,14 @@ def fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCgroupFs:
 
 
 async def _sigterm_one(fs: FakeCgroupFs, cg: Cgroup, d: Path) -> list[tuple[str, str]]:
-    """A real process, listed in the fake ``d/cgroup.procs``, must die of
-    ``kill_all(SIGTERM)``; returns the writes that took (relative to ``d``), and leaves
-    the list empty again."""
+    """A real process, listed in the fake ``cgroup.procs`` of every hierarchy of ``cg`` (as
+    the kernel lists a container's), must die of ``kill_all(SIGTERM)``; returns the writes
+    that took (relative to ``d``), and leaves the lists empty again."""
     sleeper = await trio.lowlevel.open_process(["sleep", "60"])
+    procs = [Path(p) / "cgroup.procs" for p in cg.paths.values()]
     try:
-        (d / "cgroup.procs").write_text(str(sleeper.pid))
+        for path in procs:
+            path.write_text(str(sleeper.pid))
         fs.writes.clear()
         await cg.kill_all(signal.SIGTERM)
         assert await sleeper.wait() == -signal.SIGTERM
@@ -70,7 +72,8 @@ async def _sigterm_one(fs: FakeCgroupFs, cg: Cgroup, d: Path) -> list[tuple[str,
     finally:
         sleeper.kill()
         await sleeper.wait()
-        (d / "cgroup.procs").write_text("")
+        for path in procs:
+            path.write_text("")
 
 
 # ---- pure v2 on a fake tree ---------------------------------------------------------
@@ -565,9 +568,10 @@ async def test_real_limits_place_kill_remove(real_host: CgroupHost) -> None:
 @pytest.mark.root
 async def test_real_child_places_itself(real_host: CgroupHost) -> None:
     """The spawn path's child writes "0" to each v1 ``tasks`` file and is born in the v2
-    cgroup (CLONE_INTO_CGROUP): it is in the container's cgroup in every hierarchy before
-    it execs, and the caller never moves it."""
-    cg = real_host.create("self", Limits(memory=64 * M))
+    cgroup (CLONE_INTO_CGROUP): it is in the container's cgroup in every hierarchy it needs
+    before it execs, and the caller never moves it."""
+    limits = Limits(memory=64 * M)
+    cg = real_host.create("self", limits)
     with cg.placement() as (tasks, v2):
         plan = SpawnPlan(argv=("sleep", "60"), cgroup_tasks=tasks, cgroup_dir=v2)
         spawned = await _native.start(RealNative(), plan)
@@ -575,7 +579,7 @@ async def test_real_child_places_itself(real_host: CgroupHost) -> None:
         assert cg.procs() == [spawned.pid]
         lines = _cgroups_of(spawned.pid).splitlines()
         ours = [line for line in lines if line.endswith("/self")]
-        assert len(ours) == len(real_host.hierarchies)
+        assert len(ours) == len(real_host.joined(limits))
     finally:
         signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
         await reap_child(spawned.pidfd)

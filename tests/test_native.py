@@ -13,6 +13,7 @@ import importlib
 import os
 import platform
 import resource
+import select
 import signal
 import socket
 import struct
@@ -638,14 +639,19 @@ def _read_all(fd: int) -> bytes:
 @pytest.mark.root
 async def test_a_cgroup_the_child_cannot_join_is_a_spawn_failure(layout: Layout) -> None:
     """Step 0 writes "0" to each ``tasks`` fd; a write that fails (here: an fd opened
-    read-only) fails the spawn at its own stage, naming the cgroup."""
+    read-only) fails the spawn at its own stage, naming the cgroup.  The child fails
+    before it waits for its release: here it has ended before the parent releases it."""
     fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
         plan = attrs.evolve(
             layout.plan("/bin/true"), cgroup_tasks=((fd, "/sys/fs/cgroup/memory/x/tasks"),)
         )
+
+        def until_it_ended(spawned: Spawned) -> None:
+            select.select([spawned.pidfd], [], [])
+
         with pytest.raises(SpawnError) as caught:
-            await start(RealNative(), plan)
+            await start(RealNative(), plan, prepare=until_it_ended)
     finally:
         os.close(fd)
     assert caught.value.stage == Stage.CGROUP
