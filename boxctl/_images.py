@@ -6,27 +6,19 @@ Docker's per-layer progress on a terminal, and one line per finished layer on a 
 
 from __future__ import annotations
 
-import getpass
-import json
 import sys
 import time
 
+from boxd import _human
+
 from ._args import ANY, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import Client, CliError, call, check
+from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
 FINAL = ("Pull complete", "Already exists")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    raise AssertionError
 
 
 class _Progress:
@@ -46,7 +38,9 @@ class _Progress:
             width = 50
             done = min(width, width * frame["current"] // frame["total"])
             bar = "=" * max(done - 1, 0) + (">" if done else "") + " " * (width - done)
-            text = f"{status} [{bar}]  {_human(frame['current'])}/{_human(frame['total'])}"
+            text = (
+                f"{status} [{bar}]  {_human.size(frame['current'])}/{_human.size(frame['total'])}"
+            )
         if layer not in self.lines:
             self.order.append(layer)
             if self.tty:
@@ -147,13 +141,13 @@ def cmd_images(args: Args) -> int:
                 print(short)
         return 0
     if args.format == "json":
-        print(json.dumps(images, indent=2))
+        print_json(images)
         return 0
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
     for i in images:
         for tag in i["repo_tags"] or ["<none>:<none>"]:
             name, tag_part = _short_name(tag) if tag != "<none>:<none>" else ("<none>", "<none>")
-            rows.append((name, tag_part, i["id"][7:19], _ago(i["created"]), _human(i["size"])))
+            rows.append((name, tag_part, i["id"][7:19], _ago(i["created"]), _human.size(i["size"])))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
@@ -168,7 +162,7 @@ def cmd_image_inspect(args: Args) -> int:
         except CliError as exc:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
-    print(json.dumps(found, indent=2))
+    print_json(found)
     return status
 
 
@@ -206,6 +200,8 @@ def cmd_login(args: Args) -> int:
     else:
         if username is None:
             username = input("Username: ")
+        import getpass  # only a prompt needs it (termios, ...)
+
         password = getpass.getpass("Password: ")
     if not username:
         raise CliError("boxctl login: a username is required (-u)")
@@ -315,7 +311,7 @@ def cmd_commit(args: Args) -> int:
 def cmd_history(args: Args) -> int:
     history = call(args.socket, {"type": "HistoryRequest", "image": args.image})["history"]
     if args.format == "json":
-        print(json.dumps(history, indent=2))
+        print_json(history)
         return 0
     rows = [("CREATED", "CREATED BY", "COMMENT")]
     for h in history:
@@ -330,17 +326,21 @@ def cmd_history(args: Args) -> int:
 def cmd_df(args: Args) -> int:
     r = call(args.socket, {"type": "SystemDfRequest"})
     if args.format == "json":
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return 0
     size = r["images_size"]
     share = f" ({100 * r['images_reclaimable'] // size}%)" if size else ""
+    vsize = r["volumes_size"]
+    vshare = f" ({100 * r['volumes_reclaimable'] // vsize}%)" if vsize else ""
     rows = [
         ("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"),
-        ("Images", str(r["images"]), str(r["images_active"]), _human(size),
-         _human(r["images_reclaimable"]) + share),
+        ("Images", str(r["images"]), str(r["images_active"]), _human.size(size),
+         _human.size(r["images_reclaimable"]) + share),
         ("Layers", str(r["layers"]), "", "", ""),
         ("Containers", str(r["containers"]), str(r["containers_running"]),
-         _human(r["containers_size"]), ""),
+         _human.size(r["containers_size"]), ""),
+        ("Local Volumes", str(r["volumes"]), str(r["volumes_active"]),
+         _human.size(r["volumes_size"]), _human.size(r["volumes_reclaimable"]) + vshare),
     ]  # fmt: skip
     widths = [max(len(row[c]) for row in rows) for c in range(5)]
     for row in rows:
@@ -349,11 +349,15 @@ def cmd_df(args: Args) -> int:
 
 
 def cmd_system(args: Args) -> int:
-    if args.words[:1] != ["df"]:
-        raise CliError("boxctl system: the one command is df", 2)
-    sub = SYSTEM_DF.parse(args.words[1:], "boxctl system df")
-    sub.socket, sub.prog = args.socket, "boxctl system df"
-    return cmd_df(sub)
+    from ._volumes import SYSTEM_PRUNE
+
+    command = {"df": SYSTEM_DF, "prune": SYSTEM_PRUNE}.get(args.words[0] if args.words else "")
+    if command is None:
+        raise CliError("boxctl system: the commands are df and prune", 2)
+    prog = f"boxctl system {command.name}"
+    sub = command.parse(args.words[1:], prog)
+    sub.socket, sub.prog = args.socket, prog
+    return command.handler(sub)
 
 
 def cmd_prune(args: Args) -> int:
@@ -372,7 +376,7 @@ IMAGES_OPTIONS = (
     Opt("-a", "--all", help="(all shown)"),
     FORMAT,
 )
-RMI_OPTIONS = (Opt("-f", "--force", help="untag an image containers use"),)
+RMI_OPTIONS = (Opt("-f", "--force", help="also an image stopped containers use"),)
 
 COMMANDS = (
     Command(
@@ -436,9 +440,9 @@ COMMANDS = (
     Command(
         "system",
         cmd_system,
-        "df: disk used by images, layers and containers",
+        "df: disk used by images, layers, containers and volumes; prune: what is unused",
         (),
-        (("words", REST, "df [--format json]"),),
+        (("words", REST, "df|prune [OPTIONS]"),),
     ),
     Command(
         "history",

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
-from boxd import _netconfig
-
 from ._args import ANY, APPEND, FLAG, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import CliError, call
+from ._client import CliError, call, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -17,9 +14,14 @@ if TYPE_CHECKING:
 
 def published(args: Args) -> dict[str, Any]:
     """The run/create options about ports and names, as ContainerConfig fields."""
+    ports: list[Any] = []
+    expose: list[str] = []
+    if args.publish or args.expose:
+        # Only then: its records are attrs classes, ~20 ms to import for every `boxctl run`.
+        from boxd import _netconfig
     try:
-        ports = [p for spec in args.publish for p in _netconfig.parse_publish(spec)]
-        expose = [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
+        ports += [p for spec in args.publish for p in _netconfig.parse_publish(spec)]
+        expose += [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
     return {
@@ -37,6 +39,9 @@ def published(args: Args) -> dict[str, Any]:
         "expose": list(dict.fromkeys([*expose, *(p.key for p in ports)])),
         "publish_all": args.publish_all,
         "network_aliases": args.network_alias,
+        "dns": args.dns,
+        "dns_search": args.dns_search,
+        "dns_options": [*args.dns_option, *args.dns_opt],
     }
 
 
@@ -82,7 +87,7 @@ def _ls(args: Args) -> int:
 
 def _inspect(args: Args) -> int:
     reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": args.networks})
-    print(json.dumps(reply["networks"], indent=2))
+    print_json(reply["networks"])
     return 0
 
 
@@ -97,6 +102,29 @@ def _rm(args: Args) -> int:
             continue
         print(ref)
     return status
+
+
+def _connect(args: Args) -> int:
+    request = {
+        "type": "NetworkConnectRequest",
+        "network": args.network,
+        "container": args.container,
+        "aliases": args.alias,
+        "ip": args.ip,
+    }
+    call(args.socket, request)
+    return 0
+
+
+def _disconnect(args: Args) -> int:
+    request = {
+        "type": "NetworkDisconnectRequest",
+        "network": args.network,
+        "container": args.container,
+        "force": args.force,
+    }
+    call(args.socket, request)
+    return 0
 
 
 def _prune(args: Args) -> int:
@@ -125,6 +153,23 @@ SUBCOMMANDS = (
         "rm", _rm, "remove networks", (), (("networks", SOME, "NETWORK"),), aliases=("remove",)
     ),
     Command("prune", _prune, "remove every network no container names"),
+    Command(
+        "connect",
+        _connect,
+        "connect a container to a network (a running one at once)",
+        (
+            Opt("--alias", kind=APPEND, metavar="NAME", help="another name on that network"),
+            Opt("--ip", kind=VALUE, default="", help="its IPv4 address there"),
+        ),
+        (("network", ONE, "NETWORK"), ("container", ONE, "CONTAINER")),
+    ),
+    Command(
+        "disconnect",
+        _disconnect,
+        "disconnect a container from a network",
+        (Opt("-f", "--force", kind=FLAG, help="accepted, as Docker's"),),
+        (("network", ONE, "NETWORK"), ("container", ONE, "CONTAINER")),
+    ),
 )
 SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
 
@@ -149,6 +194,10 @@ RUN_NETWORK_OPTIONS = (
     Opt("-P", "--publish-all", help="publish every exposed port on an ephemeral port"),
     Opt("--expose", kind=APPEND, metavar="PORT[/PROTO]", help="expose a port (for -P)"),
     Opt("--network-alias", kind=APPEND, metavar="NAME", help="another name on its network"),
+    Opt("--dns", kind=APPEND, metavar="IP", help="a name server for its resolv.conf"),
+    Opt("--dns-search", kind=APPEND, metavar="DOMAIN", help="a search domain (. for none)"),
+    Opt("--dns-option", kind=APPEND, metavar="OPTION", help="a resolv.conf option"),
+    Opt("--dns-opt", kind=APPEND, metavar="OPTION", help="the same as --dns-option"),
 )
 COMMANDS = (
     Command("network", cmd_network, "manage networks", (), (("words", REST, "COMMAND ..."),)),

@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
-import trio
 
 from . import _devices
 
@@ -688,6 +687,8 @@ class Cgroup:
         """Every process in the cgroup gets ``sig``; for SIGKILL, again until none is left
         (at most KILL_TIMEOUT seconds).  v2 ``cgroup.kill`` where the kernel has it (5.14),
         else freeze, signal each pid, thaw, so nothing forks past the list."""
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         v2 = self._v2()
         kill_file = v2 / "cgroup.kill" if v2 is not None else None
         with trio.move_on_after(KILL_TIMEOUT):
@@ -724,6 +725,8 @@ class Cgroup:
         """Freeze every process of the cgroup (``pause``); returns once the kernel says it
         is frozen.  CgroupError when the host has no freezer or the freeze does not
         complete within FREEZE_TIMEOUT (then it is thawed again)."""
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         freezer = self._freezer()
         if freezer is None:
             raise CgroupError(
@@ -748,6 +751,8 @@ class Cgroup:
             _write(freezer[0], freezer[2])
 
     async def _signal_frozen(self, sig: int) -> None:
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         freezer = self._freezer()
         if freezer is None:
             self._signal(sig)
@@ -762,6 +767,12 @@ class Cgroup:
         finally:
             _write(state, thawed)
 
+    def freeze_state(self) -> tuple[str, str] | None:
+        """(state file, its value while frozen) of the freezer :meth:`freeze` uses, or None
+        without one: for a reader of the state without this class (boxd-runtime)."""
+        freezer = self._freezer()
+        return None if freezer is None else (str(freezer[0]), freezer[1])
+
     def frozen(self) -> bool:
         """Whether the cgroup is frozen or being frozen (:meth:`freeze`)."""
         freezer = self._freezer()
@@ -775,6 +786,8 @@ class Cgroup:
     async def remove(self) -> None:
         """Kill what is left, remove the directories (children first), then the host's
         parents if now empty.  Idempotent: nothing happens when it is already gone."""
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         if self.procs():
             await self.kill_all()
         # A killed process leaves its cgroups a moment after it is gone from cgroup.procs.

@@ -1,9 +1,12 @@
 """The name server boxd serves on each user network, at the network's gateway address.
 
-A query for a container of that network (its name, its aliases, its short id, its
-hostname; with or without a trailing dot) gets an A record; any other query is forwarded
-as it came to the host's resolvers and their answer relayed back (SERVFAIL if none
-answers).  Only UDP: names are short and answers small.  Wire format through dnslib.
+A query for a container the asking container can reach (its name, its aliases, its short
+id, its hostname on a network both are on; with or without a trailing dot) gets an A
+record; any other query is forwarded as it came to the asking container's upstream
+resolvers (its ``--dns`` servers, else the host's) and their answer relayed back (SERVFAIL
+if none answers).  UDP and TCP (two-byte length prefix, several queries per connection, as
+Docker's embedded server answers both); a TCP query is forwarded over TCP.  Wire format
+through dnslib.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 from collections.abc import Callable, Sequence
 
 import trio
@@ -20,7 +24,13 @@ log = logging.getLogger("boxd.dns")
 
 TTL = 0  # containers come and go: nobody should cache an answer
 FORWARD_TIMEOUT = 2.0
+TCP_IDLE = 10.0  # seconds a TCP client may keep a connection without a query
 SIZE = 4096
+
+# (name, the asking address) -> the address of that name, or None when it is not ours.
+Lookup = Callable[[str, str], "str | None"]
+# The asking address -> the resolvers its other queries go to.
+Upstreams = Callable[[str], Sequence[str]]
 
 
 def answer(query: bytes, lookup: Callable[[str], str | None]) -> bytes | None:
@@ -52,47 +62,118 @@ def _failure(query: bytes) -> bytes | None:
     return bytes(reply.pack())
 
 
-async def _forward(query: bytes, upstreams: Sequence[str]) -> bytes | None:
+async def _ask_udp(server: str, query: bytes) -> bytes | None:
+    with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        await sock.connect((server, 53))
+        await sock.send(query)
+        with trio.move_on_after(FORWARD_TIMEOUT):
+            return bytes(await sock.recv(SIZE))
+    return None
+
+
+async def _ask_tcp(server: str, query: bytes) -> bytes | None:
+    with trio.move_on_after(FORWARD_TIMEOUT):
+        stream = await trio.open_tcp_stream(server, 53)
+        async with stream:
+            await stream.send_all(struct.pack("!H", len(query)) + query)
+            return await _read_message(stream)
+    return None
+
+
+async def _forward(query: bytes, upstreams: Sequence[str], *, tcp: bool) -> bytes | None:
     for server in upstreams:
-        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                await sock.connect((server, 53))
-                await sock.send(query)
-                with trio.move_on_after(FORWARD_TIMEOUT):
-                    return bytes(await sock.recv(SIZE))
-            except OSError as exc:
-                log.debug("forwarding to %s failed: %s", server, exc)
+        try:
+            reply = await (_ask_tcp if tcp else _ask_udp)(server, query)
+        except OSError as exc:
+            log.debug("forwarding to %s failed: %s", server, exc)
+            continue
+        if reply is not None:
+            return reply
     return _failure(query)
+
+
+async def _respond(
+    query: bytes, client: str, lookup: Lookup, upstreams: Upstreams, *, tcp: bool
+) -> bytes | None:
+    data = answer(query, lambda name: lookup(name, client))
+    if data is None:
+        data = await _forward(query, upstreams(client), tcp=tcp)
+    return data
 
 
 async def serve(
     address: str,
-    lookup: Callable[[str], str | None],
-    upstreams: Sequence[str],
+    lookup: Lookup,
+    upstreams: Upstreams,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Answer on ``address``:53 until cancelled."""
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock:
-        await sock.bind((address, 53))
-        task_status.started()
+    """Answer on ``address``:53, UDP and TCP, until cancelled."""
+    udp = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with udp, tcp:
+        await udp.bind((address, 53))
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await tcp.bind((address, 53))
+        tcp.listen(64)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve_tcp, trio.SocketListener(tcp), lookup, upstreams)
+            task_status.started()
             while True:
-                query, client = await sock.recvfrom(SIZE)
-                nursery.start_soon(_reply, sock, query, client, lookup, upstreams)
+                query, client = await udp.recvfrom(SIZE)
+                nursery.start_soon(_reply_udp, udp, query, client, lookup, upstreams)
 
 
-async def _reply(
+async def _reply_udp(
     sock: trio.socket.SocketType,
     query: bytes,
     client: tuple[str, int],
-    lookup: Callable[[str], str | None],
-    upstreams: Sequence[str],
+    lookup: Lookup,
+    upstreams: Upstreams,
 ) -> None:
-    data = answer(query, lookup)
-    if data is None:
-        data = await _forward(query, upstreams)
+    data = await _respond(query, client[0], lookup, upstreams, tcp=False)
     if data is not None:
         with contextlib.suppress(OSError):
             await sock.sendto(data, client)
+
+
+async def _serve_tcp(listener: trio.SocketListener, lookup: Lookup, upstreams: Upstreams) -> None:
+    async with listener, trio.open_nursery() as nursery:
+        while True:
+            stream = await listener.accept()
+            nursery.start_soon(_reply_tcp, stream, lookup, upstreams)
+
+
+async def _read_exactly(stream: trio.SocketStream, count: int) -> bytes | None:
+    data = b""
+    while len(data) < count:
+        chunk = await stream.receive_some(count - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+async def _read_message(stream: trio.SocketStream) -> bytes | None:
+    """One length-prefixed DNS message (RFC 1035 4.2.2), None at end of stream."""
+    head = await _read_exactly(stream, 2)
+    if head is None:
+        return None
+    (length,) = struct.unpack("!H", head)
+    return await _read_exactly(stream, length)
+
+
+async def _reply_tcp(stream: trio.SocketStream, lookup: Lookup, upstreams: Upstreams) -> None:
+    client = stream.socket.getpeername()[0]
+    async with stream:
+        with contextlib.suppress(OSError, trio.BrokenResourceError):
+            while True:
+                query = None
+                with trio.move_on_after(TCP_IDLE):
+                    query = await _read_message(stream)
+                if query is None:
+                    return
+                data = await _respond(query, client, lookup, upstreams, tcp=True)
+                if data is None:
+                    return
+                await stream.send_all(struct.pack("!H", len(data)) + data)

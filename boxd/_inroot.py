@@ -81,3 +81,33 @@ def read_regular(root: str, path: str, *, limit: int = 4 << 20) -> bytes | None:
         os.close(fd)
     with os.fdopen(file, "rb") as f:
         return f.read(limit)
+
+
+def rewrite_regular(root: str, path: str, data: bytes) -> bool:
+    """Replace the contents of the regular file ``path`` resolved inside ``root`` (a
+    running container's ``/proc/PID/root``); False when nothing is there or it is not a
+    regular file (a symlink at its last component, a FIFO, a device: left alone)."""
+    dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = openat2(
+                dirfd,
+                path.lstrip("/"),
+                os.O_PATH | os.O_NOFOLLOW,
+                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+            )
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return False
+            raise
+    finally:
+        os.close(dirfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        file = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+    with os.fdopen(file, "wb") as f:
+        f.write(data)
+    return True

@@ -26,9 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-import trio
-
-from . import _shim
 
 
 class Namespace(enum.Enum):
@@ -612,6 +609,8 @@ async def start(
     exec'd).  Returns the :class:`Spawned` whose ``pidfd`` the caller now owns (``sync_fd``
     is closed); raises :class:`SpawnError` if the child failed before exec.  On any error
     or cancellation the child is killed and reaped and both fds are closed."""
+    import trio  # here: boxd-runtime's create uses this module without Trio (start_blocking)
+
     spawned = native.spawn(plan)
     held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:
@@ -655,10 +654,15 @@ async def start(
         os.close(spawned.console)
     with trio.CancelScope(shield=True):
         await _reap(spawned, plan)
+    raise _failure(plan, message)
+
+
+def _failure(plan: SpawnPlan, message: tuple[Message, int, int, int]) -> Exception:
+    """The error of the last message of a child that did not exec (FAILED, described)."""
     kind, stage, err, index = message
     if kind is not Message.FAILED:
-        raise RuntimeError(f"spawn: an unexpected {kind.name} message from the child")
-    raise describe_failure(plan, Stage(stage), err, index)
+        return RuntimeError(f"spawn: an unexpected {kind.name} message from the child")
+    return describe_failure(plan, Stage(stage), err, index)
 
 
 def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
@@ -681,7 +685,63 @@ async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:
 async def _reap(spawned: Spawned, plan: SpawnPlan) -> None:
     """Wait for the child's end (it was killed or failed) and reap it, or have its shim
     reap it and end the shim."""
+    from . import _shim  # Trio's: see start()
+
     if plan.shim is not None and spawned.shim_pidfd >= 0:
         await _shim.end_unheld(spawned.pidfd, spawned.shim_pidfd, Path(plan.shim.directory))
         return
     await _shim.reap_child(spawned.pidfd)
+
+
+def start_blocking(
+    native: Native, plan: SpawnPlan, prepare: Callable[[Spawned], None] | None = None
+) -> Spawned:
+    """:func:`start` for a program without an event loop (``boxd-runtime``, one short
+    process per command, which would spend most of its time importing Trio): the same
+    steps, waiting in blocking calls.  Plans with id-mapped trees or a shim need
+    :func:`start`."""
+    if plan.id_mapped or plan.shim is not None:
+        raise ValueError("start_blocking: id-mapped trees and shims need start()")
+    spawned = native.spawn(plan)
+    held: list[int] = []
+    try:
+        try:
+            if prepare is not None:
+                prepare(spawned)
+            native.release(spawned)
+            while True:
+                data, fds = _receive(spawned.sync_fd)  # a blocking socket: waits
+                held.extend(fds)
+                message = parse_message(data) if data else None
+                if message is None or message[0] is not Message.CONSOLE:
+                    break
+                if len(fds) != 1 or spawned.console >= 0:
+                    raise RuntimeError("spawn: a console message without exactly one master")
+                held.remove(fds[0])
+                spawned = attrs.evolve(spawned, console=fds[0])
+        except BaseException:
+            if spawned.console >= 0:
+                os.close(spawned.console)
+            os.close(spawned.sync_fd)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
+            _reap_blocking(spawned.pidfd)
+            raise
+    finally:
+        for fd in held:
+            os.close(fd)
+    os.close(spawned.sync_fd)
+    if message is None or message[0] is Message.WAITING:
+        return spawned
+    if spawned.console >= 0:
+        os.close(spawned.console)
+    _reap_blocking(spawned.pidfd)
+    raise _failure(plan, message)
+
+
+def _reap_blocking(pidfd: int) -> None:
+    """Wait for the caller's child behind ``pidfd`` to end, reap it, close ``pidfd``."""
+    try:
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    finally:
+        os.close(pidfd)

@@ -16,6 +16,7 @@ PROTOCOLS = ("tcp", "udp")
 # Built-in networks; anything else names a user network (``boxctl network create``).
 BUILTIN = ("bridge", "host", "none")
 NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\Z")
+LABEL_RE = re.compile(r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\Z")
 
 
 @attrs.frozen
@@ -68,6 +69,16 @@ class PortBinding:
 
 
 @attrs.frozen
+class NetworkJoin:
+    """A network a container is on (``--network``, or ``network connect``): the names it
+    has there beyond its own, and the address it asked for ("" lets the network pick)."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+    ip: str = ""
+
+
+@attrs.frozen
 class Endpoint:
     """A container's place on one network."""
 
@@ -77,6 +88,7 @@ class Endpoint:
     gateway: str
     mac_address: str
     aliases: tuple[str, ...] = ()
+    interface: str = "eth0"  # its name in the container
 
 
 @attrs.frozen
@@ -93,6 +105,7 @@ class EtcNetwork:
 
     address: str = ""  # "" with no network of its own to name
     names: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()  # its addresses on its other networks
     resolv: str | None = None  # None: the image's own resolv.conf
 
 
@@ -182,3 +195,52 @@ def check_network_name(name: str) -> str:
     if name in BUILTIN:
         raise ValueError(f"network name {name!r} is reserved for a built-in network")
     return name
+
+
+def check_ipv4(text: str, what: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise ValueError(f"invalid {what} {text!r}: use an IPv4 address") from None
+
+
+def _is_domain(text: str) -> bool:
+    labels = text.removesuffix(".").split(".")
+    return len(text) <= 253 and all(LABEL_RE.match(label) for label in labels)
+
+
+def check_dns(servers: tuple[str, ...], search: tuple[str, ...], options: tuple[str, ...]) -> None:
+    """``--dns`` (IP addresses), ``--dns-search`` (domains, ``.`` for none) and
+    ``--dns-option`` (resolv.conf options such as ``ndots:2``), as Docker checks them."""
+    for server in servers:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise ValueError(f"invalid --dns {server!r}: not an IP address") from None
+    for domain in search:
+        if domain != "." and not _is_domain(domain):
+            raise ValueError(f"invalid --dns-search {domain!r}: not a domain name")
+    for option in options:
+        if not option or any(c.isspace() for c in option):
+            raise ValueError(f"invalid --dns-option {option!r}: one word such as ndots:2")
+
+
+def resolv_conf(
+    servers: list[str],
+    rest: list[str],
+    *,
+    dns_search: tuple[str, ...] = (),
+    dns_options: tuple[str, ...] = (),
+) -> str:
+    """A resolv.conf: ``servers``, then the host's ``search``/``options`` lines
+    (``rest``), each replaced by ``--dns-search`` / ``--dns-option`` when given (Docker's
+    rule; ``--dns-search .`` means no search domains)."""
+    lines = [f"nameserver {s}" for s in servers]
+    search = [line for line in rest if line.split()[0] in ("search", "domain")]
+    options = [line for line in rest if line.split()[0] == "options"]
+    if dns_search:
+        domains = [d for d in dns_search if d != "."]
+        search = [f"search {' '.join(domains)}"] if domains else []
+    if dns_options:
+        options = [f"options {' '.join(dns_options)}"]
+    return "\n".join(lines + search + options) + "\n"

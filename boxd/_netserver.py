@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from ._network import joined
+
 if TYPE_CHECKING:
-    from ._network import Network
+    from ._network import Attachment, Network
+    from ._records import Container, ContainerConfig
     from ._supervisor import Supervisor
 
 
@@ -36,6 +39,21 @@ class NetworkRemoveRequest:
 @attrs.frozen
 class NetworkPruneRequest:
     pass
+
+
+@attrs.frozen
+class NetworkConnectRequest:
+    network: str
+    container: str
+    aliases: tuple[str, ...] = ()
+    ip: str = ""
+
+
+@attrs.frozen
+class NetworkDisconnectRequest:
+    network: str
+    container: str
+    force: bool = False
 
 
 @attrs.frozen
@@ -82,6 +100,8 @@ REQUESTS = (
     NetworkInspectRequest,
     NetworkRemoveRequest,
     NetworkPruneRequest,
+    NetworkConnectRequest,
+    NetworkDisconnectRequest,
 )
 
 
@@ -90,7 +110,7 @@ class Conn(Protocol):
 
 
 def _users(sup: Supervisor, name: str) -> list[str]:
-    return [c.name for c in sup.list(all=True) if c.config.network == name]
+    return [c.name for c in sup.list(all=True) if any(j.network == name for j in joined(c.config))]
 
 
 def _info(sup: Supervisor, net: Network) -> NetworkInfo:
@@ -138,10 +158,28 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
                 removed.append(net.name)
         await conn.send(NetworkPruneResponse(tuple(removed)))
 
+    async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
+        async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
+            return await sup.networks.connect(c, attachment, req.network, req.aliases, req.ip)
+
+        await sup.change_networks(req.container, change)
+        await conn.send(NetworkResponse(_info(sup, sup.networks.get(req.network))))
+
+    async def disconnect(conn: Conn, req: NetworkDisconnectRequest) -> None:
+        # -f (Docker's force) changes nothing here: a container boxd knows is always
+        # disconnected cleanly, running or not.
+        async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
+            return await sup.networks.disconnect(c, attachment, req.network)
+
+        await sup.change_networks(req.container, change)
+        await conn.send(NetworkResponse(_info(sup, sup.networks.get(req.network))))
+
     return {
         NetworkCreateRequest: create,
         NetworkListRequest: list_,
         NetworkInspectRequest: inspect,
         NetworkRemoveRequest: remove,
         NetworkPruneRequest: prune,
+        NetworkConnectRequest: connect,
+        NetworkDisconnectRequest: disconnect,
     }

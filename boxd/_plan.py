@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
+import posixpath
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from . import _caps, _masks, _seccomp
+from . import _caps, _inroot, _masks, _seccomp
 from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._netconfig import EtcNetwork
@@ -32,6 +34,8 @@ from ._rootfs import (
 from ._sysctl import parse_sysctl, proc_path
 from ._ulimits import NAMES as ULIMIT_NAMES
 from ._users import ExecUser, resolve_in
+
+log = logging.getLogger("boxd.plan")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -64,6 +68,9 @@ class ExecSpec:
     workdir: str = ""  # empty: the container's working directory
     user: str = ""  # empty: the container's user
     tty: bool = False
+    # Every capability (Docker's exec --privileged); the container's seccomp filter and
+    # no_new_privs still hold, as with Docker.
+    privileged: bool = False
 
 
 def check_exec(spec: ExecSpec) -> None:
@@ -145,7 +152,7 @@ def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, 
     name = hostname(container)
     own = f"127.0.1.1\t{name}"
     if net is not None and net.address:
-        own = f"{net.address}\t{' '.join(net.names)}"
+        own = "\n".join(f"{a}\t{' '.join(net.names)}" for a in (net.address, *net.others))
     files = {
         "/etc/hostname": f"{name}\n",
         "/etc/hosts": (
@@ -156,6 +163,20 @@ def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, 
     if net is not None and net.resolv is not None:
         files["/etc/resolv.conf"] = net.resolv
     return files
+
+
+def refresh_etc(container: Container, pid: int, net: EtcNetwork) -> None:
+    """A running container's /etc/hosts and /etc/resolv.conf written again (its networks
+    changed: ``network connect``/``disconnect``), in its root as it sees it; a file the
+    user bound there (``-v``) or a read-only root is left alone."""
+    bound = {posixpath.normpath(v.container) for v in container.config.volumes}
+    for path, text in etc_files(container, net).items():
+        if path == "/etc/hostname" or path in bound:
+            continue
+        try:
+            _inroot.rewrite_regular(f"/proc/{pid}/root", path, text.encode())
+        except OSError as exc:
+            log.warning("%s: %s not updated: %s", container.short_id, path, exc)
 
 
 # Where ``--init`` shows boxd-init in the container: on its own /dev (a fresh tmpfs at each
@@ -262,15 +283,17 @@ def build(
     )
 
 
-def _restrictions(container: Container, uid: int) -> dict[str, Any]:
-    """What confines a container's processes: the same for its init and for exec."""
+def _restrictions(container: Container, uid: int, *, privileged: bool = False) -> dict[str, Any]:
+    """What confines a container's processes: the same for its init and for exec (a
+    ``privileged`` exec gets every capability)."""
     sec = container.config.security
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
     # Of a limit given twice the last counts, as in Docker.
     ulimits = {u.name: u for u in container.config.ulimits}
     return {
         "rlimits": tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()),
-        "caps": caps,
+        # The filter stays the container's, made for its own capabilities.
+        "caps": _caps.compute((), (), uid=uid, privileged=True) if privileged else caps,
         "no_new_privs": sec.no_new_privileges,
         "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
     }
@@ -319,5 +342,5 @@ def build_exec(
         join_namespaces=namespaces(container)
         | ({Namespace.NET} if shares_network(container) else set()),
         process_name="boxd:[exec]",
-        **_restrictions(container, user.uid),
+        **_restrictions(container, user.uid, privileged=spec.privileged),
     )

@@ -11,12 +11,21 @@ import math
 import posixpath
 import re
 import secrets
-import signal
 
 import attrs
 
 from ._hosts import parse_host
-from ._netconfig import NetworkSettings, PortSpec, check_network, parse_expose
+from ._mounts import check_volume_name
+from ._netconfig import (
+    NetworkJoin,
+    NetworkSettings,
+    PortSpec,
+    check_dns,
+    check_ipv4,
+    check_network,
+    parse_expose,
+)
+from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
@@ -91,12 +100,20 @@ class RestartPolicy:
 class Volume:
     """A host directory (or file) bound into the container: always nosuid and nodev (a
     setuid file or a device node on the host gives nothing inside), read-only and noexec
-    on request."""
+    on request.  A named volume (``volume``: its name) is a directory the daemon keeps
+    (see :mod:`boxd._volumes`): a client leaves ``host`` empty (and ``volume`` too for an
+    anonymous one), the daemon fills both in at create."""
 
     host: str
     container: str
     read_only: bool = False
     noexec: bool = False
+    volume: str = ""
+    nocopy: bool = False  # a new, empty volume is not filled from the image
+
+    @property
+    def is_volume(self) -> bool:
+        return bool(self.volume) or not self.host
 
 
 @attrs.frozen
@@ -146,8 +163,15 @@ class ContainerConfig:
     publish_all: bool = False  # -P: every exposed port on an ephemeral host port
     expose: tuple[str, ...] = ()  # --expose, as "80/tcp"
     network_aliases: tuple[str, ...] = ()  # more names on a user network
+    # The networks it is on once `network connect`/`disconnect` changed them (None: just
+    # --network's, with --network-alias): see boxd._network.joined.
+    networks: tuple[NetworkJoin, ...] | None = None
+    dns: tuple[str, ...] = ()  # --dns servers (on a user network: its DNS's upstreams)
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
     userns: bool = False
     volumes: tuple[Volume, ...] = ()
+    volumes_from: tuple[str, ...] = ()  # "CONTAINER[:ro|:rw]": its volumes, copied at create
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
@@ -226,15 +250,15 @@ def check_name(name: str) -> str:
     return name
 
 
-def parse_signal(text: str) -> signal.Signals:
-    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15``."""
-    t = text.strip().upper()
-    try:
-        if t.isdigit():
-            return signal.Signals(int(t))
-        return signal.Signals[t if t.startswith("SIG") else "SIG" + t]
-    except (KeyError, ValueError):
-        raise ValueError(f"invalid signal {text!r}") from None
+def check_volume(v: Volume) -> None:
+    """What a volume must be, whoever sent it."""
+    what = f"{v.volume or v.host}:{v.container}" if v.volume or v.host else v.container
+    if not v.container.startswith("/"):
+        raise invalid("volumes", what, f"{v.container!r} is not an absolute path")
+    if v.volume:
+        check_volume_name(v.volume)
+    elif v.host and v.nocopy:
+        raise invalid("volumes", what, "nocopy is for named volumes, not host paths")
 
 
 # The option of `boxctl run` (and of `docker run`) that sets each field of a configuration:
@@ -248,6 +272,7 @@ OPTIONS = {
     "extra_hosts": "--add-host",
     "network": "--network",
     "volumes": "--volume",
+    "volumes_from": "--volumes-from",
     "tmpfs": "--tmpfs",
     "shm_size": "--shm-size",
     "ulimits": "--ulimit",
@@ -307,6 +332,20 @@ def validate_config(config: ContainerConfig) -> None:
     for alias in config.network_aliases:
         check_name(alias)
     shared = config.network.startswith("container:")
+    for join in config.networks or ():
+        if join.network in ("host", "none") or join.network.startswith("container:"):
+            raise ValueError(f"invalid network {join.network!r}: not one to connect to")
+        check_network(join.network)
+        for alias in join.aliases:
+            check_name(alias)
+        if join.ip:
+            check_ipv4(join.ip, "--ip")
+    check_dns(config.dns, config.dns_search, config.dns_options)
+    if shared and (config.dns or config.dns_search or config.dns_options):
+        raise ValueError(
+            f"conflicting options: dns and the network mode (--network {config.network} "
+            "uses that container's DNS settings)"
+        )
     if (config.ports or config.publish_all) and (config.network in ("host", "none") or shared):
         raise ValueError(
             f"published ports need a network of the container's own: --network "
@@ -323,6 +362,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid("stop_signal", config.stop_signal) from None
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
+    for v in config.volumes:
+        check_volume(v)
     points = [posixpath.normpath(v.container) for v in config.volumes]
     points += [posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs]
     for point in points:

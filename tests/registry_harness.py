@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.server
 import json
 import os
@@ -83,7 +84,10 @@ def running_registry(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        # Foreign layers (fetched by clients from elsewhere) may name any URL: a test pushes
+        # such a manifest by hand to see it refused.  Nothing fetches those URLs.
+        "validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://'\n" + auth
     )
     log = tmp_path / "registry.log"
     with open(log, "wb") as out:
@@ -281,6 +285,38 @@ def push(layout: Path, tag: str, registry: Registry, name: str, creds: str | Non
     )
 
 
+def put_blob(registry: Registry, name: str, data: bytes) -> str:
+    """Upload a blob by hand (POST, then PUT with its digest), as a client would; its digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    start = urllib.request.Request(
+        f"http://{registry.host}/v2/{name}/blobs/uploads/", method="POST", data=b""
+    )
+    with urllib.request.urlopen(start, timeout=10) as r:
+        location = urllib.parse.urljoin(f"http://{registry.host}/", r.headers["Location"])
+    separator = "&" if "?" in location else "?"
+    finish = urllib.request.Request(
+        f"{location}{separator}digest={digest}",
+        method="PUT",
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    with urllib.request.urlopen(finish, timeout=10):
+        pass
+    return digest
+
+
+def put_manifest(registry: Registry, name: str, tag: str, manifest: dict[str, object]) -> None:
+    """Store a manifest written by hand under ``tag`` (its ``mediaType`` as content type)."""
+    request = urllib.request.Request(
+        f"http://{registry.host}/v2/{name}/manifests/{tag}",
+        method="PUT",
+        data=json.dumps(manifest).encode(),
+        headers={"Content-Type": str(manifest["mediaType"])},
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
 def manifest_of(registry: Registry, name: str, tag: str) -> dict[str, object]:
     request = urllib.request.Request(
         f"http://{registry.host}/v2/{name}/manifests/{tag}",
@@ -294,8 +330,8 @@ def manifest_of(registry: Registry, name: str, tag: str) -> dict[str, object]:
 @attrs.define
 class StallingProxy:
     """A loopback HTTP proxy to a registry that sends half of one blob and then stalls
-    (``stalled`` is set) until ``release`` is set: a pull caught in the middle of a
-    download, for as long as the test needs, with no timing involved."""
+    (``stalled`` is set) until ``release`` is set, then sends the rest: a pull caught in
+    the middle of a download, for as long as the test needs, with no timing involved."""
 
     host: str
     blob: str
@@ -334,6 +370,8 @@ def stalling_proxy(registry: Registry, blob: str) -> Iterator[StallingProxy]:
                 self.wfile.flush()
                 proxy.stalled.set()
                 proxy.release.wait()
+                with contextlib.suppress(OSError):  # the client may be gone (killed)
+                    self.wfile.write(body[len(body) // 2 :])
                 return
             self.wfile.write(body)
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +21,17 @@ from registry_harness import (
     build_oci_image,
     manifest_of,
     push,
+    put_blob,
+    put_manifest,
     running_registry,
     running_token_server,
     stalling_proxy,
     write_htpasswd,
 )
+from test_terminal import Tmux, _boxctl, tmux
 
 pytestmark = pytest.mark.root
+__all__ = ["tmux"]  # the fixture, for the terminal test
 
 CMD = "echo $GREETING from $(pwd) as $(id -u):$(id -g); cat hello.txt"
 
@@ -125,7 +130,7 @@ def test_pull_run_images_and_no_second_fetch(
     # the image goes with its layers once nothing uses it.
     daemon.ctl("create", "--name", "user", ref)
     r = daemon.ctl("rmi", ref, check=False)
-    assert r.returncode == 1 and "used by container(s) user" in r.stderr
+    assert r.returncode == 1 and "(must force) - container " in r.stderr
     daemon.ctl("tag", ref, "other:1")
     assert daemon.ctl("rmi", "other:1").stdout == "Untagged: docker.io/library/other:1\n"
     daemon.ctl("rm", "user")
@@ -133,6 +138,166 @@ def test_pull_run_images_and_no_second_fetch(
     assert f"Untagged: {ref}" in r.stdout and "Deleted: sha256:" in r.stdout
     assert os.listdir(layers) == []
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+
+
+def test_rmi_force_of_an_image_in_use_as_docker_does(
+    daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    """A stopped container's image goes with ``rmi -f`` (the container keeps working, its
+    layers stay until it is removed); a running container's image is never deleted: by id
+    the removal is refused, by tag only the tag goes."""
+    push(layout, "v1", registry, "rm/box:v1")
+    ref = f"{registry.host}/rm/box:v1"
+    daemon.ctl("pull", ref)
+    image_id = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["Id"]
+    short = image_id[7:19]
+    cid = daemon.ctl("create", "--name", "stopped", ref).stdout.strip()
+    r = daemon.ctl("rmi", ref, check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().endswith(
+        f'unable to remove repository reference "{ref}" (must force) - container '
+        f"{cid[:12]} (stopped) is using its referenced image {short}"
+    )
+    r = daemon.ctl("rmi", image_id, check=False)
+    assert r.returncode == 1
+    assert f"unable to delete {short} (must be forced) - image is being used by stopped" in r.stderr
+    daemon.ctl("run", "-d", "--name", "live", ref, "sleep", "1000")
+    for target in (image_id, short):
+        r = daemon.ctl("rmi", "-f", target, check=False)
+        assert r.returncode == 1
+        assert f"unable to delete {short} (cannot be forced) - image is being used by running" in (
+            r.stderr
+        )
+    daemon.ctl("rm", "-f", "live")
+
+    r = daemon.ctl("rmi", "-f", ref)
+    assert r.stdout == f"Untagged: {ref}\nDeleted: {image_id}\n"
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert daemon.ctl("image", "inspect", image_id, check=False).returncode == 1
+    assert daemon.ctl("start", "-a", "stopped").stdout.endswith("hello from the second layer\n")
+    layers = daemon.root / "images" / "l"
+    assert len(os.listdir(layers)) == 2
+    daemon.ctl("rm", "stopped")
+    deadline = time.monotonic() + 60  # the layers go in the background, after the container
+    while os.listdir(layers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert os.listdir(layers) == []
+
+    # By tag with a running container: only the tag goes; the image stays, untagged.
+    daemon.ctl("pull", ref)
+    daemon.ctl("run", "-d", "--name", "live", ref, "sleep", "1000")
+    assert daemon.ctl("rmi", "-f", ref).stdout == f"Untagged: {ref}\n"
+    images = json.loads(daemon.ctl("images", "--format", "json").stdout)
+    assert [(i["id"], i["repo_tags"]) for i in images] == [(image_id, [])]
+    daemon.ctl("rm", "-f", "live")
+    assert daemon.ctl("rmi", short).stdout.startswith(f"Deleted: {image_id}\n")
+
+
+def test_foreign_layers_and_artifacts_are_refused_by_name(
+    daemon: Daemon, registry: Registry
+) -> None:
+    """Manifests pushed by hand (plain HTTP PUTs): a Docker manifest with a foreign layer
+    (a Windows base layer, fetched from elsewhere) and an OCI artifact whose config is not
+    an image config.  Each pull fails naming the media type, fetches no layer and keeps
+    nothing."""
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "cd" * 32]},
+        }
+    ).encode()
+    foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    put_manifest(
+        registry,
+        "foreign/box",
+        "1",
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": put_blob(registry, "foreign/box", config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": foreign,
+                    "digest": "sha256:" + "ab" * 32,
+                    "size": 1000,
+                    "urls": ["https://example.invalid/base.tar.gz"],
+                }
+            ],
+        },
+    )
+    r = daemon.ctl("pull", f"{registry.host}/foreign/box:1", check=False)
+    assert r.returncode == 125
+    assert f"has media type '{foreign}', which boxd does not fetch" in r.stderr
+
+    artifact = "application/vnd.example.model.config.v1+json"
+    data = b"not an image"
+    weights = put_blob(registry, "artifact/thing", data)
+    put_manifest(
+        registry,
+        "artifact/thing",
+        "1",
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": artifact,
+                "digest": put_blob(registry, "artifact/thing", b"{}"),
+                "size": 2,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.example.model.weights.v1",
+                    "digest": weights,
+                    "size": len(data),
+                }
+            ],
+        },
+    )
+    r = daemon.ctl("pull", f"{registry.host}/artifact/thing:1", check=False)
+    assert r.returncode == 125
+    assert f"is not a container image: its config has media type '{artifact}'" in r.stderr
+    assert registry.requests("/blobs/") == 1  # the first image's config; no layer
+    assert registry.requests(weights) == 0
+    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
+
+
+def test_a_terminal_shows_each_layers_progress_in_place(
+    daemon: Daemon, registry: Registry, layout: Path, tmux: Tmux
+) -> None:
+    """``pull`` in a real terminal (tmux): one line per layer, rewritten in place (a
+    download's bar while it runs, caught mid-layer by a stalling proxy), then Docker's
+    summary.  A pipe gets one line per finished layer."""
+    push(layout, "v1", registry, "tty/box:v1")
+    layers = _layer_blobs(registry, "tty/box")
+    short = [d[7:19] for d in layers]
+    with stalling_proxy(registry, layers[-1].removeprefix("sha256:")) as proxy:
+        ref = f"{proxy.host}/tty/box:v1"
+        tmux.start(_boxctl(daemon, "pull", ref))
+        tmux("set-option", "-t", "t", "remain-on-exit", "on")  # the screen, once it ends
+        assert proxy.stalled.wait(60), "the pull never reached the last layer"
+        screen = tmux.wait_for(lambda s: f"{short[-1]}: Downloading [" in s)
+        bar = next(line for line in screen.splitlines() if line.startswith(short[-1]))
+        assert "=>" in bar and "/" in bar  # [=====>     ]  1.2MB/2.4MB
+        proxy.release.set()
+        assert tmux.wait_exit(60) == 0
+        # With the history: the dead pane's notice scrolls the screen by a line.
+        screen = tmux("capture-pane", "-p", "-S", "-", "-t", "t")
+    lines = [line for line in screen.splitlines() if line.strip()]
+    assert lines[: len(short)] == [f"{s}: Pull complete" for s in short]
+    assert lines[len(short)].startswith("Digest: sha256:") and ref in lines[len(short) + 2 :]
+
+    daemon.ctl("rmi", ref)
+    r = daemon.ctl("pull", f"{registry.host}/tty/box:v1")  # a pipe: as each one ends
+    done = sorted(r.stdout.splitlines()[: len(short)])
+    assert done == sorted(f"{s}: Pull complete" for s in short)
+    assert "\x1b" not in r.stdout
 
 
 def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: Path) -> None:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_harness import Daemon, running_daemon
@@ -364,3 +365,199 @@ def test_network_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
         assert [n for n in links(netns) if n.startswith("boxd")] == bridges
     assert [n for n in links(netns) if n.startswith(("boxd", "bx", "br-"))] == []
     assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
+
+
+# A DNS client for the containers' python3 (no dnslib there): A queries for each name,
+# over TCP (two of them on one connection, length-prefixed) or UDP; prints each address.
+DNS_CLIENT = """
+import socket, struct, sys
+kind, server, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+def query(n, name):
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    head = struct.pack("!HHHHHH", n, 0x0100, 1, 0, 0, 0)
+    return head + labels + b"\\0" + struct.pack("!HH", 1, 1)
+def address(reply):
+    return socket.inet_ntoa(reply[-4:]) if struct.unpack("!H", reply[6:8])[0] else "none"
+if kind == "tcp":
+    s = socket.create_connection((server, 53), timeout=10)
+    queries = [query(n, name) for n, name in enumerate(names)]
+    s.sendall(b"".join(struct.pack("!H", len(q)) + q for q in queries))
+    f = s.makefile("rb")
+    for _ in names:
+        (size,) = struct.unpack("!H", f.read(2))
+        print(address(f.read(size)))
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    for n, name in enumerate(names):
+        s.sendto(query(n, name), (server, 53))
+        print(address(s.recv(4096)))
+"""
+
+# Runs in the test's namespace: a stand-in upstream resolver on 192.0.2.1:53 (UDP) that
+# answers every A query with 198.51.100.7.
+UPSTREAM = """
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.0.2.1", 53))
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(4096)
+    head = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+    answer = b"\\xc0\\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + socket.inet_aton("198.51.100.7")
+    s.sendto(head + q[12:] + answer, peer)
+"""
+
+
+def endpoints(daemon: Daemon, ref: str) -> dict[str, dict[str, Any]]:
+    found = daemon.inspect(ref)["state"]["network"]["endpoints"]
+    return {e["network"]: e for e in found}
+
+
+@pytest.mark.root
+def test_network_connect_and_disconnect(netd: Daemon) -> None:
+    """Hot-plug into a running container (a new interface, its names on that network, its
+    /etc/hosts and resolv.conf), unplug, and the same for a container at rest (applied at
+    its next start); Docker's refusals."""
+    ns = netd.netns
+    netd.ctl("network", "create", "front")
+    netd.ctl("network", "create", "--subnet", "10.77.0.0/24", "back")
+    netd.ctl(
+        "run", "-d", "--name", "api", "--network", "front", "default",
+        "python3", "-m", "http.server", "80",
+    )  # fmt: skip
+    netd.ctl("run", "-d", "--name", "cli", "default", "sleep", "300")
+    wait_listening(netd, "api", 80)
+    host_links = [n for n in links(ns) if n.startswith("bx")]
+
+    netd.ctl("network", "connect", "--alias", "client", "front", "cli")
+    eps = endpoints(netd, "cli")
+    assert sorted(eps) == ["bridge", "front"]
+    assert (eps["bridge"]["interface"], eps["front"]["interface"]) == ("eth0", "eth1")
+    assert eps["front"]["aliases"] == ["client"]
+    assert len([n for n in links(ns) if n.startswith("bx")]) == len(host_links) + 1
+    front_ip = eps["front"]["ip_address"]
+    api_ip = endpoints(netd, "api")["front"]["ip_address"]
+    own = netd.ctl("exec", "cli", "sh", "-c", "cat /etc/hosts /etc/resolv.conf").stdout
+    assert f"{front_ip}\t" in own and f"{eps['bridge']['ip_address']}\t" in own
+    assert f"nameserver {eps['front']['gateway']}" in own
+    fetch_api = ("exec", "cli", "python3", "-c", CLIENT, "tcp", "api", "80")
+    ask = ("exec", "cli", "python3", "-c", DNS_CLIENT, "udp", eps["front"]["gateway"], "api")
+    assert netd.ctl(*ask).stdout.split() == [api_ip]
+    assert netd.ctl(*fetch_api).stdout.strip() == "200"
+    # Its names on front, as api's DNS answers them.
+    resolve = ("python3", "-c", DNS_CLIENT, "udp", eps["front"]["gateway"], "client", "cli")
+    assert netd.ctl("exec", "api", *resolve).stdout.split() == [front_ip, front_ip]
+    members = json.loads(netd.ctl("network", "inspect", "front").stdout)[0]["containers"]
+    assert sorted(m["name"] for m in members) == ["api", "cli"]
+
+    # Docker's refusals, each named; nothing changes.
+    netd.ctl("run", "-d", "--name", "h", "--network", "host", "default", "sleep", "300")
+    netd.ctl("create", "--name", "iso", "--network", "none", "default", "true")
+    for args, message in [
+        (("connect", "front", "cli"), "endpoint with name cli already exists in network front"),
+        (("connect", "nope", "cli"), "no such network: nope"),
+        (("connect", "front", "nosuch"), "no such container: nosuch"),
+        (("disconnect", "back", "cli"), "container cli is not connected to network back"),
+        (("connect", "front", "h"), "cannot be disconnected from host network or connected"),
+        (("disconnect", "host", "cli"), "connected to host network"),
+        (("connect", "front", "iso"), "one of the networks in private (none) mode"),
+        (("connect", "--ip", "172.31.0.9", "bridge", "iso"), "private (none) mode"),
+        (("connect", "--ip", "10.77.1.5", "back", "cli"), "invalid --ip 10.77.1.5"),
+        (("connect", "--ip", "nonsense", "back", "cli"), "invalid --ip 'nonsense'"),
+        (("connect", "--alias", "a b", "back", "cli"), "invalid container name 'a b'"),
+    ]:
+        r = netd.ctl("network", *args, check=False)
+        assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
+    assert sorted(endpoints(netd, "cli")) == ["bridge", "front"]
+
+    # Unplugged: the interface, the names, the way to api go.
+    netd.ctl("network", "disconnect", "front", "cli")
+    assert sorted(endpoints(netd, "cli")) == ["bridge"]
+    assert [n for n in links(ns) if n.startswith("bx")] == host_links
+    assert "eth1" not in netd.ctl("exec", "cli", "ls", "/sys/class/net").stdout
+    assert front_ip not in netd.ctl("exec", "cli", "cat", "/etc/hosts").stdout
+    assert netd.ctl("exec", "api", *resolve).stdout.split() == ["none", "none"]
+
+    # At rest: connected with a chosen address, off its first network; so at its start.
+    netd.ctl("create", "--name", "later", "default", "sleep", "300")
+    netd.ctl("network", "connect", "--ip", "10.77.0.50", "back", "later")
+    r = netd.ctl("network", "connect", "--ip", "10.77.0.50", "back", "cli", check=False)
+    assert "address 10.77.0.50 on network back is already in use" in r.stderr
+    netd.ctl("network", "disconnect", "-f", "bridge", "later")
+    netd.ctl("start", "later")
+    eps = endpoints(netd, "later")
+    assert sorted(eps) == ["back"] and eps["back"]["ip_address"] == "10.77.0.50"
+    route = netd.ctl("exec", "later", "cat", "/proc/net/route").stdout
+    assert "eth0" in route and "00000000" in route  # its default route, through back
+    r = netd.ctl("network", "rm", "back", check=False)
+    assert "in use by container(s) later" in r.stderr
+    # Kept across a restart of a running container too.
+    netd.ctl("network", "connect", "front", "cli")
+    netd.ctl("restart", "-t", "0", "cli")
+    assert sorted(endpoints(netd, "cli")) == ["bridge", "front"]
+    assert netd.ctl(*fetch_api).stdout.strip() == "200"
+
+    netd.ctl("rm", "-f", "api", "cli", "h", "iso", "later")
+    assert [n for n in links(ns) if n.startswith("bx")] == []
+    for name in ("front", "back", "bridge"):
+        info = json.loads(netd.ctl("network", "inspect", name).stdout)[0]
+        assert info["containers"] == []
+
+
+@pytest.mark.root
+def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
+    """The network's name server answers TCP (two queries on one connection) as well as
+    UDP; --dns/--dns-search/--dns-option make the container's resolv.conf, and on a user
+    network the --dns servers are where its other names are forwarded."""
+    ns = netd.netns
+    netd.ctl("network", "create", "front")
+    netd.ctl("run", "-d", "--name", "db", "--network", "front", "--network-alias", "store",
+             "default", "sleep", "300")  # fmt: skip
+    ep = endpoints(netd, "db")["front"]
+    r = netd.ctl("run", "--rm", "--network", "front", "default", "python3", "-c", DNS_CLIENT,
+                 "tcp", ep["gateway"], "db", "store")  # fmt: skip
+    assert r.stdout.split() == [ep["ip_address"], ep["ip_address"]]
+    # From the host's side (the test's namespace) too, over TCP.
+    r = inside(ns, "python3", "-c", DNS_CLIENT, "tcp", ep["gateway"], "store")
+    assert r.stdout.split() == [ep["ip_address"]]
+
+    upstream = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", UPSTREAM],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
+        flags = ("--dns", HOST_ADDRESS, "--dns-search", "example.test", "--dns-option", "ndots:2")
+        script = (
+            "import socket; print(open('/etc/resolv.conf').read());"
+            "print(socket.gethostbyname('outside.example'))"
+        )
+        r = netd.ctl("run", "--rm", *flags, "default", "python3", "-c", script)
+        assert r.stdout.splitlines()[:3] == [
+            f"nameserver {HOST_ADDRESS}",
+            "search example.test",
+            "options ndots:2",
+        ]
+        assert r.stdout.split()[-1] == "198.51.100.7"  # asked 192.0.2.1 directly
+        r = netd.ctl("run", "--rm", "--network", "front", *flags, "default", "python3", "-c",
+                     script)  # fmt: skip
+        assert r.stdout.splitlines()[0] == f"nameserver {ep['gateway']}"
+        assert "search example.test" in r.stdout
+        assert r.stdout.split()[-1] == "198.51.100.7"  # forwarded by front's DNS to --dns
+        r = netd.ctl("run", "--rm", "--network", "host", "--dns", "192.0.2.9",
+                     "--dns-search", ".", "default", "cat", "/etc/resolv.conf")  # fmt: skip
+        assert r.stdout.splitlines()[0] == "nameserver 192.0.2.9"
+        assert "search" not in r.stdout
+    finally:
+        upstream.kill()
+        upstream.communicate()
+    for args, message in [
+        (("--dns", "nonsense"), "invalid --dns 'nonsense': not an IP address"),
+        (("--dns-search", "a..b"), "invalid --dns-search 'a..b'"),
+        (("--network", "container:db", "--dns", "192.0.2.9"), "conflicting options: dns"),
+    ]:
+        r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
+        assert r.returncode == 125 and message in r.stderr, (args, r.stderr)
+    netd.ctl("rm", "-f", "db")

@@ -166,6 +166,10 @@ class SystemDfResponse:
     containers: int
     containers_running: int
     containers_size: int  # bytes written in their upper layers
+    volumes: int = 0
+    volumes_active: int = 0  # mounted by a container
+    volumes_size: int = 0  # bytes below them
+    volumes_reclaimable: int = 0  # bytes of the unused ones
 
 
 @attrs.frozen

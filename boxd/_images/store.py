@@ -11,6 +11,9 @@ Layout::
                             a later run would use
     meta/<hex>.json         one image (id = digest of its config): tags, repo digests and
                             the layer blobs in order
+    retired/<hex>.json      an image removed (``rmi -f``) while stopped containers use it:
+                            no longer listed or found by name, its layers kept for those
+                            containers until the last of them is removed
     tmp/                    downloads and unpacks in progress (emptied at start)
 
 The layer directories' names are short so that a deep image's overlay ``lowerdir=``
@@ -26,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +83,9 @@ class ImageStore:
         self.layer_dirs = root / "l"
         self.layer_records = root / "layers"
         self.records = root / "meta"
+        self.retired = root / "retired"
         self.tmp = root / "tmp"
-        for d in (self.blobs, self.layer_records, self.records):
+        for d in (self.blobs, self.layer_records, self.records, self.retired):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Traversable: a user-namespaced container's root (an unprivileged host uid) must
         # reach the layers it mounts.
@@ -134,16 +139,58 @@ class ImageStore:
         found = self.layer_dir(diff_id)
         if found is not None:
             return found
+        with open(self.blob_path(blob_digest), "rb") as blob:
+            return self._unpack(blob.read, diff_id, f"layer {blob_digest}", lambda: None)
+
+    def pull_layer(
+        self, read: Callable[[int], bytes], layer: BlobRef, verify: Callable[[str, int], None]
+    ) -> Path:
+        """Unpack a layer as its compressed bytes come in (``read(n)``, b"" at the end),
+        keeping them as its blob: in one pass they are written, hashed, decompressed and
+        unpacked.  ``verify(digest, size)`` of what came is called at the end, before the
+        blob and then the layer are renamed into place (or when the layer proves bad: a
+        damaged download is the better reason); it raises if they are wrong, and then
+        nothing is kept."""
+        fd, tmp = self.temp_file()
+        tee = _Tee(read, fd)
+        try:
+
+            def commit() -> None:
+                verify("sha256:" + tee.sha.hexdigest(), tee.size)
+                os.close(fd)
+                tee.fd = -1
+                self.commit_blob(tmp, layer.digest)
+
+            try:
+                return self._unpack(tee.read, layer.diff_id, f"layer {layer.digest}", commit)
+            except LayerError:
+                # A damaged download is the reason, if it is one (the rest is read for
+                # its digest); otherwise the layer itself is bad.
+                while tee.read(1 << 20):
+                    pass
+                verify("sha256:" + tee.sha.hexdigest(), tee.size)
+                raise
+        finally:
+            if tee.fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+
+    def _unpack(
+        self, read: Callable[[int], bytes], diff_id: str, what: str, commit: Callable[[], None]
+    ) -> Path:
+        """Unpack into a temporary directory, check the diff_id, ``commit()``, rename the
+        directory into place, write its record: a kill at any moment leaves no layer a
+        run would use."""
         hexa = digest_hex(diff_id)
         final = self.layer_dirs / hexa[:SHORT]
         work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
         try:
-            with open(self.blob_path(blob_digest), "rb") as blob:
-                result = unpack(blob, str(work))
+            result = unpack(read, str(work))
             if result.diff_id != diff_id:
                 raise LayerError(
-                    f"layer {blob_digest} unpacks to {result.diff_id}, but the image says {diff_id}"
+                    f"{what} unpacks to {result.diff_id}, but the image says {diff_id}"
                 )
+            commit()
             os.chmod(work, os.stat(work).st_mode | 0o011)
             found = self.layer_dir(diff_id)
             if found is not None:  # unpacked meanwhile by another pull
@@ -184,6 +231,24 @@ class ImageStore:
             return structure(json.loads(path.read_bytes()), ImageRecord)
         except FileNotFoundError:
             raise NoSuchImage(image_id) from None
+
+    def for_container(self, image_id: str) -> ImageRecord:
+        """The image a container was created from, even if it was retired since."""
+        try:
+            return self.get(image_id)
+        except NoSuchImage:
+            path = self.retired / f"{digest_hex(image_id)}.json"
+            try:
+                return structure(json.loads(path.read_bytes()), ImageRecord)
+            except FileNotFoundError:
+                raise NoSuchImage(image_id) from None
+
+    def _retired(self) -> list[ImageRecord]:
+        found = []
+        for path in sorted(self.retired.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                found.append(structure(json.loads(path.read_bytes()), ImageRecord))
+        return found
 
     def config(self, record: ImageRecord) -> dict[str, Any]:
         config: dict[str, Any] = json.loads(self.read_blob(record.id))
@@ -248,13 +313,29 @@ class ImageStore:
         self.save(record)
         return record
 
+    def retire(self, record: ImageRecord) -> None:
+        """Hide an image that stopped containers still use (``rmi -f``, as Docker deletes
+        the image but not the layers a container holds); :meth:`collect` deletes it."""
+        hexa = digest_hex(record.id)
+        record = attrs.evolve(record, repo_tags=(), repo_digests=())
+        atomic_write(self.retired / f"{hexa}.json", json.dumps(unstructure(record)).encode())
+        (self.records / f"{hexa}.json").unlink(missing_ok=True)
+
+    def collect(self, in_use: set[str], keep: frozenset[str] = frozenset()) -> None:
+        """Delete the retired images no container uses any more (``in_use``: image ids)."""
+        for record in self._retired():
+            if record.id not in in_use:
+                (self.retired / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
+                self.delete(record, keep)
+
     def delete(self, record: ImageRecord, keep: frozenset[str] = frozenset()) -> list[str]:
         """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
         progress counts on); the layers' diff_ids removed."""
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
-        used = {layer.diff_id for r in self.images() for layer in r.layers} | keep
-        blobs = {layer.digest for r in self.images() for layer in r.layers}
-        blobs |= {r.id for r in self.images()}
+        others = self.images() + self._retired()
+        used = {layer.diff_id for r in others for layer in r.layers} | keep
+        blobs = {layer.digest for r in others for layer in r.layers}
+        blobs |= {r.id for r in others}
         removed = []
         for layer in record.layers:
             if layer.diff_id not in used:
@@ -287,6 +368,26 @@ class ImageStore:
 
     def size(self, record: ImageRecord) -> int:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
+
+
+class _Tee:
+    """What ``read`` gives, also written to ``fd`` and hashed (the blob as it comes)."""
+
+    def __init__(self, read: Callable[[int], bytes], fd: int) -> None:
+        self._read = read
+        self.fd = fd
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int) -> bytes:
+        data = self._read(n)
+        if data:
+            self.sha.update(data)
+            self.size += len(data)
+            with memoryview(data) as view:
+                while view:
+                    view = view[os.write(self.fd, view) :]
+        return data
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import protocol
+from .. import _volserver, protocol
+from .._lifecycle import LIVE
 from .._messages import EndFrame, OkResponse
 from . import archive
 from .messages import (
@@ -52,6 +53,7 @@ from .registry import RegistryError, open_registry
 from .store import ImageRecord, ImageStore
 
 if TYPE_CHECKING:
+    from .._records import Container
     from .._supervisor import Supervisor
 
 
@@ -170,39 +172,51 @@ class ImageVerbs:
         )
 
     async def remove(self, conn: Sender, req: RemoveImageRequest) -> None:
-        """Docker's rmi: by tag, untag (and delete when no tag is left); by id, delete.
-        An image a container uses is not deleted (``-f`` untags it all the same)."""
+        """Docker's rmi.  By tag: untag, and delete the image with its last tag.  By id:
+        every tag, then the image.  A container using the image makes it a conflict; with
+        ``-f`` a stopped container's image is removed all the same (hidden, its layers kept
+        until the container goes: the container keeps working), a running container's
+        never: by id it is refused, by tag only the tag goes, as Docker does."""
         record = self.store.lookup(req.image)
-        untagged: list[str] = []
         by_tag = None
         with contextlib.suppress(ValueError):
             ref = parse_reference(req.image)
             if str(ref) in record.repo_tags:
                 by_tag = str(ref)
-        users = self._users(record)
-        if by_tag is not None and (len(record.repo_tags) > 1 or users):
+        users = [c for c in self.sup.list(all=True) if c.config.image_id == record.id]
+        running = [c for c in users if c.state.status in LIVE]
+        untagged: tuple[str, ...] = ()
+        if by_tag is not None:
             if users and not req.force and len(record.repo_tags) == 1:
-                raise ImageInUse(_in_use(req.image, record, users))
+                raise ImageInUse(
+                    f'conflict: unable to remove repository reference "{req.image}" (must '
+                    f"force) - container {_who(users[0])} is using its referenced image "
+                    f"{record.id[7:19]}"
+                )
             record = self.store.untag(record, by_tag)
-            await conn.send(RemovedImageResponse(untagged=(by_tag,), deleted=()))
-            return
+            untagged = (by_tag,)
+            if record.repo_tags or running:  # Docker leaves a running container's image
+                await conn.send(RemovedImageResponse(untagged=untagged, deleted=()))
+                return
+        else:
+            conflict = ""
+            if running:
+                conflict = "cannot be forced) - image is being used by running container"
+            elif len(record.repo_tags) > 1 and not req.force:
+                conflict = "must be forced) - image is referenced in multiple repositories"
+            elif users and not req.force:
+                conflict = "must be forced) - image is being used by stopped container"
+            if conflict:
+                who = f" {_who((running or users)[0])}" if conflict.endswith("container") else ""
+                raise ImageInUse(f"conflict: unable to delete {record.id[7:19]} ({conflict}{who}")
+            untagged = record.repo_tags
         if users:
-            if not req.force:
-                raise ImageInUse(_in_use(req.image, record, users))
-            for tag in record.repo_tags:
-                self.store.untag(record, tag)
-            await conn.send(RemovedImageResponse(untagged=record.repo_tags, deleted=()))
-            return
-        if by_tag is None and len(record.repo_tags) > 1 and not req.force:
-            raise ImageInUse(
-                f"unable to delete {record.id[7:19]} (must be forced): the image is "
-                f"referenced in several repositories ({', '.join(record.repo_tags)})"
-            )
-        untagged = list(record.repo_tags)
-        layers = await self._delete(record)
-        await conn.send(
-            RemovedImageResponse(untagged=tuple(untagged), deleted=(record.id, *layers))
-        )
+            async with self.sup.puller.lock:
+                self.store.retire(record)
+            deleted: tuple[str, ...] = (record.id,)
+        else:
+            deleted = (record.id, *await self._delete(record))
+        await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
 
     async def _delete(self, record: ImageRecord) -> list[str]:
         puller = self.sup.puller
@@ -319,7 +333,7 @@ class ImageVerbs:
                 "only containers of stored images can be committed"
             )
         ref = parse_reference(req.reference) if req.reference else None
-        parent = self.store.get(c.config.image_id)
+        parent = self.store.for_container(c.config.image_id)
         cfg = c.config
         entrypoint = list(cfg.entrypoint or ())
         inner: dict[str, Any] = {
@@ -374,6 +388,7 @@ class ImageVerbs:
         }
         kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
         uppers = [self.sup.store.container_dir(c.id) / "fs" for c in containers]
+        volumes = await _volserver.sizes(self.sup)
         await conn.send(
             SystemDfResponse(
                 images=len(records),
@@ -383,14 +398,18 @@ class ImageVerbs:
                 layers=len(sizes),
                 containers=len(containers),
                 containers_running=sum(1 for c in containers if c.state.pid),
-                containers_size=await trio.to_thread.run_sync(_du, uppers),
+                containers_size=await trio.to_thread.run_sync(disk_usage, uppers),
+                volumes=len(volumes),
+                volumes_active=sum(1 for v in volumes if v.users),
+                volumes_size=sum(v.size for v in volumes),
+                volumes_reclaimable=sum(v.size for v in volumes if not v.users),
             )
         )
 
     async def export(self, conn: Streamer, req: ExportRequest) -> None:
         c = self.sup.inspect(req.container)
         if c.config.image_id:
-            lowers = list(self.store.lowers(self.store.get(c.config.image_id)))
+            lowers = list(self.store.lowers(self.store.for_container(c.config.image_id)))
         elif c.config.image.startswith("/"):
             lowers = [c.config.image]
         else:
@@ -403,7 +422,7 @@ class ImageVerbs:
         await self._send_archive(conn, lambda out: archive.export_merged(dirs, out))
 
 
-def _du(dirs: list[Path]) -> int:
+def disk_usage(dirs: list[Path]) -> int:
     """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
     total = 0
     for d in dirs:
@@ -433,11 +452,8 @@ def _registry(text: str) -> str:
     return host
 
 
-def _in_use(ref: str, record: ImageRecord, users: list[str]) -> str:
-    return (
-        f"conflict: unable to remove image {ref} ({record.id[7:19]}): it is used by "
-        f"container(s) {', '.join(users)} (remove them first, or --force to untag it)"
-    )
+def _who(c: Container) -> str:
+    return f"{c.id[:12]} ({c.name})"
 
 
 __all__ = ["ImageInUse", "ImageVerbs", "RegistryError"]

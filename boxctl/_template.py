@@ -1,0 +1,498 @@
+"""The ``--format`` of every verb: the part of Go's text/template that Docker users write.
+
+``{{.Names}}``, ``{{.State.Pid}}``, ``table {{.ID}}\\t{{.Status}}``, ``{{json .Config}}``,
+``{{join .Args ","}}``, ``{{printf "%s=%d" .A .B}}``, ``{{if eq .State "running"}}…{{else}}…
+{{end}}``, ``{{range .Mounts}}{{.Destination}} {{end}}``, ``{{range $k, $v := .Labels}}``,
+``{{with .X}}``, pipes (``{{.Name | upper}}``), parentheses, ``{{-``/``-}}`` trimming.
+
+Functions: Docker's ``json``, ``join``, ``split``, ``lower``, ``upper``, ``title``, ``pad``,
+``truncate``; Go's ``printf``, ``print``, ``println``, ``index``, ``len``, ``slice``, ``eq``,
+``ne``, ``lt``, ``le``, ``gt``, ``ge``, ``and``, ``or``, ``not``.  Data are JSON-shaped values
+(dicts, lists, strings, numbers); a dict may hold a callable, which is how ``{{.Label
+"k"}}`` of ``ps`` works.  A field a dict lacks prints ``<no value>`` as a Go map's would,
+unless the caller asks for strict fields (Docker's formatters are structs: an unknown field
+is an error there).  Written here rather than taken from a library: the few Python ports of
+Go templates are unmaintained, and Docker's users need exactly this subset.
+"""
+
+from __future__ import annotations
+
+from boxd import _wirejson
+
+from ._client import CliError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
+MISSING = object()
+
+
+class TemplateError(CliError):
+    def __init__(self, message: str) -> None:
+        super().__init__(f"template: {message}", 1)
+
+
+# ---- lexing ------------------------------------------------------------------------------
+
+
+def _actions(text: str) -> Iterator[tuple[str, str]]:
+    """("text", s) and ("action", inner) pieces, with ``{{-``/``-}}`` trimming applied."""
+    pos, trim_next = 0, False
+    while True:
+        start = text.find("{{", pos)
+        literal = text[pos:] if start < 0 else text[pos:start]
+        if trim_next:
+            literal = literal.lstrip()
+        if start < 0:
+            if literal:
+                yield "text", literal
+            return
+        end = text.find("}}", start)
+        if end < 0:
+            raise TemplateError(f"unclosed action at offset {start}")
+        inner = text[start + 2 : end]
+        if inner.startswith("- ") or inner == "-":
+            literal = literal.rstrip()
+            inner = inner[1:]
+        trim_next = inner.endswith(" -")
+        if trim_next:
+            inner = inner[:-1]
+        if literal:
+            yield "text", literal
+        yield "action", inner.strip()
+        pos = end + 2
+
+
+def _tokens(action: str) -> list[str]:
+    """An action's words: strings, raw strings, parentheses, pipes and the rest."""
+    out, i = [], 0
+    while i < len(action):
+        ch = action[i]
+        if ch.isspace():
+            i += 1
+        elif ch in "()|,":
+            out.append(ch)
+            i += 1
+        elif ch == '"':
+            j = i + 1
+            while j < len(action) and action[j] != '"':
+                j += 2 if action[j] == "\\" else 1
+            if j >= len(action):
+                raise TemplateError(f"unterminated quoted string in {{{{{action}}}}}")
+            out.append(action[i : j + 1])
+            i = j + 1
+        elif ch == "`":
+            j = action.find("`", i + 1)
+            if j < 0:
+                raise TemplateError(f"unterminated raw string in {{{{{action}}}}}")
+            out.append(action[i : j + 1])
+            i = j + 1
+        elif action.startswith(":=", i):
+            out.append(":=")
+            i += 2
+        else:
+            j = i
+            while j < len(action) and not action[j].isspace() and action[j] not in '()|,"`':
+                if action.startswith(":=", j):
+                    break
+                j += 1
+            out.append(action[i:j])
+            i = j
+    return out
+
+
+# ---- parsing: a tree of nodes ---------------------------------------------------------
+# A node is ("text", str) | ("out", pipe) | ("if"|"with", pipe, body, else_body)
+# | ("range", (key_var, value_var), pipe, body, else_body).  A pipe is a list of commands,
+# a command a list of operands; an operand is a word (str) or a parenthesised pipe (list).
+
+
+def _pipe(words: list[str]) -> list[list[Any]]:
+    commands: list[list[Any]] = [[]]
+    stack: list[list[list[Any]]] = []
+    for word in words:
+        if word == "(":
+            stack.append(commands)
+            commands = [[]]
+        elif word == ")":
+            if not stack:
+                raise TemplateError("unexpected ) in the template")
+            inner, commands = commands, stack.pop()
+            commands[-1].append(inner)
+        elif word == "|":
+            if not commands[-1]:
+                raise TemplateError("missing command before |")
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    if stack:
+        raise TemplateError("unclosed ( in the template")
+    if not commands[-1]:
+        raise TemplateError("missing value in an action")
+    return commands
+
+
+def parse(text: str) -> list[Any]:
+    pieces = list(_actions(text))
+    pos = 0
+
+    def block(closers: tuple[str, ...]) -> tuple[list[Any], str]:
+        nonlocal pos
+        nodes: list[Any] = []
+        while pos < len(pieces):
+            kind, value = pieces[pos]
+            pos += 1
+            if kind == "text":
+                nodes.append(("text", value))
+                continue
+            words = _tokens(value)
+            if not words or words[0].startswith("/*"):
+                continue  # a comment
+            head = words[0]
+            if head in ("end", "else"):
+                if head not in closers:
+                    raise TemplateError(f"unexpected {{{{{head}}}}}")
+                return nodes, head
+            if head in ("if", "with"):
+                body, closer = block(("end", "else"))
+                other = block(("end",))[0] if closer == "else" else []
+                nodes.append((head, _pipe(words[1:]), body, other))
+            elif head == "range":
+                names: tuple[str, ...] = ()
+                rest = words[1:]
+                if ":=" in rest:
+                    at = rest.index(":=")
+                    names = tuple(w for w in rest[:at] if w != ",")
+                    rest = rest[at + 1 :]
+                body, closer = block(("end", "else"))
+                other = block(("end",))[0] if closer == "else" else []
+                nodes.append(("range", names, _pipe(rest), body, other))
+            elif head in ("define", "template", "block"):
+                raise TemplateError(f"{{{{{head}}}}} is not supported")
+            else:
+                nodes.append(("out", _pipe(words)))
+        if closers:
+            raise TemplateError(f"missing {{{{end}}}} (for {{{{{closers[0]}}}}})")
+        return nodes, ""
+
+    return block(())[0]
+
+
+# ---- evaluation ---------------------------------------------------------------------------
+
+
+def text_of(value: Any) -> str:
+    """A value printed as Go's fmt prints it in a template."""
+    if value is MISSING:
+        return "<no value>"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value)) if abs(value) < 1e6 else f"{value:g}"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{text_of(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(text_of(v) for v in value) + "]"
+    return str(value)
+
+
+def _truthy(value: Any) -> bool:
+    return value not in (MISSING, None) and bool(value)
+
+
+def _printf(fmt: str, *args: Any) -> str:
+    out, i, n = [], 0, 0
+    while i < len(fmt):
+        ch = fmt[i]
+        if ch != "%" or i + 1 == len(fmt):
+            out.append(ch)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(fmt) and fmt[j] in "-+ #0123456789.":
+            j += 1
+        verb, flags = fmt[j] if j < len(fmt) else "", fmt[i + 1 : j]
+        i = j + 1
+        if verb == "%":
+            out.append("%")
+            continue
+        arg = args[n] if n < len(args) else MISSING
+        n += 1
+        if arg is MISSING:
+            out.append(f"%!{verb}(MISSING)")
+        elif verb in "dxXo" and isinstance(arg, int | float):
+            out.append(f"%{flags}{verb}" % int(arg))
+        elif verb in "feg" and isinstance(arg, int | float):
+            out.append(f"%{flags}{verb}" % arg)
+        elif verb == "q":
+            out.append(_wirejson.dumps(text_of(arg), ensure_ascii=False))
+        else:
+            out.append(f"%{flags}s" % text_of(arg))
+    return "".join(out)
+
+
+def _index(value: Any, *keys: Any) -> Any:
+    for key in keys:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            if isinstance(value, dict):
+                return MISSING
+            raise TemplateError(f"index of {text_of(key)} in {text_of(value)}") from None
+    return value
+
+
+def _slice(value: Any, *bounds: int) -> Any:
+    return value[bounds[0] : bounds[1]] if len(bounds) > 1 else value[bounds[0] if bounds else 0 :]
+
+
+def _truncate(value: Any, n: int) -> str:
+    s = text_of(value)
+    return s[:n]
+
+
+def _json(value: Any) -> str:
+    return _wirejson.dumps(None if value is MISSING else value, ensure_ascii=False)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "json": _json,
+    "join": lambda items, sep: sep.join(text_of(i) for i in items or ()),
+    "split": lambda s, sep: text_of(s).split(sep),
+    "lower": lambda s: text_of(s).lower(),
+    "upper": lambda s: text_of(s).upper(),
+    "title": lambda s: text_of(s).title(),
+    "pad": lambda s, left, right: " " * left + text_of(s) + " " * right,
+    "truncate": _truncate,
+    "printf": _printf,
+    "print": lambda *a: "".join(text_of(v) for v in a),
+    "println": lambda *a: " ".join(text_of(v) for v in a) + "\n",
+    "index": _index,
+    "len": lambda v: len(v) if v not in (MISSING, None) else 0,
+    "slice": _slice,
+    "eq": lambda a, *bs: any(a == b for b in bs),
+    "ne": lambda a, b: a != b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "not": lambda a: not _truthy(a),
+}
+
+
+class _Run:
+    def __init__(self, root: Any, strict: bool) -> None:
+        self.strict = strict
+        self.vars: dict[str, Any] = {"$": root}
+
+    def field(self, value: Any, path: str, args: list[Any]) -> Any:
+        for name in path.split(".")[1:] if path != "." else []:
+            if isinstance(value, _Header):
+                break  # a table's header row: every field below a header is that header
+            if value is MISSING or value is None:
+                return MISSING
+            if not isinstance(value, dict):
+                raise TemplateError(f"can't evaluate field {name} in {text_of(value)!r}")
+            if name not in value:
+                if self.strict:
+                    raise TemplateError(f"can't evaluate field {name}")
+                return MISSING
+            value = value[name]
+        if callable(value):
+            return value(*args)
+        if args:
+            raise TemplateError(f"{path} is not a method but has arguments")
+        return value
+
+    def operand(self, word: Any, dot: Any) -> Any:
+        if isinstance(word, list):
+            return self.pipe(word, dot)
+        if word.startswith('"'):
+            import json  # only for quoted strings (json imports re and enum)
+
+            try:
+                return json.loads(word)
+            except ValueError:
+                raise TemplateError(f"bad string {word}") from None
+        if word.startswith("`"):
+            return word[1:-1]
+        if word.startswith("."):
+            return self.field(dot, word, [])
+        if word.startswith("$"):
+            var, _, rest = word.partition(".")
+            if var not in self.vars:
+                raise TemplateError(f"undefined variable {var}")
+            return self.field(self.vars[var], "." + rest, []) if rest else self.vars[var]
+        if word in ("true", "false"):
+            return word == "true"
+        if word == "nil":
+            return None
+        try:
+            return int(word)
+        except ValueError:
+            pass
+        try:
+            return float(word)
+        except ValueError:
+            pass
+        if word in FUNCTIONS or word in ("and", "or"):
+            return self.call(word, [], dot, MISSING)
+        raise TemplateError(f'function "{word}" not defined')
+
+    def call(self, name: str, words: list[Any], dot: Any, piped: Any) -> Any:
+        if name in ("and", "or"):
+            values = [self.operand(w, dot) for w in words]
+            if piped is not MISSING:
+                values.append(piped)
+            result: Any = values[0] if values else MISSING
+            for v in values:
+                result = v
+                if _truthy(v) != (name == "and"):
+                    break
+            return result
+        args = [self.operand(w, dot) for w in words]
+        if piped is not MISSING:
+            args.append(piped)
+        try:
+            return FUNCTIONS[name](*args)
+        except TemplateError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise TemplateError(f"error calling {name}: {exc}") from None
+
+    def command(self, command: list[Any], dot: Any, piped: Any) -> Any:
+        head, rest = command[0], command[1:]
+        if isinstance(head, str) and (head in FUNCTIONS or head in ("and", "or")):
+            return self.call(head, rest, dot, piped)
+        if isinstance(head, str) and head.startswith((".", "$")) and (rest or piped is not MISSING):
+            args = [self.operand(w, dot) for w in rest]
+            if piped is not MISSING:
+                args.append(piped)
+            if head.startswith("$"):
+                var, _, path = head.partition(".")
+                return self.field(self.vars.get(var, MISSING), "." + path if path else ".", args)
+            return self.field(dot, head, args)
+        if rest or piped is not MISSING:
+            if (
+                isinstance(head, str)
+                and head[:1].isalpha()
+                and head not in ("true", "false", "nil")
+            ):
+                raise TemplateError(f'function "{head}" not defined')
+            raise TemplateError(f"can't give arguments to {text_of(head)}")
+        return self.operand(head, dot)
+
+    def pipe(self, pipe: list[list[Any]], dot: Any) -> Any:
+        value: Any = MISSING
+        for command in pipe:
+            value = self.command(command, dot, value)
+        return value
+
+    def nodes(self, nodes: list[Any], dot: Any, out: list[str]) -> None:
+        for node in nodes:
+            kind = node[0]
+            if kind == "text":
+                out.append(node[1])
+            elif kind == "out":
+                out.append(text_of(self.pipe(node[1], dot)))
+            elif kind in ("if", "with"):
+                value = self.pipe(node[1], dot)
+                if _truthy(value):
+                    self.nodes(node[2], value if kind == "with" else dot, out)
+                else:
+                    self.nodes(node[3], dot, out)
+            else:
+                _, names, pipe, body, other = node
+                value = self.pipe(pipe, dot)
+                items = (
+                    list(value.items())
+                    if isinstance(value, dict)
+                    else list(enumerate(value if isinstance(value, list | tuple) else []))
+                )
+                if isinstance(value, dict):
+                    items.sort()
+                if not items:
+                    self.nodes(other, dot, out)
+                for key, item in items:
+                    if len(names) == 1:
+                        self.vars[names[0]] = item
+                    elif len(names) == 2:
+                        self.vars[names[0]], self.vars[names[1]] = key, item
+                    self.nodes(body, item, out)
+
+
+class Template:
+    """A parsed ``--format`` value; ``table`` formats also render a header row."""
+
+    def __init__(self, text: str, *, strict: bool = False) -> None:
+        text = text.replace("\\t", "\t").replace("\\n", "\n")
+        self.table = text.startswith("table")
+        if self.table:
+            text = text[len("table") :].lstrip(" ")
+        self.tree = parse(text)
+        self.strict = strict
+
+    def render(self, value: Any) -> str:
+        out: list[str] = []
+        _Run(value, self.strict).nodes(self.tree, value, out)
+        return "".join(out)
+
+
+def aligned(lines: list[str]) -> str:
+    """Tab-separated lines as Docker's tabwriter aligns them: a column is its widest cell
+    plus three spaces, and at least ten wide."""
+    rows = [line.split("\t") for line in lines]
+    widths: dict[int, int] = {}
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths.get(i, 0), len(cell))
+    return "\n".join(
+        "".join(cell.ljust(max(widths[i] + 3, 10)) for i, cell in enumerate(row[:-1])) + row[-1]
+        for row in rows
+    )
+
+
+def print_formatted(
+    fmt: str, items: list[Any], headers: dict[str, str] | None = None, *, strict: bool = False
+) -> None:
+    """Each item through the template ``fmt``, one per line; a ``table`` format gets its
+    header (each ``.Field`` shown as ``headers[Field]``, else the field name in capitals)
+    and aligned columns."""
+    template = Template(fmt, strict=strict)
+    lines = [template.render(item) for item in items]
+    if not template.table:
+        for line in lines:
+            print(line)
+        return
+    names = _field_names(template.tree)
+    head = {n: (headers or {}).get(n, n.upper()) for n in names}
+    header = Template(fmt).render({n: _Header(h) for n, h in head.items()})
+    print(aligned([header, *lines]) if lines or header else "")
+
+
+class _Header(str):
+    """A header cell: also answers calls (``{{.Label "x"}}`` in a table's header)."""
+
+    def __call__(self, *args: Any) -> str:
+        return str(self)
+
+
+def _field_names(nodes: list[Any]) -> list[str]:
+    names: list[str] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, tuple) and value and value[0] == "text":
+            return
+        if isinstance(value, str):
+            if value.startswith(".") and len(value) > 1:
+                names.append(value[1:].split(".")[0])
+        elif isinstance(value, list | tuple):
+            for v in value:
+                visit(v)
+
+    visit(nodes)
+    return names

@@ -1,0 +1,157 @@
+"""What every area of the Engine API shares: the state handlers get (:class:`Api`), Docker's
+status for an expected failure, its stream framing, and the adapters that let a verb of the
+native socket answer over HTTP."""
+
+from __future__ import annotations
+
+import json
+import platform
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from .. import protocol
+from .._convert import ConversionError
+from .._images.registry import RegistryError
+from .._images.store import NoSuchImage
+from .._images.unpack import LayerError
+from .._images.verbs import ImageInUse, ImageVerbs
+from .._messages import EndFrame, OkResponse
+from .._network import NetworkConflict, NetworkError
+from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from .._volumes import NoSuchVolume, VolumeInUse
+from ._http import ApiError, HttpConnection
+
+if TYPE_CHECKING:
+    from ._attach import Exec
+
+READ_SIZE = 65536
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+_HEADER = struct.Struct(">BxxxL")
+
+
+@attrs.define(eq=False)
+class Api:
+    """The state handlers share: the supervisor (all policy is its), the nursery detached
+    execs run in, the native socket's image and network verbs, and what only the API has:
+    exec instances (created, then started by id, then inspected for their exit code)."""
+
+    sup: Supervisor
+    nursery: trio.Nursery
+    images: ImageVerbs
+    networks: dict[type, Callable[[Any, Any], Awaitable[None]]]
+    execs: dict[str, Exec] = attrs.Factory(dict)
+
+    def execs_of(self, cid: str) -> list[str]:
+        return [e.id for e in self.execs.values() if e.container == cid]
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def api_error(exc: BaseException) -> ApiError | None:
+    """Docker's status for an expected failure; None for a bug."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
+        text = str(exc)
+        return ApiError(404, text[:1].upper() + text[1:])
+    if isinstance(exc, NetworkError) and str(exc).startswith("no such network"):
+        return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
+        return ApiError(409, str(exc))
+    if isinstance(exc, RegistryError | LayerError):
+        return ApiError(500, str(exc))
+    if isinstance(exc, StartError):
+        # The docker CLI picks its exit code from these words: 127 and 126.
+        if exc.exit_code == 127:
+            return ApiError(400, f"{exc}: executable file not found")
+        if exc.exit_code == 126:
+            return ApiError(400, f"{exc}: permission denied")
+        return ApiError(500, str(exc))
+    if isinstance(exc, ConversionError | ValueError):
+        return ApiError(400, str(exc))
+    if isinstance(exc, OSError):
+        return ApiError(500, str(exc))
+    return None
+
+
+def arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def mem_total() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def frame(stream_id: int, data: bytes, *, tty: bool) -> bytes:
+    """Docker's stream framing: raw for a TTY, else an 8-byte header (stream, size)."""
+    return data if tty else _HEADER.pack(stream_id, len(data)) + data
+
+
+class Answers:
+    """What a native verb sends on its connection: kept, and forwarded if asked."""
+
+    def __init__(self, forward: Callable[[object], Awaitable[None]] | None = None) -> None:
+        self.last: Any = None
+        self._forward = forward
+
+    async def send(self, message: object) -> None:
+        self.last = message
+        if self._forward is not None:
+            await self._forward(message)
+
+
+async def one_answer(verb: Callable[[Any, Any], Awaitable[None]], request: object) -> Any:
+    """Run one of the native socket's verbs; its one answer."""
+    answers = Answers()
+    await verb(answers, request)
+    return answers.last
+
+
+class Streamed(Answers):
+    """A verb's byte-stream conversation (save, load, import, export) over HTTP: its
+    OkResponse starts the response, its byte frames are the body; the request body is
+    its input."""
+
+    def __init__(
+        self,
+        conn: HttpConnection,
+        body: AsyncIterator[bytes] | None = None,
+        *,
+        content_type: str = "application/json",
+    ) -> None:
+        super().__init__()
+        self.conn = conn
+        self.started = False
+        self._body = body
+        self._content_type = content_type
+
+    async def send(self, message: object) -> None:
+        if isinstance(message, OkResponse) and not self.started:
+            await self.conn.start_stream(self._content_type)
+            self.started = True
+        elif not isinstance(message, EndFrame):
+            self.last = message
+
+    async def send_bytes(self, stream_id: int, data: bytes) -> None:
+        await self.conn.send(data)
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        assert self._body is not None
+        data = await anext(self._body, b"")
+        return protocol.STDIN, data
+
+    async def line(self, value: dict[str, Any]) -> None:
+        await self.conn.send(json.dumps(value).encode() + b"\r\n")

@@ -1,0 +1,330 @@
+"""Attach, resize and exec: the hijacked connections (``101 UPGRADED``, then raw bytes both
+ways, framed as Docker frames them) and exec instances, which only the API has: created by
+one request, started by another, inspected for their exit code after."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+
+from .. import _lifecycle, _logs, _plan, protocol
+from .._output import Output
+from .._run import Run
+from .._supervisor import Conflict, NoSuchContainer, StartError
+from ._api import READ_SIZE, Api, api_error, frame, unwrap
+from ._http import ApiError, HttpConnection, Request
+from ._router import CONTAINER, route
+from ._shapes import Fields
+
+
+@attrs.define(eq=False)
+class Exec:
+    """An exec instance: created by one request, started by another, inspected after."""
+
+    id: str
+    container: str
+    spec: _plan.ExecSpec
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    started: bool = False
+    run: Run | None = None
+    exit_code: int | None = None
+    size: tuple[int, int] | None = None  # a resize that came before the process ran
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None and not self.run.exited.is_set()
+
+
+def _size(req: Request) -> tuple[int, int]:
+    rows, cols = req.integer("h"), req.integer("w")
+    if rows is None or cols is None or not (0 < rows < 65536 and 0 < cols < 65536):
+        raise ApiError(400, f"invalid terminal size h={rows} w={cols}: give h and w in 1..65535")
+    return rows, cols
+
+
+async def resize(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    run = api.sup.run_of(ref)
+    if run is None:
+        raise Conflict(f"container {ref} is not running")
+    run.resize(*_size(req))
+    await conn.respond(200, content_type=None)
+
+
+async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    c = api.sup.inspect(ref)
+    wanted = {
+        sid
+        for sid, name in ((protocol.STDOUT, "stdout"), (protocol.STDERR, "stderr"))
+        if req.flag(name)
+    }
+    # Attached before start (docker run): every byte from the first, and the container's
+    # stdin closes when the client's input ends (Docker's StdinOnce).
+    before_start = api.sup.run_of(c.id) is None
+    channel = api.sup.subscribe(c.id, lossless=before_start) if req.flag("stream") else None
+    try:
+        leftover = await conn.hijack(req.upgrade)
+    except BaseException:
+        if channel is not None:
+            channel.close()
+        raise
+    tty = c.config.tty
+    sock = conn.stream
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        if req.flag("logs"):
+            entries = await trio.to_thread.run_sync(_logs.read_entries, api.sup.log_dir(c.id))
+            formatter = _logs.OutputFormatter()
+            for e in entries:
+                sid = protocol.STDOUT if e.stream == "stdout" else protocol.STDERR
+                if sid in wanted:
+                    await sock.send_all(frame(sid, formatter.format(e), tty=tty))
+        if channel is None:
+            return
+        async with trio.open_nursery() as nursery:
+            if req.flag("stdin") and c.config.interactive:
+                nursery.start_soon(
+                    _forward_stdin,
+                    sock,
+                    leftover,
+                    functools.partial(_started, api, c.id),
+                    before_start,
+                )
+            nursery.start_soon(_until_removed, api, c.id, nursery.cancel_scope)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async with channel:
+                    async for sid, data in channel:
+                        if sid in wanted:
+                            await sock.send_all(frame(sid, data, tty=tty))
+            nursery.cancel_scope.cancel(reason="the container's output ended")
+
+
+async def _started(api: Api, cid: str) -> Run | None:
+    """The container's run once it runs; None if it goes away first."""
+    while True:
+        try:
+            run = api.sup.run_of(cid)
+        except NoSuchContainer:
+            return None
+        if run is not None:
+            return run
+        await api.sup.wait_changed()
+
+
+async def _until_removed(api: Api, cid: str, scope: trio.CancelScope) -> None:
+    while True:
+        try:
+            api.sup.inspect(cid)
+        except NoSuchContainer:
+            scope.cancel(reason="the container was removed")
+            return
+        await api.sup.wait_changed()
+
+
+async def _forward_stdin(
+    sock: trio.abc.Stream,
+    leftover: bytes,
+    run_of: Callable[[], Awaitable[Run | None]],
+    close_at_end: bool,
+) -> None:
+    run = await run_of()
+    if run is None:
+        return
+    if leftover:
+        await run.write_stdin(leftover)
+    while True:
+        try:
+            data = await sock.receive_some(READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            break
+        if not data:
+            break
+        await run.write_stdin(bytes(data))
+    if close_at_end:
+        await run.write_stdin(b"")
+
+
+# ---- exec -------------------------------------------------------------------------------
+
+
+async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    body = Fields(req.json_object(), "body")
+    c = api.sup.inspect(ref)
+    if api.sup.run_of(c.id) is None:
+        raise Conflict(f"container {c.id[:12]} is not running")
+    _lifecycle.check_exec(c.id, c.name, c.state.status)  # paused: refused here, as Docker does
+    command = body.command("Cmd")
+    if not command:
+        raise ApiError(400, "no exec command specified")
+    spec = _plan.ExecSpec(
+        command=tuple(command),
+        env=tuple(body.strings("Env")),
+        workdir=body.text("WorkingDir"),
+        user=body.text("User"),
+        tty=body.flag("Tty"),
+        privileged=body.flag("Privileged"),
+    )
+    _plan.check_exec(spec)
+    ex = Exec(
+        id=os.urandom(32).hex(),
+        container=c.id,
+        spec=spec,
+        stdin=body.flag("AttachStdin"),
+        stdout=body.flag("AttachStdout"),
+        stderr=body.flag("AttachStderr"),
+    )
+    for stale in [e for e in api.execs.values() if not _exists(api, e.container)]:
+        del api.execs[stale.id]  # their containers were removed by another client
+    api.execs[ex.id] = ex
+    await conn.respond_json(201, {"Id": ex.id})
+
+
+def _exists(api: Api, cid: str) -> bool:
+    try:
+        api.sup.inspect(cid)
+    except NoSuchContainer:
+        return False
+    return True
+
+
+def _exec_of(api: Api, exec_id: str) -> Exec:
+    ex = api.execs.get(exec_id)
+    if ex is None:
+        raise ApiError(404, f"No such exec instance: {exec_id}")
+    return ex
+
+
+async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str) -> None:
+    ex = _exec_of(api, exec_id)
+    body = Fields(req.json_object(), "body")
+    if ex.started:
+        raise ApiError(409, f"exec instance {exec_id} has already been started")
+    if api.sup.run_of(ex.container) is None:
+        raise Conflict(f"container {ex.container[:12]} is not running")
+    ex.started = True
+    output = Output()
+    if body.flag("Detach"):
+        await api.nursery.start(_run_exec, api, ex, output)
+        await conn.respond(200, content_type=None)
+        return
+    channel = output.subscribe(lossless=True)
+    leftover = await conn.hijack(req.upgrade)
+    sock = conn.stream
+    wanted = {sid for sid, on in ((protocol.STDOUT, ex.stdout), (protocol.STDERR, ex.stderr)) if on}
+    # The outer nursery holds the process to its end (and its exit code recorded, for
+    # the inspect that follows); the inner one, the streams of this connection.
+    async with trio.open_nursery() as nursery:
+        try:
+            run: Run = await nursery.start(_run_exec, api, ex, output)
+        except Exception as exc:
+            error = api_error(unwrap(exc))
+            if error is None:
+                raise
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                message = (error.message + "\r\n").encode()
+                await sock.send_all(frame(protocol.STDOUT, message, tty=ex.spec.tty))
+            return
+        async with trio.open_nursery() as streams:
+            if ex.stdin:
+                streams.start_soon(
+                    _forward_stdin, sock, leftover, functools.partial(_ready, run), True
+                )
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async with channel:
+                    async for sid, data in channel:
+                        if sid in wanted:
+                            await sock.send_all(frame(sid, data, tty=ex.spec.tty))
+            await run.exited.wait()
+            streams.cancel_scope.cancel(reason="the exec'd process ended")
+
+
+async def _ready(run: Run) -> Run:
+    return run
+
+
+async def _run_exec(
+    api: Api, ex: Exec, output: Output, *, task_status: trio.TaskStatus[Run]
+) -> None:
+    """Run the exec'd process to its end; its Run is reported once it runs.  A failure
+    to start is recorded (126 or 127, as Docker reports it) and raised to the starter."""
+    try:
+        async with trio.open_nursery() as nursery:
+            run: Run = await nursery.start(
+                functools.partial(
+                    api.sup.exec,
+                    ex.container,
+                    ex.spec.command,
+                    env=ex.spec.env,
+                    workdir=ex.spec.workdir,
+                    user=ex.spec.user,
+                    tty=ex.spec.tty,
+                    interactive=ex.stdin,
+                    privileged=ex.spec.privileged,
+                    output=output,
+                )
+            )
+            ex.run = run
+            if ex.size is not None:
+                run.resize(*ex.size)
+            task_status.started(run)
+    except Exception as exc:
+        failure = unwrap(exc)
+        ex.exit_code = failure.exit_code if isinstance(failure, StartError) else 126
+        if isinstance(failure, Exception):
+            raise failure from None
+        raise
+    assert run.outcome is not None
+    ex.exit_code = run.outcome.exit_code
+
+
+async def exec_resize(api: Api, conn: HttpConnection, req: Request, exec_id: str) -> None:
+    ex = _exec_of(api, exec_id)
+    size = _size(req)
+    if ex.exit_code is not None:
+        raise Conflict(f"exec instance {exec_id} has ended")
+    # The CLI resizes right after it starts the exec, often before the process runs.
+    ex.size = size
+    if ex.run is not None:
+        ex.run.resize(*size)
+    await conn.respond(200, content_type=None)
+
+
+async def exec_inspect(api: Api, conn: HttpConnection, req: Request, exec_id: str) -> None:
+    ex = _exec_of(api, exec_id)
+    await conn.respond_json(
+        200,
+        {
+            "ID": ex.id,
+            "Running": ex.running,
+            "ExitCode": ex.exit_code,
+            "ProcessConfig": {
+                "tty": ex.spec.tty,
+                "entrypoint": ex.spec.command[0],
+                "arguments": list(ex.spec.command[1:]),
+                "privileged": ex.spec.privileged,
+                "user": ex.spec.user,
+            },
+            "OpenStdin": ex.stdin,
+            "OpenStdout": ex.stdout,
+            "OpenStderr": ex.stderr,
+            "CanRemove": False,
+            "ContainerID": ex.container,
+            "DetachKeys": "",
+            "Pid": ex.run.pid if ex.run is not None else 0,
+        },
+    )
+
+
+ROUTES = [
+    route("POST", CONTAINER + r"/attach", attach),
+    route("POST", CONTAINER + r"/resize", resize),
+    route("POST", CONTAINER + r"/exec", exec_create),
+    route("POST", r"/exec/([^/]+)/start", exec_start),
+    route("POST", r"/exec/([^/]+)/resize", exec_resize),
+    route("GET", r"/exec/([^/]+)/json", exec_inspect),
+]

@@ -1,0 +1,357 @@
+"""Containers: create, list, inspect, the lifecycle verbs, wait, logs, update, stats, top,
+changes, export, prune."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import time
+from typing import Any
+
+import trio
+
+from .. import _lifecycle, _logs, _prune, protocol
+from .._images.messages import ExportRequest
+from .._records import Container, Status
+from .._supervisor import NoSuchContainer
+from . import _shapes, _volumes
+from ._api import MULTIPLEXED, READ_SIZE, Api, Streamed, frame, mem_total
+from ._http import RAW_STREAM, ApiError, HttpConnection, Request
+from ._router import CONTAINER, route
+from ._shapes import Fields
+
+STATS_INTERVAL = 1.0
+
+
+async def create(api: Api, conn: HttpConnection, req: Request) -> None:
+    body = req.json_object()
+    config = _shapes.container_config(body)
+    _volumes.make_labelled(api, body)
+    c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
+    await conn.respond_json(201, {"Id": c.id, "Warnings": []})
+
+
+async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
+    limit = req.integer("limit") or 0
+    filters = _shapes.parse_filters(req.arg("filters"))
+    found = _shapes.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
+    now = time.time()
+    await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
+
+
+async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
+    only = _prune.parse(_shapes.parse_filters(req.arg("filters")), time.time())
+    deleted, reclaimed = await api.sup.prune(only)
+    await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})
+
+
+async def rename(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    name = (req.arg("name") or "").lstrip("/")
+    if not name:
+        raise ApiError(400, "no new name given (name)")
+    await api.sup.rename(ref, name)
+    await conn.respond(204, content_type=None)
+
+
+async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    kinds = {"C": 0, "A": 1, "D": 2}
+    found = await api.sup.diff(ref)
+    await conn.respond_json(
+        200, [{"Path": ch.path, "Kind": kinds[ch.kind]} for ch in found] or None
+    )
+
+
+async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    c = api.sup.inspect(ref)
+    await conn.respond_json(200, _shapes.inspect(c, api.execs_of(c.id)))
+
+
+async def start(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    c = api.sup.inspect(ref)
+    if api.sup.run_of(c.id) is not None:
+        await conn.respond(304, content_type=None)
+        return
+    await api.sup.start(c.id)  # an auto_remove one that cannot start is removed
+    await conn.respond(204, content_type=None)
+
+
+async def stop(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    c = api.sup.inspect(ref)
+    if api.sup.run_of(c.id) is None:
+        await conn.respond(304, content_type=None)
+        return
+    await api.sup.stop(c.id, req.number("t"))
+    await conn.respond(204, content_type=None)
+
+
+async def pause(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    await api.sup.pause(ref)
+    await conn.respond(204, content_type=None)
+
+
+async def unpause(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    await api.sup.unpause(ref)
+    await conn.respond(204, content_type=None)
+
+
+async def restart(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    await api.sup.restart(ref, req.number("t"))
+    await conn.respond(204, content_type=None)
+
+
+async def kill(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    await api.sup.kill(ref, req.arg("signal") or "SIGKILL")
+    await conn.respond(204, content_type=None)
+
+
+async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    if req.flag("link"):
+        raise ApiError(400, "links are not supported by boxd")
+    c = api.sup.inspect(ref)
+    await api.sup.remove(c.id, force=req.flag("force"), volumes=req.flag("v"))
+    for exec_id in api.execs_of(c.id):
+        del api.execs[exec_id]
+    await conn.respond(204, content_type=None)
+
+
+async def wait(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    """Headers at once (``docker run`` waits for them before it starts the container),
+    the exit code when the condition is met."""
+    condition = req.arg("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise ApiError(
+            400, f"invalid condition {condition!r}: use not-running, next-exit or removed"
+        )
+    c = api.sup.inspect(ref)
+    await conn.start_stream()
+    code = c.state.exit_code or 0
+    async with conn.cancelled_if_peer_closes():
+        code = await _wait_for(api, c, condition)
+    await conn.send(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    await conn.end()
+
+
+async def _wait_for(api: Api, c: Container, condition: str) -> int:
+    st = c.state
+    if condition == "not-running":
+        if st.status not in _lifecycle.LIVE:
+            return st.exit_code or 0
+        return await api.sup.wait(c.id)
+    # What tells that a run ended since the request came: its process seen and gone,
+    # or a start that failed (a new end, code or error with no process).
+    before = (st.finished_at, st.exit_code, st.error)
+    seen = False
+    while True:
+        try:
+            c = api.sup.inspect(c.id)
+        except NoSuchContainer:
+            return st.exit_code or 0
+        st = c.state
+        with_process = st.status in _lifecycle.WITH_PROCESS
+        seen = seen or with_process
+        changed = (st.finished_at, st.exit_code, st.error) != before
+        ended = (seen or changed) and not with_process and st.status is not Status.STARTING
+        if condition == "next-exit" and ended:
+            return st.exit_code or 0
+        await api.sup.wait_changed()
+
+
+async def update(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    body = Fields(req.json_object(), "body")
+    policy = body.object("RestartPolicy")
+    restart = None
+    if policy.text("Name"):  # the CLI sends an empty one when --restart is not given
+        restart = _shapes.restart_policy(policy.text("Name"), policy.integer("MaximumRetryCount"))
+    await api.sup.update(ref, _shapes.resources(body), restart)
+    await conn.respond_json(200, {"Warnings": []})
+
+
+async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    c = api.sup.inspect(ref)
+    streams = {n for n in ("stdout", "stderr") if req.flag(n)}
+    if not streams:
+        raise ApiError(400, "Bad parameters: you must choose at least one stream")
+    tail_text = req.arg("tail") or "all"
+    tail: int | None = None
+    if tail_text != "all":
+        try:
+            tail = int(tail_text)
+        except ValueError:
+            raise ApiError(400, f"invalid tail {tail_text!r}: a number or all") from None
+        tail = None if tail < 0 else tail
+    since = req.number("since") or None
+    until = req.number("until") or None
+    follow = req.flag("follow")
+    directory = api.sup.log_dir(c.id)
+    formatter = _logs.OutputFormatter(timestamps=req.flag("timestamps"))
+    tty = c.config.tty
+
+    def encode(entries: list[_logs.LogEntry]) -> bytes:
+        out = bytearray()
+        for e in entries:
+            if e.stream in streams and (until is None or e.time <= until):
+                sid = protocol.STDOUT if e.stream == "stdout" else protocol.STDERR
+                out += frame(sid, formatter.format(e), tty=tty)
+        return bytes(out)
+
+    await conn.start_stream(RAW_STREAM if tty else MULTIPLEXED)
+    if not follow:
+        entries = await trio.to_thread.run_sync(
+            functools.partial(_logs.read_entries, directory, since=since, tail=tail)
+        )
+        data = encode(entries)
+        for offset in range(0, len(data), READ_SIZE):
+            await conn.send(data[offset : offset + READ_SIZE])
+        await conn.end()
+        return
+
+    def ended() -> bool:
+        try:
+            return api.sup.run_of(c.id) is None
+        except NoSuchContainer:
+            return True
+
+    async with conn.cancelled_if_peer_closes():
+        async for entry in _logs.follow(directory, since=since, tail=tail, until_closed=ended):
+            await conn.send(encode([entry]))
+    await conn.end()
+
+
+async def export(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    answers = Streamed(conn, content_type="application/x-tar")
+    await api.images.export(answers, ExportRequest(container=ref))
+    await conn.end()
+
+
+# ---- stats, top -------------------------------------------------------------------------
+
+
+def _stats_shape(
+    c: Container, sample: tuple[float, Any, int] | None, previous: tuple[float, Any, int] | None
+) -> dict[str, Any]:
+    def cpu(s: tuple[float, Any, int] | None) -> dict[str, Any]:
+        if s is None or s[1] is None:
+            return {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}
+        stats = s[1]
+        return {
+            "cpu_usage": {
+                "total_usage": stats.cpu_total_ns,
+                "usage_in_kernelmode": stats.cpu_system_ns,
+                "usage_in_usermode": stats.cpu_user_ns,
+            },
+            "system_cpu_usage": s[2],
+            "online_cpus": os.cpu_count() or 1,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        }
+
+    stats = sample[1] if sample else None
+    return {
+        "read": _shapes.rfc3339(sample[0]) if sample else _shapes.ZERO_TIME,
+        "preread": _shapes.rfc3339(previous[0]) if previous else _shapes.ZERO_TIME,
+        "pids_stats": {"current": stats.pids} if stats else {},
+        "blkio_stats": {
+            "io_service_bytes_recursive": [
+                {"major": 0, "minor": 0, "op": "read", "value": stats.io_read_bytes},
+                {"major": 0, "minor": 0, "op": "write", "value": stats.io_write_bytes},
+            ]
+            if stats
+            else None
+        },
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": cpu(sample),
+        "precpu_stats": cpu(previous),
+        "memory_stats": {
+            "usage": stats.memory_usage,
+            "limit": stats.memory_limit or mem_total(),
+            "stats": {},
+        }
+        if stats
+        else {},
+        "name": "/" + c.name,
+        "id": c.id,
+        "networks": {},
+    }
+
+
+def _system_cpu_ns() -> int:
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    return sum(int(x) for x in fields[:8]) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+async def stats(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    c = api.sup.inspect(ref)
+    stream = req.flag("stream", True)
+    one_shot = req.flag("one-shot")
+
+    def sample() -> tuple[float, Any, int] | None:
+        found = api.sup.sample([c.id])
+        return (time.time(), found[0][1], _system_cpu_ns()) if found else None
+
+    await conn.start_stream()
+    async with conn.cancelled_if_peer_closes():
+        previous = None
+        if not stream and not one_shot:  # two samples, so the CPU use is known
+            previous = sample()
+            await trio.sleep(STATS_INTERVAL)
+        while True:
+            current = sample()
+            await conn.send(json.dumps(_stats_shape(c, current, previous)).encode() + b"\n")
+            if not stream:
+                break
+            previous = current
+            await trio.sleep(STATS_INTERVAL)
+    await conn.end()
+
+
+async def top(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    """The host's ``ps`` (``ps_args``, default ``-ef``), its rows of the container's
+    processes (those in its cgroup), as Docker does it."""
+    pids = set(api.sup.processes(ref))
+    try:
+        args = shlex.split(req.arg("ps_args") or "-ef")
+    except ValueError as exc:
+        raise ApiError(400, f"invalid ps_args: {exc}") from None
+    result = await trio.run_process(
+        ["ps", *args], capture_stdout=True, capture_stderr=True, check=False
+    )
+    if result.returncode != 0:
+        error = result.stderr.decode(errors="replace").strip().splitlines()
+        raise ApiError(400, f"ps {shlex.join(args)} failed: {error[0] if error else '?'}")
+    lines = result.stdout.decode(errors="replace").splitlines()
+    titles = lines[0].split() if lines else []
+    if "PID" not in titles:
+        raise ApiError(400, f"ps {shlex.join(args)} shows no PID column")
+    column = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            rows.append(fields)
+    await conn.respond_json(200, {"Titles": titles, "Processes": rows})
+
+
+ROUTES = [
+    route("POST", r"/containers/create", create),
+    route("GET", r"/containers/json", containers),
+    route("POST", r"/containers/prune", prune),
+    route("GET", CONTAINER + r"/json", inspect),
+    route("POST", CONTAINER + r"/start", start),
+    route("POST", CONTAINER + r"/stop", stop),
+    route("POST", CONTAINER + r"/restart", restart),
+    route("POST", CONTAINER + r"/kill", kill),
+    route("POST", CONTAINER + r"/pause", pause),
+    route("POST", CONTAINER + r"/unpause", unpause),
+    route("POST", CONTAINER + r"/wait", wait),
+    route("DELETE", CONTAINER, remove),
+    route("GET", CONTAINER + r"/logs", logs),
+    route("POST", CONTAINER + r"/update", update),
+    route("GET", CONTAINER + r"/stats", stats),
+    route("GET", CONTAINER + r"/top", top),
+    route("POST", CONTAINER + r"/rename", rename),
+    route("GET", CONTAINER + r"/changes", changes),
+    route("GET", CONTAINER + r"/export", export),
+]

@@ -1,0 +1,290 @@
+"""Images: the image verbs of the native socket, their answers in Docker's shape; pull's
+and load's progress as Docker's JSON lines; the built-in ``default``."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._images.messages import (
+    CommitRequest,
+    HistoryRequest,
+    ImageInspectRequest,
+    ImagesRequest,
+    ImagesResponse,
+    ImportRequest,
+    LoadedFrame,
+    LoadRequest,
+    PruneImagesRequest,
+    PulledFrame,
+    PullProgressFrame,
+    PullRequest,
+    RemoveImageRequest,
+    SaveRequest,
+    TagRequest,
+)
+from .._images.reference import parse_reference
+from . import _shapes
+from ._api import Answers, Api, Streamed, api_error, arch, one_answer, unwrap
+from ._http import ApiError, HttpConnection, Request
+from ._router import route
+
+
+def _default_image() -> dict[str, Any]:
+    return {
+        "Id": _shapes.default_image_id(),
+        "RepoTags": ["default:latest"],
+        "RepoDigests": [],
+        "Created": "1970-01-01T00:00:00Z",
+        "Size": 0,
+        "Os": "linux",
+        "Architecture": arch(),
+        "Config": {"Cmd": None, "Entrypoint": None, "Env": [], "WorkingDir": "/"},
+        "RootFS": {"Type": "layers", "Layers": []},
+    }
+
+
+async def images(api: Api, conn: HttpConnection, req: Request) -> None:
+    filters = _shapes.parse_filters(req.arg("filters"))
+    for key in filters:
+        if key not in ("reference", "dangling"):
+            raise ApiError(400, f"invalid filter '{key}'")
+    rows = await image_rows(api)
+    if "reference" in filters:
+        rows = [r for r in rows if _shapes.any_reference(r["RepoTags"], filters["reference"])]
+    if "dangling" in filters:
+        dangling = any(v.lower() in ("true", "1") for v in filters["dangling"])
+        rows = [r for r in rows if (not r["RepoTags"]) == dangling]
+    await conn.respond_json(200, rows)
+
+
+async def image_rows(api: Api) -> list[dict[str, Any]]:
+    answer: ImagesResponse = await one_answer(api.images.images, ImagesRequest())
+    rows = [
+        {
+            "Id": _shapes.default_image_id(),
+            "ParentId": "",
+            "RepoTags": ["default:latest"],
+            "RepoDigests": [],
+            "Created": 0,
+            "Size": 0,
+            "SharedSize": -1,
+            "Labels": {},
+            "Containers": -1,
+        }
+    ]
+    for image in answer.images:
+        rows.append(
+            {
+                "Id": image.id,
+                "ParentId": "",
+                "RepoTags": [_shapes.familiar(t) for t in image.repo_tags],
+                "RepoDigests": [_shapes.familiar(d) for d in image.repo_digests],
+                "Created": _unix_time(image.created),
+                "Size": image.size,
+                "SharedSize": -1,
+                "Labels": {},
+                "Containers": image.containers,
+            }
+        )
+    return rows
+
+
+async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    if name in _shapes.DEFAULT_IMAGES or name == _shapes.default_image_id():
+        await conn.respond_json(200, _default_image())
+        return
+    answer = await one_answer(api.images.inspect, ImageInspectRequest(image=name))
+    image: dict[str, Any] = dict(answer.image)
+    image["RepoTags"] = [_shapes.familiar(t) for t in image["RepoTags"]]
+    image["RepoDigests"] = [_shapes.familiar(d) for d in image["RepoDigests"]]
+    await conn.respond_json(200, image)
+
+
+async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    if name in _shapes.DEFAULT_IMAGES:
+        raise ApiError(409, "the image 'default' is built in and cannot be removed")
+    request = RemoveImageRequest(image=name, force=req.flag("force"))
+    answer = await one_answer(api.images.remove, request)
+    await conn.respond_json(
+        200,
+        [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
+        + [{"Deleted": d} for d in answer.deleted],
+    )
+
+
+async def tag_image(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    repo = req.arg("repo") or ""
+    if not repo:
+        raise ApiError(400, "repository name (repo) must be given")
+    target = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
+    await one_answer(api.images.tag, TagRequest(source=name, target=target))
+    await conn.respond(201, content_type=None)
+
+
+async def create(api: Api, conn: HttpConnection, req: Request) -> None:
+    """A pull (``fromImage``) or an import of a root filesystem tar (``fromSrc=-``)."""
+    source = req.arg("fromSrc")
+    if source is None:
+        await _pull(api, conn, req)
+        return
+    if source != "-":
+        raise ApiError(400, "importing from a URL is not supported: send the tar as the body")
+    repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+    ref = f"{repo}:{tag}" if repo and tag else repo
+    answers = Streamed(conn, conn.body_chunks())
+    loaded = await _archive_verb(answers, api.images.import_, ImportRequest(reference=ref))
+    if loaded is not None:
+        await answers.line({"status": loaded.images[0].id})
+    await conn.end()
+
+
+async def load(api: Api, conn: HttpConnection, req: Request) -> None:
+    answers = Streamed(conn, conn.body_chunks())
+    loaded = await _archive_verb(answers, api.images.load, LoadRequest())
+    for image in loaded.images if loaded is not None else ():
+        for tag in image.tags or (None,):
+            text = (
+                f"Loaded image: {_shapes.familiar(tag)}" if tag else f"Loaded image ID: {image.id}"
+            )
+            await answers.line({"stream": text + "\n"})
+    await conn.end()
+
+
+async def _archive_verb(
+    answers: Streamed, verb: Callable[[Any, Any], Awaitable[None]], request: object
+) -> LoadedFrame | None:
+    """Run load or import: its LoadedFrame, or None once a failure after the stream
+    began is its last line (before, the failure is the response)."""
+    try:
+        await verb(answers, request)
+    except Exception as exc:
+        error = api_error(unwrap(exc))
+        if error is None or not answers.started:
+            raise
+        await answers.line({"errorDetail": {"message": error.message}, "error": error.message})
+        return None
+    assert isinstance(answers.last, LoadedFrame)
+    return answers.last
+
+
+async def save(api: Api, conn: HttpConnection, req: Request, name: str = "") -> None:
+    names = [name] if name else req.query.get("names", [])
+    if not names:
+        raise ApiError(400, "no image named (names)")
+    for n in names:
+        if n in _shapes.DEFAULT_IMAGES:
+            raise ApiError(400, "the image 'default' is built in and cannot be saved")
+    answers = Streamed(conn, content_type="application/x-tar")
+    await api.images.save(answers, SaveRequest(images=tuple(names)))
+    await conn.end()
+
+
+async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    if name in _shapes.DEFAULT_IMAGES:
+        await conn.respond_json(200, [])
+        return
+    record = api.sup.images.lookup(name)
+    answer = await one_answer(api.images.history, HistoryRequest(image=name))
+    rows = []
+    for i, h in enumerate(answer.history):
+        rows.append(
+            {
+                "Id": record.id if i == 0 else "<missing>",
+                "Created": _unix_time(str(h.get("created") or "")),
+                "CreatedBy": str(h.get("created_by") or ""),
+                "Tags": [_shapes.familiar(t) for t in record.repo_tags] if i == 0 else None,
+                "Size": 0,
+                "Comment": str(h.get("comment") or ""),
+            }
+        )
+    await conn.respond_json(200, rows)
+
+
+async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
+    filters = _shapes.parse_filters(req.arg("filters"))
+    for key in filters:
+        if key != "dangling":
+            raise ApiError(400, f"invalid filter '{key}'")
+    dangling = filters.get("dangling", ["true"])
+    everything = any(v.lower() in ("false", "0") for v in dangling)
+    answer = await one_answer(api.images.prune, PruneImagesRequest(all=everything))
+    deleted = [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
+    deleted += [{"Deleted": d} for d in answer.deleted]
+    await conn.respond_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+async def commit(api: Api, conn: HttpConnection, req: Request) -> None:
+    container = req.arg("container") or ""
+    if not container:
+        raise ApiError(400, "no container given (container)")
+    repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+    ref = f"{repo}:{tag}" if repo and tag else repo
+    changes = req.json()  # the CLI sends null or an empty configuration
+    if changes is not None and (not isinstance(changes, dict) or any(changes.values())):
+        raise ApiError(400, "changing the configuration at commit is not supported by boxd")
+    request = CommitRequest(container=container, reference=ref, comment=req.arg("comment") or "")
+    answer = await one_answer(api.images.commit, request)
+    await conn.respond_json(201, {"Id": answer.id})
+
+
+async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
+    """Docker's progress stream: one JSON object per line; a failure once the stream
+    has begun is its last line (``errorDetail``), as the docker CLI expects."""
+    name = req.arg("fromImage") or ""
+    if not name:
+        raise ApiError(400, "fromImage must be given (importing a tar is not supported)")
+    tag = req.arg("tag") or ""
+    ref = name if not tag else (f"{name}@{tag}" if ":" in tag else f"{name}:{tag}")
+    if ref in ("default", "default:latest"):
+        await conn.respond_json(200, {"status": "Image is up to date for default:latest"})
+        return
+    parse_reference(ref)  # a bad reference is a 400 before the stream starts
+    await conn.start_stream()
+
+    async def line(value: dict[str, Any]) -> None:
+        await conn.send(json.dumps(value).encode() + b"\r\n")
+
+    async def forward(message: object) -> None:
+        if isinstance(message, PullProgressFrame):
+            detail = {"current": message.current, "total": message.total}
+            await line({"status": message.status, "progressDetail": detail, "id": message.layer})
+        elif isinstance(message, PulledFrame):
+            await line({"status": f"Digest: {message.digest}"})
+            await line({"status": f"Status: Image is pulled for {message.reference}"})
+
+    await line({"status": f"Pulling from {name}", "id": tag or "latest"})
+    try:
+        async with conn.cancelled_if_peer_closes():
+            await api.images.pull(Answers(forward), PullRequest(reference=ref))
+    except Exception as exc:
+        error = api_error(unwrap(exc))
+        if error is None:
+            raise
+        await line({"errorDetail": {"message": error.message}, "error": error.message})
+    await conn.end()
+
+
+def _unix_time(rfc3339: str) -> int:
+    """Seconds of an RFC 3339 time (an image's ``created``), 0 if there is none."""
+    try:
+        return int(datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+ROUTES = [
+    route("GET", r"/images/json", images),
+    route("POST", r"/images/create", create, streamed=lambda req: req.arg("fromSrc") == "-"),
+    route("GET", r"/images/get", save),
+    route("POST", r"/images/load", load, streamed=lambda req: True),
+    route("POST", r"/images/prune", prune),
+    route("POST", r"/commit", commit),
+    route("GET", r"/images/(.+)/json", inspect),
+    route("GET", r"/images/(.+)/history", history),
+    route("GET", r"/images/(.+)/get", save),
+    route("POST", r"/images/(.+)/tag", tag_image),
+    route("DELETE", r"/images/(.+)", remove),
+]

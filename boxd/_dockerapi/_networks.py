@@ -1,0 +1,168 @@
+"""Networks: the network verbs of the native socket, in Docker's shape; ``host`` and
+``none`` as Docker lists them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from .._netserver import (
+    NetworkCreateRequest,
+    NetworkInfo,
+    NetworkInspectRequest,
+    NetworkListRequest,
+    NetworkListResponse,
+    NetworkPruneRequest,
+    NetworkRemoveRequest,
+)
+from . import _shapes
+from ._api import Api, one_answer
+from ._http import ApiError, HttpConnection, Request
+from ._router import route
+from ._shapes import Fields
+
+
+def _shape(info: NetworkInfo) -> dict[str, Any]:
+    prefix = info.subnet.partition("/")[2]
+    return {
+        "Name": info.name,
+        "Id": info.id,
+        "Created": _shapes.rfc3339(info.created_at),
+        "Scope": "local",
+        "Driver": info.driver,
+        "EnableIPv6": False,
+        "IPAM": {
+            "Driver": "default",
+            "Options": None,
+            "Config": [{"Subnet": info.subnet, "Gateway": info.gateway}],
+        },
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": {
+            m.id: {
+                "Name": m.name,
+                "EndpointID": "",
+                "MacAddress": "",
+                "IPv4Address": f"{m.ip_address}/{prefix}",
+                "IPv6Address": "",
+            }
+            for m in info.containers
+        },
+        "Options": {"com.docker.network.bridge.name": info.bridge},
+        "Labels": {},
+    }
+
+
+def _builtin(name: str) -> dict[str, Any]:
+    """``host`` and ``none``: no bridge, no addresses, as Docker lists them."""
+    return {
+        "Name": name,
+        "Id": hashlib.sha256(f"boxd network {name}".encode()).hexdigest(),
+        "Created": _shapes.ZERO_TIME,
+        "Scope": "local",
+        "Driver": "host" if name == "host" else "null",
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None, "Config": []},
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": {},
+        "Options": {},
+        "Labels": {},
+    }
+
+
+async def _verb(api: Api, request: object) -> Any:
+    return await one_answer(api.networks[type(request)], request)
+
+
+async def networks(api: Api, conn: HttpConnection, req: Request) -> None:
+    filters = _shapes.parse_filters(req.arg("filters"))
+    for key in filters:
+        if key not in ("name", "id", "driver", "type"):
+            raise ApiError(400, f"invalid filter '{key}'")
+    answer: NetworkListResponse = await _verb(api, NetworkListRequest())
+    rows = [_shape(i) for i in answer.networks]
+    rows += [_builtin(n) for n in ("host", "none")]
+    keep = [r for r in rows if _matches(r, filters)]
+    await conn.respond_json(200, keep)
+
+
+async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    if ref in ("host", "none"):
+        await conn.respond_json(200, _builtin(ref))
+        return
+    answer = await _verb(api, NetworkInspectRequest(networks=(ref,)))
+    await conn.respond_json(200, _shape(answer.networks[0]))
+
+
+async def create(api: Api, conn: HttpConnection, req: Request) -> None:
+    body = Fields(req.json_object(), "body")
+    name = body.text("Name")
+    if not name:
+        raise ApiError(400, "no network name given (Name)")
+    driver = body.text("Driver")
+    if driver not in ("", "bridge"):
+        raise ApiError(400, f"network driver {driver!r} is not supported (bridge only)")
+    for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
+        if body.flag(key):
+            raise ApiError(400, f"{key} networks are not supported by boxd")
+    configs = body.object("IPAM").objects("Config")
+    if len(configs) > 1:
+        raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
+    subnet = configs[0].text("Subnet") if configs else ""
+    answer = await _verb(api, NetworkCreateRequest(name=name, subnet=subnet))
+    await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
+
+
+async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    if ref in ("host", "none"):
+        raise ApiError(403, f"{ref} is a pre-defined network and cannot be removed")
+    await _verb(api, NetworkRemoveRequest(network=ref))
+    await conn.respond(204, content_type=None)
+
+
+async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
+    if any(_shapes.parse_filters(req.arg("filters")).values()):
+        raise ApiError(400, "filters for network prune are not supported by boxd")
+    answer = await _verb(api, NetworkPruneRequest())
+    await conn.respond_json(200, {"NetworksDeleted": list(answer.removed) or None})
+
+
+async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    raise ApiError(
+        400,
+        "connecting a container to a network after create is not supported by boxd: "
+        "give --network at create",
+    )
+
+
+def _matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Docker's network list filters: name (a substring), id (a prefix), driver, type
+    (builtin or custom)."""
+    builtin = row["Name"] in ("bridge", "host", "none")
+    kind = "builtin" if builtin else "custom"
+    checks: dict[str, Callable[[str], bool]] = {
+        "name": lambda v: v in row["Name"],
+        "id": lambda v: row["Id"].startswith(v),
+        "driver": lambda v: v == row["Driver"],
+        "type": lambda v: v == kind,
+    }
+    return all(any(checks[k](v) for v in vs) for k, vs in filters.items() if vs)
+
+
+ROUTES = [
+    route("GET", r"/networks", networks),
+    route("POST", r"/networks/create", create),
+    route("POST", r"/networks/prune", prune),
+    route("GET", r"/networks/([^/]+)", inspect),
+    route("DELETE", r"/networks/([^/]+)", remove),
+    route("POST", r"/networks/([^/]+)/connect", connect),
+    route("POST", r"/networks/([^/]+)/disconnect", connect),
+]

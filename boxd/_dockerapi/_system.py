@@ -1,0 +1,147 @@
+"""System: ``/_ping``, ``/version``, ``/info``, ``/events``, ``/system/df``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+
+import trio
+
+from .. import __version__
+from .._events import Event
+from . import _shapes, _volumes
+from ._api import Api, arch, mem_total
+from ._http import API_VERSION, MIN_API_VERSION, HttpConnection, Request
+from ._images import image_rows
+from ._router import route
+
+
+async def ping(api: Api, conn: HttpConnection, req: Request) -> None:
+    await conn.respond(
+        200,
+        b"OK",
+        content_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"},
+    )
+
+
+async def version(api: Api, conn: HttpConnection, req: Request) -> None:
+    details = {
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "Os": "linux",
+        "Arch": arch(),
+        "KernelVersion": platform.release(),
+    }
+    await conn.respond_json(
+        200,
+        {
+            "Platform": {"Name": "boxd"},
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+            "Version": __version__,
+            "GitCommit": "",
+            "GoVersion": "",
+            "BuildTime": "",
+            **details,
+        },
+    )
+
+
+async def info(api: Api, conn: HttpConnection, req: Request) -> None:
+    containers = api.sup.list(all=True)
+    running = sum(1 for c in containers if _shapes.status_word(c) == "running")
+    mode = api.sup.cgroups.mode
+    await conn.respond_json(
+        200,
+        {
+            "ID": "",
+            "Name": platform.node(),
+            "Containers": len(containers),
+            "ContainersRunning": running,
+            "ContainersPaused": 0,
+            "ContainersStopped": len(containers) - running,
+            "Images": 1,
+            "Driver": "overlay2",
+            "DockerRootDir": str(api.sup.store.root),
+            "ServerVersion": __version__,
+            "OperatingSystem": "boxd",
+            "OSType": "linux",
+            "Architecture": platform.machine(),
+            "KernelVersion": platform.release(),
+            "NCPU": os.cpu_count() or 1,
+            "MemTotal": mem_total(),
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "2" if mode == "v2" else "1",
+            "LoggingDriver": "json-file",
+            "DefaultRuntime": "boxd",
+            "Runtimes": {"boxd": {"path": "boxd"}},
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Plugins": {"Volume": [], "Network": ["host", "none"], "Log": ["json-file"]},
+            "Swarm": {"LocalNodeState": "inactive"},
+            "Warnings": None,
+        },
+    )
+
+
+async def events(api: Api, conn: HttpConnection, req: Request) -> None:
+    """Kept events from ``since``, then new ones until ``until`` (or the client goes)."""
+    since = req.number("since")
+    until = req.number("until")
+    keep = _shapes.event_filter(_shapes.parse_filters(req.arg("filters")))
+    history, channel = api.sup.events.subscribe()
+
+    def wanted(e: Event) -> bool:
+        return (until is None or e.time_ns <= until * 1e9) and keep(e)
+
+    await conn.start_stream()
+    with channel:
+        async with conn.cancelled_if_peer_closes():
+            for e in history:
+                if since is not None and e.time_ns >= since * 1e9 and wanted(e):
+                    await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+            deadline = math.inf
+            if until is not None:
+                deadline = trio.current_time() + until - time.time()
+            with trio.move_on_at(deadline):
+                async for e in channel:
+                    if wanted(e):
+                        await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+    await conn.end()
+
+
+async def df(api: Api, conn: HttpConnection, req: Request) -> None:
+    images = await image_rows(api)
+    now = time.time()
+    containers = [
+        {**_shapes.summary(c, now), "SizeRw": 0, "SizeRootFs": 0} for c in api.sup.list(all=True)
+    ]
+    await conn.respond_json(
+        200,
+        {
+            "LayersSize": sum(i["Size"] for i in images),
+            "Images": images,
+            "Containers": containers,
+            "Volumes": await _volumes.df_rows(api),
+            "BuildCache": [],
+        },
+    )
+
+
+async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
+    """boxd builds nothing, so it keeps no build cache: ``docker system prune`` (which
+    asks for this after the other prunes) is told nothing was there."""
+    await conn.respond_json(200, {"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
+ROUTES = [
+    route("POST", r"/build/prune", build_prune),
+    route("GET", r"/_ping", ping),
+    route("HEAD", r"/_ping", ping),
+    route("GET", r"/version", version),
+    route("GET", r"/info", info),
+    route("GET", r"/events", events),
+    route("GET", r"/system/df", df),
+]

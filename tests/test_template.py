@@ -1,0 +1,105 @@
+"""The Go-template subset behind every ``--format``, against what Go's text/template (and so
+``docker ... --format``) prints for the same template and data.  No root, no daemon."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from boxctl._template import Template, TemplateError, aligned, print_formatted
+
+DATA: dict[str, Any] = {
+    "ID": "4f2a9c1b7e3d",
+    "Names": "web",
+    "State": {"Status": "running", "Pid": 4242, "ExitCode": 0, "Running": True, "Health": None},
+    "Config": {"Env": ["A=1", "B=2"], "Labels": {"team": "a", "app": "web"}, "Cmd": ["sh"]},
+    "Mounts": [{"Destination": "/data"}, {"Destination": "/logs"}],
+    "Size": 1.5,
+}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("{{.Names}}", "web"),
+        ("{{.ID}}\\t{{.State.Status}}", "4f2a9c1b7e3d\trunning"),
+        ("{{.State.Pid}} {{.State.Running}}", "4242 true"),
+        ("{{json .Config.Env}}", '["A=1","B=2"]'),
+        ("{{json .Config.Labels}}", '{"team":"a","app":"web"}'),
+        ("{{.Config.Env}}", "[A=1 B=2]"),
+        ("{{.Config.Labels}}", "map[app:web team:a]"),
+        ('{{join .Config.Env ","}}', "A=1,B=2"),
+        ('{{index .Config.Labels "team"}}', "a"),
+        ('{{printf "%s:%d" .Names .State.Pid}}', "web:4242"),
+        ('{{printf "%q" .Names}}', '"web"'),
+        ("{{.Names | upper}}", "WEB"),
+        ("{{upper .Names | lower}}", "web"),
+        ('{{if eq .State.Status "running"}}up{{else}}down{{end}}', "up"),
+        ('{{if ne .State.Status "running"}}up{{else}}down{{end}}', "down"),
+        ("{{if and .State.Running (eq .State.ExitCode 0)}}ok{{end}}", "ok"),
+        ("{{if or .State.Health .State.Running}}y{{end}}", "y"),
+        ("{{if not .State.Health}}none{{end}}", "none"),
+        ("{{range .Mounts}}{{.Destination}} {{end}}", "/data /logs "),
+        ("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}", "app=web;team=a;"),
+        ("{{range $i, $m := .Mounts}}{{$i}}{{$m.Destination}}{{end}}", "0/data1/logs"),
+        ("{{range .Nothing}}x{{else}}empty{{end}}", "empty"),
+        ("{{with .State}}{{.Pid}}{{end}}", "4242"),
+        ("{{.Missing}}", "<no value>"),
+        ("{{.State.Health}}", "<nil>"),
+        ("{{len .Mounts}}", "2"),
+        ('{{split "a,b" ","}}', "[a b]"),
+        ("{{truncate .ID 4}}", "4f2a"),
+        ("a {{- .Names -}} b", "awebb"),
+        ("{{/* a comment */}}x", "x"),
+        ("{{$.Names}}", "web"),
+        ("{{.Size}}", "1.5"),
+        ("{{title .Names}}", "Web"),
+    ],
+)
+def test_renders_as_go_does(fmt: str, expected: str) -> None:
+    assert Template(fmt).render(DATA) == expected.replace("\\t", "\t")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        ("{{.Names", "unclosed action"),
+        ("{{if .Names}}x", "missing {{end}}"),
+        ("{{end}}", "unexpected {{end}}"),
+        ("{{nosuch .Names}}", 'function "nosuch" not defined'),
+        ('{{printf "%s" (.Names}}', "unclosed ("),
+        ('{{template "x"}}', "not supported"),
+    ],
+)
+def test_bad_templates_are_refused_with_the_reason(fmt: str, message: str) -> None:
+    with pytest.raises(TemplateError, match="template: .*" + re.escape(message)):
+        Template(fmt).render(DATA)
+
+
+def test_strict_fields_name_the_unknown_one() -> None:
+    with pytest.raises(TemplateError, match="can't evaluate field Nope"):
+        Template("{{.Nope}}", strict=True).render(DATA)
+
+
+def test_methods_take_arguments() -> None:
+    row = {"Label": lambda key: {"team": "a"}.get(key, "")}
+    assert Template('{{.Label "team"}}').render(row) == "a"
+
+
+def test_table_prints_docker_headers_and_aligned_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [{"ID": "abc", "Names": "web"}, {"ID": "defghi", "Names": "db"}]
+    print_formatted("table {{.ID}}\\t{{.Names}}", rows, {"ID": "CONTAINER ID"})
+    assert capsys.readouterr().out.splitlines() == [
+        "CONTAINER ID   NAMES",
+        "abc            web",
+        "defghi         db",
+    ]
+
+
+def test_aligned_pads_every_column_but_the_last() -> None:
+    assert aligned(["a\tbb\tc", "ddd\te\tf"]) == "a         bb        c\nddd       e         f"
+    assert aligned(["a_long_name\tx"]) == "a_long_name   x"
