@@ -263,7 +263,9 @@ SUBCOMMANDS = (
         (
             Opt("-a", "--all", kind=FLAG, help="named volumes too"),
             Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),
-            Opt("--filter", kind=APPEND, metavar="label=...", help="label=K[=V], label!=K[=V]"),
+            Opt(
+                "--filter", kind=APPEND, metavar="KEY=VALUE", help="label=K[=V], label!=.., until="
+            ),
         ),
     ),
 )
@@ -302,15 +304,18 @@ def cmd_system_prune(args: Args) -> int:
     if not _confirm(warning, args.force):
         return 0
     reclaimed = 0
-    containers = call(args.socket, {"type": "PruneRequest"})
+    filters = args.filter
+    containers = call(args.socket, {"type": "PruneRequest", "filters": filters})
     reclaimed += containers["reclaimed"]
     _section("Deleted Containers:", containers["removed"])
-    _section("Deleted Networks:", call(args.socket, {"type": "NetworkPruneRequest"})["removed"])
+    networks = call(args.socket, {"type": "NetworkPruneRequest", "filters": filters})
+    _section("Deleted Networks:", networks["removed"])
     if args.volumes:
-        volumes = call(args.socket, {"type": "VolumePruneRequest"})
+        volumes = call(args.socket, {"type": "VolumePruneRequest", "filters": filters})
         reclaimed += volumes["reclaimed"]
         _section("Deleted Volumes:", volumes["removed"])
-    images = call(args.socket, {"type": "PruneImagesRequest", "all": args.all})
+    request = {"type": "PruneImagesRequest", "all": args.all, "filters": filters}
+    images = call(args.socket, request)
     lines = [f"untagged: {t}" for t in images["untagged"]]
     lines += [f"deleted: {d}" for d in images["deleted"]]
     _section("Deleted Images:", lines)
@@ -334,6 +339,7 @@ SYSTEM_PRUNE = Command(
         Opt("-a", "--all", kind=FLAG, help="every unused image, not just dangling ones"),
         Opt("--volumes", kind=FLAG, help="unused anonymous volumes too"),
         Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),
+        Opt("--filter", kind=APPEND, metavar="KEY=VALUE", help="label=K[=V], label!=.., until="),
     ),
 )
 

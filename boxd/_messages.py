@@ -186,6 +186,8 @@ class EventsRequest:
 class PruneRequest:
     """Remove every container at rest; answered with a PruneResponse."""
 
+    filters: tuple[str, ...] = ()  # label=, label!=, until= (see boxd._prunefilter)
+
 
 # ---- client frames during a stream ----------------------------------------------------
 

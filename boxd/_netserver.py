@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from . import _prunefilter
 from ._network import joined
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class NetworkRemoveRequest:
 
 @attrs.frozen
 class NetworkPruneRequest:
-    pass
+    filters: tuple[str, ...] = ()  # until= (networks have no labels: label= passes none)
 
 
 @attrs.frozen
@@ -150,10 +151,11 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         net = await sup.networks.remove(req.network, lambda name: _users(sup, name))
         await conn.send(NetworkResponse(_info(sup, net)))
 
-    async def prune(conn: Conn, _: NetworkPruneRequest) -> None:
+    async def prune(conn: Conn, req: NetworkPruneRequest) -> None:
+        match = _prunefilter.parse(req.filters)[0]
         removed = []
         for net in sup.networks.list():
-            if net.dns and not _users(sup, net.name):
+            if net.dns and not _users(sup, net.name) and match.matches({}, net.created_at):
                 await sup.networks.remove(net.name, lambda name: _users(sup, name))
                 removed.append(net.name)
         await conn.send(NetworkPruneResponse(tuple(removed)))

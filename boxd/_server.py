@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _copyserver, _logs, _netserver, _top, _volserver, protocol
+from . import __version__, _copyserver, _logs, _netserver, _prunefilter, _top, _volserver, protocol
 from ._convert import ConversionError
 from ._copy import NoSuchPath
 from ._copymessages import STREAMS as COPY_STREAMS
@@ -358,8 +358,8 @@ class Server:
     async def _diff(self, conn: Connection, req: DiffRequest) -> None:
         await conn.send(DiffResponse(changes=tuple(await self.sup.diff(req.container))))
 
-    async def _prune(self, conn: Connection, _: PruneRequest) -> None:
-        removed, reclaimed = await self.sup.prune()
+    async def _prune(self, conn: Connection, req: PruneRequest) -> None:
+        removed, reclaimed = await self.sup.prune(_prunefilter.parse(req.filters)[0])
         await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
 
     # ---- streams --------------------------------------------------------------------

@@ -53,6 +53,7 @@ from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
+from ._prunefilter import PruneFilter
 from ._records import (
     Container,
     ContainerConfig,
@@ -829,11 +830,15 @@ class Supervisor:
             async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
                 yield c, fd
 
-    async def prune(self) -> tuple[builtins.list[str], int]:
-        """Remove every container at rest (created, stopped or exited): their ids, and the
-        bytes of the files they held."""
+    async def prune(self, match: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
+        """Remove every container at rest (created, stopped or exited) that ``match``
+        passes: their ids, and the bytes of the files they held."""
         removed, reclaimed = [], 0
         for entry in builtins.list(self._entries.values()):
+            c = entry.container
+            labels = dict(label.partition("=")[::2] for label in c.config.labels)
+            if match is not None and not match.matches(labels, c.created_at):
+                continue
             if entry.phase in _lifecycle.AT_REST:
                 async with entry.lock:
                     if entry.phase in _lifecycle.AT_REST:

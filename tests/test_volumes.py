@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from conftest import build_busybox_root
 from daemon_harness import Daemon, running_daemon
 
+from boxd import _prunefilter
 from boxd._mounts import parse_mount, parse_volume_flag
 from boxd._volumes import stacked_dirs
 
@@ -105,6 +107,27 @@ def test_mount_forms() -> None:
 def test_bad_mounts_are_named(text: str, words: str) -> None:
     with pytest.raises(ValueError, match=re.escape(words)):
         parse_mount(text)
+
+
+def test_prune_filters() -> None:
+    match, others = _prunefilter.parse(
+        ["label=team", "label=env=prod", "label!=keep", "until=1700000000", "all=true"],
+        extra=("all",),
+    )
+    assert others == {"all": "true"}
+    assert match.matches({"team": "a", "env": "prod"}, 1600000000.0)
+    assert not match.matches({"team": "a", "env": "prod"}, 1700000000.0)  # not before until
+    assert not match.matches({"team": "a", "env": "prod", "keep": ""}, 1600000000.0)
+    assert not match.matches({"team": "a", "env": "dev"}, 1600000000.0)
+    assert _prunefilter.rfc3339("2023-11-14T22:13:20.123456789Z") == 1700000000.123456
+    assert _prunefilter.rfc3339("") == 0.0
+    assert abs(_prunefilter.parse(["until=10m"])[0].until - (time.time() - 600)) < 60  # type: ignore[operator]
+    with pytest.raises(
+        ValueError, match="invalid filter 'colour=red': use label=, label!=, until="
+    ):
+        _prunefilter.parse(["colour=red"])
+    with pytest.raises(ValueError, match="invalid filter 'until=soon'"):
+        _prunefilter.parse(["until=soon"])
 
 
 def test_copy_up_reads_the_layers_as_overlay_stacks_them(tmp_path: Path) -> None:
@@ -422,6 +445,21 @@ def test_system_prune_and_df(daemon: Daemon) -> None:
     assert _volumes(daemon) == ["named"]  # named volumes stay (Docker 23+)
     out = daemon.ctl("system", "prune", "-f").stdout
     assert out == "Total reclaimed space: 0B\n"
+    # --filter: every prune takes label=, label!= and until=.
+    daemon.ctl("create", "--name", "keep", "-l", "keep=1", "-v", "/a1", "default", "true")
+    drop = daemon.ctl("create", "--name", "drop", "-l", "x=1", "default", "true").stdout.strip()
+    daemon.ctl("volume", "create", "-l", "keep=1", "kv")
+    assert daemon.ctl("system", "prune", "-f", "--filter", "until=1h").stdout == (
+        "Total reclaimed space: 0B\n"
+    )
+    out = daemon.ctl("system", "prune", "-f", "--volumes", "--filter", "label!=keep").stdout
+    assert out.startswith(f"Deleted Containers:\n{drop}\n\nTotal reclaimed space: ")
+    assert "a1" not in out
+    assert daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout == "keep\n"
+    out = daemon.ctl("volume", "prune", "-f", "-a", "--filter", "label=keep=1").stdout
+    assert out.startswith("Deleted Volumes:\nkv\n")
+    r = _fails(daemon, "system", "prune", "-f", "--filter", "colour=red")
+    assert "invalid filter 'colour=red'" in r.stderr and r.returncode == 1
     r = daemon.ctl("system", "prune", input=b"n\n")
     assert r.stdout.startswith("WARNING! This will remove:\n  - all stopped containers\n")
 

@@ -39,7 +39,7 @@ def _filters(req: Request) -> tuple[str, ...]:
 
 
 async def volumes(api: Api, conn: HttpConnection, req: Request) -> None:
-    wanted = _volserver.parse_filters(_filters(req), _volserver.LIST_FILTERS)
+    wanted = _volserver.parse_filters(_filters(req))
     found = (_volserver.info(api.sup, r) for r in api.sup.volumes.list())
     rows = [shape(v) for v in found if _volserver.matches(v, wanted)]
     await conn.respond_json(200, {"Volumes": rows, "Warnings": []})

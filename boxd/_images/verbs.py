@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import _volserver, protocol
+from .. import _prunefilter, _volserver, protocol
 from .._lifecycle import LIVE
 from .._messages import EndFrame, OkResponse
 from . import archive
@@ -368,10 +368,15 @@ class ImageVerbs:
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
         """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
         used = {c.config.image_id for c in self.sup.list(all=True)}
+        match = _prunefilter.parse(req.filters)[0]
         untagged: list[str] = []
         deleted: list[str] = []
         for record in self.store.images():
             if record.id in used or (record.repo_tags and not req.all):
+                continue
+            config = self.store.config(record)
+            labels = (config.get("config") or {}).get("Labels") or {}
+            if not match.matches(labels, _prunefilter.rfc3339(str(config.get("created", "")))):
                 continue
             untagged.extend(record.repo_tags)
             deleted.extend((record.id, *await self._delete(record)))
