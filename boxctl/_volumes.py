@@ -192,6 +192,17 @@ def _rm(args: Args) -> int:
     return status
 
 
+def _filters(specs: list[str]) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` words as Docker's filter object; the daemon checks them."""
+    found: dict[str, list[str]] = {}
+    for spec in specs:
+        key, eq, value = spec.partition("=")
+        if not eq:
+            raise CliError(f"invalid --filter {spec!r}: use until=TIME, label=KEY[=VALUE]", USAGE)
+        found.setdefault(key, []).append(value)
+    return found
+
+
 def _confirm(lines: str, force: bool) -> bool:
     if force:
         return True
@@ -204,7 +215,8 @@ def _prune(args: Args) -> int:
     warning = f"WARNING! This will remove {which} local volumes not used by at least one container."
     if not _confirm(warning, args.force):
         return 0
-    r = call(args.socket, {"type": "VolumePruneRequest", "all": args.all, "filters": args.filter})
+    request = {"type": "VolumePruneRequest", "all": args.all, "filters": _filters(args.filter)}
+    r = call(args.socket, request)
     if r["removed"]:
         print("Deleted Volumes:")
         for name in r["removed"]:
@@ -304,7 +316,7 @@ def cmd_system_prune(args: Args) -> int:
     if not _confirm(warning, args.force):
         return 0
     reclaimed = 0
-    filters = args.filter
+    filters = _filters(args.filter)
     containers = call(args.socket, {"type": "PruneRequest", "filters": filters})
     reclaimed += containers["reclaimed"]
     _section("Deleted Containers:", containers["removed"])

@@ -321,11 +321,17 @@ class _Writer:
             info.linkname = os.readlink(name, dir_fd=dir_fd)
             self.tar.addfile(info)
         elif stat.S_ISREG(mode):
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            with os.fdopen(os.open(name, flags, dir_fd=dir_fd), "rb") as f:
-                now = os.fstat(f.fileno())
+            # Opened for reading only once known to be that regular file: a FIFO or a
+            # device put in its place meanwhile is never opened.
+            path_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            try:
+                now = os.fstat(path_fd)
                 if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
                     raise CopyError(f"{arcname} changed while it was read")
+                fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+            finally:
+                os.close(path_fd)
+            with os.fdopen(fd, "rb") as f:
                 info.size = now.st_size
                 self.tar.addfile(info, f)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):

@@ -39,15 +39,17 @@ def id_map(container: Container) -> IdMap:
 
 
 def _check_writable(container: Container, root_fd: int, path: str) -> None:
-    """Docker's rule for a read-only root filesystem: only a writable volume takes files."""
-    if not container.config.read_only:
-        return
+    """Docker's rules: a read-only volume takes no file, a read-only root filesystem takes
+    them only in a writable volume."""
     dest = _copy.resolve(root_fd, _copy.docker_path(path))
-    for volume in container.config.volumes:
-        inside = dest == volume.container or dest.startswith(volume.container.rstrip("/") + "/")
-        if inside and not volume.read_only:
+    deepest_first = sorted(container.config.volumes, key=lambda v: -len(v.container))
+    for volume in deepest_first:
+        if dest == volume.container or dest.startswith(volume.container.rstrip("/") + "/"):
+            if volume.read_only:
+                raise CopyError("mounted volume is marked read-only")
             return
-    raise CopyError("container rootfs is marked read-only")
+    if container.config.read_only:
+        raise CopyError("container rootfs is marked read-only")
 
 
 class Copier:

@@ -53,12 +53,13 @@ from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
-from ._prunefilter import PruneFilter
+from ._prune import PruneFilter
 from ._records import (
     Container,
     ContainerConfig,
     Resources,
     RestartName,
+    RestartPolicy,
     Status,
     Volume,
     check_name,
@@ -276,6 +277,7 @@ class Supervisor:
         entry = self._lookup(ref)
         if entry.output.closed:
             entry.output = Output()
+        self.events.report("attach", entry.container)
         return entry.output.subscribe(lossless=lossless)
 
     async def wait_changed(self) -> None:
@@ -444,6 +446,7 @@ class Supervisor:
         first byte: the foreground ``run`` and ``start -a``.  The Run tells the exit code
         even if the container is removed (``--rm``) right after."""
         entry = self._lookup(ref)
+        self.events.report("attach", entry.container)
         channel = await self._start(entry, attach=True)
         assert channel is not None and entry.run is not None
         return channel, entry.run
@@ -698,7 +701,9 @@ class Supervisor:
     async def stop(self, ref: str, grace: float | None = None, *, manual: bool = True) -> None:
         """Stop signal, up to ``grace`` seconds (default: the container's stop timeout),
         then SIGKILL of the whole cgroup.  A paused container is thawed to receive it; a
-        restarting one just stays down.  Stopping a container at rest is a no-op."""
+        restarting one just stays down.  Stopping a container at rest is a no-op.  Events
+        as Docker's: kill (each signal), die, and stop at the end of a ``manual`` one (not
+        the daemon's shutdown, not ``rm -f``)."""
         entry = self._lookup(ref)
         c = entry.container
         if grace is not None and (not math.isfinite(grace) or grace < 0):
@@ -718,15 +723,23 @@ class Supervisor:
             paused = entry.phase is PAUSED
             if entry.phase is not STOPPING:
                 self._set(entry, STOPPING)
-            run.signal(parse_signal(c.config.stop_signal))
+            if wait > 0:  # with no time to stop, the stop signal would only precede SIGKILL
+                self._signal(c, run, parse_signal(c.config.stop_signal))
             if paused:
                 self._thaw(c)
             with trio.move_on_after(wait):
                 await run.exited.wait()
             if not run.exited.is_set():
-                log.info("%s: did not stop in %ss; killing", c.short_id, wait)
-                run.signal(signal.SIGKILL)
+                if wait > 0:
+                    log.info("%s: did not stop in %ss; killing", c.short_id, wait)
+                self._signal(c, run, signal.SIGKILL)
         await entry.idle.wait()
+        if manual:
+            self.events.report("stop", c)
+
+    def _signal(self, c: Container, run: Run, signum: int) -> None:
+        run.signal(signum)
+        self.events.report("kill", c, signal=str(int(signum)))
 
     def _thaw(self, c: Container) -> None:
         try:
@@ -743,7 +756,7 @@ class Supervisor:
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
             entry.container.state.manual_stop = True
-        run.signal(signum)
+        self._signal(entry.container, run, signum)
         if signum == signal.SIGKILL and entry.phase is PAUSED:
             self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
 
@@ -771,7 +784,9 @@ class Supervisor:
 
     async def restart(self, ref: str, grace: float | None = None) -> Container:
         await self.stop(ref, grace)
-        return await self.start(ref)
+        c = await self.start(ref)
+        self.events.report("restart", c)
+        return c
 
     async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         """Remove a container at rest; with ``force`` in any phase (killed first); with
@@ -782,7 +797,7 @@ class Supervisor:
         async with entry.lock:
             _lifecycle.check_remove(c.name, entry.phase, force=force)  # started meanwhile?
             if entry.phase in _lifecycle.LIVE:
-                await self.stop(c.id, grace=0)
+                await self.stop(c.id, grace=0, manual=False)  # killed: no stop event
             await self._remove_now(entry, volumes=volumes)
 
     async def rename(self, ref: str, name: str) -> Container:
@@ -830,16 +845,15 @@ class Supervisor:
             async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
                 yield c, fd
 
-    async def prune(self, match: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
-        """Remove every container at rest (created, stopped or exited) that ``match``
-        passes: their ids, and the bytes of the files they held."""
+    async def prune(self, only: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
+        """Remove every container at rest (created, stopped or exited) that ``only``
+        selects: their ids, and the bytes of the files they held."""
+        only = only or PruneFilter()
         removed, reclaimed = [], 0
         for entry in builtins.list(self._entries.values()):
             c = entry.container
             labels = dict(label.partition("=")[::2] for label in c.config.labels)
-            if match is not None and not match.matches(labels, c.created_at):
-                continue
-            if entry.phase in _lifecycle.AT_REST:
+            if entry.phase in _lifecycle.AT_REST and only.selects(c.created_at, labels):
                 async with entry.lock:
                     if entry.phase in _lifecycle.AT_REST:
                         where = self.store.container_dir(entry.container.id)
@@ -907,6 +921,7 @@ class Supervisor:
         entry = self._lookup(ref)
         _lifecycle.check_attach(entry.container.name, entry.phase)
         assert entry.run is not None
+        self.events.report("attach", entry.container)
         return entry.run
 
     async def exec(
@@ -919,20 +934,28 @@ class Supervisor:
         user: str = "",
         tty: bool = False,
         interactive: bool = False,
+        privileged: bool = False,
         output: Output | None = None,
+        exec_id: str = "",
         task_status: trio.TaskStatus[Run] = trio.TASK_STATUS_IGNORED,
     ) -> int:
         """Run a process inside the running container (its namespaces, cgroup, root,
         capabilities and seccomp filter); report its Run via ``task_status`` once it runs
         and return its exit code.  Cancelling this kills the process.  Its output goes to
-        ``output`` (subscribe before calling, so that nothing is missed)."""
+        ``output`` (subscribe before calling, so that nothing is missed).  Events:
+        exec_create, exec_start, exec_die with ``exec_id`` (a new one if not given)."""
         entry = self._lookup(ref)
         c = entry.container
-        _lifecycle.check_exec(c.name, entry.phase)
+        _lifecycle.check_exec(c.id, c.name, entry.phase)
         run = entry.run
         assert run is not None
-        request = _plan.ExecSpec(command=command, env=env, workdir=workdir, user=user, tty=tty)
+        request = _plan.ExecSpec(
+            command=command, env=env, workdir=workdir, user=user, tty=tty, privileged=privileged
+        )
         _plan.check_exec(request)
+        exec_id = exec_id or os.urandom(32).hex()
+        action = " ".join(command)
+        self.events.report(f"exec_create: {action}", c, execID=exec_id)
         proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
         async with trio.open_nursery() as nursery:
             try:
@@ -951,10 +974,12 @@ class Supervisor:
                 )
             except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
-            self.events.report(f"exec_start: {' '.join(command)}", c)
+            self.events.report(f"exec_start: {action}", c, execID=exec_id)
             task_status.started(proc)
         assert proc.outcome is not None
-        return proc.outcome.exit_code
+        code = proc.outcome.exit_code
+        self.events.report("exec_die", c, execID=exec_id, exitCode=str(code))
+        return code
 
     async def exec_detached(self, ref: str, command: tuple[str, ...], **options: Any) -> Run:
         """``exec -d``: start the process and return once it runs.  It lives on in the
@@ -978,16 +1003,28 @@ class Supervisor:
                 raise  # the caller of exec_detached is told
             log.exception("%s: detached exec of %s failed", ref, command[0])
 
-    async def update(self, ref: str, resources: Resources) -> Container:
+    async def update(
+        self, ref: str, changes: Resources, restart: RestartPolicy | None = None
+    ) -> Container:
+        """``docker update``, for every front end: the limits ``changes`` gives (not None)
+        replace the container's, the others keep their values; ``restart``, if given,
+        becomes its restart policy.  The limits are checked as a whole, then applied to a
+        running container's cgroup and recorded."""
         entry = self._lookup(ref)
         c = entry.container
+        given = {k: v for k, v in attrs.asdict(changes, recurse=False).items() if v is not None}
+        resources = attrs.evolve(c.config.resources, **given)
         limits = _limits(resources)
         self.cgroups.validate(limits)
         _lifecycle.check_update(c.name, entry.phase)
+        config = attrs.evolve(
+            c.config, resources=resources, restart=c.config.restart if restart is None else restart
+        )  # validated: --rm and a restart policy do not combine
         if entry.phase in _lifecycle.WITH_PROCESS:
             self.cgroups.open(c.id).update(limits)
-        c.config = attrs.evolve(c.config, resources=resources)
+        c.config = config
         self._save(c, durable=True)
+        self.events.report("update", c)
         return c
 
     async def change_networks(

@@ -4,13 +4,14 @@ handlers, for the native socket and the Engine API alike."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
-from . import _prunefilter
+from . import _prune
 from ._volumes import VolumeInUse, VolumeRecord
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ class VolumeRemoveRequest:
 @attrs.frozen
 class VolumePruneRequest:
     all: bool = False  # named volumes too (else anonymous ones only, as Docker 23+)
-    filters: tuple[str, ...] = ()  # label=, label!=, until= (boxd._prunefilter), all=
+    # until, label, label! (boxd._prune), and all (Docker's: "true" is --all)
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -160,19 +162,22 @@ def remove(sup: Supervisor, name: str, *, force: bool = False) -> VolumeInfo | N
 
 
 async def prune(
-    sup: Supervisor, *, all: bool = False, filters: Sequence[str] = ()
+    sup: Supervisor, *, all: bool = False, filters: Mapping[str, tuple[str, ...]] | None = None
 ) -> tuple[list[str], int]:
     """Unused volumes: anonymous ones (and named ones with ``all``, or the filter
     ``all=true``) that match the filters; their names, and the bytes they held."""
-    match, others = _prunefilter.parse(filters, extra=("all",))
-    if others.get("all", "true") not in ("true", "false", "1", "0"):
-        raise ValueError(f"invalid filter 'all={others['all']}': use true or false")
-    every = all or others.get("all") in ("true", "1")
+    wanted = dict(filters or {})
+    flags = wanted.pop("all", ())
+    for flag in flags:
+        if flag not in ("true", "false", "1", "0"):
+            raise ValueError(f"invalid filter 'all={flag}': use true or false")
+    only = _prune.parse(wanted, time.time())
+    every = all or any(flag in ("true", "1") for flag in flags)
     removed, reclaimed = [], 0
     for record in sup.volumes.list():
         if not (every or record.anonymous):
             continue
-        if sup.volume_users(record.name) or not match.matches(record.labels, record.created_at):
+        if sup.volume_users(record.name) or not only.selects(record.created_at, record.labels):
             continue
         size = await trio.to_thread.run_sync(sup.volumes.size, record.name)
         if sup.volume_users(record.name):  # a container took it meanwhile

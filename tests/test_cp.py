@@ -239,6 +239,26 @@ def test_stopped_containers_and_volumes(clean: Daemon, tmp_path: Path) -> None:
     assert _sh(clean, "s", "cat /made") == "more\n"
 
 
+def test_read_only_root_takes_files_only_in_a_writable_volume(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    vol, ro = tmp_path / "vol", tmp_path / "ro"
+    vol.mkdir()
+    ro.mkdir()
+    f = tmp_path / "f"
+    f.write_text("x")
+    _start(clean, "r", "--read-only", "-v", f"{vol}:/vol", "-v", f"{ro}:/ro:ro")
+    for state in ("running", "stopped"):
+        r = _cp(clean, str(f), "r:/tmp/")
+        assert (r.returncode, r.stderr) == (1, "boxctl: container rootfs is marked read-only\n")
+        r = _cp(clean, str(f), "r:/ro/")
+        assert (r.returncode, r.stderr) == (1, "boxctl: mounted volume is marked read-only\n")
+        assert _cp(clean, str(f), f"r:/vol/{state}").returncode == 0
+        assert _cp(clean, "r:/etc/hostname", str(tmp_path / state)).returncode == 0
+        clean.ctl("stop", "-t", "0", "r")
+    assert sorted(os.listdir(vol)) == ["running", "stopped"] and os.listdir(ro) == []
+
+
 @pytest.mark.parametrize("state", ["running", "stopped"])
 def test_hostile_symlinks_never_reach_the_host(clean: Daemon, tmp_path: Path, state: str) -> None:
     """Symlinks the container made: / itself, ../ climbing above its root, absolute paths

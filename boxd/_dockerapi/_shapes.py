@@ -214,7 +214,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             ),
             resources=_resources(host),
             security=_security(host),
-            restart=_restart(restart.text("Name"), restart.integer("MaximumRetryCount")),
+            restart=restart_policy(restart.text("Name"), restart.integer("MaximumRetryCount")),
             stop_signal=cfg.text("StopSignal") or "SIGTERM",
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
@@ -458,7 +458,7 @@ def _security(host: Fields) -> Security:
     )
 
 
-def _restart(name: str, retries: int) -> RestartPolicy:
+def restart_policy(name: str, retries: int) -> RestartPolicy:
     if name in ("", "no"):
         return RestartPolicy()
     try:
@@ -828,8 +828,8 @@ def _event_matches(e: Event, key: str, values: list[str]) -> bool:
         return "container" in values
     if key == "container":
         return any(e.id.startswith(v) or e.name == v.lstrip("/") for v in values)
-    if key == "event":
-        return e.action in values
+    if key == "event":  # exec_start also names "exec_start: sh -c ..."
+        return e.action in values or e.action.partition(":")[0] in values
     if key == "image":
         return any(_same_image(v, e.image) for v in values)
     have = dict(label.partition("=")[::2] for label in e.labels)
