@@ -594,7 +594,7 @@ BAD = [
     ("DELETE", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
     ("GET", '/volumes?filters={"colour":["red"]}', None, 400, "invalid filter 'colour=red'"),
     ("GET", '/volumes?filters={"dangling":["maybe"]}', None, 400, "dangling=maybe"),
-    ("POST", '/volumes/prune?filters={"name":["x"]}', None, 400, "invalid filter 'name=x'"),
+    ("POST", '/volumes/prune?filters={"name":["x"]}', None, 400, "invalid filter 'name'"),
     (
         "POST",
         "/containers/create",
