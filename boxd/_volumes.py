@@ -233,7 +233,7 @@ def copy_up(layer_dirs: list[str], rel: str, dest: Path) -> bool:
     with tempfile.TemporaryFile(dir=dest.parent) as tar:
         export_merged(dirs, tar)
         tar.seek(0)
-        unpack(tar, str(dest))
+        unpack(tar.read, str(dest))
     os.chown(dest, top.st_uid, top.st_gid)
     os.chmod(dest, stat.S_IMODE(top.st_mode))
     return True
