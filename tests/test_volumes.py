@@ -216,6 +216,8 @@ def test_volume_verbs(daemon: Daemon) -> None:
     )
     assert "no such volume: nosuch" in _fails(daemon, "volume", "rm", "nosuch").stderr
     assert daemon.ctl("volume", "rm", "-f", "nosuch").returncode == 0
+    for name in ("..", "../containers", "web-data/../web-data"):  # never a path
+        assert "no such volume" in _fails(daemon, "volume", "rm", name).stderr
     assert sorted(_volumes(daemon)) == sorted([anonymous, "web-data"])
     assert daemon.ctl("volume", "rm", "web-data", anonymous).stdout.split() == [
         "web-data",
