@@ -333,7 +333,10 @@ class Supervisor:
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
-        self.store.save(container)
+        # A --rm container need not outlive a crash of the machine (Docker's daemon, too,
+        # removes auto-remove containers that do not run when it starts): its record is
+        # written without the two fsyncs (~5 ms of every `run --rm` here).
+        self.store.save(container, durable=not config.auto_remove)
         self._entries[cid] = _Entry(container)
         self.events.observe(container)
         return container
