@@ -114,11 +114,15 @@ def cleanup(bench: Bench) -> list[str]:
             )
             if r.returncode != 0:
                 problems.append(f"{runtime} delete -f {cid}: {r.stderr.decode().strip()}")
-    prefixes = ["bench-", "libpod", "boxd-runtime-"]
+    prefixes = ["bench-", "libpod"]
     try:
+        from boxd._oci._runtime import cgroup_location
+        from boxd._oci._state import Root
         from boxd._supervisor import cgroup_name
 
         prefixes += [cgroup_name(bench.daemon.root), cgroup_name(bench.work / "library-root")]
+        # boxd-runtime's group for our --root only: other runs' may be in use.
+        prefixes.append(cgroup_location(Root(str(bench.boxd_runtime_state)), "", "x", False)[1])
     except ImportError as exc:
         problems.append(f"boxd's cgroup names are unknown ({exc}): its cgroups may remain")
     problems += _env.remove_cgroups(tuple(prefixes))
