@@ -8,7 +8,7 @@ import sys
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units, _wirejson
 
-from . import _cp, _files, _images, _verbs
+from . import _cp, _files, _images, _verbs, _volumes
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -18,14 +18,6 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
-
-
-def _volume(spec: str) -> dict[str, Any]:
-    try:
-        host, container, options = _units.split_volume(spec)
-    except ValueError as exc:
-        raise CliError(str(exc), USAGE) from None
-    return {"host": os.path.abspath(host), "container": container, **options}
 
 
 def _tmpfs(spec: str) -> str:
@@ -126,9 +118,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "interactive": args.interactive,
         "network": network,
         "userns": args.isolate_user,
-        "volumes": [_volume(v) for v in args.volume],
         "read_only": args.read_only,
-        "tmpfs": [_tmpfs(spec) for spec in args.tmpfs],
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -143,6 +133,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "cgroup_parent": args.cgroup_parent or "",
         **published(args),
     }
+    mounts = _volumes.run_mounts(args)
+    config.update(mounts, tmpfs=[_tmpfs(spec) for spec in args.tmpfs] + mounts["tmpfs"])
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
@@ -275,14 +267,14 @@ def _attached(
     args: Args,
     request: dict[str, Any],
     *,
-    stdin: bool,
-    tty_mode: bool,
+    stdin: bool = False,
+    tty_mode: bool = False,
     answered: Callable[[dict[str, Any]], None] | None = None,
     outputs: tuple[int, ...] = (1, 2),
 ) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached).
     ``answered`` gets the response before the stream starts; ``outputs`` are the streams
-    printed (stdout 1, stderr 2)."""
+    printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
@@ -293,6 +285,8 @@ def _attached(
         response = client.response()
         if answered is not None:
             answered(response)
+        if response["type"] == "AttachResponse":
+            stdin, tty_mode = response["stdin"], response["tty"]
         code = _attach.stream(
             client,
             stdin=stdin,
@@ -320,29 +314,29 @@ def parse_detach_keys(text: str) -> bytes:
     return bytes(keys)
 
 
-def _start_attached(args: Args, cid: str, *, stdin: bool, tty_mode: bool) -> int:
-    request = {"type": "StartRequest", "container": cid, "attach": True, "stdin": stdin}
-    return _attached(args, request, stdin=stdin, tty_mode=tty_mode)
+def _joining(kind: str, container: str, stdin: bool) -> dict[str, Any]:
+    """An attaching StartRequest or an AttachRequest.  The daemon answers with the
+    container's tty and interactive settings, or refuses a TTY whose input would be a pipe
+    or a file (Docker's client check, without asking for the container first)."""
+    return {
+        "type": kind,
+        "container": container,
+        "stdin": stdin,
+        "input_tty": not stdin or os.isatty(0),
+    }
 
 
 def cmd_start(args: Args) -> int:
     if args.attach:
         if len(args.containers) != 1:
             raise CliError("boxctl start: --attach takes exactly one container", USAGE)
-        c = _record(args.socket, args.containers[0])
-        cfg = c["config"]
-        stdin = args.interactive and cfg["interactive"]
-        _check_tty(stdin=stdin, tty_mode=cfg["tty"])
-        return _start_attached(args, c["id"], stdin=stdin, tty_mode=cfg["tty"])
+        request = _joining("StartRequest", args.containers[0], args.interactive)
+        return _attached(args, {**request, "attach": True})
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
 def cmd_attach(args: Args) -> int:
-    c = _record(args.socket, args.container)
-    stdin = not args.no_stdin and c["config"]["interactive"]
-    _check_tty(stdin=stdin, tty_mode=c["config"]["tty"])
-    request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
-    return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
+    return _attached(args, _joining("AttachRequest", args.container, not args.no_stdin))
 
 
 def cmd_exec(args: Args) -> int:
@@ -359,6 +353,7 @@ def cmd_exec(args: Args) -> int:
         "user": args.user or "",
         "tty": args.tty,
         "interactive": args.interactive,
+        "privileged": args.privileged,
     }
     if args.detach:  # Docker's exec -d: started, then left alone; its output goes nowhere
         call(args.socket, {**request, "tty": False, "interactive": False, "detach": True})
@@ -418,7 +413,13 @@ def cmd_rm(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "RemoveRequest", "container": ref, "force": args.force}
+            args.socket,
+            {
+                "type": "RemoveRequest",
+                "container": ref,
+                "force": args.force,
+                "volumes": args.volumes,
+            },
         ),
     )
 
@@ -432,13 +433,6 @@ def cmd_wait(args: Args) -> int:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
     return status
-
-
-def _record(path: str, ref: str) -> dict[str, Any]:
-    container: dict[str, Any] = call(path, {"type": "InspectRequest", "container": ref})[
-        "container"
-    ]
-    return container
 
 
 def _tail(text: str | None) -> int | None:
@@ -555,15 +549,12 @@ def cmd_stats(args: Args) -> int:
 
 
 def cmd_update(args: Args) -> int:
-    res = _resources(args)
-    if not res:
-        raise CliError("boxctl update: give at least one limit to change", USAGE)
-    return _each(
-        args,
-        lambda ref: call(
-            args.socket, {"type": "UpdateRequest", "container": ref, "resources": res}
-        ),
-    )
+    request: dict[str, Any] = {"type": "UpdateRequest", "resources": _resources(args)}
+    if args.restart is not None:
+        request["restart"] = _restart(args.restart)
+    if not request["resources"] and args.restart is None:
+        raise CliError("boxctl update: give at least one limit or --restart", USAGE)
+    return _each(args, lambda ref: call(args.socket, {**request, "container": ref}))
 
 
 # ---- the command table ----------------------------------------------------------------
@@ -616,7 +607,7 @@ RUN_OPTIONS = (
         help="bridge (default), host, none or a network's name",
     ),
     *RUN_NETWORK_OPTIONS,
-    Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
+    *_volumes.RUN_OPTIONS,
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
@@ -694,6 +685,7 @@ COMMANDS = (
             ENV_FILE,
             Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
             Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
+            Opt("--privileged", help="every capability (the container's seccomp filter holds)"),
             *ATTACH_OPTIONS,
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),
@@ -745,7 +737,10 @@ COMMANDS = (
         "remove",
         cmd_rm,
         "remove containers",
-        (Opt("-f", "--force", help="kill a running container first"),),
+        (
+            Opt("-f", "--force", help="kill a running container first"),
+            Opt("-v", "--volumes", help="remove its anonymous volumes too"),
+        ),
         CONTAINERS,
         aliases=("rm",),
     ),
@@ -765,7 +760,11 @@ COMMANDS = (
         (("container", ONE, "CONTAINER"),),
     ),
     Command(
-        "update", cmd_update, "change a container's resource limits", RESOURCE_OPTIONS, CONTAINERS
+        "update",
+        cmd_update,
+        "change a container's resource limits or restart policy",
+        (*RESOURCE_OPTIONS, Opt("--restart", kind=VALUE, help="the new restart policy")),
+        CONTAINERS,
     ),
     Command(
         "stats",
@@ -775,6 +774,7 @@ COMMANDS = (
         (("containers", ANY, "CONTAINER"),),
     ),
     *NETWORK_COMMANDS,
+    *_volumes.COMMANDS,
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,

@@ -330,6 +330,8 @@ def cmd_df(args: Args) -> int:
         return 0
     size = r["images_size"]
     share = f" ({100 * r['images_reclaimable'] // size}%)" if size else ""
+    vsize = r["volumes_size"]
+    vshare = f" ({100 * r['volumes_reclaimable'] // vsize}%)" if vsize else ""
     rows = [
         ("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"),
         ("Images", str(r["images"]), str(r["images_active"]), _human.size(size),
@@ -337,6 +339,8 @@ def cmd_df(args: Args) -> int:
         ("Layers", str(r["layers"]), "", "", ""),
         ("Containers", str(r["containers"]), str(r["containers_running"]),
          _human.size(r["containers_size"]), ""),
+        ("Local Volumes", str(r["volumes"]), str(r["volumes_active"]),
+         _human.size(r["volumes_size"]), _human.size(r["volumes_reclaimable"]) + vshare),
     ]  # fmt: skip
     widths = [max(len(row[c]) for row in rows) for c in range(5)]
     for row in rows:
@@ -345,11 +349,15 @@ def cmd_df(args: Args) -> int:
 
 
 def cmd_system(args: Args) -> int:
-    if args.words[:1] != ["df"]:
-        raise CliError("boxctl system: the one command is df", 2)
-    sub = SYSTEM_DF.parse(args.words[1:], "boxctl system df")
-    sub.socket, sub.prog = args.socket, "boxctl system df"
-    return cmd_df(sub)
+    from ._volumes import SYSTEM_PRUNE
+
+    command = {"df": SYSTEM_DF, "prune": SYSTEM_PRUNE}.get(args.words[0] if args.words else "")
+    if command is None:
+        raise CliError("boxctl system: the commands are df and prune", 2)
+    prog = f"boxctl system {command.name}"
+    sub = command.parse(args.words[1:], prog)
+    sub.socket, sub.prog = args.socket, prog
+    return command.handler(sub)
 
 
 def cmd_prune(args: Args) -> int:
@@ -432,9 +440,9 @@ COMMANDS = (
     Command(
         "system",
         cmd_system,
-        "df: disk used by images, layers and containers",
+        "df: disk used by images, layers, containers and volumes; prune: what is unused",
         (),
-        (("words", REST, "df [--format json]"),),
+        (("words", REST, "df|prune [OPTIONS]"),),
     ),
     Command(
         "history",

@@ -17,7 +17,8 @@ from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
-from ._records import Container, ContainerConfig, Resources
+from ._records import Container, ContainerConfig, Resources, RestartPolicy
+from ._volserver import REQUESTS as VOLUME_REQUESTS
 
 # ---- requests -------------------------------------------------------------------------
 
@@ -45,6 +46,9 @@ class StartRequest:
     # ending with an ExitFrame: the foreground ``boxctl run`` and ``start -a``.
     attach: bool = False
     stdin: bool = False
+    # False: the client's input is not a terminal, so taking it into a container's TTY is
+    # refused before anything starts (Docker's "the input device is not a TTY").
+    input_tty: bool = True
 
 
 @attrs.frozen
@@ -64,6 +68,7 @@ class RunRequest:
 class AttachRequest:
     container: str
     stdin: bool = True
+    input_tty: bool = True  # as StartRequest's
 
 
 @attrs.frozen
@@ -88,6 +93,7 @@ class KillRequest:
 class RemoveRequest:
     container: str
     force: bool = False
+    volumes: bool = False  # its anonymous volumes too (rm -v)
 
 
 @attrs.frozen
@@ -132,7 +138,8 @@ class LogsRequest:
 @attrs.frozen
 class UpdateRequest:
     container: str
-    resources: Resources
+    resources: Resources  # the limits given; None fields keep their values
+    restart: RestartPolicy | None = None
 
 
 @attrs.frozen
@@ -150,6 +157,7 @@ class ExecRequest:
     user: str = ""
     tty: bool = False
     interactive: bool = False
+    privileged: bool = False
     # Answered with an OkResponse once the process runs; no stream, the output is dropped.
     detach: bool = False
 
@@ -182,7 +190,10 @@ class EventsRequest:
 
 @attrs.frozen
 class PruneRequest:
-    """Remove every container at rest; answered with a PruneResponse."""
+    """Remove every container at rest that the filters select (Docker's ``until``,
+    ``label``, ``label!``: see :mod:`boxd._prune`); answered with a PruneResponse."""
+
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 # ---- client frames during a stream ----------------------------------------------------
@@ -218,6 +229,15 @@ class ErrorResponse:
 @attrs.frozen
 class OkResponse:
     pass
+
+
+@attrs.frozen
+class AttachResponse:
+    """The answer to an attaching StartRequest and to an AttachRequest: how to drive the
+    stream that follows, so that the client needs no InspectRequest first."""
+
+    tty: bool
+    stdin: bool  # input is taken: it was asked for and the container is interactive
 
 
 @attrs.frozen
@@ -325,6 +345,7 @@ REQUESTS: dict[str, type[Any]] = {
         DiffRequest,
         EventsRequest,
         *NETWORK_REQUESTS,
+        *VOLUME_REQUESTS,
         *IMAGE_REQUESTS,
         *COPY_REQUESTS,
     )

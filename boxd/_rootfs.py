@@ -182,8 +182,38 @@ def _host_top(name: str) -> tuple[str, str]:
     return "absent", ""
 
 
+def _host_state() -> tuple[object, ...]:
+    """What changes whenever an input of :func:`_fingerprint` on the host does: package
+    tools replace /etc/alternatives links and /etc/ld.so.cache by renames, and a top-level
+    link changes /'s directory."""
+    found: list[object] = []
+    for path in ("/etc/alternatives", "/etc/ld.so.cache", "/"):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
+    return tuple(found)
+
+
+# The last fingerprint and the host state it was made in: a run of `default` stats three
+# paths instead of reading the skeleton, the alternatives and the loader cache again.
+_fingerprinted: dict[tuple[object, ...], str] = {}
+
+
 def _fingerprint(skel: Traversable) -> str:
     """A digest of everything the default image is built from."""
+    state = (str(skel), *_host_state())
+    known = _fingerprinted.get(state)
+    if known is None:
+        known = _fingerprint_now(skel)
+        _fingerprinted.clear()
+        _fingerprinted[state] = known
+    return known
+
+
+def _fingerprint_now(skel: Traversable) -> str:
     h = hashlib.sha256(_LAYOUT_VERSION)
     for rel, node in _walk(skel):
         h.update(f"\0{rel}\0".encode())
@@ -387,6 +417,16 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
     return None
 
 
+def container_dirs_at(image: Image, container_dir: Path, path: str) -> tuple[list[str], str]:
+    """The host directories (top-most first: the container's upper, then the image's) of
+    the layer holding container path ``path``, symlinks resolved inside the image, and
+    the path relative to them (a volume's copy-up reads them)."""
+    view = _container_view(image, container_dir)
+    resolved, _ = _lookup(view, posixpath.normpath(path))
+    dirs, rel = _layer_dirs(view, resolved)
+    return list(dirs), rel
+
+
 def resolve_image(ref: str, images_dir: Path) -> Image:
     """The image ``default``, or a root filesystem directory given by path."""
     if ref == _DEFAULT:
@@ -456,7 +496,7 @@ def parse_volume(spec: str) -> Volume:
     if not os.path.isdir(host):
         raise ValueError(f"volume {spec!r}: host directory {host} does not exist")
     container = _container_path(container, f"volume {spec!r}: container path")
-    return Volume(host, container, **options)
+    return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
 
 
 def _layer_dir_name(target: str) -> str:

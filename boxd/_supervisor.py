@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 import os
+import posixpath
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -52,20 +53,25 @@ from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
+from ._prune import PruneFilter
 from ._records import (
     Container,
     ContainerConfig,
     Resources,
     RestartName,
+    RestartPolicy,
     Status,
+    Volume,
     check_name,
     invalid,
     new_id,
     parse_signal,
 )
-from ._rootfs import Image, ImageError, prepare_default_image, resolve_image
+from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
 from ._run import Run, start_time_of
 from ._store import Store
+from ._tmpfs import parse_tmpfs
+from ._volumes import NoSuchVolume, Volumes, copy_up
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -151,7 +157,7 @@ def _bytes_below(top: Path) -> int:
 def _check_volume_sources(config: ContainerConfig) -> None:
     """A missing host path is named at create, not found by a mount at start."""
     for v in config.volumes:
-        if not os.path.exists(v.host):
+        if not v.is_volume and not os.path.exists(v.host):
             raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
 
 
@@ -187,6 +193,7 @@ class Supervisor:
         self.events = Events()
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
+        self.volumes = Volumes(store.root / "volumes", store.trash)
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -270,6 +277,7 @@ class Supervisor:
         entry = self._lookup(ref)
         if entry.output.closed:
             entry.output = Output()
+        self.events.report("attach", entry.container)
         return entry.output.subscribe(lossless=lossless)
 
     async def wait_changed(self) -> None:
@@ -321,6 +329,7 @@ class Supervisor:
         self.cgroups.validate(_limits(config.resources))
         _check_volume_sources(config)
         self.networks.check(config.network)
+        config = self._with_volumes(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
@@ -328,6 +337,70 @@ class Supervisor:
         self._entries[cid] = _Entry(container)
         self.events.observe(container)
         return container
+
+    def _with_volumes(self, config: ContainerConfig) -> ContainerConfig:
+        """``--volumes-from`` copied in (the container's own mount points win), then an
+        anonymous volume for each ``VOLUME`` of the image no mount covers, then its
+        volumes made where missing (an anonymous one named) and each one's ``host`` set to
+        its directory: the last step of create, after every check."""
+        mounts = builtins.list(config.volumes)
+        tmpfs = {posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs}
+
+        def free(path: str) -> bool:
+            taken = tmpfs | {posixpath.normpath(v.container) for v in mounts}
+            return posixpath.normpath(path) not in taken
+
+        for spec in config.volumes_from:
+            ref, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise invalid("volumes_from", spec, "use CONTAINER[:ro|:rw]")
+            for v in self._lookup(ref).container.config.volumes:
+                if free(v.container):
+                    mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
+        if config.image_id:
+            inner = self.images.config(self.images.get(config.image_id)).get("config") or {}
+            declared = inner.get("Volumes") if isinstance(inner, dict) else None
+            for path in sorted(declared or {}):
+                if isinstance(path, str) and free(path):
+                    mounts.append(Volume(host="", container=path))
+        for i, v in enumerate(mounts):
+            if v.is_volume:
+                name = self.volumes.create(v.volume).name
+                mounts[i] = attrs.evolve(v, volume=name, host=str(self.volumes.path(name)))
+        return attrs.evolve(config, volumes=tuple(mounts))
+
+    def volume_users(self, name: str) -> builtins.list[str]:
+        """The ids of the containers (in any phase) that mount the volume ``name``."""
+        return [
+            e.container.id
+            for e in self._entries.values()
+            if any(v.volume == name for v in e.container.config.volumes)
+        ]
+
+    async def _fill_volumes(self, c: Container, image: Image) -> None:
+        """An empty volume gets what the container's root holds at its mount point (unless
+        ``nocopy``), owners and modes kept, as Docker fills a new volume at start."""
+        for v in c.config.volumes:
+            if v.volume and not v.nocopy:
+                dirs, rel = container_dirs_at(image, self.store.container_dir(c.id), v.container)
+                await trio.to_thread.run_sync(copy_up, dirs, rel, self.volumes.path(v.volume))
+
+    def _drop_anonymous(self, c: Container) -> None:
+        """``rm -v`` and ``--rm``: the container's anonymous volumes that no other
+        container uses go too (named ones stay)."""
+        for v in c.config.volumes:
+            try:
+                anonymous = bool(v.volume) and self.volumes.get(v.volume).anonymous
+            except (NoSuchVolume, OSError):
+                continue
+            if anonymous and not self.volume_users(v.volume):
+                self.remove_volume(v.volume)
+
+    def remove_volume(self, name: str) -> None:
+        """Out of the store now, its files deleted in the background (check its users
+        first: see :meth:`volume_users`)."""
+        self.volumes.remove(name)
+        self._trash.set()
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""
@@ -373,6 +446,7 @@ class Supervisor:
         first byte: the foreground ``run`` and ``start -a``.  The Run tells the exit code
         even if the container is removed (``--rm``) right after."""
         entry = self._lookup(ref)
+        self.events.report("attach", entry.container)
         channel = await self._start(entry, attach=True)
         assert channel is not None and entry.run is not None
         return channel, entry.run
@@ -495,6 +569,7 @@ class Supervisor:
                     max_files=c.config.log_max_files or self.log_max_files,
                 )
             if adoption is None:
+                await self._fill_volumes(c, image)
                 cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
             else:
                 cgroup = self.cgroups.open(c.id)
@@ -626,7 +701,9 @@ class Supervisor:
     async def stop(self, ref: str, grace: float | None = None, *, manual: bool = True) -> None:
         """Stop signal, up to ``grace`` seconds (default: the container's stop timeout),
         then SIGKILL of the whole cgroup.  A paused container is thawed to receive it; a
-        restarting one just stays down.  Stopping a container at rest is a no-op."""
+        restarting one just stays down.  Stopping a container at rest is a no-op.  Events
+        as Docker's: kill (each signal), die, and stop at the end of a ``manual`` one (not
+        the daemon's shutdown, not ``rm -f``)."""
         entry = self._lookup(ref)
         c = entry.container
         if grace is not None and (not math.isfinite(grace) or grace < 0):
@@ -646,15 +723,23 @@ class Supervisor:
             paused = entry.phase is PAUSED
             if entry.phase is not STOPPING:
                 self._set(entry, STOPPING)
-            run.signal(parse_signal(c.config.stop_signal))
+            if wait > 0:  # with no time to stop, the stop signal would only precede SIGKILL
+                self._signal(c, run, parse_signal(c.config.stop_signal))
             if paused:
                 self._thaw(c)
             with trio.move_on_after(wait):
                 await run.exited.wait()
             if not run.exited.is_set():
-                log.info("%s: did not stop in %ss; killing", c.short_id, wait)
-                run.signal(signal.SIGKILL)
+                if wait > 0:
+                    log.info("%s: did not stop in %ss; killing", c.short_id, wait)
+                self._signal(c, run, signal.SIGKILL)
         await entry.idle.wait()
+        if manual:
+            self.events.report("stop", c)
+
+    def _signal(self, c: Container, run: Run, signum: int) -> None:
+        run.signal(signum)
+        self.events.report("kill", c, signal=str(int(signum)))
 
     def _thaw(self, c: Container) -> None:
         try:
@@ -671,7 +756,7 @@ class Supervisor:
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
             entry.container.state.manual_stop = True
-        run.signal(signum)
+        self._signal(entry.container, run, signum)
         if signum == signal.SIGKILL and entry.phase is PAUSED:
             self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
 
@@ -699,18 +784,21 @@ class Supervisor:
 
     async def restart(self, ref: str, grace: float | None = None) -> Container:
         await self.stop(ref, grace)
-        return await self.start(ref)
+        c = await self.start(ref)
+        self.events.report("restart", c)
+        return c
 
-    async def remove(self, ref: str, *, force: bool = False) -> None:
-        """Remove a container at rest; with ``force`` in any phase (killed first)."""
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container at rest; with ``force`` in any phase (killed first); with
+        ``volumes`` its anonymous volumes too."""
         entry = self._lookup(ref)
         c = entry.container
         _lifecycle.check_remove(c.name, entry.phase, force=force)
         async with entry.lock:
             _lifecycle.check_remove(c.name, entry.phase, force=force)  # started meanwhile?
             if entry.phase in _lifecycle.LIVE:
-                await self.stop(c.id, grace=0)
-            await self._remove_now(entry)
+                await self.stop(c.id, grace=0, manual=False)  # killed: no stop event
+            await self._remove_now(entry, volumes=volumes)
 
     async def rename(self, ref: str, name: str) -> Container:
         """Give a container another name, in any phase (``docker rename``)."""
@@ -757,12 +845,15 @@ class Supervisor:
             async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
                 yield c, fd
 
-    async def prune(self) -> tuple[builtins.list[str], int]:
-        """Remove every container at rest (created, stopped or exited): their ids, and the
-        bytes of the files they held."""
+    async def prune(self, only: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
+        """Remove every container at rest (created, stopped or exited) that ``only``
+        selects: their ids, and the bytes of the files they held."""
+        only = only or PruneFilter()
         removed, reclaimed = [], 0
         for entry in builtins.list(self._entries.values()):
-            if entry.phase in _lifecycle.AT_REST:
+            c = entry.container
+            labels = dict(label.partition("=")[::2] for label in c.config.labels)
+            if entry.phase in _lifecycle.AT_REST and only.selects(c.created_at, labels):
                 async with entry.lock:
                     if entry.phase in _lifecycle.AT_REST:
                         where = self.store.container_dir(entry.container.id)
@@ -771,13 +862,16 @@ class Supervisor:
                         removed.append(entry.container.id)
         return removed, reclaimed
 
-    async def _remove_now(self, entry: _Entry) -> None:
-        """The one removal path (``rm``, ``--rm``, start-up): removing, then gone."""
+    async def _remove_now(self, entry: _Entry, *, volumes: bool = False) -> None:
+        """The one removal path (``rm``, ``--rm``, start-up): removing, then gone; with
+        ``volumes`` (and always for ``--rm``) its anonymous volumes too."""
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
         self._set(entry, REMOVING)
         self._discard(entry)
+        if volumes or entry.container.config.auto_remove:
+            self._drop_anonymous(entry.container)
 
     def _discard(self, entry: _Entry) -> None:
         self._entries.pop(entry.container.id, None)
@@ -827,6 +921,7 @@ class Supervisor:
         entry = self._lookup(ref)
         _lifecycle.check_attach(entry.container.name, entry.phase)
         assert entry.run is not None
+        self.events.report("attach", entry.container)
         return entry.run
 
     async def exec(
@@ -839,20 +934,28 @@ class Supervisor:
         user: str = "",
         tty: bool = False,
         interactive: bool = False,
+        privileged: bool = False,
         output: Output | None = None,
+        exec_id: str = "",
         task_status: trio.TaskStatus[Run] = trio.TASK_STATUS_IGNORED,
     ) -> int:
         """Run a process inside the running container (its namespaces, cgroup, root,
         capabilities and seccomp filter); report its Run via ``task_status`` once it runs
         and return its exit code.  Cancelling this kills the process.  Its output goes to
-        ``output`` (subscribe before calling, so that nothing is missed)."""
+        ``output`` (subscribe before calling, so that nothing is missed).  Events:
+        exec_create, exec_start, exec_die with ``exec_id`` (a new one if not given)."""
         entry = self._lookup(ref)
         c = entry.container
-        _lifecycle.check_exec(c.name, entry.phase)
+        _lifecycle.check_exec(c.id, c.name, entry.phase)
         run = entry.run
         assert run is not None
-        request = _plan.ExecSpec(command=command, env=env, workdir=workdir, user=user, tty=tty)
+        request = _plan.ExecSpec(
+            command=command, env=env, workdir=workdir, user=user, tty=tty, privileged=privileged
+        )
         _plan.check_exec(request)
+        exec_id = exec_id or os.urandom(32).hex()
+        action = " ".join(command)
+        self.events.report(f"exec_create: {action}", c, execID=exec_id)
         proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
         async with trio.open_nursery() as nursery:
             try:
@@ -871,10 +974,12 @@ class Supervisor:
                 )
             except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
-            self.events.report(f"exec_start: {' '.join(command)}", c)
+            self.events.report(f"exec_start: {action}", c, execID=exec_id)
             task_status.started(proc)
         assert proc.outcome is not None
-        return proc.outcome.exit_code
+        code = proc.outcome.exit_code
+        self.events.report("exec_die", c, execID=exec_id, exitCode=str(code))
+        return code
 
     async def exec_detached(self, ref: str, command: tuple[str, ...], **options: Any) -> Run:
         """``exec -d``: start the process and return once it runs.  It lives on in the
@@ -898,16 +1003,28 @@ class Supervisor:
                 raise  # the caller of exec_detached is told
             log.exception("%s: detached exec of %s failed", ref, command[0])
 
-    async def update(self, ref: str, resources: Resources) -> Container:
+    async def update(
+        self, ref: str, changes: Resources, restart: RestartPolicy | None = None
+    ) -> Container:
+        """``docker update``, for every front end: the limits ``changes`` gives (not None)
+        replace the container's, the others keep their values; ``restart``, if given,
+        becomes its restart policy.  The limits are checked as a whole, then applied to a
+        running container's cgroup and recorded."""
         entry = self._lookup(ref)
         c = entry.container
+        given = {k: v for k, v in attrs.asdict(changes, recurse=False).items() if v is not None}
+        resources = attrs.evolve(c.config.resources, **given)
         limits = _limits(resources)
         self.cgroups.validate(limits)
         _lifecycle.check_update(c.name, entry.phase)
+        config = attrs.evolve(
+            c.config, resources=resources, restart=c.config.restart if restart is None else restart
+        )  # validated: --rm and a restart policy do not combine
         if entry.phase in _lifecycle.WITH_PROCESS:
             self.cgroups.open(c.id).update(limits)
-        c.config = attrs.evolve(c.config, resources=resources)
+        c.config = config
         self._save(c, durable=True)
+        self.events.report("update", c)
         return c
 
     async def change_networks(
@@ -935,6 +1052,7 @@ class Supervisor:
     async def _recover(self) -> None:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._trash.set()  # directories of containers removed just before it died
+        self.volumes.recover()
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()

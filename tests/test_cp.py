@@ -194,8 +194,23 @@ def test_bad_input_exits_1_and_writes_nothing(clean: Daemon, tmp_path: Path) -> 
     r = _cp(clean, "-", "c:/tmp", input=data.getvalue())
     assert r.returncode == 1 and "'../../evil.txt' points outside" in r.stderr
     assert _sh(clean, "c", "ls /tmp; test -e /evil.txt || echo none") == "file\nnone\n"
+    # boxctl never lets a file replace a directory or the other way round (Docker's CLI
+    # sends noOverwriteDirNonDir); the check comes before the first write.
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("first.txt"), io.BytesIO(b""))
+        tar.addfile(_dir_member("file"))
+    r = _cp(clean, "-", "c:/tmp", input=data.getvalue())
+    assert r.returncode == 1 and "cannot overwrite non-directory '/tmp/file'" in r.stderr
+    assert _sh(clean, "c", "ls /tmp") == "file\n"
     r = _cp(clean, "-", "c:/tmp", input=b"not a tar at all" * 100)
     assert r.returncode == 1 and "not a valid tar" in r.stderr
+
+
+def _dir_member(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
 
 
 def _mounts_below(path: Path) -> list[str]:
@@ -237,6 +252,26 @@ def test_stopped_containers_and_volumes(clean: Daemon, tmp_path: Path) -> None:
     assert _mounts_below(clean.root) == [] and _holders() == []
     clean.ctl("start", "s")  # the overlay's upper is free again
     assert _sh(clean, "s", "cat /made") == "more\n"
+
+
+def test_read_only_root_takes_files_only_in_a_writable_volume(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    vol, ro = tmp_path / "vol", tmp_path / "ro"
+    vol.mkdir()
+    ro.mkdir()
+    f = tmp_path / "f"
+    f.write_text("x")
+    _start(clean, "r", "--read-only", "-v", f"{vol}:/vol", "-v", f"{ro}:/ro:ro")
+    for state in ("running", "stopped"):
+        r = _cp(clean, str(f), "r:/tmp/")
+        assert (r.returncode, r.stderr) == (1, "boxctl: container rootfs is marked read-only\n")
+        r = _cp(clean, str(f), "r:/ro/")
+        assert (r.returncode, r.stderr) == (1, "boxctl: mounted volume is marked read-only\n")
+        assert _cp(clean, str(f), f"r:/vol/{state}").returncode == 0
+        assert _cp(clean, "r:/etc/hostname", str(tmp_path / state)).returncode == 0
+        clean.ctl("stop", "-t", "0", "r")
+    assert sorted(os.listdir(vol)) == ["running", "stopped"] and os.listdir(ro) == []
 
 
 @pytest.mark.parametrize("state", ["running", "stopped"])

@@ -214,8 +214,24 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert _docker(clean, "update", "--memory", "100m", "--memory-swap", "200m", "dup").stdout
     limits = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"
     assert _docker(clean, "inspect", "-f", limits, "dup").stdout == f"{100 << 20} {200 << 20}\n"
-    r = _docker(clean, "update", "--restart", "always", "dup")
-    assert (r.returncode, "restart policy" in r.stderr) == (1, True)
+    assert _docker(clean, "update", "--restart", "on-failure:2", "dup").returncode == 0
+    policy = "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+    assert _docker(clean, "inspect", "-f", policy, "dup").stdout == "on-failure:2\n"
+    assert _docker(clean, "update", "--restart", "no", "dup").returncode == 0
+    # exec: --privileged gets every capability; a paused container refuses, in Docker's words.
+    caps = ["sh", "-c", "grep ^CapEff /proc/self/status"]
+    privileged = _docker(clean, "exec", "--privileged", "dup", *caps).stdout.split()[1]
+    assert privileged != _docker(clean, "exec", "dup", *caps).stdout.split()[1]
+    assert int(privileged, 16) & (1 << 21)  # CAP_SYS_ADMIN
+    cid = _docker(clean, "inspect", "-f", "{{.Id}}", "dup").stdout.strip()
+    assert _docker(clean, "pause", "dup").returncode == 0
+    r = _docker(clean, "exec", "dup", "true")
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"Error response from daemon: Container {cid} is paused, unpause the container "
+        "before exec\n",
+    )
+    assert _docker(clean, "unpause", "dup").returncode == 0
     assert _docker(clean, "kill", "dup").returncode == 0
     assert _docker(clean, "wait", "dup").stdout == "137\n"
 
@@ -231,8 +247,14 @@ def test_rename_diff_prune(clean: Daemon) -> None:
     r = _docker(clean, "rename", "d2", "bad name")
     assert r.returncode == 1
     assert "bad name" in r.stderr
-    r = _docker(clean, "container", "prune", "-f")
-    assert r.stdout.startswith("Deleted Containers:\n")
+    kept = _docker(clean, "create", "-l", "keep=1", "default", "true").stdout.strip()
+    r = _docker(clean, "container", "prune", "-f", "--filter", "label!=keep")
+    assert r.stdout.startswith("Deleted Containers:\n") and kept not in r.stdout
+    assert _docker(clean, "ps", "-a", "-q", "--no-trunc").stdout == kept + "\n"
+    r = _docker(clean, "container", "prune", "-f", "--filter", "until=whenever")
+    assert r.returncode == 1 and "invalid until 'whenever'" in r.stderr
+    r = _docker(clean, "container", "prune", "-f", "--filter", "label=keep=1")
+    assert r.stdout.startswith(f"Deleted Containers:\n{kept}\n")
     assert _docker(clean, "ps", "-a", "-q").stdout == ""
 
 
@@ -294,10 +316,11 @@ def test_events_followed_in_order(clean: Daemon) -> None:
             ).returncode
             == 3
         )
-        lines = [follow.stdout.readline() for _ in range(4)]
+        lines = [follow.stdout.readline() for _ in range(5)]
         follow.terminate()
     assert [line.replace("<no value>", "").split() for line in lines] == [
         ["create", "ev"],
+        ["attach", "ev"],
         ["start", "ev"],
         ["die", "ev", "3"],
         ["destroy", "ev"],

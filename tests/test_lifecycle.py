@@ -332,7 +332,11 @@ def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
     assert _frozen(pid)
     assert "(Paused)" in daemon.ctl("ps").stdout
     r = daemon.ctl("exec", "p", "true", check=False)
-    assert r.returncode != 0 and "p is paused: unpause it first" in r.stderr
+    cid = daemon.inspect("p")["id"]  # Docker's words, and its exit code
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"boxctl: Container {cid} is paused, unpause the container before exec\n",
+    )
     info = daemon.ctl("info").stdout
     assert "paused: 1" in info and "running: 0" in info
     daemon.ctl("unpause", "p")

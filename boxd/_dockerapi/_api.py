@@ -22,6 +22,7 @@ from .._images.verbs import ImageInUse, ImageVerbs
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError
 from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from .._volumes import NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
 
 if TYPE_CHECKING:
@@ -58,12 +59,12 @@ def api_error(exc: BaseException) -> ApiError | None:
     """Docker's status for an expected failure; None for a bug."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         text = str(exc)
         return ApiError(404, text[:1].upper() + text[1:])
     if isinstance(exc, NetworkError) and str(exc).startswith("no such network"):
         return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
-    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return ApiError(409, str(exc))
     if isinstance(exc, RegistryError | LayerError):
         return ApiError(500, str(exc))

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _human, _units
-from .._convert import unstructure
+from .. import _human
+from .. import _mounts as mount_specs
+from .._convert import structure, unstructure
 from .._events import Event
 from .._images.reference import parse_reference
 from .._netconfig import PortSpec
@@ -134,7 +135,6 @@ def _is_strings(value: object) -> bool:
 # believes it got one.
 _REFUSED_HOST = (
     "Links",
-    "VolumesFrom",
     "Devices",
     "DeviceRequests",
     "DeviceCgroupRules",
@@ -199,7 +199,8 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             ports=tuple(_port_specs(host)),
             publish_all=host.flag("PublishAllPorts"),
             expose=tuple(cfg.mapping_keys("ExposedPorts")),
-            volumes=tuple(_volumes(host)),
+            volumes=tuple(_volumes(host, cfg.mapping_keys("Volumes"))),
+            volumes_from=tuple(host.strings("VolumesFrom")),
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
             shm_size=host.integer("ShmSize") or None,
@@ -213,7 +214,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             ),
             resources=_resources(host),
             security=_security(host),
-            restart=_restart(restart.text("Name"), restart.integer("MaximumRetryCount")),
+            restart=restart_policy(restart.text("Name"), restart.integer("MaximumRetryCount")),
             stop_signal=cfg.text("StopSignal") or "SIGTERM",
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
@@ -334,41 +335,76 @@ def _port_rows(c: Container) -> list[dict[str, Any]]:
     return rows
 
 
-def _volumes(host: Fields) -> Iterable[Volume]:
+def _volumes(host: Fields, volumes: list[str]) -> Iterable[Volume]:
+    """``Binds`` (as ``-v`` takes them: a host path, a volume's name or none), the bind
+    and volume ``Mounts``, and the paths of ``Config.Volumes`` that none of them covers
+    (anonymous volumes: ``docker run -v /data``; clients also list there what they bind)."""
+    found = []
     for spec in host.strings("Binds"):
         try:
-            source, target, options = _units.split_volume(spec)
+            fields = mount_specs.parse_volume_flag(spec)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        yield _bind(source, target, spec, **options)
-    for mount in host.objects("Mounts"):
-        kind = mount.text("Type") or "volume"
-        if kind != "bind":
-            continue  # tmpfs mounts are collected by _tmpfs; volumes refused there
-        yield _bind(
-            mount.text("Source"), mount.text("Target"), mount.path, read_only=mount.flag("ReadOnly")
-        )
+        found.append(_volume(fields, spec))
+    for mount in _api_mounts(host):
+        if mount.type != "tmpfs":
+            found.append(_volume(mount.volume_fields(), mount.what))
+    taken = {os.path.normpath(v.container) for v in found}
+    taken |= {os.path.normpath(m.target) for m in _api_mounts(host)}
+    for path in volumes:
+        if os.path.normpath(path) not in taken:
+            found.append(_volume({"host": "", "container": path}, f"Config.Volumes {path}"))
+    return found
 
 
-def _bind(source: str, target: str, what: str, **options: bool) -> Volume:
-    if not source.startswith("/"):
-        raise ApiError(400, f"{what}: named volumes are not supported, give a host path")
-    if not os.path.exists(source):
-        raise ApiError(400, f"{what}: host path {source} does not exist")
-    if not target.startswith("/"):
-        raise ApiError(400, f"{what}: container path {target!r} is not absolute")
-    return Volume(source, target, **options)
+def _volume(fields: dict[str, object], what: str) -> Volume:
+    source = str(fields["host"])
+    if source and not source.startswith("/"):
+        raise ApiError(400, f"{what}: host path {source!r} is not absolute")
+    if source and not os.path.exists(source):
+        raise ApiError(400, f"{what}: bind source path does not exist: {source}")
+    return structure(fields, Volume)
+
+
+def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
+    """``HostConfig.Mounts`` checked by the rules ``--mount`` follows."""
+    for m in host.objects("Mounts"):
+        mount = mount_specs.Mount(m.path, option="mount")
+        try:
+            mount.type = (m.text("Type") or "volume").lower()
+            mount.source = m.text("Source")
+            mount.target = m.text("Target")
+            mount.read_only = m.flag("ReadOnly")
+            binds, volumes, tmpfs = (m.object(k) for k in ("BindOptions", "VolumeOptions",
+                                                            "TmpfsOptions"))  # fmt: skip
+            for family, options in (("bind", binds), ("volume", volumes), ("tmpfs", tmpfs)):
+                if any(options.data.values()):
+                    mount.given.add(family)
+            if binds.text("Propagation"):
+                mount.set_propagation(binds.text("Propagation"))
+            if binds.flag("NonRecursive"):
+                raise mount.error("NonRecursive binds are not supported: binds are recursive")
+            mount.nocopy = volumes.flag("NoCopy")
+            driver = volumes.object("DriverConfig")
+            mount.set_driver(driver.text("Name"))
+            for key, value in driver.mapping("Options").items():
+                mount.set_volume_opt(f"{key}={value}")
+            if tmpfs.integer("SizeBytes"):
+                mount.tmpfs_options.append(f"size={tmpfs.integer('SizeBytes')}")
+            if tmpfs.integer("Mode"):
+                mount.set_tmpfs_mode(f"{tmpfs.integer('Mode'):o}")
+            mount.check()
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        yield mount
 
 
 def _tmpfs(host: Fields) -> Iterable[str]:
     for path, options in host.mapping("Tmpfs").items():
         yield f"{path}:{options}" if options else path
-    for mount in host.objects("Mounts"):
-        kind = mount.text("Type") or "volume"
-        if kind == "tmpfs":
-            yield mount.text("Target")
-        elif kind != "bind":
-            raise ApiError(400, f"{mount.path}: mounts of type {kind!r} are not supported")
+    for mount in _api_mounts(host):
+        if mount.type == "tmpfs":
+            yield mount.tmpfs_spec()
 
 
 def resources(host: Fields) -> Resources:
@@ -422,7 +458,7 @@ def _security(host: Fields) -> Security:
     )
 
 
-def _restart(name: str, retries: int) -> RestartPolicy:
+def restart_policy(name: str, retries: int) -> RestartPolicy:
     if name in ("", "no"):
         return RestartPolicy()
     try:
@@ -485,9 +521,10 @@ def _host_config(c: Container) -> dict[str, Any]:
     binds = []
     for v in cfg.volumes:
         opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
-        binds.append(f"{v.host}:{v.container}" + (f":{opts}" if opts else ""))
+        binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
     return {
         "Binds": binds or None,
+        "VolumesFrom": list(cfg.volumes_from) or None,
         "NetworkMode": cfg.network,
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
@@ -520,17 +557,22 @@ def _host_config(c: Container) -> dict[str, Any]:
 
 
 def _mounts(c: Container) -> list[dict[str, Any]]:
-    return [
-        {
-            "Type": "bind",
-            "Source": v.host,
-            "Destination": v.container,
-            "Mode": "ro" if v.read_only else "",
-            "RW": not v.read_only,
-            "Propagation": "rprivate",
-        }
-        for v in c.config.volumes
-    ]
+    """``Mounts`` of inspect and of the list: binds and volumes."""
+    rows = []
+    for v in c.config.volumes:
+        row: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
+        if v.volume:
+            row["Name"] = v.volume
+        row.update(Source=v.host, Destination=v.container)
+        if v.volume:
+            row["Driver"] = "local"
+        row.update(
+            Mode="ro" if v.read_only else "",
+            RW=not v.read_only,
+            Propagation="" if v.volume else "rprivate",
+        )
+        rows.append(row)
+    return rows
 
 
 def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
@@ -786,8 +828,8 @@ def _event_matches(e: Event, key: str, values: list[str]) -> bool:
         return "container" in values
     if key == "container":
         return any(e.id.startswith(v) or e.name == v.lstrip("/") for v in values)
-    if key == "event":
-        return e.action in values
+    if key == "event":  # exec_start also names "exec_start: sh -c ..."
+        return e.action in values or e.action.partition(":")[0] in values
     if key == "image":
         return any(_same_image(v, e.image) for v in values)
     have = dict(label.partition("=")[::2] for label in e.labels)

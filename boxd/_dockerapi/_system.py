@@ -12,7 +12,7 @@ import trio
 
 from .. import __version__
 from .._events import Event
-from . import _shapes
+from . import _shapes, _volumes
 from ._api import Api, arch, mem_total
 from ._http import API_VERSION, MIN_API_VERSION, HttpConnection, Request
 from ._images import image_rows
@@ -124,13 +124,20 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
             "LayersSize": sum(i["Size"] for i in images),
             "Images": images,
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": await _volumes.df_rows(api),
             "BuildCache": [],
         },
     )
 
 
+async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
+    """boxd builds nothing, so it keeps no build cache: ``docker system prune`` (which
+    asks for this after the other prunes) is told nothing was there."""
+    await conn.respond_json(200, {"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 ROUTES = [
+    route("POST", r"/build/prune", build_prune),
     route("GET", r"/_ping", ping),
     route("HEAD", r"/_ping", ping),
     route("GET", r"/version", version),
