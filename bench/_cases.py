@@ -257,7 +257,14 @@ class Bench:
             "library run+wait",
             OURS,
             lambda: self.library("start"),
-            note="open_supervisor, run, wait in one process (remove not timed)",
+            note="open_supervisor, run, wait in one process (remove not timed); --network none",
+        )
+        case.measure(
+            "library: the event loop's longest block",
+            OURS,
+            lambda: self.library("start_lag"),
+            metric="loop",
+            note="per run: the longest step of any Trio task (target: at most 1 ms)",
         )
         case.measure(
             "crun run",
@@ -315,6 +322,13 @@ class Bench:
         )
         case.measure(
             "library run+wait+remove", OURS, lambda: self.library(case.key), note=per + note
+        )
+        case.measure(
+            "library: the event loop's longest block",
+            OURS,
+            lambda: self.library(f"{case.key}_lag"),
+            metric="loop",
+            note="per repeat: the longest step of any Trio task (target: at most 1 ms)",
         )
         case.measure(
             "crun run",

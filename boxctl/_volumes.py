@@ -355,4 +355,12 @@ SYSTEM_PRUNE = Command(
     ),
 )
 
-COMMANDS = (Command("volume", cmd_volume, "manage volumes", (), (("words", REST, "COMMAND ..."),)),)
+COMMANDS = (
+    Command(
+        "volume",
+        cmd_volume,
+        "manage volumes: create, ls, inspect, rm, prune",
+        (),
+        (("words", REST, "COMMAND ..."),),
+    ),
+)

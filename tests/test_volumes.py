@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -215,6 +216,8 @@ def test_volume_verbs(daemon: Daemon) -> None:
     )
     assert "no such volume: nosuch" in _fails(daemon, "volume", "rm", "nosuch").stderr
     assert daemon.ctl("volume", "rm", "-f", "nosuch").returncode == 0
+    for name in ("..", "../containers", "web-data/../web-data"):  # never a path
+        assert "no such volume" in _fails(daemon, "volume", "rm", name).stderr
     assert sorted(_volumes(daemon)) == sorted([anonymous, "web-data"])
     assert daemon.ctl("volume", "rm", "web-data", anonymous).stdout.split() == [
         "web-data",
@@ -463,6 +466,17 @@ def test_volumes_and_their_users_survive_a_restart(tmp_path: Path) -> None:
         assert shape["Labels"] == {"k": "v"}
         daemon.ctl("rm", "user")
         daemon.ctl("volume", "rm", "db", "spare")
+        # Live restore: a running container keeps its volume through a daemon killed.
+        daemon.ctl("run", "-d", "--name", "live", "-v", "/scratch", "-v", "kept:/k",
+                   "default", "sh", "-c", "echo before > /k/f; sleep 600")  # fmt: skip
+        daemon.wait_for("live", lambda c: c["state"]["status"] == "running")
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        assert daemon.ctl("exec", "live", "cat", "/k/f").stdout == "before\n"
+        assert "volume is in use" in _fails(daemon, "volume", "rm", "kept").stderr
+        assert len(daemon.ctl("volume", "prune", "-f", "-a").stdout.splitlines()) == 1
+        daemon.ctl("rm", "-f", "-v", "live")
+        assert _volumes(daemon) == ["kept"]
 
 
 # ---- the Engine API: the docker CLI and docker-py -------------------------------------------

@@ -25,7 +25,7 @@ import attrs
 
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
-from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnPlan, Stage
+from .._native import Namespace, RealNative, SpawnPlan, Stage
 from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
 from ._state import (
@@ -269,11 +269,14 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
 
 
 def start_failure(saved: Saved, record: bytes) -> Exception:
-    """What ``start`` reports when the init's exec failed: its failure record described
+    """What ``start`` reports when the init's exec failed: its FAILED message described
     (``exec /bin/nope: No such file or directory``)."""
-    if len(record) != FAILURE_RECORD.size:
-        return OciError(f"start: a malformed failure record from the container: {record!r}")
-    stage, err, index = FAILURE_RECORD.unpack(record)
+    try:
+        kind, stage, err, index = _native.parse_message(record)
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind is not _native.Message.FAILED:
+        return OciError(f"start: a malformed failure message from the container: {record!r}")
     process = saved["config"].get("process") or {}
     plan = SpawnPlan(argv=tuple(process.get("args") or ["?"]), cwd=process.get("cwd") or "/")
     return _native.describe_failure(plan, Stage(stage), err, index)
