@@ -465,8 +465,12 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     assert (pids_dir / "pids.max").read_text().strip() == "30"
     bad = runtime("update", "--resources", "-", "u1", input='{"pids": {"limit": "x"}}', check=False)
     assert bad.returncode == 1 and "expected int" in bad.stderr
+    # A cpuset limit joins the cpuset hierarchy (left out at create): delete removes it too.
+    runtime("update", "--resources", "-", "u1", input=json.dumps({"cpu": {"cpus": "0"}}))
+    cpuset_dir = _cgroup_dir(pid, "cpuset")
+    assert (cpuset_dir / "cpuset.cpus").read_text().strip() == "0"
     runtime("delete", "--force", "u1")
-    assert not pids_dir.exists()
+    assert not pids_dir.exists() and not cpuset_dir.exists()
 
 
 def _cgroup_dir(pid: int, controller: str) -> Path:
