@@ -149,6 +149,8 @@ class HistoryResponse:
 @attrs.frozen
 class PruneImagesRequest:
     all: bool = False  # also tagged images no container uses (else: untagged ones)
+    # Docker's until (created before), label, label! (see boxd._prune)
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.frozen

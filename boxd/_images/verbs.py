@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import _volserver, protocol
+from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE
 from .._messages import EndFrame, OkResponse
 from . import archive
@@ -130,6 +131,16 @@ class ImageVerbs:
         with contextlib.suppress(OSError, ValueError):
             return str(self.store.config(record).get("created") or "")
         return ""
+
+    def _created_and_labels(self, record: ImageRecord) -> tuple[float, dict[str, str]]:
+        config: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            config = self.store.config(record)
+        created = record.added
+        with contextlib.suppress(ValueError):
+            created = _prune.parse_time(str(config.get("created") or ""), 0.0)
+        labels = (config.get("config") or {}).get("Labels") or {}
+        return created, {str(k): str(v) for k, v in labels.items()}
 
     async def images(self, conn: Sender, _: ImagesRequest) -> None:
         summaries = tuple(
@@ -366,12 +377,16 @@ class ImageVerbs:
         await conn.send(HistoryResponse(history=history))
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
-        """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
+        """Images no container uses: untagged ones (with ``all``, tagged ones too), of
+        those the filters select (``until``: made before, by its ``created``)."""
+        only = _prune.parse(req.filters, time.time())
         used = {c.config.image_id for c in self.sup.list(all=True)}
         untagged: list[str] = []
         deleted: list[str] = []
         for record in self.store.images():
             if record.id in used or (record.repo_tags and not req.all):
+                continue
+            if not only.selects(*self._created_and_labels(record)):
                 continue
             untagged.extend(record.repo_tags)
             deleted.extend((record.id, *await self._delete(record)))
