@@ -267,14 +267,14 @@ def _attached(
     args: Args,
     request: dict[str, Any],
     *,
-    stdin: bool,
-    tty_mode: bool,
+    stdin: bool = False,
+    tty_mode: bool = False,
     answered: Callable[[dict[str, Any]], None] | None = None,
     outputs: tuple[int, ...] = (1, 2),
 ) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached).
     ``answered`` gets the response before the stream starts; ``outputs`` are the streams
-    printed (stdout 1, stderr 2)."""
+    printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
@@ -285,6 +285,8 @@ def _attached(
         response = client.response()
         if answered is not None:
             answered(response)
+        if response["type"] == "AttachResponse":
+            stdin, tty_mode = response["stdin"], response["tty"]
         code = _attach.stream(
             client,
             stdin=stdin,
@@ -312,29 +314,29 @@ def parse_detach_keys(text: str) -> bytes:
     return bytes(keys)
 
 
-def _start_attached(args: Args, cid: str, *, stdin: bool, tty_mode: bool) -> int:
-    request = {"type": "StartRequest", "container": cid, "attach": True, "stdin": stdin}
-    return _attached(args, request, stdin=stdin, tty_mode=tty_mode)
+def _joining(kind: str, container: str, stdin: bool) -> dict[str, Any]:
+    """An attaching StartRequest or an AttachRequest.  The daemon answers with the
+    container's tty and interactive settings, or refuses a TTY whose input would be a pipe
+    or a file (Docker's client check, without asking for the container first)."""
+    return {
+        "type": kind,
+        "container": container,
+        "stdin": stdin,
+        "input_tty": not stdin or os.isatty(0),
+    }
 
 
 def cmd_start(args: Args) -> int:
     if args.attach:
         if len(args.containers) != 1:
             raise CliError("boxctl start: --attach takes exactly one container", USAGE)
-        c = _record(args.socket, args.containers[0])
-        cfg = c["config"]
-        stdin = args.interactive and cfg["interactive"]
-        _check_tty(stdin=stdin, tty_mode=cfg["tty"])
-        return _start_attached(args, c["id"], stdin=stdin, tty_mode=cfg["tty"])
+        request = _joining("StartRequest", args.containers[0], args.interactive)
+        return _attached(args, {**request, "attach": True})
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
 def cmd_attach(args: Args) -> int:
-    c = _record(args.socket, args.container)
-    stdin = not args.no_stdin and c["config"]["interactive"]
-    _check_tty(stdin=stdin, tty_mode=c["config"]["tty"])
-    request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
-    return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
+    return _attached(args, _joining("AttachRequest", args.container, not args.no_stdin))
 
 
 def cmd_exec(args: Args) -> int:
@@ -431,13 +433,6 @@ def cmd_wait(args: Args) -> int:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
     return status
-
-
-def _record(path: str, ref: str) -> dict[str, Any]:
-    container: dict[str, Any] = call(path, {"type": "InspectRequest", "container": ref})[
-        "container"
-    ]
-    return container
 
 
 def _tail(text: str | None) -> int | None:

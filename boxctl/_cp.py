@@ -79,6 +79,8 @@ def cmd_cp(args: Args) -> int:
         return _copy(args)
     except CliError as exc:
         raise CliError(str(exc), 1) from None
+    except BrokenPipeError:
+        raise  # stdout closed early: boxctl exits 1 without a word
     except OSError as exc:
         raise CliError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": "), 1) from None
 

@@ -349,11 +349,18 @@ def cmd_df(args: Args) -> int:
 
 
 def cmd_system(args: Args) -> int:
+    from ._cli import BY_NAME
     from ._volumes import SYSTEM_PRUNE
 
-    command = {"df": SYSTEM_DF, "prune": SYSTEM_PRUNE}.get(args.words[0] if args.words else "")
+    # Docker's system group: its own df and prune, and events and info as aliases.
+    commands = {
+        "df": SYSTEM_DF,
+        "prune": SYSTEM_PRUNE,
+        **{n: BY_NAME[n] for n in ("events", "info")},
+    }
+    command = commands.get(args.words[0] if args.words else "")
     if command is None:
-        raise CliError("boxctl system: the commands are df and prune", 2)
+        raise CliError(f"boxctl system: the commands are {', '.join(commands)}", 2)
     prog = f"boxctl system {command.name}"
     sub = command.parse(args.words[1:], prog)
     sub.socket, sub.prog = args.socket, prog
@@ -441,9 +448,10 @@ COMMANDS = (
     Command(
         "system",
         cmd_system,
-        "df: disk used by images, layers, containers and volumes; prune: what is unused",
+        "df: disk used by images, layers, containers and volumes; prune: what is unused; "
+        "events, info",
         (),
-        (("words", REST, "df|prune [OPTIONS]"),),
+        (("words", REST, "df|prune|events|info [OPTIONS]"),),
     ),
     Command(
         "history",

@@ -35,6 +35,7 @@ from typing import IO
 
 import attrs
 
+from ._images.tarstream import DIRECTORY, LINK, Decompressed, Member, TarError, TarReader
 from ._images.unpack import LayerError, _clean, _Unpacker, open_in_root
 
 __all__ = [
@@ -368,10 +369,11 @@ def write_archive(
     return PathStat(_name(found.path), st.st_size, st.st_mode, st.st_mtime, target)
 
 
-def _members(tar_path: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, list[str]]]:
+def _members(tar_path: str) -> Iterator[tuple[TarReader, Member, list[str]]]:
     """Each member of the tar with its name's components (``..`` may not climb out)."""
     try:
-        with tarfile.open(tar_path, mode="r:", errorlevel=2) as tar:
+        with open(tar_path, "rb") as f:
+            tar = TarReader(Decompressed(f.read))
             for info in tar:
                 try:
                     parts = _clean(info.name, info.name)
@@ -380,7 +382,7 @@ def _members(tar_path: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, 
                         f"archive member {info.name!r} points outside the destination (..)"
                     ) from None
                 yield tar, info, parts
-    except (tarfile.TarError, EOFError) as exc:
+    except TarError as exc:
         raise CopyError(f"the archive is not a valid tar: {exc}") from None
 
 
@@ -413,9 +415,9 @@ def check_archive(
         if st is None:
             continue
         where = "/" + "/".join(base + parts)
-        if stat.S_ISDIR(st.st_mode) and not info.isdir():
+        if stat.S_ISDIR(st.st_mode) and info.type != DIRECTORY:
             raise CopyError(f"cannot overwrite directory {where!r} with non-directory")
-        if not stat.S_ISDIR(st.st_mode) and info.isdir():
+        if not stat.S_ISDIR(st.st_mode) and info.type == DIRECTORY:
             raise CopyError(f"cannot overwrite non-directory {where!r} with directory")
 
 
@@ -426,7 +428,7 @@ class _CopyUnpacker(_Unpacker):
         self.ids = ids
         self.made_owner = (ids.to_host(0, "uid"), ids.to_host(0, "gid"))
 
-    def owner(self, info: tarfile.TarInfo) -> tuple[int, int]:
+    def owner(self, info: Member) -> tuple[int, int]:
         if self.fixed is not None:
             return self.fixed
         return self.ids.to_host(info.uid, "uid"), self.ids.to_host(info.gid, "gid")
@@ -456,11 +458,11 @@ def extract_archive(
                 name = info.name
                 if not parts:
                     continue  # "." is the destination itself, which stays as it is
-                member = info.replace(name=f"{prefix}/{'/'.join(parts)}", deep=False)
-                if info.islnk():  # a hard link names a member of the same archive
-                    target = _clean(info.linkname, info.name)
-                    member.linkname = f"{prefix}/{'/'.join(target)}"
-                unpacker.member(tar, member)
+                info.name = f"{prefix}/{'/'.join(parts)}"
+                if info.type == LINK:  # a hard link names a member of the same archive
+                    target = _clean(info.linkname, name)
+                    info.linkname = f"{prefix}/{'/'.join(target)}"
+                unpacker.member(tar, info)
             unpacker.finish()
     except LayerError as exc:
         raise CopyError(str(exc).replace("the layer", "the container")) from None

@@ -5,11 +5,12 @@ endpoints."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import posixpath
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -52,6 +53,21 @@ def _check_writable(container: Container, root_fd: int, path: str) -> None:
         raise CopyError("container rootfs is marked read-only")
 
 
+class _ChannelWriter(io.RawIOBase):
+    """What a worker thread writes, sent to a Trio channel (buffer it: each write is a
+    trip to the Trio thread)."""
+
+    def __init__(self, send: trio.MemorySendChannel[bytes]) -> None:
+        self.send = send
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        trio.from_thread.run(self.send.send, bytes(data))
+        return len(data)
+
+
 class Copier:
     """What ``cp`` and the Docker API's archive endpoints do, on the supervisor's
     containers."""
@@ -64,21 +80,29 @@ class Copier:
             return await trio.to_thread.run_sync(_copy.stat_path, root, path, c.name)
 
     @contextlib.asynccontextmanager
-    async def archive(self, ref: str, path: str) -> AsyncIterator[tuple[PathStat, BinaryIO]]:
-        """The tar of ``path`` (in a temporary file, read from its start) and its stat."""
-        fd, tmp = self.sup.images.temp_file()
-        try:
-            with os.fdopen(fd, "w+b") as out:
-                async with self.sup.open_root(ref) as (c, root):
-                    st = await trio.to_thread.run_sync(
-                        lambda: _copy.write_archive(
-                            root, path, out, container=c.name, ids=id_map(c)
-                        )
-                    )
-                out.seek(0)
-                yield st, out
-        finally:
-            tmp.unlink(missing_ok=True)
+    async def archive(
+        self, ref: str, path: str
+    ) -> AsyncIterator[tuple[PathStat, trio.MemoryReceiveChannel[bytes]]]:
+        """The stat of ``path`` (a missing one fails here, before anything is sent) and its
+        tar as it is written, in chunks of up to CHUNK bytes.  A failure while writing
+        ends the chunks early and is raised from the context.  A stopped container cannot
+        start until the context ends."""
+        async with self.sup.open_root(ref) as (c, root):
+            st = await trio.to_thread.run_sync(_copy.stat_path, root, path, c.name)
+            send, receive = trio.open_memory_channel[bytes](2)
+
+            def write() -> None:
+                with io.BufferedWriter(_ChannelWriter(send), CHUNK) as out:
+                    _copy.write_archive(root, path, out, container=c.name, ids=id_map(c))
+
+            async def produce() -> None:
+                async with send:
+                    await trio.to_thread.run_sync(write)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(produce)
+                with receive:
+                    yield st, receive
 
     def temp_file(self) -> tuple[int, Path]:
         return self.sup.images.temp_file()
@@ -126,9 +150,9 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         await conn.send(CopyStatResponse(stat=await copier.stat(req.container, req.path)))
 
     async def copy_from(conn: Streamer, req: CopyFromRequest) -> None:
-        async with copier.archive(req.container, req.path) as (st, tar):
+        async with copier.archive(req.container, req.path) as (st, chunks):
             await conn.send(CopyStatResponse(stat=st))
-            while chunk := await trio.to_thread.run_sync(tar.read, CHUNK):
+            async for chunk in chunks:
                 await conn.send_bytes(protocol.STDOUT, chunk)
         await conn.send(EndFrame())
 

@@ -46,6 +46,9 @@ class StartRequest:
     # ending with an ExitFrame: the foreground ``boxctl run`` and ``start -a``.
     attach: bool = False
     stdin: bool = False
+    # False: the client's input is not a terminal, so taking it into a container's TTY is
+    # refused before anything starts (Docker's "the input device is not a TTY").
+    input_tty: bool = True
 
 
 @attrs.frozen
@@ -65,6 +68,7 @@ class RunRequest:
 class AttachRequest:
     container: str
     stdin: bool = True
+    input_tty: bool = True  # as StartRequest's
 
 
 @attrs.frozen
@@ -225,6 +229,15 @@ class ErrorResponse:
 @attrs.frozen
 class OkResponse:
     pass
+
+
+@attrs.frozen
+class AttachResponse:
+    """The answer to an attaching StartRequest and to an AttachRequest: how to drive the
+    stream that follows, so that the client needs no InspectRequest first."""
+
+    tty: bool
+    stdin: bool  # input is taken: it was asked for and the container is interactive
 
 
 @attrs.frozen

@@ -40,7 +40,7 @@ class NetworkRemoveRequest:
 
 @attrs.frozen
 class NetworkPruneRequest:
-    # Docker's until, label, label! (see boxd._prune; networks carry no labels)
+    # until, label, label! (boxd._prune); networks have no labels: label= selects none
     filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 

@@ -202,10 +202,14 @@ class Networks:
 
     # ---- records --------------------------------------------------------------------
 
-    def _save(self, net: Network) -> None:
+    def _save(self, net: Network, *, durable: bool = True) -> None:
+        """``durable=False`` for an address taken or given back: the record is replaced
+        atomically all the same, and what a machine crash loses of it, the next daemon's
+        recover() puts right (no container outlives the machine).  Two fsyncs for every
+        container's start and end were a tenth of what the daemon spent on a run."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps(unstructure(net), indent=1).encode()
-        atomic_write(self.dir / f"{net.name}.json", data)
+        atomic_write(self.dir / f"{net.name}.json", data, durable=durable)
 
     def _load(self) -> None:
         if not self.dir.is_dir():
@@ -469,7 +473,7 @@ class Networks:
         """A removed container's addresses go back to their networks."""
         for net in self._nets.values():
             if net.allocations.pop(cid, None) is not None:
-                self._save(net)
+                self._save(net, durable=False)
 
     # ---- containers -------------------------------------------------------------------
 
@@ -604,7 +608,7 @@ class Networks:
         for host in subnet.hosts():
             if str(host) not in used:
                 net.allocations[cid] = str(host)
-                self._save(net)
+                self._save(net, durable=False)
                 return str(host)
         raise NetworkError(f"network {net.name} has no free address left in {net.subnet}")
 

@@ -182,8 +182,38 @@ def _host_top(name: str) -> tuple[str, str]:
     return "absent", ""
 
 
+def _host_state() -> tuple[object, ...]:
+    """What changes whenever an input of :func:`_fingerprint` on the host does: package
+    tools replace /etc/alternatives links and /etc/ld.so.cache by renames, and a top-level
+    link changes /'s directory."""
+    found: list[object] = []
+    for path in ("/etc/alternatives", "/etc/ld.so.cache", "/"):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
+    return tuple(found)
+
+
+# The last fingerprint and the host state it was made in: a run of `default` stats three
+# paths instead of reading the skeleton, the alternatives and the loader cache again.
+_fingerprinted: dict[tuple[object, ...], str] = {}
+
+
 def _fingerprint(skel: Traversable) -> str:
     """A digest of everything the default image is built from."""
+    state = (str(skel), *_host_state())
+    known = _fingerprinted.get(state)
+    if known is None:
+        known = _fingerprint_now(skel)
+        _fingerprinted.clear()
+        _fingerprinted[state] = known
+    return known
+
+
+def _fingerprint_now(skel: Traversable) -> str:
     h = hashlib.sha256(_LAYOUT_VERSION)
     for rel, node in _walk(skel):
         h.update(f"\0{rel}\0".encode())

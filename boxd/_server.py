@@ -27,7 +27,6 @@ from . import __version__, _copyserver, _logs, _netserver, _prune, _top, _volser
 from ._convert import ConversionError
 from ._copy import NoSuchPath
 from ._copymessages import STREAMS as COPY_STREAMS
-from ._dockerapi._shapes import select_containers
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
 from ._images.messages import IMAGE_STREAMS
@@ -39,6 +38,7 @@ from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
     AttachRequest,
+    AttachResponse,
     CreateRequest,
     CreateResponse,
     DetachFrame,
@@ -85,7 +85,7 @@ from ._messages import (
 )
 from ._network import NetworkConflict
 from ._output import Chunk, Output
-from ._records import Status, parse_signal
+from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
 from ._volumes import NoSuchVolume, VolumeInUse
@@ -155,7 +155,11 @@ class Connection:
         await self.stream.send_all(protocol.encode(dump(message)))
 
     async def send_bytes(self, stream_id: int, data: bytes) -> None:
-        await self.stream.send_all(protocol.encode_bytes(stream_id, data))
+        if len(data) < protocol.COPY_LIMIT:
+            await self.stream.send_all(protocol.encode_bytes(stream_id, data))
+        else:  # no copy of a large chunk to put the header in front of it
+            await self.stream.send_all(protocol.encode_bytes(stream_id, b"", len(data)))
+            await self.stream.send_all(data)
 
     async def receive(self) -> protocol.Frame | None:
         """The next frame, or None at a clean end of the connection."""
@@ -330,6 +334,9 @@ class Server:
             if not eq:
                 raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
             filters.setdefault(key, []).append(value)
+        # Not at the top: boxd._dockerapi imports this module (a cycle when it comes first).
+        from ._dockerapi._shapes import select_containers
+
         found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
         sizes: list[int] = []
         if req.size:
@@ -369,9 +376,10 @@ class Server:
             await self.sup.start(req.container)
             await conn.send(OkResponse())
             return
+        answer = _joined(self.sup.inspect(req.container).config, req.stdin, req.input_tty)
         output, run = await self.sup.start_attached(req.container)
-        await conn.send(OkResponse())
-        await self._foreground(conn, run, output, stdin=req.stdin)
+        await conn.send(answer)
+        await self._foreground(conn, run, output, stdin=answer.stdin)
 
     async def _run(self, conn: Connection, req: RunRequest) -> None:
         c = await self.sup.create(req.config, req.name)
@@ -403,9 +411,10 @@ class Server:
 
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
         run = self.sup.attachable(req.container)
+        answer = _joined(run.container.config, req.stdin, req.input_tty)
         output = run.output.subscribe()
-        await conn.send(OkResponse())
-        await _stream(conn, run, output, stdin=req.stdin)
+        await conn.send(answer)
+        await _stream(conn, run, output, stdin=answer.stdin)
 
     async def _stats(self, conn: Connection, req: StatsRequest) -> None:
         """CPU percentages need two samples: the first frame comes after one interval."""
@@ -535,6 +544,14 @@ async def _cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None
         while await conn.receive() is not None:
             pass
     scope.cancel(reason="client went away")
+
+
+def _joined(config: ContainerConfig, stdin: bool, input_tty: bool) -> AttachResponse:
+    """How a client that starts or attaches in the foreground drives its stream."""
+    stdin = stdin and config.interactive
+    if stdin and config.tty and not input_tty:
+        raise ValueError("the input device is not a TTY")
+    return AttachResponse(tty=config.tty, stdin=stdin)
 
 
 async def _stream(

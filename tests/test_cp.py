@@ -194,8 +194,23 @@ def test_bad_input_exits_1_and_writes_nothing(clean: Daemon, tmp_path: Path) -> 
     r = _cp(clean, "-", "c:/tmp", input=data.getvalue())
     assert r.returncode == 1 and "'../../evil.txt' points outside" in r.stderr
     assert _sh(clean, "c", "ls /tmp; test -e /evil.txt || echo none") == "file\nnone\n"
+    # boxctl never lets a file replace a directory or the other way round (Docker's CLI
+    # sends noOverwriteDirNonDir); the check comes before the first write.
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("first.txt"), io.BytesIO(b""))
+        tar.addfile(_dir_member("file"))
+    r = _cp(clean, "-", "c:/tmp", input=data.getvalue())
+    assert r.returncode == 1 and "cannot overwrite non-directory '/tmp/file'" in r.stderr
+    assert _sh(clean, "c", "ls /tmp") == "file\n"
     r = _cp(clean, "-", "c:/tmp", input=b"not a tar at all" * 100)
     assert r.returncode == 1 and "not a valid tar" in r.stderr
+
+
+def _dir_member(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
 
 
 def _mounts_below(path: Path) -> list[str]:

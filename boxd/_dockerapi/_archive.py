@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from .._copy import NoSuchPath, PathStat
-from .._copyserver import CHUNK, Copier
+from .._copyserver import Copier
 from ._api import Api
 from ._http import ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
@@ -92,9 +92,9 @@ async def head(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 
 async def get(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    async with _not_found_is_404(), Copier(api.sup).archive(ref, _path(req)) as (st, tar):
+    async with _not_found_is_404(), Copier(api.sup).archive(ref, _path(req)) as (st, chunks):
         await conn.start_stream("application/x-tar", stat_header(st))
-        while chunk := await trio.to_thread.run_sync(tar.read, CHUNK):
+        async for chunk in chunks:
             await conn.send(chunk)
     await conn.end()
 

@@ -149,8 +149,7 @@ class HistoryResponse:
 @attrs.frozen
 class PruneImagesRequest:
     all: bool = False  # also tagged images no container uses (else: untagged ones)
-    # Docker's until (created before), label, label! (see boxd._prune)
-    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)  # until, label, label!
 
 
 @attrs.frozen

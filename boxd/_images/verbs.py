@@ -58,6 +58,19 @@ if TYPE_CHECKING:
     from .._supervisor import Supervisor
 
 
+def _created_at(config: dict[str, Any]) -> float:
+    """An image's ``created`` (RFC 3339, as Go writes it: nanoseconds) as a Unix time; 0
+    when it has none (it counts as old)."""
+    text = str(config.get("created") or "")
+    head, dot, rest = text.partition(".")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if dot else text
+    try:
+        return _prune.parse_time(text, time.time()) if text else 0.0
+    except ValueError:
+        return 0.0
+
+
 class Sender(Protocol):
     async def send(self, message: object) -> None: ...
 
@@ -131,16 +144,6 @@ class ImageVerbs:
         with contextlib.suppress(OSError, ValueError):
             return str(self.store.config(record).get("created") or "")
         return ""
-
-    def _created_and_labels(self, record: ImageRecord) -> tuple[float, dict[str, str]]:
-        config: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            config = self.store.config(record)
-        created = record.added
-        with contextlib.suppress(ValueError):
-            created = _prune.parse_time(str(config.get("created") or ""), 0.0)
-        labels = (config.get("config") or {}).get("Labels") or {}
-        return created, {str(k): str(v) for k, v in labels.items()}
 
     async def images(self, conn: Sender, _: ImagesRequest) -> None:
         summaries = tuple(
@@ -377,16 +380,17 @@ class ImageVerbs:
         await conn.send(HistoryResponse(history=history))
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
-        """Images no container uses: untagged ones (with ``all``, tagged ones too), of
-        those the filters select (``until``: made before, by its ``created``)."""
-        only = _prune.parse(req.filters, time.time())
+        """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
         used = {c.config.image_id for c in self.sup.list(all=True)}
+        only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
         for record in self.store.images():
             if record.id in used or (record.repo_tags and not req.all):
                 continue
-            if not only.selects(*self._created_and_labels(record)):
+            config = self.store.config(record)
+            labels = (config.get("config") or {}).get("Labels") or {}
+            if not only.selects(_created_at(config), labels):
                 continue
             untagged.extend(record.repo_tags)
             deleted.extend((record.id, *await self._delete(record)))

@@ -101,6 +101,10 @@ class UsageError(Exception):
     pass
 
 
+class Help(Exception):
+    """``--help`` (or ``-h``) where an option may be: the usage goes to stdout."""
+
+
 def _usage() -> str:
     lines = [USAGE, "", "An OCI runtime (runc's command line) on boxd's spawn path.", ""]
     for name, (help_, options, operands) in COMMANDS.items():
@@ -128,6 +132,8 @@ def _parse_options(
         if not word.startswith("-") or word == "-":
             break
         name, eq, value = word.lstrip("-").partition("=")
+        if name in ("help", "h"):
+            raise Help
         found = by_name.get(name)
         if found is None:
             raise UsageError(f"{where}: flag provided but not defined: {word.split('=')[0]}")
@@ -377,16 +383,17 @@ def _message(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else list(argv)
-    if words[:1] in (["--help"], ["-h"], ["help"]):
-        print(_usage())
-        sys.exit(0)
     if words[:1] in (["--version"], ["-v"], ["version"]):
+        from .. import __version__
         from ._state import OCI_VERSION
 
-        print(f"boxd-runtime\nspec: {OCI_VERSION}")
+        print(f"boxd-runtime version {__version__}\nspec: {OCI_VERSION}")
         sys.exit(0)
     try:
-        args = parse(words)
+        args = parse(["--help"] if words[:1] == ["help"] else words)
+    except Help:
+        print(_usage())
+        sys.exit(0)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         sys.exit(1)
