@@ -408,6 +408,10 @@ def test_docker_cp_both_ways(clean: Daemon, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = _docker(clean, "cp", "d:/stopped.txt", str(tmp_path / "stopped.txt"))
     assert r.returncode == 0 and (tmp_path / "stopped.txt").read_text() == "hello\n"
+    # Docker's events for both directions.
+    r = clean.ctl("events", "--since", "10m", "--until", "0s", "--format", "json")
+    actions = [e["Action"] for e in map(json.loads, r.stdout.splitlines())]
+    assert {"extract-to-dir", "archive-path"} <= set(actions)
 
 
 def test_archive_endpoints_in_dockers_shape(clean: Daemon) -> None:
