@@ -2,7 +2,7 @@
 call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopped one),
 and the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
 these imports no Trio, attrs or cattrs (see :mod:`._cli`), and each imports its own
-modules (socket, signal): ``state`` needs neither.  What needs more (deleting a
+modules (_socket, signal): ``state`` needs neither.  What needs more (deleting a
 container that still runs, describing a failed exec) is in :mod:`._runtime`, imported then.
 """
 
@@ -87,13 +87,17 @@ def start(root: Root, cid: str) -> None:
             raise OciError(f"cannot start an already {status} container")
         run_hooks(hooks_of(saved, "startContainer"), "startContainer",
                   state_document(saved, "created"))  # fmt: skip
-        import socket
+        # socket.py's own C module: socket.py itself imports enum and selectors (~4 ms).
+        import _socket
 
         path = root.start_socket(cid)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             conn.connect(path)
             os.unlink(path)
             record = conn.recv(64)
+        finally:
+            conn.close()
         if record:
             from . import _runtime  # the record is the spawn path's: it describes it
 
