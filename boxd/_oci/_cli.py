@@ -253,9 +253,9 @@ def _create_options(args: dict[str, Any]) -> _runtime.CreateOptions:
 def _ps(root: Root, args: dict[str, Any]) -> int:
     import subprocess
 
-    from . import _runtime
+    from . import _quick
 
-    pids = _runtime.container_pids(root, args["id"])
+    pids = _quick.procs(root.load(args["id"]))
     if args["format"] == "json":
         print(dumps(pids))
         return 0
@@ -281,9 +281,9 @@ def _ps(root: Root, args: dict[str, Any]) -> int:
 
 
 def _list(root: Root, args: dict[str, Any]) -> int:
-    from . import _runtime
+    from . import _quick
 
-    states = _runtime.list_states(root)
+    states = _quick.list_states(root)
     if args["quiet"]:
         for s in states:
             print(s["id"])

@@ -121,6 +121,19 @@ def state(root: Root, cid: str) -> dict[str, Any]:
     return document
 
 
+def list_states(root: Root) -> list[dict[str, Any]]:
+    """``list``: each container's state as ``state`` shows it (owner: root)."""
+    out = []
+    for cid in root.ids():
+        try:
+            document = state(root, cid)
+        except (NotFound, OSError, ValueError):
+            continue  # being deleted, or its record cannot be read: not listed
+        document["owner"] = "root"
+        out.append(document)
+    return out
+
+
 # --- kill ------------------------------------------------------------------------------------
 
 
