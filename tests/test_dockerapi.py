@@ -217,6 +217,13 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert _docker(clean, "update", "--memory", "100m", "--memory-swap", "200m", "dup").stdout
     limits = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"
     assert _docker(clean, "inspect", "-f", limits, "dup").stdout == f"{100 << 20} {200 << 20}\n"
+    # What update is not given stays; a PidsLimit of -1 is no limit, as Docker's.
+    limits += " {{.HostConfig.PidsLimit}}"
+    for pids in ("50", "-1"):
+        assert _docker(clean, "update", "--pids-limit", pids, "dup").returncode == 0
+        assert _docker(clean, "inspect", "-f", limits, "dup").stdout == (
+            f"{100 << 20} {200 << 20} {pids}\n"
+        )
     assert _docker(clean, "update", "--restart", "on-failure:2", "dup").returncode == 0
     policy = "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
     assert _docker(clean, "inspect", "-f", policy, "dup").stdout == "on-failure:2\n"
@@ -228,6 +235,8 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert int(privileged, 16) & (1 << 21)  # CAP_SYS_ADMIN
     cid = _docker(clean, "inspect", "-f", "{{.Id}}", "dup").stdout.strip()
     assert _docker(clean, "pause", "dup").returncode == 0
+    counts = "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.Images}}"
+    assert _docker(clean, "info", "-f", counts).stdout == "1 0 1 1\n"
     r = _docker(clean, "exec", "dup", "true")
     assert (r.returncode, r.stderr) == (
         1,
