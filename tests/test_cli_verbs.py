@@ -175,6 +175,15 @@ def test_container_prune_removes_only_stopped_containers(daemon: Daemon) -> None
     daemon.ctl("container", "rm", "-f", running)
 
 
+def test_logs_of_a_container_never_started(daemon: Daemon) -> None:
+    """Docker: nothing, exit 0 (it has no log yet), with or without -f."""
+    cid = daemon.ctl("create", "default", "echo", "hi").stdout.strip()
+    for follow in ((), ("-f",)):
+        r = daemon.ctl("logs", *follow, cid)
+        assert (r.stdout, r.stderr) == ("", "")
+    daemon.ctl("rm", cid)
+
+
 def test_container_prune_filters(daemon: Daemon) -> None:
     """Docker's prune filters: label=KEY[=VALUE], label!=KEY, until=TIME (created before)."""
     a = daemon.ctl("create", "-l", "tmp=a", "default", "true").stdout.strip()

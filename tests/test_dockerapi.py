@@ -3,6 +3,7 @@ and raw HTTP with bad input.  One real daemon for the module (its own root and s
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -15,6 +16,7 @@ import tarfile
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,6 +217,13 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert _docker(clean, "update", "--memory", "100m", "--memory-swap", "200m", "dup").stdout
     limits = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"
     assert _docker(clean, "inspect", "-f", limits, "dup").stdout == f"{100 << 20} {200 << 20}\n"
+    # What update is not given stays; a PidsLimit of -1 is no limit, as Docker's.
+    limits += " {{.HostConfig.PidsLimit}}"
+    for pids in ("50", "-1"):
+        assert _docker(clean, "update", "--pids-limit", pids, "dup").returncode == 0
+        assert _docker(clean, "inspect", "-f", limits, "dup").stdout == (
+            f"{100 << 20} {200 << 20} {pids}\n"
+        )
     assert _docker(clean, "update", "--restart", "on-failure:2", "dup").returncode == 0
     policy = "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
     assert _docker(clean, "inspect", "-f", policy, "dup").stdout == "on-failure:2\n"
@@ -226,6 +235,8 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert int(privileged, 16) & (1 << 21)  # CAP_SYS_ADMIN
     cid = _docker(clean, "inspect", "-f", "{{.Id}}", "dup").stdout.strip()
     assert _docker(clean, "pause", "dup").returncode == 0
+    counts = "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.Images}}"
+    assert _docker(clean, "info", "-f", counts).stdout == "1 0 1 1\n"
     r = _docker(clean, "exec", "dup", "true")
     assert (r.returncode, r.stderr) == (
         1,
@@ -239,6 +250,10 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
 
 @needs_cli
 def test_rename_diff_prune(clean: Daemon) -> None:
+    created = _docker(clean, "create", "default", "true").stdout.strip()
+    r = _docker(clean, "logs", created)  # never started: no log, as from Docker
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert _docker(clean, "rm", created).returncode == 0
     script = "echo x > /added; rm /etc/group"
     assert _docker(clean, "run", "--name", "d1", "default", "sh", "-c", script).returncode == 0
     assert _docker(clean, "rename", "d1", "d2").returncode == 0
@@ -375,6 +390,34 @@ def test_docker_py(clean: Daemon) -> None:
         events = client.events(since=started, until=ended, decode=True, filters={"event": "die"})
         codes = [e["Actor"]["Attributes"]["exitCode"] for e in events]
         assert codes == ["0", "0", "137", "2"]
+        # Attached before start, with the logs (none yet) and the stream.
+        w = client.containers.create("default", ["sh", "-c", "echo before; exit 3"])
+        with warnings.catch_warnings():  # docker-py leaves its hijacked socket to the GC
+            warnings.simplefilter("ignore", ResourceWarning)
+            stream = client.api.attach(w.id, stream=True, logs=True)
+            w.start()
+            output = b"".join(stream)
+            stream.close()
+            del stream
+            gc.collect()
+        assert output == b"before\n"
+        assert w.wait(condition="not-running")["StatusCode"] == 3
+        w.remove()
+        # Exec inspect, update, one-shot stats, top.
+        e = client.containers.run("default", ["sleep", "60"], detach=True)
+        ex = client.api.exec_create(e.id, ["sh", "-c", "exit 5"], privileged=True)
+        client.api.exec_start(ex["Id"])
+        got = client.api.exec_inspect(ex["Id"])
+        assert (got["ExitCode"], got["Running"], got["ContainerID"]) == (5, False, e.id)
+        assert got["ProcessConfig"] == {"tty": False, "entrypoint": "sh", "privileged": True,
+                                        "arguments": ["-c", "exit 5"], "user": ""}  # fmt: skip
+        e.update(mem_limit="32m")
+        e.reload()
+        assert e.attrs["HostConfig"]["Memory"] == 32 << 20
+        one = client.api.stats(e.id, stream=False, one_shot=True)
+        assert one["pids_stats"] == {"current": 1} and one["precpu_stats"]["cpu_usage"]
+        assert "PID" in e.top()["Titles"]
+        e.remove(force=True)
     finally:
         client.close()
 

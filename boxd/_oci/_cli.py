@@ -4,12 +4,13 @@ format (``--log-format json``: one ``{"level", "msg", "time"}`` object a line, w
 conmon and the shim read back); the exit code is then 1, as runc's.
 
 Every command is a new process, and conmon or the shim run several per container, so this
-module imports only what each command needs: ``start``, ``state``, ``kill`` and ``delete``
-(:mod:`._quick`) no Trio, attrs or cattrs; ``create`` and ``run`` the spec's records and
-the spawn path (:mod:`._runtime`), still without Trio.  Not argparse either (its import and
-parser building cost more than ``state`` itself): a table of runc's options per command,
-read as Go's flag package reads them (``--opt VALUE``, ``--opt=VALUE``, ``-opt``; options
-end at the first operand or ``--``).
+module imports only what each command needs: ``start``, ``state``, ``kill``, ``delete``,
+``list`` and ``ps`` (:mod:`._quick`) no Trio, attrs or cattrs; ``create``, ``run`` and
+``exec`` the spec's records and the spawn path (:mod:`._runtime`), still without Trio
+(``pause``, and a ``delete`` that must kill what is left in a cgroup, use it).  Not
+argparse either (its import and parser building cost more than ``state`` itself): a table
+of runc's options per command, read as Go's flag package reads them (``--opt VALUE``,
+``--opt=VALUE``, ``-opt``; options end at the first operand or ``--``).
 """
 
 from __future__ import annotations
@@ -253,9 +254,9 @@ def _create_options(args: dict[str, Any]) -> _runtime.CreateOptions:
 def _ps(root: Root, args: dict[str, Any]) -> int:
     import subprocess
 
-    from . import _runtime
+    from . import _quick
 
-    pids = _runtime.container_pids(root, args["id"])
+    pids = _quick.procs(root.load(args["id"]))
     if args["format"] == "json":
         print(dumps(pids))
         return 0
@@ -281,9 +282,9 @@ def _ps(root: Root, args: dict[str, Any]) -> int:
 
 
 def _list(root: Root, args: dict[str, Any]) -> int:
-    from . import _runtime
+    from . import _quick
 
-    states = _runtime.list_states(root)
+    states = _quick.list_states(root)
     if args["quiet"]:
         for s in states:
             print(s["id"])

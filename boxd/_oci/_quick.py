@@ -1,6 +1,7 @@
 """The commands that act on an existing container and that conmon and containerd's shim
-call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopped one),
-and the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
+call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopped one,
+or with ``--force`` of one whose init ends when killed), ``list``, the pids for ``ps``, and
+the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
 these imports no Trio, attrs or cattrs (see :mod:`._cli`), and each imports its own
 modules (_socket, signal): ``state`` needs neither.  What needs more (deleting a
 container that still runs, describing a failed exec) is in :mod:`._runtime`, imported then.
@@ -119,6 +120,19 @@ def state(root: Root, cid: str) -> dict[str, Any]:
     document["created"] = saved["created"]
     document["owner"] = ""
     return document
+
+
+def list_states(root: Root) -> list[dict[str, Any]]:
+    """``list``: each container's state as ``state`` shows it (owner: root)."""
+    out = []
+    for cid in root.ids():
+        try:
+            document = state(root, cid)
+        except (NotFound, OSError, ValueError):
+            continue  # being deleted, or its record cannot be read: not listed
+        document["owner"] = "root"
+        out.append(document)
+    return out
 
 
 # --- kill ------------------------------------------------------------------------------------

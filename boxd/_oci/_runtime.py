@@ -30,12 +30,10 @@ from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
 from ._state import (
     OCI_VERSION,
-    NotFound,
     OciError,
     Root,
     alive,
     now,
-    rootfs_of,
     start_time_of,
     state_document,
     status_of,
@@ -487,33 +485,6 @@ def run(root: Root, cid: str, options: CreateOptions, *, detach: bool, keep: boo
 
 
 # --- list, ps, features --------------------------------------------------------------------
-
-
-def list_states(root: Root) -> list[dict[str, Any]]:
-    out = []
-    for cid in root.ids():
-        # One that is being deleted, or whose record cannot be read, is not listed.
-        with contextlib.suppress(NotFound, OSError, ValueError):
-            saved = root.load(cid)
-            status = status_of(root, saved)
-            out.append(
-                {
-                    "ociVersion": OCI_VERSION,
-                    "id": cid,
-                    "pid": saved["pid"] if status != "stopped" else 0,
-                    "status": status,
-                    "bundle": saved["bundle"],
-                    "rootfs": rootfs_of(saved),
-                    "created": saved["created"],
-                    "annotations": saved["config"].get("annotations") or {},
-                    "owner": "root",
-                }
-            )
-    return out
-
-
-def container_pids(root: Root, cid: str) -> list[int]:
-    return _quick.procs(root.load(cid))
 
 
 def features() -> dict[str, Any]:
