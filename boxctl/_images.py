@@ -11,7 +11,7 @@ import time
 
 from boxd import _human
 
-from ._args import ANY, ONE, REST, SOME, VALUE, Args, Command, Opt
+from ._args import ANY, ONE, PRUNE_FILTER, REST, SOME, VALUE, Args, Command, Opt, prune_filters
 from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -368,7 +368,8 @@ def cmd_system(args: Args) -> int:
 
 
 def cmd_prune(args: Args) -> int:
-    r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all})
+    filters = prune_filters(args.filter)
+    r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all, "filters": filters})
     for tag in r["untagged"]:
         print(f"untagged: {tag}")
     for digest in r["deleted"]:
@@ -479,7 +480,11 @@ SUBCOMMANDS = {
         "prune",
         cmd_prune,
         "remove images no container uses (untagged ones; -a: all)",
-        (Opt("-a", "--all", help="tagged images too"), Opt("-f", "--force", help="(no prompt)")),
+        (
+            Opt("-a", "--all", help="tagged images too"),
+            Opt("-f", "--force", help="(no prompt)"),
+            PRUNE_FILTER,
+        ),
     ),
 }
 
