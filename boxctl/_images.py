@@ -11,7 +11,7 @@ import time
 
 from boxd import _human
 
-from ._args import ANY, ONE, REST, SOME, VALUE, Args, Command, Opt
+from ._args import ANY, ONE, PRUNE_FILTER, REST, SOME, VALUE, Args, Command, Opt, prune_filters
 from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -349,11 +349,18 @@ def cmd_df(args: Args) -> int:
 
 
 def cmd_system(args: Args) -> int:
+    from ._cli import BY_NAME
     from ._volumes import SYSTEM_PRUNE
 
-    command = {"df": SYSTEM_DF, "prune": SYSTEM_PRUNE}.get(args.words[0] if args.words else "")
+    # Docker's system group: its own df and prune, and events and info as aliases.
+    commands = {
+        "df": SYSTEM_DF,
+        "prune": SYSTEM_PRUNE,
+        **{n: BY_NAME[n] for n in ("events", "info")},
+    }
+    command = commands.get(args.words[0] if args.words else "")
     if command is None:
-        raise CliError("boxctl system: the commands are df and prune", 2)
+        raise CliError(f"boxctl system: the commands are {', '.join(commands)}", 2)
     prog = f"boxctl system {command.name}"
     sub = command.parse(args.words[1:], prog)
     sub.socket, sub.prog = args.socket, prog
@@ -361,7 +368,8 @@ def cmd_system(args: Args) -> int:
 
 
 def cmd_prune(args: Args) -> int:
-    r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all})
+    filters = prune_filters(args.filter)
+    r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all, "filters": filters})
     for tag in r["untagged"]:
         print(f"untagged: {tag}")
     for digest in r["deleted"]:
@@ -440,9 +448,10 @@ COMMANDS = (
     Command(
         "system",
         cmd_system,
-        "df: disk used by images, layers, containers and volumes; prune: what is unused",
+        "df: disk used by images, layers, containers and volumes; prune: what is unused; "
+        "events, info",
         (),
-        (("words", REST, "df|prune [OPTIONS]"),),
+        (("words", REST, "df|prune|events|info [OPTIONS]"),),
     ),
     Command(
         "history",
@@ -471,7 +480,11 @@ SUBCOMMANDS = {
         "prune",
         cmd_prune,
         "remove images no container uses (untagged ones; -a: all)",
-        (Opt("-a", "--all", help="tagged images too"), Opt("-f", "--force", help="(no prompt)")),
+        (
+            Opt("-a", "--all", help="tagged images too"),
+            Opt("-f", "--force", help="(no prompt)"),
+            PRUNE_FILTER,
+        ),
     ),
 }
 

@@ -9,7 +9,7 @@ import time
 
 from boxd import _wirejson
 
-from ._args import APPEND, FLAG, ONE, REST, VALUE, Args, Command, Opt
+from ._args import APPEND, FLAG, ONE, PRUNE_FILTER, REST, VALUE, Args, Command, Opt, prune_filters
 from ._client import USAGE, Client, CliError, call, check
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -198,12 +198,7 @@ def cmd_container_prune(args: Args) -> int:
         )
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    filters: dict[str, list[str]] = {}
-    for spec in args.filter:  # the daemon reads and checks them (boxd._prune)
-        key, eq, value = spec.partition("=")
-        if not eq:
-            raise CliError(f"invalid --filter {spec!r}: use until=TIME, label=KEY[=VALUE]", USAGE)
-        filters.setdefault(key, []).append(value)
+    filters = prune_filters(args.filter)
     response = call(args.socket, {"type": "PruneRequest", "filters": filters})
     if response["removed"]:
         print("Deleted Containers:")
@@ -220,12 +215,7 @@ PRUNE = Command(
     "remove every stopped container",
     (
         Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),
-        Opt(
-            "--filter",
-            kind=APPEND,
-            metavar="KEY=VALUE",
-            help="until=TIME (created before), label=KEY[=VALUE], label!=KEY[=VALUE]",
-        ),
+        PRUNE_FILTER,
     ),
 )
 

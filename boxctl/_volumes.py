@@ -192,6 +192,17 @@ def _rm(args: Args) -> int:
     return status
 
 
+def _filters(specs: list[str]) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` words as Docker's filter object; the daemon checks them."""
+    found: dict[str, list[str]] = {}
+    for spec in specs:
+        key, eq, value = spec.partition("=")
+        if not eq:
+            raise CliError(f"invalid --filter {spec!r}: use until=TIME, label=KEY[=VALUE]", USAGE)
+        found.setdefault(key, []).append(value)
+    return found
+
+
 def _confirm(lines: str, force: bool) -> bool:
     if force:
         return True
@@ -204,7 +215,8 @@ def _prune(args: Args) -> int:
     warning = f"WARNING! This will remove {which} local volumes not used by at least one container."
     if not _confirm(warning, args.force):
         return 0
-    r = call(args.socket, {"type": "VolumePruneRequest", "all": args.all, "filters": args.filter})
+    request = {"type": "VolumePruneRequest", "all": args.all, "filters": _filters(args.filter)}
+    r = call(args.socket, request)
     if r["removed"]:
         print("Deleted Volumes:")
         for name in r["removed"]:
@@ -263,7 +275,9 @@ SUBCOMMANDS = (
         (
             Opt("-a", "--all", kind=FLAG, help="named volumes too"),
             Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),
-            Opt("--filter", kind=APPEND, metavar="label=...", help="label=K[=V], label!=K[=V]"),
+            Opt(
+                "--filter", kind=APPEND, metavar="KEY=VALUE", help="label=K[=V], label!=.., until="
+            ),
         ),
     ),
 )
@@ -302,15 +316,18 @@ def cmd_system_prune(args: Args) -> int:
     if not _confirm(warning, args.force):
         return 0
     reclaimed = 0
-    containers = call(args.socket, {"type": "PruneRequest"})
+    filters = _filters(args.filter)
+    containers = call(args.socket, {"type": "PruneRequest", "filters": filters})
     reclaimed += containers["reclaimed"]
     _section("Deleted Containers:", containers["removed"])
-    _section("Deleted Networks:", call(args.socket, {"type": "NetworkPruneRequest"})["removed"])
+    networks = call(args.socket, {"type": "NetworkPruneRequest", "filters": filters})
+    _section("Deleted Networks:", networks["removed"])
     if args.volumes:
-        volumes = call(args.socket, {"type": "VolumePruneRequest"})
+        volumes = call(args.socket, {"type": "VolumePruneRequest", "filters": filters})
         reclaimed += volumes["reclaimed"]
         _section("Deleted Volumes:", volumes["removed"])
-    images = call(args.socket, {"type": "PruneImagesRequest", "all": args.all})
+    request = {"type": "PruneImagesRequest", "all": args.all, "filters": filters}
+    images = call(args.socket, request)
     lines = [f"untagged: {t}" for t in images["untagged"]]
     lines += [f"deleted: {d}" for d in images["deleted"]]
     _section("Deleted Images:", lines)
@@ -334,7 +351,16 @@ SYSTEM_PRUNE = Command(
         Opt("-a", "--all", kind=FLAG, help="every unused image, not just dangling ones"),
         Opt("--volumes", kind=FLAG, help="unused anonymous volumes too"),
         Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),
+        Opt("--filter", kind=APPEND, metavar="KEY=VALUE", help="label=K[=V], label!=.., until="),
     ),
 )
 
-COMMANDS = (Command("volume", cmd_volume, "manage volumes", (), (("words", REST, "COMMAND ..."),)),)
+COMMANDS = (
+    Command(
+        "volume",
+        cmd_volume,
+        "manage volumes: create, ls, inspect, rm, prune",
+        (),
+        (("words", REST, "COMMAND ..."),),
+    ),
+)

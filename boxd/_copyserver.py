@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import posixpath
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -89,6 +88,7 @@ class Copier:
         start until the context ends."""
         async with self.sup.open_root(ref) as (c, root):
             st = await trio.to_thread.run_sync(_copy.stat_path, root, path, c.name)
+            self.sup.events.report("archive-path", c)
             send, receive = trio.open_memory_channel[bytes](2)
 
             def write() -> None:
@@ -140,7 +140,7 @@ class Copier:
                 )
 
             await trio.to_thread.run_sync(work)
-        self.sup.events.report("extract-to-dir", c, path=posixpath.normpath("/" + path))
+        self.sup.events.report("extract-to-dir", c)
 
 
 def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:

@@ -452,7 +452,10 @@ def read_entries(
     """
     _check_tail(tail)
     since_ns = None if since is None else _to_ns(since)
-    dir_fd = _open_dir(directory)
+    try:
+        dir_fd = _open_dir(directory)
+    except FileNotFoundError:  # a container never started has no log yet
+        return []
     try:
         fds = _snapshot(dir_fd, blocking=True) or []
     finally:
@@ -525,7 +528,10 @@ async def follow(
     ended = until_closed if callable(until_closed) else until_closed.is_set
     _check_tail(tail)
     since_ns = None if since is None else _to_ns(since)
-    dir_fd = _open_dir(directory)
+    try:
+        dir_fd = _open_dir(directory)
+    except FileNotFoundError:  # a container never started: nothing, as from Docker
+        return
     queue: list[_Cursor] = []
     try:
         queue.extend(_Cursor(fd) for fd in await _snapshot_async(dir_fd))

@@ -29,14 +29,17 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
-from ._records import Volume
 from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
+
+if TYPE_CHECKING:
+    from ._records import Volume
 
 __all__ = [
     "Image",
@@ -50,6 +53,17 @@ __all__ = [
     "read_container_file",
     "resolve_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Volume, on first use: boxd-runtime's create checks a command in a bundle without
+    # the container records (attrs classes, ~20 ms to import).
+    if name == "Volume":
+        from ._records import Volume
+
+        return Volume
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -496,6 +510,8 @@ def parse_volume(spec: str) -> Volume:
     if not os.path.isdir(host):
         raise ValueError(f"volume {spec!r}: host directory {host} does not exist")
     container = _container_path(container, f"volume {spec!r}: container path")
+    from ._records import Volume
+
     return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
 
 

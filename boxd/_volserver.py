@@ -4,12 +4,14 @@ handlers, for the native socket and the Engine API alike."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
+from . import _prune
 from ._volumes import VolumeInUse, VolumeRecord
 
 if TYPE_CHECKING:
@@ -45,7 +47,8 @@ class VolumeRemoveRequest:
 @attrs.frozen
 class VolumePruneRequest:
     all: bool = False  # named volumes too (else anonymous ones only, as Docker 23+)
-    filters: tuple[str, ...] = ()  # label=..., label!=...
+    # until, label, label! (boxd._prune), and all (Docker's: "true" is --all)
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -86,32 +89,24 @@ REQUESTS = (
 )
 
 LIST_FILTERS = ("dangling", "driver", "label", "name")
-PRUNE_FILTERS = ("label", "label!", "all")
 
 
 class Conn(Protocol):
     async def send(self, message: object) -> None: ...
 
 
-def parse_filters(specs: Sequence[str], known: Sequence[str]) -> dict[str, list[str]]:
-    """``KEY=VALUE`` words: a key given twice ORs its values; different keys AND."""
+def parse_filters(specs: Sequence[str]) -> dict[str, list[str]]:
+    """``volume ls``'s ``KEY=VALUE`` words: a key given twice ORs its values; different
+    keys AND."""
     filters: dict[str, list[str]] = {}
     for spec in specs:
         key, eq, value = spec.partition("=")
-        if not eq or key not in known:
-            names = ", ".join(k + "=" for k in known if not k.endswith("!"))
-            raise ValueError(f"invalid filter {spec!r}: use {names}")
+        if not eq or key not in LIST_FILTERS:
+            raise ValueError(f"invalid filter {spec!r}: use {'=, '.join(LIST_FILTERS)}=")
         if key == "dangling" and value not in ("true", "false", "1", "0"):
             raise ValueError(f"invalid filter 'dangling={value}': use true or false")
-        if key == "all" and value not in ("true", "false", "1", "0"):
-            raise ValueError(f"invalid filter 'all={value}': use true or false")
         filters.setdefault(key, []).append(value)
     return filters
-
-
-def _label(labels: dict[str, str], wanted: str) -> bool:
-    key, eq, value = wanted.partition("=")
-    return labels.get(key) == value if eq else key in labels
 
 
 def matches(info: VolumeInfo, filters: dict[str, list[str]]) -> bool:
@@ -122,14 +117,11 @@ def matches(info: VolumeInfo, filters: dict[str, list[str]]) -> bool:
             except re.error:
                 return value in info.name
         if key == "label":
-            return _label(info.labels, value)
-        if key == "label!":
-            return not _label(info.labels, value)
+            name, eq, wanted = value.partition("=")
+            return info.labels.get(name) == wanted if eq else name in info.labels
         if key == "driver":
             return value == info.driver
-        if key == "dangling":
-            return (not info.users) == (value in ("true", "1"))
-        return True  # all: a prune setting, not a test
+        return (not info.users) == (value in ("true", "1"))  # dangling
 
     return all(any(test(key, v) for v in values) for key, values in filters.items())
 
@@ -170,17 +162,22 @@ def remove(sup: Supervisor, name: str, *, force: bool = False) -> VolumeInfo | N
 
 
 async def prune(
-    sup: Supervisor, *, all: bool = False, filters: Sequence[str] = ()
+    sup: Supervisor, *, all: bool = False, filters: Mapping[str, tuple[str, ...]] | None = None
 ) -> tuple[list[str], int]:
     """Unused volumes: anonymous ones (and named ones with ``all``, or the filter
     ``all=true``) that match the filters; their names, and the bytes they held."""
-    wanted = parse_filters(filters, PRUNE_FILTERS)
-    every = all or any(v in ("true", "1") for v in wanted.pop("all", []))
+    wanted = dict(filters or {})
+    flags = wanted.pop("all", ())
+    for flag in flags:
+        if flag not in ("true", "false", "1", "0"):
+            raise ValueError(f"invalid filter 'all={flag}': use true or false")
+    only = _prune.parse(wanted, time.time())
+    every = all or any(flag in ("true", "1") for flag in flags)
     removed, reclaimed = [], 0
     for record in sup.volumes.list():
         if not (every or record.anonymous):
             continue
-        if sup.volume_users(record.name) or not matches(info(sup, record), wanted):
+        if sup.volume_users(record.name) or not only.selects(record.created_at, record.labels):
             continue
         size = await trio.to_thread.run_sync(sup.volumes.size, record.name)
         if sup.volume_users(record.name):  # a container took it meanwhile
@@ -201,7 +198,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         await conn.send(VolumeResponse(info(sup, record)))
 
     async def list_(conn: Conn, req: VolumeListRequest) -> None:
-        wanted = parse_filters(req.filters, LIST_FILTERS)
+        wanted = parse_filters(req.filters)
         found = (info(sup, r) for r in sup.volumes.list())
         await conn.send(VolumeListResponse(tuple(v for v in found if matches(v, wanted))))
 

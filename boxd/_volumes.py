@@ -33,7 +33,7 @@ import attrs
 from ._convert import ConversionError, structure, unstructure
 from ._images.archive import export_merged
 from ._images.unpack import unpack
-from ._mounts import check_volume_name
+from ._mounts import VOLUME_NAME_RE, check_volume_name
 from ._store import atomic_write
 
 log = logging.getLogger("boxd.volumes")
@@ -89,6 +89,8 @@ class Volumes:
         return self.dir / name / DATA
 
     def get(self, name: str) -> VolumeRecord:
+        if not VOLUME_NAME_RE.match(name):  # no path of the name leaves the store
+            raise NoSuchVolume(name)
         try:
             data = (self.dir / name / RECORD).read_bytes()
         except (FileNotFoundError, NotADirectoryError):

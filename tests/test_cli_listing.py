@@ -161,3 +161,13 @@ def test_logs_tail_until_and_details(daemon: Daemon) -> None:
     ):
         r = daemon.ctl("logs", *args, "l", check=False)
         assert r.returncode == 125 and message in r.stderr, r.stderr
+
+
+def test_system_events_and_info_are_aliases(daemon: Daemon) -> None:
+    cid = daemon.ctl("create", "--name", "ev", "default", "true").stdout.strip()
+    since = ("--since", "5m", "--until", "0s", "--filter", "container=ev")
+    assert daemon.ctl("system", "events", *since).stdout == daemon.ctl("events", *since).stdout
+    assert f"container create {cid}" in daemon.ctl("system", "events", *since).stdout
+    assert daemon.ctl("system", "info").stdout == daemon.ctl("info").stdout
+    r = daemon.ctl("system", "bogus", check=False)
+    assert r.returncode == 2 and "the commands are df, prune, events, info" in r.stderr

@@ -175,6 +175,15 @@ def test_container_prune_removes_only_stopped_containers(daemon: Daemon) -> None
     daemon.ctl("container", "rm", "-f", running)
 
 
+def test_logs_of_a_container_never_started(daemon: Daemon) -> None:
+    """Docker: nothing, exit 0 (it has no log yet), with or without -f."""
+    cid = daemon.ctl("create", "default", "echo", "hi").stdout.strip()
+    for follow in ((), ("-f",)):
+        r = daemon.ctl("logs", *follow, cid)
+        assert (r.stdout, r.stderr) == ("", "")
+    daemon.ctl("rm", cid)
+
+
 def test_container_prune_filters(daemon: Daemon) -> None:
     """Docker's prune filters: label=KEY[=VALUE], label!=KEY, until=TIME (created before)."""
     a = daemon.ctl("create", "-l", "tmp=a", "default", "true").stdout.strip()
@@ -197,6 +206,27 @@ def test_container_prune_filters(daemon: Daemon) -> None:
         assert r.returncode == 1 and words in r.stderr
     assert pruned("until=2000-01-01") == []  # an RFC 3339 date, long before
     assert pruned("until=0s") == [keep]  # a duration back from now
+
+
+def test_image_and_network_prune_filters(daemon: Daemon, tmp_path: Path) -> None:
+    """The same filters for `image prune` (until: the image's created time; its config's
+    labels) and `network prune` (until; networks carry no labels)."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "f").write_text("x")
+    tarball = tmp_path / "root.tar"
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
+    daemon.ctl("import", str(tarball), "pruned:1")
+    daemon.ctl("network", "create", "pn")
+    for keeping in ("until=2000-01-01", "label=team"):
+        assert daemon.ctl("image", "prune", "-a", "--filter", keeping).stdout == ""
+        assert daemon.ctl("network", "prune", "--filter", keeping).stdout == ""
+    r = daemon.ctl("image", "prune", "-a", "--filter", "label!=team", "--filter", "until=0s")
+    assert "untagged: docker.io/library/pruned:1" in r.stdout
+    assert daemon.ctl("network", "prune", "--filter", "until=0s").stdout == "pn\n"
+    r = daemon.ctl("network", "prune", "--filter", "until=", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: invalid until '': use a Unix time, a "
+                                        "duration (10m, 24h) or an RFC 3339 time\n")  # fmt: skip
 
 
 def test_update_keeps_what_it_is_not_given_and_changes_the_restart_policy(

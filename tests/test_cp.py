@@ -194,8 +194,23 @@ def test_bad_input_exits_1_and_writes_nothing(clean: Daemon, tmp_path: Path) -> 
     r = _cp(clean, "-", "c:/tmp", input=data.getvalue())
     assert r.returncode == 1 and "'../../evil.txt' points outside" in r.stderr
     assert _sh(clean, "c", "ls /tmp; test -e /evil.txt || echo none") == "file\nnone\n"
+    # boxctl never lets a file replace a directory or the other way round (Docker's CLI
+    # sends noOverwriteDirNonDir); the check comes before the first write.
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("first.txt"), io.BytesIO(b""))
+        tar.addfile(_dir_member("file"))
+    r = _cp(clean, "-", "c:/tmp", input=data.getvalue())
+    assert r.returncode == 1 and "cannot overwrite non-directory '/tmp/file'" in r.stderr
+    assert _sh(clean, "c", "ls /tmp") == "file\n"
     r = _cp(clean, "-", "c:/tmp", input=b"not a tar at all" * 100)
     assert r.returncode == 1 and "not a valid tar" in r.stderr
+
+
+def _dir_member(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
 
 
 def _mounts_below(path: Path) -> list[str]:
@@ -274,8 +289,10 @@ def test_hostile_symlinks_never_reach_the_host(clean: Daemon, tmp_path: Path, st
         "h",
         f"ln -s / /data; ln -s ../../../../../../{secret} /etc/evil; ln -s {secret} /abs;"
         f" mkdir /d; ln -s /etc /d/etclink; ln -s ../../../../.. /up; ln -s {target_dir} /hd;"
-        " echo inside > /etc/marker",
+        " echo inside > /etc/marker; ln -s ../../../../etc/passwd /etc/evil2",
     )
+    passwd = _sh(clean, "h", "cat /etc/passwd")
+    assert passwd != Path("/etc/passwd").read_text()
     if state == "stopped":
         clean.ctl("stop", "-t", "0", "h")
     out = tmp_path / "out"
@@ -283,6 +300,8 @@ def test_hostile_symlinks_never_reach_the_host(clean: Daemon, tmp_path: Path, st
         r = _cp(clean, "-L", src, str(out))
         assert r.returncode == 1 and "Could not find the file" in r.stderr, (src, r.stderr)
         assert not out.exists()
+    assert _cp(clean, "-L", "h:/etc/evil2", str(tmp_path / "pw")).returncode == 0
+    assert (tmp_path / "pw").read_text() == passwd  # the container's, not the host's
     r = _cp(clean, "h:/up/etc/marker", str(out))
     assert r.returncode == 0 and out.read_text() == "inside\n"
     assert _cp(clean, "-L", "h:/d/etclink/marker", str(tmp_path / "m2")).returncode == 0
@@ -393,6 +412,10 @@ def test_docker_cp_both_ways(clean: Daemon, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = _docker(clean, "cp", "d:/stopped.txt", str(tmp_path / "stopped.txt"))
     assert r.returncode == 0 and (tmp_path / "stopped.txt").read_text() == "hello\n"
+    # Docker's events for both directions.
+    r = clean.ctl("events", "--since", "10m", "--until", "0s", "--format", "json")
+    actions = [e["Action"] for e in map(json.loads, r.stdout.splitlines())]
+    assert {"extract-to-dir", "archive-path"} <= set(actions)
 
 
 def test_archive_endpoints_in_dockers_shape(clean: Daemon) -> None:

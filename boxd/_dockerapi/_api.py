@@ -15,6 +15,7 @@ import trio
 
 from .. import protocol
 from .._convert import ConversionError
+from .._images.archive import ArchiveError
 from .._images.registry import RegistryError
 from .._images.store import NoSuchImage
 from .._images.unpack import LayerError
@@ -75,7 +76,7 @@ def api_error(exc: BaseException) -> ApiError | None:
         if exc.exit_code == 126:
             return ApiError(400, f"{exc}: permission denied")
         return ApiError(500, str(exc))
-    if isinstance(exc, ConversionError | ValueError):
+    if isinstance(exc, ConversionError | ValueError | ArchiveError):
         return ApiError(400, str(exc))
     if isinstance(exc, OSError):
         return ApiError(500, str(exc))

@@ -427,7 +427,7 @@ def _resources(host: Fields) -> Resources:
         memory_swap=swap or None,
         cpus=cpus,
         cpu_shares=host.integer("CpuShares") or None,
-        pids_limit=pids if pids > 0 else None,
+        pids_limit=pids if pids > 0 else (-1 if pids < 0 else None),  # -1: no limit
         cpuset_cpus=host.text("CpusetCpus") or None,
     )
 

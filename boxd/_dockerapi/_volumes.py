@@ -39,7 +39,7 @@ def _filters(req: Request) -> tuple[str, ...]:
 
 
 async def volumes(api: Api, conn: HttpConnection, req: Request) -> None:
-    wanted = _volserver.parse_filters(_filters(req), _volserver.LIST_FILTERS)
+    wanted = _volserver.parse_filters(_filters(req))
     found = (_volserver.info(api.sup, r) for r in api.sup.volumes.list())
     rows = [shape(v) for v in found if _volserver.matches(v, wanted)]
     await conn.respond_json(200, {"Volumes": rows, "Warnings": []})
@@ -73,9 +73,8 @@ def _before_1_42(req: Request) -> bool:
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     """Unused anonymous volumes (``all=true``: named ones too); a client of API 1.41 or
     older gets every unused volume pruned, as Docker's daemon does for it."""
-    removed, reclaimed = await _volserver.prune(
-        api.sup, all=_before_1_42(req), filters=_filters(req)
-    )
+    filters = {k: tuple(v) for k, v in _shapes.parse_filters(req.arg("filters")).items()}
+    removed, reclaimed = await _volserver.prune(api.sup, all=_before_1_42(req), filters=filters)
     await conn.respond_json(200, {"VolumesDeleted": removed or None, "SpaceReclaimed": reclaimed})
 
 

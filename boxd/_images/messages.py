@@ -149,6 +149,7 @@ class HistoryResponse:
 @attrs.frozen
 class PruneImagesRequest:
     all: bool = False  # also tagged images no container uses (else: untagged ones)
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)  # until, label, label!
 
 
 @attrs.frozen

@@ -4,12 +4,13 @@ format (``--log-format json``: one ``{"level", "msg", "time"}`` object a line, w
 conmon and the shim read back); the exit code is then 1, as runc's.
 
 Every command is a new process, and conmon or the shim run several per container, so this
-module imports only what each command needs: ``start``, ``state``, ``kill`` and ``delete``
-(:mod:`._quick`) no Trio, attrs or cattrs; ``create`` and ``run`` the spec's records and
-the spawn path (:mod:`._runtime`), still without Trio.  Not argparse either (its import and
-parser building cost more than ``state`` itself): a table of runc's options per command,
-read as Go's flag package reads them (``--opt VALUE``, ``--opt=VALUE``, ``-opt``; options
-end at the first operand or ``--``).
+module imports only what each command needs: ``start``, ``state``, ``kill``, ``delete``,
+``list`` and ``ps`` (:mod:`._quick`) no Trio, attrs or cattrs; ``create``, ``run`` and
+``exec`` the spec's records and the spawn path (:mod:`._runtime`), still without Trio
+(``pause``, and a ``delete`` that must kill what is left in a cgroup, use it).  Not
+argparse either (its import and parser building cost more than ``state`` itself): a table
+of runc's options per command, read as Go's flag package reads them (``--opt VALUE``,
+``--opt=VALUE``, ``-opt``; options end at the first operand or ``--``).
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class UsageError(Exception):
     pass
 
 
+class Help(Exception):
+    """``--help`` (or ``-h``) where an option may be: the usage goes to stdout."""
+
+
 def _usage() -> str:
     lines = [USAGE, "", "An OCI runtime (runc's command line) on boxd's spawn path.", ""]
     for name, (help_, options, operands) in COMMANDS.items():
@@ -128,6 +133,8 @@ def _parse_options(
         if not word.startswith("-") or word == "-":
             break
         name, eq, value = word.lstrip("-").partition("=")
+        if name in ("help", "h"):
+            raise Help
         found = by_name.get(name)
         if found is None:
             raise UsageError(f"{where}: flag provided but not defined: {word.split('=')[0]}")
@@ -247,9 +254,9 @@ def _create_options(args: dict[str, Any]) -> _runtime.CreateOptions:
 def _ps(root: Root, args: dict[str, Any]) -> int:
     import subprocess
 
-    from . import _runtime
+    from . import _quick
 
-    pids = _runtime.container_pids(root, args["id"])
+    pids = _quick.procs(root.load(args["id"]))
     if args["format"] == "json":
         print(dumps(pids))
         return 0
@@ -275,9 +282,9 @@ def _ps(root: Root, args: dict[str, Any]) -> int:
 
 
 def _list(root: Root, args: dict[str, Any]) -> int:
-    from . import _runtime
+    from . import _quick
 
-    states = _runtime.list_states(root)
+    states = _quick.list_states(root)
     if args["quiet"]:
         for s in states:
             print(s["id"])
@@ -377,16 +384,17 @@ def _message(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else list(argv)
-    if words[:1] in (["--help"], ["-h"], ["help"]):
-        print(_usage())
-        sys.exit(0)
     if words[:1] in (["--version"], ["-v"], ["version"]):
+        from .. import __version__
         from ._state import OCI_VERSION
 
-        print(f"boxd-runtime\nspec: {OCI_VERSION}")
+        print(f"boxd-runtime version {__version__}\nspec: {OCI_VERSION}")
         sys.exit(0)
     try:
-        args = parse(words)
+        args = parse(["--help"] if words[:1] == ["help"] else words)
+    except Help:
+        print(_usage())
+        sys.exit(0)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         sys.exit(1)

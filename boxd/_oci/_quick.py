@@ -1,21 +1,18 @@
 """The commands that act on an existing container and that conmon and containerd's shim
-call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopped one),
-and the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
-these imports no Trio, attrs or cattrs (see :mod:`._cli`).  What needs more (deleting a
+call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopped one,
+or with ``--force`` of one whose init ends when killed), ``list``, the pids for ``ps``, and
+the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
+these imports no Trio, attrs or cattrs (see :mod:`._cli`), and each imports its own
+modules (_socket, signal): ``state`` needs neither.  What needs more (deleting a
 container that still runs, describing a failed exec) is in :mod:`._runtime`, imported then.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import select
-import signal
-import socket
 import time
 
-from .._signames import parse_signal
 from ._state import (
     NotFound,
     OciError,
@@ -91,17 +88,25 @@ def start(root: Root, cid: str) -> None:
             raise OciError(f"cannot start an already {status} container")
         run_hooks(hooks_of(saved, "startContainer"), "startContainer",
                   state_document(saved, "created"))  # fmt: skip
+        # socket.py's own C module: socket.py itself imports enum and selectors (~4 ms).
+        import _socket
+
         path = root.start_socket(cid)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             conn.connect(path)
             os.unlink(path)
             record = conn.recv(64)
+        finally:
+            conn.close()
         if record:
             from . import _runtime  # the record is the spawn path's: it describes it
 
             raise _runtime.start_failure(saved, record)
-    with contextlib.suppress(OciError):
+    try:
         run_hooks(hooks_of(saved, "poststart"), "poststart", state_document(saved, "running"))
+    except OciError:
+        return  # the container runs: a failed poststart hook is not start's failure
 
 
 # --- state -----------------------------------------------------------------------------------
@@ -117,6 +122,19 @@ def state(root: Root, cid: str) -> dict[str, Any]:
     return document
 
 
+def list_states(root: Root) -> list[dict[str, Any]]:
+    """``list``: each container's state as ``state`` shows it (owner: root)."""
+    out = []
+    for cid in root.ids():
+        try:
+            document = state(root, cid)
+        except (NotFound, OSError, ValueError):
+            continue  # being deleted, or its record cannot be read: not listed
+        document["owner"] = "root"
+        out.append(document)
+    return out
+
+
 # --- kill ------------------------------------------------------------------------------------
 
 
@@ -124,13 +142,18 @@ def procs(saved: Saved) -> list[int]:
     """Pids (in our pid namespace) of every process in the container's cgroup."""
     pids: set[int] = set()
     for d in saved["cgroup_dirs"]:
-        with contextlib.suppress(FileNotFoundError), open(os.path.join(d, "cgroup.procs")) as f:
-            pids.update(int(p) for p in f.read().split())
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids.update(int(p) for p in f.read().split())
+        except FileNotFoundError:
+            continue  # that hierarchy's directory is gone already
     return sorted(pids)
 
 
 def signal_init(saved: Saved, sig: int) -> bool:
     """Send ``sig`` to the init through a pidfd (so a reused pid never gets it)."""
+    import signal
+
     try:
         pidfd = os.pidfd_open(saved["pid"])
     except ProcessLookupError:
@@ -147,6 +170,8 @@ def signal_init(saved: Saved, sig: int) -> bool:
 
 
 def kill(root: Root, cid: str, signal_text: str, all_processes: bool) -> None:
+    from .._signames import parse_signal
+
     try:
         sig = parse_signal(signal_text)
     except ValueError as exc:
@@ -156,8 +181,10 @@ def kill(root: Root, cid: str, signal_text: str, all_processes: bool) -> None:
         raise OciError("container not running")
     if all_processes:
         for pid in procs(saved):
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
         return
     if not signal_init(saved, sig):
         raise OciError("container not running")
@@ -186,13 +213,18 @@ def delete(root: Root, cid: str, force: bool) -> bool:
         if force:
             return True
         raise
-    with contextlib.suppress(OciError):
+    try:
         run_hooks(hooks_of(saved, "poststop"), "poststop", state_document(saved, "stopped"))
+    except OciError:
+        return True  # deleted: a failed poststop hook does not undo that
     return True
 
 
 def _kill_init(saved: Saved) -> bool:
     """SIGKILL to the init; whether it ended within KILL_TIMEOUT."""
+    import select
+    import signal
+
     try:
         pidfd = os.pidfd_open(saved["pid"])
     except ProcessLookupError:
@@ -219,8 +251,10 @@ def _remove_cgroup(saved: Saved) -> bool:
             return False
         time.sleep(0.01)
     for d in saved["cgroup_made"]:
-        with contextlib.suppress(OSError):  # still holding another container's: stays
+        try:
             os.rmdir(d)
+        except OSError:
+            continue  # still holding another container's cgroup: it stays
     return True
 
 

@@ -25,17 +25,15 @@ import attrs
 
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
-from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnPlan, Stage
+from .._native import Namespace, RealNative, SpawnPlan, Stage
 from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
 from ._state import (
     OCI_VERSION,
-    NotFound,
     OciError,
     Root,
     alive,
     now,
-    rootfs_of,
     start_time_of,
     state_document,
     status_of,
@@ -118,9 +116,11 @@ def _send_console(console_socket: str, master: int) -> None:
         socket.send_fds(sock, [b"/dev/ptmx"], [master])
 
 
-def _placer(cgroup: Cgroup, maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
+def _placer(maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
+    """What is done to the new process while it waits (it places itself in its cgroup:
+    see :func:`_spawn`)."""
+
     def place(spawned: _native.Spawned) -> None:
-        cgroup.add(spawned.pid)
         if oom_score_adj is not None:
             Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(str(oom_score_adj))
         if maps is not None:
@@ -128,6 +128,14 @@ def _placer(cgroup: Cgroup, maps: tuple[str, str] | None, oom_score_adj: int | N
             Path(f"/proc/{spawned.pid}/gid_map").write_text(maps[1])
 
     return place
+
+
+def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
+    """Spawn ``plan`` in ``cgroup``: the process places itself (Cgroup.placement), which
+    spares the kernel's wait for an RCU grace period that moving it from here costs."""
+    with cgroup.placement() as (tasks, v2_dir):
+        placed = attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
+        return _native.start_blocking(RealNative(), placed, place)
 
 
 def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[Namespace]) -> None:
@@ -216,8 +224,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             assert spec.process is not None
             if spec.process.user.umask is not None:
                 os.umask(spec.process.user.umask)
-            place = _placer(cgroup, _translate.id_maps(spec), spec.process.oom_score_adj)
-            spawned = _native.start_blocking(RealNative(), plan, place)
+            place = _placer(_translate.id_maps(spec), spec.process.oom_score_adj)
+            spawned = _spawn(plan, cgroup, place)
         try:
             if spawned.console >= 0:
                 try:
@@ -269,11 +277,14 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
 
 
 def start_failure(saved: Saved, record: bytes) -> Exception:
-    """What ``start`` reports when the init's exec failed: its failure record described
+    """What ``start`` reports when the init's exec failed: its FAILED message described
     (``exec /bin/nope: No such file or directory``)."""
-    if len(record) != FAILURE_RECORD.size:
-        return OciError(f"start: a malformed failure record from the container: {record!r}")
-    stage, err, index = FAILURE_RECORD.unpack(record)
+    try:
+        kind, stage, err, index = _native.parse_message(record)
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind is not _native.Message.FAILED:
+        return OciError(f"start: a malformed failure message from the container: {record!r}")
     process = saved["config"].get("process") or {}
     plan = SpawnPlan(argv=tuple(process.get("args") or ["?"]), cwd=process.get("cwd") or "/")
     return _native.describe_failure(plan, Stage(stage), err, index)
@@ -347,7 +358,12 @@ def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
             host.validate(limits)
         except ValueError as exc:
             raise SpecError(f"--resources: {exc}") from None
-        host.open(saved["cgroup_name"]).update(limits)
+        cgroup = host.open(saved["cgroup_name"])
+        cgroup.update(limits)
+        dirs = list(cgroup.paths.values())
+        if dirs != saved["cgroup_dirs"]:  # a cpuset limit joined the cpuset hierarchy
+            saved["cgroup_dirs"] = dirs
+            root.save(saved)
 
 
 # --- exec ----------------------------------------------------------------------------------
@@ -410,10 +426,7 @@ def exec_(root: Root, cid: str, options: ExecOptions) -> int:
             keep_fds=options.preserve_fds,
             **fields,  # type: ignore[arg-type]
         )
-        cgroup = open_cgroup(saved)
-        spawned = _native.start_blocking(
-            RealNative(), plan, _placer(cgroup, None, process.oom_score_adj)
-        )
+        spawned = _spawn(plan, open_cgroup(saved), _placer(None, process.oom_score_adj))
     finally:
         os.close(pidfd)
     try:
@@ -472,33 +485,6 @@ def run(root: Root, cid: str, options: CreateOptions, *, detach: bool, keep: boo
 
 
 # --- list, ps, features --------------------------------------------------------------------
-
-
-def list_states(root: Root) -> list[dict[str, Any]]:
-    out = []
-    for cid in root.ids():
-        # One that is being deleted, or whose record cannot be read, is not listed.
-        with contextlib.suppress(NotFound, OSError, ValueError):
-            saved = root.load(cid)
-            status = status_of(root, saved)
-            out.append(
-                {
-                    "ociVersion": OCI_VERSION,
-                    "id": cid,
-                    "pid": saved["pid"] if status != "stopped" else 0,
-                    "status": status,
-                    "bundle": saved["bundle"],
-                    "rootfs": rootfs_of(saved),
-                    "created": saved["created"],
-                    "annotations": saved["config"].get("annotations") or {},
-                    "owner": "root",
-                }
-            )
-    return out
-
-
-def container_pids(root: Root, cid: str) -> list[int]:
-    return _quick.procs(root.load(cid))
 
 
 def features() -> dict[str, Any]:

@@ -17,7 +17,6 @@ interpreter's start (no Trio, attrs, cattrs or pathlib).
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import time
@@ -188,8 +187,10 @@ class Root:
         except FileNotFoundError:
             return
         for name in names:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(os.path.join(d, name))
+            except FileNotFoundError:
+                continue
         os.rmdir(d)
 
     def start_socket(self, cid: str) -> str:
