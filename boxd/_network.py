@@ -520,11 +520,11 @@ class Networks:
         interface at once (a stopped one gets it at its next start)."""
         config = container.config
         if config.network == "host" or ref == "host":
-            raise NetworkConflict(HOST_CONFLICT)
+            raise NetworkError(HOST_CONFLICT)
         if config.network.startswith("container:"):
-            raise NetworkConflict(SHARED_CONFLICT)
+            raise NetworkError(SHARED_CONFLICT)
         if config.network == "none" or ref == "none":
-            raise NetworkConflict(NONE_CONFLICT)
+            raise NetworkError(NONE_CONFLICT)
         for alias in aliases:
             check_name(alias)
         if ip:
@@ -558,7 +558,7 @@ class Networks:
         container loses its interface there at once.  Its address there is freed."""
         config = container.config
         if config.network == "host" or ref == "host":
-            raise NetworkConflict(HOST_CONFLICT)
+            raise NetworkError(HOST_CONFLICT)
         async with self._lock:
             net = await self._resolve(ref)
         joins = joined(config)

@@ -9,7 +9,9 @@ veth pair made in it to stand for one of the host's own addresses).
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -561,3 +563,82 @@ def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
         r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
         assert r.returncode == 125 and message in r.stderr, (args, r.stderr)
     netd.ctl("rm", "-f", "db")
+
+
+@pytest.mark.root
+def test_docker_api_network_connect(netd: Daemon) -> None:
+    """docker-py's ``Network.connect``/``disconnect`` and the docker CLI's ``network
+    connect``/``disconnect``: the endpoints in inspect's NetworkSettings.Networks, Docker's
+    errors and codes."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        net = client.networks.create("front", ipam=docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.66.0.0/24")]))  # fmt: skip
+        c = client.containers.run("default", ["sleep", "300"], detach=True, name="web")
+        net.connect(c, aliases=["www"])
+        c.reload()
+        nets = c.attrs["NetworkSettings"]["Networks"]
+        assert sorted(nets) == ["bridge", "front"]
+        assert nets["front"]["IPAddress"].startswith("10.66.0.") and nets["front"]["Aliases"]
+        with pytest.raises(docker.errors.APIError) as info:
+            net.connect(c)
+        assert info.value.status_code == 409 and "already exists" in str(info.value)
+        with pytest.raises(docker.errors.NotFound):
+            net.connect("nosuch")
+        net.disconnect(c, force=True)
+        c.reload()
+        assert sorted(c.attrs["NetworkSettings"]["Networks"]) == ["bridge"]
+        with pytest.raises(docker.errors.APIError) as info:
+            net.disconnect(c)
+        assert "is not connected to network front" in str(info.value)
+        # At rest: shown without an address until it starts, with the address it asked for.
+        later = client.containers.create("default", ["sleep", "300"], name="later")
+        net.connect(later, ipv4_address="10.66.0.77")
+        later.reload()
+        assert later.attrs["NetworkSettings"]["Networks"]["front"]["IPAddress"] == ""
+        later.start()
+        later.reload()
+        assert later.attrs["NetworkSettings"]["Networks"]["front"]["IPAddress"] == "10.66.0.77"
+        # Several networks at create (API 1.44's EndpointsConfig).
+        multi = client.api.create_container(
+            "default", ["sleep", "300"], name="multi",
+            networking_config=client.api.create_networking_config({
+                "bridge": client.api.create_endpoint_config(),
+                "front": client.api.create_endpoint_config(aliases=["m"]),
+            }),
+            host_config=client.api.create_host_config(network_mode="bridge"),
+        )  # fmt: skip
+        client.api.start(multi)
+        shown = client.api.inspect_container(multi)["NetworkSettings"]["Networks"]
+        assert sorted(shown) == ["bridge", "front"] and shown["front"]["Aliases"] == ["m"]
+        out = client.containers.run(
+            "default", ["cat", "/etc/resolv.conf"], remove=True,
+            dns=["192.0.2.9"], dns_search=["example.test"], dns_opt=["ndots:3"],
+        )  # fmt: skip
+        assert out.decode().splitlines() == [
+            "nameserver 192.0.2.9",
+            "search example.test",
+            "options ndots:3",
+        ]
+    finally:
+        client.close()
+
+    cli = shutil.which("docker")
+    if cli is not None:
+        env = {**os.environ, "DOCKER_HOST": f"unix://{netd.docker_socket}",
+               "DOCKER_CONFIG": str(netd.root.parent / "docker-config")}  # fmt: skip
+
+        def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [cli, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+            )
+
+        assert docker_cli("network", "connect", "--alias", "w2", "front", "web").returncode == 0
+        assert "front" in netd.inspect("web")["config"]["networks"][1]["network"]
+        r = docker_cli("network", "connect", "host", "web")
+        assert r.returncode == 1 and "connected to host network" in r.stderr
+        r = docker_cli("network", "disconnect", "front", "nosuch")
+        assert r.returncode == 1 and "No such container: nosuch" in r.stderr
+        assert docker_cli("network", "disconnect", "front", "web").returncode == 0
+    netd.ctl("rm", "-f", "web", "later", "multi")
