@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, daemon_cli, running_daemon
 
 from boxd import _netconfig, _nft
 from boxd._netconfig import PortSpec, parse_expose, parse_publish
@@ -642,3 +642,66 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
         assert r.returncode == 1 and "No such container: nosuch" in r.stderr
         assert docker_cli("network", "disconnect", "front", "web").returncode == 0
     netd.ctl("rm", "-f", "web", "later", "multi")
+
+
+def host_state(daemon: Daemon) -> dict[str, Any]:
+    """What the daemon's namespace holds: links (without counters), addresses, routes, the
+    whole nft ruleset, the conntrack table, and the default network's allocations."""
+    ns = daemon.netns
+
+    def ip_json(*args: str) -> Any:
+        # IPv4 (boxd's): a bridge's IPv6 link-local routes come and go with its carrier.
+        return json.loads(inside(ns, "ip", "-4", "-j", *args).stdout)
+
+    # Not operstate: a bridge's follows its ports a moment later (the kernel's linkwatch).
+    link_keys = ("ifname", "link_type", "address", "master", "mtu")
+    conntrack = inside(ns, "cat", "/proc/net/nf_conntrack", check=False)
+    return {
+        "links": sorted(
+            (tuple(str(link.get(k)) for k in link_keys) for link in ip_json("link", "show")),
+        ),
+        "addresses": sorted(
+            (a["ifname"], i["local"], i["prefixlen"])
+            for a in ip_json("addr", "show")
+            for i in a["addr_info"]
+        ),
+        # Without flags: "linkdown" follows the bridge's carrier too.
+        "routes": sorted(
+            json.dumps({k: v for k, v in r.items() if k != "flags"}, sort_keys=True)
+            for r in ip_json("route", "show", "table", "all")
+        ),
+        # Without handles: boxd's table is rebuilt whole, its rules numbered anew.
+        "ruleset": [
+            {kind: {k: v for k, v in body.items() if k != "handle"} for kind, body in i.items()}
+            for i in json.loads(inside(ns, "nft", "-j", "list", "ruleset").stdout)["nftables"]
+        ],
+        # Each entry without its countdown (the fifth field: seconds it has left).
+        "conntrack": sorted(
+            " ".join(words[:4] + words[5:])
+            for words in (line.split() for line in conntrack.stdout.splitlines())
+        )
+        if conntrack.returncode == 0
+        else None,
+        "allocations": json.loads(daemon.ctl("network", "inspect", "bridge").stdout)[0][
+            "containers"
+        ],
+    }
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_hundred_runs_leave_the_host_as_it_was(netd: Daemon) -> None:
+    """100 ``run --rm`` on the bridge with published ports (TCP and UDP, ephemeral host
+    ports), four at a time: the namespace's links, addresses, routes, nftables ruleset,
+    conntrack table and the address allocations are the same after as before (the bridge
+    and boxd's table made by a first run)."""
+    run = ("run", "--rm", "-p", "127.0.0.1::80", "-p", "81/udp", "default", "true")
+    netd.ctl(*run)
+    before = host_state(netd)
+    assert before["conntrack"] is not None, "no /proc/net/nf_conntrack in the namespace"
+    loop = f"for i in $(seq 25); do {daemon_cli(netd)} {' '.join(run)} || exit 1; done"
+    script = f"{loop} & {loop} & {loop} & {loop} & for j in 1 2 3 4; do wait -n || exit 1; done"
+    subprocess.run(["bash", "-c", script], check=True, timeout=600)
+    after = host_state(netd)
+    for key in before:
+        assert after[key] == before[key], key
