@@ -193,6 +193,10 @@ class Networks:
         self._names: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}  # net -> cid -> ...
         self._dns: dict[str, trio.CancelScope] = {}
         self._resolvers: dict[str, tuple[str, ...]] = {}  # container id -> its --dns
+        self._dirty: set[str] = set()  # networks whose record the writer task must write
+        self._wake = trio.Event()
+        self._writer = False
+        self._writing = trio.Lock()  # held while a record is written or unlinked
         self._lock = trio.Lock()
         self._table = False  # whether this daemon made its nftables table
         # ``container:NAME``: the running container NAME names, and its init's pid (set by
@@ -202,10 +206,37 @@ class Networks:
 
     # ---- records --------------------------------------------------------------------
 
-    def _save(self, net: Network) -> None:
+    def _write(self, net: Network, data: bytes) -> None:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps(unstructure(net), indent=1).encode()
         atomic_write(self.dir / f"{net.name}.json", data)
+
+    def _save(self, net: Network) -> None:
+        """Record ``net`` (atomically).  With a daemon running (a nursery), by the writer
+        task in a worker thread: a container's start and removal then wait for no fsync,
+        and many allocations coalesce into one write.  What a crash may lose is rebuilt
+        by :meth:`recover` from the containers' own records."""
+        if self.nursery is None:
+            self._write(net, json.dumps(unstructure(net), indent=1).encode())
+            return
+        self._dirty.add(net.name)
+        if not self._writer:
+            self._writer = True
+            self.nursery.start_soon(self._write_dirty)
+        self._wake.set()
+
+    async def _write_dirty(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._writing:
+            while self._dirty:
+                net = self._nets.get(self._dirty.pop())
+                if net is not None:
+                    data = json.dumps(unstructure(net), indent=1).encode()
+                    await trio.to_thread.run_sync(self._write, net, data)
 
     def _load(self) -> None:
         if not self.dir.is_dir():
@@ -332,8 +363,9 @@ class Networks:
         async with self._lock:
             await self._bring_down(net)
             del self._nets[net.name]
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.dir / f"{net.name}.json")
+            async with self._writing:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dir / f"{net.name}.json")
             await self._apply()
         return net
 
@@ -426,6 +458,12 @@ class Networks:
         (live restore) still uses it: :meth:`adopt` brings those back into the table."""
         self._load()
         in_use = {e.network for c in adopted for e in c.state.network.endpoints}
+        for c in adopted:  # an allocation the writer had not written when the daemon died
+            for e in c.state.network.endpoints:
+                net = self._nets.get(e.network)
+                if net is not None and net.allocations.get(c.id) != e.ip_address:
+                    net.allocations[c.id] = e.ip_address
+                    self._save(net)
         for net in self._nets.values():
             stale = [cid for cid in net.allocations if cid not in existing]
             for cid in stale:
@@ -450,6 +488,7 @@ class Networks:
     async def close(self) -> None:
         """At shutdown: the bridges and rules go, except those of containers that run on
         (live restore: the next daemon adopts them and their network)."""
+        await self._flush()
         for scope in self._dns.values():
             scope.cancel(reason="daemon stopping")
         self._dns.clear()
@@ -628,6 +667,19 @@ class _Link:
     address: str
     interface: str  # eth0, eth1, ... in the container
     host_link: str  # the veth's other end, a port of the network's bridge
+    host_index: int = 0  # its interface index, once plugged (never reused by another)
+
+
+async def _unplug(link: _Link) -> None:
+    """The host's end of ``link`` gone (by index; by name for one adopted from another
+    daemon); a failure is logged, never raised into the daemon's nursery."""
+    try:
+        if link.host_index:
+            await trio.to_thread.run_sync(_netlink.delete_index, link.host_index)
+        else:
+            await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
+    except Exception as exc:  # pyroute2's NetlinkError is no OSError
+        log.warning("could not remove %s: %s", link.host_link, exc)
 
 
 class Attachment:
@@ -767,7 +819,7 @@ class Attachment:
             # A spawn path that made no namespace (a test's fake): never touch the daemon's.
             raise OSError(f"process {pid} has no network namespace of its own to connect")
         net = link.net
-        await trio.to_thread.run_sync(
+        link.host_index = await trio.to_thread.run_sync(
             lambda: _netlink.plug(
                 pid,
                 host_name=link.host_link,
@@ -911,6 +963,11 @@ class Attachment:
                     nets._names.get(link.net.name, {}).pop(cid, None)
                 if had_ports:
                     await nets._apply()
-        # The host's ends go with the namespace; this covers a namespace kept alive.
+        # The host's ends go with the namespace, on the kernel's time; this covers a
+        # namespace kept alive (``container:NAME`` members), off the container's way out
+        # (by index: a next run's link of the same name is never the one deleted).
         for link in self.links:
-            await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
+            if nets.nursery is None:
+                await _unplug(link)
+            else:
+                nets.nursery.start_soon(_unplug, link)
