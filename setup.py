@@ -35,7 +35,10 @@ setup(
     ext_modules=[
         Extension(
             "sandbox_native",
-            sources=["sandbox_native/sandbox_native.c"],
+            # The Python glue, and the child side (between clone and exec) that does not
+            # include Python.h; spawn.h is the boundary between them.
+            sources=["sandbox_native/sandbox_native.c", "sandbox_native/child.c"],
+            depends=["sandbox_native/spawn.h"],
             extra_compile_args=CFLAGS,
             py_limited_api=True,
             define_macros=[("Py_LIMITED_API", "0x030B0000")],

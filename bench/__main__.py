@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from . import _env
-from ._cases import Bench
+from ._cases import BOXD_RUNTIME, Bench
 from ._report import Case, write
 
 NETNS_MARK = "BOXD_BENCH_NETNS"
 # The cases in the order they run: each is a method of Bench returning one Case or a list.
-CASES = ("start", "many", "listing", "memory", "output", "images", "network")
+CASES = ("start", "many", "listing", "memory", "output", "images", "oci", "network")
 
 
 def main() -> int:
@@ -100,8 +100,9 @@ def cleanup(bench: Bench) -> list[str]:
     for runtime, state, wrap in (
         ("crun", bench.crun_state, ["sh", str(_env.CGNS)]),
         ("runc", bench.runc_state, []),
+        ("boxd-runtime", bench.boxd_runtime_state, []),
     ):
-        path = bench.tools[runtime].path
+        path = BOXD_RUNTIME if runtime == "boxd-runtime" else bench.tools[runtime].path
         if not path or not state.exists():
             continue
         ids = subprocess.run(
@@ -115,9 +116,13 @@ def cleanup(bench: Bench) -> list[str]:
                 problems.append(f"{runtime} delete -f {cid}: {r.stderr.decode().strip()}")
     prefixes = ["bench-", "libpod"]
     try:
+        from boxd._oci._runtime import cgroup_location
+        from boxd._oci._state import Root
         from boxd._supervisor import cgroup_name
 
         prefixes += [cgroup_name(bench.daemon.root), cgroup_name(bench.work / "library-root")]
+        # boxd-runtime's group for our --root only: other runs' may be in use.
+        prefixes.append(cgroup_location(Root(str(bench.boxd_runtime_state)), "", "x", False)[1])
     except ImportError as exc:
         problems.append(f"boxd's cgroup names are unknown ({exc}): its cgroups may remain")
     problems += _env.remove_cgroups(tuple(prefixes))

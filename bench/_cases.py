@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import _env
+from . import _env, _oci
 from ._boxd import PY, Daemon
 from ._measure import concurrent, hyperfine, run_checked, sequential, shell_script
 from ._report import BASELINE, OURS, PEER, REFERENCE, Case
@@ -55,6 +55,7 @@ class Bench:
         self.daemon = Daemon(work)
         self.crun_state = work / "crun-state"
         self.runc_state = work / "runc-state"
+        self.boxd_runtime_state = work / "boxd-runtime-state"
         self.podman_dir = work / "podman"
         self._library: dict[str, Any] | None = None
         self.rootfs_error = ""
@@ -103,16 +104,19 @@ class Bench:
         cgns = ["sh", str(_env.CGNS)] if wrap else []
         return hyperfine(argv, runs=runs, work=self.work, wrap=cgns)
 
-    def oci(self, runtime: str) -> list[str]:
+    def runtime_path(self, runtime: str) -> str:
+        return BOXD_RUNTIME if runtime == "boxd-runtime" else self.tools[runtime].require()
+
+    def oci_run(self, runtime: str) -> list[str]:
         """``RUNTIME --root STATE run --bundle BUNDLE`` (the container id goes last)."""
         self.root()
         if self.bundle_error:
             raise RuntimeError(self.bundle_error)
         state = {"crun": self.crun_state, "runc": self.runc_state}.get(
-            runtime, self.work / "boxd-runtime-state"
+            runtime, self.boxd_runtime_state
         )
         return [
-            BOXD_RUNTIME if runtime == "boxd-runtime" else self.tools[runtime].require(),
+            self.runtime_path(runtime),
             "--root",
             str(state),
             "run",
@@ -259,24 +263,25 @@ class Bench:
             "library run+wait",
             OURS,
             lambda: self.library("start"),
-            note="open_supervisor, run, wait in one process (remove not timed)",
+            note="open_supervisor, run, wait in one process (remove not timed); --network none",
+        )
+        case.measure(
+            "library: the event loop's longest block",
+            OURS,
+            lambda: self.library("start_lag"),
+            metric="loop",
+            note="per run: the longest step of any Trio task (target: at most 1 ms)",
         )
         case.measure(
             "crun run",
             PEER,
-            lambda: self.hyperfine([*self.oci("crun"), "bench-crun"], runs=runs, wrap=True),
+            lambda: self.hyperfine([*self.oci_run("crun"), "bench-crun"], runs=runs, wrap=True),
             note="through cgns.sh (crun 1.8 refuses hybrid cgroups)",
         )
         case.measure(
             "runc run",
             PEER,
-            lambda: self.hyperfine([*self.oci("runc"), "bench-runc"], runs=runs),
-        )
-        case.measure(
-            "boxd-runtime run",
-            OURS,
-            lambda: self.hyperfine([*self.oci("boxd-runtime"), "bench-boxd"], runs=runs),
-            note="the OCI runtime on the runc bundle: create + start + wait + delete",
+            lambda: self.hyperfine([*self.oci_run("runc"), "bench-runc"], runs=runs),
         )
         case.measure(
             "bwrap --unshare-all",
@@ -290,19 +295,12 @@ class Bench:
             lambda: self.hyperfine([*self.podman_run("--rm"), "/bin/true"], runs=runs, wrap=True),
             note="podman + crun + conmon, --network none, through cgns.sh",
         )
-        for runtime, role in ((BOXD_RUNTIME, OURS), ("runc", PEER)):
-            name = "boxd-runtime" if runtime == BOXD_RUNTIME else runtime
-            case.measure(
-                f"podman --runtime {name} run --rm --rootfs",
-                role,
-                partial(self._podman_with, runtime, runs),
-                note="conmon, --network none, through cgns.sh",
-            )
         return case
 
-    def _podman_with(self, runtime: str, runs: int) -> list[float]:
-        argv = [*self.podman_run("--rm", runtime=runtime), "/bin/true"]
-        return self.hyperfine(argv, runs=runs, wrap=True)
+    # ---- 6. the OCI runtime (bench/_oci.py) ------------------------------------------
+
+    def oci(self) -> list[Case]:
+        return _oci.cases(self)
 
     # ---- 2. many ----------------------------------------------------------------------
 
@@ -332,13 +330,20 @@ class Bench:
             "library run+wait+remove", OURS, lambda: self.library(case.key), note=per + note
         )
         case.measure(
+            "library: the event loop's longest block",
+            OURS,
+            lambda: self.library(f"{case.key}_lag"),
+            metric="loop",
+            note="per repeat: the longest step of any Trio task (target: at most 1 ms)",
+        )
+        case.measure(
             "crun run",
             PEER,
-            lambda: timed(self.oci("crun"), ' "bench-crun-$i"', wrap=True),
+            lambda: timed(self.oci_run("crun"), ' "bench-crun-$i"', wrap=True),
             note=per,
         )
         case.measure(
-            "runc run", PEER, lambda: timed(self.oci("runc"), ' "bench-runc-$i"'), note=per
+            "runc run", PEER, lambda: timed(self.oci_run("runc"), ' "bench-runc-$i"'), note=per
         )
         case.measure("bwrap --unshare-all", PEER, lambda: timed(self.bwrap()), note=per)
         case.measure(

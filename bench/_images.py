@@ -114,7 +114,7 @@ def _unpack_ours(blobs: list[Path], work: Path) -> float:
         for i, blob in enumerate(blobs):
             (dest / str(i)).mkdir()
             with blob.open("rb") as f:
-                unpack(f, str(dest / str(i)))
+                unpack(f.read, str(dest / str(i)))
         return (time.perf_counter() - began) * 1000
     finally:
         shutil.rmtree(dest)
@@ -164,7 +164,7 @@ def image_cases(work: Path, rootfs: Path, boxctl: list[str], runs: int) -> list[
         "boxd unpack",
         OURS,
         lambda: [_unpack_ours(blobs, work) for _ in range(few)],
-        note="openat2(RESOLVE_IN_ROOT) per member, gzip in Python's zlib",
+        note="one pass: zlib, sha256, boxd's tar reader, a file per member",
     )
     unpack.measure("tar -xzf", BASELINE, lambda: [_unpack_tar(blobs, work) for _ in range(few)])
     with loopback_registry(work) as host:

@@ -1,7 +1,10 @@
 """boxd as a library, timed inside one Python process: ``python -m bench._library``.
 
 Run as a child of the bench so that a crash in the native code is a reported error, not the
-end of the run.  Prints one JSON object: per mode, milliseconds, or ``{"error": ...}``.
+end of the run.  Prints one JSON object: per mode, milliseconds, or ``{"error": ...}``; and
+per mode ``<mode>_lag``: the longest single step of any Trio task during each repeat (ms),
+which is how long the event loop was blocked at most: a start must not block it for more
+than 1 ms (issue #17).
 """
 
 from __future__ import annotations
@@ -18,9 +21,35 @@ import trio
 import boxd
 
 
+class LongestStep(trio.abc.Instrument):
+    """The longest task step since :meth:`take`: while one runs, no other task does."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._began = 0.0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._began = time.perf_counter()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.longest = max(self.longest, time.perf_counter() - self._began)
+
+    def take(self) -> float:
+        """Milliseconds of the longest step since the last call."""
+        longest, self.longest = self.longest, 0.0
+        return longest * 1000
+
+
+STEPS = LongestStep()
+
+
 def _config(image: str) -> boxd.ContainerConfig:
+    # No network: crun's bundle has a network namespace with only its loopback, as here.
     return boxd.ContainerConfig(
-        image=image, command=("/bin/true",), resources=boxd.Resources(memory=64 << 20)
+        image=image,
+        command=("/bin/true",),
+        resources=boxd.Resources(memory=64 << 20),
+        network="none",
     )
 
 
@@ -34,14 +63,18 @@ async def _one(sup: boxd.Supervisor, config: boxd.ContainerConfig) -> None:
         raise RuntimeError(f"/bin/true in container {c.id} exited {code}")
 
 
-async def _start(sup: boxd.Supervisor, config: boxd.ContainerConfig, runs: int) -> list[float]:
+async def _start(
+    sup: boxd.Supervisor, config: boxd.ContainerConfig, runs: int, lag: list[float]
+) -> list[float]:
     """Each run: run, wait (timed), then remove (not timed, as crun's delete is in its run)."""
     samples = []
     for _ in range(runs):
+        STEPS.take()
         t0 = time.perf_counter_ns()
         c = await sup.run(config)
         code = await sup.wait(c.id)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
+        lag.append(STEPS.take())
         await sup.remove(c.id)
         if code != 0:
             raise RuntimeError(f"/bin/true in container {c.id} exited {code}")
@@ -49,27 +82,31 @@ async def _start(sup: boxd.Supervisor, config: boxd.ContainerConfig, runs: int) 
 
 
 async def _sequential(
-    sup: boxd.Supervisor, config: boxd.ContainerConfig, count: int, repeats: int
+    sup: boxd.Supervisor, config: boxd.ContainerConfig, count: int, repeats: int, lag: list[float]
 ) -> list[float]:
     samples = []
     for _ in range(repeats):
+        STEPS.take()
         t0 = time.perf_counter_ns()
         for _ in range(count):
             await _one(sup, config)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
+        lag.append(STEPS.take())
     return samples
 
 
 async def _concurrent(
-    sup: boxd.Supervisor, config: boxd.ContainerConfig, count: int, repeats: int
+    sup: boxd.Supervisor, config: boxd.ContainerConfig, count: int, repeats: int, lag: list[float]
 ) -> list[float]:
     samples = []
     for _ in range(repeats):
+        STEPS.take()
         t0 = time.perf_counter_ns()
         async with trio.open_nursery() as nursery:
             for _ in range(count):
                 nursery.start_soon(_one, sup, config)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
+        lag.append(STEPS.take())
     return samples
 
 
@@ -85,15 +122,17 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     config = _config(args.image)
     async with boxd.open_supervisor(args.root) as sup:
         for mode in ("start", "sequential", "concurrent"):
+            lag: list[float] = []
             try:
                 if mode == "start":
-                    out[mode] = await _start(sup, config, args.runs)
+                    out[mode] = await _start(sup, config, args.runs, lag)
                 elif mode == "sequential":
-                    out[mode] = await _sequential(sup, config, args.sequential, args.repeats)
+                    out[mode] = await _sequential(sup, config, args.sequential, args.repeats, lag)
                 else:
-                    out[mode] = await _concurrent(sup, config, args.concurrent, args.repeats)
+                    out[mode] = await _concurrent(sup, config, args.concurrent, args.repeats, lag)
+                out[f"{mode}_lag"] = lag
             except* Exception as group:  # reported per mode; the other modes still run
-                out[mode] = {"error": _first_error(group)}
+                out[mode] = out[f"{mode}_lag"] = {"error": _first_error(group)}
         for c in sup.list(all=True):
             await sup.remove(c.id, force=True)
     return out
@@ -107,7 +146,7 @@ def main() -> None:
     p.add_argument("--sequential", type=int, required=True)
     p.add_argument("--concurrent", type=int, required=True)
     p.add_argument("--repeats", type=int, required=True)
-    json.dump(trio.run(_main, p.parse_args()), sys.stdout)
+    json.dump(trio.run(_main, p.parse_args(), instruments=[STEPS]), sys.stdout)
 
 
 if __name__ == "__main__":

@@ -229,3 +229,25 @@ class Command:
             words.clear()
         if words:
             raise fail(f"unexpected argument {words[0]!r}")
+
+
+def prune_filters(specs: list[str]) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` of the prune verbs, as Docker's filters (``label!=k`` is the
+    key ``label!``); the daemon reads and checks them (boxd._prune)."""
+    filters: dict[str, list[str]] = {}
+    for spec in specs:
+        key, eq, value = spec.partition("=")
+        if not eq:
+            raise CliError(
+                f"invalid --filter {spec!r}: use until=TIME, label=KEY[=VALUE], label!=KEY", USAGE
+            )
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+PRUNE_FILTER = Opt(
+    "--filter",
+    kind=APPEND,
+    metavar="KEY=VALUE",
+    help="until=TIME (created before), label=KEY[=VALUE], label!=KEY[=VALUE]",
+)

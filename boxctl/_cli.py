@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from boxd import _tmpfs as _tmpfs_options
 from boxd import _ulimits, _units, _wirejson
 
-from . import _files, _images, _verbs
+from . import _cp, _files, _images, _verbs, _volumes
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import USAGE, Client, CliError, call, check, print_json, socket_path
+from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
 from ._network import RUN_NETWORK_OPTIONS, published
 
@@ -19,14 +18,6 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
-
-
-def _volume(spec: str) -> dict[str, Any]:
-    try:
-        host, container, options = _units.split_volume(spec)
-    except ValueError as exc:
-        raise CliError(str(exc), USAGE) from None
-    return {"host": os.path.abspath(host), "container": container, **options}
 
 
 def _tmpfs(spec: str) -> str:
@@ -127,9 +118,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "interactive": args.interactive,
         "network": network,
         "userns": args.isolate_user,
-        "volumes": [_volume(v) for v in args.volume],
         "read_only": args.read_only,
-        "tmpfs": [_tmpfs(spec) for spec in args.tmpfs],
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -144,6 +133,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "cgroup_parent": args.cgroup_parent or "",
         **published(args),
     }
+    mounts = _volumes.run_mounts(args)
+    config.update(mounts, tmpfs=[_tmpfs(spec) for spec in args.tmpfs] + mounts["tmpfs"])
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
@@ -276,14 +267,14 @@ def _attached(
     args: Args,
     request: dict[str, Any],
     *,
-    stdin: bool,
-    tty_mode: bool,
+    stdin: bool = False,
+    tty_mode: bool = False,
     answered: Callable[[dict[str, Any]], None] | None = None,
     outputs: tuple[int, ...] = (1, 2),
 ) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached).
     ``answered`` gets the response before the stream starts; ``outputs`` are the streams
-    printed (stdout 1, stderr 2)."""
+    printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
@@ -294,6 +285,8 @@ def _attached(
         response = client.response()
         if answered is not None:
             answered(response)
+        if response["type"] == "AttachResponse":
+            stdin, tty_mode = response["stdin"], response["tty"]
         code = _attach.stream(
             client,
             stdin=stdin,
@@ -321,29 +314,29 @@ def parse_detach_keys(text: str) -> bytes:
     return bytes(keys)
 
 
-def _start_attached(args: Args, cid: str, *, stdin: bool, tty_mode: bool) -> int:
-    request = {"type": "StartRequest", "container": cid, "attach": True, "stdin": stdin}
-    return _attached(args, request, stdin=stdin, tty_mode=tty_mode)
+def _joining(kind: str, container: str, stdin: bool) -> dict[str, Any]:
+    """An attaching StartRequest or an AttachRequest.  The daemon answers with the
+    container's tty and interactive settings, or refuses a TTY whose input would be a pipe
+    or a file (Docker's client check, without asking for the container first)."""
+    return {
+        "type": kind,
+        "container": container,
+        "stdin": stdin,
+        "input_tty": not stdin or os.isatty(0),
+    }
 
 
 def cmd_start(args: Args) -> int:
     if args.attach:
         if len(args.containers) != 1:
             raise CliError("boxctl start: --attach takes exactly one container", USAGE)
-        c = _inspect(args.socket, args.containers[0])
-        cfg = c["config"]
-        stdin = args.interactive and cfg["interactive"]
-        _check_tty(stdin=stdin, tty_mode=cfg["tty"])
-        return _start_attached(args, c["id"], stdin=stdin, tty_mode=cfg["tty"])
+        request = _joining("StartRequest", args.containers[0], args.interactive)
+        return _attached(args, {**request, "attach": True})
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
 def cmd_attach(args: Args) -> int:
-    c = _inspect(args.socket, args.container)
-    stdin = not args.no_stdin and c["config"]["interactive"]
-    _check_tty(stdin=stdin, tty_mode=c["config"]["tty"])
-    request = {"type": "AttachRequest", "container": c["id"], "stdin": stdin}
-    return _attached(args, request, stdin=stdin, tty_mode=c["config"]["tty"])
+    return _attached(args, _joining("AttachRequest", args.container, not args.no_stdin))
 
 
 def cmd_exec(args: Args) -> int:
@@ -360,6 +353,7 @@ def cmd_exec(args: Args) -> int:
         "user": args.user or "",
         "tty": args.tty,
         "interactive": args.interactive,
+        "privileged": args.privileged,
     }
     if args.detach:  # Docker's exec -d: started, then left alone; its output goes nowhere
         call(args.socket, {**request, "tty": False, "interactive": False, "detach": True})
@@ -419,7 +413,13 @@ def cmd_rm(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "RemoveRequest", "container": ref, "force": args.force}
+            args.socket,
+            {
+                "type": "RemoveRequest",
+                "container": ref,
+                "force": args.force,
+                "volumes": args.volumes,
+            },
         ),
     )
 
@@ -435,96 +435,43 @@ def cmd_wait(args: Args) -> int:
     return status
 
 
-def _inspect(path: str, ref: str) -> dict[str, Any]:
-    container: dict[str, Any] = call(path, {"type": "InspectRequest", "container": ref})[
-        "container"
-    ]
-    return container
-
-
-def cmd_inspect(args: Args) -> int:
-    found, status = [], 0
-    for ref in args.containers:
-        try:
-            found.append(_inspect(args.socket, ref))
-        except CliError as exc:
-            print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
-    print_json(found)
-    return status
-
-
-def _ago(t: float | None) -> str:
-    if not t:
-        return ""
-    s = max(0, int(time.time() - t))
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size:
-            n = s // size
-            return f"{n} {unit}{'s' if n > 1 else ''}"
-    return f"{s} second{'s' if s != 1 else ''}"
-
-
-def status_text(c: dict[str, Any]) -> str:
-    """The STATUS column as Docker writes it: ``Up 2 minutes (Paused)``, ``Restarting (1)
-    3 seconds ago``, ``Exited (0) 5 seconds ago``, ``Created``."""
-    st = c["state"]
-    status = st["status"]
-    if status in ("running", "paused", "stopping"):
-        note = {"running": "", "paused": " (Paused)", "stopping": " (Stopping)"}[status]
-        return f"Up {_ago(st['started_at'])}{note}"
-    if status in ("exited", "stopped", "restarting"):
-        oom = " (OOM)" if st["oom_killed"] else ""
-        # Docker says Exited whether the process ended by itself or was stopped.
-        word = "Restarting" if status == "restarting" else "Exited"
-        return f"{word} ({st['exit_code']}){oom} {_ago(st['finished_at'])} ago"
-    return {"starting": "Starting", "removing": "Removal In Progress"}.get(status, "Created")
+def _tail(text: str | None) -> int | None:
+    """``--tail``/``-n``: a number of lines, or ``all`` (a negative number too, as Docker)."""
+    if text is None or text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise CliError(f"invalid --tail {text!r}: a number of lines or all", USAGE) from None
+    return n if n >= 0 else None
 
 
 def cmd_list(args: Args) -> int:
-    containers = call(args.socket, {"type": "ListRequest", "all": args.all})["containers"]
-    if args.quiet:
-        for c in containers:
-            print(c["id"][:12])
-        return 0
-    if args.format == "json":
-        print_json(containers)
-        return 0
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    for c in containers:
-        command = " ".join(c["config"]["command"])
-        if len(command) > 20:
-            command = command[:19] + "…"
-        image = c["config"]["image"]
-        rows.append(
-            (
-                c["id"][:12],
-                image,
-                _wirejson.dumps(command, ensure_ascii=False),
-                f"{_ago(c['created_at'])} ago",
-                status_text(c),
-                c["name"],
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    return 0
+    from . import _ps  # each verb imports what only it needs: boxctl's start stays short
+
+    return _ps.cmd_list(args)
+
+
+def cmd_inspect(args: Args) -> int:
+    from . import _inspect
+
+    return _inspect.cmd_inspect(args)
 
 
 def cmd_logs(args: Args) -> int:
-    since = None
-    if args.since:
-        since = _verbs.time_arg(args.since, "--since")
+    since = _verbs.time_arg(args.since, "--since") if args.since else None
+    until = _verbs.time_arg(args.until, "--until") if args.until else None
     with Client(args.socket) as client:
         client.request(
             {
                 "type": "LogsRequest",
                 "container": args.container,
-                "tail": args.tail,
+                "tail": _tail(args.tail),
                 "since": since,
+                "until": until,
                 "follow": args.follow,
                 "timestamps": args.timestamps,
+                "details": args.details,
             }
         )
         out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
@@ -602,15 +549,12 @@ def cmd_stats(args: Args) -> int:
 
 
 def cmd_update(args: Args) -> int:
-    res = _resources(args)
-    if not res:
-        raise CliError("boxctl update: give at least one limit to change", USAGE)
-    return _each(
-        args,
-        lambda ref: call(
-            args.socket, {"type": "UpdateRequest", "container": ref, "resources": res}
-        ),
-    )
+    request: dict[str, Any] = {"type": "UpdateRequest", "resources": _resources(args)}
+    if args.restart is not None:
+        request["restart"] = _restart(args.restart)
+    if not request["resources"] and args.restart is None:
+        raise CliError("boxctl update: give at least one limit or --restart", USAGE)
+    return _each(args, lambda ref: call(args.socket, {**request, "container": ref}))
 
 
 # ---- the command table ----------------------------------------------------------------
@@ -663,7 +607,7 @@ RUN_OPTIONS = (
         help="bridge (default), host, none or a network's name",
     ),
     *RUN_NETWORK_OPTIONS,
-    Opt("-v", "--volume", kind=APPEND, metavar="HOST:CTR[:ro]", help="bind a host path"),
+    *_volumes.RUN_OPTIONS,
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
@@ -741,6 +685,7 @@ COMMANDS = (
             ENV_FILE,
             Opt("-w", "--workdir", kind=VALUE, help="working directory inside"),
             Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
+            Opt("--privileged", help="every capability (the container's seccomp filter holds)"),
             *ATTACH_OPTIONS,
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),
@@ -763,18 +708,39 @@ COMMANDS = (
         (
             Opt("-a", "--all", help="include stopped containers"),
             Opt("-q", "--quiet", help="only ids"),
-            OUTPUT_FORMAT,
+            Opt(
+                "-f",
+                "--filter",
+                kind=APPEND,
+                metavar="KEY=VALUE",
+                help=("id, name, label, status, exited, ancestor, before, since"),
+            ),
+            Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Names}})"),
+            Opt("-n", "--last", kind=INT, default=None, help="the newest N, stopped included"),
+            Opt("-l", "--latest", help="the newest one, stopped included"),
+            Opt("-s", "--size", help="the bytes each one wrote"),
+            Opt("--no-trunc", help="do not shorten ids and commands"),
         ),
         aliases=("ps", "ls"),
     ),
     Command(
-        "inspect", cmd_inspect, "show containers' configuration and state as JSON", (), CONTAINERS
+        "inspect",
+        cmd_inspect,
+        "show containers (or images, networks) as docker inspect does",
+        (
+            Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
+            Opt("--type", kind=VALUE, help="container, image or network"),
+        ),
+        (("containers", SOME, "NAME|ID"),),
     ),
     Command(
         "remove",
         cmd_rm,
         "remove containers",
-        (Opt("-f", "--force", help="kill a running container first"),),
+        (
+            Opt("-f", "--force", help="kill a running container first"),
+            Opt("-v", "--volumes", help="remove its anonymous volumes too"),
+        ),
         CONTAINERS,
         aliases=("rm",),
     ),
@@ -784,15 +750,21 @@ COMMANDS = (
         cmd_logs,
         "show a container's output",
         (
-            Opt("--tail", kind=INT, help="only the last N lines"),
+            Opt("-n", "--tail", kind=VALUE, help="only the last N lines (or all)"),
             Opt("-f", "--follow", help="keep printing new output"),
             Opt("-t", "--timestamps", help="prefix lines with their time"),
-            Opt("--since", kind=VALUE, help="a Unix time or a duration (10s, 5m, 2h)"),
+            Opt("--since", kind=VALUE, help="from a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--until", kind=VALUE, help="up to a Unix or RFC 3339 time, or 10s/5m/2h ago"),
+            Opt("--details", help="show each line's log attributes"),
         ),
         (("container", ONE, "CONTAINER"),),
     ),
     Command(
-        "update", cmd_update, "change a container's resource limits", RESOURCE_OPTIONS, CONTAINERS
+        "update",
+        cmd_update,
+        "change a container's resource limits or restart policy",
+        (*RESOURCE_OPTIONS, Opt("--restart", kind=VALUE, help="the new restart policy")),
+        CONTAINERS,
     ),
     Command(
         "stats",
@@ -802,9 +774,11 @@ COMMANDS = (
         (("containers", ANY, "CONTAINER"),),
     ),
     *NETWORK_COMMANDS,
+    *_volumes.COMMANDS,
     *_images.COMMANDS,
     _images.IMAGE_COMMAND,
     *_verbs.COMMANDS,
+    *_cp.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )

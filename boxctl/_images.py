@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 import time
 
-from ._args import ANY, ONE, REST, SOME, VALUE, Args, Command, Opt
+from boxd import _human
+
+from ._args import ANY, ONE, PRUNE_FILTER, REST, SOME, VALUE, Args, Command, Opt, prune_filters
 from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -17,14 +19,6 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
 FINAL = ("Pull complete", "Already exists")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    raise AssertionError
 
 
 class _Progress:
@@ -44,7 +38,9 @@ class _Progress:
             width = 50
             done = min(width, width * frame["current"] // frame["total"])
             bar = "=" * max(done - 1, 0) + (">" if done else "") + " " * (width - done)
-            text = f"{status} [{bar}]  {_human(frame['current'])}/{_human(frame['total'])}"
+            text = (
+                f"{status} [{bar}]  {_human.size(frame['current'])}/{_human.size(frame['total'])}"
+            )
         if layer not in self.lines:
             self.order.append(layer)
             if self.tty:
@@ -151,7 +147,7 @@ def cmd_images(args: Args) -> int:
     for i in images:
         for tag in i["repo_tags"] or ["<none>:<none>"]:
             name, tag_part = _short_name(tag) if tag != "<none>:<none>" else ("<none>", "<none>")
-            rows.append((name, tag_part, i["id"][7:19], _ago(i["created"]), _human(i["size"])))
+            rows.append((name, tag_part, i["id"][7:19], _ago(i["created"]), _human.size(i["size"])))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
@@ -334,13 +330,17 @@ def cmd_df(args: Args) -> int:
         return 0
     size = r["images_size"]
     share = f" ({100 * r['images_reclaimable'] // size}%)" if size else ""
+    vsize = r["volumes_size"]
+    vshare = f" ({100 * r['volumes_reclaimable'] // vsize}%)" if vsize else ""
     rows = [
         ("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"),
-        ("Images", str(r["images"]), str(r["images_active"]), _human(size),
-         _human(r["images_reclaimable"]) + share),
+        ("Images", str(r["images"]), str(r["images_active"]), _human.size(size),
+         _human.size(r["images_reclaimable"]) + share),
         ("Layers", str(r["layers"]), "", "", ""),
         ("Containers", str(r["containers"]), str(r["containers_running"]),
-         _human(r["containers_size"]), ""),
+         _human.size(r["containers_size"]), ""),
+        ("Local Volumes", str(r["volumes"]), str(r["volumes_active"]),
+         _human.size(r["volumes_size"]), _human.size(r["volumes_reclaimable"]) + vshare),
     ]  # fmt: skip
     widths = [max(len(row[c]) for row in rows) for c in range(5)]
     for row in rows:
@@ -349,15 +349,27 @@ def cmd_df(args: Args) -> int:
 
 
 def cmd_system(args: Args) -> int:
-    if args.words[:1] != ["df"]:
-        raise CliError("boxctl system: the one command is df", 2)
-    sub = SYSTEM_DF.parse(args.words[1:], "boxctl system df")
-    sub.socket, sub.prog = args.socket, "boxctl system df"
-    return cmd_df(sub)
+    from ._cli import BY_NAME
+    from ._volumes import SYSTEM_PRUNE
+
+    # Docker's system group: its own df and prune, and events and info as aliases.
+    commands = {
+        "df": SYSTEM_DF,
+        "prune": SYSTEM_PRUNE,
+        **{n: BY_NAME[n] for n in ("events", "info")},
+    }
+    command = commands.get(args.words[0] if args.words else "")
+    if command is None:
+        raise CliError(f"boxctl system: the commands are {', '.join(commands)}", 2)
+    prog = f"boxctl system {command.name}"
+    sub = command.parse(args.words[1:], prog)
+    sub.socket, sub.prog = args.socket, prog
+    return command.handler(sub)
 
 
 def cmd_prune(args: Args) -> int:
-    r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all})
+    filters = prune_filters(args.filter)
+    r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all, "filters": filters})
     for tag in r["untagged"]:
         print(f"untagged: {tag}")
     for digest in r["deleted"]:
@@ -436,9 +448,10 @@ COMMANDS = (
     Command(
         "system",
         cmd_system,
-        "df: disk used by images, layers and containers",
+        "df: disk used by images, layers, containers and volumes; prune: what is unused; "
+        "events, info",
         (),
-        (("words", REST, "df [--format json]"),),
+        (("words", REST, "df|prune|events|info [OPTIONS]"),),
     ),
     Command(
         "history",
@@ -467,7 +480,11 @@ SUBCOMMANDS = {
         "prune",
         cmd_prune,
         "remove images no container uses (untagged ones; -a: all)",
-        (Opt("-a", "--all", help="tagged images too"), Opt("-f", "--force", help="(no prompt)")),
+        (
+            Opt("-a", "--all", help="tagged images too"),
+            Opt("-f", "--force", help="(no prompt)"),
+            PRUNE_FILTER,
+        ),
     ),
 }
 

@@ -17,7 +17,7 @@ Go templates are unmaintained, and Docker's users need exactly this subset.
 
 from __future__ import annotations
 
-import json
+from boxd import _wirejson
 
 from ._client import CliError
 
@@ -229,7 +229,7 @@ def _printf(fmt: str, *args: Any) -> str:
         elif verb in "feg" and isinstance(arg, int | float):
             out.append(f"%{flags}{verb}" % arg)
         elif verb == "q":
-            out.append(json.dumps(text_of(arg)))
+            out.append(_wirejson.dumps(text_of(arg), ensure_ascii=False))
         else:
             out.append(f"%{flags}s" % text_of(arg))
     return "".join(out)
@@ -256,9 +256,7 @@ def _truncate(value: Any, n: int) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(
-        None if value is MISSING else value, ensure_ascii=False, separators=(",", ":")
-    )
+    return _wirejson.dumps(None if value is MISSING else value, ensure_ascii=False)
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -314,6 +312,8 @@ class _Run:
         if isinstance(word, list):
             return self.pipe(word, dot)
         if word.startswith('"'):
+            import json  # only for quoted strings (json imports re and enum)
+
             try:
                 return json.loads(word)
             except ValueError:
@@ -443,14 +443,15 @@ class Template:
 
 
 def aligned(lines: list[str]) -> str:
-    """Tab-separated lines as Docker's tabwriter aligns them (three spaces of padding)."""
+    """Tab-separated lines as Docker's tabwriter aligns them: a column is its widest cell
+    plus three spaces, and at least ten wide."""
     rows = [line.split("\t") for line in lines]
     widths: dict[int, int] = {}
     for row in rows:
         for i, cell in enumerate(row[:-1]):
             widths[i] = max(widths.get(i, 0), len(cell))
     return "\n".join(
-        "".join(cell.ljust(widths[i] + 3) for i, cell in enumerate(row[:-1])) + row[-1]
+        "".join(cell.ljust(max(widths[i] + 3, 10)) for i, cell in enumerate(row[:-1])) + row[-1]
         for row in rows
     )
 

@@ -9,7 +9,7 @@ import time
 
 from boxd import _wirejson
 
-from ._args import APPEND, FLAG, ONE, REST, VALUE, Args, Command, Opt
+from ._args import APPEND, FLAG, ONE, PRUNE_FILTER, REST, VALUE, Args, Command, Opt, prune_filters
 from ._client import USAGE, Client, CliError, call, check
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -133,9 +133,27 @@ def _event_text(event: dict[str, Any]) -> str:
     return f"{stamp} container {event['action']} {event['id']} ({pairs})"
 
 
+def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as Docker's ``--format`` templates see it (Go's field names)."""
+    shape = _event_json(event)
+    return {
+        "Status": shape["status"],
+        "ID": shape["id"],
+        "From": shape["from"],
+        "Type": shape["Type"],
+        "Action": shape["Action"],
+        "Actor": shape["Actor"],
+        "Scope": shape["scope"],
+        "Time": shape["time"],
+        "TimeNano": shape["timeNano"],
+    }
+
+
 def cmd_events(args: Args) -> int:
-    if args.format not in (None, "json"):
-        raise CliError(f"invalid --format {args.format!r}: use json", USAGE)
+    from ._template import Template
+
+    # A bad template is refused before anything is asked of the daemon.
+    template = None if args.format in (None, "json") else Template(args.format)
     filters = _event_filter(args.filter)
     request: dict[str, Any] = {"type": "EventsRequest"}
     if args.since is not None:
@@ -151,11 +169,12 @@ def cmd_events(args: Args) -> int:
             check(frame)
             event = frame["event"]
             if _event_matches(event, filters):
-                line = (
-                    _event_text(event)
-                    if args.format != "json"
-                    else _wirejson.dumps(_event_json(event), separators=(", ", ": "))
-                )
+                if args.format == "json":
+                    line = _wirejson.dumps(_event_json(event), separators=(", ", ": "))
+                elif template is None:
+                    line = _event_text(event)
+                else:
+                    line = template.render(_event_fields(event))
                 print(line, flush=True)
 
 
@@ -179,7 +198,8 @@ def cmd_container_prune(args: Args) -> int:
         )
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    response = call(args.socket, {"type": "PruneRequest"})
+    filters = prune_filters(args.filter)
+    response = call(args.socket, {"type": "PruneRequest", "filters": filters})
     if response["removed"]:
         print("Deleted Containers:")
         for cid in response["removed"]:
@@ -193,7 +213,10 @@ PRUNE = Command(
     "prune",
     cmd_container_prune,
     "remove every stopped container",
-    (Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),),
+    (
+        Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),
+        PRUNE_FILTER,
+    ),
 )
 
 
@@ -227,7 +250,7 @@ COMMANDS = (
     Command(
         "events",
         cmd_events,
-        "follow containers' events (create, start, die, oom, destroy, rename, ...)",
+        "follow containers' events (create, start, kill, die, stop, destroy, exec_start, ...)",
         (
             Opt("--since", kind=VALUE, help="also the kept events since a time or duration"),
             Opt("--until", kind=VALUE, help="stop at this time"),
@@ -241,8 +264,8 @@ COMMANDS = (
             Opt(
                 "--format",
                 kind=VALUE,
-                metavar="json",
-                help="json: one object a line (default: Docker's text lines)",
+                metavar="FORMAT",
+                help="json (one object a line) or a Go template: '{{.Action}} {{.Actor.ID}}'",
             ),
         ),
     ),

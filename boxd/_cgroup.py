@@ -31,11 +31,10 @@ import math
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
-import trio
 
 from . import _devices
 
@@ -291,6 +290,13 @@ class CgroupHost:
         self._prefix = prefix
         # Directories this host made above containers' cgroups: removed once empty.
         self._made: set[Path] = {h.base for h in hierarchies} if owns_base else set()
+        # Hierarchies whose parent directories are made (and, on v2, their controllers
+        # enabled): done once per host, not per container.
+        self._prepared: set[Hierarchy] = set()
+        # False: each Cgroup.remove also removes the empty parents (boxd-runtime: one
+        # container per process).  True: they stay for the next container until
+        # :meth:`remove_parents` (a supervisor, when it closes).
+        self.keep_parents = False
 
     @classmethod
     def detect(
@@ -438,21 +444,44 @@ class CgroupHost:
                 if need:
                     _write(d / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(need)))
 
+    def joined(self, limits: Limits) -> list[Hierarchy]:
+        """The hierarchies a container with ``limits`` needs: those that carry a limit or
+        a counter boxd reads, the device allowlist, and the v2 one (cgroup.kill,
+        cgroup.freeze); not a v1 cpuset without a cpuset limit (:meth:`Cgroup.update`
+        joins it if one comes later), nor the v1 freezer beside a v2 hierarchy (whose
+        cgroup.freeze :meth:`Cgroup.freeze` uses)."""
+        optional = set()
+        if limits.cpuset_cpus is None:
+            optional.add("cpuset")
+        if any(h.version == 2 for h in self.hierarchies):
+            optional.add("freezer")
+        return [h for h in self.hierarchies if h.version == 2 or not h.controllers <= optional]
+
     def create(self, name: str, limits: Limits) -> Cgroup:
-        """Make the container's cgroup in every hierarchy and apply ``limits`` (call
-        :meth:`validate` first for the values).  Nothing is left behind on failure."""
+        """Make the container's cgroup in the hierarchies it needs (:meth:`joined`) and
+        apply ``limits`` (call :meth:`validate` first for the values).  Nothing is left
+        behind on failure."""
         _check_name(name)
         self._check_available(limits)
         if limits.pids_limit is None and "pids" in self.controllers():
             limits = attrs.evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
-        cg = Cgroup(self, name)
+        joined = self.joined(limits)
+        cg = Cgroup(self, name, joined)
         made: list[Path] = []
         v1_devices = self.controllers().get("devices") == "v1"
         try:
-            for h in self.hierarchies:
-                self._prepare(h)
+            for h in joined:
                 d = h.base / name
-                _mkdir(d)
+                if h not in self._prepared:
+                    self._prepare(h)
+                    self._prepared.add(h)
+                try:
+                    _mkdir(d)
+                except CgroupError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise
+                    self._prepare(h)  # a parent was removed since (remove_parents)
+                    _mkdir(d)
                 made.append(d)
                 if h.version == 1 and "cpuset" in h.controllers:
                     _copy_cpuset(d)
@@ -472,10 +501,11 @@ class CgroupHost:
         return cg
 
     def open(self, name: str) -> Cgroup:
-        """The cgroup of container ``name`` (which may be gone: reads then fail, and
-        :meth:`Cgroup.remove` does nothing)."""
+        """The cgroup of container ``name``, in the hierarchies where it exists (it may be
+        gone: reads then fail, and :meth:`Cgroup.remove` does nothing)."""
         _check_name(name)
-        return Cgroup(self, name)
+        found = [h for h in self.hierarchies if (h.base / name).is_dir()]
+        return Cgroup(self, name, found or self.hierarchies)
 
     def list_children(self) -> list[str]:
         """Names of the containers' cgroups on disk below our parent, in any hierarchy."""
@@ -514,10 +544,10 @@ def _copy_cpuset(d: Path) -> None:
 class Cgroup:
     """One container's cgroup, a directory in each hierarchy of its host."""
 
-    def __init__(self, host: CgroupHost, name: str) -> None:
+    def __init__(self, host: CgroupHost, name: str, hierarchies: list[Hierarchy]) -> None:
         self.name = name
         self._host = host
-        self._dirs = {h: h.base / name for h in host.hierarchies}
+        self._dirs = {h: h.base / name for h in hierarchies}
 
     @property
     def paths(self) -> dict[str, str]:
@@ -541,6 +571,38 @@ class Cgroup:
         for d in self._dirs.values():
             _write(d / "cgroup.procs", str(pid))
 
+    @contextlib.contextmanager
+    def placement(self) -> Iterator[tuple[tuple[tuple[int, str], ...], int]]:
+        """What a new process needs to place itself in this cgroup as it starts
+        (``SpawnPlan.cgroup_tasks`` and ``cgroup_dir``): each v1 hierarchy's ``tasks``
+        file opened for writing, with its path, and the v2 directory opened (-1: none).
+        Closed on exit; the spawned process holds its own copies by then.
+
+        Why not :meth:`add`: moving another process in v1 takes the kernel's global
+        cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period (1-20 ms
+        here, on the event loop's thread); a process writing "0" to ``tasks`` moves itself
+        without it, and clone3's CLONE_INTO_CGROUP creates it in the v2 cgroup."""
+        opened: list[int] = []
+        try:
+            tasks: list[tuple[int, str]] = []
+            v2 = -1
+            for h, d in self._dirs.items():
+                path = d / "tasks" if h.version == 1 else d
+                flags = os.O_WRONLY if h.version == 1 else os.O_RDONLY | os.O_DIRECTORY
+                try:
+                    fd = os.open(path, flags | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise CgroupError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
+                opened.append(fd)
+                if h.version == 1:
+                    tasks.append((fd, str(path)))
+                else:
+                    v2 = fd
+            yield tuple(tasks), v2
+        finally:
+            for fd in opened:
+                os.close(fd)
+
     def update(self, limits: Limits) -> None:
         """Apply the limits that are not None, all or none: memory first (the write that
         fails when usage is above the new limit), and on any failure the files already
@@ -554,6 +616,8 @@ class Cgroup:
                 undo.append((path, old))
 
         try:
+            if limits.cpuset_cpus is not None and self._dir("cpuset") is None:
+                self._join_cpuset()
             mem = self._dir("memory")
             if mem is not None:
                 if mem[1] == 1:
@@ -588,17 +652,43 @@ class Cgroup:
                     _write(path, old)
             raise
 
+    def _join_cpuset(self) -> None:
+        """A cpuset limit for a container made without one (:meth:`CgroupHost.joined`):
+        its cgroup in the v1 cpuset hierarchy, and its processes moved there."""
+        h = next((h for h in self._host.hierarchies if "cpuset" in h.controllers), None)
+        if h is None or h.version != 1:
+            return
+        d = h.base / self.name
+        if not d.is_dir():
+            self._host._prepare(h)
+            _mkdir(d)
+            _copy_cpuset(d)
+        self._dirs[h] = d
+        # Until none is left out: one forked meanwhile was born in its parent's old cpuset.
+        for _ in range(10):
+            inside = set(_read_opt(d / "cgroup.procs").split())
+            missing = [p for p in map(str, self.procs()) if p not in inside]
+            if not missing:
+                break
+            for pid in missing:
+                with contextlib.suppress(ProcessLookupError, CgroupError):
+                    _write(d / "cgroup.procs", pid)
+
     def procs(self) -> list[int]:
-        """Pids (in our pid namespace) of every process in the cgroup, any hierarchy."""
-        pids: set[int] = set()
-        for d in self._dirs.values():
-            pids.update(int(p) for p in _read_opt(d / "cgroup.procs").split())
-        return sorted(pids)
+        """Pids (in our pid namespace) of every process in the cgroup.  One hierarchy
+        tells: a process is in all of them once it runs, and joins the v2 one first (it is
+        born there), else the v1 ones in this order (Cgroup.placement, add)."""
+        first = self._v2() or next(iter(self._dirs.values()), None)
+        if first is None:
+            return []
+        return sorted(int(p) for p in _read_opt(first / "cgroup.procs").split())
 
     async def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Every process in the cgroup gets ``sig``; for SIGKILL, again until none is left
         (at most KILL_TIMEOUT seconds).  v2 ``cgroup.kill`` where the kernel has it (5.14),
         else freeze, signal each pid, thaw, so nothing forks past the list."""
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         v2 = self._v2()
         kill_file = v2 / "cgroup.kill" if v2 is not None else None
         with trio.move_on_after(KILL_TIMEOUT):
@@ -635,6 +725,8 @@ class Cgroup:
         """Freeze every process of the cgroup (``pause``); returns once the kernel says it
         is frozen.  CgroupError when the host has no freezer or the freeze does not
         complete within FREEZE_TIMEOUT (then it is thawed again)."""
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         freezer = self._freezer()
         if freezer is None:
             raise CgroupError(
@@ -659,6 +751,8 @@ class Cgroup:
             _write(freezer[0], freezer[2])
 
     async def _signal_frozen(self, sig: int) -> None:
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         freezer = self._freezer()
         if freezer is None:
             self._signal(sig)
@@ -673,6 +767,12 @@ class Cgroup:
         finally:
             _write(state, thawed)
 
+    def freeze_state(self) -> tuple[str, str] | None:
+        """(state file, its value while frozen) of the freezer :meth:`freeze` uses, or None
+        without one: for a reader of the state without this class (boxd-runtime)."""
+        freezer = self._freezer()
+        return None if freezer is None else (str(freezer[0]), freezer[1])
+
     def frozen(self) -> bool:
         """Whether the cgroup is frozen or being frozen (:meth:`freeze`)."""
         freezer = self._freezer()
@@ -686,6 +786,8 @@ class Cgroup:
     async def remove(self) -> None:
         """Kill what is left, remove the directories (children first), then the host's
         parents if now empty.  Idempotent: nothing happens when it is already gone."""
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
         if self.procs():
             await self.kill_all()
         # A killed process leaves its cgroups a moment after it is gone from cgroup.procs.
@@ -695,7 +797,8 @@ class Cgroup:
         left = [str(d) for d in self._dirs.values() if d.exists()]
         if left:
             log.warning("cgroup %s could not be removed: %s", self.name, left)
-        self._host.remove_parents()
+        if not self._host.keep_parents:
+            self._host.remove_parents()
 
     def _rmdir_all(self) -> bool:
         """One pass over every directory (sub-cgroups first); False if one is busy."""

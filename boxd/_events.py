@@ -1,5 +1,7 @@
-"""Container events, as Docker reports them: create, start, die (after oom when the OOM
-killer ended it), pause, unpause, destroy, rename, exec_start.
+"""Container events, as Docker reports them: create, start, die (with exitCode; after oom
+when the OOM killer ended it), pause, unpause and destroy are changes of phase; kill (with
+signal), stop, restart, rename, update, attach and exec_create, exec_start, exec_die (with
+execID, exitCode) are reported by the supervisor's verbs.
 
 The supervisor hands every container record it saves to :meth:`Events.observe` and every
 removal to :meth:`Events.removed`; the events are the changes of phase between two saves.
@@ -66,7 +68,7 @@ class Events:
             self._emit("die", c, exitCode=str(c.state.exit_code or 0))
 
     def report(self, action: str, c: Container, **attributes: str) -> None:
-        """An event that is no change of phase: rename, exec_start."""
+        """An event that is no change of phase: kill, stop, rename, exec_start, ..."""
         self._emit(action, c, **attributes)
 
     def removed(self, c: Container) -> None:

@@ -116,9 +116,9 @@ def check_unpause(name: str, phase: Status) -> None:
         raise Conflict(f"container {name} is not paused")
 
 
-def check_exec(name: str, phase: Status) -> None:
-    if phase is PAUSED:
-        raise _refuse(name, phase, "unpause it first")
+def check_exec(cid: str, name: str, phase: Status) -> None:
+    if phase is PAUSED:  # Docker's words
+        raise Conflict(f"Container {cid} is paused, unpause the container before exec")
     if phase not in (RUNNING, STOPPING):
         raise _refuse(name, phase, "exec needs a running container")
 

@@ -49,6 +49,7 @@ STREAMS = ("stdout", "stderr")
 _MAX_LINE = MAX_RECORD_DATA + 128
 
 _BLOCK = 64 * 1024
+_IOV_RECORDS = 256  # records per writev: three buffers each, under IOV_MAX (1024)
 _POLL_INTERVAL = 0.05
 _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)")
 _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
@@ -122,16 +123,25 @@ def _parse_record(line: bytes) -> LogEntry | None:
     return LogEntry(time_ns, stream.decode(), flag == b"P", data)
 
 
-def _pieces(data: bytes) -> Iterator[tuple[bool, bytes]]:
-    """(partial, piece) for each record that ``data`` becomes."""
-    *lines, rest = data.split(b"\n")
-    for line in lines:
-        last = max(len(line) - 1, 0) // MAX_RECORD_DATA * MAX_RECORD_DATA
-        for start in range(0, last, MAX_RECORD_DATA):
-            yield True, line[start : start + MAX_RECORD_DATA]
-        yield False, line[last:]
-    for start in range(0, len(rest), MAX_RECORD_DATA):
-        yield True, rest[start : start + MAX_RECORD_DATA]
+def _pieces(data: bytes) -> Iterator[tuple[bool, int, int]]:
+    """(partial, start, end) of each record that ``data`` becomes: positions, so that the
+    writer hands the kernel slices of ``data`` rather than copies."""
+    start = 0
+    size = len(data)
+    while start < size:
+        newline = data.find(b"\n", start)
+        end = size if newline < 0 else newline
+        # A line's last piece (even an empty one) ends it; a piece of a full line of exactly
+        # MAX_RECORD_DATA bytes is that last piece, not a partial followed by an empty one.
+        while end - start > MAX_RECORD_DATA:
+            yield True, start, start + MAX_RECORD_DATA
+            start += MAX_RECORD_DATA
+        if newline < 0:
+            if start < end:
+                yield True, start, end
+            return
+        yield False, start, end
+        start = end + 1
 
 
 def _open_dir(directory: Path) -> int:
@@ -186,16 +196,24 @@ class LogWriter:
             return
         time_ns = time.time_ns() if now is None else _to_ns(now)
         prefix = f"{format_time(time_ns)} {stream} ".encode()
-        batch = bytearray()
-        for partial, piece in _pieces(data):
-            record = b"".join((prefix, b"P " if partial else b"F ", piece, b"\n"))
-            pending = self._size + len(batch)
-            if pending and pending + len(record) > self._max_size:
-                self._write_through(batch)
-                batch.clear()
+        heads = {True: prefix + b"P ", False: prefix + b"F "}
+        # Written with writev in batches of slices of ``data``: no copy of the output in
+        # user space, one system call for up to _IOV_RECORDS records.
+        view = memoryview(data)
+        batch: list[bytes | memoryview] = []
+        pending = 0
+        for partial, start, end in _pieces(data):
+            length = len(prefix) + 3 + end - start
+            if self._size + pending and self._size + pending + length > self._max_size:
+                self._write_through(batch, pending)
+                batch, pending = [], 0
                 self._rotate()
-            batch += record
-        self._write_through(batch)
+            batch += (heads[partial], view[start:end], b"\n")
+            pending += length
+            if len(batch) >= 3 * _IOV_RECORDS:
+                self._write_through(batch, pending)
+                batch, pending = [], 0
+        self._write_through(batch, pending)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -211,11 +229,15 @@ class LogWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _write_through(self, data: bytes | bytearray) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._size += len(data)
+    def _write_through(self, buffers: list[bytes | memoryview], size: int) -> None:
+        if not size:
+            return
+        written = os.writev(self._fd, buffers)
+        if written < size:  # a short write (a full disk, a signal): the rest, one by one
+            rest = memoryview(b"".join(buffers))[written:]
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
+        self._size += size
 
     def _open_file(self) -> None:
         fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
@@ -232,7 +254,7 @@ class LogWriter:
         # A daemon that crashed mid-record left a torn line: end it, so that it stays one
         # bad record rather than swallowing the first good one.
         if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":
-            self._write_through(b"\n")
+            self._write_through([b"\n"], 1)
 
     def _rotate(self) -> None:
         fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
@@ -430,7 +452,10 @@ def read_entries(
     """
     _check_tail(tail)
     since_ns = None if since is None else _to_ns(since)
-    dir_fd = _open_dir(directory)
+    try:
+        dir_fd = _open_dir(directory)
+    except FileNotFoundError:  # a container never started has no log yet
+        return []
     try:
         fds = _snapshot(dir_fd, blocking=True) or []
     finally:
@@ -503,7 +528,10 @@ async def follow(
     ended = until_closed if callable(until_closed) else until_closed.is_set
     _check_tail(tail)
     since_ns = None if since is None else _to_ns(since)
-    dir_fd = _open_dir(directory)
+    try:
+        dir_fd = _open_dir(directory)
+    except FileNotFoundError:  # a container never started: nothing, as from Docker
+        return
     queue: list[_Cursor] = []
     try:
         queue.extend(_Cursor(fd) for fd in await _snapshot_async(dir_fd))
@@ -545,14 +573,19 @@ class OutputFormatter:
     piece and a space, as ``docker logs -t`` prints it.
     """
 
-    def __init__(self, *, timestamps: bool = False) -> None:
+    def __init__(self, *, timestamps: bool = False, details: bool = False) -> None:
         self._timestamps = timestamps
+        # docker logs --details: a line's log attributes and a space (boxd's lines have no
+        # attributes: the space alone, as Docker prints it for a container without any).
+        self._details = b" " if details else b""
         self._line_open = dict.fromkeys(STREAMS, False)
 
     def format(self, entry: LogEntry) -> bytes:
         prefix = b""
-        if self._timestamps and not self._line_open[entry.stream]:
-            prefix = format_time(entry.time_ns).encode() + b" "
+        if not self._line_open[entry.stream]:
+            if self._timestamps:
+                prefix = format_time(entry.time_ns).encode() + b" "
+            prefix += self._details
         self._line_open[entry.stream] = entry.partial
         return prefix + entry.data + (b"" if entry.partial else b"\n")
 

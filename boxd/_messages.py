@@ -12,11 +12,13 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
+from ._copymessages import REQUESTS as COPY_REQUESTS
 from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
 from ._netserver import REQUESTS as NETWORK_REQUESTS
-from ._records import Container, ContainerConfig, Resources
+from ._records import Container, ContainerConfig, Resources, RestartPolicy
+from ._volserver import REQUESTS as VOLUME_REQUESTS
 
 # ---- requests -------------------------------------------------------------------------
 
@@ -44,6 +46,9 @@ class StartRequest:
     # ending with an ExitFrame: the foreground ``boxctl run`` and ``start -a``.
     attach: bool = False
     stdin: bool = False
+    # False: the client's input is not a terminal, so taking it into a container's TTY is
+    # refused before anything starts (Docker's "the input device is not a TTY").
+    input_tty: bool = True
 
 
 @attrs.frozen
@@ -63,6 +68,7 @@ class RunRequest:
 class AttachRequest:
     container: str
     stdin: bool = True
+    input_tty: bool = True  # as StartRequest's
 
 
 @attrs.frozen
@@ -87,6 +93,7 @@ class KillRequest:
 class RemoveRequest:
     container: str
     force: bool = False
+    volumes: bool = False  # its anonymous volumes too (rm -v)
 
 
 @attrs.frozen
@@ -102,6 +109,9 @@ class UnpauseRequest:
 @attrs.frozen
 class ListRequest:
     all: bool = False
+    filters: tuple[str, ...] = ()  # KEY=VALUE, as ``ps --filter`` takes them
+    limit: int = 0  # the newest N (``ps -n``), stopped ones included
+    size: bool = False  # also the bytes each container wrote (``ps -s``)
 
 
 @attrs.frozen
@@ -121,12 +131,15 @@ class LogsRequest:
     since: float | None = None
     follow: bool = False
     timestamps: bool = False
+    until: float | None = None  # records up to this time; a follow ends there
+    details: bool = False  # each line after its attributes (none in boxd) and a space
 
 
 @attrs.frozen
 class UpdateRequest:
     container: str
-    resources: Resources
+    resources: Resources  # the limits given; None fields keep their values
+    restart: RestartPolicy | None = None
 
 
 @attrs.frozen
@@ -144,6 +157,7 @@ class ExecRequest:
     user: str = ""
     tty: bool = False
     interactive: bool = False
+    privileged: bool = False
     # Answered with an OkResponse once the process runs; no stream, the output is dropped.
     detach: bool = False
 
@@ -176,7 +190,10 @@ class EventsRequest:
 
 @attrs.frozen
 class PruneRequest:
-    """Remove every container at rest; answered with a PruneResponse."""
+    """Remove every container at rest that the filters select (Docker's ``until``,
+    ``label``, ``label!``: see :mod:`boxd._prune`); answered with a PruneResponse."""
+
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 # ---- client frames during a stream ----------------------------------------------------
@@ -212,6 +229,15 @@ class ErrorResponse:
 @attrs.frozen
 class OkResponse:
     pass
+
+
+@attrs.frozen
+class AttachResponse:
+    """The answer to an attaching StartRequest and to an AttachRequest: how to drive the
+    stream that follows, so that the client needs no InspectRequest first."""
+
+    tty: bool
+    stdin: bool  # input is taken: it was asked for and the container is interactive
 
 
 @attrs.frozen
@@ -263,6 +289,7 @@ class PruneResponse:
 @attrs.frozen
 class ListResponse:
     containers: tuple[Container, ...]
+    sizes: tuple[int, ...] = ()  # with ``size``: bytes in each one's writable layer
 
 
 @attrs.frozen
@@ -318,7 +345,9 @@ REQUESTS: dict[str, type[Any]] = {
         DiffRequest,
         EventsRequest,
         *NETWORK_REQUESTS,
+        *VOLUME_REQUESTS,
         *IMAGE_REQUESTS,
+        *COPY_REQUESTS,
     )
 }
 CLIENT_FRAMES: dict[str, type[Any]] = {

@@ -26,9 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-import trio
-
-from . import _shim
 
 
 class Namespace(enum.Enum):
@@ -52,7 +49,8 @@ JOINABLE = frozenset({Namespace.NET, Namespace.IPC, Namespace.UTS, Namespace.CGR
 
 
 class MountKind(enum.IntEnum):
-    """One step of the mount table, executed in order in the child before pivot_root.
+    """One step of the mount table, executed in order in the child before pivot_root
+    (mirrors SPAWN_MOUNT_KINDS in sandbox_native/spawn.h; tests/test_native_abi.py checks).
 
     ``target`` is a path inside the container.  The child resolves it inside the plan's
     rootfs (openat2 with RESOLVE_IN_ROOT: ``..`` and absolute symlinks stop at that root,
@@ -208,10 +206,16 @@ class SpawnPlan:
     ns_paths: tuple[tuple[Namespace, str], ...] = ()
     # Not None: the container's parent is a boxd-shim, not the caller (no join_pidfd).
     shim: ShimSpec | None = None
+    # The container's cgroups (:meth:`boxd._cgroup.Cgroup.placement`), which the process
+    # places itself in: (fd, path) of each v1 hierarchy's ``tasks`` file, opened for
+    # writing, to which it writes "0" before anything else; the v2 directory's fd, which
+    # clone3 creates it in (CLONE_INTO_CGROUP).  With join_pidfd the intermediate does it.
+    cgroup_tasks: tuple[tuple[int, str], ...] = ()
+    cgroup_dir: int = -1
 
 
 class Stage(enum.IntEnum):
-    """Where a child failed before exec; mirrors enum stage in sandbox_native.c."""
+    """Where a child failed before exec; mirrors SPAWN_STAGES in sandbox_native/spawn.h."""
 
     SYNC = 1
     SIGNALS = 2
@@ -239,6 +243,18 @@ class Stage(enum.IntEnum):
     CONSOLE = 24  # opening the terminal in the container's devpts, or sending its master
     START = 25  # waiting for the OCI runtime's `start` (start_fd)
     SHIM = 26  # making the shim's socket, or exec of boxd-shim
+    CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it
+
+
+class Message(enum.IntEnum):
+    """The kind of a message on the sync socket (SYNC_MESSAGE); mirrors SPAWN_MESSAGES in
+    sandbox_native/spawn.h.  End of file means the exec happened."""
+
+    RELEASE = 1  # parent -> child: go on (the id-mapped trees attached)
+    FAILED = 2  # child -> parent: (stage, errno, index), then it exits
+    CONSOLE = 3  # child -> parent: the terminal's master attached
+    WAITING = 4  # child -> parent: set up, waiting for the OCI runtime's `start`
+    STARTED = 5  # shim intermediate -> parent: the container's pid, its pidfd attached
 
 
 @attrs.frozen
@@ -270,12 +286,16 @@ class SpawnError(OSError):
         return (SpawnError, (self.stage, self.errno or 0, self.what, self.filename))
 
 
-# The records the child writes on sync_fd: stage, errno, index (native endian) for a
-# failure; (CONSOLE_RECORD, 0, 0) with the console's master attached (SCM_RIGHTS);
-# (-1, 0, 0) when the child waits for start_fd.
-FAILURE_RECORD = struct.Struct("=iii")
-CONSOLE_MARK = struct.pack("=i", 0)
-WAITING_RECORD = FAILURE_RECORD.pack(-1, 0, 0)
+# struct sync_msg of spawn.h (native endian): kind (Message), stage, errno, value.
+SYNC_MESSAGE = struct.Struct("=iiii")
+
+
+def parse_message(data: bytes) -> tuple[Message, int, int, int]:
+    """One message from the child: (kind, stage, errno, value)."""
+    if len(data) != SYNC_MESSAGE.size:
+        raise RuntimeError(f"spawn: a message of {len(data)} bytes from the child: {data!r}")
+    kind, stage, err, value = SYNC_MESSAGE.unpack(data)
+    return Message(kind), stage, err, value
 
 
 def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> SpawnError:
@@ -307,6 +327,9 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"start {plan.shim.program}", plan.shim.program)
     if stage == Stage.PIVOT:
         return SpawnError(stage, err, f"pivot_root {plan.rootfs}", plan.rootfs)
+    if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
+        path = plan.cgroup_tasks[index][1]
+        return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)
     return SpawnError(stage, err, stage.name.lower().replace("_", " "))
 
 
@@ -462,6 +485,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "shim_argv": ()
         if plan.shim is None
         else tuple(_check_text("shim argv item", a) for a in plan.shim.argv),
+        "cgroup_tasks": tuple(fd for fd, _ in plan.cgroup_tasks),
+        "cgroup_dir": plan.cgroup_dir,
     }
 
 
@@ -512,7 +537,9 @@ class RealNative:
     def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
         sock = socket.socket(fileno=spawned.sync_fd)
         try:
-            socket.send_fds(sock, [b"\x01"], list(trees))
+            socket.send_fds(sock, [SYNC_MESSAGE.pack(Message.RELEASE, 0, 0, 0)], list(trees))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it failed before it waited (joining its cgroups): its message is next
         finally:
             sock.detach()
 
@@ -522,7 +549,9 @@ class FakeNative:
     """A recording fake for tests without root: it runs ``plan.argv`` as a plain host
     process (no namespaces, mounts, identity or limits; stdio and env only, and no shim: the
     process is the caller's child), or, when ``failure`` is set, makes the spawn fail with
-    that (stage, errno, index) record."""
+    that (stage, errno, index) record.  It places the process in the plan's cgroups as the
+    kernel would, by writing its pid to ``cgroup.procs`` beside each ``tasks`` file and in
+    the v2 directory (a fake cgroup tree's files)."""
 
     plans: list[SpawnPlan] = attrs.field(factory=list)
     released: list[Spawned] = attrs.field(factory=list)
@@ -540,12 +569,18 @@ class FakeNative:
                 if fd >= 0
             ]
             if self.failure is not None:
-                child.send(FAILURE_RECORD.pack(*self.failure))
+                child.send(SYNC_MESSAGE.pack(Message.FAILED, *self.failure))
                 argv, actions = ["/bin/sh", "-c", "exit 127"], []
             pid = os.posix_spawnp(
                 argv[0], argv, dict(_env_items(plan.env)), file_actions=actions, setsid=True
             )
             pidfd = os.pidfd_open(pid)
+            dirs = [os.path.dirname(path) for _, path in plan.cgroup_tasks]
+            if plan.cgroup_dir >= 0:
+                dirs.append(os.readlink(f"/proc/self/fd/{plan.cgroup_dir}"))
+            for d in dirs:
+                with open(os.path.join(d, "cgroup.procs"), "a") as procs:
+                    procs.write(f" {pid}")
             return Spawned(pid=pid, pidfd=pidfd, sync_fd=parent.detach())
 
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:
@@ -574,6 +609,8 @@ async def start(
     exec'd).  Returns the :class:`Spawned` whose ``pidfd`` the caller now owns (``sync_fd``
     is closed); raises :class:`SpawnError` if the child failed before exec.  On any error
     or cancellation the child is killed and reaped and both fds are closed."""
+    import trio  # here: boxd-runtime's create uses this module without Trio (start_blocking)
+
     spawned = native.spawn(plan)
     held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:
@@ -592,12 +629,13 @@ async def start(
             native.release(spawned, held)
             while True:
                 await trio.lowlevel.wait_readable(spawned.sync_fd)
-                record, fds = _receive(spawned.sync_fd)
+                data, fds = _receive(spawned.sync_fd)
                 held.extend(fds)
-                if not _is_console(record):
+                message = parse_message(data) if data else None
+                if message is None or message[0] is not Message.CONSOLE:
                     break
                 if len(fds) != 1 or spawned.console >= 0:
-                    raise RuntimeError("spawn: a console record without exactly one master")
+                    raise RuntimeError("spawn: a console message without exactly one master")
                 held.remove(fds[0])
                 spawned = attrs.evolve(spawned, console=fds[0])
         except BaseException:
@@ -610,27 +648,28 @@ async def start(
         for fd in held:
             os.close(fd)
     os.close(spawned.sync_fd)
-    if not record or record == WAITING_RECORD:
+    if message is None or message[0] is Message.WAITING:
         return spawned
     if spawned.console >= 0:
         os.close(spawned.console)
     with trio.CancelScope(shield=True):
         await _reap(spawned, plan)
-    if len(record) != FAILURE_RECORD.size:
-        raise RuntimeError(f"spawn: short failure record {record!r}")
-    stage, err, index = FAILURE_RECORD.unpack(record)
-    raise describe_failure(plan, Stage(stage), err, index)
+    raise _failure(plan, message)
 
 
-def _is_console(record: bytes) -> bool:
-    return len(record) == FAILURE_RECORD.size and record[:4] == CONSOLE_MARK
+def _failure(plan: SpawnPlan, message: tuple[Message, int, int, int]) -> Exception:
+    """The error of the last message of a child that did not exec (FAILED, described)."""
+    kind, stage, err, index = message
+    if kind is not Message.FAILED:
+        return RuntimeError(f"spawn: an unexpected {kind.name} message from the child")
+    return describe_failure(plan, Stage(stage), err, index)
 
 
 def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
-    """One record from the child and the fds that came with it (b"": it has exec'd)."""
+    """One message from the child and the fds that came with it (b"": it has exec'd)."""
     sock = socket.socket(fileno=sync_fd)
     try:
-        record, fds, _, _ = socket.recv_fds(sock, FAILURE_RECORD.size, 1, socket.MSG_CMSG_CLOEXEC)
+        record, fds, _, _ = socket.recv_fds(sock, SYNC_MESSAGE.size, 1, socket.MSG_CMSG_CLOEXEC)
     finally:
         sock.detach()
     return record, fds
@@ -646,7 +685,63 @@ async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:
 async def _reap(spawned: Spawned, plan: SpawnPlan) -> None:
     """Wait for the child's end (it was killed or failed) and reap it, or have its shim
     reap it and end the shim."""
+    from . import _shim  # Trio's: see start()
+
     if plan.shim is not None and spawned.shim_pidfd >= 0:
         await _shim.end_unheld(spawned.pidfd, spawned.shim_pidfd, Path(plan.shim.directory))
         return
     await _shim.reap_child(spawned.pidfd)
+
+
+def start_blocking(
+    native: Native, plan: SpawnPlan, prepare: Callable[[Spawned], None] | None = None
+) -> Spawned:
+    """:func:`start` for a program without an event loop (``boxd-runtime``, one short
+    process per command, which would spend most of its time importing Trio): the same
+    steps, waiting in blocking calls.  Plans with id-mapped trees or a shim need
+    :func:`start`."""
+    if plan.id_mapped or plan.shim is not None:
+        raise ValueError("start_blocking: id-mapped trees and shims need start()")
+    spawned = native.spawn(plan)
+    held: list[int] = []
+    try:
+        try:
+            if prepare is not None:
+                prepare(spawned)
+            native.release(spawned)
+            while True:
+                data, fds = _receive(spawned.sync_fd)  # a blocking socket: waits
+                held.extend(fds)
+                message = parse_message(data) if data else None
+                if message is None or message[0] is not Message.CONSOLE:
+                    break
+                if len(fds) != 1 or spawned.console >= 0:
+                    raise RuntimeError("spawn: a console message without exactly one master")
+                held.remove(fds[0])
+                spawned = attrs.evolve(spawned, console=fds[0])
+        except BaseException:
+            if spawned.console >= 0:
+                os.close(spawned.console)
+            os.close(spawned.sync_fd)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
+            _reap_blocking(spawned.pidfd)
+            raise
+    finally:
+        for fd in held:
+            os.close(fd)
+    os.close(spawned.sync_fd)
+    if message is None or message[0] is Message.WAITING:
+        return spawned
+    if spawned.console >= 0:
+        os.close(spawned.console)
+    _reap_blocking(spawned.pidfd)
+    raise _failure(plan, message)
+
+
+def _reap_blocking(pidfd: int) -> None:
+    """Wait for the caller's child behind ``pidfd`` to end, reap it, close ``pidfd``."""
+    try:
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    finally:
+        os.close(pidfd)

@@ -109,8 +109,10 @@ def delete_index(index: int) -> None:
 
 
 def link_names() -> set[str]:
-    with _route() as ipr:
-        return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    """The names of the links of the daemon's namespace.  The C library asks netlink
+    itself: a daemon that starts no container on a network never imports pyroute2 (~11 MB
+    of its memory)."""
+    return {name for _, name in socket.if_nameindex()}
 
 
 def routed_networks(skip: set[str]) -> list[tuple[ipaddress.IPv4Network, str]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from . import _prune
 from ._network import joined
 
 if TYPE_CHECKING:
@@ -38,7 +40,8 @@ class NetworkRemoveRequest:
 
 @attrs.frozen
 class NetworkPruneRequest:
-    pass
+    # until, label, label! (boxd._prune); networks have no labels: label= selects none
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -150,10 +153,11 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         net = await sup.networks.remove(req.network, lambda name: _users(sup, name))
         await conn.send(NetworkResponse(_info(sup, net)))
 
-    async def prune(conn: Conn, _: NetworkPruneRequest) -> None:
+    async def prune(conn: Conn, req: NetworkPruneRequest) -> None:
+        only = _prune.parse(req.filters, time.time())
         removed = []
         for net in sup.networks.list():
-            if net.dns and not _users(sup, net.name):
+            if net.dns and not _users(sup, net.name) and only.selects(net.created_at, {}):
                 await sup.networks.remove(net.name, lambda name: _users(sup, name))
                 removed.append(net.name)
         await conn.send(NetworkPruneResponse(tuple(removed)))

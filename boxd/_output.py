@@ -11,7 +11,7 @@ import trio
 
 Chunk = tuple[int, bytes]  # (protocol.STDOUT or protocol.STDERR, data)
 
-SUBSCRIBER_BUFFER = 256  # chunks; a pump read is at most 64 KiB
+SUBSCRIBER_BUFFER = 64  # chunks; a pump hands on at most 1 MiB at once (_run.READ_SIZE)
 
 
 class Output:

@@ -68,6 +68,9 @@ class ExecSpec:
     workdir: str = ""  # empty: the container's working directory
     user: str = ""  # empty: the container's user
     tty: bool = False
+    # Every capability (Docker's exec --privileged); the container's seccomp filter and
+    # no_new_privs still hold, as with Docker.
+    privileged: bool = False
 
 
 def check_exec(spec: ExecSpec) -> None:
@@ -280,15 +283,17 @@ def build(
     )
 
 
-def _restrictions(container: Container, uid: int) -> dict[str, Any]:
-    """What confines a container's processes: the same for its init and for exec."""
+def _restrictions(container: Container, uid: int, *, privileged: bool = False) -> dict[str, Any]:
+    """What confines a container's processes: the same for its init and for exec (a
+    ``privileged`` exec gets every capability)."""
     sec = container.config.security
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
     # Of a limit given twice the last counts, as in Docker.
     ulimits = {u.name: u for u in container.config.ulimits}
     return {
         "rlimits": tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()),
-        "caps": caps,
+        # The filter stays the container's, made for its own capabilities.
+        "caps": _caps.compute((), (), uid=uid, privileged=True) if privileged else caps,
         "no_new_privs": sec.no_new_privileges,
         "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
     }
@@ -337,5 +342,5 @@ def build_exec(
         join_namespaces=namespaces(container)
         | ({Namespace.NET} if shares_network(container) else set()),
         process_name="boxd:[exec]",
-        **_restrictions(container, user.uid),
+        **_restrictions(container, user.uid, privileged=spec.privileged),
     )

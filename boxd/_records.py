@@ -11,11 +11,11 @@ import math
 import posixpath
 import re
 import secrets
-import signal
 
 import attrs
 
 from ._hosts import parse_host
+from ._mounts import check_volume_name
 from ._netconfig import (
     NetworkJoin,
     NetworkSettings,
@@ -25,6 +25,7 @@ from ._netconfig import (
     check_network,
     parse_expose,
 )
+from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
@@ -99,12 +100,20 @@ class RestartPolicy:
 class Volume:
     """A host directory (or file) bound into the container: always nosuid and nodev (a
     setuid file or a device node on the host gives nothing inside), read-only and noexec
-    on request."""
+    on request.  A named volume (``volume``: its name) is a directory the daemon keeps
+    (see :mod:`boxd._volumes`): a client leaves ``host`` empty (and ``volume`` too for an
+    anonymous one), the daemon fills both in at create."""
 
     host: str
     container: str
     read_only: bool = False
     noexec: bool = False
+    volume: str = ""
+    nocopy: bool = False  # a new, empty volume is not filled from the image
+
+    @property
+    def is_volume(self) -> bool:
+        return bool(self.volume) or not self.host
 
 
 @attrs.frozen
@@ -162,6 +171,7 @@ class ContainerConfig:
     dns_options: tuple[str, ...] = ()
     userns: bool = False
     volumes: tuple[Volume, ...] = ()
+    volumes_from: tuple[str, ...] = ()  # "CONTAINER[:ro|:rw]": its volumes, copied at create
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
     shm_size: int | None = None  # bytes of /dev/shm; None: Docker's 64 MiB
@@ -240,15 +250,15 @@ def check_name(name: str) -> str:
     return name
 
 
-def parse_signal(text: str) -> signal.Signals:
-    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15``."""
-    t = text.strip().upper()
-    try:
-        if t.isdigit():
-            return signal.Signals(int(t))
-        return signal.Signals[t if t.startswith("SIG") else "SIG" + t]
-    except (KeyError, ValueError):
-        raise ValueError(f"invalid signal {text!r}") from None
+def check_volume(v: Volume) -> None:
+    """What a volume must be, whoever sent it."""
+    what = f"{v.volume or v.host}:{v.container}" if v.volume or v.host else v.container
+    if not v.container.startswith("/"):
+        raise invalid("volumes", what, f"{v.container!r} is not an absolute path")
+    if v.volume:
+        check_volume_name(v.volume)
+    elif v.host and v.nocopy:
+        raise invalid("volumes", what, "nocopy is for named volumes, not host paths")
 
 
 # The option of `boxctl run` (and of `docker run`) that sets each field of a configuration:
@@ -262,6 +272,7 @@ OPTIONS = {
     "extra_hosts": "--add-host",
     "network": "--network",
     "volumes": "--volume",
+    "volumes_from": "--volumes-from",
     "tmpfs": "--tmpfs",
     "shm_size": "--shm-size",
     "ulimits": "--ulimit",
@@ -351,6 +362,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid("stop_signal", config.stop_signal) from None
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
+    for v in config.volumes:
+        check_volume(v)
     points = [posixpath.normpath(v.container) for v in config.volumes]
     points += [posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs]
     for point in points:

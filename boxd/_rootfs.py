@@ -29,14 +29,17 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
-from ._records import Volume
 from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
+
+if TYPE_CHECKING:
+    from ._records import Volume
 
 __all__ = [
     "Image",
@@ -50,6 +53,17 @@ __all__ = [
     "read_container_file",
     "resolve_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Volume, on first use: boxd-runtime's create checks a command in a bundle without
+    # the container records (attrs classes, ~20 ms to import).
+    if name == "Volume":
+        from ._records import Volume
+
+        return Volume
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -182,8 +196,38 @@ def _host_top(name: str) -> tuple[str, str]:
     return "absent", ""
 
 
+def _host_state() -> tuple[object, ...]:
+    """What changes whenever an input of :func:`_fingerprint` on the host does: package
+    tools replace /etc/alternatives links and /etc/ld.so.cache by renames, and a top-level
+    link changes /'s directory."""
+    found: list[object] = []
+    for path in ("/etc/alternatives", "/etc/ld.so.cache", "/"):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
+    return tuple(found)
+
+
+# The last fingerprint and the host state it was made in: a run of `default` stats three
+# paths instead of reading the skeleton, the alternatives and the loader cache again.
+_fingerprinted: dict[tuple[object, ...], str] = {}
+
+
 def _fingerprint(skel: Traversable) -> str:
     """A digest of everything the default image is built from."""
+    state = (str(skel), *_host_state())
+    known = _fingerprinted.get(state)
+    if known is None:
+        known = _fingerprint_now(skel)
+        _fingerprinted.clear()
+        _fingerprinted[state] = known
+    return known
+
+
+def _fingerprint_now(skel: Traversable) -> str:
     h = hashlib.sha256(_LAYOUT_VERSION)
     for rel, node in _walk(skel):
         h.update(f"\0{rel}\0".encode())
@@ -387,6 +431,16 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
     return None
 
 
+def container_dirs_at(image: Image, container_dir: Path, path: str) -> tuple[list[str], str]:
+    """The host directories (top-most first: the container's upper, then the image's) of
+    the layer holding container path ``path``, symlinks resolved inside the image, and
+    the path relative to them (a volume's copy-up reads them)."""
+    view = _container_view(image, container_dir)
+    resolved, _ = _lookup(view, posixpath.normpath(path))
+    dirs, rel = _layer_dirs(view, resolved)
+    return list(dirs), rel
+
+
 def resolve_image(ref: str, images_dir: Path) -> Image:
     """The image ``default``, or a root filesystem directory given by path."""
     if ref == _DEFAULT:
@@ -456,7 +510,9 @@ def parse_volume(spec: str) -> Volume:
     if not os.path.isdir(host):
         raise ValueError(f"volume {spec!r}: host directory {host} does not exist")
     container = _container_path(container, f"volume {spec!r}: container path")
-    return Volume(host, container, **options)
+    from ._records import Volume
+
+    return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
 
 
 def _layer_dir_name(target: str) -> str:
@@ -538,6 +594,7 @@ def container_mounts(
     files: Mapping[str, str] | None = None,
     workdir: str = "/",
     extra: Sequence[MountOp] = (),
+    standard: bool = True,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -550,7 +607,8 @@ def container_mounts(
     64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
-    the overlays when ``read_only_root``; then ``extra``.
+    the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
+    /sys or /dev (the files alone, as ``cp`` reads a stopped container's).
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -623,13 +681,14 @@ def container_mounts(
             table.add(MountKind.CHDIR, "/", source=chdir)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
-    _standard_mounts(
-        table,
-        userns=userns,
-        host_sys=userns and not private_network,
-        tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
-        shm=shm_data(shm_size),
-    )
+    if standard:
+        _standard_mounts(
+            table,
+            userns=userns,
+            host_sys=userns and not private_network,
+            tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
+            shm=shm_data(shm_size),
+        )
     volume_paths = set()
     for volume in volumes:
         path = table.resolve(_container_path(volume.container, "volume"))

@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("boxd.run")
 
-READ_SIZE = 65536
+# The most one pump hands on at once: reads are repeated while the output has more (a PTY
+# gives at most 4 KiB a read), so a fast writer costs one log write and one frame per MiB
+# rather than per read.
+READ_SIZE = 1024 * 1024
 DRAIN_TIMEOUT = 5.0  # after the process ended, how long output may still flow
 CLEANUP_TIMEOUT = 10.0
 
@@ -122,6 +125,9 @@ class Run:
         # Set by the supervisor when the daemon leaves with live restore: cancelling a run
         # that has a shim then leaves its process running, held by the shim.
         self.detach = False
+        # Set by the supervisor: takes the ended init's cgroup to remove after the end is
+        # recorded; None: removed before the run ends.
+        self.remove_cgroup: Callable[[Cgroup], None] | None = None
 
     # ---- control from the supervisor and attached clients ----------------------------
 
@@ -215,12 +221,14 @@ class Run:
                     argv = (_shim.PROGRAM, self.container.id)
                     plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
-                spawned = await _native.start(
-                    native,
-                    plan,
-                    prepare=_placer(cgroup, id_map, config.oom_score_adj),
-                    configure=None if network is None else lambda s: network.connect(s.pid),
-                )
+                # The process places itself in the cgroup (see Cgroup.placement).
+                with cgroup.placement() as (tasks, v2_dir):
+                    spawned = await _native.start(
+                        native,
+                        attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir),
+                        prepare=_placer(id_map, config.oom_score_adj),
+                        configure=None if network is None else lambda s: network.connect(s.pid),
+                    )
             except BaseException:
                 with trio.CancelScope(shield=True):
                     if network is not None:
@@ -349,7 +357,9 @@ class Run:
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
-                    if owns_cgroup:
+                    if owns_cgroup and self.remove_cgroup is not None:
+                        self.remove_cgroup(cgroup)
+                    elif owns_cgroup:
                         await cgroup.remove()
                     if self._shim is not None:
                         await self._shim.done()
@@ -407,6 +417,7 @@ class Run:
                     raise
                 if not data:
                     return
+                data = _more(stream.fileno(), data)
                 if self.logs is not None:
                     self.logs.write(name, data)
                 await self.output.publish(stream_id, data)
@@ -434,15 +445,29 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
 
 
-def _placer(
-    cgroup: Cgroup, id_map: tuple[int, int] | None, oom_score_adj: int | None
-) -> Callable[[Spawned], None]:
-    """What the parent does while the child waits: the cgroup, its OOM score adjustment
-    (kept across exec), and for a user namespace its uid/gid maps (container 0..n-1 ->
-    host start..start+n-1)."""
+def _more(fd: int, data: bytes) -> bytes:
+    """``data`` and what the (non-blocking) ``fd`` has right after it, up to READ_SIZE.  The
+    end of output or an error is left for the next read to report."""
+    parts = [data]
+    size = len(data)
+    while size < READ_SIZE:
+        try:
+            more = os.read(fd, READ_SIZE - size)
+        except OSError:  # EAGAIN: nothing more yet; EIO: the next read says it again
+            break
+        if not more:
+            break
+        parts.append(more)
+        size += len(more)
+    return data if len(parts) == 1 else b"".join(parts)
+
+
+def _placer(id_map: tuple[int, int] | None, oom_score_adj: int | None) -> Callable[[Spawned], None]:
+    """What the parent does while the child waits (in its cgroup already): its OOM score
+    adjustment (kept across exec), and for a user namespace its uid/gid maps (container
+    0..n-1 -> host start..start+n-1)."""
 
     def place(spawned: Spawned) -> None:
-        cgroup.add(spawned.pid)
         if oom_score_adj is not None:
             try:
                 Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(f"{oom_score_adj}\n")

@@ -23,19 +23,22 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _netserver, _top, protocol
+from . import __version__, _copyserver, _logs, _netserver, _prune, _top, _volserver, protocol
 from ._convert import ConversionError
+from ._copy import NoSuchPath
+from ._copymessages import STREAMS as COPY_STREAMS
 from ._idle import WaitingConnections
 from ._images.archive import ArchiveError
 from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import LayerError
-from ._images.verbs import ImageInUse, ImageVerbs
+from ._images.verbs import ImageInUse, ImageVerbs, disk_usage
 from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
     AttachRequest,
+    AttachResponse,
     CreateRequest,
     CreateResponse,
     DetachFrame,
@@ -82,9 +85,10 @@ from ._messages import (
 )
 from ._network import NetworkConflict
 from ._output import Chunk, Output
-from ._records import Status, parse_signal
+from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from ._volumes import NoSuchVolume, VolumeInUse
 
 log = logging.getLogger("boxd.server")
 
@@ -109,9 +113,9 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _error_kind(exc: BaseException) -> str | None:
     """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchPath | NoSuchVolume):
         return "not_found"
-    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return "conflict"
     if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
@@ -137,6 +141,7 @@ def _streams(request: object) -> bool:
         StatsRequest,
         EventsRequest,
         *IMAGE_STREAMS,
+        *COPY_STREAMS,
     )
     return isinstance(request, streams)
 
@@ -150,7 +155,11 @@ class Connection:
         await self.stream.send_all(protocol.encode(dump(message)))
 
     async def send_bytes(self, stream_id: int, data: bytes) -> None:
-        await self.stream.send_all(protocol.encode_bytes(stream_id, data))
+        if len(data) < protocol.COPY_LIMIT:
+            await self.stream.send_all(protocol.encode_bytes(stream_id, data))
+        else:  # no copy of a large chunk to put the header in front of it
+            await self.stream.send_all(protocol.encode_bytes(stream_id, b"", len(data)))
+            await self.stream.send_all(data)
 
     async def receive(self) -> protocol.Frame | None:
         """The next frame, or None at a clean end of the connection."""
@@ -208,7 +217,9 @@ class Server:
             PruneRequest: self._prune,
         }
         self._handlers.update(_netserver.handlers(sup))
+        self._handlers.update(_volserver.handlers(sup))
         self._handlers.update(ImageVerbs(sup).handlers())
+        self._handlers.update(_copyserver.handlers(sup))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
@@ -305,7 +316,7 @@ class Server:
         await conn.send(OkResponse())
 
     async def _remove(self, conn: Connection, req: RemoveRequest) -> None:
-        await self.sup.remove(req.container, force=req.force)
+        await self.sup.remove(req.container, force=req.force, volumes=req.volumes)
         await conn.send(OkResponse())
 
     async def _pause(self, conn: Connection, req: PauseRequest) -> None:
@@ -317,7 +328,21 @@ class Server:
         await conn.send(OkResponse())
 
     async def _list(self, conn: Connection, req: ListRequest) -> None:
-        await conn.send(ListResponse(containers=tuple(self.sup.list(all=req.all))))
+        filters: dict[str, list[str]] = {}
+        for item in req.filters:
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
+            filters.setdefault(key, []).append(value)
+        # Not at the top: boxd._dockerapi imports this module (a cycle when it comes first).
+        from ._dockerapi._shapes import select_containers
+
+        found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
+        sizes: list[int] = []
+        if req.size:
+            uppers = [self.sup.store.container_dir(c.id) / "fs" / "root" / "upper" for c in found]
+            sizes = await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
+        await conn.send(ListResponse(containers=tuple(found), sizes=tuple(sizes)))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
         await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
@@ -326,7 +351,7 @@ class Server:
         await conn.send(WaitResponse(exit_code=await self.sup.wait(req.container)))
 
     async def _update(self, conn: Connection, req: UpdateRequest) -> None:
-        await self.sup.update(req.container, req.resources)
+        await self.sup.update(req.container, req.resources, req.restart)
         await conn.send(OkResponse())
 
     async def _rename(self, conn: Connection, req: RenameRequest) -> None:
@@ -340,8 +365,8 @@ class Server:
     async def _diff(self, conn: Connection, req: DiffRequest) -> None:
         await conn.send(DiffResponse(changes=tuple(await self.sup.diff(req.container))))
 
-    async def _prune(self, conn: Connection, _: PruneRequest) -> None:
-        removed, reclaimed = await self.sup.prune()
+    async def _prune(self, conn: Connection, req: PruneRequest) -> None:
+        removed, reclaimed = await self.sup.prune(_prune.parse(req.filters, time.time()))
         await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
 
     # ---- streams --------------------------------------------------------------------
@@ -351,9 +376,10 @@ class Server:
             await self.sup.start(req.container)
             await conn.send(OkResponse())
             return
+        answer = _joined(self.sup.inspect(req.container).config, req.stdin, req.input_tty)
         output, run = await self.sup.start_attached(req.container)
-        await conn.send(OkResponse())
-        await self._foreground(conn, run, output, stdin=req.stdin)
+        await conn.send(answer)
+        await self._foreground(conn, run, output, stdin=answer.stdin)
 
     async def _run(self, conn: Connection, req: RunRequest) -> None:
         c = await self.sup.create(req.config, req.name)
@@ -385,9 +411,10 @@ class Server:
 
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
         run = self.sup.attachable(req.container)
+        answer = _joined(run.container.config, req.stdin, req.input_tty)
         output = run.output.subscribe()
-        await conn.send(OkResponse())
-        await _stream(conn, run, output, stdin=req.stdin)
+        await conn.send(answer)
+        await _stream(conn, run, output, stdin=answer.stdin)
 
     async def _stats(self, conn: Connection, req: StatsRequest) -> None:
         """CPU percentages need two samples: the first frame comes after one interval."""
@@ -445,7 +472,12 @@ class Server:
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
         if req.detach:
             await self.sup.exec_detached(
-                req.container, req.command, env=req.env, workdir=req.workdir, user=req.user
+                req.container,
+                req.command,
+                env=req.env,
+                workdir=req.workdir,
+                user=req.user,
+                privileged=req.privileged,
             )
             await conn.send(OkResponse())
             return
@@ -462,6 +494,7 @@ class Server:
                     user=req.user,
                     tty=req.tty,
                     interactive=req.interactive,
+                    privileged=req.privileged,
                     output=output,
                 )
             )
@@ -472,7 +505,8 @@ class Server:
         directory = self.sup.log_dir(req.container)
         cid = self.sup.inspect(req.container).id
         await conn.send(OkResponse())
-        formatter = _logs.OutputFormatter(timestamps=req.timestamps)
+        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=req.details)
+        until = math.inf if req.until is None else req.until
         if req.follow:
 
             def ended() -> bool:
@@ -481,15 +515,19 @@ class Server:
                 except NoSuchContainer:
                     return True
 
-            async for entry in _logs.follow(
-                directory, since=req.since, tail=req.tail, until_closed=ended
-            ):
-                await self._send_entries(conn, [entry], formatter)
+            # A follow with --until ends at that time (as docker logs -f --until does).
+            with trio.move_on_at(trio.current_time() + until - time.time()):
+                async for entry in _logs.follow(
+                    directory, since=req.since, tail=req.tail, until_closed=ended
+                ):
+                    if entry.time > until:
+                        break
+                    await self._send_entries(conn, [entry], formatter)
         else:
             entries = await trio.to_thread.run_sync(
                 lambda: _logs.read_entries(directory, since=req.since, tail=req.tail)
             )
-            await self._send_entries(conn, entries, formatter)
+            await self._send_entries(conn, [e for e in entries if e.time <= until], formatter)
         await conn.send(EndFrame())
 
     async def _send_entries(
@@ -506,6 +544,14 @@ async def _cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None
         while await conn.receive() is not None:
             pass
     scope.cancel(reason="client went away")
+
+
+def _joined(config: ContainerConfig, stdin: bool, input_tty: bool) -> AttachResponse:
+    """How a client that starts or attaches in the foreground drives its stream."""
+    stdin = stdin and config.interactive
+    if stdin and config.tty and not input_tty:
+        raise ValueError("the input device is not a TTY")
+    return AttachResponse(tty=config.tty, stdin=stdin)
 
 
 async def _stream(

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import attrs
 
+from ._atomic import atomic_write as atomic_write
 from ._convert import ConversionError, structure, unstructure
 from ._records import ID_RE, Container
 
@@ -50,30 +51,6 @@ class Loaded:
 
 class NewerFormat(Exception):
     pass
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
-    """Replace ``path`` by ``data`` through a rename: a reader (or a daemon killed midway)
-    sees the old file or the new one.  ``durable`` also survives a crash of the machine
-    (two fsyncs, milliseconds on a slow disk)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    if not durable:
-        return
-    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
 
 
 class Store:

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 import os
+import posixpath
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _diff, _lifecycle, _live, _logs, _plan
+from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -52,20 +53,25 @@ from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
+from ._prune import PruneFilter
 from ._records import (
     Container,
     ContainerConfig,
     Resources,
     RestartName,
+    RestartPolicy,
     Status,
+    Volume,
     check_name,
     invalid,
     new_id,
     parse_signal,
 )
-from ._rootfs import Image, ImageError, prepare_default_image, resolve_image
+from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
 from ._run import Run, start_time_of
 from ._store import Store
+from ._tmpfs import parse_tmpfs
+from ._volumes import NoSuchVolume, Volumes, copy_up
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -105,6 +111,8 @@ class _Entry:
     # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
+    # Set once the last run's cgroup is removed (in the background, after its end).
+    cgroup_removed: trio.Event | None = None
 
     def __attrs_post_init__(self) -> None:
         self.idle.set()
@@ -151,7 +159,7 @@ def _bytes_below(top: Path) -> int:
 def _check_volume_sources(config: ContainerConfig) -> None:
     """A missing host path is named at create, not found by a mount at start."""
     for v in config.volumes:
-        if not os.path.exists(v.host):
+        if not v.is_volume and not os.path.exists(v.host):
             raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
 
 
@@ -184,9 +192,11 @@ class Supervisor:
         self.puller = Puller(self.images, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
+        self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
         self.events = Events()
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
+        self.volumes = Volumes(store.root / "volumes", store.trash)
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -270,6 +280,7 @@ class Supervisor:
         entry = self._lookup(ref)
         if entry.output.closed:
             entry.output = Output()
+        self.events.report("attach", entry.container)
         return entry.output.subscribe(lossless=lossless)
 
     async def wait_changed(self) -> None:
@@ -308,6 +319,15 @@ class Supervisor:
                 )
 
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
+        container = self._new(config, name)
+        # A --rm container need not outlive a crash of the machine (Docker's daemon, too,
+        # removes auto-remove containers that do not run when it starts): its record is
+        # written without the two fsyncs (~5 ms of every `boxctl run --rm` here).
+        self.store.save(container, durable=not config.auto_remove)
+        return container
+
+    def _new(self, config: ContainerConfig, name: str) -> Container:
+        """A checked new container, known but not yet saved."""
         if name:
             self._check_name_free(name)
         try:
@@ -321,13 +341,77 @@ class Supervisor:
         self.cgroups.validate(_limits(config.resources))
         _check_volume_sources(config)
         self.networks.check(config.network)
+        config = self._with_volumes(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
-        self.store.save(container)
         self._entries[cid] = _Entry(container)
         self.events.observe(container)
         return container
+
+    def _with_volumes(self, config: ContainerConfig) -> ContainerConfig:
+        """``--volumes-from`` copied in (the container's own mount points win), then an
+        anonymous volume for each ``VOLUME`` of the image no mount covers, then its
+        volumes made where missing (an anonymous one named) and each one's ``host`` set to
+        its directory: the last step of create, after every check."""
+        mounts = builtins.list(config.volumes)
+        tmpfs = {posixpath.normpath(parse_tmpfs(spec)[0]) for spec in config.tmpfs}
+
+        def free(path: str) -> bool:
+            taken = tmpfs | {posixpath.normpath(v.container) for v in mounts}
+            return posixpath.normpath(path) not in taken
+
+        for spec in config.volumes_from:
+            ref, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise invalid("volumes_from", spec, "use CONTAINER[:ro|:rw]")
+            for v in self._lookup(ref).container.config.volumes:
+                if free(v.container):
+                    mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
+        if config.image_id:
+            inner = self.images.config(self.images.get(config.image_id)).get("config") or {}
+            declared = inner.get("Volumes") if isinstance(inner, dict) else None
+            for path in sorted(declared or {}):
+                if isinstance(path, str) and free(path):
+                    mounts.append(Volume(host="", container=path))
+        for i, v in enumerate(mounts):
+            if v.is_volume:
+                name = self.volumes.create(v.volume).name
+                mounts[i] = attrs.evolve(v, volume=name, host=str(self.volumes.path(name)))
+        return attrs.evolve(config, volumes=tuple(mounts))
+
+    def volume_users(self, name: str) -> builtins.list[str]:
+        """The ids of the containers (in any phase) that mount the volume ``name``."""
+        return [
+            e.container.id
+            for e in self._entries.values()
+            if any(v.volume == name for v in e.container.config.volumes)
+        ]
+
+    async def _fill_volumes(self, c: Container, image: Image) -> None:
+        """An empty volume gets what the container's root holds at its mount point (unless
+        ``nocopy``), owners and modes kept, as Docker fills a new volume at start."""
+        for v in c.config.volumes:
+            if v.volume and not v.nocopy:
+                dirs, rel = container_dirs_at(image, self.store.container_dir(c.id), v.container)
+                await trio.to_thread.run_sync(copy_up, dirs, rel, self.volumes.path(v.volume))
+
+    def _drop_anonymous(self, c: Container) -> None:
+        """``rm -v`` and ``--rm``: the container's anonymous volumes that no other
+        container uses go too (named ones stay)."""
+        for v in c.config.volumes:
+            try:
+                anonymous = bool(v.volume) and self.volumes.get(v.volume).anonymous
+            except (NoSuchVolume, OSError):
+                continue
+            if anonymous and not self.volume_users(v.volume):
+                self.remove_volume(v.volume)
+
+    def remove_volume(self, name: str) -> None:
+        """Out of the store now, its files deleted in the background (check its users
+        first: see :meth:`volume_users`)."""
+        self.volumes.remove(name)
+        self._trash.set()
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""
@@ -373,6 +457,7 @@ class Supervisor:
         first byte: the foreground ``run`` and ``start -a``.  The Run tells the exit code
         even if the container is removed (``--rm``) right after."""
         entry = self._lookup(ref)
+        self.events.report("attach", entry.container)
         channel = await self._start(entry, attach=True)
         assert channel is not None and entry.run is not None
         return channel, entry.run
@@ -409,8 +494,13 @@ class Supervisor:
             return channel
 
     async def run(self, config: ContainerConfig, name: str = "") -> Container:
-        """Create and start; a container with ``auto_remove`` that cannot start is removed."""
-        container = await self.create(config, name)
+        """Create and start; a container with ``auto_remove`` that cannot start is removed.
+
+        Its record is first written when it runs (or could not start), as a state change
+        (no fsync, see Store.save): one write fewer than create + start.  A crash before
+        that leaves a directory without a record, which the next supervisor deletes."""
+        container = self._new(config, name)
+        self.store.container_dir(container.id).mkdir(mode=0o700, exist_ok=True)
         return await self.start(container.id)
 
     async def _lifecycle(
@@ -494,7 +584,10 @@ class Supervisor:
                     max_size=c.config.log_max_size or self.log_max_size,
                     max_files=c.config.log_max_files or self.log_max_files,
                 )
+            if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
+                await entry.cgroup_removed.wait()
             if adoption is None:
+                await self._fill_volumes(c, image)
                 cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
             else:
                 cgroup = self.cgroups.open(c.id)
@@ -503,6 +596,7 @@ class Supervisor:
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
+        run.remove_cgroup = functools.partial(self._remove_cgroup_later, entry)
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         net = self.networks.attachment(c)
@@ -578,6 +672,27 @@ class Supervisor:
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
 
+    def _remove_cgroup_later(self, entry: _Entry, cgroup: Cgroup) -> None:
+        """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
+        without the rmdirs (a directory per hierarchy, each once the kernel lets go)."""
+        done = entry.cgroup_removed = trio.Event()
+        self._removals.add(done)
+
+        async def remove() -> None:
+            try:
+                with trio.CancelScope(shield=True):
+                    await cgroup.remove()
+            finally:
+                self._removals.discard(done)
+                done.set()
+
+        self._nursery.start_soon(remove)
+
+    async def _cgroups_removed(self) -> None:
+        """Return once every cgroup removal started by :meth:`_remove_cgroup_later` ended."""
+        while self._removals:
+            await next(iter(self._removals)).wait()
+
     async def _rebind_view(self, c: Container, run: Run, view: dict[str, str] | None) -> None:
         """An adopted container's /proc view files lead to its last daemon's dead FUSE
         server: this daemon's files are bound in their place.  In a thread: the view is
@@ -626,7 +741,9 @@ class Supervisor:
     async def stop(self, ref: str, grace: float | None = None, *, manual: bool = True) -> None:
         """Stop signal, up to ``grace`` seconds (default: the container's stop timeout),
         then SIGKILL of the whole cgroup.  A paused container is thawed to receive it; a
-        restarting one just stays down.  Stopping a container at rest is a no-op."""
+        restarting one just stays down.  Stopping a container at rest is a no-op.  Events
+        as Docker's: kill (each signal), die, and stop at the end of a ``manual`` one (not
+        the daemon's shutdown, not ``rm -f``)."""
         entry = self._lookup(ref)
         c = entry.container
         if grace is not None and (not math.isfinite(grace) or grace < 0):
@@ -646,15 +763,23 @@ class Supervisor:
             paused = entry.phase is PAUSED
             if entry.phase is not STOPPING:
                 self._set(entry, STOPPING)
-            run.signal(parse_signal(c.config.stop_signal))
+            if wait > 0:  # with no time to stop, the stop signal would only precede SIGKILL
+                self._signal(c, run, parse_signal(c.config.stop_signal))
             if paused:
                 self._thaw(c)
             with trio.move_on_after(wait):
                 await run.exited.wait()
             if not run.exited.is_set():
-                log.info("%s: did not stop in %ss; killing", c.short_id, wait)
-                run.signal(signal.SIGKILL)
+                if wait > 0:
+                    log.info("%s: did not stop in %ss; killing", c.short_id, wait)
+                self._signal(c, run, signal.SIGKILL)
         await entry.idle.wait()
+        if manual:
+            self.events.report("stop", c)
+
+    def _signal(self, c: Container, run: Run, signum: int) -> None:
+        run.signal(signum)
+        self.events.report("kill", c, signal=str(int(signum)))
 
     def _thaw(self, c: Container) -> None:
         try:
@@ -671,7 +796,7 @@ class Supervisor:
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
             entry.container.state.manual_stop = True
-        run.signal(signum)
+        self._signal(entry.container, run, signum)
         if signum == signal.SIGKILL and entry.phase is PAUSED:
             self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
 
@@ -699,18 +824,21 @@ class Supervisor:
 
     async def restart(self, ref: str, grace: float | None = None) -> Container:
         await self.stop(ref, grace)
-        return await self.start(ref)
+        c = await self.start(ref)
+        self.events.report("restart", c)
+        return c
 
-    async def remove(self, ref: str, *, force: bool = False) -> None:
-        """Remove a container at rest; with ``force`` in any phase (killed first)."""
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container at rest; with ``force`` in any phase (killed first); with
+        ``volumes`` its anonymous volumes too."""
         entry = self._lookup(ref)
         c = entry.container
         _lifecycle.check_remove(c.name, entry.phase, force=force)
         async with entry.lock:
             _lifecycle.check_remove(c.name, entry.phase, force=force)  # started meanwhile?
             if entry.phase in _lifecycle.LIVE:
-                await self.stop(c.id, grace=0)
-            await self._remove_now(entry)
+                await self.stop(c.id, grace=0, manual=False)  # killed: no stop event
+            await self._remove_now(entry, volumes=volumes)
 
     async def rename(self, ref: str, name: str) -> Container:
         """Give a container another name, in any phase (``docker rename``)."""
@@ -737,12 +865,35 @@ class Supervisor:
         where = self.store.container_dir(c.id)
         return await trio.to_thread.run_sync(_diff.changes, image, where)
 
-    async def prune(self) -> tuple[builtins.list[str], int]:
-        """Remove every container at rest (created, stopped or exited): their ids, and the
-        bytes of the files they held."""
+    @asynccontextmanager
+    async def open_root(self, ref: str) -> AsyncIterator[tuple[Container, int]]:
+        """The container and an O_PATH fd of its root directory as its processes see it
+        (``cp``): a running one's own, or for one at rest its layers and volumes mounted
+        meanwhile in a holder's mount namespace (see boxd/_copyroot.py); it cannot start
+        until the context ends."""
+        entry = self._lookup(ref)
+        c, run = entry.container, entry.run
+        if entry.phase in _lifecycle.WITH_PROCESS and run is not None:
+            async with _copyroot.open_running_root(run.pid, run.pidfd) as fd:
+                yield c, fd
+            return
+        async with entry.lock:
+            if entry.phase not in _lifecycle.AT_REST:
+                raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
+            image = self._image(c.config.image, c.config.image_id)
+            where = self.store.container_dir(c.id)
+            async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
+                yield c, fd
+
+    async def prune(self, only: PruneFilter | None = None) -> tuple[builtins.list[str], int]:
+        """Remove every container at rest (created, stopped or exited) that ``only``
+        selects: their ids, and the bytes of the files they held."""
+        only = only or PruneFilter()
         removed, reclaimed = [], 0
         for entry in builtins.list(self._entries.values()):
-            if entry.phase in _lifecycle.AT_REST:
+            c = entry.container
+            labels = dict(label.partition("=")[::2] for label in c.config.labels)
+            if entry.phase in _lifecycle.AT_REST and only.selects(c.created_at, labels):
                 async with entry.lock:
                     if entry.phase in _lifecycle.AT_REST:
                         where = self.store.container_dir(entry.container.id)
@@ -751,13 +902,16 @@ class Supervisor:
                         removed.append(entry.container.id)
         return removed, reclaimed
 
-    async def _remove_now(self, entry: _Entry) -> None:
-        """The one removal path (``rm``, ``--rm``, start-up): removing, then gone."""
+    async def _remove_now(self, entry: _Entry, *, volumes: bool = False) -> None:
+        """The one removal path (``rm``, ``--rm``, start-up): removing, then gone; with
+        ``volumes`` (and always for ``--rm``) its anonymous volumes too."""
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
         self._set(entry, REMOVING)
         self._discard(entry)
+        if volumes or entry.container.config.auto_remove:
+            self._drop_anonymous(entry.container)
 
     def _discard(self, entry: _Entry) -> None:
         self._entries.pop(entry.container.id, None)
@@ -807,6 +961,7 @@ class Supervisor:
         entry = self._lookup(ref)
         _lifecycle.check_attach(entry.container.name, entry.phase)
         assert entry.run is not None
+        self.events.report("attach", entry.container)
         return entry.run
 
     async def exec(
@@ -819,20 +974,28 @@ class Supervisor:
         user: str = "",
         tty: bool = False,
         interactive: bool = False,
+        privileged: bool = False,
         output: Output | None = None,
+        exec_id: str = "",
         task_status: trio.TaskStatus[Run] = trio.TASK_STATUS_IGNORED,
     ) -> int:
         """Run a process inside the running container (its namespaces, cgroup, root,
         capabilities and seccomp filter); report its Run via ``task_status`` once it runs
         and return its exit code.  Cancelling this kills the process.  Its output goes to
-        ``output`` (subscribe before calling, so that nothing is missed)."""
+        ``output`` (subscribe before calling, so that nothing is missed).  Events:
+        exec_create, exec_start, exec_die with ``exec_id`` (a new one if not given)."""
         entry = self._lookup(ref)
         c = entry.container
-        _lifecycle.check_exec(c.name, entry.phase)
+        _lifecycle.check_exec(c.id, c.name, entry.phase)
         run = entry.run
         assert run is not None
-        request = _plan.ExecSpec(command=command, env=env, workdir=workdir, user=user, tty=tty)
+        request = _plan.ExecSpec(
+            command=command, env=env, workdir=workdir, user=user, tty=tty, privileged=privileged
+        )
         _plan.check_exec(request)
+        exec_id = exec_id or os.urandom(32).hex()
+        action = " ".join(command)
+        self.events.report(f"exec_create: {action}", c, execID=exec_id)
         proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
         async with trio.open_nursery() as nursery:
             try:
@@ -851,10 +1014,12 @@ class Supervisor:
                 )
             except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
-            self.events.report(f"exec_start: {' '.join(command)}", c)
+            self.events.report(f"exec_start: {action}", c, execID=exec_id)
             task_status.started(proc)
         assert proc.outcome is not None
-        return proc.outcome.exit_code
+        code = proc.outcome.exit_code
+        self.events.report("exec_die", c, execID=exec_id, exitCode=str(code))
+        return code
 
     async def exec_detached(self, ref: str, command: tuple[str, ...], **options: Any) -> Run:
         """``exec -d``: start the process and return once it runs.  It lives on in the
@@ -878,16 +1043,28 @@ class Supervisor:
                 raise  # the caller of exec_detached is told
             log.exception("%s: detached exec of %s failed", ref, command[0])
 
-    async def update(self, ref: str, resources: Resources) -> Container:
+    async def update(
+        self, ref: str, changes: Resources, restart: RestartPolicy | None = None
+    ) -> Container:
+        """``docker update``, for every front end: the limits ``changes`` gives (not None)
+        replace the container's, the others keep their values; ``restart``, if given,
+        becomes its restart policy.  The limits are checked as a whole, then applied to a
+        running container's cgroup and recorded."""
         entry = self._lookup(ref)
         c = entry.container
+        given = {k: v for k, v in attrs.asdict(changes, recurse=False).items() if v is not None}
+        resources = attrs.evolve(c.config.resources, **given)
         limits = _limits(resources)
         self.cgroups.validate(limits)
         _lifecycle.check_update(c.name, entry.phase)
+        config = attrs.evolve(
+            c.config, resources=resources, restart=c.config.restart if restart is None else restart
+        )  # validated: --rm and a restart policy do not combine
         if entry.phase in _lifecycle.WITH_PROCESS:
             self.cgroups.open(c.id).update(limits)
-        c.config = attrs.evolve(c.config, resources=resources)
+        c.config = config
         self._save(c, durable=True)
+        self.events.report("update", c)
         return c
 
     async def change_networks(
@@ -915,6 +1092,7 @@ class Supervisor:
     async def _recover(self) -> None:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._trash.set()  # directories of containers removed just before it died
+        self.volumes.recover()
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()
@@ -1080,6 +1258,7 @@ async def open_supervisor(
     store = Store(Path(root))
     if cgroups is None:
         cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
+    cgroups.keep_parents = True  # made once for all containers, removed below
     async with trio.open_nursery() as nursery:
         sup = Supervisor(
             store,
@@ -1101,6 +1280,7 @@ async def open_supervisor(
         finally:
             with trio.CancelScope(shield=True):
                 await sup._shutdown()
+                await sup._cgroups_removed()
                 await sup.networks.close()
                 # A parent made at start for containers that never ran (or all of whose
                 # cgroups are gone) would outlive us; one still in use stays.

@@ -59,6 +59,10 @@ _VOLUME_OPTIONS: dict[str, tuple[str, bool] | None] = {
     "exec": ("noexec", False),
     "nosuid": None,
     "nodev": None,
+    "nocopy": ("nocopy", True),  # a named volume is not filled from the image
+    # SELinux relabelling: there is no SELinux here, so nothing to do (Docker's answer too).
+    "z": None,
+    "Z": None,
 }
 
 
@@ -69,8 +73,14 @@ def split_volume(spec: str) -> tuple[str, str, dict[str, bool]]:
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise ValueError(f"volume {spec!r} is not HOST:CONTAINER[:OPTIONS]")
+    return parts[0], parts[1], volume_options(spec, parts[2] if len(parts) == 3 else "")
+
+
+def volume_options(spec: str, text: str) -> dict[str, bool]:
+    """The fields of a volume record that OPTIONS (comma-separated, see split_volume) set;
+    ``spec`` is the whole value, for the error messages."""
     chosen: dict[str, tuple[str, bool]] = {}
-    for option in parts[2].split(",") if len(parts) == 3 else ():
+    for option in text.split(",") if text else ():
         if option in ("suid", "dev"):
             raise ValueError(f"volume {spec!r}: volumes are always nosuid and nodev")
         if option not in _VOLUME_OPTIONS:
@@ -83,4 +93,4 @@ def split_volume(spec: str) -> tuple[str, str, dict[str, bool]]:
         if field in chosen and chosen[field][1] != value:
             raise ValueError(f"volume {spec!r}: both {chosen[field][0]} and {option}")
         chosen[field] = (option, value)
-    return parts[0], parts[1], {field: value for field, (_, value) in chosen.items()}
+    return {field: value for field, (_, value) in chosen.items()}

@@ -71,9 +71,15 @@ def encode(message: dict[str, Any]) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
-def encode_bytes(stream: int, data: bytes) -> bytes:
-    """One byte-stream frame (split data larger than MAX_FRAME - 1 before calling)."""
-    return HEADER.pack(len(data) + 1) + bytes((stream,)) + data
+# Above this a sender writes a byte frame's header and its data separately rather than
+# copy the data behind the header.
+COPY_LIMIT = 64 * 1024
+
+
+def encode_bytes(stream: int, data: bytes, follows: int = 0) -> bytes:
+    """One byte-stream frame (split data larger than MAX_FRAME - 1 before calling); with
+    ``follows``, the frame's start only: ``follows`` bytes of data must be sent after it."""
+    return HEADER.pack(len(data) + follows + 1) + bytes((stream,)) + data
 
 
 def decode_payload(payload: bytes) -> Frame:
@@ -119,6 +125,11 @@ class FrameDecoder:
         end = HEADER.size + length
         if len(self._buf) < end:
             return None
+        kind = self._buf[HEADER.size] if length else -1
+        if kind in STREAMS:  # its bytes copied once, not as a payload and then again
+            data = bytes(self._buf[HEADER.size + 1 : end])
+            del self._buf[:end]
+            return (kind, data)
         payload = bytes(self._buf[HEADER.size : end])
         del self._buf[:end]
         return decode_payload(payload)

@@ -1,65 +1,20 @@
 /*
- * sandbox_native: the few system calls between fork and exec of a container's process.
+ * sandbox_native: the Python glue of boxd's spawn path.
  *
- * spawn() converts the whole plan into C memory, forks with clone3 and returns
- * (pid, pidfd, sync_fd) at once.  The child runs only async-signal-safe calls (raw
- * syscalls, no malloc, no Python API) because the parent is a threaded CPython: any lock
- * another thread held at the fork stays locked forever in the child.  Identity changes
- * (setgroups, setresgid, setresuid) go through syscall() for the same reason: glibc's
- * wrappers broadcast them to every thread glibc believes exists, and in the child those
- * threads are ghosts of the parent's.
+ * spawn() converts the whole SpawnPlan (boxd/_native.py) into C memory (struct plan,
+ * spawn.h), clones and returns (pid, pidfd, sync_fd, shim_pidfd) at once.  What the child
+ * does between clone and exec is in child.c, which does not include Python.h; the messages
+ * on the sync socket are struct sync_msg (spawn.h).  The extension also exports the
+ * numbers of spawn.h's enums (STAGES, MOUNT_KINDS, MESSAGES: name -> value) so that a test
+ * compares them with their Python copies.
  *
- * The child's steps, in order (see boxd/_native.py for the record it writes on failure):
- *   0. close the fds it inherited and does not need (see close_all_but)
- *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
- *   2. wait for one byte on the sync socket (EOF: the parent gave up), which carries the
- *      detached id-mapped layer trees of a user-namespaced container; in a new user
- *      namespace become its root; then unshare the cgroup namespace (see below)
- *   3. stdio                              4. hostname
- *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
- *      points, then the mount table, each target resolved inside the root (see below)
- *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
- *      terminal from the container's devpts (its master sent to the parent)
- *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE)
- *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
- *   9. seccomp if no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, which
- *      the next step may drop, so the filter must allow the remaining steps' calls
- *      (setgroups, setres[ug]id, capset, prctl, chdir, write, execve, exit_group)
- *  10. bounding set, setgroups, setresgid, setresuid (keeping caps), capset, ambient set
- *  11. no_new_privs, chdir(cwd) as the final user
- *  12. with start_fd (the OCI runtime's create/start split): report "waiting" to the
- *      parent, then block in accept() on start_fd until `start` connects; that connection
- *      becomes the sync socket (see wait_for_start)
- *  13. seccomp if no_new_privs is on (as late as possible), then execve
+ * Modes (see child.c): plain (the container's process is our child), join (exec into a
+ * running container: an intermediate setns()es and creates the final process, which
+ * spawn() then opens a pidfd for), shim (live restore: the container is the child of an
+ * intermediate that becomes boxd-shim; its pidfd is returned as the fourth value).
  *
- * ns_fds (fd, CLONE_NEW* type) pairs: namespaces the child joins with setns() right after
- * its release, instead of making new ones (the OCI runtime's namespace paths: a pod's
- * containers share its network, IPC and UTS namespaces).
- *
- * keep_fds n keeps the caller's fds 3 .. 3+n-1 open at the same numbers (the OCI
- * runtime's --preserve-fds); every other fd is closed as above.
- *
- * The cgroup namespace is not created by clone3: its root would be the cgroup the child
- * was born in (the daemon's), not the container's cgroup the parent places it in while it
- * waits.  The child unshares it right after the parent released it instead.
- *
- * Join mode (join_pidfd >= 0): an intermediate child calls setns(pidfd, flags), then
- * clones the final process with CLONE_PARENT (so it is the caller's child and, having
- * been created after the setns, lives in the target's pid namespace), reports its pid on
- * a pipe and exits.  spawn() reaps the intermediate, opens a pidfd for the final process
- * and returns it.  The final process skips namespaces, hostname, mounts and pivot: setns
- * into a mount namespace already moves root and cwd to the root of that namespace as
- * its processes see it (the pivoted root), which the tests check.
- *
- * Shim mode (shim_path set: live restore): an intermediate child clones the container
- * (the steps above), so that the container is its child, makes the listening socket
- * "shim.sock" in shim_dir, sends the container's pid and pidfd on a report socket and
- * execs boxd-shim (shim.c), which reaps the container and outlives the daemon.  spawn()
- * returns once the report socket reads end-of-file (the exec happened), with a pidfd of
- * the shim as the fourth value; the caller reaps the shim after it has said DONE to it.
- *
- * rebind() replaces mounts inside a running container (the /proc view's files after a
- * daemon restart): a child joins its mount namespace and move_mount()s detached trees.
+ * rebind() replaces mounts inside a running container; idmapped_tree() and clone_tree()
+ * make the detached trees it and the spawn path attach.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -68,865 +23,23 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/capability.h>
-#include <linux/magic.h>
 #include <linux/mount.h>
-#include <linux/openat2.h>
-#include <net/if.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
-/* Mirrors class Stage in boxd/_native.py. */
-enum stage {
-    STAGE_SYNC = 1,
-    STAGE_SIGNALS = 2,
-    STAGE_SETSID = 3,
-    STAGE_STDIO = 4,
-    STAGE_TTY = 5,
-    STAGE_JOIN = 6,
-    STAGE_HOSTNAME = 7,
-    STAGE_MOUNT = 8,
-    STAGE_PIVOT = 9,
-    STAGE_SETGROUPS = 10,
-    STAGE_SETGID = 11,
-    STAGE_SETUID = 12,
-    STAGE_CAPS = 13,
-    STAGE_RLIMIT = 14,
-    STAGE_NO_NEW_PRIVS = 15,
-    STAGE_CHDIR = 16,
-    STAGE_SECCOMP = 17,
-    STAGE_CLOSE_FDS = 18,
-    STAGE_EXEC = 19,
-    STAGE_FORK = 20,
-    STAGE_CGROUP_NS = 21,
-    STAGE_LOOPBACK = 22,
-    STAGE_ATTACH = 23,
-    STAGE_CONSOLE = 24,
-    STAGE_START = 25,
-    STAGE_SHIM = 26,
-};
+#include "spawn.h"
 
-/* The record kind (in place of a stage) that hands the parent the console's master; on
- * the shim's report socket, the one that carries the container's pid and pidfd. */
-#define RECORD_CONSOLE 0
-#define RECORD_STARTED 0
-/* The record kind that tells the parent the child is set up and waits for `start`. */
-#define RECORD_WAITING (-1)
-
-/* The most namespaces a child joins by fd (network, IPC, UTS, cgroup). */
-#define MAX_JOIN 4
-
-/* The most detached mount trees (id-mapped image layers) a child takes with its release. */
-#define MAX_ATTACH 16
-
-/* Mirrors class MountKind in boxd/_native.py. */
-enum mount_kind {
-    MK_MOUNT = 0,
-    MK_MKDIR = 1,
-    MK_SYMLINK = 2,
-    MK_MKNOD = 3,
-    MK_BIND_DEV = 4,
-    MK_REMOUNT_RO = 5,
-    MK_MASK = 6,
-    MK_WRITE_FILE = 7,
-    MK_MKFILE = 8,
-    MK_SYSCTL = 9,
-    MK_CHDIR = 10,
-};
-
-/* The kernel's struct clone_args (v0 layout, 64 bytes is enough without set_tid). */
-struct clone_args_v0 {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-};
-
-struct mount_op {
-    int kind;
-    const char *target, *source, *fstype, *data;
-    unsigned long flags;
-    unsigned int mode;
-    unsigned long long dev;
-};
-
-struct rlimit64_k {
-    int resource;
-    uint64_t cur, max;
-};
-
-struct plan {
-    char **argv, **envp;
-    const char **search;
-    Py_ssize_t nsearch;
-    const char *hostname, *rootfs, *cwd, *name;
-    struct mount_op *mounts;
-    Py_ssize_t nmounts;
-    const char **attach;
-    Py_ssize_t nattach;
-    unsigned int uid, gid;
-    gid_t *groups;
-    Py_ssize_t ngroups;
-    int stdio[3];
-    int console;
-    struct rlimit64_k *rlimits;
-    Py_ssize_t nrlimits;
-    int has_caps;
-    uint64_t bounding, effective, permitted, inheritable, ambient;
-    int nnp;
-    struct sock_filter *filter;
-    unsigned short nfilter;
-    int join_pidfd;
-    uint64_t clone_flags, join_flags;
-    int sync_fd, report_fd;
-    const char *shim_path, *shim_dir;
-    char **shim_argv;
-    int start_fd, keep_fds;
-    int ns_fds[MAX_JOIN], ns_types[MAX_JOIN];
-    Py_ssize_t nns;
-};
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
 
 static PyObject *ChildFailed;
-
-/* ------------------------------------------------------------------ child side */
-
-__attribute__((noreturn)) static void fail(const struct plan *p, int stage, int err, int index)
-{
-    int record[3] = {stage, err, index};
-    ssize_t n;
-    do {
-        n = write(p->sync_fd, record, sizeof record);
-    } while (n < 0 && errno == EINTR);
-    _exit(127);
-}
-
-#define CHECK(p, expr, stage, index)                                                           \
-    do {                                                                                       \
-        if ((expr) < 0)                                                                        \
-            fail((p), (stage), errno, (index));                                                \
-    } while (0)
-
-static void reset_signals(const struct plan *p)
-{
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        /* glibc refuses its two internal signals with EINVAL; exec resets them anyway. */
-        if (sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
-            fail(p, STAGE_SIGNALS, errno, sig);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    CHECK(p, sigprocmask(SIG_SETMASK, &none, NULL), STAGE_SIGNALS, 0);
-    CHECK(p, prctl(PR_SET_NAME, p->name, 0, 0, 0), STAGE_SIGNALS, 0);
-    CHECK(p, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_SIGNALS, 0);
-    CHECK(p, setsid(), STAGE_SETSID, 0);
-}
-
-/* Close every fd but those below `floor` and the few listed (lower entries are ignored):
- * the copies of the parent's fds this process got at the fork include the parent's end of our own sync socket and
- * those of siblings still waiting for their release.  Held here, they would keep
- * end-of-file from reaching us (and the siblings) if the parent died. */
-static void close_all_but(const struct plan *p, int *keep, int n, int floor)
-{
-    for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
-        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-            int t = keep[j];
-            keep[j] = keep[j - 1];
-            keep[j - 1] = t;
-        }
-    unsigned int from = (unsigned int)floor;
-    for (int i = 0; i <= n; i++) {
-        unsigned int to = i < n ? (unsigned int)keep[i] : ~0U;
-        if (i < n && keep[i] < floor)
-            continue;
-        if (to > from)
-            CHECK(p, syscall(SYS_close_range, from, i < n ? to - 1 : to, 0U), STAGE_CLOSE_FDS,
-                  0);
-        if (i < n)
-            from = to + 1;
-    }
-}
-
-static void keep_only_what_the_child_needs(const struct plan *p, int intermediate)
-{
-    int keep[] = {p->stdio[0], p->stdio[1], p->stdio[2], p->sync_fd, p->start_fd,
-                  intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1,
-                  p->ns_fds[0], p->ns_fds[1], p->ns_fds[2], p->ns_fds[3]};
-    close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]), 3 + p->keep_fds);
-}
-
-/* The release: one byte, and with it one fd per attach point (detached mount trees). */
-static void wait_for_parent(const struct plan *p, int trees[MAX_ATTACH])
-{
-    char byte;
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * MAX_ATTACH)];
-    } control;
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    struct msghdr msg;
-    ssize_t n;
-    do {
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof control.buf;
-        n = recvmsg(p->sync_fd, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n == 0)
-        _exit(127); /* the parent gave up on us: nobody is left to read a record */
-    CHECK(p, n, STAGE_SYNC, 0);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    size_t got = 0;
-    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-        got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    if (got != (size_t)p->nattach || (msg.msg_flags & MSG_CTRUNC))
-        fail(p, STAGE_SYNC, EBADMSG, (int)got);
-    if (got)
-        memcpy(trees, CMSG_DATA(c), got * sizeof(int));
-}
-
-/* ---- the mount table, resolved inside the root
- *
- * Every target is a path inside the container.  The root's contents are untrusted (an
- * image, the upper layer a previous run of the container wrote, a volume another
- * container shares), so a target is never walked as a host path: openat2 with
- * RESOLVE_IN_ROOT resolves it with the container's root as "/", so ".." and absolute
- * symlinks stop at that root, and the step acts on the fd it got (through its
- * /proc/self/fd link, which names exactly that mount and dentry) or on the parent
- * directory's fd.  The root is opened anew for each step, so a step sees the mounts
- * made before it (the first step mounts the root overlay itself on the empty rootfs). */
-
-struct fd_link {
-    char path[32];
-};
-
-static const char *fd_link(struct fd_link *l, int fd)
-{
-    static const char prefix[] = "/proc/self/fd/";
-    char digits[12];
-    int n = 0;
-    unsigned int v = (unsigned int)fd;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    memcpy(l->path, prefix, sizeof prefix - 1);
-    for (int i = 0; i < n; i++)
-        l->path[sizeof prefix - 1 + i] = digits[n - 1 - i];
-    l->path[sizeof prefix - 1 + n] = '\0';
-    return l->path;
-}
-
-static void close_keeping_errno(int fd)
-{
-    int saved = errno;
-    close(fd);
-    errno = saved;
-}
-
-/* Open container path `path` (absolute) inside the root; -1 with errno on failure. */
-static int open_in_root(const struct plan *p, const char *path, int flags)
-{
-    int root = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0)
-        return -1;
-    while (*path == '/')
-        path++;
-    struct open_how how;
-    memset(&how, 0, sizeof how);
-    how.flags = (uint64_t)(flags | O_CLOEXEC);
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd = (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
-    close_keeping_errno(root);
-    return fd;
-}
-
-/* The parent directory of `path`, opened inside the root; its last component in *base. */
-static int open_parent(const struct plan *p, const char *path, char buf[PATH_MAX],
-                       const char **base)
-{
-    size_t len = strlen(path);
-    if (len >= PATH_MAX) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    while (len > 1 && buf[len - 1] == '/')
-        buf[--len] = '\0';
-    char *slash = strrchr(buf, '/');
-    if (slash == NULL || slash[1] == '\0') {
-        errno = EINVAL; /* "/" or a relative path has no parent to create it in */
-        return -1;
-    }
-    *base = slash + 1;
-    *slash = '\0';
-    return open_in_root(p, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
-}
-
-/* The MS_* flags a read-only bind remount must repeat (locked in a user namespace). */
-static unsigned long kept_flags(int fd)
-{
-    struct statfs st;
-    if (fstatfs(fd, &st) < 0)
-        return 0;
-    return (unsigned long)st.f_flags &
-           (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
-}
-
-/* Bind the path onto itself, so that a plain directory or file (/proc/sys) becomes a
- * mount of its own, then make that mount read-only.  The remount needs a new fd: the
- * first names the mount below the new bind. */
-static int remount_read_only(const struct plan *p, const struct mount_op *op)
-{
-    struct fd_link l;
-    int fd = open_in_root(p, op->target, O_PATH);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -1; /* kernels differ in what /proc holds */
-    int rc = mount(fd_link(&l, fd), l.path, NULL, MS_BIND | MS_REC, NULL);
-    close_keeping_errno(fd);
-    if (rc < 0)
-        return -1;
-    fd = open_in_root(p, op->target, O_PATH);
-    if (fd < 0)
-        return -1;
-    rc = mount(NULL, fd_link(&l, fd), NULL,
-               MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(fd), NULL);
-    close_keeping_errno(fd);
-    return rc;
-}
-
-static int mask(const struct plan *p, const struct mount_op *op)
-{
-    struct fd_link l;
-    struct stat st;
-    int rc;
-    int fd = open_in_root(p, op->target, O_PATH);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
-    if (fstat(fd, &st) < 0)
-        rc = -1;
-    else if (S_ISDIR(st.st_mode))
-        rc = mount("tmpfs", fd_link(&l, fd), "tmpfs",
-                   MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
-    else
-        rc = mount("/dev/null", fd_link(&l, fd), NULL, MS_BIND, NULL);
-    close_keeping_errno(fd);
-    return rc;
-}
-
-static int write_all(int fd, const char *data)
-{
-    size_t left = data == NULL ? 0 : strlen(data);
-    while (left > 0) {
-        ssize_t n = write(fd, data, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        left -= (size_t)n;
-    }
-    return 0;
-}
-
-/* The steps that create something: in the parent directory's fd, never through a link. */
-static int create_in_root(const struct plan *p, const struct mount_op *op)
-{
-    char buf[PATH_MAX];
-    const char *base;
-    struct fd_link l;
-    mode_t mask_was;
-    int rc, fd, dir = open_parent(p, op->target, buf, &base);
-    if (dir < 0)
-        return -1;
-    switch (op->kind) {
-    case MK_MKDIR:
-        rc = mkdirat(dir, base, op->mode);
-        if (rc < 0 && errno == EEXIST)
-            rc = 0;
-        break;
-    case MK_SYMLINK:
-        rc = symlinkat(op->source, dir, base);
-        if (rc < 0 && errno == EEXIST)
-            rc = 0;
-        break;
-    case MK_MKNOD:
-        /* Without the umask: the node must have exactly the mode asked (/dev/null is 0666
-         * even under a daemon's umask 022). */
-        mask_was = umask(0);
-        rc = mknodat(dir, base, op->mode, (dev_t)op->dev);
-        umask(mask_was);
-        break;
-    case MK_WRITE_FILE:
-        /* Always a new regular file: whatever the image has there (a device node, a FIFO,
-         * a symlink) is unlinked first, never opened. */
-        if (unlinkat(dir, base, 0) < 0 && errno != ENOENT) {
-            rc = -1;
-            break;
-        }
-        fd = openat(dir, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
-        rc = fd < 0 ? -1 : write_all(fd, op->data);
-        if (fd >= 0)
-            close_keeping_errno(fd);
-        break;
-    case MK_MKFILE:
-        /* A mount point for a file: made if nothing is there, never opened through a link. */
-        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
-        rc = fd < 0 && errno != EEXIST ? -1 : 0;
-        if (fd >= 0)
-            close(fd);
-        break;
-    default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
-        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
-        if (fd >= 0)
-            close_keeping_errno(fd);
-        break;
-    }
-    close_keeping_errno(dir);
-    return rc;
-}
-
-static int run_mount_op(const struct plan *p, const struct mount_op *op)
-{
-    struct fd_link l;
-    int fd, rc;
-    switch (op->kind) {
-    case MK_MOUNT:
-        fd = open_in_root(p, op->target, O_PATH);
-        if (fd < 0)
-            return -1;
-        rc = mount(op->source, fd_link(&l, fd), op->fstype, op->flags, op->data);
-        close_keeping_errno(fd);
-        return rc;
-    case MK_MKDIR:
-    case MK_SYMLINK:
-    case MK_MKNOD:
-    case MK_BIND_DEV:
-    case MK_WRITE_FILE:
-    case MK_MKFILE:
-        return create_in_root(p, op);
-    case MK_SYSCTL:
-        fd = open_in_root(p, op->target, O_WRONLY | O_NOFOLLOW);
-        if (fd < 0)
-            return -1;
-        rc = write_all(fd, op->data);
-        close_keeping_errno(fd);
-        return rc;
-    case MK_CHDIR:
-        /* The host directory that relative overlay lowerdirs name (deep images). */
-        return chdir(op->source);
-    case MK_REMOUNT_RO:
-        return remount_read_only(p, op);
-    case MK_MASK:
-        return mask(p, op);
-    default:
-        errno = EINVAL;
-        return -1;
-    }
-}
-
-/* A new network namespace starts with "lo" down; bring it up as Docker's --network none
- * does (a socket and two ioctls: async-signal-safe). */
-static int loopback_up(void)
-{
-    struct ifreq ifr;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, "lo", 3);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
-static void setup_mounts(const struct plan *p, const int trees[MAX_ATTACH])
-{
-    if (p->clone_flags & CLONE_NEWNS)
-        CHECK(p, mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), STAGE_MOUNT, -1);
-    /* The parent's detached trees, onto the host paths it chose (the overlays use them). */
-    for (Py_ssize_t i = 0; i < p->nattach; i++) {
-        CHECK(p, syscall(SYS_move_mount, trees[i], "", AT_FDCWD, p->attach[i],
-                         MOVE_MOUNT_F_EMPTY_PATH), STAGE_ATTACH, (int)i);
-        close(trees[i]);
-    }
-    for (Py_ssize_t i = 0; i < p->nmounts; i++)
-        CHECK(p, run_mount_op(p, &p->mounts[i]), STAGE_MOUNT, (int)i);
-}
-
-static void pivot(const struct plan *p)
-{
-    CHECK(p, chdir(p->rootfs), STAGE_PIVOT, 0);
-    CHECK(p, syscall(SYS_pivot_root, ".", "."), STAGE_PIVOT, 0);
-    /* The old root now sits on top of the new one at "/"; cut it off from the host. */
-    CHECK(p, mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL), STAGE_PIVOT, 0);
-    CHECK(p, umount2(".", MNT_DETACH), STAGE_PIVOT, 0);
-    CHECK(p, chdir("/"), STAGE_PIVOT, 0);
-}
-
-/* The terminal, from the container's own devpts (so ttyname works inside and nothing of the
- * host's devpts is involved): opened once / is the container's, made stdin, stdout, stderr
- * and the controlling terminal of the new session; its master goes to the parent. */
-static void open_console(const struct plan *p)
-{
-    struct statfs fs;
-    int unlock = 0;
-    int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
-    CHECK(p, master, STAGE_CONSOLE, 0);
-    CHECK(p, fstatfs(master, &fs), STAGE_CONSOLE, 0);
-    if (fs.f_type != DEVPTS_SUPER_MAGIC)
-        fail(p, STAGE_CONSOLE, EXDEV, 0); /* /dev/pts is not a devpts mount */
-    CHECK(p, ioctl(master, TIOCSPTLCK, &unlock), STAGE_CONSOLE, 0);
-    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-    CHECK(p, slave, STAGE_CONSOLE, 0);
-    struct winsize size = {.ws_row = 24, .ws_col = 80};
-    CHECK(p, ioctl(slave, TIOCSWINSZ, &size), STAGE_CONSOLE, 0);
-
-    int record[3] = {RECORD_CONSOLE, 0, 0};
-    struct iovec iov = {.iov_base = record, .iov_len = sizeof record};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    memset(&control, 0, sizeof control);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &master, sizeof master);
-    ssize_t n;
-    do {
-        n = sendmsg(p->sync_fd, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    CHECK(p, n, STAGE_CONSOLE, 0);
-    close(master);
-    for (int i = 0; i < 3; i++)
-        CHECK(p, dup2(slave, i), STAGE_CONSOLE, 0);
-    if (slave > 2)
-        close(slave);
-    CHECK(p, ioctl(0, TIOCSCTTY, 0), STAGE_TTY, 0);
-}
-
-static void set_rlimits(const struct plan *p)
-{
-    for (Py_ssize_t i = 0; i < p->nrlimits; i++) {
-        uint64_t limit[2] = {p->rlimits[i].cur, p->rlimits[i].max};
-        CHECK(p, syscall(SYS_prlimit64, 0, p->rlimits[i].resource, limit, NULL), STAGE_RLIMIT,
-              (int)i);
-    }
-}
-
-static void close_fds(const struct plan *p)
-{
-    int keep[] = {p->sync_fd, p->start_fd};
-    close_all_but(p, keep, 2, 3 + p->keep_fds);
-}
-
-/* The create/start split: tell the parent (the OCI runtime's `create`, which then exits)
- * that everything up to exec is done, and block until `start` connects to the listening
- * socket start_fd.  The accepted connection takes the sync socket's place (close-on-exec):
- * `start` reads a later failure from it, or end-of-file once the exec happened. */
-static void wait_for_start(const struct plan *p)
-{
-    int record[3] = {RECORD_WAITING, 0, 0};
-    ssize_t n;
-    do {
-        n = write(p->sync_fd, record, sizeof record);
-    } while (n < 0 && errno == EINTR);
-    CHECK(p, n, STAGE_START, 0);
-    int conn;
-    do {
-        conn = accept4(p->start_fd, NULL, NULL, SOCK_CLOEXEC);
-    } while (conn < 0 && errno == EINTR);
-    CHECK(p, conn, STAGE_START, 0);
-    CHECK(p, dup3(conn, p->sync_fd, O_CLOEXEC), STAGE_START, 0);
-    close(conn);
-    close(p->start_fd);
-}
-
-static void load_seccomp(const struct plan *p)
-{
-    struct sock_fprog prog = {.len = p->nfilter, .filter = p->filter};
-    CHECK(p, prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0), STAGE_SECCOMP, 0);
-}
-
-static void drop_bounding(const struct plan *p)
-{
-    for (int cap = 0; cap < 64; cap++) {
-        int has = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
-        if (has < 0 && errno == EINVAL)
-            break; /* past the kernel's last capability */
-        CHECK(p, has, STAGE_CAPS, cap);
-        if (has && !((p->bounding >> cap) & 1))
-            CHECK(p, prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), STAGE_CAPS, cap);
-    }
-}
-
-static void apply_caps(const struct plan *p)
-{
-    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2];
-    for (int i = 0; i < 2; i++) {
-        data[i].effective = (uint32_t)(p->effective >> (32 * i));
-        data[i].permitted = (uint32_t)(p->permitted >> (32 * i));
-        data[i].inheritable = (uint32_t)(p->inheritable >> (32 * i));
-    }
-    CHECK(p, syscall(SYS_capset, &header, data), STAGE_CAPS, 0);
-    CHECK(p, prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), STAGE_CAPS, 0);
-    for (int cap = 0; cap < 64; cap++)
-        if ((p->ambient >> cap) & 1)
-            CHECK(p, prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), STAGE_CAPS, cap);
-}
-
-static void set_identity(const struct plan *p)
-{
-    if (p->has_caps) {
-        drop_bounding(p); /* needs CAP_SETPCAP, which setresuid may take away */
-        CHECK(p, prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), STAGE_CAPS, 0);
-    }
-    CHECK(p, syscall(SYS_setgroups, (size_t)p->ngroups, p->groups), STAGE_SETGROUPS, 0);
-    CHECK(p, syscall(SYS_setresgid, p->gid, p->gid, p->gid), STAGE_SETGID, 0);
-    CHECK(p, syscall(SYS_setresuid, p->uid, p->uid, p->uid), STAGE_SETUID, 0);
-    if (p->has_caps)
-        apply_caps(p);
-}
-
-/* execve argv[0], searching the search path like execvp when it holds no "/". */
-__attribute__((noreturn)) static void exec_program(const struct plan *p)
-{
-    const char *file = p->argv[0];
-    if (strchr(file, '/') != NULL) {
-        execve(file, p->argv, p->envp);
-        fail(p, STAGE_EXEC, errno, 0);
-    }
-    size_t flen = strlen(file);
-    int err = ENOENT;
-    int denied = 0;
-    char path[PATH_MAX];
-    for (Py_ssize_t i = 0; i < p->nsearch; i++) {
-        size_t dlen = strlen(p->search[i]);
-        if (dlen + 1 + flen + 1 > sizeof path) {
-            err = ENAMETOOLONG;
-            continue;
-        }
-        memcpy(path, p->search[i], dlen);
-        path[dlen] = '/';
-        memcpy(path + dlen + 1, file, flen + 1);
-        execve(path, p->argv, p->envp);
-        switch (errno) {
-        case EACCES:
-            denied = 1;
-            break;
-        case ENOENT:
-        case ENOTDIR:
-        case ESTALE:
-        case ENODEV:
-        case ETIMEDOUT:
-        case ENAMETOOLONG:
-            err = errno;
-            break;
-        default:
-            fail(p, STAGE_EXEC, errno, (int)i);
-        }
-    }
-    fail(p, STAGE_EXEC, denied ? EACCES : (err == ENAMETOOLONG ? err : ENOENT), -1);
-}
-
-__attribute__((noreturn)) static void child_main(const struct plan *p)
-{
-    keep_only_what_the_child_needs(p, 0);
-    reset_signals(p);
-    int trees[MAX_ATTACH];
-    wait_for_parent(p, trees);
-    for (Py_ssize_t i = 0; i < p->nns; i++) {
-        CHECK(p, setns(p->ns_fds[i], p->ns_types[i]), STAGE_JOIN, (int)i);
-        close(p->ns_fds[i]);
-    }
-    /* In a new user namespace this process is still the host uid it was cloned as, which
-     * the namespace does not map: become its root (the maps are written by now) so that
-     * what the mounts create and check is owned by the mapped ids. */
-    if (p->clone_flags & CLONE_NEWUSER) {
-        CHECK(p, syscall(SYS_setresgid, 0, 0, 0), STAGE_SETGID, 0);
-        CHECK(p, syscall(SYS_setresuid, 0, 0, 0), STAGE_SETUID, 0);
-    }
-    if (p->clone_flags & CLONE_NEWCGROUP)
-        CHECK(p, unshare(CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
-    for (int i = 0; i < 3; i++)
-        if (p->stdio[i] >= 0)
-            CHECK(p, dup2(p->stdio[i], i), STAGE_STDIO, i);
-    if (p->hostname != NULL && (p->clone_flags & CLONE_NEWUTS))
-        CHECK(p, sethostname(p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
-    if (p->clone_flags & CLONE_NEWNET)
-        CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
-    setup_mounts(p, trees);
-    if (p->rootfs != NULL)
-        pivot(p);
-    if (p->console)
-        open_console(p);
-    set_rlimits(p);
-    close_fds(p);
-    if (p->nfilter && !p->nnp)
-        load_seccomp(p);
-    set_identity(p);
-    if (p->nnp)
-        CHECK(p, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STAGE_NO_NEW_PRIVS, 0);
-    CHECK(p, chdir(p->cwd), STAGE_CHDIR, 0);
-    if (p->start_fd >= 0)
-        wait_for_start(p);
-    if (p->nfilter && p->nnp)
-        load_seccomp(p);
-    exec_program(p);
-}
-
-/* Join mode: enter the target's namespaces, create the final process, report its pid. */
-__attribute__((noreturn)) static void intermediate_main(const struct plan *p)
-{
-    keep_only_what_the_child_needs(p, 1);
-    /* A copy of the daemon: never readable through /proc by what it is about to join. */
-    CHECK(p, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_JOIN, 0);
-    CHECK(p, setns(p->join_pidfd, (int)p->join_flags), STAGE_JOIN, 0);
-    struct clone_args_v0 args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_PARENT;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0)
-        child_main(p);
-    CHECK(p, pid, STAGE_FORK, 0);
-    int report = (int)pid;
-    ssize_t n;
-    do {
-        n = write(p->report_fd, &report, sizeof report);
-    } while (n < 0 && errno == EINTR);
-    _exit(n == (ssize_t)sizeof report ? 0 : 1);
-}
-
-/* Shim mode: a failure record on the report socket; the container (if any) is killed. */
-__attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage)
-{
-    int record[3] = {stage, errno, 0};
-    if (pidfd >= 0)
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    ssize_t n;
-    do {
-        n = write(report, record, sizeof record);
-    } while (n < 0 && errno == EINTR);
-    _exit(127);
-}
-
-/* Shim mode (see shim.c): this process clones the container, so that it is the container's
- * parent, makes the listening socket in the container's directory, reports the container's
- * pid and pidfd on the report socket and becomes boxd-shim.  The report socket is
- * close-on-exec: end-of-file after the pid record means the shim runs. */
-__attribute__((noreturn)) static void shim_main(const struct plan *p)
-{
-    keep_only_what_the_child_needs(p, 1);
-    reset_signals(p);
-    /* Above 4, where the shim's fds go. */
-    int report = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 10);
-    if (report < 0)
-        shim_fail(p->report_fd, -1, STAGE_SHIM);
-    struct clone_args_v0 args;
-    memset(&args, 0, sizeof args);
-    int pidfd = -1;
-    args.flags = CLONE_PIDFD | (p->clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
-    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    args.exit_signal = SIGCHLD;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0)
-        child_main(p);
-    if (pid < 0)
-        shim_fail(report, -1, STAGE_FORK);
-    /* From here on only the container holds its end of the sync socket and its stdio. */
-    close(p->sync_fd);
-    for (int i = 0; i < 3; i++)
-        if (p->stdio[i] > 2)
-            close(p->stdio[i]);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null < 0)
-        shim_fail(report, pidfd, STAGE_SHIM);
-    for (int i = 0; i < 3; i++)
-        if (dup2(null, i) < 0)
-            shim_fail(report, pidfd, STAGE_SHIM);
-    close(null);
-    struct sockaddr_un addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sun_family = AF_UNIX;
-    memcpy(addr.sun_path, "shim.sock", sizeof "shim.sock");
-    if (chdir(p->shim_dir) < 0 || (unlink(addr.sun_path) < 0 && errno != ENOENT))
-        shim_fail(report, pidfd, STAGE_SHIM);
-    int listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-        listen(listener, 4) < 0)
-        shim_fail(report, pidfd, STAGE_SHIM);
-    /* The shim's fds 3 and 4 (dup2 clears close-on-exec); everything else is closed. */
-    int high_listener = fcntl(listener, F_DUPFD_CLOEXEC, 10);
-    int high_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 10);
-    if (high_listener < 0 || high_pidfd < 0 || dup2(high_listener, 3) < 0 ||
-        dup2(high_pidfd, 4) < 0)
-        shim_fail(report, pidfd, STAGE_SHIM);
-    int keep[] = {3, 4, report};
-    close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]), 3);
-
-    int record[3] = {RECORD_STARTED, (int)pid, 0};
-    struct iovec iov = {.iov_base = record, .iov_len = sizeof record};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    memset(&control, 0, sizeof control);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    int sent_pidfd = 4;
-    memcpy(CMSG_DATA(c), &sent_pidfd, sizeof sent_pidfd);
-    ssize_t n;
-    do {
-        n = sendmsg(report, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        shim_fail(report, 4, STAGE_SHIM);
-    char *none[] = {NULL};
-    execve(p->shim_path, p->shim_argv, none);
-    shim_fail(report, 4, STAGE_SHIM);
-}
 
 /* ------------------------------------------------------------------ parent side */
 
@@ -958,7 +71,7 @@ static const char *cstring(PyObject *obj, const char *what)
 }
 
 /* A NULL-terminated array of a tuple of bytes' buffers (PyMem_Free it); NULL tuple: empty. */
-static const char **string_array(PyObject *tuple, const char *what, Py_ssize_t *count)
+static const char **string_array(PyObject *tuple, const char *what, size_t *count)
 {
     Py_ssize_t n = tuple == NULL ? 0 : PyTuple_Size(tuple);
     const char **array = zeroed(n, sizeof *array);
@@ -972,17 +85,18 @@ static const char **string_array(PyObject *tuple, const char *what, Py_ssize_t *
         }
     }
     if (count != NULL)
-        *count = n;
+        *count = (size_t)n;
     return array;
 }
 
 static int parse_mounts(PyObject *tuple, struct plan *p)
 {
-    p->nmounts = PyTuple_Size(tuple);
-    p->mounts = zeroed(p->nmounts, sizeof *p->mounts);
+    Py_ssize_t n = PyTuple_Size(tuple);
+    p->mounts = zeroed(n, sizeof *p->mounts);
     if (p->mounts == NULL)
         return -1;
-    for (Py_ssize_t i = 0; i < p->nmounts; i++) {
+    p->nmounts = (size_t)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
         struct mount_op *op = &p->mounts[i];
         PyObject *target, *source, *fstype, *data;
         if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "iSSSkSIK;a mount op is (kind, "
@@ -1013,11 +127,12 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
 
 static int parse_rlimits(PyObject *tuple, struct plan *p)
 {
-    p->nrlimits = PyTuple_Size(tuple);
-    p->rlimits = zeroed(p->nrlimits, sizeof *p->rlimits);
+    Py_ssize_t n = PyTuple_Size(tuple);
+    p->rlimits = zeroed(n, sizeof *p->rlimits);
     if (p->rlimits == NULL)
         return -1;
-    for (Py_ssize_t i = 0; i < p->nrlimits; i++) {
+    p->nrlimits = (size_t)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
         long long soft, hard;
         if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "iLL;an rlimit is (resource, soft, "
                               "hard)", &p->rlimits[i].resource, &soft, &hard))
@@ -1030,13 +145,13 @@ static int parse_rlimits(PyObject *tuple, struct plan *p)
 
 static int parse_ns_fds(PyObject *tuple, struct plan *p)
 {
-    p->nns = PyTuple_Size(tuple);
-    if (p->nns > MAX_JOIN) {
-        PyErr_Format(PyExc_ValueError, "at most %d namespaces to join, not %zd", MAX_JOIN,
-                     p->nns);
+    Py_ssize_t n = PyTuple_Size(tuple);
+    if (n > MAX_JOIN) {
+        PyErr_Format(PyExc_ValueError, "at most %d namespaces to join, not %zd", MAX_JOIN, n);
         return -1;
     }
-    for (Py_ssize_t i = 0; i < p->nns; i++)
+    p->nns = (size_t)n;
+    for (Py_ssize_t i = 0; i < n; i++)
         if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "ii;a namespace to join is (fd, type)",
                               &p->ns_fds[i], &p->ns_types[i]))
             return -1;
@@ -1045,11 +160,12 @@ static int parse_ns_fds(PyObject *tuple, struct plan *p)
 
 static int parse_groups(PyObject *tuple, struct plan *p)
 {
-    p->ngroups = PyTuple_Size(tuple);
-    p->groups = zeroed(p->ngroups, sizeof *p->groups);
+    Py_ssize_t n = PyTuple_Size(tuple);
+    p->groups = zeroed(n, sizeof *p->groups);
     if (p->groups == NULL)
         return -1;
-    for (Py_ssize_t i = 0; i < p->ngroups; i++) {
+    p->ngroups = (size_t)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
         unsigned long gid = PyLong_AsUnsignedLong(PyTuple_GetItem(tuple, i));
         if (PyErr_Occurred())
             return -1;
@@ -1059,6 +175,27 @@ static int parse_groups(PyObject *tuple, struct plan *p)
         }
         p->groups[i] = (gid_t)gid;
     }
+    return 0;
+}
+
+static int parse_cgroup_tasks(PyObject *tuple, struct plan *p)
+{
+    Py_ssize_t n = PyTuple_Size(tuple);
+    if (n > MAX_CGROUP_TASKS) {
+        PyErr_Format(PyExc_ValueError, "at most %d cgroup tasks files, not %zd",
+                     MAX_CGROUP_TASKS, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        p->cgroup_tasks[i] = (int)PyLong_AsLong(PyTuple_GetItem(tuple, i));
+        if (PyErr_Occurred())
+            return -1;
+        if (p->cgroup_tasks[i] < 0) {
+            PyErr_Format(PyExc_ValueError, "cgroup tasks fd %d is not an fd", p->cgroup_tasks[i]);
+            return -1;
+        }
+    }
+    p->ntasks = (size_t)n;
     return 0;
 }
 
@@ -1138,27 +275,30 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "argv", "env", "search_path", "clone_flags", "hostname", "rootfs", "mounts", "cwd",
         "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
-        "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds", NULL,
+        "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds",
+        "cgroup_tasks", "cgroup_dir", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
     PyObject *cwd = NULL, *name = NULL, *attach = NULL, *shim_path = NULL, *shim_dir = NULL;
-    PyObject *shim_argv = NULL, *ns_fds = NULL;
+    PyObject *shim_argv = NULL, *ns_fds = NULL, *cgroup_tasks = NULL;
     unsigned long long clone_flags = 0, join_flags = 0;
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->join_pidfd = -1;
     p->start_fd = -1;
+    p->cgroup_dir = -1;
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!:spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!i:spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
             &rlimits, &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name,
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
-            &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds))
+            &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds, &PyTuple_Type, &cgroup_tasks,
+            &p->cgroup_dir))
         return -1;
     if (p->keep_fds < 0 || p->keep_fds > 65536) {
         PyErr_Format(PyExc_ValueError, "keep_fds %d is out of range 0..65536", p->keep_fds);
@@ -1219,6 +359,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     }
     if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
         (rlimits && parse_rlimits(rlimits, p) < 0) || (ns_fds && parse_ns_fds(ns_fds, p) < 0) ||
+        (cgroup_tasks && parse_cgroup_tasks(cgroup_tasks, p) < 0) ||
         parse_caps(caps, p) < 0 ||
         parse_seccomp(seccomp, p) < 0)
         return -1;
@@ -1231,20 +372,15 @@ static void close_quietly(int fd)
         close(fd);
 }
 
-/* clone3 with every signal blocked, so no Python signal handler runs in the child. */
-static long clone_blocked(struct clone_args_v0 *args, const struct plan *p,
-                          void (*body)(const struct plan *))
+/* Raise a FAILED message as ChildFailed((stage, errno, index)); returns -1. */
+static int raise_failure(const struct sync_msg *m)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    long pid = syscall(SYS_clone3, args, sizeof *args);
-    if (pid == 0)
-        body(p);
-    int saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
-    return pid;
+    PyObject *err = Py_BuildValue("(iii)", m->stage, m->err, m->value);
+    if (err != NULL) {
+        PyErr_SetObject(ChildFailed, err);
+        Py_DECREF(err);
+    }
+    return -1;
 }
 
 /* Wait for the join mode intermediate; return the final pid it reported or -1 (set error). */
@@ -1267,42 +403,28 @@ static long finish_join(long intermediate, int report_fd, int sync_fd)
     }
     if (n == (ssize_t)sizeof pid)
         return pid;
-    int record[3];
-    if (recv(sync_fd, record, sizeof record, MSG_DONTWAIT) == (ssize_t)sizeof record) {
-        PyObject *err = Py_BuildValue("(iii)", record[0], record[1], record[2]);
-        if (err != NULL) {
-            PyErr_SetObject(ChildFailed, err);
-            Py_DECREF(err);
-        }
-        return -1;
-    }
+    struct sync_msg m;
+    if (recv(sync_fd, &m, sizeof m, MSG_DONTWAIT) == (ssize_t)sizeof m && m.kind == MSG_FAILED)
+        return raise_failure(&m);
     PyErr_Format(PyExc_RuntimeError,
                  "join: the intermediate process ended (wait status %d) without a report",
                  status);
     return -1;
 }
 
-/* Raise the child's failure record as ChildFailed; 0 if it was not one. */
-static int raise_record(const int record[3])
-{
-    PyObject *err = Py_BuildValue("(iii)", record[0], record[1], record[2]);
-    if (err != NULL) {
-        PyErr_SetObject(ChildFailed, err);
-        Py_DECREF(err);
-    }
-    return -1;
-}
 
 /* Shim mode: the container's pid (its pidfd in *pidfd) once the intermediate has become
  * boxd-shim, or -1 with an error set (the intermediate is reaped, the container killed). */
 static long finish_shim(long intermediate, int report_fd, int sync_fd, int *pidfd)
 {
-    int record[3] = {0, 0, 0}, failure[3] = {0, 0, 0};
+    struct sync_msg started, failure;
+    memset(&started, 0, sizeof started);
+    memset(&failure, 0, sizeof failure);
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
     } control;
-    struct iovec iov = {.iov_base = record, .iov_len = sizeof record};
+    struct iovec iov = {.iov_base = &started, .iov_len = sizeof started};
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
     msg.msg_iov = &iov;
@@ -1318,27 +440,28 @@ static long finish_shim(long intermediate, int report_fd, int sync_fd, int *pidf
     if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
         c->cmsg_len == CMSG_LEN(sizeof(int)))
         memcpy(pidfd, CMSG_DATA(c), sizeof(int));
-    if (n == (ssize_t)sizeof record && record[0] == RECORD_STARTED && *pidfd >= 0) {
-        /* Then end-of-file (the shim was exec'd) or the record of why not. */
+    if (n == (ssize_t)sizeof started && started.kind == MSG_STARTED && *pidfd >= 0) {
+        /* Then end-of-file (the shim was exec'd) or the message saying why not. */
         do {
-            m = recv(report_fd, failure, sizeof failure, 0);
+            m = recv(report_fd, &failure, sizeof failure, 0);
         } while (m < 0 && errno == EINTR);
     }
     Py_END_ALLOW_THREADS
     if (m == 0)
-        return record[1];
+        return started.value;
     if (*pidfd >= 0) {
         syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, NULL, 0);
         close(*pidfd);
         *pidfd = -1;
     }
     waitpid((pid_t)intermediate, NULL, 0);
-    if (m == (ssize_t)sizeof failure)
-        return raise_record(failure);
-    if (n == (ssize_t)sizeof record && record[0] != RECORD_STARTED)
-        return raise_record(record);
-    if (recv(sync_fd, failure, sizeof failure, MSG_DONTWAIT) == (ssize_t)sizeof failure)
-        return raise_record(failure);
+    if (m == (ssize_t)sizeof failure && failure.kind == MSG_FAILED)
+        return raise_failure(&failure);
+    if (n == (ssize_t)sizeof started && started.kind == MSG_FAILED)
+        return raise_failure(&started);
+    if (recv(sync_fd, &failure, sizeof failure, MSG_DONTWAIT) == (ssize_t)sizeof failure &&
+        failure.kind == MSG_FAILED)
+        return raise_failure(&failure);
     PyErr_SetString(PyExc_RuntimeError, "shim: the intermediate process ended without a report");
     return -1;
 }
@@ -1357,9 +480,16 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
         goto out;
     }
     p.sync_fd = sv[1];
-    struct clone_args_v0 clone;
+    struct clone_args_v2 clone;
     memset(&clone, 0, sizeof clone);
     clone.exit_signal = SIGCHLD;
+    /* The process that becomes the container's (or exec's, through join mode's
+     * intermediate) is born in its v2 cgroup; a shim's intermediate clones the container
+     * into it itself (the shim stays in ours). */
+    if (p.cgroup_dir >= 0 && p.shim_path == NULL) {
+        clone.flags |= CLONE_INTO_CGROUP;
+        clone.cgroup = (uint64_t)p.cgroup_dir;
+    }
     long pid;
     int saved;
     if (p.shim_path != NULL) {
@@ -1368,9 +498,9 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
             goto out;
         }
         p.report_fd = report[1];
-        clone.flags = CLONE_PIDFD;
+        clone.flags |= CLONE_PIDFD;
         clone.pidfd = (uint64_t)(uintptr_t)&shim_pidfd;
-        pid = clone_blocked(&clone, &p, shim_main);
+        pid = spawn_clone(&clone, &p, shim_main);
         saved = errno;
         close_quietly(report[1]);
         report[1] = -1;
@@ -1392,7 +522,7 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
             goto out;
         }
         p.report_fd = report[1];
-        pid = clone_blocked(&clone, &p, intermediate_main);
+        pid = spawn_clone(&clone, &p, intermediate_main);
         saved = errno;
         close_quietly(report[1]);
         report[1] = -1;
@@ -1414,9 +544,9 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
             goto out;
         }
     } else {
-        clone.flags = CLONE_PIDFD | (p.clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
+        clone.flags |= CLONE_PIDFD | (p.clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
         clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
-        pid = clone_blocked(&clone, &p, child_main);
+        pid = spawn_clone(&clone, &p, child_main);
         saved = errno;
         close_quietly(sv[1]);
         sv[1] = -1;
@@ -1494,31 +624,6 @@ static PyObject *clone_tree(PyObject *self, PyObject *args)
     return fd < 0 ? NULL : PyLong_FromLong(fd);
 }
 
-/* The child of rebind(): in the target's mount namespace (which also makes its root this
- * process's root), detach what is mounted at each target and attach the tree instead.  Only
- * raw system calls; the failing index and errno go to `report`. */
-__attribute__((noreturn)) static void rebind_child(int pidfd, Py_ssize_t n, const int *trees,
-                                                   const char *const *targets, int report)
-{
-    int record[2] = {-1, 0};
-    if (setns(pidfd, CLONE_NEWNS) < 0)
-        goto failed;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        record[0] = (int)i;
-        if (umount2(targets[i], MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
-            goto failed;
-        if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, targets[i],
-                    MOVE_MOUNT_F_EMPTY_PATH) < 0)
-            goto failed;
-    }
-    _exit(0);
-failed:
-    record[1] = errno;
-    if (write(report, record, sizeof record) < 0)
-        _exit(2);
-    _exit(1);
-}
-
 /* rebind(pidfd, ((tree_fd, target), ...)): replace mounts inside a running container (the
  * /proc view's files of an adopted container, whose old ones lead to a dead FUSE server). */
 static PyObject *rebind(PyObject *self, PyObject *args)
@@ -1545,17 +650,8 @@ static PyObject *rebind(PyObject *self, PyObject *args)
     }
     if (pipe2(report, O_CLOEXEC) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
-    struct clone_args_v0 clone;
-    memset(&clone, 0, sizeof clone);
-    clone.exit_signal = SIGCHLD;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    long pid = syscall(SYS_clone3, &clone, sizeof clone);
-    if (pid == 0)
-        rebind_child(pidfd, n, trees, targets, report[1]);
+    long pid = rebind_clone(pidfd, (size_t)n, trees, targets, report[1]);
     int saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(report[1]);
     if (pid < 0) {
         close(report[0]);
@@ -1589,7 +685,8 @@ static PyMethodDef methods[] = {
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
-     "      shim_dir, shim_argv, ns_fds) -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
+     "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir)\n"
+     "      -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"idmapped_tree", idmapped_tree, METH_VARARGS,
      "idmapped_tree(path, userns_fd) -> fd\n\n"
@@ -1609,13 +706,51 @@ static struct PyModuleDef module_def = {
     methods, NULL, NULL, NULL, NULL,
 };
 
+/* module.<attr> = {name: value} of one of spawn.h's enums; 0 on success. */
+static int add_table(PyObject *module, const char *attr, const char *const *names,
+                     const int *values, size_t n)
+{
+    PyObject *table = PyDict_New();
+    if (table == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *value = PyLong_FromLong(values[i]);
+        if (value == NULL || PyDict_SetItemString(table, names[i], value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(table);
+            return -1;
+        }
+        Py_DECREF(value);
+    }
+    int rc = PyModule_AddObjectRef(module, attr, table);
+    Py_DECREF(table);
+    return rc;
+}
+
+#define NAME(name, value) #name,
+#define VALUE(name, value) value,
+static const char *const stage_names[] = {SPAWN_STAGES(NAME)};
+static const int stage_values[] = {SPAWN_STAGES(VALUE)};
+static const char *const mount_kind_names[] = {SPAWN_MOUNT_KINDS(NAME)};
+static const int mount_kind_values[] = {SPAWN_MOUNT_KINDS(VALUE)};
+static const char *const message_names[] = {SPAWN_MESSAGES(NAME)};
+static const int message_values[] = {SPAWN_MESSAGES(VALUE)};
+#undef NAME
+#undef VALUE
+#define TABLE(module, attr, prefix)                                                            \
+    add_table(module, attr, prefix##_names, prefix##_values,                                   \
+              sizeof prefix##_values / sizeof prefix##_values[0])
+
 PyMODINIT_FUNC PyInit_sandbox_native(void)
 {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
     ChildFailed = PyErr_NewException("sandbox_native.ChildFailed", NULL, NULL);
-    if (ChildFailed == NULL || PyModule_AddObjectRef(module, "ChildFailed", ChildFailed) < 0) {
+    if (ChildFailed == NULL || PyModule_AddObjectRef(module, "ChildFailed", ChildFailed) < 0 ||
+        TABLE(module, "STAGES", stage) < 0 || TABLE(module, "MOUNT_KINDS", mount_kind) < 0 ||
+        TABLE(module, "MESSAGES", message) < 0 ||
+        PyModule_AddIntConstant(module, "SYNC_MSG_SIZE", (long)sizeof(struct sync_msg)) < 0) {
         Py_DECREF(module);
         return NULL;
     }

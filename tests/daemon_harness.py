@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -118,8 +117,13 @@ class Daemon:
         return result
 
     def inspect(self, ref: str) -> dict[str, Any]:
-        found: list[dict[str, Any]] = json.loads(self.ctl("inspect", ref).stdout)
-        return found[0]
+        """boxd's own record of the container (``boxctl inspect`` prints Docker's shape)."""
+        from boxctl._client import call
+
+        record: dict[str, Any] = call(
+            str(self.socket), {"type": "InspectRequest", "container": ref}
+        )["container"]
+        return record
 
     def wait_for(self, ref: str, predicate: Any, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -15,13 +15,15 @@ from bench._report import BASELINE, OURS, PEER, Case
 
 REPO = Path(__file__).resolve().parent.parent
 
-CASES = ("start", "sequential", "concurrent", "list", "memory", "output")
+CASES = ("start", "sequential", "concurrent", "list", "memory", "output", "oci-cycle", "oci-podman")
 # The network cases, each with its entries (measured or with their error).
 NETWORK_CASES = ("network-start", "network-bridge", "network-published")
 PEERS_PER_CASE = {
     "start": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
     "sequential": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
     "concurrent": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
+    "oci-cycle": ("runc create, start, delete", "crun create, start, delete", "runc run"),
+    "oci-podman": ("podman --runtime runc run --rm --rootfs",),
 }
 TOOLS = ("crun", "runc", "bwrap", "podman", "hyperfine", "busybox")
 

@@ -32,6 +32,7 @@ import pytest
 import trio
 from fake_cgroup import FakeCgroupFs
 
+from boxd import _native
 from boxd._cgroup import (
     ALLOWED_DEVICES,
     Cgroup,
@@ -41,6 +42,8 @@ from boxd._cgroup import (
     shares_to_weight,
 )
 from boxd._devices import compile_rules
+from boxd._native import RealNative, SpawnPlan
+from boxd._shim import reap_child
 from boxd._units import parse_size
 
 M = 1 << 20
@@ -54,12 +57,14 @@ def fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCgroupFs:
 
 
 async def _sigterm_one(fs: FakeCgroupFs, cg: Cgroup, d: Path) -> list[tuple[str, str]]:
-    """A real process, listed in the fake ``d/cgroup.procs``, must die of
-    ``kill_all(SIGTERM)``; returns the writes that took (relative to ``d``), and leaves
-    the list empty again."""
+    """A real process, listed in the fake ``cgroup.procs`` of every hierarchy of ``cg`` (as
+    the kernel lists a container's), must die of ``kill_all(SIGTERM)``; returns the writes
+    that took (relative to ``d``), and leaves the lists empty again."""
     sleeper = await trio.lowlevel.open_process(["sleep", "60"])
+    procs = [Path(p) / "cgroup.procs" for p in cg.paths.values()]
     try:
-        (d / "cgroup.procs").write_text(str(sleeper.pid))
+        for path in procs:
+            path.write_text(str(sleeper.pid))
         fs.writes.clear()
         await cg.kill_all(signal.SIGTERM)
         assert await sleeper.wait() == -signal.SIGTERM
@@ -67,7 +72,8 @@ async def _sigterm_one(fs: FakeCgroupFs, cg: Cgroup, d: Path) -> list[tuple[str,
     finally:
         sleeper.kill()
         await sleeper.wait()
-        (d / "cgroup.procs").write_text("")
+        for path in procs:
+            path.write_text("")
 
 
 # ---- pure v2 on a fake tree ---------------------------------------------------------
@@ -117,6 +123,17 @@ async def test_v2_create_enables_controllers_writes_limits_and_removes(fs: FakeC
     assert (own / "cgroup.procs").exists()
     await cg.remove()  # idempotent
     assert host.list_children() == []
+
+
+async def test_v2_placement_is_the_directory_for_clone_into_cgroup(fs: FakeCgroupFs) -> None:
+    own = fs.mount_v2("/boxd.service")
+    cg = fs.detect().create("c1", Limits())
+    with cg.placement() as (tasks, v2):
+        assert tasks == ()  # no v1 hierarchy: nothing for the child to write
+        assert os.readlink(f"/proc/self/fd/{v2}") == str(own / "boxd" / "c1")
+    with pytest.raises(OSError):
+        os.fstat(v2)  # closed once the spawn has its copy
+    await cg.remove()
 
 
 async def test_v2_default_pids_limit_and_nested_parent(fs: FakeCgroupFs) -> None:
@@ -373,6 +390,19 @@ async def test_v1_create_writes_limits_and_copies_cpuset(fs: FakeCgroupFs) -> No
     assert not any((root / c / "user" / "boxd").exists() for c in cg.paths)
 
 
+async def test_v1_placement_is_each_hierarchys_tasks_file(fs: FakeCgroupFs) -> None:
+    for controllers in ("memory", "pids"):
+        fs.mount_v1(controllers, "/user")
+    cg = fs.detect().create("c1", Limits())
+    with cg.placement() as (tasks, v2):
+        assert v2 == -1
+        paths = [path for _, path in tasks]
+        assert sorted(paths) == sorted(str(Path(p) / "tasks") for p in cg.paths.values())
+        for fd, _ in tasks:
+            assert os.get_blocking(fd) and os.readlink(f"/proc/self/fd/{fd}").endswith("/tasks")
+    await cg.remove()
+
+
 async def test_v1_without_swap_accounting_and_freezer_kill(fs: FakeCgroupFs) -> None:
     fs.swap_accounting = False
     fs.mount_v1("memory", "/")
@@ -532,6 +562,27 @@ async def test_real_limits_place_kill_remove(real_host: CgroupHost) -> None:
     await cg.remove()
     assert _left(cg) == []
     assert real_host.list_children() == []
+    await cg.remove()
+
+
+@pytest.mark.root
+async def test_real_child_places_itself(real_host: CgroupHost) -> None:
+    """The spawn path's child writes "0" to each v1 ``tasks`` file and is born in the v2
+    cgroup (CLONE_INTO_CGROUP): it is in the container's cgroup in every hierarchy it needs
+    before it execs, and the caller never moves it."""
+    limits = Limits(memory=64 * M)
+    cg = real_host.create("self", limits)
+    with cg.placement() as (tasks, v2):
+        plan = SpawnPlan(argv=("sleep", "60"), cgroup_tasks=tasks, cgroup_dir=v2)
+        spawned = await _native.start(RealNative(), plan)
+    try:
+        assert cg.procs() == [spawned.pid]
+        lines = _cgroups_of(spawned.pid).splitlines()
+        ours = [line for line in lines if line.endswith("/self")]
+        assert len(ours) == len(real_host.joined(limits))
+    finally:
+        signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
+        await reap_child(spawned.pidfd)
     await cg.remove()
 
 

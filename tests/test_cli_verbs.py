@@ -1,5 +1,6 @@
 """Docker's daily verbs and flags (issue 16) through the real CLI and daemon: rename, top,
-diff, container prune, exec -d, --env-file, --label/--label-file, --cidfile.  The expected
+diff, container prune (and its filters), exec -d and --privileged, update, events,
+--stop-timeout, --env-file, --label/--label-file, --cidfile.  The expected
 outputs quote Docker's documented behaviour."""
 
 from __future__ import annotations
@@ -174,6 +175,106 @@ def test_container_prune_removes_only_stopped_containers(daemon: Daemon) -> None
     daemon.ctl("container", "rm", "-f", running)
 
 
+def test_logs_of_a_container_never_started(daemon: Daemon) -> None:
+    """Docker: nothing, exit 0 (it has no log yet), with or without -f."""
+    cid = daemon.ctl("create", "default", "echo", "hi").stdout.strip()
+    for follow in ((), ("-f",)):
+        r = daemon.ctl("logs", *follow, cid)
+        assert (r.stdout, r.stderr) == ("", "")
+    daemon.ctl("rm", cid)
+
+
+def test_container_prune_filters(daemon: Daemon) -> None:
+    """Docker's prune filters: label=KEY[=VALUE], label!=KEY, until=TIME (created before)."""
+    a = daemon.ctl("create", "-l", "tmp=a", "default", "true").stdout.strip()
+    b = daemon.ctl("create", "-l", "tmp=b", "default", "true").stdout.strip()
+    between = time.time()
+    c = daemon.ctl("create", "-l", "tmp=c", "default", "true").stdout.strip()
+    keep = daemon.ctl("create", "-l", "keep", "default", "true").stdout.strip()
+
+    def pruned(*filters: str) -> list[str]:
+        args = [f"--filter={f}" for f in filters]
+        out = daemon.ctl("container", "prune", "-f", *args).stdout.splitlines()
+        return out[1:-2] if out[0] == "Deleted Containers:" else []
+
+    assert pruned("label=tmp=a") == [a]
+    assert pruned("label=tmp", f"until={between}") == [b]
+    assert pruned("label!=keep") == [c]
+    assert daemon.ctl("ps", "-a", "-q").stdout.split() == [keep[:12]]
+    for bad, words in [("until=later", "invalid until 'later'"), ("colour=red", "'colour'")]:
+        r = daemon.ctl("container", "prune", "-f", "--filter", bad, check=False)
+        assert r.returncode == 1 and words in r.stderr
+    assert pruned("until=2000-01-01") == []  # an RFC 3339 date, long before
+    assert pruned("until=0s") == [keep]  # a duration back from now
+
+
+def test_image_and_network_prune_filters(daemon: Daemon, tmp_path: Path) -> None:
+    """The same filters for `image prune` (until: the image's created time; its config's
+    labels) and `network prune` (until; networks carry no labels)."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "f").write_text("x")
+    tarball = tmp_path / "root.tar"
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
+    daemon.ctl("import", str(tarball), "pruned:1")
+    daemon.ctl("network", "create", "pn")
+    for keeping in ("until=2000-01-01", "label=team"):
+        assert daemon.ctl("image", "prune", "-a", "--filter", keeping).stdout == ""
+        assert daemon.ctl("network", "prune", "--filter", keeping).stdout == ""
+    r = daemon.ctl("image", "prune", "-a", "--filter", "label!=team", "--filter", "until=0s")
+    assert "untagged: docker.io/library/pruned:1" in r.stdout
+    assert daemon.ctl("network", "prune", "--filter", "until=0s").stdout == "pn\n"
+    r = daemon.ctl("network", "prune", "--filter", "until=", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: invalid until '': use a Unix time, a "
+                                        "duration (10m, 24h) or an RFC 3339 time\n")  # fmt: skip
+
+
+def test_update_keeps_what_it_is_not_given_and_changes_the_restart_policy(
+    daemon: Daemon,
+) -> None:
+    """Docker's `update`: the limits named change, the others stay; --restart too."""
+    daemon.ctl("run", "-d", "--name", "u", "-m", "64m", "--cpu-shares", "512", "default",
+               "sleep", "300")  # fmt: skip
+    daemon.ctl("update", "--cpus", "1.5", "u")
+    resources = daemon.inspect("u")["config"]["resources"]
+    assert (resources["memory"], resources["cpu_shares"], resources["cpus"]) == (64 << 20, 512, 1.5)
+    daemon.ctl("update", "--restart", "on-failure:2", "u")
+    assert daemon.inspect("u")["config"]["restart"] == {"name": "on-failure", "max_retries": 2}
+    r = daemon.ctl("update", "u", check=False)
+    assert (r.returncode, r.stderr) == (
+        125,
+        "boxctl update: give at least one limit or --restart\n",
+    )
+    daemon.ctl("run", "-d", "--rm", "--name", "gone", "default", "sleep", "300")
+    r = daemon.ctl("update", "--restart", "always", "gone", check=False)
+    assert r.returncode == 1 and "--rm and --restart cannot be combined" in r.stderr
+    daemon.ctl("rm", "-f", "u", "gone")
+
+
+def test_exec_privileged_gets_every_capability(daemon: Daemon) -> None:
+    """Docker's `exec --privileged`: every capability for that process alone."""
+    daemon.ctl("run", "-d", "--name", "x", "default", "sleep", "300")
+    script = "grep ^CapEff /proc/self/status"
+    plain = daemon.ctl("exec", "x", "sh", "-c", script).stdout.split()[1]
+    privileged = daemon.ctl("exec", "--privileged", "x", "sh", "-c", script).stdout.split()[1]
+    with open("/proc/self/status") as f:  # root's: every capability of this kernel
+        everything = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    assert privileged == everything and plain != everything
+    assert daemon.ctl("exec", "x", "sh", "-c", script).stdout.split()[1] == plain
+    daemon.ctl("rm", "-f", "x")
+
+
+def test_stop_timeout_is_what_stop_waits(daemon: Daemon) -> None:
+    """--stop-timeout: the seconds stop waits before SIGKILL (sleep as PID 1 ignores
+    SIGTERM, so stop always waits the whole time here)."""
+    daemon.ctl("run", "-d", "--name", "t", "--stop-timeout", "1", "default", "sleep", "300")
+    started = time.monotonic()
+    daemon.ctl("stop", "t")
+    assert 1 <= time.monotonic() - started < 10  # Docker's default would be 10
+    assert daemon.inspect("t")["state"]["exit_code"] == 137
+    daemon.ctl("rm", "t")
+
+
 def test_exec_detached_runs_on_after_the_client_left(daemon: Daemon) -> None:
     daemon.ctl("run", "-d", "--name", "x", "default", "sleep", "300")
     script = (
@@ -245,11 +346,14 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
         while (e := events.next_event())["id"] != first:
             pass
         assert e["Action"] == "create" and e["Actor"]["Attributes"]["name"] == "first"
-        cid = daemon.ctl("run", "-d", "--name", "w", "-l", "team=a", "default", "sleep", "300")
+        script = 'trap "exit 0" TERM; sleep 300 & wait'
+        cid = daemon.ctl("run", "-d", "--name", "w", "-l", "team=a", "default", "sh", "-c", script)
         cid_w = cid.stdout.strip()
         daemon.ctl("rename", "w", "v")
-        daemon.ctl("exec", "v", "true")
-        daemon.ctl("rm", "-f", "v")
+        daemon.ctl("exec", "v", "sh", "-c", "exit 4", check=False)
+        daemon.ctl("kill", "-s", "WINCH", "v")  # ignored by sh
+        daemon.ctl("stop", "v")
+        daemon.ctl("rm", "v")
         daemon.ctl("run", "--rm", "--name", "oom", "-m", "8m", "default", "python3", "-c",
                    "x = bytearray(64 << 20)", check=False)  # fmt: skip
         seen: list[tuple[str, str]] = []
@@ -260,15 +364,25 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
                 assert e["Actor"]["Attributes"]["team"] == "a"
                 assert e["Type"] == "container" and e["timeNano"] // 10**9 == e["time"]
             if e["Action"] == "die" and e["id"] == cid_w:
-                assert e["Actor"]["Attributes"]["exitCode"] == "137"
+                assert e["Actor"]["Attributes"]["exitCode"] == "0"
+            if e["Action"] == "exec_die":
+                assert e["Actor"]["Attributes"]["exitCode"] == "4"
+                assert len(e["Actor"]["Attributes"]["execID"]) == 64
+        # Docker's: kill for each signal, die, then stop; attach before a foreground start.
         assert seen == [
             ("create", "w"),
             ("start", "w"),
             ("rename", "v"),
-            ("exec_start: true", "v"),
+            ("exec_create: sh -c exit 4", "v"),
+            ("exec_start: sh -c exit 4", "v"),
+            ("exec_die", "v"),
+            ("kill", "v"),
+            ("kill", "v"),
             ("die", "v"),
+            ("stop", "v"),
             ("destroy", "v"),
             ("create", "oom"),
+            ("attach", "oom"),
             ("start", "oom"),
             ("oom", "oom"),
             ("die", "oom"),
@@ -285,6 +399,20 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
     line = r.stdout.splitlines()
     assert len(line) == 1 and line[0].split()[1:4] == ["container", "create", first]
     assert line[0].endswith("(image=default, name=first)")
+    # --format: Docker's Go templates over Docker's fields; the event filter matches the
+    # action's first word.
+    fmt = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.signal}}"
+    window = ("--since", str(start), "--until", str(time.time()))
+    r = daemon.ctl(
+        "events", *window, "-f", "event=kill", "-f", "event=exec_create", "--format", fmt
+    )
+    assert r.stdout.splitlines() == [
+        "container exec_create: sh -c exit 4 v <no value>",
+        f"container kill v {int(signal.SIGWINCH)}",
+        f"container kill v {int(signal.SIGTERM)}",
+    ]
+    r = daemon.ctl("events", "--format", "{{.Action", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: template: unclosed action at offset 0\n")
     r = daemon.ctl("events", "--filter", "colour=red", check=False)
     assert r.returncode == 125 and "invalid --filter 'colour=red'" in r.stderr
     daemon.ctl("rm", "first")

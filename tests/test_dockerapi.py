@@ -3,6 +3,7 @@ and raw HTTP with bad input.  One real daemon for the module (its own root and s
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -13,7 +14,9 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,14 +217,43 @@ def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert _docker(clean, "update", "--memory", "100m", "--memory-swap", "200m", "dup").stdout
     limits = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"
     assert _docker(clean, "inspect", "-f", limits, "dup").stdout == f"{100 << 20} {200 << 20}\n"
-    r = _docker(clean, "update", "--restart", "always", "dup")
-    assert (r.returncode, "restart policy" in r.stderr) == (1, True)
+    # What update is not given stays; a PidsLimit of -1 is no limit, as Docker's.
+    limits += " {{.HostConfig.PidsLimit}}"
+    for pids in ("50", "-1"):
+        assert _docker(clean, "update", "--pids-limit", pids, "dup").returncode == 0
+        assert _docker(clean, "inspect", "-f", limits, "dup").stdout == (
+            f"{100 << 20} {200 << 20} {pids}\n"
+        )
+    assert _docker(clean, "update", "--restart", "on-failure:2", "dup").returncode == 0
+    policy = "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+    assert _docker(clean, "inspect", "-f", policy, "dup").stdout == "on-failure:2\n"
+    assert _docker(clean, "update", "--restart", "no", "dup").returncode == 0
+    # exec: --privileged gets every capability; a paused container refuses, in Docker's words.
+    caps = ["sh", "-c", "grep ^CapEff /proc/self/status"]
+    privileged = _docker(clean, "exec", "--privileged", "dup", *caps).stdout.split()[1]
+    assert privileged != _docker(clean, "exec", "dup", *caps).stdout.split()[1]
+    assert int(privileged, 16) & (1 << 21)  # CAP_SYS_ADMIN
+    cid = _docker(clean, "inspect", "-f", "{{.Id}}", "dup").stdout.strip()
+    assert _docker(clean, "pause", "dup").returncode == 0
+    counts = "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.Images}}"
+    assert _docker(clean, "info", "-f", counts).stdout == "1 0 1 1\n"
+    r = _docker(clean, "exec", "dup", "true")
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"Error response from daemon: Container {cid} is paused, unpause the container "
+        "before exec\n",
+    )
+    assert _docker(clean, "unpause", "dup").returncode == 0
     assert _docker(clean, "kill", "dup").returncode == 0
     assert _docker(clean, "wait", "dup").stdout == "137\n"
 
 
 @needs_cli
 def test_rename_diff_prune(clean: Daemon) -> None:
+    created = _docker(clean, "create", "default", "true").stdout.strip()
+    r = _docker(clean, "logs", created)  # never started: no log, as from Docker
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert _docker(clean, "rm", created).returncode == 0
     script = "echo x > /added; rm /etc/group"
     assert _docker(clean, "run", "--name", "d1", "default", "sh", "-c", script).returncode == 0
     assert _docker(clean, "rename", "d1", "d2").returncode == 0
@@ -231,8 +263,14 @@ def test_rename_diff_prune(clean: Daemon) -> None:
     r = _docker(clean, "rename", "d2", "bad name")
     assert r.returncode == 1
     assert "bad name" in r.stderr
-    r = _docker(clean, "container", "prune", "-f")
-    assert r.stdout.startswith("Deleted Containers:\n")
+    kept = _docker(clean, "create", "-l", "keep=1", "default", "true").stdout.strip()
+    r = _docker(clean, "container", "prune", "-f", "--filter", "label!=keep")
+    assert r.stdout.startswith("Deleted Containers:\n") and kept not in r.stdout
+    assert _docker(clean, "ps", "-a", "-q", "--no-trunc").stdout == kept + "\n"
+    r = _docker(clean, "container", "prune", "-f", "--filter", "until=whenever")
+    assert r.returncode == 1 and "invalid until 'whenever'" in r.stderr
+    r = _docker(clean, "container", "prune", "-f", "--filter", "label=keep=1")
+    assert r.stdout.startswith(f"Deleted Containers:\n{kept}\n")
     assert _docker(clean, "ps", "-a", "-q").stdout == ""
 
 
@@ -294,10 +332,11 @@ def test_events_followed_in_order(clean: Daemon) -> None:
             ).returncode
             == 3
         )
-        lines = [follow.stdout.readline() for _ in range(4)]
+        lines = [follow.stdout.readline() for _ in range(5)]
         follow.terminate()
     assert [line.replace("<no value>", "").split() for line in lines] == [
         ["create", "ev"],
+        ["attach", "ev"],
         ["start", "ev"],
         ["die", "ev", "3"],
         ["destroy", "ev"],
@@ -351,6 +390,34 @@ def test_docker_py(clean: Daemon) -> None:
         events = client.events(since=started, until=ended, decode=True, filters={"event": "die"})
         codes = [e["Actor"]["Attributes"]["exitCode"] for e in events]
         assert codes == ["0", "0", "137", "2"]
+        # Attached before start, with the logs (none yet) and the stream.
+        w = client.containers.create("default", ["sh", "-c", "echo before; exit 3"])
+        with warnings.catch_warnings():  # docker-py leaves its hijacked socket to the GC
+            warnings.simplefilter("ignore", ResourceWarning)
+            stream = client.api.attach(w.id, stream=True, logs=True)
+            w.start()
+            output = b"".join(stream)
+            stream.close()
+            del stream
+            gc.collect()
+        assert output == b"before\n"
+        assert w.wait(condition="not-running")["StatusCode"] == 3
+        w.remove()
+        # Exec inspect, update, one-shot stats, top.
+        e = client.containers.run("default", ["sleep", "60"], detach=True)
+        ex = client.api.exec_create(e.id, ["sh", "-c", "exit 5"], privileged=True)
+        client.api.exec_start(ex["Id"])
+        got = client.api.exec_inspect(ex["Id"])
+        assert (got["ExitCode"], got["Running"], got["ContainerID"]) == (5, False, e.id)
+        assert got["ProcessConfig"] == {"tty": False, "entrypoint": "sh", "privileged": True,
+                                        "arguments": ["-c", "exit 5"], "user": ""}  # fmt: skip
+        e.update(mem_limit="32m")
+        e.reload()
+        assert e.attrs["HostConfig"]["Memory"] == 32 << 20
+        one = client.api.stats(e.id, stream=False, one_shot=True)
+        assert one["pids_stats"] == {"current": 1} and one["precpu_stats"]["cpu_usage"]
+        assert "PID" in e.top()["Titles"]
+        e.remove(force=True)
     finally:
         client.close()
 
@@ -438,11 +505,66 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/nope/update", b"{}", 404, "No such container: nope"),
     ("POST", "/containers/nope/resize?h=1&w=1", None, 404, "No such container: nope"),
     ("POST", "/exec/nope/resize?h=1&w=1", None, 404, "No such exec instance: nope"),
+    ("POST", "/containers/nope/restart", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/unpause", None, 404, "No such container: nope"),
+    ("POST", "/containers/nope/rename?name=x", None, 404, "No such container: nope"),
+    ("GET", "/containers/nope/changes", None, 404, "No such container: nope"),
+    ("GET", "/containers/nope/export", None, 404, "No such container: nope"),
+    ("HEAD", "/containers/nope/archive?path=/", None, 404, ""),
+    ("GET", "/containers/nope/archive?path=/", None, 404, "No such container: nope"),
+    ("PUT", "/containers/nope/archive?path=/", b"x", 404, "No such container: nope"),
+    ("POST", "/containers/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    ("POST", "/containers/prune?filters=%7B%22until%22:%5B%22soon%22%5D%7D", None, 400, "soon"),
+    ("GET", "/images/json?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    ("GET", "/images/get", None, 400, "names"),
+    ("GET", "/images/nope/get", None, 404, "No such image: nope"),
+    ("GET", "/images/nope/history", None, 404, "No such image: nope"),
+    # A stream begun (200) ends with the error as its last line, as Docker's do.
+    ("POST", "/images/load", b"not a tar", 200, "not a tar archive"),
+    ("POST", "/images/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    ("POST", "/commit", None, 400, "container"),
+    ("POST", "/commit?container=nope", None, 404, "No such container: nope"),
+    ("POST", "/build/prune?filters=%7Bnope", None, 400, "invalid filters"),
+    ("GET", "/networks?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    ("POST", "/networks/create", b"{}", 400, "Name"),
+    ("POST", "/networks/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    ("GET", "/networks/nope", None, 404, "No such network: nope"),
+    ("DELETE", "/networks/nope", None, 404, "No such network: nope"),
+    ("POST", "/networks/nope/connect", b"[1]", 400, ""),
+    ("POST", "/networks/nope/disconnect", b"[1]", 400, ""),
+    ("GET", "/volumes?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    ("POST", "/volumes/create", b"[1]", 400, "expected a JSON object"),
+    ("POST", "/volumes/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    ("GET", "/volumes/nope", None, 404, "No such volume: nope"),
+    ("DELETE", "/volumes/nope", None, 404, "No such volume: nope"),
     ("GET", "/v1.99/containers/json", None, 400, "too new"),
     ("GET", "/v1.12/containers/json", None, 400, "too old"),
     ("GET", "/no/such/route", None, 404, "page not found"),
     ("PUT", "/containers/create", None, 405, "not allowed"),
 ]
+
+
+# What takes no input at all, so that no input can be bad (``/_ping``, ``/version``, ...).
+NO_INPUT = {("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/info"),
+            ("GET", "/system/df")}  # fmt: skip
+
+
+def test_bad_input_covers_every_route() -> None:
+    """Every route of the server (and so every area's, as they are added) has a case in
+    BAD, or takes no input."""
+    from boxd._dockerapi._http import ApiError, Request
+    from boxd._dockerapi._server import ROUTER
+
+    covered = set(NO_INPUT)
+    for method, target, *_ in BAD:
+        path, _, query = target.partition("?")
+        request = Request(method, path, None, urllib.parse.parse_qs(query), {}, b"")
+        try:
+            route, _ = ROUTER.find(request)
+        except ApiError:
+            continue  # the cases of unknown paths and methods
+        covered.add((route.method, route.path))
+    assert sorted(set(ROUTER.routes) - covered) == []
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "words"), BAD)
@@ -452,9 +574,13 @@ def test_bad_input_gets_dockers_error_shape(
     got, headers, data = _call(clean, method, path, body)
     assert got == status, data
     assert headers["content-type"] == "application/json"
-    error: dict[str, Any] = json.loads(data)
-    assert list(error) == ["message"]
-    assert words in error["message"]
+    if status == 200:
+        last: dict[str, Any] = json.loads(data.splitlines()[-1])
+        assert words in last["errorDetail"]["message"] and words in last["error"]
+    elif method != "HEAD":  # a HEAD answer has its headers and no body
+        error: dict[str, Any] = json.loads(data)
+        assert list(error) == ["message"]
+        assert words in error["message"]
     # Nothing was created by a bad request, and the daemon keeps serving.
     status, _, listing = _call(clean, "GET", "/containers/json?all=1")
     assert (status, json.loads(listing)) == (200, [])
@@ -618,6 +744,11 @@ def test_import_save_load_commit_history_prune(
     assert "made" in [n.removeprefix("./") for n in names]
     assert "bin/busybox" in [n.removeprefix("./") for n in names]
     assert _docker(clean, "rm", "cm").returncode == 0
+    for keeping in ("until=2000-01-01", "label=team"):  # made today; with no labels
+        r = _docker(clean, "image", "prune", "-a", "-f", "--filter", keeping)
+        assert (r.returncode, r.stdout) == (0, "Total reclaimed space: 0B\n"), r.stderr
+    r = _docker(clean, "image", "prune", "-a", "-f", "--filter", "colour=red")
+    assert r.returncode == 1 and "'colour'" in r.stderr
     pruned = _docker(clean, "image", "prune", "-a", "-f").stdout
     assert "untagged: bb:1" in pruned and "untagged: bb:2" in pruned
     assert _docker(clean, "images", "-q").stdout.split() == [_default_id()[7:19]]
@@ -680,6 +811,13 @@ def test_user_network_name_lookup_and_published_port(clean: Daemon) -> None:
     assert _docker(clean, "network", "rm", "n1").stdout == "n1\n"
     r = _docker(clean, "network", "inspect", "n1")
     assert r.returncode == 1
+    # prune's filters: until (created before), label (networks carry none).
+    assert _docker(clean, "network", "create", "n2").returncode == 0
+    for keeping in ("until=2000-01-01", "label=team"):
+        r = _docker(clean, "network", "prune", "-f", "--filter", keeping)
+        assert (r.returncode, r.stdout) == (0, ""), r.stderr
+    r = _docker(clean, "network", "prune", "-f", "--filter", "until=0s")
+    assert r.stdout == "Deleted Networks:\nn2\n\n"
 
 
 def test_testcontainers_reaches_an_exposed_port(clean: Daemon) -> None:

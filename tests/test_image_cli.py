@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from boxctl._images import _human, _Progress, _short_name
+from boxctl._images import _Progress, _short_name
+from boxd._human import size
 
 
 class _Terminal(io.StringIO):
@@ -49,4 +50,4 @@ def test_names_and_sizes_as_docker_shows_them() -> None:
     assert _short_name("docker.io/library/busybox:latest") == ("busybox", "latest")
     assert _short_name("docker.io/me/app:1") == ("me/app", "1")
     assert _short_name("127.0.0.1:5000/x/y:2") == ("127.0.0.1:5000/x/y", "2")
-    assert (_human(999), _human(1500), _human(4_260_000)) == ("999B", "1.5kB", "4.26MB")
+    assert (size(999), size(1500), size(4_260_000)) == ("999B", "1.5kB", "4.26MB")

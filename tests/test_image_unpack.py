@@ -42,7 +42,7 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, **fields: object) -> tarfile
 def _unpack(data: bytes, tmp_path: Path) -> Path:
     dest = tmp_path / "layer"
     dest.mkdir()
-    unpack(io.BytesIO(data), str(dest))
+    unpack(io.BytesIO(data).read, str(dest))
     return dest
 
 
@@ -97,7 +97,7 @@ def test_compressed_layers(tmp_path: Path, compress: str) -> None:
     packed = gzip.compress(data) if compress == "gzip" else zstandard.compress(data)
     dest = tmp_path / "layer"
     dest.mkdir()
-    result = unpack(io.BytesIO(packed), str(dest))
+    result = unpack(io.BytesIO(packed).read, str(dest))
     assert (dest / "hello").read_bytes() == b"hi\n"
     import hashlib
 
@@ -176,4 +176,40 @@ def test_truncated_and_sparse_layers_are_refused(tmp_path: Path) -> None:
     dest = tmp_path / "layer2"
     dest.mkdir()
     with open(archive, "rb") as f, pytest.raises(LayerError, match="'sparse' is a sparse file"):
-        unpack(f, str(dest))
+        unpack(f.read, str(dest))
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_long_names_and_large_numbers_in_every_tar_format(tmp_path: Path, fmt: int) -> None:
+    ustar = fmt == tarfile.USTAR_FORMAT
+    deep = "/".join(["d" * 60] * 4)  # a name prefix in ustar, a long name record otherwise
+    name = "p" * 120 + "/" + "n" * 90 if ustar else deep + "/" + "n" * 150
+    link = "l" * 100 if ustar else "/" + "l" * 120
+    uid = 70_000 if ustar else 3_000_000_000  # GNU: base-256 in the header; pax: a record
+    data = _tar(
+        (_info(name, uid=uid, gid=5, mtime=1_700_000_000), b"long\n"),
+        (_info("sym", tarfile.SYMTYPE, linkname=link), None),
+        fmt=fmt,
+    )
+    root = _unpack(data, tmp_path)
+    st = os.stat(root / name)
+    assert (root / name).read_bytes() == b"long\n"
+    assert (st.st_uid, st.st_gid, st.st_mtime) == (uid, 5, 1_700_000_000)
+    assert os.readlink(root / "sym") == link
+
+
+def test_gzip_members_concatenated_and_zero_padding(tmp_path: Path) -> None:
+    data = _tar((_info("a"), b"a" * 5000), (_info("b"), b"b"))
+    packed = gzip.compress(data[:3000]) + gzip.compress(data[3000:]) + bytes(1000)
+    root = _unpack(packed, tmp_path)
+    assert (root / "a").read_bytes() == b"a" * 5000 and (root / "b").read_bytes() == b"b"
+    (tmp_path / "again").mkdir()
+    with pytest.raises(LayerError, match="trailing data that is not gzip"):
+        _unpack(gzip.compress(data) + b"junk", tmp_path / "again")
+
+
+def test_a_damaged_header_is_refused(tmp_path: Path) -> None:
+    data = bytearray(_tar((_info("a"), b"x"), (_info("b"), b"y")))
+    data[1024] ^= 0xFF  # the second header's name: its checksum no longer matches
+    with pytest.raises(LayerError, match="not a valid tar: a tar header has a bad checksum"):
+        _unpack(bytes(data), tmp_path)

@@ -23,7 +23,7 @@ import attrs
 import oci_peers
 import pytest
 
-from boxd._native import Namespace
+from boxd._native import FakeNative, Namespace, SpawnError, SpawnPlan, Stage, start_blocking
 from boxd._oci import _spec, _translate
 from boxd._oci._spec import SpecError
 
@@ -135,6 +135,34 @@ def test_sysctls_must_be_namespaced() -> None:
     document["linux"]["sysctl"] = {"vm.swappiness": "1"}
     with pytest.raises(SpecError, match=r"vm\.swappiness: not a namespaced sysctl"):
         _translate.sysctls(_spec.parse(document), frozenset())
+
+
+# ---------------------------------------------------------------- the spawn without Trio
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_start_blocking_runs_and_reports_failures() -> None:
+    """create's spawn (no event loop): the same steps as _native.start, blocking; the
+    fake native runs the plan on the host."""
+    before = _fds()
+    fake = FakeNative()
+    placed: list[int] = []
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    plan = SpawnPlan(argv=("sh", "-c", "echo $GREETING"), env=("GREETING=hi",), stdout=write_end)
+    spawned = start_blocking(fake, plan, lambda s: placed.append(s.pid))
+    os.close(write_end)
+    assert placed == [spawned.pid] and fake.released == [spawned]
+    assert os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED).si_status == 0  # type: ignore[union-attr]
+    os.close(spawned.pidfd)
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pipe.read() == b"hi\n"
+    failing = FakeNative(failure=(Stage.EXEC, errno.ENOENT, 0))
+    with pytest.raises(SpawnError, match="exec /bin/nope: No such file or directory"):
+        start_blocking(failing, SpawnPlan(argv=("/bin/nope",)))
+    assert _fds() == before  # the failed child was reaped, its fds closed
 
 
 # ---------------------------------------------------------------- the command line
@@ -437,8 +465,12 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     assert (pids_dir / "pids.max").read_text().strip() == "30"
     bad = runtime("update", "--resources", "-", "u1", input='{"pids": {"limit": "x"}}', check=False)
     assert bad.returncode == 1 and "expected int" in bad.stderr
+    # A cpuset limit joins the cpuset hierarchy (left out at create): delete removes it too.
+    runtime("update", "--resources", "-", "u1", input=json.dumps({"cpu": {"cpus": "0"}}))
+    cpuset_dir = _cgroup_dir(pid, "cpuset")
+    assert (cpuset_dir / "cpuset.cpus").read_text().strip() == "0"
     runtime("delete", "--force", "u1")
-    assert not pids_dir.exists()
+    assert not pids_dir.exists() and not cpuset_dir.exists()
 
 
 def _cgroup_dir(pid: int, controller: str) -> Path:

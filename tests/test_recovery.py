@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims
@@ -78,8 +77,8 @@ def test_leftovers_of_every_kind_never_stop_the_daemon(tmp_path: Path) -> None:
         stale_socket = daemon.socket.with_name(f".{daemon.socket.name}.4194305")  # no such pid
         stale_socket.write_text("")
         daemon.start()
-        listing = json.loads(daemon.ctl("ps", "-a", "--format", "json").stdout)
-        assert [c["name"] for c in listing] == ["good"]
+        listing = daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout
+        assert listing.split() == ["good"]
         assert (root / "containers" / f"{ids['corrupt']}.corrupt" / "container.json").exists()
         assert _record(root, ids["future"]).read_bytes() == future_bytes  # left alone
         assert not unfinished.exists() and not stale_socket.exists()
@@ -105,9 +104,8 @@ def _cgroup_pids(root: Path) -> dict[str, set[int]]:
 def _check_truth(daemon: Daemon) -> None:
     """Every record parses; none is shown running whose process is dead; no process runs
     in a container's cgroup that no running record shows."""
-    listing: list[dict[str, Any]] = json.loads(daemon.ctl("ps", "-a", "--format", "json").stdout)
-    ids = [c["id"] for c in listing]
-    inspected = json.loads(daemon.ctl("inspect", *ids).stdout) if ids else []
+    ids = daemon.ctl("ps", "-a", "-q", "--no-trunc").stdout.split()
+    inspected = [daemon.inspect(i) for i in ids]
     assert [c["id"] for c in inspected] == ids
     live = {}
     for c in inspected:

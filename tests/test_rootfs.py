@@ -165,7 +165,10 @@ def test_parse_volume(tmp_path: Path) -> None:
         ("{d}:/a:ro:x", "is not HOST:CONTAINER"),
         ("{d}:data", "container path 'data' must be an absolute path"),
         ("{d}/missing:/data", "host directory {d}/missing does not exist"),
-        ("{d}:/data:rx", "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev\\)"),
+        (
+            "{d}:/data:rx",
+            "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev, nocopy, z, Z\\)",
+        ),
         ("{d}:/data:ro,rw", "both ro and rw"),
         ("{d}:/data:noexec,exec", "both noexec and exec"),
         ("{d}:/data:suid", "volumes are always nosuid and nodev"),

@@ -86,8 +86,8 @@ def test_every_phase_has_its_transitions_and_rest_leads_somewhere() -> None:
         _lifecycle.check_remove("c", Status.RESTARTING, force=False)
     with pytest.raises(Conflict, match="c is paused: unpause it instead"):
         _lifecycle.can_start("c", Status.PAUSED)
-    with pytest.raises(Conflict, match="c is paused: unpause it first"):
-        _lifecycle.check_exec("c", Status.PAUSED)
+    with pytest.raises(Conflict, match="Container 1f is paused, unpause the container before"):
+        _lifecycle.check_exec("1f", "c", Status.PAUSED)
 
 
 async def test_start_stop_and_the_phases_on_the_way(
@@ -124,7 +124,7 @@ async def test_pause_freezes_and_verbs_follow_the_phase(
         assert sup.list() == [c]  # ps shows paused containers
         with pytest.raises(Conflict, match="already paused"):
             await sup.pause("p")
-        with pytest.raises(Conflict, match="p is paused: unpause it first"):
+        with pytest.raises(Conflict, match=f"Container {c.id} is paused, unpause the"):
             await sup.exec("p", ("true",))
         with pytest.raises(Conflict, match="p is paused: unpause it instead"):
             await sup.start("p")

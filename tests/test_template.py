@@ -101,4 +101,5 @@ def test_table_prints_docker_headers_and_aligned_columns(
 
 
 def test_aligned_pads_every_column_but_the_last() -> None:
-    assert aligned(["a\tbb\tc", "ddd\te\tf"]) == "a     bb   c\nddd   e    f"
+    assert aligned(["a\tbb\tc", "ddd\te\tf"]) == "a         bb        c\nddd       e         f"
+    assert aligned(["a_long_name\tx"]) == "a_long_name   x"

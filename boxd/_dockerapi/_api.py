@@ -15,6 +15,7 @@ import trio
 
 from .. import protocol
 from .._convert import ConversionError
+from .._images.archive import ArchiveError
 from .._images.registry import RegistryError
 from .._images.store import NoSuchImage
 from .._images.unpack import LayerError
@@ -22,6 +23,7 @@ from .._images.verbs import ImageInUse, ImageVerbs
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError
 from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from .._volumes import NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
 
 if TYPE_CHECKING:
@@ -58,12 +60,12 @@ def api_error(exc: BaseException) -> ApiError | None:
     """Docker's status for an expected failure; None for a bug."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, NoSuchContainer | NoSuchImage):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         text = str(exc)
         return ApiError(404, text[:1].upper() + text[1:])
     if isinstance(exc, NetworkError) and str(exc).startswith("no such network"):
         return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
-    if isinstance(exc, Conflict | ImageInUse | NetworkConflict):
+    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return ApiError(409, str(exc))
     if isinstance(exc, RegistryError | LayerError):
         return ApiError(500, str(exc))
@@ -74,7 +76,7 @@ def api_error(exc: BaseException) -> ApiError | None:
         if exc.exit_code == 126:
             return ApiError(400, f"{exc}: permission denied")
         return ApiError(500, str(exc))
-    if isinstance(exc, ConversionError | ValueError):
+    if isinstance(exc, ConversionError | ValueError | ArchiveError):
         return ApiError(400, str(exc))
     if isinstance(exc, OSError):
         return ApiError(500, str(exc))

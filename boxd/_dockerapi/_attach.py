@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
-from .. import _logs, _plan, protocol
+from .. import _lifecycle, _logs, _plan, protocol
 from .._output import Output
 from .._run import Run
 from .._supervisor import Conflict, NoSuchContainer, StartError
@@ -28,11 +28,7 @@ class Exec:
 
     id: str
     container: str
-    command: tuple[str, ...]
-    env: tuple[str, ...]
-    workdir: str
-    user: str
-    tty: bool
+    spec: _plan.ExecSpec
     stdin: bool
     stdout: bool
     stderr: bool
@@ -161,27 +157,23 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
     c = api.sup.inspect(ref)
     if api.sup.run_of(c.id) is None:
         raise Conflict(f"container {c.id[:12]} is not running")
+    _lifecycle.check_exec(c.id, c.name, c.state.status)  # paused: refused here, as Docker does
     command = body.command("Cmd")
     if not command:
         raise ApiError(400, "no exec command specified")
-    if body.flag("Privileged"):
-        raise ApiError(400, "privileged exec is not supported by boxd")
     spec = _plan.ExecSpec(
         command=tuple(command),
         env=tuple(body.strings("Env")),
         workdir=body.text("WorkingDir"),
         user=body.text("User"),
         tty=body.flag("Tty"),
+        privileged=body.flag("Privileged"),
     )
     _plan.check_exec(spec)
     ex = Exec(
         id=os.urandom(32).hex(),
         container=c.id,
-        command=spec.command,
-        env=spec.env,
-        workdir=spec.workdir,
-        user=spec.user,
-        tty=spec.tty,
+        spec=spec,
         stdin=body.flag("AttachStdin"),
         stdout=body.flag("AttachStdout"),
         stderr=body.flag("AttachStderr"),
@@ -235,7 +227,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
                 raise
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 message = (error.message + "\r\n").encode()
-                await sock.send_all(frame(protocol.STDOUT, message, tty=ex.tty))
+                await sock.send_all(frame(protocol.STDOUT, message, tty=ex.spec.tty))
             return
         async with trio.open_nursery() as streams:
             if ex.stdin:
@@ -246,7 +238,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
                 async with channel:
                     async for sid, data in channel:
                         if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=ex.tty))
+                            await sock.send_all(frame(sid, data, tty=ex.spec.tty))
             await run.exited.wait()
             streams.cancel_scope.cancel(reason="the exec'd process ended")
 
@@ -266,12 +258,13 @@ async def _run_exec(
                 functools.partial(
                     api.sup.exec,
                     ex.container,
-                    ex.command,
-                    env=ex.env,
-                    workdir=ex.workdir,
-                    user=ex.user,
-                    tty=ex.tty,
+                    ex.spec.command,
+                    env=ex.spec.env,
+                    workdir=ex.spec.workdir,
+                    user=ex.spec.user,
+                    tty=ex.spec.tty,
                     interactive=ex.stdin,
+                    privileged=ex.spec.privileged,
                     output=output,
                 )
             )
@@ -310,11 +303,11 @@ async def exec_inspect(api: Api, conn: HttpConnection, req: Request, exec_id: st
             "Running": ex.running,
             "ExitCode": ex.exit_code,
             "ProcessConfig": {
-                "tty": ex.tty,
-                "entrypoint": ex.command[0],
-                "arguments": list(ex.command[1:]),
-                "privileged": False,
-                "user": ex.user,
+                "tty": ex.spec.tty,
+                "entrypoint": ex.spec.command[0],
+                "arguments": list(ex.spec.command[1:]),
+                "privileged": ex.spec.privileged,
+                "user": ex.spec.user,
             },
             "OpenStdin": ex.stdin,
             "OpenStdout": ex.stdout,

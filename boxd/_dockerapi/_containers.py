@@ -10,14 +10,13 @@ import shlex
 import time
 from typing import Any
 
-import attrs
 import trio
 
-from .. import _lifecycle, _logs, protocol
+from .. import _lifecycle, _logs, _prune, protocol
 from .._images.messages import ExportRequest
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
-from . import _shapes
+from . import _shapes, _volumes
 from ._api import MULTIPLEXED, READ_SIZE, Api, Streamed, frame, mem_total
 from ._http import RAW_STREAM, ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
@@ -27,25 +26,24 @@ STATS_INTERVAL = 1.0
 
 
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
-    config = _shapes.container_config(req.json_object())
+    body = req.json_object()
+    config = _shapes.container_config(body)
+    _volumes.make_labelled(api, body)
     c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
     await conn.respond_json(201, {"Id": c.id, "Warnings": []})
 
 
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     limit = req.integer("limit") or 0
-    keep = _shapes.container_filter(_shapes.parse_filters(req.arg("filters")))
-    found = [c for c in api.sup.list(all=req.flag("all") or limit > 0) if keep(c)]
-    if limit > 0:
-        found = found[:limit]
+    filters = _shapes.parse_filters(req.arg("filters"))
+    found = _shapes.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
     await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
 
 
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
-    if any(_shapes.parse_filters(req.arg("filters")).values()):
-        raise ApiError(400, "filters for container prune are not supported by boxd")
-    deleted, reclaimed = await api.sup.prune()
+    only = _prune.parse(_shapes.parse_filters(req.arg("filters")), time.time())
+    deleted, reclaimed = await api.sup.prune(only)
     await conn.respond_json(200, {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})
 
 
@@ -112,7 +110,7 @@ async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     if req.flag("link"):
         raise ApiError(400, "links are not supported by boxd")
     c = api.sup.inspect(ref)
-    await api.sup.remove(c.id, force=req.flag("force"))
+    await api.sup.remove(c.id, force=req.flag("force"), volumes=req.flag("v"))
     for exec_id in api.execs_of(c.id):
         del api.execs[exec_id]
     await conn.respond(204, content_type=None)
@@ -162,12 +160,11 @@ async def _wait_for(api: Api, c: Container, condition: str) -> int:
 
 async def update(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     body = Fields(req.json_object(), "body")
-    if body.object("RestartPolicy").text("Name"):  # the CLI sends an empty one
-        raise ApiError(400, "changing the restart policy is not supported by boxd")
-    c = api.sup.inspect(ref)
-    given = _shapes.resources(body)
-    changed = {k: v for k, v in attrs.asdict(given, recurse=False).items() if v is not None}
-    await api.sup.update(c.id, attrs.evolve(c.config.resources, **changed))
+    policy = body.object("RestartPolicy")
+    restart = None
+    if policy.text("Name"):  # the CLI sends an empty one when --restart is not given
+        restart = _shapes.restart_policy(policy.text("Name"), policy.integer("MaximumRetryCount"))
+    await api.sup.update(ref, _shapes.resources(body), restart)
     await conn.respond_json(200, {"Warnings": []})
 
 

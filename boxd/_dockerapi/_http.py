@@ -254,9 +254,12 @@ class HttpConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone(str(exc)) from None
 
-    async def start_stream(self, content_type: str = "application/json") -> None:
+    async def start_stream(
+        self, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         """Headers now (clients wait for them), then :meth:`send` pieces, then :meth:`end`."""
-        await self._send(h11.Response(status_code=200, headers=self._headers(content_type, {})))
+        hdrs = self._headers(content_type, headers or {})
+        await self._send(h11.Response(status_code=200, headers=hdrs))
 
     async def send(self, data: bytes) -> None:
         if data:

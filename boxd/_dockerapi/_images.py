@@ -205,12 +205,10 @@ async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> No
 
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
-    for key in filters:
-        if key != "dangling":
-            raise ApiError(400, f"invalid filter '{key}'")
-    dangling = filters.get("dangling", ["true"])
+    dangling = filters.pop("dangling", ["true"])
     everything = any(v.lower() in ("false", "0") for v in dangling)
-    answer = await one_answer(api.images.prune, PruneImagesRequest(all=everything))
+    request = PruneImagesRequest(all=everything, filters={k: tuple(v) for k, v in filters.items()})
+    answer = await one_answer(api.images.prune, request)
     deleted = [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
     deleted += [{"Deleted": d} for d in answer.deleted]
     await conn.respond_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})

@@ -129,9 +129,8 @@ async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
 
 
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
-    if any(_shapes.parse_filters(req.arg("filters")).values()):
-        raise ApiError(400, "filters for network prune are not supported by boxd")
-    answer = await _verb(api, NetworkPruneRequest())
+    filters = _shapes.parse_filters(req.arg("filters"))
+    answer = await _verb(api, NetworkPruneRequest({k: tuple(v) for k, v in filters.items()}))
     await conn.respond_json(200, {"NetworksDeleted": list(answer.removed) or None})
 
 

@@ -51,6 +51,11 @@ class Router:
         found = list(routes)
         self._routes = [r for r in found if r.literal] + [r for r in found if not r.literal]
 
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """The method and path pattern of every route."""
+        return [(r.method, r.path) for r in self._routes]
+
     def find(self, request: Request) -> tuple[Route, tuple[Any, ...]]:
         """The route for a request and its pattern's groups; a 404 for an unknown path, a
         405 for a known path asked with another method."""

@@ -21,7 +21,7 @@ from .._idle import WaitingConnections
 from .._images.verbs import ImageVerbs
 from .._server import bind_socket, peer_credentials
 from .._supervisor import Supervisor
-from . import _attach, _containers, _images, _netconnect, _networks, _system
+from . import _archive, _attach, _containers, _images, _netconnect, _networks, _system, _volumes
 from ._api import Api, api_error, unwrap
 from ._http import API_VERSION, MIN_API_VERSION, ApiError, HttpConnection, PeerGone, Request
 from ._router import Router
@@ -34,12 +34,14 @@ MAX_WAITING = 128  # connections waiting for a request (see boxd._idle)
 
 # One line per area, in alphabetical order.
 AREAS = (
+    _archive,
     _attach,
     _containers,
     _images,
     _netconnect,
     _networks,
     _system,
+    _volumes,
 )
 ROUTER = Router(r for area in AREAS for r in area.ROUTES)
 

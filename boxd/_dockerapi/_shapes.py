@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _units
+from .. import _human
+from .. import _mounts as mount_specs
+from .._convert import structure, unstructure
 from .._events import Event
 from .._images.reference import parse_reference
 from .._netconfig import NetworkJoin, PortSpec
@@ -34,6 +36,7 @@ from .._records import (
     Ulimit,
     Volume,
 )
+from .._supervisor import NoSuchContainer
 from ._http import ApiError
 
 T = TypeVar("T")
@@ -133,7 +136,6 @@ def _is_strings(value: object) -> bool:
 # believes it got one.
 _REFUSED_HOST = (
     "Links",
-    "VolumesFrom",
     "Devices",
     "DeviceRequests",
     "DeviceCgroupRules",
@@ -199,7 +201,8 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             ports=tuple(_port_specs(host)),
             publish_all=host.flag("PublishAllPorts"),
             expose=tuple(cfg.mapping_keys("ExposedPorts")),
-            volumes=tuple(_volumes(host)),
+            volumes=tuple(_volumes(host, cfg.mapping_keys("Volumes"))),
+            volumes_from=tuple(host.strings("VolumesFrom")),
             read_only=host.flag("ReadonlyRootfs"),
             tmpfs=tuple(_tmpfs(host)),
             shm_size=host.integer("ShmSize") or None,
@@ -213,7 +216,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             ),
             resources=_resources(host),
             security=_security(host),
-            restart=_restart(restart.text("Name"), restart.integer("MaximumRetryCount")),
+            restart=restart_policy(restart.text("Name"), restart.integer("MaximumRetryCount")),
             stop_signal=cfg.text("StopSignal") or "SIGTERM",
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
@@ -359,41 +362,76 @@ def _port_rows(c: Container) -> list[dict[str, Any]]:
     return rows
 
 
-def _volumes(host: Fields) -> Iterable[Volume]:
+def _volumes(host: Fields, volumes: list[str]) -> Iterable[Volume]:
+    """``Binds`` (as ``-v`` takes them: a host path, a volume's name or none), the bind
+    and volume ``Mounts``, and the paths of ``Config.Volumes`` that none of them covers
+    (anonymous volumes: ``docker run -v /data``; clients also list there what they bind)."""
+    found = []
     for spec in host.strings("Binds"):
         try:
-            source, target, options = _units.split_volume(spec)
+            fields = mount_specs.parse_volume_flag(spec)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        yield _bind(source, target, spec, **options)
-    for mount in host.objects("Mounts"):
-        kind = mount.text("Type") or "volume"
-        if kind != "bind":
-            continue  # tmpfs mounts are collected by _tmpfs; volumes refused there
-        yield _bind(
-            mount.text("Source"), mount.text("Target"), mount.path, read_only=mount.flag("ReadOnly")
-        )
+        found.append(_volume(fields, spec))
+    for mount in _api_mounts(host):
+        if mount.type != "tmpfs":
+            found.append(_volume(mount.volume_fields(), mount.what))
+    taken = {os.path.normpath(v.container) for v in found}
+    taken |= {os.path.normpath(m.target) for m in _api_mounts(host)}
+    for path in volumes:
+        if os.path.normpath(path) not in taken:
+            found.append(_volume({"host": "", "container": path}, f"Config.Volumes {path}"))
+    return found
 
 
-def _bind(source: str, target: str, what: str, **options: bool) -> Volume:
-    if not source.startswith("/"):
-        raise ApiError(400, f"{what}: named volumes are not supported, give a host path")
-    if not os.path.exists(source):
-        raise ApiError(400, f"{what}: host path {source} does not exist")
-    if not target.startswith("/"):
-        raise ApiError(400, f"{what}: container path {target!r} is not absolute")
-    return Volume(source, target, **options)
+def _volume(fields: dict[str, object], what: str) -> Volume:
+    source = str(fields["host"])
+    if source and not source.startswith("/"):
+        raise ApiError(400, f"{what}: host path {source!r} is not absolute")
+    if source and not os.path.exists(source):
+        raise ApiError(400, f"{what}: bind source path does not exist: {source}")
+    return structure(fields, Volume)
+
+
+def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
+    """``HostConfig.Mounts`` checked by the rules ``--mount`` follows."""
+    for m in host.objects("Mounts"):
+        mount = mount_specs.Mount(m.path, option="mount")
+        try:
+            mount.type = (m.text("Type") or "volume").lower()
+            mount.source = m.text("Source")
+            mount.target = m.text("Target")
+            mount.read_only = m.flag("ReadOnly")
+            binds, volumes, tmpfs = (m.object(k) for k in ("BindOptions", "VolumeOptions",
+                                                            "TmpfsOptions"))  # fmt: skip
+            for family, options in (("bind", binds), ("volume", volumes), ("tmpfs", tmpfs)):
+                if any(options.data.values()):
+                    mount.given.add(family)
+            if binds.text("Propagation"):
+                mount.set_propagation(binds.text("Propagation"))
+            if binds.flag("NonRecursive"):
+                raise mount.error("NonRecursive binds are not supported: binds are recursive")
+            mount.nocopy = volumes.flag("NoCopy")
+            driver = volumes.object("DriverConfig")
+            mount.set_driver(driver.text("Name"))
+            for key, value in driver.mapping("Options").items():
+                mount.set_volume_opt(f"{key}={value}")
+            if tmpfs.integer("SizeBytes"):
+                mount.tmpfs_options.append(f"size={tmpfs.integer('SizeBytes')}")
+            if tmpfs.integer("Mode"):
+                mount.set_tmpfs_mode(f"{tmpfs.integer('Mode'):o}")
+            mount.check()
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        yield mount
 
 
 def _tmpfs(host: Fields) -> Iterable[str]:
     for path, options in host.mapping("Tmpfs").items():
         yield f"{path}:{options}" if options else path
-    for mount in host.objects("Mounts"):
-        kind = mount.text("Type") or "volume"
-        if kind == "tmpfs":
-            yield mount.text("Target")
-        elif kind != "bind":
-            raise ApiError(400, f"{mount.path}: mounts of type {kind!r} are not supported")
+    for mount in _api_mounts(host):
+        if mount.type == "tmpfs":
+            yield mount.tmpfs_spec()
 
 
 def resources(host: Fields) -> Resources:
@@ -416,7 +454,7 @@ def _resources(host: Fields) -> Resources:
         memory_swap=swap or None,
         cpus=cpus,
         cpu_shares=host.integer("CpuShares") or None,
-        pids_limit=pids if pids > 0 else None,
+        pids_limit=pids if pids > 0 else (-1 if pids < 0 else None),  # -1: no limit
         cpuset_cpus=host.text("CpusetCpus") or None,
     )
 
@@ -447,7 +485,7 @@ def _security(host: Fields) -> Security:
     )
 
 
-def _restart(name: str, retries: int) -> RestartPolicy:
+def restart_policy(name: str, retries: int) -> RestartPolicy:
     if name in ("", "no"):
         return RestartPolicy()
     try:
@@ -510,9 +548,10 @@ def _host_config(c: Container) -> dict[str, Any]:
     binds = []
     for v in cfg.volumes:
         opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
-        binds.append(f"{v.host}:{v.container}" + (f":{opts}" if opts else ""))
+        binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
     return {
         "Binds": binds or None,
+        "VolumesFrom": list(cfg.volumes_from) or None,
         "NetworkMode": cfg.network,
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
@@ -545,17 +584,22 @@ def _host_config(c: Container) -> dict[str, Any]:
 
 
 def _mounts(c: Container) -> list[dict[str, Any]]:
-    return [
-        {
-            "Type": "bind",
-            "Source": v.host,
-            "Destination": v.container,
-            "Mode": "ro" if v.read_only else "",
-            "RW": not v.read_only,
-            "Propagation": "rprivate",
-        }
-        for v in c.config.volumes
-    ]
+    """``Mounts`` of inspect and of the list: binds and volumes."""
+    rows = []
+    for v in c.config.volumes:
+        row: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
+        if v.volume:
+            row["Name"] = v.volume
+        row.update(Source=v.host, Destination=v.container)
+        if v.volume:
+            row["Driver"] = "local"
+        row.update(
+            Mode="ro" if v.read_only else "",
+            RW=not v.read_only,
+            Propagation="" if v.volume else "rprivate",
+        )
+        rows.append(row)
+    return rows
 
 
 def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
@@ -619,50 +663,27 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "StopTimeout": round(cfg.stop_timeout),
         },
         "NetworkSettings": _network_settings(c),
+        # boxd's own, beside Docker's keys (clients ignore keys they do not know): the
+        # phase (stopped and exited apart) and the end-of-run summary (wall, CPU, peak).
+        "Boxd": {"Phase": st.status.value, "Summary": unstructure(st.summary)},
     }
-
-
-def _human(seconds: float) -> str:
-    """Docker's rounded durations: ``Less than a second``, ``5 seconds``, ``About a minute``."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def status_text(c: Container, now: float) -> str:
     st = c.state
     word = status_word(c)
     if word in ("running", "paused"):
-        up = "Up " + _human(now - (st.started_at or now))
+        up = "Up " + _human.duration(now - (st.started_at or now))
         return up + " (Paused)" if word == "paused" else up
     if word == "created":
         return "Created"
     if word == "restarting":
-        return f"Restarting ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+        return (
+            f"Restarting ({st.exit_code or 0}) {_human.duration(now - (st.finished_at or now))} ago"
+        )
     if word == "removing":
         return "Removal In Progress"
-    return f"Exited ({st.exit_code or 0}) {_human(now - (st.finished_at or now))} ago"
+    return f"Exited ({st.exit_code or 0}) {_human.duration(now - (st.finished_at or now))} ago"
 
 
 def summary(c: Container, now: float) -> dict[str, Any]:
@@ -713,17 +734,51 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
     return found
 
 
-def container_filter(filters: dict[str, list[str]]) -> Callable[[Container], bool]:
-    """A predicate for the container list; a key or value boxd does not know is refused."""
+def container_filter(
+    filters: dict[str, list[str]], every: Iterable[Container] = ()
+) -> Callable[[Container], bool]:
+    """A predicate for the container list (``before`` and ``since`` name one of ``every``);
+    a key or value boxd does not know is refused (ValueError)."""
     for key, values in filters.items():
-        if key not in ("id", "name", "label", "status", "ancestor", "exited"):
-            raise ApiError(400, f"invalid filter '{key}'")
+        if key not in (*_MATCHED, "before", "since"):
+            raise ValueError(f"invalid filter '{key}'")
         for v in values:
             if key == "status" and v not in _STATUSES:
-                raise ApiError(400, f"invalid filter 'status={v}'")
+                raise ValueError(f"invalid filter 'status={v}'")
             if key == "exited" and not v.lstrip("-").isdigit():
-                raise ApiError(400, f"invalid filter 'exited={v}'")
-    return lambda c: all(_matches(c, k, vs) for k, vs in filters.items() if vs)
+                raise ValueError(f"invalid filter 'exited={v}'")
+    every = list(every)
+    before = [_created(every, ref) for ref in filters.get("before", [])]
+    since = [_created(every, ref) for ref in filters.get("since", [])]
+
+    def keep(c: Container) -> bool:
+        if any(c.created_at >= t for t in before) or any(c.created_at <= t for t in since):
+            return False
+        return all(_matches(c, k, vs) for k, vs in filters.items() if vs and k in _MATCHED)
+
+    return keep
+
+
+_MATCHED = ("id", "name", "label", "status", "ancestor", "exited")
+
+
+def _created(every: list[Container], ref: str) -> float:
+    for c in every:
+        if ref in (c.id, c.name, "/" + c.name) or (len(ref) >= 3 and c.id.startswith(ref)):
+            return c.created_at
+    raise NoSuchContainer(ref)
+
+
+def select_containers(
+    listing: Callable[..., list[Container]], filters: dict[str, list[str]], *, all: bool, limit: int
+) -> list[Container]:
+    """What ``docker ps`` shows, from the supervisor's ``listing`` (newest first): through
+    the filters, every container if ``all``, a ``limit`` or a status/exited filter asks for
+    them (as dockerd does), else the running ones; the newest ``limit`` of them."""
+    keep = container_filter(filters, listing(all=True))
+    everything = all or limit > 0 or bool(filters.get("status") or filters.get("exited"))
+    found = [c for c in listing(all=everything) if keep(c)]
+    return found[:limit] if limit > 0 else found
 
 
 def _matches(c: Container, key: str, values: list[str]) -> bool:
@@ -800,8 +855,8 @@ def _event_matches(e: Event, key: str, values: list[str]) -> bool:
         return "container" in values
     if key == "container":
         return any(e.id.startswith(v) or e.name == v.lstrip("/") for v in values)
-    if key == "event":
-        return e.action in values
+    if key == "event":  # exec_start also names "exec_start: sh -c ..."
+        return e.action in values or e.action.partition(":")[0] in values
     if key == "image":
         return any(_same_image(v, e.image) for v in values)
     have = dict(label.partition("=")[::2] for label in e.labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import math
 import os
@@ -12,7 +14,7 @@ import trio
 
 from .. import __version__
 from .._events import Event
-from . import _shapes
+from . import _shapes, _volumes
 from ._api import Api, arch, mem_total
 from ._http import API_VERSION, MIN_API_VERSION, HttpConnection, Request
 from ._images import image_rows
@@ -52,20 +54,37 @@ async def version(api: Api, conn: HttpConnection, req: Request) -> None:
 
 async def info(api: Api, conn: HttpConnection, req: Request) -> None:
     containers = api.sup.list(all=True)
-    running = sum(1 for c in containers if _shapes.status_word(c) == "running")
+    words = collections.Counter(_shapes.status_word(c) for c in containers)
+    running, paused = words["running"] + words["restarting"], words["paused"]
     mode = api.sup.cgroups.mode
+    root = str(api.sup.store.root)
     await conn.respond_json(
         200,
         {
-            "ID": "",
+            "ID": hashlib.sha256(f"boxd {root}".encode()).hexdigest()[:36],
             "Name": platform.node(),
             "Containers": len(containers),
             "ContainersRunning": running,
-            "ContainersPaused": 0,
-            "ContainersStopped": len(containers) - running,
-            "Images": 1,
+            "ContainersPaused": paused,
+            "ContainersStopped": len(containers) - running - paused,
+            "Images": len(await image_rows(api)),
             "Driver": "overlay2",
-            "DockerRootDir": str(api.sup.store.root),
+            "SystemTime": _shapes.rfc3339(time.time()),
+            "MemoryLimit": True,
+            "SwapLimit": True,
+            "CpuCfsPeriod": True,
+            "CpuCfsQuota": True,
+            "CPUShares": True,
+            "CPUSet": True,
+            "PidsLimit": True,
+            "OomKillDisable": False,
+            "IPv4Forwarding": True,
+            "Debug": False,
+            "LiveRestoreEnabled": api.sup.live_restore,
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "Labels": [],
+            "ExperimentalBuild": False,
+            "DockerRootDir": root,
             "ServerVersion": __version__,
             "OperatingSystem": "boxd",
             "OSType": "linux",
@@ -79,7 +98,11 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "DefaultRuntime": "boxd",
             "Runtimes": {"boxd": {"path": "boxd"}},
             "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Plugins": {"Volume": [], "Network": ["host", "none"], "Log": ["json-file"]},
+            "Plugins": {
+                "Volume": ["local"],
+                "Network": ["bridge", "host", "null"],
+                "Log": ["json-file"],
+            },
             "Swarm": {"LocalNodeState": "inactive"},
             "Warnings": None,
         },
@@ -124,13 +147,21 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
             "LayersSize": sum(i["Size"] for i in images),
             "Images": images,
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": await _volumes.df_rows(api),
             "BuildCache": [],
         },
     )
 
 
+async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
+    """boxd builds nothing, so it keeps no build cache: ``docker system prune`` (which
+    asks for this after the other prunes) is told nothing was there."""
+    _shapes.parse_filters(req.arg("filters"))  # well-formed, at least
+    await conn.respond_json(200, {"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 ROUTES = [
+    route("POST", r"/build/prune", build_prune),
     route("GET", r"/_ping", ping),
     route("HEAD", r"/_ping", ping),
     route("GET", r"/version", version),

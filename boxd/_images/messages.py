@@ -149,6 +149,7 @@ class HistoryResponse:
 @attrs.frozen
 class PruneImagesRequest:
     all: bool = False  # also tagged images no container uses (else: untagged ones)
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)  # until, label, label!
 
 
 @attrs.frozen
@@ -166,6 +167,10 @@ class SystemDfResponse:
     containers: int
     containers_running: int
     containers_size: int  # bytes written in their upper layers
+    volumes: int = 0
+    volumes_active: int = 0  # mounted by a container
+    volumes_size: int = 0  # bytes below them
+    volumes_reclaimable: int = 0  # bytes of the unused ones
 
 
 @attrs.frozen

@@ -2,16 +2,19 @@
 
 The manifest is fetched by tag or digest (a digest is checked against the bytes); an OCI
 index or a Docker manifest list is resolved to the manifest for the platform asked for (by
-default the host's).  The config and every layer are streamed into ``tmp/`` while their
-sha256 and size are checked; a mismatch fails the pull and the download is deleted.  A
-verified layer is renamed into ``blobs/`` and unpacked once by its diff_id (checked too).
-Layers already unpacked are not fetched again; up to :data:`PARALLEL` download at once.
+default the host's).  Every layer is unpacked as it streams in (written to
+``tmp/``, hashed, decompressed and unpacked in one pass); its sha256 and size, and its
+diff_id, are checked at the end, before the blob and the layer are renamed into place: a
+mismatch fails the pull and keeps nothing.  Layers already unpacked are not fetched
+again; up to :data:`PARALLEL` are pulled at once.
 The image record, which makes the image visible, is written last.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import hashlib
 import os
 import platform as host_platform
@@ -19,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
+import outcome
 import trio
 
 from .reference import Reference
@@ -29,6 +33,8 @@ __all__ = ["PARALLEL", "Platform", "Progress", "Puller", "parse_platform"]
 
 PARALLEL = 3
 CHUNK = 1 << 16
+PIPE_SIZE = 1 << 20
+PROGRESS_EVERY = 0.1  # seconds between two progress reports of one layer
 MAX_MANIFEST = 4 << 20
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -288,60 +294,96 @@ class Puller:
     ) -> None:
         short = _short(layer.digest)
         lock = self._locks.setdefault(layer.diff_id, trio.Lock())
-        async with lock:
+        async with lock, limit:
             if self.store.layer_dir(layer.diff_id) is not None and self.store.has_blob(
                 layer.digest
             ):
                 report(Progress(short, "Already exists", layer.size, layer.size))
                 return
-            if not self.store.has_blob(layer.digest):
-                async with limit:
-                    await self._download(registry, layer, report)
-            report(Progress(short, "Extracting", layer.size, layer.size))
-            try:
-                await trio.to_thread.run_sync(self.store.unpack_layer, layer.digest, layer.diff_id)
-            except BaseException:
-                self.store.blob_path(layer.digest).unlink(missing_ok=True)
-                raise
+            if self.store.has_blob(layer.digest):  # a pull killed after the download
+                report(Progress(short, "Extracting", layer.size, layer.size))
+                try:
+                    await trio.to_thread.run_sync(
+                        self.store.unpack_layer, layer.digest, layer.diff_id
+                    )
+                except BaseException:
+                    self.store.blob_path(layer.digest).unlink(missing_ok=True)
+                    raise
+            else:
+                await self._stream(registry, layer, report)
             report(Progress(short, "Pull complete", layer.size, layer.size))
 
-    async def _download(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
-        short = _short(layer.digest)
-        fd, tmp = self.store.temp_file()
-        try:
-            sha = hashlib.sha256()
-            done = 0
-            async with registry.blob(layer.digest) as r:
-                async for chunk in r.aiter_raw():  # as it arrives: progress as it goes
-                    done += len(chunk)
-                    if done > layer.size:
-                        raise RegistryError(
-                            f"layer {layer.digest} is larger than the {layer.size} bytes "
-                            "the manifest says"
-                        )
-                    sha.update(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    report(Progress(short, "Downloading", done, layer.size))
-            if done != layer.size:
+    async def _stream(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
+        """Download and unpack at once: the body goes through a pipe to a thread that
+        writes the blob, hashes it, decompresses, checks the diff_id and unpacks (see
+        :meth:`ImageStore.pull_layer`).  The first to fail stops the other: a download
+        error closes the pipe (the thread sees its end and gives up), an unpacking error
+        closes the reading end (the next write fails), and the first error is raised."""
+
+        def verify(digest: str, size: int) -> None:
+            if size != layer.size:
                 raise RegistryError(
-                    f"layer {layer.digest} is {done} bytes, the manifest says {layer.size}"
+                    f"layer {layer.digest} is {size} bytes, the manifest says {layer.size}"
                 )
-            actual = "sha256:" + sha.hexdigest()
-            if actual != layer.digest:
+            if digest != layer.digest:
                 raise RegistryError(
-                    f"layer {layer.digest} does not match its content ({actual}): "
+                    f"layer {layer.digest} does not match its content ({digest}): "
                     "the download is corrupt or was tampered with"
                 )
-            report(Progress(short, "Download complete", done, layer.size))
-            os.close(fd)
-            fd = -1
-            self.store.commit_blob(tmp, layer.digest)
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
+
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        with contextlib.suppress(OSError):  # fewer wake-ups: 1 MiB in flight, not 64 KiB
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        unpacked: list[outcome.Outcome[object]] = []
+
+        async def unpack() -> None:
+            def read(n: int) -> bytes:
+                return os.read(read_fd, n)
+
+            try:
+                unpacked.append(
+                    await trio.to_thread.run_sync(
+                        outcome.capture, self.store.pull_layer, read, layer, verify
+                    )
+                )
+            finally:
+                os.close(read_fd)
+
+        failed: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(unpack)
+            try:
+                async with trio.lowlevel.FdStream(write_fd) as pipe:
+                    await self._download(registry, layer, pipe, report)
+            except trio.BrokenResourceError:
+                pass  # the unpacking stopped: its error says why
+            except Exception as exc:
+                failed = exc
+        if failed is not None:
+            raise failed
+        unpacked[0].unwrap()
+
+    async def _download(
+        self, registry: Registry, layer: BlobRef, pipe: trio.abc.SendStream, report: ProgressFn
+    ) -> None:
+        short = _short(layer.digest)
+        done = 0
+        shown = -1.0
+        async with registry.blob(layer.digest) as r:
+            async for chunk in r.aiter_raw():  # as it arrives: progress as it goes
+                done += len(chunk)
+                if done > layer.size:
+                    raise RegistryError(
+                        f"layer {layer.digest} is larger than the {layer.size} bytes "
+                        "the manifest says"
+                    )
+                await pipe.send_all(chunk)
+                now = trio.current_time()
+                if now - shown >= PROGRESS_EVERY:
+                    shown = now
+                    report(Progress(short, "Downloading", done, layer.size))
+        report(Progress(short, "Download complete", done, layer.size))
+        report(Progress(short, "Extracting", done, layer.size))
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,16 +139,58 @@ class ImageStore:
         found = self.layer_dir(diff_id)
         if found is not None:
             return found
+        with open(self.blob_path(blob_digest), "rb") as blob:
+            return self._unpack(blob.read, diff_id, f"layer {blob_digest}", lambda: None)
+
+    def pull_layer(
+        self, read: Callable[[int], bytes], layer: BlobRef, verify: Callable[[str, int], None]
+    ) -> Path:
+        """Unpack a layer as its compressed bytes come in (``read(n)``, b"" at the end),
+        keeping them as its blob: in one pass they are written, hashed, decompressed and
+        unpacked.  ``verify(digest, size)`` of what came is called at the end, before the
+        blob and then the layer are renamed into place (or when the layer proves bad: a
+        damaged download is the better reason); it raises if they are wrong, and then
+        nothing is kept."""
+        fd, tmp = self.temp_file()
+        tee = _Tee(read, fd)
+        try:
+
+            def commit() -> None:
+                verify("sha256:" + tee.sha.hexdigest(), tee.size)
+                os.close(fd)
+                tee.fd = -1
+                self.commit_blob(tmp, layer.digest)
+
+            try:
+                return self._unpack(tee.read, layer.diff_id, f"layer {layer.digest}", commit)
+            except LayerError:
+                # A damaged download is the reason, if it is one (the rest is read for
+                # its digest); otherwise the layer itself is bad.
+                while tee.read(1 << 20):
+                    pass
+                verify("sha256:" + tee.sha.hexdigest(), tee.size)
+                raise
+        finally:
+            if tee.fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+
+    def _unpack(
+        self, read: Callable[[int], bytes], diff_id: str, what: str, commit: Callable[[], None]
+    ) -> Path:
+        """Unpack into a temporary directory, check the diff_id, ``commit()``, rename the
+        directory into place, write its record: a kill at any moment leaves no layer a
+        run would use."""
         hexa = digest_hex(diff_id)
         final = self.layer_dirs / hexa[:SHORT]
         work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
         try:
-            with open(self.blob_path(blob_digest), "rb") as blob:
-                result = unpack(blob, str(work))
+            result = unpack(read, str(work))
             if result.diff_id != diff_id:
                 raise LayerError(
-                    f"layer {blob_digest} unpacks to {result.diff_id}, but the image says {diff_id}"
+                    f"{what} unpacks to {result.diff_id}, but the image says {diff_id}"
                 )
+            commit()
             os.chmod(work, os.stat(work).st_mode | 0o011)
             found = self.layer_dir(diff_id)
             if found is not None:  # unpacked meanwhile by another pull
@@ -325,6 +368,26 @@ class ImageStore:
 
     def size(self, record: ImageRecord) -> int:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
+
+
+class _Tee:
+    """What ``read`` gives, also written to ``fd`` and hashed (the blob as it comes)."""
+
+    def __init__(self, read: Callable[[int], bytes], fd: int) -> None:
+        self._read = read
+        self.fd = fd
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int) -> bytes:
+        data = self._read(n)
+        if data:
+            self.sha.update(data)
+            self.size += len(data)
+            with memoryview(data) as view:
+                while view:
+                    view = view[os.write(self.fd, view) :]
+        return data
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:

@@ -23,19 +23,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
-import hashlib
-import io
 import os
 import shutil
 import stat
-import tarfile
-import zlib
-from typing import IO, BinaryIO
-
-import zstandard
+from collections.abc import Callable
+from typing import BinaryIO
 
 from .._inroot import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from .tarstream import (
+    BLOCKDEV,
+    CHAR,
+    DIRECTORY,
+    FIFO,
+    LINK,
+    REGULAR,
+    SYMLINK,
+    Decompressed,
+    Member,
+    TarError,
+    TarReader,
+)
 
 __all__ = ["LayerError", "Unpacked", "open_layer", "unpack"]
 
@@ -45,10 +52,7 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 # What an overlay mounted with userxattr (a user-namespaced container's) reads instead.
 OPAQUE_USER_XATTR = "user.overlay.opaque"
 _KEPT_XATTRS = ("user.", "security.")
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_COPY_CHUNK = 1 << 20
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LayerError(Exception):
@@ -61,35 +65,9 @@ def open_in_root(root_fd: int, path: str, flags: int) -> int:
     return openat2(root_fd, path or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 
 
-class _Hashing(io.RawIOBase):
-    """A reader that hashes and counts what passes through it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.sha.update(data)
-        self.size += n
-        return n
-
-
-def open_layer(blob: BinaryIO) -> BinaryIO:
+def open_layer(blob: BinaryIO) -> Decompressed:
     """The uncompressed tar stream of a layer blob: gzip, zstd or plain (by magic bytes)."""
-    head = blob.read(4)
-    blob.seek(0)
-    if head.startswith(_GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=blob, mode="rb")  # type: ignore[return-value]
-    if head == _ZSTD_MAGIC:
-        return zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True)
-    return blob
+    return Decompressed(blob.read)
 
 
 class Unpacked:
@@ -116,10 +94,16 @@ def _clean(name: str, member: str) -> list[str]:
 
 
 class _Unpacker:
-    def __init__(self, root_fd: int) -> None:
+    """Members one by one below ``root_fd``.  ``whiteouts``: ``.wh.`` names are overlay
+    whiteouts (a layer), else plain names (``cp``).  :meth:`owner` gives each member's
+    host owner and ``made_owner`` that of the parents it creates."""
+
+    def __init__(self, root_fd: int, *, whiteouts: bool = True) -> None:
         self.root_fd = root_fd
+        self.whiteouts = whiteouts
+        self.made_owner = (0, 0)
         self.dirs: dict[str, int] = {}  # open parent directories by relative path
-        self.dir_meta: list[tuple[str, tarfile.TarInfo]] = []
+        self.dir_meta: list[tuple[str, Member]] = []
         self.retired: list[int] = []  # closed before the next member (one may be in use)
 
     def close(self) -> None:
@@ -148,8 +132,11 @@ class _Unpacker:
             if not parts:
                 raise
             up = self.parent(parts[:-1], member)
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(parts[-1], 0o755, dir_fd=up)
+                os.chown(parts[-1], *self.made_owner, dir_fd=up, follow_symlinks=False)
+            except FileExistsError:
+                pass
             try:
                 fd = open_in_root(self.root_fd, key, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:
@@ -164,111 +151,131 @@ class _Unpacker:
         self.dirs[key] = fd
         return fd
 
-    def clear(self, dir_fd: int, name: str, *, keep_dir: bool) -> None:
-        """Remove what is at ``name`` unless it is a directory and ``keep_dir``."""
+    def clear(self, dir_fd: int, name: str, *, keep_dir: bool) -> bool:
+        """Remove what is at ``name`` unless it is a directory and ``keep_dir``; whether
+        a directory was kept."""
         try:
             st = os.lstat(name, dir_fd=dir_fd)
         except FileNotFoundError:
-            return
+            return False
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
-                return
+                return True
             shutil.rmtree(name, dir_fd=dir_fd)
             self.forget_dirs()
         else:
             os.unlink(name, dir_fd=dir_fd)
             if stat.S_ISLNK(st.st_mode):
                 self.forget_dirs()
+        return False
 
-    def member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+    def member(self, tar: TarReader, info: Member) -> None:
+        """Make one member.  Each is made at once and what was there is removed only if
+        that fails (EEXIST: a later member of the same name wins), so a layer's usual
+        member costs no lookup.  A new name cannot change what a cached parent directory
+        resolves to; removing a directory or a symbolic link can, and forgets them all."""
         self.close_retired()
         parts = _clean(info.name, info.name)
-        if info.issparse():
+        if info.sparse:
             raise LayerError(f"member {info.name!r} is a sparse file, which layers never hold")
         if not parts:
-            if info.isdir():
+            if info.type == DIRECTORY:
                 self.dir_meta.append(("", info))
                 return
             raise LayerError(f"member {info.name!r} has no name")
         name = parts[-1]
         dir_fd = self.parent(parts[:-1], info.name)
+        kind = info.type
+        if self.whiteouts and name.startswith(WHITEOUT_PREFIX):
+            self.whiteout(dir_fd, name, info)
+        elif kind in REGULAR:
+            try:
+                fd = os.open(name, _CREATE, 0o600, dir_fd=dir_fd)
+            except FileExistsError:
+                self.clear(dir_fd, name, keep_dir=False)
+                fd = os.open(name, _CREATE, 0o600, dir_fd=dir_fd)
+            try:
+                tar.copy_to(fd)
+                self.xattrs(fd, info)
+                os.fchown(fd, *self.owner(info))
+                os.fchmod(fd, info.mode & 0o7777)  # after the chown, which clears setuid
+                os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
+            finally:
+                os.close(fd)
+        elif kind == DIRECTORY:
+            try:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            except FileExistsError:
+                if not self.clear(dir_fd, name, keep_dir=True):
+                    os.mkdir(name, 0o700, dir_fd=dir_fd)
+            self.dir_meta.append(("/".join(parts), info))
+        elif kind == SYMLINK:
+            try:
+                os.symlink(info.linkname, name, dir_fd=dir_fd)
+            except FileExistsError:
+                self.clear(dir_fd, name, keep_dir=False)
+                os.symlink(info.linkname, name, dir_fd=dir_fd)
+            self.owner_and_times(dir_fd, name, info)
+        elif kind == LINK:
+            self.hard_link(dir_fd, name, info)
+        elif kind in (CHAR, BLOCKDEV, FIFO):
+            mode = {CHAR: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK}.get(kind, stat.S_IFIFO)
+            device = os.makedev(info.devmajor, info.devminor) if kind != FIFO else 0
+            try:
+                os.mknod(name, mode | 0o600, device, dir_fd=dir_fd)
+            except FileExistsError:
+                self.clear(dir_fd, name, keep_dir=False)
+                os.mknod(name, mode | 0o600, device, dir_fd=dir_fd)
+            self.owner_and_times(dir_fd, name, info)
+            os.chmod(name, info.mode & 0o7777, dir_fd=dir_fd, follow_symlinks=False)
+        else:
+            raise LayerError(f"member {info.name!r} has an unsupported type {chr(kind)!r}")
+
+    def whiteout(self, dir_fd: int, name: str, info: Member) -> None:
         if name == OPAQUE:
             os.setxattr(dir_fd, OPAQUE_XATTR, b"y")
             os.setxattr(dir_fd, OPAQUE_USER_XATTR, b"y")
             return
-        if name.startswith(WHITEOUT_PREFIX):
-            hidden = name[len(WHITEOUT_PREFIX) :]
-            if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
-                raise LayerError(f"member {info.name!r} is a whiteout of {hidden!r}")
-            self.clear(dir_fd, hidden, keep_dir=False)
-            os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dir_fd)
-            return
-        self.clear(dir_fd, name, keep_dir=info.isdir())
-        if info.isdir():
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o700, dir_fd=dir_fd)
-            self.dir_meta.append(("/".join(parts), info))
-            return
-        if info.issym():
-            os.symlink(info.linkname, name, dir_fd=dir_fd)
-            self.forget_dirs()
-            self.owner_and_times(dir_fd, name, info, follow=False)
-            return
-        if info.islnk():
-            self.hard_link(dir_fd, name, info)
-            return
-        if info.isreg():
-            fd = os.open(
-                name,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=dir_fd,
-            )
-            with os.fdopen(fd, "wb", closefd=True) as out:
-                source = tar.extractfile(info)
-                assert source is not None
-                shutil.copyfileobj(source, out, _COPY_CHUNK)
-                out.flush()
-                self.xattrs(fd, info)
-                os.chown(fd, info.uid, info.gid)
-                os.chmod(fd, stat.S_IMODE(info.mode))
-                os.utime(fd, ns=(int(info.mtime * 1e9),) * 2)
-            return
-        if info.ischr() or info.isblk() or info.isfifo():
-            kind = stat.S_IFCHR if info.ischr() else stat.S_IFBLK if info.isblk() else stat.S_IFIFO
-            device = os.makedev(info.devmajor, info.devminor) if not info.isfifo() else 0
-            os.mknod(name, kind | 0o600, device, dir_fd=dir_fd)
-            self.owner_and_times(dir_fd, name, info, follow=False)
-            os.chmod(name, stat.S_IMODE(info.mode), dir_fd=dir_fd, follow_symlinks=False)
-            return
-        raise LayerError(f"member {info.name!r} has an unsupported type {info.type!r}")
+        hidden = name[len(WHITEOUT_PREFIX) :]
+        if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
+            raise LayerError(f"member {info.name!r} is a whiteout of {hidden!r}")
+        self.clear(dir_fd, hidden, keep_dir=False)
+        os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dir_fd)
 
-    def hard_link(self, dir_fd: int, name: str, info: tarfile.TarInfo) -> None:
+    def hard_link(self, dir_fd: int, name: str, info: Member) -> None:
         target = _clean(info.linkname, info.name)
         if not target:
             raise LayerError(f"member {info.name!r} links to the layer's root")
         src_fd = self.parent(target[:-1], info.name)
-        try:
-            os.link(target[-1], name, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            raise LayerError(
-                f"member {info.name!r} links to {info.linkname!r}, which is not in the layer"
-            ) from None
+        for attempt in range(2):
+            try:
+                os.link(
+                    target[-1], name, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False
+                )
+                return
+            except FileNotFoundError:
+                raise LayerError(
+                    f"member {info.name!r} links to {info.linkname!r}, which is not in the layer"
+                ) from None
+            except FileExistsError:
+                if attempt:
+                    raise
+                self.clear(dir_fd, name, keep_dir=False)
+                src_fd = self.parent(target[:-1], info.name)  # the cache may be gone
 
-    def owner_and_times(
-        self, dir_fd: int, name: str, info: tarfile.TarInfo, *, follow: bool
-    ) -> None:
-        os.chown(name, info.uid, info.gid, dir_fd=dir_fd, follow_symlinks=follow)
+    def owner(self, info: Member) -> tuple[int, int]:
+        return info.uid, info.gid
+
+    def owner_and_times(self, dir_fd: int, name: str, info: Member) -> None:
+        os.chown(name, *self.owner(info), dir_fd=dir_fd, follow_symlinks=False)
         with contextlib.suppress(NotImplementedError):
-            os.utime(name, ns=(int(info.mtime * 1e9),) * 2, dir_fd=dir_fd, follow_symlinks=follow)
+            ns = (info.mtime_ns, info.mtime_ns)
+            os.utime(name, ns=ns, dir_fd=dir_fd, follow_symlinks=False)
 
-    def xattrs(self, fd: int, info: tarfile.TarInfo) -> None:
-        for key, value in info.pax_headers.items():
-            if not key.startswith("SCHILY.xattr."):
-                continue
-            attr = key[len("SCHILY.xattr.") :]
+    def xattrs(self, fd: int, info: Member) -> None:
+        for attr, value in info.xattrs.items():
             if attr.startswith(_KEPT_XATTRS):
-                os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
+                os.setxattr(fd, attr, value)
 
     def finish(self) -> None:
         """Directories' owners, modes and times, once nothing more is created in them."""
@@ -280,44 +287,42 @@ class _Unpacker:
                 continue  # replaced by a later member
             try:
                 self.xattrs(fd, info)
-                os.chown(fd, info.uid, info.gid)
-                os.chmod(fd, stat.S_IMODE(info.mode))
-                os.utime(fd, ns=(int(info.mtime * 1e9),) * 2)
+                os.fchown(fd, *self.owner(info))
+                os.fchmod(fd, info.mode & 0o7777)
+                os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
             finally:
                 os.close(fd)
 
 
-def unpack(blob: BinaryIO, dest: str) -> Unpacked:
-    """Unpack the layer ``blob`` into the empty directory ``dest``; its diff_id and size.
+def unpack(read: Callable[[int], bytes], dest: str) -> Unpacked:
+    """Unpack the layer whose bytes ``read(n)`` gives (a file's, a pipe's; b"" at the
+    end) into the empty directory ``dest``, as they come; its diff_id and size.
 
     Raises :class:`LayerError` for a hostile or broken layer (traversal, a truncated
     stream, a bad tar); what was written below ``dest`` is the caller's to delete.
     """
-    hashing = _Hashing(open_layer(blob))
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     unpacker = _Unpacker(root_fd)
-    info: tarfile.TarInfo | None = None
+    tar: TarReader | None = None
     try:
-        reader = io.BufferedReader(hashing, _COPY_CHUNK)
-        with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
-            for info in tar:
-                unpacker.member(tar, info)
-            info = None
-        while reader.read(_COPY_CHUNK):  # the rest (tar padding) belongs to the diff_id
-            pass
+        stream = Decompressed(read)
+        tar = TarReader(stream)
+        for info in tar:
+            unpacker.member(tar, info)
+        tar.member = None
+        tar.drain()  # the rest (tar padding) belongs to the diff_id
         unpacker.finish()
     except LayerError:
         raise
-    except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
-        where = f" at member {info.name!r}" if info is not None else ""
-        raise LayerError(f"the layer is not a valid tar{where}: {exc}") from None
+    except TarError as exc:
+        raise LayerError(f"the layer is not a valid tar: {exc}") from None
     except OSError as exc:
-        if info is None:
+        if tar is None or tar.member is None:
             raise
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise LayerError(f"member {info.name!r}: {exc.strerror}") from None
+        raise LayerError(f"member {tar.member.name!r}: {exc.strerror}") from None
     finally:
         unpacker.close()
         os.close(root_fd)
-    return Unpacked("sha256:" + hashing.sha.hexdigest(), hashing.size)
+    return Unpacked("sha256:" + stream.sha.hexdigest(), stream.size)

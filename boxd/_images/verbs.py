@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
-from .. import protocol
+from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE
 from .._messages import EndFrame, OkResponse
 from . import archive
@@ -55,6 +56,19 @@ from .store import ImageRecord, ImageStore
 if TYPE_CHECKING:
     from .._records import Container
     from .._supervisor import Supervisor
+
+
+def _created_at(config: dict[str, Any]) -> float:
+    """An image's ``created`` (RFC 3339, as Go writes it: nanoseconds) as a Unix time; 0
+    when it has none (it counts as old)."""
+    text = str(config.get("created") or "")
+    head, dot, rest = text.partition(".")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if dot else text
+    try:
+        return _prune.parse_time(text, time.time()) if text else 0.0
+    except ValueError:
+        return 0.0
 
 
 class Sender(Protocol):
@@ -368,10 +382,15 @@ class ImageVerbs:
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
         """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
         used = {c.config.image_id for c in self.sup.list(all=True)}
+        only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
         for record in self.store.images():
             if record.id in used or (record.repo_tags and not req.all):
+                continue
+            config = self.store.config(record)
+            labels = (config.get("config") or {}).get("Labels") or {}
+            if not only.selects(_created_at(config), labels):
                 continue
             untagged.extend(record.repo_tags)
             deleted.extend((record.id, *await self._delete(record)))
@@ -388,6 +407,7 @@ class ImageVerbs:
         }
         kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
         uppers = [self.sup.store.container_dir(c.id) / "fs" for c in containers]
+        volumes = await _volserver.sizes(self.sup)
         await conn.send(
             SystemDfResponse(
                 images=len(records),
@@ -397,7 +417,11 @@ class ImageVerbs:
                 layers=len(sizes),
                 containers=len(containers),
                 containers_running=sum(1 for c in containers if c.state.pid),
-                containers_size=await trio.to_thread.run_sync(_du, uppers),
+                containers_size=await trio.to_thread.run_sync(disk_usage, uppers),
+                volumes=len(volumes),
+                volumes_active=sum(1 for v in volumes if v.users),
+                volumes_size=sum(v.size for v in volumes),
+                volumes_reclaimable=sum(v.size for v in volumes if not v.users),
             )
         )
 
@@ -417,7 +441,7 @@ class ImageVerbs:
         await self._send_archive(conn, lambda out: archive.export_merged(dirs, out))
 
 
-def _du(dirs: list[Path]) -> int:
+def disk_usage(dirs: list[Path]) -> int:
     """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
     total = 0
     for d in dirs:

@@ -2,23 +2,192 @@
 Podman call it.  Errors go to stderr and, with ``--log``, to the log file in the chosen
 format (``--log-format json``: one ``{"level", "msg", "time"}`` object a line, which
 conmon and the shim read back); the exit code is then 1, as runc's.
+
+Every command is a new process, and conmon or the shim run several per container, so this
+module imports only what each command needs: ``start``, ``state``, ``kill``, ``delete``,
+``list`` and ``ps`` (:mod:`._quick`) no Trio, attrs or cattrs; ``create``, ``run`` and
+``exec`` the spec's records and the spawn path (:mod:`._runtime`), still without Trio
+(``pause``, and a ``delete`` that must kill what is left in a cgroup, use it).  Not
+argparse either (its import and parser building cost more than ``state`` itself): a table
+of runc's options per command, read as Go's flag package reads them (``--opt VALUE``,
+``--opt=VALUE``, ``-opt``; options end at the first operand or ``--``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
+import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-import trio
+from ._state import DEFAULT_ROOT, NotFound, OciError, Root, dumps, now
 
-from .._native import SpawnError
-from . import _runtime
-from ._state import DEFAULT_ROOT, NotFound, Root
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from . import _runtime
+
+FLAG, VALUE, INT, LIST = "flag", "value", "int", "list"
+
+# option names (the first is the destination, without dashes) -> kind
+Options = dict[tuple[str, ...], str]
+_GLOBAL: Options = {
+    ("root",): VALUE,
+    ("log",): VALUE,
+    ("log-format",): VALUE,
+    ("debug",): FLAG,
+    ("systemd-cgroup",): FLAG,
+    ("rootless",): VALUE,  # accepted as runc's callers pass it; boxd-runtime runs as root
+    ("criu",): VALUE,  # accepted (checkpointing is not a command here)
+}
+_CREATING: Options = {
+    ("bundle", "b"): VALUE,
+    ("pid-file",): VALUE,
+    ("console-socket",): VALUE,
+    ("no-pivot",): FLAG,
+    ("no-new-keyring",): FLAG,
+    ("preserve-fds",): INT,
+}
+_FORMAT: Options = {("format", "f"): VALUE}
+# command -> (help, options, operands: names, "?" optional, "*" the rest of the words)
+COMMANDS: dict[str, tuple[str, Options, tuple[str, ...]]] = {
+    "create": ("create a container; its process waits for start", _CREATING, ("id",)),
+    "run": (
+        "create and start a container (and wait for it, unless -d)",
+        {**_CREATING, ("detach", "d"): FLAG, ("keep",): FLAG},
+        ("id",),
+    ),
+    "start": ("start a created container", {}, ("id",)),
+    "state": ("the container's state (JSON)", {}, ("id",)),
+    "kill": (
+        "send a signal (default SIGTERM) to the init or --all",
+        {("all", "a"): FLAG},
+        ("id", "signal?"),
+    ),
+    "delete": (
+        "delete a stopped (or, with --force, any) container",
+        {("force", "f"): FLAG},
+        ("id",),
+    ),
+    "exec": (
+        "run a process in a container",
+        {
+            ("process", "p"): VALUE,
+            ("tty", "t"): FLAG,
+            ("console-socket",): VALUE,
+            ("detach", "d"): FLAG,
+            ("pid-file",): VALUE,
+            ("cwd",): VALUE,
+            ("env", "e"): LIST,
+            ("user", "u"): VALUE,
+            ("preserve-fds",): INT,
+        },
+        ("id", "args*"),
+    ),
+    "pause": ("freeze every process of a container", {}, ("id",)),
+    "resume": ("thaw a paused container", {}, ("id",)),
+    "list": ("the containers under --root", {**_FORMAT, ("quiet", "q"): FLAG}, ()),
+    "ps": ("the processes of a container", _FORMAT, ("id", "ps_args*")),
+    "update": (
+        "change a container's resource limits",
+        {("resources", "r"): VALUE},
+        ("id",),
+    ),
+    "features": ("what this runtime supports (JSON)", {}, ()),
+}
+USAGE = "usage: boxd-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND"
+
+
+class UsageError(Exception):
+    pass
+
+
+class Help(Exception):
+    """``--help`` (or ``-h``) where an option may be: the usage goes to stdout."""
+
+
+def _usage() -> str:
+    lines = [USAGE, "", "An OCI runtime (runc's command line) on boxd's spawn path.", ""]
+    for name, (help_, options, operands) in COMMANDS.items():
+        words = [f"--{names[0]}" for names in options]
+        args = [o.rstrip("?*").upper() for o in operands]
+        lines.append(f"  {name:9} {help_}")
+        lines.append(f"            {' '.join([*words, *args])}".rstrip())
+    return "\n".join(lines)
+
+
+def _parse_options(
+    words: list[str], table: Options, values: dict[str, Any], where: str
+) -> list[str]:
+    """Read the options of ``table`` from the front of ``words``; return the rest."""
+    by_name = {name: (names[0], kind) for names, kind in table.items() for name in names}
+    for names, kind in table.items():
+        values.setdefault(
+            names[0].replace("-", "_"), [] if kind == LIST else False if kind == FLAG else None
+        )
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return words[i + 1 :]
+        if not word.startswith("-") or word == "-":
+            break
+        name, eq, value = word.lstrip("-").partition("=")
+        if name in ("help", "h"):
+            raise Help
+        found = by_name.get(name)
+        if found is None:
+            raise UsageError(f"{where}: flag provided but not defined: {word.split('=')[0]}")
+        dest, kind = found[0].replace("-", "_"), found[1]
+        if kind == FLAG:
+            if eq and value not in ("true", "false", "1", "0"):
+                raise UsageError(f"{where}: invalid boolean value {value!r} for {word}")
+            values[dest] = not eq or value in ("true", "1")
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(words):
+                raise UsageError(f"{where}: flag needs an argument: {word}")
+            i += 1
+            value = words[i]
+        if kind == INT:
+            if not value.lstrip("-").isdigit():
+                raise UsageError(f"{where}: invalid value {value!r} for {word}: not a number")
+            values[dest] = int(value)
+        elif kind == LIST:
+            values[dest].append(value)
+        else:
+            values[dest] = value
+        i += 1
+    return words[i:]
+
+
+def parse(argv: Sequence[str]) -> dict[str, Any]:
+    """The global options, ``command`` and the command's options and operands."""
+    values: dict[str, Any] = {}
+    rest = _parse_options(list(argv), _GLOBAL, values, "boxd-runtime")
+    if not rest:
+        raise UsageError(_usage())
+    command = values["command"] = rest[0]
+    if command not in COMMANDS:
+        raise UsageError(f"boxd-runtime: no such command {command!r}\n{USAGE}")
+    _, table, operands = COMMANDS[command]
+    words = _parse_options(rest[1:], table, values, command)
+    for operand in operands:
+        if operand.endswith("*"):
+            values[operand[:-1]] = words
+            words = []
+        elif words:
+            values[operand.rstrip("?")] = words.pop(0)
+        elif operand.endswith("?"):
+            values[operand[:-1]] = None
+        else:
+            raise UsageError(f"{command}: the container id is required")
+    if words:
+        raise UsageError(f"{command}: unexpected argument {words[0]!r}")
+    if values["log_format"] not in (None, "text", "json"):
+        raise UsageError(f"--log-format {values['log_format']!r}: use text or json")
+    return values
 
 
 class _Log:
@@ -30,11 +199,11 @@ class _Log:
     def _write(self, level: str, msg: str) -> None:
         if self.path is None:
             return
-        time = _runtime.now()
+        time = now()
         if self.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": time})
+            line = dumps({"level": level, "msg": msg, "time": time})
         else:
-            line = f"time={json.dumps(time)} level={level} msg={json.dumps(msg)}"
+            line = f"time={dumps(time)} level={level} msg={dumps(msg)}"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
@@ -49,114 +218,59 @@ class _Log:
                 print(f"debug: {msg}", file=sys.stderr)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="boxd-runtime",
-        description="An OCI runtime (runc's command line) on boxd's spawn path.",
-    )
-    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory")
-    p.add_argument("--log", help="log file (errors, and with --debug debug lines)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", help=argparse.SUPPRESS)
-    p.add_argument("--criu", help=argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def creating(name: str, help_: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help_)
-        c.add_argument("--bundle", "-b", default=".")
-        c.add_argument("--pid-file")
-        c.add_argument("--console-socket")
-        c.add_argument("--no-pivot", action="store_true")
-        c.add_argument("--no-new-keyring", action="store_true")
-        c.add_argument("--preserve-fds", type=int, default=0)
-        c.add_argument("id")
-        return c
-
-    creating("create", "create a container; its process waits for start")
-    r = creating("run", "create and start a container (and wait for it, unless -d)")
-    r.add_argument("--detach", "-d", action="store_true")
-    r.add_argument("--keep", action="store_true", help="do not delete it after it exits")
-    for name, help_ in (
-        ("start", "start a created container"),
-        ("pause", "freeze every process of a container"),
-        ("resume", "thaw a paused container"),
-        ("state", "the container's state (JSON)"),
-    ):
-        sub.add_parser(name, help=help_).add_argument("id")
-    k = sub.add_parser("kill", help="send a signal (default SIGTERM) to the init or --all")
-    k.add_argument("--all", "-a", action="store_true")
-    k.add_argument("id")
-    k.add_argument("signal", nargs="?", default="SIGTERM")
-    d = sub.add_parser("delete", help="delete a stopped (or, with --force, any) container")
-    d.add_argument("--force", "-f", action="store_true")
-    d.add_argument("id")
-    e = sub.add_parser("exec", help="run a process in a container")
-    e.add_argument("--process", "-p")
-    e.add_argument("--tty", "-t", action="store_true")
-    e.add_argument("--console-socket")
-    e.add_argument("--detach", "-d", action="store_true")
-    e.add_argument("--pid-file")
-    e.add_argument("--cwd")
-    e.add_argument("--env", "-e", action="append", default=[])
-    e.add_argument("--user", "-u")
-    e.add_argument("--preserve-fds", type=int, default=0)
-    e.add_argument("id")
-    e.add_argument("args", nargs=argparse.REMAINDER)
-    ls = sub.add_parser("list", help="the containers under --root")
-    ls.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    ls.add_argument("--quiet", "-q", action="store_true")
-    ps = sub.add_parser("ps", help="the processes of a container")
-    ps.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    ps.add_argument("id")
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-    u = sub.add_parser("update", help="change a container's resource limits")
-    u.add_argument("--resources", "-r", required=True, help="a JSON file, - for stdin")
-    u.add_argument("id")
-    sub.add_parser("features", help="what this runtime supports (JSON)")
-    return p
-
-
 def _load_json(path: str, what: str) -> Any:
+    from ._state import loads
+
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-        return json.loads(text)
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        return loads(text)
     except OSError as exc:
-        raise _runtime.OciError(f"{what} {path}: {exc.strerror}") from None
+        raise OciError(f"{what} {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise _runtime.OciError(f"{what} {path}: invalid JSON: {exc}") from None
+        raise OciError(f"{what} {path}: invalid JSON: {exc}") from None
 
 
-def _create_options(args: argparse.Namespace) -> _runtime.CreateOptions:
-    if args.preserve_fds < 0:
-        raise _runtime.OciError(f"--preserve-fds {args.preserve_fds} must not be negative")
+def _create_options(args: dict[str, Any]) -> _runtime.CreateOptions:
+    from pathlib import Path
+
+    from . import _runtime
+
+    if args["preserve_fds"] is not None and args["preserve_fds"] < 0:
+        raise OciError(f"--preserve-fds {args['preserve_fds']} must not be negative")
     return _runtime.CreateOptions(
-        bundle=Path(args.bundle),
-        pid_file=args.pid_file,
-        console_socket=args.console_socket,
-        preserve_fds=args.preserve_fds,
-        no_pivot=args.no_pivot,
-        systemd_cgroup=args.systemd_cgroup,
+        bundle=Path(args["bundle"] or "."),
+        pid_file=args["pid_file"],
+        console_socket=args["console_socket"],
+        preserve_fds=args["preserve_fds"] or 0,
+        no_pivot=args["no_pivot"],
+        systemd_cgroup=args["systemd_cgroup"],
     )
 
 
-def _ps(root: Root, args: argparse.Namespace) -> int:
-    pids = _runtime.container_pids(root, args.id)
-    if args.format == "json":
-        print(json.dumps(pids))
+def _ps(root: Root, args: dict[str, Any]) -> int:
+    import subprocess
+
+    from . import _quick
+
+    pids = _quick.procs(root.load(args["id"]))
+    if args["format"] == "json":
+        print(dumps(pids))
         return 0
     done = subprocess.run(
-        ["ps", *(args.ps_args or ["-ef"])], capture_output=True, text=True, check=False
+        ["ps", *(args["ps_args"] or ["-ef"])], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise _runtime.OciError(f"ps: {done.stderr.strip()}")
+        raise OciError(f"ps: {done.stderr.strip()}")
     lines = done.stdout.splitlines()
     if not lines:
         return 0
     header = lines[0].split()
     if "PID" not in header:
-        raise _runtime.OciError("ps: its output has no PID column")
+        raise OciError("ps: its output has no PID column")
     column = header.index("PID")
     print(lines[0])
     wanted = {str(p) for p in pids}
@@ -167,13 +281,15 @@ def _ps(root: Root, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(root: Root, args: argparse.Namespace) -> int:
-    states = _runtime.list_states(root)
-    if args.quiet:
+def _list(root: Root, args: dict[str, Any]) -> int:
+    from . import _quick
+
+    states = _quick.list_states(root)
+    if args["quiet"]:
         for s in states:
             print(s["id"])
-    elif args.format == "json":
-        print(json.dumps(states or None))
+    elif args["format"] == "json":
+        print(dumps(states or None))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [
@@ -186,85 +302,107 @@ def _list(root: Root, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _dispatch(args: argparse.Namespace, log: _Log) -> int:
-    root = Root(args.root)
-    command = args.command
-    if command == "features":
-        print(json.dumps(_runtime.features(), indent=4))
+def _exec(root: Root, args: dict[str, Any]) -> int:
+    from . import _runtime
+
+    process = _load_json(args["process"], "--process") if args["process"] else None
+    words = args["args"]
+    options = _runtime.ExecOptions(
+        process=process,
+        args=tuple(words[1:] if words[:1] == ["--"] else words),
+        tty=args["tty"],
+        console_socket=args["console_socket"],
+        detach=args["detach"],
+        pid_file=args["pid_file"],
+        cwd=args["cwd"],
+        env=tuple(args["env"]),
+        user=args["user"],
+        preserve_fds=args["preserve_fds"] or 0,
+    )
+    return _runtime.exec_(root, args["id"], options)
+
+
+def _dispatch(args: dict[str, Any], log: _Log) -> int:
+    root = Root(args["root"] or DEFAULT_ROOT)
+    command = args["command"]
+    if command in ("start", "state", "kill", "delete"):
+        from . import _quick
+
+        if command == "start":
+            _quick.start(root, args["id"])
+        elif command == "state":
+            print(dumps(_quick.state(root, args["id"])))
+        elif command == "kill":
+            _quick.kill(root, args["id"], args["signal"] or "SIGTERM", args["all"])
+        elif not _quick.delete(root, args["id"], args["force"]):
+            from . import _runtime
+
+            _runtime.remove(root, args["id"], args["force"])
         return 0
     if command == "list":
         return _list(root, args)
-    if command == "create":
-        spawned = await _runtime.create(root, args.id, _create_options(args))
-        log.debug(f"created {args.id}: init pid {spawned.pid}")
-        return 0
-    if command == "run":
-        return await _runtime.run(
-            root, args.id, _create_options(args), detach=args.detach, keep=args.keep
-        )
-    if command == "start":
-        _runtime.start(root, args.id)
-        return 0
-    if command == "state":
-        saved = root.load(args.id)
-        state = _runtime.state_document(saved, _runtime.status_of(root, saved))
-        state["rootfs"] = str(
-            Path(saved.bundle) / ((saved.config.get("root") or {}).get("path") or "")
-        )
-        state["created"] = saved.created
-        state["owner"] = ""
-        print(json.dumps(state, indent=2))
-        return 0
-    if command == "kill":
-        _runtime.kill(root, args.id, _runtime.parse_signal(args.signal), args.all)
-        return 0
-    if command == "delete":
-        try:
-            await _runtime.delete(root, args.id, args.force)
-        except NotFound:
-            if not args.force:
-                raise
-        return 0
-    if command in ("pause", "resume"):
-        await _runtime.pause(root, args.id, command == "pause")
-        return 0
     if command == "ps":
         return _ps(root, args)
-    if command == "update":
-        _runtime.update(root, args.id, _load_json(args.resources, "--resources"))
+    if command == "exec":
+        return _exec(root, args)
+    from . import _runtime  # the commands below need the records or the spawn path
+
+    if command == "features":
+        import json
+
+        print(json.dumps(_runtime.features(), indent=4))
         return 0
-    assert command == "exec"
-    process = _load_json(args.process, "--process") if args.process else None
-    cmd = args.args[1:] if args.args[:1] == ["--"] else args.args
-    options = _runtime.ExecOptions(
-        process=process,
-        args=tuple(cmd),
-        tty=args.tty,
-        console_socket=args.console_socket,
-        detach=args.detach,
-        pid_file=args.pid_file,
-        cwd=args.cwd,
-        env=tuple(args.env),
-        user=args.user,
-        preserve_fds=args.preserve_fds,
-    )
-    return await _runtime.exec_(root, args.id, options)
+    if command == "create":
+        spawned = _runtime.create(root, args["id"], _create_options(args))
+        log.debug(f"created {args['id']}: init pid {spawned.pid}")
+        os.close(spawned.pidfd)
+        return 0
+    if command == "run":
+        return _runtime.run(
+            root, args["id"], _create_options(args), detach=args["detach"], keep=args["keep"]
+        )
+    if command == "update":
+        if args["resources"] is None:
+            raise UsageError("update: --resources FILE (or - for stdin) is required")
+        _runtime.update(root, args["id"], _load_json(args["resources"], "--resources"))
+        return 0
+    assert command in ("pause", "resume")
+    import trio
+
+    trio.run(_runtime.pause, root, args["id"], command == "pause")
+    return 0
 
 
 def _message(exc: BaseException) -> str:
     """What the caller reads: an OSError without Python's ``[Errno N]`` decoration."""
-    if isinstance(exc, OSError) and not isinstance(exc, SpawnError) and exc.strerror:
+    native = sys.modules.get("boxd._native")  # a SpawnError comes from there, if at all
+    spawn_error = native is not None and isinstance(exc, native.SpawnError)
+    if isinstance(exc, OSError) and exc.strerror and not spawn_error:
         return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     return str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    log = _Log(args.log, args.log_format, args.debug)
-    log.debug(f"boxd-runtime {' '.join(sys.argv[1:] if argv is None else argv)}")
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] in (["--version"], ["-v"], ["version"]):
+        from .. import __version__
+        from ._state import OCI_VERSION
+
+        print(f"boxd-runtime version {__version__}\nspec: {OCI_VERSION}")
+        sys.exit(0)
     try:
-        code = trio.run(_dispatch, args, log)
-    except (NotFound, _runtime.OciError, ValueError, OSError) as exc:
+        args = parse(["--help"] if words[:1] == ["help"] else words)
+    except Help:
+        print(_usage())
+        sys.exit(0)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(1)
+    log = _Log(args["log"], args["log_format"] or "text", args["debug"])
+    log.debug(f"boxd-runtime {' '.join(words)}")
+    try:
+        code = _dispatch(args, log)
+    except (NotFound, OciError, UsageError, ValueError, OSError) as exc:
         log.error(_message(exc))
         sys.exit(1)
     sys.exit(code)

@@ -1,5 +1,7 @@
-"""The OCI runtime's operations (create, start, state, kill, delete, exec, ...) on boxd's
-spawn path, cgroups and seccomp compiler.
+"""The OCI runtime's operations that need the spec's records, the spawn path or the cgroup
+code (create, exec, run, pause, update, a delete that must kill) on boxd's spawn path,
+cgroups and seccomp compiler; :mod:`._quick` has the quick commands.  Nothing here runs on
+Trio but what waits for a cgroup (pause, the removal of a cgroup that may hold processes).
 
 ``create`` spawns the container's init as a child of the calling process (conmon or the
 containerd shim, which reap it, as they do with runc's), lets it set everything up to the
@@ -11,48 +13,44 @@ means the exec happened.  No process of the runtime stays behind.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
-import json
 import os
 import signal
 import socket
-import subprocess
 import termios
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import trio
 
-from .. import _caps, _native, _records
+from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
-from .._native import FAILURE_RECORD, Namespace, RealNative, SpawnPlan, Stage
-from .._store import atomic_write
-from . import _spec, _translate
+from .._native import Namespace, RealNative, SpawnPlan, Stage
+from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
-from ._state import NotFound, Root, Saved, alive, start_time_of
+from ._state import (
+    OCI_VERSION,
+    OciError,
+    Root,
+    alive,
+    now,
+    start_time_of,
+    state_document,
+    status_of,
+    write_pid_file,
+)
 
-OCI_VERSION = "1.2.0"
+if TYPE_CHECKING:
+    from ._state import Saved
+
 CGROUP_GROUP = "boxd-runtime"
 
 
-class OciError(Exception):
-    """An operation that cannot be done; the message is for the caller (conmon logs it)."""
-
-
-async def wait_exit(pidfd: int) -> os.waitid_result:
+def wait_exit(pidfd: int) -> os.waitid_result:
     """The exit status of our child behind ``pidfd`` (which the caller still owns)."""
-    await trio.lowlevel.wait_readable(pidfd)
-    # Readable: the child has exited and waitid returns at once.
-    status = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)  # noqa: ASYNC222
+    status = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
     assert status is not None
     return status
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- cgroups -------------------------------------------------------------------------------
@@ -72,7 +70,7 @@ def cgroup_location(
             if not os.path.isdir("/run/systemd/system")
             else "--systemd-cgroup is not supported by boxd-runtime; use the cgroupfs manager"
         )
-    digest = hashlib.sha256(os.fsencode(root.path.absolute())).hexdigest()[:8]
+    digest = hashlib.sha256(os.fsencode(root.path)).hexdigest()[:8]
     group = f"{CGROUP_GROUP}-{digest}"
     path = cgroups_path.rstrip("/")
     if not path:
@@ -86,85 +84,17 @@ def cgroup_location(
 
 
 def open_cgroup(saved: Saved) -> Cgroup:
-    host = CgroupHost.detect(parent=saved.cgroup_parent, name=saved.cgroup_group)
-    return host.open(saved.cgroup_name)
+    host = CgroupHost.detect(parent=saved["cgroup_parent"], name=saved["cgroup_group"])
+    return host.open(saved["cgroup_name"])
 
 
-# --- hooks ---------------------------------------------------------------------------------
+def _remove_cgroup(cgroup: Cgroup) -> None:
+    import trio  # only here: removing a cgroup that may hold processes waits for them
+
+    trio.run(cgroup.remove)
 
 
-def state_document(saved: Saved, status: str) -> dict[str, Any]:
-    return {
-        "ociVersion": OCI_VERSION,
-        "id": saved.id,
-        "status": status,
-        "pid": saved.pid if status != "stopped" else 0,
-        "bundle": saved.bundle,
-        "annotations": saved.config.get("annotations") or {},
-    }
-
-
-def run_hooks(hooks: Sequence[Hook], kind: str, state: dict[str, Any]) -> None:
-    """Run each hook with the state on its stdin; a failure or timeout raises."""
-    data = json.dumps(state).encode()
-    for hook in hooks:
-        argv = list(hook.args) or [hook.path]
-        env = dict(e.split("=", 1) for e in hook.env if "=" in e)
-        try:
-            done = subprocess.run(
-                argv,
-                executable=hook.path,
-                input=data,
-                env=env,
-                capture_output=True,
-                timeout=hook.timeout if hook.timeout and hook.timeout > 0 else None,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise OciError(f"{kind} hook {hook.path} timed out after {hook.timeout} s") from None
-        except OSError as exc:
-            raise OciError(f"{kind} hook {hook.path}: {exc.strerror}") from None
-        if done.returncode != 0:
-            detail = done.stderr.decode(errors="replace").strip()
-            raise OciError(
-                f"{kind} hook {hook.path} failed with exit code {done.returncode}"
-                + (f": {detail}" if detail else "")
-            )
-
-
-_HOOK_FIELDS = {
-    "prestart": "prestart",
-    "createRuntime": "create_runtime",
-    "createContainer": "create_container",
-    "startContainer": "start_container",
-    "poststart": "poststart",
-    "poststop": "poststop",
-}
-
-
-def _hooks(spec: Spec, kind: str) -> tuple[Hook, ...]:
-    """The spec's hooks of ``kind`` (the spec's name: ``createRuntime``)."""
-    if spec.hooks is None:
-        return ()
-    value: tuple[Hook, ...] = getattr(spec.hooks, _HOOK_FIELDS[kind])
-    return value
-
-
-# --- status --------------------------------------------------------------------------------
-
-
-def status_of(root: Root, saved: Saved) -> str:
-    if not alive(saved):
-        return "stopped"
-    if root.start_socket(saved.id).exists():
-        return "created"
-    with contextlib.suppress(OSError):
-        if open_cgroup(saved).frozen():
-            return "paused"
-    return "running"
-
-
-# --- create / start ------------------------------------------------------------------------
+# --- create --------------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -186,15 +116,11 @@ def _send_console(console_socket: str, master: int) -> None:
         socket.send_fds(sock, [b"/dev/ptmx"], [master])
 
 
-def _write_pid_file(path: str | None, pid: int) -> None:
-    if path:
-        target = Path(path).absolute()
-        atomic_write(target, str(pid).encode(), 0o644, durable=False)
+def _placer(maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
+    """What is done to the new process while it waits (it places itself in its cgroup:
+    see :func:`_spawn`)."""
 
-
-def _placer(cgroup: Cgroup, maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
     def place(spawned: _native.Spawned) -> None:
-        cgroup.add(spawned.pid)
         if oom_score_adj is not None:
             Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(str(oom_score_adj))
         if maps is not None:
@@ -204,7 +130,15 @@ def _placer(cgroup: Cgroup, maps: tuple[str, str] | None, oom_score_adj: int | N
     return place
 
 
-async def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[Namespace]) -> None:
+def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
+    """Spawn ``plan`` in ``cgroup``: the process places itself (Cgroup.placement), which
+    spares the kernel's wait for an RCU grace period that moving it from here costs."""
+    with cgroup.placement() as (tasks, v2_dir):
+        placed = attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
+        return _native.start_blocking(RealNative(), placed, place)
+
+
+def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[Namespace]) -> None:
     """Set namespaced sysctls from a process that joined the init's namespaces (a sysctl
     file shows the namespace of the process that writes it, not of the /proc mount)."""
     if not values:
@@ -219,16 +153,42 @@ async def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[N
         join_namespaces=spaces & {Namespace.IPC, Namespace.NET, Namespace.UTS},
         process_name="boxd:[sysctl]",
     )
-    spawned = await _native.start(RealNative(), plan)
+    spawned = _native.start_blocking(RealNative(), plan)
     try:
-        status = await wait_exit(spawned.pidfd)
+        status = wait_exit(spawned.pidfd)
     finally:
         os.close(spawned.pidfd)
     if status.si_code != os.CLD_EXITED or status.si_status != 0:
         raise OciError(f"linux.sysctl: cannot set {', '.join(values)} in the container")
 
 
-async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
+_HOOK_FIELDS = {
+    "prestart": "prestart",
+    "createRuntime": "create_runtime",
+    "createContainer": "create_container",
+    "startContainer": "start_container",
+    "poststart": "poststart",
+    "poststop": "poststop",
+}
+
+
+def _hooks(spec: Spec) -> dict[str, Any]:
+    """The spec's hooks by kind (the spec's name: ``createRuntime``), as the state keeps
+    them."""
+    if spec.hooks is None:
+        return {}
+    found: dict[str, Any] = {}
+    for kind, field in _HOOK_FIELDS.items():
+        hooks: tuple[Hook, ...] = getattr(spec.hooks, field)
+        if hooks:
+            found[kind] = [
+                {"path": h.path, "args": list(h.args), "env": list(h.env), "timeout": h.timeout}
+                for h in hooks
+            ]
+    return found
+
+
+def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
     """Create the container; return its init (the caller's child), waiting for start."""
     bundle = options.bundle.absolute()
     document, spec = _spec.load(bundle)
@@ -250,7 +210,7 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
     cgroup: Cgroup | None = None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-            listener.bind(str(root.start_socket(cid)))
+            listener.bind(root.start_socket(cid))
             listener.listen(1)
             plan = _translate.build(
                 spec,
@@ -264,8 +224,8 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
             assert spec.process is not None
             if spec.process.user.umask is not None:
                 os.umask(spec.process.user.umask)
-            place = _placer(cgroup, _translate.id_maps(spec), spec.process.oom_score_adj)
-            spawned = await _native.start(RealNative(), plan, place)
+            place = _placer(_translate.id_maps(spec), spec.process.oom_score_adj)
+            spawned = _spawn(plan, cgroup, place)
         try:
             if spawned.console >= 0:
                 try:
@@ -276,112 +236,68 @@ async def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawne
                     _send_console(options.console_socket, spawned.console)
                 finally:
                     os.close(spawned.console)
-            await _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
+            _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
             found = start_time_of(spawned.pid)
-            saved = Saved(
-                id=cid,
-                pid=spawned.pid,
-                start_time=found[0] if found else 0,
-                bundle=str(bundle),
-                created=now(),
-                config=document,
-                cgroup_parent=parent,
-                cgroup_group=group,
-                cgroup_name=name,
-            )
+            saved: Saved = {
+                "id": cid,
+                "pid": spawned.pid,
+                "start_time": found[0] if found else 0,
+                "bundle": str(bundle),
+                "created": now(),
+                "config": document,
+                "cgroup_parent": parent,
+                "cgroup_group": group,
+                "cgroup_name": name,
+                "cgroup_dirs": list(cgroup.paths.values()),
+                # A cgroupsPath's parents are the caller's; ours (boxd-runtime-<digest>)
+                # are removed once empty, as Cgroup.remove does.
+                "cgroup_made": []
+                if parent
+                else [os.path.dirname(d) for d in cgroup.paths.values()],
+                "freezer": cgroup.freeze_state(),
+                "hooks": _hooks(spec),
+            }
             state = state_document(saved, "created")
             for kind in ("prestart", "createRuntime", "createContainer"):
-                run_hooks(_hooks(spec, kind), kind, state)
+                _quick.run_hooks(saved["hooks"].get(kind) or [], kind, state)
             root.save(saved)
-            _write_pid_file(options.pid_file, spawned.pid)
+            write_pid_file(options.pid_file, spawned.pid)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
-            with trio.CancelScope(shield=True):
-                await wait_exit(spawned.pidfd)
+            wait_exit(spawned.pidfd)
             os.close(spawned.pidfd)
             raise
     except BaseException:
-        with trio.CancelScope(shield=True):
-            if cgroup is not None:
-                await cgroup.remove()
+        if cgroup is not None:
+            _remove_cgroup(cgroup)
         root.remove(cid)
         raise
     return spawned
 
 
-def _describe_plan(config: dict[str, Any]) -> SpawnPlan:
-    process = config.get("process") or {}
-    return SpawnPlan(argv=tuple(process.get("args") or ["?"]), cwd=process.get("cwd") or "/")
-
-
-def start(root: Root, cid: str) -> None:
-    with root.locked(cid):
-        saved = root.load(cid)
-        status = status_of(root, saved)
-        if status == "stopped":
-            raise OciError("cannot start a container that has stopped")
-        if status != "created":
-            raise OciError(f"cannot start an already {status} container")
-        spec = _spec.parse(saved.config)
-        state = state_document(saved, "created")
-        run_hooks(_hooks(spec, "startContainer"), "startContainer", state)
-        path = root.start_socket(cid)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.connect(str(path))
-            path.unlink()
-            record = conn.recv(FAILURE_RECORD.size)
-        if record:
-            stage, err, index = FAILURE_RECORD.unpack(record)
-            raise _native.describe_failure(_describe_plan(saved.config), Stage(stage), err, index)
-    with contextlib.suppress(OciError):
-        run_hooks(_hooks(spec, "poststart"), "poststart", state_document(saved, "running"))
-
-
-# --- signals, delete -----------------------------------------------------------------------
-
-
-def parse_signal(text: str) -> signal.Signals:
+def start_failure(saved: Saved, record: bytes) -> Exception:
+    """What ``start`` reports when the init's exec failed: its FAILED message described
+    (``exec /bin/nope: No such file or directory``)."""
     try:
-        return _records.parse_signal(text)
-    except ValueError as exc:
-        raise OciError(str(exc)) from None
+        kind, stage, err, index = _native.parse_message(record)
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind is not _native.Message.FAILED:
+        return OciError(f"start: a malformed failure message from the container: {record!r}")
+    process = saved["config"].get("process") or {}
+    plan = SpawnPlan(argv=tuple(process.get("args") or ["?"]), cwd=process.get("cwd") or "/")
+    return _native.describe_failure(plan, Stage(stage), err, index)
 
 
-def _signal_init(saved: Saved, sig: int) -> bool:
-    """Send ``sig`` to the init through a pidfd (so a reused pid never gets it)."""
-    try:
-        pidfd = os.pidfd_open(saved.pid)
-    except ProcessLookupError:
-        return False
-    try:
-        if not alive(saved):
-            return False
-        signal.pidfd_send_signal(pidfd, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    finally:
-        os.close(pidfd)
-
-
-def kill(root: Root, cid: str, sig: signal.Signals, all_processes: bool) -> None:
-    saved = root.load(cid)
-    if not alive(saved):
-        raise OciError("container not running")
-    if all_processes:
-        cgroup = open_cgroup(saved)
-        for pid in cgroup.procs():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        return
-    if not _signal_init(saved, sig):
-        raise OciError("container not running")
+# --- delete, pause, update -----------------------------------------------------------------
 
 
 async def _wait_gone(saved: Saved) -> None:
+    import trio
+
     try:
-        pidfd = os.pidfd_open(saved.pid)
+        pidfd = os.pidfd_open(saved["pid"])
     except ProcessLookupError:
         return
     try:
@@ -392,6 +308,10 @@ async def _wait_gone(saved: Saved) -> None:
 
 
 async def delete(root: Root, cid: str, force: bool) -> None:
+    """Delete any container (``_quick.delete`` does the stopped ones with an empty
+    cgroup): kill its init and what is left in its cgroup, remove cgroup and state."""
+    import trio
+
     with root.locked(cid):
         saved = root.load(cid)
         status = status_of(root, saved)
@@ -401,14 +321,14 @@ async def delete(root: Root, cid: str, force: bool) -> None:
         if status == "paused":
             cgroup.thaw()
         if status != "stopped":
-            _signal_init(saved, signal.SIGKILL)
+            _quick.signal_init(saved, signal.SIGKILL)
             with trio.move_on_after(10):
                 await _wait_gone(saved)
         await cgroup.remove()
         root.remove(cid)
-    with contextlib.suppress(SpecError, OciError):
-        spec = _spec.parse(saved.config)
-        run_hooks(_hooks(spec, "poststop"), "poststop", state_document(saved, "stopped"))
+    with contextlib.suppress(OciError):
+        _quick.run_hooks(saved["hooks"].get("poststop") or [], "poststop",
+                  state_document(saved, "stopped"))  # fmt: skip
 
 
 async def pause(root: Root, cid: str, frozen: bool) -> None:
@@ -433,12 +353,17 @@ def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
         saved = root.load(cid)
         if status_of(root, saved) == "stopped":
             raise OciError("container not running")
-        host = CgroupHost.detect(parent=saved.cgroup_parent, name=saved.cgroup_group)
+        host = CgroupHost.detect(parent=saved["cgroup_parent"], name=saved["cgroup_group"])
         try:
             host.validate(limits)
         except ValueError as exc:
             raise SpecError(f"--resources: {exc}") from None
-        host.open(saved.cgroup_name).update(limits)
+        cgroup = host.open(saved["cgroup_name"])
+        cgroup.update(limits)
+        dirs = list(cgroup.paths.values())
+        if dirs != saved["cgroup_dirs"]:  # a cpuset limit joined the cpuset hierarchy
+            saved["cgroup_dirs"] = dirs
+            root.save(saved)
 
 
 # --- exec ----------------------------------------------------------------------------------
@@ -479,11 +404,11 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
     return process
 
 
-async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
+def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     saved = root.load(cid)
     if status_of(root, saved) not in ("running", "created"):
         raise OciError("cannot exec in a stopped container")
-    spec = _spec.parse(saved.config)
+    spec = _spec.parse(saved["config"])
     process = _exec_process(spec, options)
     if process.terminal and not options.console_socket:
         raise OciError("exec with a terminal needs --console-socket to receive it")
@@ -491,7 +416,7 @@ async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     fields = _translate.process_plan(process, console=process.terminal)
     caps = fields["caps"]
     assert isinstance(caps, _native.Capabilities)
-    pidfd = os.pidfd_open(saved.pid)
+    pidfd = os.pidfd_open(saved["pid"])
     try:
         plan = SpawnPlan(
             join_pidfd=pidfd,
@@ -501,10 +426,7 @@ async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
             keep_fds=options.preserve_fds,
             **fields,  # type: ignore[arg-type]
         )
-        cgroup = open_cgroup(saved)
-        spawned = await _native.start(
-            RealNative(), plan, _placer(cgroup, None, process.oom_score_adj)
-        )
+        spawned = _spawn(plan, open_cgroup(saved), _placer(None, process.oom_score_adj))
     finally:
         os.close(pidfd)
     try:
@@ -517,10 +439,10 @@ async def exec_(root: Root, cid: str, options: ExecOptions) -> int:
                 _send_console(options.console_socket, spawned.console)
             finally:
                 os.close(spawned.console)
-        _write_pid_file(options.pid_file, spawned.pid)
+        write_pid_file(options.pid_file, spawned.pid)
         if options.detach:
             return 0
-        return exit_code(await wait_exit(spawned.pidfd))
+        return exit_code(wait_exit(spawned.pidfd))
     finally:
         os.close(spawned.pidfd)
 
@@ -534,59 +456,35 @@ def exit_code(status: os.waitid_result) -> int:
 # --- run -----------------------------------------------------------------------------------
 
 
-async def run(root: Root, cid: str, options: CreateOptions, *, detach: bool, keep: bool) -> int:
+def remove(root: Root, cid: str, force: bool) -> None:
+    """``delete``: the quick way when it can, else the thorough one."""
+    if not _quick.delete(root, cid, force):
+        import trio
+
+        trio.run(delete, root, cid, force)
+
+
+def run(root: Root, cid: str, options: CreateOptions, *, detach: bool, keep: bool) -> int:
     """create + start; in the foreground also wait for the exit and (unless ``keep``)
     delete."""
-    spawned = await create(root, cid, options)
+    spawned = create(root, cid, options)
     try:
         try:
-            start(root, cid)
+            _quick.start(root, cid)
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await delete(root, cid, force=True)
+            remove(root, cid, force=True)
             raise
         if detach:
             return 0
-        with trio.CancelScope(shield=True):
-            status = await wait_exit(spawned.pidfd)
-            if not keep:
-                await delete(root, cid, force=True)
+        status = wait_exit(spawned.pidfd)
+        if not keep:
+            remove(root, cid, force=True)
         return exit_code(status)
     finally:
         os.close(spawned.pidfd)
 
 
 # --- list, ps, features --------------------------------------------------------------------
-
-
-def list_states(root: Root) -> list[dict[str, Any]]:
-    out = []
-    for cid in root.ids():
-        # One that is being deleted, or whose record cannot be read, is not listed.
-        with contextlib.suppress(NotFound, OSError, ValueError):
-            saved = root.load(cid)
-            status = status_of(root, saved)
-            out.append(
-                {
-                    "ociVersion": OCI_VERSION,
-                    "id": cid,
-                    "pid": saved.pid if status != "stopped" else 0,
-                    "status": status,
-                    "bundle": saved.bundle,
-                    "rootfs": str(
-                        Path(saved.bundle) / ((saved.config.get("root") or {}).get("path") or "")
-                    ),
-                    "created": saved.created,
-                    "annotations": saved.config.get("annotations") or {},
-                    "owner": "root",
-                }
-            )
-    return out
-
-
-def container_pids(root: Root, cid: str) -> list[int]:
-    saved = root.load(cid)
-    return open_cgroup(saved).procs()
 
 
 def features() -> dict[str, Any]:

@@ -7,8 +7,6 @@ structuring but kept: the state keeps the bundle's whole document, verbatim, and
 :func:`check_supported` refuses the ones that would change isolation if ignored.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Any, TypeVar

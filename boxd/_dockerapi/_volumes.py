@@ -1,0 +1,103 @@
+"""Volumes: list (filters), create, inspect, remove (``force``), prune, in Docker's shape;
+and the volumes a container create names with labels (``HostConfig.Mounts``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _volserver
+from .._volserver import VolumeInfo
+from . import _shapes
+from ._api import Api
+from ._http import API_VERSION, HttpConnection, Request
+from ._router import route
+from ._shapes import Fields
+
+
+def shape(v: VolumeInfo) -> dict[str, Any]:
+    """``docker volume inspect``'s object (``UsageData`` when the size was measured)."""
+    row: dict[str, Any] = {
+        "CreatedAt": _shapes.rfc3339(v.created_at),
+        "Driver": v.driver,
+        "Labels": v.labels or None,
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Options": v.options or None,
+        "Scope": "local",
+    }
+    if v.size >= 0:
+        row["UsageData"] = {"Size": v.size, "RefCount": len(v.users)}
+    return row
+
+
+def _filters(req: Request) -> tuple[str, ...]:
+    return tuple(
+        f"{key}={value}"
+        for key, values in _shapes.parse_filters(req.arg("filters")).items()
+        for value in values
+    )
+
+
+async def volumes(api: Api, conn: HttpConnection, req: Request) -> None:
+    wanted = _volserver.parse_filters(_filters(req))
+    found = (_volserver.info(api.sup, r) for r in api.sup.volumes.list())
+    rows = [shape(v) for v in found if _volserver.matches(v, wanted)]
+    await conn.respond_json(200, {"Volumes": rows, "Warnings": []})
+
+
+async def create(api: Api, conn: HttpConnection, req: Request) -> None:
+    body = Fields(req.json_object(), "body")
+    record = api.sup.volumes.create(
+        body.text("Name"),
+        labels=body.mapping("Labels"),
+        driver=body.text("Driver") or "local",
+        options=body.mapping("DriverOpts"),
+    )
+    await conn.respond_json(201, shape(_volserver.info(api.sup, record)))
+
+
+async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    await conn.respond_json(200, shape(_volserver.info(api.sup, api.sup.volumes.get(name))))
+
+
+async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    _volserver.remove(api.sup, name, force=req.flag("force"))
+    await conn.respond(204, content_type=None)
+
+
+def _before_1_42(req: Request) -> bool:
+    version = req.version or API_VERSION
+    return tuple(int(p) for p in version.split(".")) < (1, 42)
+
+
+async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
+    """Unused anonymous volumes (``all=true``: named ones too); a client of API 1.41 or
+    older gets every unused volume pruned, as Docker's daemon does for it."""
+    filters = {k: tuple(v) for k, v in _shapes.parse_filters(req.arg("filters")).items()}
+    removed, reclaimed = await _volserver.prune(api.sup, all=_before_1_42(req), filters=filters)
+    await conn.respond_json(200, {"VolumesDeleted": removed or None, "SpaceReclaimed": reclaimed})
+
+
+def make_labelled(api: Api, body: object) -> None:
+    """Container create: a named volume of ``HostConfig.Mounts`` with
+    ``VolumeOptions.Labels`` is made with them (when it is new), as Docker does."""
+    host = Fields(body, "body").object("HostConfig")
+    for mount in host.objects("Mounts"):
+        labels = mount.object("VolumeOptions").mapping("Labels")
+        name = mount.text("Source")
+        if labels and name and (mount.text("Type") or "volume") == "volume":
+            api.sup.volumes.create(name, labels=labels)
+
+
+ROUTES = [
+    route("GET", r"/volumes", volumes),
+    route("POST", r"/volumes/create", create),
+    route("POST", r"/volumes/prune", prune),
+    route("GET", r"/volumes/([^/]+)", inspect),
+    route("DELETE", r"/volumes/([^/]+)", remove),
+]
+
+
+async def df_rows(api: Api) -> list[dict[str, Any]]:
+    """``/system/df``'s ``Volumes``: each with its size and how many containers use it."""
+    return [shape(v) for v in await _volserver.sizes(api.sup)]

@@ -1,0 +1,223 @@
+"""``-v``/``--volume`` and ``--mount`` as Docker reads them, into volume records' fields.
+
+``-v [SOURCE:]DEST[:OPTIONS]``: a SOURCE that is a path (``/...``, ``./...``, ``.``,
+``../...``) binds a host path; any other SOURCE names a volume the daemon keeps (made on
+first use); no SOURCE makes an anonymous volume (``-v /data``, ``-v /data:ro``).
+
+``--mount type=bind|volume|tmpfs,src=..,dst=..,...`` is one CSV record (quotes as in
+Docker's csv reader): its keys and their values are checked here, and a bad one is named.
+
+Imported by boxctl: only the standard library, nothing slow.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+
+from ._units import parse_size, volume_options
+
+VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
+_FALSE = ("0", "f", "F", "false", "FALSE", "False")
+
+
+def check_volume_name(name: str) -> str:
+    if not VOLUME_NAME_RE.match(name) or len(name) > 255:
+        raise ValueError(
+            f"invalid volume name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at "
+            "least two characters (for a host directory, give an absolute path)"
+        )
+    return name
+
+
+def _is_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or source in (".", "..")
+
+
+def _are_options(text: str) -> bool:
+    try:
+        volume_options(text, text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_volume_flag(spec: str) -> dict[str, object]:
+    """``-v`` -> the fields of a volume record; ``host`` is relative as the user wrote it
+    (the caller makes it absolute), empty for a volume."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        source, dest, options = "", spec, ""
+    elif len(parts) == 2 and _are_options(parts[1]):
+        source, dest, options = "", parts[0], parts[1]  # DEST:OPTIONS, an anonymous volume
+    elif len(parts) in (2, 3) and parts[0]:
+        source, dest, options = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+    else:
+        raise ValueError(f"invalid volume {spec!r}: use [SOURCE:]DEST[:OPTIONS]")
+    if not dest.startswith("/"):
+        raise ValueError(f"invalid volume {spec!r}: {dest!r} is not an absolute path")
+    fields: dict[str, object] = {"host": "", "container": dest, **volume_options(spec, options)}
+    if _is_path(source):
+        if fields.get("nocopy"):
+            raise ValueError(f"invalid volume {spec!r}: nocopy is for volumes, not host paths")
+        fields["host"] = source
+    elif source:
+        check_volume_name(source)
+        fields["volume"] = source
+    return fields
+
+
+class Mount:
+    """One ``--mount`` (or an Engine API ``HostConfig.Mounts`` entry), checked."""
+
+    def __init__(self, what: str, *, option: str = "--mount") -> None:
+        self.what = what  # the value as given (or where it is), for messages
+        self.option = option
+        self.type = "volume"
+        self.source = ""
+        self.target = ""
+        self.read_only = False
+        self.nocopy = False
+        self.labels: dict[str, str] = {}
+        self.tmpfs_options: list[str] = []
+        self.given: set[str] = set()  # the type-specific option families used
+
+    def error(self, reason: str) -> ValueError:
+        return ValueError(f"invalid {self.option} {self.what!r}: {reason}")
+
+    def set_propagation(self, value: str) -> None:
+        value = value.lower()
+        if value not in PROPAGATIONS:
+            raise self.error(f"bind-propagation {value!r}: use one of {', '.join(PROPAGATIONS)}")
+        if value not in ("rprivate", "private"):
+            raise self.error(
+                f"bind-propagation {value!r} is not supported: boxd's binds are rprivate"
+            )
+
+    def set_driver(self, value: str) -> None:
+        if value and value != "local":
+            raise self.error(f"volume-driver {value!r} is not supported: the one driver is local")
+
+    def set_volume_opt(self, value: str) -> None:
+        raise self.error(
+            f"volume-opt {value!r} is not supported: the local driver of boxd takes no options"
+        )
+
+    def set_tmpfs_size(self, value: str) -> None:
+        self.tmpfs_options.append(f"size={parse_size(value, what=f'tmpfs-size in {self.what!r}')}")
+
+    def set_tmpfs_mode(self, value: str) -> None:
+        if not value or any(c not in "01234567" for c in value) or int(value, 8) > 0o7777:
+            raise self.error(f"tmpfs-mode {value!r} is not an octal mode")
+        self.tmpfs_options.append(f"mode={int(value, 8):o}")
+
+    def check(self) -> None:
+        """The whole mount, once every key is read (Docker's daemon-side rules)."""
+        if self.type not in ("bind", "volume", "tmpfs"):
+            raise self.error(f"type {self.type!r} is not supported (use bind, volume or tmpfs)")
+        for family in self.given:
+            if family != self.type:
+                raise self.error(f"cannot mix '{family}-*' options with mount type '{self.type}'")
+        if not self.target:
+            raise self.error("target is required (dst=, destination= or target=)")
+        if not self.target.startswith("/"):
+            raise self.error(f"target {self.target!r} is not an absolute path")
+        if self.type == "bind" and not self.source:
+            raise self.error("type=bind needs a source (src= or source=)")
+        if self.type == "bind" and not self.source.startswith("/"):
+            raise self.error(f"bind source {self.source!r} is not an absolute path")
+        if self.type == "volume" and self.source:
+            check_volume_name(self.source)
+        if self.type == "tmpfs" and self.source:
+            raise self.error("type=tmpfs takes no source")
+
+    def volume_fields(self) -> dict[str, object]:
+        """A bind or volume as a volume record's fields."""
+        fields: dict[str, object] = {"host": "", "container": self.target}
+        if self.type == "bind":
+            fields["host"] = self.source
+        elif self.source:
+            fields["volume"] = self.source
+        if self.read_only:
+            fields["read_only"] = True
+        if self.nocopy:
+            fields["nocopy"] = True
+        return fields
+
+    def tmpfs_spec(self) -> str:
+        """A tmpfs as ``--tmpfs`` takes it."""
+        options = [*self.tmpfs_options, *(["ro"] if self.read_only else [])]
+        return f"{self.target}:{','.join(options)}" if options else self.target
+
+
+def _bool(mount: Mount, key: str, value: str) -> bool:
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise mount.error(f"invalid value for {key}: {value!r} (use true or false)")
+
+
+def parse_mount(text: str) -> Mount:
+    """``--mount`` as Docker's CLI parses it; ValueError naming a bad key or value."""
+    mount = Mount(text)
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        raise mount.error(str(exc)) from None
+    fields = rows[0] if rows else []
+    if not fields:
+        raise mount.error("empty")
+    for field in fields:
+        key, eq, value = field.partition("=")
+        if not eq:
+            if key in ("readonly", "ro"):
+                mount.read_only = True
+            elif key == "volume-nocopy":
+                mount.nocopy = True
+                mount.given.add("volume")
+            elif key == "bind-nonrecursive":
+                raise mount.error("bind-nonrecursive is not supported: binds are recursive")
+            else:
+                raise mount.error(f"invalid field {field!r}: must be a key=value pair")
+            continue
+        if key == "type":
+            mount.type = value.lower()
+        elif key in ("source", "src"):
+            mount.source = value
+        elif key in ("target", "dst", "destination"):
+            mount.target = value
+        elif key in ("readonly", "ro"):
+            mount.read_only = _bool(mount, key, value)
+        elif key == "consistency":
+            pass  # macOS only: ignored on Linux, as by Docker
+        elif key.startswith("bind-") and key in ("bind-propagation", "bind-nonrecursive"):
+            mount.given.add("bind")
+            if key == "bind-propagation":
+                mount.set_propagation(value)
+            elif _bool(mount, key, value):
+                raise mount.error("bind-nonrecursive is not supported: binds are recursive")
+        elif key in ("volume-nocopy", "volume-label", "volume-driver", "volume-opt"):
+            mount.given.add("volume")
+            if key == "volume-nocopy":
+                mount.nocopy = _bool(mount, key, value)
+            elif key == "volume-label":
+                name, _, label_value = value.partition("=")
+                if name:
+                    mount.labels[name] = label_value
+            elif key == "volume-driver":
+                mount.set_driver(value)
+            else:
+                mount.set_volume_opt(value)
+        elif key in ("tmpfs-size", "tmpfs-mode"):
+            mount.given.add("tmpfs")
+            if key == "tmpfs-size":
+                mount.set_tmpfs_size(value)
+            else:
+                mount.set_tmpfs_mode(value)
+        else:
+            raise mount.error(f"unexpected key {key!r} in {field!r}")
+    mount.check()
+    return mount

@@ -1,0 +1,82 @@
+"""Docker's prune filters (``container prune --filter until=24h --filter label=tmp``), read
+the same way for every front end: the native socket and the Engine API send the user's
+words, the daemon reads them on its own clock, as Docker's does.
+
+- ``until=TIME``: only what was created before TIME: a Unix time (``1700000000.5``), a Go
+  duration back from now (``10m``, ``1h30m``, ``24h``), or an RFC 3339 time or date
+  (``2024-05-01T10:00:00Z``, ``2024-05-01``).
+- ``label=KEY`` or ``label=KEY=VALUE``: only what has the label (every one given).
+- ``label!=KEY`` or ``label!=KEY=VALUE`` (the key ``label!``): only what has none of them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
+
+import attrs
+
+KEYS = ("until", "label", "label!")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@attrs.frozen
+class PruneFilter:
+    until: float | None = None  # Unix time
+    labels: tuple[str, ...] = ()  # KEY or KEY=VALUE, all required
+    not_labels: tuple[str, ...] = ()  # KEY or KEY=VALUE, none allowed
+
+    def selects(self, created: float, labels: Mapping[str, str]) -> bool:
+        """Whether something created at ``created`` with ``labels`` is to be pruned."""
+        if self.until is not None and created >= self.until:
+            return False
+        if not all(_has(labels, want) for want in self.labels):
+            return False
+        return not any(_has(labels, want) for want in self.not_labels)
+
+
+def _has(labels: Mapping[str, str], wanted: str) -> bool:
+    key, eq, value = wanted.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+def parse(filters: Mapping[str, tuple[str, ...] | list[str]], now: float) -> PruneFilter:
+    """The filters (Docker's ``{"key": ["value", ...]}``) as a :class:`PruneFilter`; an
+    unknown key or a bad value raises ValueError naming it."""
+    for key in filters:
+        if key not in KEYS:
+            raise ValueError(f"invalid filter {key!r}: prune takes until, label and label!")
+    until = None
+    for text in filters.get("until", ()):
+        if until is not None:
+            raise ValueError("more than one until filter")
+        until = parse_time(text, now)
+    for key in ("label", "label!"):
+        for text in filters.get(key, ()):
+            if not text.partition("=")[0]:
+                raise ValueError(f"invalid filter '{key}={text}': use {key}=KEY or KEY=VALUE")
+    return PruneFilter(
+        until=until,
+        labels=tuple(filters.get("label", ())),
+        not_labels=tuple(filters.get("label!", ())),
+    )
+
+
+def parse_time(text: str, now: float) -> float:
+    """A Unix time, a Go duration before ``now``, or an RFC 3339 time or date (a time
+    without a zone is local, as Docker reads it)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text and _DURATION_PART.sub("", text) == "":
+        return now - sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"invalid until {text!r}: use a Unix time, a duration (10m, 24h) or an RFC 3339 time"
+        ) from None
+    return when.timestamp()  # a naive one is taken as local time

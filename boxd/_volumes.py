@@ -1,0 +1,241 @@
+"""Volumes the daemon keeps: directories under its root that outlive containers.
+
+    <root>/volumes/<name>/volume.json   the record: name, driver, labels, options, created
+    <root>/volumes/<name>/_data         what containers see (Docker's layout)
+
+A volume is made whole in a temporary directory and renamed into place, and removed by a
+rename into the store's trash (deleted in the background): a daemon killed at any instant
+leaves a volume complete or absent.  Which containers use a volume is not stored here: it
+is read from the containers' records (their ``volumes``), so it survives the daemon.
+
+An anonymous volume (``-v /data``) has a random 64-hex name and Docker's label
+``com.docker.volume.anonymous``; ``rm -v`` and ``--rm`` remove it with its container, and
+``volume prune`` removes only those unless ``--all``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from ._convert import ConversionError, structure, unstructure
+from ._images.archive import export_merged
+from ._images.unpack import unpack
+from ._mounts import VOLUME_NAME_RE, check_volume_name
+from ._store import atomic_write
+
+log = logging.getLogger("boxd.volumes")
+
+RECORD = "volume.json"
+DATA = "_data"
+ANONYMOUS = "com.docker.volume.anonymous"
+DRIVER = "local"
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+
+
+class NoSuchVolume(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such volume: {name}")
+
+
+class VolumeInUse(RuntimeError):
+    def __init__(self, name: str, users: Iterable[str]) -> None:
+        super().__init__(f"remove {name}: volume is in use - [{', '.join(users)}]")
+
+
+@attrs.frozen
+class VolumeRecord:
+    name: str
+    created_at: float
+    driver: str = DRIVER
+    labels: dict[str, str] = attrs.Factory(dict)
+    options: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def anonymous(self) -> bool:
+        return ANONYMOUS in self.labels
+
+
+def check_options(driver: str, options: dict[str, str]) -> None:
+    if driver != DRIVER:
+        raise ValueError(f"invalid volume driver {driver!r}: the one driver is local")
+    for key in options:
+        raise ValueError(
+            f"invalid volume option {key!r}: the local driver of boxd takes no options "
+            "(its volumes are directories under the daemon's root)"
+        )
+
+
+class Volumes:
+    def __init__(self, root: Path, trash: Path) -> None:
+        self.dir = root
+        self.trash = trash
+        self.dir.mkdir(mode=0o711, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        """The directory containers see (the ``Mountpoint``)."""
+        return self.dir / name / DATA
+
+    def get(self, name: str) -> VolumeRecord:
+        if not VOLUME_NAME_RE.match(name):  # no path of the name leaves the store
+            raise NoSuchVolume(name)
+        try:
+            data = (self.dir / name / RECORD).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NoSuchVolume(name) from None
+        try:
+            return structure(json.loads(data), VolumeRecord)
+        except (ValueError, ConversionError) as exc:
+            raise OSError(errno.EIO, f"volume {name}: unreadable record: {exc}") from None
+
+    def list(self) -> list[VolumeRecord]:
+        found = []
+        for d in sorted(self.dir.iterdir()):
+            if d.name.startswith("."):
+                continue
+            try:
+                found.append(self.get(d.name))
+            except (NoSuchVolume, OSError) as exc:
+                log.warning("volume %s: %s", d.name, exc)
+        return found
+
+    def create(
+        self,
+        name: str = "",
+        *,
+        labels: dict[str, str] | None = None,
+        driver: str = DRIVER,
+        options: dict[str, str] | None = None,
+    ) -> VolumeRecord:
+        """A new volume, or the one of that name (Docker's create is idempotent); no name:
+        an anonymous one."""
+        options = options or {}
+        check_options(driver, options)
+        labels = dict(labels or {})
+        if name:
+            check_volume_name(name)
+            with contextlib.suppress(NoSuchVolume):
+                return self.get(name)
+        else:
+            name = secrets.token_hex(32)
+            labels[ANONYMOUS] = ""
+        record = VolumeRecord(name, time.time(), driver, labels, options)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.dir))
+        try:
+            os.chmod(tmp, 0o711)
+            (tmp / DATA).mkdir(mode=0o755)
+            data = json.dumps(unstructure(record), indent=1).encode()
+            atomic_write(tmp / RECORD, data)
+            os.rename(tmp, self.dir / name)
+        except BaseException:
+            _remove_tree(tmp)
+            raise
+        return record
+
+    def remove(self, name: str) -> None:
+        """Out of the store at once (a rename into the trash, emptied later)."""
+        self.get(name)
+        self.trash.mkdir(mode=0o700, exist_ok=True)
+        os.rename(self.dir / name, self.trash / f"volume-{name}-{secrets.token_hex(4)}")
+
+    def recover(self) -> None:
+        """A volume whose create was cut short (a temporary directory) is deleted."""
+        for d in self.dir.iterdir():
+            if d.name.startswith("."):
+                log.info("removing the unfinished volume %s", d)
+                _remove_tree(d)
+
+    def size(self, name: str) -> int:
+        total = 0
+        for where, _, files in os.walk(self.path(name)):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(where, f)).st_size
+        return total
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- copy-up: a new volume gets the image's files at its mount point -------------------
+
+
+def _opaque(fd: int) -> bool:
+    for attr in OPAQUE_XATTRS:
+        with contextlib.suppress(OSError):
+            if os.getxattr(fd, attr) == b"y":
+                return True
+    return False
+
+
+def stacked_dirs(dirs: Iterable[str], rel: str) -> list[str]:
+    """The directories (top-most first) whose merge overlay shows at ``rel`` below the
+    layer directories ``dirs`` (top-most first): down to a layer where it is not a
+    directory, or where it (or a directory above it) is opaque."""
+    found = []
+    for top in dirs:
+        if not os.path.isdir(top):
+            continue
+        parts = [p for p in rel.split("/") if p]
+        # A whiteout or a file on the way hides the layers below.
+        hidden = False
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    break
+                if not stat.S_ISDIR(st.st_mode):
+                    hidden = True
+                    break
+                sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=fd)  # fmt: skip
+                os.close(fd)
+                fd = sub
+                if i == len(parts) - 1:
+                    found.append(os.path.join(top, *parts))
+                if _opaque(fd):
+                    hidden = True
+                    break
+            else:
+                if not parts:
+                    found.append(top)
+                    hidden = _opaque(fd)
+        finally:
+            os.close(fd)
+        if hidden:
+            break
+    return found
+
+
+def copy_up(layer_dirs: list[str], rel: str, dest: Path) -> bool:
+    """Fill the empty volume directory ``dest`` with what the container's layers
+    (``layer_dirs``, top-most first) hold at ``rel``, owners and modes kept, as Docker
+    fills a new volume from the image.  Unpacked as an untrusted layer is (no path of it
+    leaves ``dest``).  False when there was nothing to copy."""
+    dirs = stacked_dirs(layer_dirs, rel)
+    with os.scandir(dest) as entries:
+        if not dirs or any(entries):
+            return False
+    top = os.stat(dirs[0])
+    with tempfile.TemporaryFile(dir=dest.parent) as tar:
+        export_merged(dirs, tar)
+        tar.seek(0)
+        unpack(tar.read, str(dest))
+    os.chown(dest, top.st_uid, top.st_gid)
+    os.chmod(dest, stat.S_IMODE(top.st_mode))
+    return True

@@ -1,0 +1,185 @@
+/*
+ * The boundary of the spawn path: what the Python glue (sandbox_native.c) prepares and what
+ * the child side (child.c: everything between clone and exec) runs.  child.c does not
+ * include Python.h, so nothing of the interpreter can be called there by mistake; it uses
+ * only async-signal-safe calls (see child.c).
+ *
+ * The stage, mount-kind and message numbers are listed once, below, as X-macros: they make
+ * the C enums here and the tables the extension exports (sandbox_native.STAGES,
+ * MOUNT_KINDS, MESSAGES), which tests/test_native_abi.py compares with boxd/_native.py's
+ * Stage, MountKind and Message.
+ */
+#ifndef BOXD_SPAWN_H
+#define BOXD_SPAWN_H
+
+#include <linux/filter.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Where a child failed before exec (the `stage` of a FAILED message). */
+#define SPAWN_STAGES(X)                                                                        \
+    X(SYNC, 1)                                                                                 \
+    X(SIGNALS, 2)                                                                              \
+    X(SETSID, 3)                                                                               \
+    X(STDIO, 4)                                                                                \
+    X(TTY, 5)                                                                                  \
+    X(JOIN, 6)                                                                                 \
+    X(HOSTNAME, 7)                                                                             \
+    X(MOUNT, 8)                                                                                \
+    X(PIVOT, 9)                                                                                \
+    X(SETGROUPS, 10)                                                                           \
+    X(SETGID, 11)                                                                              \
+    X(SETUID, 12)                                                                              \
+    X(CAPS, 13)                                                                                \
+    X(RLIMIT, 14)                                                                              \
+    X(NO_NEW_PRIVS, 15)                                                                        \
+    X(CHDIR, 16)                                                                               \
+    X(SECCOMP, 17)                                                                             \
+    X(CLOSE_FDS, 18)                                                                           \
+    X(EXEC, 19)                                                                                \
+    X(FORK, 20)                                                                                \
+    X(CGROUP_NS, 21)                                                                           \
+    X(LOOPBACK, 22)                                                                            \
+    X(ATTACH, 23)                                                                              \
+    X(CONSOLE, 24)                                                                             \
+    X(START, 25)                                                                               \
+    X(SHIM, 26)                                                                                \
+    X(CGROUP, 27)
+
+/* One step of the mount table (struct mount_op.kind); see MountKind in boxd/_native.py. */
+#define SPAWN_MOUNT_KINDS(X)                                                                   \
+    X(MOUNT, 0)                                                                                \
+    X(MKDIR, 1)                                                                                \
+    X(SYMLINK, 2)                                                                              \
+    X(MKNOD, 3)                                                                                \
+    X(BIND_DEV, 4)                                                                             \
+    X(REMOUNT_RO, 5)                                                                           \
+    X(MASK, 6)                                                                                 \
+    X(WRITE_FILE, 7)                                                                           \
+    X(MKFILE, 8)                                                                               \
+    X(SYSCTL, 9)                                                                               \
+    X(CHDIR, 10)
+
+/* The kinds of struct sync_msg, the one record parent and child exchange on the sync socket
+ * (and the shim's intermediate on its report socket):
+ *   RELEASE  parent -> child: go on; carries the detached id-mapped trees (SCM_RIGHTS)
+ *   FAILED   child -> parent: {stage, err, value = the failing item's index}, then exit
+ *   CONSOLE  child -> parent: the terminal's master (SCM_RIGHTS)
+ *   WAITING  child -> parent: set up, waiting for the OCI runtime's `start` (start_fd)
+ *   STARTED  shim intermediate -> parent: value = the container's pid, its pidfd attached
+ * End of file means the exec happened. */
+#define SPAWN_MESSAGES(X)                                                                      \
+    X(RELEASE, 1)                                                                              \
+    X(FAILED, 2)                                                                               \
+    X(CONSOLE, 3)                                                                              \
+    X(WAITING, 4)                                                                              \
+    X(STARTED, 5)
+
+enum stage {
+#define X(name, value) STAGE_##name = value,
+    SPAWN_STAGES(X)
+#undef X
+};
+
+enum mount_kind {
+#define X(name, value) MK_##name = value,
+    SPAWN_MOUNT_KINDS(X)
+#undef X
+};
+
+enum sync_kind {
+#define X(name, value) MSG_##name = value,
+    SPAWN_MESSAGES(X)
+#undef X
+};
+
+struct sync_msg {
+    int32_t kind; /* enum sync_kind */
+    int32_t stage; /* FAILED: enum stage */
+    int32_t err; /* FAILED: errno */
+    int32_t value; /* FAILED: index (-1: none); STARTED: pid */
+};
+
+/* The most namespaces a child joins by fd (network, IPC, UTS, cgroup). */
+#define MAX_JOIN 4
+/* The most detached mount trees (id-mapped image layers) a child takes with its release. */
+#define MAX_ATTACH 16
+/* The most v1 hierarchies a child places itself in (their `tasks` files). */
+#define MAX_CGROUP_TASKS 16
+
+struct mount_op {
+    int kind; /* enum mount_kind */
+    const char *target, *source, *fstype, *data;
+    unsigned long flags;
+    unsigned int mode;
+    unsigned long long dev;
+};
+
+struct rlimit64_k {
+    int resource;
+    uint64_t cur, max;
+};
+
+/* Everything the child does, converted from the SpawnPlan before the clone. */
+struct plan {
+    char **argv, **envp;
+    const char **search;
+    size_t nsearch;
+    const char *hostname, *rootfs, *cwd, *name;
+    struct mount_op *mounts;
+    size_t nmounts;
+    const char **attach;
+    size_t nattach;
+    unsigned int uid, gid;
+    gid_t *groups;
+    size_t ngroups;
+    int stdio[3];
+    int console;
+    struct rlimit64_k *rlimits;
+    size_t nrlimits;
+    int has_caps;
+    uint64_t bounding, effective, permitted, inheritable, ambient;
+    int nnp;
+    struct sock_filter *filter;
+    unsigned short nfilter;
+    int join_pidfd;
+    uint64_t clone_flags, join_flags;
+    int sync_fd, report_fd;
+    const char *shim_path, *shim_dir;
+    char **shim_argv;
+    int start_fd, keep_fds;
+    int ns_fds[MAX_JOIN], ns_types[MAX_JOIN];
+    size_t nns;
+    /* The container's cgroups: `tasks` of each v1 hierarchy, opened O_WRONLY by the parent,
+     * to which the new process writes "0" as its first step; the v2 directory (-1: none),
+     * which clone3 places it in (CLONE_INTO_CGROUP). */
+    int cgroup_tasks[MAX_CGROUP_TASKS];
+    size_t ntasks;
+    int cgroup_dir;
+};
+
+/* The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
+struct clone_args_v2 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
+};
+
+/* Child side (child.c).  spawn_clone runs clone3 with every signal blocked (no Python
+ * signal handler may run in the child) and `body` in the child; it returns the pid, or -1
+ * with errno, in the parent.  The caller sets CLONE_INTO_CGROUP in `args` for a process
+ * that goes into the container's v2 cgroup (not a shim's intermediate). */
+long spawn_clone(struct clone_args_v2 *args, const struct plan *p,
+                 void (*body)(const struct plan *));
+/* The bodies: the container's process (steps 0-13 in child.c), join mode's intermediate,
+ * shim mode's intermediate. */
+__attribute__((noreturn)) void child_main(const struct plan *p);
+__attribute__((noreturn)) void intermediate_main(const struct plan *p);
+__attribute__((noreturn)) void shim_main(const struct plan *p);
+/* rebind()'s child, cloned as spawn_clone does: in the mount namespace of pidfd, each
+ * trees[i] replaces what is mounted at targets[i]; the failing index and errno go to
+ * `report` as two ints.  Returns the pid, or -1 with errno, in the parent. */
+long rebind_clone(int pidfd, size_t n, const int *trees, const char *const *targets,
+                  int report);
+
+#endif

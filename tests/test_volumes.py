@@ -1,0 +1,743 @@
+"""Named and anonymous volumes, ``--mount``, ``--volumes-from``, ``system prune``: parsed
+here, and driven through the real boxctl, the docker CLI and docker-py against a real
+daemon (one for the module, emptied after each test)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import build_busybox_root
+from daemon_harness import Daemon, running_daemon
+
+from boxd._mounts import parse_mount, parse_volume_flag
+from boxd._volumes import stacked_dirs
+
+DOCKER = shutil.which("docker")
+needs_cli = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not on PATH")
+
+
+# ---- parsing ------------------------------------------------------------------------------
+
+
+def test_volume_flag_forms() -> None:
+    assert parse_volume_flag("/data") == {"host": "", "container": "/data"}
+    assert parse_volume_flag("/data:ro") == {"host": "", "container": "/data", "read_only": True}
+    assert parse_volume_flag("cache:/data") == {"host": "", "container": "/data", "volume": "cache"}
+    assert parse_volume_flag("cache:/data:ro,nocopy") == {
+        "host": "",
+        "container": "/data",
+        "volume": "cache",
+        "read_only": True,
+        "nocopy": True,
+    }
+    assert parse_volume_flag("/srv:/data:z") == {"host": "/srv", "container": "/data"}
+    assert parse_volume_flag("./here:/data") == {"host": "./here", "container": "/data"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (":/data", "use [SOURCE:]DEST[:OPTIONS]"),
+        ("a:/data", "invalid volume name 'a'"),  # Docker's names have two characters or more
+        ("b@d:/data", "invalid volume name 'b@d'"),
+        ("cache:data", "'data' is not an absolute path"),
+        ("cache:/data:rx", "unknown option 'rx'"),
+        ("/srv:/data:nocopy", "nocopy is for volumes, not host paths"),
+        ("cache:/data:suid", "always nosuid and nodev"),
+    ],
+)
+def test_bad_volume_flags_are_named(spec: str, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        parse_volume_flag(spec)
+
+
+def test_mount_forms() -> None:
+    m = parse_mount("type=bind,src=/srv,dst=/data,readonly")
+    assert (m.type, m.volume_fields()) == (
+        "bind",
+        {"host": "/srv", "container": "/data", "read_only": True},
+    )
+    # Docker's csv: a quoted field may hold a comma; ro= takes Go's booleans.
+    m = parse_mount('type=volume,"source=cache",target=/c,ro=false,volume-label=a=b,volume-nocopy')
+    assert m.volume_fields() == {"host": "", "container": "/c", "volume": "cache", "nocopy": True}
+    assert m.labels == {"a": "b"}
+    assert parse_mount('type=bind,"src=/a,b",dst=/x').source == "/a,b"
+    assert parse_mount("dst=/anon").volume_fields() == {"host": "", "container": "/anon"}
+    m = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=0700,ro=1")
+    assert m.tmpfs_spec() == "/t:size=1048576,mode=700,ro"
+    assert parse_mount("type=bind,src=/s,dst=/d,bind-propagation=rprivate").source == "/s"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("type=bind,dst=/x", "type=bind needs a source"),
+        ("type=bind,src=rel,dst=/x", "bind source 'rel' is not an absolute path"),
+        ("type=volume,src=v1", "target is required"),
+        ("type=volume,src=v1,dst=x", "target 'x' is not an absolute path"),
+        ("type=nfs,src=v1,dst=/x", "type 'nfs' is not supported"),
+        ("type=tmpfs,src=v1,dst=/x", "type=tmpfs takes no source"),
+        ("type=volume,src=v1,dst=/x,colour=red", "unexpected key 'colour'"),
+        ("type=volume,src=v1,dst=/x,sloppy", "invalid field 'sloppy'"),
+        ("type=volume,src=v1,dst=/x,ro=maybe", "invalid value for ro: 'maybe'"),
+        ("type=volume,src=v1,dst=/x,tmpfs-size=1m", "cannot mix 'tmpfs-*' options"),
+        ("type=bind,src=/s,dst=/x,volume-nocopy", "cannot mix 'volume-*' options"),
+        ("type=bind,src=/s,dst=/x,bind-propagation=rshared", "'rshared' is not supported"),
+        ("type=bind,src=/s,dst=/x,bind-propagation=odd", "use one of rprivate"),
+        ("type=volume,src=v1,dst=/x,volume-opt=type=nfs", "volume-opt 'type=nfs' is not"),
+        ("type=volume,src=v1,dst=/x,volume-driver=nfs", "volume-driver 'nfs' is not"),
+        ("type=tmpfs,dst=/x,tmpfs-mode=9", "tmpfs-mode '9' is not an octal mode"),
+        ("type=tmpfs,dst=/x,tmpfs-size=lots", "invalid tmpfs-size"),
+        ('type=bind,"src=/s,dst=/x', "invalid --mount"),
+        ("type=volume,src=-x,dst=/x", "invalid volume name '-x'"),
+    ],
+)
+def test_bad_mounts_are_named(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        parse_mount(text)
+
+
+def test_an_images_creation_time_for_prune_until() -> None:
+    from boxd._images.verbs import _created_at
+
+    # Go writes nanoseconds; Python reads six digits.
+    assert _created_at({"created": "2023-11-14T22:13:20.123456789Z"}) == 1700000000.123456
+    assert _created_at({"created": "2023-11-14T22:13:20Z"}) == 1700000000.0
+    assert _created_at({}) == 0.0 and _created_at({"created": "yesterday"}) == 0.0
+
+
+def test_copy_up_reads_the_layers_as_overlay_stacks_them(tmp_path: Path) -> None:
+    upper, middle, lower = (tmp_path / n for n in ("upper", "middle", "lower"))
+    for d in (upper / "data", middle / "data", lower / "data"):
+        d.mkdir(parents=True)
+    dirs = [str(upper), str(middle), str(lower)]
+    want = [str(d / "data") for d in (upper, middle, lower)]
+    assert stacked_dirs(dirs, "data") == want
+    # A file in the middle layer hides what the lower one holds at that path.
+    shutil.rmtree(middle / "data")
+    (middle / "data").write_text("")
+    assert stacked_dirs(dirs, "data") == [str(upper / "data")]
+    # A symlink on the way is not followed (the layers are untrusted).
+    (upper / "data").rmdir()
+    (upper / "data").symlink_to("/etc")
+    assert stacked_dirs(dirs, "data") == []
+    assert stacked_dirs(dirs, "nothing/here") == []
+
+
+# ---- a daemon -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with running_daemon(tmp_path_factory.mktemp("volumes")) as d:
+        yield d
+
+
+@pytest.fixture
+def daemon(module_daemon: Daemon) -> Iterator[Daemon]:
+    """The module's daemon, emptied of containers and volumes after the test."""
+    yield module_daemon
+    ids = module_daemon.ctl("ps", "-a", "-q").stdout.split()
+    if ids:
+        module_daemon.ctl("rm", "-f", *ids, check=False)
+    module_daemon.ctl("volume", "prune", "-f", "-a", check=False)
+
+
+def _fails(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    r = daemon.ctl(*args, check=False)
+    assert r.returncode != 0, r.stdout
+    return r
+
+
+def _volumes(daemon: Daemon) -> list[str]:
+    return daemon.ctl("volume", "ls", "-q").stdout.split()
+
+
+@pytest.mark.root
+def test_volume_verbs(daemon: Daemon) -> None:
+    assert daemon.ctl("volume", "create", "--label", "team=a", "web-data").stdout == "web-data\n"
+    # Docker's create is idempotent: the volume of that name is answered.
+    assert daemon.ctl("volume", "create", "web-data").stdout == "web-data\n"
+    anonymous = daemon.ctl("volume", "create").stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", anonymous)
+    # docker volume ls:
+    #   DRIVER    VOLUME NAME
+    #   local     web-data
+    lines = daemon.ctl("volume", "ls").stdout.splitlines()
+    assert lines[0].split() == ["DRIVER", "VOLUME", "NAME"]
+    assert sorted(line.split() for line in lines[1:]) == [
+        ["local", anonymous],
+        ["local", "web-data"],
+    ]
+    assert daemon.ctl("volume", "ls", "-q", "--filter", "label=team=a").stdout == "web-data\n"
+    assert daemon.ctl("volume", "ls", "-q", "-f", "name=^web").stdout == "web-data\n"
+    assert daemon.ctl("volume", "ls", "-q", "-f", "label=team=b").stdout == ""
+    assert sorted(_volumes(daemon)) == sorted(
+        daemon.ctl("volume", "ls", "-q", "-f", "dangling=true").stdout.split()
+    )
+    out = daemon.ctl(
+        "volume", "ls", "-f", "name=web", "--format", "{{.Name}} {{.Driver}} {{.Labels}}"
+    )
+    assert out.stdout == "web-data local team=a\n"
+    out = daemon.ctl("volume", "ls", "-f", "name=web", "--format", '{{.Name}}={{.Label "team"}}')
+    assert out.stdout == "web-data=a\n"
+    out = daemon.ctl("volume", "ls", "-f", "name=web", "--format", "table {{.Name}}\t{{.Scope}}")
+    assert out.stdout.split("\n") == ["VOLUME NAME   SCOPE", "web-data      local", ""]
+    row = json.loads(daemon.ctl("volume", "ls", "-f", "name=web", "--format", "json").stdout)
+    assert (row["Name"], row["Scope"], row["Labels"]) == ("web-data", "local", "team=a")
+    [shape] = json.loads(daemon.ctl("volume", "inspect", "web-data").stdout)
+    assert sorted(shape) == [
+        *("CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"),
+    ]
+    assert shape["Mountpoint"] == str(daemon.root / "volumes" / "web-data" / "_data")
+    assert (shape["Driver"], shape["Labels"], shape["Scope"]) == ("local", {"team": "a"}, "local")
+    assert os.path.isdir(shape["Mountpoint"])
+    assert daemon.ctl("volume", "inspect", "-f", "{{.Name}}", "web-data").stdout == "web-data\n"
+    # Bad input: named, exit 1, nothing made.
+    assert "invalid volume name 'x'" in _fails(daemon, "volume", "create", "x").stderr
+    r = _fails(daemon, "volume", "create", "-o", "type=tmpfs", "fast")
+    assert "invalid volume option 'type'" in r.stderr and r.returncode == 1
+    assert "volume driver 'nfs'" in _fails(daemon, "volume", "create", "-d", "nfs", "n1").stderr
+    r = _fails(daemon, "volume", "inspect", "nosuch")
+    assert (r.returncode, r.stderr.strip()) == (1, "boxctl: no such volume: nosuch")
+    assert (
+        "invalid filter 'colour=red'" in _fails(daemon, "volume", "ls", "-f", "colour=red").stderr
+    )
+    assert "no such volume: nosuch" in _fails(daemon, "volume", "rm", "nosuch").stderr
+    assert daemon.ctl("volume", "rm", "-f", "nosuch").returncode == 0
+    for name in ("..", "../containers", "web-data/../web-data"):  # never a path
+        assert "no such volume" in _fails(daemon, "volume", "rm", name).stderr
+    assert sorted(_volumes(daemon)) == sorted([anonymous, "web-data"])
+    assert daemon.ctl("volume", "rm", "web-data", anonymous).stdout.split() == [
+        "web-data",
+        anonymous,
+    ]
+    assert _volumes(daemon) == []
+    assert not (daemon.root / "volumes" / "web-data").exists()
+
+
+@pytest.mark.root
+def test_named_volume_outlives_its_containers(daemon: Daemon) -> None:
+    daemon.ctl("run", "--rm", "-v", "notes:/data", "default", "sh", "-c", "echo kept > /data/f")
+    assert _volumes(daemon) == ["notes"]  # made on first use, kept after --rm
+    out = daemon.ctl("run", "--rm", "-v", "notes:/data:ro", "default", "sh", "-c",
+                     "cat /data/f; touch /data/g 2>/dev/null || echo read-only")  # fmt: skip
+    assert out.stdout == "kept\nread-only\n"
+    cid = daemon.ctl("create", "--name", "user", "-v", "notes:/data", "default", "true").stdout
+    r = _fails(daemon, "volume", "rm", "notes")
+    # docker: Error response from daemon: remove notes: volume is in use - [<id>]
+    assert r.returncode == 1
+    assert f"remove notes: volume is in use - [{cid.strip()}]" in r.stderr
+    assert "notes" not in daemon.ctl("volume", "prune", "-f", "-a").stdout
+    assert daemon.ctl("volume", "ls", "-q", "-f", "dangling=false").stdout == "notes\n"
+    daemon.ctl("rm", "-v", "user")  # -v: anonymous volumes only; a named one stays
+    assert _volumes(daemon) == ["notes"]
+    assert daemon.ctl("volume", "rm", "notes").stdout == "notes\n"
+
+
+@pytest.mark.root
+def test_anonymous_volumes(daemon: Daemon) -> None:
+    daemon.ctl("run", "--rm", "-v", "/scratch", "default", "touch", "/scratch/x")
+    assert _volumes(daemon) == []  # --rm takes its anonymous volumes along
+    daemon.ctl("create", "--name", "a", "-v", "/scratch", "-v", "kept:/k", "default", "true")
+    mounts = daemon.inspect("a")["config"]["volumes"]
+    anonymous = mounts[0]["volume"]
+    assert re.fullmatch(r"[0-9a-f]{64}", anonymous)
+    assert mounts[0]["host"] == str(daemon.root / "volumes" / anonymous / "_data")
+    [shape] = json.loads(daemon.ctl("volume", "inspect", anonymous).stdout)
+    assert shape["Labels"] == {"com.docker.volume.anonymous": ""}
+    # boxctl inspect: Docker's Mounts.
+    [c] = json.loads(daemon.ctl("inspect", "a").stdout)
+    assert c["Mounts"] == [
+        {
+            "Type": "volume",
+            "Name": anonymous,
+            "Source": str(daemon.root / "volumes" / anonymous / "_data"),
+            "Destination": "/scratch",
+            "Driver": "local",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "",
+        },
+        {
+            "Type": "volume",
+            "Name": "kept",
+            "Source": str(daemon.root / "volumes" / "kept" / "_data"),
+            "Destination": "/k",
+            "Driver": "local",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "",
+        },
+    ]
+    out = daemon.ctl("inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", "a").stdout
+    assert out == f"{anonymous} kept \n"
+    daemon.ctl("create", "--name", "b", "-v", "/scratch", "default", "true")
+    daemon.ctl("rm", "a")  # without -v its volumes stay
+    assert anonymous in _volumes(daemon)
+    # Docker 23+: prune takes unused anonymous volumes only; -a named ones too.
+    out = daemon.ctl("volume", "prune", "-f").stdout
+    assert out.startswith(f"Deleted Volumes:\n{anonymous}\n\nTotal reclaimed space: ")
+    assert sorted(_volumes(daemon)) == sorted(
+        ["kept", daemon.inspect("b")["config"]["volumes"][0]["volume"]]
+    )
+    daemon.ctl("rm", "-v", "b")
+    assert _volumes(daemon) == ["kept"]
+    assert "kept" in daemon.ctl("volume", "prune", "-f", "--all").stdout
+    assert _volumes(daemon) == []
+
+
+@pytest.fixture
+def image_with_data(tmp_path: Path) -> Path:
+    """A root filesystem with /data owned by uid 1234: what a new volume there gets."""
+    root = build_busybox_root(tmp_path / "img")
+    (root / "data" / "sub").mkdir(parents=True)
+    (root / "data" / "sub" / "file").write_text("from the image\n")
+    os.chown(root / "data", 1234, 5678)
+    os.chmod(root / "data", 0o750)
+    os.chown(root / "data" / "sub" / "file", 1234, 5678)
+    os.chmod(root / "data" / "sub" / "file", 0o640)
+    return root
+
+
+@pytest.mark.root
+def test_a_new_volume_is_filled_from_the_image(daemon: Daemon, image_with_data: Path) -> None:
+    show = "stat -c '%u %g %a' /data /data/sub/file; cat /data/sub/file"
+    run = ("run", "--rm", "--rootfs", str(image_with_data))
+    out = daemon.ctl(*run, "-v", "filled:/data", "sh", "-c", f"{show}; echo mine > /data/sub/file")
+    assert out.stdout == "1234 5678 750\n1234 5678 640\nfrom the image\n"
+    # Not empty any more: what the containers wrote stays, the image is not copied again.
+    assert daemon.ctl(*run, "-v", "filled:/data", "cat", "/data/sub/file").stdout == "mine\n"
+    # nocopy, and a --mount volume-nocopy: an empty directory.
+    assert daemon.ctl(*run, "-v", "bare:/data:nocopy", "ls", "-A", "/data").stdout == ""
+    mount = "type=volume,src=bare2,dst=/data,volume-nocopy"
+    assert daemon.ctl(*run, "--mount", mount, "ls", "-A", "/data").stdout == ""
+    # An anonymous volume is filled too.
+    assert daemon.ctl(*run, "-v", "/data", "cat", "/data/sub/file").stdout == "from the image\n"
+
+
+@pytest.mark.root
+def test_an_images_volumes_are_anonymous_volumes(daemon: Daemon, image_with_data: Path) -> None:
+    """An image's ``VOLUME /data`` gives each container an anonymous volume there, filled
+    from the image (Docker's rule), unless a mount of the container covers it."""
+    skopeo = shutil.which("skopeo")
+    if skopeo is None or shutil.which("umoci") is None:
+        pytest.skip("umoci and skopeo build the image")
+    from registry_harness import build_oci_image
+
+    layout = image_with_data.parent / "layout"
+    build_oci_image(layout, "v", image_with_data, config={"volume": "/data", "cmd": "sh"})
+    archive = image_with_data.parent / "image.tar"
+    subprocess.run([skopeo, "copy", "--quiet", f"oci:{layout}:v", f"oci-archive:{archive}:vol:1"],
+                   check=True)  # fmt: skip
+    daemon.ctl("load", "-i", str(archive))
+    try:
+        daemon.ctl("create", "--name", "c", "vol:1", "cat", "/data/sub/file")
+        [v] = daemon.inspect("c")["config"]["volumes"]
+        assert (v["container"], len(v["volume"])) == ("/data", 64)
+        assert daemon.ctl("start", "-a", "c").stdout == "from the image\n"
+        daemon.ctl("rm", "-v", "c")
+        out = daemon.ctl("run", "--rm", "-v", "mine:/data", "vol:1", "ls", "/data").stdout
+        assert out == "sub\n"
+        assert _volumes(daemon) == ["mine"]
+    finally:
+        daemon.ctl("rmi", "vol:1", check=False)
+
+
+@pytest.mark.root
+def test_mount_option(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("host\n")
+    tmp_path.chmod(0o755)
+    script = (
+        "cat /b/f; touch /b/x 2>/dev/null || echo ro-bind; echo v > /v/f; "
+        "grep ' /t ' /proc/self/mountinfo | cut -d' ' -f6; stat -c %a /t"
+    )
+    out = daemon.ctl(
+        "run", "--rm",
+        "--mount", f"type=bind,source={tmp_path},target=/b,readonly",
+        "--mount", "type=volume,src=labelled,dst=/v,volume-label=team=b",
+        "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=700",
+        "default", "sh", "-c", script,
+    )  # fmt: skip
+    assert out.stdout.splitlines()[:4] == [
+        "host",
+        "ro-bind",
+        "rw,nosuid,nodev,noexec,relatime",
+        "700",
+    ]
+    [shape] = json.loads(daemon.ctl("volume", "inspect", "labelled").stdout)
+    assert shape["Labels"] == {"team": "b"}
+    # Refused, exit 125 as Docker's run, the bad value named, nothing made.
+    for mount, words in [
+        ("type=bind,dst=/x", "type=bind needs a source"),
+        (f"type=bind,src={tmp_path}/missing,dst=/x", f"{tmp_path}/missing does not exist"),
+        ("type=volume,src=new-one,dst=/x,colour=red", "unexpected key 'colour'"),
+    ]:
+        r = _fails(daemon, "run", "--rm", "--mount", mount, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+        r = _fails(daemon, "create", "--mount", mount, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+    r = _fails(daemon, "run", "--rm", "-v", "x:/data", "default", "true")
+    assert r.returncode == 125 and "invalid volume name 'x'" in r.stderr
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+    assert _volumes(daemon) == ["labelled"]
+
+
+@pytest.mark.root
+def test_volumes_from(daemon: Daemon, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    daemon.ctl(
+        "run", "-d", "--name", "src", "-v", "shared:/data", "-v", "/anon",
+        "-v", f"{tmp_path}:/host", "default", "sh", "-c", "echo s > /data/f; sleep 600",
+    )  # fmt: skip
+    daemon.wait_for("src", lambda c: c["state"]["status"] == "running")
+    script = "cat /data/f; ls -d /anon /host; touch /data/g 2>/dev/null || echo ro"
+    out = daemon.ctl("run", "--rm", "--volumes-from", "src:ro", "default", "sh", "-c", script)
+    assert out.stdout == "s\n/anon\n/host\nro\n"
+    out = daemon.ctl("run", "--rm", "--volumes-from", "src", "default", "sh", "-c", script)
+    assert out.stdout == "s\n/anon\n/host\n"
+    r = _fails(daemon, "run", "--rm", "--volumes-from", "nosuch", "-v", "new:/n", "default", "true")
+    assert r.returncode == 125 and "no such container: nosuch" in r.stderr
+    assert "new" not in _volumes(daemon)  # refused before anything was made
+    r = _fails(daemon, "run", "--rm", "--volumes-from", "src:rx", "default", "true")
+    assert r.returncode == 125 and "invalid --volumes-from 'src:rx'" in r.stderr
+    # The anonymous volume is used by src still: rm -v of another user leaves it.
+    daemon.ctl("create", "--name", "other", "--volumes-from", "src", "default", "true")
+    daemon.ctl("rm", "-v", "other")
+    assert len(_volumes(daemon)) == 2
+    daemon.ctl("rm", "-f", "-v", "src")
+    assert _volumes(daemon) == ["shared"]
+
+
+@pytest.mark.root
+def test_system_prune_and_df(daemon: Daemon) -> None:
+    daemon.ctl("create", "--name", "done", "-v", "/anon", "default", "true")
+    daemon.ctl("rm", "done")  # leaves its anonymous volume
+    cid = daemon.ctl("create", "-v", "named:/n", "default", "true").stdout.strip()
+    df = daemon.ctl("system", "df").stdout.splitlines()
+    row = next(line.split() for line in df if line.startswith("Local Volumes"))
+    assert row[2:4] == ["2", "1"]  # TOTAL, ACTIVE
+    out = daemon.ctl("system", "prune", "-f", "--volumes").stdout
+    assert out.startswith(f"Deleted Containers:\n{cid}\n\nDeleted Volumes:\n")
+    assert re.search(r"\nTotal reclaimed space: [0-9.]+k?B\n\Z", out), out
+    assert _volumes(daemon) == ["named"]  # named volumes stay (Docker 23+)
+    out = daemon.ctl("system", "prune", "-f").stdout
+    assert out == "Total reclaimed space: 0B\n"
+    # --filter: every prune takes label=, label!= and until=.
+    daemon.ctl("create", "--name", "keep", "-l", "keep=1", "-v", "/a1", "default", "true")
+    drop = daemon.ctl("create", "--name", "drop", "-l", "x=1", "default", "true").stdout.strip()
+    daemon.ctl("volume", "create", "-l", "keep=1", "kv")
+    assert daemon.ctl("system", "prune", "-f", "--filter", "until=1h").stdout == (
+        "Total reclaimed space: 0B\n"
+    )
+    out = daemon.ctl("system", "prune", "-f", "--volumes", "--filter", "label!=keep").stdout
+    assert out.startswith(f"Deleted Containers:\n{drop}\n\nTotal reclaimed space: ")
+    assert "a1" not in out
+    assert daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout == "keep\n"
+    out = daemon.ctl("volume", "prune", "-f", "-a", "--filter", "label=keep=1").stdout
+    assert out.startswith("Deleted Volumes:\nkv\n")
+    r = _fails(daemon, "system", "prune", "-f", "--filter", "colour=red")
+    assert "invalid filter 'colour'" in r.stderr and r.returncode == 1
+    r = daemon.ctl("system", "prune", input=b"n\n")
+    assert r.stdout.startswith("WARNING! This will remove:\n  - all stopped containers\n")
+
+
+@pytest.mark.root
+def test_volumes_and_their_users_survive_a_restart(tmp_path: Path) -> None:
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("create", "--name", "user", "-v", "db:/db", "default", "true")
+        daemon.ctl("volume", "create", "--label", "k=v", "spare")
+        daemon.stop()
+        daemon.start()
+        assert sorted(_volumes(daemon)) == ["db", "spare"]
+        assert "volume is in use" in _fails(daemon, "volume", "rm", "db").stderr
+        [shape] = json.loads(daemon.ctl("volume", "inspect", "spare").stdout)
+        assert shape["Labels"] == {"k": "v"}
+        daemon.ctl("rm", "user")
+        daemon.ctl("volume", "rm", "db", "spare")
+        # Live restore: a running container keeps its volume through a daemon killed.
+        daemon.ctl("run", "-d", "--name", "live", "-v", "/scratch", "-v", "kept:/k",
+                   "default", "sh", "-c", "echo before > /k/f; sleep 600")  # fmt: skip
+        daemon.wait_for("live", lambda c: c["state"]["status"] == "running")
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        assert daemon.ctl("exec", "live", "cat", "/k/f").stdout == "before\n"
+        assert "volume is in use" in _fails(daemon, "volume", "rm", "kept").stderr
+        assert len(daemon.ctl("volume", "prune", "-f", "-a").stdout.splitlines()) == 1
+        daemon.ctl("rm", "-f", "-v", "live")
+        assert _volumes(daemon) == ["kept"]
+
+
+# ---- the Engine API: the docker CLI and docker-py -------------------------------------------
+
+
+def _docker(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    assert DOCKER is not None
+    env = {
+        **os.environ,
+        "DOCKER_HOST": f"unix://{daemon.docker_socket}",
+        "DOCKER_CONFIG": str(daemon.root.parent / "docker-config"),
+    }
+    return subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, env=env, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_cli_volumes(daemon: Daemon) -> None:
+    assert _docker(daemon, "volume", "create", "--label", "a=1", "dv").stdout == "dv\n"
+    r = _docker(daemon, "volume", "ls", "--format", "{{.Driver}} {{.Name}} {{.Labels}}")
+    assert r.stdout == "local dv a=1\n", r.stderr
+    r = _docker(daemon, "run", "--rm", "-v", "dv:/data", "default", "sh", "-c",
+                "echo hi > /data/f; cat /data/f")  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    r = _docker(daemon, "run", "-d", "--name", "d1", "-v", "dv:/data", "-v", "/anon",
+                "--mount", "type=tmpfs,dst=/t", "default", "sleep", "600")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    [c] = json.loads(_docker(daemon, "inspect", "d1").stdout)
+    mounts = sorted(c["Mounts"], key=lambda m: m["Destination"])
+    anonymous = mounts[0]["Name"]
+    assert mounts == [
+        {
+            "Type": "volume",
+            "Name": anonymous,
+            "Source": str(daemon.root / "volumes" / anonymous / "_data"),
+            "Destination": "/anon",
+            "Driver": "local",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "",
+        },
+        {
+            "Type": "volume",
+            "Name": "dv",
+            "Source": str(daemon.root / "volumes" / "dv" / "_data"),
+            "Destination": "/data",
+            "Driver": "local",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "",
+        },
+    ]
+    r = _docker(daemon, "volume", "rm", "dv")
+    assert r.returncode == 1 and "volume is in use" in r.stderr
+    r = _docker(daemon, "volume", "inspect", "nosuch")
+    assert r.returncode == 1 and "no such volume" in r.stderr.lower()
+    assert _docker(daemon, "rm", "-f", "-v", "d1").returncode == 0
+    assert _volumes(daemon) == ["dv"]
+    r = _docker(daemon, "run", "--rm", "--mount", "type=bind,src=/nonexistent,dst=/x",
+                "default", "true")  # fmt: skip
+    assert r.returncode == 125 and "/nonexistent" in r.stderr
+    r = _docker(daemon, "system", "df", "-v")
+    assert re.search(r"^dv\s+0\s+", r.stdout, re.M), r.stdout
+    # docker system prune: containers, networks, volumes (all unused ones for API 1.41, as
+    # Docker's daemon), images, and the build cache boxd does not have.
+    _docker(daemon, "create", "--name", "gone", "-v", "/anon", "default", "true")
+    r = _docker(daemon, "system", "prune", "-f", "--volumes")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Deleted Containers:\n") and "Deleted Volumes:\n" in r.stdout
+    assert _volumes(daemon) == []
+
+
+@pytest.mark.root
+def test_docker_py_volumes(daemon: Daemon) -> None:
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{daemon.docker_socket}")
+    try:
+        v = client.volumes.create("pyvol", labels={"by": "py"})
+        assert (v.name, v.attrs["Labels"]) == ("pyvol", {"by": "py"})
+        assert [x.name for x in client.volumes.list(filters={"label": "by=py"})] == ["pyvol"]
+        out = client.containers.run(
+            "default",
+            ["sh", "-c", "echo py > /data/f; cat /data/f"],
+            volumes={"pyvol": {"bind": "/data", "mode": "rw"}},
+            remove=True,
+        )
+        assert out == b"py\n"
+        c = client.containers.create("default", "true", volumes=["/anon"])
+        anonymous = c.attrs["Mounts"][0]["Name"]
+        assert anonymous in [x.name for x in client.volumes.list()]
+        c.remove(v=True)
+        assert [x.name for x in client.volumes.list()] == ["pyvol"]
+        with pytest.raises(docker.errors.NotFound):
+            client.volumes.get("nosuch")
+        client.volumes.get("pyvol").remove()
+        assert client.volumes.prune()["VolumesDeleted"] is None
+    finally:
+        client.close()
+
+
+def _call(daemon: Daemon, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("localhost", timeout=30)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect(str(daemon.docker_socket))
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def _create(mounts: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {"Image": "default", "Cmd": ["true"], "HostConfig": {"Mounts": mounts}}
+    ).encode()
+
+
+BAD = [
+    ("POST", "/volumes/create", b'{"Name": "x"}', 400, "invalid volume name 'x'"),
+    ("POST", "/volumes/create", b'{"Name": "ok1", "Driver": "nfs"}', 400, "driver 'nfs'"),
+    ("POST", "/volumes/create", b'{"Name": "ok1", "DriverOpts": {"o": "size=1m"}}', 400, "'o'"),
+    ("POST", "/volumes/create", b'{"Name": 5}', 400, "body.Name"),
+    ("GET", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
+    ("DELETE", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
+    ("GET", '/volumes?filters={"colour":["red"]}', None, 400, "invalid filter 'colour=red'"),
+    ("GET", '/volumes?filters={"dangling":["maybe"]}', None, 400, "dangling=maybe"),
+    ("POST", '/volumes/prune?filters={"name":["x"]}', None, 400, "invalid filter 'name'"),
+    (
+        "POST",
+        "/containers/create",
+        _create([{"Type": "bind", "Source": "/nonexistent", "Target": "/x"}]),
+        400,
+        "bind source path does not exist: /nonexistent",
+    ),
+    ("POST", "/containers/create", _create([{"Type": "bind", "Target": "/x"}]), 400, "source"),
+    (
+        "POST",
+        "/containers/create",
+        _create(
+            [{"Type": "volume", "Source": "v1", "Target": "/x", "TmpfsOptions": {"Mode": 448}}]
+        ),
+        400,
+        "cannot mix 'tmpfs-*' options with mount type 'volume'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        _create([{"Type": "nfs", "Source": "v1", "Target": "/x"}]),
+        400,
+        "type 'nfs' is not supported",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        _create(
+            [{"Type": "volume", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "nfs"}}}]
+        ),
+        400,
+        "volume-driver 'nfs'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        json.dumps(
+            {"Image": "default", "Cmd": ["true"], "HostConfig": {"Binds": ["a:/x"]}}
+        ).encode(),
+        400,
+        "invalid volume name 'a'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        json.dumps(
+            {"Image": "default", "Cmd": ["true"], "HostConfig": {"VolumesFrom": ["nosuch"]}}
+        ).encode(),
+        404,
+        "No such container: nosuch",
+    ),
+]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), BAD)
+def test_bad_volume_requests_get_dockers_error_shape(
+    daemon: Daemon, method: str, path: str, body: bytes | None, status: int, words: str
+) -> None:
+    got, data = _call(daemon, method, path, body)
+    assert got == status, data
+    error = json.loads(data)
+    assert list(error) == ["message"] and words in error["message"], error
+    # Nothing was made, and the daemon serves on.
+    status, data = _call(daemon, "GET", "/volumes")
+    assert (status, json.loads(data)) == (200, {"Volumes": [], "Warnings": []})
+    status, data = _call(daemon, "GET", "/containers/json?all=1")
+    assert (status, json.loads(data)) == (200, [])
+
+
+@pytest.mark.root
+def test_volume_api_shapes(daemon: Daemon) -> None:
+    body = b'{"Name": "api1", "Labels": {"k": "v"}}'
+    status, data = _call(daemon, "POST", "/volumes/create", body)
+    assert status == 201
+    created = json.loads(data)
+    assert sorted(created) == [
+        "CreatedAt",
+        "Driver",
+        "Labels",
+        "Mountpoint",
+        "Name",
+        "Options",
+        "Scope",
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", created["CreatedAt"])
+    status, data = _call(daemon, "GET", '/volumes?filters={"label":["k=v"]}')
+    assert (status, json.loads(data)) == (200, {"Volumes": [created], "Warnings": []})
+    body = json.dumps(
+        {
+            "Image": "default",
+            "Cmd": ["true"],
+            "Volumes": {"/anon": {}},
+            "HostConfig": {
+                "Binds": ["api1:/a:ro"],
+                "Mounts": [
+                    {
+                        "Type": "volume",
+                        "Source": "api2",
+                        "Target": "/b",
+                        "VolumeOptions": {"Labels": {"made": "by-mount"}},
+                    }
+                ],
+            },
+        }
+    ).encode()
+    status, data = _call(daemon, "POST", "/containers/create?name=m", body)
+    assert status == 201, data
+    status, data = _call(daemon, "GET", "/containers/m/json")
+    c = json.loads(data)
+    assert c["HostConfig"]["Binds"][0] == "api1:/a:ro"
+    kinds = sorted(
+        (m["Destination"], m["Type"], m.get("Name", "")[:4], m["RW"]) for m in c["Mounts"]
+    )
+    anonymous = next(m["Name"] for m in c["Mounts"] if m["Destination"] == "/anon")
+    assert kinds == [("/a", "volume", "api1", False), ("/anon", "volume", anonymous[:4], True),
+                     ("/b", "volume", "api2", True)]  # fmt: skip
+    status, data = _call(daemon, "GET", "/volumes/api2")
+    assert json.loads(data)["Labels"] == {"made": "by-mount"}
+    status, data = _call(daemon, "DELETE", "/volumes/api1")
+    assert status == 409 and b"volume is in use" in data
+    status, data = _call(daemon, "GET", "/system/df")
+    usage = {v["Name"]: v["UsageData"] for v in json.loads(data)["Volumes"]}
+    assert usage["api1"] == {"Size": 0, "RefCount": 1}
+    assert _call(daemon, "DELETE", "/containers/m?v=1")[0] == 204
+    names = sorted(v["Name"] for v in json.loads(_call(daemon, "GET", "/volumes")[1])["Volumes"])
+    assert names == ["api1", "api2"]  # v=1: the anonymous one went
+    assert _call(daemon, "DELETE", "/volumes/nosuch?force=1")[0] == 204
+    # A client of API 1.41 (boxd's) prunes every unused volume, as Docker's daemon does.
+    status, data = _call(daemon, "POST", "/v1.41/volumes/prune")
+    pruned = json.loads(data)
+    assert sorted(pruned["VolumesDeleted"]) == ["api1", "api2"] and pruned["SpaceReclaimed"] == 0
