@@ -320,9 +320,10 @@ class Supervisor:
 
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
         container = self._new(config, name)
-        # A --rm container need not outlive a crash of the machine (Docker's daemon, too,
-        # removes auto-remove containers that do not run when it starts): its record is
-        # written without the two fsyncs (~5 ms of every `boxctl run --rm` here).
+        # A --rm container need not outlive a crash of the machine (the next supervisor
+        # removes an auto-remove container that has run; a record lost before it ran
+        # leaves a directory without one, which is deleted): its record is written without
+        # the two fsyncs (~5 ms of every `boxctl run --rm` here).
         self.store.save(container, durable=not config.auto_remove)
         return container
 
