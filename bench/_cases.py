@@ -218,6 +218,12 @@ class Bench:
             raise RuntimeError(result["error"])
         return [float(x) for x in result]
 
+    def network(self) -> list[Case]:
+        """10-12: the bridge's cost and throughput (see bench/_network.py)."""
+        from ._network import network_cases
+
+        return network_cases(self)
+
     def images(self) -> list[Case]:
         """7-9: unpack, pull, run of a pulled image (see bench/_images.py)."""
         from ._images import image_cases
