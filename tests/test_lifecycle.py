@@ -318,8 +318,9 @@ def _frozen(pid: int) -> bool:
             if "frozen 1" in text:
                 return True
         if "freezer" in controllers.split(","):
+            # The root of the hierarchy (the container is frozen elsewhere) has no state.
             state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
-            if state.read_text().strip() == "FROZEN":
+            if state.exists() and state.read_text().strip() == "FROZEN":
                 return True
     return False
 
