@@ -24,7 +24,7 @@ from ._report import Case, write
 
 NETNS_MARK = "BOXD_BENCH_NETNS"
 # The cases in the order they run: each is a method of Bench returning one Case or a list.
-CASES = ("start", "many", "listing", "memory", "output", "images", "oci")
+CASES = ("start", "many", "listing", "memory", "output", "images", "oci", "network")
 
 
 def main() -> int:

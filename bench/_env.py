@@ -24,6 +24,7 @@ TOOLS: dict[str, tuple[str, list[str]]] = {
     "hyperfine": ("hyperfine", ["hyperfine", "--version"]),
     "busybox": ("busybox-static", ["busybox", "--help"]),
     "script": ("bsdutils", ["script", "--version"]),
+    "iperf3": ("iperf3", ["iperf3", "--version"]),
 }
 
 

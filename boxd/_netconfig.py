@@ -15,6 +15,8 @@ import attrs
 PROTOCOLS = ("tcp", "udp")
 # Built-in networks; anything else names a user network (``boxctl network create``).
 BUILTIN = ("bridge", "host", "none")
+# Podman's user-mode networks: refused by name (see check_network).
+UNPRIVILEGED = ("slirp", "slirp4netns", "pasta")
 NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\Z")
 LABEL_RE = re.compile(r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\Z")
 
@@ -178,6 +180,12 @@ def check_network(mode: str) -> str:
     """``bridge``, ``host``, ``none``, ``container:NAME`` or a user network's name."""
     if mode in BUILTIN:
         return mode
+    if mode in UNPRIVILEGED:
+        raise ValueError(
+            f"invalid network {mode!r}: boxd has no slirp4netns/pasta networking (it serves "
+            "rootless containers; boxd's daemon runs as root, and gives --isolate-user "
+            "containers the bridge, published ports included)"
+        )
     if mode.startswith("container:"):
         if not mode[len("container:") :]:
             raise ValueError(f"invalid network {mode!r}: container: needs a container name")
@@ -192,7 +200,7 @@ def check_network(mode: str) -> str:
 def check_network_name(name: str) -> str:
     if not NETWORK_NAME_RE.match(name):
         raise ValueError(f"invalid network name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-    if name in BUILTIN:
+    if name in BUILTIN or name in UNPRIVILEGED:
         raise ValueError(f"network name {name!r} is reserved for a built-in network")
     return name
 

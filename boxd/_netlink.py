@@ -98,6 +98,16 @@ def delete_link(name: str) -> bool:
         return True
 
 
+def delete_index(index: int) -> None:
+    """Delete the link of interface index ``index`` if it is still there."""
+    with _route() as ipr:
+        try:
+            ipr.link("del", index=index)
+        except _netlink_error() as exc:
+            if getattr(exc, "code", None) != errno.ENODEV:
+                raise
+
+
 def link_names() -> set[str]:
     """The names of the links of the daemon's namespace.  The C library asks netlink
     itself: a daemon that starts no container on a network never imports pyroute2 (~11 MB
@@ -134,10 +144,11 @@ def plug(
     gateway: str,
     ifname: str = "eth0",
     default_route: bool = True,
-) -> None:
+) -> int:
     """Give process ``pid``'s network namespace an ``ifname``: one end of a veth pair whose
     other end (``host_name``) is a port of ``bridge``; its address and, with
-    ``default_route``, a default route through ``gateway``."""
+    ``default_route``, a default route through ``gateway``.  Returns the host end's
+    interface index."""
     with _route() as ipr:
         master = _index(ipr, bridge)
         if master is None:
@@ -166,6 +177,7 @@ def plug(
             with contextlib.suppress(_netlink_error()):
                 ipr.link("del", ifname=host_name)
             raise
+        return index
 
 
 def set_default_route(pid: int, gateway: str) -> None:

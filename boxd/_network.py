@@ -430,6 +430,12 @@ class Networks:
         (live restore) still uses it: :meth:`adopt` brings those back into the table."""
         self._load()
         in_use = {e.network for c in adopted for e in c.state.network.endpoints}
+        for c in adopted:  # an allocation not yet on disk when the machine went down
+            for e in c.state.network.endpoints:
+                net = self._nets.get(e.network)
+                if net is not None and net.allocations.get(c.id) != e.ip_address:
+                    net.allocations[c.id] = e.ip_address
+                    self._save(net)
         for net in self._nets.values():
             stale = [cid for cid in net.allocations if cid not in existing]
             for cid in stale:
@@ -524,11 +530,11 @@ class Networks:
         interface at once (a stopped one gets it at its next start)."""
         config = container.config
         if config.network == "host" or ref == "host":
-            raise NetworkConflict(HOST_CONFLICT)
+            raise NetworkError(HOST_CONFLICT)
         if config.network.startswith("container:"):
-            raise NetworkConflict(SHARED_CONFLICT)
+            raise NetworkError(SHARED_CONFLICT)
         if config.network == "none" or ref == "none":
-            raise NetworkConflict(NONE_CONFLICT)
+            raise NetworkError(NONE_CONFLICT)
         for alias in aliases:
             check_name(alias)
         if ip:
@@ -562,7 +568,7 @@ class Networks:
         container loses its interface there at once.  Its address there is freed."""
         config = container.config
         if config.network == "host" or ref == "host":
-            raise NetworkConflict(HOST_CONFLICT)
+            raise NetworkError(HOST_CONFLICT)
         async with self._lock:
             net = await self._resolve(ref)
         joins = joined(config)
@@ -632,6 +638,19 @@ class _Link:
     address: str
     interface: str  # eth0, eth1, ... in the container
     host_link: str  # the veth's other end, a port of the network's bridge
+    host_index: int = 0  # its interface index, once plugged (never reused by another)
+
+
+async def _unplug(link: _Link) -> None:
+    """The host's end of ``link`` gone (by index; by name for one adopted from another
+    daemon); a failure is logged, never raised into the daemon's nursery."""
+    try:
+        if link.host_index:
+            await trio.to_thread.run_sync(_netlink.delete_index, link.host_index)
+        else:
+            await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
+    except Exception as exc:  # pyroute2's NetlinkError is no OSError
+        log.warning("could not remove %s: %s", link.host_link, exc)
 
 
 class Attachment:
@@ -771,7 +790,7 @@ class Attachment:
             # A spawn path that made no namespace (a test's fake): never touch the daemon's.
             raise OSError(f"process {pid} has no network namespace of its own to connect")
         net = link.net
-        await trio.to_thread.run_sync(
+        link.host_index = await trio.to_thread.run_sync(
             lambda: _netlink.plug(
                 pid,
                 host_name=link.host_link,
@@ -915,6 +934,11 @@ class Attachment:
                     nets._names.get(link.net.name, {}).pop(cid, None)
                 if had_ports:
                     await nets._apply()
-        # The host's ends go with the namespace; this covers a namespace kept alive.
+        # The host's ends go with the namespace, on the kernel's time; this covers a
+        # namespace kept alive (``container:NAME`` members), off the container's way out
+        # (by index: a next run's link of the same name is never the one deleted).
         for link in self.links:
-            await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
+            if nets.nursery is None:
+                await _unplug(link)
+            else:
+                nets.nursery.start_soon(_unplug, link)

@@ -16,6 +16,8 @@ from bench._report import BASELINE, OURS, PEER, Case
 REPO = Path(__file__).resolve().parent.parent
 
 CASES = ("start", "sequential", "concurrent", "list", "memory", "output", "oci-cycle", "oci-podman")
+# The network cases, each with its entries (measured or with their error).
+NETWORK_CASES = ("network-start", "network-bridge", "network-published")
 PEERS_PER_CASE = {
     "start": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
     "sequential": ("crun run", "runc run", "bwrap --unshare-all", "podman run --rm --rootfs"),
@@ -42,8 +44,8 @@ def test_quick_bench_reports_every_case_and_peer(tmp_path: Path) -> None:
         info = data["tools"][tool]
         assert info.get("version") or info.get("error"), tool
     cases = {c["key"]: c for c in data["cases"]}
-    assert set(CASES) <= set(cases)
-    for key in CASES:
+    assert set(CASES) | set(NETWORK_CASES) <= set(cases)
+    for key in (*CASES, *NETWORK_CASES):
         entries = {e["name"]: e for e in cases[key]["entries"]}
         assert any(e["role"] == OURS for e in entries.values()), key
         for name in PEERS_PER_CASE.get(key, ()):

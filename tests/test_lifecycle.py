@@ -317,10 +317,9 @@ def _frozen(pid: int) -> bool:
             text = (events / path.lstrip("/") / "cgroup.events").read_text()
             if "frozen 1" in text:
                 return True
-        if "freezer" in controllers.split(","):
-            # The root of the hierarchy (the container is frozen elsewhere) has no state.
+        if "freezer" in controllers.split(",") and path != "/":  # (not the v1 root's)
             state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
-            if state.exists() and state.read_text().strip() == "FROZEN":
+            if state.read_text().strip() == "FROZEN":
                 return True
     return False
 

@@ -9,15 +9,19 @@ veth pair made in it to stand for one of the host's own addresses).
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, daemon_cli, running_daemon
 
 from boxd import _netconfig, _nft
 from boxd._netconfig import PortSpec, parse_expose, parse_publish
@@ -147,6 +151,17 @@ def links(ns: str) -> list[str]:
     return sorted(link["ifname"] for link in json.loads(out))
 
 
+def links_settle(ns: str, prefixes: tuple[str, ...], expected: list[str]) -> list[str]:
+    """The links named with ``prefixes``, once they are ``expected`` (within 15 s): a
+    stopped container's veth goes with its namespace, which the kernel frees a moment
+    after its last process, and the daemon's own deletion runs off the container's way."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = [n for n in links(ns) if n.startswith(prefixes)]
+        if found == expected or time.monotonic() > deadline:
+            return found
+
+
 def nft_tables(ns: str) -> list[str]:
     out = inside(ns, "nft", "-j", "list", "tables").stdout
     return [item["table"]["name"] for item in json.loads(out)["nftables"] if "table" in item]
@@ -167,7 +182,7 @@ def netd(tmp_path: Path, netns: str) -> Iterator[Daemon]:
     with running_daemon(tmp_path, netns=netns) as daemon:
         yield daemon
     # The daemon stopped: its bridges and its table went with it.
-    assert [n for n in links(netns) if n.startswith(("boxd", "br-", "bx"))] == []
+    assert links_settle(netns, ("boxd", "br-", "bx"), []) == []
     assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
 
 
@@ -253,7 +268,7 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
 
     # Removal releases the veth, the rules and the address.
     netd.ctl("rm", "-f", "side", "web", "eph", "other")
-    assert [n for n in links(ns) if n.startswith("bx")] == []
+    assert links_settle(ns, ("bx",), []) == []
     assert "dnat" not in nft_rules(ns)
     assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["containers"] == []
 
@@ -301,6 +316,7 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("run", "--network", "nope", "default", "true"), "no such network: nope"),
         (("run", "--network", "container:nope", "default", "true"), "no such container: nope"),
         (("run", "--network", "container:db", "--isolate-user", "default", "true"), "cannot go"),
+        (("run", "--network", "slirp", "--isolate-user", "default", "true"), "no slirp4netns"),
         (("run", "-p", "99999", "default", "true"), "out of range"),
         (("run", "--network", "none", "-p", "80", "default", "true"), "need a network"),
         (("run", "--network", "container:db", "-p", "80", "default", "true"), "need a network"),
@@ -363,7 +379,7 @@ def test_network_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
         assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
         d.ctl("run", "-d", "--name", "again", "-p", "18090:80", "default", "sleep", "300")
         assert [n for n in links(netns) if n.startswith("boxd")] == bridges
-    assert [n for n in links(netns) if n.startswith(("boxd", "bx", "br-"))] == []
+    assert links_settle(netns, ("boxd", "bx", "br-"), []) == []
     assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
 
 
@@ -499,7 +515,7 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     assert netd.ctl(*fetch_api).stdout.strip() == "200"
 
     netd.ctl("rm", "-f", "api", "cli", "h", "iso", "later")
-    assert [n for n in links(ns) if n.startswith("bx")] == []
+    assert links_settle(ns, ("bx",), []) == []
     for name in ("front", "back", "bridge"):
         info = json.loads(netd.ctl("network", "inspect", name).stdout)[0]
         assert info["containers"] == []
@@ -561,3 +577,168 @@ def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
         r = netd.ctl("run", "--rm", *args, "default", "true", check=False)
         assert r.returncode == 125 and message in r.stderr, (args, r.stderr)
     netd.ctl("rm", "-f", "db")
+
+
+@pytest.mark.root
+def test_docker_api_network_connect(netd: Daemon) -> None:
+    """docker-py's ``Network.connect``/``disconnect`` and the docker CLI's ``network
+    connect``/``disconnect``: the endpoints in inspect's NetworkSettings.Networks, Docker's
+    errors and codes."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        net = client.networks.create("front", ipam=docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.66.0.0/24")]))  # fmt: skip
+        c = client.containers.run("default", ["sleep", "300"], detach=True, name="web")
+        net.connect(c, aliases=["www"])
+        c.reload()
+        nets = c.attrs["NetworkSettings"]["Networks"]
+        assert sorted(nets) == ["bridge", "front"]
+        assert nets["front"]["IPAddress"].startswith("10.66.0.") and nets["front"]["Aliases"]
+        with pytest.raises(docker.errors.APIError) as info:
+            net.connect(c)
+        assert info.value.status_code == 409 and "already exists" in str(info.value)
+        with pytest.raises(docker.errors.NotFound):
+            net.connect("nosuch")
+        net.disconnect(c, force=True)
+        c.reload()
+        assert sorted(c.attrs["NetworkSettings"]["Networks"]) == ["bridge"]
+        with pytest.raises(docker.errors.APIError) as info:
+            net.disconnect(c)
+        assert "is not connected to network front" in str(info.value)
+        # At rest: shown without an address until it starts, with the address it asked for.
+        later = client.containers.create("default", ["sleep", "300"], name="later")
+        net.connect(later, ipv4_address="10.66.0.77")
+        later.reload()
+        assert later.attrs["NetworkSettings"]["Networks"]["front"]["IPAddress"] == ""
+        later.start()
+        later.reload()
+        assert later.attrs["NetworkSettings"]["Networks"]["front"]["IPAddress"] == "10.66.0.77"
+        # Several networks at create (API 1.44's EndpointsConfig).
+        multi = client.api.create_container(
+            "default", ["sleep", "300"], name="multi",
+            networking_config=client.api.create_networking_config({
+                "bridge": client.api.create_endpoint_config(),
+                "front": client.api.create_endpoint_config(aliases=["m"]),
+            }),
+            host_config=client.api.create_host_config(network_mode="bridge"),
+        )  # fmt: skip
+        client.api.start(multi)
+        shown = client.api.inspect_container(multi)["NetworkSettings"]["Networks"]
+        assert sorted(shown) == ["bridge", "front"] and shown["front"]["Aliases"] == ["m"]
+        out = client.containers.run(
+            "default", ["cat", "/etc/resolv.conf"], remove=True,
+            dns=["192.0.2.9"], dns_search=["example.test"], dns_opt=["ndots:3"],
+        )  # fmt: skip
+        assert out.decode().splitlines() == [
+            "nameserver 192.0.2.9",
+            "search example.test",
+            "options ndots:3",
+        ]
+    finally:
+        client.close()
+
+    cli = shutil.which("docker")
+    if cli is not None:
+        env = {**os.environ, "DOCKER_HOST": f"unix://{netd.docker_socket}",
+               "DOCKER_CONFIG": str(netd.root.parent / "docker-config")}  # fmt: skip
+
+        def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [cli, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+            )
+
+        assert docker_cli("network", "connect", "--alias", "w2", "front", "web").returncode == 0
+        assert "front" in netd.inspect("web")["config"]["networks"][1]["network"]
+        r = docker_cli("network", "connect", "host", "web")
+        assert r.returncode == 1 and "connected to host network" in r.stderr
+        r = docker_cli("network", "disconnect", "front", "nosuch")
+        assert r.returncode == 1 and "No such container: nosuch" in r.stderr
+        assert docker_cli("network", "disconnect", "front", "web").returncode == 0
+    netd.ctl("rm", "-f", "web", "later", "multi")
+
+
+def host_state(daemon: Daemon) -> dict[str, Any]:
+    """What the daemon's namespace holds: links (without counters), addresses, routes, the
+    whole nft ruleset, the conntrack table, and the default network's allocations."""
+    ns = daemon.netns
+
+    def ip_json(*args: str) -> Any:
+        # IPv4 (boxd's): a bridge's IPv6 link-local routes come and go with its carrier.
+        return json.loads(inside(ns, "ip", "-4", "-j", *args).stdout)
+
+    # Not operstate: a bridge's follows its ports a moment later (the kernel's linkwatch).
+    link_keys = ("ifname", "link_type", "address", "master", "mtu")
+    conntrack = inside(ns, "cat", "/proc/net/nf_conntrack", check=False)
+    return {
+        "links": sorted(
+            (tuple(str(link.get(k)) for k in link_keys) for link in ip_json("link", "show")),
+        ),
+        "addresses": sorted(
+            (a["ifname"], i["local"], i["prefixlen"])
+            for a in ip_json("addr", "show")
+            for i in a["addr_info"]
+        ),
+        # Without flags: "linkdown" follows the bridge's carrier too.
+        "routes": sorted(
+            json.dumps({k: v for k, v in r.items() if k != "flags"}, sort_keys=True)
+            for r in ip_json("route", "show", "table", "all")
+        ),
+        # Without handles: boxd's table is rebuilt whole, its rules numbered anew.
+        "ruleset": [
+            {kind: {k: v for k, v in body.items() if k != "handle"} for kind, body in i.items()}
+            for i in json.loads(inside(ns, "nft", "-j", "list", "ruleset").stdout)["nftables"]
+        ],
+        # Each entry without its countdown (the fifth field: seconds it has left), and
+        # not the bridges' own IGMP reports to 224.0.0.22 (the kernel's, when a port
+        # comes up: they come and go on their own time).
+        "conntrack": sorted(
+            " ".join(words[:4] + words[5:])
+            for words in (line.split() for line in conntrack.stdout.splitlines())
+            if "dst=224.0.0.22" not in words
+        )
+        if conntrack.returncode == 0
+        else None,
+        "allocations": json.loads(daemon.ctl("network", "inspect", "bridge").stdout)[0][
+            "containers"
+        ],
+    }
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_hundred_runs_leave_the_host_as_it_was(netd: Daemon) -> None:
+    """100 ``run --rm`` on the bridge with published ports (TCP and UDP, ephemeral host
+    ports), four at a time: the namespace's links, addresses, routes, nftables ruleset,
+    conntrack table and the address allocations are the same after as before (the bridge
+    and boxd's table made by a first run)."""
+    run = ("run", "--rm", "-p", "127.0.0.1::80", "-p", "81/udp", "default", "true")
+    netd.ctl(*run)
+    links_settle(netd.netns, ("bx",), [])
+    before = host_state(netd)
+    assert before["conntrack"] is not None, "no /proc/net/nf_conntrack in the namespace"
+    loop = f"for i in $(seq 25); do {daemon_cli(netd)} {' '.join(run)} || exit 1; done"
+    script = f"{loop} & {loop} & {loop} & {loop} & for j in 1 2 3 4; do wait -n || exit 1; done"
+    subprocess.run(["bash", "-c", script], check=True, timeout=600)
+    links_settle(netd.netns, ("bx",), [])
+    after = host_state(netd)
+    for key in before:
+        assert after[key] == before[key], key
+
+
+@pytest.mark.root
+def test_daemon_refuses_a_bridge_subnet_over_a_host_route(tmp_path: Path, netns: str) -> None:
+    """``boxd --bridge-subnet`` that overlaps a route of the host: the daemon does not
+    start, and says which subnet overlaps which route; it made nothing."""
+    inside(netns, "ip", "addr", "add", "10.123.4.1/24", "dev", "h0")
+    r = subprocess.run(
+        ["nsenter", f"--net={netns}", "--", sys.executable, "-m", "boxd",
+         "--root", str(tmp_path / "root"), "--socket", str(tmp_path / "boxd.sock"),
+         "--docker-socket", "", "--bridge-subnet", "10.123.0.0/16"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )  # fmt: skip
+    assert r.returncode != 0
+    assert "subnet 10.123.0.0/16 overlaps the host's route to 10.123.4.0/24 on h0" in r.stderr
+    assert [n for n in links(netns) if n.startswith("boxd")] == []
+    assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []

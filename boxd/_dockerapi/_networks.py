@@ -134,14 +134,6 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(200, {"NetworksDeleted": list(answer.removed) or None})
 
 
-async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    raise ApiError(
-        400,
-        "connecting a container to a network after create is not supported by boxd: "
-        "give --network at create",
-    )
-
-
 def _matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     """Docker's network list filters: name (a substring), id (a prefix), driver, type
     (builtin or custom)."""
@@ -162,6 +154,4 @@ ROUTES = [
     route("POST", r"/networks/prune", prune),
     route("GET", r"/networks/([^/]+)", inspect),
     route("DELETE", r"/networks/([^/]+)", remove),
-    route("POST", r"/networks/([^/]+)/connect", connect),
-    route("POST", r"/networks/([^/]+)/disconnect", connect),
 ]

@@ -21,7 +21,7 @@ from .._idle import WaitingConnections
 from .._images.verbs import ImageVerbs
 from .._server import bind_socket, peer_credentials
 from .._supervisor import Supervisor
-from . import _archive, _attach, _containers, _images, _networks, _system, _volumes
+from . import _archive, _attach, _containers, _images, _netconnect, _networks, _system, _volumes
 from ._api import Api, api_error, unwrap
 from ._http import API_VERSION, MIN_API_VERSION, ApiError, HttpConnection, PeerGone, Request
 from ._router import Router
@@ -38,6 +38,7 @@ AREAS = (
     _attach,
     _containers,
     _images,
+    _netconnect,
     _networks,
     _system,
     _volumes,

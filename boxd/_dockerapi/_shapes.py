@@ -23,7 +23,8 @@ from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._events import Event
 from .._images.reference import parse_reference
-from .._netconfig import PortSpec
+from .._netconfig import NetworkJoin, PortSpec
+from .._network import joined
 from .._records import (
     Container,
     ContainerConfig,
@@ -142,9 +143,6 @@ _REFUSED_HOST = (
     "IpcMode",
     "UTSMode",
     "UsernsMode",
-    "Dns",
-    "DnsSearch",
-    "DnsOptions",
     "VolumeDriver",
     "OomKillDisable",
     "CpuRealtimePeriod",
@@ -180,7 +178,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     if log_type not in ("", "json-file", "k8s-file"):
         raise ApiError(400, f"logging driver {log_type!r} is not supported (boxd keeps a file)")
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
-    aliases = _aliases(cfg, network)
+    aliases, joins = _endpoints(cfg, network)
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
     try:
@@ -196,6 +194,10 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             interactive=cfg.flag("OpenStdin"),
             network=network,
             network_aliases=aliases,
+            networks=joins,
+            dns=tuple(host.strings("Dns")),
+            dns_search=tuple(host.strings("DnsSearch")),
+            dns_options=tuple(host.strings("DnsOptions")),
             ports=tuple(_port_specs(host)),
             publish_all=host.flag("PublishAllPorts"),
             expose=tuple(cfg.mapping_keys("ExposedPorts")),
@@ -250,18 +252,27 @@ def _port_specs(host: Fields) -> Iterable[PortSpec]:
             )
 
 
-def _aliases(cfg: Fields, network: str) -> tuple[str, ...]:
-    """``NetworkingConfig.EndpointsConfig``: more names on the one network the container
-    joins (boxd attaches a container to one network)."""
+def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[NetworkJoin, ...] | None]:
+    """``NetworkingConfig.EndpointsConfig``: the aliases on the container's own network,
+    and, when it names more networks (API 1.44) or an address (``IPAMConfig``), every
+    network the container joins, its own first."""
     endpoints = cfg.object("NetworkingConfig").object("EndpointsConfig")
-    aliases: list[str] = []
+    joins: dict[str, NetworkJoin] = {}
     for name in endpoints.data:
-        if _NETWORKS.get(name, name) != network:
-            raise ApiError(
-                400, f"the container joins {network!r} only: it cannot be on {name!r} too"
-            )
-        aliases.extend(endpoints.object(name).strings("Aliases"))
-    return tuple(aliases)
+        endpoint = endpoints.object(name)
+        joins[_NETWORKS.get(name, name)] = NetworkJoin(
+            _NETWORKS.get(name, name),
+            tuple(endpoint.strings("Aliases")),
+            endpoint.object("IPAMConfig").text("IPv4Address"),
+        )
+    own = joins.pop(network, NetworkJoin(network))
+    if not joins and not own.ip:
+        return own.aliases, None
+    if network in ("host", "none") or network.startswith("container:"):
+        raise ApiError(
+            400, f"the container's network is {network!r}: it cannot be on {next(iter(joins))!r}"
+        )
+    return own.aliases, (own, *joins.values())
 
 
 def _port_bindings(c: Container) -> dict[str, list[dict[str, str]]]:
@@ -289,7 +300,7 @@ def _network_settings(c: Container) -> dict[str, Any]:
             *(ports.get(key) or []),
             {"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)},
         ]
-    networks = {
+    networks: dict[str, dict[str, Any]] = {
         e.network: {
             "IPAMConfig": None,
             "Links": None,
@@ -303,6 +314,22 @@ def _network_settings(c: Container) -> dict[str, Any]:
         }
         for e in now.endpoints
     }
+    # At rest: the networks it will join, without addresses (as Docker shows them).
+    for join in joined(cfg):
+        networks.setdefault(
+            join.network,
+            {
+                "IPAMConfig": {"IPv4Address": join.ip} if join.ip else None,
+                "Links": None,
+                "Aliases": list(join.aliases) or None,
+                "NetworkID": join.network,
+                "EndpointID": "",
+                "Gateway": "",
+                "IPAddress": "",
+                "IPPrefixLen": 0,
+                "MacAddress": "",
+            },
+        )
     first = now.endpoints[0] if now.endpoints else None
     return {
         "Bridge": "",

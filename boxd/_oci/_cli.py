@@ -4,12 +4,13 @@ format (``--log-format json``: one ``{"level", "msg", "time"}`` object a line, w
 conmon and the shim read back); the exit code is then 1, as runc's.
 
 Every command is a new process, and conmon or the shim run several per container, so this
-module imports only what each command needs: ``start``, ``state``, ``kill`` and ``delete``
-(:mod:`._quick`) no Trio, attrs or cattrs; ``create`` and ``run`` the spec's records and
-the spawn path (:mod:`._runtime`), still without Trio.  Not argparse either (its import and
-parser building cost more than ``state`` itself): a table of runc's options per command,
-read as Go's flag package reads them (``--opt VALUE``, ``--opt=VALUE``, ``-opt``; options
-end at the first operand or ``--``).
+module imports only what each command needs: ``start``, ``state``, ``kill``, ``delete``,
+``list`` and ``ps`` (:mod:`._quick`) no Trio, attrs or cattrs; ``create``, ``run`` and
+``exec`` the spec's records and the spawn path (:mod:`._runtime`), still without Trio
+(``pause``, and a ``delete`` that must kill what is left in a cgroup, use it).  Not
+argparse either (its import and parser building cost more than ``state`` itself): a table
+of runc's options per command, read as Go's flag package reads them (``--opt VALUE``,
+``--opt=VALUE``, ``-opt``; options end at the first operand or ``--``).
 """
 
 from __future__ import annotations

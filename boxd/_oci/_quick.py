@@ -1,6 +1,7 @@
 """The commands that act on an existing container and that conmon and containerd's shim
-call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopped one),
-and the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
+call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopped one,
+or with ``--force`` of one whose init ends when killed), ``list``, the pids for ``ps``, and
+the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
 these imports no Trio, attrs or cattrs (see :mod:`._cli`), and each imports its own
 modules (_socket, signal): ``state`` needs neither.  What needs more (deleting a
 container that still runs, describing a failed exec) is in :mod:`._runtime`, imported then.

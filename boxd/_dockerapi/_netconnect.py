@@ -1,0 +1,46 @@
+"""``POST /networks/{id}/connect`` and ``/disconnect``: the native socket's network
+connect and disconnect, in Docker's shape (``Container``, ``EndpointConfig.Aliases``,
+``EndpointConfig.IPAMConfig.IPv4Address``; ``Force``)."""
+
+from __future__ import annotations
+
+from .._netserver import NetworkConnectRequest, NetworkDisconnectRequest
+from ._api import Api, one_answer
+from ._http import ApiError, HttpConnection, Request
+from ._router import route
+from ._shapes import Fields
+
+
+def _container(body: Fields) -> str:
+    container = body.text("Container")
+    if not container:
+        raise ApiError(400, "no container given (Container)")
+    return container
+
+
+async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    body = Fields(req.json_object(), "body")
+    endpoint = body.object("EndpointConfig")
+    request = NetworkConnectRequest(
+        network=ref,
+        container=_container(body),
+        aliases=tuple(endpoint.strings("Aliases")),
+        ip=endpoint.object("IPAMConfig").text("IPv4Address"),
+    )
+    await one_answer(api.networks[NetworkConnectRequest], request)
+    await conn.respond(200, content_type=None)
+
+
+async def disconnect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    body = Fields(req.json_object(), "body")
+    request = NetworkDisconnectRequest(
+        network=ref, container=_container(body), force=body.flag("Force")
+    )
+    await one_answer(api.networks[NetworkDisconnectRequest], request)
+    await conn.respond(200, content_type=None)
+
+
+ROUTES = [
+    route("POST", r"/networks/([^/]+)/connect", connect),
+    route("POST", r"/networks/([^/]+)/disconnect", disconnect),
+]
