@@ -373,7 +373,7 @@ def _members(tar_path: str) -> Iterator[tuple[TarReader, Member, list[str]]]:
     """Each member of the tar with its name's components (``..`` may not climb out)."""
     try:
         with open(tar_path, "rb") as f:
-            tar = TarReader(Decompressed(f.read))
+            tar = TarReader(Decompressed(f.read).piece)
             for info in tar:
                 try:
                     parts = _clean(info.name, info.name)

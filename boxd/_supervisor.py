@@ -391,11 +391,15 @@ class Supervisor:
 
     async def _fill_volumes(self, c: Container, image: Image) -> None:
         """An empty volume gets what the container's root holds at its mount point (unless
-        ``nocopy``), owners and modes kept, as Docker fills a new volume at start."""
+        ``nocopy``), owners and modes kept, as Docker fills a new volume at start; for a
+        user-namespaced container, with owners as its namespace maps them."""
+        id_map = _plan.id_range() if c.config.userns else None
+        cdir = self.store.container_dir(c.id)
         for v in c.config.volumes:
-            if v.volume and not v.nocopy:
-                dirs, rel = container_dirs_at(image, self.store.container_dir(c.id), v.container)
-                await trio.to_thread.run_sync(copy_up, dirs, rel, self.volumes.path(v.volume))
+            if v.volume:
+                dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
+                where = self.volumes.path(v.volume)
+                await trio.to_thread.run_sync(copy_up, dirs, rel, where, id_map)
 
     def _drop_anonymous(self, c: Container) -> None:
         """``rm -v`` and ``--rm``: the container's anonymous volumes that no other

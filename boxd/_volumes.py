@@ -222,15 +222,23 @@ def stacked_dirs(dirs: Iterable[str], rel: str) -> list[str]:
     return found
 
 
-def copy_up(layer_dirs: list[str], rel: str, dest: Path) -> bool:
+def copy_up(
+    layer_dirs: list[str], rel: str, dest: Path, id_map: tuple[int, int] | None = None
+) -> bool:
     """Fill the empty volume directory ``dest`` with what the container's layers
     (``layer_dirs``, top-most first) hold at ``rel``, owners and modes kept, as Docker
     fills a new volume from the image.  Unpacked as an untrusted layer is (no path of it
-    leaves ``dest``).  False when there was nothing to copy."""
-    dirs = stacked_dirs(layer_dirs, rel)
+    leaves ``dest``).  ``id_map`` (host start, count): a user-namespaced container's, to
+    which the owners are shifted (its root owns an empty volume).  False when there was
+    nothing to copy."""
     with os.scandir(dest) as entries:
-        if not dirs or any(entries):
+        if any(entries):
             return False
+    dirs = stacked_dirs(layer_dirs, rel)
+    if not dirs:
+        if id_map is not None:
+            os.chown(dest, id_map[0], id_map[0])
+        return False
     top = os.stat(dirs[0])
     with tempfile.TemporaryFile(dir=dest.parent) as tar:
         export_merged(dirs, tar)
@@ -238,4 +246,24 @@ def copy_up(layer_dirs: list[str], rel: str, dest: Path) -> bool:
         unpack(tar.read, str(dest))
     os.chown(dest, top.st_uid, top.st_gid)
     os.chmod(dest, stat.S_IMODE(top.st_mode))
+    if id_map is not None:
+        _shift_owners(dest, *id_map)
     return True
+
+
+def _shift_owners(top: Path, start: int, count: int) -> None:
+    """Owners below ``top`` (itself too) as a user namespace mapping 0..count-1 to
+    start.. sees them (links not followed; mode bits kept: chown clears set-id ones)."""
+
+    def shift(path: str) -> None:
+        st = os.lstat(path)
+        uid = st.st_uid + start if st.st_uid < count else st.st_uid
+        gid = st.st_gid + start if st.st_gid < count else st.st_gid
+        os.lchown(path, uid, gid)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+    shift(str(top))
+    for where, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            shift(os.path.join(where, name))

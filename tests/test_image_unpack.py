@@ -213,3 +213,16 @@ def test_a_damaged_header_is_refused(tmp_path: Path) -> None:
     data[1024] ^= 0xFF  # the second header's name: its checksum no longer matches
     with pytest.raises(LayerError, match="not a valid tar: a tar header has a bad checksum"):
         _unpack(bytes(data), tmp_path)
+
+
+def test_a_tar_cut_at_a_member_boundary_ends_there(tmp_path: Path) -> None:
+    """No end-of-archive blocks (a download cut short between members): the members
+    before are made, and the diff_id covers what came (the caller compares it)."""
+    data = _tar((_info("a"), b"x" * 512), (_info("b"), b"y"))[:1024]
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    result = unpack(io.BytesIO(gzip.compress(data)).read, str(dest))
+    assert (dest / "a").read_bytes() == b"x" * 512 and not (dest / "b").exists()
+    import hashlib
+
+    assert result.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()

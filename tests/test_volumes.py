@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,10 +139,22 @@ def test_copy_up_reads_the_layers_as_overlay_stacks_them(tmp_path: Path) -> None
 # ---- a daemon -----------------------------------------------------------------------------
 
 
+def _traversable_dir(prefix: str) -> Path:
+    """A directory that a user-namespaced container's root (an unprivileged host uid) may
+    walk through, as it must to reach the daemon's root and an image (pytest's are 0700)."""
+    top = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(top, 0o711)
+    return top
+
+
 @pytest.fixture(scope="module")
-def module_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    with running_daemon(tmp_path_factory.mktemp("volumes")) as d:
-        yield d
+def module_daemon() -> Iterator[Daemon]:
+    top = _traversable_dir("boxd-volumes-")
+    try:
+        with running_daemon(top) as d:
+            yield d
+    finally:
+        shutil.rmtree(top)
 
 
 @pytest.fixture
@@ -299,9 +312,18 @@ def test_anonymous_volumes(daemon: Daemon) -> None:
 
 
 @pytest.fixture
-def image_with_data(tmp_path: Path) -> Path:
+def image_with_data() -> Iterator[Path]:
     """A root filesystem with /data owned by uid 1234: what a new volume there gets."""
-    root = build_busybox_root(tmp_path / "img")
+    top = _traversable_dir("boxd-volumes-image-")
+    try:
+        yield _image_with_data(top)
+    finally:
+        shutil.rmtree(top)
+
+
+def _image_with_data(top: Path) -> Path:
+    root = build_busybox_root(top / "img")
+    os.chmod(root, 0o755)
     (root / "data" / "sub").mkdir(parents=True)
     (root / "data" / "sub" / "file").write_text("from the image\n")
     os.chown(root / "data", 1234, 5678)
@@ -325,6 +347,15 @@ def test_a_new_volume_is_filled_from_the_image(daemon: Daemon, image_with_data: 
     assert daemon.ctl(*run, "--mount", mount, "ls", "-A", "/data").stdout == ""
     # An anonymous volume is filled too.
     assert daemon.ctl(*run, "-v", "/data", "cat", "/data/sub/file").stdout == "from the image\n"
+    # --isolate-user: owners as the container's user namespace maps them; its root owns an
+    # empty volume (and may write it).
+    userns = (*run, "--isolate-user")
+    out = daemon.ctl(*userns, "-v", "mapped:/data", "sh", "-c", f"{show}; touch /data/new")
+    assert out.stdout == "1234 5678 750\n1234 5678 640\nfrom the image\n"
+    out = daemon.ctl(
+        *userns, "-v", "empty:/data:nocopy", "sh", "-c", "touch /data/x; stat -c %u /data/x"
+    )
+    assert out.stdout == "0\n"
 
 
 @pytest.mark.root
@@ -443,7 +474,7 @@ def test_system_prune_and_df(daemon: Daemon) -> None:
     )
     out = daemon.ctl("system", "prune", "-f", "--volumes", "--filter", "label!=keep").stdout
     assert out.startswith(f"Deleted Containers:\n{drop}\n\nTotal reclaimed space: ")
-    assert "a1" not in out
+    assert "Deleted Volumes" not in out  # keep's anonymous volume is in use
     assert daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout == "keep\n"
     out = daemon.ctl("volume", "prune", "-f", "-a", "--filter", "label=keep=1").stdout
     assert out.startswith("Deleted Volumes:\nkv\n")

@@ -21,16 +21,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import zstandard
 
-__all__ = ["CHUNK", "Decompressed", "Member", "TarError", "TarReader"]
+__all__ = ["CHUNK", "Decompressed", "Member", "Prefetch", "TarError", "TarReader"]
 
 CHUNK = 1 << 20
+DEPTH = 8  # pieces decompressed ahead of the unpacking
 BLOCK = 512
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -57,6 +60,11 @@ class Decompressed:
         self.sha = hashlib.sha256()
         self.size = 0
         first = read(CHUNK)
+        while 0 < len(first) < len(_ZSTD_MAGIC):  # a pipe may give less: enough to tell
+            more = read(CHUNK)
+            if not more:
+                break
+            first += more
         self._pending = first  # compressed input not yet given to the decompressor
         self._zstd: zstandard.ZstdDecompressionReader | None = None
         self._gzip: zlib._Decompress | None = None
@@ -128,6 +136,52 @@ class Decompressed:
                 raise TarError(f"the gzip stream is damaged: {exc}") from None
             if out:
                 return out
+
+
+class Prefetch:
+    """``piece()`` of a :class:`Decompressed` run ahead in a thread of its own, at most
+    :data:`DEPTH` pieces ahead: zlib and sha256 release the GIL, so decompressing and
+    hashing overlap with unpacking (as ``tar -xz`` runs gzip beside tar).  :meth:`close`
+    stops and joins it; the source is then the caller's again."""
+
+    def __init__(self, source: Decompressed) -> None:
+        self._source = source
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(DEPTH)
+        self._stop = threading.Event()
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name="boxd-layer-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                piece = self._source.piece()
+                if not self._put(piece) or not piece:
+                    return
+        except BaseException as exc:  # given to the reader, which raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def piece(self) -> bytes:
+        if self._ended:  # asked again after the end (a drain after a tar cut short)
+            return b""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        self._ended = not item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _Input(io.RawIOBase):
@@ -256,11 +310,11 @@ def _pax_records(data: bytes) -> dict[bytes, bytes]:
 
 
 class TarReader:
-    """Members of the tar in ``source``'s pieces; each member's data must be consumed
-    (:meth:`copy_to`, or skipped by the next iteration) before the next one."""
+    """Members of the tar whose pieces ``piece()`` gives (b"" at the end); each member's
+    data is consumed (:meth:`copy_to`) or skipped by the next iteration."""
 
-    def __init__(self, source: Decompressed) -> None:
-        self._source = source
+    def __init__(self, piece: Callable[[], bytes]) -> None:
+        self._piece = piece
         self._buf = b""
         self._pos = 0
         self._left = 0  # data (and padding) of the current member not consumed yet
@@ -276,7 +330,7 @@ class TarReader:
         parts = [self._buf[self._pos :]]
         got = len(parts[0])
         while got < n:
-            piece = self._source.piece()
+            piece = self._piece()
             if not piece:
                 break
             parts.append(piece)
@@ -288,7 +342,7 @@ class TarReader:
     def _skip(self, n: int) -> None:
         while n:
             if self._pos == len(self._buf):
-                self._buf, self._pos = self._source.piece(), 0
+                self._buf, self._pos = self._piece(), 0
                 if not self._buf:
                     raise self._truncated()
             k = min(n, len(self._buf) - self._pos)
@@ -305,7 +359,7 @@ class TarReader:
         size = self.member.size
         while size:
             if self._pos == len(self._buf):
-                self._buf, self._pos = self._source.piece(), 0
+                self._buf, self._pos = self._piece(), 0
                 if not self._buf:
                     raise self._truncated()
             k = min(size, len(self._buf) - self._pos)
@@ -367,5 +421,5 @@ class TarReader:
 
     def drain(self) -> None:
         """Read the rest of the stream (after the end of the archive) into the hash."""
-        while self._source.piece():
+        while self._piece():
             pass

@@ -40,6 +40,7 @@ from .tarstream import (
     SYMLINK,
     Decompressed,
     Member,
+    Prefetch,
     TarError,
     TarReader,
 )
@@ -304,9 +305,11 @@ def unpack(read: Callable[[int], bytes], dest: str) -> Unpacked:
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     unpacker = _Unpacker(root_fd)
     tar: TarReader | None = None
+    ahead: Prefetch | None = None
     try:
         stream = Decompressed(read)
-        tar = TarReader(stream)
+        ahead = Prefetch(stream)
+        tar = TarReader(ahead.piece)
         for info in tar:
             unpacker.member(tar, info)
         tar.member = None
@@ -323,6 +326,8 @@ def unpack(read: Callable[[int], bytes], dest: str) -> Unpacked:
             raise
         raise LayerError(f"member {tar.member.name!r}: {exc.strerror}") from None
     finally:
+        if ahead is not None:
+            ahead.close()
         unpacker.close()
         os.close(root_fd)
     return Unpacked("sha256:" + stream.sha.hexdigest(), stream.size)
