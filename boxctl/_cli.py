@@ -460,7 +460,9 @@ def cmd_inspect(args: Args) -> int:
 
 def cmd_logs(args: Args) -> int:
     since = _verbs.time_arg(args.since, "--since") if args.since else None
-    until = _verbs.time_arg(args.until, "--until") if args.until else None
+    # --until is inclusive, and a time copied from `logs -t` has nanoseconds: one
+    # microsecond more makes up for what the float (and fromisoformat) cannot hold.
+    until = _verbs.time_arg(args.until, "--until") + 1e-6 if args.until else None
     with Client(args.socket) as client:
         client.request(
             {

@@ -54,8 +54,13 @@ def time_arg(text: str, option: str) -> float:
         return float(text)
     except ValueError:
         pass
+    # The fraction is read apart: datetime keeps microseconds, and a time that docker logs
+    # -t printed (nanoseconds) must name its own line, as the daemon reckons it (ns / 1e9).
+    head, dot, rest = text.partition(".")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    nanos = int(rest[:digits][:9].ljust(9, "0")) if dot and digits else 0
     try:
-        when = datetime.datetime.fromisoformat(text)
+        when = datetime.datetime.fromisoformat(head + rest[digits:] if dot else text)
     except ValueError:
         raise CliError(
             f"invalid {option} {text!r}: use a Unix time, a duration (10s, 5m, 2h) or an "
@@ -64,7 +69,7 @@ def time_arg(text: str, option: str) -> float:
         ) from None
     if when.tzinfo is None:
         when = when.astimezone()  # local time, as Docker reads it
-    return when.timestamp()
+    return (int(when.timestamp()) * 1_000_000_000 + nanos) / 1_000_000_000
 
 
 EVENT_FILTERS = ("container", "event", "image", "label", "type")

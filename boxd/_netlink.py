@@ -98,6 +98,12 @@ def delete_link(name: str) -> bool:
         return True
 
 
+def link_index(name: str) -> int:
+    """The interface index of link ``name`` (0: there is none)."""
+    with _route() as ipr:
+        return _index(ipr, name) or 0
+
+
 def delete_index(index: int) -> None:
     """Delete the link of interface index ``index`` if it is still there."""
     with _route() as ipr:

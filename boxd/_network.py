@@ -500,9 +500,9 @@ class Networks:
             if net is None:
                 continue
             join = joins.get(ep.network, NetworkJoin(ep.network, ep.aliases))
-            link = _Link(
-                net, join, ep.ip_address, ep.interface, host_link_name(container.id, ep.interface)
-            )
+            host_link = host_link_name(container.id, ep.interface)
+            index = await trio.to_thread.run_sync(_netlink.link_index, host_link)
+            link = _Link(net, join, ep.ip_address, ep.interface, host_link, index)
             attachment.links.append(link)
         if attachment.links:
             for port in container.state.network.ports:
@@ -642,13 +642,12 @@ class _Link:
 
 
 async def _unplug(link: _Link) -> None:
-    """The host's end of ``link`` gone (by index; by name for one adopted from another
-    daemon); a failure is logged, never raised into the daemon's nursery."""
+    """The host's end of ``link`` gone, by its index (a link never plugged has none, and
+    nothing to remove); a failure is logged, never raised into the daemon's nursery."""
+    if not link.host_index:
+        return
     try:
-        if link.host_index:
-            await trio.to_thread.run_sync(_netlink.delete_index, link.host_index)
-        else:
-            await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
+        await trio.to_thread.run_sync(_netlink.delete_index, link.host_index)
     except Exception as exc:  # pyroute2's NetlinkError is no OSError
         log.warning("could not remove %s: %s", link.host_link, exc)
 

@@ -317,7 +317,7 @@ def _frozen(pid: int) -> bool:
             text = (events / path.lstrip("/") / "cgroup.events").read_text()
             if "frozen 1" in text:
                 return True
-        if "freezer" in controllers.split(","):
+        if "freezer" in controllers.split(",") and path != "/":  # (not the v1 root's)
             state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
             if state.read_text().strip() == "FROZEN":
                 return True

@@ -468,7 +468,8 @@ def test_terminal_comes_from_the_containers_own_devpts(
     boxd.ctl("run", "-d", "-t", "--name", "tty-sleeper", str(image), "/bin/probe", "sleep", "600")
     try:
         assert boxd.ctl("exec", "-t", "tty-sleeper", "/bin/tty").stdout == "/dev/pts/1\n"
-        assert set(os.listdir("/dev/pts")) == host_ptys
+        # Nothing new on the host (another process's terminal may close meanwhile).
+        assert not set(os.listdir("/dev/pts")) - host_ptys
     finally:
         boxd.ctl("rm", "-f", "tty-sleeper")
 
