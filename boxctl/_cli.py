@@ -459,9 +459,9 @@ def cmd_inspect(args: Args) -> int:
 
 
 def cmd_logs(args: Args) -> int:
-    since = _verbs.time_arg(args.since, "--since") if args.since else None
-    # --until is inclusive, and a time copied from `logs -t` has nanoseconds: one
-    # microsecond more makes up for what the float (and fromisoformat) cannot hold.
+    # A time copied from `logs -t` names its own line: a microsecond of slack each way,
+    # since seconds as a float hold a nanosecond time only to ~256 ns.
+    since = _verbs.time_arg(args.since, "--since") - 1e-6 if args.since else None
     until = _verbs.time_arg(args.until, "--until") + 1e-6 if args.until else None
     with Client(args.socket) as client:
         client.request(
