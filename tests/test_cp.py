@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -25,12 +23,13 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon, running_daemon
+from docker_clients import api_call, needs_cli
+from docker_clients import docker as _docker
 
 from boxd._plan import id_range
 
 pytestmark = pytest.mark.root
 
-DOCKER = shutil.which("docker")
 MTIME = 1_600_000_000
 
 
@@ -359,40 +358,7 @@ def test_user_namespace_ids(clean: Daemon, tmp_path: Path) -> None:
 # ---- the Docker API: the docker CLI and raw HTTP --------------------------------------
 
 
-def _docker(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    assert DOCKER is not None
-    env = {
-        **os.environ,
-        "DOCKER_HOST": f"unix://{daemon.docker_socket}",
-        "DOCKER_CONFIG": str(daemon.root.parent / "docker-config"),
-    }
-    return subprocess.run(
-        [DOCKER, *args], capture_output=True, text=True, env=env, timeout=60,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=30)
-        self.unix_path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
-
-def _http(daemon: Daemon, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-    conn = _UnixHTTP(daemon.docker_socket)
-    try:
-        conn.request(method, path)
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
-
-
-@pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not on PATH")
+@needs_cli
 def test_docker_cp_both_ways(clean: Daemon, tmp_path: Path) -> None:
     src = _tree(tmp_path)
     _start(clean, "d")
@@ -421,14 +387,14 @@ def test_docker_cp_both_ways(clean: Daemon, tmp_path: Path) -> None:
 def test_archive_endpoints_in_dockers_shape(clean: Daemon) -> None:
     _start(clean, "e")
     _sh(clean, "e", "ln -s /etc/hostname /hn")
-    status, headers, body = _http(clean, "HEAD", "/containers/e/archive?path=/etc")
+    status, headers, body = api_call(clean, "HEAD", "/containers/e/archive?path=/etc")
     assert (status, body) == (200, b"")
     st = json.loads(base64.b64decode(headers["x-docker-container-path-stat"]))
     assert st["name"] == "etc" and st["mode"] == (1 << 31) | 0o755 and st["linkTarget"] == ""
-    status, headers, _ = _http(clean, "HEAD", "/v1.41/containers/e/archive?path=/hn")
+    status, headers, _ = api_call(clean, "HEAD", "/v1.41/containers/e/archive?path=/hn")
     st = json.loads(base64.b64decode(headers["x-docker-container-path-stat"]))
     assert st["mode"] & (1 << 27) and st["linkTarget"] == "/etc/hostname"
-    status, headers, body = _http(clean, "GET", "/containers/e/archive?path=/etc/hostname")
+    status, headers, body = api_call(clean, "GET", "/containers/e/archive?path=/etc/hostname")
     assert status == 200 and headers["content-type"] == "application/x-tar"
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         assert tar.getnames() == ["hostname"]
@@ -439,7 +405,7 @@ def test_archive_endpoints_in_dockers_shape(clean: Daemon) -> None:
         ("PUT", "/containers/e/archive?path=/etc/hostname", 400, "not a directory"),
         ("PUT", "/containers/e/archive?path=/tmp&noOverwriteDirNonDir=x", 400, "boolean"),
     ]:
-        status, _, body = _http(clean, method, path)
+        status, _, body = api_call(clean, method, path)
         assert status == code and message in json.loads(body)["message"], (path, body)
-    status, _, _ = _http(clean, "HEAD", "/containers/e/archive?path=/nope")
+    status, _, _ = api_call(clean, "HEAD", "/containers/e/archive?path=/nope")
     assert status == 404

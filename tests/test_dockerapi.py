@@ -4,7 +4,6 @@ and raw HTTP with bad input.  One real daemon for the module (its own root and s
 from __future__ import annotations
 
 import gc
-import http.client
 import json
 import os
 import shlex
@@ -23,13 +22,13 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, running_daemon
+from docker_clients import DOCKER, docker_env, needs_cli
+from docker_clients import api_call as _call
+from docker_clients import docker as _docker
 from registry_harness import build_oci_image, push, running_registry
 from test_terminal import Tmux
 
 pytestmark = pytest.mark.root
-
-DOCKER = shutil.which("docker")
-needs_cli = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not on PATH")
 
 
 @pytest.fixture(scope="module")
@@ -44,53 +43,6 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
     yield daemon
     for cid in daemon.ctl("ps", "-a", "-q").stdout.split():
         daemon.ctl("rm", "-f", cid, check=False)
-
-
-def _docker(
-    daemon: Daemon, *args: str, input: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    assert DOCKER is not None
-    return subprocess.run(
-        [DOCKER, *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        env=_env(daemon),
-        timeout=timeout,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
-
-
-def _env(daemon: Daemon) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DOCKER_HOST": f"unix://{daemon.docker_socket}",
-        "DOCKER_CONFIG": str(daemon.root.parent / "docker-config"),
-    }
-
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=30)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)  # blocking: waits for room in the listen backlog
-        self.sock.settimeout(30)
-
-
-def _call(
-    daemon: Daemon, method: str, path: str, body: bytes | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    conn = _UnixHTTP(daemon.docker_socket)
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
 
 
 # ---- the docker CLI -------------------------------------------------------------------
@@ -176,7 +128,7 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
         [DOCKER or "docker", "logs", "-f", "web"],
         stdout=subprocess.PIPE,
         text=True,
-        env=_env(clean),
+        env=docker_env(clean),
     ) as follow:
         assert follow.stdout is not None
         assert follow.stdout.readline() == "started\n"
@@ -323,7 +275,7 @@ def test_events_followed_in_order(clean: Daemon) -> None:
     fmt = "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"
     argv = [DOCKER or "docker", "events", "--since", since, "--filter", "container=ev"]
     with subprocess.Popen(
-        [*argv, "--format", fmt], stdout=subprocess.PIPE, text=True, env=_env(clean)
+        [*argv, "--format", fmt], stdout=subprocess.PIPE, text=True, env=docker_env(clean)
     ) as follow:
         assert follow.stdout is not None
         assert (
@@ -836,7 +788,7 @@ with DockerContainer("default").with_command(server).with_exposed_ports(8000) as
             time.sleep(0.1)
     print(body.strip() == c.get_wrapped_container().id[:12])
 """
-    env = {**_env(clean), "TESTCONTAINERS_RYUK_DISABLED": "true"}
+    env = {**docker_env(clean), "TESTCONTAINERS_RYUK_DISABLED": "true"}
     r = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )

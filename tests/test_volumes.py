@@ -4,13 +4,11 @@ daemon (one for the module, emptied after each test)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,13 +18,11 @@ from typing import Any
 import pytest
 from conftest import build_busybox_root
 from daemon_harness import Daemon, running_daemon
+from docker_clients import api_call, needs_cli
+from docker_clients import docker as _docker
 
 from boxd._mounts import parse_mount, parse_volume_flag
 from boxd._volumes import stacked_dirs
-
-DOCKER = shutil.which("docker")
-needs_cli = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not on PATH")
-
 
 # ---- parsing ------------------------------------------------------------------------------
 
@@ -513,19 +509,6 @@ def test_volumes_and_their_users_survive_a_restart(tmp_path: Path) -> None:
 # ---- the Engine API: the docker CLI and docker-py -------------------------------------------
 
 
-def _docker(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    assert DOCKER is not None
-    env = {
-        **os.environ,
-        "DOCKER_HOST": f"unix://{daemon.docker_socket}",
-        "DOCKER_CONFIG": str(daemon.root.parent / "docker-config"),
-    }
-    return subprocess.run(
-        [DOCKER, *args], capture_output=True, text=True, env=env, timeout=60,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
 @needs_cli
 @pytest.mark.root
 def test_docker_cli_volumes(daemon: Daemon) -> None:
@@ -612,16 +595,8 @@ def test_docker_py_volumes(daemon: Daemon) -> None:
 
 
 def _call(daemon: Daemon, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("localhost", timeout=30)
-    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.sock.connect(str(daemon.docker_socket))
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    status, _, data = api_call(daemon, method, path, body)
+    return status, data
 
 
 def _create(mounts: list[dict[str, Any]]) -> bytes:
