@@ -629,15 +629,9 @@ async def start(
             native.release(spawned, held)
             while True:
                 await trio.lowlevel.wait_readable(spawned.sync_fd)
-                data, fds = _receive(spawned.sync_fd)
-                held.extend(fds)
-                message = parse_message(data) if data else None
+                spawned, message = _next_message(spawned, held)
                 if message is None or message[0] is not Message.CONSOLE:
                     break
-                if len(fds) != 1 or spawned.console >= 0:
-                    raise RuntimeError("spawn: a console message without exactly one master")
-                held.remove(fds[0])
-                spawned = attrs.evolve(spawned, console=fds[0])
         except BaseException:
             if spawned.console >= 0:
                 os.close(spawned.console)
@@ -655,6 +649,22 @@ async def start(
     with trio.CancelScope(shield=True):
         await _reap(spawned, plan)
     raise _failure(plan, message)
+
+
+def _next_message(
+    spawned: Spawned, held: list[int]
+) -> tuple[Spawned, tuple[Message, int, int, int] | None]:
+    """The child's next sync message (None at EOF); the fds that came with it go to
+    ``held``, but a console message's terminal master goes into the returned Spawned."""
+    data, fds = _receive(spawned.sync_fd)
+    held.extend(fds)
+    message = parse_message(data) if data else None
+    if message is not None and message[0] is Message.CONSOLE:
+        if len(fds) != 1 or spawned.console >= 0:
+            raise RuntimeError("spawn: a console message without exactly one master")
+        held.remove(fds[0])
+        spawned = attrs.evolve(spawned, console=fds[0])
+    return spawned, message
 
 
 def _failure(plan: SpawnPlan, message: tuple[Message, int, int, int]) -> Exception:
@@ -710,15 +720,9 @@ def start_blocking(
                 prepare(spawned)
             native.release(spawned)
             while True:
-                data, fds = _receive(spawned.sync_fd)  # a blocking socket: waits
-                held.extend(fds)
-                message = parse_message(data) if data else None
+                spawned, message = _next_message(spawned, held)  # a blocking socket: waits
                 if message is None or message[0] is not Message.CONSOLE:
                     break
-                if len(fds) != 1 or spawned.console >= 0:
-                    raise RuntimeError("spawn: a console message without exactly one master")
-                held.remove(fds[0])
-                spawned = attrs.evolve(spawned, console=fds[0])
         except BaseException:
             if spawned.console >= 0:
                 os.close(spawned.console)
