@@ -245,6 +245,23 @@ def prune_filters(specs: list[str]) -> dict[str, list[str]]:
     return filters
 
 
+def confirm(warning: str, force: bool) -> bool:
+    """A prune's question, as Docker asks it (``-f``/``--force``: no question)."""
+    if force:
+        return True
+    print(f"{warning}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def print_removed(title: str, lines: list[str]) -> None:
+    """A prune's list of what went (``Deleted Containers:``), nothing when nothing went."""
+    if lines:
+        print(title)
+        for line in lines:
+            print(line)
+        print()
+
+
 PRUNE_FILTER = Opt(
     "--filter",
     kind=APPEND,

@@ -4,12 +4,24 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
-from boxd import _wirejson
+from boxd import _human, _wirejson
 
-from ._args import APPEND, FLAG, ONE, PRUNE_FILTER, REST, VALUE, Args, Command, Opt, prune_filters
+from ._args import (
+    APPEND,
+    FLAG,
+    ONE,
+    PRUNE_FILTER,
+    REST,
+    VALUE,
+    Args,
+    Command,
+    Opt,
+    confirm,
+    print_removed,
+    prune_filters,
+)
 from ._client import USAGE, Client, CliError, call, check
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -183,34 +195,13 @@ def cmd_events(args: Args) -> int:
                 print(line, flush=True)
 
 
-def _human(n: int) -> str:
-    """Docker's units for reclaimed space: 0B, 12.3kB, 4.5MB (powers of 1000)."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.4g}{unit}"
-        size /= 1000
-    raise AssertionError
-
-
 def cmd_container_prune(args: Args) -> int:
-    if not args.force:
-        print(
-            "WARNING! This will remove all stopped containers.\n"
-            "Are you sure you want to continue? [y/N] ",
-            end="",
-            flush=True,
-        )
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not confirm("WARNING! This will remove all stopped containers.", args.force):
+        return 0
     filters = prune_filters(args.filter)
     response = call(args.socket, {"type": "PruneRequest", "filters": filters})
-    if response["removed"]:
-        print("Deleted Containers:")
-        for cid in response["removed"]:
-            print(cid)
-        print()
-    print(f"Total reclaimed space: {_human(response['reclaimed'])}")
+    print_removed("Deleted Containers:", response["removed"])
+    print(f"Total reclaimed space: {_human.size(response['reclaimed'], 4)}")
     return 0
 
 

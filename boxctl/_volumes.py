@@ -8,7 +8,19 @@ import sys
 
 from boxd import _human
 
-from ._args import APPEND, FLAG, REST, SOME, VALUE, Args, Command, Opt
+from ._args import (
+    APPEND,
+    FLAG,
+    REST,
+    SOME,
+    VALUE,
+    Args,
+    Command,
+    Opt,
+    confirm,
+    print_removed,
+    prune_filters,
+)
 from ._client import USAGE, CliError, call, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -192,37 +204,15 @@ def _rm(args: Args) -> int:
     return status
 
 
-def _filters(specs: list[str]) -> dict[str, list[str]]:
-    """``--filter KEY=VALUE`` words as Docker's filter object; the daemon checks them."""
-    found: dict[str, list[str]] = {}
-    for spec in specs:
-        key, eq, value = spec.partition("=")
-        if not eq:
-            raise CliError(f"invalid --filter {spec!r}: use until=TIME, label=KEY[=VALUE]", USAGE)
-        found.setdefault(key, []).append(value)
-    return found
-
-
-def _confirm(lines: str, force: bool) -> bool:
-    if force:
-        return True
-    print(f"{lines}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
 def _prune(args: Args) -> int:
     which = "all" if args.all else "anonymous"
     warning = f"WARNING! This will remove {which} local volumes not used by at least one container."
-    if not _confirm(warning, args.force):
+    if not confirm(warning, args.force):
         return 0
-    request = {"type": "VolumePruneRequest", "all": args.all, "filters": _filters(args.filter)}
+    request = {"type": "VolumePruneRequest", "all": args.all, "filters": prune_filters(args.filter)}
     r = call(args.socket, request)
-    if r["removed"]:
-        print("Deleted Volumes:")
-        for name in r["removed"]:
-            print(name)
-        print()
-    print(f"Total reclaimed space: {_human.size(r['reclaimed'])}")
+    print_removed("Deleted Volumes:", r["removed"])
+    print(f"Total reclaimed space: {_human.size(r['reclaimed'], 4)}")
     return 0
 
 
@@ -313,34 +303,26 @@ def cmd_system_prune(args: Args) -> int:
     items.append("all images without at least one container associated to them"
                  if args.all else "all dangling images")  # fmt: skip
     warning = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
-    if not _confirm(warning, args.force):
+    if not confirm(warning, args.force):
         return 0
     reclaimed = 0
-    filters = _filters(args.filter)
+    filters = prune_filters(args.filter)
     containers = call(args.socket, {"type": "PruneRequest", "filters": filters})
     reclaimed += containers["reclaimed"]
-    _section("Deleted Containers:", containers["removed"])
+    print_removed("Deleted Containers:", containers["removed"])
     networks = call(args.socket, {"type": "NetworkPruneRequest", "filters": filters})
-    _section("Deleted Networks:", networks["removed"])
+    print_removed("Deleted Networks:", networks["removed"])
     if args.volumes:
         volumes = call(args.socket, {"type": "VolumePruneRequest", "filters": filters})
         reclaimed += volumes["reclaimed"]
-        _section("Deleted Volumes:", volumes["removed"])
+        print_removed("Deleted Volumes:", volumes["removed"])
     request = {"type": "PruneImagesRequest", "all": args.all, "filters": filters}
     images = call(args.socket, request)
     lines = [f"untagged: {t}" for t in images["untagged"]]
     lines += [f"deleted: {d}" for d in images["deleted"]]
-    _section("Deleted Images:", lines)
-    print(f"Total reclaimed space: {_human.size(reclaimed)}")
+    print_removed("Deleted Images:", lines)
+    print(f"Total reclaimed space: {_human.size(reclaimed, 4)}")
     return 0
-
-
-def _section(title: str, lines: list[str]) -> None:
-    if lines:
-        print(title)
-        for line in lines:
-            print(line)
-        print()
 
 
 SYSTEM_PRUNE = Command(

@@ -32,12 +32,12 @@ def duration(seconds: float) -> str:
     return f"{hours // 24 // 365} years"
 
 
-def size(n: float) -> str:
+def size(n: float, digits: int = 3) -> str:
     """Decimal units with three significant digits, as ``docker ps -s``: ``0B``, ``12.3kB``,
-    ``1.5MB``."""
+    ``1.5MB`` (``digits=4``: go-units' HumanSize, as in ``Total reclaimed space``)."""
     units = ("B", "kB", "MB", "GB", "TB", "PB")
     i = 0
     while n >= 1000 and i < len(units) - 1:
         n /= 1000
         i += 1
-    return f"{n:.3g}{units[i]}"
+    return f"{n:.{digits}g}{units[i]}"
