@@ -471,6 +471,7 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     assert (cpuset_dir / "cpuset.cpus").read_text().strip() == "0"
     runtime("delete", "--force", "u1")
     assert not pids_dir.exists() and not cpuset_dir.exists()
+    assert not cpuset_dir.parent.exists()  # the runtime's own group there, made by update
 
 
 def _cgroup_dir(pid: int, controller: str) -> Path:

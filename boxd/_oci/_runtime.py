@@ -363,6 +363,9 @@ def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
         dirs = list(cgroup.paths.values())
         if dirs != saved["cgroup_dirs"]:  # a cpuset limit joined the cpuset hierarchy
             saved["cgroup_dirs"] = dirs
+            if not saved["cgroup_parent"]:  # its parent there is ours too: delete removes it
+                made = {*saved["cgroup_made"], *(os.path.dirname(d) for d in dirs)}
+                saved["cgroup_made"] = sorted(made)
             root.save(saved)
 
 
