@@ -115,9 +115,8 @@ def _box_server(bench: Bench, name: str, *publish: str) -> str:
     """A detached container serving iperf3; its address on the bridge."""
     bench.tools["iperf3"].require()
     run_checked(bench.boxctl("run", "-d", "--name", name, *publish, "default", "iperf3", "-s"))
-    found = json.loads(run_checked(bench.boxctl("inspect", name)))[0]
-    address: str = found["state"]["network"]["endpoints"][0]["ip_address"]
-    return address
+    template = "{{.NetworkSettings.IPAddress}}"  # as with docker inspect
+    return run_checked(bench.boxctl("inspect", "-f", template, name)).strip()
 
 
 class _Interleaved:
