@@ -54,17 +54,19 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     return int(fd)
 
 
-def read_regular(root: str, path: str, *, limit: int = 4 << 20) -> bytes | None:
-    """The contents of ``path`` resolved inside directory ``root``, or None when nothing
-    is there or it is not a regular file (an overlay whiteout, a FIFO, a device, or a
-    symlink at its last component: the caller resolves links itself, inside the image).
-    ``limit``: the most bytes read."""
+def _open_regular(root: str, path: str, flags: int) -> int | None:
+    """``path`` resolved inside directory ``root`` and opened with ``flags`` if it is a
+    regular file (reopened through the O_PATH fd that was checked: exactly that file);
+    None when nothing is there or it is something else (an overlay whiteout, a FIFO, a
+    device, or a symlink at its last component)."""
     dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        flags = os.O_PATH | os.O_NOFOLLOW
         try:
             fd = openat2(
-                dirfd, path.lstrip("/") or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+                dirfd,
+                path.lstrip("/") or ".",
+                os.O_PATH | os.O_NOFOLLOW,
+                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
             )
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
@@ -75,10 +77,19 @@ def read_regular(root: str, path: str, *, limit: int = 4 << 20) -> bytes | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        # Reopened for reading through the fd itself: exactly the file checked above.
-        file = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC)
     finally:
         os.close(fd)
+
+
+def read_regular(root: str, path: str, *, limit: int = 4 << 20) -> bytes | None:
+    """The contents of ``path`` resolved inside directory ``root``, or None when nothing
+    is there or it is not a regular file (an overlay whiteout, a FIFO, a device, or a
+    symlink at its last component: the caller resolves links itself, inside the image).
+    ``limit``: the most bytes read."""
+    file = _open_regular(root, path, os.O_RDONLY)
+    if file is None:
+        return None
     with os.fdopen(file, "rb") as f:
         return f.read(limit)
 
@@ -87,27 +98,9 @@ def rewrite_regular(root: str, path: str, data: bytes) -> bool:
     """Replace the contents of the regular file ``path`` resolved inside ``root`` (a
     running container's ``/proc/PID/root``); False when nothing is there or it is not a
     regular file (a symlink at its last component, a FIFO, a device: left alone)."""
-    dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        try:
-            fd = openat2(
-                dirfd,
-                path.lstrip("/"),
-                os.O_PATH | os.O_NOFOLLOW,
-                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-            )
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                return False
-            raise
-    finally:
-        os.close(dirfd)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        file = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-    finally:
-        os.close(fd)
+    file = _open_regular(root, path, os.O_WRONLY | os.O_TRUNC)
+    if file is None:
+        return False
     with os.fdopen(file, "wb") as f:
         f.write(data)
     return True
