@@ -194,6 +194,8 @@ class Networks:
         self._names: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}  # net -> cid -> ...
         self._dns: dict[str, trio.CancelScope] = {}
         self._resolvers: dict[str, tuple[str, ...]] = {}  # container id -> its --dns
+        # container id -> how many running ``container:NAME`` members share its namespace
+        self._sharers: dict[str, int] = {}
         self._lock = trio.Lock()
         self._table = False  # whether this daemon made its nftables table
         # ``container:NAME``: the running container NAME names, and its init's pid (set by
@@ -755,6 +757,8 @@ class Attachment:
         if self.mode.startswith("container:"):
             assert nets.peer is not None
             self._peer = nets.peer(self.mode.partition(":")[2])
+            owner = self._peer[0].id
+            nets._sharers[owner] = nets._sharers.get(owner, 0) + 1
             return
         cid = self.container.id
         async with nets._lock:
@@ -959,9 +963,16 @@ class Attachment:
                     nets._names.get(link.net.name, {}).pop(cid, None)
                 if had_ports:
                     await nets._apply()
-        # The host's ends go with the namespace, on the kernel's time; this covers a
-        # namespace kept alive (``container:NAME`` members), off the container's way out
-        # (by index: a next run's link of the same name is never the one deleted).
+        if self._peer is not None:
+            owner = self._peer[0].id
+            nets._sharers[owner] -= 1
+            if not nets._sharers[owner]:
+                del nets._sharers[owner]
+            self._peer = None
+        if not nets._sharers.get(cid):
+            return  # the host's ends go with the namespace, on the kernel's time
+        # Members keep the namespace: its links go, off the container's way out (by index:
+        # a next run's link of the same name is never the one deleted).
         for link in self.links:
             if nets.nursery is None:
                 await _unplug(link)
