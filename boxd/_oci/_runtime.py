@@ -21,11 +21,10 @@ import termios
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
 from .._native import Namespace, RealNative, SpawnPlan, Stage
+from .._record import evolve
 from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
 from ._state import (
@@ -145,7 +144,7 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
     """Spawn ``plan`` in ``cgroup``: the process places itself (Cgroup.placement), which
     spares the kernel's wait for an RCU grace period that moving it from here costs."""
     with cgroup.placement() as (tasks, v2_dir):
-        placed = attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
+        placed = evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
         return _native.start_blocking(RealNative(), placed, place)
 
 
