@@ -135,6 +135,16 @@ class Rlimit:
 
 
 @attrs.frozen
+class LinkConfig:
+    """One of the container's interfaces (a veth end moved into its new network namespace
+    while the child waits), which the child gives its address and brings up."""
+
+    name: str  # eth0
+    address: str  # an IPv4 address
+    prefix_len: int
+
+
+@attrs.frozen
 class ShimSpec:
     """Spawn through boxd-shim (live restore): the container becomes the child of a small
     program that outlives the daemon (see boxd/_shim.py)."""
@@ -212,6 +222,11 @@ class SpawnPlan:
     # clone3 creates it in (CLONE_INTO_CGROUP).  With join_pidfd the intermediate does it.
     cgroup_tasks: tuple[tuple[int, str], ...] = ()
     cgroup_dir: int = -1
+    # In a new network namespace, after its loopback: the interfaces the caller moved in
+    # (its ``configure`` step of :func:`start`), configured with a few ioctls; then the
+    # default route through ``gateway`` ("": none).
+    links: tuple[LinkConfig, ...] = ()
+    gateway: str = ""
 
 
 class Stage(enum.IntEnum):
@@ -244,6 +259,7 @@ class Stage(enum.IntEnum):
     START = 25  # waiting for the OCI runtime's `start` (start_fd)
     SHIM = 26  # making the shim's socket, or exec of boxd-shim
     CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it
+    NETWORK = 28  # index = the failing link; len(links): the default route
 
 
 class Message(enum.IntEnum):
@@ -327,6 +343,11 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"start {plan.shim.program}", plan.shim.program)
     if stage == Stage.PIVOT:
         return SpawnError(stage, err, f"pivot_root {plan.rootfs}", plan.rootfs)
+    if stage == Stage.NETWORK and 0 <= index < len(plan.links):
+        link = plan.links[index]
+        return SpawnError(stage, err, f"configure {link.name} as {link.address}/{link.prefix_len}")
+    if stage == Stage.NETWORK:
+        return SpawnError(stage, err, f"add the default route through {plan.gateway}")
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)
@@ -431,6 +452,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
         raise ValueError(f"cwd {plan.cwd!r} must be absolute")
+    if (plan.links or plan.gateway) and Namespace.NET not in plan.namespaces:
+        raise ValueError("links and a gateway need a new network namespace")
     if plan.mounts and plan.rootfs is None:
         raise ValueError("a mount table needs a rootfs to resolve its targets in")
     for op in plan.mounts:
@@ -487,7 +510,18 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         else tuple(_check_text("shim argv item", a) for a in plan.shim.argv),
         "cgroup_tasks": tuple(fd for fd, _ in plan.cgroup_tasks),
         "cgroup_dir": plan.cgroup_dir,
+        "links": tuple(_link(link) for link in plan.links),
+        "gateway": socket.inet_aton(plan.gateway) if plan.gateway else b"",
     }
+
+
+def _link(link: LinkConfig) -> tuple[bytes, bytes, bytes]:
+    """(name, address, netmask) as the extension takes them."""
+    if not 0 <= link.prefix_len <= 32:
+        raise ValueError(f"prefix length {link.prefix_len} of {link.name} is not 0 to 32")
+    mask = (0xFFFFFFFF << (32 - link.prefix_len)) & 0xFFFFFFFF
+    name = _check_text("interface name", link.name)
+    return (name, socket.inet_aton(link.address), mask.to_bytes(4, "big"))
 
 
 class RealNative:

@@ -181,7 +181,7 @@ class Run:
         left in the cgroup and removes it; an exec'd process only joins the cgroup.
         ``network``: the init's place on its network, reserved before the plan is built
         (the plan writes its address into /etc/hosts), connected while the child waits
-        and released when it ends.
+        (which then configures its interfaces itself) and released when it ends.
         ``shim_dir``: spawn it through a boxd-shim listening there (live restore).
         """
         config = self.container.config
@@ -217,6 +217,9 @@ class Run:
                 if network is not None:
                     await network.reserve()
                 plan = build_plan(stdio)
+                if network is not None and network.links:  # it configures them itself
+                    links, gateway = network.plan_links(), network.plan_gateway()
+                    plan = attrs.evolve(plan, links=links, gateway=gateway)
                 if shim_dir is not None:
                     argv = (_shim.PROGRAM, self.container.id)
                     plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
