@@ -21,11 +21,10 @@ import termios
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
 from .._native import Namespace, RealNative, SpawnPlan, Stage
+from .._record import evolve
 from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
 from ._state import (
@@ -145,13 +144,14 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
     """Spawn ``plan`` in ``cgroup``: the process places itself (Cgroup.placement), which
     spares the kernel's wait for an RCU grace period that moving it from here costs."""
     with cgroup.placement() as (tasks, v2_dir):
-        placed = attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
+        placed = evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
         return _native.start_blocking(RealNative(), placed, place)
 
 
 def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[Namespace]) -> None:
     """Set namespaced sysctls from a process that joined the init's namespaces (a sysctl
-    file shows the namespace of the process that writes it, not of the /proc mount)."""
+    file shows the namespace of the process that writes it, not of the /proc mount), when
+    the init cannot (see _translate.table_sysctls)."""
     if not values:
         return
     script = 'while [ $# -gt 0 ]; do printf %s "$2" > "/proc/sys/$1" || exit 1; shift 2; done'
@@ -223,14 +223,17 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(root.start_socket(cid))
             listener.listen(1)
+            spaces = _translate.namespaces(spec)
+            sysctls = _translate.sysctls(spec, spaces)
+            in_table = _translate.table_sysctls(spec, spaces)
             plan = _translate.build(
                 spec,
                 bundle,
                 start_fd=listener.fileno(),
                 keep_fds=options.preserve_fds,
                 no_pivot=options.no_pivot,
+                sysctls=sysctls if in_table else {},
             )
-            sysctls = _translate.sysctls(spec, plan.namespaces)
             cgroup = host.create(name, limits)
             assert spec.process is not None
             if spec.process.user.umask is not None:
@@ -247,7 +250,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                     _send_console(options.console_socket, spawned.console)
                 finally:
                     os.close(spawned.console)
-            _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
+            if not in_table:
+                _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
             found = start_time_of(spawned.pid)
             saved: Saved = {
                 "id": cid,
