@@ -24,7 +24,6 @@ import stat
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
@@ -32,8 +31,10 @@ from ._record import frozen
 from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+    from typing import Any
 
     from ._records import Volume
 

@@ -19,7 +19,6 @@ import signal
 import socket
 import termios
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
@@ -39,7 +38,10 @@ from ._state import (
     write_pid_file,
 )
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._state import Saved
 
 CGROUP_GROUP = "boxd-runtime"

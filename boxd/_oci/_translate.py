@@ -12,7 +12,6 @@ import resource
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from .. import _caps, _rootfs
 from .._cgroup import CPU_PERIOD, Limits
@@ -26,6 +25,10 @@ from .._native import (
     SpawnPlan,
 )
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
+if TYPE_CHECKING:
+    from typing import Any
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
