@@ -34,9 +34,8 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import attrs
-
 from . import _devices
+from ._record import evolve, frozen
 
 log = logging.getLogger("boxd.cgroup")
 
@@ -70,7 +69,7 @@ class CgroupError(OSError):
     pass
 
 
-@attrs.frozen
+@frozen
 class Limits:
     """Resource limits; None leaves a limit as it is (on creation: the kernel's default,
     except ``pids_limit``, which defaults to :data:`DEFAULT_PIDS_LIMIT`).  Values are
@@ -84,7 +83,7 @@ class Limits:
     cpuset_cpus: str | None = None  # "0-1,3"
 
 
-@attrs.frozen
+@frozen
 class Stats:
     """Counters of one container's cgroup; 0 (None for the limit and peak) when the
     host lacks the controller or the kernel the file."""
@@ -100,7 +99,7 @@ class Stats:
     io_write_bytes: int
 
 
-@attrs.frozen
+@frozen
 class MemoryDetail:
     """What the /proc view's meminfo needs beyond :class:`Stats`: the counters of
     memory.stat in bytes, by their v2 names (v1's hierarchical ``total_*`` counters are
@@ -224,7 +223,7 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-@attrs.frozen
+@frozen
 class Hierarchy:
     """One mounted hierarchy we create container cgroups in."""
 
@@ -363,7 +362,7 @@ class CgroupHost:
             )
             used_v2 = set(listed.split()) & set(WANTED)
             unavailable = _v2_unavailable(h, used_v2)
-            hierarchies.append(attrs.evolve(h, controllers=frozenset(used_v2 - set(unavailable))))
+            hierarchies.append(evolve(h, controllers=frozenset(used_v2 - set(unavailable))))
         seen: dict[Path, set[str]] = {}
         for controller, (mount, _root) in v1.items():
             if controller in used_v2 or controller not in own:
@@ -464,7 +463,7 @@ class CgroupHost:
         _check_name(name)
         self._check_available(limits)
         if limits.pids_limit is None and "pids" in self.controllers():
-            limits = attrs.evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
+            limits = evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
         joined = self.joined(limits)
         cg = Cgroup(self, name, joined)
         made: list[Path] = []

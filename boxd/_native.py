@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import attrs
+from ._record import evolve, frozen
 
 
 class Namespace(enum.Enum):
@@ -82,7 +82,7 @@ class MountKind(enum.IntEnum):
     #            image's lowerdir= then fits overlay's one page of options)
 
 
-@attrs.frozen
+@frozen
 class MountOp:
     kind: MountKind
     target: str
@@ -116,7 +116,7 @@ class MountOp:
         return f"{verb} {self.target}"
 
 
-@attrs.frozen
+@frozen
 class Capabilities:
     """Capability sets as bit masks (bit n = capability number n)."""
 
@@ -127,14 +127,14 @@ class Capabilities:
     ambient: int = 0
 
 
-@attrs.frozen
+@frozen
 class Rlimit:
     resource: int  # RLIMIT_* number
     soft: int  # -1 for RLIM_INFINITY
     hard: int
 
 
-@attrs.frozen
+@frozen
 class LinkConfig:
     """One of the container's interfaces (a veth end moved into its new network namespace
     while the child waits), which the child gives its address and brings up."""
@@ -144,7 +144,7 @@ class LinkConfig:
     prefix_len: int
 
 
-@attrs.frozen
+@frozen
 class ShimSpec:
     """Spawn through boxd-shim (live restore): the container becomes the child of a small
     program that outlives the daemon (see boxd/_shim.py)."""
@@ -154,7 +154,7 @@ class ShimSpec:
     argv: tuple[str, ...]  # its argv (argv[0] and the container's id, for ps)
 
 
-@attrs.frozen
+@frozen
 class SpawnPlan:
     """Everything the child does between fork and exec, prepared in advance."""
 
@@ -273,7 +273,7 @@ class Message(enum.IntEnum):
     STARTED = 5  # shim intermediate -> parent: the container's pid, its pidfd attached
 
 
-@attrs.frozen
+@frozen
 class Spawned:
     pid: int
     pidfd: int
@@ -578,7 +578,6 @@ class RealNative:
             sock.detach()
 
 
-@attrs.define
 class FakeNative:
     """A recording fake for tests without root: it runs ``plan.argv`` as a plain host
     process (no namespaces, mounts, identity or limits; stdio and env only, and no shim: the
@@ -587,9 +586,10 @@ class FakeNative:
     kernel would, by writing its pid to ``cgroup.procs`` beside each ``tasks`` file and in
     the v2 directory (a fake cgroup tree's files)."""
 
-    plans: list[SpawnPlan] = attrs.field(factory=list)
-    released: list[Spawned] = attrs.field(factory=list)
-    failure: tuple[Stage, int, int] | None = None
+    def __init__(self, failure: tuple[Stage, int, int] | None = None) -> None:
+        self.plans: list[SpawnPlan] = []
+        self.released: list[Spawned] = []
+        self.failure = failure
 
     def spawn(self, plan: SpawnPlan) -> Spawned:
         native_arguments(plan)
@@ -697,7 +697,7 @@ def _next_message(
         if len(fds) != 1 or spawned.console >= 0:
             raise RuntimeError("spawn: a console message without exactly one master")
         held.remove(fds[0])
-        spawned = attrs.evolve(spawned, console=fds[0])
+        spawned = evolve(spawned, console=fds[0])
     return spawned, message
 
 

@@ -31,10 +31,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
+from ._record import frozen
 from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
 
@@ -117,7 +116,7 @@ class ImageError(Exception):
     """An image reference that cannot be used; the message names the bad value."""
 
 
-@attrs.frozen
+@frozen
 class Layer:
     """A read-only host directory ``lower`` shown at ``target`` in the container, over the
     directories ``below`` (an image's deeper layers, top-most first)."""
@@ -131,7 +130,7 @@ class Layer:
         return (self.lower, *self.below)
 
 
-@attrs.frozen
+@frozen
 class Image:
     """A root filesystem: layers ordered from ``/`` outwards (a parent before its children)."""
 

@@ -35,6 +35,7 @@ from ._cgroup import Cgroup
 from ._logs import LogWriter
 from ._native import Namespace, Native, ShimSpec, Spawned, SpawnPlan
 from ._output import Output
+from ._record import evolve
 from ._records import Container, RunSummary
 from ._shim import ExitStatus, Hello, ShimConnection
 
@@ -219,16 +220,16 @@ class Run:
                 plan = build_plan(stdio)
                 if network is not None and network.links:  # it configures them itself
                     links, gateway = network.plan_links(), network.plan_gateway()
-                    plan = attrs.evolve(plan, links=links, gateway=gateway)
+                    plan = evolve(plan, links=links, gateway=gateway)
                 if shim_dir is not None:
                     argv = (_shim.PROGRAM, self.container.id)
-                    plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
+                    plan = evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
                 # The process places itself in the cgroup (see Cgroup.placement).
                 with cgroup.placement() as (tasks, v2_dir):
                     spawned = await _native.start(
                         native,
-                        attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir),
+                        evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir),
                         prepare=_placer(id_map, config.oom_score_adj),
                         configure=None if network is None else lambda s: network.connect(s.pid),
                     )

@@ -121,7 +121,7 @@ def test_resources_to_limits_and_refusals() -> None:
     limits = _translate.limits(resources)
     assert (limits.memory, limits.memory_swap, limits.cpus) == (64 << 20, 128 << 20, 0.5)
     assert (limits.cpu_shares, limits.pids_limit) == (512, 32)
-    refused = attrs.evolve(resources, rdma={"mlx": {"hcaHandles": 1}})
+    refused = resources.evolve(rdma={"mlx": {"hcaHandles": 1}})
     with pytest.raises(SpecError, match=r"linux\.resources\.rdma: not supported"):
         _translate.limits(refused)
 

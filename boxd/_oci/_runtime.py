@@ -21,11 +21,10 @@ import termios
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
 from .._native import Namespace, RealNative, SpawnPlan, Stage
+from .._record import evolve
 from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
 from ._state import (
@@ -97,14 +96,25 @@ def _remove_cgroup(cgroup: Cgroup) -> None:
 # --- create --------------------------------------------------------------------------------
 
 
-@attrs.frozen
 class CreateOptions:
-    bundle: Path
-    pid_file: str | None = None
-    console_socket: str | None = None
-    preserve_fds: int = 0
-    no_pivot: bool = False
-    systemd_cgroup: bool = False
+    """``create``'s (and ``run``'s) options."""
+
+    def __init__(
+        self,
+        bundle: Path,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        preserve_fds: int = 0,
+        no_pivot: bool = False,
+        systemd_cgroup: bool = False,
+    ) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.no_pivot = no_pivot
+        self.systemd_cgroup = systemd_cgroup
 
 
 def _send_console(console_socket: str, master: int) -> None:
@@ -134,7 +144,7 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
     """Spawn ``plan`` in ``cgroup``: the process places itself (Cgroup.placement), which
     spares the kernel's wait for an RCU grace period that moving it from here costs."""
     with cgroup.placement() as (tasks, v2_dir):
-        placed = attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
+        placed = evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
         return _native.start_blocking(RealNative(), placed, place)
 
 
@@ -372,18 +382,33 @@ def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
 # --- exec ----------------------------------------------------------------------------------
 
 
-@attrs.frozen
 class ExecOptions:
-    process: dict[str, Any] | None = None  # --process FILE, parsed
-    args: tuple[str, ...] = ()
-    tty: bool = False
-    console_socket: str | None = None
-    detach: bool = False
-    pid_file: str | None = None
-    cwd: str | None = None
-    env: tuple[str, ...] = ()
-    user: str | None = None
-    preserve_fds: int = 0
+    """``exec``'s options."""
+
+    def __init__(
+        self,
+        *,
+        process: dict[str, Any] | None = None,  # --process FILE, parsed
+        args: tuple[str, ...] = (),
+        tty: bool = False,
+        console_socket: str | None = None,
+        detach: bool = False,
+        pid_file: str | None = None,
+        cwd: str | None = None,
+        env: tuple[str, ...] = (),
+        user: str | None = None,
+        preserve_fds: int = 0,
+    ) -> None:
+        self.process = process
+        self.args = args
+        self.tty = tty
+        self.console_socket = console_socket
+        self.detach = detach
+        self.pid_file = pid_file
+        self.cwd = cwd
+        self.env = env
+        self.user = user
+        self.preserve_fds = preserve_fds
 
 
 def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
@@ -393,17 +418,16 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
         if not options.args:
             raise OciError("exec: give the command (arguments) or --process FILE")
         assert spec.process is not None
-        process = attrs.evolve(spec.process, args=options.args, terminal=options.tty)
+        process = spec.process.evolve(args=options.args, terminal=options.tty)
     if options.cwd:
-        process = attrs.evolve(process, cwd=options.cwd)
+        process = process.evolve(cwd=options.cwd)
     if options.env:
-        process = attrs.evolve(process, env=(*process.env, *options.env))
+        process = process.evolve(env=(*process.env, *options.env))
     if options.user:
         uid, _, gid = options.user.partition(":")
         if not uid.isdigit() or (gid and not gid.isdigit()):
             raise OciError(f"--user {options.user!r}: use UID[:GID] (numbers)")
-        user = attrs.evolve(process.user, uid=int(uid), gid=int(gid or 0))
-        process = attrs.evolve(process, user=user)
+        process = process.evolve(user=process.user.evolve(uid=int(uid), gid=int(gid or 0)))
     return process
 
 

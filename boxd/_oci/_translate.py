@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from .. import _caps, _rootfs, _seccomp
 from .._cgroup import CPU_PERIOD, Limits
 from .._native import (
@@ -577,20 +575,19 @@ def limits(resources: Resources | None) -> Limits:
         refused.append("linux.resources.unified")
     if refused:
         raise SpecError(f"config.json: {', '.join(refused)}: not supported by boxd-runtime")
-    out = Limits()
+    out: dict[str, Any] = {}
     if memory is not None:
         if memory.limit is not None and memory.limit > 0:
-            out = attrs.evolve(out, memory=memory.limit)
+            out["memory"] = memory.limit
         if memory.swap is not None and memory.swap != 0:
-            out = attrs.evolve(out, memory_swap=memory.swap)
+            out["memory_swap"] = memory.swap
     if cpu is not None:
         if cpu.quota is not None and cpu.quota > 0:
-            period = cpu.period or CPU_PERIOD
-            out = attrs.evolve(out, cpus=cpu.quota / period)
+            out["cpus"] = cpu.quota / (cpu.period or CPU_PERIOD)
         if cpu.shares:
-            out = attrs.evolve(out, cpu_shares=cpu.shares)
+            out["cpu_shares"] = cpu.shares
         if cpu.cpus:
-            out = attrs.evolve(out, cpuset_cpus=cpu.cpus)
+            out["cpuset_cpus"] = cpu.cpus
     if resources.pids is not None and resources.pids.limit is not None:
-        out = attrs.evolve(out, pids_limit=resources.pids.limit)
-    return out
+        out["pids_limit"] = resources.pids.limit
+    return Limits(**out)
