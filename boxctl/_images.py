@@ -72,11 +72,19 @@ def pull(socket: str, reference: str, platform: str, out: TextIO) -> dict[str, A
                 raise CliError(f"unexpected frame {frame['type']} during pull")
 
 
+def _summary(frame: dict[str, Any], out: TextIO) -> None:
+    """Docker's last lines: the digest, and whether anything new came."""
+    if frame["digest"]:
+        print(f"Digest: {frame['digest']}", file=out)
+    if frame.get("downloaded"):
+        print(f"Status: Downloaded newer image for {frame['reference']}", file=out)
+    else:
+        print(f"Status: Image is up to date for {frame['reference']}", file=out)
+
+
 def cmd_pull(args: Args) -> int:
     frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
-    if frame["digest"]:
-        print(f"Digest: {frame['digest']}")
-    print(f"Status: image is up to date for {frame['reference']}")
+    _summary(frame, sys.stdout)
     print(frame["reference"])
     return 0
 
@@ -95,9 +103,7 @@ def ensure_image(args: Args, image: str) -> None:
                 raise
         print(f"Unable to find image '{image}' locally", file=sys.stderr)
     frame = pull(args.socket, image, getattr(args, "platform", None) or "", sys.stderr)
-    if frame["digest"]:
-        print(f"Digest: {frame['digest']}", file=sys.stderr)
-    print(f"Status: Downloaded image for {frame['reference']}", file=sys.stderr)
+    _summary(frame, sys.stderr)
 
 
 def _short_name(tag: str) -> tuple[str, str]:
@@ -349,14 +355,14 @@ def cmd_df(args: Args) -> int:
 
 
 def cmd_system(args: Args) -> int:
-    from ._cli import BY_NAME
+    from ._cli import find_command
     from ._volumes import SYSTEM_PRUNE
 
     # Docker's system group: its own df and prune, and events and info as aliases.
     commands = {
         "df": SYSTEM_DF,
         "prune": SYSTEM_PRUNE,
-        **{n: BY_NAME[n] for n in ("events", "info")},
+        **{n: find_command(n) for n in ("events", "info")},
     }
     command = commands.get(args.words[0] if args.words else "")
     if command is None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import math
 import os
 import re
@@ -34,11 +33,15 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import attrs
-
 from . import _devices
+from ._record import evolve, frozen
 
-log = logging.getLogger("boxd.cgroup")
+
+def _warn(message: str, *args: object) -> None:
+    import logging  # here: boxd-runtime create would pay ~2 ms to import it, never to warn
+
+    logging.getLogger("boxd.cgroup").warning(message, *args)
+
 
 WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io", "devices")
 # The device nodes a container may make and open: null, zero, full, random, urandom, tty,
@@ -70,7 +73,7 @@ class CgroupError(OSError):
     pass
 
 
-@attrs.frozen
+@frozen
 class Limits:
     """Resource limits; None leaves a limit as it is (on creation: the kernel's default,
     except ``pids_limit``, which defaults to :data:`DEFAULT_PIDS_LIMIT`).  Values are
@@ -84,7 +87,7 @@ class Limits:
     cpuset_cpus: str | None = None  # "0-1,3"
 
 
-@attrs.frozen
+@frozen
 class Stats:
     """Counters of one container's cgroup; 0 (None for the limit and peak) when the
     host lacks the controller or the kernel the file."""
@@ -100,7 +103,7 @@ class Stats:
     io_write_bytes: int
 
 
-@attrs.frozen
+@frozen
 class MemoryDetail:
     """What the /proc view's meminfo needs beyond :class:`Stats`: the counters of
     memory.stat in bytes, by their v2 names (v1's hierarchical ``total_*`` counters are
@@ -224,7 +227,7 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-@attrs.frozen
+@frozen
 class Hierarchy:
     """One mounted hierarchy we create container cgroups in."""
 
@@ -363,7 +366,7 @@ class CgroupHost:
             )
             used_v2 = set(listed.split()) & set(WANTED)
             unavailable = _v2_unavailable(h, used_v2)
-            hierarchies.append(attrs.evolve(h, controllers=frozenset(used_v2 - set(unavailable))))
+            hierarchies.append(evolve(h, controllers=frozenset(used_v2 - set(unavailable))))
         seen: dict[Path, set[str]] = {}
         for controller, (mount, _root) in v1.items():
             if controller in used_v2 or controller not in own:
@@ -464,7 +467,7 @@ class CgroupHost:
         _check_name(name)
         self._check_available(limits)
         if limits.pids_limit is None and "pids" in self.controllers():
-            limits = attrs.evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
+            limits = evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
         joined = self.joined(limits)
         cg = Cgroup(self, name, joined)
         made: list[Path] = []
@@ -525,7 +528,7 @@ class CgroupHost:
                 pass
             except OSError as exc:
                 if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    log.warning("cannot remove cgroup %s: %s", d, exc.strerror)
+                    _warn("cannot remove cgroup %s: %s", d, exc.strerror)
 
 
 def _cpu_list(cpus: set[int]) -> str:
@@ -701,7 +704,7 @@ class Cgroup:
                     return
                 await trio.sleep(0.01)
             return
-        log.warning("cgroup %s: %s survived SIGKILL", self.name, self.procs())
+        _warn("cgroup %s: %s survived SIGKILL", self.name, self.procs())
 
     def _freezer(self) -> tuple[Path, str, str, Callable[[], bool]] | None:
         """(state file, frozen value, thawed value, is-frozen test): v2 ``cgroup.freeze``
@@ -796,7 +799,7 @@ class Cgroup:
                 await trio.sleep(0.01)
         left = [str(d) for d in self._dirs.values() if d.exists()]
         if left:
-            log.warning("cgroup %s could not be removed: %s", self.name, left)
+            _warn("cgroup %s could not be removed: %s", self.name, left)
         if not self._host.keep_parents:
             self._host.remove_parents()
 

@@ -53,8 +53,7 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
-
+from ._record import frozen
 from ._syscalls import AARCH64, X86_64
 
 # --- bpf(2) constants (linux/bpf.h) ---------------------------------------------------
@@ -101,35 +100,26 @@ class DeviceFilterError(OSError):
     pass
 
 
-@attrs.frozen
+@frozen
 class DeviceRule:
     """Allow ``access`` (some of ``r``, ``w``, ``m``) to devices of ``kind`` (``c``
     character, ``b`` block, ``a`` either) numbered ``major``:``minor`` (None: any)."""
 
-    kind: str = attrs.field()
-    major: int | None = attrs.field()
-    minor: int | None = attrs.field()
-    access: str = attrs.field()
+    kind: str
+    major: int | None
+    minor: int | None
+    access: str
 
-    @kind.validator
-    def _check_kind(self, _: object, value: str) -> None:
-        if value not in ("a", "b", "c"):
-            raise ValueError(f"device type {value!r} is not c, b or a")
-
-    @major.validator
-    def _check_major(self, _: object, value: int | None) -> None:
-        if value is not None and not 0 <= value <= MAX_MAJOR:
-            raise ValueError(f"major {value} is out of range 0..{MAX_MAJOR}")
-
-    @minor.validator
-    def _check_minor(self, _: object, value: int | None) -> None:
-        if value is not None and not 0 <= value <= MAX_MINOR:
-            raise ValueError(f"minor {value} is out of range 0..{MAX_MINOR}")
-
-    @access.validator
-    def _check_access(self, _: object, value: str) -> None:
-        if not value or set(value) - set(ACCESS_BITS) or len(set(value)) != len(value):
-            raise ValueError(f"access {value!r} is not a non-empty set of r, w and m")
+    def __post_init__(self) -> None:
+        if self.kind not in ("a", "b", "c"):
+            raise ValueError(f"device type {self.kind!r} is not c, b or a")
+        if self.major is not None and not 0 <= self.major <= MAX_MAJOR:
+            raise ValueError(f"major {self.major} is out of range 0..{MAX_MAJOR}")
+        if self.minor is not None and not 0 <= self.minor <= MAX_MINOR:
+            raise ValueError(f"minor {self.minor} is out of range 0..{MAX_MINOR}")
+        access = self.access
+        if not access or set(access) - set(ACCESS_BITS) or len(set(access)) != len(access):
+            raise ValueError(f"access {access!r} is not a non-empty set of r, w and m")
 
     def __str__(self) -> str:
         """The rule as ``devices.allow`` of the v1 controller takes it: ``c 136:* rwm``."""

@@ -23,9 +23,14 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
-import attrs
+from ._record import evolve, frozen
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # Native is a structural type for the type checker, a plain class here
 
 
 class Namespace(enum.Enum):
@@ -82,7 +87,7 @@ class MountKind(enum.IntEnum):
     #            image's lowerdir= then fits overlay's one page of options)
 
 
-@attrs.frozen
+@frozen
 class MountOp:
     kind: MountKind
     target: str
@@ -116,7 +121,7 @@ class MountOp:
         return f"{verb} {self.target}"
 
 
-@attrs.frozen
+@frozen
 class Capabilities:
     """Capability sets as bit masks (bit n = capability number n)."""
 
@@ -127,14 +132,24 @@ class Capabilities:
     ambient: int = 0
 
 
-@attrs.frozen
+@frozen
 class Rlimit:
     resource: int  # RLIMIT_* number
     soft: int  # -1 for RLIM_INFINITY
     hard: int
 
 
-@attrs.frozen
+@frozen
+class LinkConfig:
+    """One of the container's interfaces (a veth end moved into its new network namespace
+    while the child waits), which the child gives its address and brings up."""
+
+    name: str  # eth0
+    address: str  # an IPv4 address
+    prefix_len: int
+
+
+@frozen
 class ShimSpec:
     """Spawn through boxd-shim (live restore): the container becomes the child of a small
     program that outlives the daemon (see boxd/_shim.py)."""
@@ -144,7 +159,7 @@ class ShimSpec:
     argv: tuple[str, ...]  # its argv (argv[0] and the container's id, for ps)
 
 
-@attrs.frozen
+@frozen
 class SpawnPlan:
     """Everything the child does between fork and exec, prepared in advance."""
 
@@ -212,6 +227,11 @@ class SpawnPlan:
     # clone3 creates it in (CLONE_INTO_CGROUP).  With join_pidfd the intermediate does it.
     cgroup_tasks: tuple[tuple[int, str], ...] = ()
     cgroup_dir: int = -1
+    # In a new network namespace, after its loopback: the interfaces the caller moved in
+    # (its ``configure`` step of :func:`start`), configured with a few ioctls; then the
+    # default route through ``gateway`` ("": none).
+    links: tuple[LinkConfig, ...] = ()
+    gateway: str = ""
 
 
 class Stage(enum.IntEnum):
@@ -244,6 +264,7 @@ class Stage(enum.IntEnum):
     START = 25  # waiting for the OCI runtime's `start` (start_fd)
     SHIM = 26  # making the shim's socket, or exec of boxd-shim
     CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it
+    NETWORK = 28  # index = the failing link; len(links): the default route
 
 
 class Message(enum.IntEnum):
@@ -257,7 +278,7 @@ class Message(enum.IntEnum):
     STARTED = 5  # shim intermediate -> parent: the container's pid, its pidfd attached
 
 
-@attrs.frozen
+@frozen
 class Spawned:
     pid: int
     pidfd: int
@@ -327,6 +348,11 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"start {plan.shim.program}", plan.shim.program)
     if stage == Stage.PIVOT:
         return SpawnError(stage, err, f"pivot_root {plan.rootfs}", plan.rootfs)
+    if stage == Stage.NETWORK and 0 <= index < len(plan.links):
+        link = plan.links[index]
+        return SpawnError(stage, err, f"configure {link.name} as {link.address}/{link.prefix_len}")
+    if stage == Stage.NETWORK:
+        return SpawnError(stage, err, f"add the default route through {plan.gateway}")
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)
@@ -431,6 +457,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
         raise ValueError(f"cwd {plan.cwd!r} must be absolute")
+    if (plan.links or plan.gateway) and Namespace.NET not in plan.namespaces:
+        raise ValueError("links and a gateway need a new network namespace")
     if plan.mounts and plan.rootfs is None:
         raise ValueError("a mount table needs a rootfs to resolve its targets in")
     for op in plan.mounts:
@@ -487,7 +515,18 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         else tuple(_check_text("shim argv item", a) for a in plan.shim.argv),
         "cgroup_tasks": tuple(fd for fd, _ in plan.cgroup_tasks),
         "cgroup_dir": plan.cgroup_dir,
+        "links": tuple(_link(link) for link in plan.links),
+        "gateway": socket.inet_aton(plan.gateway) if plan.gateway else b"",
     }
+
+
+def _link(link: LinkConfig) -> tuple[bytes, bytes, bytes]:
+    """(name, address, netmask) as the extension takes them."""
+    if not 0 <= link.prefix_len <= 32:
+        raise ValueError(f"prefix length {link.prefix_len} of {link.name} is not 0 to 32")
+    mask = (0xFFFFFFFF << (32 - link.prefix_len)) & 0xFFFFFFFF
+    name = _check_text("interface name", link.name)
+    return (name, socket.inet_aton(link.address), mask.to_bytes(4, "big"))
 
 
 class RealNative:
@@ -544,7 +583,6 @@ class RealNative:
             sock.detach()
 
 
-@attrs.define
 class FakeNative:
     """A recording fake for tests without root: it runs ``plan.argv`` as a plain host
     process (no namespaces, mounts, identity or limits; stdio and env only, and no shim: the
@@ -553,9 +591,10 @@ class FakeNative:
     kernel would, by writing its pid to ``cgroup.procs`` beside each ``tasks`` file and in
     the v2 directory (a fake cgroup tree's files)."""
 
-    plans: list[SpawnPlan] = attrs.field(factory=list)
-    released: list[Spawned] = attrs.field(factory=list)
-    failure: tuple[Stage, int, int] | None = None
+    def __init__(self, failure: tuple[Stage, int, int] | None = None) -> None:
+        self.plans: list[SpawnPlan] = []
+        self.released: list[Spawned] = []
+        self.failure = failure
 
     def spawn(self, plan: SpawnPlan) -> Spawned:
         native_arguments(plan)
@@ -663,7 +702,7 @@ def _next_message(
         if len(fds) != 1 or spawned.console >= 0:
             raise RuntimeError("spawn: a console message without exactly one master")
         held.remove(fds[0])
-        spawned = attrs.evolve(spawned, console=fds[0])
+        spawned = evolve(spawned, console=fds[0])
     return spawned, message
 
 

@@ -32,13 +32,14 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
 from . import _dns, _netlink, _nft, _proxy
 from ._convert import ConversionError, structure, unstructure
-from ._native import Namespace
+from ._native import LinkConfig, Namespace
 from ._netconfig import (
     BUILTIN,
     Endpoint,
@@ -775,32 +776,57 @@ class Attachment:
             for link in self.links:
                 await nets._bring_up(link.net)
 
+    def plan_links(self) -> tuple[LinkConfig, ...]:
+        """What the container's process configures itself (SpawnPlan.links): the interface
+        :meth:`connect` moves into its namespace for each network, eth0 first."""
+        return tuple(
+            LinkConfig(link.interface, link.address, link.net.network.prefixlen)
+            for link in self.links
+        )
+
+    def plan_gateway(self) -> str:
+        """Its default route's gateway: its first network's ("" on none)."""
+        return self.links[0].net.gateway if self.links else ""
+
     async def connect(self, pid: int) -> None:
-        """While the container's init (``pid``) waits to go on: its interfaces (the
-        default route through the first), then its published ports and its names."""
+        """While the container's init (``pid``) waits to go on: its interfaces, which it
+        configures itself once released (see :meth:`plan_links`), then its published ports
+        and its names."""
         self.pid = pid
-        for n, link in enumerate(self.links):
-            await self._plug(link, default_route=n == 0)
+        if self.links:
+            self._check_namespace()
+
+            def plug_all() -> None:  # in one worker thread (each index kept at once)
+                for link in self.links:
+                    link.host_index = _netlink.plug(pid, configure=False, **self._plug_args(link))
+
+            await trio.to_thread.run_sync(plug_all)
         await self._activate()
 
-    async def _plug(self, link: _Link, *, default_route: bool) -> None:
-        pid = self.pid
-        if os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+    def _check_namespace(self) -> None:
+        if os.stat(f"/proc/{self.pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
             # A spawn path that made no namespace (a test's fake): never touch the daemon's.
-            raise OSError(f"process {pid} has no network namespace of its own to connect")
+            raise OSError(f"process {self.pid} has no network namespace of its own to connect")
+
+    def _plug_args(self, link: _Link) -> dict[str, Any]:
         net = link.net
+        return {
+            "host_name": link.host_link,
+            "bridge": net.bridge,
+            "mac": mac_of(link.address),
+            "address": link.address,
+            "prefix_len": net.network.prefixlen,
+            "gateway": net.gateway,
+            "ifname": link.interface,
+        }
+
+    async def _plug(self, link: _Link, *, default_route: bool) -> None:
+        """Hot-plug ``link`` into the running container: made and configured from here."""
+        self._check_namespace()
+        pid = self.pid
+        args = self._plug_args(link)
         link.host_index = await trio.to_thread.run_sync(
-            lambda: _netlink.plug(
-                pid,
-                host_name=link.host_link,
-                bridge=net.bridge,
-                mac=mac_of(link.address),
-                address=link.address,
-                prefix_len=net.network.prefixlen,
-                gateway=net.gateway,
-                ifname=link.interface,
-                default_route=default_route,
-            )
+            lambda: _netlink.plug(pid, default_route=default_route, **args)
         )
 
     def _publish_state(self) -> None:

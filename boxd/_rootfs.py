@@ -17,28 +17,25 @@ nothing else of the host.
 from __future__ import annotations
 
 import errno
-import hashlib
-import importlib.resources
 import itertools
 import os
 import posixpath
-import shutil
 import stat
-import tempfile
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
+from ._record import frozen
 from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+    from typing import Any
+
     from ._records import Volume
 
 __all__ = [
@@ -117,7 +114,7 @@ class ImageError(Exception):
     """An image reference that cannot be used; the message names the bad value."""
 
 
-@attrs.frozen
+@frozen
 class Layer:
     """A read-only host directory ``lower`` shown at ``target`` in the container, over the
     directories ``below`` (an image's deeper layers, top-most first)."""
@@ -131,7 +128,7 @@ class Layer:
         return (self.lower, *self.below)
 
 
-@attrs.frozen
+@frozen
 class Image:
     """A root filesystem: layers ordered from ``/`` outwards (a parent before its children)."""
 
@@ -144,6 +141,8 @@ class Image:
 
 def _skeleton() -> Traversable:
     """The skeleton shipped as package data ``boxd.skel``, or ``rootfs/skel`` in a checkout."""
+    import importlib.resources  # here: boxd-runtime create checks commands, needs no image
+
     try:
         return importlib.resources.files("boxd.skel")
     except ModuleNotFoundError:
@@ -228,6 +227,8 @@ def _fingerprint(skel: Traversable) -> str:
 
 
 def _fingerprint_now(skel: Traversable) -> str:
+    import hashlib
+
     h = hashlib.sha256(_LAYOUT_VERSION)
     for rel, node in _walk(skel):
         h.update(f"\0{rel}\0".encode())
@@ -284,6 +285,9 @@ def prepare_default_image(images_dir: Path) -> Path:
     final = images_dir / f"{_DEFAULT}-{_fingerprint(skel)}"
     if final.is_dir():
         return final
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{_DEFAULT}-", dir=images_dir))
     try:
         _build_default(skel, tmp)

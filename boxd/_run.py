@@ -37,6 +37,7 @@ from ._cgroup import Cgroup
 from ._logs import LogWriter
 from ._native import Namespace, Native, ShimSpec, Spawned, SpawnPlan
 from ._output import Output
+from ._record import evolve
 from ._records import Container, RunSummary
 from ._shim import ExitStatus, Hello, ShimConnection
 
@@ -183,7 +184,7 @@ class Run:
         left in the cgroup and removes it; an exec'd process only joins the cgroup.
         ``network``: the init's place on its network, reserved before the plan is built
         (the plan writes its address into /etc/hosts), connected while the child waits
-        and released when it ends.
+        (which then configures its interfaces itself) and released when it ends.
         ``shim_dir``: spawn it through a boxd-shim listening there (live restore).
         """
         config = self.container.config
@@ -219,15 +220,18 @@ class Run:
                 if network is not None:
                     await network.reserve()
                 plan = build_plan(stdio)
+                if network is not None and network.links:  # it configures them itself
+                    links, gateway = network.plan_links(), network.plan_gateway()
+                    plan = evolve(plan, links=links, gateway=gateway)
                 if shim_dir is not None:
                     argv = (_shim.PROGRAM, self.container.id)
-                    plan = attrs.evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
+                    plan = evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
                 # The process places itself in the cgroup (see Cgroup.placement).
                 with cgroup.placement() as (tasks, v2_dir):
                     spawned = await _native.start(
                         native,
-                        attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir),
+                        evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir),
                         prepare=_placer(id_map, config.oom_score_adj),
                         configure=None if network is None else lambda s: network.connect(s.pid),
                     )

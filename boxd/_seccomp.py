@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import enum
 import errno as _errno
-import json
 import os
 import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from . import _caps
+from ._record import frozen
 from ._syscalls import AARCH64, OTHER_ARCHES_ONLY, X86_64
 
 # --- BPF and seccomp constants (linux/filter.h, linux/seccomp.h, linux/audit.h) ---------
@@ -86,15 +84,14 @@ class ActionKind(enum.Enum):
     LOG = "SCMP_ACT_LOG"
 
 
-@attrs.frozen
+@frozen
 class Action:
     kind: ActionKind
-    errno: int = attrs.field(default=0)  # for ERRNO: the error the call fails with
+    errno: int = 0  # for ERRNO: the error the call fails with
 
-    @errno.validator
-    def _check_errno(self, _: object, value: int) -> None:
-        if not 0 <= value <= 0xFFFF:
-            raise ValueError(f"errno {value} is out of range 0..65535")
+    def __post_init__(self) -> None:
+        if not 0 <= self.errno <= 0xFFFF:
+            raise ValueError(f"errno {self.errno} is out of range 0..65535")
 
     def ret(self) -> int:
         """The SECCOMP_RET_* value the filter returns."""
@@ -128,27 +125,24 @@ class Op(enum.Enum):
     MASKED_EQ = "SCMP_CMP_MASKED_EQ"
 
 
-def _check_u64(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 0 <= value <= _U64:
-        raise ValueError(f"argument {attribute.name} {value} is not an unsigned 64-bit value")
-
-
-@attrs.frozen
+@frozen
 class ArgCheck:
     """``args[index] <op> value``; for MASKED_EQ, ``args[index] & value == value_two``."""
 
-    index: int = attrs.field()
+    index: int
     op: Op
-    value: int = attrs.field(validator=_check_u64)
-    value_two: int = attrs.field(default=0, validator=_check_u64)
+    value: int
+    value_two: int = 0
 
-    @index.validator
-    def _check_index(self, _: object, value: int) -> None:
-        if not 0 <= value <= 5:
-            raise ValueError(f"argument index {value} is out of range 0..5")
+    def __post_init__(self) -> None:
+        if not 0 <= self.index <= 5:
+            raise ValueError(f"argument index {self.index} is out of range 0..5")
+        for name, value in (("value", self.value), ("value_two", self.value_two)):
+            if not 0 <= value <= _U64:
+                raise ValueError(f"argument {name} {value} is not an unsigned 64-bit value")
 
 
-@attrs.frozen
+@frozen
 class Rule:
     """``action`` for the calls in ``names`` when every check in ``args`` holds.
 
@@ -168,13 +162,13 @@ class Rule:
     min_kernel: tuple[int, int] | None = None
 
 
-@attrs.frozen
+@frozen
 class Profile:
     default_action: Action
     rules: tuple[Rule, ...] = ()
 
 
-@attrs.frozen
+@frozen
 class _Arch:
     audit_arch: int
     docker_name: str  # as in a Docker profile's includes.arches
@@ -213,7 +207,7 @@ _Insn = tuple[int, int, int, int]  # code, jt, jf, k
 _FAIL = -1
 
 
-@attrs.frozen
+@frozen
 class _Outcome:
     """What happens to one system call: conditional rules in order, then a fallback."""
 
@@ -638,6 +632,8 @@ def profile_from_docker(data: object) -> Profile:
 
 def load_docker_profile(path: str | os.PathLike[str]) -> Profile:
     """Read a Docker seccomp profile (JSON) from ``path``; see :func:`profile_from_docker`."""
+    import json  # here: boxd-runtime create compiles a profile it got as parsed JSON
+
     with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)

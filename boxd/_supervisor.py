@@ -36,6 +36,7 @@ from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
 from ._images.registry import Credentials
 from ._images.store import ImageStore
+from ._images.unpacks import Unpacks
 from ._lifecycle import (
     CREATED,
     EXITED,
@@ -48,6 +49,7 @@ from ._lifecycle import (
     STOPPING,
 )
 from ._lifecycle import Conflict as Conflict
+from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
@@ -79,11 +81,6 @@ DEFAULT_ROOT = Path("/var/lib/boxd")
 BACKOFF_START = 0.1  # seconds before the first restart; doubles up to BACKOFF_MAX
 BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a run this long resets the backoff
-
-
-class NoSuchContainer(LookupError):
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"no such container: {ref}")
 
 
 class StartError(RuntimeError):
@@ -189,7 +186,8 @@ class Supervisor:
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
         self.images = ImageStore(store.images)
-        self.puller = Puller(self.images, Credentials(store.root / "auth.json"))
+        self.unpacks = Unpacks(self.images, nursery)
+        self.puller = Puller(self.images, self.unpacks, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
@@ -318,7 +316,14 @@ class Supervisor:
                     f"the name {name!r} is already in use by container {e.container.short_id}"
                 )
 
+    async def _layers_ready(self, image: str) -> None:
+        """A stored image's layers are unpacked in the background after its pull: wait
+        for them (see boxd/_images/unpacks.py)."""
+        if image != "default" and not image.startswith("/"):
+            await self.unpacks.ready(self.images.lookup(image), image)
+
     async def create(self, config: ContainerConfig, name: str = "") -> Container:
+        await self._layers_ready(config.image)
         container = self._new(config, name)
         # A --rm container need not outlive a crash of the machine (the next supervisor
         # removes an auto-remove container that has run; a record lost before it ran
@@ -504,6 +509,7 @@ class Supervisor:
         Its record is first written when it runs (or could not start), as a state change
         (no fsync, see Store.save): one write fewer than create + start.  A crash before
         that leaves a directory without a record, which the next supervisor deletes."""
+        await self._layers_ready(config.image)
         container = self._new(config, name)
         self.store.container_dir(container.id).mkdir(mode=0o700, exist_ok=True)
         return await self.start(container.id)
@@ -1280,10 +1286,13 @@ async def open_supervisor(
         sup.networks.nursery = nursery
         try:
             await sup._recover()
+            for record in sup.images.images():  # unpacks a kill cut short, from the blobs
+                sup.unpacks.start(record)
             nursery.start_soon(sup._collect_trash)
             yield sup
         finally:
             with trio.CancelScope(shield=True):
+                await sup.unpacks.aclose()
                 await sup._shutdown()
                 await sup._cgroups_removed()
                 await sup.networks.close()

@@ -65,7 +65,11 @@ _loads = _wirejson.scanner(_no_constants)
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    payload = _wirejson.dumps(message).encode()
+    return frame(_wirejson.dumps(message).encode())
+
+
+def frame(payload: bytes) -> bytes:
+    """The frame of an encoded JSON message."""
     if len(payload) > MAX_FRAME:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds {MAX_FRAME}")
     return HEADER.pack(len(payload)) + payload

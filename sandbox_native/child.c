@@ -18,7 +18,7 @@
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
  *      namespace become its root; then unshare the cgroup namespace (see below)
- *   3. stdio                              4. hostname
+ *   3. stdio                              4. hostname, loopback and interfaces up
  *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
@@ -75,6 +75,8 @@
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -511,6 +513,58 @@ static int loopback_up(void)
     return rc;
 }
 
+static void set_inet(struct sockaddr *sa, uint32_t address)
+{
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = address;
+    memcpy(sa, &sin, sizeof sin);
+}
+
+/* The container's interfaces (see struct link_config): address, netmask and up, then the
+ * default route; ioctls on one socket, as loopback_up.  *index: the failing interface's
+ * (nlinks: the route). */
+static int links_up(const struct plan *p, int *index)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < p->nlinks && rc == 0; i++) {
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof ifr);
+        memcpy(ifr.ifr_name, p->links[i].name, sizeof ifr.ifr_name);
+        *index = (int)i;
+        set_inet(&ifr.ifr_addr, p->links[i].address);
+        rc = ioctl(fd, SIOCSIFADDR, &ifr);
+        if (rc == 0) {
+            set_inet(&ifr.ifr_netmask, p->links[i].netmask);
+            rc = ioctl(fd, SIOCSIFNETMASK, &ifr);
+        }
+        if (rc == 0)
+            rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+        if (rc == 0) {
+            ifr.ifr_flags |= IFF_UP;
+            rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+        }
+    }
+    if (rc == 0 && p->gateway != 0) {
+        struct rtentry rt;
+        memset(&rt, 0, sizeof rt);
+        set_inet(&rt.rt_dst, 0);
+        set_inet(&rt.rt_genmask, 0);
+        set_inet(&rt.rt_gateway, p->gateway);
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        *index = (int)p->nlinks;
+        rc = ioctl(fd, SIOCADDRT, &rt);
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
 static void setup_mounts(const struct plan *p, const int trees[MAX_ATTACH])
 {
     if (p->clone_flags & CLONE_NEWNS)
@@ -712,6 +766,10 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, sethostname(p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
     if (p->clone_flags & CLONE_NEWNET)
         CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
+    if (p->nlinks > 0) {
+        int index = 0;
+        CHECK(p, links_up(p, &index), STAGE_NETWORK, index);
+    }
     setup_mounts(p, trees);
     if (p->rootfs != NULL)
         pivot(p);

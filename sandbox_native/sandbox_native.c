@@ -199,6 +199,47 @@ static int parse_cgroup_tasks(PyObject *tuple, struct plan *p)
     return 0;
 }
 
+/* An IPv4 address given as 4 bytes (network byte order). */
+static int ipv4(const char *bytes, Py_ssize_t size, const char *what, uint32_t *out)
+{
+    if (size != 4) {
+        PyErr_Format(PyExc_ValueError, "%s must be 4 bytes, not %zd", what, size);
+        return -1;
+    }
+    memcpy(out, bytes, 4);
+    return 0;
+}
+
+/* links: ((name, address, netmask), ...), each a bytes. */
+static int parse_links(PyObject *tuple, struct plan *p)
+{
+    Py_ssize_t n = PyTuple_Size(tuple);
+    if (n > MAX_LINKS) {
+        PyErr_Format(PyExc_ValueError, "at most %d interfaces, not %zd", MAX_LINKS, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *name, *address, *netmask;
+        Py_ssize_t nlen, alen, mlen;
+        if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i),
+                              "y#y#y#;an interface is (name, address, netmask)", &name, &nlen,
+                              &address, &alen, &netmask, &mlen))
+            return -1;
+        if (nlen < 1 || nlen >= (Py_ssize_t)sizeof p->links[i].name ||
+            (Py_ssize_t)strlen(name) != nlen) {
+            PyErr_Format(PyExc_ValueError, "interface name %R is not 1 to 15 bytes",
+                         PyTuple_GetItem(PyTuple_GetItem(tuple, i), 0));
+            return -1;
+        }
+        memcpy(p->links[i].name, name, (size_t)nlen + 1);
+        if (ipv4(address, alen, "an interface's address", &p->links[i].address) < 0 ||
+            ipv4(netmask, mlen, "an interface's netmask", &p->links[i].netmask) < 0)
+            return -1;
+    }
+    p->nlinks = (size_t)n;
+    return 0;
+}
+
 static void free_plan(struct plan *p)
 {
     PyMem_Free(p->argv);
@@ -276,12 +317,14 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
         "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds",
-        "cgroup_tasks", "cgroup_dir", NULL,
+        "cgroup_tasks", "cgroup_dir", "links", "gateway", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
     PyObject *cwd = NULL, *name = NULL, *attach = NULL, *shim_path = NULL, *shim_dir = NULL;
-    PyObject *shim_argv = NULL, *ns_fds = NULL, *cgroup_tasks = NULL;
+    PyObject *shim_argv = NULL, *ns_fds = NULL, *cgroup_tasks = NULL, *links = NULL;
+    const char *gateway = NULL;
+    Py_ssize_t gateway_size = 0;
     unsigned long long clone_flags = 0, join_flags = 0;
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
@@ -291,14 +334,14 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!i:spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#:spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
             &rlimits, &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name,
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
             &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds, &PyTuple_Type, &cgroup_tasks,
-            &p->cgroup_dir))
+            &p->cgroup_dir, &PyTuple_Type, &links, &gateway, &gateway_size))
         return -1;
     if (p->keep_fds < 0 || p->keep_fds > 65536) {
         PyErr_Format(PyExc_ValueError, "keep_fds %d is out of range 0..65536", p->keep_fds);
@@ -360,6 +403,9 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
         (rlimits && parse_rlimits(rlimits, p) < 0) || (ns_fds && parse_ns_fds(ns_fds, p) < 0) ||
         (cgroup_tasks && parse_cgroup_tasks(cgroup_tasks, p) < 0) ||
+        (links && parse_links(links, p) < 0) ||
+        /* b"": no default route */
+        (gateway_size > 0 && ipv4(gateway, gateway_size, "gateway", &p->gateway) < 0) ||
         parse_caps(caps, p) < 0 ||
         parse_seccomp(seccomp, p) < 0)
         return -1;
@@ -685,7 +731,7 @@ static PyMethodDef methods[] = {
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
-     "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir)\n"
+     "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway)\n"
      "      -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"idmapped_tree", idmapped_tree, METH_VARARGS,

@@ -45,7 +45,8 @@
     X(CONSOLE, 24)                                                                             \
     X(START, 25)                                                                               \
     X(SHIM, 26)                                                                                \
-    X(CGROUP, 27)
+    X(CGROUP, 27)                                                                              \
+    X(NETWORK, 28)
 
 /* One step of the mount table (struct mount_op.kind); see MountKind in boxd/_native.py. */
 #define SPAWN_MOUNT_KINDS(X)                                                                   \
@@ -107,6 +108,15 @@ struct sync_msg {
 #define MAX_ATTACH 16
 /* The most v1 hierarchies a child places itself in (their `tasks` files). */
 #define MAX_CGROUP_TASKS 16
+/* The most interfaces a child configures (one per network the container starts on). */
+#define MAX_LINKS 32
+
+/* One of the container's interfaces: a veth end the parent moved into the child's new
+ * network namespace while it waited, which the child gives its address and brings up. */
+struct link_config {
+    char name[16]; /* IFNAMSIZ, NUL-terminated */
+    uint32_t address, netmask; /* network byte order */
+};
 
 struct mount_op {
     int kind; /* enum mount_kind */
@@ -157,6 +167,11 @@ struct plan {
     int cgroup_tasks[MAX_CGROUP_TASKS];
     size_t ntasks;
     int cgroup_dir;
+    /* The container's interfaces, configured after its loopback; the default route's
+     * gateway (network byte order, 0: none), added once they are up. */
+    struct link_config links[MAX_LINKS];
+    size_t nlinks;
+    uint32_t gateway;
 };
 
 /* The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 from fake_cgroup import FakeCgroupFs
@@ -43,6 +42,7 @@ from boxd._cgroup import (
 )
 from boxd._devices import compile_rules
 from boxd._native import RealNative, SpawnPlan
+from boxd._record import evolve
 from boxd._shim import reap_child
 from boxd._units import parse_size
 
@@ -530,7 +530,7 @@ def _left(cg: Cgroup) -> list[str]:
 async def test_real_limits_place_kill_remove(real_host: CgroupHost) -> None:
     limits = Limits(memory=64 * M, memory_swap=64 * M, cpus=0.5, cpu_shares=512, pids_limit=32)
     if "cpuset" in real_host.controllers():
-        limits = attrs.evolve(limits, cpuset_cpus="0")
+        limits = evolve(limits, cpuset_cpus="0")
     real_host.validate(limits)
     cg = real_host.create("c1", limits)
     v1 = real_host.controllers()["memory"] == "v1"

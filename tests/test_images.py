@@ -80,7 +80,7 @@ def test_pull_run_images_and_no_second_fetch(
     push(layout, "v1", registry, "tools/box:v1")
     ref = f"{registry.host}/tools/box:v1"
     r = daemon.ctl("pull", ref)
-    assert r.stdout.splitlines()[-1] == ref
+    assert r.stdout.splitlines()[-2:] == [f"Status: Downloaded newer image for {ref}", ref]
     assert "Pull complete" in r.stdout  # a pipe gets one line per layer
     blobs = registry.requests("/blobs/")
     assert blobs == 3  # the config and two layers
@@ -110,6 +110,7 @@ def test_pull_run_images_and_no_second_fetch(
     # Pulled again: the manifest is read, no blob is fetched.
     again = daemon.ctl("pull", ref)
     assert "Already exists" in again.stdout
+    assert again.stdout.splitlines()[-2] == f"Status: Image is up to date for {ref}"
     assert registry.requests("/blobs/") == blobs
 
     images = json.loads(daemon.ctl("images", "--format", "json").stdout)
@@ -305,11 +306,12 @@ def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: P
     r = daemon.ctl("run", "--rm", f"{registry.host}/box:v1", "echo", "pulled")
     assert r.stdout == "pulled\n"
     assert "Unable to find image" in r.stderr
+    assert f"Status: Downloaded newer image for {registry.host}/box:v1" in r.stderr
     blobs = registry.requests("/blobs/")
     r = daemon.ctl("run", "--rm", f"{registry.host}/box:v1", "true")
     assert "Unable to find image" not in r.stderr
     r = daemon.ctl("run", "--rm", "--pull", "always", f"{registry.host}/box:v1", "true")
-    assert "Status: Downloaded image" in r.stderr
+    assert f"Status: Image is up to date for {registry.host}/box:v1" in r.stderr
     assert registry.manifests() == 2  # looked up again by --pull always only
     assert registry.requests("/blobs/") == blobs
     r = daemon.ctl(
@@ -785,15 +787,29 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
     layout = tmp_path / "evil-layout"
     _hand_made_layout(layout, [good.getvalue(), evil.getvalue()], "1")
     push(layout, "1", registry, "evil:1")
-    r = daemon.ctl("pull", f"{registry.host}/evil:1", check=False)
-    assert r.returncode == 125
-    assert "member 'escape/pwned': 'escape' is a symbolic link" in r.stderr
+    # The pull stores the blobs, checked against their digests; the layers are unpacked
+    # after it, and the create that needs them fails with the unpack's reason.
+    ref = f"{registry.host}/evil:1"
+    daemon.ctl("pull", ref)
+    for _ in range(2):  # each create tries again (from the stored blob), in vain
+        r = daemon.ctl("create", ref, check=False)
+        assert r.returncode == 125
+        assert f"image {ref}: its layer sha256:" in r.stderr
+        assert "cannot be unpacked: member 'escape/pwned': 'escape' is a symbolic link" in (
+            r.stderr
+        )
     assert not (tmp_path / "pwned").exists()
+    assert daemon.ctl("ps", "-aq").stdout == ""
     images = daemon.root / "images"
-    assert os.listdir(images / "meta") == [] and os.listdir(images / "tmp") == []
+    assert os.listdir(images / "tmp") == []
     records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
     assert set(os.listdir(images / "l")) == records  # the good layer only, complete
-    assert len(records) <= 1
+    assert len(records) == 1
+    daemon.ctl("rmi", ref)
+    assert os.listdir(images / "l") == [] and os.listdir(images / "meta") == []
+    for layer in manifest_of(registry, "evil", "1")["layers"]:  # type: ignore[attr-defined]
+        digest = str(layer["digest"])
+        assert not (images / "blobs" / "sha256" / digest.removeprefix("sha256:")).exists()
 
 
 def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon) -> None:

@@ -45,6 +45,7 @@ from boxd._native import (
     native_arguments,
     start,
 )
+from boxd._record import evolve
 
 ISOLATED = frozenset(
     {Namespace.MOUNT, Namespace.PID, Namespace.UTS, Namespace.IPC, Namespace.CGROUP}
@@ -183,7 +184,7 @@ async def run(plan: SpawnPlan, reaper: list[Spawned]) -> Result:
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         spawned = await start(
-            RealNative(), attrs.evolve(plan, stdin=write_end, stdout=write_end, stderr=write_end)
+            RealNative(), evolve(plan, stdin=write_end, stdout=write_end, stderr=write_end)
         )
     finally:
         os.close(write_end)
@@ -444,7 +445,7 @@ async def test_user_namespace_with_maps_written_by_prepare(
     )
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        plan = attrs.evolve(plan, stdout=write_end)
+        plan = evolve(plan, stdout=write_end)
         spawned = await start(RealNative(), plan, prepare=write_maps)
     finally:
         os.close(write_end)
@@ -643,7 +644,7 @@ async def test_a_cgroup_the_child_cannot_join_is_a_spawn_failure(layout: Layout)
     before it waits for its release: here it has ended before the parent releases it."""
     fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        plan = attrs.evolve(
+        plan = evolve(
             layout.plan("/bin/true"), cgroup_tasks=((fd, "/sys/fs/cgroup/memory/x/tasks"),)
         )
 

@@ -121,7 +121,7 @@ def test_resources_to_limits_and_refusals() -> None:
     limits = _translate.limits(resources)
     assert (limits.memory, limits.memory_swap, limits.cpus) == (64 << 20, 128 << 20, 0.5)
     assert (limits.cpu_shares, limits.pids_limit) == (512, 32)
-    refused = attrs.evolve(resources, rdma={"mlx": {"hcaHandles": 1}})
+    refused = resources.evolve(rdma={"mlx": {"hcaHandles": 1}})
     with pytest.raises(SpecError, match=r"linux\.resources\.rdma: not supported"):
         _translate.limits(refused)
 
@@ -450,6 +450,19 @@ def test_seccomp_limits_and_sysctl(runtime: Runtime, bundle: Bundle) -> None:
     assert lines[0] == "mkdir=1" and "Read-only file system" in done.stderr
     assert lines[1] == "1000"
     assert lines[-1] == "1"  # its own memory cgroup is the root of its cgroup namespace
+
+
+@pytest.mark.root
+def test_sysctl_without_a_writable_proc(runtime: Runtime, bundle: Bundle) -> None:
+    """The init sets sysctls itself on the /proc the spec mounts; with a read-only /proc a
+    process that joins its namespaces does."""
+    bundle.command("cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ping_group_range")
+    bundle.config["linux"]["sysctl"] = {"kernel.shmmni": "1000", "net.ipv4.ping_group_range": "0 0"}
+    proc = next(m for m in bundle.config["mounts"] if m["destination"] == "/proc")
+    proc["options"] = [*proc.get("options", []), "ro"]
+    bundle.write()
+    done = runtime("run", "--bundle", str(bundle.path), "s2")
+    assert done.stdout.split() == ["1000", "0", "0"]
 
 
 @pytest.mark.root

@@ -251,7 +251,8 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             await line({"status": message.status, "progressDetail": detail, "id": message.layer})
         elif isinstance(message, PulledFrame):
             await line({"status": f"Digest: {message.digest}"})
-            await line({"status": f"Status: Image is pulled for {message.reference}"})
+            news = "Downloaded newer image" if message.downloaded else "Image is up to date"
+            await line({"status": f"Status: {news} for {message.reference}"})
 
     await line({"status": f"Pulling from {name}", "id": tag or "latest"})
     try:

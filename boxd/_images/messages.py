@@ -31,6 +31,7 @@ class PulledFrame:
     id: str
     digest: str
     reference: str
+    downloaded: bool = False  # something new came (Docker's "Downloaded newer image")
 
 
 @attrs.frozen

@@ -2,19 +2,18 @@
 
 The manifest is fetched by tag or digest (a digest is checked against the bytes); an OCI
 index or a Docker manifest list is resolved to the manifest for the platform asked for (by
-default the host's).  Every layer is unpacked as it streams in (written to
-``tmp/``, hashed, decompressed and unpacked in one pass); its sha256 and size, and its
-diff_id, are checked at the end, before the blob and the layer are renamed into place: a
-mismatch fails the pull and keeps nothing.  Layers already unpacked are not fetched
-again; up to :data:`PARALLEL` are pulled at once.
-The image record, which makes the image visible, is written last.
+default the host's).  Every layer blob streams into ``tmp/``, hashed as it comes; its
+sha256 and size are checked at the end, before it is renamed into the content store: a
+mismatch fails the pull and keeps nothing.  Blobs already stored are not
+fetched again; up to :data:`PARALLEL` are fetched at once.  The image record, which makes
+the image visible, is written last; then its layers are unpacked in the background
+(:mod:`boxd._images.unpacks`: a create waits for them), so a pull costs what fetching and
+checking its blobs costs, as ``skopeo copy`` to ``dir:`` or ``ctr content fetch`` do.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import fcntl
 import hashlib
 import os
 import platform as host_platform
@@ -22,18 +21,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
-import outcome
 import trio
 
 from .reference import Reference
 from .registry import Credentials, Registry, RegistryError, open_registry, parse_json
-from .store import BlobRef, ImageRecord, ImageStore
+from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
+from .unpacks import Unpacks
 
-__all__ = ["PARALLEL", "Platform", "Progress", "Puller", "parse_platform"]
+__all__ = ["PARALLEL", "Platform", "Progress", "Pulled", "Puller", "parse_platform"]
 
 PARALLEL = 3
 CHUNK = 1 << 16
-PIPE_SIZE = 1 << 20
 PROGRESS_EVERY = 0.1  # seconds between two progress reports of one layer
 MAX_MANIFEST = 4 << 20
 
@@ -93,8 +91,8 @@ def parse_platform(text: str) -> Platform:
 
 @attrs.frozen
 class Progress:
-    """One layer's state: ``Waiting``, ``Downloading``, ``Verifying``, ``Extracting``,
-    ``Pull complete``, ``Already exists``; bytes so far and in all."""
+    """One layer's state: ``Waiting``, ``Downloading``, ``Download complete``, ``Pull
+    complete``, ``Already exists``; bytes so far and in all."""
 
     layer: str  # the short id Docker shows: 12 hex digits of the blob's digest
     status: str
@@ -122,11 +120,23 @@ def _descriptor(d: Any, what: str) -> tuple[str, int, str]:
     return digest, size, str(media)
 
 
+@attrs.frozen
+class Pulled:
+    record: ImageRecord
+    digest: str  # what the reference named (an index's, for a multi-platform image)
+    fetched: bool  # whether anything new came (else the image was up to date)
+
+
 class Puller:
     def __init__(
-        self, store: ImageStore, credentials: Credentials, insecure: frozenset[str] = frozenset()
+        self,
+        store: ImageStore,
+        unpacks: Unpacks,
+        credentials: Credentials,
+        insecure: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
+        self.unpacks = unpacks
         self.credentials = credentials
         self.insecure = insecure
         self._locks: dict[str, trio.Lock] = {}
@@ -140,11 +150,14 @@ class Puller:
         *,
         platform: Platform | None = None,
         progress: ProgressFn | None = None,
-    ) -> tuple[ImageRecord, str]:
-        """The stored image and the digest of what the reference named (an index's, for
-        a multi-platform image, as Docker reports it)."""
+    ) -> Pulled:
+        """The stored image (its layers unpacking in the background)."""
         want = platform or host()
         report = progress or (lambda _: None)
+        try:
+            before = self.store.lookup(str(ref)).id
+        except NoSuchImage:
+            before = ""
         async with open_registry(
             ref, insecure=self.insecure, credentials=self.credentials
         ) as registry:
@@ -155,7 +168,8 @@ class Puller:
                     f"{ref.familiar} is not a container image: its config has media type "
                     f"{config_type!r}"
                 )
-            if self.store.has_blob(config_digest):
+            fetched = not self.store.has_blob(config_digest)
+            if not fetched:
                 config_bytes = self.store.read_blob(config_digest)
             else:
                 config_bytes = await self._small_blob(
@@ -167,13 +181,14 @@ class Puller:
             async with self.lock:
                 self.active.update(diff_ids)
             try:
-                await self._fetch_layers(registry, layers, report)
+                fetched |= await self._fetch_layers(registry, layers, report)
                 self.store.put_blob(config_bytes, config_digest)
                 record = self.store.add(config_digest, layers, ref, top_digest)
+                self.unpacks.start(record)
             finally:
                 self.active.subtract(diff_ids)
                 self.active = +self.active
-        return record, top_digest
+        return Pulled(record, top_digest, fetched or before != record.id)
 
     async def _manifest(
         self, registry: Registry, ref: Reference, want: Platform
@@ -269,14 +284,16 @@ class Puller:
 
     async def _fetch_layers(
         self, registry: Registry, layers: tuple[BlobRef, ...], report: ProgressFn
-    ) -> None:
+    ) -> bool:
+        """Fetch the blobs not stored yet; whether any was."""
         limit = trio.CapacityLimiter(PARALLEL)
+        fetched: list[bool] = []
         for layer in layers:
             report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
         try:
             async with trio.open_nursery() as nursery:
                 for layer in layers:
-                    nursery.start_soon(self._layer, registry, layer, limit, report)
+                    nursery.start_soon(self._layer, registry, layer, limit, report, fetched)
         except BaseExceptionGroup as group:
             # Several layers may fail at once (a registry that serves garbage): the pull
             # fails with the first reason, as one error the caller can name.
@@ -284,6 +301,7 @@ class Puller:
             if all(isinstance(e, Exception) for e in leaves):
                 raise leaves[0] from None
             raise
+        return any(fetched)
 
     async def _layer(
         self,
@@ -291,34 +309,22 @@ class Puller:
         layer: BlobRef,
         limit: trio.CapacityLimiter,
         report: ProgressFn,
+        fetched: list[bool],
     ) -> None:
         short = _short(layer.digest)
-        lock = self._locks.setdefault(layer.diff_id, trio.Lock())
+        lock = self._locks.setdefault(layer.digest, trio.Lock())
         async with lock, limit:
-            if self.store.layer_dir(layer.diff_id) is not None and self.store.has_blob(
-                layer.digest
-            ):
+            if self.store.has_blob(layer.digest):
                 report(Progress(short, "Already exists", layer.size, layer.size))
                 return
-            if self.store.has_blob(layer.digest):  # a pull killed after the download
-                report(Progress(short, "Extracting", layer.size, layer.size))
-                try:
-                    await trio.to_thread.run_sync(
-                        self.store.unpack_layer, layer.digest, layer.diff_id
-                    )
-                except BaseException:
-                    self.store.blob_path(layer.digest).unlink(missing_ok=True)
-                    raise
-            else:
-                await self._stream(registry, layer, report)
+            await self._stream(registry, layer, report)
+            fetched.append(True)
             report(Progress(short, "Pull complete", layer.size, layer.size))
 
     async def _stream(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
-        """Download and unpack at once: the body goes through a pipe to a thread that
-        writes the blob, hashes it, decompresses, checks the diff_id and unpacks (see
-        :meth:`ImageStore.pull_layer`).  The first to fail stops the other: a download
-        error closes the pipe (the thread sees its end and gives up), an unpacking error
-        closes the reading end (the next write fails), and the first error is raised."""
+        """Download into ``tmp/``, each chunk hashed and written as it arrives (on the
+        event loop: ~0.1 ms a chunk; a pipe to a thread cost more than it saved), checked
+        against the layer's digest and size at the end, then renamed into the store."""
 
         def verify(digest: str, size: int) -> None:
             if size != layer.size:
@@ -331,41 +337,33 @@ class Puller:
                     "the download is corrupt or was tampered with"
                 )
 
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        with contextlib.suppress(OSError):  # fewer wake-ups: 1 MiB in flight, not 64 KiB
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        unpacked: list[outcome.Outcome[object]] = []
+        fd, tmp = self.store.temp_file()
+        sha = hashlib.sha256()
 
-        async def unpack() -> None:
-            def read(n: int) -> bytes:
-                return os.read(read_fd, n)
+        def sink(chunk: bytes) -> None:
+            sha.update(chunk)
+            with memoryview(chunk) as view:
+                while view:
+                    view = view[os.write(fd, view) :]
 
-            try:
-                unpacked.append(
-                    await trio.to_thread.run_sync(
-                        outcome.capture, self.store.pull_layer, read, layer, verify
-                    )
-                )
-            finally:
-                os.close(read_fd)
-
-        failed: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(unpack)
-            try:
-                async with trio.lowlevel.FdStream(write_fd) as pipe:
-                    await self._download(registry, layer, pipe, report)
-            except trio.BrokenResourceError:
-                pass  # the unpacking stopped: its error says why
-            except Exception as exc:
-                failed = exc
-        if failed is not None:
-            raise failed
-        unpacked[0].unwrap()
+        try:
+            size = await self._download(registry, layer, sink, report)
+            verify("sha256:" + sha.hexdigest(), size)
+            os.close(fd)
+            fd = -1
+            self.store.commit_blob(tmp, layer.digest)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
 
     async def _download(
-        self, registry: Registry, layer: BlobRef, pipe: trio.abc.SendStream, report: ProgressFn
-    ) -> None:
+        self,
+        registry: Registry,
+        layer: BlobRef,
+        sink: Callable[[bytes], None],
+        report: ProgressFn,
+    ) -> int:
         short = _short(layer.digest)
         done = 0
         shown = -1.0
@@ -377,13 +375,13 @@ class Puller:
                         f"layer {layer.digest} is larger than the {layer.size} bytes "
                         "the manifest says"
                     )
-                await pipe.send_all(chunk)
+                sink(chunk)
                 now = trio.current_time()
                 if now - shown >= PROGRESS_EVERY:
                     shown = now
                     report(Progress(short, "Downloading", done, layer.size))
         report(Progress(short, "Download complete", done, layer.size))
-        report(Progress(short, "Extracting", done, layer.size))
+        return done
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

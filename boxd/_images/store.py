@@ -3,7 +3,10 @@
 Layout::
 
     blobs/sha256/<hex>      manifests, configs and compressed layers, each checked against
-                            its digest before it is renamed into place
+                            its digest before it is renamed into place; kept after the
+                            unpack (as containerd's content store keeps them): ``save``
+                            writes them as they came, and a lost layer directory is
+                            unpacked again from its blob
     l/<12 hex>/             one unpacked layer (a diff), named by its diff_id, shared
                             read-only by every container of every image that uses it
     layers/<hex>.json       the record that makes ``l/...`` of diff_id <hex> present; it
@@ -28,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,9 +44,20 @@ from .._store import atomic_write
 from .reference import Reference, parse_reference
 from .unpack import LayerError, unpack
 
-__all__ = ["BlobRef", "ImageRecord", "ImageStore", "NoSuchImage", "digest_hex"]
+__all__ = [
+    "BlobRef",
+    "ImageRecord",
+    "ImageStore",
+    "NoSuchImage",
+    "UnpackCancelled",
+    "digest_hex",
+]
 
 SHORT = 12
+
+
+class UnpackCancelled(Exception):
+    """An unpack stopped because its image is being removed (or the daemon stops)."""
 
 
 class NoSuchImage(LookupError):
@@ -92,6 +107,8 @@ class ImageStore:
         self.layer_dirs.mkdir(mode=0o711, exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(mode=0o700)
+        self._locks: dict[str, threading.Lock] = {}  # by diff_id: its unpack or deletion
+        self._locks_lock = threading.Lock()
 
     # ---- blobs ----------------------------------------------------------------------
 
@@ -134,53 +151,33 @@ class ImageStore:
         path = self.layer_dirs / str(record["dir"])
         return path if path.is_dir() else None
 
-    def unpack_layer(self, blob_digest: str, diff_id: str) -> Path:
-        """Unpack a stored blob once: its directory (already there if it was)."""
-        found = self.layer_dir(diff_id)
-        if found is not None:
-            return found
-        with open(self.blob_path(blob_digest), "rb") as blob:
-            return self._unpack(blob.read, diff_id, f"layer {blob_digest}", lambda: None)
-
-    def pull_layer(
-        self, read: Callable[[int], bytes], layer: BlobRef, verify: Callable[[str, int], None]
+    def unpack_layer(
+        self, blob_digest: str, diff_id: str, cancelled: Callable[[], bool] = lambda: False
     ) -> Path:
-        """Unpack a layer as its compressed bytes come in (``read(n)``, b"" at the end),
-        keeping them as its blob: in one pass they are written, hashed, decompressed and
-        unpacked.  ``verify(digest, size)`` of what came is called at the end, before the
-        blob and then the layer are renamed into place (or when the layer proves bad: a
-        damaged download is the better reason); it raises if they are wrong, and then
-        nothing is kept."""
-        fd, tmp = self.temp_file()
-        tee = _Tee(read, fd)
-        try:
+        """Unpack a stored blob once: its directory (already there if it was).  One
+        thread at a time per layer (see :meth:`delete`); ``cancelled()`` is asked at every
+        read of the blob, and :class:`UnpackCancelled` raised when it says so."""
+        with self._layer_lock(diff_id):
+            found = self.layer_dir(diff_id)
+            if found is not None:
+                return found
 
-            def commit() -> None:
-                verify("sha256:" + tee.sha.hexdigest(), tee.size)
-                os.close(fd)
-                tee.fd = -1
-                self.commit_blob(tmp, layer.digest)
+            def read(n: int) -> bytes:
+                if cancelled():
+                    raise UnpackCancelled(f"the unpack of layer {blob_digest} was cancelled")
+                return blob.read(n)
 
-            try:
-                return self._unpack(tee.read, layer.diff_id, f"layer {layer.digest}", commit)
-            except LayerError:
-                # A damaged download is the reason, if it is one (the rest is read for
-                # its digest); otherwise the layer itself is bad.
-                while tee.read(1 << 20):
-                    pass
-                verify("sha256:" + tee.sha.hexdigest(), tee.size)
-                raise
-        finally:
-            if tee.fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
+            with open(self.blob_path(blob_digest), "rb") as blob:
+                return self._unpack(read, diff_id, f"layer {blob_digest}")
 
-    def _unpack(
-        self, read: Callable[[int], bytes], diff_id: str, what: str, commit: Callable[[], None]
-    ) -> Path:
-        """Unpack into a temporary directory, check the diff_id, ``commit()``, rename the
-        directory into place, write its record: a kill at any moment leaves no layer a
-        run would use."""
+    def _layer_lock(self, diff_id: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(diff_id, threading.Lock())
+
+    def _unpack(self, read: Callable[[int], bytes], diff_id: str, what: str) -> Path:
+        """Unpack into a temporary directory, check the diff_id, rename the directory
+        into place, write its record: a kill at any moment leaves no layer a run would
+        use (``tmp/`` is emptied at start; a directory without its record is replaced)."""
         hexa = digest_hex(diff_id)
         final = self.layer_dirs / hexa[:SHORT]
         work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
@@ -190,12 +187,7 @@ class ImageStore:
                 raise LayerError(
                     f"{what} unpacks to {result.diff_id}, but the image says {diff_id}"
                 )
-            commit()
             os.chmod(work, os.stat(work).st_mode | 0o011)
-            found = self.layer_dir(diff_id)
-            if found is not None:  # unpacked meanwhile by another pull
-                shutil.rmtree(work)
-                return found
             if final.exists():  # a half unpack (killed before its record) or a collision
                 shutil.rmtree(final)
             os.rename(work, final)
@@ -333,19 +325,32 @@ class ImageStore:
         progress counts on); the layers' diff_ids removed."""
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
         others = self.images() + self._retired()
-        used = {layer.diff_id for r in others for layer in r.layers} | keep
+        used = self._used(others) | keep
         blobs = {layer.digest for r in others for layer in r.layers}
         blobs |= {r.id for r in others}
         removed = []
         for layer in record.layers:
-            if layer.diff_id not in used:
-                self._delete_layer(layer.diff_id)
-                removed.append(layer.diff_id)
-            if layer.digest not in blobs and layer.diff_id not in keep:
-                self.blob_path(layer.digest).unlink(missing_ok=True)
+            # After an unpack of the layer in progress (cancel it first: Unpacks.stop);
+            # one that starts later finds no blob.
+            with self._layer_lock(layer.diff_id):
+                if layer.diff_id not in used:
+                    self._delete_layer(layer.diff_id)
+                    removed.append(layer.diff_id)
+                if layer.digest not in blobs and layer.diff_id not in keep:
+                    self.blob_path(layer.digest).unlink(missing_ok=True)
         if record.id not in blobs:
             self.blob_path(record.id).unlink(missing_ok=True)
         return removed
+
+    def unshared(self, record: ImageRecord) -> set[str]:
+        """The diff_ids of ``record``'s layers that no other image (retired ones too)
+        uses: what deleting it would delete."""
+        others = [r for r in self.images() + self._retired() if r.id != record.id]
+        return {layer.diff_id for layer in record.layers} - self._used(others)
+
+    @staticmethod
+    def _used(records: list[ImageRecord]) -> set[str]:
+        return {layer.diff_id for r in records for layer in r.layers}
 
     def _delete_layer(self, diff_id: str) -> None:
         hexa = digest_hex(diff_id)
@@ -368,26 +373,6 @@ class ImageStore:
 
     def size(self, record: ImageRecord) -> int:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
-
-
-class _Tee:
-    """What ``read`` gives, also written to ``fd`` and hashed (the blob as it comes)."""
-
-    def __init__(self, read: Callable[[int], bytes], fd: int) -> None:
-        self._read = read
-        self.fd = fd
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int) -> bytes:
-        data = self._read(n)
-        if data:
-            self.sha.update(data)
-            self.size += len(data)
-            with memoryview(data) as view:
-                while view:
-                    view = view[os.write(self.fd, view) :]
-        return data
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:

@@ -134,8 +134,15 @@ class ImageVerbs:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward)
             async with send:
-                record, digest = await self.sup.puller.pull(ref, platform=platform, progress=report)
-        await conn.send(PulledFrame(id=record.id, digest=digest, reference=str(ref)))
+                pulled = await self.sup.puller.pull(ref, platform=platform, progress=report)
+        await conn.send(
+            PulledFrame(
+                id=pulled.record.id,
+                digest=pulled.digest,
+                reference=str(ref),
+                downloaded=pulled.fetched,
+            )
+        )
 
     def _users(self, record: ImageRecord) -> list[str]:
         return [c.name for c in self.sup.list(all=True) if c.config.image_id == record.id]
@@ -146,6 +153,7 @@ class ImageVerbs:
         return ""
 
     async def images(self, conn: Sender, _: ImagesRequest) -> None:
+        await self.sup.unpacks.settled(self.store.images())  # the sizes of all layers
         summaries = tuple(
             ImageSummary(
                 id=r.id,
@@ -162,6 +170,7 @@ class ImageVerbs:
     async def inspect(self, conn: Sender, req: ImageInspectRequest) -> None:
         record = self.store.lookup(req.image)
         config = self.store.config(record)
+        await self.sup.unpacks.settled([record])
         await conn.send(
             ImageInspectResponse(
                 image={
@@ -236,6 +245,7 @@ class ImageVerbs:
         puller = self.sup.puller
         async with puller.lock:
             keep = frozenset(puller.active)
+            await self.sup.unpacks.stop(self.store.unshared(record) - keep)
             return await trio.to_thread.run_sync(self.store.delete, record, keep)
 
     async def tag(self, conn: Sender, req: TagRequest) -> None:
@@ -400,6 +410,7 @@ class ImageVerbs:
         containers = self.sup.list(all=True)
         used = {c.config.image_id for c in containers}
         records = self.store.images()
+        await self.sup.unpacks.settled(records)
         sizes = {
             layer.diff_id: self.store.layer_size(layer.diff_id)
             for record in records

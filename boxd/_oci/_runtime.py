@@ -19,13 +19,11 @@ import signal
 import socket
 import termios
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
 from .._native import Namespace, RealNative, SpawnPlan, Stage
+from .._record import evolve
 from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
 from ._state import (
@@ -40,7 +38,10 @@ from ._state import (
     write_pid_file,
 )
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._state import Saved
 
 CGROUP_GROUP = "boxd-runtime"
@@ -97,14 +98,25 @@ def _remove_cgroup(cgroup: Cgroup) -> None:
 # --- create --------------------------------------------------------------------------------
 
 
-@attrs.frozen
 class CreateOptions:
-    bundle: Path
-    pid_file: str | None = None
-    console_socket: str | None = None
-    preserve_fds: int = 0
-    no_pivot: bool = False
-    systemd_cgroup: bool = False
+    """``create``'s (and ``run``'s) options."""
+
+    def __init__(
+        self,
+        bundle: Path,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        preserve_fds: int = 0,
+        no_pivot: bool = False,
+        systemd_cgroup: bool = False,
+    ) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.no_pivot = no_pivot
+        self.systemd_cgroup = systemd_cgroup
 
 
 def _send_console(console_socket: str, master: int) -> None:
@@ -134,13 +146,14 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
     """Spawn ``plan`` in ``cgroup``: the process places itself (Cgroup.placement), which
     spares the kernel's wait for an RCU grace period that moving it from here costs."""
     with cgroup.placement() as (tasks, v2_dir):
-        placed = attrs.evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
+        placed = evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir)
         return _native.start_blocking(RealNative(), placed, place)
 
 
 def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[Namespace]) -> None:
     """Set namespaced sysctls from a process that joined the init's namespaces (a sysctl
-    file shows the namespace of the process that writes it, not of the /proc mount)."""
+    file shows the namespace of the process that writes it, not of the /proc mount), when
+    the init cannot (see _translate.table_sysctls)."""
     if not values:
         return
     script = 'while [ $# -gt 0 ]; do printf %s "$2" > "/proc/sys/$1" || exit 1; shift 2; done'
@@ -212,14 +225,17 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(root.start_socket(cid))
             listener.listen(1)
+            spaces = _translate.namespaces(spec)
+            sysctls = _translate.sysctls(spec, spaces)
+            in_table = _translate.table_sysctls(spec, spaces)
             plan = _translate.build(
                 spec,
                 bundle,
                 start_fd=listener.fileno(),
                 keep_fds=options.preserve_fds,
                 no_pivot=options.no_pivot,
+                sysctls=sysctls if in_table else {},
             )
-            sysctls = _translate.sysctls(spec, plan.namespaces)
             cgroup = host.create(name, limits)
             assert spec.process is not None
             if spec.process.user.umask is not None:
@@ -236,7 +252,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                     _send_console(options.console_socket, spawned.console)
                 finally:
                     os.close(spawned.console)
-            _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
+            if not in_table:
+                _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
             found = start_time_of(spawned.pid)
             saved: Saved = {
                 "id": cid,
@@ -372,18 +389,33 @@ def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
 # --- exec ----------------------------------------------------------------------------------
 
 
-@attrs.frozen
 class ExecOptions:
-    process: dict[str, Any] | None = None  # --process FILE, parsed
-    args: tuple[str, ...] = ()
-    tty: bool = False
-    console_socket: str | None = None
-    detach: bool = False
-    pid_file: str | None = None
-    cwd: str | None = None
-    env: tuple[str, ...] = ()
-    user: str | None = None
-    preserve_fds: int = 0
+    """``exec``'s options."""
+
+    def __init__(
+        self,
+        *,
+        process: dict[str, Any] | None = None,  # --process FILE, parsed
+        args: tuple[str, ...] = (),
+        tty: bool = False,
+        console_socket: str | None = None,
+        detach: bool = False,
+        pid_file: str | None = None,
+        cwd: str | None = None,
+        env: tuple[str, ...] = (),
+        user: str | None = None,
+        preserve_fds: int = 0,
+    ) -> None:
+        self.process = process
+        self.args = args
+        self.tty = tty
+        self.console_socket = console_socket
+        self.detach = detach
+        self.pid_file = pid_file
+        self.cwd = cwd
+        self.env = env
+        self.user = user
+        self.preserve_fds = preserve_fds
 
 
 def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
@@ -393,17 +425,16 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
         if not options.args:
             raise OciError("exec: give the command (arguments) or --process FILE")
         assert spec.process is not None
-        process = attrs.evolve(spec.process, args=options.args, terminal=options.tty)
+        process = spec.process.evolve(args=options.args, terminal=options.tty)
     if options.cwd:
-        process = attrs.evolve(process, cwd=options.cwd)
+        process = process.evolve(cwd=options.cwd)
     if options.env:
-        process = attrs.evolve(process, env=(*process.env, *options.env))
+        process = process.evolve(env=(*process.env, *options.env))
     if options.user:
         uid, _, gid = options.user.partition(":")
         if not uid.isdigit() or (gid and not gid.isdigit()):
             raise OciError(f"--user {options.user!r}: use UID[:GID] (numbers)")
-        user = attrs.evolve(process.user, uid=int(uid), gid=int(gid or 0))
-        process = attrs.evolve(process, user=user)
+        process = process.evolve(user=process.user.evolve(uid=int(uid), gid=int(gid or 0)))
     return process
 
 

@@ -1,0 +1,114 @@
+"""Layers unpacked from their stored blobs, in the background, once each.
+
+A pull ends when its blobs are stored and verified (as ``skopeo copy`` to ``dir:`` or
+``ctr content fetch`` end); :meth:`Unpacks.start` then unpacks the layers not yet
+unpacked, each in a thread, up to :data:`PARALLEL` at once, as containerd unpacks its
+content store's blobs into snapshots.  A create waits for its image's layers
+(:meth:`Unpacks.ready`): several creates of one image share one unpack of each layer, a
+layer missing and not under way (the daemon was killed mid-unpack: the work was in
+``tmp/``, emptied at start) is unpacked again from its blob, and an unpack that fails is
+the create's error, naming the image, the layer and the member.  :meth:`Unpacks.stop`
+cancels the unpacks of an image being removed and waits for them to end (the unpacking
+thread stops at its next read of the blob); the store's per-layer lock orders an unpack
+and the deletion of the same layer.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+import trio
+
+from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage, UnpackCancelled
+from .unpack import LayerError
+
+__all__ = ["PARALLEL", "Unpacks"]
+
+PARALLEL = 3
+
+
+@attrs.define(eq=False)
+class _Job:
+    layer: BlobRef
+    done: trio.Event = attrs.Factory(trio.Event)
+    cancelled: threading.Event = attrs.Factory(threading.Event)
+    error: Exception | None = None
+
+
+class Unpacks:
+    def __init__(self, store: ImageStore, nursery: trio.Nursery) -> None:
+        self.store = store
+        self._nursery = nursery
+        self._jobs: dict[str, _Job] = {}  # by diff_id: the unpacks under way
+        self._limit = trio.CapacityLimiter(PARALLEL)
+
+    def start(self, record: ImageRecord) -> list[_Job]:
+        """Unpack in the background the layers of ``record`` not unpacked yet (joining
+        those under way); their jobs."""
+        jobs = []
+        for layer in record.layers:
+            job = self._jobs.get(layer.diff_id)
+            if job is None:
+                if self.store.layer_dir(layer.diff_id) is not None:
+                    continue
+                job = self._jobs[layer.diff_id] = _Job(layer)
+                self._nursery.start_soon(self._run, job, name=f"unpack {layer.diff_id}")
+            jobs.append(job)
+        return jobs
+
+    async def _run(self, job: _Job) -> None:
+        try:
+            async with self._limit:
+                if not job.cancelled.is_set():
+                    await trio.to_thread.run_sync(
+                        self.store.unpack_layer,
+                        job.layer.digest,
+                        job.layer.diff_id,
+                        job.cancelled.is_set,
+                    )
+        except Exception as exc:
+            job.error = exc
+        finally:
+            del self._jobs[job.layer.diff_id]
+            job.done.set()
+
+    async def ready(self, record: ImageRecord, name: str) -> None:
+        """Return once every layer of the image ``name`` is unpacked; an unpack that
+        fails raises :class:`LayerError` naming the layer and why."""
+        for job in self.start(record):
+            await job.done.wait()
+            error = job.error
+            if error is None:
+                continue
+            what = f"image {name}: its layer {job.layer.digest} cannot be unpacked"
+            if isinstance(error, FileNotFoundError | UnpackCancelled):  # by rmi
+                raise NoSuchImage(f"{name} (it was removed)")
+            if isinstance(error, LayerError):
+                raise LayerError(f"{what}: {error}")
+            if isinstance(error, OSError):
+                raise LayerError(f"{what}: {error.strerror or error}")
+            raise LayerError(f"{what}: {error}")
+        for layer in record.layers:
+            if self.store.layer_dir(layer.diff_id) is None:  # deleted meanwhile
+                raise NoSuchImage(f"{name} (it was removed)")
+
+    async def settled(self, records: list[ImageRecord]) -> None:
+        """Return once no layer of ``records`` is being unpacked (their sizes are known)."""
+        for record in records:
+            for layer in record.layers:
+                job = self._jobs.get(layer.diff_id)
+                if job is not None:
+                    await job.done.wait()
+
+    async def stop(self, diff_ids: set[str] | frozenset[str]) -> None:
+        """Cancel the unpacks of ``diff_ids`` and wait for them to end."""
+        jobs = [job for d, job in self._jobs.items() if d in diff_ids]
+        for job in jobs:
+            job.cancelled.set()
+        for job in jobs:
+            await job.done.wait()
+
+    async def aclose(self) -> None:
+        """Cancel every unpack and wait for them to end (the daemon stops)."""
+        await self.stop(frozenset(self._jobs))
