@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from boxd import _human, _wirejson
+from boxd._dockerwords import WORDS
 
 from ._args import Args
 from ._client import call
@@ -20,8 +21,6 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from typing import Any
 
-# boxd's phases in Docker's words (Docker has no starting or stopping phase).
-_WORDS = {"starting": "created", "stopping": "running", "stopped": "exited"}
 HEADERS = {
     "ID": "CONTAINER ID",
     "Names": "NAMES",
@@ -45,7 +44,7 @@ DEFAULT = (
 
 def state_word(c: dict[str, Any]) -> str:
     status: str = c["state"]["status"]
-    return _WORDS.get(status, status)
+    return WORDS.get(status, status)  # a newer daemon's phase as it is
 
 
 def status_text(c: dict[str, Any], now: float) -> str:

@@ -185,6 +185,8 @@ def parse(text: str) -> list[Any]:
 
 def text_of(value: Any) -> str:
     """A value printed as Go's fmt prints it in a template."""
+    if type(value) is str:  # most values (every field of a ps row): first, and as it is
+        return value
     if value is MISSING:
         return "<no value>"
     if value is None:
@@ -398,7 +400,12 @@ class _Run:
             if kind == "text":
                 out.append(node[1])
             elif kind == "out":
-                out.append(text_of(self.pipe(node[1], dot)))
+                pipe = node[1]
+                word = pipe[0][0] if len(pipe) == 1 and len(pipe[0]) == 1 else None
+                if isinstance(word, str) and word.startswith("."):  # {{.Field}}: that alone
+                    out.append(text_of(self.field(dot, word, [])))
+                else:
+                    out.append(text_of(self.pipe(pipe, dot)))
             elif kind in ("if", "with"):
                 value = self.pipe(node[1], dot)
                 if _truthy(value):

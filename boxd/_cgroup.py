@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import math
 import os
 import re
@@ -37,7 +36,12 @@ from pathlib import Path
 from . import _devices
 from ._record import evolve, frozen
 
-log = logging.getLogger("boxd.cgroup")
+
+def _warn(message: str, *args: object) -> None:
+    import logging  # here: boxd-runtime create would pay ~2 ms to import it, never to warn
+
+    logging.getLogger("boxd.cgroup").warning(message, *args)
+
 
 WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io", "devices")
 # The device nodes a container may make and open: null, zero, full, random, urandom, tty,
@@ -524,7 +528,7 @@ class CgroupHost:
                 pass
             except OSError as exc:
                 if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    log.warning("cannot remove cgroup %s: %s", d, exc.strerror)
+                    _warn("cannot remove cgroup %s: %s", d, exc.strerror)
 
 
 def _cpu_list(cpus: set[int]) -> str:
@@ -700,7 +704,7 @@ class Cgroup:
                     return
                 await trio.sleep(0.01)
             return
-        log.warning("cgroup %s: %s survived SIGKILL", self.name, self.procs())
+        _warn("cgroup %s: %s survived SIGKILL", self.name, self.procs())
 
     def _freezer(self) -> tuple[Path, str, str, Callable[[], bool]] | None:
         """(state file, frozen value, thawed value, is-frozen test): v2 ``cgroup.freeze``
@@ -795,7 +799,7 @@ class Cgroup:
                 await trio.sleep(0.01)
         left = [str(d) for d in self._dirs.values() if d.exists()]
         if left:
-            log.warning("cgroup %s could not be removed: %s", self.name, left)
+            _warn("cgroup %s could not be removed: %s", self.name, left)
         if not self._host.keep_parents:
             self._host.remove_parents()
 

@@ -6,7 +6,8 @@ record; any other query is forwarded as it came to the asking container's upstre
 resolvers (its ``--dns`` servers, else the host's) and their answer relayed back (SERVFAIL
 if none answers).  UDP and TCP (two-byte length prefix, several queries per connection, as
 Docker's embedded server answers both); a TCP query is forwarded over TCP.  Wire format
-through dnslib.
+through dnslib, imported by the first query (a daemon whose containers ask no name of it
+does not hold it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import struct
 from collections.abc import Callable, Sequence
 
 import trio
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 log = logging.getLogger("boxd.dns")
 
@@ -35,6 +35,8 @@ Upstreams = Callable[[str], Sequence[str]]
 
 def answer(query: bytes, lookup: Callable[[str], str | None]) -> bytes | None:
     """Our own answer to ``query``, or None when it is not about one of our names."""
+    from dnslib import QTYPE, RR, A, DNSRecord
+
     try:
         request = DNSRecord.parse(query)
     except Exception:  # dnslib raises several kinds on malformed packets
@@ -54,6 +56,8 @@ def answer(query: bytes, lookup: Callable[[str], str | None]) -> bytes | None:
 
 
 def _failure(query: bytes) -> bytes | None:
+    from dnslib import RCODE, DNSRecord
+
     try:
         reply = DNSRecord.parse(query).reply()
     except Exception:

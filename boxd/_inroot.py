@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import stat
 
 from . import _syscalls
@@ -22,7 +21,7 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
 
 _NR_OPENAT2 = {"x86_64": _syscalls.X86_64, "aarch64": _syscalls.AARCH64}.get(
-    platform.machine(), _syscalls.X86_64
+    os.uname().machine, _syscalls.X86_64
 )["openat2"]
 
 

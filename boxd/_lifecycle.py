@@ -64,6 +64,11 @@ class Conflict(RuntimeError):
     """The container is not in a phase that allows the request."""
 
 
+class NoSuchContainer(LookupError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no such container: {ref}")
+
+
 def check_transition(current: Status, new: Status) -> None:
     """Raise AssertionError for a transition the lifecycle does not have (a bug)."""
     if new not in TRANSITIONS[current]:

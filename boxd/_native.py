@@ -23,9 +23,14 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 from ._record import evolve, frozen
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # Native is a structural type for the type checker, a plain class here
 
 
 class Namespace(enum.Enum):

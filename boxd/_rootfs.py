@@ -17,19 +17,13 @@ nothing else of the host.
 from __future__ import annotations
 
 import errno
-import hashlib
-import importlib.resources
 import itertools
 import os
 import posixpath
-import shutil
 import stat
-import tempfile
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
@@ -37,7 +31,11 @@ from ._record import frozen
 from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+    from typing import Any
+
     from ._records import Volume
 
 __all__ = [
@@ -143,6 +141,8 @@ class Image:
 
 def _skeleton() -> Traversable:
     """The skeleton shipped as package data ``boxd.skel``, or ``rootfs/skel`` in a checkout."""
+    import importlib.resources  # here: boxd-runtime create checks commands, needs no image
+
     try:
         return importlib.resources.files("boxd.skel")
     except ModuleNotFoundError:
@@ -227,6 +227,8 @@ def _fingerprint(skel: Traversable) -> str:
 
 
 def _fingerprint_now(skel: Traversable) -> str:
+    import hashlib
+
     h = hashlib.sha256(_LAYOUT_VERSION)
     for rel, node in _walk(skel):
         h.update(f"\0{rel}\0".encode())
@@ -283,6 +285,9 @@ def prepare_default_image(images_dir: Path) -> Path:
     final = images_dir / f"{_DEFAULT}-{_fingerprint(skel)}"
     if final.is_dir():
         return final
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{_DEFAULT}-", dir=images_dir))
     try:
         _build_default(skel, tmp)

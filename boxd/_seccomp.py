@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import enum
 import errno as _errno
-import json
 import os
 import re
 import struct
@@ -633,6 +632,8 @@ def profile_from_docker(data: object) -> Profile:
 
 def load_docker_profile(path: str | os.PathLike[str]) -> Profile:
     """Read a Docker seccomp profile (JSON) from ``path``; see :func:`profile_from_docker`."""
+    import json  # here: boxd-runtime create compiles a profile it got as parsed JSON
+
     with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)

@@ -34,6 +34,7 @@ from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import LayerError
 from ._images.verbs import ImageInUse, ImageVerbs, disk_usage
+from ._listing import ListAnswers, select_containers
 from ._messages import (
     CLIENT_FRAMES,
     REQUESTS,
@@ -56,7 +57,6 @@ from ._messages import (
     InspectResponse,
     KillRequest,
     ListRequest,
-    ListResponse,
     LogsRequest,
     OkResponse,
     PauseRequest,
@@ -84,7 +84,7 @@ from ._messages import (
     parse,
 )
 from ._network import NetworkConflict
-from ._output import Chunk, Output
+from ._output import Chunk, Output, widen_send_buffer
 from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
@@ -190,6 +190,7 @@ class Server:
         self.sup = sup
         self.procview = procview
         self._waiting = WaitingConnections(MAX_WAITING)
+        self._list_answers = ListAnswers()
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             VersionRequest: self._version,
             InfoRequest: self._info,
@@ -334,15 +335,12 @@ class Server:
             if not eq:
                 raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
             filters.setdefault(key, []).append(value)
-        # Not at the top: boxd._dockerapi imports this module (a cycle when it comes first).
-        from ._dockerapi._shapes import select_containers
-
         found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
         sizes: list[int] = []
         if req.size:
             uppers = [self.sup.store.container_dir(c.id) / "fs" / "root" / "upper" for c in found]
             sizes = await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
-        await conn.send(ListResponse(containers=tuple(found), sizes=tuple(sizes)))
+        await conn.stream.send_all(self._list_answers.frame(found, sizes))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
         await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
@@ -565,6 +563,7 @@ async def _stream(
     """Output to the client until the process ends (then ``before_exit``, then its exit
     code); input, resizes and signals from the client until it detaches or goes away (the
     process keeps running).  A client that vanishes ends only its own stream."""
+    widen_send_buffer(conn.stream)
     async with trio.open_nursery() as nursery:
 
         async def from_client() -> None:

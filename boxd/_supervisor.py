@@ -49,6 +49,7 @@ from ._lifecycle import (
     STOPPING,
 )
 from ._lifecycle import Conflict as Conflict
+from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
 from ._native import Native, RealNative, SpawnError, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
@@ -80,11 +81,6 @@ DEFAULT_ROOT = Path("/var/lib/boxd")
 BACKOFF_START = 0.1  # seconds before the first restart; doubles up to BACKOFF_MAX
 BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a run this long resets the backoff
-
-
-class NoSuchContainer(LookupError):
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"no such container: {ref}")
 
 
 class StartError(RuntimeError):

@@ -65,7 +65,11 @@ _loads = _wirejson.scanner(_no_constants)
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    payload = _wirejson.dumps(message).encode()
+    return frame(_wirejson.dumps(message).encode())
+
+
+def frame(payload: bytes) -> bytes:
+    """The frame of an encoded JSON message."""
     if len(payload) > MAX_FRAME:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds {MAX_FRAME}")
     return HEADER.pack(len(payload)) + payload
@@ -115,6 +119,13 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes received that do not make a whole frame yet."""
         return len(self._buf)
+
+    def take(self) -> bytes:
+        """The bytes received that no frame was taken from (a reader of its own goes on
+        from there); the decoder is left empty."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
 
     def next(self) -> Frame | None:
         if len(self._buf) < HEADER.size:

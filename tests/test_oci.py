@@ -453,6 +453,19 @@ def test_seccomp_limits_and_sysctl(runtime: Runtime, bundle: Bundle) -> None:
 
 
 @pytest.mark.root
+def test_sysctl_without_a_writable_proc(runtime: Runtime, bundle: Bundle) -> None:
+    """The init sets sysctls itself on the /proc the spec mounts; with a read-only /proc a
+    process that joins its namespaces does."""
+    bundle.command("cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ping_group_range")
+    bundle.config["linux"]["sysctl"] = {"kernel.shmmni": "1000", "net.ipv4.ping_group_range": "0 0"}
+    proc = next(m for m in bundle.config["mounts"] if m["destination"] == "/proc")
+    proc["options"] = [*proc.get("options", []), "ro"]
+    bundle.write()
+    done = runtime("run", "--bundle", str(bundle.path), "s2")
+    assert done.stdout.split() == ["1000", "0", "0"]
+
+
+@pytest.mark.root
 def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     bundle.command("exec sleep 1000")
     bundle.config["linux"]["resources"]["pids"] = {"limit": 20}

@@ -309,7 +309,8 @@ async def test_shutdown_stops_every_live_phase(
 
 
 def test_every_phase_has_a_docker_state_word() -> None:
-    from boxd._dockerapi._shapes import status_text, status_word
+    from boxd._dockerapi._shapes import status_text
+    from boxd._listing import status_word
     from boxd._records import new_id
 
     c = Container(id=new_id(), name="c", created_at=0.0, config=config("/", "true"))

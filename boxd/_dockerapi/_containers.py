@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from .. import _lifecycle, _logs, _prune, protocol
+from .. import _lifecycle, _listing, _logs, _prune, protocol
 from .._images.messages import ExportRequest
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
@@ -36,7 +36,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     limit = req.integer("limit") or 0
     filters = _shapes.parse_filters(req.arg("filters"))
-    found = _shapes.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
+    found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
     await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
 

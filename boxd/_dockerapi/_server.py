@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from pathlib import Path
 
 import trio
 
 from .. import __version__, _netserver
 from .._idle import WaitingConnections
 from .._images.verbs import ImageVerbs
-from .._server import bind_socket, peer_credentials
+from .._server import peer_credentials
 from .._supervisor import Supervisor
 from . import _archive, _attach, _containers, _images, _netconnect, _networks, _system, _volumes
 from ._api import Api, api_error, unwrap
@@ -121,25 +119,3 @@ class DockerApi:
         _check_version(request.version)
         route, groups = ROUTER.find(request)
         await route.handler(self.api, conn, request, *groups)
-
-
-async def serve_docker(
-    sup: Supervisor,
-    path: Path,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve the Engine API on a Unix socket at ``path`` (bound as the native socket is:
-    mode 0660, group ``boxd``) until cancelled; the socket is removed at the end."""
-    sock = await bind_socket(path)
-    listener = trio.SocketListener(sock)
-    try:
-        async with trio.open_nursery() as nursery:
-            api = DockerApi(sup, nursery)
-            await nursery.start(trio.serve_listeners, api.handle, [listener])
-            task_status.started()
-    finally:
-        with trio.CancelScope(shield=True):
-            await listener.aclose()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)

@@ -23,6 +23,8 @@ from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._events import Event
 from .._images.reference import parse_reference
+from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
+from .._listing import labels, same_image, status_word
 from .._netconfig import NetworkJoin, PortSpec
 from .._network import joined
 from .._records import (
@@ -32,16 +34,13 @@ from .._records import (
     RestartName,
     RestartPolicy,
     Security,
-    Status,
     Ulimit,
     Volume,
 )
-from .._supervisor import NoSuchContainer
 from ._http import ApiError
 
 T = TypeVar("T")
 ZERO_TIME = "0001-01-01T00:00:00Z"
-DEFAULT_IMAGES = ("default", "default:latest")
 
 
 def rfc3339(t: float | None) -> str:
@@ -502,28 +501,6 @@ def restart_policy(name: str, retries: int) -> RestartPolicy:
 # ---- inspect and list -----------------------------------------------------------------
 
 
-# boxd's phases in Docker's words (Docker has no starting and no stopping phase).
-_WORDS = {
-    Status.CREATED: "created",
-    Status.STARTING: "created",
-    Status.RUNNING: "running",
-    Status.PAUSED: "paused",
-    Status.RESTARTING: "restarting",
-    Status.STOPPING: "running",
-    Status.STOPPED: "exited",
-    Status.EXITED: "exited",
-    Status.REMOVING: "removing",
-}
-
-
-def status_word(c: Container) -> str:
-    return _WORDS[c.state.status]
-
-
-def labels(c: Container) -> dict[str, str]:
-    return dict(label.partition("=")[::2] for label in c.config.labels)
-
-
 def default_image_id() -> str:
     """An id for the built-in image ``default`` (it has no configuration blob)."""
     return "sha256:" + hashlib.sha256(b"boxd image default").hexdigest()
@@ -708,8 +685,6 @@ def summary(c: Container, now: float) -> dict[str, Any]:
 
 # ---- list filters ---------------------------------------------------------------------
 
-_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-
 
 def parse_filters(text: str | None) -> dict[str, list[str]]:
     """``filters`` as JSON: ``{"key": ["v", ...]}`` or the old ``{"key": {"v": true}}``."""
@@ -734,67 +709,6 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
     return found
 
 
-def container_filter(
-    filters: dict[str, list[str]], every: Iterable[Container] = ()
-) -> Callable[[Container], bool]:
-    """A predicate for the container list (``before`` and ``since`` name one of ``every``);
-    a key or value boxd does not know is refused (ValueError)."""
-    for key, values in filters.items():
-        if key not in (*_MATCHED, "before", "since"):
-            raise ValueError(f"invalid filter '{key}'")
-        for v in values:
-            if key == "status" and v not in _STATUSES:
-                raise ValueError(f"invalid filter 'status={v}'")
-            if key == "exited" and not v.lstrip("-").isdigit():
-                raise ValueError(f"invalid filter 'exited={v}'")
-    every = list(every)
-    before = [_created(every, ref) for ref in filters.get("before", [])]
-    since = [_created(every, ref) for ref in filters.get("since", [])]
-
-    def keep(c: Container) -> bool:
-        if any(c.created_at >= t for t in before) or any(c.created_at <= t for t in since):
-            return False
-        return all(_matches(c, k, vs) for k, vs in filters.items() if vs and k in _MATCHED)
-
-    return keep
-
-
-_MATCHED = ("id", "name", "label", "status", "ancestor", "exited")
-
-
-def _created(every: list[Container], ref: str) -> float:
-    for c in every:
-        if ref in (c.id, c.name, "/" + c.name) or (len(ref) >= 3 and c.id.startswith(ref)):
-            return c.created_at
-    raise NoSuchContainer(ref)
-
-
-def select_containers(
-    listing: Callable[..., list[Container]], filters: dict[str, list[str]], *, all: bool, limit: int
-) -> list[Container]:
-    """What ``docker ps`` shows, from the supervisor's ``listing`` (newest first): through
-    the filters, every container if ``all``, a ``limit`` or a status/exited filter asks for
-    them (as dockerd does), else the running ones; the newest ``limit`` of them."""
-    keep = container_filter(filters, listing(all=True))
-    everything = all or limit > 0 or bool(filters.get("status") or filters.get("exited"))
-    found = [c for c in listing(all=everything) if keep(c)]
-    return found[:limit] if limit > 0 else found
-
-
-def _matches(c: Container, key: str, values: list[str]) -> bool:
-    if key == "id":
-        return any(c.id.startswith(v) for v in values)
-    if key == "name":
-        return any(v.lstrip("/") in c.name for v in values)
-    if key == "label":
-        return all(_has_label(c, v) for v in values)
-    if key == "status":
-        return status_word(c) in values
-    if key == "ancestor":
-        return any(_same_image(v, c.config.image) for v in values)
-    return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
-
-
 def any_reference(tags: list[str], patterns: list[str]) -> bool:
     """Docker's ``reference`` filter: a pattern (``*`` allowed) against ``repo:tag`` or,
     without a tag, against the repository."""
@@ -804,21 +718,6 @@ def any_reference(tags: list[str], patterns: list[str]) -> bool:
             if fnmatch.fnmatchcase(tag if ":" in pattern else repo, pattern):
                 return True
     return False
-
-
-def _same_image(wanted: str, image: str) -> bool:
-    if image == "default":
-        return wanted in DEFAULT_IMAGES
-    try:
-        return str(parse_reference(wanted)) == str(parse_reference(image))
-    except ValueError:
-        return False
-
-
-def _has_label(c: Container, wanted: str) -> bool:
-    key, eq, value = wanted.partition("=")
-    have = labels(c)
-    return key in have and (not eq or have[key] == value)
 
 
 # ---- events ---------------------------------------------------------------------------
@@ -858,7 +757,7 @@ def _event_matches(e: Event, key: str, values: list[str]) -> bool:
     if key == "event":  # exec_start also names "exec_start: sh -c ..."
         return e.action in values or e.action.partition(":")[0] in values
     if key == "image":
-        return any(_same_image(v, e.image) for v in values)
+        return any(same_image(v, e.image) for v in values)
     have = dict(label.partition("=")[::2] for label in e.labels)
     return all(
         k in have and (not eq or have[k] == v) for k, eq, v in (w.partition("=") for w in values)

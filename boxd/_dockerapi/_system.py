@@ -12,7 +12,7 @@ import time
 
 import trio
 
-from .. import __version__
+from .. import __version__, _listing
 from .._events import Event
 from . import _shapes, _volumes
 from ._api import Api, arch, mem_total
@@ -54,7 +54,7 @@ async def version(api: Api, conn: HttpConnection, req: Request) -> None:
 
 async def info(api: Api, conn: HttpConnection, req: Request) -> None:
     containers = api.sup.list(all=True)
-    words = collections.Counter(_shapes.status_word(c) for c in containers)
+    words = collections.Counter(_listing.status_word(c) for c in containers)
     running, paused = words["running"] + words["restarting"], words["paused"]
     mode = api.sup.cgroups.mode
     root = str(api.sup.store.root)

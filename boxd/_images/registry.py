@@ -20,19 +20,20 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .._store import atomic_write
 from .reference import DEFAULT_REGISTRY, Reference
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Credentials", "Registry", "RegistryError", "open_registry"]
 
 HUB_HOST = "registry-1.docker.io"
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT = 30.0  # seconds for each request; 10 to connect
 
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
@@ -123,6 +124,8 @@ class Registry:
 
     async def login(self) -> None:
         """Probe ``/v2/`` and authenticate as its challenge asks (pull scope)."""
+        import httpx
+
         try:
             r = await self.client.get(f"{self.base}/v2/")
         except httpx.HTTPError as exc:
@@ -157,6 +160,8 @@ class Registry:
             raise RegistryError(f"registry {self.registry} refused the credentials")
 
     async def _token(self, challenge: dict[str, str]) -> str:
+        import httpx
+
         params = {"scope": f"repository:{self.repository}:pull"} if self.repository else {}
         if "service" in challenge:
             params["service"] = challenge["service"]
@@ -195,6 +200,8 @@ class Registry:
     async def _get(
         self, url: str, *, headers: dict[str, str] | None = None, allow: tuple[int, ...] = (200,)
     ) -> httpx.Response:
+        import httpx
+
         for attempt in range(2):
             try:
                 r = await self.client.get(url, headers=self._headers(headers))
@@ -217,6 +224,8 @@ class Registry:
     async def blob(self, digest: str) -> AsyncIterator[httpx.Response]:
         """A streaming response for the blob (redirects followed; the Authorization header
         is dropped when a redirect leaves the registry's host)."""
+        import httpx
+
         url = f"{self.base}/v2/{self.repository}/blobs/{digest}"
         try:
             for attempt in range(2):
@@ -270,11 +279,14 @@ async def open_registry(
     user: tuple[str, str] | None = None,
 ) -> AsyncIterator[Registry]:
     """A logged-in :class:`Registry` for ``ref``'s repository (``user``: credentials to
-    try instead of the stored ones, as ``boxctl login`` does)."""
+    try instead of the stored ones, as ``boxctl login`` does).  httpx (~2 MB of the
+    daemon's memory with what it imports) is imported by the first pull or login."""
+    import httpx
+
     plain = is_loopback(ref.registry) or ref.registry in insecure
     async with httpx.AsyncClient(
         verify=_ssl_context(),
-        timeout=TIMEOUT,
+        timeout=httpx.Timeout(TIMEOUT, connect=10.0),
         follow_redirects=True,
         headers={"User-Agent": "boxd"},
     ) as client:

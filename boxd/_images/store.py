@@ -170,31 +170,6 @@ class ImageStore:
             with open(self.blob_path(blob_digest), "rb") as blob:
                 return self._unpack(read, diff_id, f"layer {blob_digest}")
 
-    def fetch_blob(
-        self, read: Callable[[int], bytes], digest: str, verify: Callable[[str, int], None]
-    ) -> None:
-        """Store a blob as its bytes come in (``read(n)``, b"" at the end): written to
-        ``tmp/`` and hashed, ``verify(digest, size)`` of what came (it raises if they are
-        wrong, and then nothing is kept), then renamed into place."""
-        fd, tmp = self.temp_file()
-        try:
-            sha = hashlib.sha256()
-            size = 0
-            while data := read(1 << 20):
-                sha.update(data)
-                size += len(data)
-                with memoryview(data) as view:
-                    while view:
-                        view = view[os.write(fd, view) :]
-            verify("sha256:" + sha.hexdigest(), size)
-            os.close(fd)
-            fd = -1
-            self.commit_blob(tmp, digest)
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
-
     def _layer_lock(self, diff_id: str) -> threading.Lock:
         with self._locks_lock:
             return self._locks.setdefault(diff_id, threading.Lock())

@@ -19,7 +19,6 @@ import signal
 import socket
 import termios
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
@@ -39,7 +38,10 @@ from ._state import (
     write_pid_file,
 )
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._state import Saved
 
 CGROUP_GROUP = "boxd-runtime"
@@ -150,7 +152,8 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
 
 def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[Namespace]) -> None:
     """Set namespaced sysctls from a process that joined the init's namespaces (a sysctl
-    file shows the namespace of the process that writes it, not of the /proc mount)."""
+    file shows the namespace of the process that writes it, not of the /proc mount), when
+    the init cannot (see _translate.table_sysctls)."""
     if not values:
         return
     script = 'while [ $# -gt 0 ]; do printf %s "$2" > "/proc/sys/$1" || exit 1; shift 2; done'
@@ -222,14 +225,17 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(root.start_socket(cid))
             listener.listen(1)
+            spaces = _translate.namespaces(spec)
+            sysctls = _translate.sysctls(spec, spaces)
+            in_table = _translate.table_sysctls(spec, spaces)
             plan = _translate.build(
                 spec,
                 bundle,
                 start_fd=listener.fileno(),
                 keep_fds=options.preserve_fds,
                 no_pivot=options.no_pivot,
+                sysctls=sysctls if in_table else {},
             )
-            sysctls = _translate.sysctls(spec, plan.namespaces)
             cgroup = host.create(name, limits)
             assert spec.process is not None
             if spec.process.user.umask is not None:
@@ -246,7 +252,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                     _send_console(options.console_socket, spawned.console)
                 finally:
                     os.close(spawned.console)
-            _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
+            if not in_table:
+                _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
             found = start_time_of(spawned.pid)
             saved: Saved = {
                 "id": cid,

@@ -12,9 +12,8 @@ import resource
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from .. import _caps, _rootfs, _seccomp
+from .. import _caps, _rootfs
 from .._cgroup import CPU_PERIOD, Limits
 from .._native import (
     JOINABLE,
@@ -26,6 +25,10 @@ from .._native import (
     SpawnPlan,
 )
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
+if TYPE_CHECKING:
+    from typing import Any
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -237,10 +240,13 @@ def _devices(table: _Table, spec: Spec, userns: bool) -> None:
         table.add(MountKind.SYMLINK, link, source=target)
 
 
-def mount_table(spec: Spec, bundle: Path, rootfs: str, userns: bool) -> tuple[MountOp, ...]:
+def mount_table(
+    spec: Spec, bundle: Path, rootfs: str, userns: bool, sysctls: dict[str, str]
+) -> tuple[MountOp, ...]:
     """The steps the child runs inside ``rootfs``: the root bound onto itself (pivot_root
     needs a mount point), its propagation, the spec's mounts in order, the devices, the
-    read-only and masked paths, and last a read-only root."""
+    ``sysctls`` (written by the child, in its namespaces, to the /proc the spec mounted),
+    the read-only and masked paths, and last a read-only root."""
     table = _Table()
     table.add(MountKind.MOUNT, "/", source=rootfs, flags=MS_BIND | MS_REC)
     linux = spec.linux
@@ -262,6 +268,8 @@ def mount_table(spec: Spec, bundle: Path, rootfs: str, userns: bool) -> tuple[Mo
     for i, mount in enumerate(spec.mounts):
         _mount(table, mount, i, bundle)
     _devices(table, spec, userns)
+    for key, value in sysctls.items():
+        table.add(MountKind.SYSCTL, "/proc/sys/" + key.replace(".", "/"), data=value + "\n")
     if linux is not None:
         for path in linux.readonly_paths:
             table.add(MountKind.REMOUNT_RO, _container_path(path))
@@ -367,6 +375,8 @@ def _skip_unknown(section: dict[str, Any]) -> dict[str, Any]:
     resolve, and so does this where skipping cannot widen the filter: in allowing rules,
     and in any rule when the default action denies (boxd's compiler answers a number it
     does not know with ENOSYS unless the default allows)."""
+    from .. import _seccomp
+
     rules = section.get("syscalls")
     if not isinstance(rules, list):
         return section
@@ -416,6 +426,8 @@ def seccomp_program(spec: Spec, bounding: int) -> bytes | None:
     section = spec.linux.seccomp if spec.linux else None
     if not section:
         return None
+    from .. import _seccomp  # only with a profile: its syscall tables cost ~2 ms to import
+
     try:
         profile = _seccomp.profile_from_docker(_skip_unknown(section))
         return _seccomp.compile_profile(profile, caps=bounding)
@@ -456,8 +468,27 @@ def process_plan(process: Process, *, console: bool) -> dict[str, object]:
     }
 
 
-def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: bool) -> SpawnPlan:
-    """The plan of the container's init, waiting on ``start_fd`` for ``start``."""
+def table_sysctls(spec: Spec, spaces: frozenset[Namespace]) -> bool:
+    """Whether the init can set the sysctls itself (mount table steps): the spec mounts a
+    writable proc at /proc, and there is no new user namespace (the sysctls are written
+    as the host's root, as a process that joins the init's namespaces would)."""
+    return Namespace.USER not in spaces and any(
+        m.type == "proc" and _container_path(m.destination) == "/proc" and "ro" not in m.options
+        for m in spec.mounts
+    )
+
+
+def build(
+    spec: Spec,
+    bundle: Path,
+    *,
+    start_fd: int,
+    keep_fds: int,
+    no_pivot: bool,
+    sysctls: dict[str, str],
+) -> SpawnPlan:
+    """The plan of the container's init, waiting on ``start_fd`` for ``start``, setting
+    ``sysctls`` (see :func:`table_sysctls`)."""
     if spec.process is None:
         raise SpecError("config.json: process is required to create a container")
     if no_pivot:
@@ -484,7 +515,7 @@ def build(spec: Spec, bundle: Path, *, start_fd: int, keep_fds: int, no_pivot: b
         ns_paths=joined(spec),
         hostname=(spec.hostname or None) if Namespace.UTS in spaces else None,
         rootfs=rootfs,
-        mounts=mount_table(spec, bundle, rootfs, userns),
+        mounts=mount_table(spec, bundle, rootfs, userns, sysctls),
         seccomp=seccomp_program(spec, caps.bounding),
         process_name="boxd:[oci-init]",
         start_fd=start_fd,

@@ -1,0 +1,20 @@
+"""boxd's phases in Docker's words, for ``docker ps``-like lists (the daemon's and the
+Engine API's filters, boxctl's STATE and STATUS columns).  Docker has no starting and no
+stopping phase, and one "exited" for boxd's stopped (by a request) and exited (by itself).
+No imports: boxctl reads it at every ``ps``.
+"""
+
+WORDS: dict[str, str] = {
+    "created": "created",
+    "starting": "created",
+    "running": "running",
+    "paused": "paused",
+    "restarting": "restarting",
+    "stopping": "running",
+    "stopped": "exited",
+    "exited": "exited",
+    "removing": "removing",
+}
+
+# What Docker's ``status`` filter accepts ("dead" is Docker's; no boxd container is).
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")

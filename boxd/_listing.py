@@ -1,0 +1,138 @@
+"""Which containers a list shows: Docker's filters (``docker ps --filter``), ``--all`` and
+``--last``, over the supervisor's records.  Trio-free and without Docker's JSON: the native
+socket's ``ListRequest`` and the Engine API's ``GET /containers/json`` both use it.  Also
+the native socket's ``ListResponse`` frame (:class:`ListAnswers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import attrs
+
+from . import _wirejson, protocol
+from ._convert import unstructure
+from ._dockerwords import STATUSES, WORDS
+from ._images.reference import parse_reference
+from ._lifecycle import NoSuchContainer
+from ._records import Container, ContainerConfig
+
+DEFAULT_IMAGES = ("default", "default:latest")
+_MATCHED = ("id", "name", "label", "status", "ancestor", "exited")
+
+
+def status_word(c: Container) -> str:
+    return WORDS[c.state.status.value]
+
+
+def labels(c: Container) -> dict[str, str]:
+    return dict(label.partition("=")[::2] for label in c.config.labels)
+
+
+def container_filter(
+    filters: dict[str, list[str]], every: Iterable[Container] = ()
+) -> Callable[[Container], bool]:
+    """A predicate for the container list (``before`` and ``since`` name one of ``every``);
+    a key or value boxd does not know is refused (ValueError)."""
+    for key, values in filters.items():
+        if key not in (*_MATCHED, "before", "since"):
+            raise ValueError(f"invalid filter '{key}'")
+        for v in values:
+            if key == "status" and v not in STATUSES:
+                raise ValueError(f"invalid filter 'status={v}'")
+            if key == "exited" and not v.lstrip("-").isdigit():
+                raise ValueError(f"invalid filter 'exited={v}'")
+    every = list(every)
+    before = [_created(every, ref) for ref in filters.get("before", [])]
+    since = [_created(every, ref) for ref in filters.get("since", [])]
+
+    def keep(c: Container) -> bool:
+        if any(c.created_at >= t for t in before) or any(c.created_at <= t for t in since):
+            return False
+        return all(_matches(c, k, vs) for k, vs in filters.items() if vs and k in _MATCHED)
+
+    return keep
+
+
+def _created(every: list[Container], ref: str) -> float:
+    for c in every:
+        if ref in (c.id, c.name, "/" + c.name) or (len(ref) >= 3 and c.id.startswith(ref)):
+            return c.created_at
+    raise NoSuchContainer(ref)
+
+
+def select_containers(
+    listing: Callable[..., list[Container]], filters: dict[str, list[str]], *, all: bool, limit: int
+) -> list[Container]:
+    """What ``docker ps`` shows, from the supervisor's ``listing`` (newest first): through
+    the filters, every container if ``all``, a ``limit`` or a status/exited filter asks for
+    them (as dockerd does), else the running ones; the newest ``limit`` of them."""
+    keep = container_filter(filters, listing(all=True))
+    everything = all or limit > 0 or bool(filters.get("status") or filters.get("exited"))
+    found = [c for c in listing(all=everything) if keep(c)]
+    return found[:limit] if limit > 0 else found
+
+
+def _matches(c: Container, key: str, values: list[str]) -> bool:
+    if key == "id":
+        return any(c.id.startswith(v) for v in values)
+    if key == "name":
+        return any(v.lstrip("/") in c.name for v in values)
+    if key == "label":
+        return all(_has_label(c, v) for v in values)
+    if key == "status":
+        return status_word(c) in values
+    if key == "ancestor":
+        return any(same_image(v, c.config.image) for v in values)
+    return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
+
+
+def same_image(wanted: str, image: str) -> bool:
+    """Whether the reference ``wanted`` names a container's ``image`` (Docker's
+    ``ancestor`` filter)."""
+    if image == "default":
+        return wanted in DEFAULT_IMAGES
+    try:
+        return str(parse_reference(wanted)) == str(parse_reference(image))
+    except ValueError:
+        return False
+
+
+def _has_label(c: Container, wanted: str) -> bool:
+    key, eq, value = wanted.partition("=")
+    have = labels(c)
+    return key in have and (not eq or have[key] == value)
+
+
+class ListAnswers:
+    """``ListResponse`` frames, each container's configuration (four fifths of a record's
+    JSON and of the time to unstructure and encode it) encoded once.  A configuration is
+    frozen: a container whose configuration changes (``update``) holds a new object, so a
+    copy is used only while the record holds the very object it was encoded from.  Kept
+    for the containers of the last list only.  The JSON is the message's (keys in another
+    order)."""
+
+    def __init__(self) -> None:
+        self._configs: dict[str, tuple[ContainerConfig, str]] = {}
+
+    def frame(self, found: Sequence[Container], sizes: Sequence[int]) -> bytes:
+        kept, self._configs = self._configs, {}
+        parts = []
+        for c in found:
+            config = kept.get(c.id)
+            if config is None or config[0] is not c.config:
+                config = (c.config, _wirejson.dumps(unstructure(c.config)))
+            self._configs[c.id] = config
+            rest = {name: unstructure(getattr(c, name)) for name in _FIELDS}
+            parts.append('{"config":' + config[1] + "," + _wirejson.dumps(rest)[1:])
+        payload = (
+            '{"type":"ListResponse","containers":['
+            + ",".join(parts)
+            + '],"sizes":'
+            + _wirejson.dumps(list(sizes))
+            + "}"
+        )
+        return protocol.frame(payload.encode())
+
+
+_FIELDS = tuple(f.name for f in attrs.fields(Container) if f.name != "config")
