@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from boxd import _tmpfs as _tmpfs_options
-from boxd import _ulimits, _units, _wirejson
+from boxd import _wirejson
 
-from . import _cp, _files, _images, _verbs, _volumes
+from . import _files, _volumes
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
 from ._network import COMMANDS as NETWORK_COMMANDS
@@ -21,16 +20,20 @@ if TYPE_CHECKING:
 
 
 def _tmpfs(spec: str) -> str:
+    from boxd._tmpfs import parse_tmpfs
+
     try:
-        _tmpfs_options.parse_tmpfs(spec)
+        parse_tmpfs(spec)
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
     return spec
 
 
 def _ulimit(text: str) -> dict[str, Any]:
+    from boxd._ulimits import parse_ulimit
+
     try:
-        name, soft, hard = _ulimits.parse_ulimit(text)
+        name, soft, hard = parse_ulimit(text)
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
     return {"name": name, "soft": soft, "hard": hard}
@@ -54,6 +57,8 @@ def _security(opts: Sequence[str]) -> dict[str, Any]:
 
 
 def _resources(args: Args) -> dict[str, Any]:
+    from boxd import _units
+
     res: dict[str, Any] = {}
     try:
         if args.memory is not None:
@@ -102,7 +107,9 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     if not words and not reference and args.entrypoint is None:
         words = ["/bin/sh"]
     if reference:
-        _images.ensure_image(args, image)
+        from ._images import ensure_image
+
+        ensure_image(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
@@ -146,6 +153,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["sysctls"] = args.sysctl
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
+    from boxd import _units
+
     if args.shm_size is not None:
         try:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
@@ -461,6 +470,8 @@ def cmd_inspect(args: Args) -> int:
 def cmd_logs(args: Args) -> int:
     # A time copied from `logs -t` names its own line: a microsecond of slack each way,
     # since seconds as a float hold a nanosecond time only to ~256 ns.
+    from . import _verbs
+
     since = _verbs.time_arg(args.since, "--since") - 1e-6 if args.since else None
     until = _verbs.time_arg(args.until, "--until") + 1e-6 if args.until else None
     with Client(args.socket) as client:
@@ -777,14 +788,28 @@ COMMANDS = (
     ),
     *NETWORK_COMMANDS,
     *_volumes.COMMANDS,
-    *_images.COMMANDS,
-    _images.IMAGE_COMMAND,
-    *_verbs.COMMANDS,
-    *_cp.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )
-BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
+_OWN = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
+
+
+def all_commands() -> tuple[Command, ...]:
+    """Every command, in the order help lists them.  The image, copy and other verbs'
+    modules are imported only here: a command of this module (``ps``, ``run``) does not
+    pay for them."""
+    from . import _cp, _images, _verbs
+
+    *mine, info, version = COMMANDS
+    images = (*_images.COMMANDS, _images.IMAGE_COMMAND)
+    return (*mine, *images, *_verbs.COMMANDS, *_cp.COMMANDS, info, version)
+
+
+def find_command(name: str) -> Command | None:
+    """The command called ``name`` (or by that alias)."""
+    if name in _OWN:
+        return _OWN[name]
+    return next((c for c in all_commands() if name in (c.name, *c.aliases)), None)
 
 
 def _help() -> str:
@@ -795,7 +820,7 @@ def _help() -> str:
         "",
         "commands:",
     ]
-    for c in COMMANDS:
+    for c in all_commands():
         names = ", ".join((c.name, *c.aliases))
         lines.append(f"  {names:<20} {c.help}")
     lines += [
@@ -828,7 +853,7 @@ def _parse(words: list[str]) -> Args:
         print(_help(), file=sys.stderr)
         sys.exit(2)
     name = words.pop(0)
-    command = BY_NAME.get(name)
+    command = find_command(name)
     if command is None:
         raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')")
     prog = f"boxctl {name}"

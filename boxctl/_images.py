@@ -355,14 +355,14 @@ def cmd_df(args: Args) -> int:
 
 
 def cmd_system(args: Args) -> int:
-    from ._cli import BY_NAME
+    from ._cli import find_command
     from ._volumes import SYSTEM_PRUNE
 
     # Docker's system group: its own df and prune, and events and info as aliases.
     commands = {
         "df": SYSTEM_DF,
         "prune": SYSTEM_PRUNE,
-        **{n: BY_NAME[n] for n in ("events", "info")},
+        **{n: find_command(n) for n in ("events", "info")},
     }
     command = commands.get(args.words[0] if args.words else "")
     if command is None:

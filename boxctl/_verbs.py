@@ -225,14 +225,14 @@ CONTAINER_VERBS = (
 
 
 def cmd_container(args: Args) -> int:
-    from ._cli import BY_NAME
+    from ._cli import find_command
 
     if not args.words:
         raise CliError("boxctl container: a COMMAND is required (prune, ls, rm, ...)", USAGE)
     name, *rest = args.words
     command = PRUNE if name == PRUNE.name else None
     if name in CONTAINER_VERBS:
-        command = BY_NAME.get(name)
+        command = find_command(name)
     if command is None:
         raise CliError(f"boxctl container: unknown command {name!r}", USAGE)
     prog = f"boxctl container {name}"

@@ -65,10 +65,12 @@ def test_options_parse_as_docker_does() -> None:
     """boxctl's own option parser (no daemon): bundles, = forms, the command line after
     the image left alone, and one-line errors that name the word."""
     from boxctl._args import Args
-    from boxctl._cli import BY_NAME
+    from boxctl._cli import find_command
 
     def parse(*words: str) -> Args:
-        return BY_NAME[words[0]].parse(words[1:], f"boxctl {words[0]}")
+        command = find_command(words[0])
+        assert command is not None
+        return command.parse(words[1:], f"boxctl {words[0]}")
 
     a = parse("run", "-it", "--rm", "-eA=1", "-e", "B", "--memory=64m", "img", "sh", "-c", "-x")
     assert (a.tty, a.interactive, a.rm, a.env, a.memory) == (True, True, True, ["A=1", "B"], "64m")

@@ -76,7 +76,10 @@ class Unpacks:
     async def ready(self, record: ImageRecord, name: str) -> None:
         """Return once every layer of the image ``name`` is unpacked; an unpack that
         fails raises :class:`LayerError` naming the layer and why."""
-        for job in self.start(record):
+        jobs = self.start(record)
+        if not jobs:  # every layer is there (the usual case: one lookup per layer)
+            return
+        for job in jobs:
             await job.done.wait()
             error = job.error
             if error is None:
