@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import stat
-import struct
 import termios
 import time
 from collections.abc import Callable
@@ -451,15 +450,11 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
 
 
-_AVAILABLE = struct.Struct("i")
-
-
 def _read_pipe(fd: int) -> tuple[bytes, bool]:
-    """What the (non-blocking) pipe has now, up to READ_SIZE, in one read of just that size
-    (no larger buffer shrunk after it, no copy); and whether the output has ended."""
-    (available,) = _AVAILABLE.unpack(fcntl.ioctl(fd, termios.FIONREAD, bytes(_AVAILABLE.size)))
+    """What the (non-blocking) pipe has now, up to READ_SIZE (one read: a pipe gives all it
+    holds at once); and whether the output has ended."""
     try:
-        data = os.read(fd, min(max(available, 1), READ_SIZE))
+        data = os.read(fd, READ_SIZE)
     except BlockingIOError:
         return b"", False
     return data, not data
