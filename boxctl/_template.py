@@ -185,6 +185,8 @@ def parse(text: str) -> list[Any]:
 
 def text_of(value: Any) -> str:
     """A value printed as Go's fmt prints it in a template."""
+    if type(value) is str:  # most values (every field of a ps row): first, and as it is
+        return value
     if value is MISSING:
         return "<no value>"
     if value is None:

@@ -194,6 +194,10 @@ class Networks:
         self._names: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}  # net -> cid -> ...
         self._dns: dict[str, trio.CancelScope] = {}
         self._resolvers: dict[str, tuple[str, ...]] = {}  # container id -> its --dns
+        # container id -> how many running ``container:NAME`` members share its namespace
+        self._sharers: dict[str, int] = {}
+        # ``--rm`` containers, whose addresses are not written down: see _allocate()
+        self._unsaved: set[str] = set()
         self._lock = trio.Lock()
         self._table = False  # whether this daemon made its nftables table
         # ``container:NAME``: the running container NAME names, and its init's pid (set by
@@ -431,7 +435,8 @@ class Networks:
         (live restore) still uses it: :meth:`adopt` brings those back into the table."""
         self._load()
         in_use = {e.network for c in adopted for e in c.state.network.endpoints}
-        for c in adopted:  # an allocation not yet on disk when the machine went down
+        # An allocation not on disk: a --rm container's, or one a machine crash lost.
+        for c in adopted:
             for e in c.state.network.endpoints:
                 net = self._nets.get(e.network)
                 if net is not None and net.allocations.get(c.id) != e.ip_address:
@@ -478,8 +483,10 @@ class Networks:
 
     def forget(self, cid: str) -> None:
         """A removed container's addresses go back to their networks."""
+        unsaved = cid in self._unsaved
+        self._unsaved.discard(cid)
         for net in self._nets.values():
-            if net.allocations.pop(cid, None) is not None:
+            if net.allocations.pop(cid, None) is not None and not unsaved:
                 self._save(net, durable=False)
 
     # ---- containers -------------------------------------------------------------------
@@ -587,9 +594,14 @@ class Networks:
         if net.allocations.pop(cid, None) is not None:
             self._save(net)
 
-    async def _allocate(self, net: Network, cid: str, wanted: str = "") -> str:
+    async def _allocate(
+        self, net: Network, cid: str, wanted: str = "", *, save: bool = True
+    ) -> str:
         """The container's address on ``net``: kept from before, ``wanted``, or the first
-        free one."""
+        free one.  Without ``save`` (a ``--rm`` container, which has no address to keep
+        for a next start) a new address is not written down, nor is its return: the
+        record is only ever behind by such addresses, which recover() drops (their
+        containers are gone) or takes back from an adopted container's record."""
         address = net.allocations.get(cid)
         subnet = net.network
         if (
@@ -615,7 +627,10 @@ class Networks:
         for host in subnet.hosts():
             if str(host) not in used:
                 net.allocations[cid] = str(host)
-                self._save(net, durable=False)
+                if save:
+                    self._save(net, durable=False)
+                else:
+                    self._unsaved.add(cid)
                 return str(host)
         raise NetworkError(f"network {net.name} has no free address left in {net.subnet}")
 
@@ -649,7 +664,7 @@ async def _unplug(link: _Link) -> None:
         return
     try:
         await trio.to_thread.run_sync(_netlink.delete_index, link.host_index)
-    except Exception as exc:  # pyroute2's NetlinkError is no OSError
+    except OSError as exc:
         log.warning("could not remove %s: %s", link.host_link, exc)
 
 
@@ -755,12 +770,16 @@ class Attachment:
         if self.mode.startswith("container:"):
             assert nets.peer is not None
             self._peer = nets.peer(self.mode.partition(":")[2])
+            owner = self._peer[0].id
+            nets._sharers[owner] = nets._sharers.get(owner, 0) + 1
             return
         cid = self.container.id
         async with nets._lock:
             for n, join in enumerate(joined(self.container.config)):
                 net = await nets._resolve(join.network)
-                address = await nets._allocate(net, cid, join.ip)
+                address = await nets._allocate(
+                    net, cid, join.ip, save=not self.container.config.auto_remove
+                )
                 interface = f"eth{n}"
                 self.links.append(
                     _Link(net, join, address, interface, host_link_name(cid, interface))
@@ -959,9 +978,16 @@ class Attachment:
                     nets._names.get(link.net.name, {}).pop(cid, None)
                 if had_ports:
                     await nets._apply()
-        # The host's ends go with the namespace, on the kernel's time; this covers a
-        # namespace kept alive (``container:NAME`` members), off the container's way out
-        # (by index: a next run's link of the same name is never the one deleted).
+        if self._peer is not None:
+            owner = self._peer[0].id
+            nets._sharers[owner] -= 1
+            if not nets._sharers[owner]:
+                del nets._sharers[owner]
+            self._peer = None
+        if not nets._sharers.get(cid):
+            return  # the host's ends go with the namespace, on the kernel's time
+        # Members keep the namespace: its links go, off the container's way out (by index:
+        # a next run's link of the same name is never the one deleted).
         for link in self.links:
             if nets.nursery is None:
                 await _unplug(link)
