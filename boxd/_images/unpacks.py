@@ -7,7 +7,10 @@ content store's blobs into snapshots.  A create waits for its image's layers
 (:meth:`Unpacks.ready`): several creates of one image share one unpack of each layer, a
 layer missing and not under way (the daemon was killed mid-unpack: the work was in
 ``tmp/``, emptied at start) is unpacked again from its blob, and an unpack that fails is
-the create's error, naming the image, the layer and the member.  :meth:`Unpacks.stop`
+the create's error, naming the image, the layer and the member.  A layer whose content is
+refused (a hostile or broken member) leaves no image behind: ``refused`` (the
+supervisor's) removes every image that has it, as a pull that unpacked at once would
+have left none.  :meth:`Unpacks.stop`
 cancels the unpacks of an image being removed and waits for them to end (the unpacking
 thread stops at its next read of the blob); the store's per-layer lock orders an unpack
 and the deletion of the same layer.
@@ -16,6 +19,7 @@ and the deletion of the same layer.
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -37,10 +41,17 @@ class _Job:
 
 
 class Unpacks:
-    def __init__(self, store: ImageStore, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        store: ImageStore,
+        nursery: trio.Nursery,
+        refused: Callable[[str, LayerError], Awaitable[None]],
+    ) -> None:
         self.store = store
         self._nursery = nursery
+        self._refused = refused  # removes the images of a layer whose content is refused
         self._jobs: dict[str, _Job] = {}  # by diff_id: the unpacks under way
+        self._refusals: set[trio.Event] = set()  # removals by ``refused`` under way
         self._limit = trio.CapacityLimiter(PARALLEL)
 
     def start(self, record: ImageRecord) -> list[_Job]:
@@ -72,6 +83,19 @@ class Unpacks:
         finally:
             del self._jobs[job.layer.diff_id]
             job.done.set()
+        if isinstance(job.error, LayerError):
+            # In a task of its own: removing the images stops their other unpacks and
+            # waits for them, whose own refusals then wait for this one's lock.
+            done = trio.Event()
+            self._refusals.add(done)
+            self._nursery.start_soon(self._refuse, job.layer.diff_id, job.error, done)
+
+    async def _refuse(self, diff_id: str, error: LayerError, done: trio.Event) -> None:
+        try:
+            await self._refused(diff_id, error)
+        finally:
+            self._refusals.discard(done)
+            done.set()
 
     async def ready(self, record: ImageRecord, name: str) -> None:
         """Return once every layer of the image ``name`` is unpacked; an unpack that
@@ -97,12 +121,15 @@ class Unpacks:
                 raise NoSuchImage(f"{name} (it was removed)")
 
     async def settled(self, records: list[ImageRecord]) -> None:
-        """Return once no layer of ``records`` is being unpacked (their sizes are known)."""
+        """Return once no layer of ``records`` is being unpacked (their sizes are known)
+        and no refused image is being removed."""
         for record in records:
             for layer in record.layers:
                 job = self._jobs.get(layer.diff_id)
                 if job is not None:
                     await job.done.wait()
+        for done in list(self._refusals):
+            await done.wait()
 
     async def stop(self, diff_ids: set[str] | frozenset[str]) -> None:
         """Cancel the unpacks of ``diff_ids`` and wait for them to end."""
