@@ -40,6 +40,9 @@ setup(
             sources=["sandbox_native/sandbox_native.c", "sandbox_native/child.c"],
             depends=["sandbox_native/spawn.h"],
             extra_compile_args=CFLAGS,
+            # Bound at load: a child that shares our memory must never run the lazy
+            # binder (it writes the calling thread's TLS).
+            extra_link_args=["-Wl,-z,now"],
             py_limited_api=True,
             define_macros=[("Py_LIMITED_API", "0x030B0000")],
         )

@@ -27,7 +27,9 @@ from ._client import Client, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
+    import _socket
     from collections.abc import Callable
+    from typing import Any
 
 # The signals forwarded to the container without a TTY, by the names SignalFrame takes.
 PROXIED_SIGNALS = {
@@ -86,7 +88,7 @@ def _size_frame() -> bytes:
     return protocol.encode({"type": "ResizeFrame", "rows": rows, "cols": cols})
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -136,6 +138,82 @@ MAX_PENDING = 1 << 20
 RECEIVE_SIZE = 1 << 20
 
 
+class _Incoming:
+    """What the daemon sends, read into one buffer: the bytes of an output frame are written
+    to their fd straight from it, even before the frame is whole, so output is copied once
+    (socket to buffer) on its way out; messages are decoded as :mod:`boxd.protocol` does."""
+
+    def __init__(self, received: bytes, out_fds: dict[int, int]) -> None:
+        self.buf = bytearray(max(RECEIVE_SIZE, len(received)))
+        self.view = memoryview(self.buf)
+        self.view[: len(received)] = received
+        self.start = 0  # unparsed bytes: buf[start:end]
+        self.end = len(received)
+        self.out_fds = out_fds
+        self.left = 0  # bytes still to come of the output frame being written
+        self.fd = -1  # where they go (-1: dropped)
+        self.direct = 0  # bytes of it received at the front of the buffer, not yet written
+
+    def receive(self, sock: _socket.socket) -> None:
+        """Read what the socket has (ConnectionResetError at its end); :meth:`parse` then
+        handles it."""
+        if self.left:  # the rest of an output frame: at the front, all of it output
+            self.start = self.end = 0
+            got = sock.recv_into(self.view[: min(self.left, len(self.buf))])
+            self.direct = got
+        else:
+            if self.start:  # keep the unparsed rest at the front
+                rest = self.end - self.start
+                self.view[:rest] = self.view[self.start : self.end]
+                self.start, self.end = 0, rest
+            got = sock.recv_into(self.view[self.end :])
+            self.end += got
+        if not got:
+            raise ConnectionResetError
+
+    def parse(self) -> list[dict[str, Any]]:
+        """Write the output received, as far as it came; the messages of the whole frames
+        buffered."""
+        if self.direct:
+            self.left -= self.direct
+            if self.fd >= 0:
+                _write_all(self.fd, self.view[: self.direct])
+            self.direct = 0
+            return []
+        messages = []
+        header = protocol.HEADER.size
+        while self.end - self.start > header:
+            (length,) = protocol.HEADER.unpack_from(self.buf, self.start)
+            if not length or length > protocol.MAX_FRAME:
+                raise protocol.ProtocolError(f"invalid frame length {length}")
+            kind = self.buf[self.start + header]
+            if kind in protocol.STREAMS:
+                first = self.start + header + 1
+                whole = first + length - 1
+                fd = self.out_fds.get(kind, -1)
+                if fd >= 0:
+                    _write_all(fd, self.view[first : min(whole, self.end)])
+                if whole > self.end:
+                    self.left, self.fd = whole - self.end, fd
+                    self.start = self.end = 0
+                    break
+                self.start = whole
+                continue
+            whole = self.start + header + length
+            if whole > self.end:
+                if whole - self.start > len(self.buf):  # a message larger than the buffer
+                    grown = bytearray(whole - self.start)
+                    grown[: self.end - self.start] = self.view[self.start : self.end]
+                    self.buf, self.view = grown, memoryview(grown)
+                    self.start, self.end = 0, self.end - self.start
+                break
+            message = protocol.decode_payload(bytes(self.view[self.start + header : whole]))
+            assert isinstance(message, dict)  # byte frames were handled above
+            messages.append(message)
+            self.start = whole
+        return messages
+
+
 def _loop(
     client: Client, in_fd: int, wake_r: int, detach_keys: bytes | None, outputs: tuple[int, ...]
 ) -> int | None:
@@ -152,21 +230,19 @@ def _loop(
     out_fds = {
         s: fd for s, fd in ((1, sys.stdout.fileno()), (2, sys.stderr.fileno())) if s in outputs
     }
+    incoming = _Incoming(client.decoder.take(), out_fds)
     # The read that brought the response may have brought the frames after it too, up to
     # the ExitFrame of a short-lived process: they are handled before the socket is polled,
     # which would otherwise wait for bytes that never come.
-    frames = client.feed(b"")
+    messages = incoming.parse()
     try:
         while True:
-            for frame in frames:
-                if isinstance(frame, tuple):
-                    if frame[0] in out_fds:
-                        _write_all(out_fds[frame[0]], frame[1])
-                elif frame["type"] == "ExitFrame":
-                    return int(frame["exit_code"])
-                elif frame["type"] == "ErrorResponse":
-                    raise CliError(str(frame.get("message")))
-            frames = []
+            for message in messages:
+                if message["type"] == "ExitFrame":
+                    return int(message["exit_code"])
+                if message["type"] == "ErrorResponse":
+                    raise CliError(str(message.get("message")))
+            messages = []
             if detached and not pending:
                 return None
             poller.register(sock_fd, select.POLLIN | (select.POLLOUT if pending else 0))
@@ -205,11 +281,9 @@ def _loop(
                         if events & select.POLLOUT:
                             del pending[: sock.send(pending)]
                         if events & ~select.POLLOUT:  # readable, hung up or failed
-                            data = sock.recv(RECEIVE_SIZE)
-                            if not data:
-                                raise ConnectionResetError
-                            frames = client.feed(data)
+                            incoming.receive(sock)
                     except OSError:  # EPIPE, ECONNRESET, end of stream: the daemon went away
                         raise CliError("the daemon closed the connection") from None
+                    messages = incoming.parse()
     finally:
         sock.setblocking(True)

@@ -73,14 +73,6 @@ class Client:
                 raise CliError("the daemon closed the connection")
             self.decoder.feed(data)
 
-    def feed(self, data: bytes) -> list[protocol.Frame]:
-        """Frames from bytes read elsewhere (the attach loop reads the socket itself)."""
-        self.decoder.feed(data)
-        frames = []
-        while (frame := self.decoder.next()) is not None:
-            frames.append(frame)
-        return frames
-
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one request; its response, or CliError for an ErrorResponse."""
         self.send(message)

@@ -650,6 +650,10 @@ async def start(
     or cancellation the child is killed and reaped and both fds are closed."""
     import trio  # here: boxd-runtime's create uses this module without Trio (start_blocking)
 
+    # What the caller did since its last await (the record, the cgroup, the plan) and the
+    # spawn are two steps of the event loop, not one (a schedule point only: a cancelled
+    # start still spawns, then kills and reaps its child, as below).
+    await trio.lowlevel.cancel_shielded_checkpoint()
     spawned = native.spawn(plan)
     held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:

@@ -1,6 +1,6 @@
 """What a container asks of the network, and what it got: records and parsing, no I/O.
 
-``boxctl`` imports this module (it must stay free of Trio and of pyroute2) to turn
+``boxctl`` imports this module (it must stay free of Trio) to turn
 ``-p [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]`` into :class:`PortSpec` records; the daemon
 stores what a running container was given as :class:`Endpoint` and :class:`PortBinding`.
 """

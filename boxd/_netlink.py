@@ -1,5 +1,12 @@
-"""Links, addresses and routes through netlink (pyroute2), in the daemon's network namespace
-and in a container's.
+"""Links, addresses and routes through rtnetlink, in the daemon's network namespace and in
+a container's.
+
+The messages are encoded here (a few C structs and attributes of <linux/netlink.h>,
+<linux/rtnetlink.h>, <linux/if_link.h>, <linux/if_addr.h> and <linux/veth.h>), not by
+pyroute2: importing pyroute2 (its message classes come with all of it) made a daemon that
+had started one container on a network ~12 MB larger, half of what a bare Trio program
+takes, and its encoding of a container's veth request took as long as the kernel's work
+(~0.9 ms) on every start; see README.md, "Networking".
 
 Every function here blocks for a few system calls: callers run them in a worker thread
 (``trio.to_thread.run_sync``).  A container's namespace is entered only long enough to open
@@ -13,34 +20,48 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import logging
 import os
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Any
 
 NETLINK_ROUTE = 0
+CLONE_NEWNET = 0x40000000
 
-# The two requests of every container's start and end (a veth pair made, a link deleted)
-# are encoded here, not by pyroute2: its encoding of the one request took ~0.9 ms (the
-# kernel's work ~1 ms) and its IPRoute ~1 ms more to open; see README.md, "Networking".
-# Numbers from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/veth.h>.
-_NLMSG_ERROR = 2
-_RTM_NEWLINK, _RTM_DELLINK = 16, 17
-_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_ECHO = 0x1, 0x4, 0x8
-_NLM_F_EXCL, _NLM_F_CREATE = 0x200, 0x400
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
+_RTM_NEWADDR, _RTM_NEWROUTE, _RTM_GETROUTE = 20, 24, 26
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_ECHO, _NLM_F_DUMP = 0x1, 0x4, 0x8, 0x300
+_NLM_F_REPLACE, _NLM_F_EXCL, _NLM_F_CREATE = 0x100, 0x200, 0x400
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_PID = 1, 3, 10, 18, 19
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
+_IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
+_RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE, _RTN_UNICAST = 254, 3, 0, 1
 _IFF_UP = 0x1
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, seq, port
 _IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBi")  # struct ifaddrmsg: family, prefix, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg: family, dst_len, src_len, tos, table,
+# protocol, scope, type, flags
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
     """A netlink attribute (struct nlattr and its payload, padded to 4 bytes)."""
     length = 4 + len(payload)
     return struct.pack("=HH", length, kind) + payload + bytes(-length % 4)
+
+
+def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
+    """The attributes from ``offset`` to the end of a message, by type."""
+    found = {}
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & 0x3FFF] = data[offset + 4 : offset + length]  # without the flag bits
+        offset += (length + 3) & ~3
+    return found
 
 
 def _ifinfo(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
@@ -51,92 +72,120 @@ def _name(name: str) -> bytes:
     return name.encode() + b"\0"
 
 
-def _request(kind: int, flags: int, body: bytes) -> bytes:
-    """Send one rtnetlink request on a socket of its own (callers run in worker threads at
-    once) and wait for its acknowledgement; the message the kernel echoed (NLM_F_ECHO),
-    if any.  A refusal raises OSError with the kernel's errno."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC) as sock:
-        flags |= _NLM_F_REQUEST | _NLM_F_ACK
-        sock.send(_HEADER.pack(_HEADER.size + len(body), kind, flags, 1, 0) + body)
-        echoed = b""
+def _u32(value: int) -> bytes:
+    return struct.pack("=I", value)
+
+
+class _Socket:
+    """An rtnetlink socket: one request at a time, each read to its acknowledgement (or
+    to the end of a dump).  The kernel's refusal raises OSError with its errno."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.seq = 0
+
+    def request(
+        self, kind: int, flags: int, body: bytes, *, dump: bool = False
+    ) -> list[tuple[int, bytes]]:
+        """Send one request; the (type, message) of each answer before its end (the link
+        echoed with NLM_F_ECHO, a dump's items).  A dump ends with NLMSG_DONE, any other
+        request with its acknowledgement (asked for here)."""
+        self.seq += 1
+        flags |= _NLM_F_REQUEST | (_NLM_F_DUMP if dump else _NLM_F_ACK)
+        self.sock.send(_HEADER.pack(_HEADER.size + len(body), kind, flags, self.seq, 0) + body)
+        answers: list[tuple[int, bytes]] = []
         while True:
-            data = sock.recv(65536)
+            data = self.sock.recv(1 << 16)
             offset = 0
             while offset + _HEADER.size <= len(data):
-                length, reply, _, _, _ = _HEADER.unpack_from(data, offset)
-                if reply == _NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, offset + _HEADER.size)
-                    if code:
-                        raise OSError(-code, os.strerror(-code))
-                    return echoed
-                echoed = data[offset : offset + length]
+                length, reply, _, seq, _ = _HEADER.unpack_from(data, offset)
+                message = data[offset : offset + length]
                 offset += max((length + 3) & ~3, _HEADER.size)
+                if seq != self.seq:
+                    continue
+                if reply in (_NLMSG_ERROR, _NLMSG_DONE):
+                    code = 0
+                    if len(message) >= _HEADER.size + 4:
+                        (code,) = struct.unpack_from("=i", message, _HEADER.size)
+                    if code < 0:
+                        raise OSError(-code, os.strerror(-code))
+                    return answers
+                answers.append((reply, message))
+
+    def index(self, name: str) -> int:
+        """The interface index of link ``name`` in the socket's namespace."""
+        body = _ifinfo() + _attr(_IFLA_IFNAME, _name(name))
+        for _, message in self.request(_RTM_GETLINK, 0, body):
+            return _IFINFO.unpack_from(message, _HEADER.size)[2]  # type: ignore[no-any-return]
+        raise OSError(errno.ENODEV, f"no link {name}")
+
+    def add_address(self, index: int, address: str, prefix_len: int) -> None:
+        """``address/prefix_len`` (and its broadcast address) on link ``index``; an address
+        the link holds already is left as it is."""
+        iface = ipaddress.IPv4Interface(f"{address}/{prefix_len}")
+        body = _IFADDR.pack(socket.AF_INET, prefix_len, 0, _RT_SCOPE_UNIVERSE, index)
+        body += _attr(_IFA_LOCAL, iface.ip.packed) + _attr(_IFA_ADDRESS, iface.ip.packed)
+        if prefix_len < 31:
+            body += _attr(_IFA_BROADCAST, iface.network.broadcast_address.packed)
+        with contextlib.suppress(FileExistsError):
+            self.request(_RTM_NEWADDR, _NLM_F_CREATE | _NLM_F_EXCL, body)
+
+    def up(self, index: int) -> None:
+        self.request(_RTM_NEWLINK, 0, _ifinfo(index, _IFF_UP, _IFF_UP))
+
+    def default_route(self, gateway: str, *, replace: bool = False) -> None:
+        """The main table's default route through ``gateway`` (``replace``: instead of the
+        one there is)."""
+        body = _RTMSG.pack(
+            socket.AF_INET, 0, 0, 0, _RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE,
+            _RTN_UNICAST, 0,
+        )  # fmt: skip
+        body += _attr(_RTA_GATEWAY, socket.inet_aton(gateway))
+        flags = _NLM_F_CREATE | (_NLM_F_REPLACE if replace else _NLM_F_EXCL)
+        self.request(_RTM_NEWROUTE, flags, body)
+
+    def delete(self, *, index: int = 0, name: str = "") -> bool:
+        """Delete a link by index or by name; whether it was there."""
+        body = _ifinfo(index=index) + (_attr(_IFLA_IFNAME, _name(name)) if name else b"")
+        try:
+            self.request(_RTM_DELLINK, 0, body)
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise
+            return False
+        return True
 
 
-def _new_veth(host_name: str, master: int, peer: str, mac: str, pid: int) -> int:
-    """One request: a veth pair whose end ``host_name`` is up and a port of the bridge of
-    index ``master``, and whose other end ``peer`` (with ``mac``) is in the network
-    namespace of process ``pid`` (down: the container's side configures it).  Returns the
-    host end's interface index (from the echoed link; by name if the kernel echoes none)."""
-    peer_info = _ifinfo() + _attr(_IFLA_IFNAME, _name(peer))
-    peer_info += _attr(_IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
-    peer_info += _attr(_IFLA_NET_NS_PID, struct.pack("=I", pid))
-    info = _attr(_IFLA_INFO_KIND, _name("veth"))
-    info += _attr(_IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer_info))
-    body = _ifinfo(flags=_IFF_UP, change=_IFF_UP) + _attr(_IFLA_IFNAME, _name(host_name))
-    body += _attr(_IFLA_MASTER, struct.pack("=I", master)) + _attr(_IFLA_LINKINFO, info)
-    echoed = _request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL | _NLM_F_ECHO, body)
-    if len(echoed) >= _HEADER.size + _IFINFO.size:
-        return _IFINFO.unpack_from(echoed, _HEADER.size)[2]  # type: ignore[no-any-return]
-    return socket.if_nametoindex(host_name)
+def _setns(fd: int) -> None:
+    import ctypes  # here: only network connect and disconnect enter a container's namespace
 
-
-def _delete(*, index: int = 0, name: str = "") -> bool:
-    """Delete a link by index or by name; whether it was there."""
-    body = _ifinfo(index=index) + (_attr(_IFLA_IFNAME, _name(name)) if name else b"")
-    try:
-        _request(_RTM_DELLINK, 0, body)
-    except OSError as exc:
-        if exc.errno != errno.ENODEV:
-            raise
-        return False
-    return True
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 @contextlib.contextmanager
-def _route(pid: int | None = None) -> Iterator[Any]:
-    """An rtnetlink socket (pyroute2's IPRoute) in the daemon's namespace, or in the one
-    of process ``pid``."""
-    from pyroute2 import IPRoute
-    from pyroute2 import netns as _pyroute2_netns
-
-    # pyroute2 sets its logger to log everything when it is imported: a debug line for
-    # every netlink message would drown the daemon's own.
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+def _netlink(pid: int | None = None) -> Iterator[_Socket]:
+    """An rtnetlink socket in the daemon's namespace, or in the one of process ``pid``."""
     if pid is None:
-        ipr = IPRoute()
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC)
     else:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _pyroute2_netns.setns(target)
+            _setns(target)
             try:
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+                sock = socket.socket(
+                    socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+                )
             finally:
-                _pyroute2_netns.setns(own)
+                _setns(own)
         finally:
             os.close(target)
             os.close(own)
-        ipr = IPRoute(fileno=sock.detach())
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
-def _index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    with sock:
+        yield _Socket(sock)
 
 
 def ensure_bridge(name: str, gateway: str, prefix_len: int, mac: str) -> None:
@@ -145,21 +194,23 @@ def ensure_bridge(name: str, gateway: str, prefix_len: int, mac: str) -> None:
     the lowest of its ports' addresses and change it when that port goes (a container
     disconnected or removed), and the other containers' ARP caches would keep sending to
     the old one for half a minute."""
-    with _route() as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            ipr.link("add", ifname=name, kind="bridge", address=mac)
-            index = _index(ipr, name)
-            assert index is not None
-        held = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}
-        if gateway not in held:
-            ipr.addr("add", index=index, address=gateway, prefixlen=prefix_len)
-        ipr.link("set", index=index, state="up")
+    with _netlink() as nl:
+        body = _ifinfo(flags=_IFF_UP, change=_IFF_UP) + _attr(_IFLA_IFNAME, _name(name))
+        body += _attr(_IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+        body += _attr(_IFLA_LINKINFO, _attr(_IFLA_INFO_KIND, _name("bridge")))
+        try:
+            nl.request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, body)
+            index = socket.if_nametoindex(name)
+        except FileExistsError:
+            index = socket.if_nametoindex(name)
+            nl.up(index)
+        nl.add_address(index, gateway, prefix_len)
 
 
 def delete_link(name: str) -> bool:
     """Delete the link ``name`` (a bridge, a veth end) if it exists; whether it did."""
-    return _delete(name=name)
+    with _netlink() as nl:
+        return nl.delete(name=name)
 
 
 def link_index(name: str) -> int:
@@ -172,13 +223,12 @@ def link_index(name: str) -> int:
 
 def delete_index(index: int) -> None:
     """Delete the link of interface index ``index`` if it is still there."""
-    _delete(index=index)
+    with _netlink() as nl:
+        nl.delete(index=index)
 
 
 def link_names() -> set[str]:
-    """The names of the links of the daemon's namespace.  The C library asks netlink
-    itself: a daemon that starts no container on a network never imports pyroute2 (~11 MB
-    of its memory)."""
+    """The names of the links of the daemon's namespace."""
     return {name for _, name in socket.if_nameindex()}
 
 
@@ -187,17 +237,48 @@ def routed_networks(skip: set[str]) -> list[tuple[ipaddress.IPv4Network, str]]:
     links in ``skip``), with the link each goes to: what a new subnet must not overlap.
     A default route is not a destination."""
     found = []
-    with _route() as ipr:
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-        for route in ipr.get_routes(family=socket.AF_INET, table=254):
-            dst = route.get_attr("RTA_DST")
-            if dst is None or route["dst_len"] == 0:
-                continue
-            link = names.get(route.get_attr("RTA_OIF"), "?")
-            if link in skip:
-                continue
-            found.append((ipaddress.IPv4Network(f"{dst}/{route['dst_len']}", strict=False), link))
+    with _netlink() as nl:
+        query = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        routes = nl.request(_RTM_GETROUTE, 0, query, dump=True)
+    for kind, message in routes:
+        if kind != _RTM_NEWROUTE:
+            continue
+        family, dst_len, _, _, table, _, _, _, _ = _RTMSG.unpack_from(message, _HEADER.size)
+        attrs = _attrs(message, _HEADER.size + _RTMSG.size)
+        if _RTA_TABLE in attrs:
+            (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
+        if family != socket.AF_INET or table != _RT_TABLE_MAIN or dst_len == 0:
+            continue
+        if _RTA_DST not in attrs:
+            continue
+        link = "?"
+        if _RTA_OIF in attrs:
+            with contextlib.suppress(OSError):
+                link = socket.if_indextoname(struct.unpack("=I", attrs[_RTA_OIF])[0])
+        if link in skip:
+            continue
+        dst = socket.inet_ntoa(attrs[_RTA_DST])
+        found.append((ipaddress.IPv4Network(f"{dst}/{dst_len}", strict=False), link))
     return found
+
+
+def _new_veth(nl: _Socket, host_name: str, master: int, peer: str, mac: str, pid: int) -> int:
+    """One request: a veth pair whose end ``host_name`` is up and a port of the bridge of
+    index ``master``, and whose other end ``peer`` (with ``mac``) is in the network
+    namespace of process ``pid``, down.  Returns the host end's interface index (from
+    the echoed link; by name if the kernel echoes none)."""
+    peer_info = _ifinfo() + _attr(_IFLA_IFNAME, _name(peer))
+    peer_info += _attr(_IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+    peer_info += _attr(_IFLA_NET_NS_PID, _u32(pid))
+    info = _attr(_IFLA_INFO_KIND, _name("veth"))
+    info += _attr(_IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer_info))
+    body = _ifinfo(flags=_IFF_UP, change=_IFF_UP) + _attr(_IFLA_IFNAME, _name(host_name))
+    body += _attr(_IFLA_MASTER, _u32(master)) + _attr(_IFLA_LINKINFO, info)
+    echoed = nl.request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL | _NLM_F_ECHO, body)
+    for kind, message in echoed:
+        if kind == _RTM_NEWLINK:
+            return _IFINFO.unpack_from(message, _HEADER.size)[2]  # type: ignore[no-any-return]
+    return socket.if_nametoindex(host_name)
 
 
 def plug(
@@ -222,29 +303,29 @@ def plug(
         master = socket.if_nametoindex(bridge)
     except OSError:
         raise OSError(errno.ENODEV, f"bridge {bridge} is gone") from None
-    try:
-        index = _new_veth(host_name, master, ifname, mac, pid)
-    except FileExistsError:  # a previous run's end, if its namespace is not gone yet
-        _delete(name=host_name)
-        index = _new_veth(host_name, master, ifname, mac, pid)
-    if not configure:
-        return index
-    try:
-        with _route(pid) as inside:
-            inner = _index(inside, ifname)
-            assert inner is not None
-            inside.addr("add", index=inner, address=address, prefixlen=prefix_len)
-            inside.link("set", index=inner, state="up")
-            if default_route:
-                inside.route("add", dst="0.0.0.0/0", gateway=gateway)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            _delete(index=index)
-        raise
+    with _netlink() as nl:
+        try:
+            index = _new_veth(nl, host_name, master, ifname, mac, pid)
+        except FileExistsError:  # a previous run's end, if its namespace is not gone yet
+            nl.delete(name=host_name)
+            index = _new_veth(nl, host_name, master, ifname, mac, pid)
+        if not configure:
+            return index
+        try:
+            with _netlink(pid) as inside:
+                inner = inside.index(ifname)
+                inside.add_address(inner, address, prefix_len)
+                inside.up(inner)
+                if default_route:
+                    inside.default_route(gateway)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                nl.delete(index=index)
+            raise
     return index
 
 
 def set_default_route(pid: int, gateway: str) -> None:
     """Route process ``pid``'s namespace by default through ``gateway`` (replacing any)."""
-    with _route(pid) as inside:
-        inside.route("replace", dst="0.0.0.0/0", gateway=gateway)
+    with _netlink(pid) as inside:
+        inside.default_route(gateway, replace=True)

@@ -664,7 +664,7 @@ async def _unplug(link: _Link) -> None:
         return
     try:
         await trio.to_thread.run_sync(_netlink.delete_index, link.host_index)
-    except Exception as exc:  # pyroute2's NetlinkError is no OSError
+    except OSError as exc:
         log.warning("could not remove %s: %s", link.host_link, exc)
 
 

@@ -7,11 +7,28 @@ rather than slowing the container or the other clients.  The log gets everything
 
 from __future__ import annotations
 
+import socket
+
 import trio
 
 Chunk = tuple[int, bytes]  # (protocol.STDOUT or protocol.STDERR, data)
 
 SUBSCRIBER_BUFFER = 64  # chunks; a pump hands on at most 1 MiB at once (_run.READ_SIZE)
+# An attached client's socket takes this much output before a send waits for the client to
+# read (Linux's default, ~208 KiB, makes a 1 MiB chunk five sends and four waits).
+SEND_BUFFER = 4 * 1024 * 1024
+SO_SNDBUFFORCE = 32  # Linux's; the socket module does not name it
+
+
+def widen_send_buffer(stream: trio.abc.Stream) -> None:
+    """Give an attached client's socket :data:`SEND_BUFFER` (SO_SNDBUFFORCE: the daemon runs
+    as root; otherwise as much as net.core.wmem_max allows)."""
+    if not isinstance(stream, trio.SocketStream):
+        return
+    try:
+        stream.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SEND_BUFFER)
+    except OSError:  # not privileged
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 class Output:

@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 import signal
+import stat
 import termios
 import time
 from collections.abc import Callable
@@ -410,21 +411,21 @@ class Run:
 
     async def _pump(self, stream_id: int, stream: trio.lowlevel.FdStream) -> None:
         name = "stdout" if stream_id == protocol.STDOUT else "stderr"
+        fd = stream.fileno()  # non-blocking (FdStream made it so)
+        read = _read_pipe if stat.S_ISFIFO(os.fstat(fd).st_mode) else _read_terminal
         async with stream:
             while True:
-                try:
-                    data = await stream.receive_some(READ_SIZE)
-                except trio.BrokenResourceError as exc:
-                    cause = exc.__cause__
-                    if isinstance(cause, OSError) and cause.errno == errno.EIO:
-                        return  # PTY: the last slave fd is closed
-                    raise
-                if not data:
+                data, ended = read(fd)
+                if data:
+                    if self.logs is not None:
+                        self.logs.write(name, data)
+                    await self.output.publish(stream_id, data)
+                if ended:
                     return
-                data = _more(stream.fileno(), data)
-                if self.logs is not None:
-                    self.logs.write(name, data)
-                await self.output.publish(stream_id, data)
+                if data:  # more may be there already: read again, once the others had a turn
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.wait_readable(fd)
 
     def _outcome(self, status: ExitStatus | None, cgroup: Cgroup | None) -> Outcome:
         code = UNKNOWN_EXIT if status is None else status.exit_code
@@ -449,21 +450,43 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
 
 
-def _more(fd: int, data: bytes) -> bytes:
-    """``data`` and what the (non-blocking) ``fd`` has right after it, up to READ_SIZE.  The
-    end of output or an error is left for the next read to report."""
-    parts = [data]
-    size = len(data)
+def _read_pipe(fd: int) -> tuple[bytes, bool]:
+    """What the (non-blocking) pipe has now, up to READ_SIZE (one read: a pipe gives all it
+    holds at once); and whether the output has ended."""
+    try:
+        data = os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return b"", False
+    return data, not data
+
+
+# What a terminal's output is read into: one buffer for all pumps (they run in one thread
+# and copy out what they read before they wait again).  A PTY gives at most 4 KiB a read.
+_buffer = memoryview(bytearray(READ_SIZE))
+
+
+def _read_terminal(fd: int) -> tuple[bytes, bool]:
+    """What the (non-blocking) PTY master has now and keeps giving, up to READ_SIZE; and
+    whether the output has ended (EIO: its last slave fd is closed).  A read after the line
+    discipline's buffer ran dry waits for the kernel to refill it (even on a non-blocking
+    fd): reading on while the writer writes gathers its output without a wakeup per 4 KiB."""
+    size = 0
+    ended = False
     while size < READ_SIZE:
         try:
-            more = os.read(fd, READ_SIZE - size)
-        except OSError:  # EAGAIN: nothing more yet; EIO: the next read says it again
+            got = os.readv(fd, [_buffer[size:]])
+        except BlockingIOError:
             break
-        if not more:
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            ended = True
             break
-        parts.append(more)
-        size += len(more)
-    return data if len(parts) == 1 else b"".join(parts)
+        if not got:
+            ended = True
+            break
+        size += got
+    return bytes(_buffer[:size]), ended
 
 
 def _placer(id_map: tuple[int, int] | None, oom_score_adj: int | None) -> Callable[[Spawned], None]:

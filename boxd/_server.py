@@ -84,7 +84,7 @@ from ._messages import (
     parse,
 )
 from ._network import NetworkConflict
-from ._output import Chunk, Output
+from ._output import Chunk, Output, widen_send_buffer
 from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
 from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
@@ -563,6 +563,7 @@ async def _stream(
     """Output to the client until the process ends (then ``before_exit``, then its exit
     code); input, resizes and signals from the client until it detaches or goes away (the
     process keeps running).  A client that vanishes ends only its own stream."""
+    widen_send_buffer(conn.stream)
     async with trio.open_nursery() as nursery:
 
         async def from_client() -> None:

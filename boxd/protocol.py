@@ -120,6 +120,13 @@ class FrameDecoder:
         """Bytes received that do not make a whole frame yet."""
         return len(self._buf)
 
+    def take(self) -> bytes:
+        """The bytes received that no frame was taken from (a reader of its own goes on
+        from there); the decoder is left empty."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def next(self) -> Frame | None:
         if len(self._buf) < HEADER.size:
             return None

@@ -2,12 +2,12 @@
  * The child side of sandbox_native: everything between clone and exec of a container's
  * process (and of exec's and the shim's intermediates).  This file does not include
  * Python.h: the plan arrives converted into C memory (struct plan, spawn.h) by the glue in
- * sandbox_native.c.  The child runs only async-signal-safe calls (raw
- * syscalls, no malloc, no Python API) because the parent is a threaded CPython: any lock
- * another thread held at the fork stays locked forever in the child.  Identity changes
- * (setgroups, setresgid, setresuid) go through syscall() for the same reason: glibc's
- * wrappers broadcast them to every thread glibc believes exists, and in the child those
- * threads are ghosts of the parent's.
+ * sandbox_native.c.  The container's process and the shim's intermediate share the
+ * caller's memory until they exec (CLONE_VM, see clone_on_stack), so the child makes raw
+ * system calls only (RAW: no errno, no glibc wrapper, no malloc, no Python API): it must
+ * write nothing but its own stack, and no lock another thread of the caller holds may
+ * matter to it.  Identity changes (setgroups, setresgid, setresuid) are raw calls for a
+ * second reason: glibc's wrappers broadcast them to every thread glibc believes exists.
  *
  * The child's steps, in order (on failure it sends a FAILED message, spawn.h, and exits):
  *   0. join its v1 cgroups by writing "0" to each hierarchy's `tasks` (a process that
@@ -99,8 +99,56 @@
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
-/* One message to the parent, with one fd (SCM_RIGHTS) unless `fd` is -1. */
-static ssize_t send_msg(int sock, const struct sync_msg *m, int fd)
+/* ---- raw system calls
+ *
+ * A child that shares the parent's memory (CLONE_VM, see spawn_clone) also shares the
+ * thread-local storage of the parent's thread, which goes on running Python: glibc's
+ * wrappers would write a failure's errno there (and their cancellation bookkeeping, the
+ * parent being threaded).  So the child makes every call with RAW: the result, or -errno,
+ * and nothing else written anywhere.  The only library functions it calls are memcpy,
+ * memset, strlen, strchr and strrchr. */
+static inline long raw_syscall(long n, long a, long b, long c, long d, long e, long f)
+{
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc #0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory");
+    return x0;
+#else
+#error "sandbox_native: raw system calls are written for x86_64 and aarch64 only"
+#endif
+}
+
+#define RAW(...) RAW_(__VA_ARGS__, 0, 0, 0, 0, 0, 0, 0)
+#define RAW_(name, a, b, c, d, e, f, ...)                                                      \
+    raw_syscall(SYS_##name, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+
+__attribute__((noreturn)) static void leave(int code)
+{
+    for (;;)
+        RAW(exit_group, code);
+}
+
+/* One message to the parent, with one fd (SCM_RIGHTS) unless `fd` is -1; -errno. */
+static long send_msg(int sock, const struct sync_msg *m, int fd)
 {
     struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
     union {
@@ -121,10 +169,10 @@ static ssize_t send_msg(int sock, const struct sync_msg *m, int fd)
         c->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(c), &fd, sizeof fd);
     }
-    ssize_t n;
+    long n;
     do {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+        n = RAW(sendmsg, sock, &msg, MSG_NOSIGNAL);
+    } while (n == -EINTR);
     return n;
 }
 
@@ -132,33 +180,37 @@ __attribute__((noreturn)) static void fail(const struct plan *p, int stage, int 
 {
     struct sync_msg m = {.kind = MSG_FAILED, .stage = stage, .err = err, .value = index};
     send_msg(p->sync_fd, &m, -1);
-    _exit(127);
+    leave(127);
 }
 
+/* expr is a raw call's result (or a helper's, the same way): below 0 is -errno. */
 #define CHECK(p, expr, stage, index)                                                           \
     do {                                                                                       \
-        if ((expr) < 0)                                                                        \
-            fail((p), (stage), errno, (index));                                                \
+        long check_ = (expr);                                                                  \
+        if (check_ < 0)                                                                        \
+            fail((p), (stage), (int)-check_, (index));                                         \
     } while (0)
+
+/* The kernel's struct sigaction (x86_64 and aarch64 alike). */
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
 
 static void reset_signals(const struct plan *p)
 {
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        /* glibc refuses its two internal signals with EINVAL; exec resets them anyway. */
-        if (sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
-            fail(p, STAGE_SIGNALS, errno, sig);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    CHECK(p, sigprocmask(SIG_SETMASK, &none, NULL), STAGE_SIGNALS, 0);
-    CHECK(p, prctl(PR_SET_NAME, p->name, 0, 0, 0), STAGE_SIGNALS, 0);
-    CHECK(p, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_SIGNALS, 0);
-    CHECK(p, setsid(), STAGE_SETSID, 0);
+    struct kernel_sigaction dfl;
+    memset(&dfl, 0, sizeof dfl); /* SIG_DFL */
+    for (int sig = 1; sig <= 64; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            CHECK(p, RAW(rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask), STAGE_SIGNALS, sig);
+    uint64_t none = 0;
+    CHECK(p, RAW(rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none), STAGE_SIGNALS, 0);
+    CHECK(p, RAW(prctl, PR_SET_NAME, p->name, 0, 0, 0), STAGE_SIGNALS, 0);
+    CHECK(p, RAW(prctl, PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_SIGNALS, 0);
+    CHECK(p, RAW(setsid), STAGE_SETSID, 0);
 }
 
 /* Close every fd but those below `floor` and the few listed (lower entries are ignored):
@@ -179,8 +231,7 @@ static void close_all_but(const struct plan *p, int *keep, int n, int floor)
         if (i < n && keep[i] < floor)
             continue;
         if (to > from)
-            CHECK(p, syscall(SYS_close_range, from, i < n ? to - 1 : to, 0U), STAGE_CLOSE_FDS,
-                  0);
+            CHECK(p, RAW(close_range, from, i < n ? to - 1 : to, 0), STAGE_CLOSE_FDS, 0);
         if (i < n)
             from = to + 1;
     }
@@ -207,13 +258,13 @@ static void keep_only_what_the_child_needs(const struct plan *p, int intermediat
 static void join_cgroups(const struct plan *p)
 {
     for (size_t i = 0; i < p->ntasks; i++) {
-        ssize_t n;
+        long n;
         do {
-            n = write(p->cgroup_tasks[i], "0", 1);
-        } while (n < 0 && errno == EINTR);
+            n = RAW(write, p->cgroup_tasks[i], "0", 1);
+        } while (n == -EINTR);
         if (n != 1)
-            fail(p, STAGE_CGROUP, n < 0 ? errno : EIO, (int)i);
-        close(p->cgroup_tasks[i]);
+            fail(p, STAGE_CGROUP, n < 0 ? (int)-n : EIO, (int)i);
+        RAW(close, p->cgroup_tasks[i]);
     }
 }
 
@@ -227,19 +278,19 @@ static void wait_for_parent(const struct plan *p, int trees[MAX_ATTACH])
     } control;
     struct iovec iov = {.iov_base = &release, .iov_len = sizeof release};
     struct msghdr msg;
-    ssize_t n;
+    long n;
     do {
         memset(&msg, 0, sizeof msg);
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.buf;
         msg.msg_controllen = sizeof control.buf;
-        n = recvmsg(p->sync_fd, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
+        n = RAW(recvmsg, p->sync_fd, &msg, MSG_CMSG_CLOEXEC);
+    } while (n == -EINTR);
     if (n == 0)
-        _exit(127); /* the parent gave up on us: nobody is left to read a record */
+        leave(127); /* the parent gave up on us: nobody is left to read a record */
     CHECK(p, n, STAGE_SYNC, 0);
-    if (n != (ssize_t)sizeof release || release.kind != MSG_RELEASE)
+    if (n != (long)sizeof release || release.kind != MSG_RELEASE)
         fail(p, STAGE_SYNC, EBADMSG, -1);
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     size_t got = 0;
@@ -260,7 +311,8 @@ static void wait_for_parent(const struct plan *p, int trees[MAX_ATTACH])
  * symlinks stop at that root, and the step acts on the fd it got (through its
  * /proc/self/fd link, which names exactly that mount and dentry) or on the parent
  * directory's fd.  The root is opened anew for each step, so a step sees the mounts
- * made before it (the first step mounts the root overlay itself on the empty rootfs). */
+ * made before it (the first step mounts the root overlay itself on the empty rootfs).
+ * Every helper below returns -errno on failure. */
 
 struct fd_link {
     char path[32];
@@ -283,27 +335,20 @@ static const char *fd_link(struct fd_link *l, int fd)
     return l->path;
 }
 
-static void close_keeping_errno(int fd)
-{
-    int saved = errno;
-    close(fd);
-    errno = saved;
-}
-
-/* Open container path `path` (absolute) inside the root; -1 with errno on failure. */
+/* Open container path `path` (absolute) inside the root. */
 static int open_in_root(const struct plan *p, const char *path, int flags)
 {
-    int root = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int root = (int)RAW(openat, AT_FDCWD, p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0)
-        return -1;
+        return root;
     while (*path == '/')
         path++;
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = (uint64_t)(flags | O_CLOEXEC);
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd = (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
-    close_keeping_errno(root);
+    int fd = (int)RAW(openat2, root, *path ? path : ".", &how, sizeof how);
+    RAW(close, root);
     return fd;
 }
 
@@ -312,18 +357,14 @@ static int open_parent(const struct plan *p, const char *path, char buf[PATH_MAX
                        const char **base)
 {
     size_t len = strlen(path);
-    if (len >= PATH_MAX) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
+    if (len >= PATH_MAX)
+        return -ENAMETOOLONG;
     memcpy(buf, path, len + 1);
     while (len > 1 && buf[len - 1] == '/')
         buf[--len] = '\0';
     char *slash = strrchr(buf, '/');
-    if (slash == NULL || slash[1] == '\0') {
-        errno = EINVAL; /* "/" or a relative path has no parent to create it in */
-        return -1;
-    }
+    if (slash == NULL || slash[1] == '\0')
+        return -EINVAL; /* "/" or a relative path has no parent to create it in */
     *base = slash + 1;
     *slash = '\0';
     return open_in_root(p, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
@@ -333,7 +374,7 @@ static int open_parent(const struct plan *p, const char *path, char buf[PATH_MAX
 static unsigned long kept_flags(int fd)
 {
     struct statfs st;
-    if (fstatfs(fd, &st) < 0)
+    if (RAW(fstatfs, fd, &st) < 0)
         return 0;
     return (unsigned long)st.f_flags &
            (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
@@ -342,53 +383,51 @@ static unsigned long kept_flags(int fd)
 /* Bind the path onto itself, so that a plain directory or file (/proc/sys) becomes a
  * mount of its own, then make that mount read-only.  The remount needs a new fd: the
  * first names the mount below the new bind. */
-static int remount_read_only(const struct plan *p, const struct mount_op *op)
+static long remount_read_only(const struct plan *p, const struct mount_op *op)
 {
     struct fd_link l;
     int fd = open_in_root(p, op->target, O_PATH);
     if (fd < 0)
-        return errno == ENOENT ? 0 : -1; /* kernels differ in what /proc holds */
-    int rc = mount(fd_link(&l, fd), l.path, NULL, MS_BIND | MS_REC, NULL);
-    close_keeping_errno(fd);
+        return fd == -ENOENT ? 0 : fd; /* kernels differ in what /proc holds */
+    long rc = RAW(mount, fd_link(&l, fd), l.path, NULL, MS_BIND | MS_REC, NULL);
+    RAW(close, fd);
     if (rc < 0)
-        return -1;
+        return rc;
     fd = open_in_root(p, op->target, O_PATH);
     if (fd < 0)
-        return -1;
-    rc = mount(NULL, fd_link(&l, fd), NULL,
-               MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(fd), NULL);
-    close_keeping_errno(fd);
+        return fd;
+    rc = RAW(mount, NULL, fd_link(&l, fd), NULL,
+             MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(fd), NULL);
+    RAW(close, fd);
     return rc;
 }
 
-static int mask(const struct plan *p, const struct mount_op *op)
+static long mask(const struct plan *p, const struct mount_op *op)
 {
     struct fd_link l;
-    struct stat st;
-    int rc;
+    struct statx st;
     int fd = open_in_root(p, op->target, O_PATH);
     if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
-    if (fstat(fd, &st) < 0)
-        rc = -1;
-    else if (S_ISDIR(st.st_mode))
-        rc = mount("tmpfs", fd_link(&l, fd), "tmpfs",
-                   MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
-    else
-        rc = mount("/dev/null", fd_link(&l, fd), NULL, MS_BIND, NULL);
-    close_keeping_errno(fd);
+        return fd == -ENOENT ? 0 : fd;
+    long rc = RAW(statx, fd, "", AT_EMPTY_PATH, STATX_TYPE, &st);
+    if (rc == 0 && S_ISDIR(st.stx_mode))
+        rc = RAW(mount, "tmpfs", fd_link(&l, fd), "tmpfs",
+                 MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+    else if (rc == 0)
+        rc = RAW(mount, "/dev/null", fd_link(&l, fd), NULL, MS_BIND, NULL);
+    RAW(close, fd);
     return rc;
 }
 
-static int write_all(int fd, const char *data)
+static long write_all(int fd, const char *data)
 {
     size_t left = data == NULL ? 0 : strlen(data);
     while (left > 0) {
-        ssize_t n = write(fd, data, left);
-        if (n < 0 && errno == EINTR)
+        long n = RAW(write, fd, data, left);
+        if (n == -EINTR)
             continue;
         if (n < 0)
-            return -1;
+            return n;
         data += n;
         left -= (size_t)n;
     }
@@ -396,74 +435,78 @@ static int write_all(int fd, const char *data)
 }
 
 /* The steps that create something: in the parent directory's fd, never through a link. */
-static int create_in_root(const struct plan *p, const struct mount_op *op)
+static long create_in_root(const struct plan *p, const struct mount_op *op)
 {
     char buf[PATH_MAX];
     const char *base;
     struct fd_link l;
-    mode_t mask_was;
-    int rc, fd, dir = open_parent(p, op->target, buf, &base);
+    long rc, fd, mask_was;
+    int dir = open_parent(p, op->target, buf, &base);
     if (dir < 0)
-        return -1;
+        return dir;
     switch (op->kind) {
     case MK_MKDIR:
-        rc = mkdirat(dir, base, op->mode);
-        if (rc < 0 && errno == EEXIST)
+        rc = RAW(mkdirat, dir, base, op->mode);
+        if (rc == -EEXIST)
             rc = 0;
         break;
     case MK_SYMLINK:
-        rc = symlinkat(op->source, dir, base);
-        if (rc < 0 && errno == EEXIST)
+        rc = RAW(symlinkat, op->source, dir, base);
+        if (rc == -EEXIST)
             rc = 0;
         break;
     case MK_MKNOD:
         /* Without the umask: the node must have exactly the mode asked (/dev/null is 0666
          * even under a daemon's umask 022). */
-        mask_was = umask(0);
-        rc = mknodat(dir, base, op->mode, (dev_t)op->dev);
-        umask(mask_was);
+        mask_was = RAW(umask, 0);
+        rc = RAW(mknodat, dir, base, op->mode, op->dev);
+        RAW(umask, mask_was);
         break;
     case MK_WRITE_FILE:
         /* Always a new regular file: whatever the image has there (a device node, a FIFO,
          * a symlink) is unlinked first, never opened. */
-        if (unlinkat(dir, base, 0) < 0 && errno != ENOENT) {
-            rc = -1;
+        rc = RAW(unlinkat, dir, base, 0);
+        if (rc < 0 && rc != -ENOENT)
             break;
-        }
-        fd = openat(dir, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
-        rc = fd < 0 ? -1 : write_all(fd, op->data);
+        fd = RAW(openat, dir, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 op->mode);
+        rc = fd < 0 ? fd : write_all((int)fd, op->data);
         if (fd >= 0)
-            close_keeping_errno(fd);
+            RAW(close, fd);
         break;
     case MK_MKFILE:
         /* A mount point for a file: made if nothing is there, never opened through a link. */
-        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
-        rc = fd < 0 && errno != EEXIST ? -1 : 0;
+        fd = RAW(openat, dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 op->mode);
+        rc = fd < 0 && fd != -EEXIST ? fd : 0;
         if (fd >= 0)
-            close(fd);
+            RAW(close, fd);
         break;
     default: /* MK_BIND_DEV: a new empty file, then the host's device bound on it */
-        fd = openat(dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        rc = fd < 0 ? -1 : mount(op->source, fd_link(&l, fd), NULL, MS_BIND | op->flags, NULL);
+        fd = RAW(openat, dir, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        rc = fd < 0 ? fd
+                    : RAW(mount, op->source, fd_link(&l, (int)fd), NULL, MS_BIND | op->flags,
+                          NULL);
         if (fd >= 0)
-            close_keeping_errno(fd);
+            RAW(close, fd);
         break;
     }
-    close_keeping_errno(dir);
+    RAW(close, dir);
     return rc;
 }
 
-static int run_mount_op(const struct plan *p, const struct mount_op *op)
+static long run_mount_op(const struct plan *p, const struct mount_op *op)
 {
     struct fd_link l;
-    int fd, rc;
+    int fd;
+    long rc;
     switch (op->kind) {
     case MK_MOUNT:
         fd = open_in_root(p, op->target, O_PATH);
         if (fd < 0)
-            return -1;
-        rc = mount(op->source, fd_link(&l, fd), op->fstype, op->flags, op->data);
-        close_keeping_errno(fd);
+            return fd;
+        rc = RAW(mount, op->source, fd_link(&l, fd), op->fstype, op->flags, op->data);
+        RAW(close, fd);
         return rc;
     case MK_MKDIR:
     case MK_SYMLINK:
@@ -475,41 +518,38 @@ static int run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_SYSCTL:
         fd = open_in_root(p, op->target, O_WRONLY | O_NOFOLLOW);
         if (fd < 0)
-            return -1;
+            return fd;
         rc = write_all(fd, op->data);
-        close_keeping_errno(fd);
+        RAW(close, fd);
         return rc;
     case MK_CHDIR:
         /* The host directory that relative overlay lowerdirs name (deep images). */
-        return chdir(op->source);
+        return RAW(chdir, op->source);
     case MK_REMOUNT_RO:
         return remount_read_only(p, op);
     case MK_MASK:
         return mask(p, op);
     default:
-        errno = EINVAL;
-        return -1;
+        return -EINVAL;
     }
 }
 
 /* A new network namespace starts with "lo" down; bring it up as Docker's --network none
- * does (a socket and two ioctls: async-signal-safe). */
-static int loopback_up(void)
+ * does (a socket and two ioctls). */
+static long loopback_up(void)
 {
     struct ifreq ifr;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    long fd = RAW(socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return -1;
+        return fd;
     memset(&ifr, 0, sizeof ifr);
     memcpy(ifr.ifr_name, "lo", 3);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    long rc = RAW(ioctl, fd, SIOCGIFFLAGS, &ifr);
     if (rc == 0) {
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+        rc = RAW(ioctl, fd, SIOCSIFFLAGS, &ifr);
     }
-    int saved = errno;
-    close(fd);
-    errno = saved;
+    RAW(close, fd);
     return rc;
 }
 
@@ -525,28 +565,28 @@ static void set_inet(struct sockaddr *sa, uint32_t address)
 /* The container's interfaces (see struct link_config): address, netmask and up, then the
  * default route; ioctls on one socket, as loopback_up.  *index: the failing interface's
  * (nlinks: the route). */
-static int links_up(const struct plan *p, int *index)
+static long links_up(const struct plan *p, int *index)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    long fd = RAW(socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return -1;
-    int rc = 0;
+        return fd;
+    long rc = 0;
     for (size_t i = 0; i < p->nlinks && rc == 0; i++) {
         struct ifreq ifr;
         memset(&ifr, 0, sizeof ifr);
         memcpy(ifr.ifr_name, p->links[i].name, sizeof ifr.ifr_name);
         *index = (int)i;
         set_inet(&ifr.ifr_addr, p->links[i].address);
-        rc = ioctl(fd, SIOCSIFADDR, &ifr);
+        rc = RAW(ioctl, fd, SIOCSIFADDR, &ifr);
         if (rc == 0) {
             set_inet(&ifr.ifr_netmask, p->links[i].netmask);
-            rc = ioctl(fd, SIOCSIFNETMASK, &ifr);
+            rc = RAW(ioctl, fd, SIOCSIFNETMASK, &ifr);
         }
         if (rc == 0)
-            rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+            rc = RAW(ioctl, fd, SIOCGIFFLAGS, &ifr);
         if (rc == 0) {
             ifr.ifr_flags |= IFF_UP;
-            rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+            rc = RAW(ioctl, fd, SIOCSIFFLAGS, &ifr);
         }
     }
     if (rc == 0 && p->gateway != 0) {
@@ -557,23 +597,21 @@ static int links_up(const struct plan *p, int *index)
         set_inet(&rt.rt_gateway, p->gateway);
         rt.rt_flags = RTF_UP | RTF_GATEWAY;
         *index = (int)p->nlinks;
-        rc = ioctl(fd, SIOCADDRT, &rt);
+        rc = RAW(ioctl, fd, SIOCADDRT, &rt);
     }
-    int saved = errno;
-    close(fd);
-    errno = saved;
+    RAW(close, fd);
     return rc;
 }
 
 static void setup_mounts(const struct plan *p, const int trees[MAX_ATTACH])
 {
     if (p->clone_flags & CLONE_NEWNS)
-        CHECK(p, mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), STAGE_MOUNT, -1);
+        CHECK(p, RAW(mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), STAGE_MOUNT, -1);
     /* The parent's detached trees, onto the host paths it chose (the overlays use them). */
     for (size_t i = 0; i < p->nattach; i++) {
-        CHECK(p, syscall(SYS_move_mount, trees[i], "", AT_FDCWD, p->attach[i],
-                         MOVE_MOUNT_F_EMPTY_PATH), STAGE_ATTACH, (int)i);
-        close(trees[i]);
+        CHECK(p, RAW(move_mount, trees[i], "", AT_FDCWD, p->attach[i], MOVE_MOUNT_F_EMPTY_PATH),
+              STAGE_ATTACH, (int)i);
+        RAW(close, trees[i]);
     }
     for (size_t i = 0; i < p->nmounts; i++)
         CHECK(p, run_mount_op(p, &p->mounts[i]), STAGE_MOUNT, (int)i);
@@ -581,12 +619,18 @@ static void setup_mounts(const struct plan *p, const int trees[MAX_ATTACH])
 
 static void pivot(const struct plan *p)
 {
-    CHECK(p, chdir(p->rootfs), STAGE_PIVOT, 0);
-    CHECK(p, syscall(SYS_pivot_root, ".", "."), STAGE_PIVOT, 0);
+    CHECK(p, RAW(chdir, p->rootfs), STAGE_PIVOT, 0);
+    CHECK(p, RAW(pivot_root, ".", "."), STAGE_PIVOT, 0);
     /* The old root now sits on top of the new one at "/"; cut it off from the host. */
-    CHECK(p, mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL), STAGE_PIVOT, 0);
-    CHECK(p, umount2(".", MNT_DETACH), STAGE_PIVOT, 0);
-    CHECK(p, chdir("/"), STAGE_PIVOT, 0);
+    CHECK(p, RAW(mount, NULL, ".", NULL, MS_SLAVE | MS_REC, NULL), STAGE_PIVOT, 0);
+    CHECK(p, RAW(umount2, ".", MNT_DETACH), STAGE_PIVOT, 0);
+    CHECK(p, RAW(chdir, "/"), STAGE_PIVOT, 0);
+}
+
+/* dup2, as aarch64 has it (only dup3, which refuses equal fds). */
+static long move_fd(int from, int to)
+{
+    return from == to ? to : RAW(dup3, from, to, 0);
 }
 
 /* The terminal, from the container's own devpts (so ttyname works inside and nothing of the
@@ -596,33 +640,32 @@ static void open_console(const struct plan *p)
 {
     struct statfs fs;
     int unlock = 0;
-    int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+    long master = RAW(openat, AT_FDCWD, "/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
     CHECK(p, master, STAGE_CONSOLE, 0);
-    CHECK(p, fstatfs(master, &fs), STAGE_CONSOLE, 0);
+    CHECK(p, RAW(fstatfs, master, &fs), STAGE_CONSOLE, 0);
     if (fs.f_type != DEVPTS_SUPER_MAGIC)
         fail(p, STAGE_CONSOLE, EXDEV, 0); /* /dev/pts is not a devpts mount */
-    CHECK(p, ioctl(master, TIOCSPTLCK, &unlock), STAGE_CONSOLE, 0);
-    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    CHECK(p, RAW(ioctl, master, TIOCSPTLCK, &unlock), STAGE_CONSOLE, 0);
+    long slave = RAW(ioctl, master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
     CHECK(p, slave, STAGE_CONSOLE, 0);
     struct winsize size = {.ws_row = 24, .ws_col = 80};
-    CHECK(p, ioctl(slave, TIOCSWINSZ, &size), STAGE_CONSOLE, 0);
+    CHECK(p, RAW(ioctl, slave, TIOCSWINSZ, &size), STAGE_CONSOLE, 0);
 
     struct sync_msg m = {.kind = MSG_CONSOLE};
-    CHECK(p, send_msg(p->sync_fd, &m, master), STAGE_CONSOLE, 0);
-    close(master);
+    CHECK(p, send_msg(p->sync_fd, &m, (int)master), STAGE_CONSOLE, 0);
+    RAW(close, master);
     for (int i = 0; i < 3; i++)
-        CHECK(p, dup2(slave, i), STAGE_CONSOLE, 0);
+        CHECK(p, move_fd((int)slave, i), STAGE_CONSOLE, 0);
     if (slave > 2)
-        close(slave);
-    CHECK(p, ioctl(0, TIOCSCTTY, 0), STAGE_TTY, 0);
+        RAW(close, slave);
+    CHECK(p, RAW(ioctl, 0, TIOCSCTTY, 0), STAGE_TTY, 0);
 }
 
 static void set_rlimits(const struct plan *p)
 {
     for (size_t i = 0; i < p->nrlimits; i++) {
         uint64_t limit[2] = {p->rlimits[i].cur, p->rlimits[i].max};
-        CHECK(p, syscall(SYS_prlimit64, 0, p->rlimits[i].resource, limit, NULL), STAGE_RLIMIT,
-              (int)i);
+        CHECK(p, RAW(prlimit64, 0, p->rlimits[i].resource, limit, NULL), STAGE_RLIMIT, (int)i);
     }
 }
 
@@ -640,31 +683,31 @@ static void wait_for_start(const struct plan *p)
 {
     struct sync_msg m = {.kind = MSG_WAITING};
     CHECK(p, send_msg(p->sync_fd, &m, -1), STAGE_START, 0);
-    int conn;
+    long conn;
     do {
-        conn = accept4(p->start_fd, NULL, NULL, SOCK_CLOEXEC);
-    } while (conn < 0 && errno == EINTR);
+        conn = RAW(accept4, p->start_fd, NULL, NULL, SOCK_CLOEXEC);
+    } while (conn == -EINTR);
     CHECK(p, conn, STAGE_START, 0);
-    CHECK(p, dup3(conn, p->sync_fd, O_CLOEXEC), STAGE_START, 0);
-    close(conn);
-    close(p->start_fd);
+    CHECK(p, RAW(dup3, conn, p->sync_fd, O_CLOEXEC), STAGE_START, 0);
+    RAW(close, conn);
+    RAW(close, p->start_fd);
 }
 
 static void load_seccomp(const struct plan *p)
 {
     struct sock_fprog prog = {.len = p->nfilter, .filter = p->filter};
-    CHECK(p, prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0), STAGE_SECCOMP, 0);
+    CHECK(p, RAW(prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0), STAGE_SECCOMP, 0);
 }
 
 static void drop_bounding(const struct plan *p)
 {
     for (int cap = 0; cap < 64; cap++) {
-        int has = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
-        if (has < 0 && errno == EINVAL)
+        long has = RAW(prctl, PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (has == -EINVAL)
             break; /* past the kernel's last capability */
         CHECK(p, has, STAGE_CAPS, cap);
         if (has && !((p->bounding >> cap) & 1))
-            CHECK(p, prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), STAGE_CAPS, cap);
+            CHECK(p, RAW(prctl, PR_CAPBSET_DROP, cap, 0, 0, 0), STAGE_CAPS, cap);
     }
 }
 
@@ -677,22 +720,23 @@ static void apply_caps(const struct plan *p)
         data[i].permitted = (uint32_t)(p->permitted >> (32 * i));
         data[i].inheritable = (uint32_t)(p->inheritable >> (32 * i));
     }
-    CHECK(p, syscall(SYS_capset, &header, data), STAGE_CAPS, 0);
-    CHECK(p, prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), STAGE_CAPS, 0);
+    CHECK(p, RAW(capset, &header, data), STAGE_CAPS, 0);
+    CHECK(p, RAW(prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), STAGE_CAPS, 0);
     for (int cap = 0; cap < 64; cap++)
         if ((p->ambient >> cap) & 1)
-            CHECK(p, prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), STAGE_CAPS, cap);
+            CHECK(p, RAW(prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), STAGE_CAPS,
+                  cap);
 }
 
 static void set_identity(const struct plan *p)
 {
     if (p->has_caps) {
         drop_bounding(p); /* needs CAP_SETPCAP, which setresuid may take away */
-        CHECK(p, prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), STAGE_CAPS, 0);
+        CHECK(p, RAW(prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0), STAGE_CAPS, 0);
     }
-    CHECK(p, syscall(SYS_setgroups, (size_t)p->ngroups, p->groups), STAGE_SETGROUPS, 0);
-    CHECK(p, syscall(SYS_setresgid, p->gid, p->gid, p->gid), STAGE_SETGID, 0);
-    CHECK(p, syscall(SYS_setresuid, p->uid, p->uid, p->uid), STAGE_SETUID, 0);
+    CHECK(p, RAW(setgroups, p->ngroups, p->groups), STAGE_SETGROUPS, 0);
+    CHECK(p, RAW(setresgid, p->gid, p->gid, p->gid), STAGE_SETGID, 0);
+    CHECK(p, RAW(setresuid, p->uid, p->uid, p->uid), STAGE_SETUID, 0);
     if (p->has_caps)
         apply_caps(p);
 }
@@ -701,10 +745,8 @@ static void set_identity(const struct plan *p)
 __attribute__((noreturn)) static void exec_program(const struct plan *p)
 {
     const char *file = p->argv[0];
-    if (strchr(file, '/') != NULL) {
-        execve(file, p->argv, p->envp);
-        fail(p, STAGE_EXEC, errno, 0);
-    }
+    if (strchr(file, '/') != NULL)
+        fail(p, STAGE_EXEC, (int)-RAW(execve, file, p->argv, p->envp), 0);
     size_t flen = strlen(file);
     int err = ENOENT;
     int denied = 0;
@@ -718,8 +760,8 @@ __attribute__((noreturn)) static void exec_program(const struct plan *p)
         memcpy(path, p->search[i], dlen);
         path[dlen] = '/';
         memcpy(path + dlen + 1, file, flen + 1);
-        execve(path, p->argv, p->envp);
-        switch (errno) {
+        int failed = (int)-RAW(execve, path, p->argv, p->envp);
+        switch (failed) {
         case EACCES:
             denied = 1;
             break;
@@ -729,10 +771,10 @@ __attribute__((noreturn)) static void exec_program(const struct plan *p)
         case ENODEV:
         case ETIMEDOUT:
         case ENAMETOOLONG:
-            err = errno;
+            err = failed;
             break;
         default:
-            fail(p, STAGE_EXEC, errno, (int)i);
+            fail(p, STAGE_EXEC, failed, (int)i);
         }
     }
     fail(p, STAGE_EXEC, denied ? EACCES : (err == ENAMETOOLONG ? err : ENOENT), -1);
@@ -747,28 +789,29 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
     int trees[MAX_ATTACH];
     wait_for_parent(p, trees);
     for (size_t i = 0; i < p->nns; i++) {
-        CHECK(p, setns(p->ns_fds[i], p->ns_types[i]), STAGE_JOIN, (int)i);
-        close(p->ns_fds[i]);
+        CHECK(p, RAW(setns, p->ns_fds[i], p->ns_types[i]), STAGE_JOIN, (int)i);
+        RAW(close, p->ns_fds[i]);
     }
     /* In a new user namespace this process is still the host uid it was cloned as, which
      * the namespace does not map: become its root (the maps are written by now) so that
      * what the mounts create and check is owned by the mapped ids. */
     if (p->clone_flags & CLONE_NEWUSER) {
-        CHECK(p, syscall(SYS_setresgid, 0, 0, 0), STAGE_SETGID, 0);
-        CHECK(p, syscall(SYS_setresuid, 0, 0, 0), STAGE_SETUID, 0);
+        CHECK(p, RAW(setresgid, 0, 0, 0), STAGE_SETGID, 0);
+        CHECK(p, RAW(setresuid, 0, 0, 0), STAGE_SETUID, 0);
     }
     if (p->clone_flags & CLONE_NEWCGROUP)
-        CHECK(p, unshare(CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
+        CHECK(p, RAW(unshare, CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] >= 0)
-            CHECK(p, dup2(p->stdio[i], i), STAGE_STDIO, i);
+            CHECK(p, move_fd(p->stdio[i], i), STAGE_STDIO, i);
     if (p->hostname != NULL && (p->clone_flags & CLONE_NEWUTS))
-        CHECK(p, sethostname(p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
+        CHECK(p, RAW(sethostname, p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
     if (p->clone_flags & CLONE_NEWNET)
         CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
     if (p->nlinks > 0) {
         int index = 0;
-        CHECK(p, links_up(p, &index), STAGE_NETWORK, index);
+        long rc = links_up(p, &index);
+        CHECK(p, rc, STAGE_NETWORK, index);
     }
     setup_mounts(p, trees);
     if (p->rootfs != NULL)
@@ -781,8 +824,8 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         load_seccomp(p);
     set_identity(p);
     if (p->nnp)
-        CHECK(p, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STAGE_NO_NEW_PRIVS, 0);
-    CHECK(p, chdir(p->cwd), STAGE_CHDIR, 0);
+        CHECK(p, RAW(prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STAGE_NO_NEW_PRIVS, 0);
+    CHECK(p, RAW(chdir, p->cwd), STAGE_CHDIR, 0);
     if (p->start_fd >= 0)
         wait_for_start(p);
     if (p->nfilter && p->nnp)
@@ -790,38 +833,50 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
     exec_program(p);
 }
 
-/* Join mode: enter the target's namespaces, create the final process, report its pid. */
+/* Join mode: enter the target's namespaces, create the final process, report its pid.
+ * This intermediate is a copy of the caller (no CLONE_VM: setns into a user namespace
+ * refuses a process that shares its memory), and so is the final process. */
 __attribute__((noreturn)) void intermediate_main(const struct plan *p)
 {
     join_cgroups(p);
     keep_only_what_the_child_needs(p, 1);
     /* A copy of the daemon: never readable through /proc by what it is about to join. */
-    CHECK(p, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_JOIN, 0);
-    CHECK(p, setns(p->join_pidfd, (int)p->join_flags), STAGE_JOIN, 0);
+    CHECK(p, RAW(prctl, PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_JOIN, 0);
+    CHECK(p, RAW(setns, p->join_pidfd, p->join_flags), STAGE_JOIN, 0);
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
     args.flags = CLONE_PARENT;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
+    long pid = RAW(clone3, &args, sizeof args);
     if (pid == 0)
         child_main(p);
     CHECK(p, pid, STAGE_FORK, 0);
     int report = (int)pid;
-    ssize_t n;
+    long n;
     do {
-        n = write(p->report_fd, &report, sizeof report);
-    } while (n < 0 && errno == EINTR);
-    _exit(n == (ssize_t)sizeof report ? 0 : 1);
+        n = RAW(write, p->report_fd, &report, sizeof report);
+    } while (n == -EINTR);
+    leave(n == (long)sizeof report ? 0 : 1);
 }
 
 /* Shim mode: a failure record on the report socket; the container (if any) is killed. */
-__attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage)
+__attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage, long err)
 {
-    struct sync_msg m = {.kind = MSG_FAILED, .stage = stage, .err = errno, .value = 0};
+    struct sync_msg m = {.kind = MSG_FAILED, .stage = stage, .err = (int)-err, .value = 0};
     if (pidfd >= 0)
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        RAW(pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
     send_msg(report, &m, -1);
-    _exit(127);
+    leave(127);
 }
+
+#define SHIM_CHECK(report, pidfd, expr)                                                        \
+    do {                                                                                       \
+        long check_ = (expr);                                                                  \
+        if (check_ < 0)                                                                        \
+            shim_fail((report), (pidfd), STAGE_SHIM, check_);                                  \
+    } while (0)
+
+static long clone_on_stack(struct clone_args_v2 *args, struct vm_stack *stack,
+                           const struct plan *p, void (*body)(const struct plan *));
 
 /* Shim mode (see shim.c): this process clones the container, so that it is the container's
  * parent, makes the listening socket in the container's directory, reports the container's
@@ -832,9 +887,8 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
     keep_only_what_the_child_needs(p, 1);
     reset_signals(p);
     /* Above 4, where the shim's fds go. */
-    int report = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 10);
-    if (report < 0)
-        shim_fail(p->report_fd, -1, STAGE_SHIM);
+    long report = RAW(fcntl, p->report_fd, F_DUPFD_CLOEXEC, 10);
+    SHIM_CHECK(p->report_fd, -1, report);
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
     int pidfd = -1;
@@ -845,67 +899,120 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)p->cgroup_dir;
     }
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0)
-        child_main(p);
+    long pid = clone_on_stack(&args, p->container_stack, p, child_main);
     if (pid < 0)
-        shim_fail(report, -1, STAGE_FORK);
+        shim_fail((int)report, -1, STAGE_FORK, pid);
     /* From here on only the container holds its end of the sync socket, its stdio and
      * its cgroups' fds. */
-    close(p->sync_fd);
+    RAW(close, p->sync_fd);
     for (size_t i = 0; i < p->ntasks; i++)
-        close(p->cgroup_tasks[i]);
+        RAW(close, p->cgroup_tasks[i]);
     if (p->cgroup_dir >= 0)
-        close(p->cgroup_dir);
+        RAW(close, p->cgroup_dir);
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] > 2)
-            close(p->stdio[i]);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null < 0)
-        shim_fail(report, pidfd, STAGE_SHIM);
+            RAW(close, p->stdio[i]);
+    long null = RAW(openat, AT_FDCWD, "/dev/null", O_RDWR | O_CLOEXEC);
+    SHIM_CHECK(report, pidfd, null);
     for (int i = 0; i < 3; i++)
-        if (dup2(null, i) < 0)
-            shim_fail(report, pidfd, STAGE_SHIM);
-    close(null);
+        SHIM_CHECK(report, pidfd, move_fd((int)null, i));
+    RAW(close, null);
     struct sockaddr_un addr;
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
     memcpy(addr.sun_path, "shim.sock", sizeof "shim.sock");
-    if (chdir(p->shim_dir) < 0 || (unlink(addr.sun_path) < 0 && errno != ENOENT))
-        shim_fail(report, pidfd, STAGE_SHIM);
-    int listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-        listen(listener, 4) < 0)
-        shim_fail(report, pidfd, STAGE_SHIM);
-    /* The shim's fds 3 and 4 (dup2 clears close-on-exec); everything else is closed. */
-    int high_listener = fcntl(listener, F_DUPFD_CLOEXEC, 10);
-    int high_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 10);
-    if (high_listener < 0 || high_pidfd < 0 || dup2(high_listener, 3) < 0 ||
-        dup2(high_pidfd, 4) < 0)
-        shim_fail(report, pidfd, STAGE_SHIM);
-    int keep[] = {3, 4, report};
+    SHIM_CHECK(report, pidfd, RAW(chdir, p->shim_dir));
+    long rc = RAW(unlinkat, AT_FDCWD, addr.sun_path, 0);
+    if (rc != -ENOENT)
+        SHIM_CHECK(report, pidfd, rc);
+    long listener = RAW(socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    SHIM_CHECK(report, pidfd, listener);
+    SHIM_CHECK(report, pidfd, RAW(bind, listener, &addr, sizeof addr));
+    SHIM_CHECK(report, pidfd, RAW(listen, listener, 4));
+    /* The shim's fds 3 and 4 (dup3 without flags: not close-on-exec); everything else is
+     * closed. */
+    long high_listener = RAW(fcntl, listener, F_DUPFD_CLOEXEC, 10);
+    SHIM_CHECK(report, pidfd, high_listener);
+    long high_pidfd = RAW(fcntl, pidfd, F_DUPFD_CLOEXEC, 10);
+    SHIM_CHECK(report, pidfd, high_pidfd);
+    SHIM_CHECK(report, pidfd, move_fd((int)high_listener, 3));
+    SHIM_CHECK(report, pidfd, move_fd((int)high_pidfd, 4));
+    int keep[] = {3, 4, (int)report};
     close_all_but(p, keep, (int)(sizeof keep / sizeof keep[0]), 3);
 
     struct sync_msg m = {.kind = MSG_STARTED, .value = (int32_t)pid};
-    if (send_msg(report, &m, 4) < 0)
-        shim_fail(report, 4, STAGE_SHIM);
+    SHIM_CHECK(report, 4, send_msg((int)report, &m, 4));
     char *none[] = {NULL};
-    execve(p->shim_path, p->shim_argv, none);
-    shim_fail(report, 4, STAGE_SHIM);
+    shim_fail((int)report, 4, STAGE_SHIM, RAW(execve, p->shim_path, p->shim_argv, none));
 }
 
-long spawn_clone(struct clone_args_v2 *args, const struct plan *p,
+/* ---- the clone
+ *
+ * With a stack (struct vm_stack, spawn.h), the child shares the caller's memory
+ * (CLONE_VM, as posix_spawn's child does) instead of getting a copy of it: the copy of a
+ * daemon's page tables, and the copy-on-write faults the daemon takes after it, were most
+ * of the time a start spent on the event loop's thread.  Such a child runs on that stack,
+ * makes raw calls only (see RAW), and reads the plan, which the caller keeps unchanged
+ * until the kernel clears stack->alive (CLONE_CHILD_CLEARTID): when the child leaves the
+ * memory, by exec or exit. */
+static long clone_on_stack(struct clone_args_v2 *args, struct vm_stack *stack,
+                           const struct plan *p, void (*body)(const struct plan *))
+{
+    if (stack == NULL) {
+        long pid = RAW(clone3, args, sizeof *args);
+        if (pid == 0)
+            body(p);
+        return pid;
+    }
+    args->flags |= CLONE_VM | CLONE_CHILD_CLEARTID;
+    args->stack = (uint64_t)(uintptr_t)stack->base;
+    args->stack_size = stack->size;
+    args->child_tid = (uint64_t)(uintptr_t)&stack->alive;
+    __atomic_store_n(&stack->alive, 1, __ATOMIC_SEQ_CST);
+    long ret;
+    /* The child starts on its own stack, where no C frame exists to return through: it
+     * calls body(p) (which never returns) straight from here. */
+#if defined(__x86_64__)
+    __asm__ volatile("syscall\n\t"
+                     "test %%rax, %%rax\n\t"
+                     "jnz 1f\n\t"
+                     "mov %[p], %%rdi\n\t"
+                     "call *%[body]\n\t"
+                     "ud2\n"
+                     "1:"
+                     : "=a"(ret)
+                     : "0"((long)SYS_clone3), "D"(args), "S"(sizeof *args), [p] "r"(p),
+                       [body] "r"(body)
+                     : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = SYS_clone3;
+    register long x0 __asm__("x0") = (long)args;
+    register long x1 __asm__("x1") = (long)sizeof *args;
+    __asm__ volatile("svc #0\n\t"
+                     "cbnz x0, 1f\n\t"
+                     "mov x0, %[p]\n\t"
+                     "blr %[body]\n\t"
+                     "brk #0\n"
+                     "1:"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), [p] "r"(p), [body] "r"(body)
+                     : "memory");
+    ret = x0;
+#endif
+    if (ret < 0)
+        __atomic_store_n(&stack->alive, 0, __ATOMIC_SEQ_CST);
+    return ret;
+}
+
+long spawn_clone(struct clone_args_v2 *args, struct vm_stack *stack, const struct plan *p,
                  void (*body)(const struct plan *))
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    long pid = syscall(SYS_clone3, args, sizeof *args);
-    if (pid == 0)
-        body(p);
-    int saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
+    /* Every signal blocked (glibc's own two included), so that no handler of the parent's
+     * runs in the child before reset_signals. */
+    uint64_t all = ~(uint64_t)0, old;
+    RAW(rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
+    long pid = clone_on_stack(args, stack, p, body);
+    RAW(rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
     return pid;
 }
 

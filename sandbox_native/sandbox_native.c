@@ -28,6 +28,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -412,6 +414,162 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     return 0;
 }
 
+/* ------------------------------------------------------------------ shared memory
+ *
+ * The container's process and a shim's intermediate share our memory until they exec
+ * (CLONE_VM, child.c's clone_on_stack): no copy of the interpreter's page tables on the
+ * event loop's thread, and no copy-on-write faults after it.  What they read and the
+ * stacks they run on are therefore in a mapping of their own (struct shared), which
+ * Python never touches: the plan is copied into it out of the Python objects (which may
+ * be freed as soon as spawn() returns), and it is unmapped only once the kernel has
+ * cleared every stack's `alive`, i.e. each child has exec'd or exited.  Mappings still in
+ * use wait on a list, looked at by every spawn.  Should this process exit first, the
+ * mapping stays with the children (they hold the memory). */
+#define CHILD_STACK (64 * 1024)
+
+struct shared {
+    struct shared *next;
+    char *map;
+    size_t size;
+    /* [0]: the container's process or the shim's intermediate; [1]: a shim's container */
+    struct vm_stack stacks[2];
+    struct plan plan;
+};
+
+static struct shared *in_use;
+
+/* Copies into the mapping, or (base NULL) only their size. */
+struct bump {
+    char *base;
+    size_t used;
+};
+
+static void *put(struct bump *b, const void *src, size_t n)
+{
+    size_t at = (b->used + 15) & ~(size_t)15;
+    b->used = at + n;
+    if (b->base == NULL)
+        return NULL;
+    if (n > 0)
+        memcpy(b->base + at, src, n);
+    return b->base + at;
+}
+
+static const char *put_string(struct bump *b, const char *s)
+{
+    return s == NULL ? NULL : put(b, s, strlen(s) + 1);
+}
+
+/* A NULL-terminated array of n strings; NULL stays NULL. */
+static const char **put_strings(struct bump *b, const char *const *v, size_t n)
+{
+    if (v == NULL)
+        return NULL;
+    const char **out = put(b, v, (n + 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = put_string(b, v[i]);
+        if (out != NULL)
+            out[i] = s;
+    }
+    return out;
+}
+
+static size_t count(char *const *v)
+{
+    size_t n = 0;
+    while (v != NULL && v[n] != NULL)
+        n++;
+    return n;
+}
+
+/* *d = a copy of *s whose arrays and strings are in b (d unused while only counting). */
+static void copy_plan(struct plan *d, const struct plan *s, struct bump *b)
+{
+    *d = *s;
+    d->argv = (char **)put_strings(b, (const char *const *)s->argv, count(s->argv));
+    d->envp = (char **)put_strings(b, (const char *const *)s->envp, count(s->envp));
+    d->shim_argv =
+        (char **)put_strings(b, (const char *const *)s->shim_argv, count(s->shim_argv));
+    d->search = put_strings(b, s->search, s->nsearch);
+    d->attach = put_strings(b, s->attach, s->nattach);
+    d->hostname = put_string(b, s->hostname);
+    d->rootfs = put_string(b, s->rootfs);
+    d->cwd = put_string(b, s->cwd);
+    d->name = put_string(b, s->name);
+    d->shim_path = put_string(b, s->shim_path);
+    d->shim_dir = put_string(b, s->shim_dir);
+    d->groups = put(b, s->groups, s->ngroups * sizeof *s->groups);
+    d->rlimits = put(b, s->rlimits, s->nrlimits * sizeof *s->rlimits);
+    d->filter = put(b, s->filter, s->nfilter * sizeof *s->filter);
+    struct mount_op *mounts = put(b, s->mounts, s->nmounts * sizeof *s->mounts);
+    d->mounts = mounts;
+    for (size_t i = 0; i < s->nmounts; i++) {
+        const char *target = put_string(b, s->mounts[i].target);
+        const char *source = put_string(b, s->mounts[i].source);
+        const char *fstype = put_string(b, s->mounts[i].fstype);
+        const char *data = put_string(b, s->mounts[i].data);
+        if (mounts != NULL) {
+            mounts[i].target = target;
+            mounts[i].source = source;
+            mounts[i].fstype = fstype;
+            mounts[i].data = data;
+        }
+    }
+    d->container_stack = NULL;
+}
+
+/* Unmap what no child uses any more. */
+static void release_unused(void)
+{
+    for (struct shared **at = &in_use; *at != NULL;) {
+        struct shared *sh = *at;
+        if (__atomic_load_n(&sh->stacks[0].alive, __ATOMIC_SEQ_CST) ||
+            __atomic_load_n(&sh->stacks[1].alive, __ATOMIC_SEQ_CST)) {
+            at = &sh->next;
+            continue;
+        }
+        *at = sh->next;
+        munmap(sh->map, sh->size);
+    }
+}
+
+/* The mapping for plan p: two stacks, each above a guard page, then the struct shared and
+ * the copy of the plan.  NULL with an exception set. */
+static struct shared *share(const struct plan *p)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    struct plan scratch;
+    struct bump counter = {NULL, sizeof(struct shared)};
+    copy_plan(&scratch, p, &counter);
+    size_t stack = (CHILD_STACK + page - 1) / page * page;
+    size_t rest = (counter.used + page - 1) / page * page;
+    size_t size = 2 * (page + stack) + rest;
+    char *map = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    if (mprotect(map, page, PROT_NONE) < 0 ||
+        mprotect(map + page + stack, page, PROT_NONE) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        munmap(map, size);
+        return NULL;
+    }
+    struct shared *sh = (struct shared *)(map + 2 * (page + stack));
+    sh->next = NULL;
+    sh->map = map;
+    sh->size = size;
+    for (int i = 0; i < 2; i++) {
+        sh->stacks[i].base = map + page + (size_t)i * (page + stack);
+        sh->stacks[i].size = stack;
+        sh->stacks[i].alive = 0;
+    }
+    struct bump into = {(char *)sh, sizeof(struct shared)};
+    copy_plan(&sh->plan, p, &into);
+    return sh;
+}
+
 static void close_quietly(int fd)
 {
     if (fd >= 0)
@@ -516,8 +674,10 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     (void)module;
     struct plan p;
+    struct shared *sh = NULL;
     int sv[2] = {-1, -1}, report[2] = {-1, -1}, pidfd = -1, shim_pidfd = -1;
     PyObject *result = NULL;
+    release_unused();
     memset(&p, 0, sizeof p);
     if (parse_plan(args, kwargs, &p) < 0)
         goto out;
@@ -526,6 +686,31 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
         goto out;
     }
     p.sync_fd = sv[1];
+    if (p.shim_path != NULL) {
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, report) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        p.report_fd = report[1];
+    } else if (p.join_pidfd >= 0) {
+        if (pipe2(report, O_CLOEXEC) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        p.report_fd = report[1];
+    }
+    sh = share(&p);
+    if (sh == NULL)
+        goto out;
+    /* The children that share our memory could be read through /proc or ptrace by
+     * whoever may do so to them (after their identity change: the container's user) as
+     * long as this process is dumpable; the kernel would make it non-dumpable anyway at
+     * their first change of identity.  (Join mode's intermediate is a copy and does the
+     * same for itself.) */
+    if (p.join_pidfd < 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto out;
+    }
     struct clone_args_v2 clone;
     memset(&clone, 0, sizeof clone);
     clone.exit_signal = SIGCHLD;
@@ -537,48 +722,34 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
         clone.cgroup = (uint64_t)p.cgroup_dir;
     }
     long pid;
-    int saved;
     if (p.shim_path != NULL) {
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, report) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto out;
-        }
-        p.report_fd = report[1];
         clone.flags |= CLONE_PIDFD;
         clone.pidfd = (uint64_t)(uintptr_t)&shim_pidfd;
-        pid = spawn_clone(&clone, &p, shim_main);
-        saved = errno;
-        close_quietly(report[1]);
-        report[1] = -1;
-        close_quietly(sv[1]);
-        sv[1] = -1;
-        if (pid < 0) {
-            errno = saved;
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto out;
-        }
+        sh->plan.container_stack = &sh->stacks[1];
+        pid = spawn_clone(&clone, &sh->stacks[0], &sh->plan, shim_main);
+    } else if (p.join_pidfd >= 0) {
+        pid = spawn_clone(&clone, NULL, &sh->plan, intermediate_main);
+    } else {
+        clone.flags |= CLONE_PIDFD | (p.clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
+        clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        pid = spawn_clone(&clone, &sh->stacks[0], &sh->plan, child_main);
+    }
+    close_quietly(report[1]);
+    report[1] = -1;
+    close_quietly(sv[1]);
+    sv[1] = -1;
+    if (pid < 0) {
+        errno = (int)-pid;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto out;
+    }
+    if (p.shim_path != NULL) {
         pid = finish_shim(pid, report[0], sv[0], &pidfd);
         if (pid < 0) {
             close_quietly(shim_pidfd);
             goto out;
         }
     } else if (p.join_pidfd >= 0) {
-        if (pipe2(report, O_CLOEXEC) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto out;
-        }
-        p.report_fd = report[1];
-        pid = spawn_clone(&clone, &p, intermediate_main);
-        saved = errno;
-        close_quietly(report[1]);
-        report[1] = -1;
-        close_quietly(sv[1]);
-        sv[1] = -1;
-        if (pid < 0) {
-            errno = saved;
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto out;
-        }
         pid = finish_join(pid, report[0], sv[0]);
         if (pid < 0)
             goto out;
@@ -587,18 +758,6 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
             PyErr_SetFromErrno(PyExc_OSError);
             kill((pid_t)pid, SIGKILL);
             waitpid((pid_t)pid, NULL, 0);
-            goto out;
-        }
-    } else {
-        clone.flags |= CLONE_PIDFD | (p.clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
-        clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
-        pid = spawn_clone(&clone, &p, child_main);
-        saved = errno;
-        close_quietly(sv[1]);
-        sv[1] = -1;
-        if (pid < 0) {
-            errno = saved;
-            PyErr_SetFromErrno(PyExc_OSError);
             goto out;
         }
     }
@@ -617,6 +776,11 @@ out:
     close_quietly(report[0]);
     close_quietly(report[1]);
     free_plan(&p);
+    if (sh != NULL) {
+        sh->next = in_use;
+        in_use = sh;
+        release_unused();
+    }
     return result;
 }
 

@@ -131,6 +131,16 @@ struct rlimit64_k {
     uint64_t cur, max;
 };
 
+/* The stack of a child that shares the caller's memory (CLONE_VM) until it execs or exits.
+ * `alive` is set before the clone and cleared by the kernel (CLONE_CHILD_CLEARTID) when
+ * the child leaves that memory; until then the stack and the plan it reads stay mapped
+ * and unchanged. */
+struct vm_stack {
+    char *base;
+    size_t size;
+    int alive;
+};
+
 /* Everything the child does, converted from the SpawnPlan before the clone. */
 struct plan {
     char **argv, **envp;
@@ -172,6 +182,8 @@ struct plan {
     struct link_config links[MAX_LINKS];
     size_t nlinks;
     uint32_t gateway;
+    /* Shim mode: the stack the intermediate clones the container on (CLONE_VM). */
+    struct vm_stack *container_stack;
 };
 
 /* The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
@@ -180,11 +192,12 @@ struct clone_args_v2 {
     uint64_t set_tid, set_tid_size, cgroup;
 };
 
-/* Child side (child.c).  spawn_clone runs clone3 with every signal blocked (no Python
- * signal handler may run in the child) and `body` in the child; it returns the pid, or -1
- * with errno, in the parent.  The caller sets CLONE_INTO_CGROUP in `args` for a process
- * that goes into the container's v2 cgroup (not a shim's intermediate). */
-long spawn_clone(struct clone_args_v2 *args, const struct plan *p,
+/* Child side (child.c).  spawn_clone runs clone3 with every signal blocked (no signal
+ * handler of the caller's may run in the child) and `body` in the child; with a stack, the
+ * child shares the caller's memory (CLONE_VM) on that stack until it execs or exits.  It
+ * returns the pid, or -errno, in the caller.  The caller sets CLONE_INTO_CGROUP in `args`
+ * for a process that goes into the container's v2 cgroup (not a shim's intermediate). */
+long spawn_clone(struct clone_args_v2 *args, struct vm_stack *stack, const struct plan *p,
                  void (*body)(const struct plan *));
 /* The bodies: the container's process (steps 0-13 in child.c), join mode's intermediate,
  * shim mode's intermediate. */

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import struct
 import threading
@@ -239,3 +240,52 @@ def test_client_ends_with_an_exit_frame_that_came_with_the_response(
     assert got == [{"type": "StartRequest", "container": "x", "attach": True}]
     assert code == 3
     assert capfd.readouterr().out == "out\n"
+
+
+def test_attach_reader_writes_output_split_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """boxctl's attach loop writes output frames from its receive buffer as they arrive,
+    parts of frames too: every byte reaches its fd in order, stdin-kind output is dropped,
+    and messages (one larger than the buffer) come out whole, however the stream is cut."""
+    monkeypatch.setattr(_attach, "RECEIVE_SIZE", 64)
+    big = {"type": "StatsFrame", "stats": ["x" * 200]}
+    stream = b"".join(
+        [
+            protocol.encode_bytes(protocol.STDOUT, bytes(range(256)) * 3),
+            protocol.encode_bytes(protocol.STDERR, b"err"),
+            protocol.encode_bytes(protocol.STDIN, b"dropped"),
+            protocol.encode(big),
+            protocol.encode_bytes(protocol.STDOUT, b"tail"),
+            protocol.encode({"type": "ExitFrame", "exit_code": 3}),
+        ]
+    )
+    for cut in (0, 1, 5, 70, 800, len(stream)):
+        for step in (1, 7, 100, 4096):
+            out = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+            err = os.open(tmp_path / "err", os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+            ours, theirs = socket.socketpair()
+            try:
+                incoming = _attach._Incoming(stream[:cut], {1: out, 2: err})
+                messages = incoming.parse()
+                for offset in range(cut, len(stream), step):
+                    theirs.sendall(stream[offset : offset + step])
+                    while True:
+                        incoming.receive(ours)
+                        messages += incoming.parse()
+                        ours.setblocking(False)
+                        try:
+                            if not ours.recv(1, socket.MSG_PEEK):
+                                break
+                        except BlockingIOError:
+                            break
+                        finally:
+                            ours.setblocking(True)
+                assert messages == [big, {"type": "ExitFrame", "exit_code": 3}]
+                assert os.pread(out, 4096, 0) == bytes(range(256)) * 3 + b"tail"
+                assert os.pread(err, 4096, 0) == b"err"
+            finally:
+                ours.close()
+                theirs.close()
+                os.close(out)
+                os.close(err)
