@@ -268,9 +268,19 @@ class ImageStore:
                 return record
             if ref.digest is None and str(ref) in record.repo_tags:
                 return record
-        key = str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}"
-        reason = self._refused.get(key) or self._refused.get(f"sha256:{hexa}")
-        raise NoSuchImage(f"{text} (removed after its pull: {reason})" if reason else text)
+        raise self.gone(text)
+
+    def gone(self, text: str, why: str = "") -> NoSuchImage:
+        """The error for an image ``text`` not (or no longer) there: with the reason it
+        was removed after its pull, if it was."""
+        keys = [text, f"sha256:{text.removeprefix('sha256:')}"]
+        with contextlib.suppress(ValueError):
+            ref = parse_reference(text)
+            keys.append(str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}")
+        reason = next((self._refused[k] for k in keys if k in self._refused), "")
+        if reason:
+            return NoSuchImage(f"{text} (removed after its pull: {reason})")
+        return NoSuchImage(f"{text} ({why})" if why else text)
 
     def refuse(self, record: ImageRecord, reason: str) -> None:
         """Remember why ``record`` is being removed (for :meth:`lookup`'s error)."""

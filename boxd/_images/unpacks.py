@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
-from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage, UnpackCancelled
+from .store import BlobRef, ImageRecord, ImageStore, UnpackCancelled
 from .unpack import LayerError
 
 __all__ = ["PARALLEL", "Unpacks"]
@@ -105,12 +105,16 @@ class Unpacks:
             return
         for job in jobs:
             await job.done.wait()
+        # A refused layer first: its refusal cancels the image's other unpacks.
+        failed = sorted(
+            (job for job in jobs if job.error is not None),
+            key=lambda job: not isinstance(job.error, LayerError),
+        )
+        for job in failed[:1]:
             error = job.error
-            if error is None:
-                continue
             what = f"image {name}: its layer {job.layer.digest} cannot be unpacked"
             if isinstance(error, FileNotFoundError | UnpackCancelled):  # by rmi
-                raise NoSuchImage(f"{name} (it was removed)")
+                raise self.store.gone(name, "it was removed")
             if isinstance(error, LayerError):
                 raise LayerError(f"{what}: {error}")
             if isinstance(error, OSError):
@@ -118,7 +122,7 @@ class Unpacks:
             raise LayerError(f"{what}: {error}")
         for layer in record.layers:
             if self.store.layer_dir(layer.diff_id) is None:  # deleted meanwhile
-                raise NoSuchImage(f"{name} (it was removed)")
+                raise self.store.gone(name, "it was removed")
 
     async def settled(self, records: list[ImageRecord]) -> None:
         """Return once no layer of ``records`` is being unpacked (their sizes are known)
