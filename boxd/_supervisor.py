@@ -36,6 +36,7 @@ from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
 from ._images.registry import Credentials
 from ._images.store import ImageStore
+from ._images.unpack import LayerError
 from ._images.unpacks import Unpacks
 from ._lifecycle import (
     CREATED,
@@ -186,7 +187,7 @@ class Supervisor:
         self.procview: ProcView | None = None
         self._default_image: Path | None = None
         self.images = ImageStore(store.images)
-        self.unpacks = Unpacks(self.images, nursery)
+        self.unpacks = Unpacks(self.images, nursery, self._refused_layer)
         self.puller = Puller(self.images, self.unpacks, Credentials(store.root / "auth.json"))
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
@@ -315,6 +316,20 @@ class Supervisor:
                 raise Conflict(
                     f"the name {name!r} is already in use by container {e.container.short_id}"
                 )
+
+    async def _refused_layer(self, diff_id: str, error: LayerError) -> None:
+        """A pulled layer's content is refused (a hostile or broken member): no image
+        that has it is left, as if its pull had failed; the create that waited on it
+        had the reason."""
+        for record in self.images.images():
+            for layer in record.layers:
+                if layer.diff_id == diff_id:
+                    reason = f"its layer {layer.digest} cannot be unpacked: {error}"
+                    names = ", ".join(record.repo_tags) or record.id
+                    log.warning("image %s removed: %s", names, reason)
+                    self.images.refuse(record, reason)
+                    await self.puller.delete(record)
+                    break
 
     async def _layers_ready(self, image: str) -> None:
         """A stored image's layers are unpacked in the background after its pull: wait

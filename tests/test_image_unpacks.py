@@ -182,8 +182,10 @@ def test_rmi_during_an_unpack_cancels_it_and_leaves_nothing(
     assert r.stdout.strip() == str(FILES)
 
 
-def test_two_creates_wait_for_one_unpack(daemon: Daemon, bulky: tuple[Registry, str, str]) -> None:
-    _, ref, layer = bulky
+def test_two_creates_wait_for_one_unpack(
+    tmp_path: Path, daemon: Daemon, bulky: tuple[Registry, str, str]
+) -> None:
+    registry, ref, layer = bulky
     with holding_reads(_blobs(daemon), layer) as hold:
         daemon.ctl("pull", ref)
         assert hold.held.wait(60), "the layer's unpack never read its blob"
@@ -212,3 +214,10 @@ def test_two_creates_wait_for_one_unpack(daemon: Daemon, bulky: tuple[Registry, 
     # images shows the unpacked size: the layers' uncompressed tars.
     size = json.loads(daemon.ctl("images", "--format", "json").stdout)[0]["size"]
     assert size > FILES * (64 << 10)
+    # The blobs are kept as they came: save writes the registry's bytes.
+    archive = tmp_path / "saved.tar"
+    daemon.ctl("save", "-o", str(archive), ref)
+    with tarfile.open(archive) as tar:
+        saved = tar.extractfile(f"blobs/sha256/{layer}")
+        assert saved is not None
+        assert saved.read() == registry.blob_path(layer).read_bytes()

@@ -9,7 +9,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +188,16 @@ def test_error_frames_are_json_with_type() -> None:
     assert json.loads(frame[4:])["type"] == "ErrorResponse"
 
 
-def _fake_daemon(path: Path, frames: bytes, got_request: list[protocol.Frame]) -> None:
+def _fake_daemon(
+    path: Path, frames: bytes, got_request: list[protocol.Frame], listening: threading.Event
+) -> None:
     """Accept one connection, read one request, answer with ``frames`` in one write, then
     hold the connection open until the client closes it (or, if the client waits for
     more, close it after a while: the client then fails instead of hanging the test)."""
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(path))
         listener.listen(1)
+        listening.set()  # not the socket file: it exists before listen(), refusing clients
         conn, _ = listener.accept()
         with conn:
             dec = protocol.FrameDecoder()
@@ -222,11 +224,12 @@ def test_client_ends_with_an_exit_frame_that_came_with_the_response(
         + protocol.encode({"type": "ExitFrame", "exit_code": 3})
     )
     got: list[protocol.Frame] = []
-    daemon = threading.Thread(target=_fake_daemon, args=(path, frames, got))
+    listening = threading.Event()
+    daemon = threading.Thread(target=_fake_daemon, args=(path, frames, got, listening))
     daemon.start()
     try:
-        while not path.exists():
-            time.sleep(0.01)
+        listened = listening.wait(timeout=30)
+        assert listened, "the fake daemon did not listen"
         with Client(str(path)) as client:
             client.request({"type": "StartRequest", "container": "x", "attach": True})
             code = _attach.stream(

@@ -144,6 +144,14 @@ class Puller:
         self.lock = trio.Lock()
         self.active: collections.Counter[str] = collections.Counter()
 
+    async def delete(self, record: ImageRecord) -> list[str]:
+        """Remove an image and its layers no other image or pull in progress uses
+        (cancelling their unpacks first); the diff_ids removed."""
+        async with self.lock:
+            keep = frozenset(self.active)
+            await self.unpacks.stop(self.store.unshared(record) - keep)
+            return await trio.to_thread.run_sync(self.store.delete, record, keep)
+
     async def pull(
         self,
         ref: Reference,

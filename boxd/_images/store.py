@@ -109,6 +109,9 @@ class ImageStore:
         self.tmp.mkdir(mode=0o700)
         self._locks: dict[str, threading.Lock] = {}  # by diff_id: its unpack or deletion
         self._locks_lock = threading.Lock()
+        # Why an image was removed after its pull (its layer refused), by id, tag and
+        # digest reference: a lookup of it says so instead of a bare "no such image".
+        self._refused: dict[str, str] = {}
 
     # ---- blobs ----------------------------------------------------------------------
 
@@ -265,7 +268,24 @@ class ImageStore:
                 return record
             if ref.digest is None and str(ref) in record.repo_tags:
                 return record
-        raise NoSuchImage(text)
+        raise self.gone(text)
+
+    def gone(self, text: str, why: str = "") -> NoSuchImage:
+        """The error for an image ``text`` not (or no longer) there: with the reason it
+        was removed after its pull, if it was."""
+        keys = [text, f"sha256:{text.removeprefix('sha256:')}"]
+        with contextlib.suppress(ValueError):
+            ref = parse_reference(text)
+            keys.append(str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}")
+        reason = next((self._refused[k] for k in keys if k in self._refused), "")
+        if reason:
+            return NoSuchImage(f"{text} (removed after its pull: {reason})")
+        return NoSuchImage(f"{text} ({why})" if why else text)
+
+    def refuse(self, record: ImageRecord, reason: str) -> None:
+        """Remember why ``record`` is being removed (for :meth:`lookup`'s error)."""
+        for key in (record.id, *record.repo_tags, *record.repo_digests):
+            self._refused[key] = reason
 
     def tag(self, image_id: str, ref: Reference) -> None:
         """Point ``ref`` (a tag) at the image, taking it from any image that had it."""
@@ -285,8 +305,12 @@ class ImageStore:
             record = self.get(image_id)
         except NoSuchImage:
             record = ImageRecord(id=image_id, layers=layers, added=time.time())
+        self._refused.pop(image_id, None)
+        if ref is not None:
+            self._refused.pop(str(ref), None)
         if ref is not None and digest:
             repo_digest = f"{ref.name}@{digest}"
+            self._refused.pop(repo_digest, None)
             if repo_digest not in record.repo_digests:
                 record = attrs.evolve(record, repo_digests=(*record.repo_digests, repo_digest))
         self.save(record)

@@ -7,7 +7,10 @@ content store's blobs into snapshots.  A create waits for its image's layers
 (:meth:`Unpacks.ready`): several creates of one image share one unpack of each layer, a
 layer missing and not under way (the daemon was killed mid-unpack: the work was in
 ``tmp/``, emptied at start) is unpacked again from its blob, and an unpack that fails is
-the create's error, naming the image, the layer and the member.  :meth:`Unpacks.stop`
+the create's error, naming the image, the layer and the member.  A layer whose content is
+refused (a hostile or broken member) leaves no image behind: ``refused`` (the
+supervisor's) removes every image that has it, as a pull that unpacked at once would
+have left none.  :meth:`Unpacks.stop`
 cancels the unpacks of an image being removed and waits for them to end (the unpacking
 thread stops at its next read of the blob); the store's per-layer lock orders an unpack
 and the deletion of the same layer.
@@ -16,11 +19,12 @@ and the deletion of the same layer.
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
 
-from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage, UnpackCancelled
+from .store import BlobRef, ImageRecord, ImageStore, UnpackCancelled
 from .unpack import LayerError
 
 __all__ = ["PARALLEL", "Unpacks"]
@@ -37,10 +41,17 @@ class _Job:
 
 
 class Unpacks:
-    def __init__(self, store: ImageStore, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        store: ImageStore,
+        nursery: trio.Nursery,
+        refused: Callable[[str, LayerError], Awaitable[None]],
+    ) -> None:
         self.store = store
         self._nursery = nursery
+        self._refused = refused  # removes the images of a layer whose content is refused
         self._jobs: dict[str, _Job] = {}  # by diff_id: the unpacks under way
+        self._refusals: set[trio.Event] = set()  # removals by ``refused`` under way
         self._limit = trio.CapacityLimiter(PARALLEL)
 
     def start(self, record: ImageRecord) -> list[_Job]:
@@ -72,6 +83,19 @@ class Unpacks:
         finally:
             del self._jobs[job.layer.diff_id]
             job.done.set()
+        if isinstance(job.error, LayerError):
+            # In a task of its own: removing the images stops their other unpacks and
+            # waits for them, whose own refusals then wait for this one's lock.
+            done = trio.Event()
+            self._refusals.add(done)
+            self._nursery.start_soon(self._refuse, job.layer.diff_id, job.error, done)
+
+    async def _refuse(self, diff_id: str, error: LayerError, done: trio.Event) -> None:
+        try:
+            await self._refused(diff_id, error)
+        finally:
+            self._refusals.discard(done)
+            done.set()
 
     async def ready(self, record: ImageRecord, name: str) -> None:
         """Return once every layer of the image ``name`` is unpacked; an unpack that
@@ -81,12 +105,16 @@ class Unpacks:
             return
         for job in jobs:
             await job.done.wait()
+        # A refused layer first: its refusal cancels the image's other unpacks.
+        failed = sorted(
+            (job for job in jobs if job.error is not None),
+            key=lambda job: not isinstance(job.error, LayerError),
+        )
+        for job in failed[:1]:
             error = job.error
-            if error is None:
-                continue
             what = f"image {name}: its layer {job.layer.digest} cannot be unpacked"
             if isinstance(error, FileNotFoundError | UnpackCancelled):  # by rmi
-                raise NoSuchImage(f"{name} (it was removed)")
+                raise self.store.gone(name, "it was removed")
             if isinstance(error, LayerError):
                 raise LayerError(f"{what}: {error}")
             if isinstance(error, OSError):
@@ -94,15 +122,18 @@ class Unpacks:
             raise LayerError(f"{what}: {error}")
         for layer in record.layers:
             if self.store.layer_dir(layer.diff_id) is None:  # deleted meanwhile
-                raise NoSuchImage(f"{name} (it was removed)")
+                raise self.store.gone(name, "it was removed")
 
     async def settled(self, records: list[ImageRecord]) -> None:
-        """Return once no layer of ``records`` is being unpacked (their sizes are known)."""
+        """Return once no layer of ``records`` is being unpacked (their sizes are known)
+        and no refused image is being removed."""
         for record in records:
             for layer in record.layers:
                 job = self._jobs.get(layer.diff_id)
                 if job is not None:
                     await job.done.wait()
+        for done in list(self._refusals):
+            await done.wait()
 
     async def stop(self, diff_ids: set[str] | frozenset[str]) -> None:
         """Cancel the unpacks of ``diff_ids`` and wait for them to end."""

@@ -238,15 +238,8 @@ class ImageVerbs:
                 self.store.retire(record)
             deleted: tuple[str, ...] = (record.id,)
         else:
-            deleted = (record.id, *await self._delete(record))
+            deleted = (record.id, *await self.sup.puller.delete(record))
         await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
-
-    async def _delete(self, record: ImageRecord) -> list[str]:
-        puller = self.sup.puller
-        async with puller.lock:
-            keep = frozenset(puller.active)
-            await self.sup.unpacks.stop(self.store.unshared(record) - keep)
-            return await trio.to_thread.run_sync(self.store.delete, record, keep)
 
     async def tag(self, conn: Sender, req: TagRequest) -> None:
         record = self.store.lookup(req.source)
@@ -403,7 +396,7 @@ class ImageVerbs:
             if not only.selects(_created_at(config), labels):
                 continue
             untagged.extend(record.repo_tags)
-            deleted.extend((record.id, *await self._delete(record)))
+            deleted.extend((record.id, *await self.sup.puller.delete(record)))
         await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
 
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
