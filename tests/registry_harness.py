@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import hashlib
 import http.server
 import json
@@ -396,3 +397,46 @@ def stalling_proxy(registry: Registry, blob: str) -> Iterator[StallingProxy]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+def write_layout(path: Path, layers: list[bytes], tag: str = "1") -> list[str]:
+    """An OCI layout written byte by byte: the tars ``layers`` gzipped as they are (hostile
+    ones too), a config naming their diff_ids, Cmd ``/bin/sh``, tagged ``tag``; the hex
+    digests of the layer blobs."""
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def blob(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers],
+        },
+    }
+    compressed = [blob(gzip.compress(layer, compresslevel=1)) for layer in layers]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **blob(json.dumps(config).encode()),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **c} for c in compressed
+        ],
+    }
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **blob(json.dumps(manifest).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }
+    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    return [str(c["digest"]).removeprefix("sha256:") for c in compressed]

@@ -4,8 +4,6 @@ the middle of an unpack, without timing."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
 import json
 import os
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
 from held_reads import holding_reads
-from registry_harness import Registry, push, running_registry
+from registry_harness import Registry, push, running_registry, write_layout
 
 pytestmark = pytest.mark.root
 
@@ -37,53 +35,12 @@ def _tar(add: list[tuple[str, bytes]] | Path) -> bytes:
     return out.getvalue()
 
 
-def _layout(path: Path, layers: list[bytes]) -> list[str]:
-    """An OCI layout of gzip ``layers`` (tag ``1``, Cmd ``/bin/sh``); the layer digests."""
-    blobs = path / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def blob(data: bytes) -> dict[str, object]:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-        "rootfs": {
-            "type": "layers",
-            "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers],
-        },
-    }
-    compressed = [blob(gzip.compress(layer, compresslevel=1)) for layer in layers]
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            **blob(json.dumps(config).encode()),
-        },
-        "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **c} for c in compressed
-        ],
-    }
-    entry = {
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        **blob(json.dumps(manifest).encode()),
-        "annotations": {"org.opencontainers.image.ref.name": "1"},
-    }
-    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    return [str(c["digest"]).removeprefix("sha256:") for c in compressed]
-
-
 @pytest.fixture
 def bulky(tmp_path: Path, busybox_root: Path) -> Iterator[tuple[Registry, str, str]]:
     """A registry holding ``bulky:1`` (busybox, then a layer of random files); the
     reference and the hex digest of the bulky layer's blob."""
     data = [(f"data/{i:02d}", os.urandom(64 << 10)) for i in range(FILES)]
-    digests = _layout(tmp_path / "layout", [_tar(busybox_root), _tar(data)])
+    digests = write_layout(tmp_path / "layout", [_tar(busybox_root), _tar(data)])
     with running_registry(tmp_path) as registry:
         push(tmp_path / "layout", "1", registry, "bulky:1")
         yield registry, f"{registry.host}/bulky:1", digests[1]

@@ -27,6 +27,7 @@ from registry_harness import (
     running_token_server,
     stalling_proxy,
     write_htpasswd,
+    write_layout,
 )
 from test_terminal import Tmux, _boxctl, tmux
 
@@ -721,49 +722,6 @@ def test_a_deep_image_fits_overlays_options(
     assert listing == [f"{i:03d}" for i in range(1, 125)]
 
 
-def _hand_made_layout(path: Path, layers: list[bytes], tag: str) -> None:
-    """An OCI layout written here, byte by byte: gzip layers as given, a config naming
-    their diff_ids (the sha256 of each layer uncompressed)."""
-    import gzip
-
-    blobs = path / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def blob(data: bytes) -> dict[str, object]:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {
-            "type": "layers",
-            "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers],
-        },
-    }
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            **blob(json.dumps(config).encode()),
-        },
-        "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blob(gzip.compress(x))}
-            for x in layers
-        ],
-    }
-    entry = {
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        **blob(json.dumps(manifest).encode()),
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }
-    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-
-
 def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
     tmp_path: Path, daemon: Daemon, registry: Registry
 ) -> None:
@@ -785,7 +743,7 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     layout = tmp_path / "evil-layout"
-    _hand_made_layout(layout, [good.getvalue(), evil.getvalue()], "1")
+    write_layout(layout, [good.getvalue(), evil.getvalue()])
     push(layout, "1", registry, "evil:1")
     # The pull stores the blobs, checked against their digests; the layers are unpacked
     # after it, and the create that needs them fails with the unpack's reason. The image
