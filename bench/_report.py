@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _targets
+
 # What an entry is, for the ratios: ours are divided by every other measured entry.
 OURS = "boxd"
 PEER = "peer"
@@ -162,6 +164,7 @@ def markdown(meta: dict[str, Any], tools: dict[str, dict[str, str]], cases: list
             lines += [
                 f"| {_cell(r['ours'])} | {_cell(r['other'])} | {r['ratio']:.3g}x |" for r in ratios
             ]
+    lines += _targets.markdown(_targets.judge(cases))
     return "\n".join(lines) + "\n"
 
 
@@ -173,6 +176,11 @@ def write(
     out: Path, meta: dict[str, Any], tools: dict[str, dict[str, str]], cases: list[Case]
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    data = {**meta, "tools": tools, "cases": [c.to_json() for c in cases]}
+    data = {
+        **meta,
+        "tools": tools,
+        "cases": [c.to_json() for c in cases],
+        "targets": _targets.judge(cases),
+    }
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (out / "results.md").write_text(markdown(meta, tools, cases))

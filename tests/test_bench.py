@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench._report import BASELINE, OURS, PEER, Case
+from bench._targets import TARGETS, judge
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,6 +60,13 @@ def test_quick_bench_reports_every_case_and_peer(tmp_path: Path) -> None:
             assert entries[ratio["ours"]]["role"] == OURS
             assert entries[ratio["other"]]["role"] != OURS
     assert "memory" in (tmp_path / "results.md").read_text().lower()
+    # It ends with the issues' targets, each judged (an entry's name drifting from its
+    # target's would show as "not measured").
+    assert "## The issues' targets" in (tmp_path / "results.md").read_text()
+    failed = {c["key"] for c in data["cases"] if any("error" in e for e in c["entries"])}
+    assert len(data["targets"]) == len(TARGETS)
+    for target, row in zip(TARGETS, data["targets"], strict=True):
+        assert row["met"] is not None or target.case in failed, row
     # Its own work directory only: another run on the machine may have its own mounts.
     assert f"{data['work']}/" not in Path("/proc/self/mountinfo").read_text()
 
@@ -85,3 +93,26 @@ def test_a_failing_entry_is_kept_with_its_error() -> None:
         "no samples",
     ]
     assert case.ratios() == []
+
+
+def test_targets_are_judged_from_the_entries_the_run_measured() -> None:
+    listing = Case("list", "listing", "ms")
+    listing.measure("python -c pass", BASELINE, lambda: [20.0])
+    listing.measure("boxctl ps -a (0 containers)", OURS, lambda: [29.0])
+    listing.measure("boxctl ps -a (100 created)", OURS, lambda: [31.0])
+    output = Case("output", "output", "ms")
+    output.measure("raw pipe: dd to cat", BASELINE, lambda: [100.0])
+    output.measure("boxctl run --rm: one client attached", OURS, lambda: [400.0])
+    output.measure("boxctl run -d: to the log, nobody attached", OURS, lambda: [150.0])
+    output.fail("PTY: script -qec dd", BASELINE, "script is not installed")
+    output.measure("boxctl run --rm -t: through a PTY, attached", OURS, lambda: [1.0])
+    rows = {r["target"]: r for r in judge([listing, output])}
+    assert {r["issue"] for r in rows.values()} == {17}  # only the cases of this run
+    zero = rows["`boxctl ps -a`, 0 containers, at most 1.5x `python -c pass`"]
+    assert (zero["met"], zero["shown"]) == (True, "1.45x")
+    assert rows["`boxctl ps -a`, 100 containers, at most 1.5x `python -c pass`"]["met"] is False
+    attached = rows["256 MiB through `run --rm` (attached) at least 50% of a raw pipe"]
+    assert (attached["met"], attached["shown"]) == (False, "25%")
+    assert rows["256 MiB to the log, detached, at least 50% of a raw pipe"]["met"] is True
+    pty = rows["256 MiB through `run --rm -t` at least as fast as `script`"]
+    assert (pty["met"], pty["shown"]) == (None, "not measured")
