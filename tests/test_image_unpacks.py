@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,8 +86,12 @@ def test_a_daemon_killed_during_an_unpack_unpacks_again_from_the_blob(
             r = daemon.ctl("pull", ref)  # the blobs are stored: the pull is done
             assert r.stdout.splitlines()[-2] == f"Status: Downloaded newer image for {ref}"
             assert hold.held.wait(60), "the layer's unpack never read its blob"
-            # In the middle of the unpack: some of the layer's files are in tmp/.
-            assert list(tmp.glob("layer-*/data/*"))
+            # In the middle of the unpack: some of the layer's files are in tmp/ (written
+            # from what the first read gave, maybe by a thread behind the held reader).
+            deadline = time.monotonic() + 60
+            while not list(tmp.glob("layer-*/data/*")):
+                assert time.monotonic() < deadline, "nothing of the layer was unpacked"
+                time.sleep(0.05)
             assert daemon.process is not None
             daemon.process.kill()
             hold.release()
