@@ -110,7 +110,8 @@ class Unpacks:
             (job for job in jobs if job.error is not None),
             key=lambda job: not isinstance(job.error, LayerError),
         )
-        for job in failed[:1]:
+        if failed:
+            job = failed[0]
             error = job.error
             what = f"image {name}: its layer {job.layer.digest} cannot be unpacked"
             if isinstance(error, FileNotFoundError | UnpackCancelled):  # by rmi
