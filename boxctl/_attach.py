@@ -119,9 +119,10 @@ def stream(
     try:
         if local_tty:
             restore = _raw_terminal(in_fd)
-        if tty_mode:
-            client.sock.sendall(_size_frame())
-        return _loop(client, in_fd, wake_r, detach_keys if local_tty else None, outputs)
+        # The terminal's size goes out with the loop's other frames: a short-lived process
+        # may have ended, and the daemon closed the connection, before it could be sent.
+        first = _size_frame() if tty_mode else b""
+        return _loop(client, in_fd, wake_r, detach_keys if local_tty else None, outputs, first)
     finally:
         if restore is not None:
             restore()
@@ -215,13 +216,18 @@ class _Incoming:
 
 
 def _loop(
-    client: Client, in_fd: int, wake_r: int, detach_keys: bytes | None, outputs: tuple[int, ...]
+    client: Client,
+    in_fd: int,
+    wake_r: int,
+    detach_keys: bytes | None,
+    outputs: tuple[int, ...],
+    first: bytes,
 ) -> int | None:
     matcher = DetachMatcher(detach_keys) if detach_keys else None
     sock = client.sock
     sock_fd = sock.fileno()
     sock.setblocking(False)
-    pending = bytearray()  # frames for the daemon, in order
+    pending = bytearray(first)  # frames for the daemon, in order
     detached = False
     reading = in_fd >= 0
     polled_in = False
@@ -277,13 +283,19 @@ def _loop(
                         reading = False
                         detached = True
                 elif fd == sock_fd:
-                    try:
-                        if events & select.POLLOUT:
+                    if events & select.POLLOUT:
+                        try:
                             del pending[: sock.send(pending)]
-                        if events & ~select.POLLOUT:  # readable, hung up or failed
+                        except OSError:  # EPIPE, ECONNRESET
+                            # The daemon stopped reading: the process ended (the ExitFrame
+                            # is still to be read) or the daemon went away (end of stream).
+                            pending.clear()
+                            reading = False
+                    if events & ~select.POLLOUT:  # readable, hung up or failed
+                        try:
                             incoming.receive(sock)
-                    except OSError:  # EPIPE, ECONNRESET, end of stream: the daemon went away
-                        raise CliError("the daemon closed the connection") from None
-                    messages = incoming.parse()
+                        except OSError:  # ECONNRESET, end of stream before an ExitFrame
+                            raise CliError("the daemon closed the connection") from None
+                        messages = incoming.parse()
     finally:
         sock.setblocking(True)

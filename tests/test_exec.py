@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from daemon_harness import Daemon
@@ -64,3 +65,20 @@ def test_exec_refused_when_not_running(daemon: Daemon) -> None:
     daemon.ctl("create", "--name", "idle", "default", "true")
     r = daemon.ctl("exec", "idle", "true", check=False)
     assert r.returncode != 0 and "is not running" in r.stderr
+
+
+def test_exec_tty_of_short_processes_on_a_busy_machine(daemon: Daemon) -> None:
+    """``exec -t`` of a process that ends at once, while the CPUs are busy: its output and
+    exit code arrive every time.  The daemon often sends them, and closes the connection,
+    before the client has sent its terminal's size: the client once took the failed send
+    for a lost daemon and exited 1 without a word, one exec in ten."""
+    daemon.ctl("run", "-d", "-t", "--name", "c", "default", "sleep", "300")
+    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    try:
+        for i in range(20):
+            r = daemon.ctl("exec", "-t", "c", "sh", "-c", f"echo run {i}; exit 7", check=False)
+            assert (r.returncode, r.stdout, r.stderr) == (7, f"run {i}\n", "")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()

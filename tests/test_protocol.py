@@ -242,6 +242,36 @@ def test_client_ends_with_an_exit_frame_that_came_with_the_response(
     assert capfd.readouterr().out == "out\n"
 
 
+def test_client_reads_the_exit_of_a_process_that_ended_before_it_could_send(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``exec -t`` of a short-lived process, with piped stdin: the daemon sent the output and
+    the ExitFrame, and closed the connection, before the client sent its terminal size and
+    its input.  The failed sends must not lose what came: the client once exited 1 without
+    a word (EPIPE), about one ``exec -t CONTAINER /bin/tty`` in ten on a busy machine."""
+    path = tmp_path / "fake.sock"
+    stdin_r, stdin_w = os.pipe()
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        with Client(str(path)) as client:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(
+                    protocol.encode_bytes(protocol.STDOUT, b"/dev/pts/0\r\n")
+                    + protocol.encode({"type": "ExitFrame", "exit_code": 3})
+                )
+            os.write(stdin_w, b"input nobody reads")
+            os.close(stdin_w)
+            with open(stdin_r, "rb") as stdin:
+                monkeypatch.setattr("sys.stdin", stdin)
+                code = _attach.stream(
+                    client, stdin=True, tty_mode=True, detach_keys=b"", sig_proxy=False
+                )
+    assert code == 3
+    assert capfd.readouterr().out == "/dev/pts/0\r\n"
+
+
 def test_attach_reader_writes_output_split_anywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
