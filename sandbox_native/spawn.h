@@ -69,13 +69,16 @@
  *   CONSOLE  child -> parent: the terminal's master (SCM_RIGHTS)
  *   WAITING  child -> parent: set up, waiting for the OCI runtime's `start` (start_fd)
  *   STARTED  shim intermediate -> parent: value = the container's pid, its pidfd attached
+ *   LINKED   parent -> child: the interfaces of its links are in its network namespace
+ *            (sent after RELEASE to a child that has links; it sets up its mounts first)
  * End of file means the exec happened. */
 #define SPAWN_MESSAGES(X)                                                                      \
     X(RELEASE, 1)                                                                              \
     X(FAILED, 2)                                                                               \
     X(CONSOLE, 3)                                                                              \
     X(WAITING, 4)                                                                              \
-    X(STARTED, 5)
+    X(STARTED, 5)                                                                              \
+    X(LINKED, 6)
 
 enum stage {
 #define X(name, value) STAGE_##name = value,
@@ -177,8 +180,9 @@ struct plan {
     int cgroup_tasks[MAX_CGROUP_TASKS];
     size_t ntasks;
     int cgroup_dir;
-    /* The container's interfaces, configured after its loopback; the default route's
-     * gateway (network byte order, 0: none), added once they are up. */
+    /* The container's interfaces, configured once the parent has made them (LINKED), after
+     * the mounts; the default route's gateway (network byte order, 0: none), added once they
+     * are up. */
     struct link_config links[MAX_LINKS];
     size_t nlinks;
     uint32_t gateway;
