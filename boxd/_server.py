@@ -340,7 +340,7 @@ class Server:
         if req.size:
             uppers = [self.sup.store.container_dir(c.id) / "fs" / "root" / "upper" for c in found]
             sizes = await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
-        await conn.stream.send_all(self._list_answers.frame(found, sizes))
+        await conn.stream.send_all(self._list_answers.frame(found, sizes, brief=req.brief))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
         await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
