@@ -1017,7 +1017,8 @@ long spawn_clone(struct clone_args_v2 *args, struct vm_stack *stack, const struc
 }
 
 /* In the target's mount namespace (which also makes its root this process's root), detach
- * what is mounted at each target and attach the tree instead.  Only raw system calls. */
+ * what is mounted at each target and attach the tree instead.  A copy of the caller (no
+ * CLONE_VM), so glibc's async-signal-safe wrappers are fine here. */
 __attribute__((noreturn)) static void rebind_child(int pidfd, size_t n, const int *trees,
                                                    const char *const *targets, int report)
 {

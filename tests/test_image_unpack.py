@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
+import hashlib
 import io
 import os
 import stat
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from boxd._images.store import BlobRef, ImageStore
 from boxd._images.unpack import LayerError, unpack
 
 pytestmark = pytest.mark.root
@@ -226,3 +229,20 @@ def test_a_tar_cut_at_a_member_boundary_ends_there(tmp_path: Path) -> None:
     import hashlib
 
     assert result.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_layer_unpacked_by_many_threads_once_leaves_no_lock_behind(tmp_path: Path) -> None:
+    """Threads asking for one layer get one unpack; the per-layer lock goes with the last
+    of them (and with a deletion), so a long-lived store holds none for layers it saw."""
+    layer = _tar((_info("hello"), b"hi\n"))
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    store = ImageStore(tmp_path / "images")
+    blob = store.put_blob(gzip.compress(layer))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        dirs = set(pool.map(lambda _: store.unpack_layer(blob, diff_id), range(8)))
+    assert len(dirs) == 1 and (dirs.pop() / "hello").read_bytes() == b"hi\n"
+    assert store._locks == {}
+    ref = BlobRef(blob, 0, "application/vnd.oci.image.layer.v1.tar+gzip", diff_id)
+    record = store.add(store.put_blob(b"{}"), (ref,), None)
+    assert store.delete(record) == [diff_id]
+    assert store._locks == {} and store.layer_dir(diff_id) is None
