@@ -875,4 +875,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = 1
     except KeyboardInterrupt:
         code = 130
-    sys.exit(code)
+    # The process ends here without the interpreter's teardown (every module and object
+    # freed, a last garbage collection: ~2-3 ms of a 20 ms `boxctl ps`).  Nothing is left
+    # to close: boxctl closes its files and sockets where it opens them, runs no thread
+    # and registers no atexit function; what stdout holds is written first.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # EPIPE: the reader went away
+            code = code or 1
+    os._exit(code)

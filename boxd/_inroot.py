@@ -37,20 +37,31 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
+# How often an open is tried again when the kernel could not tell whether a ".." in it
+# stayed inside the root: it says EAGAIN when any rename or mount on the machine raced with
+# the lookup (a busy host starting containers mounts all the time).  Bounded, so that a
+# container renaming without pause fails the copy instead of stalling it.
+OPEN_TRIES = 64
+
+
 def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     """The openat2(2) system call (Linux 5.6); OSError on failure."""
     how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
-    fd = _libc.syscall(
-        ctypes.c_long(_NR_OPENAT2),
-        ctypes.c_int(dirfd),
-        ctypes.c_char_p(os.fsencode(path)),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
-    )
-    if fd < 0:
+    encoded = os.fsencode(path)
+    for _ in range(OPEN_TRIES):
+        fd = _libc.syscall(
+            ctypes.c_long(_NR_OPENAT2),
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(encoded),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd >= 0:
+            return int(fd)
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(fd)
+        if err not in (errno.EAGAIN, errno.EINTR):
+            break
+    raise OSError(err, os.strerror(err), path)
 
 
 def _open_regular(root: str, path: str, flags: int) -> int | None:

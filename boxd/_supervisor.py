@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan
+from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -968,6 +968,8 @@ class Supervisor:
                 used = {e.container.config.image_id for e in self._entries.values()}
                 keep = frozenset(self.puller.active)
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
+            # What the removed containers held is free now: give it back to the system.
+            await trio.to_thread.run_sync(_trim.release_free_memory)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
