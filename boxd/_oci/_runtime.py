@@ -235,6 +235,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                 keep_fds=options.preserve_fds,
                 no_pivot=options.no_pivot,
                 sysctls=sysctls if in_table else {},
+                seccomp_cache=root.path,
             )
             cgroup = host.create(name, limits)
             assert spec.process is not None
@@ -457,7 +458,7 @@ def exec_(root: Root, cid: str, options: ExecOptions) -> int:
         plan = SpawnPlan(
             join_pidfd=pidfd,
             join_namespaces=spaces | {kind for kind, _ in _translate.joined(spec)},
-            seccomp=_translate.seccomp_program(spec, caps.bounding),
+            seccomp=_translate.seccomp_program(spec, caps.bounding, root.path),
             process_name="boxd:[oci-exec]",
             keep_fds=options.preserve_fds,
             **fields,  # type: ignore[arg-type]
