@@ -934,8 +934,14 @@ class Supervisor:
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
-        self._set(entry, REMOVING)
-        self._discard(entry)
+        # Not written down: its directory leaves the store in this same step.  Only if
+        # that fails is the record left saying so, for the next supervisor to finish.
+        self._set(entry, REMOVING, save=False)
+        try:
+            self._discard(entry)
+        except OSError:
+            self.store.save(entry.container, durable=False)
+            raise
         if volumes or entry.container.config.auto_remove:
             self._drop_anonymous(entry.container)
 
