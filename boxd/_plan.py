@@ -241,9 +241,10 @@ async def build(
 ) -> SpawnPlan:
     """``view_files``: the /proc view to bind in (None: the plain /proc); ``net``: what
     /etc/hosts and /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins
-    (another container's network).  Three steps of the event loop, each well under a
-    millisecond: the mount table (the container's directories, lookups in its root), its
-    user and groups, then the rest (environment, capabilities, seccomp)."""
+    (another container's network).  Three steps of the event loop of their own, each
+    well under a millisecond: the mount table (the container's directories, lookups in
+    its root), its user and groups, then the rest (environment, capabilities, seccomp)."""
+    await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
     config = container.config
     # /etc/group is read for the terminal's group and for the user's groups: once.
     read = functools.cache(functools.partial(read_container_file, image, container_dir))
@@ -266,7 +267,7 @@ async def build(
             + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
-    await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
+    await trio.lowlevel.cancel_shielded_checkpoint()
     user = identity(config.user, image, container_dir, config.group_add, read=read)
     await trio.lowlevel.cancel_shielded_checkpoint()
     env = environment(container, user, tty=config.tty)
