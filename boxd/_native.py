@@ -13,13 +13,13 @@ thing and :class:`FakeNative` a recording fake for tests that cannot be root.
 
 from __future__ import annotations
 
+import _socket  # not socket.py: it imports selectors and array (~3 ms), see send_fds
 import contextlib
 import enum
 import errno as _errno
 import importlib
 import os
 import signal
-import socket
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -519,7 +519,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "cgroup_tasks": tuple(fd for fd, _ in plan.cgroup_tasks),
         "cgroup_dir": plan.cgroup_dir,
         "links": tuple(_link(link) for link in plan.links),
-        "gateway": socket.inet_aton(plan.gateway) if plan.gateway else b"",
+        "gateway": _socket.inet_aton(plan.gateway) if plan.gateway else b"",
     }
 
 
@@ -529,7 +529,7 @@ def _link(link: LinkConfig) -> tuple[bytes, bytes, bytes]:
         raise ValueError(f"prefix length {link.prefix_len} of {link.name} is not 0 to 32")
     mask = (0xFFFFFFFF << (32 - link.prefix_len)) & 0xFFFFFFFF
     name = _check_text("interface name", link.name)
-    return (name, socket.inet_aton(link.address), mask.to_bytes(4, "big"))
+    return (name, _socket.inet_aton(link.address), mask.to_bytes(4, "big"))
 
 
 class RealNative:
@@ -577,13 +577,36 @@ class RealNative:
                 os.close(fd)
 
     def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
-        sock = socket.socket(fileno=spawned.sync_fd)
-        try:
-            socket.send_fds(sock, [SYNC_MESSAGE.pack(Message.RELEASE, 0, 0, 0)], list(trees))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it failed before it waited (joining its cgroups): its message is next
-        finally:
-            sock.detach()
+        # A broken pipe: it failed before it waited (joining its cgroups), and its
+        # message is next.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            send_fds(spawned.sync_fd, SYNC_MESSAGE.pack(Message.RELEASE, 0, 0, 0), trees)
+
+
+def send_fds(fd: int, data: bytes, fds: Sequence[int]) -> None:
+    """socket.send_fds on the connected socket ``fd`` (not closed), by ``_socket`` itself:
+    ``boxd-runtime create`` imports this module and would pay for socket.py otherwise."""
+    sock = _socket.socket(fileno=fd)
+    try:
+        rights = struct.pack(f"{len(fds)}i", *fds)
+        sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)] if fds else [])
+    finally:
+        sock.detach()
+
+
+def recv_fds(fd: int, size: int, max_fds: int, flags: int = 0) -> tuple[bytes, list[int]]:
+    """socket.recv_fds on the socket ``fd`` (not closed): the data and the fds that came."""
+    sock = _socket.socket(fileno=fd)
+    try:
+        data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * 4), flags)
+    finally:
+        sock.detach()
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += struct.unpack(f"{usable // 4}i", payload[:usable])
+    return data, fds
 
 
 class FakeNative:
@@ -602,6 +625,8 @@ class FakeNative:
     def spawn(self, plan: SpawnPlan) -> Spawned:
         native_arguments(plan)
         self.plans.append(plan)
+        import socket  # a test double: the real path does without socket.py
+
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with parent, child:
             argv = list(plan.argv)
@@ -723,12 +748,7 @@ def _failure(plan: SpawnPlan, message: tuple[Message, int, int, int]) -> Excepti
 
 def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
     """One message from the child and the fds that came with it (b"": it has exec'd)."""
-    sock = socket.socket(fileno=sync_fd)
-    try:
-        record, fds, _, _ = socket.recv_fds(sock, SYNC_MESSAGE.size, 1, socket.MSG_CMSG_CLOEXEC)
-    finally:
-        sock.detach()
-    return record, fds
+    return recv_fds(sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_CMSG_CLOEXEC)
 
 
 async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:

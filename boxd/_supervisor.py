@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan
+from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -337,9 +337,16 @@ class Supervisor:
         if image != "default" and not image.startswith("/"):
             await self.unpacks.ready(self.images.lookup(image), image)
 
-    async def create(self, config: ContainerConfig, name: str = "") -> Container:
+    async def create(
+        self, config: ContainerConfig, name: str = "", *, starts: bool = False
+    ) -> Container:
+        """A new container; ``starts``: it is started at once (``run``), and its record is
+        first written when it runs or could not start (see :meth:`run`)."""
         await self._layers_ready(config.image)
         container = self._new(config, name)
+        if starts:
+            self.store.container_dir(container.id).mkdir(mode=0o700, exist_ok=True)
+            return container
         # A --rm container need not outlive a crash of the machine (the next supervisor
         # removes an auto-remove container that has run; a record lost before it ran
         # leaves a directory without one, which is deleted): its record is written without
@@ -458,14 +465,23 @@ class Supervisor:
 
     # ---- phases ---------------------------------------------------------------------
 
-    def _set(self, entry: _Entry, phase: Status, *, save: bool = True, bug: bool = False) -> None:
+    def _set(
+        self,
+        entry: _Entry,
+        phase: Status,
+        *,
+        save: bool = True,
+        write: bool = True,
+        bug: bool = False,
+    ) -> None:
         """The one place a container changes phase (see :mod:`boxd._lifecycle`); ``bug``:
-        its supervision failed, and it is recorded as exited from whatever phase."""
+        its supervision failed, and it is recorded as exited from whatever phase;
+        ``write=False``: saved (observed) but not written, see :meth:`_save`."""
         if not bug:
             _lifecycle.check_transition(entry.phase, phase)
         entry.container.state.status = phase
         if save:
-            self._save(entry.container)
+            self._save(entry.container, write=write)
         changed, entry.changed = entry.changed, trio.Event()
         changed.set()
 
@@ -524,9 +540,7 @@ class Supervisor:
         Its record is first written when it runs (or could not start), as a state change
         (no fsync, see Store.save): one write fewer than create + start.  A crash before
         that leaves a directory without a record, which the next supervisor deletes."""
-        await self._layers_ready(config.image)
-        container = self._new(config, name)
-        self.store.container_dir(container.id).mkdir(mode=0o700, exist_ok=True)
+        container = await self.create(config, name, starts=True)
         return await self.start(container.id)
 
     async def _lifecycle(
@@ -697,7 +711,11 @@ class Supervisor:
         st.summary = outcome.summary
         st.finished_at = time.time()
         st.pid = 0
-        self._set(entry, self._after_run(entry, outcome.exit_code))
+        phase = self._after_run(entry, outcome.exit_code)
+        # An auto_remove container that ended leaves the store in this same step (see
+        # _lifecycle): its end is not written (after a crash, recovery removes it all the
+        # same).  One record write less for every `run --rm`.
+        self._set(entry, phase, write=phase is RESTARTING or not c.config.auto_remove)
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
 
@@ -758,10 +776,12 @@ class Supervisor:
             raise StartError(str(failure), code) from failure
         raise failure
 
-    def _save(self, container: Container, *, durable: bool = False) -> None:
-        """Record a container that still exists (durable: its configuration changed)."""
+    def _save(self, container: Container, *, durable: bool = False, write: bool = True) -> None:
+        """Record a container that still exists (durable: its configuration changed;
+        ``write=False``: its events and waiters only, the record file is not written)."""
         if container.id in self._entries:
-            self.store.save(container, durable=durable)
+            if write:
+                self.store.save(container, durable=durable)
             self.events.observe(container)
             self._changes.unpark_all()
 
@@ -977,6 +997,8 @@ class Supervisor:
                 used = {e.container.config.image_id for e in self._entries.values()}
                 keep = frozenset(self.puller.active)
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
+            # What the removed containers held is free now: give it back to the system.
+            await trio.to_thread.run_sync(_trim.release_free_memory)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""

@@ -100,6 +100,9 @@
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
+/* How often openat2 is tried again on EAGAIN (as boxd/_inroot.py's OPEN_TRIES). */
+#define OPEN_TRIES 64
+
 /* ---- raw system calls
  *
  * A child that shares the parent's memory (CLONE_VM, see spawn_clone) also shares the
@@ -348,7 +351,11 @@ static int open_in_root(const struct plan *p, const char *path, int flags)
     memset(&how, 0, sizeof how);
     how.flags = (uint64_t)(flags | O_CLOEXEC);
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd = (int)RAW(openat2, root, *path ? path : ".", &how, sizeof how);
+    /* EAGAIN: a rename or mount anywhere raced with a ".." of the lookup (see OPEN_TRIES
+     * in boxd/_inroot.py); tried again a bounded number of times. */
+    int fd = -EAGAIN;
+    for (int i = 0; i < OPEN_TRIES && (fd == -EAGAIN || fd == -EINTR); i++)
+        fd = (int)RAW(openat2, root, *path ? path : ".", &how, sizeof how);
     RAW(close, root);
     return fd;
 }
@@ -1020,7 +1027,8 @@ long spawn_clone(struct clone_args_v2 *args, struct vm_stack *stack, const struc
 }
 
 /* In the target's mount namespace (which also makes its root this process's root), detach
- * what is mounted at each target and attach the tree instead.  Only raw system calls. */
+ * what is mounted at each target and attach the tree instead.  A copy of the caller (no
+ * CLONE_VM), so glibc's async-signal-safe wrappers are fine here. */
 __attribute__((noreturn)) static void rebind_child(int pidfd, size_t n, const int *trees,
                                                    const char *const *targets, int report)
 {
