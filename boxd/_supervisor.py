@@ -959,7 +959,7 @@ class Supervisor:
             return
         # Not written down: its directory leaves the store in this same step.  Only if
         # that fails is the record left saying so, for the next supervisor to finish.
-        self._set(entry, REMOVING, save=False)
+        self._set(entry, REMOVING, write=False)
         try:
             self._discard(entry)
         except OSError:
