@@ -52,7 +52,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
-from ._native import Native, RealNative, SpawnError, is_exec_failure
+from ._native import Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -628,6 +628,9 @@ class Supervisor:
                 await entry.cgroup_removed.wait()
             if adoption is None:
                 await self._fill_volumes(c, image)
+                # The cgroup's directories and limits (a millisecond of system calls) are
+                # a step of the event loop of their own (a schedule point, not a cancel one).
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
             else:
                 cgroup = self.cgroups.open(c.id)
@@ -954,8 +957,14 @@ class Supervisor:
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
-        self._set(entry, REMOVING)
-        self._discard(entry)
+        # Not written down: its directory leaves the store in this same step.  Only if
+        # that fails is the record left saying so, for the next supervisor to finish.
+        self._set(entry, REMOVING, write=False)
+        try:
+            self._discard(entry)
+        except OSError:
+            self.store.save(entry.container, durable=False)
+            raise
         if volumes or entry.container.config.auto_remove:
             self._drop_anonymous(entry.container)
 
@@ -1045,19 +1054,18 @@ class Supervisor:
         action = " ".join(command)
         self.events.report(f"exec_create: {action}", c, execID=exec_id)
         proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
+
+        async def exec_plan(stdio: tuple[int, int, int]) -> SpawnPlan:
+            image = self._image(c.config.image, c.config.image_id)
+            where = self.store.container_dir(c.id)
+            return _plan.build_exec(c, request, run.pidfd, image, where, stdio=stdio)
+
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(
                     functools.partial(proc.execute, owns_cgroup=False),
                     self.native,
-                    lambda stdio: _plan.build_exec(
-                        c,
-                        request,
-                        run.pidfd,
-                        self._image(c.config.image, c.config.image_id),
-                        self.store.container_dir(c.id),
-                        stdio=stdio,
-                    ),
+                    exec_plan,
                     self.cgroups.open(c.id),
                 )
             except (SpawnError, OSError, ValueError) as exc:
