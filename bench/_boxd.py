@@ -13,6 +13,10 @@ PY = sys.executable  # the venv's real interpreter, never a pyenv shim
 # The command users run: the script installed beside the interpreter.  `python -m boxctl`
 # also imports runpy (~4 ms) and, run from the repository, the working tree's sources.
 BOXCTL = str(Path(PY).with_name("boxctl"))
+# Likewise the daemon: `python -m boxd` from the repository imported the working tree's
+# sources, compiled at every start where `__pycache__` is not written
+# (PYTHONDONTWRITEBYTECODE), which left ~2 MB more in the idle daemon than users see.
+BOXD = str(Path(PY).with_name("boxd"))
 
 
 class Daemon:
@@ -32,9 +36,7 @@ class Daemon:
             # In the bench's own network namespace (see bench/__main__.py).
             self.proc = subprocess.Popen(
                 [
-                    PY,
-                    "-m",
-                    "boxd",
+                    BOXD,
                     "--root",
                     str(self.root),
                     "--socket",

@@ -412,6 +412,9 @@ class Bench:
         try:
             self.daemon.require()
             self.daemon.remove_all()
+            # Idle: a second after the last request, when the daemon's background clean-up
+            # of the removed containers (their directories, then the freed heap) is done.
+            time.sleep(1)
             idle = smaps(self.daemon.pid)
             run = self.boxctl("run", "-d", "--memory", "64m", self.root(), "/bin/sleep", "1000")
             for _ in range(s.idle):

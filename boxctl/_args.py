@@ -16,7 +16,6 @@ Errors are one line naming the bad word, exit code 125 (Docker's for a bad optio
 
 from __future__ import annotations
 
-import math
 import sys
 
 from ._client import USAGE, CliError
@@ -36,6 +35,8 @@ APPEND = "append"  # a string, repeatable: a list
 
 # What a flag's value may be (``--rm=true``), as Go's strconv.ParseBool reads it.
 BOOLEAN_WORDS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+
+_INF = float("inf")  # not math's: math costs every boxctl call ~0.2 ms to import
 
 # Operand kinds.
 ONE = "one"
@@ -90,18 +91,25 @@ class Command:
         name: str,
         handler: Callable[[Args], int],
         help: str,
-        options: Sequence[Opt] = (),
+        options: Sequence[Opt] | Callable[[], Sequence[Opt]] = (),
         operands: Sequence[tuple[str, str, str]] = (),
         aliases: Sequence[str] = (),
     ) -> None:
         """``operands``: (dest, kind, metavar) in order; only the last may be SOME, ANY
-        or REST."""
+        or REST.  ``options`` may be a function that gives them when they are first
+        needed (a command's options from a module only it imports)."""
         self.name = name
         self.handler = handler
         self.help = help
-        self.options = options
+        self._options = options
         self.operands = operands
         self.aliases = tuple(aliases)
+
+    @property
+    def options(self) -> Sequence[Opt]:
+        if callable(self._options):
+            self._options = self._options()
+        return self._options
 
     def usage(self, prog: str) -> str:
         words = [f"usage: {prog}"]
@@ -159,7 +167,7 @@ class Command:
                 return
             try:
                 converted = {INT: int, FLOAT: float}.get(opt.kind, str)(value)
-                if opt.kind == FLOAT and not math.isfinite(float(value)):
+                if opt.kind == FLOAT and not -_INF < float(value) < _INF:  # NaN too
                     raise ValueError
             except ValueError:
                 kind = "an integer" if opt.kind == INT else "a number"

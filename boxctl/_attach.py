@@ -182,9 +182,9 @@ class _Incoming:
             self.direct = 0
             return []
         messages = []
-        header = protocol.HEADER.size
+        header = protocol.HEADER_SIZE
         while self.end - self.start > header:
-            (length,) = protocol.HEADER.unpack_from(self.buf, self.start)
+            length = protocol.length_at(self.buf, self.start)
             if not length or length > protocol.MAX_FRAME:
                 raise protocol.ProtocolError(f"invalid frame length {length}")
             kind = self.buf[self.start + header]

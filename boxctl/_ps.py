@@ -19,6 +19,7 @@ from ._client import call
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 HEADERS = {
@@ -43,22 +44,21 @@ DEFAULT = (
 
 
 def state_word(c: dict[str, Any]) -> str:
-    status: str = c["state"]["status"]
+    status: str = c["status"]
     return WORDS.get(status, status)  # a newer daemon's phase as it is
 
 
 def status_text(c: dict[str, Any], now: float) -> str:
     """The STATUS column as Docker writes it: ``Up 2 minutes (Paused)``, ``Restarting (1)
     3 seconds ago``, ``Exited (0) 5 seconds ago``, ``Created``."""
-    st = c["state"]
     word = state_word(c)
     if word in ("running", "paused"):
-        up = "Up " + _human.duration(now - (st["started_at"] or now))
+        up = "Up " + _human.duration(now - (c["started_at"] or now))
         return up + (" (Paused)" if word == "paused" else "")
     if word in ("exited", "restarting"):
-        oom = " (OOM)" if st["oom_killed"] else ""
-        ago = _human.duration(now - (st["finished_at"] or now))
-        return f"{word.capitalize()} ({st['exit_code'] or 0}){oom} {ago} ago"
+        oom = " (OOM)" if c["oom_killed"] else ""
+        ago = _human.duration(now - (c["finished_at"] or now))
+        return f"{word.capitalize()} ({c['exit_code'] or 0}){oom} {ago} ago"
     return {"removing": "Removal In Progress"}.get(word, "Created")
 
 
@@ -72,12 +72,11 @@ def _image(ref: str) -> str:
 def _ports(c: dict[str, Any]) -> str:
     """``0.0.0.0:8080->80/tcp, 443/tcp``: the published ports, then the exposed ones."""
     shown, published = [], set()
-    for b in c["state"].get("network", {}).get("ports", []):
+    for b in c["ports"]:
         published.add(f"{b['container_port']}/{b['protocol']}")
         host = f"{b['host_ip'] or '0.0.0.0'}:{b['host_port']}"
         shown.append(f"{host}->{b['container_port']}/{b['protocol']}")
-    cfg = c["config"]
-    for key in (*cfg.get("exposed_ports", ()), *cfg.get("expose", ())):
+    for key in c["exposed"]:
         key = key if "/" in key else key + "/tcp"
         if key not in published:
             published.add(key)
@@ -85,33 +84,54 @@ def _ports(c: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
-def row(c: dict[str, Any], now: float, *, trunc: bool, size: int | None) -> dict[str, Any]:
-    cfg = c["config"]
-    labels = dict(label.partition("=")[::2] for label in cfg.get("labels", ()))
-    command = " ".join(cfg["command"])
+def _command(c: dict[str, Any], trunc: bool) -> str:
+    command = " ".join(c["command"])
     if trunc and len(command) > 20:
         command = command[:19] + "…"
-    endpoints = c["state"].get("network", {}).get("endpoints", [])
-    networks = [e["network"] for e in endpoints] or [cfg.get("network") or ""]
-    mounts = [v["host"][:15] if trunc else v["host"] for v in cfg.get("volumes", ())]
-    created = c["created_at"]
-    return {
-        "ID": c["id"][:12] if trunc else c["id"],
-        "Names": c["name"],
-        "Image": _image(cfg["image"]),
-        "Command": _wirejson.dumps(command, ensure_ascii=False),
-        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
-        "RunningFor": _human.duration(now - created) + " ago",
-        "Ports": _ports(c),
-        "State": state_word(c),
-        "Status": status_text(c, now),
-        "Size": "0B" if size is None else _human.size(size),
-        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
-        "Label": lambda key: labels.get(key, ""),
-        "Mounts": ",".join(mounts),
-        "Networks": ",".join(n for n in networks if n),
-        "LocalVolumes": "0",
-    }
+    return _wirejson.dumps(command, ensure_ascii=False)
+
+
+def _labels(c: dict[str, Any]) -> dict[str, str]:
+    return dict(label.partition("=")[::2] for label in c["labels"])
+
+
+def _label(c: dict[str, Any]) -> Callable[[str], str]:
+    labels = _labels(c)
+    return lambda key: labels.get(key, "")
+
+
+def _networks(c: dict[str, Any]) -> str:
+    return ",".join(n for n in c["networks"] or [c["network"]] if n)
+
+
+# Each field of a row from a ContainerBrief (with "size" when asked), the time and whether
+# to shorten; a row holds only the fields its format names.
+COLUMNS: dict[str, Callable[[dict[str, Any], float, bool], Any]] = {
+    "ID": lambda c, now, trunc: c["id"][:12] if trunc else c["id"],
+    "Names": lambda c, now, trunc: c["name"],
+    "Image": lambda c, now, trunc: _image(c["image"]),
+    "Command": lambda c, now, trunc: _command(c, trunc),
+    "CreatedAt": lambda c, now, trunc: time.strftime(
+        "%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c["created_at"])
+    ),
+    "RunningFor": lambda c, now, trunc: _human.duration(now - c["created_at"]) + " ago",
+    "Ports": lambda c, now, trunc: _ports(c),
+    "State": lambda c, now, trunc: state_word(c),
+    "Status": lambda c, now, trunc: status_text(c, now),
+    "Size": lambda c, now, trunc: "0B" if c.get("size") is None else _human.size(c["size"]),
+    "Labels": lambda c, now, trunc: ",".join(f"{k}={v}" for k, v in _labels(c).items()),
+    "Label": lambda c, now, trunc: _label(c),
+    "Mounts": lambda c, now, trunc: ",".join(h[:15] if trunc else h for h in c["volumes"]),
+    "Networks": lambda c, now, trunc: _networks(c),
+    "LocalVolumes": lambda c, now, trunc: "0",
+}
+
+
+def row(
+    c: dict[str, Any], now: float, *, trunc: bool, names: Iterable[str] = COLUMNS
+) -> dict[str, Any]:
+    """The fields ``names`` of a container's row (every one by default)."""
+    return {name: COLUMNS[name](c, now, trunc) for name in names}
 
 
 def cmd_list(args: Args) -> int:
@@ -122,27 +142,30 @@ def cmd_list(args: Args) -> int:
         "filters": args.filter or [],
         "limit": limit,
         "size": bool(args.size) and not args.quiet,
+        "brief": True,
     }
     response = call(args.socket, request)
-    containers, sizes = response["containers"], response.get("sizes") or []
+    containers = response["briefs"]
     if args.quiet:
         for c in containers:
             print(c["id"][:12] if not args.no_trunc else c["id"])
         return 0
-    now = time.time()
-    rows = [
-        row(c, now, trunc=not args.no_trunc, size=sizes[i] if sizes else None)
-        for i, c in enumerate(containers)
-    ]
+    for c, size in zip(containers, response.get("sizes") or (), strict=False):
+        c["size"] = size
+    now, trunc = time.time(), not args.no_trunc
     if args.format == "json":
-        for r in rows:
-            r.pop("Label")
-            print(_wirejson.dumps(r, ensure_ascii=False))
+        names = [name for name in COLUMNS if name != "Label"]
+        for c in containers:
+            print(_wirejson.dumps(row(c, now, trunc=trunc, names=names), ensure_ascii=False))
         return 0
-    from ._template import print_formatted
+    from ._template import Template, print_formatted
 
     fmt = args.format or DEFAULT + ("\t{{.Size}}" if args.size else "")
     if fmt == "table":
         fmt = DEFAULT + ("\t{{.Size}}" if args.size else "")
-    print_formatted(fmt, rows, HEADERS, strict=True)
+    template = Template(fmt, strict=True)
+    named = template.fields()
+    wanted = COLUMNS if named is None else [n for n in named if n in COLUMNS]
+    rows = [row(c, now, trunc=trunc, names=wanted) for c in containers]
+    print_formatted(template, rows, HEADERS)
     return 0

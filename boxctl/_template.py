@@ -442,17 +442,70 @@ class Template:
             text = text[len("table") :].lstrip(" ")
         self.tree = parse(text)
         self.strict = strict
+        # Only text and plain {{.Field}}s (a ps table): each field's string is put in as
+        # it is, without the evaluator (which any other value still goes through).
+        self._plain: list[tuple[str, bool]] | None = []
+        for node in self.tree:
+            plain = node[0] == "out" and len(node[1]) == len(node[1][0]) == 1
+            word = node[1][0][0] if plain else ""
+            if node[0] == "text":
+                self._plain.append((node[1], False))
+            elif isinstance(word, str) and word[:1] == "." and word.count(".") == 1 and word != ".":
+                self._plain.append((word[1:], True))
+            else:
+                self._plain = None
+                break
+
+    def fields(self) -> list[str] | None:
+        """The fields of the value the template names (``Names`` for ``{{.Names}}``); None
+        when it may show any (``{{.}}``, ``{{json .}}``, a variable)."""
+        words: list[str] = []
+        _words(self.tree, words)
+        if any(w == "." or w.startswith("$") for w in words):
+            return None
+        return list(dict.fromkeys(w[1:].split(".")[0] for w in words if w.startswith(".")))
 
     def render(self, value: Any) -> str:
-        out: list[str] = []
+        if self._plain is not None and type(value) is dict:
+            out = []
+            for text, is_field in self._plain:
+                if is_field:
+                    text = value.get(text, MISSING)
+                    if type(text) is not str:
+                        break  # anything but a string: as the evaluator would
+                out.append(text)
+            else:
+                return "".join(out)
+        out = []
         _Run(value, self.strict).nodes(self.tree, value, out)
         return "".join(out)
+
+    def header(self, value: dict[str, Any]) -> str:
+        """A table's header row: the header cells by field name, never strict."""
+        out: list[str] = []
+        _Run(value, False).nodes(self.tree, value, out)
+        return "".join(out)
+
+
+def _words(value: Any, into: list[str]) -> None:
+    """Every word of a parsed template, in order (texts left out)."""
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, tuple) and value and value[0] == "text":
+        return
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _words(v, into)
 
 
 def aligned(lines: list[str]) -> str:
     """Tab-separated lines as Docker's tabwriter aligns them: a column is its widest cell
     plus three spaces, and at least ten wide."""
     rows = [line.split("\t") for line in lines]
+    if len({len(row) for row in rows}) == 1:  # as many cells in every row (a ps table)
+        pads = [max(max(map(len, column)) + 3, 10) for column in list(zip(*rows, strict=True))[:-1]]
+        pads.append(0)  # the last cell as it is
+        return "\n".join("".join(map(str.ljust, row, pads)) for row in rows)
     widths: dict[int, int] = {}
     for row in rows:
         for i, cell in enumerate(row[:-1]):
@@ -464,12 +517,16 @@ def aligned(lines: list[str]) -> str:
 
 
 def print_formatted(
-    fmt: str, items: list[Any], headers: dict[str, str] | None = None, *, strict: bool = False
+    fmt: str | Template,
+    items: list[Any],
+    headers: dict[str, str] | None = None,
+    *,
+    strict: bool = False,
 ) -> None:
-    """Each item through the template ``fmt``, one per line; a ``table`` format gets its
-    header (each ``.Field`` shown as ``headers[Field]``, else the field name in capitals)
-    and aligned columns."""
-    template = Template(fmt, strict=strict)
+    """Each item through the template ``fmt`` (a Template keeps its own ``strict``), one
+    per line; a ``table`` format gets its header (each ``.Field`` shown as
+    ``headers[Field]``, else the field name in capitals) and aligned columns."""
+    template = fmt if isinstance(fmt, Template) else Template(fmt, strict=strict)
     lines = [template.render(item) for item in items]
     if not template.table:
         for line in lines:
@@ -477,7 +534,7 @@ def print_formatted(
         return
     names = _field_names(template.tree)
     head = {n: (headers or {}).get(n, n.upper()) for n in names}
-    header = Template(fmt).render({n: _Header(h) for n, h in head.items()})
+    header = template.header({n: _Header(h) for n, h in head.items()})
     print(aligned([header, *lines]) if lines or header else "")
 
 

@@ -35,6 +35,9 @@ from typing import IO
 
 import attrs
 
+from ._copymessages import CopyError as CopyError
+from ._copymessages import NoSuchPath as NoSuchPath
+from ._copymessages import PathStat as PathStat
 from ._images.tarstream import DIRECTORY, LINK, Decompressed, Member, TarError, TarReader
 from ._images.unpack import LayerError, _clean, _Unpacker, open_in_root
 
@@ -92,17 +95,6 @@ def _check(result: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-class NoSuchPath(LookupError):
-    """Docker's words for a container path that is not there."""
-
-    def __init__(self, path: str, container: str) -> None:
-        super().__init__(f"Could not find the file {path} in container {container}")
-
-
-class CopyError(ValueError):
-    """A copy that cannot be done as asked; the message names the path."""
-
-
 @attrs.frozen
 class IdMap:
     """The container's ids ``0..count-1`` are host ids ``start..``; none: the host's own."""
@@ -145,18 +137,6 @@ def _as_container_root(ids: IdMap) -> Iterator[None]:
     finally:
         _libc.setfsgid(0)
         _libc.setfsuid(0)
-
-
-@attrs.frozen
-class PathStat:
-    """What Docker's ``X-Docker-Container-Path-Stat`` tells of a path (the symlink itself,
-    not what it points to)."""
-
-    name: str
-    size: int
-    mode: int  # st_mode
-    mtime: float
-    link_target: str = ""  # a symlink: the container path it resolves to
 
 
 def docker_path(path: str) -> str:

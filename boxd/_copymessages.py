@@ -11,7 +11,31 @@ from __future__ import annotations
 
 import attrs
 
-from ._copy import PathStat
+# The copy's own errors and its answer's record live here, not in boxd._copy (which does the
+# work with tarfile and the image unpacker): the daemon imports that on the first ``cp``.
+
+
+class NoSuchPath(LookupError):
+    """Docker's words for a container path that is not there."""
+
+    def __init__(self, path: str, container: str) -> None:
+        super().__init__(f"Could not find the file {path} in container {container}")
+
+
+class CopyError(ValueError):
+    """A copy that cannot be done as asked; the message names the path."""
+
+
+@attrs.frozen
+class PathStat:
+    """What Docker's ``X-Docker-Container-Path-Stat`` tells of a path (the symlink itself,
+    not what it points to)."""
+
+    name: str
+    size: int
+    mode: int  # st_mode
+    mtime: float
+    link_target: str = ""  # a symlink: the container path it resolves to
 
 
 @attrs.frozen

@@ -13,14 +13,23 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from . import _copy, _plan, protocol
-from ._copy import CopyError, IdMap, PathStat
-from ._copymessages import CopyFromRequest, CopyStatRequest, CopyStatResponse, CopyToRequest
+from . import _plan, protocol
+from ._copymessages import (
+    CopyError,
+    CopyFromRequest,
+    CopyStatRequest,
+    CopyStatResponse,
+    CopyToRequest,
+    PathStat,
+)
 from ._messages import EndFrame, OkResponse
 from ._records import Container
 
 if TYPE_CHECKING:
+    from ._copy import IdMap
     from ._supervisor import Supervisor
+
+# boxd._copy (tarfile, the image unpacker) is imported by the first copy, not at start.
 
 CHUNK = 1 << 20
 
@@ -35,12 +44,16 @@ class Streamer(Protocol):
 
 def id_map(container: Container) -> IdMap:
     """The container's user namespace mapping (the host's ids without one)."""
+    from ._copy import IdMap
+
     return IdMap(*_plan.id_range()) if container.config.userns else IdMap()
 
 
 def _check_writable(container: Container, root_fd: int, path: str) -> None:
     """Docker's rules: a read-only volume takes no file, a read-only root filesystem takes
     them only in a writable volume."""
+    from . import _copy
+
     dest = _copy.resolve(root_fd, _copy.docker_path(path))
     deepest_first = sorted(container.config.volumes, key=lambda v: -len(v.container))
     for volume in deepest_first:
@@ -75,6 +88,8 @@ class Copier:
         self.sup = sup
 
     async def stat(self, ref: str, path: str) -> PathStat:
+        from . import _copy
+
         async with self.sup.open_root(ref) as (c, root):
             return await trio.to_thread.run_sync(_copy.stat_path, root, path, c.name)
 
@@ -86,6 +101,8 @@ class Copier:
         tar as it is written, in chunks of up to CHUNK bytes.  A failure while writing
         ends the chunks early and is raised from the context.  A stopped container cannot
         start until the context ends."""
+        from . import _copy
+
         async with self.sup.open_root(ref) as (c, root):
             st = await trio.to_thread.run_sync(_copy.stat_path, root, path, c.name)
             self.sup.events.report("archive-path", c)
@@ -118,6 +135,7 @@ class Copier:
     ) -> None:
         """Extract the tar at ``tar_path`` into the directory ``path`` of the container,
         once it is known to be a good tar with nothing refused in it."""
+        from . import _copy
 
         async with self.sup.open_root(ref) as (c, root):
 

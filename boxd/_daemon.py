@@ -25,7 +25,7 @@ from pathlib import Path
 
 import trio
 
-from . import _logs, _repair, _systemd, _units
+from . import _logs, _repair, _systemd, _trim, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
@@ -183,6 +183,7 @@ async def run_daemon(args: argparse.Namespace) -> None:
                 await nursery.start(
                     functools.partial(serve, server, args.socket, listening=listening)
                 )
+                _trim.release_free_memory()  # what start-up and recovery freed
                 _systemd.notify("READY=1")
                 log.info(
                     "boxd ready: root %s, socket %s, Docker API %s, cgroups %s",

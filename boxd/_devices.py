@@ -45,8 +45,8 @@ no helper, so it carries boxd's own.
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
 import re
 import struct
@@ -55,6 +55,10 @@ from pathlib import Path
 
 from ._record import frozen
 from ._syscalls import AARCH64, X86_64
+
+TYPE_CHECKING = False  # not typing's: boxd-runtime create does without typing
+if TYPE_CHECKING:
+    from typing import Any
 
 # --- bpf(2) constants (linux/bpf.h) ---------------------------------------------------
 
@@ -92,8 +96,6 @@ _LICENSE = b"Apache-2.0\0"
 _PROG_NAME = b"boxd_devices"
 _LOG_SIZE = 1 << 16
 _RULE = re.compile(r"([abc]) (\d+|\*):(\d+|\*) ([rwm]+)")
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 
 class DeviceFilterError(OSError):
@@ -199,47 +201,41 @@ def compile_rules(rules: Sequence[DeviceRule]) -> bytes:
 # --- loading and attaching ------------------------------------------------------------
 
 
-class _ProgLoadAttr(ctypes.Structure):
-    """The BPF_PROG_LOAD part of ``union bpf_attr``, up to ``prog_name``."""
-
-    _fields_ = (
-        ("prog_type", ctypes.c_uint32),
-        ("insn_cnt", ctypes.c_uint32),
-        ("insns", ctypes.c_uint64),
-        ("license", ctypes.c_uint64),
-        ("log_level", ctypes.c_uint32),
-        ("log_size", ctypes.c_uint32),
-        ("log_buf", ctypes.c_uint64),
-        ("kern_version", ctypes.c_uint32),
-        ("prog_flags", ctypes.c_uint32),
-        ("prog_name", ctypes.c_char * 16),
-    )
+# The BPF_PROG_LOAD part of ``union bpf_attr``, up to ``prog_name``: prog_type, insn_cnt,
+# insns, license, log_level, log_size, log_buf, kern_version, prog_flags, prog_name.
+_PROG_LOAD_ATTR = struct.Struct("=IIQQIIQII16s")
+# The BPF_PROG_ATTACH part: target_fd, attach_bpf_fd, attach_type, attach_flags.
+_PROG_ATTACH_ATTR = struct.Struct("=IIII")
 
 
-class _ProgAttachAttr(ctypes.Structure):
-    """The BPF_PROG_ATTACH part of ``union bpf_attr``."""
+@functools.cache
+def _libc() -> Any:
+    """libc, through ctypes, loaded on first use: ctypes costs ~2 ms to import, and
+    ``boxd-runtime create`` (a process per container) imports this module but attaches no
+    program where the devices controller is v1."""
+    import ctypes
 
-    _fields_ = (
-        ("target_fd", ctypes.c_uint32),
-        ("attach_bpf_fd", ctypes.c_uint32),
-        ("attach_type", ctypes.c_uint32),
-        ("attach_flags", ctypes.c_uint32),
-    )
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
 
 
-def _bpf(cmd: int, attr: ctypes.Structure) -> int:
+def _bpf(cmd: int, attr: bytes) -> int:
     """bpf(cmd, &attr, sizeof attr); OSError with the errno on failure."""
+    import ctypes  # see _libc
+
     machine = os.uname().machine
     number = _SYS_BPF.get(machine)
     if number is None:
         raise DeviceFilterError(
             errno.ENOSYS, f"no bpf(2) number for {machine!r} (known: {', '.join(_SYS_BPF)})"
         )
-    result: int = _libc.syscall(
+    buffer = ctypes.create_string_buffer(attr, len(attr))
+    result: int = _libc().syscall(
         ctypes.c_long(number),
         ctypes.c_long(cmd),
-        ctypes.byref(attr),
-        ctypes.c_ulong(ctypes.sizeof(attr)),
+        buffer,
+        ctypes.c_ulong(len(attr)),
     )
     if result < 0:
         err = ctypes.get_errno()
@@ -250,18 +246,22 @@ def _bpf(cmd: int, attr: ctypes.Structure) -> int:
 def _load(program: bytes) -> int:
     """Load ``program``; the fd of the loaded program.  A refusal quotes the end of the
     verifier's log."""
+    import ctypes  # see _libc
+
     insns = ctypes.create_string_buffer(program, len(program))
     license_ = ctypes.create_string_buffer(_LICENSE, len(_LICENSE))
     log = ctypes.create_string_buffer(_LOG_SIZE)
-    attr = _ProgLoadAttr(
-        prog_type=_BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt=len(program) // _INSN.size,
-        insns=ctypes.addressof(insns),
-        license=ctypes.addressof(license_),
-        log_level=1,
-        log_size=_LOG_SIZE,
-        log_buf=ctypes.addressof(log),
-        prog_name=_PROG_NAME,
+    attr = _PROG_LOAD_ATTR.pack(
+        _BPF_PROG_TYPE_CGROUP_DEVICE,
+        len(program) // _INSN.size,
+        ctypes.addressof(insns),
+        ctypes.addressof(license_),
+        1,  # log_level
+        _LOG_SIZE,
+        ctypes.addressof(log),
+        0,  # kern_version
+        0,  # prog_flags
+        _PROG_NAME,
     )
     try:
         return _bpf(_BPF_PROG_LOAD, attr)
@@ -284,12 +284,7 @@ def _load(program: bytes) -> int:
 
 
 def _attach(dir_fd: int, prog_fd: int) -> None:
-    attr = _ProgAttachAttr(
-        target_fd=dir_fd,
-        attach_bpf_fd=prog_fd,
-        attach_type=_BPF_CGROUP_DEVICE,
-        attach_flags=_BPF_F_ALLOW_MULTI,
-    )
+    attr = _PROG_ATTACH_ATTR.pack(dir_fd, prog_fd, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI)
     try:
         _bpf(_BPF_PROG_ATTACH, attr)
     except OSError as exc:

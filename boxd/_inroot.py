@@ -10,12 +10,17 @@ reads a bounded amount.
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
 import stat
+import struct
 
 from . import _syscalls
+
+TYPE_CHECKING = False  # not typing's: boxd-runtime create does without typing
+if TYPE_CHECKING:
+    from typing import Any
 
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
@@ -25,32 +30,51 @@ _NR_OPENAT2 = {"x86_64": _syscalls.X86_64, "aarch64": _syscalls.AARCH64}.get(
 )["openat2"]
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = (
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
-    )
+_OPEN_HOW = struct.Struct("=QQQ")  # struct open_how: flags, mode, resolve
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+@functools.cache
+def _libc() -> Any:
+    """libc, through ctypes, loaded on first use: ctypes costs ~2 ms to import, and
+    ``boxd-runtime create`` (a process per container) imports this module but calls none
+    of it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+# How often an open is tried again when the kernel could not tell whether a ".." in it
+# stayed inside the root: it says EAGAIN when any rename or mount on the machine raced with
+# the lookup (a busy host starting containers mounts all the time).  Bounded, so that a
+# container renaming without pause fails the copy instead of stalling it.
+OPEN_TRIES = 64
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     """The openat2(2) system call (Linux 5.6); OSError on failure."""
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
-    fd = _libc.syscall(
-        ctypes.c_long(_NR_OPENAT2),
-        ctypes.c_int(dirfd),
-        ctypes.c_char_p(os.fsencode(path)),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
+    import ctypes  # see _libc
+
+    libc = _libc()
+    how = ctypes.create_string_buffer(
+        _OPEN_HOW.pack(flags | os.O_CLOEXEC, 0, resolve), _OPEN_HOW.size
     )
-    if fd < 0:
+    encoded = os.fsencode(path)
+    for _ in range(OPEN_TRIES):
+        fd = libc.syscall(
+            ctypes.c_long(_NR_OPENAT2),
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(encoded),
+            how,
+            ctypes.c_size_t(_OPEN_HOW.size),
+        )
+        if fd >= 0:
+            return int(fd)
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(fd)
+        if err not in (errno.EAGAIN, errno.EINTR):
+            break
+    raise OSError(err, os.strerror(err), path)
 
 
 def _open_regular(root: str, path: str, flags: int) -> int | None:

@@ -1,7 +1,8 @@
 """Which containers a list shows: Docker's filters (``docker ps --filter``), ``--all`` and
 ``--last``, over the supervisor's records.  Trio-free and without Docker's JSON: the native
 socket's ``ListRequest`` and the Engine API's ``GET /containers/json`` both use it.  Also
-the native socket's ``ListResponse`` frame (:class:`ListAnswers`).
+the native socket's ``ListResponse`` frame (:class:`ListAnswers`) and what ``ps`` asks for
+in it (:class:`ContainerBrief`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ._convert import unstructure
 from ._dockerwords import STATUSES, WORDS
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
+from ._netconfig import NetworkSettings, PortBinding
 from ._records import Container, ContainerConfig
 
 DEFAULT_IMAGES = ("default", "default:latest")
@@ -104,18 +106,63 @@ def _has_label(c: Container, wanted: str) -> bool:
     return key in have and (not eq or have[key] == value)
 
 
+@attrs.frozen
+class ContainerBrief:
+    """What ``boxctl ps`` shows of a container (``ListRequest.brief``): a fifth of its
+    record's JSON, and as much less to encode, send and decode (100 containers: ~130 KB
+    of whole records).  Named after the record's fields."""
+
+    id: str
+    name: str
+    created_at: float
+    status: str  # state.status
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    oom_killed: bool
+    image: str  # config.image ...
+    command: tuple[str, ...]
+    labels: tuple[str, ...]
+    exposed: tuple[str, ...]  # config.exposed_ports, then config.expose
+    network: str
+    volumes: tuple[str, ...]  # each volume's host directory
+    ports: tuple[PortBinding, ...]  # state.network.ports: the published ones
+    networks: tuple[str, ...]  # state.network.endpoints: the networks it is on
+
+
 class ListAnswers:
     """``ListResponse`` frames, each container's configuration (four fifths of a record's
     JSON and of the time to unstructure and encode it) encoded once.  A configuration is
     frozen: a container whose configuration changes (``update``) holds a new object, so a
     copy is used only while the record holds the very object it was encoded from.  Kept
     for the containers of the last list only.  The JSON is the message's (keys in another
-    order)."""
+    order).  A brief's parts from the configuration and the (frozen) network settings are
+    kept the same way."""
 
     def __init__(self) -> None:
         self._configs: dict[str, tuple[ContainerConfig, str]] = {}
+        self._briefs: dict[str, tuple[ContainerConfig, NetworkSettings, str]] = {}
 
-    def frame(self, found: Sequence[Container], sizes: Sequence[int]) -> bytes:
+    def frame(
+        self, found: Sequence[Container], sizes: Sequence[int], *, brief: bool = False
+    ) -> bytes:
+        containers = briefs = ""
+        if brief:
+            briefs = ",".join(self._brief_parts(found))
+        else:
+            containers = ",".join(self._parts(found))
+        payload = (
+            '{"type":"ListResponse","containers":['
+            + containers
+            + '],"briefs":['
+            + briefs
+            + '],"sizes":'
+            + _wirejson.dumps(list(sizes))
+            + "}"
+        )
+        return protocol.frame(payload.encode())
+
+    def _parts(self, found: Sequence[Container]) -> list[str]:
         kept, self._configs = self._configs, {}
         parts = []
         for c in found:
@@ -125,14 +172,46 @@ class ListAnswers:
             self._configs[c.id] = config
             rest = {name: unstructure(getattr(c, name)) for name in _FIELDS}
             parts.append('{"config":' + config[1] + "," + _wirejson.dumps(rest)[1:])
-        payload = (
-            '{"type":"ListResponse","containers":['
-            + ",".join(parts)
-            + '],"sizes":'
-            + _wirejson.dumps(list(sizes))
-            + "}"
-        )
-        return protocol.frame(payload.encode())
+        return parts
+
+    def _brief_parts(self, found: Sequence[Container]) -> list[str]:
+        kept, self._briefs = self._briefs, {}
+        parts = []
+        for c in found:
+            st = c.state
+            fixed = kept.get(c.id)
+            if fixed is None or fixed[0] is not c.config or fixed[1] is not st.network:
+                fixed = (c.config, st.network, _fixed_brief(c.config, st.network))
+            self._briefs[c.id] = fixed
+            changing = {
+                "id": c.id,
+                "name": c.name,
+                "created_at": c.created_at,
+                "status": st.status.value,
+                "started_at": st.started_at,
+                "finished_at": st.finished_at,
+                "exit_code": st.exit_code,
+                "oom_killed": st.oom_killed,
+            }
+            parts.append(_wirejson.dumps(changing)[:-1] + "," + fixed[2])
+        return parts
+
+
+def _fixed_brief(config: ContainerConfig, network: NetworkSettings) -> str:
+    """The end of a brief's JSON (from ``,"image"`` on): what changes only with the
+    configuration or the network settings."""
+    return _wirejson.dumps(
+        {
+            "image": config.image,
+            "command": config.command,
+            "labels": config.labels,
+            "exposed": (*config.exposed_ports, *config.expose),
+            "network": config.network,
+            "volumes": [v.host for v in config.volumes],
+            "ports": unstructure(network.ports),
+            "networks": [e.network for e in network.endpoints],
+        }
+    )[1:]
 
 
 _FIELDS = tuple(f.name for f in attrs.fields(Container) if f.name != "config")

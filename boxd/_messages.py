@@ -16,6 +16,7 @@ from ._copymessages import REQUESTS as COPY_REQUESTS
 from ._diff import Change
 from ._events import Event
 from ._images.messages import IMAGE_REQUESTS
+from ._listing import ContainerBrief
 from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources, RestartPolicy
 from ._volserver import REQUESTS as VOLUME_REQUESTS
@@ -112,6 +113,7 @@ class ListRequest:
     filters: tuple[str, ...] = ()  # KEY=VALUE, as ``ps --filter`` takes them
     limit: int = 0  # the newest N (``ps -n``), stopped ones included
     size: bool = False  # also the bytes each container wrote (``ps -s``)
+    brief: bool = False  # each container as a ContainerBrief, in ``briefs``
 
 
 @attrs.frozen
@@ -288,7 +290,8 @@ class PruneResponse:
 
 @attrs.frozen
 class ListResponse:
-    containers: tuple[Container, ...]
+    containers: tuple[Container, ...]  # empty with ``brief``
+    briefs: tuple[ContainerBrief, ...] = ()  # with ``brief``, instead of the records
     sizes: tuple[int, ...] = ()  # with ``size``: bytes in each one's writable layer
 
 

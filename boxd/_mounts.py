@@ -12,7 +12,6 @@ Imported by boxctl: only the standard library, nothing slow.
 
 from __future__ import annotations
 
-import csv
 import re
 
 from ._units import parse_size, volume_options
@@ -162,6 +161,8 @@ def _bool(mount: Mount, key: str, value: str) -> bool:
 
 def parse_mount(text: str) -> Mount:
     """``--mount`` as Docker's CLI parses it; ValueError naming a bad key or value."""
+    import csv  # here: the daemon parses no --mount until a container is created with one
+
     mount = Mount(text)
     try:
         rows = list(csv.reader([text], strict=True))

@@ -13,13 +13,13 @@ thing and :class:`FakeNative` a recording fake for tests that cannot be root.
 
 from __future__ import annotations
 
+import _socket  # not socket.py: it imports selectors and array (~3 ms), see send_fds
 import contextlib
 import enum
 import errno as _errno
 import importlib
 import os
 import signal
-import socket
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -266,6 +266,7 @@ class Stage(enum.IntEnum):
     SHIM = 26  # making the shim's socket, or exec of boxd-shim
     CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it
     NETWORK = 28  # index = the failing link; len(links): the default route
+    NET_NS = 29  # unshare(CLONE_NEWNET): a new network namespace without links, once released
 
 
 class Message(enum.IntEnum):
@@ -278,6 +279,7 @@ class Message(enum.IntEnum):
     WAITING = 4  # child -> parent: set up, waiting for the OCI runtime's `start`
     STARTED = 5  # shim intermediate -> parent: the container's pid, its pidfd attached
     LINKED = 6  # parent -> child: the interfaces of its links are in its network namespace
+    NETNS = 7  # child -> parent: with links, its network namespace is made (unshared)
 
 
 @frozen
@@ -355,6 +357,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"configure {link.name} as {link.address}/{link.prefix_len}")
     if stage == Stage.NETWORK:
         return SpawnError(stage, err, f"add the default route through {plan.gateway}")
+    if stage == Stage.NET_NS:
+        return SpawnError(stage, err, "create the network namespace")
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)
@@ -518,7 +522,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "cgroup_tasks": tuple(fd for fd, _ in plan.cgroup_tasks),
         "cgroup_dir": plan.cgroup_dir,
         "links": tuple(_link(link) for link in plan.links),
-        "gateway": socket.inet_aton(plan.gateway) if plan.gateway else b"",
+        "gateway": _socket.inet_aton(plan.gateway) if plan.gateway else b"",
     }
 
 
@@ -528,7 +532,7 @@ def _link(link: LinkConfig) -> tuple[bytes, bytes, bytes]:
         raise ValueError(f"prefix length {link.prefix_len} of {link.name} is not 0 to 32")
     mask = (0xFFFFFFFF << (32 - link.prefix_len)) & 0xFFFFFFFF
     name = _check_text("interface name", link.name)
-    return (name, socket.inet_aton(link.address), mask.to_bytes(4, "big"))
+    return (name, _socket.inet_aton(link.address), mask.to_bytes(4, "big"))
 
 
 class RealNative:
@@ -576,13 +580,36 @@ class RealNative:
                 os.close(fd)
 
     def release(self, spawned: Spawned, trees: Sequence[int] = ()) -> None:
-        sock = socket.socket(fileno=spawned.sync_fd)
-        try:
-            socket.send_fds(sock, [SYNC_MESSAGE.pack(Message.RELEASE, 0, 0, 0)], list(trees))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it failed before it waited (joining its cgroups): its message is next
-        finally:
-            sock.detach()
+        # A broken pipe: it failed before it waited (joining its cgroups), and its
+        # message is next.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            send_fds(spawned.sync_fd, SYNC_MESSAGE.pack(Message.RELEASE, 0, 0, 0), trees)
+
+
+def send_fds(fd: int, data: bytes, fds: Sequence[int]) -> None:
+    """socket.send_fds on the connected socket ``fd`` (not closed), by ``_socket`` itself:
+    ``boxd-runtime create`` imports this module and would pay for socket.py otherwise."""
+    sock = _socket.socket(fileno=fd)
+    try:
+        rights = struct.pack(f"{len(fds)}i", *fds)
+        sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)] if fds else [])
+    finally:
+        sock.detach()
+
+
+def recv_fds(fd: int, size: int, max_fds: int, flags: int = 0) -> tuple[bytes, list[int]]:
+    """socket.recv_fds on the socket ``fd`` (not closed): the data and the fds that came."""
+    sock = _socket.socket(fileno=fd)
+    try:
+        data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * 4), flags)
+    finally:
+        sock.detach()
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += struct.unpack(f"{usable // 4}i", payload[:usable])
+    return data, fds
 
 
 class FakeNative:
@@ -601,6 +628,8 @@ class FakeNative:
     def spawn(self, plan: SpawnPlan) -> Spawned:
         native_arguments(plan)
         self.plans.append(plan)
+        import socket  # a test double: the real path does without socket.py
+
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with parent, child:
             argv = list(plan.argv)
@@ -671,7 +700,7 @@ async def start(
                 finally:
                     os.close(userns)
             native.release(spawned, held)
-            message = None if configure is None else await _configure(configure, spawned, plan)
+            message = await _configure(configure, spawned, plan)
             while message is None:
                 await trio.lowlevel.wait_readable(spawned.sync_fd)
                 spawned, received = _next_message(spawned, held)
@@ -699,28 +728,36 @@ async def start(
 
 
 async def _configure(
-    configure: Callable[[Spawned], Awaitable[None]], spawned: Spawned, plan: SpawnPlan
+    configure: Callable[[Spawned], Awaitable[None]] | None, spawned: Spawned, plan: SpawnPlan
 ) -> tuple[Message, int, int, int] | None:
-    """Run ``configure`` while the released child sets up its mounts, then tell a child
-    with links that its interfaces are there (LINKED: it waits for that before it
-    configures them, so it never runs without its network).  None, or the FAILED record of
-    a child that failed meanwhile: such a child took its network namespace with it, so
-    that ``configure`` failed too, and its own failure is the one to report."""
+    """Run ``configure`` while the released child sets up its mounts; with links, once the
+    child has made its network namespace (NETNS), and then tell it that its interfaces
+    are there (LINKED: it waits for that before it configures them, so it never runs
+    without its network).  None, or the child's last record if it failed first: one that
+    fails meanwhile takes its network namespace with it, so that ``configure`` fails too,
+    and its own failure is the one to report."""
+    import trio  # see start()
+
+    if plan.links:
+        await trio.lowlevel.wait_readable(spawned.sync_fd)
+        data, fds = _receive(spawned.sync_fd)
+        for fd in fds:
+            os.close(fd)
+        made = parse_message(data) if data else None
+        if made is None or made[0] is not Message.NETNS:
+            return made  # it failed (or ended) before: that is what start() reports
     try:
-        await configure(spawned)
+        if configure is not None:
+            await configure(spawned)
     except Exception:
         failure = await _failure_of_killed(spawned)
         if failure is None:
             raise
         return failure
     if plan.links:
-        sock = socket.socket(fileno=spawned.sync_fd)
-        try:
-            sock.send(SYNC_MESSAGE.pack(Message.LINKED, 0, 0, 0))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it failed meanwhile: its record is next
-        finally:
-            sock.detach()
+        # A broken pipe: it failed meanwhile, and its record is next.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            send_fds(spawned.sync_fd, SYNC_MESSAGE.pack(Message.LINKED, 0, 0, 0), ())
     return None
 
 
@@ -769,21 +806,13 @@ def _failure(plan: SpawnPlan, message: tuple[Message, int, int, int]) -> Excepti
 
 def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
     """One message from the child and the fds that came with it (b"": it has exec'd)."""
-    sock = socket.socket(fileno=sync_fd)
-    try:
-        while True:
-            try:
-                record, fds, _, _ = socket.recv_fds(
-                    sock, SYNC_MESSAGE.size, 1, socket.MSG_CMSG_CLOEXEC
-                )
-                break
-            except ConnectionResetError:
-                # It ended with a message of ours unread (RELEASE, LINKED): the kernel
-                # says so once, then gives what it sent before it ended.
-                continue
-    finally:
-        sock.detach()
-    return record, fds
+    while True:
+        try:
+            return recv_fds(sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_CMSG_CLOEXEC)
+        except ConnectionResetError:
+            # It ended with a message of ours unread (RELEASE, LINKED): the kernel says
+            # so once, then gives what it sent before it ended.
+            continue
 
 
 async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:

@@ -59,6 +59,15 @@ log = logging.getLogger("boxd.network")
 
 DEFAULT_BRIDGE = "boxd0"  # the default root's; see default_bridge()
 DEFAULT_NETWORK = "bridge"
+# Ranges a bridge's subnet must not touch: the kernel refuses their addresses on an
+# interface (or gives them another meaning), so a container on such a network cannot start.
+_NOT_UNICAST = (
+    (ipaddress.IPv4Network("0.0.0.0/8"), "'this network'"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
+    (ipaddress.IPv4Network("255.255.255.255/32"), "the broadcast address"),
+)
+
 # Where subnets are picked from when none is asked for (Docker's default pools).
 POOL = [ipaddress.IPv4Network(f"172.{n}.0.0/16") for n in range(17, 32)] + [
     ipaddress.IPv4Network(f"192.168.{n}.0/20") for n in range(0, 256, 16)
@@ -273,6 +282,12 @@ class Networks:
                 ) from None
             if subnet.prefixlen > 30:
                 raise NetworkError(f"invalid subnet {wanted!r}: too small (at most /30)")
+            for special, what in _NOT_UNICAST:
+                if subnet.overlaps(special):
+                    raise NetworkError(
+                        f"invalid subnet {wanted!r}: it overlaps {special}, {what},"
+                        " which no interface can have an address in"
+                    )
             for other, what in taken:
                 if subnet.overlaps(other):
                     raise NetworkError(f"subnet {subnet} overlaps {what}")

@@ -44,6 +44,7 @@ so deriving the count from it is opt-in (lxcfs's maintainers argue the same).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -53,16 +54,47 @@ import math
 import os
 import re
 import stat
+import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+import types
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 import trio
 
+
+@contextlib.contextmanager
+def _without_package_metadata() -> Iterator[None]:
+    """pyfuse3 looks its own version up in ``importlib.metadata`` at import, a string boxd
+    never reads; that module brings email, zipfile, csv and importlib.resources with it,
+    ~1 MB of the idle daemon's memory.  While pyfuse3 is imported, a stand-in that knows no
+    package answers that one lookup (``pyfuse3.__version__`` is then "unknown"); whoever
+    imports ``importlib.metadata`` later gets the real one."""
+    if "importlib.metadata" in sys.modules:  # already paid for
+        yield
+        return
+
+    class PackageNotFoundError(ModuleNotFoundError):
+        pass
+
+    def version(name: str) -> str:
+        raise PackageNotFoundError(name)
+
+    stand_in = types.ModuleType("importlib.metadata")
+    stand_in.__dict__.update(PackageNotFoundError=PackageNotFoundError, version=version)
+    sys.modules["importlib.metadata"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("importlib.metadata") is stand_in:
+            del sys.modules["importlib.metadata"]
+
+
 try:
-    import pyfuse3
+    with _without_package_metadata():
+        import pyfuse3
 except ImportError as exc:  # the daemon goes on without the view; see available()
     _PYFUSE3_MISSING: str | None = f"pyfuse3 is not importable ({exc})"
 else:

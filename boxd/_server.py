@@ -25,14 +25,13 @@ import trio
 
 from . import __version__, _copyserver, _logs, _netserver, _prune, _top, _volserver, protocol
 from ._convert import ConversionError
-from ._copy import NoSuchPath
 from ._copymessages import STREAMS as COPY_STREAMS
+from ._copymessages import NoSuchPath
 from ._idle import WaitingConnections
-from ._images.archive import ArchiveError
 from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
-from ._images.unpack import LayerError
+from ._images.unpack import ArchiveError, LayerError
 from ._images.verbs import ImageInUse, ImageVerbs, disk_usage
 from ._listing import ListAnswers, select_containers
 from ._messages import (
@@ -340,7 +339,7 @@ class Server:
         if req.size:
             uppers = [self.sup.store.container_dir(c.id) / "fs" / "root" / "upper" for c in found]
             sizes = await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
-        await conn.stream.send_all(self._list_answers.frame(found, sizes))
+        await conn.stream.send_all(self._list_answers.frame(found, sizes, brief=req.brief))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
         await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
@@ -380,7 +379,7 @@ class Server:
         await self._foreground(conn, run, output, stdin=answer.stdin)
 
     async def _run(self, conn: Connection, req: RunRequest) -> None:
-        c = await self.sup.create(req.config, req.name)
+        c = await self.sup.create(req.config, req.name, starts=True)
         # The supervisor removes an auto_remove container that cannot start.
         if req.attach:
             output, run = await self.sup.start_attached(c.id)

@@ -31,7 +31,6 @@ from pathlib import Path
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
-from ._images.archive import export_merged
 from ._images.unpack import unpack
 from ._mounts import VOLUME_NAME_RE, check_volume_name
 from ._store import atomic_write
@@ -240,6 +239,8 @@ def copy_up(
             os.chown(dest, id_map[0], id_map[0])
         return False
     top = os.stat(dirs[0])
+    from ._images.archive import export_merged  # tarfile and zstandard: on first use
+
     with tempfile.TemporaryFile(dir=dest.parent) as tar:
         export_merged(dirs, tar)
         tar.seek(0)

@@ -17,14 +17,16 @@
  *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
- *      namespace become its root; then unshare the cgroup namespace (see below)
+ *      namespace become its root; then unshare the cgroup namespace (see below), and a
+ *      network namespace (unshared_by_child, spawn.h; with links it says NETNS, and the
+ *      parent makes the interfaces in it meanwhile)
  *   3. stdio                              4. hostname, loopback up
  *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
  *      terminal from the container's devpts (its master sent to the parent); with links,
- *      wait for LINKED (the parent makes the interfaces while steps 3-6 run), then their
- *      addresses, up, the default route
+ *      wait for LINKED (the parent makes the interfaces while steps 3-6 run), then give
+ *      them their addresses, bring them up, add the default route
  *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE)
  *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
  *   9. seccomp if no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, which
@@ -100,6 +102,9 @@
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
+
+/* How often openat2 is tried again on EAGAIN (as boxd/_inroot.py's OPEN_TRIES). */
+#define OPEN_TRIES 64
 
 /* ---- raw system calls
  *
@@ -364,7 +369,11 @@ static int open_in_root(const struct plan *p, const char *path, int flags)
     memset(&how, 0, sizeof how);
     how.flags = (uint64_t)(flags | O_CLOEXEC);
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd = (int)RAW(openat2, root, *path ? path : ".", &how, sizeof how);
+    /* EAGAIN: a rename or mount anywhere raced with a ".." of the lookup (see OPEN_TRIES
+     * in boxd/_inroot.py); tried again a bounded number of times. */
+    int fd = -EAGAIN;
+    for (int i = 0; i < OPEN_TRIES && (fd == -EAGAIN || fd == -EINTR); i++)
+        fd = (int)RAW(openat2, root, *path ? path : ".", &how, sizeof how);
     RAW(close, root);
     return fd;
 }
@@ -816,8 +825,15 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, RAW(setresgid, 0, 0, 0), STAGE_SETGID, 0);
         CHECK(p, RAW(setresuid, 0, 0, 0), STAGE_SETUID, 0);
     }
-    if (p->clone_flags & CLONE_NEWCGROUP)
+    if (unshared_by_child(p) & CLONE_NEWCGROUP)
         CHECK(p, RAW(unshare, CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
+    if (unshared_by_child(p) & CLONE_NEWNET) {
+        CHECK(p, RAW(unshare, CLONE_NEWNET), STAGE_NET_NS, 0);
+        if (p->nlinks > 0) { /* the parent makes the interfaces in it now */
+            struct sync_msg made = {.kind = MSG_NETNS};
+            CHECK(p, send_msg(p->sync_fd, &made, -1), STAGE_SYNC, 0);
+        }
+    }
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] >= 0)
             CHECK(p, move_fd(p->stdio[i], i), STAGE_STDIO, i);
@@ -911,7 +927,7 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
     int pidfd = -1;
-    args.flags = CLONE_PIDFD | (p->clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
+    args.flags = CLONE_PIDFD | (p->clone_flags & ~unshared_by_child(p));
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = SIGCHLD;
     if (p->cgroup_dir >= 0) { /* the container, not this shim, goes into its cgroup */
@@ -1036,7 +1052,8 @@ long spawn_clone(struct clone_args_v2 *args, struct vm_stack *stack, const struc
 }
 
 /* In the target's mount namespace (which also makes its root this process's root), detach
- * what is mounted at each target and attach the tree instead.  Only raw system calls. */
+ * what is mounted at each target and attach the tree instead.  A copy of the caller (no
+ * CLONE_VM), so glibc's async-signal-safe wrappers are fine here. */
 __attribute__((noreturn)) static void rebind_child(int pidfd, size_t n, const int *trees,
                                                    const char *const *targets, int report)
 {

@@ -13,6 +13,7 @@
 #define BOXD_SPAWN_H
 
 #include <linux/filter.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -46,7 +47,8 @@
     X(START, 25)                                                                               \
     X(SHIM, 26)                                                                                \
     X(CGROUP, 27)                                                                              \
-    X(NETWORK, 28)
+    X(NETWORK, 28)                                                                             \
+    X(NET_NS, 29)
 
 /* One step of the mount table (struct mount_op.kind); see MountKind in boxd/_native.py. */
 #define SPAWN_MOUNT_KINDS(X)                                                                   \
@@ -69,8 +71,10 @@
  *   CONSOLE  child -> parent: the terminal's master (SCM_RIGHTS)
  *   WAITING  child -> parent: set up, waiting for the OCI runtime's `start` (start_fd)
  *   STARTED  shim intermediate -> parent: value = the container's pid, its pidfd attached
+ *   NETNS    child -> parent: with links, its network namespace is made (it unshares it
+ *            once released); the parent then makes the interfaces in it
  *   LINKED   parent -> child: the interfaces of its links are in its network namespace
- *            (sent after RELEASE to a child that has links; it sets up its mounts first)
+ *            (the child sets up its mounts meanwhile, and waits for this before exec)
  * End of file means the exec happened. */
 #define SPAWN_MESSAGES(X)                                                                      \
     X(RELEASE, 1)                                                                              \
@@ -78,7 +82,8 @@
     X(CONSOLE, 3)                                                                              \
     X(WAITING, 4)                                                                              \
     X(STARTED, 5)                                                                              \
-    X(LINKED, 6)
+    X(LINKED, 6)                                                                               \
+    X(NETNS, 7)
 
 enum stage {
 #define X(name, value) STAGE_##name = value,
@@ -189,6 +194,17 @@ struct plan {
     /* Shim mode: the stack the intermediate clones the container on (CLONE_VM). */
     struct vm_stack *container_stack;
 };
+
+/* Namespaces of clone_flags the container's process makes itself (unshare, once released)
+ * rather than clone3 in the caller: the cgroup one (after it joined its cgroups), and the
+ * network namespace (making one waits for the kernel's network locks, milliseconds while
+ * other namespaces come and go, and that wait is then the child's, not the caller's
+ * thread's; with links the child says NETNS once it is made, and the parent moves the
+ * interfaces in while the child sets up its mounts). */
+static inline uint64_t unshared_by_child(const struct plan *p)
+{
+    return p->clone_flags & (CLONE_NEWCGROUP | CLONE_NEWNET);
+}
 
 /* The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
 struct clone_args_v2 {

@@ -218,13 +218,20 @@ def _mounts_below(path: Path) -> list[str]:
     return [line for line in text.splitlines() if str(path / "containers") in line]
 
 
-def _holders() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
+def _holders(daemon: Daemon) -> list[str]:
+    """The daemon's copy helpers still running (its descendants only: other suites' daemons
+    may be copying on this machine at the same time)."""
+    assert daemon.process is not None
+    found, todo = [], [str(daemon.process.pid)]
+    while todo:
+        pid = todo.pop()
         try:
-            if entry.name.isdigit() and (entry / "comm").read_text() == "boxd:[cp]\n":
-                found.append(entry.name)
-        except OSError:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += (task / "children").read_text().split()
+            comm = Path(f"/proc/{pid}/comm").read_text()
+            if pid != str(daemon.process.pid) and comm == "boxd:[cp]\n":
+                found.append(pid)
+        except OSError:  # it ended meanwhile
             continue
     return found
 
@@ -248,7 +255,7 @@ def test_stopped_containers_and_volumes(clean: Daemon, tmp_path: Path) -> None:
     assert out.read_text() == "more\n"
     assert _cp(clean, "s:/vol/a.txt", str(tmp_path / "fromvol")).returncode == 0
     assert (tmp_path / "fromvol").read_text() == "hello\n"
-    assert _mounts_below(clean.root) == [] and _holders() == []
+    assert _mounts_below(clean.root) == [] and _holders(clean) == []
     clean.ctl("start", "s")  # the overlay's upper is free again
     assert _sh(clean, "s", "cat /made") == "more\n"
 

@@ -412,8 +412,9 @@ def test_an_attach_the_kernel_refuses_fails_create(tmp_path: Path) -> None:
         dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
         prog_fd = _devices._load(compile_rules([parse_rule("a *:* rwm")]))
         try:
-            exclusive = _devices._ProgAttachAttr(
-                target_fd=dir_fd, attach_bpf_fd=prog_fd, attach_type=_devices._BPF_CGROUP_DEVICE
+            # attach_flags 0: exclusive
+            exclusive = _devices._PROG_ATTACH_ATTR.pack(
+                dir_fd, prog_fd, _devices._BPF_CGROUP_DEVICE, 0
             )
             _devices._bpf(_devices._BPF_PROG_ATTACH, exclusive)
         finally:

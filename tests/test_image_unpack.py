@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
+import hashlib
 import io
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +17,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from boxd._images.store import BlobRef, ImageStore
 from boxd._images.unpack import LayerError, unpack
+from boxd._inroot import read_regular
 
 pytestmark = pytest.mark.root
 
@@ -226,3 +232,49 @@ def test_a_tar_cut_at_a_member_boundary_ends_there(tmp_path: Path) -> None:
     import hashlib
 
     assert result.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_layer_unpacked_by_many_threads_once_leaves_no_lock_behind(tmp_path: Path) -> None:
+    """Threads asking for one layer get one unpack; the per-layer lock goes with the last
+    of them (and with a deletion), so a long-lived store holds none for layers it saw."""
+    layer = _tar((_info("hello"), b"hi\n"))
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    store = ImageStore(tmp_path / "images")
+    blob = store.put_blob(gzip.compress(layer))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        dirs = set(pool.map(lambda _: store.unpack_layer(blob, diff_id), range(8)))
+    assert len(dirs) == 1 and (dirs.pop() / "hello").read_bytes() == b"hi\n"
+    assert store._locks == {}
+    ref = BlobRef(blob, 0, "application/vnd.oci.image.layer.v1.tar+gzip", diff_id)
+    record = store.add(store.put_blob(b"{}"), (ref,), None)
+    assert store.delete(record) == [diff_id]
+    assert store._locks == {} and store.layer_dir(diff_id) is None
+
+
+def test_a_dotdot_lookup_survives_renames_elsewhere_on_the_machine(tmp_path: Path) -> None:
+    """openat2 with RESOLVE_IN_ROOT gives EAGAIN when any rename or mount on the machine
+    raced with a ``..`` of the lookup; on a busy host a copy failed so ("Resource
+    temporarily unavailable").  The open is tried again: none of these fails."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "b").write_bytes(b"found\n")
+    spin = tmp_path / "spin"
+    renamer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\n"
+            "a, b = sys.argv[1] + '.0', sys.argv[1] + '.1'\n"
+            "open(a, 'w').close()\n"
+            "while True:\n"
+            "    os.rename(a, b)\n"
+            "    os.rename(b, a)\n",
+            str(spin),
+        ]
+    )
+    try:
+        for _ in range(5000):
+            assert read_regular(str(root), "a/../../../b") == b"found\n"
+    finally:
+        renamer.kill()
+        renamer.wait()

@@ -139,6 +139,7 @@ def test_pull_run_images_and_no_second_fetch(
     r = daemon.ctl("rmi", ref)
     assert f"Untagged: {ref}" in r.stdout and "Deleted: sha256:" in r.stdout
     assert os.listdir(layers) == []
+    assert os.listdir(daemon.root / "images" / "blobs" / "sha256") == []  # nothing kept
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
 
 

@@ -7,10 +7,10 @@ import attrs
 
 from boxd import protocol
 from boxd._dockerwords import STATUSES, WORDS
-from boxd._listing import ListAnswers
+from boxd._listing import ContainerBrief, ListAnswers
 from boxd._messages import ListResponse, dump
 from boxd._netconfig import Endpoint, NetworkSettings, PortBinding
-from boxd._records import Container, ContainerConfig, Resources, Status, new_id
+from boxd._records import Container, ContainerConfig, Resources, Status, Volume, new_id
 
 
 def _decoded(frame: bytes) -> object:
@@ -80,3 +80,69 @@ def test_a_changed_record_is_encoded_as_it_is_now() -> None:
 def test_every_phase_has_a_word_and_every_word_is_a_status_filter() -> None:
     assert set(WORDS) == {s.value for s in Status}
     assert set(WORDS.values()) <= set(STATUSES)
+
+
+def test_a_brief_holds_what_ps_shows() -> None:
+    answers = ListAnswers()
+    busy, plain = found = _containers()
+    plain.config = attrs.evolve(
+        plain.config,
+        exposed_ports=("443/tcp",),
+        expose=("53/udp",),
+        volumes=(Volume(host="/srv/data", container="/data"),),
+    )
+    briefs = (
+        ContainerBrief(
+            id=busy.id,
+            name="busy",
+            created_at=2.5,
+            status="running",
+            started_at=3.0,
+            finished_at=None,
+            exit_code=None,
+            oom_killed=False,
+            image="docker.io/library/busybox:latest",
+            command=("sh", "-c", 'echo "ünïcode" \\ done'),
+            labels=("k=v", "empty="),
+            exposed=(),
+            network="bridge",
+            volumes=(),
+            ports=(PortBinding(80, "tcp", "", 8080),),
+            networks=("bridge",),
+        ),
+        ContainerBrief(
+            id=plain.id,
+            name="plain",
+            created_at=1.25,
+            status="created",
+            started_at=None,
+            finished_at=None,
+            exit_code=None,
+            oom_killed=False,
+            image="default",
+            command=("true",),
+            labels=(),
+            exposed=("443/tcp", "53/udp"),
+            network="bridge",
+            volumes=("/srv/data",),
+            ports=(),
+            networks=(),
+        ),
+    )
+    expected = protocol.encode(dump(ListResponse(containers=(), briefs=briefs, sizes=(7, 0))))
+    assert _decoded(answers.frame(found, [7, 0], brief=True)) == _decoded(expected)
+    # What changes is seen; what is kept is used only while the record holds it.
+    busy.state.status = Status.EXITED
+    busy.state.exit_code = 137
+    busy.state.network = NetworkSettings()
+    plain.config = attrs.evolve(plain.config, labels=("new=1",))
+    message = _decoded(answers.frame(found, [], brief=True))
+    assert isinstance(message, dict)
+    first, second = message["briefs"]
+    assert (first["status"], first["exit_code"], first["ports"], first["networks"]) == (
+        "exited",
+        137,
+        [],
+        [],
+    )
+    assert second["labels"] == ["new=1"] and message["containers"] == []

@@ -313,6 +313,8 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
     for args, message in [
         (("network", "create", "--subnet", "10.77.0.0/16", "x"), "overlaps network back"),
         (("network", "create", "--subnet", "nonsense", "x"), "invalid subnet 'nonsense'"),
+        (("network", "create", "--subnet", "224.1.0.0/16", "x"), "overlaps 224.0.0.0/4, multicast"),
+        (("network", "create", "--subnet", "127.5.0.0/16", "x"), "overlaps 127.0.0.0/8, loopback"),
         (("network", "create", "front"), "network front already exists"),
         (("network", "create", "host"), "reserved"),
         (("network", "rm", "front"), "in use by container(s) api"),

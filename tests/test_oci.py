@@ -453,6 +453,40 @@ def test_seccomp_limits_and_sysctl(runtime: Runtime, bundle: Bundle) -> None:
 
 
 @pytest.mark.root
+def test_a_compiled_seccomp_program_is_kept_under_the_root(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """create keeps the program it compiled in <root>/.seccomp and uses it for the same
+    profile (and capabilities, and compiler) only: another profile compiles again, and an
+    entry whose stored key is not the profile's is never used."""
+    bundle.command("mkdir /tmp/d")
+    bundle.config["root"]["readonly"] = False
+    rule = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}
+    bundle.write()
+    cache = runtime.root / ".seccomp"
+
+    def run(cid: str) -> str:
+        done = runtime("run", "--bundle", str(bundle.path), cid, check=False)
+        assert done.returncode == 1
+        return done.stderr
+
+    assert "Read-only file system" in run("c1")
+    (entry,) = cache.iterdir()
+    written = entry.stat().st_ino
+    assert "Read-only file system" in run("c2")  # from the cache: not written again
+    assert entry.stat().st_ino == written
+    entry.write_bytes(b'["another key"]\0' + bytes(8))
+    assert "Read-only file system" in run("c3")  # not the stored program: compiled again
+    assert entry.read_bytes() != b'["another key"]\0' + bytes(8)
+    rule["errnoRet"] = errno.EPERM
+    bundle.write()
+    assert "Operation not permitted" in run("c4")
+    assert len(list(cache.iterdir())) == 2
+    assert runtime("list", "--quiet").stdout.split() == []
+
+
+@pytest.mark.root
 def test_sysctl_without_a_writable_proc(runtime: Runtime, bundle: Bundle) -> None:
     """The init sets sysctls itself on the /proc the spec mounts; with a read-only /proc a
     process that joins its namespaces does."""

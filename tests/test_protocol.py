@@ -142,12 +142,12 @@ async def test_server_answers_every_request_and_survives_garbage() -> None:
             protocol.encode({"type": "ListRequest"}),
         ]
     )
-    assert frames[0] == {"type": "ListResponse", "containers": [], "sizes": []}
+    assert frames[0] == {"type": "ListResponse", "containers": [], "briefs": [], "sizes": []}
     errors = [f for f in frames[1:3] if isinstance(f, dict)]
     assert [e["type"] for e in errors] == ["ErrorResponse", "ErrorResponse"]
     assert "unknown message type 'Bogus'" in errors[0]["message"]
     assert "expected bool" in errors[1]["message"]
-    assert frames[3] == {"type": "ListResponse", "containers": [], "sizes": []}
+    assert frames[3] == {"type": "ListResponse", "containers": [], "briefs": [], "sizes": []}
 
 
 async def test_server_closes_after_the_end_frame_of_a_stream(autojump_clock: object) -> None:

@@ -31,6 +31,7 @@ import zstandard
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
+from .unpack import ArchiveError as ArchiveError
 
 __all__ = ["ArchiveError", "commit", "export_merged", "import_rootfs", "load", "save"]
 
@@ -43,10 +44,6 @@ OCI_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 REF_NAME = "org.opencontainers.image.ref.name"
 IMAGE_NAME = "io.containerd.image.name"
 CHUNK = 1 << 20
-
-
-class ArchiveError(Exception):
-    """An archive that cannot be loaded; the message names what is wrong in it."""
 
 
 def _media_type(path: Path) -> str:

@@ -219,7 +219,6 @@ class Puller:
                 f"{ref.familiar}: unsupported manifest media type {media!r} "
                 "(boxd reads OCI and Docker schema 2 manifests and indexes)"
             )
-        self.store.put_blob(data)
         return top, body
 
     @staticmethod

@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,9 @@ class ImageStore:
         self.layer_dirs.mkdir(mode=0o711, exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(mode=0o700)
-        self._locks: dict[str, threading.Lock] = {}  # by diff_id: its unpack or deletion
+        # By diff_id: its unpack or deletion, with how many threads hold or wait for it
+        # (an entry goes when the last one leaves: the store sees any number of layers).
+        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
         self._locks_lock = threading.Lock()
         # Why an image was removed after its pull (its layer refused), by id, tag and
         # digest reference: a lookup of it says so instead of a bare "no such image".
@@ -173,9 +175,19 @@ class ImageStore:
             with open(self.blob_path(blob_digest), "rb") as blob:
                 return self._unpack(read, diff_id, f"layer {blob_digest}")
 
-    def _layer_lock(self, diff_id: str) -> threading.Lock:
+    @contextlib.contextmanager
+    def _layer_lock(self, diff_id: str) -> Iterator[None]:
         with self._locks_lock:
-            return self._locks.setdefault(diff_id, threading.Lock())
+            lock, users = self._locks.setdefault(diff_id, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._locks_lock:
+                users[0] -= 1
+                if not users[0]:
+                    del self._locks[diff_id]
 
     def _unpack(self, read: Callable[[int], bytes], diff_id: str, what: str) -> Path:
         """Unpack into a temporary directory, check the diff_id, rename the directory

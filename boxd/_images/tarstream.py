@@ -26,9 +26,10 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import zstandard
+if TYPE_CHECKING:
+    import zstandard
 
 __all__ = ["CHUNK", "Decompressed", "Member", "Prefetch", "TarError", "TarReader"]
 
@@ -71,6 +72,8 @@ class Decompressed:
         if first.startswith(_GZIP_MAGIC):
             self._gzip = zlib.decompressobj(wbits=31)
         elif first.startswith(_ZSTD_MAGIC):
+            import zstandard  # its library is loaded by the first zstd stream, not at start
+
             self._zstd = zstandard.ZstdDecompressor().stream_reader(
                 io.BufferedReader(_Input(self._input), CHUNK),
                 read_across_frames=True,
@@ -99,6 +102,8 @@ class Decompressed:
         if self._gzip is not None:
             data = self._gunzip()
         elif self._zstd is not None:
+            import zstandard  # imported when _zstd was made
+
             try:
                 data = self._zstd.read(CHUNK)
             except zstandard.ZstdError as exc:

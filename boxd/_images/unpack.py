@@ -45,7 +45,7 @@ from .tarstream import (
     TarReader,
 )
 
-__all__ = ["LayerError", "Unpacked", "open_layer", "unpack"]
+__all__ = ["ArchiveError", "LayerError", "Unpacked", "open_layer", "unpack"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -58,6 +58,12 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class LayerError(Exception):
     """A layer that cannot or must not be unpacked; the message names the member."""
+
+
+class ArchiveError(Exception):
+    """An archive that cannot be loaded (:mod:`boxd._images.archive`, imported by the first
+    save, load, import, commit or export; this module is loaded at start); the message
+    names what is wrong in it."""
 
 
 def open_in_root(root_fd: int, path: str, flags: int) -> int:

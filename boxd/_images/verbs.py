@@ -19,7 +19,6 @@ import trio
 from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE
 from .._messages import EndFrame, OkResponse
-from . import archive
 from .messages import (
     CommitRequest,
     CommitResponse,
@@ -268,6 +267,8 @@ class ImageVerbs:
     # ---- archives -------------------------------------------------------------------
 
     async def save(self, conn: Streamer, req: SaveRequest) -> None:
+        from . import archive  # tarfile and zstandard: on first use
+
         images: dict[str, tuple[ImageRecord, list[Reference]]] = {}
         for text in req.images:
             record = self.store.lookup(text)
@@ -322,6 +323,8 @@ class ImageVerbs:
             os.close(fd)
 
     async def load(self, conn: Streamer, _: LoadRequest) -> None:
+        from . import archive  # tarfile and zstandard: on first use
+
         await conn.send(OkResponse())
         path = await self._receive_file(conn)
         try:
@@ -332,6 +335,8 @@ class ImageVerbs:
         await conn.send(LoadedFrame(images=images))
 
     async def import_(self, conn: Streamer, req: ImportRequest) -> None:
+        from . import archive  # tarfile and zstandard: on first use
+
         ref = parse_reference(req.reference) if req.reference else None
         await conn.send(OkResponse())
         path = await self._receive_file(conn)
@@ -343,6 +348,8 @@ class ImageVerbs:
         await conn.send(LoadedFrame(images=(LoadedImage(id=record.id, tags=tags),)))
 
     async def commit(self, conn: Sender, req: CommitRequest) -> None:
+        from . import archive  # tarfile and zstandard: on first use
+
         c = self.sup.inspect(req.container)
         if not c.config.image_id:
             raise ValueError(
@@ -430,6 +437,8 @@ class ImageVerbs:
         )
 
     async def export(self, conn: Streamer, req: ExportRequest) -> None:
+        from . import archive  # tarfile and zstandard: on first use
+
         c = self.sup.inspect(req.container)
         if c.config.image_id:
             lowers = list(self.store.lowers(self.store.for_container(c.config.image_id)))

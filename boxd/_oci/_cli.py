@@ -23,7 +23,7 @@ from ._state import DEFAULT_ROOT, NotFound, OciError, Root, dumps, now
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
     from . import _runtime
 
@@ -382,6 +382,20 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
+def _exit(code: int) -> NoReturn:
+    """End the process without the interpreter's finalization: its module teardown and
+    garbage collection cost 3-10 ms of CPU here (more the more modules ``create`` loaded),
+    and this process holds nothing that needs it (the log file is closed after each line,
+    the state written and closed, the init is a separate process).  Only the standard
+    streams' buffers are flushed; a flush that fails exits 120, as the interpreter does."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        code = 120
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else list(argv)
     if words[:1] in (["--version"], ["-v"], ["version"]):
@@ -404,5 +418,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = _dispatch(args, log)
     except (NotFound, OciError, UsageError, ValueError, OSError) as exc:
         log.error(_message(exc))
-        sys.exit(1)
-    sys.exit(code)
+        code = 1
+    _exit(code)

@@ -3,7 +3,7 @@ call for every container: ``start``, ``state``, ``kill``, ``delete`` (of a stopp
 or with ``--force`` of one whose init ends when killed), ``list``, the pids for ``ps``, and
 the hooks.  Plain os calls on the state :mod:`._state` reads: a process running one of
 these imports no Trio, attrs or cattrs (see :mod:`._cli`), and each imports its own
-modules (_socket, signal): ``state`` needs neither.  What needs more (deleting a
+modules (_socket, _signal): ``state`` needs neither.  What needs more (deleting a
 container that still runs, describing a failed exec) is in :mod:`._runtime`, imported then.
 """
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 # cgroups a moment after they are gone from cgroup.procs), as Cgroup.remove waits.
 REMOVE_TIMEOUT = 2.0
 KILL_TIMEOUT = 10.0
+SIGKILL = 9  # the same number on every Linux architecture
 
 
 def run_hooks(hooks: list[Hook], kind: str, state: dict[str, Any]) -> None:
@@ -150,10 +151,16 @@ def procs(saved: Saved) -> list[int]:
     return sorted(pids)
 
 
+def _pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """signal.pidfd_send_signal from the C module itself: signal.py makes its constants
+    enums, and enum (with functools and collections) costs ~3 ms to import here."""
+    import _signal  # type: ignore[import-not-found]  # typeshed has no stub of it
+
+    _signal.pidfd_send_signal(pidfd, sig)
+
+
 def signal_init(saved: Saved, sig: int) -> bool:
     """Send ``sig`` to the init through a pidfd (so a reused pid never gets it)."""
-    import signal
-
     try:
         pidfd = os.pidfd_open(saved["pid"])
     except ProcessLookupError:
@@ -161,7 +168,7 @@ def signal_init(saved: Saved, sig: int) -> bool:
     try:
         if not alive(saved):
             return False
-        signal.pidfd_send_signal(pidfd, sig)
+        _pidfd_send_signal(pidfd, sig)
         return True
     except ProcessLookupError:
         return False
@@ -223,7 +230,6 @@ def delete(root: Root, cid: str, force: bool) -> bool:
 def _kill_init(saved: Saved) -> bool:
     """SIGKILL to the init; whether it ended within KILL_TIMEOUT."""
     import select
-    import signal
 
     try:
         pidfd = os.pidfd_open(saved["pid"])
@@ -231,7 +237,7 @@ def _kill_init(saved: Saved) -> bool:
         return True
     try:
         if alive(saved):
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            _pidfd_send_signal(pidfd, SIGKILL)
             poller = select.poll()
             poller.register(pidfd, select.POLLIN)  # readable once it has exited
             return bool(poller.poll(KILL_TIMEOUT * 1000))

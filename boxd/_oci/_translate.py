@@ -422,17 +422,27 @@ def _deny_wins(rules: list[Any]) -> list[Any]:
     return out
 
 
-def seccomp_program(spec: Spec, bounding: int) -> bytes | None:
+def seccomp_program(spec: Spec, bounding: int, cache_dir: str | None = None) -> bytes | None:
+    """The spec's seccomp profile compiled; with ``cache_dir`` (the state root) the
+    program compiled by an earlier create for the same profile (see _seccomp_cache)."""
     section = spec.linux.seccomp if spec.linux else None
     if not section:
         return None
-    from .. import _seccomp  # only with a profile: its syscall tables cost ~2 ms to import
 
-    try:
-        profile = _seccomp.profile_from_docker(_skip_unknown(section))
-        return _seccomp.compile_profile(profile, caps=bounding)
-    except ValueError as exc:
-        raise SpecError(f"config.json: linux.seccomp: {exc}") from None
+    def compile_() -> bytes:
+        from .. import _seccomp  # only with a profile: its tables cost ~2 ms to import
+
+        try:
+            profile = _seccomp.profile_from_docker(_skip_unknown(section))
+            return _seccomp.compile_profile(profile, caps=bounding)
+        except ValueError as exc:
+            raise SpecError(f"config.json: linux.seccomp: {exc}") from None
+
+    if cache_dir is None:
+        return compile_()
+    from . import _seccomp_cache
+
+    return _seccomp_cache.program(cache_dir, section, bounding, compile_)
 
 
 def check_personality(spec: Spec) -> None:
@@ -486,9 +496,11 @@ def build(
     keep_fds: int,
     no_pivot: bool,
     sysctls: dict[str, str],
+    seccomp_cache: str | None = None,
 ) -> SpawnPlan:
     """The plan of the container's init, waiting on ``start_fd`` for ``start``, setting
-    ``sysctls`` (see :func:`table_sysctls`)."""
+    ``sysctls`` (see :func:`table_sysctls`); compiled seccomp programs are kept in
+    ``seccomp_cache`` (see :func:`seccomp_program`)."""
     if spec.process is None:
         raise SpecError("config.json: process is required to create a container")
     if no_pivot:
@@ -516,7 +528,7 @@ def build(
         hostname=(spec.hostname or None) if Namespace.UTS in spaces else None,
         rootfs=rootfs,
         mounts=mount_table(spec, bundle, rootfs, userns, sysctls),
-        seccomp=seccomp_program(spec, caps.bounding),
+        seccomp=seccomp_program(spec, caps.bounding, seccomp_cache),
         process_name="boxd:[oci-init]",
         start_fd=start_fd,
         keep_fds=keep_fds,
