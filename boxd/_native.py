@@ -279,7 +279,6 @@ class Message(enum.IntEnum):
     WAITING = 4  # child -> parent: set up, waiting for the OCI runtime's `start`
     STARTED = 5  # shim intermediate -> parent: the container's pid, its pidfd attached
     LINKED = 6  # parent -> child: the interfaces of its links are in its network namespace
-    NETNS = 7  # child -> parent: with links, its network namespace is made (unshared)
 
 
 @frozen
@@ -730,22 +729,11 @@ async def start(
 async def _configure(
     configure: Callable[[Spawned], Awaitable[None]] | None, spawned: Spawned, plan: SpawnPlan
 ) -> tuple[Message, int, int, int] | None:
-    """Run ``configure`` while the released child sets up its mounts; with links, once the
-    child has made its network namespace (NETNS), and then tell it that its interfaces
-    are there (LINKED: it waits for that before it configures them, so it never runs
-    without its network).  None, or the child's last record if it failed first: one that
-    fails meanwhile takes its network namespace with it, so that ``configure`` fails too,
-    and its own failure is the one to report."""
-    import trio  # see start()
-
-    if plan.links:
-        await trio.lowlevel.wait_readable(spawned.sync_fd)
-        data, fds = _receive(spawned.sync_fd)
-        for fd in fds:
-            os.close(fd)
-        made = parse_message(data) if data else None
-        if made is None or made[0] is not Message.NETNS:
-            return made  # it failed (or ended) before: that is what start() reports
+    """Run ``configure`` while the released child sets up its mounts, then tell a child
+    with links that its interfaces are there (LINKED: it waits for that before it
+    configures them, so it never runs without its network).  None, or the FAILED record of
+    a child that failed meanwhile: such a child takes its network namespace with it, so
+    that ``configure`` fails too, and its own failure is the one to report."""
     try:
         if configure is not None:
             await configure(spawned)

@@ -18,8 +18,7 @@
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
  *      namespace become its root; then unshare the cgroup namespace (see below), and a
- *      network namespace (unshared_by_child, spawn.h; with links it says NETNS, and the
- *      parent makes the interfaces in it meanwhile)
+ *      network namespace the parent moves no interface into (unshared_by_child, spawn.h)
  *   3. stdio                              4. hostname, loopback up
  *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
@@ -827,13 +826,8 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
     }
     if (unshared_by_child(p) & CLONE_NEWCGROUP)
         CHECK(p, RAW(unshare, CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
-    if (unshared_by_child(p) & CLONE_NEWNET) {
+    if (unshared_by_child(p) & CLONE_NEWNET)
         CHECK(p, RAW(unshare, CLONE_NEWNET), STAGE_NET_NS, 0);
-        if (p->nlinks > 0) { /* the parent makes the interfaces in it now */
-            struct sync_msg made = {.kind = MSG_NETNS};
-            CHECK(p, send_msg(p->sync_fd, &made, -1), STAGE_SYNC, 0);
-        }
-    }
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] >= 0)
             CHECK(p, move_fd(p->stdio[i], i), STAGE_STDIO, i);

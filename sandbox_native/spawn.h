@@ -71,10 +71,9 @@
  *   CONSOLE  child -> parent: the terminal's master (SCM_RIGHTS)
  *   WAITING  child -> parent: set up, waiting for the OCI runtime's `start` (start_fd)
  *   STARTED  shim intermediate -> parent: value = the container's pid, its pidfd attached
- *   NETNS    child -> parent: with links, its network namespace is made (it unshares it
- *            once released); the parent then makes the interfaces in it
  *   LINKED   parent -> child: the interfaces of its links are in its network namespace
- *            (the child sets up its mounts meanwhile, and waits for this before exec)
+ *            (sent after RELEASE: the child sets up its mounts meanwhile, and waits for
+ *            this before it configures them)
  * End of file means the exec happened. */
 #define SPAWN_MESSAGES(X)                                                                      \
     X(RELEASE, 1)                                                                              \
@@ -82,8 +81,7 @@
     X(CONSOLE, 3)                                                                              \
     X(WAITING, 4)                                                                              \
     X(STARTED, 5)                                                                              \
-    X(LINKED, 6)                                                                               \
-    X(NETNS, 7)
+    X(LINKED, 6)
 
 enum stage {
 #define X(name, value) STAGE_##name = value,
@@ -196,14 +194,14 @@ struct plan {
 };
 
 /* Namespaces of clone_flags the container's process makes itself (unshare, once released)
- * rather than clone3 in the caller: the cgroup one (after it joined its cgroups), and the
- * network namespace (making one waits for the kernel's network locks, milliseconds while
- * other namespaces come and go, and that wait is then the child's, not the caller's
- * thread's; with links the child says NETNS once it is made, and the parent moves the
- * interfaces in while the child sets up its mounts). */
+ * rather than clone3 in the caller: the cgroup one (after it joined its cgroups), and a
+ * network namespace the parent moves no interface into (making one waits for the kernel's
+ * network locks, milliseconds while other namespaces come and go, and that wait is then
+ * the child's, not the caller's thread's; with links, clone3 makes it, so that the parent
+ * can make the interfaces in it while the child sets up its mounts). */
 static inline uint64_t unshared_by_child(const struct plan *p)
 {
-    return p->clone_flags & (CLONE_NEWCGROUP | CLONE_NEWNET);
+    return p->clone_flags & (CLONE_NEWCGROUP | (p->nlinks == 0 ? CLONE_NEWNET : 0));
 }
 
 /* The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
