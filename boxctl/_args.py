@@ -91,18 +91,25 @@ class Command:
         name: str,
         handler: Callable[[Args], int],
         help: str,
-        options: Sequence[Opt] = (),
+        options: Sequence[Opt] | Callable[[], Sequence[Opt]] = (),
         operands: Sequence[tuple[str, str, str]] = (),
         aliases: Sequence[str] = (),
     ) -> None:
         """``operands``: (dest, kind, metavar) in order; only the last may be SOME, ANY
-        or REST."""
+        or REST.  ``options`` may be a function that gives them when they are first
+        needed (a command's options from a module only it imports)."""
         self.name = name
         self.handler = handler
         self.help = help
-        self.options = options
+        self._options = options
         self.operands = operands
         self.aliases = tuple(aliases)
+
+    @property
+    def options(self) -> Sequence[Opt]:
+        if callable(self._options):
+            self._options = self._options()
+        return self._options
 
     def usage(self, prog: str) -> str:
         words = [f"usage: {prog}"]

@@ -7,15 +7,12 @@ import sys
 
 from boxd import _wirejson
 
-from . import _files, _volumes
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path
-from ._network import COMMANDS as NETWORK_COMMANDS
-from ._network import RUN_NETWORK_OPTIONS, published
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any, NoReturn
 
 
@@ -88,6 +85,9 @@ def _is_directory(word: str) -> bool:
 
 
 def _config(args: Args) -> tuple[dict[str, Any], str]:
+    from . import _files, _volumes
+    from ._network import published
+
     words = list(args.words)
     reference = False
     if args.rootfs:
@@ -197,6 +197,8 @@ def _run_failure(exc: CliError) -> CliError:
 
 
 def cmd_create(args: Args) -> int:
+    from . import _files
+
     try:
         config, name = _config(args)
         cidfile = _files.open_cidfile(args.cidfile)
@@ -215,6 +217,8 @@ def cmd_create(args: Args) -> int:
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
+    from . import _files
+
     streams = _attach_streams(args)
     stdin = args.interactive and "stdin" in streams
     if not args.detach:
@@ -353,6 +357,8 @@ def cmd_exec(args: Args) -> int:
         raise CliError("boxctl exec: a COMMAND is required", USAGE)
     if not args.detach:
         _check_tty(stdin=args.interactive, tty_mode=args.tty)
+    from . import _files
+
     request = {
         "type": "ExecRequest",
         "container": args.container,
@@ -619,8 +625,8 @@ RUN_OPTIONS = (
         default="bridge",
         help="bridge (default), host, none or a network's name",
     ),
-    *RUN_NETWORK_OPTIONS,
-    *_volumes.RUN_OPTIONS,
+)
+RUN_OPTIONS_AFTER_VOLUMES = (
     Opt("--read-only", help="mount the root read-only"),
     Opt("--tmpfs", kind=APPEND, metavar="PATH[:OPTS]", help="a tmpfs (size=64m,mode=1777,exec..)"),
     Opt("--shm-size", kind=VALUE, help="size of /dev/shm (default 64m)"),
@@ -646,6 +652,16 @@ RUN_OPTIONS = (
 )
 RUN_OPERANDS = (("words", REST, "IMAGE [COMMAND [ARG...]]"),)
 
+
+def _run_options() -> tuple[Opt, ...]:
+    """``create``'s options, and ``run``'s after its own: the network and volume options
+    come from modules that only these two commands import."""
+    from . import _volumes
+    from ._network import RUN_NETWORK_OPTIONS
+
+    return (*RUN_OPTIONS, *RUN_NETWORK_OPTIONS, *_volumes.RUN_OPTIONS, *RUN_OPTIONS_AFTER_VOLUMES)
+
+
 ATTACH_OPTIONS = (
     Opt("--detach-keys", kind=VALUE, default="ctrl-p,ctrl-q", help="keys that detach"),
     Opt("--sig-proxy", kind=BOOL, default=True, help="forward signals to the container"),
@@ -659,15 +675,15 @@ COMMANDS = (
         "run",
         cmd_run,
         "create and start a container",
-        (
+        lambda: (
             Opt("-d", "--detach", help="run in the background"),
             Opt("-a", "--attach", kind=APPEND, metavar="STREAM", help="stdin, stdout, stderr"),
             *ATTACH_OPTIONS,
-            *RUN_OPTIONS,
+            *_run_options(),
         ),
         RUN_OPERANDS,
     ),
-    Command("create", cmd_create, "create a container", RUN_OPTIONS, RUN_OPERANDS),
+    Command("create", cmd_create, "create a container", _run_options, RUN_OPERANDS),
     Command(
         "start",
         cmd_start,
@@ -786,30 +802,47 @@ COMMANDS = (
         (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
         (("containers", ANY, "CONTAINER"),),
     ),
-    *NETWORK_COMMANDS,
-    *_volumes.COMMANDS,
     Command("info", cmd_info, "show the daemon's state"),
     Command("version", cmd_version, "show versions"),
 )
 _OWN = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 
 
-def all_commands() -> tuple[Command, ...]:
-    """Every command, in the order help lists them.  The image, copy and other verbs'
-    modules are imported only here: a command of this module (``ps``, ``run``) does not
-    pay for them."""
-    from . import _cp, _images, _verbs
+def _others() -> Iterator[tuple[Command, ...]]:
+    """The commands of the other modules, each module's imported when its turn comes: a
+    command of this module (``ps``, ``run``) pays for none of them, ``network`` for one."""
+    from . import _network
 
+    yield _network.COMMANDS
+    from . import _volumes
+
+    yield _volumes.COMMANDS
+    from . import _images
+
+    yield (*_images.COMMANDS, _images.IMAGE_COMMAND)
+    from . import _verbs
+
+    yield _verbs.COMMANDS
+    from . import _cp
+
+    yield _cp.COMMANDS
+
+
+def all_commands() -> tuple[Command, ...]:
+    """Every command, in the order help lists them."""
     *mine, info, version = COMMANDS
-    images = (*_images.COMMANDS, _images.IMAGE_COMMAND)
-    return (*mine, *images, *_verbs.COMMANDS, *_cp.COMMANDS, info, version)
+    return (*mine, *(c for commands in _others() for c in commands), info, version)
 
 
 def find_command(name: str) -> Command | None:
     """The command called ``name`` (or by that alias)."""
     if name in _OWN:
         return _OWN[name]
-    return next((c for c in all_commands() if name in (c.name, *c.aliases)), None)
+    for commands in _others():
+        for c in commands:
+            if name in (c.name, *c.aliases):
+                return c
+    return None
 
 
 def _help() -> str:

@@ -265,6 +265,7 @@ class Stage(enum.IntEnum):
     SHIM = 26  # making the shim's socket, or exec of boxd-shim
     CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it
     NETWORK = 28  # index = the failing link; len(links): the default route
+    NET_NS = 29  # unshare(CLONE_NEWNET): a new network namespace without links, once released
 
 
 class Message(enum.IntEnum):
@@ -353,6 +354,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"configure {link.name} as {link.address}/{link.prefix_len}")
     if stage == Stage.NETWORK:
         return SpawnError(stage, err, f"add the default route through {plan.gateway}")
+    if stage == Stage.NET_NS:
+        return SpawnError(stage, err, "create the network namespace")
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)

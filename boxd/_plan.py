@@ -12,10 +12,12 @@ import importlib.util
 import logging
 import os
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from . import _caps, _inroot, _masks, _seccomp
 from ._hosts import hosts_lines
@@ -227,7 +229,7 @@ def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     )
 
 
-def build(
+async def build(
     container: Container,
     image: Image,
     container_dir: Path,
@@ -239,11 +241,17 @@ def build(
 ) -> SpawnPlan:
     """``view_files``: the /proc view to bind in (None: the plain /proc); ``net``: what
     /etc/hosts and /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins
-    (another container's network)."""
+    (another container's network).  Three steps of the event loop of their own, each
+    well under a millisecond: the mount table (the container's directories, lookups in
+    its root), its user and groups, then the rest (environment, capabilities, seccomp)."""
+    await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
     config = container.config
+    # /etc/group is read for the terminal's group and for the user's groups: once.
+    read = functools.cache(functools.partial(read_container_file, image, container_dir))
     rootfs, mounts = container_mounts(
         image,
         container_dir,
+        read=read,
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         shm_size=config.shm_size,
@@ -259,7 +267,9 @@ def build(
             + (() if config.security.privileged else _masks.mask_ops())
         ),
     )
-    user = identity(config.user, image, container_dir, config.group_add)
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    user = identity(config.user, image, container_dir, config.group_add, read=read)
+    await trio.lowlevel.cancel_shielded_checkpoint()
     env = environment(container, user, tty=config.tty)
     return SpawnPlan(
         argv=(INIT_PATH, "--", *config.command) if config.init else config.command,
@@ -300,16 +310,22 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
 
 
 def identity(
-    user: str, image: Image, container_dir: Path, group_add: tuple[str, ...] = ()
+    user: str,
+    image: Image,
+    container_dir: Path,
+    group_add: tuple[str, ...] = (),
+    *,
+    read: Callable[[str], bytes | None] | None = None,
 ) -> ExecUser:
     """``--user`` (and ``--group-add``) resolved in the container's own /etc/passwd and
-    /etc/group."""
+    /etc/group (``read``: how its files are read, default :func:`read_container_file`)."""
+    read_file = read or functools.partial(read_container_file, image, container_dir)
 
-    def read(path: str) -> str | None:
-        data = read_container_file(image, container_dir, path)
+    def text(path: str) -> str | None:
+        data = read_file(path)
         return None if data is None else data.decode("utf-8", "replace")
 
-    return resolve_in(user, read, group_add)
+    return resolve_in(user, text, group_add)
 
 
 def build_exec(

@@ -17,13 +17,14 @@ nothing else of the host.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import os
 import posixpath
 import stat
 import sys
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ._inroot import read_regular
@@ -565,8 +566,8 @@ class _Table:
         self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
-def _image_has_gid(image: Image, container_dir: Path, gid: int) -> bool:
-    text = (read_container_file(image, container_dir, "/etc/group") or b"").decode(errors="replace")
+def _image_has_gid(read: Callable[[str], bytes | None], gid: int) -> bool:
+    text = (read("/etc/group") or b"").decode(errors="replace")
     return any(line.split(":")[2:3] == [str(gid)] for line in text.splitlines())
 
 
@@ -606,6 +607,7 @@ def container_mounts(
     workdir: str = "/",
     extra: Sequence[MountOp] = (),
     standard: bool = True,
+    read: Callable[[str], bytes | None] | None = None,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -619,7 +621,9 @@ def container_mounts(
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
     the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
-    /sys or /dev (the files alone, as ``cp`` reads a stopped container's).
+    /sys or /dev (the files alone, as ``cp`` reads a stopped container's).  ``read``: how
+    a file of the container is read (default :func:`read_container_file`; a caller that
+    reads the same files shares its cache).
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -697,7 +701,9 @@ def container_mounts(
             table,
             userns=userns,
             host_sys=userns and not private_network,
-            tty_gid=_image_has_gid(image, container_dir, _TTY_GID),
+            tty_gid=_image_has_gid(
+                read or functools.partial(read_container_file, image, container_dir), _TTY_GID
+            ),
             shm=shm_data(shm_size),
         )
     volume_paths = set()

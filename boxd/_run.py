@@ -23,7 +23,7 @@ import signal
 import stat
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,7 +169,7 @@ class Run:
     async def execute(
         self,
         native: Native,
-        build_plan: Callable[[tuple[int, int, int]], SpawnPlan],
+        build_plan: Callable[[tuple[int, int, int]], Awaitable[SpawnPlan]],
         cgroup: Cgroup,
         *,
         owns_cgroup: bool = True,
@@ -177,7 +177,8 @@ class Run:
         shim_dir: Path | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Spawn the process ``build_plan(stdio)`` describes and supervise it to its end.
+        """Spawn the process ``await build_plan(stdio)`` describes and supervise it to its
+        end.
 
         ``owns_cgroup``: the process is the container's init, so its end kills whatever is
         left in the cgroup and removes it; an exec'd process only joins the cgroup.
@@ -218,7 +219,7 @@ class Run:
             try:
                 if network is not None:
                     await network.reserve()
-                plan = build_plan(stdio)
+                plan = await build_plan(stdio)
                 if network is not None and network.links:  # it configures them itself
                     links, gateway = network.plan_links(), network.plan_gateway()
                     plan = evolve(plan, links=links, gateway=gateway)

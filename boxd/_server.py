@@ -379,7 +379,7 @@ class Server:
         await self._foreground(conn, run, output, stdin=answer.stdin)
 
     async def _run(self, conn: Connection, req: RunRequest) -> None:
-        c = await self.sup.create(req.config, req.name)
+        c = await self.sup.create(req.config, req.name, starts=True)
         # The supervisor removes an auto_remove container that cannot start.
         if req.attach:
             output, run = await self.sup.start_attached(c.id)

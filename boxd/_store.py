@@ -75,7 +75,8 @@ class Store:
         d = self.container_dir(container.id)
         d.mkdir(mode=0o700, exist_ok=True)
         record = {"format": FORMAT, **unstructure(container)}
-        data = json.dumps(record, indent=1, allow_nan=False).encode()
+        # One line: json's C encoder (with an indent it encodes in Python, 0.15 ms a record).
+        data = json.dumps(record, allow_nan=False).encode()
         atomic_write(d / RECORD, data, durable=durable)
 
     def load_all(self) -> Loaded:

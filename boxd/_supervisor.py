@@ -52,7 +52,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
-from ._native import Native, RealNative, SpawnError, is_exec_failure
+from ._native import Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -337,9 +337,16 @@ class Supervisor:
         if image != "default" and not image.startswith("/"):
             await self.unpacks.ready(self.images.lookup(image), image)
 
-    async def create(self, config: ContainerConfig, name: str = "") -> Container:
+    async def create(
+        self, config: ContainerConfig, name: str = "", *, starts: bool = False
+    ) -> Container:
+        """A new container; ``starts``: it is started at once (``run``), and its record is
+        first written when it runs or could not start (see :meth:`run`)."""
         await self._layers_ready(config.image)
         container = self._new(config, name)
+        if starts:
+            self.store.container_dir(container.id).mkdir(mode=0o700, exist_ok=True)
+            return container
         # A --rm container need not outlive a crash of the machine (the next supervisor
         # removes an auto-remove container that has run; a record lost before it ran
         # leaves a directory without one, which is deleted): its record is written without
@@ -458,14 +465,23 @@ class Supervisor:
 
     # ---- phases ---------------------------------------------------------------------
 
-    def _set(self, entry: _Entry, phase: Status, *, save: bool = True, bug: bool = False) -> None:
+    def _set(
+        self,
+        entry: _Entry,
+        phase: Status,
+        *,
+        save: bool = True,
+        write: bool = True,
+        bug: bool = False,
+    ) -> None:
         """The one place a container changes phase (see :mod:`boxd._lifecycle`); ``bug``:
-        its supervision failed, and it is recorded as exited from whatever phase."""
+        its supervision failed, and it is recorded as exited from whatever phase;
+        ``write=False``: saved (observed) but not written, see :meth:`_save`."""
         if not bug:
             _lifecycle.check_transition(entry.phase, phase)
         entry.container.state.status = phase
         if save:
-            self._save(entry.container)
+            self._save(entry.container, write=write)
         changed, entry.changed = entry.changed, trio.Event()
         changed.set()
 
@@ -524,9 +540,7 @@ class Supervisor:
         Its record is first written when it runs (or could not start), as a state change
         (no fsync, see Store.save): one write fewer than create + start.  A crash before
         that leaves a directory without a record, which the next supervisor deletes."""
-        await self._layers_ready(config.image)
-        container = self._new(config, name)
-        self.store.container_dir(container.id).mkdir(mode=0o700, exist_ok=True)
+        container = await self.create(config, name, starts=True)
         return await self.start(container.id)
 
     async def _lifecycle(
@@ -614,6 +628,9 @@ class Supervisor:
                 await entry.cgroup_removed.wait()
             if adoption is None:
                 await self._fill_volumes(c, image)
+                # The cgroup's directories and limits (a millisecond of system calls) are
+                # a step of the event loop of their own (a schedule point, not a cancel one).
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
             else:
                 cgroup = self.cgroups.open(c.id)
@@ -694,7 +711,11 @@ class Supervisor:
         st.summary = outcome.summary
         st.finished_at = time.time()
         st.pid = 0
-        self._set(entry, self._after_run(entry, outcome.exit_code))
+        phase = self._after_run(entry, outcome.exit_code)
+        # An auto_remove container that ended leaves the store in this same step (see
+        # _lifecycle): its end is not written (after a crash, recovery removes it all the
+        # same).  One record write less for every `run --rm`.
+        self._set(entry, phase, write=phase is RESTARTING or not c.config.auto_remove)
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
 
@@ -755,10 +776,12 @@ class Supervisor:
             raise StartError(str(failure), code) from failure
         raise failure
 
-    def _save(self, container: Container, *, durable: bool = False) -> None:
-        """Record a container that still exists (durable: its configuration changed)."""
+    def _save(self, container: Container, *, durable: bool = False, write: bool = True) -> None:
+        """Record a container that still exists (durable: its configuration changed;
+        ``write=False``: its events and waiters only, the record file is not written)."""
         if container.id in self._entries:
-            self.store.save(container, durable=durable)
+            if write:
+                self.store.save(container, durable=durable)
             self.events.observe(container)
             self._changes.unpark_all()
 
@@ -934,8 +957,14 @@ class Supervisor:
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
-        self._set(entry, REMOVING)
-        self._discard(entry)
+        # Not written down: its directory leaves the store in this same step.  Only if
+        # that fails is the record left saying so, for the next supervisor to finish.
+        self._set(entry, REMOVING, write=False)
+        try:
+            self._discard(entry)
+        except OSError:
+            self.store.save(entry.container, durable=False)
+            raise
         if volumes or entry.container.config.auto_remove:
             self._drop_anonymous(entry.container)
 
@@ -1025,19 +1054,18 @@ class Supervisor:
         action = " ".join(command)
         self.events.report(f"exec_create: {action}", c, execID=exec_id)
         proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
+
+        async def exec_plan(stdio: tuple[int, int, int]) -> SpawnPlan:
+            image = self._image(c.config.image, c.config.image_id)
+            where = self.store.container_dir(c.id)
+            return _plan.build_exec(c, request, run.pidfd, image, where, stdio=stdio)
+
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(
                     functools.partial(proc.execute, owns_cgroup=False),
                     self.native,
-                    lambda stdio: _plan.build_exec(
-                        c,
-                        request,
-                        run.pidfd,
-                        self._image(c.config.image, c.config.image_id),
-                        self.store.container_dir(c.id),
-                        stdio=stdio,
-                    ),
+                    exec_plan,
                     self.cgroups.open(c.id),
                 )
             except (SpawnError, OSError, ValueError) as exc:

@@ -17,7 +17,8 @@
  *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
- *      namespace become its root; then unshare the cgroup namespace (see below)
+ *      namespace become its root; then unshare the cgroup namespace (see below), and a
+ *      network namespace the parent moved no interface into (unshared_by_child, spawn.h)
  *   3. stdio                              4. hostname, loopback and interfaces up
  *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
@@ -806,8 +807,10 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, RAW(setresgid, 0, 0, 0), STAGE_SETGID, 0);
         CHECK(p, RAW(setresuid, 0, 0, 0), STAGE_SETUID, 0);
     }
-    if (p->clone_flags & CLONE_NEWCGROUP)
+    if (unshared_by_child(p) & CLONE_NEWCGROUP)
         CHECK(p, RAW(unshare, CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
+    if (unshared_by_child(p) & CLONE_NEWNET)
+        CHECK(p, RAW(unshare, CLONE_NEWNET), STAGE_NET_NS, 0);
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] >= 0)
             CHECK(p, move_fd(p->stdio[i], i), STAGE_STDIO, i);
@@ -899,7 +902,7 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
     int pidfd = -1;
-    args.flags = CLONE_PIDFD | (p->clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
+    args.flags = CLONE_PIDFD | (p->clone_flags & ~unshared_by_child(p));
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = SIGCHLD;
     if (p->cgroup_dir >= 0) { /* the container, not this shim, goes into its cgroup */

@@ -730,7 +730,7 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     } else if (p.join_pidfd >= 0) {
         pid = spawn_clone(&clone, NULL, &sh->plan, intermediate_main);
     } else {
-        clone.flags |= CLONE_PIDFD | (p.clone_flags & ~(uint64_t)CLONE_NEWCGROUP);
+        clone.flags |= CLONE_PIDFD | (p.clone_flags & ~unshared_by_child(&p));
         clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
         pid = spawn_clone(&clone, &sh->stacks[0], &sh->plan, child_main);
     }

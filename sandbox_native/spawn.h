@@ -13,6 +13,7 @@
 #define BOXD_SPAWN_H
 
 #include <linux/filter.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -46,7 +47,8 @@
     X(START, 25)                                                                               \
     X(SHIM, 26)                                                                                \
     X(CGROUP, 27)                                                                              \
-    X(NETWORK, 28)
+    X(NETWORK, 28)                                                                             \
+    X(NET_NS, 29)
 
 /* One step of the mount table (struct mount_op.kind); see MountKind in boxd/_native.py. */
 #define SPAWN_MOUNT_KINDS(X)                                                                   \
@@ -185,6 +187,16 @@ struct plan {
     /* Shim mode: the stack the intermediate clones the container on (CLONE_VM). */
     struct vm_stack *container_stack;
 };
+
+/* Namespaces of clone_flags the container's process makes itself (unshare, once released)
+ * rather than clone3 in the caller: the cgroup one (after it joined its cgroups), and a
+ * network namespace the parent moves no interface into (making one waits for the kernel's
+ * network locks, milliseconds while other namespaces come and go, and that wait is then
+ * the child's, not the caller's thread's). */
+static inline uint64_t unshared_by_child(const struct plan *p)
+{
+    return p->clone_flags & (CLONE_NEWCGROUP | (p->nlinks == 0 ? CLONE_NEWNET : 0));
+}
 
 /* The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
 struct clone_args_v2 {

@@ -103,3 +103,7 @@ def test_table_prints_docker_headers_and_aligned_columns(
 def test_aligned_pads_every_column_but_the_last() -> None:
     assert aligned(["a\tbb\tc", "ddd\te\tf"]) == "a         bb        c\nddd       e         f"
     assert aligned(["a_long_name\tx"]) == "a_long_name   x"
+    # Rows of fewer cells: a row's last cell is never padded, nor counted in a width.
+    assert aligned(["a\tb", "ccccccccccccc", "d\te\tf"]) == (
+        "a         b\nccccccccccccc\nd         e         f"
+    )
