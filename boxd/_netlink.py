@@ -34,6 +34,7 @@ _RTM_NEWADDR, _RTM_NEWROUTE, _RTM_GETROUTE = 20, 24, 26
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_ECHO, _NLM_F_DUMP = 0x1, 0x4, 0x8, 0x300
 _NLM_F_REPLACE, _NLM_F_EXCL, _NLM_F_CREATE = 0x100, 0x200, 0x400
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_PID = 1, 3, 10, 18, 19
+_IFLA_NUM_TX_QUEUES, _IFLA_NUM_RX_QUEUES = 31, 32
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
 _IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
@@ -266,14 +267,19 @@ def _new_veth(nl: _Socket, host_name: str, master: int, peer: str, mac: str, pid
     """One request: a veth pair whose end ``host_name`` is up and a port of the bridge of
     index ``master``, and whose other end ``peer`` (with ``mac``) is in the network
     namespace of process ``pid``, down.  Returns the host end's interface index (from
-    the echoed link; by name if the kernel echoes none)."""
-    peer_info = _ifinfo() + _attr(_IFLA_IFNAME, _name(peer))
+    the echoed link; by name if the kernel echoes none).
+
+    Each end gets one queue each way: the kernel's default for a veth is one per possible
+    CPU, each a sysfs directory made and removed with the pair, which only XDP uses (the
+    pair's request 0.81 -> 0.70 ms on 2 CPUs here; more on a larger host)."""
+    queues = _attr(_IFLA_NUM_TX_QUEUES, _u32(1)) + _attr(_IFLA_NUM_RX_QUEUES, _u32(1))
+    peer_info = _ifinfo() + _attr(_IFLA_IFNAME, _name(peer)) + queues
     peer_info += _attr(_IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
     peer_info += _attr(_IFLA_NET_NS_PID, _u32(pid))
     info = _attr(_IFLA_INFO_KIND, _name("veth"))
     info += _attr(_IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer_info))
     body = _ifinfo(flags=_IFF_UP, change=_IFF_UP) + _attr(_IFLA_IFNAME, _name(host_name))
-    body += _attr(_IFLA_MASTER, _u32(master)) + _attr(_IFLA_LINKINFO, info)
+    body += queues + _attr(_IFLA_MASTER, _u32(master)) + _attr(_IFLA_LINKINFO, info)
     echoed = nl.request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL | _NLM_F_ECHO, body)
     for kind, message in echoed:
         if kind == _RTM_NEWLINK:
