@@ -240,9 +240,15 @@ def _extract_here(
     renaming = None if new == old else (old, new)
     root = os.path.realpath(dst_dir)
     dirs: list[tuple[str, tarfile.TarInfo]] = []
-    with tarfile.open(fileobj=_FrameReader(client), mode="r|") as tar:  # type: ignore[call-overload]
+    reader = _FrameReader(client)
+    with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
             _extract_member(tar, member, root, renaming, keep_owner, dirs)
+    # tarfile stops at the archive's end blocks: read on to the EndFrame, which the daemon
+    # sends once the copy is over (a stopped container's mounts gone: it can start), or the
+    # error that ended the archive.
+    while reader.read(1 << 20):
+        pass
     for target, member in reversed(dirs):
         os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
 

@@ -136,12 +136,16 @@ class ListAnswers:
     frozen: a container whose configuration changes (``update``) holds a new object, so a
     copy is used only while the record holds the very object it was encoded from.  Kept
     for the containers of the last list only.  The JSON is the message's (keys in another
-    order).  A brief's parts from the configuration and the (frozen) network settings are
-    kept the same way."""
+    order).  A brief is kept the same way, while its configuration and (frozen) network
+    settings are the record's and the state's values it shows are equal."""
 
     def __init__(self) -> None:
         self._configs: dict[str, tuple[ContainerConfig, str]] = {}
-        self._briefs: dict[str, tuple[ContainerConfig, NetworkSettings, str]] = {}
+        # Per container: the configuration and network settings, the JSON from them, the
+        # state's values and the whole brief's JSON.
+        self._briefs: dict[
+            str, tuple[ContainerConfig, NetworkSettings, str, tuple[object, ...], str]
+        ] = {}
 
     def frame(
         self, found: Sequence[Container], sizes: Sequence[int], *, brief: bool = False
@@ -179,21 +183,33 @@ class ListAnswers:
         parts = []
         for c in found:
             st = c.state
-            fixed = kept.get(c.id)
-            if fixed is None or fixed[0] is not c.config or fixed[1] is not st.network:
-                fixed = (c.config, st.network, _fixed_brief(c.config, st.network))
-            self._briefs[c.id] = fixed
-            changing = {
-                "id": c.id,
-                "name": c.name,
-                "created_at": c.created_at,
-                "status": st.status.value,
-                "started_at": st.started_at,
-                "finished_at": st.finished_at,
-                "exit_code": st.exit_code,
-                "oom_killed": st.oom_killed,
-            }
-            parts.append(_wirejson.dumps(changing)[:-1] + "," + fixed[2])
+            now = (
+                c.name,
+                st.status.value,
+                st.started_at,
+                st.finished_at,
+                st.exit_code,
+                st.oom_killed,
+            )
+            brief = kept.get(c.id)
+            if brief is None or brief[0] is not c.config or brief[1] is not st.network:
+                brief = (c.config, st.network, _fixed_brief(c.config, st.network), (), "")
+            if brief[3] != now:  # what the state holds changed since the last list
+                name, status, started_at, finished_at, exit_code, oom_killed = now
+                changing = {
+                    "id": c.id,
+                    "name": name,
+                    "created_at": c.created_at,
+                    "status": status,
+                    "started_at": started_at,
+                    "finished_at": finished_at,
+                    "exit_code": exit_code,
+                    "oom_killed": oom_killed,
+                }
+                part = _wirejson.dumps(changing)[:-1] + "," + brief[2]
+                brief = (*brief[:3], now, part)
+            self._briefs[c.id] = brief
+            parts.append(brief[4])
         return parts
 
 

@@ -141,8 +141,9 @@ class Rlimit:
 
 @frozen
 class LinkConfig:
-    """One of the container's interfaces (a veth end moved into its new network namespace
-    while the child waits), which the child gives its address and brings up."""
+    """One of the container's interfaces (a veth end put into its new network namespace
+    while the child sets up its mounts), which the child waits for (LINKED), gives its
+    address and brings up."""
 
     name: str  # eth0
     address: str  # an IPv4 address
@@ -277,6 +278,7 @@ class Message(enum.IntEnum):
     CONSOLE = 3  # child -> parent: the terminal's master attached
     WAITING = 4  # child -> parent: set up, waiting for the OCI runtime's `start`
     STARTED = 5  # shim intermediate -> parent: the container's pid, its pidfd attached
+    LINKED = 6  # parent -> child: the interfaces of its links are in its network namespace
 
 
 @frozen
@@ -670,12 +672,13 @@ async def start(
     prepare: Callable[[Spawned], None] | None = None,
     configure: Callable[[Spawned], Awaitable[None]] | None = None,
 ) -> Spawned:
-    """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) and then ``configure``
-    (its network namespace's links) while the child waits, release it and wait until it
-    has exec'd (with ``plan.start_fd``: until it waits for ``start``, set up but not yet
-    exec'd).  Returns the :class:`Spawned` whose ``pidfd`` the caller now owns (``sync_fd``
-    is closed); raises :class:`SpawnError` if the child failed before exec.  On any error
-    or cancellation the child is killed and reaped and both fds are closed."""
+    """Spawn ``plan``, run ``prepare`` (cgroup placement, id maps) while the child waits,
+    release it, run ``configure`` (its network namespace's links: see :func:`_configure`)
+    while it sets up its mounts, and wait until it has exec'd (with ``plan.start_fd``:
+    until it waits for ``start``, set up but not yet exec'd).  Returns the
+    :class:`Spawned` whose ``pidfd`` the caller now owns (``sync_fd`` is closed); raises
+    :class:`SpawnError` if the child failed before exec.  On any error or cancellation the
+    child is killed and reaped and both fds are closed."""
     import trio  # here: boxd-runtime's create uses this module without Trio (start_blocking)
 
     # What the caller did since its last await (the record, the cgroup, the plan) and the
@@ -688,8 +691,6 @@ async def start(
         try:
             if prepare is not None:
                 prepare(spawned)
-            if configure is not None:
-                await configure(spawned)
             if plan.id_mapped:  # the maps are written now: they are what the trees take
                 userns = os.open(f"/proc/{spawned.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
                 try:
@@ -698,11 +699,14 @@ async def start(
                 finally:
                     os.close(userns)
             native.release(spawned, held)
-            while True:
+            message = await _configure(configure, spawned, plan)
+            while message is None:
                 await trio.lowlevel.wait_readable(spawned.sync_fd)
-                spawned, message = _next_message(spawned, held)
-                if message is None or message[0] is not Message.CONSOLE:
-                    break
+                spawned, received = _next_message(spawned, held)
+                if received is None:
+                    break  # end of file: it has exec'd
+                if received[0] is not Message.CONSOLE:
+                    message = received
         except BaseException:
             if spawned.console >= 0:
                 os.close(spawned.console)
@@ -720,6 +724,48 @@ async def start(
     with trio.CancelScope(shield=True):
         await _reap(spawned, plan)
     raise _failure(plan, message)
+
+
+async def _configure(
+    configure: Callable[[Spawned], Awaitable[None]] | None, spawned: Spawned, plan: SpawnPlan
+) -> tuple[Message, int, int, int] | None:
+    """Run ``configure`` while the released child sets up its mounts, then tell a child
+    with links that its interfaces are there (LINKED: it waits for that before it
+    configures them, so it never runs without its network).  None, or the FAILED record of
+    a child that failed meanwhile: such a child takes its network namespace with it, so
+    that ``configure`` fails too, and its own failure is the one to report."""
+    try:
+        if configure is not None:
+            await configure(spawned)
+    except Exception:
+        failure = await _failure_of_killed(spawned)
+        if failure is None:
+            raise
+        return failure
+    if plan.links:
+        # A broken pipe: it failed meanwhile, and its record is next.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            send_fds(spawned.sync_fd, SYNC_MESSAGE.pack(Message.LINKED, 0, 0, 0), ())
+    return None
+
+
+async def _failure_of_killed(spawned: Spawned) -> tuple[Message, int, int, int] | None:
+    """Kill the child (it may be waiting for LINKED) and read what it sent to the end:
+    its FAILED record, if it failed before (a record it sent before it ended)."""
+    import trio  # see start()
+
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
+    while True:
+        await trio.lowlevel.wait_readable(spawned.sync_fd)
+        data, fds = _receive(spawned.sync_fd)
+        for fd in fds:
+            os.close(fd)
+        if not data:
+            return None
+        message = parse_message(data)
+        if message[0] is Message.FAILED:
+            return message
 
 
 def _next_message(
@@ -748,7 +794,13 @@ def _failure(plan: SpawnPlan, message: tuple[Message, int, int, int]) -> Excepti
 
 def _receive(sync_fd: int) -> tuple[bytes, list[int]]:
     """One message from the child and the fds that came with it (b"": it has exec'd)."""
-    return recv_fds(sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_CMSG_CLOEXEC)
+    while True:
+        try:
+            return recv_fds(sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_CMSG_CLOEXEC)
+        except ConnectionResetError:
+            # It ended with a message of ours unread (RELEASE, LINKED): the kernel says
+            # so once, then gives what it sent before it ended.
+            continue
 
 
 async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:

@@ -823,9 +823,9 @@ class Attachment:
         return self.links[0].net.gateway if self.links else ""
 
     async def connect(self, pid: int) -> None:
-        """While the container's init (``pid``) waits to go on: its interfaces, which it
-        configures itself once released (see :meth:`plan_links`), then its published ports
-        and its names."""
+        """While the container's init (``pid``) sets up its mounts: its interfaces, which
+        it waits for and then configures itself (see :meth:`plan_links`), then its
+        published ports and its names; it execs only after this returns."""
         self.pid = pid
         if self.links:
             self._check_namespace()

@@ -183,8 +183,9 @@ class Run:
         ``owns_cgroup``: the process is the container's init, so its end kills whatever is
         left in the cgroup and removes it; an exec'd process only joins the cgroup.
         ``network``: the init's place on its network, reserved before the plan is built
-        (the plan writes its address into /etc/hosts), connected while the child waits
-        (which then configures its interfaces itself) and released when it ends.
+        (the plan writes its address into /etc/hosts), connected while the child sets up
+        its mounts (it then waits for its interfaces and configures them itself) and
+        released when it ends.
         ``shim_dir``: spawn it through a boxd-shim listening there (live restore).
         """
         config = self.container.config

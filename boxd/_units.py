@@ -5,8 +5,7 @@ The CLI validates with these before it sends anything; the daemon validates agai
 
 from __future__ import annotations
 
-import math
-
+_INF = float("inf")  # not math.isfinite: math costs every boxctl run ~0.2 ms to import
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -31,7 +30,7 @@ def parse_size(text: str, *, what: str = "size") -> int:
     unit = unit[:-1] if len(unit) == 2 and unit.endswith("i") else unit
     if unit not in _SIZE_UNITS:
         raise ValueError(f"invalid {what} {text!r}: unknown unit {spelled!r} (use k, m, g or t)")
-    if not math.isfinite(value) or value <= 0:
+    if not 0 < value < _INF:  # NaN too
         raise ValueError(f"invalid {what} {text!r}: must be a positive number")
     size = int(value * _SIZE_UNITS[unit])
     if size < 1:
@@ -45,7 +44,7 @@ def parse_cpus(text: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"invalid --cpus {text!r}: use a number such as 0.5") from None
-    if not math.isfinite(value) or value < 0.01:
+    if not 0.01 <= value < _INF:  # NaN too
         raise ValueError(f"invalid --cpus {text!r}: must be a finite number >= 0.01")
     return value
 

@@ -18,12 +18,14 @@
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
  *      namespace become its root; then unshare the cgroup namespace (see below), and a
- *      network namespace the parent moved no interface into (unshared_by_child, spawn.h)
- *   3. stdio                              4. hostname, loopback and interfaces up
+ *      network namespace the parent moves no interface into (unshared_by_child, spawn.h)
+ *   3. stdio                              4. hostname, loopback up
  *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
- *      terminal from the container's devpts (its master sent to the parent)
+ *      terminal from the container's devpts (its master sent to the parent); with links,
+ *      wait for LINKED (the parent makes the interfaces while steps 3-6 run), then give
+ *      them their addresses, bring them up, add the default route
  *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE)
  *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
  *   9. seccomp if no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, which
@@ -304,6 +306,21 @@ static void wait_for_parent(const struct plan *p, int trees[MAX_ATTACH])
         fail(p, STAGE_SYNC, EBADMSG, (int)got);
     if (got)
         memcpy(trees, CMSG_DATA(c), got * sizeof(int));
+}
+
+/* LINKED: the parent has put the interfaces of p->links into this network namespace. */
+static void wait_for_links(const struct plan *p)
+{
+    struct sync_msg m;
+    long n;
+    do {
+        n = RAW(recvfrom, p->sync_fd, &m, sizeof m, 0, NULL, NULL);
+    } while (n == -EINTR);
+    if (n == 0)
+        leave(127); /* the parent gave up on us, as in wait_for_parent */
+    CHECK(p, n, STAGE_SYNC, 0);
+    if (n != (long)sizeof m || m.kind != MSG_LINKED)
+        fail(p, STAGE_SYNC, EBADMSG, -1);
 }
 
 /* ---- the mount table, resolved inside the root
@@ -818,16 +835,18 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, RAW(sethostname, p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
     if (p->clone_flags & CLONE_NEWNET)
         CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
-    if (p->nlinks > 0) {
-        int index = 0;
-        long rc = links_up(p, &index);
-        CHECK(p, rc, STAGE_NETWORK, index);
-    }
     setup_mounts(p, trees);
     if (p->rootfs != NULL)
         pivot(p);
     if (p->console)
         open_console(p);
+    if (p->nlinks > 0) {
+        /* The parent makes the interfaces while the mounts above are set up. */
+        wait_for_links(p);
+        int index = 0;
+        long rc = links_up(p, &index);
+        CHECK(p, rc, STAGE_NETWORK, index);
+    }
     set_rlimits(p);
     close_fds(p);
     if (p->nfilter && !p->nnp)

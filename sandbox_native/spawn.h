@@ -71,13 +71,17 @@
  *   CONSOLE  child -> parent: the terminal's master (SCM_RIGHTS)
  *   WAITING  child -> parent: set up, waiting for the OCI runtime's `start` (start_fd)
  *   STARTED  shim intermediate -> parent: value = the container's pid, its pidfd attached
+ *   LINKED   parent -> child: the interfaces of its links are in its network namespace
+ *            (sent after RELEASE: the child sets up its mounts meanwhile, and waits for
+ *            this before it configures them)
  * End of file means the exec happened. */
 #define SPAWN_MESSAGES(X)                                                                      \
     X(RELEASE, 1)                                                                              \
     X(FAILED, 2)                                                                               \
     X(CONSOLE, 3)                                                                              \
     X(WAITING, 4)                                                                              \
-    X(STARTED, 5)
+    X(STARTED, 5)                                                                              \
+    X(LINKED, 6)
 
 enum stage {
 #define X(name, value) STAGE_##name = value,
@@ -179,8 +183,9 @@ struct plan {
     int cgroup_tasks[MAX_CGROUP_TASKS];
     size_t ntasks;
     int cgroup_dir;
-    /* The container's interfaces, configured after its loopback; the default route's
-     * gateway (network byte order, 0: none), added once they are up. */
+    /* The container's interfaces, configured once the parent has made them (LINKED), after
+     * the mounts; the default route's gateway (network byte order, 0: none), added once they
+     * are up. */
     struct link_config links[MAX_LINKS];
     size_t nlinks;
     uint32_t gateway;
@@ -192,7 +197,8 @@ struct plan {
  * rather than clone3 in the caller: the cgroup one (after it joined its cgroups), and a
  * network namespace the parent moves no interface into (making one waits for the kernel's
  * network locks, milliseconds while other namespaces come and go, and that wait is then
- * the child's, not the caller's thread's). */
+ * the child's, not the caller's thread's; with links, clone3 makes it, so that the parent
+ * can make the interfaces in it while the child sets up its mounts). */
 static inline uint64_t unshared_by_child(const struct plan *p)
 {
     return p->clone_flags & (CLONE_NEWCGROUP | (p->nlinks == 0 ? CLONE_NEWNET : 0));

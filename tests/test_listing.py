@@ -146,3 +146,10 @@ def test_a_brief_holds_what_ps_shows() -> None:
         [],
     )
     assert second["labels"] == ["new=1"] and message["containers"] == []
+    assert _decoded(answers.frame(found, [], brief=True)) == message  # nothing changed
+    plain.name = "renamed"
+    plain.state.finished_at = 9.5
+    again = _decoded(answers.frame(found, [], brief=True))
+    assert isinstance(again, dict)
+    assert (again["briefs"][1]["name"], again["briefs"][1]["finished_at"]) == ("renamed", 9.5)
+    assert again["briefs"][0] == first

@@ -31,6 +31,7 @@ from boxd._native import (
     SYNC_MESSAGE,
     Capabilities,
     FakeNative,
+    LinkConfig,
     Message,
     MountKind,
     MountOp,
@@ -41,8 +42,10 @@ from boxd._native import (
     SpawnError,
     SpawnPlan,
     Stage,
+    _receive,
     is_exec_failure,
     native_arguments,
+    parse_message,
     start,
 )
 from boxd._record import evolve
@@ -562,6 +565,100 @@ async def test_prepare_failure_kills_the_child(layout: Layout, no_fd_leak: None)
 
     with pytest.raises(RuntimeError, match="cgroup placement failed"):
         await start(RealNative(), layout.plan("/bin/true"), prepare=prepare)
+    assert is_reaped(started[0].pid)
+
+
+LINK = LinkConfig("eth0", "10.9.0.2", 24)
+
+
+@pytest.mark.root
+async def test_links_are_configured_once_the_parent_made_them(
+    layout: Layout, no_fd_leak: None, reaper: list[Spawned]
+) -> None:
+    # The child sets up its mounts while `configure` runs, and configures eth0 only once
+    # told: here the interface (one end of a veth pair in its namespace) appears a while
+    # after the release.
+    async def configure(spawned: Spawned) -> None:
+        await trio.sleep(0.2)
+        await trio.run_process(
+            ["nsenter", f"--net=/proc/{spawned.pid}/ns/net", "ip", "link", "add", "eth0",
+             "type", "veth", "peer", "name", "eth1"],
+        )  # fmt: skip
+
+    plan = layout.plan(
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 && ip route",
+        namespaces=ISOLATED | {Namespace.NET},
+        links=(LINK,),
+        gateway="10.9.0.1",
+    )
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        spawned = await start(
+            RealNative(),
+            evolve(plan, stdout=write_end, stderr=write_end),
+            configure=configure,
+        )
+    finally:
+        os.close(write_end)
+    reaper.append(spawned)
+    chunks = []
+    async with trio.lowlevel.FdStream(read_end) as stream:
+        while chunk := await stream.receive_some():
+            chunks.append(chunk)
+    output = b"".join(chunks).decode()
+    assert (await wait_exit(spawned.pidfd)).si_status == 0, output
+    assert "inet 10.9.0.2/24" in output
+    assert "default via 10.9.0.1 dev eth0" in output
+
+
+@pytest.mark.root
+async def test_a_child_that_failed_meanwhile_reports_its_own_failure(
+    layout: Layout, no_fd_leak: None
+) -> None:
+    # Its mount fails while the parent makes its interfaces: the namespace goes with it
+    # and the parent's work fails too, but the error is the child's.
+    async def configure(spawned: Spawned) -> None:
+        await trio.lowlevel.wait_readable(spawned.pidfd)  # it has ended
+        raise OSError(errno.ESRCH, "its namespace is gone")
+
+    bad = MountOp(MountKind.MOUNT, "/no/proc", "proc", "proc")
+    plan = layout.plan(
+        "/bin/true",
+        mounts=layout.mounts(bad),
+        namespaces=ISOLATED | {Namespace.NET},
+        links=(LINK,),
+    )
+    with pytest.raises(SpawnError, match=r"^mount /no/proc: No such file or directory$"):
+        await start(RealNative(), plan, configure=configure)
+
+
+def test_a_record_sent_before_the_end_is_read_after_the_reset() -> None:
+    # The child failed (its record sent) and ended before reading our LINKED: the kernel
+    # reports the reset first, then the record.
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with parent:
+        child.send(SYNC_MESSAGE.pack(Message.FAILED, Stage.MOUNT, errno.ENOENT, 2))
+        parent.send(SYNC_MESSAGE.pack(Message.LINKED, 0, 0, 0))
+        child.close()
+        assert parse_message(_receive(parent.fileno())[0]) == (
+            Message.FAILED, Stage.MOUNT, errno.ENOENT, 2
+        )  # fmt: skip
+        assert _receive(parent.fileno()) == (b"", [])
+
+
+@pytest.mark.root
+async def test_configure_failure_kills_the_waiting_child(layout: Layout, no_fd_leak: None) -> None:
+    started: list[Spawned] = []
+
+    async def configure(spawned: Spawned) -> None:
+        started.append(spawned)
+        raise OSError(errno.ENODEV, "bridge boxd9 is gone")
+
+    plan = layout.plan("/bin/true", namespaces=ISOLATED | {Namespace.NET}, links=(LINK,))
+    with pytest.raises(OSError, match="bridge boxd9 is gone"):
+        await start(RealNative(), plan, configure=configure)
     assert is_reaped(started[0].pid)
 
 
