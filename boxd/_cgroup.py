@@ -208,6 +208,20 @@ def _rmdir(path: Path) -> None:
     path.rmdir()
 
 
+def _removed(path: Path) -> bool:
+    """Remove the cgroup directory ``path``: whether it is gone (False: busy, a process or
+    a sub-cgroup still in it)."""
+    try:
+        _rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+            raise CgroupError(exc.errno, f"cannot remove cgroup {path}: {exc.strerror}") from None
+        return False
+    return True
+
+
 def _restrict_devices(path: Path) -> None:
     """Attach the program allowing only :data:`ALLOWED_DEVICES` to the v2 cgroup ``path``."""
     try:
@@ -826,27 +840,10 @@ class Cgroup:
         """One pass over every directory (sub-cgroups first); False if one is busy."""
         done = True
         for top in self._dirs.values():
-            try:  # the usual case: no sub-cgroup, nothing left inside
-                _rmdir(top)
+            if _removed(top):  # the usual case: no sub-cgroup, nothing left inside
                 continue
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    raise CgroupError(
-                        exc.errno, f"cannot remove cgroup {top}: {exc.strerror}"
-                    ) from None
             for sub, _, _ in os.walk(top, topdown=False):
-                try:
-                    _rmdir(Path(sub))
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                        raise CgroupError(
-                            exc.errno, f"cannot remove cgroup {sub}: {exc.strerror}"
-                        ) from None
-                    done = False
+                done = _removed(Path(sub)) and done
         return done
 
     def stats(self) -> Stats:

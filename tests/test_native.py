@@ -19,7 +19,7 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +182,19 @@ def is_reaped(pid: int) -> bool:
     return False
 
 
-async def run(plan: SpawnPlan, reaper: list[Spawned]) -> Result:
-    """Start ``plan`` with stdout and stderr on one pipe; wait for the end and the output."""
+async def run(
+    plan: SpawnPlan,
+    reaper: list[Spawned],
+    configure: Callable[[Spawned], Awaitable[None]] | None = None,
+) -> Result:
+    """Start ``plan`` with stdout and stderr on one pipe; wait for the end and the output.
+    ``configure``: as :func:`boxd._native.start`'s."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         spawned = await start(
-            RealNative(), evolve(plan, stdin=write_end, stdout=write_end, stderr=write_end)
+            RealNative(),
+            evolve(plan, stdin=write_end, stdout=write_end, stderr=write_end),
+            configure=configure,
         )
     finally:
         os.close(write_end)
@@ -593,24 +600,10 @@ async def test_links_are_configured_once_the_parent_made_them(
         links=(LINK,),
         gateway="10.9.0.1",
     )
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    try:
-        spawned = await start(
-            RealNative(),
-            evolve(plan, stdout=write_end, stderr=write_end),
-            configure=configure,
-        )
-    finally:
-        os.close(write_end)
-    reaper.append(spawned)
-    chunks = []
-    async with trio.lowlevel.FdStream(read_end) as stream:
-        while chunk := await stream.receive_some():
-            chunks.append(chunk)
-    output = b"".join(chunks).decode()
-    assert (await wait_exit(spawned.pidfd)).si_status == 0, output
-    assert "inet 10.9.0.2/24" in output
-    assert "default via 10.9.0.1 dev eth0" in output
+    result = await run(plan, reaper, configure)
+    assert result.exit_code == 0, result.output
+    assert "inet 10.9.0.2/24" in result.output
+    assert "default via 10.9.0.1 dev eth0" in result.output
 
 
 @pytest.mark.root
