@@ -603,12 +603,17 @@ def recv_fds(fd: int, size: int, max_fds: int, flags: int = 0) -> tuple[bytes, l
         data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * 4), flags)
     finally:
         sock.detach()
+    return data, passed_fds(ancillary)
+
+
+def passed_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The fds in a recvmsg's ancillary data (SCM_RIGHTS)."""
     fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
             fds += struct.unpack(f"{usable // 4}i", payload[:usable])
-    return data, fds
+    return fds
 
 
 class FakeNative:

@@ -29,6 +29,8 @@ from pathlib import Path
 import attrs
 import trio
 
+from ._native import passed_fds
+
 MAGIC = 0x31535842  # "BXS1": the protocol's version
 MESSAGE = struct.Struct("=IIiiiI")  # magic, type, pid, code, status, held
 PEER = struct.Struct("=iII")  # struct ucred: pid, uid, gid
@@ -135,11 +137,7 @@ class ShimConnection:
         data, ancillary, _, _ = await self._sock.recvmsg(
             MESSAGE.size, socket.CMSG_SPACE(4 * (len(Slot) + 1)), socket.MSG_CMSG_CLOEXEC
         )
-        fds: list[int] = []
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                whole = len(payload) // 4
-                fds.extend(struct.unpack(f"={whole}i", payload[: whole * 4]))
+        fds = passed_fds(ancillary)
         if not data:
             return None, 0, None, 0, fds
         magic, kind, pid, code, status, held = MESSAGE.unpack(data)
