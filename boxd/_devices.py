@@ -46,7 +46,6 @@ no helper, so it carries boxd's own.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import re
 import struct
@@ -54,11 +53,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._record import frozen
-from ._syscalls import AARCH64, X86_64
-
-TYPE_CHECKING = False  # not typing's: boxd-runtime create does without typing
-if TYPE_CHECKING:
-    from typing import Any
+from ._syscalls import AARCH64, X86_64, libc
 
 # --- bpf(2) constants (linux/bpf.h) ---------------------------------------------------
 
@@ -208,21 +203,9 @@ _PROG_LOAD_ATTR = struct.Struct("=IIQQIIQII16s")
 _PROG_ATTACH_ATTR = struct.Struct("=IIII")
 
 
-@functools.cache
-def _libc() -> Any:
-    """libc, through ctypes, loaded on first use: ctypes costs ~2 ms to import, and
-    ``boxd-runtime create`` (a process per container) imports this module but attaches no
-    program where the devices controller is v1."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
 def _bpf(cmd: int, attr: bytes) -> int:
     """bpf(cmd, &attr, sizeof attr); OSError with the errno on failure."""
-    import ctypes  # see _libc
+    import ctypes  # on first use: see _syscalls.libc
 
     machine = os.uname().machine
     number = _SYS_BPF.get(machine)
@@ -231,7 +214,7 @@ def _bpf(cmd: int, attr: bytes) -> int:
             errno.ENOSYS, f"no bpf(2) number for {machine!r} (known: {', '.join(_SYS_BPF)})"
         )
     buffer = ctypes.create_string_buffer(attr, len(attr))
-    result: int = _libc().syscall(
+    result: int = libc().syscall(
         ctypes.c_long(number),
         ctypes.c_long(cmd),
         buffer,
@@ -246,7 +229,7 @@ def _bpf(cmd: int, attr: bytes) -> int:
 def _load(program: bytes) -> int:
     """Load ``program``; the fd of the loaded program.  A refusal quotes the end of the
     verifier's log."""
-    import ctypes  # see _libc
+    import ctypes  # on first use: see _syscalls.libc
 
     insns = ctypes.create_string_buffer(program, len(program))
     license_ = ctypes.create_string_buffer(_LICENSE, len(_LICENSE))

@@ -11,16 +11,11 @@ reads a bounded amount.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import stat
 import struct
 
 from . import _syscalls
-
-TYPE_CHECKING = False  # not typing's: boxd-runtime create does without typing
-if TYPE_CHECKING:
-    from typing import Any
 
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
@@ -33,18 +28,6 @@ _NR_OPENAT2 = {"x86_64": _syscalls.X86_64, "aarch64": _syscalls.AARCH64}.get(
 _OPEN_HOW = struct.Struct("=QQQ")  # struct open_how: flags, mode, resolve
 
 
-@functools.cache
-def _libc() -> Any:
-    """libc, through ctypes, loaded on first use: ctypes costs ~2 ms to import, and
-    ``boxd-runtime create`` (a process per container) imports this module but calls none
-    of it."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
 # How often an open is tried again when the kernel could not tell whether a ".." in it
 # stayed inside the root: it says EAGAIN when any rename or mount on the machine raced with
 # the lookup (a busy host starting containers mounts all the time).  Bounded, so that a
@@ -54,9 +37,9 @@ OPEN_TRIES = 64
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     """The openat2(2) system call (Linux 5.6); OSError on failure."""
-    import ctypes  # see _libc
+    import ctypes  # see _syscalls.libc
 
-    libc = _libc()
+    libc = _syscalls.libc()
     how = ctypes.create_string_buffer(
         _OPEN_HOW.pack(flags | os.O_CLOEXEC, 0, resolve), _OPEN_HOW.size
     )

@@ -25,6 +25,8 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from . import _syscalls
+
 NETLINK_ROUTE = 0
 CLONE_NEWNET = 0x40000000
 
@@ -160,8 +162,7 @@ class _Socket:
 def _setns(fd: int) -> None:
     import ctypes  # here: only network connect and disconnect enter a container's namespace
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if _syscalls.libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

@@ -12,6 +12,26 @@ This is data, not a build step: regenerate it by hand when the kernel grows new 
 
 from __future__ import annotations
 
+import functools
+
+TYPE_CHECKING = False  # not typing's: boxd-runtime create does without typing
+if TYPE_CHECKING:
+    from typing import Any
+
+
+@functools.cache
+def libc() -> Any:
+    """libc through ctypes, for the calls Python has no function for (``syscall``: its
+    result a C long, errno kept), loaded on first use: ctypes costs ~2 ms to import, and
+    ``boxd-runtime create`` (a process per container) imports the modules that make such
+    calls without making them."""
+    import ctypes
+
+    loaded = ctypes.CDLL(None, use_errno=True)
+    loaded.syscall.restype = ctypes.c_long
+    return loaded
+
+
 X86_64: dict[str, int] = {
     "read": 0,
     "write": 1,
