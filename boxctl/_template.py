@@ -459,11 +459,10 @@ class Template:
     def fields(self) -> list[str] | None:
         """The fields of the value the template names (``Names`` for ``{{.Names}}``); None
         when it may show any (``{{.}}``, ``{{json .}}``, a variable)."""
-        words: list[str] = []
-        _words(self.tree, words)
+        words = _words(self.tree)
         if any(w == "." or w.startswith("$") for w in words):
             return None
-        return list(dict.fromkeys(w[1:].split(".")[0] for w in words if w.startswith(".")))
+        return list(dict.fromkeys(_field_names(words)))
 
     def render(self, value: Any) -> str:
         if self._plain is not None and type(value) is dict:
@@ -487,15 +486,22 @@ class Template:
         return "".join(out)
 
 
-def _words(value: Any, into: list[str]) -> None:
+def _words(value: Any, into: list[str] | None = None) -> list[str]:
     """Every word of a parsed template, in order (texts left out)."""
+    words = [] if into is None else into
     if isinstance(value, str):
-        into.append(value)
+        words.append(value)
     elif isinstance(value, tuple) and value and value[0] == "text":
-        return
+        pass
     elif isinstance(value, list | tuple):
         for v in value:
-            _words(v, into)
+            _words(v, words)
+    return words
+
+
+def _field_names(words: list[str]) -> list[str]:
+    """The fields of the value that ``words`` name (``Names`` of ``.Names.x``), in order."""
+    return [w[1:].split(".")[0] for w in words if w.startswith(".") and len(w) > 1]
 
 
 def aligned(lines: list[str]) -> str:
@@ -532,7 +538,7 @@ def print_formatted(
         for line in lines:
             print(line)
         return
-    names = _field_names(template.tree)
+    names = _field_names(_words(template.tree))
     head = {n: (headers or {}).get(n, n.upper()) for n in names}
     header = template.header({n: _Header(h) for n, h in head.items()})
     print(aligned([header, *lines]) if lines or header else "")
@@ -543,20 +549,3 @@ class _Header(str):
 
     def __call__(self, *args: Any) -> str:
         return str(self)
-
-
-def _field_names(nodes: list[Any]) -> list[str]:
-    names: list[str] = []
-
-    def visit(value: Any) -> None:
-        if isinstance(value, tuple) and value and value[0] == "text":
-            return
-        if isinstance(value, str):
-            if value.startswith(".") and len(value) > 1:
-                names.append(value[1:].split(".")[0])
-        elif isinstance(value, list | tuple):
-            for v in value:
-                visit(v)
-
-    visit(nodes)
-    return names
