@@ -629,9 +629,12 @@ class Supervisor:
             if adoption is None:
                 await self._fill_volumes(c, image)
                 # The cgroup's directories and limits (a millisecond of system calls) are
-                # a step of the event loop of their own (a schedule point, not a cancel one).
+                # steps of the event loop of their own, one per hierarchy (schedule points,
+                # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+                steps = self.cgroups.creation(c.id, _limits(c.config.resources))
+                while (cgroup := next(steps)) is None:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
             else:
                 cgroup = self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
