@@ -15,10 +15,9 @@ import trio
 
 from .. import protocol
 from .._convert import ConversionError
-from .._images.archive import ArchiveError
 from .._images.registry import RegistryError
 from .._images.store import NoSuchImage
-from .._images.unpack import LayerError
+from .._images.unpack import ArchiveError, LayerError
 from .._images.verbs import ImageInUse, ImageVerbs
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError
