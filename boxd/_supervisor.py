@@ -1009,15 +1009,20 @@ class Supervisor:
         while True:
             await self._trash.wait()
             self._trash = trio.Event()
-            await trio.to_thread.run_sync(self.store.empty_trash)
+            # What the removed containers held is free now: give it back to the system,
+            # in the same worker thread (each hand-off to one wakes a thread on the
+            # loop's step).
+            await trio.to_thread.run_sync(self._empty_trash)
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
             async with self.puller.lock:
                 used = {e.container.config.image_id for e in self._entries.values()}
                 keep = frozenset(self.puller.active)
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
-            # What the removed containers held is free now: give it back to the system.
-            await trio.to_thread.run_sync(_trim.release_free_memory)
+
+    def _empty_trash(self) -> None:
+        self.store.empty_trash()
+        _trim.release_free_memory()
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
