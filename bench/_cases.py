@@ -539,8 +539,10 @@ class Bench:
         # puts them follows the machine's load; the log's page cache is fast or slow as
         # the pages it gets were freed lately or long ago.  In turn, every entry sees the
         # same conditions.  The raw pipe pinned (taskset) to one CPU and to two bounds
-        # what the placement alone does.
+        # what the placement alone does; the same bytes into a new file (then removed)
+        # what the page cache alone does (the detached entry writes its log so).
         cpus = sorted(os.sched_getaffinity(0))[:2]
+        sink = self.work / "pipe-sink"
 
         def pinned(two: bool) -> list[str]:
             if two and len(cpus) < 2:
@@ -571,6 +573,13 @@ class Bench:
                 f"taskset: CPU {cpus[0]} and {cpus[-1]}",
             ),
             (
+                "raw pipe into a file: dd to cat > FILE, rm",
+                BASELINE,
+                lambda: ["sh", "-c", f"{host_dd} | cat >{sink} && rm {sink}"],
+                lambda: count_stdout(["sh", "-c", host_dd]),
+                "the page cache's part of the log entry: the same bytes into a new file",
+            ),
+            (
                 "boxctl run -d: to the log, nobody attached",
                 OURS,
                 lambda: self._detached(dd),
@@ -592,7 +601,7 @@ class Bench:
             except Exception as exc:
                 commands[name] = exc
         timed = in_turn(commands, s.output_runs)
-        for name, role, _, _, note in pipes[:3]:
+        for name, role, _, _, note in pipes[:4]:
             rate(name, role, partial(_samples, timed, name), note)
         rate(
             "PTY: script -qec dd",
@@ -604,7 +613,7 @@ class Bench:
                 runs=s.output_runs,
             ),
         )
-        for name, role, _, _, note in pipes[3:]:
+        for name, role, _, _, note in pipes[4:]:
             rate(name, role, partial(_samples, timed, name), note)
         rate(
             "boxctl run --rm -t: through a PTY, attached",
