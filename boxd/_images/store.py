@@ -412,6 +412,10 @@ class ImageStore:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
 
 
+class ImageInUse(RuntimeError):
+    """rmi of an image a container uses (without --force)."""
+
+
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
     return tuple(i for i in items if i != item)
 

@@ -51,7 +51,7 @@ from .messages import (
 from .pull import Progress, parse_platform
 from .reference import Reference, parse_reference
 from .registry import RegistryError, open_registry
-from .store import ImageRecord, ImageStore, disk_usage
+from .store import ImageInUse, ImageRecord, ImageStore, disk_usage
 
 if TYPE_CHECKING:
     from .._records import Container
@@ -81,10 +81,6 @@ class Streamer(Sender, Protocol):
     async def send_bytes(self, stream_id: int, data: bytes) -> None: ...
 
     async def receive(self) -> dict[str, Any] | tuple[int, bytes] | None: ...
-
-
-class ImageInUse(RuntimeError):
-    """rmi of an image a container uses (without --force)."""
 
 
 class ImageVerbs:
