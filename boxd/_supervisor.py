@@ -341,11 +341,11 @@ class Supervisor:
         self, config: ContainerConfig, name: str = "", *, starts: bool = False
     ) -> Container:
         """A new container; ``starts``: it is started at once (``run``), and its record is
-        first written when it runs or could not start (see :meth:`run`)."""
+        first written when it runs or could not start (see :meth:`run`); its directory is
+        made as it starts (:meth:`_run_once`)."""
         await self._layers_ready(config.image)
         container = self._new(config, name)
         if starts:
-            self.store.container_dir(container.id).mkdir(mode=0o700, exist_ok=True)
             return container
         # A --rm container need not outlive a crash of the machine (the next supervisor
         # removes an auto-remove container that has run; a record lost before it ran
@@ -619,19 +619,21 @@ class Supervisor:
         try:
             image = self._image(c.config.image, c.config.image_id)
             if entry.logs is None:
-                entry.logs = _logs.LogWriter.open(
-                    self.store.container_dir(c.id) / "logs",
-                    max_size=c.config.log_max_size or self.log_max_size,
-                    max_files=c.config.log_max_files or self.log_max_files,
-                )
+                # Its directory (made here for `run`), the log's and the log file: new
+                # inodes, in a worker thread (see _plan.build); not a cancel point.
+                with trio.CancelScope(shield=True):
+                    entry.logs = await trio.to_thread.run_sync(self._open_logs, c)
             if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
                 await entry.cgroup_removed.wait()
             if adoption is None:
                 await self._fill_volumes(c, image)
                 # The cgroup's directories and limits (a millisecond of system calls) are
-                # a step of the event loop of their own (a schedule point, not a cancel one).
+                # steps of the event loop of their own, one per hierarchy (schedule points,
+                # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                cgroup = self.cgroups.create(c.id, _limits(c.config.resources))
+                steps = self.cgroups.creation(c.id, _limits(c.config.resources))
+                while (cgroup := next(steps)) is None:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
             else:
                 cgroup = self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
@@ -718,6 +720,15 @@ class Supervisor:
         self._set(entry, phase, write=phase is RESTARTING or not c.config.auto_remove)
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
+
+    def _open_logs(self, c: Container) -> _logs.LogWriter:
+        cdir = self.store.container_dir(c.id)
+        cdir.mkdir(mode=0o700, exist_ok=True)
+        return _logs.LogWriter.open(
+            cdir / "logs",
+            max_size=c.config.log_max_size or self.log_max_size,
+            max_files=c.config.log_max_files or self.log_max_files,
+        )
 
     def _remove_cgroup_later(self, entry: _Entry, cgroup: Cgroup) -> None:
         """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
