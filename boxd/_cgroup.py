@@ -317,9 +317,12 @@ class CgroupHost:
         unavailable: dict[str, str] | None = None,
         prefix: str = "",
         owns_base: bool = True,
+        v2_mount: Path | None = None,
     ) -> None:
         self.hierarchies = hierarchies
         self.mode = mode
+        # Where the unified (v2) hierarchy is mounted here, if it is.
+        self.v2_mount = v2_mount
         self.unavailable = unavailable or {}
         self._prefix = prefix
         # Directories this host made above containers' cgroups: removed once empty.
@@ -410,7 +413,14 @@ class CgroupHost:
             raise CgroupError(errno.ENOENT, "no cgroup hierarchy is mounted")
         has_v1 = any(h.version == 1 for h in hierarchies)
         mode = "v2" if not has_v1 else ("hybrid" if v2 is not None else "v1")
-        return cls(hierarchies, mode, unavailable=unavailable, prefix=prefix, owns_base=not parent)
+        return cls(
+            hierarchies,
+            mode,
+            unavailable=unavailable,
+            prefix=prefix,
+            owns_base=not parent,
+            v2_mount=v2[0] if v2 is not None else None,
+        )
 
     def controllers(self) -> dict[str, str]:
         """Usable controllers -> "v1" or "v2"."""
@@ -495,6 +505,13 @@ class CgroupHost:
         """Make the container's cgroup in the hierarchies it needs (:meth:`joined`) and
         apply ``limits`` (call :meth:`validate` first for the values).  Nothing is left
         behind on failure."""
+        return next(cg for cg in self.creation(name, limits) if cg is not None)
+
+    def creation(self, name: str, limits: Limits) -> Iterator[Cgroup | None]:
+        """:meth:`create` in steps: None after each hierarchy's directory and files (an
+        event loop runs other tasks in between: the system calls of one hierarchy take
+        a tenth to a third of a millisecond), then the cgroup; closed before that, it
+        removes what it made."""
         _check_name(name)
         self._check_available(limits)
         if limits.pids_limit is None and "pids" in self.controllers():
@@ -525,6 +542,7 @@ class CgroupHost:
                         _write(d / "devices.allow", str(rule))
                 if h.version == 2 and not v1_devices:
                     _restrict_devices(d)
+                yield None
             cg.update(limits)
         except BaseException:
             for d in reversed(made):
@@ -532,7 +550,7 @@ class CgroupHost:
                     _rmdir(d)
             self.remove_parents()
             raise
-        return cg
+        yield cg
 
     def open(self, name: str) -> Cgroup:
         """The cgroup of container ``name``, in the hierarchies where it exists (it may be

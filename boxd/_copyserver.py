@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from . import _plan, protocol
+from ._copymessages import REQUESTS as REQUESTS
+from ._copymessages import STREAMS as STREAMS
 from ._copymessages import (
     CopyError,
     CopyFromRequest,
     CopyStatRequest,
     CopyStatResponse,
     CopyToRequest,
+    NoSuchPath,
     PathStat,
 )
 from ._messages import EndFrame, OkResponse
@@ -159,6 +162,9 @@ class Copier:
 
             await trio.to_thread.run_sync(work)
         self.sup.events.report("extract-to-dir", c)
+
+
+ERRORS: dict[type[Exception], str] = {NoSuchPath: "not_found"}  # see boxd._verbareas
 
 
 def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:

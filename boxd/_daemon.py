@@ -25,6 +25,10 @@ from pathlib import Path
 
 import trio
 
+# Before boxd's own modules define their classes: see there.
+from . import _nosource  # noqa: F401
+
+# isort: split
 from . import _logs, _repair, _systemd, _trim, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions

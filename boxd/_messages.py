@@ -12,14 +12,10 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
-from ._copymessages import REQUESTS as COPY_REQUESTS
 from ._diff import Change
 from ._events import Event
-from ._images.messages import IMAGE_REQUESTS
 from ._listing import ContainerBrief
-from ._netserver import REQUESTS as NETWORK_REQUESTS
 from ._records import Container, ContainerConfig, Resources, RestartPolicy
-from ._volserver import REQUESTS as VOLUME_REQUESTS
 
 # ---- requests -------------------------------------------------------------------------
 
@@ -347,12 +343,8 @@ REQUESTS: dict[str, type[Any]] = {
         TopRequest,
         DiffRequest,
         EventsRequest,
-        *NETWORK_REQUESTS,
-        *VOLUME_REQUESTS,
-        *IMAGE_REQUESTS,
-        *COPY_REQUESTS,
     )
-}
+}  # and those of the verbs in boxd._verbareas, added by the server as it loads them
 CLIENT_FRAMES: dict[str, type[Any]] = {
     cls.__name__: cls for cls in (ResizeFrame, SignalFrame, DetachFrame)
 }

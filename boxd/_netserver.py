@@ -107,6 +107,9 @@ REQUESTS = (
     NetworkDisconnectRequest,
 )
 
+STREAMS: tuple[type[Any], ...] = ()  # the area's interface: see boxd._verbareas
+ERRORS: dict[type[Exception], str] = {}
+
 
 class Conn(Protocol):
     async def send(self, message: object) -> None: ...

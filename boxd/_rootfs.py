@@ -46,6 +46,7 @@ __all__ = [
     "Layer",
     "Volume",
     "check_command",
+    "container_dirs",
     "container_mounts",
     "parse_volume",
     "prepare_default_image",
@@ -593,6 +594,44 @@ def id_mapped_layers(image: Image, container_dir: Path) -> tuple[tuple[str, str]
     )
 
 
+def container_dirs(
+    image: Image, container_dir: Path, *, id_map: tuple[int, int] | None = None
+) -> None:
+    """Create the directories of :func:`container_mounts` under ``container_dir`` (only
+    system calls: a caller may run this in a worker thread first, and then pass
+    ``dirs_made``): ``rootfs``, ``fs/<layer>/{upper,work}`` per image layer (the upper's
+    root with the mode and owner of the layer's lower, the work owned by root), and with
+    ``id_map`` the id-mapped layers' attach points, all owned by the ids the container's
+    0 maps to, and the container directory traversable (0711)."""
+    _check_overlay_path(str(container_dir), "container directory")
+    rootfs = container_dir / "rootfs"
+    rootfs.mkdir(parents=True, exist_ok=True)
+
+    def own(path: Path, uid: int, gid: int) -> None:
+        """chown to host ids, or to those the container's ids map to."""
+        if id_map is not None:
+            start, count = id_map
+            uid = start + uid if uid < count else uid
+            gid = start + gid if gid < count else gid
+        os.chown(path, uid, gid)
+
+    if id_map is not None:
+        os.chmod(container_dir, 0o711)
+        own(rootfs, 0, 0)
+        for _, point in id_mapped_layers(image, container_dir):
+            os.makedirs(point, mode=0o711, exist_ok=True)
+    for layer in image.layers:
+        base = container_dir / "fs" / _layer_dir_name(layer.target)
+        upper, work = base / "upper", base / "work"
+        upper.mkdir(parents=True, exist_ok=True)
+        work.mkdir(exist_ok=True)
+        # The upper's root gives the merged directory its owner and mode.
+        lower_st = os.stat(layer.lower)
+        os.chmod(upper, stat.S_IMODE(lower_st.st_mode))
+        own(upper, lower_st.st_uid, lower_st.st_gid)
+        own(work, 0, 0)
+
+
 def container_mounts(
     image: Image,
     container_dir: Path,
@@ -608,12 +647,14 @@ def container_mounts(
     extra: Sequence[MountOp] = (),
     standard: bool = True,
     read: Callable[[str], bytes | None] | None = None,
+    dirs_made: bool = False,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
     Under ``container_dir``: ``rootfs`` (the mount point that becomes "/") and
     ``fs/<layer>/{upper,work}`` per image layer; writes of the container land in the
-    uppers, never in the image.  The table, run in order by the child before pivot_root:
+    uppers, never in the image (``dirs_made``: :func:`container_dirs` made them already).
+    The table, run in order by the child before pivot_root:
     the overlays; /proc, /sys (read-only), /sys/fs/cgroup (cgroup2, read-only), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
@@ -633,46 +674,26 @@ def container_mounts(
     is the host's, not owned by its user namespace): it gets the host's /sys bound
     read-only instead.
     """
-    _check_overlay_path(str(container_dir), "container directory")
+    if not dirs_made:
+        container_dirs(image, container_dir, id_map=id_map)
     rootfs = container_dir / "rootfs"
-    rootfs.mkdir(parents=True, exist_ok=True)
     userns = id_map is not None
-
-    def own(path: Path, uid: int, gid: int) -> None:
-        """chown to host ids, or to those the container's ids map to."""
-        if id_map is not None:
-            start, count = id_map
-            uid = start + uid if uid < count else uid
-            gid = start + gid if gid < count else gid
-        os.chown(path, uid, gid)
-
     lowers = [list(layer.lowers) for layer in image.layers]
     if id_map is not None:
-        os.chmod(container_dir, 0o711)
         _check_traversable(
             (container_dir, *container_dir.parents), id_map[0], "the daemon's --root"
         )
         for volume in volumes:
             _check_traversable(Path(volume.host).parents, id_map[0], f"volume {volume.host}")
-        own(rootfs, 0, 0)
         points = iter(id_mapped_layers(image, container_dir))
-        lowers = []
-        for layer in image.layers:
-            mapped = [point for _, point in itertools.islice(points, len(layer.lowers))]
-            for point in mapped:
-                os.makedirs(point, mode=0o711, exist_ok=True)
-            lowers.append(mapped)
+        lowers = [
+            [point for _, point in itertools.islice(points, len(layer.lowers))]
+            for layer in image.layers
+        ]
     overlays = []
     for layer, lower_dirs in zip(image.layers, lowers, strict=True):
         base = container_dir / "fs" / _layer_dir_name(layer.target)
         upper, work = base / "upper", base / "work"
-        upper.mkdir(parents=True, exist_ok=True)
-        work.mkdir(exist_ok=True)
-        # The upper's root gives the merged directory its owner and mode.
-        lower_st = os.stat(layer.lower)
-        os.chmod(upper, stat.S_IMODE(lower_st.st_mode))
-        own(upper, lower_st.st_uid, lower_st.st_gid)
-        own(work, 0, 0)
         # Lower directories side by side (an image's layers) are named relative to their
         # parent, which the child makes its working directory just before the mount: a
         # deep image's lowerdir= then fits overlay's one page of options (Docker's l/).

@@ -23,16 +23,12 @@ from typing import Any
 
 import trio
 
-from . import __version__, _copyserver, _logs, _netserver, _prune, _top, _volserver, protocol
+from . import __version__, _logs, _prune, _top, _verbareas, protocol
 from ._convert import ConversionError
-from ._copymessages import STREAMS as COPY_STREAMS
-from ._copymessages import NoSuchPath
 from ._idle import WaitingConnections
-from ._images.messages import IMAGE_STREAMS
 from ._images.registry import RegistryError
-from ._images.store import NoSuchImage
+from ._images.store import NoSuchImage, disk_usage
 from ._images.unpack import ArchiveError, LayerError
-from ._images.verbs import ImageInUse, ImageVerbs, disk_usage
 from ._listing import ListAnswers, select_containers
 from ._messages import (
     CLIENT_FRAMES,
@@ -110,11 +106,15 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def _error_kind(exc: BaseException) -> str | None:
-    """The ErrorResponse kind of an expected failure; None for a bug."""
-    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchPath | NoSuchVolume):
+def _error_kind(exc: BaseException, areas: dict[type[Exception], str]) -> str | None:
+    """The ErrorResponse kind of an expected failure (``areas``: those of the loaded verb
+    areas' own failures); None for a bug."""
+    for kind, area_kind in areas.items():
+        if isinstance(exc, kind):
+            return area_kind
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         return "not_found"
-    if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
+    if isinstance(exc, Conflict | NetworkConflict | VolumeInUse):
         return "conflict"
     if isinstance(exc, RegistryError | LayerError | ArchiveError):
         return "failed"
@@ -127,8 +127,9 @@ def _error_kind(exc: BaseException) -> str | None:
     return None
 
 
-def _streams(request: object) -> bool:
-    """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame."""
+def _streams(request: object, areas: tuple[type[Any], ...]) -> bool:
+    """Whether the request is answered with a stream that ends in an ExitFrame or EndFrame
+    (``areas``: the streaming requests of the loaded verb areas)."""
     if isinstance(request, StartRequest | RunRequest):
         return request.attach
     if isinstance(request, ExecRequest):
@@ -139,8 +140,7 @@ def _streams(request: object) -> bool:
         LogsRequest,
         StatsRequest,
         EventsRequest,
-        *IMAGE_STREAMS,
-        *COPY_STREAMS,
+        *areas,
     )
     return isinstance(request, streams)
 
@@ -216,10 +216,23 @@ class Server:
             EventsRequest: self._events,
             PruneRequest: self._prune,
         }
-        self._handlers.update(_netserver.handlers(sup))
-        self._handlers.update(_volserver.handlers(sup))
-        self._handlers.update(ImageVerbs(sup).handlers())
-        self._handlers.update(_copyserver.handlers(sup))
+        # The verbs of boxd._verbareas, added as their first request loads them.
+        self._requests = dict(REQUESTS)
+        self._area_streams: tuple[type[Any], ...] = ()
+        self._area_errors: dict[type[Exception], str] = {}
+
+    def _load_area(self, request_type: str) -> None:
+        """Add the catalogue entries, handlers, streams and errors of the verb area that
+        serves ``request_type``, at its first request."""
+        if request_type in self._requests:
+            return
+        area = _verbareas.area(request_type)
+        if area is None:
+            return
+        self._requests.update((cls.__name__, cls) for cls in area.REQUESTS)
+        self._handlers.update(area.handlers(self.sup))
+        self._area_streams += area.STREAMS
+        self._area_errors.update(area.ERRORS)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
@@ -258,7 +271,8 @@ class Server:
                 await self._error(conn, "expected a request, got a byte-stream frame")
                 return
             try:
-                request = parse(frame, REQUESTS)
+                self._load_area(frame["type"])
+                request = parse(frame, self._requests)
             except ConversionError as exc:
                 await self._error(conn, str(exc))
                 continue
@@ -266,12 +280,12 @@ class Server:
             try:
                 await self._handlers[type(request)](conn, request)
             except Exception as exc:
-                kind = _error_kind(_unwrap(exc))
+                kind = _error_kind(_unwrap(exc), self._area_errors)
                 if kind is None:
                     raise
                 await self._error(conn, str(_unwrap(exc)), kind)
                 continue
-            if _streams(request):
+            if _streams(request, self._area_streams):
                 return  # its end frame was the last word: the connection closes
 
     async def _error(self, conn: Connection, message: str, kind: str = "invalid") -> None:

@@ -90,6 +90,9 @@ REQUESTS = (
 
 LIST_FILTERS = ("dangling", "driver", "label", "name")
 
+STREAMS: tuple[type[Any], ...] = ()  # the area's interface: see boxd._verbareas
+ERRORS: dict[type[Exception], str] = {}
+
 
 class Conn(Protocol):
     async def send(self, message: object) -> None: ...

@@ -4,6 +4,7 @@ and raw HTTP with bad input.  One real daemon for the module (its own root and s
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import shlex
@@ -505,18 +506,47 @@ def test_bad_input_covers_every_route() -> None:
     """Every route of the server (and so every area's, as they are added) has a case in
     BAD, or takes no input."""
     from boxd._dockerapi._http import ApiError, Request
-    from boxd._dockerapi._server import ROUTER
+    from boxd._dockerapi._router import Router
+    from boxd._dockerapi._server import AREAS, LAZY_AREAS
 
+    lazy = [importlib.import_module(name) for name in LAZY_AREAS]
+    router = Router(r for area in (*AREAS, *lazy) for r in area.ROUTES)
     covered = set(NO_INPUT)
     for method, target, *_ in BAD:
         path, _, query = target.partition("?")
         request = Request(method, path, None, urllib.parse.parse_qs(query), {}, b"")
         try:
-            route, _ = ROUTER.find(request)
+            route, _ = router.find(request)
         except ApiError:
             continue  # the cases of unknown paths and methods
         covered.add((route.method, route.path))
-    assert sorted(set(ROUTER.routes) - covered) == []
+    assert sorted(set(router.routes) - covered) == []
+
+
+def test_every_route_of_a_lazy_area_passes_its_gate() -> None:
+    """A lazy area's routes are added by the first request whose path matches its gate: a
+    path of the area that the gate let by would be a 404."""
+    from boxd._dockerapi._server import LAZY_AREAS
+
+    for name, gate in LAZY_AREAS.items():
+        for r in importlib.import_module(name).ROUTES:
+            path = r.path.replace("([^/]+)", "x").replace("(.+)", "x/y")
+            assert r.pattern.match(path), (name, r.path)
+            assert gate.match(path), (name, r.path)
+
+
+def test_the_engine_api_imports_the_rare_areas_on_first_use() -> None:
+    """A `docker run` needs none of the image, network, volume and copy verbs: their
+    modules are the daemon's memory only once used (bench/README.md, session 7)."""
+    code = "import sys, boxd._daemon, boxd._dockerapi._server; print(*sorted(sys.modules))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    rare = {"boxd._images.messages", "boxd._netserver", "boxd._volserver", "boxd._copyserver",
+            "boxd._copymessages", "boxd._dockerapi._images", "tarfile", "http"}  # fmt: skip
+    assert not rare & loaded
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "words"), BAD)

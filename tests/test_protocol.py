@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import trio.testing
 
 from boxctl import _attach
 from boxctl._client import Client
-from boxd import protocol
+from boxd import _verbareas, protocol
 from boxd._messages import REQUESTS, parse
 from boxd._server import Server
 
@@ -148,6 +151,39 @@ async def test_server_answers_every_request_and_survives_garbage() -> None:
     assert "unknown message type 'Bogus'" in errors[0]["message"]
     assert "expected bool" in errors[1]["message"]
     assert frames[3] == {"type": "ListResponse", "containers": [], "briefs": [], "sizes": []}
+
+
+async def test_server_loads_a_verb_area_at_its_first_request() -> None:
+    frames = await _converse(
+        [
+            protocol.encode({"type": "VolumeListRequest", "filters": "x"}),
+            protocol.encode({"type": "CopyStatRequest", "container": "c"}),
+        ]
+    )
+    errors = [f for f in frames if isinstance(f, dict) and f["type"] == "ErrorResponse"]
+    assert len(errors) == 2
+    assert errors[0]["message"].startswith("VolumeListRequest: ")  # parsed, strictly
+    assert "CopyStatRequest: " in errors[1]["message"]
+    assert "path" in errors[1]["message"]  # the missing field is named
+
+
+def test_verb_areas_list_their_modules_requests() -> None:
+    for name, requests in _verbareas.AREAS.items():
+        area = importlib.import_module(name)
+        assert requests == tuple(cls.__name__ for cls in area.REQUESTS), name
+        assert set(area.STREAMS) <= set(area.REQUESTS), name
+        assert all(issubclass(e, Exception) for e in area.ERRORS), name
+        assert callable(area.handlers), name
+        assert not set(requests) & set(REQUESTS), name  # the core catalogue has none
+
+
+def test_the_daemon_imports_no_verb_area_at_start() -> None:
+    """They are the daemon's memory only once used (bench/README.md, session 7)."""
+    code = "import sys, boxd._daemon; print(*sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not set(_verbareas.AREAS) & set(loaded)
 
 
 async def test_server_closes_after_the_end_frame_of_a_stream(autojump_clock: object) -> None:

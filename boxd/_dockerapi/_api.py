@@ -15,11 +15,9 @@ import trio
 
 from .. import protocol
 from .._convert import ConversionError
-from .._images.archive import ArchiveError
 from .._images.registry import RegistryError
-from .._images.store import NoSuchImage
-from .._images.unpack import LayerError
-from .._images.verbs import ImageInUse, ImageVerbs
+from .._images.store import ImageInUse, NoSuchImage
+from .._images.unpack import ArchiveError, LayerError
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError
 from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
@@ -27,6 +25,7 @@ from .._volumes import NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
 
 if TYPE_CHECKING:
+    from .._images.verbs import ImageVerbs
     from ._attach import Exec
 
 READ_SIZE = 65536
@@ -37,14 +36,33 @@ _HEADER = struct.Struct(">BxxxL")
 @attrs.define(eq=False)
 class Api:
     """The state handlers share: the supervisor (all policy is its), the nursery detached
-    execs run in, the native socket's image and network verbs, and what only the API has:
-    exec instances (created, then started by id, then inspected for their exit code)."""
+    execs run in, the native socket's image and network verbs (made, and their modules
+    imported, at first use: see boxd._verbareas), and what only the API has: exec
+    instances (created, then started by id, then inspected for their exit code)."""
 
     sup: Supervisor
     nursery: trio.Nursery
-    images: ImageVerbs
-    networks: dict[type, Callable[[Any, Any], Awaitable[None]]]
     execs: dict[str, Exec] = attrs.Factory(dict)
+    _images: ImageVerbs | None = attrs.field(default=None, init=False)
+    _networks: dict[type, Callable[[Any, Any], Awaitable[None]]] | None = attrs.field(
+        default=None, init=False
+    )
+
+    @property
+    def images(self) -> ImageVerbs:
+        if self._images is None:
+            from .._images.verbs import ImageVerbs
+
+            self._images = ImageVerbs(self.sup)
+        return self._images
+
+    @property
+    def networks(self) -> dict[type, Callable[[Any, Any], Awaitable[None]]]:
+        if self._networks is None:
+            from .._netserver import handlers
+
+            self._networks = handlers(self.sup)
+        return self._networks
 
     def execs_of(self, cid: str) -> list[str]:
         return [e.id for e in self.execs.values() if e.container == cid]

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from .._copy import NoSuchPath, PathStat
+from .._copymessages import NoSuchPath, PathStat
 from .._copyserver import Copier
 from ._api import Api
 from ._http import ApiError, HttpConnection, Request

@@ -13,10 +13,9 @@ from typing import Any
 import trio
 
 from .. import _lifecycle, _listing, _logs, _prune, protocol
-from .._images.messages import ExportRequest
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
-from . import _shapes, _volumes
+from . import _shapes
 from ._api import MULTIPLEXED, READ_SIZE, Api, Streamed, frame, mem_total
 from ._http import RAW_STREAM, ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
@@ -25,10 +24,21 @@ from ._shapes import Fields
 STATS_INTERVAL = 1.0
 
 
+def _make_labelled(api: Api, body: object) -> None:
+    """Container create: a named volume of ``HostConfig.Mounts`` with
+    ``VolumeOptions.Labels`` is made with them (when it is new), as Docker does."""
+    host = Fields(body, "body").object("HostConfig")
+    for mount in host.objects("Mounts"):
+        labels = mount.object("VolumeOptions").mapping("Labels")
+        name = mount.text("Source")
+        if labels and name and (mount.text("Type") or "volume") == "volume":
+            api.sup.volumes.create(name, labels=labels)
+
+
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
     config = _shapes.container_config(body)
-    _volumes.make_labelled(api, body)
+    _make_labelled(api, body)
     c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
     await conn.respond_json(201, {"Id": c.id, "Warnings": []})
 
@@ -220,6 +230,8 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 
 async def export(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    from .._images.messages import ExportRequest
+
     answers = Streamed(conn, content_type="application/x-tar")
     await api.images.export(answers, ExportRequest(container=ref))
     await conn.end()

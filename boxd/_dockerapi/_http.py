@@ -13,7 +13,6 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -243,6 +242,8 @@ class HttpConnection:
         if self.can_respond:
             await self.error(exc)
             return
+        from http import HTTPStatus  # its enum (~0.1 MB) only for this rare answer
+
         body = json.dumps({"message": exc.message}).encode() + b"\n"
         head = (
             f"HTTP/1.1 {exc.status} {HTTPStatus(exc.status).phrase}\r\n"

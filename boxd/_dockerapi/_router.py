@@ -48,7 +48,11 @@ def route(
 
 class Router:
     def __init__(self, routes: Iterable[Route]) -> None:
-        found = list(routes)
+        self._routes: list[Route] = []
+        self.add(routes)
+
+    def add(self, routes: Iterable[Route]) -> None:
+        found = [*self._routes, *routes]
         self._routes = [r for r in found if r.literal] + [r for r in found if not r.literal]
 
     @property

@@ -1,28 +1,30 @@
 """The Engine API's server: connections, requests one after another, and the routes of
-every area, each in a module of its own.
+every area, each in a module of its own (those of rarely used areas imported by the first
+request of theirs).
 
 This front end translates and holds no policy: what a container may do, when it starts,
 stops, restarts or is removed is the supervisor's business, as it is for the native socket
 (:mod:`boxd._server`).  To add an area, write a module with a ``ROUTES`` list (see
-:mod:`._router`) and name it in :data:`AREAS`.
+:mod:`._router`) and name it in :data:`AREAS` or :data:`LAZY_AREAS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
+import re
 
 import trio
 
-from .. import __version__, _netserver
+from .. import __version__
 from .._idle import WaitingConnections
-from .._images.verbs import ImageVerbs
 from .._server import peer_credentials
 from .._supervisor import Supervisor
-from . import _archive, _attach, _containers, _images, _netconnect, _networks, _system, _volumes
+from . import _attach, _containers, _system
 from ._api import Api, api_error, unwrap
 from ._http import API_VERSION, MIN_API_VERSION, ApiError, HttpConnection, PeerGone, Request
-from ._router import Router
+from ._router import CONTAINER, Router
 
 log = logging.getLogger("boxd.dockerapi")
 
@@ -30,18 +32,22 @@ FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has conn
 IDLE_TIMEOUT = 30.0  # a kept-alive connection with no next request is closed
 MAX_WAITING = 128  # connections waiting for a request (see boxd._idle)
 
-# One line per area, in alphabetical order.
+# One line per area, in alphabetical order: those a client of containers uses.
 AREAS = (
-    _archive,
     _attach,
     _containers,
-    _images,
-    _netconnect,
-    _networks,
     _system,
-    _volumes,
 )
-ROUTER = Router(r for area in AREAS for r in area.ROUTES)
+# The areas whose routes are added by the first request whose path matches the gate (with
+# the native socket's verbs behind them, ~1 MB of the daemon's memory: boxd._verbareas).
+# Every path of an area's routes matches its gate (tests/test_dockerapi.py checks).
+LAZY_AREAS = {
+    "boxd._dockerapi._archive": re.compile(CONTAINER + r"/archive\Z"),
+    "boxd._dockerapi._images": re.compile(r"/(images|commit)(/|\Z)"),
+    "boxd._dockerapi._netconnect": re.compile(r"/networks/[^/]+/(connect|disconnect)\Z"),
+    "boxd._dockerapi._networks": re.compile(r"/networks(/|\Z)"),
+    "boxd._dockerapi._volumes": re.compile(r"/volumes(/|\Z)"),
+}
 
 
 def _check_version(version: str | None) -> None:
@@ -63,8 +69,21 @@ def _check_version(version: str | None) -> None:
 
 class DockerApi:
     def __init__(self, sup: Supervisor, nursery: trio.Nursery) -> None:
-        self.api = Api(sup, nursery, ImageVerbs(sup), _netserver.handlers(sup))
+        self.api = Api(sup, nursery)
         self._waiting = WaitingConnections(MAX_WAITING)
+        self.router = Router(r for area in AREAS for r in area.ROUTES)
+        self._lazy = dict(LAZY_AREAS)  # those not added yet
+
+    def _routes_for(self, request: Request) -> Router:
+        """The router, with the routes of a lazy area the request's path may be for."""
+        for name, gate in list(self._lazy.items()):
+            if gate.match(request.path):
+                self.router.add(importlib.import_module(name).ROUTES)
+                del self._lazy[name]
+        return self.router
+
+    def _streamed(self, request: Request) -> bool:
+        return self._routes_for(request).streamed(request)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         pid = uid = -1
@@ -92,7 +111,7 @@ class DockerApi:
             request = None
             try:
                 with self._waiting.waiting(timeout) as wait:
-                    request = await conn.next_request(ROUTER.streamed)
+                    request = await conn.next_request(self._streamed)
             except ApiError as exc:
                 await conn.refuse(exc)
                 return
@@ -117,5 +136,5 @@ class DockerApi:
 
     async def _dispatch(self, conn: HttpConnection, request: Request) -> None:
         _check_version(request.version)
-        route, groups = ROUTER.find(request)
+        route, groups = self._routes_for(request).find(request)
         await route.handler(self.api, conn, request, *groups)

@@ -9,16 +9,24 @@ import math
 import os
 import platform
 import time
+from typing import Any
 
 import trio
 
 from .. import __version__, _listing
 from .._events import Event
-from . import _shapes, _volumes
+from . import _shapes
 from ._api import Api, arch, mem_total
 from ._http import API_VERSION, MIN_API_VERSION, HttpConnection, Request
-from ._images import image_rows
 from ._router import route
+
+
+async def _image_rows(api: Api) -> list[dict[str, Any]]:
+    """``/images/json``'s rows (the image area's module, with the image verbs, is imported
+    by the first request that needs it: boxd._verbareas)."""
+    from ._images import image_rows
+
+    return await image_rows(api)
 
 
 async def ping(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -67,7 +75,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "ContainersRunning": running,
             "ContainersPaused": paused,
             "ContainersStopped": len(containers) - running - paused,
-            "Images": len(await image_rows(api)),
+            "Images": len(await _image_rows(api)),
             "Driver": "overlay2",
             "SystemTime": _shapes.rfc3339(time.time()),
             "MemoryLimit": True,
@@ -136,7 +144,9 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def df(api: Api, conn: HttpConnection, req: Request) -> None:
-    images = await image_rows(api)
+    from ._volumes import df_rows
+
+    images = await _image_rows(api)
     now = time.time()
     containers = [
         {**_shapes.summary(c, now), "SizeRw": 0, "SizeRootFs": 0} for c in api.sup.list(all=True)
@@ -147,7 +157,7 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
             "LayersSize": sum(i["Size"] for i in images),
             "Images": images,
             "Containers": containers,
-            "Volumes": await _volumes.df_rows(api),
+            "Volumes": await df_rows(api),
             "BuildCache": [],
         },
     )

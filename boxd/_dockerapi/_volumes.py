@@ -1,5 +1,4 @@
-"""Volumes: list (filters), create, inspect, remove (``force``), prune, in Docker's shape;
-and the volumes a container create names with labels (``HostConfig.Mounts``)."""
+"""Volumes: list (filters), create, inspect, remove (``force``), prune, in Docker's shape."""
 
 from __future__ import annotations
 
@@ -76,17 +75,6 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = {k: tuple(v) for k, v in _shapes.parse_filters(req.arg("filters")).items()}
     removed, reclaimed = await _volserver.prune(api.sup, all=_before_1_42(req), filters=filters)
     await conn.respond_json(200, {"VolumesDeleted": removed or None, "SpaceReclaimed": reclaimed})
-
-
-def make_labelled(api: Api, body: object) -> None:
-    """Container create: a named volume of ``HostConfig.Mounts`` with
-    ``VolumeOptions.Labels`` is made with them (when it is new), as Docker does."""
-    host = Fields(body, "body").object("HostConfig")
-    for mount in host.objects("Mounts"):
-        labels = mount.object("VolumeOptions").mapping("Labels")
-        name = mount.text("Source")
-        if labels and name and (mount.text("Type") or "volume") == "volume":
-            api.sup.volumes.create(name, labels=labels)
 
 
 ROUTES = [

@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -411,5 +412,21 @@ class ImageStore:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
 
 
+class ImageInUse(RuntimeError):
+    """rmi of an image a container uses (without --force)."""
+
+
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
     return tuple(i for i in items if i != item)
+
+
+def disk_usage(dirs: list[Path]) -> int:
+    """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
+    total = 0
+    for d in dirs:
+        for root, _dirs, files in os.walk(d):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(root, name))
+                    total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total

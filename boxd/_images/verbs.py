@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,8 @@ from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE
 from .._messages import EndFrame, OkResponse
 from .messages import (
+    IMAGE_REQUESTS,
+    IMAGE_STREAMS,
     CommitRequest,
     CommitResponse,
     ExportRequest,
@@ -50,7 +51,7 @@ from .messages import (
 from .pull import Progress, parse_platform
 from .reference import Reference, parse_reference
 from .registry import RegistryError, open_registry
-from .store import ImageRecord, ImageStore
+from .store import ImageInUse, ImageRecord, ImageStore, disk_usage
 
 if TYPE_CHECKING:
     from .._records import Container
@@ -80,10 +81,6 @@ class Streamer(Sender, Protocol):
     async def send_bytes(self, stream_id: int, data: bytes) -> None: ...
 
     async def receive(self) -> dict[str, Any] | tuple[int, bytes] | None: ...
-
-
-class ImageInUse(RuntimeError):
-    """rmi of an image a container uses (without --force)."""
 
 
 class ImageVerbs:
@@ -454,18 +451,6 @@ class ImageVerbs:
         await self._send_archive(conn, lambda out: archive.export_merged(dirs, out))
 
 
-def disk_usage(dirs: list[Path]) -> int:
-    """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
-    total = 0
-    for d in dirs:
-        for root, _dirs, files in os.walk(d):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    st = os.lstat(os.path.join(root, name))
-                    total += st.st_size if stat.S_ISREG(st.st_mode) else 0
-    return total
-
-
 CHUNK = 1 << 20
 
 
@@ -486,6 +471,16 @@ def _registry(text: str) -> str:
 
 def _who(c: Container) -> str:
     return f"{c.id[:12]} ({c.name})"
+
+
+# The area's interface (boxd._verbareas).
+REQUESTS = IMAGE_REQUESTS
+STREAMS = IMAGE_STREAMS
+ERRORS: dict[type[Exception], str] = {ImageInUse: "conflict"}
+
+
+def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:
+    return ImageVerbs(sup).handlers()
 
 
 __all__ = ["ImageInUse", "ImageVerbs", "RegistryError"]
