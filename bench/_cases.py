@@ -336,16 +336,35 @@ class Bench:
     def _many(self, case: Case, count: int, shape: Callable[[str, int], str], *, note: str) -> None:
         per = f"per container: median / {count}"
 
-        def timed(command: list[str], suffix: str = "", *, wrap: bool = False) -> list[float]:
+        def script(command: list[str], suffix: str = "", name: str = "") -> list[str]:
             body = shape(shlex.join(command) + suffix, count)
-            script = shell_script(self.work, f"{case.key}-{len(case.entries)}", body)
-            return self.hyperfine(script, runs=self.sizes.repeats, wrap=wrap)
+            return shell_script(self.work, f"{case.key}-{name or len(case.entries)}", body)
 
+        def timed(command: list[str], suffix: str = "", *, wrap: bool = False) -> list[float]:
+            return self.hyperfine(script(command, suffix), runs=self.sizes.repeats, wrap=wrap)
+
+        # boxctl's and runc's totals (the pair) are taken in turn, as in case 1.
+        pair: dict[str, list[str] | Exception] = {}
+        for name, make in (
+            (
+                "boxctl run --rm",
+                lambda: script(
+                    self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true"),
+                    name="boxctl",
+                ),
+            ),
+            ("runc run", lambda: script(self.oci_run("runc"), ' "bench-runc-$i"', "runc")),
+        ):
+            try:
+                pair[name] = make()
+            except Exception as exc:
+                pair[name] = exc
+        turns = in_turn(pair, self.sizes.repeats)
         case.measure(
             "boxctl run --rm",
             OURS,
-            lambda: timed(self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true")),
-            note=per,
+            partial(_samples, turns, "boxctl run --rm"),
+            note=per + "; in turn with runc run",
         )
         case.measure(
             "library run+wait+remove", OURS, lambda: self.library(case.key), note=per + note
@@ -364,7 +383,10 @@ class Bench:
             note=per,
         )
         case.measure(
-            "runc run", PEER, lambda: timed(self.oci_run("runc"), ' "bench-runc-$i"'), note=per
+            "runc run",
+            PEER,
+            partial(_samples, turns, "runc run"),
+            note=per + "; in turn with boxctl run --rm",
         )
         case.measure("bwrap --unshare-all", PEER, lambda: timed(self.bwrap()), note=per)
         case.measure(
