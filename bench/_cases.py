@@ -241,15 +241,12 @@ class Bench:
         # see the same load: run after run, runc's median moved from 42 to 78 ms within
         # half an hour here.  A pause after each run keeps what either leaves to finish
         # after it returns (boxd's cgroup and directory removal) out of the other's time.
-        pair: dict[str, list[str] | Exception] = {}
-        for name, argv in (
-            ("boxctl run --rm", lambda: self.boxctl(*run, self.root(), "/bin/true")),
-            ("runc run", lambda: [*self.oci_run("runc"), "bench-runc"]),
-        ):
-            try:
-                pair[name] = argv()
-            except Exception as exc:
-                pair[name] = exc
+        pair = _commands(
+            {
+                "boxctl run --rm": lambda: self.boxctl(*run, self.root(), "/bin/true"),
+                "runc run": lambda: [*self.oci_run("runc"), "bench-runc"],
+            }
+        )
         timed = in_turn(pair, runs, settle=SETTLE)
         case.measure(
             "boxctl run --rm",
@@ -344,21 +341,15 @@ class Bench:
             return self.hyperfine(script(command, suffix), runs=self.sizes.repeats, wrap=wrap)
 
         # boxctl's and runc's totals (the issue's pair) are taken in turn, as in case 1.
-        pair: dict[str, list[str] | Exception] = {}
-        for name, make in (
-            (
-                "boxctl run --rm",
-                lambda: script(
+        pair = _commands(
+            {
+                "boxctl run --rm": lambda: script(
                     self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true"),
                     name="boxctl",
                 ),
-            ),
-            ("runc run", lambda: script(self.oci_run("runc"), ' "bench-runc-$i"', "runc")),
-        ):
-            try:
-                pair[name] = make()
-            except Exception as exc:
-                pair[name] = exc
+                "runc run": lambda: script(self.oci_run("runc"), ' "bench-runc-$i"', "runc"),
+            }
+        )
         turns = in_turn(pair, self.sizes.repeats)
         case.measure(
             "boxctl run --rm",
@@ -812,6 +803,17 @@ def bare_trio() -> dict[str, float]:
     finally:
         proc.kill()
         proc.wait()
+
+
+def _commands(makers: dict[str, Callable[[], list[str]]]) -> dict[str, list[str] | Exception]:
+    """Each maker's command, or the reason it cannot run here."""
+    out: dict[str, list[str] | Exception] = {}
+    for name, make in makers.items():
+        try:
+            out[name] = make()
+        except Exception as exc:
+            out[name] = exc
+    return out
 
 
 def in_turn(
