@@ -49,6 +49,11 @@ def main() -> int:
         p.error(f"unknown case {unknown[0]!r}: the cases are {', '.join(CASES)}")
     if os.geteuid() != 0:
         sys.exit("bench: run as root (containers need namespaces, mounts and cgroups)")
+    # Timed Python processes cache their bytecode, as users' interpreters do by default.
+    # With PYTHONDONTWRITEBYTECODE set, every boxctl and `python -c pass` here compiled
+    # setuptools' `.pth` hook module (_distutils_hack: the venv's installer left it without
+    # a .pyc) again at start: ~3.5 ms of every call that no user pays after the first.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     began = time.monotonic()
     tools = _env.find_tools(install=not args.no_install)
     if os.environ.get(NETNS_MARK) != str(os.getpid()):

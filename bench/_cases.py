@@ -517,21 +517,15 @@ class Bench:
         case = Case("output", f"5. Output: a container writes {s.output_mib} MiB to stdout", "ms")
         dd = f"dd if=/dev/zero bs=64k count={s.output_mib * 16} 2>/dev/null"
 
-        def rate(
-            name: str,
-            role: str,
-            argv: Callable[[], list[str]],
-            *,
-            check: Callable[[], int] | None = None,
-            note: str = "",
-        ) -> None:
-            def how() -> list[float]:
-                command = argv()
-                got = check() if check else count_stdout(command)
-                if got != size:
-                    raise RuntimeError(f"{got} of {size} bytes arrived")
-                return self.hyperfine(command, runs=s.output_runs)
+        def counted(argv: Callable[[], list[str]], check: Callable[[], int] | None) -> list[str]:
+            """The command, once the bytes it delivers were counted (all or an error)."""
+            command = argv()
+            got = check() if check else count_stdout(command)
+            if got != size:
+                raise RuntimeError(f"{got} of {size} bytes arrived")
+            return command
 
+        def rate(name: str, role: str, how: Callable[[], list[float]], note: str = "") -> None:
             e = case.measure(name, role, how, note=note)
             if e.median:
                 e.note = f"{s.output_mib / (e.median / 1000):,.0f} MiB/s" + (
@@ -539,34 +533,97 @@ class Bench:
                 )
 
         host_dd = f"{self.rootfs / 'bin' / 'busybox'} {dd}"
-        rate(
-            "raw pipe: dd to cat",
-            BASELINE,
-            lambda: ["sh", "-c", f"{host_dd} | cat >/dev/null"],
-            check=lambda: count_stdout(["sh", "-c", host_dd]),
-        )
+        # The pipe entries run in turn, one of each per round, not each in a row: on this
+        # 2-vCPU VM a raw pipe takes 0.1-0.2 s when dd and cat share a CPU and 0.35-0.8 s
+        # when they are on two (wakeups and copies across vCPUs), and where the scheduler
+        # puts them follows the machine's load; the log's page cache is fast or slow as
+        # the pages it gets were freed lately or long ago.  In turn, every entry sees the
+        # same conditions.  The raw pipe pinned (taskset) to one CPU and to two bounds
+        # what the placement alone does; the same bytes into a new file (then removed)
+        # what the page cache alone does (the detached entry writes its log so).
+        cpus = sorted(os.sched_getaffinity(0))[:2]
+        sink = self.work / "pipe-sink"
+
+        def pinned(two: bool) -> list[str]:
+            if two and len(cpus) < 2:
+                raise RuntimeError("only one CPU may be used here")
+            a, b = cpus[0], cpus[1 if two else 0]
+            return ["sh", "-c", f"taskset -c {a} {host_dd} | taskset -c {b} cat >/dev/null"]
+
+        pipes: list[tuple[str, str, Callable[[], list[str]], Callable[[], int] | None, str]] = [
+            (
+                "raw pipe: dd to cat",
+                BASELINE,
+                lambda: ["sh", "-c", f"{host_dd} | cat >/dev/null"],
+                lambda: count_stdout(["sh", "-c", host_dd]),
+                "in turn with the entries below",
+            ),
+            (
+                "raw pipe: dd and cat on one CPU",
+                BASELINE,
+                lambda: pinned(two=False),
+                lambda: count_stdout(["sh", "-c", host_dd]),
+                f"taskset: both on CPU {cpus[0]}",
+            ),
+            (
+                "raw pipe: dd and cat on two CPUs",
+                BASELINE,
+                lambda: pinned(two=True),
+                lambda: count_stdout(["sh", "-c", host_dd]),
+                f"taskset: CPU {cpus[0]} and {cpus[-1]}",
+            ),
+            (
+                "raw pipe into a file: dd to cat > FILE, rm",
+                BASELINE,
+                lambda: ["sh", "-c", f"{host_dd} | cat >{sink} && rm {sink}"],
+                lambda: count_stdout(["sh", "-c", host_dd]),
+                "the page cache's part of the log entry: the same bytes into a new file",
+            ),
+            (
+                "boxctl run -d: to the log, nobody attached",
+                OURS,
+                lambda: self._detached(dd),
+                lambda: self._log_bytes(dd),
+                "--log-max-size above the output; includes run -d, wait and rm (3 CLI calls)",
+            ),
+            (
+                "boxctl run --rm: one client attached",
+                OURS,
+                lambda: self.boxctl("run", "--rm", self.root(), "sh", "-c", dd),
+                None,
+                "also written to the log",
+            ),
+        ]
+        commands: dict[str, list[str] | Exception] = {}
+        for name, _, argv, check, _ in pipes:
+            try:
+                commands[name] = counted(argv, check)
+            except Exception as exc:
+                commands[name] = exc
+        timed = in_turn(commands, s.output_runs)
+        for name, role, _, _, note in pipes[:4]:
+            rate(name, role, partial(_samples, timed, name), note)
         rate(
             "PTY: script -qec dd",
             BASELINE,
-            lambda: [self.tools["script"].require(), "-qec", host_dd, "/dev/null"],
+            lambda: self.hyperfine(
+                counted(
+                    lambda: [self.tools["script"].require(), "-qec", host_dd, "/dev/null"], None
+                ),
+                runs=s.output_runs,
+            ),
         )
-        rate(
-            "boxctl run -d: to the log, nobody attached",
-            OURS,
-            lambda: self._detached(dd),
-            check=lambda: self._log_bytes(dd),
-            note="--log-max-size above the output; includes run -d, wait and rm (3 CLI calls)",
-        )
-        rate(
-            "boxctl run --rm: one client attached",
-            OURS,
-            lambda: self.boxctl("run", "--rm", self.root(), "sh", "-c", dd),
-            note="also written to the log",
-        )
+        for name, role, _, _, note in pipes[4:]:
+            rate(name, role, partial(_samples, timed, name), note)
         rate(
             "boxctl run --rm -t: through a PTY, attached",
             OURS,
-            lambda: self.boxctl("run", "--rm", "-t", self.root(), "sh", "-c", dd),
+            lambda: self.hyperfine(
+                counted(
+                    lambda: self.boxctl("run", "--rm", "-t", self.root(), "sh", "-c", dd), None
+                ),
+                runs=s.output_runs,
+            ),
         )
         return case
 
@@ -717,6 +774,52 @@ def bare_trio() -> dict[str, float]:
     finally:
         proc.kill()
         proc.wait()
+
+
+def in_turn(
+    commands: dict[str, list[str] | Exception], runs: int
+) -> dict[str, list[float] | Exception]:
+    """Milliseconds of ``runs`` runs of each command, taken in turn: one of each per round,
+    the order turned by one every round, after a first round that is not counted.  A
+    command that failed (or fails here) keeps its error and leaves the rounds."""
+    out: dict[str, list[float] | Exception] = {
+        k: v if isinstance(v, Exception) else [] for k, v in commands.items()
+    }
+    keys = [k for k, v in commands.items() if not isinstance(v, Exception)]
+    for i in range(runs + 1):
+        shift = i % len(keys) if keys else 0
+        for key in keys[shift:] + keys[:shift]:
+            command, samples = commands[key], out[key]
+            if isinstance(samples, Exception) or isinstance(command, Exception):
+                continue
+            try:
+                ms = _timed_once(command)
+            except Exception as exc:
+                out[key] = exc
+                continue
+            if i:
+                samples.append(ms)
+    return out
+
+
+def _samples(timed: dict[str, list[float] | Exception], name: str) -> list[float]:
+    got = timed[name]
+    if isinstance(got, Exception):
+        raise got
+    return got
+
+
+def _timed_once(argv: list[str]) -> float:
+    """Milliseconds of one run of ``argv``, output dropped (as hyperfine's default)."""
+    began = time.perf_counter()
+    r = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    ms = (time.perf_counter() - began) * 1000
+    if r.returncode != 0:
+        tail = r.stderr.decode(errors="replace").strip()[-300:]
+        raise RuntimeError(f"{shlex.join(argv)} exited {r.returncode}: {tail or 'no output'}")
+    return ms
 
 
 def count_stdout(argv: list[str]) -> int:

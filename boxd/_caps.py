@@ -13,6 +13,7 @@ Names are accepted as ``CAP_NET_ADMIN``, ``NET_ADMIN`` or ``net_admin``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from ._native import Capabilities
@@ -120,6 +121,7 @@ def to_names(mask: int) -> list[str]:
     return [cap_name(n) for n in range(64) if mask >> n & 1]
 
 
+@functools.cache  # the kernel's, fixed while it runs
 def kernel_last_cap() -> int:
     """The highest capability the running kernel supports (``cap_last_cap``)."""
     with open(_CAP_LAST_CAP) as f:

@@ -317,9 +317,12 @@ class CgroupHost:
         unavailable: dict[str, str] | None = None,
         prefix: str = "",
         owns_base: bool = True,
+        v2_mount: Path | None = None,
     ) -> None:
         self.hierarchies = hierarchies
         self.mode = mode
+        # Where the unified (v2) hierarchy is mounted here, if it is.
+        self.v2_mount = v2_mount
         self.unavailable = unavailable or {}
         self._prefix = prefix
         # Directories this host made above containers' cgroups: removed once empty.
@@ -410,7 +413,14 @@ class CgroupHost:
             raise CgroupError(errno.ENOENT, "no cgroup hierarchy is mounted")
         has_v1 = any(h.version == 1 for h in hierarchies)
         mode = "v2" if not has_v1 else ("hybrid" if v2 is not None else "v1")
-        return cls(hierarchies, mode, unavailable=unavailable, prefix=prefix, owns_base=not parent)
+        return cls(
+            hierarchies,
+            mode,
+            unavailable=unavailable,
+            prefix=prefix,
+            owns_base=not parent,
+            v2_mount=v2[0] if v2 is not None else None,
+        )
 
     def controllers(self) -> dict[str, str]:
         """Usable controllers -> "v1" or "v2"."""

@@ -9,6 +9,8 @@ mounted with (a remount in a user namespace may not clear them).
 
 from __future__ import annotations
 
+import functools
+
 from ._native import MountKind, MountOp
 
 MASKED_PATHS: tuple[str, ...] = (
@@ -39,6 +41,7 @@ _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
 
 
+@functools.cache  # the same records for every container (frozen)
 def mask_ops() -> tuple[MountOp, ...]:
     """The steps that make READONLY_PATHS read-only, then hide MASKED_PATHS.  Run them after
     /proc and /sys are mounted: the child resolves each path inside the container's root,

@@ -40,6 +40,9 @@ from ._users import ExecUser, resolve_in
 
 log = logging.getLogger("boxd.plan")
 
+# How a container's files are read while its plan is built (see prepare).
+ReadFile = Callable[[str], bytes | None]
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 BASE_NAMESPACES = frozenset(
@@ -230,38 +233,39 @@ def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     )
 
 
+def prepare(container: Container, image: Image, container_dir: Path) -> ReadFile:
+    """The file system work of a start, for a worker thread before :func:`build`: system
+    calls with the GIL released (a new inode takes a quarter to a third of a millisecond
+    on an ext4 without a journal, which skips recently freed ones).  Makes the
+    container's directories (:func:`container_dirs`) and reads its /etc/passwd and
+    /etc/group (for its user and groups, and the terminal's group); returns how
+    :func:`build` reads the container's files (those two from memory)."""
+    read = functools.cache(functools.partial(read_container_file, image, container_dir))
+    container_dirs(image, container_dir, id_map=id_range() if container.config.userns else None)
+    for path in ("/etc/passwd", "/etc/group"):
+        read(path)
+    return read
+
+
 async def build(
     container: Container,
     image: Image,
     container_dir: Path,
     *,
+    read: ReadFile,
     stdio: tuple[int, int, int],
     view_files: dict[str, str] | None = None,
     net: EtcNetwork | None = None,
     ns_paths: tuple[tuple[Namespace, str], ...] = (),
 ) -> SpawnPlan:
-    """``view_files``: the /proc view to bind in (None: the plain /proc); ``net``: what
-    /etc/hosts and /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins
-    (another container's network).  The container's directories and its /etc/passwd and
-    /etc/group in a worker thread, then three steps of the event loop of their own, each
-    well under a millisecond: the mount table (lookups in its root), its user and groups,
-    then the rest (environment, capabilities, seccomp)."""
+    """``read``: what :func:`prepare` returned (its directories are made); ``view_files``:
+    the /proc view to bind in (None: the plain /proc); ``net``: what /etc/hosts and
+    /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins (another
+    container's network).  Three steps of the event loop of their own, each well under a
+    millisecond: the mount table (lookups in its root), its user and groups, then the rest
+    (environment, capabilities, seccomp)."""
+    await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
     config = container.config
-    id_map = id_range() if config.userns else None
-    # /etc/group is read for the terminal's group and for the user's groups: once.
-    read = functools.cache(functools.partial(read_container_file, image, container_dir))
-
-    def prepare() -> None:
-        container_dirs(image, container_dir, id_map=id_map)
-        for path in ("/etc/passwd", "/etc/group"):  # for identity() and the mount table
-            read(path)
-
-    # The container's directories and the files the plan reads from its root first, in a
-    # worker thread: system calls with the GIL released (a new inode takes a quarter to a
-    # third of a millisecond on an ext4 without a journal, which skips recently freed
-    # ones).  Not a cancel point, as the schedule points below.
-    with trio.CancelScope(shield=True):
-        await trio.to_thread.run_sync(prepare)
     rootfs, mounts = container_mounts(
         image,
         container_dir,
@@ -272,7 +276,7 @@ async def build(
         volumes=config.volumes,
         files=etc_files(container, net),
         workdir=config.workdir,
-        id_map=id_map,
+        id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),
         extra=(
             sysctl_ops(container)

@@ -15,7 +15,6 @@ hangs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -25,13 +24,14 @@ import termios
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
-from . import _native, _plan, _shim, protocol
+from . import _native, _plan, _ptyout, _shim, protocol
 from ._cgroup import Cgroup
 from ._logs import LogWriter
 from ._native import Namespace, Native, ShimSpec, Spawned, SpawnPlan
@@ -45,9 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("boxd.run")
 
-# The most one pump hands on at once: reads are repeated while the output has more (a PTY
-# gives at most 4 KiB a read), so a fast writer costs one log write and one frame per MiB
-# rather than per read.
+# The most one read of a pipe hands on at once (a terminal: see _ptyout).
 READ_SIZE = 1024 * 1024
 DRAIN_TIMEOUT = 5.0  # after the process ended, how long output may still flow
 CLEANUP_TIMEOUT = 10.0
@@ -414,13 +412,15 @@ class Run:
     async def _pump(self, stream_id: int, stream: trio.lowlevel.FdStream) -> None:
         name = "stdout" if stream_id == protocol.STDOUT else "stderr"
         fd = stream.fileno()  # non-blocking (FdStream made it so)
-        read = _read_pipe if stat.S_ISFIFO(os.fstat(fd).st_mode) else _read_terminal
         async with stream:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                keep = partial(self._keep, name)
+                await _ptyout.pump(fd, keep, partial(self.output.publish, stream_id))
+                return
             while True:
-                data, ended = read(fd)
+                data, ended = _read_pipe(fd)
                 if data:
-                    if self.logs is not None:
-                        self.logs.write(name, data)
+                    self._keep(name, data)
                     await self.output.publish(stream_id, data)
                 if ended:
                     return
@@ -428,6 +428,10 @@ class Run:
                     await trio.lowlevel.checkpoint()
                 else:
                     await trio.lowlevel.wait_readable(fd)
+
+    def _keep(self, name: str, data: bytes) -> None:
+        if self.logs is not None:
+            self.logs.write(name, data)
 
     def _outcome(self, status: ExitStatus | None, cgroup: Cgroup | None) -> Outcome:
         code = UNKNOWN_EXIT if status is None else status.exit_code
@@ -460,35 +464,6 @@ def _read_pipe(fd: int) -> tuple[bytes, bool]:
     except BlockingIOError:
         return b"", False
     return data, not data
-
-
-# What a terminal's output is read into: one buffer for all pumps (they run in one thread
-# and copy out what they read before they wait again).  A PTY gives at most 4 KiB a read.
-_buffer = memoryview(bytearray(READ_SIZE))
-
-
-def _read_terminal(fd: int) -> tuple[bytes, bool]:
-    """What the (non-blocking) PTY master has now and keeps giving, up to READ_SIZE; and
-    whether the output has ended (EIO: its last slave fd is closed).  A read after the line
-    discipline's buffer ran dry waits for the kernel to refill it (even on a non-blocking
-    fd): reading on while the writer writes gathers its output without a wakeup per 4 KiB."""
-    size = 0
-    ended = False
-    while size < READ_SIZE:
-        try:
-            got = os.readv(fd, [_buffer[size:]])
-        except BlockingIOError:
-            break
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                raise
-            ended = True
-            break
-        if not got:
-            ended = True
-            break
-        size += got
-    return bytes(_buffer[:size]), ended
 
 
 def _placer(id_map: tuple[int, int] | None, oom_score_adj: int | None) -> Callable[[Spawned], None]:

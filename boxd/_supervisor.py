@@ -618,11 +618,9 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = self._image(c.config.image, c.config.image_id)
-            if entry.logs is None:
-                # Its directory (made here for `run`), the log's and the log file: new
-                # inodes, in a worker thread (see _plan.build); not a cancel point.
-                with trio.CancelScope(shield=True):
-                    entry.logs = await trio.to_thread.run_sync(self._open_logs, c)
+            # The start's file system work in one worker thread (not a cancel point).
+            with trio.CancelScope(shield=True):
+                read = await trio.to_thread.run_sync(self._prepare_run, entry, image, adoption)
             if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
                 await entry.cgroup_removed.wait()
             if adoption is None:
@@ -653,6 +651,7 @@ class Supervisor:
                         run.network = await self.networks.adopt(c)
                         await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup)
                     else:
+                        assert read is not None  # made for a new process
                         await nursery.start(
                             functools.partial(
                                 run.execute,
@@ -668,6 +667,7 @@ class Supervisor:
                                 c,
                                 image,
                                 cdir,
+                                read=read,
                                 stdio=stdio,
                                 view_files=view,
                                 net=net.etc(),
@@ -721,14 +721,22 @@ class Supervisor:
         entry.recorded.set()
         return st.finished_at - (st.started_at or st.finished_at)
 
-    def _open_logs(self, c: Container) -> _logs.LogWriter:
+    def _prepare_run(
+        self, entry: _Entry, image: Image, adoption: Adoption | None
+    ) -> _plan.ReadFile | None:
+        """A run's new inodes and reads, for a worker thread (see _plan.prepare): at its
+        first start the container's directory (made here for `run`), the log's and the log
+        file; for a new process what _plan.prepare makes and reads (None: adopted)."""
+        c = entry.container
         cdir = self.store.container_dir(c.id)
-        cdir.mkdir(mode=0o700, exist_ok=True)
-        return _logs.LogWriter.open(
-            cdir / "logs",
-            max_size=c.config.log_max_size or self.log_max_size,
-            max_files=c.config.log_max_files or self.log_max_files,
-        )
+        if entry.logs is None:
+            cdir.mkdir(mode=0o700, exist_ok=True)
+            entry.logs = _logs.LogWriter.open(
+                cdir / "logs",
+                max_size=c.config.log_max_size or self.log_max_size,
+                max_files=c.config.log_max_files or self.log_max_files,
+            )
+        return _plan.prepare(c, image, cdir) if adoption is None else None
 
     def _remove_cgroup_later(self, entry: _Entry, cgroup: Cgroup) -> None:
         """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
@@ -1001,15 +1009,20 @@ class Supervisor:
         while True:
             await self._trash.wait()
             self._trash = trio.Event()
-            await trio.to_thread.run_sync(self.store.empty_trash)
+            # What the removed containers held is free now: give it back to the system,
+            # in the same worker thread (each hand-off to one wakes a thread on the
+            # loop's step).
+            await trio.to_thread.run_sync(self._empty_trash)
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
             async with self.puller.lock:
                 used = {e.container.config.image_id for e in self._entries.values()}
                 keep = frozenset(self.puller.active)
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
-            # What the removed containers held is free now: give it back to the system.
-            await trio.to_thread.run_sync(_trim.release_free_memory)
+
+    def _empty_trash(self) -> None:
+        self.store.empty_trash()
+        _trim.release_free_memory()
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""

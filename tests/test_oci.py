@@ -23,7 +23,15 @@ import attrs
 import oci_peers
 import pytest
 
-from boxd._native import FakeNative, Namespace, SpawnError, SpawnPlan, Stage, start_blocking
+from boxd._native import (
+    FakeNative,
+    MountKind,
+    Namespace,
+    SpawnError,
+    SpawnPlan,
+    Stage,
+    start_blocking,
+)
 from boxd._oci import _spec, _translate
 from boxd._oci._spec import SpecError
 
@@ -135,6 +143,42 @@ def test_sysctls_must_be_namespaced() -> None:
     document["linux"]["sysctl"] = {"vm.swappiness": "1"}
     with pytest.raises(SpecError, match=r"vm\.swappiness: not a namespaced sysctl"):
         _translate.sysctls(_spec.parse(document), frozenset())
+
+
+def test_a_cgroup_mount_binds_the_hosts_outside_a_cgroup_namespace(tmp_path: Path) -> None:
+    """Without a cgroup namespace a ``cgroup`` mount is the host's cgroup2 mount bound and
+    remounted with the spec's flags (a new mount would reset the hierarchy's options);
+    in one (made or joined) it is a new cgroup2 mount."""
+    sh = tmp_path / "rootfs" / "bin" / "sh"
+    sh.parent.mkdir(parents=True)
+    sh.write_text("")
+    sh.chmod(0o755)
+    document = runc_spec()
+    options = ["nosuid", "noexec", "nodev", "relatime", "ro"]
+    cgroup = {"destination": "/sys/fs/cgroup", "type": "cgroup", "options": options}
+    document["mounts"].append(cgroup)
+    flags = _translate.parse_options(options, "m")[0]
+
+    def cgroup_mounts(document: dict[str, Any]) -> list[tuple[MountKind, str, str, int]]:
+        plan = _translate.build(
+            _spec.parse(document), tmp_path, start_fd=-1, keep_fds=0, no_pivot=False,
+            sysctls={}, host_cgroup2="/sys/fs/cgroup/unified",
+        )  # fmt: skip
+        return [
+            (op.kind, op.source, op.fstype, op.flags)
+            for op in plan.mounts
+            if op.target == "/sys/fs/cgroup" and op.kind is MountKind.MOUNT
+        ]
+
+    assert cgroup_mounts(document) == [
+        (MountKind.MOUNT, "/sys/fs/cgroup/unified", "", _translate.MS_BIND),
+        (MountKind.MOUNT, "", "", _translate.MS_REMOUNT | _translate.MS_BIND | flags),
+    ]
+    fresh = [(MountKind.MOUNT, "cgroup2", "cgroup2", flags)]
+    document["linux"]["namespaces"].append({"type": "cgroup"})
+    assert cgroup_mounts(document) == fresh
+    document["linux"]["namespaces"][-1] = {"type": "cgroup", "path": "/proc/1/ns/cgroup"}
+    assert cgroup_mounts(document) == fresh
 
 
 # ---------------------------------------------------------------- the spawn without Trio
@@ -450,6 +494,53 @@ def test_seccomp_limits_and_sysctl(runtime: Runtime, bundle: Bundle) -> None:
     assert lines[0] == "mkdir=1" and "Read-only file system" in done.stderr
     assert lines[1] == "1000"
     assert lines[-1] == "1"  # its own memory cgroup is the root of its cgroup namespace
+
+
+def _cgroup2_mount(mountinfo: str, where: str) -> tuple[str, str, str, str]:
+    """(device, root, mount options, super options) of the cgroup2 mount at ``where``."""
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, (fstype, _source, super_options) = left.split(), right.split()
+        if fields[4] == where and fstype == "cgroup2":
+            return fields[2], fields[3], fields[5], super_options
+    raise AssertionError(f"no cgroup2 mount at {where}: {mountinfo}")
+
+
+@pytest.mark.root
+def test_a_cgroup_mount_without_a_cgroup_namespace_binds_the_hosts(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """A ``cgroup`` mount in a container that shares the host's cgroup namespace is the
+    host's cgroup2 mount bound (read-only as the spec asks), where the container finds its
+    cgroup at its full path: a new cgroup2 mount there would set the hierarchy's options
+    (nsdelegate, memory_recursiveprot), the host's too.  In a cgroup namespace of its own
+    it is a new mount whose root is the container's cgroup."""
+    host = Path("/proc/self/mountinfo").read_text()
+    v2 = next((line.split()[4] for line in host.splitlines() if " - cgroup2 " in line), None)
+    if v2 is None:
+        pytest.skip("no cgroup2 hierarchy is mounted here")
+    device, root, _, options = _cgroup2_mount(host, v2)
+    bundle.command(
+        'cat /proc/self/mountinfo; p=$(sed -n "s/^0:://p" /proc/self/cgroup); echo "cgroup=$p"\n'
+        'grep -qx 1 "/sys/fs/cgroup${p%/}/cgroup.procs" && echo sees its cgroup'
+    )
+    mounts = [m for m in bundle.config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    options_ro = ["nosuid", "noexec", "nodev", "relatime", "ro"]
+    mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "options": options_ro})
+    bundle.config["mounts"] = mounts
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
+    bundle.write()
+    shared = runtime("run", "--bundle", str(bundle.path), "g1").stdout
+    device_seen, root_seen, mount_options, _ = _cgroup2_mount(shared, "/sys/fs/cgroup")
+    assert (device_seen, root_seen) == (device, root) and "ro" in mount_options.split(",")
+    assert "cgroup=/\n" not in shared and shared.endswith("sees its cgroup\n")
+    assert _cgroup2_mount(Path("/proc/self/mountinfo").read_text(), v2)[3] == options
+    linux["namespaces"].append({"type": "cgroup"})
+    bundle.write()
+    own = runtime("run", "--bundle", str(bundle.path), "g2").stdout
+    assert _cgroup2_mount(own, "/sys/fs/cgroup")[0] == device
+    assert own.endswith("cgroup=/\nsees its cgroup\n")
 
 
 @pytest.mark.root

@@ -236,6 +236,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                 no_pivot=options.no_pivot,
                 sysctls=sysctls if in_table else {},
                 seccomp_cache=root.path,
+                host_cgroup2=str(host.v2_mount) if host.v2_mount is not None else None,
             )
             cgroup = host.create(name, limits)
             assert spec.process is not None

@@ -178,11 +178,21 @@ class _Table:
             self.add(MountKind.MKDIR, "/" + "/".join(parts[:i]), mode=mode)
 
 
-def _mount(table: _Table, mount: Mount, index: int, bundle: Path) -> None:
+def _mount(table: _Table, mount: Mount, index: int, bundle: Path, host_cgroup2: str | None) -> None:
     where = f"config.json: mounts[{index}] ({mount.destination})"
     target = _container_path(mount.destination)
     flags, propagation, data = parse_options(mount.options, where)
-    if mount.type == "bind" or flags & MS_BIND:
+    if mount.type == "cgroup" and host_cgroup2 is not None:
+        # Outside a cgroup namespace a new cgroup2 mount would set the hierarchy's options
+        # (nsdelegate, memory_recursiveprot: they are the hierarchy's, not the mount's) to
+        # the spec's, clearing the host's, and waits for an RCU grace period to do so
+        # (10-20 ms here); the host's own mount, bound, shows the same tree.
+        table.mkdirs(target)
+        table.add(MountKind.MOUNT, target, source=host_cgroup2, flags=MS_BIND)
+        rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
+        if rest:
+            table.add(MountKind.MOUNT, target, flags=MS_REMOUNT | MS_BIND | rest)
+    elif mount.type == "bind" or flags & MS_BIND:
         source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
@@ -202,8 +212,8 @@ def _mount(table: _Table, mount: Mount, index: int, bundle: Path) -> None:
     else:
         fstype = mount.type
         if fstype == "cgroup":
-            # The container's own cgroup (its cgroup namespace's root), on the unified
-            # hierarchy, as boxd mounts it.
+            # In a cgroup namespace: the container's own cgroup (the namespace's root) on
+            # the unified hierarchy, as boxd mounts it.
             fstype, source, data = "cgroup2", "cgroup2", ""
         elif not fstype:
             raise SpecError(f"{where}: a mount needs a type (or the bind option)")
@@ -241,12 +251,19 @@ def _devices(table: _Table, spec: Spec, userns: bool) -> None:
 
 
 def mount_table(
-    spec: Spec, bundle: Path, rootfs: str, userns: bool, sysctls: dict[str, str]
+    spec: Spec,
+    bundle: Path,
+    rootfs: str,
+    userns: bool,
+    sysctls: dict[str, str],
+    host_cgroup2: str | None = None,
 ) -> tuple[MountOp, ...]:
     """The steps the child runs inside ``rootfs``: the root bound onto itself (pivot_root
     needs a mount point), its propagation, the spec's mounts in order, the devices, the
     ``sysctls`` (written by the child, in its namespaces, to the /proc the spec mounted),
-    the read-only and masked paths, and last a read-only root."""
+    the read-only and masked paths, and last a read-only root.  A ``cgroup`` mount is a
+    new cgroup2 mount, or with ``host_cgroup2`` (a container outside any cgroup namespace
+    of its own) that mount of the host bound."""
     table = _Table()
     table.add(MountKind.MOUNT, "/", source=rootfs, flags=MS_BIND | MS_REC)
     linux = spec.linux
@@ -266,7 +283,7 @@ def mount_table(
             )
         table.add(MountKind.MOUNT, "/", flags=flags)
     for i, mount in enumerate(spec.mounts):
-        _mount(table, mount, i, bundle)
+        _mount(table, mount, i, bundle, host_cgroup2)
     _devices(table, spec, userns)
     for key, value in sysctls.items():
         table.add(MountKind.SYSCTL, "/proc/sys/" + key.replace(".", "/"), data=value + "\n")
@@ -497,10 +514,13 @@ def build(
     no_pivot: bool,
     sysctls: dict[str, str],
     seccomp_cache: str | None = None,
+    host_cgroup2: str | None = None,
 ) -> SpawnPlan:
     """The plan of the container's init, waiting on ``start_fd`` for ``start``, setting
     ``sysctls`` (see :func:`table_sysctls`); compiled seccomp programs are kept in
-    ``seccomp_cache`` (see :func:`seccomp_program`)."""
+    ``seccomp_cache`` (see :func:`seccomp_program`).  ``host_cgroup2``: where the host
+    mounts the unified cgroup hierarchy (None: nowhere), bound for a ``cgroup`` mount when
+    the container neither makes nor joins a cgroup namespace (see :func:`mount_table`)."""
     if spec.process is None:
         raise SpecError("config.json: process is required to create a container")
     if no_pivot:
@@ -527,7 +547,14 @@ def build(
         ns_paths=joined(spec),
         hostname=(spec.hostname or None) if Namespace.UTS in spaces else None,
         rootfs=rootfs,
-        mounts=mount_table(spec, bundle, rootfs, userns, sysctls),
+        mounts=mount_table(
+            spec,
+            bundle,
+            rootfs,
+            userns,
+            sysctls,
+            None if any(k is Namespace.CGROUP for k, _ in _namespaces(spec)) else host_cgroup2,
+        ),
         seccomp=seccomp_program(spec, caps.bounding, seccomp_cache),
         process_name="boxd:[oci-init]",
         start_fd=start_fd,

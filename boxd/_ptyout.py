@@ -1,0 +1,167 @@
+"""A container's terminal output, read in a worker thread while it flows.
+
+A PTY master gives at most 4 KiB a read, and a read after the line discipline's buffer ran
+dry waits for a kernel worker to refill it (even on a non-blocking fd): 256 MiB are some
+65,000 reads with a sleep and a wakeup each, and whenever the master is not read the
+container's writes wait.  So while output flows a worker thread does nothing but read it,
+gathering it into chunks of up to :data:`READ_SIZE`, and the Trio thread logs and sends the
+chunk before while the next one is read (each chunk costs one log write and one send, not
+one per 4 KiB).  The thread ends when the output pauses for :data:`IDLE`; the pump then
+waits for the master in Trio again, so a quiet terminal holds no thread.
+
+Whatever was read is logged, even when the pump is cancelled (a daemon leaving with live
+restore): chunks not handed on yet are written to the log before the pump returns.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import select
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+# The most one chunk holds.
+READ_SIZE = 1024 * 1024
+# A chunk is handed on once the writer paused for COALESCE_GAP, or COALESCE_LIMIT after its
+# first bytes (what a user sees is late by at most that).
+COALESCE_GAP = 0.001
+COALESCE_LIMIT = 0.01
+# The reader thread ends after this long without output.
+IDLE = 0.05
+# Chunks handed to the Trio thread and not yet sent: the reader waits above this (the client
+# that started the container gets every byte, so a slow one slows the container).
+IN_FLIGHT = 2
+# How often a reader waiting for room checks whether it was told to stop.
+STOP_CHECK = 0.05
+
+THREAD_NAME = "boxd pty reader"
+# Read buffers of finished reader threads, for the next ones (one per thread reading now).
+_buffers: list[memoryview] = []
+
+
+class _Reader:
+    """The worker thread's side: reads chunks and hands them to ``deliver`` (called in the
+    Trio thread, in order; it must not raise) until the output ends, pauses for IDLE, or
+    :attr:`stop` is set."""
+
+    def __init__(self, fd: int, deliver: Callable[[bytes], None]) -> None:
+        self.fd = fd
+        self.stop = threading.Event()
+        self.room = threading.Semaphore(IN_FLIGHT)  # released as chunks are sent
+        self._deliver = deliver
+        self._token = trio.lowlevel.current_trio_token()
+
+    def run(self) -> bool:
+        """Whether the output has ended (EIO: the last slave fd is closed)."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        buffer = _buffers.pop() if _buffers else memoryview(bytearray(READ_SIZE))
+        try:
+            while not self.stop.is_set():
+                size, ended = _fill(self.fd, buffer, poller)
+                if size:
+                    while not self.room.acquire(timeout=STOP_CHECK) and not self.stop.is_set():
+                        pass
+                    # Delivered even when told to stop: it is logged then.
+                    self._token.run_sync_soon(self._deliver, bytes(buffer[:size]))
+                if ended:
+                    return True
+                if not size and not poller.poll(IDLE * 1000):
+                    return False
+            return False
+        finally:
+            _buffers.append(buffer)
+
+
+def _fill(fd: int, buffer: memoryview, poller: select.poll) -> tuple[int, bool]:
+    """Read into ``buffer`` until it is full or the writer pauses (see COALESCE_GAP); the
+    size read and whether the output has ended."""
+    size = 0
+    limit = time.monotonic() + COALESCE_LIMIT
+    while size < len(buffer):
+        try:
+            got = os.readv(fd, [buffer[size:]])
+        except BlockingIOError:
+            left = limit - time.monotonic()
+            if size and left > 0 and poller.poll(min(COALESCE_GAP, left) * 1000):
+                continue
+            return size, False
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            return size, True
+        if not got:
+            return size, True
+        size += got
+    return size, False
+
+
+async def pump(
+    fd: int, keep: Callable[[bytes], None], publish: Callable[[bytes], Awaitable[None]]
+) -> None:
+    """Hand on the output of the non-blocking PTY master ``fd`` until it ends: each chunk
+    to ``keep`` (the log: synchronous, at once) and then to ``publish``."""
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        if await _burst(fd, keep, publish):
+            return
+
+
+async def _burst(
+    fd: int, keep: Callable[[bytes], None], publish: Callable[[bytes], Awaitable[None]]
+) -> bool:
+    """Read in a worker thread until the output pauses or ends (True)."""
+    # Unbounded, but the reader waits for room (IN_FLIGHT) unless told to stop.  The thread
+    # delivers its chunks before run_sync returns (both go through the Trio token, in
+    # order), so once the nursery is done nothing more arrives.
+    send, receive = trio.open_memory_channel[bytes](math.inf)
+    reader = _Reader(fd, send.send_nowait)
+    watching = trio.CancelScope()
+
+    async def stop_when_cancelled() -> None:
+        # The thread is not cancellable (run_sync waits for it): told to stop, it does
+        # within STOP_CHECK, or COALESCE_LIMIT when reading.
+        with watching:
+            try:
+                await trio.sleep_forever()
+            finally:
+                reader.stop.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_send_all, receive, keep, publish, reader.room)
+            nursery.start_soon(stop_when_cancelled)
+            try:
+                # Its own limiter: a terminal printing without end must not hold one of the
+                # shared worker threads, nor wait for one.
+                ended = await trio.to_thread.run_sync(
+                    reader.run, limiter=trio.CapacityLimiter(1), thread_name=THREAD_NAME
+                )
+            finally:
+                send.close()
+                watching.cancel(reason="the reader ended")
+    finally:
+        # Cancelled: what was read and not sent yet still goes to the log.
+        while True:
+            try:
+                keep(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+    return ended
+
+
+async def _send_all(
+    receive: trio.MemoryReceiveChannel[bytes],
+    keep: Callable[[bytes], None],
+    publish: Callable[[bytes], Awaitable[None]],
+    room: threading.Semaphore,
+) -> None:
+    async for chunk in receive:
+        keep(chunk)
+        await publish(chunk)
+        room.release()

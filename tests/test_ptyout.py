@@ -1,0 +1,180 @@
+"""The terminal output pump (boxd/_ptyout.py) on a real PTY: every byte in order, in chunks,
+logged before it is sent, still logged when the pump is cancelled, and no reader thread left
+once the output pauses or the pump ends."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tty
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from boxd import _ptyout
+
+
+class Pty:
+    """A PTY: the master non-blocking, as the daemon's is; the slave raw, so bytes pass
+    unchanged.  The master reads EIO (the end) once the slave is closed."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+
+    def close_slave(self) -> None:
+        if self.slave >= 0:
+            os.close(self.slave)
+            self.slave = -1
+
+
+@pytest.fixture
+def pty() -> Iterator[Pty]:
+    p = Pty()
+    try:
+        yield p
+    finally:
+        p.close_slave()
+        os.close(p.master)
+
+
+def _pattern(size: int) -> bytes:
+    return bytes(range(251)) * (size // 251) + bytes(range(size % 251))
+
+
+def _write_and_close(
+    pty: Pty, data: bytes, resume: threading.Event | None = None
+) -> threading.Thread:
+    """Write ``data`` to the slave from a thread (half, then the rest once ``resume`` is
+    set, if given), then close it."""
+
+    def run() -> None:
+        view = memoryview(data)
+        half = len(view) // 2
+        for part in (view[:half], view[half:]):
+            while part:
+                part = part[os.write(pty.slave, part) :]
+            if resume is not None:
+                resume.wait()
+        pty.close_slave()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _readers() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == _ptyout.THREAD_NAME]
+
+
+class Sink:
+    def __init__(self, *, slow: float = 0.0) -> None:
+        self.kept: list[bytes] = []
+        self.published: list[bytes] = []
+        self.slow = slow
+        self._size = 0
+        self._waiting: tuple[int, trio.Event] | None = None
+
+    async def seen(self, size: int) -> None:
+        """Wait until ``size`` bytes were published."""
+        if self._size < size:
+            self._waiting = (size, trio.Event())
+            await self._waiting[1].wait()
+
+    def keep(self, data: bytes) -> None:
+        self.kept.append(data)
+
+    async def publish(self, data: bytes) -> None:
+        # Sent only after it was logged.
+        assert b"".join(self.kept).endswith(data)
+        if self.slow:
+            await trio.sleep(self.slow)
+        self.published.append(data)
+        self._size += len(data)
+        if self._waiting is not None and self._size >= self._waiting[0]:
+            self._waiting[1].set()
+
+
+async def test_every_byte_in_order_in_large_chunks(pty: Pty) -> None:
+    data = _pattern(8 << 20)
+    writer = _write_and_close(pty, data)
+    sink = Sink()
+    with trio.fail_after(60):
+        await _ptyout.pump(pty.master, sink.keep, sink.publish)
+    writer.join()
+    assert b"".join(sink.kept) == data
+    assert sink.published == sink.kept
+    assert not _readers()
+
+
+async def test_a_slow_client_slows_the_reader_and_loses_nothing(pty: Pty) -> None:
+    data = _pattern(2 << 20)
+    writer = _write_and_close(pty, data)
+    sink = Sink(slow=0.02)
+    with trio.fail_after(60):
+        await _ptyout.pump(pty.master, sink.keep, sink.publish)
+    writer.join()
+    assert b"".join(sink.published) == data
+
+
+async def test_a_pause_ends_the_reader_thread(pty: Pty) -> None:
+    data = _pattern(64 << 10)
+    resume = threading.Event()
+    writer = _write_and_close(pty, data, resume)
+    sink = Sink()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_ptyout.pump, pty.master, sink.keep, sink.publish)
+            with trio.fail_after(30):
+                await sink.seen(len(data) // 2)
+                # The writer waits: the reader thread goes, the pump waits in Trio.
+                while _readers():  # noqa: ASYNC110  (a thread's end is no Trio event)
+                    await trio.sleep(0.01)
+            resume.set()
+    finally:
+        resume.set()
+        writer.join()
+    assert b"".join(sink.kept) == data
+
+
+async def test_cancelled_while_output_flows_everything_read_is_logged(
+    pty: Pty,
+) -> None:
+    stop = threading.Event()
+    written = bytearray()
+
+    def endless() -> None:
+        piece = _pattern(64 << 10)
+        while not stop.is_set():
+            try:
+                written.extend(piece[: os.write(pty.slave, piece)])
+            except BlockingIOError:  # full while the pump does not read
+                time.sleep(0.001)
+
+    os.set_blocking(pty.slave, False)
+    writer = threading.Thread(target=endless)
+    writer.start()
+    try:
+        sink = Sink(slow=0.005)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_ptyout.pump, pty.master, sink.keep, sink.publish)
+            with trio.fail_after(30):
+                await sink.seen(1 << 20)
+            nursery.cancel_scope.cancel(reason="the test has seen output")
+    finally:
+        stop.set()
+        writer.join()
+    assert not _readers()
+    kept = b"".join(sink.kept)
+    rest = bytearray()
+    while True:
+        try:
+            rest += os.read(pty.master, 1 << 20)
+        except BlockingIOError:
+            break
+    # What the pump read is in the log, and what it did not is still in the terminal.
+    assert kept + rest == written
+    assert b"".join(sink.published) == kept[: len(b"".join(sink.published))]
