@@ -23,6 +23,7 @@ from ._measure import concurrent, hyperfine, run_checked, sequential, shell_scri
 from ._report import BASELINE, OURS, PEER, REFERENCE, Case
 
 MEMORY_LIMIT = 64 << 20
+SETTLE = 0.025  # seconds between the runs of a start pair taken in turn
 BOXD_RUNTIME = str(Path(PY).with_name("boxd-runtime"))
 # conmon's cost per container as documented for this host (../shared/peers/README.md).
 CONMON_DOCUMENTED_KIB = 2.5e6 / 1024
@@ -236,11 +237,22 @@ class Bench:
         case = Case("start", "1. Start to exit of /bin/true, 64 MiB memory limit", "ms")
         runs = self.sizes.runs
         run = ("run", "--rm", "--memory", "64m")
+        # The issue's pair runs in turn (one of each per round, see in_turn), so that both
+        # see the same load: run after run, runc's median moved from 42 to 78 ms within
+        # half an hour here.  A pause after each run keeps what either leaves to finish
+        # after it returns (boxd's cgroup and directory removal) out of the other's time.
+        pair = _commands(
+            {
+                "boxctl run --rm": lambda: self.boxctl(*run, self.root(), "/bin/true"),
+                "runc run": lambda: [*self.oci_run("runc"), "bench-runc"],
+            }
+        )
+        timed = in_turn(pair, runs, settle=SETTLE)
         case.measure(
             "boxctl run --rm",
             OURS,
-            lambda: self.hyperfine(self.boxctl(*run, self.root(), "/bin/true"), runs=runs),
-            note="CLI -> daemon -> overlay root + cgroup -> exit code back",
+            partial(_samples, timed, "boxctl run --rm"),
+            note="CLI -> daemon -> overlay root + cgroup -> exit code back; in turn with runc run",
         )
         case.measure(
             "boxctl run --rm --procview off",
@@ -286,7 +298,8 @@ class Bench:
         case.measure(
             "runc run",
             PEER,
-            lambda: self.hyperfine([*self.oci_run("runc"), "bench-runc"], runs=runs),
+            partial(_samples, timed, "runc run"),
+            note="in turn with boxctl run --rm",
         )
         case.measure(
             "bwrap --unshare-all",
@@ -320,16 +333,29 @@ class Bench:
     def _many(self, case: Case, count: int, shape: Callable[[str, int], str], *, note: str) -> None:
         per = f"per container: median / {count}"
 
-        def timed(command: list[str], suffix: str = "", *, wrap: bool = False) -> list[float]:
+        def script(command: list[str], suffix: str = "", name: str = "") -> list[str]:
             body = shape(shlex.join(command) + suffix, count)
-            script = shell_script(self.work, f"{case.key}-{len(case.entries)}", body)
-            return self.hyperfine(script, runs=self.sizes.repeats, wrap=wrap)
+            return shell_script(self.work, f"{case.key}-{name or len(case.entries)}", body)
 
+        def timed(command: list[str], suffix: str = "", *, wrap: bool = False) -> list[float]:
+            return self.hyperfine(script(command, suffix), runs=self.sizes.repeats, wrap=wrap)
+
+        # boxctl's and runc's totals (the issue's pair) are taken in turn, as in case 1.
+        pair = _commands(
+            {
+                "boxctl run --rm": lambda: script(
+                    self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true"),
+                    name="boxctl",
+                ),
+                "runc run": lambda: script(self.oci_run("runc"), ' "bench-runc-$i"', "runc"),
+            }
+        )
+        turns = in_turn(pair, self.sizes.repeats)
         case.measure(
             "boxctl run --rm",
             OURS,
-            lambda: timed(self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true")),
-            note=per,
+            partial(_samples, turns, "boxctl run --rm"),
+            note=per + "; in turn with runc run",
         )
         case.measure(
             "library run+wait+remove", OURS, lambda: self.library(case.key), note=per + note
@@ -348,7 +374,10 @@ class Bench:
             note=per,
         )
         case.measure(
-            "runc run", PEER, lambda: timed(self.oci_run("runc"), ' "bench-runc-$i"'), note=per
+            "runc run",
+            PEER,
+            partial(_samples, turns, "runc run"),
+            note=per + "; in turn with boxctl run --rm",
         )
         case.measure("bwrap --unshare-all", PEER, lambda: timed(self.bwrap()), note=per)
         case.measure(
@@ -601,30 +630,33 @@ class Bench:
             except Exception as exc:
                 commands[name] = exc
         timed = in_turn(commands, s.output_runs)
+        # The two PTY entries in turn with each other, as the pipes: both are bound by the
+        # wakeups per 4 KiB of a terminal, which the machine's load stretches.
+        ptys: list[tuple[str, str, Callable[[], list[str]]]] = [
+            (
+                "PTY: script -qec dd",
+                BASELINE,
+                lambda: [self.tools["script"].require(), "-qec", host_dd, "/dev/null"],
+            ),
+            (
+                "boxctl run --rm -t: through a PTY, attached",
+                OURS,
+                lambda: self.boxctl("run", "--rm", "-t", self.root(), "sh", "-c", dd),
+            ),
+        ]
+        pty_commands: dict[str, list[str] | Exception] = {}
+        for name, _, argv in ptys:
+            try:
+                pty_commands[name] = counted(argv, None)
+            except Exception as exc:
+                pty_commands[name] = exc
+        pty_timed = in_turn(pty_commands, s.output_runs)
         for name, role, _, _, note in pipes[:4]:
             rate(name, role, partial(_samples, timed, name), note)
-        rate(
-            "PTY: script -qec dd",
-            BASELINE,
-            lambda: self.hyperfine(
-                counted(
-                    lambda: [self.tools["script"].require(), "-qec", host_dd, "/dev/null"], None
-                ),
-                runs=s.output_runs,
-            ),
-        )
+        rate(ptys[0][0], ptys[0][1], partial(_samples, pty_timed, ptys[0][0]), "in turn with -t")
         for name, role, _, _, note in pipes[4:]:
             rate(name, role, partial(_samples, timed, name), note)
-        rate(
-            "boxctl run --rm -t: through a PTY, attached",
-            OURS,
-            lambda: self.hyperfine(
-                counted(
-                    lambda: self.boxctl("run", "--rm", "-t", self.root(), "sh", "-c", dd), None
-                ),
-                runs=s.output_runs,
-            ),
-        )
+        rate(ptys[1][0], ptys[1][1], partial(_samples, pty_timed, ptys[1][0]))
         return case
 
     def _whole_log(self) -> tuple[str, str]:
@@ -776,12 +808,24 @@ def bare_trio() -> dict[str, float]:
         proc.wait()
 
 
+def _commands(makers: dict[str, Callable[[], list[str]]]) -> dict[str, list[str] | Exception]:
+    """Each maker's command, or the reason it cannot run here."""
+    out: dict[str, list[str] | Exception] = {}
+    for name, make in makers.items():
+        try:
+            out[name] = make()
+        except Exception as exc:
+            out[name] = exc
+    return out
+
+
 def in_turn(
-    commands: dict[str, list[str] | Exception], runs: int
+    commands: dict[str, list[str] | Exception], runs: int, *, settle: float = 0.0
 ) -> dict[str, list[float] | Exception]:
     """Milliseconds of ``runs`` runs of each command, taken in turn: one of each per round,
-    the order turned by one every round, after a first round that is not counted.  A
-    command that failed (or fails here) keeps its error and leaves the rounds."""
+    the order turned by one every round, after a first round that is not counted; a pause
+    of ``settle`` seconds after each run.  A command that failed (or fails here) keeps its
+    error and leaves the rounds."""
     out: dict[str, list[float] | Exception] = {
         k: v if isinstance(v, Exception) else [] for k, v in commands.items()
     }
@@ -799,6 +843,7 @@ def in_turn(
                 continue
             if i:
                 samples.append(ms)
+            time.sleep(settle)
     return out
 
 
