@@ -40,7 +40,9 @@ IN_FLIGHT = 2
 STOP_CHECK = 0.05
 
 THREAD_NAME = "boxd pty reader"
-# Read buffers of finished reader threads, for the next ones (one per thread reading now).
+# Read buffers of finished reader threads, for the next ones; at most KEPT_BUFFERS stay
+# (terminals printing at once beyond that read into buffers of their own, freed after).
+KEPT_BUFFERS = 2
 _buffers: list[memoryview] = []
 
 
@@ -75,7 +77,8 @@ class _Reader:
                     return False
             return False
         finally:
-            _buffers.append(buffer)
+            if len(_buffers) < KEPT_BUFFERS:
+                _buffers.append(buffer)
 
 
 def _fill(fd: int, buffer: memoryview, poller: select.poll) -> tuple[int, bool]:

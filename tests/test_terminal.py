@@ -159,3 +159,12 @@ def test_tty_log_of_megabytes_without_a_newline_comes_back_whole(daemon: Daemon)
     assert daemon.ctl("wait", cid).stdout.strip() == "0"
     assert len(daemon.ctl("logs", cid).stdout) == size
     assert len(daemon.ctl("logs", "--tail", "1", cid).stdout) == size
+
+
+def test_tty_output_arrives_whole_attached_and_in_the_log(daemon: Daemon) -> None:
+    """Some 2 MB through a terminal, which the daemon reads in a worker thread and hands on
+    in chunks: every line, in order, to the attached client and to the log."""
+    expected = "".join(f"{i}\n" for i in range(1, 300_001))
+    r = daemon.ctl("run", "-t", "--name", "big", "default", "seq", "300000", timeout=120)
+    assert r.stdout == expected  # text mode: the terminal's \r\n read as \n
+    assert daemon.ctl("logs", "big").stdout == expected
