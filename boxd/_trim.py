@@ -7,16 +7,24 @@ mark.  ``malloc_trim(0)`` releases every free page of every heap: ~1 MB of the i
 after twenty runs, in about 0.3 ms.  The daemon calls it once ready and after each batch of
 removed containers is cleaned up (in that worker thread).  Other C libraries (musl) have no
 such call: nothing is done there.
+
+First, the spawn extension unmaps the stacks its children ran on until they exec'd, which
+it otherwise does only at its next spawn: after twenty starts at once, ~0.5 MB.
 """
 
 from __future__ import annotations
 
 import ctypes
+import sys
 
 _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 def release_free_memory() -> None:
-    """Return the free pages of the C heaps to the system (glibc only)."""
+    """Return the free pages of the C heaps to the system (glibc only), and the children's
+    stacks no child runs on any more."""
+    native = sys.modules.get("sandbox_native")  # not imported (nor needed) before a spawn
+    if native is not None:
+        native.release_stacks()
     if _malloc_trim is not None:
         _malloc_trim(0)

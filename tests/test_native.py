@@ -27,6 +27,7 @@ import attrs
 import pytest
 import trio
 
+from boxd import _trim
 from boxd._native import (
     SYNC_MESSAGE,
     Capabilities,
@@ -314,6 +315,36 @@ async def test_fake_native_failure(no_fd_leak: None) -> None:
 async def test_true_and_false(no_fd_leak: None, layout: Layout, reaper: list[Spawned]) -> None:
     assert (await run(layout.plan("/bin/true"), reaper)).exit_code == 0
     assert (await run(layout.plan("false"), reaper)).exit_code == 1
+
+
+def _child_stacks() -> int:
+    """Mappings of this process shaped as a spawned child's stack: 64 KiB (CHILD_STACK in
+    sandbox_native.c) between two guard pages."""
+    maps = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, perms = line.split()[:2]
+        start, end = (int(x, 16) for x in span.split("-"))
+        maps.append((start, end, perms))
+    page = os.sysconf("SC_PAGESIZE")
+    return sum(
+        1
+        for before, (start, end, perms), after in zip(maps, maps[1:], maps[2:], strict=False)
+        if end - start == 64 * 1024 and perms.startswith("rw")
+        and before[1] == start and before[2].startswith("---") and before[1] - before[0] == page
+        and after[0] == end and after[2].startswith("---")
+    )  # fmt: skip
+
+
+@pytest.mark.root
+async def test_children_stacks_are_unmapped_when_memory_is_released(
+    no_fd_leak: None, layout: Layout, reaper: list[Spawned]
+) -> None:
+    """A child runs on a mapping of ours until it execs; spawn unmaps the unused ones as it
+    starts, and so does the daemon's release of free memory (after removals)."""
+    assert (await run(layout.plan("/bin/true"), reaper)).exit_code == 0
+    assert _child_stacks() >= 1
+    _trim.release_free_memory()
+    assert _child_stacks() == 0
 
 
 @pytest.mark.root
