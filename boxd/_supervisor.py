@@ -192,6 +192,9 @@ class Supervisor:
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
+        # Starts' file system work (_prepare_run) in one worker thread at a time: with one
+        # per start, 20 at once ran 20 threads whose Python fought the loop for the GIL.
+        self._prepare_limiter = trio.CapacityLimiter(1)
         self.events = Events()
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
@@ -620,7 +623,9 @@ class Supervisor:
             image = self._image(c.config.image, c.config.image_id)
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
-                read = await trio.to_thread.run_sync(self._prepare_run, entry, image, adoption)
+                read = await trio.to_thread.run_sync(
+                    self._prepare_run, entry, image, adoption, limiter=self._prepare_limiter
+                )
             if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
                 await entry.cgroup_removed.wait()
             if adoption is None:
