@@ -731,7 +731,8 @@ class Supervisor:
     ) -> _plan.ReadFile | None:
         """A run's new inodes and reads, for a worker thread (see _plan.prepare): at its
         first start the container's directory (made here for `run`), the log's and the log
-        file; for a new process what _plan.prepare makes and reads (None: adopted)."""
+        file; for a new process the record's spares and what _plan.prepare makes and reads
+        (None: adopted)."""
         c = entry.container
         cdir = self.store.container_dir(c.id)
         if entry.logs is None:
@@ -741,7 +742,10 @@ class Supervisor:
                 max_size=c.config.log_max_size or self.log_max_size,
                 max_files=c.config.log_max_files or self.log_max_files,
             )
-        return _plan.prepare(c, image, cdir) if adoption is None else None
+        if adoption is not None:
+            return None
+        self.store.make_spares(c.id)
+        return _plan.prepare(c, image, cdir)
 
     def _remove_cgroup_later(self, entry: _Entry, cgroup: Cgroup) -> None:
         """Remove a run's cgroup after its end is recorded, so that ``wait`` returns

@@ -182,6 +182,8 @@ def test_a_record_and_its_spare_trade_places(
     record = store.container_dir(first.id) / "container.json"
     spare = record.with_name(".container.json.tmp")
     assert not spare.exists()
+    store.make_spares(first.id)  # a worker thread's, before a start: only the spare now
+    assert spare.exists() and not record.with_name(".container.json.next").exists()
     long, short = _env(9000, first), _env(1, first)
     store.save(long)  # durable: fsyncs too
     store.save(short, durable=False)  # shorter: the spare's old end is cut
@@ -196,6 +198,27 @@ def test_a_record_and_its_spare_trade_places(
         assert not spare.exists()
     assert store.load_all().containers == [read_record(record)]
     assert not spare.exists()
+
+
+def test_spares_made_ahead_spare_the_saves_new_inodes(tmp_path: Path) -> None:
+    """Store.make_spares (a worker thread's, before a container's first start) makes the
+    two files its first two saves write into: those saves make no inode."""
+    store = Store(tmp_path / "root")
+    c = _container()
+    store.container_dir(c.id).mkdir()
+    store.make_spares(c.id)
+    d = store.container_dir(c.id)
+    made = {p.stat().st_ino for p in d.iterdir()}
+    assert sorted(p.name for p in d.iterdir()) == [".container.json.next", ".container.json.tmp"]
+    store.save(c, durable=False)
+    store.save(_env(10, c), durable=False)
+    assert sorted(p.name for p in d.iterdir()) == [".container.json.tmp", "container.json"]
+    assert {p.stat().st_ino for p in d.iterdir()} == made
+    assert read_record(d / "container.json") == _env(10, c)
+    store.make_spares(c.id)  # nothing to make: the spare is there and is left as it is
+    assert read_record(d / ".container.json.tmp") == c
+    assert store.load_all().containers == [_env(10, c)]
+    assert sorted(p.name for p in d.iterdir()) == ["container.json"]
 
 
 def test_a_create_cut_short_is_removed_quietly(
