@@ -227,6 +227,34 @@ def test_rename_diff_prune(clean: Daemon) -> None:
     assert _docker(clean, "ps", "-a", "-q").stdout == ""
 
 
+@needs_cli
+def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
+    """``--log-opt max-size/max-file`` rotate the container's log (Docker's json-file
+    options); an option boxd does not honour is refused, naming it, not dropped."""
+    script = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; done"
+    opts = ["--log-opt", "max-size=4k", "--log-opt", "max-file=2"]
+    assert _docker(clean, "run", "--name", "rot", *opts, "default", "sh", "-c", script).stdout
+    config = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig}}", "rot").stdout
+    assert json.loads(config) == {
+        "Type": "json-file",
+        "Config": {"max-size": "4k", "max-file": "2"},
+    }
+    kept = _docker(clean, "logs", "rot").stdout.splitlines()
+    assert kept[-1] == "line3000"
+    assert len(kept) < 1000  # two files of at most 4 KiB of JSON records
+    assert kept == [f"line{i}" for i in range(3001 - len(kept), 3001)]  # a tail, in order
+    for opt, words in [
+        ("max-size=lots", "invalid log option max-size 'lots'"),
+        ("max-file=0", "invalid log option max-file '0'"),
+        ("tag={{.Name}}", "log option tag='{{.Name}}' is not supported"),
+        ("compress=true", "log option compress='true' is not supported"),
+    ]:
+        r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
+        assert r.returncode == 125, r.stderr
+        assert words in r.stderr
+    assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "rot\n"
+
+
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
