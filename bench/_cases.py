@@ -19,7 +19,15 @@ from typing import Any
 
 from . import _env, _oci
 from ._boxd import PY, Daemon
-from ._measure import concurrent, hyperfine, run_checked, sequential, shell_script
+from ._measure import (
+    concurrent,
+    hyperfine,
+    in_turn,
+    run_checked,
+    samples,
+    sequential,
+    shell_script,
+)
 from ._report import BASELINE, OURS, PEER, REFERENCE, Case
 
 MEMORY_LIMIT = 64 << 20
@@ -251,7 +259,7 @@ class Bench:
         case.measure(
             "boxctl run --rm",
             OURS,
-            partial(_samples, timed, "boxctl run --rm"),
+            partial(samples, timed, "boxctl run --rm"),
             note="CLI -> daemon -> overlay root + cgroup -> exit code back; in turn with runc run",
         )
         case.measure(
@@ -298,7 +306,7 @@ class Bench:
         case.measure(
             "runc run",
             PEER,
-            partial(_samples, timed, "runc run"),
+            partial(samples, timed, "runc run"),
             note="in turn with boxctl run --rm",
         )
         case.measure(
@@ -354,7 +362,7 @@ class Bench:
         case.measure(
             "boxctl run --rm",
             OURS,
-            partial(_samples, turns, "boxctl run --rm"),
+            partial(samples, turns, "boxctl run --rm"),
             note=per + "; in turn with runc run",
         )
         case.measure(
@@ -376,7 +384,7 @@ class Bench:
         case.measure(
             "runc run",
             PEER,
-            partial(_samples, turns, "runc run"),
+            partial(samples, turns, "runc run"),
             note=per + "; in turn with boxctl run --rm",
         )
         case.measure("bwrap --unshare-all", PEER, lambda: timed(self.bwrap()), note=per)
@@ -652,11 +660,11 @@ class Bench:
                 pty_commands[name] = exc
         pty_timed = in_turn(pty_commands, s.output_runs)
         for name, role, _, _, note in pipes[:4]:
-            rate(name, role, partial(_samples, timed, name), note)
-        rate(ptys[0][0], ptys[0][1], partial(_samples, pty_timed, ptys[0][0]), "in turn with -t")
+            rate(name, role, partial(samples, timed, name), note)
+        rate(ptys[0][0], ptys[0][1], partial(samples, pty_timed, ptys[0][0]), "in turn with -t")
         for name, role, _, _, note in pipes[4:]:
-            rate(name, role, partial(_samples, timed, name), note)
-        rate(ptys[1][0], ptys[1][1], partial(_samples, pty_timed, ptys[1][0]))
+            rate(name, role, partial(samples, timed, name), note)
+        rate(ptys[1][0], ptys[1][1], partial(samples, pty_timed, ptys[1][0]))
         return case
 
     def _whole_log(self) -> tuple[str, str]:
@@ -817,54 +825,6 @@ def _commands(makers: dict[str, Callable[[], list[str]]]) -> dict[str, list[str]
         except Exception as exc:
             out[name] = exc
     return out
-
-
-def in_turn(
-    commands: dict[str, list[str] | Exception], runs: int, *, settle: float = 0.0
-) -> dict[str, list[float] | Exception]:
-    """Milliseconds of ``runs`` runs of each command, taken in turn: one of each per round,
-    the order turned by one every round, after a first round that is not counted; a pause
-    of ``settle`` seconds after each run.  A command that failed (or fails here) keeps its
-    error and leaves the rounds."""
-    out: dict[str, list[float] | Exception] = {
-        k: v if isinstance(v, Exception) else [] for k, v in commands.items()
-    }
-    keys = [k for k, v in commands.items() if not isinstance(v, Exception)]
-    for i in range(runs + 1):
-        shift = i % len(keys) if keys else 0
-        for key in keys[shift:] + keys[:shift]:
-            command, samples = commands[key], out[key]
-            if isinstance(samples, Exception) or isinstance(command, Exception):
-                continue
-            try:
-                ms = _timed_once(command)
-            except Exception as exc:
-                out[key] = exc
-                continue
-            if i:
-                samples.append(ms)
-            time.sleep(settle)
-    return out
-
-
-def _samples(timed: dict[str, list[float] | Exception], name: str) -> list[float]:
-    got = timed[name]
-    if isinstance(got, Exception):
-        raise got
-    return got
-
-
-def _timed_once(argv: list[str]) -> float:
-    """Milliseconds of one run of ``argv``, output dropped (as hyperfine's default)."""
-    began = time.perf_counter()
-    r = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    ms = (time.perf_counter() - began) * 1000
-    if r.returncode != 0:
-        tail = r.stderr.decode(errors="replace").strip()[-300:]
-        raise RuntimeError(f"{shlex.join(argv)} exited {r.returncode}: {tail or 'no output'}")
-    return ms
 
 
 def count_stdout(argv: list[str]) -> int:

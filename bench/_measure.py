@@ -6,6 +6,7 @@ import itertools
 import json
 import shlex
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,3 +82,51 @@ def concurrent(command: str, count: int) -> str:
         f'pids=""\ni=0\nwhile [ "$i" -lt {count} ]; do\n  {command} &\n  pids="$pids $!"\n'
         '  i=$((i + 1))\ndone\nrc=0\nfor p in $pids; do wait "$p" || rc=1; done\nexit "$rc"'
     )
+
+
+def in_turn(
+    commands: dict[str, list[str] | Exception], runs: int, *, settle: float = 0.0
+) -> dict[str, list[float] | Exception]:
+    """Milliseconds of ``runs`` runs of each command, taken in turn: one of each per round,
+    the order turned by one every round, after a first round that is not counted; a pause
+    of ``settle`` seconds after each run.  A command that failed (or fails here) keeps its
+    error and leaves the rounds."""
+    out: dict[str, list[float] | Exception] = {
+        k: v if isinstance(v, Exception) else [] for k, v in commands.items()
+    }
+    keys = [k for k, v in commands.items() if not isinstance(v, Exception)]
+    for i in range(runs + 1):
+        shift = i % len(keys) if keys else 0
+        for key in keys[shift:] + keys[:shift]:
+            command, samples = commands[key], out[key]
+            if isinstance(samples, Exception) or isinstance(command, Exception):
+                continue
+            try:
+                ms = timed_once(command)
+            except Exception as exc:
+                out[key] = exc
+                continue
+            if i:
+                samples.append(ms)
+            time.sleep(settle)
+    return out
+
+
+def samples(timed: dict[str, list[float] | Exception], name: str) -> list[float]:
+    got = timed[name]
+    if isinstance(got, Exception):
+        raise got
+    return got
+
+
+def timed_once(argv: list[str]) -> float:
+    """Milliseconds of one run of ``argv``, output dropped (as hyperfine's default)."""
+    began = time.perf_counter()
+    r = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    ms = (time.perf_counter() - began) * 1000
+    if r.returncode != 0:
+        tail = r.stderr.decode(errors="replace").strip()[-300:]
+        raise RuntimeError(f"{shlex.join(argv)} exited {r.returncode}: {tail or 'no output'}")
+    return ms
