@@ -264,6 +264,7 @@ class Hierarchy:
 
     version: int  # 1 or 2
     controllers: frozenset[str]  # the controllers we use there
+    mount: Path  # where the hierarchy is mounted here
     base: Path  # containers' cgroups are made here: <mount>/<own path>/boxd (or the parent)
     start: Path  # the existing cgroup base is made below: our own, or the mount point
     start_is_root: bool  # start is the hierarchy's root cgroup (its files are never written)
@@ -386,7 +387,9 @@ class CgroupHost:
                 inside = path == root or path.startswith(root.rstrip("/") + "/")
                 start = mount / os.path.relpath(path, root) if inside else mount
                 start_is_root = root == "/" and (path == "/" or not inside)
-            return Hierarchy(version, frozenset(names), start / Path(*below), start, start_is_root)
+            return Hierarchy(
+                version, frozenset(names), mount, start / Path(*below), start, start_is_root
+            )
 
         hierarchies: list[Hierarchy] = []
         unavailable: dict[str, str] = {}
@@ -491,15 +494,19 @@ class CgroupHost:
     def joined(self, limits: Limits) -> list[Hierarchy]:
         """The hierarchies a container with ``limits`` needs: those that carry a limit or
         a counter boxd reads, the device allowlist, and the v2 one (cgroup.kill,
-        cgroup.freeze); not a v1 cpuset without a cpuset limit (:meth:`Cgroup.update`
-        joins it if one comes later), nor the v1 freezer beside a v2 hierarchy (whose
-        cgroup.freeze :meth:`Cgroup.freeze` uses)."""
+        cgroup.freeze); the v1 cpuset even without a cpuset limit (a JVM finds no container
+        limit at all in a v1 /sys/fs/cgroup without one), not the v1 freezer beside a v2
+        hierarchy (whose cgroup.freeze :meth:`Cgroup.freeze` uses)."""
         optional = set()
-        if limits.cpuset_cpus is None:
-            optional.add("cpuset")
         if any(h.version == 2 for h in self.hierarchies):
             optional.add("freezer")
         return [h for h in self.hierarchies if h.version == 2 or not h.controllers <= optional]
+
+    def view(self, name: str, limits: Limits) -> tuple[tuple[str, str], ...] | None:
+        """:meth:`Cgroup.view` of the cgroup :meth:`create` makes for ``name`` and
+        ``limits`` (for a mount table built before the cgroup is made)."""
+        _check_name(name)
+        return Cgroup(self, name, self.joined(limits)).view()
 
     def create(self, name: str, limits: Limits) -> Cgroup:
         """Make the container's cgroup in the hierarchies it needs (:meth:`joined`) and
@@ -609,6 +616,18 @@ class Cgroup:
             for h, d in self._dirs.items()
         }
 
+    def view(self) -> tuple[tuple[str, str], ...] | None:
+        """What the container's /sys/fs/cgroup shows on a host with v1 hierarchies (see
+        :func:`boxd._rootfs.cgroup_ops`): (the host's name of each hierarchy's directory,
+        ``unified`` for the v2 one, and the container's own cgroup there), only for the
+        hierarchies it has a cgroup of its own in.  None on a pure v2 host, where the
+        container mounts its own cgroup2 in its cgroup namespace."""
+        if self._host.mode == "v2":
+            return None
+        return tuple(
+            ("unified" if h.version == 2 else h.mount.name, str(d)) for h, d in self._dirs.items()
+        )
+
     def _dir(self, controller: str) -> tuple[Path, int] | None:
         for h, d in self._dirs.items():
             if controller in h.controllers:
@@ -705,8 +724,9 @@ class Cgroup:
             raise
 
     def _join_cpuset(self) -> None:
-        """A cpuset limit for a container made without one (:meth:`CgroupHost.joined`):
-        its cgroup in the v1 cpuset hierarchy, and its processes moved there."""
+        """A cpuset limit for a container made without a v1 cpuset cgroup (by a boxd before
+        :meth:`CgroupHost.joined` took the cpuset always, and still running): its cgroup
+        in the v1 cpuset hierarchy, and its processes moved there."""
         h = next((h for h in self._host.hierarchies if "cpuset" in h.controllers), None)
         if h is None or h.version != 1:
             return
