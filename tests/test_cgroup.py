@@ -408,11 +408,11 @@ async def test_v1_create_writes_limits_and_copies_cpuset(fs: FakeCgroupFs) -> No
     root = fs.root / "sys/fs/cgroup"
     assert sorted(cg.paths) == ["cpu,cpuacct", "cpuset", "freezer", "memory", "pids"]
     assert fs.written(root) == [
-        # A new v1 cpuset cgroup has no CPUs and no memory nodes: copied from the parent.
+        # A new v1 cpuset cgroup has no CPUs and no memory nodes: copied from the parent;
+        # the containers' cgroups are born with them (clone_children).
         ("cpuset/user/boxd/cpuset.cpus", "0-3"),
         ("cpuset/user/boxd/cpuset.mems", "0"),
-        ("cpuset/user/boxd/c1/cpuset.cpus", "0-3"),
-        ("cpuset/user/boxd/c1/cpuset.mems", "0"),
+        ("cpuset/user/boxd/cgroup.clone_children", "1"),
         ("memory/user/boxd/c1/memory.limit_in_bytes", str(64 * M)),
         ("memory/user/boxd/c1/memory.memsw.limit_in_bytes", str(128 * M)),
         ("cpu,cpuacct/user/boxd/c1/cpu.cfs_period_us", "100000"),
@@ -437,6 +437,18 @@ async def test_v1_create_writes_limits_and_copies_cpuset(fs: FakeCgroupFs) -> No
     assert (root / "cpu,cpuacct/user/boxd/c1/cpu.cfs_quota_us").read_text() == "150000"
     await cg.remove()
     assert not any((root / c / "user" / "boxd").exists() for c in cg.paths)
+
+
+async def test_v1_cpuset_below_a_parent_boxd_did_not_make_is_copied(fs: FakeCgroupFs) -> None:
+    """cgroup.clone_children is written only in a directory boxd made: below an existing
+    --cgroup-parent each container's cgroup gets the parent's CPUs and nodes written."""
+    own = fs.mount_v1("cpuset", "/user")
+    fs.mkdir(own / "jobs")
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        (own / "jobs" / name).write_text((own / name).read_text())
+    cg = fs.detect(parent="jobs").create("c1", Limits())
+    assert fs.written(own) == [("jobs/c1/cpuset.cpus", "0-3"), ("jobs/c1/cpuset.mems", "0")]
+    await cg.remove()
 
 
 async def test_v1_placement_is_each_hierarchys_tasks_file(fs: FakeCgroupFs) -> None:
