@@ -38,6 +38,13 @@ def parse_size(text: str, *, what: str = "size") -> int:
     return size
 
 
+def format_size(size: int) -> str:
+    """A size as :func:`parse_size` reads it back: in the largest unit that divides it
+    (``10m`` for 10 MiB, ``1536k``, ``100`` bytes)."""
+    factor, unit = max((f, u) for u, f in _SIZE_UNITS.items() if size % f == 0)
+    return f"{size // factor}{unit}"
+
+
 def parse_cpus(text: str) -> float:
     """A number of CPUs, at least 0.01 (``0.5``, ``2``)."""
     try:

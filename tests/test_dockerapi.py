@@ -89,7 +89,8 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
         *("run", "--rm", "--ulimit", "nofile=100:200", "-e", "A=1", "-w", "/tmp"),
         *("-u", "1000:1000", "--group-add", "5", "-v", f"{tmp_path}:/mnt:ro", "--read-only"),
         *("--tmpfs", "/scratch:size=1m,mode=1777", "--add-host", "db:10.1.2.3", "--init"),
-        *("--sysctl", "kernel.msgmax=4321", "default", "sh", "-c", script),
+        *("--sysctl", "kernel.msgmax=4321", "--userns", "host", "--ipc", "private"),
+        *("--cgroupns", "private", "default", "sh", "-c", script),  # what boxd does anyway
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n") == [
@@ -225,6 +226,34 @@ def test_rename_diff_prune(clean: Daemon) -> None:
     r = _docker(clean, "container", "prune", "-f", "--filter", "label=keep=1")
     assert r.stdout.startswith(f"Deleted Containers:\n{kept}\n")
     assert _docker(clean, "ps", "-a", "-q").stdout == ""
+
+
+@needs_cli
+def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
+    """``--log-opt max-size/max-file`` rotate the container's log (Docker's json-file
+    options); an option boxd does not honour is refused, naming it, not dropped."""
+    script = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; done"
+    opts = ["--log-opt", "max-size=4k", "--log-opt", "max-file=2"]
+    assert _docker(clean, "run", "--name", "rot", *opts, "default", "sh", "-c", script).stdout
+    config = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig}}", "rot").stdout
+    assert json.loads(config) == {
+        "Type": "json-file",
+        "Config": {"max-size": "4k", "max-file": "2"},
+    }
+    kept = _docker(clean, "logs", "rot").stdout.splitlines()
+    assert kept[-1] == "line3000"
+    assert len(kept) < 1000  # two files of at most 4 KiB of JSON records
+    assert kept == [f"line{i}" for i in range(3001 - len(kept), 3001)]  # a tail, in order
+    for opt, words in [
+        ("max-size=lots", "invalid log option max-size 'lots'"),
+        ("max-file=0", "invalid log option max-file '0'"),
+        ("tag={{.Name}}", "log option tag='{{.Name}}' is not supported"),
+        ("compress=true", "log option compress='true' is not supported"),
+    ]:
+        r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
+        assert r.returncode == 125, r.stderr
+        assert words in r.stderr
+    assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "rot\n"
 
 
 @pytest.fixture
@@ -440,6 +469,27 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
         "bad name",
     ),
     ("POST", "/containers/create", b'{"Image":"default","Cmd":["x"],"Env":["=1"]}', 400, "=1"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"PidMode":"host"}}',
+        400,
+        "HostConfig.PidMode 'host' is not supported by boxd: a container gets its own pid",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"CgroupnsMode":"host"}}',
+        400,
+        "CgroupnsMode 'host'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"container:x"}}',
+        400,
+        "IpcMode 'container:x'",
+    ),
     ("GET", "/containers/json?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", '/containers/json?filters={"colour":["red"]}', None, 400, "colour"),
     ("GET", '/containers/json?filters={"status":["asleep"]}', None, 400, "asleep"),

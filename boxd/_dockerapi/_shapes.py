@@ -37,6 +37,7 @@ from .._records import (
     Ulimit,
     Volume,
 )
+from .._units import format_size, parse_size
 from ._http import ApiError
 
 T = TypeVar("T")
@@ -138,10 +139,6 @@ _REFUSED_HOST = (
     "Devices",
     "DeviceRequests",
     "DeviceCgroupRules",
-    "PidMode",
-    "IpcMode",
-    "UTSMode",
-    "UsernsMode",
     "VolumeDriver",
     "OomKillDisable",
     "CpuRealtimePeriod",
@@ -151,6 +148,15 @@ _REFUSED_HOST = (
     "MemoryReservation",
 )
 _NETWORKS = {"": "bridge", "default": "bridge"}
+# Namespace modes: the values that ask for what boxd does (a container's own namespace of
+# each kind, no user namespace), and what a refusal says boxd does instead.
+_NAMESPACE_MODES = {
+    "PidMode": ((), "its own pid namespace"),
+    "IpcMode": (("private", "shareable"), "its own ipc namespace"),
+    "UTSMode": ((), "its own uts namespace"),
+    "UsernsMode": (("host",), "no user namespace"),
+    "CgroupnsMode": (("private",), "its own cgroup namespace"),
+}
 
 
 def container_config(body: dict[str, Any]) -> ContainerConfig:
@@ -170,12 +176,17 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
+    for key, (accepted, instead) in _NAMESPACE_MODES.items():
+        mode = host.text(key)
+        if mode and mode not in accepted:
+            raise ApiError(
+                400,
+                f"HostConfig.{key} {mode!r} is not supported by boxd: a container gets {instead}",
+            )
     runtime = host.text("Runtime")
     if runtime not in ("", "runc", "boxd"):
         raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
-    log_type = host.object("LogConfig").text("Type")
-    if log_type not in ("", "json-file", "k8s-file"):
-        raise ApiError(400, f"logging driver {log_type!r} is not supported (boxd keeps a file)")
+    log_max_size, log_max_files = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
     aliases, joins = _endpoints(cfg, network)
     restart = host.object("RestartPolicy")
@@ -220,10 +231,44 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
             labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
+            log_max_size=log_max_size,
+            log_max_files=log_max_files,
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     return config
+
+
+def _log_config(log: Fields) -> tuple[int | None, int | None]:
+    """``HostConfig.LogConfig`` (``--log-driver``, ``--log-opt``): boxd keeps Docker's
+    json-file log; of its options, the rotation (``max-size``, in --memory's units, and
+    ``max-file``) applies, ``compress=false`` is what boxd does; any other option is
+    refused rather than dropped.  Returns (max size, max files), None where not given."""
+    driver = log.text("Type")
+    if driver not in ("", "json-file", "k8s-file"):
+        raise ApiError(400, f"logging driver {driver!r} is not supported (boxd keeps a file)")
+    options = log.mapping("Config")
+    size = files = None
+    for key, value in options.items():
+        if key == "max-size":
+            if value != "-1":  # Docker's spelling of "no limit": the daemon's default
+                try:
+                    size = parse_size(value, what="log option max-size")
+                except ValueError as exc:
+                    raise ApiError(400, str(exc)) from None
+        elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise ApiError(
+                    400, f"invalid log option max-file {value!r}: expected an integer, at least 1"
+                )
+            files = int(value)
+        elif key != "compress" or value.lower() not in ("false", "0"):
+            raise ApiError(
+                400,
+                f"log option {key}={value!r} is not supported by boxd "
+                "(it takes max-size and max-file; rotated logs are not compressed)",
+            )
+    return size, files
 
 
 def _port_specs(host: Fields) -> Iterable[PortSpec]:
@@ -555,9 +600,20 @@ def _host_config(c: Container) -> dict[str, Any]:
         "CpuShares": res.cpu_shares or 0,
         "PidsLimit": res.pids_limit,
         "CpusetCpus": res.cpuset_cpus or "",
-        "LogConfig": {"Type": "json-file", "Config": {}},
+        "LogConfig": {"Type": "json-file", "Config": _log_options(cfg)},
         "Runtime": "boxd",
     }
+
+
+def _log_options(cfg: ContainerConfig) -> dict[str, str]:
+    """The container's own log rotation as ``--log-opt`` spells it (the daemon's default
+    where it has none, as Docker shows only what was given)."""
+    options = {}
+    if cfg.log_max_size is not None:
+        options["max-size"] = format_size(cfg.log_max_size)
+    if cfg.log_max_files is not None:
+        options["max-file"] = str(cfg.log_max_files)
+    return options
 
 
 def _mounts(c: Container) -> list[dict[str, Any]]:
