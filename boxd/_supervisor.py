@@ -681,6 +681,7 @@ class Supervisor:
                                 view_files=view,
                                 net=net.etc(),
                                 ns_paths=net.ns_paths(),
+                                cgroups=cgroup.view(),
                             ),
                             cgroup,
                         )
