@@ -16,6 +16,7 @@ from boxd._dockerwords import WORDS
 
 from ._args import Args
 from ._client import call
+from ._table import aligned
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -38,9 +39,8 @@ HEADERS = {
     "Networks": "NETWORKS",
     "LocalVolumes": "LOCAL VOLUMES",
 }
-DEFAULT = (
-    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-)
+# The default table's columns (Docker's), SIZE added with -s.
+DEFAULT_FIELDS = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
 
 
 def state_word(c: dict[str, Any]) -> str:
@@ -163,14 +163,24 @@ def cmd_list(args: Args) -> int:
         for c in containers:
             print(_wirejson.dumps(row(c, now, trunc=trunc, names=names), ensure_ascii=False))
         return 0
+    if not args.format or args.format == "table":
+        print(default_table(containers, now, trunc=trunc, size=bool(args.size)))
+        return 0
     from ._template import Template, print_formatted
 
-    fmt = args.format or DEFAULT + ("\t{{.Size}}" if args.size else "")
-    if fmt == "table":
-        fmt = DEFAULT + ("\t{{.Size}}" if args.size else "")
-    template = Template(fmt, strict=True)
+    template = Template(args.format, strict=True)
     named = template.fields()
     wanted = COLUMNS if named is None else [n for n in named if n in COLUMNS]
     rows = [row(c, now, trunc=trunc, names=wanted) for c in containers]
     print_formatted(template, rows, HEADERS)
     return 0
+
+
+def default_table(containers: list[dict[str, Any]], now: float, *, trunc: bool, size: bool) -> str:
+    """``ps`` without ``--format`` (or with ``table``): what ``table {{.ID}}\\t...`` of
+    DEFAULT_FIELDS prints through the template, built directly (every cell of it is a
+    string), so that the common ``ps`` neither imports nor parses a template (~0.7 ms)."""
+    fields = (*DEFAULT_FIELDS, "Size") if size else DEFAULT_FIELDS
+    lines = ["\t".join(HEADERS[f] for f in fields)]
+    lines += ["\t".join(COLUMNS[f](c, now, trunc) for f in fields) for c in containers]
+    return aligned(lines)

@@ -89,7 +89,8 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
         *("run", "--rm", "--ulimit", "nofile=100:200", "-e", "A=1", "-w", "/tmp"),
         *("-u", "1000:1000", "--group-add", "5", "-v", f"{tmp_path}:/mnt:ro", "--read-only"),
         *("--tmpfs", "/scratch:size=1m,mode=1777", "--add-host", "db:10.1.2.3", "--init"),
-        *("--sysctl", "kernel.msgmax=4321", "default", "sh", "-c", script),
+        *("--sysctl", "kernel.msgmax=4321", "--userns", "host", "--ipc", "private"),
+        *("--cgroupns", "private", "default", "sh", "-c", script),  # what boxd does anyway
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n") == [
@@ -468,6 +469,27 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
         "bad name",
     ),
     ("POST", "/containers/create", b'{"Image":"default","Cmd":["x"],"Env":["=1"]}', 400, "=1"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"PidMode":"host"}}',
+        400,
+        "HostConfig.PidMode 'host' is not supported by boxd: a container gets its own pid",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"CgroupnsMode":"host"}}',
+        400,
+        "CgroupnsMode 'host'",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"container:x"}}',
+        400,
+        "IpcMode 'container:x'",
+    ),
     ("GET", "/containers/json?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", '/containers/json?filters={"colour":["red"]}', None, 400, "colour"),
     ("GET", '/containers/json?filters={"status":["asleep"]}', None, 400, "asleep"),

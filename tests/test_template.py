@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from boxctl._template import Template, TemplateError, aligned, print_formatted
+from boxctl._table import aligned
+from boxctl._template import Template, TemplateError, print_formatted
 
 DATA: dict[str, Any] = {
     "ID": "4f2a9c1b7e3d",

@@ -142,10 +142,6 @@ _REFUSED_HOST = (
     "Devices",
     "DeviceRequests",
     "DeviceCgroupRules",
-    "PidMode",
-    "IpcMode",
-    "UTSMode",
-    "UsernsMode",
     "VolumeDriver",
     "OomKillDisable",
     "CpuRealtimePeriod",
@@ -155,6 +151,15 @@ _REFUSED_HOST = (
     "MemoryReservation",
 )
 _NETWORKS = {"": "bridge", "default": "bridge"}
+# Namespace modes: the values that ask for what boxd does (a container's own namespace of
+# each kind, no user namespace), and what a refusal says boxd does instead.
+_NAMESPACE_MODES = {
+    "PidMode": ((), "its own pid namespace"),
+    "IpcMode": (("private", "shareable"), "its own ipc namespace"),
+    "UTSMode": ((), "its own uts namespace"),
+    "UsernsMode": (("host",), "no user namespace"),
+    "CgroupnsMode": (("private",), "its own cgroup namespace"),
+}
 
 
 def container_config(body: dict[str, Any]) -> ContainerConfig:
@@ -174,6 +179,13 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
+    for key, (accepted, instead) in _NAMESPACE_MODES.items():
+        mode = host.text(key)
+        if mode and mode not in accepted:
+            raise ApiError(
+                400,
+                f"HostConfig.{key} {mode!r} is not supported by boxd: a container gets {instead}",
+            )
     runtime = host.text("Runtime")
     if runtime not in ("", "runc", "boxd"):
         raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")

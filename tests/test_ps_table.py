@@ -1,0 +1,68 @@
+"""``ps``'s default table, built without the template evaluator, prints what the template
+``table {{.ID}}\\t{{.Image}}...`` prints (no daemon: briefs as the daemon sends them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from boxctl._ps import COLUMNS, DEFAULT_FIELDS, HEADERS, default_table, row
+from boxctl._template import Template, print_formatted
+
+NOW = 1_800_000_000.0
+
+
+def _brief(n: int, **over: Any) -> dict[str, Any]:
+    brief: dict[str, Any] = {
+        "id": f"{n:02d}" + "ab" * 31,
+        "name": f"box-{n}",
+        "image": "docker.io/library/busybox:latest",
+        "command": ["sh", "-c", "echo a long command\tline with a tab"],
+        "created_at": NOW - 3600 * n,
+        "started_at": NOW - 60,
+        "finished_at": None,
+        "status": "running",
+        "exit_code": None,
+        "oom_killed": False,
+        "ports": [],
+        "exposed": [],
+        "labels": ["team=a"],
+        "volumes": [],
+        "networks": ["bridge"],
+        "network": "bridge",
+    }
+    brief.update(over)
+    return brief
+
+
+BRIEFS = [
+    _brief(1),
+    _brief(
+        2,
+        status="exited",
+        exit_code=137,
+        oom_killed=True,
+        finished_at=NOW - 5,
+        ports=[{"host_ip": "", "host_port": 8080, "container_port": 80, "protocol": "tcp"}],
+        exposed=["443"],
+    ),
+    _brief(3, status="created", image="127.0.0.1:5000/tools/app:1.2", command=["true"]),
+    _brief(4, status="paused", name="a-much-longer-container-name", size=2_000_000),
+]
+
+
+@pytest.mark.parametrize("count", [0, 1, len(BRIEFS)])
+@pytest.mark.parametrize("trunc", [True, False])
+@pytest.mark.parametrize("size", [False, True])
+def test_default_table_is_the_templates(
+    count: int, trunc: bool, size: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = (*DEFAULT_FIELDS, "Size") if size else DEFAULT_FIELDS
+    template = Template("table " + "\\t".join("{{." + f + "}}" for f in fields), strict=True)
+    briefs = BRIEFS[:count]
+    rows = [row(c, NOW, trunc=trunc, names=COLUMNS) for c in briefs]
+    print_formatted(template, rows, HEADERS)
+    through_template = capsys.readouterr().out
+    assert default_table(briefs, NOW, trunc=trunc, size=size) + "\n" == through_template
+    assert through_template.startswith("CONTAINER ID ")
