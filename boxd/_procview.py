@@ -66,15 +66,19 @@ import trio
 
 
 @contextlib.contextmanager
-def _without_package_metadata() -> Iterator[None]:
-    """pyfuse3 looks its own version up in ``importlib.metadata`` at import, a string boxd
-    never reads; that module brings email, zipfile, csv and importlib.resources with it,
-    ~1 MB of the idle daemon's memory.  While pyfuse3 is imported, a stand-in that knows no
-    package answers that one lookup (``pyfuse3.__version__`` is then "unknown"); whoever
-    imports ``importlib.metadata`` later gets the real one."""
-    if "importlib.metadata" in sys.modules:  # already paid for
-        yield
-        return
+def _stand_ins_for_pyfuse3() -> Iterator[None]:
+    """While pyfuse3 is imported, stand-ins answer two imports it makes for things boxd
+    never uses:
+
+    - ``importlib.metadata``, to look its own version up (``pyfuse3.__version__`` is then
+      "unknown"): that module brings email, zipfile, csv and importlib.resources, ~1 MB
+      of the idle daemon's memory;
+    - ``pickle``, for the ``PicklingError`` its handles raise when pickled: ``pickle``
+      brings ``_pickle`` and its tables, ~0.4 MB.  Pickling them fails as before, with
+      the stand-in's ``PicklingError`` (not a ``pickle.PicklingError``).
+
+    Whoever imports either module later gets the real one; one already imported is used."""
+    metadata = types.ModuleType("importlib.metadata")
 
     class PackageNotFoundError(ModuleNotFoundError):
         pass
@@ -82,18 +86,25 @@ def _without_package_metadata() -> Iterator[None]:
     def version(name: str) -> str:
         raise PackageNotFoundError(name)
 
-    stand_in = types.ModuleType("importlib.metadata")
-    stand_in.__dict__.update(PackageNotFoundError=PackageNotFoundError, version=version)
-    sys.modules["importlib.metadata"] = stand_in
+    metadata.__dict__.update(PackageNotFoundError=PackageNotFoundError, version=version)
+    pickle = types.ModuleType("pickle")
+
+    class PicklingError(Exception):
+        pass
+
+    pickle.__dict__.update(PicklingError=PicklingError)
+    stand_ins = {m.__name__: m for m in (metadata, pickle) if m.__name__ not in sys.modules}
+    sys.modules.update(stand_ins)
     try:
         yield
     finally:
-        if sys.modules.get("importlib.metadata") is stand_in:
-            del sys.modules["importlib.metadata"]
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
 
 
 try:
-    with _without_package_metadata():
+    with _stand_ins_for_pyfuse3():
         import pyfuse3
 except ImportError as exc:  # the daemon goes on without the view; see available()
     _PYFUSE3_MISSING: str | None = f"pyfuse3 is not importable ({exc})"

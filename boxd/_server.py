@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import grp
 import logging
 import math
 import os
@@ -23,7 +22,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _prune, _top, _verbareas, protocol
+from . import __version__, _logs, _nss, _prune, _top, _verbareas, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
 from ._images.registry import RegistryError
@@ -626,11 +625,8 @@ async def bind_socket(path: Path) -> trio.socket.SocketType:
         await sock.bind(str(tmp))
     finally:
         os.umask(old)
-    try:
-        gid = grp.getgrnam("boxd").gr_gid
-    except KeyError:
-        gid = -1
-    os.chown(tmp, 0 if os.geteuid() == 0 else -1, gid)
+    gid = await _nss.group_id("boxd")
+    os.chown(tmp, 0 if os.geteuid() == 0 else -1, -1 if gid is None else gid)
     os.chmod(tmp, 0o660)
     os.rename(tmp, path)
     sock.listen(128)

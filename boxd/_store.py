@@ -52,6 +52,10 @@ class Loaded:
     # Ids of records of a newer format: their containers (processes, cgroups, files) are
     # not this daemon's to touch.
     foreign: frozenset[str]
+    # Ids of directories without a record: a create cut short, or a run whose process was
+    # spawned (its shim may keep it) before its first record was written.  The caller
+    # ends what runs there and discards them.
+    unfinished: tuple[str, ...] = ()
 
 
 class NewerFormat(Exception):
@@ -98,11 +102,12 @@ class Store:
 
     def load_all(self) -> Loaded:
         """Every readable record.  What a crash can leave is repaired on the way: a
-        directory whose record was never written (a create cut short) is deleted, a
-        temporary file beside a record removed, and a record that cannot be read is set
-        aside with its directory (``<id>.corrupt``) and one warning naming it."""
+        temporary file beside a record is removed, and a record that cannot be read is set
+        aside with its directory (``<id>.corrupt``) and one warning naming it; a directory
+        whose record was never written is listed in :attr:`Loaded.unfinished`."""
         found = []
         foreign = set()
+        unfinished = []
         for d in sorted(self.containers.iterdir()):
             if not ID_RE.match(d.name) or not d.is_dir():
                 continue
@@ -110,8 +115,7 @@ class Store:
                 (d / spare).unlink(missing_ok=True)
             record = d / RECORD
             if not record.exists():
-                log.info("removing %s: its create never finished (no record)", d)
-                shutil.rmtree(d, ignore_errors=True)
+                unfinished.append(d.name)
                 continue
             try:
                 container = read_record(record)
@@ -126,7 +130,7 @@ class Store:
                 self._set_aside(d, record, f"id {container.id!r} does not match its directory")
                 continue
             found.append(container)
-        return Loaded(found, frozenset(foreign))
+        return Loaded(found, frozenset(foreign), tuple(unfinished))
 
     def _set_aside(self, d: Path, record: Path, why: object) -> None:
         dest = d.with_name(f"{d.name}.corrupt")

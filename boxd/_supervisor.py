@@ -1185,6 +1185,8 @@ class Supervisor:
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()
+        for cid in loaded.unfinished:
+            await self._discard_unfinished(cid)
         for c in loaded.containers:
             entry = self._entries[c.id] = _Entry(c)
             found = await _live.find_shim(self.store.container_dir(c.id))
@@ -1232,6 +1234,19 @@ class Supervisor:
                     await self.start(c.id)
                 except Exception as exc:  # one container must not stop the daemon
                     log.error("%s: restart at start-up failed: %s", c.short_id, exc)
+
+    async def _discard_unfinished(self, cid: str) -> None:
+        """A directory without a record: a create cut short, or a run killed after its
+        process was spawned but before its first record, whose shim keeps the process
+        (and would until it sees its socket gone).  That process is killed and its shim
+        ended before the directory goes."""
+        d = self.store.container_dir(cid)
+        found = await _live.find_shim(d)
+        if found is not None:
+            log.warning("%s: killing the process its shim keeps: it has no record", cid[:12])
+            await _live.end(found)
+        log.info("removing %s: its create never finished (no record)", d)
+        self.store.discard(cid)
 
     def _found_live(self, entry: _Entry) -> None:
         """A container the last daemon left in a live phase: its process (if it still

@@ -620,3 +620,21 @@ async def test_serve_returns_when_unmounted_from_outside(
         await trio.run_process(["umount", str(mountpoint)])
     assert str(mountpoint) not in _mount_points()
     assert "unmounted from outside" in caplog.text
+
+
+def test_importing_the_view_leaves_out_what_pyfuse3_imports_for_nothing() -> None:
+    """pyfuse3's version lookup and its PicklingError get stand-ins while it is imported
+    (bench/README.md, sessions 6 and 8); the real modules stay importable afterwards."""
+    code = (
+        "import sys, boxd._daemon, boxd._procview as v\n"
+        "print(v._PYFUSE3_MISSING is None, 'pickle' in sys.modules,"
+        " 'importlib.metadata' in sys.modules)\n"
+        "import pickle, importlib.metadata\n"
+        "print(pickle.loads(pickle.dumps([1])), callable(importlib.metadata.version))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    if out[0].startswith("True"):  # pyfuse3 importable: it was imported without them
+        assert out[0] == "True False False"
+    assert out[1] == "[1] True"
