@@ -25,7 +25,6 @@ import stat
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
@@ -36,6 +35,7 @@ from ._units import split_volume
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+    from pathlib import Path
     from typing import Any
 
     from ._records import Volume
@@ -150,12 +150,16 @@ def _skeleton() -> Traversable:
     try:
         __import__("boxd.skel")
     except ModuleNotFoundError:
+        from pathlib import Path  # here, as below: boxd-runtime create does without pathlib
+
         source = Path(__file__).resolve().parent.parent / "rootfs" / "skel"
         if not source.is_dir():
             raise ImageError(f"the skeleton of image default is missing: {source}") from None
         return source
     for directory in sys.modules["boxd.skel"].__path__:
         if os.path.isdir(directory):
+            from pathlib import Path
+
             return Path(directory)
     import importlib.resources  # here: boxd-runtime create checks commands, needs no image
 
@@ -297,6 +301,7 @@ def prepare_default_image(images_dir: Path) -> Path:
         return final
     import shutil
     import tempfile
+    from pathlib import Path
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{_DEFAULT}-", dir=images_dir))
     try:
@@ -683,6 +688,8 @@ def container_mounts(
     userns = id_map is not None
     lowers = [list(layer.lowers) for layer in image.layers]
     if id_map is not None:
+        from pathlib import Path
+
         _check_traversable(
             (container_dir, *container_dir.parents), id_map[0], "the daemon's --root"
         )
