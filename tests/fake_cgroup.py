@@ -8,7 +8,9 @@ directory gets the interface files of the controllers its hierarchy (v1) or its
 parent's ``cgroup.subtree_control`` (v2) gives it; writes to a missing file fail with
 ENOENT; ``cgroup.subtree_control`` follows the v2 rules (a controller must be offered by
 the parent, EBUSY in a cgroup with processes) and reaches the children; a v1 memory limit
-below usage fails with EBUSY, and memsw below the memory limit with EINVAL.  Every write
+below usage fails with EBUSY, and memsw below the memory limit with EINVAL; a new v1
+cpuset cgroup has its parent's CPUs and memory nodes if the parent's
+``cgroup.clone_children`` is 1, else none.  Every write
 is recorded in order, with its path relative to the fake root.
 """
 
@@ -189,6 +191,9 @@ class FakeCgroupFs:
         else:
             names = self._v1_controllers(path)
             _fill(path, V1_FILES, names)
+            if "cpuset" in names and (path.parent / "cgroup.clone_children").read_text() == "1":
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    (path / name).write_text((path.parent / name).read_text())
             if not self.swap_accounting:
                 (path / "memory.memsw.limit_in_bytes").unlink(missing_ok=True)
 

@@ -237,6 +237,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                 sysctls=sysctls if in_table else {},
                 seccomp_cache=root.path,
                 host_cgroup2=str(host.v2_mount) if host.v2_mount is not None else None,
+                cgroups=host.view(name, limits),
             )
             cgroup = host.create(name, limits)
             assert spec.process is not None
