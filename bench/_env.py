@@ -158,9 +158,9 @@ def remove_cgroups(prefixes: tuple[str, ...]) -> list[str]:
         if line.partition(" - ")[2].split(" ", 1)[0] not in ("cgroup", "cgroup2"):
             continue
         for top, dirs, _ in os.walk(line.split()[4]):
-            for d in [d for d in dirs if d.startswith(prefixes)]:
-                found.extend(Path(sub) for sub, _, _ in os.walk(Path(top, d)))
-                dirs.remove(d)
+            for name in [n for n in dirs if n.startswith(prefixes)]:
+                found.extend(Path(sub) for sub, _, _ in os.walk(Path(top, name)))
+                dirs.remove(name)
     left = []
     for d in sorted(set(found), key=lambda p: len(p.parts), reverse=True):
         try:
