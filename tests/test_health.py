@@ -186,14 +186,16 @@ def test_healthy_shown_by_inspect_ps_events_and_never_in_the_log(clean: Daemon) 
 def test_unhealthy_after_retries_and_not_before(clean: Daemon) -> None:
     d = clean
     d.ctl(
-        "run", "-d", "--name", "bad", "--health-cmd", "echo no >&2; exit 3", *FAST,
+        "run", "-d", "--name", "bad", *FAST,
+        "--health-cmd", "head -c 5000 /dev/zero | tr '\\0' x >&2; exit 3",
         "--health-retries", "3", "default", "sleep", "60",
     )  # fmt: skip
     health = _health_once(d, "bad", lambda h: h["Status"] == "unhealthy")
     assert health["FailingStreak"] >= 3
     # Two failures in a row were not enough.
     assert [r["ExitCode"] for r in health["Log"]][:2] == [3, 3]
-    assert health["Log"][0]["Output"] == "no\n"
+    # Its output (stderr too) is kept up to 4 KiB, as Docker keeps it.
+    assert health["Log"][0]["Output"] == "x" * 4096 + "..."
     assert d.ctl("ps", "--format", "{{.Status}}").stdout.endswith("(unhealthy)\n")
     assert d.ctl("ps", "--format", "{{.Names}}", "--filter", "health=unhealthy").stdout == "bad\n"
 
