@@ -63,6 +63,11 @@ class Bench:
         self.tools = tools
         self.sizes = Sizes.of(quick)
         self.daemon = Daemon(work)
+        # What this run names outside its work directory (peers' container ids, which
+        # runc and crun also name cgroups by, podman's cgroup parent) starts with this:
+        # unique to the run, so that runs at once never share a cgroup, and cleanup
+        # removes only this run's (:meth:`name`).
+        self.tag = "bench-" + work.name.removeprefix("boxd-bench-")
         self.crun_state = work / "crun-state"
         self.runc_state = work / "runc-state"
         self.boxd_runtime_state = work / "boxd-runtime-state"
@@ -81,6 +86,10 @@ class Bench:
             _env.oci_bundle(tools["runc"].require(), self.rootfs, self.bundle, memory=MEMORY_LIMIT)
         except Exception as exc:
             self.bundle_error = f"no OCI bundle: {exc}"
+
+    def name(self, what: str) -> str:
+        """A name of this run's own (a container id, a cgroup): ``bench-<run>-what``."""
+        return f"{self.tag}-{what}"
 
     # ---- what the entries need; each raises why it is missing --------------------------
 
@@ -180,7 +189,7 @@ class Bench:
             "--network",
             "none",
             "--cgroup-parent",
-            "/bench-podman",
+            "/" + self.name("podman"),
             "--memory",
             "64m",
             "--ulimit",
@@ -253,7 +262,7 @@ class Bench:
         pair = _commands(
             {
                 "boxctl run --rm": lambda: self.boxctl(*run, self.root(), "/bin/true"),
-                "runc run": lambda: [*self.oci_run("runc"), "bench-runc"],
+                "runc run": lambda: [*self.oci_run("runc"), self.name("runc")],
             }
         )
         timed = in_turn(pair, runs, settle=SETTLE)
@@ -301,7 +310,9 @@ class Bench:
         case.measure(
             "crun run",
             PEER,
-            lambda: self.hyperfine([*self.oci_run("crun"), "bench-crun"], runs=runs, wrap=True),
+            lambda: self.hyperfine(
+                [*self.oci_run("crun"), self.name("crun")], runs=runs, wrap=True
+            ),
             note="through cgns.sh (crun 1.8 refuses hybrid cgroups)",
         )
         case.measure(
@@ -356,7 +367,9 @@ class Bench:
                     self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true"),
                     name="boxctl",
                 ),
-                "runc run": lambda: script(self.oci_run("runc"), ' "bench-runc-$i"', "runc"),
+                "runc run": lambda: script(
+                    self.oci_run("runc"), f' "{self.name("runc")}-$i"', "runc"
+                ),
             }
         )
         turns = in_turn(pair, self.sizes.repeats)
@@ -379,7 +392,7 @@ class Bench:
         case.measure(
             "crun run",
             PEER,
-            lambda: timed(self.oci_run("crun"), ' "bench-crun-$i"', wrap=True),
+            lambda: timed(self.oci_run("crun"), f' "{self.name("crun")}-$i"', wrap=True),
             note=per,
         )
         case.measure(
