@@ -48,12 +48,13 @@ class Sizes:
     podman_idle: int  # idle podman containers (conmon measured)
     output_mib: int
     output_runs: int
+    ps_runs: int  # rounds of `ps -a` in turn with `python -c pass` (~30 ms each)
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(3, 5, 3, 1, 5, 3, 1, 16, 2)
-        return cls(30, 100, 20, 3, 100, 20, 5, 256, 5)
+            return cls(3, 5, 3, 1, 5, 3, 1, 16, 2, 3)
+        return cls(30, 100, 20, 3, 100, 20, 5, 256, 5, 100)
 
 
 class Bench:
@@ -416,7 +417,8 @@ class Bench:
         # Each ps runs in turn with `python -c pass` (see in_turn), at each daemon state: run
         # one entry after the other, a change of load between them moved the ratio more than
         # the target's whole margin (0.70x to 2.0x in four runs within two minutes, session
-        # 8).  The baseline is every run of `python -c pass` of both states.
+        # 8); 100 rounds, as they are short.  The baseline is every run of `python -c pass`
+        # of both states.
         states = {0: "boxctl ps -a (0 containers)", s.listed: f"boxctl ps -a ({s.listed} created)"}
         timed: dict[str, list[float] | Exception] = {}
         passes: list[float] = []
@@ -460,7 +462,7 @@ class Bench:
                 "python -c pass": [PY, "-c", "pass"],
                 name: self.boxctl("ps", "-a"),
             }
-            return in_turn(pair, self.sizes.runs)
+            return in_turn(pair, self.sizes.ps_runs)
         finally:
             self.daemon.remove_all()
 
