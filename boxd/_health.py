@@ -54,11 +54,19 @@ def begin(health: Health | None) -> Health:
 
 
 async def watch(sup: Supervisor, entry: _Entry, run: Run, check: Healthcheck) -> None:
-    """Run ``check`` on the container of ``entry`` until ``run`` ends."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_checks, sup, entry, check)
+    """Run ``check`` on the container of ``entry`` until ``run`` ends.  A failure of the
+    checks' own (a bug, a record that cannot be written) ends the checks, never the run."""
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_checks, sup, entry, check)
+            await run.exited.wait()
+            nursery.cancel_scope.cancel(reason="the container ended")
+    except Exception:
+        log.exception(
+            "%s: health checks failed; none run until it starts again",
+            entry.container.short_id,
+        )
         await run.exited.wait()
-        nursery.cancel_scope.cancel(reason="the container ended")
     health = entry.container.state.health
     if health is not None:
         health.status = UNHEALTHY
