@@ -263,6 +263,8 @@ def default_created() -> float:
     modification time of what it is built from (the skeleton's files as installed, the
     host's /etc/alternatives and /etc/ld.so.cache, which package installs rewrite), so a
     build shows the same time each time it is asked, and a newer build a newer one."""
+    from pathlib import Path
+
     times = [0.0]
     for _, node in _walk(_skeleton()):
         # Files only (importing the package adds __pycache__ to its directory); a zipped
