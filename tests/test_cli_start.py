@@ -1,6 +1,6 @@
 """How the installed ``boxctl`` and ``boxd-runtime`` start (no root, no daemon): scripts of
 their own, not the wrapper an installer writes for an entry point (pip 23's imports ``re``,
-~5 ms of every call), which import neither ``re``, ``enum``, ``typing`` nor ``json`` on the
+~7 ms of every call), which import neither ``re``, ``enum``, ``typing`` nor ``json`` on the
 way to their first error.  What they import is read from ``PYTHONPROFILEIMPORTTIME``."""
 
 from __future__ import annotations
