@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from daemon_harness import Daemon, running_daemon
 from docker_clients import api_call, docker, needs_cli
 
+import boxd
 from boxctl._args import Args
 from boxctl._client import CliError
 from boxctl._health import healthcheck, parse_duration
@@ -372,3 +374,24 @@ def test_checks_end_with_the_container_and_come_back_after_a_restart(tmp_path: P
         d.ctl("start", "h")
         _health_once(d, "h", lambda h: h["Status"] == "healthy")
         d.ctl("rm", "-f", "h")
+
+
+def test_the_library_runs_them_too(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            check = boxd.Healthcheck(("CMD", "sh", "-c", "exit 1"), interval=0.1, retries=2)
+            config = boxd.ContainerConfig(
+                image="default", command=("sleep", "60"), network="none", healthcheck=check
+            )
+            _, events = sup.events.subscribe()
+            c = await sup.run(config)
+            with trio.fail_after(30):
+                async for event in events:
+                    if event.action == "health_status: unhealthy" and event.id == c.id:
+                        break
+            assert c.state.health is not None and c.state.health.status == "unhealthy"
+            assert c.state.health.failing_streak >= 2
+            assert [r.exit_code for r in c.state.health.log][:2] == [1, 1]
+            await sup.remove(c.id, force=True)
+
+    trio.run(main)
