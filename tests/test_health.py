@@ -379,7 +379,8 @@ def test_checks_end_with_the_container_and_come_back_after_a_restart(tmp_path: P
 def test_the_library_runs_them_too(tmp_path: Path) -> None:
     async def main() -> None:
         async with boxd.open_supervisor(tmp_path / "lib") as sup:
-            check = boxd.Healthcheck(("CMD", "sh", "-c", "exit 1"), interval=0.1, retries=2)
+            # A command that cannot run fails the check (exit code -1, the reason as output).
+            check = boxd.Healthcheck(("CMD", "/nope"), interval=0.1, retries=2)
             config = boxd.ContainerConfig(
                 image="default", command=("sleep", "60"), network="none", healthcheck=check
             )
@@ -391,7 +392,8 @@ def test_the_library_runs_them_too(tmp_path: Path) -> None:
                         break
             assert c.state.health is not None and c.state.health.status == "unhealthy"
             assert c.state.health.failing_streak >= 2
-            assert [r.exit_code for r in c.state.health.log][:2] == [1, 1]
+            assert [r.exit_code for r in c.state.health.log][:2] == [-1, -1]
+            assert "/nope: No such file or directory" in c.state.health.log[0].output
             await sup.remove(c.id, force=True)
 
     trio.run(main)
