@@ -316,6 +316,8 @@ def test_bad_values_are_refused_naming_them(clean: Daemon) -> None:
         status, _, reply = api_call(d, "POST", "/containers/create", json.dumps(body).encode())
         assert (status, words in json.loads(reply)["message"]) == (400, True), reply
     assert d.ctl("ps", "-a", "-q").stdout == ""
+    r = d.ctl("ps", "--filter", "health=fine", check=False)
+    assert r.returncode != 0 and "invalid filter 'health=fine'" in r.stderr, r.stderr
 
 
 @needs_cli
