@@ -30,6 +30,7 @@ from boxd._healthcheck import (
     from_api,
     go_duration,
     merge,
+    status_suffix,
     to_api,
 )
 
@@ -103,6 +104,10 @@ def test_merged_with_the_image_field_by_field_with_dockers_defaults() -> None:
     assert active(Healthcheck(("CMD", "x"))) == Healthcheck(
         ("CMD", "x"), interval=30, timeout=30, start_period=0, start_interval=5, retries=3
     )
+    assert [status_suffix(s) for s in ("starting", "healthy")] == [
+        " (health: starting)",
+        " (healthy)",
+    ]
     api = {"Test": ["CMD-SHELL", "x"], "Interval": 100_000_000, "Retries": 2}
     assert to_api(from_api(api, "Healthcheck")) == api
 
