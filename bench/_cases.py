@@ -48,12 +48,13 @@ class Sizes:
     podman_idle: int  # idle podman containers (conmon measured)
     output_mib: int
     output_runs: int
+    ps_runs: int  # rounds of `ps -a` in turn with `python -c pass` (~30 ms each)
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(3, 5, 3, 1, 5, 3, 1, 16, 2)
-        return cls(30, 100, 20, 3, 100, 20, 5, 256, 5)
+            return cls(3, 5, 3, 1, 5, 3, 1, 16, 2, 3)
+        return cls(30, 100, 20, 3, 100, 20, 5, 256, 5, 100)
 
 
 class Bench:
@@ -62,6 +63,11 @@ class Bench:
         self.tools = tools
         self.sizes = Sizes.of(quick)
         self.daemon = Daemon(work)
+        # What this run names outside its work directory (peers' container ids, which
+        # runc and crun also name cgroups by, podman's cgroup parent) starts with this:
+        # unique to the run, so that runs at once never share a cgroup, and cleanup
+        # removes only this run's (:meth:`name`).
+        self.tag = "bench-" + work.name.removeprefix("boxd-bench-")
         self.crun_state = work / "crun-state"
         self.runc_state = work / "runc-state"
         self.boxd_runtime_state = work / "boxd-runtime-state"
@@ -80,6 +86,10 @@ class Bench:
             _env.oci_bundle(tools["runc"].require(), self.rootfs, self.bundle, memory=MEMORY_LIMIT)
         except Exception as exc:
             self.bundle_error = f"no OCI bundle: {exc}"
+
+    def name(self, what: str) -> str:
+        """A name of this run's own (a container id, a cgroup): ``bench-<run>-what``."""
+        return f"{self.tag}-{what}"
 
     # ---- what the entries need; each raises why it is missing --------------------------
 
@@ -179,7 +189,7 @@ class Bench:
             "--network",
             "none",
             "--cgroup-parent",
-            "/bench-podman",
+            "/" + self.name("podman"),
             "--memory",
             "64m",
             "--ulimit",
@@ -252,7 +262,7 @@ class Bench:
         pair = _commands(
             {
                 "boxctl run --rm": lambda: self.boxctl(*run, self.root(), "/bin/true"),
-                "runc run": lambda: [*self.oci_run("runc"), "bench-runc"],
+                "runc run": lambda: [*self.oci_run("runc"), self.name("runc")],
             }
         )
         timed = in_turn(pair, runs, settle=SETTLE)
@@ -300,7 +310,9 @@ class Bench:
         case.measure(
             "crun run",
             PEER,
-            lambda: self.hyperfine([*self.oci_run("crun"), "bench-crun"], runs=runs, wrap=True),
+            lambda: self.hyperfine(
+                [*self.oci_run("crun"), self.name("crun")], runs=runs, wrap=True
+            ),
             note="through cgns.sh (crun 1.8 refuses hybrid cgroups)",
         )
         case.measure(
@@ -355,7 +367,9 @@ class Bench:
                     self.boxctl("run", "--rm", "--memory", "64m", self.root(), "/bin/true"),
                     name="boxctl",
                 ),
-                "runc run": lambda: script(self.oci_run("runc"), ' "bench-runc-$i"', "runc"),
+                "runc run": lambda: script(
+                    self.oci_run("runc"), f' "{self.name("runc")}-$i"', "runc"
+                ),
             }
         )
         turns = in_turn(pair, self.sizes.repeats)
@@ -378,7 +392,7 @@ class Bench:
         case.measure(
             "crun run",
             PEER,
-            lambda: timed(self.oci_run("crun"), ' "bench-crun-$i"', wrap=True),
+            lambda: timed(self.oci_run("crun"), f' "{self.name("crun")}-$i"', wrap=True),
             note=per,
         )
         case.measure(
@@ -403,7 +417,8 @@ class Bench:
         # Each ps runs in turn with `python -c pass` (see in_turn), at each daemon state: run
         # one entry after the other, a change of load between them moved the ratio more than
         # the target's whole margin (0.70x to 2.0x in four runs within two minutes, session
-        # 8).  The baseline is every run of `python -c pass` of both states.
+        # 8); 100 rounds, as they are short.  The baseline is every run of `python -c pass`
+        # of both states.
         states = {0: "boxctl ps -a (0 containers)", s.listed: f"boxctl ps -a ({s.listed} created)"}
         timed: dict[str, list[float] | Exception] = {}
         passes: list[float] = []
@@ -447,7 +462,7 @@ class Bench:
                 "python -c pass": [PY, "-c", "pass"],
                 name: self.boxctl("ps", "-a"),
             }
-            return in_turn(pair, self.sizes.runs)
+            return in_turn(pair, self.sizes.ps_runs)
         finally:
             self.daemon.remove_all()
 

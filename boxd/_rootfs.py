@@ -16,6 +16,7 @@ nothing else of the host.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
@@ -49,6 +50,7 @@ __all__ = [
     "check_command",
     "container_dirs",
     "container_mounts",
+    "default_created",
     "parse_volume",
     "prepare_default_image",
     "read_container_file",
@@ -250,6 +252,23 @@ def _fingerprint_now(skel: Traversable) -> str:
     for name in _HOST_DIRS:
         h.update("\0top\0{}\0{}\0{}".format(name, *_host_top(name)).encode())
     return h.hexdigest()[:16]
+
+
+def default_created() -> float:
+    """When image ``default`` was made, as Docker shows an image's creation: the newest
+    modification time of what it is built from (the skeleton's files as installed, the
+    host's /etc/alternatives and /etc/ld.so.cache, which package installs rewrite), so a
+    build shows the same time each time it is asked, and a newer build a newer one."""
+    times = [0.0]
+    for _, node in _walk(_skeleton()):
+        # Files only (importing the package adds __pycache__ to its directory); a zipped
+        # package's files carry no time of their own.
+        if isinstance(node, Path) and node.is_file():
+            times.append(node.stat().st_mtime)
+    for path in ("/etc/alternatives", "/etc/ld.so.cache"):
+        with contextlib.suppress(FileNotFoundError):
+            times.append(os.stat(path).st_mtime)
+    return max(times)
 
 
 def _build_default(skel: Traversable, dest: Path) -> None:
