@@ -32,6 +32,7 @@ from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
+from ._healthcheck import active as active_healthcheck
 from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
 from ._images.registry import Credentials
@@ -694,6 +695,11 @@ class Supervisor:
                     st.error = ""
                     st.oom_killed = False
                     st.summary = None
+                    if (check := active_healthcheck(c.config.healthcheck)) is not None:
+                        from . import _health  # only for containers with a health check
+
+                        st.health = _health.begin(st.health)
+                        nursery.start_soon(_health.watch, self, entry, run, check)
                     if adoption is None:
                         self._set(entry, RUNNING)
                     else:

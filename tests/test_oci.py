@@ -162,7 +162,7 @@ def test_a_cgroup_mount_binds_the_hosts_outside_a_cgroup_namespace(tmp_path: Pat
 
     def cgroup_mounts(document: dict[str, Any]) -> list[tuple[MountKind, str, str, int]]:
         plan = _translate.build(
-            _spec.parse(document), tmp_path, start_fd=-1, keep_fds=0, no_pivot=False,
+            _spec.parse(document), str(tmp_path), start_fd=-1, keep_fds=0, no_pivot=False,
             sysctls={}, host_cgroup2="/sys/fs/cgroup/unified",
         )  # fmt: skip
         return [
@@ -361,10 +361,11 @@ def test_the_process_sees_what_it_sees_under_runc(
 ) -> None:
     """The same bundle under runc and under boxd-runtime: capabilities, no_new_privs,
     hostname, pid 1, rlimits, ids and maps, read-only root, masked and read-only paths,
-    the mount points (except /sys/fs/cgroup, which runc builds from the v1 hierarchies of
-    this host and boxd mounts as cgroup2, the device nodes, which boxd binds, and the
-    file system type of the masks of /proc files: the host's /dev/null for boxd, the
-    container's for runc)."""
+    the mount points (except those below /sys/fs/cgroup: runc shows every hierarchy it
+    placed the container in, boxd those it made a cgroup in, see
+    test_a_cgroup_mount_on_a_v1_host_is_runcs_layout; the device nodes, which boxd binds;
+    and the file system type of the masks of /proc files: the host's /dev/null for boxd,
+    the container's for runc)."""
     if shutil.which("runc") is None:
         pytest.skip("runc is not installed")
     bundle.command(SEES)
