@@ -119,7 +119,7 @@ def cleanup(bench: Bench) -> list[str]:
             )
             if r.returncode != 0:
                 problems.append(f"{runtime} delete -f {cid}: {r.stderr.decode().strip()}")
-    prefixes = ["bench-", "libpod"]
+    prefixes = [bench.name("")]  # this run's own: other runs may be going on
     try:
         from boxd._oci._runtime import cgroup_location
         from boxd._oci._state import Root

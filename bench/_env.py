@@ -146,22 +146,29 @@ def own_cgroup_dirs() -> list[Path]:
 
 
 def remove_cgroups(prefixes: tuple[str, ...]) -> list[str]:
-    """Remove the cgroups below ours whose names start with one of ``prefixes`` (deepest
-    first); return the ones that could not be removed, with why."""
-    left = []
-    for base in own_cgroup_dirs():
-        try:
-            children = [c for c in base.iterdir() if c.is_dir() and c.name.startswith(prefixes)]
-        except OSError:
+    """Remove every cgroup, in every mounted hierarchy, whose name starts with one of
+    ``prefixes`` (deepest first); return the ones that could not be removed, with why.
+
+    Each prefix names this run alone (the run's tag, boxd's names derived from the run's
+    own directories), so another run's cgroups are never touched; and every hierarchy is
+    searched, as podman makes its cgroup parent at each hierarchy's root (as cgns.sh shows
+    it), not below our own cgroup."""
+    found: list[Path] = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if line.partition(" - ")[2].split(" ", 1)[0] not in ("cgroup", "cgroup2"):
             continue
-        for child in children:
-            for d in sorted(child.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-                try:
-                    d.rmdir()
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    left.append(f"{d}: {exc.strerror}")
+        for top, dirs, _ in os.walk(line.split()[4]):
+            for name in [n for n in dirs if n.startswith(prefixes)]:
+                found.extend(Path(sub) for sub, _, _ in os.walk(Path(top, name)))
+                dirs.remove(name)
+    left = []
+    for d in sorted(set(found), key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            left.append(f"{d}: {exc.strerror}")
     return left
 
 

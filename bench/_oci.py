@@ -39,13 +39,13 @@ def cases(bench: Bench) -> list[Case]:
     cycle.measure(
         "boxd-runtime run",
         OURS,
-        lambda: bench.hyperfine([*bench.oci_run("boxd-runtime"), "bench-boxd"], runs=runs),
+        lambda: bench.hyperfine([*bench.oci_run("boxd-runtime"), bench.name("boxd")], runs=runs),
         note="one process: create + start + wait + delete",
     )
     cycle.measure(
         "runc run",
         PEER,
-        lambda: bench.hyperfine([*bench.oci_run("runc"), "bench-runc"], runs=runs),
+        lambda: bench.hyperfine([*bench.oci_run("runc"), bench.name("runc")], runs=runs),
     )
     podman = Case("oci-podman", "6b. Podman with each runtime: run --rm of /bin/true", "ms")
     for name, role in (("boxd-runtime", OURS), ("runc", PEER)):
@@ -72,6 +72,6 @@ def _cycle(bench: Bench, runtime: str) -> list[str]:
     """A script: create, start, delete --force of one container with ``runtime``."""
     base = bench.oci_run(runtime)  # RUNTIME --root STATE run --bundle BUNDLE
     program, root, bundle = shlex.quote(base[0]), shlex.quote(base[2]), shlex.quote(base[5])
-    rt = f"{program} --root {root}"
-    body = f"{rt} create --bundle {bundle} cycle && {rt} start cycle && {rt} delete --force cycle"
+    rt, cid = f"{program} --root {root}", bench.name("cycle")
+    body = f"{rt} create --bundle {bundle} {cid} && {rt} start {cid} && {rt} delete --force {cid}"
     return shell_script(bench.work, f"oci-cycle-{runtime}", body)

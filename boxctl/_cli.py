@@ -153,6 +153,10 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["sysctls"] = args.sysctl
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
+    from ._health import healthcheck
+
+    if (check := healthcheck(args)) is not None:
+        config["healthcheck"] = check
     from boxd import _units
 
     if args.shm_size is not None:
@@ -656,10 +660,16 @@ RUN_OPERANDS = (("words", REST, "IMAGE [COMMAND [ARG...]]"),)
 def _run_options() -> tuple[Opt, ...]:
     """``create``'s options, and ``run``'s after its own: the network and volume options
     come from modules that only these two commands import."""
-    from . import _volumes
+    from . import _health, _volumes
     from ._network import RUN_NETWORK_OPTIONS
 
-    return (*RUN_OPTIONS, *RUN_NETWORK_OPTIONS, *_volumes.RUN_OPTIONS, *RUN_OPTIONS_AFTER_VOLUMES)
+    return (
+        *RUN_OPTIONS,
+        *RUN_NETWORK_OPTIONS,
+        *_volumes.RUN_OPTIONS,
+        *RUN_OPTIONS_AFTER_VOLUMES,
+        *_health.OPTIONS,
+    )
 
 
 ATTACH_OPTIONS = (

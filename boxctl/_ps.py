@@ -54,7 +54,12 @@ def status_text(c: dict[str, Any], now: float) -> str:
     word = state_word(c)
     if word in ("running", "paused"):
         up = "Up " + _human.duration(now - (c["started_at"] or now))
-        return up + (" (Paused)" if word == "paused" else "")
+        if word == "paused":
+            return up + " (Paused)"
+        health = c.get("health")  # Docker's words: (healthy), (health: starting)
+        if health:
+            return up + (f" (health: {health})" if health == "starting" else f" ({health})")
+        return up
     if word in ("exited", "restarting"):
         oom = " (OOM)" if c["oom_killed"] else ""
         ago = _human.duration(now - (c["finished_at"] or now))

@@ -1,7 +1,8 @@
 """Container events, as Docker reports them: create, start, die (with exitCode; after oom
 when the OOM killer ended it), pause, unpause and destroy are changes of phase; kill (with
 signal), stop, restart, rename, update, attach and exec_create, exec_start, exec_die (with
-execID, exitCode) are reported by the supervisor's verbs.
+execID, exitCode) are reported by the supervisor's verbs; health_status: STATUS by the
+health checks (boxd._health).
 
 The supervisor hands every container record it saves to :meth:`Events.observe` and every
 removal to :meth:`Events.removed`; the events are the changes of phase between two saves.

@@ -14,13 +14,14 @@ import attrs
 from . import _wirejson, protocol
 from ._convert import unstructure
 from ._dockerwords import STATUSES, WORDS
+from ._healthcheck import HEALTH_FILTERS, NONE
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
 from ._netconfig import NetworkSettings, PortBinding
 from ._records import Container, ContainerConfig
 
 DEFAULT_IMAGES = ("default", "default:latest")
-_MATCHED = ("id", "name", "label", "status", "ancestor", "exited")
+_MATCHED = ("id", "name", "label", "status", "ancestor", "exited", "health")
 
 
 def status_word(c: Container) -> str:
@@ -44,6 +45,10 @@ def container_filter(
                 raise ValueError(f"invalid filter 'status={v}'")
             if key == "exited" and not v.lstrip("-").isdigit():
                 raise ValueError(f"invalid filter 'exited={v}'")
+            if key == "health" and v not in HEALTH_FILTERS:
+                raise ValueError(
+                    f"invalid filter 'health={v}': use starting, healthy, unhealthy or none"
+                )
     every = list(every)
     before = [_created(every, ref) for ref in filters.get("before", [])]
     since = [_created(every, ref) for ref in filters.get("since", [])]
@@ -86,6 +91,8 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
         return status_word(c) in values
     if key == "ancestor":
         return any(same_image(v, c.config.image) for v in values)
+    if key == "health":
+        return (c.state.health.status if c.state.health is not None else NONE) in values
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
 
 
@@ -128,6 +135,7 @@ class ContainerBrief:
     volumes: tuple[str, ...]  # each volume's host directory
     ports: tuple[PortBinding, ...]  # state.network.ports: the published ones
     networks: tuple[str, ...]  # state.network.endpoints: the networks it is on
+    health: str = ""  # state.health's status, "" without one
 
 
 class ListAnswers:
@@ -190,12 +198,13 @@ class ListAnswers:
                 st.finished_at,
                 st.exit_code,
                 st.oom_killed,
+                st.health.status if st.health is not None else "",
             )
             brief = kept.get(c.id)
             if brief is None or brief[0] is not c.config or brief[1] is not st.network:
                 brief = (c.config, st.network, _fixed_brief(c.config, st.network), (), "")
             if brief[3] != now:  # what the state holds changed since the last list
-                name, status, started_at, finished_at, exit_code, oom_killed = now
+                name, status, started_at, finished_at, exit_code, oom_killed, health = now
                 changing = {
                     "id": c.id,
                     "name": name,
@@ -205,6 +214,7 @@ class ListAnswers:
                     "finished_at": finished_at,
                     "exit_code": exit_code,
                     "oom_killed": oom_killed,
+                    "health": health,
                 }
                 part = _wirejson.dumps(changing)[:-1] + "," + brief[2]
                 brief = (*brief[:3], now, part)

@@ -257,13 +257,15 @@ async def build(
     view_files: dict[str, str] | None = None,
     net: EtcNetwork | None = None,
     ns_paths: tuple[tuple[Namespace, str], ...] = (),
+    cgroups: tuple[tuple[str, str], ...] | None = None,
 ) -> SpawnPlan:
     """``read``: what :func:`prepare` returned (its directories are made); ``view_files``:
     the /proc view to bind in (None: the plain /proc); ``net``: what /etc/hosts and
     /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins (another
-    container's network).  Three steps of the event loop of their own, each well under a
-    millisecond: the mount table (lookups in its root), its user and groups, then the rest
-    (environment, capabilities, seccomp)."""
+    container's network); ``cgroups``: its cgroups as a v1 host's /sys/fs/cgroup shows
+    them (:meth:`boxd._cgroup.Cgroup.view`; None: its own cgroup2).  Three steps of the
+    event loop of their own, each well under a millisecond: the mount table (lookups in
+    its root), its user and groups, then the rest (environment, capabilities, seccomp)."""
     await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
     config = container.config
     rootfs, mounts = container_mounts(
@@ -285,6 +287,7 @@ async def build(
             + (() if config.security.privileged else _masks.mask_ops())
         ),
         dirs_made=True,
+        cgroups=cgroups,
     )
     await trio.lowlevel.cancel_shielded_checkpoint()
     user = identity(config.user, image, container_dir, config.group_add, read=read)

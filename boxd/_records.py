@@ -14,6 +14,7 @@ import secrets
 
 import attrs
 
+from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import parse_host
 from ._mounts import check_volume_name
 from ._netconfig import (
@@ -194,6 +195,7 @@ class ContainerConfig:
     entrypoint: tuple[str, ...] | None = None
     exposed_ports: tuple[str, ...] = ()  # "80/tcp", from the image
     labels: tuple[str, ...] = ()  # "KEY=VALUE"
+    healthcheck: Healthcheck | None = None  # merged with the image's (see _healthcheck)
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
@@ -225,6 +227,7 @@ class ContainerState:
     manual_stop: bool = False
     summary: RunSummary | None = None
     network: NetworkSettings = attrs.Factory(NetworkSettings)  # while it runs
+    health: Health | None = None  # with a health check, since its first start
 
 
 @attrs.define
@@ -380,5 +383,7 @@ def validate_config(config: ContainerConfig) -> None:
     for label in config.labels:
         if not label.partition("=")[0] or "\0" in label:
             raise invalid("labels", label, "use KEY=VALUE")
+    if config.healthcheck is not None:
+        check_healthcheck(config.healthcheck)
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

@@ -16,6 +16,7 @@ nothing else of the host.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
@@ -25,7 +26,6 @@ import stat
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
@@ -36,6 +36,7 @@ from ._units import split_volume
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+    from pathlib import Path
     from typing import Any
 
     from ._records import Volume
@@ -45,9 +46,11 @@ __all__ = [
     "ImageError",
     "Layer",
     "Volume",
+    "cgroup_ops",
     "check_command",
     "container_dirs",
     "container_mounts",
+    "default_created",
     "parse_volume",
     "prepare_default_image",
     "read_container_file",
@@ -149,12 +152,16 @@ def _skeleton() -> Traversable:
     try:
         __import__("boxd.skel")
     except ModuleNotFoundError:
+        from pathlib import Path  # here, as below: boxd-runtime create does without pathlib
+
         source = Path(__file__).resolve().parent.parent / "rootfs" / "skel"
         if not source.is_dir():
             raise ImageError(f"the skeleton of image default is missing: {source}") from None
         return source
     for directory in sys.modules["boxd.skel"].__path__:
         if os.path.isdir(directory):
+            from pathlib import Path
+
             return Path(directory)
     import importlib.resources  # here: boxd-runtime create checks commands, needs no image
 
@@ -251,6 +258,25 @@ def _fingerprint_now(skel: Traversable) -> str:
     return h.hexdigest()[:16]
 
 
+def default_created() -> float:
+    """When image ``default`` was made, as Docker shows an image's creation: the newest
+    modification time of what it is built from (the skeleton's files as installed, the
+    host's /etc/alternatives and /etc/ld.so.cache, which package installs rewrite), so a
+    build shows the same time each time it is asked, and a newer build a newer one."""
+    from pathlib import Path
+
+    times = [0.0]
+    for _, node in _walk(_skeleton()):
+        # Files only (importing the package adds __pycache__ to its directory); a zipped
+        # package's files carry no time of their own.
+        if isinstance(node, Path) and node.is_file():
+            times.append(node.stat().st_mtime)
+    for path in ("/etc/alternatives", "/etc/ld.so.cache"):
+        with contextlib.suppress(FileNotFoundError):
+            times.append(os.stat(path).st_mtime)
+    return max(times)
+
+
 def _build_default(skel: Traversable, dest: Path) -> None:
     for rel, node in _walk(skel):
         if node.is_dir():
@@ -296,6 +322,7 @@ def prepare_default_image(images_dir: Path) -> Path:
         return final
     import shutil
     import tempfile
+    from pathlib import Path
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{_DEFAULT}-", dir=images_dir))
     try:
@@ -648,6 +675,7 @@ def container_mounts(
     standard: bool = True,
     read: Callable[[str], bytes | None] | None = None,
     dirs_made: bool = False,
+    cgroups: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -655,7 +683,8 @@ def container_mounts(
     ``fs/<layer>/{upper,work}`` per image layer; writes of the container land in the
     uppers, never in the image (``dirs_made``: :func:`container_dirs` made them already).
     The table, run in order by the child before pivot_root:
-    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (cgroup2, read-only), /dev (a
+    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (read-only: the container's own
+    cgroup2, or with ``cgroups`` a v1 host's layout, see :func:`cgroup_ops`), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
     64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
@@ -680,6 +709,8 @@ def container_mounts(
     userns = id_map is not None
     lowers = [list(layer.lowers) for layer in image.layers]
     if id_map is not None:
+        from pathlib import Path
+
         _check_traversable(
             (container_dir, *container_dir.parents), id_map[0], "the daemon's --root"
         )
@@ -726,6 +757,7 @@ def container_mounts(
                 read or functools.partial(read_container_file, image, container_dir), _TTY_GID
             ),
             shm=shm_data(shm_size),
+            cgroups=cgroups,
         )
     volume_paths = set()
     for volume in volumes:
@@ -772,8 +804,50 @@ def container_mounts(
     return str(rootfs), tuple(table.ops)
 
 
+def cgroup_ops(target: str, cgroups: Sequence[tuple[str, str]], flags: int) -> list[MountOp]:
+    """A v1 host's /sys/fs/cgroup as Docker shows it, at ``target`` (an existing directory):
+    a tmpfs with a directory per hierarchy named as the host names it (``memory``,
+    ``cpu,cpuacct``, ``unified``), onto which ``cgroups`` (name, host directory: the
+    container's own cgroup there, :meth:`boxd._cgroup.Cgroup.view`) are bound, a symlink
+    for each controller of a comounted hierarchy (``cpu -> cpu,cpuacct``), the binds and
+    then the tmpfs remounted with ``flags`` (read-only, nosuid, nodev, noexec).
+
+    Binds, not new cgroup mounts: they take no lock of the cgroup core (a new v1 mount
+    first waits for dying cgroups to go), and show the same in and outside a cgroup
+    namespace.  In the container's cgroup namespace mountinfo gives each its root as
+    ``/``, as /proc/self/cgroup does (runtimes that size themselves, the JVM's, match
+    the two)."""
+    remount = MS_REMOUNT | MS_BIND | flags
+    ops = [
+        MountOp(
+            MountKind.MOUNT,
+            target,
+            "tmpfs",
+            "tmpfs",
+            flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC),
+            "mode=755,size=64k",
+        )
+    ]
+    for name, source in cgroups:
+        path = f"{target}/{name}"
+        ops.append(MountOp(MountKind.MKDIR, path, mode=0o755))
+        ops.append(MountOp(MountKind.MOUNT, path, source, flags=MS_BIND))
+        ops.append(MountOp(MountKind.MOUNT, path, flags=remount))
+        if "," in name:
+            for controller in name.split(","):
+                ops.append(MountOp(MountKind.SYMLINK, f"{target}/{controller}", name))
+    ops.append(MountOp(MountKind.MOUNT, target, flags=remount))
+    return ops
+
+
 def _standard_mounts(
-    table: _Table, *, userns: bool, host_sys: bool, tty_gid: bool, shm: str
+    table: _Table,
+    *,
+    userns: bool,
+    host_sys: bool,
+    tty_gid: bool,
+    shm: str,
+    cgroups: Sequence[tuple[str, str]] | None,
 ) -> None:
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     proc = table.resolve("/proc")
@@ -788,13 +862,16 @@ def _standard_mounts(
     else:
         table.add(MountKind.MOUNT, sys, source="sysfs", fstype="sysfs", flags=nse | MS_RDONLY)
     # sysfs itself provides the fs/cgroup directory.
-    table.add(
-        MountKind.MOUNT,
-        sys + "/fs/cgroup",
-        source="cgroup2",
-        fstype="cgroup2",
-        flags=nse | MS_RDONLY,
-    )
+    if cgroups is None:
+        table.add(
+            MountKind.MOUNT,
+            sys + "/fs/cgroup",
+            source="cgroup2",
+            fstype="cgroup2",
+            flags=nse | MS_RDONLY,
+        )
+    else:
+        table.ops.extend(cgroup_ops(sys + "/fs/cgroup", cgroups, nse | MS_RDONLY))
     dev = table.resolve("/dev")
     table.mkdirs(dev)
     table.add(

@@ -9,6 +9,7 @@ Layout under the root (default ``/var/lib/boxd``, mode 0700)::
     containers/<id>/rootfs/          mount point of the container's root (inside its mount ns)
     images/                          prepared image layers (the skeleton of ``default``)
     trash/                           removed containers' directories, deleted in the background
+    trash/.deleting/                 those being deleted
 
 A write goes to a spare file in the same directory (``.container.json.tmp``), is fsynced,
 trades places with the record (or is renamed to it: the first write), and the directory is
@@ -41,6 +42,7 @@ from ._records import ID_RE, Container
 log = logging.getLogger("boxd.store")
 
 RECORD = "container.json"
+DELETING = ".deleting"  # in trash/: what empty_trash is deleting
 # 1: the first release (no "format" key).  2: the phases starting, paused, restarting,
 # stopping and removing.
 FORMAT = 2
@@ -52,6 +54,10 @@ class Loaded:
     # Ids of records of a newer format: their containers (processes, cgroups, files) are
     # not this daemon's to touch.
     foreign: frozenset[str]
+    # Ids of directories without a record: a create cut short, or a run whose process was
+    # spawned (its shim may keep it) before its first record was written.  The caller
+    # ends what runs there and discards them.
+    unfinished: tuple[str, ...] = ()
 
 
 class NewerFormat(Exception):
@@ -98,11 +104,12 @@ class Store:
 
     def load_all(self) -> Loaded:
         """Every readable record.  What a crash can leave is repaired on the way: a
-        directory whose record was never written (a create cut short) is deleted, a
-        temporary file beside a record removed, and a record that cannot be read is set
-        aside with its directory (``<id>.corrupt``) and one warning naming it."""
+        temporary file beside a record is removed, and a record that cannot be read is set
+        aside with its directory (``<id>.corrupt``) and one warning naming it; a directory
+        whose record was never written is listed in :attr:`Loaded.unfinished`."""
         found = []
         foreign = set()
+        unfinished = []
         for d in sorted(self.containers.iterdir()):
             if not ID_RE.match(d.name) or not d.is_dir():
                 continue
@@ -110,8 +117,7 @@ class Store:
                 (d / spare).unlink(missing_ok=True)
             record = d / RECORD
             if not record.exists():
-                log.info("removing %s: its create never finished (no record)", d)
-                shutil.rmtree(d, ignore_errors=True)
+                unfinished.append(d.name)
                 continue
             try:
                 container = read_record(record)
@@ -126,7 +132,7 @@ class Store:
                 self._set_aside(d, record, f"id {container.id!r} does not match its directory")
                 continue
             found.append(container)
-        return Loaded(found, frozenset(foreign))
+        return Loaded(found, frozenset(foreign), tuple(unfinished))
 
     def _set_aside(self, d: Path, record: Path, why: object) -> None:
         dest = d.with_name(f"{d.name}.corrupt")
@@ -146,9 +152,21 @@ class Store:
             os.rename(self.container_dir(cid), self.trash / cid)
 
     def empty_trash(self) -> None:
-        """Delete what :meth:`discard` set aside (also what a killed daemon left there)."""
+        """Delete what :meth:`discard` set aside (also what a killed daemon left there).
+        Each directory is first moved into ``trash/.deleting``: the last rmdir of a
+        directory holds its parent's lock while ext4 mounted with ``discard`` waits for the
+        disk, and in ``trash/`` that stalled :meth:`discard`'s rename on the event loop's
+        thread (10 ms and more, measured)."""
+        deleting = self.trash / DELETING
         with contextlib.suppress(FileNotFoundError):
+            deleting.mkdir(mode=0o700, exist_ok=True)
             for d in self.trash.iterdir():
+                if d.name != DELETING:
+                    try:
+                        os.rename(d, deleting / d.name)
+                    except OSError:  # a namesake left there: delete it where it is
+                        shutil.rmtree(d, ignore_errors=True)
+            for d in deleting.iterdir():
                 shutil.rmtree(d, ignore_errors=True)
 
 

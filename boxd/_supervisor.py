@@ -29,9 +29,11 @@ import attrs
 import trio
 
 from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
+from ._background import InThread
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
+from ._healthcheck import active as active_healthcheck
 from ._images.config import apply_image_config, rootfs_of
 from ._images.pull import Puller
 from ._images.registry import Credentials
@@ -619,28 +621,31 @@ class Supervisor:
         if adoption is None:
             self._set(entry, STARTING, save=False)
         entry.recorded = trio.Event()
+        made: Cgroup | None = None
         try:
             image = self._image(c.config.image, c.config.image_id)
-            # The start's file system work in one worker thread (not a cancel point).
-            with trio.CancelScope(shield=True):
-                read = await trio.to_thread.run_sync(
-                    self._prepare_run, entry, image, adoption, limiter=self._prepare_limiter
-                )
-            if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
-                await entry.cgroup_removed.wait()
-            if adoption is None:
-                await self._fill_volumes(c, image)
-                # The cgroup's directories and limits (a millisecond of system calls) are
-                # steps of the event loop of their own, one per hierarchy (schedule points,
-                # not cancel ones).
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                steps = self.cgroups.creation(c.id, _limits(c.config.resources))
-                while (cgroup := next(steps)) is None:
+            # The start's file system work in one worker thread, while the loop makes the
+            # cgroup (awaited in any case before anything is undone: not a cancel point).
+            prepared = InThread(
+                self._nursery, self._prepare_limiter, self._prepare_run, entry, image, adoption
+            )
+            try:
+                if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
+                    await entry.cgroup_removed.wait()
+                if adoption is None:
+                    await self._fill_volumes(c, image)
+                    # The cgroup's directories and limits (a millisecond of system calls)
+                    # are steps of the event loop of their own, one per hierarchy
+                    # (schedule points, not cancel ones).
                     await trio.lowlevel.cancel_shielded_checkpoint()
-            else:
-                cgroup = self.cgroups.open(c.id)
+                    steps = self.cgroups.creation(c.id, _limits(c.config.resources))
+                    while (made := next(steps)) is None:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+            finally:
+                read = await prepared.result()
+            cgroup = made if made is not None else self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
-            return await self._start_failed(entry, None, exc, report=task_status is not None)
+            return await self._start_failed(entry, made, exc, report=task_status is not None)
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
@@ -677,6 +682,7 @@ class Supervisor:
                                 view_files=view,
                                 net=net.etc(),
                                 ns_paths=net.ns_paths(),
+                                cgroups=cgroup.view(),
                             ),
                             cgroup,
                         )
@@ -693,6 +699,11 @@ class Supervisor:
                     st.error = ""
                     st.oom_killed = False
                     st.summary = None
+                    if (check := active_healthcheck(c.config.healthcheck)) is not None:
+                        from . import _health  # only for containers with a health check
+
+                        st.health = _health.begin(st.health)
+                        nursery.start_soon(_health.watch, self, entry, run, check)
                     if adoption is None:
                         self._set(entry, RUNNING)
                     else:
@@ -1185,6 +1196,8 @@ class Supervisor:
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()
+        for cid in loaded.unfinished:
+            await self._discard_unfinished(cid)
         for c in loaded.containers:
             entry = self._entries[c.id] = _Entry(c)
             found = await _live.find_shim(self.store.container_dir(c.id))
@@ -1232,6 +1245,19 @@ class Supervisor:
                     await self.start(c.id)
                 except Exception as exc:  # one container must not stop the daemon
                     log.error("%s: restart at start-up failed: %s", c.short_id, exc)
+
+    async def _discard_unfinished(self, cid: str) -> None:
+        """A directory without a record: a create cut short, or a run killed after its
+        process was spawned but before its first record, whose shim keeps the process
+        (and would until it sees its socket gone).  That process is killed and its shim
+        ended before the directory goes."""
+        d = self.store.container_dir(cid)
+        found = await _live.find_shim(d)
+        if found is not None:
+            log.warning("%s: killing the process its shim keeps: it has no record", cid[:12])
+            await _live.end(found)
+        log.info("removing %s: its create never finished (no record)", d)
+        self.store.discard(cid)
 
     def _found_live(self, entry: _Entry) -> None:
         """A container the last daemon left in a live phase: its process (if it still

@@ -170,6 +170,18 @@ def leftover_cgroups(root: Path) -> list[str]:
     return sorted(found)
 
 
+def cgroup_parents(root: Path) -> list[str]:
+    """The directories the daemon on ``root`` makes its containers' cgroups in (one per
+    hierarchy, below its own cgroup there): a daemon that ended removes them."""
+    name = cgroup_name(root)
+    found: list[str] = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(top, name))
+            dirs.remove(name)
+    return sorted(found)
+
+
 def shims(root: Path) -> list[int]:
     """Pids of the boxd-shims keeping containers of the daemon on ``root`` (a shim's working
     directory is its container's directory); zombies are not counted."""
@@ -192,7 +204,7 @@ def running_daemon(tmp_path: Path, *extra: str, netns: str | None = None) -> Ite
     """A daemon on a new root (in the network namespace ``netns``, else the session's).
     On exit every container is removed (a daemon is started for that if the test left
     none running: live restore keeps containers across daemons), the daemon must exit 0
-    on SIGTERM, and no cgroup and no shim may be left."""
+    on SIGTERM, and no cgroup (nor the daemon's parent of them) and no shim may be left."""
     daemon = Daemon(
         root=tmp_path / "root", socket=tmp_path / "boxd.sock", args=extra, netns_path=netns
     )
@@ -210,13 +222,14 @@ def running_daemon(tmp_path: Path, *extra: str, netns: str | None = None) -> Ite
                 raise AssertionError("boxd did not exit 0 on SIGTERM")
         finally:
             left = _end_leftovers(daemon)
-        assert left == ([], [])
+        assert left == ([], [], [])
 
 
-def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str]]:
+def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str], list[str]]:
     """What the daemon failed to clean (it hung, or died): its process, the shims on its
-    root and their containers are killed and the emptied cgroups removed, so that nothing
-    outlives the test.  Returns the shims and cgroups found."""
+    root and their containers are killed and the emptied cgroups and their parents
+    removed, so that nothing outlives the test.  Returns the shims, cgroups and parents
+    found."""
     if daemon.process is not None:
         daemon.process.kill()
         daemon.process.wait()
@@ -234,4 +247,8 @@ def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str]]:
     for cgroup in cgroups:  # emptied above: removable
         with contextlib.suppress(OSError):
             os.rmdir(cgroup)
-    return found, cgroups
+    parents = cgroup_parents(daemon.root)
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+    return found, cgroups, parents

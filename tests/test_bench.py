@@ -4,13 +4,18 @@ asserted: timings belong to `nox -s bench`, not to pass/fail tests."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench._env import own_cgroup_dirs
 from bench._report import BASELINE, OURS, PEER, Case
 from bench._targets import TARGETS, judge
 
@@ -29,15 +34,62 @@ PEERS_PER_CASE = {
 TOOLS = ("crun", "runc", "bwrap", "podman", "hyperfine", "busybox")
 
 
+@contextlib.contextmanager
+def cgroups_of_its_own() -> Iterator[list[Path]]:
+    """A new cgroup below ours in every hierarchy, for a command to run in (so that
+    another run on the machine that cleans up below its own cgroup never sees what we put
+    there); removed at the end, which fails if a process is left in it."""
+    made: list[Path] = []
+    try:
+        for d in own_cgroup_dirs():
+            new = d / f"boxd-bench-test-{os.getpid()}"
+            new.mkdir()
+            made.append(new)
+            for name in ("cpuset.cpus", "cpuset.mems"):  # v1 cpuset: none until copied
+                if (new / name).exists() and not (new / name).read_text().strip():
+                    (new / name).write_text((d / name).read_text())
+        yield made
+    finally:
+        deadline = time.monotonic() + 30
+        for d in reversed(made):
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except OSError:  # a process of the run still leaving, or left behind
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+
 @pytest.mark.root
 def test_quick_bench_reports_every_case_and_peer(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--no-install", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    with cgroups_of_its_own() as own:
+        # Another run's cgroups (podman's parent, a runc container) beside the run's own,
+        # as a bench running at the same time has them: the run must leave them alone.
+        others = [d / f"bench-{name}" for d in own for name in ("other-podman", "x")]
+        for d in others:
+            d.mkdir()
+        try:
+            enter = 'for d in "$@"; do echo $$ > "$d/cgroup.procs" || exit 125; done; '
+            r = subprocess.run(
+                [
+                    "sh",
+                    "-c",
+                    enter + f"exec {sys.executable} -m bench --quick --no-install --out {tmp_path}",
+                    "sh",
+                    *map(str, own),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert [d for d in others if not d.is_dir()] == []
+        finally:
+            for d in others:
+                with contextlib.suppress(FileNotFoundError):
+                    d.rmdir()
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["cleanup_problems"] == [], data["cleanup_problems"]
     assert r.returncode == 0, r.stderr[-2000:]
@@ -69,6 +121,9 @@ def test_quick_bench_reports_every_case_and_peer(tmp_path: Path) -> None:
         assert row["met"] is not None or target.case in failed, row
     # Its own work directory only: another run on the machine may have its own mounts.
     assert f"{data['work']}/" not in Path("/proc/self/mountinfo").read_text()
+    # Nor a cgroup of its own anywhere (podman's parent is at each hierarchy's root).
+    tag = "bench-" + Path(data["work"]).name.removeprefix("boxd-bench-") + "-"
+    assert [t for t, _, _ in os.walk("/sys/fs/cgroup") if os.path.basename(t).startswith(tag)] == []
 
 
 def test_ratios_pair_ours_with_every_measured_other_of_the_same_metric() -> None:

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
@@ -291,11 +291,60 @@ def test_v1_detection_puts_each_hierarchy_below_our_own_cgroup(fs: FakeCgroupFs)
     host = fs.detect()
     assert host.mode == "v1"
     assert host.controllers() == {"memory": "v1", "cpu": "v1", "cpuacct": "v1", "pids": "v1"}
-    assert sorted(str(h.base.relative_to(fs.root)) for h in host.hierarchies) == [
+    assert sorted(os.path.relpath(h.base, fs.root) for h in host.hierarchies) == [
         "sys/fs/cgroup/cpu,cpuacct/user/boxd",
         "sys/fs/cgroup/memory/user/boxd",
         "sys/fs/cgroup/pids/user/boxd",
     ]
+
+
+async def test_the_view_a_container_gets_is_decided_by_the_host(fs: FakeCgroupFs) -> None:
+    """Cgroup.view (what boxd._rootfs.cgroup_ops shows at /sys/fs/cgroup): None on pure v2
+    (the container mounts its own cgroup2); on v1 a (name, directory) per hierarchy it
+    has a cgroup of its own in, named as the host names it, and the unified one beside
+    them on a hybrid host.  Fake trees: this host can be neither pure v1 nor pure v2."""
+    fs.mount_v2("/", controllers="memory pids")
+    assert fs.detect().create("c", Limits()).view() is None
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+async def test_the_v1_view_names_each_hierarchy_as_the_host_does(
+    fs: FakeCgroupFs, hybrid: bool
+) -> None:
+    for controllers in ("memory", "cpu,cpuacct", "cpuset", "pids", "freezer"):
+        fs.mount_v1(controllers, "/user")
+    if hybrid:
+        fs.mount_v2("/user", controllers="hugetlb")
+    host = fs.detect()
+    cg = host.create("c1", Limits(memory=64 * M))
+    view = dict(cg.view() or ())
+    root = fs.root / "sys/fs/cgroup"
+    expected = {
+        c: str(root / c / "user/boxd/c1") for c in ("memory", "cpu,cpuacct", "cpuset", "pids")
+    }
+    if hybrid:  # the freezer beside a v2 hierarchy is not joined, so not shown
+        expected["unified"] = str(root / "unified/user/boxd/c1")
+    else:
+        expected["freezer"] = str(root / "freezer/user/boxd/c1")
+    assert view == expected
+    assert host.view("c1", Limits(memory=64 * M)) == cg.view()  # before the cgroup exists
+    await cg.remove()
+
+
+async def test_a_cpuset_limit_joins_a_container_made_without_a_cpuset(fs: FakeCgroupFs) -> None:
+    """A container made by a boxd that left the v1 cpuset out (and still running, live
+    restore) joins it on its first cpuset limit."""
+    for controllers in ("memory", "cpuset"):
+        fs.mount_v1(controllers, "/")
+    host = fs.detect()
+    (fs.root / "sys/fs/cgroup/memory/boxd").mkdir()
+    fs.mkdir(fs.root / "sys/fs/cgroup/memory/boxd/old")
+    cg = host.open("old")
+    assert list(cg.paths) == ["memory"]
+    cg.update(Limits(cpuset_cpus="1"))
+    assert sorted(cg.paths) == ["cpuset", "memory"]
+    assert (fs.root / "sys/fs/cgroup/cpuset/boxd/old/cpuset.cpus").read_text() == "1"
+    await cg.remove()
 
 
 V1_ALLOWLIST = [("devices.deny", "a")] + [("devices.allow", str(r)) for r in ALLOWED_DEVICES]
@@ -359,11 +408,11 @@ async def test_v1_create_writes_limits_and_copies_cpuset(fs: FakeCgroupFs) -> No
     root = fs.root / "sys/fs/cgroup"
     assert sorted(cg.paths) == ["cpu,cpuacct", "cpuset", "freezer", "memory", "pids"]
     assert fs.written(root) == [
-        # A new v1 cpuset cgroup has no CPUs and no memory nodes: copied from the parent.
+        # A new v1 cpuset cgroup has no CPUs and no memory nodes: copied from the parent;
+        # the containers' cgroups are born with them (clone_children).
         ("cpuset/user/boxd/cpuset.cpus", "0-3"),
         ("cpuset/user/boxd/cpuset.mems", "0"),
-        ("cpuset/user/boxd/c1/cpuset.cpus", "0-3"),
-        ("cpuset/user/boxd/c1/cpuset.mems", "0"),
+        ("cpuset/user/boxd/cgroup.clone_children", "1"),
         ("memory/user/boxd/c1/memory.limit_in_bytes", str(64 * M)),
         ("memory/user/boxd/c1/memory.memsw.limit_in_bytes", str(128 * M)),
         ("cpu,cpuacct/user/boxd/c1/cpu.cfs_period_us", "100000"),
@@ -388,6 +437,18 @@ async def test_v1_create_writes_limits_and_copies_cpuset(fs: FakeCgroupFs) -> No
     assert (root / "cpu,cpuacct/user/boxd/c1/cpu.cfs_quota_us").read_text() == "150000"
     await cg.remove()
     assert not any((root / c / "user" / "boxd").exists() for c in cg.paths)
+
+
+async def test_v1_cpuset_below_a_parent_boxd_did_not_make_is_copied(fs: FakeCgroupFs) -> None:
+    """cgroup.clone_children is written only in a directory boxd made: below an existing
+    --cgroup-parent each container's cgroup gets the parent's CPUs and nodes written."""
+    own = fs.mount_v1("cpuset", "/user")
+    fs.mkdir(own / "jobs")
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        (own / "jobs" / name).write_text((own / name).read_text())
+    cg = fs.detect(parent="jobs").create("c1", Limits())
+    assert fs.written(own) == [("jobs/c1/cpuset.cpus", "0-3"), ("jobs/c1/cpuset.mems", "0")]
+    await cg.remove()
 
 
 async def test_v1_placement_is_each_hierarchys_tasks_file(fs: FakeCgroupFs) -> None:
@@ -497,6 +558,10 @@ def test_bad_names_and_parents(fs: FakeCgroupFs) -> None:
 # ---- the real kernel (this host: hybrid) ---------------------------------------------
 
 
+def _existing(dirs: Iterable[str]) -> list[str]:
+    return [d for d in dirs if os.path.exists(d)]
+
+
 @pytest.fixture
 async def real_host() -> AsyncIterator[CgroupHost]:
     """A host whose containers' cgroups go below <own>/boxd-test-<random>; every cgroup
@@ -510,7 +575,7 @@ async def real_host() -> AsyncIterator[CgroupHost]:
     finally:
         for name in host.list_children():
             await host.open(name).remove()
-        assert [h.base for h in host.hierarchies if h.base.exists()] == []
+        assert _existing(h.base for h in host.hierarchies) == []
 
 
 def _file(cg: Cgroup, controller: str, name: str) -> str:
@@ -728,7 +793,7 @@ async def test_real_update_is_all_or_nothing(real_host: CgroupHost) -> None:
 async def test_real_stale_cgroups_are_found_after_a_restart(real_host: CgroupHost) -> None:
     real_host.create("a", Limits())
     real_host.create("b", Limits())
-    name = real_host.hierarchies[0].base.name
+    name = os.path.basename(real_host.hierarchies[0].base)
     again = CgroupHost.detect(name=name)  # as a restarted daemon would
     assert again.list_children() == ["a", "b"]
     for child in again.list_children():

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import oci_peers
 import pytest
+from test_cgroupfs import host_hierarchies
 
 from boxd._native import (
     FakeNative,
@@ -161,7 +162,7 @@ def test_a_cgroup_mount_binds_the_hosts_outside_a_cgroup_namespace(tmp_path: Pat
 
     def cgroup_mounts(document: dict[str, Any]) -> list[tuple[MountKind, str, str, int]]:
         plan = _translate.build(
-            _spec.parse(document), tmp_path, start_fd=-1, keep_fds=0, no_pivot=False,
+            _spec.parse(document), str(tmp_path), start_fd=-1, keep_fds=0, no_pivot=False,
             sysctls={}, host_cgroup2="/sys/fs/cgroup/unified",
         )  # fmt: skip
         return [
@@ -360,10 +361,11 @@ def test_the_process_sees_what_it_sees_under_runc(
 ) -> None:
     """The same bundle under runc and under boxd-runtime: capabilities, no_new_privs,
     hostname, pid 1, rlimits, ids and maps, read-only root, masked and read-only paths,
-    the mount points (except /sys/fs/cgroup, which runc builds from the v1 hierarchies of
-    this host and boxd mounts as cgroup2, the device nodes, which boxd binds, and the
-    file system type of the masks of /proc files: the host's /dev/null for boxd, the
-    container's for runc)."""
+    the mount points (except those below /sys/fs/cgroup: runc shows every hierarchy it
+    placed the container in, boxd those it made a cgroup in, see
+    test_a_cgroup_mount_on_a_v1_host_is_runcs_layout; the device nodes, which boxd binds;
+    and the file system type of the masks of /proc files: the host's /dev/null for boxd,
+    the container's for runc)."""
     if shutil.which("runc") is None:
         pytest.skip("runc is not installed")
     bundle.command(SEES)
@@ -519,6 +521,8 @@ def test_a_cgroup_mount_without_a_cgroup_namespace_binds_the_hosts(
     v2 = next((line.split()[4] for line in host.splitlines() if " - cgroup2 " in line), None)
     if v2 is None:
         pytest.skip("no cgroup2 hierarchy is mounted here")
+    if any(host_hierarchies().values()):
+        pytest.skip("a host with v1 hierarchies gets their layout (the test below)")
     device, root, _, options = _cgroup2_mount(host, v2)
     bundle.command(
         'cat /proc/self/mountinfo; p=$(sed -n "s/^0:://p" /proc/self/cgroup); echo "cgroup=$p"\n'
@@ -541,6 +545,43 @@ def test_a_cgroup_mount_without_a_cgroup_namespace_binds_the_hosts(
     own = runtime("run", "--bundle", str(bundle.path), "g2").stdout
     assert _cgroup2_mount(own, "/sys/fs/cgroup")[0] == device
     assert own.endswith("cgroup=/\nsees its cgroup\n")
+
+
+@pytest.mark.root
+def test_a_cgroup_mount_on_a_v1_host_is_runcs_layout(runtime: Runtime, bundle: Bundle) -> None:
+    """On a host with v1 hierarchies a ``cgroup`` mount is what runc gives there (and boxd
+    gives its containers, tests/test_cgroupfs.py): a directory per hierarchy showing the
+    container's own cgroup, read-only as the spec asks.  Its memory limit is where the
+    JVM looks: in a cgroup namespace the mount's root and its /proc/self/cgroup path are
+    both "/", without one both are the cgroup's full path."""
+    hierarchies = host_hierarchies()
+    if not any(hierarchies.values()):
+        pytest.skip("no v1 cgroup hierarchy here")
+    bundle.command(
+        "ls /sys/fs/cgroup | tr '\\n' ' '; echo\n"
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes\n"
+        "grep ' /sys/fs/cgroup/memory ' /proc/self/mountinfo | cut -d' ' -f4\n"
+        "sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup\n"
+        "echo 1 2>/dev/null > /sys/fs/cgroup/memory/memory.limit_in_bytes || echo read-only"
+    )
+    mounts = [m for m in bundle.config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    options_ro = ["nosuid", "noexec", "nodev", "relatime", "ro"]
+    mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "options": options_ro})
+    bundle.config["mounts"] = mounts
+    linux = bundle.config["linux"]
+    linux["resources"]["memory"] = {"limit": 64 << 20}
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
+    links = {c for name, cs in hierarchies.items() if len(cs) > 1 for c in cs}
+    for cid, namespace in (("v1", False), ("v1ns", True)):
+        if namespace:
+            linux["namespaces"].append({"type": "cgroup"})
+        bundle.write()
+        names, limit, root, path, written = runtime(
+            "run", "--bundle", str(bundle.path), cid
+        ).stdout.splitlines()
+        assert set(names.split()) == set(hierarchies) | links
+        assert limit == str(64 << 20) and written == "read-only"
+        assert root == path and (root == "/") == namespace, (root, path)
 
 
 @pytest.mark.root
@@ -603,7 +644,7 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     assert (pids_dir / "pids.max").read_text().strip() == "30"
     bad = runtime("update", "--resources", "-", "u1", input='{"pids": {"limit": "x"}}', check=False)
     assert bad.returncode == 1 and "expected int" in bad.stderr
-    # A cpuset limit joins the cpuset hierarchy (left out at create): delete removes it too.
+    # A cpuset limit (its cgroup there made at create): delete removes it too.
     runtime("update", "--resources", "-", "u1", input=json.dumps({"cpu": {"cpus": "0"}}))
     cpuset_dir = _cgroup_dir(pid, "cpuset")
     assert (cpuset_dir / "cpuset.cpus").read_text().strip() == "0"

@@ -123,6 +123,9 @@ def test_podman_detached_exec_limits_stop_rm(podman: Podman) -> None:
     out = podman("exec", cid, "sh", "-c", "echo in $(hostname); cat /proc/1/cmdline").stdout
     assert out.split("\n")[0] == f"in {cid[:12]}"
     assert out.split("\n")[1].startswith("sleep")
+    # Its own limits in its /sys/fs/cgroup, as under runc (v1 hierarchies here).
+    inside = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"
+    assert podman("exec", cid, "sh", "-c", inside).stdout.split() == [str(64 << 20), "50"]
     assert podman("exec", cid, "sh", "-c", "exit 5", check=False).returncode == 5
     podman("stop", "--time", "1", cid)
     assert json.loads(podman("inspect", cid).stdout)[0]["State"]["Status"] == "exited"

@@ -8,14 +8,27 @@ import errno
 import json
 import os
 import random
+import shlex
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims
+import trio
+from daemon_harness import (
+    Daemon,
+    cgroup_parents,
+    daemon_cli,
+    leftover_cgroups,
+    running_daemon,
+    shims,
+)
 
+import boxd
 from boxd._procview import available
 from boxd._records import new_id
 from boxd._run import start_time_of
@@ -184,3 +197,90 @@ def test_a_simulated_reboot_shows_nothing_running_and_restarts_always(tmp_path: 
         assert states["always"]["pid"] not in pids.values()
         assert not any(_alive(p) for p in pids.values())
         _check_truth(daemon)
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def _container_of(shim: int) -> str:
+    return os.path.basename(os.readlink(f"/proc/{shim}/cwd"))
+
+
+@pytest.mark.parametrize("spawned", [1, 3, 6])
+def test_kill_9_among_concurrent_starts_leaves_nothing_behind(tmp_path: Path, spawned: int) -> None:
+    """Eight `run -d` at once, the daemon killed once ``spawned`` of them have a process
+    (some recorded, some not yet): the next daemon keeps only what its records show
+    running (each shim's container is one of them, each cgroup holds only theirs) and,
+    once they are removed, nothing remains: no process, shim, cgroup or parent of
+    cgroups (running_daemon checks), no mount below the root."""
+    with running_daemon(tmp_path) as daemon:
+        assert daemon.process is not None
+        clients = [
+            subprocess.Popen(
+                [*shlex.split(daemon_cli(daemon)), "run", "-d", "default", "sleep", "300"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(8)
+        ]
+        _until(lambda: len(shims(daemon.root)) >= spawned, f"{spawned} containers' processes")
+        daemon.stop(signal.SIGKILL)
+        for client in clients:
+            client.wait(timeout=60)
+        daemon.start()
+        _check_truth(daemon)
+        running = set(daemon.ctl("ps", "-q", "--no-trunc").stdout.split())
+        assert {_container_of(s) for s in shims(daemon.root)} <= running
+        assert {os.path.basename(c) for c in leftover_cgroups(daemon.root)} <= running
+        ids = daemon.ctl("ps", "-a", "-q").stdout.split()
+        if ids:
+            daemon.ctl("rm", "-f", *ids)
+        assert daemon.stop() == 0
+        assert not shims(daemon.root) and not leftover_cgroups(daemon.root)
+        assert not cgroup_parents(daemon.root)
+        assert f" {daemon.root}/" not in Path("/proc/self/mountinfo").read_text()
+
+
+LIBRARY_PROGRAM = """
+import sys, trio, boxd
+
+async def main():
+    async with boxd.open_supervisor(sys.argv[1]) as sup, trio.open_nursery() as nursery:
+        for _ in range(6):
+            config = boxd.ContainerConfig(image="default", command=("sleep", "300"))
+            nursery.start_soon(sup.run, config)
+
+trio.run(main)
+"""
+
+
+def test_a_library_program_killed_among_starts_is_cleaned_by_the_next_supervisor(
+    tmp_path: Path,
+) -> None:
+    """A program supervising containers through the library dies (SIGKILL) while it
+    starts six: the next supervisor on its root shows none running, and once it closed
+    no container process, cgroup, parent of cgroups or mount of the root remains."""
+    root = tmp_path / "lib"
+    program = subprocess.Popen([sys.executable, "-c", LIBRARY_PROGRAM, str(root)])
+    try:
+        _until(lambda: len(_cgroup_pids(root)) >= 3, "three containers' cgroups")
+        _until(lambda: any(_cgroup_pids(root).values()), "a container's process")
+    finally:
+        program.kill()
+        program.wait()
+    pids = set().union(*_cgroup_pids(root).values())
+
+    async def next_supervisor() -> None:
+        async with boxd.open_supervisor(root) as sup:
+            assert all(c.state.status.value != "running" for c in sup.list(all=True))
+            assert not any(_alive(p) for p in pids)
+            for c in sup.list(all=True):
+                await sup.remove(c.id, force=True)
+
+    trio.run(next_supervisor)
+    assert not leftover_cgroups(root) and not cgroup_parents(root)
+    assert f" {root}/" not in Path("/proc/self/mountinfo").read_text()

@@ -34,11 +34,16 @@ from boxd._native import (
 )
 from boxd._rootfs import (
     MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
     MS_RDONLY,
+    MS_REMOUNT,
     Image,
     ImageError,
     Layer,
     Volume,
+    cgroup_ops,
     check_command,
     container_mounts,
     id_mapped_layers,
@@ -441,6 +446,27 @@ async def test_default_devices_and_mounts(default: Image, tmp_path: Path) -> Non
     assert mounts["/dev/pts"][0] == "devpts" and "ptmxmode=666" in mounts["/dev/pts"][2]
     assert mounts["/dev/shm"][0] == "tmpfs"
     assert mounts["/dev/mqueue"][0] == "mqueue"
+
+
+def test_the_v1_cgroup_layout_table() -> None:
+    """A tmpfs, a directory per hierarchy with the container's cgroup bound on it and
+    remounted read-only, a link per controller of a comounted one (as Docker's), and the
+    tmpfs read-only last (real containers: tests/test_cgroupfs.py)."""
+    nse_ro = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
+    remount = MS_REMOUNT | MS_BIND | nse_ro
+    ops = cgroup_ops("/sys/fs/cgroup", [("cpu,cpuacct", "/h/cpu"), ("unified", "/h/u")], nse_ro)
+    assert [(op.kind, op.target, op.source, op.flags) for op in ops] == [
+        (MountKind.MOUNT, "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC),
+        (MountKind.MKDIR, "/sys/fs/cgroup/cpu,cpuacct", "", 0),
+        (MountKind.MOUNT, "/sys/fs/cgroup/cpu,cpuacct", "/h/cpu", MS_BIND),
+        (MountKind.MOUNT, "/sys/fs/cgroup/cpu,cpuacct", "", remount),
+        (MountKind.SYMLINK, "/sys/fs/cgroup/cpu", "cpu,cpuacct", 0),
+        (MountKind.SYMLINK, "/sys/fs/cgroup/cpuacct", "cpu,cpuacct", 0),
+        (MountKind.MKDIR, "/sys/fs/cgroup/unified", "", 0),
+        (MountKind.MOUNT, "/sys/fs/cgroup/unified", "/h/u", MS_BIND),
+        (MountKind.MOUNT, "/sys/fs/cgroup/unified", "", remount),
+        (MountKind.MOUNT, "/sys/fs/cgroup", "", remount),
+    ]
 
 
 @pytest.mark.root

@@ -26,6 +26,7 @@ from .._images.messages import (
     TagRequest,
 )
 from .._images.reference import parse_reference
+from .._rootfs import default_created
 from . import _shapes
 from ._api import Answers, Api, Streamed, api_error, arch, one_answer, unwrap
 from ._http import ApiError, HttpConnection, Request
@@ -37,7 +38,7 @@ def _default_image() -> dict[str, Any]:
         "Id": _shapes.default_image_id(),
         "RepoTags": ["default:latest"],
         "RepoDigests": [],
-        "Created": "1970-01-01T00:00:00Z",
+        "Created": _shapes.rfc3339(default_created()),
         "Size": 0,
         "Os": "linux",
         "Architecture": arch(),
@@ -68,7 +69,7 @@ async def image_rows(api: Api) -> list[dict[str, Any]]:
             "ParentId": "",
             "RepoTags": ["default:latest"],
             "RepoDigests": [],
-            "Created": 0,
+            "Created": int(default_created()),
             "Size": 0,
             "SharedSize": -1,
             "Labels": {},

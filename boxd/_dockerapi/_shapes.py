@@ -22,6 +22,9 @@ from .. import _human
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._events import Event
+from .._healthcheck import from_api as healthcheck_from_api
+from .._healthcheck import status_suffix
+from .._healthcheck import to_api as healthcheck_to_api
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, same_image, status_word
@@ -192,6 +195,10 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
     try:
+        raw_check = body.get("Healthcheck")
+        healthcheck = (
+            None if raw_check is None else healthcheck_from_api(raw_check, "Config.Healthcheck")
+        )
         config = ContainerConfig(
             image=image,
             command=tuple(command),
@@ -233,6 +240,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
             log_max_size=log_max_size,
             log_max_files=log_max_files,
+            healthcheck=healthcheck,
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
@@ -656,6 +664,7 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "Error": st.error,
             "StartedAt": rfc3339(st.started_at),
             "FinishedAt": rfc3339(st.finished_at),
+            **_health(c),
         },
         "Image": image_id(c),
         "ResolvConfPath": "",
@@ -694,6 +703,11 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "Labels": labels(c),
             "StopSignal": cfg.stop_signal,
             "StopTimeout": round(cfg.stop_timeout),
+            **(
+                {"Healthcheck": healthcheck_to_api(cfg.healthcheck)}
+                if cfg.healthcheck is not None
+                else {}
+            ),
         },
         "NetworkSettings": _network_settings(c),
         # boxd's own, beside Docker's keys (clients ignore keys they do not know): the
@@ -702,12 +716,36 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
     }
 
 
+def _health(c: Container) -> dict[str, Any]:
+    """``State.Health``, for a container that has run with a health check."""
+    health = c.state.health
+    if health is None:
+        return {}
+    return {
+        "Health": {
+            "Status": health.status,
+            "FailingStreak": health.failing_streak,
+            "Log": [
+                {
+                    "Start": rfc3339(r.start),
+                    "End": rfc3339(r.end),
+                    "ExitCode": r.exit_code,
+                    "Output": r.output,
+                }
+                for r in health.log
+            ],
+        }
+    }
+
+
 def status_text(c: Container, now: float) -> str:
     st = c.state
     word = status_word(c)
     if word in ("running", "paused"):
         up = "Up " + _human.duration(now - (st.started_at or now))
-        return up + " (Paused)" if word == "paused" else up
+        if word == "paused":
+            return up + " (Paused)"
+        return up + status_suffix(st.health.status) if st.health is not None else up
     if word == "created":
         return "Created"
     if word == "restarting":

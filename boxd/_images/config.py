@@ -7,6 +7,8 @@
 * ``WorkingDir``, ``User`` and ``StopSignal`` apply unless the user gave their own
   (``User`` names are resolved at start in the container's /etc/passwd, as for ``-u``).
 * ``ExposedPorts`` and ``Labels`` are kept on the container for networking and inspect.
+* ``Healthcheck`` applies unless the container's own replaces it, field by field
+  (``--no-healthcheck`` disables it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from .._healthcheck import from_api, merge
 from .._records import ContainerConfig
 from .._rootfs import Image, Layer
 from .store import ImageRecord, ImageStore
@@ -67,6 +70,12 @@ def apply_image_config(
         stop_signal = str(inner["StopSignal"])
     labels = inner.get("Labels") or {}
     ports = inner.get("ExposedPorts") or {}
+    try:
+        image_check = (
+            from_api(inner["Healthcheck"], "Healthcheck") if inner.get("Healthcheck") else None
+        )
+    except ValueError as exc:
+        raise ImageConfigError(f"the image's {exc}") from None
     return attrs.evolve(
         config,
         image_id=record.id,
@@ -81,4 +90,5 @@ def apply_image_config(
             *(f"{k}={v}" for k, v in sorted(labels.items())),
             *config.labels,
         ),
+        healthcheck=merge(config.healthcheck, image_check),
     )

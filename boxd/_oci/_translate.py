@@ -11,7 +11,6 @@ import posixpath
 import resource
 import stat
 from collections.abc import Iterable
-from pathlib import Path
 
 from .. import _caps, _rootfs
 from .._cgroup import CPU_PERIOD, Limits
@@ -178,11 +177,22 @@ class _Table:
             self.add(MountKind.MKDIR, "/" + "/".join(parts[:i]), mode=mode)
 
 
-def _mount(table: _Table, mount: Mount, index: int, bundle: Path, host_cgroup2: str | None) -> None:
+def _mount(
+    table: _Table,
+    mount: Mount,
+    index: int,
+    bundle: str,
+    host_cgroup2: str | None,
+    cgroups: tuple[tuple[str, str], ...] | None,
+) -> None:
     where = f"config.json: mounts[{index}] ({mount.destination})"
     target = _container_path(mount.destination)
     flags, propagation, data = parse_options(mount.options, where)
-    if mount.type == "cgroup" and host_cgroup2 is not None:
+    if mount.type == "cgroup" and cgroups is not None:
+        # A host with v1 hierarchies: their layout (as runc's), the container's own cgroups.
+        table.mkdirs(target)
+        table.ops.extend(_rootfs.cgroup_ops(target, cgroups, flags & ~(MS_BIND | MS_REC)))
+    elif mount.type == "cgroup" and host_cgroup2 is not None:
         # Outside a cgroup namespace a new cgroup2 mount would set the hierarchy's options
         # (nsdelegate, memory_recursiveprot: they are the hierarchy's, not the mount's) to
         # the spec's, clearing the host's, and waits for an RCU grace period to do so
@@ -193,7 +203,11 @@ def _mount(table: _Table, mount: Mount, index: int, bundle: Path, host_cgroup2: 
         if rest:
             table.add(MountKind.MOUNT, target, flags=MS_REMOUNT | MS_BIND | rest)
     elif mount.type == "bind" or flags & MS_BIND:
-        source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
+        source = (
+            mount.source
+            if mount.source.startswith("/")
+            else os.path.normpath(os.path.join(bundle, mount.source))
+        )
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as exc:
@@ -252,18 +266,21 @@ def _devices(table: _Table, spec: Spec, userns: bool) -> None:
 
 def mount_table(
     spec: Spec,
-    bundle: Path,
+    bundle: str,
     rootfs: str,
     userns: bool,
     sysctls: dict[str, str],
     host_cgroup2: str | None = None,
+    cgroups: tuple[tuple[str, str], ...] | None = None,
 ) -> tuple[MountOp, ...]:
     """The steps the child runs inside ``rootfs``: the root bound onto itself (pivot_root
     needs a mount point), its propagation, the spec's mounts in order, the devices, the
     ``sysctls`` (written by the child, in its namespaces, to the /proc the spec mounted),
     the read-only and masked paths, and last a read-only root.  A ``cgroup`` mount is a
     new cgroup2 mount, or with ``host_cgroup2`` (a container outside any cgroup namespace
-    of its own) that mount of the host bound."""
+    of its own) that mount of the host bound; with ``cgroups`` (a host with v1
+    hierarchies, :meth:`boxd._cgroup.Cgroup.view`) the v1 layout of
+    :func:`boxd._rootfs.cgroup_ops`."""
     table = _Table()
     table.add(MountKind.MOUNT, "/", source=rootfs, flags=MS_BIND | MS_REC)
     linux = spec.linux
@@ -283,7 +300,7 @@ def mount_table(
             )
         table.add(MountKind.MOUNT, "/", flags=flags)
     for i, mount in enumerate(spec.mounts):
-        _mount(table, mount, i, bundle, host_cgroup2)
+        _mount(table, mount, i, bundle, host_cgroup2, cgroups)
     _devices(table, spec, userns)
     for key, value in sysctls.items():
         table.add(MountKind.SYSCTL, "/proc/sys/" + key.replace(".", "/"), data=value + "\n")
@@ -507,7 +524,7 @@ def table_sysctls(spec: Spec, spaces: frozenset[Namespace]) -> bool:
 
 def build(
     spec: Spec,
-    bundle: Path,
+    bundle: str,
     *,
     start_fd: int,
     keep_fds: int,
@@ -515,18 +532,20 @@ def build(
     sysctls: dict[str, str],
     seccomp_cache: str | None = None,
     host_cgroup2: str | None = None,
+    cgroups: tuple[tuple[str, str], ...] | None = None,
 ) -> SpawnPlan:
     """The plan of the container's init, waiting on ``start_fd`` for ``start``, setting
     ``sysctls`` (see :func:`table_sysctls`); compiled seccomp programs are kept in
     ``seccomp_cache`` (see :func:`seccomp_program`).  ``host_cgroup2``: where the host
     mounts the unified cgroup hierarchy (None: nowhere), bound for a ``cgroup`` mount when
-    the container neither makes nor joins a cgroup namespace (see :func:`mount_table`)."""
+    the container neither makes nor joins a cgroup namespace; ``cgroups``: the container's
+    cgroups on a host with v1 hierarchies (see :func:`mount_table`)."""
     if spec.process is None:
         raise SpecError("config.json: process is required to create a container")
     if no_pivot:
         raise SpecError("--no-pivot is not supported: boxd-runtime always uses pivot_root")
     assert spec.root is not None  # checked by _spec.check_supported
-    rootfs = os.path.realpath(bundle / spec.root.path)
+    rootfs = os.path.realpath(os.path.join(bundle, spec.root.path))
     if not os.path.isdir(rootfs):
         raise SpecError(f"config.json: root.path {spec.root.path}: no such directory ({rootfs})")
     check_personality(spec)
@@ -554,6 +573,7 @@ def build(
             userns,
             sysctls,
             None if any(k is Namespace.CGROUP for k, _ in _namespaces(spec)) else host_cgroup2,
+            cgroups,
         ),
         seccomp=seccomp_program(spec, caps.bounding, seccomp_cache),
         process_name="boxd:[oci-init]",
@@ -563,14 +583,18 @@ def build(
     )
 
 
-def check_command(spec: Spec, bundle: Path, rootfs: str) -> None:
+def check_command(spec: Spec, bundle: str, rootfs: str) -> None:
     """Fail at create, as runc does, when the process's program is not in the root or a
     directory bound into it (SpawnError: ``exec /bin/nope: No such file or directory``,
     which Podman maps to 127)."""
     assert spec.process is not None
     layers = [_rootfs.Layer(rootfs, "/")]
     for mount in spec.mounts:
-        source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
+        source = (
+            mount.source
+            if mount.source.startswith("/")
+            else os.path.normpath(os.path.join(bundle, mount.source))
+        )
         if (mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options) and (
             os.path.isdir(source)
         ):

@@ -123,3 +123,32 @@ def test_a_volume_it_cannot_reach_is_refused_by_name(
 
 def test_terminal_inside_a_user_namespace(boxd: Daemon, image: Path) -> None:
     assert run(boxd, image, "/bin/tty", opts=("--isolate-user", "-t")) == "/dev/pts/0\n"
+
+
+def test_its_own_cgroups_read_only_in_a_user_namespace(boxd: Daemon, image: Path) -> None:
+    """On a host with v1 hierarchies the container's /sys/fs/cgroup is its own cgroups
+    bound by its root (host uid START): readable, its limits; not writable, not even
+    remountable read-write (tests/test_cgroupfs.py has the layout)."""
+    if " - cgroup " not in Path("/proc/self/mountinfo").read_text():
+        pytest.skip("no v1 cgroup hierarchy here: a pure v2 host shows the container's cgroup2")
+    script = (
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+        "/bin/probe write /sys/fs/cgroup/memory/memory.limit_in_bytes 1; "
+        "/bin/probe write /sys/fs/cgroup/new x; "
+        "mkdir /sys/fs/cgroup/memory/sub 2>/dev/null || echo mkdir refused; "
+        "mount -o remount,rw /sys/fs/cgroup/memory 2>/dev/null || echo remount refused; "
+        "ls -p /sys/fs/cgroup/memory | grep -c /; true"
+    )
+    for network in ("host", "none"):
+        out = run(boxd, image, "/bin/sh", "-c", script,
+                  opts=("--isolate-user", "--network", network, "--memory", "32m",
+                        "--pids-limit", "40"))  # fmt: skip
+        assert out.splitlines() == [
+            str(32 << 20),
+            "40",
+            "errno=30 EROFS",
+            "errno=30 EROFS",
+            "mkdir refused",
+            "remount refused",
+            "0",
+        ], network
