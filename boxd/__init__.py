@@ -18,6 +18,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every boxctl call 
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._healthcheck import Health as Health
+    from ._healthcheck import Healthcheck as Healthcheck
     from ._native import SpawnError as SpawnError
     from ._records import Container as Container
     from ._records import ContainerConfig as ContainerConfig
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from ._supervisor import open_supervisor as open_supervisor
 
 _EXPORTS = {
+    "Health": "_healthcheck",
+    "Healthcheck": "_healthcheck",
     "SpawnError": "_native",
     "Container": "_records",
     "ContainerConfig": "_records",

@@ -113,24 +113,28 @@ async def _probe(sup: Supervisor, cid: str, check: Healthcheck) -> HealthResult 
         nonlocal code
         code = await sup.exec(cid, _argv(check.test), output=output, task_status=task_status)
 
+    timed_out = False
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect)
         try:
-            async with trio.open_nursery() as running:
-                proc: Run = await running.start(run_check)
-                with trio.move_on_after(check.timeout) as deadline:
-                    await proc.exited.wait()
-                if deadline.cancelled_caught:
-                    _kill_group(proc)
+            proc: Run = await nursery.start(run_check)
+        except Exception as exc:
+            output.close()  # it never ran: nothing else ends the output
+            failure: BaseException = exc
+            while isinstance(failure, BaseExceptionGroup) and len(failure.exceptions) == 1:
+                failure = failure.exceptions[0]  # exec raises from inside its nursery
+            if isinstance(failure, Conflict | NoSuchContainer):
+                return None
+            code, text = -1, str(failure)  # it could not run: a failed check, as in Docker
+        else:
+            with trio.move_on_after(check.timeout) as deadline:
+                await proc.exited.wait()
             if deadline.cancelled_caught:
-                code = -1
-                text = f"Health check exceeded timeout ({go_duration(check.timeout)})"
-        except (Conflict, NoSuchContainer):
-            return None
-        except Exception as exc:  # it could not run: a failed check, as in Docker
-            code, text = -1, str(exc)
-        finally:
-            output.close()
+                timed_out = True
+                _kill_group(proc)
+    if timed_out:  # the exit code of what was killed does not count
+        code = -1
+        text = f"Health check exceeded timeout ({go_duration(check.timeout)})"
     if not text:
         text = kept.decode(errors="replace") + ("..." if truncated else "")
     return HealthResult(start=start, end=time.time(), exit_code=code, output=text)

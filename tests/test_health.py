@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from daemon_harness import Daemon, running_daemon
 from docker_clients import api_call, docker, needs_cli
 
+import boxd
 from boxctl._args import Args
 from boxctl._client import CliError
 from boxctl._health import healthcheck, parse_duration
@@ -28,6 +30,7 @@ from boxd._healthcheck import (
     from_api,
     go_duration,
     merge,
+    status_suffix,
     to_api,
 )
 
@@ -101,6 +104,10 @@ def test_merged_with_the_image_field_by_field_with_dockers_defaults() -> None:
     assert active(Healthcheck(("CMD", "x"))) == Healthcheck(
         ("CMD", "x"), interval=30, timeout=30, start_period=0, start_interval=5, retries=3
     )
+    assert [status_suffix(s) for s in ("starting", "healthy")] == [
+        " (health: starting)",
+        " (healthy)",
+    ]
     api = {"Test": ["CMD-SHELL", "x"], "Interval": 100_000_000, "Retries": 2}
     assert to_api(from_api(api, "Healthcheck")) == api
 
@@ -314,6 +321,8 @@ def test_bad_values_are_refused_naming_them(clean: Daemon) -> None:
         status, _, reply = api_call(d, "POST", "/containers/create", json.dumps(body).encode())
         assert (status, words in json.loads(reply)["message"]) == (400, True), reply
     assert d.ctl("ps", "-a", "-q").stdout == ""
+    r = d.ctl("ps", "--filter", "health=fine", check=False)
+    assert r.returncode != 0 and "invalid filter 'health=fine'" in r.stderr, r.stderr
 
 
 @needs_cli
@@ -372,3 +381,26 @@ def test_checks_end_with_the_container_and_come_back_after_a_restart(tmp_path: P
         d.ctl("start", "h")
         _health_once(d, "h", lambda h: h["Status"] == "healthy")
         d.ctl("rm", "-f", "h")
+
+
+def test_the_library_runs_them_too(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            # A command that cannot run fails the check (exit code -1, the reason as output).
+            check = boxd.Healthcheck(("CMD", "/nope"), interval=0.1, retries=2)
+            config = boxd.ContainerConfig(
+                image="default", command=("sleep", "60"), network="none", healthcheck=check
+            )
+            _, events = sup.events.subscribe()
+            c = await sup.run(config)
+            with trio.fail_after(30):
+                async for event in events:
+                    if event.action == "health_status: unhealthy" and event.id == c.id:
+                        break
+            assert c.state.health is not None and c.state.health.status == "unhealthy"
+            assert c.state.health.failing_streak >= 2
+            assert [r.exit_code for r in c.state.health.log][:2] == [-1, -1]
+            assert "/nope: No such file or directory" in c.state.health.log[0].output
+            await sup.remove(c.id, force=True)
+
+    trio.run(main)

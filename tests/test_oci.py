@@ -162,7 +162,7 @@ def test_a_cgroup_mount_binds_the_hosts_outside_a_cgroup_namespace(tmp_path: Pat
 
     def cgroup_mounts(document: dict[str, Any]) -> list[tuple[MountKind, str, str, int]]:
         plan = _translate.build(
-            _spec.parse(document), tmp_path, start_fd=-1, keep_fds=0, no_pivot=False,
+            _spec.parse(document), str(tmp_path), start_fd=-1, keep_fds=0, no_pivot=False,
             sysctls={}, host_cgroup2="/sys/fs/cgroup/unified",
         )  # fmt: skip
         return [

@@ -235,14 +235,12 @@ def _load_json(path: str, what: str) -> Any:
 
 
 def _create_options(args: dict[str, Any]) -> _runtime.CreateOptions:
-    from pathlib import Path
-
     from . import _runtime
 
     if args["preserve_fds"] is not None and args["preserve_fds"] < 0:
         raise OciError(f"--preserve-fds {args['preserve_fds']} must not be negative")
     return _runtime.CreateOptions(
-        bundle=Path(args["bundle"] or "."),
+        bundle=args["bundle"] or ".",
         pid_file=args["pid_file"],
         console_socket=args["console_socket"],
         preserve_fds=args["preserve_fds"] or 0,
