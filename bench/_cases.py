@@ -204,8 +204,9 @@ class Bench:
 
     def library(self, mode: str) -> list[float]:
         """Milliseconds of one mode of the in-process library run (``MODE_lag``: its event
-        loop's longest block), measured when its case runs, as the peers' entries are."""
-        base = mode.removesuffix("_lag")
+        loop's longest block; ``MODE_lag_cpu``: that step's CPU), measured when its case
+        runs, as the peers' entries are."""
+        base = mode.split("_lag")[0]
         if self._library is None or base not in self._library:
             s = self.sizes
             argv = [
@@ -230,7 +231,9 @@ class Bench:
             try:
                 measured = json.loads(run_checked(argv, timeout=600))
             except Exception as exc:
-                measured = {base: {"error": str(exc)}, f"{base}_lag": {"error": str(exc)}}
+                measured = {
+                    k: {"error": str(exc)} for k in (base, f"{base}_lag", f"{base}_lag_cpu")
+                }
             self._library = {**(self._library or {}), **measured}
         result = self._library.get(mode, self._library)
         if isinstance(result, dict):
@@ -306,6 +309,13 @@ class Bench:
             lambda: self.library("start_lag"),
             metric="loop",
             note="per run: the longest step of any Trio task (target: at most 1 ms)",
+        )
+        case.measure(
+            "library: that longest step's CPU (information)",
+            OURS,
+            lambda: self.library("start_lag_cpu"),
+            metric="loop-cpu",
+            note="the loop thread's CPU time in the step above (the rest of it: waiting)",
         )
         case.measure(
             "crun run",
@@ -388,6 +398,13 @@ class Bench:
             lambda: self.library(f"{case.key}_lag"),
             metric="loop",
             note="per repeat: the longest step of any Trio task (target: at most 1 ms)",
+        )
+        case.measure(
+            "library: that longest step's CPU (information)",
+            OURS,
+            lambda: self.library(f"{case.key}_lag_cpu"),
+            metric="loop-cpu",
+            note="the loop thread's CPU time in the step above (the rest of it: waiting)",
         )
         case.measure(
             "crun run",

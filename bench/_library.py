@@ -4,7 +4,7 @@ Run as a child of the bench so that a crash in the native code is a reported err
 end of the run.  Prints one JSON object: per mode, milliseconds, or ``{"error": ...}``; and
 per mode ``<mode>_lag``: the longest single step of any Trio task during each repeat (ms),
 which is how long the event loop was blocked at most: a start must not block it for more
-than 1 ms (issue #17).
+than 1 ms (issue #17); ``<mode>_lag_cpu``: that step's CPU time on the loop's thread.
 """
 
 from __future__ import annotations
@@ -22,21 +22,30 @@ import boxd
 
 
 class LongestStep(trio.abc.Instrument):
-    """The longest task step since :meth:`take`: while one runs, no other task does."""
+    """The longest task step since :meth:`take`: while one runs, no other task does.  Also
+    that step's CPU time on the loop's thread (``time.thread_time``), for information: the
+    rest of its wall time the thread waited (for a CPU, the GIL, the disk)."""
 
     def __init__(self) -> None:
-        self.longest = 0.0
-        self._began = 0.0
+        self.longest = self.longest_cpu = 0.0
+        self._began = self._began_cpu = 0.0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._began = time.perf_counter()
+        self._began_cpu = time.thread_time()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.longest = max(self.longest, time.perf_counter() - self._began)
+        wall = time.perf_counter() - self._began
+        if wall > self.longest:
+            self.longest = wall
+            self.longest_cpu = time.thread_time() - self._began_cpu
 
-    def take(self) -> float:
-        """Milliseconds of the longest step since the last call."""
+    def take(self, cpu: list[float]) -> float:
+        """Milliseconds of the longest step since the last call (its CPU appended to
+        ``cpu``)."""
         longest, self.longest = self.longest, 0.0
+        cpu.append(self.longest_cpu * 1000)
+        self.longest_cpu = 0.0
         return longest * 1000
 
 
@@ -64,17 +73,21 @@ async def _one(sup: boxd.Supervisor, config: boxd.ContainerConfig) -> None:
 
 
 async def _start(
-    sup: boxd.Supervisor, config: boxd.ContainerConfig, runs: int, lag: list[float]
+    sup: boxd.Supervisor,
+    config: boxd.ContainerConfig,
+    runs: int,
+    lag: list[float],
+    cpu: list[float],
 ) -> list[float]:
     """Each run: run, wait (timed), then remove (not timed, as crun's delete is in its run)."""
     samples = []
     for _ in range(runs):
-        STEPS.take()
+        STEPS.take([])
         t0 = time.perf_counter_ns()
         c = await sup.run(config)
         code = await sup.wait(c.id)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
-        lag.append(STEPS.take())
+        lag.append(STEPS.take(cpu))
         await sup.remove(c.id)
         if code != 0:
             raise RuntimeError(f"/bin/true in container {c.id} exited {code}")
@@ -82,31 +95,41 @@ async def _start(
 
 
 async def _sequential(
-    sup: boxd.Supervisor, config: boxd.ContainerConfig, count: int, repeats: int, lag: list[float]
+    sup: boxd.Supervisor,
+    config: boxd.ContainerConfig,
+    count: int,
+    repeats: int,
+    lag: list[float],
+    cpu: list[float],
 ) -> list[float]:
     samples = []
     for _ in range(repeats):
-        STEPS.take()
+        STEPS.take([])
         t0 = time.perf_counter_ns()
         for _ in range(count):
             await _one(sup, config)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
-        lag.append(STEPS.take())
+        lag.append(STEPS.take(cpu))
     return samples
 
 
 async def _concurrent(
-    sup: boxd.Supervisor, config: boxd.ContainerConfig, count: int, repeats: int, lag: list[float]
+    sup: boxd.Supervisor,
+    config: boxd.ContainerConfig,
+    count: int,
+    repeats: int,
+    lag: list[float],
+    cpu: list[float],
 ) -> list[float]:
     samples = []
     for _ in range(repeats):
-        STEPS.take()
+        STEPS.take([])
         t0 = time.perf_counter_ns()
         async with trio.open_nursery() as nursery:
             for _ in range(count):
                 nursery.start_soon(_one, sup, config)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
-        lag.append(STEPS.take())
+        lag.append(STEPS.take(cpu))
     return samples
 
 
@@ -123,16 +146,23 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     async with boxd.open_supervisor(args.root) as sup:
         for mode in args.modes.split(","):
             lag: list[float] = []
+            cpu: list[float] = []
             try:
                 if mode == "start":
-                    out[mode] = await _start(sup, config, args.runs, lag)
+                    out[mode] = await _start(sup, config, args.runs, lag, cpu)
                 elif mode == "sequential":
-                    out[mode] = await _sequential(sup, config, args.sequential, args.repeats, lag)
+                    out[mode] = await _sequential(
+                        sup, config, args.sequential, args.repeats, lag, cpu
+                    )
                 else:
-                    out[mode] = await _concurrent(sup, config, args.concurrent, args.repeats, lag)
+                    out[mode] = await _concurrent(
+                        sup, config, args.concurrent, args.repeats, lag, cpu
+                    )
                 out[f"{mode}_lag"] = lag
+                out[f"{mode}_lag_cpu"] = cpu
             except* Exception as group:  # reported per mode; the other modes still run
-                out[mode] = out[f"{mode}_lag"] = {"error": _first_error(group)}
+                error = {"error": _first_error(group)}
+                out[mode] = out[f"{mode}_lag"] = out[f"{mode}_lag_cpu"] = error
         for c in sup.list(all=True):
             await sup.remove(c.id, force=True)
     return out

@@ -28,10 +28,8 @@ import contextlib
 import errno
 import math
 import os
-import re
 import signal
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from . import _devices
 from ._record import evolve, frozen
@@ -66,7 +64,8 @@ UNLIMITED = 1 << 62  # v1 reports "no limit" as a page-rounded LONG_MAX
 KILL_TIMEOUT = 10.0
 FREEZE_TIMEOUT = 1.0
 REMOVE_TIMEOUT = 2.0
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
 
 
 class CgroupError(OSError):
@@ -148,7 +147,7 @@ def parse_cpu_list(text: str) -> set[int]:
 
 
 def online_cpus(prefix: str = "") -> set[int]:
-    return parse_cpu_list(Path(prefix + "/sys/devices/system/cpu/online").read_text())
+    return parse_cpu_list(_read(prefix + "/sys/devices/system/cpu/online"))
 
 
 def shares_to_weight(shares: int) -> int:
@@ -164,7 +163,12 @@ def shares_to_weight(shares: int) -> int:
 # objects, and a container's start and end read or write some thirty of them.
 
 
-def _read(path: Path) -> str:
+def _join(path: str, *parts: str) -> str:
+    """``path`` with ``parts`` below it, normalized as a Path would be (``.`` adds nothing)."""
+    return os.path.normpath(os.path.join(path, *parts))
+
+
+def _read(path: str) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -175,7 +179,7 @@ def _read(path: Path) -> str:
     return b"".join(chunks).decode()
 
 
-def _read_opt(path: Path) -> str:
+def _read_opt(path: str) -> str:
     """The file's text, or "" when it does not exist (a controller or kernel without it)."""
     try:
         return _read(path)
@@ -183,7 +187,7 @@ def _read_opt(path: Path) -> str:
         return ""
 
 
-def _write(path: Path, value: str) -> None:
+def _write(path: str, value: str) -> None:
     """One write of ``value`` (the kernel takes a cgroup file's value in one write), with
     the flags of ``open(path, "w")``."""
     try:
@@ -196,19 +200,19 @@ def _write(path: Path, value: str) -> None:
         raise CgroupError(exc.errno, f"cannot write {value!r} to {path}: {exc.strerror}") from None
 
 
-def _mkdir(path: Path) -> None:
+def _mkdir(path: str) -> None:
     """Make one cgroup (the kernel fills the directory with its interface files)."""
     try:
-        path.mkdir()
+        os.mkdir(path)
     except OSError as exc:
         raise CgroupError(exc.errno, f"cannot create cgroup {path}: {exc.strerror}") from None
 
 
-def _rmdir(path: Path) -> None:
-    path.rmdir()
+def _rmdir(path: str) -> None:
+    os.rmdir(path)
 
 
-def _removed(path: Path) -> bool:
+def _removed(path: str) -> bool:
     """Remove the cgroup directory ``path``: whether it is gone (False: busy, a process or
     a sub-cgroup still in it)."""
     try:
@@ -222,7 +226,7 @@ def _removed(path: Path) -> bool:
     return True
 
 
-def _restrict_devices(path: Path) -> None:
+def _restrict_devices(path: str) -> None:
     """Attach the program allowing only :data:`ALLOWED_DEVICES` to the v2 cgroup ``path``."""
     try:
         _devices.attach(path, _devices.compile_rules(ALLOWED_DEVICES))
@@ -239,8 +243,13 @@ def _keyed(text: str) -> dict[str, int]:
     return out
 
 
+def _valid_name(name: str) -> bool:
+    """[A-Za-z0-9][A-Za-z0-9_.-]{0,254} (without re: boxd-runtime create imports none)."""
+    return 0 < len(name) <= 255 and name[0] in _ALNUM and _NAME_CHARS.issuperset(name)
+
+
 def _check_name(name: str) -> None:
-    if not _NAME.fullmatch(name):
+    if not _valid_name(name):
         raise ValueError(f"invalid cgroup name {name!r}: use letters, digits, '_', '.', '-'")
 
 
@@ -255,7 +264,15 @@ def _parent_parts(parent: str) -> tuple[str, ...]:
 
 def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    head, *rest = field.split("\\")
+    out = [head]
+    for part in rest:
+        code = part[:3]
+        if len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)) + part[3:])
+        else:
+            out.append("\\" + part)
+    return "".join(out)
 
 
 @frozen
@@ -264,16 +281,17 @@ class Hierarchy:
 
     version: int  # 1 or 2
     controllers: frozenset[str]  # the controllers we use there
-    mount: Path  # where the hierarchy is mounted here
-    base: Path  # containers' cgroups are made here: <mount>/<own path>/boxd (or the parent)
-    start: Path  # the existing cgroup base is made below: our own, or the mount point
+    mount: str  # where the hierarchy is mounted here
+    base: str  # containers' cgroups are made here: <mount>/<own path>/boxd (or the parent)
+    start: str  # the existing cgroup base is made below: our own, or the mount point
     start_is_root: bool  # start is the hierarchy's root cgroup (its files are never written)
 
-    def chain(self) -> list[Path]:
+    def chain(self) -> list[str]:
         """``start`` and each directory from it down to ``base``."""
         dirs = [self.start]
-        for part in self.base.relative_to(self.start).parts:
-            dirs.append(dirs[-1] / part)
+        below = os.path.relpath(self.base, self.start)
+        for part in below.split("/") if below != "." else ():
+            dirs.append(f"{dirs[-1]}/{part}")
         return dirs
 
 
@@ -284,24 +302,24 @@ def _v2_unavailable(h: Hierarchy, offered: set[str]) -> dict[str, str]:
     missing: dict[str, str] = {}
     candidates = set(offered)
     for d in h.chain():
-        if not d.is_dir():
+        if not os.path.isdir(d):
             break
-        todo = candidates - set(_read_opt(d / "cgroup.subtree_control").split())
+        todo = candidates - set(_read_opt(f"{d}/cgroup.subtree_control").split())
         if not todo:
             continue
         if d == h.start and h.start_is_root:
             why = "it is the root cgroup, whose files boxd never writes"
-        elif _read_opt(d / "cgroup.procs").split():
+        elif _read_opt(f"{d}/cgroup.procs").split():
             why = (
                 "that cgroup has processes (the no-internal-processes rule); run boxd in a "
                 "cgroup of its own whose parent enables it, or choose --cgroup-parent"
             )
         else:
-            here = set(_read_opt(d / "cgroup.controllers").split())
+            here = set(_read_opt(f"{d}/cgroup.controllers").split())
             why = "its parent does not enable it" if todo - here else ""
             todo -= here
         for c in todo:
-            missing[c] = f"{c} is not enabled in {d / 'cgroup.subtree_control'}: {why}"
+            missing[c] = f"{c} is not enabled in {d}/cgroup.subtree_control: {why}"
         candidates -= todo
     return missing
 
@@ -318,7 +336,7 @@ class CgroupHost:
         unavailable: dict[str, str] | None = None,
         prefix: str = "",
         owns_base: bool = True,
-        v2_mount: Path | None = None,
+        v2_mount: str | None = None,
     ) -> None:
         self.hierarchies = hierarchies
         self.mode = mode
@@ -327,7 +345,7 @@ class CgroupHost:
         self.unavailable = unavailable or {}
         self._prefix = prefix
         # Directories this host made above containers' cgroups: removed once empty.
-        self._made: set[Path] = {h.base for h in hierarchies} if owns_base else set()
+        self._made: set[str] = {h.base for h in hierarchies} if owns_base else set()
         # Hierarchies whose parent directories are made (and, on v2, their controllers
         # enabled): done once per host, not per container.
         self._prepared: set[Hierarchy] = set()
@@ -353,19 +371,19 @@ class CgroupHost:
         below: tuple[str, ...] = _parent_parts(parent) if parent else (name,)
         absolute = bool(parent and parent.startswith("/"))
         own: dict[str, str] = {}
-        for line in Path(own_cgroup).read_text().splitlines():
+        for line in _read(own_cgroup).splitlines():
             hier_id, controllers, path = line.split(":", 2)
             if hier_id == "0":
                 own["unified"] = path
             for c in controllers.split(","):
                 own[c] = path
-        v1: dict[str, tuple[Path, str]] = {}
-        v2: tuple[Path, str] | None = None
-        for line in Path(mountinfo).read_text().splitlines():
+        v1: dict[str, tuple[str, str]] = {}
+        v2: tuple[str, str] | None = None
+        for line in _read(mountinfo).splitlines():
             fields = line.split()
             sep = fields.index("-")
             fstype, superopts = fields[sep + 1], fields[sep + 3]
-            mount_root, mountpoint = _unescape(fields[3]), Path(prefix + _unescape(fields[4]))
+            mount_root, mountpoint = _unescape(fields[3]), prefix + _unescape(fields[4])
             # A later mount on the same mount point hides an earlier one (a private mount
             # namespace may cover a hierarchy with an empty tmpfs).
             if v2 is not None and v2[0] == mountpoint:
@@ -378,17 +396,15 @@ class CgroupHost:
                     if opt in WANTED:
                         v1[opt] = (mountpoint, mount_root)
 
-        def hierarchy(
-            version: int, names: set[str], mount: Path, root: str, path: str
-        ) -> Hierarchy:
+        def hierarchy(version: int, names: set[str], mount: str, root: str, path: str) -> Hierarchy:
             if absolute:
                 start, start_is_root = mount, root == "/"
             else:
                 inside = path == root or path.startswith(root.rstrip("/") + "/")
-                start = mount / os.path.relpath(path, root) if inside else mount
+                start = _join(mount, os.path.relpath(path, root)) if inside else mount
                 start_is_root = root == "/" and (path == "/" or not inside)
             return Hierarchy(
-                version, frozenset(names), mount, start / Path(*below), start, start_is_root
+                version, frozenset(names), mount, _join(start, *below), start, start_is_root
             )
 
         hierarchies: list[Hierarchy] = []
@@ -398,13 +414,13 @@ class CgroupHost:
             mount, root = v2
             h = hierarchy(2, set(), mount, root, own["unified"])
             # Every controller bound to v2 is listed at the mount point; ours is a subset.
-            listed = _read_opt(mount / "cgroup.controllers") + _read_opt(
-                h.start / "cgroup.controllers"
+            listed = _read_opt(f"{mount}/cgroup.controllers") + _read_opt(
+                f"{h.start}/cgroup.controllers"
             )
             used_v2 = set(listed.split()) & set(WANTED)
             unavailable = _v2_unavailable(h, used_v2)
             hierarchies.append(evolve(h, controllers=frozenset(used_v2 - set(unavailable))))
-        seen: dict[Path, set[str]] = {}
+        seen: dict[str, set[str]] = {}
         for controller, (mount, _root) in v1.items():
             if controller in used_v2 or controller not in own:
                 continue
@@ -481,20 +497,20 @@ class CgroupHost:
         is then born with its CPUs and memory nodes, where writing them takes ~0.4 ms (a
         v1 cpuset.cpus write rebuilds the scheduler's domains)."""
         for d in h.chain()[1:]:
-            if not d.is_dir():
+            if not os.path.isdir(d):
                 _mkdir(d)
                 self._made.add(d)
             if h.version == 1 and "cpuset" in h.controllers:
                 _copy_cpuset(d)
         if h.version == 1 and "cpuset" in h.controllers and h.base in self._made:
-            _write(h.base / "cgroup.clone_children", "1")
+            _write(f"{h.base}/cgroup.clone_children", "1")
         if h.version == 2 and h.controllers:
             for d in h.chain():
                 if d == h.start and h.start_is_root:
                     continue
-                need = h.controllers - set(_read_opt(d / "cgroup.subtree_control").split())
+                need = h.controllers - set(_read_opt(f"{d}/cgroup.subtree_control").split())
                 if need:
-                    _write(d / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(need)))
+                    _write(f"{d}/cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(need)))
 
     def joined(self, limits: Limits) -> list[Hierarchy]:
         """The hierarchies a container with ``limits`` needs: those that carry a limit or
@@ -530,11 +546,11 @@ class CgroupHost:
             limits = evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
         joined = self.joined(limits)
         cg = Cgroup(self, name, joined)
-        made: list[Path] = []
+        made: list[str] = []
         v1_devices = self.controllers().get("devices") == "v1"
         try:
             for h in joined:
-                d = h.base / name
+                d = f"{h.base}/{name}"
                 if h not in self._prepared:
                     self._prepare(h)
                     self._prepared.add(h)
@@ -549,9 +565,9 @@ class CgroupHost:
                 if h.version == 1 and "cpuset" in h.controllers:
                     _copy_cpuset(d)
                 if h.version == 1 and "devices" in h.controllers:
-                    _write(d / "devices.deny", "a")
+                    _write(f"{d}/devices.deny", "a")
                     for rule in ALLOWED_DEVICES:
-                        _write(d / "devices.allow", str(rule))
+                        _write(f"{d}/devices.allow", str(rule))
                 if h.version == 2 and not v1_devices:
                     _restrict_devices(d)
                 yield None
@@ -568,7 +584,7 @@ class CgroupHost:
         """The cgroup of container ``name``, in the hierarchies where it exists (it may be
         gone: reads then fail, and :meth:`Cgroup.remove` does nothing)."""
         _check_name(name)
-        found = [h for h in self.hierarchies if (h.base / name).is_dir()]
+        found = [h for h in self.hierarchies if os.path.isdir(f"{h.base}/{name}")]
         return Cgroup(self, name, found or self.hierarchies)
 
     def list_children(self) -> list[str]:
@@ -576,13 +592,13 @@ class CgroupHost:
         names: set[str] = set()
         for h in self.hierarchies:
             with contextlib.suppress(FileNotFoundError):
-                names.update(p.name for p in h.base.iterdir() if p.is_dir())
-        return sorted(n for n in names if _NAME.fullmatch(n))
+                names.update(e.name for e in os.scandir(h.base) if e.is_dir())
+        return sorted(n for n in names if _valid_name(n))
 
     def remove_parents(self) -> None:
         """Remove the empty directories this host made above containers' cgroups (those
         still holding a container's cgroup stay)."""
-        for d in sorted(self._made, key=lambda p: len(p.parts), reverse=True):
+        for d in sorted(self._made, key=lambda p: p.count("/"), reverse=True):
             try:
                 _rmdir(d)
             except FileNotFoundError:
@@ -596,13 +612,13 @@ def _cpu_list(cpus: set[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
 
-def _copy_cpuset(d: Path) -> None:
+def _copy_cpuset(d: str) -> None:
     """v1: a new cpuset cgroup starts with no CPUs and no memory nodes (unless its parent
     has cgroup.clone_children set, which is written only in a directory boxd made: never
     a root cgroup), and no process can join it until it has some; copy the parent's."""
     for name in ("cpuset.cpus", "cpuset.mems"):
-        if not _read(d / name).strip():
-            _write(d / name, _read(d.parent / name).strip())
+        if not _read(f"{d}/{name}").strip():
+            _write(f"{d}/{name}", _read(f"{os.path.dirname(d)}/{name}").strip())
 
 
 class Cgroup:
@@ -611,7 +627,7 @@ class Cgroup:
     def __init__(self, host: CgroupHost, name: str, hierarchies: list[Hierarchy]) -> None:
         self.name = name
         self._host = host
-        self._dirs = {h: h.base / name for h in hierarchies}
+        self._dirs = {h: f"{h.base}/{name}" for h in hierarchies}
 
     @property
     def paths(self) -> dict[str, str]:
@@ -630,22 +646,23 @@ class Cgroup:
         if self._host.mode == "v2":
             return None
         return tuple(
-            ("unified" if h.version == 2 else h.mount.name, str(d)) for h, d in self._dirs.items()
+            ("unified" if h.version == 2 else os.path.basename(h.mount), str(d))
+            for h, d in self._dirs.items()
         )
 
-    def _dir(self, controller: str) -> tuple[Path, int] | None:
+    def _dir(self, controller: str) -> tuple[str, int] | None:
         for h, d in self._dirs.items():
             if controller in h.controllers:
                 return d, h.version
         return None
 
-    def _v2(self) -> Path | None:
+    def _v2(self) -> str | None:
         return next((d for h, d in self._dirs.items() if h.version == 2), None)
 
     def add(self, pid: int) -> None:
         """Place ``pid`` (a new process, waiting before exec) in every hierarchy."""
         for d in self._dirs.values():
-            _write(d / "cgroup.procs", str(pid))
+            _write(f"{d}/cgroup.procs", str(pid))
 
     @contextlib.contextmanager
     def placement(self) -> Iterator[tuple[tuple[tuple[int, str], ...], int]]:
@@ -663,7 +680,7 @@ class Cgroup:
             tasks: list[tuple[int, str]] = []
             v2 = -1
             for h, d in self._dirs.items():
-                path = d / "tasks" if h.version == 1 else d
+                path = f"{d}/tasks" if h.version == 1 else d
                 flags = os.O_WRONLY if h.version == 1 else os.O_RDONLY | os.O_DIRECTORY
                 try:
                     fd = os.open(path, flags | os.O_CLOEXEC)
@@ -683,9 +700,9 @@ class Cgroup:
         """Apply the limits that are not None, all or none: memory first (the write that
         fails when usage is above the new limit), and on any failure the files already
         written get their old values back."""
-        undo: list[tuple[Path, str]] = []
+        undo: list[tuple[str, str]] = []
 
-        def put(path: Path, value: str) -> None:
+        def put(path: str, value: str) -> None:
             old = _read_opt(path).strip()
             _write(path, value)
             if old:
@@ -706,22 +723,22 @@ class Cgroup:
                 if limits.cpus is not None:
                     quota = round(limits.cpus * CPU_PERIOD)
                     if v == 1:
-                        put(d / "cpu.cfs_period_us", str(CPU_PERIOD))
-                        put(d / "cpu.cfs_quota_us", str(quota))
+                        put(f"{d}/cpu.cfs_period_us", str(CPU_PERIOD))
+                        put(f"{d}/cpu.cfs_quota_us", str(quota))
                     else:
-                        put(d / "cpu.max", f"{quota} {CPU_PERIOD}")
+                        put(f"{d}/cpu.max", f"{quota} {CPU_PERIOD}")
                 if limits.cpu_shares is not None:
                     if v == 1:
-                        put(d / "cpu.shares", str(limits.cpu_shares))
+                        put(f"{d}/cpu.shares", str(limits.cpu_shares))
                     else:
-                        put(d / "cpu.weight", str(shares_to_weight(limits.cpu_shares)))
+                        put(f"{d}/cpu.weight", str(shares_to_weight(limits.cpu_shares)))
             pids = self._dir("pids")
             if pids is not None and limits.pids_limit is not None:
                 n = limits.pids_limit
-                put(pids[0] / "pids.max", "max" if n <= 0 else str(n))
+                put(f"{pids[0]}/pids.max", "max" if n <= 0 else str(n))
             cpuset = self._dir("cpuset")
             if cpuset is not None and limits.cpuset_cpus is not None:
-                put(cpuset[0] / "cpuset.cpus", limits.cpuset_cpus)
+                put(f"{cpuset[0]}/cpuset.cpus", limits.cpuset_cpus)
         except BaseException:
             for path, old in reversed(undo):
                 with contextlib.suppress(OSError):
@@ -735,21 +752,21 @@ class Cgroup:
         h = next((h for h in self._host.hierarchies if "cpuset" in h.controllers), None)
         if h is None or h.version != 1:
             return
-        d = h.base / self.name
-        if not d.is_dir():
+        d = f"{h.base}/{self.name}"
+        if not os.path.isdir(d):
             self._host._prepare(h)
             _mkdir(d)
             _copy_cpuset(d)
         self._dirs[h] = d
         # Until none is left out: one forked meanwhile was born in its parent's old cpuset.
         for _ in range(10):
-            inside = set(_read_opt(d / "cgroup.procs").split())
+            inside = set(_read_opt(f"{d}/cgroup.procs").split())
             missing = [p for p in map(str, self.procs()) if p not in inside]
             if not missing:
                 break
             for pid in missing:
                 with contextlib.suppress(ProcessLookupError, CgroupError):
-                    _write(d / "cgroup.procs", pid)
+                    _write(f"{d}/cgroup.procs", pid)
 
     def procs(self) -> list[int]:
         """Pids (in our pid namespace) of every process in the cgroup.  One hierarchy
@@ -758,7 +775,7 @@ class Cgroup:
         first = self._v2() or next(iter(self._dirs.values()), None)
         if first is None:
             return []
-        return sorted(int(p) for p in _read_opt(first / "cgroup.procs").split())
+        return sorted(int(p) for p in _read_opt(f"{first}/cgroup.procs").split())
 
     async def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Every process in the cgroup gets ``sig``; for SIGKILL, again until none is left
@@ -767,10 +784,11 @@ class Cgroup:
         import trio  # here: boxd-runtime's create and delete use this module without Trio
 
         v2 = self._v2()
-        kill_file = v2 / "cgroup.kill" if v2 is not None else None
+        kill_file = f"{v2}/cgroup.kill" if v2 is not None else None
         with trio.move_on_after(KILL_TIMEOUT):
             while self.procs():
-                if sig == signal.SIGKILL and kill_file is not None and kill_file.exists():
+                # A lookup in a cgroup file system waits for no disk (nor does _write).
+                if sig == signal.SIGKILL and kill_file and os.path.exists(kill_file):  # noqa: ASYNC240
                     _write(kill_file, "1")
                 else:
                     await self._signal_frozen(sig)
@@ -780,21 +798,21 @@ class Cgroup:
             return
         _warn("cgroup %s: %s survived SIGKILL", self.name, self.procs())
 
-    def _freezer(self) -> tuple[Path, str, str, Callable[[], bool]] | None:
+    def _freezer(self) -> tuple[str, str, str, Callable[[], bool]] | None:
         """(state file, frozen value, thawed value, is-frozen test): v2 ``cgroup.freeze``
         where the unified hierarchy has it (it needs no controller), else the v1 freezer."""
         v2 = self._v2()
-        if v2 is not None and (v2 / "cgroup.freeze").exists():
-            events = v2 / "cgroup.events"
+        if v2 is not None and os.path.exists(f"{v2}/cgroup.freeze"):
+            events = f"{v2}/cgroup.events"
             return (
-                v2 / "cgroup.freeze",
+                f"{v2}/cgroup.freeze",
                 "1",
                 "0",
                 lambda: _keyed(_read_opt(events)).get("frozen") == 1,
             )
         freezer = self._dir("freezer")
         if freezer is not None:
-            state = freezer[0] / "freezer.state"
+            state = f"{freezer[0]}/freezer.state"
             return state, "FROZEN", "THAWED", lambda: _read_opt(state).strip() == "FROZEN"
         return None
 
@@ -873,7 +891,7 @@ class Cgroup:
             while not self._rmdir_all():  # noqa: ASYNC110
                 await trio.sleep(0.01)
             removed = True
-        left = [] if removed else [str(d) for d in self._dirs.values() if d.exists()]
+        left = [] if removed else [d for d in self._dirs.values() if os.path.exists(d)]  # noqa: ASYNC240
         if left:
             _warn("cgroup %s could not be removed: %s", self.name, left)
         if not self._host.keep_parents:
@@ -886,7 +904,7 @@ class Cgroup:
             if _removed(top):  # the usual case: no sub-cgroup, nothing left inside
                 continue
             for sub, _, _ in os.walk(top, topdown=False):
-                done = _removed(Path(sub)) and done
+                done = _removed(sub) and done
         return done
 
     def stats(self) -> Stats:
@@ -899,47 +917,49 @@ class Cgroup:
         if mem is not None:
             d, v = mem
             if v == 1:
-                usage = int(_read(d / "memory.usage_in_bytes"))
-                limit = int(_read(d / "memory.limit_in_bytes"))
-                peak = int(_read(d / "memory.max_usage_in_bytes"))
+                usage = int(_read(f"{d}/memory.usage_in_bytes"))
+                limit = int(_read(f"{d}/memory.limit_in_bytes"))
+                peak = int(_read(f"{d}/memory.max_usage_in_bytes"))
             else:
-                usage = int(_read(d / "memory.current"))
-                raw = _read(d / "memory.max").strip()
+                usage = int(_read(f"{d}/memory.current"))
+                raw = _read(f"{d}/memory.max").strip()
                 limit = None if raw == "max" else int(raw)
-                raw = _read_opt(d / "memory.peak").strip()  # kernel 5.19
+                raw = _read_opt(f"{d}/memory.peak").strip()  # kernel 5.19
                 peak = int(raw) if raw else None
         acct = self._dir("cpuacct")
         v2 = self._v2()
         if acct is not None:
             d = acct[0]
-            total = int(_read(d / "cpuacct.usage"))
-            if (d / "cpuacct.usage_user").exists():  # kernel 4.7: nanoseconds
-                user = int(_read(d / "cpuacct.usage_user"))
-                system = int(_read(d / "cpuacct.usage_sys"))
+            total = int(_read(f"{d}/cpuacct.usage"))
+            if os.path.exists(f"{d}/cpuacct.usage_user"):  # kernel 4.7: nanoseconds
+                user = int(_read(f"{d}/cpuacct.usage_user"))
+                system = int(_read(f"{d}/cpuacct.usage_sys"))
             else:  # clock ticks
-                ticks = _keyed(_read(d / "cpuacct.stat"))
+                ticks = _keyed(_read(f"{d}/cpuacct.stat"))
                 hz = os.sysconf("SC_CLK_TCK")
                 user = ticks.get("user", 0) * 1_000_000_000 // hz
                 system = ticks.get("system", 0) * 1_000_000_000 // hz
         elif v2 is not None:
-            st = _keyed(_read_opt(v2 / "cpu.stat"))
+            st = _keyed(_read_opt(f"{v2}/cpu.stat"))
             user = st.get("user_usec", 0) * 1000
             system = st.get("system_usec", 0) * 1000
             total = st.get("usage_usec", 0) * 1000
         pdir = self._dir("pids")
-        pids = int(_read(pdir[0] / "pids.current")) if pdir is not None else len(self.procs())
+        pids = int(_read(f"{pdir[0]}/pids.current")) if pdir is not None else len(self.procs())
         blk = self._dir("blkio") or self._dir("io")
         if blk is not None:
             d, v = blk
             if v == 1:
-                for line in _read_opt(d / "blkio.throttle.io_service_bytes_recursive").splitlines():
+                for line in _read_opt(
+                    f"{d}/blkio.throttle.io_service_bytes_recursive"
+                ).splitlines():
                     parts = line.split()
                     if len(parts) == 3 and parts[1] == "Read":
                         io_r += int(parts[2])
                     elif len(parts) == 3 and parts[1] == "Write":
                         io_w += int(parts[2])
             else:
-                for line in _read_opt(d / "io.stat").splitlines():
+                for line in _read_opt(f"{d}/io.stat").splitlines():
                     kv = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
                     io_r += int(kv.get("rbytes", 0))
                     io_w += int(kv.get("wbytes", 0))
@@ -963,18 +983,18 @@ class Cgroup:
         if mem is None:
             return MemoryDetail({}, None, 0)
         d, v = mem
-        stat = _keyed(_read_opt(d / "memory.stat"))
+        stat = _keyed(_read_opt(f"{d}/memory.stat"))
         if v == 2:
-            raw = _read_opt(d / "memory.swap.max").strip()
+            raw = _read_opt(f"{d}/memory.swap.max").strip()
             swap_limit = None if raw in ("", "max") else int(raw)
-            swap_usage = int(_read_opt(d / "memory.swap.current").strip() or 0)
+            swap_usage = int(_read_opt(f"{d}/memory.swap.current").strip() or 0)
             return MemoryDetail(stat, swap_limit, swap_usage)
         renamed = {new: stat[old] for old, new in _V1_STAT.items() if old in stat}
-        memsw_limit = int(_read_opt(d / "memory.memsw.limit_in_bytes").strip() or UNLIMITED)
-        limit = int(_read_opt(d / "memory.limit_in_bytes").strip() or UNLIMITED)
+        memsw_limit = int(_read_opt(f"{d}/memory.memsw.limit_in_bytes").strip() or UNLIMITED)
+        limit = int(_read_opt(f"{d}/memory.limit_in_bytes").strip() or UNLIMITED)
         swap = None if memsw_limit >= UNLIMITED else max(memsw_limit - min(limit, memsw_limit), 0)
-        memsw_usage = _read_opt(d / "memory.memsw.usage_in_bytes").strip()
-        usage = int(_read_opt(d / "memory.usage_in_bytes").strip() or 0)
+        memsw_usage = _read_opt(f"{d}/memory.memsw.usage_in_bytes").strip()
+        usage = int(_read_opt(f"{d}/memory.usage_in_bytes").strip() or 0)
         swap_usage = max(int(memsw_usage) - usage, 0) if memsw_usage else stat.get("total_swap", 0)
         return MemoryDetail(renamed, swap, swap_usage)
 
@@ -990,24 +1010,24 @@ class Cgroup:
             return False
         d, v = mem
         if v == 2:
-            return _keyed(_read_opt(d / "memory.events")).get("oom_kill", 0) > 0
-        control = _keyed(_read_opt(d / "memory.oom_control"))
+            return _keyed(_read_opt(f"{d}/memory.events")).get("oom_kill", 0) > 0
+        control = _keyed(_read_opt(f"{d}/memory.oom_control"))
         if "oom_kill" in control:
             return control["oom_kill"] > 0
-        return int(_read_opt(d / "memory.failcnt") or 0) > 0
+        return int(_read_opt(f"{d}/memory.failcnt") or 0) > 0
 
 
-Put = Callable[[Path, str], None]
+Put = Callable[[str, str], None]
 
 
-def _v1_memory(d: Path, limits: Limits, put: Put) -> None:
+def _v1_memory(d: str, limits: Limits, put: Put) -> None:
     """memory.memsw.limit_in_bytes (memory + swap, only if swap accounting is on) must
     never be below memory.limit_in_bytes: a rising memsw goes first, a falling one last."""
-    steps: list[tuple[Path, str]] = []
+    steps: list[tuple[str, str]] = []
     if limits.memory is not None:
-        steps.append((d / "memory.limit_in_bytes", str(limits.memory)))
-    memsw = d / "memory.memsw.limit_in_bytes"
-    if limits.memory_swap is not None and memsw.exists():
+        steps.append((f"{d}/memory.limit_in_bytes", str(limits.memory)))
+    memsw = f"{d}/memory.memsw.limit_in_bytes"
+    if limits.memory_swap is not None and os.path.exists(memsw):
         new = limits.memory_swap
         rising = new == -1 or new >= int(_read_opt(memsw).strip() or 0)
         steps.insert(0 if rising else len(steps), (memsw, str(new)))
@@ -1017,41 +1037,41 @@ def _v1_memory(d: Path, limits: Limits, put: Put) -> None:
         except CgroupError as exc:
             if exc.errno != errno.EBUSY:
                 raise
-            usage = _read_opt(d / "memory.usage_in_bytes").strip()
+            usage = _read_opt(f"{d}/memory.usage_in_bytes").strip()
             raise CgroupError(
                 errno.EBUSY,
-                f"cannot lower {path.name} of {d} to {value}: the container uses {usage} "
-                "bytes that the kernel cannot reclaim",
+                f"cannot lower {os.path.basename(path)} of {d} to {value}: the container uses "
+                f"{usage} bytes that the kernel cannot reclaim",
             ) from None
 
 
-def _v2_memory(d: Path, limits: Limits, put: Put) -> None:
+def _v2_memory(d: str, limits: Limits, put: Put) -> None:
     """memory.max, and memory.swap.max (swap alone: Docker's total minus memory).
 
     Lowering memory.max below usage makes the v2 kernel reclaim and then OOM-kill, never
     fail; so ask memory.reclaim (kernel 5.19) for the difference first, and refuse with
     EBUSY when usage stays above the new limit."""
     if limits.memory is not None:
-        current = _read_opt(d / "memory.current").strip()
+        current = _read_opt(f"{d}/memory.current").strip()
         if current and int(current) > limits.memory:
             with contextlib.suppress(OSError):
-                _write(d / "memory.reclaim", str(int(current) - limits.memory))
-            current = _read_opt(d / "memory.current").strip()
+                _write(f"{d}/memory.reclaim", str(int(current) - limits.memory))
+            current = _read_opt(f"{d}/memory.current").strip()
             if int(current) > limits.memory:
                 raise CgroupError(
                     errno.EBUSY,
                     f"cannot lower memory.max of {d} to {limits.memory}: the container "
                     f"uses {current} bytes that the kernel cannot reclaim",
                 )
-        put(d / "memory.max", str(limits.memory))
-    swap_max = d / "memory.swap.max"
-    if limits.memory_swap is not None and swap_max.exists():
+        put(f"{d}/memory.max", str(limits.memory))
+    swap_max = f"{d}/memory.swap.max"
+    if limits.memory_swap is not None and os.path.exists(swap_max):
         if limits.memory_swap == -1:
             put(swap_max, "max")
             return
         memory = limits.memory
         if memory is None:
-            raw = _read(d / "memory.max").strip()
+            raw = _read(f"{d}/memory.max").strip()
             if raw == "max":
                 raise ValueError(f"invalid --memory-swap {limits.memory_swap}: it needs --memory")
             memory = int(raw)

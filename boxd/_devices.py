@@ -47,10 +47,8 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import struct
 from collections.abc import Sequence
-from pathlib import Path
 
 from ._record import frozen
 from ._syscalls import AARCH64, X86_64, libc
@@ -90,7 +88,6 @@ _NEXT_RULE = -1
 _LICENSE = b"Apache-2.0\0"
 _PROG_NAME = b"boxd_devices"
 _LOG_SIZE = 1 << 16
-_RULE = re.compile(r"([abc]) (\d+|\*):(\d+|\*) ([rwm]+)")
 
 
 class DeviceFilterError(OSError):
@@ -128,12 +125,21 @@ class DeviceRule:
 def parse_rule(text: str) -> DeviceRule:
     """``c 1:3 rwm``, ``c 136:* rw``, ``a *:* m`` -> a :class:`DeviceRule`; ValueError naming
     the text when malformed."""
-    match = _RULE.fullmatch(text)
-    if match is None:
+    kind, _, rest = text.partition(" ")
+    numbers, _, access = rest.partition(" ")
+    major, colon, minor = numbers.partition(":")
+    # What the regular expression ([abc]) (\d+|\*):(\d+|\*) ([rwm]+) takes, without re
+    # (boxd-runtime create imports no re: ~1.5 ms).
+    if not (
+        kind in ("a", "b", "c")
+        and colon
+        and all(n == "*" or n.isdecimal() for n in (major, minor))
+        and access
+        and set(access) <= set("rwm")
+    ):
         raise ValueError(
             f"invalid device rule {text!r}: use TYPE MAJOR:MINOR ACCESS, e.g. c 136:* rw"
         )
-    kind, major, minor, access = match.groups()
     try:
         return DeviceRule(
             kind,
@@ -282,7 +288,7 @@ def _attach(dir_fd: int, prog_fd: int) -> None:
         raise OSError(exc.errno, why) from None
 
 
-def attach(cgroup_dir: Path, program: bytes) -> None:
+def attach(cgroup_dir: str | os.PathLike[str], program: bytes) -> None:
     """Load ``program`` (from :func:`compile_rules`) and attach it to the cgroup v2
     directory ``cgroup_dir`` with BPF_F_ALLOW_MULTI.  :class:`DeviceFilterError` naming
     the directory and the reason on failure."""

@@ -22,7 +22,6 @@ import os
 import signal
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 
 from ._record import evolve, frozen
 
@@ -818,6 +817,8 @@ async def _kill_and_reap(spawned: Spawned, plan: SpawnPlan) -> None:
 async def _reap(spawned: Spawned, plan: SpawnPlan) -> None:
     """Wait for the child's end (it was killed or failed) and reap it, or have its shim
     reap it and end the shim."""
+    from pathlib import Path
+
     from . import _shim  # Trio's: see start()
 
     if plan.shim is not None and spawned.shim_pidfd >= 0:

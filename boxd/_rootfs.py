@@ -26,7 +26,6 @@ import stat
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 from ._inroot import read_regular
 from ._native import MountKind, MountOp, SpawnError, Stage
@@ -37,6 +36,7 @@ from ._units import split_volume
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does without typing
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+    from pathlib import Path
     from typing import Any
 
     from ._records import Volume
@@ -152,12 +152,16 @@ def _skeleton() -> Traversable:
     try:
         __import__("boxd.skel")
     except ModuleNotFoundError:
+        from pathlib import Path  # here, as below: boxd-runtime create does without pathlib
+
         source = Path(__file__).resolve().parent.parent / "rootfs" / "skel"
         if not source.is_dir():
             raise ImageError(f"the skeleton of image default is missing: {source}") from None
         return source
     for directory in sys.modules["boxd.skel"].__path__:
         if os.path.isdir(directory):
+            from pathlib import Path
+
             return Path(directory)
     import importlib.resources  # here: boxd-runtime create checks commands, needs no image
 
@@ -259,6 +263,8 @@ def default_created() -> float:
     modification time of what it is built from (the skeleton's files as installed, the
     host's /etc/alternatives and /etc/ld.so.cache, which package installs rewrite), so a
     build shows the same time each time it is asked, and a newer build a newer one."""
+    from pathlib import Path
+
     times = [0.0]
     for _, node in _walk(_skeleton()):
         # Files only (importing the package adds __pycache__ to its directory); a zipped
@@ -316,6 +322,7 @@ def prepare_default_image(images_dir: Path) -> Path:
         return final
     import shutil
     import tempfile
+    from pathlib import Path
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{_DEFAULT}-", dir=images_dir))
     try:
@@ -702,6 +709,8 @@ def container_mounts(
     userns = id_map is not None
     lowers = [list(layer.lowers) for layer in image.layers]
     if id_map is not None:
+        from pathlib import Path
+
         _check_traversable(
             (container_dir, *container_dir.parents), id_map[0], "the daemon's --root"
         )

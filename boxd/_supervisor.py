@@ -29,7 +29,6 @@ import attrs
 import trio
 
 from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
-from ._background import InThread
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -621,31 +620,28 @@ class Supervisor:
         if adoption is None:
             self._set(entry, STARTING, save=False)
         entry.recorded = trio.Event()
-        made: Cgroup | None = None
         try:
             image = self._image(c.config.image, c.config.image_id)
-            # The start's file system work in one worker thread, while the loop makes the
-            # cgroup (awaited in any case before anything is undone: not a cancel point).
-            prepared = InThread(
-                self._nursery, self._prepare_limiter, self._prepare_run, entry, image, adoption
-            )
-            try:
-                if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
-                    await entry.cgroup_removed.wait()
-                if adoption is None:
-                    await self._fill_volumes(c, image)
-                    # The cgroup's directories and limits (a millisecond of system calls)
-                    # are steps of the event loop of their own, one per hierarchy
-                    # (schedule points, not cancel ones).
+            # The start's file system work in one worker thread (not a cancel point).
+            with trio.CancelScope(shield=True):
+                read = await trio.to_thread.run_sync(
+                    self._prepare_run, entry, image, adoption, limiter=self._prepare_limiter
+                )
+            if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
+                await entry.cgroup_removed.wait()
+            if adoption is None:
+                await self._fill_volumes(c, image)
+                # The cgroup's directories and limits (a millisecond of system calls) are
+                # steps of the event loop of their own, one per hierarchy (schedule points,
+                # not cancel ones).
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                steps = self.cgroups.creation(c.id, _limits(c.config.resources))
+                while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                    steps = self.cgroups.creation(c.id, _limits(c.config.resources))
-                    while (made := next(steps)) is None:
-                        await trio.lowlevel.cancel_shielded_checkpoint()
-            finally:
-                read = await prepared.result()
-            cgroup = made if made is not None else self.cgroups.open(c.id)
+            else:
+                cgroup = self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
-            return await self._start_failed(entry, made, exc, report=task_status is not None)
+            return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)

@@ -179,7 +179,8 @@ class FakeCgroupFs:
     def _v1_controllers(self, d: Path) -> set[str]:
         return next(names for mount, names in self.v1.items() if d.is_relative_to(mount))
 
-    def mkdir(self, path: Path) -> None:
+    def mkdir(self, path: Path | str) -> None:
+        path = Path(path)
         try:
             path.mkdir()
         except OSError as exc:
@@ -197,14 +198,16 @@ class FakeCgroupFs:
             if not self.swap_accounting:
                 (path / "memory.memsw.limit_in_bytes").unlink(missing_ok=True)
 
-    def rmdir(self, path: Path) -> None:
+    def rmdir(self, path: Path | str) -> None:
+        path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
         if any(p.is_dir() for p in path.iterdir()) or (path / "cgroup.procs").read_text().split():
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
         shutil.rmtree(path)
 
-    def write(self, path: Path, value: str) -> None:
+    def write(self, path: Path | str, value: str) -> None:
+        path = Path(path)
         rel = str(path.relative_to(self.root))
         self.writes.append((rel, value))
         if not path.is_file():
@@ -237,7 +240,8 @@ class FakeCgroupFs:
         else:
             path.write_text(value)
 
-    def attach_device_program(self, path: Path, program: bytes) -> None:
+    def attach_device_program(self, path: Path | str, program: bytes) -> None:
+        path = Path(path)
         if self.refuse_device_programs is not None:
             raise DeviceFilterError(errno.EINVAL, self.refuse_device_programs)
         if not (self._is_v2(path) and path.is_dir()):

@@ -243,7 +243,7 @@ def _own_v2_base() -> Path:
     v2 = next((h for h in host.hierarchies if h.version == 2), None)
     if v2 is None:
         pytest.skip("no cgroup v2 hierarchy is mounted")
-    return v2.base
+    return Path(v2.base)
 
 
 def _remove(d: Path) -> None:

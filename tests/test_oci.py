@@ -162,7 +162,7 @@ def test_a_cgroup_mount_binds_the_hosts_outside_a_cgroup_namespace(tmp_path: Pat
 
     def cgroup_mounts(document: dict[str, Any]) -> list[tuple[MountKind, str, str, int]]:
         plan = _translate.build(
-            _spec.parse(document), tmp_path, start_fd=-1, keep_fds=0, no_pivot=False,
+            _spec.parse(document), str(tmp_path), start_fd=-1, keep_fds=0, no_pivot=False,
             sysctls={}, host_cgroup2="/sys/fs/cgroup/unified",
         )  # fmt: skip
         return [
@@ -404,6 +404,18 @@ SHIM = textwrap.dedent(
     print(os.waitstatus_to_exitcode(status))
     """
 )
+
+
+@pytest.mark.root
+def test_the_bundle_path_is_cleaned_as_runc_cleans_it(runtime: Runtime, bundle: Bundle) -> None:
+    """``--bundle`` is made absolute and cleaned (``..``, ``.``, a trailing ``/``), as runc's
+    filepath.Abs does: the state and hooks name the bundle directory itself."""
+    bundle.command("true")
+    (bundle.path.parent / "other").mkdir()
+    spelled = f"{bundle.path.parent}/other/../{bundle.path.name}/./"
+    runtime("create", "--bundle", spelled, "c1")
+    assert runtime.state("c1")["bundle"] == str(bundle.path)
+    runtime("delete", "--force", "c1")
 
 
 @pytest.mark.root

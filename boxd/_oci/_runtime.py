@@ -17,7 +17,6 @@ import contextlib
 import os
 import signal
 import zlib
-from pathlib import Path
 
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
@@ -103,7 +102,7 @@ class CreateOptions:
 
     def __init__(
         self,
-        bundle: Path,
+        bundle: str,
         *,
         pid_file: str | None = None,
         console_socket: str | None = None,
@@ -128,16 +127,21 @@ def _send_console(console_socket: str, master: int) -> None:
         _native.send_fds(sock.fileno(), b"/dev/ptmx", [master])
 
 
+def _write_file(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def _placer(maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
     """What is done to the new process while it waits (it places itself in its cgroup:
     see :func:`_spawn`)."""
 
     def place(spawned: _native.Spawned) -> None:
         if oom_score_adj is not None:
-            Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(str(oom_score_adj))
+            _write_file(f"/proc/{spawned.pid}/oom_score_adj", str(oom_score_adj))
         if maps is not None:
-            Path(f"/proc/{spawned.pid}/uid_map").write_text(maps[0])
-            Path(f"/proc/{spawned.pid}/gid_map").write_text(maps[1])
+            _write_file(f"/proc/{spawned.pid}/uid_map", maps[0])
+            _write_file(f"/proc/{spawned.pid}/gid_map", maps[1])
 
     return place
 
@@ -203,7 +207,7 @@ def _hooks(spec: Spec) -> dict[str, Any]:
 
 def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
     """Create the container; return its init (the caller's child), waiting for start."""
-    bundle = options.bundle.absolute()
+    bundle = os.path.abspath(options.bundle)
     document, spec = _spec.load(bundle)
     if spec.process is not None and spec.process.terminal and not options.console_socket:
         raise OciError(

@@ -15,12 +15,13 @@ does with them.
 
 from __future__ import annotations
 
+import os
+
 from ._state import loads
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any, Self, TypeVar
 
     T = TypeVar("T", bound="_Record")
@@ -517,9 +518,9 @@ def structure(data: object, cls: type[T], what: str) -> T:
     return record
 
 
-def load(bundle: Path) -> tuple[dict[str, Any], Spec]:
+def load(bundle: str) -> tuple[dict[str, Any], Spec]:
     """The bundle's config.json: the document as written, and its records."""
-    path = bundle / "config.json"
+    path = os.path.join(bundle, "config.json")
     try:
         with open(path, encoding="utf-8") as f:
             document = loads(f.read())

@@ -11,7 +11,6 @@ import posixpath
 import resource
 import stat
 from collections.abc import Iterable
-from pathlib import Path
 
 from .. import _caps, _rootfs
 from .._cgroup import CPU_PERIOD, Limits
@@ -182,7 +181,7 @@ def _mount(
     table: _Table,
     mount: Mount,
     index: int,
-    bundle: Path,
+    bundle: str,
     host_cgroup2: str | None,
     cgroups: tuple[tuple[str, str], ...] | None,
 ) -> None:
@@ -204,7 +203,11 @@ def _mount(
         if rest:
             table.add(MountKind.MOUNT, target, flags=MS_REMOUNT | MS_BIND | rest)
     elif mount.type == "bind" or flags & MS_BIND:
-        source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
+        source = (
+            mount.source
+            if mount.source.startswith("/")
+            else os.path.normpath(os.path.join(bundle, mount.source))
+        )
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as exc:
@@ -263,7 +266,7 @@ def _devices(table: _Table, spec: Spec, userns: bool) -> None:
 
 def mount_table(
     spec: Spec,
-    bundle: Path,
+    bundle: str,
     rootfs: str,
     userns: bool,
     sysctls: dict[str, str],
@@ -521,7 +524,7 @@ def table_sysctls(spec: Spec, spaces: frozenset[Namespace]) -> bool:
 
 def build(
     spec: Spec,
-    bundle: Path,
+    bundle: str,
     *,
     start_fd: int,
     keep_fds: int,
@@ -542,7 +545,7 @@ def build(
     if no_pivot:
         raise SpecError("--no-pivot is not supported: boxd-runtime always uses pivot_root")
     assert spec.root is not None  # checked by _spec.check_supported
-    rootfs = os.path.realpath(bundle / spec.root.path)
+    rootfs = os.path.realpath(os.path.join(bundle, spec.root.path))
     if not os.path.isdir(rootfs):
         raise SpecError(f"config.json: root.path {spec.root.path}: no such directory ({rootfs})")
     check_personality(spec)
@@ -580,14 +583,18 @@ def build(
     )
 
 
-def check_command(spec: Spec, bundle: Path, rootfs: str) -> None:
+def check_command(spec: Spec, bundle: str, rootfs: str) -> None:
     """Fail at create, as runc does, when the process's program is not in the root or a
     directory bound into it (SpawnError: ``exec /bin/nope: No such file or directory``,
     which Podman maps to 127)."""
     assert spec.process is not None
     layers = [_rootfs.Layer(rootfs, "/")]
     for mount in spec.mounts:
-        source = mount.source if mount.source.startswith("/") else str(bundle / mount.source)
+        source = (
+            mount.source
+            if mount.source.startswith("/")
+            else os.path.normpath(os.path.join(bundle, mount.source))
+        )
         if (mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options) and (
             os.path.isdir(source)
         ):
