@@ -280,9 +280,7 @@ def test_run_it_typing_resize_and_detach(clean: Daemon, tmux: Tmux) -> None:
     tmux.wait_for(lambda s: "#" in s)
     tmux.keys("echo typed-$((6*7)); stty size", "Enter")
     tmux.wait_for(lambda s: "typed-42" in s and "30 100" in s)
-    tmux("resize-window", "-t", "t", "-x", "120", "-y", "40")
-    tmux.keys("clear; stty size", "Enter")
-    tmux.wait_for(lambda s: "40 120" in s)
+    tmux.resize(120, 40)
     tmux.keys("C-p", "C-q")
     assert tmux.wait_exit() == 0
     assert clean.inspect("tty")["state"]["status"] == "running"

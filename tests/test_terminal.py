@@ -30,11 +30,42 @@ class Tmux:
         ).stdout
 
     def start(self, command: str, *, width: int = 100, height: int = 30) -> None:
+        """Run ``command`` in the session ``t``, once the previous one has ended.
+
+        The server outlives its sessions (``exit-empty off``): started anew for each, a
+        ``new-session`` could reach the previous server as it exited ("server exited
+        unexpectedly"); and the previous session must be gone, not only its command (the
+        status file is written before the pane's shell exits: "duplicate session")."""
+        self("start-server", ";", "set-option", "-s", "exit-empty", "off")
+        deadline = time.monotonic() + 20
+        while self.alive():
+            assert time.monotonic() < deadline, "the previous tmux session did not end"
+            time.sleep(0.02)
         self.status_file.unlink(missing_ok=True)
         # The shell records the exit code itself: tmux's pane_dead_status is not reliable
         # without a TERM in the environment (CI has none).
         wrapped = f"{command}; echo $? > {shlex.quote(str(self.status_file))}"
         self("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), wrapped)
+
+    def alive(self) -> bool:
+        """Whether the session ``t`` exists."""
+        return (
+            subprocess.run([*self.base, "has-session", "-t", "=t"], capture_output=True).returncode
+            == 0
+        )
+
+    def resize(self, width: int, height: int) -> None:
+        """Resize the window, and wait until the shell in it (in a container) sees the new
+        size: the resize travels through the client and the daemon to the container's
+        terminal, and a ``stty size`` typed at once may print the old one.  The shell polls
+        its own terminal's size until it is the new one, then says so."""
+        self("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
+        self.keys(
+            f'until [ "$(stty size)" = "{height} {width}" ]; do sleep 0.05; done; '
+            "echo size-$(stty size | tr ' ' x)",
+            "Enter",
+        )
+        self.wait_for(lambda s: f"size-{height}x{width}" in s)
 
     def keys(self, *keys: str) -> None:
         self("send-keys", "-t", "t", *keys)
@@ -94,9 +125,7 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     _until_prompt(tmux)
     tmux.keys("stty size", "Enter")
     tmux.wait_for(lambda s: "30 100" in s)
-    tmux("resize-window", "-t", "t", "-x", "120", "-y", "40")
-    tmux.keys("clear; stty size", "Enter")
-    tmux.wait_for(lambda s: "40 120" in s)
+    tmux.resize(120, 40)
     # Ctrl-C reaches the container's foreground process, not boxctl.
     tmux.keys("echo cat-$((2*3)); cat", "Enter")
     tmux.wait_for(lambda s: "cat-6" in s)
