@@ -3,8 +3,6 @@ timeout 30s, start period 0, start interval 5s, retries 3: the daemon fills them
 
 from __future__ import annotations
 
-import re
-
 from ._args import FLAG, INT, VALUE, Args, Opt
 from ._client import USAGE, CliError
 
@@ -16,7 +14,12 @@ OPTIONS = (
     Opt("--health-cmd", kind=VALUE, metavar="COMMAND", help="command that checks health"),
     Opt("--health-interval", kind=VALUE, metavar="DURATION", help="time between checks (30s)"),
     Opt("--health-timeout", kind=VALUE, metavar="DURATION", help="longest a check runs (30s)"),
-    Opt("--health-retries", kind=INT, help="failures in a row that make it unhealthy (3)"),
+    Opt(
+        "--health-retries",
+        kind=INT,
+        metavar="N",
+        help="failures in a row that make it unhealthy (3)",
+    ),
     Opt("--health-start-period", kind=VALUE, metavar="DURATION", help="failures not counted (0s)"),
     Opt(
         "--health-start-interval",
@@ -37,16 +40,19 @@ _UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_PART = r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)"
 
 
 def parse_duration(text: str, option: str) -> float:
     """A Go duration (``1m30s``, ``100ms``, ``0``) in seconds."""
+    import re  # only when a duration is given: `run` does not pay for it otherwise
+
+    pattern = re.compile(_PART)
     body = text[1:] if text[:1] in "+-" else text
     seconds = 0.0
     pos = 0
     while body != "0" and pos < len(body):
-        part = _PART.match(body, pos)
+        part = pattern.match(body, pos)
         if part is None:
             raise CliError(
                 f"invalid {option} {text!r}: use a duration such as 100ms, 30s or 1m30s", USAGE

@@ -232,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     if os.geteuid() != 0:
         sys.exit("boxd: must run as root (namespaces, mounts and cgroups need it)")
+    _trim.one_heap()
     try:
         lock = _lock(args.root)
         try:

@@ -362,8 +362,11 @@ class Run:
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
-                    if owns_cgroup and self.remove_cgroup is not None:
-                        self.remove_cgroup(cgroup)
+                    # Called once: the supervisor's callback holds its entry, which
+                    # holds this run (a cycle that only a full collection would free).
+                    remove, self.remove_cgroup = self.remove_cgroup, None
+                    if owns_cgroup and remove is not None:
+                        remove(cgroup)
                     elif owns_cgroup:
                         await cgroup.remove()
                     if self._shim is not None:

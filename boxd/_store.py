@@ -218,9 +218,10 @@ def _exchange(a: str, b: str) -> bool:
     """Swap two directory entries atomically; False when :data:`_NO_EXCHANGE` says so."""
     import ctypes  # see _syscalls.libc
 
-    if _syscalls.libc().renameat2(
-        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE
-    ):
+    renameat2 = getattr(_syscalls.libc(), "renameat2", None)
+    if renameat2 is None:  # a C library older than glibc 2.28
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE):
         err = ctypes.get_errno()
         if err in _NO_EXCHANGE:
             return False

@@ -407,6 +407,18 @@ SHIM = textwrap.dedent(
 
 
 @pytest.mark.root
+def test_the_bundle_path_is_cleaned_as_runc_cleans_it(runtime: Runtime, bundle: Bundle) -> None:
+    """``--bundle`` is made absolute and cleaned (``..``, ``.``, a trailing ``/``), as runc's
+    filepath.Abs does: the state and hooks name the bundle directory itself."""
+    bundle.command("true")
+    (bundle.path.parent / "other").mkdir()
+    spelled = f"{bundle.path.parent}/other/../{bundle.path.name}/./"
+    runtime("create", "--bundle", spelled, "c1")
+    assert runtime.state("c1")["bundle"] == str(bundle.path)
+    runtime("delete", "--force", "c1")
+
+
+@pytest.mark.root
 def test_the_caller_of_create_reaps_the_init(runtime: Runtime, bundle: Bundle) -> None:
     """create leaves the init to its caller (here a subreaper, as conmon is): the exit
     status after start comes from waiting for it, with no runtime process left around."""

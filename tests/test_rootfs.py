@@ -43,11 +43,9 @@ from boxd._rootfs import (
     ImageError,
     Layer,
     Volume,
-    _skeleton,
     cgroup_ops,
     check_command,
     container_mounts,
-    default_created,
     id_mapped_layers,
     parse_volume,
     prepare_default_image,
@@ -128,17 +126,6 @@ def test_default_image_layout(images: Path, default: Image) -> None:
     )
     assert stat.S_IMODE(os.stat(root / "tmp").st_mode) == 0o1777
     assert not (root / "home").exists()
-
-
-def test_default_image_was_created_when_its_inputs_last_changed() -> None:
-    """Image default's creation time (Docker API): the newest modification time of the
-    skeleton's files and of the host's /etc/alternatives and /etc/ld.so.cache, the same on
-    every ask; never the Unix epoch (docker images showed "56 years ago")."""
-    times = [os.stat(f).st_mtime for f in ("/etc/alternatives", "/etc/ld.so.cache")]
-    for top, dirs, files in os.walk(str(_skeleton())):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        times += [os.stat(os.path.join(top, f)).st_mtime for f in files if f != "__init__.py"]
-    assert default_created() == max(times) == default_created()
 
 
 def test_default_image_is_built_once(images: Path, default: Image) -> None:

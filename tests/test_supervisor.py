@@ -6,6 +6,7 @@ test_lifecycle.py."""
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import subprocess
@@ -199,6 +200,27 @@ async def test_auto_remove_is_removed_by_the_supervisor(
         await sup.removed(c.id)
         assert sup.list(all=True) == []
         assert not (tmp_path / "root/containers" / c.id).exists()
+
+
+async def test_a_removed_container_is_freed_without_the_cycle_collector(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    """A finished run and its entry are freed when the container is removed, not left in
+    a reference cycle for a full collection (the daemon's memory after busy spells:
+    bench/README.md, session 8)."""
+    gc.collect()  # what earlier tests left
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "true"))
+        assert await sup.wait(c.id) == 0
+        await sup.remove(c.id)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            cyclic = {type(o).__name__ for o in gc.garbage}
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert not cyclic & {"_Entry", "Run", "Output", "LogWriter", "Container"}
 
 
 async def test_auto_remove_that_cannot_start_is_removed(
