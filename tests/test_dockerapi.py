@@ -44,8 +44,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 def clean(daemon: Daemon) -> Iterator[Daemon]:
     """The module's daemon, emptied of containers after the test."""
     yield daemon
-    for cid in daemon.ctl("ps", "-a", "-q").stdout.split():
-        daemon.ctl("rm", "-f", cid, check=False)
+    daemon.remove_containers()
 
 
 # ---- the docker CLI -------------------------------------------------------------------
