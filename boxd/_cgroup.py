@@ -429,7 +429,14 @@ class CgroupHost:
             any_c = next(iter(names))
             hierarchies.append(hierarchy(1, names, mount, v1[any_c][1], own[any_c]))
         if not hierarchies:
-            raise CgroupError(errno.ENOENT, "no cgroup hierarchy is mounted")
+            why = "no cgroup hierarchy is mounted"
+            if own:  # the kernel has them: this mount namespace hides them
+                why += (
+                    f" in this mount namespace, though {own_cgroup} lists hierarchies "
+                    "(`ip netns exec` mounts a new /sys without them: enter a network "
+                    "namespace with `nsenter --net=/run/netns/NAME`)"
+                )
+            raise CgroupError(errno.ENOENT, why)
         has_v1 = any(h.version == 1 for h in hierarchies)
         mode = "v2" if not has_v1 else ("hybrid" if v2 is not None else "v1")
         return cls(

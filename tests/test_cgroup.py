@@ -285,6 +285,19 @@ def test_a_hierarchy_covered_by_a_later_mount_is_not_used(fs: FakeCgroupFs) -> N
     assert [h.version for h in host.hierarchies] == [1]
 
 
+def test_hierarchies_hidden_by_the_mount_namespace_are_named_as_the_cause(
+    fs: FakeCgroupFs,
+) -> None:
+    """`ip netns exec` mounts a new /sys: /proc/self/cgroup lists hierarchies that
+    mountinfo does not show.  The daemon refuses to start (it makes nothing), saying why."""
+    fs.mount_v1("memory", "/user")
+    fs._mountinfo[:] = ["22 1 0:22 / /sys rw - sysfs sysfs rw"]  # a new /sys only
+    with pytest.raises(
+        CgroupError, match=r"no cgroup hierarchy is mounted in this mount .*nsenter"
+    ):
+        fs.detect()
+
+
 def test_v1_detection_puts_each_hierarchy_below_our_own_cgroup(fs: FakeCgroupFs) -> None:
     for controllers in ("memory", "cpu,cpuacct", "pids"):
         fs.mount_v1(controllers, "/user")

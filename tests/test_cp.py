@@ -47,8 +47,7 @@ def daemon() -> Iterator[Daemon]:
 @pytest.fixture
 def clean(daemon: Daemon) -> Iterator[Daemon]:
     yield daemon
-    for cid in daemon.ctl("ps", "-a", "-q").stdout.split():
-        daemon.ctl("rm", "-f", cid, check=False)
+    daemon.remove_containers()
 
 
 def _start(daemon: Daemon, name: str, *opts: str, run: bool = True) -> None:

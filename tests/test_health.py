@@ -126,8 +126,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 @pytest.fixture
 def clean(daemon: Daemon) -> Iterator[Daemon]:
     yield daemon
-    for cid in daemon.ctl("ps", "-a", "-q").stdout.split():
-        daemon.ctl("rm", "-f", cid, check=False)
+    daemon.remove_containers()
 
 
 def _inspect(d: Daemon, ref: str) -> dict[str, Any]:
