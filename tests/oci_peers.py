@@ -10,8 +10,10 @@ removes what they leave at the roots.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 # The bench's wrapper (it runs its peers the same way).
@@ -45,13 +47,29 @@ def cgroup_dirs(parent: str) -> list[Path]:
     return found
 
 
-def remove_cgroups(parent: str) -> None:
-    """Remove the (empty) cgroup ``parent`` and what is below it, children first."""
+def remove_cgroups(parent: str, *, patience: float = 10.0) -> None:
+    """Remove the cgroup ``parent`` and what is below it, children first, in every
+    hierarchy.  A cgroup whose last process (a conmon still exiting after ``podman rm``)
+    is not gone yet is busy: it is tried again for up to ``patience`` seconds, and the
+    other hierarchies are cleaned all the same before the first error is raised."""
+    failed: OSError | None = None
     for base in cgroup_dirs(parent):
-        for d in sorted(base.rglob("*"), key=lambda x: len(x.parts), reverse=True):
-            if d.is_dir():
-                d.rmdir()
-        base.rmdir()
+        dirs = sorted(base.rglob("*"), key=lambda x: len(x.parts), reverse=True)
+        for d in [*(d for d in dirs if d.is_dir()), base]:
+            deadline = time.monotonic() + patience
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        failed = failed or exc
+                        break
+                    time.sleep(0.05)
+    if failed is not None:
+        raise failed
 
 
 def make_busybox_image(base: Path, busybox_root: Path) -> Path:
