@@ -19,19 +19,30 @@ def atomic_write(
     path = os.fspath(path)
     parent, name = os.path.split(path)
     tmp = os.path.join(parent, f".{name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    write_file(tmp, data, mode, durable=durable)
+    os.rename(tmp, path)
+    if durable:
+        sync_dir(parent)
+
+
+def write_file(path: str, data: bytes, mode: int = 0o600, *, durable: bool) -> None:
+    """Make ``path`` hold ``data``: written in place (the file made with ``mode`` if
+    missing), then cut to its length, fsynced when ``durable``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        os.ftruncate(fd, len(data))  # what is left of longer earlier contents
         if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(tmp, path)
-    if not durable:
-        return
-    dirfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def sync_dir(path: str) -> None:
+    """fsync the directory ``path`` (empty: the current one): its entries survive a crash."""
+    dirfd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dirfd)
     finally:

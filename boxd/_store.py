@@ -36,6 +36,7 @@ import attrs
 
 from . import _syscalls
 from ._atomic import atomic_write as atomic_write
+from ._atomic import sync_dir, write_file
 from ._convert import ConversionError, structure, unstructure
 from ._records import ID_RE, Container
 
@@ -183,16 +184,7 @@ def replace_record(path: str, data: bytes, *, durable: bool) -> None:
     overwrites the spare that file became)."""
     parent, name = os.path.split(path)
     spare = os.path.join(parent, f".{name}.tmp")
-    fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.ftruncate(fd, len(data))  # what is left of a longer previous record
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_file(spare, data, durable=durable)
     if not _exchange(spare, path):
         os.rename(spare, path)
         # The spare is the record now: the one made ahead (Store.make_spares) takes its
@@ -200,11 +192,7 @@ def replace_record(path: str, data: bytes, *, durable: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.rename(os.path.join(parent, f".{name}.next"), spare)
     if durable:
-        dirfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        sync_dir(parent)
 
 
 _AT_FDCWD = -100
