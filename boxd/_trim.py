@@ -20,12 +20,10 @@ it otherwise does only at its next spawn: after twenty starts at once, ~0.5 MB.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 
-_libc = ctypes.CDLL(None)
-_malloc_trim = getattr(_libc, "malloc_trim", None)
-_mallopt = getattr(_libc, "mallopt", None)
+from . import _syscalls
+
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
@@ -33,8 +31,9 @@ def one_heap() -> None:
     """Every thread allocates from the main heap (glibc only; before threads start).  The
     daemon's threads mostly hold Python's GIL while they allocate: one heap costs them no
     waiting worth a heap each."""
-    if _mallopt is not None:
-        _mallopt(_M_ARENA_MAX, 1)
+    mallopt = getattr(_syscalls.libc(), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, 1)
 
 
 def release_free_memory() -> None:
@@ -43,5 +42,6 @@ def release_free_memory() -> None:
     native = sys.modules.get("sandbox_native")  # not imported (nor needed) before a spawn
     if native is not None:
         native.release_stacks()
-    if _malloc_trim is not None:
-        _malloc_trim(0)
+    malloc_trim = getattr(_syscalls.libc(), "malloc_trim", None)
+    if malloc_trim is not None:
+        malloc_trim(0)
