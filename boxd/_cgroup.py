@@ -32,6 +32,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 from . import _devices
+from ._mountinfo import unescape
 from ._record import evolve, frozen
 
 
@@ -262,19 +263,6 @@ def _parent_parts(parent: str) -> tuple[str, ...]:
     return parts
 
 
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    head, *rest = field.split("\\")
-    out = [head]
-    for part in rest:
-        code = part[:3]
-        if len(code) == 3 and all(c in "01234567" for c in code):
-            out.append(chr(int(code, 8)) + part[3:])
-        else:
-            out.append("\\" + part)
-    return "".join(out)
-
-
 @frozen
 class Hierarchy:
     """One mounted hierarchy we create container cgroups in."""
@@ -383,7 +371,7 @@ class CgroupHost:
             fields = line.split()
             sep = fields.index("-")
             fstype, superopts = fields[sep + 1], fields[sep + 3]
-            mount_root, mountpoint = _unescape(fields[3]), prefix + _unescape(fields[4])
+            mount_root, mountpoint = unescape(fields[3]), prefix + unescape(fields[4])
             # A later mount on the same mount point hides an earlier one (a private mount
             # namespace may cover a hierarchy with an empty tmpfs).
             if v2 is not None and v2[0] == mountpoint:

@@ -52,7 +52,6 @@ import itertools
 import logging
 import math
 import os
-import re
 import stat
 import sys
 import time
@@ -63,6 +62,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 import trio
+
+from ._mountinfo import mount_points
 
 
 @contextlib.contextmanager
@@ -493,13 +494,6 @@ class ProcView:
             ProcView._serving = None
 
 
-def _mount_points() -> list[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
-        fields = [line.split() for line in file]
-    # Field 5 is the mount point, with space, tab, newline and backslash as octal escapes.
-    return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), f[4]) for f in fields]
-
-
 def _prepare_mountpoint(mountpoint: Path) -> Path:
     """The absolute mount point, with stale mounts detached and the directory created."""
     # Resolve the parent only: the mount point itself may be a dead FUSE mount that any
@@ -514,7 +508,7 @@ def _prepare_mountpoint(mountpoint: Path) -> Path:
 def _detach_mounts(mountpoint: Path) -> None:
     """Lazily unmount everything stacked at ``mountpoint`` (a crashed daemon's leftovers)."""
     umount2 = ctypes.CDLL(None, use_errno=True).umount2
-    while str(mountpoint) in _mount_points():
+    while str(mountpoint) in mount_points():
         log.warning("detaching a stale mount at %s", mountpoint)
         if umount2(os.fsencode(mountpoint), _MNT_DETACH) != 0:
             code = ctypes.get_errno()

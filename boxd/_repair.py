@@ -15,8 +15,9 @@ import ctypes
 import errno
 import logging
 import os
-import re
 from pathlib import Path
+
+from . import _mountinfo
 
 log = logging.getLogger("boxd.repair")
 
@@ -28,10 +29,7 @@ _DEAD = {errno.ENOTCONN, errno.ESTALE, errno.EIO}
 
 def mount_points() -> list[Path]:
     """Every mount point of our mount namespace, in mount order."""
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
-        fields = [line.split() for line in file]
-    # Field 5 is the mount point, with space, tab, newline and backslash as octal escapes.
-    return [Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), f[4])) for f in fields]
+    return [Path(p) for p in _mountinfo.mount_points()]
 
 
 def _dead(path: Path) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from boxd._mountinfo import mount_points
 from boxd._procview import (
     _ONLINE,
     FILES,
@@ -23,7 +24,6 @@ from boxd._procview import (
     ViewLimits,
     _detach_mounts,
     _Env,
-    _mount_points,
     _render_cpuinfo,
     _render_meminfo,
     _render_online,
@@ -415,7 +415,7 @@ def files_of(reading: Reading) -> dict[str, object]:
 def mountpoint(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "procview"
     yield path
-    left = str(path) in _mount_points()
+    left = str(path) in mount_points()
     _detach_mounts(path)
     assert not left, f"the view stayed mounted at {path}"
 
@@ -530,7 +530,7 @@ async def test_the_tree_is_read_only(mountpoint: Path) -> None:
         assert content.count(b" ") == 4
 
     await with_view(ProcView(lambda pid: None), mountpoint, check)
-    assert str(mountpoint) not in _mount_points()
+    assert str(mountpoint) not in mount_points()
 
 
 @fuse_test
@@ -542,7 +542,7 @@ async def test_one_view_per_process(mountpoint: Path, tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="one mount per process"):
             await nursery.start(ProcView(lambda pid: None).serve, tmp_path / "second")
         nursery.cancel_scope.cancel(reason="refusal checked")
-    assert str(mountpoint) not in _mount_points()
+    assert str(mountpoint) not in mount_points()
 
 
 SERVE_AND_HANG = """
@@ -582,11 +582,11 @@ async def test_a_crashed_daemons_mount_is_replaced(mountpoint: Path) -> None:
         assert dead.value.errno == errno.ENOTCONN
 
     await trio.to_thread.run_sync(crash_a_daemon)
-    assert str(mountpoint) in _mount_points()
+    assert str(mountpoint) in mount_points()
 
     def check(files: dict[str, str]) -> None:
         assert Path(files["/proc/uptime"]).read_text().count(" ") == 1
-        assert _mount_points().count(str(mountpoint)) == 1
+        assert mount_points().count(str(mountpoint)) == 1
 
     await with_view(ProcView(lambda pid: None), mountpoint, check)
 
@@ -618,7 +618,7 @@ async def test_serve_returns_when_unmounted_from_outside(
     async with trio.open_nursery() as nursery:
         await nursery.start(ProcView(lambda pid: None).serve, mountpoint)
         await trio.run_process(["umount", str(mountpoint)])
-    assert str(mountpoint) not in _mount_points()
+    assert str(mountpoint) not in mount_points()
     assert "unmounted from outside" in caplog.text
 
 
