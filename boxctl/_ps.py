@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from boxd import _human, _wirejson
-from boxd._dockerwords import WORDS
+from boxd._dockerwords import WORDS, health_suffix
 
 from ._args import Args
 from ._client import call
@@ -56,10 +56,8 @@ def status_text(c: dict[str, Any], now: float) -> str:
         up = "Up " + _human.duration(now - (c["started_at"] or now))
         if word == "paused":
             return up + " (Paused)"
-        health = c.get("health")  # Docker's words: (healthy), (health: starting)
-        if health:
-            return up + (f" (health: {health})" if health == "starting" else f" ({health})")
-        return up
+        health = c.get("health")
+        return up + health_suffix(health) if health else up
     if word in ("exited", "restarting"):
         oom = " (OOM)" if c["oom_killed"] else ""
         ago = _human.duration(now - (c["finished_at"] or now))

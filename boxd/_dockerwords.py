@@ -18,3 +18,9 @@ WORDS: dict[str, str] = {
 
 # What Docker's ``status`` filter accepts ("dead" is Docker's; no boxd container is).
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def health_suffix(status: str) -> str:
+    """What ``ps`` adds to a running container's ``Up ...`` for its health check's status
+    (boxd._healthcheck): `` (healthy)``, `` (health: starting)``."""
+    return f" (health: {status})" if status == "starting" else f" ({status})"

@@ -159,11 +159,6 @@ def to_api(hc: Healthcheck) -> dict[str, Any]:
     return shaped
 
 
-def status_suffix(status: str) -> str:
-    """What ``ps`` adds to a running container's ``Up ...``."""
-    return f" (health: {status})" if status == STARTING else f" ({status})"
-
-
 def go_duration(seconds: float) -> str:
     """A duration as Go prints one (``30s``, ``500ms``, ``1m30s``), for Docker's messages."""
     if seconds < 1:

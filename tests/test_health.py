@@ -23,6 +23,7 @@ import boxd
 from boxctl._args import Args
 from boxctl._client import CliError
 from boxctl._health import healthcheck, parse_duration
+from boxd._dockerwords import health_suffix
 from boxd._healthcheck import (
     Healthcheck,
     active,
@@ -30,7 +31,6 @@ from boxd._healthcheck import (
     from_api,
     go_duration,
     merge,
-    status_suffix,
     to_api,
 )
 
@@ -104,7 +104,7 @@ def test_merged_with_the_image_field_by_field_with_dockers_defaults() -> None:
     assert active(Healthcheck(("CMD", "x"))) == Healthcheck(
         ("CMD", "x"), interval=30, timeout=30, start_period=0, start_interval=5, retries=3
     )
-    assert [status_suffix(s) for s in ("starting", "healthy")] == [
+    assert [health_suffix(s) for s in ("starting", "healthy")] == [
         " (health: starting)",
         " (healthy)",
     ]

@@ -21,9 +21,9 @@ import attrs
 from .. import _human
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
+from .._dockerwords import health_suffix
 from .._events import Event
 from .._healthcheck import from_api as healthcheck_from_api
-from .._healthcheck import status_suffix
 from .._healthcheck import to_api as healthcheck_to_api
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
@@ -745,7 +745,7 @@ def status_text(c: Container, now: float) -> str:
         up = "Up " + _human.duration(now - (st.started_at or now))
         if word == "paused":
             return up + " (Paused)"
-        return up + status_suffix(st.health.status) if st.health is not None else up
+        return up + health_suffix(st.health.status) if st.health is not None else up
     if word == "created":
         return "Created"
     if word == "restarting":
