@@ -608,6 +608,16 @@ class CgroupHost:
                     _warn("cannot remove cgroup %s: %s", d, exc.strerror)
 
 
+def _tree_procs(d: str) -> list[int]:
+    """The pids of cgroup ``d`` and of its sub-cgroups (none unless a container made some)."""
+    pids = [int(p) for p in _read_opt(f"{d}/cgroup.procs").split()]
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(d):
+            if entry.is_dir(follow_symlinks=False):
+                pids += _tree_procs(entry.path)
+    return pids
+
+
 def _cpu_list(cpus: set[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
@@ -769,13 +779,14 @@ class Cgroup:
                     _write(f"{d}/cgroup.procs", pid)
 
     def procs(self) -> list[int]:
-        """Pids (in our pid namespace) of every process in the cgroup.  One hierarchy
-        tells: a process is in all of them once it runs, and joins the v2 one first (it is
-        born there), else the v1 ones in this order (Cgroup.placement, add)."""
+        """Pids (in our pid namespace) of every process in the cgroup and below it (a
+        ``--privileged`` container may nest cgroups).  One hierarchy tells: a process is in
+        all of them once it runs, and joins the v2 one first (it is born there), else the
+        v1 ones in this order (Cgroup.placement, add)."""
         first = self._v2() or next(iter(self._dirs.values()), None)
         if first is None:
             return []
-        return sorted(int(p) for p in _read_opt(f"{first}/cgroup.procs").split())
+        return sorted(_tree_procs(first))
 
     async def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Every process in the cgroup gets ``sig``; for SIGKILL, again until none is left

@@ -291,6 +291,7 @@ async def build(
         ),
         dirs_made=True,
         cgroups=cgroups,
+        cgroups_writable=config.security.privileged,
     )
     await trio.lowlevel.cancel_shielded_checkpoint()
     user = identity(config.user, image, container_dir, config.group_add, read=read)
