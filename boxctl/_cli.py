@@ -110,6 +110,10 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         from ._images import ensure_image
 
         ensure_image(args, image)
+    elif args.platform:
+        from ._images import ensure_platform
+
+        ensure_platform(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
@@ -616,7 +620,7 @@ RUN_OPTIONS = (
     Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
-    Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
+    Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
