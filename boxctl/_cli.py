@@ -151,6 +151,19 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["init"] = True
     if args.sysctl:
         config["sysctls"] = args.sysctl
+    if args.device:
+        from boxd import _devicemap
+
+        try:
+            mappings = [_devicemap.parse(text) for text in args.device]
+        except ValueError as exc:
+            raise CliError(str(exc), USAGE) from None
+        config["devices"] = [
+            {"host": m.host, "container": m.container, "permissions": m.permissions}
+            for m in mappings
+        ]
+    if args.device_cgroup_rule:
+        config["device_cgroup_rules"] = args.device_cgroup_rule
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
     from ._health import healthcheck
@@ -640,6 +653,8 @@ RUN_OPTIONS_AFTER_VOLUMES = (
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
+    Opt("--device", kind=APPEND, metavar="HOST[:CONT][:rwm]", help="a host device (or a dir)"),
+    Opt("--device-cgroup-rule", kind=APPEND, metavar="RULE", help="allow devices: 'c 1:3 rwm'"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
     Opt("--cap-drop", kind=APPEND, metavar="CAP", help="drop a capability"),
     Opt("--security-opt", kind=APPEND, metavar="OPT", help="no-new-privileges, seccomp=..."),
