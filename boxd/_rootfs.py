@@ -697,6 +697,7 @@ def container_mounts(
     read: Callable[[str], bytes | None] | None = None,
     dirs_made: bool = False,
     cgroups: Sequence[tuple[str, str]] | None = None,
+    cgroups_writable: bool = False,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -704,8 +705,9 @@ def container_mounts(
     ``fs/<layer>/{upper,work}`` per image layer; writes of the container land in the
     uppers, never in the image (``dirs_made``: :func:`container_dirs` made them already).
     The table, run in order by the child before pivot_root:
-    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (read-only: the container's own
-    cgroup2, or with ``cgroups`` a v1 host's layout, see :func:`cgroup_ops`), /dev (a
+    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (read-only unless
+    ``cgroups_writable``: the container's own cgroup2, or with ``cgroups`` a v1 host's
+    layout, see :func:`cgroup_ops`), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
     64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
@@ -779,6 +781,7 @@ def container_mounts(
             ),
             shm=shm_data(shm_size),
             cgroups=cgroups,
+            cgroups_writable=cgroups_writable,
         )
     volume_paths = set()
     for volume in volumes:
@@ -883,6 +886,7 @@ def _standard_mounts(
     tty_gid: bool,
     shm: str,
     cgroups: Sequence[tuple[str, str]] | None,
+    cgroups_writable: bool = False,
 ) -> None:
     """/proc, /sys with /sys/fs/cgroup, /dev with its devices, pts, shm and mqueue, at
     where the container's /proc, /sys and /dev resolve (looked up for each table); the
@@ -890,21 +894,15 @@ def _standard_mounts(
     them alike (:func:`_proc_sys_ops`, :func:`_dev_ops`)."""
     proc, sys = table.resolve("/proc"), table.resolve("/sys")
     table.ops.extend(_proc_sys_ops(proc, sys, host_sys))
-    # sysfs itself provides the fs/cgroup directory.
+    # sysfs itself provides the fs/cgroup directory; writable for --privileged, as Docker
+    # mounts it (the container's own cgroups: it may nest below them).
+    cgroup_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if cgroups_writable else MS_RDONLY)
     if cgroups is None:
         table.ops.append(
-            MountOp(
-                MountKind.MOUNT,
-                sys + "/fs/cgroup",
-                "cgroup2",
-                "cgroup2",
-                MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
-            )
+            MountOp(MountKind.MOUNT, sys + "/fs/cgroup", "cgroup2", "cgroup2", cgroup_flags)
         )
     else:
-        table.ops.extend(
-            cgroup_ops(sys + "/fs/cgroup", cgroups, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
-        )
+        table.ops.extend(cgroup_ops(sys + "/fs/cgroup", cgroups, cgroup_flags))
     pts_options = "newinstance,ptmxmode=0666,mode=0620"
     if tty_gid and not userns:
         pts_options += f",gid={_TTY_GID}"
