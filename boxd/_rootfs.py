@@ -676,6 +676,7 @@ def container_mounts(
     read: Callable[[str], bytes | None] | None = None,
     dirs_made: bool = False,
     cgroups: Sequence[tuple[str, str]] | None = None,
+    cgroups_writable: bool = False,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -683,8 +684,9 @@ def container_mounts(
     ``fs/<layer>/{upper,work}`` per image layer; writes of the container land in the
     uppers, never in the image (``dirs_made``: :func:`container_dirs` made them already).
     The table, run in order by the child before pivot_root:
-    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (read-only: the container's own
-    cgroup2, or with ``cgroups`` a v1 host's layout, see :func:`cgroup_ops`), /dev (a
+    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (read-only unless
+    ``cgroups_writable``: the container's own cgroup2, or with ``cgroups`` a v1 host's
+    layout, see :func:`cgroup_ops`), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
     64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
@@ -758,6 +760,7 @@ def container_mounts(
             ),
             shm=shm_data(shm_size),
             cgroups=cgroups,
+            cgroups_writable=cgroups_writable,
         )
     volume_paths = set()
     for volume in volumes:
@@ -848,6 +851,7 @@ def _standard_mounts(
     tty_gid: bool,
     shm: str,
     cgroups: Sequence[tuple[str, str]] | None,
+    cgroups_writable: bool = False,
 ) -> None:
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     proc = table.resolve("/proc")
@@ -861,17 +865,19 @@ def _standard_mounts(
         table.add(MountKind.REMOUNT_RO, sys, flags=nse)
     else:
         table.add(MountKind.MOUNT, sys, source="sysfs", fstype="sysfs", flags=nse | MS_RDONLY)
-    # sysfs itself provides the fs/cgroup directory.
+    # sysfs itself provides the fs/cgroup directory; writable for --privileged, as Docker
+    # mounts it (the container's own cgroups: it may nest below them).
+    cgroup_flags = nse if cgroups_writable else nse | MS_RDONLY
     if cgroups is None:
         table.add(
             MountKind.MOUNT,
             sys + "/fs/cgroup",
             source="cgroup2",
             fstype="cgroup2",
-            flags=nse | MS_RDONLY,
+            flags=cgroup_flags,
         )
     else:
-        table.ops.extend(cgroup_ops(sys + "/fs/cgroup", cgroups, nse | MS_RDONLY))
+        table.ops.extend(cgroup_ops(sys + "/fs/cgroup", cgroups, cgroup_flags))
     dev = table.resolve("/dev")
     table.mkdirs(dev)
     table.add(

@@ -52,9 +52,12 @@ CLEANUP_TIMEOUT = 10.0
 
 
 UNKNOWN_EXIT = 255  # the exit code recorded when nobody could learn the real one
-# The output pipes' capacity with live restore: while no daemon reads them, a container
-# writes this much before it blocks (as on any full pipe: nothing is dropped).
-PIPE_SIZE = 1024 * 1024
+# The output pipes' capacity: a container writes this much ahead of the daemon before it
+# blocks (as on any full pipe: nothing is dropped), so the daemon reads (logs, sends) up to
+# READ_SIZE at a time rather than the default 64 KiB (a wakeup, a log write and a frame per
+# 64 KiB); with live restore it is what a container writes while no daemon reads.  Pages
+# are taken as bytes are written, so an idle container's pipes hold none.
+PIPE_SIZE = READ_SIZE
 
 
 @attrs.define
@@ -210,9 +213,8 @@ class Run:
             else:
                 out_r, out_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                 err_r, err_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
-                if shim_dir is not None:
-                    for end in (out_r, err_r):
-                        fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+                for end in (out_r, err_r):
+                    fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
                 if interactive:
                     in_r, in_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                     self._stdin = trio.lowlevel.FdStream(in_w)

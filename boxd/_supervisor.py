@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
+from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -373,6 +373,7 @@ class Supervisor:
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
         _check_volume_sources(config)
+        _devicemap.check_hosts(config.devices)
         self.networks.check(config.network)
         config = self._with_volumes(config)
         container = Container(
@@ -636,10 +637,16 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                steps = self.cgroups.creation(c.id, _limits(c.config.resources))
+                devices = _devicemap.resolve_all(c.config.devices)
+                steps = self.cgroups.creation(
+                    c.id,
+                    _limits(c.config.resources),
+                    _devicemap.cgroup_rules(devices, c.config.device_cgroup_rules),
+                )
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
+                devices = []
                 cgroup = self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
             return await self._start_failed(entry, None, exc, report=task_status is not None)
@@ -680,6 +687,7 @@ class Supervisor:
                                 net=net.etc(),
                                 ns_paths=net.ns_paths(),
                                 cgroups=cgroup.view(),
+                                devices=devices,
                             ),
                             cgroup,
                         )
