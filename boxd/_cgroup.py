@@ -908,6 +908,12 @@ class Cgroup:
         if not self._host.keep_parents:
             self._host.remove_parents()
 
+    def remove_at_once(self) -> bool:
+        """One pass of :meth:`remove`'s rmdirs, for a worker thread (no waiting, no kill,
+        not the host's parents): whether every directory is gone.  False: a process or a
+        sub-cgroup is left in one (the kernel refuses the rmdir); :meth:`remove` then."""
+        return self._rmdir_all()
+
     def _rmdir_all(self) -> bool:
         """One pass over every directory (sub-cgroups first); False if one is busy."""
         done = True

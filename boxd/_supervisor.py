@@ -72,7 +72,7 @@ from ._records import (
     parse_signal,
 )
 from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
-from ._run import Run, start_time_of
+from ._run import Run, dismantle, start_time_of
 from ._store import Store
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
@@ -110,7 +110,8 @@ class _Entry:
     # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
-    # Set once the last run's cgroup is removed (in the background, after its end).
+    # Set once the last run's cgroup is removed and its mount namespace dismantled (in
+    # the background, after its end).
     cgroup_removed: trio.Event | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -652,7 +653,7 @@ class Supervisor:
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
-        run.remove_cgroup = functools.partial(self._remove_cgroup_later, entry)
+        run.dismantle = functools.partial(self._dismantle_later, entry)
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         net = self.networks.attachment(c)
@@ -762,16 +763,20 @@ class Supervisor:
         self.store.make_spares(c.id)
         return _plan.prepare(c, image, cdir)
 
-    def _remove_cgroup_later(self, entry: _Entry, cgroup: Cgroup) -> None:
-        """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
-        without the rmdirs (a directory per hierarchy, each once the kernel lets go)."""
+    def _dismantle_later(self, entry: _Entry, cgroup: Cgroup, mount_ns: int) -> None:
+        """Let go of a run's mount namespace (``mount_ns``, -1: none) and remove its cgroup
+        after its end is recorded, in a worker thread (:func:`boxd._run.dismantle`: the
+        kernel unmounts everything on the closing thread), so that ``wait`` returns
+        without either; a restart, ``cp`` out of the stopped container and the trash wait
+        for it."""
         done = entry.cgroup_removed = trio.Event()
         self._removals.add(done)
 
         async def remove() -> None:
             try:
                 with trio.CancelScope(shield=True):
-                    await cgroup.remove()
+                    if not await trio.to_thread.run_sync(dismantle, mount_ns, cgroup):
+                        await cgroup.remove()
             finally:
                 self._removals.discard(done)
                 done.set()
@@ -779,7 +784,7 @@ class Supervisor:
         self._nursery.start_soon(remove)
 
     async def _cgroups_removed(self) -> None:
-        """Return once every cgroup removal started by :meth:`_remove_cgroup_later` ended."""
+        """Return once every removal started by :meth:`_dismantle_later` ended."""
         while self._removals:
             await next(iter(self._removals)).wait()
 
@@ -972,6 +977,8 @@ class Supervisor:
         async with entry.lock:
             if entry.phase not in _lifecycle.AT_REST:
                 raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
+            if entry.cgroup_removed is not None:  # its last run's overlay is unmounted
+                await entry.cgroup_removed.wait()
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
             async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
@@ -1033,6 +1040,9 @@ class Supervisor:
         while True:
             await self._trash.wait()
             self._trash = trio.Event()
+            # Their last runs' overlays are unmounted first (see _dismantle_later).
+            for done in builtins.list(self._removals):
+                await done.wait()
             # What the removed containers held is free now: give it back to the system,
             # in the same worker thread (each hand-off to one wakes a thread on the
             # loop's step).
