@@ -110,6 +110,10 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         from ._images import ensure_image
 
         ensure_image(args, image)
+    elif args.platform:
+        from ._images import ensure_platform
+
+        ensure_platform(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
@@ -151,6 +155,19 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["init"] = True
     if args.sysctl:
         config["sysctls"] = args.sysctl
+    if args.device:
+        from boxd import _devicemap
+
+        try:
+            mappings = [_devicemap.parse(text) for text in args.device]
+        except ValueError as exc:
+            raise CliError(str(exc), USAGE) from None
+        config["devices"] = [
+            {"host": m.host, "container": m.container, "permissions": m.permissions}
+            for m in mappings
+        ]
+    if args.device_cgroup_rule:
+        config["device_cgroup_rules"] = args.device_cgroup_rule
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
     from ._health import healthcheck
@@ -603,7 +620,7 @@ RUN_OPTIONS = (
     Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
-    Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
+    Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
@@ -640,6 +657,8 @@ RUN_OPTIONS_AFTER_VOLUMES = (
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
     Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
+    Opt("--device", kind=APPEND, metavar="HOST[:CONT][:rwm]", help="a host device (or a dir)"),
+    Opt("--device-cgroup-rule", kind=APPEND, metavar="RULE", help="allow devices: 'c 1:3 rwm'"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
     Opt("--cap-drop", kind=APPEND, metavar="CAP", help="drop a capability"),
     Opt("--security-opt", kind=APPEND, metavar="OPT", help="no-new-privileges, seccomp=..."),

@@ -29,7 +29,7 @@ import errno
 import math
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from . import _devices
 from ._mountinfo import unescape
@@ -227,10 +227,10 @@ def _removed(path: str) -> bool:
     return True
 
 
-def _restrict_devices(path: str) -> None:
-    """Attach the program allowing only :data:`ALLOWED_DEVICES` to the v2 cgroup ``path``."""
+def _restrict_devices(path: str, allowed: Sequence[_devices.DeviceRule]) -> None:
+    """Attach the program allowing only ``allowed`` to the v2 cgroup ``path``."""
     try:
-        _devices.attach(path, _devices.compile_rules(ALLOWED_DEVICES))
+        _devices.attach(path, _devices.compile_rules(allowed))
     except OSError as exc:
         raise CgroupError(exc.errno, exc.strerror) from None
 
@@ -524,18 +524,23 @@ class CgroupHost:
         _check_name(name)
         return Cgroup(self, name, self.joined(limits)).view()
 
-    def create(self, name: str, limits: Limits) -> Cgroup:
+    def create(
+        self, name: str, limits: Limits, devices: Sequence[_devices.DeviceRule] = ()
+    ) -> Cgroup:
         """Make the container's cgroup in the hierarchies it needs (:meth:`joined`) and
-        apply ``limits`` (call :meth:`validate` first for the values).  Nothing is left
-        behind on failure."""
-        return next(cg for cg in self.creation(name, limits) if cg is not None)
+        apply ``limits`` (call :meth:`validate` first for the values); its device access is
+        :data:`ALLOWED_DEVICES` and ``devices``.  Nothing is left behind on failure."""
+        return next(cg for cg in self.creation(name, limits, devices) if cg is not None)
 
-    def creation(self, name: str, limits: Limits) -> Iterator[Cgroup | None]:
+    def creation(
+        self, name: str, limits: Limits, devices: Sequence[_devices.DeviceRule] = ()
+    ) -> Iterator[Cgroup | None]:
         """:meth:`create` in steps: None after each hierarchy's directory and files (an
         event loop runs other tasks in between: the system calls of one hierarchy take
         a tenth to a third of a millisecond), then the cgroup; closed before that, it
         removes what it made."""
         _check_name(name)
+        allowed = ALLOWED_DEVICES + tuple(devices)
         self._check_available(limits)
         if limits.pids_limit is None and "pids" in self.controllers():
             limits = evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
@@ -561,10 +566,10 @@ class CgroupHost:
                     _copy_cpuset(d)
                 if h.version == 1 and "devices" in h.controllers:
                     _write(f"{d}/devices.deny", "a")
-                    for rule in ALLOWED_DEVICES:
+                    for rule in allowed:
                         _write(f"{d}/devices.allow", str(rule))
                 if h.version == 2 and not v1_devices:
-                    _restrict_devices(d)
+                    _restrict_devices(d, allowed)
                 yield None
             cg.update(limits)
         except BaseException:
@@ -601,6 +606,16 @@ class CgroupHost:
             except OSError as exc:
                 if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                     _warn("cannot remove cgroup %s: %s", d, exc.strerror)
+
+
+def _tree_procs(d: str) -> list[int]:
+    """The pids of cgroup ``d`` and of its sub-cgroups (none unless a container made some)."""
+    pids = [int(p) for p in _read_opt(f"{d}/cgroup.procs").split()]
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(d):
+            if entry.is_dir(follow_symlinks=False):
+                pids += _tree_procs(entry.path)
+    return pids
 
 
 def _cpu_list(cpus: set[int]) -> str:
@@ -764,13 +779,14 @@ class Cgroup:
                     _write(f"{d}/cgroup.procs", pid)
 
     def procs(self) -> list[int]:
-        """Pids (in our pid namespace) of every process in the cgroup.  One hierarchy
-        tells: a process is in all of them once it runs, and joins the v2 one first (it is
-        born there), else the v1 ones in this order (Cgroup.placement, add)."""
+        """Pids (in our pid namespace) of every process in the cgroup and below it (a
+        ``--privileged`` container may nest cgroups).  One hierarchy tells: a process is in
+        all of them once it runs, and joins the v2 one first (it is born there), else the
+        v1 ones in this order (Cgroup.placement, add)."""
         first = self._v2() or next(iter(self._dirs.values()), None)
         if first is None:
             return []
-        return sorted(int(p) for p in _read_opt(f"{first}/cgroup.procs").split())
+        return sorted(_tree_procs(first))
 
     async def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Every process in the cgroup gets ``sig``; for SIGKILL, again until none is left
@@ -891,6 +907,12 @@ class Cgroup:
             _warn("cgroup %s could not be removed: %s", self.name, left)
         if not self._host.keep_parents:
             self._host.remove_parents()
+
+    def remove_at_once(self) -> bool:
+        """One pass of :meth:`remove`'s rmdirs, for a worker thread (no waiting, no kill,
+        not the host's parents): whether every directory is gone.  False: a process or a
+        sub-cgroup is left in one (the kernel refuses the rmdir); :meth:`remove` then."""
+        return self._rmdir_all()
 
     def _rmdir_all(self) -> bool:
         """One pass over every directory (sub-cgroups first); False if one is busy."""

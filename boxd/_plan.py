@@ -12,14 +12,14 @@ import importlib.util
 import logging
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
-from . import _caps, _inroot, _masks, _seccomp
+from . import _caps, _devicemap, _inroot, _masks, _seccomp
 from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._netconfig import EtcNetwork
@@ -258,12 +258,14 @@ async def build(
     net: EtcNetwork | None = None,
     ns_paths: tuple[tuple[Namespace, str], ...] = (),
     cgroups: tuple[tuple[str, str], ...] | None = None,
+    devices: Sequence[_devicemap.HostDevice] = (),
 ) -> SpawnPlan:
     """``read``: what :func:`prepare` returned (its directories are made); ``view_files``:
     the /proc view to bind in (None: the plain /proc); ``net``: what /etc/hosts and
     /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins (another
     container's network); ``cgroups``: its cgroups as a v1 host's /sys/fs/cgroup shows
-    them (:meth:`boxd._cgroup.Cgroup.view`; None: its own cgroup2).  Three steps of the
+    them (:meth:`boxd._cgroup.Cgroup.view`; None: its own cgroup2); ``devices``: the host
+    devices it gets (``--device``, :func:`boxd._devicemap.resolve_all`).  Three steps of the
     event loop of their own, each well under a millisecond: the mount table (lookups in
     its root), its user and groups, then the rest (environment, capabilities, seccomp)."""
     await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
@@ -281,13 +283,15 @@ async def build(
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),
         extra=(
-            sysctl_ops(container)
+            _devicemap.mount_ops(devices, userns=config.userns)
+            + sysctl_ops(container)
             + (init_mounts(init_program()) if config.init else ())
             + view_mounts(view_files or {})
             + (() if config.security.privileged else _masks.mask_ops())
         ),
         dirs_made=True,
         cgroups=cgroups,
+        cgroups_writable=config.security.privileged,
     )
     await trio.lowlevel.cancel_shielded_checkpoint()
     user = identity(config.user, image, container_dir, config.group_add, read=read)

@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
+from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -72,7 +72,7 @@ from ._records import (
     parse_signal,
 )
 from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
-from ._run import Run, start_time_of
+from ._run import Run, dismantle, start_time_of
 from ._store import Store
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
@@ -110,8 +110,12 @@ class _Entry:
     # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
-    # Set once the last run's cgroup is removed (in the background, after its end).
+    # Set once the last run's cgroup is removed and its mount namespace dismantled (in
+    # the background, after its end).
     cgroup_removed: trio.Event | None = None
+    # The image `run` resolved as it created the container, for the start that follows
+    # at once (taken by it, whatever happens: a later start resolves it afresh).
+    image: Image | None = None
 
     def __attrs_post_init__(self) -> None:
         self.idle.set()
@@ -348,7 +352,7 @@ class Supervisor:
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
         await self._layers_ready(config.image)
-        container = self._new(config, name)
+        container = self._new(config, name, starts=starts)
         if starts:
             return container
         # A --rm container need not outlive a crash of the machine (the next supervisor
@@ -358,8 +362,9 @@ class Supervisor:
         self.store.save(container, durable=not config.auto_remove)
         return container
 
-    def _new(self, config: ContainerConfig, name: str) -> Container:
-        """A checked new container, known but not yet saved."""
+    def _new(self, config: ContainerConfig, name: str, *, starts: bool = False) -> Container:
+        """A checked new container, known but not yet saved (``starts``: its first start
+        takes the image resolved here)."""
         if name:
             self._check_name_free(name)
         try:
@@ -372,12 +377,13 @@ class Supervisor:
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
         _check_volume_sources(config)
+        _devicemap.check_hosts(config.devices)
         self.networks.check(config.network)
         config = self._with_volumes(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
-        self._entries[cid] = _Entry(container)
+        self._entries[cid] = _Entry(container, image=image if starts else None)
         self.events.observe(container)
         return container
 
@@ -511,6 +517,7 @@ class Supervisor:
         self, entry: _Entry, *, attach: bool
     ) -> trio.MemoryReceiveChannel[Chunk] | None:
         c = entry.container
+        image, entry.image = entry.image, None
         if entry.phase is STOPPING:  # start after the stop, as `restart` does
             await entry.idle.wait()
         async with entry.lock:
@@ -528,7 +535,7 @@ class Supervisor:
             c.state.manual_stop = False
             entry.run = None
             try:
-                await self._nursery.start(self._lifecycle, entry)
+                await self._nursery.start(functools.partial(self._lifecycle, entry, image=image))
             except BaseException:
                 if channel is not None:
                     channel.close()
@@ -552,19 +559,21 @@ class Supervisor:
         entry: _Entry,
         *,
         adoption: Adoption | None = None,
+        image: Image | None = None,
         task_status: trio.TaskStatus[None],
     ) -> None:
         """Run the container (or adopt its running process), and again as its restart
-        policy says, until it ends for good; then remove it if it is ``auto_remove``."""
+        policy says, until it ends for good; then remove it if it is ``auto_remove``.
+        ``image``: resolved for the first run (by `run`'s create, just before)."""
         c = entry.container
         entry.idle = trio.Event()
         first = True
         try:
             backoff = BACKOFF_START
             while True:
-                ran = await self._run_once(entry, task_status if first else None, adoption)
+                ran = await self._run_once(entry, task_status if first else None, adoption, image)
                 first = False
-                adoption = None
+                adoption = image = None
                 if entry.phase is not RESTARTING:
                     break
                 backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
@@ -612,6 +621,7 @@ class Supervisor:
         entry: _Entry,
         task_status: trio.TaskStatus[None] | None,
         adoption: Adoption | None = None,
+        image: Image | None = None,
     ) -> float:
         """One run (or the adoption of a running one: its phase stays as recorded); returns
         how long it ran.  Reports start via task_status (first run)."""
@@ -621,7 +631,7 @@ class Supervisor:
             self._set(entry, STARTING, save=False)
         entry.recorded = trio.Event()
         try:
-            image = self._image(c.config.image, c.config.image_id)
+            image = image or self._image(c.config.image, c.config.image_id)
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
@@ -635,17 +645,23 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                steps = self.cgroups.creation(c.id, _limits(c.config.resources))
+                devices = _devicemap.resolve_all(c.config.devices)
+                steps = self.cgroups.creation(
+                    c.id,
+                    _limits(c.config.resources),
+                    _devicemap.cgroup_rules(devices, c.config.device_cgroup_rules),
+                )
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
+                devices = []
                 cgroup = self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
             return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
-        run.remove_cgroup = functools.partial(self._remove_cgroup_later, entry)
+        run.dismantle = functools.partial(self._dismantle_later, entry)
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         net = self.networks.attachment(c)
@@ -679,6 +695,7 @@ class Supervisor:
                                 net=net.etc(),
                                 ns_paths=net.ns_paths(),
                                 cgroups=cgroup.view(),
+                                devices=devices,
                             ),
                             cgroup,
                         )
@@ -754,16 +771,20 @@ class Supervisor:
         self.store.make_spares(c.id)
         return _plan.prepare(c, image, cdir)
 
-    def _remove_cgroup_later(self, entry: _Entry, cgroup: Cgroup) -> None:
-        """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
-        without the rmdirs (a directory per hierarchy, each once the kernel lets go)."""
+    def _dismantle_later(self, entry: _Entry, cgroup: Cgroup, mount_ns: int) -> None:
+        """Let go of a run's mount namespace (``mount_ns``, -1: none) and remove its cgroup
+        after its end is recorded, in a worker thread (:func:`boxd._run.dismantle`: the
+        kernel unmounts everything on the closing thread), so that ``wait`` returns
+        without either; a restart, ``cp`` out of the stopped container and the trash wait
+        for it."""
         done = entry.cgroup_removed = trio.Event()
         self._removals.add(done)
 
         async def remove() -> None:
             try:
                 with trio.CancelScope(shield=True):
-                    await cgroup.remove()
+                    if not await trio.to_thread.run_sync(dismantle, mount_ns, cgroup):
+                        await cgroup.remove()
             finally:
                 self._removals.discard(done)
                 done.set()
@@ -771,7 +792,7 @@ class Supervisor:
         self._nursery.start_soon(remove)
 
     async def _cgroups_removed(self) -> None:
-        """Return once every cgroup removal started by :meth:`_remove_cgroup_later` ended."""
+        """Return once every removal started by :meth:`_dismantle_later` ended."""
         while self._removals:
             await next(iter(self._removals)).wait()
 
@@ -964,6 +985,8 @@ class Supervisor:
         async with entry.lock:
             if entry.phase not in _lifecycle.AT_REST:
                 raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
+            if entry.cgroup_removed is not None:  # its last run's overlay is unmounted
+                await entry.cgroup_removed.wait()
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
             async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
@@ -1025,6 +1048,9 @@ class Supervisor:
         while True:
             await self._trash.wait()
             self._trash = trio.Event()
+            # Their last runs' overlays are unmounted first (see _dismantle_later).
+            for done in builtins.list(self._removals):
+                await done.wait()
             # What the removed containers held is free now: give it back to the system,
             # in the same worker thread (each hand-off to one wakes a thread on the
             # loop's step).

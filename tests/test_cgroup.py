@@ -40,7 +40,7 @@ from boxd._cgroup import (
     Limits,
     shares_to_weight,
 )
-from boxd._devices import compile_rules
+from boxd._devices import compile_rules, parse_rule
 from boxd._native import RealNative, SpawnPlan
 from boxd._record import evolve
 from boxd._shim import reap_child
@@ -390,6 +390,27 @@ async def test_device_control_is_v1s_allowlist_where_it_applies_else_bpf(
     assert [(p, v) for p, v in fs.written(fs.root / "sys/fs/cgroup") if "/devices." in p] == (
         allowlist
     )
+    await cg.remove()
+
+
+@pytest.mark.parametrize("v2", [True, False])
+async def test_a_containers_own_devices_follow_the_default_allowlist(
+    fs: FakeCgroupFs, v2: bool
+) -> None:
+    """``--device`` and ``--device-cgroup-rule``: their rules after boxd's, in the v2
+    program (pure v2) or in devices.allow (v1)."""
+    extra = [parse_rule("c 10:229 rw"), parse_rule("b 7:* m")]
+    if v2:
+        fs.mount_v2("/", controllers="", enabled="")
+    else:
+        fs.mount_v1("devices", "/")
+    cg = fs.detect().create("c", Limits(), extra)
+    if v2:
+        program = compile_rules([*ALLOWED_DEVICES, *extra])
+        assert fs.device_programs == {"sys/fs/cgroup/boxd/c": program}
+    else:
+        written = [v for p, v in fs.written(fs.root / "sys/fs/cgroup") if "/devices." in p]
+        assert written == [v for _, v in V1_ALLOWLIST] + ["c 10:229 rw", "b 7:* m"]
     await cg.remove()
 
 

@@ -258,6 +258,38 @@ def test_plan_validation(fields: dict[str, Any], message: str) -> None:
         native_arguments(SpawnPlan(**fields))
 
 
+def test_frozen_records_take_fields_by_position_or_name() -> None:
+    op = MountOp(MountKind.MOUNT, "/x", source="s")
+    same = MountOp(MountKind.MOUNT, "/x", "s")
+    assert op == same and hash(op) == hash(same) and (op.fstype, op.flags, op.dev) == ("", 0, 0)
+    assert evolve(op, data="d") == MountOp(MountKind.MOUNT, "/x", "s", data="d")
+    with pytest.raises(TypeError, match=r"MountOp\(\) missing kind, target"):
+        MountOp()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected or repeated 'target'"):
+        MountOp(MountKind.MOUNT, "/x", target="/y")  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected or repeated 'colour'"):
+        MountOp(MountKind.MOUNT, "/x", colour=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="takes 8 arguments, got 9"):
+        MountOp(MountKind.MOUNT, "/x", "", "", 0, "", 0, 0, 0)  # type: ignore[call-arg]
+    with pytest.raises(AttributeError, match="frozen"):
+        op.target = "/y"  # type: ignore[misc]
+
+
+def test_mount_table_strings_are_checked(tmp_path: Path) -> None:
+    plan = SpawnPlan(
+        argv=("true",),
+        namespaces=frozenset({Namespace.MOUNT}),
+        rootfs=str(tmp_path),
+        mounts=(MountOp(MountKind.MOUNT, "/x", "tmpfs", "tmpfs", data="size=1\0m"),),
+    )
+    with pytest.raises(ValueError, match="mount data contains a NUL byte"):
+        native_arguments(plan)
+    with pytest.raises(ValueError, match="mount target 'x' must be an absolute container path"):
+        native_arguments(evolve(plan, mounts=(MountOp(MountKind.MKDIR, "x"),)))
+    encoded = native_arguments(evolve(plan, mounts=(MountOp(MountKind.MKDIR, "/\udcff", mode=1),)))
+    assert encoded["mounts"] == ((int(MountKind.MKDIR), b"/\xff", b"", b"", 0, b"", 1, 0),)
+
+
 def test_native_arguments_encoding() -> None:
     plan = SpawnPlan(
         argv=("sh",),
