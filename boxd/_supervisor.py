@@ -645,12 +645,12 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                devices = _devicemap.resolve_all(c.config.devices)
-                steps = self.cgroups.creation(
-                    c.id,
-                    _limits(c.config.resources),
-                    _devicemap.cgroup_rules(devices, c.config.device_cgroup_rules),
+                devices, device_rules = _devicemap.for_start(
+                    c.config.devices,
+                    c.config.device_cgroup_rules,
+                    privileged=c.config.security.privileged,
                 )
+                steps = self.cgroups.creation(c.id, _limits(c.config.resources), device_rules)
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
