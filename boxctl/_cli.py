@@ -656,7 +656,7 @@ RUN_OPTIONS_AFTER_VOLUMES = (
     Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
-    Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
+    Opt("--privileged", help="UNSAFE: all capabilities and devices, no seccomp or masks"),
     Opt("--device", kind=APPEND, metavar="HOST[:CONT][:rwm]", help="a host device (or a dir)"),
     Opt("--device-cgroup-rule", kind=APPEND, metavar="RULE", help="allow devices: 'c 1:3 rwm'"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),

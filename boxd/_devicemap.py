@@ -7,6 +7,7 @@ allow ``PERMISSIONS`` (some of ``r``, ``w``, ``m``; default ``rwm``) on that nod
 numbers.  A directory ``HOST`` gives every device node below it, at the same relative path
 below ``CONTAINER``, as Docker does.  ``--device-cgroup-rule 'c 1:3 rwm'`` adds a rule to
 the device cgroup alone (no node is made: the container may ``mknod`` it, given ``m``).
+``--privileged`` gives, as Docker's, every device node of the host's /dev and allows all.
 
 The node is made as runc makes it: ``mknod`` in the container's /dev with the host node's
 type, numbers and permission bits; in a user namespace, where ``mknod`` of a device is not
@@ -271,3 +272,19 @@ def cgroup_rules(devices: Sequence[HostDevice], rules: Sequence[str]) -> tuple[D
     """What the device cgroup allows beyond boxd's default list: each device with its
     permissions, then each ``--device-cgroup-rule``."""
     return tuple(d.rule() for d in devices) + tuple(parse_cgroup_rule(r) for r in rules)
+
+
+def for_start(
+    mappings: Sequence[DeviceMapping], rules: Sequence[str], *, privileged: bool
+) -> tuple[list[HostDevice], tuple[DeviceRule, ...]]:
+    """The nodes a start makes and what its device cgroup allows beyond boxd's list.
+    ``--privileged``, as Docker: every device node of the host's /dev (but its console
+    and what boxd's /dev holds or mounts over) and every device allowed."""
+    devices = resolve_all(mappings)
+    if not privileged:
+        return devices, cgroup_rules(devices, rules)
+    given = {d.container for d in devices}
+    for device in resolve(DeviceMapping("/dev", "/dev")):
+        if device.container not in given and device.container != "/dev/console":
+            devices.append(device)
+    return devices, (DeviceRule("a", None, None, DEFAULT_PERMISSIONS),)

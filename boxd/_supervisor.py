@@ -114,6 +114,9 @@ class _Entry:
     # once its mount namespace is dismantled too (see Supervisor._dismantle_later).
     cgroup_removed: trio.Event | None = None
     dismantled: trio.Event | None = None
+    # The image `run` resolved as it created the container, for the start that follows
+    # at once (taken by it, whatever happens: a later start resolves it afresh).
+    image: Image | None = None
 
     def __attrs_post_init__(self) -> None:
         self.idle.set()
@@ -350,7 +353,7 @@ class Supervisor:
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
         await self._layers_ready(config.image)
-        container = self._new(config, name)
+        container = self._new(config, name, starts=starts)
         if starts:
             return container
         # A --rm container need not outlive a crash of the machine (the next supervisor
@@ -360,8 +363,9 @@ class Supervisor:
         self.store.save(container, durable=not config.auto_remove)
         return container
 
-    def _new(self, config: ContainerConfig, name: str) -> Container:
-        """A checked new container, known but not yet saved."""
+    def _new(self, config: ContainerConfig, name: str, *, starts: bool = False) -> Container:
+        """A checked new container, known but not yet saved (``starts``: its first start
+        takes the image resolved here)."""
         if name:
             self._check_name_free(name)
         try:
@@ -380,7 +384,7 @@ class Supervisor:
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
-        self._entries[cid] = _Entry(container)
+        self._entries[cid] = _Entry(container, image=image if starts else None)
         self.events.observe(container)
         return container
 
@@ -514,6 +518,7 @@ class Supervisor:
         self, entry: _Entry, *, attach: bool
     ) -> trio.MemoryReceiveChannel[Chunk] | None:
         c = entry.container
+        image, entry.image = entry.image, None
         if entry.phase is STOPPING:  # start after the stop, as `restart` does
             await entry.idle.wait()
         async with entry.lock:
@@ -531,7 +536,7 @@ class Supervisor:
             c.state.manual_stop = False
             entry.run = None
             try:
-                await self._nursery.start(self._lifecycle, entry)
+                await self._nursery.start(functools.partial(self._lifecycle, entry, image=image))
             except BaseException:
                 if channel is not None:
                     channel.close()
@@ -555,19 +560,21 @@ class Supervisor:
         entry: _Entry,
         *,
         adoption: Adoption | None = None,
+        image: Image | None = None,
         task_status: trio.TaskStatus[None],
     ) -> None:
         """Run the container (or adopt its running process), and again as its restart
-        policy says, until it ends for good; then remove it if it is ``auto_remove``."""
+        policy says, until it ends for good; then remove it if it is ``auto_remove``.
+        ``image``: resolved for the first run (by `run`'s create, just before)."""
         c = entry.container
         entry.idle = trio.Event()
         first = True
         try:
             backoff = BACKOFF_START
             while True:
-                ran = await self._run_once(entry, task_status if first else None, adoption)
+                ran = await self._run_once(entry, task_status if first else None, adoption, image)
                 first = False
-                adoption = None
+                adoption = image = None
                 if entry.phase is not RESTARTING:
                     break
                 backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
@@ -615,6 +622,7 @@ class Supervisor:
         entry: _Entry,
         task_status: trio.TaskStatus[None] | None,
         adoption: Adoption | None = None,
+        image: Image | None = None,
     ) -> float:
         """One run (or the adoption of a running one: its phase stays as recorded); returns
         how long it ran.  Reports start via task_status (first run)."""
@@ -624,7 +632,7 @@ class Supervisor:
             self._set(entry, STARTING, save=False)
         entry.recorded = trio.Event()
         try:
-            image = self._image(c.config.image, c.config.image_id)
+            image = image or self._image(c.config.image, c.config.image_id)
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
@@ -638,12 +646,12 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                devices = _devicemap.resolve_all(c.config.devices)
-                steps = self.cgroups.creation(
-                    c.id,
-                    _limits(c.config.resources),
-                    _devicemap.cgroup_rules(devices, c.config.device_cgroup_rules),
+                devices, device_rules = _devicemap.for_start(
+                    c.config.devices,
+                    c.config.device_cgroup_rules,
+                    privileged=c.config.security.privileged,
                 )
+                steps = self.cgroups.creation(c.id, _limits(c.config.resources), device_rules)
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:

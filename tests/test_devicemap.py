@@ -157,6 +157,30 @@ def test_a_device_is_made_and_allowed(clean: Daemon) -> None:
 
 
 @pytest.mark.root
+@needs_fuse
+def test_privileged_gets_the_hosts_devices_as_dockers(clean: Daemon) -> None:
+    """Every device node of the host's /dev (its console and boxd's own aside), and the
+    device cgroup allows all: a node made inside opens too."""
+    host = sorted(
+        f"{top}/{name}"[5:]
+        for top, _, names in os.walk("/dev")
+        if not top.startswith(("/dev/pts", "/dev/shm", "/dev/mqueue"))
+        for name in names
+        if stat.S_ISCHR(os.lstat(f"{top}/{name}").st_mode)
+        or stat.S_ISBLK(os.lstat(f"{top}/{name}").st_mode)
+    )
+    script = (
+        "(: > /dev/fuse) && echo opened; mknod /tmp/f c 10 229 && (: > /tmp/f) && echo made; "
+        "cd /dev && find . -path ./pts -prune -o \\( -type c -o -type b \\) -print | sort"
+    )
+    code, out = _run(clean, "--privileged", script=script)
+    lines = out.splitlines()
+    assert (code, lines[:2]) == (0, ["opened", "made"]), out
+    seen = [line[2:] for line in lines[2:]]
+    assert sorted(set(host) - {"console", "ptmx"}) == sorted(set(seen) - {"ptmx"})
+
+
+@pytest.mark.root
 def test_a_directory_gives_its_devices(clean: Daemon, tmp_path: Path) -> None:
     """A directory of nodes (made here: /dev/null's and /dev/zero's numbers) arrives below
     the container path, every one allowed."""

@@ -282,6 +282,23 @@ def test_symlinks_in_the_image_stay_inside_it(tmp_path: Path) -> None:
     assert "/srv/v" in targets
 
 
+def test_each_table_looks_up_its_mount_points_again(tmp_path: Path) -> None:
+    """What the container's own layer holds at a start decides where its mounts land: a
+    /dev it replaced by a symlink on its last run moves them in the next table (the
+    records that tables share are made from the paths each one looked up)."""
+    image = resolve_image(str(_image_with_a_shell(tmp_path)), tmp_path)
+    c = tmp_path / "c"
+    _rootfs, first = container_mounts(image, c)
+    (c / "fs/root/upper/elsewhere").mkdir()
+    os.symlink("/elsewhere", c / "fs/root/upper/dev")
+    _rootfs, second = container_mounts(image, c)
+    assert "/dev/pts" in {op.target for op in first}
+    targets = {op.target for op in second}
+    assert "/elsewhere/pts" in targets and "/dev/pts" not in targets
+    _rootfs, other = container_mounts(image, tmp_path / "other")
+    assert other[1:] == first[1:]  # the same table but for its own overlay
+
+
 def test_volume_into_proc_through_a_symlink_is_refused(tmp_path: Path) -> None:
     image_dir = _image_with_a_shell(tmp_path)
     os.symlink("/proc/sys", image_dir / "data")
