@@ -24,6 +24,7 @@ import oci_peers
 import pytest
 from test_cgroupfs import host_hierarchies
 
+from boxd._cgroup import parse_cpu_list
 from boxd._native import (
     FakeNative,
     MountKind,
@@ -491,6 +492,34 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
     assert failed.returncode == 1
     assert failed.stderr.strip() == "exec /bin/true: No such file or directory"
     runtime("delete", "r3")
+
+
+@pytest.mark.root
+def test_the_container_runs_on_every_cpu_whatever_the_runtimes_affinity(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """boxd-runtime pinned to one CPU (as a systemd unit's CPUAffinity= pins conmon or a
+    shim): the container's process sets up off that CPU and then runs on every CPU of its
+    cpuset, as under runc and crun, at the runtime's nice value and policy."""
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("one CPU: there is no other to set up on")
+    bundle.command("cat /proc/self/status /proc/self/stat")
+    pinned = ["taskset", "-c", str(min(cpus)), RUNTIME, "--root", str(runtime.root)]
+    done = subprocess.run(
+        [*pinned, "run", "--bundle", str(bundle.path), "a1"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    assert parse_cpu_list(status["Cpus_allowed_list"].strip()) == cpus
+    stat = done.stdout.splitlines()[-1].rsplit(")", 1)[1].split()
+    nice, policy = int(stat[16]), int(stat[38])  # fields 19 and 41 of proc(5)
+    assert (nice, policy) == (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
 
 
 @pytest.mark.root
