@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _trim
+from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _shim, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -1431,6 +1431,7 @@ async def open_supervisor(
                 await sup.unpacks.aclose()
                 await sup._shutdown()
                 await sup._cgroups_removed()
+                await _shim.reaped()
                 await sup.networks.close()
                 # A parent made at start for containers that never ran (or all of whose
                 # cgroups are gone) would outlive us; one still in use stays.

@@ -66,6 +66,26 @@ def test_isolate_user_init_and_exec_run_on_every_cpu_at_the_daemons_priority() -
         shutil.rmtree(top)
 
 
+def test_cpuset_limits_and_a_live_update_reach_the_container(daemon: Daemon) -> None:
+    """The set-up's narrowing and its reset leave the cpuset in charge: --cpuset-cpus holds
+    (also when it is the starter's CPU alone), and a later update that widens it reaches
+    the running container (the reset's all-set mask is the one the kernel remembers)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("one CPU: no cpuset to narrow or widen")
+
+    def allowed(*argv: str) -> set[int]:
+        out = daemon.ctl(*argv, "cat", "/proc/1/status").stdout
+        return parse_cpu_list(_status_fields(out, "Cpus_allowed_list")["Cpus_allowed_list"])
+
+    for cpu in cpus:
+        assert allowed("run", "--rm", "--cpuset-cpus", str(cpu), "default") == {cpu}
+    daemon.ctl("run", "-d", "--name", "c", "--cpuset-cpus", str(cpus[0]), "default", "sleep", "300")
+    assert allowed("exec", "c") == {cpus[0]}
+    daemon.ctl("update", "--cpuset-cpus", ",".join(map(str, cpus)), "c")
+    assert allowed("exec", "c") == set(cpus)
+
+
 def _check_cpus_and_priority(daemon: Daemon) -> None:
     cpus = os.sched_getaffinity(0)
     for pid in ("1", "self"):
