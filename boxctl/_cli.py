@@ -85,8 +85,7 @@ def _is_directory(word: str) -> bool:
 
 
 def _config(args: Args) -> tuple[dict[str, Any], str]:
-    from . import _files, _volumes
-    from ._network import published
+    from . import _runopts
 
     words = list(args.words)
     reference = False
@@ -118,8 +117,6 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     config: dict[str, Any] = {
         "image": image,
         "command": words,
-        "env": _files.env_list(args.env_file, args.env),
-        "labels": _files.label_list(args.label_file, args.label),
         "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
         "group_add": args.group_add,
@@ -142,10 +139,27 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "auto_remove": args.rm,
         "procview": args.procview == "on",
         "cgroup_parent": args.cgroup_parent or "",
-        **published(args),
     }
-    mounts = _volumes.run_mounts(args)
-    config.update(mounts, tmpfs=[_tmpfs(spec) for spec in args.tmpfs] + mounts["tmpfs"])
+    # The fields of options not given are left out (the daemon's defaults: empty), and so
+    # are the imports of the modules that read them.
+    if args.env or args.env_file or args.label or args.label_file:
+        from . import _files
+
+        config["env"] = _files.env_list(args.env_file, args.env)
+        config["labels"] = _files.label_list(args.label_file, args.label)
+    if _runopts.given(args, _runopts.NETWORK):
+        from ._network import published
+
+        config.update(published(args))
+    tmpfs = [_tmpfs(spec) for spec in args.tmpfs]
+    if _runopts.given(args, _runopts.VOLUMES):
+        from ._volumes import run_mounts
+
+        mounts = run_mounts(args)
+        tmpfs += mounts.pop("tmpfs")
+        config.update(mounts)
+    if tmpfs:
+        config["tmpfs"] = tmpfs
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
@@ -170,10 +184,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["device_cgroup_rules"] = args.device_cgroup_rule
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
-    from ._health import healthcheck
+    if _runopts.given(args, _runopts.HEALTH):
+        from ._health import healthcheck
 
-    if (check := healthcheck(args)) is not None:
-        config["healthcheck"] = check
+        if (check := healthcheck(args)) is not None:
+            config["healthcheck"] = check
     from boxd import _units
 
     if args.shm_size is not None:
@@ -238,8 +253,6 @@ def cmd_create(args: Args) -> int:
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
-    from . import _files
-
     streams = _attach_streams(args)
     stdin = args.interactive and "stdin" in streams
     if not args.detach:
@@ -253,13 +266,18 @@ def cmd_run(args: Args) -> int:
             "attach": not args.detach,
             "stdin": stdin,
         }
-        cidfile = _files.open_cidfile(args.cidfile)
+        cidfile = None
+        if args.cidfile is not None:
+            from . import _files
+
+            cidfile = _files.open_cidfile(args.cidfile)
         created = False
 
         def answered(response: dict[str, Any]) -> None:
             nonlocal created
             created = True
-            _files.write_cidfile(cidfile, response["id"])
+            if cidfile is not None:
+                _files.write_cidfile(cidfile, response["id"])
 
         try:
             if args.detach:
@@ -272,7 +290,7 @@ def cmd_run(args: Args) -> int:
                 args, request, stdin=stdin, tty_mode=args.tty, answered=answered, outputs=outputs
             )
         finally:
-            if not created:
+            if not created and cidfile is not None:
                 _files.abandon_cidfile(cidfile, args.cidfile)
     except CliError as exc:
         raise _run_failure(exc) from None
@@ -677,17 +695,16 @@ RUN_OPERANDS = (("words", REST, "IMAGE [COMMAND [ARG...]]"),)
 
 
 def _run_options() -> tuple[Opt, ...]:
-    """``create``'s options, and ``run``'s after its own: the network and volume options
-    come from modules that only these two commands import."""
-    from . import _health, _volumes
-    from ._network import RUN_NETWORK_OPTIONS
+    """``create``'s options, and ``run``'s after its own: the network, volume and health
+    options come from a module that only these two commands import."""
+    from . import _runopts
 
     return (
         *RUN_OPTIONS,
-        *RUN_NETWORK_OPTIONS,
-        *_volumes.RUN_OPTIONS,
+        *_runopts.NETWORK,
+        *_runopts.VOLUMES,
         *RUN_OPTIONS_AFTER_VOLUMES,
-        *_health.OPTIONS,
+        *_runopts.HEALTH,
     )
 
 

@@ -267,6 +267,7 @@ class Stage(enum.IntEnum):
     CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it
     NETWORK = 28  # index = the failing link; len(links): the default route
     NET_NS = 29  # unshare(CLONE_NEWNET): a new network namespace without links, once released
+    AFFINITY = 30  # every CPU of its cpuset again, after a set-up off the caller's CPU
 
 
 class Message(enum.IntEnum):
@@ -361,6 +362,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)
+    if stage == Stage.AFFINITY:
+        return SpawnError(stage, err, "reset the CPU affinity")
     return SpawnError(stage, err, stage.name.lower().replace("_", " "))
 
 
