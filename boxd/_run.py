@@ -68,7 +68,8 @@ class Outcome:
 def start_time_of(pid: int) -> int:
     """Field 22 of /proc/PID/stat (clock ticks since boot); 0 if the process is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as f:  # not pathlib: it interns the pid
+            stat = f.read()
     except OSError:
         return 0
     return int(stat.rsplit(")", 1)[1].split()[19])
