@@ -63,3 +63,29 @@ def test_the_converter_keeps_the_json_presets_shapes() -> None:
 
 def test_prune_reads_rfc3339_times_with_datetime_imported_there() -> None:
     assert _prune.parse_time("2024-01-01T00:00:00Z", 0) == 1704067200.0
+
+
+def test_the_daemon_drops_argparse_once_its_options_are_read() -> None:
+    code = (
+        "import gc, sys, boxd._daemon as d; "
+        "a = d._parse_args(['--root', '/r', '--insecure-registry', 'h:1', '--no-live-restore']); "
+        "print(a.root, a.insecure_registry, a.live_restore, a.log_level); "
+        "print('argparse' in sys.modules, 'gettext' in sys.modules, "
+        "any(isinstance(o, type) and o.__module__ == 'argparse' for o in gc.get_objects()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["/r ['h:1'] False info", "False False False"]
+
+
+def test_the_daemons_options_are_still_argparses() -> None:
+    """--help and a refused value as before (argparse's words, exit 2)."""
+    helped = subprocess.run(
+        [sys.executable, "-m", "boxd", "--help"], capture_output=True, text=True
+    )
+    assert helped.returncode == 0 and "--procview-cpus" in helped.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "boxd", "--log-level", "loud"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "invalid choice: 'loud'" in bad.stderr
