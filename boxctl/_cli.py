@@ -85,8 +85,7 @@ def _is_directory(word: str) -> bool:
 
 
 def _config(args: Args) -> tuple[dict[str, Any], str]:
-    from . import _files, _volumes
-    from ._network import published
+    from . import _runopts
 
     words = list(args.words)
     reference = False
@@ -110,12 +109,14 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         from ._images import ensure_image
 
         ensure_image(args, image)
+    elif args.platform:
+        from ._images import ensure_platform
+
+        ensure_platform(args, image)
     network = "none" if args.isolate_network else args.network
     config: dict[str, Any] = {
         "image": image,
         "command": words,
-        "env": _files.env_list(args.env_file, args.env),
-        "labels": _files.label_list(args.label_file, args.label),
         "workdir": args.workdir or ("" if reference else "/"),
         "user": args.user or "",
         "group_add": args.group_add,
@@ -138,10 +139,27 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "auto_remove": args.rm,
         "procview": args.procview == "on",
         "cgroup_parent": args.cgroup_parent or "",
-        **published(args),
     }
-    mounts = _volumes.run_mounts(args)
-    config.update(mounts, tmpfs=[_tmpfs(spec) for spec in args.tmpfs] + mounts["tmpfs"])
+    # The fields of options not given are left out (the daemon's defaults: empty), and so
+    # are the imports of the modules that read them.
+    if args.env or args.env_file or args.label or args.label_file:
+        from . import _files
+
+        config["env"] = _files.env_list(args.env_file, args.env)
+        config["labels"] = _files.label_list(args.label_file, args.label)
+    if _runopts.given(args, _runopts.NETWORK):
+        from ._network import published
+
+        config.update(published(args))
+    tmpfs = [_tmpfs(spec) for spec in args.tmpfs]
+    if _runopts.given(args, _runopts.VOLUMES):
+        from ._volumes import run_mounts
+
+        mounts = run_mounts(args)
+        tmpfs += mounts.pop("tmpfs")
+        config.update(mounts)
+    if tmpfs:
+        config["tmpfs"] = tmpfs
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
     if args.entrypoint is not None:
@@ -151,12 +169,26 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["init"] = True
     if args.sysctl:
         config["sysctls"] = args.sysctl
+    if args.device:
+        from boxd import _devicemap
+
+        try:
+            mappings = [_devicemap.parse(text) for text in args.device]
+        except ValueError as exc:
+            raise CliError(str(exc), USAGE) from None
+        config["devices"] = [
+            {"host": m.host, "container": m.container, "permissions": m.permissions}
+            for m in mappings
+        ]
+    if args.device_cgroup_rule:
+        config["device_cgroup_rules"] = args.device_cgroup_rule
     if args.oom_score_adj is not None:
         config["oom_score_adj"] = args.oom_score_adj
-    from ._health import healthcheck
+    if _runopts.given(args, _runopts.HEALTH):
+        from ._health import healthcheck
 
-    if (check := healthcheck(args)) is not None:
-        config["healthcheck"] = check
+        if (check := healthcheck(args)) is not None:
+            config["healthcheck"] = check
     from boxd import _units
 
     if args.shm_size is not None:
@@ -221,8 +253,6 @@ def cmd_create(args: Args) -> int:
 def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
-    from . import _files
-
     streams = _attach_streams(args)
     stdin = args.interactive and "stdin" in streams
     if not args.detach:
@@ -236,13 +266,18 @@ def cmd_run(args: Args) -> int:
             "attach": not args.detach,
             "stdin": stdin,
         }
-        cidfile = _files.open_cidfile(args.cidfile)
+        cidfile = None
+        if args.cidfile is not None:
+            from . import _files
+
+            cidfile = _files.open_cidfile(args.cidfile)
         created = False
 
         def answered(response: dict[str, Any]) -> None:
             nonlocal created
             created = True
-            _files.write_cidfile(cidfile, response["id"])
+            if cidfile is not None:
+                _files.write_cidfile(cidfile, response["id"])
 
         try:
             if args.detach:
@@ -255,7 +290,7 @@ def cmd_run(args: Args) -> int:
                 args, request, stdin=stdin, tty_mode=args.tty, answered=answered, outputs=outputs
             )
         finally:
-            if not created:
+            if not created and cidfile is not None:
                 _files.abandon_cidfile(cidfile, args.cidfile)
     except CliError as exc:
         raise _run_failure(exc) from None
@@ -603,7 +638,7 @@ RUN_OPTIONS = (
     Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
-    Opt("--platform", kind=VALUE, help="os/arch[/variant] to pull"),
+    Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("--hostname", kind=VALUE, help="the container's hostname"),
@@ -639,7 +674,9 @@ RUN_OPTIONS_AFTER_VOLUMES = (
     Opt("--oom-score-adj", kind=INT, help="the OOM killer's preference (-1000 to 1000)"),
     Opt("--ulimit", kind=APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit (nofile=1024)"),
     Opt("--rootfs", kind=VALUE, help="root filesystem directory (replaces IMAGE)"),
-    Opt("--privileged", help="UNSAFE: all capabilities, no seccomp, no masked paths"),
+    Opt("--privileged", help="UNSAFE: all capabilities and devices, no seccomp or masks"),
+    Opt("--device", kind=APPEND, metavar="HOST[:CONT][:rwm]", help="a host device (or a dir)"),
+    Opt("--device-cgroup-rule", kind=APPEND, metavar="RULE", help="allow devices: 'c 1:3 rwm'"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
     Opt("--cap-drop", kind=APPEND, metavar="CAP", help="drop a capability"),
     Opt("--security-opt", kind=APPEND, metavar="OPT", help="no-new-privileges, seccomp=..."),
@@ -658,17 +695,16 @@ RUN_OPERANDS = (("words", REST, "IMAGE [COMMAND [ARG...]]"),)
 
 
 def _run_options() -> tuple[Opt, ...]:
-    """``create``'s options, and ``run``'s after its own: the network and volume options
-    come from modules that only these two commands import."""
-    from . import _health, _volumes
-    from ._network import RUN_NETWORK_OPTIONS
+    """``create``'s options, and ``run``'s after its own: the network, volume and health
+    options come from a module that only these two commands import."""
+    from . import _runopts
 
     return (
         *RUN_OPTIONS,
-        *RUN_NETWORK_OPTIONS,
-        *_volumes.RUN_OPTIONS,
+        *_runopts.NETWORK,
+        *_runopts.VOLUMES,
         *RUN_OPTIONS_AFTER_VOLUMES,
-        *_health.OPTIONS,
+        *_runopts.HEALTH,
     )
 
 

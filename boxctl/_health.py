@@ -1,34 +1,16 @@
-"""``run``/``create``'s health check options, Docker's names and defaults (interval and
-timeout 30s, start period 0, start interval 5s, retries 3: the daemon fills them in)."""
+"""``run``/``create``'s health check options (their table is in boxctl._runopts), Docker's
+names and defaults (interval and timeout 30s, start period 0, start interval 5s, retries 3:
+the daemon fills them in)."""
 
 from __future__ import annotations
 
-from ._args import FLAG, INT, VALUE, Args, Opt
+from ._args import Args
 from ._client import USAGE, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from typing import Any
 
-OPTIONS = (
-    Opt("--health-cmd", kind=VALUE, metavar="COMMAND", help="command that checks health"),
-    Opt("--health-interval", kind=VALUE, metavar="DURATION", help="time between checks (30s)"),
-    Opt("--health-timeout", kind=VALUE, metavar="DURATION", help="longest a check runs (30s)"),
-    Opt(
-        "--health-retries",
-        kind=INT,
-        metavar="N",
-        help="failures in a row that make it unhealthy (3)",
-    ),
-    Opt("--health-start-period", kind=VALUE, metavar="DURATION", help="failures not counted (0s)"),
-    Opt(
-        "--health-start-interval",
-        kind=VALUE,
-        metavar="DURATION",
-        help="time between checks in the start period (5s)",
-    ),
-    Opt("--no-healthcheck", kind=FLAG, help="no health check, not even the image's"),
-)
 
 _UNITS = {
     "ns": 1e-9,

@@ -89,20 +89,70 @@ def cmd_pull(args: Args) -> int:
     return 0
 
 
-def ensure_image(args: Args, image: str) -> None:
-    """``run``/``create``'s ``--pull missing|always|never`` (progress on stderr)."""
-    policy = args.pull
-    if policy == "never":
-        return
-    if policy == "missing":
+def _wanted(args: Args) -> tuple[str, str, str] | None:
+    """``--platform``, normalized (None: not given); a malformed one is refused."""
+    if not getattr(args, "platform", None):
+        return None
+    from boxd import _platforms
+
+    try:
+        return _platforms.parse(args.platform)
+    except ValueError as exc:
+        raise CliError(str(exc), 125) from None
+
+
+def ensure_platform(args: Args, image: str) -> None:
+    """``--platform`` with ``default`` or a root filesystem directory: the host's."""
+    wanted = _wanted(args)
+    if wanted is not None:
+        from boxd import _platforms
+
         try:
-            call(args.socket, {"type": "ImageInspectRequest", "image": image})
-            return
+            _platforms.check(image, wanted, _platforms.host())
+        except _platforms.PlatformMismatch as exc:
+            raise CliError(str(exc), 125) from None
+
+
+def ensure_image(args: Args, image: str) -> None:
+    """``run``/``create``'s ``--pull missing|always|never`` (progress on stderr); with
+    ``--platform``, a stored image of another platform counts as missing (Docker's rule:
+    pulled, or with ``--pull never`` refused in Docker's words)."""
+    policy = args.pull
+    wanted = _wanted(args)
+    if policy == "never" and wanted is None:
+        return
+    mismatch = None
+    if policy != "always":
+        try:
+            found = call(args.socket, {"type": "ImageInspectRequest", "image": image})["image"]
         except CliError as exc:
             if "no such image" not in str(exc):
                 raise
+            found = None
+        if found is not None:
+            if wanted is None:
+                return
+            from boxd import _platforms
+
+            actual = {"os": found["Os"], "architecture": found["Architecture"]}
+            actual["variant"] = found.get("Variant", "")
+            try:
+                _platforms.check(image, wanted, _platforms.of_config(actual))
+                return
+            except _platforms.PlatformMismatch as exc:
+                if policy == "never":
+                    raise CliError(str(exc), 125) from None
+                mismatch = exc
+        elif policy == "never":
+            return  # create names the missing image
         print(f"Unable to find image '{image}' locally", file=sys.stderr)
-    frame = pull(args.socket, image, getattr(args, "platform", None) or "", sys.stderr)
+    platform = "/".join(p for p in wanted if p) if wanted is not None else ""
+    try:
+        frame = pull(args.socket, image, platform, sys.stderr)
+    except CliError as exc:
+        if mismatch is None:
+            raise
+        raise CliError(f"{mismatch} (and pulling {platform} failed: {exc})", 125) from None
     _summary(frame, sys.stderr)
 
 

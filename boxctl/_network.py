@@ -1,4 +1,5 @@
-"""``boxctl network ...`` and ``boxctl port``, and the run options that publish ports."""
+"""``boxctl network ...`` and ``boxctl port``, and the configuration of the run options that
+publish ports and name servers (their table is in boxctl._runopts)."""
 
 from __future__ import annotations
 
@@ -203,16 +204,6 @@ def cmd_network(args: Args) -> int:
     return command.handler(sub)
 
 
-RUN_NETWORK_OPTIONS = (
-    Opt("-p", "--publish", kind=APPEND, metavar="[IP:][HOST:]PORT", help="publish a port"),
-    Opt("-P", "--publish-all", help="publish every exposed port on an ephemeral port"),
-    Opt("--expose", kind=APPEND, metavar="PORT[/PROTO]", help="expose a port (for -P)"),
-    Opt("--network-alias", kind=APPEND, metavar="NAME", help="another name on its network"),
-    Opt("--dns", kind=APPEND, metavar="IP", help="a name server for its resolv.conf"),
-    Opt("--dns-search", kind=APPEND, metavar="DOMAIN", help="a search domain (. for none)"),
-    Opt("--dns-option", kind=APPEND, metavar="OPTION", help="a resolv.conf option"),
-    Opt("--dns-opt", kind=APPEND, metavar="OPTION", help="the same as --dns-option"),
-)
 COMMANDS = (
     Command("network", cmd_network, "manage networks", (), (("words", REST, "COMMAND ..."),)),
     Command(

@@ -1,5 +1,5 @@
-"""``boxctl volume ...``, ``system prune``, and the run options about volumes (``-v``,
-``--mount``, ``--volumes-from``)."""
+"""``boxctl volume ...``, ``system prune``, and the configuration of the run options about
+volumes (``-v``, ``--mount``, ``--volumes-from``; their table is in boxctl._runopts)."""
 
 from __future__ import annotations
 
@@ -63,29 +63,6 @@ def run_mounts(args: Args) -> dict[str, Any]:
     for name, labels in labelled:
         call(args.socket, {"type": "VolumeCreateRequest", "name": name, "labels": labels})
     return {"volumes": volumes, "tmpfs": tmpfs, "volumes_from": args.volumes_from}
-
-
-RUN_OPTIONS = (
-    Opt(
-        "-v",
-        "--volume",
-        kind=APPEND,
-        metavar="[SRC:]DST[:OPTS]",
-        help="bind a host path, or mount a volume (NAME:DST; DST alone: anonymous)",
-    ),
-    Opt(
-        "--mount",
-        kind=APPEND,
-        metavar="type=..,src=..,dst=..",
-        help="a bind, volume or tmpfs mount, as Docker's --mount",
-    ),
-    Opt(
-        "--volumes-from",
-        kind=APPEND,
-        metavar="CONTAINER[:ro|:rw]",
-        help="mount the volumes and binds of another container",
-    ),
-)
 
 
 # ---- volume verbs -------------------------------------------------------------------------

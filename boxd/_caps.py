@@ -143,6 +143,11 @@ def all_caps_mask() -> int:
     return ((1 << (kernel_last_cap() + 1)) - 1) & own_bounding_set()
 
 
+@functools.cache  # a constant
+def _default_mask() -> int:
+    return to_mask(DEFAULT_CAPS)
+
+
 def _is_all(name: str) -> bool:
     return name.strip().upper() in ("ALL", "CAP_ALL")
 
@@ -167,7 +172,9 @@ def compute(
     add = [name for name in cap_add if not _is_all(name)]
     drop = [name for name in cap_drop if not _is_all(name)]
     add_mask, drop_mask = to_mask(add), to_mask(drop)
-    everything = all_caps_mask()
+    # Every capability there is (this process's bounding set: a read of /proc/self/status)
+    # only where it counts: not for the default set, less the drops.
+    everything = all_caps_mask() if privileged or add_mask or len(add) != len(cap_add) else 0
     unsupported = add_mask & ~everything
     if unsupported:
         raise ValueError(
@@ -180,7 +187,7 @@ def compute(
     elif len(drop) != len(cap_drop):
         caps = add_mask
     else:
-        caps = (to_mask(DEFAULT_CAPS) & ~drop_mask) | add_mask
+        caps = (_default_mask() & ~drop_mask) | add_mask
     if uid == 0:
         return Capabilities(bounding=caps, effective=caps, permitted=caps)
     return Capabilities(bounding=caps, effective=0, permitted=0)

@@ -29,7 +29,7 @@ import errno
 import math
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from . import _devices
 from ._mountinfo import unescape
@@ -101,6 +101,16 @@ class Stats:
     pids: int
     io_read_bytes: int
     io_write_bytes: int
+
+
+@frozen
+class Usage:
+    """What a run used (:meth:`Cgroup.usage`): the part of :class:`Stats` that a run's
+    summary keeps."""
+
+    cpu_user_ns: int
+    cpu_system_ns: int
+    memory_peak: int | None
 
 
 @frozen
@@ -227,10 +237,10 @@ def _removed(path: str) -> bool:
     return True
 
 
-def _restrict_devices(path: str) -> None:
-    """Attach the program allowing only :data:`ALLOWED_DEVICES` to the v2 cgroup ``path``."""
+def _restrict_devices(path: str, allowed: Sequence[_devices.DeviceRule]) -> None:
+    """Attach the program allowing only ``allowed`` to the v2 cgroup ``path``."""
     try:
-        _devices.attach(path, _devices.compile_rules(ALLOWED_DEVICES))
+        _devices.attach(path, _devices.compile_rules(allowed))
     except OSError as exc:
         raise CgroupError(exc.errno, exc.strerror) from None
 
@@ -524,18 +534,23 @@ class CgroupHost:
         _check_name(name)
         return Cgroup(self, name, self.joined(limits)).view()
 
-    def create(self, name: str, limits: Limits) -> Cgroup:
+    def create(
+        self, name: str, limits: Limits, devices: Sequence[_devices.DeviceRule] = ()
+    ) -> Cgroup:
         """Make the container's cgroup in the hierarchies it needs (:meth:`joined`) and
-        apply ``limits`` (call :meth:`validate` first for the values).  Nothing is left
-        behind on failure."""
-        return next(cg for cg in self.creation(name, limits) if cg is not None)
+        apply ``limits`` (call :meth:`validate` first for the values); its device access is
+        :data:`ALLOWED_DEVICES` and ``devices``.  Nothing is left behind on failure."""
+        return next(cg for cg in self.creation(name, limits, devices) if cg is not None)
 
-    def creation(self, name: str, limits: Limits) -> Iterator[Cgroup | None]:
+    def creation(
+        self, name: str, limits: Limits, devices: Sequence[_devices.DeviceRule] = ()
+    ) -> Iterator[Cgroup | None]:
         """:meth:`create` in steps: None after each hierarchy's directory and files (an
         event loop runs other tasks in between: the system calls of one hierarchy take
         a tenth to a third of a millisecond), then the cgroup; closed before that, it
         removes what it made."""
         _check_name(name)
+        allowed = ALLOWED_DEVICES + tuple(devices)
         self._check_available(limits)
         if limits.pids_limit is None and "pids" in self.controllers():
             limits = evolve(limits, pids_limit=DEFAULT_PIDS_LIMIT)
@@ -561,12 +576,12 @@ class CgroupHost:
                     _copy_cpuset(d)
                 if h.version == 1 and "devices" in h.controllers:
                     _write(f"{d}/devices.deny", "a")
-                    for rule in ALLOWED_DEVICES:
+                    for rule in allowed:
                         _write(f"{d}/devices.allow", str(rule))
                 if h.version == 2 and not v1_devices:
-                    _restrict_devices(d)
+                    _restrict_devices(d, allowed)
                 yield None
-            cg.update(limits)
+            cg.update(limits, new=True)
         except BaseException:
             for d in reversed(made):
                 with contextlib.suppress(OSError):
@@ -601,6 +616,16 @@ class CgroupHost:
             except OSError as exc:
                 if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                     _warn("cannot remove cgroup %s: %s", d, exc.strerror)
+
+
+def _tree_procs(d: str) -> list[int]:
+    """The pids of cgroup ``d`` and of its sub-cgroups (none unless a container made some)."""
+    pids = [int(p) for p in _read_opt(f"{d}/cgroup.procs").split()]
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(d):
+            if entry.is_dir(follow_symlinks=False):
+                pids += _tree_procs(entry.path)
+    return pids
 
 
 def _cpu_list(cpus: set[int]) -> str:
@@ -691,14 +716,15 @@ class Cgroup:
             for fd in opened:
                 os.close(fd)
 
-    def update(self, limits: Limits) -> None:
+    def update(self, limits: Limits, *, new: bool = False) -> None:
         """Apply the limits that are not None, all or none: memory first (the write that
         fails when usage is above the new limit), and on any failure the files already
-        written get their old values back."""
+        written get their old values back (not for a ``new`` cgroup, which its creator
+        removes then: no old value is read)."""
         undo: list[tuple[str, str]] = []
 
         def put(path: str, value: str) -> None:
-            old = _read_opt(path).strip()
+            old = "" if new else _read_opt(path).strip()
             _write(path, value)
             if old:
                 undo.append((path, old))
@@ -711,7 +737,7 @@ class Cgroup:
                 if mem[1] == 1:
                     _v1_memory(mem[0], limits, put)
                 else:
-                    _v2_memory(mem[0], limits, put)
+                    _v2_memory(mem[0], limits, put, new=new)
             cpu = self._dir("cpu")
             if cpu is not None:
                 d, v = cpu
@@ -764,13 +790,14 @@ class Cgroup:
                     _write(f"{d}/cgroup.procs", pid)
 
     def procs(self) -> list[int]:
-        """Pids (in our pid namespace) of every process in the cgroup.  One hierarchy
-        tells: a process is in all of them once it runs, and joins the v2 one first (it is
-        born there), else the v1 ones in this order (Cgroup.placement, add)."""
+        """Pids (in our pid namespace) of every process in the cgroup and below it (a
+        ``--privileged`` container may nest cgroups).  One hierarchy tells: a process is in
+        all of them once it runs, and joins the v2 one first (it is born there), else the
+        v1 ones in this order (Cgroup.placement, add)."""
         first = self._v2() or next(iter(self._dirs.values()), None)
         if first is None:
             return []
-        return sorted(int(p) for p in _read_opt(f"{first}/cgroup.procs").split())
+        return sorted(_tree_procs(first))
 
     async def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Every process in the cgroup gets ``sig``; for SIGKILL, again until none is left
@@ -919,26 +946,8 @@ class Cgroup:
                 usage = int(_read(f"{d}/memory.current"))
                 raw = _read(f"{d}/memory.max").strip()
                 limit = None if raw == "max" else int(raw)
-                raw = _read_opt(f"{d}/memory.peak").strip()  # kernel 5.19
-                peak = int(raw) if raw else None
-        acct = self._dir("cpuacct")
-        v2 = self._v2()
-        if acct is not None:
-            d = acct[0]
-            total = int(_read(f"{d}/cpuacct.usage"))
-            if os.path.exists(f"{d}/cpuacct.usage_user"):  # kernel 4.7: nanoseconds
-                user = int(_read(f"{d}/cpuacct.usage_user"))
-                system = int(_read(f"{d}/cpuacct.usage_sys"))
-            else:  # clock ticks
-                ticks = _keyed(_read(f"{d}/cpuacct.stat"))
-                hz = os.sysconf("SC_CLK_TCK")
-                user = ticks.get("user", 0) * 1_000_000_000 // hz
-                system = ticks.get("system", 0) * 1_000_000_000 // hz
-        elif v2 is not None:
-            st = _keyed(_read_opt(f"{v2}/cpu.stat"))
-            user = st.get("user_usec", 0) * 1000
-            system = st.get("system_usec", 0) * 1000
-            total = st.get("usage_usec", 0) * 1000
+                peak = _v2_peak(d)
+        user, system, total = self._cpu_times(total=True)
         pdir = self._dir("pids")
         pids = int(_read(f"{pdir[0]}/pids.current")) if pdir is not None else len(self.procs())
         blk = self._dir("blkio") or self._dir("io")
@@ -970,6 +979,44 @@ class Cgroup:
             pids=pids,
             io_read_bytes=io_r,
             io_write_bytes=io_w,
+        )
+
+    def usage(self) -> Usage:
+        """What a run's summary needs, in fewer reads than :meth:`stats` (two or three
+        files instead of eight to ten: a cgroup file's open and read take 20-40 us)."""
+        user, system, _ = self._cpu_times(total=False)
+        peak = None
+        mem = self._dir("memory")
+        if mem is not None:
+            d, v = mem
+            peak = int(_read(f"{d}/memory.max_usage_in_bytes")) if v == 1 else _v2_peak(d)
+        return Usage(cpu_user_ns=user, cpu_system_ns=system, memory_peak=peak)
+
+    def _cpu_times(self, *, total: bool) -> tuple[int, int, int]:
+        """CPU time used: user, system and (if ``total``, else 0) all, in nanoseconds."""
+        acct = self._dir("cpuacct")
+        if acct is not None:
+            d = acct[0]
+            every = int(_read(f"{d}/cpuacct.usage")) if total else 0
+            try:  # kernel 4.7: nanoseconds
+                return (
+                    int(_read(f"{d}/cpuacct.usage_user")),
+                    int(_read(f"{d}/cpuacct.usage_sys")),
+                    every,
+                )
+            except FileNotFoundError:  # clock ticks
+                ticks = _keyed(_read(f"{d}/cpuacct.stat"))
+                hz = os.sysconf("SC_CLK_TCK")
+                user = ticks.get("user", 0) * 1_000_000_000 // hz
+                return user, ticks.get("system", 0) * 1_000_000_000 // hz, every
+        v2 = self._v2()
+        if v2 is None:
+            return 0, 0, 0
+        st = _keyed(_read_opt(f"{v2}/cpu.stat"))
+        return (
+            st.get("user_usec", 0) * 1000,
+            st.get("system_usec", 0) * 1000,
+            st.get("usage_usec", 0) * 1000,
         )
 
     def memory_detail(self) -> MemoryDetail:
@@ -1012,6 +1059,11 @@ class Cgroup:
         return int(_read_opt(f"{d}/memory.failcnt") or 0) > 0
 
 
+def _v2_peak(d: str) -> int | None:
+    raw = _read_opt(f"{d}/memory.peak").strip()  # kernel 5.19
+    return int(raw) if raw else None
+
+
 Put = Callable[[str, str], None]
 
 
@@ -1040,14 +1092,14 @@ def _v1_memory(d: str, limits: Limits, put: Put) -> None:
             ) from None
 
 
-def _v2_memory(d: str, limits: Limits, put: Put) -> None:
+def _v2_memory(d: str, limits: Limits, put: Put, *, new: bool = False) -> None:
     """memory.max, and memory.swap.max (swap alone: Docker's total minus memory).
 
     Lowering memory.max below usage makes the v2 kernel reclaim and then OOM-kill, never
     fail; so ask memory.reclaim (kernel 5.19) for the difference first, and refuse with
-    EBUSY when usage stays above the new limit."""
+    EBUSY when usage stays above the new limit (a ``new`` cgroup uses nothing yet)."""
     if limits.memory is not None:
-        current = _read_opt(f"{d}/memory.current").strip()
+        current = "" if new else _read_opt(f"{d}/memory.current").strip()
         if current and int(current) > limits.memory:
             with contextlib.suppress(OSError):
                 _write(f"{d}/memory.reclaim", str(int(current) - limits.memory))

@@ -21,6 +21,7 @@ import importlib
 import os
 import signal
 import struct
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ._record import evolve, frozen
@@ -266,6 +267,7 @@ class Stage(enum.IntEnum):
     CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it
     NETWORK = 28  # index = the failing link; len(links): the default route
     NET_NS = 29  # unshare(CLONE_NEWNET): a new network namespace without links, once released
+    AFFINITY = 30  # every CPU of its cpuset again, after a set-up off the caller's CPU
 
 
 class Message(enum.IntEnum):
@@ -360,6 +362,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)
+    if stage == Stage.AFFINITY:
+        return SpawnError(stage, err, "reset the CPU affinity")
     return SpawnError(stage, err, stage.name.lower().replace("_", " "))
 
 
@@ -399,10 +403,44 @@ def _check_stdio(fds: Sequence[int]) -> None:
             raise ValueError(f"stdio fd {fd} must be >= 3 in the caller (dup it first)")
 
 
+# os.fsencode's encoding, without its per-call checks (a plan has some 300 strings).
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def _check_text(what: str, value: str) -> bytes:
     if "\0" in value:
         raise ValueError(f"{what} contains a NUL byte: {value!r}")
-    return os.fsencode(value)
+    return value.encode(_FS_ENCODING, _FS_ERRORS)
+
+
+def _mount_args(ops: Sequence[MountOp]) -> tuple[tuple[object, ...], ...]:
+    """The mount table as the extension takes it: each op checked (an absolute target, no
+    NUL in its strings) in one pass, then encoded."""
+    for op in ops:
+        if not op.target.startswith("/"):
+            raise ValueError(f"mount target {op.target!r} must be an absolute container path")
+        if "\0" in op.target or "\0" in op.source or "\0" in op.fstype or "\0" in op.data:
+            _check_text("mount target", op.target)
+            _check_text("mount source", op.source)
+            _check_text("mount fstype", op.fstype)
+            _check_text("mount data", op.data)
+    encoding, errors = _FS_ENCODING, _FS_ERRORS
+    return tuple(
+        [
+            (
+                int(op.kind),
+                op.target.encode(encoding, errors),
+                op.source.encode(encoding, errors),
+                op.fstype.encode(encoding, errors),
+                op.flags,
+                op.data.encode(encoding, errors),
+                op.mode,
+                op.dev,
+            )
+            for op in ops
+        ]
+    )
 
 
 def _flags(namespaces: frozenset[Namespace]) -> int:
@@ -465,9 +503,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("links and a gateway need a new network namespace")
     if plan.mounts and plan.rootfs is None:
         raise ValueError("a mount table needs a rootfs to resolve its targets in")
-    for op in plan.mounts:
-        if not op.target.startswith("/"):
-            raise ValueError(f"mount target {op.target!r} must be an absolute container path")
+    mounts = _mount_args(plan.mounts)
     return {
         "argv": tuple(_check_text("argv item", a) for a in plan.argv),
         "env": tuple(_check_text("env item", e) for e in plan.env),
@@ -475,19 +511,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "clone_flags": _flags(plan.namespaces),
         "hostname": None if plan.hostname is None else _check_text("hostname", plan.hostname),
         "rootfs": None if plan.rootfs is None else _check_text("rootfs", plan.rootfs),
-        "mounts": tuple(
-            (
-                int(op.kind),
-                _check_text("mount target", op.target),
-                _check_text("mount source", op.source),
-                _check_text("mount fstype", op.fstype),
-                op.flags,
-                _check_text("mount data", op.data),
-                op.mode,
-                op.dev,
-            )
-            for op in plan.mounts
-        ),
+        "mounts": mounts,
         "cwd": _check_text("cwd", plan.cwd),
         "uid": plan.uid,
         "gid": plan.gid,

@@ -14,6 +14,9 @@ import trio
 Chunk = tuple[int, bytes]  # (protocol.STDOUT or protocol.STDERR, data)
 
 SUBSCRIBER_BUFFER = 64  # chunks; a pump hands on at most 1 MiB at once (_run.READ_SIZE)
+# A lossless subscriber's: the pump waits above this, so what the daemon holds for a slow
+# foreground client stays a few MiB (its pipe and socket buffers aside).
+LOSSLESS_BUFFER = 4
 # An attached client's socket takes this much output before a send waits for the client to
 # read (Linux's default, ~208 KiB, makes a 1 MiB chunk five sends and four waits).
 SEND_BUFFER = 4 * 1024 * 1024
@@ -43,7 +46,8 @@ class Output:
         ``lossless``: the client that started the container in the foreground gets every
         byte, so the container waits for it (backpressure, as a pipe would); other
         attached clients are dropped when they fall behind."""
-        send, receive = trio.open_memory_channel[Chunk](SUBSCRIBER_BUFFER)
+        size = LOSSLESS_BUFFER if lossless else SUBSCRIBER_BUFFER
+        send, receive = trio.open_memory_channel[Chunk](size)
         if self._closed:
             send.close()
         else:

@@ -37,20 +37,27 @@ def frozen(cls: type[T]) -> type[T]:
     setattr(cls, "__match_args__", names)  # noqa: B010 (mypy: not a declared attribute)
     check = own.get("__post_init__")
 
+    count = len(names)
+    # What keywords may name after n positional values (a repeated one is refused).
+    later = tuple(frozenset(names[n:]) for n in range(count + 1))
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__}() takes {len(names)} arguments, got {len(args)}")
-        values = dict(zip(names, args, strict=False))
-        for name, value in kwargs.items():
-            if name in values or (name not in defaults and name not in required):
-                raise TypeError(f"{cls.__name__}() got an unexpected or repeated {name!r}")
-            values[name] = value
-        if len(values) < len(names):
+        # One generic method, without generated source: the defaults, the positional
+        # values and the keywords go into __dict__ by dict updates (a spawn plan's mount
+        # table makes dozens of records per start).
+        if len(args) > count:
+            raise TypeError(f"{cls.__name__}() takes {count} arguments, got {len(args)}")
+        values = self.__dict__
+        values.update(defaults)
+        values.update(zip(names, args, strict=False))
+        if kwargs:
+            if not kwargs.keys() <= later[len(args)]:
+                bad = next(n for n in kwargs if n not in later[len(args)])
+                raise TypeError(f"{cls.__name__}() got an unexpected or repeated {bad!r}")
+            values.update(kwargs)
+        if len(values) < count:
             missing = required - values.keys()
-            if missing:
-                raise TypeError(f"{cls.__name__}() missing {', '.join(sorted(missing))}")
-            values = {**defaults, **values}
-        self.__dict__.update(values)
+            raise TypeError(f"{cls.__name__}() missing {', '.join(sorted(missing))}")
         if check is not None:
             check(self)
 

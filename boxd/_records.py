@@ -14,6 +14,7 @@ import secrets
 
 import attrs
 
+from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import parse_host
 from ._mounts import check_volume_name
@@ -180,6 +181,8 @@ class ContainerConfig:
     oom_score_adj: int | None = None  # -1000..1000; None: the daemon's own
     init: bool = False  # --init: boxd-init runs the command as PID 1's child
     sysctls: tuple[str, ...] = ()  # "KEY=VALUE", namespaced ones only (see _sysctl)
+    devices: tuple[DeviceMapping, ...] = ()  # --device (see _devicemap)
+    device_cgroup_rules: tuple[str, ...] = ()  # --device-cgroup-rule "c 1:3 rwm"
     resources: Resources = Resources()
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
@@ -327,6 +330,7 @@ def validate_config(config: ContainerConfig) -> None:
         parse_host(host)
     for sysctl in config.sysctls:
         parse_sysctl(sysctl, network=config.network)
+    check_all(config.devices, config.device_cgroup_rules, read_only_root=config.read_only)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     check_network(config.network)

@@ -51,6 +51,7 @@ __all__ = [
     "container_dirs",
     "container_mounts",
     "default_created",
+    "look_up",
     "parse_volume",
     "prepare_default_image",
     "read_container_file",
@@ -382,43 +383,61 @@ def _host_paths(view: _View, path: str) -> tuple[str, ...]:
     return tuple(os.path.join(d, rel) if rel else d for d in dirs)
 
 
-def _lookup(view: _View, path: str) -> tuple[str, os.stat_result | None]:
+# What a table's lookups found at container paths (see _Table): lstat results, by path.
+_Known = dict[str, os.stat_result | None]
+
+
+def _lookup(
+    view: _View, path: str, known: _Known | None = None
+) -> tuple[str, os.stat_result | None]:
     """Resolve ``path`` as the container will, following symlinks inside the image only.
 
     Returns the resolved container path and the lstat of what is there (None: nothing, in
     which case the rest of the path is taken literally).  A symlink never leads out of the
     image: ``..`` stops at the container's root and absolute targets restart there.
+    ``known``: what lookups made just before found (one table's: ``/`` once, not per
+    path), and where this one's findings go.
     """
     parts = deque(p for p in path.split("/") if p)
     cur = "/"
     hops = 0
-    st: os.stat_result | None = _lstat_first(_host_paths(view, cur))
+    st: os.stat_result | None = _lstat_at(view, cur, known)
     while parts:
         name = parts.popleft()
         if name == ".":
             continue
         if name == "..":
             cur = posixpath.dirname(cur)
-            st = _lstat_first(_host_paths(view, cur))
+            st = _lstat_at(view, cur, known)
             continue
         nxt = posixpath.join(cur, name)
         if st is None:
             cur, st = nxt, None
             continue
-        hosts = _host_paths(view, nxt)
-        st = _lstat_first(hosts)
+        st = _lstat_at(view, nxt, known)
         if st is None or not stat.S_ISLNK(st.st_mode):
             cur = nxt
             continue
         hops += 1
         if hops > _MAX_SYMLINKS:
             raise ImageError(f"too many levels of symbolic links in the image at {path}")
-        link = next(os.readlink(h) for h in hosts if os.path.lexists(h))
+        link = next(os.readlink(h) for h in _host_paths(view, nxt) if os.path.lexists(h))
         if link.startswith("/"):
             cur = "/"
-            st = _lstat_first(_host_paths(view, cur))
+            st = _lstat_at(view, cur, known)
         parts.extendleft(reversed([p for p in link.split("/") if p]))
     return cur, st
+
+
+def _lstat_at(view: _View, path: str, known: _Known | None) -> os.stat_result | None:
+    """The lstat of container path ``path`` in its top-most layer (None: nothing there)."""
+    if known is None:
+        return _lstat_first(_host_paths(view, path))
+    try:
+        return known[path]
+    except KeyError:
+        st = known[path] = _lstat_first(_host_paths(view, path))
+        return st
 
 
 def _lstat_first(paths: Sequence[str]) -> os.stat_result | None:
@@ -446,20 +465,28 @@ def _container_view(image: Image, container_dir: Path) -> _View:
     """The container's root filesystem as its overlays show it: each layer's upper
     directory over the image's."""
     return tuple(
-        (layer.target, (str(container_dir / "fs" / _layer_dir_name(layer.target) / "upper"),
-                        *layer.lowers))
+        (layer.target, (_layer_base(container_dir, layer.target) + "/upper", *layer.lowers))
         for layer in image.layers
-    )  # fmt: skip
+    )
 
 
-def read_container_file(image: Image, container_dir: Path, path: str) -> bytes | None:
+def _layer_base(container_dir: Path, target: str) -> str:
+    """``fs/<layer>`` of the container directory: its upper and work directories' parent
+    (a string: pathlib's ``/`` costs several microseconds each, on every start)."""
+    return f"{container_dir}/fs/{_layer_dir_name(target)}"
+
+
+def read_container_file(
+    image: Image, container_dir: Path, path: str, known: _Known | None = None
+) -> bytes | None:
     """A regular file of a container's root filesystem, as the container sees it without
     its volumes and tmpfs mounts (where Docker reads /etc/passwd), or None when it is
     missing or not a regular file.  Symlinks are followed inside the image only
     (:func:`_lookup`), and the file is opened in its layer with RESOLVE_IN_ROOT, so
-    nothing the image or the container wrote makes the daemon read a host file."""
+    nothing the image or the container wrote makes the daemon read a host file.
+    ``known``: lookups shared with others of the same start (see :func:`look_up`)."""
     view = _container_view(image, container_dir)
-    resolved, st = _lookup(view, path)
+    resolved, st = _lookup(view, path, known)
     if st is None or not stat.S_ISREG(st.st_mode):
         return None
     dirs, rel = _layer_dirs(view, resolved)
@@ -469,6 +496,16 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
             if data is not None:
                 return data
     return None
+
+
+def look_up(image: Image, container_dir: Path, paths: Sequence[str], known: _Known) -> None:
+    """Look up container paths ahead (a start's worker thread, for the mount table the
+    event loop then builds: :func:`container_mounts` with ``known``); a path that cannot
+    be resolved is left for the table to report."""
+    view = _container_view(image, container_dir)
+    for path in paths:
+        with contextlib.suppress(ImageError):
+            _lookup(view, path, known)
 
 
 def container_dirs_at(image: Image, container_dir: Path, path: str) -> tuple[list[str], str]:
@@ -564,20 +601,18 @@ class _Table:
     image's symlinks (to know which directories to create) and again by the child, inside
     the root, when it runs the step."""
 
-    def __init__(self, view: _View) -> None:
+    def __init__(self, view: _View, known: _Known | None = None) -> None:
         self.view = view
         self.ops: list[MountOp] = []
+        self._known: _Known = {} if known is None else known  # what lookups found
 
     def resolve(self, path: str) -> str:
         """Where a mount on container path ``path`` really lands (symlinks in the image
         followed inside the image, so no mount or mkdir can land outside the rootfs)."""
-        return _lookup(self.view, path)[0]
+        return _lookup(self.view, path, self._known)[0]
 
     def mkdirs(self, path: str, mode: int = 0o755) -> None:
-        parts = [p for p in path.split("/") if p]
-        for i in range(1, len(parts) + 1):
-            sub = "/" + "/".join(parts[:i])
-            self.ops.append(MountOp(MountKind.MKDIR, sub, mode=mode))
+        self.ops += _mkdir_ops(path, mode)
 
     def add(
         self,
@@ -676,6 +711,8 @@ def container_mounts(
     read: Callable[[str], bytes | None] | None = None,
     dirs_made: bool = False,
     cgroups: Sequence[tuple[str, str]] | None = None,
+    cgroups_writable: bool = False,
+    known: _Known | None = None,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -683,8 +720,9 @@ def container_mounts(
     ``fs/<layer>/{upper,work}`` per image layer; writes of the container land in the
     uppers, never in the image (``dirs_made``: :func:`container_dirs` made them already).
     The table, run in order by the child before pivot_root:
-    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (read-only: the container's own
-    cgroup2, or with ``cgroups`` a v1 host's layout, see :func:`cgroup_ops`), /dev (a
+    the overlays; /proc, /sys (read-only), /sys/fs/cgroup (read-only unless
+    ``cgroups_writable``: the container's own cgroup2, or with ``cgroups`` a v1 host's
+    layout, see :func:`cgroup_ops`), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
     64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
@@ -693,7 +731,8 @@ def container_mounts(
     the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
     /sys or /dev (the files alone, as ``cp`` reads a stopped container's).  ``read``: how
     a file of the container is read (default :func:`read_container_file`; a caller that
-    reads the same files shares its cache).
+    reads the same files shares its cache).  ``known``: what lookups of this start found
+    already (:func:`look_up`); the table's own go there too.
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -705,7 +744,7 @@ def container_mounts(
     """
     if not dirs_made:
         container_dirs(image, container_dir, id_map=id_map)
-    rootfs = container_dir / "rootfs"
+    rootfs = f"{container_dir}/rootfs"
     userns = id_map is not None
     lowers = [list(layer.lowers) for layer in image.layers]
     if id_map is not None:
@@ -723,8 +762,8 @@ def container_mounts(
         ]
     overlays = []
     for layer, lower_dirs in zip(image.layers, lowers, strict=True):
-        base = container_dir / "fs" / _layer_dir_name(layer.target)
-        upper, work = base / "upper", base / "work"
+        base = _layer_base(container_dir, layer.target)
+        upper, work = base + "/upper", base + "/work"
         # Lower directories side by side (an image's layers) are named relative to their
         # parent, which the child makes its working directory just before the mount: a
         # deep image's lowerdir= then fits overlay's one page of options (Docker's l/).
@@ -739,7 +778,7 @@ def container_mounts(
                 f"mount: its options take {len(data)} bytes, the limit is {_PAGE - 1}"
             )
         overlays.append((layer.target, chdir, data))
-    table = _Table(_container_view(image, container_dir))
+    table = _Table(_container_view(image, container_dir), known)
     overlay_paths = []
     for target, chdir, data in overlays:
         path = table.resolve(target)
@@ -758,6 +797,7 @@ def container_mounts(
             ),
             shm=shm_data(shm_size),
             cgroups=cgroups,
+            cgroups_writable=cgroups_writable,
         )
     volume_paths = set()
     for volume in volumes:
@@ -801,7 +841,7 @@ def container_mounts(
         for path in overlay_paths:
             table.add(MountKind.REMOUNT_RO, path)
     table.ops.extend(extra)
-    return str(rootfs), tuple(table.ops)
+    return rootfs, tuple(table.ops)
 
 
 def cgroup_ops(target: str, cgroups: Sequence[tuple[str, str]], flags: int) -> list[MountOp]:
@@ -817,27 +857,41 @@ def cgroup_ops(target: str, cgroups: Sequence[tuple[str, str]], flags: int) -> l
     namespace.  In the container's cgroup namespace mountinfo gives each its root as
     ``/``, as /proc/self/cgroup does (runtimes that size themselves, the JVM's, match
     the two)."""
+    head, around, tail = _cgroup_frame(target, tuple(name for name, _ in cgroups), flags)
+    ops = list(head)
+    for (name, source), (mkdir, after) in zip(cgroups, around, strict=True):
+        ops.append(mkdir)
+        ops.append(MountOp(MountKind.MOUNT, f"{target}/{name}", source, flags=MS_BIND))
+        ops += after
+    ops.append(tail)
+    return ops
+
+
+@functools.lru_cache(maxsize=16)  # frozen records, a function of the arguments alone
+def _cgroup_frame(
+    target: str, names: tuple[str, ...], flags: int
+) -> tuple[tuple[MountOp], tuple[tuple[MountOp, tuple[MountOp, ...]], ...], MountOp]:
+    """The steps of :func:`cgroup_ops` that do not name a container's cgroup: the tmpfs,
+    per hierarchy its directory (before its bind) and its remount and symlinks (after),
+    and the tmpfs's remount."""
     remount = MS_REMOUNT | MS_BIND | flags
-    ops = [
-        MountOp(
-            MountKind.MOUNT,
-            target,
-            "tmpfs",
-            "tmpfs",
-            flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC),
-            "mode=755,size=64k",
-        )
-    ]
-    for name, source in cgroups:
+    head = MountOp(
+        MountKind.MOUNT,
+        target,
+        "tmpfs",
+        "tmpfs",
+        flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC),
+        "mode=755,size=64k",
+    )
+    around = []
+    for name in names:
         path = f"{target}/{name}"
-        ops.append(MountOp(MountKind.MKDIR, path, mode=0o755))
-        ops.append(MountOp(MountKind.MOUNT, path, source, flags=MS_BIND))
-        ops.append(MountOp(MountKind.MOUNT, path, flags=remount))
+        after = [MountOp(MountKind.MOUNT, path, flags=remount)]
         if "," in name:
             for controller in name.split(","):
-                ops.append(MountOp(MountKind.SYMLINK, f"{target}/{controller}", name))
-    ops.append(MountOp(MountKind.MOUNT, target, flags=remount))
-    return ops
+                after.append(MountOp(MountKind.SYMLINK, f"{target}/{controller}", name))
+        around.append((MountOp(MountKind.MKDIR, path, mode=0o755), tuple(after)))
+    return (head,), tuple(around), MountOp(MountKind.MOUNT, target, flags=remount)
 
 
 def _standard_mounts(
@@ -848,63 +902,83 @@ def _standard_mounts(
     tty_gid: bool,
     shm: str,
     cgroups: Sequence[tuple[str, str]] | None,
+    cgroups_writable: bool = False,
 ) -> None:
-    nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
-    proc = table.resolve("/proc")
-    table.mkdirs(proc, 0o555)
-    table.add(MountKind.MOUNT, proc, source="proc", fstype="proc", flags=nse)
-    sys = table.resolve("/sys")
-    table.mkdirs(sys, 0o555)
-    if host_sys:
-        # Recursive: the host's mounts below /sys are locked to it in a user namespace.
-        table.add(MountKind.MOUNT, sys, source="/sys", flags=MS_BIND | MS_REC)
-        table.add(MountKind.REMOUNT_RO, sys, flags=nse)
-    else:
-        table.add(MountKind.MOUNT, sys, source="sysfs", fstype="sysfs", flags=nse | MS_RDONLY)
-    # sysfs itself provides the fs/cgroup directory.
+    """/proc, /sys with /sys/fs/cgroup, /dev with its devices, pts, shm and mqueue, at
+    where the container's /proc, /sys and /dev resolve (looked up for each table); the
+    steps around the cgroups' are the same records for every container that resolves
+    them alike (:func:`_proc_sys_ops`, :func:`_dev_ops`)."""
+    proc, sys = table.resolve("/proc"), table.resolve("/sys")
+    table.ops.extend(_proc_sys_ops(proc, sys, host_sys))
+    # sysfs itself provides the fs/cgroup directory; writable for --privileged, as Docker
+    # mounts it (the container's own cgroups: it may nest below them).
+    cgroup_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if cgroups_writable else MS_RDONLY)
     if cgroups is None:
-        table.add(
-            MountKind.MOUNT,
-            sys + "/fs/cgroup",
-            source="cgroup2",
-            fstype="cgroup2",
-            flags=nse | MS_RDONLY,
+        table.ops.append(
+            MountOp(MountKind.MOUNT, sys + "/fs/cgroup", "cgroup2", "cgroup2", cgroup_flags)
         )
     else:
-        table.ops.extend(cgroup_ops(sys + "/fs/cgroup", cgroups, nse | MS_RDONLY))
-    dev = table.resolve("/dev")
-    table.mkdirs(dev)
-    table.add(
-        MountKind.MOUNT,
-        dev,
-        source="tmpfs",
-        fstype="tmpfs",
-        flags=MS_NOSUID,
-        data="mode=755,size=64k",
-    )
-    for name, major, minor in _DEVICES:
-        path = f"{dev}/{name}"
-        if userns:
-            table.add(MountKind.BIND_DEV, path, source=f"/dev/{name}")
-        else:
-            table.add(
-                MountKind.MKNOD, path, mode=stat.S_IFCHR | 0o666, dev=os.makedev(major, minor)
-            )
+        table.ops.extend(cgroup_ops(sys + "/fs/cgroup", cgroups, cgroup_flags))
     pts_options = "newinstance,ptmxmode=0666,mode=0620"
     if tty_gid and not userns:
         pts_options += f",gid={_TTY_GID}"
-    table.mkdirs(dev + "/pts")
-    table.add(
-        MountKind.MOUNT,
-        dev + "/pts",
-        source="devpts",
-        fstype="devpts",
-        flags=MS_NOSUID | MS_NOEXEC,
-        data=pts_options,
+    table.ops.extend(_dev_ops(table.resolve("/dev"), userns, pts_options, shm))
+
+
+def _mkdir_ops(path: str, mode: int = 0o755) -> list[MountOp]:
+    """MKDIR steps for each directory down to ``path`` (a resolved container path)."""
+    parts = [p for p in path.split("/") if p]
+    return [
+        MountOp(MountKind.MKDIR, "/" + "/".join(parts[:i]), mode=mode)
+        for i in range(1, len(parts) + 1)
+    ]
+
+
+@functools.lru_cache(maxsize=16)  # frozen records, a function of the arguments alone
+def _proc_sys_ops(proc: str, sys: str, host_sys: bool) -> tuple[MountOp, ...]:
+    """/proc and /sys at their resolved paths (``host_sys``: the host's /sys bound
+    read-only, for a user namespace without a network namespace of its own)."""
+    nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    ops = _mkdir_ops(proc, 0o555)
+    ops.append(MountOp(MountKind.MOUNT, proc, "proc", "proc", nse))
+    ops += _mkdir_ops(sys, 0o555)
+    if host_sys:
+        # Recursive: the host's mounts below /sys are locked to it in a user namespace.
+        ops.append(MountOp(MountKind.MOUNT, sys, "/sys", flags=MS_BIND | MS_REC))
+        ops.append(MountOp(MountKind.REMOUNT_RO, sys, flags=nse))
+    else:
+        ops.append(MountOp(MountKind.MOUNT, sys, "sysfs", "sysfs", nse | MS_RDONLY))
+    return tuple(ops)
+
+
+@functools.lru_cache(maxsize=16)  # frozen records, a function of the arguments alone
+def _dev_ops(dev: str, userns: bool, pts_options: str, shm: str) -> tuple[MountOp, ...]:
+    """/dev at its resolved path: a tmpfs with the standard devices (made with mknod, or
+    in a user namespace bound from the host's nodes), /dev/pts (a new instance with
+    ``pts_options``), the links, /dev/shm (tmpfs ``shm`` options) and /dev/mqueue."""
+    nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    ops = _mkdir_ops(dev)
+    ops.append(MountOp(MountKind.MOUNT, dev, "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=64k"))
+    for name, major, minor in _DEVICES:
+        path = f"{dev}/{name}"
+        if userns:
+            ops.append(MountOp(MountKind.BIND_DEV, path, f"/dev/{name}"))
+        else:
+            ops.append(
+                MountOp(
+                    MountKind.MKNOD, path, mode=stat.S_IFCHR | 0o666, dev=os.makedev(major, minor)
+                )
+            )
+    ops += _mkdir_ops(dev + "/pts")
+    ops.append(
+        MountOp(
+            MountKind.MOUNT, dev + "/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, pts_options
+        )
     )
     for name, target in _DEV_LINKS:
-        table.add(MountKind.SYMLINK, f"{dev}/{name}", source=target)
-    table.mkdirs(dev + "/shm")
-    table.add(MountKind.MOUNT, dev + "/shm", source="shm", fstype="tmpfs", flags=nse, data=shm)
-    table.mkdirs(dev + "/mqueue")
-    table.add(MountKind.MOUNT, dev + "/mqueue", source="mqueue", fstype="mqueue", flags=nse)
+        ops.append(MountOp(MountKind.SYMLINK, f"{dev}/{name}", target))
+    ops += _mkdir_ops(dev + "/shm")
+    ops.append(MountOp(MountKind.MOUNT, dev + "/shm", "shm", "tmpfs", nse, shm))
+    ops += _mkdir_ops(dev + "/mqueue")
+    ops.append(MountOp(MountKind.MOUNT, dev + "/mqueue", "mqueue", "mqueue", nse))
+    return tuple(ops)

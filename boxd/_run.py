@@ -52,9 +52,12 @@ CLEANUP_TIMEOUT = 10.0
 
 
 UNKNOWN_EXIT = 255  # the exit code recorded when nobody could learn the real one
-# The output pipes' capacity with live restore: while no daemon reads them, a container
-# writes this much before it blocks (as on any full pipe: nothing is dropped).
-PIPE_SIZE = 1024 * 1024
+# The output pipes' capacity: a container writes this much ahead of the daemon before it
+# blocks (as on any full pipe: nothing is dropped), so the daemon reads (logs, sends) up to
+# READ_SIZE at a time rather than the default 64 KiB (a wakeup, a log write and a frame per
+# 64 KiB); with live restore it is what a container writes while no daemon reads.  Pages
+# are taken as bytes are written, so an idle container's pipes hold none.
+PIPE_SIZE = READ_SIZE
 
 
 @attrs.define
@@ -68,11 +71,16 @@ class Outcome:
 def start_time_of(pid: int) -> int:
     """Field 22 of /proc/PID/stat (clock ticks since boot); 0 if the process is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:  # not pathlib: it interns the pid
-            stat = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return 0
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    try:
+        stat = os.read(fd, 4096)  # a few hundred bytes, all in one read
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return int(stat.rsplit(b")", 1)[1].split()[19])
 
 
 def _above_stdio(fd: int) -> int:
@@ -126,9 +134,15 @@ class Run:
         # Set by the supervisor when the daemon leaves with live restore: cancelling a run
         # that has a shim then leaves its process running, held by the shim.
         self.detach = False
-        # Set by the supervisor: takes the ended init's cgroup to remove after the end is
-        # recorded; None: removed before the run ends.
-        self.remove_cgroup: Callable[[Cgroup], None] | None = None
+        # Set by the supervisor: takes the ended init's cgroup and its mount namespace (an
+        # fd, -1: none held) to remove and close after the end is recorded; None: the
+        # cgroup is removed before the run ends, and no namespace is held.
+        self.dismantle: Callable[[Cgroup, int], None] | None = None
+        # The init's mount namespace, held from its spawn until its end is recorded: the
+        # kernel dismantles a mount namespace when its last holder lets go, and when that
+        # is the exiting init (every mount unmounted, the overlay's upper file system
+        # synced: 5-10 ms measured), the pidfd tells of its end only after all that.
+        self._mount_ns = -1
 
     # ---- control from the supervisor and attached clients ----------------------------
 
@@ -192,6 +206,9 @@ class Run:
         interactive = self.interactive if self.interactive is not None else config.interactive
         with ExitStack() as fds, ExitStack() as child:
             # `child` holds what only the child needs: closed right after the spawn.
+            # The mount namespace, unless its end handed it on (or the process lives on
+            # with live restore, or never ran: little to dismantle).
+            fds.callback(self._let_go_of_mount_ns)
             readers: list[tuple[int, int]] = []
             if tty_mode:
                 # The child opens its terminal in the container's devpts (see
@@ -202,9 +219,8 @@ class Run:
             else:
                 out_r, out_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                 err_r, err_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
-                if shim_dir is not None:
-                    for end in (out_r, err_r):
-                        fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+                for end in (out_r, err_r):
+                    fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
                 if interactive:
                     in_r, in_w = (_above_stdio(n) for n in os.pipe2(os.O_CLOEXEC))
                     self._stdin = trio.lowlevel.FdStream(in_w)
@@ -227,12 +243,16 @@ class Run:
                     argv = (_shim.PROGRAM, self.container.id)
                     plan = evolve(plan, shim=ShimSpec(_shim.program(), str(shim_dir), argv))
                 id_map = _plan.id_range() if Namespace.USER in plan.namespaces else None
+                hold = owns_cgroup and self.dismantle is not None
+                hold = hold and Namespace.MOUNT in plan.namespaces
                 # The process places itself in the cgroup (see Cgroup.placement).
                 with cgroup.placement() as (tasks, v2_dir):
                     spawned = await _native.start(
                         native,
                         evolve(plan, cgroup_tasks=tasks, cgroup_dir=v2_dir),
-                        prepare=_placer(id_map, config.oom_score_adj),
+                        prepare=_placer(
+                            id_map, config.oom_score_adj, self._hold_mount_ns if hold else None
+                        ),
                         configure=None if network is None else lambda s: network.connect(s.pid),
                     )
             except BaseException:
@@ -365,9 +385,10 @@ class Run:
                         await self.network.release()
                     # Called once: the supervisor's callback holds its entry, which
                     # holds this run (a cycle that only a full collection would free).
-                    remove, self.remove_cgroup = self.remove_cgroup, None
-                    if owns_cgroup and remove is not None:
-                        remove(cgroup)
+                    dismantle, self.dismantle = self.dismantle, None
+                    mount_ns, self._mount_ns = self._mount_ns, -1
+                    if owns_cgroup and dismantle is not None:
+                        dismantle(cgroup, mount_ns)
                     elif owns_cgroup:
                         await cgroup.remove()
                     if self._shim is not None:
@@ -378,6 +399,18 @@ class Run:
                     self._stdin = None
                 self.output.close()
                 self.exited.set()
+
+    def _hold_mount_ns(self, spawned: Spawned) -> None:
+        """Open the new process's mount namespace (made by its clone; it waits before
+        anything is mounted there).  Not held if it cannot be opened: its end is then as
+        without, no slower."""
+        with contextlib.suppress(OSError):
+            self._mount_ns = os.open(f"/proc/{spawned.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _let_go_of_mount_ns(self) -> None:
+        if self._mount_ns >= 0:
+            os.close(self._mount_ns)
+            self._mount_ns = -1
 
     def _register(self, spawned: Spawned) -> None:
         self.pid = spawned.pid
@@ -446,12 +479,12 @@ class Run:
             return Outcome(exit_code=code, oom_killed=False, summary=None, error=error)
         try:
             oom = cgroup.oom_killed()
-            stats = cgroup.stats()
+            used = cgroup.usage()
             summary = RunSummary(
                 wall_seconds=round(time.time() - self._started, 6),
-                cpu_user_seconds=stats.cpu_user_ns / 1e9,
-                cpu_system_seconds=stats.cpu_system_ns / 1e9,
-                peak_memory=stats.memory_peak or 0,
+                cpu_user_seconds=used.cpu_user_ns / 1e9,
+                cpu_system_seconds=used.cpu_system_ns / 1e9,
+                peak_memory=used.memory_peak or 0,
             )
         except OSError as exc:
             log.warning("%s: cannot read cgroup counters: %s", self.container.short_id, exc)
@@ -470,12 +503,18 @@ def _read_pipe(fd: int) -> tuple[bytes, bool]:
     return data, not data
 
 
-def _placer(id_map: tuple[int, int] | None, oom_score_adj: int | None) -> Callable[[Spawned], None]:
-    """What the parent does while the child waits (in its cgroup already): its OOM score
-    adjustment (kept across exec), and for a user namespace its uid/gid maps (container
-    0..n-1 -> host start..start+n-1)."""
+def _placer(
+    id_map: tuple[int, int] | None,
+    oom_score_adj: int | None,
+    hold: Callable[[Spawned], None] | None = None,
+) -> Callable[[Spawned], None]:
+    """What the parent does while the child waits (in its cgroup already): ``hold`` (the
+    run keeps its mount namespace), its OOM score adjustment (kept across exec), and for a
+    user namespace its uid/gid maps (container 0..n-1 -> host start..start+n-1)."""
 
     def place(spawned: Spawned) -> None:
+        if hold is not None:
+            hold(spawned)
         if oom_score_adj is not None:
             try:
                 Path(f"/proc/{spawned.pid}/oom_score_adj").write_text(f"{oom_score_adj}\n")

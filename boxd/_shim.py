@@ -177,17 +177,20 @@ class ShimConnection:
                 return exited
 
     async def done(self) -> None:
-        """Tell the shim the status is recorded and the output drained, and wait until it
-        has exited (reaping it if it is the caller's child: the daemon that spawned it, or
-        a library user's process that opened a supervisor before)."""
+        """Tell the shim the status is recorded and the output drained.  It exits at once;
+        its end is awaited, and it is reaped if it is the caller's child (the daemon that
+        spawned it, or a library user's process that opened a supervisor before), by a
+        task of its own: the caller goes on meanwhile (a `run --rm`'s exit code does not
+        wait for the shim to be scheduled and torn down).  :func:`reaped` waits for all."""
         with contextlib.suppress(OSError):
             await self._send(_pack(_Type.DONE))
         self._sock.close()
-        with trio.move_on_after(HELLO_TIMEOUT):
-            await trio.lowlevel.wait_readable(self._pidfd)
-        with contextlib.suppress(ChildProcessError):  # WNOHANG: never blocks
-            os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222
-        self.close()
+        pidfd, self._pidfd = self._pidfd, -1
+        if pidfd >= 0:
+            pending = _reaping()
+            told = trio.Event()
+            pending.add(told)
+            trio.lowlevel.spawn_system_task(_reap_told, pidfd, pending, told, name="shim reap")
 
     def close(self) -> None:
         """Let go of the shim (it keeps running)."""
@@ -195,6 +198,42 @@ class ShimConnection:
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
+
+
+# The shims told DONE and not yet reaped, per Trio run (a supervisor's close waits for them).
+_REAPING: trio.lowlevel.RunVar[set[trio.Event]] = trio.lowlevel.RunVar("boxd_shim_reaping")
+
+
+def _reaping() -> set[trio.Event]:
+    try:
+        return _REAPING.get()
+    except LookupError:
+        pending: set[trio.Event] = set()
+        _REAPING.set(pending)
+        return pending
+
+
+async def _reap_told(pidfd: int, pending: set[trio.Event], told: trio.Event) -> None:
+    """Wait for the end of a shim told DONE (at most HELLO_TIMEOUT: it exits at once), reap
+    it if it is our child, close its pidfd."""
+    try:
+        with trio.move_on_after(HELLO_TIMEOUT):
+            await trio.lowlevel.wait_readable(pidfd)
+        # WNOHANG: never blocks.  Not our child (ChildProcessError), or any other error:
+        # nothing to reap, and a system task must not raise.
+        with contextlib.suppress(OSError):
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)  # noqa: ASYNC222
+    finally:
+        os.close(pidfd)
+        pending.discard(told)
+        told.set()
+
+
+async def reaped() -> None:
+    """Return once every shim told DONE in this Trio run has ended and been reaped."""
+    pending = _reaping()
+    while pending:
+        await next(iter(pending)).wait()
 
 
 def _close_all(fds: list[int]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _copyroot, _diff, _lifecycle, _live, _logs, _plan, _trim
+from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _shim, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -110,8 +110,13 @@ class _Entry:
     # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
-    # Set once the last run's cgroup is removed (in the background, after its end).
+    # Set once the last run's cgroup is removed (in the background, after its end), and
+    # once its mount namespace is dismantled too (see Supervisor._dismantle_later).
     cgroup_removed: trio.Event | None = None
+    dismantled: trio.Event | None = None
+    # The image `run` resolved as it created the container, for the start that follows
+    # at once (taken by it, whatever happens: a later start resolves it afresh).
+    image: Image | None = None
 
     def __attrs_post_init__(self) -> None:
         self.idle.set()
@@ -348,7 +353,7 @@ class Supervisor:
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
         await self._layers_ready(config.image)
-        container = self._new(config, name)
+        container = self._new(config, name, starts=starts)
         if starts:
             return container
         # A --rm container need not outlive a crash of the machine (the next supervisor
@@ -358,8 +363,9 @@ class Supervisor:
         self.store.save(container, durable=not config.auto_remove)
         return container
 
-    def _new(self, config: ContainerConfig, name: str) -> Container:
-        """A checked new container, known but not yet saved."""
+    def _new(self, config: ContainerConfig, name: str, *, starts: bool = False) -> Container:
+        """A checked new container, known but not yet saved (``starts``: its first start
+        takes the image resolved here)."""
         if name:
             self._check_name_free(name)
         try:
@@ -372,12 +378,13 @@ class Supervisor:
             config = attrs.evolve(config, image=image.name)
         self.cgroups.validate(_limits(config.resources))
         _check_volume_sources(config)
+        _devicemap.check_hosts(config.devices)
         self.networks.check(config.network)
         config = self._with_volumes(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
-        self._entries[cid] = _Entry(container)
+        self._entries[cid] = _Entry(container, image=image if starts else None)
         self.events.observe(container)
         return container
 
@@ -511,6 +518,7 @@ class Supervisor:
         self, entry: _Entry, *, attach: bool
     ) -> trio.MemoryReceiveChannel[Chunk] | None:
         c = entry.container
+        image, entry.image = entry.image, None
         if entry.phase is STOPPING:  # start after the stop, as `restart` does
             await entry.idle.wait()
         async with entry.lock:
@@ -528,7 +536,7 @@ class Supervisor:
             c.state.manual_stop = False
             entry.run = None
             try:
-                await self._nursery.start(self._lifecycle, entry)
+                await self._nursery.start(functools.partial(self._lifecycle, entry, image=image))
             except BaseException:
                 if channel is not None:
                     channel.close()
@@ -552,19 +560,21 @@ class Supervisor:
         entry: _Entry,
         *,
         adoption: Adoption | None = None,
+        image: Image | None = None,
         task_status: trio.TaskStatus[None],
     ) -> None:
         """Run the container (or adopt its running process), and again as its restart
-        policy says, until it ends for good; then remove it if it is ``auto_remove``."""
+        policy says, until it ends for good; then remove it if it is ``auto_remove``.
+        ``image``: resolved for the first run (by `run`'s create, just before)."""
         c = entry.container
         entry.idle = trio.Event()
         first = True
         try:
             backoff = BACKOFF_START
             while True:
-                ran = await self._run_once(entry, task_status if first else None, adoption)
+                ran = await self._run_once(entry, task_status if first else None, adoption, image)
                 first = False
-                adoption = None
+                adoption = image = None
                 if entry.phase is not RESTARTING:
                     break
                 backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
@@ -612,6 +622,7 @@ class Supervisor:
         entry: _Entry,
         task_status: trio.TaskStatus[None] | None,
         adoption: Adoption | None = None,
+        image: Image | None = None,
     ) -> float:
         """One run (or the adoption of a running one: its phase stays as recorded); returns
         how long it ran.  Reports start via task_status (first run)."""
@@ -621,31 +632,37 @@ class Supervisor:
             self._set(entry, STARTING, save=False)
         entry.recorded = trio.Event()
         try:
-            image = self._image(c.config.image, c.config.image_id)
+            image = image or self._image(c.config.image, c.config.image_id)
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
                     self._prepare_run, entry, image, adoption, limiter=self._prepare_limiter
                 )
-            if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
-                await entry.cgroup_removed.wait()
+            if entry.dismantled is not None:  # the last run's, when it restarts at once
+                await entry.dismantled.wait()
             if adoption is None:
                 await self._fill_volumes(c, image)
                 # The cgroup's directories and limits (a millisecond of system calls) are
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                steps = self.cgroups.creation(c.id, _limits(c.config.resources))
+                devices, device_rules = _devicemap.for_start(
+                    c.config.devices,
+                    c.config.device_cgroup_rules,
+                    privileged=c.config.security.privileged,
+                )
+                steps = self.cgroups.creation(c.id, _limits(c.config.resources), device_rules)
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
+                devices = []
                 cgroup = self.cgroups.open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
             return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
             entry.output = Output()
         run = Run(c, entry.output, entry.logs)
-        run.remove_cgroup = functools.partial(self._remove_cgroup_later, entry)
+        run.dismantle = functools.partial(self._dismantle_later, entry)
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         net = self.networks.attachment(c)
@@ -679,6 +696,7 @@ class Supervisor:
                                 net=net.etc(),
                                 ns_paths=net.ns_paths(),
                                 cgroups=cgroup.view(),
+                                devices=devices,
                             ),
                             cgroup,
                         )
@@ -735,7 +753,7 @@ class Supervisor:
 
     def _prepare_run(
         self, entry: _Entry, image: Image, adoption: Adoption | None
-    ) -> _plan.ReadFile | None:
+    ) -> _plan.Prepared | None:
         """A run's new inodes and reads, for a worker thread (see _plan.prepare): at its
         first start the container's directory (made here for `run`), the log's and the log
         file; for a new process the record's spares and what _plan.prepare makes and reads
@@ -754,24 +772,33 @@ class Supervisor:
         self.store.make_spares(c.id)
         return _plan.prepare(c, image, cdir)
 
-    def _remove_cgroup_later(self, entry: _Entry, cgroup: Cgroup) -> None:
+    def _dismantle_later(self, entry: _Entry, cgroup: Cgroup, mount_ns: int) -> None:
         """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
-        without the rmdirs (a directory per hierarchy, each once the kernel lets go)."""
-        done = entry.cgroup_removed = trio.Event()
+        without the rmdirs (a directory per hierarchy, each once the kernel lets go), then
+        let go of its mount namespace (``mount_ns``, -1: none) in a worker thread, where
+        the kernel unmounts everything in it.  ``rm`` waits for the first; a restart,
+        ``cp`` out of the stopped container and the trash for both."""
+        removed = entry.cgroup_removed = trio.Event()
+        done = entry.dismantled = trio.Event()
         self._removals.add(done)
 
-        async def remove() -> None:
+        async def dismantle() -> None:
             try:
                 with trio.CancelScope(shield=True):
-                    await cgroup.remove()
+                    try:
+                        await cgroup.remove()
+                    finally:
+                        removed.set()
+                        if mount_ns >= 0:
+                            await trio.to_thread.run_sync(os.close, mount_ns)
             finally:
                 self._removals.discard(done)
                 done.set()
 
-        self._nursery.start_soon(remove)
+        self._nursery.start_soon(dismantle)
 
     async def _cgroups_removed(self) -> None:
-        """Return once every cgroup removal started by :meth:`_remove_cgroup_later` ended."""
+        """Return once every removal started by :meth:`_dismantle_later` ended."""
         while self._removals:
             await next(iter(self._removals)).wait()
 
@@ -964,6 +991,8 @@ class Supervisor:
         async with entry.lock:
             if entry.phase not in _lifecycle.AT_REST:
                 raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
+            if entry.dismantled is not None:  # its last run's overlay is unmounted
+                await entry.dismantled.wait()
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
             async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
@@ -992,9 +1021,13 @@ class Supervisor:
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
-        # Not written down: its directory leaves the store in this same step.  Only if
-        # that fails is the record left saying so, for the next supervisor to finish.
+        # Not written down: its directory leaves the store right after (a crash before
+        # leaves it as its record says).  Only if that fails is the record left saying
+        # so, for the next supervisor to finish.
         self._set(entry, REMOVING, write=False)
+        if entry.cgroup_removed is not None:  # its last run's cgroup: gone with it
+            with trio.CancelScope(shield=True):
+                await entry.cgroup_removed.wait()
         try:
             self._discard(entry)
         except OSError:
@@ -1025,6 +1058,9 @@ class Supervisor:
         while True:
             await self._trash.wait()
             self._trash = trio.Event()
+            # Their last runs' overlays are unmounted first (see _dismantle_later).
+            for done in builtins.list(self._removals):
+                await done.wait()
             # What the removed containers held is free now: give it back to the system,
             # in the same worker thread (each hand-off to one wakes a thread on the
             # loop's step).
@@ -1395,6 +1431,7 @@ async def open_supervisor(
                 await sup.unpacks.aclose()
                 await sup._shutdown()
                 await sup._cgroups_removed()
+                await _shim.reaped()
                 await sup.networks.close()
                 # A parent made at start for containers that never ran (or all of whose
                 # cgroups are gone) would outlive us; one still in use stays.

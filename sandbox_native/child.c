@@ -13,7 +13,8 @@
  *   0. join its v1 cgroups by writing "0" to each hierarchy's `tasks` (a process that
  *      moves itself skips the global lock a move of another pid takes, which waits for an
  *      RCU grace period: milliseconds); its v2 cgroup it was born in (CLONE_INTO_CGROUP).
- *      Then close the fds it inherited and does not need (see close_all_but)
+ *      Then narrow its CPU affinity to the CPUs but its caller's (see the CPUs of the
+ *      set-up, below) and close the fds it inherited and does not need (close_all_but)
  *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
@@ -26,7 +27,8 @@
  *      terminal from the container's devpts (its master sent to the parent); with links,
  *      wait for LINKED (the parent makes the interfaces while steps 3-6 run), then give
  *      them their addresses, bring them up, add the default route
- *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE)
+ *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE);
+ *      the CPU affinity reset to every CPU (its cpuset's)
  *   8. close every fd but 0, 1, 2 and the sync socket (which is close-on-exec)
  *   9. seccomp if no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, which
  *      the next step may drop, so the filter must allow the remaining steps' calls
@@ -272,6 +274,47 @@ static void join_cgroups(const struct plan *p)
             fail(p, STAGE_CGROUP, n < 0 ? (int)-n : EIO, (int)i);
         RAW(close, p->cgroup_tasks[i]);
     }
+}
+
+/* ---- the CPUs of the set-up
+ *
+ * The set-up is a few milliseconds of system calls (mounts, namespaces), and the kernel
+ * may preempt none of them (a kernel built with PREEMPT_NONE, as on the project's VM): on
+ * the CPU of the caller's thread (an event loop that starts twenty containers at once),
+ * the loop waits for each to end, whatever the priorities.  So the process first narrows
+ * its CPU affinity to the CPUs it may use but the caller's (when any is left), and resets
+ * it to every CPU before its fds are closed (step 8): an all-set mask, which the kernel
+ * cuts to the cpuset of its cgroup, as runc and crun reset a container's affinity (so
+ * that neither the set-up's narrowing nor an affinity the caller's thread had reaches
+ * the container).  Both calls are allowed to any process on itself. */
+#define AFFINITY_WORDS (1024 / (8 * sizeof(unsigned long)))
+
+/* 1 if the affinity was narrowed (0: left as it was, e.g. a cpuset of the caller's CPU). */
+static int set_up_off_the_callers_cpu(const struct plan *p)
+{
+    unsigned long mask[AFFINITY_WORDS];
+    size_t bits = 8 * sizeof mask[0], word = (size_t)p->caller_cpu / bits;
+    if (p->caller_cpu < 0 || word >= AFFINITY_WORDS)
+        return 0;
+    memset(mask, 0, sizeof mask);
+    if (RAW(sched_getaffinity, 0, sizeof mask, mask) < 0)
+        return 0;
+    mask[word] &= ~(1UL << ((size_t)p->caller_cpu % bits));
+    for (size_t i = 0; i < AFFINITY_WORDS; i++)
+        if (mask[i] != 0)
+            return RAW(sched_setaffinity, 0, sizeof mask, mask) == 0;
+    return 0;
+}
+
+/* A failure matters only after a narrowing: the process must never run narrowed (one a
+ * filter of the caller's keeps from both calls runs as it was cloned, as before). */
+static void reset_affinity(const struct plan *p, int narrowed)
+{
+    unsigned long all[AFFINITY_WORDS];
+    memset(all, 0xff, sizeof all);
+    long rc = RAW(sched_setaffinity, 0, sizeof all, all);
+    if (narrowed)
+        CHECK(p, rc, STAGE_AFFINITY, 0);
 }
 
 /* The release: RELEASE, and with it one fd per attach point (detached mount trees). */
@@ -809,6 +852,7 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
 {
     if (p->join_pidfd < 0) /* in join mode the intermediate joined them */
         join_cgroups(p);
+    int narrowed = set_up_off_the_callers_cpu(p); /* after the cpuset, which sets it */
     keep_only_what_the_child_needs(p, 0);
     reset_signals(p);
     int trees[MAX_ATTACH];
@@ -848,6 +892,7 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, rc, STAGE_NETWORK, index);
     }
     set_rlimits(p);
+    reset_affinity(p, narrowed);
     close_fds(p);
     if (p->nfilter && !p->nnp)
         load_seccomp(p);

@@ -333,6 +333,8 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     p->join_pidfd = -1;
     p->start_fd = -1;
     p->cgroup_dir = -1;
+    /* Where this thread runs now: the child sets up elsewhere (child.c). */
+    p->caller_cpu = sched_getcpu();
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(

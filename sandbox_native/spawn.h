@@ -48,7 +48,8 @@
     X(SHIM, 26)                                                                                \
     X(CGROUP, 27)                                                                              \
     X(NETWORK, 28)                                                                             \
-    X(NET_NS, 29)
+    X(NET_NS, 29)                                                                              \
+    X(AFFINITY, 30)
 
 /* One step of the mount table (struct mount_op.kind); see MountKind in boxd/_native.py. */
 #define SPAWN_MOUNT_KINDS(X)                                                                   \
@@ -183,6 +184,9 @@ struct plan {
     int cgroup_tasks[MAX_CGROUP_TASKS];
     size_t ntasks;
     int cgroup_dir;
+    /* The CPU the caller's thread ran on as it spawned this process (-1: unknown): the
+     * process sets up on the other CPUs it may use, if any (see child.c). */
+    int caller_cpu;
     /* The container's interfaces, configured once the parent has made them (LINKED), after
      * the mounts; the default route's gateway (network byte order, 0: none), added once they
      * are up. */

@@ -38,9 +38,10 @@ from boxd._cgroup import (
     CgroupError,
     CgroupHost,
     Limits,
+    Usage,
     shares_to_weight,
 )
-from boxd._devices import compile_rules
+from boxd._devices import compile_rules, parse_rule
 from boxd._native import RealNative, SpawnPlan
 from boxd._record import evolve
 from boxd._shim import reap_child
@@ -252,6 +253,8 @@ async def test_v2_counters_oom_and_freeze_kill(fs: FakeCgroupFs) -> None:
     assert (s.memory_usage, s.memory_limit, s.memory_peak) == (M, 32 * M, 2 * M)
     assert (s.cpu_user_ns, s.cpu_system_ns, s.cpu_total_ns) == (2_000_000, 1_000_000, 3_000_000)
     assert (s.pids, s.io_read_bytes, s.io_write_bytes) == (3, 4096, 8192)
+    # A run's summary reads only its part of them.
+    assert cg.usage() == Usage(cpu_user_ns=2_000_000, cpu_system_ns=1_000_000, memory_peak=2 * M)
     assert not cg.oom_killed()
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
     assert cg.oom_killed()
@@ -393,6 +396,27 @@ async def test_device_control_is_v1s_allowlist_where_it_applies_else_bpf(
     await cg.remove()
 
 
+@pytest.mark.parametrize("v2", [True, False])
+async def test_a_containers_own_devices_follow_the_default_allowlist(
+    fs: FakeCgroupFs, v2: bool
+) -> None:
+    """``--device`` and ``--device-cgroup-rule``: their rules after boxd's, in the v2
+    program (pure v2) or in devices.allow (v1)."""
+    extra = [parse_rule("c 10:229 rw"), parse_rule("b 7:* m")]
+    if v2:
+        fs.mount_v2("/", controllers="", enabled="")
+    else:
+        fs.mount_v1("devices", "/")
+    cg = fs.detect().create("c", Limits(), extra)
+    if v2:
+        program = compile_rules([*ALLOWED_DEVICES, *extra])
+        assert fs.device_programs == {"sys/fs/cgroup/boxd/c": program}
+    else:
+        written = [v for p, v in fs.written(fs.root / "sys/fs/cgroup") if "/devices." in p]
+        assert written == [v for _, v in V1_ALLOWLIST] + ["c 10:229 rw", "b 7:* m"]
+    await cg.remove()
+
+
 async def test_a_refused_device_program_fails_create_and_leaves_nothing(fs: FakeCgroupFs) -> None:
     """No silent downgrade to no device control (the refusal is the FAKE kernel's)."""
     own = fs.mount_v2("/boxd.service")
@@ -503,6 +527,7 @@ def test_v1_counters_and_oom_fallback(fs: FakeCgroupFs) -> None:
     s = cg.stats()
     assert (s.memory_usage, s.memory_limit, s.memory_peak) == (4096, None, 8192)
     assert (s.cpu_user_ns, s.cpu_system_ns, s.cpu_total_ns) == (3000, 2000, 5000)
+    assert cg.usage() == Usage(cpu_user_ns=3000, cpu_system_ns=2000, memory_peak=8192)
     assert not cg.oom_killed()
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert cg.oom_killed()

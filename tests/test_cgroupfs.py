@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,51 @@ def test_a_jvm_sizes_itself_from_the_containers_limits(daemon: Daemon) -> None:
     heap = next(line for line in r.stdout.splitlines() if " MaxHeapSize " in line)
     assert int(heap.split("=")[1].split()[0]) == 256 << 20, heap
     assert "active_processor_count: 1" in r.stdout, r.stdout
+
+
+NESTS = """
+set -e
+cd /sys/fs/cgroup
+mkdir memory/inner unified/inner
+echo 16777216 > memory/inner/memory.limit_in_bytes
+echo 64 > pids/pids.max
+sleep 1000 &
+echo $! > memory/inner/cgroup.procs
+echo $! > unified/inner/cgroup.procs
+echo nested $(cat memory/inner/memory.limit_in_bytes) $(cat pids/pids.max)
+wait
+"""
+
+
+def test_a_privileged_container_may_nest_below_its_own_cgroups(daemon: Daemon) -> None:
+    """``--privileged``: its /sys/fs/cgroup is writable, as Docker mounts it: it makes a
+    cgroup below its own, sets a limit there and in its own cgroup, and moves a process
+    down (below its v2 cgroup too, whose cgroup.procs then lists it no more): ``top``
+    still shows that process, and removing the container kills it and removes every
+    cgroup.  Without --privileged, nothing."""
+    hierarchies = host_hierarchies()
+    if "memory" not in hierarchies or "pids" not in hierarchies or "unified" not in hierarchies:
+        pytest.skip("this test's paths are a hybrid host's (memory, pids on v1, and unified)")
+    refused = daemon.ctl("run", "--rm", "default", "mkdir", "/sys/fs/cgroup/memory/inner",
+                         check=False)  # fmt: skip
+    assert refused.returncode == 1 and "Read-only file system" in refused.stderr
+    cid = daemon.ctl("run", "-d", "--privileged", "default", "sh", "-c", NESTS).stdout.strip()
+    try:
+        daemon.wait_for(cid, lambda _: "nested" in daemon.ctl("logs", cid).stdout)
+        assert daemon.ctl("logs", cid).stdout == f"nested {16 << 20} 64\n"
+        (inner,) = glob.glob(f"/sys/fs/cgroup/memory/**/{cid}/inner", recursive=True)
+        assert Path(inner, "memory.limit_in_bytes").read_text() == f"{16 << 20}\n"
+        (sleeper,) = Path(inner, "cgroup.procs").read_text().split()
+        (own,) = glob.glob(f"/sys/fs/cgroup/pids/**/{cid}", recursive=True)
+        assert Path(own, "pids.max").read_text() == "64\n"
+        rows = daemon.ctl("top", cid).stdout.splitlines()
+        assert [row.split()[1] for row in rows if row.endswith(" sleep 1000")] == [sleeper]
+    finally:
+        daemon.ctl("rm", "-f", cid)
+    # The daemon removes a run's cgroups once its end is recorded (rm does not wait).
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{sleeper}") or glob.glob(
+        f"/sys/fs/cgroup/*/**/{cid}", recursive=True
+    ):
+        assert time.monotonic() < deadline, "the nested process or cgroups outlived rm -f"
+        time.sleep(0.05)

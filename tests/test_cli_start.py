@@ -44,3 +44,28 @@ def test_installed_boxd_runtime_starts_without_heavy_imports(tmp_path: Path, com
     assert 'container "nosuch" does not exist' in r.stderr
     assert "boxd._oci._cli" in imported
     assert not imported & HEAVY, sorted(imported & HEAVY)
+
+
+# What `run` and `create` import only for their options about environment and labels,
+# ports and names, volumes and health checks.
+RUN_OPTION_MODULES = {"boxctl._files", "boxctl._network", "boxctl._volumes", "boxctl._health"}
+
+
+def test_plain_run_skips_the_modules_of_options_not_given(tmp_path: Path) -> None:
+    socket = tmp_path / "no-daemon.sock"
+    r, imported = _run("boxctl", "--socket", str(socket), "run", "--rm", str(tmp_path), "true")
+    assert r.returncode == 125
+    assert "cannot connect to boxd" in r.stderr
+    assert "boxctl._runopts" in imported
+    assert not imported & RUN_OPTION_MODULES, sorted(imported & RUN_OPTION_MODULES)
+
+
+def test_run_imports_the_modules_of_options_given(tmp_path: Path) -> None:
+    socket = tmp_path / "no-daemon.sock"
+    options = ["-e", "A=1", "-v", f"{tmp_path}:/data", "--dns", "192.0.2.53"]
+    options += ["--health-cmd", "true", "--cidfile", str(tmp_path / "cid")]
+    r, imported = _run("boxctl", "--socket", str(socket), "run", *options, str(tmp_path), "true")
+    assert r.returncode == 125
+    assert "cannot connect to boxd" in r.stderr
+    assert imported >= RUN_OPTION_MODULES, sorted(RUN_OPTION_MODULES - imported)
+    assert not (tmp_path / "cid").exists()  # claimed, then given up: nothing was created

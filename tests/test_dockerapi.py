@@ -488,9 +488,17 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     (
         "POST",
         "/containers/create",
-        b'{"Image":"default","Cmd":["x"],"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"}]}}',
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"DeviceRequests":[{"Count":-1}]}}',
         400,
-        "Devices",
+        "HostConfig.DeviceRequests is not supported",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"Devices":[{"PathOnHost":"/dev/null",'
+        b'"CgroupPermissions":"rwx"}]}}',
+        400,
+        "invalid --device '/dev/null:rwx': permissions 'rwx' are not a combination of r, w",
     ),
     (
         "POST",

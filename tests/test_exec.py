@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, running_daemon
+
+from boxd._cgroup import parse_cpu_list
 
 pytestmark = pytest.mark.root
 
@@ -36,6 +41,60 @@ def test_exec_parity_with_init(daemon: Daemon) -> None:
     ps = daemon.ctl("exec", "c", "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'").stdout
     own_pid, count = ps.split()
     assert own_pid != "1" and int(count) <= 4  # init, sh, ls, grep
+
+
+def test_init_and_exec_run_on_every_cpu_at_the_daemons_priority(daemon: Daemon) -> None:
+    """Each sets up off the CPU of the daemon's thread that spawned it, and runs on every
+    CPU of its cpuset (here all of the test's), at the daemon's nice value and policy."""
+    daemon.ctl("run", "-d", "--name", "c", "default", "sleep", "300")
+    _check_cpus_and_priority(daemon)
+
+
+def test_isolate_user_init_and_exec_run_on_every_cpu_at_the_daemons_priority() -> None:
+    """The same in a user namespace of its own (the daemon's root then must be one the
+    container's root may traverse)."""
+    top = Path(tempfile.mkdtemp(prefix="boxd-cpus-"))
+    try:
+        os.chmod(top, 0o711)
+        with running_daemon(top) as daemon:
+            daemon.ctl("run", "-d", "--name", "c", "--isolate-user", "default", "sleep", "300")
+            try:
+                _check_cpus_and_priority(daemon)
+            finally:
+                daemon.remove_containers()
+    finally:
+        shutil.rmtree(top)
+
+
+def test_cpuset_limits_and_a_live_update_reach_the_container(daemon: Daemon) -> None:
+    """The set-up's narrowing and its reset leave the cpuset in charge: --cpuset-cpus holds
+    (also when it is the starter's CPU alone), and a later update that widens it reaches
+    the running container (the reset's all-set mask is the one the kernel remembers)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("one CPU: no cpuset to narrow or widen")
+
+    def allowed(*argv: str) -> set[int]:
+        out = daemon.ctl(*argv, "cat", "/proc/1/status").stdout
+        return parse_cpu_list(_status_fields(out, "Cpus_allowed_list")["Cpus_allowed_list"])
+
+    for cpu in cpus:
+        assert allowed("run", "--rm", "--cpuset-cpus", str(cpu), "default") == {cpu}
+    daemon.ctl("run", "-d", "--name", "c", "--cpuset-cpus", str(cpus[0]), "default", "sleep", "300")
+    assert allowed("exec", "c") == {cpus[0]}
+    daemon.ctl("update", "--cpuset-cpus", ",".join(map(str, cpus)), "c")
+    assert allowed("exec", "c") == set(cpus)
+
+
+def _check_cpus_and_priority(daemon: Daemon) -> None:
+    cpus = os.sched_getaffinity(0)
+    for pid in ("1", "self"):
+        out = daemon.ctl("exec", "c", "cat", f"/proc/{pid}/status", f"/proc/{pid}/stat").stdout
+        allowed = _status_fields(out, "Cpus_allowed_list")["Cpus_allowed_list"]
+        assert parse_cpu_list(allowed) == cpus, pid
+        stat = out.splitlines()[-1].rsplit(")", 1)[1].split()
+        nice, policy = int(stat[16]), int(stat[38])  # fields 19 and 41 of proc(5)
+        assert (nice, policy) == (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
 
 
 def test_exec_exit_codes_env_workdir_user(daemon: Daemon) -> None:

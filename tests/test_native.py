@@ -28,6 +28,7 @@ import pytest
 import trio
 
 from boxd import _trim
+from boxd._cgroup import parse_cpu_list
 from boxd._native import (
     SYNC_MESSAGE,
     Capabilities,
@@ -255,6 +256,38 @@ def status_field(output: str, name: str) -> str:
 def test_plan_validation(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         native_arguments(SpawnPlan(**fields))
+
+
+def test_frozen_records_take_fields_by_position_or_name() -> None:
+    op = MountOp(MountKind.MOUNT, "/x", source="s")
+    same = MountOp(MountKind.MOUNT, "/x", "s")
+    assert op == same and hash(op) == hash(same) and (op.fstype, op.flags, op.dev) == ("", 0, 0)
+    assert evolve(op, data="d") == MountOp(MountKind.MOUNT, "/x", "s", data="d")
+    with pytest.raises(TypeError, match=r"MountOp\(\) missing kind, target"):
+        MountOp()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected or repeated 'target'"):
+        MountOp(MountKind.MOUNT, "/x", target="/y")  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected or repeated 'colour'"):
+        MountOp(MountKind.MOUNT, "/x", colour=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="takes 8 arguments, got 9"):
+        MountOp(MountKind.MOUNT, "/x", "", "", 0, "", 0, 0, 0)  # type: ignore[call-arg]
+    with pytest.raises(AttributeError, match="frozen"):
+        op.target = "/y"  # type: ignore[misc]
+
+
+def test_mount_table_strings_are_checked(tmp_path: Path) -> None:
+    plan = SpawnPlan(
+        argv=("true",),
+        namespaces=frozenset({Namespace.MOUNT}),
+        rootfs=str(tmp_path),
+        mounts=(MountOp(MountKind.MOUNT, "/x", "tmpfs", "tmpfs", data="size=1\0m"),),
+    )
+    with pytest.raises(ValueError, match="mount data contains a NUL byte"):
+        native_arguments(plan)
+    with pytest.raises(ValueError, match="mount target 'x' must be an absolute container path"):
+        native_arguments(evolve(plan, mounts=(MountOp(MountKind.MKDIR, "x"),)))
+    encoded = native_arguments(evolve(plan, mounts=(MountOp(MountKind.MKDIR, "/\udcff", mode=1),)))
+    assert encoded["mounts"] == ((int(MountKind.MKDIR), b"/\xff", b"", b"", 0, b"", 1, 0),)
 
 
 def test_native_arguments_encoding() -> None:
@@ -496,6 +529,48 @@ async def test_user_namespace_with_maps_written_by_prepare(
         output = pipe.read().decode()
     assert output.split("\n")[0].split() == ["0", "100000", "65536"]
     assert status_field(output, "Uid").split() == ["0"] * 4
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("user_namespace", [False, True])
+async def test_the_container_runs_on_every_cpu_at_the_callers_priority(
+    layout: Layout, reaper: list[Spawned], user_namespace: bool
+) -> None:
+    """The process sets up off its caller's CPU, then resets its affinity to every CPU (its
+    cpuset's: here the test's), as runc and crun do: neither that narrowing nor the caller
+    thread's own pinning reaches the program.  Its nice value and policy are the caller's,
+    unchanged; all of it in a new user namespace too."""
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("one CPU: there is no other to set up on")
+
+    def write_maps(spawned: Spawned) -> None:
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{spawned.pid}/{name}").write_text("0 100000 65536\n")
+
+    fields: dict[str, Any] = {}
+    if user_namespace:
+        fields = {"namespaces": ISOLATED | {Namespace.USER}, "mounts": (), "rootfs": None}
+    plan = layout.plan("cat", "/proc/self/status", "/proc/self/stat", **fields)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    os.sched_setaffinity(0, {min(cpus)})  # this thread (the event loop's) only
+    try:
+        spawned = await start(
+            RealNative(),
+            evolve(plan, stdout=write_end),
+            prepare=write_maps if user_namespace else None,
+        )
+    finally:
+        os.sched_setaffinity(0, cpus)
+        os.close(write_end)
+    reaper.append(spawned)
+    await wait_exit(spawned.pidfd)
+    with os.fdopen(read_end, "rb") as pipe:
+        output = pipe.read().decode()
+    assert parse_cpu_list(status_field(output, "Cpus_allowed_list")) == cpus
+    stat = output.splitlines()[-1].rsplit(")", 1)[1].split()
+    nice, policy = int(stat[16]), int(stat[38])  # fields 19 and 41 of proc(5)
+    assert (nice, policy) == (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
 
 
 @pytest.mark.root

@@ -24,6 +24,7 @@ import oci_peers
 import pytest
 from test_cgroupfs import host_hierarchies
 
+from boxd._cgroup import parse_cpu_list
 from boxd._native import (
     FakeNative,
     MountKind,
@@ -133,6 +134,42 @@ def test_resources_to_limits_and_refusals() -> None:
     refused = resources.evolve(rdma={"mlx": {"hcaHandles": 1}})
     with pytest.raises(SpecError, match=r"linux\.resources\.rdma: not supported"):
         _translate.limits(refused)
+
+
+def _device_spec(linux: dict[str, Any]) -> _spec.Spec:
+    return _spec.structure({**runc_spec(), "linux": linux}, _spec.Spec, "config.json")
+
+
+def test_device_rules_are_the_allow_rules_and_the_nodes_mknod() -> None:
+    """linux.resources.devices as runc reads them (its defaults, boxd's list, come on
+    top), as far as an allowlist can say them; each node of linux.devices may be made."""
+    rules = _translate.device_rules(
+        _device_spec(
+            {
+                "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}],
+                "resources": {
+                    "devices": [
+                        {"allow": True, "type": "c", "major": 1, "minor": 1, "access": "r"},
+                        {"allow": False, "access": "rwm"},  # drops the one before
+                        {"allow": False, "type": "b", "major": 8, "access": "rw"},  # moot
+                        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+                        {"allow": True, "type": "b", "major": 7, "access": "rwm"},
+                    ]
+                },
+            }
+        )
+    )
+    assert [str(rule) for rule in rules] == ["c 10:229 rw", "b 7:* rwm", "c 10:229 m"]
+    everything = [{"allow": True, "access": "rwm"}]  # podman --privileged
+    spec = _device_spec({"resources": {"devices": everything}})
+    assert [str(rule) for rule in _translate.device_rules(spec)] == ["a *:* rwm"]
+    narrowing = [*everything, {"allow": False, "type": "c", "major": 10, "access": "w"}]
+    spec = _device_spec({"resources": {"devices": narrowing}})
+    with pytest.raises(SpecError, match=r"devices\[1\]: a deny rule \(c 10:\* w\) after an"):
+        _translate.device_rules(spec)
+    spec = _device_spec({"resources": {"devices": [{"allow": True, "access": "rwx"}]}})
+    with pytest.raises(SpecError, match=r"devices\[0\]: access 'rwx' is not"):
+        _translate.device_rules(spec)
 
 
 def test_sysctls_must_be_namespaced() -> None:
@@ -458,6 +495,34 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
 
 
 @pytest.mark.root
+def test_the_container_runs_on_every_cpu_whatever_the_runtimes_affinity(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """boxd-runtime pinned to one CPU (as a systemd unit's CPUAffinity= pins conmon or a
+    shim): the container's process sets up off that CPU and then runs on every CPU of its
+    cpuset, as under runc and crun, at the runtime's nice value and policy."""
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("one CPU: there is no other to set up on")
+    bundle.command("cat /proc/self/status /proc/self/stat")
+    pinned = ["taskset", "-c", str(min(cpus)), RUNTIME, "--root", str(runtime.root)]
+    done = subprocess.run(
+        [*pinned, "run", "--bundle", str(bundle.path), "a1"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    assert parse_cpu_list(status["Cpus_allowed_list"].strip()) == cpus
+    stat = done.stdout.splitlines()[-1].rsplit(")", 1)[1].split()
+    nice, policy = int(stat[16]), int(stat[38])  # fields 19 and 41 of proc(5)
+    assert (nice, policy) == (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
+
+
+@pytest.mark.root
 def test_bad_input_gets_clear_errors(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     bundle.command("true")
     runtime("create", "--bundle", str(bundle.path), "e1")
@@ -480,6 +545,29 @@ def test_bad_input_gets_clear_errors(runtime: Runtime, bundle: Bundle, tmp_path:
     )
     assert runtime("delete", "--force", "never-made").returncode == 0
     assert "e3" not in runtime("list", "--quiet").stdout
+
+
+@pytest.mark.root
+def test_a_device_node_is_made_and_opened_as_its_rules_say(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """podman --device: the node in linux.devices, its allow rule in resources.devices."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing")
+    node = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}
+    deny = {"allow": False, "access": "rwm"}
+    allow = {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}
+    bundle.config["linux"]["devices"] = [node]
+    bundle.config["linux"].setdefault("resources", {})["devices"] = [deny, allow]
+    bundle.command("ls -l /dev/fuse; (: > /dev/fuse) && echo opened")
+    done = runtime("run", "--bundle", str(bundle.path), "d1", check=False)
+    assert (done.returncode, done.stdout.split()[0], done.stdout.split()[-1]) == (
+        0, "crw-rw-rw-", "opened",
+    )  # fmt: skip
+    bundle.config["linux"]["resources"]["devices"] = [deny]
+    bundle.write()
+    done = runtime("run", "--bundle", str(bundle.path), "d2", check=False)
+    assert "opened" not in done.stdout and "Operation not permitted" in done.stderr
 
 
 @pytest.mark.root
@@ -594,6 +682,50 @@ def test_a_cgroup_mount_on_a_v1_host_is_runcs_layout(runtime: Runtime, bundle: B
         assert set(names.split()) == set(hierarchies) | links
         assert limit == str(64 << 20) and written == "read-only"
         assert root == path and (root == "/") == namespace, (root, path)
+
+
+@pytest.mark.root
+def test_processes_moved_below_the_containers_cgroup_are_still_its_own(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A writable ``cgroup`` mount (podman --privileged's): a process the container moves
+    into cgroups it made below its own (in every hierarchy) is in ``ps``, and ``kill
+    --all`` reaches it."""
+    hierarchies = host_hierarchies()
+    if "unified" not in hierarchies or not any(hierarchies.values()):
+        pytest.skip("this test's paths are a hybrid host's (/sys/fs/cgroup/unified)")
+    bundle.command(
+        "sleep 1000 & for d in /sys/fs/cgroup/*/; do mkdir -p ${d}inner; "
+        "if [ -f ${d}cpuset.cpus ]; then cat ${d}cpuset.cpus > ${d}inner/cpuset.cpus; "
+        "cat ${d}cpuset.mems > ${d}inner/cpuset.mems; fi; "
+        "echo $! > ${d}inner/cgroup.procs; done; exec sleep 1000"
+    )
+    mounts = [m for m in bundle.config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    options_rw = ["nosuid", "noexec", "nodev", "relatime", "rw"]
+    mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "options": options_rw})
+    bundle.config["mounts"] = mounts
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
+    linux["namespaces"].append({"type": "cgroup"})
+    bundle.write()
+    pid_file = tmp_path / "init.pid"
+    runtime("create", "--bundle", str(bundle.path), "--pid-file", str(pid_file), "n1")
+    runtime("start", "n1")
+    own = Path(f"/proc/{pid_file.read_text().strip()}/cgroup").read_text()
+    (path,) = [line[3:] for line in own.splitlines() if line.startswith("0::")]
+    inner = Path("/sys/fs/cgroup/unified", path.lstrip("/"), "inner", "cgroup.procs")
+    deadline = time.monotonic() + 30
+    while not (inner.exists() and inner.read_text().split()):
+        assert time.monotonic() < deadline, "the container never moved its process"
+        time.sleep(0.02)
+    (moved,) = inner.read_text().split()
+    assert int(moved) in json.loads(runtime("ps", "--format", "json", "n1").stdout)
+    runtime("kill", "--all", "n1", "KILL")
+    while Path(f"/proc/{moved}").exists():
+        assert time.monotonic() < deadline, "kill --all missed the moved process"
+        time.sleep(0.02)
+    runtime("delete", "--force", "n1")
+    assert not inner.parent.exists()
 
 
 @pytest.mark.root

@@ -102,6 +102,17 @@ def test_podman_run_rm_and_exit_codes(podman: Podman) -> None:
 
 
 @pytest.mark.root
+def test_podman_device(podman: Podman) -> None:
+    """``podman --device``: the node made, its rule honoured (boxd's list stays the base)."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing")
+    script = "stat -c '%t:%T' /dev/fuse; (: > /dev/fuse) && echo opened"
+    done = podman("run", "--rm", *podman.run_options(), "--device", "/dev/fuse",
+                  "--rootfs", str(podman.rootfs), "sh", "-c", script)  # fmt: skip
+    assert done.stdout == "a:e5\nopened\n"
+
+
+@pytest.mark.root
 def test_podman_detached_exec_limits_stop_rm(podman: Podman) -> None:
     cid = podman(
         "run", "-d", *podman.run_options(), "--memory", "64m", "--pids-limit", "50",

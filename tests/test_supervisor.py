@@ -24,6 +24,7 @@ from boxd._cgroup import CgroupHost
 from boxd._lifecycle import Conflict
 from boxd._native import FakeNative, Stage
 from boxd._records import Container, ContainerConfig, RestartPolicy, Status
+from boxd._rootfs import Image, ImageError, resolve_image
 from boxd._run import start_time_of
 from boxd._supervisor import StartError, Supervisor, open_supervisor
 
@@ -112,6 +113,29 @@ async def test_start_stop_and_the_phases_on_the_way(
         assert record["state"]["status"] == "stopped"
         await sup.remove("s")
         assert sup.list(all=True) == []
+
+
+async def test_run_resolves_its_image_once_and_a_later_start_again(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` starts with the image its create resolved, not resolved a second time; the
+    container's next start resolves it afresh, so a change of the directory counts."""
+    calls: list[str] = []
+    resolve = resolve_image
+
+    def counted(ref: str, images: Path) -> Image:
+        calls.append(ref)
+        return resolve(ref, images)
+
+    monkeypatch.setattr(_supervisor, "resolve_image", counted)
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "true"))
+        assert await sup.wait(c.id) == 0
+        assert calls == [image]
+        (Path(image) / "bin/sh").unlink()
+        with pytest.raises(ImageError, match="has no /bin/sh"):
+            await sup.start(c.id)
+        assert calls == [image, image]
 
 
 async def test_pause_freezes_and_verbs_follow_the_phase(

@@ -12,7 +12,8 @@ from typing import Any
 
 import trio
 
-from .. import _lifecycle, _listing, _logs, _prune, protocol
+from .. import _lifecycle, _listing, _logs, _platforms, _prune, protocol
+from .._images.store import NoSuchImage
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
 from . import _shapes
@@ -35,9 +36,32 @@ def _make_labelled(api: Api, body: object) -> None:
             api.sup.volumes.create(name, labels=labels)
 
 
+def _check_platform(api: Api, image: str, reference: str, platform: str) -> None:
+    """Create's ``platform``: a stored image of another platform is "not found" in
+    Docker's words (so the docker CLI pulls the platform asked for, unless --pull never)."""
+    try:
+        wanted = _platforms.parse(platform)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    if image == "default" or image.startswith("/"):
+        actual = _platforms.host()
+    else:
+        try:
+            record = api.sup.images.lookup(image)
+        except NoSuchImage:
+            return  # create names it
+        actual = _platforms.of_config(api.sup.images.config(record))
+    try:
+        _platforms.check(reference, wanted, actual)
+    except _platforms.PlatformMismatch as exc:
+        raise ApiError(404, str(exc)) from None
+
+
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
     config = _shapes.container_config(body)
+    if req.arg("platform"):
+        _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
     _make_labelled(api, body)
     c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
     await conn.respond_json(201, {"Id": c.id, "Warnings": []})

@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .. import _platforms
 from .._images.messages import (
     CommitRequest,
     HistoryRequest,
@@ -241,6 +242,12 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
         await conn.respond_json(200, {"status": "Image is up to date for default:latest"})
         return
     parse_reference(ref)  # a bad reference is a 400 before the stream starts
+    platform = req.arg("platform") or ""
+    if platform:
+        try:
+            platform = _platforms.text(_platforms.parse(platform))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
     await conn.start_stream()
 
     async def line(value: dict[str, Any]) -> None:
@@ -258,7 +265,7 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
     await line({"status": f"Pulling from {name}", "id": tag or "latest"})
     try:
         async with conn.cancelled_if_peer_closes():
-            await api.images.pull(Answers(forward), PullRequest(reference=ref))
+            await api.images.pull(Answers(forward), PullRequest(reference=ref, platform=platform))
     except Exception as exc:
         error = api_error(unwrap(exc))
         if error is None:

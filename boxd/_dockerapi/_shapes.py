@@ -21,6 +21,7 @@ import attrs
 from .. import _human
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
+from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
 from .._dockerwords import health_suffix
 from .._events import Event
 from .._healthcheck import from_api as healthcheck_from_api
@@ -139,9 +140,7 @@ def _is_strings(value: object) -> bool:
 # believes it got one.
 _REFUSED_HOST = (
     "Links",
-    "Devices",
     "DeviceRequests",
-    "DeviceCgroupRules",
     "VolumeDriver",
     "OomKillDisable",
     "CpuRealtimePeriod",
@@ -227,6 +226,8 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             extra_hosts=tuple(host.strings("ExtraHosts")),
             init=host.flag("Init"),
             sysctls=tuple(f"{k}={v}" for k, v in host.mapping("Sysctls").items()),
+            devices=tuple(_devices(host)),
+            device_cgroup_rules=tuple(host.strings("DeviceCgroupRules")),
             ulimits=tuple(
                 Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
                 for u in host.objects("Ulimits")
@@ -245,6 +246,18 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     return config
+
+
+def _devices(host: Fields) -> Iterable[DeviceMapping]:
+    """``HostConfig.Devices``: ``PathOnHost``, ``PathInContainer`` (default: the same),
+    ``CgroupPermissions`` (default ``rwm``)."""
+    for device in host.objects("Devices"):
+        path = device.text("PathOnHost")
+        yield DeviceMapping(
+            path,
+            device.text("PathInContainer") or path,
+            device.text("CgroupPermissions") or DEFAULT_PERMISSIONS,
+        )
 
 
 def _log_config(log: Fields) -> tuple[int | None, int | None]:
@@ -601,6 +614,15 @@ def _host_config(c: Container) -> dict[str, Any]:
         "ExtraHosts": list(cfg.extra_hosts) or None,
         "Init": cfg.init or None,
         "Sysctls": dict(x.partition("=")[::2] for x in cfg.sysctls) or None,
+        "Devices": [
+            {
+                "PathOnHost": d.host,
+                "PathInContainer": d.container,
+                "CgroupPermissions": d.permissions,
+            }
+            for d in cfg.devices
+        ],
+        "DeviceCgroupRules": list(cfg.device_cgroup_rules) or None,
         "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,

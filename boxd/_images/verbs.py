@@ -176,6 +176,7 @@ class ImageVerbs:
                     "Created": config.get("created", ""),
                     "Architecture": config.get("architecture", ""),
                     "Os": config.get("os", ""),
+                    **({"Variant": config["variant"]} if config.get("variant") else {}),
                     "Size": self.store.size(record),
                     "Config": config.get("config") or {},
                     "RootFS": {

@@ -223,6 +223,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
         host.validate(limits)
     except ValueError as exc:
         raise SpecError(f"config.json: linux.resources: {exc}") from None
+    devices = _translate.device_rules(spec)
     root.make(cid)
     cgroup: Cgroup | None = None
     try:
@@ -243,7 +244,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                 host_cgroup2=str(host.v2_mount) if host.v2_mount is not None else None,
                 cgroups=host.view(name, limits),
             )
-            cgroup = host.create(name, limits)
+            cgroup = host.create(name, limits, devices)
             assert spec.process is not None
             if spec.process.user.umask is not None:
                 os.umask(spec.process.user.umask)

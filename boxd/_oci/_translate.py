@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from .. import _caps, _rootfs
 from .._cgroup import CPU_PERIOD, Limits
+from .._devices import DeviceRule
 from .._native import (
     JOINABLE,
     Capabilities,
@@ -637,6 +638,48 @@ def sysctls(spec: Spec, spaces: frozenset[Namespace]) -> dict[str, str]:
         if "/" in key or ".." in key:
             raise SpecError(f"config.json: linux.sysctl {key}: invalid name")
     return dict(values)
+
+
+def _overlap(a: DeviceRule, b: DeviceRule) -> bool:
+    """Whether some device and access is named by both rules."""
+    return (
+        (a.kind == "a" or b.kind == "a" or a.kind == b.kind)
+        and (a.major is None or b.major is None or a.major == b.major)
+        and (a.minor is None or b.minor is None or a.minor == b.minor)
+        and bool(set(a.access) & set(b.access))
+    )
+
+
+def device_rules(spec: Spec) -> tuple[DeviceRule, ...]:
+    """What the device cgroup allows beyond boxd's list (:data:`boxd._cgroup.ALLOWED_DEVICES`,
+    which runc appends as its defaults): the allow rules of ``linux.resources.devices``, in
+    order (a deny of everything drops those before it; a deny before any allow is what
+    the default is), and ``m`` on each node of ``linux.devices`` (its process makes them
+    from inside its cgroup, where runc makes them before it sets the rules).  A deny of
+    some devices after an allow that covers them is refused: an allowlist cannot say it."""
+    rules: list[DeviceRule] = []
+    linux = spec.linux
+    resources = linux.resources if linux is not None else None
+    for i, entry in enumerate(resources.devices if resources is not None else ()):
+        where = f"config.json: linux.resources.devices[{i}]"
+        try:
+            rule = DeviceRule(entry.type or "a", entry.major, entry.minor, entry.access or "rwm")
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        if entry.allow:
+            rules.append(rule)
+        elif rule.kind == "a" and rule.major is None and rule.minor is None:
+            rules.clear()
+        elif any(_overlap(rule, earlier) for earlier in rules):
+            raise SpecError(
+                f"{where}: a deny rule ({rule}) after an allow rule that covers it is not "
+                "supported (boxd keeps an allowlist)"
+            )
+    for device in linux.devices if linux is not None else ():
+        kind = "b" if device.type == "b" else "c" if device.type in ("c", "u") else ""
+        if kind:
+            rules.append(DeviceRule(kind, device.major, device.minor, "m"))
+    return tuple(rules)
 
 
 def limits(resources: Resources | None) -> Limits:

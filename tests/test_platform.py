@@ -1,0 +1,183 @@
+"""``--platform`` of run and create (boxd/_platforms.py), as Docker: a stored image of
+another platform is pulled for the one asked for, or with ``--pull never`` refused in
+Docker's words.  A real registry holds a two-platform index (the host's and another, the
+same busybox layer under two configurations); boxctl, the docker CLI and docker-py ask."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+from docker_clients import docker, needs_cli
+from registry_harness import Registry, build_oci_image, running_registry
+
+from boxd import _platforms
+
+HOST = _platforms.text(_platforms.host())
+OTHER = "linux/arm64" if HOST != "linux/arm64" else "linux/amd64"
+
+
+@pytest.mark.parametrize(
+    ("text", "platform"),
+    [
+        ("linux/amd64", ("linux", "amd64", "")),
+        ("linux/x86_64", ("linux", "amd64", "")),
+        ("Linux/AARCH64", ("linux", "arm64", "")),
+        ("linux/arm64/v8", ("linux", "arm64", "")),
+        ("linux/arm/v7", ("linux", "arm", "v7")),
+    ],
+)
+def test_platforms_parse_as_containerd_normalizes_them(
+    text: str, platform: tuple[str, str, str]
+) -> None:
+    assert _platforms.parse(text) == platform
+
+
+@pytest.mark.parametrize("text", ["linux", "amd64", "linux/", "/amd64", "linux/arm/v7/x", ""])
+def test_a_malformed_platform_is_named(text: str) -> None:
+    with pytest.raises(ValueError, match=f"invalid platform '{text}': use os/arch"):
+        _platforms.parse(text)
+
+
+def test_a_mismatch_is_told_in_dockers_words() -> None:
+    arm7 = _platforms.parse("linux/arm/v7")
+    _platforms.check("x", _platforms.parse("linux/arm"), arm7)  # no variant asked: any
+    _platforms.check("x", arm7, _platforms.of_config({"os": "linux", "architecture": "arm"}))
+    with pytest.raises(_platforms.PlatformMismatch) as info:
+        _platforms.check("busybox", _platforms.parse("linux/arm64"), ("linux", "amd64", ""))
+    assert str(info.value) == (
+        "image with reference busybox was found but does not match the specified platform: "
+        "wanted linux/arm64, actual: linux/amd64"
+    )
+    assert _platforms.of_config({}) == _platforms.host()  # no platform named: the host's
+
+
+# ---- a daemon and a registry --------------------------------------------------------------
+
+
+def _index(layout: Path, tags: dict[str, str], new_tag: str) -> None:
+    """Tag ``new_tag``: an OCI index of the manifests of ``tags`` (tag -> platform)."""
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text())
+    by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
+    entries = []
+    for tag, platform in tags.items():
+        os_name, arch = platform.split("/")
+        entry = {k: by_tag[tag][k] for k in ("mediaType", "digest", "size")}
+        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
+    data = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }
+    ).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": f"sha256:{digest}",
+            "size": len(data),
+            "annotations": {"org.opencontainers.image.ref.name": new_tag},
+        }
+    )
+    index_path.write_text(json.dumps(index))
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) -> Iterator[Registry]:
+    """A registry with ``multi:1``: the host's platform and OTHER."""
+    base = tmp_path_factory.mktemp("platform")
+    layout = base / "layout"
+    build_oci_image(layout, "host", busybox_root, config={"cmd": ["/bin/true"]})
+    umoci = shutil.which("umoci")
+    assert umoci is not None  # build_oci_image skipped the test otherwise
+    _, arch = OTHER.split("/")
+    subprocess.run(
+        [umoci, "config", "--image", f"{layout}:host", "--tag", "other", f"--architecture={arch}"],
+        check=True,
+    )
+    _index(layout, {"host": HOST, "other": OTHER}, "multi")
+    with running_registry(base) as registry:
+        subprocess.run(
+            ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false",
+             f"oci:{layout}:multi", f"docker://{registry.host}/multi:1"],
+            check=True,
+        )  # fmt: skip
+        yield registry
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with running_daemon(tmp_path_factory.mktemp("platform-daemon")) as d:
+        yield d
+
+
+def _arch(daemon: Daemon, ref: str) -> str:
+    return str(json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["Architecture"])
+
+
+@pytest.mark.root
+def test_boxctl_pulls_the_platform_asked_for(daemon: Daemon, registry: Registry) -> None:
+    ref = f"{registry.host}/multi:1"
+    daemon.ctl("pull", ref)
+    assert _arch(daemon, ref) == HOST.split("/")[1]
+    # The stored image is the host's: used as it is.
+    ran = daemon.ctl("run", "--rm", "--platform", HOST, ref, "echo", "hi")
+    assert ran.stdout == "hi\n" and "Unable to find" not in ran.stderr
+    # Another platform with --pull never: Docker's refusal, nothing created.
+    never = daemon.ctl("run", "--rm", "--pull", "never", "--platform", OTHER, ref, "true",
+                       check=False)  # fmt: skip
+    assert never.returncode == 125
+    assert (
+        f"image with reference {ref} was found but does not match the specified platform: "
+        f"wanted {OTHER}, actual: {HOST}"
+    ) in never.stderr
+    # Otherwise it is pulled for that platform (what the tag names from now on).
+    created = daemon.ctl("create", "--name", "o", "--platform", OTHER, ref, "true")
+    assert f"Unable to find image '{ref}' locally" in created.stderr
+    assert _arch(daemon, ref) == OTHER.split("/")[1]
+    daemon.ctl("rm", "o")
+    # Malformed, or not the host's for default: refused by name.
+    bad = daemon.ctl("run", "--rm", "--platform", "linux", ref, "true", check=False)
+    assert bad.returncode == 125 and "invalid platform 'linux': use os/arch" in bad.stderr
+    default = daemon.ctl("run", "--rm", "--platform", OTHER, "default", "true", check=False)
+    assert default.returncode == 125
+    assert f"wanted {OTHER}, actual: {HOST}" in default.stderr
+    assert daemon.ctl("run", "--rm", "--platform", HOST, "default", "echo", "ok").stdout == "ok\n"
+    assert daemon.ctl("ps", "-aq").stdout == ""
+
+
+@pytest.mark.root
+@needs_cli
+def test_docker_cli_and_docker_py_pull_the_platform_asked_for(
+    daemon: Daemon, registry: Registry
+) -> None:
+    ref = f"{registry.host}/multi:1"
+    daemon.ctl("pull", ref)
+    never = docker(daemon, "run", "--rm", "--pull", "never", "--platform", OTHER, ref, "true")
+    assert never.returncode == 125
+    assert f"does not match the specified platform: wanted {OTHER}" in never.stderr
+    ran = docker(daemon, "run", "--rm", "--platform", OTHER, ref, "echo", "pulled")
+    assert (ran.returncode, ran.stdout) == (0, "pulled\n"), ran.stderr
+    assert "Unable to find image" in ran.stderr
+    assert _arch(daemon, ref) == OTHER.split("/")[1]
+    bad = docker(daemon, "create", "--platform", "linux", ref, "true")
+    assert bad.returncode != 0 and "linux" in bad.stderr
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{daemon.docker_socket}")
+    try:
+        # docker-py knows Docker's words: it pulls the platform asked for, and runs again.
+        out = client.containers.run(ref, ["echo", "py"], remove=True, platform=HOST)
+        assert out == b"py\n"
+        assert _arch(daemon, ref) == HOST.split("/")[1]
+    finally:
+        client.close()
+    assert daemon.ctl("ps", "-aq").stdout == ""
