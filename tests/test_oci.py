@@ -685,6 +685,50 @@ def test_a_cgroup_mount_on_a_v1_host_is_runcs_layout(runtime: Runtime, bundle: B
 
 
 @pytest.mark.root
+def test_processes_moved_below_the_containers_cgroup_are_still_its_own(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """A writable ``cgroup`` mount (podman --privileged's): a process the container moves
+    into cgroups it made below its own (in every hierarchy) is in ``ps``, and ``kill
+    --all`` reaches it."""
+    hierarchies = host_hierarchies()
+    if "unified" not in hierarchies or not any(hierarchies.values()):
+        pytest.skip("this test's paths are a hybrid host's (/sys/fs/cgroup/unified)")
+    bundle.command(
+        "sleep 1000 & for d in /sys/fs/cgroup/*/; do mkdir -p ${d}inner; "
+        "if [ -f ${d}cpuset.cpus ]; then cat ${d}cpuset.cpus > ${d}inner/cpuset.cpus; "
+        "cat ${d}cpuset.mems > ${d}inner/cpuset.mems; fi; "
+        "echo $! > ${d}inner/cgroup.procs; done; exec sleep 1000"
+    )
+    mounts = [m for m in bundle.config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    options_rw = ["nosuid", "noexec", "nodev", "relatime", "rw"]
+    mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup", "options": options_rw})
+    bundle.config["mounts"] = mounts
+    linux = bundle.config["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "cgroup"]
+    linux["namespaces"].append({"type": "cgroup"})
+    bundle.write()
+    pid_file = tmp_path / "init.pid"
+    runtime("create", "--bundle", str(bundle.path), "--pid-file", str(pid_file), "n1")
+    runtime("start", "n1")
+    own = Path(f"/proc/{pid_file.read_text().strip()}/cgroup").read_text()
+    (path,) = [line[3:] for line in own.splitlines() if line.startswith("0::")]
+    inner = Path("/sys/fs/cgroup/unified", path.lstrip("/"), "inner", "cgroup.procs")
+    deadline = time.monotonic() + 30
+    while not (inner.exists() and inner.read_text().split()):
+        assert time.monotonic() < deadline, "the container never moved its process"
+        time.sleep(0.02)
+    (moved,) = inner.read_text().split()
+    assert int(moved) in json.loads(runtime("ps", "--format", "json", "n1").stdout)
+    runtime("kill", "--all", "n1", "KILL")
+    while Path(f"/proc/{moved}").exists():
+        assert time.monotonic() < deadline, "kill --all missed the moved process"
+        time.sleep(0.02)
+    runtime("delete", "--force", "n1")
+    assert not inner.parent.exists()
+
+
+@pytest.mark.root
 def test_a_compiled_seccomp_program_is_kept_under_the_root(
     runtime: Runtime, bundle: Bundle
 ) -> None:

@@ -140,14 +140,16 @@ def list_states(root: Root) -> list[dict[str, Any]]:
 
 
 def procs(saved: Saved) -> list[int]:
-    """Pids (in our pid namespace) of every process in the container's cgroup."""
+    """Pids (in our pid namespace) of every process in the container's cgroup and below
+    it (a container given a writable cgroup mount may nest cgroups and move into them)."""
     pids: set[int] = set()
-    for d in saved["cgroup_dirs"]:
-        try:
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                pids.update(int(p) for p in f.read().split())
-        except FileNotFoundError:
-            continue  # that hierarchy's directory is gone already
+    for top in saved["cgroup_dirs"]:
+        for d, _, _ in os.walk(top):
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids.update(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                continue  # that (sub-)cgroup is gone already
     return sorted(pids)
 
 
