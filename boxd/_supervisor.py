@@ -753,7 +753,7 @@ class Supervisor:
 
     def _prepare_run(
         self, entry: _Entry, image: Image, adoption: Adoption | None
-    ) -> _plan.ReadFile | None:
+    ) -> _plan.Prepared | None:
         """A run's new inodes and reads, for a worker thread (see _plan.prepare): at its
         first start the container's directory (made here for `run`), the log's and the log
         file; for a new process the record's spares and what _plan.prepare makes and reads
