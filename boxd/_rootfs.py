@@ -51,6 +51,7 @@ __all__ = [
     "container_dirs",
     "container_mounts",
     "default_created",
+    "look_up",
     "parse_volume",
     "prepare_default_image",
     "read_container_file",
@@ -475,14 +476,17 @@ def _layer_base(container_dir: Path, target: str) -> str:
     return f"{container_dir}/fs/{_layer_dir_name(target)}"
 
 
-def read_container_file(image: Image, container_dir: Path, path: str) -> bytes | None:
+def read_container_file(
+    image: Image, container_dir: Path, path: str, known: _Known | None = None
+) -> bytes | None:
     """A regular file of a container's root filesystem, as the container sees it without
     its volumes and tmpfs mounts (where Docker reads /etc/passwd), or None when it is
     missing or not a regular file.  Symlinks are followed inside the image only
     (:func:`_lookup`), and the file is opened in its layer with RESOLVE_IN_ROOT, so
-    nothing the image or the container wrote makes the daemon read a host file."""
+    nothing the image or the container wrote makes the daemon read a host file.
+    ``known``: lookups shared with others of the same start (see :func:`look_up`)."""
     view = _container_view(image, container_dir)
-    resolved, st = _lookup(view, path)
+    resolved, st = _lookup(view, path, known)
     if st is None or not stat.S_ISREG(st.st_mode):
         return None
     dirs, rel = _layer_dirs(view, resolved)
@@ -492,6 +496,16 @@ def read_container_file(image: Image, container_dir: Path, path: str) -> bytes |
             if data is not None:
                 return data
     return None
+
+
+def look_up(image: Image, container_dir: Path, paths: Sequence[str], known: _Known) -> None:
+    """Look up container paths ahead (a start's worker thread, for the mount table the
+    event loop then builds: :func:`container_mounts` with ``known``); a path that cannot
+    be resolved is left for the table to report."""
+    view = _container_view(image, container_dir)
+    for path in paths:
+        with contextlib.suppress(ImageError):
+            _lookup(view, path, known)
 
 
 def container_dirs_at(image: Image, container_dir: Path, path: str) -> tuple[list[str], str]:
@@ -587,10 +601,10 @@ class _Table:
     image's symlinks (to know which directories to create) and again by the child, inside
     the root, when it runs the step."""
 
-    def __init__(self, view: _View) -> None:
+    def __init__(self, view: _View, known: _Known | None = None) -> None:
         self.view = view
         self.ops: list[MountOp] = []
-        self._known: _Known = {}  # the table's lookups share what they found
+        self._known: _Known = {} if known is None else known  # what lookups found
 
     def resolve(self, path: str) -> str:
         """Where a mount on container path ``path`` really lands (symlinks in the image
@@ -698,6 +712,7 @@ def container_mounts(
     dirs_made: bool = False,
     cgroups: Sequence[tuple[str, str]] | None = None,
     cgroups_writable: bool = False,
+    known: _Known | None = None,
 ) -> tuple[str, tuple[MountOp, ...]]:
     """Create the container's upper/work directories and return (rootfs, mount table).
 
@@ -716,7 +731,8 @@ def container_mounts(
     the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
     /sys or /dev (the files alone, as ``cp`` reads a stopped container's).  ``read``: how
     a file of the container is read (default :func:`read_container_file`; a caller that
-    reads the same files shares its cache).
+    reads the same files shares its cache).  ``known``: what lookups of this start found
+    already (:func:`look_up`); the table's own go there too.
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -762,7 +778,7 @@ def container_mounts(
                 f"mount: its options take {len(data)} bytes, the limit is {_PAGE - 1}"
             )
         overlays.append((layer.target, chdir, data))
-    table = _Table(_container_view(image, container_dir))
+    table = _Table(_container_view(image, container_dir), known)
     overlay_paths = []
     for target, chdir, data in overlays:
         path = table.resolve(target)

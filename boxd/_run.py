@@ -71,10 +71,16 @@ class Outcome:
 def start_time_of(pid: int) -> int:
     """Field 22 of /proc/PID/stat (clock ticks since boot); 0 if the process is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return 0
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    try:
+        stat = os.read(fd, 4096)  # a few hundred bytes, all in one read
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return int(stat.rsplit(b")", 1)[1].split()[19])
 
 
 def _above_stdio(fd: int) -> int:
@@ -473,27 +479,18 @@ class Run:
             return Outcome(exit_code=code, oom_killed=False, summary=None, error=error)
         try:
             oom = cgroup.oom_killed()
-            stats = cgroup.stats()
+            used = cgroup.usage()
             summary = RunSummary(
                 wall_seconds=round(time.time() - self._started, 6),
-                cpu_user_seconds=stats.cpu_user_ns / 1e9,
-                cpu_system_seconds=stats.cpu_system_ns / 1e9,
-                peak_memory=stats.memory_peak or 0,
+                cpu_user_seconds=used.cpu_user_ns / 1e9,
+                cpu_system_seconds=used.cpu_system_ns / 1e9,
+                peak_memory=used.memory_peak or 0,
             )
         except OSError as exc:
             log.warning("%s: cannot read cgroup counters: %s", self.container.short_id, exc)
         if oom and code == 128 + signal.SIGKILL:
             code = 137
         return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
-
-
-def dismantle(mount_ns: int, cgroup: Cgroup) -> bool:
-    """For a worker thread, after an init's end is recorded: let go of its mount namespace
-    (``mount_ns``, -1: none; the last holder's close unmounts everything in it) and remove
-    its cgroup's directories; whether they are gone (False: :meth:`Cgroup.remove` then)."""
-    if mount_ns >= 0:
-        os.close(mount_ns)
-    return cgroup.remove_at_once()
 
 
 def _read_pipe(fd: int) -> tuple[bytes, bool]:

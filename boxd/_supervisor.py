@@ -72,7 +72,7 @@ from ._records import (
     parse_signal,
 )
 from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
-from ._run import Run, dismantle, start_time_of
+from ._run import Run, start_time_of
 from ._store import Store
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
@@ -110,9 +110,10 @@ class _Entry:
     # Its current or last run ends because somebody asked (stop, kill): no restart.
     stopping: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)  # held while it starts, pauses, is removed
-    # Set once the last run's cgroup is removed and its mount namespace dismantled (in
-    # the background, after its end).
+    # Set once the last run's cgroup is removed (in the background, after its end), and
+    # once its mount namespace is dismantled too (see Supervisor._dismantle_later).
     cgroup_removed: trio.Event | None = None
+    dismantled: trio.Event | None = None
     # The image `run` resolved as it created the container, for the start that follows
     # at once (taken by it, whatever happens: a later start resolves it afresh).
     image: Image | None = None
@@ -637,8 +638,8 @@ class Supervisor:
                 read = await trio.to_thread.run_sync(
                     self._prepare_run, entry, image, adoption, limiter=self._prepare_limiter
                 )
-            if entry.cgroup_removed is not None:  # the last run's, when it restarts at once
-                await entry.cgroup_removed.wait()
+            if entry.dismantled is not None:  # the last run's, when it restarts at once
+                await entry.dismantled.wait()
             if adoption is None:
                 await self._fill_volumes(c, image)
                 # The cgroup's directories and limits (a millisecond of system calls) are
@@ -752,7 +753,7 @@ class Supervisor:
 
     def _prepare_run(
         self, entry: _Entry, image: Image, adoption: Adoption | None
-    ) -> _plan.ReadFile | None:
+    ) -> _plan.Prepared | None:
         """A run's new inodes and reads, for a worker thread (see _plan.prepare): at its
         first start the container's directory (made here for `run`), the log's and the log
         file; for a new process the record's spares and what _plan.prepare makes and reads
@@ -772,24 +773,29 @@ class Supervisor:
         return _plan.prepare(c, image, cdir)
 
     def _dismantle_later(self, entry: _Entry, cgroup: Cgroup, mount_ns: int) -> None:
-        """Let go of a run's mount namespace (``mount_ns``, -1: none) and remove its cgroup
-        after its end is recorded, in a worker thread (:func:`boxd._run.dismantle`: the
-        kernel unmounts everything on the closing thread), so that ``wait`` returns
-        without either; a restart, ``cp`` out of the stopped container and the trash wait
-        for it."""
-        done = entry.cgroup_removed = trio.Event()
+        """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
+        without the rmdirs (a directory per hierarchy, each once the kernel lets go), then
+        let go of its mount namespace (``mount_ns``, -1: none) in a worker thread, where
+        the kernel unmounts everything in it.  ``rm`` waits for the first; a restart,
+        ``cp`` out of the stopped container and the trash for both."""
+        removed = entry.cgroup_removed = trio.Event()
+        done = entry.dismantled = trio.Event()
         self._removals.add(done)
 
-        async def remove() -> None:
+        async def dismantle() -> None:
             try:
                 with trio.CancelScope(shield=True):
-                    if not await trio.to_thread.run_sync(dismantle, mount_ns, cgroup):
+                    try:
                         await cgroup.remove()
+                    finally:
+                        removed.set()
+                        if mount_ns >= 0:
+                            await trio.to_thread.run_sync(os.close, mount_ns)
             finally:
                 self._removals.discard(done)
                 done.set()
 
-        self._nursery.start_soon(remove)
+        self._nursery.start_soon(dismantle)
 
     async def _cgroups_removed(self) -> None:
         """Return once every removal started by :meth:`_dismantle_later` ended."""
@@ -985,8 +991,8 @@ class Supervisor:
         async with entry.lock:
             if entry.phase not in _lifecycle.AT_REST:
                 raise Conflict(f"container {c.name} is {entry.phase.value}: try again")
-            if entry.cgroup_removed is not None:  # its last run's overlay is unmounted
-                await entry.cgroup_removed.wait()
+            if entry.dismantled is not None:  # its last run's overlay is unmounted
+                await entry.dismantled.wait()
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
             async with _copyroot.open_stopped_root(self.native, c, image, where) as fd:
@@ -1015,9 +1021,13 @@ class Supervisor:
         if entry.phase is REMOVING:
             await entry.gone.wait()
             return
-        # Not written down: its directory leaves the store in this same step.  Only if
-        # that fails is the record left saying so, for the next supervisor to finish.
+        # Not written down: its directory leaves the store right after (a crash before
+        # leaves it as its record says).  Only if that fails is the record left saying
+        # so, for the next supervisor to finish.
         self._set(entry, REMOVING, write=False)
+        if entry.cgroup_removed is not None:  # its last run's cgroup: gone with it
+            with trio.CancelScope(shield=True):
+                await entry.cgroup_removed.wait()
         try:
             self._discard(entry)
         except OSError:

@@ -289,28 +289,32 @@ static void join_cgroups(const struct plan *p)
  * the container).  Both calls are allowed to any process on itself. */
 #define AFFINITY_WORDS (1024 / (8 * sizeof(unsigned long)))
 
-static void set_up_off_the_callers_cpu(const struct plan *p)
+/* 1 if the affinity was narrowed (0: left as it was, e.g. a cpuset of the caller's CPU). */
+static int set_up_off_the_callers_cpu(const struct plan *p)
 {
     unsigned long mask[AFFINITY_WORDS];
     size_t bits = 8 * sizeof mask[0], word = (size_t)p->caller_cpu / bits;
     if (p->caller_cpu < 0 || word >= AFFINITY_WORDS)
-        return;
+        return 0;
     memset(mask, 0, sizeof mask);
     if (RAW(sched_getaffinity, 0, sizeof mask, mask) < 0)
-        return;
+        return 0;
     mask[word] &= ~(1UL << ((size_t)p->caller_cpu % bits));
     for (size_t i = 0; i < AFFINITY_WORDS; i++)
-        if (mask[i] != 0) {
-            RAW(sched_setaffinity, 0, sizeof mask, mask); /* on failure: where it was */
-            return;
-        }
+        if (mask[i] != 0)
+            return RAW(sched_setaffinity, 0, sizeof mask, mask) == 0;
+    return 0;
 }
 
-static void reset_affinity(const struct plan *p)
+/* A failure matters only after a narrowing: the process must never run narrowed (one a
+ * filter of the caller's keeps from both calls runs as it was cloned, as before). */
+static void reset_affinity(const struct plan *p, int narrowed)
 {
     unsigned long all[AFFINITY_WORDS];
     memset(all, 0xff, sizeof all);
-    CHECK(p, RAW(sched_setaffinity, 0, sizeof all, all), STAGE_AFFINITY, 0);
+    long rc = RAW(sched_setaffinity, 0, sizeof all, all);
+    if (narrowed)
+        CHECK(p, rc, STAGE_AFFINITY, 0);
 }
 
 /* The release: RELEASE, and with it one fd per attach point (detached mount trees). */
@@ -848,7 +852,7 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
 {
     if (p->join_pidfd < 0) /* in join mode the intermediate joined them */
         join_cgroups(p);
-    set_up_off_the_callers_cpu(p); /* after the cpuset: joining one sets the affinity */
+    int narrowed = set_up_off_the_callers_cpu(p); /* after the cpuset, which sets it */
     keep_only_what_the_child_needs(p, 0);
     reset_signals(p);
     int trees[MAX_ATTACH];
@@ -888,7 +892,7 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, rc, STAGE_NETWORK, index);
     }
     set_rlimits(p);
-    reset_affinity(p);
+    reset_affinity(p, narrowed);
     close_fds(p);
     if (p->nfilter && !p->nnp)
         load_seccomp(p);

@@ -38,6 +38,7 @@ from boxd._cgroup import (
     CgroupError,
     CgroupHost,
     Limits,
+    Usage,
     shares_to_weight,
 )
 from boxd._devices import compile_rules, parse_rule
@@ -252,6 +253,8 @@ async def test_v2_counters_oom_and_freeze_kill(fs: FakeCgroupFs) -> None:
     assert (s.memory_usage, s.memory_limit, s.memory_peak) == (M, 32 * M, 2 * M)
     assert (s.cpu_user_ns, s.cpu_system_ns, s.cpu_total_ns) == (2_000_000, 1_000_000, 3_000_000)
     assert (s.pids, s.io_read_bytes, s.io_write_bytes) == (3, 4096, 8192)
+    # A run's summary reads only its part of them.
+    assert cg.usage() == Usage(cpu_user_ns=2_000_000, cpu_system_ns=1_000_000, memory_peak=2 * M)
     assert not cg.oom_killed()
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
     assert cg.oom_killed()
@@ -524,6 +527,7 @@ def test_v1_counters_and_oom_fallback(fs: FakeCgroupFs) -> None:
     s = cg.stats()
     assert (s.memory_usage, s.memory_limit, s.memory_peak) == (4096, None, 8192)
     assert (s.cpu_user_ns, s.cpu_system_ns, s.cpu_total_ns) == (3000, 2000, 5000)
+    assert cg.usage() == Usage(cpu_user_ns=3000, cpu_system_ns=2000, memory_peak=8192)
     assert not cg.oom_killed()
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert cg.oom_killed()

@@ -281,6 +281,27 @@ def test_a_record_of_a_newer_format_is_left_alone(
     assert str(record) in message and "left alone" in message
 
 
+def test_a_save_writes_the_whole_record_as_json_encodes_it(tmp_path: Path) -> None:
+    """The configuration's JSON is kept per configuration object (frozen: a change is a
+    new object): each save's bytes are the whole record's encoding, also after a change of
+    the configuration, of the state or of the name."""
+    store = Store(tmp_path / "root")
+    c = _container(env=("A=1",))
+    record = store.container_dir(c.id) / "container.json"
+
+    def encoded() -> bytes:
+        return json.dumps({"format": FORMAT, **unstructure(c)}, allow_nan=False).encode()
+
+    store.save(c, durable=False)
+    assert record.read_bytes() == encoded()
+    c.state.status, c.state.pid, c.name = Status.RUNNING, 42, "renamed"
+    store.save(c, durable=False)
+    assert record.read_bytes() == encoded()
+    c.config = attrs.evolve(c.config, env=("A=2",))
+    store.save(c, durable=False)
+    assert record.read_bytes() == encoded() and read_record(record) == c
+
+
 def test_store_discards_at_once_and_empties_the_trash_later(tmp_path: Path) -> None:
     store = Store(tmp_path / "root")
     c = _container()

@@ -22,6 +22,8 @@ import pytest
 import trio
 from daemon_harness import Daemon
 
+import boxd._rootfs
+from boxd import _plan
 from boxd._native import (
     MountKind,
     MountOp,
@@ -32,6 +34,7 @@ from boxd._native import (
     is_exec_failure,
     start,
 )
+from boxd._records import Container, ContainerConfig
 from boxd._rootfs import (
     MS_BIND,
     MS_NODEV,
@@ -47,6 +50,7 @@ from boxd._rootfs import (
     check_command,
     container_mounts,
     id_mapped_layers,
+    look_up,
     parse_volume,
     prepare_default_image,
     resolve_image,
@@ -297,6 +301,54 @@ def test_each_table_looks_up_its_mount_points_again(tmp_path: Path) -> None:
     assert "/elsewhere/pts" in targets and "/dev/pts" not in targets
     _rootfs, other = container_mounts(image, tmp_path / "other")
     assert other[1:] == first[1:]  # the same table but for its own overlay
+
+
+def test_lookups_made_ahead_give_the_same_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start looks up its mount points in its worker thread (look_up); the table the
+    event loop builds from them is the one it would have made, without a lookup of its
+    own for those paths."""
+    image_dir = _image_with_a_shell(tmp_path)
+    (image_dir / "real").mkdir()
+    os.symlink("/real", image_dir / "dev")
+    image = resolve_image(str(image_dir), tmp_path)
+    c = tmp_path / "c"
+    volumes = [Volume(str(tmp_path), "/srv/v", False)]
+    files = {"/etc/hostname": "h\n"}
+    _rootfs, plain = container_mounts(
+        image, c, files=files, workdir="/w", volumes=volumes, read=lambda path: b""
+    )
+    known: dict[str, os.stat_result | None] = {}
+    look_up(image, c, ["/", "/proc", "/sys", "/dev", "/etc/hostname", "/w", "/srv/v"], known)
+    looked: list[Sequence[str]] = []
+    monkeypatch.setattr(boxd._rootfs, "_lstat_first", looked.append)
+    _rootfs, ahead = container_mounts(
+        image,
+        c,
+        files=files,
+        workdir="/w",
+        volumes=volumes,
+        known=known,
+        dirs_made=True,
+        read=lambda path: b"",  # its /etc/group: read ahead as well, by prepare
+    )
+    assert ahead == plain and looked == []
+
+
+async def test_a_start_looks_up_its_mount_points_in_its_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What _plan.prepare (the worker thread's part of a start) looks up is all the mount
+    table needs: the event loop's step that builds it makes no lookups."""
+    image = resolve_image(str(_image_with_a_shell(tmp_path)), tmp_path)
+    config = ContainerConfig(image=image.name, command=("sh",), network="none", workdir="/w")
+    container = Container(id="a" * 64, name="c", created_at=0.0, config=config)
+    prepared = _plan.prepare(container, image, tmp_path / "c")
+    looked: list[Sequence[str]] = []
+    monkeypatch.setattr(boxd._rootfs, "_lstat_first", looked.append)
+    plan = await _plan.build(container, image, tmp_path / "c", read=prepared, stdio=(3, 4, 5))
+    assert looked == [] and "/w" in {op.target for op in plan.mounts}
 
 
 def test_volume_into_proc_through_a_symlink_is_refused(tmp_path: Path) -> None:

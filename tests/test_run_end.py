@@ -36,7 +36,8 @@ async def test_the_end_is_told_before_the_mounts_go_and_nothing_waits_wrongly(
 ) -> None:
     """The container's mount namespace is let go of after its end is recorded: a start
     and a copy out of the stopped container right after ``wait`` find its overlay whole,
-    and once the supervisor's background work is done no namespace is held."""
+    ``rm`` right after returns with the cgroup gone, and once the supervisor's background
+    work is done no namespace is held."""
     append = _config(busybox_root, "/bin/sh", "-c", "echo run >> /kept")
     handed: list[str] = []
     async with boxd.open_supervisor(tmp_path / "lib") as sup:
@@ -57,13 +58,13 @@ async def test_the_end_is_told_before_the_mounts_go_and_nothing_waits_wrongly(
                 assert os.read(fd, 100) == b"run\nrun\n"
             finally:
                 os.close(fd)
+        await sup.remove(c.id)  # at once too: it returns once the cgroup is gone
+        assert c.id not in sup.cgroups.list_children()  # from every hierarchy
         await sup._cgroups_removed()
         # Each run's end handed on its own mount namespace, and none is held now.
         own = os.readlink("/proc/self/ns/mnt")
         assert len(handed) == 2 and all(n.startswith("mnt:[") and n != own for n in handed)
         assert _held_mount_namespaces() == []
-        assert c.id not in sup.cgroups.list_children()  # gone from every hierarchy
-        await sup.remove(c.id)
     assert _held_mount_namespaces() == []
 
 
@@ -73,4 +74,24 @@ async def test_a_start_that_fails_at_exec_holds_nothing(tmp_path: Path, busybox_
         with pytest.raises(boxd.StartError, match="exec /bin/nope"):
             await sup.start(c.id)
         assert _held_mount_namespaces() == []
+        await sup.remove(c.id)
+
+
+async def test_the_end_records_what_the_run_used(tmp_path: Path, busybox_root: Path) -> None:
+    """The run's summary (CPU time, peak memory) comes from the cgroup's counters, read at
+    its end (Cgroup.usage), before ``wait`` answers."""
+    busy = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"
+    config = boxd.ContainerConfig(
+        image=str(busybox_root),
+        command=("/bin/sh", "-c", busy),
+        network="none",
+        resources=boxd.Resources(memory=64 << 20),
+    )
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.run(config)
+        assert await sup.wait(c.id) == 0
+        summary = sup.inspect(c.id).state.summary
+        assert summary is not None and summary.wall_seconds > 0
+        assert summary.cpu_user_seconds + summary.cpu_system_seconds > 0
+        assert summary.peak_memory > 0
         await sup.remove(c.id)
