@@ -12,9 +12,9 @@ units).
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import functools
+import gc
 import logging
 import os
 import signal
@@ -22,6 +22,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import trio
 
@@ -46,7 +47,13 @@ class DaemonError(Exception):
     pass
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
+    """The daemon's options.  argparse (with gettext, ~0.4 MB) is needed only here: it is
+    imported for this call and dropped after it, so its memory serves the daemon's own
+    objects instead (a later ``import argparse`` loads it again)."""
+    before = set(sys.modules)
+    import argparse
+
     p = argparse.ArgumentParser(prog="boxd", description="The boxd container daemon.")
     p.add_argument(
         "--root",
@@ -120,7 +127,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="HOST:PORT",
         help="a registry reached over plain HTTP (loopback registries always are)",
     )
-    return p.parse_args(argv)
+    args = SimpleNamespace(**vars(p.parse_args(argv)))
+    del p, argparse
+    for name in {"argparse", "gettext"} - before:
+        sys.modules.pop(name, None)
+    gc.collect()  # classes are reference cycles
+    return args
 
 
 def _lock(root: Path) -> int:
@@ -138,7 +150,7 @@ def _lock(root: Path) -> int:
     return fd
 
 
-async def run_daemon(args: argparse.Namespace) -> None:
+async def run_daemon(args: SimpleNamespace) -> None:
     max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
     if args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")

@@ -122,7 +122,8 @@ def host_resolv(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str]]:
     servers: list[str] = []
     rest: list[str] = []
     try:
-        lines = Path(path).read_text().splitlines()
+        with open(path) as f:  # not pathlib at each start: it interns the path's parts
+            lines = f.read().splitlines()
     except OSError:
         return servers, rest
     for line in lines:

@@ -11,7 +11,6 @@ words, the daemon reads them on its own clock, as Docker's does.
 
 from __future__ import annotations
 
-import datetime
 import re
 from collections.abc import Mapping
 
@@ -73,6 +72,8 @@ def parse_time(text: str, now: float) -> float:
         pass
     if text and _DURATION_PART.sub("", text) == "":
         return now - sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
+    import datetime  # here: the daemon needs it only for such a time (~0.2 MB)
+
     try:
         when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -61,9 +61,10 @@ class ShimError(OSError):
 
 
 def program() -> str:
-    """The host path of boxd-shim, installed beside the extension (see setup.py)."""
+    """The host path of boxd-shim, installed beside the extension (see setup.py).  No
+    pathlib at each start: it interns every part of a path it parses (see _store)."""
     spec = importlib.util.find_spec("sandbox_native")
-    path = Path(spec.origin).with_name(PROGRAM) if spec and spec.origin else None
+    path = os.path.join(os.path.dirname(spec.origin), PROGRAM) if spec and spec.origin else None
     if path is None or not os.access(path, os.X_OK):
         raise FileNotFoundError(f"{PROGRAM} is not installed beside sandbox_native ({path})")
     return str(path)

@@ -20,7 +20,6 @@ limits would be unavailable there.
 
 from __future__ import annotations
 
-import argparse
 import grp
 import logging
 import os
@@ -129,6 +128,8 @@ def _ensure_group(name: str) -> None:
 
 def install(argv: Sequence[str]) -> int:
     """``boxd install-service``: write the units, create the socket's group."""
+    import argparse  # here: the daemon itself drops it once its options are read
+
     p = argparse.ArgumentParser(
         prog="boxd install-service",
         description="Install boxd.service and boxd.socket (systemd) and the socket's group.",

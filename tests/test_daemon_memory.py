@@ -1,0 +1,91 @@
+"""What the idle daemon holds: modules it leaves unimported until used (bench/README.md,
+"Idle daemon memory (session 9)")."""
+
+from __future__ import annotations
+
+import enum
+import json
+import subprocess
+import sys
+
+import attrs
+
+from boxd import _convert, _prune
+
+
+def _loaded(code: str) -> set[str]:
+    return set(
+        subprocess.run(
+            [sys.executable, "-c", f"{code}; import sys; print(*sorted(sys.modules))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
+
+
+def test_the_daemon_imports_no_datetime_at_start() -> None:
+    """cattrs' JSON preset and _prune's time parsing brought datetime (~0.3 MB)."""
+    loaded = _loaded("import boxd._daemon")
+    assert not {"datetime", "_datetime", "cattrs.preconf", "cattrs.preconf.json"} & loaded
+
+
+class _Word(enum.StrEnum):
+    A = "a"
+
+
+class _Number(enum.IntEnum):
+    ONE = 1
+
+
+@attrs.frozen
+class _Shape:
+    word: _Word
+    number: _Number
+    names: frozenset[str]
+    sizes: tuple[int, ...]
+
+
+def test_the_converter_keeps_the_json_presets_shapes() -> None:
+    """Enums as their values, sets as lists, and back; extra keys still refused."""
+    shape = _Shape(_Word.A, _Number.ONE, frozenset({"x"}), (1, 2))
+    data = _convert.unstructure(shape)
+    wire = json.loads(json.dumps(data))
+    assert wire == {"word": "a", "number": 1, "names": ["x"], "sizes": [1, 2]}
+    assert _convert.structure(wire, _Shape) == shape
+    try:
+        _convert.structure({**data, "extra": 1}, _Shape)
+    except _convert.ConversionError as exc:
+        assert "extra" in str(exc)
+    else:
+        raise AssertionError("an unknown key was accepted")
+
+
+def test_prune_reads_rfc3339_times_with_datetime_imported_there() -> None:
+    assert _prune.parse_time("2024-01-01T00:00:00Z", 0) == 1704067200.0
+
+
+def test_the_daemon_drops_argparse_once_its_options_are_read() -> None:
+    code = (
+        "import gc, sys, boxd._daemon as d; "
+        "a = d._parse_args(['--root', '/r', '--insecure-registry', 'h:1', '--no-live-restore']); "
+        "print(a.root, a.insecure_registry, a.live_restore, a.log_level); "
+        "print('argparse' in sys.modules, 'gettext' in sys.modules, "
+        "any(isinstance(o, type) and o.__module__ == 'argparse' for o in gc.get_objects()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["/r ['h:1'] False info", "False False False"]
+
+
+def test_the_daemons_options_are_still_argparses() -> None:
+    """--help and a refused value as before (argparse's words, exit 2)."""
+    helped = subprocess.run(
+        [sys.executable, "-m", "boxd", "--help"], capture_output=True, text=True
+    )
+    assert helped.returncode == 0 and "--procview-cpus" in helped.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "boxd", "--log-level", "loud"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "invalid choice: 'loud'" in bad.stderr
