@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -440,3 +440,38 @@ def write_layout(path: Path, layers: list[bytes], tag: str = "1") -> list[str]:
     (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
     return [str(c["digest"]).removeprefix("sha256:") for c in compressed]
+
+
+def add_index(layout: Path, new_tag: str, members: Iterable[tuple[str, str]]) -> None:
+    """Tag ``new_tag`` in an OCI layout: an index of the manifests of ``members``, each a
+    (tag, "os/arch") pair; a tag may appear once per platform."""
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text())
+    by_tag = {
+        m["annotations"]["org.opencontainers.image.ref.name"]: m
+        for m in index["manifests"]
+        if "org.opencontainers.image.ref.name" in m.get("annotations", {})
+    }
+    entries = []
+    for tag, platform in members:
+        os_name, arch = platform.split("/")
+        entry = {k: by_tag[tag][k] for k in ("mediaType", "digest", "size")}
+        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
+    data = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }
+    ).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": f"sha256:{digest}",
+            "size": len(data),
+            "annotations": {"org.opencontainers.image.ref.name": new_tag},
+        }
+    )
+    index_path.write_text(json.dumps(index))

@@ -18,6 +18,7 @@ import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
 from registry_harness import (
     Registry,
+    add_index,
     build_oci_image,
     manifest_of,
     push,
@@ -523,36 +524,6 @@ def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
 
 
-def _add_index(layout: Path, tag: str, new_tag: str, platforms: list[str]) -> None:
-    """Tag ``new_tag``: an OCI index listing ``tag``'s manifest once per platform."""
-    index_path = layout / "index.json"
-    index = json.loads(index_path.read_text())
-    manifest = next(
-        m for m in index["manifests"]
-        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
-    )  # fmt: skip
-    entries = []
-    for platform in platforms:
-        os_name, arch = platform.split("/")
-        entry = {k: manifest[k] for k in ("mediaType", "digest", "size")}
-        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
-    data = json.dumps(
-        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-         "manifests": entries}
-    ).encode()  # fmt: skip
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    index["manifests"].append(
-        {
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": f"sha256:{digest}",
-            "size": len(data),
-            "annotations": {"org.opencontainers.image.ref.name": new_tag},
-        }
-    )
-    index_path.write_text(json.dumps(index))
-
-
 def test_an_index_gives_the_hosts_platform(
     tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
@@ -564,7 +535,7 @@ def test_an_index_gives_the_hosts_platform(
     other = "arm64" if arch != "arm64" else "amd64"
     copy = tmp_path / "layout"
     shutil.copytree(layout, copy)
-    _add_index(copy, "v1", "multi", [f"linux/{other}", f"linux/{arch}"])
+    add_index(copy, "multi", [("v1", f"linux/{other}"), ("v1", f"linux/{arch}")])
     subprocess.run(
         ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false", f"oci:{copy}:multi",
          f"docker://{registry.host}/multi:1"],

@@ -5,7 +5,6 @@ same busybox layer under two configurations); boxctl, the docker CLI and docker-
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import Daemon, running_daemon
 from docker_clients import docker, needs_cli
-from registry_harness import Registry, build_oci_image, running_registry
+from registry_harness import Registry, add_index, build_oci_image, running_registry
 
 from boxd import _platforms
 
@@ -61,36 +60,6 @@ def test_a_mismatch_is_told_in_dockers_words() -> None:
 # ---- a daemon and a registry --------------------------------------------------------------
 
 
-def _index(layout: Path, tags: dict[str, str], new_tag: str) -> None:
-    """Tag ``new_tag``: an OCI index of the manifests of ``tags`` (tag -> platform)."""
-    index_path = layout / "index.json"
-    index = json.loads(index_path.read_text())
-    by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
-    entries = []
-    for tag, platform in tags.items():
-        os_name, arch = platform.split("/")
-        entry = {k: by_tag[tag][k] for k in ("mediaType", "digest", "size")}
-        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
-    data = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": entries,
-        }
-    ).encode()
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    index["manifests"].append(
-        {
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": f"sha256:{digest}",
-            "size": len(data),
-            "annotations": {"org.opencontainers.image.ref.name": new_tag},
-        }
-    )
-    index_path.write_text(json.dumps(index))
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) -> Iterator[Registry]:
     """A registry with ``multi:1``: the host's platform and OTHER."""
@@ -104,7 +73,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) -> It
         [umoci, "config", "--image", f"{layout}:host", "--tag", "other", f"--architecture={arch}"],
         check=True,
     )
-    _index(layout, {"host": HOST, "other": OTHER}, "multi")
+    add_index(layout, "multi", [("host", HOST), ("other", OTHER)])
     with running_registry(base) as registry:
         subprocess.run(
             ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false",
