@@ -32,7 +32,7 @@ import attrs
 
 from ._devices import ACCESS_BITS, DeviceRule, parse_rule
 from ._native import MountKind, MountOp
-from ._rootfs import _DEV_LINKS, _DEVICES
+from ._rootfs import _DEV_LINKS, _DEVICES, _mkdir_ops
 
 DEFAULT_PERMISSIONS = "rwm"
 # What boxd's own /dev holds in every container (see _rootfs): the standard nodes, by path,
@@ -244,12 +244,10 @@ def mount_ops(devices: Sequence[HostDevice], *, userns: bool) -> tuple[MountOp, 
     for device in devices:
         if device.container in _STANDARD:
             continue
-        parts = [p for p in posixpath.dirname(device.container).split("/") if p]
-        for i in range(1, len(parts) + 1):
-            path = "/" + "/".join(parts[:i])
-            if path not in made:
-                made.add(path)
-                ops.append(MountOp(MountKind.MKDIR, path, mode=0o755))
+        for mkdir in _mkdir_ops(posixpath.dirname(device.container)):
+            if mkdir.target not in made:
+                made.add(mkdir.target)
+                ops.append(mkdir)
         if userns or "m" not in device.permissions:
             # The container's process is in its cgroup from the start: without ``m`` its
             # mknod would be refused (runc makes the node before it sets the cgroup's

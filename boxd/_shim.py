@@ -67,7 +67,7 @@ def program() -> str:
     path = os.path.join(os.path.dirname(spec.origin), PROGRAM) if spec and spec.origin else None
     if path is None or not os.access(path, os.X_OK):
         raise FileNotFoundError(f"{PROGRAM} is not installed beside sandbox_native ({path})")
-    return str(path)
+    return path
 
 
 @attrs.frozen
