@@ -37,6 +37,7 @@ from ._rootfs import (
 )
 from ._sysctl import parse_sysctl, proc_path
 from ._ulimits import NAMES as ULIMIT_NAMES
+from ._ulimits import open_files
 from ._users import ExecUser, resolve_in
 
 log = logging.getLogger("boxd.plan")
@@ -361,8 +362,11 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
     # Of a limit given twice the last counts, as in Docker.
     ulimits = {u.name: u for u in container.config.ulimits}
+    rlimits = tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values())
+    if "nofile" not in ulimits:  # Docker's, not the daemon's raised one
+        rlimits = (Rlimit(ULIMIT_NAMES["nofile"], *open_files()), *rlimits)
     return {
-        "rlimits": tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()),
+        "rlimits": rlimits,
         # The filter stays the container's, made for its own capabilities.
         "caps": _caps.compute((), (), uid=uid, privileged=True) if privileged else caps,
         "no_new_privs": sec.no_new_privileges,
