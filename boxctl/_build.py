@@ -100,6 +100,7 @@ def _context_tar(args: Args, out: IO[bytes]) -> str:
 
 def cmd_build(args: Args) -> int:
     import io
+
     request = {
         "type": "BuildRequest",
         "tags": args.tag,
