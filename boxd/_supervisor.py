@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _shim, _trim
+from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _nsmodes, _plan, _shim, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
@@ -52,7 +52,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
-from ._native import Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
+from ._native import Namespace, Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -486,6 +486,23 @@ class Supervisor:
             raise Conflict(f"container {name} is not running: its network cannot be joined")
         return entry.container, run.pid
 
+    def _joined_namespaces(self, c: Container) -> tuple[tuple[Namespace, str], ...]:
+        """``--pid``/``--ipc container:NAME``: the namespace files of NAME's running init
+        (Docker's words when it does not run or keeps its ipc private)."""
+        paths = []
+        for kind, ref in _nsmodes.joined(c.config).items():
+            entry = self._lookup(ref)
+            run = entry.run
+            if run is None or run.exited.is_set():
+                raise Conflict(f"container {entry.container.id} is not running")
+            if kind is Namespace.IPC and entry.container.config.ipc_mode not in ("", "shareable"):
+                raise ValueError(
+                    f"container {ref}: non-shareable IPC (hint: use IpcMode:shareable for "
+                    "the donor container)"
+                )
+            paths.append((kind, f"/proc/{run.pid}/ns/{kind.describe()}"))
+        return tuple(paths)
+
     def _generate_name(self, cid: str) -> str:
         names = {e.container.name for e in self._entries.values()}
         name = f"box-{cid[:8]}"
@@ -654,6 +671,7 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
+            joined = self._joined_namespaces(c) if adoption is None else ()
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
@@ -702,7 +720,7 @@ class Supervisor:
                                 # A shared network namespace is joined by path, which
                                 # the shim does not do: such a container is not kept.
                                 shim_dir=cdir
-                                if self.live_restore and not _plan.shares_network(c)
+                                if self.live_restore and not _plan.joins_others(c)
                                 else None,
                                 network=net,
                             ),
@@ -715,7 +733,7 @@ class Supervisor:
                                 stdio=stdio,
                                 view_files=view,
                                 net=net.etc(),
-                                ns_paths=net.ns_paths(),
+                                ns_paths=net.ns_paths() + joined,
                                 cgroups=cgroup.view(),
                                 devices=devices,
                             ),

@@ -511,9 +511,9 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     (
         "POST",
         "/containers/create",
-        b'{"Image":"default","Cmd":["x"],"HostConfig":{"PidMode":"host"}}',
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"PidMode":"private"}}',
         400,
-        "HostConfig.PidMode 'host' is not supported by boxd: a container gets its own pid",
+        "invalid --pid 'private': use host or container:NAME",
     ),
     (
         "POST",
@@ -525,9 +525,9 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     (
         "POST",
         "/containers/create",
-        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"container:x"}}',
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"none"}}',
         400,
-        "IpcMode 'container:x'",
+        "invalid --ipc 'none'",
     ),
     ("GET", "/containers/json?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", '/containers/json?filters={"colour":["red"]}', None, 400, "colour"),
