@@ -38,6 +38,7 @@ import trio
 from .. import _users
 from .._atomic import atomic_write
 from .._convert import structure, unstructure
+from .._healthcheck import Healthcheck
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
@@ -418,6 +419,7 @@ class Builder:
             entrypoint=(),
             env=tuple(env),
             workdir="",
+            healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
         )
         c = await self.sup.create(config)
         ok = False
