@@ -4,12 +4,15 @@ namespace), on a busybox base imported into it."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -298,7 +301,8 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
          "The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
         (f"FROM {BASE} AS a\n", ("--target", "nope"), "failed to reach build target nope"),
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
-        (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: boxd"),
+        (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
+        (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
         ("FROM default\n", (), "FROM default: the built-in image default is the host's"),
     ],
 )  # fmt: skip
@@ -377,3 +381,35 @@ with DockerImage(path={str(ctx)!r}, tag="tc:1") as image:
     )
     assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
     assert "docker.io/library/tc:1" not in _tags(clean)  # removed by it at the end
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    """A loopback HTTP server of ``tmp_path/www``: its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "file.txt").write_text("fetched\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nADD {web}/file.txt /fetched/\nADD {web}/file.txt /named\n"},
+    )
+    clean.ctl("build", "-t", "fetched", str(ctx))
+    r = clean.ctl("run", "--rm", "fetched", "sh", "-c", "cat /fetched/file.txt; stat -c %a /named")
+    assert r.stdout == "fetched\n600\n"
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {web}/missing /x\n")
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert f"ADD {web}/missing: the server answered 404" in r.stderr
