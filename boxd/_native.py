@@ -479,7 +479,9 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
     elif plan.join_namespaces:
         raise ValueError("join_namespaces is set but join_pidfd is not")
     for kind, path in plan.ns_paths:
-        if kind not in JOINABLE:
+        # A pid namespace as well: the spawn enters it before its clone (the daemon's
+        # --pid container:NAME; the OCI runtime refuses it before).
+        if kind not in JOINABLE and kind is not Namespace.PID:
             raise ValueError(f"joining a {kind.describe()} namespace by path is not supported")
         if kind in plan.namespaces:
             raise ValueError(f"the {kind.describe()} namespace is both new and joined ({path})")
