@@ -872,6 +872,9 @@ def _others() -> Iterator[tuple[Command, ...]]:
     from . import _images
 
     yield (*_images.COMMANDS, _images.IMAGE_COMMAND)
+    from . import _build
+
+    yield _build.COMMANDS
     from . import _verbs
 
     yield _verbs.COMMANDS

@@ -18,6 +18,7 @@ import importlib
 from types import ModuleType
 
 AREAS: dict[str, tuple[str, ...]] = {
+    "boxd._build.verbs": ("BuildRequest",),
     "boxd._copyserver": ("CopyStatRequest", "CopyFromRequest", "CopyToRequest"),
     "boxd._images.verbs": (
         "PullRequest",

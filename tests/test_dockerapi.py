@@ -560,6 +560,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/images/json?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/images/get", None, 400, "names"),
     ("GET", "/images/nope/get", None, 404, "No such image: nope"),
+    ("POST", "/build?buildargs=nope", b"", 400, "invalid buildargs"),
     ("GET", "/images/nope/history", None, 404, "No such image: nope"),
     # A stream begun (200) ends with the error as its last line, as Docker's do.
     ("POST", "/images/load", b"not a tar", 200, "not a tar archive"),
