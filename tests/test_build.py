@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -413,3 +414,54 @@ def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
     r = clean.ctl("build", str(ctx), check=False)
     assert r.returncode == 1
     assert f"ADD {web}/missing: the server answered 404" in r.stderr
+
+
+@pytest.mark.parametrize("client", ["boxctl", "docker"])
+def test_a_client_that_goes_away_cancels_the_build(
+    clean: Daemon, tmp_path: Path, client: str
+) -> None:
+    """Ctrl-C of the client: the running step's container is stopped and removed, and
+    nothing is tagged."""
+    if client == "docker" and DOCKER is None:
+        pytest.skip("the docker CLI is not on PATH")
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN echo started; sleep 600\n"})
+    if client == "boxctl":
+        argv = [sys.executable, "-m", "boxctl", "--socket", str(clean.socket)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    else:
+        argv, env = [str(DOCKER)], docker_env(clean)
+    proc = subprocess.Popen(
+        [*argv, "build", "-t", "gone:1", str(ctx)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        assert len(_containers(clean)) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for _ in range(600):  # the daemon notices the hang-up at once; this waits for the rm
+        if not _containers(clean):
+            break
+        time.sleep(0.1)
+    assert _containers(clean) == []
+    assert "docker.io/library/gone:1" not in _tags(clean)
+
+
+def test_bad_options_are_usage_errors(clean: Daemon, tmp_path: Path) -> None:
+    """Refused before anything is built: exit 125, as boxctl's other usage errors."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\n"})
+    for args, words in [
+        (("-t", "Bad Name"), "invalid tag 'Bad Name'"),
+        (("--platform", "linux"), "invalid platform 'linux'"),
+        (("--label", "=x"), "invalid --label '=x'"),
+        (("--no-such-option",), "unknown option '--no-such-option'"),
+    ]:
+        r = clean.ctl("build", *args, str(ctx), check=False)
+        assert (r.returncode, len(r.stderr.splitlines())) == (125, 1), r.stderr
+        assert words in r.stderr

@@ -422,12 +422,16 @@ class Builder:
             healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
         )
         c = await self.sup.create(config)
-        ok = False
+        remove = self.options.force_rm
         try:
             yield c.id
-            ok = True
+            remove = remove or self.options.rm
+        except BaseException as exc:
+            # A cancelled build (its client went away): nothing of it stays.
+            remove = remove or not isinstance(exc, Exception)
+            raise
         finally:
-            if (ok and self.options.rm) or self.options.force_rm:
+            if remove:
                 with trio.CancelScope(shield=True):
                     await self.sup.remove(c.id, force=True, volumes=True)
             else:
