@@ -465,3 +465,14 @@ def test_bad_options_are_usage_errors(clean: Daemon, tmp_path: Path) -> None:
         r = clean.ctl("build", *args, str(ctx), check=False)
         assert (r.returncode, len(r.stderr.splitlines())) == (125, 1), r.stderr
         assert words in r.stderr
+
+
+def test_entrypoint_drops_only_the_base_images_cmd(clean: Daemon, tmp_path: Path) -> None:
+    first = _context(
+        tmp_path / "a", {"Dockerfile": f'FROM {BASE}\nCMD ["kept"]\nENTRYPOINT ["echo"]\n'}
+    )
+    clean.ctl("build", "-t", "ep:1", str(first))
+    assert clean.ctl("run", "--rm", "ep:1").stdout == "kept\n"
+    second = _context(tmp_path / "b", {"Dockerfile": 'FROM ep:1\nENTRYPOINT ["echo", "x"]\n'})
+    clean.ctl("build", "-t", "ep:2", str(second))
+    assert clean.ctl("run", "--rm", "ep:2").stdout == "x\n"

@@ -80,6 +80,7 @@ class _Stage:
     config: dict[str, Any]  # the whole image configuration (config, rootfs, history)
     layers: tuple[BlobRef, ...]
     args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
+    cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
 
     @property
     def inner(self) -> dict[str, Any]:
@@ -339,6 +340,9 @@ class Builder:
                 created_by = apply_metadata(ins, inner, stage.env(), self.escape)
             except DockerfileError as exc:
                 raise BuildError(str(exc)) from None
+            if kw == "ENTRYPOINT" and stage.cmd_set and "Cmd" in stage.inner:
+                inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
+            stage.cmd_set = stage.cmd_set or kw == "CMD"
             await self._metadata(stage, ins, created_by, inner)
 
     async def _metadata(

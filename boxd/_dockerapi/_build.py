@@ -52,6 +52,10 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
 
 
 async def build(api: Api, conn: HttpConnection, req: Request) -> None:
+    if req.arg("remote"):
+        raise ApiError(
+            400, f"a remote context ({req.arg('remote')}) is not supported: send the context"
+        )
     pull = (req.arg("pull") or "").lower() not in ("", "0", "false")
     request = BuildRequest(
         tags=tuple(req.query.get("t", [])),
