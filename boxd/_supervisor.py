@@ -685,11 +685,8 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                devices, device_rules = _devicemap.for_start(
-                    c.config.devices,
-                    c.config.device_cgroup_rules,
-                    privileged=c.config.security.privileged,
-                )
+                assert read is not None  # made for a new process
+                devices, device_rules = read.devices, read.device_rules
                 steps = self.cgroups.creation(c.id, _limits(c.config.resources), device_rules)
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()

@@ -23,6 +23,7 @@ AREAS: dict[str, tuple[str, ...]] = {
     "boxd._copyserver": ("CopyStatRequest", "CopyFromRequest", "CopyToRequest"),
     "boxd._images.verbs": (
         "PullRequest",
+        "PushRequest",
         "ImagesRequest",
         "ImageInspectRequest",
         "RemoveImageRequest",
