@@ -224,7 +224,13 @@ def test_bad_input_is_named_and_leaves_nothing(
     assert r.returncode == 1 and "tag can't be used with --all-tags/-a" in r.stderr
     # Nothing half-written: the image's record is as it was, no temporary file is left.
     assert _image(daemon, f"{registry.host}/ok:1")["RepoDigests"] == before["RepoDigests"]
-    assert os.listdir(daemon.root / "images" / "tmp") == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "tmp") == []
+    # The gzip layer made for the push that could not reach its registry is whole, and
+    # goes with the image.
+    assert len(os.listdir(images / "gzip")) == 1
+    daemon.ctl("rmi", "-f", str(before["Id"]))
+    assert os.listdir(images / "gzip") == os.listdir(images / "blobs" / "sha256") == []
 
 
 def _closed_port() -> int:
