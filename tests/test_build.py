@@ -491,3 +491,10 @@ def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
     r = clean.ctl("build", str(ctx))
     arch = _image(clean, BASE)["Architecture"]
     assert f"arch={arch}\n" in r.stdout
+
+
+def test_run_network(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN ls /sys/class/net\n"})
+    assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
+    r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
+    assert "eth0" not in r.stdout and "\nlo\n" in r.stdout

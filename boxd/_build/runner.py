@@ -72,6 +72,7 @@ class Options:
     rm: bool = True
     force_rm: bool = False
     platform: Platform | None = None
+    network: str = "bridge"
 
 
 @attrs.define
@@ -432,6 +433,7 @@ class Builder:
             env=tuple(env),
             workdir="",
             healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
+            network=self.options.network,
         )
         c = await self.sup.create(config)
         remove = self.options.force_rm
