@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -46,7 +46,6 @@ from ._diff import Change
 from ._events import Events
 from ._healthcheck import active as active_healthcheck
 from ._images.config import apply_image_config, rootfs_of
-from ._images.pull import Puller
 from ._images.registry import Credentials
 from ._images.store import ImageStore
 from ._images.unpack import LayerError
@@ -88,6 +87,9 @@ from ._run import Run, start_time_of
 from ._store import Store
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
+
+if TYPE_CHECKING:
+    from ._images.pull import Puller
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -202,7 +204,10 @@ class Supervisor:
         self._default_image: Path | None = None
         self.images = ImageStore(store.images)
         self.unpacks = Unpacks(self.images, nursery, self._refused_layer)
-        self.puller = Puller(self.images, self.unpacks, Credentials(store.root / "auth.json"))
+        # Deleting images takes this lock; pulls register the layers they fetch under it.
+        self.images_lock = trio.Lock()
+        self.insecure_registries: frozenset[str] = frozenset()
+        self._puller: Puller | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
@@ -213,6 +218,22 @@ class Supervisor:
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
         self.volumes = Volumes(store.root / "volumes", store.trash)
+
+    @property
+    def puller(self) -> Puller:
+        """The image puller, made at the first pull or image removal: its module (the
+        registry protocol's manifests and layers, ~0.12 MB) is not loaded before."""
+        if self._puller is None:
+            from ._images.pull import Puller
+
+            self._puller = Puller(
+                self.images,
+                self.unpacks,
+                Credentials(self.store.root / "auth.json"),
+                self.insecure_registries,
+                lock=self.images_lock,
+            )
+        return self._puller
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -675,11 +696,8 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                devices, device_rules = _devicemap.for_start(
-                    c.config.devices,
-                    c.config.device_cgroup_rules,
-                    privileged=c.config.security.privileged,
-                )
+                assert read is not None  # made for a new process
+                devices, device_rules = read.devices, read.device_rules
                 steps = self.cgroups.creation(
                     c.id, _resources.limits(c.config.resources), device_rules
                 )
@@ -1098,9 +1116,9 @@ class Supervisor:
             await trio.to_thread.run_sync(self._empty_trash)
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
-            async with self.puller.lock:
+            async with self.images_lock:
                 used = {e.container.config.image_id for e in self._entries.values()}
-                keep = frozenset(self.puller.active)
+                keep = frozenset(self._puller.active if self._puller else ())
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
 
     def _empty_trash(self) -> None:
@@ -1457,7 +1475,7 @@ async def open_supervisor(
             live_restore=live_restore,
         )
         sup.procview = procview
-        sup.puller.insecure = insecure_registries
+        sup.insecure_registries = insecure_registries
         sup.networks.nursery = nursery
         try:
             await sup._recover()

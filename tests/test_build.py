@@ -4,15 +4,22 @@ namespace), on a busybox base imported into it."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, running_daemon
-from docker_clients import api_call, docker, docker_env, needs_cli
+from daemon_harness import REPO, Daemon, running_daemon
+from docker_clients import DOCKER, api_call, docker, docker_env, needs_cli
 
 pytestmark = pytest.mark.root
 
@@ -134,14 +141,17 @@ def test_docker_cli_builds_with_the_classic_builder(clean: Daemon, tmp_path: Pat
     )
     r = docker(clean, "build", "-t", "cli:1", str(ctx))
     assert r.returncode == 0, r.stderr
+    assert "legacy builder is deprecated" in r.stderr  # the CLI's own notice
     assert "Successfully tagged cli:1" in r.stdout
     assert docker(clean, "run", "--rm", "cli:1").stdout == "A\n"
-    r = docker(clean, "build", "-q", str(ctx))
+    env = {**docker_env(clean), "DOCKER_BUILDKIT": "0"}
+    assert DOCKER is not None
+    r = subprocess.run([DOCKER, "build", "-q", str(ctx)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == _image(clean, "cli:1")["Id"]  # the cache: the same image
     bad = _context(tmp_path / "bad", {"Dockerfile": f"FROM {BASE}\nRUN exit 3\n"})
     r = docker(clean, "build", str(bad))
-    assert r.returncode == 3
+    assert r.returncode == 3  # the legacy builder's: the command's code (errorDetail.code)
     assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r.stderr
 
 
@@ -292,7 +302,8 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
          "The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
         (f"FROM {BASE} AS a\n", ("--target", "nope"), "failed to reach build target nope"),
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
-        (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: boxd"),
+        (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
+        (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
         ("FROM default\n", (), "FROM default: the built-in image default is the host's"),
     ],
 )  # fmt: skip
@@ -323,3 +334,167 @@ def test_a_failed_step_keeps_its_container_without_force_rm(clean: Daemon, tmp_p
     # The failed step's image goes with its container; only what was there stays.
     after = {i["id"] for i in json.loads(clean.ctl("images", "--format", "json").stdout)}
     assert after == images
+
+
+def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"f.txt": "F\n"})
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text(f"FROM {BASE}\nCOPY f.txt /\nCMD cat /f.txt\n")
+    clean.ctl("build", "-f", str(outside), "-t", "outside", str(ctx))
+    assert clean.ctl("run", "--rm", "outside").stdout == "F\n"
+    # A tar on stdin, and a lone Dockerfile on stdin.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(ctx / "f.txt", arcname="f.txt")
+        tar.add(outside, arcname="Dockerfile")
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-q", "-"],
+        input=buffer.getvalue(), capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    )  # fmt: skip
+    assert r.stdout.decode().strip() == _image(clean, "outside")["Id"]  # cached: the same
+    lone = f"FROM {BASE}\nCMD echo lone\n".encode()
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-q", "-"],
+        input=lone, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    )  # fmt: skip
+    image_id = r.stdout.decode().strip()
+    assert clean.ctl("run", "--rm", image_id).stdout == "lone\n"
+
+
+def test_testcontainers_docker_image(clean: Daemon, tmp_path: Path) -> None:
+    pytest.importorskip("testcontainers")
+    ctx = _context(
+        tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nCMD echo from testcontainers; sleep 60\n"}
+    )
+    script = f"""
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.image import DockerImage
+from testcontainers.core.waiting_utils import wait_for_logs
+with DockerImage(path={str(ctx)!r}, tag="tc:1") as image:
+    with DockerContainer(str(image)) as c:
+        wait_for_logs(c, "from testcontainers", timeout=60)
+        print("ok")
+"""
+    env = {**docker_env(clean), "TESTCONTAINERS_RYUK_DISABLED": "true"}
+    r = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
+    assert "docker.io/library/tc:1" not in _tags(clean)  # removed by it at the end
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    """A loopback HTTP server of ``tmp_path/www``: its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "file.txt").write_text("fetched\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nADD {web}/file.txt /fetched/\nADD {web}/file.txt /named\n"},
+    )
+    clean.ctl("build", "-t", "fetched", str(ctx))
+    r = clean.ctl("run", "--rm", "fetched", "sh", "-c", "cat /fetched/file.txt; stat -c %a /named")
+    assert r.stdout == "fetched\n600\n"
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {web}/missing /x\n")
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert f"ADD {web}/missing: the server answered 404" in r.stderr
+
+
+@pytest.mark.parametrize("client", ["boxctl", "docker"])
+def test_a_client_that_goes_away_cancels_the_build(
+    clean: Daemon, tmp_path: Path, client: str
+) -> None:
+    """Ctrl-C of the client: the running step's container is stopped and removed, and
+    nothing is tagged."""
+    if client == "docker" and DOCKER is None:
+        pytest.skip("the docker CLI is not on PATH")
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN echo started; sleep 600\n"})
+    if client == "boxctl":
+        argv = [sys.executable, "-m", "boxctl", "--socket", str(clean.socket)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    else:
+        argv, env = [str(DOCKER)], docker_env(clean)
+    proc = subprocess.Popen(
+        [*argv, "build", "-t", "gone:1", str(ctx)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        assert len(_containers(clean)) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for _ in range(600):  # the daemon notices the hang-up at once; this waits for the rm
+        if not _containers(clean):
+            break
+        time.sleep(0.1)
+    assert _containers(clean) == []
+    assert "docker.io/library/gone:1" not in _tags(clean)
+
+
+def test_bad_options_are_usage_errors(clean: Daemon, tmp_path: Path) -> None:
+    """Refused before anything is built: exit 125, as boxctl's other usage errors."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\n"})
+    for args, words in [
+        (("-t", "Bad Name"), "invalid tag 'Bad Name'"),
+        (("--platform", "linux"), "invalid platform 'linux'"),
+        (("--label", "=x"), "invalid --label '=x'"),
+        (("--no-such-option",), "unknown option '--no-such-option'"),
+    ]:
+        r = clean.ctl("build", *args, str(ctx), check=False)
+        assert (r.returncode, len(r.stderr.splitlines())) == (125, 1), r.stderr
+        assert words in r.stderr
+
+
+def test_entrypoint_drops_only_the_base_images_cmd(clean: Daemon, tmp_path: Path) -> None:
+    first = _context(
+        tmp_path / "a", {"Dockerfile": f'FROM {BASE}\nCMD ["kept"]\nENTRYPOINT ["echo"]\n'}
+    )
+    clean.ctl("build", "-t", "ep:1", str(first))
+    assert clean.ctl("run", "--rm", "ep:1").stdout == "kept\n"
+    second = _context(tmp_path / "b", {"Dockerfile": 'FROM ep:1\nENTRYPOINT ["echo", "x"]\n'})
+    clean.ctl("build", "-t", "ep:2", str(second))
+    assert clean.ctl("run", "--rm", "ep:2").stdout == "x\n"
+
+
+def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's automatic ARGs: FROM --platform=$BUILDPLATFORM takes the stored image of
+    the host's platform; a stage's ARG TARGETARCH gets its value."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM --platform=$BUILDPLATFORM {BASE}\nARG TARGETARCH\n"
+            "RUN echo arch=$TARGETARCH\n"
+        },
+    )
+    r = clean.ctl("build", str(ctx))
+    arch = _image(clean, BASE)["Architecture"]
+    assert f"arch={arch}\n" in r.stdout
+
+
+def test_run_network(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN ls /sys/class/net\n"})
+    assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
+    r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
+    assert "eth0" not in r.stdout and "\nlo\n" in r.stdout

@@ -38,6 +38,7 @@ import trio
 from .. import _users
 from .._atomic import atomic_write
 from .._convert import structure, unstructure
+from .._healthcheck import Healthcheck
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
@@ -71,6 +72,7 @@ class Options:
     rm: bool = True
     force_rm: bool = False
     platform: Platform | None = None
+    network: str = "bridge"
 
 
 @attrs.define
@@ -79,6 +81,7 @@ class _Stage:
     config: dict[str, Any]  # the whole image configuration (config, rootfs, history)
     layers: tuple[BlobRef, ...]
     args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
+    cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
 
     @property
     def inner(self) -> dict[str, Any]:
@@ -149,7 +152,7 @@ class Builder:
         if not any(i.keyword == "FROM" for i in steps):
             raise BuildError("the Dockerfile has no FROM instruction")
         total = len(steps)
-        meta: dict[str, str] = {}
+        meta = _platform_args(self.options.platform)
         number = 0
         while steps and steps[0].keyword == "ARG":
             number += 1
@@ -210,11 +213,14 @@ class Builder:
     async def _forget_steps(self) -> None:
         """Remove the images recorded for steps (not their layers the image uses; a
         container kept after a failed step keeps its image as ``rmi -f`` does)."""
+        used = {c.config.image_id for c in self.sup.list(all=True)}
         for image_id in self.made:
             try:
                 record = self.store.get(image_id)
             except NoSuchImage:
                 continue
+            if image_id in used and image_id not in self.kept:
+                continue  # the same step of another build, running on it now
             if image_id in self.kept:
                 async with self.sup.puller.lock:
                     self.store.retire(record)
@@ -278,7 +284,7 @@ class Builder:
                 "/usr, not layers, so nothing can be built on it; build FROM a stored image "
                 "(pull, load or import one) or scratch"
             )
-        record = await self._image(base, ins)
+        record = await self._image(base, ins, meta)
         stage = _Stage(name, copy.deepcopy(self.store.config(record)), record.layers)
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
@@ -292,23 +298,28 @@ class Builder:
                     await self._step(stage, step, meta)
         return stage
 
-    async def _image(self, text: str, ins: Instruction) -> Any:
+    async def _image(self, text: str, ins: Instruction, meta: dict[str, str]) -> Any:
         """A stored image (pulled when missing, or always with --pull), its layers
         unpacked."""
         try:
             ref = parse_reference(text)
         except ValueError as exc:
             raise BuildError(f"line {ins.line}: {ins.keyword} {text}: {exc}") from None
-        platform_text = ins.flag("platform")
+        platform_text = expand(ins.flag("platform"), meta, self.escape, ins.line)
         platform = self.options.platform
         if platform_text:
             from .._images.pull import parse_platform
 
             platform = parse_platform(platform_text)
         record = None
-        if not self.options.pull and not platform_text:
+        if not self.options.pull:
             with contextlib.suppress(NoSuchImage):
                 record = self.store.lookup(text)
+        if record is not None and platform_text:
+            config = self.store.config(record)
+            stored = (config.get("os"), config.get("architecture"))
+            if platform is not None and stored != (platform.os, platform.architecture):
+                record = None  # another platform's: the one asked for is pulled
         if record is None:
             await self.say(f"Pulling {ref.familiar}\n")
             try:
@@ -338,6 +349,9 @@ class Builder:
                 created_by = apply_metadata(ins, inner, stage.env(), self.escape)
             except DockerfileError as exc:
                 raise BuildError(str(exc)) from None
+            if kw == "ENTRYPOINT" and stage.cmd_set and "Cmd" in stage.inner:
+                inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
+            stage.cmd_set = stage.cmd_set or kw == "CMD"
             await self._metadata(stage, ins, created_by, inner)
 
     async def _metadata(
@@ -418,14 +432,20 @@ class Builder:
             entrypoint=(),
             env=tuple(env),
             workdir="",
+            healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
+            network=self.options.network,
         )
         c = await self.sup.create(config)
-        ok = False
+        remove = self.options.force_rm
         try:
             yield c.id
-            ok = True
+            remove = remove or self.options.rm
+        except BaseException as exc:
+            # A cancelled build (its client went away): nothing of it stays.
+            remove = remove or not isinstance(exc, Exception)
+            raise
         finally:
-            if (ok and self.options.rm) or self.options.force_rm:
+            if remove:
                 with trio.CancelScope(shield=True):
                     await self.sup.remove(c.id, force=True, volumes=True)
             else:
@@ -485,17 +505,19 @@ class Builder:
         if len(found) < 2:
             raise BuildError(f"line {ins.line}: {ins.keyword} requires at least two arguments")
         *patterns, dest = found
-        for p in patterns:
-            if "://" in p:
-                if ins.keyword == "COPY":
-                    raise BuildError(f"line {ins.line}: COPY takes no URL ({p}): use ADD")
-                raise BuildError(
-                    f"line {ins.line}: ADD {p}: boxd does not fetch URLs in a build; "
-                    "download the file into the context and COPY it"
-                )
+        source = ins.flag("from")
+        urls = [p for p in patterns if "://" in p]
+        if urls and ins.keyword == "COPY":
+            raise BuildError(f"line {ins.line}: COPY takes no URL ({urls[0]}): use ADD")
+        if urls and (len(urls) != len(patterns) or source):
+            raise BuildError(
+                f"line {ins.line}: ADD {urls[0]}: give URLs and other sources in separate ADDs"
+            )
         workdir = stage.inner.get("WorkingDir") or "/"
         dest_dir = (
-            dest.endswith("/") or len(patterns) > 1 or any(sources._has_glob(p) for p in patterns)
+            dest.endswith("/")
+            or len(patterns) > 1
+            or any(sources._has_glob(p) for p in patterns if "://" not in p)
         )
         absolute = posixpath.normpath(posixpath.join(workdir, dest))
         chown = expand(ins.flag("chown"), env, self.escape, ins.line)
@@ -506,8 +528,9 @@ class Builder:
                 mode = int(chmod, 8)
             except ValueError:
                 raise BuildError(f"line {ins.line}: invalid --chmod {chmod!r}: use octal") from None
-        source = ins.flag("from")
-        async with self._source_root(ins, source) as (root_fd, ignore, label):
+        async with self._source_root(ins, source, urls) as (root_fd, ignore, label):
+            if urls:
+                patterns = [_url_name(u) for u in urls]
             try:
                 found_sources = [s for p in patterns for s in sources.find(root_fd, p, ignore)]
                 content = await trio.to_thread.run_sync(
@@ -532,10 +555,23 @@ class Builder:
 
     @contextlib.asynccontextmanager
     async def _source_root(
-        self, ins: Instruction, source: str
+        self, ins: Instruction, source: str, urls: list[str]
     ) -> AsyncIterator[tuple[int, Ignore | None, str]]:
-        """An fd of where the sources are: the context, or --from's stage or image
-        (a container created on it, its files mounted meanwhile)."""
+        """An fd of where the sources are: the context, ADD's downloads, or --from's
+        stage or image (a container created on it, its files mounted meanwhile)."""
+        if urls:
+            where = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="urls-"))
+            try:
+                for url in urls:
+                    await _download(url, where / _url_name(url), ins)
+                fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    yield fd, None, "url"
+                finally:
+                    os.close(fd)
+            finally:
+                shutil.rmtree(where, ignore_errors=True)
+            return
         if not source:
             fd = os.open(self.context, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
@@ -551,7 +587,7 @@ class Builder:
         else:
             stage = next((s for s in self.stages if s.name == source.lower()), None)
         if stage is None:
-            record = await self._image(source, ins)
+            record = await self._image(source, ins, {})
             stage = _Stage("", copy.deepcopy(self.store.config(record)), record.layers)
         if not stage.layers:
             raise BuildError(f"line {ins.line}: --from={source} has no files (no layers)")
@@ -621,6 +657,59 @@ class Builder:
             async with self.sup.open_root(cid) as (_, root_fd):
                 await trio.to_thread.run_sync(write, root_fd)
             return await self._commit(cid)
+
+
+def _platform_args(target: Platform | None) -> dict[str, str]:
+    """Docker's automatic platform ARGs (``FROM --platform=$BUILDPLATFORM``; a stage's
+    ``ARG TARGETARCH`` takes its value)."""
+    from .._images.pull import host
+
+    found = {}
+    for prefix, platform in (("BUILD", host()), ("TARGET", target or host())):
+        found[f"{prefix}PLATFORM"] = str(platform)
+        found[f"{prefix}OS"] = platform.os
+        found[f"{prefix}ARCH"] = platform.architecture
+        found[f"{prefix}VARIANT"] = platform.variant
+    return found
+
+
+def _url_name(url: str) -> str:
+    """The file name ADD gives a download: the last part of the URL's path."""
+    from urllib.parse import urlsplit
+
+    name = posixpath.basename(urlsplit(url).path)
+    return name if name not in ("", ".", "..") else "__unnamed__"
+
+
+async def _download(url: str, path: Path, ins: Instruction) -> None:
+    """ADD's URL (http or https, certificates checked against the system's CA bundle)
+    into ``path``, mode 0600 as Docker leaves a download."""
+    import ssl
+
+    import httpx
+
+    from .._images.registry import CA_BUNDLES
+
+    if not url.startswith(("http://", "https://")):
+        raise BuildError(f"line {ins.line}: ADD {url}: only http and https URLs are fetched")
+    bundle = next((b for b in CA_BUNDLES if os.path.exists(b)), None)
+    context = ssl.create_default_context(cafile=bundle)
+    try:
+        async with (
+            httpx.AsyncClient(verify=context, follow_redirects=True, timeout=60) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise BuildError(
+                    f"line {ins.line}: ADD {url}: the server answered "
+                    f"{response.status_code} {response.reason_phrase}"
+                )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in response.aiter_bytes():
+                    await trio.to_thread.run_sync(f.write, chunk)
+    except httpx.HTTPError as exc:
+        raise BuildError(f"line {ins.line}: ADD {url}: cannot fetch it: {exc}") from None
 
 
 def _dir_there(root_fd: int, path: str) -> bool:
