@@ -476,3 +476,25 @@ def test_entrypoint_drops_only_the_base_images_cmd(clean: Daemon, tmp_path: Path
     second = _context(tmp_path / "b", {"Dockerfile": 'FROM ep:1\nENTRYPOINT ["echo", "x"]\n'})
     clean.ctl("build", "-t", "ep:2", str(second))
     assert clean.ctl("run", "--rm", "ep:2").stdout == "x\n"
+
+
+def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's automatic ARGs: FROM --platform=$BUILDPLATFORM takes the stored image of
+    the host's platform; a stage's ARG TARGETARCH gets its value."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM --platform=$BUILDPLATFORM {BASE}\nARG TARGETARCH\n"
+            "RUN echo arch=$TARGETARCH\n"
+        },
+    )
+    r = clean.ctl("build", str(ctx))
+    arch = _image(clean, BASE)["Architecture"]
+    assert f"arch={arch}\n" in r.stdout
+
+
+def test_run_network(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN ls /sys/class/net\n"})
+    assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
+    r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
+    assert "eth0" not in r.stdout and "\nlo\n" in r.stdout

@@ -69,6 +69,7 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         force_rm=req.flag("forcerm"),
         quiet=req.flag("q"),
         platform=req.arg("platform") or "",
+        network=req.arg("networkmode") or "",
     )
     # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
     # once and cancels the build, as Docker cancels it.
