@@ -126,6 +126,9 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "interactive": args.interactive,
         "network": network,
         "userns": args.isolate_user,
+        "pid_mode": args.pid or "",
+        "ipc_mode": args.ipc or "",
+        "uts_mode": args.uts or "",
         "read_only": args.read_only,
         "resources": _resources(args),
         "security": {
@@ -656,6 +659,9 @@ RUN_OPTIONS = (
         help="a user namespace: container root is an unprivileged host user",
     ),
     Opt("--isolate-network", help="same as --network none"),
+    Opt("--pid", kind=VALUE, help="host or container:NAME: share that pid namespace"),
+    Opt("--ipc", kind=VALUE, help="shareable (default), private, host or container:NAME"),
+    Opt("--uts", kind=VALUE, help="host: the host's hostname"),
     Opt(
         "--network",
         "--net",
@@ -866,6 +872,9 @@ def _others() -> Iterator[tuple[Command, ...]]:
     from . import _images
 
     yield (*_images.COMMANDS, _images.IMAGE_COMMAND)
+    from . import _build
+
+    yield _build.COMMANDS
     from . import _verbs
 
     yield _verbs.COMMANDS

@@ -14,6 +14,7 @@ import secrets
 
 import attrs
 
+from . import _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import parse_host
@@ -172,6 +173,10 @@ class ContainerConfig:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     userns: bool = False
+    # --pid, --ipc, --uts: "" (its own), "host", "container:NAME" (see boxd._nsmodes).
+    pid_mode: str = ""
+    ipc_mode: str = ""
+    uts_mode: str = ""
     volumes: tuple[Volume, ...] = ()
     volumes_from: tuple[str, ...] = ()  # "CONTAINER[:ro|:rw]": its volumes, copied at create
     read_only: bool = False
@@ -334,6 +339,7 @@ def validate_config(config: ContainerConfig) -> None:
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     check_network(config.network)
+    _nsmodes.check_config(config)
     for item in config.expose:
         parse_expose(item)
     for alias in config.network_aliases:

@@ -23,18 +23,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _shim, _trim
+from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _nsmodes, _plan, _shim, _trim
 from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
 from ._healthcheck import active as active_healthcheck
 from ._images.config import apply_image_config, rootfs_of
-from ._images.pull import Puller
 from ._images.registry import Credentials
 from ._images.store import ImageStore
 from ._images.unpack import LayerError
@@ -53,7 +52,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
-from ._native import Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
+from ._native import Namespace, Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -76,6 +75,9 @@ from ._run import Run, start_time_of
 from ._store import Store
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
+
+if TYPE_CHECKING:
+    from ._images.pull import Puller
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -194,7 +196,10 @@ class Supervisor:
         self._default_image: Path | None = None
         self.images = ImageStore(store.images)
         self.unpacks = Unpacks(self.images, nursery, self._refused_layer)
-        self.puller = Puller(self.images, self.unpacks, Credentials(store.root / "auth.json"))
+        # Deleting images takes this lock; pulls register the layers they fetch under it.
+        self.images_lock = trio.Lock()
+        self.insecure_registries: frozenset[str] = frozenset()
+        self._puller: Puller | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
@@ -205,6 +210,22 @@ class Supervisor:
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
         self.volumes = Volumes(store.root / "volumes", store.trash)
+
+    @property
+    def puller(self) -> Puller:
+        """The image puller, made at the first pull or image removal: its module (the
+        registry protocol's manifests and layers, ~0.12 MB) is not loaded before."""
+        if self._puller is None:
+            from ._images.pull import Puller
+
+            self._puller = Puller(
+                self.images,
+                self.unpacks,
+                Credentials(self.store.root / "auth.json"),
+                self.insecure_registries,
+                lock=self.images_lock,
+            )
+        return self._puller
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -465,6 +486,23 @@ class Supervisor:
             raise Conflict(f"container {name} is not running: its network cannot be joined")
         return entry.container, run.pid
 
+    def _joined_namespaces(self, c: Container) -> tuple[tuple[Namespace, str], ...]:
+        """``--pid``/``--ipc container:NAME``: the namespace files of NAME's running init
+        (Docker's words when it does not run or keeps its ipc private)."""
+        paths = []
+        for kind, ref in _nsmodes.joined(c.config).items():
+            entry = self._lookup(ref)
+            run = entry.run
+            if run is None or run.exited.is_set():
+                raise Conflict(f"container {entry.container.id} is not running")
+            if kind is Namespace.IPC and entry.container.config.ipc_mode not in ("", "shareable"):
+                raise ValueError(
+                    f"container {ref}: non-shareable IPC (hint: use IpcMode:shareable for "
+                    "the donor container)"
+                )
+            paths.append((kind, f"/proc/{run.pid}/ns/{kind.describe()}"))
+        return tuple(paths)
+
     def _generate_name(self, cid: str) -> str:
         names = {e.container.name for e in self._entries.values()}
         name = f"box-{cid[:8]}"
@@ -633,6 +671,7 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
+            joined = self._joined_namespaces(c) if adoption is None else ()
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
@@ -646,11 +685,8 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                devices, device_rules = _devicemap.for_start(
-                    c.config.devices,
-                    c.config.device_cgroup_rules,
-                    privileged=c.config.security.privileged,
-                )
+                assert read is not None  # made for a new process
+                devices, device_rules = read.devices, read.device_rules
                 steps = self.cgroups.creation(c.id, _limits(c.config.resources), device_rules)
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
@@ -681,7 +717,7 @@ class Supervisor:
                                 # A shared network namespace is joined by path, which
                                 # the shim does not do: such a container is not kept.
                                 shim_dir=cdir
-                                if self.live_restore and not _plan.shares_network(c)
+                                if self.live_restore and not _plan.joins_others(c)
                                 else None,
                                 network=net,
                             ),
@@ -694,7 +730,7 @@ class Supervisor:
                                 stdio=stdio,
                                 view_files=view,
                                 net=net.etc(),
-                                ns_paths=net.ns_paths(),
+                                ns_paths=net.ns_paths() + joined,
                                 cgroups=cgroup.view(),
                                 devices=devices,
                             ),
@@ -1067,9 +1103,9 @@ class Supervisor:
             await trio.to_thread.run_sync(self._empty_trash)
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
-            async with self.puller.lock:
+            async with self.images_lock:
                 used = {e.container.config.image_id for e in self._entries.values()}
-                keep = frozenset(self.puller.active)
+                keep = frozenset(self._puller.active if self._puller else ())
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
 
     def _empty_trash(self) -> None:
@@ -1418,7 +1454,7 @@ async def open_supervisor(
             live_restore=live_restore,
         )
         sup.procview = procview
-        sup.puller.insecure = insecure_registries
+        sup.insecure_registries = insecure_registries
         sup.networks.nursery = nursery
         try:
             await sup._recover()

@@ -18,9 +18,11 @@ import importlib
 from types import ModuleType
 
 AREAS: dict[str, tuple[str, ...]] = {
+    "boxd._build.verbs": ("BuildRequest",),
     "boxd._copyserver": ("CopyStatRequest", "CopyFromRequest", "CopyToRequest"),
     "boxd._images.verbs": (
         "PullRequest",
+        "PushRequest",
         "ImagesRequest",
         "ImageInspectRequest",
         "RemoveImageRequest",

@@ -580,6 +580,10 @@ static long create_in_root(const struct plan *p, struct root *r, const struct mo
         mask_was = RAW(umask, 0);
         rc = RAW(mknodat, dir, base, op->mode, op->dev);
         RAW(umask, mask_was);
+        /* flags: the host node's owner, uid | gid << 32 (a --device's, as Docker's). */
+        if (rc == 0 && op->flags != 0)
+            rc = RAW(fchownat, dir, base, op->flags & 0xffffffffUL, op->flags >> 32,
+                     AT_SYMLINK_NOFOLLOW);
         break;
     case MK_WRITE_FILE:
         /* Always a new regular file: whatever the image has there (a device node, a FIFO,

@@ -231,8 +231,8 @@ def status_field(output: str, name: str) -> str:
         ({"argv": ("true",), "cwd": "tmp"}, "cwd 'tmp' must be absolute"),
         ({"argv": ("true",), "join_pidfd": 5}, "join_namespaces is empty"),
         (
-            {"argv": ("true",), "ns_paths": ((Namespace.PID, "/proc/1/ns/pid"),)},
-            "joining a pid namespace by path is not supported",
+            {"argv": ("true",), "ns_paths": ((Namespace.MOUNT, "/proc/1/ns/mnt"),)},
+            "joining a mount namespace by path is not supported",
         ),
         (
             {

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _human
+from .. import _human, _nsmodes
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
@@ -153,9 +153,6 @@ _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
 # each kind, no user namespace), and what a refusal says boxd does instead.
 _NAMESPACE_MODES = {
-    "PidMode": ((), "its own pid namespace"),
-    "IpcMode": (("private", "shareable"), "its own ipc namespace"),
-    "UTSMode": ((), "its own uts namespace"),
     "UsernsMode": (("host",), "no user namespace"),
     "CgroupnsMode": (("private",), "its own cgroup namespace"),
 }
@@ -206,6 +203,9 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             workdir=cfg.text("WorkingDir"),
             user=cfg.text("User"),
             hostname=cfg.text("Hostname"),
+            pid_mode=host.text("PidMode"),
+            ipc_mode=host.text("IpcMode"),
+            uts_mode=host.text("UTSMode"),
             tty=cfg.flag("Tty"),
             interactive=cfg.flag("OpenStdin"),
             network=network,
@@ -596,6 +596,9 @@ def _host_config(c: Container) -> dict[str, Any]:
         "Binds": binds or None,
         "VolumesFrom": list(cfg.volumes_from) or None,
         "NetworkMode": cfg.network,
+        "PidMode": _nsmodes.docker_mode("pid", cfg.pid_mode),
+        "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
+        "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
         "RestartPolicy": {
@@ -705,7 +708,9 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
         "GraphDriver": {"Name": "overlay2", "Data": None},
         "Mounts": _mounts(c),
         "Config": {
-            "Hostname": cfg.hostname or c.id[:12],
+            "Hostname": _nsmodes.host_hostname()
+            if cfg.uts_mode == "host"
+            else cfg.hostname or c.id[:12],
             "Domainname": "",
             "User": cfg.user,
             "AttachStdin": False,

@@ -134,14 +134,17 @@ class Puller:
         unpacks: Unpacks,
         credentials: Credentials,
         insecure: frozenset[str] = frozenset(),
+        *,
+        lock: trio.Lock | None = None,
     ) -> None:
         self.store = store
         self.unpacks = unpacks
         self.credentials = credentials
         self.insecure = insecure
         self._locks: dict[str, trio.Lock] = {}
-        # Deleting images takes this lock, and leaves the diff_ids of pulls in progress.
-        self.lock = trio.Lock()
+        # Deleting images takes this lock, and leaves the diff_ids of pulls in progress
+        # (the supervisor's, which its clean-up takes before any pull).
+        self.lock = lock or trio.Lock()
         self.active: collections.Counter[str] = collections.Counter()
 
     async def delete(self, record: ImageRecord) -> list[str]:
