@@ -113,6 +113,7 @@ def cmd_build(args: Args) -> int:
         "force_rm": args.force_rm,
         "quiet": args.quiet,
         "platform": args.platform or "",
+        "network": args.network or "",
     }
     buffer = io.BytesIO()
     request["dockerfile"] = _context_tar(args, buffer)
@@ -161,6 +162,7 @@ COMMANDS = (
             Opt("--rm", kind=BOOL, default=True, help="remove the steps' containers (default)"),
             Opt("--force-rm", help="remove them even after a failed step"),
             Opt("--platform", kind=VALUE, help="os/arch[/variant] of the base images"),
+            Opt("--network", kind=VALUE, help="RUN's network: bridge (default), host, none"),
         ),
         (("context", ONE, "CONTEXT|-"),),
     ),

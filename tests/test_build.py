@@ -465,3 +465,36 @@ def test_bad_options_are_usage_errors(clean: Daemon, tmp_path: Path) -> None:
         r = clean.ctl("build", *args, str(ctx), check=False)
         assert (r.returncode, len(r.stderr.splitlines())) == (125, 1), r.stderr
         assert words in r.stderr
+
+
+def test_entrypoint_drops_only_the_base_images_cmd(clean: Daemon, tmp_path: Path) -> None:
+    first = _context(
+        tmp_path / "a", {"Dockerfile": f'FROM {BASE}\nCMD ["kept"]\nENTRYPOINT ["echo"]\n'}
+    )
+    clean.ctl("build", "-t", "ep:1", str(first))
+    assert clean.ctl("run", "--rm", "ep:1").stdout == "kept\n"
+    second = _context(tmp_path / "b", {"Dockerfile": 'FROM ep:1\nENTRYPOINT ["echo", "x"]\n'})
+    clean.ctl("build", "-t", "ep:2", str(second))
+    assert clean.ctl("run", "--rm", "ep:2").stdout == "x\n"
+
+
+def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's automatic ARGs: FROM --platform=$BUILDPLATFORM takes the stored image of
+    the host's platform; a stage's ARG TARGETARCH gets its value."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM --platform=$BUILDPLATFORM {BASE}\nARG TARGETARCH\n"
+            "RUN echo arch=$TARGETARCH\n"
+        },
+    )
+    r = clean.ctl("build", str(ctx))
+    arch = _image(clean, BASE)["Architecture"]
+    assert f"arch={arch}\n" in r.stdout
+
+
+def test_run_network(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN ls /sys/class/net\n"})
+    assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
+    r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
+    assert "eth0" not in r.stdout and "\nlo\n" in r.stdout

@@ -115,6 +115,24 @@ def test_import_commit_and_load_round_trip(
     r = second.ctl("run", "--rm", f"{registry.host}/app:2", "cat", "/hello")
     assert r.stdout == "committed\n"
 
+    # A built image (a RUN and a COPY on the imported one): its layers go up, the base's
+    # is there already; pulled back, it runs.
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "note.txt").write_text("copied\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {base}:1\nRUN echo built > /built\nCOPY note.txt /note.txt\n"
+    )
+    daemon.ctl("build", "-t", f"{registry.host}/built:1", str(context))
+    out = _lines(daemon.ctl("push", f"{registry.host}/built:1").stdout)
+    assert out[1] == f"{layer['digest'][7:19]}: Layer already exists" or out[1].startswith(
+        f"{layer['digest'][7:19]}: Mounted from "
+    )
+    assert [line.endswith(": Pushed") for line in out[2:4]] == [True, True]
+    second.ctl("pull", f"{registry.host}/built:1")
+    r = second.ctl("run", "--rm", f"{registry.host}/built:1", "cat", "/built", "/note.txt")
+    assert r.stdout == "built\ncopied\n"
+
     # Saved by the first daemon, loaded by the second (a plain layer again), pushed from
     # there: the same gzip bytes (made there, once), so the same manifest.
     archive = tmp_path / "base.tar"
@@ -122,7 +140,7 @@ def test_import_commit_and_load_round_trip(
     second.ctl("load", "-i", str(archive))
     second.ctl("tag", f"{base}:1", f"{registry.host}/copy:1")
     out = _lines(second.ctl("push", f"{registry.host}/copy:1").stdout)
-    assert out[1] == f"{layer['digest'][7:19]}: Mounted from app"
+    assert out[1] in (f"{layer['digest'][7:19]}: Mounted from {r}" for r in ("app", "built"))
     assert out[2] == f"1: digest: {digest} size: {lines[2].split()[-1]}"
     assert os.listdir(second.root / "images" / "tmp") == []
 
@@ -206,7 +224,13 @@ def test_bad_input_is_named_and_leaves_nothing(
     assert r.returncode == 1 and "tag can't be used with --all-tags/-a" in r.stderr
     # Nothing half-written: the image's record is as it was, no temporary file is left.
     assert _image(daemon, f"{registry.host}/ok:1")["RepoDigests"] == before["RepoDigests"]
-    assert os.listdir(daemon.root / "images" / "tmp") == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "tmp") == []
+    # The gzip layer made for the push that could not reach its registry is whole, and
+    # goes with the image.
+    assert len(os.listdir(images / "gzip")) == 1
+    daemon.ctl("rmi", "-f", str(before["Id"]))
+    assert os.listdir(images / "gzip") == os.listdir(images / "blobs" / "sha256") == []
 
 
 def _closed_port() -> int:
@@ -294,6 +318,12 @@ def test_docker_cli_push(daemon: Daemon, tmp_path: Path) -> None:
         assert digest_line.startswith("1: digest: sha256:")
         r = docker(daemon, "push", ref)
         assert "Layer already exists" in r.stdout and r.stdout.splitlines()[-1] == digest_line
+        # -a: every tag of the repository (the CLI sends no tag).
+        daemon.ctl("tag", ref, f"{registry.host}/cli/x:2")
+        r = docker(daemon, "push", "-a", f"{registry.host}/cli/x")
+        assert r.returncode == 0, r.stderr
+        tags = [line.split(":")[0] for line in r.stdout.splitlines() if ": digest: " in line]
+        assert tags == ["1", "2"]
         r = docker(daemon, "push", f"{registry.host}/cli/none:1")
         assert r.returncode == 1
         assert f"An image does not exist locally with the tag: {registry.host}/cli/none" in (
@@ -335,5 +365,12 @@ def test_docker_py_push(daemon: Daemon, tmp_path: Path) -> None:
             assert lines[-1]["errorDetail"]["message"] == lines[-1]["error"]
             with pytest.raises(docker_py.errors.NotFound, match="does not exist locally"):
                 client.images.push(f"{registry.host}/py/none", tag="1")
+
+            # A pull takes X-Registry-Auth too (boxd has no stored login for it).
+            client.images.remove(f"{repo}:1")
+            lines = list(client.api.pull(repo, tag="1", stream=True, decode=True))
+            assert f"registry {registry.host} requires a login" in lines[-1]["error"]
+            lines = list(client.api.pull(repo, tag="1", stream=True, decode=True, auth_config=auth))
+            assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
         finally:
             client.close()

@@ -72,6 +72,7 @@ class Options:
     rm: bool = True
     force_rm: bool = False
     platform: Platform | None = None
+    network: str = "bridge"
 
 
 @attrs.define
@@ -80,6 +81,7 @@ class _Stage:
     config: dict[str, Any]  # the whole image configuration (config, rootfs, history)
     layers: tuple[BlobRef, ...]
     args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
+    cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
 
     @property
     def inner(self) -> dict[str, Any]:
@@ -150,7 +152,7 @@ class Builder:
         if not any(i.keyword == "FROM" for i in steps):
             raise BuildError("the Dockerfile has no FROM instruction")
         total = len(steps)
-        meta: dict[str, str] = {}
+        meta = _platform_args(self.options.platform)
         number = 0
         while steps and steps[0].keyword == "ARG":
             number += 1
@@ -211,11 +213,14 @@ class Builder:
     async def _forget_steps(self) -> None:
         """Remove the images recorded for steps (not their layers the image uses; a
         container kept after a failed step keeps its image as ``rmi -f`` does)."""
+        used = {c.config.image_id for c in self.sup.list(all=True)}
         for image_id in self.made:
             try:
                 record = self.store.get(image_id)
             except NoSuchImage:
                 continue
+            if image_id in used and image_id not in self.kept:
+                continue  # the same step of another build, running on it now
             if image_id in self.kept:
                 async with self.sup.puller.lock:
                     self.store.retire(record)
@@ -279,7 +284,7 @@ class Builder:
                 "/usr, not layers, so nothing can be built on it; build FROM a stored image "
                 "(pull, load or import one) or scratch"
             )
-        record = await self._image(base, ins)
+        record = await self._image(base, ins, meta)
         stage = _Stage(name, copy.deepcopy(self.store.config(record)), record.layers)
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
@@ -293,23 +298,28 @@ class Builder:
                     await self._step(stage, step, meta)
         return stage
 
-    async def _image(self, text: str, ins: Instruction) -> Any:
+    async def _image(self, text: str, ins: Instruction, meta: dict[str, str]) -> Any:
         """A stored image (pulled when missing, or always with --pull), its layers
         unpacked."""
         try:
             ref = parse_reference(text)
         except ValueError as exc:
             raise BuildError(f"line {ins.line}: {ins.keyword} {text}: {exc}") from None
-        platform_text = ins.flag("platform")
+        platform_text = expand(ins.flag("platform"), meta, self.escape, ins.line)
         platform = self.options.platform
         if platform_text:
             from .._images.pull import parse_platform
 
             platform = parse_platform(platform_text)
         record = None
-        if not self.options.pull and not platform_text:
+        if not self.options.pull:
             with contextlib.suppress(NoSuchImage):
                 record = self.store.lookup(text)
+        if record is not None and platform_text:
+            config = self.store.config(record)
+            stored = (config.get("os"), config.get("architecture"))
+            if platform is not None and stored != (platform.os, platform.architecture):
+                record = None  # another platform's: the one asked for is pulled
         if record is None:
             await self.say(f"Pulling {ref.familiar}\n")
             try:
@@ -339,6 +349,9 @@ class Builder:
                 created_by = apply_metadata(ins, inner, stage.env(), self.escape)
             except DockerfileError as exc:
                 raise BuildError(str(exc)) from None
+            if kw == "ENTRYPOINT" and stage.cmd_set and "Cmd" in stage.inner:
+                inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
+            stage.cmd_set = stage.cmd_set or kw == "CMD"
             await self._metadata(stage, ins, created_by, inner)
 
     async def _metadata(
@@ -420,6 +433,7 @@ class Builder:
             env=tuple(env),
             workdir="",
             healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
+            network=self.options.network,
         )
         c = await self.sup.create(config)
         remove = self.options.force_rm
@@ -573,7 +587,7 @@ class Builder:
         else:
             stage = next((s for s in self.stages if s.name == source.lower()), None)
         if stage is None:
-            record = await self._image(source, ins)
+            record = await self._image(source, ins, {})
             stage = _Stage("", copy.deepcopy(self.store.config(record)), record.layers)
         if not stage.layers:
             raise BuildError(f"line {ins.line}: --from={source} has no files (no layers)")
@@ -643,6 +657,20 @@ class Builder:
             async with self.sup.open_root(cid) as (_, root_fd):
                 await trio.to_thread.run_sync(write, root_fd)
             return await self._commit(cid)
+
+
+def _platform_args(target: Platform | None) -> dict[str, str]:
+    """Docker's automatic platform ARGs (``FROM --platform=$BUILDPLATFORM``; a stage's
+    ``ARG TARGETARCH`` takes its value)."""
+    from .._images.pull import host
+
+    found = {}
+    for prefix, platform in (("BUILD", host()), ("TARGET", target or host())):
+        found[f"{prefix}PLATFORM"] = str(platform)
+        found[f"{prefix}OS"] = platform.os
+        found[f"{prefix}ARCH"] = platform.architecture
+        found[f"{prefix}VARIANT"] = platform.variant
+    return found
 
 
 def _url_name(url: str) -> str:

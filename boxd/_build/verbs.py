@@ -67,6 +67,7 @@ def _options(req: BuildRequest) -> Options:
         rm=req.rm,
         force_rm=req.force_rm,
         platform=parse_platform(req.platform) if req.platform else None,
+        network=req.network if req.network not in ("", "default") else "bridge",
     )
 
 

@@ -52,6 +52,10 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
 
 
 async def build(api: Api, conn: HttpConnection, req: Request) -> None:
+    if req.arg("remote"):
+        raise ApiError(
+            400, f"a remote context ({req.arg('remote')}) is not supported: send the context"
+        )
     pull = (req.arg("pull") or "").lower() not in ("", "0", "false")
     request = BuildRequest(
         tags=tuple(req.query.get("t", [])),
@@ -65,6 +69,7 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         force_rm=req.flag("forcerm"),
         quiet=req.flag("q"),
         platform=req.arg("platform") or "",
+        network=req.arg("networkmode") or "",
     )
     # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
     # once and cancels the build, as Docker cancels it.

@@ -255,6 +255,8 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             platform = _platforms.text(_platforms.parse(platform))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+    user, password = registry_auth(req)
+    request = PullRequest(reference=ref, platform=platform, username=user, password=password)
     await conn.start_stream()
 
     async def line(value: dict[str, Any]) -> None:
@@ -272,7 +274,7 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
     await line({"status": f"Pulling from {name}", "id": tag or "latest"})
     try:
         async with conn.cancelled_if_peer_closes():
-            await api.images.pull(Answers(forward), PullRequest(reference=ref, platform=platform))
+            await api.images.pull(Answers(forward), request)
     except Exception as exc:
         error = api_error(unwrap(exc))
         if error is None:
