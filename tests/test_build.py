@@ -484,13 +484,14 @@ def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
     ctx = _context(
         tmp_path / "ctx",
         {
-            "Dockerfile": f"FROM --platform=$BUILDPLATFORM {BASE}\nARG TARGETARCH\n"
-            "RUN echo arch=$TARGETARCH\n"
+            # A byte-order mark first, as some editors write it, is no part of FROM.
+            "Dockerfile": f"\ufeffFROM --platform=$BUILDPLATFORM {BASE}\n"
+            'ARG TARGETARCH SPACED="a  b"\nRUN echo "arch=$TARGETARCH $SPACED"\n'
         },
     )
     r = clean.ctl("build", str(ctx))
     arch = _image(clean, BASE)["Architecture"]
-    assert f"arch={arch}\n" in r.stdout
+    assert f"arch={arch} a  b\n" in r.stdout
 
 
 def test_run_network(clean: Daemon, tmp_path: Path) -> None:

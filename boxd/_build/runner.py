@@ -44,7 +44,15 @@ from .._images.store import BlobRef, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._records import ContainerConfig
 from . import sources
-from .dockerfile import Dockerfile, DockerfileError, Instruction, expand, is_name, words
+from .dockerfile import (
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    expand,
+    is_name,
+    raw_words,
+    words,
+)
 from .ignore import Ignore
 from .instructions import apply_metadata, shell_form
 
@@ -236,7 +244,7 @@ class Builder:
         if not ins.text:
             raise BuildError(f"line {ins.line}: ARG requires at least one argument")
         env = dict(scope)
-        for word in ins.text.split():
+        for word in raw_words(ins.text, self.escape):
             name, eq, default = word.partition("=")
             if not is_name(name):
                 raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
