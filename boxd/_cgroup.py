@@ -211,6 +211,25 @@ def _write(path: str, value: str) -> None:
         raise CgroupError(exc.errno, f"cannot write {value!r} to {path}: {exc.strerror}") from None
 
 
+def _write_each(path: str, values: Sequence[str]) -> None:
+    """:func:`_write` of each value in turn, through one open of the file: the kernel takes
+    each write as a value of its own (v1 ``devices.allow``: one rule per write)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise CgroupError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
+    try:
+        for value in values:
+            try:
+                os.write(fd, value.encode())
+            except OSError as exc:
+                raise CgroupError(
+                    exc.errno, f"cannot write {value!r} to {path}: {exc.strerror}"
+                ) from None
+    finally:
+        os.close(fd)
+
+
 def _mkdir(path: str) -> None:
     """Make one cgroup (the kernel fills the directory with its interface files)."""
     try:
@@ -576,8 +595,7 @@ class CgroupHost:
                     _copy_cpuset(d)
                 if h.version == 1 and "devices" in h.controllers:
                     _write(f"{d}/devices.deny", "a")
-                    for rule in allowed:
-                        _write(f"{d}/devices.allow", str(rule))
+                    _write_each(f"{d}/devices.allow", [str(rule) for rule in allowed])
                 if h.version == 2 and not v1_devices:
                     _restrict_devices(d, allowed)
                 yield None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,7 @@ class FakeCgroupFs:
         monkeypatch.setattr(_cgroup, "_mkdir", self.mkdir)
         monkeypatch.setattr(_cgroup, "_rmdir", self.rmdir)
         monkeypatch.setattr(_cgroup, "_write", self.write)
+        monkeypatch.setattr(_cgroup, "_write_each", self.write_each)
         monkeypatch.setattr(_devices, "attach", self.attach_device_program)
 
     # ---- building the host ----------------------------------------------------------
@@ -205,6 +207,10 @@ class FakeCgroupFs:
         if any(p.is_dir() for p in path.iterdir()) or (path / "cgroup.procs").read_text().split():
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
         shutil.rmtree(path)
+
+    def write_each(self, path: Path | str, values: Sequence[str]) -> None:
+        for value in values:
+            self.write(path, value)
 
     def write(self, path: Path | str, value: str) -> None:
         path = Path(path)
