@@ -374,3 +374,42 @@ def test_docker_py_push(daemon: Daemon, tmp_path: Path) -> None:
             assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
         finally:
             client.close()
+
+
+def test_docker_py_push_with_an_identity_token(daemon: Daemon, tmp_path: Path) -> None:
+    """X-Registry-Auth's ``identitytoken`` is traded for a registry token with OAuth 2's
+    refresh-token grant, as Docker's client does (ACR's logins, for one, are such)."""
+    docker_py = pytest.importorskip("docker")
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(_tar({"f": b"identity\n"}))
+    with (
+        running_token_server(tmp_path, "me", "pw") as tokens,
+        running_registry(tmp_path, token=tokens) as registry,
+    ):
+        repo = f"{registry.host}/id/x"
+        daemon.ctl("import", str(layer), f"{repo}:1")
+        client = docker_py.DockerClient(base_url=f"unix://{daemon.docker_socket}")
+        try:
+            wrong = {"identitytoken": "not-the-token"}
+            lines = list(
+                client.images.push(repo, tag="1", stream=True, decode=True, auth_config=wrong)
+            )
+            assert (
+                f"the token server of {registry.host} refused the identity token"
+                in (lines[-1]["error"])
+            )
+            auth = {"identitytoken": tokens.identity}
+            lines = list(
+                client.images.push(repo, tag="1", stream=True, decode=True, auth_config=auth)
+            )
+            assert "aux" in lines[-1], lines[-1]
+            asked = tokens.asked[-1]
+            assert (asked["grant_type"], asked["scope"]) == (
+                "refresh_token",
+                "repository:id/x:push,pull",
+            )
+            client.images.remove(f"{repo}:1")
+            lines = list(client.api.pull(repo, tag="1", stream=True, decode=True, auth_config=auth))
+            assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
+        finally:
+            client.close()
