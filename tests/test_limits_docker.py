@@ -142,7 +142,16 @@ def test_cpu_rt_runtime_takes_its_budget_from_the_parents_boxd_made(daemon: Daem
     assert _cgroup_file(cid, "cpu", "cpu.rt_runtime_us").read_text().strip() == "10000"
     parent = _cgroup_file(cid, "cpu", "cpu.rt_runtime_us").parent.parent
     assert int((parent / "cpu.rt_runtime_us").read_text()) >= 10000
-    daemon.ctl("rm", "-f", cid)
+    # Another with a shorter period: its parent's budget is counted per period.
+    other = daemon.ctl(
+        "run", "-d", "--cpu-rt-period", "1000", "--cpu-rt-runtime", "100", "default", "sleep", "300"
+    ).stdout.strip()
+    assert int((parent / "cpu.rt_runtime_us").read_text()) >= 10000 + 100_000
+    # More than the host's root gives (950 ms of each second by default): the kernel's no.
+    r = daemon.ctl("run", "--rm", "--cpu-rt-runtime", "999000", "default", "true", check=False)
+    assert r.returncode == 125 and "invalid --cpu-rt-runtime 999000: the kernel refuses" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    daemon.ctl("rm", "-f", cid, other)
 
 
 @pytest.mark.root
@@ -186,6 +195,11 @@ def test_block_io_options_in_the_v1_files(daemon: Daemon) -> None:
     else:
         assert _cgroup_file(cid, "blkio", weight).read_text().split()[-1] == "300"
         assert res["blkio_weight"] == 300
+    r = daemon.ctl("update", "--blkio-weight", "500", cid)
+    if weight is None:
+        assert "WARNING: --blkio-weight is ignored" in r.stderr
+    else:
+        assert _cgroup_file(cid, "blkio", weight).read_text().split()[-1] == "500"
     r = daemon.ctl("update", "--device-read-bps", f"{path}:1mb", cid, check=False)
     assert r.returncode != 0  # update does not take it (docker update neither)
     daemon.ctl("rm", "-f", cid)
