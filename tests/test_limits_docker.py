@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fake_cgroup
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, running_daemon
 from docker_clients import docker, needs_cli
 from fake_cgroup import FakeCgroupFs
 from test_limits import _cgroup_file
@@ -236,6 +236,18 @@ def test_bad_values_are_named_with_exit_125(daemon: Daemon, args: list[str], nam
     assert daemon.ctl("ps", "-a", "-q").stdout == ""
 
 
+@pytest.mark.root
+def test_the_proc_view_counts_a_cpu_quota_as_cpus(tmp_path: Path) -> None:
+    """With ``--procview-cpus quota`` a container sees ceil(quota / period) CPUs, whether
+    --cpus or --cpu-quota and --cpu-period set them."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: a quota cannot show fewer")
+    with running_daemon(tmp_path, "--procview-cpus", "quota") as d:
+        for args in (["--cpus", "0.5"], ["--cpu-period", "200000", "--cpu-quota", "100000"]):
+            r = d.ctl("run", "--rm", *args, "default", "grep", "-c", "^processor", "/proc/cpuinfo")
+            assert r.stdout == "1\n", (args, r.stdout)
+
+
 # ---- the docker CLI ---------------------------------------------------------------------
 
 
@@ -315,6 +327,7 @@ def test_docker_cli_kernel_memory_and_bad_values(daemon: Daemon) -> None:
         r = docker(daemon, "run", "--rm", *args, "default", "true")
         assert r.returncode == 125 and named in r.stderr, (args, r.stderr)
     assert docker(daemon, "ps", "-a", "-q").stdout == ""
+    assert docker(daemon, "info", "-f", "{{.OomKillDisable}}").stdout == "true\n"  # v1 memory
 
 
 # ---- pure v2, on a fake tree (this host cannot have one) --------------------------------
