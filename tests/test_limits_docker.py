@@ -330,6 +330,49 @@ def test_docker_cli_kernel_memory_and_bad_values(daemon: Daemon) -> None:
     assert docker(daemon, "info", "-f", "{{.OomKillDisable}}").stdout == "true\n"  # v1 memory
 
 
+@pytest.mark.root
+def test_docker_py_run_inspect_update(daemon: Daemon) -> None:
+    docker_py = pytest.importorskip("docker")
+    path, number = _block_device()
+    client = docker_py.DockerClient(base_url=f"unix://{daemon.docker_socket}")
+    try:
+        c = client.containers.run(
+            "default",
+            ["sleep", "300"],
+            detach=True,
+            mem_limit="64m",
+            mem_reservation="16m",
+            oom_kill_disable=True,
+            cpu_period=40000,
+            cpu_quota=10000,
+            device_read_bps=[{"Path": path, "Rate": 4 * M}],
+            device_write_iops=[{"Path": path, "Rate": 30}],
+        )
+        assert int(_cgroup_file(c.id, "memory", "memory.soft_limit_in_bytes").read_text()) == 16 * M
+        assert _cgroup_file(c.id, "cpu", "cpu.cfs_period_us").read_text().strip() == "40000"
+        text = _cgroup_file(c.id, "blkio", "blkio.throttle.write_iops_device").read_text()
+        assert f"{number} 30" in text.splitlines()
+        c.update(mem_reservation="24m", cpu_quota=20000)
+        c.reload()
+        host = c.attrs["HostConfig"]
+        assert (host["MemoryReservation"], host["CpuQuota"], host["CpuPeriod"]) == (
+            24 * M,
+            20000,
+            40000,
+        )
+        assert host["BlkioDeviceReadBps"] == [{"Path": path, "Rate": 4 * M}]
+        assert _cgroup_file(c.id, "cpu", "cpu.cfs_quota_us").read_text().strip() == "20000"
+        with pytest.raises(docker_py.errors.APIError, match="invalid --blkio-weight 5"):
+            client.containers.create("default", ["true"], blkio_weight=5)
+        with pytest.raises(docker_py.errors.APIError, match="/dev/nope"):
+            client.containers.create(
+                "default", ["true"], device_write_bps=[{"Path": "/dev/nope", "Rate": 1}]
+            )
+        c.remove(force=True)
+    finally:
+        client.close()
+
+
 # ---- pure v2, on a fake tree (this host cannot have one) --------------------------------
 
 
