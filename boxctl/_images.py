@@ -1,7 +1,8 @@
-"""boxctl's image commands: pull, images, rmi, tag, login, logout, image SUBCOMMAND.
+"""boxctl's image commands: pull, push, images, rmi, tag, login, logout, image SUBCOMMAND.
 
-The daemon does the work (as dockerd does); these only ask and show.  ``pull`` shows
-Docker's per-layer progress on a terminal, and one line per finished layer on a pipe.
+The daemon does the work (as dockerd does); these only ask and show.  ``pull`` and
+``push`` show Docker's per-layer progress on a terminal, and one line per finished layer
+on a pipe.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
 FINAL = ("Pull complete", "Already exists")
+PUSH_FINAL = ("Pushed", "Layer already exists", "Mounted from ")
 
 
 class _Progress:
-    """Docker's pull display: a line per layer rewritten in place on a terminal; on a
-    pipe, a line when a layer is done."""
+    """Docker's pull (and push) display: a line per layer rewritten in place on a
+    terminal; on a pipe, a line when a layer is done (``final``: how such a status
+    begins)."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, final: tuple[str, ...] = FINAL) -> None:
         self.out = out
+        self.final = final
         self.tty = out.isatty()
         self.order: list[str] = []
         self.lines: dict[str, str] = {}
@@ -34,7 +38,7 @@ class _Progress:
     def update(self, frame: dict[str, Any]) -> None:
         layer, status = frame["layer"], frame["status"]
         text = status
-        if status == "Downloading" and frame["total"]:
+        if status in ("Downloading", "Pushing") and frame["total"]:
             width = 50
             done = min(width, width * frame["current"] // frame["total"])
             bar = "=" * max(done - 1, 0) + (">" if done else "") + " " * (width - done)
@@ -48,9 +52,10 @@ class _Progress:
         elif self.tty:
             up = len(self.order) - self.order.index(layer)
             self.out.write(f"\x1b[{up}A\r\x1b[2K{layer}: {text}\x1b[{up}B\r")
-        if not self.tty and status in FINAL and self.lines.get(layer) not in FINAL:
+        final = status.startswith(self.final)
+        if not self.tty and final and not self.lines.get(layer, "").startswith(self.final):
             self.out.write(f"{layer}: {status}\n")
-        self.lines[layer] = status if status in FINAL else text
+        self.lines[layer] = status if final else text
         self.out.flush()
 
 
@@ -87,6 +92,41 @@ def cmd_pull(args: Args) -> int:
     _summary(frame, sys.stdout)
     print(frame["reference"])
     return 0
+
+
+def cmd_push(args: Args) -> int:
+    """Docker's push display; every failure exits 1, as ``docker push``'s."""
+    request = {"type": "PushRequest", "reference": args.reference, "all_tags": args.all_tags}
+    out = sys.stdout
+    announced = False
+    try:
+        with Client(args.socket) as client:
+            client.request(request)
+            shown = _Progress(out, PUSH_FINAL)
+            while True:
+                frame = client.receive()
+                if not isinstance(frame, dict):
+                    continue
+                kind = frame["type"]
+                if kind == "PushProgressFrame" and not args.quiet:
+                    shown.update(frame)
+                elif kind == "PushingFrame":
+                    name = f"{frame['repository']}:{frame['tag']}"
+                    if args.quiet:
+                        print(name, file=out)
+                    elif not announced:
+                        print(f"The push refers to repository [{frame['repository']}]", file=out)
+                        announced = True
+                    shown = _Progress(out, PUSH_FINAL)
+                elif kind == "PushedFrame" and not args.quiet:
+                    line = f"{frame['tag']}: digest: {frame['digest']} size: {frame['size']}"
+                    print(line, file=out)
+                elif kind == "EndFrame":
+                    return 0
+                else:
+                    check(frame)
+    except CliError as exc:
+        raise CliError(str(exc), 1) from None
 
 
 def _wanted(args: Args) -> tuple[str, str, str] | None:
@@ -450,6 +490,16 @@ COMMANDS = (
         (PLATFORM,),
         (("reference", ONE, "IMAGE"),),
     ),
+    Command(
+        "push",
+        cmd_push,
+        "push an image to a registry",
+        (
+            Opt("-a", "--all-tags", help="every tag of the repository"),
+            Opt("-q", "--quiet", help="only the references pushed"),
+        ),
+        (("reference", ONE, "NAME[:TAG]"),),
+    ),
     Command("images", cmd_images, "list images", IMAGES_OPTIONS),
     Command("rmi", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
     Command(
@@ -527,6 +577,7 @@ SUBCOMMANDS = {
     ),
     "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
     "pull": _BY_NAME["pull"],
+    "push": _BY_NAME["push"],
     "tag": _BY_NAME["tag"],
     "save": _BY_NAME["save"],
     "load": _BY_NAME["load"],
@@ -564,7 +615,7 @@ def cmd_image(args: Args) -> int:
 IMAGE_COMMAND = Command(
     "image",
     cmd_image,
-    "manage images: ls, inspect, rm, pull, tag",
+    "manage images: ls, inspect, rm, pull, push, tag",
     (),
     (("words", REST, "COMMAND [ARG...]"),),
 )

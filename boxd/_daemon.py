@@ -30,7 +30,7 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import _logs, _repair, _systemd, _trim, _units
+from . import _logs, _repair, _systemd, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
@@ -245,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if os.geteuid() != 0:
         sys.exit("boxd: must run as root (namespaces, mounts and cgroups need it)")
     _trim.one_heap()
+    _ulimits.raise_open_files()
     try:
         lock = _lock(args.root)
         try:

@@ -10,9 +10,10 @@ the device cgroup alone (no node is made: the container may ``mknod`` it, given 
 ``--privileged`` gives, as Docker's, every device node of the host's /dev and allows all.
 
 The node is made as runc makes it: ``mknod`` in the container's /dev with the host node's
-type, numbers and permission bits; in a user namespace, where ``mknod`` of a device is not
-allowed, or without the ``m`` permission (the container's process makes its mounts from
-inside its cgroup), the host's node is bound onto an empty file instead.  The device cgroup's rules
+type, numbers, permission bits, owner and group; in a user namespace, where ``mknod`` of a
+device is not allowed, or without the ``m`` permission (the container's process makes its
+mounts from inside its cgroup), the host's node is bound onto an empty file instead (its
+owner then shows through the namespace's id map).  The device cgroup's rules
 (v1 ``devices.allow``, or the v2 device program of :mod:`boxd._devices`) are boxd's
 default allowlist plus these.
 
@@ -70,6 +71,8 @@ class HostDevice:
     minor: int
     mode: int
     permissions: str
+    uid: int = 0  # the host node's owner and group, which a made node gets too
+    gid: int = 0
 
     def rule(self) -> DeviceRule:
         return DeviceRule(self.kind, self.major, self.minor, self.permissions)
@@ -169,6 +172,8 @@ def _node(mapping: DeviceMapping, host: str, container: str) -> HostDevice | Non
         minor=os.minor(st.st_rdev),
         mode=stat.S_IMODE(st.st_mode),
         permissions=mapping.permissions,
+        uid=st.st_uid,
+        gid=st.st_gid,
     )
 
 
@@ -261,6 +266,7 @@ def mount_ops(devices: Sequence[HostDevice], *, userns: bool) -> tuple[MountOp, 
                     device.container,
                     mode=kind | device.mode,
                     dev=os.makedev(device.major, device.minor),
+                    flags=device.uid | device.gid << 32,
                 )
             )
     return tuple(ops)

@@ -8,7 +8,9 @@ The supervisor hands every container record it saves to :meth:`Events.observe` a
 removal to :meth:`Events.removed`; the events are the changes of phase between two saves.
 Subscribers get the events from the moment they subscribe (a bounded buffer each: one that
 falls behind is dropped, never the supervisor slowed); the last :data:`HISTORY` events are
-kept for ``since``.
+kept for ``since``: 256, as Docker's daemon keeps.  Each event holds its container's id,
+name, image and labels, so a longer history kept those of long-removed containers alive
+(~0.2 MB at 1024), scattered through memory that a burst of starts had filled.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import trio
 
 from ._records import Container
 
-HISTORY = 1024
+HISTORY = 256
 SUBSCRIBER_BUFFER = 1024
 _ENDED = ("exited", "stopped", "restarting")
 _WITH_PROCESS = ("running", "paused", "stopping")

@@ -69,7 +69,7 @@ class MountKind(enum.IntEnum):
     MOUNT = 0  # mount(source, target, fstype, flags, data)
     MKDIR = 1  # mkdir(target, mode); EEXIST is not an error
     SYMLINK = 2  # symlink(source, target); EEXIST is not an error
-    MKNOD = 3  # mknod(target, mode, dev)
+    MKNOD = 3  # mknod(target, mode, dev), then owned by flags' uid | gid << 32 (if not 0)
     BIND_DEV = 4  # create an empty file at target, then bind-mount source (a host device) on it
     REMOUNT_RO = 5  # bind target onto itself (so a plain path like /proc/sys becomes a
     #                 mount), then bind-remount it read-only (MS_REMOUNT|MS_BIND|MS_RDONLY|
@@ -479,7 +479,9 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
     elif plan.join_namespaces:
         raise ValueError("join_namespaces is set but join_pidfd is not")
     for kind, path in plan.ns_paths:
-        if kind not in JOINABLE:
+        # A pid namespace as well: the spawn enters it before its clone (the daemon's
+        # --pid container:NAME; the OCI runtime refuses it before).
+        if kind not in JOINABLE and kind is not Namespace.PID:
             raise ValueError(f"joining a {kind.describe()} namespace by path is not supported")
         if kind in plan.namespaces:
             raise ValueError(f"the {kind.describe()} namespace is both new and joined ({path})")

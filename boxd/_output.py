@@ -7,6 +7,7 @@ rather than slowing the container or the other clients.  The log gets everything
 
 from __future__ import annotations
 
+import collections
 import socket
 
 import trio
@@ -14,6 +15,8 @@ import trio
 Chunk = tuple[int, bytes]  # (protocol.STDOUT or protocol.STDERR, data)
 
 SUBSCRIBER_BUFFER = 64  # chunks; a pump hands on at most 1 MiB at once (_run.READ_SIZE)
+# And bytes: 64 chunks of up to 1 MiB each would be 64 MiB held for one slow client.
+SUBSCRIBER_BYTES = 4 * 1024 * 1024
 # A lossless subscriber's: the pump waits above this, so what the daemon holds for a slow
 # foreground client stays a few MiB (its pipe and socket buffers aside).
 LOSSLESS_BUFFER = 4
@@ -34,9 +37,27 @@ def widen_send_buffer(stream: trio.abc.Stream) -> None:
         stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
+class _Backlog:
+    """The bytes a subscriber's channel holds: the sizes of the chunks sent to it, oldest
+    first, less those its reader has taken (the channel is first in, first out, so the
+    number it still holds tells which)."""
+
+    def __init__(self) -> None:
+        self.sizes: collections.deque[int] = collections.deque()
+        self.total = 0
+
+    def settle(self, held: int) -> None:
+        while len(self.sizes) > held:
+            self.total -= self.sizes.popleft()
+
+    def add(self, size: int) -> None:
+        self.sizes.append(size)
+        self.total += size
+
+
 class Output:
     def __init__(self) -> None:
-        self._subscribers: set[trio.MemorySendChannel[Chunk]] = set()
+        self._subscribers: dict[trio.MemorySendChannel[Chunk], _Backlog] = {}
         self._lossless: set[trio.MemorySendChannel[Chunk]] = set()
         self._closed = False
 
@@ -45,13 +66,16 @@ class Output:
 
         ``lossless``: the client that started the container in the foreground gets every
         byte, so the container waits for it (backpressure, as a pipe would); other
-        attached clients are dropped when they fall behind."""
+        attached clients are dropped when they fall behind (more than
+        :data:`SUBSCRIBER_BUFFER` chunks or :data:`SUBSCRIBER_BYTES` bytes not yet read)."""
         size = LOSSLESS_BUFFER if lossless else SUBSCRIBER_BUFFER
         send, receive = trio.open_memory_channel[Chunk](size)
         if self._closed:
             send.close()
+        elif lossless:
+            self._lossless.add(send)
         else:
-            (self._lossless if lossless else self._subscribers).add(send)
+            self._subscribers[send] = _Backlog()
         return receive
 
     async def publish(self, stream: int, data: bytes) -> None:
@@ -60,7 +84,11 @@ class Output:
                 await send.send((stream, data))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._lossless.discard(send)
-        for send in list(self._subscribers):
+        for send, backlog in list(self._subscribers.items()):
+            backlog.settle(send.statistics().current_buffer_used)
+            if backlog.total and backlog.total + len(data) > SUBSCRIBER_BYTES:
+                self._drop(send)  # too slow: dropping it is better than holding its output
+                continue
             try:
                 send.send_nowait((stream, data))
             except trio.WouldBlock:
@@ -68,16 +96,18 @@ class Output:
                 self._drop(send)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._drop(send)
+            else:
+                backlog.add(len(data))
 
     def _drop(self, send: trio.MemorySendChannel[Chunk]) -> None:
-        self._subscribers.discard(send)
+        self._subscribers.pop(send, None)
         self._lossless.discard(send)
         send.close()
 
     def close(self) -> None:
         """End of output: every subscriber sees the end of its channel."""
         self._closed = True
-        for send in list(self._subscribers | self._lossless):
+        for send in [*self._subscribers, *self._lossless]:
             self._drop(send)
 
     @property

@@ -19,7 +19,8 @@ from typing import Any
 import attrs
 import trio
 
-from . import _caps, _devicemap, _inroot, _masks, _seccomp
+from . import _caps, _devicemap, _inroot, _masks, _nsmodes, _seccomp
+from ._devices import DeviceRule
 from ._hosts import hosts_lines
 from ._native import MountKind, MountOp, Namespace, Rlimit, SpawnPlan
 from ._netconfig import EtcNetwork
@@ -37,6 +38,7 @@ from ._rootfs import (
 )
 from ._sysctl import parse_sysctl, proc_path
 from ._ulimits import NAMES as ULIMIT_NAMES
+from ._ulimits import open_files
 from ._users import ExecUser, resolve_in
 
 log = logging.getLogger("boxd.plan")
@@ -133,18 +135,27 @@ def id_range(path: str = "/etc/subuid", user: str = "boxd") -> tuple[int, int]:
 
 
 def hostname(container: Container) -> str:
+    if container.config.uts_mode == "host":
+        return _nsmodes.host_hostname()
     return container.config.hostname or container.short_id
 
 
 def namespaces(container: Container) -> frozenset[Namespace]:
     """The namespaces the container's init makes (``--network container:NAME`` joins that
-    container's network namespace instead: see ``ns_paths`` of :func:`build`)."""
+    container's network namespace instead: see ``ns_paths`` of :func:`build`; ``--pid``,
+    ``--ipc``, ``--uts`` host or container:NAME, see :mod:`boxd._nsmodes`)."""
     extra = set()
     if container.config.network != "host" and not shares_network(container):
         extra.add(Namespace.NET)
     if container.config.userns:
         extra.add(Namespace.USER)
-    return BASE_NAMESPACES | extra
+    return (BASE_NAMESPACES | extra) - _nsmodes.shared(container.config)
+
+
+def joins_others(container: Container) -> bool:
+    """Whether its init joins another container's namespaces by path (so no shim spawns
+    it: see :mod:`boxd._shim`)."""
+    return shares_network(container) or bool(_nsmodes.joined(container.config))
 
 
 def shares_network(container: Container) -> bool:
@@ -237,11 +248,21 @@ def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
 class Prepared:
     """What :func:`prepare` did for :func:`build`: called with a container path, the file
     there (/etc/passwd and /etc/group read already); ``known``: what the lookups of the
-    mount table's usual targets found (the table looks up any other itself)."""
+    mount table's usual targets found (the table looks up any other itself); ``devices``
+    and ``device_rules``: :func:`boxd._devicemap.for_start`'s (``--privileged`` walks the
+    host's /dev: ~0.5 ms)."""
 
-    def __init__(self, read: ReadFile, known: dict[str, os.stat_result | None]) -> None:
+    def __init__(
+        self,
+        read: ReadFile,
+        known: dict[str, os.stat_result | None],
+        devices: Sequence[_devicemap.HostDevice] = (),
+        device_rules: tuple[DeviceRule, ...] = (),
+    ) -> None:
         self._read = read
         self.known = known
+        self.devices = devices
+        self.device_rules = device_rules
 
     def __call__(self, path: str) -> bytes | None:
         return self._read(path)
@@ -268,7 +289,10 @@ def prepare(container: Container, image: Image, container_dir: Path) -> Prepared
     targets += ("/proc", "/sys", "/dev", "/etc/hostname", "/etc/hosts", config.workdir)
     targets += (v.container for v in config.volumes)
     look_up(image, container_dir, targets, known)
-    return Prepared(read, known)
+    devices, rules = _devicemap.for_start(
+        config.devices, config.device_cgroup_rules, privileged=config.security.privileged
+    )
+    return Prepared(read, known, devices, rules)
 
 
 async def build(
@@ -309,6 +333,7 @@ async def build(
         extra=(
             _devicemap.mount_ops(devices, userns=config.userns)
             + sysctl_ops(container)
+            + _nsmodes.shm_ops(config.ipc_mode)
             + (init_mounts(init_program()) if config.init else ())
             + view_mounts(view_files or {})
             + (() if config.security.privileged else _masks.mask_ops())
@@ -327,7 +352,7 @@ async def build(
         env=env,
         search_path=_search_path(env),
         namespaces=namespaces(container),
-        hostname=hostname(container),
+        hostname=hostname(container) if Namespace.UTS in namespaces(container) else None,
         rootfs=rootfs,
         mounts=mounts,
         cwd=config.workdir or "/",
@@ -351,8 +376,11 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
     # Of a limit given twice the last counts, as in Docker.
     ulimits = {u.name: u for u in container.config.ulimits}
+    rlimits = tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values())
+    if "nofile" not in ulimits:  # Docker's, not the daemon's raised one
+        rlimits = (Rlimit(ULIMIT_NAMES["nofile"], *open_files()), *rlimits)
     return {
-        "rlimits": tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()),
+        "rlimits": rlimits,
         # The filter stays the container's, made for its own capabilities.
         "caps": _caps.compute((), (), uid=uid, privileged=True) if privileged else caps,
         "no_new_privs": sec.no_new_privileges,
@@ -407,7 +435,8 @@ def build_exec(
         console=spec.tty,
         join_pidfd=init_pidfd,
         join_namespaces=namespaces(container)
-        | ({Namespace.NET} if shares_network(container) else set()),
+        | ({Namespace.NET} if shares_network(container) else set())
+        | frozenset(_nsmodes.joined(container.config)),
         process_name="boxd:[exec]",
         **_restrictions(container, user.uid, privileged=spec.privileged),
     )

@@ -14,6 +14,7 @@ import secrets
 
 import attrs
 
+from . import _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import parse_host
@@ -128,6 +129,16 @@ class Ulimit:
 
 
 @attrs.frozen
+class DeviceRate:
+    """A block device's limit (``--device-read-bps /dev/sda:1mb``, ``--blkio-weight-device
+    /dev/sda:200``): the device's path on the host, and bytes or operations per second, or
+    a weight (see :mod:`boxd._resources`)."""
+
+    path: str
+    rate: int
+
+
+@attrs.frozen
 class Resources:
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # bytes of memory + swap; -1 unlimited
@@ -135,6 +146,22 @@ class Resources:
     cpu_shares: int | None = None
     pids_limit: int | None = None
     cpuset_cpus: str | None = None
+    # Docker's other options, with the meaning of boxd._cgroup.Limits' fields of the same
+    # names (None: not set; see boxd._resources).
+    memory_reservation: int | None = None
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_mems: str | None = None
+    cpu_rt_period: int | None = None
+    cpu_rt_runtime: int | None = None
+    blkio_weight: int | None = None
+    blkio_weight_device: tuple[DeviceRate, ...] | None = None
+    device_read_bps: tuple[DeviceRate, ...] | None = None
+    device_write_bps: tuple[DeviceRate, ...] | None = None
+    device_read_iops: tuple[DeviceRate, ...] | None = None
+    device_write_iops: tuple[DeviceRate, ...] | None = None
 
 
 @attrs.frozen
@@ -172,6 +199,10 @@ class ContainerConfig:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     userns: bool = False
+    # --pid, --ipc, --uts: "" (its own), "host", "container:NAME" (see boxd._nsmodes).
+    pid_mode: str = ""
+    ipc_mode: str = ""
+    uts_mode: str = ""
     volumes: tuple[Volume, ...] = ()
     volumes_from: tuple[str, ...] = ()  # "CONTAINER[:ro|:rw]": its volumes, copied at create
     read_only: bool = False
@@ -288,6 +319,12 @@ OPTIONS = {
     "resources.cpu_shares": "--cpu-shares",
     "resources.pids_limit": "--pids-limit",
     "resources.cpuset_cpus": "--cpuset-cpus",
+    "resources.memory_reservation": "--memory-reservation",
+    "resources.memory_swappiness": "--memory-swappiness",
+    "resources.cpu_period": "--cpu-period",
+    "resources.cpu_quota": "--cpu-quota",
+    "resources.cpuset_mems": "--cpuset-mems",
+    "resources.blkio_weight": "--blkio-weight",
     "restart": "--restart",
     "stop_signal": "--stop-signal",
     "stop_timeout": "--stop-timeout",
@@ -334,6 +371,7 @@ def validate_config(config: ContainerConfig) -> None:
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     check_network(config.network)
+    _nsmodes.check_config(config)
     for item in config.expose:
         parse_expose(item)
     for alias in config.network_aliases:

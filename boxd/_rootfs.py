@@ -909,7 +909,8 @@ def _standard_mounts(
     steps around the cgroups' are the same records for every container that resolves
     them alike (:func:`_proc_sys_ops`, :func:`_dev_ops`)."""
     proc, sys = table.resolve("/proc"), table.resolve("/sys")
-    table.ops.extend(_proc_sys_ops(proc, sys, host_sys))
+    # sysfs (and the cgroups below it) writable for --privileged, as Docker mounts them.
+    table.ops.extend(_proc_sys_ops(proc, sys, host_sys, writable=cgroups_writable))
     # sysfs itself provides the fs/cgroup directory; writable for --privileged, as Docker
     # mounts it (the container's own cgroups: it may nest below them).
     cgroup_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if cgroups_writable else MS_RDONLY)
@@ -935,9 +936,12 @@ def _mkdir_ops(path: str, mode: int = 0o755) -> list[MountOp]:
 
 
 @functools.lru_cache(maxsize=16)  # frozen records, a function of the arguments alone
-def _proc_sys_ops(proc: str, sys: str, host_sys: bool) -> tuple[MountOp, ...]:
+def _proc_sys_ops(
+    proc: str, sys: str, host_sys: bool, *, writable: bool = False
+) -> tuple[MountOp, ...]:
     """/proc and /sys at their resolved paths (``host_sys``: the host's /sys bound
-    read-only, for a user namespace without a network namespace of its own)."""
+    read-only, for a user namespace without a network namespace of its own; else sysfs,
+    read-only unless ``writable``)."""
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     ops = _mkdir_ops(proc, 0o555)
     ops.append(MountOp(MountKind.MOUNT, proc, "proc", "proc", nse))
@@ -947,7 +951,9 @@ def _proc_sys_ops(proc: str, sys: str, host_sys: bool) -> tuple[MountOp, ...]:
         ops.append(MountOp(MountKind.MOUNT, sys, "/sys", flags=MS_BIND | MS_REC))
         ops.append(MountOp(MountKind.REMOUNT_RO, sys, flags=nse))
     else:
-        ops.append(MountOp(MountKind.MOUNT, sys, "sysfs", "sysfs", nse | MS_RDONLY))
+        ops.append(
+            MountOp(MountKind.MOUNT, sys, "sysfs", "sysfs", nse | (0 if writable else MS_RDONLY))
+        )
     return tuple(ops)
 
 

@@ -23,18 +23,29 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _plan, _shim, _trim
-from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from . import (
+    _copyroot,
+    _devicemap,
+    _diff,
+    _lifecycle,
+    _live,
+    _logs,
+    _nsmodes,
+    _plan,
+    _resources,
+    _shim,
+    _trim,
+)
+from ._cgroup import CPU_PERIOD, Cgroup, CgroupHost, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
 from ._healthcheck import active as active_healthcheck
 from ._images.config import apply_image_config, rootfs_of
-from ._images.pull import Puller
 from ._images.registry import Credentials
 from ._images.store import ImageStore
 from ._images.unpack import LayerError
@@ -53,7 +64,7 @@ from ._lifecycle import (
 from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
-from ._native import Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
+from ._native import Namespace, Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
 from ._network import Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
@@ -76,6 +87,9 @@ from ._run import Run, start_time_of
 from ._store import Store
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
+
+if TYPE_CHECKING:
+    from ._images.pull import Puller
 
 log = logging.getLogger("boxd.supervisor")
 
@@ -126,15 +140,11 @@ class _Entry:
         return self.container.state.status
 
 
-def _limits(resources: Resources) -> Limits:
-    return Limits(
-        memory=resources.memory,
-        memory_swap=resources.memory_swap,
-        cpus=resources.cpus,
-        cpu_shares=resources.cpu_shares,
-        pids_limit=resources.pids_limit,
-        cpuset_cpus=resources.cpuset_cpus,
-    )
+def _quota_cpus(res: Resources) -> float | None:
+    """The CPUs --cpu-quota and --cpu-period allow (None: no quota)."""
+    if res.cpu_quota is None or res.cpu_quota <= 0:
+        return None
+    return res.cpu_quota / (res.cpu_period or CPU_PERIOD)
 
 
 class _Relay(trio.TaskStatus[Run]):
@@ -194,7 +204,10 @@ class Supervisor:
         self._default_image: Path | None = None
         self.images = ImageStore(store.images)
         self.unpacks = Unpacks(self.images, nursery, self._refused_layer)
-        self.puller = Puller(self.images, self.unpacks, Credentials(store.root / "auth.json"))
+        # Deleting images takes this lock; pulls register the layers they fetch under it.
+        self.images_lock = trio.Lock()
+        self.insecure_registries: frozenset[str] = frozenset()
+        self._puller: Puller | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
@@ -205,6 +218,22 @@ class Supervisor:
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
         self.volumes = Volumes(store.root / "volumes", store.trash)
+
+    @property
+    def puller(self) -> Puller:
+        """The image puller, made at the first pull or image removal: its module (the
+        registry protocol's manifests and layers, ~0.12 MB) is not loaded before."""
+        if self._puller is None:
+            from ._images.pull import Puller
+
+            self._puller = Puller(
+                self.images,
+                self.unpacks,
+                Credentials(self.store.root / "auth.json"),
+                self.insecure_registries,
+                lock=self.images_lock,
+            )
+        return self._puller
 
     # ---- lookup ---------------------------------------------------------------------
 
@@ -277,7 +306,7 @@ class Supervisor:
             swap_usage=memory.swap_usage,
             memory_stat=memory.stat,
             cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
-            cpu_quota=res.cpus,
+            cpu_quota=res.cpus or _quota_cpus(res),
             started_at=c.state.started_at or time.time(),
             cpu_usage_ns=(stats.cpu_user_ns, stats.cpu_system_ns),
         )
@@ -376,7 +405,10 @@ class Supervisor:
         cid = new_id()
         if config.image.startswith("/"):
             config = attrs.evolve(config, image=image.name)
-        self.cgroups.validate(_limits(config.resources))
+        resources, warnings = _resources.settle(config.resources, self.cgroups)
+        for warning in warnings:
+            log.warning("%s: %s", name or cid[:12], warning)
+        config = attrs.evolve(config, resources=resources)
         _check_volume_sources(config)
         _devicemap.check_hosts(config.devices)
         self.networks.check(config.network)
@@ -464,6 +496,23 @@ class Supervisor:
             name = entry.container.name
             raise Conflict(f"container {name} is not running: its network cannot be joined")
         return entry.container, run.pid
+
+    def _joined_namespaces(self, c: Container) -> tuple[tuple[Namespace, str], ...]:
+        """``--pid``/``--ipc container:NAME``: the namespace files of NAME's running init
+        (Docker's words when it does not run or keeps its ipc private)."""
+        paths = []
+        for kind, ref in _nsmodes.joined(c.config).items():
+            entry = self._lookup(ref)
+            run = entry.run
+            if run is None or run.exited.is_set():
+                raise Conflict(f"container {entry.container.id} is not running")
+            if kind is Namespace.IPC and entry.container.config.ipc_mode not in ("", "shareable"):
+                raise ValueError(
+                    f"container {ref}: non-shareable IPC (hint: use IpcMode:shareable for "
+                    "the donor container)"
+                )
+            paths.append((kind, f"/proc/{run.pid}/ns/{kind.describe()}"))
+        return tuple(paths)
 
     def _generate_name(self, cid: str) -> str:
         names = {e.container.name for e in self._entries.values()}
@@ -633,6 +682,7 @@ class Supervisor:
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
+            joined = self._joined_namespaces(c) if adoption is None else ()
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
@@ -646,12 +696,11 @@ class Supervisor:
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                devices, device_rules = _devicemap.for_start(
-                    c.config.devices,
-                    c.config.device_cgroup_rules,
-                    privileged=c.config.security.privileged,
+                assert read is not None  # made for a new process
+                devices, device_rules = read.devices, read.device_rules
+                steps = self.cgroups.creation(
+                    c.id, _resources.limits(c.config.resources), device_rules
                 )
-                steps = self.cgroups.creation(c.id, _limits(c.config.resources), device_rules)
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
@@ -681,7 +730,7 @@ class Supervisor:
                                 # A shared network namespace is joined by path, which
                                 # the shim does not do: such a container is not kept.
                                 shim_dir=cdir
-                                if self.live_restore and not _plan.shares_network(c)
+                                if self.live_restore and not _plan.joins_others(c)
                                 else None,
                                 network=net,
                             ),
@@ -694,7 +743,7 @@ class Supervisor:
                                 stdio=stdio,
                                 view_files=view,
                                 net=net.etc(),
-                                ns_paths=net.ns_paths(),
+                                ns_paths=net.ns_paths() + joined,
                                 cgroups=cgroup.view(),
                                 devices=devices,
                             ),
@@ -1067,9 +1116,9 @@ class Supervisor:
             await trio.to_thread.run_sync(self._empty_trash)
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
-            async with self.puller.lock:
+            async with self.images_lock:
                 used = {e.container.config.image_id for e in self._entries.values()}
-                keep = frozenset(self.puller.active)
+                keep = frozenset(self._puller.active if self._puller else ())
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
 
     def _empty_trash(self) -> None:
@@ -1175,6 +1224,12 @@ class Supervisor:
                 raise  # the caller of exec_detached is told
             log.exception("%s: detached exec of %s failed", ref, command[0])
 
+    def limit_warnings(self, resources: Resources) -> builtins.list[str]:
+        """What a user is told about ``resources`` (checked already by create or update):
+        the options this host ignores, as Docker warns of them."""
+        drop, notes = self.cgroups.ignored(_resources.limits(resources))
+        return [*drop.values(), *notes]
+
     async def update(
         self, ref: str, changes: Resources, restart: RestartPolicy | None = None
     ) -> Container:
@@ -1184,10 +1239,12 @@ class Supervisor:
         running container's cgroup and recorded."""
         entry = self._lookup(ref)
         c = entry.container
-        given = {k: v for k, v in attrs.asdict(changes, recurse=False).items() if v is not None}
-        resources = attrs.evolve(c.config.resources, **given)
-        limits = _limits(resources)
-        self.cgroups.validate(limits)
+        resources, warnings = _resources.settle(
+            _resources.merged(c.config.resources, changes), self.cgroups
+        )
+        for warning in warnings:
+            log.warning("%s: %s", c.name, warning)
+        limits = _resources.limits(resources)
         _lifecycle.check_update(c.name, entry.phase)
         config = attrs.evolve(
             c.config, resources=resources, restart=c.config.restart if restart is None else restart
@@ -1418,7 +1475,7 @@ async def open_supervisor(
             live_restore=live_restore,
         )
         sup.procview = procview
-        sup.puller.insecure = insecure_registries
+        sup.insecure_registries = insecure_registries
         sup.networks.nursery = nursery
         try:
             await sup._recover()

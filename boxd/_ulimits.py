@@ -33,6 +33,33 @@ NAMES = {
 }
 UNLIMITED = -1
 _MAX = 2**63 - 1
+# What a container's processes get without --ulimit nofile=: Docker 25+ (containerd 2)
+# gives 1024 soft, 524288 hard, not the daemon's own limit (raised, see raise_open_files).
+# 1024 keeps select() safe in programs that use it; the hard limit lets those that want
+# more raise it themselves.
+OPEN_FILES = (1024, 524288)
+
+
+def open_files() -> tuple[int, int]:
+    """:data:`OPEN_FILES`, the hard limit at most the daemon's own: raising it needs
+    CAP_SYS_RESOURCE, which a daemon may lack (this project's CI machine's root does)."""
+    import resource
+
+    own = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    hard = OPEN_FILES[1] if own == resource.RLIM_INFINITY else min(OPEN_FILES[1], own)
+    return min(OPEN_FILES[0], hard), hard
+
+
+def raise_open_files() -> tuple[int, int]:
+    """The daemon's soft RLIMIT_NOFILE raised to its hard limit, as Go daemons do at start:
+    a daemon started from a shell has 1024, and every running container holds a few fds
+    (pidfd, output pipes, its namespace, the shim's socket).  Returns (old soft, hard)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return soft, hard
 
 
 def check_ulimit(name: str, soft: int, hard: int, *, text: str = "") -> None:

@@ -13,6 +13,10 @@
  *   - exits as soon as the child has ended, with its exit code, or 128 + the signal that
  *     killed it; the kernel then kills what is left in the namespace.
  *
+ * In a pid namespace it shares (`--pid host`, `--pid container:NAME`) it is not PID 1: it
+ * makes itself the child subreaper of what it starts, so the command's orphans are still
+ * its own to reap, not the namespace's init's.
+ *
  * Signals are blocked and taken with sigtimedwait, never with handlers: a blocked signal
  * is queued even for a namespace's PID 1 (which otherwise ignores signals it has no
  * handler for).  The child gets its own process group and, on a terminal, the
@@ -24,6 +28,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +70,10 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+        say("prctl PR_SET_CHILD_SUBREAPER", NULL, errno);
+        return 1;
+    }
     pid_t child = fork();
     if (child < 0) {
         say("fork", NULL, errno);

@@ -673,6 +673,36 @@ static long finish_shim(long intermediate, int report_fd, int sync_fd, int *pidf
     return -1;
 }
 
+/* A pid namespace among ns_fds (the daemon's --pid container:NAME): setns(CLONE_NEWPID)
+ * places only the caller's later children in it, so this thread enters it for the clone
+ * and goes back after (leave_pid_ns).  The fd of the thread's own, -1 without one, or -2
+ * with an error set.  (The child's own setns of it, child.c, then changes nothing.) */
+static int enter_pid_ns(const struct plan *p)
+{
+    for (size_t i = 0; i < p->nns; i++) {
+        if (p->ns_types[i] != CLONE_NEWPID)
+            continue;
+        int own = open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own < 0 || setns(p->ns_fds[i], CLONE_NEWPID) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            close_quietly(own);
+            return -2;
+        }
+        return own;
+    }
+    return -1;
+}
+
+static void leave_pid_ns(int own)
+{
+    /* A thread left there would put its next children in another container's pid
+     * namespace: not a state to go on from (and entering one's own active pid namespace
+     * cannot fail where entering a child of it just worked). */
+    if (setns(own, CLONE_NEWPID) < 0)
+        Py_FatalError("sandbox_native: cannot return to the thread's own pid namespace");
+    close(own);
+}
+
 static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     (void)module;
@@ -735,7 +765,12 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     } else {
         clone.flags |= CLONE_PIDFD | (p.clone_flags & ~unshared_by_child(&p));
         clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        int own_pidns = enter_pid_ns(&p);
+        if (own_pidns == -2)
+            goto out;
         pid = spawn_clone(&clone, &sh->stacks[0], &sh->plan, child_main);
+        if (own_pidns >= 0)
+            leave_pid_ns(own_pidns);
     }
     close_quietly(report[1]);
     report[1] = -1;

@@ -131,9 +131,10 @@ def _b64(data: bytes) -> str:
 @attrs.define
 class TokenServer:
     """A token server as the distribution spec describes it: it answers GET
-    ``/token?service=&scope=`` with a JWT (RS256, signed with openssl, its certificate in
-    the ``x5c`` header) granting what the scope asks, if the basic-auth credentials are
-    ``user``:``password`` (or to anyone when ``anonymous``)."""
+    ``/token?service=&scope=`` (and a POST of OAuth 2's refresh-token grant) with a JWT
+    (RS256, signed with openssl, its certificate in the ``x5c`` header) granting what the
+    scopes (one or more) ask, if the basic-auth credentials are ``user``:``password`` (or
+    the refresh token ``identity``; or to anyone when ``anonymous``)."""
 
     realm: str
     cert: Path
@@ -145,8 +146,11 @@ class TokenServer:
     issuer: str = "boxd-test-issuer"
     asked: list[dict[str, str]] = attrs.Factory(list)
     useless: int = 0  # this many tokens from now on grant nothing (as an expired one)
+    # The refresh token that OAuth 2's refresh-token grant (a POST) takes instead of the
+    # credentials, as Docker's clients trade an identity token.
+    identity: str = "boxd-test-identity-token"
 
-    def token(self, scope: str, subject: str) -> str:
+    def token(self, scopes: list[str], subject: str) -> str:
         der = subprocess.run(
             ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
             check=True,
@@ -156,9 +160,10 @@ class TokenServer:
         access = []
         if self.useless:
             self.useless -= 1
-        elif scope:
-            kind, name, actions = scope.split(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        else:
+            for scope in scopes:
+                kind, name, actions = scope.split(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         claims = {
             "iss": self.issuer,
@@ -197,16 +202,33 @@ def running_token_server(
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             server = holder[0]
-            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            pairs = urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query)
+            scopes = [value for key, value in pairs if key == "scope"]
+            query = dict(pairs)  # a request with several scopes: the last one here
             given = self.headers.get("Authorization")
             server.asked.append({**query, "auth": "yes" if given else "no"})
             if given != expected and not (server.anonymous and given is None):
                 self.send_response(401)
                 self.end_headers()
                 return
-            body = json.dumps(
-                {"token": server.token(query.get("scope", ""), user if given else "")}
-            ).encode()
+            body = json.dumps({"token": server.token(scopes, user if given else "")}).encode()
+            self._answer(body)
+
+        def do_POST(self) -> None:
+            server = holder[0]
+            length = int(self.headers.get("Content-Length", "0"))
+            form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+            server.asked.append({**form, "auth": "token"})
+            if form.get("grant_type") != "refresh_token" or (
+                form.get("refresh_token") != server.identity
+            ):
+                self.send_response(401)
+                self.end_headers()
+                return
+            token = server.token(form.get("scope", "").split(), user)
+            self._answer(json.dumps({"access_token": token}).encode())
+
+        def _answer(self, body: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

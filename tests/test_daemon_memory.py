@@ -10,7 +10,7 @@ import sys
 
 import attrs
 
-from boxd import _convert, _prune
+from boxd import _convert, _events, _prune, _records
 
 
 def _loaded(code: str) -> set[str]:
@@ -28,6 +28,13 @@ def test_the_daemon_imports_no_datetime_at_start() -> None:
     """cattrs' JSON preset and _prune's time parsing brought datetime (~0.3 MB)."""
     loaded = _loaded("import boxd._daemon")
     assert not {"datetime", "_datetime", "cattrs.preconf", "cattrs.preconf.json"} & loaded
+
+
+def test_the_daemon_loads_the_image_puller_at_the_first_pull() -> None:
+    """The puller (the registry protocol's manifests and layers, ~0.12 MB) is made by the
+    supervisor on first use; the clean-up after removals takes the images' lock without it
+    (test_images pulls and removes images through it)."""
+    assert "boxd._images.pull" not in _loaded("import boxd._daemon")
 
 
 class _Word(enum.StrEnum):
@@ -89,3 +96,15 @@ def test_the_daemons_options_are_still_argparses() -> None:
         [sys.executable, "-m", "boxd", "--log-level", "loud"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "invalid choice: 'loud'" in bad.stderr
+
+
+def test_the_events_history_keeps_the_last_256_as_docker() -> None:
+    """Docker's daemon keeps 256 events for ``--since``; more kept removed containers' ids,
+    names and labels alive."""
+    events = _events.Events()
+    config = _records.ContainerConfig(image="default", command=("true",), labels=("a=b",))
+    for n in range(300):
+        events.removed(_records.Container(f"{n:064x}", f"c{n}", 0.0, config))
+    kept, receive = events.subscribe()
+    receive.close()
+    assert [e.name for e in kept] == [f"c{n}" for n in range(300 - 256, 300)]

@@ -183,19 +183,33 @@ def test_privileged_gets_the_hosts_devices_as_dockers(clean: Daemon) -> None:
 @pytest.mark.root
 def test_a_directory_gives_its_devices(clean: Daemon, tmp_path: Path) -> None:
     """A directory of nodes (made here: /dev/null's and /dev/zero's numbers) arrives below
-    the container path, every one allowed."""
+    the container path, every one allowed, with the host node's owner and group (as
+    Docker copies them)."""
     host = tmp_path / "devs"
     (host / "sub").mkdir(parents=True)
     os.mknod(host / "n", 0o640 | stat.S_IFCHR, os.makedev(1, 3))
+    os.chown(host / "n", 1234, 5678)
     os.mknod(host / "sub" / "z", 0o600 | stat.S_IFCHR, os.makedev(1, 5))
     code, out = _run(
         clean,
         "--device",
         f"{host}:/dev/mine",
-        script="stat -c '%n %t:%T %a' /dev/mine/n /dev/mine/sub/z; "
+        script="stat -c '%n %t:%T %a %u:%g' /dev/mine/n /dev/mine/sub/z; "
         "head -c 3 /dev/mine/sub/z | od -An -tx1",
     )
-    assert (code, out) == (0, "/dev/mine/n 1:3 640\n/dev/mine/sub/z 1:5 600\n 00 00 00\n")
+    assert (code, out) == (
+        0,
+        "/dev/mine/n 1:3 640 1234:5678\n/dev/mine/sub/z 1:5 600 0:0\n 00 00 00\n",
+    )
+
+
+@pytest.mark.root
+def test_privileged_sys_is_writable_as_dockers(clean: Daemon) -> None:
+    """sysfs read-write for --privileged (Docker mounts it so), read-only otherwise;
+    nothing is written to it here: sysfs is the host's."""
+    show = 'awk \'$2 == "/sys" {split($4, o, ","); print o[1]}\' /proc/self/mounts'
+    assert _run(clean, "--privileged", script=show) == (0, "rw\n")
+    assert _run(clean, script=show) == (0, "ro\n")
 
 
 @pytest.mark.root

@@ -511,9 +511,9 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     (
         "POST",
         "/containers/create",
-        b'{"Image":"default","Cmd":["x"],"HostConfig":{"PidMode":"host"}}',
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"PidMode":"private"}}',
         400,
-        "HostConfig.PidMode 'host' is not supported by boxd: a container gets its own pid",
+        "invalid --pid 'private': use host or container:NAME",
     ),
     (
         "POST",
@@ -525,9 +525,9 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     (
         "POST",
         "/containers/create",
-        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"container:x"}}',
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"none"}}',
         400,
-        "IpcMode 'container:x'",
+        "invalid --ipc 'none'",
     ),
     ("GET", "/containers/json?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", '/containers/json?filters={"colour":["red"]}', None, 400, "colour"),
@@ -560,6 +560,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/images/json?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/images/get", None, 400, "names"),
     ("GET", "/images/nope/get", None, 404, "No such image: nope"),
+    ("POST", "/build?buildargs=nope", b"", 400, "invalid buildargs"),
     ("GET", "/images/nope/history", None, 404, "No such image: nope"),
     # A stream begun (200) ends with the error as its last line, as Docker's do.
     ("POST", "/images/load", b"not a tar", 200, "not a tar archive"),

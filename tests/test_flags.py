@@ -5,10 +5,11 @@ boxctl and a real daemon."""
 from __future__ import annotations
 
 import re
+import resource
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, running_daemon
 
 from boxd._hosts import parse_host
 from boxd._sysctl import parse_sysctl
@@ -71,6 +72,36 @@ def test_ulimits_reach_init_and_exec(daemon: Daemon) -> None:
     bad = daemon.ctl("run", "--rm", "--ulimit", "nofile=200:100", "default", "true", check=False)
     assert bad.returncode == 125
     assert "invalid --ulimit 'nofile=200:100': the soft limit 200 is above" in bad.stderr
+
+
+@pytest.mark.root
+def test_open_files_are_dockers_not_the_daemons(tmp_path: Path) -> None:
+    """A daemon started from a shell with a low soft limit (64 here, 1024 in a login
+    shell) raises it to its hard limit at start, so it runs more containers than the soft
+    limit has fds for (each holds a few); the containers and their execs get Docker's
+    1024:524288 (the hard limit at most the daemon's: raising it needs CAP_SYS_RESOURCE,
+    which this project's CI machine lacks), not the daemon's raised limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        started = running_daemon(tmp_path)
+        d = started.__enter__()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert d.process is not None
+        own = Path(f"/proc/{d.process.pid}/limits").read_text()
+        assert _limit(own, "Max open files") == (str(hard), str(hard))
+        for n in range(20):
+            d.ctl("run", "-d", "--network", "none", "--name", f"c{n}", "default", "sleep", "300")
+        assert len(d.ctl("ps", "-q").stdout.split()) == 20
+        seen = d.ctl("exec", "c19", "cat", "/proc/self/limits").stdout
+        docker = ("1024", str(min(hard, 524288)))
+        assert _limit(seen, "Max open files") == docker
+        init = Path(f"/proc/{d.ctl('inspect', '-f', '{{.State.Pid}}', 'c0').stdout.strip()}/limits")
+        assert _limit(init.read_text(), "Max open files") == docker
+    finally:
+        started.__exit__(None, None, None)
 
 
 @pytest.mark.root

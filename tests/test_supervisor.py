@@ -317,7 +317,10 @@ async def test_recovery_kills_its_own_process_never_a_reused_pid(
         ours = await sup.create(config(image, "true"), "ours")
         reused = await sup.create(config(image, "true"), "reused")
         removing = await sup.create(config(image, "true"), "removing")
-        phoenix = await sup.create(config(image, "true", restart=RestartPolicy.parse("always")))
+        # Long-running: recovery's start of it (awaited before the supervisor is open)
+        # leaves it running, whatever the scheduling (a `true` could have ended already).
+        always = RestartPolicy.parse("always")
+        phoenix = await sup.create(config(image, "sleep", "100", restart=always))
     root = tmp_path / "root"
     left, unrelated = sleepers
     _live_record(
@@ -340,7 +343,10 @@ async def test_recovery_kills_its_own_process_never_a_reused_pid(
         assert sup.inspect("reused").state.status is Status.EXITED
         with pytest.raises(_supervisor.NoSuchContainer):
             sup.inspect("removing")
-        assert sup.inspect(phoenix.id).state.status is Status.RUNNING
+        # Its policy re-applied by recovery: a new run, not the recorded one.
+        again = sup.inspect(phoenix.id).state
+        assert (again.status, again.pid > 0) == (Status.RUNNING, True)
+        assert again.started_at is not None and again.started_at > 1.0
 
 
 async def test_shutdown_stops_every_live_phase(

@@ -3,6 +3,7 @@ and load's progress as Docker's JSON lines; the built-in ``default``."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 from collections.abc import Awaitable, Callable
@@ -18,15 +19,22 @@ from .._images.messages import (
     ImportRequest,
     LoadedFrame,
     LoadRequest,
+    LoginRequest,
     PruneImagesRequest,
     PulledFrame,
     PullProgressFrame,
     PullRequest,
+    PushedFrame,
+    PushingFrame,
+    PushProgressFrame,
+    PushRequest,
     RemoveImageRequest,
     SaveRequest,
     TagRequest,
 )
 from .._images.reference import parse_reference
+from .._images.registry import IDENTITY_TOKEN
+from .._messages import OkResponse
 from .._rootfs import default_created
 from . import _shapes
 from ._api import Answers, Api, Streamed, api_error, arch, one_answer, unwrap
@@ -248,6 +256,8 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             platform = _platforms.text(_platforms.parse(platform))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+    user, password = registry_auth(req)
+    request = PullRequest(reference=ref, platform=platform, username=user, password=password)
     await conn.start_stream()
 
     async def line(value: dict[str, Any]) -> None:
@@ -265,10 +275,95 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
     await line({"status": f"Pulling from {name}", "id": tag or "latest"})
     try:
         async with conn.cancelled_if_peer_closes():
-            await api.images.pull(Answers(forward), PullRequest(reference=ref, platform=platform))
+            await api.images.pull(Answers(forward), request)
     except Exception as exc:
         error = api_error(unwrap(exc))
         if error is None:
+            raise
+        await line({"errorDetail": {"message": error.message}, "error": error.message})
+    await conn.end()
+
+
+async def auth(api: Api, conn: HttpConnection, req: Request) -> None:
+    """``docker login``: the credentials are tried on the registry and kept, as
+    ``boxctl login`` keeps them (the CLI keeps its own copy for X-Registry-Auth)."""
+    body = req.json_object()
+    user, password = str(body.get("username") or ""), str(body.get("password") or "")
+    if not user:
+        raise ApiError(400, "a username is required")
+    server = str(body.get("serveraddress") or "")
+    await one_answer(
+        api.images.login, LoginRequest(registry=server, username=user, password=password)
+    )
+    await conn.respond_json(200, {"Status": "Login Succeeded", "IdentityToken": ""})
+
+
+def registry_auth(req: Request) -> tuple[str, str]:
+    """The credentials of ``X-Registry-Auth`` (base64url JSON: ``username`` and
+    ``password``, or ``auth``: base64 of user:password, or an ``identitytoken``, given as
+    the user ``<token>``), as the docker CLI and docker-py send them; ("", "") when none
+    are given."""
+    header = req.headers.get("x-registry-auth", "").strip()
+    if not header:
+        return "", ""
+    try:
+        raw = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        auth = json.loads(raw) if raw.strip() else {}
+        if not isinstance(auth, dict):
+            raise ValueError("not a JSON object")
+        user, password = str(auth.get("username") or ""), str(auth.get("password") or "")
+        if not user and auth.get("auth"):
+            user, _, password = base64.b64decode(str(auth["auth"])).decode().partition(":")
+    except ValueError as exc:
+        raise ApiError(400, f"invalid X-Registry-Auth header: {exc}") from None
+    if auth.get("identitytoken"):
+        return IDENTITY_TOKEN, str(auth["identitytoken"])
+    return user, password
+
+
+async def push(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    """Docker's push stream: the repository, each layer's progress, each tag's digest
+    (a line, then ``aux``); a failure once the stream has begun is its last line.
+    Without ``tag``, every tag of the repository is pushed (the Engine API's rule)."""
+    if name in _shapes.DEFAULT_IMAGES:
+        raise ApiError(400, "the image 'default' is built in and cannot be pushed")
+    tag = req.arg("tag") or ""
+    user, password = registry_auth(req)
+    request = PushRequest(
+        reference=f"{name}:{tag}" if tag else name,
+        all_tags=not tag and ":" not in name.rpartition("/")[2],
+        username=user,
+        password=password,
+    )
+    started = announced = False
+
+    async def line(value: dict[str, Any]) -> None:
+        await conn.send(json.dumps(value).encode() + b"\r\n")
+
+    async def forward(message: object) -> None:
+        nonlocal started, announced
+        if isinstance(message, OkResponse):
+            await conn.start_stream()
+            started = True
+        elif isinstance(message, PushingFrame) and not announced:
+            announced = True
+            await line({"status": f"The push refers to repository [{message.repository}]"})
+        elif isinstance(message, PushProgressFrame):
+            detail = {"current": message.current, "total": message.total}
+            shown = detail if message.status == "Pushing" else {}
+            await line({"status": message.status, "progressDetail": shown, "id": message.layer})
+        elif isinstance(message, PushedFrame):
+            text = f"{message.tag}: digest: {message.digest} size: {message.size}"
+            await line({"status": text})
+            aux = {"Tag": message.tag, "Digest": message.digest, "Size": message.size}
+            await line({"progressDetail": {}, "aux": aux})
+
+    try:
+        async with conn.cancelled_if_peer_closes():
+            await api.images.push(Answers(forward), request)
+    except Exception as exc:
+        error = api_error(unwrap(exc))
+        if error is None or not started:
             raise
         await line({"errorDetail": {"message": error.message}, "error": error.message})
     await conn.end()
@@ -293,5 +388,7 @@ ROUTES = [
     route("GET", r"/images/(.+)/history", history),
     route("GET", r"/images/(.+)/get", save),
     route("POST", r"/images/(.+)/tag", tag_image),
+    route("POST", r"/images/(.+)/push", push),
+    route("POST", r"/auth", auth),
     route("DELETE", r"/images/(.+)", remove),
 ]

@@ -85,7 +85,8 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "CPUShares": True,
             "CPUSet": True,
             "PidsLimit": True,
-            "OomKillDisable": False,
+            # v1's memory.oom_control can turn the OOM killer off; v2 has no such switch.
+            "OomKillDisable": api.sup.cgroups.controllers().get("memory") == "v1",
             "IPv4Forwarding": True,
             "Debug": False,
             "LiveRestoreEnabled": api.sup.live_restore,
@@ -164,10 +165,14 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
-    """boxd builds nothing, so it keeps no build cache: ``docker system prune`` (which
-    asks for this after the other prunes) is told nothing was there."""
+    """The build cache's entries are forgotten (``docker builder prune``, and ``docker
+    system prune`` after its other prunes); their layers are the images', so no space
+    is reclaimed by this alone."""
+    from .._build.runner import prune_cache
+
     _shapes.parse_filters(req.arg("filters"))  # well-formed, at least
-    await conn.respond_json(200, {"CachesDeleted": None, "SpaceReclaimed": 0})
+    deleted = prune_cache(api.sup.images)
+    await conn.respond_json(200, {"CachesDeleted": deleted or None, "SpaceReclaimed": 0})
 
 
 ROUTES = [

@@ -33,7 +33,15 @@ from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
 from .unpack import ArchiveError as ArchiveError
 
-__all__ = ["ArchiveError", "commit", "export_merged", "import_rootfs", "load", "save"]
+__all__ = [
+    "ArchiveError",
+    "commit",
+    "export_merged",
+    "import_rootfs",
+    "layer_of_upper",
+    "load",
+    "save",
+]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -418,18 +426,23 @@ def commit(
     comment: str,
 ) -> ImageRecord:
     """``commit``: the container's upper directory as a new layer over ``parent``."""
-    fd, tmp = store.temp_file()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write_diff(upper, out)
-        layer = _single_layer(store, tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
+    layer = layer_of_upper(store, upper)
     base = store.config(parent)
     diff_ids = [*(layer.diff_id for layer in parent.layers), layer.diff_id]
     config = _config(diff_ids, base, comment, container_config)
     image_id = store.put_blob(_json_bytes(config))
     return store.add(image_id, (*parent.layers, layer), ref)
+
+
+def layer_of_upper(store: ImageStore, upper: Path) -> BlobRef:
+    """An overlay upper directory (or any directory) as a stored, unpacked layer."""
+    fd, tmp = store.temp_file()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write_diff(upper, out)
+        return _single_layer(store, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # Written into every container at start (its hostname): never part of its changes.

@@ -1,7 +1,9 @@
 """The protocol's image messages (the catalogue is :mod:`boxd._messages`).
 
 ``PullRequest`` streams: an ``OkResponse``, ``PullProgressFrame`` per layer change, and
-``PulledFrame`` at the end (or an ``ErrorResponse`` if the pull fails).  ``SaveRequest``,
+``PulledFrame`` at the end (or an ``ErrorResponse`` if the pull fails).  ``PushRequest``
+streams: an ``OkResponse``, then per tag a ``PushingFrame``, ``PushProgressFrame`` per layer
+change and ``PushedFrame``, and an ``EndFrame`` (or an ``ErrorResponse``).  ``SaveRequest``,
 ``LoadRequest`` and ``ImportRequest`` carry archives as byte frames (see each).
 """
 
@@ -16,6 +18,8 @@ import attrs
 class PullRequest:
     reference: str
     platform: str = ""  # os/arch[/variant]; empty: the daemon's host
+    username: str = ""  # credentials for this pull only (the Docker API's X-Registry-Auth);
+    password: str = ""  # empty: those ``login`` stored
 
 
 @attrs.frozen
@@ -32,6 +36,35 @@ class PulledFrame:
     digest: str
     reference: str
     downloaded: bool = False  # something new came (Docker's "Downloaded newer image")
+
+
+@attrs.frozen
+class PushRequest:
+    reference: str  # with a tag, or without one: latest, or with all_tags every tag
+    all_tags: bool = False
+    username: str = ""  # credentials for this push only (the Docker API's X-Registry-Auth);
+    password: str = ""  # empty: those ``login`` stored
+
+
+@attrs.frozen
+class PushingFrame:
+    repository: str  # host[:port]/name
+    tag: str
+
+
+@attrs.frozen
+class PushProgressFrame:
+    layer: str
+    status: str  # Preparing, Waiting, Pushing, Pushed, Layer already exists, Mounted from R
+    current: int = 0
+    total: int = 0
+
+
+@attrs.frozen
+class PushedFrame:
+    tag: str
+    digest: str  # the manifest's
+    size: int  # the manifest's bytes
 
 
 @attrs.frozen
@@ -184,6 +217,7 @@ class ExportRequest:
 
 IMAGE_REQUESTS = (
     PullRequest,
+    PushRequest,
     ImagesRequest,
     ImageInspectRequest,
     RemoveImageRequest,
@@ -200,4 +234,4 @@ IMAGE_REQUESTS = (
     ExportRequest,
 )
 # Requests whose conversation goes on after the response (the connection closes after).
-IMAGE_STREAMS = (PullRequest, SaveRequest, LoadRequest, ImportRequest, ExportRequest)
+IMAGE_STREAMS = (PullRequest, PushRequest, SaveRequest, LoadRequest, ImportRequest, ExportRequest)

@@ -134,14 +134,17 @@ class Puller:
         unpacks: Unpacks,
         credentials: Credentials,
         insecure: frozenset[str] = frozenset(),
+        *,
+        lock: trio.Lock | None = None,
     ) -> None:
         self.store = store
         self.unpacks = unpacks
         self.credentials = credentials
         self.insecure = insecure
         self._locks: dict[str, trio.Lock] = {}
-        # Deleting images takes this lock, and leaves the diff_ids of pulls in progress.
-        self.lock = trio.Lock()
+        # Deleting images takes this lock, and leaves the diff_ids of pulls in progress
+        # (the supervisor's, which its clean-up takes before any pull).
+        self.lock = lock or trio.Lock()
         self.active: collections.Counter[str] = collections.Counter()
 
     async def delete(self, record: ImageRecord) -> list[str]:
@@ -158,8 +161,10 @@ class Puller:
         *,
         platform: Platform | None = None,
         progress: ProgressFn | None = None,
+        user: tuple[str, str] | None = None,
     ) -> Pulled:
-        """The stored image (its layers unpacking in the background)."""
+        """The stored image (its layers unpacking in the background); ``user``: the
+        credentials to use instead of the stored ones."""
         want = platform or host()
         report = progress or (lambda _: None)
         try:
@@ -167,7 +172,7 @@ class Puller:
         except NoSuchImage:
             before = ""
         async with open_registry(
-            ref, insecure=self.insecure, credentials=self.credentials
+            ref, insecure=self.insecure, credentials=self.credentials, user=user
         ) as registry:
             top_digest, manifest = await self._manifest(registry, ref, want)
             config_digest, config_size, config_type = _descriptor(manifest.get("config"), "config")

@@ -2,7 +2,8 @@
 
 ``/v2/`` is probed first; its ``WWW-Authenticate`` challenge decides the scheme: a Bearer
 challenge (realm, service) is answered by fetching a token from the realm for the
-repository's pull scope (with the stored credentials as basic auth, or anonymously), a
+repository's pull scope, or a push's push and pull (with the credentials as basic auth, or
+anonymously; an identity token is traded with OAuth 2's refresh-token grant), a
 Basic challenge by sending the credentials with every request.  HTTPS is verified against
 the system's CA bundle; plain HTTP is used only for loopback registries (127.0.0.0/8,
 ::1, localhost) and those the daemon was started with ``--insecure-registry`` for, as
@@ -34,6 +35,9 @@ HUB_HOST = "registry-1.docker.io"
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 TIMEOUT = 30.0  # seconds for each request; 10 to connect
+# The user name that marks the password as an identity token (an OAuth 2 refresh token),
+# as Docker's credential helpers mark it.
+IDENTITY_TOKEN = "<token>"
 
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
@@ -103,7 +107,9 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class Registry:
-    """One registry, one repository: the requests a pull makes."""
+    """One registry, one repository: the requests a pull makes, and a push's (with
+    ``actions="push,pull"``; ``sources``: other repositories of the registry whose blobs
+    a push may mount, asked for with pull scope)."""
 
     def __init__(
         self,
@@ -113,17 +119,22 @@ class Registry:
         *,
         insecure: bool,
         credentials: tuple[str, str] | None,
+        actions: str = "pull",
+        sources: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         self.registry = registry
         self.repository = repository
+        self.actions = actions
+        self.sources = sources
         self.base = f"{'http' if insecure else 'https'}://{host_of(registry)}"
         self.credentials = credentials
         self._auth: str | None = None  # the Authorization header to send
         self._challenge: dict[str, str] | None = None  # a bearer challenge, to renew
 
     async def login(self) -> None:
-        """Probe ``/v2/`` and authenticate as its challenge asks (pull scope)."""
+        """Probe ``/v2/`` and authenticate as its challenge asks (the scope of
+        ``actions``)."""
         import httpx
 
         try:
@@ -140,7 +151,7 @@ class Registry:
         scheme, _, params = r.headers.get("www-authenticate", "").partition(" ")
         fields = dict(_CHALLENGE_RE.findall(params))
         if scheme.lower() == "basic":
-            if self.credentials is None:
+            if self.credentials is None or self.credentials[0] == IDENTITY_TOKEN:
                 raise RegistryError(
                     f"registry {self.registry} requires a login (boxctl login {self.registry})"
                 )
@@ -162,20 +173,36 @@ class Registry:
     async def _token(self, challenge: dict[str, str]) -> str:
         import httpx
 
-        params = {"scope": f"repository:{self.repository}:pull"} if self.repository else {}
+        params: list[tuple[str, str | int | float | bool | None]] = []
+        if self.repository:
+            params.append(("scope", f"repository:{self.repository}:{self.actions}"))
+        params += [("scope", f"repository:{source}:pull") for source in self.sources]
         if "service" in challenge:
-            params["service"] = challenge["service"]
-        auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+            params.append(("service", challenge["service"]))
+        identity = self.credentials is not None and self.credentials[0] == IDENTITY_TOKEN
         try:
-            r = await self.client.get(challenge["realm"], params=params, auth=auth)
+            if identity and self.credentials is not None:
+                # OAuth 2's refresh-token grant, as Docker's client trades an identity token.
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": self.credentials[1],
+                    "client_id": "boxd",
+                    "scope": " ".join(str(value) for key, value in params if key == "scope"),
+                    "service": challenge.get("service", ""),
+                }
+                r = await self.client.post(challenge["realm"], data=form)
+            else:
+                auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+                r = await self.client.get(challenge["realm"], params=params, auth=auth)
         except httpx.HTTPError as exc:
             raise RegistryError(
                 f"cannot reach the token server of {self.registry}: {exc}"
             ) from None
         if r.status_code in (401, 403):
+            what = "the identity token" if identity else "the credentials"
             raise RegistryError(
                 f"the token server of {self.registry} refused "
-                f"{'the credentials' if self.credentials else 'an anonymous pull'} "
+                f"{what if self.credentials else 'an anonymous ' + self.actions} "
                 f"(HTTP {r.status_code})"
             )
         if r.status_code != 200:
@@ -200,11 +227,27 @@ class Registry:
     async def _get(
         self, url: str, *, headers: dict[str, str] | None = None, allow: tuple[int, ...] = (200,)
     ) -> httpx.Response:
+        return await self.request("GET", url, headers=headers, allow=allow)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        allow: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
+        """One request with the credentials (a bearer token renewed once on a 401); an
+        answer outside ``allow`` is a :class:`RegistryError` naming what the registry
+        said."""
         import httpx
 
         for attempt in range(2):
             try:
-                r = await self.client.get(url, headers=self._headers(headers))
+                r = await self.client.request(
+                    method, url, headers=self._headers(headers), content=content
+                )
             except httpx.HTTPError as exc:
                 raise RegistryError(f"{self.registry}: {exc}") from None
             if not await self._renewed(r, attempt):
@@ -239,6 +282,54 @@ class Registry:
                     return
         except httpx.HTTPError as exc:
             raise RegistryError(f"{self.registry}: fetching {digest}: {exc}") from None
+
+    # ---- push -----------------------------------------------------------------------
+
+    async def has_blob(self, digest: str) -> bool:
+        """Whether the repository has the blob (HEAD)."""
+        url = f"{self.base}/v2/{self.repository}/blobs/{digest}"
+        return (await self.request("HEAD", url, allow=(200, 404))).status_code == 200
+
+    async def start_upload(self, digest: str = "", source: str = "") -> str | None:
+        """Begin a blob upload: its URL; None when ``digest`` was mounted from the
+        repository ``source`` of the same registry instead (a failed mount begins an
+        upload, as the distribution spec says)."""
+        url = f"{self.base}/v2/{self.repository}/blobs/uploads/"
+        if source:
+            url += f"?mount={digest}&from={source}"
+        r = await self.request("POST", url, allow=(201, 202))
+        if r.status_code == 201 and source:
+            return None
+        location = r.headers.get("location")
+        if r.status_code != 202 or not location:
+            raise RegistryError(
+                f"{self.registry}/{self.repository}: the registry began no upload "
+                f"(HTTP {r.status_code}, no Location)"
+            )
+        return str(r.url.join(location))
+
+    async def finish_upload(
+        self, location: str, digest: str, size: int, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """Send the blob's bytes to the upload at ``location`` in one PUT, with its digest."""
+        import httpx
+
+        url = httpx.URL(location).copy_merge_params({"digest": digest})
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        try:
+            r = await self.client.put(url, headers=self._headers(headers), content=chunks)
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"{self.registry}: uploading {digest}: {exc}") from None
+        if r.status_code not in (201, 204):
+            raise _http_error(self.registry, self.repository, f"/blobs/{digest}", r)
+
+    async def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
+        """Store a manifest under ``tag``; the digest the registry gives it."""
+        url = f"{self.base}/v2/{self.repository}/manifests/{tag}"
+        r = await self.request(
+            "PUT", url, headers={"Content-Type": media_type}, content=data, allow=(201, 200)
+        )
+        return str(r.headers.get("docker-content-digest", ""))
 
     async def _renewed(self, r: httpx.Response, attempt: int) -> bool:
         """After a 401 to a bearer token (expired during a long pull, say): a new token
@@ -277,10 +368,13 @@ async def open_registry(
     insecure: frozenset[str],
     credentials: Credentials,
     user: tuple[str, str] | None = None,
+    actions: str = "pull",
+    sources: tuple[str, ...] = (),
 ) -> AsyncIterator[Registry]:
     """A logged-in :class:`Registry` for ``ref``'s repository (``user``: credentials to
-    try instead of the stored ones, as ``boxctl login`` does).  httpx (~2 MB of the
-    daemon's memory with what it imports) is imported by the first pull or login."""
+    try instead of the stored ones, as ``boxctl login`` does; ``actions`` and ``sources``
+    as :class:`Registry` takes them).  httpx (~2 MB of the daemon's memory with what it
+    imports) is imported by the first pull, push or login."""
     import httpx
 
     plain = is_loopback(ref.registry) or ref.registry in insecure
@@ -296,6 +390,8 @@ async def open_registry(
             ref.repository,
             insecure=plain,
             credentials=user or credentials.get(ref.registry),
+            actions=actions,
+            sources=sources,
         )
         await registry.login()
         yield registry

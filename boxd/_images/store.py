@@ -14,6 +14,9 @@ Layout::
                             a later run would use
     meta/<hex>.json         one image (id = digest of its config): tags, repo digests and
                             the layer blobs in order
+    gzip/<hex>.json         the gzip blob a push made of the plain tar blob <hex> (a
+                            committed or imported layer), pushed in its place: made
+                            once, so every push of the layer sends the same bytes
     retired/<hex>.json      an image removed (``rmi -f``) while stopped containers use it:
                             no longer listed or found by name, its layers kept for those
                             containers until the last of them is removed
@@ -100,8 +103,9 @@ class ImageStore:
         self.layer_records = root / "layers"
         self.records = root / "meta"
         self.retired = root / "retired"
+        self.twins = root / "gzip"
         self.tmp = root / "tmp"
-        for d in (self.blobs, self.layer_records, self.records, self.retired):
+        for d in (self.blobs, self.layer_records, self.records, self.retired, self.twins):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Traversable: a user-namespaced container's root (an unprivileged host uid) must
         # reach the layers it mounts.
@@ -144,6 +148,28 @@ class ImageStore:
     def commit_blob(self, tmp: Path, digest: str) -> None:
         """Move a verified download into place."""
         os.rename(tmp, self.blob_path(digest))
+
+    def twin(self, digest: str) -> tuple[str, int] | None:
+        """The gzip blob (digest, size) made of the plain tar blob ``digest``, if any."""
+        try:
+            found = json.loads((self.twins / f"{digest_hex(digest)}.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        twin = str(found["digest"])
+        return (twin, int(found["size"])) if self.has_blob(twin) else None
+
+    def set_twin(self, digest: str, twin: str, size: int) -> None:
+        """Record ``twin`` (stored) as the gzip blob of the plain tar blob ``digest``."""
+        record = {"digest": twin, "size": size}
+        atomic_write(self.twins / f"{digest_hex(digest)}.json", json.dumps(record).encode())
+
+    def _delete_blob(self, digest: str, others: set[str]) -> None:
+        """Remove a layer blob (and its gzip twin, unless ``others`` names it)."""
+        twin = self.twin(digest)
+        self.blob_path(digest).unlink(missing_ok=True)
+        (self.twins / f"{digest_hex(digest)}.json").unlink(missing_ok=True)
+        if twin is not None and twin[0] not in others:
+            self.blob_path(twin[0]).unlink(missing_ok=True)
 
     # ---- layers ---------------------------------------------------------------------
 
@@ -374,7 +400,7 @@ class ImageStore:
                     self._delete_layer(layer.diff_id)
                     removed.append(layer.diff_id)
                 if layer.digest not in blobs and layer.diff_id not in keep:
-                    self.blob_path(layer.digest).unlink(missing_ok=True)
+                    self._delete_blob(layer.digest, blobs)
         if record.id not in blobs:
             self.blob_path(record.id).unlink(missing_ok=True)
         return removed

@@ -1,4 +1,4 @@
-"""The daemon's image verbs: pull, images, inspect, rmi, tag, login, logout.
+"""The daemon's image verbs: pull, push, images, inspect, rmi, tag, login, logout.
 
 The server hands these requests here (see :meth:`ImageVerbs.handlers`); each answers on
 the connection it is given, as the container verbs do in :mod:`boxd._server`.
@@ -41,6 +41,7 @@ from .messages import (
     PulledFrame,
     PullProgressFrame,
     PullRequest,
+    PushRequest,
     RemovedImageResponse,
     RemoveImageRequest,
     SaveRequest,
@@ -94,6 +95,7 @@ class ImageVerbs:
     def handlers(self) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:
         return {
             PullRequest: self.pull,
+            PushRequest: self.push,
             ImagesRequest: self.images,
             ImageInspectRequest: self.inspect,
             RemoveImageRequest: self.remove,
@@ -130,7 +132,12 @@ class ImageVerbs:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward)
             async with send:
-                pulled = await self.sup.puller.pull(ref, platform=platform, progress=report)
+                pulled = await self.sup.puller.pull(
+                    ref,
+                    platform=platform,
+                    progress=report,
+                    user=(req.username, req.password) if req.username else None,
+                )
         await conn.send(
             PulledFrame(
                 id=pulled.record.id,
@@ -139,6 +146,11 @@ class ImageVerbs:
                 downloaded=pulled.fetched,
             )
         )
+
+    async def push(self, conn: Sender, req: PushRequest) -> None:
+        from . import push  # on first use
+
+        await push.serve(self.sup, conn, req)
 
     def _users(self, record: ImageRecord) -> list[str]:
         return [c.name for c in self.sup.list(all=True) if c.config.image_id == record.id]

@@ -1,0 +1,398 @@
+"""A Dockerfile as Docker's classic builder reads it: sans-IO, no Trio.
+
+:func:`parse` turns the text into :class:`Instruction` records: parser directives at the
+top (``# escape=`` sets the escape character; ``# syntax=`` names a BuildKit front end,
+which boxd ignores: :attr:`Dockerfile.notes` says so), comment lines dropped (also inside
+continued lines), lines continued by the escape character at their end, and each
+instruction's ``--flag=value`` options and JSON (exec) form split off.
+
+:func:`expand` is Docker's variable substitution for the instructions that have it
+(``$VAR``, ``${VAR}``, ``${VAR:-word}``, ``${VAR:+word}``, ``${VAR-word}``,
+``${VAR+word}``, ``${VAR:?message}``), with Docker's quoting: single quotes keep text as it
+is, double quotes keep spaces and expand, the escape character keeps the next character.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import attrs
+
+__all__ = [
+    "Dockerfile",
+    "DockerfileError",
+    "Instruction",
+    "expand",
+    "pairs",
+    "parse",
+    "raw_words",
+    "words",
+]
+
+# Every instruction the classic builder knows.
+KEYWORDS = frozenset(
+    {
+        "ADD",
+        "ARG",
+        "CMD",
+        "COPY",
+        "ENTRYPOINT",
+        "ENV",
+        "EXPOSE",
+        "FROM",
+        "HEALTHCHECK",
+        "LABEL",
+        "MAINTAINER",
+        "ONBUILD",
+        "RUN",
+        "SHELL",
+        "STOPSIGNAL",
+        "USER",
+        "VOLUME",
+        "WORKDIR",
+    }
+)
+# The instructions whose arguments get variable substitution (Docker's list).
+EXPANDED = frozenset(
+    {"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+)
+# The options each instruction takes (``--name=value``); others are refused by name.
+FLAGS: dict[str, frozenset[str]] = {
+    "FROM": frozenset({"platform"}),
+    "COPY": frozenset({"from", "chown", "chmod", "link"}),
+    "ADD": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir"}),
+    "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
+    "RUN": frozenset(),
+}
+_DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
+_FLAG = re.compile(r"--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?\Z")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class DockerfileError(ValueError):
+    """A Dockerfile that cannot be built; the message names the line."""
+
+
+@attrs.frozen
+class Instruction:
+    line: int  # where it starts (1-based)
+    keyword: str  # upper case: RUN
+    text: str  # the arguments after the keyword and its flags, continuation joined
+    flags: tuple[tuple[str, str], ...] = ()
+    exec_form: tuple[str, ...] | None = None  # the JSON form's strings, when it is one
+
+    def flag(self, name: str, default: str = "") -> str:
+        for key, value in self.flags:
+            if key == name:
+                return value
+        return default
+
+    @property
+    def original(self) -> str:
+        """The instruction as written, on one line (Step N/M : ...)."""
+        flags = "".join(f"--{k}={v} " for k, v in self.flags)
+        return f"{self.keyword} {flags}{self.text}".rstrip()
+
+
+@attrs.frozen
+class Dockerfile:
+    instructions: tuple[Instruction, ...]
+    escape: str = "\\"
+    notes: tuple[str, ...] = ()
+
+
+def parse(text: str) -> Dockerfile:
+    lines = text.removeprefix("\ufeff").splitlines()
+    escape = "\\"
+    notes: list[str] = []
+    start = 0
+    seen: set[str] = set()
+    for i, line in enumerate(lines):
+        m = _DIRECTIVE.match(line.strip())
+        if m is None or not line.lstrip().startswith("#"):
+            break
+        name, value = m.group(1).lower(), m.group(2)
+        if name in seen:
+            raise DockerfileError(f"line {i + 1}: parser directive {name!r} given twice")
+        seen.add(name)
+        if name == "escape":
+            if value not in ("\\", "`"):
+                raise DockerfileError(
+                    f"line {i + 1}: invalid escape token {value!r} does not match ` or \\"
+                )
+            escape = value
+        elif name == "syntax":
+            notes.append(
+                f"the syntax directive ({value}) is ignored: boxd builds with its own "
+                "classic builder"
+            )
+        start = i + 1
+    instructions = []
+    i = start
+    while i < len(lines):
+        raw = lines[i]
+        first = i + 1
+        i += 1
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        parts = [raw.rstrip()]
+        while _continues(parts[-1], escape):
+            parts[-1] = parts[-1].rstrip()[:-1]
+            while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
+                i += 1  # comments and empty lines inside a continued line are dropped
+            if i >= len(lines):
+                break
+            parts.append(lines[i].rstrip())
+            i += 1
+        instructions.append(_instruction(first, "".join(parts).strip()))
+    return Dockerfile(tuple(instructions), escape, tuple(notes))
+
+
+def _continues(line: str, escape: str) -> bool:
+    return line.rstrip().endswith(escape)
+
+
+def _instruction(line: int, text: str) -> Instruction:
+    keyword, _, rest = text.partition(" ")
+    if "\t" in keyword:
+        keyword, _, more = keyword.partition("\t")
+        rest = f"{more} {rest}"
+    word = keyword
+    keyword = keyword.upper()
+    if keyword not in KEYWORDS:
+        raise DockerfileError(f"line {line}: unknown instruction: {word}")
+    rest = rest.strip()
+    flags: list[tuple[str, str]] = []
+    if keyword in FLAGS:
+        while rest.startswith("--"):
+            head, _, tail = rest.partition(" ")
+            m = _FLAG.match(head)
+            if m is None:
+                break
+            name, value = m.group(1), m.group(2)
+            if name not in FLAGS[keyword]:
+                raise DockerfileError(f"line {line}: unknown flag: --{name} (for {keyword})")
+            flags.append((name, value if value is not None else "true"))
+            rest = tail.strip()
+    exec_form = None
+    if rest.startswith("["):
+        try:
+            value = json.loads(rest)
+        except ValueError:
+            value = None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            exec_form = tuple(value)
+    return Instruction(line, keyword, rest, tuple(flags), exec_form)
+
+
+def is_name(text: str) -> bool:
+    return _NAME.fullmatch(text) is not None
+
+
+# ---- variable substitution ----------------------------------------------------------
+
+
+class _Lexer:
+    """Docker's shell lexer for one instruction's text: words, quotes and ``$`` forms."""
+
+    def __init__(self, text: str, env: dict[str, str], escape: str, line: int) -> None:
+        self.text = text
+        self.env = env
+        self.escape = escape
+        self.line = line
+        self.pos = 0
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def take(self) -> str:
+        ch = self.peek()
+        self.pos += 1
+        return ch
+
+    def words(self, split: bool) -> list[str]:
+        found: list[str] = []
+        word: list[str] = []
+        started = False
+        while self.pos < len(self.text):
+            ch = self.take()
+            if split and ch in " \t\n":
+                if started:
+                    found.append("".join(word))
+                    word, started = [], False
+                continue
+            started = True
+            if ch == self.escape:
+                nxt = self.take()
+                word.append(nxt if nxt else ch)
+            elif ch == "'":
+                word.append(self.until("'"))
+            elif ch == '"':
+                word.append(self.double())
+            elif ch == "$":
+                word.append(self.dollar())
+            else:
+                word.append(ch)
+        if started:
+            found.append("".join(word))
+        return found
+
+    def until(self, quote: str) -> str:
+        end = self.text.find(quote, self.pos)
+        if end < 0:
+            raise DockerfileError(f"line {self.line}: unexpected end of text: missing {quote}")
+        value = self.text[self.pos : end]
+        self.pos = end + 1
+        return value
+
+    def double(self) -> str:
+        out: list[str] = []
+        while True:
+            ch = self.take()
+            if not ch:
+                raise DockerfileError(f'line {self.line}: unexpected end of text: missing "')
+            if ch == '"':
+                return "".join(out)
+            if ch == self.escape and self.peek() in ('"', "$", self.escape):
+                out.append(self.take())
+            elif ch == "$":
+                out.append(self.dollar())
+            else:
+                out.append(ch)
+
+    def dollar(self) -> str:
+        ch = self.peek()
+        if ch == "{":
+            self.take()
+            return self.braced()
+        start = self.pos
+        while self.peek() and (self.peek().isalnum() or self.peek() == "_"):
+            self.take()
+        name = self.text[start : self.pos]
+        if not name:
+            return "$"
+        return self.env.get(name, "")
+
+    def braced(self) -> str:
+        start = self.pos
+        while self.peek() and (self.peek().isalnum() or self.peek() == "_"):
+            self.take()
+        name = self.text[start : self.pos]
+        if not name:
+            raise DockerfileError(f"line {self.line}: bad substitution in {self.text!r}")
+        op = ""
+        if self.peek() == ":":
+            op = self.take()
+        if self.peek() in ("-", "+", "?"):
+            op += self.take()
+        elif op:
+            raise DockerfileError(f"line {self.line}: unsupported modifier in ${{{name}:...}}")
+        word = self.inner() if op else ""
+        if not op and self.take() != "}":
+            raise DockerfileError(f"line {self.line}: missing '}}' in {self.text!r}")
+        value = self.env.get(name)
+        empty = value is None or (op.startswith(":") and value == "")
+        kind = op[-1:] if op else ""
+        if kind == "-":
+            return word if empty else str(value)
+        if kind == "+":
+            return "" if empty else word
+        if kind == "?":
+            if empty:
+                raise DockerfileError(
+                    f"line {self.line}: {name}: {word or 'is not allowed to be unset'}"
+                )
+            return str(value)
+        return value or ""
+
+    def inner(self) -> str:
+        """The word of a ``${NAME:-word}`` up to its closing brace (expanded)."""
+        out: list[str] = []
+        while True:
+            ch = self.take()
+            if not ch:
+                raise DockerfileError(f"line {self.line}: missing '}}' in {self.text!r}")
+            if ch == "}":
+                return "".join(out)
+            if ch == self.escape:
+                out.append(self.take())
+            elif ch == "$":
+                out.append(self.dollar())
+            elif ch == "'":
+                out.append(self.until("'"))
+            elif ch == '"':
+                out.append(self.double())
+            else:
+                out.append(ch)
+
+
+def words(text: str, env: dict[str, str], escape: str = "\\", line: int = 0) -> list[str]:
+    """The words of ``text`` as Docker splits them, each expanded and unquoted."""
+    return _Lexer(text, env, escape, line).words(split=True)
+
+
+def expand(text: str, env: dict[str, str], escape: str = "\\", line: int = 0) -> str:
+    """``text`` as one word, expanded and unquoted (its spaces kept)."""
+    return "".join(_Lexer(text, env, escape, line).words(split=False))
+
+
+def pairs(instruction: Instruction, env: dict[str, str], escape: str) -> list[tuple[str, str]]:
+    """ENV's and LABEL's ``KEY=VALUE ...`` (or the old ``KEY VALUE``), expanded."""
+    text, line = instruction.text, instruction.line
+    if not text:
+        raise DockerfileError(f"line {line}: {instruction.keyword} requires at least one argument")
+    raw = raw_words(text, escape)
+    if "=" not in raw[0]:
+        # The old form: one name, the rest of the line its value.
+        if len(raw) < 2:
+            raise DockerfileError(
+                f"line {line}: {instruction.keyword} {text}: must have two arguments "
+                "(KEY VALUE) or be KEY=VALUE"
+            )
+        key = raw[0]
+        value = text[len(key) :].strip()
+        return [(key, expand(value, env, escape, line))]
+    found = []
+    for word in raw:
+        if "=" not in word:
+            raise DockerfileError(
+                f"line {line}: {instruction.keyword} {text}: {word!r} is not KEY=VALUE"
+            )
+        key, _, value = word.partition("=")
+        key = expand(key, env, escape, line)
+        if not key:
+            raise DockerfileError(f"line {line}: {instruction.keyword} {text}: a name is empty")
+        found.append((key, expand(value, env, escape, line)))
+    return found
+
+
+def raw_words(text: str, escape: str) -> list[str]:
+    """Words split at unquoted blanks, quotes and escapes kept (expanded later)."""
+    found: list[str] = []
+    word: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == escape and quote != "'" and i + 1 < len(text):
+            word.append(ch + text[i + 1])
+            i += 2
+            continue
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in " \t":
+            if word:
+                found.append("".join(word))
+                word = []
+            i += 1
+            continue
+        word.append(ch)
+        i += 1
+    if word:
+        found.append("".join(word))
+    return found

@@ -1,0 +1,76 @@
+""".dockerignore: which context paths COPY and ADD do not see, as Docker reads the file.
+
+One pattern a line (``#`` lines are comments); a pattern is cleaned as a path (a leading
+``/`` and ``./`` dropped); ``*`` and ``?`` do not match ``/``, ``**`` matches any number of
+directories, ``[...]`` a class; a ``!`` line re-includes what an earlier line excluded;
+the last matching line decides.  A path is excluded when it or a directory above it is.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+__all__ = ["Ignore"]
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                out.append("(?:.*/)?")
+                i += 1
+            else:
+                out.append(".*")
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise ValueError(f".dockerignore: bad pattern {pattern!r}: unclosed [")
+            body = pattern[i + 1 : end]
+            if body.startswith("^"):
+                body = "!" + body[1:]
+            out.append("[" + body.replace("!", "^", 1).replace("\\", "\\\\") + "]")
+            i = end
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+class Ignore:
+    def __init__(self, text: str = "") -> None:
+        self.rules: list[tuple[bool, re.Pattern[str]]] = []
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            keep = line.startswith("!")
+            line = line[1:].strip() if keep else line
+            clean = posixpath.normpath(line).lstrip("/")
+            if clean in ("", "."):
+                continue
+            self.rules.append((keep, _regex(clean)))
+
+    def excluded(self, path: str) -> bool:
+        """Whether the context path (relative, ``/``-separated) is left out."""
+        if not self.rules:
+            return False
+        parts = path.strip("/").split("/")
+        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        result = False
+        for keep, regex in self.rules:
+            if any(regex.match(p) for p in prefixes):
+                result = not keep
+        return result

@@ -1,0 +1,191 @@
+"""The metadata instructions: each changes the image's configuration only (Docker's
+``#(nop)`` steps, ``empty_layer`` in the history).  Sans-IO: a configuration in, the
+changed one out."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .dockerfile import DockerfileError, Instruction, expand, pairs, words
+
+__all__ = ["apply_metadata", "go_duration_ns", "shell_form"]
+
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9}
+_UNITS["h"] = 3600 * 10**9
+_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def go_duration_ns(text: str, where: str) -> int:
+    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
+    total = 0.0
+    pos = 0
+    if text == "0":
+        return 0
+    while pos < len(text):
+        m = _PART.match(text, pos)
+        if m is None:
+            raise DockerfileError(f"{where}: invalid duration {text!r} (use 30s, 1m30s, 500ms)")
+        total += float(m[1]) * _UNITS[m[2]]
+        pos = m.end()
+    if not text:
+        raise DockerfileError(f"{where}: a duration is empty")
+    return round(total)
+
+
+def shell_form(ins: Instruction, shell: list[str]) -> list[str]:
+    """RUN's, CMD's and ENTRYPOINT's command: the exec form as given, the shell form
+    through the SHELL (``/bin/sh -c`` by default)."""
+    if ins.exec_form is not None:
+        return list(ins.exec_form)
+    return [*shell, ins.text]
+
+
+def _nop(text: str) -> str:
+    return f"/bin/sh -c #(nop)  {text}"
+
+
+def _ports(ins: Instruction, env: dict[str, str], escape: str) -> list[str]:
+    found = []
+    for word in words(ins.text, env, escape, ins.line):
+        port, _, proto = word.partition("/")
+        proto = (proto or "tcp").lower()
+        low, dash, high = port.partition("-")
+        if (
+            proto not in ("tcp", "udp", "sctp")
+            or not low.isdigit()
+            or (dash and not high.isdigit())
+            or not 0 < int(low) <= int(high or low) <= 65535
+        ):
+            raise DockerfileError(f"line {ins.line}: invalid port in EXPOSE: {word}")
+        found += [f"{p}/{proto}" for p in range(int(low), int(high or low) + 1)]
+    return found
+
+
+def apply_metadata(
+    ins: Instruction, inner: dict[str, Any], env: dict[str, str], escape: str
+) -> str:
+    """Apply a metadata instruction to the image's ``config`` (``inner``, changed in
+    place); the history's ``created_by``.  ``env``: the values substitution sees."""
+    kw, line = ins.keyword, ins.line
+    shell = list(inner.get("Shell") or ["/bin/sh", "-c"])
+    if kw == "ENV":
+        found = pairs(ins, env, escape)
+        current = list(inner.get("Env") or [])
+        for key, value in found:
+            current = [e for e in current if e.partition("=")[0] != key] + [f"{key}={value}"]
+        inner["Env"] = current
+        return _nop("ENV " + " ".join(f"{k}={v}" for k, v in found))
+    if kw == "LABEL":
+        found = pairs(ins, env, escape)
+        labels = dict(inner.get("Labels") or {})
+        labels.update(found)
+        inner["Labels"] = labels
+        return _nop("LABEL " + " ".join(f"{k}={v}" for k, v in found))
+    if kw == "MAINTAINER":
+        return _nop(f"MAINTAINER {ins.text}")
+    if kw == "WORKDIR":
+        path = expand(ins.text, env, escape, line)
+        if not path:
+            raise DockerfileError(f"line {line}: WORKDIR requires exactly one argument")
+        if not path.startswith("/"):
+            path = (inner.get("WorkingDir") or "/").rstrip("/") + "/" + path
+        inner["WorkingDir"] = path
+        return _nop(f"WORKDIR {path}")
+    if kw == "USER":
+        user = expand(ins.text, env, escape, line)
+        if not user or " " in user.strip():
+            raise DockerfileError(f"line {line}: USER requires exactly one argument")
+        inner["User"] = user.strip()
+        return _nop(f"USER {user.strip()}")
+    if kw in ("CMD", "ENTRYPOINT"):
+        command = shell_form(ins, shell) if ins.text else []
+        if kw == "ENTRYPOINT":
+            inner["Entrypoint"] = command or None
+            # Docker: an ENTRYPOINT drops the base image's CMD (the caller keeps one the
+            # same stage set before it).
+            inner.pop("Cmd", None)
+        else:
+            inner["Cmd"] = command
+        return _nop(f"{kw} {json.dumps(command)}")
+    if kw == "EXPOSE":
+        ports = _ports(ins, env, escape)
+        exposed = dict(inner.get("ExposedPorts") or {})
+        exposed.update({p: {} for p in ports})
+        inner["ExposedPorts"] = exposed
+        return _nop("EXPOSE " + " ".join(sorted(ports)))
+    if kw == "VOLUME":
+        paths = (
+            list(ins.exec_form) if ins.exec_form is not None else words(ins.text, env, escape, line)
+        )
+        if not paths or not all(p.strip() for p in paths):
+            raise DockerfileError(f"line {line}: VOLUME specified can not be an empty string")
+        volumes = dict(inner.get("Volumes") or {})
+        volumes.update({p: {} for p in paths})
+        inner["Volumes"] = volumes
+        return _nop(f"VOLUME {json.dumps(paths)}")
+    if kw == "STOPSIGNAL":
+        signal = expand(ins.text, env, escape, line).strip()
+        if not signal:
+            raise DockerfileError(f"line {line}: STOPSIGNAL requires exactly one argument")
+        inner["StopSignal"] = signal
+        return _nop(f"STOPSIGNAL [{signal}]")
+    if kw == "SHELL":
+        if ins.exec_form is None or not ins.exec_form:
+            raise DockerfileError(
+                f'line {line}: SHELL requires the arguments to be in JSON form: ["sh", "-c"]'
+            )
+        inner["Shell"] = list(ins.exec_form)
+        return _nop(f"SHELL {json.dumps(list(ins.exec_form))}")
+    if kw == "HEALTHCHECK":
+        inner["Healthcheck"] = _healthcheck(ins)
+        return _nop(f"HEALTHCHECK &{{{inner['Healthcheck']['Test']}}}")
+    if kw == "ONBUILD":
+        trigger = ins.text.strip()
+        first = trigger.split(None, 1)[0].upper() if trigger else ""
+        if first in ("ONBUILD", "FROM", "MAINTAINER") or not first:
+            raise DockerfileError(
+                f"line {line}: {first or 'an empty trigger'} isn't allowed as an ONBUILD trigger"
+            )
+        inner["OnBuild"] = [*(inner.get("OnBuild") or []), trigger]
+        return _nop(f"ONBUILD {trigger}")
+    raise DockerfileError(f"line {line}: {kw} is not a metadata instruction")
+
+
+def _healthcheck(ins: Instruction) -> dict[str, Any]:
+    where = f"line {ins.line}: HEALTHCHECK"
+    rest = ins.text.strip()
+    kind, _, command = rest.partition(" ")
+    if kind.upper() == "NONE":
+        if command.strip() or ins.flags:
+            raise DockerfileError(f"{where} NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind.upper() != "CMD" or not command.strip():
+        raise DockerfileError(f"{where}: give CMD COMMAND or NONE, not {rest!r}")
+    command = command.strip()
+    try:
+        exec_form = json.loads(command) if command.startswith("[") else None
+    except ValueError:
+        exec_form = None
+    if isinstance(exec_form, list) and all(isinstance(w, str) for w in exec_form):
+        test = ["CMD", *exec_form]
+    else:
+        test = ["CMD-SHELL", command]
+    check: dict[str, Any] = {"Test": test}
+    keys = {
+        "interval": "Interval",
+        "timeout": "Timeout",
+        "start-period": "StartPeriod",
+        "start-interval": "StartInterval",
+    }
+    for flag, value in ins.flags:
+        if flag == "retries":
+            if not value.isdigit() or int(value) < 1:
+                raise DockerfileError(f"{where}: --retries must be at least 1, not {value!r}")
+            check["Retries"] = int(value)
+        else:
+            ns = go_duration_ns(value, f"{where} --{flag}")
+            if ns:
+                check[keys[flag]] = ns
+    return check

@@ -1,0 +1,42 @@
+"""The protocol's build messages (the catalogue is :mod:`boxd._messages`).
+
+``BuildRequest``: the context follows as a tar in stdin byte frames (an empty one ends
+it); the daemon answers with an ``OkResponse``, then ``BuildOutputFrame`` per piece of
+Docker's build output, and ``BuiltFrame`` at the end (or an ``ErrorResponse`` of kind
+``build``, whose message is the one line Docker prints).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class BuildRequest:
+    tags: tuple[str, ...] = ()
+    dockerfile: str = ""  # its path in the context; empty: Dockerfile
+    build_args: dict[str, str] = attrs.Factory(dict)
+    target: str = ""
+    labels: dict[str, str] = attrs.Factory(dict)
+    no_cache: bool = False
+    pull: bool = False
+    rm: bool = True  # remove a step's container once the step succeeded
+    force_rm: bool = False  # remove it whatever happened
+    quiet: bool = False  # no step output: only the image id at the end
+    platform: str = ""
+    network: str = ""  # RUN's network (--network); empty: bridge, Docker's default
+
+
+@attrs.frozen
+class BuildOutputFrame:
+    stream: str  # text, lines ending in \n as Docker's {"stream": ...}
+
+
+@attrs.frozen
+class BuiltFrame:
+    id: str
+    tags: tuple[str, ...] = ()
+
+
+BUILD_REQUESTS = (BuildRequest,)
+BUILD_STREAMS = (BuildRequest,)

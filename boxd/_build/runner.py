@@ -1,0 +1,763 @@
+"""The build: a Dockerfile's steps run on the supervisor, as Docker's classic builder runs
+them.
+
+Each stage is a state (the image configuration and its layers).  A metadata step changes
+the configuration; RUN runs a container on the stage's image (the build's environment,
+user, working directory and shell) and commits its upper directory as one layer with the
+machinery of ``commit``; COPY and ADD write their sources into a container created on the
+stage's image (never started) and commit that.  The image a RUN or COPY needs is recorded
+in the store for the step and removed at the end of the build (its layers stay with the
+final image).
+
+The layer cache (``<images>/build-cache/<key>.json``): a step's key is the digest of its
+parent's configuration and of what the step does (the instruction after substitution, the
+build arguments a RUN sees, the content of the files a COPY takes), and its value the
+resulting configuration and layers.  A hit is used only if every layer is still stored;
+``--no-cache`` skips the lookup.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from .. import _users
+from .._atomic import atomic_write
+from .._convert import structure, unstructure
+from .._healthcheck import Healthcheck
+from .._images.reference import Reference, parse_reference
+from .._images.store import BlobRef, ImageStore, NoSuchImage
+from .._images.unpack import open_in_root
+from .._records import ContainerConfig
+from . import sources
+from .dockerfile import (
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    expand,
+    is_name,
+    raw_words,
+    words,
+)
+from .ignore import Ignore
+from .instructions import apply_metadata, shell_form
+
+if TYPE_CHECKING:
+    from .._images.pull import Platform
+    from .._supervisor import Supervisor
+
+__all__ = ["BuildError", "Builder", "Options", "prune_cache"]
+
+Say = Callable[[str], Awaitable[None]]
+
+
+class BuildError(Exception):
+    """The build failed; the message is the one line Docker prints."""
+
+
+@attrs.frozen
+class Options:
+    tags: tuple[Reference, ...] = ()
+    build_args: dict[str, str] = attrs.Factory(dict)
+    target: str = ""
+    labels: dict[str, str] = attrs.Factory(dict)
+    no_cache: bool = False
+    pull: bool = False
+    rm: bool = True
+    force_rm: bool = False
+    platform: Platform | None = None
+    network: str = "bridge"
+
+
+@attrs.define
+class _Stage:
+    name: str
+    config: dict[str, Any]  # the whole image configuration (config, rootfs, history)
+    layers: tuple[BlobRef, ...]
+    args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
+    cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
+
+    @property
+    def inner(self) -> dict[str, Any]:
+        inner: dict[str, Any] = self.config.setdefault("config", {})
+        return inner
+
+    def env(self) -> dict[str, str]:
+        """What substitution sees: the stage's ARGs under its ENV."""
+        found = dict(self.args)
+        for item in self.inner.get("Env") or []:
+            key, _, value = str(item).partition("=")
+            found[key] = value
+        return found
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _digest(config: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(_json(config)).hexdigest()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _cache_dir(store: ImageStore) -> Path:
+    return store.root / "build-cache"
+
+
+def prune_cache(store: ImageStore) -> list[str]:
+    """Forget every cached step; their keys."""
+    deleted = []
+    for path in sorted(_cache_dir(store).glob("*.json")):
+        path.unlink(missing_ok=True)
+        deleted.append(path.stem)
+    return deleted
+
+
+class Builder:
+    def __init__(self, sup: Supervisor, context: Path, options: Options, say: Say) -> None:
+        self.sup = sup
+        self.store = sup.images
+        self.context = context
+        self.options = options
+        self.say = say
+        self.ignore = Ignore(_read_text(context, ".dockerignore") or "")
+        self.cache_dir = _cache_dir(self.store)
+        self.made: list[str] = []  # image records this build added for its steps
+        self.kept: set[str] = set()  # of those, the ones a kept container uses
+        self.stages: list[_Stage] = []
+        self.escape = "\\"
+        self.used_args: set[str] = set()
+
+    # ---- the whole build ----------------------------------------------------------
+
+    async def build(self, dockerfile: Dockerfile) -> str:
+        """Run the Dockerfile; the image's id (tagged as asked)."""
+        self.escape = dockerfile.escape
+        for note in dockerfile.notes:
+            await self.say(f"[Warning] {note}\n")
+        steps = list(dockerfile.instructions)
+        if not any(i.keyword == "FROM" for i in steps):
+            raise BuildError("the Dockerfile has no FROM instruction")
+        total = len(steps)
+        meta = _platform_args(self.options.platform)
+        number = 0
+        while steps and steps[0].keyword == "ARG":
+            number += 1
+            await self.say(f"Step {number}/{total} : {steps[0].original}\n")
+            self._declare(steps.pop(0), meta, meta)
+        if steps[0].keyword != "FROM":
+            first = steps[0]
+            raise BuildError(
+                f"line {first.line}: {first.keyword} before the first FROM "
+                "(only ARG may come before it)"
+            )
+        names = [
+            words(i.text, meta, self.escape, i.line)[-1].lower()
+            for i in steps
+            if i.keyword == "FROM" and " as " in f" {i.text.lower()} "
+        ]
+        target = self.options.target
+        if target and target.lower() not in names:
+            raise BuildError(f"failed to reach build target {target} in Dockerfile")
+        stage: _Stage | None = None
+        try:
+            for number, ins in enumerate(steps, number + 1):
+                if ins.keyword == "FROM":
+                    if stage is not None:
+                        if target and stage.name == target.lower():
+                            break
+                        self.stages.append(stage)
+                    await self.say(f"Step {number}/{total} : {ins.original}\n")
+                    stage = await self._from(ins, meta)
+                else:
+                    assert stage is not None
+                    await self.say(f"Step {number}/{total} : {ins.original}\n")
+                    await self._step(stage, ins, meta)
+            assert stage is not None
+            return await self._finish(stage)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._forget_steps()
+
+    async def _finish(self, stage: _Stage) -> str:
+        if self.options.labels:
+            labels = dict(stage.inner.get("Labels") or {})
+            labels.update(self.options.labels)
+            stage.inner["Labels"] = labels
+        unused = sorted(set(self.options.build_args) - self.used_args)
+        if unused:
+            await self.say(
+                f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
+            )
+        image_id = self.store.put_blob(_json(stage.config))
+        self.store.add(image_id, stage.layers, None)
+        if image_id in self.made:
+            self.made.remove(image_id)
+        for ref in self.options.tags:
+            self.store.tag(image_id, ref)
+        return image_id
+
+    async def _forget_steps(self) -> None:
+        """Remove the images recorded for steps (not their layers the image uses; a
+        container kept after a failed step keeps its image as ``rmi -f`` does)."""
+        used = {c.config.image_id for c in self.sup.list(all=True)}
+        for image_id in self.made:
+            try:
+                record = self.store.get(image_id)
+            except NoSuchImage:
+                continue
+            if image_id in used and image_id not in self.kept:
+                continue  # the same step of another build, running on it now
+            if image_id in self.kept:
+                async with self.sup.puller.lock:
+                    self.store.retire(record)
+            else:
+                await self.sup.puller.delete(record)
+        self.made.clear()
+
+    # ---- ARG and FROM -------------------------------------------------------------
+
+    def _declare(self, ins: Instruction, scope: dict[str, str], meta: dict[str, str]) -> None:
+        """ARG NAME[=default] ...: its value (a --build-arg's, else the default, else a
+        global ARG's of the same name) in ``scope``."""
+        if not ins.text:
+            raise BuildError(f"line {ins.line}: ARG requires at least one argument")
+        env = dict(scope)
+        for word in raw_words(ins.text, self.escape):
+            name, eq, default = word.partition("=")
+            if not is_name(name):
+                raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
+            if name in self.options.build_args:
+                value: str | None = self.options.build_args[name]
+                self.used_args.add(name)
+            elif eq:
+                value = expand(default, env, self.escape, ins.line)
+            else:
+                value = meta.get(name)
+            if value is not None:
+                scope[name] = value
+                env[name] = value
+            else:
+                scope.setdefault(name, "")
+
+    async def _from(self, ins: Instruction, meta: dict[str, str]) -> _Stage:
+        found = words(ins.text, meta, self.escape, ins.line)
+        if len(found) == 3 and found[1].lower() == "as":
+            base, name = found[0], found[2].lower()
+        elif len(found) == 1:
+            base, name = found[0], ""
+        else:
+            raise BuildError(f"line {ins.line}: FROM takes IMAGE [AS NAME], not {ins.text!r}")
+        for earlier in self.stages:
+            if earlier.name and earlier.name == base.lower():
+                stage = _Stage(name, copy.deepcopy(earlier.config), earlier.layers)
+                await self.say(f" ---> {_short(_digest(stage.config))}\n")
+                return stage
+        if base == "scratch":
+            from .._images.pull import host
+
+            config: dict[str, Any] = {
+                "architecture": host().architecture,
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            }
+            await self.say(" ---> \n")
+            return _Stage(name, config, ())
+        if base == "default":
+            raise BuildError(
+                f"line {ins.line}: FROM default: the built-in image default is the host's "
+                "/usr, not layers, so nothing can be built on it; build FROM a stored image "
+                "(pull, load or import one) or scratch"
+            )
+        record = await self._image(base, ins, meta)
+        stage = _Stage(name, copy.deepcopy(self.store.config(record)), record.layers)
+        await self.say(f" ---> {_short(record.id)}\n")
+        triggers = list(stage.inner.pop("OnBuild", None) or [])
+        if triggers:
+            await self.say(f"# Executing {len(triggers)} build trigger(s)\n")
+            from .dockerfile import parse
+
+            for trigger in triggers:
+                for step in parse(trigger).instructions:
+                    await self.say(f" ---> Running in trigger: {step.original}\n")
+                    await self._step(stage, step, meta)
+        return stage
+
+    async def _image(self, text: str, ins: Instruction, meta: dict[str, str]) -> Any:
+        """A stored image (pulled when missing, or always with --pull), its layers
+        unpacked."""
+        try:
+            ref = parse_reference(text)
+        except ValueError as exc:
+            raise BuildError(f"line {ins.line}: {ins.keyword} {text}: {exc}") from None
+        platform_text = expand(ins.flag("platform"), meta, self.escape, ins.line)
+        platform = self.options.platform
+        if platform_text:
+            from .._images.pull import parse_platform
+
+            platform = parse_platform(platform_text)
+        record = None
+        if not self.options.pull:
+            with contextlib.suppress(NoSuchImage):
+                record = self.store.lookup(text)
+        if record is not None and platform_text:
+            config = self.store.config(record)
+            stored = (config.get("os"), config.get("architecture"))
+            if platform is not None and stored != (platform.os, platform.architecture):
+                record = None  # another platform's: the one asked for is pulled
+        if record is None:
+            await self.say(f"Pulling {ref.familiar}\n")
+            try:
+                pulled = await self.sup.puller.pull(ref, platform=platform)
+            except Exception as exc:
+                raise BuildError(
+                    f"line {ins.line}: {ins.keyword} {text}: cannot get the image: {exc}"
+                ) from None
+            record = pulled.record
+        await self.sup.unpacks.ready(record, text)
+        return record
+
+    # ---- steps --------------------------------------------------------------------
+
+    async def _step(self, stage: _Stage, ins: Instruction, meta: dict[str, str]) -> None:
+        kw = ins.keyword
+        if kw == "ARG":
+            self._declare(ins, stage.args, meta)
+            await self._metadata(stage, ins, f"/bin/sh -c #(nop)  ARG {ins.text}", None)
+        elif kw == "RUN":
+            await self._run(stage, ins)
+        elif kw in ("COPY", "ADD"):
+            await self._copy(stage, ins)
+        else:
+            inner = copy.deepcopy(stage.inner)
+            try:
+                created_by = apply_metadata(ins, inner, stage.env(), self.escape)
+            except DockerfileError as exc:
+                raise BuildError(str(exc)) from None
+            if kw == "ENTRYPOINT" and stage.cmd_set and "Cmd" in stage.inner:
+                inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
+            stage.cmd_set = stage.cmd_set or kw == "CMD"
+            await self._metadata(stage, ins, created_by, inner)
+
+    async def _metadata(
+        self, stage: _Stage, ins: Instruction, created_by: str, inner: dict[str, Any] | None
+    ) -> None:
+        key = self._key(stage, ["nop", created_by, inner])
+        if await self._cached(stage, key):
+            return
+        if inner is not None:
+            stage.config["config"] = inner
+        self._history(stage, created_by, empty=True)
+        await self._stored(stage, key)
+
+    def _history(self, stage: _Stage, created_by: str, *, empty: bool) -> None:
+        entry: dict[str, Any] = {"created": _now(), "created_by": created_by}
+        if empty:
+            entry["empty_layer"] = True
+        stage.config["history"] = [*(stage.config.get("history") or []), entry]
+        stage.config["created"] = entry["created"]
+
+    def _add_layer(self, stage: _Stage, layer: BlobRef, created_by: str) -> None:
+        rootfs = stage.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        rootfs["diff_ids"] = [*(rootfs.get("diff_ids") or []), layer.diff_id]
+        stage.layers = (*stage.layers, layer)
+        self._history(stage, created_by, empty=False)
+
+    # ---- the layer cache ----------------------------------------------------------
+
+    def _key(self, stage: _Stage, what: object) -> str:
+        return hashlib.sha256(_json([_digest(stage.config), what])).hexdigest()
+
+    async def _cached(self, stage: _Stage, key: str) -> bool:
+        """Take the step's result from the cache if it has one whose layers are all
+        still stored."""
+        if self.options.no_cache:
+            return False
+        try:
+            entry = json.loads((self.cache_dir / f"{key}.json").read_bytes())
+            layers = tuple(structure(entry["layers"], tuple[BlobRef, ...]))
+            config = entry["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        for layer in layers:
+            if not self.store.has_blob(layer.digest) or self.store.layer_dir(layer.diff_id) is None:
+                return False
+        stage.config, stage.layers = config, layers
+        await self.say(f" ---> Using cache\n ---> {_short(_digest(config))}\n")
+        return True
+
+    async def _stored(self, stage: _Stage, key: str) -> None:
+        self.cache_dir.mkdir(mode=0o700, exist_ok=True)
+        entry = {"config": stage.config, "layers": unstructure(stage.layers)}
+        atomic_write(self.cache_dir / f"{key}.json", _json(entry), 0o600, durable=False)
+        await self.say(f" ---> {_short(_digest(stage.config))}\n")
+
+    # ---- containers for steps -----------------------------------------------------
+
+    def _materialize(self, stage: _Stage) -> str:
+        """The stage's image as a stored record (for a container to run on)."""
+        image_id = self.store.put_blob(_json(stage.config))
+        try:
+            self.store.get(image_id)
+        except NoSuchImage:
+            self.store.add(image_id, stage.layers, None)
+            self.made.append(image_id)
+        return image_id
+
+    @contextlib.asynccontextmanager
+    async def _container(
+        self, stage: _Stage, command: list[str], env: list[str], *, volumes: bool = True
+    ) -> AsyncIterator[str]:
+        """A container on the stage's image; removed at the end as --rm and --force-rm
+        say (a failed step's is kept with --rm alone, as Docker keeps it).  Without
+        ``volumes`` the image's VOLUMEs are not mounted: COPY writes into the image there,
+        and reads what the image holds there."""
+        if not volumes and "Volumes" in stage.inner:
+            stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers)
+            del stage.inner["Volumes"]
+        image_id = self._materialize(stage)
+        config = ContainerConfig(
+            image=image_id,
+            command=tuple(command),
+            entrypoint=(),
+            env=tuple(env),
+            workdir="",
+            healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
+            network=self.options.network,
+        )
+        c = await self.sup.create(config)
+        remove = self.options.force_rm
+        try:
+            yield c.id
+            remove = remove or self.options.rm
+        except BaseException as exc:
+            # A cancelled build (its client went away): nothing of it stays.
+            remove = remove or not isinstance(exc, Exception)
+            raise
+        finally:
+            if remove:
+                with trio.CancelScope(shield=True):
+                    await self.sup.remove(c.id, force=True, volumes=True)
+            else:
+                self.kept.add(image_id)
+
+    async def _run(self, stage: _Stage, ins: Instruction) -> None:
+        shell = list(stage.inner.get("Shell") or ["/bin/sh", "-c"])
+        command = shell_form(ins, shell)
+        image_env = {str(e).partition("=")[0] for e in stage.inner.get("Env") or []}
+        args = [f"{k}={v}" for k, v in sorted(stage.args.items()) if k not in image_env]
+        created_by = " ".join(command)
+        if args:
+            created_by = f"|{len(args)} {' '.join(args)} {created_by}"
+        key = self._key(stage, ["run", command, args])
+        if await self._cached(stage, key):
+            return
+        async with self._container(stage, command, args) as cid:
+            await self.say(f" ---> Running in {cid[:12]}\n")
+            try:
+                output, run = await self.sup.start_attached(cid)
+            except Exception as exc:
+                raise BuildError(f"the command {' '.join(command)!r} cannot start: {exc}") from None
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            with output:
+                async for _, data in output:
+                    text = decoder.decode(data)
+                    if text:
+                        await self.say(text)
+            code = await self.sup.wait(cid)
+            if code != 0:
+                raise BuildError(
+                    f"The command '{' '.join(command)}' returned a non-zero code: {code}"
+                )
+            layer = await self._commit(cid)
+            if self.options.rm or self.options.force_rm:
+                await self.say(f"Removing intermediate container {cid[:12]}\n")
+        self._add_layer(stage, layer, created_by)
+        await self._stored(stage, key)
+
+    async def _commit(self, cid: str) -> BlobRef:
+        from .._images import archive
+
+        upper = self.sup.store.container_dir(cid) / "fs" / "root" / "upper"
+        if not upper.is_dir():
+            upper.mkdir(parents=True)
+        layer: BlobRef = await trio.to_thread.run_sync(archive.layer_of_upper, self.store, upper)
+        return layer
+
+    # ---- COPY and ADD -------------------------------------------------------------
+
+    async def _copy(self, stage: _Stage, ins: Instruction) -> None:
+        env = stage.env()
+        if ins.exec_form is not None:
+            found = [expand(w, env, self.escape, ins.line) for w in ins.exec_form]
+        else:
+            found = words(ins.text, env, self.escape, ins.line)
+        if len(found) < 2:
+            raise BuildError(f"line {ins.line}: {ins.keyword} requires at least two arguments")
+        *patterns, dest = found
+        source = ins.flag("from")
+        urls = [p for p in patterns if "://" in p]
+        if urls and ins.keyword == "COPY":
+            raise BuildError(f"line {ins.line}: COPY takes no URL ({urls[0]}): use ADD")
+        if urls and (len(urls) != len(patterns) or source):
+            raise BuildError(
+                f"line {ins.line}: ADD {urls[0]}: give URLs and other sources in separate ADDs"
+            )
+        workdir = stage.inner.get("WorkingDir") or "/"
+        dest_dir = (
+            dest.endswith("/")
+            or len(patterns) > 1
+            or any(sources._has_glob(p) for p in patterns if "://" not in p)
+        )
+        absolute = posixpath.normpath(posixpath.join(workdir, dest))
+        chown = expand(ins.flag("chown"), env, self.escape, ins.line)
+        chmod = ins.flag("chmod")
+        mode = None
+        if chmod:
+            try:
+                mode = int(chmod, 8)
+            except ValueError:
+                raise BuildError(f"line {ins.line}: invalid --chmod {chmod!r}: use octal") from None
+        async with self._source_root(ins, source, urls) as (root_fd, ignore, label):
+            if urls:
+                patterns = [_url_name(u) for u in urls]
+            try:
+                found_sources = [s for p in patterns for s in sources.find(root_fd, p, ignore)]
+                content = await trio.to_thread.run_sync(
+                    sources.digest, root_fd, found_sources, ignore
+                )
+            except sources.SourceError as exc:
+                raise BuildError(f"{ins.keyword} failed: {exc}") from None
+            created_by = (
+                f"/bin/sh -c #(nop) {ins.keyword} {'dir' if found_sources[0].is_dir else 'file'}"
+                f":{content} in {absolute} "
+            )
+            key = self._key(
+                stage, ["copy", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
+            )
+            if await self._cached(stage, key):
+                return
+            layer = await self._copy_layer(
+                stage, ins, root_fd, found_sources, ignore, absolute, dest_dir, chown, mode
+            )
+        self._add_layer(stage, layer, created_by)
+        await self._stored(stage, key)
+
+    @contextlib.asynccontextmanager
+    async def _source_root(
+        self, ins: Instruction, source: str, urls: list[str]
+    ) -> AsyncIterator[tuple[int, Ignore | None, str]]:
+        """An fd of where the sources are: the context, ADD's downloads, or --from's
+        stage or image (a container created on it, its files mounted meanwhile)."""
+        if urls:
+            where = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="urls-"))
+            try:
+                for url in urls:
+                    await _download(url, where / _url_name(url), ins)
+                fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    yield fd, None, "url"
+                finally:
+                    os.close(fd)
+            finally:
+                shutil.rmtree(where, ignore_errors=True)
+            return
+        if not source:
+            fd = os.open(self.context, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                yield fd, self.ignore, "context"
+            finally:
+                os.close(fd)
+            return
+        stage = None
+        if source.isdigit():
+            if int(source) >= len(self.stages):
+                raise BuildError(f"line {ins.line}: --from={source}: no stage {source} before")
+            stage = self.stages[int(source)]
+        else:
+            stage = next((s for s in self.stages if s.name == source.lower()), None)
+        if stage is None:
+            record = await self._image(source, ins, {})
+            stage = _Stage("", copy.deepcopy(self.store.config(record)), record.layers)
+        if not stage.layers:
+            raise BuildError(f"line {ins.line}: --from={source} has no files (no layers)")
+        async with self._container(stage, ["true"], [], volumes=False) as cid:
+            async with self.sup.open_root(cid) as (_, fd):
+                yield fd, None, f"from:{_digest(stage.config)}"
+
+    async def _copy_layer(
+        self,
+        stage: _Stage,
+        ins: Instruction,
+        src_fd: int,
+        found: list[sources.Source],
+        ignore: Ignore | None,
+        dest: str,
+        dest_dir: bool,
+        chown: str,
+        mode: int | None,
+    ) -> BlobRef:
+        from .. import _copy
+        from .._images import archive
+
+        def write(root_fd: int) -> None:
+            st = _dir_there(root_fd, dest)
+            owner = _owner(root_fd, chown, ins) if chown else None
+            target = sources.CopyTarget(
+                dest=dest,
+                dest_is_dir=dest_dir or st,
+                dest_exists=st,
+                owner=owner,
+                mode=mode,
+                extract=ins.keyword == "ADD",
+            )
+            fd, tar_path = self.store.temp_file()
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    sources.write_tar(out, src_fd, found, target, ignore)
+                _copy.extract_archive(
+                    root_fd,
+                    "/",
+                    str(tar_path),
+                    container="the build",
+                    ids=_copy.IdMap(),
+                    copy_uid_gid=True,
+                )
+            except (sources.SourceError, _copy.CopyError) as exc:
+                raise BuildError(f"{ins.keyword} failed: {exc}") from None
+            finally:
+                tar_path.unlink(missing_ok=True)
+
+        if not stage.layers:  # scratch: the files are the layer
+            work = Path(tempfile.mkdtemp(dir=self.store.tmp, prefix="build-"))
+            try:
+                os.chmod(work, 0o755)
+                fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    await trio.to_thread.run_sync(write, fd)
+                finally:
+                    os.close(fd)
+                layer: BlobRef = await trio.to_thread.run_sync(
+                    archive.layer_of_upper, self.store, work
+                )
+                return layer
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        async with self._container(stage, ["true"], [], volumes=False) as cid:
+            async with self.sup.open_root(cid) as (_, root_fd):
+                await trio.to_thread.run_sync(write, root_fd)
+            return await self._commit(cid)
+
+
+def _platform_args(target: Platform | None) -> dict[str, str]:
+    """Docker's automatic platform ARGs (``FROM --platform=$BUILDPLATFORM``; a stage's
+    ``ARG TARGETARCH`` takes its value)."""
+    from .._images.pull import host
+
+    found = {}
+    for prefix, platform in (("BUILD", host()), ("TARGET", target or host())):
+        found[f"{prefix}PLATFORM"] = str(platform)
+        found[f"{prefix}OS"] = platform.os
+        found[f"{prefix}ARCH"] = platform.architecture
+        found[f"{prefix}VARIANT"] = platform.variant
+    return found
+
+
+def _url_name(url: str) -> str:
+    """The file name ADD gives a download: the last part of the URL's path."""
+    from urllib.parse import urlsplit
+
+    name = posixpath.basename(urlsplit(url).path)
+    return name if name not in ("", ".", "..") else "__unnamed__"
+
+
+async def _download(url: str, path: Path, ins: Instruction) -> None:
+    """ADD's URL (http or https, certificates checked against the system's CA bundle)
+    into ``path``, mode 0600 as Docker leaves a download."""
+    import ssl
+
+    import httpx
+
+    from .._images.registry import CA_BUNDLES
+
+    if not url.startswith(("http://", "https://")):
+        raise BuildError(f"line {ins.line}: ADD {url}: only http and https URLs are fetched")
+    bundle = next((b for b in CA_BUNDLES if os.path.exists(b)), None)
+    context = ssl.create_default_context(cafile=bundle)
+    try:
+        async with (
+            httpx.AsyncClient(verify=context, follow_redirects=True, timeout=60) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise BuildError(
+                    f"line {ins.line}: ADD {url}: the server answered "
+                    f"{response.status_code} {response.reason_phrase}"
+                )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in response.aiter_bytes():
+                    await trio.to_thread.run_sync(f.write, chunk)
+    except httpx.HTTPError as exc:
+        raise BuildError(f"line {ins.line}: ADD {url}: cannot fetch it: {exc}") from None
+
+
+def _dir_there(root_fd: int, path: str) -> bool:
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH | os.O_DIRECTORY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _read_in(root_fd: int, path: str) -> str | None:
+    try:
+        fd = open_in_root(root_fd, path, os.O_RDONLY)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _owner(root_fd: int, chown: str, ins: Instruction) -> tuple[int, int]:
+    """--chown=USER[:GROUP] (names from the image's /etc/passwd and /etc/group); a user
+    alone gives its uid as the gid too, as Docker does."""
+    try:
+        found = _users.resolve(
+            chown, _read_in(root_fd, "/etc/passwd"), _read_in(root_fd, "/etc/group")
+        )
+    except ValueError as exc:
+        raise BuildError(f"line {ins.line}: --chown={chown}: {exc}") from None
+    return found.uid, (found.gid if ":" in chown else found.uid)
+
+
+def _read_text(root: Path, name: str) -> str | None:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _read_in(fd, name)
+    finally:
+        os.close(fd)

@@ -1,0 +1,308 @@
+"""COPY and ADD's sources: found in a root (the build context, or another stage's or
+image's files), hashed for the layer cache, and written as the tar that is extracted at
+the destination.
+
+Every path is resolved with ``openat2(RESOLVE_IN_ROOT)`` below the root, so a symlink in
+the context (or in an image) cannot make the daemon read a host file; files are opened
+with ``O_NOFOLLOW`` and checked to be what was listed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Iterator
+from typing import IO
+
+import attrs
+
+from .._images.unpack import open_in_root
+from .ignore import Ignore
+
+__all__ = ["CopyTarget", "Source", "SourceError", "digest", "find", "write_tar"]
+
+_CHUNK = 1 << 20
+
+
+class SourceError(ValueError):
+    """A source that is not there (or is excluded); the message names it."""
+
+
+@attrs.frozen
+class Source:
+    rel: str  # below the root, resolved and clean; "" for the root itself
+    is_dir: bool
+    name: str  # as the Dockerfile gave it (for messages)
+
+
+@attrs.frozen
+class CopyTarget:
+    dest: str  # absolute, clean: where the sources go
+    dest_is_dir: bool  # a file source goes into it (by its name), not onto it
+    dest_exists: bool  # the directory is there already (its metadata is left as it is)
+    owner: tuple[int, int] | None  # --chown's ids; None: 0:0
+    mode: int | None  # --chmod
+    extract: bool = False  # ADD: a local tar archive is unpacked at dest
+
+
+def _clean(path: str) -> str:
+    clean = posixpath.normpath("/" + path).lstrip("/")
+    return "" if clean == "." else clean
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _lstat_in(root_fd: int, rel: str) -> os.stat_result | None:
+    head, _, name = rel.rpartition("/")
+    try:
+        fd = open_in_root(root_fd, head, os.O_PATH | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        return os.stat(name, dir_fd=fd, follow_symlinks=False) if name else os.fstat(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _stat_followed(root_fd: int, rel: str) -> os.stat_result | None:
+    try:
+        fd = open_in_root(root_fd, rel, os.O_PATH)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _listdir(root_fd: int, rel: str) -> list[str]:
+    try:
+        fd = open_in_root(root_fd, rel, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return []
+    try:
+        return sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
+def find(root_fd: int, pattern: str, ignore: Ignore | None) -> list[Source]:
+    """The sources ``pattern`` names (wildcards as Go's filepath.Match, per component);
+    :class:`SourceError` when none is there."""
+    clean = _clean(pattern)
+    if ignore is not None and clean and ignore.excluded(clean) and not _has_glob(clean):
+        raise SourceError(_missing(pattern))
+    matches = [""]
+    for part in clean.split("/") if clean else []:
+        found = []
+        for base in matches:
+            if not _has_glob(part):
+                found.append(f"{base}/{part}" if base else part)
+                continue
+            for name in _listdir(root_fd, base):
+                if fnmatch.fnmatchcase(name, part):
+                    found.append(f"{base}/{name}" if base else name)
+        matches = found
+    sources = []
+    for rel in matches:
+        if ignore is not None and rel and ignore.excluded(rel):
+            continue
+        st = _stat_followed(root_fd, rel)
+        if st is None:
+            continue
+        sources.append(Source(rel, stat.S_ISDIR(st.st_mode), pattern))
+    if not sources:
+        raise SourceError(_missing(pattern))
+    return sources
+
+
+def _missing(pattern: str) -> str:
+    return (
+        "file not found in build context or excluded by .dockerignore: "
+        f"stat {pattern}: file does not exist"
+    )
+
+
+# ---- walking ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Entry:
+    rel: str  # below the source ("" for a source itself)
+    path: str  # below the root
+    st: os.stat_result
+    link: str = ""
+
+
+def _walk(root_fd: int, source: Source, ignore: Ignore | None) -> Iterator[_Entry]:
+    top = _stat_followed(root_fd, source.rel)
+    if top is None:
+        raise SourceError(_missing(source.name))
+    yield _Entry("", source.rel, top)
+    if stat.S_ISDIR(top.st_mode):
+        yield from _walk_dir(root_fd, source.rel, "", ignore)
+
+
+def _walk_dir(root_fd: int, path: str, rel: str, ignore: Ignore | None) -> Iterator[_Entry]:
+    for name in _listdir(root_fd, path):
+        child = f"{path}/{name}" if path else name
+        if ignore is not None and ignore.excluded(child):
+            continue
+        st = _lstat_in(root_fd, child)
+        if st is None or stat.S_ISSOCK(st.st_mode):
+            continue
+        sub = f"{rel}/{name}" if rel else name
+        link = ""
+        if stat.S_ISLNK(st.st_mode):
+            link = _readlink(root_fd, child)
+        yield _Entry(sub, child, st, link)
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk_dir(root_fd, child, sub, ignore)
+
+
+def _readlink(root_fd: int, rel: str) -> str:
+    head, _, name = rel.rpartition("/")
+    fd = open_in_root(root_fd, head, os.O_PATH | os.O_DIRECTORY)
+    try:
+        return os.readlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _open_file(root_fd: int, entry: _Entry) -> IO[bytes]:
+    try:
+        fd = open_in_root(root_fd, entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and entry.rel == "":  # a source that is a symlink
+            fd = open_in_root(root_fd, entry.path, os.O_RDONLY)
+        else:
+            raise
+    f = os.fdopen(fd, "rb")
+    now = os.fstat(fd)
+    if (now.st_ino, now.st_dev) != (entry.st.st_ino, entry.st.st_dev):
+        f.close()
+        raise SourceError(f"{entry.path} changed while it was read")
+    return f
+
+
+def digest(root_fd: int, sources: list[Source], ignore: Ignore | None) -> str:
+    """A digest of what the sources hold (names, types, modes, links, contents; not
+    times or owners): the layer cache's key for a COPY or ADD."""
+    h = hashlib.sha256()
+    for source in sources:
+        h.update(f"\0source\0{source.rel}\0".encode())
+        for entry in _walk(root_fd, source, ignore):
+            st = entry.st
+            h.update(f"\0{entry.rel}\0{st.st_mode:o}\0{entry.link}\0".encode())
+            if stat.S_ISREG(st.st_mode):
+                with _open_file(root_fd, entry) as f:
+                    while chunk := f.read(_CHUNK):
+                        h.update(chunk)
+    return h.hexdigest()
+
+
+# ---- the tar ---------------------------------------------------------------------------
+
+
+def _info(name: str, st: os.stat_result, target: CopyTarget) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.uid, info.gid = target.owner or (0, 0)
+    info.mode = target.mode if target.mode is not None else stat.S_IMODE(st.st_mode)
+    info.mtime = int(st.st_mtime)
+    return info
+
+
+def write_tar(
+    out: IO[bytes],
+    root_fd: int,
+    sources: list[Source],
+    target: CopyTarget,
+    ignore: Ignore | None,
+) -> None:
+    """The tar to extract at ``/`` of the image: each source at its place below
+    ``target.dest`` (a directory's contents into it, as Docker copies them)."""
+    dest = target.dest.strip("/")
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for source in sources:
+            for entry in _walk(root_fd, source, ignore):
+                if entry.rel == "" and stat.S_ISDIR(entry.st.st_mode):
+                    if not target.dest_exists and dest:
+                        info = _info(dest, entry.st, target)
+                        info.type = tarfile.DIRTYPE
+                        tar.addfile(info)
+                    continue
+                if entry.rel == "":
+                    base = posixpath.basename(source.rel)
+                    name = f"{dest}/{base}" if target.dest_is_dir else dest
+                    if target.extract and stat.S_ISREG(entry.st.st_mode):
+                        with _open_file(root_fd, entry) as f:
+                            if _is_archive(f):
+                                _add_archive(tar, f, dest)
+                                continue
+                else:
+                    name = f"{dest}/{entry.rel}" if dest else entry.rel
+                _add(tar, root_fd, entry, name.lstrip("/"), target)
+
+
+def _add(tar: tarfile.TarFile, root_fd: int, entry: _Entry, name: str, target: CopyTarget) -> None:
+    st = entry.st
+    info = _info(name, st, target)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.link
+        info.mode = 0o777
+        tar.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        with _open_file(root_fd, entry) as f:
+            info.size = os.fstat(f.fileno()).st_size
+            tar.addfile(info, f)
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+        tar.addfile(info)
+
+
+def _is_archive(f: IO[bytes]) -> bool:
+    """A tar, plain or gzip, bzip2 or xz compressed (what ADD unpacks)."""
+    try:
+        with tarfile.open(fileobj=f, mode="r:*") as tar:
+            tar.next()
+        return True
+    except (tarfile.TarError, EOFError, OSError):
+        return False
+    finally:
+        f.seek(0)
+
+
+def _add_archive(tar: tarfile.TarFile, f: IO[bytes], dest: str) -> None:
+    """ADD of a local archive: its members below ``dest``, with their own owners and
+    modes (names that climb out are refused when the tar is extracted)."""
+    prefix = f"{dest}/" if dest else ""
+    with tarfile.open(fileobj=f, mode="r:*") as archive:
+        for member in archive:
+            name = posixpath.normpath("/" + member.name).lstrip("/")
+            if not name or name == ".":
+                continue
+            copy = tarfile.TarInfo(prefix + name)
+            for field in ("mode", "uid", "gid", "mtime", "type", "devmajor", "devminor"):
+                setattr(copy, field, getattr(member, field))
+            if member.islnk():
+                copy.linkname = prefix + posixpath.normpath("/" + member.linkname).lstrip("/")
+            elif member.issym():
+                copy.linkname = member.linkname
+            if member.isreg():
+                copy.size = member.size
+                tar.addfile(copy, archive.extractfile(member))
+            elif member.isdir() or member.islnk() or member.issym() or member.isfifo():
+                tar.addfile(copy)

@@ -1,0 +1,119 @@
+"""``POST /build``: Docker's classic builder.  The body is the context tar; the answer is
+Docker's JSON stream (``{"stream": ...}`` lines, ``{"aux": {"ID": ...}}`` for the image,
+a failure as its last line with ``errorDetail``), as the docker CLI's legacy builder,
+docker-py and testcontainers read it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .._build.dockerfile import DockerfileError
+from .._build.messages import BuildOutputFrame, BuildRequest, BuiltFrame
+from .._build.runner import BuildError
+from .._build.verbs import build as build_verb
+from ._api import Api, Streamed, api_error, unwrap
+from ._http import ApiError, HttpConnection, Request
+from ._router import route
+
+
+class _Answers(Streamed):
+    quiet = False
+
+    async def send(self, message: object) -> None:
+        if isinstance(message, BuildOutputFrame):
+            await self.line({"stream": message.stream})
+        elif isinstance(message, BuiltFrame):
+            await self.line({"aux": {"ID": message.id}})
+            if self.quiet:  # all the CLI's -q prints: what it is sent as stream
+                await self.line({"stream": message.id + "\n"})
+        else:
+            await super().send(message)
+
+
+def _json_map(req: Request, name: str) -> dict[str, str]:
+    text = req.arg(name)
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}: not JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, f"invalid {name}: expected an object: {text!r}")
+    # A build arg of null takes its value from the client's environment in the CLI;
+    # the daemon has none to give, so it is left unset.
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+async def build(api: Api, conn: HttpConnection, req: Request) -> None:
+    if req.arg("remote"):
+        raise ApiError(
+            400, f"a remote context ({req.arg('remote')}) is not supported: send the context"
+        )
+    pull = (req.arg("pull") or "").lower() not in ("", "0", "false")
+    request = BuildRequest(
+        tags=tuple(req.query.get("t", [])),
+        dockerfile=req.arg("dockerfile") or "",
+        build_args=_json_map(req, "buildargs"),
+        target=req.arg("target") or "",
+        labels=_json_map(req, "labels"),
+        no_cache=req.flag("nocache"),
+        pull=pull,
+        rm=req.flag("rm", True),
+        force_rm=req.flag("forcerm"),
+        quiet=req.flag("q"),
+        platform=req.arg("platform") or "",
+        network=req.arg("networkmode") or "",
+    )
+    # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
+    # once and cancels the build, as Docker cancels it.
+    fd, path = api.sup.images.temp_file()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in conn.body_chunks():
+                await trio.to_thread.run_sync(f.write, chunk)
+        answers = _Answers(conn, _chunks(path))
+        answers.quiet = request.quiet
+        await _run(api, conn, answers, request)
+    finally:
+        path.unlink(missing_ok=True)
+    await conn.end()
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await trio.open_file(path, "rb") as f:
+        while chunk := await f.read(1 << 20):
+            yield chunk
+
+
+async def _run(api: Api, conn: HttpConnection, answers: _Answers, request: BuildRequest) -> None:
+    try:
+        async with conn.cancelled_if_peer_closes():
+            await build_verb(api.sup, answers, request)
+    except Exception as exc:
+        found = unwrap(exc)
+        message: str | None = None
+        if isinstance(found, BuildError | DockerfileError):
+            message = str(found)
+        else:
+            error = api_error(found)
+            if error is None:
+                raise
+            message = error.message
+            if not answers.started:
+                raise error from None
+        if not answers.started:
+            raise ApiError(400, message) from None
+        detail: dict[str, Any] = {"message": message}
+        if "returned a non-zero code: " in message:
+            detail["code"] = int(message.rpartition(": ")[2])
+        await answers.line({"errorDetail": detail, "error": message})
+
+
+ROUTES = [route("POST", r"/build", build, streamed=lambda req: True)]

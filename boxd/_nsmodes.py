@@ -1,0 +1,113 @@
+"""Docker's namespace sharing modes: ``--pid``, ``--ipc`` and ``--uts``.
+
+A container makes its own pid, ipc and uts namespaces unless told otherwise:
+
+- ``--pid host`` / ``--ipc host`` / ``--uts host``: it makes none and stays in the host's
+  (the daemon's).  Its /proc then shows every process of the host, its hostname is the
+  host's; ``--ipc host`` binds the host's /dev/shm too.  A documented privilege, as in
+  Docker: the container's root may signal the host's processes (its capabilities,
+  seccomp filter and masked /proc paths still hold).
+- ``--pid container:NAME`` / ``--ipc container:NAME``: it joins the namespace of NAME's
+  running init, by ``/proc/PID/ns/pid`` (the spawn enters a pid namespace before its clone:
+  setns(CLONE_NEWPID) only places the caller's later children in it) or ``/proc/PID/ns/ipc``.
+  NAME must be running; an ipc donor must be ``shareable`` (boxd's default: a container
+  without ``--ipc``), not ``private``.  Its /dev/shm stays its own tmpfs: System V IPC and
+  POSIX message queues are what is shared.
+
+Modes are kept as given ("" for the default) in :class:`boxd._records.ContainerConfig`;
+``inspect`` shows Docker's words (``PidMode`` "", ``IpcMode`` "shareable", ``UTSMode`` "").
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ._native import MountKind, MountOp, Namespace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._records import ContainerConfig
+
+# The modes each option takes besides "container:NAME" ("" is the default).
+_PLAIN = {
+    "pid": ("", "host"),
+    "ipc": ("", "private", "shareable", "host"),
+    "uts": ("", "host"),
+}
+_CONTAINER = frozenset({"pid", "ipc"})  # --uts container:NAME is not Docker's
+KINDS = {"pid": Namespace.PID, "ipc": Namespace.IPC, "uts": Namespace.UTS}
+
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+
+
+def check(option: str, mode: str) -> None:
+    """Refuse a mode ``--pid``/``--ipc``/``--uts`` does not take, naming it."""
+    if mode in _PLAIN[option]:
+        return
+    if option in _CONTAINER and mode.startswith("container:") and mode[len("container:") :]:
+        return
+    choices = ", ".join(m for m in _PLAIN[option] if m)
+    if option in _CONTAINER:
+        choices += " or container:NAME"
+    raise ValueError(f"invalid --{option} {mode!r}: use {choices}")
+
+
+def peer(mode: str) -> str | None:
+    """NAME of a ``container:NAME`` mode, else None."""
+    return mode[len("container:") :] if mode.startswith("container:") else None
+
+
+def modes(config: ContainerConfig) -> dict[str, str]:
+    """option -> mode of a container."""
+    return {"pid": config.pid_mode, "ipc": config.ipc_mode, "uts": config.uts_mode}
+
+
+def shared(config: ContainerConfig) -> frozenset[Namespace]:
+    """The namespaces the container does not make."""
+    return frozenset(
+        KINDS[o] for o, m in modes(config).items() if m == "host" or peer(m) is not None
+    )
+
+
+def joined(config: ContainerConfig) -> dict[Namespace, str]:
+    """The namespaces it joins from another container (by path, at each start): kind ->
+    that container's name."""
+    return {KINDS[o]: name for o, m in modes(config).items() if (name := peer(m)) is not None}
+
+
+def check_config(config: ContainerConfig) -> None:
+    """Each mode, and what cannot go with it (Docker's words where Docker has them)."""
+    for option, mode in modes(config).items():
+        check(option, mode)
+        if config.userns and mode and mode not in ("private", "shareable"):
+            raise ValueError(
+                f"--{option} {mode} cannot go with --isolate-user: that namespace belongs "
+                "to the host's user namespace"
+            )
+    if config.uts_mode == "host" and config.hostname:
+        raise ValueError("conflicting options: hostname and the UTS mode")
+    for sysctl in config.sysctls:
+        key = sysctl.partition("=")[0]
+        option = "uts" if key == "kernel.domainname" else "ipc"
+        if not key.startswith("net.") and modes(config)[option] == "host":
+            raise ValueError(
+                f"invalid --sysctl {sysctl!r}: with --{option} host it would change the host's"
+            )
+
+
+def host_hostname() -> str:
+    """``--uts host``: the host's name, what the container's /etc/hostname then says."""
+    return socket.gethostname()
+
+
+def shm_ops(ipc_mode: str) -> tuple[MountOp, ...]:
+    """``--ipc host``: the host's /dev/shm bound over the container's own."""
+    if ipc_mode != "host":
+        return ()
+    return (MountOp(MountKind.MOUNT, "/dev/shm", "/dev/shm", "", _MS_BIND | _MS_REC),)
+
+
+def docker_mode(option: str, mode: str) -> str:
+    """HostConfig.PidMode/IpcMode/UTSMode as ``docker inspect`` shows it."""
+    return "shareable" if option == "ipc" and not mode else mode

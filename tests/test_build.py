@@ -1,0 +1,515 @@
+"""Image builds end to end: ``boxctl build``, the docker CLI's classic builder and
+docker-py's ``images.build`` against a real daemon (in the session's own network
+namespace), on a busybox base imported into it."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import REPO, Daemon, running_daemon
+from docker_clients import DOCKER, api_call, docker, docker_env, needs_cli
+
+pytestmark = pytest.mark.root
+
+BASE = "busybox:base"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, busybox_root: Path) -> Iterator[Daemon]:
+    work = tmp_path_factory.mktemp("build")
+    with running_daemon(work) as d:
+        tarball = work / "busybox.tar"
+        with tarfile.open(tarball, "w") as tar:
+            tar.add(busybox_root, arcname=".")
+        d.ctl("import", str(tarball), BASE)
+        yield d
+
+
+@pytest.fixture
+def clean(daemon: Daemon) -> Iterator[Daemon]:
+    yield daemon
+    daemon.remove_containers()
+
+
+def _context(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    return path
+
+
+def _image(daemon: Daemon, ref: str) -> dict[str, object]:
+    images: list[dict[str, object]] = json.loads(daemon.ctl("image", "inspect", ref).stdout)
+    return images[0]
+
+
+def _containers(daemon: Daemon) -> list[str]:
+    return daemon.ctl("ps", "-a", "-q").stdout.split()
+
+
+DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+# a comment
+ARG BASE=busybox:base
+FROM ${BASE} AS first
+ARG WHO=world
+ENV GREETING="hello ${WHO}" \\
+    EMPTY=${UNSET:-fallback} PLUS=${WHO:+set}
+LABEL org.example.team=build "quoted key"=v
+WORKDIR /app
+COPY greeting.txt sub/ ./
+RUN echo "$GREETING from $(pwd) $WHO" > out.txt && \\
+    # a comment inside a continued line
+    cat greeting.txt >> out.txt
+USER nobody
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=5s --retries=2 CMD true
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat out.txt; cat nested.txt; echo $EMPTY $PLUS; id -u"]
+"""
+
+
+def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": DOCKERFILE,
+            "greeting.txt": "from the context\n",
+            "sub/nested.txt": "nested\n",
+        },
+    )
+    r = clean.ctl(
+        "build", "-t", "built:1", "-t", "other", "--build-arg", "WHO=boxd",
+        "--label", "extra=yes", str(ctx),
+    )  # fmt: skip
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("[Warning] the syntax directive")
+    assert "Step 2/15 : FROM ${BASE} AS first" in lines
+    assert any(line.startswith(" ---> Running in ") for line in lines)
+    image_id = _image(clean, "built:1")["Id"]
+    assert f"Successfully built {str(image_id)[7:19]}" in lines
+    assert lines[-2:] == ["Successfully tagged built:1", "Successfully tagged other:latest"]
+    out = clean.ctl("run", "--rm", "built:1").stdout
+    assert out == ("hello boxd from /app boxd\nfrom the context\nnested\nfallback set\n65534\n")
+    config = _image(clean, "other")["Config"]
+    assert isinstance(config, dict)
+    assert config["Entrypoint"] == ["/bin/sh", "-c"]
+    assert config["WorkingDir"] == "/app"
+    assert config["User"] == "nobody"
+    assert config["Labels"] == {
+        "org.example.team": "build", "quoted key": "v", "extra": "yes"
+    }  # fmt: skip
+    assert config["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert config["Volumes"] == {"/data": {}}
+    assert config["StopSignal"] == "SIGQUIT"
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 5 * 10**9,
+                                     "Retries": 2}  # fmt: skip
+    assert "GREETING=hello boxd" in config["Env"]
+    history = json.loads(clean.ctl("history", "--format", "json", "built:1").stdout)
+    assert len(history) == 1 + 13  # the import, then each step after FROM
+    layers = [h for h in history if not h.get("empty_layer")]
+    assert len(layers) == 3  # the import, COPY, RUN
+    assert "WHO=boxd" in str(history)
+    assert _containers(clean) == []
+
+
+# ---- the docker CLI and docker-py -----------------------------------------------------
+
+
+@needs_cli
+def test_docker_cli_builds_with_the_classic_builder(clean: Daemon, tmp_path: Path) -> None:
+    """Plain ``docker build`` (no buildx here: the CLI falls back to the legacy builder,
+    with its deprecation notice), then ``docker run`` of the image."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nCOPY a.txt /a.txt\nCMD cat /a.txt\n", "a.txt": "A\n"},
+    )
+    r = docker(clean, "build", "-t", "cli:1", str(ctx))
+    assert r.returncode == 0, r.stderr
+    assert "legacy builder is deprecated" in r.stderr  # the CLI's own notice
+    assert "Successfully tagged cli:1" in r.stdout
+    assert docker(clean, "run", "--rm", "cli:1").stdout == "A\n"
+    env = {**docker_env(clean), "DOCKER_BUILDKIT": "0"}
+    assert DOCKER is not None
+    r = subprocess.run([DOCKER, "build", "-q", str(ctx)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == _image(clean, "cli:1")["Id"]  # the cache: the same image
+    bad = _context(tmp_path / "bad", {"Dockerfile": f"FROM {BASE}\nRUN exit 3\n"})
+    r = docker(clean, "build", str(bad))
+    assert r.returncode == 3  # the legacy builder's: the command's code (errorDetail.code)
+    assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r.stderr
+
+
+def test_docker_py_builds_from_a_fileobj_and_a_path(clean: Daemon, tmp_path: Path) -> None:
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=docker_env(clean)["DOCKER_HOST"])
+    try:
+        dockerfile = io.BytesIO(f"FROM {BASE}\nRUN echo made > /made\n".encode())
+        image, logs = client.images.build(fileobj=dockerfile, tag="py:1", rm=True)
+        assert "py:1" in image.tags
+        assert any("Successfully built" in str(line.get("stream", "")) for line in logs)
+        out = client.containers.run("py:1", "cat /made", remove=True)
+        assert out == b"made\n"
+        ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nCOPY . /ctx/\n", "f": "F"})
+        image, _ = client.images.build(path=str(ctx), tag="py:2")
+        out = client.containers.run(image.id, "cat /ctx/f", remove=True)
+        assert out == b"F"
+        with pytest.raises(docker_py.errors.BuildError, match="returned a non-zero code: 1"):
+            client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nRUN false\n".encode()))
+    finally:
+        client.close()
+
+
+def _tags(daemon: Daemon) -> list[str]:
+    images = json.loads(daemon.ctl("images", "--format", "json").stdout)
+    return [t for i in images for t in i["repo_tags"]]
+
+
+def test_multi_stage_copy_from_target_and_scratch(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"""\
+FROM {BASE} AS builder
+RUN mkdir /out && echo built > /out/app
+FROM scratch AS final
+COPY --from=builder --chown=7:8 --chmod=640 /out/app /app
+COPY --from=0 /bin/busybox /bin/
+FROM {BASE} AS after
+RUN echo never
+"""
+        },
+    )
+    r = clean.ctl("build", "--target", "final", "-t", "staged", str(ctx))
+    assert "RUN echo never" not in r.stdout
+    out = clean.ctl("run", "--rm", "staged", "/bin/busybox", "stat", "-c", "%u:%g %a", "/app")
+    assert out.stdout == "7:8 640\n"
+    out = clean.ctl("run", "--rm", "staged", "/bin/busybox", "cat", "/app")
+    assert out.stdout == "built\n"
+    layers = _image(clean, "staged")["RootFS"]
+    assert isinstance(layers, dict) and len(layers["Layers"]) == 2  # scratch + two COPYs
+
+
+def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: Path) -> None:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("inner/file")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"in"))
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            ".dockerignore": "# logs\n*.log\n!keep.log\nsecret/\n**/tmp\n",
+            "a.txt": "a",
+            "b.log": "b",
+            "keep.log": "k",
+            "secret/x": "x",
+            "d/tmp": "t",
+            "d/y.txt": "y",
+            "Dockerfile": f"FROM {BASE}\nCOPY . /ctx/\nCOPY *.txt d/*.txt /glob/\n"
+            "ADD t.tar.gz /unpacked/\nADD a.txt /added\n",
+        },
+    )
+    (ctx / "t.tar.gz").write_bytes(archive.getvalue())
+    clean.ctl("build", "-t", "ignored", str(ctx))
+    r = clean.ctl("run", "--rm", "ignored", "find", "/ctx", "/glob", "/unpacked", "/added")
+    found = sorted(r.stdout.split())
+    assert found == sorted(
+        [
+            "/ctx", "/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/a.txt", "/ctx/keep.log",
+            "/ctx/d", "/ctx/d/y.txt", "/ctx/t.tar.gz", "/glob", "/glob/a.txt", "/glob/y.txt",
+            "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added",
+        ]
+    )  # fmt: skip
+    # A COPY of an excluded file is a missing one.
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nCOPY b.log /\n")
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert "stat b.log: file does not exist" in r.stderr
+
+
+def test_the_layer_cache(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nENV A=1\nRUN od -An -N16 -x /dev/urandom > /stamp\n"
+            "COPY f /f\nRUN cat /stamp /f\n",
+            "f": "one\n",
+        },
+    )
+    first = clean.ctl("build", "-t", "cached", str(ctx)).stdout
+    assert "Using cache" not in first
+    image = _image(clean, "cached")["Id"]
+    again = clean.ctl("build", "-t", "cached", str(ctx)).stdout
+    assert again.count(" ---> Using cache") == 4
+    assert _image(clean, "cached")["Id"] == image
+    fresh = clean.ctl("build", "--no-cache", "-t", "cached", str(ctx)).stdout
+    assert "Using cache" not in fresh
+    assert _image(clean, "cached")["Id"] != image
+    stamp = clean.ctl("run", "--rm", "cached", "cat", "/stamp").stdout
+    # A changed file: the steps before its COPY come from the cache, the rest run again.
+    (ctx / "f").write_text("two\n")
+    changed = clean.ctl("build", "-t", "cached", str(ctx)).stdout
+    assert changed.count(" ---> Using cache") == 2
+    assert "two" in changed.split("COPY f /f")[1]
+    assert clean.ctl("run", "--rm", "cached", "cat", "/stamp", "/f").stdout == stamp + "two\n"
+    # docker builder prune forgets the cache.
+    status, _, body = api_call(clean, "POST", "/build/prune")
+    assert status == 200 and json.loads(body)["CachesDeleted"]
+    after = clean.ctl("build", "-t", "cached", str(ctx)).stdout
+    assert "Using cache" not in after
+
+
+def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> None:
+    parent = _context(
+        tmp_path / "parent", {"Dockerfile": f"FROM {BASE}\nONBUILD RUN echo fired > /fired\n"}
+    )
+    clean.ctl("build", "-t", "parent", str(parent))
+    assert _image(clean, "parent")["Config"]["OnBuild"] == ["RUN echo fired > /fired"]  # type: ignore[index]
+    child = _context(tmp_path / "child", {"Dockerfile": "FROM parent\nCMD cat /fired\n"})
+    r = clean.ctl("build", "-t", "child", str(child))
+    assert "# Executing 1 build trigger" in r.stdout
+    assert clean.ctl("run", "--rm", "child").stdout == "fired\n"
+    assert "OnBuild" not in _image(clean, "child")["Config"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "args", "message"),
+    [
+        (None, ("/nope",), "unable to prepare context: path '/nope' not found"),
+        ("", (), "Cannot locate specified Dockerfile: Dockerfile"),
+        (f"FROM {BASE}\nFORM x\n", (), "line 2: unknown instruction: FORM"),
+        (f"ARG 1x=2\nFROM {BASE}\n", (), "line 1: ARG names a bad variable: '1x=2'"),
+        (f"FROM {BASE}\nENV ONLYKEY\n", (), "line 2: ENV ONLYKEY: must have two arguments"),
+        (f"FROM {BASE}\nCOPY nope.txt /\n", (), "COPY failed: file not found in build "
+         "context or excluded by .dockerignore: stat nope.txt: file does not exist"),
+        (f"FROM {BASE}\nRUN exit 7\n", ("--force-rm",),
+         "The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
+        (f"FROM {BASE} AS a\n", ("--target", "nope"), "failed to reach build target nope"),
+        ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
+        (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
+        (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
+        ("FROM default\n", (), "FROM default: the built-in image default is the host's"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_1(
+    clean: Daemon, tmp_path: Path, dockerfile: str | None, args: tuple[str, ...], message: str
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    if dockerfile:
+        (ctx / "Dockerfile").write_text(dockerfile)
+    where = () if dockerfile is None else (str(ctx),)
+    r = clean.ctl("build", "-t", "bad:1", *args, *where, check=False)
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "docker.io/library/bad:1" not in _tags(clean)
+    assert _containers(clean) == []
+
+
+def test_a_failed_step_keeps_its_container_without_force_rm(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's --rm: a successful step's container goes, a failed one's stays."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN true\nRUN false\n"})
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert len(_containers(clean)) == 1
+    images = {i["id"] for i in json.loads(clean.ctl("images", "--format", "json").stdout)}
+    clean.remove_containers()
+    # The failed step's image goes with its container; only what was there stays.
+    after = {i["id"] for i in json.loads(clean.ctl("images", "--format", "json").stdout)}
+    assert after == images
+
+
+def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"f.txt": "F\n"})
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text(f"FROM {BASE}\nCOPY f.txt /\nCMD cat /f.txt\n")
+    clean.ctl("build", "-f", str(outside), "-t", "outside", str(ctx))
+    assert clean.ctl("run", "--rm", "outside").stdout == "F\n"
+    # A tar on stdin, and a lone Dockerfile on stdin.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(ctx / "f.txt", arcname="f.txt")
+        tar.add(outside, arcname="Dockerfile")
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-q", "-"],
+        input=buffer.getvalue(), capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    )  # fmt: skip
+    assert r.stdout.decode().strip() == _image(clean, "outside")["Id"]  # cached: the same
+    lone = f"FROM {BASE}\nCMD echo lone\n".encode()
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-q", "-"],
+        input=lone, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    )  # fmt: skip
+    image_id = r.stdout.decode().strip()
+    assert clean.ctl("run", "--rm", image_id).stdout == "lone\n"
+
+
+def test_testcontainers_docker_image(clean: Daemon, tmp_path: Path) -> None:
+    pytest.importorskip("testcontainers")
+    ctx = _context(
+        tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nCMD echo from testcontainers; sleep 60\n"}
+    )
+    script = f"""
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.image import DockerImage
+from testcontainers.core.waiting_utils import wait_for_logs
+with DockerImage(path={str(ctx)!r}, tag="tc:1") as image:
+    with DockerContainer(str(image)) as c:
+        wait_for_logs(c, "from testcontainers", timeout=60)
+        print("ok")
+"""
+    env = {**docker_env(clean), "TESTCONTAINERS_RYUK_DISABLED": "true"}
+    r = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
+    assert "docker.io/library/tc:1" not in _tags(clean)  # removed by it at the end
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    """A loopback HTTP server of ``tmp_path/www``: its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "file.txt").write_text("fetched\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nADD {web}/file.txt /fetched/\nADD {web}/file.txt /named\n"},
+    )
+    clean.ctl("build", "-t", "fetched", str(ctx))
+    r = clean.ctl("run", "--rm", "fetched", "sh", "-c", "cat /fetched/file.txt; stat -c %a /named")
+    assert r.stdout == "fetched\n600\n"
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {web}/missing /x\n")
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert f"ADD {web}/missing: the server answered 404" in r.stderr
+
+
+@pytest.mark.parametrize("client", ["boxctl", "docker"])
+def test_a_client_that_goes_away_cancels_the_build(
+    clean: Daemon, tmp_path: Path, client: str
+) -> None:
+    """Ctrl-C of the client: the running step's container is stopped and removed, and
+    nothing is tagged."""
+    if client == "docker" and DOCKER is None:
+        pytest.skip("the docker CLI is not on PATH")
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN echo started; sleep 600\n"})
+    if client == "boxctl":
+        argv = [sys.executable, "-m", "boxctl", "--socket", str(clean.socket)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    else:
+        argv, env = [str(DOCKER)], docker_env(clean)
+    proc = subprocess.Popen(
+        [*argv, "build", "-t", "gone:1", str(ctx)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        assert len(_containers(clean)) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for _ in range(600):  # the daemon notices the hang-up at once; this waits for the rm
+        if not _containers(clean):
+            break
+        time.sleep(0.1)
+    assert _containers(clean) == []
+    assert "docker.io/library/gone:1" not in _tags(clean)
+
+
+def test_bad_options_are_usage_errors(clean: Daemon, tmp_path: Path) -> None:
+    """Refused before anything is built: exit 125, as boxctl's other usage errors."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\n"})
+    for args, words in [
+        (("-t", "Bad Name"), "invalid tag 'Bad Name'"),
+        (("--platform", "linux"), "invalid platform 'linux'"),
+        (("--label", "=x"), "invalid --label '=x'"),
+        (("--no-such-option",), "unknown option '--no-such-option'"),
+    ]:
+        r = clean.ctl("build", *args, str(ctx), check=False)
+        assert (r.returncode, len(r.stderr.splitlines())) == (125, 1), r.stderr
+        assert words in r.stderr
+
+
+def test_entrypoint_drops_only_the_base_images_cmd(clean: Daemon, tmp_path: Path) -> None:
+    first = _context(
+        tmp_path / "a", {"Dockerfile": f'FROM {BASE}\nCMD ["kept"]\nENTRYPOINT ["echo"]\n'}
+    )
+    clean.ctl("build", "-t", "ep:1", str(first))
+    assert clean.ctl("run", "--rm", "ep:1").stdout == "kept\n"
+    second = _context(tmp_path / "b", {"Dockerfile": 'FROM ep:1\nENTRYPOINT ["echo", "x"]\n'})
+    clean.ctl("build", "-t", "ep:2", str(second))
+    assert clean.ctl("run", "--rm", "ep:2").stdout == "x\n"
+
+
+def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's automatic ARGs: FROM --platform=$BUILDPLATFORM takes the stored image of
+    the host's platform; a stage's ARG TARGETARCH gets its value."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            # A byte-order mark first, as some editors write it, is no part of FROM.
+            "Dockerfile": f"\ufeffFROM --platform=$BUILDPLATFORM {BASE}\n"
+            'ARG TARGETARCH SPACED="a  b"\nRUN echo "arch=$TARGETARCH $SPACED"\n'
+        },
+    )
+    r = clean.ctl("build", str(ctx))
+    arch = _image(clean, BASE)["Architecture"]
+    assert f"arch={arch} a  b\n" in r.stdout
+
+
+def test_run_network(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN ls /sys/class/net\n"})
+    assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
+    r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
+    assert "eth0" not in r.stdout and "\nlo\n" in r.stdout
+
+
+def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker: COPY into a VOLUME's path is in the image; a RUN's writes there are not
+    (the step's container has the volume mounted)."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nVOLUME /data\nCOPY f /data/f\nRUN touch /data/ran\n",
+            "f": "",
+        },
+    )
+    clean.ctl("build", "-t", "vol", str(ctx))
+    assert clean.ctl("run", "--rm", "vol", "ls", "/data").stdout == "f\n"

@@ -1,0 +1,212 @@
+"""Docker's namespace sharing modes (boxd/_nsmodes.py): ``--pid``, ``--ipc``, ``--uts`` host
+or container:NAME.  Refusals without the kernel; then real containers of a real daemon (in
+the session's own network namespace), through boxctl, the docker CLI and docker-py: the
+container's namespaces are the host's or the other container's, its /proc shows their
+processes, ``--init`` still reaps its orphans, and inspect shows the modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+from docker_clients import docker, needs_cli
+
+from boxd._nsmodes import check
+from boxd._records import ContainerConfig
+
+
+@pytest.mark.parametrize(
+    ("option", "mode", "choices"),
+    [
+        ("pid", "private", "host or container:NAME"),
+        ("pid", "container:", "host or container:NAME"),
+        ("ipc", "none", "private, shareable, host or container:NAME"),
+        ("uts", "container:x", "use host"),
+    ],
+)
+def test_bad_modes_are_named(option: str, mode: str, choices: str) -> None:
+    with pytest.raises(ValueError, match=f"invalid --{option} {mode!r}: use ") as info:
+        check(option, mode)
+    assert choices in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"uts_mode": "host", "hostname": "h"}, "conflicting options: hostname and the UTS mode"),
+        ({"pid_mode": "host", "userns": True}, "--pid host cannot go with --isolate-user"),
+        (
+            {"ipc_mode": "host", "sysctls": ("kernel.shmmax=1000",)},
+            "invalid --sysctl 'kernel.shmmax=1000': with --ipc host it would change the host's",
+        ),
+        (
+            {"uts_mode": "host", "sysctls": ("kernel.domainname=x",)},
+            "with --uts host it would change the host's",
+        ),
+    ],
+)
+def test_what_cannot_go_with_a_mode(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):  # checked as it is made
+        ContainerConfig(image="default", command=("true",), **fields)  # type: ignore[arg-type]
+
+
+# ---- real containers -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with running_daemon(tmp_path_factory.mktemp("nsmodes")) as d:
+        yield d
+
+
+@pytest.fixture
+def clean(daemon: Daemon) -> Iterator[Daemon]:
+    yield daemon
+    daemon.remove_containers()
+
+
+def _ns(pid: int | str, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def _run(d: Daemon, *args: str) -> str:
+    return d.ctl("run", "--rm", "--network", "none", *args).stdout
+
+
+def _pid(d: Daemon, name: str) -> int:
+    return int(d.ctl("inspect", "-f", "{{.State.Pid}}", name).stdout)
+
+
+@pytest.mark.root
+def test_pid_host_sees_the_hosts_processes(clean: Daemon) -> None:
+    script = f"readlink /proc/self/ns/pid; test -d /proc/{os.getpid()} && echo sees-the-test"
+    out = _run(clean, "--pid", "host", "default", "sh", "-c", script)
+    assert out == f"{_ns('self', 'pid')}\nsees-the-test\n"
+    # Without it: a pid namespace of its own, where the command is PID 1.
+    assert _run(clean, "default", "sh", "-c", "readlink /proc/self/ns/pid; echo $$") != out
+    assert _run(clean, "default", "sh", "-c", "echo $$") == "1\n"
+
+
+@pytest.mark.root
+def test_pid_container_joins_a_running_one(clean: Daemon) -> None:
+    clean.ctl("run", "-d", "--name", "donor", "--network", "none", "default", "sleep", "300")
+    donor = _pid(clean, "donor")
+    out = _run(
+        clean, "--pid", "container:donor", "default", "sh", "-c",
+        "readlink /proc/self/ns/pid; tr '\\0' ' ' < /proc/1/cmdline; echo; ps -eo pid=,args=",
+    )  # fmt: skip
+    ns, cmdline, *ps = out.splitlines()
+    assert (ns, cmdline) == (_ns(donor, "pid"), "sleep 300 ")
+    assert ps[0].split() == ["1", "sleep", "300"]  # ps in it sees the donor's processes
+    # exec into a joiner is in the same namespace; its own process is not PID 1 there.
+    clean.ctl(
+        "run", "-d", "--name", "joiner", "--network", "none", "--pid", "container:donor",
+        "default", "sleep", "300",
+    )  # fmt: skip
+    assert _ns(_pid(clean, "joiner"), "pid") == _ns(donor, "pid")
+    execd = clean.ctl("exec", "joiner", "sh", "-c", "readlink /proc/self/ns/pid; cat /proc/1/comm")
+    assert execd.stdout == f"{_ns(donor, 'pid')}\nsleep\n"
+    modes = json.loads(clean.ctl("inspect", "joiner").stdout)[0]["HostConfig"]
+    assert (modes["PidMode"], modes["IpcMode"], modes["UTSMode"]) == (
+        "container:donor", "shareable", "",
+    )  # fmt: skip
+    # The donor's end ends the namespace, and with it the joiner (as with Docker).
+    clean.ctl("rm", "-f", "donor")
+    assert clean.ctl("wait", "joiner").stdout == "137\n"
+
+
+@pytest.mark.root
+def test_a_donor_must_run(clean: Daemon) -> None:
+    clean.ctl("create", "--name", "idle", "default", "true")
+    cid = clean.ctl("inspect", "-f", "{{.Id}}", "idle").stdout.strip()
+    bad = clean.ctl("run", "--rm", "--pid", "container:idle", "default", "true", check=False)
+    assert bad.returncode == 125
+    assert f"container {cid} is not running" in bad.stderr
+    bad = clean.ctl("run", "--rm", "--pid", "container:nope", "default", "true", check=False)
+    assert bad.returncode == 125 and "no such container: nope" in bad.stderr
+    bad = clean.ctl("run", "--rm", "--pid", "nope", "default", "true", check=False)
+    assert bad.returncode == 125 and "invalid --pid 'nope'" in bad.stderr
+
+
+@pytest.mark.root
+def test_init_reaps_its_orphans_in_a_shared_pid_namespace(clean: Daemon) -> None:
+    """boxd-init is not PID 1 here: as the subreaper of its command it still gets the
+    command's orphans (the subshell has ended, so its sleep is reparented already)."""
+    script = (
+        "o=$( (sleep 60 >/dev/null & echo $!) ); "
+        "init=$(awk '/^PPid/ {print $2}' /proc/$$/status); "
+        "parent=$(awk '/^PPid/ {print $2}' /proc/$o/status); "
+        'kill $o; test "$parent" = "$init" && echo reaped-by-init; cat /proc/$init/comm'
+    )
+    out = _run(clean, "--pid", "host", "--init", "default", "sh", "-c", script)
+    assert out == "reaped-by-init\ninit\n"
+
+
+@pytest.mark.root
+def test_ipc_modes(clean: Daemon, tmp_path: Path) -> None:
+    out = _run(clean, "--ipc", "host", "default", "readlink", "/proc/self/ns/ipc")
+    assert out == f"{_ns('self', 'ipc')}\n"
+    # --ipc host binds the host's /dev/shm.
+    mark = Path("/dev/shm") / f"boxd-test-{uuid.uuid4().hex}"
+    mark.write_text("shared\n")
+    try:
+        assert _run(clean, "--ipc", "host", "default", "cat", str(mark)) == "shared\n"
+    finally:
+        mark.unlink()
+    clean.ctl("run", "-d", "--name", "shm", "--network", "none", "default", "sleep", "300")
+    out = _run(clean, "--ipc", "container:shm", "default", "readlink", "/proc/self/ns/ipc")
+    assert out == f"{_ns(_pid(clean, 'shm'), 'ipc')}\n"
+    clean.ctl(
+        "run", "-d", "--name", "mine", "--network", "none", "--ipc", "private",
+        "default", "sleep", "300",
+    )  # fmt: skip
+    bad = clean.ctl("run", "--rm", "--ipc", "container:mine", "default", "true", check=False)
+    assert bad.returncode == 125
+    assert "container mine: non-shareable IPC (hint: use IpcMode:shareable" in bad.stderr
+
+
+@pytest.mark.root
+def test_uts_host(clean: Daemon) -> None:
+    out = _run(clean, "--uts", "host", "default", "sh", "-c", "hostname; cat /etc/hostname")
+    assert out == f"{socket.gethostname()}\n" * 2
+    bad = clean.ctl(
+        "run", "--rm", "--uts", "host", "--hostname", "h", "default", "true", check=False
+    )
+    assert bad.returncode == 125
+    assert "conflicting options: hostname and the UTS mode" in bad.stderr
+
+
+@pytest.mark.root
+@needs_cli
+def test_docker_cli_and_docker_py(clean: Daemon) -> None:
+    clean.ctl("run", "-d", "--name", "donor", "--network", "none", "default", "sleep", "300")
+    result = docker(
+        clean, "run", "--rm", "--network", "none", "--pid", "container:donor", "--ipc",
+        "container:donor", "default", "sh", "-c", "cat /proc/1/comm; readlink /proc/self/ns/ipc",
+    )  # fmt: skip
+    donor = _pid(clean, "donor")
+    assert (result.returncode, result.stdout) == (0, f"sleep\n{_ns(donor, 'ipc')}\n"), result.stderr
+    docker(clean, "create", "--name", "h", "--pid", "host", "--uts", "host", "default", "true")
+    host_config = json.loads(docker(clean, "inspect", "h").stdout)[0]["HostConfig"]
+    assert (host_config["PidMode"], host_config["UTSMode"]) == ("host", "host")
+    bad = docker(clean, "run", "--rm", "--uts", "host", "--hostname", "x", "default", "true")
+    assert bad.returncode != 0 and "conflicting options: hostname and the UTS mode" in bad.stderr
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        out = client.containers.run(
+            "default",
+            ["readlink", "/proc/self/ns/pid"],
+            remove=True,
+            network_mode="none",
+            pid_mode="host",
+        )
+        assert out == f"{_ns('self', 'pid')}\n".encode()
+    finally:
+        client.close()
