@@ -753,6 +753,9 @@ class Supervisor:
                     # Raised after the nursery closes, so the caller sees it bare.
                     failure = exc
                 else:
+                    # What the start looked up and read in its root (stat results by
+                    # path, /etc/passwd and /etc/group): not kept while the container runs.
+                    read = None
                     entry.run = run
                     st.pid = run.pid
                     st.pid_start_time = start_time_of(run.pid) or st.pid_start_time
