@@ -484,13 +484,14 @@ def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
     ctx = _context(
         tmp_path / "ctx",
         {
-            "Dockerfile": f"FROM --platform=$BUILDPLATFORM {BASE}\nARG TARGETARCH\n"
-            "RUN echo arch=$TARGETARCH\n"
+            # A byte-order mark first, as some editors write it, is no part of FROM.
+            "Dockerfile": f"\ufeffFROM --platform=$BUILDPLATFORM {BASE}\n"
+            'ARG TARGETARCH SPACED="a  b"\nRUN echo "arch=$TARGETARCH $SPACED"\n'
         },
     )
     r = clean.ctl("build", str(ctx))
     arch = _image(clean, BASE)["Architecture"]
-    assert f"arch={arch}\n" in r.stdout
+    assert f"arch={arch} a  b\n" in r.stdout
 
 
 def test_run_network(clean: Daemon, tmp_path: Path) -> None:
@@ -498,3 +499,17 @@ def test_run_network(clean: Daemon, tmp_path: Path) -> None:
     assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
     r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
     assert "eth0" not in r.stdout and "\nlo\n" in r.stdout
+
+
+def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker: COPY into a VOLUME's path is in the image; a RUN's writes there are not
+    (the step's container has the volume mounted)."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nVOLUME /data\nCOPY f /data/f\nRUN touch /data/ran\n",
+            "f": "",
+        },
+    )
+    clean.ctl("build", "-t", "vol", str(ctx))
+    assert clean.ctl("run", "--rm", "vol", "ls", "/data").stdout == "f\n"

@@ -346,8 +346,11 @@ def test_docker_py_push(daemon: Daemon, tmp_path: Path) -> None:
                 client.images.push(repo, tag="1", stream=True, decode=True, auth_config=auth)
             )
             assert lines[0] == {"status": f"The push refers to repository [{repo}]"}
-            statuses = [line.get("status") for line in lines]
-            assert "Preparing" in statuses and "Pushed" in statuses
+            # The imported layer is plain: it is named by its gzip blob's id throughout.
+            ids = {
+                s: {x["id"] for x in lines if x.get("status") == s} for s in ("Preparing", "Pushed")
+            }
+            assert ids["Preparing"] == ids["Pushed"] and len(ids["Pushed"]) == 1
             aux = lines[-1]["aux"]
             assert aux["Tag"] == "1" and aux["Size"] > 0
             assert lines[-2] == {"status": f"1: digest: {aux['Digest']} size: {aux['Size']}"}
@@ -374,3 +377,100 @@ def test_docker_py_push(daemon: Daemon, tmp_path: Path) -> None:
             assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
         finally:
             client.close()
+
+
+def test_docker_py_push_with_an_identity_token(daemon: Daemon, tmp_path: Path) -> None:
+    """X-Registry-Auth's ``identitytoken`` is traded for a registry token with OAuth 2's
+    refresh-token grant, as Docker's client does (ACR's logins, for one, are such)."""
+    docker_py = pytest.importorskip("docker")
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(_tar({"f": b"identity\n"}))
+    with (
+        running_token_server(tmp_path, "me", "pw") as tokens,
+        running_registry(tmp_path, token=tokens) as registry,
+    ):
+        repo = f"{registry.host}/id/x"
+        daemon.ctl("import", str(layer), f"{repo}:1")
+        client = docker_py.DockerClient(base_url=f"unix://{daemon.docker_socket}")
+        try:
+            wrong = {"identitytoken": "not-the-token"}
+            lines = list(
+                client.images.push(repo, tag="1", stream=True, decode=True, auth_config=wrong)
+            )
+            assert (
+                f"the token server of {registry.host} refused the identity token"
+                in (lines[-1]["error"])
+            )
+            auth = {"identitytoken": tokens.identity}
+            lines = list(
+                client.images.push(repo, tag="1", stream=True, decode=True, auth_config=auth)
+            )
+            assert "aux" in lines[-1], lines[-1]
+            asked = tokens.asked[-1]
+            assert (asked["grant_type"], asked["scope"]) == (
+                "refresh_token",
+                "repository:id/x:push,pull",
+            )
+            client.images.remove(f"{repo}:1")
+            lines = list(client.api.pull(repo, tag="1", stream=True, decode=True, auth_config=auth))
+            assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
+        finally:
+            client.close()
+
+
+def test_a_loaded_zstd_layer_goes_up_as_is_in_an_oci_manifest(
+    daemon: Daemon, second: Daemon, registry: Registry, tmp_path: Path
+) -> None:
+    """Schema 2 has no zstd layer type: such an image is pushed with an OCI manifest, its
+    blob unchanged."""
+    import zstandard
+
+    plain = _tar({"z.txt": b"zstd layer\n"})
+    blob = zstandard.ZstdCompressor().compress(plain)
+    layout = tmp_path / "layout"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(plain).hexdigest()}"]},
+    }
+    layer = put(blob)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **put(json.dumps(config).encode()),
+        },
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", **layer}],
+    }
+    ref = f"{registry.host}/zstd/x:1"
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **put(json.dumps(manifest).encode()),
+        "annotations": {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": "1"},
+    }
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    archive = tmp_path / "zstd.tar"
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(archive), "."], check=True)
+    daemon.ctl("load", "-i", str(archive))
+
+    out = _lines(daemon.ctl("push", ref).stdout)
+    assert out[1] == f"{str(layer['digest'])[7:19]}: Pushed"
+    pushed = json.loads(_skopeo(registry, "zstd/x:1", "--raw"))
+    assert pushed["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert pushed["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert pushed["layers"] == [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", **layer}
+    ]
+    second.ctl("pull", ref)
+    assert _image(second, ref)["Id"] == _image(daemon, ref)["Id"]

@@ -44,7 +44,15 @@ from .._images.store import BlobRef, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._records import ContainerConfig
 from . import sources
-from .dockerfile import Dockerfile, DockerfileError, Instruction, expand, is_name, words
+from .dockerfile import (
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    expand,
+    is_name,
+    raw_words,
+    words,
+)
 from .ignore import Ignore
 from .instructions import apply_metadata, shell_form
 
@@ -236,7 +244,7 @@ class Builder:
         if not ins.text:
             raise BuildError(f"line {ins.line}: ARG requires at least one argument")
         env = dict(scope)
-        for word in ins.text.split():
+        for word in raw_words(ins.text, self.escape):
             name, eq, default = word.partition("=")
             if not is_name(name):
                 raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
@@ -421,10 +429,15 @@ class Builder:
 
     @contextlib.asynccontextmanager
     async def _container(
-        self, stage: _Stage, command: list[str], env: list[str]
+        self, stage: _Stage, command: list[str], env: list[str], *, volumes: bool = True
     ) -> AsyncIterator[str]:
         """A container on the stage's image; removed at the end as --rm and --force-rm
-        say (a failed step's is kept with --rm alone, as Docker keeps it)."""
+        say (a failed step's is kept with --rm alone, as Docker keeps it).  Without
+        ``volumes`` the image's VOLUMEs are not mounted: COPY writes into the image there,
+        and reads what the image holds there."""
+        if not volumes and "Volumes" in stage.inner:
+            stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers)
+            del stage.inner["Volumes"]
         image_id = self._materialize(stage)
         config = ContainerConfig(
             image=image_id,
@@ -591,7 +604,7 @@ class Builder:
             stage = _Stage("", copy.deepcopy(self.store.config(record)), record.layers)
         if not stage.layers:
             raise BuildError(f"line {ins.line}: --from={source} has no files (no layers)")
-        async with self._container(stage, ["true"], []) as cid:
+        async with self._container(stage, ["true"], [], volumes=False) as cid:
             async with self.sup.open_root(cid) as (_, fd):
                 yield fd, None, f"from:{_digest(stage.config)}"
 
@@ -653,7 +666,7 @@ class Builder:
                 return layer
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-        async with self._container(stage, ["true"], []) as cid:
+        async with self._container(stage, ["true"], [], volumes=False) as cid:
             async with self.sup.open_root(cid) as (_, root_fd):
                 await trio.to_thread.run_sync(write, root_fd)
             return await self._commit(cid)

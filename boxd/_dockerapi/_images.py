@@ -33,6 +33,7 @@ from .._images.messages import (
     TagRequest,
 )
 from .._images.reference import parse_reference
+from .._images.registry import IDENTITY_TOKEN
 from .._messages import OkResponse
 from .._rootfs import default_created
 from . import _shapes
@@ -299,8 +300,9 @@ async def auth(api: Api, conn: HttpConnection, req: Request) -> None:
 
 def registry_auth(req: Request) -> tuple[str, str]:
     """The credentials of ``X-Registry-Auth`` (base64url JSON: ``username`` and
-    ``password``, or ``auth``: base64 of user:password), as the docker CLI and docker-py
-    send them; ("", "") when none are given."""
+    ``password``, or ``auth``: base64 of user:password, or an ``identitytoken``, given as
+    the user ``<token>``), as the docker CLI and docker-py send them; ("", "") when none
+    are given."""
     header = req.headers.get("x-registry-auth", "").strip()
     if not header:
         return "", ""
@@ -314,12 +316,8 @@ def registry_auth(req: Request) -> tuple[str, str]:
             user, _, password = base64.b64decode(str(auth["auth"])).decode().partition(":")
     except ValueError as exc:
         raise ApiError(400, f"invalid X-Registry-Auth header: {exc}") from None
-    if auth.get("identitytoken") and not password:
-        raise ApiError(
-            400,
-            "X-Registry-Auth carries an identity token, which boxd does not exchange: "
-            "log in with a username and password",
-        )
+    if auth.get("identitytoken"):
+        return IDENTITY_TOKEN, str(auth["identitytoken"])
     return user, password
 
 
