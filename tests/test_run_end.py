@@ -120,9 +120,11 @@ def test_the_mount_namespace_is_opened_by_pidfd_or_by_proc(
             assert proc.stdout.readline() == b"ready\n"
             fd = _run.mount_ns_of(Spawned(pid=proc.pid, pidfd=pidfd, sync_fd=-1))
             try:
-                assert os.readlink(f"/proc/self/fd/{fd}") == os.readlink(
-                    f"/proc/{proc.pid}/ns/mnt"
-                ) != os.readlink("/proc/self/ns/mnt")
+                assert (
+                    os.readlink(f"/proc/self/fd/{fd}")
+                    == os.readlink(f"/proc/{proc.pid}/ns/mnt")
+                    != os.readlink("/proc/self/ns/mnt")
+                )
                 assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
             finally:
                 os.close(fd)
