@@ -635,7 +635,7 @@ def cmd_update(args: Args) -> int:
         request["restart"] = _restart(args.restart)
     if not request["resources"] and args.restart is None:
         raise CliError("boxctl update: give at least one limit or --restart", USAGE)
-    return _each(args, lambda ref: call(args.socket, {**request, "container": ref}))
+    return _each(args, lambda ref: _warn(call(args.socket, {**request, "container": ref})))
 
 
 # ---- the command table ----------------------------------------------------------------

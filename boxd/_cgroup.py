@@ -562,21 +562,17 @@ class CgroupHost:
 
     def ignored(self, limits: Limits) -> tuple[dict[str, str], list[str]]:
         """What Docker accepts but a host like this one cannot apply: {field of
-        :class:`Limits`: the warning} (the caller drops those fields and shows the
-        warnings, as Docker does), and warnings about limits that do apply."""
+        :class:`Limits`: why} (Docker drops those with a warning; an OCI runtime refuses
+        them), and warnings about limits that do apply."""
         drop: dict[str, str] = {}
         notes: list[str] = []
         have = self.controllers()
         mem_v1 = have.get("memory") == "v1"
         if limits.memory_swappiness is not None and not mem_v1:
-            drop["memory_swappiness"] = (
-                "memory swappiness is ignored: this host's memory cgroup (v2) has no "
-                "swappiness setting"
-            )
+            drop["memory_swappiness"] = "this host's memory cgroup (v2) has no swappiness"
         if limits.oom_kill_disable and not mem_v1:
             drop["oom_kill_disable"] = (
-                "--oom-kill-disable is ignored: this host's memory cgroup (v2) cannot turn "
-                "the OOM killer off"
+                "this host's memory cgroup (v2) cannot turn the OOM killer off"
             )
         elif limits.oom_kill_disable and limits.memory is None:
             notes.append(
@@ -591,9 +587,9 @@ class CgroupHost:
                     "schedulers have no proportional weight: neither CFQ nor BFQ)"
                 )
                 if limits.blkio_weight is not None:
-                    drop["blkio_weight"] = f"--blkio-weight is ignored: {why}"
+                    drop["blkio_weight"] = why
                 if limits.blkio_weight_device is not None:
-                    drop["blkio_weight_device"] = f"--blkio-weight-device is ignored: {why}"
+                    drop["blkio_weight_device"] = why
         return drop, notes
 
     def _blkio_start(self) -> tuple[str, int] | None:
@@ -1364,12 +1360,23 @@ def _more_limits(cg: Cgroup, limits: Limits, put: Put) -> None:
             text = (old_quota or "max") if quota is None else ("max" if quota == -1 else str(quota))
             put(f"{d}/cpu.max", f"{text} {period}")
     if cpu is not None and cpu[1] == 1:
-        if limits.cpu_rt_period is not None:
-            put(f"{cpu[0]}/cpu.rt_period_us", str(limits.cpu_rt_period))
-        if limits.cpu_rt_runtime is not None:
-            if limits.cpu_rt_runtime > 0:
-                _rt_budget(cg, cpu[0], limits.cpu_rt_runtime, put)
-            put(f"{cpu[0]}/cpu.rt_runtime_us", str(limits.cpu_rt_runtime))
+        try:
+            if limits.cpu_rt_period is not None:
+                put(f"{cpu[0]}/cpu.rt_period_us", str(limits.cpu_rt_period))
+            if limits.cpu_rt_runtime is not None:
+                if limits.cpu_rt_runtime > 0:
+                    _rt_budget(cg, cpu[0], limits.cpu_rt_runtime, put)
+                put(f"{cpu[0]}/cpu.rt_runtime_us", str(limits.cpu_rt_runtime))
+        except CgroupError as exc:
+            option, value = (
+                ("--cpu-rt-runtime", limits.cpu_rt_runtime)
+                if limits.cpu_rt_runtime is not None
+                else ("--cpu-rt-period", limits.cpu_rt_period)
+            )
+            raise ValueError(
+                f"invalid {option} {value}: the kernel refuses it ({exc.strerror}): more "
+                "real-time runtime per period than the cgroups above the container can give"
+            ) from None
     cpuset = cg._dir("cpuset")
     if cpuset is not None and limits.cpuset_mems is not None:
         put(f"{cpuset[0]}/cpuset.mems", limits.cpuset_mems)
@@ -1400,10 +1407,15 @@ def _more_limits(cg: Cgroup, limits: Limits, put: Put) -> None:
 
 
 def _rt_budget(cg: Cgroup, d: str, runtime: int, put: Put) -> None:
-    """A v1 cgroup may take real-time runtime only out of its parent's: raise that of the
-    directories boxd made above ``d`` (never a root's, nor one it did not make) to hold
-    what their containers have plus ``runtime``.  The kernel refuses (EINVAL) what the
-    cgroups above cannot give."""
+    """A v1 cgroup may take real-time runtime only out of its parent's (runtime per
+    period, summed over the parent's children): raise that of the directories boxd made
+    above ``d`` (never a root's, nor one it did not make) to hold what their other
+    children take plus ``runtime``.  The kernel refuses (EINVAL) what the cgroups above
+    cannot give."""
+
+    def number(path: str) -> int:
+        return int(_read_opt(path).strip() or 0)
+
     parent = os.path.dirname(d)
     made = cg._host._made
     chain = []
@@ -1411,15 +1423,18 @@ def _rt_budget(cg: Cgroup, d: str, runtime: int, put: Put) -> None:
         chain.append(parent)
         parent = os.path.dirname(parent)
     needs = []
-    need, below = runtime, d
-    for p in chain:  # from the container's parent up: its other children's plus ours
-        need += sum(
-            max(int(_read_opt(f"{e.path}/cpu.rt_runtime_us").strip() or 0), 0)
+    # (runtime, period) the cgroup below the current one needs: first the container.
+    need, period, below = runtime, number(f"{d}/cpu.rt_period_us") or 1_000_000, d
+    for p in chain:
+        own_period = number(f"{p}/cpu.rt_period_us") or 1_000_000
+        share = need / period + sum(
+            max(number(f"{e.path}/cpu.rt_runtime_us"), 0)
+            / (number(f"{e.path}/cpu.rt_period_us") or 1_000_000)
             for e in os.scandir(p)
             if e.is_dir() and e.path != below
         )
+        need, period, below = math.ceil(share * own_period), own_period, p
         needs.append((p, need))
-        below = p
     for p, need in reversed(needs):
-        if int(_read_opt(f"{p}/cpu.rt_runtime_us").strip() or 0) < need:
+        if number(f"{p}/cpu.rt_runtime_us") < need:
             put(f"{p}/cpu.rt_runtime_us", str(need))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fake_cgroup
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, running_daemon
 from docker_clients import docker, needs_cli
 from fake_cgroup import FakeCgroupFs
 from test_limits import _cgroup_file
@@ -142,7 +142,16 @@ def test_cpu_rt_runtime_takes_its_budget_from_the_parents_boxd_made(daemon: Daem
     assert _cgroup_file(cid, "cpu", "cpu.rt_runtime_us").read_text().strip() == "10000"
     parent = _cgroup_file(cid, "cpu", "cpu.rt_runtime_us").parent.parent
     assert int((parent / "cpu.rt_runtime_us").read_text()) >= 10000
-    daemon.ctl("rm", "-f", cid)
+    # Another with a shorter period: its parent's budget is counted per period.
+    other = daemon.ctl(
+        "run", "-d", "--cpu-rt-period", "1000", "--cpu-rt-runtime", "100", "default", "sleep", "300"
+    ).stdout.strip()
+    assert int((parent / "cpu.rt_runtime_us").read_text()) >= 10000 + 100_000
+    # More than the host's root gives (950 ms of each second by default): the kernel's no.
+    r = daemon.ctl("run", "--rm", "--cpu-rt-runtime", "999000", "default", "true", check=False)
+    assert r.returncode == 125 and "invalid --cpu-rt-runtime 999000: the kernel refuses" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    daemon.ctl("rm", "-f", cid, other)
 
 
 @pytest.mark.root
@@ -186,6 +195,11 @@ def test_block_io_options_in_the_v1_files(daemon: Daemon) -> None:
     else:
         assert _cgroup_file(cid, "blkio", weight).read_text().split()[-1] == "300"
         assert res["blkio_weight"] == 300
+    r = daemon.ctl("update", "--blkio-weight", "500", cid)
+    if weight is None:
+        assert "WARNING: --blkio-weight is ignored" in r.stderr
+    else:
+        assert _cgroup_file(cid, "blkio", weight).read_text().split()[-1] == "500"
     r = daemon.ctl("update", "--device-read-bps", f"{path}:1mb", cid, check=False)
     assert r.returncode != 0  # update does not take it (docker update neither)
     daemon.ctl("rm", "-f", cid)
@@ -220,6 +234,18 @@ def test_bad_values_are_named_with_exit_125(daemon: Daemon, args: list[str], nam
     assert r.returncode == 125 and named in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert daemon.ctl("ps", "-a", "-q").stdout == ""
+
+
+@pytest.mark.root
+def test_the_proc_view_counts_a_cpu_quota_as_cpus(tmp_path: Path) -> None:
+    """With ``--procview-cpus quota`` a container sees ceil(quota / period) CPUs, whether
+    --cpus or --cpu-quota and --cpu-period set them."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: a quota cannot show fewer")
+    with running_daemon(tmp_path, "--procview-cpus", "quota") as d:
+        for args in (["--cpus", "0.5"], ["--cpu-period", "200000", "--cpu-quota", "100000"]):
+            r = d.ctl("run", "--rm", *args, "default", "grep", "-c", "^processor", "/proc/cpuinfo")
+            assert r.stdout == "1\n", (args, r.stdout)
 
 
 # ---- the docker CLI ---------------------------------------------------------------------
@@ -301,6 +327,50 @@ def test_docker_cli_kernel_memory_and_bad_values(daemon: Daemon) -> None:
         r = docker(daemon, "run", "--rm", *args, "default", "true")
         assert r.returncode == 125 and named in r.stderr, (args, r.stderr)
     assert docker(daemon, "ps", "-a", "-q").stdout == ""
+    assert docker(daemon, "info", "-f", "{{.OomKillDisable}}").stdout == "true\n"  # v1 memory
+
+
+@pytest.mark.root
+def test_docker_py_run_inspect_update(daemon: Daemon) -> None:
+    docker_py = pytest.importorskip("docker")
+    path, number = _block_device()
+    client = docker_py.DockerClient(base_url=f"unix://{daemon.docker_socket}")
+    try:
+        c = client.containers.run(
+            "default",
+            ["sleep", "300"],
+            detach=True,
+            mem_limit="64m",
+            mem_reservation="16m",
+            oom_kill_disable=True,
+            cpu_period=40000,
+            cpu_quota=10000,
+            device_read_bps=[{"Path": path, "Rate": 4 * M}],
+            device_write_iops=[{"Path": path, "Rate": 30}],
+        )
+        assert int(_cgroup_file(c.id, "memory", "memory.soft_limit_in_bytes").read_text()) == 16 * M
+        assert _cgroup_file(c.id, "cpu", "cpu.cfs_period_us").read_text().strip() == "40000"
+        text = _cgroup_file(c.id, "blkio", "blkio.throttle.write_iops_device").read_text()
+        assert f"{number} 30" in text.splitlines()
+        c.update(mem_reservation="24m", cpu_quota=20000)
+        c.reload()
+        host = c.attrs["HostConfig"]
+        assert (host["MemoryReservation"], host["CpuQuota"], host["CpuPeriod"]) == (
+            24 * M,
+            20000,
+            40000,
+        )
+        assert host["BlkioDeviceReadBps"] == [{"Path": path, "Rate": 4 * M}]
+        assert _cgroup_file(c.id, "cpu", "cpu.cfs_quota_us").read_text().strip() == "20000"
+        with pytest.raises(docker_py.errors.APIError, match="invalid --blkio-weight 5"):
+            client.containers.create("default", ["true"], blkio_weight=5)
+        with pytest.raises(docker_py.errors.APIError, match="/dev/nope"):
+            client.containers.create(
+                "default", ["true"], device_write_bps=[{"Path": "/dev/nope", "Rate": 1}]
+            )
+        c.remove(force=True)
+    finally:
+        client.close()
 
 
 # ---- pure v2, on a fake tree (this host cannot have one) --------------------------------
@@ -349,7 +419,7 @@ def test_v2_ignores_swappiness_and_oom_kill_disable_and_has_no_rt(fs: FakeCgroup
     host = fs.detect()
     drop, notes = host.ignored(Limits(memory_swappiness=10, oom_kill_disable=True))
     assert set(drop) == {"memory_swappiness", "oom_kill_disable"} and notes == []
-    assert "ignored" in drop["memory_swappiness"] and "ignored" in drop["oom_kill_disable"]
+    assert "v2" in drop["memory_swappiness"] and "OOM killer" in drop["oom_kill_disable"]
     with pytest.raises(ValueError, match="invalid --cpu-rt-runtime 1000: this kernel has no real"):
         host.validate(Limits(cpu_rt_runtime=1000))
 
