@@ -753,6 +753,9 @@ class Supervisor:
                     # Raised after the nursery closes, so the caller sees it bare.
                     failure = exc
                 else:
+                    # What the start looked up and read in its root (stat results by
+                    # path, /etc/passwd and /etc/group): not kept while the container runs.
+                    read = None
                     entry.run = run
                     st.pid = run.pid
                     st.pid_start_time = start_time_of(run.pid) or st.pid_start_time
@@ -1227,8 +1230,7 @@ class Supervisor:
     def limit_warnings(self, resources: Resources) -> builtins.list[str]:
         """What a user is told about ``resources`` (checked already by create or update):
         the options this host ignores, as Docker warns of them."""
-        drop, notes = self.cgroups.ignored(_resources.limits(resources))
-        return [*drop.values(), *notes]
+        return _resources.warnings(*self.cgroups.ignored(_resources.limits(resources)))
 
     async def update(
         self, ref: str, changes: Resources, restart: RestartPolicy | None = None
