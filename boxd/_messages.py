@@ -211,6 +211,7 @@ class InfoResponse:
 class CreateResponse:
     id: str
     name: str
+    warnings: tuple[str, ...] = ()  # options this host ignores (see Supervisor.limit_warnings)
 
 
 @attrs.frozen

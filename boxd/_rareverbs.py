@@ -36,6 +36,11 @@ class UpdateRequest:
 
 
 @attrs.frozen
+class UpdateResponse:
+    warnings: tuple[str, ...] = ()  # options this host ignores (Supervisor.limit_warnings)
+
+
+@attrs.frozen
 class StatsRequest:
     containers: tuple[str, ...] = ()
     stream: bool = False
@@ -120,7 +125,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def update(conn: Connection, req: UpdateRequest) -> None:
         await sup.update(req.container, req.resources, req.restart)
-        await conn.send(OkResponse())
+        await conn.send(UpdateResponse(tuple(sup.limit_warnings(req.resources))))
 
     async def rename(conn: Connection, req: RenameRequest) -> None:
         await sup.rename(req.container, req.name)

@@ -292,7 +292,8 @@ class Server:
 
     async def _create(self, conn: Connection, req: CreateRequest) -> None:
         c = await self.sup.create(req.config, req.name)
-        await conn.send(CreateResponse(id=c.id, name=c.name))
+        warnings = tuple(self.sup.limit_warnings(req.config.resources))
+        await conn.send(CreateResponse(id=c.id, name=c.name, warnings=warnings))
 
     async def _stop(self, conn: Connection, req: StopRequest) -> None:
         await self.sup.stop(req.container, req.timeout)
@@ -357,7 +358,8 @@ class Server:
             output, run = await self.sup.start_attached(c.id)
         else:
             await self.sup.start(c.id)
-        await conn.send(CreateResponse(id=c.id, name=c.name))
+        warnings = tuple(self.sup.limit_warnings(req.config.resources))
+        await conn.send(CreateResponse(id=c.id, name=c.name, warnings=warnings))
         if req.attach:
             await self._foreground(conn, run, output, stdin=req.stdin)
 

@@ -304,6 +304,9 @@ def test_docker_cli_push(daemon: Daemon, tmp_path: Path) -> None:
     with running_registry(tmp_path, htpasswd=htpasswd) as registry:
         ref = f"{registry.host}/cli/x:1"
         daemon.ctl("import", str(layer), ref)
+        # The first request of the Engine API's image area: a login refused by the registry.
+        r = docker(daemon, "login", "-u", "me", "--password-stdin", registry.host, input="no\n")
+        assert r.returncode == 1 and f"registry {registry.host} refused" in r.stderr, r.stderr
         r = docker(daemon, "push", ref)
         assert r.returncode == 1 and "requires a login" in r.stderr
         # docker login goes through the daemon's /auth; the CLI keeps the credentials
@@ -346,8 +349,11 @@ def test_docker_py_push(daemon: Daemon, tmp_path: Path) -> None:
                 client.images.push(repo, tag="1", stream=True, decode=True, auth_config=auth)
             )
             assert lines[0] == {"status": f"The push refers to repository [{repo}]"}
-            statuses = [line.get("status") for line in lines]
-            assert "Preparing" in statuses and "Pushed" in statuses
+            # The imported layer is plain: it is named by its gzip blob's id throughout.
+            ids = {
+                s: {x["id"] for x in lines if x.get("status") == s} for s in ("Preparing", "Pushed")
+            }
+            assert ids["Preparing"] == ids["Pushed"] and len(ids["Pushed"]) == 1
             aux = lines[-1]["aux"]
             assert aux["Tag"] == "1" and aux["Size"] > 0
             assert lines[-2] == {"status": f"1: digest: {aux['Digest']} size: {aux['Size']}"}
@@ -413,3 +419,61 @@ def test_docker_py_push_with_an_identity_token(daemon: Daemon, tmp_path: Path) -
             assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
         finally:
             client.close()
+
+
+def test_a_loaded_zstd_layer_goes_up_as_is_in_an_oci_manifest(
+    daemon: Daemon, second: Daemon, registry: Registry, tmp_path: Path
+) -> None:
+    """Schema 2 has no zstd layer type: such an image is pushed with an OCI manifest, its
+    blob unchanged."""
+    import zstandard
+
+    plain = _tar({"z.txt": b"zstd layer\n"})
+    blob = zstandard.ZstdCompressor().compress(plain)
+    layout = tmp_path / "layout"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(plain).hexdigest()}"]},
+    }
+    layer = put(blob)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **put(json.dumps(config).encode()),
+        },
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", **layer}],
+    }
+    ref = f"{registry.host}/zstd/x:1"
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **put(json.dumps(manifest).encode()),
+        "annotations": {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": "1"},
+    }
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    archive = tmp_path / "zstd.tar"
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(archive), "."], check=True)
+    daemon.ctl("load", "-i", str(archive))
+
+    out = _lines(daemon.ctl("push", ref).stdout)
+    assert out[1] == f"{str(layer['digest'])[7:19]}: Pushed"
+    pushed = json.loads(_skopeo(registry, "zstd/x:1", "--raw"))
+    assert pushed["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert pushed["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert pushed["layers"] == [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", **layer}
+    ]
+    second.ctl("pull", ref)
+    assert _image(second, ref)["Id"] == _image(daemon, ref)["Id"]
