@@ -36,9 +36,14 @@ setup(
         Extension(
             "sandbox_native",
             # The Python glue, and the child side (between clone and exec) that does not
-            # include Python.h; spawn.h is the boundary between them.
-            sources=["sandbox_native/sandbox_native.c", "sandbox_native/child.c"],
-            depends=["sandbox_native/spawn.h"],
+            # include Python.h; spawn.h is the boundary between them.  gather.c: the read
+            # loop of a terminal's output (boxd/_ptyout.py).
+            sources=[
+                "sandbox_native/sandbox_native.c",
+                "sandbox_native/child.c",
+                "sandbox_native/gather.c",
+            ],
+            depends=["sandbox_native/spawn.h", "sandbox_native/gather.h"],
             extra_compile_args=CFLAGS,
             # Bound at load: a child that shares our memory must never run the lazy
             # binder (it writes the calling thread's TLS).

@@ -13,7 +13,7 @@ import os
 import sys
 
 from ._args import APPEND, BOOL, ONE, VALUE, Args, Command, Opt
-from ._client import USAGE, Client, CliError, check
+from ._client import USAGE, Client, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -113,11 +113,15 @@ def cmd_build(args: Args) -> int:
         "force_rm": args.force_rm,
         "quiet": args.quiet,
         "platform": args.platform or "",
+        "network": args.network or "",
     }
     buffer = io.BytesIO()
     request["dockerfile"] = _context_tar(args, buffer)
     with Client(args.socket) as client:
-        client.request(request)
+        try:
+            client.request(request)
+        except CliError as exc:  # the request's options, refused before the build
+            raise CliError(str(exc), USAGE) from None
         view = memoryview(buffer.getbuffer())
         for start in range(0, len(view), 1 << 20):
             client.send_bytes(0, bytes(view[start : start + (1 << 20)]))
@@ -127,7 +131,8 @@ def cmd_build(args: Args) -> int:
             frame = client.receive()
             if not isinstance(frame, dict):
                 continue
-            check_build(frame)
+            if frame["type"] == "ErrorResponse":  # the build failed: docker build's 1
+                raise CliError(str(frame.get("message")), 1)
             if frame["type"] == "BuildOutputFrame":
                 sys.stdout.write(frame["stream"])
                 sys.stdout.flush()
@@ -138,13 +143,6 @@ def cmd_build(args: Args) -> int:
     if args.quiet:
         print(built["id"])
     return 0
-
-
-def check_build(frame: dict[str, Any]) -> None:
-    """A build's failure is exit code 1 (docker build's), not 125."""
-    if frame.get("type") == "ErrorResponse" and frame.get("kind") == "build":
-        raise CliError(str(frame.get("message")), 1)
-    check(frame)
 
 
 COMMANDS = (
@@ -164,6 +162,7 @@ COMMANDS = (
             Opt("--rm", kind=BOOL, default=True, help="remove the steps' containers (default)"),
             Opt("--force-rm", help="remove them even after a failed step"),
             Opt("--platform", kind=VALUE, help="os/arch[/variant] of the base images"),
+            Opt("--network", kind=VALUE, help="RUN's network: bridge (default), host, none"),
         ),
         (("context", ONE, "CONTEXT|-"),),
     ),

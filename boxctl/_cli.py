@@ -68,6 +68,10 @@ def _resources(args: Args) -> dict[str, Any]:
             )
         if args.cpus is not None:
             res["cpus"] = _units.parse_cpus(args.cpus)
+        if _runopts_given(args):
+            from . import _limits
+
+            res.update(_limits.resources(args))
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
     if args.cpu_shares is not None:
@@ -77,6 +81,14 @@ def _resources(args: Args) -> dict[str, Any]:
     if args.cpuset_cpus is not None:
         res["cpuset_cpus"] = args.cpuset_cpus
     return res
+
+
+def _runopts_given(args: Args) -> bool:
+    """Whether one of boxctl._runopts' limits was given (``update`` has only LIMITS)."""
+    from . import _runopts
+
+    options = _runopts.LIMITS + _runopts.RUN_LIMITS
+    return any(getattr(args, o.dest, o.default) not in (o.default, []) for o in options)
 
 
 def _is_directory(word: str) -> bool:
@@ -235,6 +247,12 @@ def _run_failure(exc: CliError) -> CliError:
     return exc
 
 
+def _warn(response: dict[str, Any]) -> None:
+    """The options the daemon's host ignores, as the docker CLI shows them."""
+    for warning in response.get("warnings", ()):
+        print(f"WARNING: {warning}", file=sys.stderr)
+
+
 def cmd_create(args: Args) -> int:
     from . import _files
 
@@ -249,6 +267,7 @@ def cmd_create(args: Args) -> int:
     except CliError as exc:
         raise _run_failure(exc) from None
     _files.write_cidfile(cidfile, response["id"])
+    _warn(response)
     print(response["id"])
     return 0
 
@@ -279,6 +298,7 @@ def cmd_run(args: Args) -> int:
         def answered(response: dict[str, Any]) -> None:
             nonlocal created
             created = True
+            _warn(response)
             if cidfile is not None:
                 _files.write_cidfile(cidfile, response["id"])
 
@@ -615,7 +635,7 @@ def cmd_update(args: Args) -> int:
         request["restart"] = _restart(args.restart)
     if not request["resources"] and args.restart is None:
         raise CliError("boxctl update: give at least one limit or --restart", USAGE)
-    return _each(args, lambda ref: call(args.socket, {**request, "container": ref}))
+    return _each(args, lambda ref: _warn(call(args.socket, {**request, "container": ref})))
 
 
 # ---- the command table ----------------------------------------------------------------
@@ -707,10 +727,22 @@ def _run_options() -> tuple[Opt, ...]:
 
     return (
         *RUN_OPTIONS,
+        *_runopts.LIMITS,
+        *_runopts.RUN_LIMITS,
         *_runopts.NETWORK,
         *_runopts.VOLUMES,
         *RUN_OPTIONS_AFTER_VOLUMES,
         *_runopts.HEALTH,
+    )
+
+
+def _update_options() -> tuple[Opt, ...]:
+    from . import _runopts
+
+    return (
+        *RESOURCE_OPTIONS,
+        *_runopts.LIMITS,
+        Opt("--restart", kind=VALUE, help="the new restart policy"),
     )
 
 
@@ -844,7 +876,7 @@ COMMANDS = (
         "update",
         cmd_update,
         "change a container's resource limits or restart policy",
-        (*RESOURCE_OPTIONS, Opt("--restart", kind=VALUE, help="the new restart policy")),
+        _update_options,
         CONTAINERS,
     ),
     Command(

@@ -65,3 +65,33 @@ def given(args: Args, options: tuple[Opt, ...]) -> bool:
     """Whether any of ``options`` was given on the command line (each is at its default,
     or an empty list, otherwise)."""
     return any(getattr(args, o.dest) not in (o.default, []) for o in options)
+
+
+# Docker's other resource options (parsed by boxctl._limits): those `update` takes too,
+# then those only `run` and `create` take.
+LIMITS = (
+    Opt("--memory-reservation", kind=VALUE, metavar="SIZE", help="soft memory limit (e.g. 64m)"),
+    Opt("--kernel-memory", kind=VALUE, metavar="SIZE", help="deprecated: accepted and ignored"),
+    Opt("--cpu-period", kind=INT, metavar="US", help="CFS period in microseconds (1000-1000000)"),
+    Opt("--cpu-quota", kind=INT, metavar="US", help="CFS quota in microseconds per period"),
+    Opt("--cpuset-mems", kind=VALUE, metavar="NODES", help="memory nodes allowed (e.g. 0-1)"),
+    Opt("--cpu-rt-period", kind=INT, metavar="US", help="real-time period in microseconds"),
+    Opt("--cpu-rt-runtime", kind=INT, metavar="US", help="real-time runtime in microseconds"),
+    Opt("--blkio-weight", kind=INT, metavar="W", help="block I/O weight (10-1000, 0: unset)"),
+)
+RUN_LIMITS = (
+    Opt("--memory-swappiness", kind=INT, metavar="N", help="swappiness 0-100 (-1: the host's)"),
+    Opt("--oom-kill-disable", help="disable the OOM killer (with --memory)"),
+    Opt(
+        "--blkio-weight-device",
+        kind=APPEND,
+        metavar="DEV:W",
+        help="block I/O weight of a device (/dev/sda:200)",
+    ),
+    Opt(
+        "--device-read-bps", kind=APPEND, metavar="DEV:RATE", help="read rate limit (/dev/sda:1mb)"
+    ),
+    Opt("--device-write-bps", kind=APPEND, metavar="DEV:RATE", help="write rate limit"),
+    Opt("--device-read-iops", kind=APPEND, metavar="DEV:N", help="read operations per second"),
+    Opt("--device-write-iops", kind=APPEND, metavar="DEV:N", help="write operations per second"),
+)

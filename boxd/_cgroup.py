@@ -85,6 +85,22 @@ class Limits:
     cpu_shares: int | None = None  # v1 shares 2..262144 (v2: shares_to_weight)
     pids_limit: int | None = None  # -1 or 0: unlimited
     cpuset_cpus: str | None = None  # "0-1,3"
+    # Docker's other resource options (see :func:`_more_limits`).
+    memory_reservation: int | None = None  # bytes: v1 soft limit, v2 memory.low
+    memory_swappiness: int | None = None  # 0..100, v1 only
+    oom_kill_disable: bool | None = None  # v1 only
+    cpu_period: int | None = None  # microseconds, with cpu_quota (instead of cpus)
+    cpu_quota: int | None = None  # microseconds per period; -1: no quota
+    cpuset_mems: str | None = None  # memory nodes "0-1"
+    cpu_rt_period: int | None = None  # microseconds, v1 real-time group scheduling
+    cpu_rt_runtime: int | None = None
+    blkio_weight: int | None = None  # 10..1000
+    # ("MAJ:MIN", value) per block device: a weight, bytes or operations per second.
+    blkio_weight_device: tuple[tuple[str, int], ...] | None = None
+    device_read_bps: tuple[tuple[str, int], ...] | None = None
+    device_write_bps: tuple[tuple[str, int], ...] | None = None
+    device_read_iops: tuple[tuple[str, int], ...] | None = None
+    device_write_iops: tuple[tuple[str, int], ...] | None = None
 
 
 @frozen
@@ -209,6 +225,25 @@ def _write(path: str, value: str) -> None:
             os.close(fd)
     except OSError as exc:
         raise CgroupError(exc.errno, f"cannot write {value!r} to {path}: {exc.strerror}") from None
+
+
+def _write_each(path: str, values: Sequence[str]) -> None:
+    """:func:`_write` of each value in turn, through one open of the file: the kernel takes
+    each write as a value of its own (v1 ``devices.allow``: one rule per write)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise CgroupError(exc.errno, f"cannot open {path}: {exc.strerror}") from None
+    try:
+        for value in values:
+            try:
+                os.write(fd, value.encode())
+            except OSError as exc:
+                raise CgroupError(
+                    exc.errno, f"cannot write {value!r} to {path}: {exc.strerror}"
+                ) from None
+    finally:
+        os.close(fd)
 
 
 def _mkdir(path: str) -> None:
@@ -480,20 +515,94 @@ class CgroupHost:
                     f"invalid --cpuset-cpus {limits.cpuset_cpus!r}: CPU {min(extra)} is not "
                     f"online (online: {_cpu_list(online)})"
                 )
+        _validate_more(limits, self._prefix)
         self._check_available(limits)
+        self._check_rt(limits)
 
     def _check_available(self, limits: Limits) -> None:
         needs = {
-            "memory": limits.memory is not None or limits.memory_swap is not None,
-            "cpu": limits.cpus is not None or limits.cpu_shares is not None,
-            "cpuset": limits.cpuset_cpus is not None,
+            "memory": limits.memory is not None
+            or limits.memory_swap is not None
+            or limits.memory_reservation is not None,
+            "cpu": limits.cpus is not None
+            or limits.cpu_shares is not None
+            or limits.cpu_quota is not None
+            or limits.cpu_period is not None,
+            "cpuset": limits.cpuset_cpus is not None or limits.cpuset_mems is not None,
             "pids": limits.pids_limit is not None and limits.pids_limit > 0,
+            "blkio": any(getattr(limits, f) for f in _THROTTLES),
         }
         have = self.controllers()
         for controller, needed in needs.items():
+            if controller == "blkio" and "io" in have:
+                continue
             if needed and controller not in have:
                 why = self.unavailable.get(controller, "no hierarchy of this host has it")
                 raise ValueError(f"the {controller} controller is unavailable: {why}")
+
+    def _cpu_v1_start(self) -> str | None:
+        """Our own cgroup (or the mount point) in the v1 hierarchy of cpu, if cpu is there."""
+        h = next((h for h in self.hierarchies if "cpu" in h.controllers), None)
+        return h.start if h is not None and h.version == 1 else None
+
+    def _check_rt(self, limits: Limits) -> None:
+        """Real-time group scheduling exists only on v1, in a kernel built with it."""
+        for option, value in (
+            ("--cpu-rt-period", limits.cpu_rt_period),
+            ("--cpu-rt-runtime", limits.cpu_rt_runtime),
+        ):
+            start = self._cpu_v1_start()
+            if value is not None and (
+                start is None or not os.path.exists(f"{start}/cpu.rt_runtime_us")
+            ):
+                raise ValueError(
+                    f"invalid {option} {value}: this kernel has no real-time group scheduling "
+                    "(no cpu.rt_runtime_us in the cpu cgroup; cgroup v2 has none)"
+                )
+
+    def ignored(self, limits: Limits) -> tuple[dict[str, str], list[str]]:
+        """What Docker accepts but a host like this one cannot apply: {field of
+        :class:`Limits`: why} (Docker drops those with a warning; an OCI runtime refuses
+        them), and warnings about limits that do apply."""
+        drop: dict[str, str] = {}
+        notes: list[str] = []
+        have = self.controllers()
+        mem_v1 = have.get("memory") == "v1"
+        if limits.memory_swappiness is not None and not mem_v1:
+            drop["memory_swappiness"] = "this host's memory cgroup (v2) has no swappiness"
+        if limits.oom_kill_disable and not mem_v1:
+            drop["oom_kill_disable"] = (
+                "this host's memory cgroup (v2) cannot turn the OOM killer off"
+            )
+        elif limits.oom_kill_disable and limits.memory is None:
+            notes.append(
+                "the OOM killer is disabled for the container but no --memory limit is set: "
+                "it may exhaust the host's memory"
+            )
+        if limits.blkio_weight is not None or limits.blkio_weight_device is not None:
+            where = self._blkio_start()
+            if where is None or _weight_file(*where) is None:
+                why = (
+                    "this host's block I/O cgroup has no weight file (the disks' I/O "
+                    "schedulers have no proportional weight: neither CFQ nor BFQ)"
+                )
+                if limits.blkio_weight is not None:
+                    drop["blkio_weight"] = why
+                if limits.blkio_weight_device is not None:
+                    drop["blkio_weight_device"] = why
+        return drop, notes
+
+    def _blkio_start(self) -> tuple[str, int] | None:
+        """A cgroup of the block I/O hierarchy that shows its interface files (our own
+        v1 cgroup or mount point; on v2 the first non-root cgroup down to the base)."""
+        for h in self.hierarchies:
+            if h.version == 1 and "blkio" in h.controllers:
+                return h.start, 1
+            if h.version == 2 and "io" in h.controllers:
+                dirs = h.chain()[1:] if h.start_is_root else h.chain()
+                found = [d for d in dirs if os.path.isdir(d)]
+                return (found[0], 2) if found else None
+        return None
 
     def _prepare(self, h: Hierarchy) -> None:
         """Make the directories down to ``h.base``; on v2 enable our controllers in each
@@ -576,8 +685,7 @@ class CgroupHost:
                     _copy_cpuset(d)
                 if h.version == 1 and "devices" in h.controllers:
                     _write(f"{d}/devices.deny", "a")
-                    for rule in allowed:
-                        _write(f"{d}/devices.allow", str(rule))
+                    _write_each(f"{d}/devices.allow", [str(rule) for rule in allowed])
                 if h.version == 2 and not v1_devices:
                     _restrict_devices(d, allowed)
                 yield None
@@ -760,6 +868,7 @@ class Cgroup:
             cpuset = self._dir("cpuset")
             if cpuset is not None and limits.cpuset_cpus is not None:
                 put(f"{cpuset[0]}/cpuset.cpus", limits.cpuset_cpus)
+            _more_limits(self, limits, put)
         except BaseException:
             for path, old in reversed(undo):
                 with contextlib.suppress(OSError):
@@ -1123,3 +1232,209 @@ def _v2_memory(d: str, limits: Limits, put: Put, *, new: bool = False) -> None:
                 raise ValueError(f"invalid --memory-swap {limits.memory_swap}: it needs --memory")
             memory = int(raw)
         put(swap_max, str(max(0, limits.memory_swap - memory)))
+
+
+_THROTTLES = ("device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops")
+_V1_THROTTLE = {
+    "device_read_bps": "read_bps_device",
+    "device_write_bps": "write_bps_device",
+    "device_read_iops": "read_iops_device",
+    "device_write_iops": "write_iops_device",
+}
+_V2_THROTTLE = {
+    "device_read_bps": "rbps",
+    "device_write_bps": "wbps",
+    "device_read_iops": "riops",
+    "device_write_iops": "wiops",
+}
+
+
+def _validate_more(limits: Limits, prefix: str) -> None:
+    """The ranges of Docker's other resource options (:class:`Limits`)."""
+    reservation = limits.memory_reservation
+    if reservation is not None:
+        if reservation < MIN_MEMORY:
+            raise ValueError(
+                f"invalid --memory-reservation {reservation}: the minimum is 6m ({MIN_MEMORY})"
+            )
+        if limits.memory is not None and reservation > limits.memory:
+            raise ValueError(
+                f"invalid --memory-reservation {reservation}: it must not exceed "
+                f"--memory {limits.memory}"
+            )
+    swappiness = limits.memory_swappiness
+    if swappiness is not None and not 0 <= swappiness <= 100:
+        raise ValueError(f"invalid --memory-swappiness {swappiness}: use 0 to 100 (-1: unset)")
+    if limits.cpus is not None and (limits.cpu_quota is not None or limits.cpu_period is not None):
+        raise ValueError(
+            f"invalid --cpus {limits.cpus:g}: it cannot be combined with --cpu-period or "
+            "--cpu-quota (it sets both)"
+        )
+    if limits.cpu_period is not None and not 1000 <= limits.cpu_period <= 1_000_000:
+        raise ValueError(
+            f"invalid --cpu-period {limits.cpu_period}: use 1000 to 1000000 microseconds"
+        )
+    quota = limits.cpu_quota
+    if quota is not None and quota != -1 and quota < 1000:
+        raise ValueError(
+            f"invalid --cpu-quota {quota}: use at least 1000 microseconds (-1: no quota)"
+        )
+    if limits.cpuset_mems is not None:
+        try:
+            online = parse_cpu_list(_read(prefix + "/sys/devices/system/node/online"))
+        except FileNotFoundError:  # a kernel without NUMA: node 0 alone
+            online = {0}
+        try:
+            extra = parse_cpu_list(limits.cpuset_mems) - online
+        except ValueError:
+            raise ValueError(
+                f"invalid --cpuset-mems {limits.cpuset_mems!r}: use e.g. 0-1,3"
+            ) from None
+        if extra:
+            raise ValueError(
+                f"invalid --cpuset-mems {limits.cpuset_mems!r}: memory node {min(extra)} is "
+                f"not online (online: {_cpu_list(online)})"
+            )
+    period, runtime = limits.cpu_rt_period, limits.cpu_rt_runtime
+    if period is not None and not 1 <= period <= 1_000_000:
+        raise ValueError(f"invalid --cpu-rt-period {period}: use 1 to 1000000 microseconds")
+    if runtime is not None:
+        if runtime < 0 and runtime != -1:
+            raise ValueError(f"invalid --cpu-rt-runtime {runtime}: use 0 or more microseconds")
+        if period is not None and runtime > period:
+            raise ValueError(
+                f"invalid --cpu-rt-runtime {runtime}: it must not exceed --cpu-rt-period {period}"
+            )
+    weight = limits.blkio_weight
+    if weight is not None and not 10 <= weight <= 1000:
+        raise ValueError(f"invalid --blkio-weight {weight}: use 10 to 1000 (0: unset)")
+    for device, w in limits.blkio_weight_device or ():
+        if not 10 <= w <= 1000:
+            raise ValueError(
+                f"invalid --blkio-weight-device {device}:{w}: use a weight of 10 to 1000"
+            )
+    for field in _THROTTLES:
+        for device, rate in getattr(limits, field) or ():
+            if rate < 0:
+                option = "--" + field.replace("_", "-")
+                raise ValueError(f"invalid {option} {device}:{rate}: the rate must not be negative")
+
+
+def _weight_file(d: str, version: int) -> str | None:
+    """The proportional weight file of a block I/O cgroup: the BFQ one where BFQ is the
+    kernel's (and CFQ's on old v1 kernels), else v2's io.weight; None: no weight here."""
+    names = ("blkio.weight", "blkio.bfq.weight") if version == 1 else ("io.bfq.weight", "io.weight")
+    return next((n for n in names if os.path.exists(f"{d}/{n}")), None)
+
+
+def _v2_io_weight(name: str, weight: int) -> int:
+    """Docker's 10..1000 weight as the file takes it: BFQ's 1..1000 as is, io.weight's
+    1..10000 scaled linearly (10 -> 1, 1000 -> 10000), as runc and crun do."""
+    return weight if "bfq" in name else 1 + (weight - 10) * 9999 // 990
+
+
+def _more_limits(cg: Cgroup, limits: Limits, put: Put) -> None:
+    """Write Docker's other resource options (after the basic ones of Cgroup.update)."""
+    mem = cg._dir("memory")
+    if mem is not None:
+        d, v = mem
+        if limits.memory_reservation is not None:
+            file = "memory.soft_limit_in_bytes" if v == 1 else "memory.low"
+            put(f"{d}/{file}", str(limits.memory_reservation))
+        if v == 1 and limits.memory_swappiness is not None:
+            put(f"{d}/memory.swappiness", str(limits.memory_swappiness))
+        if v == 1 and limits.oom_kill_disable is not None:
+            put(f"{d}/memory.oom_control", "1" if limits.oom_kill_disable else "0")
+    cpu = cg._dir("cpu")
+    if cpu is not None and (limits.cpu_period is not None or limits.cpu_quota is not None):
+        d, v = cpu
+        if v == 1:
+            if limits.cpu_period is not None:
+                put(f"{d}/cpu.cfs_period_us", str(limits.cpu_period))
+            if limits.cpu_quota is not None:
+                put(f"{d}/cpu.cfs_quota_us", str(limits.cpu_quota))
+        else:
+            old_quota, _, old_period = _read_opt(f"{d}/cpu.max").strip().partition(" ")
+            quota = limits.cpu_quota
+            period = limits.cpu_period or int(old_period or CPU_PERIOD)
+            text = (old_quota or "max") if quota is None else ("max" if quota == -1 else str(quota))
+            put(f"{d}/cpu.max", f"{text} {period}")
+    if cpu is not None and cpu[1] == 1:
+        try:
+            if limits.cpu_rt_period is not None:
+                put(f"{cpu[0]}/cpu.rt_period_us", str(limits.cpu_rt_period))
+            if limits.cpu_rt_runtime is not None:
+                if limits.cpu_rt_runtime > 0:
+                    _rt_budget(cg, cpu[0], limits.cpu_rt_runtime, put)
+                put(f"{cpu[0]}/cpu.rt_runtime_us", str(limits.cpu_rt_runtime))
+        except CgroupError as exc:
+            option, value = (
+                ("--cpu-rt-runtime", limits.cpu_rt_runtime)
+                if limits.cpu_rt_runtime is not None
+                else ("--cpu-rt-period", limits.cpu_rt_period)
+            )
+            raise ValueError(
+                f"invalid {option} {value}: the kernel refuses it ({exc.strerror}): more "
+                "real-time runtime per period than the cgroups above the container can give"
+            ) from None
+    cpuset = cg._dir("cpuset")
+    if cpuset is not None and limits.cpuset_mems is not None:
+        put(f"{cpuset[0]}/cpuset.mems", limits.cpuset_mems)
+    blk = cg._dir("blkio") or cg._dir("io")
+    if blk is None:
+        return
+    d, v = blk
+    weight_file = _weight_file(d, v)
+    if weight_file is not None:
+        if limits.blkio_weight is not None:
+            w = limits.blkio_weight
+            put(f"{d}/{weight_file}", str(w if v == 1 else _v2_io_weight(weight_file, w)))
+        for device, w in limits.blkio_weight_device or ():
+            if v == 2:
+                w = _v2_io_weight(weight_file, w)
+            put(f"{d}/{weight_file}_device" if v == 1 else f"{d}/{weight_file}", f"{device} {w}")
+    if v == 1:
+        for field, name in _V1_THROTTLE.items():
+            for device, rate in getattr(limits, field) or ():
+                put(f"{d}/blkio.throttle.{name}", f"{device} {rate}")
+        return
+    per_device: dict[str, list[str]] = {}
+    for field, key in _V2_THROTTLE.items():
+        for device, rate in getattr(limits, field) or ():
+            per_device.setdefault(device, []).append(f"{key}={rate or 'max'}")
+    for device, keys in per_device.items():
+        put(f"{d}/io.max", f"{device} {' '.join(keys)}")
+
+
+def _rt_budget(cg: Cgroup, d: str, runtime: int, put: Put) -> None:
+    """A v1 cgroup may take real-time runtime only out of its parent's (runtime per
+    period, summed over the parent's children): raise that of the directories boxd made
+    above ``d`` (never a root's, nor one it did not make) to hold what their other
+    children take plus ``runtime``.  The kernel refuses (EINVAL) what the cgroups above
+    cannot give."""
+
+    def number(path: str) -> int:
+        return int(_read_opt(path).strip() or 0)
+
+    parent = os.path.dirname(d)
+    made = cg._host._made
+    chain = []
+    while parent in made:
+        chain.append(parent)
+        parent = os.path.dirname(parent)
+    needs = []
+    # (runtime, period) the cgroup below the current one needs: first the container.
+    need, period, below = runtime, number(f"{d}/cpu.rt_period_us") or 1_000_000, d
+    for p in chain:
+        own_period = number(f"{p}/cpu.rt_period_us") or 1_000_000
+        share = need / period + sum(
+            max(number(f"{e.path}/cpu.rt_runtime_us"), 0)
+            / (number(f"{e.path}/cpu.rt_period_us") or 1_000_000)
+            for e in os.scandir(p)
+            if e.is_dir() and e.path != below
+        )
+        need, period, below = math.ceil(share * own_period), own_period, p
+        needs.append((p, need))
+    for p, need in reversed(needs):
+        if number(f"{p}/cpu.rt_runtime_us") < need:
+            put(f"{p}/cpu.rt_runtime_us", str(need))

@@ -12,10 +12,8 @@ from typing import Any
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
-from ._diff import Change
-from ._events import Event
 from ._listing import ContainerBrief
-from ._records import Container, ContainerConfig, Resources, RestartPolicy
+from ._records import Container, ContainerConfig
 
 # ---- requests -------------------------------------------------------------------------
 
@@ -134,19 +132,6 @@ class LogsRequest:
 
 
 @attrs.frozen
-class UpdateRequest:
-    container: str
-    resources: Resources  # the limits given; None fields keep their values
-    restart: RestartPolicy | None = None
-
-
-@attrs.frozen
-class StatsRequest:
-    containers: tuple[str, ...] = ()
-    stream: bool = False
-
-
-@attrs.frozen
 class ExecRequest:
     container: str
     command: tuple[str, ...]
@@ -158,40 +143,6 @@ class ExecRequest:
     privileged: bool = False
     # Answered with an OkResponse once the process runs; no stream, the output is dropped.
     detach: bool = False
-
-
-@attrs.frozen
-class RenameRequest:
-    container: str
-    name: str
-
-
-@attrs.frozen
-class TopRequest:
-    container: str
-    ps_args: tuple[str, ...] = ()  # options of the host's ps; none: -ef
-
-
-@attrs.frozen
-class DiffRequest:
-    container: str
-
-
-@attrs.frozen
-class EventsRequest:
-    """Kept events from ``since`` (none when None), then new ones as they happen, until
-    ``until`` (Unix times); each an EventFrame, then an EndFrame at ``until``."""
-
-    since: float | None = None
-    until: float | None = None
-
-
-@attrs.frozen
-class PruneRequest:
-    """Remove every container at rest that the filters select (Docker's ``until``,
-    ``label``, ``label!``: see :mod:`boxd._prune`); answered with a PruneResponse."""
-
-    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 # ---- client frames during a stream ----------------------------------------------------
@@ -260,28 +211,7 @@ class InfoResponse:
 class CreateResponse:
     id: str
     name: str
-
-
-@attrs.frozen
-class TopResponse:
-    titles: tuple[str, ...]
-    processes: tuple[tuple[str, ...], ...]
-
-
-@attrs.frozen
-class DiffResponse:
-    changes: tuple[Change, ...]
-
-
-@attrs.frozen
-class EventFrame:
-    event: Event
-
-
-@attrs.frozen
-class PruneResponse:
-    removed: tuple[str, ...]  # ids
-    reclaimed: int  # bytes of files the removed containers held
+    warnings: tuple[str, ...] = ()  # options this host ignores (see Supervisor.limit_warnings)
 
 
 @attrs.frozen
@@ -299,11 +229,6 @@ class InspectResponse:
 @attrs.frozen
 class WaitResponse:
     exit_code: int
-
-
-@attrs.frozen
-class StatsFrame:
-    stats: tuple[dict[str, Any], ...]
 
 
 @attrs.frozen
@@ -335,14 +260,7 @@ REQUESTS: dict[str, type[Any]] = {
         InspectRequest,
         WaitRequest,
         LogsRequest,
-        UpdateRequest,
-        StatsRequest,
         ExecRequest,
-        RenameRequest,
-        PruneRequest,
-        TopRequest,
-        DiffRequest,
-        EventsRequest,
     )
 }  # and those of the verbs in boxd._verbareas, added by the server as it loads them
 CLIENT_FRAMES: dict[str, type[Any]] = {

@@ -129,6 +129,16 @@ class Ulimit:
 
 
 @attrs.frozen
+class DeviceRate:
+    """A block device's limit (``--device-read-bps /dev/sda:1mb``, ``--blkio-weight-device
+    /dev/sda:200``): the device's path on the host, and bytes or operations per second, or
+    a weight (see :mod:`boxd._resources`)."""
+
+    path: str
+    rate: int
+
+
+@attrs.frozen
 class Resources:
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # bytes of memory + swap; -1 unlimited
@@ -136,6 +146,22 @@ class Resources:
     cpu_shares: int | None = None
     pids_limit: int | None = None
     cpuset_cpus: str | None = None
+    # Docker's other options, with the meaning of boxd._cgroup.Limits' fields of the same
+    # names (None: not set; see boxd._resources).
+    memory_reservation: int | None = None
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_mems: str | None = None
+    cpu_rt_period: int | None = None
+    cpu_rt_runtime: int | None = None
+    blkio_weight: int | None = None
+    blkio_weight_device: tuple[DeviceRate, ...] | None = None
+    device_read_bps: tuple[DeviceRate, ...] | None = None
+    device_write_bps: tuple[DeviceRate, ...] | None = None
+    device_read_iops: tuple[DeviceRate, ...] | None = None
+    device_write_iops: tuple[DeviceRate, ...] | None = None
 
 
 @attrs.frozen
@@ -293,6 +319,12 @@ OPTIONS = {
     "resources.cpu_shares": "--cpu-shares",
     "resources.pids_limit": "--pids-limit",
     "resources.cpuset_cpus": "--cpuset-cpus",
+    "resources.memory_reservation": "--memory-reservation",
+    "resources.memory_swappiness": "--memory-swappiness",
+    "resources.cpu_period": "--cpu-period",
+    "resources.cpu_quota": "--cpu-quota",
+    "resources.cpuset_mems": "--cpuset-mems",
+    "resources.blkio_weight": "--blkio-weight",
     "restart": "--restart",
     "stop_signal": "--stop-signal",
     "stop_timeout": "--stop-timeout",

@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _nss, _prune, _top, _verbareas, protocol
+from . import __version__, _logs, _nss, _verbareas, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
 from ._images.registry import RegistryError
@@ -37,12 +37,8 @@ from ._messages import (
     CreateRequest,
     CreateResponse,
     DetachFrame,
-    DiffRequest,
-    DiffResponse,
     EndFrame,
     ErrorResponse,
-    EventFrame,
-    EventsRequest,
     ExecRequest,
     ExitFrame,
     InfoRequest,
@@ -54,22 +50,14 @@ from ._messages import (
     LogsRequest,
     OkResponse,
     PauseRequest,
-    PruneRequest,
-    PruneResponse,
     RemoveRequest,
-    RenameRequest,
     ResizeFrame,
     RestartRequest,
     RunRequest,
     SignalFrame,
     StartRequest,
-    StatsFrame,
-    StatsRequest,
     StopRequest,
-    TopRequest,
-    TopResponse,
     UnpauseRequest,
-    UpdateRequest,
     VersionRequest,
     VersionResponse,
     WaitRequest,
@@ -90,7 +78,6 @@ API_VERSION = 1
 FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has connected
 READ_TIMEOUT = 30.0  # for a later request on a kept connection to arrive whole
 MAX_WAITING = 128  # connections waiting for a request (see _idle); busy ones are not capped
-STATS_INTERVAL = 1.0  # seconds between stats frames
 STDIN_CHUNK = 65536
 
 
@@ -137,8 +124,6 @@ def _streams(request: object, areas: tuple[type[Any], ...]) -> bool:
         AttachRequest,
         ExecRequest,
         LogsRequest,
-        StatsRequest,
-        EventsRequest,
         *areas,
     )
     return isinstance(request, streams)
@@ -206,14 +191,7 @@ class Server:
             InspectRequest: self._inspect,
             WaitRequest: self._wait,
             LogsRequest: self._read_logs,
-            UpdateRequest: self._update,
             ExecRequest: self._exec,
-            StatsRequest: self._stats,
-            RenameRequest: self._rename,
-            TopRequest: self._top,
-            DiffRequest: self._diff,
-            EventsRequest: self._events,
-            PruneRequest: self._prune,
         }
         # The verbs of boxd._verbareas, added as their first request loads them.
         self._requests = dict(REQUESTS)
@@ -314,7 +292,8 @@ class Server:
 
     async def _create(self, conn: Connection, req: CreateRequest) -> None:
         c = await self.sup.create(req.config, req.name)
-        await conn.send(CreateResponse(id=c.id, name=c.name))
+        warnings = tuple(self.sup.limit_warnings(req.config.resources))
+        await conn.send(CreateResponse(id=c.id, name=c.name, warnings=warnings))
 
     async def _stop(self, conn: Connection, req: StopRequest) -> None:
         await self.sup.stop(req.container, req.timeout)
@@ -360,25 +339,6 @@ class Server:
     async def _wait(self, conn: Connection, req: WaitRequest) -> None:
         await conn.send(WaitResponse(exit_code=await self.sup.wait(req.container)))
 
-    async def _update(self, conn: Connection, req: UpdateRequest) -> None:
-        await self.sup.update(req.container, req.resources, req.restart)
-        await conn.send(OkResponse())
-
-    async def _rename(self, conn: Connection, req: RenameRequest) -> None:
-        await self.sup.rename(req.container, req.name)
-        await conn.send(OkResponse())
-
-    async def _top(self, conn: Connection, req: TopRequest) -> None:
-        titles, rows = await _top.top(self.sup.processes(req.container), req.ps_args)
-        await conn.send(TopResponse(titles=tuple(titles), processes=tuple(tuple(r) for r in rows)))
-
-    async def _diff(self, conn: Connection, req: DiffRequest) -> None:
-        await conn.send(DiffResponse(changes=tuple(await self.sup.diff(req.container))))
-
-    async def _prune(self, conn: Connection, req: PruneRequest) -> None:
-        removed, reclaimed = await self.sup.prune(_prune.parse(req.filters, time.time()))
-        await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
-
     # ---- streams --------------------------------------------------------------------
 
     async def _start(self, conn: Connection, req: StartRequest) -> None:
@@ -398,7 +358,8 @@ class Server:
             output, run = await self.sup.start_attached(c.id)
         else:
             await self.sup.start(c.id)
-        await conn.send(CreateResponse(id=c.id, name=c.name))
+        warnings = tuple(self.sup.limit_warnings(req.config.resources))
+        await conn.send(CreateResponse(id=c.id, name=c.name, warnings=warnings))
         if req.attach:
             await self._foreground(conn, run, output, stdin=req.stdin)
 
@@ -425,59 +386,6 @@ class Server:
         output = run.output.subscribe()
         await conn.send(answer)
         await _stream(conn, run, output, stdin=answer.stdin)
-
-    async def _stats(self, conn: Connection, req: StatsRequest) -> None:
-        """CPU percentages need two samples: the first frame comes after one interval."""
-        previous = {
-            c.id: (s.cpu_total_ns, trio.current_time()) for c, s in self.sup.sample(req.containers)
-        }
-        await conn.send(OkResponse())
-        while True:
-            await trio.sleep(STATS_INTERVAL if req.stream else STATS_INTERVAL / 2)
-            now = trio.current_time()
-            rows = []
-            for c, s in self.sup.sample(req.containers):
-                before, then = previous.get(c.id, (s.cpu_total_ns, now))
-                elapsed = max(now - then, 1e-9)
-                previous[c.id] = (s.cpu_total_ns, now)
-                rows.append(
-                    {
-                        "id": c.id,
-                        "name": c.name,
-                        "cpu_percent": round(100 * (s.cpu_total_ns - before) / 1e9 / elapsed, 2),
-                        "memory_usage": s.memory_usage,
-                        "memory_limit": s.memory_limit,
-                        "pids": s.pids,
-                        "block_read": s.io_read_bytes,
-                        "block_write": s.io_write_bytes,
-                    }
-                )
-            await conn.send(StatsFrame(stats=tuple(rows)))
-            if not req.stream:
-                await conn.send(EndFrame())
-                return
-
-    async def _events(self, conn: Connection, req: EventsRequest) -> None:
-        """The kept events in [since, until], then new ones until ``until``; a follower
-        that hangs up ends its stream at once, not at the next event."""
-        history, channel = self.sup.events.subscribe()
-        await conn.send(OkResponse())
-        until_ns = math.inf if req.until is None else req.until * 1e9
-        with channel:
-            if req.since is not None or req.until is not None:
-                since_ns = (req.since or 0) * 1e9
-                for event in history:
-                    if since_ns <= event.time_ns <= until_ns:
-                        await conn.send(EventFrame(event=event))
-            # The clock the events carry is the wall clock; trio's deadline is another.
-            deadline = trio.current_time() + (until_ns / 1e9 - time.time())
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_cancel_when_closed, conn, nursery.cancel_scope)
-                with trio.move_on_at(deadline):
-                    async for event in channel:
-                        await conn.send(EventFrame(event=event))
-                nursery.cancel_scope.cancel(reason="until reached")
-        await conn.send(EndFrame())
 
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
         if req.detach:
@@ -548,7 +456,7 @@ class Server:
             await conn.send_bytes(stream_id, formatter.format(entry))
 
 
-async def _cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None:
+async def cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None:
     """Cancel ``scope`` when the client hangs up (it sends nothing more on this stream)."""
     with contextlib.suppress(_Closed, protocol.ProtocolError):
         while await conn.receive() is not None:

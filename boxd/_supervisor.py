@@ -28,8 +28,20 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from . import _copyroot, _devicemap, _diff, _lifecycle, _live, _logs, _nsmodes, _plan, _shim, _trim
-from ._cgroup import Cgroup, CgroupHost, Limits, Stats, parse_cpu_list
+from . import (
+    _copyroot,
+    _devicemap,
+    _diff,
+    _lifecycle,
+    _live,
+    _logs,
+    _nsmodes,
+    _plan,
+    _resources,
+    _shim,
+    _trim,
+)
+from ._cgroup import CPU_PERIOD, Cgroup, CgroupHost, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
 from ._healthcheck import active as active_healthcheck
@@ -128,15 +140,11 @@ class _Entry:
         return self.container.state.status
 
 
-def _limits(resources: Resources) -> Limits:
-    return Limits(
-        memory=resources.memory,
-        memory_swap=resources.memory_swap,
-        cpus=resources.cpus,
-        cpu_shares=resources.cpu_shares,
-        pids_limit=resources.pids_limit,
-        cpuset_cpus=resources.cpuset_cpus,
-    )
+def _quota_cpus(res: Resources) -> float | None:
+    """The CPUs --cpu-quota and --cpu-period allow (None: no quota)."""
+    if res.cpu_quota is None or res.cpu_quota <= 0:
+        return None
+    return res.cpu_quota / (res.cpu_period or CPU_PERIOD)
 
 
 class _Relay(trio.TaskStatus[Run]):
@@ -298,7 +306,7 @@ class Supervisor:
             swap_usage=memory.swap_usage,
             memory_stat=memory.stat,
             cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
-            cpu_quota=res.cpus,
+            cpu_quota=res.cpus or _quota_cpus(res),
             started_at=c.state.started_at or time.time(),
             cpu_usage_ns=(stats.cpu_user_ns, stats.cpu_system_ns),
         )
@@ -397,7 +405,10 @@ class Supervisor:
         cid = new_id()
         if config.image.startswith("/"):
             config = attrs.evolve(config, image=image.name)
-        self.cgroups.validate(_limits(config.resources))
+        resources, warnings = _resources.settle(config.resources, self.cgroups)
+        for warning in warnings:
+            log.warning("%s: %s", name or cid[:12], warning)
+        config = attrs.evolve(config, resources=resources)
         _check_volume_sources(config)
         _devicemap.check_hosts(config.devices)
         self.networks.check(config.network)
@@ -687,7 +698,9 @@ class Supervisor:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 assert read is not None  # made for a new process
                 devices, device_rules = read.devices, read.device_rules
-                steps = self.cgroups.creation(c.id, _limits(c.config.resources), device_rules)
+                steps = self.cgroups.creation(
+                    c.id, _resources.limits(c.config.resources), device_rules
+                )
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
@@ -740,6 +753,9 @@ class Supervisor:
                     # Raised after the nursery closes, so the caller sees it bare.
                     failure = exc
                 else:
+                    # What the start looked up and read in its root (stat results by
+                    # path, /etc/passwd and /etc/group): not kept while the container runs.
+                    read = None
                     entry.run = run
                     st.pid = run.pid
                     st.pid_start_time = start_time_of(run.pid) or st.pid_start_time
@@ -1211,6 +1227,11 @@ class Supervisor:
                 raise  # the caller of exec_detached is told
             log.exception("%s: detached exec of %s failed", ref, command[0])
 
+    def limit_warnings(self, resources: Resources) -> builtins.list[str]:
+        """What a user is told about ``resources`` (checked already by create or update):
+        the options this host ignores, as Docker warns of them."""
+        return _resources.warnings(*self.cgroups.ignored(_resources.limits(resources)))
+
     async def update(
         self, ref: str, changes: Resources, restart: RestartPolicy | None = None
     ) -> Container:
@@ -1220,10 +1241,12 @@ class Supervisor:
         running container's cgroup and recorded."""
         entry = self._lookup(ref)
         c = entry.container
-        given = {k: v for k, v in attrs.asdict(changes, recurse=False).items() if v is not None}
-        resources = attrs.evolve(c.config.resources, **given)
-        limits = _limits(resources)
-        self.cgroups.validate(limits)
+        resources, warnings = _resources.settle(
+            _resources.merged(c.config.resources, changes), self.cgroups
+        )
+        for warning in warnings:
+            log.warning("%s: %s", c.name, warning)
+        limits = _resources.limits(resources)
         _lifecycle.check_update(c.name, entry.phase)
         config = attrs.evolve(
             c.config, resources=resources, restart=c.config.restart if restart is None else restart

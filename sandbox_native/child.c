@@ -374,9 +374,12 @@ static void wait_for_links(const struct plan *p)
  * RESOLVE_IN_ROOT resolves it with the container's root as "/", so ".." and absolute
  * symlinks stop at that root, and the step acts on the fd it got (through its
  * /proc/self/fd link, which names exactly that mount and dentry) or on the parent
- * directory's fd.  The root is opened anew for each step, so a step sees the mounts
- * made before it (the first step mounts the root overlay itself on the empty rootfs).
- * Every helper below returns -errno on failure. */
+ * directory's fd.  A step sees the mounts made before it: a lookup from the root's fd
+ * enters every mount made below the root since, but not one made on the root's own
+ * directory (the first step mounts the root overlay itself on the empty rootfs; a
+ * read-only root is bound onto itself), so the root's fd is held across steps (struct
+ * root) and opened again after a step that mounted on it.  Every helper below returns
+ * -errno on failure. */
 
 struct fd_link {
     char path[32];
@@ -399,10 +402,57 @@ static const char *fd_link(struct fd_link *l, int fd)
     return l->path;
 }
 
-/* Open container path `path` (absolute) inside the root. */
-static int open_in_root(const struct plan *p, const char *path, int flags)
+/* The container's root for the mount table's lookups: opened at the first step that needs
+ * it, then held (one open of the host path per table, not two calls more per step), with
+ * its mount id and inode, by which a step that mounts on it is told (forget_if_root).
+ * Opened again after a chdir step too (the rootfs path may be relative). */
+struct root {
+    int fd; /* -1: not open */
+    int known; /* st holds the root's mount id and inode */
+    struct statx st;
+};
+
+#define ROOT_IDENTITY (STATX_INO | STATX_MNT_ID)
+
+static long root_fd(const struct plan *p, struct root *r)
 {
-    int root = (int)RAW(openat, AT_FDCWD, p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (r->fd >= 0)
+        return r->fd;
+    long fd = RAW(openat, AT_FDCWD, p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return fd;
+    r->known = RAW(statx, fd, "", AT_EMPTY_PATH, ROOT_IDENTITY, &r->st) == 0 &&
+               (r->st.stx_mask & ROOT_IDENTITY) == ROOT_IDENTITY;
+    r->fd = (int)fd;
+    return fd;
+}
+
+static void forget_root(struct root *r)
+{
+    if (r->fd >= 0)
+        RAW(close, r->fd);
+    r->fd = -1;
+}
+
+/* Before a step mounts on `fd` (a path opened inside the root): if that is the root's own
+ * directory, the next step opens the root again, so that it starts on the new mount.
+ * Unknown (a kernel without the mount id in statx): opened again after every such step.
+ * Returns statx's result for `fd` in *st (with its type: what mask() needs), or -errno. */
+static long forget_if_root(struct root *r, int fd, struct statx *st)
+{
+    long rc = RAW(statx, fd, "", AT_EMPTY_PATH, ROOT_IDENTITY | STATX_TYPE, st);
+    if (rc == 0 && r->known && (st->stx_mask & ROOT_IDENTITY) == ROOT_IDENTITY &&
+        (st->stx_mnt_id != r->st.stx_mnt_id || st->stx_ino != r->st.stx_ino ||
+         st->stx_dev_major != r->st.stx_dev_major || st->stx_dev_minor != r->st.stx_dev_minor))
+        return 0;
+    forget_root(r);
+    return rc;
+}
+
+/* Open container path `path` (absolute) inside the root. */
+static int open_in_root(const struct plan *p, struct root *r, const char *path, int flags)
+{
+    int root = (int)root_fd(p, r);
     if (root < 0)
         return root;
     while (*path == '/')
@@ -416,13 +466,12 @@ static int open_in_root(const struct plan *p, const char *path, int flags)
     int fd = -EAGAIN;
     for (int i = 0; i < OPEN_TRIES && (fd == -EAGAIN || fd == -EINTR); i++)
         fd = (int)RAW(openat2, root, *path ? path : ".", &how, sizeof how);
-    RAW(close, root);
     return fd;
 }
 
 /* The parent directory of `path`, opened inside the root; its last component in *base. */
-static int open_parent(const struct plan *p, const char *path, char buf[PATH_MAX],
-                       const char **base)
+static int open_parent(const struct plan *p, struct root *r, const char *path,
+                       char buf[PATH_MAX], const char **base)
 {
     size_t len = strlen(path);
     if (len >= PATH_MAX)
@@ -435,7 +484,7 @@ static int open_parent(const struct plan *p, const char *path, char buf[PATH_MAX
         return -EINVAL; /* "/" or a relative path has no parent to create it in */
     *base = slash + 1;
     *slash = '\0';
-    return open_in_root(p, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+    return open_in_root(p, r, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
 }
 
 /* The MS_* flags a read-only bind remount must repeat (locked in a user namespace). */
@@ -451,17 +500,19 @@ static unsigned long kept_flags(int fd)
 /* Bind the path onto itself, so that a plain directory or file (/proc/sys) becomes a
  * mount of its own, then make that mount read-only.  The remount needs a new fd: the
  * first names the mount below the new bind. */
-static long remount_read_only(const struct plan *p, const struct mount_op *op)
+static long remount_read_only(const struct plan *p, struct root *r, const struct mount_op *op)
 {
     struct fd_link l;
-    int fd = open_in_root(p, op->target, O_PATH);
+    int fd = open_in_root(p, r, op->target, O_PATH);
     if (fd < 0)
         return fd == -ENOENT ? 0 : fd; /* kernels differ in what /proc holds */
+    struct statx st;
+    forget_if_root(r, fd, &st);
     long rc = RAW(mount, fd_link(&l, fd), l.path, NULL, MS_BIND | MS_REC, NULL);
     RAW(close, fd);
     if (rc < 0)
         return rc;
-    fd = open_in_root(p, op->target, O_PATH);
+    fd = open_in_root(p, r, op->target, O_PATH);
     if (fd < 0)
         return fd;
     rc = RAW(mount, NULL, fd_link(&l, fd), NULL,
@@ -470,14 +521,14 @@ static long remount_read_only(const struct plan *p, const struct mount_op *op)
     return rc;
 }
 
-static long mask(const struct plan *p, const struct mount_op *op)
+static long mask(const struct plan *p, struct root *r, const struct mount_op *op)
 {
     struct fd_link l;
     struct statx st;
-    int fd = open_in_root(p, op->target, O_PATH);
+    int fd = open_in_root(p, r, op->target, O_PATH);
     if (fd < 0)
         return fd == -ENOENT ? 0 : fd;
-    long rc = RAW(statx, fd, "", AT_EMPTY_PATH, STATX_TYPE, &st);
+    long rc = forget_if_root(r, fd, &st);
     if (rc == 0 && S_ISDIR(st.stx_mode))
         rc = RAW(mount, "tmpfs", fd_link(&l, fd), "tmpfs",
                  MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
@@ -503,13 +554,13 @@ static long write_all(int fd, const char *data)
 }
 
 /* The steps that create something: in the parent directory's fd, never through a link. */
-static long create_in_root(const struct plan *p, const struct mount_op *op)
+static long create_in_root(const struct plan *p, struct root *r, const struct mount_op *op)
 {
     char buf[PATH_MAX];
     const char *base;
     struct fd_link l;
     long rc, fd, mask_was;
-    int dir = open_parent(p, op->target, buf, &base);
+    int dir = open_parent(p, r, op->target, buf, &base);
     if (dir < 0)
         return dir;
     switch (op->kind) {
@@ -567,16 +618,18 @@ static long create_in_root(const struct plan *p, const struct mount_op *op)
     return rc;
 }
 
-static long run_mount_op(const struct plan *p, const struct mount_op *op)
+static long run_mount_op(const struct plan *p, struct root *r, const struct mount_op *op)
 {
     struct fd_link l;
+    struct statx st;
     int fd;
     long rc;
     switch (op->kind) {
     case MK_MOUNT:
-        fd = open_in_root(p, op->target, O_PATH);
+        fd = open_in_root(p, r, op->target, O_PATH);
         if (fd < 0)
             return fd;
+        forget_if_root(r, fd, &st);
         rc = RAW(mount, op->source, fd_link(&l, fd), op->fstype, op->flags, op->data);
         RAW(close, fd);
         return rc;
@@ -586,9 +639,9 @@ static long run_mount_op(const struct plan *p, const struct mount_op *op)
     case MK_BIND_DEV:
     case MK_WRITE_FILE:
     case MK_MKFILE:
-        return create_in_root(p, op);
+        return create_in_root(p, r, op);
     case MK_SYSCTL:
-        fd = open_in_root(p, op->target, O_WRONLY | O_NOFOLLOW);
+        fd = open_in_root(p, r, op->target, O_WRONLY | O_NOFOLLOW);
         if (fd < 0)
             return fd;
         rc = write_all(fd, op->data);
@@ -596,11 +649,12 @@ static long run_mount_op(const struct plan *p, const struct mount_op *op)
         return rc;
     case MK_CHDIR:
         /* The host directory that relative overlay lowerdirs name (deep images). */
+        forget_root(r);
         return RAW(chdir, op->source);
     case MK_REMOUNT_RO:
-        return remount_read_only(p, op);
+        return remount_read_only(p, r, op);
     case MK_MASK:
-        return mask(p, op);
+        return mask(p, r, op);
     default:
         return -EINVAL;
     }
@@ -685,8 +739,10 @@ static void setup_mounts(const struct plan *p, const int trees[MAX_ATTACH])
               STAGE_ATTACH, (int)i);
         RAW(close, trees[i]);
     }
+    struct root root = {.fd = -1, .known = 0};
     for (size_t i = 0; i < p->nmounts; i++)
-        CHECK(p, run_mount_op(p, &p->mounts[i]), STAGE_MOUNT, (int)i);
+        CHECK(p, run_mount_op(p, &root, &p->mounts[i]), STAGE_MOUNT, (int)i);
+    forget_root(&root);
 }
 
 static void pivot(const struct plan *p)
@@ -771,15 +827,21 @@ static void load_seccomp(const struct plan *p)
     CHECK(p, RAW(prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0), STAGE_SECCOMP, 0);
 }
 
+/* Every capability the plan's bounding set leaves out is dropped, without reading first
+ * whether it is there (one call per capability dropped, not two): dropping an absent one
+ * succeeds; only a process without CAP_SETPCAP is refused, which is then no failure for a
+ * capability its bounding set already lacks. */
 static void drop_bounding(const struct plan *p)
 {
     for (int cap = 0; cap < 64; cap++) {
-        long has = RAW(prctl, PR_CAPBSET_READ, cap, 0, 0, 0);
-        if (has == -EINVAL)
+        if ((p->bounding >> cap) & 1)
+            continue;
+        long rc = RAW(prctl, PR_CAPBSET_DROP, cap, 0, 0, 0);
+        if (rc == -EINVAL)
             break; /* past the kernel's last capability */
-        CHECK(p, has, STAGE_CAPS, cap);
-        if (has && !((p->bounding >> cap) & 1))
-            CHECK(p, RAW(prctl, PR_CAPBSET_DROP, cap, 0, 0, 0), STAGE_CAPS, cap);
+        if (rc == -EPERM && RAW(prctl, PR_CAPBSET_READ, cap, 0, 0, 0) == 0)
+            continue;
+        CHECK(p, rc, STAGE_CAPS, cap);
     }
 }
 

@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "gather.h"
 #include "spawn.h"
 
 #ifndef CLONE_INTO_CGROUP
@@ -959,6 +960,11 @@ static PyMethodDef methods[] = {
      "rebind(pidfd, ((tree_fd, target), ...)) -> None\n\n"
      "In the mount namespace of the process behind pidfd, detach what is mounted at each\n"
      "target and attach the detached tree there instead."},
+    {"gather_read", gather_read, METH_VARARGS,
+     "gather_read(fd, buffer, gap, limit) -> (size, ended)\n\n"
+     "Read the non-blocking fd into buffer without the GIL until it is full, the writer\n"
+     "pauses for gap seconds or limit seconds passed; ended at end of file or EIO (see\n"
+     "sandbox_native/gather.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,12 @@ V2_FILES = {
         "memory.peak": "0",
         "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
         "memory.reclaim": "",
+        "memory.low": "0",
     },
     "cpu": {"cpu.max": "max 100000", "cpu.weight": "100"},
     "pids": {"pids.max": "max", "pids.current": "0"},
     "cpuset": {"cpuset.cpus": "", "cpuset.mems": ""},
-    "io": {"io.stat": ""},
+    "io": {"io.stat": "", "io.weight": "default 100", "io.max": ""},
 }
 V1_FILES = {
     "": {"cgroup.procs": "", "tasks": "", "cgroup.clone_children": "0"},
@@ -60,6 +62,8 @@ V1_FILES = {
         "memory.max_usage_in_bytes": "0",
         "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
         "memory.failcnt": "0",
+        "memory.soft_limit_in_bytes": V1_UNLIMITED,
+        "memory.swappiness": "60",
     },
     "cpu": {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "-1", "cpu.shares": "1024"},
     "cpuacct": {
@@ -71,7 +75,13 @@ V1_FILES = {
     "pids": {"pids.max": "max", "pids.current": "0"},
     "cpuset": {"cpuset.cpus": "", "cpuset.mems": ""},
     "freezer": {"freezer.state": "THAWED"},
-    "blkio": {"blkio.throttle.io_service_bytes_recursive": ""},
+    "blkio": {
+        "blkio.throttle.io_service_bytes_recursive": "",
+        **{
+            f"blkio.throttle.{n}_device": ""
+            for n in ("read_bps", "write_bps", "read_iops", "write_iops")
+        },
+    },
     "devices": {"devices.allow": "", "devices.deny": ""},
 }
 
@@ -101,6 +111,7 @@ class FakeCgroupFs:
         monkeypatch.setattr(_cgroup, "_mkdir", self.mkdir)
         monkeypatch.setattr(_cgroup, "_rmdir", self.rmdir)
         monkeypatch.setattr(_cgroup, "_write", self.write)
+        monkeypatch.setattr(_cgroup, "_write_each", self.write_each)
         monkeypatch.setattr(_devices, "attach", self.attach_device_program)
 
     # ---- building the host ----------------------------------------------------------
@@ -205,6 +216,10 @@ class FakeCgroupFs:
         if any(p.is_dir() for p in path.iterdir()) or (path / "cgroup.procs").read_text().split():
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
         shutil.rmtree(path)
+
+    def write_each(self, path: Path | str, values: Sequence[str]) -> None:
+        for value in values:
+            self.write(path, value)
 
     def write(self, path: Path | str, value: str) -> None:
         path = Path(path)

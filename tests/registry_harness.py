@@ -131,9 +131,10 @@ def _b64(data: bytes) -> str:
 @attrs.define
 class TokenServer:
     """A token server as the distribution spec describes it: it answers GET
-    ``/token?service=&scope=`` with a JWT (RS256, signed with openssl, its certificate in
-    the ``x5c`` header) granting what the scopes (one or more) ask, if the basic-auth
-    credentials are ``user``:``password`` (or to anyone when ``anonymous``)."""
+    ``/token?service=&scope=`` (and a POST of OAuth 2's refresh-token grant) with a JWT
+    (RS256, signed with openssl, its certificate in the ``x5c`` header) granting what the
+    scopes (one or more) ask, if the basic-auth credentials are ``user``:``password`` (or
+    the refresh token ``identity``; or to anyone when ``anonymous``)."""
 
     realm: str
     cert: Path
@@ -145,6 +146,9 @@ class TokenServer:
     issuer: str = "boxd-test-issuer"
     asked: list[dict[str, str]] = attrs.Factory(list)
     useless: int = 0  # this many tokens from now on grant nothing (as an expired one)
+    # The refresh token that OAuth 2's refresh-token grant (a POST) takes instead of the
+    # credentials, as Docker's clients trade an identity token.
+    identity: str = "boxd-test-identity-token"
 
     def token(self, scopes: list[str], subject: str) -> str:
         der = subprocess.run(
@@ -208,6 +212,23 @@ def running_token_server(
                 self.end_headers()
                 return
             body = json.dumps({"token": server.token(scopes, user if given else "")}).encode()
+            self._answer(body)
+
+        def do_POST(self) -> None:
+            server = holder[0]
+            length = int(self.headers.get("Content-Length", "0"))
+            form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+            server.asked.append({**form, "auth": "token"})
+            if form.get("grant_type") != "refresh_token" or (
+                form.get("refresh_token") != server.identity
+            ):
+                self.send_response(401)
+                self.end_headers()
+                return
+            token = server.token(form.get("scope", "").split(), user)
+            self._answer(json.dumps({"access_token": token}).encode())
+
+        def _answer(self, body: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -413,3 +414,102 @@ def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
     r = clean.ctl("build", str(ctx), check=False)
     assert r.returncode == 1
     assert f"ADD {web}/missing: the server answered 404" in r.stderr
+
+
+@pytest.mark.parametrize("client", ["boxctl", "docker"])
+def test_a_client_that_goes_away_cancels_the_build(
+    clean: Daemon, tmp_path: Path, client: str
+) -> None:
+    """Ctrl-C of the client: the running step's container is stopped and removed, and
+    nothing is tagged."""
+    if client == "docker" and DOCKER is None:
+        pytest.skip("the docker CLI is not on PATH")
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN echo started; sleep 600\n"})
+    if client == "boxctl":
+        argv = [sys.executable, "-m", "boxctl", "--socket", str(clean.socket)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    else:
+        argv, env = [str(DOCKER)], docker_env(clean)
+    proc = subprocess.Popen(
+        [*argv, "build", "-t", "gone:1", str(ctx)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        assert len(_containers(clean)) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for _ in range(600):  # the daemon notices the hang-up at once; this waits for the rm
+        if not _containers(clean):
+            break
+        time.sleep(0.1)
+    assert _containers(clean) == []
+    assert "docker.io/library/gone:1" not in _tags(clean)
+
+
+def test_bad_options_are_usage_errors(clean: Daemon, tmp_path: Path) -> None:
+    """Refused before anything is built: exit 125, as boxctl's other usage errors."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\n"})
+    for args, words in [
+        (("-t", "Bad Name"), "invalid tag 'Bad Name'"),
+        (("--platform", "linux"), "invalid platform 'linux'"),
+        (("--label", "=x"), "invalid --label '=x'"),
+        (("--no-such-option",), "unknown option '--no-such-option'"),
+    ]:
+        r = clean.ctl("build", *args, str(ctx), check=False)
+        assert (r.returncode, len(r.stderr.splitlines())) == (125, 1), r.stderr
+        assert words in r.stderr
+
+
+def test_entrypoint_drops_only_the_base_images_cmd(clean: Daemon, tmp_path: Path) -> None:
+    first = _context(
+        tmp_path / "a", {"Dockerfile": f'FROM {BASE}\nCMD ["kept"]\nENTRYPOINT ["echo"]\n'}
+    )
+    clean.ctl("build", "-t", "ep:1", str(first))
+    assert clean.ctl("run", "--rm", "ep:1").stdout == "kept\n"
+    second = _context(tmp_path / "b", {"Dockerfile": 'FROM ep:1\nENTRYPOINT ["echo", "x"]\n'})
+    clean.ctl("build", "-t", "ep:2", str(second))
+    assert clean.ctl("run", "--rm", "ep:2").stdout == "x\n"
+
+
+def test_platform_args(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's automatic ARGs: FROM --platform=$BUILDPLATFORM takes the stored image of
+    the host's platform; a stage's ARG TARGETARCH gets its value."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            # A byte-order mark first, as some editors write it, is no part of FROM.
+            "Dockerfile": f"\ufeffFROM --platform=$BUILDPLATFORM {BASE}\n"
+            'ARG TARGETARCH SPACED="a  b"\nRUN echo "arch=$TARGETARCH $SPACED"\n'
+        },
+    )
+    r = clean.ctl("build", str(ctx))
+    arch = _image(clean, BASE)["Architecture"]
+    assert f"arch={arch} a  b\n" in r.stdout
+
+
+def test_run_network(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN ls /sys/class/net\n"})
+    assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
+    r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
+    assert "eth0" not in r.stdout and "\nlo\n" in r.stdout
+
+
+def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker: COPY into a VOLUME's path is in the image; a RUN's writes there are not
+    (the step's container has the volume mounted)."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nVOLUME /data\nCOPY f /data/f\nRUN touch /data/ran\n",
+            "f": "",
+        },
+    )
+    clean.ctl("build", "-t", "vol", str(ctx))
+    assert clean.ctl("run", "--rm", "vol", "ls", "/data").stdout == "f\n"

@@ -1,10 +1,11 @@
-"""boxctl's image display: pull progress on a terminal and on a pipe (pure, no daemon)."""
+"""boxctl's image display: pull and push progress on a terminal and on a pipe (pure, no
+daemon)."""
 
 from __future__ import annotations
 
 import io
 
-from boxctl._images import _Progress, _short_name
+from boxctl._images import PUSH_FINAL, _Progress, _short_name
 from boxd._human import size
 
 
@@ -44,6 +45,24 @@ def test_a_terminal_gets_lines_rewritten_in_place() -> None:
     assert "50B/100B" in text
     assert "\x1b[1A\r\x1b[2Kbbb: Already exists" in text
     assert text.endswith("\x1b[2A\r\x1b[2Kaaa: Pull complete\x1b[2B\r")
+
+
+def test_a_push_on_a_pipe_gets_one_line_per_layer_pushed_skipped_or_mounted() -> None:
+    out = io.StringIO()
+    shown = _Progress(out, PUSH_FINAL)
+    for layer, status in [
+        ("aaa", "Preparing"),
+        ("bbb", "Preparing"),
+        ("ccc", "Preparing"),
+        ("aaa", "Pushing"),
+        ("bbb", "Layer already exists"),
+        ("ccc", "Mounted from team/base"),
+        ("aaa", "Pushed"),
+    ]:
+        shown.update({"layer": layer, "status": status, "current": 1, "total": 2})
+    assert out.getvalue() == (
+        "bbb: Layer already exists\nccc: Mounted from team/base\naaa: Pushed\n"
+    )
 
 
 def test_names_and_sizes_as_docker_shows_them() -> None:

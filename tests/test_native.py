@@ -587,6 +587,28 @@ async def test_remount_read_only_of_a_plain_path(layout: Layout, reaper: list[Sp
 
 
 @pytest.mark.root
+async def test_a_step_mounted_on_the_root_is_what_the_next_steps_see(
+    layout: Layout, reaper: list[Spawned], tmp_path: Path
+) -> None:
+    """The child holds the root's fd across the mount table's steps: a mount on the root
+    itself, here through a symlink of the image's that leads there, is entered by the next
+    step as when the root was opened anew for each step."""
+    upper, work = tmp_path / "upper2", tmp_path / "work2"
+    upper.mkdir()
+    work.mkdir()
+    second = f"lowerdir={layout.lower},upperdir={upper},workdir={work}"
+    ops = layout.mounts(
+        MountOp(MountKind.SYMLINK, "/up", source="/"),
+        MountOp(MountKind.MOUNT, "/up", source="overlay", fstype="overlay", data=second),
+        MountOp(MountKind.WRITE_FILE, "/marker", data="on top\n", mode=0o644),
+    )
+    result = await run(layout.plan("cat", "/marker", mounts=ops), reaper)
+    assert (result.exit_code, result.output) == (0, "on top\n")
+    assert (upper / "marker").read_text() == "on top\n"
+    assert not (layout.upper / "marker").exists()
+
+
+@pytest.mark.root
 async def test_rlimit_and_no_new_privs(layout: Layout, reaper: list[Spawned]) -> None:
     plan = layout.plan(
         "cat",

@@ -4,11 +4,14 @@ once the output pauses or the pump ends."""
 
 from __future__ import annotations
 
+import errno
+import importlib
 import os
+import select
 import threading
 import time
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import trio
@@ -178,3 +181,61 @@ async def test_cancelled_while_output_flows_everything_read_is_logged(
     # What the pump read is in the log, and what it did not is still in the terminal.
     assert kept + rest == written
     assert b"".join(sink.published) == kept[: len(b"".join(sink.published))]
+
+
+def _gather_read() -> Callable[[int, memoryview, float, float], tuple[int, bool]]:
+    # By name, as boxd/_ptyout.py does (mypy would take the source directory).
+    gather: Callable[[int, memoryview, float, float], tuple[int, bool]] = importlib.import_module(
+        "sandbox_native"
+    ).gather_read
+    return gather
+
+
+def test_gather_read_fills_the_buffer_across_reads(pty: Pty) -> None:
+    """Several PTY reads (at most 4 KiB each) go into one call; a full buffer ends it."""
+    data = _pattern(24 << 10)
+    writer = _write_and_close(pty, data)
+    buffer = memoryview(bytearray(16 << 10))
+    try:
+        select.select([pty.master], [], [], 60)
+        # The writer never pauses for 60 s: the call returns with the buffer full.
+        assert _gather_read()(pty.master, buffer, 60.0, 120.0) == (len(buffer), False)
+        got = bytearray(buffer)
+        ended = False
+        while not ended:
+            select.select([pty.master], [], [], 60)
+            size, ended = _gather_read()(pty.master, buffer, 0.001, 60.0)
+            got += buffer[:size]
+    finally:
+        writer.join()
+    assert got == data
+
+
+def test_gather_read_returns_when_the_writer_pauses(pty: Pty) -> None:
+    os.write(pty.slave, b"first")
+    buffer = memoryview(bytearray(1 << 20))
+    select.select([pty.master], [], [], 10)
+    size, ended = _gather_read()(pty.master, buffer, 0.001, 10.0)
+    assert (bytes(buffer[:size]), ended) == (b"first", False)
+    # Nothing there: at once, nothing read.
+    assert _gather_read()(pty.master, buffer, 0.001, 10.0) == (0, False)
+    pty.close_slave()
+    assert _gather_read()(pty.master, buffer, 0.001, 10.0) == (0, True)  # EIO: the end
+
+
+def test_gather_read_of_a_pipe_sees_its_end_and_names_errors() -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    buffer = memoryview(bytearray(16))
+    try:
+        os.write(w, b"x" * 20)
+        assert _gather_read()(r, buffer, 0.001, 1.0) == (16, False)
+        os.close(w)
+        assert _gather_read()(r, buffer, 0.001, 1.0) == (4, True)
+        assert bytes(buffer[:4]) == b"xxxx"
+    finally:
+        os.close(r)
+    with pytest.raises(OSError) as info:
+        _gather_read()(r, buffer, 0.001, 1.0)
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(TypeError):
+        _gather_read()(0, b"read-only", 0.001, 1.0)  # type: ignore[arg-type]

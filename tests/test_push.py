@@ -115,6 +115,24 @@ def test_import_commit_and_load_round_trip(
     r = second.ctl("run", "--rm", f"{registry.host}/app:2", "cat", "/hello")
     assert r.stdout == "committed\n"
 
+    # A built image (a RUN and a COPY on the imported one): its layers go up, the base's
+    # is there already; pulled back, it runs.
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "note.txt").write_text("copied\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {base}:1\nRUN echo built > /built\nCOPY note.txt /note.txt\n"
+    )
+    daemon.ctl("build", "-t", f"{registry.host}/built:1", str(context))
+    out = _lines(daemon.ctl("push", f"{registry.host}/built:1").stdout)
+    assert out[1] == f"{layer['digest'][7:19]}: Layer already exists" or out[1].startswith(
+        f"{layer['digest'][7:19]}: Mounted from "
+    )
+    assert [line.endswith(": Pushed") for line in out[2:4]] == [True, True]
+    second.ctl("pull", f"{registry.host}/built:1")
+    r = second.ctl("run", "--rm", f"{registry.host}/built:1", "cat", "/built", "/note.txt")
+    assert r.stdout == "built\ncopied\n"
+
     # Saved by the first daemon, loaded by the second (a plain layer again), pushed from
     # there: the same gzip bytes (made there, once), so the same manifest.
     archive = tmp_path / "base.tar"
@@ -122,7 +140,7 @@ def test_import_commit_and_load_round_trip(
     second.ctl("load", "-i", str(archive))
     second.ctl("tag", f"{base}:1", f"{registry.host}/copy:1")
     out = _lines(second.ctl("push", f"{registry.host}/copy:1").stdout)
-    assert out[1] == f"{layer['digest'][7:19]}: Mounted from app"
+    assert out[1] in (f"{layer['digest'][7:19]}: Mounted from {r}" for r in ("app", "built"))
     assert out[2] == f"1: digest: {digest} size: {lines[2].split()[-1]}"
     assert os.listdir(second.root / "images" / "tmp") == []
 
@@ -206,7 +224,13 @@ def test_bad_input_is_named_and_leaves_nothing(
     assert r.returncode == 1 and "tag can't be used with --all-tags/-a" in r.stderr
     # Nothing half-written: the image's record is as it was, no temporary file is left.
     assert _image(daemon, f"{registry.host}/ok:1")["RepoDigests"] == before["RepoDigests"]
-    assert os.listdir(daemon.root / "images" / "tmp") == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "tmp") == []
+    # The gzip layer made for the push that could not reach its registry is whole, and
+    # goes with the image.
+    assert len(os.listdir(images / "gzip")) == 1
+    daemon.ctl("rmi", "-f", str(before["Id"]))
+    assert os.listdir(images / "gzip") == os.listdir(images / "blobs" / "sha256") == []
 
 
 def _closed_port() -> int:
@@ -280,6 +304,9 @@ def test_docker_cli_push(daemon: Daemon, tmp_path: Path) -> None:
     with running_registry(tmp_path, htpasswd=htpasswd) as registry:
         ref = f"{registry.host}/cli/x:1"
         daemon.ctl("import", str(layer), ref)
+        # The first request of the Engine API's image area: a login refused by the registry.
+        r = docker(daemon, "login", "-u", "me", "--password-stdin", registry.host, input="no\n")
+        assert r.returncode == 1 and f"registry {registry.host} refused" in r.stderr, r.stderr
         r = docker(daemon, "push", ref)
         assert r.returncode == 1 and "requires a login" in r.stderr
         # docker login goes through the daemon's /auth; the CLI keeps the credentials
@@ -294,6 +321,12 @@ def test_docker_cli_push(daemon: Daemon, tmp_path: Path) -> None:
         assert digest_line.startswith("1: digest: sha256:")
         r = docker(daemon, "push", ref)
         assert "Layer already exists" in r.stdout and r.stdout.splitlines()[-1] == digest_line
+        # -a: every tag of the repository (the CLI sends no tag).
+        daemon.ctl("tag", ref, f"{registry.host}/cli/x:2")
+        r = docker(daemon, "push", "-a", f"{registry.host}/cli/x")
+        assert r.returncode == 0, r.stderr
+        tags = [line.split(":")[0] for line in r.stdout.splitlines() if ": digest: " in line]
+        assert tags == ["1", "2"]
         r = docker(daemon, "push", f"{registry.host}/cli/none:1")
         assert r.returncode == 1
         assert f"An image does not exist locally with the tag: {registry.host}/cli/none" in (
@@ -316,8 +349,11 @@ def test_docker_py_push(daemon: Daemon, tmp_path: Path) -> None:
                 client.images.push(repo, tag="1", stream=True, decode=True, auth_config=auth)
             )
             assert lines[0] == {"status": f"The push refers to repository [{repo}]"}
-            statuses = [line.get("status") for line in lines]
-            assert "Preparing" in statuses and "Pushed" in statuses
+            # The imported layer is plain: it is named by its gzip blob's id throughout.
+            ids = {
+                s: {x["id"] for x in lines if x.get("status") == s} for s in ("Preparing", "Pushed")
+            }
+            assert ids["Preparing"] == ids["Pushed"] and len(ids["Pushed"]) == 1
             aux = lines[-1]["aux"]
             assert aux["Tag"] == "1" and aux["Size"] > 0
             assert lines[-2] == {"status": f"1: digest: {aux['Digest']} size: {aux['Size']}"}
@@ -335,5 +371,109 @@ def test_docker_py_push(daemon: Daemon, tmp_path: Path) -> None:
             assert lines[-1]["errorDetail"]["message"] == lines[-1]["error"]
             with pytest.raises(docker_py.errors.NotFound, match="does not exist locally"):
                 client.images.push(f"{registry.host}/py/none", tag="1")
+
+            # A pull takes X-Registry-Auth too (boxd has no stored login for it).
+            client.images.remove(f"{repo}:1")
+            lines = list(client.api.pull(repo, tag="1", stream=True, decode=True))
+            assert f"registry {registry.host} requires a login" in lines[-1]["error"]
+            lines = list(client.api.pull(repo, tag="1", stream=True, decode=True, auth_config=auth))
+            assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
         finally:
             client.close()
+
+
+def test_docker_py_push_with_an_identity_token(daemon: Daemon, tmp_path: Path) -> None:
+    """X-Registry-Auth's ``identitytoken`` is traded for a registry token with OAuth 2's
+    refresh-token grant, as Docker's client does (ACR's logins, for one, are such)."""
+    docker_py = pytest.importorskip("docker")
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(_tar({"f": b"identity\n"}))
+    with (
+        running_token_server(tmp_path, "me", "pw") as tokens,
+        running_registry(tmp_path, token=tokens) as registry,
+    ):
+        repo = f"{registry.host}/id/x"
+        daemon.ctl("import", str(layer), f"{repo}:1")
+        client = docker_py.DockerClient(base_url=f"unix://{daemon.docker_socket}")
+        try:
+            wrong = {"identitytoken": "not-the-token"}
+            lines = list(
+                client.images.push(repo, tag="1", stream=True, decode=True, auth_config=wrong)
+            )
+            assert (
+                f"the token server of {registry.host} refused the identity token"
+                in (lines[-1]["error"])
+            )
+            auth = {"identitytoken": tokens.identity}
+            lines = list(
+                client.images.push(repo, tag="1", stream=True, decode=True, auth_config=auth)
+            )
+            assert "aux" in lines[-1], lines[-1]
+            asked = tokens.asked[-1]
+            assert (asked["grant_type"], asked["scope"]) == (
+                "refresh_token",
+                "repository:id/x:push,pull",
+            )
+            client.images.remove(f"{repo}:1")
+            lines = list(client.api.pull(repo, tag="1", stream=True, decode=True, auth_config=auth))
+            assert lines[-1] == {"status": f"Status: Downloaded newer image for {repo}:1"}
+        finally:
+            client.close()
+
+
+def test_a_loaded_zstd_layer_goes_up_as_is_in_an_oci_manifest(
+    daemon: Daemon, second: Daemon, registry: Registry, tmp_path: Path
+) -> None:
+    """Schema 2 has no zstd layer type: such an image is pushed with an OCI manifest, its
+    blob unchanged."""
+    import zstandard
+
+    plain = _tar({"z.txt": b"zstd layer\n"})
+    blob = zstandard.ZstdCompressor().compress(plain)
+    layout = tmp_path / "layout"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(plain).hexdigest()}"]},
+    }
+    layer = put(blob)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **put(json.dumps(config).encode()),
+        },
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", **layer}],
+    }
+    ref = f"{registry.host}/zstd/x:1"
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **put(json.dumps(manifest).encode()),
+        "annotations": {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": "1"},
+    }
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    archive = tmp_path / "zstd.tar"
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(archive), "."], check=True)
+    daemon.ctl("load", "-i", str(archive))
+
+    out = _lines(daemon.ctl("push", ref).stdout)
+    assert out[1] == f"{str(layer['digest'])[7:19]}: Pushed"
+    pushed = json.loads(_skopeo(registry, "zstd/x:1", "--raw"))
+    assert pushed["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert pushed["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert pushed["layers"] == [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", **layer}
+    ]
+    second.ctl("pull", ref)
+    assert _image(second, ref)["Id"] == _image(daemon, ref)["Id"]

@@ -22,7 +22,8 @@ from fake_cgroup import FakeCgroupFs
 from boxd import _lifecycle, _supervisor
 from boxd._cgroup import CgroupHost
 from boxd._lifecycle import Conflict
-from boxd._native import FakeNative, Stage
+from boxd._native import FakeNative, SpawnPlan, Stage
+from boxd._plan import Prepared
 from boxd._records import Container, ContainerConfig, RestartPolicy, Status
 from boxd._rootfs import Image, ImageError, resolve_image
 from boxd._run import start_time_of
@@ -90,6 +91,24 @@ def test_every_phase_has_its_transitions_and_rest_leads_somewhere() -> None:
         _lifecycle.can_start("c", Status.PAUSED)
     with pytest.raises(Conflict, match="Container 1f is paused, unpause the container before"):
         _lifecycle.check_exec("1f", "c", Status.PAUSED)
+
+
+async def test_a_running_container_keeps_no_spawn_plan(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    """The plan (mount table, environment, seccomp program) and what the start looked up
+    in its root go once the process runs, not when it ends (bench/README.md, "Idle daemon
+    memory (session 10)")."""
+    native = FakeNative()
+    async with supervisor(tmp_path, host, native) as sup:
+        c = await sup.run(config(image, "sleep", "100"))
+        assert status(c) is Status.RUNNING
+        assert len(native.plans) == 1
+        native.plans.clear()  # the fake's own record of what it spawned
+        gc.collect()
+        kept = [o for o in gc.get_objects() if isinstance(o, SpawnPlan | Prepared)]
+        assert kept == []
+        await sup.remove(c.id, force=True)
 
 
 async def test_start_stop_and_the_phases_on_the_way(

@@ -19,7 +19,16 @@ import re
 
 import attrs
 
-__all__ = ["Dockerfile", "DockerfileError", "Instruction", "expand", "parse", "words"]
+__all__ = [
+    "Dockerfile",
+    "DockerfileError",
+    "Instruction",
+    "expand",
+    "pairs",
+    "parse",
+    "raw_words",
+    "words",
+]
 
 # Every instruction the classic builder knows.
 KEYWORDS = frozenset(
@@ -94,7 +103,7 @@ class Dockerfile:
 
 
 def parse(text: str) -> Dockerfile:
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()
     escape = "\\"
     notes: list[str] = []
     start = 0
@@ -334,7 +343,7 @@ def pairs(instruction: Instruction, env: dict[str, str], escape: str) -> list[tu
     text, line = instruction.text, instruction.line
     if not text:
         raise DockerfileError(f"line {line}: {instruction.keyword} requires at least one argument")
-    raw = _raw_words(text, escape)
+    raw = raw_words(text, escape)
     if "=" not in raw[0]:
         # The old form: one name, the rest of the line its value.
         if len(raw) < 2:
@@ -359,7 +368,7 @@ def pairs(instruction: Instruction, env: dict[str, str], escape: str) -> list[tu
     return found
 
 
-def _raw_words(text: str, escape: str) -> list[str]:
+def raw_words(text: str, escape: str) -> list[str]:
     """Words split at unquoted blanks, quotes and escapes kept (expanded later)."""
     found: list[str] = []
     word: list[str] = []

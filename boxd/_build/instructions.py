@@ -103,7 +103,8 @@ def apply_metadata(
         command = shell_form(ins, shell) if ins.text else []
         if kw == "ENTRYPOINT":
             inner["Entrypoint"] = command or None
-            # Docker: an ENTRYPOINT drops the base image's CMD (a later CMD sets one).
+            # Docker: an ENTRYPOINT drops the base image's CMD (the caller keeps one the
+            # same stage set before it).
             inner.pop("Cmd", None)
         else:
             inner["Cmd"] = command

@@ -24,6 +24,7 @@ class BuildRequest:
     force_rm: bool = False  # remove it whatever happened
     quiet: bool = False  # no step output: only the image id at the end
     platform: str = ""
+    network: str = ""  # RUN's network (--network); empty: bridge, Docker's default
 
 
 @attrs.frozen

@@ -44,7 +44,15 @@ from .._images.store import BlobRef, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._records import ContainerConfig
 from . import sources
-from .dockerfile import Dockerfile, DockerfileError, Instruction, expand, is_name, words
+from .dockerfile import (
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    expand,
+    is_name,
+    raw_words,
+    words,
+)
 from .ignore import Ignore
 from .instructions import apply_metadata, shell_form
 
@@ -72,6 +80,7 @@ class Options:
     rm: bool = True
     force_rm: bool = False
     platform: Platform | None = None
+    network: str = "bridge"
 
 
 @attrs.define
@@ -80,6 +89,7 @@ class _Stage:
     config: dict[str, Any]  # the whole image configuration (config, rootfs, history)
     layers: tuple[BlobRef, ...]
     args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
+    cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
 
     @property
     def inner(self) -> dict[str, Any]:
@@ -150,7 +160,7 @@ class Builder:
         if not any(i.keyword == "FROM" for i in steps):
             raise BuildError("the Dockerfile has no FROM instruction")
         total = len(steps)
-        meta: dict[str, str] = {}
+        meta = _platform_args(self.options.platform)
         number = 0
         while steps and steps[0].keyword == "ARG":
             number += 1
@@ -211,11 +221,14 @@ class Builder:
     async def _forget_steps(self) -> None:
         """Remove the images recorded for steps (not their layers the image uses; a
         container kept after a failed step keeps its image as ``rmi -f`` does)."""
+        used = {c.config.image_id for c in self.sup.list(all=True)}
         for image_id in self.made:
             try:
                 record = self.store.get(image_id)
             except NoSuchImage:
                 continue
+            if image_id in used and image_id not in self.kept:
+                continue  # the same step of another build, running on it now
             if image_id in self.kept:
                 async with self.sup.puller.lock:
                     self.store.retire(record)
@@ -231,7 +244,7 @@ class Builder:
         if not ins.text:
             raise BuildError(f"line {ins.line}: ARG requires at least one argument")
         env = dict(scope)
-        for word in ins.text.split():
+        for word in raw_words(ins.text, self.escape):
             name, eq, default = word.partition("=")
             if not is_name(name):
                 raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
@@ -279,7 +292,7 @@ class Builder:
                 "/usr, not layers, so nothing can be built on it; build FROM a stored image "
                 "(pull, load or import one) or scratch"
             )
-        record = await self._image(base, ins)
+        record = await self._image(base, ins, meta)
         stage = _Stage(name, copy.deepcopy(self.store.config(record)), record.layers)
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
@@ -293,23 +306,28 @@ class Builder:
                     await self._step(stage, step, meta)
         return stage
 
-    async def _image(self, text: str, ins: Instruction) -> Any:
+    async def _image(self, text: str, ins: Instruction, meta: dict[str, str]) -> Any:
         """A stored image (pulled when missing, or always with --pull), its layers
         unpacked."""
         try:
             ref = parse_reference(text)
         except ValueError as exc:
             raise BuildError(f"line {ins.line}: {ins.keyword} {text}: {exc}") from None
-        platform_text = ins.flag("platform")
+        platform_text = expand(ins.flag("platform"), meta, self.escape, ins.line)
         platform = self.options.platform
         if platform_text:
             from .._images.pull import parse_platform
 
             platform = parse_platform(platform_text)
         record = None
-        if not self.options.pull and not platform_text:
+        if not self.options.pull:
             with contextlib.suppress(NoSuchImage):
                 record = self.store.lookup(text)
+        if record is not None and platform_text:
+            config = self.store.config(record)
+            stored = (config.get("os"), config.get("architecture"))
+            if platform is not None and stored != (platform.os, platform.architecture):
+                record = None  # another platform's: the one asked for is pulled
         if record is None:
             await self.say(f"Pulling {ref.familiar}\n")
             try:
@@ -339,6 +357,9 @@ class Builder:
                 created_by = apply_metadata(ins, inner, stage.env(), self.escape)
             except DockerfileError as exc:
                 raise BuildError(str(exc)) from None
+            if kw == "ENTRYPOINT" and stage.cmd_set and "Cmd" in stage.inner:
+                inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
+            stage.cmd_set = stage.cmd_set or kw == "CMD"
             await self._metadata(stage, ins, created_by, inner)
 
     async def _metadata(
@@ -408,10 +429,15 @@ class Builder:
 
     @contextlib.asynccontextmanager
     async def _container(
-        self, stage: _Stage, command: list[str], env: list[str]
+        self, stage: _Stage, command: list[str], env: list[str], *, volumes: bool = True
     ) -> AsyncIterator[str]:
         """A container on the stage's image; removed at the end as --rm and --force-rm
-        say (a failed step's is kept with --rm alone, as Docker keeps it)."""
+        say (a failed step's is kept with --rm alone, as Docker keeps it).  Without
+        ``volumes`` the image's VOLUMEs are not mounted: COPY writes into the image there,
+        and reads what the image holds there."""
+        if not volumes and "Volumes" in stage.inner:
+            stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers)
+            del stage.inner["Volumes"]
         image_id = self._materialize(stage)
         config = ContainerConfig(
             image=image_id,
@@ -420,14 +446,19 @@ class Builder:
             env=tuple(env),
             workdir="",
             healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
+            network=self.options.network,
         )
         c = await self.sup.create(config)
-        ok = False
+        remove = self.options.force_rm
         try:
             yield c.id
-            ok = True
+            remove = remove or self.options.rm
+        except BaseException as exc:
+            # A cancelled build (its client went away): nothing of it stays.
+            remove = remove or not isinstance(exc, Exception)
+            raise
         finally:
-            if (ok and self.options.rm) or self.options.force_rm:
+            if remove:
                 with trio.CancelScope(shield=True):
                     await self.sup.remove(c.id, force=True, volumes=True)
             else:
@@ -569,11 +600,11 @@ class Builder:
         else:
             stage = next((s for s in self.stages if s.name == source.lower()), None)
         if stage is None:
-            record = await self._image(source, ins)
+            record = await self._image(source, ins, {})
             stage = _Stage("", copy.deepcopy(self.store.config(record)), record.layers)
         if not stage.layers:
             raise BuildError(f"line {ins.line}: --from={source} has no files (no layers)")
-        async with self._container(stage, ["true"], []) as cid:
+        async with self._container(stage, ["true"], [], volumes=False) as cid:
             async with self.sup.open_root(cid) as (_, fd):
                 yield fd, None, f"from:{_digest(stage.config)}"
 
@@ -635,10 +666,24 @@ class Builder:
                 return layer
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-        async with self._container(stage, ["true"], []) as cid:
+        async with self._container(stage, ["true"], [], volumes=False) as cid:
             async with self.sup.open_root(cid) as (_, root_fd):
                 await trio.to_thread.run_sync(write, root_fd)
             return await self._commit(cid)
+
+
+def _platform_args(target: Platform | None) -> dict[str, str]:
+    """Docker's automatic platform ARGs (``FROM --platform=$BUILDPLATFORM``; a stage's
+    ``ARG TARGETARCH`` takes its value)."""
+    from .._images.pull import host
+
+    found = {}
+    for prefix, platform in (("BUILD", host()), ("TARGET", target or host())):
+        found[f"{prefix}PLATFORM"] = str(platform)
+        found[f"{prefix}OS"] = platform.os
+        found[f"{prefix}ARCH"] = platform.architecture
+        found[f"{prefix}VARIANT"] = platform.variant
+    return found
 
 
 def _url_name(url: str) -> str:

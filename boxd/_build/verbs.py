@@ -67,6 +67,7 @@ def _options(req: BuildRequest) -> Options:
         rm=req.rm,
         force_rm=req.force_rm,
         platform=parse_platform(req.platform) if req.platform else None,
+        network=req.network if req.network not in ("", "default") else "bridge",
     )
 
 
@@ -108,6 +109,15 @@ async def _receive_context(conn: Streamer, dest: Path) -> None:
         tar_path.unlink(missing_ok=True)
 
 
+async def _cancel_when_gone(conn: Streamer, scope: trio.CancelScope) -> None:
+    """Cancel the build when its client hangs up (boxctl's Ctrl-C), as Docker does; a
+    connection whose input has ended for good (HTTP's) is not watched."""
+    while (frame := await conn.receive()) is not None:
+        if frame == (protocol.STDIN, b""):
+            return
+    scope.cancel(reason="the client went away")
+
+
 def _dockerfile(context: Path, name: str) -> str:
     from .._images.unpack import open_in_root
 
@@ -145,10 +155,16 @@ async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
         except DockerfileError as exc:
             raise BuildError(f"Dockerfile parse error: {exc}") from None
         builder = Builder(sup, context, options, say)
-        image_id = await builder.build(dockerfile)
+        image_id = ""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_when_gone, conn, nursery.cancel_scope)
+            image_id = await builder.build(dockerfile)
+            nursery.cancel_scope.cancel(reason="the build is done")
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(shutil.rmtree, work, True)
+    if not image_id:
+        return  # cancelled: the client went away
     await conn.send(BuiltFrame(id=image_id, tags=tuple(str(t) for t in options.tags)))
     await say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n")
     for tag in options.tags:

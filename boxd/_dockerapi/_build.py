@@ -6,7 +6,12 @@ docker-py and testcontainers read it."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+
+import trio
 
 from .._build.dockerfile import DockerfileError
 from .._build.messages import BuildOutputFrame, BuildRequest, BuiltFrame
@@ -47,6 +52,10 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
 
 
 async def build(api: Api, conn: HttpConnection, req: Request) -> None:
+    if req.arg("remote"):
+        raise ApiError(
+            400, f"a remote context ({req.arg('remote')}) is not supported: send the context"
+        )
     pull = (req.arg("pull") or "").lower() not in ("", "0", "false")
     request = BuildRequest(
         tags=tuple(req.query.get("t", [])),
@@ -60,11 +69,33 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         force_rm=req.flag("forcerm"),
         quiet=req.flag("q"),
         platform=req.arg("platform") or "",
+        network=req.arg("networkmode") or "",
     )
-    answers = _Answers(conn, conn.body_chunks())
-    answers.quiet = request.quiet
+    # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
+    # once and cancels the build, as Docker cancels it.
+    fd, path = api.sup.images.temp_file()
     try:
-        await build_verb(api.sup, answers, request)
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in conn.body_chunks():
+                await trio.to_thread.run_sync(f.write, chunk)
+        answers = _Answers(conn, _chunks(path))
+        answers.quiet = request.quiet
+        await _run(api, conn, answers, request)
+    finally:
+        path.unlink(missing_ok=True)
+    await conn.end()
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await trio.open_file(path, "rb") as f:
+        while chunk := await f.read(1 << 20):
+            yield chunk
+
+
+async def _run(api: Api, conn: HttpConnection, answers: _Answers, request: BuildRequest) -> None:
+    try:
+        async with conn.cancelled_if_peer_closes():
+            await build_verb(api.sup, answers, request)
     except Exception as exc:
         found = unwrap(exc)
         message: str | None = None
@@ -83,7 +114,6 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         if "returned a non-zero code: " in message:
             detail["code"] = int(message.rpartition(": ")[2])
         await answers.line({"errorDetail": detail, "error": message})
-    await conn.end()
 
 
 ROUTES = [route("POST", r"/build", build, streamed=lambda req: True)]

@@ -64,7 +64,9 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
     _make_labelled(api, body)
     c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
-    await conn.respond_json(201, {"Id": c.id, "Warnings": []})
+    warnings = _shapes.warnings(Fields(body, "Config").object("HostConfig"))
+    warnings += api.sup.limit_warnings(config.resources)
+    await conn.respond_json(201, {"Id": c.id, "Warnings": warnings})
 
 
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -198,8 +200,10 @@ async def update(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     restart = None
     if policy.text("Name"):  # the CLI sends an empty one when --restart is not given
         restart = _shapes.restart_policy(policy.text("Name"), policy.integer("MaximumRetryCount"))
-    await api.sup.update(ref, _shapes.resources(body), restart)
-    await conn.respond_json(200, {"Warnings": []})
+    changes = _shapes.resources(body)
+    await api.sup.update(ref, changes, restart)
+    warnings = _shapes.warnings(body) + api.sup.limit_warnings(changes)
+    await conn.respond_json(200, {"Warnings": warnings})
 
 
 async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:

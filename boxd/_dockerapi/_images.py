@@ -33,6 +33,7 @@ from .._images.messages import (
     TagRequest,
 )
 from .._images.reference import parse_reference
+from .._images.registry import IDENTITY_TOKEN
 from .._messages import OkResponse
 from .._rootfs import default_created
 from . import _shapes
@@ -255,6 +256,8 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             platform = _platforms.text(_platforms.parse(platform))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+    user, password = registry_auth(req)
+    request = PullRequest(reference=ref, platform=platform, username=user, password=password)
     await conn.start_stream()
 
     async def line(value: dict[str, Any]) -> None:
@@ -272,7 +275,7 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
     await line({"status": f"Pulling from {name}", "id": tag or "latest"})
     try:
         async with conn.cancelled_if_peer_closes():
-            await api.images.pull(Answers(forward), PullRequest(reference=ref, platform=platform))
+            await api.images.pull(Answers(forward), request)
     except Exception as exc:
         error = api_error(unwrap(exc))
         if error is None:
@@ -297,8 +300,9 @@ async def auth(api: Api, conn: HttpConnection, req: Request) -> None:
 
 def registry_auth(req: Request) -> tuple[str, str]:
     """The credentials of ``X-Registry-Auth`` (base64url JSON: ``username`` and
-    ``password``, or ``auth``: base64 of user:password), as the docker CLI and docker-py
-    send them; ("", "") when none are given."""
+    ``password``, or ``auth``: base64 of user:password, or an ``identitytoken``, given as
+    the user ``<token>``), as the docker CLI and docker-py send them; ("", "") when none
+    are given."""
     header = req.headers.get("x-registry-auth", "").strip()
     if not header:
         return "", ""
@@ -312,12 +316,8 @@ def registry_auth(req: Request) -> tuple[str, str]:
             user, _, password = base64.b64decode(str(auth["auth"])).decode().partition(":")
     except ValueError as exc:
         raise ApiError(400, f"invalid X-Registry-Auth header: {exc}") from None
-    if auth.get("identitytoken") and not password:
-        raise ApiError(
-            400,
-            "X-Registry-Auth carries an identity token, which boxd does not exchange: "
-            "log in with a username and password",
-        )
+    if auth.get("identitytoken"):
+        return IDENTITY_TOKEN, str(auth["identitytoken"])
     return user, password
 
 

@@ -34,6 +34,7 @@ from .._network import joined
 from .._records import (
     Container,
     ContainerConfig,
+    DeviceRate,
     Resources,
     RestartName,
     RestartPolicy,
@@ -142,12 +143,6 @@ _REFUSED_HOST = (
     "Links",
     "DeviceRequests",
     "VolumeDriver",
-    "OomKillDisable",
-    "CpuRealtimePeriod",
-    "CpuRealtimeRuntime",
-    "BlkioWeight",
-    "KernelMemory",
-    "MemoryReservation",
 )
 _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
@@ -507,21 +502,69 @@ def _resources(host: Fields) -> Resources:
     memory = host.integer("Memory")
     swap = host.integer("MemorySwap")
     nano = host.integer("NanoCpus")
-    quota, period = host.integer("CpuQuota"), host.integer("CpuPeriod")
-    cpus = nano / 1e9 if nano else None
-    if cpus is None and quota > 0:
-        cpus = quota / (period or 100_000)
     pids = host.integer("PidsLimit")
     if min(memory, nano, host.integer("CpuShares")) < 0:
         raise ApiError(400, "Memory, NanoCpus and CpuShares must not be negative")
     return Resources(
         memory=memory or None,
         memory_swap=swap or None,
-        cpus=cpus,
+        cpus=nano / 1e9 if nano else None,
         cpu_shares=host.integer("CpuShares") or None,
         pids_limit=pids if pids > 0 else (-1 if pids < 0 else None),  # -1: no limit
         cpuset_cpus=host.text("CpusetCpus") or None,
+        **_more_resources(host),
     )
+
+
+# HostConfig's integer resources and their Resources fields: 0 (and null) is unset.
+_INTEGERS = {
+    "MemoryReservation": "memory_reservation",
+    "CpuPeriod": "cpu_period",
+    "CpuQuota": "cpu_quota",
+    "CpuRealtimePeriod": "cpu_rt_period",
+    "CpuRealtimeRuntime": "cpu_rt_runtime",
+    "BlkioWeight": "blkio_weight",
+}
+_DEVICE_RATES = {
+    "BlkioWeightDevice": ("blkio_weight_device", "Weight"),
+    "BlkioDeviceReadBps": ("device_read_bps", "Rate"),
+    "BlkioDeviceWriteBps": ("device_write_bps", "Rate"),
+    "BlkioDeviceReadIOps": ("device_read_iops", "Rate"),
+    "BlkioDeviceWriteIOps": ("device_write_iops", "Rate"),
+}
+
+
+def _more_resources(host: Fields) -> dict[str, Any]:
+    """Docker's other resource fields (see boxd._resources); KernelMemory is accepted and
+    ignored (:func:`warnings`)."""
+    out: dict[str, Any] = {}
+    for key, field in _INTEGERS.items():
+        if host.integer(key):
+            out[field] = host.integer(key)
+    swappiness = host._get("MemorySwappiness", _is_int, "an integer")
+    if swappiness is not None and swappiness != -1:
+        out["memory_swappiness"] = swappiness
+    if host._get("OomKillDisable", lambda v: isinstance(v, bool), "a boolean"):
+        out["oom_kill_disable"] = True
+    if host.text("CpusetMems"):
+        out["cpuset_mems"] = host.text("CpusetMems")
+    for key, (field, value_key) in _DEVICE_RATES.items():
+        rows = host.objects(key)
+        if rows:
+            out[field] = tuple(DeviceRate(r.text("Path"), r.integer(value_key)) for r in rows)
+    return out
+
+
+def warnings(host: Fields) -> list[str]:
+    """What create and update tell a client of the HostConfig alone (the host's own are
+    :meth:`Supervisor.limit_warnings`)."""
+    if host.integer("KernelMemory"):
+        return ["KernelMemory is deprecated (kernels no longer limit kernel memory apart): ignored"]
+    return []
+
+
+def _device_rates(rates: tuple[DeviceRate, ...] | None, key: str) -> list[dict[str, Any]]:
+    return [{"Path": r.path, key: r.rate} for r in rates or ()]
 
 
 def _security(host: Fields) -> Security:
@@ -633,6 +676,20 @@ def _host_config(c: Container) -> dict[str, Any]:
         "CpuShares": res.cpu_shares or 0,
         "PidsLimit": res.pids_limit,
         "CpusetCpus": res.cpuset_cpus or "",
+        "CpusetMems": res.cpuset_mems or "",
+        "CpuPeriod": res.cpu_period or 0,
+        "CpuQuota": res.cpu_quota or 0,
+        "CpuRealtimePeriod": res.cpu_rt_period or 0,
+        "CpuRealtimeRuntime": res.cpu_rt_runtime or 0,
+        "MemoryReservation": res.memory_reservation or 0,
+        "MemorySwappiness": res.memory_swappiness,
+        "OomKillDisable": bool(res.oom_kill_disable),
+        "KernelMemory": 0,
+        "BlkioWeight": res.blkio_weight or 0,
+        **{
+            key: _device_rates(getattr(res, field), value_key) or None
+            for key, (field, value_key) in _DEVICE_RATES.items()
+        },
         "LogConfig": {"Type": "json-file", "Config": _log_options(cfg)},
         "Runtime": "boxd",
     }

@@ -85,7 +85,8 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "CPUShares": True,
             "CPUSet": True,
             "PidsLimit": True,
-            "OomKillDisable": False,
+            # v1's memory.oom_control can turn the OOM killer off; v2 has no such switch.
+            "OomKillDisable": api.sup.cgroups.controllers().get("memory") == "v1",
             "IPv4Forwarding": True,
             "Debug": False,
             "LiveRestoreEnabled": api.sup.live_restore,

@@ -18,6 +18,8 @@ import attrs
 class PullRequest:
     reference: str
     platform: str = ""  # os/arch[/variant]; empty: the daemon's host
+    username: str = ""  # credentials for this pull only (the Docker API's X-Registry-Auth);
+    password: str = ""  # empty: those ``login`` stored
 
 
 @attrs.frozen

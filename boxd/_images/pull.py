@@ -161,8 +161,10 @@ class Puller:
         *,
         platform: Platform | None = None,
         progress: ProgressFn | None = None,
+        user: tuple[str, str] | None = None,
     ) -> Pulled:
-        """The stored image (its layers unpacking in the background)."""
+        """The stored image (its layers unpacking in the background); ``user``: the
+        credentials to use instead of the stored ones."""
         want = platform or host()
         report = progress or (lambda _: None)
         try:
@@ -170,7 +172,7 @@ class Puller:
         except NoSuchImage:
             before = ""
         async with open_registry(
-            ref, insecure=self.insecure, credentials=self.credentials
+            ref, insecure=self.insecure, credentials=self.credentials, user=user
         ) as registry:
             top_digest, manifest = await self._manifest(registry, ref, want)
             config_digest, config_size, config_type = _descriptor(manifest.get("config"), "config")

@@ -32,7 +32,7 @@ import trio
 
 from .._messages import EndFrame, OkResponse
 from .messages import PushedFrame, PushingFrame, PushProgressFrame, PushRequest
-from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress
+from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress, _leaves
 from .reference import DEFAULT_REGISTRY, Reference, parse_reference
 from .registry import Registry, RegistryError, open_registry
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
@@ -225,9 +225,10 @@ async def push_tag(
     store = sup.images
     puller = sup.puller
     config = store.read_blob(record.id)
-    for layer in record.layers:
-        report(Progress(_short(layer.digest), "Preparing"))
-    blobs = [await trio.to_thread.run_sync(_blob, store, layer) for layer in record.layers]
+    blobs = []
+    for layer in record.layers:  # a plain layer is gzipped first: its id is the gzip's
+        blobs.append(await trio.to_thread.run_sync(_blob, store, layer))
+        report(Progress(_short(blobs[-1].digest), "Preparing"))
     sources = _sources(store, ref, {b.digest for b in blobs})
     async with open_registry(
         ref,
@@ -250,10 +251,11 @@ async def push_tag(
                 for blob in dict.fromkeys(blobs):
                     nursery.start_soon(one, blob)
         except BaseExceptionGroup as group:
-            first = _first(group)
-            if first is None:
-                raise
-            raise first from None
+            # Several uploads may fail at once: the push fails with the first reason.
+            leaves = list(_leaves(group))
+            if all(isinstance(e, Exception) for e in leaves):
+                raise leaves[0] from None
+            raise
         if not await registry.has_blob(record.id):
             location = await registry.start_upload()
             assert location is not None
@@ -275,21 +277,6 @@ async def push_tag(
             store.get(record.id)
             store.add(record.id, record.layers, attrs.evolve(ref, tag=None), digest)
     return digest, len(data)
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> Exception | None:
-    """The first failure of parallel uploads, if all are plain failures (as pull does)."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            stack[:0] = exc.exceptions
-        else:
-            leaves.append(exc)
-    if all(isinstance(e, Exception) for e in leaves) and isinstance(leaves[0], Exception):
-        return leaves[0]
-    return None
 
 
 async def serve(sup: Supervisor, conn: Sender, req: PushRequest) -> None:

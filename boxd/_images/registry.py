@@ -2,7 +2,8 @@
 
 ``/v2/`` is probed first; its ``WWW-Authenticate`` challenge decides the scheme: a Bearer
 challenge (realm, service) is answered by fetching a token from the realm for the
-repository's pull scope (with the stored credentials as basic auth, or anonymously), a
+repository's pull scope, or a push's push and pull (with the credentials as basic auth, or
+anonymously; an identity token is traded with OAuth 2's refresh-token grant), a
 Basic challenge by sending the credentials with every request.  HTTPS is verified against
 the system's CA bundle; plain HTTP is used only for loopback registries (127.0.0.0/8,
 ::1, localhost) and those the daemon was started with ``--insecure-registry`` for, as
@@ -34,6 +35,9 @@ HUB_HOST = "registry-1.docker.io"
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 TIMEOUT = 30.0  # seconds for each request; 10 to connect
+# The user name that marks the password as an identity token (an OAuth 2 refresh token),
+# as Docker's credential helpers mark it.
+IDENTITY_TOKEN = "<token>"
 
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
@@ -147,7 +151,7 @@ class Registry:
         scheme, _, params = r.headers.get("www-authenticate", "").partition(" ")
         fields = dict(_CHALLENGE_RE.findall(params))
         if scheme.lower() == "basic":
-            if self.credentials is None:
+            if self.credentials is None or self.credentials[0] == IDENTITY_TOKEN:
                 raise RegistryError(
                     f"registry {self.registry} requires a login (boxctl login {self.registry})"
                 )
@@ -175,17 +179,30 @@ class Registry:
         params += [("scope", f"repository:{source}:pull") for source in self.sources]
         if "service" in challenge:
             params.append(("service", challenge["service"]))
-        auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+        identity = self.credentials is not None and self.credentials[0] == IDENTITY_TOKEN
         try:
-            r = await self.client.get(challenge["realm"], params=params, auth=auth)
+            if identity and self.credentials is not None:
+                # OAuth 2's refresh-token grant, as Docker's client trades an identity token.
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": self.credentials[1],
+                    "client_id": "boxd",
+                    "scope": " ".join(str(value) for key, value in params if key == "scope"),
+                    "service": challenge.get("service", ""),
+                }
+                r = await self.client.post(challenge["realm"], data=form)
+            else:
+                auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+                r = await self.client.get(challenge["realm"], params=params, auth=auth)
         except httpx.HTTPError as exc:
             raise RegistryError(
                 f"cannot reach the token server of {self.registry}: {exc}"
             ) from None
         if r.status_code in (401, 403):
+            what = "the identity token" if identity else "the credentials"
             raise RegistryError(
                 f"the token server of {self.registry} refused "
-                f"{'the credentials' if self.credentials else 'an anonymous ' + self.actions} "
+                f"{what if self.credentials else 'an anonymous ' + self.actions} "
                 f"(HTTP {r.status_code})"
             )
         if r.status_code != 200:

@@ -132,7 +132,12 @@ class ImageVerbs:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward)
             async with send:
-                pulled = await self.sup.puller.pull(ref, platform=platform, progress=report)
+                pulled = await self.sup.puller.pull(
+                    ref,
+                    platform=platform,
+                    progress=report,
+                    user=(req.username, req.password) if req.username else None,
+                )
         await conn.send(
             PulledFrame(
                 id=pulled.record.id,

@@ -1,0 +1,206 @@
+"""The container verbs a daemon serves now and then: ``update``, ``rename``, ``top``,
+``diff``, ``container prune``, ``stats`` and ``events`` (a verb area of
+:mod:`boxd._verbareas`: loaded by the first such request).  Their twelve messages and
+handlers were ~0.2 MB of every daemon, most of which never serves one; ``docker`` clients
+reach the same supervisor methods through the Engine API.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from . import _prune, _top
+from ._diff import Change
+from ._events import Event
+from ._messages import EndFrame, OkResponse
+from ._records import Resources, RestartPolicy
+from ._server import Connection, cancel_when_closed
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+STATS_INTERVAL = 1.0  # seconds between stats frames
+
+
+@attrs.frozen
+class UpdateRequest:
+    container: str
+    resources: Resources  # the limits given; None fields keep their values
+    restart: RestartPolicy | None = None
+
+
+@attrs.frozen
+class UpdateResponse:
+    warnings: tuple[str, ...] = ()  # options this host ignores (Supervisor.limit_warnings)
+
+
+@attrs.frozen
+class StatsRequest:
+    containers: tuple[str, ...] = ()
+    stream: bool = False
+
+
+@attrs.frozen
+class RenameRequest:
+    container: str
+    name: str
+
+
+@attrs.frozen
+class TopRequest:
+    container: str
+    ps_args: tuple[str, ...] = ()  # options of the host's ps; none: -ef
+
+
+@attrs.frozen
+class DiffRequest:
+    container: str
+
+
+@attrs.frozen
+class EventsRequest:
+    """Kept events from ``since`` (none when None), then new ones as they happen, until
+    ``until`` (Unix times); each an EventFrame, then an EndFrame at ``until``."""
+
+    since: float | None = None
+    until: float | None = None
+
+
+@attrs.frozen
+class PruneRequest:
+    """Remove every container at rest that the filters select (Docker's ``until``,
+    ``label``, ``label!``: see :mod:`boxd._prune`); answered with a PruneResponse."""
+
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class TopResponse:
+    titles: tuple[str, ...]
+    processes: tuple[tuple[str, ...], ...]
+
+
+@attrs.frozen
+class DiffResponse:
+    changes: tuple[Change, ...]
+
+
+@attrs.frozen
+class EventFrame:
+    event: Event
+
+
+@attrs.frozen
+class PruneResponse:
+    removed: tuple[str, ...]  # ids
+    reclaimed: int  # bytes of files the removed containers held
+
+
+@attrs.frozen
+class StatsFrame:
+    stats: tuple[dict[str, Any], ...]
+
+
+REQUESTS: tuple[type[Any], ...] = (
+    UpdateRequest,
+    StatsRequest,
+    RenameRequest,
+    PruneRequest,
+    TopRequest,
+    DiffRequest,
+    EventsRequest,
+)
+STREAMS: tuple[type[Any], ...] = (StatsRequest, EventsRequest)
+ERRORS: dict[type[Exception], str] = {}
+
+
+def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:
+    """Each request type's handler, called with the request's connection."""
+
+    async def update(conn: Connection, req: UpdateRequest) -> None:
+        await sup.update(req.container, req.resources, req.restart)
+        await conn.send(UpdateResponse(tuple(sup.limit_warnings(req.resources))))
+
+    async def rename(conn: Connection, req: RenameRequest) -> None:
+        await sup.rename(req.container, req.name)
+        await conn.send(OkResponse())
+
+    async def top(conn: Connection, req: TopRequest) -> None:
+        titles, rows = await _top.top(sup.processes(req.container), req.ps_args)
+        await conn.send(TopResponse(titles=tuple(titles), processes=tuple(tuple(r) for r in rows)))
+
+    async def diff(conn: Connection, req: DiffRequest) -> None:
+        await conn.send(DiffResponse(changes=tuple(await sup.diff(req.container))))
+
+    async def prune(conn: Connection, req: PruneRequest) -> None:
+        removed, reclaimed = await sup.prune(_prune.parse(req.filters, time.time()))
+        await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
+
+    async def stats(conn: Connection, req: StatsRequest) -> None:
+        """CPU percentages need two samples: the first frame comes after one interval."""
+        previous = {
+            c.id: (s.cpu_total_ns, trio.current_time()) for c, s in sup.sample(req.containers)
+        }
+        await conn.send(OkResponse())
+        while True:
+            await trio.sleep(STATS_INTERVAL if req.stream else STATS_INTERVAL / 2)
+            now = trio.current_time()
+            rows = []
+            for c, s in sup.sample(req.containers):
+                before, then = previous.get(c.id, (s.cpu_total_ns, now))
+                elapsed = max(now - then, 1e-9)
+                previous[c.id] = (s.cpu_total_ns, now)
+                rows.append(
+                    {
+                        "id": c.id,
+                        "name": c.name,
+                        "cpu_percent": round(100 * (s.cpu_total_ns - before) / 1e9 / elapsed, 2),
+                        "memory_usage": s.memory_usage,
+                        "memory_limit": s.memory_limit,
+                        "pids": s.pids,
+                        "block_read": s.io_read_bytes,
+                        "block_write": s.io_write_bytes,
+                    }
+                )
+            await conn.send(StatsFrame(stats=tuple(rows)))
+            if not req.stream:
+                await conn.send(EndFrame())
+                return
+
+    async def events(conn: Connection, req: EventsRequest) -> None:
+        """The kept events in [since, until], then new ones until ``until``; a follower
+        that hangs up ends its stream at once, not at the next event."""
+        history, channel = sup.events.subscribe()
+        await conn.send(OkResponse())
+        until_ns = math.inf if req.until is None else req.until * 1e9
+        with channel:
+            if req.since is not None or req.until is not None:
+                since_ns = (req.since or 0) * 1e9
+                for event in history:
+                    if since_ns <= event.time_ns <= until_ns:
+                        await conn.send(EventFrame(event=event))
+            # The clock the events carry is the wall clock; trio's deadline is another.
+            deadline = trio.current_time() + (until_ns / 1e9 - time.time())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_when_closed, conn, nursery.cancel_scope)
+                with trio.move_on_at(deadline):
+                    async for event in channel:
+                        await conn.send(EventFrame(event=event))
+                nursery.cancel_scope.cancel(reason="until reached")
+        await conn.send(EndFrame())
+
+    return {
+        UpdateRequest: update,
+        StatsRequest: stats,
+        RenameRequest: rename,
+        PruneRequest: prune,
+        TopRequest: top,
+        DiffRequest: diff,
+        EventsRequest: events,
+    }
