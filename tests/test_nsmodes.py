@@ -18,6 +18,7 @@ from daemon_harness import Daemon, running_daemon
 from docker_clients import docker, needs_cli
 
 from boxd._nsmodes import check
+from boxd._procview import available
 from boxd._records import ContainerConfig
 
 
@@ -91,6 +92,30 @@ def test_pid_host_sees_the_hosts_processes(clean: Daemon) -> None:
     # Without it: a pid namespace of its own, where the command is PID 1.
     assert _run(clean, "default", "sh", "-c", "readlink /proc/self/ns/pid; echo $$") != out
     assert _run(clean, "default", "sh", "-c", "echo $$") == "1\n"
+    # exec in such a container is in the host's too.
+    clean.ctl(
+        "run", "-d", "--name", "h", "--network", "none", "--pid", "host", "default", "sleep", "300"
+    )
+    assert (
+        clean.ctl("exec", "h", "readlink", "/proc/self/ns/pid").stdout == f"{_ns('self', 'pid')}\n"
+    )
+
+
+@pytest.mark.root
+@pytest.mark.skipif(available() is not None, reason=f"no /proc view here: {available()}")
+def test_the_proc_view_stays_the_containers_own(clean: Daemon) -> None:
+    """With the host's processes in its /proc, its meminfo is still its own cgroup's (the
+    view answers by the reader's cgroup, not its pid namespace); exec's too."""
+    script = "awk '/^MemTotal/ {print $2}' /proc/meminfo"
+    assert _run(clean, "--pid", "host", "-m", "64m", "default", "sh", "-c", script) == "65536\n"
+    clean.ctl(
+        "run", "-d", "--name", "donor", "--network", "none", "-m", "96m", "default", "sleep", "300"
+    )
+    clean.ctl(
+        "run", "-d", "--name", "joiner", "--network", "none", "-m", "32m",
+        "--pid", "container:donor", "default", "sleep", "300",
+    )  # fmt: skip
+    assert clean.ctl("exec", "joiner", "sh", "-c", script).stdout == "32768\n"
 
 
 @pytest.mark.root
