@@ -170,6 +170,14 @@ def test_docker_py_builds_from_a_fileobj_and_a_path(clean: Daemon, tmp_path: Pat
         image, _ = client.images.build(path=str(ctx), tag="py:2")
         out = client.containers.run(image.id, "cat /ctx/f", remove=True)
         assert out == b"F"
+        # The query's JSON parameters: buildargs, labels, target; a Dockerfile elsewhere.
+        _context(ctx, {"sub/Other": f"FROM {BASE} AS a\nARG V\nRUN echo $V > /v\nFROM a\n"})
+        image, _ = client.images.build(
+            path=str(ctx), dockerfile="sub/Other", buildargs={"V": "from-py"},
+            labels={"via": "py"}, target="a", nocache=True, forcerm=True,
+        )  # fmt: skip
+        assert image.labels == {"via": "py"}
+        assert client.containers.run(image.id, "cat /v", remove=True) == b"from-py\n"
         with pytest.raises(docker_py.errors.BuildError, match="returned a non-zero code: 1"):
             client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nRUN false\n".encode()))
     finally:
