@@ -231,7 +231,8 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
             "d/tmp": "t",
             "d/y.txt": "y",
             "Dockerfile": f"FROM {BASE}\nCOPY . /ctx/\nCOPY *.txt d/*.txt /glob/\n"
-            "ADD t.tar.gz /unpacked/\nADD a.txt /added\n",
+            "ADD t.tar.gz /unpacked/\nADD a.txt /added\n"
+            "COPY --chown=nobody a.txt /by-name\nCOPY --chown=0:nogroup a.txt /by-group\n",
         },
     )
     (ctx / "t.tar.gz").write_bytes(archive.getvalue())
@@ -245,6 +246,8 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
             "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added",
         ]
     )  # fmt: skip
+    r = clean.ctl("run", "--rm", "ignored", "stat", "-c", "%u:%g", "/by-name", "/by-group")
+    assert r.stdout == "65534:65534\n0:65534\n"  # a user alone: its uid as the gid too
     # A COPY of an excluded file is a missing one.
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\nCOPY b.log /\n")
     r = clean.ctl("build", str(ctx), check=False)
