@@ -139,6 +139,7 @@ def test_docker_cli_builds_with_the_classic_builder(clean: Daemon, tmp_path: Pat
         tmp_path / "ctx",
         {"Dockerfile": f"FROM {BASE}\nCOPY a.txt /a.txt\nCMD cat /a.txt\n", "a.txt": "A\n"},
     )
+    assert api_call(clean, "GET", "/_ping")[1]["builder-version"] == "1"  # the classic one
     r = docker(clean, "build", "-t", "cli:1", str(ctx))
     assert r.returncode == 0, r.stderr
     assert "legacy builder is deprecated" in r.stderr  # the CLI's own notice
