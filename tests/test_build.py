@@ -514,3 +514,27 @@ def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path)
     )
     clean.ctl("build", "-t", "vol", str(ctx))
     assert clean.ctl("run", "--rm", "vol", "ls", "/data").stdout == "f\n"
+
+
+def test_the_context_cannot_reach_host_files(clean: Daemon, tmp_path: Path) -> None:
+    """A symlink in the context is resolved inside it (a link to /etc/hostname names the
+    context's own), and an archive ADD unpacks may not climb out of the image."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nCOPY link /x\n"})
+    (ctx / "link").symlink_to("/etc/hostname")
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert "stat link: file does not exist" in r.stderr
+    (ctx / "etc").mkdir()
+    (ctx / "etc" / "hostname").write_text("the context's\n")
+    clean.ctl("build", "-t", "linked", str(ctx))
+    assert clean.ctl("run", "--rm", "linked", "cat", "/x").stdout == "the context's\n"
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    (ctx / "evil.tar").write_bytes(evil.getvalue())
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD evil.tar /deep/\n")
+    r = clean.ctl("build", "-t", "evil", str(ctx), check=False)
+    assert r.returncode == 1
+    assert "ADD failed: evil.tar: member '../../escaped' points outside the archive" in r.stderr
