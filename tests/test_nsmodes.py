@@ -235,3 +235,26 @@ def test_docker_cli_and_docker_py(clean: Daemon) -> None:
         assert out == f"{_ns('self', 'pid')}\n".encode()
     finally:
         client.close()
+
+
+@pytest.mark.root
+def test_a_daemon_restart_keeps_host_modes_not_joiners(clean: Daemon) -> None:
+    """Live restore: a --pid/--ipc/--uts host container runs under its shim and is adopted
+    by the next daemon, exec still in the host's namespaces; a container:NAME joiner
+    (spawned without a shim, as --network container:NAME) is not kept."""
+    clean.ctl(
+        "run", "-d", "--name", "hosted", "--network", "none", "--pid", "host", "--ipc", "host",
+        "--uts", "host", "default", "sleep", "300",
+    )  # fmt: skip
+    clean.ctl("run", "-d", "--name", "donor", "--network", "none", "default", "sleep", "300")
+    clean.ctl(
+        "run", "-d", "--name", "joiner", "--network", "none", "--pid", "container:donor",
+        "default", "sleep", "300",
+    )  # fmt: skip
+    pid = _pid(clean, "hosted")
+    assert clean.stop() == 0
+    clean.start()
+    assert _pid(clean, "hosted") == pid
+    execd = clean.ctl("exec", "hosted", "sh", "-c", "readlink /proc/self/ns/pid /proc/self/ns/ipc")
+    assert execd.stdout == f"{_ns('self', 'pid')}\n{_ns('self', 'ipc')}\n"
+    assert clean.ctl("inspect", "-f", "{{.State.Status}}", "joiner").stdout == "exited\n"
