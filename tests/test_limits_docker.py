@@ -17,7 +17,7 @@ from pathlib import Path
 import fake_cgroup
 import pytest
 from daemon_harness import Daemon, running_daemon
-from docker_clients import docker, needs_cli
+from docker_clients import api_call, docker, needs_cli
 from fake_cgroup import FakeCgroupFs
 from test_limits import _cgroup_file
 
@@ -311,6 +311,10 @@ def test_docker_cli_create_inspect_update(daemon: Daemon) -> None:
     assert _cgroup_file(cid, "cpu", "cpu.cfs_quota_us").read_text().strip() == "30000"
     host = json.loads(docker(daemon, "inspect", cid).stdout)[0]["HostConfig"]
     assert (host["MemoryReservation"], host["CpuQuota"]) == (48 * M, 30000)
+    u = docker(daemon, "update", "--blkio-weight", "200", cid)
+    assert u.returncode == 0, u.stderr
+    if _weight_file() is None:
+        assert "--blkio-weight is ignored" in u.stdout, u.stdout  # where the CLI prints them
     docker(daemon, "rm", "-f", cid)
 
 
@@ -328,6 +332,30 @@ def test_docker_cli_kernel_memory_and_bad_values(daemon: Daemon) -> None:
         assert r.returncode == 125 and named in r.stderr, (args, r.stderr)
     assert docker(daemon, "ps", "-a", "-q").stdout == ""
     assert docker(daemon, "info", "-f", "{{.OomKillDisable}}").stdout == "true\n"  # v1 memory
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("host", "named"),
+    [
+        ({"MemorySwappiness": 101}, "invalid --memory-swappiness 101"),
+        ({"MemorySwappiness": "high"}, "HostConfig.MemorySwappiness: expected an integer"),
+        ({"OomKillDisable": "yes"}, "HostConfig.OomKillDisable: expected a boolean"),
+        ({"BlkioWeight": 2000}, "invalid --blkio-weight 2000"),
+        ({"BlkioWeightDevice": [{"Path": "/dev/null", "Weight": 100}]}, "not a block device"),
+        ({"BlkioDeviceReadBps": "fast"}, "HostConfig.BlkioDeviceReadBps: expected a list"),
+        ({"BlkioDeviceWriteIOps": [{"Path": "/dev/nope", "Rate": 5}]}, "'/dev/nope:5'"),
+        ({"CpuPeriod": 50, "CpuQuota": 100000}, "invalid --cpu-period 50"),
+        ({"NanoCpus": 10**9, "CpuQuota": 50000}, "cannot be combined"),
+        ({"MemoryReservation": 1000}, "invalid --memory-reservation 1000"),
+    ],
+)
+def test_api_bad_values_are_400_naming_them(
+    daemon: Daemon, host: dict[str, object], named: str
+) -> None:
+    body = {"Image": "default", "Cmd": ["true"], "HostConfig": host}
+    status, _, answer = api_call(daemon, "POST", "/containers/create", json.dumps(body).encode())
+    assert status == 400 and named in json.loads(answer)["message"], answer
 
 
 @pytest.mark.root
