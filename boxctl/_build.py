@@ -9,6 +9,7 @@ of its own.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -17,6 +18,7 @@ from ._client import USAGE, Client, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import IO, Any
 
 
@@ -35,10 +37,10 @@ def _pairs(values: list[str], option: str, *, need_value: bool) -> dict[str, str
     return found
 
 
-def _context_tar(args: Args, out: IO[bytes]) -> str:
-    """Write the context to ``out``; the Dockerfile's name in it."""
-    import io  # here: the other commands (found after this module's) do without them
-    import tarfile
+def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
+    """The Dockerfile's name in the context, and what writes the context's tar (checked
+    here, before the daemon is asked; a directory's tar is streamed as it is made)."""
+    import tarfile  # here: the other commands (found after this module's) do without it
 
     from boxd._build.ignore import Ignore
 
@@ -50,14 +52,19 @@ def _context_tar(args: Args, out: IO[bytes]) -> str:
                 tar.next()
         except (tarfile.TarError, EOFError):
             # Not a tar: a Dockerfile alone, as `docker build - < Dockerfile`.
-            with tarfile.open(fileobj=out, mode="w|") as tar:
-                info = tarfile.TarInfo("Dockerfile")
-                info.size = len(data)
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(data))
-            return "Dockerfile"
-        out.write(data)
-        return args.file or ""
+            def lone(out: IO[bytes]) -> None:
+                with tarfile.open(fileobj=out, mode="w|") as tar:
+                    info = tarfile.TarInfo("Dockerfile")
+                    info.size = len(data)
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(data))
+
+            return "Dockerfile", lone
+
+        def passed_on(out: IO[bytes]) -> None:
+            out.write(data)
+
+        return args.file or "", passed_on
     if not os.path.isdir(context):
         raise CliError(f"boxctl build: unable to prepare context: path {context!r} not found")
     dockerfile = args.file or os.path.join(context, "Dockerfile")
@@ -73,34 +80,45 @@ def _context_tar(args: Args, out: IO[bytes]) -> str:
     except FileNotFoundError:
         ignore = Ignore()
     always = {".dockerignore", rel}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    name_in_tar = f".dockerfile.{os.urandom(10).hex()}" if outside else rel
 
-        def add(path: str, name: str) -> None:
-            tar.add(path, arcname=name, recursive=False)
+    def write(out: IO[bytes]) -> None:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for top, dirs, files in os.walk(context):
+                base = os.path.relpath(top, context)
+                base = "" if base == "." else base
+                for d in list(dirs):
+                    name = f"{base}/{d}" if base else d
+                    if ignore.excluded(name) and not any(a.startswith(name + "/") for a in always):
+                        dirs.remove(d)
+                        continue
+                    tar.add(os.path.join(top, d), arcname=name, recursive=False)
+                for file in files:
+                    name = f"{base}/{file}" if base else file
+                    if ignore.excluded(name) and name not in always:
+                        continue
+                    tar.add(os.path.join(top, file), arcname=name, recursive=False)
+            if outside:
+                tar.add(dockerfile, arcname=name_in_tar, recursive=False)
 
-        for top, dirs, files in os.walk(context):
-            base = os.path.relpath(top, context)
-            base = "" if base == "." else base
-            for d in list(dirs):
-                name = f"{base}/{d}" if base else d
-                if ignore.excluded(name) and not any(a.startswith(name + "/") for a in always):
-                    dirs.remove(d)
-                    continue
-                add(os.path.join(top, d), name)
-            for file in files:
-                name = f"{base}/{file}" if base else file
-                if ignore.excluded(name) and name not in always:
-                    continue
-                add(os.path.join(top, file), name)
-        if outside:
-            rel = f".dockerfile.{os.urandom(10).hex()}"
-            add(dockerfile, rel)
-    return rel
+    return name_in_tar, write
+
+
+class _Frames(io.RawIOBase):
+    """A file that sends what is written to it as stdin byte frames (buffer it)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.client.send_bytes(0, bytes(data))
+        return len(data)
 
 
 def cmd_build(args: Args) -> int:
-    import io
-
     request = {
         "type": "BuildRequest",
         "tags": args.tag,
@@ -115,16 +133,14 @@ def cmd_build(args: Args) -> int:
         "platform": args.platform or "",
         "network": args.network or "",
     }
-    buffer = io.BytesIO()
-    request["dockerfile"] = _context_tar(args, buffer)
+    request["dockerfile"], write = _context(args)
     with Client(args.socket) as client:
         try:
             client.request(request)
         except CliError as exc:  # the request's options, refused before the build
             raise CliError(str(exc), USAGE) from None
-        view = memoryview(buffer.getbuffer())
-        for start in range(0, len(view), 1 << 20):
-            client.send_bytes(0, bytes(view[start : start + (1 << 20)]))
+        with io.BufferedWriter(_Frames(client), 1 << 20) as out:
+            write(out)
         client.send_bytes(0, b"")
         built: dict[str, Any] = {}
         while True:

@@ -562,21 +562,17 @@ class CgroupHost:
 
     def ignored(self, limits: Limits) -> tuple[dict[str, str], list[str]]:
         """What Docker accepts but a host like this one cannot apply: {field of
-        :class:`Limits`: the warning} (the caller drops those fields and shows the
-        warnings, as Docker does), and warnings about limits that do apply."""
+        :class:`Limits`: why} (Docker drops those with a warning; an OCI runtime refuses
+        them), and warnings about limits that do apply."""
         drop: dict[str, str] = {}
         notes: list[str] = []
         have = self.controllers()
         mem_v1 = have.get("memory") == "v1"
         if limits.memory_swappiness is not None and not mem_v1:
-            drop["memory_swappiness"] = (
-                "memory swappiness is ignored: this host's memory cgroup (v2) has no "
-                "swappiness setting"
-            )
+            drop["memory_swappiness"] = "this host's memory cgroup (v2) has no swappiness"
         if limits.oom_kill_disable and not mem_v1:
             drop["oom_kill_disable"] = (
-                "--oom-kill-disable is ignored: this host's memory cgroup (v2) cannot turn "
-                "the OOM killer off"
+                "this host's memory cgroup (v2) cannot turn the OOM killer off"
             )
         elif limits.oom_kill_disable and limits.memory is None:
             notes.append(
@@ -591,9 +587,9 @@ class CgroupHost:
                     "schedulers have no proportional weight: neither CFQ nor BFQ)"
                 )
                 if limits.blkio_weight is not None:
-                    drop["blkio_weight"] = f"--blkio-weight is ignored: {why}"
+                    drop["blkio_weight"] = why
                 if limits.blkio_weight_device is not None:
-                    drop["blkio_weight_device"] = f"--blkio-weight-device is ignored: {why}"
+                    drop["blkio_weight_device"] = why
         return drop, notes
 
     def _blkio_start(self) -> tuple[str, int] | None:
@@ -1388,7 +1384,8 @@ def _more_limits(cg: Cgroup, limits: Limits, put: Put) -> None:
     if blk is None:
         return
     d, v = blk
-    weight_file = _weight_file(d, v)
+    weighted = limits.blkio_weight is not None or limits.blkio_weight_device is not None
+    weight_file = _weight_file(d, v) if weighted else None  # a lookup only when asked
     if weight_file is not None:
         if limits.blkio_weight is not None:
             w = limits.blkio_weight

@@ -68,7 +68,12 @@ def settle(res: Resources, host: CgroupHost) -> tuple[Resources, list[str]]:
     wanted = limits(res)
     host.validate(wanted)
     drop, notes = host.ignored(wanted)
-    return attrs.evolve(res, **dict.fromkeys(drop)), [*drop.values(), *notes]
+    return attrs.evolve(res, **dict.fromkeys(drop)), warnings(drop, notes)
+
+
+def warnings(drop: dict[str, str], notes: list[str]) -> list[str]:
+    """:meth:`CgroupHost.ignored`'s answer as a user is told it."""
+    return [*(f"--{f.replace('_', '-')} is ignored: {why}" for f, why in drop.items()), *notes]
 
 
 def merged(current: Resources, changes: Resources) -> Resources:

@@ -15,6 +15,7 @@ hangs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -81,6 +82,27 @@ def start_time_of(pid: int) -> int:
     finally:
         os.close(fd)
     return int(stat.rsplit(b")", 1)[1].split()[19])
+
+
+# PIDFD_GET_MNT_NAMESPACE (linux/pidfd.h, Linux 6.11): a pidfd's process's mount namespace
+# as a new close-on-exec fd, with the same access check as /proc/PID/ns/mnt but no path
+# lookup through /proc (on the event loop's thread, once per start).
+PIDFD_GET_MNT_NAMESPACE = 0xFF03
+_pidfd_ns_ioctl = True  # False once the kernel refused it (older than 6.11)
+
+
+def mount_ns_of(spawned: Spawned) -> int:
+    """A new fd of the mount namespace of ``spawned``'s process (OSError: gone, or not
+    allowed)."""
+    global _pidfd_ns_ioctl
+    if _pidfd_ns_ioctl:
+        try:
+            return fcntl.ioctl(spawned.pidfd, PIDFD_GET_MNT_NAMESPACE)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+                raise
+            _pidfd_ns_ioctl = False
+    return os.open(f"/proc/{spawned.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _above_stdio(fd: int) -> int:
@@ -408,7 +430,7 @@ class Run:
         anything is mounted there).  Not held if it cannot be opened: its end is then as
         without, no slower."""
         with contextlib.suppress(OSError):
-            self._mount_ns = os.open(f"/proc/{spawned.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            self._mount_ns = mount_ns_of(spawned)
 
     def _let_go_of_mount_ns(self) -> None:
         if self._mount_ns >= 0:

@@ -1230,8 +1230,7 @@ class Supervisor:
     def limit_warnings(self, resources: Resources) -> builtins.list[str]:
         """What a user is told about ``resources`` (checked already by create or update):
         the options this host ignores, as Docker warns of them."""
-        drop, notes = self.cgroups.ignored(_resources.limits(resources))
-        return [*drop.values(), *notes]
+        return _resources.warnings(*self.cgroups.ignored(_resources.limits(resources)))
 
     async def update(
         self, ref: str, changes: Resources, restart: RestartPolicy | None = None

@@ -139,6 +139,7 @@ def test_docker_cli_builds_with_the_classic_builder(clean: Daemon, tmp_path: Pat
         tmp_path / "ctx",
         {"Dockerfile": f"FROM {BASE}\nCOPY a.txt /a.txt\nCMD cat /a.txt\n", "a.txt": "A\n"},
     )
+    assert api_call(clean, "GET", "/_ping")[1]["builder-version"] == "1"  # the classic one
     r = docker(clean, "build", "-t", "cli:1", str(ctx))
     assert r.returncode == 0, r.stderr
     assert "legacy builder is deprecated" in r.stderr  # the CLI's own notice
@@ -169,6 +170,14 @@ def test_docker_py_builds_from_a_fileobj_and_a_path(clean: Daemon, tmp_path: Pat
         image, _ = client.images.build(path=str(ctx), tag="py:2")
         out = client.containers.run(image.id, "cat /ctx/f", remove=True)
         assert out == b"F"
+        # The query's JSON parameters: buildargs, labels, target; a Dockerfile elsewhere.
+        _context(ctx, {"sub/Other": f"FROM {BASE} AS a\nARG V\nRUN echo $V > /v\nFROM a\n"})
+        image, _ = client.images.build(
+            path=str(ctx), dockerfile="sub/Other", buildargs={"V": "from-py"},
+            labels={"via": "py"}, target="a", nocache=True, forcerm=True,
+        )  # fmt: skip
+        assert image.labels == {"via": "py"}
+        assert client.containers.run(image.id, "cat /v", remove=True) == b"from-py\n"
         with pytest.raises(docker_py.errors.BuildError, match="returned a non-zero code: 1"):
             client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nRUN false\n".encode()))
     finally:
@@ -222,7 +231,8 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
             "d/tmp": "t",
             "d/y.txt": "y",
             "Dockerfile": f"FROM {BASE}\nCOPY . /ctx/\nCOPY *.txt d/*.txt /glob/\n"
-            "ADD t.tar.gz /unpacked/\nADD a.txt /added\n",
+            "ADD t.tar.gz /unpacked/\nADD a.txt /added\n"
+            "COPY --chown=nobody a.txt /by-name\nCOPY --chown=0:nogroup a.txt /by-group\n",
         },
     )
     (ctx / "t.tar.gz").write_bytes(archive.getvalue())
@@ -236,6 +246,8 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
             "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added",
         ]
     )  # fmt: skip
+    r = clean.ctl("run", "--rm", "ignored", "stat", "-c", "%u:%g", "/by-name", "/by-group")
+    assert r.stdout == "65534:65534\n0:65534\n"  # a user alone: its uid as the gid too
     # A COPY of an excluded file is a missing one.
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\nCOPY b.log /\n")
     r = clean.ctl("build", str(ctx), check=False)
@@ -513,3 +525,27 @@ def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path)
     )
     clean.ctl("build", "-t", "vol", str(ctx))
     assert clean.ctl("run", "--rm", "vol", "ls", "/data").stdout == "f\n"
+
+
+def test_the_context_cannot_reach_host_files(clean: Daemon, tmp_path: Path) -> None:
+    """A symlink in the context is resolved inside it (a link to /etc/hostname names the
+    context's own), and an archive ADD unpacks may not climb out of the image."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nCOPY link /x\n"})
+    (ctx / "link").symlink_to("/etc/hostname")
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert "stat link: file does not exist" in r.stderr
+    (ctx / "etc").mkdir()
+    (ctx / "etc" / "hostname").write_text("the context's\n")
+    clean.ctl("build", "-t", "linked", str(ctx))
+    assert clean.ctl("run", "--rm", "linked", "cat", "/x").stdout == "the context's\n"
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    (ctx / "evil.tar").write_bytes(evil.getvalue())
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD evil.tar /deep/\n")
+    r = clean.ctl("build", "-t", "evil", str(ctx), check=False)
+    assert r.returncode == 1
+    assert "ADD failed: evil.tar: member '../../escaped' points outside the archive" in r.stderr

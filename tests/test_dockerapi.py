@@ -542,6 +542,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("DELETE", "/images/default", None, 409, "built in"),
     ("POST", "/images/nope/tag?repo=x", None, 404, "No such image: nope"),
     ("POST", "/images/default/tag", None, 400, "repo"),
+    ("POST", "/images/nope/push", None, 404, "An image does not exist locally with the tag: nope"),
+    ("POST", "/auth", b"{}", 400, "a username is required"),
     ("GET", "/containers/nope/top", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/pause", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/update", b"{}", 404, "No such container: nope"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import fake_cgroup
 import pytest
 from daemon_harness import Daemon, running_daemon
-from docker_clients import docker, needs_cli
+from docker_clients import api_call, docker, needs_cli
 from fake_cgroup import FakeCgroupFs
 from test_limits import _cgroup_file
 
@@ -311,6 +311,10 @@ def test_docker_cli_create_inspect_update(daemon: Daemon) -> None:
     assert _cgroup_file(cid, "cpu", "cpu.cfs_quota_us").read_text().strip() == "30000"
     host = json.loads(docker(daemon, "inspect", cid).stdout)[0]["HostConfig"]
     assert (host["MemoryReservation"], host["CpuQuota"]) == (48 * M, 30000)
+    u = docker(daemon, "update", "--blkio-weight", "200", cid)
+    assert u.returncode == 0, u.stderr
+    if _weight_file() is None:
+        assert "--blkio-weight is ignored" in u.stdout, u.stdout  # where the CLI prints them
     docker(daemon, "rm", "-f", cid)
 
 
@@ -328,6 +332,30 @@ def test_docker_cli_kernel_memory_and_bad_values(daemon: Daemon) -> None:
         assert r.returncode == 125 and named in r.stderr, (args, r.stderr)
     assert docker(daemon, "ps", "-a", "-q").stdout == ""
     assert docker(daemon, "info", "-f", "{{.OomKillDisable}}").stdout == "true\n"  # v1 memory
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("host", "named"),
+    [
+        ({"MemorySwappiness": 101}, "invalid --memory-swappiness 101"),
+        ({"MemorySwappiness": "high"}, "HostConfig.MemorySwappiness: expected an integer"),
+        ({"OomKillDisable": "yes"}, "HostConfig.OomKillDisable: expected a boolean"),
+        ({"BlkioWeight": 2000}, "invalid --blkio-weight 2000"),
+        ({"BlkioWeightDevice": [{"Path": "/dev/null", "Weight": 100}]}, "not a block device"),
+        ({"BlkioDeviceReadBps": "fast"}, "HostConfig.BlkioDeviceReadBps: expected a list"),
+        ({"BlkioDeviceWriteIOps": [{"Path": "/dev/nope", "Rate": 5}]}, "'/dev/nope:5'"),
+        ({"CpuPeriod": 50, "CpuQuota": 100000}, "invalid --cpu-period 50"),
+        ({"NanoCpus": 10**9, "CpuQuota": 50000}, "cannot be combined"),
+        ({"MemoryReservation": 1000}, "invalid --memory-reservation 1000"),
+    ],
+)
+def test_api_bad_values_are_400_naming_them(
+    daemon: Daemon, host: dict[str, object], named: str
+) -> None:
+    body = {"Image": "default", "Cmd": ["true"], "HostConfig": host}
+    status, _, answer = api_call(daemon, "POST", "/containers/create", json.dumps(body).encode())
+    assert status == 400 and named in json.loads(answer)["message"], answer
 
 
 @pytest.mark.root
@@ -419,7 +447,7 @@ def test_v2_ignores_swappiness_and_oom_kill_disable_and_has_no_rt(fs: FakeCgroup
     host = fs.detect()
     drop, notes = host.ignored(Limits(memory_swappiness=10, oom_kill_disable=True))
     assert set(drop) == {"memory_swappiness", "oom_kill_disable"} and notes == []
-    assert "ignored" in drop["memory_swappiness"] and "ignored" in drop["oom_kill_disable"]
+    assert "v2" in drop["memory_swappiness"] and "OOM killer" in drop["oom_kill_disable"]
     with pytest.raises(ValueError, match="invalid --cpu-rt-runtime 1000: this kernel has no real"):
         host.validate(Limits(cpu_rt_runtime=1000))
 
@@ -470,3 +498,39 @@ def test_v1_weight_missing_is_ignored_and_files_are_written(
         ("cpu,cpuacct/boxd/c1/cpu.cfs_period_us", "20000"),
     ):
         assert expected in written, (expected, written)
+
+
+async def test_a_v2_supervisor_drops_what_it_ignores_and_applies_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library on a pure v2 host (a fake tree; FakeNative spawns nothing): swappiness and
+    --oom-kill-disable are dropped from the record with their warnings, a reservation is
+    written to memory.low, create and update of a running container both apply it, and
+    update refuses what `docker update` does not take."""
+    from boxd import DeviceRate, Resources
+    from boxd._native import FakeNative
+    from boxd._records import ContainerConfig
+    from boxd._supervisor import open_supervisor
+
+    fs = FakeCgroupFs(tmp_path / "cgroupfs", monkeypatch)
+    own = fs.mount_v2("/user.slice/test", controllers="cpu io memory pids")
+    (tmp_path / "image/bin").mkdir(parents=True)
+    (tmp_path / "image/bin/sh").write_text("")
+    wanted = Resources(memory_reservation=32 * M, memory_swappiness=5, oom_kill_disable=True)
+    async with open_supervisor(tmp_path / "root", native=FakeNative(), cgroups=fs.detect()) as sup:
+        config = ContainerConfig(
+            image=str(tmp_path / "image"), command=("true",), network="none", resources=wanted
+        )
+        assert len(sup.limit_warnings(wanted)) == 2
+        c = await sup.create(config, "c")
+        stored = c.config.resources
+        assert (stored.memory_reservation, stored.memory_swappiness) == (32 * M, None)
+        assert stored.oom_kill_disable is None
+        await sup.start(c.id)
+        low = next(own.glob(f"*/{c.id}/memory.low"))
+        assert low.read_text() == str(32 * M)
+        await sup.update(c.id, Resources(memory_reservation=48 * M))
+        assert low.read_text() == str(48 * M)
+        with pytest.raises(ValueError, match="--device-read-bps cannot be changed by update"):
+            await sup.update(c.id, Resources(device_read_bps=(DeviceRate("/dev/x", 1),)))
+        await sup.remove(c.id, force=True)

@@ -18,6 +18,7 @@ from daemon_harness import Daemon, running_daemon
 from docker_clients import docker, needs_cli
 
 from boxd._nsmodes import check
+from boxd._procview import available
 from boxd._records import ContainerConfig
 
 
@@ -91,6 +92,30 @@ def test_pid_host_sees_the_hosts_processes(clean: Daemon) -> None:
     # Without it: a pid namespace of its own, where the command is PID 1.
     assert _run(clean, "default", "sh", "-c", "readlink /proc/self/ns/pid; echo $$") != out
     assert _run(clean, "default", "sh", "-c", "echo $$") == "1\n"
+    # exec in such a container is in the host's too.
+    clean.ctl(
+        "run", "-d", "--name", "h", "--network", "none", "--pid", "host", "default", "sleep", "300"
+    )
+    assert (
+        clean.ctl("exec", "h", "readlink", "/proc/self/ns/pid").stdout == f"{_ns('self', 'pid')}\n"
+    )
+
+
+@pytest.mark.root
+@pytest.mark.skipif(available() is not None, reason=f"no /proc view here: {available()}")
+def test_the_proc_view_stays_the_containers_own(clean: Daemon) -> None:
+    """With the host's processes in its /proc, its meminfo is still its own cgroup's (the
+    view answers by the reader's cgroup, not its pid namespace); exec's too."""
+    script = "awk '/^MemTotal/ {print $2}' /proc/meminfo"
+    assert _run(clean, "--pid", "host", "-m", "64m", "default", "sh", "-c", script) == "65536\n"
+    clean.ctl(
+        "run", "-d", "--name", "donor", "--network", "none", "-m", "96m", "default", "sleep", "300"
+    )
+    clean.ctl(
+        "run", "-d", "--name", "joiner", "--network", "none", "-m", "32m",
+        "--pid", "container:donor", "default", "sleep", "300",
+    )  # fmt: skip
+    assert clean.ctl("exec", "joiner", "sh", "-c", script).stdout == "32768\n"
 
 
 @pytest.mark.root
@@ -210,3 +235,26 @@ def test_docker_cli_and_docker_py(clean: Daemon) -> None:
         assert out == f"{_ns('self', 'pid')}\n".encode()
     finally:
         client.close()
+
+
+@pytest.mark.root
+def test_a_daemon_restart_keeps_host_modes_not_joiners(clean: Daemon) -> None:
+    """Live restore: a --pid/--ipc/--uts host container runs under its shim and is adopted
+    by the next daemon, exec still in the host's namespaces; a container:NAME joiner
+    (spawned without a shim, as --network container:NAME) is not kept."""
+    clean.ctl(
+        "run", "-d", "--name", "hosted", "--network", "none", "--pid", "host", "--ipc", "host",
+        "--uts", "host", "default", "sleep", "300",
+    )  # fmt: skip
+    clean.ctl("run", "-d", "--name", "donor", "--network", "none", "default", "sleep", "300")
+    clean.ctl(
+        "run", "-d", "--name", "joiner", "--network", "none", "--pid", "container:donor",
+        "default", "sleep", "300",
+    )  # fmt: skip
+    pid = _pid(clean, "hosted")
+    assert clean.stop() == 0
+    clean.start()
+    assert _pid(clean, "hosted") == pid
+    execd = clean.ctl("exec", "hosted", "sh", "-c", "readlink /proc/self/ns/pid /proc/self/ns/ipc")
+    assert execd.stdout == f"{_ns('self', 'pid')}\n{_ns('self', 'ipc')}\n"
+    assert clean.ctl("inspect", "-f", "{{.State.Status}}", "joiner").stdout == "exited\n"

@@ -797,6 +797,54 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     assert not cpuset_dir.parent.exists()  # the runtime's own group there, made by update
 
 
+@pytest.mark.root
+def test_memory_cpu_and_block_io_resources(runtime: Runtime, bundle: Bundle) -> None:
+    """What podman and containerd pass for Docker's other options: the v1 files here."""
+    block = next(
+        p
+        for p in (Path("/dev") / n for n in sorted(os.listdir("/sys/block")))
+        if p.is_block_device()
+    )
+    number = f"{os.major(block.stat().st_rdev)}:{os.minor(block.stat().st_rdev)}"
+    major, minor = map(int, number.split(":"))
+    bundle.command("exec sleep 1000")
+    resources = bundle.config["linux"]["resources"]
+    resources["memory"] = {
+        "limit": 64 << 20,
+        "reservation": 32 << 20,
+        "swappiness": 5,
+        "disableOOMKiller": True,
+    }
+    resources["cpu"] = {"mems": "0", "quota": 20000, "period": 100000}
+    throttle = {"major": major, "minor": minor, "rate": 1 << 20}
+    resources["blockIO"] = {"throttleReadBpsDevice": [throttle]}
+    bundle.write()
+    runtime("run", "--detach", "--bundle", str(bundle.path), "r1")
+    pid = runtime.state("r1")["pid"]
+    memory = _cgroup_dir(pid, "memory")
+    assert int((memory / "memory.soft_limit_in_bytes").read_text()) == 32 << 20
+    assert (memory / "memory.swappiness").read_text().strip() == "5"
+    assert "oom_kill_disable 1" in (memory / "memory.oom_control").read_text()
+    assert (_cgroup_dir(pid, "cpuset") / "cpuset.mems").read_text().strip() == "0"
+    bps = (_cgroup_dir(pid, "blkio") / "blkio.throttle.read_bps_device").read_text()
+    assert f"{number} {1 << 20}" in bps.splitlines()
+    runtime("delete", "--force", "r1")
+    weighted = (
+        Path("/sys/fs/cgroup/blkio/blkio.weight").exists()
+        or Path("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists()
+    )
+    resources["blockIO"] = {"weight": 300, "leafWeight": 10}
+    bundle.write()
+    bad = runtime("create", "--bundle", str(bundle.path), "r2", check=False)
+    assert bad.returncode == 1 and "blockIO.leafWeight: not supported" in bad.stderr
+    if not weighted:  # no CFQ or BFQ weight: a runtime cannot warn and drop it, so refuses
+        resources["blockIO"] = {"weight": 300}
+        bundle.write()
+        bad = runtime("create", "--bundle", str(bundle.path), "r2", check=False)
+        assert bad.returncode == 1, bad.stderr
+        assert "linux.resources.blockIO.weight: cannot be applied here" in bad.stderr
+
+
 def _cgroup_dir(pid: int, controller: str) -> Path:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)

@@ -304,6 +304,9 @@ def test_docker_cli_push(daemon: Daemon, tmp_path: Path) -> None:
     with running_registry(tmp_path, htpasswd=htpasswd) as registry:
         ref = f"{registry.host}/cli/x:1"
         daemon.ctl("import", str(layer), ref)
+        # The first request of the Engine API's image area: a login refused by the registry.
+        r = docker(daemon, "login", "-u", "me", "--password-stdin", registry.host, input="no\n")
+        assert r.returncode == 1 and f"registry {registry.host} refused" in r.stderr, r.stderr
         r = docker(daemon, "push", ref)
         assert r.returncode == 1 and "requires a login" in r.stderr
         # docker login goes through the daemon's /auth; the CLI keeps the credentials

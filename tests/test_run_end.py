@@ -4,7 +4,9 @@ what is dismantled after it (the container's mount namespace, its cgroup)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,37 @@ async def test_the_end_records_what_the_run_used(tmp_path: Path, busybox_root: P
         assert summary.cpu_user_seconds + summary.cpu_system_seconds > 0
         assert summary.peak_memory > 0
         await sup.remove(c.id)
+
+
+@pytest.mark.parametrize("by_ioctl", [True, False])
+def test_the_mount_namespace_is_opened_by_pidfd_or_by_proc(
+    monkeypatch: pytest.MonkeyPatch, by_ioctl: bool
+) -> None:
+    """``mount_ns_of``: the process's own mount namespace, close-on-exec, through the
+    pidfd's ioctl where the kernel has it (6.11) and /proc/PID/ns/mnt otherwise (an older
+    kernel's refusal, made here by starting from the fallback)."""
+    from boxd import _run
+    from boxd._native import Spawned
+
+    monkeypatch.setattr(_run, "_pidfd_ns_ioctl", by_ioctl)
+    script = "echo ready; exec sleep 30"  # "ready": in its own mount namespace
+    with subprocess.Popen(
+        ["unshare", "--mount", "sh", "-c", script], stdout=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None
+        pidfd = os.pidfd_open(proc.pid)
+        try:
+            assert proc.stdout.readline() == b"ready\n"
+            fd = _run.mount_ns_of(Spawned(pid=proc.pid, pidfd=pidfd, sync_fd=-1))
+            try:
+                assert (
+                    os.readlink(f"/proc/self/fd/{fd}")
+                    == os.readlink(f"/proc/{proc.pid}/ns/mnt")
+                    != os.readlink("/proc/self/ns/mnt")
+                )
+                assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            finally:
+                os.close(fd)
+        finally:
+            proc.kill()
+            os.close(pidfd)

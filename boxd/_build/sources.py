@@ -246,7 +246,7 @@ def write_tar(
                     if target.extract and stat.S_ISREG(entry.st.st_mode):
                         with _open_file(root_fd, entry) as f:
                             if _is_archive(f):
-                                _add_archive(tar, f, dest)
+                                _add_archive(tar, f, dest, source.rel)
                                 continue
                 else:
                     name = f"{dest}/{entry.rel}" if dest else entry.rel
@@ -285,12 +285,15 @@ def _is_archive(f: IO[bytes]) -> bool:
         f.seek(0)
 
 
-def _add_archive(tar: tarfile.TarFile, f: IO[bytes], dest: str) -> None:
+def _add_archive(tar: tarfile.TarFile, f: IO[bytes], dest: str, what: str) -> None:
     """ADD of a local archive: its members below ``dest``, with their own owners and
-    modes (names that climb out are refused when the tar is extracted)."""
+    modes; a member whose name climbs out of it is refused, as Docker refuses it."""
     prefix = f"{dest}/" if dest else ""
     with tarfile.open(fileobj=f, mode="r:*") as archive:
         for member in archive:
+            relative = posixpath.normpath(member.name.lstrip("/"))
+            if relative == ".." or relative.startswith("../"):
+                raise SourceError(f"{what}: member {member.name!r} points outside the archive")
             name = posixpath.normpath("/" + member.name).lstrip("/")
             if not name or name == ".":
                 continue

@@ -34,7 +34,11 @@ async def ping(api: Api, conn: HttpConnection, req: Request) -> None:
         200,
         b"OK",
         content_type="text/plain; charset=utf-8",
-        headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"},
+        headers={
+            "Cache-Control": "no-cache, no-store, must-revalidate",
+            "Pragma": "no-cache",
+            "Builder-Version": "1",  # the classic builder (POST /build), not BuildKit
+        },
     )
 
 

@@ -223,6 +223,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
         host.validate(limits)
     except ValueError as exc:
         raise SpecError(f"config.json: linux.resources: {exc}") from None
+    _translate.check_applies(host, limits, "config.json")
     devices = _translate.device_rules(spec)
     root.make(cid)
     cgroup: Cgroup | None = None
@@ -385,6 +386,7 @@ def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
             host.validate(limits)
         except ValueError as exc:
             raise SpecError(f"--resources: {exc}") from None
+        _translate.check_applies(host, limits, "--resources")
         cgroup = host.open(saved["cgroup_name"])
         cgroup.update(limits)
         dirs = list(cgroup.paths.values())

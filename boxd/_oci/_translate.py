@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterable
 
 from .. import _caps, _rootfs
-from .._cgroup import CPU_PERIOD, Limits
+from .._cgroup import CPU_PERIOD, CgroupHost, Limits
 from .._devices import DeviceRule
 from .._native import (
     JOINABLE,
@@ -688,22 +688,13 @@ def limits(resources: Resources | None) -> Limits:
         return Limits()
     refused = []
     memory, cpu = resources.memory, resources.cpu
-    if memory is not None:
-        if memory.kernel is not None or memory.kernel_tcp is not None:
-            refused.append("linux.resources.memory.kernel/kernelTCP")
-        if memory.disable_oom_killer:
-            refused.append("linux.resources.memory.disableOOMKiller")
+    if memory is not None and (memory.kernel is not None or memory.kernel_tcp is not None):
+        refused.append("linux.resources.memory.kernel/kernelTCP")
     if cpu is not None:
-        if cpu.realtime_runtime or cpu.realtime_period:
-            refused.append("linux.resources.cpu.realtimeRuntime/realtimePeriod")
-        if cpu.mems:
-            refused.append("linux.resources.cpu.mems")
         if cpu.idle:
             refused.append("linux.resources.cpu.idle")
         if cpu.burst:
             refused.append("linux.resources.cpu.burst")
-    if resources.block_io:
-        refused.append("linux.resources.blockIO")
     if any(h.get("limit") for h in resources.hugepage_limits):
         refused.append("linux.resources.hugepageLimits")
     if resources.rdma:
@@ -718,6 +709,12 @@ def limits(resources: Resources | None) -> Limits:
             out["memory"] = memory.limit
         if memory.swap is not None and memory.swap != 0:
             out["memory_swap"] = memory.swap
+        if memory.reservation is not None and memory.reservation > 0:
+            out["memory_reservation"] = memory.reservation
+        if memory.swappiness is not None and memory.swappiness != -1:
+            out["memory_swappiness"] = memory.swappiness
+        if memory.disable_oom_killer:
+            out["oom_kill_disable"] = True
     if cpu is not None:
         if cpu.quota is not None and cpu.quota > 0:
             out["cpus"] = cpu.quota / (cpu.period or CPU_PERIOD)
@@ -725,6 +722,75 @@ def limits(resources: Resources | None) -> Limits:
             out["cpu_shares"] = cpu.shares
         if cpu.cpus:
             out["cpuset_cpus"] = cpu.cpus
+        if cpu.mems:
+            out["cpuset_mems"] = cpu.mems
+        if cpu.realtime_period:
+            out["cpu_rt_period"] = cpu.realtime_period
+        if cpu.realtime_runtime:
+            out["cpu_rt_runtime"] = cpu.realtime_runtime
     if resources.pids is not None and resources.pids.limit is not None:
         out["pids_limit"] = resources.pids.limit
+    if resources.block_io:
+        out.update(_block_io(resources.block_io))
     return Limits(**out)
+
+
+# linux.resources.blockIO's device lists -> the fields of Limits.
+_BLOCK_IO_LISTS = {
+    "weightDevice": ("blkio_weight_device", "weight"),
+    "throttleReadBpsDevice": ("device_read_bps", "rate"),
+    "throttleWriteBpsDevice": ("device_write_bps", "rate"),
+    "throttleReadIOPSDevice": ("device_read_iops", "rate"),
+    "throttleWriteIOPSDevice": ("device_write_iops", "rate"),
+}
+# A Limits field -> where the spec sets it (for a refusal in the spec's words).
+SPEC_FIELDS = {
+    "memory_swappiness": "linux.resources.memory.swappiness",
+    "oom_kill_disable": "linux.resources.memory.disableOOMKiller",
+    "blkio_weight": "linux.resources.blockIO.weight",
+    "blkio_weight_device": "linux.resources.blockIO.weightDevice",
+}
+
+
+def check_applies(host: CgroupHost, limits: Limits, source: str) -> None:
+    """A runtime cannot warn as Docker does: what this host would ignore is refused."""
+    drop, _ = host.ignored(limits)
+    if drop:
+        field, why = next(iter(drop.items()))
+        raise SpecError(f"{source}: {SPEC_FIELDS[field]}: cannot be applied here: {why}")
+
+
+def _block_io(block_io: dict[str, Any]) -> dict[str, Any]:
+    """linux.resources.blockIO as Limits fields (leafWeight, of CFQ alone, is refused)."""
+    where = "config.json: linux.resources.blockIO"
+
+    def number(value: object, what: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SpecError(f"{where}.{what}: expected an integer, got {value!r}")
+        return value
+
+    unknown = set(block_io) - {"weight", "leafWeight", *_BLOCK_IO_LISTS}
+    if unknown:
+        raise SpecError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    if block_io.get("leafWeight"):
+        raise SpecError(f"{where}.leafWeight: not supported by boxd-runtime")
+    out: dict[str, Any] = {}
+    if block_io.get("weight"):
+        out["blkio_weight"] = number(block_io["weight"], "weight")
+    for key, (field, value_key) in _BLOCK_IO_LISTS.items():
+        rows = block_io.get(key) or []
+        if not isinstance(rows, list):
+            raise SpecError(f"{where}.{key}: expected a list, got {rows!r}")
+        devices = []
+        for i, row in enumerate(rows):
+            what = f"{key}[{i}]"
+            if not isinstance(row, dict):
+                raise SpecError(f"{where}.{what}: expected an object, got {row!r}")
+            if row.get("leafWeight"):
+                raise SpecError(f"{where}.{what}.leafWeight: not supported by boxd-runtime")
+            major = number(row.get("major"), f"{what}.major")
+            minor = number(row.get("minor"), f"{what}.minor")
+            devices.append((f"{major}:{minor}", number(row.get(value_key), f"{what}.{value_key}")))
+        if devices:
+            out[field] = tuple(devices)
+    return out
