@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._records import Container as Container
     from ._records import ContainerConfig as ContainerConfig
     from ._records import ContainerState as ContainerState
+    from ._records import DeviceRate as DeviceRate
     from ._records import Resources as Resources
     from ._records import RestartPolicy as RestartPolicy
     from ._records import RunSummary as RunSummary
@@ -43,6 +44,7 @@ _EXPORTS = {
     "Container": "_records",
     "ContainerConfig": "_records",
     "ContainerState": "_records",
+    "DeviceRate": "_records",
     "Resources": "_records",
     "RestartPolicy": "_records",
     "RunSummary": "_records",

@@ -1384,7 +1384,8 @@ def _more_limits(cg: Cgroup, limits: Limits, put: Put) -> None:
     if blk is None:
         return
     d, v = blk
-    weight_file = _weight_file(d, v)
+    weighted = limits.blkio_weight is not None or limits.blkio_weight_device is not None
+    weight_file = _weight_file(d, v) if weighted else None  # a lookup only when asked
     if weight_file is not None:
         if limits.blkio_weight is not None:
             w = limits.blkio_weight

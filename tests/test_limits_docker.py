@@ -498,3 +498,39 @@ def test_v1_weight_missing_is_ignored_and_files_are_written(
         ("cpu,cpuacct/boxd/c1/cpu.cfs_period_us", "20000"),
     ):
         assert expected in written, (expected, written)
+
+
+async def test_a_v2_supervisor_drops_what_it_ignores_and_applies_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library on a pure v2 host (a fake tree; FakeNative spawns nothing): swappiness and
+    --oom-kill-disable are dropped from the record with their warnings, a reservation is
+    written to memory.low, create and update of a running container both apply it, and
+    update refuses what `docker update` does not take."""
+    from boxd import DeviceRate, Resources
+    from boxd._native import FakeNative
+    from boxd._records import ContainerConfig
+    from boxd._supervisor import open_supervisor
+
+    fs = FakeCgroupFs(tmp_path / "cgroupfs", monkeypatch)
+    own = fs.mount_v2("/user.slice/test", controllers="cpu io memory pids")
+    (tmp_path / "image/bin").mkdir(parents=True)
+    (tmp_path / "image/bin/sh").write_text("")
+    wanted = Resources(memory_reservation=32 * M, memory_swappiness=5, oom_kill_disable=True)
+    async with open_supervisor(tmp_path / "root", native=FakeNative(), cgroups=fs.detect()) as sup:
+        config = ContainerConfig(
+            image=str(tmp_path / "image"), command=("true",), network="none", resources=wanted
+        )
+        assert len(sup.limit_warnings(wanted)) == 2
+        c = await sup.create(config, "c")
+        stored = c.config.resources
+        assert (stored.memory_reservation, stored.memory_swappiness) == (32 * M, None)
+        assert stored.oom_kill_disable is None
+        await sup.start(c.id)
+        low = next(own.glob(f"*/{c.id}/memory.low"))
+        assert low.read_text() == str(32 * M)
+        await sup.update(c.id, Resources(memory_reservation=48 * M))
+        assert low.read_text() == str(48 * M)
+        with pytest.raises(ValueError, match="--device-read-bps cannot be changed by update"):
+            await sup.update(c.id, Resources(device_read_bps=(DeviceRate("/dev/x", 1),)))
+        await sup.remove(c.id, force=True)
