@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import REPO, Daemon, running_daemon
 from docker_clients import DOCKER, api_call, docker, docker_env, needs_cli
+from registry_harness import build_oci_image, push, running_registry
 
 pytestmark = pytest.mark.root
 
@@ -549,3 +550,21 @@ def test_the_context_cannot_reach_host_files(clean: Daemon, tmp_path: Path) -> N
     r = clean.ctl("build", "-t", "evil", str(ctx), check=False)
     assert r.returncode == 1
     assert "ADD failed: evil.tar: member '../../escaped' points outside the archive" in r.stderr
+
+
+def test_from_pulls_a_missing_base(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
+    """FROM an image that is not stored pulls it (from a loopback registry), as Docker's
+    builder does; --pull pulls it again even though it is stored."""
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "1", busybox_root, config={"cmd": ["sh"]})
+    with running_registry(tmp_path) as registry:
+        push(layout, "1", registry, "pulled/base:1")
+        ref = f"{registry.host}/pulled/base:1"
+        ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {ref}\nRUN echo on-pulled\n"})
+        r = clean.ctl("build", "-t", "on-pulled", str(ctx))
+        assert f"Pulling {ref}" in r.stdout and "on-pulled" in r.stdout
+        assert ref in _tags(clean)
+        manifests = registry.manifests()
+        r = clean.ctl("build", "--pull", str(ctx))
+        assert registry.manifests() > manifests
+        assert "Using cache" in r.stdout  # the same base: the steps are cached

@@ -530,7 +530,7 @@ class Builder:
         dest_dir = (
             dest.endswith("/")
             or len(patterns) > 1
-            or any(sources._has_glob(p) for p in patterns if "://" not in p)
+            or any(sources.has_glob(p) for p in patterns if "://" not in p)
         )
         absolute = posixpath.normpath(posixpath.join(workdir, dest))
         chown = expand(ins.flag("chown"), env, self.escape, ins.line)

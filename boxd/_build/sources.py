@@ -24,7 +24,7 @@ import attrs
 from .._images.unpack import open_in_root
 from .ignore import Ignore
 
-__all__ = ["CopyTarget", "Source", "SourceError", "digest", "find", "write_tar"]
+__all__ = ["CopyTarget", "Source", "SourceError", "digest", "find", "has_glob", "write_tar"]
 
 _CHUNK = 1 << 20
 
@@ -55,7 +55,7 @@ def _clean(path: str) -> str:
     return "" if clean == "." else clean
 
 
-def _has_glob(text: str) -> bool:
+def has_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
@@ -99,13 +99,13 @@ def find(root_fd: int, pattern: str, ignore: Ignore | None) -> list[Source]:
     """The sources ``pattern`` names (wildcards as Go's filepath.Match, per component);
     :class:`SourceError` when none is there."""
     clean = _clean(pattern)
-    if ignore is not None and clean and ignore.excluded(clean) and not _has_glob(clean):
+    if ignore is not None and clean and ignore.excluded(clean) and not has_glob(clean):
         raise SourceError(_missing(pattern))
     matches = [""]
     for part in clean.split("/") if clean else []:
         found = []
         for base in matches:
-            if not _has_glob(part):
+            if not has_glob(part):
                 found.append(f"{base}/{part}" if base else part)
                 continue
             for name in _listdir(root_fd, base):
