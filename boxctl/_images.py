@@ -12,7 +12,20 @@ import time
 
 from boxd import _human
 
-from ._args import ANY, ONE, PRUNE_FILTER, REST, SOME, VALUE, Args, Command, Opt, prune_filters
+from ._args import (
+    ANY,
+    APPEND,
+    BOOL,
+    ONE,
+    PRUNE_FILTER,
+    REST,
+    SOME,
+    VALUE,
+    Args,
+    Command,
+    Opt,
+    prune_filters,
+)
 from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -387,7 +400,12 @@ def _one(args: Args, words: list[str]) -> str:
 
 
 def cmd_import(args: Args) -> int:
-    request = {"type": "ImportRequest", "reference": _one(args, args.reference)}
+    request = {
+        "type": "ImportRequest",
+        "reference": _one(args, args.reference),
+        "changes": args.change or [],
+        "comment": args.message or "",
+    }
     (image,) = _send_file(args, request, args.file)
     print(image["id"])
     return 0
@@ -399,9 +417,22 @@ def cmd_commit(args: Args) -> int:
         "container": args.container,
         "reference": _one(args, args.reference),
         "comment": args.message or "",
+        "author": args.author or "",
+        "changes": args.change or [],
+        "pause": args.pause,
     }
     print(call(args.socket, request)["id"])
     return 0
+
+
+_CHANGE = Opt(
+    "-c",
+    "--change",
+    kind=APPEND,
+    metavar="INSTRUCTION",
+    help="a Dockerfile instruction for the image: CMD, ENTRYPOINT, ENV, EXPOSE, "
+    "HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR",
+)
 
 
 def cmd_history(args: Args) -> int:
@@ -534,14 +565,25 @@ COMMANDS = (
         "import",
         cmd_import,
         "make an image from a root filesystem tarball",
-        (),
+        (_CHANGE, Opt("-m", "--message", kind=VALUE, help="the history comment")),
         (("file", ONE, "FILE|-"), ("reference", ANY, "[REFERENCE]")),
     ),
     Command(
         "commit",
         cmd_commit,
         "make an image from a container's changes",
-        (Opt("-m", "--message", kind=VALUE, help="the history comment"),),
+        (
+            _CHANGE,
+            Opt("-m", "--message", kind=VALUE, help="the history comment"),
+            Opt("-a", "--author", kind=VALUE, help='the author ("Name <email>")'),
+            Opt(
+                "-p",
+                "--pause",
+                kind=BOOL,
+                default=True,
+                help="freeze the container while its files are read (the default)",
+            ),
+        ),
         (("container", ONE, "CONTAINER"), ("reference", ANY, "[REFERENCE]")),
     ),
     Command(

@@ -798,22 +798,30 @@ def test_import_save_load_commit_history_prune(
 ) -> None:
     tarball = tmp_path / "rootfs.tar"
     subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
-    r = _docker(clean, "import", str(tarball), "bb:1")
+    r = _docker(
+        clean, "import", "-c", 'CMD ["/bin/echo", "imported"]', "-m", "a tar", str(tarball), "bb:1"
+    )
     assert r.returncode == 0, r.stderr
     image_id = r.stdout.strip()
-    assert _docker(clean, "run", "--rm", "bb:1", "/bin/echo", "imported").stdout == "imported\n"
+    assert _docker(clean, "run", "--rm", "bb:1").stdout == "imported\n"
+    assert _docker(clean, "inspect", "-f", "{{.Comment}}", "bb:1").stdout == "a tar\n"
     saved = tmp_path / "saved.tar"
     assert _docker(clean, "save", "-o", str(saved), "bb:1").returncode == 0
     assert _docker(clean, "rmi", "bb:1").returncode == 0
     r = _docker(clean, "load", "-i", str(saved))
     assert (r.returncode, r.stdout) == (0, "Loaded image: bb:1\n"), r.stderr
     assert _docker(clean, "images", "-q", "--no-trunc", "bb:1").stdout.strip() == image_id
-    history = _docker(clean, "history", "--format", "{{.CreatedBy}}", "bb:1").stdout
-    assert history.strip() != ""
+    history = _docker(clean, "history", "--format", "{{.CreatedBy}}|{{.Comment}}", "bb:1").stdout
+    assert history == "|a tar\n"  # as Docker's import: no command made it
     r = _docker(clean, "run", "--name", "cm", "bb:1", "/bin/sh", "-c", "echo made > /made")
     assert r.returncode == 0, r.stderr
-    assert _docker(clean, "commit", "cm", "bb:2").returncode == 0
-    assert _docker(clean, "run", "--rm", "bb:2", "cat", "/made").stdout == "made\n"
+    r = _docker(clean, "commit", "-c", "RUN true", "cm", "bb:2")
+    assert r.returncode == 1 and "RUN is not a valid change command" in r.stderr
+    r = _docker(
+        clean, "commit", "-c", "ENV MADE=yes", "-c", "CMD cat /made; echo $MADE", "cm", "bb:2"
+    )
+    assert r.returncode == 0, r.stderr
+    assert _docker(clean, "run", "--rm", "bb:2").stdout == "made\nyes\n"
     exported = tmp_path / "exported.tar"
     assert _docker(clean, "export", "-o", str(exported), "cm").returncode == 0
     with tarfile.open(exported) as tar:

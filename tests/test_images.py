@@ -433,7 +433,9 @@ def test_commit_save_rmi_load_round_trip(
         "group\nhostname\nhosts\npasswd\nresolv.conf\n0\n"  # resolv.conf: its network's
     )
     history = json.loads(daemon.ctl("history", "--format", "json", "mine/changed:1").stdout)
-    assert history[0]["created_by"] == "my change"
+    # As Docker's: the container's command made it; the message is the comment.
+    assert history[0]["created_by"].startswith("sh -c echo new > /work/new.txt;")
+    assert history[0]["comment"] == "my change"
 
     archive = tmp_path / "saved.tar"
     daemon.ctl("save", "-o", str(archive), "mine/changed:1", ref)
@@ -504,6 +506,62 @@ def test_import_a_root_filesystem_tarball(
     r = daemon.ctl("image", "prune", "-a")
     assert "untagged: docker.io/library/imported:2" in r.stdout
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+
+
+def test_commit_and_import_apply_changes(
+    tmp_path: Path, daemon: Daemon, busybox_root: Path
+) -> None:
+    import subprocess
+
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    changes = [
+        "ENV GREETING=hi WHO=world",
+        "WORKDIR /srv",
+        'CMD ["sh", "-c", "echo $GREETING $WHO; pwd; id -u"]',
+        "USER 7:7",
+        "EXPOSE 8080 53/udp",
+        'LABEL team="the a team"',
+        "STOPSIGNAL SIGINT",
+    ]
+    flags = [word for change in changes for word in ("-c", change)]
+    daemon.ctl("import", *flags, "-m", "from busybox", str(tarball), "bb:1")
+    assert daemon.ctl("run", "--rm", "bb:1").stdout == "hi world\n/srv\n7\n"
+    (image,) = json.loads(daemon.ctl("image", "inspect", "bb:1").stdout)
+    assert image["Comment"] == "from busybox"
+    config = image["Config"]
+    assert config["Env"] == ["GREETING=hi", "WHO=world"]
+    assert config["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert (config["Labels"], config["StopSignal"]) == ({"team": "the a team"}, "SIGINT")
+
+    # Commit: the changes go over the container's configuration; a running container is
+    # frozen while its files are read, and runs on after.
+    daemon.ctl("run", "-d", "--name", "c", "-u", "0", "bb:1", "sleep", "1000")
+    daemon.ctl("exec", "c", "sh", "-c", "echo made > /made")
+    daemon.ctl(
+        "commit", "-c", "ENV WHO=there", "-c", "CMD cat /made; echo $GREETING $WHO",
+        "-m", "made a file", "-a", "Me <me@example.com>", "c", "bb:2",
+    )  # fmt: skip
+    state = json.loads(daemon.ctl("inspect", "c").stdout)[0]["State"]
+    assert (state["Status"], state["Paused"]) == ("running", False)
+    assert daemon.ctl("run", "--rm", "bb:2").stdout == "made\nhi there\n"
+    (image,) = json.loads(daemon.ctl("image", "inspect", "bb:2").stdout)
+    assert (image["Comment"], image["Author"]) == ("made a file", "Me <me@example.com>")
+    (newest, *_) = json.loads(daemon.ctl("history", "--format", "json", "bb:2").stdout)
+    assert newest["comment"] == "made a file" and newest["created_by"] == "sleep 1000"
+    # Not frozen: the container's files as they are while it runs.
+    daemon.ctl("commit", "--pause=false", "c", "bb:3")
+
+    # A change that is not one, or a bad value, is refused by name; no image is made.
+    r = daemon.ctl("commit", "-c", "RUN rm -rf /", "c", "bb:4", check=False)
+    assert r.returncode != 0
+    assert "invalid change 'RUN rm -rf /': RUN is not a valid change command" in r.stderr
+    r = daemon.ctl("import", "-c", "EXPOSE 99999", str(tarball), "bb:4", check=False)
+    assert r.returncode != 0
+    assert "invalid change 'EXPOSE 99999': invalid port in EXPOSE: 99999" in r.stderr
+    tags = json.loads(daemon.ctl("images", "--format", "json").stdout)
+    assert not any("bb:4" in t for image in tags for t in image.get("repo_tags", ()))
+    daemon.ctl("rm", "-f", "c")
 
 
 def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None:

@@ -6,11 +6,27 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from .dockerfile import DockerfileError, Instruction, expand, pairs, words
+from .dockerfile import DockerfileError, Instruction, expand, pairs, parse, words
 
-__all__ = ["apply_metadata", "go_duration_ns", "shell_form"]
+__all__ = ["CHANGE_KEYWORDS", "apply_changes", "apply_metadata", "go_duration_ns", "shell_form"]
+
+# What `commit --change` and `import --change` take, as Docker's daemon does.
+CHANGE_KEYWORDS = (
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "HEALTHCHECK",
+    "LABEL",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+)
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9}
 _UNITS["h"] = 3600 * 10**9
@@ -151,6 +167,30 @@ def apply_metadata(
         inner["OnBuild"] = [*(inner.get("OnBuild") or []), trigger]
         return _nop(f"ONBUILD {trigger}")
     raise DockerfileError(f"line {line}: {kw} is not a metadata instruction")
+
+
+def apply_changes(inner: dict[str, Any], changes: Sequence[str]) -> None:
+    """``commit --change`` and ``import --change``: each a Dockerfile line of one of
+    :data:`CHANGE_KEYWORDS`, applied in order to the image's ``config`` (``inner``, changed
+    in place); ``$VAR`` is the environment the changes before it left.  A bad one raises
+    DockerfileError naming it."""
+    for change in changes:
+        try:
+            instructions = parse(change).instructions
+            if not instructions:
+                raise DockerfileError("it is empty")
+            for ins in instructions:
+                if ins.keyword not in CHANGE_KEYWORDS:
+                    raise DockerfileError(
+                        f"{ins.keyword} is not a valid change command (use "
+                        + ", ".join(CHANGE_KEYWORDS)
+                        + ")"
+                    )
+                env = dict(e.partition("=")[::2] for e in inner.get("Env") or ())
+                apply_metadata(ins, inner, env, "\\")
+        except DockerfileError as exc:
+            message = str(exc).removeprefix("line 1: ")
+            raise DockerfileError(f"invalid change {change!r}: {message}") from None
 
 
 def _healthcheck(ins: Instruction) -> dict[str, Any]:

@@ -145,7 +145,12 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     repo, tag = req.arg("repo") or "", req.arg("tag") or ""
     ref = f"{repo}:{tag}" if repo and tag else repo
     answers = Streamed(conn, conn.body_chunks())
-    loaded = await _archive_verb(answers, api.images.import_, ImportRequest(reference=ref))
+    request = ImportRequest(
+        reference=ref,
+        changes=tuple(req.query.get("changes", ())),
+        comment=req.arg("message") or "",
+    )
+    loaded = await _archive_verb(answers, api.images.import_, request)
     if loaded is not None:
         await answers.line({"status": loaded.images[0].id})
     await conn.end()
@@ -233,7 +238,14 @@ async def commit(api: Api, conn: HttpConnection, req: Request) -> None:
     changes = req.json()  # the CLI sends null or an empty configuration
     if changes is not None and (not isinstance(changes, dict) or any(changes.values())):
         raise ApiError(400, "changing the configuration at commit is not supported by boxd")
-    request = CommitRequest(container=container, reference=ref, comment=req.arg("comment") or "")
+    request = CommitRequest(
+        container=container,
+        reference=ref,
+        comment=req.arg("comment") or "",
+        author=req.arg("author") or "",
+        changes=tuple(req.query.get("changes", ())),
+        pause=req.flag("pause", default=True),
+    )
     answer = await one_answer(api.images.commit, request)
     await conn.respond_json(201, {"Id": answer.id})
 

@@ -353,17 +353,29 @@ def _record(
 
 
 def _config(
-    diff_ids: list[str], base: dict[str, Any] | None, created_by: str, config: dict[str, Any]
+    diff_ids: list[str],
+    base: dict[str, Any] | None,
+    config: dict[str, Any],
+    *,
+    created_by: str = "",
+    comment: str = "",
+    author: str = "",
 ) -> dict[str, Any]:
+    """The new image's configuration over ``base``'s: its layers, ``config``, and a history
+    entry; ``comment`` and ``author`` are also the image's own (``docker inspect``'s
+    Comment and Author)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     base = dict(base or {"architecture": _arch(), "os": "linux"})
-    history = list(base.get("history") or [])
-    history.append({"created": now, "created_by": created_by})
+    base.pop("comment", None)
+    base.pop("author", None)
+    entry = {"created": now, "created_by": created_by, "comment": comment, "author": author}
+    history = [*(base.get("history") or []), {k: v for k, v in entry.items() if v}]
     base.update(
         created=now,
         config=config,
         rootfs={"type": "layers", "diff_ids": diff_ids},
         history=history,
+        **{k: v for k, v in (("comment", comment), ("author", author)) if v},
     )
     return base
 
@@ -406,13 +418,20 @@ def _single_layer(store: ImageStore, tar_path: Path) -> BlobRef:
     return BlobRef(digest, size, media, diff_id)
 
 
-def import_rootfs(store: ImageStore, tar_path: Path, ref: Reference | None) -> ImageRecord:
-    """``import``: a root filesystem tarball as a one-layer image (no command of its own)."""
+def import_rootfs(
+    store: ImageStore,
+    tar_path: Path,
+    ref: Reference | None,
+    container_config: dict[str, Any],
+    comment: str,
+) -> ImageRecord:
+    """``import``: a root filesystem tarball as a one-layer image with ``container_config``
+    (empty: no command of its own)."""
     try:
         layer = _single_layer(store, tar_path)
     except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
         raise ArchiveError(f"not a readable tarball: {exc}") from None
-    config = _config([layer.diff_id], None, "boxctl import", {})
+    config = _config([layer.diff_id], None, container_config, comment=comment)
     image_id = store.put_blob(_json_bytes(config))
     return store.add(image_id, (layer,), ref)
 
@@ -423,13 +442,14 @@ def commit(
     upper: Path,
     container_config: dict[str, Any],
     ref: Reference | None,
-    comment: str,
+    history: dict[str, str],
 ) -> ImageRecord:
-    """``commit``: the container's upper directory as a new layer over ``parent``."""
+    """``commit``: the container's upper directory as a new layer over ``parent``;
+    ``history``: the new entry's ``created_by``, ``comment`` and ``author``."""
     layer = layer_of_upper(store, upper)
     base = store.config(parent)
     diff_ids = [*(layer.diff_id for layer in parent.layers), layer.diff_id]
-    config = _config(diff_ids, base, comment, container_config)
+    config = _config(diff_ids, base, container_config, **history)
     image_id = store.put_blob(_json_bytes(config))
     return store.add(image_id, (*parent.layers, layer), ref)
 

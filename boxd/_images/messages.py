@@ -142,9 +142,12 @@ class LoadRequest:
 
 @attrs.frozen
 class ImportRequest:
-    """A root filesystem tarball as stdin frames, as for LoadRequest."""
+    """A root filesystem tarball as stdin frames, as for LoadRequest.  ``changes``: the
+    image's configuration as Dockerfile lines (``--change``); ``comment``: its history's."""
 
     reference: str = ""
+    changes: tuple[str, ...] = ()
+    comment: str = ""
 
 
 @attrs.frozen
@@ -160,9 +163,15 @@ class LoadedFrame:
 
 @attrs.frozen
 class CommitRequest:
+    """``changes``: Dockerfile lines applied to the container's configuration
+    (``--change``); ``pause``: a running container is frozen while its files are read."""
+
     container: str
     reference: str = ""
     comment: str = ""
+    author: str = ""
+    changes: tuple[str, ...] = ()
+    pause: bool = True
 
 
 @attrs.frozen

@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import trio
 
 from .. import _prune, _volserver, protocol
-from .._lifecycle import LIVE
+from .._lifecycle import LIVE, RUNNING, Conflict
 from .._messages import EndFrame, OkResponse
 from .messages import (
     IMAGE_REQUESTS,
@@ -189,6 +189,8 @@ class ImageVerbs:
                     "Architecture": config.get("architecture", ""),
                     "Os": config.get("os", ""),
                     **({"Variant": config["variant"]} if config.get("variant") else {}),
+                    "Comment": config.get("comment", ""),
+                    "Author": config.get("author", ""),
                     "Size": self.store.size(record),
                     "Config": config.get("config") or {},
                     "RootFS": {
@@ -348,10 +350,19 @@ class ImageVerbs:
         from . import archive  # tarfile and zstandard: on first use
 
         ref = parse_reference(req.reference) if req.reference else None
+        inner: dict[str, Any] = {}
+        _changed(inner, req.changes)
         await conn.send(OkResponse())
         path = await self._receive_file(conn)
         try:
-            record = await trio.to_thread.run_sync(archive.import_rootfs, self.store, path, ref)
+            record = await trio.to_thread.run_sync(
+                archive.import_rootfs,
+                self.store,
+                path,
+                ref,
+                inner,
+                req.comment or "Imported from -",
+            )
         finally:
             path.unlink(missing_ok=True)
         tags = (ref.familiar,) if ref else ()
@@ -381,17 +392,33 @@ class ImageVerbs:
         }
         if cfg.stop_signal != "SIGTERM":
             inner["StopSignal"] = cfg.stop_signal
+        inner = {k: v for k, v in inner.items() if v is not None}
+        _changed(inner, req.changes)
+        history = {
+            "created_by": " ".join(cfg.command[len(entrypoint) :]),
+            "comment": req.comment,
+            "author": req.author,
+        }
         upper = self.sup.store.container_dir(c.id) / "fs" / "root" / "upper"
-        record = await trio.to_thread.run_sync(
-            archive.commit,
-            self.store,
-            parent,
-            upper,
-            {k: v for k, v in inner.items() if v is not None},
-            ref,
-            req.comment or f"boxctl commit {c.name}",
-        )
+        async with self._paused(c.id if req.pause else None):
+            record = await trio.to_thread.run_sync(
+                archive.commit, self.store, parent, upper, inner, ref, history
+            )
         await conn.send(CommitResponse(id=record.id))
+
+    @contextlib.asynccontextmanager
+    async def _paused(self, cid: str | None) -> AsyncIterator[None]:
+        """Container ``cid`` (None: none) frozen meanwhile if it runs, as Docker's commit
+        does by default, so that its files are read as they were at one moment."""
+        if cid is None or self.sup.inspect(cid).state.status is not RUNNING:
+            yield
+            return
+        await self.sup.pause(cid)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Conflict):  # it was killed meanwhile
+                await self.sup.unpause(cid)
 
     async def history(self, conn: Sender, req: HistoryRequest) -> None:
         record = self.store.lookup(req.image)
@@ -497,3 +524,12 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
 
 __all__ = ["ImageInUse", "ImageVerbs", "RegistryError"]
+
+
+def _changed(inner: dict[str, Any], changes: tuple[str, ...]) -> None:
+    """``--change`` lines applied to an image's ``config`` (a bad one is a ValueError
+    naming it, before anything is made)."""
+    if changes:
+        from .._build.instructions import apply_changes  # the Dockerfile parser: on first use
+
+        apply_changes(inner, changes)
