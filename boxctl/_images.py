@@ -440,11 +440,12 @@ def cmd_history(args: Args) -> int:
     if args.format == "json":
         print_json(history)
         return 0
-    rows = [("CREATED", "CREATED BY", "COMMENT")]
+    rows = [("CREATED", "CREATED BY", "SIZE", "COMMENT")]
     for h in history:
         by = str(h.get("created_by", ""))
-        rows.append((_ago(str(h.get("created", ""))), by[:45], str(h.get("comment", ""))))
-    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        size = _human.size(int(h.get("size") or 0))
+        rows.append((_ago(str(h.get("created", ""))), by[:45], size, str(h.get("comment", ""))))
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0

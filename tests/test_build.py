@@ -125,7 +125,13 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     assert len(history) == 1 + 13  # the import, then each step after FROM
     layers = [h for h in history if not h.get("empty_layer")]
     assert len(layers) == 3  # the import, COPY, RUN
+    # Each is its layer's unpacked size, as Docker's history shows; the others none.
+    assert all(h["size"] > 0 for h in layers)
+    assert all("size" not in h for h in history if h.get("empty_layer"))
     assert "WHO=boxd" in str(history)
+    listing = clean.ctl("history", "built:1").stdout.splitlines()
+    assert listing[0].split() == ["CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    assert any(h["created_by"].endswith('HEALTHCHECK &{["CMD-SHELL" "true"]}') for h in history)
     assert _containers(clean) == []
 
 

@@ -813,6 +813,8 @@ def test_import_save_load_commit_history_prune(
     assert _docker(clean, "images", "-q", "--no-trunc", "bb:1").stdout.strip() == image_id
     history = _docker(clean, "history", "--format", "{{.CreatedBy}}|{{.Comment}}", "bb:1").stdout
     assert history == "|a tar\n"  # as Docker's import: no command made it
+    size = _docker(clean, "history", "--format", "{{.Size}}", "bb:1").stdout
+    assert size.endswith("MB\n"), size  # the layer's, unpacked
     r = _docker(clean, "run", "--name", "cm", "bb:1", "/bin/sh", "-c", "echo made > /made")
     assert r.returncode == 0, r.stderr
     r = _docker(clean, "commit", "-c", "RUN true", "cm", "bb:2")

@@ -156,7 +156,8 @@ def apply_metadata(
         return _nop(f"SHELL {json.dumps(list(ins.exec_form))}")
     if kw == "HEALTHCHECK":
         inner["Healthcheck"] = _healthcheck(ins)
-        return _nop(f"HEALTHCHECK &{{{inner['Healthcheck']['Test']}}}")
+        test = " ".join(json.dumps(word) for word in inner["Healthcheck"]["Test"])
+        return _nop(f"HEALTHCHECK &{{[{test}]}}")  # Go's %q of the test, as Docker's
     if kw == "ONBUILD":
         trigger = ins.text.strip()
         first = trigger.split(None, 1)[0].upper() if trigger else ""

@@ -211,7 +211,7 @@ async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> No
                 "Created": _unix_time(str(h.get("created") or "")),
                 "CreatedBy": str(h.get("created_by") or ""),
                 "Tags": [_shapes.familiar(t) for t in record.repo_tags] if i == 0 else None,
-                "Size": 0,
+                "Size": int(h.get("size") or 0),
                 "Comment": str(h.get("comment") or ""),
             }
         )

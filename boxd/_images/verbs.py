@@ -423,8 +423,17 @@ class ImageVerbs:
     async def history(self, conn: Sender, req: HistoryRequest) -> None:
         record = self.store.lookup(req.image)
         config = self.store.config(record)
-        history = tuple(dict(h) for h in reversed(config.get("history") or []))
-        await conn.send(HistoryResponse(history=history))
+        # Each entry that made a layer (not `empty_layer`) is the next layer's, in order:
+        # its size is that layer's unpacked size, as Docker's history shows.
+        layers = iter(record.layers)
+        rows = []
+        for entry in config.get("history") or ():
+            row = dict(entry)
+            if not entry.get("empty_layer"):
+                layer = next(layers, None)
+                row["size"] = 0 if layer is None else self.store.layer_size(layer.diff_id)
+            rows.append(row)
+        await conn.send(HistoryResponse(history=tuple(reversed(rows))))
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
         """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
