@@ -242,13 +242,17 @@ class Command:
 def prune_filters(specs: list[str]) -> dict[str, list[str]]:
     """``--filter KEY=VALUE`` of the prune verbs, as Docker's filters (``label!=k`` is the
     key ``label!``); the daemon reads and checks them (boxd._prune)."""
+    return filters_of(specs, "until=TIME, label=KEY[=VALUE], label!=KEY")
+
+
+def filters_of(specs: list[str], keys: str) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` options as Docker's filters (``{key: [value, ...]}``); one
+    without ``=`` is refused, naming it and the ``keys`` the verb takes."""
     filters: dict[str, list[str]] = {}
     for spec in specs:
         key, eq, value = spec.partition("=")
         if not eq:
-            raise CliError(
-                f"invalid --filter {spec!r}: use until=TIME, label=KEY[=VALUE], label!=KEY", USAGE
-            )
+            raise CliError(f"invalid --filter {spec!r}: use {keys}", USAGE)
         filters.setdefault(key, []).append(value)
     return filters
 

@@ -24,6 +24,7 @@ from ._args import (
     Args,
     Command,
     Opt,
+    filters_of,
     prune_filters,
 )
 from ._client import Client, CliError, call, check, print_json
@@ -240,7 +241,14 @@ def _ago(created: str) -> str:
 
 
 def cmd_images(args: Args) -> int:
-    images = call(args.socket, {"type": "ImagesRequest"})["images"]
+    filters = filters_of(
+        args.filter,
+        "dangling=true|false, label=KEY[=VALUE], before=IMAGE, since=IMAGE, reference=PATTERN",
+    )
+    reference = _one(args, args.reference)
+    if reference:
+        filters.setdefault("reference", []).append(reference)
+    images = call(args.socket, {"type": "ImagesRequest", "filters": filters})["images"]
     if args.quiet:
         seen = []
         for i in images:
@@ -510,8 +518,16 @@ PLATFORM = Opt("--platform", kind=VALUE, help="os/arch[/variant] (default: the d
 IMAGES_OPTIONS = (
     Opt("-q", "--quiet", help="only ids"),
     Opt("-a", "--all", help="(all shown)"),
+    Opt(
+        "-f",
+        "--filter",
+        kind=APPEND,
+        metavar="KEY=VALUE",
+        help="dangling, label (every one given), before, since, reference",
+    ),
     FORMAT,
 )
+IMAGES_OPERANDS = (("reference", ANY, "[REPOSITORY[:TAG]]"),)
 RMI_OPTIONS = (Opt("-f", "--force", help="also an image stopped containers use"),)
 
 COMMANDS = (
@@ -532,7 +548,13 @@ COMMANDS = (
         ),
         (("reference", ONE, "NAME[:TAG]"),),
     ),
-    Command("images", cmd_images, "list images", IMAGES_OPTIONS),
+    Command(
+        "images",
+        cmd_images,
+        "list images",
+        IMAGES_OPTIONS,
+        IMAGES_OPERANDS,
+    ),
     Command("rmi", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
     Command(
         "tag", cmd_tag, "tag an image", (), (("source", ONE, "SOURCE"), ("target", ONE, "TARGET"))
@@ -613,8 +635,8 @@ COMMANDS = (
 
 _BY_NAME = {c.name: c for c in COMMANDS}
 SUBCOMMANDS = {
-    "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS),
-    "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS),
+    "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
+    "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
     "inspect": Command(
         "inspect", cmd_image_inspect, "show images as JSON", (), (("images", SOME, "IMAGE"),)
     ),

@@ -805,6 +805,15 @@ def test_import_save_load_commit_history_prune(
     image_id = r.stdout.strip()
     assert _docker(clean, "run", "--rm", "bb:1").stdout == "imported\n"
     assert _docker(clean, "inspect", "-f", "{{.Comment}}", "bb:1").stdout == "a tar\n"
+    r = _docker(clean, "import", "-c", "LABEL team=a", str(tarball), "labelled:1")
+    assert r.returncode == 0, r.stderr
+    listed = _docker(clean, "images", "--filter", "label=team=a", "--format", "{{.Repository}}")
+    assert listed.stdout == "labelled\n"
+    listed = _docker(clean, "images", "--format", "{{.Repository}}", "bb")
+    assert listed.stdout == "bb\n"
+    r = _docker(clean, "images", "--filter", "colour=red")
+    assert r.returncode == 1 and "invalid filter 'colour'" in r.stderr
+    assert _docker(clean, "rmi", "labelled:1").returncode == 0
     saved = tmp_path / "saved.tar"
     assert _docker(clean, "save", "-o", str(saved), "bb:1").returncode == 0
     assert _docker(clean, "rmi", "bb:1").returncode == 0

@@ -564,6 +564,40 @@ def test_commit_and_import_apply_changes(
     daemon.ctl("rm", "-f", "c")
 
 
+def test_image_list_filters(tmp_path: Path, daemon: Daemon, busybox_root: Path) -> None:
+    import subprocess
+
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    for name, label in (("old:1", "team=a"), ("mid:1", "team=b"), ("new:1", "other=x")):
+        daemon.ctl("import", "-c", f"LABEL {label}", str(tarball), name)
+        time.sleep(1.1)  # created a second apart: image times are in seconds
+
+    def names(*args: str) -> list[str]:
+        rows = json.loads(daemon.ctl("images", "--format", "json", *args).stdout)
+        return [t.rpartition("/")[2] for row in rows for t in row["repo_tags"]]
+
+    assert names() == ["new:1", "mid:1", "old:1"]
+    assert names("-f", "label=team") == ["mid:1", "old:1"]
+    assert names("-f", "label=team=a") == ["old:1"]
+    assert names("-f", "label=team", "-f", "label=other") == []  # every label given
+    assert names("-f", "before=new:1") == ["mid:1", "old:1"]
+    assert names("-f", "since=old:1", "-f", "label=team") == ["mid:1"]
+    assert names("-f", "reference=mi*") == names("mid") == ["mid:1"]
+    assert names("-f", "dangling=true") == []
+    rows = json.loads(daemon.ctl("images", "--format", "json", "old").stdout)
+    assert rows[0]["labels"] == {"team": "a"}
+    # Bad filters are refused by name.
+    for spec, words in (
+        ("colour=red", "invalid filter 'colour'"),
+        ("dangling=maybe", "invalid filter 'dangling=maybe'"),
+        ("since=nope:1", "no such image: nope:1"),
+        ("label", "invalid --filter 'label'"),
+    ):
+        r = daemon.ctl("images", "-f", spec, check=False)
+        assert r.returncode != 0 and words in r.stderr, (spec, r.stderr)
+
+
 def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None:
     import io
     import tarfile

@@ -32,7 +32,7 @@ from .._images.messages import (
     SaveRequest,
     TagRequest,
 )
-from .._images.reference import parse_reference
+from .._images.reference import any_reference, parse_reference
 from .._images.registry import IDENTITY_TOKEN
 from .._messages import OkResponse
 from .._rootfs import default_created
@@ -58,33 +58,32 @@ def _default_image() -> dict[str, Any]:
 
 async def images(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
-    for key in filters:
-        if key not in ("reference", "dangling"):
-            raise ApiError(400, f"invalid filter '{key}'")
-    rows = await image_rows(api)
+    await conn.respond_json(200, await image_rows(api, filters))
+
+
+async def image_rows(api: Api, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """The image list's rows, ``default`` first where the filters let it be (it has no
+    labels, is no image's before or since, and is never dangling)."""
+    filters = filters or {}
+    request = ImagesRequest(filters={k: tuple(v) for k, v in filters.items()})
+    answer: ImagesResponse = await one_answer(api.images.images, request)
+    shown = not (filters.keys() & {"label", "before", "since"}) and (
+        not any(v.lower() in ("true", "1") for v in filters.get("dangling", ()))
+    )
     if "reference" in filters:
-        rows = [r for r in rows if _shapes.any_reference(r["RepoTags"], filters["reference"])]
-    if "dangling" in filters:
-        dangling = any(v.lower() in ("true", "1") for v in filters["dangling"])
-        rows = [r for r in rows if (not r["RepoTags"]) == dangling]
-    await conn.respond_json(200, rows)
-
-
-async def image_rows(api: Api) -> list[dict[str, Any]]:
-    answer: ImagesResponse = await one_answer(api.images.images, ImagesRequest())
-    rows = [
-        {
-            "Id": _shapes.default_image_id(),
-            "ParentId": "",
-            "RepoTags": ["default:latest"],
-            "RepoDigests": [],
-            "Created": int(default_created()),
-            "Size": 0,
-            "SharedSize": -1,
-            "Labels": {},
-            "Containers": -1,
-        }
-    ]
+        shown = shown and any_reference(("default:latest",), filters["reference"])
+    default = {
+        "Id": _shapes.default_image_id(),
+        "ParentId": "",
+        "RepoTags": ["default:latest"],
+        "RepoDigests": [],
+        "Created": int(default_created()),
+        "Size": 0,
+        "SharedSize": -1,
+        "Labels": {},
+        "Containers": -1,
+    }
+    rows = [default] if shown else []
     for image in answer.images:
         rows.append(
             {
@@ -95,7 +94,7 @@ async def image_rows(api: Api) -> list[dict[str, Any]]:
                 "Created": _unix_time(image.created),
                 "Size": image.size,
                 "SharedSize": -1,
-                "Labels": {},
+                "Labels": image.labels,
                 "Containers": image.containers,
             }
         )

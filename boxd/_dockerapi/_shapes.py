@@ -8,7 +8,6 @@ dropped.  Inspect and list results carry the keys that the docker CLI and docker
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import shlex
@@ -885,17 +884,6 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
         else:
             raise ApiError(400, f"invalid filter {key!r}: expected a list of strings")
     return found
-
-
-def any_reference(tags: list[str], patterns: list[str]) -> bool:
-    """Docker's ``reference`` filter: a pattern (``*`` allowed) against ``repo:tag`` or,
-    without a tag, against the repository."""
-    for tag in tags:
-        repo = tag.rpartition(":")[0]
-        for pattern in patterns:
-            if fnmatch.fnmatchcase(tag if ":" in pattern else repo, pattern):
-                return True
-    return False
 
 
 # ---- events ---------------------------------------------------------------------------

@@ -69,7 +69,10 @@ class PushedFrame:
 
 @attrs.frozen
 class ImagesRequest:
-    pass
+    """``filters``: Docker's (``dangling``, ``label``, ``before``, ``since``,
+    ``reference``); an image must match every key, and a value of each."""
+
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -80,6 +83,7 @@ class ImageSummary:
     size: int
     created: str  # the config's "created" (RFC 3339), or empty
     containers: int
+    labels: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen

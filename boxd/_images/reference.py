@@ -10,11 +10,19 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import fnmatch
 import re
+from collections.abc import Sequence
 
 import attrs
 
-__all__ = ["DEFAULT_REGISTRY", "Reference", "ReferenceError", "parse_reference"]
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "Reference",
+    "ReferenceError",
+    "any_reference",
+    "parse_reference",
+]
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -141,3 +149,19 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
     if tag is None and digest == "" and default_tag:
         tag = DEFAULT_TAG
     return Reference(registry, path, tag, digest or None)
+
+
+def any_reference(tags: Sequence[str], patterns: Sequence[str]) -> bool:
+    """Docker's ``reference`` filter of image lists: a pattern (``*`` allowed) against a
+    tag as Docker shows it (``busybox:latest``) or, without a tag in the pattern, its
+    repository."""
+    for tag in tags:
+        try:
+            shown = parse_reference(tag, default_tag=False).familiar
+        except ValueError:
+            shown = tag
+        repo = shown.rpartition(":")[0]
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(shown if ":" in pattern else repo, pattern):
+                return True
+    return False

@@ -50,7 +50,7 @@ from .messages import (
     TagRequest,
 )
 from .pull import Progress, parse_platform
-from .reference import Reference, parse_reference
+from .reference import Reference, any_reference, parse_reference
 from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, disk_usage
 
@@ -155,23 +155,28 @@ class ImageVerbs:
     def _users(self, record: ImageRecord) -> list[str]:
         return [c.name for c in self.sup.list(all=True) if c.config.image_id == record.id]
 
-    def _created(self, record: ImageRecord) -> str:
+    def _config_of(self, record: ImageRecord) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError):
-            return str(self.store.config(record).get("created") or "")
-        return ""
+            return self.store.config(record)
+        return {}
 
-    async def images(self, conn: Sender, _: ImagesRequest) -> None:
-        await self.sup.unpacks.settled(self.store.images())  # the sizes of all layers
+    async def images(self, conn: Sender, req: ImagesRequest) -> None:
+        records = sorted(self.store.images(), key=lambda r: r.added, reverse=True)
+        configs = {r.id: self._config_of(r) for r in records}
+        keep = _image_filter(req.filters, self.store, configs)
+        records = [r for r in records if keep(r)]
+        await self.sup.unpacks.settled(records)  # the sizes of their layers
         summaries = tuple(
             ImageSummary(
                 id=r.id,
                 repo_tags=r.repo_tags,
                 repo_digests=r.repo_digests,
                 size=self.store.size(r),
-                created=self._created(r),
+                created=str(configs[r.id].get("created") or ""),
                 containers=len(self._users(r)),
+                labels=dict((configs[r.id].get("config") or {}).get("Labels") or {}),
             )
-            for r in sorted(self.store.images(), key=lambda r: r.added, reverse=True)
+            for r in records
         )
         await conn.send(ImagesResponse(images=summaries))
 
@@ -533,6 +538,43 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
 
 __all__ = ["ImageInUse", "ImageVerbs", "RegistryError"]
+
+
+_IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since")
+
+
+def _image_filter(
+    filters: dict[str, tuple[str, ...]], store: ImageStore, configs: dict[str, dict[str, Any]]
+) -> Callable[[ImageRecord], bool]:
+    """Docker's image list filters as a test of a record (``configs``: each image's
+    configuration by id).  An unknown key, a dangling value that is no boolean or a
+    before/since image that is not there is a ValueError (LookupError) naming it."""
+    for key in filters:
+        if key not in _IMAGE_FILTERS:
+            raise ValueError(f"invalid filter '{key}' (use {', '.join(_IMAGE_FILTERS)})")
+    dangling = {v.lower() for v in filters.get("dangling", ())}
+    if dangling - {"true", "false", "1", "0"}:
+        raise ValueError(f"invalid filter 'dangling={sorted(dangling)[0]}': use true or false")
+    bounds = []
+    for key in ("before", "since"):
+        for ref in filters.get(key, ()):
+            bounds.append((key, _created_at(configs.get(store.lookup(ref).id) or {})))
+    by_label = _prune.PruneFilter(labels=tuple(filters.get("label", ())))
+    references = filters.get("reference", ())
+
+    def keep(record: ImageRecord) -> bool:
+        config = configs.get(record.id) or {}
+        if dangling and (not record.repo_tags) != bool(dangling & {"true", "1"}):
+            return False
+        created = _created_at(config)
+        for key, at in bounds:
+            if (created >= at) if key == "before" else (created <= at):
+                return False
+        if not by_label.selects(created, (config.get("config") or {}).get("Labels") or {}):
+            return False
+        return not references or any_reference(record.repo_tags, references)
+
+    return keep
 
 
 def _changed(inner: dict[str, Any], changes: tuple[str, ...]) -> None:
