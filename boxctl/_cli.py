@@ -211,15 +211,30 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
         except ValueError as exc:
             raise CliError(str(exc), USAGE) from None
+    size, files = args.log_max_size, args.log_max_files
+    for opt in args.log_opt:
+        key, eq, value = opt.partition("=")
+        if key == "max-size" and eq:
+            size = value
+        elif key == "max-file" and eq and value.isdigit():
+            files = int(value)
+        elif key != "compress" or value.lower() not in ("false", "0"):
+            raise CliError(
+                f"invalid --log-opt {opt!r}: use max-size=SIZE, max-file=N or compress=false "
+                "(rotated logs are not compressed)",
+                USAGE,
+            )
+    if args.log_driver is not None:
+        config["log_driver"] = args.log_driver
     try:
-        if args.log_max_size is not None:
-            config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
+        if size is not None:
+            config["log_max_size"] = _units.parse_size(size, what="log max-size")
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
-    if args.log_max_files is not None:
-        if args.log_max_files < 1:
-            raise CliError(f"invalid --log-max-files {args.log_max_files}: must be >= 1", USAGE)
-        config["log_max_files"] = args.log_max_files
+    if files is not None:
+        if files < 1:
+            raise CliError(f"invalid --log-max-files {files}: must be >= 1", USAGE)
+        config["log_max_files"] = files
     return config, args.name or ""
 
 
@@ -706,6 +721,8 @@ RUN_OPTIONS_AFTER_VOLUMES = (
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
     Opt("--cap-drop", kind=APPEND, metavar="CAP", help="drop a capability"),
     Opt("--security-opt", kind=APPEND, metavar="OPT", help="no-new-privileges, seccomp=..."),
+    Opt("--log-driver", kind=VALUE, help="json-file (default), local or none (no log)"),
+    Opt("--log-opt", kind=APPEND, metavar="KEY=VALUE", help="max-size=10m, max-file=3"),
     Opt("--log-max-size", kind=VALUE, help="rotate the log at this size (e.g. 10m)"),
     Opt("--log-max-files", kind=INT, help="log files kept"),
     Opt(

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 LOG_NAME = "container.log"
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
+# --log-driver local's defaults, as Docker's local driver has them.
+LOCAL_MAX_SIZE = 20 * 1024 * 1024
+LOCAL_MAX_FILES = 5
 MAX_RECORD_DATA = 16 * 1024
 STREAMS = ("stdout", "stderr")
 # The longest record line LogWriter writes, with room for a longer timestamp: anything

@@ -220,7 +220,8 @@ class ContainerConfig:
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
     auto_remove: bool = False
-    log_max_size: int | None = None  # None: the daemon's default
+    log_driver: str = "json-file"  # see LOG_DRIVERS
+    log_max_size: int | None = None  # None: the driver's default (json-file: the daemon's)
     log_max_files: int | None = None
     procview: bool = True
     cgroup_parent: str = ""
@@ -328,6 +329,7 @@ OPTIONS = {
     "restart": "--restart",
     "stop_signal": "--stop-signal",
     "stop_timeout": "--stop-timeout",
+    "log_driver": "--log-driver",
     "log_max_size": "--log-max-size",
     "log_max_files": "--log-max-files",
     "cgroup_parent": "--cgroup-parent",
@@ -341,6 +343,12 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
     text = format(value, "g") if isinstance(value, float) else str(value)
     message = f"invalid {OPTIONS.get(field, field)} {text!r}"
     return ValueError(f"{message}: {reason}" if reason else message)
+
+
+# Where a container's output is kept, as Docker's --log-driver names it: json-file (the
+# daemon's rotation by default), local (Docker's local driver's 20 MiB x 5 by default; the
+# same file format here, its files never compressed) or none (no log: `logs` cannot read).
+LOG_DRIVERS = ("json-file", "local", "none")
 
 
 def validate_config(config: ContainerConfig) -> None:
@@ -414,6 +422,10 @@ def validate_config(config: ContainerConfig) -> None:
     for point in points:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
+    if config.log_driver not in LOG_DRIVERS:
+        raise invalid("log_driver", config.log_driver, "use json-file, local or none")
+    if config.log_driver == "none" and (config.log_max_size or config.log_max_files):
+        raise ValueError("log rotation options need a log: --log-driver none keeps none")
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
         raise ValueError(
             f"invalid --oom-score-adj {config.oom_score_adj}: must be between -1000 and 1000"

@@ -325,7 +325,14 @@ class Supervisor:
         await self._changes.park()
 
     def log_dir(self, ref: str) -> Path:
-        return self.store.container_dir(self._lookup(ref).container.id) / "logs"
+        """Where the container's log is; a ValueError for one that keeps none."""
+        c = self._lookup(ref).container
+        if c.config.log_driver == "none":
+            raise ValueError(
+                "configured logging driver does not support reading: container "
+                f"{c.name} was created with --log-driver none"
+            )
+        return self.store.container_dir(c.id) / "logs"
 
     # ---- create ---------------------------------------------------------------------
 
@@ -812,13 +819,18 @@ class Supervisor:
         (None: adopted)."""
         c = entry.container
         cdir = self.store.container_dir(c.id)
+        cfg = c.config
         if entry.logs is None:
             cdir.mkdir(mode=0o700, exist_ok=True)
-            entry.logs = _logs.LogWriter.open(
-                cdir / "logs",
-                max_size=c.config.log_max_size or self.log_max_size,
-                max_files=c.config.log_max_files or self.log_max_files,
-            )
+            if cfg.log_driver != "none":
+                local = cfg.log_driver == "local"
+                entry.logs = _logs.LogWriter.open(
+                    cdir / "logs",
+                    max_size=cfg.log_max_size
+                    or (_logs.LOCAL_MAX_SIZE if local else self.log_max_size),
+                    max_files=cfg.log_max_files
+                    or (_logs.LOCAL_MAX_FILES if local else self.log_max_files),
+                )
         if adoption is not None:
             return None
         self.store.make_spares(c.id)

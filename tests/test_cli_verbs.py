@@ -474,3 +474,29 @@ def test_sig_proxy_forwards_signals_unless_turned_off(daemon: Daemon) -> None:
     assert proc.returncode == -signal.SIGTERM
     assert daemon.inspect(name)["state"]["status"] == "running"
     daemon.ctl("rm", "-f", name)
+
+
+def test_log_driver_and_log_opt(daemon: Daemon) -> None:
+    """boxctl takes Docker's --log-driver (json-file, local, none) and --log-opt."""
+    r = daemon.ctl("run", "--name", "q", "--log-driver", "none", "default", "echo", "hi")
+    assert r.stdout == "hi\n"  # the attached client still gets it
+    r = daemon.ctl("logs", "q", check=False)
+    assert r.returncode != 0
+    assert "configured logging driver does not support reading" in r.stderr
+    script = "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo line$i; done"
+    opts = ("--log-opt", "max-size=4k", "--log-opt", "max-file=2", "--log-opt", "compress=false")
+    daemon.ctl(
+        "run", "--name", "rot", "--log-driver", "local", *opts, "default", "sh", "-c", script
+    )
+    kept = daemon.ctl("logs", "rot").stdout.splitlines()
+    assert kept[-1] == "line2000" and len(kept) < 1000
+    config = json.loads(daemon.ctl("inspect", "rot").stdout)[0]["HostConfig"]["LogConfig"]
+    assert config == {"Type": "local", "Config": {"max-size": "4k", "max-file": "2"}}
+    for args, words in [
+        (("--log-driver", "syslog"), "invalid --log-driver 'syslog': use json-file, local or none"),
+        (("--log-opt", "tag=x"), "invalid --log-opt 'tag=x'"),
+        (("--log-driver", "none", "--log-opt", "max-file=2"), "--log-driver none keeps none"),
+    ]:
+        r = daemon.ctl("run", "--rm", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+    daemon.ctl("rm", "q", "rot")

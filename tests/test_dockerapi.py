@@ -257,6 +257,34 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
     assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "rot\n"
 
 
+@needs_cli
+def test_log_drivers_none_and_local(clean: Daemon) -> None:
+    """``--log-driver none``: the output still reaches the attached client, nothing is
+    kept, and ``logs`` says so in Docker's words; ``local`` keeps a log (Docker's local
+    driver's rotation by default); others are refused by name."""
+    r = _docker(clean, "run", "--name", "quiet", "--log-driver", "none", "default", "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    r = _docker(clean, "logs", "quiet")
+    assert r.returncode == 1 and "configured logging driver does not support reading" in r.stderr
+    logs = clean.root / "containers" / _docker(clean, "inspect", "-f", "{{.Id}}", "quiet").stdout
+    assert not (logs.with_name(logs.name.strip()) / "logs").exists()
+    r = _docker(clean, "run", "--name", "loc", "--log-driver", "local", "default", "echo", "kept")
+    assert r.returncode == 0, r.stderr
+    assert _docker(clean, "logs", "loc").stdout == "kept\n"
+    config = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig}}", "loc").stdout
+    assert json.loads(config) == {"Type": "local", "Config": {}}
+    for args, words in [
+        (["--log-driver", "syslog"], "logging driver 'syslog' is not supported by boxd"),
+        (
+            ["--log-driver", "none", "--log-opt", "max-size=1m"],
+            "invalid logging opts for driver none",
+        ),  # the CLI's own check
+    ]:
+        r = _docker(clean, "run", "--rm", *args, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+    assert _docker(clean, "rm", "quiet", "loc").returncode == 0
+
+
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
@@ -561,6 +589,15 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/prune?filters=%7B%22until%22:%5B%22soon%22%5D%7D", None, 400, "soon"),
     ("GET", "/images/json?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/images/get", None, 400, "names"),
+    ("GET", '/images/json?filters={"since":["nope:1"]}', None, 404, "No such image: nope:1"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image": "default", "Cmd": ["true"], "HostConfig": {"LogConfig": '
+        b'{"Type": "none", "Config": {"max-size": "1m"}}}}',
+        400,
+        "unknown log opt 'max-size' for none log driver",
+    ),
     ("GET", "/images/nope/get", None, 404, "No such image: nope"),
     ("POST", "/build?buildargs=nope", b"", 400, "invalid buildargs"),
     ("GET", "/images/nope/history", None, 404, "No such image: nope"),

@@ -77,7 +77,7 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     tty = c.config.tty
     sock = conn.stream
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        if req.flag("logs"):
+        if req.flag("logs") and c.config.log_driver != "none":  # none: nothing to replay
             entries = await trio.to_thread.run_sync(_logs.read_entries, api.sup.log_dir(c.id))
             formatter = _logs.OutputFormatter()
             for e in entries:

@@ -31,6 +31,7 @@ from .._listing import labels, same_image, status_word
 from .._netconfig import NetworkJoin, PortSpec
 from .._network import joined
 from .._records import (
+    LOG_DRIVERS,
     Container,
     ContainerConfig,
     DeviceRate,
@@ -179,7 +180,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     runtime = host.text("Runtime")
     if runtime not in ("", "runc", "boxd"):
         raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
-    log_max_size, log_max_files = _log_config(host.object("LogConfig"))
+    log_driver, log_max_size, log_max_files = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
     aliases, joins = _endpoints(cfg, network)
     restart = host.object("RestartPolicy")
@@ -233,6 +234,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
             labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
+            log_driver=log_driver,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
             healthcheck=healthcheck,
@@ -254,15 +256,21 @@ def _devices(host: Fields) -> Iterable[DeviceMapping]:
         )
 
 
-def _log_config(log: Fields) -> tuple[int | None, int | None]:
-    """``HostConfig.LogConfig`` (``--log-driver``, ``--log-opt``): boxd keeps Docker's
-    json-file log; of its options, the rotation (``max-size``, in --memory's units, and
-    ``max-file``) applies, ``compress=false`` is what boxd does; any other option is
-    refused rather than dropped.  Returns (max size, max files), None where not given."""
-    driver = log.text("Type")
-    if driver not in ("", "json-file", "k8s-file"):
-        raise ApiError(400, f"logging driver {driver!r} is not supported (boxd keeps a file)")
+def _log_config(log: Fields) -> tuple[str, int | None, int | None]:
+    """``HostConfig.LogConfig`` (``--log-driver``, ``--log-opt``): json-file (Podman's
+    k8s-file too), local or none (see boxd._records.LOG_DRIVERS); of the options, the
+    rotation (``max-size``, in --memory's units, and ``max-file``) applies,
+    ``compress=false`` is what boxd does; any other option is refused rather than
+    dropped.  Returns (driver, max size, max files), None where not given."""
+    driver = {"": "json-file", "k8s-file": "json-file"}.get(log.text("Type"), log.text("Type"))
+    if driver not in LOG_DRIVERS:
+        raise ApiError(
+            400,
+            f"logging driver {driver!r} is not supported by boxd (use json-file, local or none)",
+        )
     options = log.mapping("Config")
+    if driver == "none" and options:
+        raise ApiError(400, f"unknown log opt {next(iter(options))!r} for none log driver")
     size = files = None
     for key, value in options.items():
         if key == "max-size":
@@ -283,7 +291,7 @@ def _log_config(log: Fields) -> tuple[int | None, int | None]:
                 f"log option {key}={value!r} is not supported by boxd "
                 "(it takes max-size and max-file; rotated logs are not compressed)",
             )
-    return size, files
+    return driver, size, files
 
 
 def _port_specs(host: Fields) -> Iterable[PortSpec]:
@@ -689,7 +697,7 @@ def _host_config(c: Container) -> dict[str, Any]:
             key: _device_rates(getattr(res, field), value_key) or None
             for key, (field, value_key) in _DEVICE_RATES.items()
         },
-        "LogConfig": {"Type": "json-file", "Config": _log_options(cfg)},
+        "LogConfig": {"Type": cfg.log_driver, "Config": _log_options(cfg)},
         "Runtime": "boxd",
     }
 
