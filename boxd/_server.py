@@ -26,7 +26,7 @@ from . import __version__, _logs, _nss, _verbareas, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
 from ._images.registry import RegistryError
-from ._images.store import NoSuchImage, disk_usage
+from ._images.store import NoSuchImage
 from ._images.unpack import ArchiveError, LayerError
 from ._listing import ListAnswers, select_containers
 from ._messages import (
@@ -327,10 +327,7 @@ class Server:
                 raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
             filters.setdefault(key, []).append(value)
         found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
-        sizes: list[int] = []
-        if req.size:
-            uppers = [self.sup.store.container_dir(c.id) / "fs" / "root" / "upper" for c in found]
-            sizes = await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
+        sizes = await self.sup.rw_sizes(found) if req.size else []
         await conn.stream.send_all(self._list_answers.frame(found, sizes, brief=req.brief))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:

@@ -324,6 +324,14 @@ class Supervisor:
         """Return at the next change of any container's recorded state, or a removal."""
         await self._changes.park()
 
+    async def rw_sizes(self, containers: Sequence[Container]) -> builtins.list[int]:
+        """Bytes each container wrote to its own filesystem (the regular files of its
+        overlay's upper directory: Docker's SizeRw), read in a worker thread."""
+        from ._images.store import disk_usage
+
+        uppers = [self.store.container_dir(c.id) / "fs" / "root" / "upper" for c in containers]
+        return await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
+
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""
         c = self._lookup(ref).container

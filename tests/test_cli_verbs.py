@@ -117,6 +117,13 @@ def test_top_shows_the_containers_processes_with_ps_options(daemon: Daemon) -> N
     assert all(int(line.split()[0]) > 0 for line in lines[1:])
     r = daemon.ctl("top", "t", "-o", "args", check=False)
     assert r.returncode == 1 and "no PID column" in r.stderr
+    # ps -o alone selects only the caller's user's processes: the container's are named.
+    daemon.ctl("run", "-d", "--name", "u", "-u", "4321", "default", "sleep", "303")
+    lines = daemon.ctl("top", "u", "-o", "pid,user,args").stdout.splitlines()
+    assert len(lines) == 2 and lines[1].split()[1:] == ["4321", "sleep", "303"]
+    lines = daemon.ctl("top", "u", "axf").stdout.splitlines()  # ps refuses -q beside f
+    assert len(lines) == 2 and lines[1].endswith("sleep 303")
+    daemon.ctl("rm", "-f", "u")
     daemon.ctl("create", "--name", "idle", "default", "true")
     r = daemon.ctl("top", "idle", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: container idle is not running\n")

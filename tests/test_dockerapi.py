@@ -258,6 +258,25 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_container_sizes(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
+    """``ps -s``, ``inspect --size`` and ``system df``: what a container wrote (SizeRw)
+    and that with its image's layers (SizeRootFs)."""
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    assert _docker(clean, "import", str(tarball), "sz:1").returncode == 0
+    script = "head -c 300000 /dev/zero > /blob"
+    assert _docker(clean, "run", "--name", "big", "sz:1", "/bin/sh", "-c", script).returncode == 0
+    r = _docker(clean, "inspect", "--size", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "big")
+    rw, rootfs = map(int, r.stdout.split())
+    image = int(_docker(clean, "image", "inspect", "-f", "{{.Size}}", "sz:1").stdout)
+    assert 300000 <= rw < 310000 and rootfs == rw + image
+    listed = _docker(clean, "ps", "-a", "-s", "--format", "{{.Size}}").stdout
+    assert listed.startswith("30") and "kB (virtual " in listed, listed
+    assert "big" in _docker(clean, "system", "df", "-v").stdout
+    assert _docker(clean, "rm", "big").returncode == 0
+
+
+@needs_cli
 def test_log_drivers_none_and_local(clean: Daemon) -> None:
     """``--log-driver none``: the output still reaches the attached client, nothing is
     kept, and ``logs`` says so in Docker's words; ``local`` keeps a log (Docker's local

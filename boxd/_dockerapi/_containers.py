@@ -3,6 +3,7 @@ changes, export, prune."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -74,7 +75,21 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
-    await conn.respond_json(200, [_shapes.summary(c, now) for c in found])
+    rows = [_shapes.summary(c, now) for c in found]
+    if req.flag("size"):
+        await with_sizes(api, found, rows)
+    await conn.respond_json(200, rows)
+
+
+async def with_sizes(api: Api, found: list[Container], rows: list[dict[str, Any]]) -> None:
+    """Docker's ``size=1``: each row's SizeRw (what the container wrote) and SizeRootFs
+    (that and its image's layers)."""
+    for row, c, rw in zip(rows, found, await api.sup.rw_sizes(found), strict=True):
+        image = 0
+        if c.config.image_id:
+            with contextlib.suppress(LookupError):
+                image = api.sup.images.size(api.sup.images.for_container(c.config.image_id))
+        row["SizeRw"], row["SizeRootFs"] = rw, rw + image
 
 
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -101,7 +116,10 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
-    await conn.respond_json(200, _shapes.inspect(c, api.execs_of(c.id)))
+    shown = _shapes.inspect(c, api.execs_of(c.id))
+    if req.flag("size"):
+        await with_sizes(api, [c], [shown])
+    await conn.respond_json(200, shown)
 
 
 async def start(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:

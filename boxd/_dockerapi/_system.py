@@ -149,13 +149,14 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def df(api: Api, conn: HttpConnection, req: Request) -> None:
+    from ._containers import with_sizes
     from ._volumes import df_rows
 
     images = await _image_rows(api)
     now = time.time()
-    containers = [
-        {**_shapes.summary(c, now), "SizeRw": 0, "SizeRootFs": 0} for c in api.sup.list(all=True)
-    ]
+    found = api.sup.list(all=True)
+    containers = [_shapes.summary(c, now) for c in found]
+    await with_sizes(api, found, containers)
     await conn.respond_json(
         200,
         {
