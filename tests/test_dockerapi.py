@@ -450,6 +450,26 @@ def test_docker_py(clean: Daemon) -> None:
         client.close()
 
 
+def test_clients_see_a_node_in_no_swarm(clean: Daemon) -> None:
+    """docker-py's ``client.swarm`` and its clean-up call, and the docker CLI, get Docker's
+    answers for a node in no swarm (503), not a 404 they take for a broken daemon."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        assert client.swarm.attrs == {}
+        assert client.api.leave_swarm(force=True) is True
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.services.list()
+        assert refused.value.status_code == 503
+        assert "not a swarm manager" in str(refused.value)
+    finally:
+        client.close()
+    if DOCKER is not None:
+        left = _docker(clean, "swarm", "leave", "--force")
+        assert left.returncode == 1
+        assert "This node is not part of a swarm" in left.stderr
+
+
 # ---- raw HTTP -------------------------------------------------------------------------
 
 
@@ -643,6 +663,27 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/no/such/route", None, 404, "page not found"),
     ("PUT", "/containers/create", None, 405, "not allowed"),
 ]
+# Swarm mode: every route answered as by a Docker node in no swarm, with Docker's words.
+BAD += [
+    ("POST", "/swarm/leave?force=1", None, 503, "This node is not part of a swarm"),
+    ("POST", "/swarm/init", b"{}", 503, "swarm mode is not supported by boxd"),
+    ("POST", "/swarm/join", b"{}", 503, "swarm mode is not supported by boxd"),
+    *(
+        (method, path, None, 503, "This node is not a swarm manager")
+        for method, path in [
+            ("GET", "/swarm"), ("POST", "/swarm/update"), ("GET", "/swarm/unlockkey"),
+            ("POST", "/swarm/unlock"), ("GET", "/tasks"), ("GET", "/tasks/x"),
+            ("GET", "/tasks/x/logs"), ("GET", "/services/x/logs"),
+            *(("POST", f"/{area}/create") for area in ("services", "secrets", "configs")),
+            *(
+                (method, f"/{area}{path}")
+                for area in ("nodes", "services", "secrets", "configs")
+                for method, path in [("GET", ""), ("GET", "/x"), ("DELETE", "/x"),
+                                     ("POST", "/x/update")]
+            ),
+        ]
+    ),
+]  # fmt: skip
 
 
 # What takes no input at all, so that no input can be bad (``/_ping``, ``/version``, ...).
