@@ -439,6 +439,11 @@ def test_docker_py(clean: Daemon) -> None:
         assert (got["ExitCode"], got["Running"], got["ContainerID"]) == (5, False, e.id)
         assert got["ProcessConfig"] == {"tty": False, "entrypoint": "sh", "privileged": True,
                                         "arguments": ["-c", "exit 5"], "user": ""}  # fmt: skip
+        # The start's Tty, not the exec's, frames the stream, as Docker's does: docker-py
+        # starts with Tty false unless told, and reads frames.
+        for tty in (False, True):
+            tx = client.api.exec_create(e.id, ["echo", "on a tty"], tty=True)
+            assert client.api.exec_start(tx["Id"], tty=tty) == b"on a tty\r\n"
         e.update(mem_limit="32m")
         e.reload()
         assert e.attrs["HostConfig"]["Memory"] == 32 << 20

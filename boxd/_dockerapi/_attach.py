@@ -212,6 +212,9 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
         await api.nursery.start(_run_exec, api, ex, output)
         await conn.respond(200, content_type=None)
         return
+    # The start's own Tty, not the exec's, says whether the stream is framed, as in Docker:
+    # docker-py starts an exec made with a TTY with Tty false, and reads frame headers.
+    raw = body.flag("Tty")
     channel = output.subscribe(lossless=True)
     leftover = await conn.hijack(req.upgrade)
     sock = conn.stream
@@ -227,7 +230,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
                 raise
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 message = (error.message + "\r\n").encode()
-                await sock.send_all(frame(protocol.STDOUT, message, tty=ex.spec.tty))
+                await sock.send_all(frame(protocol.STDOUT, message, tty=raw))
             return
         async with trio.open_nursery() as streams:
             if ex.stdin:
@@ -238,7 +241,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
                 async with channel:
                     async for sid, data in channel:
                         if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=ex.spec.tty))
+                            await sock.send_all(frame(sid, data, tty=raw))
             await run.exited.wait()
             streams.cancel_scope.cancel(reason="the exec'd process ended")
 
