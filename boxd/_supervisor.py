@@ -97,6 +97,7 @@ DEFAULT_ROOT = Path("/var/lib/boxd")
 BACKOFF_START = 0.1  # seconds before the first restart; doubles up to BACKOFF_MAX
 BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a run this long resets the backoff
+KILL_WAIT = 10.0  # how long a SIGKILL's answer waits for the end to be recorded (Docker's)
 
 
 class StartError(RuntimeError):
@@ -974,14 +975,22 @@ class Supervisor:
         signum = parse_signal(sig)
         entry = self._lookup(ref)
         _lifecycle.check_kill(entry.container.name, entry.phase)
-        run = entry.run
+        run, recorded = entry.run, entry.recorded
         assert run is not None
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
             entry.container.state.manual_stop = True
         self._signal(entry.container, run, signum)
-        if signum == signal.SIGKILL and entry.phase is PAUSED:
+        if signum != signal.SIGKILL:
+            return
+        if entry.phase is PAUSED:
             self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
+        # As Docker's: a SIGKILL is answered once the end is recorded, so the inspect that
+        # follows (docker-py's tests, scripts) sees the container exited, not running.
+        with trio.move_on_after(KILL_WAIT) as waited:
+            await recorded.wait()
+        if waited.cancelled_caught:
+            log.warning("%s: not ended %.0f s after SIGKILL", entry.container.short_id, KILL_WAIT)
 
     async def pause(self, ref: str) -> None:
         """Freeze every process of the container (cgroup v2 ``cgroup.freeze``, or the v1

@@ -404,7 +404,10 @@ def test_docker_py(clean: Daemon) -> None:
         stats = d.stats(stream=False)
         assert stats["memory_stats"]["usage"] > 0
         assert stats["memory_stats"]["limit"] == 64 << 20
-        d.remove(force=True)
+        d.kill()  # answered once the end is recorded, as by Docker
+        d.reload()
+        assert (d.status, d.attrs["State"]["ExitCode"]) == ("exited", 137)
+        d.remove()
         with pytest.raises(docker.errors.ContainerError) as failed:
             client.containers.run("default", ["sh", "-c", "echo bad >&2; exit 2"])
         assert failed.value.exit_status == 2
