@@ -144,7 +144,7 @@ def check_remove(name: str, phase: Status, *, force: bool) -> None:
     """``rm`` takes a container at rest; ``rm -f`` takes it in any phase."""
     if force or phase in AT_REST or phase is REMOVING:
         return
-    raise _refuse(name, phase, "stop it first or use --force")
+    raise _refuse(name, phase, "stop the container before removing or force remove")  # Docker's
 
 
 def shown_by_default(phase: Status) -> bool:

@@ -85,7 +85,7 @@ def test_every_phase_has_its_transitions_and_rest_leads_somewhere() -> None:
         _lifecycle.check_transition(Status.CREATED, Status.RUNNING)
     for phase in Status:  # rm -f is allowed in every phase
         _lifecycle.check_remove("c", phase, force=True)
-    with pytest.raises(Conflict, match="c is restarting: stop it first or use --force"):
+    with pytest.raises(Conflict, match="c is restarting: stop the container before removing"):
         _lifecycle.check_remove("c", Status.RESTARTING, force=False)
     with pytest.raises(Conflict, match="c is paused: unpause it instead"):
         _lifecycle.can_start("c", Status.PAUSED)
@@ -120,7 +120,7 @@ async def test_start_stop_and_the_phases_on_the_way(
         await sup.start("s")
         assert status(c) is Status.RUNNING and sup.list() == [c]
         assert await sup.start("s") is c  # already running: nothing happens
-        with pytest.raises(Conflict, match="s is running: stop it first"):
+        with pytest.raises(Conflict, match="s is running: stop the container before removing"):
             await sup.remove("s")
         await sup.stop("s")
         assert (c.state.status, c.state.exit_code) == (Status.STOPPED, 128 + signal.SIGTERM)
@@ -195,7 +195,7 @@ async def test_restart_policy_backoff_and_rm_f_while_restarting(
         await phase_becomes(sup, c.id, Status.RESTARTING)
         assert c.state.exit_code == 3 and sup.list() == [c]
         assert await sup.wait(c.id) == 3  # not running: the last exit code
-        with pytest.raises(Conflict, match="is restarting: stop it first or use --force"):
+        with pytest.raises(Conflict, match="is restarting: stop the container before removing"):
             await sup.remove(c.id)
         await sup.remove(c.id, force=True)
         assert sup.list(all=True) == []
