@@ -97,7 +97,7 @@ def environment(
     container: Container, user: ExecUser, *, tty: bool, extra: tuple[str, ...] = ()
 ) -> tuple[str, ...]:
     """Only PATH, HOSTNAME, HOME (the user's, from the image's passwd), TERM (with a tty)
-    and what the user set."""
+    and what the image and the user set; a bare ``KEY`` unsets KEY, as in Docker."""
     env = {
         "PATH": DEFAULT_PATH,
         "HOSTNAME": hostname(container),
@@ -106,8 +106,11 @@ def environment(
     if tty:
         env["TERM"] = "xterm"
     for item in (*container.config.env, *extra):
-        key, _, value = item.partition("=")
-        env[key] = value
+        key, eq, value = item.partition("=")
+        if eq:
+            env[key] = value
+        else:
+            env.pop(key, None)
     return tuple(f"{k}={v}" for k, v in env.items())
 
 

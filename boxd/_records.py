@@ -361,10 +361,9 @@ def validate_config(config: ContainerConfig) -> None:
     for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
-    for item in config.env:
-        key, eq, _ = item.partition("=")
-        if not eq or not ENV_NAME_RE.match(key) or "\0" in item:
-            raise invalid("env", item, "use KEY=VALUE")
+    for item in config.env:  # a bare KEY unsets KEY (one of the image's), as in Docker
+        if not ENV_NAME_RE.match(item.partition("=")[0]) or "\0" in item:
+            raise invalid("env", item, "use KEY=VALUE or KEY")
     if config.workdir and not config.workdir.startswith("/"):
         raise invalid("workdir", config.workdir, "must be absolute")
     if config.user:

@@ -394,6 +394,15 @@ def test_docker_py(clean: Daemon) -> None:
         assert c.status == "exited"
         assert "X=1" in c.attrs["Config"]["Env"]
         c.remove()
+        # A bare name (docker-py's None) unsets the variable, as in Docker.
+        script = 'echo "${HOME-unset} [$B]"'
+        u = client.containers.create(
+            "default", ["sh", "-c", script], environment={"HOME": None, "B": ""}
+        )
+        assert "HOME" in u.attrs["Config"]["Env"] and "B=" in u.attrs["Config"]["Env"]
+        u.start()
+        assert u.wait()["StatusCode"] == 0 and u.logs() == b"unset []\n"
+        u.remove()
         d = client.containers.run(
             "default", ["sleep", "60"], detach=True, name="py", mem_limit="64m"
         )
@@ -420,7 +429,7 @@ def test_docker_py(clean: Daemon) -> None:
         ended = int(time.time()) + 1
         events = client.events(since=started, until=ended, decode=True, filters={"event": "die"})
         codes = [e["Actor"]["Attributes"]["exitCode"] for e in events]
-        assert codes == ["0", "0", "137", "2"]
+        assert codes == ["0", "0", "0", "137", "2"]
         # Attached before start, with the logs (none yet) and the stream.
         w = client.containers.create("default", ["sh", "-c", "echo before; exit 3"])
         with warnings.catch_warnings():  # docker-py leaves its hijacked socket to the GC
