@@ -274,6 +274,7 @@ def test_container_sizes(clean: Daemon, tmp_path: Path, busybox_root: Path) -> N
     assert listed.startswith("30") and "kB (virtual " in listed, listed
     assert "big" in _docker(clean, "system", "df", "-v").stdout
     assert _docker(clean, "rm", "big").returncode == 0
+    assert _docker(clean, "rmi", "sz:1").returncode == 0
 
 
 @needs_cli
