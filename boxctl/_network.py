@@ -20,6 +20,7 @@ from ._args import (
     prune_filters,
 )
 from ._client import CliError, call, print_json
+from ._files import label_list
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -80,9 +81,9 @@ def cmd_port(args: Args) -> int:
 
 
 def _create(args: Args) -> int:
-    reply = call(
-        args.socket, {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
-    )
+    labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
+    request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
+    reply = call(args.socket, {**request, "labels": labels})
     print(reply["network"]["id"])
     return 0
 
@@ -153,7 +154,10 @@ SUBCOMMANDS = (
         "create",
         _create,
         "create a network",
-        (Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),),
+        (
+            Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),
+            Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
+        ),
         (("name", ONE, "NAME"),),
     ),
     Command(

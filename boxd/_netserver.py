@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 class NetworkCreateRequest:
     name: str
     subnet: str = ""
+    labels: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -40,7 +41,7 @@ class NetworkRemoveRequest:
 
 @attrs.frozen
 class NetworkPruneRequest:
-    # until, label, label! (boxd._prune); networks have no labels: label= selects none
+    # until, label, label! (boxd._prune)
     filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
@@ -80,6 +81,7 @@ class NetworkInfo:
     created_at: float
     dns: bool
     containers: tuple[Member, ...]
+    labels: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -135,6 +137,7 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         created_at=net.created_at,
         dns=net.dns,
         containers=tuple(members),
+        labels=dict(net.labels),
     )
 
 
@@ -142,7 +145,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     """Each request type's handler, called with the request's connection."""
 
     async def create(conn: Conn, req: NetworkCreateRequest) -> None:
-        net = await sup.networks.create(req.name, req.subnet)
+        net = await sup.networks.create(req.name, req.subnet, req.labels)
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def list_(conn: Conn, _: NetworkListRequest) -> None:
@@ -160,7 +163,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         only = _prune.parse(req.filters, time.time())
         removed = []
         for net in sup.networks.list():
-            if net.dns and not _users(sup, net.name) and only.selects(net.created_at, {}):
+            if net.dns and not _users(sup, net.name) and only.selects(net.created_at, net.labels):
                 await sup.networks.remove(net.name, lambda name: _users(sup, name))
                 removed.append(net.name)
         await conn.send(NetworkPruneResponse(tuple(removed)))

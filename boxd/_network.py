@@ -103,6 +103,7 @@ class Network:
     created_at: float
     dns: bool  # a user network: containers resolve each other by name
     allocations: dict[str, str] = attrs.Factory(dict)  # container id -> address
+    labels: dict[str, str] = attrs.Factory(dict)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -323,8 +324,13 @@ class Networks:
             self._save(net)
         return net
 
-    async def create(self, name: str, subnet: str = "") -> Network:
+    async def create(
+        self, name: str, subnet: str = "", labels: dict[str, str] | None = None
+    ) -> Network:
         check_network_name(name)
+        labels = dict(labels or {})
+        if "" in labels:
+            raise NetworkError(f"invalid label '={labels['']}': a label needs a key")
         async with self._lock:
             if name in self._nets:
                 raise NetworkConflict(f"network {name} already exists")
@@ -338,6 +344,7 @@ class Networks:
                 gateway=str(chosen.network_address + 1),
                 created_at=time.time(),
                 dns=True,
+                labels=labels,
             )
             self._nets[name] = net
             self._save(net)

@@ -31,12 +31,12 @@ class PruneFilter:
         """Whether something created at ``created`` with ``labels`` is to be pruned."""
         if self.until is not None and created >= self.until:
             return False
-        if not all(_has(labels, want) for want in self.labels):
+        if not all(has_label(labels, want) for want in self.labels):
             return False
-        return not any(_has(labels, want) for want in self.not_labels)
+        return not any(has_label(labels, want) for want in self.not_labels)
 
 
-def _has(labels: Mapping[str, str], wanted: str) -> bool:
+def has_label(labels: Mapping[str, str], wanted: str) -> bool:
     key, eq, value = wanted.partition("=")
     return key in labels and (not eq or labels[key] == value)
 

@@ -664,6 +664,38 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
     netd.ctl("rm", "-f", "web", "later", "multi")
 
 
+@pytest.mark.root
+def test_network_labels(netd: Daemon) -> None:
+    """Labels given at create (docker-py, boxctl) are kept, shown by inspect, selected by
+    the list's ``label`` filters (every one) and by prune's ``label``/``label!``, as the
+    tools that find their networks by label (Compose, testcontainers) need."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        mine = client.networks.create("mine", labels={"project": "a", "tier": "front"})
+        assert mine.attrs["Labels"] == {"project": "a", "tier": "front"}
+        netd.ctl("network", "create", "--label", "project=b", "--label", "bare", "other")
+        assert client.networks.get("other").attrs["Labels"] == {"project": "b", "bare": ""}
+        shown = json.loads(netd.ctl("network", "inspect", "other").stdout)
+        assert shown[0]["labels"] == {"project": "b", "bare": ""}
+
+        def listed(*labels: str) -> list[str]:
+            return sorted(n.name for n in client.networks.list(filters={"label": list(labels)}))
+
+        assert listed("project") == ["mine", "other"]
+        assert listed("project=a") == ["mine"]
+        assert listed("project", "bare") == ["other"]
+        assert listed("project=a", "bare") == []
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.api.create_network("bad", labels={"": "x"})
+        assert refused.value.status_code == 400 and "invalid label '=x'" in str(refused.value)
+        pruned = client.networks.prune(filters={"label!": "project=a"})
+        assert pruned["NetworksDeleted"] == ["other"]
+        assert client.networks.prune(filters={"label": "tier=front"})["NetworksDeleted"] == ["mine"]
+    finally:
+        client.close()
+
+
 def host_state(daemon: Daemon) -> dict[str, Any]:
     """What the daemon's namespace holds: links (without counters), addresses, routes, the
     whole nft ruleset, the conntrack table, and the default network's allocations."""

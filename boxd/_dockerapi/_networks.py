@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from .. import _prune
 from .._netserver import (
     NetworkCreateRequest,
     NetworkInfo,
@@ -53,7 +54,7 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
             for m in info.containers
         },
         "Options": {"com.docker.network.bridge.name": info.bridge},
-        "Labels": {},
+        "Labels": info.labels,
     }
 
 
@@ -85,7 +86,7 @@ async def _verb(api: Api, request: object) -> Any:
 async def networks(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
     for key in filters:
-        if key not in ("name", "id", "driver", "type"):
+        if key not in ("name", "id", "driver", "type", "label"):
             raise ApiError(400, f"invalid filter '{key}'")
     answer: NetworkListResponse = await _verb(api, NetworkListRequest())
     rows = [_shape(i) for i in answer.networks]
@@ -117,7 +118,8 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     if len(configs) > 1:
         raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
     subnet = configs[0].text("Subnet") if configs else ""
-    answer = await _verb(api, NetworkCreateRequest(name=name, subnet=subnet))
+    labels = body.mapping("Labels")
+    answer = await _verb(api, NetworkCreateRequest(name=name, subnet=subnet, labels=labels))
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
 
 
@@ -136,7 +138,7 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
 
 def _matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     """Docker's network list filters: name (a substring), id (a prefix), driver, type
-    (builtin or custom)."""
+    (builtin or custom), label (KEY or KEY=VALUE, every one)."""
     builtin = row["Name"] in ("bridge", "host", "none")
     kind = "builtin" if builtin else "custom"
     checks: dict[str, Callable[[str], bool]] = {
@@ -145,7 +147,10 @@ def _matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
         "driver": lambda v: v == row["Driver"],
         "type": lambda v: v == kind,
     }
-    return all(any(checks[k](v) for v in vs) for k, vs in filters.items() if vs)
+    labels = filters.get("label", [])  # each one wanted, unlike the other keys' values
+    if not all(_prune.has_label(row["Labels"], want) for want in labels):
+        return False
+    return all(any(checks[k](v) for v in vs) for k, vs in filters.items() if vs and k != "label")
 
 
 ROUTES = [
