@@ -6,9 +6,9 @@ has nothing mounted anywhere, so a holder process is spawned through the native 
 the container's own overlays and volumes (the same mount table, less /proc, /sys and /dev,
 in a mount namespace of its own and, for ``--isolate-user``, the container's user
 namespace and id-mapped layers), pivots into it and waits, never to exec, until it is
-killed; its ``/proc/PID/root`` is then the root.  Nothing is ever mounted on the host.
-The caller keeps the container from starting meanwhile (overlayfs refuses a second mount
-of an upper directory in use).
+killed (or its daemon is: it dies with it); its ``/proc/PID/root`` is then the root.
+Nothing is ever mounted on the host.  The caller keeps the container from starting
+meanwhile (overlayfs refuses a second mount of an upper directory in use).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def _holder_plan(
         id_mapped=id_mapped_layers(image, container_dir) if id_map else (),
         start_fd=start_fd,
         process_name="boxd:[cp]",
+        die_with_caller=True,  # its mounts must not outlive a killed daemon
     )
 
 

@@ -216,6 +216,10 @@ class SpawnPlan:
     start_fd: int = -1
     # Keep the caller's fds 3 .. 3+keep_fds-1 open in the process (--preserve-fds).
     keep_fds: int = 0
+    # SIGKILL once the caller's thread is gone (from the end of its set-up on): a process
+    # that exists only for the caller (cp's holder of a stopped container's root) never
+    # outlives a killed daemon.  Not with a shim.
+    die_with_caller: bool = False
     # Existing namespaces to join (setns) instead of making new ones: (kind, path of a
     # namespace file such as /proc/PID/ns/net).  Network, IPC, UTS and cgroup only, never
     # a kind in ``namespaces``, and not with a new user namespace.
@@ -494,9 +498,15 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
     if plan.keep_fds < 0:
         raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
     if plan.shim is not None and (
-        plan.join_pidfd >= 0 or plan.start_fd >= 0 or plan.keep_fds or not plan.shim.argv
+        plan.join_pidfd >= 0
+        or plan.start_fd >= 0
+        or plan.keep_fds
+        or plan.die_with_caller
+        or not plan.shim.argv
     ):
-        raise ValueError("a shim needs its argv, and holds no joining or OCI-created process")
+        raise ValueError(
+            "a shim needs its argv, and holds no joining, OCI-created or caller-bound process"
+        )
     if plan.id_mapped and Namespace.USER not in plan.namespaces:
         raise ValueError("id_mapped needs a user namespace to map the ids into")
     if not plan.cwd.startswith("/"):
@@ -547,6 +557,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "cgroup_dir": plan.cgroup_dir,
         "links": tuple(_link(link) for link in plan.links),
         "gateway": _socket.inet_aton(plan.gateway) if plan.gateway else b"",
+        "die_with_caller": plan.die_with_caller,
     }
 
 

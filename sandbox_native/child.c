@@ -35,7 +35,8 @@
  *      (setgroups, setres[ug]id, capset, prctl, chdir, write, execve, exit_group)
  *  10. bounding set, setgroups, setresgid, setresuid (keeping caps), capset, ambient set
  *  11. no_new_privs, chdir(cwd) as the final user
- *  12. with start_fd (the OCI runtime's create/start split): report "waiting" to the
+ *  12. with die_with_caller, SIGKILL once the caller is gone (see die_with_caller)
+ *      with start_fd (the OCI runtime's create/start split): report "waiting" to the
  *      parent, then block in accept() on start_fd until `start` connects; that connection
  *      becomes the sync socket (see wait_for_start)
  *  13. seccomp if no_new_privs is on (as late as possible), then execve
@@ -821,6 +822,17 @@ static void wait_for_start(const struct plan *p)
     RAW(close, p->start_fd);
 }
 
+/* A process that exists only for its caller (the holder of a stopped container's root for
+ * `cp`, which never execs) must not outlive a caller killed with SIGKILL: it gets SIGKILL
+ * when the caller's thread ends.  Set after the identity changes (a change of the
+ * effective ids clears it); a caller gone before that shows in the parent pid. */
+static void die_with_caller(const struct plan *p)
+{
+    CHECK(p, RAW(prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), STAGE_SIGNALS, 0);
+    if (RAW(getppid) != p->caller_pid)
+        leave(127);
+}
+
 static void load_seccomp(const struct plan *p)
 {
     struct sock_fprog prog = {.len = p->nfilter, .filter = p->filter};
@@ -966,6 +978,8 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
     if (p->nnp)
         CHECK(p, RAW(prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STAGE_NO_NEW_PRIVS, 0);
     CHECK(p, RAW(chdir, p->cwd), STAGE_CHDIR, 0);
+    if (p->die_with_caller)
+        die_with_caller(p);
     if (p->start_fd >= 0)
         wait_for_start(p);
     if (p->nfilter && p->nnp)

@@ -320,7 +320,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
         "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds",
-        "cgroup_tasks", "cgroup_dir", "links", "gateway", NULL,
+        "cgroup_tasks", "cgroup_dir", "links", "gateway", "die_with_caller", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
@@ -336,17 +336,19 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     p->cgroup_dir = -1;
     /* Where this thread runs now: the child sets up elsewhere (child.c). */
     p->caller_cpu = sched_getcpu();
+    p->caller_pid = getpid();
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#:spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p:spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
             &rlimits, &caps, &p->nnp, &seccomp, &p->join_pidfd, &join_flags, &name,
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
             &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds, &PyTuple_Type, &cgroup_tasks,
-            &p->cgroup_dir, &PyTuple_Type, &links, &gateway, &gateway_size))
+            &p->cgroup_dir, &PyTuple_Type, &links, &gateway, &gateway_size,
+            &p->die_with_caller))
         return -1;
     if (p->keep_fds < 0 || p->keep_fds > 65536) {
         PyErr_Format(PyExc_ValueError, "keep_fds %d is out of range 0..65536", p->keep_fds);
@@ -357,9 +359,10 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         return -1;
     if (p->shim_path != NULL) {
         if (p->shim_dir == NULL || shim_argv == NULL || PyTuple_Size(shim_argv) == 0 ||
-            p->join_pidfd >= 0 || p->start_fd >= 0 || p->keep_fds > 0) {
-            PyErr_SetString(PyExc_ValueError, "a shim needs shim_dir and a non-empty shim_argv, "
-                                              "and no join_pidfd, start_fd or keep_fds");
+            p->join_pidfd >= 0 || p->start_fd >= 0 || p->keep_fds > 0 || p->die_with_caller) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a shim needs shim_dir and a non-empty shim_argv, and no "
+                            "join_pidfd, start_fd, keep_fds or die_with_caller");
             return -1;
         }
         p->shim_argv = (char **)string_array(shim_argv, "a shim argv item", NULL);
@@ -944,7 +947,8 @@ static PyMethodDef methods[] = {
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
-     "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway)\n"
+     "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway,\n"
+     "      die_with_caller)\n"
      "      -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"release_stacks", release_stacks, METH_NOARGS,

@@ -176,6 +176,10 @@ struct plan {
     const char *shim_path, *shim_dir;
     char **shim_argv;
     int start_fd, keep_fds;
+    /* Non-zero: SIGKILL once the caller (caller_pid, the spawning process) is gone, from
+     * the end of the set-up on (child.c, die_with_caller). */
+    int die_with_caller;
+    pid_t caller_pid;
     int ns_fds[MAX_JOIN], ns_types[MAX_JOIN];
     size_t nns;
     /* The container's cgroups: `tasks` of each v1 hierarchy, opened O_WRONLY by the parent,

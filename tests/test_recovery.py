@@ -5,13 +5,16 @@ trash), the next one repairs and serves.  Real daemons, real kernel."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import random
 import shlex
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -284,3 +287,58 @@ def test_a_library_program_killed_among_starts_is_cleaned_by_the_next_supervisor
     trio.run(next_supervisor)
     assert not leftover_cgroups(root) and not cgroup_parents(root)
     assert f" {root}/" not in Path("/proc/self/mountinfo").read_text()
+
+
+def _children(pid: int, comm: str) -> list[int]:
+    """The children of ``pid`` named ``comm`` (alive: not zombies)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or (entry / "comm").read_text() != f"{comm}\n":
+                continue
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+            if stat[0] != "Z" and int(stat[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def _unread(fd: int) -> int:
+    """How many bytes wait in the pipe ``fd`` (FIONREAD)."""
+    (count,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))
+    return int(count)
+
+
+def test_a_daemon_killed_during_cp_from_a_stopped_container_leaves_no_holder(
+    tmp_path: Path,
+) -> None:
+    """`cp` out of a stopped container mounts its layers in a holder process; the daemon
+    is killed while it copies (held there by a client that reads nothing): the holder
+    dies with it, so its mounts do not outlive the daemon, and the container starts on
+    an overlay no one else has mounted."""
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("run", "--name", "s", "default", "sh", "-c", "head -c 64000000 /dev/zero >/big")
+        assert daemon.process is not None
+        read_end, write_end = os.pipe()
+        client = subprocess.Popen(
+            [*shlex.split(daemon_cli(daemon)), "cp", "s:/big", "-"], stdout=write_end
+        )
+        os.close(write_end)
+        holders: list[int] = []
+        try:
+            pid = daemon.process.pid
+            _until(lambda: _unread(read_end) > 0, "the first bytes of the copy")
+            holders = _children(pid, "boxd:[cp]")
+            assert len(holders) == 1
+            daemon.stop(signal.SIGKILL)
+            _until(lambda: not _alive(holders[0]), "the holder's end", timeout=10)
+        finally:
+            client.kill()
+            client.wait()
+            os.close(read_end)
+            for holder in filter(_alive, holders):  # the test failed: nothing outlives it
+                os.kill(holder, signal.SIGKILL)
+        daemon.start()
+        daemon.ctl("start", "s")
+        assert daemon.ctl("wait", "s").stdout.strip() == "0"
