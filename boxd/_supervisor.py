@@ -1351,6 +1351,8 @@ class Supervisor:
             c = entry.container
             if c.id in adoptions:
                 log.info("%s: adopting process %d", c.short_id, c.state.pid)
+                if adoptions[c.id].hello.exited is None:
+                    await self._settle_pause(entry)
                 adopt = functools.partial(self._lifecycle, entry, adoption=adoptions[c.id])
                 try:
                     await self._nursery.start(adopt)
@@ -1365,6 +1367,28 @@ class Supervisor:
                     await self.start(c.id)
                 except Exception as exc:  # one container must not stop the daemon
                     log.error("%s: restart at start-up failed: %s", c.short_id, exc)
+
+    async def _settle_pause(self, entry: _Entry) -> None:
+        """A daemon killed between freezing a container's cgroup and recording it paused
+        (or between thawing and recording it running) left a record that says otherwise:
+        the cgroup, the user's last word, is followed.  A container recorded running but
+        frozen would take every exec (whose process is born in the cgroup, and frozen
+        there) and every stop signal without an answer."""
+        c = entry.container
+        try:
+            cgroup = self.cgroups.open(c.id)
+            if entry.phase is RUNNING and cgroup.frozen():
+                log.warning("%s: its cgroup is frozen: recorded as paused", c.short_id)
+                await cgroup.freeze()  # a freeze the last daemon began: done
+                c.state.status = PAUSED
+            elif entry.phase is PAUSED and not cgroup.frozen():
+                log.warning("%s: its cgroup is not frozen: recorded as running", c.short_id)
+                c.state.status = RUNNING
+            else:
+                return
+            self.store.save(c)
+        except OSError as exc:  # its record or its cgroup: it is served as it is
+            log.error("%s: cannot settle its paused state: %s", c.short_id, exc)
 
     async def _discard_unfinished(self, cid: str) -> None:
         """A directory without a record: a create cut short, or a run killed after its

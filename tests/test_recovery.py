@@ -342,3 +342,41 @@ def test_a_daemon_killed_during_cp_from_a_stopped_container_leaves_no_holder(
         daemon.start()
         daemon.ctl("start", "s")
         assert daemon.ctl("wait", "s").stdout.strip() == "0"
+
+
+def _freezer(root: Path, cid: str) -> tuple[Path, str, str]:
+    """The container's freezer file, with its frozen and thawed values (as boxd uses them:
+    cgroup v2's cgroup.freeze where there is one, else the v1 freezer)."""
+    dirs = [Path(d) for d in leftover_cgroups(root) if os.path.basename(d) == cid]
+    for d in dirs:
+        if (d / "cgroup.freeze").exists():
+            return d / "cgroup.freeze", "1", "0"
+    (state,) = [d / "freezer.state" for d in dirs if (d / "freezer.state").exists()]
+    return state, "FROZEN", "THAWED"
+
+
+@pytest.mark.parametrize("cut", ["pause", "unpause"])
+def test_a_pause_cut_by_a_kill_is_recorded_as_the_cgroup_is(tmp_path: Path, cut: str) -> None:
+    """The daemon killed between freezing (thawing) a container's cgroup and recording it
+    paused (running) — that instant made here by doing the freeze (thaw) while no daemon
+    runs: the next daemon records what the cgroup is, so exec, unpause and stop work.  A
+    frozen container recorded as running took the next exec's process into the frozen
+    cgroup, and the whole daemon waited for it."""
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("run", "-d", "--name", "p", "default", "sleep", "300")
+        if cut == "unpause":
+            daemon.ctl("pause", "p")
+        cid = daemon.inspect("p")["id"]
+        daemon.stop(signal.SIGKILL)
+        path, frozen, thawed = _freezer(daemon.root, cid)
+        path.write_text(frozen if cut == "pause" else thawed)
+        daemon.start()
+        state = daemon.inspect("p")["state"]
+        assert state["status"] == ("paused" if cut == "pause" else "running")
+        if cut == "pause":
+            daemon.ctl("unpause", "p", timeout=10)
+        assert daemon.ctl("exec", "p", "echo", "in", timeout=10).stdout == "in\n"
+        daemon.ctl("pause", "p", timeout=10)
+        daemon.ctl("stop", "-t", "1", "p", timeout=10)
+        assert daemon.inspect("p")["state"]["status"] == "stopped"
+        assert not _alive(state["pid"])
