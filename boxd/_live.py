@@ -45,6 +45,17 @@ async def find_shim(directory: Path) -> Adoption | None:
     return Adoption(shim, hello)
 
 
+def keeps_recorded(found: Adoption, container: Container) -> bool:
+    """Whether the shim keeps (or kept, and reaped) the process the record names: the
+    record's pid and, while it runs, the record's start time."""
+    st, hello = container.state, found.hello
+    return (
+        st.pid > 0
+        and hello.pid == st.pid
+        and (hello.exited is not None or start_time_of(hello.pid) == st.pid_start_time)
+    )
+
+
 def why_not_adopt(found: Adoption, container: Container, *, live_restore: bool) -> str | None:
     """None if ``found`` keeps the process the record describes and may be adopted, else
     why not."""

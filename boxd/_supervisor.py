@@ -84,6 +84,7 @@ from ._records import (
 )
 from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
 from ._run import Run, start_time_of
+from ._shim import ExitStatus
 from ._store import Store
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
@@ -1321,17 +1322,21 @@ class Supervisor:
         for c in loaded.containers:
             entry = self._entries[c.id] = _Entry(c)
             found = await _live.find_shim(self.store.container_dir(c.id))
+            ended = None  # how the record's process ended, if its shim said
             if found is not None:
                 why_not = _live.why_not_adopt(found, c, live_restore=self.live_restore)
                 if why_not is None:
                     adoptions[c.id] = found
                     continue
                 log.warning("%s: killing the process its shim keeps: %s", c.short_id, why_not)
-                await _live.end(found)
+                recorded = _live.keeps_recorded(found, c)
+                status = await _live.end(found)
+                if recorded:
+                    ended = status
             if entry.phase in _lifecycle.LIVE:
                 interrupted.add(c.id)
                 try:
-                    self._found_live(entry)
+                    self._found_live(entry, ended)
                 except OSError as exc:  # its record cannot be written: it is served as read
                     log.error("%s: cannot record what became of it: %s", c.short_id, exc)
         # Every other cgroup holds what no record shows (a create or start cut short, a
@@ -1403,15 +1408,23 @@ class Supervisor:
         log.info("removing %s: its create never finished (no record)", d)
         self.store.discard(cid)
 
-    def _found_live(self, entry: _Entry) -> None:
+    def _found_live(self, entry: _Entry, ended: ExitStatus | None = None) -> None:
         """A container the last daemon left in a live phase: its process (if it still
         runs, and really is its process: the pid's start time must match) is killed, and
-        it is recorded as ended.  A pid that now names an unrelated process is left
-        alone."""
+        it is recorded as ended, with the exit code its shim kept (``ended``: one that
+        is not adopted, e.g. a stop under way), else 255.  A pid that now names an
+        unrelated process is left alone."""
         c = entry.container
         st = c.state
         if entry.phase is RESTARTING:  # it had ended; its policy decides again below
             st.status = EXITED
+            self.store.save(c)
+            return
+        if ended is not None:  # its shim's: ended and reaped
+            st.status = STOPPED if entry.phase is STOPPING else EXITED
+            st.exit_code = ended.exit_code
+            st.finished_at = time.time()
+            st.pid = 0
             self.store.save(c)
             return
         if st.pid > 0:

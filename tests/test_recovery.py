@@ -380,3 +380,29 @@ def test_a_pause_cut_by_a_kill_is_recorded_as_the_cgroup_is(tmp_path: Path, cut:
         daemon.ctl("stop", "-t", "1", "p", timeout=10)
         assert daemon.inspect("p")["state"]["status"] == "stopped"
         assert not _alive(state["pid"])
+
+
+def test_a_stop_cut_by_a_kill_keeps_the_exit_code(tmp_path: Path) -> None:
+    """The daemon killed while a stop waits for the container (its stop signal trapped),
+    which then exits 3 by itself while no daemon runs: the next daemon records it
+    stopped with that code, which its shim kept (not 255, "unknown")."""
+    go = tmp_path / "go"
+    go.mkdir()
+    script = (
+        "trap 'until [ -e /go/now ]; do sleep 0.05; done; exit 3' TERM; "
+        "while :; do sleep 0.05; done"
+    )
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("run", "-d", "--name", "t", "-v", f"{go}:/go", "default", "sh", "-c", script)
+        pid = daemon.inspect("t")["state"]["pid"]
+        stopper = subprocess.Popen([*shlex.split(daemon_cli(daemon)), "stop", "-t", "60", "t"])
+        try:
+            _until(lambda: daemon.inspect("t")["state"]["status"] == "stopping", "the stop")
+            daemon.stop(signal.SIGKILL)
+        finally:
+            stopper.wait(timeout=60)
+        (go / "now").touch()
+        _until(lambda: not _alive(pid), "the container's end")
+        daemon.start()
+        state = daemon.inspect("t")["state"]
+        assert (state["status"], state["exit_code"]) == ("stopped", 3)
