@@ -735,6 +735,8 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
 def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
     cfg = c.config
     st = c.state
+    # The container runs entrypoint + command (boxd._images.config); Docker shows them apart.
+    entrypoint = list(cfg.entrypoint or ())
     word = status_word(c)
     return {
         "Id": c.id,
@@ -784,11 +786,11 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "OpenStdin": cfg.interactive,
             "StdinOnce": False,
             "Env": list(cfg.env),
-            "Cmd": list(cfg.command),
+            "Cmd": list(cfg.command[len(entrypoint) :]) or None,
             "Image": familiar(cfg.image),
             "Volumes": None,
             "WorkingDir": cfg.workdir or "/",
-            "Entrypoint": None if cfg.entrypoint is None else list(cfg.entrypoint),
+            "Entrypoint": entrypoint or None,
             "ExposedPorts": {p: {} for p in (*cfg.exposed_ports, *cfg.expose)} or None,
             "OnBuild": None,
             "Labels": labels(c),

@@ -1,0 +1,72 @@
+"""What docker-compose 1.29 asks of the Engine API, sent as it sends it: through docker-py
+(compose's own client) and the docker CLI.  docker-compose itself is not installed in CI;
+each test replays the requests of one compose verb that boxd once answered wrongly.
+
+The daemon runs in a network namespace the module makes and deletes afterwards, even on
+failure (compose's projects are user networks with published ports).
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+
+pytestmark = pytest.mark.root
+
+docker = pytest.importorskip("docker")
+
+PROJECT = {"com.docker.compose.project": "proj", "com.docker.compose.version": "1.29.2"}
+
+
+@pytest.fixture(scope="module")
+def compose_daemon(
+    tmp_path_factory: pytest.TempPathFactory, busybox_root: Path
+) -> Iterator[Daemon]:
+    """A daemon in a network namespace of its own, with busybox imported as
+    ``busybox:latest``."""
+    tmp = tmp_path_factory.mktemp("compose")
+    name = f"boxd-test-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        netns = f"/run/netns/{name}"
+        subprocess.run(["nsenter", f"--net={netns}", "ip", "link", "set", "lo", "up"], check=True)
+        with running_daemon(tmp, netns=netns) as daemon:
+            tarball = tmp / "busybox.tar"
+            subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+            daemon.ctl("import", "-c", 'CMD ["sh"]', str(tarball), "busybox:latest")
+            yield daemon
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+@pytest.fixture
+def client(compose_daemon: Daemon) -> Iterator[Any]:
+    """docker-py's low-level client, as compose holds it."""
+    api = docker.APIClient(base_url=f"unix://{compose_daemon.docker_socket}", version="1.41")
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def test_inspect_shows_entrypoint_and_cmd_apart(client: Any) -> None:
+    """``entrypoint: [sh, -c]`` with ``command: [...]``: compose's ``ps`` shows
+    Config.Entrypoint + Config.Cmd, which showed ``sh -c sh -c ...`` while Cmd held both."""
+    c = client.create_container("busybox", ["echo hi"], entrypoint=["sh", "-c"], name="ep")
+    plain = client.create_container("busybox", name="plain")
+    try:
+        shown = client.inspect_container(c)
+        assert shown["Config"]["Entrypoint"] == ["sh", "-c"]
+        assert shown["Config"]["Cmd"] == ["echo hi"]
+        assert (shown["Path"], shown["Args"]) == ("sh", ["-c", "echo hi"])
+        shown = client.inspect_container(plain)
+        assert (shown["Config"]["Entrypoint"], shown["Config"]["Cmd"]) == (None, ["sh"])
+    finally:
+        for ref in (c, plain):
+            client.remove_container(ref, force=True)
