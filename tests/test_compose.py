@@ -55,6 +55,30 @@ def client(compose_daemon: Daemon) -> Iterator[Any]:
         api.close()
 
 
+def test_project_network_shows_no_options(client: Any) -> None:
+    """compose's ``up`` creates ``proj_default``, and every later ``up`` or ``run``
+    inspects it and compares its Options with the ones it gave: the bridge's name, which
+    boxd showed on every network, made it stop ("needs to be recreated - option
+    com.docker.network.bridge.name has changed")."""
+    labels = {**PROJECT, "com.docker.compose.network": "default"}
+    net = client.create_network(
+        "proj_default", driver=None, labels=labels, attachable=True, check_duplicate=True
+    )
+    try:
+        shown = client.inspect_network("proj_default")
+        assert (shown["Id"], shown["Labels"], shown["Options"]) == (net["Id"], labels, {})
+        # The default network shows its bridge, as Docker's does.
+        assert "com.docker.network.bridge.name" in client.inspect_network("bridge")["Options"]
+    finally:
+        client.remove_network("proj_default")
+    # Driver options are refused by name, not dropped.
+    with pytest.raises(docker.errors.APIError) as info:
+        client.create_network("opts", options={"com.docker.network.bridge.enable_icc": "false"})
+    assert info.value.status_code == 400
+    assert "network option 'com.docker.network.bridge.enable_icc'" in str(info.value)
+    assert [n["Name"] for n in client.networks() if n["Name"] == "opts"] == []
+
+
 def test_inspect_shows_entrypoint_and_cmd_apart(client: Any) -> None:
     """``entrypoint: [sh, -c]`` with ``command: [...]``: compose's ``ps`` shows
     Config.Entrypoint + Config.Cmd, which showed ``sh -c sh -c ...`` while Cmd held both."""

@@ -53,7 +53,9 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
             }
             for m in info.containers
         },
-        "Options": {"com.docker.network.bridge.name": info.bridge},
+        # Docker's default network shows its bridge; a user network, the options it was
+        # created with (none: boxd takes none).
+        "Options": {"com.docker.network.bridge.name": info.bridge} if not info.dns else {},
         "Labels": info.labels,
     }
 
@@ -118,6 +120,8 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     if len(configs) > 1:
         raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
     subnet = configs[0].text("Subnet") if configs else ""
+    for key in body.mapping("Options"):
+        raise ApiError(400, f"network option {key!r} is not supported by boxd")
     labels = body.mapping("Labels")
     answer = await _verb(api, NetworkCreateRequest(name=name, subnet=subnet, labels=labels))
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
