@@ -22,6 +22,7 @@ import select
 import sys
 
 from boxd import protocol
+from boxd._detachkeys import DetachMatcher
 
 from ._client import Client, CliError
 
@@ -40,33 +41,6 @@ PROXIED_SIGNALS = {
     signal.SIGUSR1: "SIGUSR1",
     signal.SIGUSR2: "SIGUSR2",
 }
-
-
-class DetachMatcher:
-    """Finds the detach sequence in typed input; bytes of a broken prefix pass through."""
-
-    def __init__(self, keys: bytes) -> None:
-        self.keys = keys
-        self.held = b""
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(bytes to forward, whether the sequence was completed)."""
-        out = bytearray()
-        for byte in data:
-            candidate = self.held + bytes((byte,))
-            if self.keys.startswith(candidate):
-                self.held = candidate
-                if candidate == self.keys:
-                    self.held = b""
-                    return bytes(out), True
-            else:
-                out += self.held
-                self.held = b""
-                if self.keys[:1] == bytes((byte,)):
-                    self.held = bytes((byte,))
-                else:
-                    out.append(byte)
-        return bytes(out), False
 
 
 def _raw_terminal(fd: int) -> Callable[[], None]:

@@ -389,19 +389,13 @@ def _attached(
 
 
 def parse_detach_keys(text: str) -> bytes:
-    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11"; a plain character stands for itself."""
-    keys = bytearray()
-    for part in text.split(","):
-        p = part.strip().lower()
-        if p.startswith("ctrl-") and len(p) == 6 and (p[5].isalpha() or p[5] in "@[\\]^_"):
-            keys.append(ord(p[5].upper()) & 0x1F)
-        elif len(part) == 1:
-            keys.append(ord(part))
-        else:
-            raise CliError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q", USAGE)
-    if not keys:
-        raise CliError(f"invalid detach keys {text!r}", USAGE)
-    return bytes(keys)
+    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11" (boxd._detachkeys)."""
+    from boxd import _detachkeys
+
+    try:
+        return _detachkeys.parse(text)
+    except ValueError as exc:
+        raise CliError(str(exc), USAGE) from None
 
 
 def _joining(kind: str, container: str, stdin: bool) -> dict[str, Any]:

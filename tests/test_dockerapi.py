@@ -468,6 +468,51 @@ def test_docker_py(clean: Daemon) -> None:
         client.close()
 
 
+def test_detach_keys_of_an_api_client(clean: Daemon) -> None:
+    """docker-py detaches by typing the detach keys into an attached or exec'd TTY (Docker
+    watches them on the server): the connection ends, the process runs on."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+
+    def typed_until_closed(sock: Any, *keys: bytes, echo: bytes = b"") -> None:
+        raw = sock._sock  # docker-py's SocketIO over the hijacked socket
+        raw.settimeout(30)
+        seen = b""
+        for key in keys:
+            raw.sendall(key)
+            while echo and echo not in seen:  # what came before the sequence went in
+                seen += raw.recv(4096)
+        while raw.recv(4096):
+            pass
+        sock.close()
+        raw.close()
+
+    try:
+        # docker-py leaves its hijacked sockets to the GC
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            c = client.containers.run("default", ["cat"], detach=True, tty=True, stdin_open=True)
+            sock = client.api.attach_socket(c.id, {"stdin": 1, "stdout": 1, "stream": 1})
+            # A lone Ctrl-P is passed on once the next key shows it is not the sequence.
+            typed_until_closed(sock, b"a\x10b\n", b"\x10", b"\x11", echo=b"a^Pb")
+            c.reload()
+            assert c.status == "running"
+            sock = client.api.attach_socket(c.id, {"stdin": 1, "stream": 1, "detachKeys": "ctrl-x"})
+            typed_until_closed(sock, b"\x18")
+            ex = client.api.exec_create(c.id, ["cat"], stdin=True, tty=True, detach_keys="ctrl-y,z")
+            sock = client.api.exec_start(ex["Id"], tty=True, socket=True)
+            typed_until_closed(sock, b"\x19z")
+            assert client.api.exec_inspect(ex["Id"])["Running"] is True
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.api.exec_create(c.id, ["cat"], stdin=True, tty=True, detach_keys="ctrl-")
+            assert "Invalid detach keys (ctrl-) provided" in str(refused.value)
+            c.remove(force=True)
+            del sock
+            gc.collect()
+    finally:
+        client.close()
+
+
 def test_clients_see_a_node_in_no_swarm(clean: Daemon) -> None:
     """docker-py's ``client.swarm`` and its clean-up call, and the docker CLI, get Docker's
     answers for a node in no swarm (503), not a 404 they take for a broken daemon."""

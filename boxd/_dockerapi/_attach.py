@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
-from .. import _lifecycle, _logs, _plan, protocol
+from .. import _detachkeys, _lifecycle, _logs, _plan, protocol
 from .._output import Output
 from .._run import Run
 from .._supervisor import Conflict, NoSuchContainer, StartError
@@ -32,6 +32,7 @@ class Exec:
     stdin: bool
     stdout: bool
     stderr: bool
+    detach_keys: bytes  # watched in the input of a TTY
     started: bool = False
     run: Run | None = None
     exit_code: int | None = None
@@ -40,6 +41,13 @@ class Exec:
     @property
     def running(self) -> bool:
         return self.run is not None and not self.run.exited.is_set()
+
+
+def _detach_keys(text: str) -> bytes:
+    try:
+        return _detachkeys.parse(text or _detachkeys.DEFAULT)
+    except ValueError:
+        raise ApiError(400, f"Invalid detach keys ({text}) provided") from None  # Docker's
 
 
 def _size(req: Request) -> tuple[int, int]:
@@ -59,6 +67,7 @@ async def resize(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
 
 async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
+    keys = _detach_keys(req.arg("detachKeys") or "")
     wanted = {
         sid
         for sid, name in ((protocol.STDOUT, "stdout"), (protocol.STDERR, "stderr"))
@@ -94,6 +103,8 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
                     leftover,
                     functools.partial(_started, api, c.id),
                     before_start,
+                    keys if tty else None,
+                    nursery.cancel_scope,
                 )
             nursery.start_soon(_until_removed, api, c.id, nursery.cancel_scope)
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -131,20 +142,32 @@ async def _forward_stdin(
     leftover: bytes,
     run_of: Callable[[], Awaitable[Run | None]],
     close_at_end: bool,
+    detach_keys: bytes | None,
+    streams: trio.CancelScope,
 ) -> None:
+    """The client's input to the process.  With a TTY, Docker's detach keys end the
+    connection (``streams`` and the socket) and leave the process running, its stdin open."""
     run = await run_of()
     if run is None:
         return
-    if leftover:
-        await run.write_stdin(leftover)
+    matcher = _detachkeys.DetachMatcher(detach_keys) if detach_keys else None
+    data = leftover
     while True:
+        detached = False
+        if matcher is not None:
+            data, detached = matcher.feed(data)
+        if data:
+            await run.write_stdin(data)
+        if detached:
+            streams.cancel(reason="the client detached")
+            await trio.aclose_forcefully(sock)
+            return
         try:
-            data = await sock.receive_some(READ_SIZE)
+            data = bytes(await sock.receive_some(READ_SIZE))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             break
         if not data:
             break
-        await run.write_stdin(bytes(data))
     if close_at_end:
         await run.write_stdin(b"")
 
@@ -177,6 +200,7 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
         stdin=body.flag("AttachStdin"),
         stdout=body.flag("AttachStdout"),
         stderr=body.flag("AttachStderr"),
+        detach_keys=_detach_keys(body.text("DetachKeys")),
     )
     for stale in [e for e in api.execs.values() if not _exists(api, e.container)]:
         del api.execs[stale.id]  # their containers were removed by another client
@@ -234,8 +258,15 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
             return
         async with trio.open_nursery() as streams:
             if ex.stdin:
+                keys = ex.detach_keys if ex.spec.tty else None
                 streams.start_soon(
-                    _forward_stdin, sock, leftover, functools.partial(_ready, run), True
+                    _forward_stdin,
+                    sock,
+                    leftover,
+                    functools.partial(_ready, run),
+                    True,
+                    keys,
+                    streams.cancel_scope,
                 )
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 async with channel:

@@ -70,9 +70,19 @@ class Fields:
             raise ApiError(400, f"invalid {path}: expected an object, got {_kind(data)}")
         self.data: dict[str, Any] = data
         self.path = path
+        self._folded: dict[str, Any] | None = None
+
+    def value(self, key: str) -> Any:
+        """The field ``key``, else one whose name differs only in case: Docker's decoder
+        (Go's) takes either, and clients rely on it (docker-py sends ``detachKeys``)."""
+        if key in self.data:
+            return self.data[key]
+        if self._folded is None:
+            self._folded = {k.lower(): v for k, v in self.data.items()}
+        return self._folded.get(key.lower())
 
     def _get(self, key: str, check: Callable[[Any], bool], what: str) -> Any:
-        value = self.data.get(key)
+        value = self.value(key)
         if value is None:
             return None
         if not check(value):
@@ -112,7 +122,7 @@ class Fields:
         return [str(k) for k in value or {}]
 
     def object(self, key: str) -> Fields:
-        return Fields(self.data.get(key), f"{self.path}.{key}")
+        return Fields(self.value(key), f"{self.path}.{key}")
 
     def objects(self, key: str) -> list[Fields]:
         value = self._get(key, lambda v: isinstance(v, list), "a list")
@@ -120,7 +130,7 @@ class Fields:
 
     def present(self, key: str) -> bool:
         """Set to something other than null, zero, false or empty."""
-        return bool(self.data.get(key))
+        return bool(self.value(key))
 
 
 def _kind(value: object) -> str:
