@@ -89,7 +89,10 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
                 base = "" if base == "." else base
                 for d in list(dirs):
                     name = f"{base}/{d}" if base else d
-                    if ignore.excluded(name) and not any(a.startswith(name + "/") for a in always):
+                    below = ignore.reincludes_below(name) or any(
+                        a.startswith(name + "/") for a in always
+                    )
+                    if ignore.excluded(name) and not below:
                         dirs.remove(d)
                         continue
                     tar.add(os.path.join(top, d), arcname=name, recursive=False)

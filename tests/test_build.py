@@ -230,11 +230,13 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
     ctx = _context(
         tmp_path / "ctx",
         {
-            ".dockerignore": "# logs\n*.log\n!keep.log\nsecret/\n**/tmp\n",
+            ".dockerignore": "# logs\n*.log\n!keep.log\nsecret/\n**/tmp\n!secret/sub/kept\n",
             "a.txt": "a",
             "b.log": "b",
             "keep.log": "k",
             "secret/x": "x",
+            "secret/sub/kept": "brought back by its ! line, below an excluded directory",
+            "secret/sub/y": "y",
             "d/tmp": "t",
             "d/y.txt": "y",
             "Dockerfile": f"FROM {BASE}\nCOPY . /ctx/\nCOPY *.txt d/*.txt /glob/\n"
@@ -249,7 +251,8 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
     assert found == sorted(
         [
             "/ctx", "/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/a.txt", "/ctx/keep.log",
-            "/ctx/d", "/ctx/d/y.txt", "/ctx/t.tar.gz", "/glob", "/glob/a.txt", "/glob/y.txt",
+            "/ctx/secret", "/ctx/secret/sub", "/ctx/secret/sub/kept", "/ctx/d", "/ctx/d/y.txt",
+            "/ctx/t.tar.gz", "/glob", "/glob/a.txt", "/glob/y.txt",
             "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added",
         ]
     )  # fmt: skip

@@ -120,3 +120,8 @@ def test_dockerignore() -> None:
     assert ignore.excluded("d/e/tmp") and ignore.excluded("tmp")
     assert ignore.excluded("abs") and not ignore.excluded("sub/a.log")
     assert not Ignore("").excluded("anything")
+    # An excluded directory is walked for what a ! line names below it (Docker's check).
+    kept = Ignore("dir\n!dir/sub/file\n")
+    assert kept.excluded("dir/sub") and not kept.excluded("dir/sub/file")
+    assert kept.reincludes_below("dir") and kept.reincludes_below("dir/sub")
+    assert not kept.reincludes_below("dir/sub/file") and not kept.reincludes_below("other")

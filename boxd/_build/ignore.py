@@ -3,7 +3,9 @@
 One pattern a line (``#`` lines are comments); a pattern is cleaned as a path (a leading
 ``/`` and ``./`` dropped); ``*`` and ``?`` do not match ``/``, ``**`` matches any number of
 directories, ``[...]`` a class; a ``!`` line re-includes what an earlier line excluded;
-the last matching line decides.  A path is excluded when it or a directory above it is.
+the last matching line decides.  A path is excluded when it or a directory above it is;
+an excluded directory is still walked for what a ``!`` line names below it (a pattern
+that begins with the directory's path, as Docker's walk checks it).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def _regex(pattern: str) -> re.Pattern[str]:
 class Ignore:
     def __init__(self, text: str = "") -> None:
         self.rules: list[tuple[bool, re.Pattern[str]]] = []
+        self._kept: list[str] = []  # the patterns of the ``!`` lines
         for line in text.splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
@@ -62,6 +65,8 @@ class Ignore:
             if clean in ("", "."):
                 continue
             self.rules.append((keep, _regex(clean)))
+            if keep:
+                self._kept.append(clean)
 
     def excluded(self, path: str) -> bool:
         """Whether the context path (relative, ``/``-separated) is left out."""
@@ -74,3 +79,8 @@ class Ignore:
             if any(regex.match(p) for p in prefixes):
                 result = not keep
         return result
+
+    def reincludes_below(self, directory: str) -> bool:
+        """Whether a ``!`` line may bring back something below the (excluded) directory."""
+        below = directory.strip("/") + "/"
+        return any(pattern.startswith(below) for pattern in self._kept)

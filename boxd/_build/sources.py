@@ -149,24 +149,39 @@ def _walk(root_fd: int, source: Source, ignore: Ignore | None) -> Iterator[_Entr
         raise SourceError(_missing(source.name))
     yield _Entry("", source.rel, top)
     if stat.S_ISDIR(top.st_mode):
-        yield from _walk_dir(root_fd, source.rel, "", ignore)
+        yield from _walk_dir(root_fd, source.rel, "", ignore, [])
 
 
-def _walk_dir(root_fd: int, path: str, rel: str, ignore: Ignore | None) -> Iterator[_Entry]:
+def _walk_dir(
+    root_fd: int, path: str, rel: str, ignore: Ignore | None, pending: list[_Entry]
+) -> Iterator[_Entry]:
+    """``pending``: excluded directories above, walked for what a ``!`` line brings back;
+    each is yielded before the first entry found below it, never if none is."""
     for name in _listdir(root_fd, path):
         child = f"{path}/{name}" if path else name
-        if ignore is not None and ignore.excluded(child):
+        hidden = ignore is not None and ignore.excluded(child)
+        if hidden and not (ignore is not None and ignore.reincludes_below(child)):
             continue
         st = _lstat_in(root_fd, child)
         if st is None or stat.S_ISSOCK(st.st_mode):
             continue
         sub = f"{rel}/{name}" if rel else name
+        if hidden:
+            if stat.S_ISDIR(st.st_mode):
+                entry = _Entry(sub, child, st)
+                pending.append(entry)
+                yield from _walk_dir(root_fd, child, sub, ignore, pending)
+                if pending and pending[-1] is entry:
+                    pending.pop()
+            continue
         link = ""
         if stat.S_ISLNK(st.st_mode):
             link = _readlink(root_fd, child)
+        yield from pending
+        pending.clear()
         yield _Entry(sub, child, st, link)
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(root_fd, child, sub, ignore)
+            yield from _walk_dir(root_fd, child, sub, ignore, pending)
 
 
 def _readlink(root_fd: int, rel: str) -> str:
