@@ -205,6 +205,7 @@ class Networks:
         self._names: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}  # net -> cid -> ...
         self._dns: dict[str, trio.CancelScope] = {}
         self._resolvers: dict[str, tuple[str, ...]] = {}  # container id -> its --dns
+        self._aliases: dict[str, dict[str, str]] = {}  # container id -> its links' ALIAS: NAME
         # container id -> how many running ``container:NAME`` members share its namespace
         self._sharers: dict[str, int] = {}
         # ``--rm`` containers, whose addresses are not written down: see _allocate()
@@ -413,6 +414,8 @@ class Networks:
         then on its other user networks (Docker's embedded DNS answers for every network
         the container is on)."""
         cid = self._client(client)
+        if cid is not None:
+            name = self._aliases.get(cid, {}).get(name, name)
         searched = [network]
         if cid is not None:
             searched += [
@@ -691,6 +694,15 @@ async def _unplug(link: _Link) -> None:
         log.warning("could not remove %s: %s", link.host_link, exc)
 
 
+def link_aliases(config: ContainerConfig) -> dict[str, str]:
+    """The names its links (``NAME:ALIAS``) give the container: ALIAS -> NAME."""
+    found = {}
+    for link in config.links:
+        name, _, alias = link.partition(":")
+        found[alias] = name
+    return found
+
+
 class Attachment:
     """One run's place on its networks: see the module's docstring."""
 
@@ -912,6 +924,7 @@ class Attachment:
         async with nets._lock:
             nets._forwards[cid] = forwards
             nets._resolvers[cid] = self.container.config.dns
+            nets._aliases[cid] = link_aliases(self.container.config)
             for link in self.links:
                 nets._names.setdefault(link.net.name, {})[cid] = (
                     self._names(link.join),
@@ -940,6 +953,7 @@ class Attachment:
         self._active = True
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
+            nets._aliases[cid] = link_aliases(self.container.config)
             nets._names.setdefault(net.name, {})[cid] = (self._names(join), address)
         self._publish_state()
 
@@ -997,6 +1011,7 @@ class Attachment:
             async with nets._lock:
                 had_ports = bool(nets._forwards.pop(cid, None))
                 nets._resolvers.pop(cid, None)
+                nets._aliases.pop(cid, None)
                 for link in self.links:
                     nets._names.get(link.net.name, {}).pop(cid, None)
                 if had_ports:

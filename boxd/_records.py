@@ -20,6 +20,7 @@ from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import parse_host
 from ._mounts import check_volume_name
 from ._netconfig import (
+    BUILTIN,
     NetworkJoin,
     NetworkSettings,
     PortSpec,
@@ -192,6 +193,9 @@ class ContainerConfig:
     publish_all: bool = False  # -P: every exposed port on an ephemeral host port
     expose: tuple[str, ...] = ()  # --expose, as "80/tcp"
     network_aliases: tuple[str, ...] = ()  # more names on a user network
+    # Docker's links on a user network, "NAME:ALIAS": the container's DNS answers ALIAS as
+    # NAME (for it alone), as Docker's embedded DNS does.
+    links: tuple[str, ...] = ()
     # The networks it is on once `network connect`/`disconnect` changed them (None: just
     # --network's, with --network-alias): see boxd._network.joined.
     networks: tuple[NetworkJoin, ...] | None = None
@@ -383,6 +387,16 @@ def validate_config(config: ContainerConfig) -> None:
         parse_expose(item)
     for alias in config.network_aliases:
         check_name(alias)
+    for link in config.links:
+        target, _, alias = link.partition(":")
+        if not target or not alias:
+            raise ValueError(f"bad format for links: {link}")
+        check_name(alias)
+    if config.links and (config.network in BUILTIN or config.network.startswith("container:")):
+        raise ValueError(
+            f"links are not supported by boxd on network {config.network!r}:"
+            " put the containers on a user network, where each one's name resolves"
+        )
     shared = config.network.startswith("container:")
     for join in config.networks or ():
         if join.network in ("host", "none") or join.network.startswith("container:"):

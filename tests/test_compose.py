@@ -94,3 +94,54 @@ def test_inspect_shows_entrypoint_and_cmd_apart(client: Any) -> None:
     finally:
         for ref in (c, plain):
             client.remove_container(ref, force=True)
+
+
+def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
+    """compose's ``run`` links its one-off container to the service's running ones
+    (HostConfig.Links ``proj_client_1:client_1`` ...), which boxd refused.  On a user
+    network each ALIAS resolves as NAME for the linked container only, as through
+    Docker's embedded DNS."""
+    client.create_network("proj_links", labels=PROJECT)
+    made = []
+    try:
+        target = client.create_container(
+            "busybox", ["sleep", "300"], name="proj_db_1",
+            host_config=client.create_host_config(network_mode="proj_links"),
+        )  # fmt: skip
+        made.append(target)
+        client.start(target)
+        address = client.inspect_container(target)["NetworkSettings"]["Networks"]["proj_links"][
+            "IPAddress"
+        ]
+
+        def run(links: dict[str, str] | None) -> tuple[dict[str, Any], str]:
+            c = client.create_container(
+                "busybox", ["nslookup", "db_1"],
+                host_config=client.create_host_config(network_mode="proj_links", links=links),
+            )  # fmt: skip
+            made.append(c)
+            client.start(c)
+            client.wait(c, timeout=30)
+            return client.inspect_container(c), client.logs(c).decode()
+
+        shown, out = run({"proj_db_1": "db_1", "/proj_db_1": "/proj_run_1/db"})
+        assert sorted(shown["HostConfig"]["Links"]) == ["proj_db_1:db", "proj_db_1:db_1"]
+        assert shown["State"]["ExitCode"] == 0 and address in out, out
+        shown, out = run(None)  # not linked: the alias is nobody's name
+        assert shown["State"]["ExitCode"] != 0 and address not in out, out
+    finally:
+        for c in made:
+            client.remove_container(c, force=True)
+        client.remove_network("proj_links")
+    # Refused: a bad link, and links where no DNS of boxd's answers them.
+    for links, network, words in (
+        (["a:b:c"], "bridge", "bad format for links: a:b:c"),
+        ([""], "bridge", "empty string specified for links"),
+        (["proj_db_1:db"], "bridge", "links are not supported by boxd on network 'bridge'"),
+    ):
+        with pytest.raises(docker.errors.APIError) as info:
+            client.create_container(
+                "busybox", ["true"],
+                host_config={"NetworkMode": network, "Links": links},
+            )  # fmt: skip
+        assert info.value.status_code == 400 and words in str(info.value), str(info.value)

@@ -150,7 +150,6 @@ def _is_strings(value: object) -> bool:
 # HostConfig settings boxd has no way to honour: refused when set, so a client never
 # believes it got one.
 _REFUSED_HOST = (
-    "Links",
     "DeviceRequests",
     "VolumeDriver",
 )
@@ -215,6 +214,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             interactive=cfg.flag("OpenStdin"),
             network=network,
             network_aliases=aliases,
+            links=tuple(_link(text) for text in host.strings("Links")),
             networks=joins,
             dns=tuple(host.strings("Dns")),
             dns_search=tuple(host.strings("DnsSearch")),
@@ -327,6 +327,19 @@ def _port_specs(host: Fields) -> Iterable[PortSpec]:
                 host_port=int(low or 0),
                 host_port_end=int(high or 0),
             )
+
+
+def _link(text: str) -> str:
+    """One of ``HostConfig.Links`` (``NAME:ALIAS``, ``NAME``, or the ``/NAME:/C/ALIAS``
+    Docker shows) as ``NAME:ALIAS``, checked as Docker's ParseLink does."""
+    if not text:
+        raise ApiError(400, "empty string specified for links")
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise ApiError(400, f"bad format for links: {text}")
+    name = parts[0].lstrip("/")
+    alias = parts[-1].rpartition("/")[2]
+    return f"{name}:{alias}"
 
 
 def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[NetworkJoin, ...] | None]:
@@ -655,6 +668,7 @@ def _host_config(c: Container) -> dict[str, Any]:
     return {
         "Binds": binds or None,
         "VolumesFrom": list(cfg.volumes_from) or None,
+        "Links": list(cfg.links) or None,
         "NetworkMode": cfg.network,
         "PidMode": _nsmodes.docker_mode("pid", cfg.pid_mode),
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
