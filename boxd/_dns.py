@@ -2,18 +2,20 @@
 
 A query for a container the asking container can reach (its name, its aliases, its short
 id, its hostname on a network both are on; with or without a trailing dot) gets an A
-record; any other query is forwarded as it came to the asking container's upstream
-resolvers (its ``--dns`` servers, else the host's) and their answer relayed back (SERVFAIL
-if none answers).  UDP and TCP (two-byte length prefix, several queries per connection, as
-Docker's embedded server answers both); a TCP query is forwarded over TCP.  Wire format
-through dnslib, imported by the first query (a daemon whose containers ask no name of it
-does not hold it).
+record, one for each container of that name (the replicas of a compose service share its
+alias), in a random order as Docker's embedded server shuffles them; any other query is
+forwarded as it came to the asking container's upstream resolvers (its ``--dns`` servers,
+else the host's) and their answer relayed back (SERVFAIL if none answers).  UDP and TCP
+(two-byte length prefix, several queries per connection, as Docker's embedded server
+answers both); a TCP query is forwarded over TCP.  Wire format through dnslib, imported by
+the first query (a daemon whose containers ask no name of it does not hold it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import struct
 from collections.abc import Callable, Sequence
@@ -27,13 +29,13 @@ FORWARD_TIMEOUT = 2.0
 TCP_IDLE = 10.0  # seconds a TCP client may keep a connection without a query
 SIZE = 4096
 
-# (name, the asking address) -> the address of that name, or None when it is not ours.
-Lookup = Callable[[str, str], "str | None"]
+# (name, the asking address) -> the addresses of that name, none when it is not ours.
+Lookup = Callable[[str, str], Sequence[str]]
 # The asking address -> the resolvers its other queries go to.
 Upstreams = Callable[[str], Sequence[str]]
 
 
-def answer(query: bytes, lookup: Callable[[str], str | None]) -> bytes | None:
+def answer(query: bytes, lookup: Callable[[str], Sequence[str]]) -> bytes | None:
     """Our own answer to ``query``, or None when it is not about one of our names."""
     from dnslib import QTYPE, RR, A, DNSRecord
 
@@ -45,12 +47,14 @@ def answer(query: bytes, lookup: Callable[[str], str | None]) -> bytes | None:
         return None
     question = request.questions[0]
     name = str(question.qname).rstrip(".")
-    address = lookup(name)
-    if address is None:
+    addresses = list(lookup(name))
+    if not addresses:
         return None
     reply = request.reply()
     if question.qtype in (QTYPE.A, QTYPE.ANY):
-        reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(address), ttl=TTL))
+        random.shuffle(addresses)
+        for address in addresses:
+            reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(address), ttl=TTL))
     # AAAA and others for a known name: an empty NOERROR answer (the name exists).
     return bytes(reply.pack())
 

@@ -409,10 +409,11 @@ class Networks:
                     return cid
         return None
 
-    def _lookup(self, network: str, name: str, client: str) -> str | None:
+    def _lookup(self, network: str, name: str, client: str) -> builtins.list[str]:
         """``name`` as a container asking from ``client`` sees it: on ``network`` first,
         then on its other user networks (Docker's embedded DNS answers for every network
-        the container is on)."""
+        the container is on); every container that has the name there (a scaled
+        service's, which share its alias)."""
         cid = self._client(client)
         if cid is not None:
             name = self._aliases.get(cid, {}).get(name, name)
@@ -424,10 +425,10 @@ class Networks:
                 if n != network and cid in members and n in self._nets and self._nets[n].dns
             ]
         for n in searched:
-            for names, address in self._names.get(n, {}).values():
-                if name in names:
-                    return address
-        return None
+            found = [address for names, address in self._names.get(n, {}).values() if name in names]
+            if found:
+                return found
+        return []
 
     def _upstreams_of(self, client: str) -> builtins.list[str]:
         """Where the DNS forwards a container's other queries: its ``--dns`` servers, else

@@ -145,3 +145,39 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
                 host_config={"NetworkMode": network, "Links": links},
             )  # fmt: skip
         assert info.value.status_code == 400 and words in str(info.value), str(info.value)
+
+
+def test_a_scaled_services_name_answers_every_replica(client: Any) -> None:
+    """``up --scale worker=2``: both replicas carry the alias ``worker`` on the project
+    network, and the name must answer with both addresses (Docker's DNS round robin);
+    boxd answered with the first only."""
+    client.create_network("proj_scale", labels=PROJECT)
+    made = []
+    try:
+
+        def create(command: list[str], aliases: list[str]) -> Any:
+            c = client.create_container(
+                "busybox", command,
+                host_config=client.create_host_config(network_mode="proj_scale"),
+                networking_config=client.create_networking_config(
+                    {"proj_scale": client.create_endpoint_config(aliases=aliases)}
+                ),
+            )  # fmt: skip
+            made.append(c)
+            client.start(c)
+            return c
+
+        replicas = [create(["sleep", "300"], ["worker"]) for _ in range(2)]
+        addresses = {
+            client.inspect_container(r)["NetworkSettings"]["Networks"]["proj_scale"]["IPAddress"]
+            for r in replicas
+        }
+        asker = create(["nslookup", "worker"], [])
+        assert client.wait(asker, timeout=30)["StatusCode"] == 0
+        out = client.logs(asker).decode()
+        answered = {line.split()[-1] for line in out.splitlines() if line.startswith("Address:")}
+        assert addresses <= answered and len(addresses) == 2, out
+    finally:
+        for c in made:
+            client.remove_container(c, force=True)
+        client.remove_network("proj_scale")
