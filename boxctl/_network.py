@@ -83,7 +83,7 @@ def cmd_port(args: Args) -> int:
 def _create(args: Args) -> int:
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
     request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
-    reply = call(args.socket, {**request, "labels": labels})
+    reply = call(args.socket, {**request, "labels": labels, "gateway": args.gateway})
     print(reply["network"]["id"])
     return 0
 
@@ -156,6 +156,7 @@ SUBCOMMANDS = (
         "create a network",
         (
             Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),
+            Opt("--gateway", kind=VALUE, default="", help="the bridge's address in the subnet"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
         ),
         (("name", ONE, "NAME"),),

@@ -22,6 +22,7 @@ class NetworkCreateRequest:
     name: str
     subnet: str = ""
     labels: dict[str, str] = attrs.Factory(dict)
+    gateway: str = ""
 
 
 @attrs.frozen
@@ -145,7 +146,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     """Each request type's handler, called with the request's connection."""
 
     async def create(conn: Conn, req: NetworkCreateRequest) -> None:
-        net = await sup.networks.create(req.name, req.subnet, req.labels)
+        net = await sup.networks.create(req.name, req.subnet, req.labels, req.gateway)
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def list_(conn: Conn, _: NetworkListRequest) -> None:

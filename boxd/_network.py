@@ -193,6 +193,16 @@ def _table_name(bridge: str) -> str:
     return "boxd" if bridge == DEFAULT_BRIDGE else f"boxd-{bridge}"
 
 
+def _gateway(text: str, subnet: ipaddress.IPv4Network) -> str:
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise NetworkError(f"invalid gateway {text!r}: use an IPv4 address") from None
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        raise NetworkError(f"invalid gateway {text!r}: not a host address of {subnet}")
+    return str(address)
+
+
 class Networks:
     def __init__(self, root: Path, options: BridgeOptions = BridgeOptions()) -> None:
         self.dir = root / "networks"
@@ -326,12 +336,19 @@ class Networks:
         return net
 
     async def create(
-        self, name: str, subnet: str = "", labels: dict[str, str] | None = None
+        self,
+        name: str,
+        subnet: str = "",
+        labels: dict[str, str] | None = None,
+        gateway: str = "",
     ) -> Network:
+        """``gateway``: the bridge's address in ``subnet`` (default: its first)."""
         check_network_name(name)
         labels = dict(labels or {})
         if "" in labels:
             raise NetworkError(f"invalid label '={labels['']}': a label needs a key")
+        if gateway and not subnet:
+            raise NetworkError(f"invalid gateway {gateway!r}: give the subnet it is in too")
         async with self._lock:
             if name in self._nets:
                 raise NetworkConflict(f"network {name} already exists")
@@ -342,7 +359,7 @@ class Networks:
                 id=net_id,
                 bridge=f"br-{net_id[:12]}",
                 subnet=str(chosen),
-                gateway=str(chosen.network_address + 1),
+                gateway=_gateway(gateway, chosen) if gateway else str(chosen.network_address + 1),
                 created_at=time.time(),
                 dns=True,
                 labels=labels,

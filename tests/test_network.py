@@ -696,6 +696,42 @@ def test_network_labels(netd: Daemon) -> None:
         client.close()
 
 
+@pytest.mark.root
+def test_network_gateway(netd: Daemon) -> None:
+    """An IPAM Gateway (docker-py, Compose's ``ipam.config.gateway``, boxctl --gateway) is
+    the bridge's address and the containers' route and name server; what boxd does not do
+    (IPRange, AuxiliaryAddresses) is refused by name, not dropped."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.67.0.0/24", gateway="10.67.0.254")]
+        )
+        net = client.networks.create("gw", ipam=ipam)
+        assert net.attrs["IPAM"]["Config"] == [{"Subnet": "10.67.0.0/24", "Gateway": "10.67.0.254"}]
+        script = "cat /etc/resolv.conf /proc/net/route"
+        out = client.containers.run("default", ["sh", "-c", script], network="gw", remove=True)
+        assert "nameserver 10.67.0.254" in out.decode()
+        assert "\t00000000\tFE00430A\t" in out.decode()  # the default route, via .254
+        for pool, words in [
+            (docker.types.IPAMPool(subnet="10.68.0.0/24", gateway="10.69.0.1"),
+             "invalid gateway '10.69.0.1': not a host address of 10.68.0.0/24"),
+            (docker.types.IPAMPool(subnet="10.68.0.0/24", iprange="10.68.0.128/25"),
+             "IPAM IPRange is not supported by boxd"),
+            (docker.types.IPAMPool(gateway="10.68.0.1"),
+             "invalid gateway '10.68.0.1': give the subnet it is in too"),
+        ]:  # fmt: skip
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.networks.create("bad", ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+            assert refused.value.status_code == 400 and words in str(refused.value)
+        netd.ctl("network", "create", "--subnet", "10.70.0.0/24", "--gateway", "10.70.0.9", "c")
+        assert json.loads(netd.ctl("network", "inspect", "c").stdout)[0]["gateway"] == "10.70.0.9"
+        for name in ("gw", "c"):
+            client.networks.get(name).remove()
+    finally:
+        client.close()
+
+
 def host_state(daemon: Daemon) -> dict[str, Any]:
     """What the daemon's namespace holds: links (without counters), addresses, routes, the
     whole nft ruleset, the conntrack table, and the default network's allocations."""

@@ -119,11 +119,16 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     configs = body.object("IPAM").objects("Config")
     if len(configs) > 1:
         raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
-    subnet = configs[0].text("Subnet") if configs else ""
+    pool = configs[0] if configs else Fields({}, "body.IPAM.Config[0]")
+    for key in ("IPRange", "AuxiliaryAddresses"):
+        if pool.present(key):
+            raise ApiError(400, f"IPAM {key} is not supported by boxd (Subnet and Gateway are)")
+    subnet, gateway = pool.text("Subnet"), pool.text("Gateway")
     for key in body.mapping("Options"):
         raise ApiError(400, f"network option {key!r} is not supported by boxd")
     labels = body.mapping("Labels")
-    answer = await _verb(api, NetworkCreateRequest(name=name, subnet=subnet, labels=labels))
+    request = NetworkCreateRequest(name=name, subnet=subnet, labels=labels, gateway=gateway)
+    answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
 
 
