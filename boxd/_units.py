@@ -69,6 +69,9 @@ _VOLUME_OPTIONS: dict[str, tuple[str, bool] | None] = {
     # SELinux relabelling: there is no SELinux here, so nothing to do (Docker's answer too).
     "z": None,
     "Z": None,
+    # Mount propagation: boxd's binds are rprivate (as --mount's bind-propagation says).
+    "rprivate": None,
+    "private": None,
 }
 
 
@@ -89,6 +92,11 @@ def volume_options(spec: str, text: str) -> dict[str, bool]:
     for option in text.split(",") if text else ():
         if option in ("suid", "dev"):
             raise ValueError(f"volume {spec!r}: volumes are always nosuid and nodev")
+        if option in ("rshared", "shared", "rslave", "slave"):
+            raise ValueError(
+                f"volume {spec!r}: propagation {option!r} is not supported: boxd's binds are"
+                " rprivate"
+            )
         if option not in _VOLUME_OPTIONS:
             known = ", ".join(_VOLUME_OPTIONS)
             raise ValueError(f"volume {spec!r}: unknown option {option!r} (use {known})")

@@ -161,6 +161,8 @@ def test_parse_volume(tmp_path: Path) -> None:
     assert parse_volume(f"{tmp_path}:/data") == Volume(str(tmp_path), "/data", False)
     assert parse_volume(f"{tmp_path}:/data/../x/:ro") == Volume(str(tmp_path), "/x", True)
     assert parse_volume(f"{tmp_path}:/data:rw") == Volume(str(tmp_path), "/data", False)
+    # What boxd's binds are anyway (docker-py's and the CLI's "rw,rprivate").
+    assert parse_volume(f"{tmp_path}:/data:rw,rprivate") == Volume(str(tmp_path), "/data", False)
     assert parse_volume(f"{tmp_path}:/d:ro,nosuid,nodev,noexec") == Volume(
         str(tmp_path), "/d", read_only=True, noexec=True
     )
@@ -176,8 +178,10 @@ def test_parse_volume(tmp_path: Path) -> None:
         ("{d}/missing:/data", "host directory {d}/missing does not exist"),
         (
             "{d}:/data:rx",
-            "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev, nocopy, z, Z\\)",
+            "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev, nocopy, z, Z, "
+            "rprivate, private\\)",
         ),
+        ("{d}:/data:rw,rshared", "propagation 'rshared' is not supported: boxd's binds are"),
         ("{d}:/data:ro,rw", "both ro and rw"),
         ("{d}:/data:noexec,exec", "both noexec and exec"),
         ("{d}:/data:suid", "volumes are always nosuid and nodev"),
