@@ -460,6 +460,10 @@ def test_docker_py(clean: Daemon) -> None:
         e.update(mem_limit="32m")
         e.reload()
         assert e.attrs["HostConfig"]["Memory"] == 32 << 20
+        assert e.attrs["HostConfig"]["CgroupnsMode"] == "private"
+        # Docker's EndpointSettings, every key (docker-py's tests read DriverOpts).
+        endpoint = e.attrs["NetworkSettings"]["Networks"]["bridge"]
+        assert {"DriverOpts", "IPAMConfig", "GlobalIPv6Address", "IPv6Gateway"} <= set(endpoint)
         one = client.api.stats(e.id, stream=False, one_shot=True)
         assert one["pids_stats"] == {"current": 1} and one["precpu_stats"]["cpu_usage"]
         assert "PID" in e.top()["Titles"]
@@ -604,6 +608,13 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/create", b"{not json", 400, "invalid JSON"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"Isolation":"hyperv"}}',
+        400,
+        "Invalid isolation: 'hyperv' - linux only supports",
+    ),
     ("POST", "/containers/create", b'{"Image":"nope","Cmd":["x"]}', 404, "No such image: nope"),
     ("POST", "/containers/create", b'{"Image":"default","Cmd":"x","Env":"A=1"}', 400, "Env"),
     ("POST", "/containers/create", b'{"Image":"default","Cmd":[1]}', 400, "Cmd"),

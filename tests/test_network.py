@@ -619,7 +619,9 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
         assert later.attrs["NetworkSettings"]["Networks"]["front"]["IPAddress"] == ""
         later.start()
         later.reload()
-        assert later.attrs["NetworkSettings"]["Networks"]["front"]["IPAddress"] == "10.66.0.77"
+        front = later.attrs["NetworkSettings"]["Networks"]["front"]
+        assert front["IPAddress"] == "10.66.0.77"
+        assert front["IPAMConfig"] == {"IPv4Address": "10.66.0.77"}  # asked for, kept shown
         # Several networks at create (API 1.44's EndpointsConfig).
         multi = client.api.create_container(
             "default", ["sleep", "300"], name="multi",

@@ -186,6 +186,9 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
                 400,
                 f"HostConfig.{key} {mode!r} is not supported by boxd: a container gets {instead}",
             )
+    isolation = host.text("Isolation")
+    if isolation not in ("", "default"):  # Docker's words
+        raise ApiError(400, f"Invalid isolation: {isolation!r} - linux only supports 'default'")
     runtime = host.text("Runtime")
     if runtime not in ("", "runc", "boxd"):
         raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
@@ -390,36 +393,37 @@ def _network_settings(c: Container) -> dict[str, Any]:
             *(ports.get(key) or []),
             {"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)},
         ]
+    joins = {j.network: j for j in joined(cfg)}
+
+    def endpoint(network: str, gateway: str, address: str, prefix: int, mac: str) -> Any:
+        """Docker's EndpointSettings: the address asked for (IPAMConfig) and the one had."""
+        join = joins.get(network)
+        return {
+            "IPAMConfig": {"IPv4Address": join.ip} if join is not None and join.ip else None,
+            "Links": None,
+            "Aliases": list(join.aliases) if join is not None and join.aliases else None,
+            "NetworkID": network,
+            "EndpointID": "",
+            "Gateway": gateway,
+            "IPAddress": address,
+            "IPPrefixLen": prefix,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "MacAddress": mac,
+            "DriverOpts": None,
+        }
+
     networks: dict[str, dict[str, Any]] = {
         e.network: {
-            "IPAMConfig": None,
-            "Links": None,
+            **endpoint(e.network, e.gateway, e.ip_address, e.prefix_len, e.mac_address),
             "Aliases": list(e.aliases) or None,
-            "NetworkID": e.network,
-            "EndpointID": "",
-            "Gateway": e.gateway,
-            "IPAddress": e.ip_address,
-            "IPPrefixLen": e.prefix_len,
-            "MacAddress": e.mac_address,
         }
         for e in now.endpoints
     }
     # At rest: the networks it will join, without addresses (as Docker shows them).
-    for join in joined(cfg):
-        networks.setdefault(
-            join.network,
-            {
-                "IPAMConfig": {"IPv4Address": join.ip} if join.ip else None,
-                "Links": None,
-                "Aliases": list(join.aliases) or None,
-                "NetworkID": join.network,
-                "EndpointID": "",
-                "Gateway": "",
-                "IPAddress": "",
-                "IPPrefixLen": 0,
-                "MacAddress": "",
-            },
-        )
+    for name in joins:
+        networks.setdefault(name, endpoint(name, "", "", 0, ""))
     first = now.endpoints[0] if now.endpoints else None
     return {
         "Bridge": "",
@@ -673,6 +677,9 @@ def _host_config(c: Container) -> dict[str, Any]:
         "PidMode": _nsmodes.docker_mode("pid", cfg.pid_mode),
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
         "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
+        "CgroupnsMode": "private",  # every container's, whatever the hierarchy
+        "UsernsMode": "",
+        "Isolation": "",
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
         "RestartPolicy": {
