@@ -2,11 +2,15 @@
 
     <root>/volumes/<name>/volume.json   the record: name, driver, labels, options, created
     <root>/volumes/<name>/_data         what containers see (Docker's layout)
+    <root>/volumes/<name>/.filling      there while _data is being filled from an image
 
 A volume is made whole in a temporary directory and renamed into place, and removed by a
 rename into the store's trash (deleted in the background): a daemon killed at any instant
-leaves a volume complete or absent.  Which containers use a volume is not stored here: it
-is read from the containers' records (their ``volumes``), so it survives the daemon.
+leaves a volume complete or absent.  Its filling from the image (:func:`copy_up`) is
+marked while under way: a fill a killed daemon cut short is emptied and done again at the
+next start of a container on it (the volume's content was only partly there).  Which
+containers use a volume is not stored here: it is read from the containers' records
+(their ``volumes``), so it survives the daemon.
 
 An anonymous volume (``-v /data``) has a random 64-hex name and Docker's label
 ``com.docker.volume.anonymous``; ``rm -v`` and ``--rm`` remove it with its container, and
@@ -39,6 +43,7 @@ log = logging.getLogger("boxd.volumes")
 
 RECORD = "volume.json"
 DATA = "_data"
+FILLING = ".filling"
 ANONYMOUS = "com.docker.volume.anonymous"
 DRIVER = "local"
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -229,18 +234,26 @@ def copy_up(
     fills a new volume from the image.  Unpacked as an untrusted layer is (no path of it
     leaves ``dest``).  ``id_map`` (host start, count): a user-namespaced container's, to
     which the owners are shifted (its root owns an empty volume).  False when there was
-    nothing to copy."""
-    with os.scandir(dest) as entries:
-        if any(entries):
-            return False
+    nothing to copy.  A fill under way is marked (:data:`FILLING`, beside ``dest``): one
+    that a killed daemon cut short is emptied and done again."""
+    marker = dest.parent / FILLING
+    if marker.exists():
+        log.warning("volume %s: its filling was cut short; filling it again", dest.parent.name)
+        _empty(dest)
+    else:
+        with os.scandir(dest) as entries:
+            if any(entries):
+                return False
     dirs = stacked_dirs(layer_dirs, rel)
     if not dirs:
         if id_map is not None:
             os.chown(dest, id_map[0], id_map[0])
+        marker.unlink(missing_ok=True)
         return False
     top = os.stat(dirs[0])
     from ._images.archive import export_merged  # tarfile and zstandard: on first use
 
+    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     with tempfile.TemporaryFile(dir=dest.parent) as tar:
         export_merged(dirs, tar)
         tar.seek(0)
@@ -249,7 +262,18 @@ def copy_up(
     os.chmod(dest, stat.S_IMODE(top.st_mode))
     if id_map is not None:
         _shift_owners(dest, *id_map)
+    marker.unlink()
     return True
+
+
+def _empty(directory: Path) -> None:
+    """Remove what ``directory`` holds (no symlink in it is followed)."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 def _shift_owners(top: Path, start: int, count: int) -> None:

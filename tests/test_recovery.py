@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tarfile
 import termios
 import threading
 import time
@@ -406,3 +408,35 @@ def test_a_stop_cut_by_a_kill_keeps_the_exit_code(tmp_path: Path) -> None:
         daemon.start()
         state = daemon.inspect("t")["state"]
         assert (state["status"], state["exit_code"]) == ("stopped", 3)
+
+
+def test_a_volume_fill_cut_by_a_kill_is_done_again(tmp_path: Path, busybox_root: Path) -> None:
+    """A new volume is filled from the image at the container's start; the daemon is
+    stopped (SIGSTOP) as soon as the first file lands in it, then killed: the next start
+    of a container on the volume empties the part and fills it whole (it stayed partial
+    for good: a volume that holds anything is never filled)."""
+    tarball = tmp_path / "image.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(busybox_root, arcname=".")
+        for i in range(3000):
+            member = tarfile.TarInfo(f"data/f{i:04}")
+            member.size = 1024
+            tar.addfile(member, io.BytesIO(b"x" * 1024))
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("import", str(tarball), "filled:1")
+        assert daemon.process is not None
+        data = daemon.root / "volumes" / "vol" / "_data"
+        client = subprocess.Popen(
+            [*shlex.split(daemon_cli(daemon)), "run", "-d", "-v", "vol:/data", "filled:1", "true"],
+        )
+        try:
+            _until(lambda: data.is_dir() and any(data.iterdir()), "the volume's first file")
+            daemon.process.send_signal(signal.SIGSTOP)
+            assert len(list(data.iterdir())) < 3000  # caught in the middle of the fill
+            daemon.stop(signal.SIGKILL)
+        finally:
+            client.wait(timeout=60)
+        daemon.start()
+        r = daemon.ctl("run", "--rm", "-v", "vol:/data", "filled:1", "sh", "-c", "ls /data | wc -l")
+        assert r.stdout.strip() == "3000"
+        assert not (data.parent / ".filling").exists()
