@@ -181,3 +181,13 @@ def test_a_scaled_services_name_answers_every_replica(client: Any) -> None:
         for c in made:
             client.remove_container(c, force=True)
         client.remove_network("proj_scale")
+
+
+def test_image_inspect_has_a_container_config(client: Any) -> None:
+    """compose's ``up`` recreating a changed service reads the image's
+    ``ContainerConfig.Volumes`` (API 1.41 has it): boxd's inspect had no such key, and
+    compose stopped with a KeyError."""
+    for image in ("busybox", "default"):
+        shown = client.inspect_image(image)
+        assert shown["ContainerConfig"]["Volumes"] is None
+        assert shown["ContainerConfig"]["Cmd"] is None

@@ -41,6 +41,28 @@ from ._api import Answers, Api, Streamed, api_error, arch, one_answer, unwrap
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
 
+# Image inspect's ContainerConfig where the image has none, as Docker shows it before API
+# 1.45 (docker-compose 1.29 reads its Volumes when it recreates a container).
+_NO_CONTAINER_CONFIG = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "AttachStderr": False,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": None,
+    "Image": "",
+    "Volumes": None,
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "OnBuild": None,
+    "Labels": None,
+}
+
 
 def _default_image() -> dict[str, Any]:
     return {
@@ -52,6 +74,7 @@ def _default_image() -> dict[str, Any]:
         "Os": "linux",
         "Architecture": arch(),
         "Config": {"Cmd": None, "Entrypoint": None, "Env": [], "WorkingDir": "/"},
+        "ContainerConfig": _NO_CONTAINER_CONFIG,
         "RootFS": {"Type": "layers", "Layers": []},
     }
 
@@ -109,6 +132,7 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> No
     image: dict[str, Any] = dict(answer.image)
     image["RepoTags"] = [_shapes.familiar(t) for t in image["RepoTags"]]
     image["RepoDigests"] = [_shapes.familiar(d) for d in image["RepoDigests"]]
+    image["ContainerConfig"] = image["ContainerConfig"] or _NO_CONTAINER_CONFIG
     await conn.respond_json(200, image)
 
 

@@ -198,6 +198,9 @@ class ImageVerbs:
                     "Author": config.get("author", ""),
                     "Size": self.store.size(record),
                     "Config": config.get("config") or {},
+                    # The config of the container that made it (Docker's classic builder
+                    # and commit wrote one; boxd's do not).
+                    "ContainerConfig": config.get("container_config") or {},
                     "RootFS": {
                         "Type": "layers",
                         "Layers": [layer.diff_id for layer in record.layers],
