@@ -76,6 +76,14 @@ def test_project_network_shows_no_options(client: Any) -> None:
         client.create_network("opts", options={"com.docker.network.bridge.enable_icc": "false"})
     assert info.value.status_code == 400
     assert "network option 'com.docker.network.bridge.enable_icc'" in str(info.value)
+    # So are IPAM drivers and options (compose's ipam: driver, options), dropped before.
+    for ipam, words in (
+        ({"Driver": "dhcp"}, "IPAM driver 'dhcp' is not supported by boxd"),
+        ({"Driver": "default", "Options": {"foo": "bar"}}, "IPAM option 'foo' is not supported"),
+    ):
+        with pytest.raises(docker.errors.APIError) as info:
+            client.create_network("opts", ipam=ipam)
+        assert info.value.status_code == 400 and words in str(info.value), str(info.value)
     assert [n["Name"] for n in client.networks() if n["Name"] == "opts"] == []
 
 

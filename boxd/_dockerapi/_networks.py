@@ -116,7 +116,12 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
         if body.flag(key):
             raise ApiError(400, f"{key} networks are not supported by boxd")
-    configs = body.object("IPAM").objects("Config")
+    ipam = body.object("IPAM")
+    if ipam.text("Driver") not in ("", "default"):
+        raise ApiError(400, f"IPAM driver {ipam.text('Driver')!r} is not supported by boxd")
+    for key in ipam.mapping("Options"):
+        raise ApiError(400, f"IPAM option {key!r} is not supported by boxd")
+    configs = ipam.objects("Config")
     if len(configs) > 1:
         raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
     pool = configs[0] if configs else Fields({}, "body.IPAM.Config[0]")
