@@ -185,6 +185,11 @@ def test_docker_py_builds_from_a_fileobj_and_a_path(clean: Daemon, tmp_path: Pat
         )  # fmt: skip
         assert image.labels == {"via": "py"}
         assert client.containers.run(image.id, "cat /v", remove=True) == b"from-py\n"
+        # A Dockerfile outside the context: docker-py sends its name and then its text as
+        # two values of ``dockerfile`` (Docker reads the first).
+        outside = _context(tmp_path / "elsewhere", {"Dockerfile": f"FROM {BASE}\nCOPY f /\n"})
+        image, _ = client.images.build(path=str(ctx), dockerfile=str(outside / "Dockerfile"))
+        assert client.containers.run(image.id, "cat /f", remove=True) == b"F"
         with pytest.raises(docker_py.errors.BuildError, match="returned a non-zero code: 1"):
             client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nRUN false\n".encode()))
     finally:

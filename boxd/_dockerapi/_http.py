@@ -56,8 +56,10 @@ class Request:
         return "upgrade" in self.headers.get("connection", "").lower()
 
     def arg(self, name: str) -> str | None:
+        """A query parameter; the first of a repeated one, as Docker's (Go's FormValue)
+        reads it: docker-py sends an outside Dockerfile as ``dockerfile=NAME&dockerfile=TEXT``."""
         values = self.query.get(name)
-        return values[-1] if values else None
+        return values[0] if values else None
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean parameter as Docker reads it: 1/true/True, 0/false/False or empty."""
