@@ -135,6 +135,7 @@ def cmd_build(args: Args) -> int:
         "quiet": args.quiet,
         "platform": args.platform or "",
         "network": args.network or "",
+        "extra_hosts": args.add_host,
     }
     request["dockerfile"], write = _context(args)
     with Client(args.socket) as client:
@@ -182,6 +183,7 @@ COMMANDS = (
             Opt("--force-rm", help="remove them even after a failed step"),
             Opt("--platform", kind=VALUE, help="os/arch[/variant] of the base images"),
             Opt("--network", kind=VALUE, help="RUN's network: bridge (default), host, none"),
+            Opt("--add-host", kind=APPEND, metavar="NAME:IP", help="a line of RUN's /etc/hosts"),
         ),
         (("context", ONE, "CONTEXT|-"),),
     ),

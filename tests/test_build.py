@@ -487,6 +487,7 @@ def test_bad_options_are_usage_errors(clean: Daemon, tmp_path: Path) -> None:
         (("-t", "Bad Name"), "invalid tag 'Bad Name'"),
         (("--platform", "linux"), "invalid platform 'linux'"),
         (("--label", "=x"), "invalid --label '=x'"),
+        (("--add-host", "db"), "invalid --add-host 'db': '' is not an IP address"),
         (("--no-such-option",), "unknown option '--no-such-option'"),
     ]:
         r = clean.ctl("build", *args, str(ctx), check=False)
@@ -526,6 +527,21 @@ def test_run_network(clean: Daemon, tmp_path: Path) -> None:
     assert "eth0" in clean.ctl("build", "--no-cache", str(ctx)).stdout  # bridge, by default
     r = clean.ctl("build", "--no-cache", "--network", "none", str(ctx))
     assert "eth0" not in r.stdout and "\nlo\n" in r.stdout
+    # --add-host (docker-py's extra_hosts, repeated; the docker CLI's, comma-separated).
+    ctx = _context(tmp_path / "hosts", {"Dockerfile": f"FROM {BASE}\nRUN cat /etc/hosts\n"})
+    r = clean.ctl("build", "--no-cache", "--add-host", "db:10.1.2.3", str(ctx))
+    assert "10.1.2.3\tdb\n" in r.stdout
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.APIClient(base_url=docker_env(clean)["DOCKER_HOST"])
+    try:
+        hosts = {"a.test": "10.0.0.1", "b.test": "10.0.0.2"}
+        out = "".join(
+            line.get("stream", "")
+            for line in client.build(path=str(ctx), nocache=True, extra_hosts=hosts, decode=True)
+        )
+        assert "10.0.0.1\ta.test\n" in out and "10.0.0.2\tb.test\n" in out
+    finally:
+        client.close()
 
 
 def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ class BuildRequest:
     quiet: bool = False  # no step output: only the image id at the end
     platform: str = ""
     network: str = ""  # RUN's network (--network); empty: bridge, Docker's default
+    extra_hosts: tuple[str, ...] = ()  # RUN's /etc/hosts lines (--add-host NAME:IP)
 
 
 @attrs.frozen

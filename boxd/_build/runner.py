@@ -81,6 +81,7 @@ class Options:
     force_rm: bool = False
     platform: Platform | None = None
     network: str = "bridge"
+    extra_hosts: tuple[str, ...] = ()
 
 
 @attrs.define
@@ -447,6 +448,7 @@ class Builder:
             workdir="",
             healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
             network=self.options.network,
+            extra_hosts=self.options.extra_hosts,
         )
         c = await self.sup.create(config)
         remove = self.options.force_rm

@@ -42,6 +42,7 @@ class Streamer(Protocol):
 
 def _options(req: BuildRequest) -> Options:
     """The request's options, checked before the context is read."""
+    from .._hosts import parse_host
     from .._images.pull import parse_platform
     from .._images.reference import parse_reference
 
@@ -57,6 +58,8 @@ def _options(req: BuildRequest) -> Options:
     for name in req.build_args:
         if not name:
             raise ValueError("a --build-arg has an empty name")
+    for host in req.extra_hosts:
+        parse_host(host)
     return Options(
         tags=tuple(tags),
         build_args=dict(req.build_args),
@@ -68,6 +71,7 @@ def _options(req: BuildRequest) -> Options:
         force_rm=req.force_rm,
         platform=parse_platform(req.platform) if req.platform else None,
         network=req.network if req.network not in ("", "default") else "bridge",
+        extra_hosts=tuple(req.extra_hosts),
     )
 
 

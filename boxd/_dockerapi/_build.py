@@ -70,6 +70,8 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         quiet=req.flag("q"),
         platform=req.arg("platform") or "",
         network=req.arg("networkmode") or "",
+        # NAME:IP, repeated (docker-py) or comma-separated (the docker CLI).
+        extra_hosts=tuple(h for v in req.query.get("extrahosts", []) for h in v.split(",") if h),
     )
     # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
     # once and cancels the build, as Docker cancels it.
