@@ -37,7 +37,6 @@ from ._users import check_group, check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Status(enum.Enum):
@@ -365,8 +364,10 @@ def validate_config(config: ContainerConfig) -> None:
     for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
-    for item in config.env:  # a bare KEY unsets KEY (one of the image's), as in Docker
-        if not ENV_NAME_RE.match(item.partition("=")[0]) or "\0" in item:
+    # A bare KEY unsets KEY (one of the image's).  Any other name is taken, as Docker takes
+    # it (docker-compose sends "affinity:container==ID" when it recreates a container).
+    for item in config.env:
+        if not item.partition("=")[0] or "\0" in item:
             raise invalid("env", item, "use KEY=VALUE or KEY")
     if config.workdir and not config.workdir.startswith("/"):
         raise invalid("workdir", config.workdir, "must be absolute")

@@ -32,7 +32,7 @@ def test_refused_values_exit_125_in_the_words_of_the_command_line(
          "invalid --stop-signal 'SIGFOO'", 125),
         (["create", "--stop-signal", "SIGFOO", "default", "true"], "--stop-signal 'SIGFOO'", 125),
         (["run", "-w", "rel", "default", "true"], "invalid --workdir 'rel': must be absolute", 125),
-        (["run", "-e", "1X=2", "default", "true"], "invalid --env '1X=2': use KEY=VALUE", 125),
+        (["run", "-e", "=2", "default", "true"], "invalid --env '=2': use KEY=VALUE", 125),
         (["run", "--hostname", "a_b", "default", "true"], "invalid --hostname 'a_b'", 125),
         (["run", "--stop-timeout", "inf", "default", "true"], "invalid --stop-timeout 'inf'", 125),
         (["run", "--bogus", "default", "true"], "unknown option '--bogus'", 125),

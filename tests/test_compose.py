@@ -199,3 +199,22 @@ def test_image_inspect_has_a_container_config(client: Any) -> None:
         shown = client.inspect_image(image)
         assert shown["ContainerConfig"]["Volumes"] is None
         assert shown["ContainerConfig"]["Cmd"] is None
+
+
+def test_recreate_keeps_an_affinity_env_entry(client: Any) -> None:
+    """compose's ``up`` recreating a container with volumes sends Env
+    ``affinity:container==ID`` (a Swarm hint): Docker takes any name but an empty one and
+    passes it on; boxd refused every name that is not a shell identifier."""
+    c = client.create_container(
+        "busybox", ["env"], environment=["affinity:container==abc123", "1X=2", "A=1"]
+    )
+    try:
+        client.start(c)
+        assert client.wait(c, timeout=30)["StatusCode"] == 0
+        out = client.logs(c).decode().splitlines()
+        assert {"affinity:container==abc123", "1X=2", "A=1"} <= set(out), out
+    finally:
+        client.remove_container(c, force=True)
+    with pytest.raises(docker.errors.APIError) as info:
+        client.create_container("busybox", ["env"], environment=["=1"])
+    assert info.value.status_code == 400 and "invalid --env '=1'" in str(info.value)
