@@ -73,11 +73,13 @@ class PortBinding:
 @attrs.frozen
 class NetworkJoin:
     """A network a container is on (``--network``, or ``network connect``): the names it
-    has there beyond its own, and the address it asked for ("" lets the network pick)."""
+    has there beyond its own, and the address it asked for ("" lets the network pick), and
+    the MAC address ("": one made from its address)."""
 
     network: str
     aliases: tuple[str, ...] = ()
     ip: str = ""
+    mac: str = ""
 
 
 @attrs.frozen
@@ -210,6 +212,17 @@ def check_ipv4(text: str, what: str) -> str:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         raise ValueError(f"invalid {what} {text!r}: use an IPv4 address") from None
+
+
+MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+
+
+def check_mac(text: str) -> str:
+    """A unicast MAC address (``02:42:ac:11:00:09``), in lower case; Docker's words."""
+    mac = text.lower().replace("-", ":")
+    if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+        raise ValueError(f"{text} is not a valid mac address")
+    return mac
 
 
 def _is_domain(text: str) -> bool:

@@ -52,6 +52,7 @@ class NetworkConnectRequest:
     container: str
     aliases: tuple[str, ...] = ()
     ip: str = ""
+    mac: str = ""
 
 
 @attrs.frozen
@@ -171,7 +172,9 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
-            return await sup.networks.connect(c, attachment, req.network, req.aliases, req.ip)
+            return await sup.networks.connect(
+                c, attachment, req.network, req.aliases, req.ip, req.mac
+            )
 
         await sup.change_networks(req.container, change)
         await conn.send(NetworkResponse(_info(sup, sup.networks.get(req.network))))

@@ -49,6 +49,7 @@ from ._netconfig import (
     PortBinding,
     PortSpec,
     check_ipv4,
+    check_mac,
     check_network_name,
     resolv_conf,
 )
@@ -576,6 +577,7 @@ class Networks:
         ref: str,
         aliases: tuple[str, ...] = (),
         ip: str = "",
+        mac: str = "",
     ) -> ContainerConfig:
         """``network connect``: the container's configuration with network ``ref`` added
         (its address reserved now); ``attachment``, the running container's, gets the new
@@ -591,6 +593,8 @@ class Networks:
             check_name(alias)
         if ip:
             ip = check_ipv4(ip, "--ip")
+        if mac:
+            mac = check_mac(mac)
         async with self._lock:
             net = await self._resolve(ref)
         joins = joined(config)
@@ -601,7 +605,7 @@ class Networks:
         if not net.dns and (ip or aliases):
             what = "user specified IP address" if ip else "network-scoped alias"
             raise NetworkError(f"{what} is supported only for containers in user defined networks")
-        join = NetworkJoin(net.name, aliases, ip)
+        join = NetworkJoin(net.name, aliases, ip, mac)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
             await self._allocate(net, container.id, ip)
@@ -885,7 +889,7 @@ class Attachment:
         return {
             "host_name": link.host_link,
             "bridge": net.bridge,
-            "mac": mac_of(link.address),
+            "mac": link.join.mac or mac_of(link.address),
             "address": link.address,
             "prefix_len": net.network.prefixlen,
             "gateway": net.gateway,
@@ -910,7 +914,7 @@ class Attachment:
                     ip_address=link.address,
                     prefix_len=link.net.network.prefixlen,
                     gateway=link.net.gateway,
-                    mac_address=mac_of(link.address),
+                    mac_address=link.join.mac or mac_of(link.address),
                     aliases=link.join.aliases,
                     interface=link.interface,
                 )

@@ -26,6 +26,7 @@ from ._netconfig import (
     PortSpec,
     check_dns,
     check_ipv4,
+    check_mac,
     check_network,
     parse_expose,
 )
@@ -407,6 +408,8 @@ def validate_config(config: ContainerConfig) -> None:
             check_name(alias)
         if join.ip:
             check_ipv4(join.ip, "--ip")
+        if join.mac:
+            check_mac(join.mac)
     check_dns(config.dns, config.dns_search, config.dns_options)
     if shared and (config.dns or config.dns_search or config.dns_options):
         raise ValueError(

@@ -734,6 +734,35 @@ def test_network_gateway(netd: Daemon) -> None:
         client.close()
 
 
+@pytest.mark.root
+def test_mac_addresses(netd: Daemon) -> None:
+    """A MAC address asked for (docker-py's mac_address, --mac-address; an endpoint's at
+    create or connect) is the interface's and inspect's; a bad one is refused by name."""
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{netd.docker_socket}", version="1.41")
+    try:
+        client.create_network("macs")
+        c = client.create_container(
+            "default", ["sleep", "300"], mac_address="02:42:AC:11:00:09", name="m"
+        )
+        client.start(c)
+        netd.wait_for("m", lambda r: r["state"]["network"]["endpoints"])
+        client.connect_container_to_network(c, "macs", mac_address="02:00:00:00:00:42")
+        shown = client.inspect_container(c)["NetworkSettings"]
+        assert shown["MacAddress"] == "02:42:ac:11:00:09"
+        assert shown["Networks"]["macs"]["MacAddress"] == "02:00:00:00:00:42"
+        r = netd.ctl("exec", "m", "cat", *(f"/sys/class/net/eth{i}/address" for i in (0, 1)))
+        assert r.stdout == "02:42:ac:11:00:09\n02:00:00:00:00:42\n"
+        for bad in ("02:42:ac:11:00", "01:00:5e:00:00:01"):  # short; multicast
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.create_container("default", ["true"], mac_address=bad)
+            assert f"{bad} is not a valid mac address" in str(refused.value)
+        client.remove_container(c, force=True)
+        client.remove_network("macs")
+    finally:
+        client.close()
+
+
 def host_state(daemon: Daemon) -> dict[str, Any]:
     """What the daemon's namespace holds: links (without counters), addresses, routes, the
     whole nft ruleset, the conntrack table, and the default network's allocations."""

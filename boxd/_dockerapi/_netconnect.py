@@ -1,6 +1,6 @@
 """``POST /networks/{id}/connect`` and ``/disconnect``: the native socket's network
 connect and disconnect, in Docker's shape (``Container``, ``EndpointConfig.Aliases``,
-``EndpointConfig.IPAMConfig.IPv4Address``; ``Force``)."""
+``EndpointConfig.IPAMConfig.IPv4Address``, ``EndpointConfig.MacAddress``; ``Force``)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
         container=_container(body),
         aliases=tuple(endpoint.strings("Aliases")),
         ip=endpoint.object("IPAMConfig").text("IPv4Address"),
+        mac=endpoint.text("MacAddress"),
     )
     await one_answer(api.networks[NetworkConnectRequest], request)
     await conn.respond(200, content_type=None)

@@ -28,7 +28,7 @@ from .._healthcheck import to_api as healthcheck_to_api
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, same_image, status_word
-from .._netconfig import NetworkJoin, PortSpec
+from .._netconfig import NetworkJoin, PortSpec, check_mac
 from .._network import joined
 from .._records import (
     LOG_DRIVERS,
@@ -347,8 +347,9 @@ def _link(text: str) -> str:
 
 def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[NetworkJoin, ...] | None]:
     """``NetworkingConfig.EndpointsConfig``: the aliases on the container's own network,
-    and, when it names more networks (API 1.44) or an address (``IPAMConfig``), every
-    network the container joins, its own first."""
+    and, when it names more networks (API 1.44), an address (``IPAMConfig``) or a MAC
+    address (``MacAddress``, or the container's own before API 1.44), every network the
+    container joins, its own first."""
     endpoints = cfg.object("NetworkingConfig").object("EndpointsConfig")
     joins: dict[str, NetworkJoin] = {}
     for name in endpoints.data:
@@ -357,15 +358,24 @@ def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[Networ
             _NETWORKS.get(name, name),
             tuple(endpoint.strings("Aliases")),
             endpoint.object("IPAMConfig").text("IPv4Address"),
+            _mac(endpoint.text("MacAddress")),
         )
     own = joins.pop(network, NetworkJoin(network))
-    if not joins and not own.ip:
+    if not own.mac and cfg.text("MacAddress"):
+        own = attrs.evolve(own, mac=_mac(cfg.text("MacAddress")))
+    if not joins and not own.ip and not own.mac:
         return own.aliases, None
     if network in ("host", "none") or network.startswith("container:"):
-        raise ApiError(
-            400, f"the container's network is {network!r}: it cannot be on {next(iter(joins))!r}"
-        )
+        what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
+        raise ApiError(400, f"the container's network is {network!r}: it cannot {what}")
     return own.aliases, (own, *joins.values())
+
+
+def _mac(text: str) -> str:
+    try:
+        return check_mac(text) if text else ""
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _port_bindings(c: Container) -> dict[str, list[dict[str, str]]]:
