@@ -47,7 +47,7 @@ def test_round_trip_through_json() -> None:
         (("config", "stop_timeout"), "10", "expected float, got str @ $.config.stop_timeout"),
         (("config", "resources", "memory"), True, "got a boolean @ $.config.resources.memory"),
         (("state", "status"), "zombie", "invalid value 'zombie'"),
-        (("config", "env"), ["1X=2"], "invalid --env '1X=2'"),
+        (("config", "env"), ["=x"], "invalid --env '=x'"),
         (("config", "workdir"), "relative", "must be absolute"),
         (("config", "user"), "bob:", "invalid --user 'bob:'"),
     ],
