@@ -101,7 +101,8 @@ class Mount:
 
     def set_volume_opt(self, value: str) -> None:
         raise self.error(
-            f"volume-opt {value!r} is not supported: the local driver of boxd takes no options"
+            f"volume-opt {value!r} is not supported: create the volume with its options"
+            " first (volume create -o)"
         )
 
     def set_tmpfs_size(self, value: str) -> None:

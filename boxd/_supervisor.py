@@ -465,7 +465,7 @@ class Supervisor:
         for i, v in enumerate(mounts):
             if v.is_volume:
                 name = self.volumes.create(v.volume).name
-                mounts[i] = attrs.evolve(v, volume=name, host=str(self.volumes.path(name)))
+                mounts[i] = attrs.evolve(v, volume=name, host=str(self.volumes.source(name)))
         return attrs.evolve(config, volumes=tuple(mounts))
 
     def volume_users(self, name: str) -> builtins.list[str]:
@@ -483,7 +483,7 @@ class Supervisor:
         id_map = _plan.id_range() if c.config.userns else None
         cdir = self.store.container_dir(c.id)
         for v in c.config.volumes:
-            if v.volume:
+            if v.volume and not self.volumes.get(v.volume).device:
                 dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
                 where = self.volumes.path(v.volume)
                 await trio.to_thread.run_sync(copy_up, dirs, rel, where, id_map)

@@ -133,7 +133,7 @@ def info(sup: Supervisor, record: VolumeRecord, *, size: int = -1) -> VolumeInfo
     return VolumeInfo(
         name=record.name,
         driver=record.driver,
-        mountpoint=str(sup.volumes.path(record.name)),
+        mountpoint=record.device or str(sup.volumes.path(record.name)),
         created_at=record.created_at,
         labels=dict(record.labels),
         options=dict(record.options),

@@ -15,6 +15,12 @@ containers use a volume is not stored here: it is read from the containers' reco
 An anonymous volume (``-v /data``) has a random 64-hex name and Docker's label
 ``com.docker.volume.anonymous``; ``rm -v`` and ``--rm`` remove it with its container, and
 ``volume prune`` removes only those unless ``--all``.
+
+The one option set the local driver takes is Docker's bind: ``type=none``, ``o=bind``,
+``device=DIR`` (compose's ``driver_opts``), an existing host directory that containers
+mount in place of ``_data``.  It is never filled from an image (boxd fills only its own
+``_data``: a fill cut short is emptied, which a host directory must never be) and stays
+when the volume is removed, as Docker's does.
 """
 
 from __future__ import annotations
@@ -71,15 +77,33 @@ class VolumeRecord:
     def anonymous(self) -> bool:
         return ANONYMOUS in self.labels
 
+    @property
+    def device(self) -> str:
+        """The host directory of a bind volume ("" for the daemon's own)."""
+        return self.options.get("device", "")
+
+
+# Docker's local driver's keys; of their values boxd takes the bind of a directory.
+_OPTION_KEYS = ("type", "device", "o")
+_BIND = "type=none,o=bind,device=DIR"
+
 
 def check_options(driver: str, options: dict[str, str]) -> None:
     if driver != DRIVER:
         raise ValueError(f"invalid volume driver {driver!r}: the one driver is local")
+    if not options:
+        return
     for key in options:
+        if key not in _OPTION_KEYS:
+            raise ValueError(f'invalid option key: "{key}"')
+    kind, device, flags = (options.get(k, "") for k in _OPTION_KEYS)
+    if kind != "none" or flags not in ("bind", "rbind"):
+        given = ",".join(f"{k}={v}" for k, v in options.items())
         raise ValueError(
-            f"invalid volume option {key!r}: the local driver of boxd takes no options "
-            "(its volumes are directories under the daemon's root)"
+            f"invalid volume options {given!r}: the local driver of boxd takes {_BIND} only"
         )
+    if not device.startswith("/") or not os.path.isdir(device):
+        raise ValueError(f"invalid volume option device={device!r}: not an existing directory")
 
 
 class Volumes:
@@ -89,8 +113,13 @@ class Volumes:
         self.dir.mkdir(mode=0o711, exist_ok=True)
 
     def path(self, name: str) -> Path:
-        """The directory containers see (the ``Mountpoint``)."""
+        """The directory the daemon keeps for the volume."""
         return self.dir / name / DATA
+
+    def source(self, name: str) -> Path:
+        """The directory containers see (the ``Mountpoint``): a bind volume's device."""
+        device = self.get(name).device
+        return Path(device) if device else self.path(name)
 
     def get(self, name: str) -> VolumeRecord:
         if not VOLUME_NAME_RE.match(name):  # no path of the name leaves the store
@@ -163,7 +192,7 @@ class Volumes:
 
     def size(self, name: str) -> int:
         total = 0
-        for where, _, files in os.walk(self.path(name)):
+        for where, _, files in os.walk(self.source(name)):
             for f in files:
                 with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(where, f)).st_size

@@ -218,3 +218,38 @@ def test_recreate_keeps_an_affinity_env_entry(client: Any) -> None:
     with pytest.raises(docker.errors.APIError) as info:
         client.create_container("busybox", ["env"], environment=["=1"])
     assert info.value.status_code == 400 and "invalid --env '=1'" in str(info.value)
+
+
+def test_a_volume_bound_to_a_host_directory(client: Any, tmp_path: Path) -> None:
+    """``driver_opts: {type: none, o: bind, device: DIR}``, compose's way to keep a named
+    volume's data in a directory of the project, which boxd refused (no options): the
+    container sees DIR, which is never filled from the image nor removed with the volume."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "seed").write_text("from the host\n")
+    opts = {"type": "none", "o": "bind", "device": str(data)}
+    client.create_volume("proj_data", driver_opts=opts, labels=PROJECT)
+    try:
+        shown = client.inspect_volume("proj_data")
+        assert (shown["Options"], shown["Mountpoint"]) == (opts, str(data))
+        c = client.create_container(
+            "busybox", ["sh", "-c", "cat /bin/../data/seed; echo out > /data/new; ls /data"],
+            host_config=client.create_host_config(binds=["proj_data:/data"]),
+        )  # fmt: skip
+        try:
+            client.start(c)
+            assert client.wait(c, timeout=30)["StatusCode"] == 0
+            assert client.logs(c).decode().split() == ["from", "the", "host", "new", "seed"]
+        finally:
+            client.remove_container(c, force=True)
+    finally:
+        client.remove_volume("proj_data")
+    assert (data / "new").read_text() == "out\n" and (data / "seed").exists()
+    for bad, words in (
+        ({"type": "tmpfs", "device": "tmpfs"}, "the local driver of boxd takes type=none,o=bind"),
+        ({"type": "none", "o": "bind", "device": str(tmp_path / "nope")}, "not an existing"),
+        ({"foo": "bar"}, 'invalid option key: "foo"'),
+    ):
+        with pytest.raises(docker.errors.APIError) as info:
+            client.create_volume("bad", driver_opts=bad)
+        assert info.value.status_code == 400 and words in str(info.value), str(info.value)
