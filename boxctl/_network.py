@@ -83,7 +83,8 @@ def cmd_port(args: Args) -> int:
 def _create(args: Args) -> int:
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
     request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
-    reply = call(args.socket, {**request, "labels": labels, "gateway": args.gateway})
+    options = {"labels": labels, "gateway": args.gateway, "ip_range": args.ip_range}
+    reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
     return 0
 
@@ -157,6 +158,7 @@ SUBCOMMANDS = (
         (
             Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),
             Opt("--gateway", kind=VALUE, default="", help="the bridge's address in the subnet"),
+            Opt("--ip-range", kind=VALUE, default="", help="a CIDR in the subnet to pick from"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
         ),
         (("name", ONE, "NAME"),),

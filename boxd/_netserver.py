@@ -23,6 +23,7 @@ class NetworkCreateRequest:
     subnet: str = ""
     labels: dict[str, str] = attrs.Factory(dict)
     gateway: str = ""
+    ip_range: str = ""
 
 
 @attrs.frozen
@@ -84,6 +85,7 @@ class NetworkInfo:
     dns: bool
     containers: tuple[Member, ...]
     labels: dict[str, str] = attrs.Factory(dict)
+    ip_range: str = ""
 
 
 @attrs.frozen
@@ -140,6 +142,7 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         dns=net.dns,
         containers=tuple(members),
         labels=dict(net.labels),
+        ip_range=net.ip_range,
     )
 
 
@@ -147,7 +150,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     """Each request type's handler, called with the request's connection."""
 
     async def create(conn: Conn, req: NetworkCreateRequest) -> None:
-        net = await sup.networks.create(req.name, req.subnet, req.labels, req.gateway)
+        net = await sup.networks.create(req.name, req.subnet, req.labels, req.gateway, req.ip_range)
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def list_(conn: Conn, _: NetworkListRequest) -> None:

@@ -105,6 +105,7 @@ class Network:
     dns: bool  # a user network: containers resolve each other by name
     allocations: dict[str, str] = attrs.Factory(dict)  # container id -> address
     labels: dict[str, str] = attrs.Factory(dict)
+    ip_range: str = ""  # where addresses are picked from ("": the whole subnet)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -192,6 +193,16 @@ def host_link_name(cid: str, interface: str) -> str:
 
 def _table_name(bridge: str) -> str:
     return "boxd" if bridge == DEFAULT_BRIDGE else f"boxd-{bridge}"
+
+
+def _ip_range(text: str, subnet: ipaddress.IPv4Network) -> str:
+    try:
+        pool = ipaddress.IPv4Network(text)
+    except ValueError:
+        raise NetworkError(f"invalid ip-range {text!r}: use an IPv4 CIDR in the subnet") from None
+    if not pool.subnet_of(subnet):
+        raise NetworkError(f"invalid ip-range {text!r}: not inside the subnet {subnet}")
+    return str(pool)
 
 
 def _gateway(text: str, subnet: ipaddress.IPv4Network) -> str:
@@ -342,14 +353,18 @@ class Networks:
         subnet: str = "",
         labels: dict[str, str] | None = None,
         gateway: str = "",
+        ip_range: str = "",
     ) -> Network:
-        """``gateway``: the bridge's address in ``subnet`` (default: its first)."""
+        """``gateway``: the bridge's address in ``subnet`` (default: its first);
+        ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
+        for may be anywhere in the subnet, as in Docker)."""
         check_network_name(name)
         labels = dict(labels or {})
         if "" in labels:
             raise NetworkError(f"invalid label '={labels['']}': a label needs a key")
-        if gateway and not subnet:
-            raise NetworkError(f"invalid gateway {gateway!r}: give the subnet it is in too")
+        for what, value in (("gateway", gateway), ("ip-range", ip_range)):
+            if value and not subnet:
+                raise NetworkError(f"invalid {what} {value!r}: give the subnet it is in too")
         async with self._lock:
             if name in self._nets:
                 raise NetworkConflict(f"network {name} already exists")
@@ -361,6 +376,7 @@ class Networks:
                 bridge=f"br-{net_id[:12]}",
                 subnet=str(chosen),
                 gateway=_gateway(gateway, chosen) if gateway else str(chosen.network_address + 1),
+                ip_range=_ip_range(ip_range, chosen) if ip_range else "",
                 created_at=time.time(),
                 dns=True,
                 labels=labels,
@@ -672,7 +688,9 @@ class Networks:
             net.allocations[cid] = wanted
             self._save(net)
             return wanted
-        for host in subnet.hosts():
+        pool = ipaddress.IPv4Network(net.ip_range) if net.ip_range else subnet
+        ends = (subnet.network_address, subnet.broadcast_address)
+        for host in (a for a in pool if a not in ends):
             if str(host) not in used:
                 net.allocations[cid] = str(host)
                 if save:
@@ -680,7 +698,7 @@ class Networks:
                 else:
                     self._unsaved.add(cid)
                 return str(host)
-        raise NetworkError(f"network {net.name} has no free address left in {net.subnet}")
+        raise NetworkError(f"network {net.name} has no free address left in {pool}")
 
 
 def _enable_forwarding(path: str = "/proc/sys/net/ipv4/ip_forward") -> None:

@@ -701,8 +701,8 @@ def test_network_labels(netd: Daemon) -> None:
 @pytest.mark.root
 def test_network_gateway(netd: Daemon) -> None:
     """An IPAM Gateway (docker-py, Compose's ``ipam.config.gateway``, boxctl --gateway) is
-    the bridge's address and the containers' route and name server; what boxd does not do
-    (IPRange, AuxiliaryAddresses) is refused by name, not dropped."""
+    the bridge's address and the containers' route and name server, an IPRange where
+    addresses are picked; AuxiliaryAddresses, which boxd does not do, are refused by name."""
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
     try:
@@ -715,19 +715,31 @@ def test_network_gateway(netd: Daemon) -> None:
         out = client.containers.run("default", ["sh", "-c", script], network="gw", remove=True)
         assert "nameserver 10.67.0.254" in out.decode()
         assert "\t00000000\tFE00430A\t" in out.decode()  # the default route, via .254
+        # An IPRange: addresses picked there; one asked for anywhere in the subnet.
+        pool = docker.types.IPAMPool(subnet="10.71.0.0/24", iprange="10.71.0.128/25")
+        ranged = client.networks.create("ranged", ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+        assert ranged.attrs["IPAM"]["Config"][0]["IPRange"] == "10.71.0.128/25"
+        script = "ip -4 -o addr show eth0 | awk '{print $4}'"
+        out = client.containers.run("default", ["sh", "-c", script], network="ranged", remove=True)
+        assert out == b"10.71.0.128/24\n"
+        ranged.remove()
         for pool, words in [
             (docker.types.IPAMPool(subnet="10.68.0.0/24", gateway="10.69.0.1"),
              "invalid gateway '10.69.0.1': not a host address of 10.68.0.0/24"),
-            (docker.types.IPAMPool(subnet="10.68.0.0/24", iprange="10.68.0.128/25"),
-             "IPAM IPRange is not supported by boxd"),
+            (docker.types.IPAMPool(subnet="10.68.0.0/24", iprange="10.69.0.0/25"),
+             "invalid ip-range '10.69.0.0/25': not inside the subnet 10.68.0.0/24"),
+            (docker.types.IPAMPool(subnet="10.68.0.0/24", aux_addresses={"a": "10.68.0.5"}),
+             "IPAM AuxiliaryAddresses is not supported by boxd"),
             (docker.types.IPAMPool(gateway="10.68.0.1"),
              "invalid gateway '10.68.0.1': give the subnet it is in too"),
         ]:  # fmt: skip
             with pytest.raises(docker.errors.APIError) as refused:
                 client.networks.create("bad", ipam=docker.types.IPAMConfig(pool_configs=[pool]))
             assert refused.value.status_code == 400 and words in str(refused.value)
-        netd.ctl("network", "create", "--subnet", "10.70.0.0/24", "--gateway", "10.70.0.9", "c")
-        assert json.loads(netd.ctl("network", "inspect", "c").stdout)[0]["gateway"] == "10.70.0.9"
+        subnet = ("--subnet", "10.70.0.0/24", "--gateway", "10.70.0.9")
+        netd.ctl("network", "create", *subnet, "--ip-range", "10.70.0.64/26", "c")
+        shown = json.loads(netd.ctl("network", "inspect", "c").stdout)[0]
+        assert (shown["gateway"], shown["ip_range"]) == ("10.70.0.9", "10.70.0.64/26")
         for name in ("gw", "c"):
             client.networks.get(name).remove()
     finally:

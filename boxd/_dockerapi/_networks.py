@@ -36,7 +36,9 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
         "IPAM": {
             "Driver": "default",
             "Options": None,
-            "Config": [{"Subnet": info.subnet, "Gateway": info.gateway}],
+            "Config": [
+                {"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway},
+            ],
         },
         "Internal": False,
         "Attachable": False,
@@ -58,6 +60,11 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
         "Options": {"com.docker.network.bridge.name": info.bridge} if not info.dns else {},
         "Labels": info.labels,
     }
+
+
+def _ip_range(info: NetworkInfo) -> dict[str, str]:
+    """Docker shows an IPRange only when one was given."""
+    return {"IPRange": info.ip_range} if info.ip_range else {}
 
 
 def _builtin(name: str) -> dict[str, Any]:
@@ -125,14 +132,15 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     if len(configs) > 1:
         raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
     pool = configs[0] if configs else Fields({}, "body.IPAM.Config[0]")
-    for key in ("IPRange", "AuxiliaryAddresses"):
-        if pool.present(key):
-            raise ApiError(400, f"IPAM {key} is not supported by boxd (Subnet and Gateway are)")
-    subnet, gateway = pool.text("Subnet"), pool.text("Gateway")
+    if pool.present("AuxiliaryAddresses"):
+        raise ApiError(400, "IPAM AuxiliaryAddresses is not supported by boxd")
+    subnet, gateway, ip_range = pool.text("Subnet"), pool.text("Gateway"), pool.text("IPRange")
     for key in body.mapping("Options"):
         raise ApiError(400, f"network option {key!r} is not supported by boxd")
     labels = body.mapping("Labels")
-    request = NetworkCreateRequest(name=name, subnet=subnet, labels=labels, gateway=gateway)
+    request = NetworkCreateRequest(
+        name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range
+    )
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
 
