@@ -30,10 +30,11 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import _logs, _repair, _systemd, _trim, _ulimits, _units
+from . import _daemonconfig, _logs, _repair, _systemd, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
+from ._records import LOG_DRIVERS
 from ._server import Server, serve
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 
@@ -127,8 +128,25 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         metavar="HOST:PORT",
         help="a registry reached over plain HTTP (loopback registries always are)",
     )
+    p.add_argument(
+        "--log-driver",
+        default="json-file",
+        choices=list(LOG_DRIVERS),
+        help="where containers' output is kept unless they say (default %(default)s)",
+    )
+    p.add_argument(
+        "--config-file",
+        type=Path,
+        default=None,
+        help="a daemon.json: Docker's keys where boxd has the setting, boxd's options by "
+        f"their names (default {_daemonconfig.DEFAULT_PATH}, if it exists)",
+    )
     args = SimpleNamespace(**vars(p.parse_args(argv)))
     del p, argparse
+    path = args.config_file or _daemonconfig.DEFAULT_PATH
+    given = list(sys.argv[1:] if argv is None else argv)
+    for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
+        setattr(args, dest, value)
     for name in {"argparse", "gettext"} - before:
         sys.modules.pop(name, None)
     gc.collect()  # classes are reference cycles
@@ -154,6 +172,14 @@ async def run_daemon(args: SimpleNamespace) -> None:
     max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
     if args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
+    if args.log_driver not in LOG_DRIVERS:  # from the configuration file
+        raise DaemonError(f"invalid log-driver {args.log_driver!r}: use json-file, local or none")
+    for name, allowed in (("procview", ("on", "off")), ("procview_cpus", CPU_POLICIES)):
+        if getattr(args, name) not in allowed:
+            raise DaemonError(
+                f"invalid {name.replace('_', '-')} {getattr(args, name)!r}: "
+                f"use {' or '.join(allowed)}"
+            )
     holder: list[Supervisor] = []
     view = None
     why_not = "turned off (--procview off)" if args.procview == "off" else available()
@@ -183,6 +209,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 open_supervisor(
                     args.root,
                     cgroup_parent=args.cgroup_parent,
+                    log_driver=args.log_driver,
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
                     procview=view,
@@ -234,7 +261,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["install-service"]:
         sys.exit(_systemd.install(words[1:]))
-    args = _parse_args(words)
+    try:
+        args = _parse_args(words)
+    except _daemonconfig.ConfigError as exc:
+        sys.exit(f"boxd: {exc}")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -224,7 +224,7 @@ class ContainerConfig:
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
     auto_remove: bool = False
-    log_driver: str = "json-file"  # see LOG_DRIVERS
+    log_driver: str = ""  # see LOG_DRIVERS; empty: the supervisor's (json-file by default)
     log_max_size: int | None = None  # None: the driver's default (json-file: the daemon's)
     log_max_files: int | None = None
     procview: bool = True
@@ -355,6 +355,13 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 LOG_DRIVERS = ("json-file", "local", "none")
 
 
+def check_log_options(config: ContainerConfig) -> None:
+    """Log rotation options need a log: refused with the none driver (the container's, or
+    once an empty one is the daemon's)."""
+    if config.log_driver == "none" and (config.log_max_size or config.log_max_files):
+        raise ValueError("log rotation options need a log: --log-driver none keeps none")
+
+
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     reference = config.image != "default" and not config.image.startswith("/")
@@ -439,10 +446,9 @@ def validate_config(config: ContainerConfig) -> None:
     for point in points:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
-    if config.log_driver not in LOG_DRIVERS:
+    if config.log_driver and config.log_driver not in LOG_DRIVERS:
         raise invalid("log_driver", config.log_driver, "use json-file, local or none")
-    if config.log_driver == "none" and (config.log_max_size or config.log_max_files):
-        raise ValueError("log rotation options need a log: --log-driver none keeps none")
+    check_log_options(config)
     if config.oom_score_adj is not None and not -1000 <= config.oom_score_adj <= 1000:
         raise ValueError(
             f"invalid --oom-score-adj {config.oom_score_adj}: must be between -1000 and 1000"

@@ -77,6 +77,7 @@ from ._records import (
     RestartPolicy,
     Status,
     Volume,
+    check_log_options,
     check_name,
     invalid,
     new_id,
@@ -187,12 +188,14 @@ class Supervisor:
         native: Native,
         cgroups: CgroupHost,
         *,
+        log_driver: str = "json-file",
         log_max_size: int = _logs.DEFAULT_MAX_SIZE,
         log_max_files: int = _logs.DEFAULT_MAX_FILES,
         networks: Networks | None = None,
         live_restore: bool = False,
     ) -> None:
         self.store = store
+        self.log_driver = log_driver  # a new container's, unless its config names one
         # Containers outlive this supervisor, kept by shims (see boxd/_live.py).
         self.live_restore = live_restore
         self.native = native
@@ -422,6 +425,9 @@ class Supervisor:
         cid = new_id()
         if config.image.startswith("/"):
             config = attrs.evolve(config, image=image.name)
+        if not config.log_driver:
+            config = attrs.evolve(config, log_driver=self.log_driver)
+            check_log_options(config)
         resources, warnings = _resources.settle(config.resources, self.cgroups)
         for warning in warnings:
             log.warning("%s: %s", name or cid[:12], warning)
@@ -1509,6 +1515,7 @@ async def open_supervisor(
     native: Native | None = None,
     cgroups: CgroupHost | None = None,
     cgroup_parent: str | None = None,
+    log_driver: str = "json-file",
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
     procview: ProcView | None = None,
@@ -1525,7 +1532,8 @@ async def open_supervisor(
     ``root`` with ``live_restore`` adopts them (the networks stay for them).  ``native``
     and ``cgroups`` replace the spawn path and the host's cgroups (tests give
     :class:`~boxd._native.FakeNative` and a fake cgroup tree); ``bridge``: the default
-    network's bridge and subnet.
+    network's bridge and subnet; ``log_driver`` and the log sizes: a new container's
+    unless its configuration names them.
     """
     store = Store(Path(root))
     if cgroups is None:
@@ -1537,6 +1545,7 @@ async def open_supervisor(
             nursery,
             native or RealNative(),
             cgroups,
+            log_driver=log_driver,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
             networks=Networks(store.root, bridge or BridgeOptions()),

@@ -275,8 +275,8 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None]:
     rotation (``max-size``, in --memory's units, and ``max-file``) applies,
     ``compress=false`` is what boxd does; any other option is refused rather than
     dropped.  Returns (driver, max size, max files), None where not given."""
-    driver = {"": "json-file", "k8s-file": "json-file"}.get(log.text("Type"), log.text("Type"))
-    if driver not in LOG_DRIVERS:
+    driver = {"k8s-file": "json-file"}.get(log.text("Type"), log.text("Type"))
+    if driver and driver not in LOG_DRIVERS:
         raise ApiError(
             400,
             f"logging driver {driver!r} is not supported by boxd (use json-file, local or none)",
@@ -738,7 +738,7 @@ def _host_config(c: Container) -> dict[str, Any]:
             key: _device_rates(getattr(res, field), value_key) or None
             for key, (field, value_key) in _DEVICE_RATES.items()
         },
-        "LogConfig": {"Type": cfg.log_driver, "Config": _log_options(cfg)},
+        "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": _log_options(cfg)},
         "Runtime": "boxd",
     }
 

@@ -1,0 +1,176 @@
+"""The daemon's configuration file (``--config-file``, default ``/etc/boxd/daemon.json``):
+Docker's ``daemon.json`` keys where boxd has the setting, and boxd's own options under
+their flags' names.
+
+A key also given as a flag is refused, as dockerd refuses it ("specified both as a flag
+and in the configuration file"), and so is a key boxd does not know, named: a setting
+that is silently dropped is a setting the user thinks they have.  Sans-IO but for
+:func:`read`: the parsed JSON in, the options' values out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = Path("/etc/boxd/daemon.json")
+
+_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning"}
+_LEVELS |= {"error": "error", "fatal": "error"}
+
+
+class ConfigError(ValueError):
+    """A configuration file boxd cannot follow; the message names the file and the key."""
+
+
+def _text(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, not {json.dumps(value)}")
+    return value
+
+
+def _flag(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, not {json.dumps(value)}")
+    return value
+
+
+def _strings(key: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} must be a list of strings, not {json.dumps(value)}")
+    return list(value)
+
+
+def _level(key: str, value: object) -> str:
+    level = _LEVELS.get(_text(key, value).lower())
+    if level is None:
+        raise ConfigError(f"invalid {key} {value!r}: use debug, info, warn or error")
+    return level
+
+
+def _docker_socket(key: str, value: object) -> str:
+    hosts = _strings(key, value)
+    if len(hosts) != 1 or not hosts[0].startswith("unix://"):
+        raise ConfigError(
+            f"invalid {key} {json.dumps(hosts)}: boxd serves the Docker API on one Unix "
+            'socket: give ["unix:///PATH"]'
+        )
+    return hosts[0].removeprefix("unix://")
+
+
+# key -> (the option's dest, its flags, how the value is read)
+_KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] = {
+    # Docker's daemon.json
+    "data-root": ("root", ("--root",), lambda k, v: Path(_text(k, v))),
+    "log-level": ("log_level", ("--log-level",), _level),
+    "debug": ("log_level", ("--log-level",), lambda k, v: "debug" if _flag(k, v) else "info"),
+    "log-driver": ("log_driver", ("--log-driver",), _text),
+    "live-restore": ("live_restore", ("--no-live-restore",), _flag),
+    "insecure-registries": ("insecure_registry", ("--insecure-registry",), _strings),
+    "cgroup-parent": ("cgroup_parent", ("--cgroup-parent",), _text),
+    "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),
+    # boxd's own
+    "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),
+    "procview": ("procview", ("--procview",), _text),
+    "procview-cpus": ("procview_cpus", ("--procview-cpus",), _text),
+    "bridge-name": ("bridge_name", ("--bridge-name",), _text),
+    "bridge-subnet": ("bridge_subnet", ("--bridge-subnet",), _text),
+}
+_LOG_OPTS = {
+    "max-size": ("log_max_size", "--log-max-size"),
+    "max-file": ("log_max_files", "--log-max-files"),
+}
+
+# What one key sets: its name, the option's dest, the value, the flags that set it too,
+# and the value as the file wrote it.
+_Setting = tuple[str, str, object, tuple[str, ...], object]
+
+
+def options(config: Mapping[str, Any], given: Sequence[str]) -> dict[str, object]:
+    """The options ``config`` (a daemon.json's object) sets, by dest; ``given``: the
+    command line's words (a key one of them also sets is refused)."""
+    unknown = sorted(set(config) - set(_KEYS) - {"log-opts"})
+    if unknown:
+        raise ConfigError(
+            "the following directives don't match any configuration option: "
+            + ", ".join(unknown)
+            + " (boxd takes "
+            + ", ".join(sorted([*_KEYS, "log-opts"]))
+            + ")"
+        )
+    found: list[_Setting] = []
+    for key, value in config.items():
+        if key == "log-opts":
+            found += _log_opts(value)
+        else:
+            dest, flags, read = _KEYS[key]
+            found.append((key, dest, read(key, value), flags, value))
+    clashes = []
+    for key, _, _, flags, raw in found:
+        flag_value = _flag_value(given, flags)
+        if flag_value is not None:
+            clashes.append(f"{key} (from flag: {flag_value}, from file: {json.dumps(raw)})")
+    if clashes:
+        raise ConfigError(
+            "the following directives are specified both as a flag and in the "
+            "configuration file: " + ", ".join(clashes)
+        )
+    return {dest: value for _, dest, value, _, _ in found}
+
+
+def _log_opts(value: object) -> list[_Setting]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"log-opts must be an object of strings, not {json.dumps(value)}")
+    found: list[_Setting] = []
+    for key, text in value.items():
+        if key == "compress" and text.lower() in ("false", "0"):
+            continue  # what boxd does
+        if key not in _LOG_OPTS or (key == "max-file" and not text.isdigit()):
+            raise ConfigError(
+                f"log-opts {key}={text!r} is not supported by boxd (it takes max-size and "
+                "max-file, a number; rotated logs are not compressed)"
+            )
+        dest, flag = _LOG_OPTS[key]
+        found.append(
+            (f"log-opts {key}", dest, int(text) if key == "max-file" else text, (flag,), text)
+        )
+    return found
+
+
+def _flag_value(given: Sequence[str], flags: tuple[str, ...]) -> str | None:
+    """The value a flag among ``flags`` has in ``given`` ("" for one without), or None."""
+    for i, word in enumerate(given):
+        for flag in flags:
+            if word == flag:
+                takes = not flag.startswith("--no-")
+                return given[i + 1] if takes and i + 1 < len(given) else ""
+            if word.startswith(flag + "="):
+                return word.partition("=")[2]
+    return None
+
+
+def read(path: Path, given: Sequence[str], *, required: bool) -> dict[str, object]:
+    """:func:`options` of the file at ``path``; none where it does not exist and is not
+    ``required`` (the default path)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                f"cannot read the configuration file {path}: it does not exist"
+            ) from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from None
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"the configuration file {path} is not JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"the configuration file {path} must hold a JSON object")
+    try:
+        return options(config, given)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid daemon configuration {path}: {exc}") from None

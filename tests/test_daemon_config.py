@@ -1,0 +1,112 @@
+"""The daemon's configuration file (``--config-file``, a Docker ``daemon.json``): its keys
+become the options, a key boxd does not know or one a flag also sets is refused by name,
+and a daemon started with one behaves as it says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from daemon_harness import running_daemon
+
+from boxd._daemonconfig import ConfigError, options, read
+
+
+def test_dockers_keys_and_boxds_own_become_options() -> None:
+    config = {
+        "data-root": "/srv/boxd",
+        "log-level": "warn",
+        "log-driver": "local",
+        "log-opts": {"max-size": "5m", "max-file": "4", "compress": "false"},
+        "live-restore": False,
+        "insecure-registries": ["reg.lan:5000"],
+        "hosts": ["unix:///run/my/docker.sock"],
+        "bridge-subnet": "10.9.0.0/16",
+    }
+    assert options(config, []) == {
+        "root": Path("/srv/boxd"),
+        "log_level": "warning",
+        "log_driver": "local",
+        "log_max_size": "5m",
+        "log_max_files": 4,
+        "live_restore": False,
+        "insecure_registry": ["reg.lan:5000"],
+        "docker_socket": "/run/my/docker.sock",
+        "bridge_subnet": "10.9.0.0/16",
+    }
+    assert options({"debug": True}, []) == {"log_level": "debug"}
+
+
+@pytest.mark.parametrize(
+    ("config", "given", "words"),
+    [
+        ({"storage-driver": "zfs", "bip": "10.0.0.1/8"}, [], "don't match any configuration "
+         "option: bip, storage-driver (boxd takes "),
+        ({"log-level": "debug"}, ["--log-level", "info"], "specified both as a flag and in the "
+         'configuration file: log-level (from flag: info, from file: "debug")'),
+        ({"live-restore": True}, ["--no-live-restore"], "live-restore (from flag: , from file: "
+         "true)"),
+        ({"log-opts": {"max-size": "1m"}}, ["--log-max-size=2m"], "log-opts max-size (from "
+         'flag: 2m, from file: "1m")'),
+        ({"log-opts": {"tag": "x"}}, [], "log-opts tag='x' is not supported by boxd"),
+        ({"log-opts": {"max-file": "many"}}, [], "log-opts max-file='many' is not supported"),
+        ({"debug": "yes"}, [], 'debug must be true or false, not "yes"'),
+        ({"log-level": "loud"}, [], "invalid log-level 'loud': use debug, info, warn or error"),
+        ({"hosts": ["tcp://0.0.0.0:2375"]}, [], "boxd serves the Docker API on one Unix socket"),
+        ({"insecure-registries": "reg:5000"}, [], "insecure-registries must be a list of "
+         "strings"),
+    ],
+)  # fmt: skip
+def test_refused_with_the_key_named(
+    config: dict[str, object], given: list[str], words: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        options(config, given)
+    assert words in str(caught.value)
+
+
+def test_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    assert read(path, [], required=False) == {}  # the default path need not exist
+    with pytest.raises(ConfigError, match=r"daemon\.json: it does not exist"):
+        read(path, [], required=True)
+    path.write_text("{nope")
+    with pytest.raises(ConfigError, match=r"daemon\.json is not JSON"):
+        read(path, [], required=True)
+    path.write_text('{"nope": 1}')
+    with pytest.raises(ConfigError, match=f"invalid daemon configuration {path}: the following"):
+        read(path, [], required=True)
+
+
+@pytest.mark.root
+def test_a_daemon_follows_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"log-driver": "none", "insecure-registries": ["reg.lan:5000"]}))
+    with running_daemon(tmp_path, "--config-file", str(path)) as daemon:
+        daemon.ctl("run", "--name", "quiet", "default", "echo", "hi")
+        config = json.loads(daemon.ctl("inspect", "quiet").stdout)[0]["HostConfig"]["LogConfig"]
+        assert config["Type"] == "none"  # the daemon's default, recorded on the container
+        r = daemon.ctl("logs", "quiet", check=False)
+        assert "configured logging driver does not support reading" in r.stderr
+        daemon.ctl("run", "--name", "kept", "--log-driver", "json-file", "default", "echo", "k")
+        assert daemon.ctl("logs", "kept").stdout == "k\n"
+        daemon.ctl("rm", "quiet", "kept")
+
+
+@pytest.mark.root
+def test_a_bad_file_stops_the_daemon_with_its_reason(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"log-driver": "syslog"}))
+    argv = [sys.executable, "-m", "boxd", "--root", str(tmp_path / "root"),
+            "--socket", str(tmp_path / "s.sock"), "--docker-socket", "",
+            "--config-file", str(path)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "invalid log-driver 'syslog': use json-file, local or none" in done.stderr
+    path.write_text(json.dumps({"socket": "/x.sock"}))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "specified both as a flag and in the configuration file: socket" in done.stderr
