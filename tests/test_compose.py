@@ -253,3 +253,24 @@ def test_a_volume_bound_to_a_host_directory(client: Any, tmp_path: Path) -> None
         with pytest.raises(docker.errors.APIError) as info:
             client.create_volume("bad", driver_opts=bad)
         assert info.value.status_code == 400 and words in str(info.value), str(info.value)
+
+
+def test_oom_score_adj_reaches_the_process(client: Any) -> None:
+    """``oom_score_adj: 200`` arrives as HostConfig.OomScoreAdj, which boxd's Engine API
+    dropped (boxctl --oom-score-adj had it): the container ran with the daemon's score."""
+    c = client.create_container(
+        "busybox", ["cat", "/proc/self/oom_score_adj"],
+        host_config=client.create_host_config(oom_score_adj=200),
+    )  # fmt: skip
+    try:
+        client.start(c)
+        assert client.wait(c, timeout=30)["StatusCode"] == 0
+        assert client.logs(c).decode().strip() == "200"
+        assert client.inspect_container(c)["HostConfig"]["OomScoreAdj"] == 200
+    finally:
+        client.remove_container(c, force=True)
+    with pytest.raises(docker.errors.APIError) as info:
+        client.create_container(
+            "busybox", ["true"], host_config=client.create_host_config(oom_score_adj=2000)
+        )
+    assert info.value.status_code == 400 and "invalid --oom-score-adj 2000" in str(info.value)

@@ -233,6 +233,8 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             group_add=tuple(host.strings("GroupAdd")),
             extra_hosts=tuple(host.strings("ExtraHosts")),
             init=host.flag("Init"),
+            # 0, Docker's unset, leaves the process the daemon's own score
+            oom_score_adj=host.integer("OomScoreAdj") or None,
             sysctls=tuple(f"{k}={v}" for k, v in host.mapping("Sysctls").items()),
             devices=tuple(_devices(host)),
             device_cgroup_rules=tuple(host.strings("DeviceCgroupRules")),
@@ -732,6 +734,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "MemoryReservation": res.memory_reservation or 0,
         "MemorySwappiness": res.memory_swappiness,
         "OomKillDisable": bool(res.oom_kill_disable),
+        "OomScoreAdj": cfg.oom_score_adj or 0,
         "KernelMemory": 0,
         "BlkioWeight": res.blkio_weight or 0,
         **{
