@@ -274,3 +274,12 @@ def test_oom_score_adj_reaches_the_process(client: Any) -> None:
             "busybox", ["true"], host_config=client.create_host_config(oom_score_adj=2000)
         )
     assert info.value.status_code == 400 and "invalid --oom-score-adj 2000" in str(info.value)
+
+
+def test_a_domainname_is_refused_not_dropped(client: Any) -> None:
+    """``domainname:`` arrives as Config.Domainname, which boxd dropped: the container's
+    domain name stayed ``(none)``.  boxd sets none, so it says so."""
+    with pytest.raises(docker.errors.APIError) as info:
+        client.create_container("busybox", ["true"], domainname="example.test")
+    assert info.value.status_code == 400
+    assert "Config.Domainname 'example.test' is not supported by boxd" in str(info.value)

@@ -170,6 +170,12 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     image = cfg.text("Image")
     if not image:
         raise ApiError(400, "no image given (Config.Image is empty)")
+    if cfg.text("Domainname"):
+        raise ApiError(
+            400,
+            f"Config.Domainname {cfg.text('Domainname')!r} is not supported by boxd:"
+            " a container's NIS domain name is always (none)",
+        )
     entrypoint = cfg.command("Entrypoint")
     command = cfg.command("Cmd") or []
     if image in DEFAULT_IMAGES:  # no image configuration: the command is all there is
