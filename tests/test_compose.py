@@ -283,3 +283,22 @@ def test_a_domainname_is_refused_not_dropped(client: Any) -> None:
         client.create_container("busybox", ["true"], domainname="example.test")
     assert info.value.status_code == 400
     assert "Config.Domainname 'example.test' is not supported by boxd" in str(info.value)
+
+
+def test_endpoints_name_their_networks_by_id(client: Any) -> None:
+    """NetworkSettings.Networks[NAME].NetworkID is the network's id in Docker (clients
+    match a container's endpoints to ``network ls`` by it); boxd gave the name."""
+    net = client.create_network("proj_ids", labels=PROJECT)
+    c = client.create_container(
+        "busybox", ["sleep", "300"],
+        host_config=client.create_host_config(network_mode="proj_ids"),
+    )  # fmt: skip
+    try:
+        client.start(c)
+        shown = client.inspect_container(c)["NetworkSettings"]["Networks"]
+        assert shown["proj_ids"]["NetworkID"] == net["Id"]
+        (row,) = client.containers(filters={"id": c["Id"]})
+        assert row["NetworkSettings"]["Networks"]["proj_ids"]["NetworkID"] == net["Id"]
+    finally:
+        client.remove_container(c, force=True)
+        client.remove_network("proj_ids")

@@ -20,6 +20,7 @@ from .._supervisor import NoSuchContainer
 from . import _shapes
 from ._api import MULTIPLEXED, READ_SIZE, Api, Streamed, frame, mem_total
 from ._http import RAW_STREAM, ApiError, HttpConnection, Request
+from ._networks import with_network_ids
 from ._router import CONTAINER, route
 from ._shapes import Fields
 
@@ -76,6 +77,8 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
+    for row in rows:
+        with_network_ids(api, row["NetworkSettings"])
     if req.flag("size"):
         await with_sizes(api, found, rows)
     await conn.respond_json(200, rows)
@@ -117,6 +120,7 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
     shown = _shapes.inspect(c, api.execs_of(c.id))
+    with_network_ids(api, shown["NetworkSettings"])
     if req.flag("size"):
         await with_sizes(api, [c], [shown])
     await conn.respond_json(200, shown)

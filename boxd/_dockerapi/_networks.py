@@ -17,6 +17,7 @@ from .._netserver import (
     NetworkPruneRequest,
     NetworkRemoveRequest,
 )
+from .._network import NetworkError
 from . import _shapes
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
@@ -86,6 +87,23 @@ def _builtin(name: str) -> dict[str, Any]:
         "Options": {},
         "Labels": {},
     }
+
+
+def network_id(api: Api, name: str) -> str:
+    """The id Docker shows for the network ``name`` ("" when there is none of that name)."""
+    if name in ("host", "none"):
+        return str(_builtin(name)["Id"])
+    try:
+        return api.sup.networks.get(name).id
+    except NetworkError:
+        return ""
+
+
+def with_network_ids(api: Api, settings: dict[str, Any]) -> None:
+    """A container's ``NetworkSettings.Networks`` with Docker's ``NetworkID``s (the shapes
+    know only the networks' names)."""
+    for name, endpoint in settings["Networks"].items():
+        endpoint["NetworkID"] = network_id(api, name)
 
 
 async def _verb(api: Api, request: object) -> Any:
