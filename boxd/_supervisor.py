@@ -1226,12 +1226,23 @@ class Supervisor:
 
         async with trio.open_nursery() as nursery:
             try:
-                await nursery.start(
-                    functools.partial(proc.execute, owns_cgroup=False),
-                    self.native,
-                    exec_plan,
-                    self.cgroups.open(c.id),
-                )
+                # The spawn waits, on the event loop's thread, for its setup, which joins
+                # the container's cgroup: frozen, it would wait until a thaw and hold every
+                # other request meanwhile.  Under the lock a pause waits for the spawn.
+                async with entry.lock:
+                    _lifecycle.check_exec(c.id, c.name, entry.phase)
+                    cgroup = self.cgroups.open(c.id)
+                    if cgroup.frozen():  # by somebody else: boxd's own pause is a phase
+                        raise Conflict(
+                            f"Container {c.id} is frozen (its cgroup's freezer, not a pause "
+                            "of boxd's): thaw it before exec"
+                        )
+                    await nursery.start(
+                        functools.partial(proc.execute, owns_cgroup=False),
+                        self.native,
+                        exec_plan,
+                        cgroup,
+                    )
             except (SpawnError, OSError, ValueError) as exc:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
             self.events.report(f"exec_start: {action}", c, execID=exec_id)

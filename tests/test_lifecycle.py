@@ -15,6 +15,8 @@ import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
 
 from boxctl._client import CliError
+from boxd._cgroup import CgroupHost
+from boxd._supervisor import cgroup_name
 
 pytestmark = pytest.mark.root
 
@@ -347,6 +349,28 @@ def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
     daemon.ctl("pause", "p")
     daemon.ctl("rm", "-f", "p")  # a paused container goes too
     assert not _alive(pid)
+
+
+def test_exec_into_a_cgroup_frozen_by_another_is_refused(daemon: Daemon) -> None:
+    """A container whose cgroup somebody else froze: its exec's setup would freeze in it,
+    and the spawn waits for that on the event loop.  Refused, naming it; the daemon goes
+    on answering, and after a thaw exec works."""
+    daemon.ctl("run", "-d", "--name", "f", "default", "sleep", "300")
+    cid = daemon.inspect("f")["id"]
+    host = CgroupHost.detect(name=cgroup_name(daemon.root))  # the daemon is our child
+    freezer = host.open(cid).freeze_state()
+    assert freezer is not None, "no freezer for the container"
+    state, frozen = Path(freezer[0]), freezer[1]
+    thawed = "0" if frozen == "1" else "THAWED"
+    state.write_text(frozen)
+    try:
+        r = daemon.ctl("exec", "f", "true", check=False, timeout=20)
+        assert r.returncode == 1 and f"Container {cid} is frozen" in r.stderr, r.stderr
+        assert "f" in daemon.ctl("ps", timeout=20).stdout
+    finally:
+        state.write_text(thawed)
+    assert daemon.ctl("exec", "f", "echo", "thawed").stdout == "thawed\n"
+    daemon.ctl("rm", "-f", "f")
 
 
 def test_restarting_is_listed_as_docker_shows_it(daemon: Daemon) -> None:
