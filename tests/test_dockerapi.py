@@ -273,6 +273,9 @@ def test_container_sizes(clean: Daemon, tmp_path: Path, busybox_root: Path) -> N
     listed = _docker(clean, "ps", "-a", "-s", "--format", "{{.Size}}").stdout
     assert listed.startswith("30") and "kB (virtual " in listed, listed
     assert "big" in _docker(clean, "system", "df", "-v").stdout
+    # Its image is in use: nothing of it is reclaimable (SharedSize given, as Docker's df).
+    df = _docker(clean, "system", "df", "--format", "{{.Type}}={{.Reclaimable}}").stdout
+    assert "Images=0B (0%)" in df.splitlines(), df
     assert _docker(clean, "rm", "big").returncode == 0
     assert _docker(clean, "rmi", "sz:1").returncode == 0
 

@@ -81,12 +81,15 @@ def _default_image() -> dict[str, Any]:
 
 async def images(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
-    await conn.respond_json(200, await image_rows(api, filters))
+    await conn.respond_json(200, await image_rows(api, filters, shared=req.flag("shared-size")))
 
 
-async def image_rows(api: Api, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+async def image_rows(
+    api: Api, filters: dict[str, list[str]] | None = None, *, shared: bool = False
+) -> list[dict[str, Any]]:
     """The image list's rows, ``default`` first where the filters let it be (it has no
-    labels, is no image's before or since, and is never dangling)."""
+    labels, is no image's before or since, and is never dangling); ``shared``: each
+    one's SharedSize (its layers another image also has), else -1 as Docker's list."""
     filters = filters or {}
     request = ImagesRequest(filters={k: tuple(v) for k, v in filters.items()})
     answer: ImagesResponse = await one_answer(api.images.images, request)
@@ -102,7 +105,7 @@ async def image_rows(api: Api, filters: dict[str, list[str]] | None = None) -> l
         "RepoDigests": [],
         "Created": int(default_created()),
         "Size": 0,
-        "SharedSize": -1,
+        "SharedSize": 0 if shared else -1,
         "Labels": {},
         "Containers": -1,
     }
@@ -116,7 +119,7 @@ async def image_rows(api: Api, filters: dict[str, list[str]] | None = None) -> l
                 "RepoDigests": [_shapes.familiar(d) for d in image.repo_digests],
                 "Created": _unix_time(image.created),
                 "Size": image.size,
-                "SharedSize": -1,
+                "SharedSize": image.shared_size if shared else -1,
                 "Labels": image.labels,
                 "Containers": image.containers,
             }

@@ -150,9 +150,10 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
 
 async def df(api: Api, conn: HttpConnection, req: Request) -> None:
     from ._containers import with_sizes
+    from ._images import image_rows
     from ._volumes import df_rows
 
-    images = await _image_rows(api)
+    images = await image_rows(api, shared=True)
     now = time.time()
     found = api.sup.list(all=True)
     containers = [_shapes.summary(c, now) for c in found]

@@ -84,6 +84,7 @@ class ImageSummary:
     created: str  # the config's "created" (RFC 3339), or empty
     containers: int
     labels: dict[str, str] = attrs.Factory(dict)
+    shared_size: int = 0  # of its layers that another image also has
 
 
 @attrs.frozen

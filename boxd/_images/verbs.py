@@ -6,6 +6,7 @@ the connection it is given, as the container verbs do in :mod:`boxd._server`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import time
@@ -162,10 +163,16 @@ class ImageVerbs:
 
     async def images(self, conn: Sender, req: ImagesRequest) -> None:
         records = sorted(self.store.images(), key=lambda r: r.added, reverse=True)
+        holders = collections.Counter(d for r in records for d in {x.diff_id for x in r.layers})
         configs = {r.id: self._config_of(r) for r in records}
         keep = _image_filter(req.filters, self.store, configs)
         records = [r for r in records if keep(r)]
         await self.sup.unpacks.settled(records)  # the sizes of their layers
+
+        def shared(record: ImageRecord) -> int:
+            diff_ids = {layer.diff_id for layer in record.layers}
+            return sum(self.store.layer_size(d) for d in diff_ids if holders[d] > 1)
+
         summaries = tuple(
             ImageSummary(
                 id=r.id,
@@ -175,6 +182,7 @@ class ImageVerbs:
                 created=str(configs[r.id].get("created") or ""),
                 containers=len(self._users(r)),
                 labels=dict((configs[r.id].get("config") or {}).get("Labels") or {}),
+                shared_size=shared(r),
             )
             for r in records
         )
