@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, daemon_cli, leftover_cgroups, running_daemon
 
+from boxctl._client import CliError, call
 from boxd._cgroup import parse_cpu_list
 
 pytestmark = pytest.mark.root
@@ -141,3 +148,126 @@ def test_exec_tty_of_short_processes_on_a_busy_machine(daemon: Daemon) -> None:
         for hog in hogs:
             hog.kill()
             hog.wait()
+
+
+# A FUSE file system whose one file's reads wait until a flag file exists: a container
+# process reading it sits in the kernel, where cgroup v2's freezer cannot reach it, so a
+# pause of that container stays under way until its timeout (then thaws and fails).
+HELD_READS_FS = """
+import errno, os, stat, sys, trio, pyfuse3
+
+mountpoint, reading, release = sys.argv[1:]
+
+class Held(pyfuse3.Operations):
+    async def getattr(self, inode, ctx=None):
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = inode
+        if inode == pyfuse3.ROOT_INODE:
+            attrs.st_mode = stat.S_IFDIR | 0o755
+        elif inode == 2:
+            attrs.st_mode, attrs.st_size = stat.S_IFREG | 0o644, 1
+        else:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return attrs
+
+    async def lookup(self, parent, name, ctx=None):
+        if parent == pyfuse3.ROOT_INODE and name == b"held":
+            return await self.getattr(2)
+        raise pyfuse3.FUSEError(errno.ENOENT)
+
+    async def open(self, inode, flags, ctx):
+        return pyfuse3.FileInfo(fh=inode, direct_io=True)
+
+    async def read(self, fh, offset, size):
+        open(reading, "w").close()
+        while not os.path.exists(release):
+            await trio.sleep(0.02)
+        return b""
+
+pyfuse3.init(Held(), mountpoint, ["fsname=held"])
+open(reading + ".mounted", "w").close()
+try:
+    trio.run(pyfuse3.main)
+finally:
+    pyfuse3.close(unmount=True)
+"""
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _call_within(socket: Path, request: dict[str, Any], timeout: float) -> object:
+    """The daemon's answer to ``request`` (or the error it raised) within ``timeout``
+    seconds, else None (the caller's thread waits on, until the daemon answers or ends)."""
+    answer: list[object] = []
+
+    def ask() -> None:
+        try:
+            answer.append(call(str(socket), request))
+        except CliError as exc:
+            answer.append(exc)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return answer[0] if answer else None
+
+
+@pytest.mark.fuse
+def test_exec_during_a_pause_under_way_waits_for_its_end(tmp_path: Path) -> None:
+    """An exec that arrives while a pause freezes the cgroup waits for the pause to end:
+    its process, born in the freezing cgroup, was frozen there before it could exec, and
+    the spawn waited for it on the daemon's event loop (every request hung from then).
+    The pause is held under way by a container process stuck in a FUSE read."""
+    mnt, reading, release = tmp_path / "mnt", tmp_path / "reading", tmp_path / "release"
+    mnt.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-c", HELD_READS_FS, str(mnt), str(reading), str(release)]
+    )
+    freeze: list[Path] = []
+    try:
+        _until(Path(f"{reading}.mounted").exists, "the FUSE mount")
+        with running_daemon(tmp_path / "d") as daemon:
+            try:
+                script = "cat /f/held; sleep 300"
+                daemon.ctl(
+                    "run", "-d", "--name", "p", "-v", f"{mnt}:/f", "default", "sh", "-c", script
+                )
+                _until(reading.exists, "the container's held read")
+                cid = daemon.inspect("p")["id"]
+                freeze = [
+                    Path(c, "cgroup.freeze")
+                    for c in leftover_cgroups(daemon.root)
+                    if os.path.basename(c) == cid and Path(c, "cgroup.freeze").exists()
+                ]
+                if not freeze:
+                    pytest.skip("no cgroup v2 freezer on this host")
+                pause = subprocess.Popen(
+                    [*shlex.split(daemon_cli(daemon)), "pause", "p"],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                _until(lambda: freeze[0].read_text().strip() == "1", "the pause's freeze")
+                request = {
+                    "type": "ExecRequest",
+                    "container": "p",
+                    "command": ["true"],
+                    "detach": True,
+                }
+                answer = _call_within(daemon.socket, request, timeout=20)
+                assert answer == {"type": "OkResponse"}, answer
+                _, error = pause.communicate(timeout=30)
+                assert pause.returncode != 0 and "did not freeze" in error
+                assert daemon.inspect("p")["state"]["status"] == "running"
+            finally:
+                release.touch()
+                for f in freeze:  # the daemon hung: its frozen process let go
+                    f.write_text("0")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
