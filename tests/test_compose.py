@@ -1,6 +1,7 @@
 """What docker-compose 1.29 asks of the Engine API, sent as it sends it: through docker-py
-(compose's own client) and the docker CLI.  docker-compose itself is not installed in CI;
-each test replays the requests of one compose verb that boxd once answered wrongly.
+(compose's own client).  docker-compose itself is not installed in CI; each test replays
+the requests of one compose verb that boxd once answered wrongly (or, said so, a bug
+found on the way).
 
 The daemon runs in a network namespace the module makes and deletes afterwards, even on
 failure (compose's projects are user networks with published ports).
@@ -302,3 +303,19 @@ def test_endpoints_name_their_networks_by_id(client: Any) -> None:
     finally:
         client.remove_container(c, force=True)
         client.remove_network("proj_ids")
+
+
+def test_commit_of_a_container_that_never_ran(client: Any) -> None:
+    """Found while writing these tests: committing a created container (an image with
+    one more EXPOSE, say) failed with a 500, its upper directory not being there yet.
+    Docker commits it as an empty layer."""
+    base = client.create_container("busybox", ["true"])
+    try:
+        image = client.commit(base, "proj_never", "1", changes=["EXPOSE 80"])
+        shown = client.inspect_image(image["Id"])
+        assert shown["Config"]["ExposedPorts"] == {"80/tcp": {}}
+        below = client.inspect_image("busybox")["RootFS"]["Layers"]
+        assert shown["RootFS"]["Layers"][:-1] == below
+    finally:
+        client.remove_container(base)
+    client.remove_image("proj_never:1")

@@ -474,8 +474,13 @@ def write_diff(upper: Path, out: IO[bytes]) -> None:
     become ``.wh.NAME`` and its opaque directories get ``.wh..wh..opq``; the files boxd
     writes at each start (/etc/hostname, /etc/hosts) are left out.  Files are
     opened with O_NOFOLLOW and checked to be what was listed: the container may change
-    its upper directory meanwhile, and must not make the daemon read a host file."""
-    root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    its upper directory meanwhile, and must not make the daemon read a host file.  A
+    container that never ran has no upper directory: it changed nothing."""
+    try:
+        root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT).close()
+        return
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             _walk_upper(tar, root_fd, "")
