@@ -15,12 +15,12 @@ import trio
 
 from .. import _lifecycle, _listing, _logs, _platforms, _prune, protocol
 from .._images.store import NoSuchImage
+from .._network import NetworkError
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
 from . import _shapes
 from ._api import MULTIPLEXED, READ_SIZE, Api, Streamed, frame, mem_total
 from ._http import RAW_STREAM, ApiError, HttpConnection, Request
-from ._networks import with_network_ids
 from ._router import CONTAINER, route
 from ._shapes import Fields
 
@@ -71,6 +71,19 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(201, {"Id": c.id, "Warnings": warnings})
 
 
+def _with_network_ids(api: Api, settings: dict[str, Any]) -> None:
+    """A container's ``NetworkSettings.Networks`` with Docker's ``NetworkID``s (the shapes
+    know only the networks' names; "" for a network gone)."""
+    for name, endpoint in settings["Networks"].items():
+        if name in ("host", "none"):
+            endpoint["NetworkID"] = _shapes.builtin_network_id(name)
+            continue
+        try:
+            endpoint["NetworkID"] = api.sup.networks.get(name).id
+        except NetworkError:
+            endpoint["NetworkID"] = ""
+
+
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     limit = req.integer("limit") or 0
     filters = _shapes.parse_filters(req.arg("filters"))
@@ -78,7 +91,7 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
     for row in rows:
-        with_network_ids(api, row["NetworkSettings"])
+        _with_network_ids(api, row["NetworkSettings"])
     if req.flag("size"):
         await with_sizes(api, found, rows)
     await conn.respond_json(200, rows)
@@ -120,7 +133,7 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
     shown = _shapes.inspect(c, api.execs_of(c.id))
-    with_network_ids(api, shown["NetworkSettings"])
+    _with_network_ids(api, shown["NetworkSettings"])
     if req.flag("size"):
         await with_sizes(api, [c], [shown])
     await conn.respond_json(200, shown)

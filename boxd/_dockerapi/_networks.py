@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,6 @@ from .._netserver import (
     NetworkPruneRequest,
     NetworkRemoveRequest,
 )
-from .._network import NetworkError
 from . import _shapes
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
@@ -72,7 +70,7 @@ def _builtin(name: str) -> dict[str, Any]:
     """``host`` and ``none``: no bridge, no addresses, as Docker lists them."""
     return {
         "Name": name,
-        "Id": hashlib.sha256(f"boxd network {name}".encode()).hexdigest(),
+        "Id": _shapes.builtin_network_id(name),
         "Created": _shapes.ZERO_TIME,
         "Scope": "local",
         "Driver": "host" if name == "host" else "null",
@@ -87,23 +85,6 @@ def _builtin(name: str) -> dict[str, Any]:
         "Options": {},
         "Labels": {},
     }
-
-
-def network_id(api: Api, name: str) -> str:
-    """The id Docker shows for the network ``name`` ("" when there is none of that name)."""
-    if name in ("host", "none"):
-        return str(_builtin(name)["Id"])
-    try:
-        return api.sup.networks.get(name).id
-    except NetworkError:
-        return ""
-
-
-def with_network_ids(api: Api, settings: dict[str, Any]) -> None:
-    """A container's ``NetworkSettings.Networks`` with Docker's ``NetworkID``s (the shapes
-    know only the networks' names)."""
-    for name, endpoint in settings["Networks"].items():
-        endpoint["NetworkID"] = network_id(api, name)
 
 
 async def _verb(api: Api, request: object) -> Any:

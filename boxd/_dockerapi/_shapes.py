@@ -397,6 +397,11 @@ def _port_bindings(c: Container) -> dict[str, list[dict[str, str]]]:
     return found
 
 
+def builtin_network_id(name: str) -> str:
+    """The id of ``host`` or ``none``, which boxd keeps no record of."""
+    return hashlib.sha256(f"boxd network {name}".encode()).hexdigest()
+
+
 def _network_settings(c: Container) -> dict[str, Any]:
     """``NetworkSettings``: the ports published now (exposed ones as null) and the
     container's address on each network, while it runs."""
