@@ -319,3 +319,33 @@ def test_commit_of_a_container_that_never_ran(client: Any) -> None:
     finally:
         client.remove_container(base)
     client.remove_image("proj_never:1")
+
+
+def test_ports_are_listed_once_and_only_while_running(client: Any) -> None:
+    """compose's ``ps`` showed ``80/tcp, 80/tcp`` for a stopped web service: its image
+    EXPOSEs 80 and compose's ``ports:`` exposes it again, and boxd listed both, for a
+    container that had no network at all.  Docker lists each port once, and none for a
+    container that is not running."""
+    base = client.create_container("busybox", ["true"])
+    client.commit(base, "proj_exposed", "1", changes=["EXPOSE 80"])
+    client.remove_container(base)
+    c = client.create_container(
+        "proj_exposed:1", ["sleep", "300"], ports=[80, 81],
+        host_config=client.create_host_config(port_bindings={81: None}),
+    )  # fmt: skip
+    try:
+
+        def shown() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            (row,) = client.containers(all=True, filters={"id": c["Id"]})
+            return row["Ports"], client.inspect_container(c)["NetworkSettings"]["Ports"]
+
+        assert shown() == ([], {})
+        client.start(c)
+        rows, ports = shown()
+        assert sorted(r["PrivatePort"] for r in rows) == [80, 81], rows
+        assert ports["80/tcp"] is None and ports["81/tcp"][0]["HostPort"], ports
+        client.stop(c, timeout=1)
+        assert shown() == ([], {})
+    finally:
+        client.remove_container(c, force=True)
+        client.remove_image("proj_exposed:1")

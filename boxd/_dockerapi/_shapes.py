@@ -408,8 +408,8 @@ def _network_settings(c: Container) -> dict[str, Any]:
     cfg = c.config
     now = c.state.network
     ports: dict[str, list[dict[str, str]] | None] = {}
-    for key in (*cfg.exposed_ports, *cfg.expose, *(p.key for p in cfg.ports)):
-        ports.setdefault(key, None)
+    if _has_ports(c):
+        ports = dict.fromkeys(_exposed(c))
     for b in now.ports:
         key = f"{b.container_port}/{b.protocol}"
         ports[key] = [
@@ -460,8 +460,24 @@ def _network_settings(c: Container) -> dict[str, Any]:
     }
 
 
+def _has_ports(c: Container) -> bool:
+    """Whether Docker would show the container's ports: only while it has its network
+    (a created or stopped container shows none)."""
+    return status_word(c) in ("running", "paused")
+
+
+def _exposed(c: Container) -> Iterable[str]:
+    """Its exposed ports, once each (the image's EXPOSE and the container's own may both
+    name one)."""
+    return dict.fromkeys(
+        (*c.config.exposed_ports, *c.config.expose, *(p.key for p in c.config.ports))
+    )
+
+
 def _port_rows(c: Container) -> list[dict[str, Any]]:
     """``Ports`` of a list row: published ones with their host side, exposed ones alone."""
+    if not _has_ports(c):
+        return []
     rows: list[dict[str, Any]] = [
         {
             "IP": b.host_ip or "0.0.0.0",
@@ -472,7 +488,7 @@ def _port_rows(c: Container) -> list[dict[str, Any]]:
         for b in c.state.network.ports
     ]
     published = {(r["PrivatePort"], r["Type"]) for r in rows}
-    for key in (*c.config.exposed_ports, *c.config.expose):
+    for key in _exposed(c):
         port, _, protocol = key.partition("/")
         if (int(port), protocol or "tcp") not in published:
             rows.append({"PrivatePort": int(port), "Type": protocol or "tcp"})
