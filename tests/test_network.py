@@ -757,9 +757,11 @@ def test_mac_addresses(netd: Daemon) -> None:
         c = client.create_container(
             "default", ["sleep", "300"], mac_address="02:42:AC:11:00:09", name="m"
         )
+        client.connect_container_to_network(c, "macs", mac_address="02:00:00:00:00:42")
+        at_rest = client.inspect_container(c)["NetworkSettings"]["Networks"]
+        assert at_rest["macs"]["MacAddress"] == "02:00:00:00:00:42"
         client.start(c)
         netd.wait_for("m", lambda r: r["state"]["network"]["endpoints"])
-        client.connect_container_to_network(c, "macs", mac_address="02:00:00:00:00:42")
         shown = client.inspect_container(c)["NetworkSettings"]
         assert shown["MacAddress"] == "02:42:ac:11:00:09"
         assert shown["Networks"]["macs"]["MacAddress"] == "02:00:00:00:00:42"

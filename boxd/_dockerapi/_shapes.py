@@ -444,9 +444,10 @@ def _network_settings(c: Container) -> dict[str, Any]:
         }
         for e in now.endpoints
     }
-    # At rest: the networks it will join, without addresses (as Docker shows them).
-    for name in joins:
-        networks.setdefault(name, endpoint(name, "", "", 0, ""))
+    # At rest: the networks it will join, without addresses, with a MAC asked for (as
+    # Docker shows them).
+    for name, join in joins.items():
+        networks.setdefault(name, endpoint(name, "", "", 0, join.mac))
     first = now.endpoints[0] if now.endpoints else None
     return {
         "Bridge": "",
