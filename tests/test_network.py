@@ -767,6 +767,16 @@ def test_mac_addresses(netd: Daemon) -> None:
         assert shown["Networks"]["macs"]["MacAddress"] == "02:00:00:00:00:42"
         r = netd.ctl("exec", "m", "cat", *(f"/sys/class/net/eth{i}/address" for i in (0, 1)))
         assert r.stdout == "02:42:ac:11:00:09\n02:00:00:00:00:42\n"
+        # What an endpoint would have to drop is refused by name.
+        endpoints: list[tuple[dict[str, Any], str]] = [
+            ({"driver_opt": {"k": "v"}}, "EndpointConfig.DriverOpts is not supported"),
+            ({"link_local_ips": ["169.254.1.1"]}, "IPAMConfig.LinkLocalIPs is not supported"),
+            ({"ipv6_address": "fd00::2"}, "IPAMConfig.IPv6Address is not supported"),
+        ]
+        for endpoint, words in endpoints:
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.connect_container_to_network(c, "macs", **endpoint)
+            assert refused.value.status_code == 400 and words in str(refused.value)
         for bad in ("02:42:ac:11:00", "01:00:5e:00:00:01"):  # short; multicast
             with pytest.raises(docker.errors.APIError) as refused:
                 client.create_container("default", ["true"], mac_address=bad)

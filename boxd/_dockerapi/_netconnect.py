@@ -8,7 +8,7 @@ from .._netserver import NetworkConnectRequest, NetworkDisconnectRequest
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
-from ._shapes import Fields
+from ._shapes import Fields, check_endpoint
 
 
 def _container(body: Fields) -> str:
@@ -21,6 +21,7 @@ def _container(body: Fields) -> str:
 async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     body = Fields(req.json_object(), "body")
     endpoint = body.object("EndpointConfig")
+    check_endpoint(endpoint, "EndpointConfig")
     request = NetworkConnectRequest(
         network=ref,
         container=_container(body),

@@ -362,6 +362,7 @@ def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[Networ
     joins: dict[str, NetworkJoin] = {}
     for name in endpoints.data:
         endpoint = endpoints.object(name)
+        check_endpoint(endpoint, f"EndpointsConfig[{name!r}]")
         joins[_NETWORKS.get(name, name)] = NetworkJoin(
             _NETWORKS.get(name, name),
             tuple(endpoint.strings("Aliases")),
@@ -377,6 +378,16 @@ def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[Networ
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
         raise ApiError(400, f"the container's network is {network!r}: it cannot {what}")
     return own.aliases, (own, *joins.values())
+
+
+def check_endpoint(endpoint: Fields, where: str) -> None:
+    """An endpoint's settings boxd would have to drop are refused by name instead."""
+    if endpoint.present("DriverOpts"):
+        raise ApiError(400, f"{where}.DriverOpts is not supported by boxd")
+    if endpoint.object("IPAMConfig").present("LinkLocalIPs"):
+        raise ApiError(400, f"{where}.IPAMConfig.LinkLocalIPs is not supported by boxd")
+    if endpoint.object("IPAMConfig").present("IPv6Address"):
+        raise ApiError(400, f"{where}.IPAMConfig.IPv6Address is not supported by boxd (IPv4 only)")
 
 
 def _mac(text: str) -> str:
