@@ -544,6 +544,20 @@ def test_run_network(clean: Daemon, tmp_path: Path) -> None:
         client.close()
 
 
+def test_a_layer_held_twice(clean: Daemon, tmp_path: Path) -> None:
+    """Two steps that change the same make one layer twice in the image: a step on top of
+    them, and a container of the image, still start (overlay refuses a lowerdir given
+    twice), and see what the upper copy shows."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nRUN true\nRUN true\nRUN echo top > /top\n"},
+    )
+    clean.ctl("build", "--no-cache", "-t", "twice", str(ctx))
+    history = json.loads(clean.ctl("history", "--format", "json", "twice").stdout)
+    assert len(history) >= 4
+    assert clean.ctl("run", "--rm", "twice", "cat", "/top").stdout == "top\n"
+
+
 def test_volume_paths_keep_copies_not_run_changes(clean: Daemon, tmp_path: Path) -> None:
     """As Docker: COPY into a VOLUME's path is in the image; a RUN's writes there are not
     (the step's container has the volume mounted)."""

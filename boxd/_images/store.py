@@ -425,13 +425,18 @@ class ImageStore:
             shutil.rmtree(trash, ignore_errors=True)
 
     def lowers(self, record: ImageRecord) -> tuple[str, ...]:
-        """The layer directories of an image, top-most first (overlay's lowerdir order)."""
-        dirs = []
+        """The layer directories of an image, top-most first (overlay's lowerdir order).
+
+        A layer the image holds twice (two RUN steps that changed the same, an image's
+        repeated empty layer) is one directory: overlay refuses a lowerdir given twice
+        (ELOOP, 'overlapping'), so only its top-most place is kept, which shows the same
+        (what the lower copy holds, the upper one holds again over everything between)."""
+        dirs: dict[str, None] = {}
         for layer in reversed(record.layers):
             path = self.layer_dir(layer.diff_id)
             if path is None:
                 raise NoSuchImage(f"{record.id} (layer {layer.diff_id} is missing)")
-            dirs.append(str(path))
+            dirs.setdefault(str(path))
         return tuple(dirs)
 
     def size(self, record: ImageRecord) -> int:
