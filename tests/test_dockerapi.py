@@ -298,6 +298,7 @@ def test_log_drivers_none_and_local(clean: Daemon) -> None:
     assert json.loads(config) == {"Type": "local", "Config": {}}
     for args, words in [
         (["--log-driver", "syslog"], "logging driver 'syslog' is not supported by boxd"),
+        (["--log-driver", "asdf"], "logger: no log driver named 'asdf' is registered"),
         (
             ["--log-driver", "none", "--log-opt", "max-size=1m"],
             "invalid logging opts for driver none",

@@ -277,6 +277,14 @@ def _devices(host: Fields) -> Iterable[DeviceMapping]:
         )
 
 
+# Docker's other log drivers: boxd knows them and says it has them not; another name is one
+# Docker has not either, and gets Docker's words.
+_DOCKER_LOG_DRIVERS = frozenset(
+    ("syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs", "gcplogs",
+     "logentries")
+)  # fmt: skip
+
+
 def _log_config(log: Fields) -> tuple[str, int | None, int | None]:
     """``HostConfig.LogConfig`` (``--log-driver``, ``--log-opt``): json-file (Podman's
     k8s-file too), local or none (see boxd._records.LOG_DRIVERS); of the options, the
@@ -284,6 +292,8 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None]:
     ``compress=false`` is what boxd does; any other option is refused rather than
     dropped.  Returns (driver, max size, max files), None where not given."""
     driver = {"k8s-file": "json-file"}.get(log.text("Type"), log.text("Type"))
+    if driver and driver not in LOG_DRIVERS and driver not in _DOCKER_LOG_DRIVERS:
+        raise ApiError(400, f"logger: no log driver named {driver!r} is registered")  # Docker's
     if driver and driver not in LOG_DRIVERS:
         raise ApiError(
             400,
