@@ -214,6 +214,16 @@ def _read_opt(path: str) -> str:
         return ""
 
 
+def _thaw(state: str, thawed: str) -> None:
+    """Write a freezer's thawed value; a cgroup already gone (its last process ended and
+    the run's end removed it) has nothing frozen left to let go."""
+    try:
+        _write(state, thawed)
+    except CgroupError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+
+
 def _write(path: str, value: str) -> None:
     """One write of ``value`` (the kernel takes a cgroup file's value in one write), with
     the flags of ``open(path, "w")``."""
@@ -967,14 +977,14 @@ class Cgroup:
             while not done():  # noqa: ASYNC110
                 await trio.sleep(0.005)
             return
-        _write(state, thawed)
+        _thaw(state, thawed)
         raise CgroupError(errno.EBUSY, f"cgroup {self.name} did not freeze in {FREEZE_TIMEOUT}s")
 
     def thaw(self) -> None:
         """Let the processes of a frozen cgroup run again (``unpause``)."""
         freezer = self._freezer()
         if freezer is not None:
-            _write(freezer[0], freezer[2])
+            _thaw(freezer[0], freezer[2])
 
     async def _signal_frozen(self, sig: int) -> None:
         import trio  # here: boxd-runtime's create and delete use this module without Trio
@@ -991,7 +1001,7 @@ class Cgroup:
                     await trio.sleep(0.005)
             self._signal(sig)
         finally:
-            _write(state, thawed)
+            _thaw(state, thawed)
 
     def freeze_state(self) -> tuple[str, str] | None:
         """(state file, its value while frozen) of the freezer :meth:`freeze` uses, or None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import collections
 import contextlib
+import errno
 import functools
 import hashlib
 import logging
@@ -41,7 +42,7 @@ from . import (
     _shim,
     _trim,
 )
-from ._cgroup import CPU_PERIOD, Cgroup, CgroupHost, Stats, parse_cpu_list
+from ._cgroup import CPU_PERIOD, Cgroup, CgroupError, CgroupHost, Stats, parse_cpu_list
 from ._diff import Change
 from ._events import Events
 from ._healthcheck import active as active_healthcheck
@@ -1007,7 +1008,17 @@ class Supervisor:
         async with entry.lock:
             _lifecycle.check_pause(c.name, entry.phase)
             cgroup = self.cgroups.open(c.id)
-            await cgroup.freeze()
+            try:
+                await cgroup.freeze()
+            except CgroupError as exc:
+                # A process that is exiting never freezes, and a cgroup its end removed
+                # cannot be: the container ended as it froze (its end may not be recorded
+                # yet).  Any other failure is the freezer's.
+                if entry.phase is RUNNING and exc.errno != errno.ENOENT:
+                    raise
+                raise Conflict(
+                    f"container {c.name} is not running: only a running container can be paused"
+                ) from None
             if entry.phase is not RUNNING:  # it ended meanwhile
                 self._thaw(c)
                 _lifecycle.check_pause(c.name, entry.phase)

@@ -31,7 +31,7 @@ import pytest
 import trio
 from fake_cgroup import FakeCgroupFs
 
-from boxd import _native
+from boxd import _cgroup, _native
 from boxd._cgroup import (
     ALLOWED_DEVICES,
     Cgroup,
@@ -263,6 +263,28 @@ async def test_v2_counters_oom_and_freeze_kill(fs: FakeCgroupFs) -> None:
     (d / "cgroup.kill").unlink()
     assert await _sigterm_one(fs, cg, d) == [("cgroup.freeze", "1"), ("cgroup.freeze", "0")]
     await cg.remove()
+
+
+async def test_a_thaw_finds_the_cgroup_gone(
+    fs: FakeCgroupFs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container whose process was ending as it froze (a commit's pause) is recorded as
+    ended and its cgroup removed before the thaw: the thaw has nothing to let go, and
+    says nothing (it made a commit answer 500); other write errors still raise."""
+    own = fs.mount_v2("/boxd.service")
+    cg = fs.detect().create("c", Limits())
+    state = own / "boxd" / "c" / "cgroup.freeze"
+    await cg.remove()  # between the thaw's look at the freezer and its write
+    monkeypatch.setattr(cg, "_freezer", lambda: (str(state), "1", "0", lambda: False))
+    cg.thaw()
+    assert fs.writes[-1] == (str(state.relative_to(fs.root)), "0")
+
+    def refused(path: str, value: str) -> None:
+        raise CgroupError(errno.EBUSY, f"cannot write {value!r} to {path}")
+
+    monkeypatch.setattr(_cgroup, "_write", refused)
+    with pytest.raises(CgroupError):
+        cg.thaw()
 
 
 # ---- hybrid and pure v1 on fake trees ------------------------------------------------

@@ -6,8 +6,10 @@ test_lifecycle.py."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import trio
 from fake_cgroup import FakeCgroupFs
 
 from boxd import _lifecycle, _supervisor
-from boxd._cgroup import CgroupHost
+from boxd._cgroup import Cgroup, CgroupError, CgroupHost
 from boxd._lifecycle import Conflict
 from boxd._native import FakeNative, SpawnPlan, Stage
 from boxd._plan import Prepared
@@ -182,6 +184,37 @@ async def test_pause_freezes_and_verbs_follow_the_phase(
         freezes = [v for path, v in fs.writes if path.endswith(f"{c.id}/cgroup.freeze")]
         assert freezes == ["1", "0", "1", "0"]
         assert status(c) is Status.STOPPED
+
+
+async def test_a_process_ending_as_it_freezes_is_not_paused(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exiting process never freezes (the freeze times out): if the container ended
+    meanwhile, pause says it is not running (a commit then goes on unpaused), not the
+    freezer's failure (a commit answered 500)."""
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "sleep", "100"), "p")
+
+        async def ends_as_it_freezes(cgroup: Cgroup) -> None:
+            os.kill(c.state.pid, signal.SIGKILL)
+            await sup.wait(c.id)
+            raise CgroupError(errno.EBUSY, "did not freeze in 1.0s")
+
+        monkeypatch.setattr(Cgroup, "freeze", ends_as_it_freezes)
+        with pytest.raises(Conflict, match="p is not running: only a running container"):
+            await sup.pause("p")
+        assert status(c) is Status.EXITED
+        # A freeze that fails while the container runs on is the freezer's failure.
+        q = await sup.run(config(image, "sleep", "100"), "q")
+
+        async def stuck(cgroup: Cgroup) -> None:
+            raise CgroupError(errno.EBUSY, "did not freeze in 1.0s")
+
+        monkeypatch.setattr(Cgroup, "freeze", stuck)
+        with pytest.raises(CgroupError, match="did not freeze"):
+            await sup.pause("q")
+        assert status(q) is Status.RUNNING
+        await sup.remove("q", force=True)
 
 
 async def test_restart_policy_backoff_and_rm_f_while_restarting(

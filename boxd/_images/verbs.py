@@ -429,12 +429,18 @@ class ImageVerbs:
         if cid is None or self.sup.inspect(cid).state.status is not RUNNING:
             yield
             return
-        await self.sup.pause(cid)
+        try:
+            await self.sup.pause(cid)
+        except Conflict:  # it ended (or was paused) meanwhile: nothing of it runs on
+            paused = False
+        else:
+            paused = True
         try:
             yield
         finally:
-            with contextlib.suppress(Conflict):  # it was killed meanwhile
-                await self.sup.unpause(cid)
+            if paused:
+                with contextlib.suppress(Conflict):  # it was killed meanwhile
+                    await self.sup.unpause(cid)
 
     async def history(self, conn: Sender, req: HistoryRequest) -> None:
         record = self.store.lookup(req.image)
