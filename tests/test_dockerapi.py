@@ -521,6 +521,27 @@ def test_detach_keys_of_an_api_client(clean: Daemon) -> None:
         client.close()
 
 
+def test_a_client_gone_mid_stream_is_no_failed_request(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client that hangs up in the middle of a streamed answer (docker cp of a big file)
+    ends that answer, and nothing more: the daemon logs no failed request for it."""
+    with running_daemon(tmp_path) as d:
+        script = "head -c 50000000 /dev/zero > /big && touch /done; sleep 60"
+        d.ctl("run", "-d", "--name", "big", "default", "sh", "-c", script)
+        for _ in range(300):
+            if d.ctl("exec", "big", "test", "-f", "/done", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(d.docker_socket))
+            s.sendall(b"GET /containers/big/archive?path=/big HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+        time.sleep(1)  # the daemon's next send finds the client gone
+        assert _call(d, "GET", "/_ping")[0] == 200
+    assert "request failed" not in capfd.readouterr().err
+
+
 def test_clients_see_a_node_in_no_swarm(clean: Daemon) -> None:
     """docker-py's ``client.swarm`` and its clean-up call, and the docker CLI, get Docker's
     answers for a node in no swarm (503), not a 404 they take for a broken daemon."""

@@ -127,7 +127,10 @@ class DockerApi:
             try:
                 await self._dispatch(conn, request)
             except Exception as exc:
-                error = api_error(unwrap(exc))
+                found = unwrap(exc)
+                if isinstance(found, PeerGone):  # raised in a stream's nursery: a group
+                    return
+                error = api_error(found)
                 if error is None:
                     raise
                 if not conn.can_respond:
