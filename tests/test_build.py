@@ -190,6 +190,13 @@ def test_docker_py_builds_from_a_fileobj_and_a_path(clean: Daemon, tmp_path: Pat
         outside = _context(tmp_path / "elsewhere", {"Dockerfile": f"FROM {BASE}\nCOPY f /\n"})
         image, _ = client.images.build(path=str(ctx), dockerfile=str(outside / "Dockerfile"))
         assert client.containers.run(image.id, "cat /f", remove=True) == b"F"
+        # A step's stderr comes in red, as from Docker's builder (stdout as it is).
+        script = f"FROM {BASE}\nRUN echo out; sleep 0.2; echo err >&2\n".encode()
+        lines = [
+            line.get("stream")
+            for line in client.api.build(fileobj=io.BytesIO(script), nocache=True, decode=True)
+        ]
+        assert "out\n" in lines and "\x1b[91merr\n\x1b[0m" in lines
         with pytest.raises(docker_py.errors.BuildError, match="returned a non-zero code: 1"):
             client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nRUN false\n".encode()))
     finally:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from .. import _users
+from .. import _users, protocol
 from .._atomic import atomic_write
 from .._convert import structure, unstructure
 from .._healthcheck import Healthcheck
@@ -483,10 +483,15 @@ class Builder:
                 output, run = await self.sup.start_attached(cid)
             except Exception as exc:
                 raise BuildError(f"the command {' '.join(command)!r} cannot start: {exc}") from None
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            decoders = {
+                sid: codecs.getincrementaldecoder("utf-8")(errors="replace")
+                for sid in (protocol.STDOUT, protocol.STDERR)
+            }
             with output:
-                async for _, data in output:
-                    text = decoder.decode(data)
+                async for sid, data in output:
+                    text = decoders[sid].decode(data)
+                    if text and sid == protocol.STDERR:  # in red, as Docker's builder sends it
+                        text = f"\x1b[91m{text}\x1b[0m"
                     if text:
                         await self.say(text)
             code = await self.sup.wait(cid)
