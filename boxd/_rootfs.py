@@ -596,6 +596,12 @@ def _layer_dir_name(target: str) -> str:
     return "root" if target == "/" else target.strip("/").replace("/", "-")
 
 
+def root_upper(container_dir: Path) -> Path:
+    """The overlay upper directory of the container's root layer (``/``): what it wrote
+    there (commit's layer, export's top, Docker's SizeRw)."""
+    return container_dir / "fs" / _layer_dir_name("/") / "upper"
+
+
 class _Table:
     """Builds the mount table.  Targets are container paths, resolved here through the
     image's symlinks (to know which directories to create) and again by the child, inside

@@ -84,7 +84,14 @@ from ._records import (
     new_id,
     parse_signal,
 )
-from ._rootfs import Image, ImageError, container_dirs_at, prepare_default_image, resolve_image
+from ._rootfs import (
+    Image,
+    ImageError,
+    container_dirs_at,
+    prepare_default_image,
+    resolve_image,
+    root_upper,
+)
 from ._run import Run, start_time_of
 from ._shim import ExitStatus
 from ._store import Store
@@ -335,7 +342,7 @@ class Supervisor:
         overlay's upper directory: Docker's SizeRw), read in a worker thread."""
         from ._images.store import disk_usage
 
-        uppers = [self.store.container_dir(c.id) / "fs" / "root" / "upper" for c in containers]
+        uppers = [root_upper(self.store.container_dir(c.id)) for c in containers]
         return await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
 
     def log_dir(self, ref: str) -> Path:

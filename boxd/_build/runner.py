@@ -43,6 +43,7 @@ from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._records import ContainerConfig
+from .._rootfs import root_upper
 from . import sources
 from .dockerfile import (
     Dockerfile,
@@ -508,7 +509,7 @@ class Builder:
     async def _commit(self, cid: str) -> BlobRef:
         from .._images import archive
 
-        upper = self.sup.store.container_dir(cid) / "fs" / "root" / "upper"
+        upper = root_upper(self.sup.store.container_dir(cid))
         if not upper.is_dir():
             upper.mkdir(parents=True)
         layer: BlobRef = await trio.to_thread.run_sync(archive.layer_of_upper, self.store, upper)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ import trio
 from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._messages import EndFrame, OkResponse
+from .._rootfs import root_upper
 from .messages import (
     IMAGE_REQUESTS,
     IMAGE_STREAMS,
@@ -168,17 +170,19 @@ class ImageVerbs:
         keep = _image_filter(req.filters, self.store, configs)
         records = [r for r in records if keep(r)]
         await self.sup.unpacks.settled(records)  # the sizes of their layers
+        # Each layer's size read once (its record is a file): for the totals and shares.
+        layer_size = functools.cache(self.store.layer_size)
 
         def shared(record: ImageRecord) -> int:
             diff_ids = {layer.diff_id for layer in record.layers}
-            return sum(self.store.layer_size(d) for d in diff_ids if holders[d] > 1)
+            return sum(layer_size(d) for d in diff_ids if holders[d] > 1)
 
         summaries = tuple(
             ImageSummary(
                 id=r.id,
                 repo_tags=r.repo_tags,
                 repo_digests=r.repo_digests,
-                size=self.store.size(r),
+                size=sum(layer_size(layer.diff_id) for layer in r.layers),
                 created=str(configs[r.id].get("created") or ""),
                 containers=len(self._users(r)),
                 labels=dict((configs[r.id].get("config") or {}).get("Labels") or {}),
@@ -415,7 +419,7 @@ class ImageVerbs:
             "comment": req.comment,
             "author": req.author,
         }
-        upper = self.sup.store.container_dir(c.id) / "fs" / "root" / "upper"
+        upper = root_upper(self.sup.store.container_dir(c.id))
         async with self._paused(c.id if req.pause else None):
             record = await trio.to_thread.run_sync(
                 archive.commit, self.store, parent, upper, inner, ref, history
@@ -517,7 +521,7 @@ class ImageVerbs:
                 f"container {c.name} runs on the image default (the host's /usr): "
                 "export takes containers of stored images and root directories"
             )
-        upper = self.sup.store.container_dir(c.id) / "fs" / "root" / "upper"
+        upper = root_upper(self.sup.store.container_dir(c.id))
         dirs = ([str(upper)] if upper.is_dir() else []) + lowers
         await self._send_archive(conn, lambda out: archive.export_merged(dirs, out))
 
