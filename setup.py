@@ -37,13 +37,15 @@ setup(
             "sandbox_native",
             # The Python glue, and the child side (between clone and exec) that does not
             # include Python.h; spawn.h is the boundary between them.  gather.c: the read
-            # loop of a terminal's output (boxd/_ptyout.py).
+            # loop of a terminal's output (boxd/_ptyout.py); tree.c: the trash's deletion
+            # (boxd/_store.py).
             sources=[
                 "sandbox_native/sandbox_native.c",
                 "sandbox_native/child.c",
                 "sandbox_native/gather.c",
+                "sandbox_native/tree.c",
             ],
-            depends=["sandbox_native/spawn.h", "sandbox_native/gather.h"],
+            depends=["sandbox_native/spawn.h", "sandbox_native/gather.h", "sandbox_native/tree.h"],
             extra_compile_args=CFLAGS,
             # Bound at load: a child that shares our memory must never run the lazy
             # binder (it writes the calling thread's TLS).

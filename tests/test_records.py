@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import importlib
 import json
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import attrs
@@ -315,3 +318,49 @@ def test_store_discards_at_once_and_empties_the_trash_later(tmp_path: Path) -> N
     # Deleted through trash/.deleting (see Store.empty_trash), which stays.
     assert list(store.trash.iterdir()) == [store.trash / ".deleting"]
     assert list((store.trash / ".deleting").iterdir()) == []
+
+
+def _remove_tree(path: Path) -> None:
+    importlib.import_module("sandbox_native").remove_tree(str(path))
+
+
+def test_the_trash_deletes_every_kind_of_entry_and_follows_no_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept").write_bytes(b"x")
+    tree = tmp_path / "tree"
+    deep = tree / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    (deep / "file").write_bytes(b"data")
+    (tree / "a" / "empty").mkdir()
+    os.mkfifo(tree / "a" / "fifo")
+    (tree / "a" / "link").symlink_to(outside)
+    (tree / "a" / "dangling").symlink_to(tmp_path / "nowhere")
+    for i in range(300):  # more than one readdir batch
+        (tree / "a" / f"n{i:03}").write_bytes(b"")
+    (tree / "a" / "b").chmod(0)  # root deletes what it cannot read as others
+    _remove_tree(tree)
+    assert not tree.exists() and (outside / "kept").read_bytes() == b"x"
+    _remove_tree(tree)  # gone already: nothing to do
+    (tmp_path / "single").write_bytes(b"")
+    _remove_tree(tmp_path / "single")  # a file alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside"]
+
+
+@pytest.mark.root
+def test_the_trash_leaves_another_file_system_mounted_inside(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "mnt").mkdir(parents=True)
+    (tree / "loose").write_bytes(b"")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(tree / "mnt")], check=True)
+    try:
+        (tree / "mnt" / "inside").write_bytes(b"kept")
+        with pytest.raises(OSError) as caught:
+            _remove_tree(tree)
+        assert caught.value.errno == errno.EXDEV and caught.value.filename == str(tree)
+        assert (tree / "mnt" / "inside").read_bytes() == b"kept"
+        assert not (tree / "loose").exists()
+    finally:
+        subprocess.run(["umount", str(tree / "mnt")], check=True)
+    _remove_tree(tree)
+    assert not tree.exists()
