@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -163,6 +165,27 @@ def test_single_file_rotation(tmp_path: Path) -> None:
     assert log_files(tmp_path) == [LOG_NAME]
     kept = datas(read_entries(tmp_path))
     assert kept and kept == lines[-len(kept) :]
+
+
+@pytest.mark.parametrize("max_files", [1, 3])
+def test_a_rotation_frees_the_dropped_file_in_another_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_files: int
+) -> None:
+    freed: list[str] = []  # the threads that closed a file no directory holds any more
+    real_close = os.close
+
+    def close(fd: int) -> None:
+        if os.fstat(fd).st_nlink == 0:
+            freed.append(threading.current_thread().name)
+        real_close(fd)
+
+    monkeypatch.setattr(os, "close", close)
+    with LogWriter.open(tmp_path, max_size=300, max_files=max_files) as writer:
+        write_lines(writer, 25 * max_files)  # at least max_files + 1 rotations
+        deadline = time.monotonic() + 10
+        while len(freed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(freed) >= 2 and threading.current_thread().name not in freed
 
 
 def test_reopen_appends_and_drops_files_beyond_a_smaller_max(tmp_path: Path) -> None:
