@@ -689,7 +689,9 @@ class Supervisor:
         """The phase a run's end leads to: stopped (somebody asked), restarting (the
         policy wants it again) or exited."""
         c = entry.container
-        if entry.stopping:
+        # manual_stop: also a stop or kill a killed daemon recorded before the end (an
+        # adopted run's entry.stopping is new).
+        if entry.stopping or c.state.manual_stop:
             return STOPPED
         if c.config.restart.wants_restart(
             exit_code=exit_code, stopped=False, restarts=c.state.restart_count
@@ -994,7 +996,11 @@ class Supervisor:
         assert run is not None
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
-            entry.container.state.manual_stop = True
+            if not entry.container.state.manual_stop:
+                # On disk before the signal: a daemon killed before the end is recorded
+                # leaves a record whose restart policy would bring the container back.
+                entry.container.state.manual_stop = True
+                self._save(entry.container)
         self._signal(entry.container, run, signum)
         if signum != signal.SIGKILL:
             return

@@ -29,6 +29,7 @@ from boxd._plan import Prepared
 from boxd._records import Container, ContainerConfig, RestartPolicy, Status
 from boxd._rootfs import Image, ImageError, resolve_image
 from boxd._run import start_time_of
+from boxd._store import read_record
 from boxd._supervisor import StartError, Supervisor, open_supervisor
 
 
@@ -265,6 +266,43 @@ async def test_stop_during_backoff_keeps_it_down(
         await phase_becomes(sup, c.id, Status.RESTARTING)
         await sup.stop(c.id)
         assert (c.state.status, c.state.exit_code, c.state.restart_count) == (Status.STOPPED, 1, 0)
+
+
+async def test_a_kill_is_on_disk_before_its_signal(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded: list[bool] = []
+    async with supervisor(tmp_path, host) as sup:
+        policy = RestartPolicy.parse("on-failure")
+        c = await sup.run(config(image, "sleep", "300", restart=policy))
+        send = sup._signal
+
+        def look(container: Container, run: object, signum: int) -> None:
+            record = read_record(sup.store.container_dir(c.id) / "container.json")
+            recorded.append(record.state.manual_stop)
+            send(container, run, signum)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(sup, "_signal", look)
+        await sup.kill(c.id)
+        assert (status(c), c.state.restart_count) == (Status.STOPPED, 0)
+    assert recorded == [True]
+
+
+async def test_an_adopted_run_a_kill_ended_is_not_restarted(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    """What the next daemon has after a kill cut short by the daemon's end: the record's
+    manual stop, but a new entry (never told to stop) whose run then ends."""
+    async with supervisor(tmp_path, host) as sup:
+        policy = RestartPolicy.parse("on-failure")
+        c = await sup.run(config(image, "sleep", "300", restart=policy))
+        entry = sup._entries[c.id]
+        assert entry.run is not None and not entry.stopping
+        c.state.manual_stop = True
+        os.kill(entry.run.pid, signal.SIGKILL)
+        with trio.fail_after(30):  # a restarted one never rests
+            await entry.idle.wait()
+        assert (status(c), c.state.exit_code, c.state.restart_count) == (Status.STOPPED, 137, 0)
 
 
 async def test_auto_remove_is_removed_by_the_supervisor(
