@@ -107,6 +107,8 @@ DEFAULT_ROOT = Path("/var/lib/boxd")
 BACKOFF_START = 0.1  # seconds before the first restart; doubles up to BACKOFF_MAX
 BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a run this long resets the backoff
+# In a container's directory while a commit holds it paused (see Supervisor.pause).
+COMMIT_PAUSE = "commit-pause"
 KILL_WAIT = 10.0  # how long a SIGKILL's answer waits for the end to be recorded (Docker's)
 
 
@@ -859,6 +861,7 @@ class Supervisor:
                 )
         if adoption is not None:
             return None
+        (cdir / COMMIT_PAUSE).unlink(missing_ok=True)  # a commit's of a run before, ended
         self.store.make_spares(c.id)
         return _plan.prepare(c, image, cdir)
 
@@ -1013,29 +1016,41 @@ class Supervisor:
         if waited.cancelled_caught:
             log.warning("%s: not ended %.0f s after SIGKILL", entry.container.short_id, KILL_WAIT)
 
-    async def pause(self, ref: str) -> None:
+    async def pause(self, ref: str, *, for_commit: bool = False) -> None:
         """Freeze every process of the container (cgroup v2 ``cgroup.freeze``, or the v1
-        freezer controller)."""
+        freezer controller); ``for_commit``: for a commit, which unpauses it after: marked
+        (:data:`COMMIT_PAUSE`) before the freeze, so that after a crash the next daemon
+        does (:meth:`_settle_pause`)."""
         entry = self._lookup(ref)
         c = entry.container
         async with entry.lock:
             _lifecycle.check_pause(c.name, entry.phase)
-            cgroup = self.cgroups.open(c.id)
+            marker = self.store.container_dir(c.id) / COMMIT_PAUSE
+            if for_commit:
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             try:
-                await cgroup.freeze()
-            except CgroupError as exc:
-                # A process that is exiting never freezes, and a cgroup its end removed
-                # cannot be: the container ended as it froze (its end may not be recorded
-                # yet).  Any other failure is the freezer's.
-                if entry.phase is RUNNING and exc.errno != errno.ENOENT:
-                    raise
-                raise Conflict(
-                    f"container {c.name} is not running: only a running container can be paused"
-                ) from None
-            if entry.phase is not RUNNING:  # it ended meanwhile
-                self._thaw(c)
-                _lifecycle.check_pause(c.name, entry.phase)
+                await self._freeze(entry)
+            except BaseException:
+                marker.unlink(missing_ok=True)
+                raise
             self._set(entry, PAUSED)
+
+    async def _freeze(self, entry: _Entry) -> None:
+        c = entry.container
+        try:
+            await self.cgroups.open(c.id).freeze()
+        except CgroupError as exc:
+            # A process that is exiting never freezes, and a cgroup its end removed
+            # cannot be: the container ended as it froze (its end may not be recorded
+            # yet).  Any other failure is the freezer's.
+            if entry.phase is RUNNING and exc.errno != errno.ENOENT:
+                raise
+            raise Conflict(
+                f"container {c.name} is not running: only a running container can be paused"
+            ) from None
+        if entry.phase is not RUNNING:  # it ended meanwhile
+            self._thaw(c)
+            _lifecycle.check_pause(c.name, entry.phase)
 
     async def unpause(self, ref: str) -> None:
         entry = self._lookup(ref)
@@ -1043,6 +1058,7 @@ class Supervisor:
         async with entry.lock:
             _lifecycle.check_unpause(c.name, entry.phase)
             self.cgroups.open(c.id).thaw()
+            (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
             self._set(entry, RUNNING)
 
     async def restart(self, ref: str, grace: float | None = None) -> Container:
@@ -1423,7 +1439,15 @@ class Supervisor:
         c = entry.container
         try:
             cgroup = self.cgroups.open(c.id)
-            if entry.phase is RUNNING and cgroup.frozen():
+            marker = self.store.container_dir(c.id) / COMMIT_PAUSE
+            if marker.exists():  # the commit that paused it died with the last daemon
+                log.warning("%s: thawed: the commit that paused it did not end", c.short_id)
+                cgroup.thaw()
+                c.state.status = RUNNING
+                self.store.save(c)
+                marker.unlink()
+                return
+            elif entry.phase is RUNNING and cgroup.frozen():
                 log.warning("%s: its cgroup is frozen: recorded as paused", c.short_id)
                 await cgroup.freeze()  # a freeze the last daemon began: done
                 c.state.status = PAUSED

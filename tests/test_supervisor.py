@@ -187,6 +187,30 @@ async def test_pause_freezes_and_verbs_follow_the_phase(
         assert status(c) is Status.STOPPED
 
 
+async def test_a_commits_pause_is_marked_before_the_freeze(
+    tmp_path: Path, fs: FakeCgroupFs, host: CgroupHost, image: str
+) -> None:
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "sleep", "100"), "p")
+        marker = sup.store.container_dir(c.id) / _supervisor.COMMIT_PAUSE
+        seen: list[tuple[bool, str]] = []
+
+        class Watched(list[tuple[str, str]]):
+            def append(self, item: tuple[str, str]) -> None:
+                if item[0].endswith(f"{c.id}/cgroup.freeze"):
+                    seen.append((marker.exists(), item[1]))
+                super().append(item)
+
+        fs.writes = Watched(fs.writes)
+        await sup.pause("p", for_commit=True)
+        await sup.unpause("p")
+        await sup.pause("p")  # the user's own: not marked
+        await sup.unpause("p")
+        assert seen == [(True, "1"), (True, "0"), (False, "1"), (False, "0")]
+        assert not marker.exists()
+        await sup.stop("p")
+
+
 async def test_a_process_ending_as_it_freezes_is_not_paused(
     tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

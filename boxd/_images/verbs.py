@@ -434,7 +434,7 @@ class ImageVerbs:
             yield
             return
         try:
-            await self.sup.pause(cid)
+            await self.sup.pause(cid, for_commit=True)
         except Conflict:  # it ended (or was paused) meanwhile: nothing of it runs on
             paused = False
         else:
