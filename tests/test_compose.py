@@ -123,10 +123,14 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
             "IPAddress"
         ]
 
-        def run(links: dict[str, str] | None) -> tuple[dict[str, Any], str]:
+        def run(
+            links: dict[str, str] | None, endpoint_links: dict[str, str] | None = None
+        ) -> tuple[dict[str, Any], str]:
+            endpoint = client.create_endpoint_config(links=endpoint_links)
             c = client.create_container(
                 "busybox", ["nslookup", "db_1"],
                 host_config=client.create_host_config(network_mode="proj_links", links=links),
+                networking_config=client.create_networking_config({"proj_links": endpoint}),
             )  # fmt: skip
             made.append(c)
             client.start(c)
@@ -138,6 +142,11 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
         assert shown["State"]["ExitCode"] == 0 and address in out, out
         shown, out = run(None)  # not linked: the alias is nobody's name
         assert shown["State"]["ExitCode"] != 0 and address not in out, out
+        # compose v2 sends them as the endpoint's (EndpointsConfig[NET].Links), which
+        # boxd dropped: the same links.
+        shown, out = run(None, {"proj_db_1": "db_1"})
+        assert shown["HostConfig"]["Links"] == ["proj_db_1:db_1"]
+        assert shown["State"]["ExitCode"] == 0 and address in out, out
     finally:
         for c in made:
             client.remove_container(c, force=True)
@@ -154,6 +163,27 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
                 host_config={"NetworkMode": network, "Links": links},
             )  # fmt: skip
         assert info.value.status_code == 400 and words in str(info.value), str(info.value)
+    # Links of another network than the container's own, and at connect: refused by name.
+    client.create_network("proj_other", labels=PROJECT)
+    try:
+        with pytest.raises(docker.errors.APIError) as info:
+            client.create_container(
+                "busybox", ["true"],
+                host_config=client.create_host_config(network_mode="bridge"),
+                networking_config=client.create_networking_config(
+                    {"proj_other": client.create_endpoint_config(links={"a": "b"})}
+                ),
+            )  # fmt: skip
+        assert "EndpointsConfig['proj_other'].Links is not supported" in str(info.value)
+        c = client.create_container("busybox", ["true"])
+        try:
+            with pytest.raises(docker.errors.APIError) as info:
+                client.connect_container_to_network(c, "proj_other", links={"a": "b"})
+            assert "EndpointConfig.Links is not supported" in str(info.value)
+        finally:
+            client.remove_container(c, force=True)
+    finally:
+        client.remove_network("proj_other")
 
 
 def test_a_scaled_services_name_answers_every_replica(client: Any) -> None:

@@ -22,6 +22,10 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
     body = Fields(req.json_object(), "body")
     endpoint = body.object("EndpointConfig")
     check_endpoint(endpoint, "EndpointConfig")
+    if endpoint.strings("Links"):
+        raise ApiError(
+            400, "EndpointConfig.Links is not supported by boxd: links are made at create"
+        )
     request = NetworkConnectRequest(
         network=ref,
         container=_container(body),

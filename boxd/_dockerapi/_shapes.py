@@ -200,7 +200,8 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
         raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
     log_driver, log_max_size, log_max_files = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
-    aliases, joins = _endpoints(cfg, network)
+    aliases, endpoint_links, joins = _endpoints(cfg, network)
+    links = dict.fromkeys(_link(text) for text in (*host.strings("Links"), *endpoint_links))
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
     try:
@@ -223,7 +224,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             interactive=cfg.flag("OpenStdin"),
             network=network,
             network_aliases=aliases,
-            links=tuple(_link(text) for text in host.strings("Links")),
+            links=tuple(links),
             networks=joins,
             dns=tuple(host.strings("Dns")),
             dns_search=tuple(host.strings("DnsSearch")),
@@ -363,16 +364,29 @@ def _link(text: str) -> str:
     return f"{name}:{alias}"
 
 
-def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[NetworkJoin, ...] | None]:
-    """``NetworkingConfig.EndpointsConfig``: the aliases on the container's own network,
-    and, when it names more networks (API 1.44), an address (``IPAMConfig``) or a MAC
-    address (``MacAddress``, or the container's own before API 1.44), every network the
-    container joins, its own first."""
+def _endpoints(
+    cfg: Fields, network: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[NetworkJoin, ...] | None]:
+    """``NetworkingConfig.EndpointsConfig``: the aliases and links (as ``HostConfig.Links``,
+    which compose v2 sends here) on the container's own network, and, when it names more
+    networks (API 1.44), an address (``IPAMConfig``) or a MAC address (``MacAddress``, or
+    the container's own before API 1.44), every network the container joins, its own
+    first."""
     endpoints = cfg.object("NetworkingConfig").object("EndpointsConfig")
     joins: dict[str, NetworkJoin] = {}
+    links: tuple[str, ...] = ()
     for name in endpoints.data:
         endpoint = endpoints.object(name)
-        check_endpoint(endpoint, f"EndpointsConfig[{name!r}]")
+        where = f"EndpointsConfig[{name!r}]"
+        check_endpoint(endpoint, where)
+        if _NETWORKS.get(name, name) == network:
+            links = tuple(endpoint.strings("Links"))
+        elif endpoint.strings("Links"):
+            raise ApiError(
+                400,
+                f"{where}.Links is not supported by boxd: links are made on the container's "
+                f"own network ({network!r}) only",
+            )
         joins[_NETWORKS.get(name, name)] = NetworkJoin(
             _NETWORKS.get(name, name),
             tuple(endpoint.strings("Aliases")),
@@ -383,11 +397,11 @@ def _endpoints(cfg: Fields, network: str) -> tuple[tuple[str, ...], tuple[Networ
     if not own.mac and cfg.text("MacAddress"):
         own = attrs.evolve(own, mac=_mac(cfg.text("MacAddress")))
     if not joins and not own.ip and not own.mac:
-        return own.aliases, None
+        return own.aliases, links, None
     if network in ("host", "none") or network.startswith("container:"):
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
         raise ApiError(400, f"the container's network is {network!r}: it cannot {what}")
-    return own.aliases, (own, *joins.values())
+    return own.aliases, links, (own, *joins.values())
 
 
 def check_endpoint(endpoint: Fields, where: str) -> None:
