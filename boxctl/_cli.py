@@ -211,26 +211,26 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             config["shm_size"] = _units.parse_size(args.shm_size, what="--shm-size")
         except ValueError as exc:
             raise CliError(str(exc), USAGE) from None
-    size, files = args.log_max_size, args.log_max_files
+    files = args.log_max_files
+    if args.log_max_size is not None:
+        try:
+            config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
+        except ValueError as exc:
+            raise CliError(str(exc), USAGE) from None
     for opt in args.log_opt:
         key, eq, value = opt.partition("=")
-        if key == "max-size" and eq:
-            size = value
-        elif key == "max-file" and eq and value.isdigit():
-            files = int(value)
-        elif key != "compress" or value.lower() not in ("false", "0"):
-            raise CliError(
-                f"invalid --log-opt {opt!r}: use max-size=SIZE, max-file=N or compress=false "
-                "(rotated logs are not compressed)",
-                USAGE,
-            )
+        try:
+            option = _units.log_option(key, value) if eq else None
+        except ValueError as exc:
+            raise CliError(f"invalid --log-opt {opt!r}: {exc}", USAGE) from None
+        if not eq:
+            raise CliError(f"invalid --log-opt {opt!r}: expected KEY=VALUE", USAGE)
+        if option is not None and option[0] == "max-size":
+            config["log_max_size"] = option[1]
+        elif option is not None:
+            files = option[1]
     if args.log_driver is not None:
         config["log_driver"] = args.log_driver
-    try:
-        if size is not None:
-            config["log_max_size"] = _units.parse_size(size, what="log max-size")
-    except ValueError as exc:
-        raise CliError(str(exc), USAGE) from None
     if files is not None:
         if files < 1:
             raise CliError(f"invalid --log-max-files {files}: must be >= 1", USAGE)

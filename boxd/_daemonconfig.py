@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._units import log_option
+
 DEFAULT_PATH = Path("/etc/boxd/daemon.json")
 
 _LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning"}
@@ -125,16 +127,16 @@ def _log_opts(value: object) -> list[_Setting]:
         raise ConfigError(f"log-opts must be an object of strings, not {json.dumps(value)}")
     found: list[_Setting] = []
     for key, text in value.items():
-        if key == "compress" and text.lower() in ("false", "0"):
-            continue  # what boxd does
-        if key not in _LOG_OPTS or (key == "max-file" and not text.isdigit()):
-            raise ConfigError(
-                f"log-opts {key}={text!r} is not supported by boxd (it takes max-size and "
-                "max-file, a number; rotated logs are not compressed)"
-            )
+        try:
+            option = log_option(key, text)
+        except ValueError as exc:
+            raise ConfigError(f"log-opts: {exc}") from None
+        if option is None:
+            continue  # compress=false: what boxd does
         dest, flag = _LOG_OPTS[key]
+        # max-size as the file wrote it: the daemon parses it as it does --log-max-size.
         found.append(
-            (f"log-opts {key}", dest, int(text) if key == "max-file" else text, (flag,), text)
+            (f"log-opts {key}", dest, option[1] if key == "max-file" else text, (flag,), text)
         )
     return found
 

@@ -108,3 +108,24 @@ def volume_options(spec: str, text: str) -> dict[str, bool]:
             raise ValueError(f"volume {spec!r}: both {chosen[field][0]} and {option}")
         chosen[field] = (option, value)
     return {field: value for field, (_, value) in chosen.items()}
+
+
+def log_option(key: str, value: str) -> tuple[str, int] | None:
+    """One log option as ``--log-opt KEY=VALUE``, LogConfig.Config and daemon.json's
+    ``log-opts`` spell it: ``("max-size", bytes)`` or ``("max-file", count)``; None for
+    ``compress=false`` (what boxd does: nothing to set).  Any other is refused by name
+    rather than dropped (ValueError)."""
+    if key == "max-size":
+        return key, parse_size(value, what="log option max-size")
+    if key == "max-file":
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(
+                f"invalid log option max-file {value!r}: expected an integer, at least 1"
+            )
+        return key, int(value)
+    if key == "compress" and value.lower() in ("false", "0"):
+        return None
+    raise ValueError(
+        f"log option {key}={value!r} is not supported by boxd "
+        "(it takes max-size and max-file; rotated logs are not compressed)"
+    )

@@ -51,8 +51,9 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
          "true)"),
         ({"log-opts": {"max-size": "1m"}}, ["--log-max-size=2m"], "log-opts max-size (from "
          'flag: 2m, from file: "1m")'),
-        ({"log-opts": {"tag": "x"}}, [], "log-opts tag='x' is not supported by boxd"),
-        ({"log-opts": {"max-file": "many"}}, [], "log-opts max-file='many' is not supported"),
+        ({"log-opts": {"tag": "x"}}, [], "log-opts: log option tag='x' is not supported by boxd"),
+        ({"log-opts": {"max-file": "many"}}, [], "log-opts: invalid log option max-file 'many'"),
+        ({"log-opts": {"max-size": "big"}}, [], "log-opts: invalid log option max-size 'big'"),
         ({"debug": "yes"}, [], 'debug must be true or false, not "yes"'),
         ({"log-level": "loud"}, [], "invalid log-level 'loud': use debug, info, warn or error"),
         ({"hosts": ["tcp://0.0.0.0:2375"]}, [], "boxd serves the Docker API on one Unix socket"),

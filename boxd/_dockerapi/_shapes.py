@@ -42,7 +42,7 @@ from .._records import (
     Ulimit,
     Volume,
 )
-from .._units import format_size, parse_size
+from .._units import format_size, log_option
 from ._http import ApiError
 
 T = TypeVar("T")
@@ -303,27 +303,17 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None]:
     options = log.mapping("Config")
     if driver == "none" and options:
         raise ApiError(400, f"unknown log opt {next(iter(options))!r} for none log driver")
-    size = files = None
+    found: dict[str, int] = {}
     for key, value in options.items():
-        if key == "max-size":
-            if value != "-1":  # Docker's spelling of "no limit": the daemon's default
-                try:
-                    size = parse_size(value, what="log option max-size")
-                except ValueError as exc:
-                    raise ApiError(400, str(exc)) from None
-        elif key == "max-file":
-            if not value.isdigit() or int(value) < 1:
-                raise ApiError(
-                    400, f"invalid log option max-file {value!r}: expected an integer, at least 1"
-                )
-            files = int(value)
-        elif key != "compress" or value.lower() not in ("false", "0"):
-            raise ApiError(
-                400,
-                f"log option {key}={value!r} is not supported by boxd "
-                "(it takes max-size and max-file; rotated logs are not compressed)",
-            )
-    return driver, size, files
+        if key == "max-size" and value == "-1":  # Docker's "no limit": the daemon's default
+            continue
+        try:
+            option = log_option(key, value)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        if option is not None:
+            found[option[0]] = option[1]
+    return driver, found.get("max-size"), found.get("max-file")
 
 
 def _port_specs(host: Fields) -> Iterable[PortSpec]:
