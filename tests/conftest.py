@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,16 +34,63 @@ def _root_skip_reason() -> str | None:
 CLONE_NEWNET = 0x40000000
 
 
+# What boxd names in a network namespace: bridges (boxd0, boxd<hash>), the host ends of
+# veth pairs (bx<12 hex>), nftables tables (boxd, boxd-<bridge>).
+_BOXD_NAMES = re.compile(r"boxd|bx[0-9a-f]{12}$")
+_host_net: tuple[int, set[str]] | None = None  # the host's namespace, and its boxd objects
+
+
+def _boxd_objects(netns_fd: int) -> set[str]:
+    """The links and nftables tables of boxd's naming in the namespace behind ``netns_fd``,
+    and the named network namespaces (``ip netns add``, which tests make and remove)."""
+
+    def run(*argv: str) -> str:
+        command = ["nsenter", f"--net=/proc/self/fd/{netns_fd}", *argv]
+        return subprocess.run(
+            command, pass_fds=(netns_fd,), capture_output=True, text=True, check=True
+        ).stdout
+
+    links = {
+        line.split(":")[1].strip().split("@")[0] for line in run("ip", "-o", "link").splitlines()
+    }
+    tables = {line.split()[-1] for line in run("nft", "list", "tables").splitlines()}
+    found = {f"link {n}" for n in links if _BOXD_NAMES.match(n)}
+    found |= {f"nft table {t}" for t in tables if _BOXD_NAMES.match(t)}
+    with contextlib.suppress(FileNotFoundError):
+        found |= {f"netns {n}" for n in os.listdir("/run/netns")}
+    return found
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """As root, the whole session runs in a network namespace of its own, made here and
     gone with the session: daemons, their bridges, rules and published ports, the test
-    registry and every client share it, and none of it touches the host's network."""
+    registry and every client share it, and none of it touches the host's network (which
+    :func:`pytest_sessionfinish` checks)."""
+    global _host_net
     if os.geteuid() != 0:
         return
+    host = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    _host_net = (host, _boxd_objects(host))
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) for the test session")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing of boxd's naming may be left in the host's network namespace (links,
+    nftables tables) nor among the named namespaces: the session fails if the tests
+    left one (something else running on the machine meanwhile could too; the names say
+    whose it is)."""
+    if _host_net is None:
+        return
+    host, before = _host_net
+    left = sorted(_boxd_objects(host) - before)
+    if left:
+        session.config.get_terminal_writer().line(
+            "left in the host's network namespace by the tests: " + ", ".join(left), red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
