@@ -13,7 +13,7 @@ import io
 import os
 import sys
 
-from ._args import APPEND, BOOL, ONE, VALUE, Args, Command, Opt
+from ._args import APPEND, BOOL, INT, ONE, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -121,6 +121,28 @@ class _Frames(io.RawIOBase):
         return len(data)
 
 
+def _run_limits(args: Args) -> dict[str, Any]:
+    """Each RUN step's limits and /dev/shm size, as ``docker build`` takes them."""
+    from boxd import _units
+
+    resources: dict[str, Any] = {}
+    try:
+        if args.memory is not None:
+            resources["memory"] = _units.parse_size(args.memory, what="--memory")
+        if args.memory_swap is not None:
+            swap = args.memory_swap
+            resources["memory_swap"] = (
+                -1 if swap == "-1" else _units.parse_size(swap, what="--memory-swap")
+            )
+        shm = None if args.shm_size is None else _units.parse_size(args.shm_size, what="--shm-size")
+    except ValueError as exc:
+        raise CliError(f"boxctl build: {exc}", USAGE) from None
+    for name in ("cpu_shares", "cpuset_cpus", "cpu_period", "cpu_quota"):
+        if getattr(args, name) is not None:
+            resources[name] = getattr(args, name)
+    return {"resources": resources, "shm_size": shm}
+
+
 def cmd_build(args: Args) -> int:
     request = {
         "type": "BuildRequest",
@@ -136,6 +158,7 @@ def cmd_build(args: Args) -> int:
         "platform": args.platform or "",
         "network": args.network or "",
         "extra_hosts": args.add_host,
+        **_run_limits(args),
     }
     request["dockerfile"], write = _context(args)
     with Client(args.socket) as client:
@@ -184,6 +207,13 @@ COMMANDS = (
             Opt("--platform", kind=VALUE, help="os/arch[/variant] of the base images"),
             Opt("--network", kind=VALUE, help="RUN's network: bridge (default), host, none"),
             Opt("--add-host", kind=APPEND, metavar="NAME:IP", help="a line of RUN's /etc/hosts"),
+            Opt("-m", "--memory", kind=VALUE, help="RUN's memory limit (e.g. 256m)"),
+            Opt("--memory-swap", kind=VALUE, help="RUN's memory + swap (-1: unlimited swap)"),
+            Opt("-c", "--cpu-shares", kind=INT, help="RUN's relative CPU weight"),
+            Opt("--cpuset-cpus", kind=VALUE, help="RUN's CPUs (e.g. 0-1,3)"),
+            Opt("--cpu-period", kind=INT, metavar="US", help="RUN's CFS period (microseconds)"),
+            Opt("--cpu-quota", kind=INT, metavar="US", help="RUN's CFS quota per period"),
+            Opt("--shm-size", kind=VALUE, help="RUN's /dev/shm size (default 64m)"),
         ),
         (("context", ONE, "CONTEXT|-"),),
     ),

@@ -551,6 +551,38 @@ def test_run_network(clean: Daemon, tmp_path: Path) -> None:
         client.close()
 
 
+def test_run_limits(clean: Daemon, tmp_path: Path) -> None:
+    """docker build's limits and /dev/shm size apply to each RUN's container, as the
+    classic builder applies them (boxd dropped them); what a RUN cannot get is refused."""
+    run = (
+        "RUN (cat /sys/fs/cgroup/memory.max 2>/dev/null "
+        "|| cat /sys/fs/cgroup/memory/memory.limit_in_bytes) && df -k /dev/shm\n"
+    )
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\n{run}"})
+    r = clean.ctl("build", "--no-cache", "-m", "64m", "--shm-size", "16m", str(ctx))
+    assert "67108864\n" in r.stdout and " 16384 " in r.stdout, r.stdout
+    r = clean.ctl("build", "--memory", "lots", str(ctx), check=False)
+    assert r.returncode == 125 and "invalid --memory 'lots'" in r.stderr, r.stderr
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.APIClient(base_url=docker_env(clean)["DOCKER_HOST"])
+    try:
+        out = "".join(
+            line.get("stream", "")
+            for line in client.build(
+                path=str(ctx),
+                nocache=True,
+                decode=True,
+                container_limits={"memory": 96 << 20},
+                shmsize=8 << 20,
+            )
+        )
+        assert "100663296\n" in out and " 8192 " in out, out
+        with pytest.raises(docker_py.errors.APIError, match="--squash is not supported"):
+            list(client.build(path=str(ctx), squash=True))
+    finally:
+        client.close()
+
+
 def test_a_layer_held_twice(clean: Daemon, tmp_path: Path) -> None:
     """Two steps that change the same make one layer twice in the image: a step on top of
     them, and a container of the image, still start (overlay refuses a lowerdir given

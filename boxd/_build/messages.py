@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import attrs
 
+from .._records import Resources
+
 
 @attrs.frozen
 class BuildRequest:
@@ -26,6 +28,10 @@ class BuildRequest:
     platform: str = ""
     network: str = ""  # RUN's network (--network); empty: bridge, Docker's default
     extra_hosts: tuple[str, ...] = ()  # RUN's /etc/hosts lines (--add-host NAME:IP)
+    # RUN's limits (--memory, --cpu-shares, ...) and /dev/shm size (--shm-size), as the
+    # classic builder applies them to each step's container.
+    resources: Resources = attrs.Factory(Resources)
+    shm_size: int | None = None
 
 
 @attrs.frozen

@@ -42,7 +42,7 @@ from .._healthcheck import Healthcheck
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
-from .._records import ContainerConfig
+from .._records import ContainerConfig, Resources
 from .._rootfs import root_upper
 from . import sources
 from .dockerfile import (
@@ -83,6 +83,8 @@ class Options:
     platform: Platform | None = None
     network: str = "bridge"
     extra_hosts: tuple[str, ...] = ()
+    resources: Resources = attrs.Factory(Resources)  # each RUN's
+    shm_size: int | None = None
 
 
 @attrs.define
@@ -450,6 +452,8 @@ class Builder:
             healthcheck=Healthcheck(test=("NONE",)),  # the image's is not a step's
             network=self.options.network,
             extra_hosts=self.options.extra_hosts,
+            resources=self.options.resources,
+            shm_size=self.options.shm_size,
         )
         c = await self.sup.create(config)
         remove = self.options.force_rm

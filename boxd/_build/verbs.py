@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import trio
 
 from .. import protocol
@@ -142,12 +143,22 @@ def _dockerfile(context: Path, name: str) -> str:
 
 
 async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
+    from .. import _resources
+
     options = _options(req)
+    # RUN's limits, checked before the context is read (each step's create checks again).
+    if req.shm_size is not None and req.shm_size < 1:
+        raise ValueError(f"invalid --shm-size {req.shm_size}: must be at least 1 byte")
+    resources, warnings = _resources.settle(req.resources, sup.cgroups)
+    options = attrs.evolve(options, resources=resources, shm_size=req.shm_size)
     await conn.send(OkResponse())
 
     async def say(text: str) -> None:
         if not req.quiet:
             await conn.send(BuildOutputFrame(stream=text))
+
+    for warning in warnings:
+        await say(f"WARNING: {warning}\n")
 
     work = Path(tempfile.mkdtemp(dir=sup.images.tmp, prefix="build-"))
     try:

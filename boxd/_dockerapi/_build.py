@@ -17,6 +17,7 @@ from .._build.dockerfile import DockerfileError
 from .._build.messages import BuildOutputFrame, BuildRequest, BuiltFrame
 from .._build.runner import BuildError
 from .._build.verbs import build as build_verb
+from .._records import Resources
 from ._api import Api, Streamed, api_error, unwrap
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
@@ -51,6 +52,26 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items() if v is not None}
 
 
+def _run_limits(req: Request) -> Resources:
+    """The classic builder's limits of each RUN step's container (``docker build
+    --memory`` ...); 0 is Docker's "not set".  What a RUN would not get is refused."""
+    for name, option in (("ulimits", "--ulimit"), ("cgroupparent", "--cgroup-parent")):
+        if req.arg(name) not in (None, "", "[]", "null"):
+            raise ApiError(400, f"build {option} is not supported by boxd")
+    if req.flag("squash"):
+        raise ApiError(400, "build --squash is not supported by boxd")
+    memswap = req.integer("memswap") or None
+    return Resources(
+        memory=req.integer("memory") or None,
+        memory_swap=memswap,
+        cpu_shares=req.integer("cpushares") or None,
+        cpuset_cpus=req.arg("cpusetcpus") or None,
+        cpuset_mems=req.arg("cpusetmems") or None,
+        cpu_period=req.integer("cpuperiod") or None,
+        cpu_quota=req.integer("cpuquota") or None,
+    )
+
+
 async def build(api: Api, conn: HttpConnection, req: Request) -> None:
     if req.arg("remote"):
         raise ApiError(
@@ -72,6 +93,8 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         network=req.arg("networkmode") or "",
         # NAME:IP, repeated (docker-py) or comma-separated (the docker CLI).
         extra_hosts=tuple(h for v in req.query.get("extrahosts", []) for h in v.split(",") if h),
+        resources=_run_limits(req),
+        shm_size=req.integer("shmsize") or None,
     )
     # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
     # once and cancels the build, as Docker cancels it.
