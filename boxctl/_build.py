@@ -125,15 +125,8 @@ def _run_limits(args: Args) -> dict[str, Any]:
     """Each RUN step's limits and /dev/shm size, as ``docker build`` takes them."""
     from boxd import _units
 
-    resources: dict[str, Any] = {}
     try:
-        if args.memory is not None:
-            resources["memory"] = _units.parse_size(args.memory, what="--memory")
-        if args.memory_swap is not None:
-            swap = args.memory_swap
-            resources["memory_swap"] = (
-                -1 if swap == "-1" else _units.parse_size(swap, what="--memory-swap")
-            )
+        resources: dict[str, Any] = _units.memory_limits(args.memory, args.memory_swap)
         shm = None if args.shm_size is None else _units.parse_size(args.shm_size, what="--shm-size")
     except ValueError as exc:
         raise CliError(f"boxctl build: {exc}", USAGE) from None

@@ -58,14 +58,7 @@ def _resources(args: Args) -> dict[str, Any]:
 
     res: dict[str, Any] = {}
     try:
-        if args.memory is not None:
-            res["memory"] = _units.parse_size(args.memory, what="--memory")
-        if args.memory_swap is not None:
-            res["memory_swap"] = (
-                -1
-                if args.memory_swap == "-1"
-                else _units.parse_size(args.memory_swap, what="--memory-swap")
-            )
+        res.update(_units.memory_limits(args.memory, args.memory_swap))
         if args.cpus is not None:
             res["cpus"] = _units.parse_cpus(args.cpus)
         if _runopts_given(args):

@@ -110,6 +110,19 @@ def volume_options(spec: str, text: str) -> dict[str, bool]:
     return {field: value for field, (_, value) in chosen.items()}
 
 
+def memory_limits(memory: str | None, memory_swap: str | None) -> dict[str, int]:
+    """``--memory`` and ``--memory-swap`` as given (None: not), in bytes as
+    :class:`boxd.Resources` takes them; a swap of ``-1`` is unlimited."""
+    found = {}
+    if memory is not None:
+        found["memory"] = parse_size(memory, what="--memory")
+    if memory_swap is not None:
+        found["memory_swap"] = (
+            -1 if memory_swap == "-1" else parse_size(memory_swap, what="--memory-swap")
+        )
+    return found
+
+
 def log_option(key: str, value: str) -> tuple[str, int] | None:
     """One log option as ``--log-opt KEY=VALUE``, LogConfig.Config and daemon.json's
     ``log-opts`` spell it: ``("max-size", bytes)`` or ``("max-file", count)``; None for
