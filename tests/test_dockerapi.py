@@ -468,6 +468,10 @@ def test_docker_py(clean: Daemon) -> None:
         # Docker's EndpointSettings, every key (docker-py's tests read DriverOpts).
         endpoint = e.attrs["NetworkSettings"]["Networks"]["bridge"]
         assert {"DriverOpts", "IPAMConfig", "GlobalIPv6Address", "IPv6Gateway"} <= set(endpoint)
+        # An endpoint id while connected, the same in network inspect (it was empty).
+        members = client.api.inspect_network("bridge")["Containers"]
+        assert len(endpoint["EndpointID"]) == 64
+        assert members[e.id]["EndpointID"] == endpoint["EndpointID"]
         one = client.api.stats(e.id, stream=False, one_shot=True)
         assert one["pids_stats"] == {"current": 1} and one["precpu_stats"]["cpu_usage"]
         assert "PID" in e.top()["Titles"]

@@ -20,7 +20,7 @@ from . import _shapes
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
-from ._shapes import Fields
+from ._shapes import Fields, endpoint_id
 
 
 def _shape(info: NetworkInfo) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
         "Containers": {
             m.id: {
                 "Name": m.name,
-                "EndpointID": "",
+                "EndpointID": endpoint_id(m.id, info.name) if m.running else "",
                 "MacAddress": "",
                 "IPv4Address": f"{m.ip_address}/{prefix}",
                 "IPv6Address": "",

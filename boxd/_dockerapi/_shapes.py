@@ -427,6 +427,13 @@ def builtin_network_id(name: str) -> str:
     return hashlib.sha256(f"boxd network {name}".encode()).hexdigest()
 
 
+def endpoint_id(container_id: str, network: str) -> str:
+    """A connected container's ``EndpointID`` on ``network`` (its name), the same in
+    container and network inspect: Docker's is its endpoint's id, which boxd keeps no
+    record of."""
+    return hashlib.sha256(f"boxd endpoint {container_id} {network}".encode()).hexdigest()
+
+
 def _network_settings(c: Container) -> dict[str, Any]:
     """``NetworkSettings``: the ports published now (exposed ones as null) and the
     container's address on each network, while it runs."""
@@ -451,7 +458,7 @@ def _network_settings(c: Container) -> dict[str, Any]:
             "Links": None,
             "Aliases": list(join.aliases) if join is not None and join.aliases else None,
             "NetworkID": network,
-            "EndpointID": "",
+            "EndpointID": endpoint_id(c.id, network) if address else "",
             "Gateway": gateway,
             "IPAddress": address,
             "IPPrefixLen": prefix,
