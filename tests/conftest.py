@@ -42,7 +42,8 @@ _host_net: tuple[int, set[str]] | None = None  # the host's namespace, and its b
 
 def _boxd_objects(netns_fd: int) -> set[str]:
     """The links and nftables tables of boxd's naming in the namespace behind ``netns_fd``,
-    and the named network namespaces (``ip netns add``, which tests make and remove)."""
+    the named network namespaces (``ip netns add``, which tests make and remove), and the
+    cgroups of boxd's naming."""
 
     def run(*argv: str) -> str:
         command = ["nsenter", f"--net=/proc/self/fd/{netns_fd}", *argv]
@@ -58,6 +59,12 @@ def _boxd_objects(netns_fd: int) -> set[str]:
     found |= {f"nft table {t}" for t in tables if _BOXD_NAMES.match(t)}
     with contextlib.suppress(FileNotFoundError):
         found |= {f"netns {n}" for n in os.listdir("/run/netns")}
+    # And the cgroups of boxd's naming (a daemon's or a library's parent, boxd-<hash>), in
+    # every hierarchy: not of a network namespace, but left the same way.
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in [d for d in dirs if d.startswith("boxd-")]:
+            found.add(f"cgroup {os.path.join(top, d)}")
+            dirs.remove(d)
     return found
 
 
@@ -79,16 +86,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Nothing of boxd's naming may be left in the host's network namespace (links,
-    nftables tables) nor among the named namespaces: the session fails if the tests
-    left one (something else running on the machine meanwhile could too; the names say
-    whose it is)."""
+    nftables tables), among the named namespaces or the cgroups: the session fails if
+    the tests left one (something else running on the machine meanwhile could too; the
+    names say whose it is)."""
     if _host_net is None:
         return
     host, before = _host_net
     left = sorted(_boxd_objects(host) - before)
     if left:
         session.config.get_terminal_writer().line(
-            "left in the host's network namespace by the tests: " + ", ".join(left), red=True
+            "left on the host by the tests: " + ", ".join(left), red=True
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
