@@ -13,7 +13,9 @@ when the output pauses for :data:`IDLE`; the pump then waits for the master in T
 so a quiet terminal holds no thread.
 
 Whatever was read is logged, even when the pump is cancelled (a daemon leaving with live
-restore): chunks not handed on yet are written to the log before the pump returns.
+restore): chunks not handed on yet are written to the log before the pump returns.  The
+output ends at an EIO that lasts :data:`END_SETTLE`: under load the master read EIO
+before the last writes had reached it, and the tail of a `run -t` was lost.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import importlib
 import math
 import select
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -39,6 +42,9 @@ IDLE = 0.05
 IN_FLIGHT = 2
 # How often a reader waiting for room checks whether it was told to stop.
 STOP_CHECK = 0.05
+# The end of output: EIO for this long, read again every END_RETRY (see _Reader.run).
+END_SETTLE = 0.01
+END_RETRY = 0.001
 
 THREAD_NAME = "boxd pty reader"
 # Read buffers of finished reader threads, for the next ones; at most KEPT_BUFFERS stay
@@ -66,6 +72,7 @@ class _Reader:
         buffer = _buffers.pop() if _buffers else memoryview(bytearray(READ_SIZE))
         # By name: mypy would take the sandbox_native/ source directory for the module.
         gather = importlib.import_module("sandbox_native").gather_read
+        ended_since: float | None = None
         try:
             while not self.stop.is_set():
                 size, ended = gather(self.fd, buffer, COALESCE_GAP, COALESCE_LIMIT)
@@ -75,7 +82,17 @@ class _Reader:
                     # Delivered even when told to stop: it is logged then.
                     self._token.run_sync_soon(self._deliver, bytes(buffer[:size]))
                 if ended:
-                    return True
+                    # The master can read EIO before the last writes reach it (seen under
+                    # load: 4,608 bytes read after one): the end is an EIO that lasts
+                    # END_SETTLE with nothing read (the master polls ready meanwhile).
+                    now = time.monotonic()
+                    if size or ended_since is None:
+                        ended_since = now
+                    if now - ended_since >= END_SETTLE:
+                        return True
+                    time.sleep(END_RETRY)
+                    continue
+                ended_since = None
                 if not size and not poller.poll(IDLE * 1000):
                     return False
             return False
