@@ -212,12 +212,12 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             raise CliError(str(exc), USAGE) from None
     for opt in args.log_opt:
         key, eq, value = opt.partition("=")
-        try:
-            option = _units.log_option(key, value) if eq else None
-        except ValueError as exc:
-            raise CliError(f"invalid --log-opt {opt!r}: {exc}", USAGE) from None
         if not eq:
             raise CliError(f"invalid --log-opt {opt!r}: expected KEY=VALUE", USAGE)
+        try:
+            option = _units.log_option(key, value)
+        except ValueError as exc:
+            raise CliError(f"invalid --log-opt {opt!r}: {exc}", USAGE) from None
         if option is not None and option[0] == "max-size":
             config["log_max_size"] = option[1]
         elif option is not None:

@@ -362,6 +362,12 @@ def check_log_options(config: ContainerConfig) -> None:
         raise ValueError("log rotation options need a log: --log-driver none keeps none")
 
 
+def check_shm_size(size: int | None) -> None:
+    """``--shm-size`` in bytes (None: Docker's 64 MiB)."""
+    if size is not None and size < 1:
+        raise ValueError(f"invalid --shm-size {size}: must be at least 1 byte")
+
+
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     reference = config.image != "default" and not config.image.startswith("/")
@@ -455,8 +461,7 @@ def validate_config(config: ContainerConfig) -> None:
         )
     for limit in config.ulimits:
         check_ulimit(limit.name, limit.soft, limit.hard)
-    if config.shm_size is not None and config.shm_size < 1:
-        raise ValueError(f"invalid --shm-size {config.shm_size}: must be at least 1 byte")
+    check_shm_size(config.shm_size)
     for label in config.labels:
         if not label.partition("=")[0] or "\0" in label:
             raise invalid("labels", label, "use KEY=VALUE")

@@ -206,9 +206,9 @@ class Store:
 
 def _remove_tree(path: Path) -> None:
     """Delete ``path`` and all below it in one call of the C extension, which holds no GIL
-    (``shutil.rmtree`` took it back for every entry, and while containers started at once
-    this thread's Python kept the event loop's thread waiting for it: 20 at once ran ~20%
-    faster without it).  What cannot be deleted stays for the next emptying."""
+    (``shutil.rmtree`` took it back for every entry: while containers started at once, the
+    event loop's thread waited for it, see bench/README).  What cannot be deleted stays
+    for the next emptying."""
     # By name: mypy would take the sandbox_native/ source directory for the module.
     with contextlib.suppress(OSError):
         importlib.import_module("sandbox_native").remove_tree(os.fspath(path))

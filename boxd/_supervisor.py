@@ -1031,7 +1031,8 @@ class Supervisor:
             try:
                 await self._freeze(entry)
             except BaseException:
-                marker.unlink(missing_ok=True)
+                if for_commit:
+                    marker.unlink(missing_ok=True)
                 raise
             self._set(entry, PAUSED)
 
@@ -1444,9 +1445,6 @@ class Supervisor:
                 log.warning("%s: thawed: the commit that paused it did not end", c.short_id)
                 cgroup.thaw()
                 c.state.status = RUNNING
-                self.store.save(c)
-                marker.unlink()
-                return
             elif entry.phase is RUNNING and cgroup.frozen():
                 log.warning("%s: its cgroup is frozen: recorded as paused", c.short_id)
                 await cgroup.freeze()  # a freeze the last daemon began: done
@@ -1457,6 +1455,7 @@ class Supervisor:
             else:
                 return
             self.store.save(c)
+            marker.unlink(missing_ok=True)  # after the record: a crash between thaws again
         except OSError as exc:  # its record or its cgroup: it is served as it is
             log.error("%s: cannot settle its paused state: %s", c.short_id, exc)
 

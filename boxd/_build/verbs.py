@@ -144,11 +144,11 @@ def _dockerfile(context: Path, name: str) -> str:
 
 async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
     from .. import _resources
+    from .._records import check_shm_size
 
     options = _options(req)
     # RUN's limits, checked before the context is read (each step's create checks again).
-    if req.shm_size is not None and req.shm_size < 1:
-        raise ValueError(f"invalid --shm-size {req.shm_size}: must be at least 1 byte")
+    check_shm_size(req.shm_size)
     resources, warnings = _resources.settle(req.resources, sup.cgroups)
     options = attrs.evolve(options, resources=resources, shm_size=req.shm_size)
     await conn.send(OkResponse())

@@ -60,10 +60,9 @@ def _run_limits(req: Request) -> Resources:
             raise ApiError(400, f"build {option} is not supported by boxd")
     if req.flag("squash"):
         raise ApiError(400, "build --squash is not supported by boxd")
-    memswap = req.integer("memswap") or None
     return Resources(
         memory=req.integer("memory") or None,
-        memory_swap=memswap,
+        memory_swap=req.integer("memswap") or None,
         cpu_shares=req.integer("cpushares") or None,
         cpuset_cpus=req.arg("cpusetcpus") or None,
         cpuset_mems=req.arg("cpusetmems") or None,
