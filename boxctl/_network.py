@@ -54,6 +54,7 @@ def published(args: Args) -> dict[str, Any]:
         "expose": list(dict.fromkeys([*expose, *(p.key for p in ports)])),
         "publish_all": args.publish_all,
         "network_aliases": args.network_alias,
+        "links": [link if ":" in link else f"{link}:{link}" for link in args.link],
         "dns": args.dns,
         "dns_search": args.dns_search,
         "dns_options": [*args.dns_option, *args.dns_opt],

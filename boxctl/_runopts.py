@@ -12,6 +12,7 @@ NETWORK = (
     Opt("-P", "--publish-all", help="publish every exposed port on an ephemeral port"),
     Opt("--expose", kind=APPEND, metavar="PORT[/PROTO]", help="expose a port (for -P)"),
     Opt("--network-alias", kind=APPEND, metavar="NAME", help="another name on its network"),
+    Opt("--link", kind=APPEND, metavar="NAME[:ALIAS]", help="reach container NAME as ALIAS"),
     Opt("--dns", kind=APPEND, metavar="IP", help="a name server for its resolv.conf"),
     Opt("--dns-search", kind=APPEND, metavar="DOMAIN", help="a search domain (. for none)"),
     Opt("--dns-option", kind=APPEND, metavar="OPTION", help="a resolv.conf option"),

@@ -111,6 +111,7 @@ class EtcNetwork:
     names: tuple[str, ...] = ()
     others: tuple[str, ...] = ()  # its addresses on its other networks
     resolv: str | None = None  # None: the image's own resolv.conf
+    links: tuple[str, ...] = ()  # lines of its default-bridge links (see boxd._links)
 
 
 def _check_port(value: int, what: str, *, zero: bool) -> None:

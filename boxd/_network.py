@@ -757,6 +757,7 @@ class Attachment:
         self._proxies: trio.CancelScope | None = None
         self._active = False
         self._peer: tuple[Container, int] | None = None  # container:NAME, once reserved
+        self.link_hosts: tuple[str, ...] = ()  # /etc/hosts lines of its links (boxd._links)
 
     @property
     def private(self) -> bool:
@@ -823,6 +824,7 @@ class Attachment:
             names=(hostname,),
             others=tuple(link.address for link in self.links[1:]),
             resolv=self._resolv(),
+            links=self.link_hosts,
         )
 
     def _wanted_ports(self) -> list[PortSpec]:

@@ -94,10 +94,16 @@ def check_exec(spec: ExecSpec) -> None:
 
 
 def environment(
-    container: Container, user: ExecUser, *, tty: bool, extra: tuple[str, ...] = ()
+    container: Container,
+    user: ExecUser,
+    *,
+    tty: bool,
+    extra: tuple[str, ...] = (),
+    links: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
-    """Only PATH, HOSTNAME, HOME (the user's, from the image's passwd), TERM (with a tty)
-    and what the image and the user set; a bare ``KEY`` unsets KEY, as in Docker."""
+    """Only PATH, HOSTNAME, HOME (the user's, from the image's passwd), TERM (with a tty),
+    its default-bridge links' variables (``links``, see boxd._links) and what the image
+    and the user set; a bare ``KEY`` unsets KEY, as in Docker."""
     env = {
         "PATH": DEFAULT_PATH,
         "HOSTNAME": hostname(container),
@@ -105,7 +111,7 @@ def environment(
     }
     if tty:
         env["TERM"] = "xterm"
-    for item in (*container.config.env, *extra):
+    for item in (*links, *container.config.env, *extra):
         key, eq, value = item.partition("=")
         if eq:
             env[key] = value
@@ -174,6 +180,7 @@ def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, 
     own = f"127.0.1.1\t{name}"
     if net is not None and net.address:
         own = "\n".join(f"{a}\t{' '.join(net.names)}" for a in (net.address, *net.others))
+        own += "".join(f"\n{line}" for line in net.links)
     files = {
         "/etc/hostname": f"{name}\n",
         "/etc/hosts": (
@@ -310,13 +317,15 @@ async def build(
     ns_paths: tuple[tuple[Namespace, str], ...] = (),
     cgroups: tuple[tuple[str, str], ...] | None = None,
     devices: Sequence[_devicemap.HostDevice] = (),
+    link_env: tuple[str, ...] = (),
 ) -> SpawnPlan:
     """``read``: what :func:`prepare` returned (its directories are made); ``view_files``:
     the /proc view to bind in (None: the plain /proc); ``net``: what /etc/hosts and
     /etc/resolv.conf say of its network; ``ns_paths``: namespaces it joins (another
     container's network); ``cgroups``: its cgroups as a v1 host's /sys/fs/cgroup shows
     them (:meth:`boxd._cgroup.Cgroup.view`; None: its own cgroup2); ``devices``: the host
-    devices it gets (``--device``, :func:`boxd._devicemap.resolve_all`).  Three steps of the
+    devices it gets (``--device``, :func:`boxd._devicemap.resolve_all`); ``link_env``: its
+    links' variables (see boxd._links).  Three steps of the
     event loop of their own, each well under a millisecond: the mount table (lookups in
     its root), its user and groups, then the rest (environment, capabilities, seccomp)."""
     await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
@@ -349,7 +358,7 @@ async def build(
     await trio.lowlevel.cancel_shielded_checkpoint()
     user = identity(config.user, image, container_dir, config.group_add, read=read)
     await trio.lowlevel.cancel_shielded_checkpoint()
-    env = environment(container, user, tty=config.tty)
+    env = environment(container, user, tty=config.tty, links=link_env)
     return SpawnPlan(
         argv=(INIT_PATH, "--", *config.command) if config.init else config.command,
         env=env,
@@ -418,12 +427,15 @@ def build_exec(
     container_dir: Path,
     *,
     stdio: tuple[int, int, int],
+    link_env: tuple[str, ...] = (),
 ) -> SpawnPlan:
     """A process that joins the namespaces of the container's init (``init_pidfd``);
-    ``image`` and ``container_dir`` are the container's, for its users and groups."""
+    ``image`` and ``container_dir`` are the container's, for its users and groups;
+    ``link_env``: the variables its init got from its links, which Docker gives its execs
+    too."""
     config = container.config
     user = identity(spec.user or config.user, image, container_dir, config.group_add)
-    env = environment(container, user, tty=spec.tty, extra=spec.env)
+    env = environment(container, user, tty=spec.tty, extra=spec.env, links=link_env)
     return SpawnPlan(
         argv=spec.command,
         env=env,

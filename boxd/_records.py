@@ -20,7 +20,6 @@ from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import parse_host
 from ._mounts import check_volume_name
 from ._netconfig import (
-    BUILTIN,
     NetworkJoin,
     NetworkSettings,
     PortSpec,
@@ -193,8 +192,9 @@ class ContainerConfig:
     publish_all: bool = False  # -P: every exposed port on an ephemeral host port
     expose: tuple[str, ...] = ()  # --expose, as "80/tcp"
     network_aliases: tuple[str, ...] = ()  # more names on a user network
-    # Docker's links on a user network, "NAME:ALIAS": the container's DNS answers ALIAS as
-    # NAME (for it alone), as Docker's embedded DNS does.
+    # Docker's links, "NAME:ALIAS": on a user network the container's DNS answers ALIAS as
+    # NAME (for it alone), as Docker's embedded DNS does; on the default bridge, /etc/hosts
+    # lines and variables (boxd._links).
     links: tuple[str, ...] = ()
     # The networks it is on once `network connect`/`disconnect` changed them (None: just
     # --network's, with --network-alias): see boxd._network.joined.
@@ -407,10 +407,12 @@ def validate_config(config: ContainerConfig) -> None:
         if not target or not alias:
             raise ValueError(f"bad format for links: {link}")
         check_name(alias)
-    if config.links and (config.network in BUILTIN or config.network.startswith("container:")):
+    if config.links and (
+        config.network in ("host", "none") or config.network.startswith("container:")
+    ):
         raise ValueError(
-            f"links are not supported by boxd on network {config.network!r}:"
-            " put the containers on a user network, where each one's name resolves"
+            f"conflicting options: links cannot be used with --network {config.network}"
+            " (the container has no network of its own to reach them on)"
         )
     shared = config.network.startswith("container:")
     for join in config.networks or ():

@@ -34,6 +34,7 @@ from . import (
     _devicemap,
     _diff,
     _lifecycle,
+    _links,
     _live,
     _logs,
     _nsmodes,
@@ -445,6 +446,7 @@ class Supervisor:
         _check_volume_sources(config)
         _devicemap.check_hosts(config.devices)
         self.networks.check(config.network)
+        self._check_links(config)
         config = self._with_volumes(config)
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
@@ -529,6 +531,63 @@ class Supervisor:
             name = entry.container.name
             raise Conflict(f"container {name} is not running: its network cannot be joined")
         return entry.container, run.pid
+
+    def _link_target(self, name: str) -> Container:
+        """The container a default-bridge link names; Docker's words when there is none."""
+        try:
+            return self._lookup(name).container
+        except NoSuchContainer:
+            raise ValueError(f"could not get container for {name}: no such container") from None
+
+    def _check_links(self, config: ContainerConfig) -> None:
+        """At create, as Docker: every container a default-bridge link names exists and
+        has an address of its own to be reached at."""
+        if config.network != _links.DEFAULT_NETWORK:
+            return
+        for name, _ in map(_links.parse, config.links):
+            mode = self._link_target(name).config.network
+            if mode == "host" or mode.startswith("container:"):
+                raise ValueError(
+                    f"cannot link to {name}: it shares a network namespace (--network "
+                    f"{mode}) and has no address of its own"
+                )
+
+    def _legacy_links(self, c: Container, *, strict: bool = True) -> _links.Legacy:
+        """What ``c``'s default-bridge links give it at this start (see boxd._links): each
+        linked container must run there (``strict``; an adopted container keeps what it
+        can, the others are left out)."""
+        if c.config.network != _links.DEFAULT_NETWORK or not c.config.links:
+            return _links.Legacy()
+        hosts, env = [], []
+        for name, alias in map(_links.parse, c.config.links):
+            try:
+                child = self._link_target(name)
+                entry = self._entries[child.id]
+                if entry.run is None or entry.run.exited.is_set():
+                    raise Conflict(
+                        f"cannot link to a non running container: /{child.name} AS "
+                        f"/{c.name}/{alias}"
+                    )
+                address = next(
+                    (
+                        e.ip_address
+                        for e in child.state.network.endpoints
+                        if e.network == _links.DEFAULT_NETWORK
+                    ),
+                    None,
+                )
+                if address is None:
+                    raise Conflict(
+                        f"cannot link to {child.name}: it is not on the default network "
+                        f"{_links.DEFAULT_NETWORK!r}"
+                    )
+            except (ValueError, Conflict):
+                if strict:
+                    raise
+                continue
+            hosts.append(_links.hosts_line(address, alias, child))
+            env += _links.variables(c.name, alias, address, child)
+        return _links.Legacy(tuple(hosts), tuple(env))
 
     def _joined_namespaces(self, c: Container) -> tuple[tuple[Namespace, str], ...]:
         """``--pid``/``--ipc container:NAME``: the namespace files of NAME's running init
@@ -718,6 +777,7 @@ class Supervisor:
         try:
             image = image or self._image(c.config.image, c.config.image_id)
             joined = self._joined_namespaces(c) if adoption is None else ()
+            legacy = self._legacy_links(c, strict=adoption is None)
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
@@ -750,6 +810,8 @@ class Supervisor:
         cdir = self.store.container_dir(c.id)
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         net = self.networks.attachment(c)
+        net.link_hosts = legacy.hosts
+        run.link_env = legacy.env
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -781,6 +843,7 @@ class Supervisor:
                                 ns_paths=net.ns_paths() + joined,
                                 cgroups=cgroup.view(),
                                 devices=devices,
+                                link_env=run.link_env,
                             ),
                             cgroup,
                         )
@@ -1263,7 +1326,9 @@ class Supervisor:
         async def exec_plan(stdio: tuple[int, int, int]) -> SpawnPlan:
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
-            return _plan.build_exec(c, request, run.pidfd, image, where, stdio=stdio)
+            return _plan.build_exec(
+                c, request, run.pidfd, image, where, stdio=stdio, link_env=run.link_env
+            )
 
         async with trio.open_nursery() as nursery:
             try:

@@ -105,6 +105,85 @@ def test_inspect_shows_entrypoint_and_cmd_apart(client: Any) -> None:
             client.remove_container(ref, force=True)
 
 
+def test_links_on_the_default_bridge_give_hosts_lines_and_variables(
+    client: Any, compose_daemon: Daemon
+) -> None:
+    """compose's ``links:`` on ``network_mode: bridge`` (``docker run --link`` on the
+    default network), which boxd refused: the default bridge has no name server, so the
+    linking container gets Docker's /etc/hosts line and variables for the linked one
+    (its init and its execs), and the linked container must run."""
+    made = []
+    try:
+        db = client.create_container(
+            "busybox", ["httpd", "-f", "-p", "8080", "-h", "/etc"], name="links_db",
+            environment={"SECRET": "s3", "HOME": "/elsewhere"}, ports=[8080, 9000, 9001],
+            host_config=client.create_host_config(network_mode="bridge"),
+        )["Id"]  # fmt: skip
+        made.append(db)
+        client.start(db)
+        address = client.inspect_container(db)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        web = client.create_container(
+            "busybox", ["sh", "-c", "env > /tmp/init.env; exec sleep 300"], name="links_web",
+            host_config=client.create_host_config(
+                network_mode="bridge", links={"links_db": "db-1"}
+            ),
+        )  # fmt: skip
+        made.append(web)
+        client.start(web)
+        assert client.inspect_container(web)["HostConfig"]["Links"] == ["/links_db:/links_web/db-1"]
+        check = (
+            "cat /etc/hosts /tmp/init.env; echo EXEC; env;"
+            ' wget -qO- "http://$DB_1_PORT_8080_TCP_ADDR:8080/hostname"'
+        )
+        run = client.exec_create(web, ["sh", "-c", check])
+        out = client.exec_start(run).decode()
+        assert client.exec_inspect(run)["ExitCode"] == 0, out
+        lines = out.splitlines()
+        assert f"{address}\tdb-1 {db[:12]} links_db" in lines, out
+        assert lines[-1] == db[:12]  # the linked container's /etc/hostname, over TCP
+        init, execd = out.split("EXEC\n")
+        for env in (init, execd):
+            for var in (
+                f"DB_1_PORT=tcp://{address}:8080",
+                f"DB_1_PORT_8080_TCP=tcp://{address}:8080",
+                f"DB_1_PORT_8080_TCP_ADDR={address}",
+                "DB_1_PORT_8080_TCP_PORT=8080",
+                "DB_1_PORT_8080_TCP_PROTO=tcp",
+                f"DB_1_PORT_9000_TCP_START=tcp://{address}:9000",
+                "DB_1_PORT_9000_TCP_PORT_END=9001",
+                "DB_1_NAME=/links_web/db-1",
+                "DB_1_ENV_SECRET=s3",
+            ):
+                assert var in env.splitlines(), (var, env)
+            assert "DB_1_ENV_HOME" not in env
+        # boxctl's --link (ALIAS defaults to NAME).
+        shown = compose_daemon.ctl(
+            "run",
+            "--rm",
+            "--link",
+            "links_db",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $LINKS_DB_NAME; tail -1 /etc/hosts",
+        )
+        assert shown.stdout.splitlines()[0].endswith("/links_db"), shown.stdout
+        assert f"{address}\tlinks_db {db[:12]}" in shown.stdout
+        # The linked container must run at the linking one's start (Docker's words).
+        client.stop(db, timeout=0)
+        late = client.create_container(
+            "busybox", ["true"],
+            host_config=client.create_host_config(network_mode="bridge", links={"links_db": "db"}),
+        )  # fmt: skip
+        made.append(late)
+        with pytest.raises(docker.errors.APIError) as info:
+            client.start(late)
+        assert "cannot link to a non running container: /links_db AS" in str(info.value)
+    finally:
+        for c in made:
+            client.remove_container(c, force=True)
+
+
 def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
     """compose's ``run`` links its one-off container to the service's running ones
     (HostConfig.Links ``proj_client_1:client_1`` ...), which boxd refused.  On a user
@@ -155,7 +234,8 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
     for links, network, words in (
         (["a:b:c"], "bridge", "bad format for links: a:b:c"),
         ([""], "bridge", "empty string specified for links"),
-        (["proj_db_1:db"], "bridge", "links are not supported by boxd on network 'bridge'"),
+        (["proj_db_1:db"], "none", "links cannot be used with --network none"),
+        (["nosuch:db"], "bridge", "could not get container for nosuch"),
     ):
         with pytest.raises(docker.errors.APIError) as info:
             client.create_container(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _human, _nsmodes
+from .. import _human, _links, _nsmodes
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
@@ -741,10 +741,12 @@ def _host_config(c: Container) -> dict[str, Any]:
     for v in cfg.volumes:
         opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
         binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
+    legacy = cfg.network == _links.DEFAULT_NETWORK
+    links = _links.shown(c) if legacy else list(cfg.links)
     return {
         "Binds": binds or None,
         "VolumesFrom": list(cfg.volumes_from) or None,
-        "Links": list(cfg.links) or None,
+        "Links": links or None,
         "NetworkMode": cfg.network,
         "PidMode": _nsmodes.docker_mode("pid", cfg.pid_mode),
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
