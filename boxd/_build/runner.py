@@ -18,9 +18,9 @@ resulting configuration and layers.  A hit is used only if every layer is still 
 With ``--cache-from`` images the cache is those images' histories instead, as in Docker's
 classic builder (so a CI machine can reuse an image it pulled, whose steps it never ran):
 a step is a hit when an image's history and layers begin with the stage's own and its
-next history entry was made by the same instruction (``created_by``, which holds what
-the step's key holds that shows: a RUN's command and build arguments, a COPY's content
-digest, destination and options).  The step then takes that entry and its layer.  The
+next history entry was made by the same instruction (``created_by``: a RUN's command and
+build arguments, a COPY's content digest, destination and options, all of the step's key
+that a history can show).  The step then takes that entry and its layer.  The
 daemon's own step cache is not consulted then, as Docker consults only what the images
 hold; a named image not stored is passed over with a warning.
 """
