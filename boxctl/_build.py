@@ -151,6 +151,7 @@ def cmd_build(args: Args) -> int:
         "platform": args.platform or "",
         "network": args.network or "",
         "extra_hosts": args.add_host,
+        "cache_from": args.cache_from,
         **_run_limits(args),
     }
     request["dockerfile"], write = _context(args)
@@ -193,6 +194,9 @@ COMMANDS = (
             Opt("--target", kind=VALUE, help="the stage to build"),
             Opt("--label", kind=APPEND, help="KEY=VALUE for the image (repeatable)"),
             Opt("--no-cache", help="do not use the layer cache"),
+            Opt(
+                "--cache-from", kind=APPEND, metavar="IMAGE", help="use IMAGE's steps as the cache"
+            ),
             Opt("-q", "--quiet", help="show only the image id"),
             Opt("--pull", help="pull the base images even if they are stored"),
             Opt("--rm", kind=BOOL, default=True, help="remove the steps' containers (default)"),

@@ -71,6 +71,7 @@ class Member:
     name: str
     ip_address: str  # its address on the network (kept while the container exists)
     running: bool
+    mac_address: str = ""  # its interface's there, while it has one
 
 
 @attrs.frozen
@@ -130,7 +131,12 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
     for c in sup.list(all=True):
         address = net.allocations.get(c.id)
         if address is not None:
-            members.append(Member(c.id, c.name, address, sup.run_of(c.id) is not None))
+            running = sup.run_of(c.id) is not None
+            # The MAC its interface there has, as its running attachment published it.
+            mac = next(
+                (e.mac_address for e in c.state.network.endpoints if e.network == net.name), ""
+            )
+            members.append(Member(c.id, c.name, address, running, mac if running else ""))
     return NetworkInfo(
         name=net.name,
         id=net.id,

@@ -722,6 +722,12 @@ class _Link:
     host_link: str  # the veth's other end, a port of the network's bridge
     host_index: int = 0  # its interface index, once plugged (never reused by another)
 
+    @property
+    def mac(self) -> str:
+        """The interface's MAC address: the one asked for, or one made from its address.
+        The one place it is chosen, so that what inspect shows is what the link has."""
+        return self.join.mac or mac_of(self.address)
+
 
 async def _unplug(link: _Link) -> None:
     """The host's end of ``link`` gone, by its index (a link never plugged has none, and
@@ -909,7 +915,7 @@ class Attachment:
         return {
             "host_name": link.host_link,
             "bridge": net.bridge,
-            "mac": link.join.mac or mac_of(link.address),
+            "mac": link.mac,
             "address": link.address,
             "prefix_len": net.network.prefixlen,
             "gateway": net.gateway,
@@ -934,7 +940,7 @@ class Attachment:
                     ip_address=link.address,
                     prefix_len=link.net.network.prefixlen,
                     gateway=link.net.gateway,
-                    mac_address=link.join.mac or mac_of(link.address),
+                    mac_address=link.mac,
                     aliases=link.join.aliases,
                     interface=link.interface,
                 )

@@ -224,6 +224,7 @@ class ContainerConfig:
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
     auto_remove: bool = False
+    runtime: str = "runc"  # the name it was run with, one of RUNTIMES
     log_driver: str = ""  # see LOG_DRIVERS; empty: the supervisor's (json-file by default)
     log_max_size: int | None = None  # None: the driver's default (json-file: the daemon's)
     log_max_files: int | None = None
@@ -333,6 +334,7 @@ OPTIONS = {
     "restart": "--restart",
     "stop_signal": "--stop-signal",
     "stop_timeout": "--stop-timeout",
+    "runtime": "--runtime",
     "log_driver": "--log-driver",
     "log_max_size": "--log-max-size",
     "log_max_files": "--log-max-files",
@@ -353,6 +355,12 @@ def invalid(field: str, value: object, reason: str = "") -> ValueError:
 # daemon's rotation by default), local (Docker's local driver's 20 MiB x 5 by default; the
 # same file format here, its files never compressed) or none (no log: `logs` cannot read).
 LOG_DRIVERS = ("json-file", "local", "none")
+
+# The names boxd's one runtime answers to (``--runtime``, ``docker info``'s Runtimes): it
+# starts every container itself, with no OCI runtime binary under it.  ``runc`` first, the
+# default: the name Docker's tools expect of the default runtime and send back;
+# ``boxd``, the name boxd gave it before.
+RUNTIMES = ("runc", "boxd")
 
 
 def check_log_options(config: ContainerConfig) -> None:
@@ -454,6 +462,10 @@ def validate_config(config: ContainerConfig) -> None:
     for point in points:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
+    if config.runtime not in RUNTIMES:
+        raise invalid(
+            "runtime", config.runtime, "unknown runtime name: boxd's own is called runc (or boxd)"
+        )
     if config.log_driver and config.log_driver not in LOG_DRIVERS:
         raise invalid("log_driver", config.log_driver, "use json-file, local or none")
     check_log_options(config)

@@ -309,6 +309,62 @@ def test_the_layer_cache(clean: Daemon, tmp_path: Path) -> None:
     assert "Using cache" not in after
 
 
+def test_cache_from_takes_the_steps_an_images_history_holds(clean: Daemon, tmp_path: Path) -> None:
+    """--cache-from (boxctl, the docker CLI's classic builder, docker-py's cache_from): the
+    named images' histories are the cache, as in Docker's classic builder, also with the
+    daemon's own step cache forgotten (as for an image pulled on another machine); an
+    image not stored gives no hit, nor does the step cache then."""
+    dockerfile = (
+        f"FROM {BASE}\nENV A=1\nRUN od -An -N16 -x /dev/urandom > /stamp\n"
+        "COPY f /f\nRUN cat /stamp /f\n"
+    )
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile, "f": "one\n"})
+    clean.ctl("build", "-t", "origin", str(ctx))
+    image = _image(clean, "origin")["Id"]
+    stamp = clean.ctl("run", "--rm", "origin", "cat", "/stamp").stdout
+
+    def forget() -> None:
+        assert api_call(clean, "POST", "/build/prune")[0] == 200
+
+    forget()
+    again = clean.ctl("build", "--cache-from", "origin", "-t", "again", str(ctx)).stdout
+    assert again.count(" ---> Using cache") == 4
+    assert _image(clean, "again")["Id"] == image  # every step the image's own
+    none = clean.ctl("build", "--cache-from", "nosuch", str(ctx)).stdout
+    assert "[Warning] --cache-from nosuch: no such image, not used" in none
+    assert "Using cache" not in none  # the step cache holds them all, unused
+    # A changed file: the steps before its COPY come from the image, the rest run.
+    (ctx / "f").write_text("two\n")
+    forget()
+    changed = clean.ctl("build", "--cache-from", "origin", "-t", "changed", str(ctx)).stdout
+    assert changed.count(" ---> Using cache") == 2
+    assert clean.ctl("run", "--rm", "changed", "cat", "/stamp", "/f").stdout == stamp + "two\n"
+    (ctx / "f").write_text("one\n")
+    forget()
+    if DOCKER is not None:
+        r = docker(clean, "build", "-q", "--cache-from", "origin", str(ctx))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == image
+        forget()
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.APIClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        lines = list(client.build(path=str(ctx), cache_from=["origin"], decode=True))
+        assert sum("Using cache" in line.get("stream", "") for line in lines) == 4
+    finally:
+        client.close()
+    status, _, body = api_call(clean, "POST", "/build?cachefrom=origin")
+    assert status == 400 and b"invalid cachefrom: not JSON: 'origin'" in body
+    # What a COPY does beyond its files' content is the instruction's too: a file copied
+    # into a directory is not the same step as one copied to that name.
+    into = _context(tmp_path / "into", {"Dockerfile": f"FROM {BASE}\nCOPY f /d/\n", "f": "x"})
+    clean.ctl("build", "-t", "into", str(into))
+    named = _context(tmp_path / "named", {"Dockerfile": f"FROM {BASE}\nCOPY f /d\n", "f": "x"})
+    out = clean.ctl("build", "--cache-from", "into", "-t", "named", str(named)).stdout
+    assert "Using cache" not in out
+    assert clean.ctl("run", "--rm", "named", "cat", "/d").stdout == "x"
+
+
 def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> None:
     parent = _context(
         tmp_path / "parent", {"Dockerfile": f"FROM {BASE}\nONBUILD RUN echo fired > /fired\n"}

@@ -309,6 +309,25 @@ def test_log_drivers_none_and_local(clean: Daemon) -> None:
     assert _docker(clean, "rm", "quiet", "loc").returncode == 0
 
 
+@needs_cli
+def test_runtime_names(clean: Daemon) -> None:
+    """runc, the name Docker's tools expect of the default runtime, is boxd's own: info
+    shows it as the default, inspect echoes the name a container was run with (runc when
+    none was given), and an unknown one is refused by name."""
+    info = _docker(clean, "info", "-f", "{{.DefaultRuntime}} {{json .Runtimes}}").stdout
+    default, _, runtimes = info.partition(" ")
+    assert default == "runc" and sorted(json.loads(runtimes)) == ["boxd", "runc"]
+    for args, name in [
+        ((), "runc"),
+        (("--runtime", "runc"), "runc"),
+        (("--runtime", "boxd"), "boxd"),
+    ]:
+        cid = _docker(clean, "create", *args, "default", "true").stdout.strip()
+        assert _docker(clean, "inspect", "-f", "{{.HostConfig.Runtime}}", cid).stdout == f"{name}\n"
+    r = _docker(clean, "run", "--rm", "--runtime", "crun", "default", "true")
+    assert r.returncode == 125 and "invalid --runtime 'crun': unknown runtime name" in r.stderr
+
+
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker_clients
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
 
@@ -781,6 +782,31 @@ def test_mac_addresses(netd: Daemon) -> None:
             with pytest.raises(docker.errors.APIError) as refused:
                 client.create_container("default", ["true"], mac_address=bad)
             assert f"{bad} is not a valid mac address" in str(refused.value)
+        # None asked for: each network's inspect, the container's and the network's, shows
+        # the MAC its interface there has, also on a network connected to while it runs.
+        made = client.create_container("default", ["sleep", "300"], name="made")
+        client.start(made)
+        client.connect_container_to_network(made, "macs")
+        netd.wait_for("made", lambda r: len(r["state"]["network"]["endpoints"]) == 2)
+        r = netd.ctl("exec", "made", "cat", *(f"/sys/class/net/eth{i}/address" for i in (0, 1)))
+        had = dict(zip(("bridge", "macs"), r.stdout.split(), strict=True))
+        assert all(mac.startswith("02:42:") for mac in had.values())
+        shown = client.inspect_container(made)["NetworkSettings"]
+        assert shown["MacAddress"] == had["bridge"]
+        assert {n: e["MacAddress"] for n, e in shown["Networks"].items()} == had
+        for network, mac in had.items():
+            members = client.inspect_network(network)["Containers"]
+            assert members[made["Id"]]["MacAddress"] == mac
+        assert client.inspect_network("macs")["Containers"][c["Id"]]["MacAddress"] == (
+            "02:00:00:00:00:42"
+        )
+        if docker_clients.DOCKER is not None:
+            shape = ("-f", "{{json .Containers}}")
+            out = docker_clients.docker(netd, "network", "inspect", "bridge", *shape)
+            assert json.loads(out.stdout)[made["Id"]]["MacAddress"] == had["bridge"]
+        client.stop(made, timeout=0)
+        assert client.inspect_network("macs")["Containers"][made["Id"]]["MacAddress"] == ""
+        client.remove_container(made, force=True)
         client.remove_container(c, force=True)
         client.remove_network("macs")
     finally:

@@ -139,6 +139,14 @@ def test_config_refuses_rm_with_restart() -> None:
         _container(auto_remove=True, restart=RestartPolicy(RestartName.ALWAYS))
 
 
+def test_config_runtime_names() -> None:
+    """runc, Docker's default name, and boxd are boxd's own runtime; another is named."""
+    assert _container().config.runtime == "runc"
+    assert _container(runtime="boxd").config.runtime == "boxd"
+    with pytest.raises(ValueError, match="invalid --runtime 'crun': unknown runtime name"):
+        _container(runtime="crun")
+
+
 def test_store_is_atomic_and_sets_aside_broken_records(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -32,6 +32,7 @@ class BuildRequest:
     # classic builder applies them to each step's container.
     resources: Resources = attrs.Factory(Resources)
     shm_size: int | None = None
+    cache_from: tuple[str, ...] = ()  # --cache-from: images whose histories are the cache
 
 
 @attrs.frozen

@@ -14,6 +14,15 @@ parent's configuration and of what the step does (the instruction after substitu
 build arguments a RUN sees, the content of the files a COPY takes), and its value the
 resulting configuration and layers.  A hit is used only if every layer is still stored;
 ``--no-cache`` skips the lookup.
+
+With ``--cache-from`` images the cache is those images' histories instead, as in Docker's
+classic builder (so a CI machine can reuse an image it pulled, whose steps it never ran):
+a step is a hit when an image's history and layers begin with the stage's own and its
+next history entry was made by the same instruction (``created_by``: a RUN's command and
+build arguments, a COPY's content digest, destination and options, all of the step's key
+that a history can show).  The step then takes that entry and its layer.  The
+daemon's own step cache is not consulted then, as Docker consults only what the images
+hold; a named image not stored is passed over with a warning.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from .._atomic import atomic_write
 from .._convert import structure, unstructure
 from .._healthcheck import Healthcheck
 from .._images.reference import Reference, parse_reference
-from .._images.store import BlobRef, ImageStore, NoSuchImage
+from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._records import ContainerConfig, Resources
 from .._rootfs import root_upper
@@ -85,6 +94,16 @@ class Options:
     extra_hosts: tuple[str, ...] = ()
     resources: Resources = attrs.Factory(Resources)  # each RUN's
     shm_size: int | None = None
+    cache_from: tuple[str, ...] = ()  # images whose histories are the cache (see above)
+
+
+@attrs.frozen
+class _CacheSource:
+    """An image of ``--cache-from``, as named, with its configuration."""
+
+    name: str
+    record: ImageRecord
+    config: dict[str, Any]
 
 
 @attrs.define
@@ -152,6 +171,7 @@ class Builder:
         self.stages: list[_Stage] = []
         self.escape = "\\"
         self.used_args: set[str] = set()
+        self.sources: list[_CacheSource] = []  # of --cache-from, once build() found them
 
     # ---- the whole build ----------------------------------------------------------
 
@@ -170,6 +190,7 @@ class Builder:
             number += 1
             await self.say(f"Step {number}/{total} : {steps[0].original}\n")
             self._declare(steps.pop(0), meta, meta)
+        await self._find_sources()
         if steps[0].keyword != "FROM":
             first = steps[0]
             raise BuildError(
@@ -239,6 +260,15 @@ class Builder:
             else:
                 await self.sup.puller.delete(record)
         self.made.clear()
+
+    async def _find_sources(self) -> None:
+        for name in self.options.cache_from:
+            try:
+                record = self.store.lookup(name)
+            except NoSuchImage:
+                await self.say(f"[Warning] --cache-from {name}: no such image, not used\n")
+                continue
+            self.sources.append(_CacheSource(name, record, self.store.config(record)))
 
     # ---- ARG and FROM -------------------------------------------------------------
 
@@ -370,7 +400,7 @@ class Builder:
         self, stage: _Stage, ins: Instruction, created_by: str, inner: dict[str, Any] | None
     ) -> None:
         key = self._key(stage, ["nop", created_by, inner])
-        if await self._cached(stage, key):
+        if await self._cached(stage, key, created_by, with_layer=False, inner=inner):
             return
         if inner is not None:
             stage.config["config"] = inner
@@ -395,11 +425,23 @@ class Builder:
     def _key(self, stage: _Stage, what: object) -> str:
         return hashlib.sha256(_json([_digest(stage.config), what])).hexdigest()
 
-    async def _cached(self, stage: _Stage, key: str) -> bool:
+    async def _cached(
+        self,
+        stage: _Stage,
+        key: str,
+        created_by: str,
+        *,
+        with_layer: bool,
+        inner: dict[str, Any] | None = None,
+    ) -> bool:
         """Take the step's result from the cache if it has one whose layers are all
-        still stored."""
+        still stored: the step cache's entry ``key``, or with --cache-from, an image's
+        next history entry if made ``created_by`` (``with_layer`` or none; ``inner``:
+        a metadata step's new configuration)."""
         if self.options.no_cache:
             return False
+        if self.options.cache_from:
+            return await self._cached_from(stage, key, created_by, with_layer, inner)
         try:
             entry = json.loads((self.cache_dir / f"{key}.json").read_bytes())
             layers = tuple(structure(entry["layers"], tuple[BlobRef, ...]))
@@ -413,10 +455,59 @@ class Builder:
         await self.say(f" ---> Using cache\n ---> {_short(_digest(config))}\n")
         return True
 
-    async def _stored(self, stage: _Stage, key: str) -> None:
+    async def _cached_from(
+        self,
+        stage: _Stage,
+        key: str,
+        created_by: str,
+        with_layer: bool,
+        inner: dict[str, Any] | None,
+    ) -> bool:
+        history = stage.config.get("history") or []
+        diff_ids = (stage.config.get("rootfs") or {}).get("diff_ids") or []
+        for source in self.sources:
+            theirs = source.config.get("history") or []
+            their_ids = (source.config.get("rootfs") or {}).get("diff_ids") or []
+            if len(theirs) <= len(history) or theirs[: len(history)] != history:
+                continue
+            if their_ids[: len(diff_ids)] != diff_ids:
+                continue
+            entry = theirs[len(history)]
+            if (
+                entry.get("created_by") != created_by
+                or bool(entry.get("empty_layer")) == with_layer
+            ):
+                continue
+            config = copy.deepcopy(stage.config)
+            if inner is not None:
+                config["config"] = inner
+            config["history"] = [*history, entry]
+            config["created"] = entry.get("created", config.get("created"))
+            layers = stage.layers
+            if with_layer:
+                index = len(diff_ids)
+                if index >= len(source.record.layers):
+                    continue
+                found = source.record.layers[index]
+                await self.sup.unpacks.ready(source.record, source.name)
+                config["rootfs"] = {
+                    **config.get("rootfs", {}),
+                    "diff_ids": [*diff_ids, found.diff_id],
+                }
+                layers = (*layers, found)
+            stage.config, stage.layers = config, layers
+            self._remember(stage, key)
+            await self.say(f" ---> Using cache\n ---> {_short(_digest(config))}\n")
+            return True
+        return False
+
+    def _remember(self, stage: _Stage, key: str) -> None:
         self.cache_dir.mkdir(mode=0o700, exist_ok=True)
         entry = {"config": stage.config, "layers": unstructure(stage.layers)}
         atomic_write(self.cache_dir / f"{key}.json", _json(entry), 0o600, durable=False)
+
+    async def _stored(self, stage: _Stage, key: str) -> None:
+        self._remember(stage, key)
         await self.say(f" ---> {_short(_digest(stage.config))}\n")
 
     # ---- containers for steps -----------------------------------------------------
@@ -480,7 +571,7 @@ class Builder:
         if args:
             created_by = f"|{len(args)} {' '.join(args)} {created_by}"
         key = self._key(stage, ["run", command, args])
-        if await self._cached(stage, key):
+        if await self._cached(stage, key, created_by, with_layer=True):
             return
         async with self._container(stage, command, args) as cid:
             await self.say(f" ---> Running in {cid[:12]}\n")
@@ -563,14 +654,16 @@ class Builder:
                 )
             except sources.SourceError as exc:
                 raise BuildError(f"{ins.keyword} failed: {exc}") from None
-            created_by = (
-                f"/bin/sh -c #(nop) {ins.keyword} {'dir' if found_sources[0].is_dir else 'file'}"
-                f":{content} in {absolute} "
-            )
+            # Everything the key holds but where the files come from (their content is
+            # there): what --cache-from matches a step of another image's history by.
+            flags = "".join(f"--{k}={v} " for k, v in (("chown", chown), ("chmod", chmod)) if v)
+            into = absolute + "/" if dest_dir and absolute != "/" else absolute
+            kind = "dir" if found_sources[0].is_dir else "file"
+            created_by = f"/bin/sh -c #(nop) {ins.keyword} {flags}{kind}:{content} in {into} "
             key = self._key(
                 stage, ["copy", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
             )
-            if await self._cached(stage, key):
+            if await self._cached(stage, key, created_by, with_layer=True):
                 return
             layer = await self._copy_layer(
                 stage, ins, root_fd, found_sources, ignore, absolute, dest_dir, chown, mode

@@ -73,6 +73,7 @@ def _options(req: BuildRequest) -> Options:
         platform=parse_platform(req.platform) if req.platform else None,
         network=req.network if req.network not in ("", "default") else "bridge",
         extra_hosts=tuple(req.extra_hosts),
+        cache_from=tuple(req.cache_from),
     )
 
 

@@ -52,6 +52,23 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items() if v is not None}
 
 
+def _json_list(req: Request, name: str) -> tuple[str, ...]:
+    """A JSON list of strings (``cachefrom=["app:latest"]``, as the CLI and docker-py
+    send it)."""
+    text = req.arg(name)
+    if not text:
+        return ()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}: not JSON: {text!r}") from None
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, f"invalid {name}: expected a list of strings: {text!r}")
+    return tuple(value)
+
+
 def _run_limits(req: Request) -> Resources:
     """The classic builder's limits of each RUN step's container (``docker build
     --memory`` ...); 0 is Docker's "not set".  What a RUN would not get is refused."""
@@ -94,6 +111,7 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         extra_hosts=tuple(h for v in req.query.get("extrahosts", []) for h in v.split(",") if h),
         resources=_run_limits(req),
         shm_size=req.integer("shmsize") or None,
+        cache_from=_json_list(req, "cachefrom"),
     )
     # The context is read whole first: then a client that hangs up (Ctrl-C) is seen at
     # once and cancels the build, as Docker cancels it.

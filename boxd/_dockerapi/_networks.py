@@ -48,7 +48,7 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
             m.id: {
                 "Name": m.name,
                 "EndpointID": endpoint_id(m.id, info.name) if m.running else "",
-                "MacAddress": "",
+                "MacAddress": m.mac_address,
                 "IPv4Address": f"{m.ip_address}/{prefix}",
                 "IPv6Address": "",
             }

@@ -32,6 +32,7 @@ from .._netconfig import NetworkJoin, PortSpec, check_mac
 from .._network import joined
 from .._records import (
     LOG_DRIVERS,
+    RUNTIMES,
     Container,
     ContainerConfig,
     DeviceRate,
@@ -195,9 +196,6 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
     isolation = host.text("Isolation")
     if isolation not in ("", "default"):  # Docker's words
         raise ApiError(400, f"Invalid isolation: {isolation!r} - linux only supports 'default'")
-    runtime = host.text("Runtime")
-    if runtime not in ("", "runc", "boxd"):
-        raise ApiError(400, f"unknown runtime {runtime!r}: boxd runs containers itself")
     log_driver, log_max_size, log_max_files = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
     aliases, endpoint_links, joins = _endpoints(cfg, network)
@@ -256,6 +254,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
             labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
+            runtime=host.text("Runtime") or RUNTIMES[0],
             log_driver=log_driver,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
@@ -804,7 +803,7 @@ def _host_config(c: Container) -> dict[str, Any]:
             for key, (field, value_key) in _DEVICE_RATES.items()
         },
         "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": _log_options(cfg)},
-        "Runtime": "boxd",
+        "Runtime": cfg.runtime,
     }
 
 

@@ -15,6 +15,7 @@ import trio
 
 from .. import __version__, _listing
 from .._events import Event
+from .._records import RUNTIMES
 from . import _shapes
 from ._api import Api, arch, mem_total
 from ._http import API_VERSION, MIN_API_VERSION, HttpConnection, Request
@@ -108,8 +109,9 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": "2" if mode == "v2" else "1",
             "LoggingDriver": "json-file",
-            "DefaultRuntime": "boxd",
-            "Runtimes": {"boxd": {"path": "boxd"}},
+            "DefaultRuntime": RUNTIMES[0],
+            # Every name is boxd's own runtime: the daemon runs the containers itself.
+            "Runtimes": {name: {"path": "boxd"} for name in RUNTIMES},
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Plugins": {
                 "Volume": ["local"],
