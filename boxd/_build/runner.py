@@ -206,8 +206,9 @@ class Builder:
         if target and target.lower() not in names:
             raise BuildError(f"failed to reach build target {target} in Dockerfile")
         stage: _Stage | None = None
+        first_step = number + 1  # after the ARGs before the first FROM
         try:
-            for number, ins in enumerate(steps, number + 1):
+            for number, ins in enumerate(steps, first_step):
                 if ins.keyword == "FROM":
                     if stage is not None:
                         if target and stage.name == target.lower():
@@ -576,7 +577,7 @@ class Builder:
         async with self._container(stage, command, args) as cid:
             await self.say(f" ---> Running in {cid[:12]}\n")
             try:
-                output, run = await self.sup.start_attached(cid)
+                output, _ = await self.sup.start_attached(cid)
             except Exception as exc:
                 raise BuildError(f"the command {' '.join(command)!r} cannot start: {exc}") from None
             decoders = {
@@ -709,9 +710,11 @@ class Builder:
             stage = _Stage("", copy.deepcopy(self.store.config(record)), record.layers)
         if not stage.layers:
             raise BuildError(f"line {ins.line}: --from={source} has no files (no layers)")
-        async with self._container(stage, ["true"], [], volumes=False) as cid:
-            async with self.sup.open_root(cid) as (_, fd):
-                yield fd, None, f"from:{_digest(stage.config)}"
+        async with (
+            self._container(stage, ["true"], [], volumes=False) as cid,
+            self.sup.open_root(cid) as (_, fd),
+        ):
+            yield fd, None, f"from:{_digest(stage.config)}"
 
     async def _copy_layer(
         self,
@@ -802,16 +805,13 @@ def _url_name(url: str) -> str:
 async def _download(url: str, path: Path, ins: Instruction) -> None:
     """ADD's URL (http or https, certificates checked against the system's CA bundle)
     into ``path``, mode 0600 as Docker leaves a download."""
-    import ssl
-
     import httpx
 
-    from .._images.registry import CA_BUNDLES
+    from .._images.registry import ssl_context
 
     if not url.startswith(("http://", "https://")):
         raise BuildError(f"line {ins.line}: ADD {url}: only http and https URLs are fetched")
-    bundle = next((b for b in CA_BUNDLES if os.path.exists(b)), None)
-    context = ssl.create_default_context(cafile=bundle)
+    context = ssl_context()  # a few stats of the bundle's paths: not worth a thread
     try:
         async with (
             httpx.AsyncClient(verify=context, follow_redirects=True, timeout=60) as client,

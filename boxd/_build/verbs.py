@@ -27,7 +27,7 @@ from .messages import (
     BuildRequest,
     BuiltFrame,
 )
-from .runner import BuildError, Builder, Options
+from .runner import Builder, BuildError, Options
 
 if TYPE_CHECKING:
     from .._supervisor import Supervisor
@@ -112,7 +112,9 @@ async def _receive_context(conn: Streamer, dest: Path) -> None:
         finally:
             os.close(root)
     finally:
-        tar_path.unlink(missing_ok=True)
+        # A context of hundreds of MB: its blocks are freed in a worker thread.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(lambda: tar_path.unlink(missing_ok=True))
 
 
 async def _cancel_when_gone(conn: Streamer, scope: trio.CancelScope) -> None:

@@ -99,7 +99,9 @@ class Credentials:
         return True
 
 
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
+    """Certificates checked against the system's CA bundle (Python's defaults where none
+    of the known paths has one)."""
     for bundle in CA_BUNDLES:
         if os.path.exists(bundle):
             return ssl.create_default_context(cafile=bundle)
@@ -379,7 +381,7 @@ async def open_registry(
 
     plain = is_loopback(ref.registry) or ref.registry in insecure
     async with httpx.AsyncClient(
-        verify=_ssl_context(),
+        verify=ssl_context(),
         timeout=httpx.Timeout(TIMEOUT, connect=10.0),
         follow_redirects=True,
         headers={"User-Agent": "boxd"},
