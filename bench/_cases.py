@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from . import _env, _oci
 from ._boxd import PY, Daemon
@@ -32,6 +31,7 @@ from ._report import BASELINE, OURS, PEER, REFERENCE, Case
 
 MEMORY_LIMIT = 64 << 20
 SETTLE = 0.025  # seconds between the runs of a start pair taken in turn
+LIBRARY_ROUNDS = 5  # the library's single start against crun's, in turn: rounds of runs / 5
 BOXD_RUNTIME = str(Path(PY).with_name("boxd-runtime"))
 # conmon's cost per container as documented for this host (../shared/peers/README.md).
 CONMON_DOCUMENTED_KIB = 2.5e6 / 1024
@@ -72,7 +72,7 @@ class Bench:
         self.runc_state = work / "runc-state"
         self.boxd_runtime_state = work / "boxd-runtime-state"
         self.podman_dir = work / "podman"
-        self._library: dict[str, Any] | None = None
+        self._library: dict[str, list[float] | Exception] = {}
         self.rootfs_error = ""
         self.bundle_error = ""
         self.rootfs = work / "rootfs"
@@ -118,10 +118,12 @@ class Bench:
             *args,
         ]
 
-    def hyperfine(self, argv: list[str], *, runs: int, wrap: bool = False) -> list[float]:
+    def hyperfine(
+        self, argv: list[str], *, runs: int, wrap: bool = False, warmup: int = 1
+    ) -> list[float]:
         self.tools["hyperfine"].require()
         cgns = ["sh", str(_env.CGNS)] if wrap else []
-        return hyperfine(argv, runs=runs, work=self.work, wrap=cgns)
+        return hyperfine(argv, runs=runs, work=self.work, wrap=cgns, warmup=warmup)
 
     def runtime_path(self, runtime: str) -> str:
         return BOXD_RUNTIME if runtime == "boxd-runtime" else self.tools[runtime].require()
@@ -204,41 +206,105 @@ class Bench:
 
     def library(self, mode: str) -> list[float]:
         """Milliseconds of one mode of the in-process library run (``MODE_lag``: its event
-        loop's longest block; ``MODE_lag_cpu``: that step's CPU), measured when its case
-        runs, as the peers' entries are."""
-        base = mode.split("_lag")[0]
-        if self._library is None or base not in self._library:
-            s = self.sizes
-            argv = [
-                PY,
-                "-m",
-                "bench._library",
-                "--root",
-                str(self.work / "library-root"),
-                "--image",
-                self.root(),
-                "--runs",
-                str(s.runs),
-                "--sequential",
-                str(s.sequential),
-                "--concurrent",
-                str(s.concurrent),
-                "--repeats",
-                str(s.repeats),
-                "--modes",
-                base,
-            ]
-            try:
-                measured = json.loads(run_checked(argv, timeout=600))
-            except Exception as exc:
-                measured = {
-                    k: {"error": str(exc)} for k in (base, f"{base}_lag", f"{base}_lag_cpu")
-                }
-            self._library = {**(self._library or {}), **measured}
-        result = self._library.get(mode, self._library)
-        if isinstance(result, dict):
-            raise RuntimeError(result["error"])
-        return [float(x) for x in result]
+        loop's longest block; ``MODE_lag_cpu``: that step's CPU; ``MODE_crun``: crun's of
+        the same shape), measured when its case runs, in turn with crun's."""
+        base = mode.partition("_")[0]
+        if base not in self._library:
+            self._library.update(self._library_in_turn(base))
+        result = self._library[mode]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _library_in_turn(self, base: str) -> dict[str, list[float] | Exception]:
+        """The library's rounds of ``base`` and crun's, one of each per round, the order
+        turned every round, after a first round that is not counted (as :func:`in_turn`
+        takes the CLI's pairs): taken minutes apart, the machine's load between them moved
+        their ratio by a tenth and more (1.01x and 1.13x in two runs of one build)."""
+        s = self.sizes
+        if base == "start":
+            rounds, n, count = LIBRARY_ROUNDS, max(1, s.runs // LIBRARY_ROUNDS), 1
+            peer = [*self.oci_run("crun"), self.name("crun")]
+        else:
+            shape = sequential if base == "sequential" else concurrent
+            rounds, n = s.repeats, 1
+            count = s.sequential if base == "sequential" else s.concurrent
+            crun = shlex.join(self.oci_run("crun")) + f' "{self.name("crun")}-$i"'
+            peer = shell_script(self.work, f"crun-{base}", shape(crun, count))
+        keys = ("", "_lag", "_lag_cpu", "_crun")
+        out: dict[str, list[float] | Exception] = {f"{base}{k}": [] for k in keys}
+        errors = self.work / f"library-{base}.err"
+        with errors.open("wb") as err:
+            proc = subprocess.Popen(
+                [PY, "-m", "bench._library", "--root", str(self.work / "library-root"),
+                 "--image", self.root()],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+            )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            for i in range(rounds + 1):
+                for side in ("library", "crun") if i % 2 else ("crun", "library"):
+                    if side == "crun":
+                        self._peer_round(out, f"{base}_crun", peer, n, counted=i > 0)
+                    else:
+                        self._library_round(proc, out, base, f"{base} {n} {count}", i > 0)
+        finally:
+            proc.stdin.close()
+            if proc.wait(timeout=120) != 0:
+                tail = errors.read_text(errors="replace").strip()[-300:]
+                failure = RuntimeError(f"bench._library exited {proc.returncode}: {tail}")
+                for k in keys[:3]:
+                    out[f"{base}{k}"] = failure
+        return out
+
+    def _peer_round(
+        self,
+        out: dict[str, list[float] | Exception],
+        key: str,
+        argv: list[str],
+        n: int,
+        *,
+        counted: bool,
+    ) -> None:
+        got = out[key]
+        if isinstance(got, Exception):
+            return
+        try:
+            # A single start gets a warm-up run, as the library's round does (see
+            # bench._library); 20 or 100 containers a round are their own.
+            ms = self.hyperfine(argv, runs=n, wrap=True, warmup=1 if key == "start_crun" else 0)
+        except Exception as exc:
+            out[key] = exc
+            return
+        if counted:
+            got.extend(ms)
+
+    @staticmethod
+    def _library_round(
+        proc: subprocess.Popen[str],
+        out: dict[str, list[float] | Exception],
+        base: str,
+        request: str,
+        counted: bool,
+    ) -> None:
+        if isinstance(out[base], Exception):
+            return
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(request + "\n")
+            proc.stdin.flush()
+            answer = json.loads(proc.stdout.readline() or '{"error": "no answer"}')
+        except (OSError, ValueError) as exc:
+            answer = {"error": str(exc)}
+        if "error" in answer:
+            for k in ("", "_lag", "_lag_cpu"):
+                out[f"{base}{k}"] = RuntimeError(answer["error"])
+            return
+        if counted:
+            for k, field in (("", "samples"), ("_lag", "lag"), ("_lag_cpu", "lag_cpu")):
+                got = out[f"{base}{k}"]
+                assert not isinstance(got, Exception)
+                got.extend(float(x) for x in answer[field])
 
     def network(self) -> list[Case]:
         """10-12: the bridge's cost and throughput (see bench/_network.py)."""
@@ -301,7 +367,8 @@ class Bench:
             "library run+wait",
             OURS,
             lambda: self.library("start"),
-            note="open_supervisor, run, wait in one process (remove not timed); --network none",
+            note="open_supervisor, run, wait in one process (remove not timed); --network none;"
+            " in turn with crun run",
         )
         case.measure(
             "library: the event loop's longest block",
@@ -320,10 +387,8 @@ class Bench:
         case.measure(
             "crun run",
             PEER,
-            lambda: self.hyperfine(
-                [*self.oci_run("crun"), self.name("crun")], runs=runs, wrap=True
-            ),
-            note="through cgns.sh (crun 1.8 refuses hybrid cgroups)",
+            lambda: self.library("start_crun"),
+            note="through cgns.sh (crun 1.8 refuses hybrid cgroups); in turn with the library",
         )
         case.measure(
             "runc run",
@@ -390,7 +455,10 @@ class Bench:
             note=per + "; in turn with runc run",
         )
         case.measure(
-            "library run+wait+remove", OURS, lambda: self.library(case.key), note=per + note
+            "library run+wait+remove",
+            OURS,
+            lambda: self.library(case.key),
+            note=per + note + "; in turn with crun run",
         )
         case.measure(
             "library: the event loop's longest block",
@@ -409,8 +477,8 @@ class Bench:
         case.measure(
             "crun run",
             PEER,
-            lambda: timed(self.oci_run("crun"), f' "{self.name("crun")}-$i"', wrap=True),
-            note=per,
+            lambda: self.library(f"{case.key}_crun"),
+            note=per + "; in turn with the library",
         )
         case.measure(
             "runc run",

@@ -1,10 +1,11 @@
 """boxd as a library, timed inside one Python process: ``python -m bench._library``.
 
 Run as a child of the bench so that a crash in the native code is a reported error, not the
-end of the run.  Prints one JSON object: per mode, milliseconds, or ``{"error": ...}``; and
-per mode ``<mode>_lag``: the longest single step of any Trio task during each repeat (ms),
-which is how long the event loop was blocked at most: a start must not block it for more
-than 1 ms (issue #17); ``<mode>_lag_cpu``: that step's CPU time on the loop's thread.
+end of the run.  It answers rounds the bench asks for on stdin (see :func:`_main`), taken in
+turn with crun's: per round, milliseconds (``samples``), or ``{"error": ...}``; ``lag``: the
+longest single step of any Trio task during each run or repeat (ms), which is how long the
+event loop was blocked at most: a start must not block it for more than 1 ms (issue #17);
+``lag_cpu``: that step's CPU time on the loop's thread.
 """
 
 from __future__ import annotations
@@ -140,48 +141,50 @@ def _first_error(group: BaseExceptionGroup[Exception]) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+async def _round(
+    sup: boxd.Supervisor, config: boxd.ContainerConfig, mode: str, n: int, count: int
+) -> dict[str, Any]:
+    """One round of ``mode``: ``n`` runs (start) or repeats of ``count`` containers."""
+    lag: list[float] = []
+    cpu: list[float] = []
+    shapes = {"sequential": _sequential, "concurrent": _concurrent}
+    if mode != "start" and mode not in shapes:
+        return {"error": f"unknown mode {mode!r}"}
+    answer: dict[str, Any] = {}
+    try:
+        if mode == "start":
+            # One start first, not counted: the peer's round just before took the caches,
+            # as hyperfine's warm-up run gives crun its own back.
+            await _start(sup, config, 1, [], [])
+            samples = await _start(sup, config, n, lag, cpu)
+        else:
+            samples = await shapes[mode](sup, config, count, n, lag, cpu)
+        answer = {"samples": samples, "lag": lag, "lag_cpu": cpu}
+    except* Exception as group:  # reported per round; the next request still runs
+        answer = {"error": _first_error(group)}
+    return answer
+
+
+async def _main(args: argparse.Namespace) -> None:
+    """Rounds on request, so that the bench can take them in turn with a peer's: each
+    line of stdin ``MODE N COUNT`` (``start``, ``sequential`` or ``concurrent``; N runs or
+    repeats of COUNT containers) gets one JSON line on stdout; the supervisor stays open
+    between them."""
     config = _config(args.image)
     async with boxd.open_supervisor(args.root) as sup:
-        for mode in args.modes.split(","):
-            lag: list[float] = []
-            cpu: list[float] = []
-            try:
-                if mode == "start":
-                    out[mode] = await _start(sup, config, args.runs, lag, cpu)
-                elif mode == "sequential":
-                    out[mode] = await _sequential(
-                        sup, config, args.sequential, args.repeats, lag, cpu
-                    )
-                else:
-                    out[mode] = await _concurrent(
-                        sup, config, args.concurrent, args.repeats, lag, cpu
-                    )
-                out[f"{mode}_lag"] = lag
-                out[f"{mode}_lag_cpu"] = cpu
-            except* Exception as group:  # reported per mode; the other modes still run
-                error = {"error": _first_error(group)}
-                out[mode] = out[f"{mode}_lag"] = out[f"{mode}_lag_cpu"] = error
+        while line := await trio.to_thread.run_sync(sys.stdin.readline):
+            mode, n, count = line.split()
+            answer = await _round(sup, config, mode, int(n), int(count))
+            print(json.dumps(answer), flush=True)
         for c in sup.list(all=True):
             await sup.remove(c.id, force=True)
-    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench._library")
     p.add_argument("--root", type=Path, required=True, help="the supervisor's state directory")
     p.add_argument("--image", required=True, help="root filesystem directory")
-    p.add_argument("--runs", type=int, required=True)
-    p.add_argument("--sequential", type=int, required=True)
-    p.add_argument("--concurrent", type=int, required=True)
-    p.add_argument("--repeats", type=int, required=True)
-    p.add_argument(
-        "--modes",
-        default="start,sequential,concurrent",
-        help="the modes to run (each is measured when the bench's case for it runs)",
-    )
-    json.dump(trio.run(_main, p.parse_args(), instruments=[STEPS]), sys.stdout)
+    trio.run(_main, p.parse_args(), instruments=[STEPS])
 
 
 if __name__ == "__main__":
