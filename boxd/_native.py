@@ -489,12 +489,8 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             raise ValueError(f"joining a {kind.describe()} namespace by path is not supported")
         if kind in plan.namespaces:
             raise ValueError(f"the {kind.describe()} namespace is both new and joined ({path})")
-    if plan.ns_paths and (
-        Namespace.USER in plan.namespaces or plan.join_pidfd >= 0 or plan.shim is not None
-    ):
-        raise ValueError(
-            "namespaces joined by path cannot go with a new user namespace, exec or a shim"
-        )
+    if plan.ns_paths and (Namespace.USER in plan.namespaces or plan.join_pidfd >= 0):
+        raise ValueError("namespaces joined by path cannot go with a new user namespace or exec")
     if plan.keep_fds < 0:
         raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
     if plan.shim is not None and (

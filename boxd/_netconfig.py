@@ -101,6 +101,9 @@ class NetworkSettings:
 
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortBinding, ...] = ()
+    # ``container:NAME``: the id of the container whose network namespace it joined (NAME
+    # may name another one by the time a next daemon adopts it: see Networks.recover).
+    peer: str = ""
 
 
 @attrs.frozen

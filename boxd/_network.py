@@ -30,7 +30,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -490,11 +490,15 @@ class Networks:
 
     # ---- the daemon's life ------------------------------------------------------------
 
-    async def recover(self, existing: set[str], adopted: Iterable[Container] = ()) -> None:
-        """At start: forget the addresses of containers that no longer exist, remove what
-        a daemon that died left (its table, its bridges) unless a container it ``adopted``
-        (live restore) still uses it: :meth:`adopt` brings those back into the table."""
+    async def recover(
+        self, existing: Mapping[str, Container], adopted: Iterable[Container] = ()
+    ) -> None:
+        """At start: forget the addresses of containers that no longer exist (``existing``:
+        by id), remove what a daemon that died left (its table, its bridges) unless a
+        container it ``adopted`` (live restore) still uses it: :meth:`adopt` brings those
+        back into the table."""
         self._load()
+        adopted = builtins.list(adopted)
         in_use = {e.network for c in adopted for e in c.state.network.endpoints}
         # An allocation not on disk: a --rm container's, or one a machine crash lost.
         for c in adopted:
@@ -510,6 +514,7 @@ class Networks:
             if stale:
                 self._save(net)
         links = await trio.to_thread.run_sync(_netlink.link_names)
+        await self._recover_members(existing, adopted, links)
         for net in self._nets.values():
             if net.bridge in links and net.name not in in_use:
                 log.info("removing bridge %s left by a previous daemon", net.bridge)
@@ -523,6 +528,28 @@ class Networks:
         # The default network's record, checked against the host's routes now: a
         # --bridge-subnet that overlaps one stops the daemon here, naming both.
         await self._default()
+
+    async def _recover_members(
+        self, existing: Mapping[str, Container], adopted: builtins.list[Container], links: set[str]
+    ) -> None:
+        """Each adopted ``container:NAME`` member is counted among the members of the peer
+        its record names (by id: NAME may name another container by now) before any adopted
+        container's end is recorded, so that a peer that ended while no daemon ran, adopted
+        with its exit status, takes its interfaces out of the namespace its members hold
+        (see :meth:`Attachment.release`).  A peer that is not adopted (its shim gone too)
+        left them there, their host ends on its bridges with its addresses: they go now,
+        as they would have at its end.  The members run on with a loopback only, as they
+        do when their peer ends while a daemon runs."""
+        for c in adopted:
+            if owner := c.state.network.peer:
+                self._sharers[owner] = self._sharers.get(owner, 0) + 1
+        for owner in self._sharers.keys() - {c.id for c in adopted}:
+            peer = existing.get(owner)
+            for ep in peer.state.network.endpoints if peer is not None else ():
+                name = host_link_name(owner, ep.interface)
+                if name in links:
+                    log.info("removing %s: %s ended, its members run on", name, owner[:12])
+                    await trio.to_thread.run_sync(_netlink.delete_link, name)
 
     async def close(self) -> None:
         """At shutdown: the bridges and rules go, except those of containers that run on
@@ -557,12 +584,17 @@ class Networks:
 
     async def adopt(self, container: Container) -> Attachment | None:
         """A container a previous daemon left running (live restore): its networks come
-        back as its record says (bridges up, rules, names, the host ports bound again)."""
+        back as its record says (bridges up, rules, names, the host ports bound again).
+        A ``container:NAME`` member's is its peer's, which :meth:`recover` counted it
+        among the members of."""
         mode = container.config.network
-        if mode == "host" or mode.startswith("container:"):
+        if mode == "host":
             return None
         attachment = Attachment(self, container)
         attachment.pid = container.state.pid
+        if mode.startswith("container:"):
+            attachment.owner = container.state.network.peer
+            return attachment
         joins = {j.network: j for j in joined(container.config)}
         for ep in container.state.network.endpoints:
             net = self._nets.get(ep.network)
@@ -764,6 +796,9 @@ class Attachment:
         self._active = False
         self._peer: tuple[Container, int] | None = None  # container:NAME, once reserved
         self.link_hosts: tuple[str, ...] = ()  # /etc/hosts lines of its links (boxd._links)
+        # container:NAME: the id of the container whose network namespace it shares, among
+        # whose members (Networks._sharers) it counts until released.
+        self.owner = ""
 
     @property
     def private(self) -> bool:
@@ -853,8 +888,10 @@ class Attachment:
         if self.mode.startswith("container:"):
             assert nets.peer is not None
             self._peer = nets.peer(self.mode.partition(":")[2])
-            owner = self._peer[0].id
-            nets._sharers[owner] = nets._sharers.get(owner, 0) + 1
+            self.owner = self._peer[0].id
+            nets._sharers[self.owner] = nets._sharers.get(self.owner, 0) + 1
+            # Recorded with it: a next daemon adopts it as a member of that container's.
+            self.container.state.network = NetworkSettings(peer=self.owner)
             return
         cid = self.container.id
         async with nets._lock:
@@ -1064,12 +1101,11 @@ class Attachment:
                     nets._names.get(link.net.name, {}).pop(cid, None)
                 if had_ports:
                     await nets._apply()
-        if self._peer is not None:
-            owner = self._peer[0].id
+        if self.owner:
+            owner, self.owner, self._peer = self.owner, "", None
             nets._sharers[owner] -= 1
             if not nets._sharers[owner]:
                 del nets._sharers[owner]
-            self._peer = None
         if not nets._sharers.get(cid):
             return  # the host's ends go with the namespace, on the kernel's time
         # Members keep the namespace: its links go, off the container's way out (by index:

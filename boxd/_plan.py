@@ -161,12 +161,6 @@ def namespaces(container: Container) -> frozenset[Namespace]:
     return (BASE_NAMESPACES | extra) - _nsmodes.shared(container.config)
 
 
-def joins_others(container: Container) -> bool:
-    """Whether its init joins another container's namespaces by path (so no shim spawns
-    it: see :mod:`boxd._shim`)."""
-    return shares_network(container) or bool(_nsmodes.joined(container.config))
-
-
 def shares_network(container: Container) -> bool:
     return container.config.network.startswith("container:")
 

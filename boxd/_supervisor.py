@@ -818,17 +818,15 @@ class Supervisor:
                 try:
                     if adoption is not None:
                         run.network = await self.networks.adopt(c)
+                        if run.network is not None:  # what `network connect` rewrites keeps them
+                            run.network.link_hosts = legacy.hosts
                         await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup)
                     else:
                         assert read is not None  # made for a new process
                         await nursery.start(
                             functools.partial(
                                 run.execute,
-                                # A shared network namespace is joined by path, which
-                                # the shim does not do: such a container is not kept.
-                                shim_dir=cdir
-                                if self.live_restore and not _plan.joins_others(c)
-                                else None,
+                                shim_dir=cdir if self.live_restore else None,
                                 network=net,
                             ),
                             self.native,
@@ -1473,7 +1471,8 @@ class Supervisor:
             except OSError as exc:
                 log.warning("cannot remove cgroup %s: %s", name, exc)
         await self.networks.recover(
-            set(self._entries), [self._entries[cid].container for cid in adoptions]
+            {cid: e.container for cid, e in self._entries.items()},
+            [self._entries[cid].container for cid in adoptions],
         )
         for entry in list(self._entries.values()):
             c = entry.container

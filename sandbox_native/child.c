@@ -67,6 +67,9 @@
  * (STARTED) and execs boxd-shim (shim.c), which reaps the container and outlives the daemon.  spawn()
  * returns once the report socket reads end-of-file (the exec happened), with a pidfd of
  * the shim as the fourth value; the caller reaps the shim after it has said DONE to it.
+ * A pid namespace among ns_fds is entered by the intermediate before it clones the
+ * container (without a shim, the caller's thread does it, sandbox_native.c): the
+ * container is born in it, the shim is not.
  *
  * rebind() replaces mounts inside a running container (the /proc view's files after a
  * daemon restart): a child joins its mount namespace and move_mount()s detached trees.
@@ -1013,9 +1016,10 @@ __attribute__((noreturn)) void intermediate_main(const struct plan *p)
 }
 
 /* Shim mode: a failure record on the report socket; the container (if any) is killed. */
-__attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage, long err)
+__attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage, long err,
+                                                int index)
 {
-    struct sync_msg m = {.kind = MSG_FAILED, .stage = stage, .err = (int)-err, .value = 0};
+    struct sync_msg m = {.kind = MSG_FAILED, .stage = stage, .err = (int)-err, .value = index};
     if (pidfd >= 0)
         RAW(pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
     send_msg(report, &m, -1);
@@ -1026,7 +1030,7 @@ __attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage
     do {                                                                                       \
         long check_ = (expr);                                                                  \
         if (check_ < 0)                                                                        \
-            shim_fail((report), (pidfd), STAGE_SHIM, check_);                                  \
+            shim_fail((report), (pidfd), STAGE_SHIM, check_, 0);                               \
     } while (0)
 
 static long clone_on_stack(struct clone_args_v2 *args, struct vm_stack *stack,
@@ -1043,6 +1047,16 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
     /* Above 4, where the shim's fds go. */
     long report = RAW(fcntl, p->report_fd, F_DUPFD_CLOEXEC, 10);
     SHIM_CHECK(p->report_fd, -1, report);
+    /* A joined pid namespace (--pid container:NAME) is entered here, not by the caller's
+     * thread as without a shim: setns(CLONE_NEWPID) places only this process's later
+     * children in it, so the container is born there while this shim stays in the
+     * caller's, out of reach of the kill that ends that namespace with its init. */
+    for (size_t i = 0; i < p->nns; i++)
+        if (p->ns_types[i] == CLONE_NEWPID) {
+            long rc = RAW(setns, p->ns_fds[i], CLONE_NEWPID);
+            if (rc < 0)
+                shim_fail((int)report, -1, STAGE_JOIN, rc, (int)i);
+        }
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
     int pidfd = -1;
@@ -1055,7 +1069,7 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
     }
     long pid = clone_on_stack(&args, p->container_stack, p, child_main);
     if (pid < 0)
-        shim_fail((int)report, -1, STAGE_FORK, pid);
+        shim_fail((int)report, -1, STAGE_FORK, pid, 0);
     /* From here on only the container holds its end of the sync socket, its stdio and
      * its cgroups' fds. */
     RAW(close, p->sync_fd);
@@ -1097,7 +1111,7 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
     struct sync_msg m = {.kind = MSG_STARTED, .value = (int32_t)pid};
     SHIM_CHECK(report, 4, send_msg((int)report, &m, 4));
     char *none[] = {NULL};
-    shim_fail((int)report, 4, STAGE_SHIM, RAW(execve, p->shim_path, p->shim_argv, none));
+    shim_fail((int)report, 4, STAGE_SHIM, RAW(execve, p->shim_path, p->shim_argv, none), 0);
 }
 
 /* ---- the clone

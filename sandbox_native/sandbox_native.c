@@ -679,8 +679,9 @@ static long finish_shim(long intermediate, int report_fd, int sync_fd, int *pidf
 
 /* A pid namespace among ns_fds (the daemon's --pid container:NAME): setns(CLONE_NEWPID)
  * places only the caller's later children in it, so this thread enters it for the clone
- * and goes back after (leave_pid_ns).  The fd of the thread's own, -1 without one, or -2
- * with an error set.  (The child's own setns of it, child.c, then changes nothing.) */
+ * and goes back after (leave_pid_ns); with a shim, the shim's intermediate enters it
+ * instead (child.c: the shim stays in ours).  The fd of the thread's own, -1 without one,
+ * or -2 with an error set.  (The child's own setns of it, child.c, then changes nothing.) */
 static int enter_pid_ns(const struct plan *p)
 {
     for (size_t i = 0; i < p->nns; i++) {

@@ -22,19 +22,30 @@ import pytest
 import trio
 import trio.lowlevel
 from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims
+from test_network import links, links_settle, netns, nft_tables
 from test_terminal import Tmux, _boxctl, _until_prompt, tmux
 
 import boxd
 
 pytestmark = pytest.mark.root
 
-__all__ = ["tmux"]  # the fixture, used by test_attach_after_a_crash
+__all__ = ["netns", "tmux"]  # the fixtures: test_attach_after_a_crash's, live_net's
 
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Daemon]:
     with running_daemon(tmp_path, "--procview", "off") as d:
         yield d
+
+
+@pytest.fixture
+def live_net(tmp_path: Path, netns: str) -> Iterator[Daemon]:
+    """A daemon whose bridges and veth pairs are made in a network namespace of the test's
+    own (deleted afterwards whatever happens); none of them is left when it stops."""
+    with running_daemon(tmp_path, "--procview", "off", netns=netns) as d:
+        yield d
+    assert links_settle(netns, ("boxd", "bx"), []) == []
+    assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
 
 
 def _alive(pid: int) -> bool:
@@ -54,6 +65,10 @@ def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
 
 def _numbers(daemon: Daemon, ref: str) -> list[int]:
     return [int(line) for line in daemon.ctl("logs", ref).stdout.split()]
+
+
+def _logged_beyond(daemon: Daemon, ref: str, count: int) -> bool:
+    return len(_numbers(daemon, ref)) > count
 
 
 def _crash(daemon: Daemon) -> None:
@@ -119,6 +134,94 @@ def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Da
     again_c = live.wait_for("again", lambda c: c["state"]["restart_count"] == 1)
     assert again_c["state"]["exit_code"] in (None, 4)
     live.wait_for("again", lambda c: c["state"]["status"] == "running")
+
+
+def _ns(pid: int, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def _veth(daemon: Daemon, ref: str) -> str:
+    """The host's end of the container's eth0."""
+    return f"bx{daemon.inspect(ref)['id'][:12]}"
+
+
+def test_a_container_in_another_ones_namespaces_is_adopted(live_net: Daemon) -> None:
+    """``--network container:web`` (compose's ``network_mode: service:web``) and ``--ipc
+    container:web``: kept by its shim across a crash and a SIGTERM like any container, still
+    in web's namespaces; once web ends, web's interface leaves the namespace they share."""
+    d = live_net
+    d.ctl("run", "-d", "--name", "web", "default", "sleep", "300")
+    script = "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done"
+    d.ctl("run", "-d", "--name", "side", "--network", "container:web", "--ipc", "container:web",
+          "default", "sh", "-c", script)  # fmt: skip
+    web, side = (d.inspect(n)["state"]["pid"] for n in ("web", "side"))
+    shared = [_ns(web, kind) for kind in ("net", "ipc")]
+    assert [_ns(side, kind) for kind in ("net", "ipc")] == shared
+    for sig in (signal.SIGKILL, signal.SIGTERM):  # a crash, then a graceful restart
+        seen = len(_numbers(d, "side"))
+        assert d.stop(sig) == (0 if sig == signal.SIGTERM else -sig)
+        assert _alive(side)
+        d.start()
+        c = d.inspect("side")
+        assert (c["state"]["status"], c["state"]["pid"]) == ("running", side)
+        assert [_ns(side, kind) for kind in ("net", "ipc")] == shared
+        _until(partial(_logged_beyond, d, "side", seen + 10), "side's lines after adoption")
+    assert "side" in d.ctl("ps").stdout
+    numbers = _numbers(d, "side")
+    assert numbers == list(range(len(numbers)))
+    # Its peer's end takes the peer's interface out of the namespace it goes on holding.
+    veth = _veth(d, "web")
+    d.ctl("stop", "-t", "0", "web")
+    assert links_settle(d.netns, (veth,), []) == []
+    assert links(f"/proc/{side}/ns/net") == ["lo"]
+    d.ctl("stop", "-t", "1", "side")
+    c = d.inspect("side")
+    assert (c["state"]["status"], c["state"]["exit_code"]) == ("stopped", 137)
+    assert not _alive(side)
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_a_peer_that_ends_while_no_daemon_runs(live_net: Daemon) -> None:
+    """Its --network members run on in the namespace they hold, not restarted (a --pid
+    member ends with it: the kernel ends a pid namespace with its init); the peer's
+    interface leaves that namespace whether its shim kept its end or is gone too, and the
+    peer starts again."""
+    d = live_net
+    for n in ("1", "2"):
+        d.ctl("run", "-d", "--name", f"web{n}", "default", "sleep", "300")
+        d.ctl("run", "-d", "--name", f"side{n}", "--restart", "always",
+              "--network", f"container:web{n}", "default", "sleep", "300")  # fmt: skip
+    d.ctl("run", "-d", "--name", "pidj", "--network", "none", "--pid", "container:web1",
+          "default", "sleep", "300")  # fmt: skip
+    pids = {n: d.inspect(n)["state"]["pid"] for n in ("web1", "web2", "side1", "side2", "pidj")}
+    veths = sorted(_veth(d, n) for n in ("web1", "web2"))
+    _crash(d)
+    os.kill(pids["web1"], signal.SIGKILL)  # its shim keeps its exit status
+    os.kill(_parent(pids["web2"]), signal.SIGKILL)  # its shim: the next daemon kills it
+    _until(lambda: not _alive(pids["web1"]) and not _alive(pids["pidj"]), "web1's end")
+    d.start()
+    ended = {n: d.inspect(n)["state"] for n in ("web1", "web2", "pidj")}
+    assert {n: (st["status"], st["exit_code"]) for n, st in ended.items()} == {
+        "web1": ("exited", 137),
+        "web2": ("exited", 255),
+        "pidj": ("exited", 137),
+    }
+    for n in ("side1", "side2"):
+        st = d.inspect(n)["state"]
+        assert (st["status"], st["pid"], st["restart_count"]) == ("running", pids[n], 0)
+        assert links(f"/proc/{pids[n]}/ns/net") == ["lo"]
+    assert links_settle(d.netns, tuple(veths), []) == []
+    for n in ("web1", "web2"):
+        d.ctl("start", n)
+    assert [n for n in links(d.netns) if n in veths] == veths
+    d.ctl("kill", "side1")
+    assert d.ctl("wait", "side1").stdout.strip() == "137"
+    d.ctl("rm", "-f", "side2")
+    d.wait_for_gone("side2")
+    assert not _alive(pids["side1"]) and not _alive(pids["side2"])
 
 
 def _reboot(daemon: Daemon) -> None:
