@@ -1149,8 +1149,25 @@ class Supervisor:
         self._check_name_free(name)
         old, entry.container.name = entry.container.name, name
         self._save(entry.container)
+        self._links_follow(old, name)
         self.events.report("rename", entry.container, oldName=old)
         return entry.container
+
+    def _links_follow(self, old: str, new: str) -> None:
+        """Default-bridge links that name a renamed container follow it, as Docker's links
+        follow the container: the linking containers' next starts find it by its new name,
+        and inspect shows that."""
+        for e in self._entries.values():
+            c = e.container
+            if c.config.network != _links.DEFAULT_NETWORK:
+                continue
+            links = tuple(
+                f"{new if name == old else name}:{alias}"
+                for name, alias in map(_links.parse, c.config.links)
+            )
+            if links != c.config.links:
+                c.config = attrs.evolve(c.config, links=links)
+                self._save(c, durable=True)
 
     def processes(self, ref: str) -> builtins.list[int]:
         """The pids of every process of a running container (``top``)."""

@@ -169,16 +169,24 @@ def test_links_on_the_default_bridge_give_hosts_lines_and_variables(
         )
         assert shown.stdout.splitlines()[0].endswith("/links_db"), shown.stdout
         assert f"{address}\tlinks_db {db[:12]}" in shown.stdout
+        # A link follows its container through a rename, as Docker's.
+        client.rename(db, "links_db2")
+        assert client.inspect_container(web)["HostConfig"]["Links"] == [
+            "/links_db2:/links_web/db-1"
+        ]
+        client.restart(web, timeout=0)
+        hosts = client.exec_start(client.exec_create(web, ["cat", "/etc/hosts"])).decode()
+        assert f"{address}\tdb-1 {db[:12]} links_db2" in hosts.splitlines(), hosts
         # The linked container must run at the linking one's start (Docker's words).
         client.stop(db, timeout=0)
         late = client.create_container(
             "busybox", ["true"],
-            host_config=client.create_host_config(network_mode="bridge", links={"links_db": "db"}),
+            host_config=client.create_host_config(network_mode="bridge", links={"links_db2": "db"}),
         )  # fmt: skip
         made.append(late)
         with pytest.raises(docker.errors.APIError) as info:
             client.start(late)
-        assert "cannot link to a non running container: /links_db AS" in str(info.value)
+        assert "cannot link to a non running container: /links_db2 AS" in str(info.value)
     finally:
         for c in made:
             client.remove_container(c, force=True)
