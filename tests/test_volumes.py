@@ -657,6 +657,13 @@ BAD = [
     (
         "POST",
         "/containers/create",
+        _create([{"Type": "volume", "Target": "/x", "VolumeOptions": {"Subpath": "a/b"}}]),
+        400,
+        "VolumeOptions.Subpath 'a/b' is not supported",
+    ),
+    (
+        "POST",
+        "/containers/create",
         json.dumps(
             {"Image": "default", "Cmd": ["true"], "HostConfig": {"Binds": ["a:/x"]}}
         ).encode(),

@@ -577,6 +577,11 @@ def _api_mounts(host: Fields) -> Iterable[mount_specs.Mount]:
             if binds.flag("NonRecursive"):
                 raise mount.error("NonRecursive binds are not supported: binds are recursive")
             mount.nocopy = volumes.flag("NoCopy")
+            if volumes.text("Subpath"):  # API 1.45: older daemons ignore it, mounting it all
+                raise mount.error(
+                    f"VolumeOptions.Subpath {volumes.text('Subpath')!r} is not supported by"
+                    " boxd: it would mount the whole volume"
+                )
             driver = volumes.object("DriverConfig")
             mount.set_driver(driver.text("Name"))
             for key, value in driver.mapping("Options").items():
