@@ -44,10 +44,12 @@ def _security(opts: Sequence[str]) -> dict[str, Any]:
             sec["no_new_privileges"] = value != "false"
         elif key == "seccomp" and eq and value:
             sec["seccomp"] = value if value in ("unconfined", "default") else os.path.abspath(value)
+        elif key == "systempaths" and value == "unconfined":  # /proc and /sys unmasked
+            sec["masked_paths"] = sec["readonly_paths"] = []
         else:
             raise CliError(
-                f"invalid --security-opt {opt!r}: use no-new-privileges[=false] "
-                "or seccomp=unconfined|PROFILE.json",
+                f"invalid --security-opt {opt!r}: use no-new-privileges[=false], "
+                "seccomp=unconfined|PROFILE.json or systempaths=unconfined",
                 USAGE,
             )
     return sec
@@ -707,7 +709,12 @@ RUN_OPTIONS_AFTER_VOLUMES = (
     Opt("--device-cgroup-rule", kind=APPEND, metavar="RULE", help="allow devices: 'c 1:3 rwm'"),
     Opt("--cap-add", kind=APPEND, metavar="CAP", help="add a capability"),
     Opt("--cap-drop", kind=APPEND, metavar="CAP", help="drop a capability"),
-    Opt("--security-opt", kind=APPEND, metavar="OPT", help="no-new-privileges, seccomp=..."),
+    Opt(
+        "--security-opt",
+        kind=APPEND,
+        metavar="OPT",
+        help="no-new-privileges, seccomp=..., systempaths=unconfined",
+    ),
     Opt("--log-driver", kind=VALUE, help="json-file (default), local or none (no log)"),
     Opt("--log-opt", kind=APPEND, metavar="KEY=VALUE", help="max-size=10m, max-file=3"),
     Opt("--log-max-size", kind=VALUE, help="rotate the log at this size (e.g. 10m)"),

@@ -42,13 +42,16 @@ _MS_NOEXEC = 0x8
 
 
 @functools.cache  # the same records for every container (frozen)
-def mask_ops() -> tuple[MountOp, ...]:
-    """The steps that make READONLY_PATHS read-only, then hide MASKED_PATHS.  Run them after
-    /proc and /sys are mounted: the child resolves each path inside the container's root,
-    so an image whose /proc is a symlink gets the masks where its /proc really is."""
+def mask_ops(
+    masked_paths: tuple[str, ...] = MASKED_PATHS, readonly_paths: tuple[str, ...] = READONLY_PATHS
+) -> tuple[MountOp, ...]:
+    """The steps that make ``readonly_paths`` read-only, then hide ``masked_paths``.  Run
+    them after /proc and /sys are mounted: the child resolves each path inside the
+    container's root, so an image whose /proc is a symlink gets the masks where its /proc
+    really is."""
     readonly = tuple(
         MountOp(MountKind.REMOUNT_RO, path, flags=_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-        for path in READONLY_PATHS
+        for path in readonly_paths
     )
-    masked = tuple(MountOp(MountKind.MASK, path) for path in MASKED_PATHS)
+    masked = tuple(MountOp(MountKind.MASK, path) for path in masked_paths)
     return readonly + masked

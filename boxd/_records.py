@@ -171,6 +171,10 @@ class Security:
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = True
     seccomp: str = "default"  # "default", "unconfined" or a path to a Docker-format profile
+    # Docker's MaskedPaths and ReadonlyPaths (boxd._masks): None, the defaults; () with
+    # --security-opt systempaths=unconfined; or the API's own lists.
+    masked_paths: tuple[str, ...] | None = None
+    readonly_paths: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -462,6 +466,11 @@ def validate_config(config: ContainerConfig) -> None:
     for point in points:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
+    sec = config.security
+    for what, paths in (("MaskedPaths", sec.masked_paths), ("ReadonlyPaths", sec.readonly_paths)):
+        for path in paths or ():
+            if not path.startswith("/") or not path.strip("/"):
+                raise ValueError(f"invalid {what} entry {path!r}: use an absolute path below /")
     if config.runtime not in RUNTIMES:
         raise invalid(
             "runtime", config.runtime, "unknown runtime name: boxd's own is called runc (or boxd)"

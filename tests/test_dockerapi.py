@@ -328,6 +328,40 @@ def test_runtime_names(clean: Daemon) -> None:
     assert r.returncode == 125 and "invalid --runtime 'crun': unknown runtime name" in r.stderr
 
 
+@needs_cli
+def test_system_paths_unconfined_and_the_apis_own_lists(clean: Daemon) -> None:
+    """``--security-opt systempaths=unconfined`` (the docker CLI sends it as empty
+    MaskedPaths and ReadonlyPaths, which boxd ignored: the masks stayed) unmasks /proc;
+    docker-py's own lists replace Docker's, and inspect shows what applies."""
+    probe = "grep -c ' /proc/sys \\| /proc/timer_list ' /proc/self/mountinfo"
+    masked = _docker(clean, "run", "--rm", "default", "sh", "-c", probe)
+    assert masked.stdout == "2\n", masked.stderr
+    open_ = _docker(
+        clean, "run", "--rm", "--security-opt", "systempaths=unconfined", "default", "sh", "-c",
+        probe,
+    )  # fmt: skip
+    assert open_.stdout == "0\n", open_.stderr
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}", version="1.41")
+    try:
+        host = client.create_host_config(security_opt=[])
+        host["MaskedPaths"], host["ReadonlyPaths"] = ["/proc/version"], []
+        c = client.create_container(
+            "default", ["sh", "-c", "wc -c < /proc/version; " + probe], host_config=host
+        )
+        client.start(c)
+        assert client.wait(c, timeout=30)["StatusCode"] == 1  # grep found neither
+        assert client.logs(c).decode().split() == ["0", "0"]
+        shown = client.inspect_container(c)["HostConfig"]
+        assert (shown["MaskedPaths"], shown["ReadonlyPaths"]) == (["/proc/version"], [])
+        host["MaskedPaths"] = ["proc/version"]
+        with pytest.raises(docker.errors.APIError) as info:
+            client.create_container("default", ["true"], host_config=host)
+        assert "invalid MaskedPaths entry 'proc/version'" in str(info.value)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _human, _links, _nsmodes
+from .. import _human, _links, _masks, _nsmodes
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
@@ -677,9 +677,22 @@ def _device_rates(rates: tuple[DeviceRate, ...] | None, key: str) -> list[dict[s
     return [{"Path": r.path, key: r.rate} for r in rates or ()]
 
 
+def _system_paths(sec: Security) -> dict[str, list[str] | None]:
+    """MaskedPaths and ReadonlyPaths as applied: none for a privileged container."""
+    if sec.privileged:
+        return {"MaskedPaths": None, "ReadonlyPaths": None}
+    masked = _masks.MASKED_PATHS if sec.masked_paths is None else sec.masked_paths
+    readonly = _masks.READONLY_PATHS if sec.readonly_paths is None else sec.readonly_paths
+    return {"MaskedPaths": list(masked), "ReadonlyPaths": list(readonly)}
+
+
 def _security(host: Fields) -> Security:
     no_new_privileges = True
     seccomp = "default"
+    # null: Docker's defaults; [] (the docker CLI's --security-opt systempaths=unconfined)
+    # or a list of the client's own.
+    masked = None if host.value("MaskedPaths") is None else tuple(host.strings("MaskedPaths"))
+    readonly = None if host.value("ReadonlyPaths") is None else tuple(host.strings("ReadonlyPaths"))
     for opt in host.strings("SecurityOpt"):
         key, sep, value = opt.replace(":", "=", 1).partition("=")
         if key == "no-new-privileges" and value in ("", "true", "false"):
@@ -690,9 +703,13 @@ def _security(host: Fields) -> Security:
             raise ApiError(
                 400, "seccomp profiles over the API are not supported (boxctl takes a file)"
             )
+        elif key == "systempaths" and value == "unconfined":
+            masked = readonly = ()
         else:
             raise ApiError(
-                400, f"invalid SecurityOpt {opt!r}: use no-new-privileges or seccomp=unconfined"
+                400,
+                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined or"
+                " systempaths=unconfined",
             )
     return Security(
         privileged=host.flag("Privileged"),
@@ -700,6 +717,8 @@ def _security(host: Fields) -> Security:
         cap_drop=tuple(host.strings("CapDrop")),
         no_new_privileges=no_new_privileges,
         seccomp=seccomp,
+        masked_paths=masked,
+        readonly_paths=readonly,
     )
 
 
@@ -770,6 +789,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "CapAdd": list(cfg.security.cap_add) or None,
         "CapDrop": list(cfg.security.cap_drop) or None,
         "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
+        **_system_paths(cfg.security),
         "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
         "ShmSize": cfg.shm_size or 64 << 20,
         "GroupAdd": list(cfg.group_add) or None,
