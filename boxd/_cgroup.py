@@ -328,6 +328,7 @@ class Hierarchy:
     base: str  # containers' cgroups are made here: <mount>/<own path>/boxd (or the parent)
     start: str  # the existing cgroup base is made below: our own, or the mount point
     start_is_root: bool  # start is the hierarchy's root cgroup (its files are never written)
+    mount_is_root: bool = False  # the mount point shows the hierarchy's root cgroup
 
     def chain(self) -> list[str]:
         """``start`` and each directory from it down to ``base``."""
@@ -447,7 +448,13 @@ class CgroupHost:
                 start = _join(mount, os.path.relpath(path, root)) if inside else mount
                 start_is_root = root == "/" and (path == "/" or not inside)
             return Hierarchy(
-                version, frozenset(names), mount, _join(start, *below), start, start_is_root
+                version,
+                frozenset(names),
+                mount,
+                _join(start, *below),
+                start,
+                start_is_root,
+                mount_is_root=root == "/",
             )
 
         hierarchies: list[Hierarchy] = []
@@ -489,6 +496,36 @@ class CgroupHost:
             prefix=prefix,
             owns_base=not parent,
             v2_mount=v2[0] if v2 is not None else None,
+        )
+
+    def below(self, parent: str) -> CgroupHost:
+        """The host of the containers run with ``--cgroup-parent PARENT``: an absolute
+        PARENT from each hierarchy's root, as Docker's cgroupfs driver takes it, a relative
+        one below this host's base.  The directories it makes go with the last container
+        in them; on v2 a controller that cannot be enabled down to PARENT is unavailable
+        there (its limits are refused by name, as :meth:`detect` does)."""
+        parts = _parent_parts(parent)
+        hierarchies = []
+        unavailable = dict(self.unavailable)
+        for h in self.hierarchies:
+            if parent.startswith("/"):
+                h = evolve(
+                    h, start=h.mount, start_is_root=h.mount_is_root, base=_join(h.mount, *parts)
+                )
+            else:
+                h = evolve(h, base=_join(h.base, *parts))
+            if h.version == 2:
+                lost = _v2_unavailable(h, set(h.controllers))
+                unavailable.update(lost)
+                h = evolve(h, controllers=h.controllers - set(lost))
+            hierarchies.append(h)
+        return CgroupHost(
+            hierarchies,
+            self.mode,
+            unavailable=unavailable,
+            prefix=self._prefix,
+            owns_base=False,
+            v2_mount=self.v2_mount,
         )
 
     def controllers(self) -> dict[str, str]:

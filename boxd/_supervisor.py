@@ -211,6 +211,7 @@ class Supervisor:
         self.live_restore = live_restore
         self.native = native
         self.cgroups = cgroups
+        self._parent_hosts: dict[str, CgroupHost] = {}  # by --cgroup-parent (_cgroups_of)
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self._nursery = nursery
@@ -293,7 +294,12 @@ class Supervisor:
             if entry.phase not in _lifecycle.WITH_PROCESS:
                 continue
             with contextlib.suppress(OSError):
-                found.append((entry.container, self.cgroups.open(entry.container.id).stats()))
+                found.append(
+                    (
+                        entry.container,
+                        self._cgroups_of(entry.container.config).open(entry.container.id).stats(),
+                    )
+                )
         return found
 
     def view_limits(self, pid: int) -> ViewLimits | None:
@@ -312,7 +318,7 @@ class Supervisor:
     def _view_of(self, entry: _Entry) -> ViewLimits:
         c = entry.container
         res = c.config.resources
-        cgroup = self.cgroups.open(c.id)
+        cgroup = self._cgroups_of(c.config).open(c.id)
         stats = cgroup.stats()
         memory = cgroup.memory_detail()
         return ViewLimits(
@@ -439,7 +445,7 @@ class Supervisor:
         if not config.log_driver:
             config = attrs.evolve(config, log_driver=self.log_driver)
             check_log_options(config)
-        resources, warnings = _resources.settle(config.resources, self.cgroups)
+        resources, warnings = _resources.settle(config.resources, self._cgroups_of(config))
         for warning in warnings:
             log.warning("%s: %s", name or cid[:12], warning)
         config = attrs.evolve(config, resources=resources)
@@ -531,6 +537,19 @@ class Supervisor:
             name = entry.container.name
             raise Conflict(f"container {name} is not running: its network cannot be joined")
         return entry.container, run.pid
+
+    def _cgroups_of(self, config: ContainerConfig) -> CgroupHost:
+        """Where a container's cgroup is: below the supervisor's parent, or below its own
+        ``--cgroup-parent`` (see CgroupHost.below; a bad one is refused by name)."""
+        return self._cgroups_of_parent(config.cgroup_parent)
+
+    def _cgroups_of_parent(self, parent: str) -> CgroupHost:
+        if not parent:
+            return self.cgroups
+        host = self._parent_hosts.get(parent)
+        if host is None:
+            host = self._parent_hosts[parent] = self.cgroups.below(parent)
+        return host
 
     def _link_target(self, name: str) -> Container:
         """The container a default-bridge link names; Docker's words when there is none."""
@@ -793,14 +812,14 @@ class Supervisor:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 assert read is not None  # made for a new process
                 devices, device_rules = read.devices, read.device_rules
-                steps = self.cgroups.creation(
+                steps = self._cgroups_of(c.config).creation(
                     c.id, _resources.limits(c.config.resources), device_rules
                 )
                 while (cgroup := next(steps)) is None:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
                 devices = []
-                cgroup = self.cgroups.open(c.id)
+                cgroup = self._cgroups_of(c.config).open(c.id)
         except Exception as exc:  # nothing runs yet: the phase goes back
             return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
@@ -1048,7 +1067,7 @@ class Supervisor:
 
     def _thaw(self, c: Container) -> None:
         try:
-            self.cgroups.open(c.id).thaw()
+            self._cgroups_of(c.config).open(c.id).thaw()
         except OSError as exc:  # gone with its process: nothing left to thaw
             log.debug("%s: thaw: %s", c.short_id, exc)
 
@@ -1100,7 +1119,7 @@ class Supervisor:
     async def _freeze(self, entry: _Entry) -> None:
         c = entry.container
         try:
-            await self.cgroups.open(c.id).freeze()
+            await self._cgroups_of(c.config).open(c.id).freeze()
         except CgroupError as exc:
             # A process that is exiting never freezes, and a cgroup its end removed
             # cannot be: the container ended as it froze (its end may not be recorded
@@ -1119,7 +1138,7 @@ class Supervisor:
         c = entry.container
         async with entry.lock:
             _lifecycle.check_unpause(c.name, entry.phase)
-            self.cgroups.open(c.id).thaw()
+            self._cgroups_of(c.config).open(c.id).thaw()
             (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
             self._set(entry, RUNNING)
 
@@ -1174,7 +1193,7 @@ class Supervisor:
         entry = self._lookup(ref)
         if entry.phase not in _lifecycle.WITH_PROCESS:
             raise Conflict(f"container {entry.container.name} is not running")
-        return self.cgroups.open(entry.container.id).procs()
+        return self._cgroups_of(entry.container.config).open(entry.container.id).procs()
 
     async def diff(self, ref: str) -> builtins.list[Change]:
         """What the container changed in its root filesystem (``diff``), running or not."""
@@ -1352,7 +1371,7 @@ class Supervisor:
                 # other request meanwhile.  Under the lock a pause waits for the spawn.
                 async with entry.lock:
                     _lifecycle.check_exec(c.id, c.name, entry.phase)
-                    cgroup = self.cgroups.open(c.id)
+                    cgroup = self._cgroups_of(c.config).open(c.id)
                     if cgroup.frozen():  # by somebody else: boxd's own pause is a phase
                         raise Conflict(
                             f"Container {c.id} is frozen (its cgroup's freezer, not a pause "
@@ -1410,7 +1429,7 @@ class Supervisor:
         entry = self._lookup(ref)
         c = entry.container
         resources, warnings = _resources.settle(
-            _resources.merged(c.config.resources, changes), self.cgroups
+            _resources.merged(c.config.resources, changes), self._cgroups_of(c.config)
         )
         for warning in warnings:
             log.warning("%s: %s", c.name, warning)
@@ -1420,7 +1439,7 @@ class Supervisor:
             c.config, resources=resources, restart=c.config.restart if restart is None else restart
         )  # validated: --rm and a restart policy do not combine
         if entry.phase in _lifecycle.WITH_PROCESS:
-            self.cgroups.open(c.id).update(limits)
+            self._cgroups_of(c.config).open(c.id).update(limits)
         c.config = config
         self._save(c, durable=True)
         self.events.report("update", c)
@@ -1479,14 +1498,17 @@ class Supervisor:
                     log.error("%s: cannot record what became of it: %s", c.short_id, exc)
         # Every other cgroup holds what no record shows (a create or start cut short, a
         # record set aside): killed and removed.  A newer boxd's containers are not ours.
-        for name in self.cgroups.list_children():
-            if name in loaded.foreign or name in adoptions:
-                continue
-            log.info("removing cgroup %s left by a previous daemon", name)
-            try:
-                await self.cgroups.open(name).remove()
-            except OSError as exc:
-                log.warning("cannot remove cgroup %s: %s", name, exc)
+        # Those below a container's own --cgroup-parent are looked for where its record says.
+        parents = {e.container.config.cgroup_parent for e in self._entries.values()} - {""}
+        for host in (self.cgroups, *(self._cgroups_of_parent(p) for p in sorted(parents))):
+            for name in host.list_children():
+                if name in loaded.foreign or name in adoptions:
+                    continue
+                log.info("removing cgroup %s left by a previous daemon", name)
+                try:
+                    await host.open(name).remove()
+                except OSError as exc:
+                    log.warning("cannot remove cgroup %s: %s", name, exc)
         await self.networks.recover(
             {cid: e.container for cid, e in self._entries.items()},
             [self._entries[cid].container for cid in adoptions],
@@ -1520,7 +1542,7 @@ class Supervisor:
         there) and every stop signal without an answer."""
         c = entry.container
         try:
-            cgroup = self.cgroups.open(c.id)
+            cgroup = self._cgroups_of(c.config).open(c.id)
             marker = self.store.container_dir(c.id) / COMMIT_PAUSE
             if marker.exists():  # the commit that paused it died with the last daemon
                 log.warning("%s: thawed: the commit that paused it did not end", c.short_id)
@@ -1708,6 +1730,7 @@ async def open_supervisor(
                 await sup.networks.close()
                 # A parent made at start for containers that never ran (or all of whose
                 # cgroups are gone) would outlive us; one still in use stays.
-                cgroups.remove_parents()
+                for host in (*sup._parent_hosts.values(), cgroups):
+                    host.remove_parents()
                 await trio.to_thread.run_sync(store.empty_trash)
             nursery.cancel_scope.cancel(reason="supervisor closed")

@@ -204,6 +204,30 @@ async def test_v2_absolute_parent_is_made_below_the_root(fs: FakeCgroupFs) -> No
     assert not (root / "machine").exists()  # every directory it made, children first
 
 
+async def test_a_containers_own_parent(fs: FakeCgroupFs) -> None:
+    """``--cgroup-parent`` of one container (CgroupHost.below): a relative one below the
+    daemon's containers' parent, an absolute one from the hierarchy's root; what was made
+    for it goes with the container, a parent that was there stays."""
+    own = fs.mount_v2("/system.slice/boxd.service", controllers="memory pids")
+    assert fs.v2 is not None
+    root = fs.v2
+    host = fs.detect()
+    relative = host.below("team/a")
+    cg = relative.create("c", Limits(pids_limit=5))
+    assert cg.paths == {"unified": str(own / "boxd" / "team" / "a" / "c")}
+    assert ("boxd/team/a/c/pids.max", "5") in fs.written(own)
+    await cg.remove()
+    assert not (own / "boxd" / "team").exists()
+    fs.mkdir(root / "machine")  # the user's: it stays
+    absolute = host.below("/machine/x")
+    cg = absolute.create("c", Limits(pids_limit=5))
+    assert cg.paths == {"unified": str(root / "machine" / "x" / "c")}
+    await cg.remove()
+    assert not (root / "machine" / "x").exists() and (root / "machine").is_dir()
+    with pytest.raises(ValueError, match=r"invalid --cgroup-parent 'a/\.\./b'"):
+        host.below("a/../b")
+
+
 async def test_parent_slash_is_the_hierarchy_root(fs: FakeCgroupFs) -> None:
     """An OCI cgroupsPath such as /cgrouptest: made directly in the root, whose own files
     are never written (so no controller can be enabled there on v2)."""

@@ -255,6 +255,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             auto_remove=host.flag("AutoRemove"),
             labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
             runtime=host.text("Runtime") or RUNTIMES[0],
+            cgroup_parent=host.text("CgroupParent"),
             log_driver=log_driver,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
@@ -829,6 +830,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         },
         "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": _log_options(cfg)},
         "Runtime": cfg.runtime,
+        "CgroupParent": cfg.cgroup_parent,
     }
 
 
