@@ -62,6 +62,7 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
         (("-p", "8080:80", "--network", "host", "default", "true"), 125, "", "need a network"),
+        (("--storage-opt", "size=1G", "default", "true"), 125, "", "StorageOpt is not supported"),
     ],
 )
 def test_run_rm_exit_codes_as_docker(

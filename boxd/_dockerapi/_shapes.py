@@ -153,6 +153,10 @@ def _is_strings(value: object) -> bool:
 _REFUSED_HOST = (
     "DeviceRequests",
     "VolumeDriver",
+    # --storage-opt size=...: a quota of the container's layer, which overlay on this kind
+    # of file system cannot give (Docker's overlay2 needs xfs with pquota): ignored, it was
+    # a limit the user believed in.
+    "StorageOpt",
 )
 _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
