@@ -433,6 +433,27 @@ def test_events_followed_in_order(clean: Daemon) -> None:
 # ---- docker-py ------------------------------------------------------------------------
 
 
+def test_network_disabled_gives_a_loopback_only(clean: Daemon) -> None:
+    """docker-py's ``network_disabled`` (Config.NetworkDisabled), which boxd ignored: the
+    container that asked for no network was put on the bridge."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        listed = client.containers.run(
+            "default", ["ls", "/sys/class/net"], network_disabled=True, remove=True
+        )
+        assert listed == b"lo\n"
+        with pytest.raises(docker.errors.APIError) as info:
+            client.containers.create(
+                "default", ["true"], network_disabled=True, network_mode="host"
+            )
+        assert "Config.NetworkDisabled conflicts with HostConfig.NetworkMode 'host'" in str(
+            info.value
+        )
+    finally:
+        client.close()
+
+
 def test_docker_py(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")

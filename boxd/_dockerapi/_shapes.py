@@ -202,6 +202,14 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
         raise ApiError(400, f"Invalid isolation: {isolation!r} - linux only supports 'default'")
     log_driver, log_max_size, log_max_files = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
+    if cfg.flag("NetworkDisabled"):  # docker-py's network_disabled: loopback only
+        if network not in ("bridge", "none"):
+            raise ApiError(
+                400,
+                f"Config.NetworkDisabled conflicts with HostConfig.NetworkMode {network!r}:"
+                " a container without networking has its loopback only",
+            )
+        network = "none"
     aliases, endpoint_links, joins = _endpoints(cfg, network)
     links = dict.fromkeys(_link(text) for text in (*host.strings("Links"), *endpoint_links))
     restart = host.object("RestartPolicy")
