@@ -84,7 +84,13 @@ def cmd_port(args: Args) -> int:
 def _create(args: Args) -> int:
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
     request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
-    options = {"labels": labels, "gateway": args.gateway, "ip_range": args.ip_range}
+    opts = dict(item.partition("=")[::2] for item in args.opt)
+    options = {
+        "labels": labels,
+        "gateway": args.gateway,
+        "ip_range": args.ip_range,
+        "options": opts,
+    }
     reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
     return 0
@@ -161,6 +167,13 @@ SUBCOMMANDS = (
             Opt("--gateway", kind=VALUE, default="", help="the bridge's address in the subnet"),
             Opt("--ip-range", kind=VALUE, default="", help="a CIDR in the subnet to pick from"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
+            Opt(
+                "-o",
+                "--opt",
+                kind=APPEND,
+                metavar="KEY=VALUE",
+                help="a driver option: com.docker.network.driver.mtu, ...bridge.name",
+            ),
         ),
         (("name", ONE, "NAME"),),
     ),

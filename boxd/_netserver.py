@@ -24,6 +24,7 @@ class NetworkCreateRequest:
     labels: dict[str, str] = attrs.Factory(dict)
     gateway: str = ""
     ip_range: str = ""
+    options: dict[str, str] = attrs.Factory(dict)  # Docker's driver options (-o)
 
 
 @attrs.frozen
@@ -87,6 +88,7 @@ class NetworkInfo:
     containers: tuple[Member, ...]
     labels: dict[str, str] = attrs.Factory(dict)
     ip_range: str = ""
+    options: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -149,6 +151,7 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         containers=tuple(members),
         labels=dict(net.labels),
         ip_range=net.ip_range,
+        options=dict(net.options),
     )
 
 
@@ -156,7 +159,9 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     """Each request type's handler, called with the request's connection."""
 
     async def create(conn: Conn, req: NetworkCreateRequest) -> None:
-        net = await sup.networks.create(req.name, req.subnet, req.labels, req.gateway, req.ip_range)
+        net = await sup.networks.create(
+            req.name, req.subnet, req.labels, req.gateway, req.ip_range, req.options
+        )
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def list_(conn: Conn, _: NetworkListRequest) -> None:

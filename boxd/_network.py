@@ -27,6 +27,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -106,10 +107,51 @@ class Network:
     allocations: dict[str, str] = attrs.Factory(dict)  # container id -> address
     labels: dict[str, str] = attrs.Factory(dict)
     ip_range: str = ""  # where addresses are picked from ("": the whole subnet)
+    # Docker's driver options it was made with (see NETWORK_OPTIONS), shown by inspect.
+    options: dict[str, str] = attrs.Factory(dict)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def mtu(self) -> int:
+        """Its bridge's and veths' MTU (0: the kernel's, 1500)."""
+        return int(self.options.get(MTU_OPTION, 0))
+
+
+MTU_OPTION = "com.docker.network.driver.mtu"
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+# The bridge driver's options boxd applies (``network create -o``); Docker's others are
+# refused by name.
+NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION)
+
+
+def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None:
+    """``-o`` of ``network create``: an MTU of 68-65535, a bridge name that is a free
+    interface name (``taken``: the bridges of boxd's networks)."""
+    for key, value in options.items():
+        if key not in NETWORK_OPTIONS:
+            raise NetworkError(f"network option {key!r} is not supported by boxd")
+        if key == MTU_OPTION and not (value.isdigit() and 68 <= int(value) <= 65535):
+            raise NetworkError(f"invalid {key} {value!r}: use an MTU of 68 to 65535")
+        if key == BRIDGE_NAME_OPTION:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) or value in (".", ".."):
+                raise NetworkError(
+                    f"invalid {key} {value!r}: an interface name of 1-15 letters, digits, "
+                    "'_', '.' or '-'"
+                )
+            if value in taken or _interface_exists(value):
+                raise NetworkConflict(f"invalid {key} {value!r}: that interface exists")
+
+
+def _interface_exists(name: str) -> bool:
+    """In the daemon's network namespace (/sys/class/net may show another's)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 @attrs.frozen
@@ -354,10 +396,12 @@ class Networks:
         labels: dict[str, str] | None = None,
         gateway: str = "",
         ip_range: str = "",
+        options: dict[str, str] | None = None,
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
-        for may be anywhere in the subnet, as in Docker)."""
+        for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
+        driver options (NETWORK_OPTIONS)."""
         check_network_name(name)
         labels = dict(labels or {})
         if "" in labels:
@@ -365,15 +409,18 @@ class Networks:
         for what, value in (("gateway", gateway), ("ip-range", ip_range)):
             if value and not subnet:
                 raise NetworkError(f"invalid {what} {value!r}: give the subnet it is in too")
+        options = dict(options or {})
         async with self._lock:
             if name in self._nets:
                 raise NetworkConflict(f"network {name} already exists")
+            check_network_options(options, (n.bridge for n in self._nets.values()))
             chosen = await self._subnet(subnet)
             net_id = secrets.token_hex(32)
             net = Network(
                 name=name,
                 id=net_id,
-                bridge=f"br-{net_id[:12]}",
+                bridge=options.get(BRIDGE_NAME_OPTION) or f"br-{net_id[:12]}",
+                options=options,
                 subnet=str(chosen),
                 gateway=_gateway(gateway, chosen) if gateway else str(chosen.network_address + 1),
                 ip_range=_ip_range(ip_range, chosen) if ip_range else "",
@@ -415,6 +462,7 @@ class Networks:
             net.gateway,
             net.network.prefixlen,
             mac_of(net.gateway),
+            net.mtu,
         )
         self._up.add(net.bridge)
         _enable_forwarding()
@@ -957,6 +1005,7 @@ class Attachment:
             "prefix_len": net.network.prefixlen,
             "gateway": net.gateway,
             "ifname": link.interface,
+            "mtu": net.mtu,
         }
 
     async def _plug(self, link: _Link, *, default_route: bool) -> None:

@@ -748,6 +748,35 @@ def test_network_gateway(netd: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
+    """``network create -o com.docker.network.driver.mtu=N`` and ``...bridge.name=NAME``,
+    which boxd refused: the bridge and both ends of each veth get the MTU, the bridge the
+    name; inspect shows them; a bad MTU and a name in use are refused by name."""
+    made = "com.docker.network.driver.mtu=1400", "com.docker.network.bridge.name=boxdtestbr0"
+    netd.ctl("network", "create", "-o", made[0], "-o", made[1], "small")
+    try:
+        out = netd.ctl("run", "--rm", "--network", "small", "default", "sh", "-c",
+                       "cat /sys/class/net/eth0/mtu").stdout  # fmt: skip
+        assert out == "1400\n"
+        bridge = subprocess.run(
+            ["nsenter", f"--net={netns}", "ip", "-o", "link", "show", "boxdtestbr0"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert " mtu 1400 " in bridge, bridge
+        options = json.loads(netd.ctl("network", "inspect", "small").stdout)[0]["options"]
+        assert options == dict(o.split("=") for o in made)
+        for opt, words in (
+            ("com.docker.network.driver.mtu=10", "use an MTU of 68 to 65535"),
+            ("com.docker.network.bridge.name=boxdtestbr0", "that interface exists"),
+            ("com.docker.network.bridge.enable_icc=false", "is not supported by boxd"),
+        ):
+            r = netd.ctl("network", "create", "-o", opt, "other", check=False)
+            assert r.returncode != 0 and words in r.stderr, r.stderr
+    finally:
+        netd.ctl("network", "rm", "small")
+
+
+@pytest.mark.root
 def test_mac_addresses(netd: Daemon) -> None:
     """A MAC address asked for (docker-py's mac_address, --mac-address; an endpoint's at
     create or connect) is the interface's and inspect's; a bad one is refused by name."""

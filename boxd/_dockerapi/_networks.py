@@ -55,8 +55,10 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
             for m in info.containers
         },
         # Docker's default network shows its bridge; a user network, the options it was
-        # created with (none: boxd takes none).
-        "Options": {"com.docker.network.bridge.name": info.bridge} if not info.dns else {},
+        # created with.
+        "Options": {"com.docker.network.bridge.name": info.bridge}
+        if not info.dns
+        else info.options,
         "Labels": info.labels,
     }
 
@@ -134,12 +136,12 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     if pool.present("AuxiliaryAddresses"):
         raise ApiError(400, "IPAM AuxiliaryAddresses is not supported by boxd")
     subnet, gateway, ip_range = pool.text("Subnet"), pool.text("Gateway"), pool.text("IPRange")
-    for key in body.mapping("Options"):
-        raise ApiError(400, f"network option {key!r} is not supported by boxd")
     labels = body.mapping("Labels")
+    options = {k: str(v) for k, v in body.mapping("Options").items()}  # checked by the daemon
     request = NetworkCreateRequest(
-        name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range
-    )
+        name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range,
+        options=options,
+    )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
 
