@@ -56,6 +56,12 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     import argparse
 
     p = argparse.ArgumentParser(prog="boxd", description="The boxd container daemon.")
+
+    def mtu(text: str) -> int:  # argparse's words: "argument --mtu: invalid mtu value: 'X'"
+        if not text.isdigit() or not 68 <= int(text) <= 65535:
+            raise ValueError(text)
+        return int(text)
+
     p.add_argument(
         "--root",
         type=Path,
@@ -120,6 +126,12 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         "--bridge-subnet",
         default="",
         help="the default network's IPv4 subnet (default: a free 172.17-31.0.0/16)",
+    )
+    p.add_argument(
+        "--mtu",
+        type=mtu,
+        default=0,
+        help="the default network's MTU, its bridge's and veths' (default: the kernel's, 1500)",
     )
     p.add_argument(
         "--insecure-registry",
@@ -213,7 +225,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
                     procview=view,
-                    bridge=BridgeOptions(args.bridge_name, args.bridge_subnet),
+                    bridge=BridgeOptions(args.bridge_name, args.bridge_subnet, args.mtu),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),
                 ) as sup,

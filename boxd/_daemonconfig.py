@@ -45,6 +45,12 @@ def _strings(key: str, value: object) -> list[str]:
     return list(value)
 
 
+def _mtu(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 68 <= value <= 65535:
+        raise ConfigError(f"{key} must be an MTU of 68 to 65535, not {json.dumps(value)}")
+    return value
+
+
 def _level(key: str, value: object) -> str:
     level = _LEVELS.get(_text(key, value).lower())
     if level is None:
@@ -73,6 +79,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "insecure-registries": ("insecure_registry", ("--insecure-registry",), _strings),
     "cgroup-parent": ("cgroup_parent", ("--cgroup-parent",), _text),
     "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),
+    "mtu": ("mtu", ("--mtu",), _mtu),
     # boxd's own
     "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),
     "procview": ("procview", ("--procview",), _text),

@@ -156,10 +156,12 @@ def _interface_exists(name: str) -> bool:
 
 @attrs.frozen
 class BridgeOptions:
-    """The default network: ``boxd --bridge-name``, ``--bridge-subnet`` ("" picks one)."""
+    """The default network: ``boxd --bridge-name``, ``--bridge-subnet`` ("" picks one),
+    ``--mtu`` (0: the kernel's)."""
 
     name: str = ""  # "": default_bridge(root)
     subnet: str = ""
+    mtu: int = 0
 
 
 def host_resolv(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str]]:
@@ -386,6 +388,10 @@ class Networks:
                 allocations={},
             )
             self._nets[net.name] = net
+            self._save(net)
+        options = {MTU_OPTION: str(self.options.mtu)} if self.options.mtu else {}
+        if net.options != options:  # the daemon's --mtu changed: the next bring-up sets it
+            net.options = options
             self._save(net)
         return net
 

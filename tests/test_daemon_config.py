@@ -25,6 +25,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "insecure-registries": ["reg.lan:5000"],
         "hosts": ["unix:///run/my/docker.sock"],
         "bridge-subnet": "10.9.0.0/16",
+        "mtu": 1400,
     }
     assert options(config, []) == {
         "root": Path("/srv/boxd"),
@@ -36,6 +37,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "insecure_registry": ["reg.lan:5000"],
         "docker_socket": "/run/my/docker.sock",
         "bridge_subnet": "10.9.0.0/16",
+        "mtu": 1400,
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
 
@@ -55,6 +57,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ({"log-opts": {"max-file": "many"}}, [], "log-opts: invalid log option max-file 'many'"),
         ({"log-opts": {"max-size": "big"}}, [], "log-opts: invalid log option max-size 'big'"),
         ({"debug": "yes"}, [], 'debug must be true or false, not "yes"'),
+        ({"mtu": "1400"}, [], 'mtu must be an MTU of 68 to 65535, not "1400"'),
+        ({"mtu": 9}, [], "mtu must be an MTU of 68 to 65535, not 9"),
         ({"log-level": "loud"}, [], "invalid log-level 'loud': use debug, info, warn or error"),
         ({"hosts": ["tcp://0.0.0.0:2375"]}, [], "boxd serves the Docker API on one Unix socket"),
         ({"insecure-registries": "reg:5000"}, [], "insecure-registries must be a list of "

@@ -777,6 +777,17 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
 
 
 @pytest.mark.root
+def test_the_daemons_mtu_is_the_default_networks(tmp_path: Path, netns: str) -> None:
+    """``boxd --mtu`` (daemon.json's ``mtu``), as Docker's: the default bridge's and its
+    containers' MTU; inspect shows it."""
+    with running_daemon(tmp_path, "--mtu", "1450", netns=netns) as daemon:
+        out = daemon.ctl("run", "--rm", "default", "cat", "/sys/class/net/eth0/mtu").stdout
+        assert out == "1450\n"
+        shown = json.loads(daemon.ctl("network", "inspect", "bridge").stdout)[0]["options"]
+        assert shown == {"com.docker.network.driver.mtu": "1450"}
+
+
+@pytest.mark.root
 def test_mac_addresses(netd: Daemon) -> None:
     """A MAC address asked for (docker-py's mac_address, --mac-address; an endpoint's at
     create or connect) is the interface's and inspect's; a bad one is refused by name."""

@@ -56,9 +56,11 @@ def _shape(info: NetworkInfo) -> dict[str, Any]:
         },
         # Docker's default network shows its bridge; a user network, the options it was
         # created with.
-        "Options": {"com.docker.network.bridge.name": info.bridge}
-        if not info.dns
-        else info.options,
+        "Options": (
+            {"com.docker.network.bridge.name": info.bridge, **info.options}
+            if not info.dns
+            else info.options
+        ),
         "Labels": info.labels,
     }
 
