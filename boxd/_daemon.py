@@ -128,6 +128,12 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="the default network's IPv4 subnet (default: a free 172.17-31.0.0/16)",
     )
     p.add_argument(
+        "--bip",
+        default="",
+        metavar="ADDRESS/LEN",
+        help="the default bridge's address and subnet, as Docker's bip (not with --bridge-subnet)",
+    )
+    p.add_argument(
         "--mtu",
         type=mtu,
         default=0,
@@ -159,6 +165,12 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     given = list(sys.argv[1:] if argv is None else argv)
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
         setattr(args, dest, value)
+    if args.bip:
+        _daemonconfig.bip("--bip", args.bip)
+        if args.bridge_subnet:
+            raise _daemonconfig.ConfigError(
+                "--bip and --bridge-subnet both set the default network's subnet: give one"
+            )
     for name in {"argparse", "gettext"} - before:
         sys.modules.pop(name, None)
     gc.collect()  # classes are reference cycles
@@ -225,7 +237,9 @@ async def run_daemon(args: SimpleNamespace) -> None:
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
                     procview=view,
-                    bridge=BridgeOptions(args.bridge_name, args.bridge_subnet, args.mtu),
+                    bridge=BridgeOptions.of(
+                        args.bridge_name, args.bridge_subnet, args.mtu, bip=args.bip
+                    ),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),
                 ) as sup,

@@ -51,6 +51,31 @@ def _mtu(key: str, value: object) -> int:
     return value
 
 
+def bip(key: str, value: object) -> str:
+    """Docker's ``bip``: the default bridge's address and prefix, ``ADDRESS/LEN``."""
+    import ipaddress
+
+    text = _text(key, value)
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except ValueError:
+        iface = None
+    if (
+        iface is None
+        or "/" not in text
+        or iface.ip
+        in (
+            iface.network.network_address,
+            iface.network.broadcast_address,
+        )
+    ):
+        raise ConfigError(
+            f"invalid {key} {text!r}: give the bridge's own address and prefix, such as "
+            "192.168.5.1/24"
+        )
+    return text
+
+
 def _level(key: str, value: object) -> str:
     level = _LEVELS.get(_text(key, value).lower())
     if level is None:
@@ -80,6 +105,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "cgroup-parent": ("cgroup_parent", ("--cgroup-parent",), _text),
     "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),
     "mtu": ("mtu", ("--mtu",), _mtu),
+    "bip": ("bip", ("--bip",), bip),
     # boxd's own
     "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),
     "procview": ("procview", ("--procview",), _text),

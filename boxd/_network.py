@@ -162,6 +162,15 @@ class BridgeOptions:
     name: str = ""  # "": default_bridge(root)
     subnet: str = ""
     mtu: int = 0
+    gateway: str = ""  # the bridge's address ("": the subnet's first)
+
+    @classmethod
+    def of(cls, name: str, subnet: str, mtu: int, *, bip: str = "") -> BridgeOptions:
+        """``bip`` (Docker's, checked: ADDRESS/LEN) gives the subnet and the gateway."""
+        if not bip:
+            return cls(name, subnet, mtu)
+        iface = ipaddress.IPv4Interface(bip)
+        return cls(name, str(iface.network), mtu, str(iface.ip))
 
 
 def host_resolv(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str]]:
@@ -370,11 +379,12 @@ class Networks:
 
     async def _default(self) -> Network:
         net = self._nets.get(DEFAULT_NETWORK)
-        wanted = self.options.subnet
+        wanted, gateway = self.options.subnet, self.options.gateway
         if (
             net is None
             or net.bridge != self.options.name
             or (wanted and ipaddress.IPv4Network(wanted, strict=False) != net.network)
+            or (gateway and gateway != net.gateway)
         ):
             subnet = await self._subnet(wanted, exclude=DEFAULT_NETWORK)
             net = Network(
@@ -382,7 +392,7 @@ class Networks:
                 id=secrets.token_hex(32),
                 bridge=self.options.name,
                 subnet=str(subnet),
-                gateway=str(subnet.network_address + 1),
+                gateway=_gateway(gateway, subnet) if gateway else str(subnet.network_address + 1),
                 created_at=time.time(),
                 dns=False,
                 allocations={},

@@ -26,6 +26,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "hosts": ["unix:///run/my/docker.sock"],
         "bridge-subnet": "10.9.0.0/16",
         "mtu": 1400,
+        "bip": "10.9.0.1/16",
     }
     assert options(config, []) == {
         "root": Path("/srv/boxd"),
@@ -38,6 +39,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "docker_socket": "/run/my/docker.sock",
         "bridge_subnet": "10.9.0.0/16",
         "mtu": 1400,
+        "bip": "10.9.0.1/16",
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
 
@@ -45,8 +47,10 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
 @pytest.mark.parametrize(
     ("config", "given", "words"),
     [
-        ({"storage-driver": "zfs", "bip": "10.0.0.1/8"}, [], "don't match any configuration "
-         "option: bip, storage-driver (boxd takes "),
+        ({"storage-driver": "zfs", "iptables": False}, [], "don't match any configuration "
+         "option: iptables, storage-driver (boxd takes "),
+        ({"bip": "10.9.0.0/16"}, [], "invalid bip '10.9.0.0/16': give the bridge's own address"),
+        ({"bip": "10.9.0.1"}, [], "invalid bip '10.9.0.1': give the bridge's own address"),
         ({"log-level": "debug"}, ["--log-level", "info"], "specified both as a flag and in the "
          'configuration file: log-level (from flag: info, from file: "debug")'),
         ({"live-restore": True}, ["--no-live-restore"], "live-restore (from flag: , from file: "

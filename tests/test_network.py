@@ -777,14 +777,18 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
 
 
 @pytest.mark.root
-def test_the_daemons_mtu_is_the_default_networks(tmp_path: Path, netns: str) -> None:
-    """``boxd --mtu`` (daemon.json's ``mtu``), as Docker's: the default bridge's and its
-    containers' MTU; inspect shows it."""
-    with running_daemon(tmp_path, "--mtu", "1450", netns=netns) as daemon:
-        out = daemon.ctl("run", "--rm", "default", "cat", "/sys/class/net/eth0/mtu").stdout
+def test_the_daemons_mtu_and_bip_are_the_default_networks(tmp_path: Path, netns: str) -> None:
+    """``boxd --mtu`` and ``--bip`` (daemon.json's ``mtu``, ``bip``), as Docker's: the
+    default bridge's and its containers' MTU, the bridge's address and subnet."""
+    with running_daemon(tmp_path, "--mtu", "1450", "--bip", "10.99.0.5/24", netns=netns) as d:
+        out = d.ctl("run", "--rm", "default", "cat", "/sys/class/net/eth0/mtu").stdout
         assert out == "1450\n"
-        shown = json.loads(daemon.ctl("network", "inspect", "bridge").stdout)[0]["options"]
-        assert shown == {"com.docker.network.driver.mtu": "1450"}
+        shown = json.loads(d.ctl("network", "inspect", "bridge").stdout)[0]
+        assert shown["options"] == {"com.docker.network.driver.mtu": "1450"}
+        # --bip (daemon.json's bip): the bridge's own address and the subnet.
+        assert (shown["subnet"], shown["gateway"]) == ("10.99.0.0/24", "10.99.0.5")
+        route = d.ctl("run", "--rm", "default", "ip", "route", "show", "default").stdout
+        assert route.startswith("default via 10.99.0.5 "), route
 
 
 @pytest.mark.root
