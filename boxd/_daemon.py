@@ -134,6 +134,15 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="the default bridge's address and subnet, as Docker's bip (not with --bridge-subnet)",
     )
     p.add_argument(
+        "--default-address-pool",
+        dest="address_pools",
+        action="append",
+        default=[],
+        metavar="base=CIDR,size=LEN",
+        help="where networks without a subnet get one (repeat for more; default: "
+        "172.17-31.0.0/16, then 192.168.0-240.0/20)",
+    )
+    p.add_argument(
         "--mtu",
         type=mtu,
         default=0,
@@ -165,6 +174,9 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     given = list(sys.argv[1:] if argv is None else argv)
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
         setattr(args, dest, value)
+    args.address_pools = tuple(
+        pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools
+    )
     if args.bip:
         _daemonconfig.bip("--bip", args.bip)
         if args.bridge_subnet:
@@ -175,6 +187,14 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         sys.modules.pop(name, None)
     gc.collect()  # classes are reference cycles
     return args
+
+
+def _flag_pool(text: str) -> tuple[str, int]:
+    """``--default-address-pool base=CIDR,size=LEN``, as dockerd takes it."""
+    fields = dict(part.partition("=")[::2] for part in text.split(","))
+    size = fields.get("size", "")
+    value = {**fields, "size": int(size) if size.isdigit() else size}
+    return _daemonconfig.address_pool("--default-address-pool", value)
 
 
 def _lock(root: Path) -> int:
@@ -238,7 +258,11 @@ async def run_daemon(args: SimpleNamespace) -> None:
                     log_max_files=args.log_max_files,
                     procview=view,
                     bridge=BridgeOptions.of(
-                        args.bridge_name, args.bridge_subnet, args.mtu, bip=args.bip
+                        args.bridge_name,
+                        args.bridge_subnet,
+                        args.mtu,
+                        bip=args.bip,
+                        pools=args.address_pools,
                     ),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),

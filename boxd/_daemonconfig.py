@@ -76,6 +76,36 @@ def bip(key: str, value: object) -> str:
     return text
 
 
+def address_pool(key: str, value: object) -> tuple[str, int]:
+    """One of Docker's default-address-pools: ``{"base": CIDR, "size": LEN}``."""
+    import ipaddress
+
+    fields: dict[str, object] = value if isinstance(value, dict) else {}
+    base, size = fields.get("base"), fields.get("size")
+    try:
+        network = ipaddress.IPv4Network(base) if isinstance(base, str) else None
+    except ValueError:
+        network = None
+    if (
+        network is None
+        or isinstance(size, bool)
+        or not isinstance(size, int)
+        or not network.prefixlen <= size <= 30
+        or set(fields) - {"base", "size"}
+    ):
+        raise ConfigError(
+            f'invalid {key} entry {json.dumps(value)}: use {{"base": CIDR, "size": LEN}}'
+            " with LEN from the base's prefix to 30"
+        )
+    return str(network), size
+
+
+def _pools(key: str, value: object) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} must be a list of pools, not {json.dumps(value)}")
+    return tuple(address_pool(key, v) for v in value)
+
+
 def _level(key: str, value: object) -> str:
     level = _LEVELS.get(_text(key, value).lower())
     if level is None:
@@ -106,6 +136,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),
     "mtu": ("mtu", ("--mtu",), _mtu),
     "bip": ("bip", ("--bip",), bip),
+    "default-address-pools": ("address_pools", ("--default-address-pool",), _pools),
     # boxd's own
     "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),
     "procview": ("procview", ("--procview",), _text),

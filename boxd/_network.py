@@ -31,7 +31,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +163,32 @@ class BridgeOptions:
     subnet: str = ""
     mtu: int = 0
     gateway: str = ""  # the bridge's address ("": the subnet's first)
+    # Docker's default-address-pools, (base CIDR, prefix length) each: where a network's
+    # subnet is picked from when none is given (none: POOL).
+    pools: tuple[tuple[str, int], ...] = ()
 
     @classmethod
-    def of(cls, name: str, subnet: str, mtu: int, *, bip: str = "") -> BridgeOptions:
+    def of(
+        cls,
+        name: str,
+        subnet: str,
+        mtu: int,
+        *,
+        bip: str = "",
+        pools: tuple[tuple[str, int], ...] = (),
+    ) -> BridgeOptions:
         """``bip`` (Docker's, checked: ADDRESS/LEN) gives the subnet and the gateway."""
         if not bip:
-            return cls(name, subnet, mtu)
+            return cls(name, subnet, mtu, pools=pools)
         iface = ipaddress.IPv4Interface(bip)
-        return cls(name, str(iface.network), mtu, str(iface.ip))
+        return cls(name, str(iface.network), mtu, str(iface.ip), pools)
+
+    def candidates(self) -> Iterator[ipaddress.IPv4Network]:
+        """The subnets a network without one may get, in order."""
+        if not self.pools:
+            yield from POOL
+        for base, size in self.pools:
+            yield from ipaddress.IPv4Network(base).subnets(new_prefix=size)
 
 
 def host_resolv(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str]]:
@@ -370,7 +388,7 @@ class Networks:
                 if subnet.overlaps(other):
                     raise NetworkError(f"subnet {subnet} overlaps {what}")
             return subnet
-        for candidate in POOL:
+        for candidate in self.options.candidates():
             if not any(candidate.overlaps(other) for other, _ in taken):
                 return candidate
         raise NetworkError("no free subnet left in the pool: give one with --subnet")

@@ -27,6 +27,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "bridge-subnet": "10.9.0.0/16",
         "mtu": 1400,
         "bip": "10.9.0.1/16",
+        "default-address-pools": [{"base": "10.200.0.0/16", "size": 24}],
     }
     assert options(config, []) == {
         "root": Path("/srv/boxd"),
@@ -40,6 +41,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "bridge_subnet": "10.9.0.0/16",
         "mtu": 1400,
         "bip": "10.9.0.1/16",
+        "address_pools": (("10.200.0.0/16", 24),),
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
 
@@ -51,6 +53,9 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
          "option: iptables, storage-driver (boxd takes "),
         ({"bip": "10.9.0.0/16"}, [], "invalid bip '10.9.0.0/16': give the bridge's own address"),
         ({"bip": "10.9.0.1"}, [], "invalid bip '10.9.0.1': give the bridge's own address"),
+        ({"default-address-pools": [{"base": "10.0.0.0/16", "size": 8}]}, [],
+         'invalid default-address-pools entry {"base": "10.0.0.0/16", "size": 8}'),
+        ({"default-address-pools": []}, [], "default-address-pools must be a list of pools"),
         ({"log-level": "debug"}, ["--log-level", "info"], "specified both as a flag and in the "
          'configuration file: log-level (from flag: info, from file: "debug")'),
         ({"live-restore": True}, ["--no-live-restore"], "live-restore (from flag: , from file: "

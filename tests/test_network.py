@@ -777,10 +777,21 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
 
 
 @pytest.mark.root
-def test_the_daemons_mtu_and_bip_are_the_default_networks(tmp_path: Path, netns: str) -> None:
-    """``boxd --mtu`` and ``--bip`` (daemon.json's ``mtu``, ``bip``), as Docker's: the
-    default bridge's and its containers' MTU, the bridge's address and subnet."""
-    with running_daemon(tmp_path, "--mtu", "1450", "--bip", "10.99.0.5/24", netns=netns) as d:
+def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
+    """``boxd --mtu``, ``--bip`` and ``--default-address-pool`` (daemon.json's ``mtu``,
+    ``bip``, ``default-address-pools``), as Docker's: the default bridge's and its
+    containers' MTU, the bridge's address and subnet, where subnets are picked from."""
+    pool = "base=10.98.0.0/16,size=24"
+    with running_daemon(
+        tmp_path, "--mtu", "1450", "--bip", "10.99.0.5/24", "--default-address-pool", pool,
+        netns=netns,
+    ) as d:  # fmt: skip
+        # --default-address-pool (daemon.json's default-address-pools): a user network's
+        # subnet without --subnet.
+        d.ctl("network", "create", "pooled")
+        pooled = json.loads(d.ctl("network", "inspect", "pooled").stdout)[0]["subnet"]
+        assert pooled == "10.98.0.0/24"
+        d.ctl("network", "rm", "pooled")
         out = d.ctl("run", "--rm", "default", "cat", "/sys/class/net/eth0/mtu").stdout
         assert out == "1450\n"
         shown = json.loads(d.ctl("network", "inspect", "bridge").stdout)[0]
