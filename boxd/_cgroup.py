@@ -507,19 +507,21 @@ class CgroupHost:
         parts = _parent_parts(parent)
         hierarchies = []
         unavailable = dict(self.unavailable)
+        ours: set[str] = set()  # below our own base: boxd's, whoever made them
         for h in self.hierarchies:
             if parent.startswith("/"):
                 h = evolve(
                     h, start=h.mount, start_is_root=h.mount_is_root, base=_join(h.mount, *parts)
                 )
             else:
+                ours.update(_join(h.base, *parts[:n]) for n in range(1, len(parts) + 1))
                 h = evolve(h, base=_join(h.base, *parts))
             if h.version == 2:
                 lost = _v2_unavailable(h, set(h.controllers))
                 unavailable.update(lost)
                 h = evolve(h, controllers=h.controllers - set(lost))
             hierarchies.append(h)
-        return CgroupHost(
+        host = CgroupHost(
             hierarchies,
             self.mode,
             unavailable=unavailable,
@@ -527,6 +529,8 @@ class CgroupHost:
             owns_base=False,
             v2_mount=self.v2_mount,
         )
+        host._made |= ours  # also those an earlier daemon made (live restore)
+        return host
 
     def controllers(self) -> dict[str, str]:
         """Usable controllers -> "v1" or "v2"."""

@@ -72,6 +72,7 @@ from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._prune import PruneFilter
 from ._records import (
+    ID_RE,
     Container,
     ContainerConfig,
     Resources,
@@ -1502,7 +1503,8 @@ class Supervisor:
         parents = {e.container.config.cgroup_parent for e in self._entries.values()} - {""}
         for host in (self.cgroups, *(self._cgroups_of_parent(p) for p in sorted(parents))):
             for name in host.list_children():
-                if name in loaded.foreign or name in adoptions:
+                # Not a container's (a relative --cgroup-parent's directory), or kept.
+                if not ID_RE.match(name) or name in loaded.foreign or name in adoptions:
                     continue
                 log.info("removing cgroup %s left by a previous daemon", name)
                 try:

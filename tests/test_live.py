@@ -94,6 +94,20 @@ def test_output_written_while_no_daemon_runs_is_logged_once_and_in_order(live: D
     assert numbers == list(range(len(numbers)))
 
 
+def test_a_container_below_its_own_cgroup_parent_is_adopted(live: Daemon) -> None:
+    """A relative --cgroup-parent is a directory below the daemon's own parent of
+    containers' cgroups, which the next daemon's recovery took for a container's cgroup
+    left behind: it killed and removed the adopted container's."""
+    live.ctl("run", "-d", "--name", "held", "--cgroup-parent", "team/a", "default", "sleep", "300")
+    pid = live.inspect("held")["state"]["pid"]
+    _crash(live)
+    live.start()
+    c = live.inspect("held")
+    assert (c["state"]["status"], c["state"]["pid"]) == ("running", pid)
+    assert f"/team/a/{c['id']}" in Path(f"/proc/{pid}/cgroup").read_text()
+    live.ctl("rm", "-f", "held")  # the harness then finds no cgroup nor parent of it left
+
+
 def test_sigterm_leaves_containers_running_and_every_verb_works_on_them(live: Daemon) -> None:
     live.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
     live.ctl("run", "-d", "-i", "--name", "cat", "default", "sh", "-c", "cat; echo eof")
