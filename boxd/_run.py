@@ -144,8 +144,6 @@ class Run:
         # Its place on its network, released when the process ends (not when a live
         # restore lets go of it: the next daemon adopts that too).
         self.network: Attachment | None = None
-        # Its default-bridge links' variables (boxd._links): its execs' environment too.
-        self.link_env: tuple[str, ...] = ()
         self.outcome: Outcome | None = None
         self._stdin: trio.lowlevel.FdStream | None = None
         self._stdin_lock = trio.Lock()

@@ -573,9 +573,9 @@ class Supervisor:
                 )
 
     def _legacy_links(self, c: Container, *, strict: bool = True) -> _links.Legacy:
-        """What ``c``'s default-bridge links give it at this start (see boxd._links): each
-        linked container must run there (``strict``; an adopted container keeps what it
-        can, the others are left out)."""
+        """What ``c``'s default-bridge links give it now (see boxd._links): at a start each
+        linked container must run there (``strict``); for an exec or a rewrite of its
+        /etc/hosts, those that do not are left out."""
         if c.config.network != _links.DEFAULT_NETWORK or not c.config.links:
             return _links.Legacy()
         hosts, env = [], []
@@ -797,7 +797,8 @@ class Supervisor:
         try:
             image = image or self._image(c.config.image, c.config.image_id)
             joined = self._joined_namespaces(c) if adoption is None else ()
-            legacy = self._legacy_links(c, strict=adoption is None)
+            # An adopted container's are made again when wanted (exec, network connect).
+            legacy = self._legacy_links(c) if adoption is None else _links.Legacy()
             # The start's file system work in one worker thread (not a cancel point).
             with trio.CancelScope(shield=True):
                 read = await trio.to_thread.run_sync(
@@ -831,15 +832,12 @@ class Supervisor:
         view = self.procview.files() if self.procview is not None and c.config.procview else None
         net = self.networks.attachment(c)
         net.link_hosts = legacy.hosts
-        run.link_env = legacy.env
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
                     if adoption is not None:
                         run.network = await self.networks.adopt(c)
-                        if run.network is not None:  # what `network connect` rewrites keeps them
-                            run.network.link_hosts = legacy.hosts
                         await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup)
                     else:
                         assert read is not None  # made for a new process
@@ -861,7 +859,7 @@ class Supervisor:
                                 ns_paths=net.ns_paths() + joined,
                                 cgroups=cgroup.view(),
                                 devices=devices,
-                                link_env=run.link_env,
+                                link_env=legacy.env,
                             ),
                             cgroup,
                         )
@@ -1361,8 +1359,10 @@ class Supervisor:
         async def exec_plan(stdio: tuple[int, int, int]) -> SpawnPlan:
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
+            # Made again at each exec, as Docker does: the linked containers as they are now.
+            links = self._legacy_links(c, strict=False).env
             return _plan.build_exec(
-                c, request, run.pidfd, image, where, stdio=stdio, link_env=run.link_env
+                c, request, run.pidfd, image, where, stdio=stdio, link_env=links
             )
 
         async with trio.open_nursery() as nursery:
@@ -1462,6 +1462,7 @@ class Supervisor:
             c.config = await change(c, attachment)
             self._save(c, durable=True)
             if attachment is not None and attachment.pid:
+                attachment.link_hosts = self._legacy_links(c, strict=False).hosts
                 etc = attachment.etc()
                 await trio.to_thread.run_sync(_plan.refresh_etc, c, attachment.pid, etc)
         return c
