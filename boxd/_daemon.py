@@ -58,9 +58,10 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     p = argparse.ArgumentParser(prog="boxd", description="The boxd container daemon.")
 
     def mtu(text: str) -> int:  # argparse's words: "argument --mtu: invalid mtu value: 'X'"
-        if not text.isdigit() or not 68 <= int(text) <= 65535:
+        value = _units.parse_mtu(text)
+        if value is None:
             raise ValueError(text)
-        return int(text)
+        return value
 
     p.add_argument(
         "--root",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._units import log_option
+from ._units import MTU_RANGE, log_option, parse_mtu
 
 DEFAULT_PATH = Path("/etc/boxd/daemon.json")
 
@@ -46,9 +46,10 @@ def _strings(key: str, value: object) -> list[str]:
 
 
 def _mtu(key: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 68 <= value <= 65535:
-        raise ConfigError(f"{key} must be an MTU of 68 to 65535, not {json.dumps(value)}")
-    return value
+    mtu = parse_mtu(value) if isinstance(value, int) else None  # a number, not its digits
+    if mtu is None:
+        raise ConfigError(f"{key} must be an MTU of {MTU_RANGE}, not {json.dumps(value)}")
+    return mtu
 
 
 def bip(key: str, value: object) -> str:

@@ -24,7 +24,6 @@ import attrs
 
 from ._records import Container
 
-DEFAULT_NETWORK = "bridge"
 _NOT_PASSED = frozenset({"HOME", "PATH"})
 
 

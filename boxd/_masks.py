@@ -13,6 +13,10 @@ import functools
 
 from ._native import MountKind, MountOp
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._records import Security
+
 MASKED_PATHS: tuple[str, ...] = (
     "/proc/asound",
     "/proc/acpi",
@@ -55,3 +59,14 @@ def mask_ops(
     )
     masked = tuple(MountOp(MountKind.MASK, path) for path in masked_paths)
     return readonly + masked
+
+
+def applied(sec: Security) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The masked and the read-only paths a container gets: Docker's, or its own lists
+    (``--security-opt systempaths=unconfined``: none); None when privileged, as Docker."""
+    if sec.privileged:
+        return None
+    return (
+        MASKED_PATHS if sec.masked_paths is None else sec.masked_paths,
+        READONLY_PATHS if sec.readonly_paths is None else sec.readonly_paths,
+    )

@@ -56,6 +56,7 @@ from ._netconfig import (
 )
 from ._records import Container, ContainerConfig, check_name
 from ._store import atomic_write
+from ._units import MTU_RANGE, parse_mtu
 
 log = logging.getLogger("boxd.network")
 
@@ -128,13 +129,13 @@ NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION)
 
 
 def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None:
-    """``-o`` of ``network create``: an MTU of 68-65535, a bridge name that is a free
+    """``-o`` of ``network create``: an MTU (:data:`MTU_RANGE`), a bridge name that is a free
     interface name (``taken``: the bridges of boxd's networks)."""
     for key, value in options.items():
         if key not in NETWORK_OPTIONS:
             raise NetworkError(f"network option {key!r} is not supported by boxd")
-        if key == MTU_OPTION and not (value.isdigit() and 68 <= int(value) <= 65535):
-            raise NetworkError(f"invalid {key} {value!r}: use an MTU of 68 to 65535")
+        if key == MTU_OPTION and parse_mtu(value) is None:
+            raise NetworkError(f"invalid {key} {value!r}: use an MTU of {MTU_RANGE}")
         if key == BRIDGE_NAME_OPTION:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) or value in (".", ".."):
                 raise NetworkError(

@@ -229,18 +229,6 @@ def init_mounts(program: str) -> tuple[MountOp, ...]:
     )
 
 
-def _masks_of(config: ContainerConfig) -> tuple[MountOp, ...]:
-    """Docker's masked and read-only paths, or the container's own lists (none when
-    privileged, as Docker)."""
-    sec = config.security
-    if sec.privileged:
-        return ()
-    return _masks.mask_ops(
-        _masks.MASKED_PATHS if sec.masked_paths is None else sec.masked_paths,
-        _masks.READONLY_PATHS if sec.readonly_paths is None else sec.readonly_paths,
-    )
-
-
 def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
     """``--sysctl`` settings, written to the container's /proc/sys (in its namespaces)
     before the masks make /proc/sys read-only; of a key given twice the last counts."""
@@ -354,7 +342,7 @@ async def build(
             + _nsmodes.shm_ops(config.ipc_mode)
             + (init_mounts(init_program()) if config.init else ())
             + view_mounts(view_files or {})
-            + _masks_of(config)
+            + (_masks.mask_ops(*paths) if (paths := _masks.applied(config.security)) else ())
         ),
         dirs_made=True,
         cgroups=cgroups,

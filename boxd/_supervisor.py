@@ -67,7 +67,7 @@ from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
 from ._native import Namespace, Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
-from ._network import Attachment, BridgeOptions, Networks
+from ._network import DEFAULT_NETWORK, Attachment, BridgeOptions, Networks
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._prune import PruneFilter
@@ -298,7 +298,7 @@ class Supervisor:
                 found.append(
                     (
                         entry.container,
-                        self._cgroups_of(entry.container.config).open(entry.container.id).stats(),
+                        self._cgroup_of(entry.container).stats(),
                     )
                 )
         return found
@@ -319,7 +319,7 @@ class Supervisor:
     def _view_of(self, entry: _Entry) -> ViewLimits:
         c = entry.container
         res = c.config.resources
-        cgroup = self._cgroups_of(c.config).open(c.id)
+        cgroup = self._cgroup_of(c)
         stats = cgroup.stats()
         memory = cgroup.memory_detail()
         return ViewLimits(
@@ -544,6 +544,10 @@ class Supervisor:
         ``--cgroup-parent`` (see CgroupHost.below; a bad one is refused by name)."""
         return self._cgroups_of_parent(config.cgroup_parent)
 
+    def _cgroup_of(self, c: Container) -> Cgroup:
+        """The cgroup of container ``c``, where it is (see :meth:`_cgroups_of`)."""
+        return self._cgroups_of(c.config).open(c.id)
+
     def _cgroups_of_parent(self, parent: str) -> CgroupHost:
         if not parent:
             return self.cgroups
@@ -562,7 +566,7 @@ class Supervisor:
     def _check_links(self, config: ContainerConfig) -> None:
         """At create, as Docker: every container a default-bridge link names exists and
         has an address of its own to be reached at."""
-        if config.network != _links.DEFAULT_NETWORK:
+        if config.network != DEFAULT_NETWORK:
             return
         for name, _ in map(_links.parse, config.links):
             mode = self._link_target(name).config.network
@@ -576,7 +580,7 @@ class Supervisor:
         """What ``c``'s default-bridge links give it now (see boxd._links): at a start each
         linked container must run there (``strict``); for an exec or a rewrite of its
         /etc/hosts, those that do not are left out."""
-        if c.config.network != _links.DEFAULT_NETWORK or not c.config.links:
+        if c.config.network != DEFAULT_NETWORK or not c.config.links:
             return _links.Legacy()
         hosts, env = [], []
         for name, alias in map(_links.parse, c.config.links):
@@ -592,14 +596,14 @@ class Supervisor:
                     (
                         e.ip_address
                         for e in child.state.network.endpoints
-                        if e.network == _links.DEFAULT_NETWORK
+                        if e.network == DEFAULT_NETWORK
                     ),
                     None,
                 )
                 if address is None:
                     raise Conflict(
                         f"cannot link to {child.name}: it is not on the default network "
-                        f"{_links.DEFAULT_NETWORK!r}"
+                        f"{DEFAULT_NETWORK!r}"
                     )
             except (ValueError, Conflict):
                 if strict:
@@ -821,7 +825,7 @@ class Supervisor:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             else:
                 devices = []
-                cgroup = self._cgroups_of(c.config).open(c.id)
+                cgroup = self._cgroup_of(c)
         except Exception as exc:  # nothing runs yet: the phase goes back
             return await self._start_failed(entry, None, exc, report=task_status is not None)
         if entry.output.closed:
@@ -1066,7 +1070,7 @@ class Supervisor:
 
     def _thaw(self, c: Container) -> None:
         try:
-            self._cgroups_of(c.config).open(c.id).thaw()
+            self._cgroup_of(c).thaw()
         except OSError as exc:  # gone with its process: nothing left to thaw
             log.debug("%s: thaw: %s", c.short_id, exc)
 
@@ -1118,7 +1122,7 @@ class Supervisor:
     async def _freeze(self, entry: _Entry) -> None:
         c = entry.container
         try:
-            await self._cgroups_of(c.config).open(c.id).freeze()
+            await self._cgroup_of(c).freeze()
         except CgroupError as exc:
             # A process that is exiting never freezes, and a cgroup its end removed
             # cannot be: the container ended as it froze (its end may not be recorded
@@ -1137,7 +1141,7 @@ class Supervisor:
         c = entry.container
         async with entry.lock:
             _lifecycle.check_unpause(c.name, entry.phase)
-            self._cgroups_of(c.config).open(c.id).thaw()
+            self._cgroup_of(c).thaw()
             (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
             self._set(entry, RUNNING)
 
@@ -1177,7 +1181,7 @@ class Supervisor:
         and inspect shows that."""
         for e in self._entries.values():
             c = e.container
-            if c.config.network != _links.DEFAULT_NETWORK:
+            if c.config.network != DEFAULT_NETWORK:
                 continue
             links = tuple(
                 f"{new if name == old else name}:{alias}"
@@ -1192,7 +1196,7 @@ class Supervisor:
         entry = self._lookup(ref)
         if entry.phase not in _lifecycle.WITH_PROCESS:
             raise Conflict(f"container {entry.container.name} is not running")
-        return self._cgroups_of(entry.container.config).open(entry.container.id).procs()
+        return self._cgroup_of(entry.container).procs()
 
     async def diff(self, ref: str) -> builtins.list[Change]:
         """What the container changed in its root filesystem (``diff``), running or not."""
@@ -1372,7 +1376,7 @@ class Supervisor:
                 # other request meanwhile.  Under the lock a pause waits for the spawn.
                 async with entry.lock:
                     _lifecycle.check_exec(c.id, c.name, entry.phase)
-                    cgroup = self._cgroups_of(c.config).open(c.id)
+                    cgroup = self._cgroup_of(c)
                     if cgroup.frozen():  # by somebody else: boxd's own pause is a phase
                         raise Conflict(
                             f"Container {c.id} is frozen (its cgroup's freezer, not a pause "
@@ -1440,7 +1444,7 @@ class Supervisor:
             c.config, resources=resources, restart=c.config.restart if restart is None else restart
         )  # validated: --rm and a restart policy do not combine
         if entry.phase in _lifecycle.WITH_PROCESS:
-            self._cgroups_of(c.config).open(c.id).update(limits)
+            self._cgroup_of(c).update(limits)
         c.config = config
         self._save(c, durable=True)
         self.events.report("update", c)
@@ -1545,7 +1549,7 @@ class Supervisor:
         there) and every stop signal without an answer."""
         c = entry.container
         try:
-            cgroup = self._cgroups_of(c.config).open(c.id)
+            cgroup = self._cgroup_of(c)
             marker = self.store.container_dir(c.id) / COMMIT_PAUSE
             if marker.exists():  # the commit that paused it died with the last daemon
                 log.warning("%s: thawed: the commit that paused it did not end", c.short_id)

@@ -9,6 +9,19 @@ _INF = float("inf")  # not math.isfinite: math costs every boxctl run ~0.2 ms to
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
+# An interface's MTU, as Docker takes it (--mtu, daemon.json's mtu, a network's option).
+MTU_RANGE = "68 to 65535"
+
+
+def parse_mtu(value: object) -> int | None:
+    """An MTU given as a number or its digits; None if it is none in :data:`MTU_RANGE`."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 68 <= value <= 65535:
+        return None
+    return value
+
+
 def parse_size(text: str, *, what: str = "size") -> int:
     """Bytes from a number and an optional unit: ``512``, ``64k``, ``1.5g``, ``10 MiB``.
 

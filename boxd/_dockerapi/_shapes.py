@@ -29,7 +29,7 @@ from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, same_image, status_word
 from .._netconfig import NetworkJoin, PortSpec, check_mac
-from .._network import joined
+from .._network import DEFAULT_NETWORK, joined
 from .._records import (
     LOG_DRIVERS,
     RUNTIMES,
@@ -692,11 +692,10 @@ def _device_rates(rates: tuple[DeviceRate, ...] | None, key: str) -> list[dict[s
 
 def _system_paths(sec: Security) -> dict[str, list[str] | None]:
     """MaskedPaths and ReadonlyPaths as applied: none for a privileged container."""
-    if sec.privileged:
+    paths = _masks.applied(sec)
+    if paths is None:
         return {"MaskedPaths": None, "ReadonlyPaths": None}
-    masked = _masks.MASKED_PATHS if sec.masked_paths is None else sec.masked_paths
-    readonly = _masks.READONLY_PATHS if sec.readonly_paths is None else sec.readonly_paths
-    return {"MaskedPaths": list(masked), "ReadonlyPaths": list(readonly)}
+    return {"MaskedPaths": list(paths[0]), "ReadonlyPaths": list(paths[1])}
 
 
 def _security(host: Fields) -> Security:
@@ -777,7 +776,7 @@ def _host_config(c: Container) -> dict[str, Any]:
     for v in cfg.volumes:
         opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
         binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
-    legacy = cfg.network == _links.DEFAULT_NETWORK
+    legacy = cfg.network == DEFAULT_NETWORK
     links = _links.shown(c) if legacy else list(cfg.links)
     return {
         "Binds": binds or None,
