@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _dns, _netlink, _nft, _proxy
+from . import _dns, _links, _netlink, _nft, _proxy
 from ._convert import ConversionError, structure, unstructure
 from ._native import LinkConfig, Namespace
 from ._netconfig import (
@@ -857,11 +857,7 @@ async def _unplug(link: _Link) -> None:
 
 def link_aliases(config: ContainerConfig) -> dict[str, str]:
     """The names its links (``NAME:ALIAS``) give the container: ALIAS -> NAME."""
-    found = {}
-    for link in config.links:
-        name, _, alias = link.partition(":")
-        found[alias] = name
-    return found
+    return {alias: name for name, alias in map(_links.parse, config.links)}
 
 
 class Attachment:
