@@ -17,7 +17,7 @@ shared one while they open the files, so a reader always sees a consistent set o
 Readers then keep their file descriptors: a file rotated away (or even dropped) under a
 reader is still read to its end.
 
-Only :func:`follow` and a rotation (which closes the dropped file in a thread of Trio's
+Only :func:`batches` and a rotation (which closes the dropped file in a thread of Trio's
 cache) need Trio, and import it when called: the output formatting can be used without
 paying for Trio.  Sizes (``--log-max-size``) are parsed by
 :func:`boxd._units.parse_size`, as every size option is.
@@ -84,7 +84,28 @@ def format_time(time_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
 
 
+# The second of the last stamp parsed and its nanoseconds since the epoch: a log's records
+# come many to a second, and parsing each stamp whole was 70% of reading a log.
+_last_second: tuple[bytes, int | None] = (b"", None)
+
+
 def _parse_time(stamp: bytes) -> int | None:
+    """A record's stamp in nanoseconds since the epoch; None if it is not RFC 3339."""
+    global _last_second
+    # As LogWriter writes them (format_time): the second, a dot, 9 digits and Z.
+    if len(stamp) == 30 and stamp[19:20] == b"." and stamp[29:] == b"Z":
+        nanos = stamp[20:29]
+        if nanos.isdigit():
+            second, at = _last_second
+            if stamp[:19] != second:
+                second = stamp[:19]
+                at = _parse_stamp(second + b"Z")
+                _last_second = (second, at)
+            return None if at is None else at + int(nanos)
+    return _parse_stamp(stamp)
+
+
+def _parse_stamp(stamp: bytes) -> int | None:
     match = _TIME.fullmatch(stamp)
     if match is None:
         return None
@@ -168,6 +189,7 @@ class LogWriter:
         self._dir_fd = dir_fd
         self._fd = -1
         self._size = 0
+        self._inode = 0
         self._max_size = max_size
         self._max_files = max_files
 
@@ -221,6 +243,11 @@ class LogWriter:
                 batch, pending = [], 0
         self._write_through(batch, pending)
 
+    def position(self) -> tuple[int, int]:
+        """Where the next record goes: the current file's inode and size (a write changes
+        one or the other, a rotation both)."""
+        return self._inode, self._size
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -256,11 +283,46 @@ class LogWriter:
             self._fd = os.open(LOG_NAME, self._FLAGS, 0o640, dir_fd=self._dir_fd)
         finally:
             fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
-        self._size = os.fstat(self._fd).st_size
-        # A daemon that crashed mid-record left a torn line: end it, so that it stays one
-        # bad record rather than swallowing the first good one.
-        if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":
+        st = os.fstat(self._fd)
+        self._size, self._inode = st.st_size, st.st_ino
+        if self._size:
+            self._drop_torn_record()
+
+    def _drop_torn_record(self) -> None:
+        """A daemon killed mid-write left a torn record at the end: cut it off (with live
+        restore its bytes are still in the pipe and come again whole, see _ledger; without,
+        the container ended with that daemon and a piece of a line is all there was)."""
+        reach = min(self._size, _MAX_LINE + 1)
+        tail = os.pread(self._fd, reach, self._size - reach)
+        end = tail.rfind(b"\n") + 1
+        if end == len(tail):
+            return
+        if end or reach == self._size:
+            self._size -= len(tail) - end
+            os.ftruncate(self._fd, self._size)
+        else:  # no record of ours, garbage longer than any: ended, kept as one bad line
             self._write_through([b"\n"], 1)
+
+    def written_since(self, inode: int, size: int, stream: str) -> bytes | None:
+        """The output of ``stream`` logged since the log was at ``size`` in the file
+        ``inode`` (see position), as it was read; None if that file is gone (rotated out)."""
+        fds = _snapshot(self._dir_fd, blocking=True) or []
+        try:
+            inodes = [os.fstat(fd).st_ino for fd in fds]
+            if inode not in inodes:
+                return None
+            first = inodes.index(inode)
+            out = bytearray()
+            for index in range(first, len(fds)):
+                cursor = _Cursor(fds[index], size if index == first else 0)
+                while (lines := cursor.read_lines()) is not None:
+                    for entry in _parse_lines(lines, None):
+                        if entry.stream == stream:
+                            out += entry.data if entry.partial else entry.data + b"\n"
+            return bytes(out)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _rotate(self) -> None:
         # The file the rotation drops (the oldest; the current one when only one is kept)
@@ -291,7 +353,8 @@ class LogWriter:
                 except FileNotFoundError:
                     continue
             self._fd = os.open(LOG_NAME, self._FLAGS, 0o640, dir_fd=self._dir_fd)
-            self._size = 0
+            # A new inode: the one dropped is still held open, so never the same number.
+            self._size, self._inode = 0, os.fstat(self._fd).st_ino
         finally:
             fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
             _close_in_thread(held)
@@ -537,23 +600,29 @@ async def _newer_files(dir_fd: int, current: _Cursor | None) -> list[_Cursor]:
     return [_Cursor(fd) for fd in fds[start:]]
 
 
-async def follow(
+async def batches(
     directory: Path,
     *,
     since: float | None = None,
     tail: int | None = None,
-    until_closed: Callable[[], bool] | trio.Event,
-) -> AsyncIterator[LogEntry]:
-    """The log's records as :func:`read_entries` gives them, then new ones as they come.
+    until_closed: Callable[[], bool] | trio.Event | None = None,
+) -> AsyncIterator[list[LogEntry]]:
+    """The log's records as :func:`read_entries` gives them, a block's at a time (never
+    the whole log in memory: a chatty container's is gigabytes); with ``until_closed``
+    then new ones as they come.
 
-    Follows the log across rotations (the file being read is finished through its own
-    descriptor, then the newer ones are read in order) and ends once ``until_closed`` says
-    the container has ended (an event that is set, or a callable that returns True) and
-    everything written before that has been yielded.  Polls every 50 ms.
+    Reads what the log holds when called and ends, or with ``until_closed`` follows it
+    across rotations (the file being read is finished through its own descriptor, then the
+    newer ones are read in order) and ends once ``until_closed`` says the container has
+    ended (an event that is set, or a callable that returns True) and everything written
+    before that has been yielded.  Polls every 50 ms.
     """
     import trio
 
-    ended = until_closed if callable(until_closed) else until_closed.is_set
+    if until_closed is None:
+        ended: Callable[[], bool] = lambda: True  # noqa: E731
+    else:
+        ended = until_closed if callable(until_closed) else until_closed.is_set
     _check_tail(tail)
     since_ns = None if since is None else _to_ns(since)
     try:
@@ -567,15 +636,16 @@ async def follow(
             entries, queue[-1].pos = _tail([cursor.fd for cursor in queue], tail, since_ns)
             while len(queue) > 1:
                 queue.pop(0).close()
-            for entry in entries:
-                yield entry
+            if entries:
+                yield entries
         while True:
             # Read the flag first: whatever was written before it was set is read below.
             finished = ended()
             while queue:
                 while (lines := queue[0].read_lines()) is not None:
-                    for entry in _parse_lines(lines, since_ns):
-                        yield entry
+                    batch = list(_parse_lines(lines, since_ns))
+                    if batch:
+                        yield batch
                     await trio.lowlevel.checkpoint()
                 if len(queue) == 1:
                     break
@@ -617,14 +687,18 @@ class OutputFormatter:
         self._line_open[entry.stream] = entry.partial
         return prefix + entry.data + (b"" if entry.partial else b"\n")
 
+    def chunks(self, entries: Iterable[LogEntry]) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) in the logged order, consecutive records of a stream merged:
+        one frame, one write, for a run of lines rather than one each."""
+        for stream, group in itertools.groupby(entries, key=lambda entry: entry.stream):
+            yield stream, b"".join(map(self.format, group))
+
 
 def iter_output(
     entries: Iterable[LogEntry], *, timestamps: bool = False
 ) -> Iterator[tuple[str, bytes]]:
     """(stream, bytes) chunks in the logged order, consecutive chunks of a stream merged."""
-    formatter = OutputFormatter(timestamps=timestamps)
-    for stream, group in itertools.groupby(entries, key=lambda entry: entry.stream):
-        yield stream, b"".join(formatter.format(entry) for entry in group)
+    return OutputFormatter(timestamps=timestamps).chunks(entries)
 
 
 def format_entries(entries: Iterable[LogEntry], *, timestamps: bool = False) -> bytes:

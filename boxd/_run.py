@@ -34,6 +34,7 @@ import trio
 
 from . import _native, _plan, _ptyout, _shim, protocol
 from ._cgroup import Cgroup
+from ._ledger import Ledger, LoggedPipe
 from ._logs import LogWriter
 from ._native import Namespace, Native, ShimSpec, Spawned, SpawnPlan
 from ._output import Output
@@ -165,6 +166,9 @@ class Run:
         # is the exiting init (every mount unmounted, the overlay's upper file system
         # synced: 5-10 ms measured), the pidfd tells of its end only after all that.
         self._mount_ns = -1
+        # Live restore with a log: where the pumps note what they are logging, so that
+        # a daemon's death loses nothing of the output nor logs it twice (see _ledger).
+        self._ledger: Ledger | None = None
 
     # ---- control from the supervisor and attached clients ----------------------------
 
@@ -304,6 +308,8 @@ class Run:
                 await self._hand_to_shim(spawned, shim_dir, streams)
             self._started = time.time()
             task_status.started()
+            if shim_dir is not None and self.logs is not None and not tty_mode:
+                self._ledger = Ledger.create(shim_dir)
             await self._supervise(streams, cgroup, owns_cgroup)
 
     async def _hand_to_shim(
@@ -344,11 +350,13 @@ class Run:
         shim: ShimConnection,
         hello: Hello,
         cgroup: Cgroup,
+        directory: Path,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Supervise a container a previous daemon started, from its shim's greeting: the
-        pidfd, the stdio ends and, if it ended while no daemon ran, its exit status."""
+        pidfd, the stdio ends and, if it ended while no daemon ran, its exit status;
+        ``directory`` is the container's (its ledger's)."""
         config = self.container.config
         self._shim = shim
         self.pid = hello.pid
@@ -370,6 +378,8 @@ class Run:
             if _shim.Slot.STDIN in held:
                 self._stdin = trio.lowlevel.FdStream(held.pop(_shim.Slot.STDIN))
             self._started = self.container.state.started_at or time.time()
+            if self.logs is not None and self._tty_master < 0:
+                self._ledger = Ledger.open(directory)
             task_status.started()
             await self._supervise(streams, cgroup, owns_cgroup=True)
 
@@ -419,6 +429,9 @@ class Run:
                     if self._shim is not None:
                         await self._shim.done()
                 os.close(self.pidfd)
+                if self._ledger is not None:
+                    self._ledger.close()
+                    self._ledger = None
                 if self._stdin is not None:
                     await self._stdin.aclose()
                     self._stdin = None
@@ -479,17 +492,26 @@ class Run:
                 keep = partial(self._keep, name)
                 await _ptyout.pump(fd, keep, partial(self.output.publish, stream_id))
                 return
-            while True:
-                data, ended = _read_pipe(fd)
-                if data:
-                    self._keep(name, data)
-                    await self.output.publish(stream_id, data)
-                if ended:
-                    return
-                if data:  # more may be there already: read again, once the others had a turn
-                    await trio.lowlevel.checkpoint()
-                else:
-                    await trio.lowlevel.wait_readable(fd)
+            if self._ledger is not None and self.logs is not None:
+                pipe: _Pipe | LoggedPipe = self._ledger.pipe(
+                    stream_id, fd, self.logs, name, READ_SIZE
+                )
+            else:
+                pipe = _Pipe(fd, partial(self._keep, name))
+            try:
+                while True:
+                    data, ended = pipe.read()
+                    if data:
+                        pipe.log(data)
+                        await self.output.publish(stream_id, data)
+                    if ended:
+                        return
+                    if data:  # more may be there already: read again, once others had a turn
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        await trio.lowlevel.wait_readable(fd)
+            finally:
+                pipe.close()
 
     def _keep(self, name: str, data: bytes) -> None:
         if self.logs is not None:
@@ -518,14 +540,25 @@ class Run:
         return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
 
 
-def _read_pipe(fd: int) -> tuple[bytes, bool]:
-    """What the (non-blocking) pipe has now, up to READ_SIZE (one read: a pipe gives all it
-    holds at once); and whether the output has ended."""
-    try:
-        data = os.read(fd, READ_SIZE)
-    except BlockingIOError:
-        return b"", False
-    return data, not data
+class _Pipe:
+    """The pump's reader of an output pipe with no ledger (no live restore, or no log): a
+    read takes the chunk out of the pipe."""
+
+    def __init__(self, fd: int, keep: Callable[[bytes], None]) -> None:
+        self._fd = fd
+        self.log = keep
+
+    def read(self) -> tuple[bytes, bool]:
+        """What the pipe has now, up to READ_SIZE (one read: a pipe gives all it holds at
+        once); and whether the output has ended."""
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return b"", False
+        return data, not data
+
+    def close(self) -> None:
+        """Nothing of its own to close (the pump's stream holds the fd)."""
 
 
 def _placer(

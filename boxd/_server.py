@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import math
 import os
@@ -422,35 +423,30 @@ class Server:
         await conn.send(OkResponse())
         formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=req.details)
         until = math.inf if req.until is None else req.until
+        ended: Callable[[], bool] | None = None
+        deadline = math.inf
         if req.follow:
 
-            def ended() -> bool:
+            def stopped() -> bool:
                 try:
                     return self.sup.run_of(cid) is None
                 except NoSuchContainer:
                     return True
 
-            # A follow with --until ends at that time (as docker logs -f --until does).
-            with trio.move_on_at(trio.current_time() + until - time.time()):
-                async for entry in _logs.follow(
-                    directory, since=req.since, tail=req.tail, until_closed=ended
-                ):
-                    if entry.time > until:
-                        break
-                    await self._send_entries(conn, [entry], formatter)
-        else:
-            entries = await trio.to_thread.run_sync(
-                lambda: _logs.read_entries(directory, since=req.since, tail=req.tail)
-            )
-            await self._send_entries(conn, [e for e in entries if e.time <= until], formatter)
+            ended = stopped
+            # It ends at --until's time (as docker logs -f --until does).
+            deadline = trio.current_time() + until - time.time()
+        with trio.move_on_at(deadline):
+            async for batch in _logs.batches(
+                directory, since=req.since, tail=req.tail, until_closed=ended
+            ):
+                kept = list(itertools.takewhile(lambda e: e.time <= until, batch))
+                for stream, data in formatter.chunks(kept):
+                    sid = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+                    await conn.send_bytes(sid, data)
+                if len(kept) < len(batch):
+                    break
         await conn.send(EndFrame())
-
-    async def _send_entries(
-        self, conn: Connection, entries: list[_logs.LogEntry], formatter: _logs.OutputFormatter
-    ) -> None:
-        for entry in entries:
-            stream_id = protocol.STDOUT if entry.stream == "stdout" else protocol.STDERR
-            await conn.send_bytes(stream_id, formatter.format(entry))
 
 
 async def cancel_when_closed(conn: Connection, scope: trio.CancelScope) -> None:

@@ -842,7 +842,7 @@ class Supervisor:
                 try:
                     if adoption is not None:
                         run.network = await self.networks.adopt(c)
-                        await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup)
+                        await nursery.start(run.adopt, adoption.shim, adoption.hello, cgroup, cdir)
                     else:
                         assert read is not None  # made for a new process
                         await nursery.start(

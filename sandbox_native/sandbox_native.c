@@ -944,6 +944,26 @@ static PyObject *rebind(PyObject *self, PyObject *args)
     return PyErr_SetFromErrnoWithFilename(PyExc_OSError, targets[record[0]]);
 }
 
+/* tee(fd_in, fd_out, size) -> int: tee(2) without blocking, for the output pump that
+ * copies a chunk out of a pipe before taking it (boxd/_ledger.py).  Python's os module has
+ * splice but no tee. */
+static PyObject *tee_pipe(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int fd_in, fd_out;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "iin:tee", &fd_in, &fd_out, &size))
+        return NULL;
+    if (size < 0) {
+        PyErr_Format(PyExc_ValueError, "tee: negative size %zd", size);
+        return NULL;
+    }
+    ssize_t copied = tee(fd_in, fd_out, (size_t)size, SPLICE_F_NONBLOCK);
+    if (copied < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromSsize_t(copied);
+}
+
 static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS,
      "spawn(*, argv, env, search_path, clone_flags, hostname, rootfs, mounts, cwd, uid, gid,\n"
@@ -971,6 +991,10 @@ static PyMethodDef methods[] = {
      "Read the non-blocking fd into buffer without the GIL until it is full, the writer\n"
      "pauses for gap seconds or limit seconds passed; ended at end of file or EIO (see\n"
      "sandbox_native/gather.c)."},
+    {"tee", tee_pipe, METH_VARARGS,
+     "tee(fd_in, fd_out, size) -> int\n\n"
+     "Copy up to size bytes from the pipe fd_in to the pipe fd_out without taking them\n"
+     "from fd_in (tee(2) with SPLICE_F_NONBLOCK); 0 at the end of fd_in's output."},
     {"remove_tree", remove_tree, METH_VARARGS,
      "remove_tree(path) -> None\n\n"
      "Delete path and everything below it without the GIL, never following a symbolic\n"

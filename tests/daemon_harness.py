@@ -43,7 +43,8 @@ class Daemon:
         """The daemon's Docker Engine API socket, beside its own."""
         return self.socket.with_name("docker.sock")
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, ready: bool = True) -> None:
+        """Start the daemon and, with ``ready``, wait until it answers."""
         enter = () if self.netns_path is None else ("nsenter", f"--net={self.netns_path}", "--")
         self.process = subprocess.Popen(
             [
@@ -64,6 +65,8 @@ class Daemon:
             ],
             env=_env(),
         )
+        if not ready:
+            return
         deadline = time.monotonic() + 30
         while not self._answers():
             if self.process.poll() is not None:

@@ -94,6 +94,43 @@ def test_output_written_while_no_daemon_runs_is_logged_once_and_in_order(live: D
     assert numbers == list(range(len(numbers)))
 
 
+def test_daemons_killed_while_they_log_lose_and_repeat_nothing(
+    live: Daemon, tmp_path: Path
+) -> None:
+    """Each daemon is killed as it catches up on a pipe that filled while no daemon ran:
+    its pump reads 1 MiB (150 000 lines) at once and logs it in ~100 ms, and a death in
+    that time lost the chunk, or the part of it not yet logged, before the output ledger
+    (boxd/_ledger.py)."""
+    rounds, size = 3, 300_000
+    go = tmp_path / "go"
+    go.mkdir()
+    script = (
+        f"for b in $(seq 0 {rounds - 1}); do while [ ! -e /go/$b ]; do sleep 0.01; done; "
+        f"seq $((b*{size}+1)) $((b*{size}+{size})); done; sleep 300"
+    )
+    run = ("run", "-d", "--name", "flood", "--log-opt", "max-size=1g", "-v", f"{go}:/go")
+    live.ctl(*run, "default", "sh", "-c", script)
+    log = live.root / "containers" / live.inspect("flood")["id"] / "logs" / "container.log"
+    for burst in range(rounds):
+        _crash(live)
+        (go / str(burst)).touch()
+        time.sleep(0.2)  # the pipe fills (1 MiB), and seq waits
+        before = log.stat().st_size
+        live.start(ready=False)  # the adoption and catch-up come before it answers
+        deadline = time.monotonic() + 60
+        while log.stat().st_size == before:  # the catch-up has begun
+            assert time.monotonic() < deadline, "no output logged"
+            time.sleep(0.001)
+        _crash(live)
+        live.start()
+    last = f"{rounds * size}\n"
+    _until(lambda: live.ctl("logs", "--tail", "1", "flood").stdout == last, "the last line")
+    assert live.ctl("logs", "flood").stdout == "".join(
+        f"{n}\n" for n in range(1, rounds * size + 1)
+    )
+    live.ctl("rm", "-f", "flood")
+
+
 def test_a_container_below_its_own_cgroup_parent_is_adopted(live: Daemon) -> None:
     """A relative --cgroup-parent is a directory below the daemon's own parent of
     containers' cgroups, which the next daemon's recovery took for a container's cgroup

@@ -87,12 +87,12 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     sock = conn.stream
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         if req.flag("logs") and c.config.log_driver != "none":  # none: nothing to replay
-            entries = await trio.to_thread.run_sync(_logs.read_entries, api.sup.log_dir(c.id))
             formatter = _logs.OutputFormatter()
-            for e in entries:
-                sid = protocol.STDOUT if e.stream == "stdout" else protocol.STDERR
-                if sid in wanted:
-                    await sock.send_all(frame(sid, formatter.format(e), tty=tty))
+            async for batch in _logs.batches(api.sup.log_dir(c.id)):
+                for stream, data in formatter.chunks(batch):
+                    sid = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+                    if sid in wanted:
+                        await sock.send_all(frame(sid, data, tty=tty))
         if channel is None:
             return
         async with trio.open_nursery() as nursery:

@@ -4,7 +4,7 @@ changes, export, prune."""
 from __future__ import annotations
 
 import contextlib
-import functools
+import itertools
 import json
 import os
 import shlex
@@ -19,7 +19,7 @@ from .._network import NetworkError
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
 from . import _shapes
-from ._api import MULTIPLEXED, READ_SIZE, Api, Streamed, frame, mem_total
+from ._api import MULTIPLEXED, Api, Streamed, frame, mem_total
 from ._http import RAW_STREAM, ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
 from ._shapes import Fields
@@ -263,32 +263,28 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
     def encode(entries: list[_logs.LogEntry]) -> bytes:
         out = bytearray()
-        for e in entries:
-            if e.stream in streams and (until is None or e.time <= until):
-                sid = protocol.STDOUT if e.stream == "stdout" else protocol.STDERR
-                out += frame(sid, formatter.format(e), tty=tty)
+        for stream, data in formatter.chunks(e for e in entries if e.stream in streams):
+            sid = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+            out += frame(sid, data, tty=tty)
         return bytes(out)
 
-    await conn.start_stream(RAW_STREAM if tty else MULTIPLEXED)
-    if not follow:
-        entries = await trio.to_thread.run_sync(
-            functools.partial(_logs.read_entries, directory, since=since, tail=tail)
-        )
-        data = encode(entries)
-        for offset in range(0, len(data), READ_SIZE):
-            await conn.send(data[offset : offset + READ_SIZE])
-        await conn.end()
-        return
-
-    def ended() -> bool:
+    def stopped() -> bool:
         try:
             return api.sup.run_of(c.id) is None
         except NoSuchContainer:
             return True
 
+    await conn.start_stream(RAW_STREAM if tty else MULTIPLEXED)
     async with conn.cancelled_if_peer_closes():
-        async for entry in _logs.follow(directory, since=since, tail=tail, until_closed=ended):
-            await conn.send(encode([entry]))
+        async for batch in _logs.batches(
+            directory, since=since, tail=tail, until_closed=stopped if follow else None
+        ):
+            kept = list(itertools.takewhile(lambda e: until is None or e.time <= until, batch))
+            data = encode(kept)
+            if data:  # (an empty chunk would end the response)
+                await conn.send(data)
+            if len(kept) < len(batch):
+                break
     await conn.end()
 
 
