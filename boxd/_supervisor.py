@@ -111,6 +111,7 @@ BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a run this long resets the backoff
 # In a container's directory while a commit holds it paused (see Supervisor.pause).
 COMMIT_PAUSE = "commit-pause"
+RECORD_GRACE = 10.0  # how long a run's cgroup waits for its end to be recorded at most
 KILL_WAIT = 10.0  # how long a SIGKILL's answer waits for the end to be recorded (Docker's)
 
 
@@ -950,18 +951,28 @@ class Supervisor:
 
     def _dismantle_later(self, entry: _Entry, cgroup: Cgroup, mount_ns: int) -> None:
         """Remove a run's cgroup after its end is recorded, so that ``wait`` returns
-        without the rmdirs (a directory per hierarchy, each once the kernel lets go), then
+        without the rmdirs (a directory per hierarchy, each once the kernel lets go: ~0.2
+        ms of a 10 ms start), then
         let go of its mount namespace (``mount_ns``, -1: none) in a worker thread, where
         the kernel unmounts everything in it.  ``rm`` waits for the first; a restart,
         ``cp`` out of the stopped container and the trash for both."""
         removed = entry.cgroup_removed = trio.Event()
         done = entry.dismantled = trio.Event()
+        recorded = entry.recorded  # this run's
         self._removals.add(done)
 
         async def dismantle() -> None:
             try:
                 with trio.CancelScope(shield=True):
                     try:
+                        # Once the end is recorded, and a turn after it, when the waiters
+                        # woken by it have had theirs: otherwise, in the same batch of
+                        # Trio's turns in random order, `wait` returned after the rmdirs
+                        # half the time.  A run whose end is never recorded (a bug in
+                        # its supervision) still gives its cgroup back.
+                        with trio.move_on_after(RECORD_GRACE):
+                            await recorded.wait()
+                        await trio.lowlevel.checkpoint()
                         await cgroup.remove()
                     finally:
                         removed.set()
