@@ -613,7 +613,8 @@ def cmd_stats(args: Args) -> int:
             if args.format == "json":
                 print(_wirejson.dumps(rows, separators=(", ", ": ")), flush=True)
                 continue
-            table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS", "BLOCK I/O")]
+            heads = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS")
+            table = [(*heads, "NET I/O", "BLOCK I/O")]
             for r in rows:
                 table.append(
                     (
@@ -622,6 +623,7 @@ def cmd_stats(args: Args) -> int:
                         f"{r['cpu_percent']:.2f}%",
                         f"{_size(r['memory_usage'])} / {_size(r['memory_limit'])}",
                         str(r["pids"]),
+                        f"{_size(r['net_rx'])} / {_size(r['net_tx'])}",
                         f"{_size(r['block_read'])} / {_size(r['block_write'])}",
                     )
                 )

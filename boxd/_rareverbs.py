@@ -145,14 +145,14 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def stats(conn: Connection, req: StatsRequest) -> None:
         """CPU percentages need two samples: the first frame comes after one interval."""
         previous = {
-            c.id: (s.cpu_total_ns, trio.current_time()) for c, s in sup.sample(req.containers)
+            c.id: (s.cpu_total_ns, trio.current_time()) for c, s, _ in sup.sample(req.containers)
         }
         await conn.send(OkResponse())
         while True:
             await trio.sleep(STATS_INTERVAL if req.stream else STATS_INTERVAL / 2)
             now = trio.current_time()
             rows = []
-            for c, s in sup.sample(req.containers):
+            for c, s, networks in sup.sample(req.containers):
                 before, then = previous.get(c.id, (s.cpu_total_ns, now))
                 elapsed = max(now - then, 1e-9)
                 previous[c.id] = (s.cpu_total_ns, now)
@@ -166,6 +166,8 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
                         "pids": s.pids,
                         "block_read": s.io_read_bytes,
                         "block_write": s.io_write_bytes,
+                        "net_rx": sum(n.rx_bytes for n in networks.values()),
+                        "net_tx": sum(n.tx_bytes for n in networks.values()),
                     }
                 )
             await conn.send(StatsFrame(stats=tuple(rows)))

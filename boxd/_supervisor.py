@@ -37,6 +37,7 @@ from . import (
     _links,
     _live,
     _logs,
+    _netcount,
     _nsmodes,
     _plan,
     _resources,
@@ -288,20 +289,20 @@ class Supervisor:
         entry = self._lookup(ref)
         return entry.run if entry.phase in _lifecycle.WITH_PROCESS else None
 
-    def sample(self, refs: Sequence[str] = ()) -> builtins.list[tuple[Container, Stats]]:
-        """Counters of the named (default: all running) containers, read now."""
+    def sample(
+        self, refs: Sequence[str] = ()
+    ) -> builtins.list[tuple[Container, Stats, dict[str, _netcount.Interface]]]:
+        """Counters of the named (default: all running) containers, read now: their
+        cgroups' and their network interfaces'."""
         entries = [self._lookup(r) for r in refs] if refs else list(self._entries.values())
         found = []
         for entry in entries:
-            if entry.phase not in _lifecycle.WITH_PROCESS:
+            run = entry.run
+            if entry.phase not in _lifecycle.WITH_PROCESS or run is None:
                 continue
             with contextlib.suppress(OSError):
-                found.append(
-                    (
-                        entry.container,
-                        self._cgroup_of(entry.container).stats(),
-                    )
-                )
+                stats = self._cgroup_of(entry.container).stats()
+                found.append((entry.container, stats, _netcount.read(run.pid)))
         return found
 
     def view_limits(self, pid: int) -> ViewLimits | None:

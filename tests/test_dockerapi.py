@@ -454,6 +454,35 @@ def test_network_disabled_gives_a_loopback_only(clean: Daemon) -> None:
         client.close()
 
 
+@needs_cli
+def test_stats_count_a_containers_network_traffic(clean: Daemon) -> None:
+    """NET I/O: the counters of the container's interfaces but lo (it sends 5000 bytes to
+    its gateway); none for a container on the host's network, as from Docker."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.run("default", ["sleep", "60"], detach=True, name="talker")
+        c.reload()  # its address and gateway, given at start
+        gateway = c.attrs["NetworkSettings"]["Gateway"]
+        # Twice: the first may wait for the gateway's ARP answer, and go with the process.
+        send = (
+            "import socket, time; s = socket.socket(2, 2)\n"
+            f"for _ in range(2): s.sendto(bytes(5000), ('{gateway}', 9)); time.sleep(0.2)"
+        )
+        assert c.exec_run(["python3", "-c", send]).exit_code == 0
+        networks = c.stats(stream=False)["networks"]
+        assert list(networks) == ["eth0"]
+        assert networks["eth0"]["tx_bytes"] >= 5000 and networks["eth0"]["tx_packets"] >= 4
+        shown = _docker(clean, "stats", "--no-stream", "--format", "{{.NetIO}}", "talker")
+        assert shown.stdout.strip().split(" / ")[1] != "0B"
+        native = clean.ctl("stats", "--no-stream", "--format", "json", "talker").stdout
+        assert json.loads(native)[0]["net_tx"] >= 5000
+        host = client.containers.run("default", ["sleep", "60"], detach=True, network_mode="host")
+        assert "networks" not in host.stats(stream=False)
+    finally:
+        client.close()
+
+
 def test_docker_py(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")

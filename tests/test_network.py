@@ -952,3 +952,19 @@ def test_daemon_refuses_a_bridge_subnet_over_a_host_route(tmp_path: Path, netns:
     assert "subnet 10.123.0.0/16 overlaps the host's route to 10.123.4.0/24 on h0" in r.stderr
     assert [n for n in links(netns) if n.startswith("boxd")] == []
     assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
+
+
+def test_network_counters_from_proc_net_dev() -> None:
+    from boxd import _netcount
+
+    text = (
+        "Inter-|   Receive                                                |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs"
+        " drop fifo colls carrier compressed\n"
+        "    lo:     120       2    0    0    0     0          0         0      120       2    0"
+        "    0    0     0       0          0\n"
+        "  eth0:    1340      16    1    2    0     0          0         0     1245      14    3"
+        "    4    0     0       0          0\n"
+    )
+    assert _netcount.parse(text) == {"eth0": _netcount.Interface(1340, 16, 1, 2, 1245, 14, 3, 4)}
+    assert _netcount.read(os.getpid()) == {}  # the host's network: none of its own

@@ -299,10 +299,11 @@ async def export(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
 # ---- stats, top -------------------------------------------------------------------------
 
 
-def _stats_shape(
-    c: Container, sample: tuple[float, Any, int] | None, previous: tuple[float, Any, int] | None
-) -> dict[str, Any]:
-    def cpu(s: tuple[float, Any, int] | None) -> dict[str, Any]:
+Sample = tuple[float, Any, int, dict[str, Any]]  # time, cgroup counters, system CPU, networks
+
+
+def _stats_shape(c: Container, sample: Sample | None, previous: Sample | None) -> dict[str, Any]:
+    def cpu(s: Sample | None) -> dict[str, Any]:
         if s is None or s[1] is None:
             return {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}
         stats = s[1]
@@ -318,7 +319,7 @@ def _stats_shape(
         }
 
     stats = sample[1] if sample else None
-    return {
+    shape = {
         "read": _shapes.rfc3339(sample[0]) if sample else _shapes.ZERO_TIME,
         "preread": _shapes.rfc3339(previous[0]) if previous else _shapes.ZERO_TIME,
         "pids_stats": {"current": stats.pids} if stats else {},
@@ -343,8 +344,10 @@ def _stats_shape(
         else {},
         "name": "/" + c.name,
         "id": c.id,
-        "networks": {},
     }
+    if sample and sample[3]:  # omitted with none (Docker's omitempty): the host's network
+        shape["networks"] = {name: n.as_dict() for name, n in sample[3].items()}
+    return shape
 
 
 def _system_cpu_ns() -> int:
@@ -358,9 +361,12 @@ async def stats(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     stream = req.flag("stream", True)
     one_shot = req.flag("one-shot")
 
-    def sample() -> tuple[float, Any, int] | None:
+    def sample() -> tuple[float, Any, int, dict[str, Any]] | None:
         found = api.sup.sample([c.id])
-        return (time.time(), found[0][1], _system_cpu_ns()) if found else None
+        if not found:
+            return None
+        _, counters, networks = found[0]
+        return time.time(), counters, _system_cpu_ns(), networks
 
     await conn.start_stream()
     async with conn.cancelled_if_peer_closes():
