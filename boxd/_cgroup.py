@@ -117,6 +117,16 @@ class Stats:
     pids: int
     io_read_bytes: int
     io_write_bytes: int
+    # memory.stat as the kernel gives it (v1's or v2's names), for what Docker reads in
+    # it: the page cache it takes off the usage (see usage_without_cache).
+    memory_stat: dict[str, int] | None = None
+
+    def usage_without_cache(self) -> int:
+        """The memory usage as `docker stats` shows it: less the inactive file cache
+        (v1's total_inactive_file, v2's inactive_file), which the kernel drops first."""
+        stat = self.memory_stat or {}
+        cache = stat.get("total_inactive_file", stat.get("inactive_file", 0))
+        return self.memory_usage - cache if cache < self.memory_usage else self.memory_usage
 
 
 @frozen
@@ -1095,9 +1105,12 @@ class Cgroup:
         limit = peak = None
         user = system = total = 0
         pids = io_r = io_w = 0
+        memory_stat = None
         mem = self._dir("memory")
         if mem is not None:
             d, v = mem
+            pairs = (line.split() for line in _read_opt(f"{d}/memory.stat").splitlines())
+            memory_stat = {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
             if v == 1:
                 usage = int(_read(f"{d}/memory.usage_in_bytes"))
                 limit = int(_read(f"{d}/memory.limit_in_bytes"))
@@ -1139,6 +1152,7 @@ class Cgroup:
             pids=pids,
             io_read_bytes=io_r,
             io_write_bytes=io_w,
+            memory_stat=memory_stat,
         )
 
     def usage(self) -> Usage:

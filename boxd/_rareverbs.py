@@ -161,7 +161,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
                         "id": c.id,
                         "name": c.name,
                         "cpu_percent": round(100 * (s.cpu_total_ns - before) / 1e9 / elapsed, 2),
-                        "memory_usage": s.memory_usage,
+                        "memory_usage": s.usage_without_cache(),
                         "memory_limit": s.memory_limit,
                         "pids": s.pids,
                         "block_read": s.io_read_bytes,

@@ -483,6 +483,28 @@ def test_stats_count_a_containers_network_traffic(clean: Daemon) -> None:
         client.close()
 
 
+def test_stats_memory_as_docker_counts_it(clean: Daemon) -> None:
+    """The cgroup's memory.stat is in memory_stats.stats, where the docker CLI reads the
+    inactive file cache it takes off the usage; boxctl stats takes it off the same way."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        write = "dd if=/dev/zero of=/cache bs=1M count=32 2>/dev/null; touch /written; sleep 60"
+        c = client.containers.run("default", ["sh", "-c", write], detach=True, name="cached")
+        deadline = time.monotonic() + 30
+        while c.exec_run(["test", "-e", "/written"]).exit_code != 0:
+            assert time.monotonic() < deadline, "dd never ended"
+            time.sleep(0.1)
+        memory = c.stats(stream=False)["memory_stats"]
+        stat = memory["stats"]
+        inactive = stat.get("total_inactive_file", stat.get("inactive_file"))
+        assert inactive is not None and memory["usage"] >= 32 << 20
+        native = json.loads(clean.ctl("stats", "--no-stream", "--format", "json", "cached").stdout)
+        assert native[0]["memory_usage"] <= memory["usage"] - inactive + (4 << 20)
+    finally:
+        client.close()
+
+
 def test_docker_py(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")

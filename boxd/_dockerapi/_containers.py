@@ -338,7 +338,7 @@ def _stats_shape(c: Container, sample: Sample | None, previous: Sample | None) -
         "memory_stats": {
             "usage": stats.memory_usage,
             "limit": stats.memory_limit or mem_total(),
-            "stats": {},
+            "stats": stats.memory_stat or {},
         }
         if stats
         else {},
