@@ -24,9 +24,14 @@ MAX_BODY = 16 << 20
 MAX_HEADERS = 64 << 10
 READ_SIZE = 65536
 RAW_STREAM = "application/vnd.docker.raw-stream"
-API_VERSION = "1.41"
+API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
 _VERSIONED = re.compile(r"/v(\d+\.\d+)(/.*)\Z")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.44"`` as ``(1, 44)``, to compare API versions."""
+    return tuple(int(p) for p in version.split("."))
 
 
 class ApiError(Exception):
@@ -50,6 +55,12 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
     body: bytes
+
+    def at_least(self, version: str) -> bool:
+        """Whether the client speaks API ``version`` or newer: its path's ``/v1.xx``, else
+        the newest, as Docker reads a path without one.  Shapes and defaults that changed
+        between versions follow this."""
+        return version_tuple(self.version or API_VERSION) >= version_tuple(version)
 
     @property
     def upgrade(self) -> bool:
