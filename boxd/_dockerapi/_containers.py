@@ -19,8 +19,8 @@ from .._network import NetworkError
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
 from . import _shapes
-from ._api import MULTIPLEXED, Api, Streamed, frame, mem_total
-from ._http import RAW_STREAM, ApiError, HttpConnection, Request
+from ._api import Api, Streamed, frame, mem_total
+from ._http import MULTIPLEXED, RAW_STREAM, ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
 from ._shapes import Fields
 
