@@ -239,6 +239,10 @@ class ContainerConfig:
     entrypoint: tuple[str, ...] | None = None
     exposed_ports: tuple[str, ...] = ()  # "80/tcp", from the image
     labels: tuple[str, ...] = ()  # "KEY=VALUE"
+    # "KEY=VALUE", the Engine API's HostConfig.Annotations (`docker run --annotation`, API
+    # 1.43): for the OCI runtime in Docker; boxd runs the container itself, so they are
+    # kept and shown back, as inspect shows them.
+    annotations: tuple[str, ...] = ()
     healthcheck: Healthcheck | None = None  # merged with the image's (see _healthcheck)
 
     def __attrs_post_init__(self) -> None:
@@ -344,6 +348,7 @@ OPTIONS = {
     "log_max_files": "--log-max-files",
     "cgroup_parent": "--cgroup-parent",
     "labels": "--label",
+    "annotations": "--annotation",
 }
 
 
@@ -485,9 +490,10 @@ def validate_config(config: ContainerConfig) -> None:
     for limit in config.ulimits:
         check_ulimit(limit.name, limit.soft, limit.hard)
     check_shm_size(config.shm_size)
-    for label in config.labels:
-        if not label.partition("=")[0] or "\0" in label:
-            raise invalid("labels", label, "use KEY=VALUE")
+    for key in ("labels", "annotations"):
+        for label in getattr(config, key):
+            if not label.partition("=")[0] or "\0" in label:
+                raise invalid(key, label, "use KEY=VALUE")
     if config.healthcheck is not None:
         check_healthcheck(config.healthcheck)
     if config.auto_remove and config.restart.name is not RestartName.NO:

@@ -1037,16 +1037,25 @@ class Supervisor:
 
     # ---- stop, kill, pause, restart, remove, wait -----------------------------------
 
-    async def stop(self, ref: str, grace: float | None = None, *, manual: bool = True) -> None:
-        """Stop signal, up to ``grace`` seconds (default: the container's stop timeout),
-        then SIGKILL of the whole cgroup.  A paused container is thawed to receive it; a
-        restarting one just stays down.  Stopping a container at rest is a no-op.  Events
-        as Docker's: kill (each signal), die, and stop at the end of a ``manual`` one (not
-        the daemon's shutdown, not ``rm -f``)."""
+    async def stop(
+        self,
+        ref: str,
+        grace: float | None = None,
+        *,
+        manual: bool = True,
+        sig: str | None = None,
+    ) -> None:
+        """Stop signal (``sig``, else the container's own), up to ``grace`` seconds
+        (default: the container's stop timeout), then SIGKILL of the whole cgroup.  A
+        paused container is thawed to receive it; a restarting one just stays down.
+        Stopping a container at rest is a no-op.  Events as Docker's: kill (each signal),
+        die, and stop at the end of a ``manual`` one (not the daemon's shutdown, not
+        ``rm -f``)."""
         entry = self._lookup(ref)
         c = entry.container
         if grace is not None and (not math.isfinite(grace) or grace < 0):
             raise ValueError(f"invalid stop timeout {grace!r}")
+        stop_signal = parse_signal(sig or c.config.stop_signal)
         wait = c.config.stop_timeout if grace is None else grace
         if not _lifecycle.can_stop(entry.phase):
             return
@@ -1063,7 +1072,7 @@ class Supervisor:
             if entry.phase is not STOPPING:
                 self._set(entry, STOPPING)
             if wait > 0:  # with no time to stop, the stop signal would only precede SIGKILL
-                self._signal(c, run, parse_signal(c.config.stop_signal))
+                self._signal(c, run, stop_signal)
             if paused:
                 self._thaw(c)
             with trio.move_on_after(wait):
@@ -1157,8 +1166,10 @@ class Supervisor:
             (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
             self._set(entry, RUNNING)
 
-    async def restart(self, ref: str, grace: float | None = None) -> Container:
-        await self.stop(ref, grace)
+    async def restart(
+        self, ref: str, grace: float | None = None, *, sig: str | None = None
+    ) -> Container:
+        await self.stop(ref, grace, sig=sig)
         c = await self.start(ref)
         self.events.report("restart", c)
         return c

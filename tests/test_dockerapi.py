@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import io
 import json
 import os
 import shlex
@@ -511,7 +512,7 @@ def test_docker_py(clean: Daemon) -> None:
     try:
         started = time.time()
         assert client.ping()
-        assert client.version()["ApiVersion"] == "1.41"
+        assert client.version()["ApiVersion"] == "1.44"
         assert client.containers.run("default", ["echo", "hello"], remove=True) == b"hello\n"
         c = client.containers.run(
             "default",
@@ -699,19 +700,101 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     for method in ("GET", "HEAD"):
         status, headers, body = _call(clean, method, "/_ping")
         assert status == 200
-        assert headers["api-version"] == "1.41"
+        assert headers["api-version"] == "1.44"
+        # The classic builder only (the docker CLI then does not try BuildKit); no swarm.
+        assert (headers["builder-version"], headers["swarm"]) == ("1", "inactive")
         assert body == (b"OK" if method == "GET" else b"")
-    for path in ("/version", "/v1.24/version", "/v1.41/version"):
+    for path in ("/version", "/v1.24/version", "/v1.41/version", "/v1.44/version"):
         status, _, body = _call(clean, "GET", path)
         assert status == 200
         version = json.loads(body)
-        assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.41", "1.24")
+        assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.44", "1.24")
     status, _, body = _call(clean, "GET", "/info")
     assert status == 200
     assert json.loads(body)["Containers"] == 0
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
+
+
+@needs_cli
+def test_what_the_cli_sends_only_to_newer_apis(clean: Daemon) -> None:
+    """The docker CLI refuses --annotation (API 1.43), --health-start-interval (1.44) and
+    ``stop -s`` (1.42) to an older daemon: each reaches boxd and does what it says."""
+    trapper = "trap 'exit 7' INT; while :; do sleep 0.1; done"
+    r = _docker(
+        clean, "run", "-d", "--name", "a", "--annotation", "org.example/k=v",
+        "--health-cmd", "true", "--health-interval", "1h", "--health-start-period", "1m",
+        "--health-start-interval", "100ms", "default", "sh", "-c", trapper,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(_docker(clean, "inspect", "a").stdout)[0]
+    assert shown["HostConfig"]["Annotations"] == {"org.example/k": "v"}
+    assert shown["Config"]["Healthcheck"]["StartInterval"] == 100_000_000
+    # Checked every 100ms while starting, not first after the hour's interval.
+    deadline = time.monotonic() + 10
+    health = ""
+    while health != "healthy" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        health = _docker(clean, "inspect", "-f", "{{.State.Health.Status}}", "a").stdout.strip()
+    assert health == "healthy"
+    r = _docker(clean, "stop", "-s", "SIGNOPE", "a")
+    assert r.returncode == 1 and "invalid signal 'SIGNOPE'" in r.stderr
+    assert _docker(clean, "stop", "-s", "INT", "a").returncode == 0
+    assert _docker(clean, "inspect", "-f", "{{.State.ExitCode}}", "a").stdout == "7\n"
+    assert _docker(clean, "start", "a").returncode == 0
+    assert _docker(clean, "restart", "-s", "INT", "a").returncode == 0
+    assert _docker(clean, "inspect", "-f", "{{.State.Running}}", "a").stdout == "true\n"
+    # An exec's frames are named as such from 1.42 (a raw stream before, as Docker's).
+    for version, kind in (("1.41", "raw-stream"), ("1.44", "multiplexed-stream")):
+        made = _call(clean, "POST", "/containers/a/exec", b'{"Cmd":["true"],"AttachStdout":true}')
+        exec_id = json.loads(made[2])["Id"]
+        _, headers, _ = _call(clean, "POST", f"/v{version}/exec/{exec_id}/start", b"{}")
+        assert headers["content-type"] == f"application/vnd.docker.{kind}"
+    plain = _docker(clean, "create", "default", "true").stdout.strip()
+    assert "Annotations" not in json.loads(_docker(clean, "inspect", plain).stdout)[0]["HostConfig"]
+
+
+def test_shapes_follow_the_clients_api_version(clean: Daemon, tmp_path: Path) -> None:
+    """docker-py pinned to 1.41 gets the older shapes and defaults, at 1.44 the newer:
+    VirtualSize (gone in 1.44), an untagged image's ``<none>`` tags (gone in 1.43), a
+    bind's CreateMountpoint (1.42)."""
+    docker = pytest.importorskip("docker")
+    old = docker.APIClient(base_url=f"unix://{clean.docker_socket}", version="1.41")
+    new = docker.APIClient(base_url=f"unix://{clean.docker_socket}", version="1.44")
+    try:
+        tarball = io.BytesIO()
+        with tarfile.open(fileobj=tarball, mode="w") as tar:
+            tar.addfile(tarfile.TarInfo("empty"))
+        answer = new.import_image_from_data(tarball.getvalue())  # untagged
+        image = json.loads(answer.splitlines()[-1])["status"]
+        then = {r["Id"]: r for r in old.images()}[image]
+        now = {r["Id"]: r for r in new.images()}[image]
+        assert (then["RepoTags"], then["RepoDigests"]) == (["<none>:<none>"], ["<none>@<none>"])
+        assert (now["RepoTags"], now["RepoDigests"]) == ([], [])
+        assert then["VirtualSize"] == then["Size"] and "VirtualSize" not in now
+        assert old.inspect_image(image)["VirtualSize"] == old.inspect_image(image)["Size"]
+        assert "VirtualSize" not in new.inspect_image(image)
+        assert all("VirtualSize" in i for i in old.df()["Images"])
+        assert not any("VirtualSize" in i for i in new.df()["Images"])
+        # until: what was made before the time, given as prune takes it.
+        for until, listed in (("1h", False), (str(time.time() + 60), True)):
+            rows = new.images(filters={"until": until})
+            assert (image in {r["Id"] for r in rows}) is listed
+        new.remove_image(image)
+        # CreateMountpoint: the missing source is made at 1.44, refused as missing at 1.41.
+        source = tmp_path / "made" / "here"
+        mount = {"Type": "bind", "Source": str(source), "Target": "/m",
+                 "BindOptions": {"CreateMountpoint": True}}  # fmt: skip
+        body = json.dumps({"Image": "default", "Cmd": ["true"], "HostConfig": {"Mounts": [mount]}})
+        status, _, data = _call(clean, "POST", "/v1.41/containers/create", body.encode())
+        assert status == 400 and b"bind source path does not exist" in data, data
+        assert not source.exists()
+        status, _, data = _call(clean, "POST", "/v1.44/containers/create", body.encode())
+        assert status == 201 and source.is_dir(), data
+    finally:
+        old.close()
+        new.close()
 
 
 @needs_cli
@@ -887,7 +970,24 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/volumes/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/volumes/nope", None, 404, "No such volume: nope"),
     ("DELETE", "/volumes/nope", None, 404, "No such volume: nope"),
-    ("GET", "/v1.99/containers/json", None, 400, "too new"),
+    ("GET", "/v1.45/containers/json", None, 400, "Maximum supported API version is 1.44"),
+    ("POST", "/containers/nope/stop?signal=SIGNOPE", None, 404, "No such container: nope"),
+    ("GET", '/images/json?filters={"until":["soon"]}', None, 400, "invalid until 'soon'"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"Annotations":{"":"x"}}}',
+        400,
+        "invalid --annotation '=x': use KEY=VALUE",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"Mounts":[{"Type":"volume",'
+        b'"Target":"/t","BindOptions":{"CreateMountpoint":true}}]}}',
+        400,
+        "cannot mix 'bind-*' options with mount type 'volume'",
+    ),
     ("GET", "/v1.12/containers/json", None, 400, "too old"),
     ("GET", "/no/such/route", None, 404, "page not found"),
     ("PUT", "/containers/create", None, 405, "not allowed"),

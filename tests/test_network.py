@@ -868,6 +868,46 @@ def test_mac_addresses(netd: Daemon) -> None:
         client.close()
 
 
+@pytest.mark.skipif(docker_clients.DOCKER is None, reason="the docker CLI is not on PATH")
+def test_a_mac_per_endpoint_and_dns_names(netd: Daemon) -> None:
+    """API 1.44: the docker CLI sends --mac-address as its network's endpoint's; inspect
+    shows each user network's DNSNames (to a 1.44 client only)."""
+    docker = pytest.importorskip("docker")
+
+    def cli(*args: str) -> str:
+        r = docker_clients.docker(netd, *args)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    cli("network", "create", "dn")
+    cli("run", "-d", "--name", "web", "--network", "dn", "--network-alias", "www",
+        "--mac-address", "02:00:00:00:00:44", "default", "sleep", "300")  # fmt: skip
+    netd.wait_for("web", lambda r: r["state"]["network"]["endpoints"])
+    assert cli("exec", "web", "cat", "/sys/class/net/eth0/address") == "02:00:00:00:00:44\n"
+    shown = json.loads(cli("inspect", "web"))[0]
+    endpoint = shown["NetworkSettings"]["Networks"]["dn"]
+    assert endpoint["MacAddress"] == "02:00:00:00:00:44"
+    assert endpoint["DNSNames"] == ["web", "www", shown["Id"][:12]]
+    client = docker.APIClient(base_url=f"unix://{netd.docker_socket}", version="1.41")
+    try:
+        networks = client.inspect_container("web")["NetworkSettings"]["Networks"]
+        assert "DNSNames" not in networks["dn"]
+        # The container-wide MAC and its network's endpoint's must agree, as in Docker.
+        body = {
+            "Image": "default", "Cmd": ["true"], "MacAddress": "02:00:00:00:00:45",
+            "HostConfig": {"NetworkMode": "dn"},
+            "NetworkingConfig": {"EndpointsConfig": {"dn": {"MacAddress": "02:00:00:00:00:46"}}},
+        }  # fmt: skip
+        status, _, data = docker_clients.api_call(
+            netd, "POST", "/containers/create", json.dumps(body).encode()
+        )
+        assert status == 400 and b"must match the endpoint-specific MAC address" in data
+    finally:
+        client.close()
+    cli("rm", "-f", "web")
+    cli("network", "rm", "dn")
+
+
 def host_state(daemon: Daemon) -> dict[str, Any]:
     """What the daemon's namespace holds: links (without counters), addresses, routes, the
     whole nft ruleset, the conntrack table, and the default network's allocations."""

@@ -557,12 +557,16 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
     assert r.returncode == 125 and "/nonexistent" in r.stderr
     r = _docker(daemon, "system", "df", "-v")
     assert re.search(r"^dv\s+0\s+", r.stdout, re.M), r.stdout
-    # docker system prune: containers, networks, volumes (all unused ones for API 1.41, as
-    # Docker's daemon), images, and the build cache boxd does not have.
+    # docker system prune: containers, networks, volumes (the anonymous ones, at API 1.42
+    # and later, as Docker's daemon), images, and the build cache boxd does not have.
     _docker(daemon, "create", "--name", "gone", "-v", "/anon", "default", "true")
     r = _docker(daemon, "system", "prune", "-f", "--volumes")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Deleted Containers:\n") and "Deleted Volumes:\n" in r.stdout
+    assert _volumes(daemon) == ["dv"]
+    assert _docker(daemon, "volume", "prune", "-f").stdout.startswith("Total reclaimed space")
+    assert _volumes(daemon) == ["dv"]
+    assert _docker(daemon, "volume", "prune", "-f", "--all").stdout.startswith("Deleted Volumes:")
     assert _volumes(daemon) == []
 
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ._attach import Exec
 
 READ_SIZE = 65536
-MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 _HEADER = struct.Struct(">BxxxL")
 
 

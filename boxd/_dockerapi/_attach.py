@@ -17,7 +17,7 @@ from .._output import Output
 from .._run import Run
 from .._supervisor import Conflict, NoSuchContainer, StartError
 from ._api import READ_SIZE, Api, api_error, frame, unwrap
-from ._http import ApiError, HttpConnection, Request
+from ._http import ApiError, HttpConnection, Request, stream_type
 from ._router import CONTAINER, route
 from ._shapes import Fields
 
@@ -78,7 +78,7 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     before_start = api.sup.run_of(c.id) is None
     channel = api.sup.subscribe(c.id, lossless=before_start) if req.flag("stream") else None
     try:
-        leftover = await conn.hijack(req.upgrade)
+        leftover = await conn.hijack(req.upgrade, stream_type(req, c.config.tty))
     except BaseException:
         if channel is not None:
             channel.close()
@@ -240,7 +240,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
     # docker-py starts an exec made with a TTY with Tty false, and reads frame headers.
     raw = body.flag("Tty")
     channel = output.subscribe(lossless=True)
-    leftover = await conn.hijack(req.upgrade)
+    leftover = await conn.hijack(req.upgrade, stream_type(req, raw))
     sock = conn.stream
     wanted = {sid for sid, on in ((protocol.STDOUT, ex.stdout), (protocol.STDERR, ex.stderr)) if on}
     # The outer nursery holds the process to its end (and its exit code recorded, for

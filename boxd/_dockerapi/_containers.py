@@ -19,8 +19,8 @@ from .._network import NetworkError
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
 from . import _shapes
-from ._api import MULTIPLEXED, Api, Streamed, frame, mem_total
-from ._http import RAW_STREAM, ApiError, HttpConnection, Request
+from ._api import Api, Streamed, frame, mem_total
+from ._http import MULTIPLEXED, RAW_STREAM, ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
 from ._shapes import Fields
 
@@ -59,8 +59,21 @@ def _check_platform(api: Api, image: str, reference: str, platform: str) -> None
         raise ApiError(404, str(exc)) from None
 
 
+def _make_mountpoints(req: Request, body: object) -> None:
+    """API 1.42's ``BindOptions.CreateMountpoint``: a bind's missing source directory is
+    made on the host, as Docker's daemon makes it, rather than refused as missing."""
+    if not req.at_least("1.42"):
+        return
+    for mount in Fields(body, "body").object("HostConfig").objects("Mounts"):
+        source = mount.text("Source")
+        wanted = mount.object("BindOptions").flag("CreateMountpoint")
+        if wanted and mount.text("Type") == "bind" and source.startswith("/"):
+            os.makedirs(source, exist_ok=True)
+
+
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
+    _make_mountpoints(req, body)
     config = _shapes.container_config(body)
     if req.arg("platform"):
         _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
@@ -134,6 +147,8 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
     c = api.sup.inspect(ref)
     shown = _shapes.inspect(c, api.execs_of(c.id))
     _with_network_ids(api, shown["NetworkSettings"])
+    if req.at_least("1.44"):
+        _shapes.with_dns_names(c, shown["NetworkSettings"])
     if req.flag("size"):
         await with_sizes(api, [c], [shown])
     await conn.respond_json(200, shown)
@@ -153,7 +168,7 @@ async def stop(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     if api.sup.run_of(c.id) is None:
         await conn.respond(304, content_type=None)
         return
-    await api.sup.stop(c.id, req.number("t"))
+    await api.sup.stop(c.id, req.number("t"), sig=req.arg("signal") or None)
     await conn.respond(204, content_type=None)
 
 
@@ -168,7 +183,7 @@ async def unpause(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 
 async def restart(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    await api.sup.restart(ref, req.number("t"))
+    await api.sup.restart(ref, req.number("t"), sig=req.arg("signal") or None)
     await conn.respond(204, content_type=None)
 
 

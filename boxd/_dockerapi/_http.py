@@ -24,9 +24,15 @@ MAX_BODY = 16 << 20
 MAX_HEADERS = 64 << 10
 READ_SIZE = 65536
 RAW_STREAM = "application/vnd.docker.raw-stream"
-API_VERSION = "1.41"
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
 _VERSIONED = re.compile(r"/v(\d+\.\d+)(/.*)\Z")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.44"`` as ``(1, 44)``, to compare API versions."""
+    return tuple(int(p) for p in version.split("."))
 
 
 class ApiError(Exception):
@@ -50,6 +56,12 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
     body: bytes
+
+    def at_least(self, version: str) -> bool:
+        """Whether the client speaks API ``version`` or newer: its path's ``/v1.xx``, else
+        the newest, as Docker reads a path without one.  Shapes and defaults that changed
+        between versions follow this."""
+        return version_tuple(self.version or API_VERSION) >= version_tuple(version)
 
     @property
     def upgrade(self) -> bool:
@@ -109,6 +121,12 @@ class Request:
         if not isinstance(data, dict):
             raise ApiError(400, f"invalid request body: expected a JSON object, got {data!r}")
         return data
+
+
+def stream_type(req: Request, tty: bool) -> str:
+    """The Content-Type of an attach or exec stream: frames (8-byte headers) are named
+    as such from API 1.42, as Docker names them; a terminal's bytes are raw."""
+    return MULTIPLEXED if not tty and req.at_least("1.42") else RAW_STREAM
 
 
 def _request_of(event: h11.Request, body: bytes) -> Request:
@@ -271,22 +289,22 @@ class HttpConnection:
     async def end(self) -> None:
         await self._send(h11.EndOfMessage())
 
-    async def hijack(self, upgrade: bool) -> bytes:
+    async def hijack(self, upgrade: bool, content_type: str = RAW_STREAM) -> bytes:
         """Turn the connection into a raw byte stream; return what the client already sent
         past its request.  After this, use :attr:`stream` directly; it is closed with the
-        connection."""
+        connection.  ``content_type`` names what it carries (see :func:`stream_type`)."""
         self.hijacked = True
         # A request that proposed an upgrade leaves the client waiting for our answer
         # (h11's MIGHT_SWITCH_PROTOCOL) rather than DONE.
         if upgrade and self.h11.their_state is not h11.DONE:
-            headers = self._headers(RAW_STREAM, {"Connection": "Upgrade", "Upgrade": "tcp"})
+            headers = self._headers(content_type, {"Connection": "Upgrade", "Upgrade": "tcp"})
             await self._send(
                 h11.InformationalResponse(status_code=101, headers=headers, reason=b"UPGRADED")
             )
             return self.h11.trailing_data[0]
         # No upgrade asked for (curl): the raw stream is the body of a response that ends
         # with the connection, as Docker does it.
-        raw = f"HTTP/1.1 200 OK\r\nContent-Type: {RAW_STREAM}\r\nConnection: close\r\n\r\n"
+        raw = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n"
         try:
             await self.stream.send_all(raw.encode())
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from .._images.messages import (
 from .._images.reference import any_reference, parse_reference
 from .._images.registry import IDENTITY_TOKEN
 from .._messages import OkResponse
+from .._prune import parse_time
 from .._rootfs import default_created
 from . import _shapes
 from ._api import Answers, Api, Streamed, api_error, arch, one_answer, unwrap
@@ -81,14 +83,28 @@ def _default_image() -> dict[str, Any]:
 
 async def images(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
-    await conn.respond_json(200, await image_rows(api, filters, shared=req.flag("shared-size")))
+    rows = await image_rows(api, filters, shared=req.flag("shared-size"))
+    for row in rows:
+        versioned(req, row)
+        if not req.at_least("1.43") and not row["RepoTags"] and not row["RepoDigests"]:
+            row["RepoTags"], row["RepoDigests"] = ["<none>:<none>"], ["<none>@<none>"]
+    await conn.respond_json(200, rows)
+
+
+def versioned(req: Request, image: dict[str, Any]) -> dict[str, Any]:
+    """An image's list row or inspect object as the client's API version has it: before
+    1.44 with ``VirtualSize``, which Docker has long given as the same as ``Size``."""
+    if not req.at_least("1.44"):
+        image["VirtualSize"] = image["Size"]
+    return image
 
 
 async def image_rows(
     api: Api, filters: dict[str, list[str]] | None = None, *, shared: bool = False
 ) -> list[dict[str, Any]]:
     """The image list's rows, ``default`` first where the filters let it be (it has no
-    labels, is no image's before or since, and is never dangling); ``shared``: each
+    labels, is no image's before or since, is never dangling, and is older than an
+    ``until`` only if made before it); ``shared``: each
     one's SharedSize (its layers another image also has), else -1 as Docker's list."""
     filters = filters or {}
     request = ImagesRequest(filters={k: tuple(v) for k, v in filters.items()})
@@ -98,6 +114,8 @@ async def image_rows(
     )
     if "reference" in filters:
         shown = shown and any_reference(("default:latest",), filters["reference"])
+    now = time.time()
+    shown = shown and all(default_created() < parse_time(t, now) for t in filters.get("until", ()))
     default = {
         "Id": _shapes.default_image_id(),
         "ParentId": "",
@@ -129,14 +147,14 @@ async def image_rows(
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
     if name in _shapes.DEFAULT_IMAGES or name == _shapes.default_image_id():
-        await conn.respond_json(200, _default_image())
+        await conn.respond_json(200, versioned(req, _default_image()))
         return
     answer = await one_answer(api.images.inspect, ImageInspectRequest(image=name))
     image: dict[str, Any] = dict(answer.image)
     image["RepoTags"] = [_shapes.familiar(t) for t in image["RepoTags"]]
     image["RepoDigests"] = [_shapes.familiar(d) for d in image["RepoDigests"]]
     image["ContainerConfig"] = image["ContainerConfig"] or _NO_CONTAINER_CONFIG
-    await conn.respond_json(200, image)
+    await conn.respond_json(200, versioned(req, image))
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:

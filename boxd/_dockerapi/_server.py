@@ -23,7 +23,15 @@ from .._server import peer_credentials
 from .._supervisor import Supervisor
 from . import _attach, _containers, _system
 from ._api import Api, api_error, unwrap
-from ._http import API_VERSION, MIN_API_VERSION, ApiError, HttpConnection, PeerGone, Request
+from ._http import (
+    API_VERSION,
+    MIN_API_VERSION,
+    ApiError,
+    HttpConnection,
+    PeerGone,
+    Request,
+    version_tuple,
+)
 from ._router import CONTAINER, Router
 
 log = logging.getLogger("boxd.dockerapi")
@@ -55,13 +63,13 @@ LAZY_AREAS = {
 def _check_version(version: str | None) -> None:
     if version is None:
         return
-    wanted = tuple(int(p) for p in version.split("."))
-    if wanted > tuple(int(p) for p in API_VERSION.split(".")):
+    wanted = version_tuple(version)
+    if wanted > version_tuple(API_VERSION):
         raise ApiError(
             400,
             f"client version {version} is too new. Maximum supported API version is {API_VERSION}",
         )
-    if wanted < tuple(int(p) for p in MIN_API_VERSION.split(".")):
+    if wanted < version_tuple(MIN_API_VERSION):
         raise ApiError(
             400,
             f"client version {version} is too old. Minimum supported API version is "

@@ -266,6 +266,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
             labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
+            annotations=tuple(f"{k}={v}" for k, v in host.mapping("Annotations").items()),
             runtime=host.text("Runtime") or RUNTIMES[0],
             cgroup_parent=host.text("CgroupParent"),
             log_driver=log_driver,
@@ -396,6 +397,14 @@ def _endpoints(
             _mac(endpoint.text("MacAddress")),
         )
     own = joins.pop(network, NetworkJoin(network))
+    if own.mac and cfg.text("MacAddress") and _mac(cfg.text("MacAddress")) != own.mac:
+        raise ApiError(
+            400,
+            f"Config.MacAddress {cfg.text('MacAddress')!r} differs from "
+            f"EndpointsConfig[{network!r}].MacAddress {own.mac!r}: the container-wide MAC "
+            "address must match the endpoint-specific MAC address for the main network, "
+            "or be left empty",
+        )
     if not own.mac and cfg.text("MacAddress"):
         own = attrs.evolve(own, mac=_mac(cfg.text("MacAddress")))
     if not joins and not own.ip and not own.mac:
@@ -503,6 +512,19 @@ def _network_settings(c: Container) -> dict[str, Any]:
         "Gateway": first.gateway if first else "",
         "MacAddress": first.mac_address if first else "",
     }
+
+
+def with_dns_names(c: Container, settings: dict[str, Any]) -> None:
+    """API 1.44's ``DNSNames`` of each endpoint of ``settings`` (inspect's
+    ``NetworkSettings``): on a user network the names its DNS answers with the container's
+    address, in Docker's order (name, aliases, short id, hostname, each once); none on the
+    default bridge, whose DNS is the host's."""
+    for name, endpoint in settings["Networks"].items():
+        if name in ("bridge", "host", "none") or name.startswith("container:"):
+            endpoint["DNSNames"] = None
+            continue
+        names = (c.name, *(endpoint["Aliases"] or ()), c.short_id, c.config.hostname)
+        endpoint["DNSNames"] = [n for n in dict.fromkeys(names) if n]
 
 
 def _has_ports(c: Container) -> bool:
@@ -842,7 +864,15 @@ def _host_config(c: Container) -> dict[str, Any]:
         "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": _log_options(cfg)},
         "Runtime": cfg.runtime,
         "CgroupParent": cfg.cgroup_parent,
+        **_annotations(cfg),
     }
+
+
+def _annotations(cfg: ContainerConfig) -> dict[str, dict[str, str]]:
+    """``HostConfig.Annotations``, left out when there are none, as Docker leaves it."""
+    if not cfg.annotations:
+        return {}
+    return {"Annotations": dict(a.partition("=")[::2] for a in cfg.annotations)}
 
 
 def _log_options(cfg: ContainerConfig) -> dict[str, str]:

@@ -39,6 +39,7 @@ async def ping(api: Api, conn: HttpConnection, req: Request) -> None:
             "Cache-Control": "no-cache, no-store, must-revalidate",
             "Pragma": "no-cache",
             "Builder-Version": "1",  # the classic builder (POST /build), not BuildKit
+            "Swarm": "inactive",  # API 1.42: a node in no swarm (see _swarm)
         },
     )
 
@@ -152,10 +153,10 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
 
 async def df(api: Api, conn: HttpConnection, req: Request) -> None:
     from ._containers import with_sizes
-    from ._images import image_rows
+    from ._images import image_rows, versioned
     from ._volumes import df_rows
 
-    images = await image_rows(api, shared=True)
+    images = [versioned(req, row) for row in await image_rows(api, shared=True)]
     now = time.time()
     found = api.sup.list(all=True)
     containers = [_shapes.summary(c, now) for c in found]

@@ -8,7 +8,7 @@ from .. import _volserver
 from .._volserver import VolumeInfo
 from . import _shapes
 from ._api import Api
-from ._http import API_VERSION, HttpConnection, Request
+from ._http import HttpConnection, Request
 from ._router import route
 from ._shapes import Fields
 
@@ -64,16 +64,12 @@ async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> Non
     await conn.respond(204, content_type=None)
 
 
-def _before_1_42(req: Request) -> bool:
-    version = req.version or API_VERSION
-    return tuple(int(p) for p in version.split(".")) < (1, 42)
-
-
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     """Unused anonymous volumes (``all=true``: named ones too); a client of API 1.41 or
     older gets every unused volume pruned, as Docker's daemon does for it."""
     filters = {k: tuple(v) for k, v in _shapes.parse_filters(req.arg("filters")).items()}
-    removed, reclaimed = await _volserver.prune(api.sup, all=_before_1_42(req), filters=filters)
+    every = not req.at_least("1.42")
+    removed, reclaimed = await _volserver.prune(api.sup, all=every, filters=filters)
     await conn.respond_json(200, {"VolumesDeleted": removed or None, "SpaceReclaimed": reclaimed})
 
 

@@ -561,15 +561,16 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 __all__ = ["ImageInUse", "ImageVerbs", "RegistryError"]
 
 
-_IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since")
+_IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since", "until")
 
 
 def _image_filter(
     filters: dict[str, tuple[str, ...]], store: ImageStore, configs: dict[str, dict[str, Any]]
 ) -> Callable[[ImageRecord], bool]:
     """Docker's image list filters as a test of a record (``configs``: each image's
-    configuration by id).  An unknown key, a dangling value that is no boolean or a
-    before/since image that is not there is a ValueError (LookupError) naming it."""
+    configuration by id; ``until`` read as prune reads it).  An unknown key, a dangling
+    value that is no boolean, a bad time or a before/since image that is not there is a
+    ValueError (LookupError) naming it."""
     for key in filters:
         if key not in _IMAGE_FILTERS:
             raise ValueError(f"invalid filter '{key}' (use {', '.join(_IMAGE_FILTERS)})")
@@ -580,7 +581,9 @@ def _image_filter(
     for key in ("before", "since"):
         for ref in filters.get(key, ()):
             bounds.append((key, _created_at(configs.get(store.lookup(ref).id) or {})))
-    by_label = _prune.PruneFilter(labels=tuple(filters.get("label", ())))
+    by_time_and_label = _prune.parse(
+        {k: filters[k] for k in ("label", "until") if k in filters}, time.time()
+    )
     references = filters.get("reference", ())
 
     def keep(record: ImageRecord) -> bool:
@@ -591,7 +594,7 @@ def _image_filter(
         for key, at in bounds:
             if (created >= at) if key == "before" else (created <= at):
                 return False
-        if not by_label.selects(created, (config.get("config") or {}).get("Labels") or {}):
+        if not by_time_and_label.selects(created, (config.get("config") or {}).get("Labels") or {}):
             return False
         return not references or any_reference(record.repo_tags, references)
 
