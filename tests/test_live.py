@@ -97,9 +97,9 @@ def test_output_written_while_no_daemon_runs_is_logged_once_and_in_order(live: D
 def test_daemons_killed_while_they_log_lose_and_repeat_nothing(
     live: Daemon, tmp_path: Path
 ) -> None:
-    """Each daemon is killed as it catches up on a pipe that filled while no daemon ran:
-    its pump reads 1 MiB (150 000 lines) at once and logs it in ~100 ms, and a death in
-    that time lost the chunk, or the part of it not yet logged, before the output ledger
+    """Each daemon is killed as it catches up on a pipe that filled while no daemon ran
+    (1 MiB): its pump is busy logging chunks of ~37,000 lines for ~100 ms, and a death in
+    that time lost a chunk, or the part of it not yet logged, before the output ledger
     (boxd/_ledger.py)."""
     rounds, size = 3, 300_000
     go = tmp_path / "go"
