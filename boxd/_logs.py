@@ -311,15 +311,8 @@ class LogWriter:
             inodes = [os.fstat(fd).st_ino for fd in fds]
             if inode not in inodes:
                 return None
-            first = inodes.index(inode)
-            out = bytearray()
-            for index in range(first, len(fds)):
-                cursor = _Cursor(fds[index], size if index == first else 0)
-                while (lines := cursor.read_lines()) is not None:
-                    for entry in _parse_lines(lines, None):
-                        if entry.stream == stream:
-                            out += entry.data if entry.partial else entry.data + b"\n"
-            return bytes(out)
+            since = _forward(fds[inodes.index(inode) :], None, size)
+            return b"".join(map(OutputFormatter().format, (e for e in since if e.stream == stream)))
         finally:
             for fd in fds:
                 os.close(fd)
@@ -556,15 +549,19 @@ def read_entries(
             return []
         if tail is not None:
             return _tail(fds, tail, since_ns)[0]
-        entries: list[LogEntry] = []
-        for fd in fds:
-            cursor = _Cursor(fd)
-            while (lines := cursor.read_lines()) is not None:
-                entries.extend(_parse_lines(lines, since_ns))
-        return entries
+        return list(_forward(fds, since_ns))
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _forward(fds: list[int], since_ns: int | None, start: int = 0) -> Iterator[LogEntry]:
+    """The records of the files ``fds`` (oldest first) in order, the first read from
+    offset ``start``."""
+    for index, fd in enumerate(fds):
+        cursor = _Cursor(fd, start if index == 0 else 0)
+        while (lines := cursor.read_lines()) is not None:
+            yield from _parse_lines(lines, since_ns)
 
 
 async def _snapshot_async(dir_fd: int) -> list[int]:
@@ -605,11 +602,13 @@ async def batches(
     *,
     since: float | None = None,
     tail: int | None = None,
+    until: float | None = None,
     until_closed: Callable[[], bool] | trio.Event | None = None,
 ) -> AsyncIterator[list[LogEntry]]:
     """The log's records as :func:`read_entries` gives them, a block's at a time (never
     the whole log in memory: a chatty container's is gigabytes); with ``until_closed``
-    then new ones as they come.
+    then new ones as they come.  With ``until`` (seconds since the epoch) they end before
+    the first record stamped after it.
 
     Reads what the log holds when called and ends, or with ``until_closed`` follows it
     across rotations (the file being read is finished through its own descriptor, then the
@@ -636,16 +635,22 @@ async def batches(
             entries, queue[-1].pos = _tail([cursor.fd for cursor in queue], tail, since_ns)
             while len(queue) > 1:
                 queue.pop(0).close()
-            if entries:
-                yield entries
+            kept = _before(entries, until)
+            if kept:
+                yield kept
+            if len(kept) < len(entries):
+                return
         while True:
             # Read the flag first: whatever was written before it was set is read below.
             finished = ended()
             while queue:
                 while (lines := queue[0].read_lines()) is not None:
                     batch = list(_parse_lines(lines, since_ns))
-                    if batch:
-                        yield batch
+                    kept = _before(batch, until)
+                    if kept:
+                        yield kept
+                    if len(kept) < len(batch):
+                        return
                     await trio.lowlevel.checkpoint()
                 if len(queue) == 1:
                     break
@@ -661,6 +666,13 @@ async def batches(
         for cursor in queue:
             cursor.close()
         os.close(dir_fd)
+
+
+def _before(entries: list[LogEntry], until: float | None) -> list[LogEntry]:
+    """The records up to the first stamped after ``until`` (all of them with None)."""
+    if until is None:
+        return entries
+    return list(itertools.takewhile(lambda entry: entry.time <= until, entries))
 
 
 class OutputFormatter:

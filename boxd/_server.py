@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
 import math
 import os
@@ -438,14 +437,10 @@ class Server:
             deadline = trio.current_time() + until - time.time()
         with trio.move_on_at(deadline):
             async for batch in _logs.batches(
-                directory, since=req.since, tail=req.tail, until_closed=ended
+                directory, since=req.since, tail=req.tail, until=req.until, until_closed=ended
             ):
-                kept = list(itertools.takewhile(lambda e: e.time <= until, batch))
-                for stream, data in formatter.chunks(kept):
-                    sid = protocol.STDOUT if stream == "stdout" else protocol.STDERR
-                    await conn.send_bytes(sid, data)
-                if len(kept) < len(batch):
-                    break
+                for stream, data in formatter.chunks(batch):
+                    await conn.send_bytes(protocol.OUTPUT_STREAMS[stream], data)
         await conn.send(EndFrame())
 
 

@@ -49,6 +49,7 @@ STDIN = 0
 STDOUT = 1
 STDERR = 2
 STREAMS = (STDIN, STDOUT, STDERR)
+OUTPUT_STREAMS = {"stdout": STDOUT, "stderr": STDERR}  # the log's names of the output streams
 
 
 class ProtocolError(Exception):

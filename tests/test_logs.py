@@ -511,3 +511,7 @@ async def test_a_log_read_without_following_comes_in_blocks_and_ends(tmp_path: P
     assert chunks[-1] == ("stderr", b"the end\n")
     last = LogEntry(2 * 10**9, "stderr", False, b"the end")
     assert [batch async for batch in batches(tmp_path, tail=1)] == [[last]]
+    # --until: up to the first record stamped after it, then no more.
+    before = [e for batch in [b async for b in batches(tmp_path, until=1.5)] for e in batch]
+    assert len(before) == len(lines) and last not in before
+    assert [batch async for batch in batches(tmp_path, tail=1, until=1.5)] == []

@@ -90,7 +90,7 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
             formatter = _logs.OutputFormatter()
             async for batch in _logs.batches(api.sup.log_dir(c.id)):
                 for stream, data in formatter.chunks(batch):
-                    sid = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+                    sid = protocol.OUTPUT_STREAMS[stream]
                     if sid in wanted:
                         await sock.send_all(frame(sid, data, tty=tty))
         if channel is None:

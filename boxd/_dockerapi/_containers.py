@@ -4,7 +4,6 @@ changes, export, prune."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shlex
@@ -279,8 +278,7 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     def encode(entries: list[_logs.LogEntry]) -> bytes:
         out = bytearray()
         for stream, data in formatter.chunks(e for e in entries if e.stream in streams):
-            sid = protocol.STDOUT if stream == "stdout" else protocol.STDERR
-            out += frame(sid, data, tty=tty)
+            out += frame(protocol.OUTPUT_STREAMS[stream], data, tty=tty)
         return bytes(out)
 
     def stopped() -> bool:
@@ -292,14 +290,15 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     await conn.start_stream(RAW_STREAM if tty else MULTIPLEXED)
     async with conn.cancelled_if_peer_closes():
         async for batch in _logs.batches(
-            directory, since=since, tail=tail, until_closed=stopped if follow else None
+            directory,
+            since=since,
+            tail=tail,
+            until=until,
+            until_closed=stopped if follow else None,
         ):
-            kept = list(itertools.takewhile(lambda e: until is None or e.time <= until, batch))
-            data = encode(kept)
+            data = encode(batch)
             if data:  # (an empty chunk would end the response)
                 await conn.send(data)
-            if len(kept) < len(batch):
-                break
     await conn.end()
 
 
