@@ -136,14 +136,20 @@ class Run:
         *,
         tty: bool | None = None,
         interactive: bool | None = None,
+        null_stdio: bool = False,
     ) -> None:
         """``logs`` None: output goes to attached clients only (exec).  ``tty`` and
-        ``interactive`` default to the container's configuration."""
+        ``interactive`` default to the container's configuration.  ``null_stdio`` (`exec
+        -d` without a terminal): its stdin, stdout and stderr are /dev/null, as Docker
+        gives a detached exec, so nothing of it depends on the daemon: it outlives one
+        that leaves with live restore (see :attr:`detach`) or is killed, where its output
+        pipes would have broken."""
         self.container = container
         self.output = output
         self.logs = logs
         self.tty = tty
         self.interactive = interactive
+        self.null_stdio = null_stdio
         self.pid = 0
         self.pidfd = -1
         self.exited = trio.Event()
@@ -160,7 +166,8 @@ class Run:
         # It ended before this daemon connected to its shim (while no daemon ran).
         self._exited_unseen: ExitStatus | None = None
         # Set by the supervisor when the daemon leaves with live restore: cancelling a run
-        # that has a shim then leaves its process running, held by the shim.
+        # that has a shim then leaves its process running, held by the shim; one with
+        # null_stdio needs nobody to hold anything.
         self.detach = False
         # Set by the supervisor: takes the ended init's cgroup and its mount namespace (an
         # fd, -1: none held) to remove and close after the end is recorded; None: the
@@ -241,7 +248,11 @@ class Run:
             # with live restore, or never ran: little to dismantle).
             fds.callback(self._let_go_of_mount_ns)
             readers: list[tuple[int, int]] = []
-            if tty_mode:
+            if self.null_stdio and not tty_mode:
+                null = _above_stdio(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
+                child.callback(os.close, null)
+                stdio = (null, null, null)
+            elif tty_mode:
                 # The child opens its terminal in the container's devpts (see
                 # SpawnPlan.console); until then its stdio is /dev/null.
                 null = _above_stdio(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
@@ -416,6 +427,8 @@ class Run:
                     # Live restore: the shim keeps the process and its output for the next
                     # daemon; this one only lets go of its copies.
                     self._shim.close()
+                elif not ended and self.detach and self.null_stdio:
+                    pass  # nothing of it is ours but the pidfd
                 else:
                     if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)

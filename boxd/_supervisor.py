@@ -212,6 +212,7 @@ class Supervisor:
         self.log_driver = log_driver  # a new container's, unless its config names one
         # Containers outlive this supervisor, kept by shims (see boxd/_live.py).
         self.live_restore = live_restore
+        self._detached_execs: set[Run] = set()  # `exec -d` processes running
         self.native = native
         self.cgroups = cgroups
         self._parent_hosts: dict[str, CgroupHost] = {}  # by --cgroup-parent (_cgroups_of)
@@ -1362,13 +1363,17 @@ class Supervisor:
         privileged: bool = False,
         output: Output | None = None,
         exec_id: str = "",
+        detached: bool = False,
         task_status: trio.TaskStatus[Run] = trio.TASK_STATUS_IGNORED,
     ) -> int:
         """Run a process inside the running container (its namespaces, cgroup, root,
         capabilities and seccomp filter); report its Run via ``task_status`` once it runs
-        and return its exit code.  Cancelling this kills the process.  Its output goes to
-        ``output`` (subscribe before calling, so that nothing is missed).  Events:
-        exec_create, exec_start, exec_die with ``exec_id`` (a new one if not given)."""
+        and return its exit code.  Cancelling this kills the process, but a ``detached``
+        one (`exec -d`) when the supervisor leaves with live restore: without a terminal
+        its stdio is /dev/null (``output`` gets nothing) and it runs on as its container
+        does.  Its output goes to ``output`` (subscribe before calling, so that nothing is
+        missed).  Events: exec_create, exec_start, exec_die with ``exec_id`` (a new one if
+        not given)."""
         entry = self._lookup(ref)
         c = entry.container
         _lifecycle.check_exec(c.id, c.name, entry.phase)
@@ -1381,7 +1386,14 @@ class Supervisor:
         exec_id = exec_id or os.urandom(32).hex()
         action = " ".join(command)
         self.events.report(f"exec_create: {action}", c, execID=exec_id)
-        proc = Run(c, output or Output(), None, tty=tty, interactive=interactive)
+        proc = Run(
+            c,
+            output or Output(),
+            None,
+            tty=tty,
+            interactive=interactive and not detached,
+            null_stdio=detached and not tty,
+        )
 
         async def exec_plan(stdio: tuple[int, int, int]) -> SpawnPlan:
             image = self._image(c.config.image, c.config.image_id)
@@ -1415,6 +1427,12 @@ class Supervisor:
                 raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
             self.events.report(f"exec_start: {action}", c, execID=exec_id)
             task_status.started(proc)
+            if detached:
+                self._detached_execs.add(proc)
+                try:
+                    await proc.exited.wait()
+                finally:
+                    self._detached_execs.discard(proc)
         assert proc.outcome is not None
         code = proc.outcome.exit_code
         self.events.report("exec_die", c, execID=exec_id, exitCode=str(code))
@@ -1422,9 +1440,12 @@ class Supervisor:
 
     async def exec_detached(self, ref: str, command: tuple[str, ...], **options: Any) -> Run:
         """``exec -d``: start the process and return once it runs.  It lives on in the
-        supervisor's nursery, its output discarded, until it ends or its container does
-        (it is in the container's cgroup).  ``options`` as for :meth:`exec`."""
-        run: Run = await self._nursery.start(self._exec_in_background, ref, command, options)
+        supervisor's nursery, its stdio /dev/null (a terminal's output discarded), until it
+        ends or its container does (it is in the container's cgroup), across the daemon's
+        end with live restore.  ``options`` as for :meth:`exec`."""
+        run: Run = await self._nursery.start(
+            self._exec_in_background, ref, command, {**options, "detached": True}
+        )
         return run
 
     async def _exec_in_background(
@@ -1660,6 +1681,8 @@ class Supervisor:
             for entry in self._entries.values():
                 if entry.run is not None:
                     entry.run.detach = True
+            for run in self._detached_execs:
+                run.detach = True
             return
         async with trio.open_nursery() as nursery:
             for entry in list(self._entries.values()):

@@ -417,6 +417,50 @@ def test_attach_after_a_crash(live: Daemon, tmux: Tmux) -> None:
     assert (c["state"]["status"], c["state"]["pid"]) == ("running", pid)
 
 
+def _procs_running(daemon: Daemon, ref: str, text: str) -> list[int]:
+    """The pids in container ``ref`` whose command line holds ``text``."""
+    rows = daemon.ctl("top", ref, "-o", "pid,args").stdout.splitlines()[1:]
+    return [
+        int(pid) for pid, _, command in (r.strip().partition(" ") for r in rows) if text in command
+    ]
+
+
+def test_exec_d_processes_outlive_the_daemon(live: Daemon) -> None:
+    """`exec -d` (boxctl's and the Engine API's) gets /dev/null for stdio, as Docker's, so
+    a process that writes all the time lives through a daemon's kill -9 and a SIGTERM that
+    leaves the containers running (its output pipes broke with the daemon before)."""
+    import docker
+
+    live.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
+    loop = "while :; do echo {0}; echo {0} >&2; sleep 0.05; done"
+    live.ctl("exec", "-d", "s", "sh", "-c", loop.format("boxctl"))
+    client = docker.DockerClient(base_url=f"unix://{live.docker_socket}")
+    try:
+        client.containers.get("s").exec_run(["sh", "-c", loop.format("engine")], detach=True)
+    finally:
+        client.close()
+    _until(lambda: len(_procs_running(live, "s", "while :")) == 2, "both exec'd loops")
+    pids = _procs_running(live, "s", "while :")
+    for pid in pids:
+        assert [os.readlink(f"/proc/{pid}/fd/{n}") for n in range(3)] == ["/dev/null"] * 3
+    _crash(live)
+    time.sleep(0.3)  # they would have written into broken pipes by now
+    assert all(_alive(pid) for pid in pids)
+    live.start()
+    # Started by this daemon, then left by a SIGTERM with live restore (it killed them).
+    live.ctl("exec", "-d", "s", "sh", "-c", loop.format("third"))
+    _until(lambda: len(_procs_running(live, "s", "while :")) == 3, "the third loop")
+    pids = _procs_running(live, "s", "while :")
+    assert live.stop() == 0
+    time.sleep(0.3)
+    assert all(_alive(pid) for pid in pids)
+    live.start()
+    assert sorted(_procs_running(live, "s", "while :")) == sorted(pids)
+    # They are the container's: they end with it.
+    live.ctl("stop", "-t", "1", "s")
+    assert not any(_alive(pid) for pid in pids)
+
+
 def test_no_live_restore_stops_containers_with_the_daemon(tmp_path: Path) -> None:
     with running_daemon(tmp_path, "--procview", "off", "--no-live-restore") as daemon:
         daemon.ctl("run", "-d", "--name", "s", "default", "sleep", "300")

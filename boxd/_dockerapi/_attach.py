@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 import trio
@@ -41,6 +42,31 @@ class Exec:
     @property
     def running(self) -> bool:
         return self.run is not None and not self.run.exited.is_set()
+
+    @property
+    def code(self) -> int | None:
+        """Its exit code once it has ended (a detached one's from its run)."""
+        if self.exit_code is None and self.run is not None and self.run.outcome is not None:
+            return self.run.outcome.exit_code
+        return self.exit_code
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``Supervisor.exec`` for its process."""
+        spec = self.spec
+        return {
+            "env": spec.env,
+            "workdir": spec.workdir,
+            "user": spec.user,
+            "tty": spec.tty,
+            "interactive": self.stdin,
+            "privileged": spec.privileged,
+        }
+
+    def failed(self, exc: BaseException) -> BaseException:
+        """Record a failure to start (126 or 127, as Docker reports it); what to raise."""
+        failure = unwrap(exc)
+        self.exit_code = failure.exit_code if isinstance(failure, StartError) else 126
+        return failure
 
 
 def _detach_keys(text: str) -> bytes:
@@ -231,11 +257,20 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
     if api.sup.run_of(ex.container) is None:
         raise Conflict(f"container {ex.container[:12]} is not running")
     ex.started = True
-    output = Output()
     if body.flag("Detach"):
-        await api.nursery.start(_run_exec, api, ex, output)
+        # In the supervisor's nursery, as `boxctl exec -d`'s: it outlives this server.
+        try:
+            ex.run = await api.sup.exec_detached(ex.container, ex.spec.command, **ex.options())
+        except Exception as exc:
+            failure = ex.failed(exc)
+            if isinstance(failure, Exception):
+                raise failure from None
+            raise
+        if ex.size is not None:
+            ex.run.resize(*ex.size)
         await conn.respond(200, content_type=None)
         return
+    output = Output()
     # The start's own Tty, not the exec's, says whether the stream is framed, as in Docker:
     # docker-py starts an exec made with a TTY with Tty false, and reads frame headers.
     raw = body.flag("Tty")
@@ -290,16 +325,7 @@ async def _run_exec(
         async with trio.open_nursery() as nursery:
             run: Run = await nursery.start(
                 functools.partial(
-                    api.sup.exec,
-                    ex.container,
-                    ex.spec.command,
-                    env=ex.spec.env,
-                    workdir=ex.spec.workdir,
-                    user=ex.spec.user,
-                    tty=ex.spec.tty,
-                    interactive=ex.stdin,
-                    privileged=ex.spec.privileged,
-                    output=output,
+                    api.sup.exec, ex.container, ex.spec.command, output=output, **ex.options()
                 )
             )
             ex.run = run
@@ -307,8 +333,7 @@ async def _run_exec(
                 run.resize(*ex.size)
             task_status.started(run)
     except Exception as exc:
-        failure = unwrap(exc)
-        ex.exit_code = failure.exit_code if isinstance(failure, StartError) else 126
+        failure = ex.failed(exc)
         if isinstance(failure, Exception):
             raise failure from None
         raise
@@ -319,7 +344,7 @@ async def _run_exec(
 async def exec_resize(api: Api, conn: HttpConnection, req: Request, exec_id: str) -> None:
     ex = _exec_of(api, exec_id)
     size = _size(req)
-    if ex.exit_code is not None:
+    if ex.code is not None:
         raise Conflict(f"exec instance {exec_id} has ended")
     # The CLI resizes right after it starts the exec, often before the process runs.
     ex.size = size
@@ -335,7 +360,7 @@ async def exec_inspect(api: Api, conn: HttpConnection, req: Request, exec_id: st
         {
             "ID": ex.id,
             "Running": ex.running,
-            "ExitCode": ex.exit_code,
+            "ExitCode": ex.code,
             "ProcessConfig": {
                 "tty": ex.spec.tty,
                 "entrypoint": ex.spec.command[0],
