@@ -206,15 +206,16 @@ def _sizes(screen: str) -> list[str]:
 
 
 def _sized(tmux: Tmux, command: str, answers: int, *, width: int, height: int) -> list[str]:
-    """Run ``command`` after the pane's own ``stty size``; the ``answers`` sizes on the
-    screen once it ended (the pane's first), and its exit code checked.  The pane waits
-    for a key after the command, so that the screen is read before it goes."""
-    tmux.start(f"stty size; {command}; s=$?; read _; (exit $s)", width=width, height=height)
-    screen = tmux.wait_for(lambda s: len(_sizes(s)) >= answers + 1 and "$" not in s)
+    """Run ``command`` after the pane's own ``stty size``; the sizes on the screen once it
+    ended (the pane's first, then ``answers`` more), its exit code checked.  The pane
+    says the code and waits for a key, so that the screen is read before it goes."""
+    tmux.start(f"stty size; {command}; echo end-$?; read _", width=width, height=height)
+    screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
     tmux.keys("Enter")
-    assert tmux.wait_exit() == 0, screen
+    tmux.wait_exit()
+    assert "end-0" in screen.split(), screen
     host, *seen = _sizes(screen)
-    assert host == f"{height} {width}", screen
+    assert host == f"{height} {width}" and len(seen) == answers, screen
     return [host, *seen]
 
 
