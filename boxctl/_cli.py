@@ -150,6 +150,10 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "procview": args.procview == "on",
         "cgroup_parent": args.cgroup_parent or "",
     }
+    # A terminal has our size from its first instruction (Docker's ConsoleSize), not 24x80
+    # until the first resize frame: a program reads it once at its start.
+    if args.tty and (size := terminal_size()) is not None:
+        config["console_size"] = size
     # The fields of options not given are left out (the daemon's defaults: empty), and so
     # are the imports of the modules that read them.
     if args.env or args.env_file or args.label or args.label_file:
@@ -341,6 +345,16 @@ def _attach_streams(args: Args) -> set[str]:
     return streams
 
 
+def terminal_size() -> list[int] | None:
+    """Our terminal's [rows, columns], which a container's terminal starts with; None if
+    stdout is not a terminal (or one without a size)."""
+    try:
+        cols, rows = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return None
+    return [rows, cols] if rows > 0 and cols > 0 else None
+
+
 def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
     """A container's terminal takes its input from ours: a pipe or a file cannot be one.
     Refused before anything is asked of the daemon, with Docker's words and exit code."""
@@ -410,6 +424,9 @@ def cmd_start(args: Args) -> int:
         if len(args.containers) != 1:
             raise CliError("boxctl start: --attach takes exactly one container", USAGE)
         request = _joining("StartRequest", args.containers[0], args.interactive)
+        # Used only if the container has a TTY (the daemon knows, not we).
+        if (size := terminal_size()) is not None:
+            request["console_size"] = size
         return _attached(args, {**request, "attach": True})
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
@@ -439,6 +456,8 @@ def cmd_exec(args: Args) -> int:
     if args.detach:  # Docker's exec -d: started, then left alone; its output goes nowhere
         call(args.socket, {**request, "tty": False, "interactive": False, "detach": True})
         return 0
+    if args.tty and (size := terminal_size()) is not None:
+        request["console_size"] = size
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 
 

@@ -13,9 +13,15 @@ import attrs
 
 from ._convert import ConversionError, structure, unstructure
 from ._listing import ContainerBrief
+from ._native import check_console_size
 from ._records import Container, ContainerConfig
 
 # ---- requests -------------------------------------------------------------------------
+
+
+def _console_size(_: object, __: object, value: tuple[int, int] | None) -> None:
+    if value is not None:
+        check_console_size(value)
 
 
 @attrs.frozen
@@ -44,6 +50,9 @@ class StartRequest:
     # False: the client's input is not a terminal, so taking it into a container's TTY is
     # refused before anything starts (Docker's "the input device is not a TTY").
     input_tty: bool = True
+    # The client's terminal, (rows, columns): a TTY container's terminal has it from the
+    # start (else the size given at create, else 24x80 until the first ResizeFrame).
+    console_size: tuple[int, int] | None = attrs.field(default=None, validator=_console_size)
 
 
 @attrs.frozen
@@ -143,6 +152,9 @@ class ExecRequest:
     privileged: bool = False
     # Answered with an OkResponse once the process runs; no stream, the output is dropped.
     detach: bool = False
+    # With tty: the terminal's size from the start, (rows, columns); None: 24x80 until
+    # the first ResizeFrame.
+    console_size: tuple[int, int] | None = attrs.field(default=None, validator=_console_size)
 
 
 # ---- client frames during a stream ----------------------------------------------------

@@ -191,9 +191,13 @@ class SpawnPlan:
     stderr: int = -1
     # A terminal for the process: opened by the child in the container's own devpts once
     # "/" is the container's (after pivot_root, or the join), made its stdin, stdout,
-    # stderr and the controlling terminal of its new session (24x80); :func:`start`
-    # returns the master as ``Spawned.console``.  stdio then only covers the time before.
+    # stderr and the controlling terminal of its new session; :func:`start` returns the
+    # master as ``Spawned.console``.  stdio then only covers the time before.
     console: bool = False
+    # The console's size from the start, (rows, columns), each 1..65535: a program that
+    # reads it once (stty size, ls) sees the client's terminal, not a later resize's
+    # race.  None: 24x80.  Only with ``console``.
+    console_size: tuple[int, int] | None = None
     rlimits: tuple[Rlimit, ...] = ()
     caps: Capabilities | None = None  # None: keep the caller's capabilities
     no_new_privs: bool = False
@@ -511,6 +515,10 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("links and a gateway need a new network namespace")
     if plan.mounts and plan.rootfs is None:
         raise ValueError("a mount table needs a rootfs to resolve its targets in")
+    if plan.console_size is not None:
+        if not plan.console:
+            raise ValueError(f"console_size {plan.console_size!r} needs a console")
+        check_console_size(plan.console_size)
     mounts = _mount_args(plan.mounts)
     return {
         "argv": tuple(_check_text("argv item", a) for a in plan.argv),
@@ -554,7 +562,26 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "links": tuple(_link(link) for link in plan.links),
         "gateway": _socket.inet_aton(plan.gateway) if plan.gateway else b"",
         "die_with_caller": plan.die_with_caller,
+        "console_size": DEFAULT_CONSOLE_SIZE if plan.console_size is None else plan.console_size,
     }
+
+
+DEFAULT_CONSOLE_SIZE = (24, 80)  # rows, columns of a console no one gave a size
+
+
+def check_console_size(size: object) -> tuple[int, int]:
+    """``size`` as a console's (rows, columns), or ValueError naming it: two integers,
+    each 1..65535 (a struct winsize's unsigned short, never 0)."""
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in size)
+    ):
+        raise ValueError(f"console size {size!r} is not two integers (rows, columns)")
+    rows, cols = size
+    if not (1 <= rows <= 65535 and 1 <= cols <= 65535):
+        raise ValueError(f"console size {rows}x{cols} (rows x columns) is out of range 1..65535")
+    return rows, cols
 
 
 def _link(link: LinkConfig) -> tuple[bytes, bytes, bytes]:

@@ -80,6 +80,8 @@ class ExecSpec:
     # Every capability (Docker's exec --privileged); the container's seccomp filter and
     # no_new_privs still hold, as with Docker.
     privileged: bool = False
+    # With tty: its size from the start, (rows, columns); None: 24x80.
+    console_size: tuple[int, int] | None = None
 
 
 def check_exec(spec: ExecSpec) -> None:
@@ -312,6 +314,7 @@ async def build(
     cgroups: tuple[tuple[str, str], ...] | None = None,
     devices: Sequence[_devicemap.HostDevice] = (),
     link_env: tuple[str, ...] = (),
+    console_size: tuple[int, int] | None = None,
 ) -> SpawnPlan:
     """``read``: what :func:`prepare` returned (its directories are made); ``view_files``:
     the /proc view to bind in (None: the plain /proc); ``net``: what /etc/hosts and
@@ -319,7 +322,8 @@ async def build(
     container's network); ``cgroups``: its cgroups as a v1 host's /sys/fs/cgroup shows
     them (:meth:`boxd._cgroup.Cgroup.view`; None: its own cgroup2); ``devices``: the host
     devices it gets (``--device``, :func:`boxd._devicemap.resolve_all`); ``link_env``: its
-    links' variables (see boxd._links).  Three steps of the
+    links' variables (see boxd._links); ``console_size``: a TTY's size from the start
+    (None: the one its config holds, else 24x80).  Three steps of the
     event loop of their own, each well under a millisecond: the mount table (lookups in
     its root), its user and groups, then the rest (environment, capabilities, seccomp)."""
     await trio.lowlevel.cancel_shielded_checkpoint()  # schedule points, not cancel ones
@@ -369,6 +373,7 @@ async def build(
         stdout=stdio[1],
         stderr=stdio[2],
         console=config.tty,
+        console_size=(console_size or config.console_size) if config.tty else None,
         id_mapped=id_mapped_layers(image, container_dir) if config.userns else (),
         ns_paths=ns_paths,
         **_restrictions(container, user.uid),
@@ -442,6 +447,7 @@ def build_exec(
         stdout=stdio[1],
         stderr=stdio[2],
         console=spec.tty,
+        console_size=spec.console_size if spec.tty else None,
         join_pidfd=init_pidfd,
         join_namespaces=namespaces(container)
         | ({Namespace.NET} if shares_network(container) else set())

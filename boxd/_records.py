@@ -19,6 +19,7 @@ from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import parse_host
 from ._mounts import check_volume_name
+from ._native import check_console_size
 from ._netconfig import (
     NetworkJoin,
     NetworkSettings,
@@ -190,6 +191,10 @@ class ContainerConfig:
     hostname: str = ""
     extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
+    # A terminal's size from its first instruction, (rows, columns): the client's own at
+    # create (Docker's HostConfig.ConsoleSize), used at each start unless the start gives
+    # one.  None: 24x80 until the first resize.
+    console_size: tuple[int, int] | None = None
     interactive: bool = False
     network: str = "bridge"  # bridge, host, none, container:NAME or a user network
     ports: tuple[PortSpec, ...] = ()  # -p
@@ -404,6 +409,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid("workdir", config.workdir, "must be absolute")
     if config.user:
         check_user(config.user)
+    if config.console_size is not None:
+        check_console_size(config.console_size)
     for group in config.group_add:
         check_group(group)
     for host in config.extra_hosts:

@@ -340,11 +340,11 @@ class Server:
 
     async def _start(self, conn: Connection, req: StartRequest) -> None:
         if not req.attach:
-            await self.sup.start(req.container)
+            await self.sup.start(req.container, console_size=req.console_size)
             await conn.send(OkResponse())
             return
         answer = _joined(self.sup.inspect(req.container).config, req.stdin, req.input_tty)
-        output, run = await self.sup.start_attached(req.container)
+        output, run = await self.sup.start_attached(req.container, console_size=req.console_size)
         await conn.send(answer)
         await self._foreground(conn, run, output, stdin=answer.stdin)
 
@@ -410,6 +410,7 @@ class Server:
                     tty=req.tty,
                     interactive=req.interactive,
                     privileged=req.privileged,
+                    console_size=req.console_size,
                     output=output,
                 )
             )

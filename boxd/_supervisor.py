@@ -666,24 +666,29 @@ class Supervisor:
 
     # ---- start and the lifecycle ----------------------------------------------------
 
-    async def start(self, ref: str) -> Container:
-        """Start the container; returns once its process really runs (no-op if it runs)."""
+    async def start(self, ref: str, *, console_size: tuple[int, int] | None = None) -> Container:
+        """Start the container; returns once its process really runs (no-op if it runs).
+        ``console_size``: a TTY container's terminal size from the start, for this run
+        (None: its config's, else 24x80)."""
         entry = self._lookup(ref)
-        await self._start(entry, attach=False)
+        await self._start(entry, attach=False, console_size=console_size)
         return entry.container
 
-    async def start_attached(self, ref: str) -> tuple[trio.MemoryReceiveChannel[Chunk], Run]:
+    async def start_attached(
+        self, ref: str, *, console_size: tuple[int, int] | None = None
+    ) -> tuple[trio.MemoryReceiveChannel[Chunk], Run]:
         """Start the container (if it is not running) with its output subscribed from the
         first byte: the foreground ``run`` and ``start -a``.  The Run tells the exit code
-        even if the container is removed (``--rm``) right after."""
+        even if the container is removed (``--rm``) right after.  ``console_size``: as
+        :meth:`start`'s."""
         entry = self._lookup(ref)
         self.events.report("attach", entry.container)
-        channel = await self._start(entry, attach=True)
+        channel = await self._start(entry, attach=True, console_size=console_size)
         assert channel is not None and entry.run is not None
         return channel, entry.run
 
     async def _start(
-        self, entry: _Entry, *, attach: bool
+        self, entry: _Entry, *, attach: bool, console_size: tuple[int, int] | None = None
     ) -> trio.MemoryReceiveChannel[Chunk] | None:
         c = entry.container
         image, entry.image = entry.image, None
@@ -704,7 +709,11 @@ class Supervisor:
             c.state.manual_stop = False
             entry.run = None
             try:
-                await self._nursery.start(functools.partial(self._lifecycle, entry, image=image))
+                await self._nursery.start(
+                    functools.partial(
+                        self._lifecycle, entry, image=image, console_size=console_size
+                    )
+                )
             except BaseException:
                 if channel is not None:
                     channel.close()
@@ -729,20 +738,25 @@ class Supervisor:
         *,
         adoption: Adoption | None = None,
         image: Image | None = None,
+        console_size: tuple[int, int] | None = None,
         task_status: trio.TaskStatus[None],
     ) -> None:
         """Run the container (or adopt its running process), and again as its restart
         policy says, until it ends for good; then remove it if it is ``auto_remove``.
-        ``image``: resolved for the first run (by `run`'s create, just before)."""
+        ``image``: resolved for the first run (by `run`'s create, just before);
+        ``console_size``: the first run's terminal size (the start's client's; restarts
+        take the config's)."""
         c = entry.container
         entry.idle = trio.Event()
         first = True
         try:
             backoff = BACKOFF_START
             while True:
-                ran = await self._run_once(entry, task_status if first else None, adoption, image)
+                ran = await self._run_once(
+                    entry, task_status if first else None, adoption, image, console_size
+                )
                 first = False
-                adoption = image = None
+                adoption = image = console_size = None
                 if entry.phase is not RESTARTING:
                     break
                 backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
@@ -793,6 +807,7 @@ class Supervisor:
         task_status: trio.TaskStatus[None] | None,
         adoption: Adoption | None = None,
         image: Image | None = None,
+        console_size: tuple[int, int] | None = None,
     ) -> float:
         """One run (or the adoption of a running one: its phase stays as recorded); returns
         how long it ran.  Reports start via task_status (first run)."""
@@ -867,6 +882,7 @@ class Supervisor:
                                 cgroups=cgroup.view(),
                                 devices=devices,
                                 link_env=legacy.env,
+                                console_size=console_size,
                             ),
                             cgroup,
                         )
@@ -1361,6 +1377,7 @@ class Supervisor:
         tty: bool = False,
         interactive: bool = False,
         privileged: bool = False,
+        console_size: tuple[int, int] | None = None,
         output: Output | None = None,
         exec_id: str = "",
         detached: bool = False,
@@ -1372,7 +1389,8 @@ class Supervisor:
         one (`exec -d`) when the supervisor leaves with live restore: without a terminal
         its stdio is /dev/null (``output`` gets nothing) and it runs on as its container
         does.  Its output goes to ``output`` (subscribe before calling, so that nothing is
-        missed).  Events: exec_create, exec_start, exec_die with ``exec_id`` (a new one if
+        missed); with ``tty``, its terminal is ``console_size`` (rows, columns) from the
+        start.  Events: exec_create, exec_start, exec_die with ``exec_id`` (a new one if
         not given)."""
         entry = self._lookup(ref)
         c = entry.container
@@ -1380,7 +1398,13 @@ class Supervisor:
         run = entry.run
         assert run is not None
         request = _plan.ExecSpec(
-            command=command, env=env, workdir=workdir, user=user, tty=tty, privileged=privileged
+            command=command,
+            env=env,
+            workdir=workdir,
+            user=user,
+            tty=tty,
+            privileged=privileged,
+            console_size=console_size,
         )
         _plan.check_exec(request)
         exec_id = exec_id or os.urandom(32).hex()

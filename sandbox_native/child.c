@@ -780,7 +780,7 @@ static void open_console(const struct plan *p)
     CHECK(p, RAW(ioctl, master, TIOCSPTLCK, &unlock), STAGE_CONSOLE, 0);
     long slave = RAW(ioctl, master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
     CHECK(p, slave, STAGE_CONSOLE, 0);
-    struct winsize size = {.ws_row = 24, .ws_col = 80};
+    struct winsize size = {.ws_row = p->console_rows, .ws_col = p->console_cols};
     CHECK(p, RAW(ioctl, slave, TIOCSWINSZ, &size), STAGE_CONSOLE, 0);
 
     struct sync_msg m = {.kind = MSG_CONSOLE};

@@ -321,7 +321,8 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "uid", "gid", "groups", "stdio", "console", "rlimits", "caps",
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
         "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds",
-        "cgroup_tasks", "cgroup_dir", "links", "gateway", "die_with_caller", NULL,
+        "cgroup_tasks", "cgroup_dir", "links", "gateway", "die_with_caller", "console_size",
+        NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
@@ -330,6 +331,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     const char *gateway = NULL;
     Py_ssize_t gateway_size = 0;
     unsigned long long clone_flags = 0, join_flags = 0;
+    int rows = 24, cols = 80;
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->join_pidfd = -1;
@@ -341,7 +343,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p:spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p(ii):spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
@@ -349,8 +351,15 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
             &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds, &PyTuple_Type, &cgroup_tasks,
             &p->cgroup_dir, &PyTuple_Type, &links, &gateway, &gateway_size,
-            &p->die_with_caller))
+            &p->die_with_caller, &rows, &cols))
         return -1;
+    if (rows < 1 || rows > 65535 || cols < 1 || cols > 65535) {
+        PyErr_Format(PyExc_ValueError, "console_size (%d, %d) is out of range 1..65535",
+                     rows, cols);
+        return -1;
+    }
+    p->console_rows = (unsigned short)rows;
+    p->console_cols = (unsigned short)cols;
     if (p->keep_fds < 0 || p->keep_fds > 65536) {
         PyErr_Format(PyExc_ValueError, "keep_fds %d is out of range 0..65536", p->keep_fds);
         return -1;
@@ -970,7 +979,7 @@ static PyMethodDef methods[] = {
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
      "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway,\n"
-     "      die_with_caller)\n"
+     "      die_with_caller, console_size)\n"
      "      -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"release_stacks", release_stacks, METH_NOARGS,

@@ -163,6 +163,8 @@ struct plan {
     size_t ngroups;
     int stdio[3];
     int console;
+    /* The console's size (TIOCSWINSZ) before the exec: rows, columns, each 1..65535. */
+    unsigned short console_rows, console_cols;
     struct rlimit64_k *rlimits;
     size_t nrlimits;
     int has_caps;

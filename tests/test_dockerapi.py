@@ -28,7 +28,7 @@ from docker_clients import DOCKER, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
 from registry_harness import build_oci_image, push, running_registry
-from test_terminal import Tmux
+from test_terminal import Tmux, _sized
 
 from boxd._rootfs import _skeleton, default_created
 
@@ -403,6 +403,77 @@ def test_run_it_typing_resize_and_detach(clean: Daemon, tmux: Tmux) -> None:
     tmux.wait_for(lambda s: "30 100" in s)
     tmux.keys("Enter")
     assert tmux.wait_exit() == 9
+
+
+def test_console_size_at_create_and_exec_create(clean: Daemon) -> None:
+    """HostConfig.ConsoleSize ([height, width], API 1.42) is the terminal's from the first
+    instruction, at each start; an exec's ConsoleSize the same.  [0, 0] is unset (24x80),
+    as inspect shows it; before 1.42 it is ignored, as by Docker."""
+
+    def create(version: str, size: object) -> str:
+        body = {"Image": "default", "Cmd": ["stty", "size"], "Tty": True}
+        if size is not None:
+            body["HostConfig"] = {"ConsoleSize": size}
+        status, _, data = _call(
+            clean, "POST", f"/v{version}/containers/create", json.dumps(body).encode()
+        )
+        assert status == 201, data
+        cid: str = json.loads(data)["Id"]
+        return cid
+
+    for version, size, seen in (
+        ("1.44", [37, 123], [37, 123]),
+        ("1.44", [0, 0], [0, 0]),
+        ("1.44", None, [0, 0]),
+        ("1.41", [37, 123], [0, 0]),
+    ):
+        cid = create(version, size)
+        for _ in range(2):  # the size is the container's, at each start
+            assert _call(clean, "POST", f"/containers/{cid}/start")[0] == 204
+            assert json.loads(_call(clean, "POST", f"/containers/{cid}/wait")[2])["StatusCode"] == 0
+        expected = "37 123" if seen != [0, 0] else "24 80"
+        assert clean.ctl("logs", cid).stdout.split("\n")[:2] == [expected, expected]
+        shown = json.loads(_call(clean, "GET", f"/containers/{cid}/json")[2])
+        assert shown["HostConfig"]["ConsoleSize"] == seen
+    sleeper = json.dumps({"Image": "default", "Cmd": ["sleep", "1000"], "Tty": True}).encode()
+    status, _, data = _call(clean, "POST", "/containers/create?name=x", sleeper)
+    assert status == 201 and _call(clean, "POST", "/containers/x/start")[0] == 204
+    made = json.dumps(
+        {"Cmd": ["stty", "size"], "Tty": True, "AttachStdout": True, "ConsoleSize": [41, 99]}
+    ).encode()
+    status, _, data = _call(clean, "POST", "/containers/x/exec", made)
+    assert status == 201, data
+    exec_id = json.loads(data)["Id"]
+    status, _, out = _call(clean, "POST", f"/exec/{exec_id}/start", b'{"Tty":true}')
+    assert (status, out) == (200, b"41 99\r\n")
+    for bad, words in (
+        ([-1, 99], "invalid body.ConsoleSize [-1, 99]: height and width must be between"),
+        ([41], "invalid body.ConsoleSize [41]: expected [height, width], two integers"),
+    ):
+        made = json.dumps({"Cmd": ["true"], "Tty": True, "ConsoleSize": bad}).encode()
+        status, _, data = _call(clean, "POST", "/containers/x/exec", made)
+        assert status == 400 and words in json.loads(data)["message"], data
+
+
+@needs_cli
+def test_the_docker_cli_gives_its_terminals_size_from_the_start(clean: Daemon, tmux: Tmux) -> None:
+    """docker run -it and exec -it send ConsoleSize: the first ``stty size`` in the
+    container is the pane's, not 24x80 until the CLI's resize."""
+    env = (
+        f"DOCKER_HOST=unix://{clean.docker_socket} "
+        f"DOCKER_CONFIG={clean.root.parent / 'docker-config'}"
+    )
+    script = shlex.quote("stty size; sleep 1; stty size")
+    run = f"env {env} {DOCKER} run -it --name sz default sh -c {script}"
+    host, *seen = _sized(tmux, run, 2, width=123, height=37)
+    assert seen == [host, host]
+    # Sent by the CLI at create, not won in a race with its resize.
+    shown = json.loads(_docker(clean, "inspect", "sz").stdout)[0]
+    assert shown["HostConfig"]["ConsoleSize"] == [37, 123]
+    _docker(clean, "run", "-d", "-t", "--name", "sz2", "default", "sleep", "1000")
+    exec_ = f"env {env} {DOCKER} exec -it sz2 stty size"
+    host, *seen = _sized(tmux, exec_, 1, width=97, height=31)
+    assert seen == [host]
 
 
 @needs_cli
@@ -973,6 +1044,27 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/v1.45/containers/json", None, 400, "Maximum supported API version is 1.44"),
     ("POST", "/containers/nope/stop?signal=SIGNOPE", None, 404, "No such container: nope"),
     ("GET", '/images/json?filters={"until":["soon"]}', None, 400, "invalid until 'soon'"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"ConsoleSize":[-1,80]}}',
+        400,
+        "invalid Config.HostConfig.ConsoleSize [-1, 80]: height and width must be between 0",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"ConsoleSize":[24,"80"]}}',
+        400,
+        "invalid Config.HostConfig.ConsoleSize [24, '80']: expected [height, width], two",
+    ),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"ConsoleSize":"24x80"}}',
+        400,
+        "invalid Config.HostConfig.ConsoleSize '24x80'",
+    ),
     (
         "POST",
         "/containers/create",

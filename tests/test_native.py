@@ -45,6 +45,7 @@ from boxd._native import (
     SpawnPlan,
     Stage,
     _receive,
+    check_console_size,
     is_exec_failure,
     native_arguments,
     parse_message,
@@ -251,11 +252,48 @@ def status_field(output: str, name: str) -> str:
             },
             "a joining process takes no namespaces",
         ),
+        ({"argv": ("sh",), "console_size": (37, 123)}, r"console_size \(37, 123\) needs a console"),
+        (
+            {"argv": ("sh",), "console": True, "console_size": (0, 80)},
+            r"console size 0x80 \(rows x columns\) is out of range 1..65535",
+        ),
+        (
+            {"argv": ("sh",), "console": True, "console_size": (24, 65536)},
+            "console size 24x65536 .* out of range",
+        ),
     ],
 )
 def test_plan_validation(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         native_arguments(SpawnPlan(**fields))
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ((37,), r"console size \(37,\) is not two integers \(rows, columns\)"),
+        ((37, 123, 1), "console size .* is not two integers"),
+        (("37", 123), r"console size \('37', 123\) is not two integers"),
+        ((True, 80), "is not two integers"),
+        (None, "console size None is not two integers"),
+        ((-1, 80), r"console size -1x80 \(rows x columns\) is out of range 1..65535"),
+        ((24, 0), "console size 24x0 .* out of range"),
+    ],
+)
+def test_console_size_is_checked(size: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_console_size(size)
+
+
+def test_console_size_reaches_the_extension() -> None:
+    plan = SpawnPlan(argv=("sh",), console=True, console_size=(37, 123))
+    assert native_arguments(plan)["console_size"] == (37, 123)
+    assert check_console_size([1, 65535]) == (1, 65535)
+    # No size: the terminal's old 24x80.
+    assert native_arguments(evolve(plan, console_size=None))["console_size"] == (24, 80)
+    extension = importlib.import_module("sandbox_native")
+    with pytest.raises(ValueError, match=r"console_size \(0, 5\) is out of range 1..65535"):
+        extension.spawn(argv=(b"true",), console_size=(0, 5))
 
 
 def test_frozen_records_take_fields_by_position_or_name() -> None:
@@ -844,6 +882,71 @@ async def test_join_failure_is_reported(layout: Layout, no_fd_leak: None) -> Non
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def _pts_mounts() -> tuple[MountOp, ...]:
+    """A devpts of the container's own at /dev/pts, where the child opens its console."""
+    return (
+        MountOp(MountKind.MKDIR, "/dev/pts", mode=0o755),
+        MountOp(
+            MountKind.MOUNT,
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            MS_NOSUID | MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=620",
+        ),
+    )
+
+
+def _console_output(master: int) -> bytes:
+    """What the process wrote to its terminal (all of it: it has ended, and the little it
+    wrote waits in the terminal's buffer), read from the master until the end (EIO)."""
+    chunks = []
+    with open(master, "rb", buffering=0) as f:
+        while True:
+            try:
+                chunk = f.read(4096)
+            except OSError as exc:  # EIO: no slave end is open any more
+                assert exc.errno == errno.EIO, exc
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.root
+async def test_console_has_its_size_from_the_first_instruction(
+    no_fd_leak: None, layout: Layout, reaper: list[Spawned]
+) -> None:
+    """The terminal is sized before the exec: a program that reads the size once, at its
+    start, sees the plan's, with no resize after the spawn.  Without a size: 24x80.  An
+    exec into the container (join mode) gets its own size the same way."""
+    mounts = layout.mounts(*_pts_mounts())
+    plan = layout.plan("sh", "-c", "stty size; tty", mounts=mounts, console=True)
+    for size, expected in (((37, 123), b"37 123"), (None, b"24 80")):
+        spawned = await start(RealNative(), evolve(plan, console_size=size))
+        reaper.append(spawned)
+        assert spawned.console >= 0
+        status = await wait_exit(spawned.pidfd)
+        assert status.si_code == os.CLD_EXITED and status.si_status == 0
+        lines = _console_output(spawned.console).splitlines()
+        assert lines == [expected, b"/dev/pts/0"], lines
+    first = await start(RealNative(), layout.plan("sleep", "1000", mounts=mounts))
+    reaper.append(first)
+    joined = SpawnPlan(
+        argv=("stty", "size"),
+        join_pidfd=first.pidfd,
+        join_namespaces=frozenset({Namespace.MOUNT, Namespace.PID}),
+        console=True,
+        console_size=(51, 202),
+    )
+    spawned = await start(RealNative(), joined)
+    reaper.append(spawned)
+    status = await wait_exit(spawned.pidfd)
+    assert status.si_code == os.CLD_EXITED and status.si_status == 0
+    assert _console_output(spawned.console).splitlines() == [b"51 202"]
 
 
 def _comm(pid: int) -> str:

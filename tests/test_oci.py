@@ -937,6 +937,67 @@ def test_console_socket_and_preserved_fds(runtime: Runtime, bundle: Bundle, tmp_
     assert out.read_text() == "via-fd-3\n"
 
 
+def _receive_master(listener: socket.socket) -> int:
+    """The pty master a runtime sent on its --console-socket."""
+    conn, _ = listener.accept()
+    with conn:
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    assert len(fds) == 1
+    return fds[0]
+
+
+def _first_line(master: int) -> bytes:
+    """The first line the process wrote to its terminal (the master is closed)."""
+    screen = b""
+    with open(master, "rb", buffering=0) as f:
+        while b"\n" not in screen:
+            try:
+                chunk = f.read(1024)
+            except OSError:  # EIO: the last slave end is closed
+                break
+            if not chunk:
+                break
+            screen += chunk
+    return screen.partition(b"\r\n")[0]
+
+
+@pytest.mark.root
+def test_console_size_from_the_first_instruction(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """process.consoleSize is the terminal's before the exec, not set on the master after
+    the spawn: `run` (create and start in one, where that raced the process) and `exec`
+    print theirs as their first output."""
+    bundle.command("stty size; exec sleep 1000")
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["consoleSize"] = {"height": 37, "width": 123}
+    bundle.write()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "run.sock"))
+        listener.listen(1)
+        runtime("run", "--detach", "--bundle", str(bundle.path), "--console-socket",
+                str(tmp_path / "run.sock"), "s1")  # fmt: skip
+        master = _receive_master(listener)
+    assert _first_line(master) == b"37 123"
+    process = dict(bundle.config["process"], args=["stty", "size"])
+    process["consoleSize"] = {"height": 41, "width": 99}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "exec.sock"))
+        listener.listen(1)
+        runtime("exec", "--process", str(tmp_path / "process.json"), "--console-socket",
+                str(tmp_path / "exec.sock"), "s1")  # fmt: skip
+        master = _receive_master(listener)
+    assert _first_line(master) == b"41 99"
+    # Past a terminal's unsigned short: refused by name, nothing started.
+    process["consoleSize"] = {"height": 41, "width": 70000}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    bad = runtime("exec", "--process", str(tmp_path / "process.json"), "--console-socket",
+                  str(tmp_path / "exec.sock"), "s1", check=False)  # fmt: skip
+    assert bad.returncode != 0
+    assert "process.consoleSize: console size 41x70000" in bad.stderr, bad.stderr
+
+
 @pytest.mark.root
 def test_a_pods_containers_share_namespaces_by_path(
     runtime: Runtime, bundle: Bundle, tmp_path: Path

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -102,11 +103,53 @@ def test_oversized_frame_refused_before_reading_it() -> None:
             },
             "expected bool, got str @ $.attach",
         ),
+        (
+            {"type": "StartRequest", "container": "x", "console_size": [0, 80]},
+            "console size 0x80 (rows x columns) is out of range 1..65535",
+        ),
+        (
+            {"type": "ExecRequest", "container": "x", "command": ["sh"], "console_size": [24]},
+            "console size (24,) is not two integers (rows, columns)",
+        ),
+        (
+            {"type": "ExecRequest", "container": "x", "command": ["sh"], "console_size": "24x80"},
+            "expected a list, got str @ $.console_size",
+        ),
+        (
+            {
+                "type": "CreateRequest",
+                "config": {"image": "default", "command": ["sh"], "console_size": [24, 70000]},
+            },
+            "console size 24x70000 (rows x columns) is out of range",
+        ),
     ],
 )
 def test_bad_messages_name_the_problem(message: dict[str, Any], error: str) -> None:
-    with pytest.raises(ValueError, match=error.replace("$", r"\$").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(error)):
         parse(message, REQUESTS)
+
+
+def test_console_sizes_are_optional() -> None:
+    """Clients that know no console_size (older boxctl) send none: 24x80 as before."""
+    start = parse({"type": "StartRequest", "container": "x", "attach": True}, REQUESTS)
+    assert start.console_size is None
+    exec_ = parse({"type": "ExecRequest", "container": "x", "command": ["sh"]}, REQUESTS)
+    assert exec_.console_size is None
+    run = parse(
+        {
+            "type": "RunRequest",
+            "config": {
+                "image": "default",
+                "command": ["sh"],
+                "tty": True,
+                "console_size": [37, 123],
+            },
+        },
+        REQUESTS,
+    )
+    assert run.config.console_size == (37, 123)
+    sized = {"type": "ExecRequest", "container": "x", "command": ["sh"], "console_size": [37, 123]}
+    assert parse(sized, REQUESTS).console_size == (37, 123)
 
 
 class _NoContainers:

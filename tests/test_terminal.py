@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -197,3 +198,54 @@ def test_tty_output_arrives_whole_attached_and_in_the_log(daemon: Daemon) -> Non
     r = daemon.ctl("run", "-t", "--name", "big", "default", "seq", "300000", timeout=120)
     assert r.stdout == expected  # text mode: the terminal's \r\n read as \n
     assert daemon.ctl("logs", "big").stdout == expected
+
+
+def _sizes(screen: str) -> list[str]:
+    """The ``stty size`` answers on the screen ("37 123"), in order."""
+    return [line for line in map(str.strip, screen.splitlines()) if re.fullmatch(r"\d+ \d+", line)]
+
+
+def _sized(tmux: Tmux, command: str, answers: int, *, width: int, height: int) -> list[str]:
+    """Run ``command`` after the pane's own ``stty size``; the sizes on the screen once it
+    ended (the pane's first, then ``answers`` more), its exit code checked.  The pane
+    says the code and waits for a key, so that the screen is read before it goes."""
+    tmux.start(f"stty size; {command}; echo end-$?; read _", width=width, height=height)
+    screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
+    tmux.keys("Enter")
+    tmux.wait_exit()
+    assert "end-0" in screen.split(), screen
+    host, *seen = _sizes(screen)
+    assert host == f"{height} {width}" and len(seen) == answers, screen
+    return [host, *seen]
+
+
+def test_a_terminal_has_the_clients_size_from_the_start(daemon: Daemon, tmux: Tmux) -> None:
+    """run -it, start -ai and exec -it send the client's terminal size with the request: a
+    program that reads it once at its start sees it, not 24x80 until the first resize.
+    The pane's own ``stty size`` comes first on the screen; each container's must be the
+    same, the first it prints."""
+    cmd = ("sh", "-c", "stty size; sleep 1; stty size")
+    run = _boxctl(daemon, "run", "-it", "--name", "r", "default", *cmd)
+    host, *seen = _sized(tmux, run, 2, width=123, height=37)
+    assert seen == [host, host]
+    # start -ai: the start request's size (nobody's terminal at create).
+    daemon.ctl("create", "-it", "--name", "s", "default", "stty", "size")
+    host, *seen = _sized(tmux, _boxctl(daemon, "start", "-ai", "s"), 1, width=101, height=33)
+    assert seen == [host]
+    # exec -it into a container that got no size at all (24x80).
+    daemon.ctl("run", "-d", "-t", "--name", "e", "default", "sleep", "1000")
+    exec_ = _boxctl(daemon, "exec", "-it", "e", "stty", "size")
+    host, *seen = _sized(tmux, exec_, 1, width=97, height=31)
+    assert seen == [host]
+    daemon.ctl("rm", "-f", "e")
+
+
+def test_a_size_given_at_create_is_used_at_each_start(daemon: Daemon, tmux: Tmux) -> None:
+    """create -t in a terminal keeps its size with the container (Docker's
+    HostConfig.ConsoleSize): a later start without a terminal of its own uses it."""
+    create = _boxctl(daemon, "create", "-t", "--name", "c", "default", "stty", "size")
+    host, *_ = _sized(tmux, create, 0, width=111, height=29)
+    for _ in range(2):
+        daemon.ctl("start", "c")
+        assert daemon.ctl("wait", "c").stdout.strip() == "0"
+    assert daemon.ctl("logs", "c").stdout.split("\n")[:2] == [host, host]

@@ -20,7 +20,7 @@ from .._supervisor import Conflict, NoSuchContainer, StartError
 from ._api import READ_SIZE, Api, api_error, frame, unwrap
 from ._http import ApiError, HttpConnection, Request, stream_type
 from ._router import CONTAINER, route
-from ._shapes import Fields
+from ._shapes import Fields, console_size
 
 
 @attrs.define(eq=False)
@@ -58,6 +58,7 @@ class Exec:
             "workdir": spec.workdir,
             "user": spec.user,
             "tty": spec.tty,
+            "console_size": spec.console_size,
             "interactive": self.stdin,
             "privileged": spec.privileged,
         }
@@ -217,6 +218,8 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
         user=body.text("User"),
         tty=body.flag("Tty"),
         privileged=body.flag("Privileged"),
+        # API 1.42 on (before, Docker ignores it): the terminal's first size.
+        console_size=console_size(body, "ConsoleSize") if req.at_least("1.42") else None,
     )
     _plan.check_exec(spec)
     ex = Exec(

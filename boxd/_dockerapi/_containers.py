@@ -73,7 +73,7 @@ def _make_mountpoints(req: Request, body: object) -> None:
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
     _make_mountpoints(req, body)
-    config = _shapes.container_config(body)
+    config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
     if req.arg("platform"):
         _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
     _make_labelled(api, body)

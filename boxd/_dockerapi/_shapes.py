@@ -167,11 +167,33 @@ _NAMESPACE_MODES = {
 }
 
 
-def container_config(body: dict[str, Any]) -> ContainerConfig:
+def console_size(fields: Fields, key: str) -> tuple[int, int] | None:
+    """``HostConfig.ConsoleSize`` (API 1.42) or an exec's ``ConsoleSize``: [height,
+    width] of the terminal from its first instruction, as (rows, columns); None when absent
+    or with a 0 in it (Docker's [0, 0], unset).  Anything but two integers 0..65535 is
+    refused by name."""
+    value = fields.value(key)
+    if value is None:
+        return None
+    where = f"{fields.path}.{key}"
+    if not isinstance(value, list) or len(value) != 2 or not all(_is_int(v) for v in value):
+        raise ApiError(400, f"invalid {where} {value!r}: expected [height, width], two integers")
+    if not all(0 <= v <= 65535 for v in value):
+        raise ApiError(
+            400, f"invalid {where} {value!r}: height and width must be between 0 and 65535"
+        )
+    rows, cols = value
+    return (rows, cols) if rows and cols else None
+
+
+def container_config(body: dict[str, Any], *, with_console_size: bool = True) -> ContainerConfig:
     """A ContainerConfig from the body of ``POST /containers/create``.  A stored image's
-    Entrypoint, Cmd, Env, WorkingDir and User are filled in by the supervisor."""
+    Entrypoint, Cmd, Env, WorkingDir and User are filled in by the supervisor.
+    ``with_console_size``: HostConfig.ConsoleSize is read (API 1.42 on; before, Docker
+    ignores it)."""
     cfg = Fields(body, "Config")
     host = cfg.object("HostConfig")
+    size = console_size(host, "ConsoleSize") if with_console_size else None
     image = cfg.text("Image")
     if not image:
         raise ApiError(400, "no image given (Config.Image is empty)")
@@ -231,6 +253,7 @@ def container_config(body: dict[str, Any]) -> ContainerConfig:
             ipc_mode=host.text("IpcMode"),
             uts_mode=host.text("UTSMode"),
             tty=cfg.flag("Tty"),
+            console_size=size,
             interactive=cfg.flag("OpenStdin"),
             network=network,
             network_aliases=aliases,
@@ -856,6 +879,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "OomKillDisable": bool(res.oom_kill_disable),
         "OomScoreAdj": cfg.oom_score_adj or 0,
         "KernelMemory": 0,
+        "ConsoleSize": list(cfg.console_size or (0, 0)),
         "BlkioWeight": res.blkio_weight or 0,
         **{
             key: _device_rates(getattr(res, field), value_key) or None

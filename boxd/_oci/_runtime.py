@@ -252,13 +252,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             place = _placer(_translate.id_maps(spec), spec.process.oom_score_adj)
             spawned = _spawn(plan, cgroup, place)
         try:
-            if spawned.console >= 0:
+            if spawned.console >= 0:  # sized before the exec (SpawnPlan.console_size)
                 try:
-                    size = spec.process.console_size
-                    if size is not None:
-                        import termios  # only with a terminal
-
-                        termios.tcsetwinsize(spawned.console, (size.height, size.width))
                     assert options.console_socket is not None
                     _send_console(options.console_socket, spawned.console)
                 finally:
@@ -476,13 +471,8 @@ def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     finally:
         os.close(pidfd)
     try:
-        if spawned.console >= 0:
+        if spawned.console >= 0:  # sized before the exec (SpawnPlan.console_size)
             try:
-                if process.console_size is not None:
-                    import termios  # only with a terminal
-
-                    size = process.console_size
-                    termios.tcsetwinsize(spawned.console, (size.height, size.width))
                 assert options.console_socket is not None
                 _send_console(options.console_socket, spawned.console)
             finally:

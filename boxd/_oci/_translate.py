@@ -23,6 +23,7 @@ from .._native import (
     Namespace,
     Rlimit,
     SpawnPlan,
+    check_console_size,
 )
 from ._spec import IDMapping, Mount, Process, Resources, Spec, SpecError
 
@@ -499,6 +500,7 @@ def process_plan(process: Process, *, console: bool) -> dict[str, object]:
         raise SpecError(f"config.json: process.cwd {process.cwd!r} must be absolute")
     caps = capabilities(process)
     return {
+        "console_size": console_size(process) if console else None,
         "argv": process.args,
         "env": process.env,
         "search_path": search_path(process.env),
@@ -511,6 +513,18 @@ def process_plan(process: Process, *, console: bool) -> dict[str, object]:
         "caps": caps,
         "no_new_privs": process.no_new_privileges,
     }
+
+
+def console_size(process: Process) -> tuple[int, int] | None:
+    """``process.consoleSize`` as the console's (rows, columns) from the start; None (24x80)
+    without one or with a 0 in it, as runc leaves the size alone then."""
+    size = process.console_size
+    if size is None or not size.height or not size.width:
+        return None
+    try:
+        return check_console_size((size.height, size.width))
+    except ValueError as exc:
+        raise SpecError(f"config.json: process.consoleSize: {exc}") from None
 
 
 def table_sysctls(spec: Spec, spaces: frozenset[Namespace]) -> bool:
