@@ -429,8 +429,7 @@ def test_exec_d_processes_outlive_the_daemon(live: Daemon) -> None:
     """`exec -d` (boxctl's and the Engine API's) gets /dev/null for stdio, as Docker's, so
     a process that writes all the time lives through a daemon's kill -9 and a SIGTERM that
     leaves the containers running (its output pipes broke with the daemon before)."""
-    import docker
-
+    docker = pytest.importorskip("docker")
     live.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
     loop = "while :; do echo {0}; echo {0} >&2; sleep 0.05; done"
     live.ctl("exec", "-d", "s", "sh", "-c", loop.format("boxctl"))
