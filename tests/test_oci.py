@@ -918,21 +918,9 @@ def test_console_socket_and_preserved_fds(runtime: Runtime, bundle: Bundle, tmp_
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert create.returncode == 0, create.stderr
-        conn, _ = listener.accept()
-        with conn:
-            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
-    assert len(fds) == 1
-    with open(fds[0], "rb", buffering=0) as master:
-        runtime("start", "t1")
-        screen = b""
-        while b"/dev/pts/0" not in screen:
-            try:
-                chunk = master.read(1024)
-            except OSError:  # EIO: the last slave end is closed
-                break
-            if not chunk:
-                break
-            screen += chunk
+        master = _receive_master(listener)
+    runtime("start", "t1")
+    screen = _screen_until(master, b"/dev/pts/0")
     assert b"33 77" in screen and b"/dev/pts/0" in screen
     assert out.read_text() == "via-fd-3\n"
 
@@ -946,11 +934,12 @@ def _receive_master(listener: socket.socket) -> int:
     return fds[0]
 
 
-def _first_line(master: int) -> bytes:
-    """The first line the process wrote to its terminal (the master is closed)."""
+def _screen_until(master: int, marker: bytes) -> bytes:
+    """What the process wrote to its terminal until ``marker`` or its end (the master is
+    closed)."""
     screen = b""
     with open(master, "rb", buffering=0) as f:
-        while b"\n" not in screen:
+        while marker not in screen:
             try:
                 chunk = f.read(1024)
             except OSError:  # EIO: the last slave end is closed
@@ -958,7 +947,12 @@ def _first_line(master: int) -> bytes:
             if not chunk:
                 break
             screen += chunk
-    return screen.partition(b"\r\n")[0]
+    return screen
+
+
+def _first_line(master: int) -> bytes:
+    """The first line the process wrote to its terminal (the master is closed)."""
+    return _screen_until(master, b"\n").partition(b"\r\n")[0]
 
 
 @pytest.mark.root
