@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from . import _env
-from ._cases import BOXD_RUNTIME, Bench
+from ._cases import BOXD_RUNTIME, LIBRARY_ROOT, Bench
 from ._report import Case, write
 
 NETNS_MARK = "BOXD_BENCH_NETNS"
@@ -125,7 +125,7 @@ def cleanup(bench: Bench) -> list[str]:
         from boxd._oci._state import Root
         from boxd._supervisor import cgroup_name
 
-        prefixes += [cgroup_name(bench.daemon.root), cgroup_name(bench.work / "library-root")]
+        prefixes += [cgroup_name(bench.daemon.root), cgroup_name(bench.work / LIBRARY_ROOT)]
         # boxd-runtime's group for our --root only: other runs' may be in use.
         prefixes.append(cgroup_location(Root(str(bench.boxd_runtime_state)), "", "x", False)[1])
     except ImportError as exc:

@@ -19,6 +19,30 @@ BOXCTL = str(Path(PY).with_name("boxctl"))
 BOXD = str(Path(PY).with_name("boxd"))
 
 
+def wait_for_deletions(root: Path, timeout: float = 60.0) -> None:
+    """Until nothing is left in the trash of the boxd state directory ``root``.  boxd
+    deletes removed containers' directories once starts and removals pause
+    (``boxd._supervisor.TRASH_QUIET``): right after a boxd entry, while the next one, often
+    a peer's, would be timed.  The bench waits for them after each boxd entry, untimed."""
+    from boxd._store import DELETING
+
+    deadline = time.monotonic() + timeout
+    while _pending(root / "trash", DELETING) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _pending(trash: Path, deleting: str) -> bool:
+    try:
+        with os.scandir(trash) as entries:
+            names = [e.name for e in entries]
+        if any(name != deleting for name in names):
+            return True
+        with os.scandir(trash / deleting) as entries:
+            return any(True for _ in entries)
+    except FileNotFoundError:
+        return False
+
+
 class Daemon:
     def __init__(self, work: Path) -> None:
         self.root = work / "boxd-root"

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from . import _env, _oci
-from ._boxd import PY, Daemon
+from ._boxd import PY, Daemon, wait_for_deletions
 from ._measure import (
     concurrent,
     hyperfine,
@@ -31,6 +31,7 @@ from ._report import BASELINE, OURS, PEER, REFERENCE, Case
 
 MEMORY_LIMIT = 64 << 20
 SETTLE = 0.025  # seconds between the runs of a start pair taken in turn
+LIBRARY_ROOT = "library-root"  # in the work directory: the library's supervisor's state
 LIBRARY_ROUNDS = 5  # the library's single start against crun's, in turn: rounds of runs / 5
 BOXD_RUNTIME = str(Path(PY).with_name("boxd-runtime"))
 # conmon's cost per container as documented for this host (../shared/peers/README.md).
@@ -123,7 +124,16 @@ class Bench:
     ) -> list[float]:
         self.tools["hyperfine"].require()
         cgns = ["sh", str(_env.CGNS)] if wrap else []
-        return hyperfine(argv, runs=runs, work=self.work, wrap=cgns, warmup=warmup)
+        try:
+            return hyperfine(argv, runs=runs, work=self.work, wrap=cgns, warmup=warmup)
+        finally:
+            self.deletions_done()
+
+    def deletions_done(self) -> None:
+        """Wait (untimed) for the deletions boxd left for when it is quiet: the daemon's
+        and the library's (see wait_for_deletions)."""
+        wait_for_deletions(self.daemon.root)
+        wait_for_deletions(self.work / LIBRARY_ROOT)
 
     def runtime_path(self, runtime: str) -> str:
         return BOXD_RUNTIME if runtime == "boxd-runtime" else self.tools[runtime].require()
@@ -236,7 +246,7 @@ class Bench:
         errors = self.work / f"library-{base}.err"
         with errors.open("wb") as err:
             proc = subprocess.Popen(
-                [PY, "-m", "bench._library", "--root", str(self.work / "library-root"),
+                [PY, "-m", "bench._library", "--root", str(self.work / LIBRARY_ROOT),
                  "--image", self.root()],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
             )  # fmt: skip
@@ -248,6 +258,7 @@ class Bench:
                         self._peer_round(out, f"{base}_crun", peer, n, counted=i > 0)
                     else:
                         self._library_round(proc, out, base, f"{base} {n} {count}", i > 0)
+                        self.deletions_done()
         finally:
             proc.stdin.close()
             if proc.wait(timeout=120) != 0:
@@ -334,7 +345,7 @@ class Bench:
                 "runc run": lambda: [*self.oci_run("runc"), self.name("runc")],
             }
         )
-        timed = in_turn(pair, runs, settle=SETTLE)
+        timed = in_turn(pair, runs, settle=SETTLE, after=self.deletions_done)
         case.measure(
             "boxctl run --rm",
             OURS,
@@ -447,7 +458,7 @@ class Bench:
                 ),
             }
         )
-        turns = in_turn(pair, self.sizes.repeats)
+        turns = in_turn(pair, self.sizes.repeats, after=self.deletions_done)
         case.measure(
             "boxctl run --rm",
             OURS,
@@ -547,7 +558,7 @@ class Bench:
                 "python -c pass": [PY, "-c", "pass"],
                 name: self.boxctl("ps", "-a"),
             }
-            return in_turn(pair, self.sizes.ps_runs)
+            return in_turn(pair, self.sizes.ps_runs, after=self.deletions_done)
         finally:
             self.daemon.remove_all()
 
@@ -753,7 +764,7 @@ class Bench:
                 commands[name] = counted(argv, check)
             except Exception as exc:
                 commands[name] = exc
-        timed = in_turn(commands, s.output_runs)
+        timed = in_turn(commands, s.output_runs, after=self.deletions_done)
         # The two PTY entries in turn with each other, as the pipes: both are bound by the
         # wakeups per 4 KiB of a terminal, which the machine's load stretches.
         ptys: list[tuple[str, str, Callable[[], list[str]]]] = [
@@ -774,7 +785,7 @@ class Bench:
                 pty_commands[name] = counted(argv, None)
             except Exception as exc:
                 pty_commands[name] = exc
-        pty_timed = in_turn(pty_commands, s.output_runs)
+        pty_timed = in_turn(pty_commands, s.output_runs, after=self.deletions_done)
         for name, role, _, _, note in pipes[:4]:
             rate(name, role, partial(samples, timed, name), note)
         rate(ptys[0][0], ptys[0][1], partial(samples, pty_timed, ptys[0][0]), "in turn with -t")

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 _exports = itertools.count()
@@ -88,12 +88,16 @@ def concurrent(command: str, count: int) -> str:
 
 
 def in_turn(
-    commands: dict[str, list[str] | Exception], runs: int, *, settle: float = 0.0
+    commands: dict[str, list[str] | Exception],
+    runs: int,
+    *,
+    settle: float = 0.0,
+    after: Callable[[], None] | None = None,
 ) -> dict[str, list[float] | Exception]:
     """Milliseconds of ``runs`` runs of each command, taken in turn: one of each per round,
     the order turned by one every round, after a first round that is not counted; a pause
-    of ``settle`` seconds after each run.  A command that failed (or fails here) keeps its
-    error and leaves the rounds."""
+    of ``settle`` seconds after each run, and ``after`` called (untimed).  A command that
+    failed (or fails here) keeps its error and leaves the rounds."""
     out: dict[str, list[float] | Exception] = {
         k: v if isinstance(v, Exception) else [] for k, v in commands.items()
     }
@@ -111,6 +115,8 @@ def in_turn(
                 continue
             if i:
                 samples.append(ms)
+            if after is not None:
+                after()
             time.sleep(settle)
     return out
 

@@ -114,6 +114,13 @@ BACKOFF_RESET = 10.0  # a run this long resets the backoff
 COMMIT_PAUSE = "commit-pause"
 RECORD_GRACE = 10.0  # how long a run's cgroup waits for its end to be recorded at most
 KILL_WAIT = 10.0  # how long a SIGKILL's answer waits for the end to be recorded (Docker's)
+# The trash is emptied once no container has started or been removed for TRASH_QUIET
+# seconds, or TRASH_MAX_DELAY after it was first filled if they never pause: deleting
+# directories while containers start made every start slower (the deletions' I/O, and on
+# ext4 without a journal each new inode's search skips the ones deleted in the last
+# seconds), see bench/README.
+TRASH_QUIET = 0.25
+TRASH_MAX_DELAY = 5.0
 
 
 class StartError(RuntimeError):
@@ -230,6 +237,9 @@ class Supervisor:
         self.insecure_registries: frozenset[str] = frozenset()
         self._puller: Puller | None = None
         self._trash = trio.Event()  # set: a removed container's directory awaits deletion
+        self._busy_at = 0.0  # when a container last started or was removed (Trio's clock)
+        self._trash_wait: trio.CancelScope | None = None  # the trash's wait for a pause
+        self._trash_latest = 0.0  # when it is emptied even if there is no pause
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
         # Starts' file system work (_prepare_run) in one worker thread at a time: with one
@@ -815,6 +825,7 @@ class Supervisor:
         st = c.state
         if adoption is None:
             self._set(entry, STARTING, save=False)
+            self._busy(trio.current_time())
         entry.recorded = trio.Event()
         try:
             image = image or self._image(c.config.image, c.config.image_id)
@@ -1311,6 +1322,7 @@ class Supervisor:
             entry.logs.close()
         self.networks.forget(entry.container.id)
         self.store.discard(entry.container.id)
+        self._busy(trio.current_time())
         self._trash.set()
         self.events.removed(entry.container)
         entry.gone.set()
@@ -1323,9 +1335,16 @@ class Supervisor:
             await entry.gone.wait()
 
     async def _collect_trash(self) -> None:
-        """Delete removed containers' directories in a thread, one batch at a time."""
+        """Delete removed containers' directories in a thread, one batch at a time, when
+        starts and removals pause (see TRASH_QUIET)."""
         while True:
             await self._trash.wait()
+            # Each start or removal meanwhile moves the deadline on (see _busy).
+            self._trash_latest = trio.current_time() + TRASH_MAX_DELAY
+            with trio.CancelScope(deadline=self._trash_latest) as self._trash_wait:
+                self._busy(self._busy_at)
+                await trio.sleep_forever()
+            self._trash_wait = None
             self._trash = trio.Event()
             # Their last runs' overlays are unmounted first (see _dismantle_later).
             for done in builtins.list(self._removals):
@@ -1340,6 +1359,12 @@ class Supervisor:
                 used = {e.container.config.image_id for e in self._entries.values()}
                 keep = frozenset(self._puller.active if self._puller else ())
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
+
+    def _busy(self, when: float) -> None:
+        """A container started or was removed at ``when``: the trash waits on."""
+        self._busy_at = when
+        if self._trash_wait is not None:
+            self._trash_wait.deadline = min(self._trash_latest, when + TRASH_QUIET)
 
     def _empty_trash(self) -> None:
         self.store.empty_trash()

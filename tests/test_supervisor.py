@@ -517,3 +517,42 @@ async def test_a_start_that_fails_before_spawning_goes_back_to_created(
         await sup.start("x")
         assert await sup.wait("x") == 0
         await sup.remove("x")
+
+
+def _trash_entries(root: Path) -> set[str]:
+    return {p.name for p in (root / "trash").iterdir() if p.name != ".deleting"}
+
+
+async def test_the_trash_waits_for_a_pause_in_starts_and_removals(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removed containers' directories are deleted once starts and removals pause (their
+    deletion slowed the starts around it), and within TRASH_MAX_DELAY if they never do."""
+    monkeypatch.setattr(_supervisor, "TRASH_QUIET", 0.4)
+    monkeypatch.setattr(_supervisor, "TRASH_MAX_DELAY", 2.0)
+    root = tmp_path / "root"
+
+    async def one() -> str:
+        c = await sup.run(config(image, "true"))
+        await sup.wait(c.id)
+        await sup.remove(c.id)
+        await trio.sleep(0.05)
+        return c.id
+
+    async with supervisor(tmp_path, host) as sup:
+        began = trio.current_time()
+        removed = [await one() for _ in range(5)]
+        assert trio.current_time() - began < 1.5  # a burst shorter than the longest delay
+        assert _trash_entries(root) == set(removed)  # nothing deleted during it
+        for _ in range(100):  # within 5 s
+            if not _trash_entries(root):
+                break
+            await trio.sleep(0.05)
+        assert _trash_entries(root) == set()
+        # Never a pause: emptied all the same, TRASH_MAX_DELAY after the first removal.
+        began = trio.current_time()
+        removed = []
+        with trio.fail_after(10):
+            while not removed or set(removed) <= _trash_entries(root):
+                removed.append(await one())
+        assert trio.current_time() - began >= 1.5  # not at once either
