@@ -1,28 +1,30 @@
 """The build: a Dockerfile's steps run on the supervisor, as Docker's classic builder runs
 them.
 
-Each stage is a state (the image configuration and its layers).  A metadata step changes
-the configuration; RUN runs a container on the stage's image (the build's environment,
-user, working directory and shell) and commits its upper directory as one layer with the
-machinery of ``commit``; COPY and ADD write their sources into a container created on the
-stage's image (never started) and commit that.  The image a RUN or COPY needs is recorded
-in the store for the step and removed at the end of the build (its layers stay with the
-final image).
+Each stage is a state (the image configuration, its layers and what they lie over:
+nothing, or with ``FROM default`` the built-in image).  A metadata step changes the
+configuration; RUN runs a container on the stage's image (the build's environment, user,
+working directory and shell) and commits its upper directories (on default one per
+overlay: /, /usr ...) as one layer with the machinery of ``commit``; COPY and ADD write
+their sources into a container created on the stage's image (never started) and commit
+that.  The image a RUN or COPY needs is recorded in the store for the step and removed at
+the end of the build (its layers stay with the final image).
 
 The layer cache (``<images>/build-cache/<key>.json``): a step's key is the digest of its
-parent's configuration and of what the step does (the instruction after substitution, the
-build arguments a RUN sees, the content of the files a COPY takes), and its value the
-resulting configuration and layers.  A hit is used only if every layer is still stored;
-``--no-cache`` skips the lookup.
+parent's configuration (and base) and of what the step does (the instruction after
+substitution, the build arguments a RUN sees, the content of the files a COPY takes), and
+its value the resulting configuration and layers.  A hit is used only if every layer is
+still stored; ``--no-cache`` skips the lookup.
 
 With ``--cache-from`` images the cache is those images' histories instead, as in Docker's
 classic builder (so a CI machine can reuse an image it pulled, whose steps it never ran):
-a step is a hit when an image's history and layers begin with the stage's own and its
-next history entry was made by the same instruction (``created_by``: a RUN's command and
-build arguments, a COPY's content digest, destination and options, all of the step's key
-that a history can show).  The step then takes that entry and its layer.  The
-daemon's own step cache is not consulted then, as Docker consults only what the images
-hold; a named image not stored is passed over with a warning.
+a step is a hit when an image on the stage's base has history and layers that begin with
+the stage's own and its next history entry was made by the same instruction
+(``created_by``: a RUN's command and build arguments, a COPY's content digest,
+destination and options, all of the step's key that a history can show).  The step then
+takes that entry and its layer.  The daemon's own step cache is not consulted then, as
+Docker consults only what the images hold; a named image not stored is passed over with a
+warning.
 """
 
 from __future__ import annotations
