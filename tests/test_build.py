@@ -719,8 +719,9 @@ RUN echo x > /etc/built && mkdir -p {share} && echo y > {share}/f \\
 RUN rm /usr/local/bin/boxdtest-tac /usr/bin/tac
 FROM base
 RUN cat {share}/f > {share}/g
+COPY c {share}/
 CMD test ! -e /usr/bin/tac && test ! -e /usr/local/bin/boxdtest-tac \\
-    && cat /etc/built {share}/f {share}/g && echo $MARK
+    && cat /etc/built {share}/f {share}/g {share}/c && echo $MARK
 """
 
 
@@ -734,23 +735,24 @@ def _host_share() -> str:
 
 def test_from_default_builds_over_the_hosts_usr(clean: Daemon, tmp_path: Path) -> None:
     """A stage FROM default gets layers over the host's /usr: changes in / and in /usr
-    are its layers, deletions in /usr hide the host's files, a later stage FROM it keeps
-    the base, the cache serves a second build; the image never leaves the host (save,
-    push, export refused in one line) and rmi removes its layers."""
+    (RUN's, COPY's) are its layers, deletions in /usr hide the host's files, a later
+    stage FROM it keeps the base, the cache serves a second build; the image never
+    leaves the host (save, push, export refused in one line) and rmi removes its
+    layers."""
     share = _host_share()
-    ctx = _context(tmp_path / "ctx", {"Dockerfile": ON_DEFAULT.format(share=share)})
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": ON_DEFAULT.format(share=share), "c": "c\n"})
     layer_dirs = clean.root / "images" / "l"
     before = set(os.listdir(layer_dirs))
     first = clean.ctl("build", "-t", "ondefault:1", str(ctx)).stdout
     assert "Using cache" not in first
-    assert clean.ctl("run", "--rm", "ondefault:1").stdout == "x\ny\ny\non-default\n"
+    assert clean.ctl("run", "--rm", "ondefault:1").stdout == "x\ny\ny\nc\non-default\n"
     assert not os.path.exists(share) and os.path.isfile("/usr/bin/tac")  # the host's, as was
     image = _image(clean, "ondefault:1")
-    assert len(image["RootFS"]["Layers"]) == 3  # type: ignore[index]
+    assert len(image["RootFS"]["Layers"]) == 4  # type: ignore[index]
     history = json.loads(clean.ctl("history", "--format", "json", "ondefault:1").stdout)
     assert history[-1]["created_by"].startswith("default: boxd's built-in image")
     again = clean.ctl("build", "-t", "ondefault:1", str(ctx)).stdout
-    assert again.count(" ---> Using cache") == 5  # ENV, RUN, RUN, RUN, CMD
+    assert again.count(" ---> Using cache") == 6  # ENV, RUN, RUN, RUN, COPY, CMD
     assert _image(clean, "ondefault:1")["Id"] == image["Id"]
 
     clean.ctl("tag", "ondefault:1", "127.0.0.1:1/ondefault:1")
