@@ -768,6 +768,8 @@ def test_from_default_builds_over_the_hosts_usr(clean: Daemon, tmp_path: Path) -
         assert len(r.stderr.strip().splitlines()) == 1
     status, _, body = api_call(clean, "GET", "/images/ondefault:1/get")
     assert status == 400 and f"{why} saved".encode() in body
+    status, _, body = api_call(clean, "POST", "/images/127.0.0.1:1/ondefault/push?tag=1")
+    assert status == 400 and f"{why} pushed".encode() in body
     clean.ctl("rm", "holder")
     clean.ctl("rmi", "ondefault:1", "127.0.0.1:1/ondefault:1")
     assert set(os.listdir(layer_dirs)) == before
