@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import zstandard
 
+from .config import DEFAULT, default_base_config
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
@@ -448,8 +449,6 @@ def commit(
     layer over ``parent``, or with None over the built-in image default (the new image is
     then based on it); ``history``: the new entry's ``created_by``, ``comment`` and
     ``author``."""
-    from .config import DEFAULT, default_base_config
-
     layer = layer_of_uppers(store, uppers)
     layers: tuple[BlobRef, ...] = ()
     if parent is None:
