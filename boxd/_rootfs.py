@@ -626,13 +626,16 @@ def _layer_dir_name(target: str) -> str:
 def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path]]:
     """(target, upper directory) of each of the container's overlays, ``/`` first: what it
     wrote in each (commit's and a build step's layer)."""
-    return [(layer.target, root_upper(container_dir, layer.target)) for layer in image.layers]
+    return [
+        (layer.target, container_dir / "fs" / _layer_dir_name(layer.target) / "upper")
+        for layer in image.layers
+    ]
 
 
-def root_upper(container_dir: Path, target: str = "/") -> Path:
-    """The overlay upper directory of the container's root layer (``/``; or of the layer
-    at ``target``): what it wrote there (export's top, Docker's SizeRw)."""
-    return container_dir / "fs" / _layer_dir_name(target) / "upper"
+def root_upper(container_dir: Path) -> Path:
+    """The overlay upper directory of the container's root layer (``/``): what it wrote
+    there (export's top, Docker's SizeRw)."""
+    return container_dir / "fs" / _layer_dir_name("/") / "upper"
 
 
 class _Table:

@@ -512,9 +512,7 @@ def _opaque(fd: int) -> bool:
     return False
 
 
-def _walk_upper(
-    tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: frozenset[str] | set[str]
-) -> None:
+def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str]) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
         if path in _RUNTIME_FILES or path in skipped:
