@@ -50,12 +50,14 @@ __all__ = [
     "check_command",
     "container_dirs",
     "container_mounts",
+    "container_uppers",
     "default_created",
     "look_up",
     "parse_volume",
     "prepare_default_image",
     "read_container_file",
     "resolve_image",
+    "stacked",
 ]
 
 
@@ -349,6 +351,31 @@ def _default_layers(root: Path) -> tuple[Layer, ...]:
     return tuple(layers)
 
 
+def stacked(base: Image, name: str, lowers: Sequence[str]) -> Image:
+    """An image whose layer directories ``lowers`` (top-most first, each a whole root:
+    ``usr/bin/x``) lie over ``base`` (``default``): each of base's overlays gets, above its
+    own lowers, every layer's subdirectory for its target that is a directory (not
+    followed through a symlink; overlay refuses a missing lowerdir), so a whiteout or an
+    opaque directory in a layer hides the host's file there too."""
+    layers = []
+    for layer in base.layers:
+        if layer.target == "/":
+            own = list(lowers)
+        else:
+            rel = layer.target.strip("/")
+            own = [f"{d}/{rel}" for d in lowers if _is_real_dir(f"{d}/{rel}")]
+        dirs = (*own, *layer.lowers)
+        layers.append(Layer(dirs[0], layer.target, below=dirs[1:]))
+    return Image(name, tuple(layers))
+
+
+def _is_real_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 # --- resolving references and paths inside an image ----------------------------------------
 
 
@@ -596,9 +623,18 @@ def _layer_dir_name(target: str) -> str:
     return "root" if target == "/" else target.strip("/").replace("/", "-")
 
 
+def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path]]:
+    """(target, upper directory) of each of the container's overlays, ``/`` first: what it
+    wrote in each (commit's and a build step's layer)."""
+    return [
+        (layer.target, container_dir / "fs" / _layer_dir_name(layer.target) / "upper")
+        for layer in image.layers
+    ]
+
+
 def root_upper(container_dir: Path) -> Path:
     """The overlay upper directory of the container's root layer (``/``): what it wrote
-    there (commit's layer, export's top, Docker's SizeRw)."""
+    there (export's top, Docker's SizeRw)."""
     return container_dir / "fs" / _layer_dir_name("/") / "upper"
 
 

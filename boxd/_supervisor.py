@@ -91,6 +91,7 @@ from ._rootfs import (
     Image,
     ImageError,
     container_dirs_at,
+    container_uppers,
     prepare_default_image,
     resolve_image,
     root_upper,
@@ -386,7 +387,7 @@ class Supervisor:
         if ref == "default" or ref.startswith("/"):
             return resolve_image(ref, self.store.images)
         record = self.images.for_container(image_id) if image_id else self.images.lookup(ref)
-        return rootfs_of(self.images, record, ref)
+        return rootfs_of(self.images, record, ref, functools.partial(self._image, "default"))
 
     def _with_image_config(self, config: ContainerConfig) -> ContainerConfig:
         """A stored image's configuration (Cmd, Env, User ...) under the container's.  A
@@ -1255,6 +1256,13 @@ class Supervisor:
         image = self._image(c.config.image, c.config.image_id)
         where = self.store.container_dir(c.id)
         return await trio.to_thread.run_sync(_diff.changes, image, where)
+
+    def uppers(self, ref: str) -> builtins.list[tuple[str, Path]]:
+        """(target, upper directory) of each of the container's overlays, ``/`` first:
+        what it wrote (commit's and a build step's layer; several on default)."""
+        c = self._lookup(ref).container
+        image = self._image(c.config.image, c.config.image_id)
+        return container_uppers(image, self.store.container_dir(c.id))
 
     @asynccontextmanager
     async def open_root(self, ref: str) -> AsyncIterator[tuple[Container, int]]:

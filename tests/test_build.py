@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -394,7 +395,6 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
-        ("FROM default\n", (), "FROM default: the built-in image default is the host's"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_1(
@@ -707,3 +707,106 @@ def test_from_pulls_a_missing_base(clean: Daemon, tmp_path: Path, busybox_root: 
         r = clean.ctl("build", "--pull", str(ctx))
         assert registry.manifests() > manifests
         assert "Using cache" in r.stdout  # the same base: the steps are cached
+
+
+# ---- images based on default (the host's /usr) ----------------------------------------
+
+ON_DEFAULT = """\
+FROM default AS base
+ENV MARK=on-default
+RUN echo x > /etc/built && mkdir -p {share} && echo y > {share}/f \\
+    && cp /usr/bin/tac /usr/local/bin/boxdtest-tac
+RUN rm /usr/local/bin/boxdtest-tac /usr/bin/tac
+FROM base
+RUN cat {share}/f > {share}/g
+COPY c {share}/
+CMD test ! -e /usr/bin/tac && test ! -e /usr/local/bin/boxdtest-tac \\
+    && cat /etc/built {share}/f {share}/g {share}/c && echo $MARK
+"""
+
+
+def _host_share() -> str:
+    """A /usr path of the host's that no one has: a build or commit on default that
+    writes there must leave the host without it."""
+    if not os.path.isfile("/usr/bin/tac"):
+        pytest.skip("the host has no /usr/bin/tac to hide in an image")
+    return f"/usr/local/share/boxdtest-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def test_from_default_builds_over_the_hosts_usr(clean: Daemon, tmp_path: Path) -> None:
+    """A stage FROM default gets layers over the host's /usr: changes in / and in /usr
+    (RUN's, COPY's) are its layers, deletions in /usr hide the host's files, a later
+    stage FROM it keeps the base, the cache serves a second build; the image never
+    leaves the host (save, push, export refused in one line) and rmi removes its
+    layers."""
+    share = _host_share()
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": ON_DEFAULT.format(share=share), "c": "c\n"})
+    layer_dirs = clean.root / "images" / "l"
+    before = set(os.listdir(layer_dirs))
+    first = clean.ctl("build", "-t", "ondefault:1", str(ctx)).stdout
+    assert "Using cache" not in first
+    assert clean.ctl("run", "--rm", "ondefault:1").stdout == "x\ny\ny\nc\non-default\n"
+    assert not os.path.exists(share) and os.path.isfile("/usr/bin/tac")  # the host's, as was
+    image = _image(clean, "ondefault:1")
+    assert len(image["RootFS"]["Layers"]) == 4  # type: ignore[index]
+    history = json.loads(clean.ctl("history", "--format", "json", "ondefault:1").stdout)
+    assert history[-1]["created_by"].startswith("default: boxd's built-in image")
+    again = clean.ctl("build", "-t", "ondefault:1", str(ctx)).stdout
+    assert again.count(" ---> Using cache") == 6  # ENV, RUN, RUN, RUN, COPY, CMD
+    assert _image(clean, "ondefault:1")["Id"] == image["Id"]
+
+    clean.ctl("tag", "ondefault:1", "127.0.0.1:1/ondefault:1")
+    clean.ctl("create", "--name", "holder", "ondefault:1")
+    why = "is built on default (this host's /usr): it cannot be"
+    for args, message in (
+        (("save", "-o", str(tmp_path / "x.tar"), "ondefault:1"), f"image ondefault:1 {why} saved"),
+        (("push", "127.0.0.1:1/ondefault:1"), f"image 127.0.0.1:1/ondefault:1 {why} pushed"),
+        (("export", "-o", str(tmp_path / "x.tar"), "holder"), f"{why} exported"),
+    ):
+        r = clean.ctl(*args, check=False)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    status, _, body = api_call(clean, "GET", "/images/ondefault:1/get")
+    assert status == 400 and f"{why} saved".encode() in body
+    status, _, body = api_call(clean, "POST", "/images/127.0.0.1:1/ondefault/push?tag=1")
+    assert status == 400 and f"{why} pushed".encode() in body
+    clean.ctl("rm", "holder")
+    clean.ctl("rmi", "ondefault:1", "127.0.0.1:1/ondefault:1")
+    assert set(os.listdir(layer_dirs)) == before
+    assert _containers(clean) == []
+
+
+def test_commit_of_a_container_on_default(clean: Daemon, tmp_path: Path) -> None:
+    """A container on default commits to an image based on it (its changes in / and in
+    /usr one layer), and a container on that image again, through docker-py; a container
+    on a root directory is refused in one line."""
+    share = _host_share()
+    write = f"echo e > /etc/committed && mkdir -p {share} && echo u > {share}/f && rm /usr/bin/tac"
+    clean.ctl("run", "--name", "changer", "default", "sh", "-c", write)
+    clean.ctl("commit", "changer", "committed:1")
+    check = f"test ! -e /usr/bin/tac && cat /etc/committed {share}/*"
+    assert clean.ctl("run", "--rm", "committed:1", "sh", "-c", check).stdout == "e\nu\n"
+    assert len(_image(clean, "committed:1")["RootFS"]["Layers"]) == 1  # type: ignore[index]
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.run("committed:1", ["sh", "-c", f"echo v > {share}/g"], detach=True)
+        assert c.wait()["StatusCode"] == 0
+        c.commit("committed", "2")
+        out = client.containers.run("committed:2", ["sh", "-c", check], remove=True)
+        assert out == b"e\nu\nv\n"
+        rows = client.images.get("committed:2").history()
+        assert rows[-1]["Id"] == "<missing>"
+        assert rows[-1]["CreatedBy"].startswith("default: boxd's built-in image")
+    finally:
+        client.close()
+    assert not os.path.exists(share) and os.path.isfile("/usr/bin/tac")
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy("/usr/bin/true", root / "bin" / "true")
+    clean.ctl("create", "--name", "rootdir", "--rootfs", str(root), "/bin/true")
+    r = clean.ctl("commit", "rootdir", "nope:1", check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert f"container rootdir runs on the root directory {root}, not an image" in r.stderr
+    clean.remove_containers()
+    clean.ctl("rmi", "committed:1", "committed:2")

@@ -278,3 +278,37 @@ def test_a_dotdot_lookup_survives_renames_elsewhere_on_the_machine(tmp_path: Pat
     finally:
         renamer.kill()
         renamer.wait()
+
+
+def test_a_layer_of_several_uppers(tmp_path: Path) -> None:
+    """A container on default has an upper directory per overlay: its layer holds each
+    one's entries below the overlay's target, whiteouts and opaque directories as
+    ``.wh.`` entries, and not the root upper's copy of a mount point."""
+    from boxd._images.archive import write_diff
+
+    root, usr = tmp_path / "root", tmp_path / "usr"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "built").write_text("x\n")
+    (root / "etc" / "hostname").write_text("boxd's own\n")
+    (root / "usr" / "stray").mkdir(parents=True)  # the mount point: the /usr overlay's
+    (usr / "local" / "share").mkdir(parents=True)
+    (usr / "local" / "share" / "f").write_text("y\n")
+    os.mknod(usr / "local" / "gone", stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    (usr / "lib").mkdir()
+    os.setxattr(usr / "lib", "trusted.overlay.opaque", b"y")
+    buf = io.BytesIO()
+    write_diff([("/", root), ("/usr", usr), ("/lib64", tmp_path / "never-ran")], buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        names = tar.getnames()
+        assert tar.extractfile("usr/local/share/f").read() == b"y\n"  # type: ignore[union-attr]
+    assert names == [
+        "etc", "etc/built", "usr", "usr/lib", "usr/lib/.wh..wh..opq", "usr/local",
+        "usr/local/.wh.gone", "usr/local/share", "usr/local/share/f",
+    ]  # fmt: skip
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    buf.seek(0)
+    unpack(buf.read, str(layer))
+    assert stat.S_ISCHR(os.lstat(layer / "usr" / "local" / "gone").st_mode)
+    assert os.getxattr(layer / "usr" / "lib", "trusted.overlay.opaque") == b"y"

@@ -385,18 +385,13 @@ def test_a_pause_cut_by_a_kill_is_recorded_as_the_cgroup_is(tmp_path: Path, cut:
         assert not _alive(state["pid"])
 
 
-def test_a_commit_cut_by_a_kill_leaves_its_container_running(
-    tmp_path: Path, busybox_root: Path
-) -> None:
+def test_a_commit_cut_by_a_kill_leaves_its_container_running(tmp_path: Path) -> None:
     """The daemon killed while a commit holds its container paused (as Docker's commit
     pauses it), that instant made here from what the commit had written and frozen: the
     next daemon thaws it and records it running, where before it stayed paused, paused by
     nobody.  A pause of the user's own stays (the test above)."""
-    tarball = tmp_path / "root.tar"
-    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
     with running_daemon(tmp_path) as daemon:
-        daemon.ctl("import", str(tarball), "bb:1")  # commit takes stored images only
-        daemon.ctl("run", "-d", "--name", "c", "bb:1", "sleep", "300")
+        daemon.ctl("run", "-d", "--name", "c", "default", "sleep", "300")
         cid = daemon.inspect("c")["id"]
         daemon.stop(signal.SIGKILL)
         record = _record(daemon.root, cid)
@@ -413,7 +408,7 @@ def test_a_commit_cut_by_a_kill_leaves_its_container_running(
         daemon.ctl("commit", "c", "committed", timeout=30)  # pauses and unpauses again
         assert daemon.inspect("c")["state"]["status"] == "running"
         daemon.ctl("rm", "-f", "c")
-        daemon.ctl("rmi", "committed", "bb:1")
+        daemon.ctl("rmi", "committed")
 
 
 def test_a_stop_cut_by_a_kill_keeps_the_exit_code(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ from boxd._rootfs import (
     parse_volume,
     prepare_default_image,
     resolve_image,
+    stacked,
 )
 
 SKEL = Path(__file__).resolve().parent.parent / "rootfs" / "skel"
@@ -130,6 +131,30 @@ def test_default_image_layout(images: Path, default: Image) -> None:
     )
     assert stat.S_IMODE(os.stat(root / "tmp").st_mode) == 0o1777
     assert not (root / "home").exists()
+
+
+def test_layers_stacked_over_default(default: Image, tmp_path: Path) -> None:
+    """Each of default's overlays gets the layers' directories for its target above its
+    own, top-most first; a layer without the directory (or with a symlink there, never
+    followed out of the layer) is left out of that overlay."""
+    top, middle, bottom = (tmp_path / n for n in ("top", "middle", "bottom"))
+    (top / "usr" / "bin").mkdir(parents=True)
+    (middle / "etc").mkdir(parents=True)
+    (middle / "usr").symlink_to("/etc")
+    (bottom / "usr").mkdir(parents=True)
+    image = stacked(default, "mine", [str(top), str(middle), str(bottom)])
+    assert image.name == "mine"
+    assert [layer.target for layer in image.layers] == [x.target for x in default.layers]
+    root, *host = image.layers
+    assert root.lowers == (str(top), str(middle), str(bottom), default.layers[0].lower)
+    usr = next(layer for layer in image.layers if layer.target == "/usr")
+    assert usr.lowers == (f"{top}/usr", f"{bottom}/usr", "/usr")
+    for layer in host:
+        if layer.target != "/usr":  # no layer has /bin, /lib ... as a directory here
+            assert layer.lowers == next(
+                d.lowers for d in default.layers if d.target == layer.target
+            )
+    assert stacked(default, "empty", []).layers == default.layers
 
 
 def test_default_image_is_built_once(images: Path, default: Image) -> None:

@@ -1,28 +1,30 @@
 """The build: a Dockerfile's steps run on the supervisor, as Docker's classic builder runs
 them.
 
-Each stage is a state (the image configuration and its layers).  A metadata step changes
-the configuration; RUN runs a container on the stage's image (the build's environment,
-user, working directory and shell) and commits its upper directory as one layer with the
-machinery of ``commit``; COPY and ADD write their sources into a container created on the
-stage's image (never started) and commit that.  The image a RUN or COPY needs is recorded
-in the store for the step and removed at the end of the build (its layers stay with the
-final image).
+Each stage is a state (the image configuration, its layers and what they lie over:
+nothing, or with ``FROM default`` the built-in image).  A metadata step changes the
+configuration; RUN runs a container on the stage's image (the build's environment, user,
+working directory and shell) and commits its upper directories (on default one per
+overlay: /, /usr ...) as one layer with the machinery of ``commit``; COPY and ADD write
+their sources into a container created on the stage's image (never started) and commit
+that.  The image a RUN or COPY needs is recorded in the store for the step and removed at
+the end of the build (its layers stay with the final image).
 
 The layer cache (``<images>/build-cache/<key>.json``): a step's key is the digest of its
-parent's configuration and of what the step does (the instruction after substitution, the
-build arguments a RUN sees, the content of the files a COPY takes), and its value the
-resulting configuration and layers.  A hit is used only if every layer is still stored;
-``--no-cache`` skips the lookup.
+parent's configuration (and base) and of what the step does (the instruction after
+substitution, the build arguments a RUN sees, the content of the files a COPY takes), and
+its value the resulting configuration and layers.  A hit is used only if every layer is
+still stored; ``--no-cache`` skips the lookup.
 
 With ``--cache-from`` images the cache is those images' histories instead, as in Docker's
 classic builder (so a CI machine can reuse an image it pulled, whose steps it never ran):
-a step is a hit when an image's history and layers begin with the stage's own and its
-next history entry was made by the same instruction (``created_by``: a RUN's command and
-build arguments, a COPY's content digest, destination and options, all of the step's key
-that a history can show).  The step then takes that entry and its layer.  The
-daemon's own step cache is not consulted then, as Docker consults only what the images
-hold; a named image not stored is passed over with a warning.
+a step is a hit when an image on the stage's base has history and layers that begin with
+the stage's own and its next history entry was made by the same instruction
+(``created_by``: a RUN's command and build arguments, a COPY's content digest,
+destination and options, all of the step's key that a history can show).  The step then
+takes that entry and its layer.  The daemon's own step cache is not consulted then, as
+Docker consults only what the images hold; a named image not stored is passed over with a
+warning.
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ from .. import _users, protocol
 from .._atomic import atomic_write
 from .._convert import structure, unstructure
 from .._healthcheck import Healthcheck
+from .._images.config import DEFAULT, default_base_config
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
+from .._listing import DEFAULT_IMAGES
 from .._records import ContainerConfig, Resources
-from .._rootfs import root_upper
 from . import sources
 from .dockerfile import (
     Dockerfile,
@@ -113,6 +116,7 @@ class _Stage:
     layers: tuple[BlobRef, ...]
     args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
     cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
+    base: str = ""  # what the layers lie over (ImageRecord.base): "" or "default"
 
     @property
     def inner(self) -> dict[str, Any]:
@@ -237,7 +241,7 @@ class Builder:
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
             )
         image_id = self.store.put_blob(_json(stage.config))
-        self.store.add(image_id, stage.layers, None)
+        self.store.add(image_id, stage.layers, None, base=stage.base)
         if image_id in self.made:
             self.made.remove(image_id)
         for ref in self.options.tags:
@@ -306,7 +310,9 @@ class Builder:
             raise BuildError(f"line {ins.line}: FROM takes IMAGE [AS NAME], not {ins.text!r}")
         for earlier in self.stages:
             if earlier.name and earlier.name == base.lower():
-                stage = _Stage(name, copy.deepcopy(earlier.config), earlier.layers)
+                stage = _Stage(
+                    name, copy.deepcopy(earlier.config), earlier.layers, base=earlier.base
+                )
                 await self.say(f" ---> {_short(_digest(stage.config))}\n")
                 return stage
         if base == "scratch":
@@ -321,14 +327,14 @@ class Builder:
             }
             await self.say(" ---> \n")
             return _Stage(name, config, ())
-        if base == "default":
-            raise BuildError(
-                f"line {ins.line}: FROM default: the built-in image default is the host's "
-                "/usr, not layers, so nothing can be built on it; build FROM a stored image "
-                "(pull, load or import one) or scratch"
-            )
+        if base in DEFAULT_IMAGES:
+            stage = _default_stage(name)
+            await self.say(f" ---> {_short(_digest(stage.config))}\n")
+            return stage
         record = await self._image(base, ins, meta)
-        stage = _Stage(name, copy.deepcopy(self.store.config(record)), record.layers)
+        stage = _Stage(
+            name, copy.deepcopy(self.store.config(record)), record.layers, base=record.base
+        )
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
         if triggers:
@@ -424,7 +430,9 @@ class Builder:
     # ---- the layer cache ----------------------------------------------------------
 
     def _key(self, stage: _Stage, what: object) -> str:
-        return hashlib.sha256(_json([_digest(stage.config), what])).hexdigest()
+        # The base is the key's too (a stage over nothing keeps the key it always had).
+        parent = [_digest(stage.config), *([stage.base] if stage.base else [])]
+        return hashlib.sha256(_json([*parent, what])).hexdigest()
 
     async def _cached(
         self,
@@ -467,6 +475,8 @@ class Builder:
         history = stage.config.get("history") or []
         diff_ids = (stage.config.get("rootfs") or {}).get("diff_ids") or []
         for source in self.sources:
+            if source.record.base != stage.base:
+                continue
             theirs = source.config.get("history") or []
             their_ids = (source.config.get("rootfs") or {}).get("diff_ids") or []
             if len(theirs) <= len(history) or theirs[: len(history)] != history:
@@ -519,7 +529,7 @@ class Builder:
         try:
             self.store.get(image_id)
         except NoSuchImage:
-            self.store.add(image_id, stage.layers, None)
+            self.store.add(image_id, stage.layers, None, base=stage.base)
             self.made.append(image_id)
         return image_id
 
@@ -532,7 +542,7 @@ class Builder:
         ``volumes`` the image's VOLUMEs are not mounted: COPY writes into the image there,
         and reads what the image holds there."""
         if not volumes and "Volumes" in stage.inner:
-            stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers)
+            stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers, base=stage.base)
             del stage.inner["Volumes"]
         image_id = self._materialize(stage)
         config = ContainerConfig(
@@ -603,12 +613,11 @@ class Builder:
         await self._stored(stage, key)
 
     async def _commit(self, cid: str) -> BlobRef:
+        """The step container's changes, in every overlay it has (/usr ... on default)."""
         from .._images import archive
 
-        upper = root_upper(self.sup.store.container_dir(cid))
-        if not upper.is_dir():
-            upper.mkdir(parents=True)
-        layer: BlobRef = await trio.to_thread.run_sync(archive.layer_of_upper, self.store, upper)
+        uppers = self.sup.uppers(cid)
+        layer: BlobRef = await trio.to_thread.run_sync(archive.layer_of_uppers, self.store, uppers)
         return layer
 
     # ---- COPY and ADD -------------------------------------------------------------
@@ -705,10 +714,14 @@ class Builder:
             stage = self.stages[int(source)]
         else:
             stage = next((s for s in self.stages if s.name == source.lower()), None)
+        if stage is None and source in DEFAULT_IMAGES:
+            stage = _default_stage("")
         if stage is None:
             record = await self._image(source, ins, {})
-            stage = _Stage("", copy.deepcopy(self.store.config(record)), record.layers)
-        if not stage.layers:
+            stage = _Stage(
+                "", copy.deepcopy(self.store.config(record)), record.layers, base=record.base
+            )
+        if not stage.layers and not stage.base:
             raise BuildError(f"line {ins.line}: --from={source} has no files (no layers)")
         async with (
             self._container(stage, ["true"], [], volumes=False) as cid,
@@ -759,7 +772,7 @@ class Builder:
             finally:
                 tar_path.unlink(missing_ok=True)
 
-        if not stage.layers:  # scratch: the files are the layer
+        if not stage.layers and not stage.base:  # scratch: the files are the layer
             work = Path(tempfile.mkdtemp(dir=self.store.tmp, prefix="build-"))
             try:
                 os.chmod(work, 0o755)
@@ -769,7 +782,7 @@ class Builder:
                 finally:
                     os.close(fd)
                 layer: BlobRef = await trio.to_thread.run_sync(
-                    archive.layer_of_upper, self.store, work
+                    archive.layer_of_uppers, self.store, [("/", work)]
                 )
                 return layer
             finally:
@@ -778,6 +791,12 @@ class Builder:
             async with self.sup.open_root(cid) as (_, root_fd):
                 await trio.to_thread.run_sync(write, root_fd)
             return await self._commit(cid)
+
+
+def _default_stage(name: str) -> _Stage:
+    """A stage on the built-in image default: its layers will lie over the host's /usr
+    (see boxd/_images/config.py), it has none of its own yet."""
+    return _Stage(name, default_base_config(), (), base=DEFAULT)
 
 
 def _platform_args(target: Platform | None) -> dict[str, str]:

@@ -22,12 +22,13 @@ import stat
 import tarfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import zstandard
 
+from .config import DEFAULT, default_base_config
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
@@ -38,7 +39,7 @@ __all__ = [
     "commit",
     "export_merged",
     "import_rootfs",
-    "layer_of_upper",
+    "layer_of_uppers",
     "load",
     "save",
 ]
@@ -438,28 +439,35 @@ def import_rootfs(
 
 def commit(
     store: ImageStore,
-    parent: ImageRecord,
-    upper: Path,
+    parent: ImageRecord | None,
+    uppers: Sequence[tuple[str, Path]],
     container_config: dict[str, Any],
     ref: Reference | None,
     history: dict[str, str],
 ) -> ImageRecord:
-    """``commit``: the container's upper directory as a new layer over ``parent``;
-    ``history``: the new entry's ``created_by``, ``comment`` and ``author``."""
-    layer = layer_of_upper(store, upper)
-    base = store.config(parent)
-    diff_ids = [*(layer.diff_id for layer in parent.layers), layer.diff_id]
+    """``commit``: the container's upper directories (see :func:`write_diff`) as a new
+    layer over ``parent``, or with None over the built-in image default (the new image is
+    then based on it); ``history``: the new entry's ``created_by``, ``comment`` and
+    ``author``."""
+    layer = layer_of_uppers(store, uppers)
+    layers: tuple[BlobRef, ...] = ()
+    if parent is None:
+        base, over = default_base_config(), DEFAULT
+    else:
+        base, layers, over = store.config(parent), parent.layers, parent.base
+    diff_ids = [*(below.diff_id for below in layers), layer.diff_id]
     config = _config(diff_ids, base, container_config, **history)
     image_id = store.put_blob(_json_bytes(config))
-    return store.add(image_id, (*parent.layers, layer), ref)
+    return store.add(image_id, (*layers, layer), ref, base=over)
 
 
-def layer_of_upper(store: ImageStore, upper: Path) -> BlobRef:
-    """An overlay upper directory (or any directory) as a stored, unpacked layer."""
+def layer_of_uppers(store: ImageStore, uppers: Sequence[tuple[str, Path]]) -> BlobRef:
+    """Overlay upper directories (or any directories) as one stored, unpacked layer (see
+    :func:`write_diff`)."""
     fd, tmp = store.temp_file()
     try:
         with os.fdopen(fd, "wb") as out:
-            write_diff(upper, out)
+            write_diff(uppers, out)
         return _single_layer(store, tmp)
     finally:
         tmp.unlink(missing_ok=True)
@@ -469,23 +477,31 @@ def layer_of_upper(store: ImageStore, upper: Path) -> BlobRef:
 _RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts"})
 
 
-def write_diff(upper: Path, out: IO[bytes]) -> None:
-    """A layer tar of an overlay upper directory: its whiteouts (0/0 character devices)
-    become ``.wh.NAME`` and its opaque directories get ``.wh..wh..opq``; the files boxd
-    writes at each start (/etc/hostname, /etc/hosts) are left out.  Files are
+def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
+    """A layer tar of a container's overlay upper directories, (target, directory) with
+    ``/`` first (one on a stored image; on default one more for each host directory it
+    shows, /usr ...), each one's paths below its target (``usr/bin/x``): whiteouts (0/0
+    character devices) become ``.wh.NAME`` and opaque directories get ``.wh..wh..opq``;
+    the files boxd writes at each start (/etc/hostname, /etc/hosts) are left out, and so
+    is what an upper holds where another overlay is mounted (its mount point).  Files are
     opened with O_NOFOLLOW and checked to be what was listed: the container may change
-    its upper directory meanwhile, and must not make the daemon read a host file.  A
-    container that never ran has no upper directory: it changed nothing."""
-    try:
-        root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT).close()
-        return
-    try:
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _walk_upper(tar, root_fd, "")
-    finally:
-        os.close(root_fd)
+    its upper directories meanwhile, and must not make the daemon read a host file.  An
+    upper directory that is not there (a container that never ran) changed nothing."""
+    targets = {target.strip("/") for target, _ in uppers}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for target, upper in uppers:
+            try:
+                root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                rel = target.strip("/")
+                if rel and os.listdir(root_fd):
+                    # The mount point's own entry first, as the layer's directory of it.
+                    tar.addfile(_info(rel, os.fstat(root_fd)))
+                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets)
+            finally:
+                os.close(root_fd)
 
 
 def _opaque(fd: int) -> bool:
@@ -496,10 +512,10 @@ def _opaque(fd: int) -> bool:
     return False
 
 
-def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str) -> None:
+def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str]) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
-        if path in _RUNTIME_FILES:
+        if path in _RUNTIME_FILES or path in skipped:
             continue
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if _is_whiteout(st):
@@ -512,7 +528,7 @@ def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str) -> None:
             try:
                 if _opaque(sub):
                     tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
-                _walk_upper(tar, sub, f"{path}/")
+                _walk_upper(tar, sub, f"{path}/", skipped)
             finally:
                 os.close(sub)
         else:

@@ -13,28 +13,80 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from .._healthcheck import from_api, merge
 from .._records import ContainerConfig
-from .._rootfs import Image, Layer
+from .._rootfs import Image, Layer, default_created, stacked
 from .store import ImageRecord, ImageStore
 
-__all__ = ["ImageConfigError", "apply_image_config", "rootfs_of"]
+__all__ = [
+    "DEFAULT",
+    "ImageConfigError",
+    "apply_image_config",
+    "default_base_config",
+    "on_default_refusal",
+    "rootfs_of",
+]
+
+# The base (ImageRecord.base) of an image whose layers lie over the built-in image.
+DEFAULT = "default"
 
 
 class ImageConfigError(ValueError):
     """The image's configuration cannot make a container; the message says why."""
 
 
-def rootfs_of(store: ImageStore, record: ImageRecord, name: str) -> Image:
-    """The overlay stack of a stored image: its layers as lowers, top-most first."""
+def rootfs_of(
+    store: ImageStore, record: ImageRecord, name: str, default: Callable[[], Image]
+) -> Image:
+    """The overlay stack of a stored image: its layers as lowers, top-most first, over
+    nothing or, for an image based on default, over ``default()``'s (see
+    :func:`boxd._rootfs.stacked`)."""
     lowers = store.lowers(record)
+    if record.base == DEFAULT:
+        return stacked(default(), name, lowers)
     if not lowers:
         raise ImageConfigError(f"image {name} has no layers")
     return Image(name, (Layer(lowers[0], "/", below=lowers[1:]),))
+
+
+def default_base_config() -> dict[str, Any]:
+    """The configuration an image based on default starts from (``FROM default``, the
+    commit of a container on default): no layers, no command, and one history entry for
+    the base itself, made when default's inputs last changed.  That entry keeps such an
+    image's id (and a build's cache keys, digests of configurations) apart from one over
+    nothing, and changes them when the host's default does."""
+    import time
+
+    from .pull import host
+
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(default_created()))
+    return {
+        "architecture": host().architecture,
+        "os": "linux",
+        "created": created,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [
+            {
+                "created": created,
+                "created_by": "default: boxd's built-in image (this host's /usr)",
+                "empty_layer": True,
+            }
+        ],
+    }
+
+
+def on_default_refusal(name: str, verb: str) -> str:
+    """Why an image based on default cannot leave this host (save, push, export)."""
+    return (
+        f"image {name} is built on default (this host's /usr): it cannot be {verb}; "
+        "build it FROM a stored image to ship it"
+    )
 
 
 def _strings(config: dict[str, Any], key: str) -> tuple[str, ...]:

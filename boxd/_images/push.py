@@ -31,6 +31,7 @@ import attrs
 import trio
 
 from .._messages import EndFrame, OkResponse
+from .config import on_default_refusal
 from .messages import PushedFrame, PushingFrame, PushProgressFrame, PushRequest
 from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress, _leaves
 from .reference import DEFAULT_REGISTRY, Reference, parse_reference
@@ -282,6 +283,9 @@ async def push_tag(
 async def serve(sup: Supervisor, conn: Sender, req: PushRequest) -> None:
     """The PushRequest conversation (see :mod:`boxd._images.messages`)."""
     targets = _targets(sup.images, req)
+    for ref, record in targets:
+        if record.base:
+            raise ValueError(on_default_refusal(ref.familiar, "pushed"))
     user = (req.username, req.password) if req.username else None
     diff_ids = [layer.diff_id for _, record in targets for layer in record.layers]
     puller = sup.puller

@@ -12,8 +12,8 @@ Layout::
     layers/<hex>.json       the record that makes ``l/...`` of diff_id <hex> present; it
                             is written after the rename, so a killed unpack leaves nothing
                             a later run would use
-    meta/<hex>.json         one image (id = digest of its config): tags, repo digests and
-                            the layer blobs in order
+    meta/<hex>.json         one image (id = digest of its config): tags, repo digests,
+                            the layer blobs in order and what they lie over (its base)
     gzip/<hex>.json         the gzip blob a push made of the plain tar blob <hex> (a
                             committed or imported layer), pushed in its place: made
                             once, so every push of the layer sends the same bytes
@@ -86,6 +86,11 @@ class ImageRecord:
     repo_tags: tuple[str, ...] = ()  # normalized: docker.io/library/busybox:latest
     repo_digests: tuple[str, ...] = ()  # docker.io/library/busybox@sha256:<manifest>
     added: float = 0.0
+    # What the layers lie over: "" nothing (an image as registries hold it), or "default"
+    # (the built-in image: the host's /usr ... and the skeleton root).  Here, not in the
+    # config: the config's rootfs can only name layers, and default is none, so an image
+    # based on it is one of this store only (save and push refuse it).
+    base: str = ""
 
 
 def digest_hex(digest: str) -> str:
@@ -337,13 +342,20 @@ class ImageStore:
             self.save(attrs.evolve(record, repo_tags=(*record.repo_tags, name)))
 
     def add(
-        self, image_id: str, layers: tuple[BlobRef, ...], ref: Reference | None, digest: str = ""
+        self,
+        image_id: str,
+        layers: tuple[BlobRef, ...],
+        ref: Reference | None,
+        digest: str = "",
+        *,
+        base: str = "",
     ) -> ImageRecord:
-        """Record an image whose config and layers are stored; tag it with ``ref``."""
+        """Record an image whose config and layers are stored (over ``base``, see
+        :class:`ImageRecord`); tag it with ``ref``."""
         try:
             record = self.get(image_id)
         except NoSuchImage:
-            record = ImageRecord(id=image_id, layers=layers, added=time.time())
+            record = ImageRecord(id=image_id, layers=layers, added=time.time(), base=base)
         self._refused.pop(image_id, None)
         if ref is not None:
             self._refused.pop(str(ref), None)

@@ -21,6 +21,7 @@ from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
+from .config import DEFAULT, on_default_refusal
 from .messages import (
     IMAGE_REQUESTS,
     IMAGE_STREAMS,
@@ -304,6 +305,8 @@ class ImageVerbs:
         images: dict[str, tuple[ImageRecord, list[Reference]]] = {}
         for text in req.images:
             record = self.store.lookup(text)
+            if record.base:
+                raise ValueError(on_default_refusal(text, "saved"))
             refs = images.setdefault(record.id, (record, []))[1]
             with contextlib.suppress(ValueError):
                 ref = parse_reference(text)
@@ -392,13 +395,14 @@ class ImageVerbs:
         from . import archive  # tarfile and zstandard: on first use
 
         c = self.sup.inspect(req.container)
-        if not c.config.image_id:
+        if not c.config.image_id and c.config.image != DEFAULT:
             raise ValueError(
-                f"container {c.name} runs on {c.config.image}, not a stored image: "
-                "only containers of stored images can be committed"
+                f"container {c.name} runs on the root directory {c.config.image}, not an "
+                "image: only containers of stored images and of default can be committed"
             )
         ref = parse_reference(req.reference) if req.reference else None
-        parent = self.store.for_container(c.config.image_id)
+        # On default: the new image is based on it (archive.commit over None).
+        parent = self.store.for_container(c.config.image_id) if c.config.image_id else None
         cfg = c.config
         entrypoint = list(cfg.entrypoint or ())
         inner: dict[str, Any] = {
@@ -419,10 +423,10 @@ class ImageVerbs:
             "comment": req.comment,
             "author": req.author,
         }
-        upper = root_upper(self.sup.store.container_dir(c.id))
+        uppers = self.sup.uppers(c.id)
         async with self._paused(c.id if req.pause else None):
             record = await trio.to_thread.run_sync(
-                archive.commit, self.store, parent, upper, inner, ref, history
+                archive.commit, self.store, parent, uppers, inner, ref, history
             )
         await conn.send(CommitResponse(id=record.id))
 
@@ -513,7 +517,12 @@ class ImageVerbs:
 
         c = self.sup.inspect(req.container)
         if c.config.image_id:
-            lowers = list(self.store.lowers(self.store.for_container(c.config.image_id)))
+            record = self.store.for_container(c.config.image_id)
+            if record.base:
+                raise ValueError(
+                    f"container {c.name}: {on_default_refusal(c.config.image, 'exported')}"
+                )
+            lowers = list(self.store.lowers(record))
         elif c.config.image.startswith("/"):
             lowers = [c.config.image]
         else:
