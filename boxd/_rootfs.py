@@ -58,6 +58,7 @@ __all__ = [
     "read_container_file",
     "resolve_image",
     "stacked",
+    "written_uppers",
 ]
 
 
@@ -630,6 +631,12 @@ def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path]
         (layer.target, container_dir / "fs" / _layer_dir_name(layer.target) / "upper")
         for layer in image.layers
     ]
+
+
+def written_uppers(container_dir: Path) -> list[Path]:
+    """The upper directories of every overlay the container had (none before its first
+    run), whatever its image is now: what it wrote (Docker's SizeRw)."""
+    return sorted((container_dir / "fs").glob("*/upper"))
 
 
 def root_upper(container_dir: Path) -> Path:

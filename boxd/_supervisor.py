@@ -94,7 +94,7 @@ from ._rootfs import (
     container_uppers,
     prepare_default_image,
     resolve_image,
-    root_upper,
+    written_uppers,
 )
 from ._run import Run, start_time_of
 from ._shim import ExitStatus
@@ -363,11 +363,12 @@ class Supervisor:
 
     async def rw_sizes(self, containers: Sequence[Container]) -> builtins.list[int]:
         """Bytes each container wrote to its own filesystem (the regular files of its
-        overlay's upper directory: Docker's SizeRw), read in a worker thread."""
+        overlays' upper directories, /usr's too on default: Docker's SizeRw), read in a
+        worker thread."""
         from ._images.store import disk_usage
 
-        uppers = [root_upper(self.store.container_dir(c.id)) for c in containers]
-        return await trio.to_thread.run_sync(lambda: [disk_usage([u]) for u in uppers])
+        dirs = [self.store.container_dir(c.id) for c in containers]
+        return await trio.to_thread.run_sync(lambda: [disk_usage(written_uppers(d)) for d in dirs])
 
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""

@@ -280,6 +280,12 @@ def test_container_sizes(clean: Daemon, tmp_path: Path, busybox_root: Path) -> N
     assert "Images=0B (0%)" in df.splitlines(), df
     assert _docker(clean, "rm", "big").returncode == 0
     assert _docker(clean, "rmi", "sz:1").returncode == 0
+    # On default, /usr is an overlay of its own: what is written there counts too.
+    script = "head -c 200000 /dev/zero > /usr/local/blob; head -c 100000 /dev/zero > /blob"
+    assert _docker(clean, "run", "--name", "two", "default", "sh", "-c", script).returncode == 0
+    r = _docker(clean, "inspect", "--size", "-f", "{{.SizeRw}}", "two")
+    assert 300000 <= int(r.stdout) < 310000, r.stdout
+    assert _docker(clean, "rm", "two").returncode == 0
 
 
 @needs_cli
