@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import SESSION_TAG, Daemon, running_daemon
 
 REPO = Path(__file__).resolve().parent.parent
 # The benchmark harness (bench/) is not installed: reachable for its tests, after the
@@ -84,20 +84,64 @@ def pytest_configure(config: pytest.Config) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
+_basetemp: Path | None = None  # the session's temporary directory, once a test had one
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remember_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global _basetemp
+    _basetemp = tmp_path_factory.getbasetemp()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Nothing of boxd's naming may be left in the host's network namespace (links,
     nftables tables), among the named namespaces or the cgroups: the session fails if
-    the tests left one (something else running on the machine meanwhile could too; the
-    names say whose it is)."""
+    the tests left one.  What another session running at the same time makes (named
+    namespaces and cgroups: another SESSION_TAG, or roots outside this session's
+    temporary directory) is only listed."""
     if _host_net is None:
         return
     host, before = _host_net
-    left = sorted(_boxd_objects(host) - before)
-    if left:
-        session.config.get_terminal_writer().line(
-            "left on the host by the tests: " + ", ".join(left), red=True
-        )
+    left = _boxd_objects(host) - before
+    ours = _names_of_roots(_basetemp) if _basetemp is not None else set()
+    mine = sorted(x for x in left if _is_ours(x, ours))
+    writer = session.config.get_terminal_writer()
+    if left.difference(mine):
+        writer.line("another session's, left alone: " + ", ".join(sorted(left.difference(mine))))
+    if mine:
+        writer.line("left on the host by the tests: " + ", ".join(mine), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _names_of_roots(basetemp: Path, depth: int = 4) -> set[str]:
+    """The cgroup names boxd gives the state directories that may be below ``basetemp``
+    (a supervisor's ``boxd-<sha256>``, boxd-runtime's ``boxd-runtime-<crc32>``: see
+    boxd._supervisor.cgroup_name and boxd._oci._runtime.cgroup_location)."""
+    from boxd._oci._runtime import cgroup_location
+    from boxd._oci._state import Root
+    from boxd._supervisor import cgroup_name
+
+    names: set[str] = set()
+    for top, dirs, _ in os.walk(basetemp):
+        if top.count(os.sep) - str(basetemp).count(os.sep) >= depth:
+            dirs.clear()
+        path = Path(top)
+        names.add(cgroup_name(path))
+        names.add(cgroup_location(Root(str(path)), "", "x", False)[1])
+    return names
+
+
+def _is_ours(found: str, root_names: set[str]) -> bool:
+    """Whether a leftover (see _boxd_objects) is this session's."""
+    kind, _, what = found.rpartition(" ")
+    name = os.path.basename(what)
+    if kind == "netns":  # the tests name theirs with session_name
+        return name.startswith(SESSION_TAG + "-")
+    if kind == "cgroup":
+        if name.startswith("boxd-test-"):
+            return name.startswith(SESSION_TAG + "-")
+        return name in root_names or name == "boxd-runtime"
+    return True  # links and tables of the host's namespace: no other session makes any
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,6 +20,15 @@ import attrs
 from boxd._supervisor import cgroup_name
 
 REPO = Path(__file__).resolve().parent.parent
+# In the names of what this test session makes outside its temporary directory (network
+# namespaces, cgroups of its own naming), so that its leak check (conftest.py) tells them
+# from another session's running at the same time.
+SESSION_TAG = f"boxd-test-{os.getpid()}"
+
+
+def session_name(random: str) -> str:
+    """A name for something this session makes that another session may see."""
+    return f"{SESSION_TAG}-{random}"
 
 
 def _env() -> dict[str, str]:

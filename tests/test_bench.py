@@ -84,6 +84,8 @@ def test_quick_bench_reports_every_case_and_peer(tmp_path: Path) -> None:
                 capture_output=True,
                 text=True,
                 timeout=600,
+                # Its work directory below ours: the session's leak check knows its roots.
+                env={**os.environ, "TMPDIR": str(tmp_path)},
             )
             assert [d for d in others if not d.is_dir()] == []
         finally:

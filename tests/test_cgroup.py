@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from daemon_harness import session_name
 from fake_cgroup import FakeCgroupFs
 
 from boxd import _cgroup, _native
@@ -650,7 +651,7 @@ def _existing(dirs: Iterable[str]) -> list[str]:
 async def real_host() -> AsyncIterator[CgroupHost]:
     """A host whose containers' cgroups go below <own>/boxd-test-<random>; every cgroup
     left by the test is removed, and nothing may remain."""
-    host = CgroupHost.detect(name=f"boxd-test-{uuid.uuid4().hex[:12]}")
+    host = CgroupHost.detect(name=session_name(uuid.uuid4().hex[:12]))
     missing = {"memory", "pids", "cpu"} - set(host.controllers())
     if missing:
         pytest.skip(f"controllers {sorted(missing)} unavailable: {host.unavailable}")

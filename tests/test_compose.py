@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, running_daemon, session_name
 
 pytestmark = pytest.mark.root
 
@@ -32,7 +32,7 @@ def compose_daemon(
     """A daemon in a network namespace of its own, with busybox imported as
     ``busybox:latest``."""
     tmp = tmp_path_factory.mktemp("compose")
-    name = f"boxd-test-{secrets.token_hex(4)}"
+    name = session_name(secrets.token_hex(4))
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         netns = f"/run/netns/{name}"

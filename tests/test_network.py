@@ -22,7 +22,7 @@ from typing import Any
 
 import docker_clients
 import pytest
-from daemon_harness import Daemon, daemon_cli, running_daemon
+from daemon_harness import Daemon, daemon_cli, running_daemon, session_name
 
 from boxd import _netconfig, _nft
 from boxd._netconfig import PortSpec, parse_expose, parse_publish
@@ -130,7 +130,7 @@ def inside(ns: str, *command: str, check: bool = True) -> subprocess.CompletedPr
 def netns() -> Iterator[str]:
     """A network namespace for one test (loopback up, a veth pair holding 192.0.2.1),
     deleted afterwards whatever happens."""
-    name = f"boxd-test-{secrets.token_hex(4)}"
+    name = session_name(secrets.token_hex(4))
     subprocess.run(["ip", "netns", "add", name], check=True)
     path = f"/run/netns/{name}"
     try:

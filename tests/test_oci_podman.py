@@ -22,6 +22,7 @@ from pathlib import Path
 import attrs
 import oci_peers
 import pytest
+from daemon_harness import session_name
 
 RUNTIME = str(Path(sys.executable).with_name("boxd-runtime"))
 
@@ -74,7 +75,7 @@ def podman(busybox_root: Path) -> Iterator[Podman]:
         pytest.skip("podman and conmon are not installed (apt-get install podman conmon)")
     # Short: Podman refuses a --runroot of more than 50 characters.
     work = Path(tempfile.mkdtemp(prefix="boxd-pm-", dir="/tmp"))
-    p = Podman(work, f"/boxd-test-{uuid.uuid4().hex[:8]}", work / "rootfs")
+    p = Podman(work, "/" + session_name(uuid.uuid4().hex[:8]), work / "rootfs")
     shutil.copytree(busybox_root, p.rootfs, symlinks=True)
     try:
         yield p
