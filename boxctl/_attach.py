@@ -24,7 +24,7 @@ import sys
 from boxd import protocol
 from boxd._detachkeys import DetachMatcher
 
-from ._client import Client, CliError
+from ._client import Client, CliError, terminal_size
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -55,11 +55,10 @@ def _raw_terminal(fd: int) -> Callable[[], None]:
 
 def _size_frame() -> bytes:
     """A ResizeFrame with our terminal's size (nothing if stdout is not a terminal)."""
-    try:
-        cols, rows = os.get_terminal_size(sys.stdout.fileno())
-    except OSError:
+    size = terminal_size()
+    if size is None:
         return b""
-    return protocol.encode({"type": "ResizeFrame", "rows": rows, "cols": cols})
+    return protocol.encode({"type": "ResizeFrame", "rows": size[0], "cols": size[1]})
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -8,7 +8,7 @@ import sys
 from boxd import _wirejson
 
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import USAGE, Client, CliError, call, check, socket_path
+from ._client import USAGE, Client, CliError, call, check, socket_path, terminal_size
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     }
     # A terminal has our size from its first instruction (Docker's ConsoleSize), not 24x80
     # until the first resize frame: a program reads it once at its start.
-    if args.tty and (size := terminal_size()) is not None:
+    if args.tty and (size := console_size()) is not None:
         config["console_size"] = size
     # The fields of options not given are left out (the daemon's defaults: empty), and so
     # are the imports of the modules that read them.
@@ -345,14 +345,11 @@ def _attach_streams(args: Args) -> set[str]:
     return streams
 
 
-def terminal_size() -> list[int] | None:
+def console_size() -> list[int] | None:
     """Our terminal's [rows, columns], which a container's terminal starts with; None if
     stdout is not a terminal (or one without a size)."""
-    try:
-        cols, rows = os.get_terminal_size(sys.stdout.fileno())
-    except (OSError, ValueError):
-        return None
-    return [rows, cols] if rows > 0 and cols > 0 else None
+    size = terminal_size()
+    return list(size) if size is not None and min(size) > 0 else None
 
 
 def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
@@ -425,7 +422,7 @@ def cmd_start(args: Args) -> int:
             raise CliError("boxctl start: --attach takes exactly one container", USAGE)
         request = _joining("StartRequest", args.containers[0], args.interactive)
         # Used only if the container has a TTY (the daemon knows, not we).
-        if (size := terminal_size()) is not None:
+        if (size := console_size()) is not None:
             request["console_size"] = size
         return _attached(args, {**request, "attach": True})
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
@@ -456,7 +453,7 @@ def cmd_exec(args: Args) -> int:
     if args.detach:  # Docker's exec -d: started, then left alone; its output goes nowhere
         call(args.socket, {**request, "tty": False, "interactive": False, "detach": True})
         return 0
-    if args.tty and (size := terminal_size()) is not None:
+    if args.tty and (size := console_size()) is not None:
         request["console_size"] = size
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 

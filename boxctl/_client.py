@@ -6,6 +6,7 @@ from __future__ import annotations
 # tenth of a `boxctl ps`, and adds nothing a blocking Unix-socket client needs.
 import _socket
 import os
+import sys
 
 from boxd import protocol
 
@@ -124,6 +125,15 @@ def check(response: dict[str, Any]) -> None:
         raise CliError(
             str(response.get("message")), EXIT_CODES.get(kind, 125 if kind == "failed" else 1)
         )
+
+
+def terminal_size() -> tuple[int, int] | None:
+    """Our terminal's (rows, columns); None if stdout is not a terminal."""
+    try:
+        cols, rows = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return None
+    return rows, cols
 
 
 def print_json(value: object) -> None:
