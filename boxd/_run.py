@@ -248,12 +248,8 @@ class Run:
             # with live restore, or never ran: little to dismantle).
             fds.callback(self._let_go_of_mount_ns)
             readers: list[tuple[int, int]] = []
-            if self.null_stdio and not tty_mode:
-                null = _above_stdio(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
-                child.callback(os.close, null)
-                stdio = (null, null, null)
-            elif tty_mode:
-                # The child opens its terminal in the container's devpts (see
+            if tty_mode or self.null_stdio:
+                # With a terminal, the child opens it in the container's devpts (see
                 # SpawnPlan.console); until then its stdio is /dev/null.
                 null = _above_stdio(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
                 child.callback(os.close, null)

@@ -8,7 +8,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import trio
@@ -36,7 +36,7 @@ class Exec:
     detach_keys: bytes  # watched in the input of a TTY
     started: bool = False
     run: Run | None = None
-    exit_code: int | None = None
+    exit_code: int | None = None  # of a failure to start; once it ran, its run's outcome's
     size: tuple[int, int] | None = None  # a resize that came before the process ran
 
     @property
@@ -45,8 +45,8 @@ class Exec:
 
     @property
     def code(self) -> int | None:
-        """Its exit code once it has ended (a detached one's from its run)."""
-        if self.exit_code is None and self.run is not None and self.run.outcome is not None:
+        """Its exit code once it has ended (or failed to start)."""
+        if self.run is not None and self.run.outcome is not None:
             return self.run.outcome.exit_code
         return self.exit_code
 
@@ -63,11 +63,14 @@ class Exec:
             "privileged": spec.privileged,
         }
 
-    def failed(self, exc: BaseException) -> BaseException:
-        """Record a failure to start (126 or 127, as Docker reports it); what to raise."""
+    def start_failed(self, exc: BaseException) -> NoReturn:
+        """Record a failure to start (126 or 127, as Docker reports it) and raise it, out of
+        the nursery's group when it is one exception."""
         failure = unwrap(exc)
         self.exit_code = failure.exit_code if isinstance(failure, StartError) else 126
-        return failure
+        if isinstance(failure, Exception):
+            raise failure from None
+        raise exc
 
 
 def _detach_keys(text: str) -> bytes:
@@ -265,10 +268,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
         try:
             ex.run = await api.sup.exec_detached(ex.container, ex.spec.command, **ex.options())
         except Exception as exc:
-            failure = ex.failed(exc)
-            if isinstance(failure, Exception):
-                raise failure from None
-            raise
+            ex.start_failed(exc)
         if ex.size is not None:
             ex.run.resize(*ex.size)
         await conn.respond(200, content_type=None)
@@ -322,8 +322,8 @@ async def _ready(run: Run) -> Run:
 async def _run_exec(
     api: Api, ex: Exec, output: Output, *, task_status: trio.TaskStatus[Run]
 ) -> None:
-    """Run the exec'd process to its end; its Run is reported once it runs.  A failure
-    to start is recorded (126 or 127, as Docker reports it) and raised to the starter."""
+    """Run the exec'd process to its end (its exit code: :attr:`Exec.code`); its Run is
+    reported once it runs.  A failure to start is recorded and raised to the starter."""
     try:
         async with trio.open_nursery() as nursery:
             run: Run = await nursery.start(
@@ -336,12 +336,7 @@ async def _run_exec(
                 run.resize(*ex.size)
             task_status.started(run)
     except Exception as exc:
-        failure = ex.failed(exc)
-        if isinstance(failure, Exception):
-            raise failure from None
-        raise
-    assert run.outcome is not None
-    ex.exit_code = run.outcome.exit_code
+        ex.start_failed(exc)
 
 
 async def exec_resize(api: Api, conn: HttpConnection, req: Request, exec_id: str) -> None:
