@@ -501,7 +501,7 @@ def _container_view(image: Image, container_dir: Path) -> _View:
 def _layer_base(container_dir: Path, target: str) -> str:
     """``fs/<layer>`` of the container directory: its upper and work directories' parent
     (a string: pathlib's ``/`` costs several microseconds each, on every start)."""
-    return f"{container_dir}/fs/{_layer_dir_name(target)}"
+    return f"{container_dir}/{_layer_dir(target)}"
 
 
 def read_container_file(
@@ -620,29 +620,29 @@ def parse_volume(spec: str) -> Volume:
     return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
 
 
-def _layer_dir_name(target: str) -> str:
-    return "root" if target == "/" else target.strip("/").replace("/", "-")
+def _layer_dir(target: str) -> str:
+    """``fs/<layer>`` relative to the container directory, for the overlay at ``target``."""
+    return "fs/" + ("root" if target == "/" else target.strip("/").replace("/", "-"))
 
 
 def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path]]:
     """(target, upper directory) of each of the container's overlays, ``/`` first: what it
     wrote in each (commit's and a build step's layer)."""
     return [
-        (layer.target, container_dir / "fs" / _layer_dir_name(layer.target) / "upper")
-        for layer in image.layers
+        (layer.target, container_dir / _layer_dir(layer.target) / "upper") for layer in image.layers
     ]
 
 
 def written_uppers(container_dir: Path) -> list[Path]:
     """The upper directories of every overlay the container had (none before its first
     run), whatever its image is now: what it wrote (Docker's SizeRw)."""
-    return sorted((container_dir / "fs").glob("*/upper"))
+    return sorted(container_dir.glob(_layer_dir("*") + "/upper"))
 
 
 def root_upper(container_dir: Path) -> Path:
     """The overlay upper directory of the container's root layer (``/``): what it wrote
     there (export's top, Docker's SizeRw)."""
-    return container_dir / "fs" / _layer_dir_name("/") / "upper"
+    return container_dir / _layer_dir("/") / "upper"
 
 
 class _Table:
@@ -732,7 +732,7 @@ def container_dirs(
         for _, point in id_mapped_layers(image, container_dir):
             os.makedirs(point, mode=0o711, exist_ok=True)
     for layer in image.layers:
-        base = container_dir / "fs" / _layer_dir_name(layer.target)
+        base = container_dir / _layer_dir(layer.target)
         upper, work = base / "upper", base / "work"
         upper.mkdir(parents=True, exist_ok=True)
         work.mkdir(exist_ok=True)
