@@ -349,6 +349,8 @@ def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     assert r.returncode == 125 and "cannot reach registry 127.0.0.1:1" in r.stderr
     r = daemon.ctl("run", "--rm", "--pull", "never", "nothing-here", check=False)
     assert r.returncode == 125 and "no such image: nothing-here" in r.stderr
+    r = daemon.ctl("rmi", "default", check=False)  # not stored, but not unknown either
+    assert r.returncode == 1 and "the image 'default' is built in" in r.stderr, r.stderr
 
 
 def test_credentials_file_is_private(daemon: Daemon, registry: Registry) -> None:

@@ -158,8 +158,6 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> No
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
-    if name in _shapes.DEFAULT_IMAGES:
-        raise ApiError(409, "the image 'default' is built in and cannot be removed")
     request = RemoveImageRequest(image=name, force=req.flag("force"))
     answer = await one_answer(api.images.remove, request)
     await conn.respond_json(

@@ -19,6 +19,7 @@ import trio
 
 from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE, RUNNING, Conflict
+from .._listing import DEFAULT_IMAGES
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
 from .config import DEFAULT, on_default_refusal
@@ -231,7 +232,10 @@ class ImageVerbs:
         every tag, then the image.  A container using the image makes it a conflict; with
         ``-f`` a stopped container's image is removed all the same (hidden, its layers kept
         until the container goes: the container keeps working), a running container's
-        never: by id it is refused, by tag only the tag goes, as Docker does."""
+        never: by id it is refused, by tag only the tag goes, as Docker does.  The
+        built-in image default is not in the store: refused as such, not as unknown."""
+        if req.image in DEFAULT_IMAGES:
+            raise Conflict("the image 'default' is built in and cannot be removed")
         record = self.store.lookup(req.image)
         by_tag = None
         with contextlib.suppress(ValueError):
