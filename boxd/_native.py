@@ -299,6 +299,11 @@ class Spawned:
     # With a shim: a pidfd of boxd-shim, the container's parent and the caller's child
     # (the caller reaps it once it has said DONE); -1 without one.
     shim_pidfd: int = -1
+    # Until start() has read it: with a shim, the socket on which the shim's intermediate
+    # reports the container's pid and pidfd (``pid`` is the intermediate's and ``pidfd``
+    # -1 until then); in join mode, the pipe on which the intermediate reports the final
+    # pid (``pid`` and ``pidfd`` are the intermediate's until then).  -1 otherwise.
+    report_fd: int = -1
 
 
 class SpawnError(OSError):
@@ -611,15 +616,15 @@ class RealNative:
                         exc.errno, f"{kind.describe()} namespace {path}: {exc.strerror}"
                     ) from None
                 ns_fds.append((fd, kind.value))
-            pid, pidfd, sync_fd, shim_pidfd = extension.spawn(**arguments, ns_fds=tuple(ns_fds))
-        except extension.ChildFailed as failed:
-            # Join and shim mode: the intermediate process failed.
-            stage, err, index = failed.args
-            raise describe_failure(plan, Stage(stage), err, index) from None
+            pid, pidfd, sync_fd, shim_pidfd, report_fd = extension.spawn(
+                **arguments, ns_fds=tuple(ns_fds)
+            )
         finally:
             for fd, _ in ns_fds:
                 os.close(fd)
-        return Spawned(pid=pid, pidfd=pidfd, sync_fd=sync_fd, shim_pidfd=shim_pidfd)
+        return Spawned(
+            pid=pid, pidfd=pidfd, sync_fd=sync_fd, shim_pidfd=shim_pidfd, report_fd=report_fd
+        )
 
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:
         extension = importlib.import_module("sandbox_native")
@@ -750,6 +755,8 @@ async def start(
     # start still spawns, then kills and reaps its child, as below).
     await trio.lowlevel.cancel_shielded_checkpoint()
     spawned = native.spawn(plan)
+    if spawned.report_fd >= 0:
+        spawned = await (_shim_started if plan.shim is not None else _joined)(spawned, plan)
     held: list[int] = []  # closed whatever happens: the trees sent, fds that came unasked
     try:
         try:
@@ -811,6 +818,122 @@ async def _configure(
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             send_fds(spawned.sync_fd, SYNC_MESSAGE.pack(Message.LINKED, 0, 0, 0), ())
     return None
+
+
+async def _shim_started(spawned: Spawned, plan: SpawnPlan) -> Spawned:
+    """Shim mode: ``spawned`` with the container's pid and pidfd once the shim's
+    intermediate has reported them (STARTED) and become boxd-shim (end of file on its
+    report socket, which is close-on-exec).  Its clone of the container and its exec take
+    a millisecond or more; the event loop goes on meanwhile.  Shielded, as the spawn
+    itself: the intermediate reports or ends by itself.  If it fails, the container (if
+    cloned) is killed, the intermediate reaped, every fd of ``spawned`` closed and the
+    failure raised: the intermediate's record, else the container's own (on the sync
+    socket), else that it ended without a report."""
+    import trio  # see start()
+
+    report = spawned.report_fd
+    container = -1  # its pidfd, once reported
+    message: tuple[Message, int, int, int] | None = None
+    with trio.CancelScope(shield=True):
+        try:
+            await trio.lowlevel.wait_readable(report)
+            message, container = _report(report, want_fd=True)
+            if message is not None and message[0] is Message.STARTED and container >= 0:
+                pid = message[3]
+                await trio.lowlevel.wait_readable(report)
+                message, _ = _report(report, want_fd=False)
+                if message is None:
+                    os.close(report)
+                    return evolve(spawned, pid=pid, pidfd=container, report_fd=-1)
+        except BaseException:
+            await _shim_failed(spawned, container)
+            raise
+        await _shim_failed(spawned, container)
+    if message is None or message[0] is not Message.FAILED:
+        with contextlib.suppress(BlockingIOError):
+            data, fds = recv_fds(spawned.sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_DONTWAIT)
+            for fd in fds:
+                os.close(fd)
+            message = parse_message(data) if data else None
+    os.close(spawned.sync_fd)
+    if message is None or message[0] is not Message.FAILED:
+        raise RuntimeError("shim: the intermediate process ended without a report")
+    raise _failure(plan, message)
+
+
+def _report(report: int, *, want_fd: bool) -> tuple[tuple[Message, int, int, int] | None, int]:
+    """The next record on a shim's report socket (None at end of file) and the fd that came
+    with it (-1 if none, or if none was wanted: any that came is closed)."""
+    data, fds = recv_fds(report, SYNC_MESSAGE.size, 1, _socket.MSG_CMSG_CLOEXEC)
+    fd = fds.pop(0) if want_fd and fds else -1
+    for extra in fds:
+        os.close(extra)
+    return (parse_message(data) if data else None), fd
+
+
+async def _shim_failed(spawned: Spawned, container: int) -> None:
+    """The intermediate failed: kill the container it reported (if any), close the report
+    socket and reap the intermediate (closing its pidfd)."""
+    from . import _shim  # Trio's: see start()
+
+    if container >= 0:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(container, signal.SIGKILL)
+        os.close(container)
+    os.close(spawned.report_fd)
+    await _shim.reap_child(spawned.shim_pidfd)
+
+
+async def _joined(spawned: Spawned, plan: SpawnPlan) -> Spawned:
+    """Join mode: :func:`_join_report` once the intermediate has ended (it enters the
+    target's namespaces and clones the final process meanwhile, a millisecond or more,
+    while the event loop goes on).  Shielded, as the spawn itself: it ends by itself."""
+    import trio  # see start()
+
+    with trio.CancelScope(shield=True):
+        await trio.lowlevel.wait_readable(spawned.pidfd)
+    return _join_report(spawned, plan)
+
+
+def _join_report(spawned: Spawned, plan: SpawnPlan) -> Spawned:
+    """Join mode: reap the intermediate (waiting for its end, where the caller has not)
+    and return ``spawned`` with the final process's pid and a pidfd of it (our child:
+    CLONE_PARENT).  Without a report, the intermediate's failure (on the sync socket) is
+    raised, or that it ended without one; every fd of ``spawned`` is then closed."""
+    try:
+        status = os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)
+        data = os.read(spawned.report_fd, _JOIN_REPORT.size)
+    finally:
+        os.close(spawned.pidfd)
+        os.close(spawned.report_fd)
+    if len(data) == _JOIN_REPORT.size:
+        (pid,) = _JOIN_REPORT.unpack(data)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            os.close(spawned.sync_fd)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            raise
+        return evolve(spawned, pid=pid, pidfd=pidfd, report_fd=-1)
+    message = None
+    with contextlib.suppress(BlockingIOError):
+        data, fds = recv_fds(spawned.sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_DONTWAIT)
+        for fd in fds:
+            os.close(fd)
+        message = parse_message(data) if data else None
+    os.close(spawned.sync_fd)
+    if message is None or message[0] is not Message.FAILED:
+        raise RuntimeError(
+            f"join: the intermediate process ended (status {status.si_status if status else '?'})"
+            " without a report"
+        )
+    raise _failure(plan, message)
+
+
+# Join mode's report: the final process's pid, a native int (child.c).
+_JOIN_REPORT = struct.Struct("=i")
 
 
 async def _failure_of_killed(spawned: Spawned) -> tuple[Message, int, int, int] | None:
@@ -897,6 +1020,8 @@ def start_blocking(
     if plan.id_mapped or plan.shim is not None:
         raise ValueError("start_blocking: id-mapped trees and shims need start()")
     spawned = native.spawn(plan)
+    if spawned.report_fd >= 0:
+        spawned = _join_report(spawned, plan)
     held: list[int] = []
     try:
         try:

@@ -57,16 +57,20 @@
  * been created after the setns, lives in the target's pid namespace), reports its pid on
  * a pipe and exits.  The intermediate is the one placed in the container's cgroups (born
  * in the v2 one, joining the v1 ones first thing), so the final process is born in them.
- * spawn() reaps the intermediate, opens a pidfd for the final process and returns it.  The final process skips namespaces, hostname, mounts and pivot: setns
+ * The caller reads that pid, reaps the intermediate and opens a pidfd for the final
+ * process (boxd/_native.py).  The final process skips namespaces, hostname, mounts and
+ * pivot: setns
  * into a mount namespace already moves root and cwd to the root of that namespace as
  * its processes see it (the pivoted root), which the tests check.
  *
  * Shim mode (shim_path set: live restore): an intermediate child clones the container
  * (the steps above), so that the container is its child, makes the listening socket
  * "shim.sock" in shim_dir, sends the container's pid and pidfd on a report socket
- * (STARTED) and execs boxd-shim (shim.c), which reaps the container and outlives the daemon.  spawn()
- * returns once the report socket reads end-of-file (the exec happened), with a pidfd of
- * the shim as the fourth value; the caller reaps the shim after it has said DONE to it.
+ * (STARTED) and execs boxd-shim (shim.c), which reaps the container and outlives the
+ * daemon.  spawn() returns at once, with a pidfd of the intermediate (the shim to be) and
+ * the report socket; the caller waits in its event loop for STARTED and then end-of-file
+ * (the exec happened), or a FAILED record (boxd/_native.py), and reaps the shim after it
+ * has said DONE to it.
  * A pid namespace among ns_fds is entered by the intermediate before it clones the
  * container (without a shim, the caller's thread does it, sandbox_native.c): the
  * container is born in it, the shim is not.
@@ -990,22 +994,26 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
     exec_program(p);
 }
 
+static long clone_on_stack(struct clone_args_v2 *args, struct vm_stack *stack,
+                           const struct plan *p, void (*body)(const struct plan *));
+
 /* Join mode: enter the target's namespaces, create the final process, report its pid.
- * This intermediate is a copy of the caller (no CLONE_VM: setns into a user namespace
- * refuses a process that shares its memory), and so is the final process. */
+ * This intermediate and the final process share the caller's memory (CLONE_VM, on the
+ * plan's two stacks), except where it joins a user namespace: setns refuses that to a
+ * process that shares its memory, so there it is a copy of the caller, and so is the
+ * final process (container_stack NULL). */
 __attribute__((noreturn)) void intermediate_main(const struct plan *p)
 {
     join_cgroups(p);
     keep_only_what_the_child_needs(p, 1);
-    /* A copy of the daemon: never readable through /proc by what it is about to join. */
+    /* Never readable through /proc by what it is about to join (where it is a copy; the
+     * caller's memory, shared, is non-dumpable already). */
     CHECK(p, RAW(prctl, PR_SET_DUMPABLE, 0, 0, 0, 0), STAGE_JOIN, 0);
     CHECK(p, RAW(setns, p->join_pidfd, p->join_flags), STAGE_JOIN, 0);
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
     args.flags = CLONE_PARENT;
-    long pid = RAW(clone3, &args, sizeof args);
-    if (pid == 0)
-        child_main(p);
+    long pid = clone_on_stack(&args, p->container_stack, p, child_main);
     CHECK(p, pid, STAGE_FORK, 0);
     int report = (int)pid;
     long n;
@@ -1032,9 +1040,6 @@ __attribute__((noreturn)) static void shim_fail(int report, int pidfd, int stage
         if (check_ < 0)                                                                        \
             shim_fail((report), (pidfd), STAGE_SHIM, check_, 0);                               \
     } while (0)
-
-static long clone_on_stack(struct clone_args_v2 *args, struct vm_stack *stack,
-                           const struct plan *p, void (*body)(const struct plan *));
 
 /* Shim mode (see shim.c): this process clones the container, so that it is the container's
  * parent, makes the listening socket in the container's directory, reports the container's

@@ -2,16 +2,20 @@
  * sandbox_native: the Python glue of boxd's spawn path.
  *
  * spawn() converts the whole SpawnPlan (boxd/_native.py) into C memory (struct plan,
- * spawn.h), clones and returns (pid, pidfd, sync_fd, shim_pidfd) at once.  What the child
- * does between clone and exec is in child.c, which does not include Python.h; the messages
- * on the sync socket are struct sync_msg (spawn.h).  The extension also exports the
- * numbers of spawn.h's enums (STAGES, MOUNT_KINDS, MESSAGES: name -> value) so that a test
- * compares them with their Python copies.
+ * spawn.h), clones and returns (pid, pidfd, sync_fd, shim_pidfd, report_fd) at once.  What
+ * the child does between clone and exec is in child.c, which does not include Python.h;
+ * the messages on the sync socket are struct sync_msg (spawn.h).  The extension also
+ * exports the numbers of spawn.h's enums (STAGES, MOUNT_KINDS, MESSAGES: name -> value) so
+ * that a test compares them with their Python copies.
  *
  * Modes (see child.c): plain (the container's process is our child), join (exec into a
- * running container: an intermediate setns()es and creates the final process, which
- * spawn() then opens a pidfd for), shim (live restore: the container is the child of an
- * intermediate that becomes boxd-shim; its pidfd is returned as the fourth value).
+ * running container: an intermediate setns()es and creates the final process; spawn()
+ * returns the intermediate's pid and pidfd and, as the fifth value, the pipe on which it
+ * reports the final pid), shim (live restore: the container is the child of an
+ * intermediate that becomes boxd-shim; its pidfd is returned as the fourth value, its pid
+ * as the first, and the socket it reports the container on as the fifth: the container's
+ * pidfd is -1 until the caller has that report).  The caller waits for those reports in
+ * its event loop (boxd/_native.py).
  *
  * rebind() replaces mounts inside a running container; idmapped_tree() and clone_tree()
  * make the detached trees it and the spawn path attach.
@@ -42,8 +46,6 @@
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
-
-static PyObject *ChildFailed;
 
 /* ------------------------------------------------------------------ parent side */
 
@@ -592,100 +594,6 @@ static void close_quietly(int fd)
         close(fd);
 }
 
-/* Raise a FAILED message as ChildFailed((stage, errno, index)); returns -1. */
-static int raise_failure(const struct sync_msg *m)
-{
-    PyObject *err = Py_BuildValue("(iii)", m->stage, m->err, m->value);
-    if (err != NULL) {
-        PyErr_SetObject(ChildFailed, err);
-        Py_DECREF(err);
-    }
-    return -1;
-}
-
-/* Wait for the join mode intermediate; return the final pid it reported or -1 (set error). */
-static long finish_join(long intermediate, int report_fd, int sync_fd)
-{
-    int status = 0, pid = -1;
-    long waited;
-    ssize_t n;
-    Py_BEGIN_ALLOW_THREADS
-    do {
-        waited = waitpid((pid_t)intermediate, &status, 0);
-    } while (waited < 0 && errno == EINTR);
-    do {
-        n = read(report_fd, &pid, sizeof pid);
-    } while (n < 0 && errno == EINTR);
-    Py_END_ALLOW_THREADS
-    if (waited < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    if (n == (ssize_t)sizeof pid)
-        return pid;
-    struct sync_msg m;
-    if (recv(sync_fd, &m, sizeof m, MSG_DONTWAIT) == (ssize_t)sizeof m && m.kind == MSG_FAILED)
-        return raise_failure(&m);
-    PyErr_Format(PyExc_RuntimeError,
-                 "join: the intermediate process ended (wait status %d) without a report",
-                 status);
-    return -1;
-}
-
-
-/* Shim mode: the container's pid (its pidfd in *pidfd) once the intermediate has become
- * boxd-shim, or -1 with an error set (the intermediate is reaped, the container killed). */
-static long finish_shim(long intermediate, int report_fd, int sync_fd, int *pidfd)
-{
-    struct sync_msg started, failure;
-    memset(&started, 0, sizeof started);
-    memset(&failure, 0, sizeof failure);
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct iovec iov = {.iov_base = &started, .iov_len = sizeof started};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    ssize_t n, m = -1;
-    Py_BEGIN_ALLOW_THREADS
-    do {
-        n = recvmsg(report_fd, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
-    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(pidfd, CMSG_DATA(c), sizeof(int));
-    if (n == (ssize_t)sizeof started && started.kind == MSG_STARTED && *pidfd >= 0) {
-        /* Then end-of-file (the shim was exec'd) or the message saying why not. */
-        do {
-            m = recv(report_fd, &failure, sizeof failure, 0);
-        } while (m < 0 && errno == EINTR);
-    }
-    Py_END_ALLOW_THREADS
-    if (m == 0)
-        return started.value;
-    if (*pidfd >= 0) {
-        syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, NULL, 0);
-        close(*pidfd);
-        *pidfd = -1;
-    }
-    waitpid((pid_t)intermediate, NULL, 0);
-    if (m == (ssize_t)sizeof failure && failure.kind == MSG_FAILED)
-        return raise_failure(&failure);
-    if (n == (ssize_t)sizeof started && started.kind == MSG_FAILED)
-        return raise_failure(&started);
-    if (recv(sync_fd, &failure, sizeof failure, MSG_DONTWAIT) == (ssize_t)sizeof failure &&
-        failure.kind == MSG_FAILED)
-        return raise_failure(&failure);
-    PyErr_SetString(PyExc_RuntimeError, "shim: the intermediate process ended without a report");
-    return -1;
-}
-
 /* A pid namespace among ns_fds (the daemon's --pid container:NAME): setns(CLONE_NEWPID)
  * places only the caller's later children in it, so this thread enters it for the clone
  * and goes back after (leave_pid_ns); with a shim, the shim's intermediate enters it
@@ -752,9 +660,9 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     /* The children that share our memory could be read through /proc or ptrace by
      * whoever may do so to them (after their identity change: the container's user) as
      * long as this process is dumpable; the kernel would make it non-dumpable anyway at
-     * their first change of identity.  (Join mode's intermediate is a copy and does the
-     * same for itself.) */
-    if (p.join_pidfd < 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+     * their first change of identity.  (Join mode's intermediate, where it is a copy,
+     * does the same for itself.) */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto out;
     }
@@ -775,7 +683,16 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
         sh->plan.container_stack = &sh->stacks[1];
         pid = spawn_clone(&clone, &sh->stacks[0], &sh->plan, shim_main);
     } else if (p.join_pidfd >= 0) {
-        pid = spawn_clone(&clone, NULL, &sh->plan, intermediate_main);
+        clone.flags |= CLONE_PIDFD;
+        clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        /* Sharing our memory (no copy of the daemon's page tables, on this thread and
+         * again for the final process) unless it joins a user namespace (child.c). */
+        struct vm_stack *stack = NULL;
+        if (!(p.join_flags & CLONE_NEWUSER)) {
+            stack = &sh->stacks[0];
+            sh->plan.container_stack = &sh->stacks[1];
+        }
+        pid = spawn_clone(&clone, stack, &sh->plan, intermediate_main);
     } else {
         clone.flags |= CLONE_PIDFD | (p.clone_flags & ~unshared_by_child(&p));
         clone.pidfd = (uint64_t)(uintptr_t)&pidfd;
@@ -795,33 +712,22 @@ static PyObject *spawn(PyObject *module, PyObject *args, PyObject *kwargs)
         PyErr_SetFromErrno(PyExc_OSError);
         goto out;
     }
-    if (p.shim_path != NULL) {
-        pid = finish_shim(pid, report[0], sv[0], &pidfd);
-        if (pid < 0) {
-            close_quietly(shim_pidfd);
-            goto out;
-        }
-    } else if (p.join_pidfd >= 0) {
-        pid = finish_join(pid, report[0], sv[0]);
-        if (pid < 0)
-            goto out;
-        pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0U);
-        if (pidfd < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            kill((pid_t)pid, SIGKILL);
-            waitpid((pid_t)pid, NULL, 0);
-            goto out;
-        }
-    }
-    result = Py_BuildValue("(liii)", pid, pidfd, sv[0], shim_pidfd);
+    /* With a shim or in join mode, the caller reads the intermediate's report on
+     * report[0] in its event loop, not here (boxd/_native.py's start): a shim's STARTED
+     * message with the container's pid and pidfd, then end of file once it runs boxd-shim;
+     * join mode's final pid, then the intermediate's exit (pid and pidfd are the
+     * intermediate's). */
+    int report_fd = report[0];
+    result = Py_BuildValue("(liiii)", pid, pidfd, sv[0], shim_pidfd, report_fd);
     if (result == NULL) {
-        /* Only memory can fail here; the child then reads EOF on its sync socket (and a
-         * shim's container ends, which ends the shim once a daemon says DONE). */
+        /* Only memory can fail here; the child then reads EOF on its sync socket (a shim's
+         * intermediate, its report socket closed, ends without running the shim). */
         close_quietly(pidfd);
         close_quietly(shim_pidfd);
         goto out;
     }
     sv[0] = -1;
+    report[0] = -1;
 out:
     close_quietly(sv[0]);
     close_quietly(sv[1]);
@@ -980,7 +886,7 @@ static PyMethodDef methods[] = {
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
      "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway,\n"
      "      die_with_caller, console_size)\n"
-     "      -> (pid, pidfd, sync_fd, shim_pidfd)\n\n"
+     "      -> (pid, pidfd, sync_fd, shim_pidfd, report_fd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"release_stacks", release_stacks, METH_NOARGS,
      "release_stacks() -> None\n\n"
@@ -1058,9 +964,7 @@ PyMODINIT_FUNC PyInit_sandbox_native(void)
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    ChildFailed = PyErr_NewException("sandbox_native.ChildFailed", NULL, NULL);
-    if (ChildFailed == NULL || PyModule_AddObjectRef(module, "ChildFailed", ChildFailed) < 0 ||
-        TABLE(module, "STAGES", stage) < 0 || TABLE(module, "MOUNT_KINDS", mount_kind) < 0 ||
+    if (TABLE(module, "STAGES", stage) < 0 || TABLE(module, "MOUNT_KINDS", mount_kind) < 0 ||
         TABLE(module, "MESSAGES", message) < 0 ||
         PyModule_AddIntConstant(module, "SYNC_MSG_SIZE", (long)sizeof(struct sync_msg)) < 0) {
         Py_DECREF(module);

@@ -199,7 +199,8 @@ struct plan {
     struct link_config links[MAX_LINKS];
     size_t nlinks;
     uint32_t gateway;
-    /* Shim mode: the stack the intermediate clones the container on (CLONE_VM). */
+    /* Shim and join mode: the stack the intermediate clones the container (or the final
+     * process) on (CLONE_VM); NULL: a copy (join mode into a user namespace). */
     struct vm_stack *container_stack;
 };
 

@@ -27,7 +27,7 @@ import attrs
 import pytest
 import trio
 
-from boxd import _trim
+from boxd import _shim, _trim
 from boxd._cgroup import parse_cpu_list
 from boxd._native import (
     SYNC_MESSAGE,
@@ -40,6 +40,7 @@ from boxd._native import (
     Namespace,
     RealNative,
     Rlimit,
+    ShimSpec,
     Spawned,
     SpawnError,
     SpawnPlan,
@@ -189,13 +190,14 @@ async def run(
     plan: SpawnPlan,
     reaper: list[Spawned],
     configure: Callable[[Spawned], Awaitable[None]] | None = None,
+    native: RealNative | None = None,
 ) -> Result:
     """Start ``plan`` with stdout and stderr on one pipe; wait for the end and the output.
     ``configure``: as :func:`boxd._native.start`'s."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         spawned = await start(
-            RealNative(),
+            native or RealNative(),
             evolve(plan, stdin=write_end, stdout=write_end, stderr=write_end),
             configure=configure,
         )
@@ -821,6 +823,81 @@ async def test_configure_failure_kills_the_waiting_child(layout: Layout, no_fd_l
     assert is_reaped(started[0].pid)
 
 
+class Recording(RealNative):
+    """The real spawn, keeping what it returned and how far :meth:`tick` had counted."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.spawned: list[tuple[Spawned, int]] = []
+
+    def spawn(self, plan: SpawnPlan) -> Spawned:
+        spawned = super().spawn(plan)
+        self.spawned.append((spawned, self.steps))
+        return spawned
+
+    async def tick(self) -> None:
+        """Count the event loop's steps."""
+        while True:
+            self.steps += 1
+            await trio.lowlevel.checkpoint()
+
+
+def _shim_plan(layout: Layout, directory: Path, *argv: str) -> SpawnPlan:
+    return layout.plan(*argv, shim=ShimSpec(_shim.program(), str(directory), ("boxd-shim", "t")))
+
+
+def _parent_comm(pid: int) -> str:
+    parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    return Path(f"/proc/{parent}/comm").read_text().strip()
+
+
+def _children() -> list[str]:
+    return [
+        pid
+        for task in Path("/proc/self/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+
+
+@pytest.mark.root
+async def test_a_shim_start_reports_the_container_and_keeps_the_loop_going(
+    layout: Layout, tmp_path: Path, no_fd_leak: None
+) -> None:
+    """The spawn returns before the intermediate's report (no container pidfd yet, its
+    report socket instead), which start() awaits: another task of the loop is stepped
+    meanwhile.  The container's parent is then boxd-shim."""
+    recording = Recording()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recording.tick)
+        spawned = await start(recording, _shim_plan(layout, tmp_path, "sleep", "100"))
+        nursery.cancel_scope.cancel()
+    try:
+        ((early, steps_then),) = recording.spawned
+        assert early.pidfd == -1 and early.report_fd >= 0
+        assert recording.steps > steps_then
+        assert spawned.report_fd == -1 and spawned.pidfd >= 0 and spawned.shim_pidfd >= 0
+        assert _parent_comm(spawned.pid) == "boxd-shim"
+    finally:
+        signal.pidfd_send_signal(spawned.pidfd, signal.SIGKILL)
+        await _shim.end_unheld(spawned.pidfd, spawned.shim_pidfd, tmp_path)
+        await _shim.reaped()
+    assert _children() == []
+
+
+@pytest.mark.root
+async def test_a_shim_that_cannot_start_is_reaped_and_named(
+    layout: Layout, tmp_path: Path, no_fd_leak: None
+) -> None:
+    """The intermediate clones the container, then cannot enter the shim's directory: the
+    container is killed, the intermediate reaped, its fds closed, and the error names
+    boxd-shim."""
+    with pytest.raises(SpawnError) as failed:
+        await start(RealNative(), _shim_plan(layout, tmp_path / "gone", "sleep", "100"))
+    assert failed.value.stage is Stage.SHIM and failed.value.errno == errno.ENOENT
+    assert str(failed.value) == f"start {_shim.program()}: No such file or directory"
+    assert _children() == []
+
+
 @pytest.mark.root
 async def test_cancelled_start_kills_the_child(layout: Layout, no_fd_leak: None) -> None:
     started: list[Spawned] = []
@@ -858,7 +935,16 @@ async def test_join_a_running_container(
         join_namespaces=joined,
         process_name="boxd:[exec]",
     )
-    result = await run(plan, reaper)
+    recording = Recording()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recording.tick)
+        result = await run(plan, reaper, native=recording)
+        nursery.cancel_scope.cancel()
+    # The spawn returned the intermediate with its report pipe; start() waited for its
+    # report in the loop, and the process it returned is another: the final one.
+    ((early, steps_then),) = recording.spawned
+    assert early.report_fd >= 0 and early.pid != reaper[-1].pid
+    assert recording.steps > steps_then
     assert result.exit_code == 0, result.output
     lines = dict(line.split("=", 1) for line in result.output.split("\n")[:3])
     assert lines["host"] == "first"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import REPO, Daemon, running_daemon
 
-from boxd._native import RealNative, SpawnPlan
+from boxd._native import RealNative, SpawnPlan, _join_report
 from boxd._plan import BASE_NAMESPACES
 
 pytestmark = pytest.mark.root
@@ -359,7 +359,8 @@ def test_a_process_still_running_runtime_code_cannot_be_traced_or_reopened(
             join_namespaces=BASE_NAMESPACES,
             process_name="boxd:[exec]",
         )
-        held = RealNative().spawn(plan)
+        # The spawn returns the intermediate; its report gives the process held.
+        held = _join_report(RealNative().spawn(plan), plan)
     finally:
         os.close(pidfd)
     try:
