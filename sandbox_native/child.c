@@ -935,6 +935,12 @@ __attribute__((noreturn)) static void exec_program(const struct plan *p)
 
 __attribute__((noreturn)) void child_main(const struct plan *p)
 {
+    /* A shim's container has a copy of the intermediate's report socket: closed at once,
+     * so that the caller reads end of file when the shim runs, not when this process has
+     * also joined its cgroups and closed its fds (it releases and configures this process
+     * meanwhile). */
+    if (p->shim_path != NULL)
+        RAW(close, p->report_fd);
     if (p->join_pidfd < 0) /* in join mode the intermediate joined them */
         join_cgroups(p);
     int narrowed = set_up_off_the_callers_cpu(p); /* after the cpuset, which sets it */
@@ -1049,9 +1055,6 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
 {
     keep_only_what_the_child_needs(p, 1);
     reset_signals(p);
-    /* Above 4, where the shim's fds go. */
-    long report = RAW(fcntl, p->report_fd, F_DUPFD_CLOEXEC, 10);
-    SHIM_CHECK(p->report_fd, -1, report);
     /* A joined pid namespace (--pid container:NAME) is entered here, not by the caller's
      * thread as without a shim: setns(CLONE_NEWPID) places only this process's later
      * children in it, so the container is born there while this shim stays in the
@@ -1060,7 +1063,7 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
         if (p->ns_types[i] == CLONE_NEWPID) {
             long rc = RAW(setns, p->ns_fds[i], CLONE_NEWPID);
             if (rc < 0)
-                shim_fail((int)report, -1, STAGE_JOIN, rc, (int)i);
+                shim_fail(p->report_fd, -1, STAGE_JOIN, rc, (int)i);
         }
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
@@ -1074,7 +1077,11 @@ __attribute__((noreturn)) void shim_main(const struct plan *p)
     }
     long pid = clone_on_stack(&args, p->container_stack, p, child_main);
     if (pid < 0)
-        shim_fail((int)report, -1, STAGE_FORK, pid, 0);
+        shim_fail(p->report_fd, -1, STAGE_FORK, pid, 0);
+    /* Above 4, where the shim's fds go; after the clone, so that the container has only
+     * p->report_fd to close (first thing: child_main). */
+    long report = RAW(fcntl, p->report_fd, F_DUPFD_CLOEXEC, 10);
+    SHIM_CHECK(p->report_fd, pidfd, report);
     /* From here on only the container holds its end of the sync socket, its stdio and
      * its cgroups' fds. */
     RAW(close, p->sync_fd);
