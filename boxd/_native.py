@@ -849,16 +849,26 @@ async def _shim_started(spawned: Spawned, plan: SpawnPlan) -> Spawned:
             await _shim_failed(spawned, container)
             raise
         await _shim_failed(spawned, container)
-    if message is None or message[0] is not Message.FAILED:
-        with contextlib.suppress(BlockingIOError):
-            data, fds = recv_fds(spawned.sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_DONTWAIT)
-            for fd in fds:
-                os.close(fd)
-            message = parse_message(data) if data else None
-    os.close(spawned.sync_fd)
-    if message is None or message[0] is not Message.FAILED:
+    if message is not None and message[0] is Message.FAILED:
+        os.close(spawned.sync_fd)
+    else:
+        message = _failure_on_sync(spawned)
+    if message is None:
         raise RuntimeError("shim: the intermediate process ended without a report")
     raise _failure(plan, message)
+
+
+def _failure_on_sync(spawned: Spawned) -> tuple[Message, int, int, int] | None:
+    """An intermediate that ended without its report: the FAILED record it (or the child
+    it made) left on the sync socket, if any.  Closes the sync socket."""
+    message = None
+    with contextlib.suppress(BlockingIOError):
+        data, fds = recv_fds(spawned.sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_DONTWAIT)
+        for fd in fds:
+            os.close(fd)
+        message = parse_message(data) if data else None
+    os.close(spawned.sync_fd)
+    return message if message is not None and message[0] is Message.FAILED else None
 
 
 def _report(report: int, *, want_fd: bool) -> tuple[tuple[Message, int, int, int] | None, int]:
@@ -917,14 +927,8 @@ def _join_report(spawned: Spawned, plan: SpawnPlan) -> Spawned:
                 os.waitpid(pid, 0)
             raise
         return evolve(spawned, pid=pid, pidfd=pidfd, report_fd=-1)
-    message = None
-    with contextlib.suppress(BlockingIOError):
-        data, fds = recv_fds(spawned.sync_fd, SYNC_MESSAGE.size, 1, _socket.MSG_DONTWAIT)
-        for fd in fds:
-            os.close(fd)
-        message = parse_message(data) if data else None
-    os.close(spawned.sync_fd)
-    if message is None or message[0] is not Message.FAILED:
+    message = _failure_on_sync(spawned)
+    if message is None:
         raise RuntimeError(
             f"join: the intermediate process ended (status {status.si_status if status else '?'})"
             " without a report"
