@@ -625,6 +625,11 @@ def _layer_dir(target: str) -> str:
     return "fs/" + ("root" if target == "/" else target.strip("/").replace("/", "-"))
 
 
+def layer_dirs(image: Image) -> tuple[str, ...]:
+    """The directories (``fs/root``, ...) of a container's overlays, relative to its own."""
+    return tuple(_layer_dir(layer.target) for layer in image.layers)
+
+
 def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path]]:
     """(target, upper directory) of each of the container's overlays, ``/`` first: what it
     wrote in each (commit's and a build step's layer)."""

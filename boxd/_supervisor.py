@@ -92,6 +92,7 @@ from ._rootfs import (
     ImageError,
     container_dirs_at,
     container_uppers,
+    layer_dirs,
     prepare_default_image,
     resolve_image,
     written_uppers,
@@ -122,6 +123,12 @@ KILL_WAIT = 10.0  # how long a SIGKILL's answer waits for the end to be recorded
 # seconds), see bench/README.
 TRASH_QUIET = 0.25
 TRASH_MAX_DELAY = 5.0
+# At that same pause, spare container directories are made (Store.make_spare_dirs) for
+# the next burst of starts, as many as started since the last pause, SPARES_MIN to
+# SPARES_MAX per kind of image (its overlays): a start takes one by a rename instead of
+# making twelve inodes (see Store.take_spare_dir).
+SPARES_MIN = 2
+SPARES_MAX = 32
 
 
 class StartError(RuntimeError):
@@ -237,7 +244,13 @@ class Supervisor:
         self.images_lock = trio.Lock()
         self.insecure_registries: frozenset[str] = frozenset()
         self._puller: Puller | None = None
-        self._trash = trio.Event()  # set: a removed container's directory awaits deletion
+        # Set: a removed container's directory awaits deletion (_trash_filled), or spare
+        # directories are wanted (see _collect_trash).
+        self._trash = trio.Event()
+        self._trash_filled = False
+        # Starts since the last pause, per kind of image (its overlays' directories): how
+        # many spare directories the pause makes for each (counted in worker threads).
+        self._spare_demand: dict[tuple[str, ...], int] = {}
         self._busy_at = 0.0  # when a container last started or was removed (Trio's clock)
         self._trash_wait: trio.CancelScope | None = None  # the trash's wait for a pause
         self._trash_latest = 0.0  # when it is emptied even if there is no pause
@@ -543,7 +556,7 @@ class Supervisor:
         """Out of the store now, its files deleted in the background (check its users
         first: see :meth:`volume_users`)."""
         self.volumes.remove(name)
-        self._trash.set()
+        self._fill_trash()
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""
@@ -839,6 +852,8 @@ class Supervisor:
                 read = await trio.to_thread.run_sync(
                     self._prepare_run, entry, image, adoption, limiter=self._prepare_limiter
                 )
+            if self._spare_demand:
+                self._trash.set()  # spares for the next start, at the next pause
             if entry.dismantled is not None:  # the last run's, when it restarts at once
                 await entry.dismantled.wait()
             if adoption is None:
@@ -964,6 +979,10 @@ class Supervisor:
         cdir = self.store.container_dir(c.id)
         cfg = c.config
         if entry.logs is None:
+            if adoption is None and cfg.log_driver != "none" and not cdir.exists():
+                layers = layer_dirs(image)
+                self._spare_demand[layers] = self._spare_demand.get(layers, 0) + 1
+                self.store.take_spare_dir(c.id, layers)
             cdir.mkdir(mode=0o700, exist_ok=True)
             if cfg.log_driver != "none":
                 local = cfg.log_driver == "local"
@@ -1332,7 +1351,7 @@ class Supervisor:
         self.networks.forget(entry.container.id)
         self.store.discard(entry.container.id)
         self._busy(trio.current_time())
-        self._trash.set()
+        self._fill_trash()
         self.events.removed(entry.container)
         entry.gone.set()
         self._changes.unpark_all()
@@ -1344,8 +1363,9 @@ class Supervisor:
             await entry.gone.wait()
 
     async def _collect_trash(self) -> None:
-        """Delete removed containers' directories in a thread, one batch at a time, when
-        starts and removals pause (see TRASH_QUIET)."""
+        """Make spare container directories and delete removed containers' directories
+        in a thread, one batch at a time, when starts and removals pause (see
+        TRASH_QUIET)."""
         while True:
             await self._trash.wait()
             # Each start or removal meanwhile moves the deadline on (see _busy).
@@ -1355,6 +1375,14 @@ class Supervisor:
                 await trio.sleep_forever()
             self._trash_wait = None
             self._trash = trio.Event()
+            # Spares first: their new inodes are quicker made before the deletions (see
+            # Store.take_spare_dir), and whoever waits for the trash waits for them too.
+            if self._spare_demand:
+                demand, self._spare_demand = self._spare_demand, {}
+                await trio.to_thread.run_sync(self._make_spares, demand)
+            if not self._trash_filled:
+                continue
+            self._trash_filled = False
             # Their last runs' overlays are unmounted first (see _dismantle_later).
             for done in builtins.list(self._removals):
                 await done.wait()
@@ -1369,6 +1397,11 @@ class Supervisor:
                 keep = frozenset(self._puller.active if self._puller else ())
                 await trio.to_thread.run_sync(self.images.collect, used, keep)
 
+    def _fill_trash(self) -> None:
+        """Something was moved into the trash: it is emptied at the next pause."""
+        self._trash_filled = True
+        self._trash.set()
+
     def _busy(self, when: float) -> None:
         """A container started or was removed at ``when``: the trash waits on."""
         self._busy_at = when
@@ -1378,6 +1411,13 @@ class Supervisor:
     def _empty_trash(self) -> None:
         self.store.empty_trash()
         _trim.release_free_memory()
+
+    def _make_spares(self, demand: dict[tuple[str, ...], int]) -> None:
+        for layers, starts in demand.items():
+            try:
+                self.store.make_spare_dirs(layers, min(SPARES_MAX, max(SPARES_MIN, starts)))
+            except OSError as exc:  # a full disk: starts make their directories as before
+                log.warning("cannot make spare container directories: %s", exc)
 
     async def wait(self, ref: str) -> int:
         """Wait until the current run ends; its exit code (the last one if not running)."""
@@ -1577,7 +1617,7 @@ class Supervisor:
 
     async def _recover(self) -> None:
         """Make the records true after a crash; clean what a dead daemon left behind."""
-        self._trash.set()  # directories of containers removed just before it died
+        self._fill_trash()  # directories of containers removed just before it died
         self.volumes.recover()
         interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}

@@ -21,9 +21,10 @@ import pytest
 import trio
 from fake_cgroup import FakeCgroupFs
 
-from boxd import _lifecycle, _supervisor
+from boxd import _lifecycle, _store, _supervisor
 from boxd._cgroup import Cgroup, CgroupError, CgroupHost
 from boxd._lifecycle import Conflict
+from boxd._logs import read_entries
 from boxd._native import FakeNative, SpawnPlan, Stage
 from boxd._plan import Prepared
 from boxd._records import Container, ContainerConfig, RestartPolicy, Status
@@ -556,3 +557,57 @@ async def test_the_trash_waits_for_a_pause_in_starts_and_removals(
             while not removed or set(removed) <= _trash_entries(root):
                 removed.append(await one())
         assert trio.current_time() - began >= 1.5  # not at once either
+
+
+def _spares(root: Path) -> list[Path]:
+    spares = root / "spares"
+    if not spares.exists():
+        return []
+    return sorted(p for p in spares.iterdir() if not p.name.startswith("."))
+
+
+def _layout(directory: Path) -> list[tuple[str, int]]:
+    """What a container's directory holds: each path below it and its mode."""
+    return sorted((str(p.relative_to(directory)), p.lstat().st_mode) for p in directory.rglob("*"))
+
+
+async def test_a_first_start_takes_a_spare_directory_made_at_the_pause(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the pause after starts (as the trash's), spare container directories are made,
+    as many as started (at least SPARES_MIN); a container's first start takes one by a
+    rename (the same inode) instead of making a dozen inodes, and finds in it just what it
+    would have made.  A container logging nowhere takes none.  The next supervisor on the
+    root takes up the spares left and deletes one left half made."""
+    monkeypatch.setattr(_supervisor, "TRASH_QUIET", 0.1)
+    root = tmp_path / "root"
+
+    async def spares_made(count: int) -> set[int]:
+        for _ in range(250):  # within 5 s
+            if len(_spares(root)) >= count:
+                break
+            await trio.sleep(0.02)
+        assert len(_spares(root)) >= count
+        return {p.stat().st_ino for p in _spares(root)}
+
+    async with supervisor(tmp_path, host) as sup:
+        first = await sup.run(config(image, "echo", "one"))
+        assert await sup.wait(first.id) == 0
+        made = await spares_made(_supervisor.SPARES_MIN)
+        second = await sup.run(config(image, "echo", "two"))
+        assert await sup.wait(second.id) == 0
+        assert (root / "containers" / second.id).stat().st_ino in made
+        assert _layout(root / "containers" / second.id) == _layout(root / "containers" / first.id)
+        assert [e.data for e in read_entries(sup.log_dir(second.id))] == [b"two"]
+        left = {p.stat().st_ino for p in _spares(root)}
+        assert len(left) == len(made) - 1
+        silent = await sup.run(config(image, "true", log_driver="none"))
+        await sup.wait(silent.id)
+        assert (root / "containers" / silent.id).stat().st_ino not in made
+        left = await spares_made(_supervisor.SPARES_MIN)
+    (root / "spares" / f"{_store.SPARE_NEW}x").mkdir()
+    async with supervisor(tmp_path, host) as sup:
+        assert not (root / "spares" / f"{_store.SPARE_NEW}x").exists()
+        third = await sup.run(config(image, "true"))
+        await sup.wait(third.id)
+        assert (root / "containers" / third.id).stat().st_ino in left
