@@ -448,9 +448,14 @@ class Supervisor:
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
         await self._layers_ready(config.image)
-        container = self._new(config, name, starts=starts)
+        container, image = self._new(config, name, starts=starts)
         if starts:
             return container
+        # Its directory (made by the save below otherwise): a create is followed by a
+        # start, as Docker's clients do it.
+        self._take_spare(container.id, image, container.config)
+        self._busy(trio.current_time())
+        self._trash.set()
         # A --rm container need not outlive a crash of the machine (the next supervisor
         # removes an auto-remove container that has run; a record lost before it ran
         # leaves a directory without one, which is deleted): its record is written without
@@ -458,9 +463,11 @@ class Supervisor:
         self.store.save(container, durable=not config.auto_remove)
         return container
 
-    def _new(self, config: ContainerConfig, name: str, *, starts: bool = False) -> Container:
-        """A checked new container, known but not yet saved (``starts``: its first start
-        takes the image resolved here)."""
+    def _new(
+        self, config: ContainerConfig, name: str, *, starts: bool = False
+    ) -> tuple[Container, Image]:
+        """A checked new container, known but not yet saved, and its image (``starts``:
+        its first start takes the image resolved here)."""
         if name:
             self._check_name_free(name)
         try:
@@ -488,7 +495,16 @@ class Supervisor:
         )
         self._entries[cid] = _Entry(container, image=image if starts else None)
         self.events.observe(container)
-        return container
+        return container, image
+
+    def _take_spare(self, cid: str, image: Image, config: ContainerConfig) -> None:
+        """(In any thread.)  A new container's directory from the spares, if one is left
+        (see Store.take_spare_dir), counted for the next pause's making."""
+        if config.log_driver == "none":  # its directory holds no log
+            return
+        layers = layer_dirs(image)
+        self._spare_demand[layers] = self._spare_demand.get(layers, 0) + 1
+        self.store.take_spare_dir(cid, layers)
 
     def _with_volumes(self, config: ContainerConfig) -> ContainerConfig:
         """``--volumes-from`` copied in (the container's own mount points win), then an
@@ -979,10 +995,8 @@ class Supervisor:
         cdir = self.store.container_dir(c.id)
         cfg = c.config
         if entry.logs is None:
-            if adoption is None and cfg.log_driver != "none" and not cdir.exists():
-                layers = layer_dirs(image)
-                self._spare_demand[layers] = self._spare_demand.get(layers, 0) + 1
-                self.store.take_spare_dir(c.id, layers)
+            if adoption is None and not cdir.exists():  # made at the start (`run`)
+                self._take_spare(c.id, image, cfg)
             cdir.mkdir(mode=0o700, exist_ok=True)
             if cfg.log_driver != "none":
                 local = cfg.log_driver == "local"

@@ -575,10 +575,10 @@ async def test_a_first_start_takes_a_spare_directory_made_at_the_pause(
     tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At the pause after starts (as the trash's), spare container directories are made,
-    as many as started (at least SPARES_MIN); a container's first start takes one by a
-    rename (the same inode) instead of making a dozen inodes, and finds in it just what it
-    would have made.  A container logging nowhere takes none.  The next supervisor on the
-    root takes up the spares left and deletes one left half made."""
+    as many as started (at least SPARES_MIN); a container's first start (or its create)
+    takes one by a rename (the same inode) instead of making a dozen inodes, and finds in
+    it just what it would have made.  A container logging nowhere takes none.  The next
+    supervisor on the root takes up the spares left and deletes one left half made."""
     monkeypatch.setattr(_supervisor, "TRASH_QUIET", 0.1)
     root = tmp_path / "root"
 
@@ -601,6 +601,13 @@ async def test_a_first_start_takes_a_spare_directory_made_at_the_pause(
         assert [e.data for e in read_entries(sup.log_dir(second.id))] == [b"two"]
         left = {p.stat().st_ino for p in _spares(root)}
         assert len(left) == len(made) - 1
+        # A create takes one too (Docker's clients create, then start).
+        created = await sup.create(config(image, "echo", "three"))
+        assert (root / "containers" / created.id).stat().st_ino in left
+        await sup.start(created.id)
+        assert await sup.wait(created.id) == 0
+        assert [e.data for e in read_entries(sup.log_dir(created.id))] == [b"three"]
+        assert _layout(root / "containers" / created.id) == _layout(root / "containers" / first.id)
         silent = await sup.run(config(image, "true", log_driver="none"))
         await sup.wait(silent.id)
         assert (root / "containers" / silent.id).stat().st_ino not in made
