@@ -571,6 +571,25 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
 
 
 @pytest.mark.root
+@needs_cli
+def test_docker_run_v_makes_a_missing_host_directory(daemon: Daemon, tmp_path: Path) -> None:
+    """``docker run -v /host/path:/x`` (``Binds``) makes a missing host path as a
+    directory, as Docker's daemon does (``--mount type=bind`` refuses it, above)."""
+    source = tmp_path / "made" / "here"
+    r = _docker(daemon, "run", "--rm", "-v", f"{source}:/x", "default", "sh", "-c",
+                "echo hi > /x/f")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (source / "f").read_text() == "hi\n"
+    assert (source.stat().st_mode & 0o777, source.parent.stat().st_mode & 0o777) == (0o755, 0o755)
+    # A bad Binds entry is refused before anything is made for the good one before it.
+    first, second = tmp_path / "first", tmp_path / "second"
+    body = {"Image": "default", "HostConfig": {"Binds": [f"{first}:/a", f"{second}:x"]}}
+    status, data = _call(daemon, "POST", "/containers/create", json.dumps(body).encode())
+    assert status == 400 and b"'x' is not an absolute path" in data, data
+    assert not first.exists()
+
+
+@pytest.mark.root
 def test_docker_py_volumes(daemon: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{daemon.docker_socket}")

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from .. import _lifecycle, _listing, _logs, _platforms, _prune, protocol
+from .. import _mounts as mount_specs
 from .._images.store import NoSuchImage
 from .._network import NetworkError
 from .._records import Container, Status
@@ -59,15 +60,25 @@ def _check_platform(api: Api, image: str, reference: str, platform: str) -> None
 
 
 def _make_mountpoints(req: Request, body: object) -> None:
-    """API 1.42's ``BindOptions.CreateMountpoint``: a bind's missing source directory is
-    made on the host, as Docker's daemon makes it, rather than refused as missing."""
-    if not req.at_least("1.42"):
-        return
-    for mount in Fields(body, "body").object("HostConfig").objects("Mounts"):
-        source = mount.text("Source")
-        wanted = mount.object("BindOptions").flag("CreateMountpoint")
-        if wanted and mount.text("Type") == "bind" and source.startswith("/"):
-            os.makedirs(source, exist_ok=True)
+    """A bind's missing source directory is made on the host (mode 0755), as Docker's
+    daemon makes it: always for ``Binds`` (``docker run -v /host/path:/path``), for a bind
+    of ``Mounts`` with API 1.42's ``BindOptions.CreateMountpoint`` (else it is refused as
+    missing). Nothing is made unless every ``Binds`` entry reads."""
+    host = Fields(body, "body").object("HostConfig")
+    sources = []
+    for spec in host.strings("Binds"):
+        try:
+            sources.append(str(mount_specs.parse_volume_flag(spec)["host"]))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+    if req.at_least("1.42"):
+        for mount in host.objects("Mounts"):
+            wanted = mount.object("BindOptions").flag("CreateMountpoint")
+            if wanted and mount.text("Type") == "bind":
+                sources.append(mount.text("Source"))
+    for source in sources:
+        if source.startswith("/"):
+            os.makedirs(source, mode=0o755, exist_ok=True)
 
 
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
