@@ -1310,6 +1310,29 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
             client.close()
 
 
+def test_a_pull_that_finds_nothing_is_an_error_status(clean: Daemon, tmp_path: Path) -> None:
+    """As dockerd answers it: a pull that fails before its first layer (a registry out of
+    reach, no such manifest) is an error status, 500 or 404, not a 200 stream that ends in
+    an error: docker-py's ``images.pull`` (and so testcontainers' pull of Ryuk) raised a
+    later "No such image" that hid why."""
+    status, _, data = _call(clean, "POST", "/images/create?fromImage=127.0.0.1:1/nothing&tag=1")
+    assert status == 500, data
+    assert "cannot reach registry 127.0.0.1:1" in json.loads(data)["message"]
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        with running_registry(tmp_path) as registry:
+            path = f"/images/create?fromImage={registry.host}/tools/box&tag=nope"
+            status, _, data = _call(clean, "POST", path)
+            assert status == 404 and "nope not found" in json.loads(data)["message"], data
+            with pytest.raises(docker.errors.NotFound, match="nope not found"):
+                client.images.pull(f"{registry.host}/tools/box", tag="nope")
+            r = _docker(clean, "run", "--rm", f"{registry.host}/tools/box:nope")
+            assert r.returncode == 125 and "nope not found" in r.stderr, r.stderr
+    finally:
+        client.close()
+
+
 def _default_id() -> str:
     from boxd._dockerapi._shapes import default_image_id
 

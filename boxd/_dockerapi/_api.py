@@ -15,7 +15,7 @@ import trio
 
 from .. import protocol
 from .._convert import ConversionError
-from .._images.registry import RegistryError
+from .._images.registry import RegistryError, RegistryNotFound
 from .._images.store import ImageInUse, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
 from .._messages import EndFrame, OkResponse
@@ -84,6 +84,8 @@ def api_error(exc: BaseException) -> ApiError | None:
         return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
     if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return ApiError(409, str(exc))
+    if isinstance(exc, RegistryNotFound):
+        return ApiError(404, str(exc))
     if isinstance(exc, RegistryError | LayerError):
         return ApiError(500, str(exc))
     if isinstance(exc, StartError):

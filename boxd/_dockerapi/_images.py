@@ -293,8 +293,10 @@ async def commit(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
-    """Docker's progress stream: one JSON object per line; a failure once the stream
-    has begun is its last line (``errorDetail``), as the docker CLI expects."""
+    """Docker's progress stream: one JSON object per line, begun once the image is found
+    (its first layer's progress, or its end); a failure before is the response (404 for
+    no such manifest, as dockerd's), once the stream has begun its last line
+    (``errorDetail``), as the docker CLI expects."""
     name = req.arg("fromImage") or ""
     if not name:
         raise ApiError(400, "fromImage must be given (importing a tar is not supported)")
@@ -312,12 +314,17 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             raise ApiError(400, str(exc)) from None
     user, password = registry_auth(req)
     request = PullRequest(reference=ref, platform=platform, username=user, password=password)
-    await conn.start_stream()
+    started = False
 
     async def line(value: dict[str, Any]) -> None:
         await conn.send(json.dumps(value).encode() + b"\r\n")
 
     async def forward(message: object) -> None:
+        nonlocal started
+        if not started and isinstance(message, PullProgressFrame | PulledFrame):
+            started = True
+            await conn.start_stream()
+            await line({"status": f"Pulling from {name}", "id": tag or "latest"})
         if isinstance(message, PullProgressFrame):
             detail = {"current": message.current, "total": message.total}
             await line({"status": message.status, "progressDetail": detail, "id": message.layer})
@@ -326,13 +333,12 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             news = "Downloaded newer image" if message.downloaded else "Image is up to date"
             await line({"status": f"Status: {news} for {message.reference}"})
 
-    await line({"status": f"Pulling from {name}", "id": tag or "latest"})
     try:
         async with conn.cancelled_if_peer_closes():
             await api.images.pull(Answers(forward), request)
     except Exception as exc:
         error = api_error(unwrap(exc))
-        if error is None:
+        if error is None or not started:
             raise
         await line({"errorDetail": {"message": error.message}, "error": error.message})
     await conn.end()
