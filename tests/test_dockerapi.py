@@ -1412,6 +1412,39 @@ def _fetch(url: str) -> str:
 
 
 @needs_cli
+def test_ps_filters_network_volume_publish_expose(clean: Daemon) -> None:
+    """``docker ps --filter network=`` (a name or a prefix of the id), ``volume=``,
+    ``publish=``, ``expose=`` and ``is-task=``, of containers running or not."""
+    assert _docker(clean, "network", "create", "pf").returncode == 0
+    try:
+        network_id = _docker(clean, "network", "inspect", "-f", "{{.Id}}", "pf").stdout.strip()
+        web = _docker(
+            clean, "create", "--network", "pf", "-v", "pfvol:/data", "-p", "127.0.0.1:0:80",
+            "--expose", "9000", "default", "true",
+        ).stdout.strip()[:12]  # fmt: skip
+        plain = _docker(clean, "create", "default", "true").stdout.strip()[:12]
+
+        def shown(*filters: str) -> list[str]:
+            args = [arg for f in filters for arg in ("--filter", f)]
+            r = _docker(clean, "ps", "-a", "-q", *args)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.split()
+
+        assert shown("network=pf") == shown(f"network={network_id[:6]}") == [web]
+        assert shown("network=bridge") == [plain]
+        assert shown("volume=pfvol") == shown("volume=/data") == [web]
+        assert shown("publish=80") == shown("expose=9000/tcp") == shown("expose=80") == [web]
+        assert shown("publish=9000") == shown("network=pf", "volume=nope") == []
+        assert shown("is-task=false") == [plain, web]
+        r = _docker(clean, "ps", "--filter", "publish=8080:80")
+        assert r.returncode == 1 and "invalid filter 'publish=8080:80'" in r.stderr
+    finally:
+        clean.remove_containers()
+        _docker(clean, "volume", "rm", "pfvol")
+        _docker(clean, "network", "rm", "pf")
+
+
+@needs_cli
 def test_user_network_name_lookup_and_published_port(clean: Daemon) -> None:
     assert _docker(clean, "network", "create", "n1").returncode == 0
     names = _docker(clean, "network", "ls", "--format", "{{.Name}}").stdout.split()

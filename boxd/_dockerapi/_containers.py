@@ -107,9 +107,19 @@ def _with_network_ids(api: Api, settings: dict[str, Any]) -> None:
             endpoint["NetworkID"] = ""
 
 
+def _network_names(api: Api, refs: list[str]) -> list[str]:
+    """A ``network`` filter's values as containers' records name networks: Docker takes
+    a network's name or a prefix of its id (of any number of networks)."""
+    ids = {_shapes.builtin_network_id(name): name for name in ("host", "none")}
+    ids.update((net.id, net.name) for net in api.sup.networks.list())
+    return [*refs, *(name for ref in refs if ref for i, name in ids.items() if i.startswith(ref))]
+
+
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     limit = req.integer("limit") or 0
     filters = _shapes.parse_filters(req.arg("filters"))
+    if "network" in filters:
+        filters["network"] = _network_names(api, filters["network"])
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
