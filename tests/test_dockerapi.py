@@ -103,6 +103,39 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
 
 
 @needs_cli
+def test_run_rm_gives_the_client_all_of_the_output(clean: Daemon) -> None:
+    """``docker run --rm``: the container is removed as soon as it ends, most often
+    before the client has read the last of its output; that output still reaches it
+    (the attach stream used to end at the removal, short by up to a few MiB)."""
+    assert DOCKER is not None
+    script = "head -c 20000000 /dev/zero; head -c 1000000 /dev/zero >&2"
+    for _ in range(5):
+        r = subprocess.run(
+            [DOCKER, "run", "--rm", "default", "sh", "-c", script],
+            capture_output=True,
+            env=docker_env(clean),
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert (r.returncode, len(r.stdout), len(r.stderr)) == (0, 20_000_000, 1_000_000)
+    # Attached to a container removed without ever running: the stream ends all the same.
+    cid = _docker(clean, "create", "default", "true").stdout.strip()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(clean.docker_socket))
+        sock.sendall(
+            f"POST /containers/{cid}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
+            "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert _docker(clean, "rm", cid).returncode == 0
+        assert sock.recv(100) == b""
+
+
+@needs_cli
 def test_detached_container_through_its_life(clean: Daemon) -> None:
     script = "echo started; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"
     cid = _docker(

@@ -14,7 +14,7 @@ import attrs
 import trio
 
 from .. import _detachkeys, _lifecycle, _logs, _plan, protocol
-from .._output import Output
+from .._output import Chunk, Output
 from .._run import Run
 from .._supervisor import Conflict, NoSuchContainer, StartError
 from ._api import READ_SIZE, Api, api_error, frame, unwrap
@@ -136,7 +136,7 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
                     keys if tty else None,
                     nursery.cancel_scope,
                 )
-            nursery.start_soon(_until_removed, api, c.id, nursery.cancel_scope)
+            nursery.start_soon(_until_removed, api, c.id, channel, nursery.cancel_scope)
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 async with channel:
                     async for sid, data in channel:
@@ -157,12 +157,19 @@ async def _started(api: Api, cid: str) -> Run | None:
         await api.sup.wait_changed()
 
 
-async def _until_removed(api: Api, cid: str, scope: trio.CancelScope) -> None:
+async def _until_removed(
+    api: Api, cid: str, channel: trio.MemoryReceiveChannel[Chunk], scope: trio.CancelScope
+) -> None:
+    """End the streams of a container removed before its output ended (attached before a
+    start that never came: its channel would stay open).  Output that has ended is given
+    to its last byte: a ``--rm`` container is removed as soon as it ends, most often
+    before its client has read all it wrote."""
     while True:
         try:
             api.sup.inspect(cid)
         except NoSuchContainer:
-            scope.cancel(reason="the container was removed")
+            if channel.statistics().open_send_channels:
+                scope.cancel(reason="the container was removed")
             return
         await api.sup.wait_changed()
 
