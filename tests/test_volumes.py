@@ -39,6 +39,11 @@ def test_volume_flag_forms() -> None:
         "nocopy": True,
     }
     assert parse_volume_flag("/srv:/data:z") == {"host": "/srv", "container": "/data"}
+    # Docker for Mac's consistency modes (compose files carry them): ignored, as by Docker
+    # on Linux.
+    for mode in ("cached", "delegated", "consistent"):
+        assert parse_volume_flag(f"/srv:/data:{mode}") == {"host": "/srv", "container": "/data"}
+    assert parse_volume_flag("cache:/data:ro,cached")["read_only"] is True
     assert parse_volume_flag("./here:/data") == {"host": "./here", "container": "/data"}
 
 
@@ -580,6 +585,8 @@ def test_docker_run_v_makes_a_missing_host_directory(daemon: Daemon, tmp_path: P
                 "echo hi > /x/f")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (source / "f").read_text() == "hi\n"
+    r = _docker(daemon, "run", "--rm", "-v", f"{source}:/x:ro,delegated", "default", "cat", "/x/f")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr  # Docker for Mac's mode: ignored
     assert (source.stat().st_mode & 0o777, source.parent.stat().st_mode & 0o777) == (0o755, 0o755)
     # A bad Binds entry is refused before anything is made for the good one before it.
     first, second = tmp_path / "first", tmp_path / "second"
