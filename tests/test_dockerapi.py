@@ -370,6 +370,23 @@ def test_runtime_names(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None:
+    """``--security-opt apparmor=unconfined`` and ``label=disable`` (guides for FUSE or
+    Docker in Docker carry them) ask for what boxd does anyway, having no AppArmor and no
+    SELinux labels: taken, as dockerd takes them on a host without either.  A profile or
+    label to apply is refused, named: boxd could not give it."""
+    for opt in ("apparmor=unconfined", "apparmor:unconfined", "label=disable", "label:disable"):
+        r = _docker(clean, "run", "--rm", "--security-opt", opt, "default", "true")
+        assert r.returncode == 0, (opt, r.stderr)
+    for opt, words in (
+        ("apparmor=docker-default", "boxd has no AppArmor profiles"),
+        ("label=type:svirt_apache_t", "boxd has no SELinux labels"),
+    ):
+        r = _docker(clean, "run", "--rm", "--security-opt", opt, "default", "true")
+        assert r.returncode == 125 and f"invalid SecurityOpt '{opt}': {words}" in r.stderr
+
+
+@needs_cli
 def test_system_paths_unconfined_and_the_apis_own_lists(clean: Daemon) -> None:
     """``--security-opt systempaths=unconfined`` (the docker CLI sends it as empty
     MaskedPaths and ReadonlyPaths, which boxd ignored: the masks stayed) unmasks /proc;

@@ -743,6 +743,13 @@ def _system_paths(sec: Security) -> dict[str, list[str] | None]:
     return {"MaskedPaths": list(paths[0]), "ReadonlyPaths": list(paths[1])}
 
 
+# SecurityOpt keys of what boxd has none of: the value that asks for none, and what it lacks.
+_UNCONFINED = {
+    "apparmor": ("unconfined", "AppArmor profiles"),
+    "label": ("disable", "SELinux labels"),
+}
+
+
 def _security(host: Fields) -> Security:
     no_new_privileges = True
     seccomp = "default"
@@ -762,11 +769,20 @@ def _security(host: Fields) -> Security:
             )
         elif key == "systempaths" and value == "unconfined":
             masked = readonly = ()
+        elif key in _UNCONFINED and value == _UNCONFINED[key][0]:
+            pass  # what boxd does anyway: dockerd takes them on a host without either
+        elif key in _UNCONFINED:
+            anyway, missing = _UNCONFINED[key]
+            raise ApiError(
+                400,
+                f"invalid SecurityOpt {opt!r}: boxd has no {missing} (only {key}={anyway},"
+                " what it does anyway)",
+            )
         else:
             raise ApiError(
                 400,
-                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined or"
-                " systempaths=unconfined",
+                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined,"
+                " systempaths=unconfined, apparmor=unconfined or label=disable",
             )
     return Security(
         privileged=host.flag("Privileged"),
