@@ -820,6 +820,17 @@ def test_clients_see_a_node_in_no_swarm(clean: Daemon) -> None:
         assert "This node is not part of a swarm" in left.stderr
 
 
+@needs_cli
+def test_no_plugins_and_no_registry_search(clean: Daemon) -> None:
+    """``docker plugin ls`` lists none (boxd's drivers are built in), as a Docker daemon
+    with no plugin installed; ``docker search`` is refused in words that say so, not as a
+    method the path does not allow."""
+    r = _docker(clean, "plugin", "ls", "--format", "{{.Name}}")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    r = _docker(clean, "search", "alpine")
+    assert r.returncode == 1 and "docker search is not supported by boxd" in r.stderr
+
+
 # ---- raw HTTP -------------------------------------------------------------------------
 
 
@@ -1138,6 +1149,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ),
     ("GET", "/v1.12/containers/json", None, 400, "too old"),
     ("GET", "/no/such/route", None, 404, "page not found"),
+    ("GET", '/plugins?filters={"colour":["red"]}', None, 400, "invalid filter 'colour'"),
+    ("GET", "/images/search?term=alpine", None, 501, "docker search is not supported by boxd"),
     ("PUT", "/containers/create", None, 405, "not allowed"),
 ]
 # Swarm mode: every route answered as by a Docker node in no swarm, with Docker's words.

@@ -437,8 +437,17 @@ def _unix_time(rfc3339: str) -> int:
         return 0
 
 
+async def search(api: Api, conn: HttpConnection, req: Request) -> None:
+    raise ApiError(
+        501,
+        "docker search is not supported by boxd: it pulls images by name, it does not"
+        " search registries",
+    )
+
+
 ROUTES = [
     route("GET", r"/images/json", images),
+    route("GET", r"/images/search", search),
     route("POST", r"/images/create", create, streamed=lambda req: req.arg("fromSrc") == "-"),
     route("GET", r"/images/get", save),
     route("POST", r"/images/load", load, streamed=lambda req: True),
