@@ -734,6 +734,35 @@ def test_docker_py(clean: Daemon) -> None:
         client.close()
 
 
+def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:
+    """As Docker's: a container's ``ExecIDs`` are its exec instances that have not ended;
+    an ended one stays to be inspected for its exit code, and past KEPT_ENDED of a
+    container the oldest are forgotten (the daemon kept every one, ~3 KB each, and
+    listed them all: a probe that execs every few seconds)."""
+    from boxd._dockerapi._attach import KEPT_ENDED
+
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        cid = client.create_container("default", ["sleep", "60"])["Id"]
+        client.start(cid)
+        first = client.exec_create(cid, ["sh", "-c", "exit 3"])["Id"]
+        client.exec_start(first)
+        assert client.exec_inspect(first)["ExitCode"] == 3
+        waiting = client.exec_create(cid, ["true"])["Id"]  # created, not started
+        assert client.inspect_container(cid)["ExecIDs"] == [waiting]
+        for _ in range(KEPT_ENDED):
+            client.exec_start(client.exec_create(cid, ["true"])["Id"])
+        assert client.inspect_container(cid)["ExecIDs"] == [waiting]
+        assert client.exec_inspect(first)["ExitCode"] == 3  # KEPT_ENDED ended: all kept
+        last = client.exec_create(cid, ["true"])["Id"]
+        with pytest.raises(docker.errors.NotFound, match=f"No such exec instance: {first}"):
+            client.exec_inspect(first)
+        assert client.inspect_container(cid)["ExecIDs"] == [waiting, last]
+    finally:
+        client.close()
+
+
 def test_detach_keys_of_an_api_client(clean: Daemon) -> None:
     """docker-py detaches by typing the detach keys into an attached or exec'd TTY (Docker
     watches them on the server): the connection ends, the process runs on."""

@@ -63,8 +63,12 @@ class Api:
             self._networks = handlers(self.sup)
         return self._networks
 
-    def execs_of(self, cid: str) -> list[str]:
-        return [e.id for e in self.execs.values() if e.container == cid]
+    def execs_of(self, cid: str, *, ended: bool = True) -> list[str]:
+        """The ids of a container's exec instances (without ``ended``: those that have
+        not ended, Docker's ``ExecIDs``)."""
+        return [
+            e.id for e in self.execs.values() if e.container == cid and (ended or e.code is None)
+        ]
 
 
 def unwrap(exc: BaseException) -> BaseException:

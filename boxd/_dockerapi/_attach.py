@@ -22,6 +22,10 @@ from ._http import ApiError, HttpConnection, Request, stream_type
 from ._router import CONTAINER, route
 from ._shapes import Fields, console_size
 
+# A container's ended exec instances kept for their exit codes (exec inspect, which every
+# client asks right after the end), the oldest forgotten first: Docker forgets them too.
+KEPT_ENDED = 128
+
 
 @attrs.define(eq=False)
 class Exec:
@@ -243,6 +247,9 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
     )
     for stale in [e for e in api.execs.values() if not _exists(api, e.container)]:
         del api.execs[stale.id]  # their containers were removed by another client
+    ended = [e.id for e in api.execs.values() if e.container == c.id and e.code is not None]
+    for exec_id in ended[:-KEPT_ENDED]:
+        del api.execs[exec_id]
     api.execs[ex.id] = ex
     await conn.respond_json(201, {"Id": ex.id})
 
