@@ -932,9 +932,14 @@ class Attachment:
                 return EtcNetwork(resolv=bridge_resolv())
             _, rest = host_resolv()
             resolv = container_resolv([net.gateway], rest) if net.dns else bridge_resolv()
-            return EtcNetwork(address=endpoints[0].ip_address, names=(hostname,), resolv=resolv)
+            return EtcNetwork(
+                address=endpoints[0].ip_address,
+                names=(hostname,),
+                resolv=resolv,
+                host_gateway=net.gateway,
+            )
         if self.mode == "host":
-            return EtcNetwork(resolv=self._resolv())
+            return EtcNetwork(resolv=self._resolv(), host_gateway="127.0.0.1")
         if not self.links:
             # --network none: the image's own resolv.conf, unless --dns* asks otherwise.
             asked = config.dns or config.dns_search or config.dns_options
@@ -945,6 +950,7 @@ class Attachment:
             others=tuple(link.address for link in self.links[1:]),
             resolv=self._resolv(),
             links=self.link_hosts,
+            host_gateway=self.links[0].net.gateway,
         )
 
     def _wanted_ports(self) -> list[PortSpec]:

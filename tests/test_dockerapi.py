@@ -1537,6 +1537,35 @@ def test_ps_filters_network_volume_publish_expose(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_add_host_host_gateway(clean: Daemon) -> None:
+    """``--add-host host.docker.internal:host-gateway`` (compose's ``extra_hosts`` carry
+    it) names the host's address on the container's network: its bridge's gateway, as
+    Docker names its docker0's; with ``--network host`` the host is 127.0.0.1."""
+
+    def named(*args: str) -> str:
+        r = _docker(
+            clean, "run", "--rm", "--add-host", "host.docker.internal:host-gateway", *args,
+            "default", "sh", "-c", "grep -w host.docker.internal /etc/hosts",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    fmt = "{{(index .IPAM.Config 0).Gateway}}"
+    gateway = _docker(clean, "network", "inspect", "-f", fmt, "bridge").stdout.strip()
+    assert named() == f"{gateway}\thost.docker.internal\n"
+    assert _docker(clean, "network", "create", "--subnet", "10.66.0.0/24", "hg").returncode == 0
+    try:
+        assert named("--network", "hg") == "10.66.0.1\thost.docker.internal\n"
+    finally:
+        _docker(clean, "network", "rm", "hg")
+    assert named("--network", "host") == "127.0.0.1\thost.docker.internal\n"
+    r = _docker(clean, "run", "--rm", "--network", "none", "--add-host", "h:host-gateway",
+                "default", "true")  # fmt: skip
+    assert r.returncode == 125
+    assert "invalid --add-host 'h:host-gateway': --network none has no host to name" in r.stderr
+
+
+@needs_cli
 def test_user_network_name_lookup_and_published_port(clean: Daemon) -> None:
     assert _docker(clean, "network", "create", "n1").returncode == 0
     names = _docker(clean, "network", "ls", "--format", "{{.Name}}").stdout.split()
