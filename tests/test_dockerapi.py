@@ -136,6 +136,29 @@ def test_run_rm_gives_the_client_all_of_the_output(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_entrypoint_reset(clean: Daemon) -> None:
+    """``--entrypoint ""`` (the CLI sends ``[""]``) resets the image's entrypoint, as
+    Docker's daemon reads it: the command runs alone, and the image's Cmd is not taken
+    (none given: refused).  It ran ``""``: 'exec : Permission denied'."""
+    assert _docker(clean, "create", "--name", "src", "default", "true").returncode == 0
+    r = _docker(
+        clean, "commit", "-c", 'ENTRYPOINT ["echo", "ep"]', "-c", 'CMD ["cmd"]', "src", "ep"
+    )
+    assert r.returncode == 0, r.stderr
+    try:
+        assert _docker(clean, "run", "--rm", "ep").stdout == "ep cmd\n"
+        r = _docker(clean, "run", "--rm", "--entrypoint", "", "ep", "echo", "reset")
+        assert (r.returncode, r.stdout) == (0, "reset\n"), r.stderr
+        r = _docker(clean, "run", "--rm", "--entrypoint", "", "default", "echo", "reset")
+        assert (r.returncode, r.stdout) == (0, "reset\n"), r.stderr
+        r = _docker(clean, "run", "--rm", "--entrypoint", "", "ep")
+        assert r.returncode == 125 and "no command specified: an empty Entrypoint" in r.stderr
+    finally:
+        clean.remove_containers()
+        _docker(clean, "rmi", "ep")
+
+
+@needs_cli
 def test_detached_container_through_its_life(clean: Daemon) -> None:
     script = "echo started; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"
     cid = _docker(

@@ -205,6 +205,12 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
         )
     entrypoint = cfg.command("Entrypoint")
     command = cfg.command("Cmd") or []
+    if entrypoint == [""]:  # --entrypoint "": none, and not the image's Cmd (Docker's reset)
+        entrypoint = []
+        if not command:
+            raise ApiError(
+                400, "no command specified: an empty Entrypoint resets the image's, and its Cmd"
+            )
     if image in DEFAULT_IMAGES:  # no image configuration: the command is all there is
         image, command, entrypoint = "default", (entrypoint or []) + command, None
         if not command:
