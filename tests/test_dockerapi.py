@@ -1036,6 +1036,16 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/create", b"{not json", 400, "invalid JSON"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
+    *(
+        (
+            "POST",
+            "/containers/create",
+            b'{"Image":"default","Cmd":["true"],"HostConfig":{"%s":-5}}' % key.encode(),
+            400,
+            f"invalid HostConfig.{key} -5: must not be negative",
+        )
+        for key in ("Memory", "NanoCpus", "CpuShares")
+    ),
     (
         "POST",
         "/containers/create",

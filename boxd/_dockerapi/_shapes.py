@@ -677,8 +677,13 @@ def _resources(host: Fields) -> Resources:
     swap = host.integer("MemorySwap")
     nano = host.integer("NanoCpus")
     pids = host.integer("PidsLimit")
-    if min(memory, nano, host.integer("CpuShares")) < 0:
-        raise ApiError(400, "Memory, NanoCpus and CpuShares must not be negative")
+    for key, value in (
+        ("Memory", memory),
+        ("NanoCpus", nano),
+        ("CpuShares", host.integer("CpuShares")),
+    ):
+        if value < 0:
+            raise ApiError(400, f"invalid HostConfig.{key} {value}: must not be negative")
     return Resources(
         memory=memory or None,
         memory_swap=swap or None,
