@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -588,6 +589,14 @@ def test_docker_run_v_makes_a_missing_host_directory(daemon: Daemon, tmp_path: P
     r = _docker(daemon, "run", "--rm", "-v", f"{source}:/x:ro,delegated", "default", "cat", "/x/f")
     assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr  # Docker for Mac's mode: ignored
     assert (source.stat().st_mode & 0o777, source.parent.stat().st_mode & 0o777) == (0o755, 0o755)
+    # What exists is bound as it is: a file, a socket (the Docker API's own, for a client
+    # inside), never made a directory over.
+    (tmp_path / "file").write_text("a file\n")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "sock"))
+        r = _docker(daemon, "run", "--rm", "-v", f"{tmp_path}/file:/f:ro", "-v",
+                    f"{tmp_path}/sock:/s", "default", "sh", "-c", "cat /f; test -S /s")  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "a file\n"), r.stderr
     # A bad Binds entry is refused before anything is made for the good one before it.
     first, second = tmp_path / "first", tmp_path / "second"
     body = {"Image": "default", "HostConfig": {"Binds": [f"{first}:/a", f"{second}:x"]}}

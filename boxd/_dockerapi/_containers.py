@@ -77,7 +77,7 @@ def _make_mountpoints(req: Request, body: object) -> None:
             if wanted and mount.text("Type") == "bind":
                 sources.append(mount.text("Source"))
     for source in sources:
-        if source.startswith("/"):
+        if source.startswith("/") and not os.path.lexists(source):  # a file, a socket: bound
             os.makedirs(source, mode=0o755, exist_ok=True)
 
 
