@@ -62,7 +62,9 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
-        (("-p", "8080:80", "--network", "host", "default", "true"), 125, "", "need a network"),
+        # As Docker: the ports are discarded, with a warning (the host's network is shared).
+        (("-p", "8080:80", "--network", "host", "default", "true"), 0, "", "Published ports are"),
+        (("-p", "8080:80", "--network", "none", "default", "true"), 125, "", "need a network"),
         (("--storage-opt", "size=1G", "default", "true"), 125, "", "StorageOpt is not supported"),
     ],
 )

@@ -239,6 +239,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             )
         network = "none"
     aliases, endpoint_links, joins = _endpoints(cfg, network)
+    ports = tuple(_port_specs(host))
     links = dict.fromkeys(_link(text) for text in (*host.strings("Links"), *endpoint_links))
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
@@ -268,8 +269,9 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             dns=tuple(host.strings("Dns")),
             dns_search=tuple(host.strings("DnsSearch")),
             dns_options=tuple(host.strings("DnsOptions")),
-            ports=tuple(_port_specs(host)),
-            publish_all=host.flag("PublishAllPorts"),
+            # The host's network: Docker discards them (see warnings).
+            ports=() if network == "host" else ports,
+            publish_all=host.flag("PublishAllPorts") and network != "host",
             expose=tuple(cfg.mapping_keys("ExposedPorts")),
             volumes=tuple(_volumes(host, cfg.mapping_keys("Volumes"))),
             volumes_from=tuple(host.strings("VolumesFrom")),
@@ -737,9 +739,14 @@ def _more_resources(host: Fields) -> dict[str, Any]:
 def warnings(host: Fields) -> list[str]:
     """What create and update tell a client of the HostConfig alone (the host's own are
     :meth:`Supervisor.limit_warnings`)."""
+    found = []
     if host.integer("KernelMemory"):
-        return ["KernelMemory is deprecated (kernels no longer limit kernel memory apart): ignored"]
-    return []
+        found.append(
+            "KernelMemory is deprecated (kernels no longer limit kernel memory apart): ignored"
+        )
+    if host.text("NetworkMode") == "host" and host.value("PortBindings"):
+        found.append("Published ports are discarded when using host network mode")  # Docker's
+    return found
 
 
 def _device_rates(rates: tuple[DeviceRate, ...] | None, key: str) -> list[dict[str, Any]]:
