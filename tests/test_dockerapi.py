@@ -1601,6 +1601,26 @@ def test_add_host_host_gateway(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_a_renamed_container_answers_by_its_new_name(clean: Daemon) -> None:
+    """``docker rename`` of a running container on a user network: the network's DNS
+    answers its new name and no longer its old one, as Docker's (it answered the old)."""
+    assert _docker(clean, "network", "create", "rn").returncode == 0
+    try:
+        r = _docker(clean, "run", "-d", "--name", "web", "--network", "rn", "--network-alias",
+                    "www", "default", "sleep", "60")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert _docker(clean, "rename", "web", "web2").returncode == 0
+        look = "for n in web2 web www; do getent hosts $n >/dev/null && echo $n; done"
+        r = _docker(clean, "run", "--rm", "--network", "rn", "default", "sh", "-c", look)
+        assert r.stdout.split() == ["web2", "www"], r.stderr
+        dns = "{{json .NetworkSettings.Networks.rn.DNSNames}}"
+        assert "web2" in json.loads(_docker(clean, "inspect", "-f", dns, "web2").stdout)
+    finally:
+        clean.remove_containers()
+        _docker(clean, "network", "rm", "rn")
+
+
+@needs_cli
 def test_user_network_name_lookup_and_published_port(clean: Daemon) -> None:
     assert _docker(clean, "network", "create", "n1").returncode == 0
     names = _docker(clean, "network", "ls", "--format", "{{.Name}}").stdout.split()
