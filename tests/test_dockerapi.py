@@ -888,6 +888,28 @@ def test_no_plugins_and_no_registry_search(clean: Daemon) -> None:
 # ---- raw HTTP -------------------------------------------------------------------------
 
 
+def test_a_client_waiting_for_100_continue_is_told_to_go_on(clean: Daemon) -> None:
+    """curl asks ``Expect: 100-continue`` before a body over 1 MiB (a tar to ``archive``,
+    ``images/load``) and holds it back for a second unless told to go on, as Docker's
+    server tells it at once: boxd does too, for a body read whole and one read as it
+    comes."""
+    body = json.dumps({"Image": "default", "Cmd": ["true"]}).encode()
+    for path, status in (("/containers/create?name=expect", b"201"), ("/images/load", b"200")):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(clean.docker_socket))
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")  # before the body is sent
+            sock.sendall(body)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(4096)
+            assert answer.split()[1] == status, answer
+
+
 def test_ping_version_and_prefixes(clean: Daemon) -> None:
     for method in ("GET", "HEAD"):
         status, headers, body = _call(clean, method, "/_ping")
