@@ -7,6 +7,7 @@ in it (:class:`ContainerBrief`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
@@ -89,9 +90,9 @@ def select_containers(
 
 def _matches(c: Container, key: str, values: list[str]) -> bool:
     if key == "id":
-        return any(c.id.startswith(v) for v in values)
+        return any(_matched(v, c.id) for v in values)
     if key == "name":
-        return any(v.lstrip("/") in c.name for v in values)
+        return any(_matched(v, c.name) or _matched(v, "/" + c.name) for v in values)
     if key == "label":
         return all(_has_label(c, v) for v in values)
     if key == "status":
@@ -113,6 +114,17 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
     if key == "is-task":  # no container of boxd is a swarm service's task
         return "false" in values
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
+
+
+def _matched(wanted: str, value: str) -> bool:
+    """Docker's match of a filter's value: the same, or a regular expression found in it
+    (one that does not compile matches nothing)."""
+    if wanted == value:
+        return True
+    try:
+        return re.search(wanted, value) is not None
+    except re.error:
+        return False
 
 
 def _networks(config: ContainerConfig) -> tuple[str, ...]:

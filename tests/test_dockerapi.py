@@ -1568,10 +1568,10 @@ def test_ps_filters_network_volume_publish_expose(clean: Daemon) -> None:
     try:
         network_id = _docker(clean, "network", "inspect", "-f", "{{.Id}}", "pf").stdout.strip()
         web = _docker(
-            clean, "create", "--network", "pf", "-v", "pfvol:/data", "-p", "127.0.0.1:0:80",
-            "--expose", "9000", "default", "true",
+            clean, "create", "--name", "web", "--network", "pf", "-v", "pfvol:/data", "-p",
+            "127.0.0.1:0:80", "--expose", "9000", "default", "true",
         ).stdout.strip()[:12]  # fmt: skip
-        plain = _docker(clean, "create", "default", "true").stdout.strip()[:12]
+        plain = _docker(clean, "create", "--name", "web2", "default", "true").stdout.strip()[:12]
 
         def shown(*filters: str) -> list[str]:
             args = [arg for f in filters for arg in ("--filter", f)]
@@ -1585,6 +1585,9 @@ def test_ps_filters_network_volume_publish_expose(clean: Daemon) -> None:
         assert shown("publish=80") == shown("expose=9000/tcp") == shown("expose=80") == [web]
         assert shown("publish=9000") == shown("network=pf", "volume=nope") == []
         assert shown("is-task=false") == [plain, web]
+        # name: a regular expression, as Docker's (^web$ is how scripts ask for one name)
+        assert shown("name=^web$") == shown("name=^/web$") == [web]
+        assert shown("name=web") == [plain, web]
         r = _docker(clean, "ps", "--filter", "publish=8080:80")
         assert r.returncode == 1 and "invalid filter 'publish=8080:80'" in r.stderr
     finally:

@@ -221,3 +221,30 @@ def test_network_volume_port_and_task_filters() -> None:
     ):
         with pytest.raises(ValueError, match=re.escape(words)):
             container_filter({key: [value]})
+
+
+def test_name_and_id_filters_are_regular_expressions() -> None:
+    """As Docker's: ``name`` and ``id`` match exactly or as a regular expression searched
+    for, the name with and without its leading ``/`` (``name=^web$`` is the usual way to
+    ask for one name, ``^/web$`` the older one); an invalid expression matches nothing."""
+    made = [
+        Container(
+            id=cid * 64,
+            name=name,
+            created_at=1.0,
+            config=ContainerConfig(image="default", command=("true",)),
+        )
+        for cid, name in (("a", "web"), ("b", "web2"), ("c", "myweb"))
+    ]
+
+    def shown(key: str, value: str) -> list[str]:
+        keep = container_filter({key: [value]})
+        return [c.name for c in made if keep(c)]
+
+    assert shown("name", "web") == ["web", "web2", "myweb"]
+    assert shown("name", "^web$") == shown("name", "^/web$") == ["web"]
+    assert shown("name", "/web") == ["web", "web2"]  # searched for in "/web", "/myweb"
+    assert shown("name", "w.b2") == ["web2"]
+    assert shown("name", "web[") == []
+    assert shown("id", "aaaa") == shown("id", "^a+$") == ["web"]
+    assert shown("id", "b" * 64) == ["web2"]
