@@ -90,9 +90,9 @@ def select_containers(
 
 def _matches(c: Container, key: str, values: list[str]) -> bool:
     if key == "id":
-        return any(_matched(v, c.id) for v in values)
+        return any(docker_match(v, c.id) for v in values)
     if key == "name":
-        return any(_matched(v, c.name) or _matched(v, "/" + c.name) for v in values)
+        return any(docker_match(v, c.name) or docker_match(v, "/" + c.name) for v in values)
     if key == "label":
         return all(_has_label(c, v) for v in values)
     if key == "status":
@@ -116,9 +116,9 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
 
 
-def _matched(wanted: str, value: str) -> bool:
-    """Docker's match of a filter's value: the same, or a regular expression found in it
-    (one that does not compile matches nothing)."""
+def docker_match(wanted: str, value: str) -> bool:
+    """Docker's match of a filter's value (``name=``): the same, or a regular expression
+    found in it (one that does not compile matches nothing)."""
     if wanted == value:
         return True
     try:

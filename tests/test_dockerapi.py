@@ -1588,6 +1588,10 @@ def test_ps_filters_network_volume_publish_expose(clean: Daemon) -> None:
         # name: a regular expression, as Docker's (^web$ is how scripts ask for one name)
         assert shown("name=^web$") == shown("name=^/web$") == [web]
         assert shown("name=web") == [plain, web]
+        # So is network ls's name filter.
+        for wanted, listed in (("^pf$", "pf\n"), ("^bridge$", "bridge\n"), ("^nope$", "")):
+            r = _docker(clean, "network", "ls", "-f", f"name={wanted}", "--format", "{{.Name}}")
+            assert (r.returncode, r.stdout) == (0, listed), r.stderr
         r = _docker(clean, "ps", "--filter", "publish=8080:80")
         assert r.returncode == 1 and "invalid filter 'publish=8080:80'" in r.stderr
     finally:
