@@ -1507,6 +1507,15 @@ def test_import_save_load_commit_history_prune(
     assert listed.stdout == "labelled\n"
     listed = _docker(clean, "images", "--format", "{{.Repository}}", "bb")
     assert listed.stdout == "bb\n"
+    # An image of several tags: the reference filter shows those it matches, as Docker's.
+    assert _docker(clean, "tag", "bb:1", "example.com/other/bb:2").returncode == 0
+    fmt = "{{.Repository}}:{{.Tag}}"
+    for wanted, shown in (
+        ("bb", "bb:1\n"), ("bb:1", "bb:1\n"), ("b*", "bb:1\n"),
+        ("example.com/*/*", "example.com/other/bb:2\n"),
+    ):  # fmt: skip
+        assert _docker(clean, "images", "--format", fmt, wanted).stdout == shown, wanted
+    assert _docker(clean, "rmi", "example.com/other/bb:2").returncode == 0
     r = _docker(clean, "images", "--filter", "colour=red")
     assert r.returncode == 1 and "invalid filter 'colour'" in r.stderr
     assert _docker(clean, "rmi", "labelled:1").returncode == 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import fnmatch
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import _platforms
@@ -128,13 +129,23 @@ async def image_rows(
         "Containers": -1,
     }
     rows = [default] if shown else []
+    patterns = filters.get("reference", ())
     for image in answer.images:
         rows.append(
             {
                 "Id": image.id,
                 "ParentId": "",
-                "RepoTags": [_shapes.familiar(t) for t in image.repo_tags],
-                "RepoDigests": [_shapes.familiar(d) for d in image.repo_digests],
+                # Of an image the filter selects, the references it matches, as Docker's.
+                "RepoTags": [
+                    _shapes.familiar(t)
+                    for t in image.repo_tags
+                    if not patterns or any_reference((t,), patterns)
+                ],
+                "RepoDigests": [
+                    _shapes.familiar(d)
+                    for d in image.repo_digests
+                    if not patterns or _digest_matches(_shapes.familiar(d), patterns)
+                ],
                 "Created": _unix_time(image.created),
                 "Size": image.size,
                 "SharedSize": image.shared_size if shared else -1,
@@ -143,6 +154,12 @@ async def image_rows(
             }
         )
     return rows
+
+
+def _digest_matches(digest: str, patterns: Sequence[str]) -> bool:
+    """A reference filter's pattern against ``NAME@sha256:...`` or its NAME, as Docker's."""
+    name = digest.partition("@")[0]
+    return any(fnmatch.fnmatchcase(digest, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
