@@ -1515,6 +1515,13 @@ def test_import_save_load_commit_history_prune(
         ("example.com/*/*", "example.com/other/bb:2\n"),
     ):  # fmt: skip
         assert _docker(clean, "images", "--format", fmt, wanted).stdout == shown, wanted
+    # ps's ancestor filter names an image by any of its names or its id, as Docker's.
+    user = _docker(clean, "create", "bb:1").stdout.strip()[:12]
+    for ancestor in ("bb:1", "example.com/other/bb:2", image_id, image_id[7:19]):
+        r = _docker(clean, "ps", "-a", "-q", "-f", f"ancestor={ancestor}")
+        assert r.stdout == f"{user}\n", (ancestor, r.stderr)
+    assert _docker(clean, "ps", "-a", "-q", "-f", "ancestor=default").stdout == ""
+    assert _docker(clean, "rm", user).returncode == 0
     assert _docker(clean, "rmi", "example.com/other/bb:2").returncode == 0
     r = _docker(clean, "images", "--filter", "colour=red")
     assert r.returncode == 1 and "invalid filter 'colour'" in r.stderr

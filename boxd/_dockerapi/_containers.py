@@ -115,11 +115,23 @@ def _network_names(api: Api, refs: list[str]) -> list[str]:
     return [*refs, *(name for ref in refs if ref for i, name in ids.items() if i.startswith(ref))]
 
 
+def _image_ids(api: Api, refs: list[str]) -> list[str]:
+    """An ``ancestor`` filter's values and the ids of the images they name (by any of their
+    names, an id or a prefix of one), as Docker's filter takes an image by id."""
+    ids = []
+    for ref in refs:
+        with contextlib.suppress(NoSuchImage):
+            ids.append(api.sup.images.lookup(ref).id)
+    return [*refs, *ids]
+
+
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     limit = req.integer("limit") or 0
     filters = _shapes.parse_filters(req.arg("filters"))
     if "network" in filters:
         filters["network"] = _network_names(api, filters["network"])
+    if "ancestor" in filters:
+        filters["ancestor"] = _image_ids(api, filters["ancestor"])
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
