@@ -161,6 +161,24 @@ def test_entrypoint_reset(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_real_time_signals(clean: Daemon) -> None:
+    """``--stop-signal SIGRTMIN+3`` (systemd's images say ``STOPSIGNAL SIGRTMIN+3``) and
+    ``kill -s RTMIN+2`` reach the container, as Docker names them: they were refused as
+    invalid signals, and an image that named one could not be run."""
+    trapper = "trap 'echo rt2' 36; trap 'echo rt3; exit 0' 37; echo up; while :; do sleep 0.1; done"
+    r = _docker(clean, "run", "-d", "--name", "rt", "--stop-signal", "SIGRTMIN+3", "default",
+                "sh", "-c", trapper)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30
+    while "up" not in _docker(clean, "logs", "rt").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _docker(clean, "kill", "-s", "RTMIN+2", "rt").returncode == 0
+    assert _docker(clean, "stop", "rt").returncode == 0
+    assert _docker(clean, "logs", "rt").stdout == "up\nrt2\nrt3\n"
+    assert _docker(clean, "inspect", "-f", "{{.State.ExitCode}}", "rt").stdout == "0\n"
+
+
+@needs_cli
 def test_detached_container_through_its_life(clean: Daemon) -> None:
     script = "echo started; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"
     cid = _docker(
