@@ -603,6 +603,15 @@ def test_docker_run_v_makes_a_missing_host_directory(daemon: Daemon, tmp_path: P
     status, data = _call(daemon, "POST", "/containers/create", json.dumps(body).encode())
     assert status == 400 and b"'x' is not an absolute path" in data, data
     assert not first.exists()
+    # Nor is anything left of a create refused for another reason (Docker makes them at
+    # the start): the directories made for it are taken away again.
+    binds = [f"{first}/a/b:/a", f"{first}/c:/c"]
+    body = {"Image": "default", "Cmd": ["true"], "HostConfig": {"Binds": binds}}
+    status, data = _call(
+        daemon, "POST", "/containers/create?name=bad%20name", json.dumps(body).encode()
+    )
+    assert status == 400 and b"invalid container name" in data, data
+    assert not first.exists()
 
 
 @pytest.mark.root

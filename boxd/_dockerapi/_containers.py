@@ -59,11 +59,13 @@ def _check_platform(api: Api, image: str, reference: str, platform: str) -> None
         raise ApiError(404, str(exc)) from None
 
 
-def _make_mountpoints(req: Request, body: object) -> None:
+def _make_mountpoints(req: Request, body: object) -> list[str]:
     """A bind's missing source directory is made on the host (mode 0755), as Docker's
     daemon makes it: always for ``Binds`` (``docker run -v /host/path:/path``), for a bind
     of ``Mounts`` with API 1.42's ``BindOptions.CreateMountpoint`` (else it is refused as
-    missing). Nothing is made unless every ``Binds`` entry reads."""
+    missing). Nothing is made unless every ``Binds`` entry reads; the directories made, in
+    the order made (for a create refused after, to take away: Docker makes them at the
+    start)."""
     host = Fields(body, "body").object("HostConfig")
     sources = []
     for spec in host.strings("Binds"):
@@ -76,19 +78,33 @@ def _make_mountpoints(req: Request, body: object) -> None:
             wanted = mount.object("BindOptions").flag("CreateMountpoint")
             if wanted and mount.text("Type") == "bind":
                 sources.append(mount.text("Source"))
+    made: list[str] = []
     for source in sources:
-        if source.startswith("/") and not os.path.lexists(source):  # a file, a socket: bound
+        missing = []
+        path = os.path.normpath(source)
+        while source.startswith("/") and not os.path.lexists(path):  # a file, a socket: bound
+            missing.append(path)
+            path = os.path.dirname(path)
+        if missing:
             os.makedirs(source, mode=0o755, exist_ok=True)
+            made += reversed(missing)
+    return made
 
 
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
-    _make_mountpoints(req, body)
-    config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
-    if req.arg("platform"):
-        _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
-    _make_labelled(api, body)
-    c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
+    made = _make_mountpoints(req, body)
+    try:
+        config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
+        if req.arg("platform"):
+            _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
+        _make_labelled(api, body)
+        c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
+    except BaseException:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):  # used meanwhile: left
+                os.rmdir(path)
+        raise
     warnings = _shapes.warnings(Fields(body, "Config").object("HostConfig"))
     warnings += api.sup.limit_warnings(config.resources)
     await conn.respond_json(201, {"Id": c.id, "Warnings": warnings})
