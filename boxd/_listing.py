@@ -7,6 +7,7 @@ in it (:class:`ContainerBrief`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
@@ -17,11 +18,14 @@ from ._dockerwords import STATUSES, WORDS
 from ._healthcheck import HEALTH_FILTERS, NONE
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
-from ._netconfig import NetworkSettings, PortBinding
+from ._netconfig import NetworkSettings, PortBinding, parse_expose
 from ._records import Container, ContainerConfig
 
 DEFAULT_IMAGES = ("default", "default:latest")
-_MATCHED = ("id", "name", "label", "status", "ancestor", "exited", "health")
+_MATCHED = (
+    *("id", "name", "label", "status", "ancestor", "exited", "health"),
+    *("network", "volume", "publish", "expose", "is-task"),
+)
 
 
 def status_word(c: Container) -> str:
@@ -49,6 +53,10 @@ def container_filter(
                 raise ValueError(
                     f"invalid filter 'health={v}': use starting, healthy, unhealthy or none"
                 )
+            if key in ("publish", "expose"):
+                _ports(key, v)
+            if key == "is-task" and v not in ("true", "false"):
+                raise ValueError(f"invalid filter 'is-task={v}': use true or false")
     every = list(every)
     before = [_created(every, ref) for ref in filters.get("before", [])]
     since = [_created(every, ref) for ref in filters.get("since", [])]
@@ -82,18 +90,62 @@ def select_containers(
 
 def _matches(c: Container, key: str, values: list[str]) -> bool:
     if key == "id":
-        return any(c.id.startswith(v) for v in values)
+        return any(docker_match(v, c.id) for v in values)
     if key == "name":
-        return any(v.lstrip("/") in c.name for v in values)
+        return any(docker_match(v, c.name) or docker_match(v, "/" + c.name) for v in values)
     if key == "label":
         return all(_has_label(c, v) for v in values)
     if key == "status":
         return status_word(c) in values
-    if key == "ancestor":
-        return any(same_image(v, c.config.image) for v in values)
+    if key == "ancestor":  # a name, or the image's id (the Engine API adds the names' ids)
+        return any(same_image(v, c.config.image) or v == c.config.image_id for v in values)
     if key == "health":
         return (c.state.health.status if c.state.health is not None else NONE) in values
+    if key == "network":
+        return not set(values).isdisjoint(_networks(c.config))
+    if key == "volume":
+        named = {v.volume or v.host for v in c.config.volumes}
+        return not set(values).isdisjoint(named | {v.container for v in c.config.volumes})
+    if key in ("publish", "expose"):
+        have = {p.key for p in c.config.ports}
+        if key == "expose":  # as Docker's, whose CLI exposes what -p publishes
+            have.update(c.config.exposed_ports, *(parse_expose(e) for e in c.config.expose))
+        return any(not have.isdisjoint(_ports(key, v)) for v in values)
+    if key == "is-task":  # no container of boxd is a swarm service's task
+        return "false" in values
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
+
+
+def docker_match(wanted: str, value: str) -> bool:
+    """Docker's match of a filter's value (``name=``): the same, or a regular expression
+    found in it (one that does not compile matches nothing)."""
+    if wanted == value:
+        return True
+    try:
+        return re.search(wanted, value) is not None
+    except re.error:
+        return False
+
+
+def _networks(config: ContainerConfig) -> tuple[str, ...]:
+    """The names of the networks a container is on, running or not (``host`` and
+    ``none`` too, as Docker names them)."""
+    if config.networks is not None:
+        return tuple(join.network for join in config.networks)
+    return (config.network,)
+
+
+def _ports(key: str, value: str) -> tuple[str, ...]:
+    """A ``publish`` or ``expose`` filter's value (``80``, ``80/udp``, ``8000-8080/tcp``):
+    the ``PORT/PROTO`` keys it names."""
+    try:
+        if ":" in value:
+            raise ValueError("a container port has no ':'")
+        return parse_expose(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"invalid filter '{key}={value}': use PORT[/PROTO] or START-END[/PROTO] ({exc})"
+        ) from None
 
 
 def same_image(wanted: str, image: str) -> bool:

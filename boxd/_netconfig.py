@@ -115,6 +115,9 @@ class EtcNetwork:
     others: tuple[str, ...] = ()  # its addresses on its other networks
     resolv: str | None = None  # None: the image's own resolv.conf
     links: tuple[str, ...] = ()  # lines of its default-bridge links (see boxd._links)
+    # The host's address as the container reaches it (--add-host NAME:host-gateway): its
+    # first network's gateway, 127.0.0.1 on the host's network, "" with none.
+    host_gateway: str = ""
 
 
 def _check_port(value: int, what: str, *, zero: bool) -> None:

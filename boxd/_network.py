@@ -256,6 +256,13 @@ def joined(config: ContainerConfig) -> tuple[NetworkJoin, ...]:
     return (NetworkJoin(config.network, config.network_aliases),)
 
 
+def dns_names(c: Container, join: NetworkJoin) -> tuple[str, ...]:
+    """The names a container answers to on a user network: its host name, its name, its
+    short id and its aliases there."""
+    names = (c.config.hostname or c.short_id, c.name, c.short_id, *join.aliases)
+    return tuple(dict.fromkeys(names))
+
+
 def host_link_name(cid: str, interface: str) -> str:
     """The host's end of the veth pair whose container end is ``interface``."""
     if interface == "eth0":
@@ -517,6 +524,14 @@ class Networks:
                     self._upstreams_of,
                 )
                 task_status.started(scope)
+
+    def renamed(self, c: Container) -> None:
+        """A running container was renamed: its networks' DNS answers its new name, and
+        its old one no more (as Docker's rename)."""
+        for join in joined(c.config):
+            members = self._names.get(join.network, {})
+            if c.id in members:
+                members[c.id] = (dns_names(c, join), members[c.id][1])
 
     def _client(self, address: str) -> str | None:
         """The container that has ``address`` on one of its networks."""
@@ -890,9 +905,7 @@ class Attachment:
         return self.links[0].address if self.links else ""
 
     def _names(self, join: NetworkJoin) -> tuple[str, ...]:
-        c = self.container
-        names = (c.config.hostname or c.short_id, c.name, c.short_id, *join.aliases)
-        return tuple(dict.fromkeys(names))
+        return dns_names(self.container, join)
 
     def ns_paths(self) -> tuple[tuple[Namespace, str], ...]:
         """The namespaces the container joins: ``container:NAME``'s network."""
@@ -932,9 +945,14 @@ class Attachment:
                 return EtcNetwork(resolv=bridge_resolv())
             _, rest = host_resolv()
             resolv = container_resolv([net.gateway], rest) if net.dns else bridge_resolv()
-            return EtcNetwork(address=endpoints[0].ip_address, names=(hostname,), resolv=resolv)
+            return EtcNetwork(
+                address=endpoints[0].ip_address,
+                names=(hostname,),
+                resolv=resolv,
+                host_gateway=net.gateway,
+            )
         if self.mode == "host":
-            return EtcNetwork(resolv=self._resolv())
+            return EtcNetwork(resolv=self._resolv(), host_gateway="127.0.0.1")
         if not self.links:
             # --network none: the image's own resolv.conf, unless --dns* asks otherwise.
             asked = config.dns or config.dns_search or config.dns_options
@@ -945,6 +963,7 @@ class Attachment:
             others=tuple(link.address for link in self.links[1:]),
             resolv=self._resolv(),
             links=self.link_hosts,
+            host_gateway=self.links[0].net.gateway,
         )
 
     def _wanted_ports(self) -> list[PortSpec]:

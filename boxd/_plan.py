@@ -181,7 +181,7 @@ def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, 
         "/etc/hostname": f"{name}\n",
         "/etc/hosts": (
             f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\n"
-            + hosts_lines(container.config.extra_hosts)
+            + hosts_lines(container.config.extra_hosts, net.host_gateway if net else "")
         ),
     }
     if net is not None and net.resolv is not None:

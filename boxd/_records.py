@@ -17,7 +17,7 @@ import attrs
 from . import _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
-from ._hosts import parse_host
+from ._hosts import HOST_GATEWAY, parse_host
 from ._mounts import check_volume_name
 from ._native import check_console_size
 from ._netconfig import (
@@ -414,7 +414,8 @@ def validate_config(config: ContainerConfig) -> None:
     for group in config.group_add:
         check_group(group)
     for host in config.extra_hosts:
-        parse_host(host)
+        if parse_host(host)[1] == HOST_GATEWAY and config.network == "none":
+            raise ValueError(f"invalid --add-host {host!r}: --network none has no host to name")
     for sysctl in config.sysctls:
         parse_sysctl(sysctl, network=config.network)
     check_all(config.devices, config.device_cgroup_rules, read_only_root=config.read_only)

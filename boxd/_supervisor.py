@@ -1258,6 +1258,7 @@ class Supervisor:
         old, entry.container.name = entry.container.name, name
         self._save(entry.container)
         self._links_follow(old, name)
+        self.networks.renamed(entry.container)
         self.events.report("rename", entry.container, oldName=old)
         return entry.container
 

@@ -85,6 +85,10 @@ _VOLUME_OPTIONS: dict[str, tuple[str, bool] | None] = {
     # Mount propagation: boxd's binds are rprivate (as --mount's bind-propagation says).
     "rprivate": None,
     "private": None,
+    # Docker for Mac's consistency modes: ignored on Linux, as by Docker.
+    "consistent": None,
+    "cached": None,
+    "delegated": None,
 }
 
 

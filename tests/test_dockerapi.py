@@ -62,7 +62,9 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
-        (("-p", "8080:80", "--network", "host", "default", "true"), 125, "", "need a network"),
+        # As Docker: the ports are discarded, with a warning (the host's network is shared).
+        (("-p", "8080:80", "--network", "host", "default", "true"), 0, "", "Published ports are"),
+        (("-p", "8080:80", "--network", "none", "default", "true"), 125, "", "need a network"),
         (("--storage-opt", "size=1G", "default", "true"), 125, "", "StorageOpt is not supported"),
     ],
 )
@@ -100,6 +102,80 @@ def test_run_options_reach_the_container(clean: Daemon, tmp_path: Path) -> None:
         *("100", "200", "1", "/tmp", "1000", "1000 5", "from-host", "ro-volume", "ro-root"),
         *("tmpfs-rw", "10.1.2.3\tdb", "4321", "init", ""),
     ]
+
+
+@needs_cli
+def test_run_rm_gives_the_client_all_of_the_output(clean: Daemon) -> None:
+    """``docker run --rm``: the container is removed as soon as it ends, most often
+    before the client has read the last of its output; that output still reaches it
+    (the attach stream used to end at the removal, short by up to a few MiB)."""
+    assert DOCKER is not None
+    script = "head -c 20000000 /dev/zero; head -c 1000000 /dev/zero >&2"
+    for _ in range(5):
+        r = subprocess.run(
+            [DOCKER, "run", "--rm", "default", "sh", "-c", script],
+            capture_output=True,
+            env=docker_env(clean),
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert (r.returncode, len(r.stdout), len(r.stderr)) == (0, 20_000_000, 1_000_000)
+    # Attached to a container removed without ever running: the stream ends all the same.
+    cid = _docker(clean, "create", "default", "true").stdout.strip()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(clean.docker_socket))
+        sock.sendall(
+            f"POST /containers/{cid}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
+            "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert _docker(clean, "rm", cid).returncode == 0
+        assert sock.recv(100) == b""
+
+
+@needs_cli
+def test_entrypoint_reset(clean: Daemon) -> None:
+    """``--entrypoint ""`` (the CLI sends ``[""]``) resets the image's entrypoint, as
+    Docker's daemon reads it: the command runs alone, and the image's Cmd is not taken
+    (none given: refused).  It ran ``""``: 'exec : Permission denied'."""
+    assert _docker(clean, "create", "--name", "src", "default", "true").returncode == 0
+    r = _docker(
+        clean, "commit", "-c", 'ENTRYPOINT ["echo", "ep"]', "-c", 'CMD ["cmd"]', "src", "ep"
+    )
+    assert r.returncode == 0, r.stderr
+    try:
+        assert _docker(clean, "run", "--rm", "ep").stdout == "ep cmd\n"
+        r = _docker(clean, "run", "--rm", "--entrypoint", "", "ep", "echo", "reset")
+        assert (r.returncode, r.stdout) == (0, "reset\n"), r.stderr
+        r = _docker(clean, "run", "--rm", "--entrypoint", "", "default", "echo", "reset")
+        assert (r.returncode, r.stdout) == (0, "reset\n"), r.stderr
+        r = _docker(clean, "run", "--rm", "--entrypoint", "", "ep")
+        assert r.returncode == 125 and "no command specified: an empty Entrypoint" in r.stderr
+    finally:
+        clean.remove_containers()
+        _docker(clean, "rmi", "ep")
+
+
+@needs_cli
+def test_real_time_signals(clean: Daemon) -> None:
+    """``--stop-signal SIGRTMIN+3`` (systemd's images say ``STOPSIGNAL SIGRTMIN+3``) and
+    ``kill -s RTMIN+2`` reach the container, as Docker names them: they were refused as
+    invalid signals, and an image that named one could not be run."""
+    trapper = "trap 'echo rt2' 36; trap 'echo rt3; exit 0' 37; echo up; while :; do sleep 0.1; done"
+    r = _docker(clean, "run", "-d", "--name", "rt", "--stop-signal", "SIGRTMIN+3", "default",
+                "sh", "-c", trapper)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30
+    while "up" not in _docker(clean, "logs", "rt").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _docker(clean, "kill", "-s", "RTMIN+2", "rt").returncode == 0
+    assert _docker(clean, "stop", "rt").returncode == 0
+    assert _docker(clean, "logs", "rt").stdout == "up\nrt2\nrt3\n"
+    assert _docker(clean, "inspect", "-f", "{{.State.ExitCode}}", "rt").stdout == "0\n"
 
 
 @needs_cli
@@ -334,6 +410,23 @@ def test_runtime_names(clean: Daemon) -> None:
         assert _docker(clean, "inspect", "-f", "{{.HostConfig.Runtime}}", cid).stdout == f"{name}\n"
     r = _docker(clean, "run", "--rm", "--runtime", "crun", "default", "true")
     assert r.returncode == 125 and "invalid --runtime 'crun': unknown runtime name" in r.stderr
+
+
+@needs_cli
+def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None:
+    """``--security-opt apparmor=unconfined`` and ``label=disable`` (guides for FUSE or
+    Docker in Docker carry them) ask for what boxd does anyway, having no AppArmor and no
+    SELinux labels: taken, as dockerd takes them on a host without either.  A profile or
+    label to apply is refused, named: boxd could not give it."""
+    for opt in ("apparmor=unconfined", "apparmor:unconfined", "label=disable", "label:disable"):
+        r = _docker(clean, "run", "--rm", "--security-opt", opt, "default", "true")
+        assert r.returncode == 0, (opt, r.stderr)
+    for opt, words in (
+        ("apparmor=docker-default", "boxd has no AppArmor profiles"),
+        ("label=type:svirt_apache_t", "boxd has no SELinux labels"),
+    ):
+        r = _docker(clean, "run", "--rm", "--security-opt", opt, "default", "true")
+        assert r.returncode == 125 and f"invalid SecurityOpt '{opt}': {words}" in r.stderr
 
 
 @needs_cli
@@ -684,6 +777,35 @@ def test_docker_py(clean: Daemon) -> None:
         client.close()
 
 
+def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:
+    """As Docker's: a container's ``ExecIDs`` are its exec instances that have not ended;
+    an ended one stays to be inspected for its exit code, and past KEPT_ENDED of a
+    container the oldest are forgotten (the daemon kept every one, ~3 KB each, and
+    listed them all: a probe that execs every few seconds)."""
+    from boxd._dockerapi._attach import KEPT_ENDED
+
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        cid = client.create_container("default", ["sleep", "60"])["Id"]
+        client.start(cid)
+        first = client.exec_create(cid, ["sh", "-c", "exit 3"])["Id"]
+        client.exec_start(first)
+        assert client.exec_inspect(first)["ExitCode"] == 3
+        waiting = client.exec_create(cid, ["true"])["Id"]  # created, not started
+        assert client.inspect_container(cid)["ExecIDs"] == [waiting]
+        for _ in range(KEPT_ENDED):
+            client.exec_start(client.exec_create(cid, ["true"])["Id"])
+        assert client.inspect_container(cid)["ExecIDs"] == [waiting]
+        assert client.exec_inspect(first)["ExitCode"] == 3  # KEPT_ENDED ended: all kept
+        last = client.exec_create(cid, ["true"])["Id"]
+        with pytest.raises(docker.errors.NotFound, match=f"No such exec instance: {first}"):
+            client.exec_inspect(first)
+        assert client.inspect_container(cid)["ExecIDs"] == [waiting, last]
+    finally:
+        client.close()
+
+
 def test_detach_keys_of_an_api_client(clean: Daemon) -> None:
     """docker-py detaches by typing the detach keys into an attached or exec'd TTY (Docker
     watches them on the server): the connection ends, the process runs on."""
@@ -770,7 +892,40 @@ def test_clients_see_a_node_in_no_swarm(clean: Daemon) -> None:
         assert "This node is not part of a swarm" in left.stderr
 
 
+@needs_cli
+def test_no_plugins_and_no_registry_search(clean: Daemon) -> None:
+    """``docker plugin ls`` lists none (boxd's drivers are built in), as a Docker daemon
+    with no plugin installed; ``docker search`` is refused in words that say so, not as a
+    method the path does not allow."""
+    r = _docker(clean, "plugin", "ls", "--format", "{{.Name}}")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    r = _docker(clean, "search", "alpine")
+    assert r.returncode == 1 and "docker search is not supported by boxd" in r.stderr
+
+
 # ---- raw HTTP -------------------------------------------------------------------------
+
+
+def test_a_client_waiting_for_100_continue_is_told_to_go_on(clean: Daemon) -> None:
+    """curl asks ``Expect: 100-continue`` before a body over 1 MiB (a tar to ``archive``,
+    ``images/load``) and holds it back for a second unless told to go on, as Docker's
+    server tells it at once: boxd does too, for a body read whole and one read as it
+    comes."""
+    body = json.dumps({"Image": "default", "Cmd": ["true"]}).encode()
+    for path, status in (("/containers/create?name=expect", b"201"), ("/images/load", b"200")):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(clean.docker_socket))
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")  # before the body is sent
+            sock.sendall(body)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(4096)
+            assert answer.split()[1] == status, answer
 
 
 def test_ping_version_and_prefixes(clean: Daemon) -> None:
@@ -923,6 +1078,16 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/create", b"{not json", 400, "invalid JSON"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
+    *(
+        (
+            "POST",
+            "/containers/create",
+            b'{"Image":"default","Cmd":["true"],"HostConfig":{"%s":-5}}' % key.encode(),
+            400,
+            f"invalid HostConfig.{key} -5: must not be negative",
+        )
+        for key in ("Memory", "NanoCpus", "CpuShares")
+    ),
     (
         "POST",
         "/containers/create",
@@ -1088,6 +1253,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ),
     ("GET", "/v1.12/containers/json", None, 400, "too old"),
     ("GET", "/no/such/route", None, 404, "page not found"),
+    ("GET", '/plugins?filters={"colour":["red"]}', None, 400, "invalid filter 'colour'"),
+    ("GET", "/images/search?term=alpine", None, 501, "docker search is not supported by boxd"),
     ("PUT", "/containers/create", None, 405, "not allowed"),
 ]
 # Swarm mode: every route answered as by a Docker node in no swarm, with Docker's words.
@@ -1310,6 +1477,29 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
             client.close()
 
 
+def test_a_pull_that_finds_nothing_is_an_error_status(clean: Daemon, tmp_path: Path) -> None:
+    """As dockerd answers it: a pull that fails before its first layer (a registry out of
+    reach, no such manifest) is an error status, 500 or 404, not a 200 stream that ends in
+    an error: docker-py's ``images.pull`` (and so testcontainers' pull of Ryuk) raised a
+    later "No such image" that hid why."""
+    status, _, data = _call(clean, "POST", "/images/create?fromImage=127.0.0.1:1/nothing&tag=1")
+    assert status == 500, data
+    assert "cannot reach registry 127.0.0.1:1" in json.loads(data)["message"]
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        with running_registry(tmp_path) as registry:
+            path = f"/images/create?fromImage={registry.host}/tools/box&tag=nope"
+            status, _, data = _call(clean, "POST", path)
+            assert status == 404 and "nope not found" in json.loads(data)["message"], data
+            with pytest.raises(docker.errors.NotFound, match="nope not found"):
+                client.images.pull(f"{registry.host}/tools/box", tag="nope")
+            r = _docker(clean, "run", "--rm", f"{registry.host}/tools/box:nope")
+            assert r.returncode == 125 and "nope not found" in r.stderr, r.stderr
+    finally:
+        client.close()
+
+
 def _default_id() -> str:
     from boxd._dockerapi._shapes import default_image_id
 
@@ -1335,6 +1525,22 @@ def test_import_save_load_commit_history_prune(
     assert listed.stdout == "labelled\n"
     listed = _docker(clean, "images", "--format", "{{.Repository}}", "bb")
     assert listed.stdout == "bb\n"
+    # An image of several tags: the reference filter shows those it matches, as Docker's.
+    assert _docker(clean, "tag", "bb:1", "example.com/other/bb:2").returncode == 0
+    fmt = "{{.Repository}}:{{.Tag}}"
+    for wanted, shown in (
+        ("bb", "bb:1\n"), ("bb:1", "bb:1\n"), ("b*", "bb:1\n"),
+        ("example.com/*/*", "example.com/other/bb:2\n"),
+    ):  # fmt: skip
+        assert _docker(clean, "images", "--format", fmt, wanted).stdout == shown, wanted
+    # ps's ancestor filter names an image by any of its names or its id, as Docker's.
+    user = _docker(clean, "create", "bb:1").stdout.strip()[:12]
+    for ancestor in ("bb:1", "example.com/other/bb:2", image_id, image_id[7:19]):
+        r = _docker(clean, "ps", "-a", "-q", "-f", f"ancestor={ancestor}")
+        assert r.stdout == f"{user}\n", (ancestor, r.stderr)
+    assert _docker(clean, "ps", "-a", "-q", "-f", "ancestor=default").stdout == ""
+    assert _docker(clean, "rm", user).returncode == 0
+    assert _docker(clean, "rmi", "example.com/other/bb:2").returncode == 0
     r = _docker(clean, "images", "--filter", "colour=red")
     assert r.returncode == 1 and "invalid filter 'colour'" in r.stderr
     assert _docker(clean, "rmi", "labelled:1").returncode == 0
@@ -1386,6 +1592,95 @@ def _fetch(url: str) -> str:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing answered at {url}")
+
+
+@needs_cli
+def test_ps_filters_network_volume_publish_expose(clean: Daemon) -> None:
+    """``docker ps --filter network=`` (a name or a prefix of the id), ``volume=``,
+    ``publish=``, ``expose=`` and ``is-task=``, of containers running or not."""
+    assert _docker(clean, "network", "create", "pf").returncode == 0
+    try:
+        network_id = _docker(clean, "network", "inspect", "-f", "{{.Id}}", "pf").stdout.strip()
+        web = _docker(
+            clean, "create", "--name", "web", "--network", "pf", "-v", "pfvol:/data", "-p",
+            "127.0.0.1:0:80", "--expose", "9000", "default", "true",
+        ).stdout.strip()[:12]  # fmt: skip
+        plain = _docker(clean, "create", "--name", "web2", "default", "true").stdout.strip()[:12]
+
+        def shown(*filters: str) -> list[str]:
+            args = [arg for f in filters for arg in ("--filter", f)]
+            r = _docker(clean, "ps", "-a", "-q", *args)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.split()
+
+        assert shown("network=pf") == shown(f"network={network_id[:6]}") == [web]
+        assert shown("network=bridge") == [plain]
+        assert shown("volume=pfvol") == shown("volume=/data") == [web]
+        assert shown("publish=80") == shown("expose=9000/tcp") == shown("expose=80") == [web]
+        assert shown("publish=9000") == shown("network=pf", "volume=nope") == []
+        assert shown("is-task=false") == [plain, web]
+        # name: a regular expression, as Docker's (^web$ is how scripts ask for one name)
+        assert shown("name=^web$") == shown("name=^/web$") == [web]
+        assert shown("name=web") == [plain, web]
+        # So is network ls's name filter.
+        for wanted, listed in (("^pf$", "pf\n"), ("^bridge$", "bridge\n"), ("^nope$", "")):
+            r = _docker(clean, "network", "ls", "-f", f"name={wanted}", "--format", "{{.Name}}")
+            assert (r.returncode, r.stdout) == (0, listed), r.stderr
+        r = _docker(clean, "ps", "--filter", "publish=8080:80")
+        assert r.returncode == 1 and "invalid filter 'publish=8080:80'" in r.stderr
+    finally:
+        clean.remove_containers()
+        _docker(clean, "volume", "rm", "pfvol")
+        _docker(clean, "network", "rm", "pf")
+
+
+@needs_cli
+def test_add_host_host_gateway(clean: Daemon) -> None:
+    """``--add-host host.docker.internal:host-gateway`` (compose's ``extra_hosts`` carry
+    it) names the host's address on the container's network: its bridge's gateway, as
+    Docker names its docker0's; with ``--network host`` the host is 127.0.0.1."""
+
+    def named(*args: str) -> str:
+        r = _docker(
+            clean, "run", "--rm", "--add-host", "host.docker.internal:host-gateway", *args,
+            "default", "sh", "-c", "grep -w host.docker.internal /etc/hosts",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    fmt = "{{(index .IPAM.Config 0).Gateway}}"
+    gateway = _docker(clean, "network", "inspect", "-f", fmt, "bridge").stdout.strip()
+    assert named() == f"{gateway}\thost.docker.internal\n"
+    assert _docker(clean, "network", "create", "--subnet", "10.66.0.0/24", "hg").returncode == 0
+    try:
+        assert named("--network", "hg") == "10.66.0.1\thost.docker.internal\n"
+    finally:
+        _docker(clean, "network", "rm", "hg")
+    assert named("--network", "host") == "127.0.0.1\thost.docker.internal\n"
+    r = _docker(clean, "run", "--rm", "--network", "none", "--add-host", "h:host-gateway",
+                "default", "true")  # fmt: skip
+    assert r.returncode == 125
+    assert "invalid --add-host 'h:host-gateway': --network none has no host to name" in r.stderr
+
+
+@needs_cli
+def test_a_renamed_container_answers_by_its_new_name(clean: Daemon) -> None:
+    """``docker rename`` of a running container on a user network: the network's DNS
+    answers its new name and no longer its old one, as Docker's (it answered the old)."""
+    assert _docker(clean, "network", "create", "rn").returncode == 0
+    try:
+        r = _docker(clean, "run", "-d", "--name", "web", "--network", "rn", "--network-alias",
+                    "www", "default", "sleep", "60")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert _docker(clean, "rename", "web", "web2").returncode == 0
+        look = "for n in web2 web www; do getent hosts $n >/dev/null && echo $n; done"
+        r = _docker(clean, "run", "--rm", "--network", "rn", "default", "sh", "-c", look)
+        assert r.stdout.split() == ["web2", "www"], r.stderr
+        dns = "{{json .NetworkSettings.Networks.rn.DNSNames}}"
+        assert "web2" in json.loads(_docker(clean, "inspect", "-f", dns, "web2").stdout)
+    finally:
+        clean.remove_containers()
+        _docker(clean, "network", "rm", "rn")
 
 
 @needs_cli

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import Daemon, running_daemon
 
-from boxd._hosts import parse_host
+from boxd._hosts import hosts_lines, parse_host
 from boxd._sysctl import parse_sysctl
 from boxd._ulimits import parse_ulimit
 
@@ -121,6 +121,12 @@ def test_group_add_in_run_and_exec(daemon: Daemon) -> None:
 
 def test_add_host_parsing() -> None:
     assert parse_host("db:10.0.0.5") == ("db", "10.0.0.5")
+    # Docker's host-gateway: the host's address on the container's network, at its start.
+    assert parse_host("gw:host-gateway") == ("gw", "host-gateway")
+    lines = hosts_lines(("db:10.0.0.5", "gw:host-gateway"), host_gateway="172.17.0.1")
+    assert lines == "10.0.0.5\tdb\n172.17.0.1\tgw\n"
+    with pytest.raises(ValueError, match="'gw:host-gateway': the container has no network"):
+        hosts_lines(("gw:host-gateway",), host_gateway="")
     assert parse_host("v6:2001:db8::0:1") == ("v6", "2001:db8::1")
     assert parse_host("v6=[2001:db8::1]") == ("v6", "2001:db8::1")
     for text, message in [
@@ -128,7 +134,6 @@ def test_add_host_parsing() -> None:
         ("db:10.0.0.300", "'10.0.0.300' is not an IP address"),
         (":10.0.0.1", "'' is not a host name"),
         ("a b:10.0.0.1", "'a b' is not a host name"),
-        ("gw:host-gateway", "host-gateway needs a bridge network"),
     ]:
         with pytest.raises(ValueError, match=f"invalid --add-host {text!r}") as info:
             parse_host(text)

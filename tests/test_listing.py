@@ -3,13 +3,16 @@ status words boxctl shares with the daemon (no root needed)."""
 
 from __future__ import annotations
 
+import re
+
 import attrs
+import pytest
 
 from boxd import protocol
 from boxd._dockerwords import STATUSES, WORDS
-from boxd._listing import ContainerBrief, ListAnswers
+from boxd._listing import ContainerBrief, ListAnswers, container_filter
 from boxd._messages import ListResponse, dump
-from boxd._netconfig import Endpoint, NetworkSettings, PortBinding
+from boxd._netconfig import Endpoint, NetworkJoin, NetworkSettings, PortBinding, PortSpec
 from boxd._records import Container, ContainerConfig, Resources, Status, Volume, new_id
 
 
@@ -153,3 +156,95 @@ def test_a_brief_holds_what_ps_shows() -> None:
     assert isinstance(again, dict)
     assert (again["briefs"][1]["name"], again["briefs"][1]["finished_at"]) == ("renamed", 9.5)
     assert again["briefs"][0] == first
+
+
+def test_network_volume_port_and_task_filters() -> None:
+    """Docker's ``network`` (a network it is on, running or not), ``volume`` (a volume's
+    name, a bind's host path or a destination), ``publish`` (a container port of
+    ``-p``), ``expose`` (an exposed port, published ones too) and ``is-task``."""
+    web = Container(
+        id=new_id(),
+        name="web",
+        created_at=1.0,
+        config=ContainerConfig(
+            image="default",
+            command=("true",),
+            network="n1",
+            volumes=(
+                Volume(host="/srv/volumes/v1/_data", container="/data", volume="v1"),
+                Volume(host="/tmp/x", container="/bind"),
+            ),
+            ports=(PortSpec(80, host_port=8080),),
+            expose=("9000/tcp",),
+        ),
+    )
+    other = Container(
+        id=new_id(),
+        name="other",
+        created_at=2.0,
+        config=ContainerConfig(
+            image="default",
+            command=("true",),
+            networks=(NetworkJoin("n2"), NetworkJoin("bridge")),
+            exposed_ports=("53/udp",),
+        ),
+    )
+    plain = Container(
+        id=new_id(),
+        name="plain",
+        created_at=3.0,
+        config=ContainerConfig(image="default", command=("true",)),
+    )
+
+    def shown(key: str, *values: str) -> list[str]:
+        keep = container_filter({key: list(values)})
+        return [c.name for c in (web, other, plain) if keep(c)]
+
+    assert shown("network", "n1") == ["web"]
+    assert shown("network", "bridge") == ["other", "plain"]
+    assert shown("network", "n1", "n2") == ["web", "other"]
+    assert shown("network", "nope") == []
+    for value in ("v1", "/data", "/tmp/x", "/bind"):
+        assert shown("volume", value) == ["web"]
+    assert shown("volume", "/srv/volumes/v1/_data") == []  # a volume is named by its name
+    assert shown("publish", "80") == shown("publish", "79-81/tcp") == ["web"]
+    assert shown("publish", "80/udp") == shown("publish", "8080") == []
+    assert shown("expose", "9000") == shown("expose", "80") == ["web"]
+    assert shown("expose", "53/udp") == shown("expose", "1-100/udp") == ["other"]
+    assert shown("is-task", "false") == ["web", "other", "plain"]
+    assert shown("is-task", "true") == []
+    for key, value, words in (
+        ("publish", "8080:80", "invalid filter 'publish=8080:80'"),
+        ("expose", "http", "invalid filter 'expose=http'"),
+        ("publish", "80/sctp", "invalid filter 'publish=80/sctp'"),
+        ("is-task", "maybe", "invalid filter 'is-task=maybe'"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            container_filter({key: [value]})
+
+
+def test_name_and_id_filters_are_regular_expressions() -> None:
+    """As Docker's: ``name`` and ``id`` match exactly or as a regular expression searched
+    for, the name with and without its leading ``/`` (``name=^web$`` is the usual way to
+    ask for one name, ``^/web$`` the older one); an invalid expression matches nothing."""
+    made = [
+        Container(
+            id=cid * 64,
+            name=name,
+            created_at=1.0,
+            config=ContainerConfig(image="default", command=("true",)),
+        )
+        for cid, name in (("a", "web"), ("b", "web2"), ("c", "myweb"))
+    ]
+
+    def shown(key: str, value: str) -> list[str]:
+        keep = container_filter({key: [value]})
+        return [c.name for c in made if keep(c)]
+
+    assert shown("name", "web") == ["web", "web2", "myweb"]
+    assert shown("name", "^web$") == shown("name", "^/web$") == ["web"]
+    assert shown("name", "/web") == ["web", "web2"]  # searched for in "/web", "/myweb"
+    assert shown("name", "w.b2") == ["web2"]
+    assert shown("name", "web[") == []
+    assert shown("id", "aaaa") == shown("id", "^a+$") == ["web"]
+    assert shown("id", "b" * 64) == ["web2"]

@@ -7,6 +7,8 @@ import importlib
 import json
 import logging
 import os
+import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -116,6 +118,14 @@ def test_values() -> None:
     assert parse_signal("term") == parse_signal("SIGTERM") == parse_signal("15")
     with pytest.raises(ValueError, match="'SIGNOPE'"):
         parse_signal("SIGNOPE")
+    # Real-time signals, as Docker names them (systemd's images stop on SIGRTMIN+3).
+    rtmin, rtmax = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
+    assert parse_signal("SIGRTMIN+3") == parse_signal("rtmin+3") == parse_signal(str(rtmin + 3))
+    assert parse_signal("SIGRTMIN+3") == rtmin + 3
+    assert (parse_signal("RTMIN"), parse_signal("SIGRTMAX-1")) == (rtmin, rtmax - 1)
+    for bad in ("SIGRTMIN+40", "RTMAX+1", "RTMIN-1", "RTMIN+x", "0", "65"):
+        with pytest.raises(ValueError, match=f"invalid signal '{re.escape(bad)}'"):
+            parse_signal(bad)
     assert parse_size("256m") == 256 << 20
     assert parse_size("1G") == 1 << 30
     assert parse_size("64kb") == 64 << 10

@@ -204,7 +204,7 @@ def test_parse_volume(tmp_path: Path) -> None:
         (
             "{d}:/data:rx",
             "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev, nocopy, z, Z, "
-            "rprivate, private\\)",
+            "rprivate, private, consistent, cached, delegated\\)",
         ),
         ("{d}:/data:rw,rshared", "propagation 'rshared' is not supported: boxd's binds are"),
         ("{d}:/data:ro,rw", "both ro and rw"),

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -39,6 +40,11 @@ def test_volume_flag_forms() -> None:
         "nocopy": True,
     }
     assert parse_volume_flag("/srv:/data:z") == {"host": "/srv", "container": "/data"}
+    # Docker for Mac's consistency modes (compose files carry them): ignored, as by Docker
+    # on Linux.
+    for mode in ("cached", "delegated", "consistent"):
+        assert parse_volume_flag(f"/srv:/data:{mode}") == {"host": "/srv", "container": "/data"}
+    assert parse_volume_flag("cache:/data:ro,cached")["read_only"] is True
     assert parse_volume_flag("./here:/data") == {"host": "./here", "container": "/data"}
 
 
@@ -568,6 +574,44 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
     assert _volumes(daemon) == ["dv"]
     assert _docker(daemon, "volume", "prune", "-f", "--all").stdout.startswith("Deleted Volumes:")
     assert _volumes(daemon) == []
+
+
+@pytest.mark.root
+@needs_cli
+def test_docker_run_v_makes_a_missing_host_directory(daemon: Daemon, tmp_path: Path) -> None:
+    """``docker run -v /host/path:/x`` (``Binds``) makes a missing host path as a
+    directory, as Docker's daemon does (``--mount type=bind`` refuses it, above)."""
+    source = tmp_path / "made" / "here"
+    r = _docker(daemon, "run", "--rm", "-v", f"{source}:/x", "default", "sh", "-c",
+                "echo hi > /x/f")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (source / "f").read_text() == "hi\n"
+    r = _docker(daemon, "run", "--rm", "-v", f"{source}:/x:ro,delegated", "default", "cat", "/x/f")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr  # Docker for Mac's mode: ignored
+    assert (source.stat().st_mode & 0o777, source.parent.stat().st_mode & 0o777) == (0o755, 0o755)
+    # What exists is bound as it is: a file, a socket (the Docker API's own, for a client
+    # inside), never made a directory over.
+    (tmp_path / "file").write_text("a file\n")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "sock"))
+        r = _docker(daemon, "run", "--rm", "-v", f"{tmp_path}/file:/f:ro", "-v",
+                    f"{tmp_path}/sock:/s", "default", "sh", "-c", "cat /f; test -S /s")  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "a file\n"), r.stderr
+    # A bad Binds entry is refused before anything is made for the good one before it.
+    first, second = tmp_path / "first", tmp_path / "second"
+    body = {"Image": "default", "HostConfig": {"Binds": [f"{first}:/a", f"{second}:x"]}}
+    status, data = _call(daemon, "POST", "/containers/create", json.dumps(body).encode())
+    assert status == 400 and b"'x' is not an absolute path" in data, data
+    assert not first.exists()
+    # Nor is anything left of a create refused for another reason (Docker makes them at
+    # the start): the directories made for it are taken away again.
+    binds = [f"{first}/a/b:/a", f"{first}/c:/c"]
+    body = {"Image": "default", "Cmd": ["true"], "HostConfig": {"Binds": binds}}
+    status, data = _call(
+        daemon, "POST", "/containers/create?name=bad%20name", json.dumps(body).encode()
+    )
+    assert status == 400 and b"invalid container name" in data, data
+    assert not first.exists()
 
 
 @pytest.mark.root

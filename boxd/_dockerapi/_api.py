@@ -15,7 +15,7 @@ import trio
 
 from .. import protocol
 from .._convert import ConversionError
-from .._images.registry import RegistryError
+from .._images.registry import RegistryError, RegistryNotFound
 from .._images.store import ImageInUse, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
 from .._messages import EndFrame, OkResponse
@@ -63,8 +63,12 @@ class Api:
             self._networks = handlers(self.sup)
         return self._networks
 
-    def execs_of(self, cid: str) -> list[str]:
-        return [e.id for e in self.execs.values() if e.container == cid]
+    def execs_of(self, cid: str, *, ended: bool = True) -> list[str]:
+        """The ids of a container's exec instances (without ``ended``: those that have
+        not ended, Docker's ``ExecIDs``)."""
+        return [
+            e.id for e in self.execs.values() if e.container == cid and (ended or e.code is None)
+        ]
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -84,6 +88,8 @@ def api_error(exc: BaseException) -> ApiError | None:
         return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
     if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return ApiError(409, str(exc))
+    if isinstance(exc, RegistryNotFound):
+        return ApiError(404, str(exc))
     if isinstance(exc, RegistryError | LayerError):
         return ApiError(500, str(exc))
     if isinstance(exc, StartError):

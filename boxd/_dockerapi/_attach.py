@@ -14,13 +14,17 @@ import attrs
 import trio
 
 from .. import _detachkeys, _lifecycle, _logs, _plan, protocol
-from .._output import Output
+from .._output import Chunk, Output
 from .._run import Run
 from .._supervisor import Conflict, NoSuchContainer, StartError
 from ._api import READ_SIZE, Api, api_error, frame, unwrap
 from ._http import ApiError, HttpConnection, Request, stream_type
 from ._router import CONTAINER, route
 from ._shapes import Fields, console_size
+
+# A container's ended exec instances kept for their exit codes (exec inspect, which every
+# client asks right after the end), the oldest forgotten first: Docker forgets them too.
+KEPT_ENDED = 128
 
 
 @attrs.define(eq=False)
@@ -136,7 +140,7 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
                     keys if tty else None,
                     nursery.cancel_scope,
                 )
-            nursery.start_soon(_until_removed, api, c.id, nursery.cancel_scope)
+            nursery.start_soon(_until_removed, api, c.id, channel, nursery.cancel_scope)
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 async with channel:
                     async for sid, data in channel:
@@ -157,12 +161,19 @@ async def _started(api: Api, cid: str) -> Run | None:
         await api.sup.wait_changed()
 
 
-async def _until_removed(api: Api, cid: str, scope: trio.CancelScope) -> None:
+async def _until_removed(
+    api: Api, cid: str, channel: trio.MemoryReceiveChannel[Chunk], scope: trio.CancelScope
+) -> None:
+    """End the streams of a container removed before its output ended (attached before a
+    start that never came: its channel would stay open).  Output that has ended is given
+    to its last byte: a ``--rm`` container is removed as soon as it ends, most often
+    before its client has read all it wrote."""
     while True:
         try:
             api.sup.inspect(cid)
         except NoSuchContainer:
-            scope.cancel(reason="the container was removed")
+            if channel.statistics().open_send_channels:
+                scope.cancel(reason="the container was removed")
             return
         await api.sup.wait_changed()
 
@@ -236,6 +247,9 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
     )
     for stale in [e for e in api.execs.values() if not _exists(api, e.container)]:
         del api.execs[stale.id]  # their containers were removed by another client
+    ended = [e.id for e in api.execs.values() if e.container == c.id and e.code is not None]
+    for exec_id in ended[:-KEPT_ENDED]:
+        del api.execs[exec_id]
     api.execs[ex.id] = ex
     await conn.respond_json(201, {"Id": ex.id})
 

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from .. import _lifecycle, _listing, _logs, _platforms, _prune, protocol
+from .. import _mounts as mount_specs
 from .._images.store import NoSuchImage
 from .._network import NetworkError
 from .._records import Container, Status
@@ -58,26 +59,52 @@ def _check_platform(api: Api, image: str, reference: str, platform: str) -> None
         raise ApiError(404, str(exc)) from None
 
 
-def _make_mountpoints(req: Request, body: object) -> None:
-    """API 1.42's ``BindOptions.CreateMountpoint``: a bind's missing source directory is
-    made on the host, as Docker's daemon makes it, rather than refused as missing."""
-    if not req.at_least("1.42"):
-        return
-    for mount in Fields(body, "body").object("HostConfig").objects("Mounts"):
-        source = mount.text("Source")
-        wanted = mount.object("BindOptions").flag("CreateMountpoint")
-        if wanted and mount.text("Type") == "bind" and source.startswith("/"):
-            os.makedirs(source, exist_ok=True)
+def _make_mountpoints(req: Request, body: object) -> list[str]:
+    """A bind's missing source directory is made on the host (mode 0755), as Docker's
+    daemon makes it: always for ``Binds`` (``docker run -v /host/path:/path``), for a bind
+    of ``Mounts`` with API 1.42's ``BindOptions.CreateMountpoint`` (else it is refused as
+    missing). Nothing is made unless every ``Binds`` entry reads; the directories made, in
+    the order made (for a create refused after, to take away: Docker makes them at the
+    start)."""
+    host = Fields(body, "body").object("HostConfig")
+    sources = []
+    for spec in host.strings("Binds"):
+        try:
+            sources.append(str(mount_specs.parse_volume_flag(spec)["host"]))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+    if req.at_least("1.42"):
+        for mount in host.objects("Mounts"):
+            wanted = mount.object("BindOptions").flag("CreateMountpoint")
+            if wanted and mount.text("Type") == "bind":
+                sources.append(mount.text("Source"))
+    made: list[str] = []
+    for source in sources:
+        missing = []
+        path = os.path.normpath(source)
+        while source.startswith("/") and not os.path.lexists(path):  # a file, a socket: bound
+            missing.append(path)
+            path = os.path.dirname(path)
+        if missing:
+            os.makedirs(source, mode=0o755, exist_ok=True)
+            made += reversed(missing)
+    return made
 
 
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
-    _make_mountpoints(req, body)
-    config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
-    if req.arg("platform"):
-        _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
-    _make_labelled(api, body)
-    c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
+    made = _make_mountpoints(req, body)
+    try:
+        config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
+        if req.arg("platform"):
+            _check_platform(api, config.image, str(body.get("Image")), req.arg("platform") or "")
+        _make_labelled(api, body)
+        c = await api.sup.create(config, (req.arg("name") or "").lstrip("/"))
+    except BaseException:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):  # used meanwhile: left
+                os.rmdir(path)
+        raise
     warnings = _shapes.warnings(Fields(body, "Config").object("HostConfig"))
     warnings += api.sup.limit_warnings(config.resources)
     await conn.respond_json(201, {"Id": c.id, "Warnings": warnings})
@@ -96,9 +123,31 @@ def _with_network_ids(api: Api, settings: dict[str, Any]) -> None:
             endpoint["NetworkID"] = ""
 
 
+def _network_names(api: Api, refs: list[str]) -> list[str]:
+    """A ``network`` filter's values as containers' records name networks: Docker takes
+    a network's name or a prefix of its id (of any number of networks)."""
+    ids = {_shapes.builtin_network_id(name): name for name in ("host", "none")}
+    ids.update((net.id, net.name) for net in api.sup.networks.list())
+    return [*refs, *(name for ref in refs if ref for i, name in ids.items() if i.startswith(ref))]
+
+
+def _image_ids(api: Api, refs: list[str]) -> list[str]:
+    """An ``ancestor`` filter's values and the ids of the images they name (by any of their
+    names, an id or a prefix of one), as Docker's filter takes an image by id."""
+    ids = []
+    for ref in refs:
+        with contextlib.suppress(NoSuchImage):
+            ids.append(api.sup.images.lookup(ref).id)
+    return [*refs, *ids]
+
+
 async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     limit = req.integer("limit") or 0
     filters = _shapes.parse_filters(req.arg("filters"))
+    if "network" in filters:
+        filters["network"] = _network_names(api, filters["network"])
+    if "ancestor" in filters:
+        filters["ancestor"] = _image_ids(api, filters["ancestor"])
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
@@ -144,7 +193,7 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
-    shown = _shapes.inspect(c, api.execs_of(c.id))
+    shown = _shapes.inspect(c, api.execs_of(c.id, ended=False))
     _with_network_ids(api, shown["NetworkSettings"])
     if req.at_least("1.44"):
         _shapes.with_dns_names(c, shown["NetworkSettings"])

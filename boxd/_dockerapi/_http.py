@@ -194,6 +194,10 @@ class HttpConnection:
             raise ApiError(400, "bad HTTP request: expected a request line")
         self.method = event.method.decode("ascii", "replace").upper()
         request = _request_of(event, b"")
+        if self.h11.they_are_waiting_for_100_continue:
+            # ``Expect: 100-continue`` (curl's, before a body over 1 MiB): told at once to
+            # send it, before any answer (a streamed one begins before the body is read).
+            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
         if streamed(request):
             return request
         body = bytearray()

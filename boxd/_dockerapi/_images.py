@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import fnmatch
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import _platforms
@@ -128,13 +129,23 @@ async def image_rows(
         "Containers": -1,
     }
     rows = [default] if shown else []
+    patterns = filters.get("reference", ())
     for image in answer.images:
         rows.append(
             {
                 "Id": image.id,
                 "ParentId": "",
-                "RepoTags": [_shapes.familiar(t) for t in image.repo_tags],
-                "RepoDigests": [_shapes.familiar(d) for d in image.repo_digests],
+                # Of an image the filter selects, the references it matches, as Docker's.
+                "RepoTags": [
+                    _shapes.familiar(t)
+                    for t in image.repo_tags
+                    if not patterns or any_reference((t,), patterns)
+                ],
+                "RepoDigests": [
+                    _shapes.familiar(d)
+                    for d in image.repo_digests
+                    if not patterns or _digest_matches(_shapes.familiar(d), patterns)
+                ],
                 "Created": _unix_time(image.created),
                 "Size": image.size,
                 "SharedSize": image.shared_size if shared else -1,
@@ -143,6 +154,12 @@ async def image_rows(
             }
         )
     return rows
+
+
+def _digest_matches(digest: str, patterns: Sequence[str]) -> bool:
+    """A reference filter's pattern against ``NAME@sha256:...`` or its NAME, as Docker's."""
+    name = digest.partition("@")[0]
+    return any(fnmatch.fnmatchcase(digest, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
@@ -293,8 +310,10 @@ async def commit(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
-    """Docker's progress stream: one JSON object per line; a failure once the stream
-    has begun is its last line (``errorDetail``), as the docker CLI expects."""
+    """Docker's progress stream: one JSON object per line, begun once the image is found
+    (its first layer's progress, or its end); a failure before is the response (404 for
+    no such manifest, as dockerd's), once the stream has begun its last line
+    (``errorDetail``), as the docker CLI expects."""
     name = req.arg("fromImage") or ""
     if not name:
         raise ApiError(400, "fromImage must be given (importing a tar is not supported)")
@@ -312,12 +331,17 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             raise ApiError(400, str(exc)) from None
     user, password = registry_auth(req)
     request = PullRequest(reference=ref, platform=platform, username=user, password=password)
-    await conn.start_stream()
+    started = False
 
     async def line(value: dict[str, Any]) -> None:
         await conn.send(json.dumps(value).encode() + b"\r\n")
 
     async def forward(message: object) -> None:
+        nonlocal started
+        if not started and isinstance(message, PullProgressFrame | PulledFrame):
+            started = True
+            await conn.start_stream()
+            await line({"status": f"Pulling from {name}", "id": tag or "latest"})
         if isinstance(message, PullProgressFrame):
             detail = {"current": message.current, "total": message.total}
             await line({"status": message.status, "progressDetail": detail, "id": message.layer})
@@ -326,13 +350,12 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             news = "Downloaded newer image" if message.downloaded else "Image is up to date"
             await line({"status": f"Status: {news} for {message.reference}"})
 
-    await line({"status": f"Pulling from {name}", "id": tag or "latest"})
     try:
         async with conn.cancelled_if_peer_closes():
             await api.images.pull(Answers(forward), request)
     except Exception as exc:
         error = api_error(unwrap(exc))
-        if error is None:
+        if error is None or not started:
             raise
         await line({"errorDetail": {"message": error.message}, "error": error.message})
     await conn.end()
@@ -431,8 +454,17 @@ def _unix_time(rfc3339: str) -> int:
         return 0
 
 
+async def search(api: Api, conn: HttpConnection, req: Request) -> None:
+    raise ApiError(
+        501,
+        "docker search is not supported by boxd: it pulls images by name, it does not"
+        " search registries",
+    )
+
+
 ROUTES = [
     route("GET", r"/images/json", images),
+    route("GET", r"/images/search", search),
     route("POST", r"/images/create", create, streamed=lambda req: req.arg("fromSrc") == "-"),
     route("GET", r"/images/get", save),
     route("POST", r"/images/load", load, streamed=lambda req: True),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _prune
+from .._listing import docker_match
 from .._netserver import (
     NetworkCreateRequest,
     NetworkInfo,
@@ -162,12 +163,12 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 def _matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    """Docker's network list filters: name (a substring), id (a prefix), driver, type
-    (builtin or custom), label (KEY or KEY=VALUE, every one)."""
+    """Docker's network list filters: name (the name or a regular expression found in it),
+    id (a prefix), driver, type (builtin or custom), label (KEY or KEY=VALUE, every one)."""
     builtin = row["Name"] in ("bridge", "host", "none")
     kind = "builtin" if builtin else "custom"
     checks: dict[str, Callable[[str], bool]] = {
-        "name": lambda v: v in row["Name"],
+        "name": lambda v: docker_match(v, row["Name"]),
         "id": lambda v: row["Id"].startswith(v),
         "driver": lambda v: v == row["Driver"],
         "type": lambda v: v == kind,

@@ -205,6 +205,12 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
         )
     entrypoint = cfg.command("Entrypoint")
     command = cfg.command("Cmd") or []
+    if entrypoint == [""]:  # --entrypoint "": none, and not the image's Cmd (Docker's reset)
+        entrypoint = []
+        if not command:
+            raise ApiError(
+                400, "no command specified: an empty Entrypoint resets the image's, and its Cmd"
+            )
     if image in DEFAULT_IMAGES:  # no image configuration: the command is all there is
         image, command, entrypoint = "default", (entrypoint or []) + command, None
         if not command:
@@ -233,6 +239,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             )
         network = "none"
     aliases, endpoint_links, joins = _endpoints(cfg, network)
+    ports = tuple(_port_specs(host))
     links = dict.fromkeys(_link(text) for text in (*host.strings("Links"), *endpoint_links))
     restart = host.object("RestartPolicy")
     stop_timeout = cfg._get("StopTimeout", _is_int, "an integer")
@@ -262,8 +269,9 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             dns=tuple(host.strings("Dns")),
             dns_search=tuple(host.strings("DnsSearch")),
             dns_options=tuple(host.strings("DnsOptions")),
-            ports=tuple(_port_specs(host)),
-            publish_all=host.flag("PublishAllPorts"),
+            # The host's network: Docker discards them (see warnings).
+            ports=() if network == "host" else ports,
+            publish_all=host.flag("PublishAllPorts") and network != "host",
             expose=tuple(cfg.mapping_keys("ExposedPorts")),
             volumes=tuple(_volumes(host, cfg.mapping_keys("Volumes"))),
             volumes_from=tuple(host.strings("VolumesFrom")),
@@ -671,8 +679,13 @@ def _resources(host: Fields) -> Resources:
     swap = host.integer("MemorySwap")
     nano = host.integer("NanoCpus")
     pids = host.integer("PidsLimit")
-    if min(memory, nano, host.integer("CpuShares")) < 0:
-        raise ApiError(400, "Memory, NanoCpus and CpuShares must not be negative")
+    for key, value in (
+        ("Memory", memory),
+        ("NanoCpus", nano),
+        ("CpuShares", host.integer("CpuShares")),
+    ):
+        if value < 0:
+            raise ApiError(400, f"invalid HostConfig.{key} {value}: must not be negative")
     return Resources(
         memory=memory or None,
         memory_swap=swap or None,
@@ -726,9 +739,14 @@ def _more_resources(host: Fields) -> dict[str, Any]:
 def warnings(host: Fields) -> list[str]:
     """What create and update tell a client of the HostConfig alone (the host's own are
     :meth:`Supervisor.limit_warnings`)."""
+    found = []
     if host.integer("KernelMemory"):
-        return ["KernelMemory is deprecated (kernels no longer limit kernel memory apart): ignored"]
-    return []
+        found.append(
+            "KernelMemory is deprecated (kernels no longer limit kernel memory apart): ignored"
+        )
+    if host.text("NetworkMode") == "host" and host.value("PortBindings"):
+        found.append("Published ports are discarded when using host network mode")  # Docker's
+    return found
 
 
 def _device_rates(rates: tuple[DeviceRate, ...] | None, key: str) -> list[dict[str, Any]]:
@@ -741,6 +759,13 @@ def _system_paths(sec: Security) -> dict[str, list[str] | None]:
     if paths is None:
         return {"MaskedPaths": None, "ReadonlyPaths": None}
     return {"MaskedPaths": list(paths[0]), "ReadonlyPaths": list(paths[1])}
+
+
+# SecurityOpt keys of what boxd has none of: the value that asks for none, and what it lacks.
+_UNCONFINED = {
+    "apparmor": ("unconfined", "AppArmor profiles"),
+    "label": ("disable", "SELinux labels"),
+}
 
 
 def _security(host: Fields) -> Security:
@@ -762,11 +787,20 @@ def _security(host: Fields) -> Security:
             )
         elif key == "systempaths" and value == "unconfined":
             masked = readonly = ()
+        elif key in _UNCONFINED and value == _UNCONFINED[key][0]:
+            pass  # what boxd does anyway: dockerd takes them on a host without either
+        elif key in _UNCONFINED:
+            anyway, missing = _UNCONFINED[key]
+            raise ApiError(
+                400,
+                f"invalid SecurityOpt {opt!r}: boxd has no {missing} (only {key}={anyway},"
+                " what it does anyway)",
+            )
         else:
             raise ApiError(
                 400,
-                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined or"
-                " systempaths=unconfined",
+                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined,"
+                " systempaths=unconfined, apparmor=unconfined or label=disable",
             )
     return Security(
         privileged=host.flag("Privileged"),

@@ -1,4 +1,4 @@
-"""System: ``/_ping``, ``/version``, ``/info``, ``/events``, ``/system/df``."""
+"""System: ``/_ping``, ``/version``, ``/info``, ``/events``, ``/system/df``, ``/plugins``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .._events import Event
 from .._records import RUNTIMES
 from . import _shapes
 from ._api import Api, arch, mem_total
-from ._http import API_VERSION, MIN_API_VERSION, HttpConnection, Request
+from ._http import API_VERSION, MIN_API_VERSION, ApiError, HttpConnection, Request
 from ._router import route
 
 
@@ -184,8 +184,18 @@ async def build_prune(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(200, {"CachesDeleted": deleted or None, "SpaceReclaimed": 0})
 
 
+async def plugins(api: Api, conn: HttpConnection, req: Request) -> None:
+    """``docker plugin ls``: none; boxd's volume, network and log drivers are built in (as
+    ``info`` lists them), so it has Docker's empty list of managed plugins."""
+    for key in _shapes.parse_filters(req.arg("filters")):
+        if key not in ("capability", "enable"):
+            raise ApiError(400, f"invalid filter '{key}'")
+    await conn.respond_json(200, [])
+
+
 ROUTES = [
     route("POST", r"/build/prune", build_prune),
+    route("GET", r"/plugins", plugins),
     route("GET", r"/_ping", ping),
     route("HEAD", r"/_ping", ping),
     route("GET", r"/version", version),

@@ -29,7 +29,7 @@ from .reference import DEFAULT_REGISTRY, Reference
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Credentials", "Registry", "RegistryError", "open_registry"]
+__all__ = ["Credentials", "Registry", "RegistryError", "RegistryNotFound", "open_registry"]
 
 HUB_HOST = "registry-1.docker.io"
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -44,6 +44,10 @@ _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 class RegistryError(Exception):
     """The registry refused or failed a request; the message says which and why."""
+
+
+class RegistryNotFound(RegistryError):
+    """The registry has no such manifest or blob (its HTTP 404)."""
 
 
 def host_of(registry: str) -> str:
@@ -352,7 +356,7 @@ def _http_error(registry: str, repository: str, url: str, r: httpx.Response) -> 
     except (ValueError, AttributeError):
         pass
     if r.status_code == 404:
-        return RegistryError(
+        return RegistryNotFound(
             f"{registry}/{repository}: {what[-2].rstrip('s')} {what[-1]} not found{detail}"
         )
     if r.status_code in (401, 403):
