@@ -605,19 +605,64 @@ def cmd_version(args: Args) -> int:
     return 0
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "unlimited"
+def _binary(n: float) -> str:
+    """go-units' BytesSize, as ``docker stats`` prints memory: ``1.41MiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n:.4g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1024  # type: ignore[assignment]
+            return f"{n:.4g}{unit}"
+        n /= 1024
     raise AssertionError
 
 
+def _host_memory() -> int:
+    """The limit ``docker stats`` shows for a container without one: the host's memory
+    (the daemon's: it serves this socket on the same host)."""
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) * 1024
+
+
+STATS_TABLE = (
+    "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}"
+    "\t{{.BlockIO}}\t{{.PIDs}}"
+)
+STATS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Container": "CONTAINER",
+    "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT",
+    "MemPerc": "MEM %",
+    "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O",
+}
+
+
+def _stats_row(r: dict[str, Any], refs: list[str]) -> dict[str, str]:
+    """What ``docker stats --format`` templates see: its fields, its units (memory in
+    binary units, I/O in decimal ones), ``Container`` as the user named it."""
+    from boxd import _human
+
+    limit = r["memory_limit"] or _host_memory()
+    named = [ref for ref in refs if ref == r["name"] or r["id"].startswith(ref)]
+    return {
+        "Container": named[0] if named else r["id"],
+        "Name": r["name"],
+        "ID": r["id"][:12],
+        "CPUPerc": f"{r['cpu_percent']:.2f}%",
+        "MemUsage": f"{_binary(r['memory_usage'])} / {_binary(limit)}",
+        "MemPerc": f"{100 * r['memory_usage'] / limit:.2f}%",
+        "NetIO": f"{_human.size(r['net_rx'])} / {_human.size(r['net_tx'])}",
+        "BlockIO": f"{_human.size(r['block_read'])} / {_human.size(r['block_write'])}",
+        "PIDs": str(r["pids"]),
+    }
+
+
 def cmd_stats(args: Args) -> int:
+    from ._template import Template, print_formatted
+
     stream = not args.no_stream
-    refresh = stream and sys.stdout.isatty() and args.format == "table"
+    fmt = STATS_TABLE if args.format in (None, "table") else args.format
+    template = None if fmt == "json" else Template(fmt, strict=True)
+    refresh = stream and sys.stdout.isatty() and template is not None
     with Client(args.socket) as client:
         client.request({"type": "StatsRequest", "containers": args.containers, "stream": stream})
         while True:
@@ -626,29 +671,13 @@ def cmd_stats(args: Args) -> int:
                 return 0
             check(frame)
             rows = frame["stats"]
-            if args.format == "json":
+            if template is None:
                 print(_wirejson.dumps(rows, separators=(", ", ": ")), flush=True)
                 continue
-            heads = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS")
-            table = [(*heads, "NET I/O", "BLOCK I/O")]
-            for r in rows:
-                table.append(
-                    (
-                        r["id"][:12],
-                        r["name"],
-                        f"{r['cpu_percent']:.2f}%",
-                        f"{_size(r['memory_usage'])} / {_size(r['memory_limit'])}",
-                        str(r["pids"]),
-                        f"{_size(r['net_rx'])} / {_size(r['net_tx'])}",
-                        f"{_size(r['block_read'])} / {_size(r['block_write'])}",
-                    )
-                )
-            widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
-            text = "\n".join(
-                "   ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip()
-                for t in table
-            )
-            print(("\x1b[H\x1b[2J" if refresh else "") + text, flush=True)
+            if refresh:
+                print("\x1b[H\x1b[2J", end="")
+            print_formatted(template, [_stats_row(r, args.containers) for r in rows], STATS_HEADERS)
+            sys.stdout.flush()
 
 
 def cmd_update(args: Args) -> int:
@@ -781,7 +810,6 @@ ATTACH_OPTIONS = (
 )
 TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL")
 CONTAINERS = (("containers", SOME, "CONTAINER"),)
-OUTPUT_FORMAT = Opt("--format", kind=VALUE, default="table", choices=("table", "json"))
 
 COMMANDS = (
     Command(
@@ -912,7 +940,10 @@ COMMANDS = (
         "stats",
         cmd_stats,
         "show containers' resource usage",
-        (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
+        (
+            Opt("--no-stream", help="one sample, then exit"),
+            Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.CPUPerc}})"),
+        ),
         (("containers", ANY, "CONTAINER"),),
     ),
     Command("info", cmd_info, "show the daemon's state"),

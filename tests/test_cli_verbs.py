@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -507,3 +508,41 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
         r = daemon.ctl("run", "--rm", *args, "default", "true", check=False)
         assert r.returncode == 125 and words in r.stderr, r.stderr
     daemon.ctl("rm", "q", "rot")
+
+
+def test_stats_table_and_templates_as_docker_prints_them(daemon: Daemon) -> None:
+    """Docker's columns (MEM % too; an unlimited container's limit is the host's memory)
+    and its template fields (`docker stats --format '{{.Name}} {{.CPUPerc}}'`)."""
+    daemon.ctl("run", "-d", "--name", "st", "-m", "64m", "default", "sleep", "300")
+    daemon.ctl("run", "-d", "--name", "free", "default", "sleep", "300")
+    table = daemon.ctl("stats", "--no-stream", "st").stdout.splitlines()
+    assert re.split(" {2,}", table[0]) == [
+        "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+        "BLOCK I/O", "PIDS",
+    ]  # fmt: skip
+    assert len(table) == 2 and "/ 64MiB" in table[1], table
+    fmt = "{{.Container}}|{{.Name}}|{{.ID}}|{{.CPUPerc}}|{{.MemUsage}}|{{.MemPerc}}|{{.PIDs}}"
+    row = daemon.ctl("stats", "--no-stream", "--format", fmt, "st").stdout
+    container, name, short, cpu, memory, percent, pids = row.strip().split("|")
+    assert (container, name, pids) == ("st", "st", "1")
+    assert short == daemon.inspect("st")["id"][:12]
+    assert cpu.endswith("%") and percent.endswith("%") and memory.endswith(" / 64MiB")
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) * 1024
+    free = daemon.ctl("stats", "--no-stream", "--format", "{{.MemUsage}}", "free").stdout
+    assert "unlimited" not in free and free.strip().endswith(f" / {_binary(total)}"), free
+    io = daemon.ctl("stats", "--no-stream", "--format", "table {{.Name}}\t{{.NetIO}}", "st")
+    assert io.stdout.splitlines()[0].split() == ["NAME", "NET", "I/O"]
+    bad = daemon.ctl("stats", "--no-stream", "--format", "{{.Nope}}", "st", check=False)
+    assert bad.returncode != 0 and "Nope" in bad.stderr
+    daemon.ctl("rm", "-f", "st", "free")
+
+
+def _binary(n: float) -> str:
+    """go-units' BytesSize: 4 significant digits, binary units."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.4g}{units[i]}"
