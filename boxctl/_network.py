@@ -17,6 +17,9 @@ from ._args import (
     Args,
     Command,
     Opt,
+    confirm,
+    filters_of,
+    print_removed,
     prune_filters,
 )
 from ._client import CliError, call, print_json
@@ -24,6 +27,7 @@ from ._files import label_list
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -96,15 +100,75 @@ def _create(args: Args) -> int:
     return 0
 
 
+def _row(n: dict[str, Any], trunc: bool) -> dict[str, Any]:
+    """What ``network ls --format`` templates see (Docker's fields)."""
+    import time
+
+    labels = n["labels"]
+    created = time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(n["created_at"]))
+    return {
+        "ID": n["id"][:12] if trunc else n["id"],
+        "Name": n["name"],
+        "Driver": n["driver"],
+        "Scope": "local",
+        "IPv6": "false",
+        "Internal": "false",
+        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
+        "Label": lambda key: labels.get(key, ""),
+        "CreatedAt": created,
+    }
+
+
+def _selected(n: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Docker's ``network ls`` filters: name and id match a part (a regular expression),
+    label KEY or KEY=VALUE, driver, scope local, type custom or builtin."""
+    import re
+
+    def found(pattern: str, text: str) -> bool:
+        try:
+            return re.search(pattern, text) is not None
+        except re.error:
+            return pattern in text
+
+    def labelled(spec: str) -> bool:
+        key, eq, value = spec.partition("=")
+        return key in n["labels"] and (not eq or n["labels"][key] == value)
+
+    tests: dict[str, Callable[[str], bool]] = {
+        "name": lambda v: found(v, n["name"]),
+        "id": lambda v: found(v, n["id"]),
+        "driver": lambda v: v == n["driver"],
+        "scope": lambda v: v == "local",
+        "type": lambda v: v == ("builtin" if n["name"] == "bridge" else "custom"),
+        "label": labelled,
+    }
+    for key, values in filters.items():
+        if key not in tests:
+            raise CliError(f"invalid filter {key!r}")
+        if not any(tests[key](v) for v in values):
+            return False
+    return True
+
+
 def _ls(args: Args) -> int:
     networks = call(args.socket, {"type": "NetworkListRequest"})["networks"]
+    filters = filters_of(args.filter, "name=, id=, label=, driver=, scope=, type=")
+    rows = [_row(n, not args.no_trunc) for n in networks if _selected(n, filters)]
     if args.quiet:
-        for n in networks:
-            print(n["id"][:12])
+        for r in rows:
+            print(r["ID"])
         return 0
-    print(f"{'NETWORK ID':<14}{'NAME':<20}{'DRIVER':<10}SUBNET")
-    for n in networks:
-        print(f"{n['id'][:12]:<14}{n['name']:<20}{'bridge':<10}{n['subnet']}")
+    fmt = args.format or "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+    if fmt == "json":
+        import json
+
+        for r in rows:
+            del r["Label"]
+            print(json.dumps(r))
+        return 0
+    from ._template import print_formatted
+
+    print_formatted(fmt, rows, {"ID": "NETWORK ID", "CreatedAt": "CREATED AT"}, strict=True)
     return 0
 
 
@@ -151,9 +215,11 @@ def _disconnect(args: Args) -> int:
 
 
 def _prune(args: Args) -> int:
+    warning = "WARNING! This will remove all custom networks not used by at least one container."
+    if not confirm(warning, args.force):
+        return 0
     request = {"type": "NetworkPruneRequest", "filters": prune_filters(args.filter)}
-    for name in call(args.socket, request)["removed"]:
-        print(name)
+    print_removed("Deleted Networks:", call(args.socket, request)["removed"])
     return 0
 
 
@@ -181,14 +247,30 @@ SUBCOMMANDS = (
         "ls",
         _ls,
         "list networks",
-        (Opt("-q", "--quiet", kind=FLAG, help="only ids"),),
+        (
+            Opt("-q", "--quiet", kind=FLAG, help="only ids"),
+            Opt("--no-trunc", kind=FLAG, help="whole ids"),
+            Opt(
+                "-f",
+                "--filter",
+                kind=APPEND,
+                metavar="KEY=VALUE",
+                help="name, id, label, driver, scope, type=custom|builtin",
+            ),
+            Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Name}})"),
+        ),
         aliases=("list",),
     ),
     Command("inspect", _inspect, "show networks as JSON", (), (("networks", SOME, "NETWORK"),)),
     Command(
         "rm", _rm, "remove networks", (), (("networks", SOME, "NETWORK"),), aliases=("remove",)
     ),
-    Command("prune", _prune, "remove every network no container names", (PRUNE_FILTER,)),
+    Command(
+        "prune",
+        _prune,
+        "remove every network no container names",
+        (Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"), PRUNE_FILTER),
+    ),
     Command(
         "connect",
         _connect,

@@ -228,11 +228,12 @@ def test_image_and_network_prune_filters(daemon: Daemon, tmp_path: Path) -> None
     daemon.ctl("network", "create", "pn")
     for keeping in ("until=2000-01-01", "label=team"):
         assert daemon.ctl("image", "prune", "-a", "--filter", keeping).stdout == ""
-        assert daemon.ctl("network", "prune", "--filter", keeping).stdout == ""
+        assert daemon.ctl("network", "prune", "-f", "--filter", keeping).stdout == ""
     r = daemon.ctl("image", "prune", "-a", "--filter", "label!=team", "--filter", "until=0s")
     assert "untagged: docker.io/library/pruned:1" in r.stdout
-    assert daemon.ctl("network", "prune", "--filter", "until=0s").stdout == "pn\n"
-    r = daemon.ctl("network", "prune", "--filter", "until=", check=False)
+    pruned = daemon.ctl("network", "prune", "-f", "--filter", "until=0s").stdout
+    assert pruned == "Deleted Networks:\npn\n\n"
+    r = daemon.ctl("network", "prune", "-f", "--filter", "until=", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: invalid until '': use a Unix time, a "
                                         "duration (10m, 24h) or an RFC 3339 time\n")  # fmt: skip
 
@@ -546,3 +547,43 @@ def _binary(n: float) -> str:
         n /= 1024
         i += 1
     return f"{n:.4g}{units[i]}"
+
+
+def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
+    """`network ls`: Docker's columns, --format, --filter, --no-trunc; `network prune`
+    asks first (-f/--force: not) and lists what went under Docker's title."""
+    daemon.ctl("network", "create", "-l", "team=a", "na")
+    nb = daemon.ctl("network", "create", "nb").stdout.strip()
+    table = daemon.ctl("network", "ls").stdout.splitlines()
+    assert re.split(" {2,}", table[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+    assert [re.split(" {2,}", line)[1:] for line in table[1:]] == [
+        ["bridge", "bridge", "local"], ["na", "bridge", "local"], ["nb", "bridge", "local"],
+    ]  # fmt: skip
+    assert table[3].split()[0] == nb[:12]
+    names = daemon.ctl("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").stdout
+    assert names.splitlines() == ["bridge bridge local", "na bridge local", "nb bridge local"]
+    assert daemon.ctl("network", "ls", "-q", "--no-trunc", "-f", "name=nb").stdout == nb + "\n"
+    labelled = daemon.ctl("network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}")
+    assert labelled.stdout == "na\n"
+    custom = daemon.ctl("network", "ls", "-f", "type=custom", "--format", "{{.ID}}").stdout
+    assert custom.split() == [daemon.ctl("network", "ls", "-q", "-f", "name=na").stdout.strip(),
+                              nb[:12]]  # fmt: skip
+    row = json.loads(daemon.ctl("network", "ls", "--format", "json", "-f", "name=na").stdout)
+    assert (row["Name"], row["Driver"], row["Scope"], row["Labels"]) == (
+        "na",
+        "bridge",
+        "local",
+        "team=a",
+    )
+    bad = daemon.ctl("network", "ls", "-f", "colour=red", check=False)
+    assert (bad.returncode, bad.stderr) == (1, "boxctl: invalid filter 'colour'\n")
+
+    asked = daemon.ctl("network", "prune", input=b"n\n")
+    assert asked.stdout == (
+        "WARNING! This will remove all custom networks not used by at least one container.\n"
+        "Are you sure you want to continue? [y/N] "
+    )
+    assert daemon.ctl("network", "ls", "-q").stdout.count("\n") == 3
+    pruned = daemon.ctl("network", "prune", "-f")
+    assert pruned.stdout == "Deleted Networks:\nna\nnb\n\n"
+    assert daemon.ctl("network", "prune", "--force").stdout == ""

@@ -283,7 +283,8 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
     netd.ctl("network", "create", "front")
     netd.ctl("network", "create", "--subnet", "10.77.0.0/24", "back")
     listing = netd.ctl("network", "ls").stdout
-    assert "front" in listing and "10.77.0.0/24" in listing and "bridge" in listing
+    assert "front" in listing and "back" in listing and "bridge" in listing
+    assert json.loads(netd.ctl("network", "inspect", "back").stdout)[0]["subnet"] == "10.77.0.0/24"
     netd.ctl(
         "run", "-d", "--name", "api", "--network", "front", "--network-alias", "apisrv",
         "default", "python3", "-m", "http.server", "80",
@@ -336,7 +337,12 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         "back",
     ]
     netd.ctl("rm", "-f", "api", "db")
-    assert netd.ctl("network", "prune").stdout.split() == ["front", "back"]
+    assert netd.ctl("network", "prune", "-f").stdout.split() == [
+        "Deleted",
+        "Networks:",
+        "front",
+        "back",
+    ]
     assert [n for n in links(netd.netns) if n.startswith("br-")] == []
 
 
