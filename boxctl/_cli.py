@@ -458,14 +458,17 @@ def cmd_exec(args: Args) -> int:
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 
 
-def _each(args: Args, action: Callable[[str], object]) -> int:
-    """Apply to several containers as Docker does: report each failure, go on."""
+def _each(args: Args, action: Callable[[str], object], *, missing_ok: bool = False) -> int:
+    """Apply to several containers as Docker does: report each failure, go on
+    (``missing_ok``: a container that is not there is no failure, and not reported)."""
     status = 0
     for ref in args.containers:
         try:
             action(ref)
             print(ref)
         except CliError as exc:
+            if missing_ok and exc.kind == "not_found":
+                continue
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
     return status
@@ -518,6 +521,7 @@ def cmd_rm(args: Args) -> int:
                 "volumes": args.volumes,
             },
         ),
+        missing_ok=args.force,  # Docker 20.10's rm -f, as the shell's
     )
 
 

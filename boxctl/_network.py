@@ -184,6 +184,8 @@ def _rm(args: Args) -> int:
         try:
             call(args.socket, {"type": "NetworkRemoveRequest", "network": ref})
         except CliError as exc:
+            if args.force and exc.kind == "not_found":
+                continue  # as Docker's network rm -f
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
             continue
@@ -263,7 +265,12 @@ SUBCOMMANDS = (
     ),
     Command("inspect", _inspect, "show networks as JSON", (), (("networks", SOME, "NETWORK"),)),
     Command(
-        "rm", _rm, "remove networks", (), (("networks", SOME, "NETWORK"),), aliases=("remove",)
+        "rm",
+        _rm,
+        "remove networks",
+        (Opt("-f", "--force", kind=FLAG, help="no error if a network is not there"),),
+        (("networks", SOME, "NETWORK"),),
+        aliases=("remove",),
     ),
     Command(
         "prune",

@@ -65,7 +65,7 @@ from ._messages import (
     dump,
     parse,
 )
-from ._network import NetworkConflict
+from ._network import NetworkConflict, NoSuchNetwork
 from ._output import Chunk, Output, widen_send_buffer
 from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
@@ -98,7 +98,7 @@ def _error_kind(exc: BaseException, areas: dict[type[Exception], str]) -> str | 
     for kind, area_kind in areas.items():
         if isinstance(exc, kind):
             return area_kind
-    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume | NoSuchNetwork):
         return "not_found"
     if isinstance(exc, Conflict | NetworkConflict | VolumeInUse):
         return "conflict"

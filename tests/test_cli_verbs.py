@@ -587,3 +587,27 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
     pruned = daemon.ctl("network", "prune", "-f")
     assert pruned.stdout == "Deleted Networks:\nna\nnb\n\n"
     assert daemon.ctl("network", "prune", "--force").stdout == ""
+
+
+def test_forced_removal_of_what_is_not_there_succeeds(daemon: Daemon) -> None:
+    """Docker 20.10+: `rm -f` of a missing container (and `network rm -f` of a missing
+    network) is not a failure, and says nothing; `volume rm -f` names it, as its daemon
+    takes it as removed.  Without -f it fails, and -f fails on any other error."""
+    daemon.ctl("run", "-d", "--name", "here", "default", "sleep", "300")
+    daemon.ctl("volume", "create", "vhere")
+    daemon.ctl("network", "create", "nhere")
+    for verb in (["rm"], ["volume", "rm"], ["network", "rm"]):
+        missing = daemon.ctl(*verb, "ghost", check=False)
+        assert missing.returncode == 1 and "ghost" in missing.stderr, (verb, missing)
+        forced = daemon.ctl(*verb, "-f", "ghost")
+        assert (forced.stdout, forced.stderr) == ("ghost\n" if "volume" in verb else "", "")
+    r = daemon.ctl("rm", "-f", "ghost", "here")
+    assert r.stdout == "here\n"
+    daemon.ctl("run", "-d", "--name", "user", "-v", "vhere:/v", "--network", "nhere", "default",
+               "sleep", "300")  # fmt: skip
+    for verb, name in ((["volume", "rm"], "vhere"), (["network", "rm"], "nhere")):
+        in_use = daemon.ctl(*verb, "-f", "ghost", name, check=False)
+        assert in_use.returncode == 1 and "in use" in in_use.stderr, (verb, in_use)
+    daemon.ctl("rm", "-f", "user")
+    assert daemon.ctl("volume", "rm", "vhere").stdout == "vhere\n"
+    assert daemon.ctl("network", "rm", "nhere").stdout == "nhere\n"
