@@ -478,7 +478,8 @@ def cmd_stop(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "StopRequest", "container": ref, "timeout": args.time}
+            args.socket,
+            {"type": "StopRequest", "container": ref, "timeout": args.time, "signal": args.signal},
         ),
     )
 
@@ -487,7 +488,13 @@ def cmd_restart(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "RestartRequest", "container": ref, "timeout": args.time}
+            args.socket,
+            {
+                "type": "RestartRequest",
+                "container": ref,
+                "timeout": args.time,
+                "signal": args.signal,
+            },
         ),
     )
 
@@ -813,6 +820,7 @@ ATTACH_OPTIONS = (
     Opt("--sig-proxy", kind=BOOL, default=True, help="forward signals to the container"),
 )
 TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL")
+STOP_SIGNAL = Opt("-s", "--signal", kind=VALUE, help="the signal (default: the container's)")
 CONTAINERS = (("containers", SOME, "CONTAINER"),)
 
 COMMANDS = (
@@ -864,8 +872,8 @@ COMMANDS = (
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),
     ),
-    Command("stop", cmd_stop, "stop containers", (TIMEOUT,), CONTAINERS),
-    Command("restart", cmd_restart, "restart containers", (TIMEOUT,), CONTAINERS),
+    Command("stop", cmd_stop, "stop containers", (TIMEOUT, STOP_SIGNAL), CONTAINERS),
+    Command("restart", cmd_restart, "restart containers", (TIMEOUT, STOP_SIGNAL), CONTAINERS),
     Command(
         "kill",
         cmd_kill,

@@ -296,11 +296,11 @@ class Server:
         await conn.send(CreateResponse(id=c.id, name=c.name, warnings=warnings))
 
     async def _stop(self, conn: Connection, req: StopRequest) -> None:
-        await self.sup.stop(req.container, req.timeout)
+        await self.sup.stop(req.container, req.timeout, sig=req.signal)
         await conn.send(OkResponse())
 
     async def _restart(self, conn: Connection, req: RestartRequest) -> None:
-        await self.sup.restart(req.container, req.timeout)
+        await self.sup.restart(req.container, req.timeout, sig=req.signal)
         await conn.send(OkResponse())
 
     async def _kill(self, conn: Connection, req: KillRequest) -> None:

@@ -611,3 +611,18 @@ def test_forced_removal_of_what_is_not_there_succeeds(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", "user")
     assert daemon.ctl("volume", "rm", "vhere").stdout == "vhere\n"
     assert daemon.ctl("network", "rm", "nhere").stdout == "nhere\n"
+
+
+def test_stop_and_restart_take_a_signal(daemon: Daemon) -> None:
+    """Docker 23's `stop -s/--signal` and `restart -s/--signal`: that signal instead of
+    the container's stop signal, SIGKILL after the timeout as ever."""
+    script = 'trap "echo got $1; exit 3" USR1 INT; while :; do sleep 0.05; done'
+    daemon.ctl("run", "-d", "--name", "sg", "default", "sh", "-c", script, "sh", "trapped")
+    daemon.ctl("stop", "-s", "SIGUSR1", "sg")
+    assert daemon.inspect("sg")["state"]["exit_code"] == 3
+    daemon.ctl("restart", "--signal", "INT", "-t", "5", "sg")
+    assert daemon.ctl("stop", "--signal=USR1", "-t", "5", "sg").stdout == "sg\n"
+    assert daemon.ctl("logs", "sg").stdout == "got trapped\n" * 2
+    r = daemon.ctl("stop", "-s", "SIGFOO", "sg", check=False)
+    assert r.returncode == 1 and "invalid signal 'SIGFOO'" in r.stderr, r.stderr
+    daemon.ctl("rm", "sg")
