@@ -206,10 +206,16 @@ class Command:
                 for j in range(1, len(word)):
                     name = "-" + word[j]
                     opt = lookup(name)
+                    # pflag's -n=1 and -d=false: what follows the = is the value.
+                    value = word[j + 2 :] if word[j + 1 : j + 2] == "=" else word[j + 1 :]
                     if not opt.takes_value:
+                        if value != word[j + 1 :]:
+                            if value.lower() not in BOOLEAN_WORDS:
+                                raise fail(f"invalid {name}={value}: use true or false")
+                            setattr(args, opt.dest, BOOLEAN_WORDS[value.lower()])
+                            break
                         setattr(args, opt.dest, True)
                         continue
-                    value = word[j + 1 :]
                     if not value:
                         if i == len(words):
                             raise fail(f"{name} needs a value")

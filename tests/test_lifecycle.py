@@ -91,6 +91,11 @@ def test_options_parse_as_docker_does() -> None:
     assert parse("stop", "-t", "2.5", "a", "b").time == 2.5
     assert parse("rm", "a", "-f").force
     assert parse("logs", "--tail=3", "c").tail == "3"
+    # pflag's -x=VALUE: the = is not part of the value; a flag takes a boolean so.
+    a = parse("ps", "-a", "-n=1", "-f=name=web")
+    assert (a.last, a.filter) == (1, ["name=web"])
+    a = parse("run", "-e=A=1", "-d=false", "-i=true", "img")
+    assert (a.env, a.detach, a.interactive) == (["A=1"], False, True)
     for words, message in [
         (("run", "--bogus", "img"), "unknown option '--bogus'"),
         (("logs", "--since", "c"), "a CONTAINER is required"),
