@@ -626,3 +626,20 @@ def test_stop_and_restart_take_a_signal(daemon: Daemon) -> None:
     r = daemon.ctl("stop", "-s", "SIGFOO", "sg", check=False)
     assert r.returncode == 1 and "invalid signal 'SIGFOO'" in r.stderr, r.stderr
     daemon.ctl("rm", "sg")
+
+
+def test_event_lines_carry_dockers_fixed_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker events' RFC3339NanoFixed: nine digits always, local time, Z for UTC."""
+    from boxctl._verbs import _event_text
+
+    event = {"time_ns": 1_796_424_243_100_000_000, "action": "start", "id": "ab" * 32,
+             "name": "s1", "image": "default", "labels": [], "attributes": {}}  # fmt: skip
+    for zone, stamp in (
+        ("UTC", "2026-12-04T22:44:03.100000000Z"),
+        ("Europe/Paris", "2026-12-04T23:44:03.100000000+01:00"),
+    ):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        assert _event_text(event).split()[0] == stamp
+    monkeypatch.undo()
+    time.tzset()
