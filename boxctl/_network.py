@@ -172,10 +172,35 @@ def _ls(args: Args) -> int:
     return 0
 
 
+def docker_shape(info: dict[str, Any]) -> dict[str, Any]:
+    """A network as ``docker network inspect`` shows it: the Engine API's shape, made by
+    its code from the same record (imported here only: the daemon's code, which the other
+    verbs need not pay for)."""
+    from boxd._convert import structure
+    from boxd._dockerapi._networks import _shape
+    from boxd._netserver import NetworkInfo
+
+    shaped: dict[str, Any] = _shape(structure(info, NetworkInfo))
+    return shaped
+
+
 def _inspect(args: Args) -> int:
-    reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": args.networks})
-    print_json(reply["networks"])
-    return 0
+    found, status = [], 0
+    for ref in args.networks:
+        try:
+            reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": [ref]})
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        found += [docker_shape(n) for n in reply["networks"]]
+    if args.format:
+        from ._template import print_formatted
+
+        print_formatted(args.format, found)
+    else:
+        print_json(found)
+    return status
 
 
 def _rm(args: Args) -> int:
@@ -263,7 +288,13 @@ SUBCOMMANDS = (
         ),
         aliases=("list",),
     ),
-    Command("inspect", _inspect, "show networks as JSON", (), (("networks", SOME, "NETWORK"),)),
+    Command(
+        "inspect",
+        _inspect,
+        "show networks as docker network inspect does",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.IPAM.Config}})"),),
+        (("networks", SOME, "NETWORK"),),
+    ),
     Command(
         "rm",
         _rm,

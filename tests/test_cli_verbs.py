@@ -550,8 +550,9 @@ def _binary(n: float) -> str:
 
 
 def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
-    """`network ls`: Docker's columns, --format, --filter, --no-trunc; `network prune`
-    asks first (-f/--force: not) and lists what went under Docker's title."""
+    """`network ls`: Docker's columns, --format, --filter, --no-trunc; `network inspect`
+    in Docker's shape; `network prune` asks first (-f/--force: not) and lists what went
+    under Docker's title."""
     daemon.ctl("network", "create", "-l", "team=a", "na")
     nb = daemon.ctl("network", "create", "nb").stdout.strip()
     table = daemon.ctl("network", "ls").stdout.splitlines()
@@ -575,6 +576,13 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
         "local",
         "team=a",
     )
+    # inspect: Docker's shape (a template sees it too), from `inspect` as well.
+    shown = json.loads(daemon.ctl("network", "inspect", "na").stdout)[0]
+    assert (shown["Name"], shown["Driver"], shown["Labels"]) == ("na", "bridge", {"team": "a"})
+    fmt = "{{.Id}} {{range .IPAM.Config}}{{.Subnet}}{{end}} {{len .Containers}}"
+    line = daemon.ctl("network", "inspect", "-f", fmt, "nb").stdout.split()
+    assert line[0] == nb and line[1].count("/") == 1 and line[2] == "0"
+    assert daemon.ctl("inspect", "--type", "network", "-f", "{{.Id}}", "nb").stdout == nb + "\n"
     bad = daemon.ctl("network", "ls", "-f", "colour=red", check=False)
     assert (bad.returncode, bad.stderr) == (1, "boxctl: invalid filter 'colour'\n")
 
