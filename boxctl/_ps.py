@@ -108,6 +108,11 @@ def _ports(c: dict[str, Any]) -> str:
     return ", ".join(shown + mappings)
 
 
+def _ellipsis(text: str, width: int = 15) -> str:
+    """docker/cli's Ellipsis: cut to ``width`` characters, the last one an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _group(ip: str, proto: str, first: int, last: int) -> str:
     ports = str(first) if first == last else f"{first}-{last}"
     return f"{ip}:{ports}->{ports}/{proto}" if ip else f"{ports}/{proto}"
@@ -150,7 +155,7 @@ COLUMNS: dict[str, Callable[[dict[str, Any], float, bool], Any]] = {
     "Size": lambda c, now, trunc: "0B" if c.get("size") is None else _human.size(c["size"]),
     "Labels": lambda c, now, trunc: ",".join(f"{k}={v}" for k, v in _labels(c).items()),
     "Label": lambda c, now, trunc: _label(c),
-    "Mounts": lambda c, now, trunc: ",".join(h[:15] if trunc else h for h in c["volumes"]),
+    "Mounts": lambda c, now, trunc: ",".join(_ellipsis(m) if trunc else m for m in c["volumes"]),
     "Networks": lambda c, now, trunc: _networks(c),
     "LocalVolumes": lambda c, now, trunc: "0",
 }

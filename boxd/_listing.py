@@ -132,7 +132,7 @@ class ContainerBrief:
     labels: tuple[str, ...]
     exposed: tuple[str, ...]  # config.exposed_ports, then config.expose
     network: str
-    volumes: tuple[str, ...]  # each volume's host directory
+    volumes: tuple[str, ...]  # each volume's name, a bind's host path (ps's Mounts)
     ports: tuple[PortBinding, ...]  # state.network.ports: the published ones
     networks: tuple[str, ...]  # state.network.endpoints: the networks it is on
     health: str = ""  # state.health's status, "" without one
@@ -233,7 +233,7 @@ def _fixed_brief(config: ContainerConfig, network: NetworkSettings) -> str:
             "labels": config.labels,
             "exposed": (*config.exposed_ports, *config.expose),
             "network": config.network,
-            "volumes": [v.host for v in config.volumes],
+            "volumes": [v.volume or v.host for v in config.volumes],
             "ports": unstructure(network.ports),
             "networks": [e.network for e in network.endpoints],
         }

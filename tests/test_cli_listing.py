@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon
@@ -171,3 +172,13 @@ def test_system_events_and_info_are_aliases(daemon: Daemon) -> None:
     assert daemon.ctl("system", "info").stdout == daemon.ctl("info").stdout
     r = daemon.ctl("system", "bogus", check=False)
     assert r.returncode == 2 and "the commands are df, prune, events, info" in r.stderr
+
+
+def test_ps_mounts_name_volumes_and_binds(daemon: Daemon, tmp_path: Path) -> None:
+    """`ps --format {{.Mounts}}`: a volume by its name, a bind by its host path (Docker)."""
+    daemon.ctl("run", "-d", "--name", "m", "-v", "psvol:/data", "-v", f"{tmp_path}:/src",
+               "default", "sleep", "300")  # fmt: skip
+    shown = daemon.ctl("ps", "--no-trunc", "--filter", "name=m", "--format", "{{.Mounts}}")
+    assert shown.stdout == f"psvol,{tmp_path}\n"
+    daemon.ctl("rm", "-f", "m")
+    daemon.ctl("volume", "rm", "psvol")

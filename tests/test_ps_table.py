@@ -86,3 +86,11 @@ def test_ports_are_grouped_and_ordered_as_docker_shows_them() -> None:
         "443/tcp, 7000-7001/tcp, 8000-8001/udp, 0.0.0.0:9000-9001->9000-9001/udp, "
         "0.0.0.0:18080->80/tcp, 127.0.0.1:35703->81/tcp"
     )
+
+
+def test_mounts_are_names_cut_as_docker_cuts_them() -> None:
+    """docker/cli's Mounts: each mount's volume name, else its source, cut to 15
+    characters with an ellipsis unless --no-trunc."""
+    brief = _brief(1, volumes=["pgdata", "/srv/www/static/files", "ab" * 32])
+    assert row(brief, NOW, trunc=True)["Mounts"] == "pgdata,/srv/www/stati…,ababababababab…"
+    assert row(brief, NOW, trunc=False)["Mounts"] == ",".join(brief["volumes"])
