@@ -634,6 +634,22 @@ def test_stop_and_restart_take_a_signal(daemon: Daemon) -> None:
     r = daemon.ctl("stop", "-s", "SIGFOO", "sg", check=False)
     assert r.returncode == 1 and "invalid signal 'SIGFOO'" in r.stderr, r.stderr
     daemon.ctl("rm", "sg")
+    # Docker's real-time names: systemd in a container stops on SIGRTMIN+3.
+    waits = "import signal, sys; signal.signal(signal.SIGRTMIN + {}, lambda *a: sys.exit({})); " \
+        "print('ready', flush=True); signal.pause()"  # fmt: skip
+    daemon.ctl("run", "-d", "--name", "rt", "--stop-signal", "SIGRTMIN+3", "default",
+               "python3", "-c", waits.format(3, 37))  # fmt: skip
+    while "ready" not in daemon.ctl("logs", "rt").stdout:
+        time.sleep(0.05)
+    daemon.ctl("stop", "rt")
+    assert daemon.inspect("rt")["state"]["exit_code"] == 37
+    daemon.ctl("rm", "rt")
+    daemon.ctl("run", "-d", "--name", "rt", "default", "python3", "-c", waits.format(1, 35))
+    while "ready" not in daemon.ctl("logs", "rt").stdout:
+        time.sleep(0.05)
+    daemon.ctl("kill", "-s", "rtmin+1", "rt")
+    assert daemon.ctl("wait", "rt").stdout == "35\n"
+    daemon.ctl("rm", "rt")
 
 
 def test_event_lines_carry_dockers_fixed_time(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -116,6 +117,13 @@ def test_values() -> None:
     assert parse_signal("term") == parse_signal("SIGTERM") == parse_signal("15")
     with pytest.raises(ValueError, match="'SIGNOPE'"):
         parse_signal("SIGNOPE")
+    # Docker's real-time names (systemd stops on SIGRTMIN+3) and numbers.
+    rtmin, rtmax = signal.SIGRTMIN, signal.SIGRTMAX
+    assert parse_signal("SIGRTMIN+3") == parse_signal("rtmin+3") == parse_signal(str(rtmin + 3))
+    assert parse_signal("RTMAX-2") == rtmax - 2 and parse_signal("SIGRTMIN") == rtmin
+    for bad in ("RTMIN+99", "RTMAX-99", "0", "65", "RTMIN+x", "-1"):
+        with pytest.raises(ValueError, match="invalid signal"):
+            parse_signal(bad)
     assert parse_size("256m") == 256 << 20
     assert parse_size("1G") == 1 << 30
     assert parse_size("64kb") == 64 << 10
