@@ -43,6 +43,15 @@ def published(args: Args) -> dict[str, Any]:
         expose += [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
+    # -P publishes what is exposed, and what -p names is exposed too (Docker).
+    exposed = list(dict.fromkeys([*expose, *(p.key for p in ports)]))
+    publish_all = args.publish_all
+    if args.network == "host" and (ports or publish_all):
+        # As Docker: the host's ports are the container's own, so there is nothing to publish.
+        print(
+            "WARNING: Published ports are discarded when using host network mode", file=sys.stderr
+        )
+        ports, publish_all = [], False
     return {
         "ports": [
             {
@@ -54,9 +63,8 @@ def published(args: Args) -> dict[str, Any]:
             }
             for p in ports
         ],
-        # -P publishes what is exposed, and what -p names is exposed too (Docker).
-        "expose": list(dict.fromkeys([*expose, *(p.key for p in ports)])),
-        "publish_all": args.publish_all,
+        "expose": exposed,
+        "publish_all": publish_all,
         "network_aliases": args.network_alias,
         "links": [link if ":" in link else f"{link}:{link}" for link in args.link],
         "dns": args.dns,

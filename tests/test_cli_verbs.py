@@ -667,3 +667,21 @@ def test_event_lines_carry_dockers_fixed_time(monkeypatch: pytest.MonkeyPatch) -
         assert _event_text(event).split()[0] == stamp
     monkeypatch.undo()
     time.tzset()
+
+
+def test_published_ports_are_discarded_on_the_host_network(daemon: Daemon) -> None:
+    """Docker: -p and -P with --network host are ignored with a warning, not refused."""
+    warning = "WARNING: Published ports are discarded when using host network mode\n"
+    r = daemon.ctl("run", "--rm", "--network", "host", "-p", "18081:80", "default", "true")
+    assert r.stderr == warning
+    r = daemon.ctl("create", "--name", "hp", "--network=host", "-P", "--expose", "81", "default",
+                   "true")  # fmt: skip
+    assert r.stderr == warning
+    assert daemon.inspect("hp")["config"]["ports"] == []
+    r = daemon.ctl("create", "--network", "host", "-p", "82:80/udp", "default", "true")
+    assert daemon.inspect(r.stdout.strip())["config"]["expose"] == ["80/udp"]  # as Docker's
+    daemon.ctl("rm", r.stdout.strip())
+    assert daemon.ctl("port", "hp").stdout == ""
+    daemon.ctl("rm", "hp")
+    r = daemon.ctl("run", "--rm", "--network", "none", "-p", "80", "default", "true", check=False)
+    assert r.returncode == 125 and "need a network" in r.stderr
