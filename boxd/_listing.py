@@ -17,11 +17,12 @@ from ._dockerwords import STATUSES, WORDS
 from ._healthcheck import HEALTH_FILTERS, NONE
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
-from ._netconfig import NetworkSettings, PortBinding
+from ._netconfig import NetworkSettings, PortBinding, parse_expose
 from ._records import Container, ContainerConfig
 
 DEFAULT_IMAGES = ("default", "default:latest")
-_MATCHED = ("id", "name", "label", "status", "ancestor", "exited", "health")
+_MATCHED = ("id", "name", "label", "status", "ancestor", "exited", "health", "network", "volume")
+_PORTS = ("publish", "expose")
 
 
 def status_word(c: Container) -> str:
@@ -38,7 +39,7 @@ def container_filter(
     """A predicate for the container list (``before`` and ``since`` name one of ``every``);
     a key or value boxd does not know is refused (ValueError)."""
     for key, values in filters.items():
-        if key not in (*_MATCHED, "before", "since"):
+        if key not in (*_MATCHED, *_PORTS, "before", "since"):
             raise ValueError(f"invalid filter '{key}'")
         for v in values:
             if key == "status" and v not in STATUSES:
@@ -49,6 +50,9 @@ def container_filter(
                 raise ValueError(
                     f"invalid filter 'health={v}': use starting, healthy, unhealthy or none"
                 )
+    # Docker's: a publish (host) or an expose (container) port of the list, any one.
+    publish = {k for v in filters.get("publish", []) for k in _port_keys("publish", v)}
+    expose = {k for v in filters.get("expose", []) for k in _port_keys("expose", v)}
     every = list(every)
     before = [_created(every, ref) for ref in filters.get("before", [])]
     since = [_created(every, ref) for ref in filters.get("since", [])]
@@ -56,9 +60,33 @@ def container_filter(
     def keep(c: Container) -> bool:
         if any(c.created_at >= t for t in before) or any(c.created_at <= t for t in since):
             return False
+        if (publish or expose) and not (publish & _published(c) or expose & _exposed(c)):
+            return False
         return all(_matches(c, k, vs) for k, vs in filters.items() if vs and k in _MATCHED)
 
     return keep
+
+
+def _port_keys(key: str, value: str) -> tuple[str, ...]:
+    """A publish or expose filter's ports, ``80``, ``80/udp`` or ``8000-8010/tcp``, as
+    ``PORT/PROTO`` keys."""
+    try:
+        if ":" in value:
+            raise ValueError("a port or a range, without ':'")
+        return parse_expose(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid filter '{key}={value}': {exc}") from None
+
+
+def _published(c: Container) -> set[str]:
+    return {f"{b.host_port}/{b.protocol}" for b in c.state.network.ports}
+
+
+def _exposed(c: Container) -> set[str]:
+    keys = {f"{b.container_port}/{b.protocol}" for b in c.state.network.ports}
+    keys.update(c.config.exposed_ports)
+    keys.update(k for spec in c.config.expose for k in parse_expose(spec))
+    return keys
 
 
 def _created(every: list[Container], ref: str) -> float:
@@ -93,6 +121,13 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
         return any(same_image(v, c.config.image) for v in values)
     if key == "health":
         return (c.state.health.status if c.state.health is not None else NONE) in values
+    if key == "network":  # a name (Docker: or an id's prefix) of a network it is on
+        joined = {c.config.network, *(j.network for j in c.config.networks or ())}
+        joined.update(e.network for e in c.state.network.endpoints)
+        return any(v in joined for v in values)
+    if key == "volume":  # a volume's name, a bind's source, or where either is mounted
+        mounts = {m for v in c.config.volumes for m in (v.volume or v.host, v.container)}
+        return any(v in mounts for v in values)
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
 
 
