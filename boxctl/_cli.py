@@ -1020,8 +1020,9 @@ def _help() -> str:
         "options:",
         "  --socket PATH        the daemon's socket (env BOXD_SOCKET; default /run/boxd/boxd.sock)",
         "  -h, --help           show this help and exit",
+        "  -v, --version        show boxctl's version and exit",
         "",
-        "'boxctl COMMAND --help' describes a command.",
+        "'boxctl COMMAND --help' (or 'boxctl help COMMAND') describes a command.",
     ]
     return "\n".join(lines)
 
@@ -1034,6 +1035,11 @@ def _parse(words: list[str]) -> Args:
         if name in ("-h", "--help"):
             print(_help())
             sys.exit(0)
+        if name in ("-v", "--version"):  # Docker's: the client's version, no daemon asked
+            from boxd import __version__
+
+            print(f"boxctl version {__version__}")
+            sys.exit(0)
         if name != "--socket":
             raise CliError(f"boxctl: unknown option {name!r} (see 'boxctl --help')", USAGE)
         if not eq:
@@ -1045,6 +1051,11 @@ def _parse(words: list[str]) -> Args:
         print(_help(), file=sys.stderr)
         sys.exit(2)
     name = words.pop(0)
+    if name == "help":  # Docker's `help [COMMAND]`: as --help
+        if not words:
+            print(_help())
+            sys.exit(0)
+        name, words = words[0], ["--help"]
     command = find_command(name)
     if command is None:
         raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')")

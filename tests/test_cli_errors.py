@@ -169,3 +169,17 @@ def test_silent_connections_do_not_lock_out_real_clients(daemon: Daemon) -> None
     finally:
         for s in silent:
             s.close()
+
+
+def test_version_flag_and_help_command_as_docker(tmp_path: Path) -> None:
+    """`docker --version`/`-v` (what scripts probe first) and `docker help [COMMAND]`,
+    with no daemon needed."""
+    ctl = Daemon(root=tmp_path, socket=tmp_path / "none.sock").ctl
+    from boxd import __version__
+
+    for flag in ("--version", "-v"):
+        assert ctl(flag).stdout == f"boxctl version {__version__}\n"
+    assert ctl("help").stdout.startswith("usage: boxctl")
+    assert ctl("help", "run").stdout.startswith("usage: boxctl run [OPTIONS] IMAGE")
+    r = ctl("help", "frob", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: unknown command 'frob' (see 'boxctl --help')\n")
