@@ -279,6 +279,8 @@ def _truncate(value: Any, n: int) -> str:
 
 
 def _json(value: Any) -> str:
+    if isinstance(value, dict):  # a row's methods ({{.Label "k"}}) are no JSON, as in Go
+        value = {k: v for k, v in value.items() if not callable(v)}
     return _wirejson.dumps(None if value is MISSING else value, ensure_ascii=False)
 
 

@@ -121,3 +121,11 @@ def test_aligned_pads_every_column_but_the_last() -> None:
     assert aligned(["a\tb", "ccccccccccccc", "d\te\tf"]) == (
         "a         b\nccccccccccccc\nd         e         f"
     )
+
+
+def test_json_of_a_row_leaves_its_methods_out() -> None:
+    """`--format '{{json .}}'` of ps, volume ls, network ls: a row's callables (`{{.Label
+    "k"}}`) are methods in Docker's formatters, which Go's JSON leaves out."""
+    row = {"Names": "web", "Labels": "team=a", "Label": lambda key: "a"}
+    assert Template("{{json .}}").render(row) == '{"Names":"web","Labels":"team=a"}'
+    assert Template('{{.Label "team"}}').render(row) == "a"
