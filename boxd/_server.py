@@ -69,7 +69,7 @@ from ._network import NetworkConflict, NoSuchNetwork
 from ._output import Chunk, Output, widen_send_buffer
 from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
-from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from ._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
 from ._volumes import NoSuchVolume, VolumeInUse
 
 log = logging.getLogger("boxd.server")
@@ -98,6 +98,8 @@ def _error_kind(exc: BaseException, areas: dict[type[Exception], str]) -> str | 
     for kind, area_kind in areas.items():
         if isinstance(exc, kind):
             return area_kind
+    if isinstance(exc, AmbiguousContainer):  # several are there, none is missing
+        return "invalid"
     if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume | NoSuchNetwork):
         return "not_found"
     if isinstance(exc, Conflict | NetworkConflict | VolumeInUse):

@@ -617,6 +617,13 @@ def test_forced_removal_of_what_is_not_there_succeeds(daemon: Daemon) -> None:
         in_use = daemon.ctl(*verb, "-f", "ghost", name, check=False)
         assert in_use.returncode == 1 and "in use" in in_use.stderr, (verb, in_use)
     daemon.ctl("rm", "-f", "user")
+    # A prefix of several containers is not a missing one: -f does not hide it.
+    made = [daemon.ctl("create", "default", "true").stdout.strip() for _ in range(17)]
+    firsts = [cid[0] for cid in made]
+    shared = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits
+    r = daemon.ctl("rm", "-f", shared, check=False)
+    assert r.returncode == 1 and "prefix matches" in r.stderr, r
+    daemon.ctl("rm", *made)
     assert daemon.ctl("volume", "rm", "vhere").stdout == "vhere\n"
     assert daemon.ctl("network", "rm", "nhere").stdout == "nhere\n"
 
