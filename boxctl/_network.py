@@ -94,6 +94,8 @@ def cmd_port(args: Args) -> int:
 
 
 def _create(args: Args) -> int:
+    if args.driver != "bridge":
+        raise CliError(f"invalid network driver {args.driver!r}: the one driver is bridge")
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
     request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
     opts = dict(item.partition("=")[::2] for item in args.opt)
@@ -264,6 +266,7 @@ SUBCOMMANDS = (
         _create,
         "create a network",
         (
+            Opt("-d", "--driver", kind=VALUE, default="bridge", help="bridge (the one driver)"),
             Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),
             Opt("--gateway", kind=VALUE, default="", help="the bridge's address in the subnet"),
             Opt("--ip-range", kind=VALUE, default="", help="a CIDR in the subnet to pick from"),

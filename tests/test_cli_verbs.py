@@ -550,11 +550,16 @@ def _binary(n: float) -> str:
 
 
 def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
-    """`network ls`: Docker's columns, --format, --filter, --no-trunc; `network inspect`
-    in Docker's shape; `network prune` asks first (-f/--force: not) and lists what went
-    under Docker's title."""
-    daemon.ctl("network", "create", "-l", "team=a", "na")
-    nb = daemon.ctl("network", "create", "nb").stdout.strip()
+    """`network create -d bridge`; `network ls`: Docker's columns, --format, --filter,
+    --no-trunc; `network inspect` in Docker's shape; `network prune` asks first
+    (-f/--force: not) and lists what went under Docker's title."""
+    daemon.ctl("network", "create", "-l", "team=a", "-d", "bridge", "na")
+    nb = daemon.ctl("network", "create", "--driver=bridge", "nb").stdout.strip()
+    r = daemon.ctl("network", "create", "-d", "overlay", "nc", check=False)
+    assert (r.returncode, r.stderr) == (
+        1,
+        "boxctl: invalid network driver 'overlay': the one driver is bridge\n",
+    )
     table = daemon.ctl("network", "ls").stdout.splitlines()
     assert re.split(" {2,}", table[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
     assert [re.split(" {2,}", line)[1:] for line in table[1:]] == [
