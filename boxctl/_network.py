@@ -53,6 +53,7 @@ def published(args: Args) -> dict[str, Any]:
         )
         ports, publish_all = [], False
     return {
+        **_endpoint(args),
         "ports": [
             {
                 "container_port": p.container_port,
@@ -71,6 +72,31 @@ def published(args: Args) -> dict[str, Any]:
         "dns_search": args.dns_search,
         "dns_options": [*args.dns_option, *args.dns_opt],
     }
+
+
+def _endpoint(args: Args) -> dict[str, Any]:
+    """``--ip`` and ``--mac-address``: the container's place on its network, as a join
+    (with its ``--network-alias``es), refused where Docker refuses them."""
+    if args.ip is None and args.mac_address is None:
+        return {}
+    from boxd import _netconfig
+
+    network = "none" if args.isolate_network else args.network
+    own = network not in ("host", "none") and not network.startswith("container:")
+    try:
+        if args.ip is not None and (not own or network == "bridge"):
+            raise ValueError(
+                f"invalid --ip {args.ip!r}: user specified IP address is supported on user "
+                "defined networks only"
+            )
+        if args.mac_address is not None and not own:
+            raise ValueError("conflicting options: mac-address and the network mode")
+        ip = "" if args.ip is None else _netconfig.check_ipv4(args.ip, "--ip")
+        mac = "" if args.mac_address is None else _netconfig.check_mac(args.mac_address)
+    except ValueError as exc:
+        raise CliError(str(exc), 125) from None
+    join = {"network": network, "aliases": args.network_alias, "ip": ip, "mac": mac}
+    return {"networks": [join]}
 
 
 def cmd_port(args: Args) -> int:

@@ -697,3 +697,29 @@ def test_published_ports_are_discarded_on_the_host_network(daemon: Daemon) -> No
     daemon.ctl("rm", "hp")
     r = daemon.ctl("run", "--rm", "--network", "none", "-p", "80", "default", "true", check=False)
     assert r.returncode == 125 and "need a network" in r.stderr
+
+
+def test_run_takes_an_address_and_a_mac_on_its_network(daemon: Daemon) -> None:
+    """`run --network NET --ip ADDR --mac-address MAC` (Docker's), with its aliases; an
+    address is for a user network only, and a bad one is refused naming it."""
+    daemon.ctl("network", "create", "--subnet", "10.61.0.0/24", "ipnet")
+    show = "cat /sys/class/net/eth0/address; hostname -i"
+    mac = ("--mac-address", "02:42:0A:3D:00:99")
+    r = daemon.ctl("run", "--rm", "--network", "ipnet", "--ip", "10.61.0.50", *mac,
+                   "--network-alias", "db", "default", "sh", "-c", show)  # fmt: skip
+    assert r.stdout.split() == ["02:42:0a:3d:00:99", "10.61.0.50"]
+    daemon.ctl("run", "-d", "--name", "ipc", "--network", "ipnet", "--ip", "10.61.0.51",
+               "--network-alias", "db", "default", "sleep", "300")  # fmt: skip
+    (endpoint,) = daemon.inspect("ipc")["state"]["network"]["endpoints"]
+    assert (endpoint["ip_address"], endpoint["aliases"][-1:]) == ("10.61.0.51", ["db"])
+    for args, words in (
+        (["--ip", "10.61.0.x"], "invalid --ip '10.61.0.x'"),
+        (["--mac-address", "01:00:00:00:00:01"], "not a valid mac address"),
+    ):
+        r = daemon.ctl("run", "--rm", "--network", "ipnet", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
+    r = daemon.ctl("run", "--rm", "--network", "host", "--ip", "10.61.0.52", "default", "true",
+                   check=False)  # fmt: skip
+    assert r.returncode == 125 and "user defined networks only" in r.stderr, r.stderr
+    daemon.ctl("rm", "-f", "ipc")
+    daemon.ctl("network", "rm", "ipnet")
