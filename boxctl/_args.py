@@ -127,7 +127,8 @@ class Command:
         lines = [self.usage(prog), "", self.help]
         if self.aliases:
             lines.append(f"(also: {', '.join(self.aliases)})")
-        lines += ["", "options:", "  -h, --help                   show this help and exit"]
+        helps = "--help" if any("-h" in o.names for o in self.options) else "-h, --help"
+        lines += ["", "options:", f"  {helps:<28} show this help and exit"]
         for opt in self.options:
             names = list(opt.names)
             if opt.kind == BOOL:
@@ -151,7 +152,8 @@ class Command:
             return CliError(f"{prog}: {message} (see '{prog} --help')", USAGE)
 
         def lookup(name: str) -> Opt:
-            if name in ("-h", "--help"):
+            # -h is help unless the command has an -h of its own (run's --hostname).
+            if name == "--help" or (name == "-h" and name not in table):
                 print(self.help_text(prog))
                 sys.exit(0)
             opt = table.get(name)

@@ -726,7 +726,7 @@ RUN_OPTIONS = (
     Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
-    Opt("--hostname", kind=VALUE, help="the container's hostname"),
+    Opt("-h", "--hostname", kind=VALUE, help="the container's hostname"),
     Opt("--add-host", kind=APPEND, metavar="NAME:IP", help="a line of /etc/hosts"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),

@@ -96,6 +96,9 @@ def test_options_parse_as_docker_does() -> None:
     assert (a.last, a.filter) == (1, ["name=web"])
     a = parse("run", "-e=A=1", "-d=false", "-i=true", "img")
     assert (a.env, a.detach, a.interactive) == (["A=1"], False, True)
+    # run's and create's -h is Docker's --hostname, not --help.
+    assert parse("run", "-h", "web", "img").hostname == "web"
+    assert parse("create", "-hweb", "img").hostname == "web"
     for words, message in [
         (("run", "--bogus", "img"), "unknown option '--bogus'"),
         (("logs", "--since", "c"), "a CONTAINER is required"),
