@@ -121,6 +121,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
         ensure_platform(args, image)
     network = "none" if args.isolate_network else args.network
+    if args.userns not in (None, "", "host"):
+        raise CliError(
+            f"invalid --userns {args.userns!r}: use host (boxd's user namespace is --isolate-user)",
+            USAGE,
+        )
     config: dict[str, Any] = {
         "image": image,
         "command": words,
@@ -734,12 +739,8 @@ RUN_OPTIONS = (
     Opt("--stop-timeout", kind=FLOAT, help="seconds before SIGKILL (default 10)"),
     Opt("-t", "--tty", help="allocate a pseudo-terminal"),
     Opt("-i", "--interactive", help="keep stdin open"),
-    Opt(
-        "--isolate-user",
-        "--userns",
-        dest="isolate_user",
-        help="a user namespace: container root is an unprivileged host user",
-    ),
+    Opt("--isolate-user", help="a user namespace: container root is an unprivileged host user"),
+    Opt("--userns", kind=VALUE, help="host (Docker's): no user namespace, as by default"),
     Opt("--isolate-network", help="same as --network none"),
     Opt("--pid", kind=VALUE, help="host or container:NAME: share that pid namespace"),
     Opt("--ipc", kind=VALUE, help="shareable (default), private, host or container:NAME"),

@@ -96,6 +96,10 @@ def test_options_parse_as_docker_does() -> None:
     assert (a.last, a.filter) == (1, ["name=web"])
     a = parse("run", "-e=A=1", "-d=false", "-i=true", "img")
     assert (a.env, a.detach, a.interactive) == (["A=1"], False, True)
+    # Docker's --userns takes a mode: host is no user namespace (boxd's default).
+    assert not parse("run", "--userns", "host", "img").isolate_user
+    assert parse("run", "--userns=host", "img").words == ["img"]
+    assert parse("run", "--isolate-user", "img").isolate_user
     # run's and create's -h is Docker's --hostname, not --help.
     assert parse("run", "-h", "web", "img").hostname == "web"
     assert parse("create", "-hweb", "img").hostname == "web"
