@@ -127,7 +127,8 @@ class Command:
         lines = [self.usage(prog), "", self.help]
         if self.aliases:
             lines.append(f"(also: {', '.join(self.aliases)})")
-        lines += ["", "options:", "  -h, --help                   show this help and exit"]
+        helps = "--help" if any("-h" in o.names for o in self.options) else "-h, --help"
+        lines += ["", "options:", f"  {helps:<28} show this help and exit"]
         for opt in self.options:
             names = list(opt.names)
             if opt.kind == BOOL:
@@ -151,7 +152,8 @@ class Command:
             return CliError(f"{prog}: {message} (see '{prog} --help')", USAGE)
 
         def lookup(name: str) -> Opt:
-            if name in ("-h", "--help"):
+            # -h is help unless the command has an -h of its own (run's --hostname).
+            if name == "--help" or (name == "-h" and name not in table):
                 print(self.help_text(prog))
                 sys.exit(0)
             opt = table.get(name)
@@ -206,10 +208,16 @@ class Command:
                 for j in range(1, len(word)):
                     name = "-" + word[j]
                     opt = lookup(name)
+                    # pflag's -n=1 and -d=false: what follows the = is the value.
+                    value = word[j + 2 :] if word[j + 1 : j + 2] == "=" else word[j + 1 :]
                     if not opt.takes_value:
+                        if value != word[j + 1 :]:
+                            if value.lower() not in BOOLEAN_WORDS:
+                                raise fail(f"invalid {name}={value}: use true or false")
+                            setattr(args, opt.dest, BOOLEAN_WORDS[value.lower()])
+                            break
                         setattr(args, opt.dest, True)
                         continue
-                    value = word[j + 1 :]
                     if not value:
                         if i == len(words):
                             raise fail(f"{name} needs a value")

@@ -121,6 +121,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
         ensure_platform(args, image)
     network = "none" if args.isolate_network else args.network
+    if args.userns not in (None, "", "host"):
+        raise CliError(
+            f"invalid --userns {args.userns!r}: use host (boxd's user namespace is --isolate-user)",
+            USAGE,
+        )
     config: dict[str, Any] = {
         "image": image,
         "command": words,
@@ -458,14 +463,17 @@ def cmd_exec(args: Args) -> int:
     return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
 
 
-def _each(args: Args, action: Callable[[str], object]) -> int:
-    """Apply to several containers as Docker does: report each failure, go on."""
+def _each(args: Args, action: Callable[[str], object], *, missing_ok: bool = False) -> int:
+    """Apply to several containers as Docker does: report each failure, go on
+    (``missing_ok``: a container that is not there is no failure, and not reported)."""
     status = 0
     for ref in args.containers:
         try:
             action(ref)
             print(ref)
         except CliError as exc:
+            if missing_ok and exc.kind == "not_found":
+                continue
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
     return status
@@ -475,7 +483,8 @@ def cmd_stop(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "StopRequest", "container": ref, "timeout": args.time}
+            args.socket,
+            {"type": "StopRequest", "container": ref, "timeout": args.time, "signal": args.signal},
         ),
     )
 
@@ -484,7 +493,13 @@ def cmd_restart(args: Args) -> int:
     return _each(
         args,
         lambda ref: call(
-            args.socket, {"type": "RestartRequest", "container": ref, "timeout": args.time}
+            args.socket,
+            {
+                "type": "RestartRequest",
+                "container": ref,
+                "timeout": args.time,
+                "signal": args.signal,
+            },
         ),
     )
 
@@ -518,6 +533,7 @@ def cmd_rm(args: Args) -> int:
                 "volumes": args.volumes,
             },
         ),
+        missing_ok=args.force,  # Docker 20.10's rm -f, as the shell's
     )
 
 
@@ -605,19 +621,64 @@ def cmd_version(args: Args) -> int:
     return 0
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "unlimited"
+def _binary(n: float) -> str:
+    """go-units' BytesSize, as ``docker stats`` prints memory: ``1.41MiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n:.4g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1024  # type: ignore[assignment]
+            return f"{n:.4g}{unit}"
+        n /= 1024
     raise AssertionError
 
 
+def _host_memory() -> int:
+    """The limit ``docker stats`` shows for a container without one: the host's memory
+    (the daemon's: it serves this socket on the same host)."""
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) * 1024
+
+
+STATS_TABLE = (
+    "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}"
+    "\t{{.BlockIO}}\t{{.PIDs}}"
+)
+STATS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Container": "CONTAINER",
+    "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT",
+    "MemPerc": "MEM %",
+    "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O",
+}
+
+
+def _stats_row(r: dict[str, Any], refs: list[str]) -> dict[str, str]:
+    """What ``docker stats --format`` templates see: its fields, its units (memory in
+    binary units, I/O in decimal ones), ``Container`` as the user named it."""
+    from boxd import _human
+
+    limit = r["memory_limit"] or _host_memory()
+    named = [ref for ref in refs if ref == r["name"] or r["id"].startswith(ref)]
+    return {
+        "Container": named[0] if named else r["id"],
+        "Name": r["name"],
+        "ID": r["id"][:12],
+        "CPUPerc": f"{r['cpu_percent']:.2f}%",
+        "MemUsage": f"{_binary(r['memory_usage'])} / {_binary(limit)}",
+        "MemPerc": f"{100 * r['memory_usage'] / limit:.2f}%",
+        "NetIO": f"{_human.size(r['net_rx'])} / {_human.size(r['net_tx'])}",
+        "BlockIO": f"{_human.size(r['block_read'])} / {_human.size(r['block_write'])}",
+        "PIDs": str(r["pids"]),
+    }
+
+
 def cmd_stats(args: Args) -> int:
+    from ._template import Template, print_formatted
+
     stream = not args.no_stream
-    refresh = stream and sys.stdout.isatty() and args.format == "table"
+    fmt = STATS_TABLE if args.format in (None, "table") else args.format
+    template = None if fmt == "json" else Template(fmt, strict=True)
+    refresh = stream and sys.stdout.isatty() and template is not None
     with Client(args.socket) as client:
         client.request({"type": "StatsRequest", "containers": args.containers, "stream": stream})
         while True:
@@ -626,29 +687,13 @@ def cmd_stats(args: Args) -> int:
                 return 0
             check(frame)
             rows = frame["stats"]
-            if args.format == "json":
+            if template is None:
                 print(_wirejson.dumps(rows, separators=(", ", ": ")), flush=True)
                 continue
-            heads = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS")
-            table = [(*heads, "NET I/O", "BLOCK I/O")]
-            for r in rows:
-                table.append(
-                    (
-                        r["id"][:12],
-                        r["name"],
-                        f"{r['cpu_percent']:.2f}%",
-                        f"{_size(r['memory_usage'])} / {_size(r['memory_limit'])}",
-                        str(r["pids"]),
-                        f"{_size(r['net_rx'])} / {_size(r['net_tx'])}",
-                        f"{_size(r['block_read'])} / {_size(r['block_write'])}",
-                    )
-                )
-            widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
-            text = "\n".join(
-                "   ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip()
-                for t in table
-            )
-            print(("\x1b[H\x1b[2J" if refresh else "") + text, flush=True)
+            if refresh:
+                print("\x1b[H\x1b[2J", end="")
+            print_formatted(template, [_stats_row(r, args.containers) for r in rows], STATS_HEADERS)
+            sys.stdout.flush()
 
 
 def cmd_update(args: Args) -> int:
@@ -686,7 +731,7 @@ RUN_OPTIONS = (
     Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
-    Opt("--hostname", kind=VALUE, help="the container's hostname"),
+    Opt("-h", "--hostname", kind=VALUE, help="the container's hostname"),
     Opt("--add-host", kind=APPEND, metavar="NAME:IP", help="a line of /etc/hosts"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
@@ -694,12 +739,8 @@ RUN_OPTIONS = (
     Opt("--stop-timeout", kind=FLOAT, help="seconds before SIGKILL (default 10)"),
     Opt("-t", "--tty", help="allocate a pseudo-terminal"),
     Opt("-i", "--interactive", help="keep stdin open"),
-    Opt(
-        "--isolate-user",
-        "--userns",
-        dest="isolate_user",
-        help="a user namespace: container root is an unprivileged host user",
-    ),
+    Opt("--isolate-user", help="a user namespace: container root is an unprivileged host user"),
+    Opt("--userns", kind=VALUE, help="host (Docker's): no user namespace, as by default"),
     Opt("--isolate-network", help="same as --network none"),
     Opt("--pid", kind=VALUE, help="host or container:NAME: share that pid namespace"),
     Opt("--ipc", kind=VALUE, help="shareable (default), private, host or container:NAME"),
@@ -780,8 +821,8 @@ ATTACH_OPTIONS = (
     Opt("--sig-proxy", kind=BOOL, default=True, help="forward signals to the container"),
 )
 TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL")
+STOP_SIGNAL = Opt("-s", "--signal", kind=VALUE, help="the signal (default: the container's)")
 CONTAINERS = (("containers", SOME, "CONTAINER"),)
-OUTPUT_FORMAT = Opt("--format", kind=VALUE, default="table", choices=("table", "json"))
 
 COMMANDS = (
     Command(
@@ -832,8 +873,8 @@ COMMANDS = (
         ),
         (("container", ONE, "CONTAINER"), ("command", REST, "COMMAND [ARG...]")),
     ),
-    Command("stop", cmd_stop, "stop containers", (TIMEOUT,), CONTAINERS),
-    Command("restart", cmd_restart, "restart containers", (TIMEOUT,), CONTAINERS),
+    Command("stop", cmd_stop, "stop containers", (TIMEOUT, STOP_SIGNAL), CONTAINERS),
+    Command("restart", cmd_restart, "restart containers", (TIMEOUT, STOP_SIGNAL), CONTAINERS),
     Command(
         "kill",
         cmd_kill,
@@ -912,7 +953,10 @@ COMMANDS = (
         "stats",
         cmd_stats,
         "show containers' resource usage",
-        (Opt("--no-stream", help="one sample, then exit"), OUTPUT_FORMAT),
+        (
+            Opt("--no-stream", help="one sample, then exit"),
+            Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.CPUPerc}})"),
+        ),
         (("containers", ANY, "CONTAINER"),),
     ),
     Command("info", cmd_info, "show the daemon's state"),
@@ -977,8 +1021,9 @@ def _help() -> str:
         "options:",
         "  --socket PATH        the daemon's socket (env BOXD_SOCKET; default /run/boxd/boxd.sock)",
         "  -h, --help           show this help and exit",
+        "  -v, --version        show boxctl's version and exit",
         "",
-        "'boxctl COMMAND --help' describes a command.",
+        "'boxctl COMMAND --help' (or 'boxctl help COMMAND') describes a command.",
     ]
     return "\n".join(lines)
 
@@ -991,6 +1036,11 @@ def _parse(words: list[str]) -> Args:
         if name in ("-h", "--help"):
             print(_help())
             sys.exit(0)
+        if name in ("-v", "--version"):  # Docker's: the client's version, no daemon asked
+            from boxd import __version__
+
+            print(f"boxctl version {__version__}")
+            sys.exit(0)
         if name != "--socket":
             raise CliError(f"boxctl: unknown option {name!r} (see 'boxctl --help')", USAGE)
         if not eq:
@@ -1002,6 +1052,11 @@ def _parse(words: list[str]) -> Args:
         print(_help(), file=sys.stderr)
         sys.exit(2)
     name = words.pop(0)
+    if name == "help":  # Docker's `help [COMMAND]`: as --help
+        if not words:
+            print(_help())
+            sys.exit(0)
+        name, words = words[0], ["--help"]
     command = find_command(name)
     if command is None:
         raise CliError(f"boxctl: unknown command {name!r} (see 'boxctl --help')")

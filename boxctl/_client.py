@@ -22,11 +22,13 @@ USAGE = 125  # a bad option or value, refused before anything is done (Docker's 
 
 
 class CliError(Exception):
-    """One line for stderr, and the exit code."""
+    """One line for stderr, and the exit code; ``kind``: the daemon's ErrorResponse kind
+    (``not_found``, ``conflict``, ...), empty for the client's own errors."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, kind: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.kind = kind
 
 
 def socket_path(explicit: str | None) -> str:
@@ -123,7 +125,9 @@ def check(response: dict[str, Any]) -> None:
     if response.get("type") == "ErrorResponse":
         kind = response.get("kind", "")
         raise CliError(
-            str(response.get("message")), EXIT_CODES.get(kind, 125 if kind == "failed" else 1)
+            str(response.get("message")),
+            EXIT_CODES.get(kind, 125 if kind == "failed" else 1),
+            kind,
         )
 
 

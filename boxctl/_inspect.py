@@ -34,9 +34,10 @@ def _image(socket: str, ref: str) -> dict[str, Any]:
 
 
 def _network(socket: str, ref: str) -> dict[str, Any]:
+    from ._network import docker_shape
+
     reply = call(socket, {"type": "NetworkInspectRequest", "networks": [ref]})
-    network: dict[str, Any] = reply["networks"][0]
-    return network
+    return docker_shape(reply["networks"][0])
 
 
 FINDERS = {"container": _container, "image": _image, "network": _network}

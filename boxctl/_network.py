@@ -17,6 +17,9 @@ from ._args import (
     Args,
     Command,
     Opt,
+    confirm,
+    filters_of,
+    print_removed,
     prune_filters,
 )
 from ._client import CliError, call, print_json
@@ -24,6 +27,7 @@ from ._files import label_list
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -39,7 +43,17 @@ def published(args: Args) -> dict[str, Any]:
         expose += [key for spec in args.expose for key in _netconfig.parse_expose(spec)]
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
+    # -P publishes what is exposed, and what -p names is exposed too (Docker).
+    exposed = list(dict.fromkeys([*expose, *(p.key for p in ports)]))
+    publish_all = args.publish_all
+    if args.network == "host" and (ports or publish_all):
+        # As Docker: the host's ports are the container's own, so there is nothing to publish.
+        print(
+            "WARNING: Published ports are discarded when using host network mode", file=sys.stderr
+        )
+        ports, publish_all = [], False
     return {
+        **_endpoint(args),
         "ports": [
             {
                 "container_port": p.container_port,
@@ -50,15 +64,39 @@ def published(args: Args) -> dict[str, Any]:
             }
             for p in ports
         ],
-        # -P publishes what is exposed, and what -p names is exposed too (Docker).
-        "expose": list(dict.fromkeys([*expose, *(p.key for p in ports)])),
-        "publish_all": args.publish_all,
+        "expose": exposed,
+        "publish_all": publish_all,
         "network_aliases": args.network_alias,
         "links": [link if ":" in link else f"{link}:{link}" for link in args.link],
         "dns": args.dns,
         "dns_search": args.dns_search,
         "dns_options": [*args.dns_option, *args.dns_opt],
     }
+
+
+def _endpoint(args: Args) -> dict[str, Any]:
+    """``--ip`` and ``--mac-address``: the container's place on its network, as a join
+    (with its ``--network-alias``es), refused where Docker refuses them."""
+    if args.ip is None and args.mac_address is None:
+        return {}
+    from boxd import _netconfig
+
+    network = "none" if args.isolate_network else args.network
+    own = network not in ("host", "none") and not network.startswith("container:")
+    try:
+        if args.ip is not None and (not own or network == "bridge"):
+            raise ValueError(
+                f"invalid --ip {args.ip!r}: user specified IP address is supported on user "
+                "defined networks only"
+            )
+        if args.mac_address is not None and not own:
+            raise ValueError("conflicting options: mac-address and the network mode")
+        ip = "" if args.ip is None else _netconfig.check_ipv4(args.ip, "--ip")
+        mac = "" if args.mac_address is None else _netconfig.check_mac(args.mac_address)
+    except ValueError as exc:
+        raise CliError(str(exc), 125) from None
+    join = {"network": network, "aliases": args.network_alias, "ip": ip, "mac": mac}
+    return {"networks": [join]}
 
 
 def cmd_port(args: Args) -> int:
@@ -82,6 +120,8 @@ def cmd_port(args: Args) -> int:
 
 
 def _create(args: Args) -> int:
+    if args.driver != "bridge":
+        raise CliError(f"invalid network driver {args.driver!r}: the one driver is bridge")
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
     request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
     opts = dict(item.partition("=")[::2] for item in args.opt)
@@ -96,22 +136,107 @@ def _create(args: Args) -> int:
     return 0
 
 
+def _row(n: dict[str, Any], trunc: bool) -> dict[str, Any]:
+    """What ``network ls --format`` templates see (Docker's fields)."""
+    import time
+
+    labels = n["labels"]
+    created = time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(n["created_at"]))
+    return {
+        "ID": n["id"][:12] if trunc else n["id"],
+        "Name": n["name"],
+        "Driver": n["driver"],
+        "Scope": "local",
+        "IPv6": "false",
+        "Internal": "false",
+        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
+        "Label": lambda key: labels.get(key, ""),
+        "CreatedAt": created,
+    }
+
+
+def _selected(n: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Docker's ``network ls`` filters: name and id match a part (a regular expression),
+    label KEY or KEY=VALUE, driver, scope local, type custom or builtin."""
+    import re
+
+    def found(pattern: str, text: str) -> bool:
+        try:
+            return re.search(pattern, text) is not None
+        except re.error:
+            return pattern in text
+
+    def labelled(spec: str) -> bool:
+        key, eq, value = spec.partition("=")
+        return key in n["labels"] and (not eq or n["labels"][key] == value)
+
+    tests: dict[str, Callable[[str], bool]] = {
+        "name": lambda v: found(v, n["name"]),
+        "id": lambda v: found(v, n["id"]),
+        "driver": lambda v: v == n["driver"],
+        "scope": lambda v: v == "local",
+        "type": lambda v: v == ("builtin" if n["name"] == "bridge" else "custom"),
+        "label": labelled,
+    }
+    for key, values in filters.items():
+        if key not in tests:
+            raise CliError(f"invalid filter {key!r}")
+        if not any(tests[key](v) for v in values):
+            return False
+    return True
+
+
 def _ls(args: Args) -> int:
     networks = call(args.socket, {"type": "NetworkListRequest"})["networks"]
+    filters = filters_of(args.filter, "name=, id=, label=, driver=, scope=, type=")
+    rows = [_row(n, not args.no_trunc) for n in networks if _selected(n, filters)]
     if args.quiet:
-        for n in networks:
-            print(n["id"][:12])
+        for r in rows:
+            print(r["ID"])
         return 0
-    print(f"{'NETWORK ID':<14}{'NAME':<20}{'DRIVER':<10}SUBNET")
-    for n in networks:
-        print(f"{n['id'][:12]:<14}{n['name']:<20}{'bridge':<10}{n['subnet']}")
+    fmt = args.format or "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+    if fmt == "json":
+        import json
+
+        for r in rows:
+            del r["Label"]
+            print(json.dumps(r))
+        return 0
+    from ._template import print_formatted
+
+    print_formatted(fmt, rows, {"ID": "NETWORK ID", "CreatedAt": "CREATED AT"}, strict=True)
     return 0
+
+
+def docker_shape(info: dict[str, Any]) -> dict[str, Any]:
+    """A network as ``docker network inspect`` shows it: the Engine API's shape, made by
+    its code from the same record (imported here only: the daemon's code, which the other
+    verbs need not pay for)."""
+    from boxd._convert import structure
+    from boxd._dockerapi._networks import _shape
+    from boxd._netserver import NetworkInfo
+
+    shaped: dict[str, Any] = _shape(structure(info, NetworkInfo))
+    return shaped
 
 
 def _inspect(args: Args) -> int:
-    reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": args.networks})
-    print_json(reply["networks"])
-    return 0
+    found, status = [], 0
+    for ref in args.networks:
+        try:
+            reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": [ref]})
+        except CliError as exc:
+            print(f"boxctl: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        found += [docker_shape(n) for n in reply["networks"]]
+    if args.format:
+        from ._template import print_formatted
+
+        print_formatted(args.format, found)
+    else:
+        print_json(found)
+    return status
 
 
 def _rm(args: Args) -> int:
@@ -120,6 +245,8 @@ def _rm(args: Args) -> int:
         try:
             call(args.socket, {"type": "NetworkRemoveRequest", "network": ref})
         except CliError as exc:
+            if args.force and exc.kind == "not_found":
+                continue  # as Docker's network rm -f
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
             continue
@@ -151,9 +278,11 @@ def _disconnect(args: Args) -> int:
 
 
 def _prune(args: Args) -> int:
+    warning = "WARNING! This will remove all custom networks not used by at least one container."
+    if not confirm(warning, args.force):
+        return 0
     request = {"type": "NetworkPruneRequest", "filters": prune_filters(args.filter)}
-    for name in call(args.socket, request)["removed"]:
-        print(name)
+    print_removed("Deleted Networks:", call(args.socket, request)["removed"])
     return 0
 
 
@@ -163,6 +292,7 @@ SUBCOMMANDS = (
         _create,
         "create a network",
         (
+            Opt("-d", "--driver", kind=VALUE, default="bridge", help="bridge (the one driver)"),
             Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),
             Opt("--gateway", kind=VALUE, default="", help="the bridge's address in the subnet"),
             Opt("--ip-range", kind=VALUE, default="", help="a CIDR in the subnet to pick from"),
@@ -181,14 +311,41 @@ SUBCOMMANDS = (
         "ls",
         _ls,
         "list networks",
-        (Opt("-q", "--quiet", kind=FLAG, help="only ids"),),
+        (
+            Opt("-q", "--quiet", kind=FLAG, help="only ids"),
+            Opt("--no-trunc", kind=FLAG, help="whole ids"),
+            Opt(
+                "-f",
+                "--filter",
+                kind=APPEND,
+                metavar="KEY=VALUE",
+                help="name, id, label, driver, scope, type=custom|builtin",
+            ),
+            Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Name}})"),
+        ),
         aliases=("list",),
     ),
-    Command("inspect", _inspect, "show networks as JSON", (), (("networks", SOME, "NETWORK"),)),
     Command(
-        "rm", _rm, "remove networks", (), (("networks", SOME, "NETWORK"),), aliases=("remove",)
+        "inspect",
+        _inspect,
+        "show networks as docker network inspect does",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.IPAM.Config}})"),),
+        (("networks", SOME, "NETWORK"),),
     ),
-    Command("prune", _prune, "remove every network no container names", (PRUNE_FILTER,)),
+    Command(
+        "rm",
+        _rm,
+        "remove networks",
+        (Opt("-f", "--force", kind=FLAG, help="no error if a network is not there"),),
+        (("networks", SOME, "NETWORK"),),
+        aliases=("remove",),
+    ),
+    Command(
+        "prune",
+        _prune,
+        "remove every network no container names",
+        (Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"), PRUNE_FILTER),
+    ),
     Command(
         "connect",
         _connect,

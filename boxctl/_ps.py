@@ -73,18 +73,49 @@ def _image(ref: str) -> str:
 
 
 def _ports(c: dict[str, Any]) -> str:
-    """``0.0.0.0:8080->80/tcp, 443/tcp``: the published ports, then the exposed ones."""
-    shown, published = [], set()
+    """``443/tcp, 0.0.0.0:9000-9001->9000-9001/udp, 0.0.0.0:8080->80/tcp`` as docker/cli's
+    DisplayablePorts shows the published and the exposed ports: ordered by container port,
+    a run of ports (exposed, or published on their own number) as one range, each other
+    mapping after them."""
+    ports, published = [], set()
     for b in c["ports"]:
         published.add(f"{b['container_port']}/{b['protocol']}")
-        host = f"{b['host_ip'] or '0.0.0.0'}:{b['host_port']}"
-        shown.append(f"{host}->{b['container_port']}/{b['protocol']}")
-    for key in c["exposed"]:
-        key = key if "/" in key else key + "/tcp"
-        if key not in published:
-            published.add(key)
-            shown.append(key)
-    return ", ".join(shown)
+        ports.append(
+            (b["container_port"], b["host_ip"] or "0.0.0.0", b["host_port"], b["protocol"])
+        )
+    for key in c["exposed"]:  # "80/tcp", or as --expose gave it: "80", "8000-8002/udp"
+        numbers, _, proto = key.partition("/")
+        proto = proto.lower() or "tcp"
+        low, _, high = numbers.partition("-")
+        for number in range(int(low), int(high or low) + 1):
+            if f"{number}/{proto}" not in published:
+                published.add(f"{number}/{proto}")
+                ports.append((number, "", 0, proto))
+    groups: dict[tuple[str, str], list[int]] = {}  # (ip, protocol): [first, last]
+    shown, mappings = [], []
+    for port, ip, host, proto in sorted(ports):
+        if ip and host != port:
+            mappings.append(f"{ip}:{host}->{port}/{proto}")
+            continue
+        group = groups.get((ip, proto))
+        if group is not None and port == group[1] + 1:
+            group[1] = port
+            continue
+        if group is not None:
+            shown.append(_group(ip, proto, *group))
+        groups[(ip, proto)] = [port, port]
+    shown += [_group(ip, proto, *group) for (ip, proto), group in groups.items()]
+    return ", ".join(shown + mappings)
+
+
+def _ellipsis(text: str, width: int = 15) -> str:
+    """docker/cli's Ellipsis: cut to ``width`` characters, the last one an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _group(ip: str, proto: str, first: int, last: int) -> str:
+    ports = str(first) if first == last else f"{first}-{last}"
+    return f"{ip}:{ports}->{ports}/{proto}" if ip else f"{ports}/{proto}"
 
 
 def _command(c: dict[str, Any], trunc: bool) -> str:
@@ -124,7 +155,7 @@ COLUMNS: dict[str, Callable[[dict[str, Any], float, bool], Any]] = {
     "Size": lambda c, now, trunc: "0B" if c.get("size") is None else _human.size(c["size"]),
     "Labels": lambda c, now, trunc: ",".join(f"{k}={v}" for k, v in _labels(c).items()),
     "Label": lambda c, now, trunc: _label(c),
-    "Mounts": lambda c, now, trunc: ",".join(h[:15] if trunc else h for h in c["volumes"]),
+    "Mounts": lambda c, now, trunc: ",".join(_ellipsis(m) if trunc else m for m in c["volumes"]),
     "Networks": lambda c, now, trunc: _networks(c),
     "LocalVolumes": lambda c, now, trunc: "0",
 }

@@ -66,9 +66,14 @@ def _actions(text: str) -> Iterator[tuple[str, str]]:
         pos = end + 2
 
 
+class _Chain(str):
+    """A field chain right after a ``)``: ``.HostPort`` of ``(index $v 0).HostPort``."""
+
+
 def _tokens(action: str) -> list[str]:
     """An action's words: strings, raw strings, parentheses, pipes and the rest."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(action):
         ch = action[i]
         if ch.isspace():
@@ -99,15 +104,17 @@ def _tokens(action: str) -> list[str]:
                 if action.startswith(":=", j):
                     break
                 j += 1
-            out.append(action[i:j])
+            word = action[i:j]
+            out.append(_Chain(word) if ch == "." and i and action[i - 1] == ")" else word)
             i = j
     return out
 
 
 # ---- parsing: a tree of nodes ---------------------------------------------------------
-# A node is ("text", str) | ("out", pipe) | ("if"|"with", pipe, body, else_body)
-# | ("range", (key_var, value_var), pipe, body, else_body).  A pipe is a list of commands,
-# a command a list of operands; an operand is a word (str) or a parenthesised pipe (list).
+# A node is ("text", str) | ("out", pipe) | ("set", var, pipe)
+# | ("if"|"with", pipe, body, else_body, var) | ("range", (key_var, value_var), pipe, body,
+# else_body).  A pipe is a list of commands, a command a list of operands; an operand is a
+# word (str), a parenthesised pipe (list) or a field of one: ("chain", operand, ".Field").
 
 
 def _pipe(words: list[str]) -> list[list[Any]]:
@@ -122,6 +129,10 @@ def _pipe(words: list[str]) -> list[list[Any]]:
                 raise TemplateError("unexpected ) in the template")
             inner, commands = commands, stack.pop()
             commands[-1].append(inner)
+        elif isinstance(word, _Chain):
+            if not commands[-1]:
+                raise TemplateError(f"unexpected {word} in the template")
+            commands[-1].append(("chain", commands[-1].pop(), str(word)))
         elif word == "|":
             if not commands[-1]:
                 raise TemplateError("missing command before |")
@@ -157,9 +168,10 @@ def parse(text: str) -> list[Any]:
                     raise TemplateError(f"unexpected {{{{{head}}}}}")
                 return nodes, head
             if head in ("if", "with"):
+                var, rest = _declared(words[1:])
                 body, closer = block(("end", "else"))
                 other = block(("end",))[0] if closer == "else" else []
-                nodes.append((head, _pipe(words[1:]), body, other))
+                nodes.append((head, _pipe(rest), body, other, var))
             elif head == "range":
                 names: tuple[str, ...] = ()
                 rest = words[1:]
@@ -173,12 +185,20 @@ def parse(text: str) -> list[Any]:
             elif head in ("define", "template", "block"):
                 raise TemplateError(f"{{{{{head}}}}} is not supported")
             else:
-                nodes.append(("out", _pipe(words)))
+                var, rest = _declared(words)
+                nodes.append(("set", var, _pipe(rest)) if var else ("out", _pipe(rest)))
         if closers:
             raise TemplateError(f"missing {{{{end}}}} (for {{{{{closers[0]}}}}})")
         return nodes, ""
 
     return block(())[0]
+
+
+def _declared(words: list[str]) -> tuple[str, list[str]]:
+    """The variable ``$x := ...`` declares (or ""), and the words of its value."""
+    if len(words) > 2 and words[1] == ":=" and words[0].startswith("$"):
+        return words[0], words[2:]
+    return "", words
 
 
 # ---- evaluation ---------------------------------------------------------------------------
@@ -259,6 +279,8 @@ def _truncate(value: Any, n: int) -> str:
 
 
 def _json(value: Any) -> str:
+    if isinstance(value, dict):  # a row's methods ({{.Label "k"}}) are no JSON, as in Go
+        value = {k: v for k, v in value.items() if not callable(v)}
     return _wirejson.dumps(None if value is MISSING else value, ensure_ascii=False)
 
 
@@ -314,6 +336,8 @@ class _Run:
     def operand(self, word: Any, dot: Any) -> Any:
         if isinstance(word, list):
             return self.pipe(word, dot)
+        if isinstance(word, tuple):  # ("chain", operand, ".Field")
+            return self.field(self.operand(word[1], dot), word[2], [])
         if word.startswith('"'):
             import json  # only for quoted strings (json imports re and enum)
 
@@ -407,8 +431,12 @@ class _Run:
                     out.append(text_of(self.field(dot, word, [])))
                 else:
                     out.append(text_of(self.pipe(pipe, dot)))
+            elif kind == "set":
+                self.vars[node[1]] = self.pipe(node[2], dot)
             elif kind in ("if", "with"):
                 value = self.pipe(node[1], dot)
+                if node[4]:
+                    self.vars[node[4]] = value
                 if _truthy(value):
                     self.nodes(node[2], value if kind == "with" else dot, out)
                 else:
@@ -437,7 +465,7 @@ class Template:
     """A parsed ``--format`` value; ``table`` formats also render a header row."""
 
     def __init__(self, text: str, *, strict: bool = False) -> None:
-        text = text.replace("\\t", "\t").replace("\\n", "\n")
+        text = _escapes(text)
         self.table = text.startswith("table")
         if self.table:
             text = text[len("table") :].lstrip(" ")
@@ -487,6 +515,19 @@ class Template:
         return "".join(out)
 
 
+def _escapes(text: str) -> str:
+    """``\\t`` and ``\\n`` typed in the template's text as a tab and a newline, as Docker's
+    formatters read them; inside an action they are left to its quoted strings."""
+    out, pos = [], 0
+    while (start := text.find("{{", pos)) >= 0:
+        end = text.find("}}", start)
+        end = len(text) if end < 0 else end + 2
+        out += [text[pos:start].replace("\\t", "\t").replace("\\n", "\n"), text[start:end]]
+        pos = end
+    out.append(text[pos:].replace("\\t", "\t").replace("\\n", "\n"))
+    return "".join(out)
+
+
 def _words(value: Any, into: list[str] | None = None) -> list[str]:
     """Every word of a parsed template, in order (texts left out)."""
     words = [] if into is None else into
@@ -494,6 +535,8 @@ def _words(value: Any, into: list[str] | None = None) -> list[str]:
         words.append(value)
     elif isinstance(value, tuple) and value and value[0] == "text":
         pass
+    elif isinstance(value, tuple) and value and value[0] == "chain":
+        _words(value[1], words)  # its field is one of that value's, not of the root's
     elif isinstance(value, list | tuple):
         for v in value:
             _words(v, words)

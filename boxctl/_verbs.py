@@ -137,14 +137,15 @@ def _event_json(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _event_text(event: dict[str, Any]) -> str:
-    """Docker's line: local time (RFC 3339, nanoseconds), type, action, id, attributes."""
+    """Docker's line: local time (Go's RFC3339NanoFixed: nine digits, Z for UTC), type,
+    action, id, attributes."""
     import datetime
 
     seconds, nanos = divmod(event["time_ns"], 1_000_000_000)
     when = datetime.datetime.fromtimestamp(seconds).astimezone()
-    fraction = f".{nanos:09d}".rstrip("0").rstrip(".")
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%S") + fraction + when.strftime("%z")
-    stamp = stamp[:-2] + ":" + stamp[-2:]
+    offset = when.strftime("%z")
+    zone = "Z" if offset == "+0000" else offset[:-2] + ":" + offset[-2:]
+    stamp = f"{when.strftime('%Y-%m-%dT%H:%M:%S')}.{nanos:09d}{zone}"
     attributes = _event_json(event)["Actor"]["Attributes"]
     pairs = ", ".join(sorted(f"{k}={v}" for k, v in attributes.items()))
     return f"{stamp} container {event['action']} {event['id']} ({pairs})"

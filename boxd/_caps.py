@@ -152,6 +152,12 @@ def _is_all(name: str) -> bool:
     return name.strip().upper() in ("ALL", "CAP_ALL")
 
 
+def check_names(names: Iterable[str]) -> None:
+    """Refuse an unknown name in ``--cap-add``/``--cap-drop`` (``ALL`` is one), as Docker
+    refuses it at create, not at the first start."""
+    to_mask(name for name in names if not _is_all(name))
+
+
 def compute(
     cap_add: Sequence[str], cap_drop: Sequence[str], *, uid: int, privileged: bool
 ) -> Capabilities:

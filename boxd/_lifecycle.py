@@ -69,6 +69,11 @@ class NoSuchContainer(LookupError):
         super().__init__(f"no such container: {ref}")
 
 
+class AmbiguousContainer(NoSuchContainer):
+    """An id prefix that several containers have: no one container, but not a missing
+    one either (``rm -f`` must not pass over it as gone)."""
+
+
 def check_transition(current: Status, new: Status) -> None:
     """Raise AssertionError for a transition the lifecycle does not have (a bug)."""
     if new not in TRANSITIONS[current]:

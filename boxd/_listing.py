@@ -24,8 +24,9 @@ from ._records import Container, ContainerConfig
 DEFAULT_IMAGES = ("default", "default:latest")
 _MATCHED = (
     *("id", "name", "label", "status", "ancestor", "exited", "health"),
-    *("network", "volume", "publish", "expose", "is-task"),
+    *("network", "volume", "is-task"),
 )
+_PORTS = ("publish", "expose")
 
 
 def status_word(c: Container) -> str:
@@ -42,7 +43,7 @@ def container_filter(
     """A predicate for the container list (``before`` and ``since`` name one of ``every``);
     a key or value boxd does not know is refused (ValueError)."""
     for key, values in filters.items():
-        if key not in (*_MATCHED, "before", "since"):
+        if key not in (*_MATCHED, *_PORTS, "before", "since"):
             raise ValueError(f"invalid filter '{key}'")
         for v in values:
             if key == "status" and v not in STATUSES:
@@ -53,10 +54,11 @@ def container_filter(
                 raise ValueError(
                     f"invalid filter 'health={v}': use starting, healthy, unhealthy or none"
                 )
-            if key in ("publish", "expose"):
-                _ports(key, v)
             if key == "is-task" and v not in ("true", "false"):
                 raise ValueError(f"invalid filter 'is-task={v}': use true or false")
+    # Docker's: a publish (host) or an expose (container) port of the list, any one.
+    publish = {k for v in filters.get("publish", []) for k in _port_keys("publish", v)}
+    expose = {k for v in filters.get("expose", []) for k in _port_keys("expose", v)}
     every = list(every)
     before = [_created(every, ref) for ref in filters.get("before", [])]
     since = [_created(every, ref) for ref in filters.get("since", [])]
@@ -64,9 +66,33 @@ def container_filter(
     def keep(c: Container) -> bool:
         if any(c.created_at >= t for t in before) or any(c.created_at <= t for t in since):
             return False
+        if (publish or expose) and not (publish & _published(c) or expose & _exposed(c)):
+            return False
         return all(_matches(c, k, vs) for k, vs in filters.items() if vs and k in _MATCHED)
 
     return keep
+
+
+def _port_keys(key: str, value: str) -> tuple[str, ...]:
+    """A publish or expose filter's ports, ``80``, ``80/udp`` or ``8000-8010/tcp``, as
+    ``PORT/PROTO`` keys."""
+    try:
+        if ":" in value:
+            raise ValueError("a port or a range, without ':'")
+        return parse_expose(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid filter '{key}={value}': {exc}") from None
+
+
+def _published(c: Container) -> set[str]:
+    return {f"{b.host_port}/{b.protocol}" for b in c.state.network.ports}
+
+
+def _exposed(c: Container) -> set[str]:
+    keys = {f"{b.container_port}/{b.protocol}" for b in c.state.network.ports}
+    keys.update(c.config.exposed_ports)
+    keys.update(k for spec in c.config.expose for k in parse_expose(spec))
+    return keys
 
 
 def _created(every: list[Container], ref: str) -> float:
@@ -101,16 +127,13 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
         return any(same_image(v, c.config.image) or v == c.config.image_id for v in values)
     if key == "health":
         return (c.state.health.status if c.state.health is not None else NONE) in values
-    if key == "network":
-        return not set(values).isdisjoint(_networks(c.config))
-    if key == "volume":
-        named = {v.volume or v.host for v in c.config.volumes}
-        return not set(values).isdisjoint(named | {v.container for v in c.config.volumes})
-    if key in ("publish", "expose"):
-        have = {p.key for p in c.config.ports}
-        if key == "expose":  # as Docker's, whose CLI exposes what -p publishes
-            have.update(c.config.exposed_ports, *(parse_expose(e) for e in c.config.expose))
-        return any(not have.isdisjoint(_ports(key, v)) for v in values)
+    if key == "network":  # a name (Docker: or an id's prefix) of a network it is on
+        joined = {c.config.network, *(j.network for j in c.config.networks or ())}
+        joined.update(e.network for e in c.state.network.endpoints)
+        return any(v in joined for v in values)
+    if key == "volume":  # a volume's name, a bind's source, or where either is mounted
+        mounts = {m for v in c.config.volumes for m in (v.volume or v.host, v.container)}
+        return any(v in mounts for v in values)
     if key == "is-task":  # no container of boxd is a swarm service's task
         return "false" in values
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values
@@ -125,27 +148,6 @@ def docker_match(wanted: str, value: str) -> bool:
         return re.search(wanted, value) is not None
     except re.error:
         return False
-
-
-def _networks(config: ContainerConfig) -> tuple[str, ...]:
-    """The names of the networks a container is on, running or not (``host`` and
-    ``none`` too, as Docker names them)."""
-    if config.networks is not None:
-        return tuple(join.network for join in config.networks)
-    return (config.network,)
-
-
-def _ports(key: str, value: str) -> tuple[str, ...]:
-    """A ``publish`` or ``expose`` filter's value (``80``, ``80/udp``, ``8000-8080/tcp``):
-    the ``PORT/PROTO`` keys it names."""
-    try:
-        if ":" in value:
-            raise ValueError("a container port has no ':'")
-        return parse_expose(value)
-    except ValueError as exc:
-        raise ValueError(
-            f"invalid filter '{key}={value}': use PORT[/PROTO] or START-END[/PROTO] ({exc})"
-        ) from None
 
 
 def same_image(wanted: str, image: str) -> bool:
@@ -184,7 +186,7 @@ class ContainerBrief:
     labels: tuple[str, ...]
     exposed: tuple[str, ...]  # config.exposed_ports, then config.expose
     network: str
-    volumes: tuple[str, ...]  # each volume's host directory
+    volumes: tuple[str, ...]  # each volume's name, a bind's host path (ps's Mounts)
     ports: tuple[PortBinding, ...]  # state.network.ports: the published ones
     networks: tuple[str, ...]  # state.network.endpoints: the networks it is on
     health: str = ""  # state.health's status, "" without one
@@ -285,7 +287,7 @@ def _fixed_brief(config: ContainerConfig, network: NetworkSettings) -> str:
             "labels": config.labels,
             "exposed": (*config.exposed_ports, *config.expose),
             "network": config.network,
-            "volumes": [v.host for v in config.volumes],
+            "volumes": [v.volume or v.host for v in config.volumes],
             "ports": unstructure(network.ports),
             "networks": [e.network for e in network.endpoints],
         }

@@ -79,12 +79,14 @@ class AttachRequest:
 class StopRequest:
     container: str
     timeout: float | None = None  # None: the container's stop timeout
+    signal: str | None = None  # None: the container's stop signal
 
 
 @attrs.frozen
 class RestartRequest:
     container: str
     timeout: float | None = None
+    signal: str | None = None
 
 
 @attrs.frozen

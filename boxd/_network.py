@@ -92,6 +92,10 @@ class NetworkError(ValueError):
     """A request about networks that cannot be met (bad subnet, unknown network...)."""
 
 
+class NoSuchNetwork(NetworkError):
+    """No network has that name or id."""
+
+
 class NetworkConflict(RuntimeError):
     """The network is in use, or exists already."""
 
@@ -360,7 +364,7 @@ class Networks:
         if net is None:
             matches = [n for n in self._nets.values() if n.id.startswith(ref)] if ref else []
             if len(matches) != 1:
-                raise NetworkError(f"no such network: {ref}")
+                raise NoSuchNetwork(f"no such network: {ref}")
             net = matches[0]
         return net
 

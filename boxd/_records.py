@@ -14,7 +14,7 @@ import secrets
 
 import attrs
 
-from . import _nsmodes
+from . import _caps, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
@@ -480,6 +480,7 @@ def validate_config(config: ContainerConfig) -> None:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
     sec = config.security
+    _caps.check_names((*sec.cap_add, *sec.cap_drop))
     for what, paths in (("MaskedPaths", sec.masked_paths), ("ReadonlyPaths", sec.readonly_paths)):
         for path in paths or ():
             if not path.startswith("/") or not path.strip("/"):

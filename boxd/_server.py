@@ -65,11 +65,11 @@ from ._messages import (
     dump,
     parse,
 )
-from ._network import NetworkConflict
+from ._network import NetworkConflict, NoSuchNetwork
 from ._output import Chunk, Output, widen_send_buffer
 from ._records import ContainerConfig, Status, parse_signal
 from ._run import Run
-from ._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from ._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
 from ._volumes import NoSuchVolume, VolumeInUse
 
 log = logging.getLogger("boxd.server")
@@ -98,7 +98,9 @@ def _error_kind(exc: BaseException, areas: dict[type[Exception], str]) -> str | 
     for kind, area_kind in areas.items():
         if isinstance(exc, kind):
             return area_kind
-    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
+    if isinstance(exc, AmbiguousContainer):  # several are there, none is missing
+        return "invalid"
+    if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume | NoSuchNetwork):
         return "not_found"
     if isinstance(exc, Conflict | NetworkConflict | VolumeInUse):
         return "conflict"
@@ -296,11 +298,11 @@ class Server:
         await conn.send(CreateResponse(id=c.id, name=c.name, warnings=warnings))
 
     async def _stop(self, conn: Connection, req: StopRequest) -> None:
-        await self.sup.stop(req.container, req.timeout)
+        await self.sup.stop(req.container, req.timeout, sig=req.signal)
         await conn.send(OkResponse())
 
     async def _restart(self, conn: Connection, req: RestartRequest) -> None:
-        await self.sup.restart(req.container, req.timeout)
+        await self.sup.restart(req.container, req.timeout, sig=req.signal)
         await conn.send(OkResponse())
 
     async def _kill(self, conn: Connection, req: KillRequest) -> None:

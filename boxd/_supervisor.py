@@ -64,6 +64,7 @@ from ._lifecycle import (
     STOPPED,
     STOPPING,
 )
+from ._lifecycle import AmbiguousContainer as AmbiguousContainer
 from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
@@ -295,7 +296,7 @@ class Supervisor:
             if len(matches) == 1:
                 return matches[0]
             if matches:
-                raise NoSuchContainer(f"{ref} (the prefix matches {len(matches)} containers)")
+                raise AmbiguousContainer(f"{ref} (the prefix matches {len(matches)} containers)")
         raise NoSuchContainer(ref)
 
     def inspect(self, ref: str) -> Container:

@@ -36,6 +36,9 @@ def test_refused_values_exit_125_in_the_words_of_the_command_line(
         (["run", "--hostname", "a_b", "default", "true"], "invalid --hostname 'a_b'", 125),
         (["run", "--stop-timeout", "inf", "default", "true"], "invalid --stop-timeout 'inf'", 125),
         (["run", "--bogus", "default", "true"], "unknown option '--bogus'", 125),
+        (["run", "--cap-add", "FOO", "default", "true"], "unknown capability 'FOO'", 125),
+        (["create", "--cap-drop", "CAP_BAR", "default", "true"],
+         "unknown capability 'CAP_BAR'", 125),
         (
             ["run", "-v", f"{missing}:/data", "default", "true"],
             f"invalid --volume '{missing}:/data': {missing} does not exist",
@@ -166,3 +169,17 @@ def test_silent_connections_do_not_lock_out_real_clients(daemon: Daemon) -> None
     finally:
         for s in silent:
             s.close()
+
+
+def test_version_flag_and_help_command_as_docker(tmp_path: Path) -> None:
+    """`docker --version`/`-v` (what scripts probe first) and `docker help [COMMAND]`,
+    with no daemon needed."""
+    ctl = Daemon(root=tmp_path, socket=tmp_path / "none.sock").ctl
+    from boxd import __version__
+
+    for flag in ("--version", "-v"):
+        assert ctl(flag).stdout == f"boxctl version {__version__}\n"
+    assert ctl("help").stdout.startswith("usage: boxctl")
+    assert ctl("help", "run").stdout.startswith("usage: boxctl run [OPTIONS] IMAGE")
+    r = ctl("help", "frob", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: unknown command 'frob' (see 'boxctl --help')\n")

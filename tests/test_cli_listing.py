@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon
@@ -171,3 +172,43 @@ def test_system_events_and_info_are_aliases(daemon: Daemon) -> None:
     assert daemon.ctl("system", "info").stdout == daemon.ctl("info").stdout
     r = daemon.ctl("system", "bogus", check=False)
     assert r.returncode == 2 and "the commands are df, prune, events, info" in r.stderr
+
+
+def test_ps_mounts_name_volumes_and_binds(daemon: Daemon, tmp_path: Path) -> None:
+    """`ps --format {{.Mounts}}`: a volume by its name, a bind by its host path (Docker)."""
+    daemon.ctl("run", "-d", "--name", "m", "-v", "psvol:/data", "-v", f"{tmp_path}:/src",
+               "default", "sleep", "300")  # fmt: skip
+    shown = daemon.ctl("ps", "--no-trunc", "--filter", "name=m", "--format", "{{.Mounts}}")
+    assert shown.stdout == f"psvol,{tmp_path}\n"
+    daemon.ctl("rm", "-f", "m")
+    daemon.ctl("volume", "rm", "psvol")
+
+
+def test_ps_filters_by_network_volume_publish_and_expose(daemon: Daemon, tmp_path: Path) -> None:
+    """Docker's other `ps` filters: network (a name the container is on), volume (a name,
+    a bind's source or a destination), publish (a host port) and expose (a container
+    port, published or exposed), ports as `80`, `80/udp` or a range."""
+    daemon.ctl("network", "create", "fnet")
+    daemon.ctl("run", "-d", "--name", "a", "--network", "fnet", "-v", "fvol:/data",
+               "-p", "127.0.0.1:18089:80", "default", "sleep", "300")  # fmt: skip
+    daemon.ctl("run", "-d", "--name", "b", "-v", f"{tmp_path}:/src", "--expose", "9000-9001/udp",
+               "default", "sleep", "300")  # fmt: skip
+
+    def names(*filters: str) -> list[str]:
+        args = [w for f in filters for w in ("--filter", f)]
+        return daemon.ctl("ps", *args, "--format", "{{.Names}}").stdout.split()
+
+    assert names("network=fnet") == ["a"] and names("network=bridge") == ["b"]
+    assert names("volume=fvol") == names("volume=/data") == ["a"]
+    assert names("volume=/src") == names(f"volume={tmp_path}") == ["b"]
+    assert names("publish=18089") == names("publish=18089/tcp") == ["a"]
+    assert names("publish=80") == names("publish=18089/udp") == []
+    assert names("expose=80") == ["a"] and names("expose=9001/udp") == ["b"]
+    assert sorted(names("expose=79-81", "expose=9000/udp")) == ["a", "b"]
+    assert names("network=fnet", "volume=/src") == []
+    for bad in ("publish=1:2", "expose=http", "publish=99999"):
+        r = daemon.ctl("ps", "--filter", bad, check=False)
+        assert r.returncode == 1 and bad.partition("=")[0] in r.stderr, (bad, r.stderr)
+    daemon.ctl("rm", "-f", "a", "b")
+    daemon.ctl("volume", "rm", "fvol")
+    daemon.ctl("network", "rm", "fnet")

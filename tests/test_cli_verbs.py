@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -227,11 +228,12 @@ def test_image_and_network_prune_filters(daemon: Daemon, tmp_path: Path) -> None
     daemon.ctl("network", "create", "pn")
     for keeping in ("until=2000-01-01", "label=team"):
         assert daemon.ctl("image", "prune", "-a", "--filter", keeping).stdout == ""
-        assert daemon.ctl("network", "prune", "--filter", keeping).stdout == ""
+        assert daemon.ctl("network", "prune", "-f", "--filter", keeping).stdout == ""
     r = daemon.ctl("image", "prune", "-a", "--filter", "label!=team", "--filter", "until=0s")
     assert "untagged: docker.io/library/pruned:1" in r.stdout
-    assert daemon.ctl("network", "prune", "--filter", "until=0s").stdout == "pn\n"
-    r = daemon.ctl("network", "prune", "--filter", "until=", check=False)
+    pruned = daemon.ctl("network", "prune", "-f", "--filter", "until=0s").stdout
+    assert pruned == "Deleted Networks:\npn\n\n"
+    r = daemon.ctl("network", "prune", "-f", "--filter", "until=", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: invalid until '': use a Unix time, a "
                                         "duration (10m, 24h) or an RFC 3339 time\n")  # fmt: skip
 
@@ -507,3 +509,217 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
         r = daemon.ctl("run", "--rm", *args, "default", "true", check=False)
         assert r.returncode == 125 and words in r.stderr, r.stderr
     daemon.ctl("rm", "q", "rot")
+
+
+def test_stats_table_and_templates_as_docker_prints_them(daemon: Daemon) -> None:
+    """Docker's columns (MEM % too; an unlimited container's limit is the host's memory)
+    and its template fields (`docker stats --format '{{.Name}} {{.CPUPerc}}'`)."""
+    daemon.ctl("run", "-d", "--name", "st", "-m", "64m", "default", "sleep", "300")
+    daemon.ctl("run", "-d", "--name", "free", "default", "sleep", "300")
+    table = daemon.ctl("stats", "--no-stream", "st").stdout.splitlines()
+    assert re.split(" {2,}", table[0]) == [
+        "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+        "BLOCK I/O", "PIDS",
+    ]  # fmt: skip
+    assert len(table) == 2 and "/ 64MiB" in table[1], table
+    fmt = "{{.Container}}|{{.Name}}|{{.ID}}|{{.CPUPerc}}|{{.MemUsage}}|{{.MemPerc}}|{{.PIDs}}"
+    row = daemon.ctl("stats", "--no-stream", "--format", fmt, "st").stdout
+    container, name, short, cpu, memory, percent, pids = row.strip().split("|")
+    assert (container, name, pids) == ("st", "st", "1")
+    assert short == daemon.inspect("st")["id"][:12]
+    assert cpu.endswith("%") and percent.endswith("%") and memory.endswith(" / 64MiB")
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) * 1024
+    free = daemon.ctl("stats", "--no-stream", "--format", "{{.MemUsage}}", "free").stdout
+    assert "unlimited" not in free and free.strip().endswith(f" / {_binary(total)}"), free
+    io = daemon.ctl("stats", "--no-stream", "--format", "table {{.Name}}\t{{.NetIO}}", "st")
+    assert io.stdout.splitlines()[0].split() == ["NAME", "NET", "I/O"]
+    bad = daemon.ctl("stats", "--no-stream", "--format", "{{.Nope}}", "st", check=False)
+    assert bad.returncode != 0 and "Nope" in bad.stderr
+    daemon.ctl("rm", "-f", "st", "free")
+
+
+def _binary(n: float) -> str:
+    """go-units' BytesSize: 4 significant digits, binary units."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
+    """`network create -d bridge`; `network ls`: Docker's columns, --format, --filter,
+    --no-trunc; `network inspect` in Docker's shape; `network prune` asks first
+    (-f/--force: not) and lists what went under Docker's title."""
+    daemon.ctl("network", "create", "-l", "team=a", "-d", "bridge", "na")
+    nb = daemon.ctl("network", "create", "--driver=bridge", "nb").stdout.strip()
+    r = daemon.ctl("network", "create", "-d", "overlay", "nc", check=False)
+    assert (r.returncode, r.stderr) == (
+        1,
+        "boxctl: invalid network driver 'overlay': the one driver is bridge\n",
+    )
+    table = daemon.ctl("network", "ls").stdout.splitlines()
+    assert re.split(" {2,}", table[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+    assert [re.split(" {2,}", line)[1:] for line in table[1:]] == [
+        ["bridge", "bridge", "local"], ["na", "bridge", "local"], ["nb", "bridge", "local"],
+    ]  # fmt: skip
+    assert table[3].split()[0] == nb[:12]
+    names = daemon.ctl("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").stdout
+    assert names.splitlines() == ["bridge bridge local", "na bridge local", "nb bridge local"]
+    assert daemon.ctl("network", "ls", "-q", "--no-trunc", "-f", "name=nb").stdout == nb + "\n"
+    labelled = daemon.ctl("network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}")
+    assert labelled.stdout == "na\n"
+    custom = daemon.ctl("network", "ls", "-f", "type=custom", "--format", "{{.ID}}").stdout
+    assert custom.split() == [daemon.ctl("network", "ls", "-q", "-f", "name=na").stdout.strip(),
+                              nb[:12]]  # fmt: skip
+    row = json.loads(daemon.ctl("network", "ls", "--format", "json", "-f", "name=na").stdout)
+    assert (row["Name"], row["Driver"], row["Scope"], row["Labels"]) == (
+        "na",
+        "bridge",
+        "local",
+        "team=a",
+    )
+    # inspect: Docker's shape (a template sees it too), from `inspect` as well.
+    shown = json.loads(daemon.ctl("network", "inspect", "na").stdout)[0]
+    assert (shown["Name"], shown["Driver"], shown["Labels"]) == ("na", "bridge", {"team": "a"})
+    fmt = "{{.Id}} {{range .IPAM.Config}}{{.Subnet}}{{end}} {{len .Containers}}"
+    line = daemon.ctl("network", "inspect", "-f", fmt, "nb").stdout.split()
+    assert line[0] == nb and line[1].count("/") == 1 and line[2] == "0"
+    assert daemon.ctl("inspect", "--type", "network", "-f", "{{.Id}}", "nb").stdout == nb + "\n"
+    bad = daemon.ctl("network", "ls", "-f", "colour=red", check=False)
+    assert (bad.returncode, bad.stderr) == (1, "boxctl: invalid filter 'colour'\n")
+
+    asked = daemon.ctl("network", "prune", input=b"n\n")
+    assert asked.stdout == (
+        "WARNING! This will remove all custom networks not used by at least one container.\n"
+        "Are you sure you want to continue? [y/N] "
+    )
+    assert daemon.ctl("network", "ls", "-q").stdout.count("\n") == 3
+    pruned = daemon.ctl("network", "prune", "-f")
+    assert pruned.stdout == "Deleted Networks:\nna\nnb\n\n"
+    assert daemon.ctl("network", "prune", "--force").stdout == ""
+
+
+def test_forced_removal_of_what_is_not_there_succeeds(daemon: Daemon) -> None:
+    """Docker 20.10+: `rm -f` of a missing container (and `network rm -f` of a missing
+    network) is not a failure, and says nothing; `volume rm -f` names it, as its daemon
+    takes it as removed.  Without -f it fails, and -f fails on any other error."""
+    daemon.ctl("run", "-d", "--name", "here", "default", "sleep", "300")
+    daemon.ctl("volume", "create", "vhere")
+    daemon.ctl("network", "create", "nhere")
+    for verb in (["rm"], ["volume", "rm"], ["network", "rm"]):
+        missing = daemon.ctl(*verb, "ghost", check=False)
+        assert missing.returncode == 1 and "ghost" in missing.stderr, (verb, missing)
+        forced = daemon.ctl(*verb, "-f", "ghost")
+        assert (forced.stdout, forced.stderr) == ("ghost\n" if "volume" in verb else "", "")
+    r = daemon.ctl("rm", "-f", "ghost", "here")
+    assert r.stdout == "here\n"
+    daemon.ctl("run", "-d", "--name", "user", "-v", "vhere:/v", "--network", "nhere", "default",
+               "sleep", "300")  # fmt: skip
+    for verb, name in ((["volume", "rm"], "vhere"), (["network", "rm"], "nhere")):
+        in_use = daemon.ctl(*verb, "-f", "ghost", name, check=False)
+        assert in_use.returncode == 1 and "in use" in in_use.stderr, (verb, in_use)
+    daemon.ctl("rm", "-f", "user")
+    # A prefix of several containers is not a missing one: -f does not hide it.
+    made = [daemon.ctl("create", "default", "true").stdout.strip() for _ in range(17)]
+    firsts = [cid[0] for cid in made]
+    shared = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits
+    r = daemon.ctl("rm", "-f", shared, check=False)
+    assert r.returncode == 1 and "prefix matches" in r.stderr, r
+    daemon.ctl("rm", *made)
+    assert daemon.ctl("volume", "rm", "vhere").stdout == "vhere\n"
+    assert daemon.ctl("network", "rm", "nhere").stdout == "nhere\n"
+
+
+def test_stop_and_restart_take_a_signal(daemon: Daemon) -> None:
+    """Docker 23's `stop -s/--signal` and `restart -s/--signal`: that signal instead of
+    the container's stop signal, SIGKILL after the timeout as ever."""
+    script = 'trap "echo got $1; exit 3" USR1 INT; while :; do sleep 0.05; done'
+    daemon.ctl("run", "-d", "--name", "sg", "default", "sh", "-c", script, "sh", "trapped")
+    daemon.ctl("stop", "-s", "SIGUSR1", "sg")
+    assert daemon.inspect("sg")["state"]["exit_code"] == 3
+    daemon.ctl("restart", "--signal", "INT", "-t", "5", "sg")
+    assert daemon.ctl("stop", "--signal=USR1", "-t", "5", "sg").stdout == "sg\n"
+    assert daemon.ctl("logs", "sg").stdout == "got trapped\n" * 2
+    r = daemon.ctl("stop", "-s", "SIGFOO", "sg", check=False)
+    assert r.returncode == 1 and "invalid signal 'SIGFOO'" in r.stderr, r.stderr
+    daemon.ctl("rm", "sg")
+    # Docker's real-time names: systemd in a container stops on SIGRTMIN+3.
+    waits = "import signal, sys; signal.signal(signal.SIGRTMIN + {}, lambda *a: sys.exit({})); " \
+        "print('ready', flush=True); signal.pause()"  # fmt: skip
+    daemon.ctl("run", "-d", "--name", "rt", "--stop-signal", "SIGRTMIN+3", "default",
+               "python3", "-c", waits.format(3, 37))  # fmt: skip
+    while "ready" not in daemon.ctl("logs", "rt").stdout:
+        time.sleep(0.05)
+    daemon.ctl("stop", "rt")
+    assert daemon.inspect("rt")["state"]["exit_code"] == 37
+    daemon.ctl("rm", "rt")
+    daemon.ctl("run", "-d", "--name", "rt", "default", "python3", "-c", waits.format(1, 35))
+    while "ready" not in daemon.ctl("logs", "rt").stdout:
+        time.sleep(0.05)
+    daemon.ctl("kill", "-s", "rtmin+1", "rt")
+    assert daemon.ctl("wait", "rt").stdout == "35\n"
+    daemon.ctl("rm", "rt")
+
+
+def test_event_lines_carry_dockers_fixed_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker events' RFC3339NanoFixed: nine digits always, local time, Z for UTC."""
+    from boxctl._verbs import _event_text
+
+    event = {"time_ns": 1_796_424_243_100_000_000, "action": "start", "id": "ab" * 32,
+             "name": "s1", "image": "default", "labels": [], "attributes": {}}  # fmt: skip
+    for zone, stamp in (
+        ("UTC", "2026-12-04T22:44:03.100000000Z"),
+        ("Europe/Paris", "2026-12-04T23:44:03.100000000+01:00"),
+    ):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        assert _event_text(event).split()[0] == stamp
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_published_ports_are_discarded_on_the_host_network(daemon: Daemon) -> None:
+    """Docker: -p and -P with --network host are ignored with a warning, not refused."""
+    warning = "WARNING: Published ports are discarded when using host network mode\n"
+    r = daemon.ctl("run", "--rm", "--network", "host", "-p", "18081:80", "default", "true")
+    assert r.stderr == warning
+    r = daemon.ctl("create", "--name", "hp", "--network=host", "-P", "--expose", "81", "default",
+                   "true")  # fmt: skip
+    assert r.stderr == warning
+    assert daemon.inspect("hp")["config"]["ports"] == []
+    r = daemon.ctl("create", "--network", "host", "-p", "82:80/udp", "default", "true")
+    assert daemon.inspect(r.stdout.strip())["config"]["expose"] == ["80/udp"]  # as Docker's
+    daemon.ctl("rm", r.stdout.strip())
+    assert daemon.ctl("port", "hp").stdout == ""
+    daemon.ctl("rm", "hp")
+    r = daemon.ctl("run", "--rm", "--network", "none", "-p", "80", "default", "true", check=False)
+    assert r.returncode == 125 and "need a network" in r.stderr
+
+
+def test_run_takes_an_address_and_a_mac_on_its_network(daemon: Daemon) -> None:
+    """`run --network NET --ip ADDR --mac-address MAC` (Docker's), with its aliases; an
+    address is for a user network only, and a bad one is refused naming it."""
+    daemon.ctl("network", "create", "--subnet", "10.61.0.0/24", "ipnet")
+    show = "cat /sys/class/net/eth0/address; hostname -i"
+    mac = ("--mac-address", "02:42:0A:3D:00:99")
+    r = daemon.ctl("run", "--rm", "--network", "ipnet", "--ip", "10.61.0.50", *mac,
+                   "--network-alias", "db", "default", "sh", "-c", show)  # fmt: skip
+    assert r.stdout.split() == ["02:42:0a:3d:00:99", "10.61.0.50"]
+    daemon.ctl("run", "-d", "--name", "ipc", "--network", "ipnet", "--ip", "10.61.0.51",
+               "--network-alias", "db", "default", "sleep", "300")  # fmt: skip
+    (endpoint,) = daemon.inspect("ipc")["state"]["network"]["endpoints"]
+    assert (endpoint["ip_address"], endpoint["aliases"][-1:]) == ("10.61.0.51", ["db"])
+    for args, words in (
+        (["--ip", "10.61.0.x"], "invalid --ip '10.61.0.x'"),
+        (["--mac-address", "01:00:00:00:00:01"], "not a valid mac address"),
+    ):
+        r = daemon.ctl("run", "--rm", "--network", "ipnet", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
+    r = daemon.ctl("run", "--rm", "--network", "host", "--ip", "10.61.0.52", "default", "true",
+                   check=False)  # fmt: skip
+    assert r.returncode == 125 and "user defined networks only" in r.stderr, r.stderr
+    daemon.ctl("rm", "-f", "ipc")
+    daemon.ctl("network", "rm", "ipnet")

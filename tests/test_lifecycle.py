@@ -91,6 +91,18 @@ def test_options_parse_as_docker_does() -> None:
     assert parse("stop", "-t", "2.5", "a", "b").time == 2.5
     assert parse("rm", "a", "-f").force
     assert parse("logs", "--tail=3", "c").tail == "3"
+    # pflag's -x=VALUE: the = is not part of the value; a flag takes a boolean so.
+    a = parse("ps", "-a", "-n=1", "-f=name=web")
+    assert (a.last, a.filter) == (1, ["name=web"])
+    a = parse("run", "-e=A=1", "-d=false", "-i=true", "img")
+    assert (a.env, a.detach, a.interactive) == (["A=1"], False, True)
+    # Docker's --userns takes a mode: host is no user namespace (boxd's default).
+    assert not parse("run", "--userns", "host", "img").isolate_user
+    assert parse("run", "--userns=host", "img").words == ["img"]
+    assert parse("run", "--isolate-user", "img").isolate_user
+    # run's and create's -h is Docker's --hostname, not --help.
+    assert parse("run", "-h", "web", "img").hostname == "web"
+    assert parse("create", "-hweb", "img").hostname == "web"
     for words, message in [
         (("run", "--bogus", "img"), "unknown option '--bogus'"),
         (("logs", "--since", "c"), "a CONTAINER is required"),

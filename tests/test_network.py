@@ -275,7 +275,7 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     netd.ctl("rm", "-f", "side", "eph", "other")
     assert links_settle(ns, ("bx",), []) == []
     assert "dnat" not in nft_rules(ns)
-    assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["containers"] == []
+    assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
 
 
 @pytest.mark.root
@@ -283,7 +283,9 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
     netd.ctl("network", "create", "front")
     netd.ctl("network", "create", "--subnet", "10.77.0.0/24", "back")
     listing = netd.ctl("network", "ls").stdout
-    assert "front" in listing and "10.77.0.0/24" in listing and "bridge" in listing
+    assert "front" in listing and "back" in listing and "bridge" in listing
+    subnet = "{{range .IPAM.Config}}{{.Subnet}}{{end}}"
+    assert netd.ctl("network", "inspect", "-f", subnet, "back").stdout == "10.77.0.0/24\n"
     netd.ctl(
         "run", "-d", "--name", "api", "--network", "front", "--network-alias", "apisrv",
         "default", "python3", "-m", "http.server", "80",
@@ -336,7 +338,12 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         "back",
     ]
     netd.ctl("rm", "-f", "api", "db")
-    assert netd.ctl("network", "prune").stdout.split() == ["front", "back"]
+    assert netd.ctl("network", "prune", "-f").stdout.split() == [
+        "Deleted",
+        "Networks:",
+        "front",
+        "back",
+    ]
     assert [n for n in links(netd.netns) if n.startswith("br-")] == []
 
 
@@ -471,8 +478,8 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     # Its names on front, as api's DNS answers them.
     resolve = ("python3", "-c", DNS_CLIENT, "udp", eps["front"]["gateway"], "client", "cli")
     assert netd.ctl("exec", "api", *resolve).stdout.split() == [front_ip, front_ip]
-    members = json.loads(netd.ctl("network", "inspect", "front").stdout)[0]["containers"]
-    assert sorted(m["name"] for m in members) == ["api", "cli"]
+    members = json.loads(netd.ctl("network", "inspect", "front").stdout)[0]["Containers"]
+    assert sorted(m["Name"] for m in members.values()) == ["api", "cli"]
 
     # Docker's refusals, each named; nothing changes.
     netd.ctl("run", "-d", "--name", "h", "--network", "host", "default", "sleep", "300")
@@ -525,7 +532,7 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     assert links_settle(ns, ("bx",), []) == []
     for name in ("front", "back", "bridge"):
         info = json.loads(netd.ctl("network", "inspect", name).stdout)[0]
-        assert info["containers"] == []
+        assert info["Containers"] == {}
 
 
 @pytest.mark.root
@@ -680,7 +687,7 @@ def test_network_labels(netd: Daemon) -> None:
         netd.ctl("network", "create", "--label", "project=b", "--label", "bare", "other")
         assert client.networks.get("other").attrs["Labels"] == {"project": "b", "bare": ""}
         shown = json.loads(netd.ctl("network", "inspect", "other").stdout)
-        assert shown[0]["labels"] == {"project": "b", "bare": ""}
+        assert shown[0]["Labels"] == {"project": "b", "bare": ""}
 
         def listed(*labels: str) -> list[str]:
             return sorted(n.name for n in client.networks.list(filters={"label": list(labels)}))
@@ -740,7 +747,9 @@ def test_network_gateway(netd: Daemon) -> None:
         subnet = ("--subnet", "10.70.0.0/24", "--gateway", "10.70.0.9")
         netd.ctl("network", "create", *subnet, "--ip-range", "10.70.0.64/26", "c")
         shown = json.loads(netd.ctl("network", "inspect", "c").stdout)[0]
-        assert (shown["gateway"], shown["ip_range"]) == ("10.70.0.9", "10.70.0.64/26")
+        assert shown["IPAM"]["Config"] == [
+            {"Subnet": "10.70.0.0/24", "IPRange": "10.70.0.64/26", "Gateway": "10.70.0.9"}
+        ]
         for name in ("gw", "c"):
             client.networks.get(name).remove()
     finally:
@@ -763,7 +772,7 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         assert " mtu 1400 " in bridge, bridge
-        options = json.loads(netd.ctl("network", "inspect", "small").stdout)[0]["options"]
+        options = json.loads(netd.ctl("network", "inspect", "small").stdout)[0]["Options"]
         assert options == dict(o.split("=") for o in made)
         for opt, words in (
             ("com.docker.network.driver.mtu=10", "use an MTU of 68 to 65535"),
@@ -789,15 +798,16 @@ def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
         # --default-address-pool (daemon.json's default-address-pools): a user network's
         # subnet without --subnet.
         d.ctl("network", "create", "pooled")
-        pooled = json.loads(d.ctl("network", "inspect", "pooled").stdout)[0]["subnet"]
-        assert pooled == "10.98.0.0/24"
+        pooled = json.loads(d.ctl("network", "inspect", "pooled").stdout)[0]["IPAM"]["Config"]
+        assert pooled[0]["Subnet"] == "10.98.0.0/24"
         d.ctl("network", "rm", "pooled")
         out = d.ctl("run", "--rm", "default", "cat", "/sys/class/net/eth0/mtu").stdout
         assert out == "1450\n"
         shown = json.loads(d.ctl("network", "inspect", "bridge").stdout)[0]
-        assert shown["options"] == {"com.docker.network.driver.mtu": "1450"}
+        assert shown["Options"]["com.docker.network.driver.mtu"] == "1450"
         # --bip (daemon.json's bip): the bridge's own address and the subnet.
-        assert (shown["subnet"], shown["gateway"]) == ("10.99.0.0/24", "10.99.0.5")
+        ipam = shown["IPAM"]["Config"][0]
+        assert (ipam["Subnet"], ipam["Gateway"]) == ("10.99.0.0/24", "10.99.0.5")
         route = d.ctl("run", "--rm", "default", "ip", "route", "show", "default").stdout
         assert route.startswith("default via 10.99.0.5 "), route
 
@@ -950,7 +960,7 @@ def host_state(daemon: Daemon) -> dict[str, Any]:
         if conntrack.returncode == 0
         else None,
         "allocations": json.loads(daemon.ctl("network", "inspect", "bridge").stdout)[0][
-            "containers"
+            "Containers"
         ],
     }
 

@@ -66,3 +66,31 @@ def test_default_table_is_the_templates(
     through_template = capsys.readouterr().out
     assert default_table(briefs, NOW, trunc=trunc, size=size) + "\n" == through_template
     assert through_template.startswith("CONTAINER ID ")
+
+
+def test_ports_are_grouped_and_ordered_as_docker_shows_them() -> None:
+    """docker/cli's DisplayablePorts: by container port; runs of ports published on the
+    same number (and exposed ones) shown as a range; other mappings last, one by one."""
+
+    def bound(port: int, host: int, ip: str = "", proto: str = "tcp") -> dict[str, Any]:
+        return {"container_port": port, "host_port": host, "host_ip": ip, "protocol": proto}
+
+    ports = [
+        bound(80, 18080),
+        bound(9001, 9001, proto="udp"),
+        bound(81, 35703, "127.0.0.1"),
+        bound(9000, 9000, proto="udp"),
+    ]
+    brief = _brief(1, ports=ports, exposed=["7000/tcp", "7001", "443", "8000-8001/udp"])
+    assert row(brief, NOW, trunc=True)["Ports"] == (
+        "443/tcp, 7000-7001/tcp, 8000-8001/udp, 0.0.0.0:9000-9001->9000-9001/udp, "
+        "0.0.0.0:18080->80/tcp, 127.0.0.1:35703->81/tcp"
+    )
+
+
+def test_mounts_are_names_cut_as_docker_cuts_them() -> None:
+    """docker/cli's Mounts: each mount's volume name, else its source, cut to 15
+    characters with an ellipsis unless --no-trunc."""
+    brief = _brief(1, volumes=["pgdata", "/srv/www/static/files", "ab" * 32])
+    assert row(brief, NOW, trunc=True)["Mounts"] == "pgdata,/srv/www/stati…,ababababababab…"
+    assert row(brief, NOW, trunc=False)["Mounts"] == ",".join(brief["volumes"])

@@ -18,6 +18,7 @@ DATA: dict[str, Any] = {
     "Config": {"Env": ["A=1", "B=2"], "Labels": {"team": "a", "app": "web"}, "Cmd": ["sh"]},
     "Mounts": [{"Destination": "/data"}, {"Destination": "/logs"}],
     "Size": 1.5,
+    "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
 }
 
 
@@ -57,6 +58,18 @@ DATA: dict[str, Any] = {
         ("{{$.Names}}", "web"),
         ("{{.Size}}", "1.5"),
         ("{{title .Names}}", "Web"),
+        # A field of a parenthesised value: docker inspect's port idiom.
+        ("{{(index .Mounts 0).Destination}}", "/data"),
+        ("{{(index .Mounts 1).Destination | upper}}", "/LOGS"),
+        ("{{range $k, $v := .Ports}}{{$k}}>{{(index $v 0).HostPort}} {{end}}", "80/tcp>8080 "),
+        ("{{(.State).Pid}}", "4242"),
+        # Variables declared in an action, an if or a with.
+        ("{{$n := .Names}}{{$n}}-{{$n}}", "web-web"),
+        ("{{with $m := index .Mounts 1}}{{$m.Destination}}{{end}}", "/logs"),
+        ("{{if $s := .State.Status}}{{$s}}{{end}}", "running"),
+        # An escape in a quoted string is the string's (docker inspect's line idiom).
+        ('{{range .Mounts}}{{.Destination}}{{"\\n"}}{{end}}', "/data\n/logs\n"),
+        ('{{printf "%s\\t%d" .Names .State.Pid}}', "web\t4242"),
     ],
 )
 def test_renders_as_go_does(fmt: str, expected: str) -> None:
@@ -108,3 +121,11 @@ def test_aligned_pads_every_column_but_the_last() -> None:
     assert aligned(["a\tb", "ccccccccccccc", "d\te\tf"]) == (
         "a         b\nccccccccccccc\nd         e         f"
     )
+
+
+def test_json_of_a_row_leaves_its_methods_out() -> None:
+    """`--format '{{json .}}'` of ps, volume ls, network ls: a row's callables (`{{.Label
+    "k"}}`) are methods in Docker's formatters, which Go's JSON leaves out."""
+    row = {"Names": "web", "Labels": "team=a", "Label": lambda key: "a"}
+    assert Template("{{json .}}").render(row) == '{"Names":"web","Labels":"team=a"}'
+    assert Template('{{.Label "team"}}').render(row) == "a"
