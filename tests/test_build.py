@@ -234,6 +234,17 @@ RUN echo never
     assert isinstance(layers, dict) and len(layers["Layers"]) == 2  # scratch + two COPYs
 
 
+def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path: Path) -> None:
+    """The top layer (a COPY's: no "./" member) gives "/" its mode: 0755, as Docker's."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nCOPY f /f\nUSER nobody\n", "f": "x\n"},
+    )
+    clean.ctl("build", "-q", "-t", "rootmode:1", str(ctx))
+    out = clean.ctl("run", "--rm", "rootmode:1", "sh", "-c", "stat -c %a /; ls /")
+    assert out.stdout.split()[0] == "755" and "f" in out.stdout.split()
+
+
 def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: Path) -> None:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
