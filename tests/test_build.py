@@ -245,6 +245,33 @@ def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path
     assert out.stdout.split()[0] == "755" and "f" in out.stdout.split()
 
 
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def test_a_stage_without_path_gets_dockers_default(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's builder adds its default PATH at FROM when the base has none (an
+    imported root, scratch), so ``ENV PATH=/opt/bin:$PATH`` keeps /bin."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"""\
+FROM {BASE} AS first
+ENV PATH=/opt/bin:$PATH
+RUN mkdir -p /opt/bin && echo 'echo from opt' > /opt/bin/hi && chmod +x /opt/bin/hi
+FROM scratch
+COPY --from=first /bin/busybox /bin/
+"""
+        },
+    )
+    clean.ctl("build", "-q", "--target", "first", "-t", "withpath:1", str(ctx))
+    assert _image(clean, "withpath:1")["Config"]["Env"] == [  # type: ignore[index]
+        DEFAULT_PATH.replace("=", "=/opt/bin:", 1)
+    ]
+    assert clean.ctl("run", "--rm", "withpath:1", "sh", "-c", "hi").stdout == "from opt\n"
+    clean.ctl("build", "-q", "-t", "withpath:2", str(ctx))
+    assert _image(clean, "withpath:2")["Config"]["Env"] == [DEFAULT_PATH]  # type: ignore[index]
+
+
 def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: Path) -> None:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:

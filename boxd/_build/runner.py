@@ -55,6 +55,7 @@ from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._listing import DEFAULT_IMAGES
+from .._plan import DEFAULT_PATH
 from .._records import ContainerConfig, Resources
 from . import sources
 from .dockerfile import (
@@ -130,6 +131,16 @@ class _Stage:
             key, _, value = str(item).partition("=")
             found[key] = value
         return found
+
+
+def _default_path(stage: _Stage) -> _Stage:
+    """Docker's builder gives a stage whose base sets no PATH (scratch, an imported root)
+    the default one (moby's ``setDefaultPath``), so ``ENV PATH=/opt/bin:$PATH`` keeps /bin
+    and the image runs elsewhere as Docker's would."""
+    env = stage.inner.get("Env") or []
+    if not any(str(item).partition("=")[0] == "PATH" for item in env):
+        stage.inner["Env"] = [*env, f"PATH={DEFAULT_PATH}"]
+    return stage
 
 
 def _json(value: object) -> bytes:
@@ -326,15 +337,16 @@ class Builder:
                 "history": [],
             }
             await self.say(" ---> \n")
-            return _Stage(name, config, ())
+            return _default_path(_Stage(name, config, ()))
         if base in DEFAULT_IMAGES:
-            stage = _default_stage(name)
+            stage = _default_path(_default_stage(name))
             await self.say(f" ---> {_short(_digest(stage.config))}\n")
             return stage
         record = await self._image(base, ins, meta)
         stage = _Stage(
             name, copy.deepcopy(self.store.config(record)), record.layers, base=record.base
         )
+        _default_path(stage)
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
         if triggers:
