@@ -7,6 +7,7 @@ on a pipe.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -31,7 +32,7 @@ from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import Any, BinaryIO, TextIO
 
 FINAL = ("Pull complete", "Already exists")
 PUSH_FINAL = ("Pushed", "Layer already exists", "Mounted from ")
@@ -102,7 +103,11 @@ def _summary(frame: dict[str, Any], out: TextIO) -> None:
 
 
 def cmd_pull(args: Args) -> int:
-    frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
+    """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125)."""
+    try:
+        frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
+    except CliError as exc:
+        raise CliError(str(exc), 1) from None
     _summary(frame, sys.stdout)
     print(frame["reference"])
     return 0
@@ -345,33 +350,58 @@ def cmd_export(args: Args) -> int:
 
 
 def _receive_archive(args: Args, request: dict[str, Any]) -> int:
-    """Write the stdout byte frames that answer ``request`` to -o FILE or stdout."""
-    out = None
+    """Write the stdout byte frames that answer ``request`` to -o FILE or stdout.
+
+    As the docker CLI's: FILE is written beside itself and renamed into place at the
+    end, so a failure (a missing image, a daemon gone) leaves no file or the old one,
+    and an output path that cannot be written is refused before the daemon is asked.
+    """
     if args.output is None and sys.stdout.isatty():
         raise CliError(
             f"{args.prog}: cowardly refusing to write an archive to a terminal "
             "(use -o FILE or redirect)"
         )
-    with Client(args.socket) as client:
-        client.request(request)
+    temp = None
+    out: BinaryIO = sys.stdout.buffer
+    if args.output:
+        head, tail = os.path.split(args.output)
+        temp = os.path.join(head, f".{tail}.boxctl-{os.getpid()}")
         try:
-            out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+            out = open(temp, "xb")  # noqa: SIM115
+        except OSError as exc:
+            why = f"invalid output path {args.output}: {exc.strerror}"
+            raise CliError(f"{args.prog}: {why}") from None
+    try:
+        with Client(args.socket) as client:
+            client.request(request)
             while True:
                 frame = client.receive()
                 if isinstance(frame, tuple):
                     out.write(frame[1])
                     continue
                 if frame["type"] == "EndFrame":
-                    return 0
+                    break
                 check(frame)
-        finally:
-            if out is not None and args.output:
-                out.close()
+        if temp is not None:
+            out.close()
+            try:
+                os.rename(temp, args.output)
+            except OSError as exc:
+                raise CliError(f"{args.prog}: cannot write {args.output}: {exc.strerror}") from None
+            temp = None
+        return 0
+    finally:
+        if temp is not None:
+            out.close()
+            os.unlink(temp)
 
 
 def _send_file(args: Args, request: dict[str, Any], path: str | None) -> list[dict[str, Any]]:
     """Send a file (or stdin) after the request as stdin frames; the LoadedFrame's images."""
-    source = open(path, "rb") if path and path != "-" else sys.stdin.buffer  # noqa: SIM115
+    try:
+        source = open(path, "rb") if path and path != "-" else sys.stdin.buffer  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"{args.prog}: open {path}: {exc.strerror}") from None
     try:
         with Client(args.socket) as client:
             client.request(request)

@@ -235,7 +235,7 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
         },
     )
     r = daemon.ctl("pull", f"{registry.host}/foreign/box:1", check=False)
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert f"has media type '{foreign}', which boxd does not fetch" in r.stderr
 
     artifact = "application/vnd.example.model.config.v1+json"
@@ -263,7 +263,7 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
         },
     )
     r = daemon.ctl("pull", f"{registry.host}/artifact/thing:1", check=False)
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert f"is not a container image: its config has media type '{artifact}'" in r.stderr
     assert registry.requests("/blobs/") == 1  # the first image's config; no layer
     assert registry.requests(weights) == 0
@@ -333,7 +333,7 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
         data[len(data) // 2] ^= 0xFF
         blob.write_bytes(bytes(data))
     r = daemon.ctl("pull", f"{registry.host}/box:v1", check=False)
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert "does not match its content" in r.stderr
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
     images = daemon.root / "images"
@@ -345,12 +345,50 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
 def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     r = daemon.ctl("pull", "Busybox", check=False)
     assert r.returncode == 1 and "must be lowercase ('Busybox')" in r.stderr
-    r = daemon.ctl("pull", "127.0.0.1:1/x", check=False)
+    r = daemon.ctl("pull", "127.0.0.1:1/x", check=False)  # docker pull: 1, run: 125
+    assert r.returncode == 1 and "cannot reach registry 127.0.0.1:1" in r.stderr
+    r = daemon.ctl("run", "--rm", "127.0.0.1:1/x", check=False)
     assert r.returncode == 125 and "cannot reach registry 127.0.0.1:1" in r.stderr
     r = daemon.ctl("run", "--rm", "--pull", "never", "nothing-here", check=False)
     assert r.returncode == 125 and "no such image: nothing-here" in r.stderr
     r = daemon.ctl("rmi", "default", check=False)  # not stored, but not unknown either
     assert r.returncode == 1 and "the image 'default' is built in" in r.stderr, r.stderr
+
+
+def test_files_that_cannot_be_read_or_written_are_one_line(
+    tmp_path: Path, daemon: Daemon, busybox_root: Path
+) -> None:
+    """As the docker CLI: ``-o`` is written beside itself and renamed at the end, so a
+    failed save leaves no file (nor the old one changed)."""
+    missing = tmp_path / "missing"
+    for args, words in [
+        (["load", "-i", str(missing)], f"boxctl load: open {missing}: No such file"),
+        (["import", str(missing), "x:1"], f"boxctl import: open {missing}: No such file"),
+        (
+            ["save", "-o", f"{missing}/x.tar", "default"],
+            f"boxctl save: invalid output path {missing}/x.tar: No such file",
+        ),
+        (
+            ["export", "-o", f"{missing}/x.tar", "nothing"],
+            f"boxctl export: invalid output path {missing}/x.tar: No such file",
+        ),
+    ]:
+        r = daemon.ctl(*args, check=False)
+        assert (r.returncode, r.stderr.count("\n")) == (1, 1) and words in r.stderr, r.stderr
+    files = tmp_path / "files"
+    files.mkdir()
+    out = files / "out.tar"
+    out.write_bytes(b"old")
+    r = daemon.ctl("save", "-o", str(out), "nothing-here", check=False)
+    assert r.returncode == 1 and "no such image: nothing-here" in r.stderr
+    assert os.listdir(files) == ["out.tar"] and out.read_bytes() == b"old"
+    tarball = tmp_path / "rootfs.tar"
+    shutil.make_archive(str(tarball.with_suffix("")), "tar", busybox_root)
+    daemon.ctl("import", str(tarball), "saved:1")
+    daemon.ctl("save", "-o", str(out), "saved:1")
+    assert os.listdir(files) == ["out.tar"]
+    daemon.ctl("rmi", "saved:1")
+    assert daemon.ctl("load", "-i", str(out)).stdout == "Loaded image: saved:1\n"
 
 
 def test_credentials_file_is_private(daemon: Daemon, registry: Registry) -> None:
@@ -368,9 +406,7 @@ def test_basic_auth_with_login(tmp_path: Path, daemon: Daemon, layout: Path) -> 
         push(layout, "v1", registry, "box:v1", creds="me:pw-basic")
         ref = f"{registry.host}/box:v1"
         r = daemon.ctl("pull", ref, check=False)
-        assert (
-            r.returncode == 125 and f"requires a login (boxctl login {registry.host})" in r.stderr
-        )
+        assert r.returncode == 1 and f"requires a login (boxctl login {registry.host})" in r.stderr
         r = daemon.ctl("login", "-u", "me", "-p", "wrong", registry.host, check=False)
         assert r.returncode == 125 and "refused the credentials" in r.stderr
         daemon.ctl("login", "-u", "me", "--password-stdin", registry.host, input=b"pw-basic\n")
@@ -378,7 +414,7 @@ def test_basic_auth_with_login(tmp_path: Path, daemon: Daemon, layout: Path) -> 
         assert "pw-basic" not in (daemon.root / "auth.json").read_text()
         daemon.ctl("logout", registry.host)
         daemon.ctl("rmi", ref)
-        assert daemon.ctl("pull", ref, check=False).returncode == 125
+        assert daemon.ctl("pull", ref, check=False).returncode == 1
 
 
 def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
@@ -390,7 +426,7 @@ def test_bearer_token_auth(tmp_path: Path, daemon: Daemon, layout: Path) -> None
         ref = f"{registry.host}/team/box:v1"
         tokens.asked.clear()
         r = daemon.ctl("pull", ref, check=False)
-        assert r.returncode == 125 and "refused an anonymous pull" in r.stderr
+        assert r.returncode == 1 and "refused an anonymous pull" in r.stderr
         assert tokens.asked == [
             {"scope": "repository:team/box:pull", "service": tokens.service, "auth": "no"}
         ]
@@ -637,7 +673,7 @@ def test_an_index_gives_the_hosts_platform(
     )  # fmt: skip
     ref = f"{registry.host}/multi:1"
     r = daemon.ctl("pull", "--platform", "linux/s390x", ref, check=False)
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert "no image for platform linux/s390x (the index has: linux/amd64, linux/arm64)" in r.stderr
     assert daemon.ctl("run", "--rm", ref, "echo", "mine").stdout == "mine\n"
     digest = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["RepoDigests"][0]
