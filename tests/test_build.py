@@ -348,6 +348,38 @@ def test_the_layer_cache(clean: Daemon, tmp_path: Path) -> None:
     assert "Using cache" not in after
 
 
+def test_every_stage_of_a_multi_stage_build_is_cached(clean: Daemon, tmp_path: Path) -> None:
+    """An earlier stage's image is kept untagged (Docker's classic builder's ``<none>``),
+    so its RUN layers, which the final image does not hold, stay for the cache; removing
+    it (``rmi``, ``image prune``) removes that cache."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"""\
+FROM {BASE} AS builder
+RUN od -An -N16 -x /dev/urandom > /stamp
+FROM builder AS tested
+RUN cat /stamp > /tested
+FROM {BASE}
+COPY --from=tested /stamp /tested /
+"""
+        },
+    )
+    before = set(clean.ctl("images", "-q", "-f", "dangling=true").stdout.split())
+    clean.ctl("build", "-t", "staged-cache", str(ctx))
+    stamp = clean.ctl("run", "--rm", "staged-cache", "cat", "/stamp").stdout
+    again = clean.ctl("build", "-t", "staged-cache", str(ctx)).stdout
+    assert again.count(" ---> Using cache") == 3 and "Running in" not in again
+    assert clean.ctl("run", "--rm", "staged-cache", "cat", "/tested").stdout == stamp
+    kept = set(clean.ctl("images", "-q", "-f", "dangling=true").stdout.split()) - before
+    assert len(kept) == 1  # "tested" (it holds builder's layer too)
+    clean.ctl("rmi", *kept)
+    after = clean.ctl("build", "-t", "staged-cache", str(ctx)).stdout
+    assert after.count("Running in") == 2
+    kept = set(clean.ctl("images", "-q", "-f", "dangling=true").stdout.split()) - before
+    clean.ctl("rmi", "staged-cache", *kept)
+
+
 def test_cache_from_takes_the_steps_an_images_history_holds(clean: Daemon, tmp_path: Path) -> None:
     """--cache-from (boxctl, the docker CLI's classic builder, docker-py's cache_from): the
     named images' histories are the cache, as in Docker's classic builder, also with the
