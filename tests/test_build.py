@@ -465,6 +465,7 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
+        (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_1(
@@ -481,6 +482,27 @@ def test_bad_input_is_one_line_and_exit_1(
     assert len(r.stderr.strip().splitlines()) == 1
     assert "docker.io/library/bad:1" not in _tags(clean)
     assert _containers(clean) == []
+
+
+def test_an_image_stops_with_sigrtmin_plus_3_as_systemds_do(clean: Daemon, tmp_path: Path) -> None:
+    """``STOPSIGNAL SIGRTMIN+3`` (systemd's images, kind's node) as Docker reads it: the
+    image builds, runs, and ``stop`` sends that signal."""
+    rtmin3 = 34 + 3  # glibc's SIGRTMIN is 34
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nSTOPSIGNAL SIGRTMIN+3\n"
+            f"CMD trap 'exit 7' {rtmin3}; echo ready; while :; do sleep 0.1; done\n"
+        },
+    )
+    clean.ctl("build", "-q", "-t", "rtstop:1", str(ctx))
+    assert _image(clean, "rtstop:1")["Config"]["StopSignal"] == "SIGRTMIN+3"  # type: ignore[index]
+    clean.ctl("run", "-d", "--name", "rtstop", "rtstop:1")
+    clean.wait_for("rtstop", lambda _: "ready" in clean.ctl("logs", "rtstop").stdout)
+    clean.ctl("stop", "-t", "60", "rtstop")
+    assert clean.ctl("inspect", "-f", "{{.State.ExitCode}}", "rtstop").stdout == "7\n"
+    clean.ctl("rm", "rtstop")
+    clean.ctl("rmi", "rtstop:1")
 
 
 def test_a_failed_step_keeps_its_container_without_force_rm(clean: Daemon, tmp_path: Path) -> None:
