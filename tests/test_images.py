@@ -476,7 +476,7 @@ def test_commit_save_rmi_load_round_trip(
     assert history[0]["comment"] == "my change"
 
     archive = tmp_path / "saved.tar"
-    daemon.ctl("save", "-o", str(archive), "mine/changed:1", ref)
+    daemon.ctl("save", "-o", str(archive), "mine/changed:1", ref, "mine/changed:1")
     daemon.ctl("rmi", "mine/changed:1", ref)
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
     r = daemon.ctl("load", "-i", str(archive))

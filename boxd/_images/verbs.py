@@ -319,9 +319,9 @@ class ImageVerbs:
                     continue
             if text.removeprefix("sha256:") not in record.id:
                 refs.extend(parse_reference(t) for t in record.repo_tags)
-        await self._send_archive(
-            conn, lambda out: archive.save(self.store, list(images.values()), out)
-        )
+        # A name given twice (or a tag and its image's digest) is one tag, as Docker's.
+        named = [(record, list(dict.fromkeys(refs))) for record, refs in images.values()]
+        await self._send_archive(conn, lambda out: archive.save(self.store, named, out))
 
     async def _send_archive(self, conn: Streamer, write: Callable[[BinaryIO], None]) -> None:
         """``write`` an archive to a temporary file in a thread, then stream it as byte
