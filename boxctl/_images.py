@@ -265,15 +265,33 @@ def cmd_images(args: Args) -> int:
     if args.format == "json":
         print_json(images)
         return 0
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    rows = [("REPOSITORY", "TAG", *(("DIGEST",) if args.digests else ()), "IMAGE ID", "CREATED",
+             "SIZE")]  # fmt: skip
     for i in images:
-        for tag in i["repo_tags"] or ["<none>:<none>"]:
-            name, tag_part = _short_name(tag) if tag != "<none>:<none>" else ("<none>", "<none>")
-            rows.append((name, tag_part, i["id"][7:19], _ago(i["created"]), _human.size(i["size"])))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        image_id = i["id"] if args.no_trunc else i["id"][7:19]
+        for name, tag, digest in _names(i):
+            shown = (name, tag, *((digest,) if args.digests else ()))
+            rows.append((*shown, image_id, _ago(i["created"]), _human.size(i["size"])))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0
+
+
+def _names(image: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(repository, tag, digest) rows of an image as the docker CLI lists them: one per tag
+    with its repository's digest, one per repository known only by a digest (a pull by
+    digest: tag ``<none>``), or ``<none>`` thrice."""
+    digests: dict[str, str] = {}
+    for repo_digest in image["repo_digests"]:
+        name, _, digest = repo_digest.partition("@")
+        digests.setdefault(name, digest)
+    rows = []
+    for tag in image["repo_tags"]:
+        full, _, _ = tag.rpartition(":")
+        rows.append((*_short_name(tag), digests.pop(full, "<none>")))
+    rows.extend((_short_name(f"{name}:")[0], "<none>", d) for name, d in digests.items())
+    return rows or [("<none>", "<none>", "<none>")]
 
 
 def cmd_image_inspect(args: Args) -> int:
@@ -482,7 +500,9 @@ def cmd_history(args: Args) -> int:
     for h in history:
         by = str(h.get("created_by", ""))
         size = _human.size(int(h.get("size") or 0))
-        rows.append((_ago(str(h.get("created", ""))), by[:45], size, str(h.get("comment", ""))))
+        if not args.no_trunc and len(by) > 45:
+            by = by[:44] + "…"  # as the docker CLI shortens it
+        rows.append((_ago(str(h.get("created", ""))), by, size, str(h.get("comment", ""))))
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
@@ -548,6 +568,8 @@ PLATFORM = Opt("--platform", kind=VALUE, help="os/arch[/variant] (default: the d
 IMAGES_OPTIONS = (
     Opt("-q", "--quiet", help="only ids"),
     Opt("-a", "--all", help="(all shown)"),
+    Opt("--digests", help="show each repository's digest"),
+    Opt("--no-trunc", help="show whole image ids"),
     Opt(
         "-f",
         "--filter",
@@ -658,7 +680,7 @@ COMMANDS = (
         "history",
         cmd_history,
         "show an image's history",
-        (FORMAT,),
+        (FORMAT, Opt("--no-trunc", help="do not shorten the commands")),
         (("image", ONE, "IMAGE"),),
     ),
 )

@@ -132,6 +132,11 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     assert "WHO=boxd" in str(history)
     listing = clean.ctl("history", "built:1").stdout.splitlines()
     assert listing[0].split() == ["CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    longest = max((h.get("created_by", "") for h in history), key=len)
+    assert len(longest) > 45
+    assert any(longest[:44] + "…" in line for line in listing)  # as the docker CLI cuts it
+    whole = clean.ctl("history", "--no-trunc", "built:1").stdout
+    assert longest in whole
     assert any(h["created_by"].endswith('HEALTHCHECK &{["CMD-SHELL" "true"]}') for h in history)
     assert _containers(clean) == []
 

@@ -121,6 +121,24 @@ def test_pull_run_images_and_no_second_fetch(
     listing = daemon.ctl("images").stdout.splitlines()
     assert listing[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert listing[1].split()[:3] == [f"{registry.host}/tools/box", "v1", images[0]["id"][7:19]]
+    # As the docker CLI: --digests, --no-trunc, and a repository known only by a digest.
+    digest = images[0]["repo_digests"][0].partition("@")[2]
+    daemon.ctl("tag", ref, "other:1")
+    listing = daemon.ctl("images", "--digests", "--no-trunc").stdout.splitlines()
+    assert listing[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert sorted(line.split()[:4] for line in listing[1:]) == [
+        [f"{registry.host}/tools/box", "v1", digest, images[0]["id"]],
+        ["other", "1", "<none>", images[0]["id"]],
+    ]
+    daemon.ctl("rmi", ref)
+    assert daemon.ctl("images").stdout.splitlines()[1:][0].split()[:2] == ["other", "1"]
+    daemon.ctl("rmi", "other:1")
+    daemon.ctl("pull", f"{registry.host}/tools/box@{digest}")
+    assert daemon.ctl("images").stdout.splitlines()[1].split()[:2] == [
+        f"{registry.host}/tools/box",
+        "<none>",
+    ]
+    daemon.ctl("pull", ref)
     inspect = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]
     assert inspect["Config"]["WorkingDir"] == "/work"
     assert len(inspect["RootFS"]["Layers"]) == 2
