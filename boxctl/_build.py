@@ -137,6 +137,13 @@ def _run_limits(args: Args) -> dict[str, Any]:
 
 
 def cmd_build(args: Args) -> int:
+    if args.iidfile:  # as the docker CLI: a failed build leaves no id of an earlier one
+        try:
+            os.remove(args.iidfile)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CliError(f"boxctl build: --iidfile {args.iidfile}: {exc.strerror}") from None
     request = {
         "type": "BuildRequest",
         "tags": args.tag,
@@ -179,6 +186,12 @@ def cmd_build(args: Args) -> int:
                 break
     if args.quiet:
         print(built["id"])
+    if args.iidfile:
+        try:
+            with open(args.iidfile, "w") as f:
+                f.write(built["id"])
+        except OSError as exc:
+            raise CliError(f"boxctl build: --iidfile {args.iidfile}: {exc.strerror}") from None
     return 0
 
 
@@ -198,6 +211,7 @@ COMMANDS = (
                 "--cache-from", kind=APPEND, metavar="IMAGE", help="use IMAGE's steps as the cache"
             ),
             Opt("-q", "--quiet", help="show only the image id"),
+            Opt("--iidfile", kind=VALUE, metavar="FILE", help="write the image id to FILE"),
             Opt("--pull", help="pull the base images even if they are stored"),
             Opt("--rm", kind=BOOL, default=True, help="remove the steps' containers (default)"),
             Opt("--force-rm", help="remove them even after a failed step"),

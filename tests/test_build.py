@@ -527,8 +527,12 @@ def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_pat
     ctx = _context(tmp_path / "ctx", {"f.txt": "F\n"})
     outside = tmp_path / "elsewhere.Dockerfile"
     outside.write_text(f"FROM {BASE}\nCOPY f.txt /\nCMD cat /f.txt\n")
-    clean.ctl("build", "-f", str(outside), "-t", "outside", str(ctx))
+    iidfile = tmp_path / "iid"
+    clean.ctl("build", "-f", str(outside), "-t", "outside", "--iidfile", str(iidfile), str(ctx))
     assert clean.ctl("run", "--rm", "outside").stdout == "F\n"
+    assert iidfile.read_text() == _image(clean, "outside")["Id"]  # docker build's --iidfile
+    failed = clean.ctl("build", "--iidfile", str(iidfile), str(tmp_path / "nope"), check=False)
+    assert failed.returncode == 1 and not iidfile.exists()  # a failed build leaves no old id
     # A tar on stdin, and a lone Dockerfile on stdin.
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
