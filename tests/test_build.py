@@ -471,6 +471,8 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
         (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
+        (f"FROM {BASE}\nHEALTHCHECK --timeout=500us CMD true\n", (),
+         "line 2: HEALTHCHECK --timeout: '500us' cannot be less than 1ms"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_1(

@@ -232,6 +232,8 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
             check["Retries"] = int(value)
         else:
             ns = go_duration_ns(value, f"{where} --{flag}")
+            if 0 < ns < 1_000_000:  # Docker's minimum; no run could use the image
+                raise DockerfileError(f"{where} --{flag}: {value!r} cannot be less than 1ms")
             if ns:
                 check[keys[flag]] = ns
     return check
