@@ -250,6 +250,25 @@ def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path
     assert out.stdout.split()[0] == "755" and "f" in out.stdout.split()
 
 
+def test_copy_makes_its_destination_0755_as_docker(clean: Daemon, tmp_path: Path) -> None:
+    """``WORKDIR /app``, ``COPY . .``, ``USER nobody``: the directory COPY makes is 0755
+    (a source directory's own mode is not applied to it, only to what it holds), so the
+    user can enter it."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nWORKDIR /app\nCOPY . .\nCOPY sub /d\n"
+            "COPY sub /e/f/\nUSER nobody\n"
+            "RUN ls && stat -c %a /app /d /e /e/f /app/sub\n",
+            "sub/s": "s\n",
+        },
+    )
+    os.chmod(ctx / "sub", 0o750)
+    out = clean.ctl("build", "--no-cache", "-t", "copied:1", str(ctx)).stdout
+    assert "Dockerfile\nsub\n755\n755\n755\n755\n750\n" in out
+    clean.ctl("rmi", "copied:1")
+
+
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

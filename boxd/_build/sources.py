@@ -251,8 +251,12 @@ def write_tar(
             for entry in _walk(root_fd, source, ignore):
                 if entry.rel == "" and stat.S_ISDIR(entry.st.st_mode):
                     if not target.dest_exists and dest:
+                        # Made as Docker makes it, 0755 (or --chmod's): not with the
+                        # source directory's mode (the context's root is the daemon's
+                        # 0700 directory), which a USER after COPY . /app could not enter.
                         info = _info(dest, entry.st, target)
                         info.type = tarfile.DIRTYPE
+                        info.mode = 0o755 if target.mode is None else target.mode
                         tar.addfile(info)
                     continue
                 if entry.rel == "":
