@@ -215,13 +215,17 @@ def ensure_image(args: Args, image: str) -> None:
     _summary(frame, sys.stderr)
 
 
+def familiar(ref: str) -> str:
+    """A stored name as Docker shows it: ``docker.io/library/busybox:latest`` ->
+    ``busybox:latest``, ``docker.io/me/app@sha256:...`` -> ``me/app@sha256:...``."""
+    if ref.startswith("docker.io/library/") and ref.count("/") == 2:
+        return ref.removeprefix("docker.io/library/")
+    return ref.removeprefix("docker.io/")
+
+
 def _short_name(tag: str) -> tuple[str, str]:
     """``docker.io/library/busybox:latest`` -> (``busybox``, ``latest``)."""
-    name, _, tag_part = tag.rpartition(":")
-    if name.startswith("docker.io/library/") and name.count("/") == 2:
-        name = name.removeprefix("docker.io/library/")
-    else:
-        name = name.removeprefix("docker.io/")
+    name, _, tag_part = familiar(tag).rpartition(":")
     return name, tag_part
 
 
@@ -290,7 +294,7 @@ def _names(image: dict[str, Any]) -> list[tuple[str, str, str]]:
     for tag in image["repo_tags"]:
         full, _, _ = tag.rpartition(":")
         rows.append((*_short_name(tag), digests.pop(full, "<none>")))
-    rows.extend((_short_name(f"{name}:")[0], "<none>", d) for name, d in digests.items())
+    rows.extend((familiar(name), "<none>", d) for name, d in digests.items())
     return rows or [("<none>", "<none>", "<none>")]
 
 
@@ -298,10 +302,14 @@ def cmd_image_inspect(args: Args) -> int:
     found, status = [], 0
     for ref in args.images:
         try:
-            found.append(call(args.socket, {"type": "ImageInspectRequest", "image": ref})["image"])
+            image = call(args.socket, {"type": "ImageInspectRequest", "image": ref})["image"]
         except CliError as exc:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
+            continue
+        image["RepoTags"] = [familiar(t) for t in image["RepoTags"]]
+        image["RepoDigests"] = [familiar(d) for d in image["RepoDigests"]]
+        found.append(image)
     print_json(found)
     return status
 
@@ -316,7 +324,7 @@ def cmd_rmi(args: Args) -> int:
             status = 1
             continue
         for tag in r["untagged"]:
-            print(f"Untagged: {tag}")
+            print(f"Untagged: {familiar(tag)}")
         for digest in r["deleted"]:
             print(f"Deleted: {digest}")
     return status
@@ -557,7 +565,7 @@ def cmd_prune(args: Args) -> int:
     filters = prune_filters(args.filter)
     r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all, "filters": filters})
     for tag in r["untagged"]:
-        print(f"untagged: {tag}")
+        print(f"untagged: {familiar(tag)}")
     for digest in r["deleted"]:
         print(f"deleted: {digest}")
     return 0

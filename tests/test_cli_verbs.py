@@ -229,7 +229,7 @@ def test_image_and_network_prune_filters(daemon: Daemon, tmp_path: Path) -> None
         assert daemon.ctl("image", "prune", "-a", "--filter", keeping).stdout == ""
         assert daemon.ctl("network", "prune", "--filter", keeping).stdout == ""
     r = daemon.ctl("image", "prune", "-a", "--filter", "label!=team", "--filter", "until=0s")
-    assert "untagged: docker.io/library/pruned:1" in r.stdout
+    assert "untagged: pruned:1" in r.stdout
     assert daemon.ctl("network", "prune", "--filter", "until=0s").stdout == "pn\n"
     r = daemon.ctl("network", "prune", "--filter", "until=", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: invalid until '': use a Unix time, a "

@@ -124,6 +124,8 @@ def test_pull_run_images_and_no_second_fetch(
     # As the docker CLI: --digests, --no-trunc, and a repository known only by a digest.
     digest = images[0]["repo_digests"][0].partition("@")[2]
     daemon.ctl("tag", ref, "other:1")
+    tags = json.loads(daemon.ctl("image", "inspect", "other:1").stdout)[0]["RepoTags"]
+    assert sorted(tags) == sorted([ref, "other:1"])  # Docker's familiar names
     listing = daemon.ctl("images", "--digests", "--no-trunc").stdout.splitlines()
     assert listing[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
     assert sorted(line.split()[:4] for line in listing[1:]) == [
@@ -153,7 +155,7 @@ def test_pull_run_images_and_no_second_fetch(
     r = daemon.ctl("rmi", ref, check=False)
     assert r.returncode == 1 and "(must force) - container " in r.stderr
     daemon.ctl("tag", ref, "other:1")
-    assert daemon.ctl("rmi", "other:1").stdout == "Untagged: docker.io/library/other:1\n"
+    assert daemon.ctl("rmi", "other:1").stdout == "Untagged: other:1\n"  # as Docker shows it
     daemon.ctl("rm", "user")
     r = daemon.ctl("rmi", ref)
     assert f"Untagged: {ref}" in r.stdout and "Deleted: sha256:" in r.stdout
@@ -560,8 +562,10 @@ def test_import_a_root_filesystem_tarball(
     daemon.ctl("rmi", "imported:1")
     assert daemon.ctl("image", "prune").stdout == ""
     r = daemon.ctl("image", "prune", "-a")
-    assert "untagged: docker.io/library/imported:2" in r.stdout
+    assert "untagged: imported:2" in r.stdout
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    daemon.ctl("import", str(tarball), "again:1")
+    assert "untagged: again:1\n" in daemon.ctl("system", "prune", "-a", "-f").stdout
 
 
 def test_commit_and_import_apply_changes(
