@@ -75,7 +75,16 @@ class _Progress:
 
 
 def pull(socket: str, reference: str, platform: str, out: TextIO) -> dict[str, Any]:
-    """Pull through the daemon, showing progress on ``out``; the PulledFrame."""
+    """Pull through the daemon, showing progress on ``out``; the PulledFrame.  Docker's
+    first line (``1.36: Pulling from library/busybox``) comes with the first news of the
+    image, so a pull that finds nothing says only why."""
+    from boxd._images.reference import parse_reference
+
+    try:
+        ref = parse_reference(reference)
+        heading = f"{ref.digest or ref.tag}: Pulling from {ref.repository}\n"
+    except ValueError:
+        heading = ""  # the daemon refuses it in its words
     with Client(socket) as client:
         client.request({"type": "PullRequest", "reference": reference, "platform": platform})
         shown = _Progress(out)
@@ -83,6 +92,9 @@ def pull(socket: str, reference: str, platform: str, out: TextIO) -> dict[str, A
             frame = client.receive()
             if not isinstance(frame, dict):
                 continue
+            if heading and frame["type"] in ("PullProgressFrame", "PulledFrame"):
+                out.write(heading)
+                heading = ""
             if frame["type"] == "PullProgressFrame":
                 shown.update(frame)
             elif frame["type"] == "PulledFrame":

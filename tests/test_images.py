@@ -82,6 +82,7 @@ def test_pull_run_images_and_no_second_fetch(
     push(layout, "v1", registry, "tools/box:v1")
     ref = f"{registry.host}/tools/box:v1"
     r = daemon.ctl("pull", ref)
+    assert r.stdout.splitlines()[0] == "v1: Pulling from tools/box"  # Docker's first line
     assert r.stdout.splitlines()[-2:] == [f"Status: Downloaded newer image for {ref}", ref]
     assert "Pull complete" in r.stdout  # a pipe gets one line per layer
     blobs = registry.requests("/blobs/")
@@ -314,12 +315,15 @@ def test_a_terminal_shows_each_layers_progress_in_place(
         # With the history: the dead pane's notice scrolls the screen by a line.
         screen = tmux("capture-pane", "-p", "-S", "-", "-t", "t")
     lines = [line for line in screen.splitlines() if line.strip()]
-    assert lines[: len(short)] == [f"{s}: Pull complete" for s in short]
-    assert lines[len(short)].startswith("Digest: sha256:") and ref in lines[len(short) + 2 :]
+    assert lines[: len(short) + 1] == [
+        "v1: Pulling from tty/box",
+        *(f"{s}: Pull complete" for s in short),
+    ]
+    assert lines[len(short) + 1].startswith("Digest: sha256:") and ref in lines[len(short) + 3 :]
 
     daemon.ctl("rmi", ref)
     r = daemon.ctl("pull", f"{registry.host}/tty/box:v1")  # a pipe: as each one ends
-    done = sorted(r.stdout.splitlines()[: len(short)])
+    done = sorted(r.stdout.splitlines()[1 : len(short) + 1])
     assert done == sorted(f"{s}: Pull complete" for s in short)
     assert "\x1b" not in r.stdout
 
@@ -367,6 +371,7 @@ def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     assert r.returncode == 1 and "must be lowercase ('Busybox')" in r.stderr
     r = daemon.ctl("pull", "127.0.0.1:1/x", check=False)  # docker pull: 1, run: 125
     assert r.returncode == 1 and "cannot reach registry 127.0.0.1:1" in r.stderr
+    assert r.stdout == ""  # no "Pulling from" for what was not found
     r = daemon.ctl("run", "--rm", "127.0.0.1:1/x", check=False)
     assert r.returncode == 125 and "cannot reach registry 127.0.0.1:1" in r.stderr
     r = daemon.ctl("run", "--rm", "--pull", "never", "nothing-here", check=False)
