@@ -449,7 +449,10 @@ def _send_file(args: Args, request: dict[str, Any], path: str | None) -> list[di
             while True:
                 frame = client.receive()
                 if isinstance(frame, dict):
-                    check(frame)
+                    try:
+                        check(frame)
+                    except CliError as exc:  # docker load's and import's 1
+                        raise CliError(str(exc), 1) from None
                     if frame["type"] == "LoadedFrame":
                         images: list[dict[str, Any]] = frame["images"]
                         return images

@@ -573,6 +573,48 @@ def test_import_a_root_filesystem_tarball(
     assert "untagged: again:1\n" in daemon.ctl("system", "prune", "-a", "-f").stdout
 
 
+def test_compressed_archives_and_tarballs_as_docker_takes_them(
+    tmp_path: Path, daemon: Daemon, busybox_root: Path
+) -> None:
+    """``docker save | xz``, ``| zstd``..., and a root filesystem as .tar.xz or .tar.bz2:
+    load and import take gzip, bzip2, xz and zstd, as Docker's; what is none of them is
+    one line and exit 1."""
+    import bz2
+    import lzma
+    import subprocess
+
+    import zstandard
+
+    plain = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(plain), "."], check=True)
+    data = plain.read_bytes()
+    for name, packed in (("xz", lzma.compress(data)), ("bz2", bz2.compress(data))):
+        (tmp_path / f"rootfs.tar.{name}").write_bytes(packed)
+        daemon.ctl("import", str(tmp_path / f"rootfs.tar.{name}"), f"imp:{name}")
+    layers = [
+        json.loads(daemon.ctl("image", "inspect", f"imp:{name}").stdout)[0]["RootFS"]["Layers"]
+        for name in ("xz", "bz2")
+    ]
+    assert layers[0] == layers[1]  # the same plain layer
+    assert daemon.ctl("run", "--rm", "imp:xz", "echo", "ok").stdout == "ok\n"
+    saved = tmp_path / "saved.tar"
+    daemon.ctl("save", "-o", str(saved), "imp:xz")
+    daemon.ctl("rmi", "imp:xz", "imp:bz2")
+    for packed in (
+        zstandard.ZstdCompressor().compress(saved.read_bytes()),
+        lzma.compress(saved.read_bytes()),
+    ):
+        (tmp_path / "packed").write_bytes(packed)
+        assert daemon.ctl("load", "-i", str(tmp_path / "packed")).stdout == "Loaded image: imp:xz\n"
+    (tmp_path / "packed").write_bytes(b"not an archive\n")
+    for verb in (("load", "-i"), ("import",)):
+        r = daemon.ctl(*verb, str(tmp_path / "packed"), check=False)
+        assert (r.returncode, r.stderr.count("\n")) == (1, 1), r.stderr
+    r = daemon.ctl("load", "-i", str(tmp_path / "packed"), check=False)
+    assert "not a tar archive (plain, or compressed with gzip, bzip2, xz or zstd)" in r.stderr
+    daemon.ctl("rmi", "imp:xz")
+
+
 def test_commit_and_import_apply_changes(
     tmp_path: Path, daemon: Daemon, busybox_root: Path
 ) -> None:
@@ -675,7 +717,7 @@ def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None
     archive = tmp_path / "evil.tar"
     archive.write_bytes(layer.getvalue())
     r = daemon.ctl("import", str(archive), "evil:1", check=False)
-    assert r.returncode == 125 and "'../../escape' points outside the layer" in r.stderr
+    assert r.returncode == 1 and "'../../escape' points outside the layer" in r.stderr
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
     images = daemon.root / "images"
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
@@ -914,11 +956,11 @@ def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon)
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     r = daemon.ctl("load", "-i", str(archive), check=False)
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert "the archive has no file '../../etc/passwd'" in r.stderr
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(gzip.compress(archive.read_bytes())[:30])
     r = daemon.ctl("load", "-i", str(truncated), check=False)
-    assert r.returncode == 125 and "the archive is truncated or damaged" in r.stderr
+    assert r.returncode == 1 and "the archive is truncated or damaged" in r.stderr
     assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
     assert os.listdir(daemon.root / "images" / "tmp") == []

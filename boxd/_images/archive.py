@@ -12,10 +12,12 @@ is checked against it, every layer against the config's diff_id.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import stat
@@ -253,8 +255,44 @@ def _load_image(
     return image_id, layers
 
 
+def _unwrap(path: Path, kinds: Sequence[str]) -> None:
+    """Uncompress the file at ``path`` in place when it is one of ``kinds`` (``xz``,
+    ``bzip2``, ``zstd``; told by its magic bytes): Docker's load and import take archives
+    in those besides gzip, which tarfile and the layer reader read as they are."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        kind = "xz"
+    elif head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        kind = "bzip2"
+    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+        kind = "zstd"
+    else:
+        return
+    if kind not in kinds:
+        return
+    plain = path.with_name(path.name + ".plain")
+    try:
+        with open(path, "rb") as src, open(plain, "wb") as out:
+            if kind == "zstd":
+                zstandard.ZstdDecompressor().copy_stream(src, out, read_size=CHUNK)
+            else:
+                with lzma.open(src) if kind == "xz" else bz2.open(src) as reader:
+                    shutil.copyfileobj(reader, out, CHUNK)
+        os.replace(plain, path)
+    except (lzma.LZMAError, EOFError, ValueError, zstandard.ZstdError) as exc:
+        raise ArchiveError(f"the {kind} stream is truncated or damaged: {exc}") from None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # the disk's (ENOSPC ...), not the stream's
+        raise ArchiveError(f"the {kind} stream is damaged: {exc}") from None  # bz2's
+    finally:
+        plain.unlink(missing_ok=True)
+
+
 def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
     """Load every image of the archive at ``path``: (image id, tags) for each."""
+    _unwrap(path, ("zstd",))  # tarfile reads gzip, bzip2 and xz
     try:
         return _load(store, path)
     except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as exc:
@@ -293,8 +331,10 @@ def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
 def _open_tar(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, mode="r:*")
-    except (tarfile.TarError, OSError) as exc:
-        raise ArchiveError(f"not a tar archive: {exc}") from None
+    except (tarfile.TarError, OSError):  # its message is a line per method tried
+        raise ArchiveError(
+            "not a tar archive (plain, or compressed with gzip, bzip2, xz or zstd)"
+        ) from None
 
 
 def _digest_of(name: str) -> str | None:
@@ -428,6 +468,7 @@ def import_rootfs(
 ) -> ImageRecord:
     """``import``: a root filesystem tarball as a one-layer image with ``container_config``
     (empty: no command of its own)."""
+    _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
     try:
         layer = _single_layer(store, tar_path)
     except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
