@@ -68,6 +68,9 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
     if not os.path.isdir(context):
         raise CliError(f"boxctl build: unable to prepare context: path {context!r} not found")
     dockerfile = args.file or os.path.join(context, "Dockerfile")
+    if not args.file and not os.path.lexists(dockerfile):  # the docker CLI's fallback
+        lower = os.path.join(context, "dockerfile")
+        dockerfile = lower if os.path.lexists(lower) else dockerfile
     if not os.path.isfile(dockerfile):
         raise CliError(
             f"boxctl build: Cannot locate specified Dockerfile: {args.file or 'Dockerfile'}"

@@ -548,6 +548,9 @@ def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_pat
     ctx = _context(tmp_path / "ctx", {"f.txt": "F\n"})
     outside = tmp_path / "elsewhere.Dockerfile"
     outside.write_text(f"FROM {BASE}\nCOPY f.txt /\nCMD cat /f.txt\n")
+    lower = _context(tmp_path / "lower", {"dockerfile": f"FROM {BASE}\nCMD echo lower\n"})
+    clean.ctl("build", "-t", "lower", str(lower))  # the docker CLI's fallback name
+    assert clean.ctl("run", "--rm", "lower").stdout == "lower\n"
     iidfile = tmp_path / "iid"
     clean.ctl("build", "-f", str(outside), "-t", "outside", "--iidfile", str(iidfile), str(ctx))
     assert clean.ctl("run", "--rm", "outside").stdout == "F\n"
