@@ -259,14 +259,39 @@ def test_copy_makes_its_destination_0755_as_docker(clean: Daemon, tmp_path: Path
         {
             "Dockerfile": f"FROM {BASE}\nWORKDIR /app\nCOPY . .\nCOPY sub /d\n"
             "COPY sub /e/f/\nUSER nobody\n"
-            "RUN ls && stat -c %a /app /d /e /e/f /app/sub\n",
+            "RUN ls && stat -c %a /app /d /e /e/f /app/sub\n"
+            "USER root\nRUN stat -c '%i %h' /app/sub/s /app/sub/t\n",
             "sub/s": "s\n",
         },
     )
+    os.link(ctx / "sub" / "s", ctx / "sub" / "t")  # kept a hard link, as Docker's COPY
     os.chmod(ctx / "sub", 0o750)
     out = clean.ctl("build", "--no-cache", "-t", "copied:1", str(ctx)).stdout
     assert "Dockerfile\nsub\n755\n755\n755\n755\n750\n" in out
+    inodes = out.split("/app/sub/s /app/sub/t")[1].splitlines()[2:4]
+    assert inodes[0] == inodes[1] and inodes[0].endswith(" 2"), out
     clean.ctl("rmi", "copied:1")
+
+
+def test_hard_links_stay_hard_links(clean: Daemon, tmp_path: Path) -> None:
+    """A RUN's hard links are links in its layer (one copy of the data, as Docker's:
+    git-core's hundred names of one binary), and in an export."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nRUN head -c 100000 /dev/urandom > /a && ln /a /b\n"},
+    )
+    clean.ctl("build", "-q", "-t", "linked:1", str(ctx))
+    out = clean.ctl("run", "--name", "linked", "linked:1", "stat", "-c", "%i %h", "/a", "/b")
+    first, second = out.stdout.splitlines()
+    assert first == second and first.endswith(" 2")
+    history = json.loads(clean.ctl("history", "--format", "json", "linked:1").stdout)
+    assert 100_000 < history[0]["size"] < 150_000  # the data once
+    exported = tmp_path / "exported.tar"
+    clean.ctl("export", "-o", str(exported), "linked")
+    with tarfile.open(exported) as tar:
+        assert tar.getmember("b").islnk() and tar.getmember("b").linkname == "a"
+    clean.ctl("rm", "linked")
+    clean.ctl("rmi", "linked:1")
 
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -529,6 +529,7 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
     its upper directories meanwhile, and must not make the daemon read a host file.  An
     upper directory that is not there (a container that never ran) changed nothing."""
     targets = {target.strip("/") for target, _ in uppers}
+    links: _Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for target, upper in uppers:
             try:
@@ -540,7 +541,7 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
                 if rel and os.listdir(root_fd):
                     # The mount point's own entry first, as the layer's directory of it.
                     tar.addfile(_info(rel, os.fstat(root_fd)))
-                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets)
+                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links)
             finally:
                 os.close(root_fd)
 
@@ -553,7 +554,15 @@ def _opaque(fd: int) -> bool:
     return False
 
 
-def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str]) -> None:
+# A file of several names: (device, inode) -> the name it was written under, so that its
+# other names are hard links to it in the tar, as Docker's layers and exports keep them
+# (git's /usr/lib/git-core: a hundred names of one binary), not copies.
+_Links = dict[tuple[int, int], str]
+
+
+def _walk_upper(
+    tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str], links: _Links
+) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
         if path in _RUNTIME_FILES or path in skipped:
@@ -569,11 +578,11 @@ def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str
             try:
                 if _opaque(sub):
                     tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
-                _walk_upper(tar, sub, f"{path}/", skipped)
+                _walk_upper(tar, sub, f"{path}/", skipped, links)
             finally:
                 os.close(sub)
         else:
-            _add_entry(tar, dir_fd, name, path, st)
+            _add_entry(tar, dir_fd, name, path, st, links)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -595,10 +604,18 @@ def _info(path: str, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result) -> None:
-    """A file, symlink, device or FIFO (sockets are left out, as Docker does)."""
+def _add_entry(
+    tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result, links: _Links
+) -> None:
+    """A file, symlink, device or FIFO (sockets are left out, as Docker does); a file
+    already written under another name, a hard link to it."""
     info = _info(path, st)
-    if stat.S_ISLNK(st.st_mode):
+    inode = (st.st_dev, st.st_ino)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and inode in links:
+        info.type = tarfile.LNKTYPE
+        info.linkname = links[inode]
+        tar.addfile(info)
+    elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(name, dir_fd=dir_fd)
         tar.addfile(info)
@@ -610,6 +627,8 @@ def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.s
                 raise ArchiveError(f"{path} changed while it was read")
             info.size = now.st_size
             tar.addfile(info, f)
+        if st.st_nlink > 1:
+            links[inode] = path
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
         info.type = (
             tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode)
@@ -626,13 +645,13 @@ def export_merged(dirs: list[str], out: IO[bytes]) -> None:
     fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in dirs]
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _merge(tar, fds, "")
+            _merge(tar, fds, "", {})
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str) -> None:
+def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: _Links) -> None:
     top: dict[str, tuple[int, os.stat_result]] = {}
     for i, fd in enumerate(fds):
         for name in os.listdir(fd):
@@ -644,7 +663,7 @@ def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str) -> None:
         if _is_whiteout(st) or path in _RUNTIME_FILES:
             continue
         if not stat.S_ISDIR(st.st_mode):
-            _add_entry(tar, fds[i], name, path, st)
+            _add_entry(tar, fds[i], name, path, st, links)
             continue
         tar.addfile(_info(path, st))
         # The directory merges with the same directory below, down to a layer where the
@@ -661,7 +680,7 @@ def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str) -> None:
                 subs.append(_open_dir(fd, name))
                 if _opaque(subs[-1]):
                     break
-            _merge(tar, subs, f"{path}/")
+            _merge(tar, subs, f"{path}/", links)
         finally:
             for fd in subs:
                 os.close(fd)
