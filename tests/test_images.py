@@ -691,6 +691,19 @@ def test_image_list_filters(tmp_path: Path, daemon: Daemon, busybox_root: Path) 
     assert names("-f", "before=new:1") == ["mid:1", "old:1"]
     assert names("-f", "since=old:1", "-f", "label=team") == ["mid:1"]
     assert names("-f", "reference=mi*") == names("mid") == ["mid:1"]
+    # As Docker's: only the names matched are shown; a host:port is part of the name;
+    # "*" does not cross a "/".
+    daemon.ctl("tag", "mid:1", "127.0.0.1:5000/team/mid:2")
+
+    def tags(*args: str) -> list[str]:
+        rows = json.loads(daemon.ctl("images", "--format", "json", *args).stdout)
+        return [t for row in rows for t in row["repo_tags"]]
+
+    assert tags("mid") == ["docker.io/library/mid:1"]
+    assert tags("127.0.0.1:5000/team/mid") == tags("-f", "reference=*/*/mid:*")
+    assert tags("127.0.0.1:5000/team/mid") == ["127.0.0.1:5000/team/mid:2"]
+    assert tags("-f", "reference=*/mid") == []
+    daemon.ctl("rmi", "127.0.0.1:5000/team/mid:2")
     assert names("-f", "dangling=true") == []
     rows = json.loads(daemon.ctl("images", "--format", "json", "old").stdout)
     assert rows[0]["labels"] == {"team": "a"}

@@ -55,7 +55,7 @@ from .messages import (
     TagRequest,
 )
 from .pull import Progress, parse_platform
-from .reference import Reference, any_reference, parse_reference
+from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, disk_usage
 
@@ -179,11 +179,17 @@ class ImageVerbs:
             diff_ids = {layer.diff_id for layer in record.layers}
             return sum(layer_size(d) for d in diff_ids if holders[d] > 1)
 
+        # With a reference filter an image shows only the names it matched, as Docker's.
+        references = req.filters.get("reference", ())
+
+        def names(found: tuple[str, ...]) -> tuple[str, ...]:
+            return matching(found, references) if references else found
+
         summaries = tuple(
             ImageSummary(
                 id=r.id,
-                repo_tags=r.repo_tags,
-                repo_digests=r.repo_digests,
+                repo_tags=names(r.repo_tags),
+                repo_digests=names(r.repo_digests),
                 size=sum(layer_size(layer.diff_id) for layer in r.layers),
                 created=str(configs[r.id].get("created") or ""),
                 containers=len(self._users(r)),
@@ -609,7 +615,9 @@ def _image_filter(
                 return False
         if not by_time_and_label.selects(created, (config.get("config") or {}).get("Labels") or {}):
             return False
-        return not references or any_reference(record.repo_tags, references)
+        return not references or bool(
+            matching((*record.repo_tags, *record.repo_digests), references)
+        )
 
     return keep
 
