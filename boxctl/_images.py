@@ -311,19 +311,10 @@ def _names(image: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def cmd_image_inspect(args: Args) -> int:
-    found, status = [], 0
-    for ref in args.images:
-        try:
-            image = call(args.socket, {"type": "ImageInspectRequest", "image": ref})["image"]
-        except CliError as exc:
-            print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        image["RepoTags"] = [familiar(t) for t in image["RepoTags"]]
-        image["RepoDigests"] = [familiar(d) for d in image["RepoDigests"]]
-        found.append(image)
-    print_json(found)
-    return status
+    """``docker image inspect``: ``boxctl inspect --type image`` (``-f`` too)."""
+    from ._inspect import show
+
+    return show(args, args.images, "image")
 
 
 def cmd_rmi(args: Args) -> int:
@@ -713,7 +704,11 @@ SUBCOMMANDS = {
     "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
     "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
     "inspect": Command(
-        "inspect", cmd_image_inspect, "show images as JSON", (), (("images", SOME, "IMAGE"),)
+        "inspect",
+        cmd_image_inspect,
+        "show images as JSON",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.Id}})"),),
+        (("images", SOME, "IMAGE"),),
     ),
     "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
     "pull": _BY_NAME["pull"],

@@ -127,6 +127,9 @@ def test_pull_run_images_and_no_second_fetch(
     daemon.ctl("tag", ref, "other:1")
     tags = json.loads(daemon.ctl("image", "inspect", "other:1").stdout)[0]["RepoTags"]
     assert sorted(tags) == sorted([ref, "other:1"])  # Docker's familiar names
+    shown = daemon.ctl("image", "inspect", "-f", "{{.Id}} {{json .RepoTags}}", "other:1").stdout
+    assert shown == daemon.ctl("inspect", "-f", "{{.Id}} {{json .RepoTags}}", "other:1").stdout
+    assert shown.startswith(images[0]["id"] + " [") and '"other:1"' in shown
     listing = daemon.ctl("images", "--digests", "--no-trunc").stdout.splitlines()
     assert listing[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
     assert sorted(line.split()[:4] for line in listing[1:]) == [
