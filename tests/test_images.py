@@ -609,10 +609,13 @@ def test_compressed_archives_and_tarballs_as_docker_takes_them(
     ):
         (tmp_path / "packed").write_bytes(packed)
         assert daemon.ctl("load", "-i", str(tmp_path / "packed")).stdout == "Loaded image: imp:xz\n"
+    for junk in (b"not an archive\n", b""):
+        (tmp_path / "packed").write_bytes(junk)
+        for verb in (("load", "-i"), ("import",)):
+            r = daemon.ctl(*verb, str(tmp_path / "packed"), check=False)
+            assert (r.returncode, r.stderr.count("\n")) == (1, 1), r.stderr
+    assert "the tarball is empty" in r.stderr
     (tmp_path / "packed").write_bytes(b"not an archive\n")
-    for verb in (("load", "-i"), ("import",)):
-        r = daemon.ctl(*verb, str(tmp_path / "packed"), check=False)
-        assert (r.returncode, r.stderr.count("\n")) == (1, 1), r.stderr
     r = daemon.ctl("load", "-i", str(tmp_path / "packed"), check=False)
     assert "not a tar archive (plain, or compressed with gzip, bzip2, xz or zstd)" in r.stderr
     daemon.ctl("rmi", "imp:xz")

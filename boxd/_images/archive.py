@@ -468,6 +468,8 @@ def import_rootfs(
 ) -> ImageRecord:
     """``import``: a root filesystem tarball as a one-layer image with ``container_config``
     (empty: no command of its own)."""
+    if not tar_path.stat().st_size:
+        raise ArchiveError("the tarball is empty")  # as Docker's (no image of nothing)
     _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
     try:
         layer = _single_layer(store, tar_path)
