@@ -691,6 +691,12 @@ def test_image_list_filters(tmp_path: Path, daemon: Daemon, busybox_root: Path) 
         return [t.rpartition("/")[2] for row in rows for t in row["repo_tags"]]
 
     assert names() == ["new:1", "mid:1", "old:1"]
+    # By the images' created time, as Docker's: old:1 loaded again is still the oldest.
+    saved = tmp_path / "old.tar"
+    daemon.ctl("save", "-o", str(saved), "old:1")
+    daemon.ctl("rmi", "old:1")
+    daemon.ctl("load", "-i", str(saved))
+    assert names() == ["new:1", "mid:1", "old:1"]
     assert names("-f", "label=team") == ["mid:1", "old:1"]
     assert names("-f", "label=team=a") == ["old:1"]
     assert names("-f", "label=team", "-f", "label=other") == []  # every label given

@@ -166,9 +166,12 @@ class ImageVerbs:
         return {}
 
     async def images(self, conn: Sender, req: ImagesRequest) -> None:
-        records = sorted(self.store.images(), key=lambda r: r.added, reverse=True)
+        records = self.store.images()
         holders = collections.Counter(d for r in records for d in {x.diff_id for x in r.layers})
         configs = {r.id: self._config_of(r) for r in records}
+        # Newest first by the image's created time, as Docker lists them (not by when it
+        # came here: a pull of an old image lists it with the old ones).
+        records.sort(key=lambda r: (_created_at(configs[r.id]), r.added), reverse=True)
         keep = _image_filter(req.filters, self.store, configs)
         records = [r for r in records if keep(r)]
         await self.sup.unpacks.settled(records)  # the sizes of their layers
