@@ -45,6 +45,8 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
     from boxd._build.ignore import Ignore
 
     context = args.context
+    if context == "-" and args.file == "-":
+        raise CliError("boxctl build: stdin cannot be both the context and the Dockerfile", 125)
     if context == "-":
         data = sys.stdin.buffer.read()
         try:
@@ -67,22 +69,28 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
         return args.file or "", passed_on
     if not os.path.isdir(context):
         raise CliError(f"boxctl build: unable to prepare context: path {context!r} not found")
+    # -f -: the Dockerfile from stdin, sent beside the context as one outside it is.
+    piped = sys.stdin.buffer.read() if args.file == "-" else None
     dockerfile = args.file or os.path.join(context, "Dockerfile")
     if not args.file and not os.path.lexists(dockerfile):  # the docker CLI's fallback
         lower = os.path.join(context, "dockerfile")
         dockerfile = lower if os.path.lexists(lower) else dockerfile
-    if not os.path.isfile(dockerfile):
+    if piped is None and not os.path.isfile(dockerfile):
         raise CliError(
             f"boxctl build: Cannot locate specified Dockerfile: {args.file or 'Dockerfile'}"
         )
-    rel = os.path.relpath(os.path.realpath(dockerfile), os.path.realpath(context))
-    outside = rel.startswith("..")
+    rel = (
+        ""
+        if piped is not None
+        else os.path.relpath(os.path.realpath(dockerfile), os.path.realpath(context))
+    )
+    outside = piped is not None or rel.startswith("..")
     try:
         with open(os.path.join(context, ".dockerignore")) as f:
             ignore = Ignore(f.read())
     except FileNotFoundError:
         ignore = Ignore()
-    always = {".dockerignore", rel}
+    always = {".dockerignore", *([rel] if rel else [])}
     name_in_tar = f".dockerfile.{os.urandom(10).hex()}" if outside else rel
 
     def write(out: IO[bytes]) -> None:
@@ -104,7 +112,11 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
                     if ignore.excluded(name) and name not in always:
                         continue
                     tar.add(os.path.join(top, file), arcname=name, recursive=False)
-            if outside:
+            if piped is not None:
+                info = tarfile.TarInfo(name_in_tar)
+                info.size, info.mode = len(piped), 0o644
+                tar.addfile(info, io.BytesIO(piped))
+            elif outside:
                 tar.add(dockerfile, arcname=name_in_tar, recursive=False)
 
     return name_in_tar, write

@@ -573,6 +573,19 @@ def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_pat
     ctx = _context(tmp_path / "ctx", {"f.txt": "F\n"})
     outside = tmp_path / "elsewhere.Dockerfile"
     outside.write_text(f"FROM {BASE}\nCOPY f.txt /\nCMD cat /f.txt\n")
+    # -f -: the Dockerfile from stdin, the context a directory (docker build -f- .).
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-q", "-t",
+         "piped", "-f", "-", str(ctx)],
+        input=f"FROM {BASE}\nCOPY f.txt /piped\nCMD cat /piped\n".encode(),
+        capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    )  # fmt: skip
+    assert clean.ctl("run", "--rm", "piped").stdout == "F\n"
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-f", "-", "-"],
+        input=b"", capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert r.returncode == 125 and b"stdin cannot be both" in r.stderr
     lower = _context(tmp_path / "lower", {"dockerfile": f"FROM {BASE}\nCMD echo lower\n"})
     clean.ctl("build", "-t", "lower", str(lower))  # the docker CLI's fallback name
     assert clean.ctl("run", "--rm", "lower").stdout == "lower\n"
