@@ -358,7 +358,10 @@ def cmd_login(args: Args) -> int:
         raise CliError("boxctl login: a username is required (-u)")
     registry = _server(args)
     request = {"type": "LoginRequest", "registry": registry, "username": username}
-    call(args.socket, {**request, "password": password})
+    try:
+        call(args.socket, {**request, "password": password})
+    except CliError as exc:  # a refused login or an unreachable registry: docker login's 1
+        raise CliError(str(exc), 1) from None
     print("Login Succeeded")
     return 0
 

@@ -436,7 +436,7 @@ def test_basic_auth_with_login(tmp_path: Path, daemon: Daemon, layout: Path) -> 
         r = daemon.ctl("pull", ref, check=False)
         assert r.returncode == 1 and f"requires a login (boxctl login {registry.host})" in r.stderr
         r = daemon.ctl("login", "-u", "me", "-p", "wrong", registry.host, check=False)
-        assert r.returncode == 125 and "refused the credentials" in r.stderr
+        assert r.returncode == 1 and "refused the credentials" in r.stderr  # docker login's 1
         daemon.ctl("login", "-u", "me", "--password-stdin", registry.host, input=b"pw-basic\n")
         assert daemon.ctl("run", "--rm", ref, "echo", "in").stdout == "in\n"
         assert "pw-basic" not in (daemon.root / "auth.json").read_text()
