@@ -714,6 +714,9 @@ SUBCOMMANDS = {
         (("images", SOME, "IMAGE"),),
     ),
     "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
+    "remove": Command(
+        "remove", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)
+    ),
     "pull": _BY_NAME["pull"],
     "push": _BY_NAME["push"],
     "tag": _BY_NAME["tag"],
@@ -738,12 +741,17 @@ SYSTEM_DF = Command("df", cmd_df, "disk usage", (FORMAT,))
 
 
 def cmd_image(args: Args) -> int:
+    names = ", ".join((*SUBCOMMANDS, "build"))
     if not args.words:
-        raise CliError(f"boxctl image: a COMMAND is required ({', '.join(SUBCOMMANDS)})", 2)
+        raise CliError(f"boxctl image: a COMMAND is required ({names})", 2)
     name, words = args.words[0], args.words[1:]
     command = SUBCOMMANDS.get(name)
+    if name == "build":  # boxctl build's, its module imported only for it
+        from ._build import COMMANDS as BUILD
+
+        command = BUILD[0]
     if command is None:
-        raise CliError(f"boxctl image: unknown command {name!r} (use {', '.join(SUBCOMMANDS)})", 2)
+        raise CliError(f"boxctl image: unknown command {name!r} (use {names})", 2)
     sub = command.parse(words, f"boxctl image {name}")
     sub.socket = args.socket
     sub.prog = f"boxctl image {name}"

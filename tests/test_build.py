@@ -589,6 +589,10 @@ def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_pat
     lower = _context(tmp_path / "lower", {"dockerfile": f"FROM {BASE}\nCMD echo lower\n"})
     clean.ctl("build", "-t", "lower", str(lower))  # the docker CLI's fallback name
     assert clean.ctl("run", "--rm", "lower").stdout == "lower\n"
+    # Docker's "image build" and "image remove" are build and rmi.
+    built = clean.ctl("image", "build", "-q", "-t", "lower:2", str(lower)).stdout.strip()
+    assert built == _image(clean, "lower")["Id"]
+    assert clean.ctl("image", "remove", "lower:2").stdout == "Untagged: lower:2\n"
     iidfile = tmp_path / "iid"
     clean.ctl("build", "-f", str(outside), "-t", "outside", "--iidfile", str(iidfile), str(ctx))
     assert clean.ctl("run", "--rm", "outside").stdout == "F\n"
