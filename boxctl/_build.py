@@ -45,6 +45,8 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
     from boxd._build.ignore import Ignore
 
     context = args.context
+    if context == "-" and args.file == "-":
+        raise CliError("boxctl build: stdin cannot be both the context and the Dockerfile", 125)
     if context == "-":
         data = sys.stdin.buffer.read()
         try:
@@ -67,19 +69,28 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
         return args.file or "", passed_on
     if not os.path.isdir(context):
         raise CliError(f"boxctl build: unable to prepare context: path {context!r} not found")
+    # -f -: the Dockerfile from stdin, sent beside the context as one outside it is.
+    piped = sys.stdin.buffer.read() if args.file == "-" else None
     dockerfile = args.file or os.path.join(context, "Dockerfile")
-    if not os.path.isfile(dockerfile):
+    if not args.file and not os.path.lexists(dockerfile):  # the docker CLI's fallback
+        lower = os.path.join(context, "dockerfile")
+        dockerfile = lower if os.path.lexists(lower) else dockerfile
+    if piped is None and not os.path.isfile(dockerfile):
         raise CliError(
             f"boxctl build: Cannot locate specified Dockerfile: {args.file or 'Dockerfile'}"
         )
-    rel = os.path.relpath(os.path.realpath(dockerfile), os.path.realpath(context))
-    outside = rel.startswith("..")
+    rel = (
+        ""
+        if piped is not None
+        else os.path.relpath(os.path.realpath(dockerfile), os.path.realpath(context))
+    )
+    outside = piped is not None or rel.startswith("..")
     try:
         with open(os.path.join(context, ".dockerignore")) as f:
             ignore = Ignore(f.read())
     except FileNotFoundError:
         ignore = Ignore()
-    always = {".dockerignore", rel}
+    always = {".dockerignore", *([rel] if rel else [])}
     name_in_tar = f".dockerfile.{os.urandom(10).hex()}" if outside else rel
 
     def write(out: IO[bytes]) -> None:
@@ -101,7 +112,11 @@ def _context(args: Args) -> tuple[str, Callable[[IO[bytes]], None]]:
                     if ignore.excluded(name) and name not in always:
                         continue
                     tar.add(os.path.join(top, file), arcname=name, recursive=False)
-            if outside:
+            if piped is not None:
+                info = tarfile.TarInfo(name_in_tar)
+                info.size, info.mode = len(piped), 0o644
+                tar.addfile(info, io.BytesIO(piped))
+            elif outside:
                 tar.add(dockerfile, arcname=name_in_tar, recursive=False)
 
     return name_in_tar, write
@@ -137,6 +152,13 @@ def _run_limits(args: Args) -> dict[str, Any]:
 
 
 def cmd_build(args: Args) -> int:
+    if args.iidfile:  # as the docker CLI: a failed build leaves no id of an earlier one
+        try:
+            os.remove(args.iidfile)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CliError(f"boxctl build: --iidfile {args.iidfile}: {exc.strerror}") from None
     request = {
         "type": "BuildRequest",
         "tags": args.tag,
@@ -179,6 +201,12 @@ def cmd_build(args: Args) -> int:
                 break
     if args.quiet:
         print(built["id"])
+    if args.iidfile:
+        try:
+            with open(args.iidfile, "w") as f:
+                f.write(built["id"])
+        except OSError as exc:
+            raise CliError(f"boxctl build: --iidfile {args.iidfile}: {exc.strerror}") from None
     return 0
 
 
@@ -198,6 +226,7 @@ COMMANDS = (
                 "--cache-from", kind=APPEND, metavar="IMAGE", help="use IMAGE's steps as the cache"
             ),
             Opt("-q", "--quiet", help="show only the image id"),
+            Opt("--iidfile", kind=VALUE, metavar="FILE", help="write the image id to FILE"),
             Opt("--pull", help="pull the base images even if they are stored"),
             Opt("--rm", kind=BOOL, default=True, help="remove the steps' containers (default)"),
             Opt("--force-rm", help="remove them even after a failed step"),

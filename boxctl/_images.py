@@ -7,6 +7,7 @@ on a pipe.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -31,7 +32,7 @@ from ._client import Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
-    from typing import Any, TextIO
+    from typing import Any, BinaryIO, TextIO
 
 FINAL = ("Pull complete", "Already exists")
 PUSH_FINAL = ("Pushed", "Layer already exists", "Mounted from ")
@@ -74,7 +75,16 @@ class _Progress:
 
 
 def pull(socket: str, reference: str, platform: str, out: TextIO) -> dict[str, Any]:
-    """Pull through the daemon, showing progress on ``out``; the PulledFrame."""
+    """Pull through the daemon, showing progress on ``out``; the PulledFrame.  Docker's
+    first line (``1.36: Pulling from library/busybox``) comes with the first news of the
+    image, so a pull that finds nothing says only why."""
+    from boxd._images.reference import parse_reference
+
+    try:
+        ref = parse_reference(reference)
+        heading = f"{ref.digest or ref.tag}: Pulling from {ref.repository}\n"
+    except ValueError:
+        heading = ""  # the daemon refuses it in its words
     with Client(socket) as client:
         client.request({"type": "PullRequest", "reference": reference, "platform": platform})
         shown = _Progress(out)
@@ -82,6 +92,9 @@ def pull(socket: str, reference: str, platform: str, out: TextIO) -> dict[str, A
             frame = client.receive()
             if not isinstance(frame, dict):
                 continue
+            if heading and frame["type"] in ("PullProgressFrame", "PulledFrame"):
+                out.write(heading)
+                heading = ""
             if frame["type"] == "PullProgressFrame":
                 shown.update(frame)
             elif frame["type"] == "PulledFrame":
@@ -102,7 +115,11 @@ def _summary(frame: dict[str, Any], out: TextIO) -> None:
 
 
 def cmd_pull(args: Args) -> int:
-    frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
+    """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125)."""
+    try:
+        frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
+    except CliError as exc:
+        raise CliError(str(exc), 1) from None
     _summary(frame, sys.stdout)
     print(frame["reference"])
     return 0
@@ -210,13 +227,17 @@ def ensure_image(args: Args, image: str) -> None:
     _summary(frame, sys.stderr)
 
 
+def familiar(ref: str) -> str:
+    """A stored name as Docker shows it: ``docker.io/library/busybox:latest`` ->
+    ``busybox:latest``, ``docker.io/me/app@sha256:...`` -> ``me/app@sha256:...``."""
+    if ref.startswith("docker.io/library/") and ref.count("/") == 2:
+        return ref.removeprefix("docker.io/library/")
+    return ref.removeprefix("docker.io/")
+
+
 def _short_name(tag: str) -> tuple[str, str]:
     """``docker.io/library/busybox:latest`` -> (``busybox``, ``latest``)."""
-    name, _, tag_part = tag.rpartition(":")
-    if name.startswith("docker.io/library/") and name.count("/") == 2:
-        name = name.removeprefix("docker.io/library/")
-    else:
-        name = name.removeprefix("docker.io/")
+    name, _, tag_part = familiar(tag).rpartition(":")
     return name, tag_part
 
 
@@ -260,27 +281,40 @@ def cmd_images(args: Args) -> int:
     if args.format == "json":
         print_json(images)
         return 0
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    rows = [("REPOSITORY", "TAG", *(("DIGEST",) if args.digests else ()), "IMAGE ID", "CREATED",
+             "SIZE")]  # fmt: skip
     for i in images:
-        for tag in i["repo_tags"] or ["<none>:<none>"]:
-            name, tag_part = _short_name(tag) if tag != "<none>:<none>" else ("<none>", "<none>")
-            rows.append((name, tag_part, i["id"][7:19], _ago(i["created"]), _human.size(i["size"])))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        image_id = i["id"] if args.no_trunc else i["id"][7:19]
+        for name, tag, digest in _names(i):
+            shown = (name, tag, *((digest,) if args.digests else ()))
+            rows.append((*shown, image_id, _ago(i["created"]), _human.size(i["size"])))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0
 
 
+def _names(image: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(repository, tag, digest) rows of an image as the docker CLI lists them: one per tag
+    with its repository's digest, one per repository known only by a digest (a pull by
+    digest: tag ``<none>``), or ``<none>`` thrice."""
+    digests: dict[str, str] = {}
+    for repo_digest in image["repo_digests"]:
+        name, _, digest = repo_digest.partition("@")
+        digests.setdefault(name, digest)
+    rows = []
+    for tag in image["repo_tags"]:
+        full, _, _ = tag.rpartition(":")
+        rows.append((*_short_name(tag), digests.pop(full, "<none>")))
+    rows.extend((familiar(name), "<none>", d) for name, d in digests.items())
+    return rows or [("<none>", "<none>", "<none>")]
+
+
 def cmd_image_inspect(args: Args) -> int:
-    found, status = [], 0
-    for ref in args.images:
-        try:
-            found.append(call(args.socket, {"type": "ImageInspectRequest", "image": ref})["image"])
-        except CliError as exc:
-            print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
-    print_json(found)
-    return status
+    """``docker image inspect``: ``boxctl inspect --type image`` (``-f`` too)."""
+    from ._inspect import show
+
+    return show(args, args.images, "image")
 
 
 def cmd_rmi(args: Args) -> int:
@@ -293,7 +327,7 @@ def cmd_rmi(args: Args) -> int:
             status = 1
             continue
         for tag in r["untagged"]:
-            print(f"Untagged: {tag}")
+            print(f"Untagged: {familiar(tag)}")
         for digest in r["deleted"]:
             print(f"Deleted: {digest}")
     return status
@@ -324,7 +358,10 @@ def cmd_login(args: Args) -> int:
         raise CliError("boxctl login: a username is required (-u)")
     registry = _server(args)
     request = {"type": "LoginRequest", "registry": registry, "username": username}
-    call(args.socket, {**request, "password": password})
+    try:
+        call(args.socket, {**request, "password": password})
+    except CliError as exc:  # a refused login or an unreachable registry: docker login's 1
+        raise CliError(str(exc), 1) from None
     print("Login Succeeded")
     return 0
 
@@ -345,33 +382,58 @@ def cmd_export(args: Args) -> int:
 
 
 def _receive_archive(args: Args, request: dict[str, Any]) -> int:
-    """Write the stdout byte frames that answer ``request`` to -o FILE or stdout."""
-    out = None
+    """Write the stdout byte frames that answer ``request`` to -o FILE or stdout.
+
+    As the docker CLI's: FILE is written beside itself and renamed into place at the
+    end, so a failure (a missing image, a daemon gone) leaves no file or the old one,
+    and an output path that cannot be written is refused before the daemon is asked.
+    """
     if args.output is None and sys.stdout.isatty():
         raise CliError(
             f"{args.prog}: cowardly refusing to write an archive to a terminal "
             "(use -o FILE or redirect)"
         )
-    with Client(args.socket) as client:
-        client.request(request)
+    temp = None
+    out: BinaryIO = sys.stdout.buffer
+    if args.output:
+        head, tail = os.path.split(args.output)
+        temp = os.path.join(head, f".{tail}.boxctl-{os.getpid()}")
         try:
-            out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+            out = open(temp, "xb")  # noqa: SIM115
+        except OSError as exc:
+            why = f"invalid output path {args.output}: {exc.strerror}"
+            raise CliError(f"{args.prog}: {why}") from None
+    try:
+        with Client(args.socket) as client:
+            client.request(request)
             while True:
                 frame = client.receive()
                 if isinstance(frame, tuple):
                     out.write(frame[1])
                     continue
                 if frame["type"] == "EndFrame":
-                    return 0
+                    break
                 check(frame)
-        finally:
-            if out is not None and args.output:
-                out.close()
+        if temp is not None:
+            out.close()
+            try:
+                os.rename(temp, args.output)
+            except OSError as exc:
+                raise CliError(f"{args.prog}: cannot write {args.output}: {exc.strerror}") from None
+            temp = None
+        return 0
+    finally:
+        if temp is not None:
+            out.close()
+            os.unlink(temp)
 
 
 def _send_file(args: Args, request: dict[str, Any], path: str | None) -> list[dict[str, Any]]:
     """Send a file (or stdin) after the request as stdin frames; the LoadedFrame's images."""
-    source = open(path, "rb") if path and path != "-" else sys.stdin.buffer  # noqa: SIM115
+    try:
+        source = open(path, "rb") if path and path != "-" else sys.stdin.buffer  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"{args.prog}: open {path}: {exc.strerror}") from None
     try:
         with Client(args.socket) as client:
             client.request(request)
@@ -381,7 +443,10 @@ def _send_file(args: Args, request: dict[str, Any], path: str | None) -> list[di
             while True:
                 frame = client.receive()
                 if isinstance(frame, dict):
-                    check(frame)
+                    try:
+                        check(frame)
+                    except CliError as exc:  # docker load's and import's 1
+                        raise CliError(str(exc), 1) from None
                     if frame["type"] == "LoadedFrame":
                         images: list[dict[str, Any]] = frame["images"]
                         return images
@@ -452,7 +517,9 @@ def cmd_history(args: Args) -> int:
     for h in history:
         by = str(h.get("created_by", ""))
         size = _human.size(int(h.get("size") or 0))
-        rows.append((_ago(str(h.get("created", ""))), by[:45], size, str(h.get("comment", ""))))
+        if not args.no_trunc and len(by) > 45:
+            by = by[:44] + "…"  # as the docker CLI shortens it
+        rows.append((_ago(str(h.get("created", ""))), by, size, str(h.get("comment", ""))))
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
@@ -507,7 +574,7 @@ def cmd_prune(args: Args) -> int:
     filters = prune_filters(args.filter)
     r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all, "filters": filters})
     for tag in r["untagged"]:
-        print(f"untagged: {tag}")
+        print(f"untagged: {familiar(tag)}")
     for digest in r["deleted"]:
         print(f"deleted: {digest}")
     return 0
@@ -518,6 +585,8 @@ PLATFORM = Opt("--platform", kind=VALUE, help="os/arch[/variant] (default: the d
 IMAGES_OPTIONS = (
     Opt("-q", "--quiet", help="only ids"),
     Opt("-a", "--all", help="(all shown)"),
+    Opt("--digests", help="show each repository's digest"),
+    Opt("--no-trunc", help="show whole image ids"),
     Opt(
         "-f",
         "--filter",
@@ -628,7 +697,7 @@ COMMANDS = (
         "history",
         cmd_history,
         "show an image's history",
-        (FORMAT,),
+        (FORMAT, Opt("--no-trunc", help="do not shorten the commands")),
         (("image", ONE, "IMAGE"),),
     ),
 )
@@ -638,9 +707,16 @@ SUBCOMMANDS = {
     "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
     "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
     "inspect": Command(
-        "inspect", cmd_image_inspect, "show images as JSON", (), (("images", SOME, "IMAGE"),)
+        "inspect",
+        cmd_image_inspect,
+        "show images as JSON",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.Id}})"),),
+        (("images", SOME, "IMAGE"),),
     ),
     "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
+    "remove": Command(
+        "remove", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)
+    ),
     "pull": _BY_NAME["pull"],
     "push": _BY_NAME["push"],
     "tag": _BY_NAME["tag"],
@@ -665,12 +741,17 @@ SYSTEM_DF = Command("df", cmd_df, "disk usage", (FORMAT,))
 
 
 def cmd_image(args: Args) -> int:
+    names = ", ".join((*SUBCOMMANDS, "build"))
     if not args.words:
-        raise CliError(f"boxctl image: a COMMAND is required ({', '.join(SUBCOMMANDS)})", 2)
+        raise CliError(f"boxctl image: a COMMAND is required ({names})", 2)
     name, words = args.words[0], args.words[1:]
     command = SUBCOMMANDS.get(name)
+    if name == "build":  # boxctl build's, its module imported only for it
+        from ._build import COMMANDS as BUILD
+
+        command = BUILD[0]
     if command is None:
-        raise CliError(f"boxctl image: unknown command {name!r} (use {', '.join(SUBCOMMANDS)})", 2)
+        raise CliError(f"boxctl image: unknown command {name!r} (use {names})", 2)
     sub = command.parse(words, f"boxctl image {name}")
     sub.socket = args.socket
     sub.prog = f"boxctl image {name}"

@@ -29,7 +29,11 @@ def _container(socket: str, ref: str) -> dict[str, Any]:
 
 
 def _image(socket: str, ref: str) -> dict[str, Any]:
+    from ._images import familiar  # names as Docker shows them: busybox:latest
+
     image: dict[str, Any] = call(socket, {"type": "ImageInspectRequest", "image": ref})["image"]
+    image["RepoTags"] = [familiar(t) for t in image["RepoTags"]]
+    image["RepoDigests"] = [familiar(d) for d in image["RepoDigests"]]
     return image
 
 
@@ -58,15 +62,20 @@ def find(socket: str, ref: str, kind: str | None) -> dict[str, Any]:
 def cmd_inspect(args: Args) -> int:
     if args.type is not None and args.type not in TYPES:
         raise CliError(f"invalid --type {args.type!r}: use {', '.join(TYPES)}", 125)
+    return show(args, args.containers, args.type)
+
+
+def show(args: Args, refs: list[str], kind: str | None) -> int:
+    """Print the objects ``refs`` name (of ``kind``), as JSON or through ``args.format``."""
     template = None
     if args.format:
         from ._template import Template
 
         template = Template(args.format)
     found, status = [], 0
-    for ref in args.containers:
+    for ref in refs:
         try:
-            found.append(find(args.socket, ref, args.type))
+            found.append(find(args.socket, ref, kind))
         except CliError as exc:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1

@@ -295,7 +295,9 @@ def cmd_system_prune(args: Args) -> int:
         print_removed("Deleted Volumes:", volumes["removed"])
     request = {"type": "PruneImagesRequest", "all": args.all, "filters": filters}
     images = call(args.socket, request)
-    lines = [f"untagged: {t}" for t in images["untagged"]]
+    from ._images import familiar
+
+    lines = [f"untagged: {familiar(t)}" for t in images["untagged"]]
     lines += [f"deleted: {d}" for d in images["deleted"]]
     print_removed("Deleted Images:", lines)
     print(f"Total reclaimed space: {_human.size(reclaimed, 4)}")

@@ -132,6 +132,11 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     assert "WHO=boxd" in str(history)
     listing = clean.ctl("history", "built:1").stdout.splitlines()
     assert listing[0].split() == ["CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    longest = max((h.get("created_by", "") for h in history), key=len)
+    assert len(longest) > 45
+    assert any(longest[:44] + "…" in line for line in listing)  # as the docker CLI cuts it
+    whole = clean.ctl("history", "--no-trunc", "built:1").stdout
+    assert longest in whole
     assert any(h["created_by"].endswith('HEALTHCHECK &{["CMD-SHELL" "true"]}') for h in history)
     assert _containers(clean) == []
 
@@ -234,6 +239,88 @@ RUN echo never
     assert isinstance(layers, dict) and len(layers["Layers"]) == 2  # scratch + two COPYs
 
 
+def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path: Path) -> None:
+    """The top layer (a COPY's: no "./" member) gives "/" its mode: 0755, as Docker's."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nCOPY f /f\nUSER nobody\n", "f": "x\n"},
+    )
+    clean.ctl("build", "-q", "-t", "rootmode:1", str(ctx))
+    out = clean.ctl("run", "--rm", "rootmode:1", "sh", "-c", "stat -c %a /; ls /")
+    assert out.stdout.split()[0] == "755" and "f" in out.stdout.split()
+
+
+def test_copy_makes_its_destination_0755_as_docker(clean: Daemon, tmp_path: Path) -> None:
+    """``WORKDIR /app``, ``COPY . .``, ``USER nobody``: the directory COPY makes is 0755
+    (a source directory's own mode is not applied to it, only to what it holds), so the
+    user can enter it."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nWORKDIR /app\nCOPY . .\nCOPY sub /d\n"
+            "COPY sub /e/f/\nUSER nobody\n"
+            "RUN ls && stat -c %a /app /d /e /e/f /app/sub\n"
+            "USER root\nRUN stat -c '%i %h' /app/sub/s /app/sub/t\n",
+            "sub/s": "s\n",
+        },
+    )
+    os.link(ctx / "sub" / "s", ctx / "sub" / "t")  # kept a hard link, as Docker's COPY
+    os.chmod(ctx / "sub", 0o750)
+    out = clean.ctl("build", "--no-cache", "-t", "copied:1", str(ctx)).stdout
+    assert "Dockerfile\nsub\n755\n755\n755\n755\n750\n" in out
+    inodes = out.split("/app/sub/s /app/sub/t")[1].splitlines()[2:4]
+    assert inodes[0] == inodes[1] and inodes[0].endswith(" 2"), out
+    clean.ctl("rmi", "copied:1")
+
+
+def test_hard_links_stay_hard_links(clean: Daemon, tmp_path: Path) -> None:
+    """A RUN's hard links are links in its layer (one copy of the data, as Docker's:
+    git-core's hundred names of one binary), and in an export."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nRUN head -c 100000 /dev/urandom > /a && ln /a /b\n"},
+    )
+    clean.ctl("build", "-q", "-t", "linked:1", str(ctx))
+    out = clean.ctl("run", "--name", "linked", "linked:1", "stat", "-c", "%i %h", "/a", "/b")
+    first, second = out.stdout.splitlines()
+    assert first == second and first.endswith(" 2")
+    history = json.loads(clean.ctl("history", "--format", "json", "linked:1").stdout)
+    assert 100_000 < history[0]["size"] < 150_000  # the data once
+    exported = tmp_path / "exported.tar"
+    clean.ctl("export", "-o", str(exported), "linked")
+    with tarfile.open(exported) as tar:
+        assert tar.getmember("b").islnk() and tar.getmember("b").linkname == "a"
+    clean.ctl("rm", "linked")
+    clean.ctl("rmi", "linked:1")
+
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def test_a_stage_without_path_gets_dockers_default(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's builder adds its default PATH at FROM when the base has none (an
+    imported root, scratch), so ``ENV PATH=/opt/bin:$PATH`` keeps /bin."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"""\
+FROM {BASE} AS first
+ENV PATH=/opt/bin:$PATH
+RUN mkdir -p /opt/bin && echo 'echo from opt' > /opt/bin/hi && chmod +x /opt/bin/hi
+FROM scratch
+COPY --from=first /bin/busybox /bin/
+"""
+        },
+    )
+    clean.ctl("build", "-q", "--target", "first", "-t", "withpath:1", str(ctx))
+    assert _image(clean, "withpath:1")["Config"]["Env"] == [  # type: ignore[index]
+        DEFAULT_PATH.replace("=", "=/opt/bin:", 1)
+    ]
+    assert clean.ctl("run", "--rm", "withpath:1", "sh", "-c", "hi").stdout == "from opt\n"
+    clean.ctl("build", "-q", "-t", "withpath:2", str(ctx))
+    assert _image(clean, "withpath:2")["Config"]["Env"] == [DEFAULT_PATH]  # type: ignore[index]
+
+
 def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: Path) -> None:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
@@ -308,6 +395,38 @@ def test_the_layer_cache(clean: Daemon, tmp_path: Path) -> None:
     assert status == 200 and json.loads(body)["CachesDeleted"]
     after = clean.ctl("build", "-t", "cached", str(ctx)).stdout
     assert "Using cache" not in after
+
+
+def test_every_stage_of_a_multi_stage_build_is_cached(clean: Daemon, tmp_path: Path) -> None:
+    """An earlier stage's image is kept untagged (Docker's classic builder's ``<none>``),
+    so its RUN layers, which the final image does not hold, stay for the cache; removing
+    it (``rmi``, ``image prune``) removes that cache."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"""\
+FROM {BASE} AS builder
+RUN od -An -N16 -x /dev/urandom > /stamp
+FROM builder AS tested
+RUN cat /stamp > /tested
+FROM {BASE}
+COPY --from=tested /stamp /tested /
+"""
+        },
+    )
+    before = set(clean.ctl("images", "-q", "-f", "dangling=true").stdout.split())
+    clean.ctl("build", "-t", "staged-cache", str(ctx))
+    stamp = clean.ctl("run", "--rm", "staged-cache", "cat", "/stamp").stdout
+    again = clean.ctl("build", "-t", "staged-cache", str(ctx)).stdout
+    assert again.count(" ---> Using cache") == 3 and "Running in" not in again
+    assert clean.ctl("run", "--rm", "staged-cache", "cat", "/tested").stdout == stamp
+    kept = set(clean.ctl("images", "-q", "-f", "dangling=true").stdout.split()) - before
+    assert len(kept) == 1  # "tested" (it holds builder's layer too)
+    clean.ctl("rmi", *kept)
+    after = clean.ctl("build", "-t", "staged-cache", str(ctx)).stdout
+    assert after.count("Running in") == 2
+    kept = set(clean.ctl("images", "-q", "-f", "dangling=true").stdout.split()) - before
+    clean.ctl("rmi", "staged-cache", *kept)
 
 
 def test_cache_from_takes_the_steps_an_images_history_holds(clean: Daemon, tmp_path: Path) -> None:
@@ -395,6 +514,9 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
+        (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
+        (f"FROM {BASE}\nHEALTHCHECK --timeout=500us CMD true\n", (),
+         "line 2: HEALTHCHECK --timeout: '500us' cannot be less than 1ms"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_1(
@@ -411,6 +533,27 @@ def test_bad_input_is_one_line_and_exit_1(
     assert len(r.stderr.strip().splitlines()) == 1
     assert "docker.io/library/bad:1" not in _tags(clean)
     assert _containers(clean) == []
+
+
+def test_an_image_stops_with_sigrtmin_plus_3_as_systemds_do(clean: Daemon, tmp_path: Path) -> None:
+    """``STOPSIGNAL SIGRTMIN+3`` (systemd's images, kind's node) as Docker reads it: the
+    image builds, runs, and ``stop`` sends that signal."""
+    rtmin3 = 34 + 3  # glibc's SIGRTMIN is 34
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\nSTOPSIGNAL SIGRTMIN+3\n"
+            f"CMD trap 'exit 7' {rtmin3}; echo ready; while :; do sleep 0.1; done\n"
+        },
+    )
+    clean.ctl("build", "-q", "-t", "rtstop:1", str(ctx))
+    assert _image(clean, "rtstop:1")["Config"]["StopSignal"] == "SIGRTMIN+3"  # type: ignore[index]
+    clean.ctl("run", "-d", "--name", "rtstop", "rtstop:1")
+    clean.wait_for("rtstop", lambda _: "ready" in clean.ctl("logs", "rtstop").stdout)
+    clean.ctl("stop", "-t", "60", "rtstop")
+    assert clean.ctl("inspect", "-f", "{{.State.ExitCode}}", "rtstop").stdout == "7\n"
+    clean.ctl("rm", "rtstop")
+    clean.ctl("rmi", "rtstop:1")
 
 
 def test_a_failed_step_keeps_its_container_without_force_rm(clean: Daemon, tmp_path: Path) -> None:
@@ -430,8 +573,32 @@ def test_boxctl_context_on_stdin_and_a_dockerfile_outside(clean: Daemon, tmp_pat
     ctx = _context(tmp_path / "ctx", {"f.txt": "F\n"})
     outside = tmp_path / "elsewhere.Dockerfile"
     outside.write_text(f"FROM {BASE}\nCOPY f.txt /\nCMD cat /f.txt\n")
-    clean.ctl("build", "-f", str(outside), "-t", "outside", str(ctx))
+    # -f -: the Dockerfile from stdin, the context a directory (docker build -f- .).
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-q", "-t",
+         "piped", "-f", "-", str(ctx)],
+        input=f"FROM {BASE}\nCOPY f.txt /piped\nCMD cat /piped\n".encode(),
+        capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    )  # fmt: skip
+    assert clean.ctl("run", "--rm", "piped").stdout == "F\n"
+    r = subprocess.run(
+        [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "build", "-f", "-", "-"],
+        input=b"", capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert r.returncode == 125 and b"stdin cannot be both" in r.stderr
+    lower = _context(tmp_path / "lower", {"dockerfile": f"FROM {BASE}\nCMD echo lower\n"})
+    clean.ctl("build", "-t", "lower", str(lower))  # the docker CLI's fallback name
+    assert clean.ctl("run", "--rm", "lower").stdout == "lower\n"
+    # Docker's "image build" and "image remove" are build and rmi.
+    built = clean.ctl("image", "build", "-q", "-t", "lower:2", str(lower)).stdout.strip()
+    assert built == _image(clean, "lower")["Id"]
+    assert clean.ctl("image", "remove", "lower:2").stdout == "Untagged: lower:2\n"
+    iidfile = tmp_path / "iid"
+    clean.ctl("build", "-f", str(outside), "-t", "outside", "--iidfile", str(iidfile), str(ctx))
     assert clean.ctl("run", "--rm", "outside").stdout == "F\n"
+    assert iidfile.read_text() == _image(clean, "outside")["Id"]  # docker build's --iidfile
+    failed = clean.ctl("build", "--iidfile", str(iidfile), str(tmp_path / "nope"), check=False)
+    assert failed.returncode == 1 and not iidfile.exists()  # a failed build leaves no old id
     # A tar on stdin, and a lone Dockerfile on stdin.
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:

@@ -42,6 +42,18 @@ def test_flags_and_bad_lines() -> None:
     assert parse("CMD [oops\n").instructions[0].exec_form is None
 
 
+def test_a_heredoc_is_named_at_its_instruction() -> None:
+    """BuildKit's heredocs: said at the RUN, not as an unknown instruction "echo" below;
+    ``$((x<<2))`` and ``<<<`` are no heredocs."""
+    for text, start in (
+        ("FROM x\nRUN <<EOF\necho one\nEOF\n", "line 2: RUN <<EOF: heredocs are BuildKit's"),
+        ("FROM x\nCOPY <<-'END' /a\nhi\nEND\n", "line 2: COPY <<END: heredocs"),
+    ):
+        with pytest.raises(DockerfileError, match=start):
+            parse(text)
+    parse("FROM x\nRUN echo $((1<<2)) $((y<<z)); cat <<<word\n")
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from boxd._images.reference import Reference, ReferenceError, parse_reference
+from boxd._images.reference import Reference, ReferenceError, matching, parse_reference
 
 D = "sha256:" + "a" * 64
 
@@ -72,3 +72,19 @@ def test_invalid_names_the_bad_part(text: str, names: str) -> None:
     with pytest.raises(ReferenceError) as info:
         parse_reference(text)
     assert names in str(info.value)
+
+
+def test_the_reference_filter_matches_as_dockers_familiar_match() -> None:
+    refs = (
+        "docker.io/library/busybox:1.36",
+        "docker.io/me/app:1",
+        "127.0.0.1:5000/team/app:2",
+        "127.0.0.1:5000/team/app@sha256:" + "a" * 64,
+    )
+    assert matching(refs, ["busybox"]) == matching(refs, ["busy*:1.?6"]) == refs[:1]
+    assert matching(refs, ["me/app"]) == matching(refs, ["*/app:1"]) == (refs[1],)
+    assert matching(refs, ["127.0.0.1:5000/team/app"]) == refs[2:]  # the port is the name's
+    assert matching(refs, ["*/app"]) == (refs[1],)  # "*" does not cross "/"
+    assert matching(refs, ["*/*/app:[0-9]"]) == (refs[2],)
+    assert matching(refs, ["*/*/app:[^2]"]) == ()
+    assert matching(refs, ["app["]) == ()  # malformed: matches nothing

@@ -116,6 +116,12 @@ def test_bad_names(name: str) -> None:
 
 def test_values() -> None:
     assert parse_signal("term") == parse_signal("SIGTERM") == parse_signal("15")
+    rtmin3 = signal.SIGRTMIN + 3  # systemd's stop signal, as Docker names it
+    assert parse_signal("SIGRTMIN+3") == parse_signal("rtmin+3") == parse_signal(str(rtmin3))
+    assert parse_signal("RTMAX-1") == signal.SIGRTMAX - 1
+    for bad in ("SIGRTMIN+99", "RTMAX-99", "0", "99"):
+        with pytest.raises(ValueError, match=f"invalid signal '{re.escape(bad)}'"):
+            parse_signal(bad)
     with pytest.raises(ValueError, match="'SIGNOPE'"):
         parse_signal("SIGNOPE")
     # Real-time signals, as Docker names them (systemd's images stop on SIGRTMIN+3).

@@ -68,6 +68,9 @@ FLAGS: dict[str, frozenset[str]] = {
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _FLAG = re.compile(r"--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?\Z")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A heredoc's start (``RUN <<EOF``, ``COPY <<-"END" /x``): BuildKit's, not the classic
+# builder's.  Not ``$((x<<2))`` nor bash's ``<<<``.
+_HEREDOC = re.compile(r"(?:^|\s)<<-?([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1(?=\s|$)")
 
 
 class DockerfileError(ValueError):
@@ -146,7 +149,16 @@ def parse(text: str) -> Dockerfile:
                 break
             parts.append(lines[i].rstrip())
             i += 1
-        instructions.append(_instruction(first, "".join(parts).strip()))
+        ins = _instruction(first, "".join(parts).strip())
+        heredoc = _HEREDOC.search(ins.text) if ins.keyword in ("RUN", "COPY", "ADD") else None
+        if heredoc is not None:
+            # Said here, not as the "unknown instruction" of the heredoc's first line.
+            raise DockerfileError(
+                f"line {first}: {ins.keyword} <<{heredoc[2]}: heredocs are BuildKit's, which "
+                "boxd's classic builder does not take (put the script in a file, or join "
+                "its lines with && and \\)"
+            )
+        instructions.append(ins)
     return Dockerfile(tuple(instructions), escape, tuple(notes))
 
 

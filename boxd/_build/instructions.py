@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from .._signames import parse_signal
 from .dockerfile import DockerfileError, Instruction, expand, pairs, parse, words
 
 __all__ = ["CHANGE_KEYWORDS", "apply_changes", "apply_metadata", "go_duration_ns", "shell_form"]
@@ -145,6 +146,10 @@ def apply_metadata(
         signal = expand(ins.text, env, escape, line).strip()
         if not signal:
             raise DockerfileError(f"line {line}: STOPSIGNAL requires exactly one argument")
+        try:
+            parse_signal(signal)
+        except ValueError as exc:
+            raise DockerfileError(f"line {line}: STOPSIGNAL: {exc}") from None
         inner["StopSignal"] = signal
         return _nop(f"STOPSIGNAL [{signal}]")
     if kw == "SHELL":
@@ -227,6 +232,8 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
             check["Retries"] = int(value)
         else:
             ns = go_duration_ns(value, f"{where} --{flag}")
+            if 0 < ns < 1_000_000:  # Docker's minimum; no run could use the image
+                raise DockerfileError(f"{where} --{flag}: {value!r} cannot be less than 1ms")
             if ns:
                 check[keys[flag]] = ns
     return check

@@ -8,7 +8,8 @@ working directory and shell) and commits its upper directories (on default one p
 overlay: /, /usr ...) as one layer with the machinery of ``commit``; COPY and ADD write
 their sources into a container created on the stage's image (never started) and commit
 that.  The image a RUN or COPY needs is recorded in the store for the step and removed at
-the end of the build (its layers stay with the final image).
+the end of the build (its layers stay with the final image, and with an earlier stage's
+image, kept untagged as Docker keeps it when it holds layers nothing else does).
 
 The layer cache (``<images>/build-cache/<key>.json``): a step's key is the digest of its
 parent's configuration (and base) and of what the step does (the instruction after
@@ -55,6 +56,7 @@ from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._listing import DEFAULT_IMAGES
+from .._plan import DEFAULT_PATH
 from .._records import ContainerConfig, Resources
 from . import sources
 from .dockerfile import (
@@ -130,6 +132,16 @@ class _Stage:
             key, _, value = str(item).partition("=")
             found[key] = value
         return found
+
+
+def _default_path(stage: _Stage) -> _Stage:
+    """Docker's builder gives a stage whose base sets no PATH (scratch, an imported root)
+    the default one (moby's ``setDefaultPath``), so ``ENV PATH=/opt/bin:$PATH`` keeps /bin
+    and the image runs elsewhere as Docker's would."""
+    env = stage.inner.get("Env") or []
+    if not any(str(item).partition("=")[0] == "PATH" for item in env):
+        stage.inner["Env"] = [*env, f"PATH={DEFAULT_PATH}"]
+    return stage
 
 
 def _json(value: object) -> bytes:
@@ -225,7 +237,9 @@ class Builder:
                     await self.say(f"Step {number}/{total} : {ins.original}\n")
                     await self._step(stage, ins, meta)
             assert stage is not None
-            return await self._finish(stage)
+            image_id = await self._finish(stage)
+            self._keep_stages()
+            return image_id
         finally:
             with trio.CancelScope(shield=True):
                 await self._forget_steps()
@@ -247,6 +261,25 @@ class Builder:
         for ref in self.options.tags:
             self.store.tag(image_id, ref)
         return image_id
+
+    def _keep_stages(self) -> None:
+        """Keep each earlier stage's image that holds layers no other image does, untagged,
+        as Docker's classic builder keeps it (a ``<none>`` image; ``image prune`` removes
+        it): the layers its steps' cache entries name stay, so a rebuild of a multi-stage
+        Dockerfile hits the cache in every stage, not only in the last.  Later stages
+        first: one built on another holds that one's layers."""
+        made = set(self.made)
+        held = {
+            layer.diff_id for r in self.store.images() if r.id not in made for layer in r.layers
+        }
+        for earlier in reversed(self.stages):
+            if {layer.diff_id for layer in earlier.layers} <= held:
+                continue
+            image_id = self.store.put_blob(_json(earlier.config))
+            self.store.add(image_id, earlier.layers, None, base=earlier.base)
+            if image_id in self.made:
+                self.made.remove(image_id)
+            held.update(layer.diff_id for layer in earlier.layers)
 
     async def _forget_steps(self) -> None:
         """Remove the images recorded for steps (not their layers the image uses; a
@@ -326,15 +359,16 @@ class Builder:
                 "history": [],
             }
             await self.say(" ---> \n")
-            return _Stage(name, config, ())
+            return _default_path(_Stage(name, config, ()))
         if base in DEFAULT_IMAGES:
-            stage = _default_stage(name)
+            stage = _default_path(_default_stage(name))
             await self.say(f" ---> {_short(_digest(stage.config))}\n")
             return stage
         record = await self._image(base, ins, meta)
         stage = _Stage(
             name, copy.deepcopy(self.store.config(record)), record.layers, base=record.base
         )
+        _default_path(stage)
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
         if triggers:

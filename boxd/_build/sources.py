@@ -246,13 +246,18 @@ def write_tar(
     """The tar to extract at ``/`` of the image: each source at its place below
     ``target.dest`` (a directory's contents into it, as Docker copies them)."""
     dest = target.dest.strip("/")
+    links: dict[tuple[int, int], str] = {}  # (device, inode) of a file with links: its name
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for source in sources:
             for entry in _walk(root_fd, source, ignore):
                 if entry.rel == "" and stat.S_ISDIR(entry.st.st_mode):
                     if not target.dest_exists and dest:
+                        # Made as Docker makes it, 0755 (or --chmod's): not with the
+                        # source directory's mode (the context's root is the daemon's
+                        # 0700 directory), which a USER after COPY . /app could not enter.
                         info = _info(dest, entry.st, target)
                         info.type = tarfile.DIRTYPE
+                        info.mode = 0o755 if target.mode is None else target.mode
                         tar.addfile(info)
                     continue
                 if entry.rel == "":
@@ -265,13 +270,27 @@ def write_tar(
                                 continue
                 else:
                     name = f"{dest}/{entry.rel}" if dest else entry.rel
-                _add(tar, root_fd, entry, name.lstrip("/"), target)
+                _add(tar, root_fd, entry, name.lstrip("/"), target, links)
 
 
-def _add(tar: tarfile.TarFile, root_fd: int, entry: _Entry, name: str, target: CopyTarget) -> None:
+def _add(
+    tar: tarfile.TarFile,
+    root_fd: int,
+    entry: _Entry,
+    name: str,
+    target: CopyTarget,
+    links: dict[tuple[int, int], str],
+) -> None:
+    """One member; a file already copied under another name (a hard link) is linked to
+    it, as Docker's COPY keeps hard links, not copied twice."""
     st = entry.st
     info = _info(name, st, target)
-    if stat.S_ISDIR(st.st_mode):
+    inode = (st.st_dev, st.st_ino)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and inode in links:
+        info.type = tarfile.LNKTYPE
+        info.linkname = links[inode]
+        tar.addfile(info)
+    elif stat.S_ISDIR(st.st_mode):
         info.type = tarfile.DIRTYPE
         tar.addfile(info)
     elif stat.S_ISLNK(st.st_mode):
@@ -283,6 +302,8 @@ def _add(tar: tarfile.TarFile, root_fd: int, entry: _Entry, name: str, target: C
         with _open_file(root_fd, entry) as f:
             info.size = os.fstat(f.fileno()).st_size
             tar.addfile(info, f)
+        if st.st_nlink > 1:
+            links[inode] = name
     elif stat.S_ISFIFO(st.st_mode):
         info.type = tarfile.FIFOTYPE
         tar.addfile(info)

@@ -12,10 +12,12 @@ is checked against it, every layer against the config's diff_id.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import stat
@@ -253,8 +255,44 @@ def _load_image(
     return image_id, layers
 
 
+def _unwrap(path: Path, kinds: Sequence[str]) -> None:
+    """Uncompress the file at ``path`` in place when it is one of ``kinds`` (``xz``,
+    ``bzip2``, ``zstd``; told by its magic bytes): Docker's load and import take archives
+    in those besides gzip, which tarfile and the layer reader read as they are."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        kind = "xz"
+    elif head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        kind = "bzip2"
+    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+        kind = "zstd"
+    else:
+        return
+    if kind not in kinds:
+        return
+    plain = path.with_name(path.name + ".plain")
+    try:
+        with open(path, "rb") as src, open(plain, "wb") as out:
+            if kind == "zstd":
+                zstandard.ZstdDecompressor().copy_stream(src, out, read_size=CHUNK)
+            else:
+                with lzma.open(src) if kind == "xz" else bz2.open(src) as reader:
+                    shutil.copyfileobj(reader, out, CHUNK)
+        os.replace(plain, path)
+    except (lzma.LZMAError, EOFError, ValueError, zstandard.ZstdError) as exc:
+        raise ArchiveError(f"the {kind} stream is truncated or damaged: {exc}") from None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # the disk's (ENOSPC ...), not the stream's
+        raise ArchiveError(f"the {kind} stream is damaged: {exc}") from None  # bz2's
+    finally:
+        plain.unlink(missing_ok=True)
+
+
 def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
     """Load every image of the archive at ``path``: (image id, tags) for each."""
+    _unwrap(path, ("zstd",))  # tarfile reads gzip, bzip2 and xz
     try:
         return _load(store, path)
     except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as exc:
@@ -293,8 +331,10 @@ def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
 def _open_tar(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, mode="r:*")
-    except (tarfile.TarError, OSError) as exc:
-        raise ArchiveError(f"not a tar archive: {exc}") from None
+    except (tarfile.TarError, OSError):  # its message is a line per method tried
+        raise ArchiveError(
+            "not a tar archive (plain, or compressed with gzip, bzip2, xz or zstd)"
+        ) from None
 
 
 def _digest_of(name: str) -> str | None:
@@ -428,6 +468,9 @@ def import_rootfs(
 ) -> ImageRecord:
     """``import``: a root filesystem tarball as a one-layer image with ``container_config``
     (empty: no command of its own)."""
+    if not tar_path.stat().st_size:
+        raise ArchiveError("the tarball is empty")  # as Docker's (no image of nothing)
+    _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
     try:
         layer = _single_layer(store, tar_path)
     except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
@@ -488,6 +531,7 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
     its upper directories meanwhile, and must not make the daemon read a host file.  An
     upper directory that is not there (a container that never ran) changed nothing."""
     targets = {target.strip("/") for target, _ in uppers}
+    links: _Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for target, upper in uppers:
             try:
@@ -499,7 +543,7 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
                 if rel and os.listdir(root_fd):
                     # The mount point's own entry first, as the layer's directory of it.
                     tar.addfile(_info(rel, os.fstat(root_fd)))
-                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets)
+                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links)
             finally:
                 os.close(root_fd)
 
@@ -512,7 +556,15 @@ def _opaque(fd: int) -> bool:
     return False
 
 
-def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str]) -> None:
+# A file of several names: (device, inode) -> the name it was written under, so that its
+# other names are hard links to it in the tar, as Docker's layers and exports keep them
+# (git's /usr/lib/git-core: a hundred names of one binary), not copies.
+_Links = dict[tuple[int, int], str]
+
+
+def _walk_upper(
+    tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str], links: _Links
+) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
         if path in _RUNTIME_FILES or path in skipped:
@@ -528,11 +580,11 @@ def _walk_upper(tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str
             try:
                 if _opaque(sub):
                     tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
-                _walk_upper(tar, sub, f"{path}/", skipped)
+                _walk_upper(tar, sub, f"{path}/", skipped, links)
             finally:
                 os.close(sub)
         else:
-            _add_entry(tar, dir_fd, name, path, st)
+            _add_entry(tar, dir_fd, name, path, st, links)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -554,10 +606,18 @@ def _info(path: str, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result) -> None:
-    """A file, symlink, device or FIFO (sockets are left out, as Docker does)."""
+def _add_entry(
+    tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result, links: _Links
+) -> None:
+    """A file, symlink, device or FIFO (sockets are left out, as Docker does); a file
+    already written under another name, a hard link to it."""
     info = _info(path, st)
-    if stat.S_ISLNK(st.st_mode):
+    inode = (st.st_dev, st.st_ino)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and inode in links:
+        info.type = tarfile.LNKTYPE
+        info.linkname = links[inode]
+        tar.addfile(info)
+    elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(name, dir_fd=dir_fd)
         tar.addfile(info)
@@ -569,6 +629,8 @@ def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.s
                 raise ArchiveError(f"{path} changed while it was read")
             info.size = now.st_size
             tar.addfile(info, f)
+        if st.st_nlink > 1:
+            links[inode] = path
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
         info.type = (
             tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode)
@@ -585,13 +647,13 @@ def export_merged(dirs: list[str], out: IO[bytes]) -> None:
     fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in dirs]
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _merge(tar, fds, "")
+            _merge(tar, fds, "", {})
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str) -> None:
+def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: _Links) -> None:
     top: dict[str, tuple[int, os.stat_result]] = {}
     for i, fd in enumerate(fds):
         for name in os.listdir(fd):
@@ -603,7 +665,7 @@ def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str) -> None:
         if _is_whiteout(st) or path in _RUNTIME_FILES:
             continue
         if not stat.S_ISDIR(st.st_mode):
-            _add_entry(tar, fds[i], name, path, st)
+            _add_entry(tar, fds[i], name, path, st, links)
             continue
         tar.addfile(_info(path, st))
         # The directory merges with the same directory below, down to a layer where the
@@ -620,7 +682,7 @@ def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str) -> None:
                 subs.append(_open_dir(fd, name))
                 if _opaque(subs[-1]):
                     break
-            _merge(tar, subs, f"{path}/")
+            _merge(tar, subs, f"{path}/", links)
         finally:
             for fd in subs:
                 os.close(fd)

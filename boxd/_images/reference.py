@@ -10,7 +10,6 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Sequence
 
@@ -21,6 +20,7 @@ __all__ = [
     "Reference",
     "ReferenceError",
     "any_reference",
+    "matching",
     "parse_reference",
 ]
 
@@ -151,17 +151,54 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
     return Reference(registry, path, tag, digest or None)
 
 
-def any_reference(tags: Sequence[str], patterns: Sequence[str]) -> bool:
-    """Docker's ``reference`` filter of image lists: a pattern (``*`` allowed) against a
-    tag as Docker shows it (``busybox:latest``) or, without a tag in the pattern, its
-    repository."""
-    for tag in tags:
+def matching(refs: Sequence[str], patterns: Sequence[str]) -> tuple[str, ...]:
+    """Docker's ``reference`` filter of image lists (its ``FamiliarMatch``): the stored
+    tags and digests some pattern matches, as Docker shows the reference
+    (``busybox:latest``, ``host:5000/x@sha256:...``) or its repository (``busybox``,
+    ``host:5000/x``); ``*`` and ``?`` do not cross a ``/``, as in Go's ``path.Match``."""
+    found = []
+    for ref in refs:
         try:
-            shown = parse_reference(tag, default_tag=False).familiar
+            parsed = parse_reference(ref, default_tag=False)
+            shown, repo = parsed.familiar, attrs.evolve(parsed, tag=None, digest=None).familiar
         except ValueError:
-            shown = tag
-        repo = shown.rpartition(":")[0]
-        for pattern in patterns:
-            if fnmatch.fnmatchcase(shown if ":" in pattern else repo, pattern):
-                return True
-    return False
+            shown, repo = ref, ref.rpartition(":")[0]
+        if any(_path_match(p, shown) or _path_match(p, repo) for p in patterns):
+            found.append(ref)
+    return tuple(found)
+
+
+def any_reference(tags: Sequence[str], patterns: Sequence[str]) -> bool:
+    """Whether some pattern matches one of ``tags`` (see :func:`matching`)."""
+    return bool(matching(tags, patterns))
+
+
+def _path_match(pattern: str, name: str) -> bool:
+    """Go's ``path.Match``: ``*`` any run and ``?`` any one of the characters but ``/``,
+    ``[...]`` (``[^...]``) a class, ``\\`` quotes; a malformed pattern matches nothing."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                return False
+            body = pattern[i + 1 : end]
+            negate = body.startswith("^")
+            body = re.sub(r"([\\\]\[^])", r"\\\1", body[1:] if negate else body)
+            out.append(f"[{'^' if negate else ''}{body}]")
+            i = end
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.fullmatch("".join(out), name) is not None
+    except re.error:
+        return False

@@ -229,6 +229,10 @@ class ImageStore:
         final = self.layer_dirs / hexa[:SHORT]
         work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
         try:
+            # A layer whose tar has no "./" member (most: Docker's and boxd's own steps
+            # write only what changed) leaves its root as Docker's layer directories are,
+            # 0755; the top layer's root is the mode of the container's "/".
+            os.chmod(work, 0o755)
             result = unpack(read, str(work))
             if result.diff_id != diff_id:
                 raise LayerError(

@@ -55,7 +55,7 @@ from .messages import (
     TagRequest,
 )
 from .pull import Progress, parse_platform
-from .reference import Reference, any_reference, parse_reference
+from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, disk_usage
 
@@ -166,9 +166,12 @@ class ImageVerbs:
         return {}
 
     async def images(self, conn: Sender, req: ImagesRequest) -> None:
-        records = sorted(self.store.images(), key=lambda r: r.added, reverse=True)
+        records = self.store.images()
         holders = collections.Counter(d for r in records for d in {x.diff_id for x in r.layers})
         configs = {r.id: self._config_of(r) for r in records}
+        # Newest first by the image's created time, as Docker lists them (not by when it
+        # came here: a pull of an old image lists it with the old ones).
+        records.sort(key=lambda r: (_created_at(configs[r.id]), r.added), reverse=True)
         keep = _image_filter(req.filters, self.store, configs)
         records = [r for r in records if keep(r)]
         await self.sup.unpacks.settled(records)  # the sizes of their layers
@@ -179,11 +182,17 @@ class ImageVerbs:
             diff_ids = {layer.diff_id for layer in record.layers}
             return sum(layer_size(d) for d in diff_ids if holders[d] > 1)
 
+        # With a reference filter an image shows only the names it matched, as Docker's.
+        references = req.filters.get("reference", ())
+
+        def names(found: tuple[str, ...]) -> tuple[str, ...]:
+            return matching(found, references) if references else found
+
         summaries = tuple(
             ImageSummary(
                 id=r.id,
-                repo_tags=r.repo_tags,
-                repo_digests=r.repo_digests,
+                repo_tags=names(r.repo_tags),
+                repo_digests=names(r.repo_digests),
                 size=sum(layer_size(layer.diff_id) for layer in r.layers),
                 created=str(configs[r.id].get("created") or ""),
                 containers=len(self._users(r)),
@@ -319,9 +328,9 @@ class ImageVerbs:
                     continue
             if text.removeprefix("sha256:") not in record.id:
                 refs.extend(parse_reference(t) for t in record.repo_tags)
-        await self._send_archive(
-            conn, lambda out: archive.save(self.store, list(images.values()), out)
-        )
+        # A name given twice (or a tag and its image's digest) is one tag, as Docker's.
+        named = [(record, list(dict.fromkeys(refs))) for record, refs in images.values()]
+        await self._send_archive(conn, lambda out: archive.save(self.store, named, out))
 
     async def _send_archive(self, conn: Streamer, write: Callable[[BinaryIO], None]) -> None:
         """``write`` an archive to a temporary file in a thread, then stream it as byte
@@ -609,7 +618,9 @@ def _image_filter(
                 return False
         if not by_time_and_label.selects(created, (config.get("config") or {}).get("Labels") or {}):
             return False
-        return not references or any_reference(record.repo_tags, references)
+        return not references or bool(
+            matching((*record.repo_tags, *record.repo_digests), references)
+        )
 
     return keep
 
