@@ -599,6 +599,14 @@ def test_events_followed_in_order(clean: Daemon) -> None:
         ["die", "ev", "3"],
         ["destroy", "ev"],
     ]
+    # The container filter takes a prefix of the name too, as Docker's (its FuzzyMatch).
+    wanted = {"container": ["e"]}
+    query = urllib.parse.urlencode(
+        {"since": since, "until": time.time(), "filters": json.dumps(wanted)}
+    )
+    status, _, data = _call(clean, "GET", f"/events?{query}")
+    names = {json.loads(line)["Actor"]["Attributes"]["name"] for line in data.splitlines()}
+    assert (status, names) == (200, {"ev"})
 
 
 # ---- docker-py ------------------------------------------------------------------------

@@ -1159,8 +1159,8 @@ def event_filter(filters: dict[str, list[str]]) -> Callable[[Event], bool]:
 def _event_matches(e: Event, key: str, values: list[str]) -> bool:
     if key == "type":
         return "container" in values
-    if key == "container":
-        return any(e.id.startswith(v) or e.name == v.lstrip("/") for v in values)
+    if key == "container":  # Docker's FuzzyMatch: the id's or the name's start
+        return any(e.id.startswith(v) or e.name.startswith(v.lstrip("/")) for v in values)
     if key == "event":  # exec_start also names "exec_start: sh -c ..."
         return e.action in values or e.action.partition(":")[0] in values
     if key == "image":
