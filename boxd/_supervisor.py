@@ -751,11 +751,16 @@ class Supervisor:
             c.state.manual_stop = False
             entry.run = None
             try:
-                await self._nursery.start(
-                    functools.partial(
-                        self._lifecycle, entry, image=image, console_size=console_size
+                # A start, once begun, ends (running, or back where it was): a starter
+                # cancelled midway (a build's client gone) would leave the phase at
+                # "starting", where every stop, rm -f and shutdown waits for ever.  It is
+                # short (a spawn); the starter's cancellation comes right after it.
+                with trio.CancelScope(shield=True):
+                    await self._nursery.start(
+                        functools.partial(
+                            self._lifecycle, entry, image=image, console_size=console_size
+                        )
                     )
-                )
             except BaseException:
                 if channel is not None:
                     channel.close()

@@ -520,6 +520,30 @@ async def test_a_start_that_fails_before_spawning_goes_back_to_created(
         await sup.remove("x")
 
 
+async def test_a_start_whose_caller_is_cancelled_still_ends_in_a_phase(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    """A build's client that hangs up while its RUN step's container starts cancels the
+    start: the start still ends (running), so the build's ``rm -f`` of the step's
+    container, and any other, finishes instead of waiting on "starting" for ever."""
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.create(config(image, "sleep", "100"), "s")
+        with trio.CancelScope() as scope:
+
+            async def cancel_when_starting() -> None:
+                await phase_becomes(sup, c.id, Status.STARTING)
+                scope.cancel(reason="the client went away")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_when_starting)
+                await sup.start("s")
+                await trio.sleep_forever()  # the cancellation arrives here, after the start
+        assert status(c) is Status.RUNNING
+        with trio.fail_after(30):
+            await sup.remove("s", force=True)
+        assert sup.list(all=True) == []
+
+
 def _trash_entries(root: Path) -> set[str]:
     return {p.name for p in (root / "trash").iterdir() if p.name != ".deleting"}
 
