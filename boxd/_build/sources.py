@@ -21,6 +21,7 @@ from typing import IO
 
 import attrs
 
+from .._images.hardlinks import Links, add_hard_link, note_link
 from .._images.unpack import open_in_root
 from .ignore import Ignore
 
@@ -246,7 +247,7 @@ def write_tar(
     """The tar to extract at ``/`` of the image: each source at its place below
     ``target.dest`` (a directory's contents into it, as Docker copies them)."""
     dest = target.dest.strip("/")
-    links: dict[tuple[int, int], str] = {}  # (device, inode) of a file with links: its name
+    links: Links = {}  # (device, inode) of a file with links: its name
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for source in sources:
             for entry in _walk(root_fd, source, ignore):
@@ -279,18 +280,15 @@ def _add(
     entry: _Entry,
     name: str,
     target: CopyTarget,
-    links: dict[tuple[int, int], str],
+    links: Links,
 ) -> None:
     """One member; a file already copied under another name (a hard link) is linked to
     it, as Docker's COPY keeps hard links, not copied twice."""
     st = entry.st
     info = _info(name, st, target)
-    inode = (st.st_dev, st.st_ino)
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and inode in links:
-        info.type = tarfile.LNKTYPE
-        info.linkname = links[inode]
-        tar.addfile(info)
-    elif stat.S_ISDIR(st.st_mode):
+    if add_hard_link(tar, info, st, links):
+        return
+    if stat.S_ISDIR(st.st_mode):
         info.type = tarfile.DIRTYPE
         tar.addfile(info)
     elif stat.S_ISLNK(st.st_mode):
@@ -302,8 +300,7 @@ def _add(
         with _open_file(root_fd, entry) as f:
             info.size = os.fstat(f.fileno()).st_size
             tar.addfile(info, f)
-        if st.st_nlink > 1:
-            links[inode] = name
+        note_link(st, name, links)
     elif stat.S_ISFIFO(st.st_mode):
         info.type = tarfile.FIFOTYPE
         tar.addfile(info)

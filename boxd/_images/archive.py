@@ -31,6 +31,7 @@ from typing import IO, Any
 import zstandard
 
 from .config import DEFAULT, default_base_config
+from .hardlinks import Links, add_hard_link, note_link
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
@@ -531,7 +532,7 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
     its upper directories meanwhile, and must not make the daemon read a host file.  An
     upper directory that is not there (a container that never ran) changed nothing."""
     targets = {target.strip("/") for target, _ in uppers}
-    links: _Links = {}
+    links: Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for target, upper in uppers:
             try:
@@ -556,14 +557,8 @@ def _opaque(fd: int) -> bool:
     return False
 
 
-# A file of several names: (device, inode) -> the name it was written under, so that its
-# other names are hard links to it in the tar, as Docker's layers and exports keep them
-# (git's /usr/lib/git-core: a hundred names of one binary), not copies.
-_Links = dict[tuple[int, int], str]
-
-
 def _walk_upper(
-    tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str], links: _Links
+    tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str], links: Links
 ) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
@@ -607,17 +602,14 @@ def _info(path: str, st: os.stat_result) -> tarfile.TarInfo:
 
 
 def _add_entry(
-    tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result, links: _Links
+    tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result, links: Links
 ) -> None:
     """A file, symlink, device or FIFO (sockets are left out, as Docker does); a file
     already written under another name, a hard link to it."""
     info = _info(path, st)
-    inode = (st.st_dev, st.st_ino)
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and inode in links:
-        info.type = tarfile.LNKTYPE
-        info.linkname = links[inode]
-        tar.addfile(info)
-    elif stat.S_ISLNK(st.st_mode):
+    if add_hard_link(tar, info, st, links):
+        return
+    if stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(name, dir_fd=dir_fd)
         tar.addfile(info)
@@ -629,8 +621,7 @@ def _add_entry(
                 raise ArchiveError(f"{path} changed while it was read")
             info.size = now.st_size
             tar.addfile(info, f)
-        if st.st_nlink > 1:
-            links[inode] = path
+        note_link(st, path, links)
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
         info.type = (
             tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode)
@@ -653,7 +644,7 @@ def export_merged(dirs: list[str], out: IO[bytes]) -> None:
             os.close(fd)
 
 
-def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: _Links) -> None:
+def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: Links) -> None:
     top: dict[str, tuple[int, os.stat_result]] = {}
     for i, fd in enumerate(fds):
         for name in os.listdir(fd):
