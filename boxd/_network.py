@@ -62,6 +62,7 @@ log = logging.getLogger("boxd.network")
 
 DEFAULT_BRIDGE = "boxd0"  # the default root's; see default_bridge()
 DEFAULT_NETWORK = "bridge"
+
 # Ranges a bridge's subnet must not touch: the kernel refuses their addresses on an
 # interface (or gives them another meaning), so a container on such a network cannot start.
 _NOT_UNICAST = (
@@ -90,6 +91,16 @@ SHARED_CONFLICT = (
 
 class NetworkError(ValueError):
     """A request about networks that cannot be met (bad subnet, unknown network...)."""
+
+
+def _default_refuses(ip: str) -> NetworkError:
+    """An address (``--ip``) or an alias asked for on the default network, in moby's
+    words (runconfig's ErrUnsupportedNetworkAndIP and ...AndAlias)."""
+    if ip:
+        return NetworkError("user specified IP address is supported on user defined networks only")
+    return NetworkError(
+        "network-scoped alias is supported only for containers in user defined networks"
+    )
 
 
 class NoSuchNetwork(NetworkError):
@@ -344,11 +355,16 @@ class Networks:
                 continue
             self._nets[net.name] = net
 
-    def check(self, mode: str) -> None:
+    def check(self, config: ContainerConfig) -> None:
         """Refuse a container's ``--network`` that names no network (at create; the
-        container of ``container:NAME`` must exist when it starts)."""
+        container of ``container:NAME`` must exist when it starts), and, as Docker does,
+        an address or an alias asked for on the default network, which has neither."""
+        mode = config.network
         if mode not in BUILTIN and not mode.startswith("container:"):
             self.get(mode)
+        for join in joined(config):
+            if join.network == DEFAULT_NETWORK and (join.ip or join.aliases):
+                raise _default_refuses(join.ip)
 
     def list(self) -> list[Network]:
         return sorted(self._nets.values(), key=lambda n: n.created_at)
@@ -753,8 +769,7 @@ class Networks:
                 f"endpoint with name {container.name} already exists in network {net.name}"
             )
         if not net.dns and (ip or aliases):
-            what = "user specified IP address" if ip else "network-scoped alias"
-            raise NetworkError(f"{what} is supported only for containers in user defined networks")
+            raise _default_refuses(ip)
         join = NetworkJoin(net.name, aliases, ip, mac)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:

@@ -488,7 +488,7 @@ class Supervisor:
         config = attrs.evolve(config, resources=resources)
         _check_volume_sources(config)
         _devicemap.check_hosts(config.devices)
-        self.networks.check(config.network)
+        self.networks.check(config)
         self._check_links(config)
         config = self._with_volumes(config)
         container = Container(

@@ -1674,6 +1674,33 @@ def test_add_host_host_gateway(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_an_address_or_alias_on_the_default_network_is_refused(clean: Daemon) -> None:
+    """``docker run --ip`` or ``--network-alias`` on the default bridge: refused at
+    create in moby's words (the default network has neither), nothing created; on a user
+    network both are taken."""
+    r = _docker(clean, "run", "--rm", "--ip", "172.17.0.50", "default", "true")
+    words = "user specified IP address is supported on user defined networks only"
+    assert r.returncode == 125 and words in r.stderr, r.stderr
+    # The docker CLI refuses an alias there itself; a client of the API gets the daemon's.
+    body = {
+        "Image": "default",
+        "Cmd": ["true"],
+        "NetworkingConfig": {"EndpointsConfig": {"bridge": {"Aliases": ["db"]}}},
+    }
+    status, _, answer = _call(clean, "POST", "/containers/create", json.dumps(body).encode())
+    words = "network-scoped alias is supported only for containers in user defined networks"
+    assert status == 400 and words in json.loads(answer)["message"], answer
+    assert _docker(clean, "ps", "-aq").stdout == ""
+    assert _docker(clean, "network", "create", "--subnet", "10.67.0.0/24", "ua").returncode == 0
+    try:
+        r = _docker(clean, "run", "--rm", "--network", "ua", "--ip", "10.67.0.9",
+                    "--network-alias", "db", "default", "hostname", "-i")  # fmt: skip
+        assert (r.returncode, r.stdout.strip()) == (0, "10.67.0.9"), r.stderr
+    finally:
+        _docker(clean, "network", "rm", "ua")
+
+
+@needs_cli
 def test_a_renamed_container_answers_by_its_new_name(clean: Daemon) -> None:
     """``docker rename`` of a running container on a user network: the network's DNS
     answers its new name and no longer its old one, as Docker's (it answered the old)."""
