@@ -19,7 +19,7 @@ from . import _prune, _top
 from ._diff import Change
 from ._events import Event
 from ._messages import EndFrame, OkResponse
-from ._records import Resources, RestartPolicy
+from ._records import Container, Resources, RestartPolicy
 from ._server import Connection, cancel_when_closed
 
 if TYPE_CHECKING:
@@ -120,6 +120,13 @@ STREAMS: tuple[type[Any], ...] = (StatsRequest, EventsRequest)
 ERRORS: dict[type[Exception], str] = {}
 
 
+def _not_running(c: Container) -> dict[str, Any]:
+    """A stats row of a container that does not run: zeros, its memory limit too."""
+    counters = ("cpu_percent", "memory_usage", "memory_limit", "pids", "block_read")
+    zeros = dict.fromkeys((*counters, "block_write", "net_rx", "net_tx"), 0)
+    return {"id": c.id, "name": c.name, **zeros}
+
+
 def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:
     """Each request type's handler, called with the request's connection."""
 
@@ -151,26 +158,28 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         while True:
             await trio.sleep(STATS_INTERVAL if req.stream else STATS_INTERVAL / 2)
             now = trio.current_time()
-            rows = []
+            rows = {}
             for c, s, networks in sup.sample(req.containers):
                 before, then = previous.get(c.id, (s.cpu_total_ns, now))
                 elapsed = max(now - then, 1e-9)
                 previous[c.id] = (s.cpu_total_ns, now)
-                rows.append(
-                    {
-                        "id": c.id,
-                        "name": c.name,
-                        "cpu_percent": round(100 * (s.cpu_total_ns - before) / 1e9 / elapsed, 2),
-                        "memory_usage": s.usage_without_cache(),
-                        "memory_limit": s.memory_limit,
-                        "pids": s.pids,
-                        "block_read": s.io_read_bytes,
-                        "block_write": s.io_write_bytes,
-                        "net_rx": sum(n.rx_bytes for n in networks.values()),
-                        "net_tx": sum(n.tx_bytes for n in networks.values()),
-                    }
-                )
-            await conn.send(StatsFrame(stats=tuple(rows)))
+                rows[c.id] = {
+                    "id": c.id,
+                    "name": c.name,
+                    "cpu_percent": round(100 * (s.cpu_total_ns - before) / 1e9 / elapsed, 2),
+                    "memory_usage": s.usage_without_cache(),
+                    "memory_limit": s.memory_limit,
+                    "pids": s.pids,
+                    "block_read": s.io_read_bytes,
+                    "block_write": s.io_write_bytes,
+                    "net_rx": sum(n.rx_bytes for n in networks.values()),
+                    "net_tx": sum(n.tx_bytes for n in networks.values()),
+                }
+            # A container named that does not run: a row of zeros (its limit 0 too), as
+            # dockerd answers for it; in the order named.
+            named = [sup.inspect(ref) for ref in req.containers]
+            shown = [rows.get(c.id) or _not_running(c) for c in named] or list(rows.values())
+            await conn.send(StatsFrame(stats=tuple(shown)))
             if not req.stream:
                 await conn.send(EndFrame())
                 return

@@ -536,6 +536,13 @@ def test_stats_table_and_templates_as_docker_prints_them(daemon: Daemon) -> None
     assert io.stdout.splitlines()[0].split() == ["NAME", "NET", "I/O"]
     bad = daemon.ctl("stats", "--no-stream", "--format", "{{.Nope}}", "st", check=False)
     assert bad.returncode != 0 and "Nope" in bad.stderr
+    # A container named that does not run: a row of zeros, as Docker shows it.
+    daemon.ctl("kill", "free")
+    daemon.ctl("wait", "free")
+    rows = daemon.ctl("stats", "--no-stream", "--format", fmt, "free", "st").stdout.splitlines()
+    assert rows[0].split("|")[:7] == ["free", "free", daemon.inspect("free")["id"][:12],
+                                      "0.00%", "0B / 0B", "0.00%", "0"]  # fmt: skip
+    assert rows[1].startswith("st|st|") and len(rows) == 2
     daemon.ctl("rm", "-f", "st", "free")
 
 
