@@ -847,6 +847,7 @@ async def _shim_started(spawned: Spawned, plan: SpawnPlan) -> Spawned:
                     return evolve(spawned, pid=pid, pidfd=container, report_fd=-1)
         except BaseException:
             await _shim_failed(spawned, container)
+            os.close(spawned.sync_fd)
             raise
         await _shim_failed(spawned, container)
     if message is not None and message[0] is Message.FAILED:
@@ -913,6 +914,9 @@ def _join_report(spawned: Spawned, plan: SpawnPlan) -> Spawned:
     try:
         status = os.waitid(os.P_PIDFD, spawned.pidfd, os.WEXITED)
         data = os.read(spawned.report_fd, _JOIN_REPORT.size)
+    except BaseException:
+        os.close(spawned.sync_fd)
+        raise
     finally:
         os.close(spawned.pidfd)
         os.close(spawned.report_fd)
