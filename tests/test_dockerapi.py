@@ -579,34 +579,36 @@ def test_the_docker_cli_gives_its_terminals_size_from_the_start(clean: Daemon, t
 def test_events_followed_in_order(clean: Daemon) -> None:
     since = str(int(time.time()))
     fmt = "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"
-    argv = [DOCKER or "docker", "events", "--since", since, "--filter", "container=ev"]
+    argv = [DOCKER or "docker", "events", "--since", since, "--filter", "container=evt"]
     with subprocess.Popen(
         [*argv, "--format", fmt], stdout=subprocess.PIPE, text=True, env=docker_env(clean)
     ) as follow:
         assert follow.stdout is not None
         assert (
             _docker(
-                clean, "run", "--rm", "--name", "ev", "default", "sh", "-c", "exit 3"
+                clean, "run", "--rm", "--name", "evt", "default", "sh", "-c", "exit 3"
             ).returncode
             == 3
         )
         lines = [follow.stdout.readline() for _ in range(5)]
         follow.terminate()
     assert [line.replace("<no value>", "").split() for line in lines] == [
-        ["create", "ev"],
-        ["attach", "ev"],
-        ["start", "ev"],
-        ["die", "ev", "3"],
-        ["destroy", "ev"],
+        ["create", "evt"],
+        ["attach", "evt"],
+        ["start", "evt"],
+        ["die", "evt", "3"],
+        ["destroy", "evt"],
     ]
     # The container filter takes a prefix of the name too, as Docker's (its FuzzyMatch).
-    wanted = {"container": ["e"]}
+    # FuzzyMatch takes a prefix of the ID as well: "ev" cannot begin one, "e" could
+    # (another test's container in the same second).
+    wanted = {"container": ["ev"]}
     query = urllib.parse.urlencode(
         {"since": since, "until": time.time(), "filters": json.dumps(wanted)}
     )
     status, _, data = _call(clean, "GET", f"/events?{query}")
     names = {json.loads(line)["Actor"]["Attributes"]["name"] for line in data.splitlines()}
-    assert (status, names) == (200, {"ev"})
+    assert (status, names) == (200, {"evt"})
 
 
 # ---- docker-py ------------------------------------------------------------------------
