@@ -239,6 +239,65 @@ RUN echo never
     assert isinstance(layers, dict) and len(layers["Layers"]) == 2  # scratch + two COPYs
 
 
+HEREDOCS = f"""\
+FROM {BASE}
+ARG WHO=heredocs
+RUN <<EOF
+echo one > /one
+# a line of the script, not a comment of the Dockerfile
+echo two >> /one
+EOF
+RUN <<EOF
+#!/bin/sh
+echo "script $WHO $0" > /script.txt
+EOF
+RUN cat <<A > /a.txt && cat <<-'B' > /b.txt
+alpha $WHO
+A
+\tbeta $WHO
+\tB
+COPY <<EOF /greeting
+hello $WHO "quoted" \\$kept
+EOF
+USER nobody
+COPY --chmod=755 <<-"RAW" <<TWO /docs/
+\traw $WHO
+\tRAW
+two
+TWO
+"""
+
+
+def test_heredocs_in_run_and_copy(clean: Daemon, tmp_path: Path) -> None:
+    """BuildKit's heredocs, which Dockerfiles written today use: a RUN of a script through
+    the shell, one run as a file (``#!``, bound at /dev/pipes and not in the layer), a
+    command that reads two heredocs, COPY of heredoc files with and without expansion."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": HEREDOCS})
+    clean.ctl("build", "-q", "-t", "heredocs:1", str(ctx))
+    files = "/one /script.txt /a.txt /b.txt /greeting /docs/RAW /docs/TWO"
+    script = f"cat {files}; stat -c %a /greeting /docs/RAW; ls /dev/pipes"
+    out = clean.ctl("run", "--rm", "heredocs:1", "sh", "-c", script, check=False)
+    assert out.stdout.splitlines() == [
+        "one",
+        "two",
+        "script heredocs /dev/pipes/EOF",
+        "alpha heredocs",
+        "beta $WHO",
+        'hello heredocs "quoted" $kept',
+        "raw $WHO",
+        "two",
+        "644",
+        "755",
+    ]
+    assert "/dev/pipes" in out.stderr  # not in the image
+    bad = _context(tmp_path / "bad", {"Dockerfile": f"FROM {BASE}\nCOPY <<EOF f /\nx\nEOF\n"})
+    r = clean.ctl("build", str(bad), check=False)
+    assert r.returncode == 1
+    assert (
+        "line 2: COPY <<EOF with f: give heredocs and other sources in separate COPYs" in r.stderr
+    )
+
+
 def test_a_non_root_user_lists_the_root_of_a_built_image(clean: Daemon, tmp_path: Path) -> None:
     """The top layer (a COPY's: no "./" member) gives "/" its mode: 0755, as Docker's."""
     ctx = _context(

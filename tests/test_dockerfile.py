@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from boxd._build.dockerfile import DockerfileError, expand, pairs, parse, words
+from boxd._build.dockerfile import DockerfileError, expand, expand_heredoc, pairs, parse, words
 from boxd._build.ignore import Ignore
-from boxd._build.instructions import apply_metadata, go_duration_ns
+from boxd._build.instructions import apply_metadata, go_duration_ns, run_command
 
 
 def test_directives_comments_and_continuations() -> None:
@@ -42,16 +42,65 @@ def test_flags_and_bad_lines() -> None:
     assert parse("CMD [oops\n").instructions[0].exec_form is None
 
 
-def test_a_heredoc_is_named_at_its_instruction() -> None:
-    """BuildKit's heredocs: said at the RUN, not as an unknown instruction "echo" below;
-    ``$((x<<2))`` and ``<<<`` are no heredocs."""
-    for text, start in (
-        ("FROM x\nRUN <<EOF\necho one\nEOF\n", "line 2: RUN <<EOF: heredocs are BuildKit's"),
-        ("FROM x\nCOPY <<-'END' /a\nhi\nEND\n", "line 2: COPY <<END: heredocs"),
-    ):
-        with pytest.raises(DockerfileError, match=start):
-            parse(text)
-    parse("FROM x\nRUN echo $((1<<2)) $((y<<z)); cat <<<word\n")
+def test_heredocs_take_the_lines_up_to_their_delimiter() -> None:
+    """BuildKit's heredocs: the lines below RUN, COPY and ADD up to each delimiter, as
+    written (comments and empty lines are the body's); ``<<-`` drops leading tabs, a
+    quoted delimiter turns expansion off; ``$((x<<2))``, ``<<<`` and the JSON form have
+    none."""
+    text = (
+        "FROM x\n"
+        "RUN <<EOF\n"
+        "# kept\n"
+        "\n"
+        "echo one\n"
+        "EOF\n"
+        "COPY <<-'END' <<B /dir/\n"
+        "\tindented\n"
+        "\tEND\n"
+        "b $X\n"
+        "B\n"
+        "RUN echo $((1<<2)) $((y<<z)); cat <<<word\n"
+        'RUN ["sh", "-c", "cat <<EOF"]\n'
+    )
+    run, copy, shift, exec_form = parse(text).instructions[1:]
+    (doc,) = run.heredocs
+    assert (doc.marker, doc.name, doc.body, doc.expand) == (
+        "<<EOF",
+        "EOF",
+        "# kept\n\necho one\n",
+        True,
+    )
+    first, second = copy.heredocs
+    assert (first.marker, first.name, first.chomp, first.expand) == ("<<-'END'", "END", True, False)
+    assert (first.body, first.content, first.end) == ("\tindented\n", "indented\n", "\tEND")
+    assert (second.name, second.content, second.expand) == ("B", "b $X\n", True)
+    assert shift.heredocs == () and exec_form.heredocs == ()
+    with pytest.raises(DockerfileError, match="line 2: RUN <<EOF: no line 'EOF' ends the heredoc"):
+        parse("FROM x\nRUN <<EOF\necho one\n")
+
+
+def test_a_run_with_heredocs_gets_its_command_as_buildkit_gives_it() -> None:
+    shell = ["/bin/sh", "-c"]
+
+    def command(text: str) -> tuple[list[str], str | None]:
+        cmd, script = run_command(parse(text).instructions[0], shell)
+        return cmd, script.content if script else None
+
+    assert command("RUN <<EOF\necho a\necho b\nEOF\n") == ([*shell, "echo a\necho b\n"], None)
+    assert command("RUN <<-EOF\n\techo a\n\tEOF\n") == ([*shell, "echo a\n"], None)
+    assert command("RUN <<EOF\n#!/bin/busybox sh\necho a\nEOF\n") == (
+        ["/dev/pipes/EOF"],
+        "#!/bin/busybox sh\necho a\n",
+    )
+    assert command("RUN cat <<A >a && cat <<-B\nx\nA\n\ty\n\tB\n") == (
+        [*shell, "cat <<A >a && cat <<-B\nx\nA\n\ty\n\tB"],
+        None,
+    )
+
+
+def test_heredoc_expansion_keeps_quotes_as_a_shell_does() -> None:
+    env = {"X": "1"}
+    assert expand_heredoc("'$X' \"${X}\" \\$X \\\\ \\n ${U:-d}\n", env) == "'1' \"1\" $X \\ \\n d\n"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@
 top (``# escape=`` sets the escape character; ``# syntax=`` names a BuildKit front end,
 which boxd ignores: :attr:`Dockerfile.notes` says so), comment lines dropped (also inside
 continued lines), lines continued by the escape character at their end, and each
-instruction's ``--flag=value`` options and JSON (exec) form split off.
+instruction's ``--flag=value`` options and JSON (exec) form split off.  BuildKit's
+heredocs (``RUN <<EOF``, ``COPY <<EOF /path``: the lines after the instruction up to the
+delimiter) are taken too: :class:`Heredoc`.
 
 :func:`expand` is Docker's variable substitution for the instructions that have it
 (``$VAR``, ``${VAR}``, ``${VAR:-word}``, ``${VAR:+word}``, ``${VAR-word}``,
@@ -22,8 +24,10 @@ import attrs
 __all__ = [
     "Dockerfile",
     "DockerfileError",
+    "Heredoc",
     "Instruction",
     "expand",
+    "expand_heredoc",
     "pairs",
     "parse",
     "raw_words",
@@ -68,13 +72,33 @@ FLAGS: dict[str, frozenset[str]] = {
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _FLAG = re.compile(r"--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?\Z")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# A heredoc's start (``RUN <<EOF``, ``COPY <<-"END" /x``): BuildKit's, not the classic
-# builder's.  Not ``$((x<<2))`` nor bash's ``<<<``.
-_HEREDOC = re.compile(r"(?:^|\s)<<-?([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1(?=\s|$)")
+# A heredoc's start (``RUN <<EOF``, ``COPY <<-"END" /x``), in the instructions BuildKit
+# takes them in.  Not ``$((x<<2))`` nor bash's ``<<<``.
+_HEREDOC = re.compile(r"(?:^|\s)(<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\3)(?=\s|$)")
+HEREDOC_KEYWORDS = frozenset({"RUN", "COPY", "ADD"})
 
 
 class DockerfileError(ValueError):
     """A Dockerfile that cannot be built; the message names the line."""
+
+
+@attrs.frozen
+class Heredoc:
+    """One ``<<NAME`` of an instruction and the lines below it up to NAME's line."""
+
+    marker: str  # as written in the instruction: <<-"EOF"
+    name: str  # EOF
+    body: str  # its lines as written, each ending with a newline
+    end: str  # the delimiter's line as written (tabs before it with <<-)
+    expand: bool  # the delimiter unquoted: $VARIABLES in the body are expanded
+    chomp: bool  # <<-: leading tabs are dropped from each line
+
+    @property
+    def content(self) -> str:
+        """The body as the command or file gets it (tabs dropped for ``<<-``)."""
+        if not self.chomp:
+            return self.body
+        return "".join(line.lstrip("\t") for line in self.body.splitlines(keepends=True))
 
 
 @attrs.frozen
@@ -84,6 +108,7 @@ class Instruction:
     text: str  # the arguments after the keyword and its flags, continuation joined
     flags: tuple[tuple[str, str], ...] = ()
     exec_form: tuple[str, ...] | None = None  # the JSON form's strings, when it is one
+    heredocs: tuple[Heredoc, ...] = ()  # in the order of their markers in ``text``
 
     def flag(self, name: str, default: str = "") -> str:
         for key, value in self.flags:
@@ -150,16 +175,30 @@ def parse(text: str) -> Dockerfile:
             parts.append(lines[i].rstrip())
             i += 1
         ins = _instruction(first, "".join(parts).strip())
-        heredoc = _HEREDOC.search(ins.text) if ins.keyword in ("RUN", "COPY", "ADD") else None
-        if heredoc is not None:
-            # Said here, not as the "unknown instruction" of the heredoc's first line.
-            raise DockerfileError(
-                f"line {first}: {ins.keyword} <<{heredoc[2]}: heredocs are BuildKit's, which "
-                "boxd's classic builder does not take (put the script in a file, or join "
-                "its lines with && and \\)"
-            )
+        if ins.keyword in HEREDOC_KEYWORDS and ins.exec_form is None:
+            docs = []
+            for m in _HEREDOC.finditer(ins.text):
+                doc, i = _heredoc(m, lines, i, ins)
+                docs.append(doc)
+            ins = attrs.evolve(ins, heredocs=tuple(docs))
         instructions.append(ins)
     return Dockerfile(tuple(instructions), escape, tuple(notes))
+
+
+def _heredoc(m: re.Match[str], lines: list[str], i: int, ins: Instruction) -> tuple[Heredoc, int]:
+    """The heredoc ``m`` starts, its body from ``lines[i]`` on; and the line after it."""
+    marker, dash, quote, name = m.group(1, 2, 3, 4)
+    body: list[str] = []
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if (line.lstrip("\t") if dash else line) == name:
+            doc = Heredoc(marker, name, "".join(body), line, not quote, bool(dash))
+            return doc, i
+        body.append(line + "\n")
+    raise DockerfileError(
+        f"line {ins.line}: {ins.keyword} {marker}: no line {name!r} ends the heredoc"
+    )
 
 
 def _continues(line: str, escape: str) -> bool:
@@ -348,6 +387,23 @@ def words(text: str, env: dict[str, str], escape: str = "\\", line: int = 0) -> 
 def expand(text: str, env: dict[str, str], escape: str = "\\", line: int = 0) -> str:
     """``text`` as one word, expanded and unquoted (its spaces kept)."""
     return "".join(_Lexer(text, env, escape, line).words(split=False))
+
+
+def expand_heredoc(text: str, env: dict[str, str], line: int = 0) -> str:
+    """A heredoc's body with its ``$`` forms expanded as a shell expands an unquoted
+    heredoc's: quotes are kept as they are, a backslash keeps ``$``, ``\\`` and a
+    backquote."""
+    lexer = _Lexer(text, env, "\\", line)
+    out: list[str] = []
+    while lexer.pos < len(text):
+        ch = lexer.take()
+        if ch == "\\" and lexer.peek() in ("$", "\\", "`"):
+            out.append(lexer.take())
+        elif ch == "$":
+            out.append(lexer.dollar())
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def pairs(instruction: Instruction, env: dict[str, str], escape: str) -> list[tuple[str, str]]:

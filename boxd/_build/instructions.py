@@ -10,9 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._signames import parse_signal
-from .dockerfile import DockerfileError, Instruction, expand, pairs, parse, words
+from .dockerfile import DockerfileError, Heredoc, Instruction, expand, pairs, parse, words
 
-__all__ = ["CHANGE_KEYWORDS", "apply_changes", "apply_metadata", "go_duration_ns", "shell_form"]
+__all__ = [
+    "CHANGE_KEYWORDS",
+    "SCRIPTS",
+    "apply_changes",
+    "apply_metadata",
+    "go_duration_ns",
+    "run_command",
+    "shell_form",
+]
 
 # What `commit --change` and `import --change` take, as Docker's daemon does.
 CHANGE_KEYWORDS = (
@@ -57,6 +65,26 @@ def shell_form(ins: Instruction, shell: list[str]) -> list[str]:
     if ins.exec_form is not None:
         return list(ins.exec_form)
     return [*shell, ins.text]
+
+
+# Where a RUN's script heredoc (one that starts with ``#!``) is bound in the step's
+# container, read-only, to be run as a file; BuildKit puts it there too.
+SCRIPTS = "/dev/pipes"
+
+
+def run_command(ins: Instruction, shell: list[str]) -> tuple[list[str], Heredoc | None]:
+    """A RUN's command, and the heredoc to bind at SCRIPTS as a file when the command is
+    that file.  As BuildKit: a RUN that is only a heredoc runs its lines through the
+    shell, or runs them as a script when they start with ``#!``; a command with heredocs
+    gets them back below it, for the shell to read (``RUN python3 <<EOF``)."""
+    if not ins.heredocs:
+        return shell_form(ins, shell), None
+    first = ins.heredocs[0]
+    if len(ins.heredocs) == 1 and ins.text == first.marker:
+        if first.content.startswith("#!"):
+            return [f"{SCRIPTS}/{first.name}"], first
+        return [*shell, first.content], None
+    return [*shell, ins.text + "".join(f"\n{d.body}{d.end}" for d in ins.heredocs)], None
 
 
 def _nop(text: str) -> str:

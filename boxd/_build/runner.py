@@ -40,7 +40,7 @@ import posixpath
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,19 +57,21 @@ from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._listing import DEFAULT_IMAGES
 from .._plan import DEFAULT_PATH
-from .._records import ContainerConfig, Resources
+from .._records import ContainerConfig, Resources, Volume
 from . import sources
 from .dockerfile import (
     Dockerfile,
     DockerfileError,
+    Heredoc,
     Instruction,
     expand,
+    expand_heredoc,
     is_name,
     raw_words,
     words,
 )
 from .ignore import Ignore
-from .instructions import apply_metadata, shell_form
+from .instructions import SCRIPTS, apply_metadata, run_command
 
 if TYPE_CHECKING:
     from .._images.pull import Platform
@@ -569,12 +571,19 @@ class Builder:
 
     @contextlib.asynccontextmanager
     async def _container(
-        self, stage: _Stage, command: list[str], env: list[str], *, volumes: bool = True
+        self,
+        stage: _Stage,
+        command: list[str],
+        env: list[str],
+        *,
+        volumes: bool = True,
+        binds: tuple[Volume, ...] = (),
     ) -> AsyncIterator[str]:
         """A container on the stage's image; removed at the end as --rm and --force-rm
         say (a failed step's is kept with --rm alone, as Docker keeps it).  Without
         ``volumes`` the image's VOLUMEs are not mounted: COPY writes into the image there,
-        and reads what the image holds there."""
+        and reads what the image holds there.  ``binds``: host files bound in (a RUN's
+        script)."""
         if not volumes and "Volumes" in stage.inner:
             stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers, base=stage.base)
             del stage.inner["Volumes"]
@@ -590,6 +599,7 @@ class Builder:
             extra_hosts=self.options.extra_hosts,
             resources=self.options.resources,
             shm_size=self.options.shm_size,
+            volumes=binds,
         )
         c = await self.sup.create(config)
         remove = self.options.force_rm
@@ -609,16 +619,43 @@ class Builder:
 
     async def _run(self, stage: _Stage, ins: Instruction) -> None:
         shell = list(stage.inner.get("Shell") or ["/bin/sh", "-c"])
-        command = shell_form(ins, shell)
+        command, script = run_command(ins, shell)
         image_env = {str(e).partition("=")[0] for e in stage.inner.get("Env") or []}
         args = [f"{k}={v}" for k, v in sorted(stage.args.items()) if k not in image_env]
         created_by = " ".join(command)
         if args:
             created_by = f"|{len(args)} {' '.join(args)} {created_by}"
-        key = self._key(stage, ["run", command, args])
+        what: list[object] = ["run", command, args]
+        if script is not None:
+            what.append(script.content)
+        key = self._key(stage, what)
         if await self._cached(stage, key, created_by, with_layer=True):
             return
-        async with self._container(stage, command, args) as cid:
+        with self._script(script) as binds:
+            layer = await self._run_step(stage, command, args, binds)
+        self._add_layer(stage, layer, created_by)
+        await self._stored(stage, key)
+
+    @contextlib.contextmanager
+    def _script(self, script: Heredoc | None) -> Iterator[tuple[Volume, ...]]:
+        """A RUN's script heredoc as a host file, bound read-only at SCRIPTS."""
+        if script is None:
+            yield ()
+            return
+        fd, path = self.store.temp_file()
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(script.content)
+            os.chmod(path, 0o755)
+            yield (Volume(str(path), f"{SCRIPTS}/{script.name}", read_only=True),)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _run_step(
+        self, stage: _Stage, command: list[str], args: list[str], binds: tuple[Volume, ...]
+    ) -> BlobRef:
+        """RUN's container: its output said; its changes, the stage's next layer."""
+        async with self._container(stage, command, args, binds=binds) as cid:
             await self.say(f" ---> Running in {cid[:12]}\n")
             try:
                 output, _ = await self.sup.start_attached(cid)
@@ -643,8 +680,7 @@ class Builder:
             layer = await self._commit(cid)
             if self.options.rm or self.options.force_rm:
                 await self.say(f"Removing intermediate container {cid[:12]}\n")
-        self._add_layer(stage, layer, created_by)
-        await self._stored(stage, key)
+        return layer
 
     async def _commit(self, cid: str) -> BlobRef:
         """The step container's changes, in every overlay it has (/usr ... on default)."""
@@ -666,6 +702,7 @@ class Builder:
             raise BuildError(f"line {ins.line}: {ins.keyword} requires at least two arguments")
         *patterns, dest = found
         source = ins.flag("from")
+        docs = _heredoc_sources(ins, patterns, source)
         urls = [p for p in patterns if "://" in p]
         if urls and ins.keyword == "COPY":
             raise BuildError(f"line {ins.line}: COPY takes no URL ({urls[0]}): use ADD")
@@ -688,9 +725,11 @@ class Builder:
                 mode = int(chmod, 8)
             except ValueError:
                 raise BuildError(f"line {ins.line}: invalid --chmod {chmod!r}: use octal") from None
-        async with self._source_root(ins, source, urls) as (root_fd, ignore, label):
+        async with self._source_root(ins, source, urls, docs, env) as (root_fd, ignore, label):
             if urls:
                 patterns = [_url_name(u) for u in urls]
+            elif docs:
+                patterns = [d.name for d in docs]
             try:
                 found_sources = [s for p in patterns for s in sources.find(root_fd, p, ignore)]
                 content = await trio.to_thread.run_sync(
@@ -717,18 +756,32 @@ class Builder:
 
     @contextlib.asynccontextmanager
     async def _source_root(
-        self, ins: Instruction, source: str, urls: list[str]
+        self,
+        ins: Instruction,
+        source: str,
+        urls: list[str],
+        docs: list[Heredoc],
+        env: dict[str, str],
     ) -> AsyncIterator[tuple[int, Ignore | None, str]]:
-        """An fd of where the sources are: the context, ADD's downloads, or --from's
-        stage or image (a container created on it, its files mounted meanwhile)."""
-        if urls:
-            where = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="urls-"))
+        """An fd of where the sources are: the context, ADD's downloads, the heredocs'
+        files, or --from's stage or image (a container created on it, its files mounted
+        meanwhile)."""
+        if urls or docs:
+            where = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="sources-"))
             try:
                 for url in urls:
                     await _download(url, where / _url_name(url), ins)
+                for doc in docs:
+                    # A file of its own (0644, as BuildKit makes it) named after its
+                    # delimiter; an unquoted one's $VARIABLES are the build's.
+                    text = doc.content
+                    if doc.expand:
+                        text = expand_heredoc(text, env, ins.line)
+                    (where / doc.name).write_text(text)
+                    os.chmod(where / doc.name, 0o644)
                 fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    yield fd, None, "url"
+                    yield fd, None, "url" if urls else "heredoc"
                 finally:
                     os.close(fd)
             finally:
@@ -845,6 +898,24 @@ def _platform_args(target: Platform | None) -> dict[str, str]:
         found[f"{prefix}ARCH"] = platform.architecture
         found[f"{prefix}VARIANT"] = platform.variant
     return found
+
+
+def _heredoc_sources(ins: Instruction, patterns: list[str], source: str) -> list[Heredoc]:
+    """The heredocs a COPY or ADD takes as its sources (``COPY <<EOF /etc/motd``), or none;
+    refused when mixed with other sources or --from."""
+    if not ins.heredocs:
+        return []
+    by_word = {words(d.marker, {})[0]: d for d in ins.heredocs}
+    docs = [by_word[p] for p in patterns if p in by_word]
+    if not docs:
+        return []
+    if len(docs) != len(patterns) or source:
+        other = f"--from={source}" if source else next(p for p in patterns if p not in by_word)
+        raise BuildError(
+            f"line {ins.line}: {ins.keyword} {docs[0].marker} with {other}: give heredocs "
+            f"and other sources in separate {ins.keyword}s"
+        )
+    return docs
 
 
 def _url_name(url: str) -> str:
