@@ -917,6 +917,43 @@ def test_the_context_cannot_reach_host_files(clean: Daemon, tmp_path: Path) -> N
     assert "ADD failed: evil.tar: member '../../escaped' points outside the archive" in r.stderr
 
 
+def test_add_unpacks_zstd_and_xz_and_names_a_damaged_archive(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's ADD unpacks a tar compressed with zstd or xz too; a damaged one is named,
+    not a traceback.  COPY --from takes the build's variables, as BuildKit's does."""
+    import zstandard
+
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        info = tarfile.TarInfo("inner/file")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"inner\n"))
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE} AS src\nRUN echo staged > /staged\n"
+            f"FROM {BASE}\nARG FROM=src\nADD t.tar.zst /z/\nADD t.tar.xz /x/\n"
+            "COPY --from=${FROM} /staged /\n"
+        },
+    )
+    (ctx / "t.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(plain.getvalue()))
+    with tarfile.open(ctx / "t.tar.xz", mode="w:xz") as tar:
+        tar.add(ctx / "Dockerfile", arcname="inner/file")
+    clean.ctl("build", "-q", "-t", "compressed", str(ctx))
+    r = clean.ctl("run", "--rm", "compressed", "cat", "/z/inner/file", "/staged")
+    assert r.stdout == "inner\nstaged\n"
+    assert clean.ctl("run", "--rm", "compressed", "ls", "/x/inner").stdout == "file\n"
+    gz = io.BytesIO()
+    with tarfile.open(fileobj=gz, mode="w:gz") as tar:
+        info = tarfile.TarInfo("big")
+        info.size = 1 << 20
+        tar.addfile(info, io.BytesIO(os.urandom(1 << 20)))
+    (ctx / "cut.tar.gz").write_bytes(gz.getvalue()[: len(gz.getvalue()) // 2])
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD cut.tar.gz /cut/\n")
+    r = clean.ctl("build", "-t", "cut", str(ctx), check=False)
+    assert r.returncode == 1
+    assert "ADD failed: cut.tar.gz: the archive is damaged" in r.stderr
+
+
 def test_from_pulls_a_missing_base(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
     """FROM an image that is not stored pulls it (from a loopback registry), as Docker's
     builder does; --pull pulls it again even though it is stored."""

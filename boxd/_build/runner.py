@@ -701,7 +701,7 @@ class Builder:
         if len(found) < 2:
             raise BuildError(f"line {ins.line}: {ins.keyword} requires at least two arguments")
         *patterns, dest = found
-        source = ins.flag("from")
+        source = expand(ins.flag("from"), env, self.escape, ins.line)
         docs = _heredoc_sources(ins, patterns, source)
         urls = [p for p in patterns if "://" in p]
         if urls and ins.keyword == "COPY":

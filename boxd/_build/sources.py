@@ -12,10 +12,12 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+import lzma
 import os
 import posixpath
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator
 from typing import IO
 
@@ -306,13 +308,31 @@ def _add(
         tar.addfile(info)
 
 
-def _is_archive(f: IO[bytes]) -> bool:
-    """A tar, plain or gzip, bzip2 or xz compressed (what ADD unpacks)."""
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _open_archive(f: IO[bytes]) -> tarfile.TarFile:
+    """The tar in ``f``: plain, or gzip, bzip2, xz or zstd compressed (Docker's ADD takes
+    those five); a zstd one is read as a stream, in order."""
+    zstd = f.read(len(_ZSTD_MAGIC)) == _ZSTD_MAGIC
+    f.seek(0)
+    if not zstd:
+        return tarfile.open(fileobj=f, mode="r:*")
+    import zstandard  # its library is loaded by the first such ADD
+
     try:
-        with tarfile.open(fileobj=f, mode="r:*") as tar:
+        return tarfile.open(fileobj=zstandard.ZstdDecompressor().stream_reader(f), mode="r|")
+    except zstandard.ZstdError as exc:
+        raise tarfile.ReadError(f"zstd: {exc}") from None
+
+
+def _is_archive(f: IO[bytes]) -> bool:
+    """A tar, plain or compressed (what ADD unpacks)."""
+    try:
+        with _open_archive(f) as tar:
             tar.next()
         return True
-    except (tarfile.TarError, EOFError, OSError):
+    except (tarfile.TarError, EOFError, OSError, ValueError):
         return False
     finally:
         f.seek(0)
@@ -320,9 +340,19 @@ def _is_archive(f: IO[bytes]) -> bool:
 
 def _add_archive(tar: tarfile.TarFile, f: IO[bytes], dest: str, what: str) -> None:
     """ADD of a local archive: its members below ``dest``, with their own owners and
-    modes; a member whose name climbs out of it is refused, as Docker refuses it."""
+    modes; a member whose name climbs out of it is refused, as Docker refuses it, and a
+    damaged archive is named."""
+    import zstandard  # as _open_archive: a build's, not the daemon's start's
+
+    try:
+        _add_members(tar, f, dest, what)
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
+        raise SourceError(f"{what}: the archive is damaged: {exc}") from None
+
+
+def _add_members(tar: tarfile.TarFile, f: IO[bytes], dest: str, what: str) -> None:
     prefix = f"{dest}/" if dest else ""
-    with tarfile.open(fileobj=f, mode="r:*") as archive:
+    with _open_archive(f) as archive:
         for member in archive:
             relative = posixpath.normpath(member.name.lstrip("/"))
             if relative == ".." or relative.startswith("../"):
