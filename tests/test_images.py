@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -514,6 +515,28 @@ def test_commit_save_rmi_load_round_trip(
     after = daemon.ctl("run", "--rm", "mine/changed:1", "sh", "-c", check).stdout
     assert after == before
     assert json.loads(daemon.ctl("image", "inspect", "mine/changed:1").stdout)[0]["Id"] == image_id
+
+    # Which tags an archive names, as Docker's save: a repository alone, all of its tags
+    # (of any image); an ID or NAME@DIGEST, none.
+    daemon.ctl("tag", "mine/changed:1", "mine/changed:2")
+    daemon.ctl("tag", ref, "mine/changed:other")
+    daemon.ctl("tag", "mine/changed:1", "else:1")
+
+    def saved_tags(*names: str) -> list[str]:
+        daemon.ctl("save", "-o", str(tmp_path / "named.tar"), *names)
+        with tarfile.open(tmp_path / "named.tar") as tar:
+            manifest = tar.extractfile("manifest.json")
+            assert manifest is not None
+            entries = json.loads(manifest.read())
+        return sorted(t for entry in entries for t in entry["RepoTags"])
+
+    assert saved_tags("mine/changed") == ["mine/changed:1", "mine/changed:2", "mine/changed:other"]
+    assert saved_tags("mine/changed:2") == ["mine/changed:2"]
+    assert saved_tags(image_id[7:19]) == []
+    daemon.ctl("pull", ref)  # a loaded image has no digest of a registry
+    pulled = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]
+    assert saved_tags(pulled["RepoDigests"][0]) == []
+    daemon.ctl("rmi", "mine/changed:2", "mine/changed:other", "else:1")
 
     # The archive is also a Docker archive and an OCI layout that skopeo reads.
     skopeo_dir = tmp_path / "from-skopeo"

@@ -317,20 +317,37 @@ class ImageVerbs:
 
         images: dict[str, tuple[ImageRecord, list[Reference]]] = {}
         for text in req.images:
-            record = self.store.lookup(text)
-            if record.base:
-                raise ValueError(on_default_refusal(text, "saved"))
-            refs = images.setdefault(record.id, (record, []))[1]
-            with contextlib.suppress(ValueError):
-                ref = parse_reference(text)
-                if str(ref) in record.repo_tags:
+            for record, ref in self._saved_as(text):
+                if record.base:
+                    raise ValueError(on_default_refusal(text, "saved"))
+                refs = images.setdefault(record.id, (record, []))[1]
+                if ref is not None:
                     refs.append(ref)
-                    continue
-            if text.removeprefix("sha256:") not in record.id:
-                refs.extend(parse_reference(t) for t in record.repo_tags)
         # A name given twice (or a tag and its image's digest) is one tag, as Docker's.
         named = [(record, list(dict.fromkeys(refs))) for record, refs in images.values()]
         await self._send_archive(conn, lambda out: archive.save(self.store, named, out))
+
+    def _saved_as(self, text: str) -> list[tuple[ImageRecord, Reference | None]]:
+        """The images ``save TEXT`` writes, each with the tag it names it by, as Docker's:
+        a repository without a tag, every tag of it (whichever image each names); a tag,
+        that one; an ID or ``NAME@DIGEST``, the image without a tag."""
+        with contextlib.suppress(ValueError):
+            ref = parse_reference(text)
+            if ref.digest is None and ":" not in text.rpartition("/")[2]:
+                tagged: list[tuple[ImageRecord, Reference | None]] = [
+                    (record, tag)
+                    for record in self.store.images()
+                    for tag in map(parse_reference, record.repo_tags)
+                    if tag.name == ref.name
+                ]
+                if tagged:
+                    return tagged
+        record = self.store.lookup(text)
+        with contextlib.suppress(ValueError):
+            ref = parse_reference(text)
+            if ref.digest is None and str(ref) in record.repo_tags:
+                return [(record, ref)]
+        return [(record, None)]
 
     async def _send_archive(self, conn: Streamer, write: Callable[[BinaryIO], None]) -> None:
         """``write`` an archive to a temporary file in a thread, then stream it as byte
