@@ -5,6 +5,7 @@ namespace), on a busybox base imported into it."""
 from __future__ import annotations
 
 import functools
+import gzip
 import http.server
 import io
 import json
@@ -380,12 +381,18 @@ COPY --from=first /bin/busybox /bin/
     assert _image(clean, "withpath:2")["Config"]["Env"] == [DEFAULT_PATH]  # type: ignore[index]
 
 
-def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: Path) -> None:
+def _tar(files: dict[str, bytes]) -> bytes:
+    """A tar archive of ``files`` (name: content)."""
     archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        info = tarfile.TarInfo("inner/file")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"in"))
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
+
+
+def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: Path) -> None:
     ctx = _context(
         tmp_path / "ctx",
         {
@@ -403,7 +410,7 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
             "COPY --chown=nobody a.txt /by-name\nCOPY --chown=0:nogroup a.txt /by-group\n",
         },
     )
-    (ctx / "t.tar.gz").write_bytes(archive.getvalue())
+    (ctx / "t.tar.gz").write_bytes(gzip.compress(_tar({"inner/file": b"in"})))
     clean.ctl("build", "-t", "ignored", str(ctx))
     r = clean.ctl("run", "--rm", "ignored", "find", "/ctx", "/glob", "/unpacked", "/added")
     found = sorted(r.stdout.split())
@@ -905,12 +912,7 @@ def test_the_context_cannot_reach_host_files(clean: Daemon, tmp_path: Path) -> N
     (ctx / "etc" / "hostname").write_text("the context's\n")
     clean.ctl("build", "-t", "linked", str(ctx))
     assert clean.ctl("run", "--rm", "linked", "cat", "/x").stdout == "the context's\n"
-    evil = io.BytesIO()
-    with tarfile.open(fileobj=evil, mode="w") as tar:
-        info = tarfile.TarInfo("../../escaped")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
-    (ctx / "evil.tar").write_bytes(evil.getvalue())
+    (ctx / "evil.tar").write_bytes(_tar({"../../escaped": b"x"}))
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD evil.tar /deep/\n")
     r = clean.ctl("build", "-t", "evil", str(ctx), check=False)
     assert r.returncode == 1
@@ -922,11 +924,6 @@ def test_add_unpacks_zstd_and_xz_and_names_a_damaged_archive(clean: Daemon, tmp_
     not a traceback.  COPY --from takes the build's variables, as BuildKit's does."""
     import zstandard
 
-    plain = io.BytesIO()
-    with tarfile.open(fileobj=plain, mode="w") as tar:
-        info = tarfile.TarInfo("inner/file")
-        info.size = 6
-        tar.addfile(info, io.BytesIO(b"inner\n"))
     ctx = _context(
         tmp_path / "ctx",
         {
@@ -935,19 +932,16 @@ def test_add_unpacks_zstd_and_xz_and_names_a_damaged_archive(clean: Daemon, tmp_
             "COPY --from=${FROM} /staged /\n"
         },
     )
-    (ctx / "t.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(plain.getvalue()))
+    plain = _tar({"inner/file": b"inner\n"})
+    (ctx / "t.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(plain))
     with tarfile.open(ctx / "t.tar.xz", mode="w:xz") as tar:
         tar.add(ctx / "Dockerfile", arcname="inner/file")
     clean.ctl("build", "-q", "-t", "compressed", str(ctx))
     r = clean.ctl("run", "--rm", "compressed", "cat", "/z/inner/file", "/staged")
     assert r.stdout == "inner\nstaged\n"
     assert clean.ctl("run", "--rm", "compressed", "ls", "/x/inner").stdout == "file\n"
-    gz = io.BytesIO()
-    with tarfile.open(fileobj=gz, mode="w:gz") as tar:
-        info = tarfile.TarInfo("big")
-        info.size = 1 << 20
-        tar.addfile(info, io.BytesIO(os.urandom(1 << 20)))
-    (ctx / "cut.tar.gz").write_bytes(gz.getvalue()[: len(gz.getvalue()) // 2])
+    gz = gzip.compress(_tar({"big": os.urandom(1 << 20)}))
+    (ctx / "cut.tar.gz").write_bytes(gz[: len(gz) // 2])
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD cut.tar.gz /cut/\n")
     r = clean.ctl("build", "-t", "cut", str(ctx), check=False)
     assert r.returncode == 1
