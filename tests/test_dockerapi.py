@@ -1071,6 +1071,46 @@ def test_the_default_image_shows_its_time_the_same_everywhere(clean: Daemon) -> 
     assert again == shown
 
 
+@needs_cli
+def test_boxctl_shows_the_default_image_as_the_engine_api_does(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """The built-in image is listed, inspected, pulled and refused alike by boxctl and
+    the docker CLI (the image verbs know of it, both clients ask them)."""
+    listed = clean.ctl("images").stdout.splitlines()
+    assert [line.split()[:3] for line in listed[1:]] == [["default", "latest", _default_id()[7:19]]]
+    assert clean.ctl("images", "-q").stdout.split() == [_default_id()[7:19]]
+    assert clean.ctl("images", "-q", "-f", "dangling=true").stdout == ""
+    ours = json.loads(clean.ctl("image", "inspect", "default").stdout)[0]
+    theirs = json.loads(_docker(clean, "image", "inspect", "default").stdout)[0]
+    for key in ("Id", "RepoTags", "Created", "Size", "Os", "Architecture", "Config", "RootFS"):
+        assert ours[key] == theirs[key], key
+    assert ours["Id"] == _default_id() and ours["RepoTags"] == ["default:latest"]
+    assert clean.ctl("inspect", "-f", "{{.Id}}", "default").stdout.strip() == _default_id()
+    history = clean.ctl("history", "--no-trunc", "default").stdout.splitlines()
+    assert len(history) == 2 and "default: boxd's built-in image" in history[1], history
+    r = _docker(clean, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "default")
+    assert r.stdout == "default: boxd's built-in image (this host's /usr)\n", r.stderr
+    # Pulled: it is here already, by either client.
+    r = clean.ctl("pull", "default")
+    assert r.stdout.splitlines()[-2:] == [
+        "Status: Image is up to date for default:latest",
+        "default:latest",
+    ]
+    r = _docker(clean, "pull", "default")
+    assert r.returncode == 0 and "Image is up to date for default:latest" in r.stdout, r.stderr
+    # Not stored, so neither removed, saved nor pushed; in the same words by both.
+    for verb, args in (("removed", ("rmi",)), ("saved", ("save", "-o", f"{tmp_path}/x.tar"))):
+        r, d = clean.ctl(*args, "default", check=False), _docker(clean, *args, "default")
+        assert r.returncode == d.returncode == 1, (r.stderr, d.stderr)
+        words = f"the image 'default' is built in and cannot be {verb}"
+        assert words in r.stderr and words in d.stderr, (r.stderr, d.stderr)
+    # Its containers are counted, as Docker's list counts an image's.
+    clean.ctl("create", "--name", "on-default", "default", "true")
+    rows = json.loads(clean.ctl("images", "--format", "json").stdout)
+    assert [row["containers"] for row in rows] == [1]
+
+
 BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/containers/nope/json", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/start", None, 404, "No such container: nope"),
@@ -1511,9 +1551,9 @@ def test_a_pull_that_finds_nothing_is_an_error_status(clean: Daemon, tmp_path: P
 
 
 def _default_id() -> str:
-    from boxd._dockerapi._shapes import default_image_id
+    from boxd._images.config import DEFAULT_ID
 
-    return default_image_id()
+    return DEFAULT_ID
 
 
 @needs_cli

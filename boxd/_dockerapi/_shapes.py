@@ -25,6 +25,7 @@ from .._dockerwords import health_suffix
 from .._events import Event
 from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
+from .._images.config import DEFAULT_ID
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, same_image, status_word
@@ -830,13 +831,8 @@ def restart_policy(name: str, retries: int) -> RestartPolicy:
 # ---- inspect and list -----------------------------------------------------------------
 
 
-def default_image_id() -> str:
-    """An id for the built-in image ``default`` (it has no configuration blob)."""
-    return "sha256:" + hashlib.sha256(b"boxd image default").hexdigest()
-
-
 def image_id(c: Container) -> str:
-    return c.config.image_id or default_image_id()
+    return c.config.image_id or DEFAULT_ID
 
 
 def familiar(ref: str) -> str:

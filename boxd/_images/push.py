@@ -31,7 +31,7 @@ import attrs
 import trio
 
 from .._messages import EndFrame, OkResponse
-from .config import on_default_refusal
+from .config import default_refusal, is_default, on_default_refusal
 from .messages import PushedFrame, PushingFrame, PushProgressFrame, PushRequest
 from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress, _leaves
 from .reference import DEFAULT_REGISTRY, Reference, parse_reference
@@ -77,6 +77,8 @@ def _targets(store: ImageStore, req: PushRequest) -> list[tuple[Reference, Image
     ``all_tags`` every stored tag of the repository."""
     ref = parse_reference(req.reference)
     named = req.reference.rpartition("/")[2]
+    if is_default(str(ref)):
+        raise ValueError(default_refusal("pushed"))
     if ref.digest is not None:
         raise ValueError(f"cannot push a digest reference: {req.reference}")
     if req.all_tags and ":" in named:

@@ -19,10 +19,17 @@ import trio
 
 from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE, RUNNING, Conflict
-from .._listing import DEFAULT_IMAGES
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
-from .config import DEFAULT, on_default_refusal
+from .config import (
+    DEFAULT,
+    DEFAULT_ID,
+    default_config,
+    default_record,
+    default_refusal,
+    is_default,
+    on_default_refusal,
+)
 from .messages import (
     IMAGE_REQUESTS,
     IMAGE_STREAMS,
@@ -121,6 +128,9 @@ class ImageVerbs:
         ref = parse_reference(req.reference)
         platform = parse_platform(req.platform)
         await conn.send(OkResponse())
+        if is_default(str(ref)):  # built in: always here, as it is
+            await conn.send(PulledFrame(id=DEFAULT_ID, digest="", reference="default:latest"))
+            return
         send, receive = trio.open_memory_channel[Progress](1000)
 
         def report(p: Progress) -> None:
@@ -158,6 +168,8 @@ class ImageVerbs:
         await push.serve(self.sup, conn, req)
 
     def _users(self, record: ImageRecord) -> list[str]:
+        if record.id == DEFAULT_ID:
+            return [c.name for c in self.sup.list(all=True) if c.config.image == DEFAULT]
         return [c.name for c in self.sup.list(all=True) if c.config.image_id == record.id]
 
     def _config_of(self, record: ImageRecord) -> dict[str, Any]:
@@ -165,10 +177,20 @@ class ImageVerbs:
             return self.store.config(record)
         return {}
 
+    def _found(self, name: str) -> tuple[ImageRecord, dict[str, Any]]:
+        """The image ``name`` names, the built-in one too, and its configuration."""
+        if is_default(name):
+            return default_record(), default_config()
+        record = self.store.lookup(name)
+        return record, self.store.config(record)
+
     async def images(self, conn: Sender, req: ImagesRequest) -> None:
-        records = self.store.images()
-        holders = collections.Counter(d for r in records for d in {x.diff_id for x in r.layers})
-        configs = {r.id: self._config_of(r) for r in records}
+        """The stored images and the built-in one, as the filters select them."""
+        stored = self.store.images()
+        holders = collections.Counter(d for r in stored for d in {x.diff_id for x in r.layers})
+        configs = {r.id: self._config_of(r) for r in stored}
+        configs[DEFAULT_ID] = default_config()
+        records = [*stored, default_record()]
         # Newest first by the image's created time, as Docker lists them (not by when it
         # came here: a pull of an old image lists it with the old ones).
         records.sort(key=lambda r: (_created_at(configs[r.id]), r.added), reverse=True)
@@ -204,8 +226,7 @@ class ImageVerbs:
         await conn.send(ImagesResponse(images=summaries))
 
     async def inspect(self, conn: Sender, req: ImageInspectRequest) -> None:
-        record = self.store.lookup(req.image)
-        config = self.store.config(record)
+        record, config = self._found(req.image)
         await self.sup.unpacks.settled([record])
         await conn.send(
             ImageInspectResponse(
@@ -243,8 +264,8 @@ class ImageVerbs:
         until the container goes: the container keeps working), a running container's
         never: by id it is refused, by tag only the tag goes, as Docker does.  The
         built-in image default is not in the store: refused as such, not as unknown."""
-        if req.image in DEFAULT_IMAGES:
-            raise Conflict("the image 'default' is built in and cannot be removed")
+        if is_default(req.image):
+            raise Conflict(default_refusal("removed"))
         record = self.store.lookup(req.image)
         by_tag = None
         with contextlib.suppress(ValueError):
@@ -317,6 +338,8 @@ class ImageVerbs:
 
         images: dict[str, tuple[ImageRecord, list[Reference]]] = {}
         for text in req.images:
+            if is_default(text):
+                raise ValueError(default_refusal("saved"))
             record = self.store.lookup(text)
             if record.base:
                 raise ValueError(on_default_refusal(text, "saved"))
@@ -464,8 +487,7 @@ class ImageVerbs:
                     await self.sup.unpause(cid)
 
     async def history(self, conn: Sender, req: HistoryRequest) -> None:
-        record = self.store.lookup(req.image)
-        config = self.store.config(record)
+        record, config = self._found(req.image)
         # Each entry that made a layer (not `empty_layer`) is the next layer's, in order:
         # its size is that layer's unpacked size, as Docker's history shows.
         layers = iter(record.layers)
@@ -476,7 +498,9 @@ class ImageVerbs:
                 layer = next(layers, None)
                 row["size"] = 0 if layer is None else self.store.layer_size(layer.diff_id)
             rows.append(row)
-        await conn.send(HistoryResponse(history=tuple(reversed(rows))))
+        await conn.send(
+            HistoryResponse(history=tuple(reversed(rows)), id=record.id, repo_tags=record.repo_tags)
+        )
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
         """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
@@ -496,9 +520,11 @@ class ImageVerbs:
         await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
 
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
+        """Disk use, the built-in image counted among the images (as the lists show it)."""
         containers = self.sup.list(all=True)
         used = {c.config.image_id for c in containers}
-        records = self.store.images()
+        used |= {DEFAULT_ID for c in containers if c.config.image == DEFAULT}
+        records = [*self.store.images(), default_record()]
         await self.sup.unpacks.settled(records)
         sizes = {
             layer.diff_id: self.store.layer_size(layer.diff_id)
@@ -602,7 +628,8 @@ def _image_filter(
     bounds = []
     for key in ("before", "since"):
         for ref in filters.get(key, ()):
-            bounds.append((key, _created_at(configs.get(store.lookup(ref).id) or {})))
+            image_id = DEFAULT_ID if is_default(ref) else store.lookup(ref).id
+            bounds.append((key, _created_at(configs.get(image_id) or {})))
     by_time_and_label = _prune.parse(
         {k: filters[k] for k in ("label", "until") if k in filters}, time.time()
     )
