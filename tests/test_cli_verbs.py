@@ -570,11 +570,17 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
     table = daemon.ctl("network", "ls").stdout.splitlines()
     assert re.split(" {2,}", table[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
     assert [re.split(" {2,}", line)[1:] for line in table[1:]] == [
-        ["bridge", "bridge", "local"], ["na", "bridge", "local"], ["nb", "bridge", "local"],
+        ["bridge", "bridge", "local"], ["host", "host", "local"], ["none", "null", "local"],
+        ["na", "bridge", "local"], ["nb", "bridge", "local"],
     ]  # fmt: skip
-    assert table[3].split()[0] == nb[:12]
+    assert table[5].split()[0] == nb[:12]
     names = daemon.ctl("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").stdout
-    assert names.splitlines() == ["bridge bridge local", "na bridge local", "nb bridge local"]
+    assert names.splitlines() == [
+        "bridge bridge local", "host host local", "none null local", "na bridge local",
+        "nb bridge local",
+    ]  # fmt: skip
+    builtin = daemon.ctl("network", "ls", "-f", "type=builtin", "--format", "{{.Name}}").stdout
+    assert builtin.split() == ["bridge", "host", "none"]
     assert daemon.ctl("network", "ls", "-q", "--no-trunc", "-f", "name=nb").stdout == nb + "\n"
     labelled = daemon.ctl("network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}")
     assert labelled.stdout == "na\n"
@@ -595,6 +601,29 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
     line = daemon.ctl("network", "inspect", "-f", fmt, "nb").stdout.split()
     assert line[0] == nb and line[1].count("/") == 1 and line[2] == "0"
     assert daemon.ctl("inspect", "--type", "network", "-f", "{{.Id}}", "nb").stdout == nb + "\n"
+    # host and none: no bridge, no subnet; the containers on them; not removed.
+    daemon.ctl("create", "--name", "on-host", "--network", "host", "default", "true")
+    try:
+        shown = json.loads(daemon.ctl("network", "inspect", "host").stdout)[0]
+        assert (shown["Driver"], shown["IPAM"]["Config"], shown["Options"]) == ("host", [], {})
+        cid = daemon.inspect("on-host")["id"]
+        assert shown["Containers"] == {
+            cid: {
+                "Name": "on-host", "EndpointID": "", "MacAddress": "", "IPv4Address": "",
+                "IPv6Address": "",
+            }
+        }  # fmt: skip
+        assert (
+            daemon.ctl("network", "inspect", "-f", "{{.Id}}", shown["Id"]).stdout.strip()
+            == (shown["Id"])
+        )
+    finally:
+        daemon.ctl("rm", "on-host")
+    assert json.loads(daemon.ctl("network", "inspect", "none").stdout)[0]["Driver"] == "null"
+    for name in ("bridge", "host", "none"):
+        r = daemon.ctl("network", "rm", name, check=False)
+        words = f"boxctl: {name} is a pre-defined network and cannot be removed\n"
+        assert (r.returncode, r.stderr) == (1, words)
     bad = daemon.ctl("network", "ls", "-f", "colour=red", check=False)
     assert (bad.returncode, bad.stderr) == (1, "boxctl: invalid filter 'colour'\n")
 
@@ -603,7 +632,7 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
         "WARNING! This will remove all custom networks not used by at least one container.\n"
         "Are you sure you want to continue? [y/N] "
     )
-    assert daemon.ctl("network", "ls", "-q").stdout.count("\n") == 3
+    assert daemon.ctl("network", "ls", "-q").stdout.count("\n") == 5
     pruned = daemon.ctl("network", "prune", "-f")
     assert pruned.stdout == "Deleted Networks:\nna\nnb\n\n"
     assert daemon.ctl("network", "prune", "--force").stdout == ""

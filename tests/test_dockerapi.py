@@ -1255,6 +1255,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/networks/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/networks/nope", None, 404, "No such network: nope"),
     ("DELETE", "/networks/nope", None, 404, "No such network: nope"),
+    ("DELETE", "/networks/bridge", None, 403, "bridge is a pre-defined network and cannot be"),
+    ("DELETE", "/networks/none", None, 403, "none is a pre-defined network and cannot be"),
     ("POST", "/networks/nope/connect", b"[1]", 400, "expected a JSON object"),
     ("POST", "/networks/nope/disconnect", b"[1]", 400, "expected a JSON object"),
     ("GET", "/volumes?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),

@@ -30,6 +30,7 @@ from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, same_image, status_word
 from .._netconfig import NetworkJoin, PortSpec, check_mac
+from .._netserver import NetworkInfo
 from .._network import DEFAULT_NETWORK, joined
 from .._records import (
     LOG_DRIVERS,
@@ -475,9 +476,48 @@ def _port_bindings(c: Container) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def builtin_network_id(name: str) -> str:
-    """The id of ``host`` or ``none``, which boxd keeps no record of."""
-    return hashlib.sha256(f"boxd network {name}".encode()).hexdigest()
+def network(info: NetworkInfo) -> dict[str, Any]:
+    """A network as ``docker network inspect`` shows it (and ``GET /networks`` lists it);
+    ``host`` and ``none`` without a bridge or addresses, as Docker's."""
+    prefix = info.subnet.partition("/")[2]
+    pool = {"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway}
+    if info.driver != "bridge":
+        options = {}
+    elif info.dns:  # a user network: the options it was created with
+        options = info.options
+    else:  # Docker's default network shows its bridge
+        options = {"com.docker.network.bridge.name": info.bridge, **info.options}
+    return {
+        "Name": info.name,
+        "Id": info.id,
+        "Created": rfc3339(info.created_at),
+        "Scope": "local",
+        "Driver": info.driver,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None, "Config": [pool] if info.subnet else []},
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": {
+            m.id: {
+                "Name": m.name,
+                "EndpointID": endpoint_id(m.id, info.name) if m.running else "",
+                "MacAddress": m.mac_address,
+                "IPv4Address": f"{m.ip_address}/{prefix}" if m.ip_address else "",
+                "IPv6Address": "",
+            }
+            for m in info.containers
+        },
+        "Options": options,
+        "Labels": info.labels,
+    }
+
+
+def _ip_range(info: NetworkInfo) -> dict[str, str]:
+    """Docker shows an IPRange only when one was given."""
+    return {"IPRange": info.ip_range} if info.ip_range else {}
 
 
 def endpoint_id(container_id: str, network: str) -> str:
