@@ -194,6 +194,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         net = await sup.networks.create(
             req.name, req.subnet, req.labels, req.gateway, req.ip_range, req.options
         )
+        sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def list_(conn: Conn, _: NetworkListRequest) -> None:
@@ -209,6 +210,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def remove(conn: Conn, req: NetworkRemoveRequest) -> None:
         net = await sup.networks.remove(req.network, lambda name: _users(sup, name))
+        sup.events.network("destroy", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def prune(conn: Conn, req: NetworkPruneRequest) -> None:
@@ -217,6 +219,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         for net in sup.networks.list():
             if net.dns and not _users(sup, net.name) and only.selects(net.created_at, net.labels):
                 await sup.networks.remove(net.name, lambda name: _users(sup, name))
+                sup.events.network("destroy", net.id, net.name)
                 removed.append(net.name)
         await conn.send(NetworkPruneResponse(tuple(removed)))
 

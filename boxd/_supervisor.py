@@ -69,7 +69,14 @@ from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
 from ._native import Namespace, Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
-from ._network import DEFAULT_NETWORK, Attachment, BridgeOptions, Networks
+from ._network import (
+    DEFAULT_NETWORK,
+    Attachment,
+    BridgeOptions,
+    NetworkError,
+    Networks,
+    builtin_network_id,
+)
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._prune import PruneFilter
@@ -260,10 +267,10 @@ class Supervisor:
         # Starts' file system work (_prepare_run) in one worker thread at a time: with one
         # per start, 20 at once ran 20 threads whose Python fought the loop for the GIL.
         self._prepare_limiter = trio.CapacityLimiter(1)
-        self.events = Events()
+        self.events = Events(self._network_ids)
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
-        self.volumes = Volumes(store.root / "volumes", store.trash)
+        self.volumes = Volumes(store.root / "volumes", store.trash, self.events.volume)
 
     @property
     def puller(self) -> Puller:
@@ -574,6 +581,15 @@ class Supervisor:
         first: see :meth:`volume_users`)."""
         self.volumes.remove(name)
         self._fill_trash()
+
+    def _network_ids(self, name: str) -> tuple[str, str]:
+        """A network's id and driver by its name, for its events ("" once it is gone)."""
+        if name in ("host", "none"):
+            return builtin_network_id(name), "host" if name == "host" else "null"
+        try:
+            return self.networks.get(name).id, "bridge"
+        except NetworkError:
+            return "", "bridge"
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""

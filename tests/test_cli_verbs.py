@@ -423,7 +423,11 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
     r = daemon.ctl("events", "--format", "{{.Action", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: template: unclosed action at offset 0\n")
     r = daemon.ctl("events", "--filter", "colour=red", check=False)
-    assert r.returncode == 125 and "invalid --filter 'colour=red'" in r.stderr
+    assert r.returncode == 1 and "invalid filter 'colour'" in r.stderr, r.stderr
+    r = daemon.ctl("events", "--filter", "type=box", check=False)
+    assert r.returncode == 1 and "invalid filter 'type=box'" in r.stderr, r.stderr
+    r = daemon.ctl("events", "--filter", "colour", check=False)
+    assert r.returncode == 125 and "invalid --filter 'colour'" in r.stderr, r.stderr
     daemon.ctl("rm", "first")
 
 
@@ -700,12 +704,87 @@ def test_stop_and_restart_take_a_signal(daemon: Daemon) -> None:
     daemon.ctl("rm", "rt")
 
 
+def test_events_of_networks_volumes_and_images(
+    daemon: Daemon, tmp_path: Path, busybox_root: Path
+) -> None:
+    """Docker's events beyond containers, in its shapes and order: a network's create,
+    connect and disconnect (at the start and end, and by network connect/disconnect),
+    destroy; a volume's create, mount, unmount and destroy; an image's import, tag, save,
+    untag, delete and load; ``--filter type=``, ``network=``, ``volume=``, ``image=``."""
+    start = time.time()
+    net = daemon.ctl("network", "create", "evn").stdout.strip()
+    daemon.ctl("volume", "create", "evv")
+    script = 'trap "exit 0" TERM; sleep 60 & wait'
+    cid = daemon.ctl("run", "-d", "--name", "evc", "--network", "evn", "-v", "evv:/data",
+                     "default", "sh", "-c", script).stdout.strip()  # fmt: skip
+    daemon.ctl("network", "connect", "bridge", "evc")
+    daemon.ctl("network", "disconnect", "bridge", "evc")
+    daemon.ctl("stop", "evc")
+    daemon.ctl("rm", "evc")
+    daemon.ctl("network", "rm", "evn")
+    daemon.ctl("volume", "rm", "evv")
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    image = daemon.ctl("import", "-c", "LABEL team=a", str(tarball), "evi:1").stdout.strip()
+    daemon.ctl("tag", "evi:1", "evi:2")
+    daemon.ctl("save", "-o", str(tmp_path / "evi.tar"), "evi:1")
+    daemon.ctl("rmi", "evi:2")
+    daemon.ctl("rmi", "-f", image)
+    daemon.ctl("load", "-i", str(tmp_path / "evi.tar"))
+    daemon.ctl("rmi", "evi:1")
+    fmt = "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Status}}"
+
+    def seen(*filters: str) -> list[list[str]]:
+        window = ("--since", str(start), "--until", str(time.time()), "--format", fmt)
+        lines = daemon.ctl("events", *window, *filters).stdout.splitlines()
+        return [line.split() for line in lines]
+
+    assert seen("--filter", "type=network") == [
+        ["network", "create", net, "evn"],
+        ["network", "connect", net, "evn"],
+        *[["network", action, seen("-f", "network=bridge")[0][2], "bridge"]
+          for action in ("connect", "disconnect")],
+        ["network", "disconnect", net, "evn"],
+        ["network", "destroy", net, "evn"],
+    ]  # fmt: skip
+    assert seen("-f", "network=evn") == seen("-f", "type=network", "-f", "network=evn")
+    assert [e[:3] for e in seen("-f", "type=volume")] == [
+        ["volume", action, "evv"] for action in ("create", "mount", "unmount", "destroy")
+    ]
+    assert seen("-f", "volume=evv") == seen("-f", "type=volume")
+    assert seen("-f", "type=image") == [
+        ["image", "tag", image, "evi:1", "tag"],
+        ["image", "import", image, image, "import"],
+        ["image", "tag", image, "evi:2", "tag"],
+        ["image", "save", image, image, "save"],
+        ["image", "untag", image, image, "untag"],
+        ["image", "untag", image, image, "untag"],
+        ["image", "delete", image, image, "delete"],
+        ["image", "load", image, image, "load"],
+        ["image", "untag", image, image, "untag"],
+        ["image", "delete", image, image, "delete"],
+    ]
+    assert len(seen("-f", "image=evi")) == 2  # the tags, by their repository
+    assert len(seen("-f", "type=image", "-f", "label=team=a")) == 8  # not once it is gone
+    # The JSON lines: a mount's attributes, and no status, id or from (Docker's older
+    # fields are a container's and an image's only).
+    window = ("--since", str(start), "--until", str(time.time()))
+    line = daemon.ctl("events", *window, "-f", "event=mount", "--format", "json").stdout
+    mount = json.loads(line)
+    assert "status" not in mount and mount["Type"] == "volume"
+    assert mount["Actor"] == {"ID": "evv", "Attributes": {
+        "container": cid, "destination": "/data", "driver": "local", "propagation": "",
+        "read/write": "true",
+    }}  # fmt: skip
+
+
 def test_event_lines_carry_dockers_fixed_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """docker events' RFC3339NanoFixed: nine digits always, local time, Z for UTC."""
     from boxctl._verbs import _event_text
 
-    event = {"time_ns": 1_796_424_243_100_000_000, "action": "start", "id": "ab" * 32,
-             "name": "s1", "image": "default", "labels": [], "attributes": {}}  # fmt: skip
+    actor = {"ID": "ab" * 32, "Attributes": {"image": "default", "name": "s1"}}
+    event = {"Type": "container", "Action": "start", "Actor": actor,
+             "timeNano": 1_796_424_243_100_000_000}  # fmt: skip
     for zone, stamp in (
         ("UTC", "2026-12-04T22:44:03.100000000Z"),
         ("Europe/Paris", "2026-12-04T23:44:03.100000000+01:00"),

@@ -611,6 +611,34 @@ def test_events_followed_in_order(clean: Daemon) -> None:
     assert (status, names) == (200, {"evt"})
 
 
+@needs_cli
+def test_events_of_networks_and_volumes_through_the_cli(clean: Daemon) -> None:
+    """``docker events --filter type=...`` sees a network's and a volume's events in
+    Docker's shape: the Actor's ID and attributes, none of a container's older fields."""
+    since = str(time.time())
+    net = _docker(clean, "network", "create", "evnet").stdout.strip()
+    _docker(clean, "volume", "create", "evvol")
+    r = _docker(clean, "run", "--rm", "--network", "evnet", "-v", "evvol:/v", "default", "true")
+    assert r.returncode == 0, r.stderr
+    _docker(clean, "network", "rm", "evnet")
+    _docker(clean, "volume", "rm", "evvol")
+    window = ("--since", since, "--until", str(time.time()), "--format", "{{json .}}")
+    found = {}
+    for kind in ("network", "volume"):
+        lines = _docker(clean, "events", *window, "--filter", f"type={kind}").stdout.splitlines()
+        found[kind] = [json.loads(line) for line in lines]
+    assert [(e["Action"], e["Actor"]["ID"]) for e in found["network"]] == [
+        (action, net) for action in ("create", "connect", "disconnect", "destroy")
+    ]
+    assert found["network"][1]["Actor"]["Attributes"]["name"] == "evnet"
+    assert all(e["Type"] == "network" and "status" not in e for e in found["network"])
+    assert [(e["Action"], e["Actor"]["ID"]) for e in found["volume"]] == [
+        (action, "evvol") for action in ("create", "mount", "unmount", "destroy")
+    ]
+    r = _docker(clean, "events", *window, "--filter", "type=box")
+    assert r.returncode == 1 and "invalid filter 'type=box'" in r.stderr, r.stderr
+
+
 # ---- docker-py ------------------------------------------------------------------------
 
 

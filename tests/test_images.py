@@ -94,8 +94,14 @@ def test_pull_run_images_and_no_second_fetch(
 ) -> None:
     push(layout, "v1", registry, "tools/box:v1")
     ref = f"{registry.host}/tools/box:v1"
+    start = time.time()
     r = daemon.ctl("pull", ref)
     assert r.stdout.splitlines()[0] == "v1: Pulling from tools/box"  # Docker's first line
+    # Docker's pull event: the reference and its repository, with the image's labels.
+    window = ("--since", str(start), "--until", str(time.time()), "-f", "type=image")
+    fmt = "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{index .Actor.Attributes"
+    shown = daemon.ctl("events", *window, "--format", fmt + ' "org.example.team"}}').stdout
+    assert shown == f"pull {ref} {registry.host}/tools/box images\n"
     assert r.stdout.splitlines()[-2:] == [f"Status: Downloaded newer image for {ref}", ref]
     assert "Pull complete" in r.stdout  # a pipe gets one line per layer
     blobs = registry.requests("/blobs/")

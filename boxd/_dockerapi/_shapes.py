@@ -22,13 +22,12 @@ from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
 from .._dockerwords import health_suffix
-from .._events import Event
 from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
 from .._images.config import DEFAULT_ID
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
-from .._listing import labels, same_image, status_word
+from .._listing import labels, status_word
 from .._netconfig import NetworkJoin, PortSpec, check_mac
 from .._netserver import NetworkInfo
 from .._network import DEFAULT_NETWORK, joined
@@ -1161,47 +1160,3 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
         else:
             raise ApiError(400, f"invalid filter {key!r}: expected a list of strings")
     return found
-
-
-# ---- events ---------------------------------------------------------------------------
-
-_EVENT_FILTERS = ("type", "container", "event", "label", "image")
-
-
-def event(e: Event) -> dict[str, Any]:
-    attributes = {"image": e.image, "name": e.name}
-    attributes.update(label.partition("=")[::2] for label in e.labels)
-    attributes.update(e.attributes)
-    return {
-        "status": e.action,
-        "id": e.id,
-        "from": e.image,
-        "Type": "container",
-        "Action": e.action,
-        "Actor": {"ID": e.id, "Attributes": attributes},
-        "scope": "local",
-        "time": e.time_ns // 1_000_000_000,
-        "timeNano": e.time_ns,
-    }
-
-
-def event_filter(filters: dict[str, list[str]]) -> Callable[[Event], bool]:
-    for key in filters:
-        if key not in _EVENT_FILTERS:
-            raise ApiError(400, f"invalid filter '{key}'")
-    return lambda e: all(_event_matches(e, k, vs) for k, vs in filters.items() if vs)
-
-
-def _event_matches(e: Event, key: str, values: list[str]) -> bool:
-    if key == "type":
-        return "container" in values
-    if key == "container":  # Docker's FuzzyMatch: the id's or the name's start
-        return any(e.id.startswith(v) or e.name.startswith(v.lstrip("/")) for v in values)
-    if key == "event":  # exec_start also names "exec_start: sh -c ..."
-        return e.action in values or e.action.partition(":")[0] in values
-    if key == "image":
-        return any(same_image(v, e.image) for v in values)
-    have = dict(label.partition("=")[::2] for label in e.labels)
-    return all(
-        k in have and (not eq or have[k] == v) for k, eq, v in (w.partition("=") for w in values)
-    )

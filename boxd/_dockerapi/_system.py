@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from .. import __version__, _listing
-from .._events import Event
+from .._events import Event, event_filter, message
 from .._records import RUNTIMES
 from . import _shapes
 from ._api import Api, arch, mem_total
@@ -129,7 +129,7 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
     """Kept events from ``since``, then new ones until ``until`` (or the client goes)."""
     since = req.number("since")
     until = req.number("until")
-    keep = _shapes.event_filter(_shapes.parse_filters(req.arg("filters")))
+    keep = event_filter(_shapes.parse_filters(req.arg("filters")))
     history, channel = api.sup.events.subscribe()
 
     def wanted(e: Event) -> bool:
@@ -140,14 +140,14 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
         async with conn.cancelled_if_peer_closes():
             for e in history:
                 if since is not None and e.time_ns >= since * 1e9 and wanted(e):
-                    await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+                    await conn.send(json.dumps(message(e)).encode() + b"\n")
             deadline = math.inf
             if until is not None:
                 deadline = trio.current_time() + until - time.time()
             with trio.move_on_at(deadline):
                 async for e in channel:
                     if wanted(e):
-                        await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+                        await conn.send(json.dumps(message(e)).encode() + b"\n")
     await conn.end()
 
 

@@ -37,6 +37,7 @@ from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress, _leaves
 from .reference import DEFAULT_REGISTRY, Reference, parse_reference
 from .registry import Registry, RegistryError, open_registry
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
+from .verbs import image_event
 
 if TYPE_CHECKING:
     from .._supervisor import Supervisor
@@ -315,6 +316,7 @@ async def serve(sup: Supervisor, conn: Sender, req: PushRequest) -> None:
                 nursery.start_soon(forward)
                 async with send:
                     digest, size = await push_tag(sup, ref, record, user, report)
+            image_event(sup, "push", record.id, ref.familiar, ref.familiar_name)
             await conn.send(PushedFrame(tag=tag, digest=digest, size=size))
     finally:
         puller.active.subtract(diff_ids)

@@ -64,7 +64,7 @@ from .messages import (
 from .pull import Progress, parse_platform
 from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
-from .store import ImageInUse, ImageRecord, ImageStore, disk_usage
+from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, disk_usage
 
 if TYPE_CHECKING:
     from .._records import Container
@@ -153,6 +153,7 @@ class ImageVerbs:
                     progress=report,
                     user=(req.username, req.password) if req.username else None,
                 )
+        image_event(self.sup, "pull", pulled.record.id, ref.familiar, ref.familiar_name)
         await conn.send(
             PulledFrame(
                 id=pulled.record.id,
@@ -284,6 +285,7 @@ class ImageVerbs:
                 )
             record = self.store.untag(record, by_tag)
             untagged = (by_tag,)
+            image_event(self.sup, "untag", record.id)
             if record.repo_tags or running:  # Docker leaves a running container's image
                 await conn.send(RemovedImageResponse(untagged=untagged, deleted=()))
                 return
@@ -299,12 +301,15 @@ class ImageVerbs:
                 who = f" {_who((running or users)[0])}" if conflict.endswith("container") else ""
                 raise ImageInUse(f"conflict: unable to delete {record.id[7:19]} ({conflict}{who}")
             untagged = record.repo_tags
+            for _ in untagged:
+                image_event(self.sup, "untag", record.id)
         if users:
             async with self.sup.puller.lock:
                 self.store.retire(record)
             deleted: tuple[str, ...] = (record.id,)
         else:
             deleted = (record.id, *await self.sup.puller.delete(record))
+        self.sup.events.image("delete", record.id, record.id)
         await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
 
     async def tag(self, conn: Sender, req: TagRequest) -> None:
@@ -313,6 +318,7 @@ class ImageVerbs:
         if target.digest is not None:
             raise ValueError(f"invalid tag {req.target!r}: a tag cannot hold a digest")
         self.store.tag(record.id, target)
+        image_event(self.sup, "tag", record.id, name=target.familiar)
         await conn.send(OkResponse())
 
     async def login(self, conn: Sender, req: LoginRequest) -> None:
@@ -354,6 +360,8 @@ class ImageVerbs:
         # A name given twice (or a tag and its image's digest) is one tag, as Docker's.
         named = [(record, list(dict.fromkeys(refs))) for record, refs in images.values()]
         await self._send_archive(conn, lambda out: archive.save(self.store, named, out))
+        for image_id in images:
+            image_event(self.sup, "save", image_id)
 
     async def _send_archive(self, conn: Streamer, write: Callable[[BinaryIO], None]) -> None:
         """``write`` an archive to a temporary file in a thread, then stream it as byte
@@ -402,6 +410,8 @@ class ImageVerbs:
             loaded = await trio.to_thread.run_sync(archive.load, self.store, path)
         finally:
             path.unlink(missing_ok=True)
+        for image_id, _tags in loaded:
+            image_event(self.sup, "load", image_id)
         images = tuple(LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded)
         await conn.send(LoadedFrame(images=images))
 
@@ -425,6 +435,9 @@ class ImageVerbs:
         finally:
             path.unlink(missing_ok=True)
         tags = (ref.familiar,) if ref else ()
+        for tag in tags:
+            image_event(self.sup, "tag", record.id, name=tag)
+        image_event(self.sup, "import", record.id)
         await conn.send(LoadedFrame(images=(LoadedImage(id=record.id, tags=tags),)))
 
     async def commit(self, conn: Sender, req: CommitRequest) -> None:
@@ -464,6 +477,10 @@ class ImageVerbs:
             record = await trio.to_thread.run_sync(
                 archive.commit, self.store, parent, uppers, inner, ref, history
             )
+        if ref is not None:
+            image_event(self.sup, "tag", record.id, name=ref.familiar)
+        attributes = {"comment": req.comment, "imageID": record.id}
+        self.sup.events.report("commit", c, **attributes, imageRef=ref.familiar if ref else "")
         await conn.send(CommitResponse(id=record.id))
 
     @contextlib.asynccontextmanager
@@ -516,7 +533,10 @@ class ImageVerbs:
             if not only.selects(_created_at(config), labels):
                 continue
             untagged.extend(record.repo_tags)
+            for _ in record.repo_tags:
+                image_event(self.sup, "untag", record.id)
             deleted.extend((record.id, *await self.sup.puller.delete(record)))
+            self.sup.events.image("delete", record.id, record.id)
         await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
 
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
@@ -575,6 +595,18 @@ class ImageVerbs:
 
 
 CHUNK = 1 << 20
+
+
+def image_event(
+    sup: Supervisor, action: str, image_id: str, actor: str = "", name: str = ""
+) -> None:
+    """An image's event as Docker's: with the image's labels while it is stored; its
+    actor and name the image's id unless given (a pull's and a push's reference)."""
+    labels: dict[str, str] = {}
+    with contextlib.suppress(NoSuchImage, OSError, ValueError):
+        config = sup.images.config(sup.images.get(image_id)).get("config") or {}
+        labels = {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
+    sup.events.image(action, actor or image_id, name or image_id, labels)
 
 
 def _write_all(fd: int, data: bytes) -> None:
