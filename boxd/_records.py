@@ -394,9 +394,10 @@ def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     reference = config.image != "default" and not config.image.startswith("/")
     if not reference and not config.command and not config.entrypoint:
-        raise ValueError("no command given")
+        what = "the image 'default' has" if config.image == "default" else "a root directory has"
+        raise ValueError(f"no command specified ({what} no Cmd)")
     if config.command and not config.command[0] and config.entrypoint is None:
-        raise ValueError("no command given")
+        raise ValueError("no command specified: the command's first word is empty")
     for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")

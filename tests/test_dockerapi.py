@@ -155,6 +155,14 @@ def test_entrypoint_reset(clean: Daemon) -> None:
         assert (r.returncode, r.stdout) == (0, "reset\n"), r.stderr
         r = _docker(clean, "run", "--rm", "--entrypoint", "", "ep")
         assert r.returncode == 125 and "no command specified: an empty Entrypoint" in r.stderr
+        # boxctl's run is refused by the same check, in the same words (it named the
+        # image's Cmd as missing, which the reset had dropped).
+        r = clean.ctl("run", "--rm", "--entrypoint", "", "ep", check=False)
+        assert r.returncode == 125 and "no command specified: an empty Entrypoint" in r.stderr
+        args = ("run", "--rm", "--entrypoint", "", "default")
+        for r in (clean.ctl(*args, check=False), _docker(clean, *args)):
+            assert r.returncode == 125, r.stderr
+            assert "no command specified (the image 'default' has no Cmd)" in r.stderr
     finally:
         clean.remove_containers()
         _docker(clean, "rmi", "ep")

@@ -208,14 +208,8 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
     command = cfg.command("Cmd") or []
     if entrypoint == [""]:  # --entrypoint "": none, and not the image's Cmd (Docker's reset)
         entrypoint = []
-        if not command:
-            raise ApiError(
-                400, "no command specified: an empty Entrypoint resets the image's, and its Cmd"
-            )
     if image in DEFAULT_IMAGES:  # no image configuration: the command is all there is
         image, command, entrypoint = "default", (entrypoint or []) + command, None
-        if not command:
-            raise ApiError(400, "no command specified (the image 'default' has no Cmd)")
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")

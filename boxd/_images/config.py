@@ -148,9 +148,13 @@ def apply_image_config(
         entrypoint = _strings(inner, "Entrypoint")
         cmd = config.command or _strings(inner, "Cmd")
     argv = (*entrypoint, *cmd)
+    if not argv and config.entrypoint is not None:  # Docker's words, and why
+        raise ImageConfigError(
+            "no command specified: an empty Entrypoint resets the image's, and its Cmd"
+        )
     if not argv:
         raise ImageConfigError(
-            f"no command given, and image {config.image} has no Cmd or Entrypoint"
+            f"no command specified: image {config.image} has no Cmd or Entrypoint"
         )
     workdir = config.workdir or str(inner.get("WorkingDir") or "/")
     if not workdir.startswith("/"):
