@@ -17,14 +17,16 @@ TYPES = ("container", "image", "network")
 
 
 def _container(socket: str, ref: str) -> dict[str, Any]:
-    record = call(socket, {"type": "InspectRequest", "container": ref})["container"]
+    answer = call(socket, {"type": "InspectRequest", "container": ref})
     # The Docker API's own shape, from the same record (imported here only: it is the
     # daemon's code and costs what the other verbs need not pay).
     from boxd._convert import structure
     from boxd._dockerapi._shapes import inspect
     from boxd._records import Container
 
-    shaped: dict[str, Any] = inspect(structure(record, Container), [])
+    shaped: dict[str, Any] = inspect(
+        structure(answer["container"], Container), [], answer["log_path"]
+    )
     return shaped
 
 

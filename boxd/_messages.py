@@ -238,6 +238,7 @@ class ListResponse:
 @attrs.frozen
 class InspectResponse:
     container: Container
+    log_path: str = ""  # Docker's LogPath: the json-file driver's file
 
 
 @attrs.frozen

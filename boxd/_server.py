@@ -333,7 +333,8 @@ class Server:
         await conn.stream.send_all(self._list_answers.frame(found, sizes, brief=req.brief))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
-        await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
+        c = self.sup.inspect(req.container)
+        await conn.send(InspectResponse(container=c, log_path=self.sup.log_path(c)))
 
     async def _wait(self, conn: Connection, req: WaitRequest) -> None:
         await conn.send(WaitResponse(exit_code=await self.sup.wait(req.container)))

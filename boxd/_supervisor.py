@@ -391,6 +391,14 @@ class Supervisor:
         dirs = [self.store.container_dir(c.id) for c in containers]
         return await trio.to_thread.run_sync(lambda: [disk_usage(written_uppers(d)) for d in dirs])
 
+    def log_path(self, c: Container) -> str:
+        """The file its log is written to, as Docker's inspect shows it (``LogPath``): the
+        json-file driver's; "" for ``local`` (whose file Docker keeps out of its API) and
+        ``none``."""
+        if c.config.log_driver != "json-file":
+            return ""
+        return str(self.store.container_dir(c.id) / "logs" / _logs.LOG_NAME)
+
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""
         c = self._lookup(ref).container

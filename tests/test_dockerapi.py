@@ -620,6 +620,22 @@ def test_events_followed_in_order(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_log_path_is_the_json_file_drivers_file(clean: Daemon) -> None:
+    """``LogPath``: the file the json-file driver writes, in both clients' inspect (it
+    was empty); none for ``local`` (Docker keeps its file out of the API) and ``none``."""
+    r = _docker(clean, "run", "--name", "lp", "default", "echo", "logged")
+    assert r.returncode == 0, r.stderr
+    path = _docker(clean, "inspect", "-f", "{{.LogPath}}", "lp").stdout.strip()
+    assert path == clean.ctl("inspect", "-f", "{{.LogPath}}", "lp").stdout.strip()
+    assert path.startswith(str(clean.root)) and "logged" in Path(path).read_text()
+    for driver in ("local", "none"):
+        made = _docker(clean, "create", "--log-driver", driver, "default", "true")
+        cid = made.stdout.strip()
+        assert _docker(clean, "inspect", "-f", "{{.LogPath}}", cid).stdout == "\n", driver
+        assert clean.ctl("inspect", "-f", "{{.LogPath}}", cid).stdout == "\n", driver
+
+
+@needs_cli
 def test_events_of_networks_and_volumes_through_the_cli(clean: Daemon) -> None:
     """``docker events --filter type=...`` sees a network's and a volume's events in
     Docker's shape: the Actor's ID and attributes, none of a container's older fields."""

@@ -992,7 +992,9 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     return rows
 
 
-def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
+def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, Any]:
+    """``docker inspect``'s object (``log_path``: its ``LogPath``, where the daemon writes
+    the log)."""
     cfg = c.config
     st = c.state
     # The container runs entrypoint + command (boxd._images.config); Docker shows them apart.
@@ -1021,7 +1023,7 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
         "ResolvConfPath": "",
         "HostnamePath": "",
         "HostsPath": "",
-        "LogPath": "",
+        "LogPath": log_path,
         "Name": "/" + c.name,
         "RestartCount": st.restart_count,
         "Driver": "overlay2",
