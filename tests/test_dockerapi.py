@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.metadata
 import io
 import json
 import os
@@ -1003,12 +1004,27 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         assert status == 200
         version = json.loads(body)
         assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.44", "1.24")
+        # The package's version, as installed (pyproject.toml reads boxd.__version__).
+        assert version["Version"] == importlib.metadata.version("boxd"), version
     status, _, body = _call(clean, "GET", "/info")
     assert status == 200
     assert json.loads(body)["Containers"] == 0
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
+
+
+@needs_cli
+def test_docker_version_shows_the_engine_as_docker_does(clean: Daemon) -> None:
+    """``docker version``: the API version the CLI negotiated down to, the package's
+    version as the Engine's, and Experimental (blank before: boxd gave no such detail)."""
+    fmt = (
+        "{{.Client.APIVersion}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}} "
+        "{{.Server.Version}}{{range .Server.Components}} {{.Details.Experimental}}{{end}}"
+    )
+    r = _docker(clean, "version", "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1.44", "1.44", "1.24", importlib.metadata.version("boxd"), "false"]
 
 
 @needs_cli

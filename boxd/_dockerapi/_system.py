@@ -52,11 +52,13 @@ async def version(api: Api, conn: HttpConnection, req: Request) -> None:
         "Arch": arch(),
         "KernelVersion": platform.release(),
     }
+    # The CLI prints a component's details as given: Docker's Engine gives Experimental.
+    engine = {**details, "Experimental": "false"}
     await conn.respond_json(
         200,
         {
             "Platform": {"Name": "boxd"},
-            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": engine}],
             "Version": __version__,
             "GitCommit": "",
             "GoVersion": "",
