@@ -303,7 +303,7 @@ class Supervisor:
             if len(matches) == 1:
                 return matches[0]
             if matches:
-                raise AmbiguousContainer(f"{ref} (the prefix matches {len(matches)} containers)")
+                raise AmbiguousContainer(ref)
         raise NoSuchContainer(ref)
 
     def inspect(self, ref: str) -> Container:

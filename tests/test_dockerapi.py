@@ -621,6 +621,27 @@ def test_events_followed_in_order(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_an_ambiguous_id_prefix_is_named_as_docker_names_it(clean: Daemon) -> None:
+    """A prefix of several containers' ids names none of them, in Docker's words and
+    status (400): ``docker rm -f`` took the 404 it got for a missing container and
+    succeeded, ``docker inspect`` and ``boxctl inspect`` went on to look for an image."""
+    made = [_docker(clean, "create", "default", "true").stdout.strip() for _ in range(17)]
+    firsts = [cid[0] for cid in made]
+    shared = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits
+    words = f"multiple IDs found with provided prefix: {shared}"
+    for r in (
+        _docker(clean, "inspect", shared),
+        _docker(clean, "rm", "-f", shared),
+        clean.ctl("inspect", shared, check=False),
+        clean.ctl("inspect", "--type", "container", shared, check=False),
+    ):
+        assert r.returncode == 1 and words in r.stderr, (r.args, r.stderr)
+    status, _, body = _call(clean, "GET", f"/containers/{shared}/json")
+    assert (status, json.loads(body)["message"]) == (400, words)
+    assert sorted(_docker(clean, "ps", "-aq", "--no-trunc").stdout.split()) == sorted(made)
+
+
+@needs_cli
 def test_log_path_is_the_json_file_drivers_file(clean: Daemon) -> None:
     """``LogPath``: the file the json-file driver writes, in both clients' inspect (it
     was empty); none for ``local`` (Docker keeps its file out of the API) and ``none``."""

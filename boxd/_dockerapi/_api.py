@@ -20,7 +20,7 @@ from .._images.store import ImageInUse, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError, PredefinedNetwork
-from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from .._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
 from .._volumes import NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
 
@@ -81,6 +81,8 @@ def api_error(exc: BaseException) -> ApiError | None:
     """Docker's status for an expected failure; None for a bug."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, AmbiguousContainer):  # InvalidParameter, as dockerd's
+        return ApiError(400, str(exc))
     if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         text = str(exc)
         return ApiError(404, text[:1].upper() + text[1:])
