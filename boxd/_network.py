@@ -966,6 +966,8 @@ class Attachment:
     def etc(self) -> EtcNetwork:
         config = self.container.config
         hostname = config.hostname or self.container.short_id
+        # As Docker's /etc/hosts: with a domain name, the full name first.
+        names = (f"{hostname}.{config.domainname}", hostname) if config.domainname else (hostname,)
         if self._peer is not None:
             # The other container's place: its address, its name server.
             peer = self._peer[0]
@@ -977,7 +979,7 @@ class Attachment:
             resolv = container_resolv([net.gateway], rest) if net.dns else bridge_resolv()
             return EtcNetwork(
                 address=endpoints[0].ip_address,
-                names=(hostname,),
+                names=names,
                 resolv=resolv,
                 host_gateway=net.gateway,
             )
@@ -989,7 +991,7 @@ class Attachment:
             return EtcNetwork(resolv=self._resolv() if asked else None)
         return EtcNetwork(
             address=self.links[0].address,
-            names=(hostname,),
+            names=names,
             others=tuple(link.address for link in self.links[1:]),
             resolv=self._resolv(),
             links=self.link_hosts,

@@ -189,6 +189,7 @@ class ContainerConfig:
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
+    domainname: str = ""  # its NIS domain name (kernel.domainname of its UTS namespace)
     extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
     # A terminal's size from its first instruction, (rows, columns): the client's own at
@@ -325,6 +326,7 @@ OPTIONS = {
     "user": "--user",
     "group_add": "--group-add",
     "hostname": "--hostname",
+    "domainname": "--domainname",
     "extra_hosts": "--add-host",
     "network": "--network",
     "volumes": "--volume",
@@ -422,6 +424,9 @@ def validate_config(config: ContainerConfig) -> None:
     check_all(config.devices, config.device_cgroup_rules, read_only_root=config.read_only)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
+    domain = config.domainname  # at most 64 bytes: the kernel's
+    if domain and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", domain):
+        raise invalid("domainname", domain, "use letters, digits, '_', '.' and '-' (at most 64)")
     check_network(config.network)
     _nsmodes.check_config(config)
     for item in config.expose:

@@ -1280,7 +1280,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
         "/containers/create",
         b'{"Image":"default","Cmd":["x"],"HostConfig":{"CgroupnsMode":"host"}}',
         400,
-        "CgroupnsMode 'host'",
+        "invalid --cgroupns 'host': use private",
     ),
     (
         "POST",

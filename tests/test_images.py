@@ -367,6 +367,13 @@ def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: P
         "run", "--rm", "--pull", "never", f"{registry.host}/box:nope", "true", check=False
     )
     assert r.returncode == 125 and "no such image" in r.stderr
+    # -q/--quiet (Docker's): the pull shows nothing (an unknown option before).
+    daemon.ctl("rmi", f"{registry.host}/box:v1")
+    r = daemon.ctl("run", "--rm", "-q", f"{registry.host}/box:v1", "echo", "quietly")
+    assert (r.stdout, r.stderr) == ("quietly\n", "")
+    r = daemon.ctl("create", "--quiet", "--pull", "always", f"{registry.host}/box:v1")
+    assert r.stderr == ""
+    daemon.ctl("rm", r.stdout.strip())
 
 
 def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .. import _human, _links, _masks, _nsmodes
+from .. import _fixedmodes, _human, _links, _masks, _nsmodes
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
@@ -162,10 +162,8 @@ _REFUSED_HOST = (
 _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
 # each kind, no user namespace), and what a refusal says boxd does instead.
-_NAMESPACE_MODES = {
-    "UsernsMode": (("host",), "no user namespace"),
-    "CgroupnsMode": (("private",), "its own cgroup namespace"),
-}
+# What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
+_FIXED_MODES = {"userns": "UsernsMode", "cgroupns": "CgroupnsMode", "isolation": "Isolation"}
 
 
 def console_size(fields: Fields, key: str) -> tuple[int, int] | None:
@@ -198,12 +196,6 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
     image = cfg.text("Image")
     if not image:
         raise ApiError(400, "no image given (Config.Image is empty)")
-    if cfg.text("Domainname"):
-        raise ApiError(
-            400,
-            f"Config.Domainname {cfg.text('Domainname')!r} is not supported by boxd:"
-            " a container's NIS domain name is always (none)",
-        )
     entrypoint = cfg.command("Entrypoint")
     command = cfg.command("Cmd") or []
     if entrypoint == [""]:  # --entrypoint "": none, and not the image's Cmd (Docker's reset)
@@ -213,16 +205,8 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
-    for key, (accepted, instead) in _NAMESPACE_MODES.items():
-        mode = host.text(key)
-        if mode and mode not in accepted:
-            raise ApiError(
-                400,
-                f"HostConfig.{key} {mode!r} is not supported by boxd: a container gets {instead}",
-            )
-    isolation = host.text("Isolation")
-    if isolation not in ("", "default"):  # Docker's words
-        raise ApiError(400, f"Invalid isolation: {isolation!r} - linux only supports 'default'")
+    for option, key in _FIXED_MODES.items():
+        _fixedmodes.check(option, host.text(key))  # a ValueError: 400, naming it
     log_driver, log_max_size, log_max_files = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
     if cfg.flag("NetworkDisabled"):  # docker-py's network_disabled: loopback only
@@ -251,6 +235,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             workdir=cfg.text("WorkingDir"),
             user=cfg.text("User"),
             hostname=cfg.text("Hostname"),
+            domainname=cfg.text("Domainname"),
             pid_mode=host.text("PidMode"),
             ipc_mode=host.text("IpcMode"),
             uts_mode=host.text("UTSMode"),
@@ -1039,7 +1024,7 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             "Hostname": _nsmodes.host_hostname()
             if cfg.uts_mode == "host"
             else cfg.hostname or c.id[:12],
-            "Domainname": "",
+            "Domainname": cfg.domainname,
             "User": cfg.user,
             "AttachStdin": False,
             "AttachStdout": False,
