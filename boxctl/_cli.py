@@ -927,6 +927,7 @@ COMMANDS = (
         (
             Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
             Opt("--type", kind=VALUE, help="container, image or network"),
+            Opt("-s", "--size", help="a container's sizes too: SizeRw, SizeRootFs"),
         ),
         (("containers", SOME, "NAME|ID"),),
     ),

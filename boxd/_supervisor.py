@@ -382,14 +382,30 @@ class Supervisor:
         """Return at the next change of any container's recorded state, or a removal."""
         await self._changes.park()
 
-    async def rw_sizes(self, containers: Sequence[Container]) -> builtins.list[int]:
-        """Bytes each container wrote to its own filesystem (the regular files of its
-        overlays' upper directories, /usr's too on default: Docker's SizeRw), read in a
-        worker thread."""
+    async def sizes(self, containers: Sequence[Container]) -> builtins.list[tuple[int, int]]:
+        """Docker's SizeRw and SizeRootFs of each container: the bytes it wrote to its own
+        filesystem (the regular files of its overlays' upper directories, /usr's too on
+        default), read in a worker thread; and those with its image's layers (none for
+        default and a root directory, which are the host's files)."""
         from ._images.store import disk_usage
 
         dirs = [self.store.container_dir(c.id) for c in containers]
-        return await trio.to_thread.run_sync(lambda: [disk_usage(written_uppers(d)) for d in dirs])
+        written = await trio.to_thread.run_sync(
+            lambda: [disk_usage(written_uppers(d)) for d in dirs]
+        )
+        images: dict[str, int] = {}
+        for c in containers:
+            if c.config.image_id and c.config.image_id not in images:
+                try:
+                    record = self.images.for_container(c.config.image_id)
+                except LookupError:
+                    images[c.config.image_id] = 0
+                else:
+                    images[c.config.image_id] = self.images.size(record)
+        return [
+            (rw, rw + images.get(c.config.image_id, 0))
+            for c, rw in zip(containers, written, strict=True)
+        ]
 
     def log_path(self, c: Container) -> str:
         """The file its log is written to, as Docker's inspect shows it (``LogPath``): the

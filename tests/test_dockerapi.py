@@ -359,6 +359,11 @@ def test_container_sizes(clean: Daemon, tmp_path: Path, busybox_root: Path) -> N
     assert 300000 <= rw < 310000 and rootfs == rw + image
     listed = _docker(clean, "ps", "-a", "-s", "--format", "{{.Size}}").stdout
     assert listed.startswith("30") and "kB (virtual " in listed, listed
+    # boxctl's ps -s and inspect -s show the same (it showed what was written only).
+    assert clean.ctl("ps", "-a", "-s", "--format", "{{.Size}}").stdout == listed
+    fmt = "{{.SizeRw}} {{.SizeRootFs}}"
+    assert clean.ctl("inspect", "-s", "-f", fmt, "big").stdout == r.stdout
+    assert "SizeRw" not in json.loads(clean.ctl("inspect", "big").stdout)[0]  # as Docker's
     assert "big" in _docker(clean, "system", "df", "-v").stdout
     # Its image is in use: nothing of it is reclaimable (SharedSize given, as Docker's df).
     df = _docker(clean, "system", "df", "--format", "{{.Type}}={{.Reclaimable}}").stdout

@@ -161,12 +161,8 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
 async def with_sizes(api: Api, found: list[Container], rows: list[dict[str, Any]]) -> None:
     """Docker's ``size=1``: each row's SizeRw (what the container wrote) and SizeRootFs
     (that and its image's layers)."""
-    for row, c, rw in zip(rows, found, await api.sup.rw_sizes(found), strict=True):
-        image = 0
-        if c.config.image_id:
-            with contextlib.suppress(LookupError):
-                image = api.sup.images.size(api.sup.images.for_container(c.config.image_id))
-        row["SizeRw"], row["SizeRootFs"] = rw, rw + image
+    for row, (rw, root) in zip(rows, await api.sup.sizes(found), strict=True):
+        row["SizeRw"], row["SizeRootFs"] = rw, root
 
 
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
