@@ -1181,6 +1181,10 @@ def test_boxctl_shows_the_default_image_as_the_engine_api_does(
         assert ours[key] == theirs[key], key
     assert ours["Id"] == _default_id() and ours["RepoTags"] == ["default:latest"]
     assert clean.ctl("inspect", "-f", "{{.Id}}", "default").stdout.strip() == _default_id()
+    short = _default_id()[7:19]  # as images -q shows it
+    assert clean.ctl("image", "inspect", "-f", "{{.Id}}", short).stdout.strip() == _default_id()
+    shown = _docker(clean, "image", "inspect", "-f", "{{.Id}}", short).stdout.strip()
+    assert shown == _default_id()
     history = clean.ctl("history", "--no-trunc", "default").stdout.splitlines()
     assert len(history) == 2 and "default: boxd's built-in image" in history[1], history
     r = _docker(clean, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "default")

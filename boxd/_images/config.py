@@ -88,8 +88,10 @@ def default_base_config() -> dict[str, Any]:
 
 def is_default(name: str) -> bool:
     """Whether ``name`` names the built-in image: ``default``, ``default:latest`` (as the
-    docker CLI sends it too: ``docker.io/library/default:latest``) or its id."""
-    return name in _DEFAULT_NAMES or f"sha256:{name.removeprefix('sha256:')}" == DEFAULT_ID
+    docker CLI sends it too: ``docker.io/library/default:latest``), its id or a prefix of
+    it as long as the short id the lists show (12 digits: no stored image has it too)."""
+    hexa = name.removeprefix("sha256:")
+    return name in _DEFAULT_NAMES or (len(hexa) >= 12 and DEFAULT_ID[7:].startswith(hexa))
 
 
 def default_record() -> ImageRecord:
