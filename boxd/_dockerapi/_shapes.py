@@ -13,7 +13,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -29,7 +29,6 @@ from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, status_word
 from .._netconfig import NetworkJoin, PortSpec, check_mac
-from .._netserver import NetworkInfo
 from .._network import DEFAULT_NETWORK, joined
 from .._records import (
     LOG_DRIVERS,
@@ -46,6 +45,9 @@ from .._records import (
 )
 from .._units import format_size, log_option
 from ._http import ApiError
+
+if TYPE_CHECKING:  # the network verbs' module is loaded by their first use
+    from .._netserver import NetworkInfo
 
 T = TypeVar("T")
 ZERO_TIME = "0001-01-01T00:00:00Z"
