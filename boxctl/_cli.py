@@ -92,8 +92,15 @@ def _is_directory(word: str) -> bool:
 
 
 def _config(args: Args) -> tuple[dict[str, Any], str]:
+    from boxd import _fixedmodes
+
     from . import _runopts
 
+    for mode in ("userns", "cgroupns", "isolation"):  # before any pull
+        try:
+            _fixedmodes.check(mode, getattr(args, mode) or "")
+        except ValueError as exc:
+            raise CliError(str(exc), USAGE) from None
     words = list(args.words)
     reference = False
     if args.rootfs:
@@ -121,11 +128,6 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
         ensure_platform(args, image)
     network = "none" if args.isolate_network else args.network
-    if args.userns not in (None, "", "host"):
-        raise CliError(
-            f"invalid --userns {args.userns!r}: use host (boxd's user namespace is --isolate-user)",
-            USAGE,
-        )
     config: dict[str, Any] = {
         "image": image,
         "command": words,
@@ -133,6 +135,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "user": args.user or "",
         "group_add": args.group_add,
         "hostname": args.hostname or "",
+        "domainname": args.domainname or "",
         "extra_hosts": args.add_host,
         "tty": args.tty,
         "interactive": args.interactive,
@@ -181,6 +184,10 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["tmpfs"] = tmpfs
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    if args.runtime:
+        config["runtime"] = args.runtime
+    if args.annotation:
+        config["annotations"] = args.annotation
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
@@ -729,10 +736,12 @@ RUN_OPTIONS = (
     Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
+    Opt("-q", "--quiet", help="pull the image without showing progress"),
     Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
     Opt("--group-add", kind=APPEND, metavar="GROUP", help="a supplementary group (name or id)"),
     Opt("-h", "--hostname", kind=VALUE, help="the container's hostname"),
+    Opt("--domainname", kind=VALUE, help="the container's NIS domain name"),
     Opt("--add-host", kind=APPEND, metavar="NAME:IP", help="a line of /etc/hosts"),
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
@@ -742,6 +751,10 @@ RUN_OPTIONS = (
     Opt("-i", "--interactive", help="keep stdin open"),
     Opt("--isolate-user", help="a user namespace: container root is an unprivileged host user"),
     Opt("--userns", kind=VALUE, help="host (Docker's): no user namespace, as by default"),
+    Opt("--cgroupns", kind=VALUE, help="private (Docker's): its own cgroup namespace, as always"),
+    Opt("--isolation", kind=VALUE, help="default (Docker's, the one on Linux)"),
+    Opt("--runtime", kind=VALUE, help="runc (default) or boxd: boxd's own runtime by either name"),
+    Opt("--annotation", kind=APPEND, metavar="KEY=VALUE", help="an annotation (inspect shows it)"),
     Opt("--isolate-network", help="same as --network none"),
     Opt("--pid", kind=VALUE, help="host or container:NAME: share that pid namespace"),
     Opt("--ipc", kind=VALUE, help="shareable (default), private, host or container:NAME"),
@@ -914,6 +927,7 @@ COMMANDS = (
         (
             Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
             Opt("--type", kind=VALUE, help="container, image or network"),
+            Opt("-s", "--size", help="a container's sizes too: SizeRw, SizeRootFs"),
         ),
         (("containers", SOME, "NAME|ID"),),
     ),

@@ -7,6 +7,7 @@ on a pipe.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -190,6 +191,7 @@ def ensure_image(args: Args, image: str) -> None:
     pulled, or with ``--pull never`` refused in Docker's words)."""
     policy = args.pull
     wanted = _wanted(args)
+    out = io.StringIO() if args.quiet else sys.stderr  # -q: nothing shown
     if policy == "never" and wanted is None:
         return
     mismatch = None
@@ -216,15 +218,15 @@ def ensure_image(args: Args, image: str) -> None:
                 mismatch = exc
         elif policy == "never":
             return  # create names the missing image
-        print(f"Unable to find image '{image}' locally", file=sys.stderr)
+        print(f"Unable to find image '{image}' locally", file=out)
     platform = "/".join(p for p in wanted if p) if wanted is not None else ""
     try:
-        frame = pull(args.socket, image, platform, sys.stderr)
+        frame = pull(args.socket, image, platform, out)
     except CliError as exc:
         if mismatch is None:
             raise
         raise CliError(f"{mismatch} (and pulling {platform} failed: {exc})", 125) from None
-    _summary(frame, sys.stderr)
+    _summary(frame, out)
 
 
 def familiar(ref: str) -> str:

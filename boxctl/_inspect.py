@@ -16,15 +16,20 @@ if TYPE_CHECKING:
 TYPES = ("container", "image", "network")
 
 
-def _container(socket: str, ref: str) -> dict[str, Any]:
-    record = call(socket, {"type": "InspectRequest", "container": ref})["container"]
+def _container(socket: str, ref: str, size: bool = False) -> dict[str, Any]:
+    """``size``: with Docker's SizeRw and SizeRootFs (``inspect -s``)."""
+    answer = call(socket, {"type": "InspectRequest", "container": ref, "size": size})
     # The Docker API's own shape, from the same record (imported here only: it is the
     # daemon's code and costs what the other verbs need not pay).
     from boxd._convert import structure
     from boxd._dockerapi._shapes import inspect
     from boxd._records import Container
 
-    shaped: dict[str, Any] = inspect(structure(record, Container), [])
+    shaped: dict[str, Any] = inspect(
+        structure(answer["container"], Container), [], answer["log_path"]
+    )
+    if size:
+        shaped["SizeRw"], shaped["SizeRootFs"] = answer["size_rw"], answer["size_root_fs"]
     return shaped
 
 
@@ -44,15 +49,15 @@ def _network(socket: str, ref: str) -> dict[str, Any]:
     return docker_shape(reply["networks"][0])
 
 
-FINDERS = {"container": _container, "image": _image, "network": _network}
+FINDERS = {"image": _image, "network": _network}
 
 
-def find(socket: str, ref: str, kind: str | None) -> dict[str, Any]:
+def find(socket: str, ref: str, kind: str | None, *, size: bool = False) -> dict[str, Any]:
     """The object ``ref`` names: of ``kind``, or the first of a container, an image and a
-    network (Docker's order) that exists."""
+    network (Docker's order) that exists (a container with its sizes, with ``size``)."""
     for k in (kind,) if kind else TYPES:
         try:
-            return FINDERS[k](socket, ref)
+            return _container(socket, ref, size) if k == "container" else FINDERS[k](socket, ref)
         except CliError as exc:
             if kind or "no such" not in str(exc).lower():
                 raise
@@ -75,7 +80,7 @@ def show(args: Args, refs: list[str], kind: str | None) -> int:
     found, status = [], 0
     for ref in refs:
         try:
-            found.append(find(args.socket, ref, kind))
+            found.append(find(args.socket, ref, kind, size=getattr(args, "size", False)))
         except CliError as exc:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1

@@ -175,7 +175,7 @@ def _selected(n: dict[str, Any], filters: dict[str, list[str]]) -> bool:
         "id": lambda v: found(v, n["id"]),
         "driver": lambda v: v == n["driver"],
         "scope": lambda v: v == "local",
-        "type": lambda v: v == ("builtin" if n["name"] == "bridge" else "custom"),
+        "type": lambda v: v == ("builtin" if n["name"] in ("bridge", "host", "none") else "custom"),
         "label": labelled,
     }
     for key, values in filters.items():
@@ -210,13 +210,13 @@ def _ls(args: Args) -> int:
 
 def docker_shape(info: dict[str, Any]) -> dict[str, Any]:
     """A network as ``docker network inspect`` shows it: the Engine API's shape, made by
-    its code from the same record (imported here only: the daemon's code, which the other
-    verbs need not pay for)."""
+    the shapes it shares with boxctl from the same record (imported here only: the
+    daemon's code, which the other verbs need not pay for)."""
     from boxd._convert import structure
-    from boxd._dockerapi._networks import _shape
+    from boxd._dockerapi._shapes import network
     from boxd._netserver import NetworkInfo
 
-    shaped: dict[str, Any] = _shape(structure(info, NetworkInfo))
+    shaped: dict[str, Any] = network(structure(info, NetworkInfo))
     return shaped
 
 

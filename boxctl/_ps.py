@@ -134,6 +134,15 @@ def _label(c: dict[str, Any]) -> Callable[[str], str]:
     return lambda key: labels.get(key, "")
 
 
+def _size(sizes: list[int] | None) -> str:
+    """Docker's SIZE: what the container wrote, and with its image (``virtual``) when
+    that is known."""
+    if sizes is None:
+        return "0B"
+    rw, root = sizes
+    return f"{_human.size(rw)} (virtual {_human.size(root)})" if root else _human.size(rw)
+
+
 def _networks(c: dict[str, Any]) -> str:
     return ",".join(n for n in c["networks"] or [c["network"]] if n)
 
@@ -152,7 +161,7 @@ COLUMNS: dict[str, Callable[[dict[str, Any], float, bool], Any]] = {
     "Ports": lambda c, now, trunc: _ports(c),
     "State": lambda c, now, trunc: state_word(c),
     "Status": lambda c, now, trunc: status_text(c, now),
-    "Size": lambda c, now, trunc: "0B" if c.get("size") is None else _human.size(c["size"]),
+    "Size": lambda c, now, trunc: _size(c.get("size")),
     "Labels": lambda c, now, trunc: ",".join(f"{k}={v}" for k, v in _labels(c).items()),
     "Label": lambda c, now, trunc: _label(c),
     "Mounts": lambda c, now, trunc: ",".join(_ellipsis(m) if trunc else m for m in c["volumes"]),

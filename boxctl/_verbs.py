@@ -84,86 +84,46 @@ def time_arg(text: str, option: str) -> float:
     return (int(when.timestamp()) * 1_000_000_000 + nanos) / 1_000_000_000
 
 
-EVENT_FILTERS = ("container", "event", "image", "label", "type")
-
-
 def _event_filter(specs: list[str]) -> dict[str, list[str]]:
-    """``--filter KEY=VALUE``: the same key ORs its values, different keys AND."""
+    """``--filter KEY=VALUE``: the same key ORs its values, different keys AND (the
+    daemon filters, and refuses a key it does not know)."""
     filters: dict[str, list[str]] = {}
     for spec in specs:
         key, eq, value = spec.partition("=")
-        if not eq or key not in EVENT_FILTERS:
-            raise CliError(
-                f"invalid --filter {spec!r}: use {'=..., '.join(EVENT_FILTERS)}=...", USAGE
-            )
+        if not eq or not key:
+            raise CliError(f"invalid --filter {spec!r}: use KEY=VALUE", USAGE)
         filters.setdefault(key, []).append(value)
     return filters
 
 
-def _event_matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    labels = dict(label.partition("=")[::2] for label in event["labels"])
-
-    def test(key: str, v: str) -> bool:
-        if key == "container":
-            return v in (event["id"], event["name"]) or event["id"].startswith(v)
-        if key == "event":
-            return v in (event["action"], event["action"].partition(":")[0])
-        if key == "image":
-            return bool(v == event["image"])
-        if key == "label":
-            name, eq, value = v.partition("=")
-            return labels.get(name) == value if eq else name in labels
-        return v == "container"  # type
-
-    return all(any(test(key, v) for v in values) for key, values in filters.items())
-
-
-def _event_json(event: dict[str, Any]) -> dict[str, Any]:
-    """Docker's shape of an event (``docker events --format json``)."""
-    attributes = {"image": event["image"], "name": event["name"]}
-    attributes.update(label.partition("=")[::2] for label in event["labels"])
-    attributes.update(dict(event["attributes"]))
-    return {
-        "status": event["action"],
-        "id": event["id"],
-        "from": event["image"],
-        "Type": "container",
-        "Action": event["action"],
-        "Actor": {"ID": event["id"], "Attributes": attributes},
-        "scope": "local",
-        "time": event["time_ns"] // 1_000_000_000,
-        "timeNano": event["time_ns"],
-    }
-
-
 def _event_text(event: dict[str, Any]) -> str:
     """Docker's line: local time (Go's RFC3339NanoFixed: nine digits, Z for UTC), type,
-    action, id, attributes."""
+    action, actor, attributes."""
     import datetime
 
-    seconds, nanos = divmod(event["time_ns"], 1_000_000_000)
+    seconds, nanos = divmod(event["timeNano"], 1_000_000_000)
     when = datetime.datetime.fromtimestamp(seconds).astimezone()
     offset = when.strftime("%z")
     zone = "Z" if offset == "+0000" else offset[:-2] + ":" + offset[-2:]
     stamp = f"{when.strftime('%Y-%m-%dT%H:%M:%S')}.{nanos:09d}{zone}"
-    attributes = _event_json(event)["Actor"]["Attributes"]
-    pairs = ", ".join(sorted(f"{k}={v}" for k, v in attributes.items()))
-    return f"{stamp} container {event['action']} {event['id']} ({pairs})"
+    actor = event["Actor"]
+    pairs = ", ".join(f"{k}={v}" for k, v in sorted(actor["Attributes"].items()))
+    return f"{stamp} {event['Type']} {event['Action']} {actor['ID']} ({pairs})"
 
 
 def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
-    """An event as Docker's ``--format`` templates see it (Go's field names)."""
-    shape = _event_json(event)
+    """An event as Docker's ``--format`` templates see it (Go's field names; the old
+    ones empty where Docker leaves them so: a network's or a volume's event)."""
     return {
-        "Status": shape["status"],
-        "ID": shape["id"],
-        "From": shape["from"],
-        "Type": shape["Type"],
-        "Action": shape["Action"],
-        "Actor": shape["Actor"],
-        "Scope": shape["scope"],
-        "Time": shape["time"],
-        "TimeNano": shape["timeNano"],
+        "Status": event.get("status", ""),
+        "ID": event.get("id", ""),
+        "From": event.get("from", ""),
+        "Type": event["Type"],
+        "Action": event["Action"],
+        "Actor": event["Actor"],
+        "Scope": event["scope"],
+        "Time": event["time"],
+        "TimeNano": event["timeNano"],
     }
 
 
@@ -172,8 +132,7 @@ def cmd_events(args: Args) -> int:
 
     # A bad template is refused before anything is asked of the daemon.
     template = None if args.format in (None, "json") else Template(args.format)
-    filters = _event_filter(args.filter)
-    request: dict[str, Any] = {"type": "EventsRequest"}
+    request: dict[str, Any] = {"type": "EventsRequest", "filters": _event_filter(args.filter)}
     if args.since is not None:
         request["since"] = time_arg(args.since, "--since")
     if args.until is not None:
@@ -186,14 +145,13 @@ def cmd_events(args: Args) -> int:
                 return 0
             check(frame)
             event = frame["event"]
-            if _event_matches(event, filters):
-                if args.format == "json":
-                    line = _wirejson.dumps(_event_json(event), separators=(", ", ": "))
-                elif template is None:
-                    line = _event_text(event)
-                else:
-                    line = template.render(_event_fields(event))
-                print(line, flush=True)
+            if args.format == "json":
+                line = _wirejson.dumps(event, separators=(", ", ": "))
+            elif template is None:
+                line = _event_text(event)
+            else:
+                line = template.render(_event_fields(event))
+            print(line, flush=True)
 
 
 def cmd_container_prune(args: Args) -> int:
@@ -247,7 +205,8 @@ COMMANDS = (
     Command(
         "events",
         cmd_events,
-        "follow containers' events (create, start, kill, die, stop, destroy, exec_start, ...)",
+        "follow the events of containers (create, start, die, ...), images (pull, tag, "
+        "delete, ...), networks (connect, ...) and volumes (mount, ...)",
         (
             Opt("--since", kind=VALUE, help="also the kept events since a time or duration"),
             Opt("--until", kind=VALUE, help="stop at this time"),
@@ -256,7 +215,7 @@ COMMANDS = (
                 "--filter",
                 kind=APPEND,
                 metavar="KEY=VALUE",
-                help="container, event, image, label, type",
+                help="container, event, image, label, network, scope, type, volume",
             ),
             Opt(
                 "--format",

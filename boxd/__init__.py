@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+# The package's version (pyproject.toml reads it from here: the one place it is written).
 __version__ = "0.1.0"
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every boxctl call ~3 ms

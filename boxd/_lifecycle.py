@@ -69,9 +69,13 @@ class NoSuchContainer(LookupError):
         super().__init__(f"no such container: {ref}")
 
 
-class AmbiguousContainer(NoSuchContainer):
+class AmbiguousContainer(LookupError):
     """An id prefix that several containers have: no one container, but not a missing
-    one either (``rm -f`` must not pass over it as gone)."""
+    one either (``rm -f`` must not pass over it as gone, nor ``inspect`` look for an
+    image instead).  Docker's words."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"multiple IDs found with provided prefix: {ref}")
 
 
 def check_transition(current: Status, new: Status) -> None:

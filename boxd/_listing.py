@@ -210,7 +210,7 @@ class ListAnswers:
         ] = {}
 
     def frame(
-        self, found: Sequence[Container], sizes: Sequence[int], *, brief: bool = False
+        self, found: Sequence[Container], sizes: Sequence[tuple[int, int]], *, brief: bool = False
     ) -> bytes:
         containers = briefs = ""
         if brief:
@@ -223,7 +223,7 @@ class ListAnswers:
             + '],"briefs":['
             + briefs
             + '],"sizes":'
-            + _wirejson.dumps(list(sizes))
+            + _wirejson.dumps([list(s) for s in sizes])
             + "}"
         )
         return protocol.frame(payload.encode())

@@ -117,13 +117,14 @@ class ListRequest:
     all: bool = False
     filters: tuple[str, ...] = ()  # KEY=VALUE, as ``ps --filter`` takes them
     limit: int = 0  # the newest N (``ps -n``), stopped ones included
-    size: bool = False  # also the bytes each container wrote (``ps -s``)
+    size: bool = False  # also each one's sizes, in ``sizes`` (``ps -s``: Supervisor.sizes)
     brief: bool = False  # each container as a ContainerBrief, in ``briefs``
 
 
 @attrs.frozen
 class InspectRequest:
     container: str
+    size: bool = False  # also its sizes (``inspect -s``: Supervisor.sizes)
 
 
 @attrs.frozen
@@ -232,12 +233,16 @@ class CreateResponse:
 class ListResponse:
     containers: tuple[Container, ...]  # empty with ``brief``
     briefs: tuple[ContainerBrief, ...] = ()  # with ``brief``, instead of the records
-    sizes: tuple[int, ...] = ()  # with ``size``: bytes in each one's writable layer
+    # With ``size``: each one's (SizeRw, SizeRootFs), as Supervisor.sizes gives them.
+    sizes: tuple[tuple[int, int], ...] = ()
 
 
 @attrs.frozen
 class InspectResponse:
     container: Container
+    log_path: str = ""  # Docker's LogPath: the json-file driver's file
+    size_rw: int | None = None  # Docker's SizeRw and SizeRootFs, when asked
+    size_root_fs: int | None = None
 
 
 @attrs.frozen

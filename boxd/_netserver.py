@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from . import _prune
-from ._network import joined
+from ._network import DEFAULT_NETWORK, builtin_network_id, joined
 
 if TYPE_CHECKING:
     from ._network import Attachment, Network
@@ -155,6 +155,38 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
     )
 
 
+def _builtin(sup: Supervisor, name: str) -> NetworkInfo:
+    """``host`` or ``none``, which boxd keeps no record of: no bridge, no addresses, the
+    containers that use it, made when the default network was (as Docker makes the three
+    at once)."""
+    default = next((n for n in sup.networks.list() if n.name == DEFAULT_NETWORK), None)
+    members = tuple(
+        Member(c.id, c.name, "", sup.run_of(c.id) is not None)
+        for c in sup.list(all=True)
+        if c.config.network == name
+    )
+    return NetworkInfo(
+        name=name,
+        id=builtin_network_id(name),
+        driver="host" if name == "host" else "null",
+        bridge="",
+        subnet="",
+        gateway="",
+        created_at=default.created_at if default is not None else 0.0,
+        dns=False,
+        containers=members,
+    )
+
+
+def _find(sup: Supervisor, ref: str) -> NetworkInfo:
+    """The network ``ref`` names (a name, an id or a unique prefix of one), a built-in
+    one too."""
+    for name in ("host", "none"):
+        if ref in (name, builtin_network_id(name)):
+            return _builtin(sup, name)
+    return _info(sup, sup.networks.get(ref))
+
+
 def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:
     """Each request type's handler, called with the request's connection."""
 
@@ -162,17 +194,23 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         net = await sup.networks.create(
             req.name, req.subnet, req.labels, req.gateway, req.ip_range, req.options
         )
+        sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def list_(conn: Conn, _: NetworkListRequest) -> None:
-        await conn.send(NetworkListResponse(tuple(_info(sup, n) for n in sup.networks.list())))
+        found = [_info(sup, n) for n in sup.networks.list()]
+        found += [_builtin(sup, name) for name in ("host", "none")]
+        # By their making, as the networks' own order: the built-in ones with the bridge.
+        found.sort(key=lambda n: n.created_at)
+        await conn.send(NetworkListResponse(tuple(found)))
 
     async def inspect(conn: Conn, req: NetworkInspectRequest) -> None:
-        found = tuple(_info(sup, sup.networks.get(ref)) for ref in req.networks)
+        found = tuple(_find(sup, ref) for ref in req.networks)
         await conn.send(NetworkListResponse(found))
 
     async def remove(conn: Conn, req: NetworkRemoveRequest) -> None:
         net = await sup.networks.remove(req.network, lambda name: _users(sup, name))
+        sup.events.network("destroy", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def prune(conn: Conn, req: NetworkPruneRequest) -> None:
@@ -181,6 +219,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         for net in sup.networks.list():
             if net.dns and not _users(sup, net.name) and only.selects(net.created_at, net.labels):
                 await sup.networks.remove(net.name, lambda name: _users(sup, name))
+                sup.events.network("destroy", net.id, net.name)
                 removed.append(net.name)
         await conn.send(NetworkPruneResponse(tuple(removed)))
 

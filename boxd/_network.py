@@ -111,6 +111,15 @@ class NetworkConflict(RuntimeError):
     """The network is in use, or exists already."""
 
 
+class PredefinedNetwork(NetworkConflict):
+    """``bridge``, ``host`` or ``none``: there with every daemon, never removed."""
+
+
+def builtin_network_id(name: str) -> str:
+    """The id of ``host`` or ``none``, which boxd keeps no record of."""
+    return hashlib.sha256(f"boxd network {name}".encode()).hexdigest()
+
+
 @attrs.define
 class Network:
     name: str
@@ -495,10 +504,12 @@ class Networks:
         return net
 
     async def remove(self, ref: str, in_use: Callable[[str], builtins.list[str]]) -> Network:
-        """``in_use(name)``: the containers that name the network."""
-        net = self.get(ref)
-        if net.name == DEFAULT_NETWORK:
-            raise NetworkConflict(f"network {net.name} is built in and cannot be removed")
+        """``in_use(name)``: the containers that name the network.  The pre-defined
+        ones are refused in Docker's words."""
+        net = None if ref in BUILTIN else self.get(ref)
+        if net is None or net.name in BUILTIN:
+            name = ref if net is None else net.name
+            raise PredefinedNetwork(f"{name} is a pre-defined network and cannot be removed")
         users = in_use(net.name)
         if users:
             raise NetworkConflict(
@@ -955,6 +966,8 @@ class Attachment:
     def etc(self) -> EtcNetwork:
         config = self.container.config
         hostname = config.hostname or self.container.short_id
+        # As Docker's /etc/hosts: with a domain name, the full name first.
+        names = (f"{hostname}.{config.domainname}", hostname) if config.domainname else (hostname,)
         if self._peer is not None:
             # The other container's place: its address, its name server.
             peer = self._peer[0]
@@ -966,7 +979,7 @@ class Attachment:
             resolv = container_resolv([net.gateway], rest) if net.dns else bridge_resolv()
             return EtcNetwork(
                 address=endpoints[0].ip_address,
-                names=(hostname,),
+                names=names,
                 resolv=resolv,
                 host_gateway=net.gateway,
             )
@@ -978,7 +991,7 @@ class Attachment:
             return EtcNetwork(resolv=self._resolv() if asked else None)
         return EtcNetwork(
             address=self.links[0].address,
-            names=(hostname,),
+            names=names,
             others=tuple(link.address for link in self.links[1:]),
             resolv=self._resolv(),
             links=self.link_hosts,

@@ -87,6 +87,8 @@ def check_config(config: ContainerConfig) -> None:
             )
     if config.uts_mode == "host" and config.hostname:
         raise ValueError("conflicting options: hostname and the UTS mode")
+    if config.uts_mode == "host" and config.domainname:
+        raise ValueError("conflicting options: domainname and the UTS mode")
     for sysctl in config.sysctls:
         key = sysctl.partition("=")[0]
         option = "uts" if key == "kernel.domainname" else "ipc"

@@ -233,9 +233,11 @@ def init_mounts(program: str) -> tuple[MountOp, ...]:
 
 def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
     """``--sysctl`` settings, written to the container's /proc/sys (in its namespaces)
-    before the masks make /proc/sys read-only; of a key given twice the last counts."""
+    before the masks make /proc/sys read-only; of a key given twice the last counts.
+    ``--domainname`` is its UTS namespace's ``kernel.domainname`` (a sysctl of it wins)."""
     config = container.config
-    settings = dict(parse_sysctl(text, network=config.network) for text in config.sysctls)
+    settings = {"kernel.domainname": config.domainname} if config.domainname else {}
+    settings.update(parse_sysctl(text, network=config.network) for text in config.sysctls)
     return tuple(
         MountOp(MountKind.SYSCTL, proc_path(key), data=value + "\n")
         for key, value in settings.items()

@@ -17,7 +17,7 @@ import trio
 
 from . import _prune, _top
 from ._diff import Change
-from ._events import Event
+from ._events import event_filter, message
 from ._messages import EndFrame, OkResponse
 from ._records import Container, Resources, RestartPolicy
 from ._server import Connection, cancel_when_closed
@@ -66,10 +66,12 @@ class DiffRequest:
 @attrs.frozen
 class EventsRequest:
     """Kept events from ``since`` (none when None), then new ones as they happen, until
-    ``until`` (Unix times); each an EventFrame, then an EndFrame at ``until``."""
+    ``until`` (Unix times), those that Docker's ``filters`` select (see
+    :func:`boxd._events.event_filter`); each an EventFrame, then an EndFrame at ``until``."""
 
     since: float | None = None
     until: float | None = None
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -93,7 +95,7 @@ class DiffResponse:
 
 @attrs.frozen
 class EventFrame:
-    event: Event
+    event: dict[str, Any]  # in Docker's shape (boxd._events.message)
 
 
 @attrs.frozen
@@ -187,6 +189,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def events(conn: Connection, req: EventsRequest) -> None:
         """The kept events in [since, until], then new ones until ``until``; a follower
         that hangs up ends its stream at once, not at the next event."""
+        wanted = event_filter(req.filters)
         history, channel = sup.events.subscribe()
         await conn.send(OkResponse())
         until_ns = math.inf if req.until is None else req.until * 1e9
@@ -194,15 +197,16 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             if req.since is not None or req.until is not None:
                 since_ns = (req.since or 0) * 1e9
                 for event in history:
-                    if since_ns <= event.time_ns <= until_ns:
-                        await conn.send(EventFrame(event=event))
+                    if since_ns <= event.time_ns <= until_ns and wanted(event):
+                        await conn.send(EventFrame(event=message(event)))
             # The clock the events carry is the wall clock; trio's deadline is another.
             deadline = trio.current_time() + (until_ns / 1e9 - time.time())
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cancel_when_closed, conn, nursery.cancel_scope)
                 with trio.move_on_at(deadline):
                     async for event in channel:
-                        await conn.send(EventFrame(event=event))
+                        if wanted(event):
+                            await conn.send(EventFrame(event=message(event)))
                 nursery.cancel_scope.cancel(reason="until reached")
         await conn.send(EndFrame())
 

@@ -189,6 +189,7 @@ class ContainerConfig:
     user: str = ""  # "USER[:GROUP]", names or ids (see _users); empty = root
     group_add: tuple[str, ...] = ()  # supplementary groups: names or gids
     hostname: str = ""
+    domainname: str = ""  # its NIS domain name (kernel.domainname of its UTS namespace)
     extra_hosts: tuple[str, ...] = ()  # --add-host NAME:IP, lines added to /etc/hosts
     tty: bool = False
     # A terminal's size from its first instruction, (rows, columns): the client's own at
@@ -325,6 +326,7 @@ OPTIONS = {
     "user": "--user",
     "group_add": "--group-add",
     "hostname": "--hostname",
+    "domainname": "--domainname",
     "extra_hosts": "--add-host",
     "network": "--network",
     "volumes": "--volume",
@@ -394,9 +396,10 @@ def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
     reference = config.image != "default" and not config.image.startswith("/")
     if not reference and not config.command and not config.entrypoint:
-        raise ValueError("no command given")
+        what = "the image 'default' has" if config.image == "default" else "a root directory has"
+        raise ValueError(f"no command specified ({what} no Cmd)")
     if config.command and not config.command[0] and config.entrypoint is None:
-        raise ValueError("no command given")
+        raise ValueError("no command specified: the command's first word is empty")
     for arg in (*config.command, *(config.entrypoint or ())):
         if "\0" in arg:
             raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
@@ -421,6 +424,9 @@ def validate_config(config: ContainerConfig) -> None:
     check_all(config.devices, config.device_cgroup_rules, read_only_root=config.read_only)
     if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
+    domain = config.domainname  # at most 64 bytes: the kernel's
+    if domain and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", domain):
+        raise invalid("domainname", domain, "use letters, digits, '_', '.' and '-' (at most 64)")
     check_network(config.network)
     _nsmodes.check_config(config)
     for item in config.expose:

@@ -329,11 +329,17 @@ class Server:
                 raise ValueError(f"invalid filter {item!r}: use KEY=VALUE")
             filters.setdefault(key, []).append(value)
         found = select_containers(self.sup.list, filters, all=req.all, limit=req.limit)
-        sizes = await self.sup.rw_sizes(found) if req.size else []
+        sizes = await self.sup.sizes(found) if req.size else []
         await conn.stream.send_all(self._list_answers.frame(found, sizes, brief=req.brief))
 
     async def _inspect(self, conn: Connection, req: InspectRequest) -> None:
-        await conn.send(InspectResponse(container=self.sup.inspect(req.container)))
+        c = self.sup.inspect(req.container)
+        rw, root = (await self.sup.sizes([c]))[0] if req.size else (None, None)
+        await conn.send(
+            InspectResponse(
+                container=c, log_path=self.sup.log_path(c), size_rw=rw, size_root_fs=root
+            )
+        )
 
     async def _wait(self, conn: Connection, req: WaitRequest) -> None:
         await conn.send(WaitResponse(exit_code=await self.sup.wait(req.container)))

@@ -69,7 +69,14 @@ from ._lifecycle import Conflict as Conflict
 from ._lifecycle import NoSuchContainer as NoSuchContainer
 from ._live import Adoption
 from ._native import Namespace, Native, RealNative, SpawnError, SpawnPlan, is_exec_failure
-from ._network import DEFAULT_NETWORK, Attachment, BridgeOptions, Networks
+from ._network import (
+    DEFAULT_NETWORK,
+    Attachment,
+    BridgeOptions,
+    NetworkError,
+    Networks,
+    builtin_network_id,
+)
 from ._output import Chunk, Output
 from ._procview import ProcView, ViewLimits
 from ._prune import PruneFilter
@@ -260,10 +267,10 @@ class Supervisor:
         # Starts' file system work (_prepare_run) in one worker thread at a time: with one
         # per start, 20 at once ran 20 threads whose Python fought the loop for the GIL.
         self._prepare_limiter = trio.CapacityLimiter(1)
-        self.events = Events()
+        self.events = Events(self._network_ids)
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
-        self.volumes = Volumes(store.root / "volumes", store.trash)
+        self.volumes = Volumes(store.root / "volumes", store.trash, self.events.volume)
 
     @property
     def puller(self) -> Puller:
@@ -296,7 +303,7 @@ class Supervisor:
             if len(matches) == 1:
                 return matches[0]
             if matches:
-                raise AmbiguousContainer(f"{ref} (the prefix matches {len(matches)} containers)")
+                raise AmbiguousContainer(ref)
         raise NoSuchContainer(ref)
 
     def inspect(self, ref: str) -> Container:
@@ -375,14 +382,38 @@ class Supervisor:
         """Return at the next change of any container's recorded state, or a removal."""
         await self._changes.park()
 
-    async def rw_sizes(self, containers: Sequence[Container]) -> builtins.list[int]:
-        """Bytes each container wrote to its own filesystem (the regular files of its
-        overlays' upper directories, /usr's too on default: Docker's SizeRw), read in a
-        worker thread."""
+    async def sizes(self, containers: Sequence[Container]) -> builtins.list[tuple[int, int]]:
+        """Docker's SizeRw and SizeRootFs of each container: the bytes it wrote to its own
+        filesystem (the regular files of its overlays' upper directories, /usr's too on
+        default), read in a worker thread; and those with its image's layers (none for
+        default and a root directory, which are the host's files)."""
         from ._images.store import disk_usage
 
         dirs = [self.store.container_dir(c.id) for c in containers]
-        return await trio.to_thread.run_sync(lambda: [disk_usage(written_uppers(d)) for d in dirs])
+        written = await trio.to_thread.run_sync(
+            lambda: [disk_usage(written_uppers(d)) for d in dirs]
+        )
+        images: dict[str, int] = {}
+        for c in containers:
+            if c.config.image_id and c.config.image_id not in images:
+                try:
+                    record = self.images.for_container(c.config.image_id)
+                except LookupError:
+                    images[c.config.image_id] = 0
+                else:
+                    images[c.config.image_id] = self.images.size(record)
+        return [
+            (rw, rw + images.get(c.config.image_id, 0))
+            for c, rw in zip(containers, written, strict=True)
+        ]
+
+    def log_path(self, c: Container) -> str:
+        """The file its log is written to, as Docker's inspect shows it (``LogPath``): the
+        json-file driver's; "" for ``local`` (whose file Docker keeps out of its API) and
+        ``none``."""
+        if c.config.log_driver != "json-file":
+            return ""
+        return str(self.store.container_dir(c.id) / "logs" / _logs.LOG_NAME)
 
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""
@@ -574,6 +605,15 @@ class Supervisor:
         first: see :meth:`volume_users`)."""
         self.volumes.remove(name)
         self._fill_trash()
+
+    def _network_ids(self, name: str) -> tuple[str, str]:
+        """A network's id and driver by its name, for its events ("" once it is gone)."""
+        if name in ("host", "none"):
+            return builtin_network_id(name), "host" if name == "host" else "null"
+        try:
+            return self.networks.get(name).id, "bridge"
+        except NetworkError:
+            return "", "bridge"
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""

@@ -6,7 +6,8 @@ OPTIONS is a comma-separated list of mount flags (``ro``/``rw``, ``exec``/``noex
 Without options a tmpfs is ``rw,nosuid,nodev,noexec`` with mode 1777, as in Docker; an
 option given overrides its default (``exec`` lifts ``noexec``), and of an option given
 twice the last counts.  Sizes take boxd's units (``64m``, ``1g``; see
-:func:`boxd._units.parse_size`) and reach the kernel in bytes.
+:func:`boxd._units.parse_size`) and reach the kernel in bytes; ``size`` also takes a
+whole percentage of the host's memory (``50%``), passed on as the kernel reads it.
 
 Imported by boxctl: only the standard library, nothing slow.
 """
@@ -62,6 +63,12 @@ _KNOWN = (
 
 def _setting(spec: str, key: str, value: str) -> str:
     """The kernel's form of one tmpfs setting, or ValueError naming it."""
+    if key == "size" and value.endswith("%"):  # of the host's memory, as the kernel reads it
+        if not (value[:-1].isascii() and value[:-1].isdigit()):
+            raise ValueError(
+                f"invalid --tmpfs {spec!r}: size {value!r} is not a whole percentage (50%)"
+            )
+        return f"{int(value[:-1])}%"
     if key == "size":
         return str(parse_size(value, what=f"--tmpfs {spec!r} size"))
     if key == "nr_inodes":

@@ -35,7 +35,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
@@ -107,10 +107,15 @@ def check_options(driver: str, options: dict[str, str]) -> None:
 
 
 class Volumes:
-    def __init__(self, root: Path, trash: Path) -> None:
+    def __init__(
+        self, root: Path, trash: Path, report: Callable[[str, str], None] | None = None
+    ) -> None:
+        """``report(action, name)``: told of each volume made (create) and removed
+        (destroy), for their events."""
         self.dir = root
         self.trash = trash
         self.dir.mkdir(mode=0o711, exist_ok=True)
+        self._report = report or (lambda action, name: None)
 
     def path(self, name: str) -> Path:
         """The directory the daemon keeps for the volume."""
@@ -175,6 +180,7 @@ class Volumes:
         except BaseException:
             _remove_tree(tmp)
             raise
+        self._report("create", name)
         return record
 
     def remove(self, name: str) -> None:
@@ -182,6 +188,7 @@ class Volumes:
         self.get(name)
         self.trash.mkdir(mode=0o700, exist_ok=True)
         os.rename(self.dir / name, self.trash / f"volume-{name}-{secrets.token_hex(4)}")
+        self._report("destroy", name)
 
     def recover(self) -> None:
         """A volume whose create was cut short (a temporary directory) is deleted."""

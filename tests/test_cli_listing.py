@@ -69,9 +69,10 @@ def test_ps_filters_limits_and_formats(daemon: Daemon) -> None:
         "running",
         "team=a",
     )
-    # -s: a SIZE column; what the container wrote.
+    # -s: a SIZE column; what the container wrote, and with its image's files (none on
+    # default), as Docker shows them.
     daemon.ctl("exec", "web", "sh", "-c", "head -c 2000000 /dev/zero > /big")
-    assert _ps(daemon, "-s", "--format", "{{.Size}}") == ["2MB"]
+    assert _ps(daemon, "-s", "--format", "{{.Size}}") == ["2MB (virtual 2MB)"]
 
 
 BAD = [

@@ -423,7 +423,11 @@ def test_events_are_followed_in_order(daemon: Daemon) -> None:
     r = daemon.ctl("events", "--format", "{{.Action", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: template: unclosed action at offset 0\n")
     r = daemon.ctl("events", "--filter", "colour=red", check=False)
-    assert r.returncode == 125 and "invalid --filter 'colour=red'" in r.stderr
+    assert r.returncode == 1 and "invalid filter 'colour'" in r.stderr, r.stderr
+    r = daemon.ctl("events", "--filter", "type=box", check=False)
+    assert r.returncode == 1 and "invalid filter 'type=box'" in r.stderr, r.stderr
+    r = daemon.ctl("events", "--filter", "colour", check=False)
+    assert r.returncode == 125 and "invalid --filter 'colour'" in r.stderr, r.stderr
     daemon.ctl("rm", "first")
 
 
@@ -570,11 +574,17 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
     table = daemon.ctl("network", "ls").stdout.splitlines()
     assert re.split(" {2,}", table[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
     assert [re.split(" {2,}", line)[1:] for line in table[1:]] == [
-        ["bridge", "bridge", "local"], ["na", "bridge", "local"], ["nb", "bridge", "local"],
+        ["bridge", "bridge", "local"], ["host", "host", "local"], ["none", "null", "local"],
+        ["na", "bridge", "local"], ["nb", "bridge", "local"],
     ]  # fmt: skip
-    assert table[3].split()[0] == nb[:12]
+    assert table[5].split()[0] == nb[:12]
     names = daemon.ctl("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").stdout
-    assert names.splitlines() == ["bridge bridge local", "na bridge local", "nb bridge local"]
+    assert names.splitlines() == [
+        "bridge bridge local", "host host local", "none null local", "na bridge local",
+        "nb bridge local",
+    ]  # fmt: skip
+    builtin = daemon.ctl("network", "ls", "-f", "type=builtin", "--format", "{{.Name}}").stdout
+    assert builtin.split() == ["bridge", "host", "none"]
     assert daemon.ctl("network", "ls", "-q", "--no-trunc", "-f", "name=nb").stdout == nb + "\n"
     labelled = daemon.ctl("network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}")
     assert labelled.stdout == "na\n"
@@ -595,6 +605,29 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
     line = daemon.ctl("network", "inspect", "-f", fmt, "nb").stdout.split()
     assert line[0] == nb and line[1].count("/") == 1 and line[2] == "0"
     assert daemon.ctl("inspect", "--type", "network", "-f", "{{.Id}}", "nb").stdout == nb + "\n"
+    # host and none: no bridge, no subnet; the containers on them; not removed.
+    daemon.ctl("create", "--name", "on-host", "--network", "host", "default", "true")
+    try:
+        shown = json.loads(daemon.ctl("network", "inspect", "host").stdout)[0]
+        assert (shown["Driver"], shown["IPAM"]["Config"], shown["Options"]) == ("host", [], {})
+        cid = daemon.inspect("on-host")["id"]
+        assert shown["Containers"] == {
+            cid: {
+                "Name": "on-host", "EndpointID": "", "MacAddress": "", "IPv4Address": "",
+                "IPv6Address": "",
+            }
+        }  # fmt: skip
+        assert (
+            daemon.ctl("network", "inspect", "-f", "{{.Id}}", shown["Id"]).stdout.strip()
+            == (shown["Id"])
+        )
+    finally:
+        daemon.ctl("rm", "on-host")
+    assert json.loads(daemon.ctl("network", "inspect", "none").stdout)[0]["Driver"] == "null"
+    for name in ("bridge", "host", "none"):
+        r = daemon.ctl("network", "rm", name, check=False)
+        words = f"boxctl: {name} is a pre-defined network and cannot be removed\n"
+        assert (r.returncode, r.stderr) == (1, words)
     bad = daemon.ctl("network", "ls", "-f", "colour=red", check=False)
     assert (bad.returncode, bad.stderr) == (1, "boxctl: invalid filter 'colour'\n")
 
@@ -603,7 +636,7 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
         "WARNING! This will remove all custom networks not used by at least one container.\n"
         "Are you sure you want to continue? [y/N] "
     )
-    assert daemon.ctl("network", "ls", "-q").stdout.count("\n") == 3
+    assert daemon.ctl("network", "ls", "-q").stdout.count("\n") == 5
     pruned = daemon.ctl("network", "prune", "-f")
     assert pruned.stdout == "Deleted Networks:\nna\nnb\n\n"
     assert daemon.ctl("network", "prune", "--force").stdout == ""
@@ -634,7 +667,7 @@ def test_forced_removal_of_what_is_not_there_succeeds(daemon: Daemon) -> None:
     firsts = [cid[0] for cid in made]
     shared = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits
     r = daemon.ctl("rm", "-f", shared, check=False)
-    assert r.returncode == 1 and "prefix matches" in r.stderr, r
+    assert r.returncode == 1 and f"multiple IDs found with provided prefix: {shared}" in r.stderr
     daemon.ctl("rm", *made)
     assert daemon.ctl("volume", "rm", "vhere").stdout == "vhere\n"
     assert daemon.ctl("network", "rm", "nhere").stdout == "nhere\n"
@@ -671,12 +704,87 @@ def test_stop_and_restart_take_a_signal(daemon: Daemon) -> None:
     daemon.ctl("rm", "rt")
 
 
+def test_events_of_networks_volumes_and_images(
+    daemon: Daemon, tmp_path: Path, busybox_root: Path
+) -> None:
+    """Docker's events beyond containers, in its shapes and order: a network's create,
+    connect and disconnect (at the start and end, and by network connect/disconnect),
+    destroy; a volume's create, mount, unmount and destroy; an image's import, tag, save,
+    untag, delete and load; ``--filter type=``, ``network=``, ``volume=``, ``image=``."""
+    start = time.time()
+    net = daemon.ctl("network", "create", "evn").stdout.strip()
+    daemon.ctl("volume", "create", "evv")
+    script = 'trap "exit 0" TERM; sleep 60 & wait'
+    cid = daemon.ctl("run", "-d", "--name", "evc", "--network", "evn", "-v", "evv:/data",
+                     "default", "sh", "-c", script).stdout.strip()  # fmt: skip
+    daemon.ctl("network", "connect", "bridge", "evc")
+    daemon.ctl("network", "disconnect", "bridge", "evc")
+    daemon.ctl("stop", "evc")
+    daemon.ctl("rm", "evc")
+    daemon.ctl("network", "rm", "evn")
+    daemon.ctl("volume", "rm", "evv")
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    image = daemon.ctl("import", "-c", "LABEL team=a", str(tarball), "evi:1").stdout.strip()
+    daemon.ctl("tag", "evi:1", "evi:2")
+    daemon.ctl("save", "-o", str(tmp_path / "evi.tar"), "evi:1")
+    daemon.ctl("rmi", "evi:2")
+    daemon.ctl("rmi", "-f", image)
+    daemon.ctl("load", "-i", str(tmp_path / "evi.tar"))
+    daemon.ctl("rmi", "evi:1")
+    fmt = "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Status}}"
+
+    def seen(*filters: str) -> list[list[str]]:
+        window = ("--since", str(start), "--until", str(time.time()), "--format", fmt)
+        lines = daemon.ctl("events", *window, *filters).stdout.splitlines()
+        return [line.split() for line in lines]
+
+    assert seen("--filter", "type=network") == [
+        ["network", "create", net, "evn"],
+        ["network", "connect", net, "evn"],
+        *[["network", action, seen("-f", "network=bridge")[0][2], "bridge"]
+          for action in ("connect", "disconnect")],
+        ["network", "disconnect", net, "evn"],
+        ["network", "destroy", net, "evn"],
+    ]  # fmt: skip
+    assert seen("-f", "network=evn") == seen("-f", "type=network", "-f", "network=evn")
+    assert [e[:3] for e in seen("-f", "type=volume")] == [
+        ["volume", action, "evv"] for action in ("create", "mount", "unmount", "destroy")
+    ]
+    assert seen("-f", "volume=evv") == seen("-f", "type=volume")
+    assert seen("-f", "type=image") == [
+        ["image", "tag", image, "evi:1", "tag"],
+        ["image", "import", image, image, "import"],
+        ["image", "tag", image, "evi:2", "tag"],
+        ["image", "save", image, image, "save"],
+        ["image", "untag", image, image, "untag"],
+        ["image", "untag", image, image, "untag"],
+        ["image", "delete", image, image, "delete"],
+        ["image", "load", image, image, "load"],
+        ["image", "untag", image, image, "untag"],
+        ["image", "delete", image, image, "delete"],
+    ]
+    assert len(seen("-f", "image=evi")) == 2  # the tags, by their repository
+    assert len(seen("-f", "type=image", "-f", "label=team=a")) == 8  # not once it is gone
+    # The JSON lines: a mount's attributes, and no status, id or from (Docker's older
+    # fields are a container's and an image's only).
+    window = ("--since", str(start), "--until", str(time.time()))
+    line = daemon.ctl("events", *window, "-f", "event=mount", "--format", "json").stdout
+    mount = json.loads(line)
+    assert "status" not in mount and mount["Type"] == "volume"
+    assert mount["Actor"] == {"ID": "evv", "Attributes": {
+        "container": cid, "destination": "/data", "driver": "local", "propagation": "",
+        "read/write": "true",
+    }}  # fmt: skip
+
+
 def test_event_lines_carry_dockers_fixed_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """docker events' RFC3339NanoFixed: nine digits always, local time, Z for UTC."""
     from boxctl._verbs import _event_text
 
-    event = {"time_ns": 1_796_424_243_100_000_000, "action": "start", "id": "ab" * 32,
-             "name": "s1", "image": "default", "labels": [], "attributes": {}}  # fmt: skip
+    actor = {"ID": "ab" * 32, "Attributes": {"image": "default", "name": "s1"}}
+    event = {"Type": "container", "Action": "start", "Actor": actor,
+             "timeNano": 1_796_424_243_100_000_000}  # fmt: skip
     for zone, stamp in (
         ("UTC", "2026-12-04T22:44:03.100000000Z"),
         ("Europe/Paris", "2026-12-04T23:44:03.100000000+01:00"),

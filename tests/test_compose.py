@@ -395,13 +395,20 @@ def test_oom_score_adj_reaches_the_process(client: Any) -> None:
     assert info.value.status_code == 400 and "invalid --oom-score-adj 2000" in str(info.value)
 
 
-def test_a_domainname_is_refused_not_dropped(client: Any) -> None:
-    """``domainname:`` arrives as Config.Domainname, which boxd dropped: the container's
-    domain name stayed ``(none)``.  boxd sets none, so it says so."""
-    with pytest.raises(docker.errors.APIError) as info:
-        client.create_container("busybox", ["true"], domainname="example.test")
-    assert info.value.status_code == 400
-    assert "Config.Domainname 'example.test' is not supported by boxd" in str(info.value)
+def test_a_domainname_is_the_containers(client: Any) -> None:
+    """``domainname:`` arrives as Config.Domainname, which boxd first dropped (the
+    container's domain name stayed ``(none)``), then refused: it is the container's UTS
+    domain name, shown back by inspect."""
+    c = client.create_container(
+        "busybox", ["cat", "/proc/sys/kernel/domainname"], domainname="example.test"
+    )
+    try:
+        client.start(c)
+        assert client.wait(c, timeout=30)["StatusCode"] == 0
+        assert client.logs(c).decode() == "example.test\n"
+        assert client.inspect_container(c)["Config"]["Domainname"] == "example.test"
+    finally:
+        client.remove_container(c, force=True)
 
 
 def test_endpoints_name_their_networks_by_id(client: Any) -> None:

@@ -107,4 +107,4 @@ def test_the_events_history_keeps_the_last_256_as_docker() -> None:
         events.removed(_records.Container(f"{n:064x}", f"c{n}", 0.0, config))
     kept, receive = events.subscribe()
     receive.close()
-    assert [e.name for e in kept] == [f"c{n}" for n in range(300 - 256, 300)]
+    assert [e.attribute("name") for e in kept] == [f"c{n}" for n in range(300 - 256, 300)]

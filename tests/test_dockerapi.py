@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.metadata
 import io
 import json
 import os
@@ -155,6 +156,14 @@ def test_entrypoint_reset(clean: Daemon) -> None:
         assert (r.returncode, r.stdout) == (0, "reset\n"), r.stderr
         r = _docker(clean, "run", "--rm", "--entrypoint", "", "ep")
         assert r.returncode == 125 and "no command specified: an empty Entrypoint" in r.stderr
+        # boxctl's run is refused by the same check, in the same words (it named the
+        # image's Cmd as missing, which the reset had dropped).
+        r = clean.ctl("run", "--rm", "--entrypoint", "", "ep", check=False)
+        assert r.returncode == 125 and "no command specified: an empty Entrypoint" in r.stderr
+        args = ("run", "--rm", "--entrypoint", "", "default")
+        for r in (clean.ctl(*args, check=False), _docker(clean, *args)):
+            assert r.returncode == 125, r.stderr
+            assert "no command specified (the image 'default' has no Cmd)" in r.stderr
     finally:
         clean.remove_containers()
         _docker(clean, "rmi", "ep")
@@ -350,6 +359,11 @@ def test_container_sizes(clean: Daemon, tmp_path: Path, busybox_root: Path) -> N
     assert 300000 <= rw < 310000 and rootfs == rw + image
     listed = _docker(clean, "ps", "-a", "-s", "--format", "{{.Size}}").stdout
     assert listed.startswith("30") and "kB (virtual " in listed, listed
+    # boxctl's ps -s and inspect -s show the same (it showed what was written only).
+    assert clean.ctl("ps", "-a", "-s", "--format", "{{.Size}}").stdout == listed
+    fmt = "{{.SizeRw}} {{.SizeRootFs}}"
+    assert clean.ctl("inspect", "-s", "-f", fmt, "big").stdout == r.stdout
+    assert "SizeRw" not in json.loads(clean.ctl("inspect", "big").stdout)[0]  # as Docker's
     assert "big" in _docker(clean, "system", "df", "-v").stdout
     # Its image is in use: nothing of it is reclaimable (SharedSize given, as Docker's df).
     df = _docker(clean, "system", "df", "--format", "{{.Type}}={{.Reclaimable}}").stdout
@@ -609,6 +623,71 @@ def test_events_followed_in_order(clean: Daemon) -> None:
     status, _, data = _call(clean, "GET", f"/events?{query}")
     names = {json.loads(line)["Actor"]["Attributes"]["name"] for line in data.splitlines()}
     assert (status, names) == (200, {"evt"})
+
+
+@needs_cli
+def test_an_ambiguous_id_prefix_is_named_as_docker_names_it(clean: Daemon) -> None:
+    """A prefix of several containers' ids names none of them, in Docker's words and
+    status (400): ``docker rm -f`` took the 404 it got for a missing container and
+    succeeded, ``docker inspect`` and ``boxctl inspect`` went on to look for an image."""
+    made = [_docker(clean, "create", "default", "true").stdout.strip() for _ in range(17)]
+    firsts = [cid[0] for cid in made]
+    shared = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits
+    words = f"multiple IDs found with provided prefix: {shared}"
+    for r in (
+        _docker(clean, "inspect", shared),
+        _docker(clean, "rm", "-f", shared),
+        clean.ctl("inspect", shared, check=False),
+        clean.ctl("inspect", "--type", "container", shared, check=False),
+    ):
+        assert r.returncode == 1 and words in r.stderr, (r.args, r.stderr)
+    status, _, body = _call(clean, "GET", f"/containers/{shared}/json")
+    assert (status, json.loads(body)["message"]) == (400, words)
+    assert sorted(_docker(clean, "ps", "-aq", "--no-trunc").stdout.split()) == sorted(made)
+
+
+@needs_cli
+def test_log_path_is_the_json_file_drivers_file(clean: Daemon) -> None:
+    """``LogPath``: the file the json-file driver writes, in both clients' inspect (it
+    was empty); none for ``local`` (Docker keeps its file out of the API) and ``none``."""
+    r = _docker(clean, "run", "--name", "lp", "default", "echo", "logged")
+    assert r.returncode == 0, r.stderr
+    path = _docker(clean, "inspect", "-f", "{{.LogPath}}", "lp").stdout.strip()
+    assert path == clean.ctl("inspect", "-f", "{{.LogPath}}", "lp").stdout.strip()
+    assert path.startswith(str(clean.root)) and "logged" in Path(path).read_text()
+    for driver in ("local", "none"):
+        made = _docker(clean, "create", "--log-driver", driver, "default", "true")
+        cid = made.stdout.strip()
+        assert _docker(clean, "inspect", "-f", "{{.LogPath}}", cid).stdout == "\n", driver
+        assert clean.ctl("inspect", "-f", "{{.LogPath}}", cid).stdout == "\n", driver
+
+
+@needs_cli
+def test_events_of_networks_and_volumes_through_the_cli(clean: Daemon) -> None:
+    """``docker events --filter type=...`` sees a network's and a volume's events in
+    Docker's shape: the Actor's ID and attributes, none of a container's older fields."""
+    since = str(time.time())
+    net = _docker(clean, "network", "create", "evnet").stdout.strip()
+    _docker(clean, "volume", "create", "evvol")
+    r = _docker(clean, "run", "--rm", "--network", "evnet", "-v", "evvol:/v", "default", "true")
+    assert r.returncode == 0, r.stderr
+    _docker(clean, "network", "rm", "evnet")
+    _docker(clean, "volume", "rm", "evvol")
+    window = ("--since", since, "--until", str(time.time()), "--format", "{{json .}}")
+    found = {}
+    for kind in ("network", "volume"):
+        lines = _docker(clean, "events", *window, "--filter", f"type={kind}").stdout.splitlines()
+        found[kind] = [json.loads(line) for line in lines]
+    assert [(e["Action"], e["Actor"]["ID"]) for e in found["network"]] == [
+        (action, net) for action in ("create", "connect", "disconnect", "destroy")
+    ]
+    assert found["network"][1]["Actor"]["Attributes"]["name"] == "evnet"
+    assert all(e["Type"] == "network" and "status" not in e for e in found["network"])
+    assert [(e["Action"], e["Actor"]["ID"]) for e in found["volume"]] == [
+        (action, "evvol") for action in ("create", "mount", "unmount", "destroy")
+    ]
+    r = _docker(clean, "events", *window, "--filter", "type=box")
+    assert r.returncode == 1 and "invalid filter 'type=box'" in r.stderr, r.stderr
 
 
 # ---- docker-py ------------------------------------------------------------------------
@@ -951,12 +1030,27 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         assert status == 200
         version = json.loads(body)
         assert (version["ApiVersion"], version["MinAPIVersion"]) == ("1.44", "1.24")
+        # The package's version, as installed (pyproject.toml reads boxd.__version__).
+        assert version["Version"] == importlib.metadata.version("boxd"), version
     status, _, body = _call(clean, "GET", "/info")
     assert status == 200
     assert json.loads(body)["Containers"] == 0
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
+
+
+@needs_cli
+def test_docker_version_shows_the_engine_as_docker_does(clean: Daemon) -> None:
+    """``docker version``: the API version the CLI negotiated down to, the package's
+    version as the Engine's, and Experimental (blank before: boxd gave no such detail)."""
+    fmt = (
+        "{{.Client.APIVersion}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}} "
+        "{{.Server.Version}}{{range .Server.Components}} {{.Details.Experimental}}{{end}}"
+    )
+    r = _docker(clean, "version", "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1.44", "1.44", "1.24", importlib.metadata.version("boxd"), "false"]
 
 
 @needs_cli
@@ -1071,6 +1165,50 @@ def test_the_default_image_shows_its_time_the_same_everywhere(clean: Daemon) -> 
     assert again == shown
 
 
+@needs_cli
+def test_boxctl_shows_the_default_image_as_the_engine_api_does(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """The built-in image is listed, inspected, pulled and refused alike by boxctl and
+    the docker CLI (the image verbs know of it, both clients ask them)."""
+    listed = clean.ctl("images").stdout.splitlines()
+    assert [line.split()[:3] for line in listed[1:]] == [["default", "latest", _default_id()[7:19]]]
+    assert clean.ctl("images", "-q").stdout.split() == [_default_id()[7:19]]
+    assert clean.ctl("images", "-q", "-f", "dangling=true").stdout == ""
+    ours = json.loads(clean.ctl("image", "inspect", "default").stdout)[0]
+    theirs = json.loads(_docker(clean, "image", "inspect", "default").stdout)[0]
+    for key in ("Id", "RepoTags", "Created", "Size", "Os", "Architecture", "Config", "RootFS"):
+        assert ours[key] == theirs[key], key
+    assert ours["Id"] == _default_id() and ours["RepoTags"] == ["default:latest"]
+    assert clean.ctl("inspect", "-f", "{{.Id}}", "default").stdout.strip() == _default_id()
+    short = _default_id()[7:19]  # as images -q shows it
+    assert clean.ctl("image", "inspect", "-f", "{{.Id}}", short).stdout.strip() == _default_id()
+    shown = _docker(clean, "image", "inspect", "-f", "{{.Id}}", short).stdout.strip()
+    assert shown == _default_id()
+    history = clean.ctl("history", "--no-trunc", "default").stdout.splitlines()
+    assert len(history) == 2 and "default: boxd's built-in image" in history[1], history
+    r = _docker(clean, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "default")
+    assert r.stdout == "default: boxd's built-in image (this host's /usr)\n", r.stderr
+    # Pulled: it is here already, by either client.
+    r = clean.ctl("pull", "default")
+    assert r.stdout.splitlines()[-2:] == [
+        "Status: Image is up to date for default:latest",
+        "default:latest",
+    ]
+    r = _docker(clean, "pull", "default")
+    assert r.returncode == 0 and "Image is up to date for default:latest" in r.stdout, r.stderr
+    # Not stored, so neither removed, saved nor pushed; in the same words by both.
+    for verb, args in (("removed", ("rmi",)), ("saved", ("save", "-o", f"{tmp_path}/x.tar"))):
+        r, d = clean.ctl(*args, "default", check=False), _docker(clean, *args, "default")
+        assert r.returncode == d.returncode == 1, (r.stderr, d.stderr)
+        words = f"the image 'default' is built in and cannot be {verb}"
+        assert words in r.stderr and words in d.stderr, (r.stderr, d.stderr)
+    # Its containers are counted, as Docker's list counts an image's.
+    clean.ctl("create", "--name", "on-default", "default", "true")
+    rows = json.loads(clean.ctl("images", "--format", "json").stdout)
+    assert [row["containers"] for row in rows] == [1]
+
+
 BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/containers/nope/json", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/start", None, 404, "No such container: nope"),
@@ -1151,7 +1289,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
         "/containers/create",
         b'{"Image":"default","Cmd":["x"],"HostConfig":{"CgroupnsMode":"host"}}',
         400,
-        "CgroupnsMode 'host'",
+        "invalid --cgroupns 'host': use private",
     ),
     (
         "POST",
@@ -1215,6 +1353,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/networks/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/networks/nope", None, 404, "No such network: nope"),
     ("DELETE", "/networks/nope", None, 404, "No such network: nope"),
+    ("DELETE", "/networks/bridge", None, 403, "bridge is a pre-defined network and cannot be"),
+    ("DELETE", "/networks/none", None, 403, "none is a pre-defined network and cannot be"),
     ("POST", "/networks/nope/connect", b"[1]", 400, "expected a JSON object"),
     ("POST", "/networks/nope/disconnect", b"[1]", 400, "expected a JSON object"),
     ("GET", "/volumes?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
@@ -1511,9 +1651,9 @@ def test_a_pull_that_finds_nothing_is_an_error_status(clean: Daemon, tmp_path: P
 
 
 def _default_id() -> str:
-    from boxd._dockerapi._shapes import default_image_id
+    from boxd._images.config import DEFAULT_ID
 
-    return default_image_id()
+    return DEFAULT_ID
 
 
 @needs_cli

@@ -264,3 +264,38 @@ def test_sysctls_reach_only_the_containers_namespaces(daemon: Daemon) -> None:
                      check=False)  # fmt: skip
     assert bad.returncode == 125
     assert "set /proc/sys/kernel/shmmax: Invalid argument" in bad.stderr
+
+
+@pytest.mark.root
+def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
+    """``--domainname`` (refused before): the container's UTS domain name and its full
+    name in /etc/hosts, as Docker's; a sysctl of it wins.  ``--cgroupns``, ``--userns``,
+    ``--isolation`` and ``--runtime`` take boxd's one setting and refuse any other by
+    name; ``--annotation`` is kept (all were unknown options to boxctl)."""
+    script = 'domainname; grep -w "$(hostname)" /etc/hosts | cut -f2'
+    out = daemon.ctl("run", "--rm", "-h", "web", "--domainname", "example.org", "default",
+                     "sh", "-c", script).stdout  # fmt: skip
+    assert out == "example.org\nweb.example.org web\n"
+    out = daemon.ctl("run", "--rm", "--domainname", "a.b", "--sysctl", "kernel.domainname=c.d",
+                     "default", "domainname").stdout  # fmt: skip
+    assert out == "c.d\n"
+    assert Path("/proc/sys/kernel/domainname").read_text() != "c.d\n"  # the host's: untouched
+    daemon.ctl("create", "--name", "one", "--domainname", "example.org", "--cgroupns", "private",
+               "--userns", "host", "--isolation", "default", "--runtime", "boxd",
+               "--annotation", "org.example/k=v", "default", "true")  # fmt: skip
+    fmt = "{{.Config.Domainname}} {{.HostConfig.Runtime}} {{json .HostConfig.Annotations}}"
+    shown = daemon.ctl("inspect", "-f", fmt, "one").stdout
+    assert shown == 'example.org boxd {"org.example/k":"v"}\n'
+    daemon.ctl("rm", "one")
+    for args, words in (
+        (("--cgroupns", "host"), "invalid --cgroupns 'host': use private"),
+        (("--userns", "private"), "invalid --userns 'private': use host"),
+        (("--isolation", "hyperv"), "Invalid isolation: 'hyperv' - linux only supports 'default'"),
+        (("--runtime", "crun"), "invalid --runtime 'crun': unknown runtime name"),
+        (("--annotation", "=v"), "invalid --annotation '=v': use KEY=VALUE"),
+        (("--domainname", "a b"), "invalid --domainname 'a b'"),
+        (("--uts", "host", "--domainname", "x.y"), "conflicting options: domainname and the UTS"),
+    ):
+        r = daemon.ctl("create", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
+    assert daemon.ctl("ps", "-aq").stdout == ""

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
@@ -72,6 +73,18 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
         yield registry
 
 
+def _stored(daemon: Daemon) -> list[dict[str, Any]]:
+    """``images --format json`` but the built-in default, which it always lists."""
+    images: list[dict[str, Any]] = json.loads(daemon.ctl("images", "--format", "json").stdout)
+    return [i for i in images if i["repo_tags"] != ["default:latest"]]
+
+
+def _table(daemon: Daemon, *args: str) -> list[str]:
+    """``images``' header and its rows but default's."""
+    lines = daemon.ctl("images", *args).stdout.splitlines()
+    return [line for line in lines if not line.startswith("default ")]
+
+
 def _layer_blobs(registry: Registry, name: str) -> list[str]:
     manifest = manifest_of(registry, name, "v1")
     return [str(layer["digest"]) for layer in manifest["layers"]]  # type: ignore[attr-defined]
@@ -82,8 +95,14 @@ def test_pull_run_images_and_no_second_fetch(
 ) -> None:
     push(layout, "v1", registry, "tools/box:v1")
     ref = f"{registry.host}/tools/box:v1"
+    start = time.time()
     r = daemon.ctl("pull", ref)
     assert r.stdout.splitlines()[0] == "v1: Pulling from tools/box"  # Docker's first line
+    # Docker's pull event: the reference and its repository, with the image's labels.
+    window = ("--since", str(start), "--until", str(time.time()), "-f", "type=image")
+    fmt = "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{index .Actor.Attributes"
+    shown = daemon.ctl("events", *window, "--format", fmt + ' "org.example.team"}}').stdout
+    assert shown == f"pull {ref} {registry.host}/tools/box images\n"
     assert r.stdout.splitlines()[-2:] == [f"Status: Downloaded newer image for {ref}", ref]
     assert "Pull complete" in r.stdout  # a pipe gets one line per layer
     blobs = registry.requests("/blobs/")
@@ -117,10 +136,10 @@ def test_pull_run_images_and_no_second_fetch(
     assert again.stdout.splitlines()[-2] == f"Status: Image is up to date for {ref}"
     assert registry.requests("/blobs/") == blobs
 
-    images = json.loads(daemon.ctl("images", "--format", "json").stdout)
+    images = _stored(daemon)
     assert [i["repo_tags"] for i in images] == [[ref]]
     assert images[0]["size"] > 0
-    listing = daemon.ctl("images").stdout.splitlines()
+    listing = _table(daemon)
     assert listing[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert listing[1].split()[:3] == [f"{registry.host}/tools/box", "v1", images[0]["id"][7:19]]
     # As the docker CLI: --digests, --no-trunc, and a repository known only by a digest.
@@ -131,17 +150,17 @@ def test_pull_run_images_and_no_second_fetch(
     shown = daemon.ctl("image", "inspect", "-f", "{{.Id}} {{json .RepoTags}}", "other:1").stdout
     assert shown == daemon.ctl("inspect", "-f", "{{.Id}} {{json .RepoTags}}", "other:1").stdout
     assert shown.startswith(images[0]["id"] + " [") and '"other:1"' in shown
-    listing = daemon.ctl("images", "--digests", "--no-trunc").stdout.splitlines()
+    listing = _table(daemon, "--digests", "--no-trunc")
     assert listing[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
     assert sorted(line.split()[:4] for line in listing[1:]) == [
         [f"{registry.host}/tools/box", "v1", digest, images[0]["id"]],
         ["other", "1", "<none>", images[0]["id"]],
     ]
     daemon.ctl("rmi", ref)
-    assert daemon.ctl("images").stdout.splitlines()[1:][0].split()[:2] == ["other", "1"]
+    assert _table(daemon)[1].split()[:2] == ["other", "1"]
     daemon.ctl("rmi", "other:1")
     daemon.ctl("pull", f"{registry.host}/tools/box@{digest}")
-    assert daemon.ctl("images").stdout.splitlines()[1].split()[:2] == [
+    assert _table(daemon)[1].split()[:2] == [
         f"{registry.host}/tools/box",
         "<none>",
     ]
@@ -166,7 +185,7 @@ def test_pull_run_images_and_no_second_fetch(
     assert f"Untagged: {ref}" in r.stdout and "Deleted: sha256:" in r.stdout
     assert os.listdir(layers) == []
     assert os.listdir(daemon.root / "images" / "blobs" / "sha256") == []  # nothing kept
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
 
 
 def test_rmi_force_of_an_image_in_use_as_docker_does(
@@ -201,7 +220,7 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
 
     r = daemon.ctl("rmi", "-f", ref)
     assert r.stdout == f"Untagged: {ref}\nDeleted: {image_id}\n"
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
     assert daemon.ctl("image", "inspect", image_id, check=False).returncode == 1
     assert daemon.ctl("start", "-a", "stopped").stdout.endswith("hello from the second layer\n")
     layers = daemon.root / "images" / "l"
@@ -216,7 +235,7 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
     daemon.ctl("pull", ref)
     daemon.ctl("run", "-d", "--name", "live", ref, "sleep", "1000")
     assert daemon.ctl("rmi", "-f", ref).stdout == f"Untagged: {ref}\n"
-    images = json.loads(daemon.ctl("images", "--format", "json").stdout)
+    images = _stored(daemon)
     assert [(i["id"], i["repo_tags"]) for i in images] == [(image_id, [])]
     daemon.ctl("rm", "-f", "live")
     assert daemon.ctl("rmi", short).stdout.startswith(f"Deleted: {image_id}\n")
@@ -292,7 +311,7 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
     assert f"is not a container image: its config has media type '{artifact}'" in r.stderr
     assert registry.requests("/blobs/") == 1  # the first image's config; no layer
     assert registry.requests(weights) == 0
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
     images = daemon.root / "images"
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
 
@@ -349,6 +368,13 @@ def test_run_pulls_a_missing_image(daemon: Daemon, registry: Registry, layout: P
         "run", "--rm", "--pull", "never", f"{registry.host}/box:nope", "true", check=False
     )
     assert r.returncode == 125 and "no such image" in r.stderr
+    # -q/--quiet (Docker's): the pull shows nothing (an unknown option before).
+    daemon.ctl("rmi", f"{registry.host}/box:v1")
+    r = daemon.ctl("run", "--rm", "-q", f"{registry.host}/box:v1", "echo", "quietly")
+    assert (r.stdout, r.stderr) == ("quietly\n", "")
+    r = daemon.ctl("create", "--quiet", "--pull", "always", f"{registry.host}/box:v1")
+    assert r.stderr == ""
+    daemon.ctl("rm", r.stdout.strip())
 
 
 def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
@@ -363,7 +389,7 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
     r = daemon.ctl("pull", f"{registry.host}/box:v1", check=False)
     assert r.returncode == 1
     assert "does not match its content" in r.stderr
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
     images = daemon.root / "images"
     assert os.listdir(images / "tmp") == []
     assert os.listdir(images / "meta") == []
@@ -507,7 +533,7 @@ def test_commit_save_rmi_load_round_trip(
     archive = tmp_path / "saved.tar"
     daemon.ctl("save", "-o", str(archive), "mine/changed:1", ref, "mine/changed:1")
     daemon.ctl("rmi", "mine/changed:1", ref)
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
     r = daemon.ctl("load", "-i", str(archive))
     assert sorted(r.stdout.splitlines()) == sorted(
         [f"Loaded image: {ref}", "Loaded image: mine/changed:1"]
@@ -594,7 +620,7 @@ def test_import_a_root_filesystem_tarball(
     assert daemon.ctl("image", "prune").stdout == ""
     r = daemon.ctl("image", "prune", "-a")
     assert "untagged: imported:2" in r.stdout
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
     daemon.ctl("import", str(tarball), "again:1")
     assert "untagged: again:1\n" in daemon.ctl("system", "prune", "-a", "-f").stdout
 
@@ -695,7 +721,7 @@ def test_commit_and_import_apply_changes(
     r = daemon.ctl("import", "-c", "EXPOSE 99999", str(tarball), "bb:4", check=False)
     assert r.returncode != 0
     assert "invalid change 'EXPOSE 99999': invalid port in EXPOSE: 99999" in r.stderr
-    tags = json.loads(daemon.ctl("images", "--format", "json").stdout)
+    tags = _stored(daemon)
     assert not any("bb:4" in t for image in tags for t in image.get("repo_tags", ()))
     daemon.ctl("rm", "-f", "c")
 
@@ -711,7 +737,8 @@ def test_image_list_filters(tmp_path: Path, daemon: Daemon, busybox_root: Path) 
 
     def names(*args: str) -> list[str]:
         rows = json.loads(daemon.ctl("images", "--format", "json", *args).stdout)
-        return [t.rpartition("/")[2] for row in rows for t in row["repo_tags"]]
+        tags = [t.rpartition("/")[2] for row in rows for t in row["repo_tags"]]
+        return [t for t in tags if t != "default:latest"]  # its time is the host's
 
     assert names() == ["new:1", "mid:1", "old:1"]
     # By the images' created time, as Docker's: old:1 loaded again is still the oldest.
@@ -732,7 +759,7 @@ def test_image_list_filters(tmp_path: Path, daemon: Daemon, busybox_root: Path) 
 
     def tags(*args: str) -> list[str]:
         rows = json.loads(daemon.ctl("images", "--format", "json", *args).stdout)
-        return [t for row in rows for t in row["repo_tags"]]
+        return [t for row in rows for t in row["repo_tags"] if t != "default:latest"]
 
     assert tags("mid") == ["docker.io/library/mid:1"]
     assert tags("127.0.0.1:5000/team/mid") == tags("-f", "reference=*/*/mid:*")
@@ -766,7 +793,7 @@ def test_hostile_archive_leaves_no_image(tmp_path: Path, daemon: Daemon) -> None
     archive.write_bytes(layer.getvalue())
     r = daemon.ctl("import", str(archive), "evil:1", check=False)
     assert r.returncode == 1 and "'../../escape' points outside the layer" in r.stderr
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
     images = daemon.root / "images"
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
 
@@ -854,7 +881,7 @@ def test_a_daemon_killed_during_a_pull_leaves_nothing_half_there(
         daemon.start("--procview", "off")
         assert os.listdir(images / "tmp") == []
         assert os.listdir(images / "meta") == []
-        assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+        assert _stored(daemon) == []
         # Every layer directory present is a complete one (its record written last).
         records = {json.loads(p.read_text())["dir"] for p in (images / "layers").glob("*.json")}
         assert set(os.listdir(images / "l")) == records
@@ -886,7 +913,7 @@ def test_export_and_system_df(
     assert "etc/hostname" not in names
     assert not any(".wh." in n for n in names)
     df = json.loads(daemon.ctl("system", "df", "--format", "json").stdout)
-    assert (df["images"], df["images_active"], df["layers"], df["containers"]) == (1, 1, 2, 1)
+    assert (df["images"], df["images_active"], df["layers"], df["containers"]) == (2, 1, 2, 1)
     assert df["images_size"] > 0 and df["images_reclaimable"] == 0
     assert df["containers_size"] >= 2
     assert daemon.ctl("system", "df").stdout.splitlines()[0].split() == [
@@ -975,7 +1002,7 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
     assert r.returncode == 125
     assert ": its layer sha256:" in r.stderr
     assert "cannot be unpacked: member 'escape/pwned': 'escape' is a symbolic link" in r.stderr
-    assert daemon.ctl("images", "-q").stdout == ""  # waits for the removal under way
+    assert _stored(daemon) == []  # waits for the removal under way
     assert not (tmp_path / "pwned").exists()
     assert daemon.ctl("ps", "-aq").stdout == ""
     images = daemon.root / "images"
@@ -988,7 +1015,7 @@ def test_a_hostile_pulled_layer_is_refused_and_leaves_nothing(
     # A run pulls it again and is refused again, with the member named.
     r = daemon.ctl("run", "--rm", ref, "true", check=False)
     assert r.returncode == 125 and "member 'escape/pwned'" in r.stderr
-    assert daemon.ctl("images", "-q").stdout == ""
+    assert _stored(daemon) == []
 
 
 def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon) -> None:
@@ -1010,5 +1037,5 @@ def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon)
     truncated.write_bytes(gzip.compress(archive.read_bytes())[:30])
     r = daemon.ctl("load", "-i", str(truncated), check=False)
     assert r.returncode == 1 and "the archive is truncated or damaged" in r.stderr
-    assert json.loads(daemon.ctl("images", "--format", "json").stdout) == []
+    assert _stored(daemon) == []
     assert os.listdir(daemon.root / "images" / "tmp") == []

@@ -24,7 +24,7 @@ def _decoded(frame: bytes) -> object:
     return message
 
 
-def _expected(found: list[Container], sizes: tuple[int, ...] = ()) -> object:
+def _expected(found: list[Container], sizes: tuple[tuple[int, int], ...] = ()) -> object:
     return _decoded(protocol.encode(dump(ListResponse(containers=tuple(found), sizes=sizes))))
 
 
@@ -63,7 +63,8 @@ def test_the_frame_holds_the_message() -> None:
     found = _containers()
     assert _decoded(answers.frame([], [])) == _expected([])
     assert _decoded(answers.frame(found, [])) == _expected(found)
-    assert _decoded(answers.frame(found, [10, 0])) == _expected(found, (10, 0))
+    sizes = ((10, 30), (0, 0))
+    assert _decoded(answers.frame(found, sizes)) == _expected(found, sizes)
 
 
 def test_a_changed_record_is_encoded_as_it_is_now() -> None:
@@ -132,8 +133,9 @@ def test_a_brief_holds_what_ps_shows() -> None:
             networks=(),
         ),
     )
-    expected = protocol.encode(dump(ListResponse(containers=(), briefs=briefs, sizes=(7, 0))))
-    assert _decoded(answers.frame(found, [7, 0], brief=True)) == _decoded(expected)
+    sizes = ((7, 9), (0, 0))
+    expected = protocol.encode(dump(ListResponse(containers=(), briefs=briefs, sizes=sizes)))
+    assert _decoded(answers.frame(found, sizes, brief=True)) == _decoded(expected)
     # What changes is seen; what is kept is used only while the record holds it.
     busy.state.status = Status.EXITED
     busy.state.exit_code = 137

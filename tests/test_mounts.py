@@ -32,6 +32,8 @@ def test_tmpfs_options() -> None:
     assert flags == MS_RDONLY | MS_NOATIME
     assert data == "mode=1777,size=2048"
     assert parse_tmpfs("/x:noexec,exec")[1] == MS_NOSUID | MS_NODEV
+    # A share of the host's memory, as the kernel (and so Docker) takes it.
+    assert parse_tmpfs("/x:size=50%")[2] == "mode=1777,size=50%"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,9 @@ def test_tmpfs_options() -> None:
         ("/run:exec=1", "option 'exec' takes no value"),
         ("/run:size", "option 'size' needs a value (size=)"),
         ("/run:mpol=default", "unknown option 'mpol' (use ro, rw, [no]exec"),
+        ("/run:size=1.5%", "size '1.5%' is not a whole percentage"),
+        ("/run:size=%", "size '%' is not a whole percentage"),
+        ("/run:nr_inodes=10%", "nr_inodes '10%': unknown unit '%'"),
     ],
 )
 def test_bad_tmpfs_options_are_named(spec: str, message: str) -> None:
@@ -85,6 +90,11 @@ def test_tmpfs_and_shm_in_a_container(daemon: Daemon) -> None:
     assert _probe(daemon, "/dev/shm") == ["nodev,noexec,nosuid,relatime,rw", "65536", "1777 0 0",
                                           "exec=126"]  # fmt: skip
     assert _probe(daemon, "/dev/shm", "--shm-size", "16m")[1] == "16384"
+    # Half of the host's memory (it was refused: '%' was no unit boxd knew).
+    with open("/proc/meminfo") as f:
+        total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
+    half = int(_probe(daemon, "/run/t", "--tmpfs", "/run/t:size=50%")[1])
+    assert abs(half - total / 2) < total / 100, (half, total)
 
 
 @pytest.mark.root

@@ -321,7 +321,7 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("network", "create", "front"), "network front already exists"),
         (("network", "create", "host"), "reserved"),
         (("network", "rm", "front"), "in use by container(s) api"),
-        (("network", "rm", "bridge"), "built in"),
+        (("network", "rm", "bridge"), "bridge is a pre-defined network and cannot be removed"),
         (("run", "--network", "nope", "default", "true"), "no such network: nope"),
         (("run", "--network", "container:nope", "default", "true"), "no such container: nope"),
         (("run", "--network", "container:db", "--isolate-user", "default", "true"), "cannot go"),
@@ -334,6 +334,8 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
     assert [line.split()[1] for line in netd.ctl("network", "ls").stdout.splitlines()[1:]] == [
         "bridge",
+        "host",
+        "none",
         "front",
         "back",
     ]

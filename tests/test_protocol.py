@@ -85,7 +85,7 @@ def test_oversized_frame_refused_before_reading_it() -> None:
         ),
         (
             {"type": "CreateRequest", "config": {"image": "default", "command": []}},
-            "no command given",
+            "no command specified (the image 'default' has no Cmd)",
         ),
         (
             {

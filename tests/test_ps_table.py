@@ -48,7 +48,7 @@ BRIEFS = [
         exposed=["443"],
     ),
     _brief(3, status="created", image="127.0.0.1:5000/tools/app:1.2", command=["true"]),
-    _brief(4, status="paused", name="a-much-longer-container-name", size=2_000_000),
+    _brief(4, status="paused", name="a-much-longer-container-name", size=[2_000_000, 9_000_000]),
 ]
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,7 +163,14 @@ def test_pulled_image_all_tags_and_mount(
     assert r.stderr.strip().endswith(
         f"An image does not exist locally with the tag: {registry.host}/dst/x"
     )
+    start = time.time()
     r = daemon.ctl("push", "-a", f"{registry.host}/dst/x")
+    # Docker's push events: one per tag, the reference and its repository.
+    window = ("--since", str(start), "--until", str(time.time()), "-f", "event=push")
+    shown = daemon.ctl("events", *window, "--format", "{{.Actor.ID}} {{.Actor.Attributes.name}}")
+    assert shown.stdout.splitlines() == [
+        f"{registry.host}/dst/x:{tag} {registry.host}/dst/x" for tag in ("a", "b")
+    ]
     lines = _lines(r.stdout)
     assert lines[0] == f"The push refers to repository [{registry.host}/dst/x]"
     mounted = [line for line in lines if line.endswith(": Mounted from src/x")]

@@ -55,6 +55,7 @@ from .._images.config import DEFAULT, default_base_config
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
+from .._images.verbs import image_event
 from .._listing import DEFAULT_IMAGES
 from .._plan import DEFAULT_PATH
 from .._records import ContainerConfig, Resources, Volume
@@ -262,6 +263,7 @@ class Builder:
             self.made.remove(image_id)
         for ref in self.options.tags:
             self.store.tag(image_id, ref)
+            image_event(self.sup, "tag", image_id, name=ref.familiar)
         return image_id
 
     def _keep_stages(self) -> None:
@@ -414,6 +416,7 @@ class Builder:
                     f"line {ins.line}: {ins.keyword} {text}: cannot get the image: {exc}"
                 ) from None
             record = pulled.record
+            image_event(self.sup, "pull", record.id, ref.familiar, ref.familiar_name)
         await self.sup.unpacks.ready(record, text)
         return record
 

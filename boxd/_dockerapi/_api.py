@@ -19,8 +19,8 @@ from .._images.registry import RegistryError, RegistryNotFound
 from .._images.store import ImageInUse, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
 from .._messages import EndFrame, OkResponse
-from .._network import NetworkConflict, NetworkError
-from .._supervisor import Conflict, NoSuchContainer, StartError, Supervisor
+from .._network import NetworkConflict, NetworkError, PredefinedNetwork
+from .._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
 from .._volumes import NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
 
@@ -81,11 +81,15 @@ def api_error(exc: BaseException) -> ApiError | None:
     """Docker's status for an expected failure; None for a bug."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, AmbiguousContainer):  # InvalidParameter, as dockerd's
+        return ApiError(400, str(exc))
     if isinstance(exc, NoSuchContainer | NoSuchImage | NoSuchVolume):
         text = str(exc)
         return ApiError(404, text[:1].upper() + text[1:])
     if isinstance(exc, NetworkError) and str(exc).startswith("no such network"):
         return ApiError(404, str(exc)[:1].upper() + str(exc)[1:])
+    if isinstance(exc, PredefinedNetwork):
+        return ApiError(403, str(exc))
     if isinstance(exc, Conflict | ImageInUse | NetworkConflict | VolumeInUse):
         return ApiError(409, str(exc))
     if isinstance(exc, RegistryNotFound):

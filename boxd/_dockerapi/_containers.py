@@ -15,7 +15,7 @@ import trio
 from .. import _lifecycle, _listing, _logs, _platforms, _prune, protocol
 from .. import _mounts as mount_specs
 from .._images.store import NoSuchImage
-from .._network import NetworkError
+from .._network import NetworkError, builtin_network_id
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
 from . import _shapes
@@ -115,7 +115,7 @@ def _with_network_ids(api: Api, settings: dict[str, Any]) -> None:
     know only the networks' names; "" for a network gone)."""
     for name, endpoint in settings["Networks"].items():
         if name in ("host", "none"):
-            endpoint["NetworkID"] = _shapes.builtin_network_id(name)
+            endpoint["NetworkID"] = builtin_network_id(name)
             continue
         try:
             endpoint["NetworkID"] = api.sup.networks.get(name).id
@@ -126,7 +126,7 @@ def _with_network_ids(api: Api, settings: dict[str, Any]) -> None:
 def _network_names(api: Api, refs: list[str]) -> list[str]:
     """A ``network`` filter's values as containers' records name networks: Docker takes
     a network's name or a prefix of its id (of any number of networks)."""
-    ids = {_shapes.builtin_network_id(name): name for name in ("host", "none")}
+    ids = {builtin_network_id(name): name for name in ("host", "none")}
     ids.update((net.id, net.name) for net in api.sup.networks.list())
     return [*refs, *(name for ref in refs if ref for i, name in ids.items() if i.startswith(ref))]
 
@@ -161,12 +161,8 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
 async def with_sizes(api: Api, found: list[Container], rows: list[dict[str, Any]]) -> None:
     """Docker's ``size=1``: each row's SizeRw (what the container wrote) and SizeRootFs
     (that and its image's layers)."""
-    for row, c, rw in zip(rows, found, await api.sup.rw_sizes(found), strict=True):
-        image = 0
-        if c.config.image_id:
-            with contextlib.suppress(LookupError):
-                image = api.sup.images.size(api.sup.images.for_container(c.config.image_id))
-        row["SizeRw"], row["SizeRootFs"] = rw, rw + image
+    for row, (rw, root) in zip(rows, await api.sup.sizes(found), strict=True):
+        row["SizeRw"], row["SizeRootFs"] = rw, root
 
 
 async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -193,7 +189,7 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
-    shown = _shapes.inspect(c, api.execs_of(c.id, ended=False))
+    shown = _shapes.inspect(c, api.execs_of(c.id, ended=False), api.sup.log_path(c))
     _with_network_ids(api, shown["NetworkSettings"])
     if req.at_least("1.44"):
         _shapes.with_dns_names(c, shown["NetworkSettings"])

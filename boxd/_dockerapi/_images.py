@@ -7,7 +7,6 @@ import base64
 import datetime
 import fnmatch
 import json
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -37,10 +36,8 @@ from .._images.messages import (
 from .._images.reference import any_reference, parse_reference
 from .._images.registry import IDENTITY_TOKEN
 from .._messages import OkResponse
-from .._prune import parse_time
-from .._rootfs import default_created
 from . import _shapes
-from ._api import Answers, Api, Streamed, api_error, arch, one_answer, unwrap
+from ._api import Answers, Api, Streamed, api_error, one_answer, unwrap
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
 
@@ -67,21 +64,6 @@ _NO_CONTAINER_CONFIG = {
 }
 
 
-def _default_image() -> dict[str, Any]:
-    return {
-        "Id": _shapes.default_image_id(),
-        "RepoTags": ["default:latest"],
-        "RepoDigests": [],
-        "Created": _shapes.rfc3339(default_created()),
-        "Size": 0,
-        "Os": "linux",
-        "Architecture": arch(),
-        "Config": {"Cmd": None, "Entrypoint": None, "Env": [], "WorkingDir": "/"},
-        "ContainerConfig": _NO_CONTAINER_CONFIG,
-        "RootFS": {"Type": "layers", "Layers": []},
-    }
-
-
 async def images(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
     rows = await image_rows(api, filters, shared=req.flag("shared-size"))
@@ -103,32 +85,13 @@ def versioned(req: Request, image: dict[str, Any]) -> dict[str, Any]:
 async def image_rows(
     api: Api, filters: dict[str, list[str]] | None = None, *, shared: bool = False
 ) -> list[dict[str, Any]]:
-    """The image list's rows, ``default`` first where the filters let it be (it has no
-    labels, is no image's before or since, is never dangling, and is older than an
-    ``until`` only if made before it); ``shared``: each
-    one's SharedSize (its layers another image also has), else -1 as Docker's list."""
+    """The image list's rows, ``default`` among them (the image verbs list it);
+    ``shared``: each one's SharedSize (its layers another image also has), else -1 as
+    Docker's list."""
     filters = filters or {}
     request = ImagesRequest(filters={k: tuple(v) for k, v in filters.items()})
     answer: ImagesResponse = await one_answer(api.images.images, request)
-    shown = not (filters.keys() & {"label", "before", "since"}) and (
-        not any(v.lower() in ("true", "1") for v in filters.get("dangling", ()))
-    )
-    if "reference" in filters:
-        shown = shown and any_reference(("default:latest",), filters["reference"])
-    now = time.time()
-    shown = shown and all(default_created() < parse_time(t, now) for t in filters.get("until", ()))
-    default = {
-        "Id": _shapes.default_image_id(),
-        "ParentId": "",
-        "RepoTags": ["default:latest"],
-        "RepoDigests": [],
-        "Created": int(default_created()),
-        "Size": 0,
-        "SharedSize": 0 if shared else -1,
-        "Labels": {},
-        "Containers": -1,
-    }
-    rows = [default] if shown else []
+    rows = []
     patterns = filters.get("reference", ())
     for image in answer.images:
         rows.append(
@@ -163,9 +126,6 @@ def _digest_matches(digest: str, patterns: Sequence[str]) -> bool:
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
-    if name in _shapes.DEFAULT_IMAGES or name == _shapes.default_image_id():
-        await conn.respond_json(200, versioned(req, _default_image()))
-        return
     answer = await one_answer(api.images.inspect, ImageInspectRequest(image=name))
     image: dict[str, Any] = dict(answer.image)
     image["RepoTags"] = [_shapes.familiar(t) for t in image["RepoTags"]]
@@ -248,28 +208,21 @@ async def save(api: Api, conn: HttpConnection, req: Request, name: str = "") -> 
     names = [name] if name else req.query.get("names", [])
     if not names:
         raise ApiError(400, "no image named (names)")
-    for n in names:
-        if n in _shapes.DEFAULT_IMAGES:
-            raise ApiError(400, "the image 'default' is built in and cannot be saved")
     answers = Streamed(conn, content_type="application/x-tar")
     await api.images.save(answers, SaveRequest(images=tuple(names)))
     await conn.end()
 
 
 async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
-    if name in _shapes.DEFAULT_IMAGES:
-        await conn.respond_json(200, [])
-        return
-    record = api.sup.images.lookup(name)
     answer = await one_answer(api.images.history, HistoryRequest(image=name))
     rows = []
     for i, h in enumerate(answer.history):
         rows.append(
             {
-                "Id": record.id if i == 0 else "<missing>",
+                "Id": answer.id if i == 0 else "<missing>",
                 "Created": _unix_time(str(h.get("created") or "")),
                 "CreatedBy": str(h.get("created_by") or ""),
-                "Tags": [_shapes.familiar(t) for t in record.repo_tags] if i == 0 else None,
+                "Tags": [_shapes.familiar(t) for t in answer.repo_tags] if i == 0 else None,
                 "Size": int(h.get("size") or 0),
                 "Comment": str(h.get("comment") or ""),
             }
@@ -319,9 +272,6 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(400, "fromImage must be given (importing a tar is not supported)")
     tag = req.arg("tag") or ""
     ref = name if not tag else (f"{name}@{tag}" if ":" in tag else f"{name}:{tag}")
-    if ref in ("default", "default:latest"):
-        await conn.respond_json(200, {"status": "Image is up to date for default:latest"})
-        return
     parse_reference(ref)  # a bad reference is a 400 before the stream starts
     platform = req.arg("platform") or ""
     if platform:
@@ -346,7 +296,8 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
             detail = {"current": message.current, "total": message.total}
             await line({"status": message.status, "progressDetail": detail, "id": message.layer})
         elif isinstance(message, PulledFrame):
-            await line({"status": f"Digest: {message.digest}"})
+            if message.digest:  # the built-in default has none
+                await line({"status": f"Digest: {message.digest}"})
             news = "Downloaded newer image" if message.downloaded else "Image is up to date"
             await line({"status": f"Status: {news} for {message.reference}"})
 
@@ -402,8 +353,6 @@ async def push(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
     """Docker's push stream: the repository, each layer's progress, each tag's digest
     (a line, then ``aux``); a failure once the stream has begun is its last line.
     Without ``tag``, every tag of the repository is pushed (the Engine API's rule)."""
-    if name in _shapes.DEFAULT_IMAGES:
-        raise ApiError(400, "the image 'default' is built in and cannot be pushed")
     tag = req.arg("tag") or ""
     user, password = registry_auth(req)
     request = PushRequest(

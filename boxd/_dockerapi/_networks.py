@@ -1,5 +1,4 @@
-"""Networks: the network verbs of the native socket, in Docker's shape; ``host`` and
-``none`` as Docker lists them."""
+"""Networks: the network verbs of the native socket, in Docker's shape."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from .. import _prune
 from .._listing import docker_match
 from .._netserver import (
     NetworkCreateRequest,
-    NetworkInfo,
     NetworkInspectRequest,
     NetworkListRequest,
     NetworkListResponse,
@@ -21,75 +19,7 @@ from . import _shapes
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
-from ._shapes import Fields, endpoint_id
-
-
-def _shape(info: NetworkInfo) -> dict[str, Any]:
-    prefix = info.subnet.partition("/")[2]
-    return {
-        "Name": info.name,
-        "Id": info.id,
-        "Created": _shapes.rfc3339(info.created_at),
-        "Scope": "local",
-        "Driver": info.driver,
-        "EnableIPv6": False,
-        "IPAM": {
-            "Driver": "default",
-            "Options": None,
-            "Config": [
-                {"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway},
-            ],
-        },
-        "Internal": False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": {
-            m.id: {
-                "Name": m.name,
-                "EndpointID": endpoint_id(m.id, info.name) if m.running else "",
-                "MacAddress": m.mac_address,
-                "IPv4Address": f"{m.ip_address}/{prefix}",
-                "IPv6Address": "",
-            }
-            for m in info.containers
-        },
-        # Docker's default network shows its bridge; a user network, the options it was
-        # created with.
-        "Options": (
-            {"com.docker.network.bridge.name": info.bridge, **info.options}
-            if not info.dns
-            else info.options
-        ),
-        "Labels": info.labels,
-    }
-
-
-def _ip_range(info: NetworkInfo) -> dict[str, str]:
-    """Docker shows an IPRange only when one was given."""
-    return {"IPRange": info.ip_range} if info.ip_range else {}
-
-
-def _builtin(name: str) -> dict[str, Any]:
-    """``host`` and ``none``: no bridge, no addresses, as Docker lists them."""
-    return {
-        "Name": name,
-        "Id": _shapes.builtin_network_id(name),
-        "Created": _shapes.ZERO_TIME,
-        "Scope": "local",
-        "Driver": "host" if name == "host" else "null",
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None, "Config": []},
-        "Internal": False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": {},
-        "Options": {},
-        "Labels": {},
-    }
+from ._shapes import Fields
 
 
 async def _verb(api: Api, request: object) -> Any:
@@ -102,18 +32,14 @@ async def networks(api: Api, conn: HttpConnection, req: Request) -> None:
         if key not in ("name", "id", "driver", "type", "label"):
             raise ApiError(400, f"invalid filter '{key}'")
     answer: NetworkListResponse = await _verb(api, NetworkListRequest())
-    rows = [_shape(i) for i in answer.networks]
-    rows += [_builtin(n) for n in ("host", "none")]
+    rows = [_shapes.network(i) for i in answer.networks]
     keep = [r for r in rows if _matches(r, filters)]
     await conn.respond_json(200, keep)
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    if ref in ("host", "none"):
-        await conn.respond_json(200, _builtin(ref))
-        return
     answer = await _verb(api, NetworkInspectRequest(networks=(ref,)))
-    await conn.respond_json(200, _shape(answer.networks[0]))
+    await conn.respond_json(200, _shapes.network(answer.networks[0]))
 
 
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -150,8 +76,6 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    if ref in ("host", "none"):
-        raise ApiError(403, f"{ref} is a pre-defined network and cannot be removed")
     await _verb(api, NetworkRemoveRequest(network=ref))
     await conn.respond(204, content_type=None)
 

@@ -13,21 +13,21 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from .. import _human, _links, _masks, _nsmodes
+from .. import _fixedmodes, _human, _links, _masks, _nsmodes
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
 from .._dockerwords import health_suffix
-from .._events import Event
 from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
+from .._images.config import DEFAULT_ID
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
-from .._listing import labels, same_image, status_word
+from .._listing import labels, status_word
 from .._netconfig import NetworkJoin, PortSpec, check_mac
 from .._network import DEFAULT_NETWORK, joined
 from .._records import (
@@ -45,6 +45,9 @@ from .._records import (
 )
 from .._units import format_size, log_option
 from ._http import ApiError
+
+if TYPE_CHECKING:  # the network verbs' module is loaded by their first use
+    from .._netserver import NetworkInfo
 
 T = TypeVar("T")
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -161,10 +164,8 @@ _REFUSED_HOST = (
 _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
 # each kind, no user namespace), and what a refusal says boxd does instead.
-_NAMESPACE_MODES = {
-    "UsernsMode": (("host",), "no user namespace"),
-    "CgroupnsMode": (("private",), "its own cgroup namespace"),
-}
+# What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
+_FIXED_MODES = {"userns": "UsernsMode", "cgroupns": "CgroupnsMode", "isolation": "Isolation"}
 
 
 def console_size(fields: Fields, key: str) -> tuple[int, int] | None:
@@ -197,37 +198,17 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
     image = cfg.text("Image")
     if not image:
         raise ApiError(400, "no image given (Config.Image is empty)")
-    if cfg.text("Domainname"):
-        raise ApiError(
-            400,
-            f"Config.Domainname {cfg.text('Domainname')!r} is not supported by boxd:"
-            " a container's NIS domain name is always (none)",
-        )
     entrypoint = cfg.command("Entrypoint")
     command = cfg.command("Cmd") or []
     if entrypoint == [""]:  # --entrypoint "": none, and not the image's Cmd (Docker's reset)
         entrypoint = []
-        if not command:
-            raise ApiError(
-                400, "no command specified: an empty Entrypoint resets the image's, and its Cmd"
-            )
     if image in DEFAULT_IMAGES:  # no image configuration: the command is all there is
         image, command, entrypoint = "default", (entrypoint or []) + command, None
-        if not command:
-            raise ApiError(400, "no command specified (the image 'default' has no Cmd)")
     for key in _REFUSED_HOST:
         if host.present(key):
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
-    for key, (accepted, instead) in _NAMESPACE_MODES.items():
-        mode = host.text(key)
-        if mode and mode not in accepted:
-            raise ApiError(
-                400,
-                f"HostConfig.{key} {mode!r} is not supported by boxd: a container gets {instead}",
-            )
-    isolation = host.text("Isolation")
-    if isolation not in ("", "default"):  # Docker's words
-        raise ApiError(400, f"Invalid isolation: {isolation!r} - linux only supports 'default'")
+    for option, key in _FIXED_MODES.items():
+        _fixedmodes.check(option, host.text(key))  # a ValueError: 400, naming it
     log_driver, log_max_size, log_max_files = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
     if cfg.flag("NetworkDisabled"):  # docker-py's network_disabled: loopback only
@@ -256,6 +237,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             workdir=cfg.text("WorkingDir"),
             user=cfg.text("User"),
             hostname=cfg.text("Hostname"),
+            domainname=cfg.text("Domainname"),
             pid_mode=host.text("PidMode"),
             ipc_mode=host.text("IpcMode"),
             uts_mode=host.text("UTSMode"),
@@ -474,9 +456,48 @@ def _port_bindings(c: Container) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def builtin_network_id(name: str) -> str:
-    """The id of ``host`` or ``none``, which boxd keeps no record of."""
-    return hashlib.sha256(f"boxd network {name}".encode()).hexdigest()
+def network(info: NetworkInfo) -> dict[str, Any]:
+    """A network as ``docker network inspect`` shows it (and ``GET /networks`` lists it);
+    ``host`` and ``none`` without a bridge or addresses, as Docker's."""
+    prefix = info.subnet.partition("/")[2]
+    pool = {"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway}
+    if info.driver != "bridge":
+        options = {}
+    elif info.dns:  # a user network: the options it was created with
+        options = info.options
+    else:  # Docker's default network shows its bridge
+        options = {"com.docker.network.bridge.name": info.bridge, **info.options}
+    return {
+        "Name": info.name,
+        "Id": info.id,
+        "Created": rfc3339(info.created_at),
+        "Scope": "local",
+        "Driver": info.driver,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None, "Config": [pool] if info.subnet else []},
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": {
+            m.id: {
+                "Name": m.name,
+                "EndpointID": endpoint_id(m.id, info.name) if m.running else "",
+                "MacAddress": m.mac_address,
+                "IPv4Address": f"{m.ip_address}/{prefix}" if m.ip_address else "",
+                "IPv6Address": "",
+            }
+            for m in info.containers
+        },
+        "Options": options,
+        "Labels": info.labels,
+    }
+
+
+def _ip_range(info: NetworkInfo) -> dict[str, str]:
+    """Docker shows an IPRange only when one was given."""
+    return {"IPRange": info.ip_range} if info.ip_range else {}
 
 
 def endpoint_id(container_id: str, network: str) -> str:
@@ -830,13 +851,8 @@ def restart_policy(name: str, retries: int) -> RestartPolicy:
 # ---- inspect and list -----------------------------------------------------------------
 
 
-def default_image_id() -> str:
-    """An id for the built-in image ``default`` (it has no configuration blob)."""
-    return "sha256:" + hashlib.sha256(b"boxd image default").hexdigest()
-
-
 def image_id(c: Container) -> str:
-    return c.config.image_id or default_image_id()
+    return c.config.image_id or DEFAULT_ID
 
 
 def familiar(ref: str) -> str:
@@ -963,7 +979,9 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     return rows
 
 
-def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
+def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, Any]:
+    """``docker inspect``'s object (``log_path``: its ``LogPath``, where the daemon writes
+    the log)."""
     cfg = c.config
     st = c.state
     # The container runs entrypoint + command (boxd._images.config); Docker shows them apart.
@@ -992,7 +1010,7 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
         "ResolvConfPath": "",
         "HostnamePath": "",
         "HostsPath": "",
-        "LogPath": "",
+        "LogPath": log_path,
         "Name": "/" + c.name,
         "RestartCount": st.restart_count,
         "Driver": "overlay2",
@@ -1008,7 +1026,7 @@ def inspect(c: Container, exec_ids: list[str]) -> dict[str, Any]:
             "Hostname": _nsmodes.host_hostname()
             if cfg.uts_mode == "host"
             else cfg.hostname or c.id[:12],
-            "Domainname": "",
+            "Domainname": cfg.domainname,
             "User": cfg.user,
             "AttachStdin": False,
             "AttachStdout": False,
@@ -1125,47 +1143,3 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
         else:
             raise ApiError(400, f"invalid filter {key!r}: expected a list of strings")
     return found
-
-
-# ---- events ---------------------------------------------------------------------------
-
-_EVENT_FILTERS = ("type", "container", "event", "label", "image")
-
-
-def event(e: Event) -> dict[str, Any]:
-    attributes = {"image": e.image, "name": e.name}
-    attributes.update(label.partition("=")[::2] for label in e.labels)
-    attributes.update(e.attributes)
-    return {
-        "status": e.action,
-        "id": e.id,
-        "from": e.image,
-        "Type": "container",
-        "Action": e.action,
-        "Actor": {"ID": e.id, "Attributes": attributes},
-        "scope": "local",
-        "time": e.time_ns // 1_000_000_000,
-        "timeNano": e.time_ns,
-    }
-
-
-def event_filter(filters: dict[str, list[str]]) -> Callable[[Event], bool]:
-    for key in filters:
-        if key not in _EVENT_FILTERS:
-            raise ApiError(400, f"invalid filter '{key}'")
-    return lambda e: all(_event_matches(e, k, vs) for k, vs in filters.items() if vs)
-
-
-def _event_matches(e: Event, key: str, values: list[str]) -> bool:
-    if key == "type":
-        return "container" in values
-    if key == "container":  # Docker's FuzzyMatch: the id's or the name's start
-        return any(e.id.startswith(v) or e.name.startswith(v.lstrip("/")) for v in values)
-    if key == "event":  # exec_start also names "exec_start: sh -c ..."
-        return e.action in values or e.action.partition(":")[0] in values
-    if key == "image":
-        return any(same_image(v, e.image) for v in values)
-    have = dict(label.partition("=")[::2] for label in e.labels)
-    return all(
-        k in have and (not eq or have[k] == v) for k, eq, v in (w.partition("=") for w in values)
-    )

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from .. import __version__, _listing
-from .._events import Event
+from .._events import Event, event_filter, message
 from .._records import RUNTIMES
 from . import _shapes
 from ._api import Api, arch, mem_total
@@ -52,11 +52,13 @@ async def version(api: Api, conn: HttpConnection, req: Request) -> None:
         "Arch": arch(),
         "KernelVersion": platform.release(),
     }
+    # The CLI prints a component's details as given: Docker's Engine gives Experimental.
+    engine = {**details, "Experimental": "false"}
     await conn.respond_json(
         200,
         {
             "Platform": {"Name": "boxd"},
-            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": engine}],
             "Version": __version__,
             "GitCommit": "",
             "GoVersion": "",
@@ -129,7 +131,7 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
     """Kept events from ``since``, then new ones until ``until`` (or the client goes)."""
     since = req.number("since")
     until = req.number("until")
-    keep = _shapes.event_filter(_shapes.parse_filters(req.arg("filters")))
+    keep = event_filter(_shapes.parse_filters(req.arg("filters")))
     history, channel = api.sup.events.subscribe()
 
     def wanted(e: Event) -> bool:
@@ -140,14 +142,14 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
         async with conn.cancelled_if_peer_closes():
             for e in history:
                 if since is not None and e.time_ns >= since * 1e9 and wanted(e):
-                    await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+                    await conn.send(json.dumps(message(e)).encode() + b"\n")
             deadline = math.inf
             if until is not None:
                 deadline = trio.current_time() + until - time.time()
             with trio.move_on_at(deadline):
                 async for e in channel:
                     if wanted(e):
-                        await conn.send(json.dumps(_shapes.event(e)).encode() + b"\n")
+                        await conn.send(json.dumps(message(e)).encode() + b"\n")
     await conn.end()
 
 

@@ -13,27 +13,38 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from .._healthcheck import from_api, merge
+from .._logs import format_time
 from .._records import ContainerConfig
 from .._rootfs import Image, Layer, default_created, stacked
 from .store import ImageRecord, ImageStore
 
 __all__ = [
     "DEFAULT",
+    "DEFAULT_ID",
     "ImageConfigError",
     "apply_image_config",
     "default_base_config",
+    "default_config",
+    "default_record",
+    "default_refusal",
+    "is_default",
     "on_default_refusal",
     "rootfs_of",
 ]
 
 # The base (ImageRecord.base) of an image whose layers lie over the built-in image.
 DEFAULT = "default"
+# The built-in image's id: it has no configuration blob to be the digest of.
+DEFAULT_ID = "sha256:" + hashlib.sha256(b"boxd image default").hexdigest()
+_DEFAULT_NAMES = ("default", "default:latest", "docker.io/library/default:latest")
+_DEFAULT_HISTORY = "default: boxd's built-in image (this host's /usr)"
 
 
 class ImageConfigError(ValueError):
@@ -71,14 +82,44 @@ def default_base_config() -> dict[str, Any]:
         "created": created,
         "config": {},
         "rootfs": {"type": "layers", "diff_ids": []},
-        "history": [
-            {
-                "created": created,
-                "created_by": "default: boxd's built-in image (this host's /usr)",
-                "empty_layer": True,
-            }
-        ],
+        "history": [{"created": created, "created_by": _DEFAULT_HISTORY, "empty_layer": True}],
     }
+
+
+def is_default(name: str) -> bool:
+    """Whether ``name`` names the built-in image: ``default``, ``default:latest`` (as the
+    docker CLI sends it too: ``docker.io/library/default:latest``), its id or a prefix of
+    it as long as the short id the lists show (12 digits: no stored image has it too)."""
+    hexa = name.removeprefix("sha256:")
+    return name in _DEFAULT_NAMES or (len(hexa) >= 12 and DEFAULT_ID[7:].startswith(hexa))
+
+
+def default_record() -> ImageRecord:
+    """The built-in image as the store records an image (no layers, no blob): what the
+    image verbs list, inspect and show the history of beside the stored images."""
+    return ImageRecord(id=DEFAULT_ID, layers=(), repo_tags=("default:latest",))
+
+
+def default_config() -> dict[str, Any]:
+    """The built-in image's configuration in a stored one's shape: made when its inputs
+    last changed, with no command (a container on it names its own) and ``/`` as its
+    working directory."""
+    from .pull import host
+
+    created = format_time(round(default_created() * 1e9))
+    return {
+        "architecture": host().architecture,
+        "os": "linux",
+        "created": created,
+        "config": {"Cmd": None, "Entrypoint": None, "Env": [], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [{"created": created, "created_by": _DEFAULT_HISTORY, "empty_layer": True}],
+    }
+
+
+def default_refusal(verb: str) -> str:
+    """Why the built-in image itself is not removed, saved or pushed: it is not stored."""
+    return f"the image 'default' is built in and cannot be {verb}"
 
 
 def on_default_refusal(name: str, verb: str) -> str:
@@ -109,9 +150,13 @@ def apply_image_config(
         entrypoint = _strings(inner, "Entrypoint")
         cmd = config.command or _strings(inner, "Cmd")
     argv = (*entrypoint, *cmd)
+    if not argv and config.entrypoint is not None:  # Docker's words, and why
+        raise ImageConfigError(
+            "no command specified: an empty Entrypoint resets the image's, and its Cmd"
+        )
     if not argv:
         raise ImageConfigError(
-            f"no command given, and image {config.image} has no Cmd or Entrypoint"
+            f"no command specified: image {config.image} has no Cmd or Entrypoint"
         )
     workdir = config.workdir or str(inner.get("WorkingDir") or "/")
     if not workdir.startswith("/"):

@@ -192,6 +192,8 @@ class HistoryRequest:
 @attrs.frozen
 class HistoryResponse:
     history: tuple[dict[str, Any], ...]
+    id: str = ""  # the image's
+    repo_tags: tuple[str, ...] = ()
 
 
 @attrs.frozen

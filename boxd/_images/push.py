@@ -31,12 +31,13 @@ import attrs
 import trio
 
 from .._messages import EndFrame, OkResponse
-from .config import on_default_refusal
+from .config import default_refusal, is_default, on_default_refusal
 from .messages import PushedFrame, PushingFrame, PushProgressFrame, PushRequest
 from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress, _leaves
 from .reference import DEFAULT_REGISTRY, Reference, parse_reference
 from .registry import Registry, RegistryError, open_registry
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
+from .verbs import image_event
 
 if TYPE_CHECKING:
     from .._supervisor import Supervisor
@@ -77,6 +78,8 @@ def _targets(store: ImageStore, req: PushRequest) -> list[tuple[Reference, Image
     ``all_tags`` every stored tag of the repository."""
     ref = parse_reference(req.reference)
     named = req.reference.rpartition("/")[2]
+    if is_default(str(ref)):
+        raise ValueError(default_refusal("pushed"))
     if ref.digest is not None:
         raise ValueError(f"cannot push a digest reference: {req.reference}")
     if req.all_tags and ":" in named:
@@ -313,6 +316,7 @@ async def serve(sup: Supervisor, conn: Sender, req: PushRequest) -> None:
                 nursery.start_soon(forward)
                 async with send:
                     digest, size = await push_tag(sup, ref, record, user, report)
+            image_event(sup, "push", record.id, ref.familiar, ref.familiar_name)
             await conn.send(PushedFrame(tag=tag, digest=digest, size=size))
     finally:
         puller.active.subtract(diff_ids)

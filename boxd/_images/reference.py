@@ -76,6 +76,11 @@ class Reference:
             name += f"@{self.digest}"
         return name
 
+    @property
+    def familiar_name(self) -> str:
+        """The repository as Docker shows it, without tag or digest: ``busybox``."""
+        return attrs.evolve(self, tag=None, digest=None).familiar
+
     def with_tag(self, tag: str) -> Reference:
         return attrs.evolve(self, tag=tag, digest=None)
 
@@ -160,7 +165,7 @@ def matching(refs: Sequence[str], patterns: Sequence[str]) -> tuple[str, ...]:
     for ref in refs:
         try:
             parsed = parse_reference(ref, default_tag=False)
-            shown, repo = parsed.familiar, attrs.evolve(parsed, tag=None, digest=None).familiar
+            shown, repo = parsed.familiar, parsed.familiar_name
         except ValueError:
             shown, repo = ref, ref.rpartition(":")[0]
         if any(_path_match(p, shown) or _path_match(p, repo) for p in patterns):

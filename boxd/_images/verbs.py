@@ -19,10 +19,17 @@ import trio
 
 from .. import _prune, _volserver, protocol
 from .._lifecycle import LIVE, RUNNING, Conflict
-from .._listing import DEFAULT_IMAGES
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
-from .config import DEFAULT, on_default_refusal
+from .config import (
+    DEFAULT,
+    DEFAULT_ID,
+    default_config,
+    default_record,
+    default_refusal,
+    is_default,
+    on_default_refusal,
+)
 from .messages import (
     IMAGE_REQUESTS,
     IMAGE_STREAMS,
@@ -57,7 +64,7 @@ from .messages import (
 from .pull import Progress, parse_platform
 from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
-from .store import ImageInUse, ImageRecord, ImageStore, disk_usage
+from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, disk_usage
 
 if TYPE_CHECKING:
     from .._records import Container
@@ -121,6 +128,9 @@ class ImageVerbs:
         ref = parse_reference(req.reference)
         platform = parse_platform(req.platform)
         await conn.send(OkResponse())
+        if is_default(str(ref)):  # built in: always here, as it is
+            await conn.send(PulledFrame(id=DEFAULT_ID, digest="", reference="default:latest"))
+            return
         send, receive = trio.open_memory_channel[Progress](1000)
 
         def report(p: Progress) -> None:
@@ -143,6 +153,7 @@ class ImageVerbs:
                     progress=report,
                     user=(req.username, req.password) if req.username else None,
                 )
+        image_event(self.sup, "pull", pulled.record.id, ref.familiar, ref.familiar_name)
         await conn.send(
             PulledFrame(
                 id=pulled.record.id,
@@ -158,6 +169,8 @@ class ImageVerbs:
         await push.serve(self.sup, conn, req)
 
     def _users(self, record: ImageRecord) -> list[str]:
+        if record.id == DEFAULT_ID:
+            return [c.name for c in self.sup.list(all=True) if c.config.image == DEFAULT]
         return [c.name for c in self.sup.list(all=True) if c.config.image_id == record.id]
 
     def _config_of(self, record: ImageRecord) -> dict[str, Any]:
@@ -165,10 +178,20 @@ class ImageVerbs:
             return self.store.config(record)
         return {}
 
+    def _found(self, name: str) -> tuple[ImageRecord, dict[str, Any]]:
+        """The image ``name`` names, the built-in one too, and its configuration."""
+        if is_default(name):
+            return default_record(), default_config()
+        record = self.store.lookup(name)
+        return record, self.store.config(record)
+
     async def images(self, conn: Sender, req: ImagesRequest) -> None:
-        records = self.store.images()
-        holders = collections.Counter(d for r in records for d in {x.diff_id for x in r.layers})
-        configs = {r.id: self._config_of(r) for r in records}
+        """The stored images and the built-in one, as the filters select them."""
+        stored = self.store.images()
+        holders = collections.Counter(d for r in stored for d in {x.diff_id for x in r.layers})
+        configs = {r.id: self._config_of(r) for r in stored}
+        configs[DEFAULT_ID] = default_config()
+        records = [*stored, default_record()]
         # Newest first by the image's created time, as Docker lists them (not by when it
         # came here: a pull of an old image lists it with the old ones).
         records.sort(key=lambda r: (_created_at(configs[r.id]), r.added), reverse=True)
@@ -204,8 +227,7 @@ class ImageVerbs:
         await conn.send(ImagesResponse(images=summaries))
 
     async def inspect(self, conn: Sender, req: ImageInspectRequest) -> None:
-        record = self.store.lookup(req.image)
-        config = self.store.config(record)
+        record, config = self._found(req.image)
         await self.sup.unpacks.settled([record])
         await conn.send(
             ImageInspectResponse(
@@ -243,8 +265,8 @@ class ImageVerbs:
         until the container goes: the container keeps working), a running container's
         never: by id it is refused, by tag only the tag goes, as Docker does.  The
         built-in image default is not in the store: refused as such, not as unknown."""
-        if req.image in DEFAULT_IMAGES:
-            raise Conflict("the image 'default' is built in and cannot be removed")
+        if is_default(req.image):
+            raise Conflict(default_refusal("removed"))
         record = self.store.lookup(req.image)
         by_tag = None
         with contextlib.suppress(ValueError):
@@ -263,6 +285,7 @@ class ImageVerbs:
                 )
             record = self.store.untag(record, by_tag)
             untagged = (by_tag,)
+            image_event(self.sup, "untag", record.id)
             if record.repo_tags or running:  # Docker leaves a running container's image
                 await conn.send(RemovedImageResponse(untagged=untagged, deleted=()))
                 return
@@ -278,12 +301,15 @@ class ImageVerbs:
                 who = f" {_who((running or users)[0])}" if conflict.endswith("container") else ""
                 raise ImageInUse(f"conflict: unable to delete {record.id[7:19]} ({conflict}{who}")
             untagged = record.repo_tags
+            for _ in untagged:
+                image_event(self.sup, "untag", record.id)
         if users:
             async with self.sup.puller.lock:
                 self.store.retire(record)
             deleted: tuple[str, ...] = (record.id,)
         else:
             deleted = (record.id, *await self.sup.puller.delete(record))
+        self.sup.events.image("delete", record.id, record.id)
         await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
 
     async def tag(self, conn: Sender, req: TagRequest) -> None:
@@ -292,6 +318,7 @@ class ImageVerbs:
         if target.digest is not None:
             raise ValueError(f"invalid tag {req.target!r}: a tag cannot hold a digest")
         self.store.tag(record.id, target)
+        image_event(self.sup, "tag", record.id, name=target.familiar)
         await conn.send(OkResponse())
 
     async def login(self, conn: Sender, req: LoginRequest) -> None:
@@ -317,6 +344,8 @@ class ImageVerbs:
 
         images: dict[str, tuple[ImageRecord, list[Reference]]] = {}
         for text in req.images:
+            if is_default(text):
+                raise ValueError(default_refusal("saved"))
             for record, ref in self._saved_as(text):
                 if record.base:
                     raise ValueError(on_default_refusal(text, "saved"))
@@ -326,6 +355,8 @@ class ImageVerbs:
         # A name given twice (or a tag and its image's digest) is one tag, as Docker's.
         named = [(record, list(dict.fromkeys(refs))) for record, refs in images.values()]
         await self._send_archive(conn, lambda out: archive.save(self.store, named, out))
+        for image_id in images:
+            image_event(self.sup, "save", image_id)
 
     def _saved_as(self, text: str) -> list[tuple[ImageRecord, Reference | None]]:
         """The images ``save TEXT`` writes, each with the tag it names it by, as Docker's:
@@ -396,6 +427,8 @@ class ImageVerbs:
             loaded = await trio.to_thread.run_sync(archive.load, self.store, path)
         finally:
             path.unlink(missing_ok=True)
+        for image_id, _tags in loaded:
+            image_event(self.sup, "load", image_id)
         images = tuple(LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded)
         await conn.send(LoadedFrame(images=images))
 
@@ -419,6 +452,9 @@ class ImageVerbs:
         finally:
             path.unlink(missing_ok=True)
         tags = (ref.familiar,) if ref else ()
+        for tag in tags:
+            image_event(self.sup, "tag", record.id, name=tag)
+        image_event(self.sup, "import", record.id)
         await conn.send(LoadedFrame(images=(LoadedImage(id=record.id, tags=tags),)))
 
     async def commit(self, conn: Sender, req: CommitRequest) -> None:
@@ -458,6 +494,10 @@ class ImageVerbs:
             record = await trio.to_thread.run_sync(
                 archive.commit, self.store, parent, uppers, inner, ref, history
             )
+        if ref is not None:
+            image_event(self.sup, "tag", record.id, name=ref.familiar)
+        attributes = {"comment": req.comment, "imageID": record.id}
+        self.sup.events.report("commit", c, **attributes, imageRef=ref.familiar if ref else "")
         await conn.send(CommitResponse(id=record.id))
 
     @contextlib.asynccontextmanager
@@ -481,8 +521,7 @@ class ImageVerbs:
                     await self.sup.unpause(cid)
 
     async def history(self, conn: Sender, req: HistoryRequest) -> None:
-        record = self.store.lookup(req.image)
-        config = self.store.config(record)
+        record, config = self._found(req.image)
         # Each entry that made a layer (not `empty_layer`) is the next layer's, in order:
         # its size is that layer's unpacked size, as Docker's history shows.
         layers = iter(record.layers)
@@ -493,7 +532,9 @@ class ImageVerbs:
                 layer = next(layers, None)
                 row["size"] = 0 if layer is None else self.store.layer_size(layer.diff_id)
             rows.append(row)
-        await conn.send(HistoryResponse(history=tuple(reversed(rows))))
+        await conn.send(
+            HistoryResponse(history=tuple(reversed(rows)), id=record.id, repo_tags=record.repo_tags)
+        )
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
         """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
@@ -509,13 +550,18 @@ class ImageVerbs:
             if not only.selects(_created_at(config), labels):
                 continue
             untagged.extend(record.repo_tags)
+            for _ in record.repo_tags:
+                image_event(self.sup, "untag", record.id)
             deleted.extend((record.id, *await self.sup.puller.delete(record)))
+            self.sup.events.image("delete", record.id, record.id)
         await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
 
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
+        """Disk use, the built-in image counted among the images (as the lists show it)."""
         containers = self.sup.list(all=True)
         used = {c.config.image_id for c in containers}
-        records = self.store.images()
+        used |= {DEFAULT_ID for c in containers if c.config.image == DEFAULT}
+        records = [*self.store.images(), default_record()]
         await self.sup.unpacks.settled(records)
         sizes = {
             layer.diff_id: self.store.layer_size(layer.diff_id)
@@ -566,6 +612,18 @@ class ImageVerbs:
 
 
 CHUNK = 1 << 20
+
+
+def image_event(
+    sup: Supervisor, action: str, image_id: str, actor: str = "", name: str = ""
+) -> None:
+    """An image's event as Docker's: with the image's labels while it is stored; its
+    actor and name the image's id unless given (a pull's and a push's reference)."""
+    labels: dict[str, str] = {}
+    with contextlib.suppress(NoSuchImage, OSError, ValueError):
+        config = sup.images.config(sup.images.get(image_id)).get("config") or {}
+        labels = {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
+    sup.events.image(action, actor or image_id, name or image_id, labels)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -619,7 +677,8 @@ def _image_filter(
     bounds = []
     for key in ("before", "since"):
         for ref in filters.get(key, ()):
-            bounds.append((key, _created_at(configs.get(store.lookup(ref).id) or {})))
+            image_id = DEFAULT_ID if is_default(ref) else store.lookup(ref).id
+            bounds.append((key, _created_at(configs.get(image_id) or {})))
     by_time_and_label = _prune.parse(
         {k: filters[k] for k in ("label", "until") if k in filters}, time.time()
     )

@@ -1,0 +1,31 @@
+"""Docker's ``run`` options of which boxd has one setting only: ``--cgroupns private``
+(every container gets a cgroup namespace of its own), ``--userns host`` (no user
+namespace: boxd's is ``--isolate-user``) and ``--isolation default``.  What asks for that
+setting (or leaves it empty) is taken; anything else is refused naming the option and the
+value.  boxctl's options and the Engine API's HostConfig (CgroupnsMode, UsernsMode,
+Isolation) are checked here alike.
+
+Imported by boxctl: the standard library only.
+"""
+
+from __future__ import annotations
+
+_TAKEN = {
+    "cgroupns": ("private",),
+    "userns": ("host",),
+    "isolation": ("default",),
+}
+_WHY = {
+    "cgroupns": "use private: boxd gives every container a cgroup namespace of its own",
+    "userns": "use host (boxd's user namespace is --isolate-user)",
+}
+
+
+def check(option: str, value: str) -> None:
+    """Refuse a ``value`` of ``option`` (``cgroupns``, ``userns``, ``isolation``) other
+    than boxd's one setting, naming both (``--isolation`` in Docker's words)."""
+    if not value or value in _TAKEN[option]:
+        return
+    if option == "isolation":
+        raise ValueError(f"Invalid isolation: {value!r} - linux only supports 'default'")
+    raise ValueError(f"invalid --{option} {value!r}: {_WHY[option]}")
