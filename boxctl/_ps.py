@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from boxd import _human, _wirejson
-from boxd._dockerwords import WORDS, health_suffix
+from boxd._dockerwords import WORDS, command_line, health_suffix
 
 from ._args import Args
 from ._client import call
@@ -119,7 +119,7 @@ def _group(ip: str, proto: str, first: int, last: int) -> str:
 
 
 def _command(c: dict[str, Any], trunc: bool) -> str:
-    command = " ".join(c["command"])
+    command = command_line(c["command"])
     if trunc and len(command) > 20:
         command = command[:19] + "…"
     return _wirejson.dumps(command, ensure_ascii=False)

@@ -24,3 +24,9 @@ def health_suffix(status: str) -> str:
     """What ``ps`` adds to a running container's ``Up ...`` for its health check's status
     (boxd._healthcheck): `` (healthy)``, `` (health: starting)``."""
     return f" (health: {status})" if status == "starting" else f" ({status})"
+
+
+def command_line(argv: tuple[str, ...] | list[str]) -> str:
+    """A container's command as Docker's list shows it (``Command``, ``ps``'s COMMAND):
+    its words joined by spaces, a word with a space in it between single quotes."""
+    return " ".join(f"'{word}'" if " " in word else word for word in argv)

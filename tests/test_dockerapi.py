@@ -196,6 +196,8 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
     assert cid.returncode == 0, cid.stderr
     ps = _docker(clean, "ps", "--format", "{{.Names}} {{.Status}} {{.Command}}").stdout
     assert ps.startswith("web Up ")
+    # As dockerd lists it: a word with a space between single quotes, cut by the CLI.
+    assert ps.rstrip().endswith('"sh -c \'echo started…"')
     # The native socket sees the same container at the same time (one supervisor).
     assert clean.inspect("web")["state"]["status"] == "running"
     assert _docker(clean, "ps", "-q", "--filter", "label=team=a").stdout.strip() == cid.stdout[:12]

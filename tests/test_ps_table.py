@@ -94,3 +94,14 @@ def test_mounts_are_names_cut_as_docker_cuts_them() -> None:
     brief = _brief(1, volumes=["pgdata", "/srv/www/static/files", "ab" * 32])
     assert row(brief, NOW, trunc=True)["Mounts"] == "pgdata,/srv/www/stati…,ababababababab…"
     assert row(brief, NOW, trunc=False)["Mounts"] == ",".join(brief["volumes"])
+
+
+def test_the_command_is_quoted_as_dockers_list_quotes_it() -> None:
+    """moby's list: a word with a space between single quotes (nothing else escaped),
+    then docker/cli's cut to 20 characters and Go quoting."""
+    brief = _brief(1, command=["sh", "-c", "head -c 7000 /dev/zero; echo 'done'"])
+    assert row(brief, NOW, trunc=False)["Command"] == (
+        "\"sh -c 'head -c 7000 /dev/zero; echo 'done''\""
+    )
+    assert row(brief, NOW, trunc=True)["Command"] == '"sh -c \'head -c 7000…"'
+    assert row(_brief(2, command=["a;b", "$x"]), NOW, trunc=True)["Command"] == '"a;b $x"'

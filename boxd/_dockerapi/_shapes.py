@@ -21,7 +21,7 @@ from .. import _fixedmodes, _human, _links, _masks, _nsmodes
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
-from .._dockerwords import health_suffix
+from .._dockerwords import command_line, health_suffix
 from .._healthcheck import from_api as healthcheck_from_api
 from .._healthcheck import to_api as healthcheck_to_api
 from .._images.config import DEFAULT_ID
@@ -1107,7 +1107,7 @@ def summary(c: Container, now: float) -> dict[str, Any]:
         "Names": ["/" + c.name],
         "Image": familiar(cfg.image),
         "ImageID": image_id(c),
-        "Command": shlex.join(cfg.command),
+        "Command": command_line(cfg.command),
         "Created": int(c.created_at),
         "Ports": _port_rows(c),
         "Labels": labels(c),
