@@ -1199,9 +1199,14 @@ def test_boxctl_shows_the_default_image_as_the_engine_api_does(
     ]
     r = _docker(clean, "pull", "default")
     assert r.returncode == 0 and "Image is up to date for default:latest" in r.stdout, r.stderr
-    # Not stored, so neither removed, saved nor pushed; in the same words by both.
-    for verb, args in (("removed", ("rmi",)), ("saved", ("save", "-o", f"{tmp_path}/x.tar"))):
-        r, d = clean.ctl(*args, "default", check=False), _docker(clean, *args, "default")
+    # Not stored, so neither removed, saved, tagged nor pushed; in the same words by both.
+    verbs = (
+        ("removed", ("rmi", "default")),
+        ("saved", ("save", "-o", f"{tmp_path}/x.tar", "default")),
+        ("tagged", ("tag", "default", "mine:1")),
+    )
+    for verb, args in verbs:
+        r, d = clean.ctl(*args, check=False), _docker(clean, *args)
         assert r.returncode == d.returncode == 1, (r.stderr, d.stderr)
         words = f"the image 'default' is built in and cannot be {verb}"
         assert words in r.stderr and words in d.stderr, (r.stderr, d.stderr)

@@ -313,6 +313,8 @@ class ImageVerbs:
         await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
 
     async def tag(self, conn: Sender, req: TagRequest) -> None:
+        if is_default(req.source):
+            raise ValueError(default_refusal("tagged (build FROM default to name an image on it)"))
         record = self.store.lookup(req.source)
         target = parse_reference(req.target)
         if target.digest is not None:
