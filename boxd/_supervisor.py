@@ -1872,6 +1872,12 @@ async def open_supervisor(
     if cgroups is None:
         cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
     cgroups.keep_parents = True  # made once for all containers, removed below
+    # What the caller's block (or the recovery before it) raised, raised again as it is
+    # once the nursery is closed: from inside it Trio would wrap it in an ExceptionGroup,
+    # which no `except ValueError` (nor pytest.raises, nor Python's own handling of a
+    # KeyboardInterrupt) around the `async with` would recognise.  A background task's
+    # error still comes as the nursery's group.
+    error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         sup = Supervisor(
             store,
@@ -1893,6 +1899,8 @@ async def open_supervisor(
                 sup.unpacks.start(record)
             nursery.start_soon(sup._collect_trash)
             yield sup
+        except BaseException as exc:
+            error = exc
         finally:
             with trio.CancelScope(shield=True):
                 await sup.unpacks.aclose()
@@ -1906,3 +1914,5 @@ async def open_supervisor(
                     host.remove_parents()
                 await trio.to_thread.run_sync(store.empty_trash)
             nursery.cancel_scope.cancel(reason="supervisor closed")
+    if error is not None:
+        raise error
