@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import importlib
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -67,6 +69,52 @@ class Loaded:
 
 class NewerFormat(Exception):
     pass
+
+
+PID_FILE = "boxd.pid"
+
+
+class RootInUse(Exception):
+    """Another process (a daemon, a library's supervisor) holds the state directory, or a
+    supervisor of this process has it open."""
+
+
+# The roots this process holds (see hold_root): the lock's file descriptor, and how many
+# holds of this process are open on it.
+_holds: dict[Path, list[int]] = {}
+
+
+@contextlib.contextmanager
+def hold_root(root: Path) -> Iterator[None]:
+    """Hold the state directory ``root`` (made if missing) for this process while the
+    block runs: an exclusive ``flock`` of its ``boxd.pid``, which names this
+    process.  Two processes on one root would each take the other's containers for a dead
+    daemon's leftovers and kill them; while another holds it this raises
+    :class:`RootInUse` with its pid.  This process's holds nest (the daemon holds its root
+    from before its supervisor's)."""
+    root = Path(os.path.abspath(root))
+    held = _holds.get(root)
+    if held is not None:
+        held[1] += 1
+    else:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(root / PID_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RootInUse(f"another boxd (pid {other}) is running on {root}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        held = _holds[root] = [fd, 1]
+    try:
+        yield
+    finally:
+        held[1] -= 1
+        if held[1] == 0:
+            del _holds[root]
+            os.close(held[0])
 
 
 class Store:

@@ -21,7 +21,7 @@ import os
 import posixpath
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,7 +100,7 @@ from ._rootfs import (
 )
 from ._run import Run, start_time_of
 from ._shim import ExitStatus
-from ._store import Store
+from ._store import RootInUse, Store, hold_root
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
 
@@ -1841,6 +1841,27 @@ def cgroup_name(root: Path) -> str:
     return "boxd-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
 
 
+# The roots a supervisor of this process has open.
+_open_roots: set[Path] = set()
+
+
+@contextlib.contextmanager
+def _sole_supervisor(root: str | os.PathLike[str]) -> Iterator[Path]:
+    """Be the one supervisor on ``root``, of this process and of any other (see
+    :func:`~boxd._store.hold_root`): each would take the other's running containers for a
+    dead daemon's and kill them.  Gives the root made absolute: a later chdir of the
+    caller (a test's) must not move it."""
+    where = Path(root).absolute()
+    if where in _open_roots:
+        raise RootInUse(f"a supervisor of this process is already open on {where}")
+    with hold_root(where):
+        _open_roots.add(where)
+        try:
+            yield where
+        finally:
+            _open_roots.discard(where)
+
+
 @asynccontextmanager
 async def open_supervisor(
     root: str | os.PathLike[str] = DEFAULT_ROOT,
@@ -1868,51 +1889,52 @@ async def open_supervisor(
     network's bridge and subnet; ``log_driver`` and the log sizes: a new container's
     unless its configuration names them.
     """
-    store = Store(Path(root))
-    if cgroups is None:
-        cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
-    cgroups.keep_parents = True  # made once for all containers, removed below
-    # What the caller's block (or the recovery before it) raised, raised again as it is
-    # once the nursery is closed: from inside it Trio would wrap it in an ExceptionGroup,
-    # which no `except ValueError` (nor pytest.raises, nor Python's own handling of a
-    # KeyboardInterrupt) around the `async with` would recognise.  A background task's
-    # error still comes as the nursery's group.
-    error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        sup = Supervisor(
-            store,
-            nursery,
-            native or RealNative(),
-            cgroups,
-            log_driver=log_driver,
-            log_max_size=log_max_size,
-            log_max_files=log_max_files,
-            networks=Networks(store.root, bridge or BridgeOptions()),
-            live_restore=live_restore,
-        )
-        sup.procview = procview
-        sup.insecure_registries = insecure_registries
-        sup.networks.nursery = nursery
-        try:
-            await sup._recover()
-            for record in sup.images.images():  # unpacks a kill cut short, from the blobs
-                sup.unpacks.start(record)
-            nursery.start_soon(sup._collect_trash)
-            yield sup
-        except BaseException as exc:
-            error = exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await sup.unpacks.aclose()
-                await sup._shutdown()
-                await sup._cgroups_removed()
-                await _shim.reaped()
-                await sup.networks.close()
-                # A parent made at start for containers that never ran (or all of whose
-                # cgroups are gone) would outlive us; one still in use stays.
-                for host in (*sup._parent_hosts.values(), cgroups):
-                    host.remove_parents()
-                await trio.to_thread.run_sync(store.empty_trash)
-            nursery.cancel_scope.cancel(reason="supervisor closed")
-    if error is not None:
-        raise error
+    with _sole_supervisor(root) as where:
+        store = Store(where)
+        if cgroups is None:
+            cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
+        cgroups.keep_parents = True  # made once for all containers, removed below
+        # What the caller's block (or the recovery before it) raised, raised again as it is
+        # once the nursery is closed: from inside it Trio would wrap it in an ExceptionGroup,
+        # which no `except ValueError` (nor pytest.raises, nor Python's own handling of a
+        # KeyboardInterrupt) around the `async with` would recognise.  A background task's
+        # error still comes as the nursery's group.
+        error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            sup = Supervisor(
+                store,
+                nursery,
+                native or RealNative(),
+                cgroups,
+                log_driver=log_driver,
+                log_max_size=log_max_size,
+                log_max_files=log_max_files,
+                networks=Networks(store.root, bridge or BridgeOptions()),
+                live_restore=live_restore,
+            )
+            sup.procview = procview
+            sup.insecure_registries = insecure_registries
+            sup.networks.nursery = nursery
+            try:
+                await sup._recover()
+                for record in sup.images.images():  # unpacks a kill cut short, from the blobs
+                    sup.unpacks.start(record)
+                nursery.start_soon(sup._collect_trash)
+                yield sup
+            except BaseException as exc:
+                error = exc
+            finally:
+                with trio.CancelScope(shield=True):
+                    await sup.unpacks.aclose()
+                    await sup._shutdown()
+                    await sup._cgroups_removed()
+                    await _shim.reaped()
+                    await sup.networks.close()
+                    # A parent made at start for containers that never ran (or all of whose
+                    # cgroups are gone) would outlive us; one still in use stays.
+                    for host in (*sup._parent_hosts.values(), cgroups):
+                        host.remove_parents()
+                    await trio.to_thread.run_sync(store.empty_trash)
+                nursery.cancel_scope.cancel(reason="supervisor closed")
+        if error is not None:
+            raise error

@@ -1,13 +1,16 @@
 """The library as a program that supervises containers itself meets it (a code runner, a
 test suite's throw-away sandboxes), on real containers: what comes out of
-``open_supervisor`` when its block fails."""
+``open_supervisor`` when its block fails, who may open a state directory."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 import boxd
 
@@ -34,3 +37,75 @@ async def test_what_the_block_raises_comes_out_as_it_was_raised(
     async with boxd.open_supervisor(tmp_path / "lib") as sup:
         assert sup.inspect(c.id).state.status is boxd.Status.STOPPED
         await sup.remove(c.id)
+
+
+_HOLDER = """
+import sys, boxd, trio
+
+async def main():
+    async with boxd.open_supervisor(sys.argv[1]) as sup:
+        c = await sup.run(boxd.ContainerConfig(
+            image=sys.argv[2], command=("sleep", "100"), network="none", stop_signal="SIGKILL"
+        ))
+        print("running", flush=True)
+        await trio.to_thread.run_sync(sys.stdin.read)  # until the test closes it
+        print(sup.inspect(c.id).state.status.value, flush=True)
+
+trio.run(main)
+"""
+
+
+def test_a_state_directory_has_one_supervisor(tmp_path: Path, busybox_root: Path) -> None:
+    """A second supervisor on a root, of another process or of this one, is refused by
+    name: opened, it would take the first one's running containers for a dead daemon's
+    leftovers and kill them."""
+    root = tmp_path / "lib"
+
+    async def opened() -> None:
+        async with boxd.open_supervisor(root):
+            pass
+
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(root), str(busybox_root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert holder.stdout.readline() == "running\n"
+            with pytest.raises(boxd.RootInUse, match=f"pid {holder.pid}\\) is running on {root}"):
+                trio.run(opened)
+        finally:
+            holder.stdin.close()
+            remaining = holder.stdout.read()
+            holder.wait(timeout=60)
+    assert remaining == "running\n"  # the other process's container ran on
+    assert holder.returncode == 0
+
+    async def twice() -> None:
+        async with boxd.open_supervisor(root) as sup:
+            with pytest.raises(boxd.RootInUse, match=f"already open on {root}"):
+                await opened()
+            for c in sup.list(all=True):
+                await sup.remove(c.id)
+
+    trio.run(twice)
+    trio.run(opened)  # free again
+
+
+async def test_a_relative_root_stays_where_it_was_opened(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that changes the working directory after opening a supervisor on a relative
+    root does not move the supervisor's records."""
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    async with boxd.open_supervisor("lib") as sup:
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        c = await sup.run(_config(busybox_root, "true"))
+        assert await sup.wait(c.id) == 0
+        assert (tmp_path / "lib" / "containers" / c.id).is_dir()
+        await sup.remove(c.id)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
