@@ -771,13 +771,22 @@ class Supervisor:
             return channel
 
     async def run(self, config: ContainerConfig, name: str = "") -> Container:
-        """Create and start; a container with ``auto_remove`` that cannot start is removed.
+        """Create and start.  A run that does not return its container leaves none: one
+        that cannot start, or whose caller is cancelled before it started, is removed (its
+        caller could not name it to remove it; ``create`` and ``start`` keep a container
+        that fails to start, as Docker does).
 
         Its record is first written when it runs (or could not start), as a state change
         (no fsync, see Store.save): one write fewer than create + start.  A crash before
         that leaves a directory without a record, which the next supervisor deletes."""
         container = await self.create(config, name, starts=True)
-        return await self.start(container.id)
+        try:
+            return await self.start(container.id)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                if container.id in self._entries:  # an auto-remove one is gone already
+                    await self.remove(container.id, force=True, volumes=True)
+            raise
 
     async def _lifecycle(
         self,

@@ -1,6 +1,7 @@
 """The library as a program that supervises containers itself meets it (a code runner, a
 test suite's throw-away sandboxes), on real containers: what comes out of
-``open_supervisor`` when its block fails, who may open a state directory."""
+``open_supervisor`` when its block fails, who may open a state directory, and what a
+``run`` that does not return leaves."""
 
 from __future__ import annotations
 
@@ -109,3 +110,25 @@ async def test_a_relative_root_stays_where_it_was_opened(
         assert (tmp_path / "lib" / "containers" / c.id).is_dir()
         await sup.remove(c.id)
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+async def test_a_run_that_does_not_return_its_container_leaves_none(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """Its caller could not name the container to remove it: a start that fails, and a
+    caller cancelled before the start, leave nothing.  ``create`` and ``start`` keep a
+    container that cannot start, as Docker does."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        with pytest.raises(boxd.StartError, match="exec /bin/nope"):
+            await sup.run(_config(busybox_root, "/bin/nope"))
+        assert sup.list(all=True) == []
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sup.run(_config(busybox_root, "sleep", "100"))
+        assert scope.cancelled_caught
+        assert sup.list(all=True) == []
+        c = await sup.create(_config(busybox_root, "/bin/nope"))
+        with pytest.raises(boxd.StartError):
+            await sup.start(c.id)
+        assert [x.id for x in sup.list(all=True)] == [c.id]
+        await sup.remove(c.id)
