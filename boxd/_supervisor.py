@@ -1881,7 +1881,7 @@ async def open_supervisor(
     log_driver: str = "json-file",
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
-    procview: ProcView | None = None,
+    procview: ProcView | bool | None = None,
     insecure_registries: frozenset[str] = frozenset(),
     bridge: BridgeOptions | None = None,
     live_restore: bool = False,
@@ -1896,7 +1896,9 @@ async def open_supervisor(
     and ``cgroups`` replace the spawn path and the host's cgroups (tests give
     :class:`~boxd._native.FakeNative` and a fake cgroup tree); ``bridge``: the default
     network's bridge and subnet; ``log_driver`` and the log sizes: a new container's
-    unless its configuration names them.
+    unless its configuration names them.  ``procview``: True serves the per-container
+    /proc view at ``root/procview`` while the supervisor is open (/dev/fuse and pyfuse3;
+    one per process), else a view its caller serves (the daemon's).
     """
     with _sole_supervisor(root) as where:
         store = Store(where)
@@ -1921,10 +1923,14 @@ async def open_supervisor(
                 networks=Networks(store.root, bridge or BridgeOptions()),
                 live_restore=live_restore,
             )
-            sup.procview = procview
+            sup.procview = procview if isinstance(procview, ProcView) else None
             sup.insecure_registries = insecure_registries
             sup.networks.nursery = nursery
             try:
+                if procview is True:
+                    view = ProcView(sup.view_limits)
+                    await nursery.start(view.serve, where / "procview")
+                    sup.procview = view
                 await sup._recover()
                 for record in sup.images.images():  # unpacks a kill cut short, from the blobs
                     sup.unpacks.start(record)

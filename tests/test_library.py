@@ -132,3 +132,27 @@ async def test_a_run_that_does_not_return_its_container_leaves_none(
             await sup.start(c.id)
         assert [x.id for x in sup.list(all=True)] == [c.id]
         await sup.remove(c.id)
+
+
+@pytest.mark.fuse
+async def test_a_library_supervisor_serves_the_proc_view(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """``procview=True``: its containers read their own limits in /proc and /sys, as the
+    daemon's do (``free``, ``nproc``, a runtime sizing itself); the view's mount goes with
+    the supervisor."""
+    limited = _config(
+        busybox_root,
+        "/bin/sh",
+        "-c",
+        "grep MemTotal /proc/meminfo; grep . /sys/devices/system/cpu/online",
+        resources=boxd.Resources(memory=64 << 20, cpuset_cpus="0"),
+    )
+    async with boxd.open_supervisor(tmp_path / "lib", procview=True) as sup:
+        c = await sup.create(limited)
+        output, _ = await sup.start_attached(c.id)
+        seen = b"".join([data async for _, data in output])
+        assert await sup.wait(c.id) == 0
+        await sup.remove(c.id)
+    assert seen.split() == [b"MemTotal:", b"65536", b"kB", b"0"]
+    assert str(tmp_path) not in await trio.Path("/proc/self/mountinfo").read_text()
