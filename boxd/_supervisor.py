@@ -1153,15 +1153,24 @@ class Supervisor:
                 self._signal(c, run, stop_signal)
             if paused:
                 self._thaw(c)
-            with trio.move_on_after(wait):
-                await run.exited.wait()
-            if not run.exited.is_set():
-                if wait > 0:
-                    log.info("%s: did not stop in %ss; killing", c.short_id, wait)
-                self._signal(c, run, signal.SIGKILL)
+            # The supervisor's, not the caller's: a caller cancelled during the grace
+            # period (a test's timeout, a client gone) would leave a container that
+            # ignores its stop signal stopping for ever, and every start, restart and
+            # wait after it waiting with it.
+            self._nursery.start_soon(self._kill_after, c, run, wait)
         await entry.idle.wait()
         if manual:
             self.events.report("stop", c)
+
+    async def _kill_after(self, c: Container, run: Run, wait: float) -> None:
+        """A stop's end: SIGKILL if the run has not ended ``wait`` seconds after its stop
+        signal."""
+        with trio.move_on_after(wait):
+            await run.exited.wait()
+        if not run.exited.is_set():
+            if wait > 0:
+                log.info("%s: did not stop in %ss; killing", c.short_id, wait)
+            self._signal(c, run, signal.SIGKILL)
 
     def _signal(self, c: Container, run: Run, signum: int) -> None:
         run.signal(signum)

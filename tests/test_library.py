@@ -156,3 +156,22 @@ async def test_a_library_supervisor_serves_the_proc_view(
         await sup.remove(c.id)
     assert seen.split() == [b"MemTotal:", b"65536", b"kB", b"0"]
     assert str(tmp_path) not in await trio.Path("/proc/self/mountinfo").read_text()
+
+
+async def test_a_stop_whose_caller_is_cancelled_still_ends_the_container(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """The SIGKILL after the grace period does not depend on the caller staying: a stop
+    cancelled right after its stop signal (which ``sleep``, as PID 1, ignores) ends the
+    container all the same, and the wait after it returns."""
+    sleeper = _config(busybox_root, "sleep", "100", stop_timeout=0.5)
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.run(sleeper)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sup.stop(c.id)
+        assert scope.cancelled_caught
+        with trio.fail_after(60):
+            assert await sup.wait(c.id) == 137
+        assert sup.inspect(c.id).state.status is boxd.Status.STOPPED
+        await sup.remove(c.id)
