@@ -1859,6 +1859,21 @@ def cgroup_name(root: Path) -> str:
     return "boxd-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
 
 
+async def _shielded_nursery(
+    *, task_status: trio.TaskStatus[tuple[trio.Nursery, trio.CancelScope]]
+) -> None:
+    """The nursery of a supervisor's own tasks (each container's lifecycle, ...) and the
+    scope that ends them when it closes.  Shielded: a caller's block cancelled from
+    outside (a ``fail_after`` around it, a test's timeout) must not cancel them under the
+    supervisor's feet, which killed every container with its end unrecorded (exit code
+    unknown, as after a crash); the block's cancellation closes the supervisor as its
+    end would."""
+    with trio.CancelScope(shield=True) as scope:
+        async with trio.open_nursery() as nursery:
+            task_status.started((nursery, scope))
+            await trio.sleep_forever()
+
+
 # The roots a supervisor of this process has open.
 _open_roots: set[Path] = set()
 
@@ -1920,7 +1935,8 @@ async def open_supervisor(
         # KeyboardInterrupt) around the `async with` would recognise.  A background task's
         # error still comes as the nursery's group.
         error: BaseException | None = None
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as outer:
+            nursery, background = await outer.start(_shielded_nursery)
             sup = Supervisor(
                 store,
                 nursery,
@@ -1959,6 +1975,6 @@ async def open_supervisor(
                     for host in (*sup._parent_hosts.values(), cgroups):
                         host.remove_parents()
                     await trio.to_thread.run_sync(store.empty_trash)
-                nursery.cancel_scope.cancel(reason="supervisor closed")
+                background.cancel(reason="supervisor closed")
         if error is not None:
             raise error

@@ -175,3 +175,22 @@ async def test_a_stop_whose_caller_is_cancelled_still_ends_the_container(
             assert await sup.wait(c.id) == 137
         assert sup.inspect(c.id).state.status is boxd.Status.STOPPED
         await sup.remove(c.id)
+
+
+async def test_a_supervisor_cancelled_from_outside_closes_as_at_its_end(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A scope cancelled around ``open_supervisor`` (a test's ``fail_after``) cancels the
+    block, not the supervisor's own tasks: its containers are stopped and their ends
+    recorded, as when the block ends."""
+    sleeper = _config(busybox_root, "sleep", "100", stop_signal="SIGKILL")
+    with trio.CancelScope() as outside:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            c = await sup.run(sleeper)
+            outside.cancel()
+            await sup.wait(c.id)
+    assert outside.cancelled_caught
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        state = sup.inspect(c.id).state
+        assert (state.status, state.exit_code, state.error) == (boxd.Status.STOPPED, 137, "")
+        await sup.remove(c.id)
