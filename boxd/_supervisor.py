@@ -235,6 +235,8 @@ class Supervisor:
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self._nursery = nursery
+        # Set once open_supervisor's block has ended: its tasks are gone, nothing starts.
+        self.closed = False
         self._entries: dict[str, _Entry] = {}
         # The daemon's /proc view (issue: containers see their own limits), when served.
         self.procview: ProcView | None = None
@@ -448,6 +450,7 @@ class Supervisor:
         """A new container; ``starts``: it is started at once (``run``), and its record is
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
+        self._check_open()
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
         if starts:
@@ -708,6 +711,13 @@ class Supervisor:
 
     # ---- start and the lifecycle ----------------------------------------------------
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(
+                f"the supervisor of {self.store.root} is closed: create and start containers "
+                "inside its 'async with open_supervisor(...)' block"
+            )
+
     async def start(self, ref: str, *, console_size: tuple[int, int] | None = None) -> Container:
         """Start the container; returns once its process really runs (no-op if it runs).
         ``console_size``: a TTY container's terminal size from the start, for this run
@@ -732,6 +742,7 @@ class Supervisor:
     async def _start(
         self, entry: _Entry, *, attach: bool, console_size: tuple[int, int] | None = None
     ) -> trio.MemoryReceiveChannel[Chunk] | None:
+        self._check_open()
         c = entry.container
         image, entry.image = entry.image, None
         if entry.phase is STOPPING:  # start after the stop, as `restart` does
@@ -1976,5 +1987,6 @@ async def open_supervisor(
                         host.remove_parents()
                     await trio.to_thread.run_sync(store.empty_trash)
                 background.cancel(reason="supervisor closed")
+                sup.closed = True
         if error is not None:
             raise error

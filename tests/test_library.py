@@ -194,3 +194,18 @@ async def test_a_supervisor_cancelled_from_outside_closes_as_at_its_end(
         state = sup.inspect(c.id).state
         assert (state.status, state.exit_code, state.error) == (boxd.Status.STOPPED, 137, "")
         await sup.remove(c.id)
+
+
+async def test_a_closed_supervisor_says_so(tmp_path: Path, busybox_root: Path) -> None:
+    """Its records stay readable after the block; a create or start is refused by name,
+    not with a Trio nursery's "closed to new arrivals", and leaves nothing."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "true"))
+    assert sup.inspect(c.id).state.status is boxd.Status.CREATED
+    with pytest.raises(RuntimeError, match=r"supervisor of .*/lib is closed"):
+        await sup.start(c.id)
+    with pytest.raises(RuntimeError, match="is closed"):
+        await sup.run(_config(busybox_root, "true"))
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        assert [x.id for x in sup.list(all=True)] == [c.id]
+        await sup.remove(c.id)
