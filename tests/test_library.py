@@ -209,3 +209,22 @@ async def test_a_closed_supervisor_says_so(tmp_path: Path, busybox_root: Path) -
     async with boxd.open_supervisor(tmp_path / "lib") as sup:
         assert [x.id for x in sup.list(all=True)] == [c.id]
         await sup.remove(c.id)
+
+
+async def test_the_run_tells_a_signal_from_an_exit_of_the_same_code(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """Killed by SIGKILL and ``exit 137`` are both exit code 137, as in Docker; the run's
+    outcome tells which (a code runner's "killed" from "exited with 137")."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        outcomes = []
+        for command, kill in (("exit 137", False), ("sleep 100", True)):
+            c = await sup.create(_config(busybox_root, "/bin/sh", "-c", command))
+            _, run = await sup.start_attached(c.id)
+            if kill:
+                await sup.kill(c.id)
+            assert await sup.wait(c.id) == 137
+            assert run.outcome is not None
+            outcomes.append(run.outcome.signal)
+            await sup.remove(c.id)
+        assert outcomes == [None, 9]
