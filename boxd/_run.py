@@ -76,6 +76,9 @@ class Outcome:
     # The signal that ended the process; None if it exited (or its status is unknown).
     # Its exit code, 128 + the signal as Docker's, is also that of an exit(128 + N).
     signal: int | None = None
+    # A fork or clone was refused at the pids limit (a fork bomb held), which Docker
+    # does not report.
+    pids_limit_hit: bool = False
 
 
 def start_time_of(pid: int) -> int:
@@ -542,8 +545,10 @@ class Run:
         summary = None
         if cgroup is None:
             return Outcome(code, oom_killed=False, summary=None, error=error, signal=signum)
+        pids_limit_hit = False
         try:
             oom = cgroup.oom_killed()
+            pids_limit_hit = cgroup.pids_limit_hit()
             used = cgroup.usage()
             summary = RunSummary(
                 wall_seconds=round(time.time() - self._started, 6),
@@ -555,7 +560,14 @@ class Run:
             log.warning("%s: cannot read cgroup counters: %s", self.container.short_id, exc)
         if oom and code == 128 + signal.SIGKILL:
             code = 137
-        return Outcome(code, oom_killed=oom, summary=summary, error=error, signal=signum)
+        return Outcome(
+            code,
+            oom_killed=oom,
+            summary=summary,
+            error=error,
+            signal=signum,
+            pids_limit_hit=pids_limit_hit,
+        )
 
 
 class _Pipe:

@@ -228,3 +228,24 @@ async def test_the_run_tells_a_signal_from_an_exit_of_the_same_code(
             outcomes.append(run.outcome.signal)
             await sup.remove(c.id)
         assert outcomes == [None, 9]
+
+
+async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A fork bomb held at the pids limit ends as its shell chooses (busybox's: 2, "can't
+    fork"): the run's outcome says the limit refused a fork; a run below it says not."""
+    forks = "for i in 1 2 3 4 5 6 7 8; do sleep 100 & done; true"
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        seen = []
+        for limit in (4, 64):
+            config = _config(
+                busybox_root, "/bin/sh", "-c", forks, resources=boxd.Resources(pids_limit=limit)
+            )
+            c = await sup.create(config)
+            _, run = await sup.start_attached(c.id)
+            await sup.wait(c.id)
+            assert run.outcome is not None
+            seen.append(run.outcome.pids_limit_hit)
+            await sup.remove(c.id)
+        assert seen == [True, False]
