@@ -2,6 +2,7 @@
 
 Layout under the root (default ``/var/lib/boxd``, mode 0700)::
 
+    boxd.pid                         the pid of the process that holds the root (hold_root)
     containers/<id>/container.json   the Container record (config and state), with its format
     containers/<id>.corrupt/         a container whose record could not be read, set aside
     containers/<id>/logs/            container.log and its rotations
