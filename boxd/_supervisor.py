@@ -1975,18 +1975,23 @@ async def open_supervisor(
             except BaseException as exc:
                 error = exc
             finally:
-                with trio.CancelScope(shield=True):
-                    await sup.unpacks.aclose()
-                    await sup._shutdown()
-                    await sup._cgroups_removed()
-                    await _shim.reaped()
-                    await sup.networks.close()
-                    # A parent made at start for containers that never ran (or all of whose
-                    # cgroups are gone) would outlive us; one still in use stays.
-                    for host in (*sup._parent_hosts.values(), cgroups):
-                        host.remove_parents()
-                    await trio.to_thread.run_sync(store.empty_trash)
-                background.cancel(reason="supervisor closed")
-                sup.closed = True
+                try:
+                    with trio.CancelScope(shield=True):
+                        await sup.unpacks.aclose()
+                        await sup._shutdown()
+                        await sup._cgroups_removed()
+                        await _shim.reaped()
+                        await sup.networks.close()
+                        # A parent made at start for containers that never ran (or all of
+                        # whose cgroups are gone) would outlive us; one still in use stays.
+                        for host in (*sup._parent_hosts.values(), cgroups):
+                            host.remove_parents()
+                        await trio.to_thread.run_sync(store.empty_trash)
+                finally:
+                    # Also when the closing is cut short (a second Ctrl-C in a stop's
+                    # grace period): the shielded tasks would keep the nursery open for
+                    # ever; cancelled, each run kills its process on its way out.
+                    background.cancel(reason="supervisor closed")
+                    sup.closed = True
         if error is not None:
             raise error

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import boxd
+from boxd._supervisor import Supervisor
 
 pytestmark = pytest.mark.root
 
@@ -249,3 +250,26 @@ async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
             seen.append(run.outcome.pids_limit_hit)
             await sup.remove(c.id)
         assert seen == [True, False]
+
+
+async def test_a_close_cut_short_still_ends_the_supervision(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while the supervisor closes (a second Ctrl-C during a stop's grace
+    period) still ends its own tasks: the close does not wait for ever, and the container
+    it did not stop is killed on the way out."""
+
+    async def cut_short(self: Supervisor) -> None:
+        raise RuntimeError("closing cut short")
+
+    sleeper = _config(busybox_root, "sleep", "100")
+    with pytest.raises(BaseExceptionGroup) as raised:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            c = await sup.run(sleeper)
+            pid = sup.inspect(c.id).state.pid
+            monkeypatch.setattr(Supervisor, "_shutdown", cut_short)
+    assert raised.value.subgroup(RuntimeError) is not None
+    assert not await trio.Path(f"/proc/{pid}").exists()
+    monkeypatch.undo()
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        await sup.remove(c.id, force=True)
