@@ -88,11 +88,16 @@ _holds: dict[Path, list[int]] = {}
 @contextlib.contextmanager
 def hold_root(root: Path) -> Iterator[None]:
     """Hold the state directory ``root`` (made if missing) for this process while the
-    block runs: an exclusive ``flock`` of its ``boxd.pid``, which names this
-    process.  Two processes on one root would each take the other's containers for a dead
-    daemon's leftovers and kill them; while another holds it this raises
-    :class:`RootInUse` with its pid.  This process's holds nest (the daemon holds its root
-    from before its supervisor's)."""
+    block runs: an exclusive lock of its ``boxd.pid``, which names this process.  Two
+    processes on one root would each take the other's containers for a dead daemon's
+    leftovers and kill them; while another holds it this raises :class:`RootInUse` with
+    its pid.  This process's holds nest (the daemon holds its root from before its
+    supervisor's).
+
+    A POSIX record lock (``lockf``), which is the process's own and ends with it, not a
+    ``flock``, which belongs to the open file: a child cloned mid-start still had a copy
+    of the descriptor when the program was killed, and kept the root locked after it.
+    (Closing any descriptor of the file would drop a record lock: only this opens it.)"""
     root = Path(os.path.abspath(root))
     held = _holds.get(root)
     if held is not None:
@@ -101,8 +106,11 @@ def hold_root(root: Path) -> Iterator[None]:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(root / PID_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
             other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise RootInUse(f"another boxd (pid {other}) is running on {root}") from None

@@ -5,6 +5,8 @@ test suite's throw-away sandboxes), on real containers: what comes out of
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +275,42 @@ async def test_a_close_cut_short_still_ends_the_supervision(
     monkeypatch.undo()
     async with boxd.open_supervisor(tmp_path / "lib") as sup:
         await sup.remove(c.id, force=True)
+
+
+_FORKER = """
+import os, sys, time, boxd, trio
+
+async def main():
+    async with boxd.open_supervisor(sys.argv[1]):
+        child = os.fork()  # a copy of every descriptor, as a start's child has one
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+def test_a_killed_holders_root_is_free_though_a_child_lives_on(tmp_path: Path) -> None:
+    """The lock on a root ends with the process that held it, not with the last copy of
+    its descriptor: a child cloned mid-start (here forked) of a program killed by SIGKILL
+    kept a flock, and the next supervisor was refused for as long as it lived."""
+    root = tmp_path / "lib"
+    with subprocess.Popen(
+        [sys.executable, "-c", _FORKER, str(root)], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None
+        child = int(holder.stdout.readline())
+        try:
+            holder.kill()
+            holder.wait()
+
+            async def opened() -> None:
+                async with boxd.open_supervisor(root):
+                    pass
+
+            trio.run(opened)
+        finally:
+            os.kill(child, signal.SIGKILL)
