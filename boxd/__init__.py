@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._records import Security as Security
     from ._records import Status as Status
     from ._records import Volume as Volume
+    from ._store import RootInUse as RootInUse
     from ._supervisor import Conflict as Conflict
     from ._supervisor import NoSuchContainer as NoSuchContainer
     from ._supervisor import StartError as StartError
@@ -52,6 +53,7 @@ _EXPORTS = {
     "Security": "_records",
     "Status": "_records",
     "Volume": "_records",
+    "RootInUse": "_store",
     "Conflict": "_supervisor",
     "NoSuchContainer": "_supervisor",
     "StartError": "_supervisor",

@@ -1232,6 +1232,14 @@ class Cgroup:
             return control["oom_kill"] > 0
         return int(_read_opt(f"{d}/memory.failcnt") or 0) > 0
 
+    def pids_limit_hit(self) -> bool:
+        """Whether a fork or clone of this cgroup was refused at its pids limit
+        (``max`` of pids.events, v1 and v2)."""
+        pids = self._dir("pids")
+        if pids is None:
+            return False
+        return _keyed(_read_opt(f"{pids[0]}/pids.events")).get("max", 0) > 0
+
 
 def _v2_peak(d: str) -> int | None:
     raw = _read_opt(f"{d}/memory.peak").strip()  # kernel 5.19

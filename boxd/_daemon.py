@@ -3,7 +3,8 @@
 SIGTERM or SIGINT leaves the containers running (live restore: the next daemon adopts them;
 with ``--no-live-restore`` it stops every container gracefully, by its stop signal and
 timeout), saves the records, removes the socket and exits 0.  A lock on
-``<root>/boxd.pid`` refuses a second daemon on the same root.  Whatever a killed daemon
+``<root>/boxd.pid`` (:func:`~boxd._store.hold_root`) refuses a second daemon, or a
+library's supervisor, on the same root.  Whatever a killed daemon
 left behind is repaired at start (:mod:`boxd._repair`, the store, the supervisor's
 recovery): no leftover keeps it from serving.  Under systemd it reports readiness and
 takes the socket it is given (:mod:`boxd._systemd`; ``boxd install-service`` writes the
@@ -12,7 +13,6 @@ units).
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import gc
 import logging
@@ -36,6 +36,7 @@ from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
 from ._records import LOG_DRIVERS
 from ._server import Server, serve
+from ._store import RootInUse, hold_root
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 
 log = logging.getLogger("boxd")
@@ -198,21 +199,6 @@ def _flag_pool(text: str) -> tuple[str, int]:
     return _daemonconfig.address_pool("--default-address-pool", value)
 
 
-def _lock(root: Path) -> int:
-    """Hold an exclusive lock on the pid file for the daemon's lifetime."""
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(root / "boxd.pid", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise DaemonError(f"another boxd (pid {other}) is running on {root}") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
 async def run_daemon(args: SimpleNamespace) -> None:
     max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
     if args.log_max_files < 1:
@@ -328,12 +314,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     _trim.one_heap()
     _ulimits.raise_open_files()
     try:
-        lock = _lock(args.root)
-        try:
+        with hold_root(args.root):
             trio.run(run_daemon, args)
-        finally:
-            os.close(lock)
-    except (DaemonError, ValueError, OSError) as exc:
+    except (DaemonError, RootInUse, ValueError, OSError) as exc:
         sys.exit(f"boxd: {exc}")
     except BaseExceptionGroup as group:
         leaves = _errors(group)

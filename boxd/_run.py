@@ -73,6 +73,12 @@ class Outcome:
     oom_killed: bool
     summary: RunSummary | None
     error: str = ""  # why the exit code is not the process's own
+    # The signal that ended the process; None if it exited (or its status is unknown).
+    # Its exit code, 128 + the signal as Docker's, is also that of an exit(128 + N).
+    signal: int | None = None
+    # A fork or clone was refused at the pids limit (a fork bomb held), which Docker
+    # does not report.
+    pids_limit_hit: bool = False
 
 
 def start_time_of(pid: int) -> int:
@@ -534,12 +540,15 @@ class Run:
     def _outcome(self, status: ExitStatus | None, cgroup: Cgroup | None) -> Outcome:
         code = UNKNOWN_EXIT if status is None else status.exit_code
         error = "" if status is not None else "its shim ended before it: exit code unknown"
+        signum = None if status is None or status.code == os.CLD_EXITED else status.status
         oom = False
         summary = None
         if cgroup is None:
-            return Outcome(exit_code=code, oom_killed=False, summary=None, error=error)
+            return Outcome(code, oom_killed=False, summary=None, error=error, signal=signum)
+        pids_limit_hit = False
         try:
             oom = cgroup.oom_killed()
+            pids_limit_hit = cgroup.pids_limit_hit()
             used = cgroup.usage()
             summary = RunSummary(
                 wall_seconds=round(time.time() - self._started, 6),
@@ -551,7 +560,14 @@ class Run:
             log.warning("%s: cannot read cgroup counters: %s", self.container.short_id, exc)
         if oom and code == 128 + signal.SIGKILL:
             code = 137
-        return Outcome(exit_code=code, oom_killed=oom, summary=summary, error=error)
+        return Outcome(
+            code,
+            oom_killed=oom,
+            summary=summary,
+            error=error,
+            signal=signum,
+            pids_limit_hit=pids_limit_hit,
+        )
 
 
 class _Pipe:

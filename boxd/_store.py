@@ -2,6 +2,7 @@
 
 Layout under the root (default ``/var/lib/boxd``, mode 0700)::
 
+    boxd.pid                         the pid of the process that holds the root (hold_root)
     containers/<id>/container.json   the Container record (config and state), with its format
     containers/<id>.corrupt/         a container whose record could not be read, set aside
     containers/<id>/logs/            container.log and its rotations
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import importlib
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -67,6 +70,60 @@ class Loaded:
 
 class NewerFormat(Exception):
     pass
+
+
+PID_FILE = "boxd.pid"
+
+
+class RootInUse(Exception):
+    """Another process (a daemon, a library's supervisor) holds the state directory, or a
+    supervisor of this process has it open."""
+
+
+# The roots this process holds (see hold_root): the lock's file descriptor, and how many
+# holds of this process are open on it.
+_holds: dict[Path, list[int]] = {}
+
+
+@contextlib.contextmanager
+def hold_root(root: Path) -> Iterator[None]:
+    """Hold the state directory ``root`` (made if missing) for this process while the
+    block runs: an exclusive lock of its ``boxd.pid``, which names this process.  Two
+    processes on one root would each take the other's containers for a dead daemon's
+    leftovers and kill them; while another holds it this raises :class:`RootInUse` with
+    its pid.  This process's holds nest (the daemon holds its root from before its
+    supervisor's).
+
+    A POSIX record lock (``lockf``), which is the process's own and ends with it, not a
+    ``flock``, which belongs to the open file: a child cloned mid-start still had a copy
+    of the descriptor when the program was killed, and kept the root locked after it.
+    (Closing any descriptor of the file would drop a record lock: only this opens it.)"""
+    root = Path(os.path.abspath(root))
+    held = _holds.get(root)
+    if held is not None:
+        held[1] += 1
+    else:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(root / PID_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RootInUse(f"another boxd (pid {other}) is running on {root}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        held = _holds[root] = [fd, 1]
+    try:
+        yield
+    finally:
+        held[1] -= 1
+        if held[1] == 0:
+            del _holds[root]
+            os.close(held[0])
 
 
 class Store:

@@ -21,7 +21,7 @@ import os
 import posixpath
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +107,7 @@ from ._rootfs import (
 )
 from ._run import Run, start_time_of
 from ._shim import ExitStatus
-from ._store import Store
+from ._store import RootInUse, Store, hold_root
 from ._tmpfs import parse_tmpfs
 from ._volumes import NoSuchVolume, Volumes, copy_up
 
@@ -242,6 +242,8 @@ class Supervisor:
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self._nursery = nursery
+        # Set once open_supervisor's block has ended: its tasks are gone, nothing starts.
+        self.closed = False
         self._entries: dict[str, _Entry] = {}
         # The daemon's /proc view (issue: containers see their own limits), when served.
         self.procview: ProcView | None = None
@@ -479,6 +481,7 @@ class Supervisor:
         """A new container; ``starts``: it is started at once (``run``), and its record is
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
+        self._check_open()
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
         if starts:
@@ -748,6 +751,13 @@ class Supervisor:
 
     # ---- start and the lifecycle ----------------------------------------------------
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(
+                f"the supervisor of {self.store.root} is closed: create and start containers "
+                "inside its 'async with open_supervisor(...)' block"
+            )
+
     async def start(self, ref: str, *, console_size: tuple[int, int] | None = None) -> Container:
         """Start the container; returns once its process really runs (no-op if it runs).
         ``console_size``: a TTY container's terminal size from the start, for this run
@@ -772,6 +782,7 @@ class Supervisor:
     async def _start(
         self, entry: _Entry, *, attach: bool, console_size: tuple[int, int] | None = None
     ) -> trio.MemoryReceiveChannel[Chunk] | None:
+        self._check_open()
         c = entry.container
         image, entry.image = entry.image, None
         if entry.phase is STOPPING:  # start after the stop, as `restart` does
@@ -811,13 +822,22 @@ class Supervisor:
             return channel
 
     async def run(self, config: ContainerConfig, name: str = "") -> Container:
-        """Create and start; a container with ``auto_remove`` that cannot start is removed.
+        """Create and start.  A run that does not return its container leaves none: one
+        that cannot start, or whose caller is cancelled before it started, is removed (its
+        caller could not name it to remove it; ``create`` and ``start`` keep a container
+        that fails to start, as Docker does).
 
         Its record is first written when it runs (or could not start), as a state change
         (no fsync, see Store.save): one write fewer than create + start.  A crash before
         that leaves a directory without a record, which the next supervisor deletes."""
         container = await self.create(config, name, starts=True)
-        return await self.start(container.id)
+        try:
+            return await self.start(container.id)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                if container.id in self._entries:  # an auto-remove one is gone already
+                    await self.remove(container.id, force=True, volumes=True)
+            raise
 
     async def _lifecycle(
         self,
@@ -1184,15 +1204,24 @@ class Supervisor:
                 self._signal(c, run, stop_signal)
             if paused:
                 self._thaw(c)
-            with trio.move_on_after(wait):
-                await run.exited.wait()
-            if not run.exited.is_set():
-                if wait > 0:
-                    log.info("%s: did not stop in %ss; killing", c.short_id, wait)
-                self._signal(c, run, signal.SIGKILL)
+            # The supervisor's, not the caller's: a caller cancelled during the grace
+            # period (a test's timeout, a client gone) would leave a container that
+            # ignores its stop signal stopping for ever, and every start, restart and
+            # wait after it waiting with it.
+            self._nursery.start_soon(self._kill_after, c, run, wait)
         await entry.idle.wait()
         if manual:
             self.events.report("stop", c)
+
+    async def _kill_after(self, c: Container, run: Run, wait: float) -> None:
+        """A stop's end: SIGKILL if the run has not ended ``wait`` seconds after its stop
+        signal."""
+        with trio.move_on_after(wait):
+            await run.exited.wait()
+        if not run.exited.is_set():
+            if wait > 0:
+                log.info("%s: did not stop in %ss; killing", c.short_id, wait)
+            self._signal(c, run, signal.SIGKILL)
 
     def _signal(self, c: Container, run: Run, signum: int) -> None:
         run.signal(signum)
@@ -1881,6 +1910,42 @@ def cgroup_name(root: Path) -> str:
     return "boxd-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
 
 
+async def _shielded_nursery(
+    *, task_status: trio.TaskStatus[tuple[trio.Nursery, trio.CancelScope]]
+) -> None:
+    """The nursery of a supervisor's own tasks (each container's lifecycle, ...) and the
+    scope that ends them when it closes.  Shielded: a caller's block cancelled from
+    outside (a ``fail_after`` around it, a test's timeout) must not cancel them under the
+    supervisor's feet, which killed every container with its end unrecorded (exit code
+    unknown, as after a crash); the block's cancellation closes the supervisor as its
+    end would."""
+    with trio.CancelScope(shield=True) as scope:
+        async with trio.open_nursery() as nursery:
+            task_status.started((nursery, scope))
+            await trio.sleep_forever()
+
+
+# The roots a supervisor of this process has open.
+_open_roots: set[Path] = set()
+
+
+@contextlib.contextmanager
+def _sole_supervisor(root: str | os.PathLike[str]) -> Iterator[Path]:
+    """Be the one supervisor on ``root``, of this process and of any other (see
+    :func:`~boxd._store.hold_root`): each would take the other's running containers for a
+    dead daemon's and kill them.  Gives the root made absolute: a later chdir of the
+    caller (a test's) must not move it."""
+    where = Path(root).absolute()
+    if where in _open_roots:
+        raise RootInUse(f"a supervisor of this process is already open on {where}")
+    with hold_root(where):
+        _open_roots.add(where)
+        try:
+            yield where
+        finally:
+            _open_roots.discard(where)
+
+
 @asynccontextmanager
 async def open_supervisor(
     root: str | os.PathLike[str] = DEFAULT_ROOT,
@@ -1891,7 +1956,7 @@ async def open_supervisor(
     log_driver: str = "json-file",
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
-    procview: ProcView | None = None,
+    procview: ProcView | bool | None = None,
     insecure_registries: frozenset[str] = frozenset(),
     bridge: BridgeOptions | None = None,
     live_restore: bool = False,
@@ -1906,43 +1971,67 @@ async def open_supervisor(
     and ``cgroups`` replace the spawn path and the host's cgroups (tests give
     :class:`~boxd._native.FakeNative` and a fake cgroup tree); ``bridge``: the default
     network's bridge and subnet; ``log_driver`` and the log sizes: a new container's
-    unless its configuration names them.
+    unless its configuration names them.  ``procview``: True serves the per-container
+    /proc view at ``root/procview`` while the supervisor is open (/dev/fuse and pyfuse3;
+    one per process), else a view its caller serves (the daemon's).
     """
-    store = Store(Path(root))
-    if cgroups is None:
-        cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
-    cgroups.keep_parents = True  # made once for all containers, removed below
-    async with trio.open_nursery() as nursery:
-        sup = Supervisor(
-            store,
-            nursery,
-            native or RealNative(),
-            cgroups,
-            log_driver=log_driver,
-            log_max_size=log_max_size,
-            log_max_files=log_max_files,
-            networks=Networks(store.root, bridge or BridgeOptions()),
-            live_restore=live_restore,
-        )
-        sup.procview = procview
-        sup.insecure_registries = insecure_registries
-        sup.networks.nursery = nursery
-        try:
-            await sup._recover()
-            for record in sup.images.images():  # unpacks a kill cut short, from the blobs
-                sup.unpacks.start(record)
-            nursery.start_soon(sup._collect_trash)
-            yield sup
-        finally:
-            with trio.CancelScope(shield=True):
-                await sup.unpacks.aclose()
-                await sup._shutdown()
-                await sup._cgroups_removed()
-                await _shim.reaped()
-                await sup.networks.close()
-                # A parent made at start for containers that never ran (or all of whose
-                # cgroups are gone) would outlive us; one still in use stays.
-                for host in (*sup._parent_hosts.values(), cgroups):
-                    host.remove_parents()
-                await trio.to_thread.run_sync(store.empty_trash)
-            nursery.cancel_scope.cancel(reason="supervisor closed")
+    with _sole_supervisor(root) as where:
+        store = Store(where)
+        if cgroups is None:
+            cgroups = CgroupHost.detect(parent=cgroup_parent, name=cgroup_name(store.root))
+        cgroups.keep_parents = True  # made once for all containers, removed below
+        # What the caller's block (or the recovery before it) raised, raised again as it is
+        # once the nursery is closed: from inside it Trio would wrap it in an ExceptionGroup,
+        # which no `except ValueError` (nor pytest.raises, nor Python's own handling of a
+        # KeyboardInterrupt) around the `async with` would recognise.  A background task's
+        # error still comes as the nursery's group.
+        error: BaseException | None = None
+        async with trio.open_nursery() as outer:
+            nursery, background = await outer.start(_shielded_nursery)
+            sup = Supervisor(
+                store,
+                nursery,
+                native or RealNative(),
+                cgroups,
+                log_driver=log_driver,
+                log_max_size=log_max_size,
+                log_max_files=log_max_files,
+                networks=Networks(store.root, bridge or BridgeOptions()),
+                live_restore=live_restore,
+            )
+            sup.procview = procview if isinstance(procview, ProcView) else None
+            sup.insecure_registries = insecure_registries
+            sup.networks.nursery = nursery
+            try:
+                if procview is True:
+                    view = ProcView(sup.view_limits)
+                    await nursery.start(view.serve, where / "procview")
+                    sup.procview = view
+                await sup._recover()
+                for record in sup.images.images():  # unpacks a kill cut short, from the blobs
+                    sup.unpacks.start(record)
+                nursery.start_soon(sup._collect_trash)
+                yield sup
+            except BaseException as exc:
+                error = exc
+            finally:
+                try:
+                    with trio.CancelScope(shield=True):
+                        await sup.unpacks.aclose()
+                        await sup._shutdown()
+                        await sup._cgroups_removed()
+                        await _shim.reaped()
+                        await sup.networks.close()
+                        # A parent made at start for containers that never ran (or all of
+                        # whose cgroups are gone) would outlive us; one still in use stays.
+                        for host in (*sup._parent_hosts.values(), cgroups):
+                            host.remove_parents()
+                        await trio.to_thread.run_sync(store.empty_trash)
+                finally:
+                    # Also when the closing is cut short (a second Ctrl-C in a stop's
+                    # grace period): the shielded tasks would keep the nursery open for
+                    # ever; cancelled, each run kills its process on its way out.
+                    background.cancel(reason="supervisor closed")
+                    sup.closed = True
+        if error is not None:
+            raise error

@@ -40,3 +40,4 @@ def test_readme_library_example_runs(index: int, tmp_path: Path) -> None:
     else:
         assert lines[0].startswith("(0, b'6\\n', RunSummary(wall_seconds=")
         assert lines[1] == "(137, b'')"
+        assert lines[2] == "0 10000000"

@@ -1,0 +1,316 @@
+"""The library as a program that supervises containers itself meets it (a code runner, a
+test suite's throw-away sandboxes), on real containers: what comes out of
+``open_supervisor`` when its block fails, who may open a state directory, and what a
+``run`` that does not return leaves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import boxd
+from boxd._supervisor import Supervisor
+
+pytestmark = pytest.mark.root
+
+
+def _config(root: Path, *command: str, **options: Any) -> boxd.ContainerConfig:
+    return boxd.ContainerConfig(image=str(root), command=command, network="none", **options)
+
+
+@pytest.mark.parametrize("error", [ValueError("the test failed"), KeyboardInterrupt()])
+async def test_what_the_block_raises_comes_out_as_it_was_raised(
+    tmp_path: Path, busybox_root: Path, error: BaseException
+) -> None:
+    """Not wrapped in an ExceptionGroup by the supervisor's nursery: ``except ValueError``
+    and ``pytest.raises`` catch it, a Ctrl-C ends the program as a KeyboardInterrupt; the
+    container it ran is stopped on the way out."""
+    sleeper = _config(busybox_root, "sleep", "100", stop_signal="SIGKILL")
+    with pytest.raises(type(error)) as raised:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            c = await sup.run(sleeper)
+            raise error
+    assert raised.value is error
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        assert sup.inspect(c.id).state.status is boxd.Status.STOPPED
+        await sup.remove(c.id)
+
+
+_HOLDER = """
+import sys, boxd, trio
+
+async def main():
+    async with boxd.open_supervisor(sys.argv[1]) as sup:
+        c = await sup.run(boxd.ContainerConfig(
+            image=sys.argv[2], command=("sleep", "100"), network="none", stop_signal="SIGKILL"
+        ))
+        print("running", flush=True)
+        await trio.to_thread.run_sync(sys.stdin.read)  # until the test closes it
+        print(sup.inspect(c.id).state.status.value, flush=True)
+
+trio.run(main)
+"""
+
+
+def test_a_state_directory_has_one_supervisor(tmp_path: Path, busybox_root: Path) -> None:
+    """A second supervisor on a root, of another process or of this one, is refused by
+    name: opened, it would take the first one's running containers for a dead daemon's
+    leftovers and kill them."""
+    root = tmp_path / "lib"
+
+    async def opened() -> None:
+        async with boxd.open_supervisor(root):
+            pass
+
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(root), str(busybox_root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert holder.stdout.readline() == "running\n"
+            with pytest.raises(boxd.RootInUse, match=f"pid {holder.pid}\\) is running on {root}"):
+                trio.run(opened)
+        finally:
+            holder.stdin.close()
+            remaining = holder.stdout.read()
+            holder.wait(timeout=60)
+    assert remaining == "running\n"  # the other process's container ran on
+    assert holder.returncode == 0
+
+    async def twice() -> None:
+        async with boxd.open_supervisor(root) as sup:
+            with pytest.raises(boxd.RootInUse, match=f"already open on {root}"):
+                await opened()
+            for c in sup.list(all=True):
+                await sup.remove(c.id)
+
+    trio.run(twice)
+    trio.run(opened)  # free again
+
+
+async def test_a_relative_root_stays_where_it_was_opened(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that changes the working directory after opening a supervisor on a relative
+    root does not move the supervisor's records."""
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    async with boxd.open_supervisor("lib") as sup:
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        c = await sup.run(_config(busybox_root, "true"))
+        assert await sup.wait(c.id) == 0
+        assert (tmp_path / "lib" / "containers" / c.id).is_dir()
+        await sup.remove(c.id)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+async def test_a_run_that_does_not_return_its_container_leaves_none(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """Its caller could not name the container to remove it: a start that fails, and a
+    caller cancelled before the start, leave nothing.  ``create`` and ``start`` keep a
+    container that cannot start, as Docker does."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        with pytest.raises(boxd.StartError, match="exec /bin/nope"):
+            await sup.run(_config(busybox_root, "/bin/nope"))
+        assert sup.list(all=True) == []
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sup.run(_config(busybox_root, "sleep", "100"))
+        assert scope.cancelled_caught
+        assert sup.list(all=True) == []
+        c = await sup.create(_config(busybox_root, "/bin/nope"))
+        with pytest.raises(boxd.StartError):
+            await sup.start(c.id)
+        assert [x.id for x in sup.list(all=True)] == [c.id]
+        await sup.remove(c.id)
+
+
+@pytest.mark.fuse
+async def test_a_library_supervisor_serves_the_proc_view(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """``procview=True``: its containers read their own limits in /proc and /sys, as the
+    daemon's do (``free``, ``nproc``, a runtime sizing itself); the view's mount goes with
+    the supervisor."""
+    limited = _config(
+        busybox_root,
+        "/bin/sh",
+        "-c",
+        "grep MemTotal /proc/meminfo; grep . /sys/devices/system/cpu/online",
+        resources=boxd.Resources(memory=64 << 20, cpuset_cpus="0"),
+    )
+    async with boxd.open_supervisor(tmp_path / "lib", procview=True) as sup:
+        c = await sup.create(limited)
+        output, _ = await sup.start_attached(c.id)
+        seen = b"".join([data async for _, data in output])
+        assert await sup.wait(c.id) == 0
+        await sup.remove(c.id)
+    assert seen.split() == [b"MemTotal:", b"65536", b"kB", b"0"]
+    assert str(tmp_path) not in await trio.Path("/proc/self/mountinfo").read_text()
+
+
+async def test_a_stop_whose_caller_is_cancelled_still_ends_the_container(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """The SIGKILL after the grace period does not depend on the caller staying: a stop
+    cancelled right after its stop signal (which ``sleep``, as PID 1, ignores) ends the
+    container all the same, and the wait after it returns."""
+    sleeper = _config(busybox_root, "sleep", "100", stop_timeout=0.5)
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.run(sleeper)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sup.stop(c.id)
+        assert scope.cancelled_caught
+        with trio.fail_after(60):
+            assert await sup.wait(c.id) == 137
+        assert sup.inspect(c.id).state.status is boxd.Status.STOPPED
+        await sup.remove(c.id)
+
+
+async def test_a_supervisor_cancelled_from_outside_closes_as_at_its_end(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A scope cancelled around ``open_supervisor`` (a test's ``fail_after``) cancels the
+    block, not the supervisor's own tasks: its containers are stopped and their ends
+    recorded, as when the block ends."""
+    sleeper = _config(busybox_root, "sleep", "100", stop_signal="SIGKILL")
+    with trio.CancelScope() as outside:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            c = await sup.run(sleeper)
+            outside.cancel()
+            await sup.wait(c.id)
+    assert outside.cancelled_caught
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        state = sup.inspect(c.id).state
+        assert (state.status, state.exit_code, state.error) == (boxd.Status.STOPPED, 137, "")
+        await sup.remove(c.id)
+
+
+async def test_a_closed_supervisor_says_so(tmp_path: Path, busybox_root: Path) -> None:
+    """Its records stay readable after the block; a create or start is refused by name,
+    not with a Trio nursery's "closed to new arrivals", and leaves nothing."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "true"))
+    assert sup.inspect(c.id).state.status is boxd.Status.CREATED
+    with pytest.raises(RuntimeError, match=r"supervisor of .*/lib is closed"):
+        await sup.start(c.id)
+    with pytest.raises(RuntimeError, match="is closed"):
+        await sup.run(_config(busybox_root, "true"))
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        assert [x.id for x in sup.list(all=True)] == [c.id]
+        await sup.remove(c.id)
+
+
+async def test_the_run_tells_a_signal_from_an_exit_of_the_same_code(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """Killed by SIGKILL and ``exit 137`` are both exit code 137, as in Docker; the run's
+    outcome tells which (a code runner's "killed" from "exited with 137")."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        outcomes = []
+        for command, kill in (("exit 137", False), ("sleep 100", True)):
+            c = await sup.create(_config(busybox_root, "/bin/sh", "-c", command))
+            _, run = await sup.start_attached(c.id)
+            if kill:
+                await sup.kill(c.id)
+            assert await sup.wait(c.id) == 137
+            assert run.outcome is not None
+            outcomes.append(run.outcome.signal)
+            await sup.remove(c.id)
+        assert outcomes == [None, 9]
+
+
+async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A fork bomb held at the pids limit ends as its shell chooses (busybox's: 2, "can't
+    fork"): the run's outcome says the limit refused a fork; a run below it says not."""
+    forks = "for i in 1 2 3 4 5 6 7 8; do sleep 100 & done; true"
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        seen = []
+        for limit in (4, 64):
+            config = _config(
+                busybox_root, "/bin/sh", "-c", forks, resources=boxd.Resources(pids_limit=limit)
+            )
+            c = await sup.create(config)
+            _, run = await sup.start_attached(c.id)
+            await sup.wait(c.id)
+            assert run.outcome is not None
+            seen.append(run.outcome.pids_limit_hit)
+            await sup.remove(c.id)
+        assert seen == [True, False]
+
+
+async def test_a_close_cut_short_still_ends_the_supervision(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while the supervisor closes (a second Ctrl-C during a stop's grace
+    period) still ends its own tasks: the close does not wait for ever, and the container
+    it did not stop is killed on the way out."""
+
+    async def cut_short(self: Supervisor) -> None:
+        raise RuntimeError("closing cut short")
+
+    sleeper = _config(busybox_root, "sleep", "100")
+    with pytest.raises(BaseExceptionGroup) as raised:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            c = await sup.run(sleeper)
+            pid = sup.inspect(c.id).state.pid
+            monkeypatch.setattr(Supervisor, "_shutdown", cut_short)
+    assert raised.value.subgroup(RuntimeError) is not None
+    assert not await trio.Path(f"/proc/{pid}").exists()
+    monkeypatch.undo()
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        await sup.remove(c.id, force=True)
+
+
+_FORKER = """
+import os, sys, time, boxd, trio
+
+async def main():
+    async with boxd.open_supervisor(sys.argv[1]):
+        child = os.fork()  # a copy of every descriptor, as a start's child has one
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+def test_a_killed_holders_root_is_free_though_a_child_lives_on(tmp_path: Path) -> None:
+    """The lock on a root ends with the process that held it, not with the last copy of
+    its descriptor: a child cloned mid-start (here forked) of a program killed by SIGKILL
+    kept a flock, and the next supervisor was refused for as long as it lived."""
+    root = tmp_path / "lib"
+    with subprocess.Popen(
+        [sys.executable, "-c", _FORKER, str(root)], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None
+        child = int(holder.stdout.readline())
+        try:
+            holder.kill()
+            holder.wait()
+
+            async def opened() -> None:
+                async with boxd.open_supervisor(root):
+                    pass
+
+            trio.run(opened)
+        finally:
+            os.kill(child, signal.SIGKILL)
