@@ -73,7 +73,7 @@ def _tuple_hook(cls: Any) -> Any:
     def structure(value: object, _: Any) -> tuple[Any, ...]:
         if not isinstance(value, list | tuple):
             raise TypeError(f"expected a list, got {type(value).__name__}")
-        return tuple(converter.structure(v, item_type) for v in value)
+        return tuple([converter.structure(v, item_type) for v in value])
 
     return structure
 

@@ -165,10 +165,10 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         await conn.send(NetworkResponse(_info(sup, net)))
 
     async def list_(conn: Conn, _: NetworkListRequest) -> None:
-        await conn.send(NetworkListResponse(tuple(_info(sup, n) for n in sup.networks.list())))
+        await conn.send(NetworkListResponse(tuple([_info(sup, n) for n in sup.networks.list()])))
 
     async def inspect(conn: Conn, req: NetworkInspectRequest) -> None:
-        found = tuple(_info(sup, sup.networks.get(ref)) for ref in req.networks)
+        found = tuple([_info(sup, sup.networks.get(ref)) for ref in req.networks])
         await conn.send(NetworkListResponse(found))
 
     async def remove(conn: Conn, req: NetworkRemoveRequest) -> None:

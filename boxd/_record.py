@@ -39,7 +39,7 @@ def frozen(cls: type[T]) -> type[T]:
 
     count = len(names)
     # What keywords may name after n positional values (a repeated one is refused).
-    later = tuple(frozenset(names[n:]) for n in range(count + 1))
+    later = tuple([frozenset(names[n:]) for n in range(count + 1)])
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         # One generic method, without generated source: the defaults, the positional
@@ -73,7 +73,7 @@ def frozen(cls: type[T]) -> type[T]:
         return bool(self.__dict__ == other.__dict__)
 
     def __hash__(self: Any) -> int:
-        return hash(tuple(self.__dict__[n] for n in names))
+        return hash(tuple([self.__dict__[n] for n in names]))
 
     def __repr__(self: Any) -> str:
         fields = ", ".join(f"{n}={self.__dict__[n]!r}" for n in names)

@@ -50,7 +50,7 @@ def _devices(
     if rates is None:
         return None
     option = "--" + field.replace("_", "-")
-    return tuple((device_number(r.path, option, f"{r.path}:{r.rate}"), r.rate) for r in rates)
+    return tuple([(device_number(r.path, option, f"{r.path}:{r.rate}"), r.rate) for r in rates])
 
 
 def limits(res: Resources) -> Limits:
