@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import ast
 import enum
+import gc
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import attrs
 import pytest
 
 import boxd
-from boxd import _convert, _events, _prune, _record, _records
+from boxd import _convert, _events, _messages, _prune, _record, _records
 
 
 def _loaded(code: str) -> set[str]:
@@ -182,3 +184,18 @@ def test_the_cgroup_limits_leave_no_tuples_behind() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert int(grown) < 300
+
+
+def test_a_records_converter_code_is_made_once() -> None:
+    """cattrs makes a field's hooks anew for each class that has the field: each request
+    holding a ContainerConfig had its own copy of its structuring code (35 KB)."""
+    config = _convert.unstructure(_records.ContainerConfig(image="default", command=("true",)))
+    for request in (_messages.RunRequest, _messages.CreateRequest):
+        _convert.structure({"config": config}, request)
+    name = "<cattrs generated structure boxd._records.ContainerConfig>"
+    made = [
+        f
+        for f in gc.get_objects()
+        if isinstance(f, types.FunctionType) and f.__code__.co_filename == name
+    ]
+    assert len(made) == 1
