@@ -46,17 +46,19 @@ WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io"
 # The device nodes a container may make and open: null, zero, full, random, urandom, tty,
 # ptmx and its pts; nothing else, even if CAP_MKNOD makes a node of a disk.
 ALLOWED_DEVICES = tuple(
-    _devices.parse_rule(rule)
-    for rule in (
-        "c 1:3 rwm",
-        "c 1:5 rwm",
-        "c 1:7 rwm",
-        "c 1:8 rwm",
-        "c 1:9 rwm",
-        "c 5:0 rwm",
-        "c 5:2 rwm",
-        "c 136:* rwm",
-    )
+    [
+        _devices.parse_rule(rule)
+        for rule in (
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:2 rwm",
+            "c 136:* rwm",
+        )
+    ]
 )
 DEFAULT_PIDS_LIMIT = 4096
 CPU_PERIOD = 100_000  # microseconds
@@ -322,7 +324,7 @@ def _check_name(name: str) -> None:
 def _parent_parts(parent: str) -> tuple[str, ...]:
     """The directories of a parent; ``/`` alone is each hierarchy's root (containers'
     cgroups are then made directly in it, and its own files are never written)."""
-    parts = tuple(p for p in parent.split("/") if p)
+    parts = tuple([p for p in parent.split("/") if p])
     if (not parts and parent != "/") or any(p in (".", "..") for p in parts):
         raise ValueError(f"invalid --cgroup-parent {parent!r}: use a path such as boxd or /boxd")
     return parts
@@ -835,8 +837,10 @@ class Cgroup:
         if self._host.mode == "v2":
             return None
         return tuple(
-            ("unified" if h.version == 2 else os.path.basename(h.mount), str(d))
-            for h, d in self._dirs.items()
+            [
+                ("unified" if h.version == 2 else os.path.basename(h.mount), str(d))
+                for h, d in self._dirs.items()
+            ]
         )
 
     def _dir(self, controller: str) -> tuple[str, int] | None:

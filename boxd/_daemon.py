@@ -177,7 +177,7 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
         setattr(args, dest, value)
     args.address_pools = tuple(
-        pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools
+        [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]
     )
     if args.bip:
         _daemonconfig.bip("--bip", args.bip)

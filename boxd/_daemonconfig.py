@@ -104,7 +104,7 @@ def address_pool(key: str, value: object) -> tuple[str, int]:
 def _pools(key: str, value: object) -> tuple[tuple[str, int], ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{key} must be a list of pools, not {json.dumps(value)}")
-    return tuple(address_pool(key, v) for v in value)
+    return tuple([address_pool(key, v) for v in value])
 
 
 def _level(key: str, value: object) -> str:

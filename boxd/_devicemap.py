@@ -275,7 +275,7 @@ def mount_ops(devices: Sequence[HostDevice], *, userns: bool) -> tuple[MountOp, 
 def cgroup_rules(devices: Sequence[HostDevice], rules: Sequence[str]) -> tuple[DeviceRule, ...]:
     """What the device cgroup allows beyond boxd's default list: each device with its
     permissions, then each ``--device-cgroup-rule``."""
-    return tuple(d.rule() for d in devices) + tuple(parse_cgroup_rule(r) for r in rules)
+    return tuple([d.rule() for d in devices]) + tuple([parse_cgroup_rule(r) for r in rules])
 
 
 def for_start(

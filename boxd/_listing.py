@@ -294,4 +294,4 @@ def _fixed_brief(config: ContainerConfig, network: NetworkSettings) -> str:
     )[1:]
 
 
-_FIELDS = tuple(f.name for f in attrs.fields(Container) if f.name != "config")
+_FIELDS = tuple([f.name for f in attrs.fields(Container) if f.name != "config"])

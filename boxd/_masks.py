@@ -54,10 +54,12 @@ def mask_ops(
     container's root, so an image whose /proc is a symlink gets the masks where its /proc
     really is."""
     readonly = tuple(
-        MountOp(MountKind.REMOUNT_RO, path, flags=_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-        for path in readonly_paths
+        [
+            MountOp(MountKind.REMOUNT_RO, path, flags=_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+            for path in readonly_paths
+        ]
     )
-    masked = tuple(MountOp(MountKind.MASK, path) for path in masked_paths)
+    masked = tuple([MountOp(MountKind.MASK, path) for path in masked_paths])
     return readonly + masked
 
 

@@ -526,9 +526,9 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         check_console_size(plan.console_size)
     mounts = _mount_args(plan.mounts)
     return {
-        "argv": tuple(_check_text("argv item", a) for a in plan.argv),
-        "env": tuple(_check_text("env item", e) for e in plan.env),
-        "search_path": tuple(_check_text("search path entry", d) for d in plan.search_path),
+        "argv": tuple([_check_text("argv item", a) for a in plan.argv]),
+        "env": tuple([_check_text("env item", e) for e in plan.env]),
+        "search_path": tuple([_check_text("search path entry", d) for d in plan.search_path]),
         "clone_flags": _flags(plan.namespaces),
         "hostname": None if plan.hostname is None else _check_text("hostname", plan.hostname),
         "rootfs": None if plan.rootfs is None else _check_text("rootfs", plan.rootfs),
@@ -539,7 +539,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "groups": plan.groups,
         "stdio": (plan.stdin, plan.stdout, plan.stderr),
         "console": plan.console,
-        "rlimits": tuple((r.resource, r.soft, r.hard) for r in plan.rlimits),
+        "rlimits": tuple([(r.resource, r.soft, r.hard) for r in plan.rlimits]),
         "caps": None
         if plan.caps is None
         else (
@@ -554,17 +554,17 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "join_pidfd": plan.join_pidfd,
         "join_flags": _flags(plan.join_namespaces),
         "process_name": _check_text("process_name", plan.process_name),
-        "attach": tuple(_check_text("attach point", point) for _, point in plan.id_mapped),
+        "attach": tuple([_check_text("attach point", point) for _, point in plan.id_mapped]),
         "start_fd": plan.start_fd,
         "keep_fds": plan.keep_fds,
         "shim_path": None if plan.shim is None else _check_text("shim", plan.shim.program),
         "shim_dir": None if plan.shim is None else _check_text("shim dir", plan.shim.directory),
         "shim_argv": ()
         if plan.shim is None
-        else tuple(_check_text("shim argv item", a) for a in plan.shim.argv),
-        "cgroup_tasks": tuple(fd for fd, _ in plan.cgroup_tasks),
+        else tuple([_check_text("shim argv item", a) for a in plan.shim.argv]),
+        "cgroup_tasks": tuple([fd for fd, _ in plan.cgroup_tasks]),
         "cgroup_dir": plan.cgroup_dir,
-        "links": tuple(_link(link) for link in plan.links),
+        "links": tuple([_link(link) for link in plan.links]),
         "gateway": _socket.inet_aton(plan.gateway) if plan.gateway else b"",
         "die_with_caller": plan.die_with_caller,
         "console_size": DEFAULT_CONSOLE_SIZE if plan.console_size is None else plan.console_size,

@@ -163,7 +163,7 @@ def parse_publish(spec: str) -> tuple[PortSpec, ...]:
     c_low, c_high = _port_range(parts[-1], spec, "container port")
     count = c_high - c_low + 1
     if not host_text:
-        return tuple(PortSpec(p, protocol, host_ip) for p in range(c_low, c_high + 1))
+        return tuple([PortSpec(p, protocol, host_ip) for p in range(c_low, c_high + 1)])
     h_low, h_high = _port_range(host_text, spec, "host port")
     if count == 1 and h_high > h_low:
         return (PortSpec(c_low, protocol, host_ip, h_low, h_high),)
@@ -172,7 +172,7 @@ def parse_publish(spec: str) -> tuple[PortSpec, ...]:
             f"invalid port mapping {spec!r}: the host range and the container range "
             "differ in length"
         )
-    return tuple(PortSpec(c_low + i, protocol, host_ip, h_low + i) for i in range(count))
+    return tuple([PortSpec(c_low + i, protocol, host_ip, h_low + i) for i in range(count)])
 
 
 def parse_expose(spec: str) -> tuple[str, ...]:
@@ -182,7 +182,7 @@ def parse_expose(spec: str) -> tuple[str, ...]:
     if protocol not in PROTOCOLS:
         raise ValueError(f"invalid --expose {spec!r}: protocol {proto!r} is not tcp or udp")
     low, high = _port_range(body, spec, "port")
-    return tuple(f"{p}/{protocol}" for p in range(low, high + 1))
+    return tuple([f"{p}/{protocol}" for p in range(low, high + 1)])
 
 
 def check_network(mode: str) -> str:

@@ -161,9 +161,11 @@ def _builtin(sup: Supervisor, name: str) -> NetworkInfo:
     at once)."""
     default = next((n for n in sup.networks.list() if n.name == DEFAULT_NETWORK), None)
     members = tuple(
-        Member(c.id, c.name, "", sup.run_of(c.id) is not None)
-        for c in sup.list(all=True)
-        if c.config.network == name
+        [
+            Member(c.id, c.name, "", sup.run_of(c.id) is not None)
+            for c in sup.list(all=True)
+            if c.config.network == name
+        ]
     )
     return NetworkInfo(
         name=name,
@@ -205,7 +207,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         await conn.send(NetworkListResponse(tuple(found)))
 
     async def inspect(conn: Conn, req: NetworkInspectRequest) -> None:
-        found = tuple(_find(sup, ref) for ref in req.networks)
+        found = tuple([_find(sup, ref) for ref in req.networks])
         await conn.send(NetworkListResponse(found))
 
     async def remove(conn: Conn, req: NetworkRemoveRequest) -> None:

@@ -808,7 +808,7 @@ class Networks:
             raise NetworkConflict(
                 f"container {container.name} is not connected to network {net.name}"
             )
-        new = attrs.evolve(config, networks=tuple(j for j in joins if j.network != net.name))
+        new = attrs.evolve(config, networks=tuple([j for j in joins if j.network != net.name]))
         if attachment is not None:
             await attachment.leave(net.name)
         self._free(net, container.id)
@@ -992,7 +992,7 @@ class Attachment:
         return EtcNetwork(
             address=self.links[0].address,
             names=names,
-            others=tuple(link.address for link in self.links[1:]),
+            others=tuple([link.address for link in self.links[1:]]),
             resolv=self._resolv(),
             links=self.link_hosts,
             host_gateway=self.links[0].net.gateway,
@@ -1049,8 +1049,10 @@ class Attachment:
         """What the container's process configures itself (SpawnPlan.links): the interface
         :meth:`connect` moves into its namespace for each network, eth0 first."""
         return tuple(
-            LinkConfig(link.interface, link.address, link.net.network.prefixlen)
-            for link in self.links
+            [
+                LinkConfig(link.interface, link.address, link.net.network.prefixlen)
+                for link in self.links
+            ]
         )
 
     def plan_gateway(self) -> str:
@@ -1103,16 +1105,18 @@ class Attachment:
         """What ``inspect`` shows: every network it is on, its published ports."""
         self.container.state.network = NetworkSettings(
             endpoints=tuple(
-                Endpoint(
-                    network=link.net.name,
-                    ip_address=link.address,
-                    prefix_len=link.net.network.prefixlen,
-                    gateway=link.net.gateway,
-                    mac_address=link.mac,
-                    aliases=link.join.aliases,
-                    interface=link.interface,
-                )
-                for link in self.links
+                [
+                    Endpoint(
+                        network=link.net.name,
+                        ip_address=link.address,
+                        prefix_len=link.net.network.prefixlen,
+                        gateway=link.net.gateway,
+                        mac_address=link.mac,
+                        aliases=link.join.aliases,
+                        interface=link.interface,
+                    )
+                    for link in self.links
+                ]
             ),
             ports=self._bindings,
         )

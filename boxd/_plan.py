@@ -119,12 +119,12 @@ def environment(
             env[key] = value
         else:
             env.pop(key, None)
-    return tuple(f"{k}={v}" for k, v in env.items())
+    return tuple([f"{k}={v}" for k, v in env.items()])
 
 
 def _search_path(env: tuple[str, ...]) -> tuple[str, ...]:
     path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
-    return tuple(p for p in path.split(":") if p.startswith("/"))
+    return tuple([p for p in path.split(":") if p.startswith("/")])
 
 
 DEFAULT_ID_RANGE = (100_000, 65_536)
@@ -239,8 +239,10 @@ def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
     settings = {"kernel.domainname": config.domainname} if config.domainname else {}
     settings.update(parse_sysctl(text, network=config.network) for text in config.sysctls)
     return tuple(
-        MountOp(MountKind.SYSCTL, proc_path(key), data=value + "\n")
-        for key, value in settings.items()
+        [
+            MountOp(MountKind.SYSCTL, proc_path(key), data=value + "\n")
+            for key, value in settings.items()
+        ]
     )
 
 
@@ -248,8 +250,10 @@ def view_mounts(files: dict[str, str]) -> tuple[MountOp, ...]:
     """Bind the /proc view's files over the container's /proc/meminfo, ... (after /proc and
     /sys are mounted, before the masks)."""
     return tuple(
-        MountOp(MountKind.MOUNT, target=path, source=source, flags=MS_BIND)
-        for path, source in files.items()
+        [
+            MountOp(MountKind.MOUNT, target=path, source=source, flags=MS_BIND)
+            for path, source in files.items()
+        ]
     )
 
 
@@ -389,7 +393,7 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
     caps = _caps.compute(sec.cap_add, sec.cap_drop, uid=uid, privileged=sec.privileged)
     # Of a limit given twice the last counts, as in Docker.
     ulimits = {u.name: u for u in container.config.ulimits}
-    rlimits = tuple(Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values())
+    rlimits = tuple([Rlimit(ULIMIT_NAMES[u.name], u.soft, u.hard) for u in ulimits.values()])
     if "nofile" not in ulimits:  # Docker's, not the daemon's raised one
         rlimits = (Rlimit(ULIMIT_NAMES["nofile"], *open_files()), *rlimits)
     return {

@@ -221,7 +221,7 @@ def visible_cpus(limits: ViewLimits, host_cpus: Sequence[int], policy: str) -> t
     cpus = tuple(host_cpus)
     if limits.cpus is not None:
         allowed = set(limits.cpus)
-        cpus = tuple(cpu for cpu in cpus if cpu in allowed)
+        cpus = tuple([cpu for cpu in cpus if cpu in allowed])
         if not cpus:
             raise ValueError(
                 f"cpuset {limits.cpus!r} has no online CPU (online: {tuple(host_cpus)!r})"

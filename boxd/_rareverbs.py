@@ -142,7 +142,9 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def top(conn: Connection, req: TopRequest) -> None:
         titles, rows = await _top.top(sup.processes(req.container), req.ps_args)
-        await conn.send(TopResponse(titles=tuple(titles), processes=tuple(tuple(r) for r in rows)))
+        await conn.send(
+            TopResponse(titles=tuple(titles), processes=tuple([tuple(r) for r in rows]))
+        )
 
     async def diff(conn: Connection, req: DiffRequest) -> None:
         await conn.send(DiffResponse(changes=tuple(await sup.diff(req.container))))

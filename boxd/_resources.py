@@ -11,6 +11,7 @@ import stat
 import attrs
 
 from ._cgroup import CgroupHost, Limits
+from ._record import make
 from ._records import DeviceRate, Resources
 
 # Options ``docker update`` does not take: a container keeps them for its life.
@@ -50,7 +51,7 @@ def _devices(
     if rates is None:
         return None
     option = "--" + field.replace("_", "-")
-    return tuple((device_number(r.path, option, f"{r.path}:{r.rate}"), r.rate) for r in rates)
+    return tuple([(device_number(r.path, option, f"{r.path}:{r.rate}"), r.rate) for r in rates])
 
 
 def limits(res: Resources) -> Limits:
@@ -59,7 +60,7 @@ def limits(res: Resources) -> Limits:
     fields = attrs.asdict(res, recurse=False)
     for field in _DEVICE_FIELDS:
         fields[field] = _devices(field, fields[field])
-    return Limits(**fields)
+    return make(Limits, fields)
 
 
 def settle(res: Resources, host: CgroupHost) -> tuple[Resources, list[str]]:
@@ -68,7 +69,9 @@ def settle(res: Resources, host: CgroupHost) -> tuple[Resources, list[str]]:
     wanted = limits(res)
     host.validate(wanted)
     drop, notes = host.ignored(wanted)
-    return attrs.evolve(res, **dict.fromkeys(drop)), warnings(drop, notes)
+    if drop:
+        res = attrs.evolve(res, **dict.fromkeys(drop))
+    return res, warnings(drop, notes)
 
 
 def warnings(drop: dict[str, str], notes: list[str]) -> list[str]:

@@ -391,7 +391,7 @@ _View = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 def _image_view(image: Image) -> _View:
-    return tuple((layer.target, layer.lowers) for layer in image.layers)
+    return tuple([(layer.target, layer.lowers) for layer in image.layers])
 
 
 def _layer_dirs(view: _View, path: str) -> tuple[tuple[str, ...], str]:
@@ -408,7 +408,7 @@ def _layer_dirs(view: _View, path: str) -> tuple[tuple[str, ...], str]:
 def _host_paths(view: _View, path: str) -> tuple[str, ...]:
     """The host paths that may hold container path ``path`` (normalized, absolute)."""
     dirs, rel = _layer_dirs(view, path)
-    return tuple(os.path.join(d, rel) if rel else d for d in dirs)
+    return tuple([os.path.join(d, rel) if rel else d for d in dirs])
 
 
 # What a table's lookups found at container paths (see _Table): lstat results, by path.
@@ -493,8 +493,10 @@ def _container_view(image: Image, container_dir: Path) -> _View:
     """The container's root filesystem as its overlays show it: each layer's upper
     directory over the image's."""
     return tuple(
-        (layer.target, (_layer_base(container_dir, layer.target) + "/upper", *layer.lowers))
-        for layer in image.layers
+        [
+            (layer.target, (_layer_base(container_dir, layer.target) + "/upper", *layer.lowers))
+            for layer in image.layers
+        ]
     )
 
 
@@ -627,7 +629,7 @@ def _layer_dir(target: str) -> str:
 
 def layer_dirs(image: Image) -> tuple[str, ...]:
     """The directories (``fs/root``, ...) of a container's overlays, relative to its own."""
-    return tuple(_layer_dir(layer.target) for layer in image.layers)
+    return tuple([_layer_dir(layer.target) for layer in image.layers])
 
 
 def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path]]:
@@ -705,8 +707,10 @@ def id_mapped_layers(image: Image, container_dir: Path) -> tuple[tuple[str, str]
     """(image layer, attach point) for a user-namespaced container: the child mounts an
     id-mapped copy of each layer directory on its attach point, and the overlays use those."""
     return tuple(
-        (lower, str(container_dir / "layers" / str(i)))
-        for i, lower in enumerate(d for layer in image.layers for d in layer.lowers)
+        [
+            (lower, str(container_dir / "layers" / str(i)))
+            for i, lower in enumerate(d for layer in image.layers for d in layer.lowers)
+        ]
     )
 
 
@@ -911,7 +915,7 @@ def cgroup_ops(target: str, cgroups: Sequence[tuple[str, str]], flags: int) -> l
     namespace.  In the container's cgroup namespace mountinfo gives each its root as
     ``/``, as /proc/self/cgroup does (runtimes that size themselves, the JVM's, match
     the two)."""
-    head, around, tail = _cgroup_frame(target, tuple(name for name, _ in cgroups), flags)
+    head, around, tail = _cgroup_frame(target, tuple([name for name, _ in cgroups]), flags)
     ops = list(head)
     for (name, source), (mkdir, after) in zip(cgroups, around, strict=True):
         ops.append(mkdir)

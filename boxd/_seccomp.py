@@ -187,7 +187,7 @@ ARCHES: dict[str, _Arch] = {
 
 # Every name some supported architecture's table (or the list of other architectures'
 # calls) has: a profile such as Podman's asks about ~1,300 names per container.
-_KNOWN = frozenset(OTHER_ARCHES_ONLY).union(*(arch.table for arch in ARCHES.values()))
+_KNOWN = frozenset(OTHER_ARCHES_ONLY).union(*[arch.table for arch in ARCHES.values()])
 
 
 def known_syscall(name: str) -> bool:
@@ -590,7 +590,7 @@ def _parse_rule(raw: object, where: str) -> Rule:
     _check_names(names, where + ".names")
     action = _parse_action(obj.get("action"), obj.get("errnoRet"), where)
     raw_args = _expect(obj.get("args") or [], list, where + ".args")
-    args = tuple(_parse_arg(arg, f"{where}.args[{i}]") for i, arg in enumerate(raw_args))
+    args = tuple([_parse_arg(arg, f"{where}.args[{i}]") for i, arg in enumerate(raw_args)])
     includes_caps, arches, min_kernel = _parse_filter(obj.get("includes"), where + ".includes")
     excludes_caps, excludes_arches, excluded_kernel = _parse_filter(
         obj.get("excludes"), where + ".excludes"
@@ -629,7 +629,7 @@ def profile_from_docker(data: object) -> Profile:
         obj.get("defaultAction"), obj.get("defaultErrnoRet"), "profile.defaultAction"
     )
     syscalls = _expect(obj.get("syscalls") or [], list, "profile.syscalls")
-    rules = tuple(_parse_rule(rule, f"syscalls[{i}]") for i, rule in enumerate(syscalls))
+    rules = tuple([_parse_rule(rule, f"syscalls[{i}]") for i, rule in enumerate(syscalls)])
     return Profile(default, rules)
 
 

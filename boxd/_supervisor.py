@@ -1346,8 +1346,10 @@ class Supervisor:
             if c.config.network != DEFAULT_NETWORK:
                 continue
             links = tuple(
-                f"{new if name == old else name}:{alias}"
-                for name, alias in map(_links.parse, c.config.links)
+                [
+                    f"{new if name == old else name}:{alias}"
+                    for name, alias in map(_links.parse, c.config.links)
+                ]
             )
             if links != c.config.links:
                 c.config = attrs.evolve(c.config, links=links)

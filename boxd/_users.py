@@ -118,7 +118,7 @@ def _resolve_user(text: str, passwd: str | None, group: str | None) -> ExecUser:
         return attrs.evolve(user, gid=gid)
     if entry is None:
         return user
-    member_of = tuple(g for _, g, members in groups if g is not None and entry[0] in members)
+    member_of = tuple([g for _, g, members in groups if g is not None and entry[0] in members])
     return attrs.evolve(user, groups=member_of)
 
 

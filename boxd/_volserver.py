@@ -203,10 +203,10 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def list_(conn: Conn, req: VolumeListRequest) -> None:
         wanted = parse_filters(req.filters)
         found = (info(sup, r) for r in sup.volumes.list())
-        await conn.send(VolumeListResponse(tuple(v for v in found if matches(v, wanted))))
+        await conn.send(VolumeListResponse(tuple([v for v in found if matches(v, wanted)])))
 
     async def inspect(conn: Conn, req: VolumeInspectRequest) -> None:
-        found = tuple(info(sup, sup.volumes.get(name)) for name in req.names)
+        found = tuple([info(sup, sup.volumes.get(name)) for name in req.names])
         await conn.send(VolumeListResponse(found))
 
     async def remove_(conn: Conn, req: VolumeRemoveRequest) -> None:

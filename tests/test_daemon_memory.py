@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import ast
 import enum
+import gc
 import json
 import subprocess
 import sys
+import types
+from pathlib import Path
 
 import attrs
+import pytest
 
-from boxd import _convert, _events, _prune, _records
+import boxd
+from boxd import _convert, _events, _messages, _prune, _record, _records
 
 
 def _loaded(code: str) -> set[str]:
@@ -108,3 +114,88 @@ def test_the_events_history_keeps_the_last_256_as_docker() -> None:
     kept, receive = events.subscribe()
     receive.close()
     assert [e.attribute("name") for e in kept] == [f"c{n}" for n in range(300 - 256, 300)]
+
+
+def _made_from_a_generator(node: ast.AST) -> bool:
+    """A tuple made from an iterator of unknown length: ``tuple(x for ...)``,
+    ``tuple(map(...))`` (``filter``, ``zip``) or ``f(*(x for ...))``."""
+    if not isinstance(node, ast.Call):
+        return False
+    if isinstance(node.func, ast.Name) and node.func.id == "tuple" and node.args:
+        arg = node.args[0]
+        if isinstance(arg, ast.GeneratorExp):
+            return True
+        if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name):
+            return arg.func.id in ("map", "filter", "zip")
+    return any(
+        isinstance(a, ast.Starred) and isinstance(a.value, ast.GeneratorExp) for a in node.args
+    )
+
+
+def test_no_tuple_is_made_from_a_generator() -> None:
+    """CPython 3.11 makes such a tuple at a guessed length of 10 and shrinks it, so it is
+    taken from one of its free lists of tuples and returned to another's (each keeps up
+    to 2,000): after a few hundred starts the daemon held ~0.7 MB of free tuples that way
+    (bench/README.md, session 17).  A list comprehension's tuple is made at its length."""
+    found = []
+    for path in sorted(Path(boxd.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if _made_from_a_generator(node):
+                found.append(f"{path.name}:{getattr(node, 'lineno', '?')}")
+    assert not found
+
+
+@_record.frozen
+class _Point:
+    x: int
+    y: int = 0
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.x < 0:
+            raise ValueError("x must not be negative")
+
+
+def test_a_record_made_from_a_dict_is_checked_as_a_call() -> None:
+    assert _record.make(_Point, {"x": 1, "label": "a"}) == _Point(1, label="a")
+    assert _record.evolve(_Point(1, 2), y=3) == _Point(1, 3)
+    for values, refused in (
+        ({"y": 1}, "missing x"),
+        ({"x": 1, "z": 2}, "unexpected or repeated 'z'"),
+    ):
+        with pytest.raises(TypeError, match=refused):
+            _record.make(_Point, values)
+    with pytest.raises(ValueError, match="negative"):
+        _record.evolve(_Point(1), x=-1)
+
+
+def test_the_cgroup_limits_leave_no_tuples_behind() -> None:
+    """Limits has 20 fields: made or copied by a call with keywords from a dict, each left
+    a tuple of their names that CPython 3.11 keeps (its free list of 20-tuples is filled
+    and never taken from).  In a fresh interpreter, as the list may be full in this one."""
+    code = (
+        "import sys; from boxd import _record, _records, _resources; "
+        "res = _records.Resources(memory=64 << 20); _resources.limits(res); "
+        "before = sys.getallocatedblocks(); "
+        "[_record.evolve(_resources.limits(res), pids_limit=n) for n in range(3000)]; "
+        "print(sys.getallocatedblocks() - before)"
+    )
+    grown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert int(grown) < 300
+
+
+def test_a_records_converter_code_is_made_once() -> None:
+    """cattrs makes a field's hooks anew for each class that has the field: each request
+    holding a ContainerConfig had its own copy of its structuring code (35 KB)."""
+    config = _convert.unstructure(_records.ContainerConfig(image="default", command=("true",)))
+    for request in (_messages.RunRequest, _messages.CreateRequest):
+        _convert.structure({"config": config}, request)
+    name = "<cattrs generated structure boxd._records.ContainerConfig>"
+    made = [
+        f
+        for f in gc.get_objects()
+        if isinstance(f, types.FunctionType) and f.__code__.co_filename == name
+    ]
+    assert len(made) == 1

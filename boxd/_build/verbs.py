@@ -183,7 +183,7 @@ async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
             await trio.to_thread.run_sync(shutil.rmtree, work, True)
     if not image_id:
         return  # cancelled: the client went away
-    await conn.send(BuiltFrame(id=image_id, tags=tuple(str(t) for t in options.tags)))
+    await conn.send(BuiltFrame(id=image_id, tags=tuple([str(t) for t in options.tags])))
     await say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n")
     for tag in options.tags:
         await say(f"Successfully tagged {tag.familiar}\n")

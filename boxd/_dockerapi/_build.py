@@ -108,7 +108,7 @@ async def build(api: Api, conn: HttpConnection, req: Request) -> None:
         platform=req.arg("platform") or "",
         network=req.arg("networkmode") or "",
         # NAME:IP, repeated (docker-py) or comma-separated (the docker CLI).
-        extra_hosts=tuple(h for v in req.query.get("extrahosts", []) for h in v.split(",") if h),
+        extra_hosts=tuple([h for v in req.query.get("extrahosts", []) for h in v.split(",") if h]),
         resources=_run_limits(req),
         shm_size=req.integer("shmsize") or None,
         cache_from=_json_list(req, "cachefrom"),

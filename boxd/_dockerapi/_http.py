@@ -32,7 +32,7 @@ _VERSIONED = re.compile(r"/v(\d+\.\d+)(/.*)\Z")
 
 def version_tuple(version: str) -> tuple[int, ...]:
     """``"1.44"`` as ``(1, 44)``, to compare API versions."""
-    return tuple(int(p) for p in version.split("."))
+    return tuple([int(p) for p in version.split(".")])
 
 
 class ApiError(Exception):

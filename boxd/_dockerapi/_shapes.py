@@ -265,12 +265,14 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             init=host.flag("Init"),
             # 0, Docker's unset, leaves the process the daemon's own score
             oom_score_adj=host.integer("OomScoreAdj") or None,
-            sysctls=tuple(f"{k}={v}" for k, v in host.mapping("Sysctls").items()),
+            sysctls=tuple([f"{k}={v}" for k, v in host.mapping("Sysctls").items()]),
             devices=tuple(_devices(host)),
             device_cgroup_rules=tuple(host.strings("DeviceCgroupRules")),
             ulimits=tuple(
-                Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
-                for u in host.objects("Ulimits")
+                [
+                    Ulimit(u.text("Name"), u.integer("Soft"), u.integer("Hard"))
+                    for u in host.objects("Ulimits")
+                ]
             ),
             resources=_resources(host),
             security=_security(host),
@@ -278,8 +280,8 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             stop_signal=cfg.text("StopSignal") or "SIGTERM",
             stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
-            labels=tuple(f"{k}={v}" for k, v in cfg.mapping("Labels").items()),
-            annotations=tuple(f"{k}={v}" for k, v in host.mapping("Annotations").items()),
+            labels=tuple([f"{k}={v}" for k, v in cfg.mapping("Labels").items()]),
+            annotations=tuple([f"{k}={v}" for k, v in host.mapping("Annotations").items()]),
             runtime=host.text("Runtime") or RUNTIMES[0],
             cgroup_parent=host.text("CgroupParent"),
             log_driver=log_driver,
@@ -753,7 +755,7 @@ def _more_resources(host: Fields) -> dict[str, Any]:
     for key, (field, value_key) in _DEVICE_RATES.items():
         rows = host.objects(key)
         if rows:
-            out[field] = tuple(DeviceRate(r.text("Path"), r.integer(value_key)) for r in rows)
+            out[field] = tuple([DeviceRate(r.text("Path"), r.integer(value_key)) for r in rows])
     return out
 
 

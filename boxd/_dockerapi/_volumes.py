@@ -31,9 +31,11 @@ def shape(v: VolumeInfo) -> dict[str, Any]:
 
 def _filters(req: Request) -> tuple[str, ...]:
     return tuple(
-        f"{key}={value}"
-        for key, values in _shapes.parse_filters(req.arg("filters")).items()
-        for value in values
+        [
+            f"{key}={value}"
+            for key, values in _shapes.parse_filters(req.arg("filters")).items()
+            for value in values
+        ]
     )
 
 

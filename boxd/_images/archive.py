@@ -249,8 +249,10 @@ def _load_image(
             f"config {config_name!r} lists {len(diff_ids)} layers, the archive {len(layer_names)}"
         )
     layers = tuple(
-        _store_layer(store, archive, name, str(diff_id), digest)
-        for (name, digest), diff_id in zip(layer_names, diff_ids, strict=True)
+        [
+            _store_layer(store, archive, name, str(diff_id), digest)
+            for (name, digest), diff_id in zip(layer_names, diff_ids, strict=True)
+        ]
     )
     store.put_blob(config_bytes, image_id)
     return image_id, layers

@@ -378,7 +378,7 @@ class ImageStore:
             record,
             repo_tags=_without(record.repo_tags, name),
             repo_digests=tuple(
-                d for d in record.repo_digests if not name.startswith(d.split("@")[0] + ":")
+                [d for d in record.repo_digests if not name.startswith(d.split("@")[0] + ":")]
             ),
         )
         self.save(record)
@@ -464,7 +464,7 @@ class ImageInUse(RuntimeError):
 
 
 def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
-    return tuple(i for i in items if i != item)
+    return tuple([i for i in items if i != item])
 
 
 def disk_usage(dirs: list[Path]) -> int:

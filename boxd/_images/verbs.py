@@ -212,17 +212,19 @@ class ImageVerbs:
             return matching(found, references) if references else found
 
         summaries = tuple(
-            ImageSummary(
-                id=r.id,
-                repo_tags=names(r.repo_tags),
-                repo_digests=names(r.repo_digests),
-                size=sum(layer_size(layer.diff_id) for layer in r.layers),
-                created=str(configs[r.id].get("created") or ""),
-                containers=len(self._users(r)),
-                labels=dict((configs[r.id].get("config") or {}).get("Labels") or {}),
-                shared_size=shared(r),
-            )
-            for r in records
+            [
+                ImageSummary(
+                    id=r.id,
+                    repo_tags=names(r.repo_tags),
+                    repo_digests=names(r.repo_digests),
+                    size=sum(layer_size(layer.diff_id) for layer in r.layers),
+                    created=str(configs[r.id].get("created") or ""),
+                    containers=len(self._users(r)),
+                    labels=dict((configs[r.id].get("config") or {}).get("Labels") or {}),
+                    shared_size=shared(r),
+                )
+                for r in records
+            ]
         )
         await conn.send(ImagesResponse(images=summaries))
 
@@ -431,7 +433,7 @@ class ImageVerbs:
             path.unlink(missing_ok=True)
         for image_id, _tags in loaded:
             image_event(self.sup, "load", image_id)
-        images = tuple(LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded)
+        images = tuple([LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded])
         await conn.send(LoadedFrame(images=images))
 
     async def import_(self, conn: Streamer, req: ImportRequest) -> None:

@@ -95,7 +95,7 @@ def _list(kind: Kind) -> Kind:
             return ()
         if not isinstance(value, list):
             raise _Bad(f"expected a list, got {_name(value)} @ {path}")
-        return tuple(kind(v, f"{path}[{i}]") for i, v in enumerate(value))
+        return tuple([kind(v, f"{path}[{i}]") for i, v in enumerate(value)])
 
     return structure
 
@@ -152,7 +152,7 @@ class _Record:
         return all(getattr(self, f[0]) == getattr(other, f[0]) for f in self._FIELDS)
 
     def __hash__(self) -> int:
-        return hash(tuple(getattr(self, f[0]) for f in self._FIELDS))
+        return hash(tuple([getattr(self, f[0]) for f in self._FIELDS]))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f[0]}={getattr(self, f[0])!r}" for f in self._FIELDS)

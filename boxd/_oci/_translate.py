@@ -323,7 +323,7 @@ def namespaces(spec: Spec) -> frozenset[Namespace]:
 
 def joined(spec: Spec) -> tuple[tuple[Namespace, str], ...]:
     """The namespaces the container joins by path (a pod's network, IPC and UTS)."""
-    return tuple((kind, path) for kind, path in _namespaces(spec) if path)
+    return tuple([(kind, path) for kind, path in _namespaces(spec) if path])
 
 
 def _namespaces(spec: Spec) -> list[tuple[Namespace, str]]:
@@ -402,7 +402,7 @@ def search_path(env: Iterable[str]) -> tuple[str, ...]:
         (e[5:] for e in env if e.startswith("PATH=")),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     )
-    return tuple(p for p in path.split(":") if p.startswith("/"))
+    return tuple([p for p in path.split(":") if p.startswith("/")])
 
 
 def _skip_unknown(section: dict[str, Any]) -> dict[str, Any]:
