@@ -19,15 +19,15 @@ import boxd
 from boxd import _convert, _events, _messages, _prune, _record, _records
 
 
+def _python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def _loaded(code: str) -> set[str]:
-    return set(
-        subprocess.run(
-            [sys.executable, "-c", f"{code}; import sys; print(*sorted(sys.modules))"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    )
+    return set(_python(f"{code}; import sys; print(*sorted(sys.modules))").split())
 
 
 def test_the_daemon_imports_no_datetime_at_start() -> None:
@@ -86,10 +86,7 @@ def test_the_daemon_drops_argparse_once_its_options_are_read() -> None:
         "print('argparse' in sys.modules, 'gettext' in sys.modules, "
         "any(isinstance(o, type) and o.__module__ == 'argparse' for o in gc.get_objects()))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    assert out == ["/r ['h:1'] False info", "False False False"]
+    assert _python(code).splitlines() == ["/r ['h:1'] False info", "False False False"]
 
 
 def test_the_daemons_options_are_still_argparses() -> None:
@@ -180,10 +177,7 @@ def test_the_cgroup_limits_leave_no_tuples_behind() -> None:
         "[_record.evolve(_resources.limits(res), pids_limit=n) for n in range(3000)]; "
         "print(sys.getallocatedblocks() - before)"
     )
-    grown = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert int(grown) < 300
+    assert int(_python(code)) < 300
 
 
 def test_a_records_converter_code_is_made_once() -> None:
