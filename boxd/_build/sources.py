@@ -24,6 +24,7 @@ from typing import IO
 import attrs
 
 from .._images.hardlinks import Links, add_hard_link, note_link
+from .._images.tarstream import ZSTD_MAGIC
 from .._images.unpack import open_in_root
 from .ignore import Ignore
 
@@ -308,13 +309,10 @@ def _add(
         tar.addfile(info)
 
 
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
 def _open_archive(f: IO[bytes]) -> tarfile.TarFile:
     """The tar in ``f``: plain, or gzip, bzip2, xz or zstd compressed (Docker's ADD takes
     those five); a zstd one is read as a stream, in order."""
-    zstd = f.read(len(_ZSTD_MAGIC)) == _ZSTD_MAGIC
+    zstd = f.read(len(ZSTD_MAGIC)) == ZSTD_MAGIC
     f.seek(0)
     if not zstd:
         return tarfile.open(fileobj=f, mode="r:*")

@@ -34,6 +34,7 @@ from .config import DEFAULT, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
+from .tarstream import ZSTD_MAGIC
 from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
 from .unpack import ArchiveError as ArchiveError
 
@@ -63,7 +64,7 @@ def _media_type(path: Path) -> str:
         head = f.read(4)
     if head.startswith(b"\x1f\x8b"):
         return OCI_GZIP
-    if head == b"\x28\xb5\x2f\xfd":
+    if head == ZSTD_MAGIC:
         return OCI_ZSTD
     return OCI_TAR
 
@@ -268,7 +269,7 @@ def _unwrap(path: Path, kinds: Sequence[str]) -> None:
         kind = "xz"
     elif head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
         kind = "bzip2"
-    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+    elif head.startswith(ZSTD_MAGIC):
         kind = "zstd"
     else:
         return

@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import zstandard
 
-__all__ = ["CHUNK", "Decompressed", "Member", "Prefetch", "TarError", "TarReader"]
+__all__ = ["CHUNK", "ZSTD_MAGIC", "Decompressed", "Member", "Prefetch", "TarError", "TarReader"]
 
 CHUNK = 1 << 20
 DEPTH = 8  # pieces decompressed ahead of the unpacking
 BLOCK = 512
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame's first bytes
 _ZERO_BLOCK = bytes(BLOCK)
 
 REGULAR = frozenset(b"0\x007")  # regular, old regular, contiguous
@@ -61,7 +61,7 @@ class Decompressed:
         self.sha = hashlib.sha256()
         self.size = 0
         first = read(CHUNK)
-        while 0 < len(first) < len(_ZSTD_MAGIC):  # a pipe may give less: enough to tell
+        while 0 < len(first) < len(ZSTD_MAGIC):  # a pipe may give less: enough to tell
             more = read(CHUNK)
             if not more:
                 break
@@ -71,7 +71,7 @@ class Decompressed:
         self._gzip: zlib._Decompress | None = None
         if first.startswith(_GZIP_MAGIC):
             self._gzip = zlib.decompressobj(wbits=31)
-        elif first.startswith(_ZSTD_MAGIC):
+        elif first.startswith(ZSTD_MAGIC):
             import zstandard  # its library is loaded by the first zstd stream, not at start
 
             self._zstd = zstandard.ZstdDecompressor().stream_reader(

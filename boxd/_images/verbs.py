@@ -366,22 +366,22 @@ class ImageVerbs:
         """The images ``save TEXT`` writes, each with the tag it names it by, as Docker's:
         a repository without a tag, every tag of it (whichever image each names); a tag,
         that one; an ID or ``NAME@DIGEST``, the image without a tag."""
-        with contextlib.suppress(ValueError):
-            ref = parse_reference(text)
-            if ref.digest is None and ":" not in text.rpartition("/")[2]:
-                tagged: list[tuple[ImageRecord, Reference | None]] = [
-                    (record, tag)
-                    for record in self.store.images()
-                    for tag in map(parse_reference, record.repo_tags)
-                    if tag.name == ref.name
-                ]
-                if tagged:
-                    return tagged
+        try:
+            ref: Reference | None = parse_reference(text)
+        except ValueError:  # an id (prefix) only
+            ref = None
+        if ref is not None and ref.digest is None and ":" not in text.rpartition("/")[2]:
+            tagged: list[tuple[ImageRecord, Reference | None]] = [
+                (record, tag)
+                for record in self.store.images()
+                for tag in map(parse_reference, record.repo_tags)
+                if tag.name == ref.name
+            ]
+            if tagged:
+                return tagged
         record = self.store.lookup(text)
-        with contextlib.suppress(ValueError):
-            ref = parse_reference(text)
-            if ref.digest is None and str(ref) in record.repo_tags:
-                return [(record, ref)]
+        if ref is not None and ref.digest is None and str(ref) in record.repo_tags:
+            return [(record, ref)]
         return [(record, None)]
 
     async def _send_archive(self, conn: Streamer, write: Callable[[BinaryIO], None]) -> None:
