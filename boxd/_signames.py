@@ -3,6 +3,7 @@ them without importing the records (attrs)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 
@@ -27,6 +28,14 @@ def parse_signal(text: str) -> int:
             number = None
     elif name.isalnum():
         number = getattr(signal.Signals, "SIG" + name, None)
-    if number is None or number not in signal.valid_signals():
+    if number is None or number not in _valid_numbers():
         raise ValueError(f"invalid signal {text!r}")
     return number
+
+
+@functools.cache
+def _valid_numbers() -> frozenset[int]:
+    """The numbers of this system's signals, as plain ints: ``signal.valid_signals()``
+    makes a ``Signals`` member of each of its 62 numbers at every call (64 us), and a
+    container's configuration checks its stop signal each time one is made."""
+    return frozenset([int(s) for s in signal.valid_signals()])
