@@ -323,17 +323,19 @@ class LogWriter:
         # pages and blocks, is made in a worker thread: on ext4 mounted with ``discard``
         # freeing 10 MiB waits for the disk, ~10 ms measured, which a rename over the
         # oldest file made the event loop's thread wait every 10 MiB of a chatty
-        # container's output.
+        # container's output.  It leaves by an unlink, so that no rename replaces a file:
+        # ext4 (auto_da_alloc, its default) writes a file renamed over another one back to
+        # disk at once, in the renaming thread, and so wrote every rotated 10 MiB of a log
+        # that the rotations after it delete (see bench/README).
         fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
         held = [self._fd]
         self._fd = -1
         try:
-            if self._max_files == 1:
-                os.unlink(LOG_NAME, dir_fd=self._dir_fd)
-            else:
-                oldest = f"{LOG_NAME}.{self._max_files - 1}"
-                with contextlib.suppress(FileNotFoundError):
+            oldest = LOG_NAME if self._max_files == 1 else f"{LOG_NAME}.{self._max_files - 1}"
+            with contextlib.suppress(FileNotFoundError):
+                if oldest != LOG_NAME:
                     held.append(os.open(oldest, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir_fd))
+                os.unlink(oldest, dir_fd=self._dir_fd)
             for index in range(self._max_files - 1, 0, -1):
                 source = LOG_NAME if index == 1 else f"{LOG_NAME}.{index - 1}"
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -188,6 +189,30 @@ def test_a_rotation_frees_the_dropped_file_in_another_thread(
         while len(freed) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     assert len(freed) >= 2 and threading.current_thread().name not in freed
+
+
+@pytest.mark.parametrize("max_files", [1, 2, 3])
+def test_a_rotation_renames_onto_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_files: int
+) -> None:
+    """ext4 writes a file renamed over another one back to disk at once (auto_da_alloc):
+    every rotation did so with the last 10 MiB of a chatty container's log."""
+    replaced: list[str] = []
+    real_rename = os.rename
+
+    def rename(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.stat(dst, dir_fd=dst_dir_fd)
+            replaced.append(dst)
+        real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with LogWriter.open(tmp_path, max_size=300, max_files=max_files) as writer:
+        lines = write_lines(writer, 25 * max_files)
+    assert replaced == []
+    assert len(log_files(tmp_path)) == max_files
+    kept = datas(read_entries(tmp_path))
+    assert kept and kept == lines[-len(kept) :]
 
 
 def test_reopen_appends_and_drops_files_beyond_a_smaller_max(tmp_path: Path) -> None:
