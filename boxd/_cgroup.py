@@ -67,6 +67,10 @@ UNLIMITED = 1 << 62  # v1 reports "no limit" as a page-rounded LONG_MAX
 KILL_TIMEOUT = 10.0
 FREEZE_TIMEOUT = 1.0
 REMOVE_TIMEOUT = 2.0
+# Beside the containers' cgroups in a v1 cpu hierarchy: where a terminal's reader thread
+# waits between its reads in a container's (Cgroup.reading_groups).  Not a container's
+# name (_valid_name), so never taken for one.
+READERS = ".readers"
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _NAME_CHARS = _ALNUM | frozenset("_.-")
 
@@ -402,6 +406,10 @@ class CgroupHost:
         self._prefix = prefix
         # Directories this host made above containers' cgroups: removed once empty.
         self._made: set[str] = {h.base for h in hierarchies} if owns_base else set()
+        # The readers' cgroup (Cgroup.reading_groups), also one a killed daemon left.
+        self._made |= {
+            f"{h.base}/{READERS}" for h in hierarchies if h.version == 1 and "cpu" in h.controllers
+        }
         # Hierarchies whose parent directories are made (and, on v2, their controllers
         # enabled): done once per host, not per container.
         self._prepared: set[Hierarchy] = set()
@@ -790,8 +798,11 @@ class CgroupHost:
 
 
 def _tree_procs(d: str) -> list[int]:
-    """The pids of cgroup ``d`` and of its sub-cgroups (none unless a container made some)."""
-    pids = [int(p) for p in _read_opt(f"{d}/cgroup.procs").split()]
+    """The pids of cgroup ``d`` and of its sub-cgroups (none unless a container made some).
+    Never our own: a terminal's reader thread of ours reads in the container's v1 cpu
+    cgroup (:meth:`Cgroup.reading_groups`), which lists our pid meanwhile."""
+    own = str(os.getpid())
+    pids = [int(p) for p in _read_opt(f"{d}/cgroup.procs").split() if p != own]
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(d):
             if entry.is_dir(follow_symlinks=False):
@@ -885,6 +896,41 @@ class Cgroup:
                 else:
                     v2 = fd
             yield tuple(tasks), v2
+        finally:
+            for fd in opened:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def reading_groups(self) -> Iterator[tuple[int, int] | None]:
+        """For the thread that reads the container's terminal (sandbox_native.gather_read):
+        the ``tasks`` files of the container's v1 cpu cgroup and of the readers' own
+        (:data:`READERS` in the host's cpu base, made here) open for writing, closed on exit.
+        A terminal's every 4 KiB is a hand-off between the container's writer and that
+        reader, and across two CPU groups the scheduler serves it ~30% later.  None where
+        the container has no v1 cpu cgroup of its own (v2 places processes, not threads) or
+        one that also holds other controllers, or when one cannot be opened."""
+        h = next(
+            (h for h in self._dirs if h.version == 1 and "cpu" in h.controllers),
+            None,
+        )
+        if h is None or not h.controllers <= {"cpu", "cpuacct"}:
+            yield None
+            return
+        home = f"{h.base}/{READERS}"
+        opened: list[int] = []
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(home)
+            self._host._made.add(home)  # removed with the host's other parents
+            for d in (self._dirs[h], home):
+                opened.append(os.open(f"{d}/tasks", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in opened:
+                os.close(fd)
+            yield None
+            return
+        try:
+            yield opened[0], opened[1]
         finally:
             for fd in opened:
                 os.close(fd)

@@ -12,6 +12,13 @@ for every read and poll, three hand-offs with the Trio thread per 4 KiB.  The th
 when the output pauses for :data:`IDLE`; the pump then waits for the master in Trio again,
 so a quiet terminal holds no thread.
 
+Where the container has a v1 cpu cgroup of its own, the reader reads in it and waits in the
+readers' own between reads (``Cgroup.reading_groups``): every 4 KiB is a wakeup of the
+reader by the container's writer or the other way round, and across two CPU groups the
+scheduler serves those ~30% later (bench/README).  The reader is a thread of its own for
+that, which ends with its burst of output: a thread of Trio's cache would go back to other
+work in the readers' group.
+
 Whatever was read is logged, even when the pump is cancelled (a daemon leaving with live
 restore): chunks not handed on yet are written to the log before the pump returns.  The
 output ends at an EIO that lasts :data:`END_SETTLE`: under load the master read EIO
@@ -20,14 +27,23 @@ before the last writes had reached it, and the tail of a `run -t` was lost.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import math
 import select
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 
+import outcome
 import trio
+
+log = logging.getLogger(__name__)
+# The reader's CPU groups (Cgroup.reading_groups): a context manager of two open `tasks`
+# files, the container's v1 cpu cgroup's and the readers' own, or None.
+Groups = Callable[[], AbstractContextManager[tuple[int, int] | None]]
 
 # The most one chunk holds.
 READ_SIZE = 1024 * 1024
@@ -58,8 +74,11 @@ class _Reader:
     Trio thread, in order; it must not raise) until the output ends, pauses for IDLE, or
     :attr:`stop` is set."""
 
-    def __init__(self, fd: int, deliver: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, fd: int, deliver: Callable[[bytes], None], groups: tuple[int, int] | None = None
+    ) -> None:
         self.fd = fd
+        self.groups = groups
         self.stop = threading.Event()
         self.room = threading.Semaphore(IN_FLIGHT)  # released as chunks are sent
         self._deliver = deliver
@@ -74,8 +93,14 @@ class _Reader:
         gather = importlib.import_module("sandbox_native").gather_read
         ended_since: float | None = None
         try:
+            group, home = self.groups or (-1, -1)
             while not self.stop.is_set():
-                size, ended = gather(self.fd, buffer, COALESCE_GAP, COALESCE_LIMIT)
+                size, ended, stayed = gather(
+                    self.fd, buffer, COALESCE_GAP, COALESCE_LIMIT, group, home
+                )
+                if stayed:  # its cgroup gone under it: it reads where it is from now on
+                    log.warning("a terminal's reader could not leave the container's CPU group")
+                    group = home = -1
                 if size:
                     while not self.room.acquire(timeout=STOP_CHECK) and not self.stop.is_set():
                         pass
@@ -102,25 +127,33 @@ class _Reader:
 
 
 async def pump(
-    fd: int, keep: Callable[[bytes], None], publish: Callable[[bytes], Awaitable[None]]
+    fd: int,
+    keep: Callable[[bytes], None],
+    publish: Callable[[bytes], Awaitable[None]],
+    groups: Groups | None = None,
 ) -> None:
     """Hand on the output of the non-blocking PTY master ``fd`` until it ends: each chunk
-    to ``keep`` (the log: synchronous, at once) and then to ``publish``."""
+    to ``keep`` (the log: synchronous, at once) and then to ``publish``; the reader in the
+    CPU groups of ``groups`` (see the module's docstring)."""
     while True:
         await trio.lowlevel.wait_readable(fd)
-        if await _burst(fd, keep, publish):
-            return
+        with groups() if groups is not None else contextlib.nullcontext() as opened:
+            if await _burst(fd, keep, publish, opened):
+                return
 
 
 async def _burst(
-    fd: int, keep: Callable[[bytes], None], publish: Callable[[bytes], Awaitable[None]]
+    fd: int,
+    keep: Callable[[bytes], None],
+    publish: Callable[[bytes], Awaitable[None]],
+    groups: tuple[int, int] | None,
 ) -> bool:
-    """Read in a worker thread until the output pauses or ends (True)."""
+    """Read in a thread of its own until the output pauses or ends (True)."""
     # Unbounded, but the reader waits for room (IN_FLIGHT) unless told to stop.  The thread
-    # delivers its chunks before run_sync returns (both go through the Trio token, in
+    # delivers its chunks before it says it has ended (both go through the Trio token, in
     # order), so once the nursery is done nothing more arrives.
     send, receive = trio.open_memory_channel[bytes](math.inf)
-    reader = _Reader(fd, send.send_nowait)
+    reader = _Reader(fd, send.send_nowait, groups)
     watching = trio.CancelScope()
 
     async def stop_when_cancelled() -> None:
@@ -137,11 +170,7 @@ async def _burst(
             nursery.start_soon(_send_all, receive, keep, publish, reader.room)
             nursery.start_soon(stop_when_cancelled)
             try:
-                # Its own limiter: a terminal printing without end must not hold one of the
-                # shared worker threads, nor wait for one.
-                ended = await trio.to_thread.run_sync(
-                    reader.run, limiter=trio.CapacityLimiter(1), thread_name=THREAD_NAME
-                )
+                ended = await _in_own_thread(reader.run)
             finally:
                 send.close()
                 watching.cancel(reason="the reader ended")
@@ -153,6 +182,28 @@ async def _burst(
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
     return ended
+
+
+async def _in_own_thread(run: Callable[[], bool]) -> bool:
+    """``run()`` in a new thread, which ends with it (see the module's docstring; a terminal
+    printing without end must not hold one of the shared worker threads either, nor wait
+    for one).  Not cancellable, as ``trio.to_thread.run_sync``: the reader is told to stop
+    instead, and stops within STOP_CHECK or COALESCE_LIMIT."""
+    token = trio.lowlevel.current_trio_token()
+    finished = trio.Event()
+    result: list[outcome.Outcome[bool]] = []
+
+    def body() -> None:
+        result.append(outcome.capture(run))
+        token.run_sync_soon(finished.set)
+
+    thread = threading.Thread(target=body, name=THREAD_NAME, daemon=True)
+    with trio.CancelScope(shield=True):
+        thread.start()
+        await finished.wait()
+        # Its last steps after the call above: joined in a worker, not on the loop.
+        await trio.to_thread.run_sync(thread.join)
+    return result[0].unwrap()
 
 
 async def _send_all(

@@ -413,7 +413,7 @@ class Run:
         try:
             async with trio.open_nursery() as nursery:
                 pumps_done = trio.Event()
-                nursery.start_soon(self._pump_all, streams, pumps_done)
+                nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
                 ended = True
                 if owns_cgroup:
@@ -495,22 +495,23 @@ class Run:
         return status
 
     async def _pump_all(
-        self, streams: list[tuple[int, trio.lowlevel.FdStream]], done: trio.Event
+        self, streams: list[tuple[int, trio.lowlevel.FdStream]], done: trio.Event, cgroup: Cgroup
     ) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 for stream_id, stream in streams:
-                    nursery.start_soon(self._pump, stream_id, stream)
+                    nursery.start_soon(self._pump, stream_id, stream, cgroup)
         finally:
             done.set()
 
-    async def _pump(self, stream_id: int, stream: trio.lowlevel.FdStream) -> None:
+    async def _pump(self, stream_id: int, stream: trio.lowlevel.FdStream, cgroup: Cgroup) -> None:
         name = "stdout" if stream_id == protocol.STDOUT else "stderr"
         fd = stream.fileno()  # non-blocking (FdStream made it so)
         async with stream:
             if not stat.S_ISFIFO(os.fstat(fd).st_mode):
                 keep = partial(self._keep, name)
-                await _ptyout.pump(fd, keep, partial(self.output.publish, stream_id))
+                publish = partial(self.output.publish, stream_id)
+                await _ptyout.pump(fd, keep, publish, cgroup.reading_groups)
                 return
             if self._ledger is not None and self.logs is not None:
                 pipe: _Pipe | LoggedPipe = self._ledger.pipe(

@@ -902,9 +902,11 @@ static PyMethodDef methods[] = {
      "In the mount namespace of the process behind pidfd, detach what is mounted at each\n"
      "target and attach the detached tree there instead."},
     {"gather_read", gather_read, METH_VARARGS,
-     "gather_read(fd, buffer, gap, limit) -> (size, ended)\n\n"
+     "gather_read(fd, buffer, gap, limit, group=-1, home=-1) -> (size, ended, stayed)\n\n"
      "Read the non-blocking fd into buffer without the GIL until it is full, the writer\n"
-     "pauses for gap seconds or limit seconds passed; ended at end of file or EIO (see\n"
+     "pauses for gap seconds or limit seconds passed; ended at end of file or EIO.  With\n"
+     "group and home (open v1 cgroup tasks files), the thread reads in group's cgroup and\n"
+     "goes back to home's before it takes the GIL; stayed: it could not (see\n"
      "sandbox_native/gather.c)."},
     {"tee", tee_pipe, METH_VARARGS,
      "tee(fd_in, fd_out, size) -> int\n\n"

@@ -23,8 +23,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -713,6 +714,67 @@ async def test_real_limits_place_kill_remove(real_host: CgroupHost) -> None:
     assert _left(cg) == []
     assert real_host.list_children() == []
     await cg.remove()
+
+
+@pytest.mark.root
+async def test_real_terminal_reader_reads_in_the_containers_cpu_group(
+    real_host: CgroupHost,
+) -> None:
+    """sandbox_native.gather_read with the two ``tasks`` files of Cgroup.reading_groups:
+    the thread reads in the container's v1 cpu cgroup and is back in the readers' own
+    before it returns; meanwhile the container's processes are still only its own."""
+    import importlib
+    import pty
+    import threading
+
+    cg = real_host.create("c1", Limits())
+    with cg.reading_groups() as groups:
+        if groups is None:
+            pytest.skip("no v1 cpu hierarchy here: v2 places whole processes")
+        cpu_dir = next(p for key, p in cg.paths.items() if "cpu" in key.split(","))
+        readers = f"{os.path.dirname(cpu_dir)}/{_cgroup.READERS}"
+        master, slave = pty.openpty()
+        os.set_blocking(master, False)
+        gather = importlib.import_module("sandbox_native").gather_read
+        seen: dict[str, object] = {}
+
+        def read() -> None:
+            seen["tid"] = str(threading.get_native_id())
+            seen["result"] = gather(master, memoryview(bytearray(64)), 30.0, 60.0, *groups)
+            seen["back"] = seen["tid"] in _tasks(readers)
+
+        os.write(slave, b"x")
+        thread = threading.Thread(target=read)
+        thread.start()
+        try:
+            # It waits for more output (a pause of 30 s ends a chunk) in the container's group.
+            assert _until(lambda: seen.get("tid") in _tasks(cpu_dir), timeout=10)
+            # The cgroup lists us meanwhile; a kill of the container's processes must not.
+            assert str(os.getpid()) in _cgroup._read(f"{cpu_dir}/cgroup.procs").split()
+            assert os.getpid() not in _cgroup._tree_procs(cpu_dir)
+            assert os.getpid() not in cg.procs()
+        finally:
+            os.close(slave)  # EIO: the call returns
+            thread.join()
+            os.close(master)
+    assert seen["result"] == (1, True, False)
+    assert seen["back"]  # in the readers' group once the call returned
+    assert _tasks(cpu_dir) == []
+    await cg.remove()
+    assert _existing([readers]) == []  # removed with the other parents
+
+
+def _tasks(d: str) -> list[str]:
+    return Path(f"{d}/tasks").read_text().split()
+
+
+def _until(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @pytest.mark.root

@@ -123,10 +123,12 @@ async def test_output_that_comes_after_an_eio_is_read(
     script: list[tuple[bytes, bool]] = [(b"first", False), (b"", True), (b"", True)]
     script += [(b"late", False), (b"", True)]
 
-    def gather(fd: int, buffer: memoryview, gap: float, limit: float) -> tuple[int, bool]:
+    def gather(
+        fd: int, buffer: memoryview, gap: float, limit: float, group: int, home: int
+    ) -> tuple[int, bool, bool]:
         data, ended = script.pop(0) if script else (b"", True)
         buffer[: len(data)] = data
-        return len(data), ended
+        return len(data), ended, False
 
     fake = SimpleNamespace(gather_read=gather)
     real = importlib.import_module
@@ -212,11 +214,12 @@ async def test_cancelled_while_output_flows_everything_read_is_logged(
     assert b"".join(sink.published) == kept[: len(b"".join(sink.published))]
 
 
-def _gather_read() -> Callable[[int, memoryview, float, float], tuple[int, bool]]:
+Gather = Callable[..., tuple[int, bool, bool]]
+
+
+def _gather_read() -> Gather:
     # By name, as boxd/_ptyout.py does (mypy would take the source directory).
-    gather: Callable[[int, memoryview, float, float], tuple[int, bool]] = importlib.import_module(
-        "sandbox_native"
-    ).gather_read
+    gather: Gather = importlib.import_module("sandbox_native").gather_read
     return gather
 
 
@@ -228,14 +231,14 @@ def test_gather_read_fills_the_buffer_across_reads(pty: Pty) -> None:
     try:
         select.select([pty.master], [], [], 60)
         # The writer never pauses for 60 s: the call returns with the buffer full.
-        assert _gather_read()(pty.master, buffer, 60.0, 120.0) == (len(buffer), False)
+        assert _gather_read()(pty.master, buffer, 60.0, 120.0) == (len(buffer), False, False)
         got = bytearray(buffer)
         # Until EIO has lasted 50 ms, as the pump's reader reads (an EIO can come before
         # the last writes reach the master: seen here under load).
         ended_since: float | None = None
         while ended_since is None or time.monotonic() - ended_since < 0.05:
             select.select([pty.master], [], [], 60)
-            size, ended = _gather_read()(pty.master, buffer, 0.001, 60.0)
+            size, ended, _ = _gather_read()(pty.master, buffer, 0.001, 60.0)
             got += buffer[:size]
             if not ended or size:
                 ended_since = None
@@ -251,12 +254,12 @@ def test_gather_read_returns_when_the_writer_pauses(pty: Pty) -> None:
     os.write(pty.slave, b"first")
     buffer = memoryview(bytearray(1 << 20))
     select.select([pty.master], [], [], 10)
-    size, ended = _gather_read()(pty.master, buffer, 0.001, 10.0)
+    size, ended, _ = _gather_read()(pty.master, buffer, 0.001, 10.0)
     assert (bytes(buffer[:size]), ended) == (b"first", False)
     # Nothing there: at once, nothing read.
-    assert _gather_read()(pty.master, buffer, 0.001, 10.0) == (0, False)
+    assert _gather_read()(pty.master, buffer, 0.001, 10.0) == (0, False, False)
     pty.close_slave()
-    assert _gather_read()(pty.master, buffer, 0.001, 10.0) == (0, True)  # EIO: the end
+    assert _gather_read()(pty.master, buffer, 0.001, 10.0) == (0, True, False)  # EIO: the end
 
 
 def test_gather_read_of_a_pipe_sees_its_end_and_names_errors() -> None:
@@ -264,9 +267,9 @@ def test_gather_read_of_a_pipe_sees_its_end_and_names_errors() -> None:
     buffer = memoryview(bytearray(16))
     try:
         os.write(w, b"x" * 20)
-        assert _gather_read()(r, buffer, 0.001, 1.0) == (16, False)
+        assert _gather_read()(r, buffer, 0.001, 1.0) == (16, False, False)
         os.close(w)
-        assert _gather_read()(r, buffer, 0.001, 1.0) == (4, True)
+        assert _gather_read()(r, buffer, 0.001, 1.0) == (4, True, False)
         assert bytes(buffer[:4]) == b"xxxx"
     finally:
         os.close(r)
@@ -274,4 +277,4 @@ def test_gather_read_of_a_pipe_sees_its_end_and_names_errors() -> None:
         _gather_read()(r, buffer, 0.001, 1.0)
     assert info.value.errno == errno.EBADF
     with pytest.raises(TypeError):
-        _gather_read()(0, b"read-only", 0.001, 1.0)  # type: ignore[arg-type]
+        _gather_read()(0, b"read-only", 0.001, 1.0)
