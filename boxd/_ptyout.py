@@ -1,9 +1,9 @@
-"""A container's terminal output, read in a worker thread while it flows.
+"""A container's terminal output, read in a thread of its own while it flows.
 
 A PTY master gives at most 4 KiB a read, and a read after the line discipline's buffer ran
 dry waits for a kernel worker to refill it (even on a non-blocking fd): 256 MiB are some
 65,000 reads with a sleep and a wakeup each, and whenever the master is not read the
-container's writes wait.  So while output flows a worker thread does nothing but read it,
+container's writes wait.  So while output flows a thread does nothing but read it,
 gathering it into chunks of up to :data:`READ_SIZE`, and the Trio thread logs and sends the
 chunk before while the next one is read (each chunk costs one log write and one send, not
 one per 4 KiB).  A chunk is gathered in one call of the C extension
@@ -70,7 +70,7 @@ _buffers: list[memoryview] = []
 
 
 class _Reader:
-    """The worker thread's side: reads chunks and hands them to ``deliver`` (called in the
+    """The reader thread's side: reads chunks and hands them to ``deliver`` (called in the
     Trio thread, in order; it must not raise) until the output ends, pauses for IDLE, or
     :attr:`stop` is set."""
 
