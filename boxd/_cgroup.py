@@ -406,7 +406,8 @@ class CgroupHost:
         self._prefix = prefix
         # Directories this host made above containers' cgroups: removed once empty.
         self._made: set[str] = {h.base for h in hierarchies} if owns_base else set()
-        # The readers' cgroup (Cgroup.reading_groups), also one a killed daemon left.
+        # The readers' cgroup in a v1 cpu hierarchy (Cgroup.reading_groups makes it when a
+        # terminal is first read), also one a killed daemon left.
         self._made |= {
             f"{h.base}/{READERS}" for h in hierarchies if h.version == 1 and "cpu" in h.controllers
         }
@@ -920,8 +921,7 @@ class Cgroup:
         opened: list[int] = []
         try:
             with contextlib.suppress(FileExistsError):
-                os.mkdir(home)
-            self._host._made.add(home)  # removed with the host's other parents
+                os.mkdir(home)  # removed with the host's other parents (see CgroupHost)
             for d in (self._dirs[h], home):
                 opened.append(os.open(f"{d}/tasks", os.O_WRONLY | os.O_CLOEXEC))
         except OSError:
