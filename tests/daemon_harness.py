@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,17 @@ def daemon_cli(daemon: Daemon) -> str:
             str(daemon.socket),
         ]
     )
+
+
+def until(
+    check: Callable[[], bool], what: str, *, timeout: float = 30, interval: float = 0.01
+) -> None:
+    """Poll ``check`` every ``interval`` seconds until it is true; fail naming ``what`` once
+    ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
 
 
 def leftover_cgroups(root: Path) -> list[str]:

@@ -23,14 +23,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
 import trio
-from daemon_harness import session_name
+from daemon_harness import session_name, until
 from fake_cgroup import FakeCgroupFs
 
 from boxd import _cgroup, _native
@@ -748,7 +747,7 @@ async def test_real_terminal_reader_reads_in_the_containers_cpu_group(
         thread.start()
         try:
             # It waits for more output (a pause of 30 s ends a chunk) in the container's group.
-            assert _until(lambda: seen.get("tid") in _tasks(cpu_dir), timeout=10)
+            until(lambda: seen.get("tid") in _tasks(cpu_dir), "the reader in its group", timeout=10)
             # The cgroup lists us meanwhile; a kill of the container's processes must not.
             assert str(os.getpid()) in _cgroup._read(f"{cpu_dir}/cgroup.procs").split()
             assert os.getpid() not in _cgroup._tree_procs(cpu_dir)
@@ -766,15 +765,6 @@ async def test_real_terminal_reader_reads_in_the_containers_cpu_group(
 
 def _tasks(d: str) -> list[str]:
     return Path(f"{d}/tasks").read_text().split()
-
-
-def _until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @pytest.mark.root

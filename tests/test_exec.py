@@ -9,13 +9,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, daemon_cli, leftover_cgroups, running_daemon
+from daemon_harness import Daemon, daemon_cli, leftover_cgroups, running_daemon, until
 
 from boxctl._client import CliError, call
 from boxd._cgroup import parse_cpu_list
@@ -193,13 +191,6 @@ finally:
 """
 
 
-def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def _call_within(socket: Path, request: dict[str, Any], timeout: float) -> object:
     """The daemon's answer to ``request`` (or the error it raised) within ``timeout``
     seconds, else None (the caller's thread waits on, until the daemon answers or ends)."""
@@ -230,14 +221,14 @@ def test_exec_during_a_pause_under_way_waits_for_its_end(tmp_path: Path) -> None
     )
     freeze: list[Path] = []
     try:
-        _until(Path(f"{reading}.mounted").exists, "the FUSE mount")
+        until(Path(f"{reading}.mounted").exists, "the FUSE mount")
         with running_daemon(tmp_path / "d") as daemon:
             try:
                 script = "cat /f/held; sleep 300"
                 daemon.ctl(
                     "run", "-d", "--name", "p", "-v", f"{mnt}:/f", "default", "sh", "-c", script
                 )
-                _until(reading.exists, "the container's held read")
+                until(reading.exists, "the container's held read")
                 cid = daemon.inspect("p")["id"]
                 freeze = [
                     Path(c, "cgroup.freeze")
@@ -251,7 +242,7 @@ def test_exec_during_a_pause_under_way_waits_for_its_end(tmp_path: Path) -> None
                     stderr=subprocess.PIPE,
                     text=True,
                 )
-                _until(lambda: freeze[0].read_text().strip() == "1", "the pause's freeze")
+                until(lambda: freeze[0].read_text().strip() == "1", "the pause's freeze")
                 request = {
                     "type": "ExecRequest",
                     "container": "p",

@@ -14,14 +14,14 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 import trio.lowlevel
-from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims
+from daemon_harness import Daemon, leftover_cgroups, running_daemon, shims, until
 from test_network import links, links_settle, netns, nft_tables
 from test_terminal import Tmux, _boxctl, _until_prompt, tmux
 
@@ -56,11 +56,8 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+# Its checks run boxctl: every 0.05 s.
+_until = partial(until, interval=0.05)
 
 
 def _numbers(daemon: Daemon, ref: str) -> list[int]:

@@ -19,7 +19,7 @@ import tarfile
 import termios
 import threading
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from daemon_harness import (
     leftover_cgroups,
     running_daemon,
     shims,
+    until,
 )
 
 import boxd
@@ -205,11 +206,7 @@ def test_a_simulated_reboot_shows_nothing_running_and_restarts_always(tmp_path: 
         _check_truth(daemon)
 
 
-def _until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
+_until = partial(until, timeout=60, interval=0.005)
 
 
 def _container_of(shim: int) -> str:
