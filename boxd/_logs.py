@@ -331,11 +331,13 @@ class LogWriter:
         held = [self._fd]
         self._fd = -1
         try:
-            oldest = LOG_NAME if self._max_files == 1 else f"{LOG_NAME}.{self._max_files - 1}"
-            with contextlib.suppress(FileNotFoundError):
-                if oldest != LOG_NAME:
+            if self._max_files == 1:
+                os.unlink(LOG_NAME, dir_fd=self._dir_fd)
+            else:
+                oldest = f"{LOG_NAME}.{self._max_files - 1}"
+                with contextlib.suppress(FileNotFoundError):
                     held.append(os.open(oldest, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir_fd))
-                os.unlink(oldest, dir_fd=self._dir_fd)
+                    os.unlink(oldest, dir_fd=self._dir_fd)
             for index in range(self._max_files - 1, 0, -1):
                 source = LOG_NAME if index == 1 else f"{LOG_NAME}.{index - 1}"
                 try:
