@@ -492,9 +492,9 @@ class Supervisor:
         self._busy(trio.current_time())
         self._trash.set()
         # A --rm container need not outlive a crash of the machine (the next supervisor
-        # removes an auto-remove container that has run; a record lost before it ran
-        # leaves a directory without one, which is deleted): its record is written without
-        # the two fsyncs (~5 ms of every `boxctl run --rm` here).
+        # removes every auto-remove container it does not adopt; a record lost leaves a
+        # directory without one, which is deleted): its record is written without the two
+        # fsyncs (~5 ms of every `boxctl run --rm` here).
         self.store.save(container, durable=not config.auto_remove)
         return container
 
@@ -1767,7 +1767,10 @@ class Supervisor:
                     log.error("%s: adoption failed: %s", c.short_id, exc)
             elif entry.phase is REMOVING:  # the last daemon died removing it
                 self._discard(entry)
-            elif c.config.auto_remove and entry.phase is not CREATED:
+            elif c.config.auto_remove:
+                # Ended, or never started (a `run --rm` cut between its create and its
+                # start, or a `create --rm` not started yet): removed, as Docker's daemon
+                # removes every --rm container it does not find alive.
                 await self._remove_now(entry)
             elif _restart_at_boot(c, interrupted=c.id in interrupted):
                 try:

@@ -123,7 +123,8 @@ def _cgroup_pids(root: Path) -> dict[str, set[int]]:
 
 def _check_truth(daemon: Daemon) -> None:
     """Every record parses; none is shown running whose process is dead; no process runs
-    in a container's cgroup that no running record shows."""
+    in a container's cgroup that no running record shows; no --rm container is at rest
+    (the daemon's start removes those it does not adopt, as Docker's does)."""
     ids = daemon.ctl("ps", "-a", "-q", "--no-trunc").stdout.split()
     inspected = [daemon.inspect(i) for i in ids]
     assert [c["id"] for c in inspected] == ids
@@ -134,6 +135,8 @@ def _check_truth(daemon: Daemon) -> None:
             assert st["pid"] > 0 and _alive(st["pid"]), st
             assert start_time_of(st["pid"]) == st["pid_start_time"]
             live[c["id"]] = st["pid"]
+        elif c["config"]["auto_remove"]:
+            raise AssertionError(f"a --rm container left {st['status']}: {c['id']}")
     for cid, pids in _cgroup_pids(daemon.root).items():
         running = {p for p in pids if _alive(p)}
         assert not running or cid in live, (cid, running, live)
@@ -206,6 +209,21 @@ def test_a_simulated_reboot_shows_nothing_running_and_restarts_always(tmp_path: 
         _check_truth(daemon)
 
 
+def test_a_rm_container_at_rest_is_removed_by_the_next_daemon(tmp_path: Path) -> None:
+    """A `create --rm` not started when the daemon is killed (as a `docker run --rm` cut
+    between its create and its start leaves it) is removed by the next daemon with its
+    anonymous volume, as Docker's daemon does; a container without --rm is kept."""
+    with running_daemon(tmp_path) as daemon:
+        daemon.ctl("create", "--rm", "--name", "waiting", "-v", "/scratch", "default", "true")
+        daemon.ctl("create", "--name", "kept", "default", "true")
+        assert daemon.ctl("volume", "ls", "-q").stdout.split()
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        assert daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["kept"]
+        assert daemon.ctl("volume", "ls", "-q").stdout.split() == []
+        _check_truth(daemon)
+
+
 _until = partial(until, timeout=60, interval=0.005)
 
 
@@ -215,20 +233,21 @@ def _container_of(shim: int) -> str:
 
 @pytest.mark.parametrize("spawned", [1, 3, 6])
 def test_kill_9_among_concurrent_starts_leaves_nothing_behind(tmp_path: Path, spawned: int) -> None:
-    """Eight `run -d` at once, the daemon killed once ``spawned`` of them have a process
-    (some recorded, some not yet): the next daemon keeps only what its records show
-    running (each shim's container is one of them, each cgroup holds only theirs) and,
+    """Eight `run -d` at once (half of them --rm), the daemon killed once ``spawned`` of
+    them have a process (some recorded, some not yet): the next daemon keeps only what its
+    records show running (each shim's container is one of them, each cgroup holds only
+    theirs; no --rm container at rest) and,
     once they are removed, nothing remains: no process, shim, cgroup or parent of
     cgroups (running_daemon checks), no mount below the root."""
     with running_daemon(tmp_path) as daemon:
         assert daemon.process is not None
         clients = [
             subprocess.Popen(
-                [*shlex.split(daemon_cli(daemon)), "run", "-d", "default", "sleep", "300"],
+                [*shlex.split(daemon_cli(daemon)), "run", "-d", *rm, "default", "sleep", "300"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            for _ in range(8)
+            for rm in [(), ("--rm",)] * 4
         ]
         _until(lambda: len(shims(daemon.root)) >= spawned, f"{spawned} containers' processes")
         daemon.stop(signal.SIGKILL)

@@ -27,7 +27,7 @@ from boxd._lifecycle import Conflict
 from boxd._logs import read_entries
 from boxd._native import FakeNative, SpawnPlan, Stage
 from boxd._plan import Prepared
-from boxd._records import Container, ContainerConfig, RestartPolicy, Status
+from boxd._records import Container, ContainerConfig, RestartPolicy, Status, Volume
 from boxd._rootfs import Image, ImageError, resolve_image
 from boxd._run import start_time_of
 from boxd._store import read_record
@@ -462,6 +462,32 @@ async def test_recovery_kills_its_own_process_never_a_reused_pid(
         again = sup.inspect(phoenix.id).state
         assert (again.status, again.pid > 0) == (Status.RUNNING, True)
         assert again.started_at is not None and again.started_at > 1.0
+
+
+async def test_recovery_removes_every_auto_remove_container_it_does_not_adopt(
+    tmp_path: Path, host: CgroupHost, image: str
+) -> None:
+    """As Docker's daemon at its start: a --rm container not running is removed, whether
+    it ended, never started (`create --rm`), or had its start cut by the last daemon's
+    death (`run --rm`: recorded starting, never run); its anonymous volume goes with it.
+    A container without --rm stays as it was."""
+    async with supervisor(tmp_path, host) as sup:
+        waiting = await sup.create(config(image, "true", auto_remove=True), "waiting")
+        cut = await sup.create(
+            config(image, "true", auto_remove=True, volumes=(Volume("", "/scratch"),)), "cut"
+        )
+        ended = await sup.create(config(image, "true", auto_remove=True), "ended")
+        kept = await sup.create(config(image, "true"), "kept")
+        volume = sup.volumes.list()[0].name
+    root = tmp_path / "root"
+    _live_record(root, cut.id, status="starting")
+    _live_record(root, ended.id, status="exited", exit_code=0, started_at=1.0)
+    async with supervisor(tmp_path, host) as sup:
+        assert [c.name for c in sup.list(all=True)] == ["kept"]
+        assert status(sup.inspect(kept.id)) is Status.CREATED
+        for gone in (waiting, cut, ended):
+            assert not (root / "containers" / gone.id).exists()
+        assert volume not in {v.name for v in sup.volumes.list()}
 
 
 async def test_shutdown_stops_every_live_phase(
