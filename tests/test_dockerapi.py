@@ -246,6 +246,30 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_stdin_the_process_never_reads_gives_its_exit_code(clean: Daemon) -> None:
+    """Piped input left unread when the process ends (`yes | docker run -i IMAGE head -n1`,
+    a large file into `true`): the CLI reports the process's exit code, not "connection
+    reset by peer" with exit code 1, as dockerd's attach does (moby/moby#35723).  Three
+    times each: the reset depended on how far the input had got."""
+    _docker(clean, "run", "-d", "-i", "--name", "reader", "default", "sleep", "300")
+    env = docker_env(clean)
+    assert DOCKER is not None
+    unread = ["yes", "|", DOCKER, "run", "-i", "--rm", "default", "head", "-n", "1"]
+    cases = [
+        (unread, 0, "y\n"),
+        (["head", "-c", "64M", "/dev/zero", "|", DOCKER, "run", "-i", "--rm", "default",
+          "sh", "-c", "exit 7"], 7, ""),
+        (["yes", "|", DOCKER, "exec", "-i", "reader", "head", "-n", "1"], 0, "y\n"),
+    ]  # fmt: skip
+    for argv, code, out in cases * 3:
+        command = " ".join(a if a == "|" else shlex.quote(a) for a in argv)
+        r = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert (r.returncode, r.stdout, r.stderr) == (code, out, ""), command
+
+
+@needs_cli
 def test_cli_errors_and_stdin(clean: Daemon) -> None:
     assert _docker(clean, "run", "--rm", "-i", "default", "cat", input="a\nb\n").stdout == "a\nb\n"
     r = _docker(clean, "stop", "nothing-here")

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,6 +23,9 @@ import trio
 MAX_BODY = 16 << 20
 MAX_HEADERS = 64 << 10
 READ_SIZE = 65536
+# How long an ended hijacked stream reads what its client still sends, waiting for the
+# client to close its side (see HttpConnection.end_hijacked).
+HIJACK_LINGER = 5.0
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 API_VERSION = "1.44"
@@ -314,6 +317,23 @@ class HttpConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone(str(exc)) from None
         return b""
+
+    async def end_hijacked(self) -> None:
+        """End a hijacked stream as a pipe ends: our side first, so that the client reads
+        the end of its output, then what it still sends (the rest of a piped stdin that the
+        process never read) is read and dropped until it closes its side, for at most
+        :data:`HIJACK_LINGER` seconds.  A socket closed with input unread is reset, and
+        Docker's CLI then exits 1 with "connection reset by peer" instead of the
+        container's exit code (``yes | docker run -i IMAGE head -n1``; dockerd has it too:
+        moby/moby#35723).  A stream already closed (a detach) is left as it is."""
+        stream = self.stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_eof()
+            with trio.move_on_after(HIJACK_LINGER):
+                while await stream.receive_some(READ_SIZE):
+                    pass
 
     @asynccontextmanager
     async def cancelled_if_peer_closes(self) -> AsyncIterator[None]:

@@ -144,7 +144,10 @@ class DockerApi:
                 if not conn.can_respond:
                     return  # in the middle of a stream: ending it is all that is left
                 await conn.error(error)
-            if conn.hijacked or not conn.keep_alive:
+            if conn.hijacked:
+                await conn.end_hijacked()
+                return
+            if not conn.keep_alive:
                 return
 
     async def _dispatch(self, conn: HttpConnection, request: Request) -> None:
