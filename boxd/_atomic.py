@@ -36,6 +36,8 @@ def write_file(path: str, data: bytes, mode: int = 0o600, *, durable: bool) -> N
         os.ftruncate(fd, len(data))  # what is left of longer earlier contents
         if durable:
             os.fsync(fd)
+    except OSError as exc:  # named: "No space left on device" alone does not say where
+        raise OSError(exc.errno, exc.strerror, path) from None
     finally:
         os.close(fd)
 

@@ -40,6 +40,7 @@ LEDGER_NAME = "output.ledger"
 _NOTE = struct.Struct("=IIQQ32s32s")
 _SAMPLE = 32
 _SLOT_SIZE = 128
+_SLOTS = 3  # a note's slot is its stream's id: stdout 1, stderr 2 (protocol)
 _PENDING = 1
 _CLEAR = bytes(_NOTE.size)
 
@@ -59,9 +60,17 @@ class Ledger:
 
     @classmethod
     def create(cls, directory: Path) -> Ledger:
-        """A new process's: no notes."""
+        """A new process's: no notes.  Their space is taken now: a note written later
+        overwrites it and never needs a block a full disk would refuse."""
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        return cls(os.open(directory / LEDGER_NAME, flags, 0o600))
+        path = directory / LEDGER_NAME
+        fd = os.open(path, flags, 0o600)
+        try:
+            os.pwrite(fd, bytes(_SLOTS * _SLOT_SIZE), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        return cls(fd)
 
     @classmethod
     def open(cls, directory: Path) -> Ledger:

@@ -55,6 +55,8 @@ _MAX_LINE = MAX_RECORD_DATA + 128
 _BLOCK = 64 * 1024
 _IOV_RECORDS = 256  # records per writev: three buffers each, under IOV_MAX (1024)
 _POLL_INTERVAL = 0.05
+# Seconds of writes going in after the last one refused before a loss of output is over.
+_LOSS_SETTLED = 5.0
 _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)")
 _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
@@ -180,13 +182,23 @@ class LogWriter:
 
     Every :meth:`write` goes to the kernel at once (``os.write``, no buffering), so the log
     is complete up to the last call even if the daemon dies right after it.
+
+    A write the file system refuses (a full disk, a quota, an I/O error) loses that output
+    from the log, not the container: the torn record is cut off, and each later write tries
+    again, as Docker's log copier drops what its driver cannot take.  A warning names the
+    log and the error at the first loss, and another one the span of output missing once
+    writes have gone in for :data:`_LOSS_SETTLED` seconds after the last loss (a disk
+    that is full again at every next write gives two lines, not two for each write).
     """
 
     _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
-    def __init__(self, dir_fd: int, max_size: int, max_files: int) -> None:
+    def __init__(self, dir_fd: int, max_size: int, max_files: int, where: str = "") -> None:
         """Use :meth:`open`."""
         self._dir_fd = dir_fd
+        self._where = where  # the directory, for the warnings
+        # When output began to be lost, and was last lost (0: none is being lost).
+        self._lost_first = self._lost_last = 0.0
         self._fd = -1
         self._size = 0
         self._inode = 0
@@ -206,7 +218,7 @@ class LogWriter:
             raise ValueError(f"invalid log size {max_size!r}: must be positive")
         _check_max_files(max_files)
         directory.mkdir(parents=True, exist_ok=True)
-        writer = cls(_open_dir(directory), max_size, max_files)
+        writer = cls(_open_dir(directory), max_size, max_files, str(directory))
         try:
             writer._open_file()
         except BaseException:
@@ -218,10 +230,37 @@ class LogWriter:
         """Log ``data`` read from ``stream`` at ``now`` (seconds since the epoch)."""
         if stream not in STREAMS:
             raise ValueError(f"invalid log stream {stream!r}: expected 'stdout' or 'stderr'")
-        if self._fd < 0:
+        if self._dir_fd < 0:
             raise ValueError("write to a closed LogWriter")
         if not data:
             return
+        try:
+            if self._fd < 0:  # a rotation that could not open the new file
+                self._open_file()
+            self._write_records(stream, data, now)
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if self._lost_first and time.time() - self._lost_last >= _LOSS_SETTLED:
+            _warn(
+                "%s: the log goes on; output from %s to %s is missing from it",
+                self._where,
+                format_time(_to_ns(self._lost_first)),
+                format_time(_to_ns(self._lost_last)),
+            )
+            self._lost_first = self._lost_last = 0.0
+
+    def _lost(self, exc: OSError) -> None:
+        self._lost_last = time.time()
+        if not self._lost_first:
+            self._lost_first = self._lost_last
+            _warn(
+                "%s: output not logged: %s; dropped while the log cannot be written",
+                self._where,
+                exc.strerror or exc,
+            )
+
+    def _write_records(self, stream: str, data: bytes, now: float | None) -> None:
         time_ns = time.time_ns() if now is None else _to_ns(now)
         prefix = f"{format_time(time_ns)} {stream} ".encode()
         heads = {True: prefix + b"P ", False: prefix + b"F "}
@@ -265,11 +304,17 @@ class LogWriter:
     def _write_through(self, buffers: list[bytes | memoryview], size: int) -> None:
         if not size:
             return
-        written = os.writev(self._fd, buffers)
-        if written < size:  # a short write (a full disk, a signal): the rest, one by one
-            rest = memoryview(b"".join(buffers))[written:]
-            while rest:
-                rest = rest[os.write(self._fd, rest) :]
+        try:
+            written = os.writev(self._fd, buffers)
+            if written < size:  # a short write (a full disk, a signal): the rest, one by one
+                rest = memoryview(b"".join(buffers))[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
+        except OSError:
+            # What of the batch went in ends in a torn record: cut back to whole ones.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
         self._size += size
 
     def _open_file(self) -> None:
@@ -355,6 +400,12 @@ class LogWriter:
         finally:
             fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
             _close_in_thread(held)
+
+
+def _warn(message: str, *args: object) -> None:
+    import logging  # here: the CLI formats logs with this module and never warns
+
+    logging.getLogger("boxd.logs").warning(message, *args)
 
 
 def _close_in_thread(fds: list[int]) -> None:

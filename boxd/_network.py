@@ -351,7 +351,14 @@ class Networks:
         container's start and end were a tenth of what the daemon spent on a run."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps(unstructure(net), indent=1).encode()
-        atomic_write(self.dir / f"{net.name}.json", data, durable=durable)
+        try:
+            atomic_write(self.dir / f"{net.name}.json", data, durable=durable)
+        except OSError as exc:
+            if durable:
+                raise
+            # Not written (a full disk): recover() puts it right as after a crash, and
+            # a container's end or `rm -f` must not fail for it.
+            log.warning("network %s: its record not written: %s", net.name, exc)
 
     def _load(self) -> None:
         if not self.dir.is_dir():

@@ -495,7 +495,11 @@ class Supervisor:
         # removes every auto-remove container it does not adopt; a record lost leaves a
         # directory without one, which is deleted): its record is written without the two
         # fsyncs (~5 ms of every `boxctl run --rm` here).
-        self.store.save(container, durable=not config.auto_remove)
+        try:
+            self.store.save(container, durable=not config.auto_remove)
+        except BaseException:  # not made after all (a full disk): not listed either
+            self._discard(self._entries[container.id])
+            raise
         return container
 
     def _new(
@@ -1157,10 +1161,20 @@ class Supervisor:
 
     def _save(self, container: Container, *, durable: bool = False, write: bool = True) -> None:
         """Record a container that still exists (durable: its configuration changed;
-        ``write=False``: its events and waiters only, the record file is not written)."""
+        ``write=False``: its events and waiters only, the record file is not written).
+
+        A state change the file system refuses to write (a full disk) is logged, not
+        raised: the container's supervision goes on (a run ends, ``rm -f`` frees space),
+        the next save writes it all, and a daemon after a crash corrects the phase from
+        the last record written (see recovery).  A configuration change is raised."""
         if container.id in self._entries:
             if write:
-                self.store.save(container, durable=durable)
+                try:
+                    self.store.save(container, durable=durable)
+                except OSError as exc:
+                    if durable:
+                        raise
+                    log.warning("%s: its record not written: %s", container.short_id, exc)
             self.events.observe(container)
             self._changes.unpark_all()
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
+import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,57 @@ def test_a_rotation_renames_onto_no_file(
     assert len(log_files(tmp_path)) == max_files
     kept = datas(read_entries(tmp_path))
     assert kept and kept == lines[-len(kept) :]
+
+
+@contextlib.contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """The kernel refuses to grow a file of this process past ``size`` (EFBIG, as a full
+    disk refuses with ENOSPC): RLIMIT_FSIZE, with its SIGXFSZ ignored."""
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def test_a_refused_write_loses_output_not_the_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the file system refuses loses that output, cut back to whole records, with
+    one warning; the next writes that fit go in, and once they have for a while a warning
+    names the span missing; rotation works on after it (a full disk must not end a
+    container's supervision)."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    with LogWriter.open(tmp_path, max_size=4000, max_files=2) as writer:
+        writer.write("stdout", b"before\n")
+        size = (tmp_path / LOG_NAME).stat().st_size
+        with files_limited_to(size + 200), caplog.at_level("WARNING", logger="boxd.logs"):
+            writer.write("stdout", b"x" * 1000 + b"\n")  # refused midway
+            writer.write("stderr", b"y" * 1000 + b"\n")  # refused: no second warning
+            assert (tmp_path / LOG_NAME).stat().st_size == size
+            writer.write("stdout", b"fits\n")  # in, but the loss is not over yet
+            clock[0] += 5
+            writer.write("stderr", b"z" * 1000 + b"\n")  # lost again: the same loss
+            writer.write("stdout", b"in\n")
+            assert len(caplog.records) == 1
+            clock[0] += 5
+            writer.write("stdout", b"over\n")
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 2
+        assert str(tmp_path) in warnings[0] and "File too large" in warnings[0]
+        assert warnings[1].endswith(
+            "the log goes on; output from 1970-01-01T00:16:40.000000000Z to"
+            " 1970-01-01T00:16:45.000000000Z is missing from it"
+        )
+        assert datas(read_entries(tmp_path)) == [b"before", b"fits", b"in", b"over"]
+        lines = write_lines(writer, 200)  # rotations (4000 bytes a file)
+    assert len(log_files(tmp_path)) == 2
+    kept = datas(read_entries(tmp_path))
+    assert kept == lines[-len(kept) :]
 
 
 def test_reopen_appends_and_drops_files_beyond_a_smaller_max(tmp_path: Path) -> None:

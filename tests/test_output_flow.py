@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import random
 import shlex
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, daemon_cli
+from daemon_harness import Daemon, daemon_cli, running_daemon, until
 
 pytestmark = pytest.mark.root
 
@@ -92,3 +94,48 @@ def test_a_client_that_stops_reading_holds_the_container_back(daemon: Daemon) ->
         finally:
             client.kill()
     assert len(got) == size and got.count(0) == size
+
+
+_FLOOD = (
+    'head -c 16M /dev/zero | tr "\\0" a | fold -w 99; '
+    "while [ ! -e /sig/go ]; do sleep 0.05; done; echo AFTER; exit 3"
+)
+
+
+def test_a_full_disk_loses_log_output_not_the_container(tmp_path: Path) -> None:
+    """The daemon's root on a 16 MiB tmpfs, which a container's output fills: the
+    container runs on to its own exit code, the log keeps whole records and goes on once
+    there is room again, and `rm -f` of another container works (what a user does to
+    make room).  A log write or a record
+    refused with ENOSPC used to end the container's supervision (killed, 137), and `rm
+    -f` failed."""
+    root, signals = tmp_path / "root", tmp_path / "sig"
+    root.mkdir()
+    signals.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "boxd-full", root], check=True)
+    try:
+        with running_daemon(tmp_path) as daemon:
+            filler = root / "filler"
+            filler.write_bytes(bytes(2 << 20))
+            daemon.ctl("run", "-d", "--name", "sleeper", "default", "sleep", "300")
+            volume, limit = f"{signals}:/sig", "--log-max-size=100m"
+            daemon.ctl(
+                "run", "-d", "--name", "flood", "-v", volume, limit, "default", "sh", "-c", _FLOOD
+            )
+            until(lambda: shutil.disk_usage(root).free < 64 << 10, "the disk full")
+            daemon.ctl("rm", "-f", "sleeper")
+            assert daemon.ctl("ps", "--format", "{{.Names}} {{.Status}}").stdout.startswith(
+                "flood Up"
+            )
+            filler.unlink()
+            (signals / "go").touch()
+            assert daemon.ctl("wait", "flood").stdout == "3\n"
+            lines = _ctl(daemon, "logs", "flood").stdout.splitlines()
+            # Whole records only; where output was dropped, the line around the gap is
+            # joined (its piece before the gap, its piece after).
+            assert lines[-1].endswith(b"AFTER")
+            assert set(b"".join(lines)[: -len(b"AFTER")]) == {ord("a")}
+            assert sum(line == b"a" * 99 for line in lines) > 0.99 * len(lines) > 1000
+            daemon.ctl("rm", "flood")
+    finally:
+        subprocess.run(["umount", "--recursive", "--lazy", root], check=True)
