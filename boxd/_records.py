@@ -301,9 +301,16 @@ def new_id() -> str:
     return secrets.token_hex(32)
 
 
+MAX_NAME = 128
+
+
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name) or len(name) > 128:
+    if not NAME_RE.match(name):
         raise ValueError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    if len(name) > MAX_NAME:
+        raise ValueError(
+            f"invalid container name {name!r}: {len(name)} characters, at most {MAX_NAME}"
+        )
     return name
 
 

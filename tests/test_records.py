@@ -108,9 +108,13 @@ def test_restart_decisions() -> None:
     assert not always.wants_restart(exit_code=0, stopped=True, restarts=0)
 
 
-@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "é", "x" * 200])
-def test_bad_names(name: str) -> None:
-    with pytest.raises(ValueError, match="invalid container name"):
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [(n, r"use \[a-zA-Z0-9\]") for n in ("", "-x", "a b", "a/b", "é")]
+    + [("x" * 200, "200 characters, at most 128")],
+)
+def test_bad_names(name: str, why: str) -> None:
+    with pytest.raises(ValueError, match=f"invalid container name .*: {why}"):
         check_name(name)
 
 
