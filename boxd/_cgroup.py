@@ -156,6 +156,7 @@ class MemoryDetail:
     stat: dict[str, int]
     swap_limit: int | None
     swap_usage: int
+    usage: int = 0  # as Stats.memory_usage: read here, so that the view needs no stats()
 
 
 # v1 memory.stat counter -> its v2 name (v1 has no slab, kernel stack or page table lines).
@@ -1216,6 +1217,11 @@ class Cgroup:
             peak = int(_read(f"{d}/memory.max_usage_in_bytes")) if v == 1 else _v2_peak(d)
         return Usage(cpu_user_ns=user, cpu_system_ns=system, memory_peak=peak)
 
+    def cpu_times(self) -> tuple[int, int]:
+        """CPU time used, user and system, in nanoseconds (two reads on v1, one on v2)."""
+        user, system, _ = self._cpu_times(total=False)
+        return user, system
+
     def _cpu_times(self, *, total: bool) -> tuple[int, int, int]:
         """CPU time used: user, system and (if ``total``, else 0) all, in nanoseconds."""
         acct = self._dir("cpuacct")
@@ -1254,7 +1260,8 @@ class Cgroup:
             raw = _read_opt(f"{d}/memory.swap.max").strip()
             swap_limit = None if raw in ("", "max") else int(raw)
             swap_usage = int(_read_opt(f"{d}/memory.swap.current").strip() or 0)
-            return MemoryDetail(stat, swap_limit, swap_usage)
+            current = int(_read_opt(f"{d}/memory.current").strip() or 0)
+            return MemoryDetail(stat, swap_limit, swap_usage, current)
         renamed = {new: stat[old] for old, new in _V1_STAT.items() if old in stat}
         memsw_limit = int(_read_opt(f"{d}/memory.memsw.limit_in_bytes").strip() or UNLIMITED)
         limit = int(_read_opt(f"{d}/memory.limit_in_bytes").strip() or UNLIMITED)
@@ -1262,7 +1269,7 @@ class Cgroup:
         memsw_usage = _read_opt(f"{d}/memory.memsw.usage_in_bytes").strip()
         usage = int(_read_opt(f"{d}/memory.usage_in_bytes").strip() or 0)
         swap_usage = max(int(memsw_usage) - usage, 0) if memsw_usage else stat.get("total_swap", 0)
-        return MemoryDetail(renamed, swap, swap_usage)
+        return MemoryDetail(renamed, swap, swap_usage, usage)
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer killed a process of this cgroup.
