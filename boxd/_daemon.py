@@ -216,7 +216,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
     why_not = "turned off (--procview off)" if args.procview == "off" else available()
     if why_not is None:
         view = ProcView(
-            lambda pid: holder[0].view_limits(pid) if holder else None,
+            lambda pid, path: holder[0].view_limits(pid, path) if holder else None,
             cpu_policy=args.procview_cpus,
         )
     else:

@@ -172,13 +172,21 @@ class ViewLimits:
             raise ValueError(f"cpu_usage_ns must be >= 0, not {self.cpu_usage_ns!r}")
 
 
-Resolver = Callable[[int], ViewLimits | None]
-"""Reader -> its container's limits, or None when the reader is not in a container.
+Resolver = Callable[[int, str], ViewLimits | None]
+"""(Reader, file) -> its container's limits, or None when the reader is not in a container.
 
-The argument is the reading *thread's* id in the daemon's pid namespace (FUSE reports the
-thread, not the process); /proc/<tid>/cgroup answers for a thread id as for a pid.  It is
-called on the Trio thread for every open(), so it must be fast and must not block.
+The first argument is the reading *thread's* id in the daemon's pid namespace (FUSE
+reports the thread, not the process); /proc/<tid>/cgroup answers for a thread id as for a
+pid.  The second is the file being opened (one of :data:`FILES`): the memory counters are
+needed only for :data:`MEMORY_FILES` and the CPU usage only for :data:`CPU_USAGE_FILES`,
+and a resolver may leave them out for the others (each cgroup file read costs 20-40 us,
+v1's memory.stat more).  It is called on the Trio thread for every open(), so it must be
+fast and must not block.
 """
+
+
+MEMORY_FILES = frozenset({"/proc/meminfo", "/proc/swaps"})
+CPU_USAGE_FILES = frozenset({"/proc/stat", "/proc/uptime"})
 
 
 def available() -> str | None:
@@ -437,7 +445,7 @@ class ProcView:
         render = _RENDERERS.get(path)
         if render is None:
             raise ValueError(f"{path!r} is not a file of the /proc view")
-        limits = self._resolver(pid)
+        limits = self._resolver(pid, path)
         host = _read_host(path)
         if limits is None:
             return host.encode()
@@ -664,7 +672,9 @@ class _Operations(_OperationsBase):
 
 __all__ = [
     "CPU_POLICIES",
+    "CPU_USAGE_FILES",
     "FILES",
+    "MEMORY_FILES",
     "ProcView",
     "Resolver",
     "ViewLimits",

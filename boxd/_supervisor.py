@@ -44,7 +44,15 @@ from . import (
     _shim,
     _trim,
 )
-from ._cgroup import CPU_PERIOD, Cgroup, CgroupError, CgroupHost, Stats, parse_cpu_list
+from ._cgroup import (
+    CPU_PERIOD,
+    Cgroup,
+    CgroupError,
+    CgroupHost,
+    MemoryDetail,
+    Stats,
+    parse_cpu_list,
+)
 from ._diff import Change
 from ._events import Events
 from ._healthcheck import active as active_healthcheck
@@ -78,7 +86,7 @@ from ._network import (
     builtin_network_id,
 )
 from ._output import Chunk, Output
-from ._procview import ProcView, ViewLimits
+from ._procview import CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewLimits
 from ._prune import PruneFilter
 from ._records import (
     ID_RE,
@@ -340,9 +348,10 @@ class Supervisor:
                 found.append((entry.container, stats, _netcount.read(run.pid)))
         return found
 
-    def view_limits(self, pid: int) -> ViewLimits | None:
-        """What the /proc view shows the process (or thread) ``pid``: its container's
-        limits and usage, found through its cgroup; None for a process of no container."""
+    def view_limits(self, pid: int, path: str) -> ViewLimits | None:
+        """What the /proc view's file ``path`` shows the process (or thread) ``pid``: its
+        container's limits and the usage that file shows, found through its cgroup; None
+        for a process of no container."""
         try:
             text = Path(f"/proc/{pid}/cgroup").read_text()
         except OSError:
@@ -350,16 +359,16 @@ class Supervisor:
         for part in text.replace(":", "/").replace("\n", "/").split("/"):
             entry = self._entries.get(part)
             if entry is not None:
-                return self._view_of(entry)
+                return self._view_of(entry, path)
         return None
 
-    def _view_of(self, entry: _Entry) -> ViewLimits:
+    def _view_of(self, entry: _Entry, path: str) -> ViewLimits:
         c = entry.container
         res = c.config.resources
-        # What the view shows, and no more: every file of it is read anew at each open
-        # (a cgroup file's open and read take 20-40 us; stats() reads eight to ten).
+        # What the file shows, and no more: it is made anew at each open (a cgroup file's
+        # open and read take 20-40 us; stats() reads eight to ten).
         cgroup = self._cgroup_of(c)
-        memory = cgroup.memory_detail()
+        memory = cgroup.memory_detail() if path in MEMORY_FILES else MemoryDetail({}, None, 0)
         return ViewLimits(
             memory_limit=res.memory,
             memory_usage=memory.usage,
@@ -369,7 +378,7 @@ class Supervisor:
             cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
             cpu_quota=res.cpus or _quota_cpus(res),
             started_at=c.state.started_at or time.time(),
-            cpu_usage_ns=cgroup.cpu_times(),
+            cpu_usage_ns=cgroup.cpu_times() if path in CPU_USAGE_FILES else None,
         )
 
     def subscribe(self, ref: str, *, lossless: bool = False) -> trio.MemoryReceiveChannel[Chunk]:

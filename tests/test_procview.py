@@ -306,8 +306,8 @@ def test_limits_are_validated(change: dict[str, object], message: str) -> None:
 
 def test_view_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match=r"cpu_policy must be one of .* not 'cores'"):
-        ProcView(lambda pid: None, cpu_policy="cores")
-    view = ProcView(lambda pid: None)
+        ProcView(lambda pid, path: None, cpu_policy="cores")
+    view = ProcView(lambda pid, path: None)
     with pytest.raises(ValueError, match="'/proc/vmstat' is not a file of the /proc view"):
         view.render("/proc/vmstat", os.getpid())
     with pytest.raises(RuntimeError, match="not being served"):
@@ -315,7 +315,7 @@ def test_view_arguments_are_checked() -> None:
 
 
 def test_render_without_limits_is_the_host_file() -> None:
-    view = ProcView(lambda pid: None)
+    view = ProcView(lambda pid, path: None)
     assert view.render(_ONLINE, os.getpid()) == Path(_ONLINE).read_bytes()
 
 
@@ -347,7 +347,7 @@ class Readers:
     def __init__(self) -> None:
         self._table: dict[int, ViewLimits | Exception] = {}
 
-    def resolve(self, pid: int) -> ViewLimits | None:
+    def resolve(self, pid: int, path: str) -> ViewLimits | None:
         found = self._table.get(pid)
         if isinstance(found, Exception):
             raise found
@@ -529,7 +529,7 @@ async def test_the_tree_is_read_only(mountpoint: Path) -> None:
             content = b"".join(iter(lambda: file.read(3), b""))
         assert content.count(b" ") == 4
 
-    await with_view(ProcView(lambda pid: None), mountpoint, check)
+    await with_view(ProcView(lambda pid, path: None), mountpoint, check)
     assert str(mountpoint) not in mount_points()
 
 
@@ -538,9 +538,9 @@ async def test_the_tree_is_read_only(mountpoint: Path) -> None:
 @pytest.mark.root
 async def test_one_view_per_process(mountpoint: Path, tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(ProcView(lambda pid: None).serve, mountpoint)
+        await nursery.start(ProcView(lambda pid, path: None).serve, mountpoint)
         with pytest.raises(RuntimeError, match="one mount per process"):
-            await nursery.start(ProcView(lambda pid: None).serve, tmp_path / "second")
+            await nursery.start(ProcView(lambda pid, path: None).serve, tmp_path / "second")
         nursery.cancel_scope.cancel(reason="refusal checked")
     assert str(mountpoint) not in mount_points()
 
@@ -553,7 +553,7 @@ from boxd._procview import ProcView
 
 async def main() -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(ProcView(lambda pid: None).serve, Path(sys.argv[1]))
+        await nursery.start(ProcView(lambda pid, path: None).serve, Path(sys.argv[1]))
         print("ready", flush=True)
         await trio.sleep_forever()
 
@@ -588,7 +588,7 @@ async def test_a_crashed_daemons_mount_is_replaced(mountpoint: Path) -> None:
         assert Path(files["/proc/uptime"]).read_text().count(" ") == 1
         assert mount_points().count(str(mountpoint)) == 1
 
-    await with_view(ProcView(lambda pid: None), mountpoint, check)
+    await with_view(ProcView(lambda pid, path: None), mountpoint, check)
 
 
 @fuse_test
@@ -616,7 +616,7 @@ async def test_serve_returns_when_unmounted_from_outside(
     mountpoint: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(ProcView(lambda pid: None).serve, mountpoint)
+        await nursery.start(ProcView(lambda pid, path: None).serve, mountpoint)
         await trio.run_process(["umount", str(mountpoint)])
     assert str(mountpoint) not in mount_points()
     assert "unmounted from outside" in caplog.text
