@@ -366,9 +366,13 @@ class Supervisor:
         c = entry.container
         res = c.config.resources
         # What the file shows, and no more: it is made anew at each open (a cgroup file's
-        # open and read take 20-40 us; stats() reads eight to ten).
-        cgroup = self._cgroup_of(c)
-        memory = cgroup.memory_detail() if path in MEMORY_FILES else MemoryDetail({}, None, 0)
+        # open and read take 20-40 us; stats() reads eight to ten).  The two sets of files
+        # are apart, so the cgroup is looked up once at most, and not for the others.
+        if path in MEMORY_FILES:
+            memory = self._cgroup_of(c).memory_detail()
+        else:
+            memory = MemoryDetail({}, None, 0)
+        cpu = self._cgroup_of(c).cpu_times() if path in CPU_USAGE_FILES else None
         return ViewLimits(
             memory_limit=res.memory,
             memory_usage=memory.usage,
@@ -378,7 +382,7 @@ class Supervisor:
             cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
             cpu_quota=res.cpus or _quota_cpus(res),
             started_at=c.state.started_at or time.time(),
-            cpu_usage_ns=cgroup.cpu_times() if path in CPU_USAGE_FILES else None,
+            cpu_usage_ns=cpu,
         )
 
     def subscribe(self, ref: str, *, lossless: bool = False) -> trio.MemoryReceiveChannel[Chunk]:
