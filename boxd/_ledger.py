@@ -32,6 +32,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from ._atomic import write_file
 from ._logs import LogWriter
 
 LEDGER_NAME = "output.ledger"
@@ -62,15 +63,8 @@ class Ledger:
     def create(cls, directory: Path) -> Ledger:
         """A new process's: no notes.  Their space is taken now: a note written later
         overwrites it and never needs a block a full disk would refuse."""
-        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        path = directory / LEDGER_NAME
-        fd = os.open(path, flags, 0o600)
-        try:
-            os.pwrite(fd, bytes(_SLOTS * _SLOT_SIZE), 0)
-        except OSError as exc:
-            os.close(fd)
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        return cls(fd)
+        write_file(str(directory / LEDGER_NAME), bytes(_SLOTS * _SLOT_SIZE), durable=False)
+        return cls.open(directory)
 
     @classmethod
     def open(cls, directory: Path) -> Ledger:
