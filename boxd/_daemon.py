@@ -37,7 +37,7 @@ from ._procview import CPU_POLICIES, ProcView, available
 from ._records import LOG_DRIVERS
 from ._server import Server, serve
 from ._store import RootInUse, hold_root
-from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
+from ._supervisor import DEFAULT_ROOT, open_supervisor
 
 log = logging.getLogger("boxd")
 
@@ -211,14 +211,10 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 f"invalid {name.replace('_', '-')} {getattr(args, name)!r}: "
                 f"use {' or '.join(allowed)}"
             )
-    holder: list[Supervisor] = []
     view = None
     why_not = "turned off (--procview off)" if args.procview == "off" else available()
     if why_not is None:
-        view = ProcView(
-            lambda pid, path: holder[0].view_limits(pid, path) if holder else None,
-            cpu_policy=args.procview_cpus,
-        )
+        view = ProcView(cpu_policy=args.procview_cpus)
     else:
         log.warning("the per-container /proc view is off: %s", why_not)
     _repair.detach_dead_mounts(args.root)
@@ -256,7 +252,6 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):
-                holder.append(sup)
                 server = Server(sup, procview="on" if view else f"off: {why_not}")
                 if args.docker_socket:  # first: a client of the native socket may expect it
                     await nursery.start(serve_docker, sup, Path(args.docker_socket))

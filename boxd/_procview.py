@@ -4,13 +4,18 @@ Inside a container, ``free``, ``top``, JVMs and ``os.cpu_count()`` read the host
 /proc/meminfo, /proc/cpuinfo and /sys/devices/system/cpu/online and size themselves for
 the whole machine.  The daemon serves ONE FUSE filesystem (pyfuse3 keeps one session per
 process) and the spawn path bind-mounts its files over the container's copies (see
-:meth:`ProcView.files`).  What a file shows depends on who opens it: the reader's pid goes
-to the daemon's :data:`Resolver`, which answers with that container's :class:`ViewLimits`
-(or ``None`` for a process that is not in a container, which then sees the host's file).
+:meth:`ProcView.files`).  What a file shows depends on who opens it: the opener's thread
+id goes to the view's :class:`Resolver` (the supervisor), which names its container (or
+``None`` for a process that is in none, which then sees the host's file) and answers with
+that container's :class:`ViewLimits`.
 
-pyfuse3 gives ``read()`` no request context, so a file's content is rendered once in
-``open()`` for the opener and kept with the file handle; ``read()`` slices it.  Handles use
-``direct_io``, so the reported size (0, as in procfs) does not matter.
+pyfuse3 gives ``read()`` no request context, so ``open()`` finds the container and keeps it
+with the file handle.  As in procfs, a read from offset 0 renders the file anew: ``free
+-s``, ``vmstat 1`` and ``top`` keep the file open and read it again from the start, and see
+the counters change.  Later reads slice that rendering, which is dropped once read to the
+end.  A container holds at most :data:`MAX_OPEN` of the view's files open at once (EMFILE
+beyond): the handles live in the daemon's memory, not in the container's cgroup.  Handles
+use ``direct_io``, so the reported size (0, as in procfs) does not matter.
 
 What each file shows for a container (all other content is the host's):
 
@@ -58,7 +63,7 @@ import time
 import types
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import attrs
 import trio
@@ -172,17 +177,34 @@ class ViewLimits:
             raise ValueError(f"cpu_usage_ns must be >= 0, not {self.cpu_usage_ns!r}")
 
 
-Resolver = Callable[[int, str], ViewLimits | None]
-"""(Reader, file) -> its container's limits, or None when the reader is not in a container.
+class Resolver(Protocol):
+    """Who reads the view: the supervisor, which knows the containers.
 
-The first argument is the reading *thread's* id in the daemon's pid namespace (FUSE
-reports the thread, not the process); /proc/<tid>/cgroup answers for a thread id as for a
-pid.  The second is the file being opened (one of :data:`FILES`): the memory counters are
-needed only for :data:`MEMORY_FILES` and the CPU usage only for :data:`CPU_USAGE_FILES`,
-and a resolver may leave them out for the others (each cgroup file read costs 20-40 us,
-v1's memory.stat more).  It is called on the Trio thread for every open(), so it must be
-fast and must not block.
-"""
+    Both are called on the Trio thread, for every open() and every read from offset 0, so
+    they must be fast and must not block.
+    """
+
+    def view_container(self, tid: int) -> str | None:
+        """The container of the reading thread ``tid``, or None for a reader in none.
+
+        ``tid`` is in the daemon's pid namespace (FUSE reports the thread, not the
+        process); /proc/<tid>/cgroup answers for a thread id as for a pid.
+        """
+        ...
+
+    def view_limits(self, container: str, path: str) -> ViewLimits:
+        """What the file ``path`` (one of :data:`FILES`) shows ``container``'s readers now.
+
+        The memory counters are needed only for :data:`MEMORY_FILES` and the CPU usage only
+        for :data:`CPU_USAGE_FILES`; they may be left out for the others (each cgroup file
+        read costs 20-40 us, v1's memory.stat more).  LookupError once the container is
+        gone.
+        """
+        ...
+
+
+MAX_OPEN = 4096
+"""The view's files one container (or all readers in none) may hold open at once."""
 
 
 MEMORY_FILES = frozenset({"/proc/meminfo", "/proc/swaps"})
@@ -433,22 +455,28 @@ class ProcView:
 
     _serving: Path | None = None  # pyfuse3 has one session per process: who holds it
 
-    def __init__(self, resolver: Resolver, *, cpu_policy: str = "cpuset") -> None:
+    def __init__(self, resolver: Resolver | None = None, *, cpu_policy: str = "cpuset") -> None:
         if cpu_policy not in CPU_POLICIES:
             raise ValueError(f"cpu_policy must be one of {CPU_POLICIES!r}, not {cpu_policy!r}")
-        self._resolver = resolver
+        # Who the readers are; until one is set (the daemon serves the view before its
+        # supervisor opens) every reader is in no container and sees the host's files.
+        self.resolver = resolver
         self._cpu_policy = cpu_policy
         self._mountpoint: Path | None = None
 
-    def render(self, path: str, pid: int) -> bytes:
-        """What the reader ``pid`` sees at ``path`` (an in-container path of :data:`FILES`)."""
+    def container_of(self, tid: int) -> str | None:
+        """The container of the reading thread ``tid``, or None."""
+        return None if self.resolver is None else self.resolver.view_container(tid)
+
+    def render(self, path: str, container: str | None) -> bytes:
+        """What ``container``'s readers (None: a reader in no container) see at ``path``
+        (an in-container path of :data:`FILES`)."""
         render = _RENDERERS.get(path)
         if render is None:
             raise ValueError(f"{path!r} is not a file of the /proc view")
-        limits = self._resolver(pid, path)
-        host = _read_host(path)
-        if limits is None:
-            return host.encode()
+        if container is None or self.resolver is None:
+            return _read_host(path).encode()
+        limits = self.resolver.view_limits(container, path)
         host_cpus = parse_cpu_list(_read_host(_ONLINE))
         env = _Env(
             host_cpus=host_cpus,
@@ -456,7 +484,7 @@ class ProcView:
             now=time.time(),
             user_hz=os.sysconf("SC_CLK_TCK"),
         )
-        return render(host, limits, env).encode()
+        return render(_read_host(path), limits, env).encode()
 
     def files(self) -> dict[str, str]:
         """In-container path -> the file in the mount to bind over it (while serving)."""
@@ -573,6 +601,18 @@ def _build_tree(paths: Sequence[str]) -> dict[int, _Node]:
     return nodes
 
 
+class _Handle:
+    """An open file of the view: whose it is, and the rendering being read."""
+
+    __slots__ = ("container", "content", "length", "path")
+
+    def __init__(self, path: str, container: str | None) -> None:
+        self.path = path
+        self.container = container
+        self.content: bytes | None = None  # the rendering until read to its end
+        self.length: int | None = None  # its length; None before the first
+
+
 class _Operations(_OperationsBase):
     """The read-only tree of :data:`FILES`, rendered per opener."""
 
@@ -580,7 +620,9 @@ class _Operations(_OperationsBase):
         super().__init__()
         self._view = view
         self._nodes = _build_tree(FILES)
-        self._handles: dict[int, bytes] = {}
+        self._handles: dict[int, _Handle] = {}
+        self._open: dict[str | None, int] = {}  # handles held, by container
+        self._refused: set[str | None] = set()  # containers warned about MAX_OPEN
         self._next_handle = itertools.count(1)
         self._mounted_ns = time.time_ns()
 
@@ -649,17 +691,48 @@ class _Operations(_OperationsBase):
         node = self._node(inode)
         if node.path is None:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        container = self._view.container_of(ctx.pid)
+        held = self._open.get(container, 0)
+        if held >= MAX_OPEN:
+            if container not in self._refused:
+                self._refused.add(container)
+                log.warning(
+                    "/proc view: %s holds %d of its files open, the most one may; "
+                    "further opens fail with EMFILE until it closes some",
+                    f"container {container}" if container else "a reader in no container",
+                    held,
+                )
+            raise pyfuse3.FUSEError(errno.EMFILE)
+        self._open[container] = held + 1
         handle = next(self._next_handle)
-        self._handles[handle] = self._view.render(node.path, ctx.pid)
+        self._handles[handle] = _Handle(node.path, container)
         return pyfuse3.FileInfo(fh=handle, direct_io=True)
 
     @_guarded
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return self._handles[fh][off : off + size]
+        handle = self._handles[fh]
+        content = handle.content
+        # From the start, or back before the end of a rendering dropped at its end: anew.
+        if off == 0 or (content is None and (handle.length is None or off < handle.length)):
+            content = self._view.render(handle.path, handle.container)
+            handle.length = len(content)
+        if content is None:  # past the end of what it read to the end
+            return b""
+        # Kept for the reads that follow; dropped with the last piece.
+        handle.content = content if off + size < len(content) else None
+        return content[off : off + size]
 
     @_guarded
     async def release(self, fh: int) -> None:
-        self._handles.pop(fh, None)
+        handle = self._handles.pop(fh, None)
+        if handle is None:
+            return
+        held = self._open[handle.container] - 1
+        if held:
+            self._open[handle.container] = held
+        else:
+            del self._open[handle.container]
+            self._refused.discard(handle.container)
 
     @_guarded
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
@@ -674,6 +747,7 @@ __all__ = [
     "CPU_POLICIES",
     "CPU_USAGE_FILES",
     "FILES",
+    "MAX_OPEN",
     "MEMORY_FILES",
     "ProcView",
     "Resolver",

@@ -348,19 +348,25 @@ class Supervisor:
                 found.append((entry.container, stats, _netcount.read(run.pid)))
         return found
 
-    def view_limits(self, pid: int, path: str) -> ViewLimits | None:
-        """What the /proc view's file ``path`` shows the process (or thread) ``pid``: its
-        container's limits and the usage that file shows, found through its cgroup; None
-        for a process of no container."""
+    def view_container(self, tid: int) -> str | None:
+        """The container of the process (or thread) ``tid``, found through its cgroup;
+        None for a process of no container (the /proc view's resolver)."""
         try:
-            text = Path(f"/proc/{pid}/cgroup").read_text()
+            text = Path(f"/proc/{tid}/cgroup").read_text()
         except OSError:
             return None
         for part in text.replace(":", "/").replace("\n", "/").split("/"):
-            entry = self._entries.get(part)
-            if entry is not None:
-                return self._view_of(entry, path)
+            if part in self._entries:
+                return part
         return None
+
+    def view_limits(self, container: str, path: str) -> ViewLimits:
+        """What the /proc view's file ``path`` shows ``container``'s processes: its limits
+        and the usage that file shows; LookupError once it is removed."""
+        entry = self._entries.get(container)
+        if entry is None:
+            raise LookupError(f"container {container} was removed")
+        return self._view_of(entry, path)
 
     def _view_of(self, entry: _Entry, path: str) -> ViewLimits:
         c = entry.container
@@ -2032,12 +2038,14 @@ async def open_supervisor(
                 networks=Networks(store.root, bridge or BridgeOptions()),
                 live_restore=live_restore,
             )
-            sup.procview = procview if isinstance(procview, ProcView) else None
+            if isinstance(procview, ProcView):  # the caller's: its readers are ours now
+                procview.resolver = sup
+                sup.procview = procview
             sup.insecure_registries = insecure_registries
             sup.networks.nursery = nursery
             try:
                 if procview is True:
-                    view = ProcView(sup.view_limits)
+                    view = ProcView(sup)
                     await nursery.start(view.serve, where / "procview")
                     sup.procview = view
                 await sup._recover()

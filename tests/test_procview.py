@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from boxd import _procview
 from boxd._mountinfo import mount_points
 from boxd._procview import (
     _ONLINE,
@@ -306,17 +307,17 @@ def test_limits_are_validated(change: dict[str, object], message: str) -> None:
 
 def test_view_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match=r"cpu_policy must be one of .* not 'cores'"):
-        ProcView(lambda pid, path: None, cpu_policy="cores")
-    view = ProcView(lambda pid, path: None)
+        ProcView(cpu_policy="cores")
+    view = ProcView()
     with pytest.raises(ValueError, match="'/proc/vmstat' is not a file of the /proc view"):
-        view.render("/proc/vmstat", os.getpid())
+        view.render("/proc/vmstat", None)
     with pytest.raises(RuntimeError, match="not being served"):
         view.files()
 
 
 def test_render_without_limits_is_the_host_file() -> None:
-    view = ProcView(lambda pid, path: None)
-    assert view.render(_ONLINE, os.getpid()) == Path(_ONLINE).read_bytes()
+    view = ProcView()
+    assert view.render(_ONLINE, None) == Path(_ONLINE).read_bytes()
 
 
 # ---------------------------------------------------------------------------------------
@@ -342,13 +343,17 @@ Reading = dict[str, object]
 
 
 class Readers:
-    """Runs reader processes and answers the view's resolver for their pids."""
+    """Runs reader processes and answers the view's resolver for them: each is a container
+    of its own, named by its pid."""
 
     def __init__(self) -> None:
         self._table: dict[int, ViewLimits | Exception] = {}
 
-    def resolve(self, pid: int, path: str) -> ViewLimits | None:
-        found = self._table.get(pid)
+    def view_container(self, tid: int) -> str | None:
+        return str(tid) if tid in self._table else None
+
+    def view_limits(self, container: str, path: str) -> ViewLimits:
+        found = self._table[int(container)]
         if isinstance(found, Exception):
             raise found
         return found
@@ -467,7 +472,7 @@ async def test_each_reader_sees_its_own_container(mountpoint: Path) -> None:
         )
         assert len(processors(host_files[paths[2]])) == len(host)
 
-    await with_view(ProcView(readers.resolve), mountpoint, check)
+    await with_view(ProcView(readers), mountpoint, check)
 
 
 @fuse_test
@@ -485,7 +490,7 @@ async def test_os_cpu_count_inside_a_mount_namespace(mountpoint: Path) -> None:
         (outside,) = readers.run((quota, read()))
         assert outside["cpu_count"] == len(host_cpus())
 
-    await with_view(ProcView(readers.resolve, cpu_policy="quota"), mountpoint, check)
+    await with_view(ProcView(readers, cpu_policy="quota"), mountpoint, check)
 
 
 @fuse_test
@@ -504,8 +509,112 @@ async def test_a_failing_resolver_is_eio_and_the_mount_survives(
         (fine,) = readers.run((limits(memory_limit=64 * MiB), read(path)))
         assert meminfo_kb(str(files_of(fine)[path]))["MemTotal"] == 65536
 
-    await with_view(ProcView(readers.resolve), mountpoint, check)
+    await with_view(ProcView(readers), mountpoint, check)
     assert any("no such container" in (record.exc_text or "") for record in caplog.records)
+
+
+# Keeps the file open and reads it again from the start at each line on stdin, as procps
+# (free -s, vmstat, top) does; each time in 7-byte pieces to the end and past it.
+REREADER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for _ in sys.stdin:
+    os.lseek(fd, 0, os.SEEK_SET)
+    content = b"".join(iter(lambda: os.read(fd, 7), b""))
+    assert os.read(fd, 7) == b"" and os.pread(fd, 7, len(content)) == b""
+    print(content.decode().splitlines()[0], flush=True)
+"""
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_a_file_read_again_from_the_start_shows_the_counters_now(mountpoint: Path) -> None:
+    readers = Readers()
+
+    def check(files: dict[str, str]) -> None:
+        with subprocess.Popen(
+            [sys.executable, "-c", REREADER, files["/proc/meminfo"]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as reader:
+            assert reader.stdin is not None and reader.stdout is not None
+            try:
+                seen = []
+                for memory in (64, 128, 32):
+                    readers._table[reader.pid] = limits(memory_limit=memory * MiB)
+                    reader.stdin.write("again\n")
+                    reader.stdin.flush()
+                    seen.append(reader.stdout.readline())
+                assert seen == [f"MemTotal:{m * 1024:>15} kB\n" for m in (64, 128, 32)]
+            finally:
+                reader.kill()
+
+    await with_view(ProcView(readers), mountpoint, check)
+
+
+# At a line on stdin, opens FILE until refused (or N times), prints how many and the
+# refusal's errno; at the next, closes them all and opens once more.
+HOLDER = """
+import os, sys
+sys.stdin.readline()
+fds, refused = [], 0
+try:
+    for _ in range(int(sys.argv[2])):
+        fds.append(os.open(sys.argv[1], os.O_RDONLY))
+except OSError as exc:
+    refused = exc.errno
+print(len(fds), refused, flush=True)
+sys.stdin.readline()
+for fd in fds:
+    os.close(fd)
+os.close(os.open(sys.argv[1], os.O_RDONLY))
+print("reopened", flush=True)
+"""
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+async def test_each_container_holds_a_bounded_number_of_open_files(
+    mountpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The handles are the daemon's memory: a container cannot make it grow without end."""
+    monkeypatch.setattr(_procview, "MAX_OPEN", 8)
+    readers = Readers()
+
+    def hold(path: str, count: int) -> subprocess.Popen[str]:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, path, str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        readers._table[holder.pid] = limits(memory_limit=64 * MiB)
+        assert holder.stdin is not None
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        return holder
+
+    def check(files: dict[str, str]) -> None:
+        holders = [hold(files["/proc/cpuinfo"], 20), hold(files["/proc/stat"], 8)]
+        try:
+            for holder, expected in zip(holders, ["8 24\n", "8 0\n"], strict=True):
+                assert holder.stdout is not None
+                assert holder.stdout.readline() == expected  # 24: EMFILE
+            for holder in holders:
+                out, _ = holder.communicate("done\n", timeout=30)
+                assert out == "reopened\n"
+        finally:
+            for holder in holders:
+                holder.kill()
+                holder.wait()
+
+    caplog.set_level(logging.WARNING, logger="boxd.procview")
+    await with_view(ProcView(readers), mountpoint, check)
+    refusals = [r.getMessage() for r in caplog.records if "EMFILE" in r.getMessage()]
+    assert len(refusals) == 1 and "holds 8 of its files open" in refusals[0]
 
 
 @fuse_test
@@ -529,7 +638,7 @@ async def test_the_tree_is_read_only(mountpoint: Path) -> None:
             content = b"".join(iter(lambda: file.read(3), b""))
         assert content.count(b" ") == 4
 
-    await with_view(ProcView(lambda pid, path: None), mountpoint, check)
+    await with_view(ProcView(), mountpoint, check)
     assert str(mountpoint) not in mount_points()
 
 
@@ -538,9 +647,9 @@ async def test_the_tree_is_read_only(mountpoint: Path) -> None:
 @pytest.mark.root
 async def test_one_view_per_process(mountpoint: Path, tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(ProcView(lambda pid, path: None).serve, mountpoint)
+        await nursery.start(ProcView().serve, mountpoint)
         with pytest.raises(RuntimeError, match="one mount per process"):
-            await nursery.start(ProcView(lambda pid, path: None).serve, tmp_path / "second")
+            await nursery.start(ProcView().serve, tmp_path / "second")
         nursery.cancel_scope.cancel(reason="refusal checked")
     assert str(mountpoint) not in mount_points()
 
@@ -553,7 +662,7 @@ from boxd._procview import ProcView
 
 async def main() -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(ProcView(lambda pid, path: None).serve, Path(sys.argv[1]))
+        await nursery.start(ProcView().serve, Path(sys.argv[1]))
         print("ready", flush=True)
         await trio.sleep_forever()
 
@@ -588,7 +697,7 @@ async def test_a_crashed_daemons_mount_is_replaced(mountpoint: Path) -> None:
         assert Path(files["/proc/uptime"]).read_text().count(" ") == 1
         assert mount_points().count(str(mountpoint)) == 1
 
-    await with_view(ProcView(lambda pid, path: None), mountpoint, check)
+    await with_view(ProcView(), mountpoint, check)
 
 
 @fuse_test
@@ -606,7 +715,7 @@ async def test_readers_of_other_users_are_served(mountpoint: Path) -> None:
         (seen,) = readers.run((limits(memory_limit=32 * MiB), command))
         assert meminfo_kb(str(files_of(seen)["/proc/meminfo"]))["MemTotal"] == 32768
 
-    await with_view(ProcView(readers.resolve), mountpoint, check)
+    await with_view(ProcView(readers), mountpoint, check)
 
 
 @fuse_test
@@ -616,7 +725,7 @@ async def test_serve_returns_when_unmounted_from_outside(
     mountpoint: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(ProcView(lambda pid, path: None).serve, mountpoint)
+        await nursery.start(ProcView().serve, mountpoint)
         await trio.run_process(["umount", str(mountpoint)])
     assert str(mountpoint) not in mount_points()
     assert "unmounted from outside" in caplog.text

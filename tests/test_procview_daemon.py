@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon
 
-from boxd._procview import available
+from boxd._procview import MAX_OPEN, available
 
 pytestmark = [
     pytest.mark.root,
@@ -71,3 +72,56 @@ def test_procview_off_per_container(daemon: Daemon) -> None:
         "run", "--rm", "--procview", "off", "--memory", "64m", "default", "cat", "/proc/meminfo"
     )
     assert _meminfo_total(r.stdout) == _meminfo_total(Path("/proc/meminfo").read_text())
+
+
+# Keeps /proc/meminfo open and reads it again from the start, as procps's free -s,
+# vmstat and top do, around an allocation of 64 MiB.
+REREAD_AROUND_AN_ALLOCATION = """
+import os
+fd = os.open("/proc/meminfo", os.O_RDONLY)
+def free_kb():
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 1 << 16).decode()
+    return int(next(ln for ln in text.splitlines() if ln.startswith("MemFree:")).split()[1])
+before = free_kb()
+block = bytearray(64 << 20)
+block[::4096] = b"x" * len(range(0, len(block), 4096))
+print(before - free_kb())
+"""
+
+
+def test_a_file_kept_open_shows_the_usage_now(daemon: Daemon) -> None:
+    r = daemon.ctl(
+        "run", "--rm", "--memory", "256m", "default", "python3", "-c", REREAD_AROUND_AN_ALLOCATION
+    )
+    assert int(r.stdout) >= 48 << 10  # kB
+
+
+# Opens the view's /proc/cpuinfo until refused, says how often, then holds them.
+OPEN_UNTIL_REFUSED = """
+import os, resource, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (10000, 10000))
+fds, refused = [], "none refused"
+try:
+    while len(fds) < 9000:
+        fds.append(os.open("/proc/cpuinfo", os.O_RDONLY))
+except OSError as exc:
+    refused = os.strerror(exc.errno)
+print(len(fds), refused, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_container_cannot_hold_the_view_open_without_end(daemon: Daemon) -> None:
+    """Each open file of the view is the daemon's memory, not the container's."""
+    daemon.ctl("run", "-d", "--name", "hog", "default", "python3", "-c", OPEN_UNTIL_REFUSED)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out := daemon.ctl("logs", "hog").stdout) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert out == f"{MAX_OPEN} Too many open files\n"
+        # Another container's readers are not held back by it.
+        r = daemon.ctl("run", "--rm", "--memory", "64m", "default", "head", "-1", "/proc/meminfo")
+        assert r.stdout == "MemTotal:          65536 kB\n"
+    finally:
+        daemon.ctl("rm", "-f", "hog")
