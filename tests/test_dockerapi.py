@@ -138,6 +138,42 @@ def test_run_rm_gives_the_client_all_of_the_output(clean: Daemon) -> None:
         assert sock.recv(100) == b""
 
 
+def _stdout_frame(data: bytes) -> bytes:
+    """``data`` as Docker's multiplexed stream carries stdout: an 8-byte header first."""
+    return b"\x01\0\0\0" + len(data).to_bytes(4, "big") + data
+
+
+def test_a_hijacked_stream_begins_once_its_head_is_read(clean: Daemon) -> None:
+    """docker-py reads the head through http.client's buffer, then takes the socket
+    beneath it: output that came with the head was lost (exec_run returned b"" now and
+    then on a busy client).  The stream's first byte waits until the head was read."""
+    sleeper = json.dumps({"Image": "default", "Cmd": ["sh", "-c", "echo log; exec sleep 1000"]})
+    assert _call(clean, "POST", "/containers/create?name=h", sleeper.encode())[0] == 201
+    assert _call(clean, "POST", "/containers/h/start")[0] == 204
+    made = json.dumps({"Cmd": ["echo", "out"], "AttachStdout": True}).encode()
+    status, _, data = _call(clean, "POST", "/containers/h/exec", made)
+    assert status == 201, data
+    requests = [
+        f"POST /exec/{json.loads(data)['Id']}/start HTTP/1.1\r\nHost: d\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n"
+        "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n{}",
+        # Without an upgrade (curl), the past output of an attach with logs.
+        "POST /containers/h/attach?logs=1&stdout=1 HTTP/1.1\r\nHost: d\r\n\r\n",
+    ]
+    while _call(clean, "GET", "/containers/h/logs?stdout=1")[2] != _stdout_frame(b"log\n"):
+        time.sleep(0.01)
+    for request, output in zip(requests, [b"out\n", b"log\n"], strict=True):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(30)
+            sock.connect(str(clean.docker_socket))
+            sock.sendall(request.encode())
+            time.sleep(0.5)  # a busy client: the exec has long ended
+            head = sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 ") and head.endswith(b"\r\n\r\n"), head
+            rest = b"".join(iter(lambda: sock.recv(65536), b""))
+            assert rest == _stdout_frame(output)
+
+
 @needs_cli
 def test_entrypoint_reset(clean: Daemon) -> None:
     """``--entrypoint ""`` (the CLI sends ``[""]``) resets the image's entrypoint, as
@@ -1586,6 +1622,33 @@ def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> Non
     finally:
         for s in silent:
             s.close()
+
+
+def test_a_kept_alive_connection_is_not_closed_for_newer_ones(clean: Daemon) -> None:
+    """A client's pool (docker-py's: ten and more per client) keeps its connections open
+    between requests; one closed as the client sends its next request would get no answer.
+    dockerd keeps them; so does boxd, also while more new connections come than may wait."""
+
+    def ping(kept: socket.socket) -> bytes:
+        kept.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"\r\n\r\nOK") and (data := kept.recv(65536)):
+            answer += data
+        return answer
+
+    with socket.socket(socket.AF_UNIX) as kept:
+        kept.connect(str(clean.docker_socket))
+        kept.settimeout(30)
+        assert ping(kept).startswith(b"HTTP/1.1 200 ")
+        silent = [socket.socket(socket.AF_UNIX) for _ in range(200)]
+        try:
+            for s in silent:
+                s.connect(str(clean.docker_socket))
+            assert _call(clean, "GET", "/_ping")[0] == 200
+            assert ping(kept).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for s in silent:
+                s.close()
 
 
 # ---- images, against a real registry on loopback --------------------------------------

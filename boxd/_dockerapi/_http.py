@@ -8,9 +8,13 @@ the socket carries raw bytes both ways, as the docker CLI expects for attach and
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import re
+import socket
+import struct
+import termios
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -26,6 +30,9 @@ READ_SIZE = 65536
 # How long an ended hijacked stream reads what its client still sends, waiting for the
 # client to close its side (see HttpConnection.end_hijacked).
 HIJACK_LINGER = 5.0
+# How long a hijack waits for its client to read the answer's head before the stream's
+# first byte goes out (see HttpConnection.hijack).
+HEAD_READ_WAIT = 2.0
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 API_VERSION = "1.44"
@@ -149,6 +156,12 @@ def _request_of(event: h11.Request, body: bytes) -> Request:
         headers=headers,
         body=body,
     )
+
+
+def _unread(fd: int) -> int:
+    """The bytes sent on the Unix stream socket ``fd`` that its peer has not read yet."""
+    queued = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0" * 4)
+    return int(struct.unpack("i", queued)[0])
 
 
 class HttpConnection:
@@ -308,6 +321,7 @@ class HttpConnection:
             await self._send(
                 h11.InformationalResponse(status_code=101, headers=headers, reason=b"UPGRADED")
             )
+            await self._head_read()
             return self.h11.trailing_data[0]
         # No upgrade asked for (curl): the raw stream is the body of a response that ends
         # with the connection, as Docker does it.
@@ -316,7 +330,27 @@ class HttpConnection:
             await self.stream.send_all(raw.encode())
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone(str(exc)) from None
+        await self._head_read()
         return b""
+
+    async def _head_read(self) -> None:
+        """Wait until the client has read the answer's head (at most :data:`HEAD_READ_WAIT`).
+
+        docker-py (through http.client) reads the head through a buffer and then takes the
+        socket beneath it: what came with the head is in that buffer, and lost.  An exec's
+        output can follow its head within microseconds (dockerd's runc takes tens of
+        milliseconds to start one), and a busy client then reads both at once:
+        ``exec_run`` returned no output now and then.  A Unix socket's unread bytes are
+        the sender's until read (SIOCOUTQ), so the stream waits for that count to be 0.
+        """
+        sock = getattr(self.stream, "socket", None)
+        if sock is None or sock.family != socket.AF_UNIX:
+            return
+        pause = 0.0
+        with trio.move_on_after(HEAD_READ_WAIT):
+            while _unread(sock.fileno()):
+                await trio.sleep(pause)
+                pause = min(2 * pause or 0.0002, 0.01)
 
     async def end_hijacked(self) -> None:
         """End a hijacked stream as a pipe ends: our side first, so that the client reads

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import re
 
 import trio
@@ -37,8 +38,13 @@ from ._router import CONTAINER, Router
 log = logging.getLogger("boxd.dockerapi")
 
 FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has connected
-IDLE_TIMEOUT = 30.0  # a kept-alive connection with no next request is closed
-MAX_WAITING = 128  # connections waiting for a request (see boxd._idle)
+MAX_WAITING = 128  # new connections waiting for their first request (see boxd._idle)
+# Kept-alive connections between requests: a pool of a client (docker-py's keeps ten per
+# client, and more while responses are not read to the end).  dockerd never closes them, and
+# a client that sends its next request as the daemon closes one gets no answer (Python's
+# clients do not retry), so they are closed neither after a time nor for new connections:
+# only the longest-idle of more than MAX_IDLE.
+MAX_IDLE = 1024
 
 # One line per area, in alphabetical order: those a client of containers uses.
 AREAS = (
@@ -81,6 +87,7 @@ class DockerApi:
     def __init__(self, sup: Supervisor, nursery: trio.Nursery) -> None:
         self.api = Api(sup, nursery)
         self._waiting = WaitingConnections(MAX_WAITING)
+        self._idle = WaitingConnections(MAX_IDLE)
         self.router = Router(r for area in AREAS for r in area.ROUTES)
         self._lazy = dict(LAZY_AREAS)  # those not added yet
 
@@ -113,14 +120,15 @@ class DockerApi:
                         await conn.error(ApiError(500, f"internal error: {exc}"))
 
     async def _serve(self, conn: HttpConnection, pid: int, uid: int) -> None:
-        """Requests one after another.  Waiting for one is bounded as on the native socket
-        (:mod:`boxd._idle`): silent connections time out, and the oldest waiting one makes
-        room for a new one, so they cannot lock out real clients."""
-        timeout = FIRST_REQUEST_TIMEOUT
+        """Requests one after another.  Waiting for the first is bounded as on the native
+        socket (:mod:`boxd._idle`): silent connections time out, and the oldest waiting one
+        makes room for a new one, so they cannot lock out real clients.  Waiting for the
+        next is bounded only in number (:data:`MAX_IDLE`)."""
+        waiting, timeout = self._waiting, FIRST_REQUEST_TIMEOUT
         while True:
             request = None
             try:
-                with self._waiting.waiting(timeout) as wait:
+                with waiting.waiting(timeout) as wait:
                     request = await conn.next_request(self._streamed)
             except ApiError as exc:
                 await conn.refuse(exc)
@@ -130,7 +138,7 @@ class DockerApi:
                 return
             if request is None:
                 return
-            timeout = IDLE_TIMEOUT
+            waiting, timeout = self._idle, math.inf
             log.debug("peer pid=%d uid=%d: %s %s", pid, uid, request.method, request.path)
             try:
                 await self._dispatch(conn, request)
