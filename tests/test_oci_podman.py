@@ -46,9 +46,9 @@ class Podman:
         ]  # fmt: skip
         return oci_peers.wrapped(podman)
 
-    def run_options(self) -> list[str]:
+    def run_options(self, network: str = "none") -> list[str]:
         return [
-            "--network", "none",
+            "--network", network,
             "--cgroup-parent", self.parent,
             # Podman asks for more than this process may raise to (no CAP_SYS_RESOURCE).
             "--ulimit", "nofile=20000:20000",
@@ -100,6 +100,33 @@ def test_podman_run_rm_and_exit_codes(podman: Podman) -> None:
     assert missing.returncode == 127, missing.stderr
     assert "exec /bin/nope: No such file or directory" in missing.stderr
     assert podman("ps", "--all", "--quiet").stdout == ""
+
+
+@pytest.mark.root
+def test_podman_network_namespace_joined_by_path_takes_its_sysctls(podman: Podman) -> None:
+    """Podman makes a bridge network's namespace itself and gives it by path, with its
+    default ``net.ipv4.ping_group_range``: a namespace joined by path is the container's
+    for its sysctls, as runc has it, unless it is the runtime's own (the host's)."""
+    with subprocess.Popen(["unshare", "--net", "sleep", "60"]) as holder:
+        try:
+            deadline = time.monotonic() + 10
+            ns = f"/proc/{holder.pid}/ns/net"
+            while os.readlink(ns) == os.readlink("/proc/self/ns/net"):
+                assert time.monotonic() < deadline, "unshare never made its namespace"
+                time.sleep(0.01)
+            done = podman("run", "--rm", *podman.run_options(f"ns:{ns}"), "--rootfs",
+                          str(podman.rootfs), "readlink", "/proc/self/ns/net")  # fmt: skip
+            assert done.stdout.strip() == os.readlink(ns)
+            # A net sysctl file shows the reader's namespace: read from inside that one.
+            sysctl = ["cat", "/proc/sys/net/ipv4/ping_group_range"]
+            seen = subprocess.run(["nsenter", f"--net={ns}", *sysctl], capture_output=True)
+            assert seen.stdout.split() == [b"0", b"0"]  # Podman's default, set there
+        finally:
+            holder.kill()
+    own = podman("run", "--rm", *podman.run_options("ns:/proc/self/ns/net"), "--rootfs",
+                 str(podman.rootfs), "true", check=False)  # fmt: skip
+    assert own.returncode != 0
+    assert "ping_group_range: the container shares the host's network namespace" in own.stderr
 
 
 @pytest.mark.root

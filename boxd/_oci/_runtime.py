@@ -232,7 +232,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             listener.bind(root.start_socket(cid))
             listener.listen(1)
             spaces = _translate.namespaces(spec)
-            sysctls = _translate.sysctls(spec, spaces)
+            owned = _translate.sysctl_namespaces(spec)
+            sysctls = _translate.sysctls(spec, owned)
             in_table = _translate.table_sysctls(spec, spaces)
             plan = _translate.build(
                 spec,
@@ -259,7 +260,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                 finally:
                     os.close(spawned.console)
             if not in_table:
-                _write_sysctls(sysctls, spawned.pidfd, plan.namespaces)
+                _write_sysctls(sysctls, spawned.pidfd, owned)
             found = start_time_of(spawned.pid)
             saved: Saved = {
                 "id": cid,

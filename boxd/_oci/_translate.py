@@ -634,8 +634,31 @@ def id_maps(spec: Spec) -> tuple[str, str] | None:
     return text(spec.linux.uid_mappings), text(spec.linux.gid_mappings)
 
 
+_PROC_NS = {Namespace.NET: "net", Namespace.IPC: "ipc", Namespace.UTS: "uts"}
+
+
+def sysctl_namespaces(spec: Spec) -> frozenset[Namespace]:
+    """The namespaces whose sysctls the container may set: those it makes, and those it
+    joins by path (a pod's: Podman's network namespace is made apart and given by path)
+    unless the path is this runtime's own namespace, the host's, as runc checks."""
+    owned = set(namespaces(spec))
+    for kind, path in joined(spec):
+        if kind not in _PROC_NS:
+            continue
+        try:
+            there = os.stat(path)
+        except OSError:  # the join fails and names why (boxd._native), not a sysctl
+            owned.add(kind)
+            continue
+        here = os.stat(f"/proc/self/ns/{_PROC_NS[kind]}")
+        if (there.st_dev, there.st_ino) != (here.st_dev, here.st_ino):
+            owned.add(kind)
+    return frozenset(owned)
+
+
 def sysctls(spec: Spec, spaces: frozenset[Namespace]) -> dict[str, str]:
-    """The spec's sysctls, each checked to belong to a namespace the container owns."""
+    """The spec's sysctls, each checked to belong to a namespace the container owns
+    (``spaces``, see :func:`sysctl_namespaces`)."""
     values = spec.linux.sysctl if spec.linux else {}
     for key in values:
         owner = next((ns for prefix, ns in _NAMESPACED_SYSCTLS if key.startswith(prefix)), None)
@@ -647,7 +670,7 @@ def sysctls(spec: Spec, spaces: frozenset[Namespace]) -> dict[str, str]:
         if owner not in spaces:
             raise SpecError(
                 f"config.json: linux.sysctl {key}: the container shares the host's "
-                f"{owner.name.lower()} namespace"
+                f"{owner.describe()} namespace"
             )
         if "/" in key or ".." in key:
             raise SpecError(f"config.json: linux.sysctl {key}: invalid name")
