@@ -118,8 +118,10 @@ def test_mount_options_as_runc_parses_them(
     options: list[str], expected: tuple[int, int, str]
 ) -> None:
     assert _translate.parse_options(options, "m") == expected
-    with pytest.raises(SpecError, match="option 'tmpcopyup'"):
-        _translate.parse_options(["tmpcopyup"], "mounts[0]")
+    with pytest.raises(SpecError, match=r"option 'idmap' \(id-mapped mounts\)"):
+        _translate.parse_options(["idmap"], "mounts[0]")
+    # A runtime's own option (see copy_ups), never the file system's data.
+    assert _translate.parse_options(["tmpcopyup", "size=1m"], "m") == (0, 0, "size=1m")
 
 
 def test_resources_to_limits_and_refusals() -> None:
@@ -775,6 +777,64 @@ def test_sysctl_without_a_writable_proc(runtime: Runtime, bundle: Bundle) -> Non
     assert done.stdout.split() == ["1000", "0", "0"]
 
 
+# What a tmpcopyup tmpfs holds, one line per entry: type, mode, owner, size, link target.
+LIST_COPIED = (
+    "cd /data && find . | sort | while read -r p; do "
+    "echo $p $(stat -c '%F %a %u:%g %s' $p) $(readlink $p); done; "
+    "cat dir/file; cat bound; stat -c %a /data"
+)
+
+
+@pytest.mark.root
+def test_tmpcopyup_fills_the_tmpfs_with_the_images_files_as_runc_does(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """Podman adds ``tmpcopyup`` to each ``--tmpfs`` and ``--read-only`` tmpfs.  Owners,
+    modes (set-id bits too) and links are kept; what a later mount covers is that mount's
+    (a host file bound below, never written); the tmpfs takes the directory's mode."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    data = bundle.path / "rootfs" / "data"
+    (data / "dir").mkdir(parents=True)
+    data.chmod(0o750)
+    (data / "dir" / "file").write_text("from the image\n")
+    os.chown(data / "dir" / "file", 1000, 1001)
+    (data / "dir" / "file").chmod(0o4755)
+    (data / "link").symlink_to("dir/file")
+    (data / "bound").write_text("the image's, covered\n")
+    host_file = tmp_path / "host-file"
+    host_file.write_text("the host's\n")
+    bundle.command(LIST_COPIED)
+    bundle.config["root"]["readonly"] = True
+    tmpfs = {"destination": "/data", "type": "tmpfs", "source": "tmpfs"}
+    tmpfs["options"] = ["rw", "nosuid", "nodev", "tmpcopyup"]  # type: ignore[assignment]
+    bound = {"destination": "/data/bound", "type": "bind", "source": str(host_file)}
+    bound["options"] = ["bind", "ro"]  # type: ignore[assignment]
+    bundle.config["mounts"] += [tmpfs, bound]
+    bundle.write()
+    ours = runtime("run", "--bundle", str(bundle.path), "copied")
+    theirs = subprocess.run(
+        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "cp"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout == theirs.stdout
+    assert "./dir/file regular file 4755 1000:1001 15" in ours.stdout
+    assert "./link symbolic link 777 0:0 8 dir/file" in ours.stdout
+    assert ours.stdout.endswith("from the image\nthe host's\n750\n")
+    assert host_file.read_text() == "the host's\n"
+    # Where the mount cannot be filled from the image, refused by name.
+    bundle.config["mounts"][-1] = {**tmpfs, "destination": "/data/sub"}
+    bundle.config["mounts"][-2] = {**tmpfs, "options": ["rw"]}
+    bundle.write()
+    refused = runtime("run", "--bundle", str(bundle.path), "below", check=False)
+    assert refused.returncode == 1
+    assert "(/data/sub): option 'tmpcopyup' below the mount at /data" in refused.stderr
+
+
 @pytest.mark.root
 def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     bundle.command("exec sleep 1000")
@@ -862,6 +922,7 @@ def test_features_names_what_is_supported() -> None:
     features = json.loads(done.stdout)
     assert features["ociVersionMax"] == "1.2.0"
     assert "createRuntime" in features["hooks"] and "rbind" in features["mountOptions"]
+    assert "tmpcopyup" in features["mountOptions"]
     assert features["linux"]["cgroup"]["systemd"] is False
     assert os.path.exists(RUNTIME)
 

@@ -130,6 +130,21 @@ def test_podman_network_namespace_joined_by_path_takes_its_sysctls(podman: Podma
 
 
 @pytest.mark.root
+def test_podman_read_only_and_tmpfs_hold_the_images_files(podman: Podman) -> None:
+    """``--read-only`` and ``--tmpfs`` mount tmpfs with ``tmpcopyup``: the image's files
+    there are in it, writes go to it and not to the root filesystem."""
+    (podman.rootfs / "srv" / "cfg").mkdir(parents=True)
+    (podman.rootfs / "srv" / "cfg" / "kept").write_text("from the image\n")
+    (podman.rootfs / "tmp" / "t").write_text("tmp too\n")
+    script = "cat /srv/cfg/kept /tmp/t; echo new > /srv/cfg/new && touch /tmp/u && echo wrote"
+    done = podman("run", "--rm", *podman.run_options(), "--read-only", "--tmpfs", "/srv",
+                  "--rootfs", str(podman.rootfs), "sh", "-c", script)  # fmt: skip
+    assert done.stdout == "from the image\ntmp too\nwrote\n"
+    assert not (podman.rootfs / "srv" / "cfg" / "new").exists()
+    assert not (podman.rootfs / "tmp" / "u").exists()
+
+
+@pytest.mark.root
 def test_podman_device(podman: Podman) -> None:
     """``podman --device``: the node made, its rule honoured (boxd's list stays the base)."""
     if not os.path.exists("/dev/fuse"):

@@ -154,6 +154,16 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
         return _native.start_blocking(RealNative(), placed, place)
 
 
+def _fill_tmpfs(pidfd: int, rootfs: str, destinations: tuple[str, ...]) -> None:
+    """The tmpfs mounts with ``tmpcopyup``, filled with the image's files there."""
+    from ._copyup import CopyUpError, fill  # a module of its own: few creates need it
+
+    try:
+        fill(pidfd, rootfs, destinations)
+    except CopyUpError as exc:
+        raise OciError(f"tmpcopyup: {exc}") from None
+
+
 def _write_sysctls(values: dict[str, str], pidfd: int, spaces: frozenset[Namespace]) -> None:
     """Set namespaced sysctls from a process that joined the init's namespaces (a sysctl
     file shows the namespace of the process that writes it, not of the /proc mount), when
@@ -235,6 +245,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             owned = _translate.sysctl_namespaces(spec)
             sysctls = _translate.sysctls(spec, owned)
             in_table = _translate.table_sysctls(spec, spaces)
+            copy_ups = _translate.copy_ups(spec)
             plan = _translate.build(
                 spec,
                 bundle,
@@ -261,6 +272,9 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                     os.close(spawned.console)
             if not in_table:
                 _write_sysctls(sysctls, spawned.pidfd, owned)
+            if copy_ups:
+                assert plan.rootfs is not None  # build() always sets the bundle's
+                _fill_tmpfs(spawned.pidfd, plan.rootfs, copy_ups)
             found = start_time_of(spawned.pid)
             saved: Saved = {
                 "id": cid,
@@ -538,7 +552,7 @@ def features() -> dict[str, Any]:
             "poststart",
             "poststop",
         ],
-        "mountOptions": sorted(set(_translate._FLAGS) | set(_translate.PROPAGATION)),
+        "mountOptions": sorted({*_translate._FLAGS, *_translate.PROPAGATION, _translate.TMPCOPYUP}),
         "linux": {
             "namespaces": sorted(_translate.NAMESPACES),
             "capabilities": sorted(_capability_names()),

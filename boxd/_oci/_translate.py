@@ -96,7 +96,6 @@ PROPAGATION = {
 }
 # Options other runtimes know that change what a mount is: refused, never passed on as data.
 _REFUSED_OPTIONS = {
-    "tmpcopyup": "copying the image's content into a tmpfs",
     "idmap": "id-mapped mounts",
     "ridmap": "id-mapped mounts",
     "rro": "recursive read-only mounts",
@@ -143,11 +142,16 @@ _NAMESPACED_SYSCTLS = (
 )
 
 
+TMPCOPYUP = "tmpcopyup"
+
+
 def parse_options(options: Iterable[str], where: str) -> tuple[int, int, str]:
     """(flags, propagation flags, data) of a mount's options, as runc parses them."""
     flags = propagation = 0
     data = []
     for option in options:
+        if option == TMPCOPYUP:  # the runtime's to do (see copy_ups), not the mount's
+            continue
         if option in _REFUSED_OPTIONS:
             raise SpecError(
                 f"{where}: option {option!r} ({_REFUSED_OPTIONS[option]}) is not supported"
@@ -239,6 +243,30 @@ def _mount(
         table.add(MountKind.MOUNT, target, source=source, fstype=fstype, flags=flags, data=data)
     if propagation:
         table.add(MountKind.MOUNT, target, flags=propagation)
+
+
+def copy_ups(spec: Spec) -> tuple[str, ...]:
+    """The container paths of the tmpfs mounts to fill with the image's files there
+    (``tmpcopyup``, see :mod:`boxd._oci._copyup`)."""
+    found: list[str] = []
+    for i, mount in enumerate(spec.mounts):
+        if TMPCOPYUP not in mount.options:
+            continue
+        where = f"config.json: mounts[{i}] ({mount.destination})"
+        if mount.type != "tmpfs":
+            raise SpecError(f"{where}: option 'tmpcopyup' is for tmpfs mounts only")
+        if parse_options(mount.options, where)[0] & MS_RDONLY:
+            raise SpecError(f"{where}: option 'tmpcopyup' cannot fill a read-only tmpfs")
+        target = _container_path(mount.destination)
+        for earlier in spec.mounts[:i]:
+            above = _container_path(earlier.destination)
+            if above != "/" and target.startswith(above.rstrip("/") + "/"):
+                # The image's files there are the earlier mount's: not what the copy reads.
+                raise SpecError(
+                    f"{where}: option 'tmpcopyup' below the mount at {above} is not supported"
+                )
+        found.append(target)
+    return tuple(found)
 
 
 def _devices(table: _Table, spec: Spec, userns: bool) -> None:
