@@ -573,6 +573,38 @@ def test_a_device_node_is_made_and_opened_as_its_rules_say(
 
 
 @pytest.mark.root
+def test_devices_listed_with_the_defaults_are_made_once_as_runc_makes_them(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """Podman's --privileged lists every device of the host, /dev/null and /dev/ptmx
+    among them: the spec's node stands for the default, and /dev/ptmx stays the link to
+    the container's own devpts ("mknod /dev/full: File exists" before)."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    nodes = [("/dev/null", 1, 3), ("/dev/full", 1, 7), ("/dev/ptmx", 5, 2), ("/dev/tty", 5, 0)]
+    bundle.config["linux"]["devices"] = [
+        {"path": path, "type": "c", "major": major, "minor": minor, "fileMode": 0o666}
+        for path, major, minor in nodes
+    ]
+    allow_all = {"allow": True, "access": "rwm"}
+    bundle.config["linux"].setdefault("resources", {})["devices"] = [allow_all]
+    listing = "for f in /dev/*; do stat -c '%n %F %a %t:%T' $f; done; readlink /dev/ptmx"
+    bundle.command(f"{listing}; echo x > /dev/null && echo written")
+    ours = runtime("run", "--bundle", str(bundle.path), "p1")
+    theirs = subprocess.run(
+        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "p1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout == theirs.stdout
+    assert "/dev/null character special file 666 1:3\n" in ours.stdout
+    assert ours.stdout.endswith("/dev/zero character special file 666 1:5\npts/ptmx\nwritten\n")
+
+
+@pytest.mark.root
 def test_seccomp_limits_and_sysctl(runtime: Runtime, bundle: Bundle) -> None:
     """The spec's seccomp profile (compiled by boxd's compiler), cgroup limits placed
     before the exec, a namespaced sysctl, a user namespace with its maps."""

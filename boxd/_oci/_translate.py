@@ -122,6 +122,7 @@ _DEV_LINKS = (
     ("/dev/stderr", "/proc/self/fd/2"),
     ("/dev/ptmx", "pts/ptmx"),
 )
+_LINKED = frozenset(link for link, _ in _DEV_LINKS)
 _DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 # Sysctls that belong to a namespace (so a container may set them): the prefix and the
@@ -271,10 +272,16 @@ def copy_ups(spec: Spec) -> tuple[str, ...]:
 
 def _devices(table: _Table, spec: Spec, userns: bool) -> None:
     table.mkdirs("/dev")
+    devices = spec.linux.devices if spec.linux else ()
+    # runc's rule: the spec's devices first, its defaults where the spec has none (Podman's
+    # --privileged lists every device of the host, /dev/null and /dev/ptmx among them).
+    listed = {_container_path(device.path) for device in devices}
     for name in DEFAULT_DEVICES:
+        if f"/dev/{name}" in listed:
+            continue
         table.add(MountKind.MKFILE, f"/dev/{name}", mode=0o666)
         table.add(MountKind.MOUNT, f"/dev/{name}", source=f"/dev/{name}", flags=MS_BIND)
-    for i, device in enumerate(spec.linux.devices if spec.linux else ()):
+    for i, device in enumerate(devices):
         where = f"config.json: linux.devices[{i}] ({device.path})"
         kind = _DEVICE_TYPES.get(device.type)
         if kind is None:
@@ -282,6 +289,8 @@ def _devices(table: _Table, spec: Spec, userns: bool) -> None:
         if userns:
             raise SpecError(f"{where}: device nodes cannot be made in a user namespace")
         path = _container_path(device.path)
+        if path in _LINKED:
+            continue  # a link to the container's own (its devpts instance's ptmx), as runc's
         table.mkdirs(posixpath.dirname(path))
         mode = device.file_mode if device.file_mode is not None else 0o666
         table.add(
