@@ -91,8 +91,8 @@ def test_spec_keeps_unknown_fields_and_refuses_what_matters() -> None:
 
 def test_namespace_paths_and_time_namespace_are_refused(tmp_path: Path) -> None:
     document = runc_spec()
-    document["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"})
-    with pytest.raises(SpecError, match=r"joining the pid namespace at /proc/1/ns/pid"):
+    document["linux"]["namespaces"][1] = {"type": "mount", "path": "/proc/1/ns/mnt"}
+    with pytest.raises(SpecError, match=r"joining the mount namespace at /proc/1/ns/mnt"):
         _translate.namespaces(_spec.parse(document))
     document = runc_spec()
     document["linux"]["namespaces"].append({"type": "network", "path": "/proc/1/ns/net"})
@@ -1110,6 +1110,12 @@ def test_a_pods_containers_share_namespaces_by_path(
     assert out[:3] == shared
     assert out[3] != os.readlink(f"/proc/{sandbox}/ns/pid")
     assert out[4] == "umoci-default"  # the sandbox's hostname, in the shared UTS namespace
+    # A pod that shares its processes (Kubernetes' shareProcessNamespace): the pid
+    # namespace is the sandbox's too, where the sandbox's process is pid 1.
+    member.config["linux"]["namespaces"][1] = {"type": "pid", "path": f"/proc/{sandbox}/ns/pid"}
+    member.command("readlink /proc/self/ns/pid; cat /proc/1/comm")
+    out = runtime("run", "--bundle", str(member.path), "sharing").stdout.split()
+    assert out == [os.readlink(f"/proc/{sandbox}/ns/pid"), "sleep"]
     member.config["linux"]["namespaces"][2]["path"] = "/proc/self/ns/nope"
     member.write()
     bad = runtime("create", "--bundle", str(member.path), "bad", check=False)

@@ -372,10 +372,10 @@ def _namespaces(spec: Spec) -> list[tuple[Namespace, str]]:
             if ns.type == "time":
                 raise SpecError(f"{where}: the time namespace is not supported")
             raise SpecError(f"{where}: unknown namespace type {ns.type!r}")
-        if ns.path and kind not in JOINABLE:
+        if ns.path and kind not in JOINABLE and kind is not Namespace.PID:
             raise SpecError(
                 f"{where}: joining the {ns.type} namespace at {ns.path} is not supported "
-                "(only network, ipc, uts and cgroup namespaces can be joined)"
+                "(only pid, network, ipc, uts and cgroup namespaces can be joined)"
             )
         if any(kind == k for k, _ in found):
             raise SpecError(f"{where}: the {ns.type} namespace is listed twice")
