@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -813,7 +814,7 @@ def test_sysctl_without_a_writable_proc(runtime: Runtime, bundle: Bundle) -> Non
 LIST_COPIED = (
     "cd /data && find . | sort | while read -r p; do "
     "echo $p $(stat -c '%F %a %u:%g %s' $p) $(readlink $p); done; "
-    "cat dir/file; cat bound; stat -c %a /data"
+    "cat dir/file; cat bound; stat -c %a /data /fresh"
 )
 
 
@@ -842,9 +843,10 @@ def test_tmpcopyup_fills_the_tmpfs_with_the_images_files_as_runc_does(
     tmpfs["options"] = ["rw", "nosuid", "nodev", "tmpcopyup"]  # type: ignore[assignment]
     bound = {"destination": "/data/bound", "type": "bind", "source": str(host_file)}
     bound["options"] = ["bind", "ro"]  # type: ignore[assignment]
-    bundle.config["mounts"] += [tmpfs, bound]
+    bundle.config["mounts"] += [tmpfs, bound, {**tmpfs, "destination": "/fresh"}]
     bundle.write()
     ours = runtime("run", "--bundle", str(bundle.path), "copied")
+    (bundle.path / "rootfs" / "fresh").rmdir()  # the mount point made for it: runc's to make
     theirs = subprocess.run(
         ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "cp"],
         capture_output=True,
@@ -856,15 +858,70 @@ def test_tmpcopyup_fills_the_tmpfs_with_the_images_files_as_runc_does(
     assert ours.stdout == theirs.stdout
     assert "./dir/file regular file 4755 1000:1001 15" in ours.stdout
     assert "./link symbolic link 777 0:0 8 dir/file" in ours.stdout
-    assert ours.stdout.endswith("from the image\nthe host's\n750\n")
+    # /fresh is not in the image: the mount point made for it is not what it copies.
+    assert ours.stdout.endswith("from the image\nthe host's\n750\n1777\n")
     assert host_file.read_text() == "the host's\n"
     # Where the mount cannot be filled from the image, refused by name.
     bundle.config["mounts"][-1] = {**tmpfs, "destination": "/data/sub"}
-    bundle.config["mounts"][-2] = {**tmpfs, "options": ["rw"]}
+    bundle.config["mounts"][-3] = {**tmpfs, "options": ["rw"]}
     bundle.write()
     refused = runtime("run", "--bundle", str(bundle.path), "below", check=False)
     assert refused.returncode == 1
     assert "(/data/sub): option 'tmpcopyup' below the mount at /data" in refused.stderr
+
+
+@pytest.mark.root
+def test_tmpcopyup_in_a_user_namespace(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    """A tmpfs mounted in the container's user namespace takes no file of the host's
+    root: the copy is made as the container's root, owners as the container sees them
+    (the root filesystem shifted by 100000, as Podman's --uidmap lays it out)."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    # Where the container's root (the host's uid 100000) may reach it: pytest's are 0700.
+    reachable = Path(tempfile.mkdtemp(prefix="boxd-userns-", dir="/tmp"))
+    try:
+        reachable.chmod(0o711)
+        shutil.copytree(bundle.path, reachable / "bundle", symlinks=True)
+        (reachable / "bundle").chmod(0o711)
+        _tmpcopyup_in_a_user_namespace(
+            runtime, Bundle(reachable / "bundle", bundle.config), tmp_path
+        )
+    finally:
+        shutil.rmtree(reachable)
+
+
+def _tmpcopyup_in_a_user_namespace(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+    data = bundle.path / "rootfs" / "data"
+    (data / "dir").mkdir(parents=True)
+    (data / "dir" / "file").write_text("from the image\n")
+    os.chown(data / "dir" / "file", 1000, 1001)
+    for where, dirs, files in os.walk(bundle.path / "rootfs"):
+        for name in [".", *dirs, *files]:
+            path = os.path.join(where, name)
+            st = os.lstat(path)
+            os.lchown(path, st.st_uid + 100000, st.st_gid + 100000)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(path, stat.S_IMODE(st.st_mode))
+    bundle.command(LIST_COPIED.replace("cat bound; ", "").replace(" /fresh", ""))
+    linux = bundle.config["linux"]
+    linux["namespaces"].append({"type": "user"})
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    linux["uidMappings"] = linux["gidMappings"] = maps
+    tmpfs = {"destination": "/data", "type": "tmpfs", "source": "tmpfs"}
+    tmpfs["options"] = ["rw", "nosuid", "nodev", "tmpcopyup"]  # type: ignore[assignment]
+    bundle.config["mounts"].append(tmpfs)
+    bundle.write()
+    ours = runtime("run", "--bundle", str(bundle.path), "userns")
+    theirs = subprocess.run(
+        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "u"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout == theirs.stdout
+    assert "./dir/file regular file 644 1000:1001 15" in ours.stdout
 
 
 @pytest.mark.root

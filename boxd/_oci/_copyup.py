@@ -3,8 +3,9 @@
 runc and crun take this mount option (Podman adds it to each ``--tmpfs`` mount and to the
 tmpfs mounts of ``--read-only``: /tmp, /var/tmp, /run).  The init mounts the tmpfs as any
 other; once it waits for ``start``, a child of the runtime joins its mount namespace
-(where ``/`` is the container's root) and copies into the tmpfs what the bundle's root
-filesystem holds at that path: directories, regular files, symlinks, device nodes and
+(where ``/`` is the container's root; its user namespace too, as its root, when it has
+one) and copies into the tmpfs what the bundle's root filesystem held at that path before
+the init made its mount points: directories, regular files, symlinks, device nodes and
 FIFOs, with their owners, modes and times (not hard links, sockets or extended
 attributes).  The tmpfs's own mode becomes the image directory's, as runc sets it.
 
@@ -28,6 +29,7 @@ from .. import _syscalls
 from .._inroot import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWUSER = 0x10000000
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -35,16 +37,18 @@ class CopyUpError(Exception):
     """A tmpfs could not be filled (its path and why)."""
 
 
-def fill(pidfd: int, rootfs: str, destinations: Sequence[str]) -> None:
-    """Copy, for each container path in ``destinations`` (where the init of ``pidfd``
-    mounted a tmpfs), what ``rootfs`` holds there into it."""
-    sources: list[tuple[str, int]] = []
-    try:
+class Sources:
+    """The image's directories at the mount points of ``destinations`` (container
+    paths), opened before the init makes its mount points (one it made is no image
+    directory: its tmpfs keeps tmpfs's own mode, as runc leaves it)."""
+
+    def __init__(self, rootfs: str, destinations: Sequence[str]) -> None:
+        self.found: list[tuple[str, int]] = []
         root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for dest in destinations:
                 try:
-                    found = openat2(
+                    fd = openat2(
                         root,
                         dest.lstrip("/") or ".",
                         os.O_RDONLY | os.O_DIRECTORY,
@@ -53,28 +57,41 @@ def fill(pidfd: int, rootfs: str, destinations: Sequence[str]) -> None:
                 except OSError as exc:
                     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                         continue  # nothing there in the image: an empty tmpfs
+                    self.close()
                     raise CopyUpError(f"{dest}: {exc.strerror}") from None
-                sources.append((dest, found))
+                self.found.append((dest, fd))
         finally:
             os.close(root)
-        if sources:
-            _in_mount_namespace(pidfd, sources)
-    finally:
-        for _, fd in sources:
+
+    def close(self) -> None:
+        for _, fd in self.found:
             os.close(fd)
+        self.found = []
+
+    def fill(self, pidfd: int, *, userns: bool) -> None:
+        """Copy each directory into the tmpfs the init of ``pidfd`` mounted there.
+        ``userns``: the init has a user namespace of its own, which owns its mounts."""
+        if self.found:
+            spaces = _CLONE_NEWNS | (_CLONE_NEWUSER if userns else 0)
+            _in_mount_namespace(pidfd, self.found, spaces)
 
 
-def _in_mount_namespace(pidfd: int, sources: list[tuple[str, int]]) -> None:
-    """Run the copies in a child that joined the mount namespace of ``pidfd``'s process:
-    this process stays where it is (it may not be single-threaded for ever)."""
+def _in_mount_namespace(pidfd: int, sources: list[tuple[str, int]], spaces: int) -> None:
+    """Run the copies in a child that joined the namespaces ``spaces`` of ``pidfd``'s
+    process: this process stays where it is.  In the container's user namespace too when
+    it has one: a tmpfs made there takes no file of an owner it does not map (the host's
+    root), and the owners the copy reads and sets are then the container's view of them."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
         os.close(read_end)
         code = 0
         try:
-            if _syscalls.libc().setns(pidfd, _CLONE_NEWNS) != 0:
-                raise CopyUpError("cannot enter the container's mount namespace")
+            if _syscalls.libc().setns(pidfd, spaces) != 0:
+                raise CopyUpError("cannot enter the container's namespaces")
+            if spaces & _CLONE_NEWUSER:  # its root, as nsenter --user becomes it
+                os.setgid(0)
+                os.setuid(0)
             for dest, source in sources:
                 _fill_one(dest, source)
         except BaseException as exc:  # everything goes to the parent, which raises it

@@ -40,6 +40,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: boxd-runtime create does with
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._copyup import Sources
     from ._state import Saved
 
 CGROUP_GROUP = "boxd-runtime"
@@ -154,12 +155,22 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
         return _native.start_blocking(RealNative(), placed, place)
 
 
-def _fill_tmpfs(pidfd: int, rootfs: str, destinations: tuple[str, ...]) -> None:
-    """The tmpfs mounts with ``tmpcopyup``, filled with the image's files there."""
-    from ._copyup import CopyUpError, fill  # a module of its own: few creates need it
+def _copy_sources(rootfs: str | None, destinations: tuple[str, ...]) -> Sources:
+    """What the tmpfs mounts with ``tmpcopyup`` are to hold (see _copyup.Sources)."""
+    from ._copyup import CopyUpError, Sources  # a module of its own: few creates need it
+
+    assert rootfs is not None  # build() always sets the bundle's
+    try:
+        return Sources(rootfs, destinations)
+    except CopyUpError as exc:
+        raise OciError(f"tmpcopyup: {exc}") from None
+
+
+def _fill_tmpfs(sources: Sources, pidfd: int, userns: bool) -> None:
+    from ._copyup import CopyUpError
 
     try:
-        fill(pidfd, rootfs, destinations)
+        sources.fill(pidfd, userns=userns)
     except CopyUpError as exc:
         raise OciError(f"tmpcopyup: {exc}") from None
 
@@ -237,6 +248,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
     devices = _translate.device_rules(spec)
     root.make(cid)
     cgroup: Cgroup | None = None
+    sources: Sources | None = None
     try:
         with contextlib.closing(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)) as listener:
             listener.bind(root.start_socket(cid))
@@ -262,6 +274,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             if spec.process.user.umask is not None:
                 os.umask(spec.process.user.umask)
             place = _placer(_translate.id_maps(spec), spec.process.oom_score_adj)
+            if copy_ups:
+                sources = _copy_sources(plan.rootfs, copy_ups)
             spawned = _spawn(plan, cgroup, place)
         try:
             if spawned.console >= 0:  # sized before the exec (SpawnPlan.console_size)
@@ -272,9 +286,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                     os.close(spawned.console)
             if not in_table:
                 _write_sysctls(sysctls, spawned.pidfd, owned)
-            if copy_ups:
-                assert plan.rootfs is not None  # build() always sets the bundle's
-                _fill_tmpfs(spawned.pidfd, plan.rootfs, copy_ups)
+            if sources is not None:
+                _fill_tmpfs(sources, spawned.pidfd, Namespace.USER in spaces)
             found = start_time_of(spawned.pid)
             saved: Saved = {
                 "id": cid,
@@ -311,6 +324,9 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             _remove_cgroup(cgroup)
         root.remove(cid)
         raise
+    finally:
+        if sources is not None:
+            sources.close()
     return spawned
 
 
