@@ -49,6 +49,9 @@ class Namespace(enum.Enum):
         return {"NET": "network"}.get(self.name, self.name.lower())
 
 
+# The most bind sources a plan passes as fds (SpawnPlan.mount_fds; MAX_MOUNT_FDS in
+# sandbox_native/spawn.h).
+MAX_MOUNT_FDS = 64
 # The namespaces a process may join by path (SpawnPlan.ns_paths).
 JOINABLE = frozenset({Namespace.NET, Namespace.IPC, Namespace.UTS, Namespace.CGROUP})
 
@@ -85,6 +88,8 @@ class MountKind(enum.IntEnum):
     CHDIR = 10  # chdir(source), a host directory (target unused: "/"): the overlays
     #            after it may name their lower directories relative to it (a deep
     #            image's lowerdir= then fits overlay's one page of options)
+    ATTACH = 11  # move the detached tree ``dev`` (an fd of SpawnPlan.mount_fds, a bind the
+    #              caller made with open_tree) onto target; ``source`` names what it binds
 
 
 @frozen
@@ -113,10 +118,11 @@ class MountOp:
             MountKind.MKFILE: "create",
             MountKind.SYSCTL: "set",
             MountKind.CHDIR: "chdir",
+            MountKind.ATTACH: "mount",
         }[self.kind]
         if self.kind is MountKind.CHDIR:
             return f"{verb} {self.source}"
-        if self.kind is MountKind.MOUNT and self.source.startswith("/"):
+        if self.kind in (MountKind.MOUNT, MountKind.ATTACH) and self.source.startswith("/"):
             return f"{verb} {self.source} on {self.target}"  # a bind: the host path matters
         return f"{verb} {self.target}"
 
@@ -228,6 +234,10 @@ class SpawnPlan:
     # namespace file such as /proc/PID/ns/net).  Network, IPC, UTS and cgroup only, never
     # a kind in ``namespaces``, and not with a new user namespace.
     ns_paths: tuple[tuple[Namespace, str], ...] = ()
+    # Detached trees (:meth:`RealNative.clone_tree`) that ATTACH steps move onto their
+    # targets: binds the caller made for a container in a new user namespace, whose root
+    # may not reach a source by path.  The child keeps them until its mounts are made.
+    mount_fds: tuple[int, ...] = ()
     # Not None: the container's parent is a boxd-shim, not the caller (no join_pidfd).
     shim: ShimSpec | None = None
     # The container's cgroups (:meth:`boxd._cgroup.Cgroup.placement`), which the process
@@ -502,6 +512,11 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         raise ValueError("namespaces joined by path cannot go with a new user namespace or exec")
     if plan.keep_fds < 0:
         raise ValueError(f"keep_fds {plan.keep_fds} must not be negative")
+    attached = [op.dev for op in plan.mounts if op.kind is MountKind.ATTACH]
+    if sorted(attached) != sorted(plan.mount_fds) or len(set(attached)) != len(attached):
+        raise ValueError("each of mount_fds is attached by exactly one ATTACH step")
+    if len(plan.mount_fds) > MAX_MOUNT_FDS:
+        raise ValueError(f"at most {MAX_MOUNT_FDS} mount_fds, not {len(plan.mount_fds)}")
     if plan.shim is not None and (
         plan.join_pidfd >= 0
         or plan.start_fd >= 0
@@ -568,6 +583,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
         "gateway": _socket.inet_aton(plan.gateway) if plan.gateway else b"",
         "die_with_caller": plan.die_with_caller,
         "console_size": DEFAULT_CONSOLE_SIZE if plan.console_size is None else plan.console_size,
+        "mount_fds": plan.mount_fds,
     }
 
 
@@ -629,6 +645,13 @@ class RealNative:
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:
         extension = importlib.import_module("sandbox_native")
         fd: int = extension.idmapped_tree(path, userns_fd)
+        return fd
+
+    def clone_tree(self, path: str, *, recursive: bool = False) -> int:
+        """A detached copy of the mount at ``path`` (open_tree; close-on-exec), with the
+        mounts below it if ``recursive``."""
+        extension = importlib.import_module("sandbox_native")
+        fd: int = extension.clone_tree(path, recursive)
         return fd
 
     def rebind(self, pidfd: int, binds: Mapping[str, str]) -> None:

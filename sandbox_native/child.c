@@ -256,7 +256,7 @@ static void close_all_but(const struct plan *p, int *keep, int n, int floor)
 /* A shim's intermediate keeps the cgroup fds for the container it clones. */
 static void keep_only_what_the_child_needs(const struct plan *p, int intermediate)
 {
-    int keep[11 + MAX_CGROUP_TASKS + 1] = {
+    int keep[11 + MAX_CGROUP_TASKS + 1 + MAX_MOUNT_FDS] = {
         p->stdio[0], p->stdio[1], p->stdio[2], p->sync_fd, p->start_fd,
         intermediate ? p->join_pidfd : -1, intermediate ? p->report_fd : -1,
         p->ns_fds[0], p->ns_fds[1], p->ns_fds[2], p->ns_fds[3]};
@@ -266,6 +266,8 @@ static void keep_only_what_the_child_needs(const struct plan *p, int intermediat
             keep[n++] = p->cgroup_tasks[i];
         keep[n++] = p->cgroup_dir;
     }
+    for (size_t i = 0; i < p->nmount_fds; i++)
+        keep[n++] = p->mount_fds[i];
     close_all_but(p, keep, n, 3 + p->keep_fds);
 }
 
@@ -659,6 +661,17 @@ static long run_mount_op(const struct plan *p, struct root *r, const struct moun
         /* The host directory that relative overlay lowerdirs name (deep images). */
         forget_root(r);
         return RAW(chdir, op->source);
+    case MK_ATTACH:
+        /* A bind the parent made (a detached tree, fd in `dev`: one of mount_fds). */
+        fd = open_in_root(p, r, op->target, O_PATH);
+        if (fd < 0)
+            return fd;
+        forget_if_root(r, fd, &st);
+        rc = RAW(move_mount, (int)op->dev, "", fd, "",
+                 MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+        RAW(close, fd);
+        RAW(close, (int)op->dev);
+        return rc;
     case MK_REMOUNT_RO:
         return remount_read_only(p, r, op);
     case MK_MASK:

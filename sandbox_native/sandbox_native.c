@@ -110,7 +110,7 @@ static int parse_mounts(PyObject *tuple, struct plan *p)
                               &op->kind, &target, &source, &fstype, &op->flags, &data,
                               &op->mode, &op->dev))
             return -1;
-        if (op->kind < MK_MOUNT || op->kind > MK_CHDIR) {
+        if (op->kind < MK_MOUNT || op->kind > MK_ATTACH) {
             PyErr_Format(PyExc_ValueError, "mount op %zd: unknown kind %d", i, op->kind);
             return -1;
         }
@@ -161,6 +161,27 @@ static int parse_ns_fds(PyObject *tuple, struct plan *p)
         if (!PyArg_ParseTuple(PyTuple_GetItem(tuple, i), "ii;a namespace to join is (fd, type)",
                               &p->ns_fds[i], &p->ns_types[i]))
             return -1;
+    return 0;
+}
+
+static int parse_mount_fds(PyObject *tuple, struct plan *p)
+{
+    Py_ssize_t n = PyTuple_Size(tuple);
+    if (n > MAX_MOUNT_FDS) {
+        PyErr_Format(PyExc_ValueError, "at most %d mount fds, not %zd", MAX_MOUNT_FDS, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        p->mount_fds[i] = (int)PyLong_AsLong(PyTuple_GetItem(tuple, i));
+        if (PyErr_Occurred())
+            return -1;
+        if (p->mount_fds[i] < 3) {
+            PyErr_Format(PyExc_ValueError, "mount fd %d is not an fd above stdio",
+                         p->mount_fds[i]);
+            return -1;
+        }
+    }
+    p->nmount_fds = (size_t)n;
     return 0;
 }
 
@@ -324,12 +345,13 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
         "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds",
         "cgroup_tasks", "cgroup_dir", "links", "gateway", "die_with_caller", "console_size",
-        NULL,
+        "mount_fds", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
     PyObject *cwd = NULL, *name = NULL, *attach = NULL, *shim_path = NULL, *shim_dir = NULL;
     PyObject *shim_argv = NULL, *ns_fds = NULL, *cgroup_tasks = NULL, *links = NULL;
+    PyObject *mount_fds = NULL;
     const char *gateway = NULL;
     Py_ssize_t gateway_size = 0;
     unsigned long long clone_flags = 0, join_flags = 0;
@@ -345,7 +367,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p(ii):spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p(ii)O!:spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
@@ -353,7 +375,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
             &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds, &PyTuple_Type, &cgroup_tasks,
             &p->cgroup_dir, &PyTuple_Type, &links, &gateway, &gateway_size,
-            &p->die_with_caller, &rows, &cols))
+            &p->die_with_caller, &rows, &cols, &PyTuple_Type, &mount_fds))
         return -1;
     if (rows < 1 || rows > 65535 || cols < 1 || cols > 65535) {
         PyErr_Format(PyExc_ValueError, "console_size (%d, %d) is out of range 1..65535",
@@ -423,6 +445,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
         (rlimits && parse_rlimits(rlimits, p) < 0) || (ns_fds && parse_ns_fds(ns_fds, p) < 0) ||
         (cgroup_tasks && parse_cgroup_tasks(cgroup_tasks, p) < 0) ||
+        (mount_fds && parse_mount_fds(mount_fds, p) < 0) ||
         (links && parse_links(links, p) < 0) ||
         /* b"": no default route */
         (gateway_size > 0 && ipv4(gateway, gateway_size, "gateway", &p->gateway) < 0) ||
@@ -783,19 +806,22 @@ static PyObject *idmapped_tree(PyObject *self, PyObject *args)
     return PyLong_FromLong(fd);
 }
 
-/* Parent side: a detached copy of the mount at `path` (a file or a directory). */
+/* Parent side: a detached copy of the mount at `path` (a file or a directory), with the
+ * mounts below it if `recursive` (an rbind's). */
 static PyObject *clone_tree(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *path;
-    if (!PyArg_ParseTuple(args, "O&:clone_tree", PyUnicode_FSConverter, &path))
+    int recursive = 0;
+    if (!PyArg_ParseTuple(args, "O&|p:clone_tree", PyUnicode_FSConverter, &path, &recursive))
         return NULL;
     const char *name = PyBytes_AsString(path);
+    unsigned int flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
     int fd;
     /* Without the GIL: on a FUSE mount the lookup waits for its server, which may be
      * this very process (boxd's /proc view). */
     Py_BEGIN_ALLOW_THREADS
-    fd = (int)syscall(SYS_open_tree, AT_FDCWD, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    fd = (int)syscall(SYS_open_tree, AT_FDCWD, name, flags);
     Py_END_ALLOW_THREADS
     if (fd < 0)
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
@@ -885,7 +911,7 @@ static PyMethodDef methods[] = {
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
      "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway,\n"
-     "      die_with_caller, console_size)\n"
+     "      die_with_caller, console_size, mount_fds)\n"
      "      -> (pid, pidfd, sync_fd, shim_pidfd, report_fd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"release_stacks", release_stacks, METH_NOARGS,
@@ -896,7 +922,8 @@ static PyMethodDef methods[] = {
      "idmapped_tree(path, userns_fd) -> fd\n\n"
      "A detached, id-mapped copy of the mount tree at path (open_tree + mount_setattr)."},
     {"clone_tree", clone_tree, METH_VARARGS,
-     "clone_tree(path) -> fd\n\nA detached copy of the mount at path (open_tree)."},
+     "clone_tree(path, recursive=False) -> fd\n\nA detached copy of the mount at path "
+     "(open_tree), with the mounts below it if recursive."},
     {"rebind", rebind, METH_VARARGS,
      "rebind(pidfd, ((tree_fd, target), ...)) -> None\n\n"
      "In the mount namespace of the process behind pidfd, detach what is mounted at each\n"
@@ -968,7 +995,8 @@ PyMODINIT_FUNC PyInit_sandbox_native(void)
         return NULL;
     if (TABLE(module, "STAGES", stage) < 0 || TABLE(module, "MOUNT_KINDS", mount_kind) < 0 ||
         TABLE(module, "MESSAGES", message) < 0 ||
-        PyModule_AddIntConstant(module, "SYNC_MSG_SIZE", (long)sizeof(struct sync_msg)) < 0) {
+        PyModule_AddIntConstant(module, "SYNC_MSG_SIZE", (long)sizeof(struct sync_msg)) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_MOUNT_FDS", MAX_MOUNT_FDS) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -63,7 +63,8 @@
     X(WRITE_FILE, 7)                                                                           \
     X(MKFILE, 8)                                                                               \
     X(SYSCTL, 9)                                                                               \
-    X(CHDIR, 10)
+    X(CHDIR, 10)                                                                               \
+    X(ATTACH, 11)
 
 /* The kinds of struct sync_msg, the one record parent and child exchange on the sync socket
  * (and the shim's intermediate on its report socket):
@@ -117,6 +118,8 @@ struct sync_msg {
 #define MAX_CGROUP_TASKS 16
 /* The most interfaces a child configures (one per network the container starts on). */
 #define MAX_LINKS 32
+/* The most detached bind trees a child attaches (mount_fds). */
+#define MAX_MOUNT_FDS 64
 
 /* One of the container's interfaces: a veth end the parent moved into the child's new
  * network namespace while it waited, which the child gives its address and brings up. */
@@ -184,6 +187,11 @@ struct plan {
     pid_t caller_pid;
     int ns_fds[MAX_JOIN], ns_types[MAX_JOIN];
     size_t nns;
+    /* Detached trees (open_tree) of bind sources, made by the parent for a container in a
+     * new user namespace, whose root may not reach a source by path: ATTACH steps move
+     * them onto their targets.  Kept until the mount table has run, closed after. */
+    int mount_fds[MAX_MOUNT_FDS];
+    size_t nmount_fds;
     /* The container's cgroups: `tasks` of each v1 hierarchy, opened O_WRONLY by the parent,
      * to which the new process writes "0" as its first step; the v2 directory (-1: none),
      * which clone3 places it in (CLONE_INTO_CGROUP). */

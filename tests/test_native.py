@@ -254,6 +254,19 @@ def status_field(output: str, name: str) -> str:
             },
             "a joining process takes no namespaces",
         ),
+        (
+            {"argv": ("true",), "mount_fds": (7,)},
+            "each of mount_fds is attached by exactly one ATTACH step",
+        ),
+        (
+            {
+                "argv": ("true",),
+                "namespaces": frozenset({Namespace.MOUNT}),
+                "rootfs": "/r",
+                "mounts": (MountOp(MountKind.ATTACH, "/a", dev=7),),
+            },
+            "each of mount_fds is attached by exactly one ATTACH step",
+        ),
         ({"argv": ("sh",), "console_size": (37, 123)}, r"console_size \(37, 123\) needs a console"),
         (
             {"argv": ("sh",), "console": True, "console_size": (0, 80)},

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from boxd._native import SYNC_MESSAGE, Message, MountKind, Stage
+from boxd._native import MAX_MOUNT_FDS, SYNC_MESSAGE, Message, MountKind, Stage
 
 
 @pytest.fixture
@@ -38,3 +38,7 @@ def test_mount_kinds_agree(extension: ModuleType) -> None:
 def test_messages_agree(extension: ModuleType) -> None:
     assert _members(Message) == extension.MESSAGES
     assert extension.SYNC_MSG_SIZE == SYNC_MESSAGE.size == 16
+
+
+def test_limits_agree(extension: ModuleType) -> None:
+    assert extension.MAX_MOUNT_FDS == MAX_MOUNT_FDS

@@ -871,10 +871,14 @@ def test_tmpcopyup_fills_the_tmpfs_with_the_images_files_as_runc_does(
 
 
 @pytest.mark.root
-def test_tmpcopyup_in_a_user_namespace(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
+def test_a_user_namespace_gets_its_tmpcopyup_and_binds_its_root_cannot_reach(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
     """A tmpfs mounted in the container's user namespace takes no file of the host's
     root: the copy is made as the container's root, owners as the container sees them
-    (the root filesystem shifted by 100000, as Podman's --uidmap lays it out)."""
+    (the root filesystem shifted by 100000, as Podman's --uidmap lays it out).  A bind
+    source below a directory of mode 0700 (``podman -v /root/x:/x --uidmap ...``) is bound
+    all the same: the runtime makes the bind, as runc does."""
     if shutil.which("runc") is None:
         pytest.skip("runc is not installed")
     # Where the container's root (the host's uid 100000) may reach it: pytest's are 0700.
@@ -902,14 +906,19 @@ def _tmpcopyup_in_a_user_namespace(runtime: Runtime, bundle: Bundle, tmp_path: P
             os.lchown(path, st.st_uid + 100000, st.st_gid + 100000)
             if not stat.S_ISLNK(st.st_mode):
                 os.chmod(path, stat.S_IMODE(st.st_mode))
-    bundle.command(LIST_COPIED.replace("cat bound; ", "").replace(" /fresh", ""))
+    private = tmp_path / "private"  # below pytest's directories, all 0700
+    private.mkdir()
+    (private / "file").write_text("bound from a private directory\n")
+    bundle.command(LIST_COPIED.replace("cat bound; ", "").replace(" /fresh", "; cat /p/file"))
     linux = bundle.config["linux"]
     linux["namespaces"].append({"type": "user"})
     maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     linux["uidMappings"] = linux["gidMappings"] = maps
     tmpfs = {"destination": "/data", "type": "tmpfs", "source": "tmpfs"}
     tmpfs["options"] = ["rw", "nosuid", "nodev", "tmpcopyup"]  # type: ignore[assignment]
-    bundle.config["mounts"].append(tmpfs)
+    bind = {"destination": "/p", "type": "bind", "source": str(private)}
+    bind["options"] = ["rbind", "ro"]  # type: ignore[assignment]
+    bundle.config["mounts"] += [tmpfs, bind]
     bundle.write()
     ours = runtime("run", "--bundle", str(bundle.path), "userns")
     theirs = subprocess.run(
@@ -922,6 +931,7 @@ def _tmpcopyup_in_a_user_namespace(runtime: Runtime, bundle: Bundle, tmp_path: P
     assert theirs.returncode == 0, theirs.stderr
     assert ours.stdout == theirs.stdout
     assert "./dir/file regular file 644 1000:1001 15" in ours.stdout
+    assert ours.stdout.endswith("bound from a private directory\n")
 
 
 @pytest.mark.root
