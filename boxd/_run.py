@@ -280,6 +280,14 @@ class Run:
                 if network is not None:
                     await network.reserve()
                 plan = await build_plan(stdio)
+                if Namespace.USER in plan.namespaces and config.volumes:
+                    # Its root may not reach a volume by path (below /root, 0700): the
+                    # binds are made here (a worker thread: a FUSE source waits for its
+                    # server) and moved in by the child, as runc does.
+                    hosts = frozenset([v.host for v in config.volumes])
+                    plan = await trio.to_thread.run_sync(_native.bind_trees, native, plan, hosts)
+                    for fd in plan.mount_fds:
+                        child.callback(os.close, fd)
                 if network is not None and network.links:  # it configures them itself
                     links, gateway = network.plan_links(), network.plan_gateway()
                     plan = evolve(plan, links=links, gateway=gateway)

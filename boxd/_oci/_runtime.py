@@ -20,15 +20,7 @@ import zlib
 
 from .. import _caps, _native
 from .._cgroup import Cgroup, CgroupHost
-from .._native import (
-    MAX_MOUNT_FDS,
-    MountKind,
-    MountOp,
-    Namespace,
-    RealNative,
-    SpawnPlan,
-    Stage,
-)
+from .._native import Namespace, RealNative, SpawnPlan, Stage
 from .._record import evolve
 from . import _quick, _spec, _translate
 from ._spec import Hook, Spec, SpecError
@@ -163,43 +155,6 @@ def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
         return _native.start_blocking(RealNative(), placed, place)
 
 
-def _bind_trees(plan: SpawnPlan) -> SpawnPlan:
-    """``plan`` with its binds made here, as detached trees its ATTACH steps move onto
-    their targets (the caller closes ``mount_fds`` once it is spawned).  As runc does for
-    a container in a new user namespace: its root may not reach a source by path (a
-    volume below /root, 0700), this process can."""
-    native = RealNative()
-    fds: list[int] = []
-    ops: list[MountOp] = []
-    try:
-        for op in plan.mounts:
-            if (
-                op.kind is MountKind.MOUNT
-                and op.flags & _translate.MS_BIND
-                and not op.flags & _translate.MS_REMOUNT
-                and op.source.startswith("/")
-                and op.target != "/"  # the root itself: its path is walked anyway
-            ):
-                if len(fds) == MAX_MOUNT_FDS:
-                    raise OciError(
-                        f"config.json: more than {MAX_MOUNT_FDS} bind mounts in a container "
-                        "with a user namespace"
-                    )
-                try:
-                    fds.append(
-                        native.clone_tree(op.source, recursive=bool(op.flags & _translate.MS_REC))
-                    )
-                except OSError as exc:
-                    raise OciError(f"bind source {op.source}: {exc.strerror}") from None
-                op = MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1])
-            ops.append(op)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return evolve(plan, mounts=tuple(ops), mount_fds=tuple(fds))
-
-
 def _copy_sources(rootfs: str | None, destinations: tuple[str, ...]) -> Sources:
     """What the tmpfs mounts with ``tmpcopyup`` are to hold (see _copyup.Sources)."""
     from ._copyup import CopyUpError, Sources  # a module of its own: few creates need it
@@ -322,7 +277,10 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             if copy_ups:
                 sources = _copy_sources(plan.rootfs, copy_ups)
             if Namespace.USER in spaces:
-                plan = _bind_trees(plan)
+                try:
+                    plan = _native.bind_trees(RealNative(), plan)
+                except (OSError, ValueError) as exc:
+                    raise OciError(f"config.json: {exc}") from None
             try:
                 spawned = _spawn(plan, cgroup, place)
             finally:
