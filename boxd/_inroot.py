@@ -60,6 +60,20 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     raise OSError(err, os.strerror(err), path)
 
 
+def open_below(dirfd: int, path: str, flags: int) -> int | None:
+    """``path`` resolved inside the directory ``dirfd`` (``..`` and absolute symlinks stop
+    there, magic links are refused) and opened with ``flags``; None when nothing is there
+    (or a component is not a directory, or a link loops)."""
+    try:
+        return openat2(
+            dirfd, path.lstrip("/") or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+        )
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+
+
 def _open_regular(root: str, path: str, flags: int) -> int | None:
     """``path`` resolved inside directory ``root`` and opened with ``flags`` if it is a
     regular file (reopened through the O_PATH fd that was checked: exactly that file);
@@ -67,19 +81,11 @@ def _open_regular(root: str, path: str, flags: int) -> int | None:
     device, or a symlink at its last component)."""
     dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        try:
-            fd = openat2(
-                dirfd,
-                path.lstrip("/") or ".",
-                os.O_PATH | os.O_NOFOLLOW,
-                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-            )
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                return None
-            raise
+        fd = open_below(dirfd, path, os.O_PATH | os.O_NOFOLLOW)
     finally:
         os.close(dirfd)
+    if fd is None:
+        return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None

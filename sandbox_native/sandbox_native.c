@@ -164,26 +164,6 @@ static int parse_ns_fds(PyObject *tuple, struct plan *p)
     return 0;
 }
 
-static int parse_mount_fds(PyObject *tuple, struct plan *p)
-{
-    Py_ssize_t n = PyTuple_Size(tuple);
-    if (n > MAX_MOUNT_FDS) {
-        PyErr_Format(PyExc_ValueError, "at most %d mount fds, not %zd", MAX_MOUNT_FDS, n);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        p->mount_fds[i] = (int)PyLong_AsLong(PyTuple_GetItem(tuple, i));
-        if (PyErr_Occurred())
-            return -1;
-        if (p->mount_fds[i] < 3) {
-            PyErr_Format(PyExc_ValueError, "mount fd %d is not an fd above stdio",
-                         p->mount_fds[i]);
-            return -1;
-        }
-    }
-    p->nmount_fds = (size_t)n;
-    return 0;
-}
 
 static int parse_groups(PyObject *tuple, struct plan *p)
 {
@@ -205,24 +185,26 @@ static int parse_groups(PyObject *tuple, struct plan *p)
     return 0;
 }
 
-static int parse_cgroup_tasks(PyObject *tuple, struct plan *p)
+/* A tuple of at most `max` fds, each at least `lowest`, into fds[] and *count. */
+static int parse_fd_tuple(PyObject *tuple, int *fds, size_t *count, Py_ssize_t max, int lowest,
+                          const char *what)
 {
     Py_ssize_t n = PyTuple_Size(tuple);
-    if (n > MAX_CGROUP_TASKS) {
-        PyErr_Format(PyExc_ValueError, "at most %d cgroup tasks files, not %zd",
-                     MAX_CGROUP_TASKS, n);
+    if (n > max) {
+        PyErr_Format(PyExc_ValueError, "at most %zd %s, not %zd", max, what, n);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        p->cgroup_tasks[i] = (int)PyLong_AsLong(PyTuple_GetItem(tuple, i));
+        fds[i] = (int)PyLong_AsLong(PyTuple_GetItem(tuple, i));
         if (PyErr_Occurred())
             return -1;
-        if (p->cgroup_tasks[i] < 0) {
-            PyErr_Format(PyExc_ValueError, "cgroup tasks fd %d is not an fd", p->cgroup_tasks[i]);
+        if (fds[i] < lowest) {
+            PyErr_Format(PyExc_ValueError, "%s: %d is not an fd at least %d", what, fds[i],
+                         lowest);
             return -1;
         }
     }
-    p->ntasks = (size_t)n;
+    *count = (size_t)n;
     return 0;
 }
 
@@ -444,8 +426,10 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     }
     if ((mounts && parse_mounts(mounts, p) < 0) || (groups && parse_groups(groups, p) < 0) ||
         (rlimits && parse_rlimits(rlimits, p) < 0) || (ns_fds && parse_ns_fds(ns_fds, p) < 0) ||
-        (cgroup_tasks && parse_cgroup_tasks(cgroup_tasks, p) < 0) ||
-        (mount_fds && parse_mount_fds(mount_fds, p) < 0) ||
+        (cgroup_tasks && parse_fd_tuple(cgroup_tasks, p->cgroup_tasks, &p->ntasks,
+                                         MAX_CGROUP_TASKS, 0, "cgroup tasks fds") < 0) ||
+        (mount_fds && parse_fd_tuple(mount_fds, p->mount_fds, &p->nmount_fds, MAX_MOUNT_FDS,
+                                      3, "mount fds") < 0) ||
         (links && parse_links(links, p) < 0) ||
         /* b"": no default route */
         (gateway_size > 0 && ipv4(gateway, gateway_size, "gateway", &p->gateway) < 0) ||

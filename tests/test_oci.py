@@ -414,18 +414,24 @@ def test_the_process_sees_what_it_sees_under_runc(
     bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
     bundle.write()
     ours = runtime("run", "--bundle", str(bundle.path), "sees")
+    theirs = _runc(bundle, tmp_path, "sees")
+    assert ours.stdout == theirs.stdout
+    assert "hostname=umoci-default pid=1 nofile=256/512" in ours.stdout
+    assert "uid=0(root) gid=0(root) groups=10,20" in ours.stdout
+    assert "root read-only" in ours.stdout and "sys ro" in ours.stdout
+
+
+def _runc(bundle: Bundle, tmp_path: Path, cid: str) -> subprocess.CompletedProcess[str]:
+    """``runc run`` of the same bundle, which must exit 0: the reference to compare with."""
     theirs = subprocess.run(
-        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "sees"],
+        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), cid],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert theirs.returncode == 0, theirs.stderr
-    assert ours.stdout == theirs.stdout
-    assert "hostname=umoci-default pid=1 nofile=256/512" in ours.stdout
-    assert "uid=0(root) gid=0(root) groups=10,20" in ours.stdout
-    assert "root read-only" in ours.stdout and "sys ro" in ours.stdout
+    return theirs
 
 
 SHIM = textwrap.dedent(
@@ -592,14 +598,7 @@ def test_devices_listed_with_the_defaults_are_made_once_as_runc_makes_them(
     listing = "for f in /dev/*; do stat -c '%n %F %a %t:%T' $f; done; readlink /dev/ptmx"
     bundle.command(f"{listing}; echo x > /dev/null && echo written")
     ours = runtime("run", "--bundle", str(bundle.path), "p1")
-    theirs = subprocess.run(
-        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "p1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert theirs.returncode == 0, theirs.stderr
+    theirs = _runc(bundle, tmp_path, "p1")
     assert ours.stdout == theirs.stdout
     assert "/dev/null character special file 666 1:3\n" in ours.stdout
     assert ours.stdout.endswith("/dev/zero character special file 666 1:5\npts/ptmx\nwritten\n")
@@ -847,14 +846,7 @@ def test_tmpcopyup_fills_the_tmpfs_with_the_images_files_as_runc_does(
     bundle.write()
     ours = runtime("run", "--bundle", str(bundle.path), "copied")
     (bundle.path / "rootfs" / "fresh").rmdir()  # the mount point made for it: runc's to make
-    theirs = subprocess.run(
-        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "cp"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert theirs.returncode == 0, theirs.stderr
+    theirs = _runc(bundle, tmp_path, "cp")
     assert ours.stdout == theirs.stdout
     assert "./dir/file regular file 4755 1000:1001 15" in ours.stdout
     assert "./link symbolic link 777 0:0 8 dir/file" in ours.stdout
@@ -921,14 +913,7 @@ def _tmpcopyup_in_a_user_namespace(runtime: Runtime, bundle: Bundle, tmp_path: P
     bundle.config["mounts"] += [tmpfs, bind]
     bundle.write()
     ours = runtime("run", "--bundle", str(bundle.path), "userns")
-    theirs = subprocess.run(
-        ["runc", "--root", str(tmp_path / "runc"), "run", "--bundle", str(bundle.path), "u"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert theirs.returncode == 0, theirs.stderr
+    theirs = _runc(bundle, tmp_path, "u")
     assert ours.stdout == theirs.stdout
     assert "./dir/file regular file 644 1000:1001 15" in ours.stdout
     assert ours.stdout.endswith("bound from a private directory\n")

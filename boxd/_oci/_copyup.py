@@ -26,7 +26,7 @@ import stat
 from collections.abc import Sequence
 
 from .. import _syscalls
-from .._inroot import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from .._inroot import open_below
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
@@ -48,18 +48,12 @@ class Sources:
         try:
             for dest in destinations:
                 try:
-                    fd = openat2(
-                        root,
-                        dest.lstrip("/") or ".",
-                        os.O_RDONLY | os.O_DIRECTORY,
-                        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-                    )
+                    fd = open_below(root, dest, os.O_RDONLY | os.O_DIRECTORY)
                 except OSError as exc:
-                    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                        continue  # nothing there in the image: an empty tmpfs
                     self.close()
                     raise CopyUpError(f"{dest}: {exc.strerror}") from None
-                self.found.append((dest, fd))
+                if fd is not None:  # else nothing there in the image: an empty tmpfs
+                    self.found.append((dest, fd))
         finally:
             os.close(root)
 
