@@ -836,13 +836,18 @@ def test_tmpcopyup_fills_the_tmpfs_with_the_images_files_as_runc_does(
     (data / "bound").write_text("the image's, covered\n")
     host_file = tmp_path / "host-file"
     host_file.write_text("the host's\n")
-    bundle.command(LIST_COPIED)
+    # A mount point reached through a link: the tmpfs is where the link leads.
+    (bundle.path / "rootfs" / "linked").mkdir()
+    (bundle.path / "rootfs" / "linked" / "file").write_text("through a link\n")
+    (bundle.path / "rootfs" / "via").symlink_to("linked")
+    bundle.command(LIST_COPIED + "; cat /via/file; grep -c ' /linked ' /proc/self/mountinfo")
     bundle.config["root"]["readonly"] = True
     tmpfs = {"destination": "/data", "type": "tmpfs", "source": "tmpfs"}
     tmpfs["options"] = ["rw", "nosuid", "nodev", "tmpcopyup"]  # type: ignore[assignment]
     bound = {"destination": "/data/bound", "type": "bind", "source": str(host_file)}
     bound["options"] = ["bind", "ro"]  # type: ignore[assignment]
-    bundle.config["mounts"] += [tmpfs, bound, {**tmpfs, "destination": "/fresh"}]
+    fresh, via = {**tmpfs, "destination": "/fresh"}, {**tmpfs, "destination": "/via"}
+    bundle.config["mounts"] += [tmpfs, bound, fresh, via]
     bundle.write()
     ours = runtime("run", "--bundle", str(bundle.path), "copied")
     (bundle.path / "rootfs" / "fresh").rmdir()  # the mount point made for it: runc's to make
@@ -851,11 +856,11 @@ def test_tmpcopyup_fills_the_tmpfs_with_the_images_files_as_runc_does(
     assert "./dir/file regular file 4755 1000:1001 15" in ours.stdout
     assert "./link symbolic link 777 0:0 8 dir/file" in ours.stdout
     # /fresh is not in the image: the mount point made for it is not what it copies.
-    assert ours.stdout.endswith("from the image\nthe host's\n750\n1777\n")
+    assert ours.stdout.endswith("from the image\nthe host's\n750\n1777\nthrough a link\n1\n")
     assert host_file.read_text() == "the host's\n"
     # Where the mount cannot be filled from the image, refused by name.
     bundle.config["mounts"][-1] = {**tmpfs, "destination": "/data/sub"}
-    bundle.config["mounts"][-3] = {**tmpfs, "options": ["rw"]}
+    bundle.config["mounts"][-4] = {**tmpfs, "options": ["rw"]}
     bundle.write()
     refused = runtime("run", "--bundle", str(bundle.path), "below", check=False)
     assert refused.returncode == 1

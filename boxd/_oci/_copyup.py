@@ -105,8 +105,9 @@ def _in_mount_namespace(pidfd: int, sources: list[tuple[str, int]], spaces: int)
 
 
 def _fill_one(dest: str, source: int) -> None:
+    # Through a link at the mount point, as the init resolved it (/ is the container's).
     try:
-        target = os.open(dest, _DIRECTORY)
+        target = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise CopyUpError(f"{dest}: {exc.strerror}") from None
     try:
