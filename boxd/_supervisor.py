@@ -371,9 +371,10 @@ class Supervisor:
     def _view_of(self, entry: _Entry, path: str) -> ViewLimits:
         c = entry.container
         res = c.config.resources
-        # What the file shows, and no more: it is made anew at each open (a cgroup file's
-        # open and read take 20-40 us; stats() reads eight to ten).  The two sets of files
-        # are apart, so the cgroup is looked up once at most, and not for the others.
+        # What the file shows, and no more: it is made anew at each read from its start
+        # (a cgroup file's open and read take 20-40 us; stats() reads eight to ten).  The
+        # two sets of files are apart, so the cgroup is looked up once at most, and not
+        # for the others.
         if path in MEMORY_FILES:
             memory = self._cgroup_of(c).memory_detail()
         else:
