@@ -22,7 +22,7 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ._record import evolve, frozen
 
@@ -416,43 +416,6 @@ class Native(Protocol):
         """Let the child go on (after maps and cgroups are in place), handing it ``trees``
         (one per ``id_mapped`` entry of its plan)."""
         ...
-
-
-_MS_BIND, _MS_REC, _MS_REMOUNT = 0x1000, 0x4000, 0x20
-
-
-def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None = None) -> SpawnPlan:
-    """``plan`` with its binds (of ``sources``, default every host path but the root
-    filesystem's) made here, as detached trees its ATTACH steps move onto their targets;
-    the caller closes ``mount_fds`` once it has spawned it.  For a container in a new user
-    namespace, as runc makes them: its root may not reach a source by path (a volume
-    below /root, which is 0700), the caller can.  Not on the event loop's thread: a
-    source on a FUSE mount waits for its server (OSError naming the source on failure)."""
-    fds: list[int] = []
-    ops: list[MountOp] = []
-    try:
-        for op in plan.mounts:
-            if (
-                op.kind is MountKind.MOUNT
-                and op.flags & _MS_BIND
-                and not op.flags & _MS_REMOUNT
-                and op.source.startswith("/")
-                and op.target != "/"  # the root itself: its path is walked anyway
-                and (sources is None or op.source in sources)
-            ):
-                if len(fds) == MAX_MOUNT_FDS:
-                    raise ValueError(f"more than {MAX_MOUNT_FDS} binds in a user namespace")
-                try:
-                    fds.append(native.clone_tree(op.source, recursive=bool(op.flags & _MS_REC)))
-                except OSError as exc:
-                    raise OSError(exc.errno, f"bind source {op.source}: {exc.strerror}") from None
-                op = MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1])
-            ops.append(op)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return evolve(plan, mounts=tuple(ops), mount_fds=tuple(fds))
 
 
 def is_exec_failure(err: BaseException) -> int | None:

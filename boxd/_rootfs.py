@@ -25,11 +25,11 @@ import posixpath
 import stat
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 
 from ._inroot import read_regular
-from ._native import MountKind, MountOp, SpawnError, Stage
-from ._record import frozen
+from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
+from ._record import evolve, frozen
 from ._tmpfs import parse_tmpfs, shm_data
 from ._units import split_volume
 
@@ -685,6 +685,40 @@ class _Table:
         self.ops.append(MountOp(kind, path, source, fstype, flags, data, mode, dev))
 
 
+def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None = None) -> SpawnPlan:
+    """``plan`` with its binds (of ``sources``, default every host path but the root
+    filesystem's) made here, as detached trees its ATTACH steps move onto their targets;
+    the caller closes ``mount_fds`` once it has spawned it.  For a container in a new user
+    namespace, as runc makes them: its root may not reach a source by path (a volume
+    below /root, which is 0700), the caller can.  Not on the event loop's thread: a
+    source on a FUSE mount waits for its server (OSError naming the source on failure)."""
+    fds: list[int] = []
+    ops: list[MountOp] = []
+    try:
+        for op in plan.mounts:
+            if (
+                op.kind is MountKind.MOUNT
+                and op.flags & MS_BIND
+                and not op.flags & MS_REMOUNT
+                and op.source.startswith("/")
+                and op.target != "/"  # the root itself: its path is walked anyway
+                and (sources is None or op.source in sources)
+            ):
+                if len(fds) == MAX_MOUNT_FDS:
+                    raise ValueError(f"more than {MAX_MOUNT_FDS} binds in a user namespace")
+                try:
+                    fds.append(native.clone_tree(op.source, recursive=bool(op.flags & MS_REC)))
+                except OSError as exc:
+                    raise OSError(exc.errno, f"bind source {op.source}: {exc.strerror}") from None
+                op = MountOp(MountKind.ATTACH, op.target, source=op.source, dev=fds[-1])
+            ops.append(op)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return evolve(plan, mounts=tuple(ops), mount_fds=tuple(fds))
+
+
 def _image_has_gid(read: Callable[[str], bytes | None], gid: int) -> bool:
     text = (read("/etc/group") or b"").decode(errors="replace")
     return any(line.split(":")[2:3] == [str(gid)] for line in text.splitlines())
@@ -693,7 +727,7 @@ def _image_has_gid(read: Callable[[str], bytes | None], gid: int) -> bool:
 def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
     """The overlays of a user-namespaced container are mounted by its root, host ``uid``,
     which must be able to walk down to their directories (its volumes' binds are made by
-    the daemon: see boxd._native.bind_trees)."""
+    the daemon: see bind_trees)."""
     for d in dirs:
         st = os.stat(d)
         if not st.st_mode & stat.S_IXOTH and st.st_uid != uid:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from . import _native, _plan, _ptyout, _shim, protocol
+from . import _native, _plan, _ptyout, _rootfs, _shim, protocol
 from ._cgroup import Cgroup
 from ._ledger import Ledger, LoggedPipe
 from ._logs import LogWriter
@@ -285,7 +285,7 @@ class Run:
                     # binds are made here (a worker thread: a FUSE source waits for its
                     # server) and moved in by the child, as runc does.
                     hosts = frozenset([v.host for v in config.volumes])
-                    plan = await trio.to_thread.run_sync(_native.bind_trees, native, plan, hosts)
+                    plan = await trio.to_thread.run_sync(_rootfs.bind_trees, native, plan, hosts)
                     for fd in plan.mount_fds:
                         child.callback(os.close, fd)
                 if network is not None and network.links:  # it configures them itself

@@ -164,7 +164,6 @@ static int parse_ns_fds(PyObject *tuple, struct plan *p)
     return 0;
 }
 
-
 static int parse_groups(PyObject *tuple, struct plan *p)
 {
     Py_ssize_t n = PyTuple_Size(tuple);

@@ -18,7 +18,7 @@ import os
 import signal
 import zlib
 
-from .. import _caps, _native
+from .. import _caps, _native, _rootfs
 from .._cgroup import Cgroup, CgroupHost
 from .._native import Namespace, RealNative, SpawnPlan, Stage
 from .._record import evolve
@@ -278,7 +278,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                 sources = _copy_sources(plan.rootfs, copy_ups)
             if Namespace.USER in spaces:
                 try:
-                    plan = _native.bind_trees(RealNative(), plan)
+                    plan = _rootfs.bind_trees(RealNative(), plan)
                 except (OSError, ValueError) as exc:
                     raise OciError(f"config.json: {exc}") from None
             try:
