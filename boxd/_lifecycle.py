@@ -78,6 +78,19 @@ class AmbiguousContainer(LookupError):
         super().__init__(f"multiple IDs found with provided prefix: {ref}")
 
 
+def error_text(exc: BaseException) -> str:
+    """What a client is told of a failed request: the error's message; for a system
+    call's error (an OSError without a message of its own) its reason and the paths it
+    names, in dockerd's shape ("/var/lib/x: No space left on device"), not Python's
+    ("[Errno 28] No space left on device: '/var/lib/x'")."""
+    if not isinstance(exc, OSError) or exc.strerror is None:
+        return str(exc)
+    if type(exc).__str__ is not OSError.__str__:
+        return str(exc)
+    paths = " -> ".join([str(p) for p in (exc.filename, exc.filename2) if p is not None])
+    return f"{paths}: {exc.strerror}" if paths else exc.strerror
+
+
 def check_transition(current: Status, new: Status) -> None:
     """Raise AssertionError for a transition the lifecycle does not have (a bug)."""
     if new not in TRANSITIONS[current]:

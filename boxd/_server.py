@@ -28,6 +28,7 @@ from ._idle import WaitingConnections
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import ArchiveError, LayerError
+from ._lifecycle import error_text
 from ._listing import ListAnswers, select_containers
 from ._messages import (
     CLIENT_FRAMES,
@@ -262,7 +263,7 @@ class Server:
                 kind = _error_kind(_unwrap(exc), self._area_errors)
                 if kind is None:
                     raise
-                await self._error(conn, str(_unwrap(exc)), kind)
+                await self._error(conn, error_text(_unwrap(exc)), kind)
                 continue
             if _streams(request, self._area_streams):
                 return  # its end frame was the last word: the connection closes

@@ -71,6 +71,7 @@ from ._lifecycle import (
     STARTING,
     STOPPED,
     STOPPING,
+    error_text,
 )
 from ._lifecycle import AmbiguousContainer as AmbiguousContainer
 from ._lifecycle import Conflict as Conflict
@@ -139,6 +140,12 @@ KILL_WAIT = 10.0  # how long a SIGKILL's answer waits for the end to be recorded
 # seconds), see bench/README.
 TRASH_QUIET = 0.25
 TRASH_MAX_DELAY = 5.0
+# Unless the store's file system is short of space: less free than LOW_SPACE, or than a
+# tenth of its size (of its inodes) if that is less.  Then a removal (rm, volume rm, the
+# prunes) returns once what it removed is deleted, as Docker's does, and a create waits
+# for what earlier removals put in the trash (a `run --rm` answers once its container
+# is gone from the store): who removes containers to make room has it at once.
+LOW_SPACE = 1 << 30
 # At that same pause, spare container directories are made (Store.make_spare_dirs) for
 # the next burst of starts, as many as started since the last pause, SPARES_MIN to
 # SPARES_MAX per kind of image (its overlays): a start takes one by a rename instead of
@@ -208,6 +215,17 @@ class _Relay(trio.TaskStatus[Run]):
         self.status.started(value)
 
 
+def _short_of_space(path: Path) -> bool:
+    """Whether the file system of ``path`` has little room left, in bytes or in inodes
+    (see LOW_SPACE)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    free, size = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    return free < min(LOW_SPACE, size // 10) or st.f_favail < st.f_files // 10
+
+
 def _bytes_below(top: Path) -> int:
     """The sizes of the files below ``top`` (links not followed)."""
     total = 0
@@ -272,6 +290,10 @@ class Supervisor:
         self._busy_at = 0.0  # when a container last started or was removed (Trio's clock)
         self._trash_wait: trio.CancelScope | None = None  # the trash's wait for a pause
         self._trash_latest = 0.0  # when it is emptied even if there is no pause
+        self._trash_fills = 0  # how many times something was put in the trash
+        self._trash_emptied = 0  # of those, how many the last emptying deleted
+        self._trash_hurry = False  # someone waits for the trash: no pause is awaited
+        self._trash_done = trio.lowlevel.ParkingLot()  # woken at each emptying's end
         self._changes = trio.lowlevel.ParkingLot()  # woken at each state change or removal
         self._removals: set[trio.Event] = set()  # cgroup removals under way (their end)
         # Starts' file system work (_prepare_run) in one worker thread at a time: with one
@@ -503,6 +525,7 @@ class Supervisor:
         first written when it runs or could not start (see :meth:`run`); its directory is
         made as it starts (:meth:`_run_once`)."""
         self._check_open()
+        await self.give_space_back()
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
         if starts:
@@ -1167,7 +1190,7 @@ class Supervisor:
                 await cgroup.remove()
         entry.output.close()
         code = is_exec_failure(failure) or 125
-        st.error = str(failure)
+        st.error = error_text(failure)
         st.exit_code = code
         if report:
             self._set(entry, CREATED if st.started_at is None else EXITED)
@@ -1177,7 +1200,7 @@ class Supervisor:
         if not report:
             return 0.0
         if isinstance(failure, OSError | ValueError):
-            raise StartError(str(failure), code) from failure
+            raise StartError(error_text(failure), code) from failure
         raise failure
 
     def _save(self, container: Container, *, durable: bool = False, write: bool = True) -> None:
@@ -1358,6 +1381,7 @@ class Supervisor:
             if entry.phase in _lifecycle.LIVE:
                 await self.stop(c.id, grace=0, manual=False)  # killed: no stop event
             await self._remove_now(entry, volumes=volumes)
+        await self.give_space_back()
 
     async def rename(self, ref: str, name: str) -> Container:
         """Give a container another name, in any phase (``docker rename``)."""
@@ -1448,6 +1472,7 @@ class Supervisor:
                         reclaimed += await trio.to_thread.run_sync(_bytes_below, where)
                         await self._remove_now(entry)
                         removed.append(entry.container.id)
+        await self.give_space_back()
         return removed, reclaimed
 
     async def _remove_now(self, entry: _Entry, *, volumes: bool = False) -> None:
@@ -1498,9 +1523,12 @@ class Supervisor:
             # Each start or removal meanwhile moves the deadline on (see _busy).
             self._trash_latest = trio.current_time() + TRASH_MAX_DELAY
             with trio.CancelScope(deadline=self._trash_latest) as self._trash_wait:
+                if self._trash_hurry:
+                    self._trash_wait.cancel()
                 self._busy(self._busy_at)
                 await trio.sleep_forever()
             self._trash_wait = None
+            self._trash_hurry = False
             self._trash = trio.Event()
             # Spares first: their new inodes are quicker made before the deletions (see
             # Store.take_spare_dir), and whoever waits for the trash waits for them too.
@@ -1510,6 +1538,7 @@ class Supervisor:
             if not self._trash_filled:
                 continue
             self._trash_filled = False
+            fills = self._trash_fills
             # Their last runs' overlays are unmounted first (see _dismantle_later).
             for done in builtins.list(self._removals):
                 await done.wait()
@@ -1517,6 +1546,8 @@ class Supervisor:
             # in the same worker thread (each hand-off to one wakes a thread on the
             # loop's step).
             await trio.to_thread.run_sync(self._empty_trash)
+            self._trash_emptied = fills
+            self._trash_done.unpark_all()
             # Images retired by `rmi -f` while stopped containers used them go with the
             # last of those containers.
             async with self.images_lock:
@@ -1527,7 +1558,21 @@ class Supervisor:
     def _fill_trash(self) -> None:
         """Something was moved into the trash: it is emptied at the next pause."""
         self._trash_filled = True
+        self._trash_fills += 1
         self._trash.set()
+
+    async def give_space_back(self) -> None:
+        """If the store's file system is short of space (see LOW_SPACE) while removed
+        containers or volumes wait in the trash, delete them now and return once they
+        are gone; else return at once (they go at the next pause)."""
+        wanted = self._trash_fills
+        if self._trash_emptied >= wanted or not _short_of_space(self.store.root):
+            return
+        self._trash_hurry = True
+        if self._trash_wait is not None:
+            self._trash_wait.cancel()
+        while self._trash_emptied < wanted:
+            await self._trash_done.park()
 
     def _busy(self, when: float) -> None:
         """A container started or was removed at ``when``: the trash waits on."""
@@ -1649,7 +1694,7 @@ class Supervisor:
                         cgroup,
                     )
             except (SpawnError, OSError, ValueError) as exc:
-                raise StartError(str(exc), is_exec_failure(exc) or 125) from exc
+                raise StartError(error_text(exc), is_exec_failure(exc) or 125) from exc
             self.events.report(f"exec_start: {action}", c, execID=exec_id)
             task_status.started(proc)
             if detached:

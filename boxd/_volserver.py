@@ -152,15 +152,17 @@ async def sizes(sup: Supervisor) -> list[VolumeInfo]:
     return found
 
 
-def remove(sup: Supervisor, name: str, *, force: bool = False) -> VolumeInfo | None:
+async def remove(sup: Supervisor, name: str, *, force: bool = False) -> VolumeInfo | None:
     """Refused while a container (in any phase) mounts it, as Docker does; what was
-    removed (None: nothing, a missing volume with ``force``)."""
+    removed (None: nothing, a missing volume with ``force``).  Its files are deleted in
+    the background, or before it returns when space is short (see Supervisor)."""
     if force and name not in {r.name for r in sup.volumes.list()}:
         return None
     found = info(sup, sup.volumes.get(name))
     if found.users:
         raise VolumeInUse(name, found.users)
     sup.remove_volume(name)
+    await sup.give_space_back()
     return found
 
 
@@ -188,6 +190,7 @@ async def prune(
         sup.remove_volume(record.name)
         removed.append(record.name)
         reclaimed += size
+    await sup.give_space_back()
     return removed, reclaimed
 
 
@@ -210,7 +213,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         await conn.send(VolumeListResponse(found))
 
     async def remove_(conn: Conn, req: VolumeRemoveRequest) -> None:
-        removed = remove(sup, req.name, force=req.force)
+        removed = await remove(sup, req.name, force=req.force)
         await conn.send(VolumeListResponse(() if removed is None else (removed,)))
 
     async def prune_(conn: Conn, req: VolumePruneRequest) -> None:

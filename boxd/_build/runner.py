@@ -35,6 +35,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import shutil
@@ -56,6 +57,7 @@ from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .._images.unpack import open_in_root
 from .._images.verbs import image_event
+from .._lifecycle import error_text
 from .._listing import DEFAULT_IMAGES
 from .._plan import DEFAULT_PATH
 from .._records import ContainerConfig, Resources, Volume
@@ -79,6 +81,8 @@ if TYPE_CHECKING:
     from .._supervisor import Supervisor
 
 __all__ = ["BuildError", "Builder", "Options", "prune_cache"]
+
+log = logging.getLogger("boxd.build")
 
 Say = Callable[[str], Awaitable[None]]
 
@@ -287,7 +291,9 @@ class Builder:
 
     async def _forget_steps(self) -> None:
         """Remove the images recorded for steps (not their layers the image uses; a
-        container kept after a failed step keeps its image as ``rmi -f`` does)."""
+        container kept after a failed step keeps its image as ``rmi -f`` does).  One that
+        cannot be (a full disk refuses the retired record) stays, an untagged image
+        ``image prune`` removes; the build's own outcome is what its client is told."""
         used = {c.config.image_id for c in self.sup.list(all=True)}
         for image_id in self.made:
             try:
@@ -296,11 +302,14 @@ class Builder:
                 continue
             if image_id in used and image_id not in self.kept:
                 continue  # the same step of another build, running on it now
-            if image_id in self.kept:
-                async with self.sup.puller.lock:
-                    self.store.retire(record)
-            else:
-                await self.sup.puller.delete(record)
+            try:
+                if image_id in self.kept:
+                    async with self.sup.puller.lock:
+                        self.store.retire(record)
+                else:
+                    await self.sup.puller.delete(record)
+            except OSError as exc:
+                log.warning("build: step image %s left: %s", image_id, error_text(exc))
         self.made.clear()
 
     async def _find_sources(self) -> None:

@@ -18,6 +18,7 @@ from .._convert import ConversionError
 from .._images.registry import RegistryError, RegistryNotFound
 from .._images.store import ImageInUse, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
+from .._lifecycle import error_text
 from .._messages import EndFrame, OkResponse
 from .._network import NetworkConflict, NetworkError, PredefinedNetwork
 from .._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
@@ -106,7 +107,7 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ConversionError | ValueError | ArchiveError):
         return ApiError(400, str(exc))
     if isinstance(exc, OSError):
-        return ApiError(500, str(exc))
+        return ApiError(500, error_text(exc))
     return None
 
 

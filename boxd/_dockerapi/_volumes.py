@@ -62,7 +62,7 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> No
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
-    _volserver.remove(api.sup, name, force=req.flag("force"))
+    await _volserver.remove(api.sup, name, force=req.flag("force"))
     await conn.respond(204, content_type=None)
 
 

@@ -298,7 +298,8 @@ def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
     """Load every image of the archive at ``path``: (image id, tags) for each."""
     _unwrap(path, ("zstd",))  # tarfile reads gzip, bzip2 and xz
     try:
-        return _load(store, path)
+        with store.undone_on_failure():
+            return _load(store, path)
     except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         raise ArchiveError(f"the archive is truncated or damaged: {exc}") from None
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -475,13 +476,16 @@ def import_rootfs(
     if not tar_path.stat().st_size:
         raise ArchiveError("the tarball is empty")  # as Docker's (no image of nothing)
     _unwrap(tar_path, ("xz", "bzip2"))  # the layer reader reads gzip and zstd
-    try:
-        layer = _single_layer(store, tar_path)
-    except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
-        raise ArchiveError(f"not a readable tarball: {exc}") from None
-    config = _config([layer.diff_id], None, container_config, comment=comment)
-    image_id = store.put_blob(_json_bytes(config))
-    return store.add(image_id, (layer,), ref)
+    with store.undone_on_failure():
+        try:
+            layer = _single_layer(store, tar_path)
+        except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # a system call's (a full disk), not the tarball's (gzip's)
+            raise ArchiveError(f"not a readable tarball: {exc}") from None
+        config = _config([layer.diff_id], None, container_config, comment=comment)
+        image_id = store.put_blob(_json_bytes(config))
+        return store.add(image_id, (layer,), ref)
 
 
 def commit(

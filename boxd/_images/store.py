@@ -124,6 +124,9 @@ class ImageStore:
         # Why an image was removed after its pull (its layer refused), by id, tag and
         # digest reference: a lookup of it says so instead of a bare "no such image".
         self._refused: dict[str, str] = {}
+        # Per thread, inside undone_on_failure: the blobs it stored and the layers it
+        # unpacked (their diff_ids).
+        self._added = threading.local()
 
     # ---- blobs ----------------------------------------------------------------------
 
@@ -144,7 +147,41 @@ class ImageStore:
         path = self.blob_path(actual)
         if not path.exists():
             atomic_write(path, data, 0o600, durable=False)
+            self._note(blob=actual)
         return actual
+
+    @contextlib.contextmanager
+    def undone_on_failure(self) -> Iterator[None]:
+        """Blobs stored and layers unpacked by this thread within the context are deleted
+        again if it raises (a load or import cut short by a full disk or a bad layer in
+        the middle), those no image uses by then: nothing is left that no image holds."""
+        added: tuple[set[str], set[str]] = (set(), set())
+        self._added.sets = added
+        try:
+            yield
+        except BaseException:
+            self._drop_unused(*added)
+            raise
+        finally:
+            del self._added.sets
+
+    def _note(self, *, blob: str = "", layer: str = "") -> None:
+        sets = getattr(self._added, "sets", None)
+        if sets is not None:
+            if blob:
+                sets[0].add(blob)
+            if layer:
+                sets[1].add(layer)
+
+    def _drop_unused(self, blobs: set[str], diff_ids: set[str]) -> None:
+        others = self.images() + self._retired()
+        used = self._used(others)
+        held = {layer.digest for r in others for layer in r.layers} | {r.id for r in others}
+        for diff_id in diff_ids - used:
+            with self._layer_lock(diff_id):
+                self._delete_layer(diff_id)
+        for digest in blobs - held:
+            self._delete_blob(digest, held)
 
     def temp_file(self) -> tuple[int, Path]:
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
@@ -153,6 +190,7 @@ class ImageStore:
     def commit_blob(self, tmp: Path, digest: str) -> None:
         """Move a verified download into place."""
         os.rename(tmp, self.blob_path(digest))
+        self._note(blob=digest)
 
     def twin(self, digest: str) -> tuple[str, int] | None:
         """The gzip blob (digest, size) made of the plain tar blob ``digest``, if any."""
@@ -246,7 +284,12 @@ class ImageStore:
             shutil.rmtree(work, ignore_errors=True)
             raise
         record = {"diff_id": diff_id, "dir": final.name, "size": result.size}
-        atomic_write(self.layer_records / f"{hexa}.json", json.dumps(record).encode())
+        try:
+            atomic_write(self.layer_records / f"{hexa}.json", json.dumps(record).encode())
+        except BaseException:  # a full disk: no layer without its record is left
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+        self._note(layer=diff_id)
         return final
 
     def layer_size(self, diff_id: str) -> int:
