@@ -2095,6 +2095,13 @@ async def open_supervisor(
                     await nursery.start(view.serve, where / "procview")
                     sup.procview = view
                 await sup._recover()
+                try:
+                    swept = await trio.to_thread.run_sync(sup.images.sweep)
+                except (OSError, ValueError) as exc:  # the store as it is serves on
+                    log.warning("images: what no image holds not deleted: %s", exc)
+                else:
+                    if swept:
+                        log.info("images: deleted %d blobs and layers no image holds", swept)
                 for record in sup.images.images():  # unpacks a kill cut short, from the blobs
                     sup.unpacks.start(record)
                 nursery.start_soon(sup._collect_trash)

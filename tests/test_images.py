@@ -894,6 +894,42 @@ def test_a_daemon_killed_during_a_pull_leaves_nothing_half_there(
         )
 
 
+def test_what_no_image_holds_is_deleted_when_the_daemon_starts(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A daemon killed during a load, import or pull leaves blobs and layers no image
+    record names (a load of a six-layer archive killed midway kept a 31 MB blob for
+    ever).  The next daemon deletes them before its first request, and nothing an image
+    holds; while an image record cannot be read it deletes nothing."""
+    tarball = tmp_path / "busybox.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(busybox_root, arcname=".")
+    with running_daemon(tmp_path, "--procview", "off") as daemon:
+        daemon.ctl("import", str(tarball), "bb:1")
+        images = daemon.root / "images"
+        held = {d: sorted(os.listdir(images / d)) for d in ("blobs/sha256", "l", "layers", "meta")}
+        assert daemon.process is not None
+        daemon.process.kill()
+        daemon.process.wait()
+        orphan = "ab" * 32
+        (images / "blobs" / "sha256" / orphan).write_bytes(os.urandom(1 << 20))
+        (images / "l" / "0123456789ab" / "etc").mkdir(parents=True)  # no record: cut short
+        (images / "l" / "cdcdcdcdcdcd").mkdir()
+        record = {"diff_id": "sha256:" + "cd" * 32, "dir": "cdcdcdcdcdcd", "size": 0}
+        (images / "layers" / f"{'cd' * 32}.json").write_text(json.dumps(record))
+        (images / "layers" / f".{'ef' * 32}.json.tmp").write_text("{")
+        unreadable = images / "meta" / f"{'12' * 32}.json"
+        unreadable.write_text("{")
+        daemon.start("--procview", "off")
+        assert (images / "blobs" / "sha256" / orphan).exists()  # a record unread: kept
+        daemon.stop()
+        unreadable.unlink()
+        daemon.start("--procview", "off")
+        after = {d: sorted(os.listdir(images / d)) for d in held}
+        assert after == held
+        assert daemon.ctl("run", "--rm", "bb:1", "echo", "whole").stdout == "whole\n"
+
+
 def test_export_and_system_df(
     tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
 ) -> None:

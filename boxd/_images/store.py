@@ -95,9 +95,14 @@ class ImageRecord:
 
 def digest_hex(digest: str) -> str:
     algorithm, _, hexa = digest.partition(":")
-    if algorithm != "sha256" or len(hexa) != 64 or not all(c in "0123456789abcdef" for c in hexa):
+    if algorithm != "sha256" or not _is_hex(hexa):
         raise ValueError(f"invalid digest {digest!r}: expected sha256:<64 hex digits>")
     return hexa
+
+
+def _is_hex(text: str) -> bool:
+    """A sha256 digest's 64 hex digits."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 class ImageStore:
@@ -473,6 +478,43 @@ class ImageStore:
     @staticmethod
     def _used(records: list[ImageRecord]) -> set[str]:
         return {layer.diff_id for r in records for layer in r.layers}
+
+    def sweep(self) -> int:
+        """At start, before any pull, load or unpack: delete the blobs, unpacked layers
+        and layer records that no image (nor a retired one) holds, which a daemon killed
+        during a load, import, commit or pull had stored and nothing would ever delete
+        (a pull cut short keeps its layers until then, for the next pull of the image).
+        Nothing is deleted while an image record cannot be read.  How many went."""
+        records = self.images() + self._retired()
+        on_disk = len([*self.records.glob("*.json"), *self.retired.glob("*.json")])
+        if len(records) != on_disk:
+            return 0
+        used = self._used(records)
+        held = {layer.digest for r in records for layer in r.layers} | {r.id for r in records}
+        held |= {twin[0] for digest in held if (twin := self.twin(digest)) is not None}
+        gone = 0
+        for entry in os.scandir(self.layer_records):
+            diff_id = "sha256:" + entry.name.removesuffix(".json")
+            if diff_id in used:
+                continue
+            if entry.name.endswith(".json") and _is_hex(entry.name[:-5]):
+                self._delete_layer(diff_id)
+            else:  # a record's temporary file
+                os.unlink(entry.path)
+            gone += 1
+        kept = {self.layer_dir(diff_id) for diff_id in used} - {None}
+        for entry in os.scandir(self.layer_dirs):
+            if Path(entry.path) not in kept:  # a rename whose record was never written
+                shutil.rmtree(entry.path, ignore_errors=True)
+                gone += 1
+        for entry in os.scandir(self.twins):
+            if "sha256:" + entry.name.removesuffix(".json") not in held:
+                os.unlink(entry.path)
+        for entry in os.scandir(self.blobs):
+            if "sha256:" + entry.name not in held:
+                os.unlink(entry.path)
+                gone += 1
+        return gone
 
     def _delete_layer(self, diff_id: str) -> None:
         hexa = digest_hex(diff_id)
