@@ -11,6 +11,8 @@ import math
 import posixpath
 import re
 import secrets
+import types
+import typing
 
 import attrs
 
@@ -399,8 +401,54 @@ def check_shm_size(size: int | None) -> None:
         raise ValueError(f"invalid --shm-size {size}: must be at least 1 byte")
 
 
+def _expected(annotation: object) -> tuple[tuple[type, ...], str] | None:
+    """The types a caller's value of a field so annotated may have, and how an error says
+    them; None: not checked here (records of their own, checked where they are used)."""
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+    kind = kinds[0] if isinstance(annotation, types.UnionType) and len(kinds) == 1 else annotation
+    if kind is float:
+        return (int, float), "a number"
+    if kind in (int, bool, str):
+        assert isinstance(kind, type)
+        return (kind,), ("an " if kind is int else "a ") + kind.__name__
+    if kind == tuple[str, ...]:
+        return (tuple, list), "a tuple of str"
+    return None
+
+
+_FIELD_TYPES: dict[type, dict[str, tuple[tuple[type, ...], str]]] = {}
+
+
+def _field_types(cls: type) -> dict[str, tuple[tuple[type, ...], str]]:
+    """A record class's fields checked by :func:`check_types`, and what each takes."""
+    if cls not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[cls] = {n: k for n, hint in hints.items() if (k := _expected(hint))}
+    return _FIELD_TYPES[cls]
+
+
+def check_types(record: ContainerConfig | Resources, where: str = "") -> None:
+    """Refuse a value of another type than its field's by name (TypeError): a library
+    caller's ``command="ls -l"`` ran ``l``, ``("sleep", 10)`` and ``memory="64m"`` failed
+    with a TypeError from deep inside that named neither."""
+    for name, (allowed, said) in _field_types(type(record)).items():
+        value = getattr(record, name)
+        if value is None:
+            continue
+        wrong = [value] if isinstance(value, bool) and bool not in allowed else []
+        if not isinstance(value, allowed):
+            wrong = [value]
+        elif isinstance(value, (tuple, list)):  # and its items
+            wrong = [item for item in value if not isinstance(item, str)]
+        if wrong:
+            reason = f"must be {said}, not {type(wrong[0]).__name__}"
+            raise TypeError(str(invalid(where + name, value, reason)))
+
+
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
+    check_types(config)
+    check_types(config.resources, "resources.")
     reference = config.image != "default" and not config.image.startswith("/")
     if not reference and not config.command and not config.entrypoint:
         what = "the image 'default' has" if config.image == "default" else "a root directory has"
