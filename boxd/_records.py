@@ -319,6 +319,8 @@ def check_name(name: str) -> str:
 def check_volume(v: Volume) -> None:
     """What a volume must be, whoever sent it."""
     what = f"{v.volume or v.host}:{v.container}" if v.volume or v.host else v.container
+    if "\0" in what:
+        raise invalid("volumes", what, "contains a NUL byte")
     if not v.container.startswith("/"):
         raise invalid("volumes", what, f"{v.container!r} is not an absolute path")
     if v.volume:
@@ -430,7 +432,9 @@ def _field_types(cls: type) -> dict[str, tuple[tuple[type, ...], str]]:
 def check_types(record: ContainerConfig | Resources, where: str = "") -> None:
     """Refuse a value of another type than its field's by name (TypeError): a library
     caller's ``command="ls -l"`` ran ``l``, ``("sleep", 10)`` and ``memory="64m"`` failed
-    with a TypeError from deep inside that named neither."""
+    with a TypeError from deep inside that named neither.  And a NUL byte in a str (or an
+    item) by name (ValueError): no path, name or argument holds one, and the start failed
+    with "embedded null byte" (one in ``cgroup_parent`` failed the supervisor's close)."""
     for name, (allowed, said) in _field_types(type(record)).items():
         value = getattr(record, name)
         if value is None:
@@ -443,6 +447,10 @@ def check_types(record: ContainerConfig | Resources, where: str = "") -> None:
         if wrong:
             reason = f"must be {said}, not {type(wrong[0]).__name__}"
             raise TypeError(str(invalid(where + name, value, reason)))
+        texts = [value] if isinstance(value, str) else value
+        for text in texts if isinstance(texts, (tuple, list)) else ():
+            if "\0" in text:
+                raise invalid(where + name, text, "contains a NUL byte")
 
 
 def validate_config(config: ContainerConfig) -> None:
@@ -455,13 +463,10 @@ def validate_config(config: ContainerConfig) -> None:
         raise ValueError(f"no command specified ({what} no Cmd)")
     if config.command and not config.command[0] and config.entrypoint is None:
         raise ValueError("no command specified: the command's first word is empty")
-    for arg in (*config.command, *(config.entrypoint or ())):
-        if "\0" in arg:
-            raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
     # A bare KEY unsets KEY (one of the image's).  Any other name is taken, as Docker takes
     # it (docker-compose sends "affinity:container==ID" when it recreates a container).
     for item in config.env:
-        if not item.partition("=")[0] or "\0" in item:
+        if not item.partition("=")[0]:
             raise invalid("env", item, "use KEY=VALUE or KEY")
     if config.workdir and not config.workdir.startswith("/"):
         raise invalid("workdir", config.workdir, "must be absolute")
@@ -562,7 +567,7 @@ def validate_config(config: ContainerConfig) -> None:
     check_shm_size(config.shm_size)
     for key in ("labels", "annotations"):
         for label in getattr(config, key):
-            if not label.partition("=")[0] or "\0" in label:
+            if not label.partition("=")[0]:
                 raise invalid(key, label, "use KEY=VALUE")
     if config.healthcheck is not None:
         check_healthcheck(config.healthcheck)

@@ -25,6 +25,7 @@ from boxd._records import (
     RestartName,
     RestartPolicy,
     Status,
+    Volume,
     check_name,
     new_id,
     parse_signal,
@@ -186,6 +187,28 @@ def test_a_value_of_another_type_is_refused_by_name(options: dict[str, Any], mes
     options.setdefault("command", ("true",))
     with pytest.raises(TypeError, match=message):
         ContainerConfig(image="default", **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workdir": "/a\0b"}, r"invalid --workdir '/a\\x00b': contains a NUL byte"),
+        ({"tmpfs": ("/t\0mp",)}, r"invalid --tmpfs '/t\\x00mp': contains a NUL byte"),
+        ({"cgroup_parent": "a\0b"}, r"invalid --cgroup-parent 'a\\x00b': contains a NUL"),
+        ({"image": "/tmp\0x"}, r"invalid image '/tmp\\x00x': contains a NUL byte"),
+        ({"command": ("echo", "a\0b")}, r"invalid command 'a\\x00b': contains a NUL byte"),
+        ({"env": ("A\0B=1",)}, r"invalid --env 'A\\x00B=1': contains a NUL byte"),
+        (
+            {"volumes": (Volume("/tmp", "/x\0"),)},
+            r"invalid --volume '/tmp:/x\\x00': contains a NUL",
+        ),
+    ],
+)
+def test_a_nul_byte_is_refused_by_name(options: dict[str, Any], message: str) -> None:
+    """Before: "embedded null byte" from the start, naming nothing (and one in the cgroup
+    parent failed the supervisor's close)."""
+    with pytest.raises(ValueError, match=message):
+        ContainerConfig(**{"image": "default", "command": ("true",), **options})
 
 
 def test_a_list_for_a_tuple_and_an_int_for_a_float_are_taken() -> None:
