@@ -235,6 +235,9 @@ class ContainerConfig:
     restart: RestartPolicy = RestartPolicy()
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
+    # Seconds each run may last before it is killed (SIGKILL, as Podman's --timeout); its
+    # outcome says so (Outcome.timed_out).  None: no limit.
+    timeout: float | None = None
     auto_remove: bool = False
     runtime: str = "runc"  # the name it was run with, one of RUNTIMES
     log_driver: str = ""  # see LOG_DRIVERS; empty: the supervisor's (json-file by default)
@@ -360,6 +363,7 @@ OPTIONS = {
     "restart": "--restart",
     "stop_signal": "--stop-signal",
     "stop_timeout": "--stop-timeout",
+    "timeout": "--timeout",
     "runtime": "--runtime",
     "log_driver": "--log-driver",
     "log_max_size": "--log-max-size",
@@ -538,6 +542,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid("stop_signal", config.stop_signal) from None
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
+    if config.timeout is not None and not (math.isfinite(config.timeout) and config.timeout > 0):
+        raise invalid("timeout", config.timeout, "use a number of seconds > 0")
     for v in config.volumes:
         check_volume(v)
     points = [posixpath.normpath(v.container) for v in config.volumes]

@@ -1042,6 +1042,9 @@ class Supervisor:
 
                         st.health = _health.begin(st.health)
                         nursery.start_soon(_health.watch, self, entry, run, check)
+                    if c.config.timeout is not None and st.started_at is not None:
+                        end = st.started_at + c.config.timeout  # an adopted run's too
+                        nursery.start_soon(self._time_limit, entry, run, end)
                     if adoption is None:
                         self._set(entry, RUNNING)
                     else:
@@ -1257,6 +1260,21 @@ class Supervisor:
             if wait > 0:
                 log.info("%s: did not stop in %ss; killing", c.short_id, wait)
             self._signal(c, run, signal.SIGKILL)
+
+    async def _time_limit(self, entry: _Entry, run: Run, end: float) -> None:
+        """Kill the run at ``end`` (seconds since the epoch) if it still runs then: its
+        configuration's timeout.  It ended by itself, as by its memory limit's OOM killer
+        (exited, not stopped: its restart policy applies)."""
+        c = entry.container
+        with trio.move_on_after(max(0.0, end - time.time())):
+            await run.exited.wait()
+        if run.exited.is_set():
+            return
+        log.info("%s: ran for its timeout of %gs; killing", c.short_id, c.config.timeout)
+        run.timed_out = True
+        self._signal(c, run, signal.SIGKILL)
+        if entry.phase is PAUSED:
+            self._thaw(c)  # a v1 freezer holds even SIGKILL until the thaw
 
     def _signal(self, c: Container, run: Run, signum: int) -> None:
         run.signal(signum)
