@@ -1292,6 +1292,13 @@ class Supervisor:
         _lifecycle.check_kill(entry.container.name, entry.phase)
         run, recorded = entry.run, entry.recorded
         assert run is not None
+        if run.exited.is_set():
+            # Ended by itself, its end not yet recorded (its output closed just now: a
+            # code runner's "kill it unless it ended"): nothing to signal, and no stop to
+            # record over its exit (the status was "stopped" in half of such kills).
+            with trio.move_on_after(KILL_WAIT):
+                await recorded.wait()
+            return
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
             if not entry.container.state.manual_stop:

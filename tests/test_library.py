@@ -233,6 +233,26 @@ async def test_the_run_tells_a_signal_from_an_exit_of_the_same_code(
         assert outcomes == [None, 9]
 
 
+async def test_a_kill_of_a_run_that_just_ended_leaves_its_exit(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A code runner kills what has not ended once its output is read (``if
+    sup.run_of(c.id): await sup.kill(c.id)``): a run that ended by itself, its end not yet
+    recorded, keeps its exit, not a stop (it was "stopped" in half of them)."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        seen = set()
+        for _ in range(12):
+            c = await sup.create(_config(busybox_root, "/bin/sh", "-c", "exit 3"))
+            output, _ = await sup.start_attached(c.id)
+            async for _ in output:
+                pass
+            if sup.run_of(c.id) is not None:
+                await sup.kill(c.id)
+            seen.add((await sup.wait(c.id), sup.inspect(c.id).state.status))
+            await sup.remove(c.id)
+        assert seen == {(3, boxd.Status.EXITED)}
+
+
 async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
     tmp_path: Path, busybox_root: Path
 ) -> None:
