@@ -184,6 +184,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["tmpfs"] = tmpfs
     if args.stop_timeout is not None:
         config["stop_timeout"] = args.stop_timeout
+    if args.timeout is not None:
+        config["timeout"] = args.timeout
     if args.runtime:
         config["runtime"] = args.runtime
     if args.annotation:
@@ -747,6 +749,7 @@ RUN_OPTIONS = (
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
     Opt("--stop-signal", kind=VALUE, default="SIGTERM", help="signal that stops it"),
     Opt("--stop-timeout", kind=FLOAT, help="seconds before SIGKILL (default 10)"),
+    Opt("--timeout", kind=FLOAT, help="seconds each run may last before SIGKILL (Podman's)"),
     Opt("-t", "--tty", help="allocate a pseudo-terminal"),
     Opt("-i", "--interactive", help="keep stdin open"),
     Opt("--isolate-user", help="a user namespace: container root is an unprivileged host user"),

@@ -11,6 +11,8 @@ import math
 import posixpath
 import re
 import secrets
+import types
+import typing
 
 import attrs
 
@@ -233,6 +235,9 @@ class ContainerConfig:
     restart: RestartPolicy = RestartPolicy()
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
+    # Seconds each run may last before it is killed (SIGKILL, as Podman's --timeout); its
+    # outcome says so (Outcome.timed_out).  None: no limit.
+    timeout: float | None = None
     auto_remove: bool = False
     runtime: str = "runc"  # the name it was run with, one of RUNTIMES
     log_driver: str = ""  # see LOG_DRIVERS; empty: the supervisor's (json-file by default)
@@ -317,6 +322,8 @@ def check_name(name: str) -> str:
 def check_volume(v: Volume) -> None:
     """What a volume must be, whoever sent it."""
     what = f"{v.volume or v.host}:{v.container}" if v.volume or v.host else v.container
+    if "\0" in what:
+        raise invalid("volumes", what, "contains a NUL byte")
     if not v.container.startswith("/"):
         raise invalid("volumes", what, f"{v.container!r} is not an absolute path")
     if v.volume:
@@ -356,6 +363,7 @@ OPTIONS = {
     "restart": "--restart",
     "stop_signal": "--stop-signal",
     "stop_timeout": "--stop-timeout",
+    "timeout": "--timeout",
     "runtime": "--runtime",
     "log_driver": "--log-driver",
     "log_max_size": "--log-max-size",
@@ -399,21 +407,70 @@ def check_shm_size(size: int | None) -> None:
         raise ValueError(f"invalid --shm-size {size}: must be at least 1 byte")
 
 
+def _expected(annotation: object) -> tuple[tuple[type, ...], str] | None:
+    """The types a caller's value of a field so annotated may have, and how an error says
+    them; None: not checked here (records of their own, checked where they are used)."""
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+    kind = kinds[0] if isinstance(annotation, types.UnionType) and len(kinds) == 1 else annotation
+    if kind is float:
+        return (int, float), "a number"
+    if kind in (int, bool, str):
+        assert isinstance(kind, type)
+        return (kind,), ("an " if kind is int else "a ") + kind.__name__
+    if kind == tuple[str, ...]:
+        return (tuple, list), "a tuple of str"
+    return None
+
+
+_FIELD_TYPES: dict[type, dict[str, tuple[tuple[type, ...], str]]] = {}
+
+
+def _field_types(cls: type) -> dict[str, tuple[tuple[type, ...], str]]:
+    """A record class's fields checked by :func:`check_types`, and what each takes."""
+    if cls not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[cls] = {n: k for n, hint in hints.items() if (k := _expected(hint))}
+    return _FIELD_TYPES[cls]
+
+
+def check_types(record: ContainerConfig | Resources, where: str = "") -> None:
+    """Refuse a value of another type than its field's by name (TypeError): a library
+    caller's ``command="ls -l"`` ran ``l``, ``("sleep", 10)`` and ``memory="64m"`` failed
+    with a TypeError from deep inside that named neither.  And a NUL byte in a str (or an
+    item) by name (ValueError): no path, name or argument holds one, and the start failed
+    with "embedded null byte" (one in ``cgroup_parent`` failed the supervisor's close)."""
+    for name, (allowed, said) in _field_types(type(record)).items():
+        value = getattr(record, name)
+        if value is None:
+            continue
+        wrong = [value] if isinstance(value, bool) and bool not in allowed else []
+        if not isinstance(value, allowed):
+            wrong = [value]
+        elif isinstance(value, (tuple, list)):  # and its items
+            wrong = [item for item in value if not isinstance(item, str)]
+        if wrong:
+            reason = f"must be {said}, not {type(wrong[0]).__name__}"
+            raise TypeError(str(invalid(where + name, value, reason)))
+        texts = [value] if isinstance(value, str) else value
+        for text in texts if isinstance(texts, (tuple, list)) else ():
+            if "\0" in text:
+                raise invalid(where + name, text, "contains a NUL byte")
+
+
 def validate_config(config: ContainerConfig) -> None:
     """Refuse what can be refused without I/O, with a message naming the bad value."""
+    check_types(config)
+    check_types(config.resources, "resources.")
     reference = config.image != "default" and not config.image.startswith("/")
     if not reference and not config.command and not config.entrypoint:
         what = "the image 'default' has" if config.image == "default" else "a root directory has"
         raise ValueError(f"no command specified ({what} no Cmd)")
     if config.command and not config.command[0] and config.entrypoint is None:
         raise ValueError("no command specified: the command's first word is empty")
-    for arg in (*config.command, *(config.entrypoint or ())):
-        if "\0" in arg:
-            raise ValueError(f"invalid argument {arg!r}: contains a NUL byte")
     # A bare KEY unsets KEY (one of the image's).  Any other name is taken, as Docker takes
     # it (docker-compose sends "affinity:container==ID" when it recreates a container).
     for item in config.env:
-        if not item.partition("=")[0] or "\0" in item:
+        if not item.partition("=")[0]:
             raise invalid("env", item, "use KEY=VALUE or KEY")
     if config.workdir and not config.workdir.startswith("/"):
         raise invalid("workdir", config.workdir, "must be absolute")
@@ -485,6 +542,8 @@ def validate_config(config: ContainerConfig) -> None:
         raise invalid("stop_signal", config.stop_signal) from None
     if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
         raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
+    if config.timeout is not None and not (math.isfinite(config.timeout) and config.timeout > 0):
+        raise invalid("timeout", config.timeout, "use a number of seconds > 0")
     for v in config.volumes:
         check_volume(v)
     points = [posixpath.normpath(v.container) for v in config.volumes]
@@ -514,7 +573,7 @@ def validate_config(config: ContainerConfig) -> None:
     check_shm_size(config.shm_size)
     for key in ("labels", "annotations"):
         for label in getattr(config, key):
-            if not label.partition("=")[0] or "\0" in label:
+            if not label.partition("=")[0]:
                 raise invalid(key, label, "use KEY=VALUE")
     if config.healthcheck is not None:
         check_healthcheck(config.healthcheck)

@@ -79,6 +79,8 @@ class Outcome:
     # A fork or clone was refused at the pids limit (a fork bomb held), which Docker
     # does not report.
     pids_limit_hit: bool = False
+    # Killed at its configuration's timeout (and not ended otherwise first).
+    timed_out: bool = False
 
 
 def start_time_of(pid: int) -> int:
@@ -163,6 +165,8 @@ class Run:
         # restore lets go of it: the next daemon adopts that too).
         self.network: Attachment | None = None
         self.outcome: Outcome | None = None
+        # Set by the supervisor as it kills the run at its configuration's timeout.
+        self.timed_out = False
         self._stdin: trio.lowlevel.FdStream | None = None
         self._stdin_lock = trio.Lock()
         self._tty_master = -1
@@ -576,6 +580,8 @@ class Run:
             error=error,
             signal=signum,
             pids_limit_hit=pids_limit_hit,
+            # Its SIGKILL's: not a process that ended as the time ran out.
+            timed_out=self.timed_out and signum == signal.SIGKILL,
         )
 
 

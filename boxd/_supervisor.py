@@ -1065,6 +1065,9 @@ class Supervisor:
 
                         st.health = _health.begin(st.health)
                         nursery.start_soon(_health.watch, self, entry, run, check)
+                    if c.config.timeout is not None and st.started_at is not None:
+                        end = st.started_at + c.config.timeout  # an adopted run's too
+                        nursery.start_soon(self._time_limit, entry, run, end)
                     if adoption is None:
                         self._set(entry, RUNNING)
                     else:
@@ -1281,6 +1284,21 @@ class Supervisor:
                 log.info("%s: did not stop in %ss; killing", c.short_id, wait)
             self._signal(c, run, signal.SIGKILL)
 
+    async def _time_limit(self, entry: _Entry, run: Run, end: float) -> None:
+        """Kill the run at ``end`` (seconds since the epoch) if it still runs then: its
+        configuration's timeout.  It ended by itself, as by its memory limit's OOM killer
+        (exited, not stopped: its restart policy applies)."""
+        c = entry.container
+        with trio.move_on_after(max(0.0, end - time.time())):
+            await run.exited.wait()
+        if run.exited.is_set():
+            return
+        log.info("%s: ran for its timeout of %gs; killing", c.short_id, c.config.timeout)
+        run.timed_out = True
+        self._signal(c, run, signal.SIGKILL)
+        if entry.phase is PAUSED:
+            self._thaw(c)  # a v1 freezer holds even SIGKILL until the thaw
+
     def _signal(self, c: Container, run: Run, signum: int) -> None:
         run.signal(signum)
         self.events.report("kill", c, signal=str(int(signum)))
@@ -1297,6 +1315,13 @@ class Supervisor:
         _lifecycle.check_kill(entry.container.name, entry.phase)
         run, recorded = entry.run, entry.recorded
         assert run is not None
+        if run.exited.is_set():
+            # Ended by itself, its end not yet recorded (its output closed just now: a
+            # code runner's "kill it unless it ended"): nothing to signal, and no stop to
+            # record over its exit (the status was "stopped" in half of such kills).
+            with trio.move_on_after(KILL_WAIT):
+                await recorded.wait()
+            return
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             entry.stopping = True
             if not entry.container.state.manual_stop:

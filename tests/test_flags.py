@@ -210,6 +210,20 @@ def test_init_is_pid_1_and_passes_on_the_exit(daemon: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_a_run_past_its_timeout_is_killed(daemon: Daemon) -> None:
+    """``--timeout``, as Podman's: SIGKILL once it has run that long (``sh`` as PID 1
+    ignores SIGTERM); a run that ends first keeps its exit code."""
+    slow = daemon.ctl("run", "--rm", "--timeout", "1", "default", "sleep", "100", check=False)
+    assert slow.returncode == 137
+    quick = daemon.ctl(
+        "run", "--rm", "--timeout", "30", "default", "sh", "-c", "exit 3", check=False
+    )
+    assert quick.returncode == 3
+    bad = daemon.ctl("run", "--rm", "--timeout", "0", "default", "true", check=False)
+    assert "invalid --timeout '0': use a number of seconds > 0" in bad.stderr
+
+
+@pytest.mark.root
 def test_init_forwards_stop_and_reaps_orphans(daemon: Daemon) -> None:
     # Without --init, `sh` as PID 1 ignores SIGTERM: stop waits out its timeout and kills
     # (137).  With it, SIGTERM reaches sh as a plain process, which dies of it (143).

@@ -70,6 +70,7 @@ def _die_at(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     if step == "log":
         monkeypatch.setattr(_logs.LogWriter, "write", die)
     elif step in ("mid-log", "torn"):  # one writev done, then death in the next
+        monkeypatch.setattr(_logs, "_IOV_RECORDS", 1)  # a writev for each run of lines
         real_writev = os.writev
         writes = []
 
@@ -104,7 +105,7 @@ def test_a_death_at_any_step_leaves_the_chunk_logged_once(
     r, w = pipe
     os.write(w, b"first\n")
     _pump_once(tmp_path, r, create=True)
-    second = b"".join(b"second %04d\n" % n for n in range(1000))  # many writev calls
+    second = b"".join(b"second %04d\n" % n for n in range(4000))  # runs of lines
     os.write(w, second)
     with monkeypatch.context() as patch:
         _die_at(patch, step)

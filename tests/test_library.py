@@ -233,6 +233,26 @@ async def test_the_run_tells_a_signal_from_an_exit_of_the_same_code(
         assert outcomes == [None, 9]
 
 
+async def test_a_kill_of_a_run_that_just_ended_leaves_its_exit(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A code runner kills what has not ended once its output is read (``if
+    sup.run_of(c.id): await sup.kill(c.id)``): a run that ended by itself, its end not yet
+    recorded, keeps its exit, not a stop (it was "stopped" in half of them)."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        seen = set()
+        for _ in range(12):
+            c = await sup.create(_config(busybox_root, "/bin/sh", "-c", "exit 3"))
+            output, _ = await sup.start_attached(c.id)
+            async for _ in output:
+                pass
+            if sup.run_of(c.id) is not None:
+                await sup.kill(c.id)
+            seen.add((await sup.wait(c.id), sup.inspect(c.id).state.status))
+            await sup.remove(c.id)
+        assert seen == {(3, boxd.Status.EXITED)}
+
+
 async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
     tmp_path: Path, busybox_root: Path
 ) -> None:
@@ -252,6 +272,42 @@ async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
             seen.append(run.outcome.pids_limit_hit)
             await sup.remove(c.id)
         assert seen == [True, False]
+
+
+async def test_a_run_past_its_timeout_is_killed_and_says_so(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A wall-clock limit the supervisor keeps (Podman's --timeout): a run that ignores its
+    stop signal, with a child that left its session, whose caller waits without a limit of
+    its own, is killed at its timeout, cgroup and all; its outcome says it timed out. A
+    run that ends first, or is killed by its caller, says not."""
+    runaway = "trap '' TERM; setsid sleep 100 & sleep 100"
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        seen = []
+        for command, kill in ((runaway, False), ("exit 3", False), ("sleep 100", True)):
+            config = _config(busybox_root, "/bin/sh", "-c", command, timeout=1.5)
+            c = await sup.create(config)
+            _, run = await sup.start_attached(c.id)
+            start = trio.current_time()
+            if kill:
+                await sup.kill(c.id)
+            with trio.fail_after(30):
+                code = await sup.wait(c.id)
+            slow = trio.current_time() - start > 1.2
+            assert run.outcome is not None
+            seen.append((code, run.outcome.timed_out, sup.inspect(c.id).state.status, slow))
+            await sup.remove(c.id)
+        assert seen == [
+            (137, True, boxd.Status.EXITED, True),
+            (3, False, boxd.Status.EXITED, False),
+            (137, False, boxd.Status.STOPPED, False),
+        ]
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), float("nan")])
+def test_a_timeout_is_a_number_of_seconds_above_0(timeout: float) -> None:
+    with pytest.raises(ValueError, match=r"invalid --timeout '.*': use a number of seconds > 0"):
+        boxd.ContainerConfig(image="default", command=("true",), timeout=timeout)
 
 
 async def test_a_close_cut_short_still_ends_the_supervision(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import resource
 import signal
@@ -123,6 +124,40 @@ def test_line_of_exactly_one_record_and_one_more_byte(tmp_path: Path) -> None:
         (True, MAX_RECORD_DATA),
         (False, 1),
     ]
+
+
+def test_short_lines_are_logged_as_records_of_their_own_across_rotations(
+    tmp_path: Path,
+) -> None:
+    """A chunk of many short lines (``yes``), empty ones, lines of a record and longer, and
+    an unfinished last one: each line its record (or pieces), every file cut before the
+    record that would take it past its size, and the output read back byte for byte."""
+    chunk = b"y\n" * 5000 + b"\n\n" + b"x" * (MAX_RECORD_DATA + 5) + b"\n" + b"z" * 300
+    chunk += b"\n" + b"w" * MAX_RECORD_DATA + b"\nend"
+    max_size = 4000
+    with LogWriter.open(tmp_path, max_size=max_size, max_files=100) as writer:
+        writer.write("stdout", chunk, now=1)
+        writer.write("stdout", b"\n" + b"q\n" * 3000, now=2)
+    names = sorted(log_files(tmp_path), key=lambda name: -int(name.removeprefix(LOG_NAME)[1:] or 0))
+    records = [raw_records(tmp_path, name) for name in names]
+    for mine, after in itertools.pairwise(records):
+        size = sum(len(record) + 1 for record in mine)
+        assert size <= max_size or len(mine) == 1
+        assert size + len(after[0]) + 1 > max_size
+    entries = read_entries(tmp_path)
+    assert sum(map(len, records)) == len(entries) == 5000 + 2 + 2 + 1 + 1 + 1 + 1 + 3000
+    assert dict(iter_output(entries)) == {"stdout": chunk + b"\n" + b"q\n" * 3000}
+
+
+def test_a_megabyte_of_short_lines_is_logged_at_once(tmp_path: Path) -> None:
+    """``yes`` writes half a million lines a MiB, which a record made in Python each took
+    0.6 s to log, on the event loop's thread: every other container waited."""
+    with LogWriter.open(tmp_path) as writer:
+        start = time.perf_counter()
+        writer.write("stdout", b"y\n" * (1 << 19))
+        took = time.perf_counter() - start
+    assert took < 0.25
+    assert len(read_entries(tmp_path)) == 1 << 19
 
 
 def test_interleaved_streams_keep_order(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -20,9 +21,11 @@ from boxd._convert import ConversionError, structure, unstructure
 from boxd._records import (
     Container,
     ContainerConfig,
+    Resources,
     RestartName,
     RestartPolicy,
     Status,
+    Volume,
     check_name,
     new_id,
     parse_signal,
@@ -157,6 +160,61 @@ def test_bad_cpus(text: str) -> None:
 def test_config_refuses_rm_with_restart() -> None:
     with pytest.raises(ValueError, match="--rm and --restart"):
         _container(auto_remove=True, restart=RestartPolicy(RestartName.ALWAYS))
+
+
+def _resources(**values: Any) -> Resources:
+    return Resources(**values)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"command": "ls -l"}, "invalid command 'ls -l': must be a tuple of str, not str"),
+        ({"command": ("sleep", 10)}, "invalid command .*: must be a tuple of str, not int"),
+        ({"env": "A=1"}, "invalid --env 'A=1': must be a tuple of str, not str"),
+        ({"tty": 1}, "invalid tty '1': must be a bool, not int"),
+        (
+            {"resources": _resources(memory="64m")},
+            "invalid --memory '64m': must be an int, not str",
+        ),
+        ({"resources": _resources(pids_limit=True)}, "invalid --pids-limit 'True': .* not bool"),
+        ({"resources": _resources(cpus="1")}, "invalid --cpus '1': must be a number, not str"),
+    ],
+)
+def test_a_value_of_another_type_is_refused_by_name(options: dict[str, Any], message: str) -> None:
+    """A library caller's Python: a str for a tuple ran its first character, an int in the
+    command or a size as docker-py takes it failed with a TypeError naming neither."""
+    options.setdefault("command", ("true",))
+    with pytest.raises(TypeError, match=message):
+        ContainerConfig(image="default", **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workdir": "/a\0b"}, r"invalid --workdir '/a\\x00b': contains a NUL byte"),
+        ({"tmpfs": ("/t\0mp",)}, r"invalid --tmpfs '/t\\x00mp': contains a NUL byte"),
+        ({"cgroup_parent": "a\0b"}, r"invalid --cgroup-parent 'a\\x00b': contains a NUL"),
+        ({"image": "/tmp\0x"}, r"invalid image '/tmp\\x00x': contains a NUL byte"),
+        ({"command": ("echo", "a\0b")}, r"invalid command 'a\\x00b': contains a NUL byte"),
+        ({"env": ("A\0B=1",)}, r"invalid --env 'A\\x00B=1': contains a NUL byte"),
+        (
+            {"volumes": (Volume("/tmp", "/x\0"),)},
+            r"invalid --volume '/tmp:/x\\x00': contains a NUL",
+        ),
+    ],
+)
+def test_a_nul_byte_is_refused_by_name(options: dict[str, Any], message: str) -> None:
+    """Before: "embedded null byte" from the start, naming nothing (and one in the cgroup
+    parent failed the supervisor's close)."""
+    with pytest.raises(ValueError, match=message):
+        ContainerConfig(**{"image": "default", "command": ("true",), **options})
+
+
+def test_a_list_for_a_tuple_and_an_int_for_a_float_are_taken() -> None:
+    words: Any = ["echo", "hi"]
+    config = ContainerConfig(image="default", command=words, env=words[:1], stop_timeout=5)
+    assert list(config.command) == ["echo", "hi"]
 
 
 def test_config_runtime_names() -> None:
