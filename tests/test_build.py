@@ -354,6 +354,38 @@ def test_hard_links_stay_hard_links(clean: Daemon, tmp_path: Path) -> None:
     clean.ctl("rmi", "linked:1")
 
 
+def test_a_write_into_a_replaced_directory_keeps_the_files_below(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """A directory a step replaced (opaque in its layer, as podman's and Docker's builds
+    write it) that a later step, a commit or an export only writes into keeps what that
+    layer holds: its copy-up carries the layer's opaque xattrs, which in the upper of an
+    overlay that does not read them are ordinary ones, not its opaque mark."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\n"
+            "RUN mkdir /d && echo old > /d/old\n"
+            "RUN rm -rf /d && mkdir /d && echo kept > /d/kept\n"
+            "RUN echo added > /d/added\n"
+        },
+    )
+    clean.ctl("build", "-q", "-t", "replaced:1", str(ctx))
+    assert clean.ctl("run", "--rm", "replaced:1", "ls", "/d").stdout.split() == ["added", "kept"]
+    clean.ctl("run", "--name", "writer", "replaced:1", "touch", "/d/more")
+    clean.ctl("commit", "writer", "replaced:2")
+    listed = clean.ctl("run", "--rm", "replaced:2", "ls", "/d").stdout.split()
+    assert listed == ["added", "kept", "more"]
+    exported = tmp_path / "exported.tar"
+    clean.ctl("export", "-o", str(exported), "writer")
+    with tarfile.open(exported) as tar:
+        names = sorted(n for n in tar.getnames() if n.startswith("d/"))
+    assert names == ["d/added", "d/kept", "d/more"]
+    assert clean.ctl("diff", "writer").stdout.split() == ["C", "/d", "A", "/d/more"]
+    clean.ctl("rm", "writer")
+    clean.ctl("rmi", "replaced:1", "replaced:2")
+
+
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

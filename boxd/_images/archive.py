@@ -35,7 +35,7 @@ from .hardlinks import Links, add_hard_link, note_link
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .tarstream import ZSTD_MAGIC
-from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
+from .unpack import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
 from .unpack import ArchiveError as ArchiveError
 
 __all__ = [
@@ -491,12 +491,13 @@ def commit(
     container_config: dict[str, Any],
     ref: Reference | None,
     history: dict[str, str],
+    opaque: str = OPAQUE_XATTR,
 ) -> ImageRecord:
     """``commit``: the container's upper directories (see :func:`write_diff`) as a new
     layer over ``parent``, or with None over the built-in image default (the new image is
     then based on it); ``history``: the new entry's ``created_by``, ``comment`` and
     ``author``."""
-    layer = layer_of_uppers(store, uppers)
+    layer = layer_of_uppers(store, uppers, opaque)
     layers: tuple[BlobRef, ...] = ()
     if parent is None:
         base, over = default_base_config(), DEFAULT
@@ -508,13 +509,15 @@ def commit(
     return store.add(image_id, (*layers, layer), ref, base=over)
 
 
-def layer_of_uppers(store: ImageStore, uppers: Sequence[tuple[str, Path]]) -> BlobRef:
+def layer_of_uppers(
+    store: ImageStore, uppers: Sequence[tuple[str, Path]], opaque: str = OPAQUE_XATTR
+) -> BlobRef:
     """Overlay upper directories (or any directories) as one stored, unpacked layer (see
     :func:`write_diff`)."""
     fd, tmp = store.temp_file()
     try:
         with os.fdopen(fd, "wb") as out:
-            write_diff(uppers, out)
+            write_diff(uppers, out, opaque)
         return _single_layer(store, tmp)
     finally:
         tmp.unlink(missing_ok=True)
@@ -524,7 +527,9 @@ def layer_of_uppers(store: ImageStore, uppers: Sequence[tuple[str, Path]]) -> Bl
 _RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts"})
 
 
-def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
+def write_diff(
+    uppers: Sequence[tuple[str, Path]], out: IO[bytes], opaque: str = OPAQUE_XATTR
+) -> None:
     """A layer tar of a container's overlay upper directories, (target, directory) with
     ``/`` first (one on a stored image; on default one more for each host directory it
     shows, /usr ...), each one's paths below its target (``usr/bin/x``): whiteouts (0/0
@@ -533,7 +538,11 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
     is what an upper holds where another overlay is mounted (its mount point).  Files are
     opened with O_NOFOLLOW and checked to be what was listed: the container may change
     its upper directories meanwhile, and must not make the daemon read a host file.  An
-    upper directory that is not there (a container that never ran) changed nothing."""
+    upper directory that is not there (a container that never ran) changed nothing.
+    ``opaque``: the xattr the overlays mark an opaque directory with (see
+    :func:`~boxd._images.unpack.upper_opaque_xattr`); the other one, copied up from a
+    layer, does not make a directory opaque, and reading it as such would hide the
+    layers' files below it in the new image."""
     targets = {target.strip("/") for target, _ in uppers}
     links: Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -547,21 +556,24 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
                 if rel and os.listdir(root_fd):
                     # The mount point's own entry first, as the layer's directory of it.
                     tar.addfile(_info(rel, os.fstat(root_fd)))
-                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links)
+                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links, opaque)
             finally:
                 os.close(root_fd)
 
 
-def _opaque(fd: int) -> bool:
-    for attr in (OPAQUE_XATTR, OPAQUE_USER_XATTR):
-        with contextlib.suppress(OSError):
-            if os.getxattr(fd, attr) == b"y":
-                return True
+def _opaque(fd: int, attr: str) -> bool:
+    with contextlib.suppress(OSError):
+        return os.getxattr(fd, attr) == b"y"
     return False
 
 
 def _walk_upper(
-    tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str], links: Links
+    tar: tarfile.TarFile,
+    dir_fd: int,
+    prefix: str,
+    skipped: set[str],
+    links: Links,
+    opaque: str,
 ) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
@@ -576,9 +588,9 @@ def _walk_upper(
             tar.addfile(_info(path, st))
             sub = _open_dir(dir_fd, name)
             try:
-                if _opaque(sub):
+                if _opaque(sub, opaque):
                     tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
-                _walk_upper(tar, sub, f"{path}/", skipped, links)
+                _walk_upper(tar, sub, f"{path}/", skipped, links, opaque)
             finally:
                 os.close(sub)
         else:
@@ -634,20 +646,22 @@ def _add_entry(
         tar.addfile(info)
 
 
-def export_merged(dirs: list[str], out: IO[bytes]) -> None:
+def export_merged(dirs: list[str], out: IO[bytes], opaque: str = OPAQUE_XATTR) -> None:
     """``export``: one tar of the directories stacked as overlay stacks them (``dirs``
     top-most first): what a whiteout hides or an opaque directory covers is left out, as
-    are the files boxd writes at each start."""
+    are the files boxd writes at each start.  ``opaque``: the xattr marking an opaque
+    directory in each of them (a layer has both; a container's upper, its overlay's: see
+    :func:`~boxd._images.unpack.upper_opaque_xattr`)."""
     fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in dirs]
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _merge(tar, fds, "", {})
+            _merge(tar, fds, "", {}, opaque)
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: Links) -> None:
+def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: Links, opaque: str) -> None:
     top: dict[str, tuple[int, os.stat_result]] = {}
     for i, fd in enumerate(fds):
         for name in os.listdir(fd):
@@ -674,9 +688,9 @@ def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: Links) -> N
                 if not stat.S_ISDIR(below.st_mode):
                     break
                 subs.append(_open_dir(fd, name))
-                if _opaque(subs[-1]):
+                if _opaque(subs[-1], opaque):
                     break
-            _merge(tar, subs, f"{path}/", links)
+            _merge(tar, subs, f"{path}/", links, opaque)
         finally:
             for fd in subs:
                 os.close(fd)

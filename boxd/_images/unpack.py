@@ -45,7 +45,7 @@ from .tarstream import (
     TarReader,
 )
 
-__all__ = ["ArchiveError", "LayerError", "Unpacked", "open_layer", "unpack"]
+__all__ = ["ArchiveError", "LayerError", "Unpacked", "open_layer", "unpack", "upper_opaque_xattr"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -54,6 +54,14 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 OPAQUE_USER_XATTR = "user.overlay.opaque"
 _KEPT_XATTRS = ("user.", "security.")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def upper_opaque_xattr(userns: bool) -> str:
+    """The xattr that marks an opaque directory in a container's overlay upper: the one its
+    overlay reads and writes (``user.`` with userxattr, a user-namespaced container's).
+    The other one is an ordinary xattr there: a directory copied up from a layer, which has
+    both, carries it without being opaque in the upper."""
+    return OPAQUE_USER_XATTR if userns else OPAQUE_XATTR
 
 
 class LayerError(Exception):
