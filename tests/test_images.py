@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import time
@@ -829,6 +830,35 @@ def test_an_index_gives_the_hosts_platform(
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"
+
+
+# security.capability of cap_net_raw+ep: VFS_CAP_REVISION_2 with the effective flag, and
+# CAP_NET_RAW (13) permitted.
+NET_RAW_EP = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
+
+
+def test_a_file_capability_in_a_layer_survives_the_unpack(
+    tmp_path: Path, daemon: Daemon, registry: Registry, busybox_root: Path
+) -> None:
+    """A binary given a capability by setcap (as a Dockerfile's `RUN setcap ...` does) keeps
+    it when a layer written by umoci is pulled: the unpack sets the xattr after the chown,
+    which would clear it, so a non-root user running it gets the capability (where
+    no_new_privs is off, as in Docker's containers)."""
+    layer = tmp_path / "caps-layer"
+    (layer / "caps").mkdir(parents=True)
+    shutil.copy(busybox_root / "bin" / "busybox", layer / "caps" / "grep")
+    os.setxattr(layer / "caps" / "grep", "security.capability", NET_RAW_EP)
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "v1", busybox_root, extra_layers=[layer])
+    push(layout, "v1", registry, "caps:v1")
+    ref = f"{registry.host}/caps:v1"
+    # no_new_privs (boxd's default) would ignore file capabilities, as Docker's option does.
+    nnp_off = ("--security-opt", "no-new-privileges=false")
+    status = daemon.ctl(
+        "run", "--rm", *nnp_off, "-u", "1000", ref, "/caps/grep", "^CapEff", "/proc/self/status"
+    )
+    assert status.stdout.split() == ["CapEff:", f"{1 << 13:016x}"]
+    daemon.ctl("rmi", ref)
 
 
 def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -> None:

@@ -211,9 +211,9 @@ class _Unpacker:
                 fd = os.open(name, _CREATE, 0o600, dir_fd=dir_fd)
             try:
                 tar.copy_to(fd)
-                self.xattrs(fd, info)
                 os.fchown(fd, *self.owner(info))
                 os.fchmod(fd, info.mode & 0o7777)  # after the chown, which clears setuid
+                self.xattrs(fd, info)  # after it too: it clears security.capability
                 os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
             finally:
                 os.close(fd)
@@ -301,9 +301,9 @@ class _Unpacker:
             except (FileNotFoundError, NotADirectoryError):
                 continue  # replaced by a later member
             try:
-                self.xattrs(fd, info)
                 os.fchown(fd, *self.owner(info))
                 os.fchmod(fd, info.mode & 0o7777)
+                self.xattrs(fd, info)
                 os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
             finally:
                 os.close(fd)
