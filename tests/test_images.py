@@ -835,6 +835,27 @@ def test_an_index_gives_the_hosts_platform(
 # security.capability of cap_net_raw+ep: VFS_CAP_REVISION_2 with the effective flag, and
 # CAP_NET_RAW (13) permitted.
 NET_RAW_EP = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
+# no_new_privs (boxd's default) would ignore file capabilities, as Docker's option does.
+NNP_OFF = ("--security-opt", "no-new-privileges=false")
+
+
+def _caps_image(tmp_path: Path, registry: Registry, busybox_root: Path) -> str:
+    """busybox and a layer written by umoci with /caps/grep, busybox given cap_net_raw+ep
+    (as setcap gives it), pushed with skopeo."""
+    layer = tmp_path / "caps-layer"
+    (layer / "caps").mkdir(parents=True)
+    shutil.copy(busybox_root / "bin" / "busybox", layer / "caps" / "grep")
+    os.setxattr(layer / "caps" / "grep", "security.capability", NET_RAW_EP)
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "v1", busybox_root, extra_layers=[layer])
+    push(layout, "v1", registry, "caps:v1")
+    return f"{registry.host}/caps:v1"
+
+
+def _effective_caps(daemon: Daemon, image: str) -> list[str]:
+    """The effective capabilities of /caps/grep run by a non-root user."""
+    argv = ("-u", "1000", image, "/caps/grep", "^CapEff", "/proc/self/status")
+    return daemon.ctl("run", "--rm", *NNP_OFF, *argv).stdout.split()
 
 
 def test_a_file_capability_in_a_layer_survives_the_unpack(
@@ -844,21 +865,28 @@ def test_a_file_capability_in_a_layer_survives_the_unpack(
     it when a layer written by umoci is pulled: the unpack sets the xattr after the chown,
     which would clear it, so a non-root user running it gets the capability (where
     no_new_privs is off, as in Docker's containers)."""
-    layer = tmp_path / "caps-layer"
-    (layer / "caps").mkdir(parents=True)
-    shutil.copy(busybox_root / "bin" / "busybox", layer / "caps" / "grep")
-    os.setxattr(layer / "caps" / "grep", "security.capability", NET_RAW_EP)
-    layout = tmp_path / "layout"
-    build_oci_image(layout, "v1", busybox_root, extra_layers=[layer])
-    push(layout, "v1", registry, "caps:v1")
-    ref = f"{registry.host}/caps:v1"
-    # no_new_privs (boxd's default) would ignore file capabilities, as Docker's option does.
-    nnp_off = ("--security-opt", "no-new-privileges=false")
-    status = daemon.ctl(
-        "run", "--rm", *nnp_off, "-u", "1000", ref, "/caps/grep", "^CapEff", "/proc/self/status"
-    )
-    assert status.stdout.split() == ["CapEff:", f"{1 << 13:016x}"]
+    ref = _caps_image(tmp_path, registry, busybox_root)
+    assert _effective_caps(daemon, ref) == ["CapEff:", f"{1 << 13:016x}"]
     daemon.ctl("rmi", ref)
+
+
+def test_commit_and_export_keep_file_capabilities(
+    tmp_path: Path, daemon: Daemon, registry: Registry, busybox_root: Path
+) -> None:
+    """A file with capabilities that a container wrote (here touched: overlay copies it up
+    with its xattrs) keeps them in its commit's layer and its export, as Docker's do: the
+    one xattr their tars carry."""
+    ref = _caps_image(tmp_path, registry, busybox_root)
+    daemon.ctl("run", "--name", "toucher", ref, "touch", "/caps/grep")
+    daemon.ctl("commit", "toucher", "caps:touched")
+    assert _effective_caps(daemon, "caps:touched") == ["CapEff:", f"{1 << 13:016x}"]
+    exported = tmp_path / "exported.tar"
+    daemon.ctl("export", "-o", str(exported), "toucher")
+    with tarfile.open(exported) as tar:
+        headers = tar.getmember("caps/grep").pax_headers
+    assert headers["SCHILY.xattr.security.capability"].encode() == NET_RAW_EP
+    daemon.ctl("rm", "toucher")
+    daemon.ctl("rmi", "caps:touched", ref)
 
 
 def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -> None:

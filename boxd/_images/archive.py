@@ -635,6 +635,7 @@ def _add_entry(
             if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
                 raise ArchiveError(f"{path} changed while it was read")
             info.size = now.st_size
+            _keep_capability(info, f.fileno())
             tar.addfile(info, f)
         note_link(st, path, links)
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
@@ -644,6 +645,26 @@ def _add_entry(
         )  # fmt: skip
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         tar.addfile(info)
+
+
+# The xattr of a file's capabilities (setcap's); its value's revision in byte 3.
+CAPABILITY = "security.capability"
+_CAP_REVISION_2, _CAP_REVISION_3 = 2, 3
+_CAP_V2_SIZE = 20
+
+
+def _keep_capability(info: tarfile.TarInfo, fd: int) -> None:
+    """A file's capabilities go into the tar, the one xattr Docker's layers and exports
+    carry (a `RUN setcap ...` works so): one set in a user namespace (revision 3, naming
+    its root's host uid) as the revision 2 it means in any container, as Docker writes it."""
+    try:
+        value = os.getxattr(fd, CAPABILITY)
+    except OSError:
+        return
+    if len(value) > 3 and value[3] == _CAP_REVISION_3:
+        value = value[:3] + bytes([_CAP_REVISION_2]) + value[4:_CAP_V2_SIZE]
+    header = {f"SCHILY.xattr.{CAPABILITY}": value.decode("utf-8", "surrogateescape")}
+    info.pax_headers = {**info.pax_headers, **header}
 
 
 def export_merged(dirs: list[str], out: IO[bytes], opaque: str = OPAQUE_XATTR) -> None:
