@@ -1673,6 +1673,10 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
         ref = f"{registry.host}/tools/box:v1"
         r = _docker(clean, "pull", ref)
         assert r.returncode == 0, r.stderr
+        # As dockerd's on a pipe: the repository's path, then a line per layer (the CLI
+        # leaves out those with a progress bar: only "Downloading" has one).
+        assert r.stdout.splitlines()[0] == "v1: Pulling from tools/box"
+        assert any(line.endswith(": Pull complete") for line in r.stdout.splitlines())
         assert "Digest: sha256:" in r.stdout
         assert f"Status: Downloaded newer image for {ref}" in r.stdout
         r = _docker(clean, "pull", ref)

@@ -272,7 +272,7 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(400, "fromImage must be given (importing a tar is not supported)")
     tag = req.arg("tag") or ""
     ref = name if not tag else (f"{name}@{tag}" if ":" in tag else f"{name}:{tag}")
-    parse_reference(ref)  # a bad reference is a 400 before the stream starts
+    repository = parse_reference(ref).repository  # a bad one: a 400 before the stream
     platform = req.arg("platform") or ""
     if platform:
         try:
@@ -291,10 +291,13 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
         if not started and isinstance(message, PullProgressFrame | PulledFrame):
             started = True
             await conn.start_stream()
-            await line({"status": f"Pulling from {name}", "id": tag or "latest"})
+            await line({"status": f"Pulling from {repository}", "id": tag or "latest"})
         if isinstance(message, PullProgressFrame):
+            # Only a download has a progress bar, as dockerd sends it: the docker CLI on a
+            # pipe leaves out every line that has one, and "Pull complete" must show.
             detail = {"current": message.current, "total": message.total}
-            await line({"status": message.status, "progressDetail": detail, "id": message.layer})
+            shown = detail if message.status == "Downloading" else {}
+            await line({"status": message.status, "progressDetail": shown, "id": message.layer})
         elif isinstance(message, PulledFrame):
             if message.digest:  # the built-in default has none
                 await line({"status": f"Digest: {message.digest}"})
