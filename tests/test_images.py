@@ -902,6 +902,40 @@ def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -
         shutil.rmtree(top)
 
 
+def test_a_user_namespaced_containers_commit_and_export_hold_its_own_ids(
+    registry: Registry, layout: Path
+) -> None:
+    """What a user-namespaced container writes is owned by host ids (its root is uid
+    100000 ...): its commit and its export record the container's own (0, 1234), as
+    Docker's userns-remap does, so the image runs with or without a user namespace; a
+    directory it replaced is opaque in the commit (its overlay's user.overlay.opaque)."""
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    top = Path(tempfile.mkdtemp(prefix="boxd-images-userns-"))
+    script = "mkdir /made && touch /made/f && chown 1234:55 /made/f && rm -r /work && mkdir /work"
+    shown = "stat -c '%n %u:%g' /made /made/f /work; ls -A /work"
+    try:
+        os.chmod(top, 0o711)  # the container's root (an unprivileged host uid) walks in
+        with running_daemon(top) as daemon:
+            daemon.ctl("pull", ref)
+            daemon.ctl(
+                "run", "--isolate-user", "-u", "0", "--name", "writer", ref, "sh", "-c", script
+            )
+            daemon.ctl("commit", "writer", "written:1")
+            expected = ["/made", "0:0", "/made/f", "1234:55", "/work", "0:0"]
+            for isolated in ((), ("--isolate-user",)):
+                argv = ("run", "--rm", *isolated, "-u", "0", "written:1", "sh", "-c", shown)
+                assert daemon.ctl(*argv).stdout.split() == expected
+            exported = top / "exported.tar"
+            daemon.ctl("export", "-o", str(exported), "writer")
+            with tarfile.open(exported) as tar:
+                owners = {m.name: (m.uid, m.gid) for m in tar if m.name.startswith("made")}
+            assert owners == {"made": (0, 0), "made/f": (1234, 55)}
+            daemon.ctl("rm", "writer")
+    finally:
+        shutil.rmtree(top)
+
+
 def _run_user_namespaced(daemon: Daemon, ref: str) -> None:
     r = daemon.ctl(
         "run", "--rm", "--isolate-user", "-u", "0", ref,

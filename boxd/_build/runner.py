@@ -54,7 +54,7 @@ from .._healthcheck import Healthcheck
 from .._images.config import DEFAULT, default_base_config
 from .._images.reference import Reference, parse_reference
 from .._images.store import BlobRef, ImageRecord, ImageStore, NoSuchImage
-from .._images.unpack import open_in_root, upper_opaque_xattr
+from .._images.unpack import open_in_root
 from .._images.verbs import image_event
 from .._listing import DEFAULT_IMAGES
 from .._plan import DEFAULT_PATH
@@ -690,9 +690,9 @@ class Builder:
         from .._images import archive
 
         uppers = self.sup.uppers(cid)
-        opaque = upper_opaque_xattr(self.sup.inspect(cid).config.userns)
+        upper = archive.container_upper(self.sup.inspect(cid).config.userns)
         layer: BlobRef = await trio.to_thread.run_sync(
-            archive.layer_of_uppers, self.store, uppers, opaque
+            archive.layer_of_uppers, self.store, uppers, upper
         )
         return layer
 

@@ -65,7 +65,6 @@ from .pull import Progress, parse_platform
 from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, disk_usage
-from .unpack import upper_opaque_xattr
 
 if TYPE_CHECKING:
     from .._records import Container
@@ -495,10 +494,10 @@ class ImageVerbs:
             "author": req.author,
         }
         uppers = self.sup.uppers(c.id)
-        opaque = upper_opaque_xattr(c.config.userns)
+        upper = archive.container_upper(c.config.userns)
         async with self._paused(c.id if req.pause else None):
             record = await trio.to_thread.run_sync(
-                archive.commit, self.store, parent, uppers, inner, ref, history, opaque
+                archive.commit, self.store, parent, uppers, inner, ref, history, upper
             )
         if ref is not None:
             image_event(self.sup, "tag", record.id, name=ref.familiar)
@@ -614,8 +613,8 @@ class ImageVerbs:
             )
         upper = root_upper(self.sup.store.container_dir(c.id))
         dirs = ([str(upper)] if upper.is_dir() else []) + lowers
-        opaque = upper_opaque_xattr(c.config.userns)
-        await self._send_archive(conn, lambda out: archive.export_merged(dirs, out, opaque))
+        top = archive.container_upper(c.config.userns) if upper.is_dir() else archive.LAYER
+        await self._send_archive(conn, lambda out: archive.export_merged(dirs, out, top))
 
 
 CHUNK = 1 << 20
