@@ -12,7 +12,8 @@ Whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0 character device ``NAM
 ``user.overlay.opaque``, read by user-namespaced containers' overlays).  Device nodes,
 FIFOs, owners, modes (setuid included) and times are kept as a root Docker daemon keeps
 them; xattrs in the ``user.`` and ``security.`` namespaces too (``trusted.`` ones could
-forge overlay metadata and are dropped).  Sparse members (a few bytes of gzip declaring
+forge overlay metadata and are dropped, as are ``user.overlay.`` ones, which userxattr
+overlays read).  Sparse members (a few bytes of gzip declaring
 gigabytes) are refused: image tools never write them.
 
 The caller unpacks into a fresh temporary directory and renames it into place; the
@@ -53,6 +54,9 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 # What an overlay mounted with userxattr (a user-namespaced container's) reads instead.
 OPAQUE_USER_XATTR = "user.overlay.opaque"
 _KEPT_XATTRS = ("user.", "security.")
+# What an overlay mounted with userxattr reads as its own metadata (opaque, whiteout,
+# redirect ...): from a tar it would change what a user-namespaced container sees alone.
+_OVERLAY_USER_XATTRS = "user.overlay."
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -289,7 +293,7 @@ class _Unpacker:
 
     def xattrs(self, fd: int, info: Member) -> None:
         for attr, value in info.xattrs.items():
-            if attr.startswith(_KEPT_XATTRS):
+            if attr.startswith(_KEPT_XATTRS) and not attr.startswith(_OVERLAY_USER_XATTRS):
                 os.setxattr(fd, attr, value)
 
     def finish(self) -> None:
