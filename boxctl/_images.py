@@ -116,12 +116,14 @@ def _summary(frame: dict[str, Any], out: TextIO) -> None:
 
 
 def cmd_pull(args: Args) -> int:
-    """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125)."""
+    """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125); ``-q``:
+    only the reference pulled, as ``docker pull -q`` prints it."""
+    shown = io.StringIO() if args.quiet else sys.stdout
     try:
-        frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
+        frame = pull(args.socket, args.reference, args.platform or "", shown)
     except CliError as exc:
         raise CliError(str(exc), 1) from None
-    _summary(frame, sys.stdout)
+    _summary(frame, shown)
     print(frame["reference"])
     return 0
 
@@ -606,7 +608,7 @@ COMMANDS = (
         "pull",
         cmd_pull,
         "pull an image from a registry",
-        (PLATFORM,),
+        (PLATFORM, Opt("-q", "--quiet", help="only the reference pulled")),
         (("reference", ONE, "IMAGE"),),
     ),
     Command(

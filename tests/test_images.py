@@ -108,6 +108,7 @@ def test_pull_run_images_and_no_second_fetch(
     assert "Pull complete" in r.stdout  # a pipe gets one line per layer
     blobs = registry.requests("/blobs/")
     assert blobs == 3  # the config and two layers
+    assert daemon.ctl("pull", "-q", ref).stdout == f"{ref}\n"  # docker pull -q's one line
 
     # The image's Cmd, Env, WorkingDir and User (a name, from its /etc/passwd).
     r = daemon.ctl("run", "--rm", ref)
