@@ -890,6 +890,55 @@ def test_commit_and_export_keep_file_capabilities(
     daemon.ctl("rmi", "caps:touched", ref)
 
 
+def _blob(registry: Registry, name: str, digest: str) -> bytes:
+    request = urllib.request.Request(f"http://{registry.host}/v2/{name}/blobs/{digest}")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        data: bytes = r.read()
+    return data
+
+
+def test_the_same_image_compressed_otherwise_takes_the_stored_layers(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    """An image pulled again from where its layers are plain tars (as a podman save or a
+    zstd push has them, other blobs for the same diff_ids), or loaded from a docker-archive
+    skopeo writes them plain in, takes the layers already stored, as Docker knows layers
+    by diff_id: nothing is fetched, and no blob is left that no image keeps."""
+    import gzip
+    import subprocess
+
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    daemon.ctl("pull", ref)
+    blobs = daemon.root / "images" / "blobs" / "sha256"
+    stored = sorted(os.listdir(blobs))
+    manifest: dict[str, Any] = manifest_of(registry, "box", "v1")
+    config = _blob(registry, "box", manifest["config"]["digest"])
+    plain = [gzip.decompress(_blob(registry, "box", d["digest"])) for d in manifest["layers"]]
+    put_blob(registry, "plain/box", config)
+    layers = [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": len(data),
+         "digest": put_blob(registry, "plain/box", data)}
+        for data in plain
+    ]  # fmt: skip
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    put_manifest(registry, "plain/box", "v1", {**manifest, "mediaType": oci, "layers": layers})
+    fetched = registry.requests("/blobs/")
+    daemon.ctl("pull", f"{registry.host}/plain/box:v1")
+    assert registry.requests("/blobs/") == fetched  # every layer "Already exists"
+    archive = tmp_path / "plain.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--dest-decompress", f"oci:{layout}:v1",
+         f"docker-archive:{archive}:plain/loaded:v1"],
+        check=True,
+    )  # fmt: skip
+    daemon.ctl("load", "-i", str(archive))
+    assert sorted(os.listdir(blobs)) == stored
+    assert daemon.ctl("run", "--rm", "plain/loaded:v1", "cat", "/work/hello.txt").stdout
+    daemon.ctl("rmi", ref, f"{registry.host}/plain/box:v1", "plain/loaded:v1")
+    assert os.listdir(blobs) == []
+
+
 def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -> None:
     push(layout, "v1", registry, "box:v1")
     ref = f"{registry.host}/box:v1"

@@ -253,6 +253,9 @@ def _load_image(
         raise ArchiveError(
             f"config {config_name!r} lists {len(diff_ids)} layers, the archive {len(layer_names)}"
         )
+    stored = store.stored_layers(image_id)
+    if stored is not None:
+        return image_id, stored
     layers = tuple(
         [
             _store_layer(store, archive, name, str(diff_id), digest)

@@ -189,7 +189,7 @@ class Puller:
                     registry, config_digest, config_size, "config"
                 )
             config = parse_json(config_bytes, "the image config")
-            layers = self._layers(ref, manifest, config)
+            layers = self.store.stored_layers(config_digest) or self._layers(ref, manifest, config)
             diff_ids = [layer.diff_id for layer in layers]
             async with self.lock:
                 self.active.update(diff_ids)
