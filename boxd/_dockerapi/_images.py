@@ -238,7 +238,9 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     answer = await one_answer(api.images.prune, request)
     deleted = [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
     deleted += [{"Deleted": d} for d in answer.deleted]
-    await conn.respond_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})
+    await conn.respond_json(
+        200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": answer.reclaimed}
+    )
 
 
 async def commit(api: Api, conn: HttpConnection, req: Request) -> None:

@@ -112,6 +112,7 @@ class RemoveImageRequest:
 class RemovedImageResponse:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]
+    reclaimed: int = 0  # bytes of the unpacked layers deleted (a prune's)
 
 
 @attrs.frozen

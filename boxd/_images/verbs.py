@@ -547,6 +547,7 @@ class ImageVerbs:
         only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
+        reclaimed = 0
         for record in self.store.images():
             if record.id in used or (record.repo_tags and not req.all):
                 continue
@@ -557,9 +558,16 @@ class ImageVerbs:
             untagged.extend(record.repo_tags)
             for _ in record.repo_tags:
                 image_event(self.sup, "untag", record.id)
-            deleted.extend((record.id, *await self.sup.puller.delete(record)))
+            sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
+            removed = await self.sup.puller.delete(record)
+            reclaimed += sum(sizes[diff_id] for diff_id in removed)
+            deleted.extend((record.id, *removed))
             self.sup.events.image("delete", record.id, record.id)
-        await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
+        await conn.send(
+            RemovedImageResponse(
+                untagged=tuple(untagged), deleted=tuple(deleted), reclaimed=reclaimed
+            )
+        )
 
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
         """Disk use, the built-in image counted among the images (as the lists show it)."""
