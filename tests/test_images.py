@@ -835,6 +835,36 @@ def test_an_index_gives_the_hosts_platform(
         assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"
 
 
+def test_a_multi_platform_oci_archive_loads_the_hosts_image(
+    tmp_path: Path, daemon: Daemon, layout: Path
+) -> None:
+    """``skopeo copy --all`` (as buildx's multi-platform OCI output) writes an archive whose
+    index.json names an index: ``load`` takes the host's platform from it, as a pull does."""
+    import platform
+    import subprocess
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    other = "arm64" if arch != "arm64" else "amd64"
+    copy = tmp_path / "layout"
+    shutil.copytree(layout, copy)
+    subprocess.run(
+        ["umoci", "config", "--image", f"{copy}:v1", "--tag", "mine", "--config.label=which=host"],
+        check=True,
+    )
+    add_index(copy, "multi", [("v1", f"linux/{other}"), ("mine", f"linux/{arch}")])
+    archive = tmp_path / "multi.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--all", f"oci:{copy}:multi",
+         f"oci-archive:{archive}:multi/box:1"],
+        check=True,
+    )  # fmt: skip
+    assert daemon.ctl("load", "-i", str(archive)).stdout == "Loaded image: multi/box:1\n"
+    label = daemon.ctl("image", "inspect", "-f", "{{.Config.Labels.which}}", "multi/box:1")
+    assert label.stdout == "host\n"
+    assert daemon.ctl("run", "--rm", "multi/box:1", "cat", "/work/hello.txt").stdout
+    daemon.ctl("rmi", "multi/box:1")
+
+
 # security.capability of cap_net_raw+ep: VFS_CAP_REVISION_2 with the effective flag, and
 # CAP_NET_RAW (13) permitted.
 NET_RAW_EP = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)

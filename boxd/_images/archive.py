@@ -367,7 +367,7 @@ def _load_oci(
             raise ArchiveError(f"manifest {digest} does not match its digest")
         manifest = json.loads(data)
         if manifest.get("mediaType") == OCI_INDEX or "manifests" in manifest:
-            raise ArchiveError(f"{digest} is a nested index; load one platform's archive")
+            digest, manifest = _host_manifest(archive, digest, manifest)
         config_digest = str(manifest["config"]["digest"])
         layer_names: list[tuple[str, str | None]] = [
             (archive.blob(str(d["digest"])), str(d["digest"])) for d in manifest.get("layers", [])
@@ -384,6 +384,25 @@ def _load_oci(
             name = ref_name
         tags = [name] if name else []
         yield image_id, layers, tags
+
+
+def _host_manifest(
+    archive: _Archive, digest: str, index: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The host's platform's manifest in a multi-platform index (``skopeo copy --all``,
+    buildx's OCI output), as a pull takes it from a registry's."""
+    from .pull import choose_platform, host
+    from .registry import RegistryError
+
+    try:
+        chosen = choose_platform(f"the index {digest}", index, host())
+    except RegistryError as exc:
+        raise ArchiveError(str(exc)) from None
+    data = archive.read(archive.blob(chosen))
+    if "sha256:" + hashlib.sha256(data).hexdigest() != chosen:
+        raise ArchiveError(f"manifest {chosen} does not match its digest")
+    manifest: dict[str, Any] = json.loads(data)
+    return chosen, manifest
 
 
 def _record(

@@ -28,7 +28,15 @@ from .registry import Credentials, Registry, RegistryError, open_registry, parse
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .unpacks import Unpacks
 
-__all__ = ["PARALLEL", "Platform", "Progress", "Pulled", "Puller", "parse_platform"]
+__all__ = [
+    "PARALLEL",
+    "Platform",
+    "Progress",
+    "Pulled",
+    "Puller",
+    "choose_platform",
+    "parse_platform",
+]
 
 PARALLEL = 3
 CHUNK = 1 << 16
@@ -118,6 +126,36 @@ def _descriptor(d: Any, what: str) -> tuple[str, int, str]:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise RegistryError(f"{what} has an invalid size {size!r}")
     return digest, size, str(media)
+
+
+def choose_platform(name: str, index: dict[str, Any], want: Platform) -> str:
+    """The digest of the manifest for ``want`` in an OCI index or a Docker manifest list
+    (a variant asked for matches an entry without one); ``name`` (the image's) begins the
+    error when there is none."""
+    found = []
+    entries = index.get("manifests")
+    if not isinstance(entries, list):
+        raise RegistryError(f"{name}: the index has no list of manifests")
+    for i, entry in enumerate(entries):
+        digest, _, media = _descriptor(entry, f"index entry {i}")
+        plat = entry.get("platform")
+        plat = plat if isinstance(plat, dict) else {}
+        found.append(
+            "/".join(
+                p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
+            )
+        )
+        if (
+            media in MANIFESTS
+            and plat.get("os") == want.os
+            and plat.get("architecture") == want.architecture
+            and (not want.variant or plat.get("variant", "") in (want.variant, ""))
+        ):
+            return digest
+    raise RegistryError(
+        f"{name}: no image for platform {want} "
+        f"(the index has: {', '.join(sorted(set(found))) or 'nothing'})"
+    )
 
 
 @attrs.frozen
@@ -214,7 +252,7 @@ class Puller:
         body = parse_json(data, "the manifest")
         media = str(body.get("mediaType") or media)
         if media in INDEXES:
-            digest = self._choose(ref, body, want)
+            digest = choose_platform(ref.familiar, body, want)
             data, media = await registry.manifest(digest, MANIFESTS)
             _check(data, digest, "manifest")
             body = parse_json(data, "the manifest")
@@ -225,33 +263,6 @@ class Puller:
                 "(boxd reads OCI and Docker schema 2 manifests and indexes)"
             )
         return top, body
-
-    @staticmethod
-    def _choose(ref: Reference, index: dict[str, Any], want: Platform) -> str:
-        found = []
-        entries = index.get("manifests")
-        if not isinstance(entries, list):
-            raise RegistryError(f"{ref.familiar}: the index has no list of manifests")
-        for i, entry in enumerate(entries):
-            digest, _, media = _descriptor(entry, f"index entry {i}")
-            plat = entry.get("platform")
-            plat = plat if isinstance(plat, dict) else {}
-            found.append(
-                "/".join(
-                    p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
-                )
-            )
-            if (
-                media in MANIFESTS
-                and plat.get("os") == want.os
-                and plat.get("architecture") == want.architecture
-                and (not want.variant or plat.get("variant", "") in (want.variant, ""))
-            ):
-                return digest
-        raise RegistryError(
-            f"{ref.familiar}: no image for platform {want} "
-            f"(the index has: {', '.join(sorted(set(found))) or 'nothing'})"
-        )
 
     @staticmethod
     def _layers(
