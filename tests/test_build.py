@@ -354,6 +354,26 @@ def test_hard_links_stay_hard_links(clean: Daemon, tmp_path: Path) -> None:
     clean.ctl("rmi", "linked:1")
 
 
+def test_a_steps_layer_and_a_commit_leave_out_the_resolv_conf_boxd_wrote(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """The /etc/resolv.conf boxd writes into a container (its network's name server) is
+    not the container's change, as Docker's bound one is not: a RUN step's layer and a
+    commit leave it out, so the image keeps its own (none here: ``--network none`` shows
+    the image's) and another runtime does not get this host's name server."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN touch /made\n"})
+    clean.ctl("build", "-q", "-t", "resolv:1", str(ctx))
+    clean.ctl("run", "--name", "writer", "resolv:1", "touch", "/more")
+    clean.ctl("commit", "writer", "resolv:2")
+    for image in ("resolv:1", "resolv:2"):
+        r = clean.ctl(
+            "run", "--rm", "--network", "none", image, "ls", "/etc/resolv.conf", check=False
+        )
+        assert r.returncode == 1 and "No such file" in r.stderr, (image, r.stdout)
+    clean.ctl("rm", "writer")
+    clean.ctl("rmi", "resolv:1", "resolv:2")
+
+
 def test_a_write_into_a_replaced_directory_keeps_the_files_below(
     clean: Daemon, tmp_path: Path
 ) -> None:

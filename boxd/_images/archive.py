@@ -581,8 +581,9 @@ def layer_of_uppers(
         tmp.unlink(missing_ok=True)
 
 
-# Written into every container at start (its hostname): never part of its changes.
-_RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts"})
+# Written into every container at start (its hostname, its network's name server): never
+# part of its changes, as Docker binds its own over the image's and commits none of them.
+_RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
 
 
 def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes], upper: Upper = LAYER) -> None:
@@ -590,11 +591,12 @@ def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes], upper: Upper 
     ``/`` first (one on a stored image; on default one more for each host directory it
     shows, /usr ...), each one's paths below its target (``usr/bin/x``): whiteouts (0/0
     character devices) become ``.wh.NAME`` and opaque directories get ``.wh..wh..opq``;
-    the files boxd writes at each start (/etc/hostname, /etc/hosts) are left out, and so
-    is what an upper holds where another overlay is mounted (its mount point).  Files are
-    opened with O_NOFOLLOW and checked to be what was listed: the container may change
-    its upper directories meanwhile, and must not make the daemon read a host file.  An
-    upper directory that is not there (a container that never ran) changed nothing.
+    the files boxd writes at each start (/etc/hostname, /etc/hosts, /etc/resolv.conf) are
+    left out, and so is what an upper holds where another overlay is mounted (its mount
+    point).  Files are opened with O_NOFOLLOW and checked to be what was listed: the
+    container may change its upper directories meanwhile, and must not make the daemon
+    read a host file.  An upper directory that is not there (a container that never ran)
+    changed nothing.
     ``upper``: how the overlays wrote them (see :func:`container_upper`)."""
     targets = {target.strip("/") for target, _ in uppers}
     links: Links = {}
