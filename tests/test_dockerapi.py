@@ -1681,6 +1681,8 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
         assert f"Status: Downloaded newer image for {ref}" in r.stdout
         r = _docker(clean, "pull", ref)
         assert f"Status: Image is up to date for {ref}" in r.stdout
+        # Each stored layer "Already exists" at once, as dockerd says it, never "Waiting".
+        assert ": Already exists" in r.stdout and "Waiting" not in r.stdout
         tags = _docker(clean, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
         assert sorted(tags) == sorted(["default:latest", ref])
         # The image's Cmd, Env and WorkingDir; a command and an entrypoint replace them.

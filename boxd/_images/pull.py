@@ -311,11 +311,18 @@ class Puller:
         """Fetch the blobs not stored yet; whether any was."""
         limit = trio.CapacityLimiter(PARALLEL)
         fetched: list[bool] = []
+        missing = []
+        # In the manifest's order, as dockerd: what is stored "Already exists" at once (and
+        # never "Waiting"); the rest waits for its turn.
         for layer in layers:
-            report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
+            if self.store.has_blob(layer.digest):
+                report(Progress(_short(layer.digest), "Already exists", layer.size, layer.size))
+            else:
+                report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
+                missing.append(layer)
         try:
             async with trio.open_nursery() as nursery:
-                for layer in layers:
+                for layer in missing:
                     nursery.start_soon(self._layer, registry, layer, limit, report, fetched)
         except BaseExceptionGroup as group:
             # Several layers may fail at once (a registry that serves garbage): the pull
