@@ -374,6 +374,26 @@ def test_a_steps_layer_and_a_commit_leave_out_the_resolv_conf_boxd_wrote(
     clean.ctl("rmi", "resolv:1", "resolv:2")
 
 
+def test_a_commit_keeps_the_images_volumes_and_health_check(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's commit merges them into the new image's config: the image's VOLUME and
+    its HEALTHCHECK under the container's own fields (here a shorter interval)."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nVOLUME /data\nHEALTHCHECK --retries=5 CMD true\n"},
+    )
+    clean.ctl("build", "-q", "-t", "vols:1", str(ctx))
+    clean.ctl("create", "--name", "held", "--health-interval", "7s", "vols:1", "true")
+    clean.ctl("commit", "held", "vols:2")
+    config = _image(clean, "vols:2")["Config"]
+    assert isinstance(config, dict)
+    assert config["Volumes"] == {"/data": {}}
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "true"], "Interval": 7_000_000_000, "Retries": 5
+    }  # fmt: skip
+    clean.ctl("rm", "held")
+    clean.ctl("rmi", "vols:1", "vols:2")
+
+
 def test_a_write_into_a_replaced_directory_keeps_the_files_below(
     clean: Daemon, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 import trio
 
 from .. import _prune, _volserver, protocol
+from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
@@ -486,6 +487,12 @@ class ImageVerbs:
         }
         if cfg.stop_signal != "SIGTERM":
             inner["StopSignal"] = cfg.stop_signal
+        # As Docker's commit merges them in: the container's health check (the image's,
+        # under its own), and the image's volumes (anonymous ones again at each run).
+        if cfg.healthcheck is not None:
+            inner["Healthcheck"] = to_api(cfg.healthcheck)
+        if parent is not None:
+            inner["Volumes"] = (self.store.config(parent).get("config") or {}).get("Volumes")
         inner = {k: v for k, v in inner.items() if v is not None}
         _changed(inner, req.changes)
         history = {
