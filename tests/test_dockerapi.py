@@ -1700,6 +1700,10 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
         r = _docker(clean, "pull", f"{registry.host}/tools/box:nope")
         assert r.returncode == 1
         assert "nope" in r.stderr
+        # -a: every tag (the name alone, as dockerd takes it), then the repository's status.
+        r = _docker(clean, "pull", "-a", f"{registry.host}/other/box")
+        assert "v1: Pulling from other/box" in r.stdout, r.stderr
+        assert f"Image is up to date for {registry.host}/other/box\n" in r.stdout
         # rmi: of one of two tags, untag; refused while a container uses the image.
         assert _docker(clean, "tag", ref, "mine:1").returncode == 0
         assert _docker(clean, "rmi", "mine:1").stdout == "Untagged: mine:1\n"

@@ -835,6 +835,26 @@ def test_an_index_gives_the_hosts_platform(
         assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"
 
 
+def test_pull_all_tags(daemon: Daemon, registry: Registry, layout: Path) -> None:
+    """``pull -a``: every tag the registry lists, each shown as a pull (its heading and
+    digest), then one status for the repository, as ``docker pull -a``; a tag with it
+    is refused in Docker's words."""
+    for tag in ("v1", "v2"):
+        push(layout, "v1", registry, f"every/box:{tag}")
+    name = f"{registry.host}/every/box"
+    lines = daemon.ctl("pull", "-a", name).stdout.splitlines()
+    assert [line for line in lines if "Pulling from" in line] == [
+        "v1: Pulling from every/box",
+        "v2: Pulling from every/box",
+    ]
+    assert lines[-2:] == [f"Status: Downloaded newer image for {name}", name]
+    tags = sorted(tag for image in _stored(daemon) for tag in image["repo_tags"])
+    assert tags == [f"{name}:v1", f"{name}:v2"]
+    r = daemon.ctl("pull", "-a", f"{name}:v1", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: tag can't be used with --all-tags/-a\n")
+    daemon.ctl("rmi", f"{name}:v1", f"{name}:v2")
+
+
 def test_a_multi_platform_oci_archive_loads_the_hosts_image(
     tmp_path: Path, daemon: Daemon, layout: Path
 ) -> None:

@@ -193,6 +193,16 @@ class Puller:
             await self.unpacks.stop(self.store.unshared(record) - keep)
             return await trio.to_thread.run_sync(self.store.delete, record, keep)
 
+    async def tags(self, ref: Reference, user: tuple[str, str] | None = None) -> list[str]:
+        """The tags of ``ref``'s repository, as its registry lists them (``pull -a``)."""
+        async with open_registry(
+            ref, insecure=self.insecure, credentials=self.credentials, user=user
+        ) as registry:
+            tags = await registry.tags()
+        if not tags:
+            raise RegistryError(f"{ref.familiar_name}: the repository has no tags")
+        return tags
+
     async def pull(
         self,
         ref: Reference,

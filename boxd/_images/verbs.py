@@ -52,6 +52,7 @@ from .messages import (
     LogoutRequest,
     PruneImagesRequest,
     PulledFrame,
+    PullingFrame,
     PullProgressFrame,
     PullRequest,
     PushRequest,
@@ -62,7 +63,7 @@ from .messages import (
     SystemDfResponse,
     TagRequest,
 )
-from .pull import Progress, parse_platform
+from .pull import Platform, Progress, parse_platform
 from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, disk_usage
@@ -126,9 +127,29 @@ class ImageVerbs:
         }
 
     async def pull(self, conn: Sender, req: PullRequest) -> None:
-        ref = parse_reference(req.reference)
+        ref = parse_reference(req.reference, default_tag=not req.all_tags)
         platform = parse_platform(req.platform)
+        user = (req.username, req.password) if req.username else None
+        if not req.all_tags:
+            await conn.send(OkResponse())
+            await self._pull_one(conn, ref, platform, user)
+            return
+        if ref.tag is not None or ref.digest is not None:
+            raise ValueError("tag can't be used with --all-tags/-a")  # Docker's words
+        if is_default(str(ref.with_tag("latest"))):  # built in: its one tag
+            tags = ["latest"]
+        else:
+            tags = await self.sup.puller.tags(ref, user)
         await conn.send(OkResponse())
+        for tag in tags:
+            await conn.send(PullingFrame(tag=tag))
+            await self._pull_one(conn, ref.with_tag(tag), platform, user)
+        await conn.send(EndFrame())
+
+    async def _pull_one(
+        self, conn: Sender, ref: Reference, platform: Platform, user: tuple[str, str] | None
+    ) -> None:
+        """One reference's pull: its progress frames, then its PulledFrame."""
         if is_default(str(ref)):  # built in: always here, as it is
             await conn.send(PulledFrame(id=DEFAULT_ID, digest="", reference="default:latest"))
             return
@@ -149,10 +170,7 @@ class ImageVerbs:
             nursery.start_soon(forward)
             async with send:
                 pulled = await self.sup.puller.pull(
-                    ref,
-                    platform=platform,
-                    progress=report,
-                    user=(req.username, req.password) if req.username else None,
+                    ref, platform=platform, progress=report, user=user
                 )
         image_event(self.sup, "pull", pulled.record.id, ref.familiar, ref.familiar_name)
         await conn.send(
