@@ -115,13 +115,52 @@ def _summary(frame: dict[str, Any], out: TextIO) -> None:
         print(f"Status: Image is up to date for {frame['reference']}", file=out)
 
 
+def pull_all_tags(socket: str, reference: str, platform: str, out: TextIO) -> None:
+    """``pull -a``: every tag of the repository, each shown as a pull is (its heading,
+    its layers, its digest), then one status for the repository, as ``docker pull -a``."""
+    from boxd._images.reference import parse_reference
+
+    request = {"type": "PullRequest", "reference": reference, "platform": platform}
+    downloaded = False
+    with Client(socket) as client:
+        client.request({**request, "all_tags": True})
+        shown = _Progress(out)
+        while True:
+            frame = client.receive()
+            if not isinstance(frame, dict):
+                continue
+            if frame["type"] == "PullingFrame":
+                repository = parse_reference(reference, default_tag=False).repository
+                out.write(f"{frame['tag']}: Pulling from {repository}\n")
+                shown = _Progress(out)
+            elif frame["type"] == "PullProgressFrame":
+                shown.update(frame)
+            elif frame["type"] == "PulledFrame":
+                if frame["digest"]:  # the built-in default has none
+                    print(f"Digest: {frame['digest']}", file=out)
+                downloaded |= bool(frame.get("downloaded"))
+            elif frame["type"] == "EndFrame":
+                news = "Downloaded newer image" if downloaded else "Image is up to date"
+                print(f"Status: {news} for {reference}", file=out)
+                return
+            else:
+                check(frame)
+                raise CliError(f"unexpected frame {frame['type']} during pull")
+
+
 def cmd_pull(args: Args) -> int:
-    """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125)."""
+    """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125); ``-q``:
+    only the reference pulled, as ``docker pull -q`` prints it; ``-a``: every tag."""
+    shown = io.StringIO() if args.quiet else sys.stdout
     try:
-        frame = pull(args.socket, args.reference, args.platform or "", sys.stdout)
+        if args.all_tags:
+            pull_all_tags(args.socket, args.reference, args.platform or "", shown)
+            print(args.reference)
+            return 0
+        frame = pull(args.socket, args.reference, args.platform or "", shown)
     except CliError as exc:
         raise CliError(str(exc), 1) from None
-    _summary(frame, sys.stdout)
+    _summary(frame, shown)
     print(frame["reference"])
     return 0
 
@@ -606,7 +645,11 @@ COMMANDS = (
         "pull",
         cmd_pull,
         "pull an image from a registry",
-        (PLATFORM,),
+        (
+            PLATFORM,
+            Opt("-a", "--all-tags", help="every tag of the repository"),
+            Opt("-q", "--quiet", help="only the reference pulled"),
+        ),
         (("reference", ONE, "IMAGE"),),
     ),
     Command(

@@ -295,6 +295,7 @@ def cmd_system_prune(args: Args) -> int:
         print_removed("Deleted Volumes:", volumes["removed"])
     request = {"type": "PruneImagesRequest", "all": args.all, "filters": filters}
     images = call(args.socket, request)
+    reclaimed += images["reclaimed"]
     from ._images import familiar
 
     lines = [f"untagged: {familiar(t)}" for t in images["untagged"]]

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import attrs
 
+from ._images.unpack import upper_opaque_xattr
 from ._rootfs import Image, _container_view
 
-OPAQUE = "trusted.overlay.opaque"
 RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 
 
@@ -34,9 +34,9 @@ class Change:
     path: str
 
 
-def _opaque(path: str) -> bool:
+def _opaque(path: str, attr: str) -> bool:
     try:
-        return os.getxattr(path, OPAQUE, follow_symlinks=False) == b"y"
+        return os.getxattr(path, attr, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
@@ -50,8 +50,10 @@ def _lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
     return None
 
 
-def changes(image: Image, container_dir: Path) -> list[Change]:
-    """The container's changes, sorted by path."""
+def changes(image: Image, container_dir: Path, *, userns: bool = False) -> list[Change]:
+    """The container's changes, sorted by path (``userns``: its overlays take
+    ``userxattr``, and mark opaque directories with their ``user.`` xattr)."""
+    opaque = upper_opaque_xattr(userns)
     view = _container_view(image, container_dir)
     targets = {target for target, _ in view}
     found: list[Change] = []
@@ -73,7 +75,7 @@ def changes(image: Image, container_dir: Path) -> list[Change]:
                 found.append(Change("D", path))
                 reported = True
                 continue
-            below = None if _opaque(entry.path) else _lower_stat(lowers, sub)
+            below = None if _opaque(entry.path, opaque) else _lower_stat(lowers, sub)
             if below is None and _lower_stat(lowers, sub) is None:
                 found.append(Change("A", path))
                 reported = True

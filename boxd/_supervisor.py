@@ -1451,7 +1451,9 @@ class Supervisor:
         c = self._lookup(ref).container
         image = self._image(c.config.image, c.config.image_id)
         where = self.store.container_dir(c.id)
-        return await trio.to_thread.run_sync(_diff.changes, image, where)
+        return await trio.to_thread.run_sync(
+            functools.partial(_diff.changes, image, where, userns=c.config.userns)
+        )
 
     def uppers(self, ref: str) -> builtins.list[tuple[str, Path]]:
         """(target, upper directory) of each of the container's overlays, ``/`` first:

@@ -354,6 +354,78 @@ def test_hard_links_stay_hard_links(clean: Daemon, tmp_path: Path) -> None:
     clean.ctl("rmi", "linked:1")
 
 
+def test_a_steps_layer_and_a_commit_leave_out_the_resolv_conf_boxd_wrote(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """The /etc/resolv.conf boxd writes into a container (its network's name server) is
+    not the container's change, as Docker's bound one is not: a RUN step's layer and a
+    commit leave it out, so the image keeps its own (none here: ``--network none`` shows
+    the image's) and another runtime does not get this host's name server."""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN touch /made\n"})
+    clean.ctl("build", "-q", "-t", "resolv:1", str(ctx))
+    clean.ctl("run", "--name", "writer", "resolv:1", "touch", "/more")
+    clean.ctl("commit", "writer", "resolv:2")
+    for image in ("resolv:1", "resolv:2"):
+        r = clean.ctl(
+            "run", "--rm", "--network", "none", image, "ls", "/etc/resolv.conf", check=False
+        )
+        assert r.returncode == 1 and "No such file" in r.stderr, (image, r.stdout)
+    clean.ctl("rm", "writer")
+    clean.ctl("rmi", "resolv:1", "resolv:2")
+
+
+def test_a_commit_keeps_the_images_volumes_and_health_check(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's commit merges them into the new image's config: the image's VOLUME and
+    its HEALTHCHECK under the container's own fields (here a shorter interval)."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nVOLUME /data\nHEALTHCHECK --retries=5 CMD true\n"},
+    )
+    clean.ctl("build", "-q", "-t", "vols:1", str(ctx))
+    clean.ctl("create", "--name", "held", "--health-interval", "7s", "vols:1", "true")
+    clean.ctl("commit", "held", "vols:2")
+    config = _image(clean, "vols:2")["Config"]
+    assert isinstance(config, dict)
+    assert config["Volumes"] == {"/data": {}}
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "true"], "Interval": 7_000_000_000, "Retries": 5
+    }  # fmt: skip
+    clean.ctl("rm", "held")
+    clean.ctl("rmi", "vols:1", "vols:2")
+
+
+def test_a_write_into_a_replaced_directory_keeps_the_files_below(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """A directory a step replaced (opaque in its layer, as podman's and Docker's builds
+    write it) that a later step, a commit or an export only writes into keeps what that
+    layer holds: its copy-up carries the layer's opaque xattrs, which in the upper of an
+    overlay that does not read them are ordinary ones, not its opaque mark."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {BASE}\n"
+            "RUN mkdir /d && echo old > /d/old\n"
+            "RUN rm -rf /d && mkdir /d && echo kept > /d/kept\n"
+            "RUN echo added > /d/added\n"
+        },
+    )
+    clean.ctl("build", "-q", "-t", "replaced:1", str(ctx))
+    assert clean.ctl("run", "--rm", "replaced:1", "ls", "/d").stdout.split() == ["added", "kept"]
+    clean.ctl("run", "--name", "writer", "replaced:1", "touch", "/d/more")
+    clean.ctl("commit", "writer", "replaced:2")
+    listed = clean.ctl("run", "--rm", "replaced:2", "ls", "/d").stdout.split()
+    assert listed == ["added", "kept", "more"]
+    exported = tmp_path / "exported.tar"
+    clean.ctl("export", "-o", str(exported), "writer")
+    with tarfile.open(exported) as tar:
+        names = sorted(n for n in tar.getnames() if n.startswith("d/"))
+    assert names == ["d/added", "d/kept", "d/more"]
+    assert clean.ctl("diff", "writer").stdout.split() == ["C", "/d", "A", "/d/more"]
+    clean.ctl("rm", "writer")
+    clean.ctl("rmi", "replaced:1", "replaced:2")
+
+
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -1673,10 +1673,16 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
         ref = f"{registry.host}/tools/box:v1"
         r = _docker(clean, "pull", ref)
         assert r.returncode == 0, r.stderr
+        # As dockerd's on a pipe: the repository's path, then a line per layer (the CLI
+        # leaves out those with a progress bar: only "Downloading" has one).
+        assert r.stdout.splitlines()[0] == "v1: Pulling from tools/box"
+        assert any(line.endswith(": Pull complete") for line in r.stdout.splitlines())
         assert "Digest: sha256:" in r.stdout
         assert f"Status: Downloaded newer image for {ref}" in r.stdout
         r = _docker(clean, "pull", ref)
         assert f"Status: Image is up to date for {ref}" in r.stdout
+        # Each stored layer "Already exists" at once, as dockerd says it, never "Waiting".
+        assert ": Already exists" in r.stdout and "Waiting" not in r.stdout
         tags = _docker(clean, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
         assert sorted(tags) == sorted(["default:latest", ref])
         # The image's Cmd, Env and WorkingDir; a command and an entrypoint replace them.
@@ -1694,6 +1700,10 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
         r = _docker(clean, "pull", f"{registry.host}/tools/box:nope")
         assert r.returncode == 1
         assert "nope" in r.stderr
+        # -a: every tag (the name alone, as dockerd takes it), then the repository's status.
+        r = _docker(clean, "pull", "-a", f"{registry.host}/other/box")
+        assert "v1: Pulling from other/box" in r.stdout, r.stderr
+        assert f"Image is up to date for {registry.host}/other/box\n" in r.stdout
         # rmi: of one of two tags, untag; refused while a container uses the image.
         assert _docker(clean, "tag", ref, "mine:1").returncode == 0
         assert _docker(clean, "rmi", "mine:1").stdout == "Untagged: mine:1\n"
@@ -1821,6 +1831,8 @@ def test_import_save_load_commit_history_prune(
     assert r.returncode == 1 and "'colour'" in r.stderr
     pruned = _docker(clean, "image", "prune", "-a", "-f").stdout
     assert "untagged: bb:1" in pruned and "untagged: bb:2" in pruned
+    # The unpacked layers' bytes, as dockerd counts what its prune removed.
+    assert pruned.splitlines()[-1] not in ("Total reclaimed space: 0B", "")
     assert _docker(clean, "images", "-q").stdout.split() == [_default_id()[7:19]]
 
 

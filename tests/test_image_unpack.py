@@ -81,6 +81,20 @@ def test_files_dirs_links_devices_and_owners(tmp_path: Path) -> None:
     assert "trusted.x" not in os.listxattr(root / "f")
 
 
+def test_overlays_own_xattrs_in_a_tar_are_dropped(tmp_path: Path) -> None:
+    """``user.overlay.*`` is what a user-namespaced container's overlay (userxattr) reads
+    as its metadata: a layer carrying it would make a directory opaque, or a file a
+    whiteout, there alone.  Only ``.wh.`` entries say that; other user xattrs stay."""
+    opaque = {"SCHILY.xattr.user.overlay.opaque": "y", "SCHILY.xattr.user.mine": "kept"}
+    data = _tar(
+        (_info("lib", tarfile.DIRTYPE, pax_headers=opaque), None),
+        (_info("lib/f", pax_headers={"SCHILY.xattr.user.overlay.whiteout": "y"}), b""),
+    )
+    root = _unpack(data, tmp_path)
+    assert os.listxattr(root / "lib") == ["user.mine"]
+    assert os.listxattr(root / "lib/f") == []
+
+
 def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
     data = _tar(
         (_info("etc/.wh.motd"), b""),

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import time
@@ -107,6 +108,7 @@ def test_pull_run_images_and_no_second_fetch(
     assert "Pull complete" in r.stdout  # a pipe gets one line per layer
     blobs = registry.requests("/blobs/")
     assert blobs == 3  # the config and two layers
+    assert daemon.ctl("pull", "-q", ref).stdout == f"{ref}\n"  # docker pull -q's one line
 
     # The image's Cmd, Env, WorkingDir and User (a name, from its /etc/passwd).
     r = daemon.ctl("run", "--rm", ref)
@@ -622,7 +624,9 @@ def test_import_a_root_filesystem_tarball(
     assert "untagged: imported:2" in r.stdout
     assert _stored(daemon) == []
     daemon.ctl("import", str(tarball), "again:1")
-    assert "untagged: again:1\n" in daemon.ctl("system", "prune", "-a", "-f").stdout
+    pruned = daemon.ctl("system", "prune", "-a", "-f").stdout
+    assert "untagged: again:1\n" in pruned
+    assert pruned.splitlines()[-1] != "Total reclaimed space: 0B"  # the image's layer
 
 
 def test_compressed_archives_and_tarballs_as_docker_takes_them(
@@ -831,6 +835,162 @@ def test_an_index_gives_the_hosts_platform(
         assert digest == f"{registry.host}/multi@{answer.headers['Docker-Content-Digest']}"
 
 
+def test_pull_all_tags(daemon: Daemon, registry: Registry, layout: Path) -> None:
+    """``pull -a``: every tag the registry lists, each shown as a pull (its heading and
+    digest), then one status for the repository, as ``docker pull -a``; a tag with it
+    is refused in Docker's words."""
+    for tag in ("v1", "v2"):
+        push(layout, "v1", registry, f"every/box:{tag}")
+    name = f"{registry.host}/every/box"
+    lines = daemon.ctl("pull", "-a", name).stdout.splitlines()
+    assert [line for line in lines if "Pulling from" in line] == [
+        "v1: Pulling from every/box",
+        "v2: Pulling from every/box",
+    ]
+    assert lines[-2:] == [f"Status: Downloaded newer image for {name}", name]
+    tags = sorted(tag for image in _stored(daemon) for tag in image["repo_tags"])
+    assert tags == [f"{name}:v1", f"{name}:v2"]
+    r = daemon.ctl("pull", "-a", f"{name}:v1", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: tag can't be used with --all-tags/-a\n")
+    daemon.ctl("rmi", f"{name}:v1", f"{name}:v2")
+
+
+def test_a_multi_platform_oci_archive_loads_the_hosts_image(
+    tmp_path: Path, daemon: Daemon, layout: Path
+) -> None:
+    """``skopeo copy --all`` (as buildx's multi-platform OCI output) writes an archive whose
+    index.json names an index: ``load`` takes the host's platform from it, as a pull does."""
+    import platform
+    import subprocess
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    other = "arm64" if arch != "arm64" else "amd64"
+    copy = tmp_path / "layout"
+    shutil.copytree(layout, copy)
+    subprocess.run(
+        ["umoci", "config", "--image", f"{copy}:v1", "--tag", "mine", "--config.label=which=host"],
+        check=True,
+    )
+    add_index(copy, "multi", [("v1", f"linux/{other}"), ("mine", f"linux/{arch}")])
+    archive = tmp_path / "multi.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--all", f"oci:{copy}:multi",
+         f"oci-archive:{archive}:multi/box:1"],
+        check=True,
+    )  # fmt: skip
+    assert daemon.ctl("load", "-i", str(archive)).stdout == "Loaded image: multi/box:1\n"
+    label = daemon.ctl("image", "inspect", "-f", "{{.Config.Labels.which}}", "multi/box:1")
+    assert label.stdout == "host\n"
+    assert daemon.ctl("run", "--rm", "multi/box:1", "cat", "/work/hello.txt").stdout
+    daemon.ctl("rmi", "multi/box:1")
+
+
+# security.capability of cap_net_raw+ep: VFS_CAP_REVISION_2 with the effective flag, and
+# CAP_NET_RAW (13) permitted.
+NET_RAW_EP = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
+# no_new_privs (boxd's default) would ignore file capabilities, as Docker's option does.
+NNP_OFF = ("--security-opt", "no-new-privileges=false")
+
+
+def _caps_image(tmp_path: Path, registry: Registry, busybox_root: Path) -> str:
+    """busybox and a layer written by umoci with /caps/grep, busybox given cap_net_raw+ep
+    (as setcap gives it), pushed with skopeo."""
+    layer = tmp_path / "caps-layer"
+    (layer / "caps").mkdir(parents=True)
+    shutil.copy(busybox_root / "bin" / "busybox", layer / "caps" / "grep")
+    os.setxattr(layer / "caps" / "grep", "security.capability", NET_RAW_EP)
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "v1", busybox_root, extra_layers=[layer])
+    push(layout, "v1", registry, "caps:v1")
+    return f"{registry.host}/caps:v1"
+
+
+def _effective_caps(daemon: Daemon, image: str) -> list[str]:
+    """The effective capabilities of /caps/grep run by a non-root user."""
+    argv = ("-u", "1000", image, "/caps/grep", "^CapEff", "/proc/self/status")
+    return daemon.ctl("run", "--rm", *NNP_OFF, *argv).stdout.split()
+
+
+def test_a_file_capability_in_a_layer_survives_the_unpack(
+    tmp_path: Path, daemon: Daemon, registry: Registry, busybox_root: Path
+) -> None:
+    """A binary given a capability by setcap (as a Dockerfile's `RUN setcap ...` does) keeps
+    it when a layer written by umoci is pulled: the unpack sets the xattr after the chown,
+    which would clear it, so a non-root user running it gets the capability (where
+    no_new_privs is off, as in Docker's containers)."""
+    ref = _caps_image(tmp_path, registry, busybox_root)
+    assert _effective_caps(daemon, ref) == ["CapEff:", f"{1 << 13:016x}"]
+    daemon.ctl("rmi", ref)
+
+
+def test_commit_and_export_keep_file_capabilities(
+    tmp_path: Path, daemon: Daemon, registry: Registry, busybox_root: Path
+) -> None:
+    """A file with capabilities that a container wrote (here touched: overlay copies it up
+    with its xattrs) keeps them in its commit's layer and its export, as Docker's do: the
+    one xattr their tars carry."""
+    ref = _caps_image(tmp_path, registry, busybox_root)
+    daemon.ctl("run", "--name", "toucher", ref, "touch", "/caps/grep")
+    daemon.ctl("commit", "toucher", "caps:touched")
+    assert _effective_caps(daemon, "caps:touched") == ["CapEff:", f"{1 << 13:016x}"]
+    exported = tmp_path / "exported.tar"
+    daemon.ctl("export", "-o", str(exported), "toucher")
+    with tarfile.open(exported) as tar:
+        headers = tar.getmember("caps/grep").pax_headers
+    assert headers["SCHILY.xattr.security.capability"].encode() == NET_RAW_EP
+    daemon.ctl("rm", "toucher")
+    daemon.ctl("rmi", "caps:touched", ref)
+
+
+def _blob(registry: Registry, name: str, digest: str) -> bytes:
+    request = urllib.request.Request(f"http://{registry.host}/v2/{name}/blobs/{digest}")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        data: bytes = r.read()
+    return data
+
+
+def test_the_same_image_compressed_otherwise_takes_the_stored_layers(
+    tmp_path: Path, daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    """An image pulled again from where its layers are plain tars (as a podman save or a
+    zstd push has them, other blobs for the same diff_ids), or loaded from a docker-archive
+    skopeo writes them plain in, takes the layers already stored, as Docker knows layers
+    by diff_id: nothing is fetched, and no blob is left that no image keeps."""
+    import gzip
+    import subprocess
+
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    daemon.ctl("pull", ref)
+    blobs = daemon.root / "images" / "blobs" / "sha256"
+    stored = sorted(os.listdir(blobs))
+    manifest: dict[str, Any] = manifest_of(registry, "box", "v1")
+    config = _blob(registry, "box", manifest["config"]["digest"])
+    plain = [gzip.decompress(_blob(registry, "box", d["digest"])) for d in manifest["layers"]]
+    put_blob(registry, "plain/box", config)
+    layers = [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": len(data),
+         "digest": put_blob(registry, "plain/box", data)}
+        for data in plain
+    ]  # fmt: skip
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    put_manifest(registry, "plain/box", "v1", {**manifest, "mediaType": oci, "layers": layers})
+    fetched = registry.requests("/blobs/")
+    daemon.ctl("pull", f"{registry.host}/plain/box:v1")
+    assert registry.requests("/blobs/") == fetched  # every layer "Already exists"
+    archive = tmp_path / "plain.tar"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--dest-decompress", f"oci:{layout}:v1",
+         f"docker-archive:{archive}:plain/loaded:v1"],
+        check=True,
+    )  # fmt: skip
+    daemon.ctl("load", "-i", str(archive))
+    assert sorted(os.listdir(blobs)) == stored
+    assert daemon.ctl("run", "--rm", "plain/loaded:v1", "cat", "/work/hello.txt").stdout
+    daemon.ctl("rmi", ref, f"{registry.host}/plain/box:v1", "plain/loaded:v1")
+    assert os.listdir(blobs) == []
+
+
 def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -> None:
     push(layout, "v1", registry, "box:v1")
     ref = f"{registry.host}/box:v1"
@@ -840,6 +1000,40 @@ def test_a_stored_image_runs_user_namespaced(registry: Registry, layout: Path) -
         with running_daemon(top) as daemon:
             daemon.ctl("pull", ref)
             _run_user_namespaced(daemon, ref)
+    finally:
+        shutil.rmtree(top)
+
+
+def test_a_user_namespaced_containers_commit_and_export_hold_its_own_ids(
+    registry: Registry, layout: Path
+) -> None:
+    """What a user-namespaced container writes is owned by host ids (its root is uid
+    100000 ...): its commit and its export record the container's own (0, 1234), as
+    Docker's userns-remap does, so the image runs with or without a user namespace; a
+    directory it replaced is opaque in the commit (its overlay's user.overlay.opaque)."""
+    push(layout, "v1", registry, "box:v1")
+    ref = f"{registry.host}/box:v1"
+    top = Path(tempfile.mkdtemp(prefix="boxd-images-userns-"))
+    script = "mkdir /made && touch /made/f && chown 1234:55 /made/f && rm -r /work && mkdir /work"
+    shown = "stat -c '%n %u:%g' /made /made/f /work; ls -A /work"
+    try:
+        os.chmod(top, 0o711)  # the container's root (an unprivileged host uid) walks in
+        with running_daemon(top) as daemon:
+            daemon.ctl("pull", ref)
+            daemon.ctl(
+                "run", "--isolate-user", "-u", "0", "--name", "writer", ref, "sh", "-c", script
+            )
+            daemon.ctl("commit", "writer", "written:1")
+            expected = ["/made", "0:0", "/made/f", "1234:55", "/work", "0:0"]
+            for isolated in ((), ("--isolate-user",)):
+                argv = ("run", "--rm", *isolated, "-u", "0", "written:1", "sh", "-c", shown)
+                assert daemon.ctl(*argv).stdout.split() == expected
+            exported = top / "exported.tar"
+            daemon.ctl("export", "-o", str(exported), "writer")
+            with tarfile.open(exported) as tar:
+                owners = {m.name: (m.uid, m.gid) for m in tar if m.name.startswith("made")}
+            assert owners == {"made": (0, 0), "made/f": (1234, 55)}
+            daemon.ctl("rm", "writer")
     finally:
         shutil.rmtree(top)
 

@@ -699,7 +699,10 @@ class Builder:
         from .._images import archive
 
         uppers = self.sup.uppers(cid)
-        layer: BlobRef = await trio.to_thread.run_sync(archive.layer_of_uppers, self.store, uppers)
+        upper = archive.container_upper(self.sup.inspect(cid).config.userns)
+        layer: BlobRef = await trio.to_thread.run_sync(
+            archive.layer_of_uppers, self.store, uppers, upper
+        )
         return layer
 
     # ---- COPY and ADD -------------------------------------------------------------

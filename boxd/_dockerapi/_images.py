@@ -23,6 +23,7 @@ from .._images.messages import (
     LoginRequest,
     PruneImagesRequest,
     PulledFrame,
+    PullingFrame,
     PullProgressFrame,
     PullRequest,
     PushedFrame,
@@ -238,7 +239,9 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     answer = await one_answer(api.images.prune, request)
     deleted = [{"Untagged": _shapes.familiar(t)} for t in answer.untagged]
     deleted += [{"Deleted": d} for d in answer.deleted]
-    await conn.respond_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})
+    await conn.respond_json(
+        200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": answer.reclaimed}
+    )
 
 
 async def commit(api: Api, conn: HttpConnection, req: Request) -> None:
@@ -266,13 +269,17 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
     """Docker's progress stream: one JSON object per line, begun once the image is found
     (its first layer's progress, or its end); a failure before is the response (404 for
     no such manifest, as dockerd's), once the stream has begun its last line
-    (``errorDetail``), as the docker CLI expects."""
+    (``errorDetail``), as the docker CLI expects.  A name without tag or digest pulls
+    every tag of the repository (``docker pull -a``), as dockerd does: each tag's lines,
+    then one status for the repository."""
     name = req.arg("fromImage") or ""
     if not name:
         raise ApiError(400, "fromImage must be given (importing a tar is not supported)")
     tag = req.arg("tag") or ""
     ref = name if not tag else (f"{name}@{tag}" if ":" in tag else f"{name}:{tag}")
-    parse_reference(ref)  # a bad reference is a 400 before the stream starts
+    parsed = parse_reference(ref, default_tag=False)  # a bad one: a 400 before the stream
+    repository = parsed.repository
+    all_tags = parsed.tag is None and parsed.digest is None
     platform = req.arg("platform") or ""
     if platform:
         try:
@@ -280,36 +287,52 @@ async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
     user, password = registry_auth(req)
-    request = PullRequest(reference=ref, platform=platform, username=user, password=password)
-    started = False
+    request = PullRequest(
+        reference=ref, platform=platform, username=user, password=password, all_tags=all_tags
+    )
+    started = downloaded = False
 
     async def line(value: dict[str, Any]) -> None:
         await conn.send(json.dumps(value).encode() + b"\r\n")
 
     async def forward(message: object) -> None:
-        nonlocal started
-        if not started and isinstance(message, PullProgressFrame | PulledFrame):
+        nonlocal started, downloaded
+        if not started and isinstance(message, PullingFrame | PullProgressFrame | PulledFrame):
             started = True
             await conn.start_stream()
-            await line({"status": f"Pulling from {name}", "id": tag or "latest"})
-        if isinstance(message, PullProgressFrame):
+            if not all_tags:
+                await line({"status": f"Pulling from {repository}", "id": tag or "latest"})
+        if isinstance(message, PullingFrame):
+            await line({"status": f"Pulling from {repository}", "id": message.tag})
+        elif isinstance(message, PullProgressFrame):
+            # Only a download has a progress bar, as dockerd sends it: the docker CLI on a
+            # pipe leaves out every line that has one, and "Pull complete" must show.
             detail = {"current": message.current, "total": message.total}
-            await line({"status": message.status, "progressDetail": detail, "id": message.layer})
+            shown = detail if message.status == "Downloading" else {}
+            await line({"status": message.status, "progressDetail": shown, "id": message.layer})
         elif isinstance(message, PulledFrame):
             if message.digest:  # the built-in default has none
                 await line({"status": f"Digest: {message.digest}"})
-            news = "Downloaded newer image" if message.downloaded else "Image is up to date"
-            await line({"status": f"Status: {news} for {message.reference}"})
+            downloaded |= message.downloaded
+            if not all_tags:
+                await line({"status": _pull_status(message.reference, message.downloaded)})
 
     try:
         async with conn.cancelled_if_peer_closes():
             await api.images.pull(Answers(forward), request)
+        if all_tags:
+            await line({"status": _pull_status(parsed.familiar, downloaded)})
     except Exception as exc:
         error = api_error(unwrap(exc))
         if error is None or not started:
             raise
         await line({"errorDetail": {"message": error.message}, "error": error.message})
     await conn.end()
+
+
+def _pull_status(name: str, downloaded: bool) -> str:
+    news = "Downloaded newer image" if downloaded else "Image is up to date"
+    return f"Status: {news} for {name}"
 
 
 async def auth(api: Api, conn: HttpConnection, req: Request) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
 import zstandard
 
 from .config import DEFAULT, default_base_config
@@ -35,12 +36,15 @@ from .hardlinks import Links, add_hard_link, note_link
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .tarstream import ZSTD_MAGIC
-from .unpack import OPAQUE, OPAQUE_USER_XATTR, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError
+from .unpack import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError, upper_opaque_xattr
 from .unpack import ArchiveError as ArchiveError
 
 __all__ = [
+    "LAYER",
     "ArchiveError",
+    "Upper",
     "commit",
+    "container_upper",
     "export_merged",
     "import_rootfs",
     "layer_of_uppers",
@@ -249,6 +253,9 @@ def _load_image(
         raise ArchiveError(
             f"config {config_name!r} lists {len(diff_ids)} layers, the archive {len(layer_names)}"
         )
+    stored = store.stored_layers(image_id)
+    if stored is not None:
+        return image_id, stored
     layers = tuple(
         [
             _store_layer(store, archive, name, str(diff_id), digest)
@@ -361,7 +368,7 @@ def _load_oci(
             raise ArchiveError(f"manifest {digest} does not match its digest")
         manifest = json.loads(data)
         if manifest.get("mediaType") == OCI_INDEX or "manifests" in manifest:
-            raise ArchiveError(f"{digest} is a nested index; load one platform's archive")
+            digest, manifest = _host_manifest(archive, digest, manifest)
         config_digest = str(manifest["config"]["digest"])
         layer_names: list[tuple[str, str | None]] = [
             (archive.blob(str(d["digest"])), str(d["digest"])) for d in manifest.get("layers", [])
@@ -378,6 +385,25 @@ def _load_oci(
             name = ref_name
         tags = [name] if name else []
         yield image_id, layers, tags
+
+
+def _host_manifest(
+    archive: _Archive, digest: str, index: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The host's platform's manifest in a multi-platform index (``skopeo copy --all``,
+    buildx's OCI output), as a pull takes it from a registry's."""
+    from .pull import choose_platform, host
+    from .registry import RegistryError
+
+    try:
+        chosen = choose_platform(f"the index {digest}", index, host())
+    except RegistryError as exc:
+        raise ArchiveError(str(exc)) from None
+    data = archive.read(archive.blob(chosen))
+    if "sha256:" + hashlib.sha256(data).hexdigest() != chosen:
+        raise ArchiveError(f"manifest {chosen} does not match its digest")
+    manifest: dict[str, Any] = json.loads(data)
+    return chosen, manifest
 
 
 def _record(
@@ -488,6 +514,38 @@ def import_rootfs(
         return store.add(image_id, (layer,), ref)
 
 
+@attrs.frozen
+class Upper:
+    """How an overlay wrote a directory: the xattr that marks an opaque directory in it
+    and, for a user-namespaced container's upper, the id map (host start, count) its
+    owners went through: a layer and an export record the container's own ids.  The
+    default is a layer's directory (the unpack writes both xattrs and the ids as they are)
+    or the upper of a container that is not user-namespaced."""
+
+    opaque: str = OPAQUE_XATTR
+    id_map: tuple[int, int] | None = None
+
+    def owner(self, st: os.stat_result) -> tuple[int, int]:
+        if self.id_map is None:
+            return st.st_uid, st.st_gid
+        start, count = self.id_map
+        uid, gid = (i - start if start <= i < start + count else i for i in (st.st_uid, st.st_gid))
+        return uid, gid
+
+
+LAYER = Upper()
+
+
+def container_upper(userns: bool) -> Upper:
+    """How a container's overlays write its uppers: the other opaque xattr there is an
+    ordinary one, copied up from a layer (which has both), and reading it as the mark
+    would hide the layers' files below it; a user-namespaced container's files are owned
+    by host ids."""
+    from .._plan import id_range
+
+    return Upper(upper_opaque_xattr(userns), id_range() if userns else None)
+
+
 def commit(
     store: ImageStore,
     parent: ImageRecord | None,
@@ -495,12 +553,13 @@ def commit(
     container_config: dict[str, Any],
     ref: Reference | None,
     history: dict[str, str],
+    upper: Upper = LAYER,
 ) -> ImageRecord:
     """``commit``: the container's upper directories (see :func:`write_diff`) as a new
     layer over ``parent``, or with None over the built-in image default (the new image is
     then based on it); ``history``: the new entry's ``created_by``, ``comment`` and
     ``author``."""
-    layer = layer_of_uppers(store, uppers)
+    layer = layer_of_uppers(store, uppers, upper)
     layers: tuple[BlobRef, ...] = ()
     if parent is None:
         base, over = default_base_config(), DEFAULT
@@ -512,60 +571,68 @@ def commit(
     return store.add(image_id, (*layers, layer), ref, base=over)
 
 
-def layer_of_uppers(store: ImageStore, uppers: Sequence[tuple[str, Path]]) -> BlobRef:
+def layer_of_uppers(
+    store: ImageStore, uppers: Sequence[tuple[str, Path]], upper: Upper = LAYER
+) -> BlobRef:
     """Overlay upper directories (or any directories) as one stored, unpacked layer (see
     :func:`write_diff`)."""
     fd, tmp = store.temp_file()
     try:
         with os.fdopen(fd, "wb") as out:
-            write_diff(uppers, out)
+            write_diff(uppers, out, upper)
         return _single_layer(store, tmp)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-# Written into every container at start (its hostname): never part of its changes.
-_RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts"})
+# Written into every container at start (its hostname, its network's name server): never
+# part of its changes, as Docker binds its own over the image's and commits none of them.
+_RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
 
 
-def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes]) -> None:
+def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes], upper: Upper = LAYER) -> None:
     """A layer tar of a container's overlay upper directories, (target, directory) with
     ``/`` first (one on a stored image; on default one more for each host directory it
     shows, /usr ...), each one's paths below its target (``usr/bin/x``): whiteouts (0/0
     character devices) become ``.wh.NAME`` and opaque directories get ``.wh..wh..opq``;
-    the files boxd writes at each start (/etc/hostname, /etc/hosts) are left out, and so
-    is what an upper holds where another overlay is mounted (its mount point).  Files are
-    opened with O_NOFOLLOW and checked to be what was listed: the container may change
-    its upper directories meanwhile, and must not make the daemon read a host file.  An
-    upper directory that is not there (a container that never ran) changed nothing."""
+    the files boxd writes at each start (/etc/hostname, /etc/hosts, /etc/resolv.conf) are
+    left out, and so is what an upper holds where another overlay is mounted (its mount
+    point).  Files are opened with O_NOFOLLOW and checked to be what was listed: the
+    container may change its upper directories meanwhile, and must not make the daemon
+    read a host file.  An upper directory that is not there (a container that never ran)
+    changed nothing.
+    ``upper``: how the overlays wrote them (see :func:`container_upper`)."""
     targets = {target.strip("/") for target, _ in uppers}
     links: Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for target, upper in uppers:
+        for target, directory in uppers:
             try:
-                root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                root_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             try:
                 rel = target.strip("/")
                 if rel and os.listdir(root_fd):
                     # The mount point's own entry first, as the layer's directory of it.
-                    tar.addfile(_info(rel, os.fstat(root_fd)))
-                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links)
+                    tar.addfile(_info(rel, os.fstat(root_fd), upper))
+                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links, upper)
             finally:
                 os.close(root_fd)
 
 
-def _opaque(fd: int) -> bool:
-    for attr in (OPAQUE_XATTR, OPAQUE_USER_XATTR):
-        with contextlib.suppress(OSError):
-            if os.getxattr(fd, attr) == b"y":
-                return True
+def _opaque(fd: int, attr: str) -> bool:
+    with contextlib.suppress(OSError):
+        return os.getxattr(fd, attr) == b"y"
     return False
 
 
 def _walk_upper(
-    tar: tarfile.TarFile, dir_fd: int, prefix: str, skipped: set[str], links: Links
+    tar: tarfile.TarFile,
+    dir_fd: int,
+    prefix: str,
+    skipped: set[str],
+    links: Links,
+    upper: Upper,
 ) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = f"{prefix}{name}"
@@ -577,16 +644,16 @@ def _walk_upper(
             wh.mtime = int(st.st_mtime)
             tar.addfile(wh)
         elif stat.S_ISDIR(st.st_mode):
-            tar.addfile(_info(path, st))
+            tar.addfile(_info(path, st, upper))
             sub = _open_dir(dir_fd, name)
             try:
-                if _opaque(sub):
+                if _opaque(sub, upper.opaque):
                     tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
-                _walk_upper(tar, sub, f"{path}/", skipped, links)
+                _walk_upper(tar, sub, f"{path}/", skipped, links, upper)
             finally:
                 os.close(sub)
         else:
-            _add_entry(tar, dir_fd, name, path, st, links)
+            _add_entry(tar, dir_fd, name, path, st, links, upper)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -598,9 +665,9 @@ def _open_dir(dir_fd: int, name: str) -> int:
     return os.open(name, flags, dir_fd=dir_fd)
 
 
-def _info(path: str, st: os.stat_result) -> tarfile.TarInfo:
+def _info(path: str, st: os.stat_result, written: Upper) -> tarfile.TarInfo:
     info = tarfile.TarInfo(path)
-    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uid, info.gid = written.owner(st)
     info.mode = stat.S_IMODE(st.st_mode)
     info.mtime = int(st.st_mtime)
     if stat.S_ISDIR(st.st_mode):
@@ -609,11 +676,17 @@ def _info(path: str, st: os.stat_result) -> tarfile.TarInfo:
 
 
 def _add_entry(
-    tar: tarfile.TarFile, dir_fd: int, name: str, path: str, st: os.stat_result, links: Links
+    tar: tarfile.TarFile,
+    dir_fd: int,
+    name: str,
+    path: str,
+    st: os.stat_result,
+    links: Links,
+    written: Upper,
 ) -> None:
     """A file, symlink, device or FIFO (sockets are left out, as Docker does); a file
     already written under another name, a hard link to it."""
-    info = _info(path, st)
+    info = _info(path, st, written)
     if add_hard_link(tar, info, st, links):
         return
     if stat.S_ISLNK(st.st_mode):
@@ -627,6 +700,7 @@ def _add_entry(
             if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
                 raise ArchiveError(f"{path} changed while it was read")
             info.size = now.st_size
+            _keep_capability(info, f.fileno())
             tar.addfile(info, f)
         note_link(st, path, links)
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
@@ -638,22 +712,45 @@ def _add_entry(
         tar.addfile(info)
 
 
-def export_merged(dirs: list[str], out: IO[bytes]) -> None:
+# The xattr of a file's capabilities (setcap's); its value's revision in byte 3.
+CAPABILITY = "security.capability"
+_CAP_REVISION_2, _CAP_REVISION_3 = 2, 3
+_CAP_V2_SIZE = 20
+
+
+def _keep_capability(info: tarfile.TarInfo, fd: int) -> None:
+    """A file's capabilities go into the tar, the one xattr Docker's layers and exports
+    carry (a `RUN setcap ...` works so): one set in a user namespace (revision 3, naming
+    its root's host uid) as the revision 2 it means in any container, as Docker writes it."""
+    try:
+        value = os.getxattr(fd, CAPABILITY)
+    except OSError:
+        return
+    if len(value) > 3 and value[3] == _CAP_REVISION_3:
+        value = value[:3] + bytes([_CAP_REVISION_2]) + value[4:_CAP_V2_SIZE]
+    header = {f"SCHILY.xattr.{CAPABILITY}": value.decode("utf-8", "surrogateescape")}
+    info.pax_headers = {**info.pax_headers, **header}
+
+
+def export_merged(dirs: list[str], out: IO[bytes], top: Upper = LAYER) -> None:
     """``export``: one tar of the directories stacked as overlay stacks them (``dirs``
     top-most first): what a whiteout hides or an opaque directory covers is left out, as
-    are the files boxd writes at each start."""
+    are the files boxd writes at each start.  ``top``: how the first was written (a
+    container's upper: see :func:`container_upper`); the others are layers."""
     fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in dirs]
+    written = [top, *(LAYER for _ in dirs[1:])]
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _merge(tar, fds, "", {})
+            _merge(tar, list(zip(fds, written, strict=True)), "", {})
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: Links) -> None:
+def _merge(tar: tarfile.TarFile, dirs: list[tuple[int, Upper]], prefix: str, links: Links) -> None:
+    """``dirs``: each directory's fd and how it was written, top-most first."""
     top: dict[str, tuple[int, os.stat_result]] = {}
-    for i, fd in enumerate(fds):
+    for i, (fd, _) in enumerate(dirs):
         for name in os.listdir(fd):
             if name not in top:
                 top[name] = (i, os.stat(name, dir_fd=fd, follow_symlinks=False))
@@ -663,24 +760,24 @@ def _merge(tar: tarfile.TarFile, fds: list[int], prefix: str, links: Links) -> N
         if _is_whiteout(st) or path in _RUNTIME_FILES:
             continue
         if not stat.S_ISDIR(st.st_mode):
-            _add_entry(tar, fds[i], name, path, st, links)
+            _add_entry(tar, dirs[i][0], name, path, st, links, dirs[i][1])
             continue
-        tar.addfile(_info(path, st))
+        tar.addfile(_info(path, st, dirs[i][1]))
         # The directory merges with the same directory below, down to a layer where the
         # name is not a directory or where it is opaque.
-        subs = []
+        subs: list[tuple[int, Upper]] = []
         try:
-            for fd in fds[i:]:
+            for fd, written in dirs[i:]:
                 try:
                     below = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 if not stat.S_ISDIR(below.st_mode):
                     break
-                subs.append(_open_dir(fd, name))
-                if _opaque(subs[-1]):
+                subs.append((_open_dir(fd, name), written))
+                if _opaque(subs[-1][0], written.opaque):
                     break
             _merge(tar, subs, f"{path}/", links)
         finally:
-            for fd in subs:
+            for fd, _ in subs:
                 os.close(fd)

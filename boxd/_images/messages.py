@@ -1,7 +1,9 @@
 """The protocol's image messages (the catalogue is :mod:`boxd._messages`).
 
 ``PullRequest`` streams: an ``OkResponse``, ``PullProgressFrame`` per layer change, and
-``PulledFrame`` at the end (or an ``ErrorResponse`` if the pull fails).  ``PushRequest``
+``PulledFrame`` at the end (or an ``ErrorResponse`` if the pull fails); with ``all_tags``,
+per tag a ``PullingFrame``, its ``PullProgressFrame`` and ``PulledFrame``, then an
+``EndFrame``.  ``PushRequest``
 streams: an ``OkResponse``, then per tag a ``PushingFrame``, ``PushProgressFrame`` per layer
 change and ``PushedFrame``, and an ``EndFrame`` (or an ``ErrorResponse``).  ``SaveRequest``,
 ``LoadRequest`` and ``ImportRequest`` carry archives as byte frames (see each).
@@ -20,6 +22,12 @@ class PullRequest:
     platform: str = ""  # os/arch[/variant]; empty: the daemon's host
     username: str = ""  # credentials for this pull only (the Docker API's X-Registry-Auth);
     password: str = ""  # empty: those ``login`` stored
+    all_tags: bool = False  # every tag the registry lists (``reference`` names none)
+
+
+@attrs.frozen
+class PullingFrame:
+    tag: str  # the next tag an all-tags pull pulls
 
 
 @attrs.frozen
@@ -112,6 +120,7 @@ class RemoveImageRequest:
 class RemovedImageResponse:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]
+    reclaimed: int = 0  # bytes of the unpacked layers deleted (a prune's)
 
 
 @attrs.frozen

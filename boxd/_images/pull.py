@@ -28,7 +28,15 @@ from .registry import Credentials, Registry, RegistryError, open_registry, parse
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .unpacks import Unpacks
 
-__all__ = ["PARALLEL", "Platform", "Progress", "Pulled", "Puller", "parse_platform"]
+__all__ = [
+    "PARALLEL",
+    "Platform",
+    "Progress",
+    "Pulled",
+    "Puller",
+    "choose_platform",
+    "parse_platform",
+]
 
 PARALLEL = 3
 CHUNK = 1 << 16
@@ -120,6 +128,36 @@ def _descriptor(d: Any, what: str) -> tuple[str, int, str]:
     return digest, size, str(media)
 
 
+def choose_platform(name: str, index: dict[str, Any], want: Platform) -> str:
+    """The digest of the manifest for ``want`` in an OCI index or a Docker manifest list
+    (a variant asked for matches an entry without one); ``name`` (the image's) begins the
+    error when there is none."""
+    found = []
+    entries = index.get("manifests")
+    if not isinstance(entries, list):
+        raise RegistryError(f"{name}: the index has no list of manifests")
+    for i, entry in enumerate(entries):
+        digest, _, media = _descriptor(entry, f"index entry {i}")
+        plat = entry.get("platform")
+        plat = plat if isinstance(plat, dict) else {}
+        found.append(
+            "/".join(
+                p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
+            )
+        )
+        if (
+            media in MANIFESTS
+            and plat.get("os") == want.os
+            and plat.get("architecture") == want.architecture
+            and (not want.variant or plat.get("variant", "") in (want.variant, ""))
+        ):
+            return digest
+    raise RegistryError(
+        f"{name}: no image for platform {want} "
+        f"(the index has: {', '.join(sorted(set(found))) or 'nothing'})"
+    )
+
+
 @attrs.frozen
 class Pulled:
     record: ImageRecord
@@ -155,6 +193,16 @@ class Puller:
             await self.unpacks.stop(self.store.unshared(record) - keep)
             return await trio.to_thread.run_sync(self.store.delete, record, keep)
 
+    async def tags(self, ref: Reference, user: tuple[str, str] | None = None) -> list[str]:
+        """The tags of ``ref``'s repository, as its registry lists them (``pull -a``)."""
+        async with open_registry(
+            ref, insecure=self.insecure, credentials=self.credentials, user=user
+        ) as registry:
+            tags = await registry.tags()
+        if not tags:
+            raise RegistryError(f"{ref.familiar_name}: the repository has no tags")
+        return tags
+
     async def pull(
         self,
         ref: Reference,
@@ -189,7 +237,7 @@ class Puller:
                     registry, config_digest, config_size, "config"
                 )
             config = parse_json(config_bytes, "the image config")
-            layers = self._layers(ref, manifest, config)
+            layers = self.store.stored_layers(config_digest) or self._layers(ref, manifest, config)
             diff_ids = [layer.diff_id for layer in layers]
             async with self.lock:
                 self.active.update(diff_ids)
@@ -214,7 +262,7 @@ class Puller:
         body = parse_json(data, "the manifest")
         media = str(body.get("mediaType") or media)
         if media in INDEXES:
-            digest = self._choose(ref, body, want)
+            digest = choose_platform(ref.familiar, body, want)
             data, media = await registry.manifest(digest, MANIFESTS)
             _check(data, digest, "manifest")
             body = parse_json(data, "the manifest")
@@ -225,33 +273,6 @@ class Puller:
                 "(boxd reads OCI and Docker schema 2 manifests and indexes)"
             )
         return top, body
-
-    @staticmethod
-    def _choose(ref: Reference, index: dict[str, Any], want: Platform) -> str:
-        found = []
-        entries = index.get("manifests")
-        if not isinstance(entries, list):
-            raise RegistryError(f"{ref.familiar}: the index has no list of manifests")
-        for i, entry in enumerate(entries):
-            digest, _, media = _descriptor(entry, f"index entry {i}")
-            plat = entry.get("platform")
-            plat = plat if isinstance(plat, dict) else {}
-            found.append(
-                "/".join(
-                    p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
-                )
-            )
-            if (
-                media in MANIFESTS
-                and plat.get("os") == want.os
-                and plat.get("architecture") == want.architecture
-                and (not want.variant or plat.get("variant", "") in (want.variant, ""))
-            ):
-                return digest
-        raise RegistryError(
-            f"{ref.familiar}: no image for platform {want} "
-            f"(the index has: {', '.join(sorted(set(found))) or 'nothing'})"
-        )
 
     @staticmethod
     def _layers(
@@ -300,11 +321,18 @@ class Puller:
         """Fetch the blobs not stored yet; whether any was."""
         limit = trio.CapacityLimiter(PARALLEL)
         fetched: list[bool] = []
+        missing = []
+        # In the manifest's order, as dockerd: what is stored "Already exists" at once (and
+        # never "Waiting"); the rest waits for its turn.
         for layer in layers:
-            report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
+            if self.store.has_blob(layer.digest):
+                report(Progress(_short(layer.digest), "Already exists", layer.size, layer.size))
+            else:
+                report(Progress(_short(layer.digest), "Waiting", 0, layer.size))
+                missing.append(layer)
         try:
             async with trio.open_nursery() as nursery:
-                for layer in layers:
+                for layer in missing:
                     nursery.start_soon(self._layer, registry, layer, limit, report, fetched)
         except BaseExceptionGroup as group:
             # Several layers may fail at once (a registry that serves garbage): the pull

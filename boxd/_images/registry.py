@@ -35,6 +35,7 @@ HUB_HOST = "registry-1.docker.io"
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 TIMEOUT = 30.0  # seconds for each request; 10 to connect
+MAX_TAG_PAGES = 100  # pages of a tag list followed (a registry answers 100 tags or more a page)
 # The user name that marks the password as an identity token (an OAuth 2 refresh token),
 # as Docker's credential helpers mark it.
 IDENTITY_TOKEN = "<token>"
@@ -268,6 +269,22 @@ class Registry:
         r = await self._get(url, headers={"Accept": ", ".join(accept)})
         media_type = r.headers.get("content-type", "").split(";")[0].strip()
         return r.content, media_type
+
+    async def tags(self) -> list[str]:
+        """The repository's tags, in the registry's order (its pages followed)."""
+        url = f"{self.base}/v2/{self.repository}/tags/list"
+        tags: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            r = await self._get(url)
+            listed = parse_json(r.content, "the tag list").get("tags") or []
+            if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
+                raise RegistryError(f"{self.registry}/{self.repository}: a bad tag list")
+            tags += listed
+            following = r.links.get("next", {}).get("url")
+            if not following:
+                break
+            url = str(r.url.join(following))
+        return tags
 
     @asynccontextmanager
     async def blob(self, digest: str) -> AsyncIterator[httpx.Response]:

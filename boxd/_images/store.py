@@ -323,6 +323,16 @@ class ImageStore:
         except FileNotFoundError:
             raise NoSuchImage(image_id) from None
 
+    def stored_layers(self, image_id: str) -> tuple[BlobRef, ...] | None:
+        """The layers of the stored image ``image_id`` (None: it is not stored).  A pull or
+        a load of it again takes these, as Docker knows layers by their diff_ids: its own
+        blobs (the same layers compressed otherwise: a zstd push, a podman save of plain
+        tars) would be kept by no image, since :meth:`add` keeps the record there is."""
+        try:
+            return self.get(image_id).layers
+        except NoSuchImage:
+            return None
+
     def for_container(self, image_id: str) -> ImageRecord:
         """The image a container was created from, even if it was retired since."""
         try:

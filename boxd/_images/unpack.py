@@ -12,7 +12,8 @@ Whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0 character device ``NAM
 ``user.overlay.opaque``, read by user-namespaced containers' overlays).  Device nodes,
 FIFOs, owners, modes (setuid included) and times are kept as a root Docker daemon keeps
 them; xattrs in the ``user.`` and ``security.`` namespaces too (``trusted.`` ones could
-forge overlay metadata and are dropped).  Sparse members (a few bytes of gzip declaring
+forge overlay metadata and are dropped, as are ``user.overlay.`` ones, which userxattr
+overlays read).  Sparse members (a few bytes of gzip declaring
 gigabytes) are refused: image tools never write them.
 
 The caller unpacks into a fresh temporary directory and renames it into place; the
@@ -45,7 +46,7 @@ from .tarstream import (
     TarReader,
 )
 
-__all__ = ["ArchiveError", "LayerError", "Unpacked", "open_layer", "unpack"]
+__all__ = ["ArchiveError", "LayerError", "Unpacked", "open_layer", "unpack", "upper_opaque_xattr"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -53,7 +54,18 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 # What an overlay mounted with userxattr (a user-namespaced container's) reads instead.
 OPAQUE_USER_XATTR = "user.overlay.opaque"
 _KEPT_XATTRS = ("user.", "security.")
+# What an overlay mounted with userxattr reads as its own metadata (opaque, whiteout,
+# redirect ...): from a tar it would change what a user-namespaced container sees alone.
+_OVERLAY_USER_XATTRS = "user.overlay."
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def upper_opaque_xattr(userns: bool) -> str:
+    """The xattr that marks an opaque directory in a container's overlay upper: the one its
+    overlay reads and writes (``user.`` with userxattr, a user-namespaced container's).
+    The other one is an ordinary xattr there: a directory copied up from a layer, which has
+    both, carries it without being opaque in the upper."""
+    return OPAQUE_USER_XATTR if userns else OPAQUE_XATTR
 
 
 class LayerError(Exception):
@@ -203,9 +215,9 @@ class _Unpacker:
                 fd = os.open(name, _CREATE, 0o600, dir_fd=dir_fd)
             try:
                 tar.copy_to(fd)
-                self.xattrs(fd, info)
                 os.fchown(fd, *self.owner(info))
                 os.fchmod(fd, info.mode & 0o7777)  # after the chown, which clears setuid
+                self.xattrs(fd, info)  # after it too: it clears security.capability
                 os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
             finally:
                 os.close(fd)
@@ -281,7 +293,7 @@ class _Unpacker:
 
     def xattrs(self, fd: int, info: Member) -> None:
         for attr, value in info.xattrs.items():
-            if attr.startswith(_KEPT_XATTRS):
+            if attr.startswith(_KEPT_XATTRS) and not attr.startswith(_OVERLAY_USER_XATTRS):
                 os.setxattr(fd, attr, value)
 
     def finish(self) -> None:
@@ -293,9 +305,9 @@ class _Unpacker:
             except (FileNotFoundError, NotADirectoryError):
                 continue  # replaced by a later member
             try:
-                self.xattrs(fd, info)
                 os.fchown(fd, *self.owner(info))
                 os.fchmod(fd, info.mode & 0o7777)
+                self.xattrs(fd, info)
                 os.utime(fd, ns=(info.mtime_ns, info.mtime_ns))
             finally:
                 os.close(fd)

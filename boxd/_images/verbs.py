@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 import trio
 
 from .. import _prune, _volserver, protocol
+from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
@@ -51,6 +52,7 @@ from .messages import (
     LogoutRequest,
     PruneImagesRequest,
     PulledFrame,
+    PullingFrame,
     PullProgressFrame,
     PullRequest,
     PushRequest,
@@ -61,7 +63,7 @@ from .messages import (
     SystemDfResponse,
     TagRequest,
 )
-from .pull import Progress, parse_platform
+from .pull import Platform, Progress, parse_platform
 from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, disk_usage
@@ -125,9 +127,29 @@ class ImageVerbs:
         }
 
     async def pull(self, conn: Sender, req: PullRequest) -> None:
-        ref = parse_reference(req.reference)
+        ref = parse_reference(req.reference, default_tag=not req.all_tags)
         platform = parse_platform(req.platform)
+        user = (req.username, req.password) if req.username else None
+        if not req.all_tags:
+            await conn.send(OkResponse())
+            await self._pull_one(conn, ref, platform, user)
+            return
+        if ref.tag is not None or ref.digest is not None:
+            raise ValueError("tag can't be used with --all-tags/-a")  # Docker's words
+        if is_default(str(ref.with_tag("latest"))):  # built in: its one tag
+            tags = ["latest"]
+        else:
+            tags = await self.sup.puller.tags(ref, user)
         await conn.send(OkResponse())
+        for tag in tags:
+            await conn.send(PullingFrame(tag=tag))
+            await self._pull_one(conn, ref.with_tag(tag), platform, user)
+        await conn.send(EndFrame())
+
+    async def _pull_one(
+        self, conn: Sender, ref: Reference, platform: Platform, user: tuple[str, str] | None
+    ) -> None:
+        """One reference's pull: its progress frames, then its PulledFrame."""
         if is_default(str(ref)):  # built in: always here, as it is
             await conn.send(PulledFrame(id=DEFAULT_ID, digest="", reference="default:latest"))
             return
@@ -148,10 +170,7 @@ class ImageVerbs:
             nursery.start_soon(forward)
             async with send:
                 pulled = await self.sup.puller.pull(
-                    ref,
-                    platform=platform,
-                    progress=report,
-                    user=(req.username, req.password) if req.username else None,
+                    ref, platform=platform, progress=report, user=user
                 )
         image_event(self.sup, "pull", pulled.record.id, ref.familiar, ref.familiar_name)
         await conn.send(
@@ -486,6 +505,12 @@ class ImageVerbs:
         }
         if cfg.stop_signal != "SIGTERM":
             inner["StopSignal"] = cfg.stop_signal
+        # As Docker's commit merges them in: the container's health check (the image's,
+        # under its own), and the image's volumes (anonymous ones again at each run).
+        if cfg.healthcheck is not None:
+            inner["Healthcheck"] = to_api(cfg.healthcheck)
+        if parent is not None:
+            inner["Volumes"] = (self.store.config(parent).get("config") or {}).get("Volumes")
         inner = {k: v for k, v in inner.items() if v is not None}
         _changed(inner, req.changes)
         history = {
@@ -494,9 +519,10 @@ class ImageVerbs:
             "author": req.author,
         }
         uppers = self.sup.uppers(c.id)
+        upper = archive.container_upper(c.config.userns)
         async with self._paused(c.id if req.pause else None):
             record = await trio.to_thread.run_sync(
-                archive.commit, self.store, parent, uppers, inner, ref, history
+                archive.commit, self.store, parent, uppers, inner, ref, history, upper
             )
         if ref is not None:
             image_event(self.sup, "tag", record.id, name=ref.familiar)
@@ -546,6 +572,7 @@ class ImageVerbs:
         only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
+        reclaimed = 0
         for record in self.store.images():
             if record.id in used or (record.repo_tags and not req.all):
                 continue
@@ -556,9 +583,16 @@ class ImageVerbs:
             untagged.extend(record.repo_tags)
             for _ in record.repo_tags:
                 image_event(self.sup, "untag", record.id)
-            deleted.extend((record.id, *await self.sup.puller.delete(record)))
+            sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
+            removed = await self.sup.puller.delete(record)
+            reclaimed += sum(sizes[diff_id] for diff_id in removed)
+            deleted.extend((record.id, *removed))
             self.sup.events.image("delete", record.id, record.id)
-        await conn.send(RemovedImageResponse(untagged=tuple(untagged), deleted=tuple(deleted)))
+        await conn.send(
+            RemovedImageResponse(
+                untagged=tuple(untagged), deleted=tuple(deleted), reclaimed=reclaimed
+            )
+        )
 
     async def df(self, conn: Sender, _: SystemDfRequest) -> None:
         """Disk use, the built-in image counted among the images (as the lists show it)."""
@@ -612,7 +646,8 @@ class ImageVerbs:
             )
         upper = root_upper(self.sup.store.container_dir(c.id))
         dirs = ([str(upper)] if upper.is_dir() else []) + lowers
-        await self._send_archive(conn, lambda out: archive.export_merged(dirs, out))
+        top = archive.container_upper(c.config.userns) if upper.is_dir() else archive.LAYER
+        await self._send_archive(conn, lambda out: archive.export_merged(dirs, out, top))
 
 
 CHUNK = 1 << 20
