@@ -4,8 +4,8 @@ Output frames go to our stdout/stderr as they come; stdin is forwarded in bulk (
 read returns, not a message per key) and its end closes the container's stdin.  Only a
 local terminal in TTY mode is watched for the detach sequence (Ctrl-P Ctrl-Q by default),
 which ends the attachment and leaves the container running: piped input is data, every byte
-of it is sent, as Docker does.  A window size is sent at start and on every SIGWINCH;
-without a TTY, signals sent to boxctl are forwarded to the container.
+of it is sent, as Docker does.  A window size is sent at start and on every SIGWINCH; with
+``sig_proxy``, signals sent to boxctl are forwarded to the container.
 
 The socket is written without blocking: a container that stops reading its stdin while it
 writes output (``cat`` of a large input) must not stall the reading of that output, or
@@ -84,7 +84,7 @@ def stream(
     watched: list[int] = []
     if tty_mode:
         watched.append(signal.SIGWINCH)
-    elif sig_proxy:
+    if sig_proxy:
         watched.extend(PROXIED_SIGNALS)
     old_handlers = {s: signal.signal(s, lambda *_: None) for s in watched}
     old_wakeup = signal.set_wakeup_fd(wake_w)

@@ -382,7 +382,12 @@ def _attached(
 ) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached).
     ``answered`` gets the response before the stream starts; ``outputs`` are the streams
-    printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``."""
+    printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``.
+
+    Signals are forwarded as by Docker's client: always by ``run`` (``run -t`` without
+    ``-i`` leaves the keyboard's Ctrl-C to our terminal: it must stop the container's
+    process, not leave it running behind a client that ended), by ``attach`` and
+    ``start -a`` only without a TTY."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
@@ -400,7 +405,7 @@ def _attached(
             stdin=stdin,
             tty_mode=tty_mode,
             detach_keys=keys,
-            sig_proxy=args.sig_proxy,
+            sig_proxy=args.sig_proxy and (request["type"] == "RunRequest" or not tty_mode),
             outputs=outputs,
         )
     return 0 if code is None else code

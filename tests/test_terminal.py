@@ -140,6 +140,19 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     assert daemon.inspect("tty")["state"]["exit_code"] == 3
 
 
+def test_ctrl_c_of_run_t_without_i_reaches_the_container(daemon: Daemon, tmux: Tmux) -> None:
+    """``run -t`` without ``-i`` leaves our terminal cooked: Ctrl-C is a SIGINT to boxctl,
+    which forwards it as Docker's client does, rather than ending alone with the
+    container's process left running."""
+    script = 'trap "echo got INT; exit 9" INT; echo ready; while :; do sleep 0.05; done'
+    tmux.start(_boxctl(daemon, "run", "-t", "--name", "k", "default", "sh", "-c", script))
+    tmux.wait_for(lambda s: "ready" in s)
+    tmux.keys("C-c")
+    assert tmux.wait_exit() == 9
+    assert daemon.inspect("k")["state"]["status"] == "exited"
+    assert "got INT" in daemon.ctl("logs", "k").stdout
+
+
 def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.ctl("run", "-d", "-i", "-t", "--name", "s", "default", "sh")
     tmux.start(_boxctl(daemon, "attach", "s"))
