@@ -20,6 +20,7 @@ import _signal as signal  # type: ignore[import-not-found]  # no stubs for the C
 import os
 import select
 import sys
+import time
 
 from boxd import protocol
 from boxd._detachkeys import DetachMatcher
@@ -61,6 +62,18 @@ def _size_frame() -> bytes:
     return protocol.encode({"type": "ResizeFrame", "rows": size[0], "cols": size[1]})
 
 
+def _larger_size_frame() -> bytes:
+    """A ResizeFrame one row and column larger than our terminal (nothing if stdout is not
+    a terminal): sent before our size at attach, as Docker's client sends it.  A resize to
+    the size the container's terminal already has signals nothing, so a shell attached to
+    again showed a blank screen until a key was typed; two changes make a shell or a
+    full-screen program draw its screen again at once."""
+    size = terminal_size()
+    if size is None:
+        return b""
+    return protocol.encode({"type": "ResizeFrame", "rows": size[0] + 1, "cols": size[1] + 1})
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -75,9 +88,11 @@ def stream(
     detach_keys: bytes,
     sig_proxy: bool,
     outputs: tuple[int, ...] = (protocol.STDOUT, protocol.STDERR),
+    redraw: bool = False,
 ) -> int | None:
     """Run the attachment; the container's exit code, or None when detached.  Output of
-    the streams not in ``outputs`` is dropped (``run -a stdout``)."""
+    the streams not in ``outputs`` is dropped (``run -a stdout``); ``redraw``: a TTY's
+    programs are made to draw their screen again (``attach`` to a running container)."""
     in_fd = sys.stdin.fileno() if stdin else -1
     local_tty = tty_mode and stdin and os.isatty(in_fd)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -94,8 +109,13 @@ def stream(
             restore = _raw_terminal(in_fd)
         # The terminal's size goes out with the loop's other frames: a short-lived process
         # may have ended, and the daemon closed the connection, before it could be sent.
-        first = _size_frame() if tty_mode else b""
-        return _loop(client, in_fd, wake_r, detach_keys if local_tty else None, outputs, first)
+        first = later = b""
+        if tty_mode:
+            first = _size_frame()
+            if redraw and first:
+                first, later = _larger_size_frame(), first
+        keys = detach_keys if local_tty else None
+        return _loop(client, in_fd, wake_r, keys, outputs, first, later)
     finally:
         if restore is not None:
             restore()
@@ -110,6 +130,8 @@ def stream(
 MAX_PENDING = 1 << 20
 # One read of the socket: the daemon sends output in frames of up to 1 MiB.
 RECEIVE_SIZE = 1 << 20
+# Seconds a terminal stays at the larger size of a redraw when nothing is drawn at it.
+REDRAW_WAIT = 0.5
 
 
 class _Incoming:
@@ -195,7 +217,13 @@ def _loop(
     detach_keys: bytes | None,
     outputs: tuple[int, ...],
     first: bytes,
+    later: bytes,
 ) -> int | None:
+    """``first`` goes to the daemon at once; ``later`` (our size after the larger one of a
+    redraw) once the daemon sends something, the program's screen drawn at the larger size
+    (readline draws again only if the size it reads changed: both resizes at once would
+    look like none), or after REDRAW_WAIT."""
+    later_at = time.monotonic() + REDRAW_WAIT
     matcher = DetachMatcher(detach_keys) if detach_keys else None
     sock = client.sock
     sock_fd = sock.fileno()
@@ -232,7 +260,14 @@ def _loop(
                     poller.register(in_fd, select.POLLIN)
                 else:
                     poller.unregister(in_fd)
-            for fd, events in poller.poll():
+            timeout = None
+            if later:
+                timeout = max(0.0, later_at - time.monotonic()) * 1000
+                if not timeout:
+                    pending += later
+                    later = b""
+                    continue
+            for fd, events in poller.poll(timeout):
                 if fd == wake_r:
                     for signum in os.read(wake_r, 64):
                         if signum == signal.SIGWINCH:
@@ -270,5 +305,7 @@ def _loop(
                         except OSError:  # ECONNRESET, end of stream before an ExitFrame
                             raise CliError("the daemon closed the connection") from None
                         messages = incoming.parse()
+                        pending += later
+                        later = b""
     finally:
         sock.setblocking(True)

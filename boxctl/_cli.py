@@ -407,6 +407,7 @@ def _attached(
             detach_keys=keys,
             sig_proxy=args.sig_proxy and (request["type"] == "RunRequest" or not tty_mode),
             outputs=outputs,
+            redraw=request["type"] == "AttachRequest",
         )
     return 0 if code is None else code
 

@@ -175,6 +175,26 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     assert "second-42" in daemon.ctl("logs", "s").stdout
 
 
+def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None:
+    """Attached again at the size the container's terminal has, a shell draws its prompt
+    at once (boxctl resizes one row and column larger first, as Docker's client does),
+    not a blank screen until a key is typed.  Readline draws again only when the size it
+    reads changed: the larger size must reach it before ours does."""
+    daemon.ctl("run", "-d", "-it", "-e", "PS1=prompt> ", "--name", "b", "default",
+               "bash", "--norc", "-i")  # fmt: skip
+    for _ in range(3):
+        tmux.start(_boxctl(daemon, "attach", "b"))
+        tmux.wait_for(lambda s: "prompt>" in s)
+        tmux.keys("C-p", "C-q")
+        assert tmux.wait_exit() == 0
+    tmux.start(_boxctl(daemon, "attach", "b"))
+    tmux.wait_for(lambda s: "prompt>" in s)
+    tmux.keys("stty size", "Enter")
+    tmux.wait_for(lambda s: "30 100" in s)
+    tmux.keys("exit", "Enter")
+    assert tmux.wait_exit() == 0
+
+
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
     daemon.ctl(
         "run",
