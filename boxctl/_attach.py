@@ -50,7 +50,9 @@ def _raw_terminal(fd: int) -> Callable[[], None]:
     import tty
 
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    # At once, not setraw's default TCSAFLUSH: that discards what the user typed while
+    # boxctl started, which belongs to the container (Docker's client keeps it too).
+    tty.setraw(fd, termios.TCSANOW)
     return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 

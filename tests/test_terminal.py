@@ -140,6 +140,20 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     assert daemon.inspect("tty")["state"]["exit_code"] == 3
 
 
+def test_keys_typed_before_the_terminal_is_raw_reach_the_container(
+    daemon: Daemon, tmux: Tmux
+) -> None:
+    """A command typed ahead, while the client starts, is the container's input: putting
+    our terminal in raw mode must not flush it.  The pane sleeps before boxctl starts, so
+    the keys wait in the terminal's input queue for it."""
+    run = _boxctl(daemon, "run", "-it", "--name", "ahead", "default", "sh")
+    tmux.start(f"sleep 1; {run}")
+    tmux.keys("echo typed-ahead-$((6*7))", "Enter")
+    tmux.wait_for(lambda s: "typed-ahead-42" in s)
+    tmux.keys("exit 4", "Enter")
+    assert tmux.wait_exit() == 4
+
+
 def test_ctrl_c_of_run_t_without_i_reaches_the_container(daemon: Daemon, tmux: Tmux) -> None:
     """``run -t`` without ``-i`` leaves our terminal cooked: Ctrl-C is a SIGINT to boxctl,
     which forwards it as Docker's client does, rather than ending alone with the
