@@ -361,7 +361,7 @@ def console_size() -> list[int] | None:
     """Our terminal's [rows, columns], which a container's terminal starts with; None if
     stdout is not a terminal (or one without a size)."""
     size = terminal_size()
-    return list(size) if size is not None and min(size) > 0 else None
+    return list(size) if size is not None else None
 
 
 def _check_tty(*, stdin: bool, tty_mode: bool) -> None:

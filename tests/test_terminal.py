@@ -287,6 +287,20 @@ def test_a_terminal_has_the_clients_size_from_the_start(daemon: Daemon, tmux: Tm
     daemon.ctl("rm", "-f", "e")
 
 
+def test_a_terminal_without_a_size_leaves_the_containers_at_24x80(
+    daemon: Daemon, tmux: Tmux
+) -> None:
+    """A pty no one sized (0x0, as ``script`` makes without a terminal of its own) gives
+    the container's terminal no size: it keeps 24x80, as with Docker's client, rather than
+    being resized to no rows and no columns once its process runs."""
+    run = _boxctl(daemon, "run", "-it", "default", "sh", "-c", "sleep 1; stty size")
+    tmux.start(f"stty rows 0 cols 0; {run}; echo end-$?; read _")
+    screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
+    tmux.keys("Enter")
+    tmux.wait_exit()
+    assert "end-0" in screen.split() and _sizes(screen) == ["24 80"], screen
+
+
 def test_a_size_given_at_create_is_used_at_each_start(daemon: Daemon, tmux: Tmux) -> None:
     """create -t in a terminal keeps its size with the container (Docker's
     HostConfig.ConsoleSize): a later start without a terminal of its own uses it."""
