@@ -209,6 +209,22 @@ def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None
     assert tmux.wait_exit() == 0
 
 
+def test_a_user_but_root_opens_its_own_terminal_by_name(daemon: Daemon, tmux: Tmux) -> None:
+    """The terminal of run -it and exec -it is given to the process's user (its group
+    stays tty), as runc gives it: screen or gpg's pinentry open it by its name."""
+    opened = 'exec 3<>"$(tty)" && echo opened-$((6*7)); stat -c %u "$(tty)"; exit 3'
+    daemon.ctl("run", "-d", "-t", "--name", "e", "default", "sleep", "1000")
+    for command, uid in (
+        (_boxctl(daemon, "run", "-it", "-u", "1000:1000", "default", "sh", "-c", opened), "1000"),
+        (_boxctl(daemon, "exec", "-it", "-u", "33", "e", "sh", "-c", opened), "33"),
+    ):
+        tmux.start(f"{command}; echo end-$?; read _")
+        screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
+        tmux.keys("Enter")
+        tmux.wait_exit()
+        assert screen.split()[-3:] == ["opened-42", uid, "end-3"], screen
+
+
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
     daemon.ctl(
         "run",
