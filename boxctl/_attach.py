@@ -42,18 +42,36 @@ PROXIED_SIGNALS = {
     signal.SIGUSR1: "SIGUSR1",
     signal.SIGUSR2: "SIGUSR2",
 }
+# Signals that end boxctl when they are not forwarded: caught while our terminal is raw,
+# so that it is restored before boxctl ends (their default action left it raw).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _Ended(Exception):
+    """One of ENDING_SIGNALS arrived: boxctl ends once the terminal is restored."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raw_terminal(fd: int) -> Callable[[], None]:
     """Put the terminal in raw mode; the function that restores it."""
-    import termios  # only a local terminal needs these
+    import contextlib  # only a local terminal needs these
+    import termios
     import tty
 
     saved = termios.tcgetattr(fd)
     # At once, not setraw's default TCSAFLUSH: that discards what the user typed while
     # boxctl started, which belongs to the container (Docker's client keeps it too).
     tty.setraw(fd, termios.TCSANOW)
-    return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    def restore() -> None:
+        # EIO: the terminal hung up, and nothing is left to restore.
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    return restore
 
 
 def _size_frame() -> bytes:
@@ -103,6 +121,8 @@ def stream(
         watched.append(signal.SIGWINCH)
     if sig_proxy:
         watched.extend(PROXIED_SIGNALS)
+    elif local_tty:  # those ignored (nohup) stay ignored
+        watched.extend(s for s in ENDING_SIGNALS if signal.getsignal(s) == signal.SIG_DFL)
     old_handlers = {s: signal.signal(s, lambda *_: None) for s in watched}
     old_wakeup = signal.set_wakeup_fd(wake_w)
     restore = None
@@ -117,7 +137,9 @@ def stream(
             if redraw and first:
                 first, later = _larger_size_frame(), first
         keys = detach_keys if local_tty else None
-        return _loop(client, in_fd, wake_r, keys, outputs, first, later)
+        return _loop(client, in_fd, wake_r, keys, outputs, first, later, sig_proxy)
+    except _Ended as ended:
+        ending = ended.signum
     finally:
         if restore is not None:
             restore()
@@ -126,6 +148,7 @@ def stream(
             signal.signal(s, h)
         os.close(wake_r)
         os.close(wake_w)
+    return 128 + ending  # the shell's code of a process killed by it, as 130 for Ctrl-C
 
 
 # Input read ahead of what the socket has taken: reading stdin pauses above this.
@@ -220,11 +243,13 @@ def _loop(
     outputs: tuple[int, ...],
     first: bytes,
     later: bytes,
+    forwarding: bool,
 ) -> int | None:
     """``first`` goes to the daemon at once; ``later`` (our size after the larger one of a
     redraw) once the daemon sends something, the program's screen drawn at the larger size
     (readline draws again only if the size it reads changed: both resizes at once would
-    look like none), or after REDRAW_WAIT."""
+    look like none), or after REDRAW_WAIT.  ``forwarding``: the signals caught go to the
+    container; otherwise one of ENDING_SIGNALS ends the loop (_Ended)."""
     later_at = time.monotonic() + REDRAW_WAIT
     matcher = DetachMatcher(detach_keys) if detach_keys else None
     sock = client.sock
@@ -274,6 +299,8 @@ def _loop(
                     for signum in os.read(wake_r, 64):
                         if signum == signal.SIGWINCH:
                             pending += _size_frame()
+                        elif not forwarding:
+                            raise _Ended(signum)
                         elif signum in PROXIED_SIGNALS:
                             name = PROXIED_SIGNALS[signum]
                             pending += protocol.encode({"type": "SignalFrame", "signal": name})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -223,6 +225,35 @@ def test_a_user_but_root_opens_its_own_terminal_by_name(daemon: Daemon, tmux: Tm
         tmux.keys("Enter")
         tmux.wait_exit()
         assert screen.split()[-3:] == ["opened-42", uid, "end-3"], screen
+
+
+def _pid_of(*argv: str) -> int:
+    """The pid of the process running exactly ``argv``."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes() == wanted:
+                    return int(entry.name)
+    raise AssertionError(f"no process runs {argv}")
+
+
+def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: Tmux) -> None:
+    """attach with a TTY forwards no signal (as Docker's): SIGTERM or SIGHUP end it, once
+    our terminal is restored, not left raw for what runs after (bash restores it
+    itself, sh and a script do not)."""
+    daemon.ctl("run", "-d", "-it", "--name", "s", "default", "sh")
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        tmux.start(f"{_boxctl(daemon, 'attach', 's')}; echo status-$?; stty -a; read _")
+        _until_prompt(tmux)
+        argv = shlex.split(_boxctl(daemon, "attach", "s"))[2:]  # after env PYTHONPATH=
+        os.kill(_pid_of(*argv), signum)
+        screen = tmux.wait_for(lambda s: "status-" in s and "icanon" in s)
+        assert f"status-{128 + signum}" in screen.split(), screen
+        assert {"icanon", "echo", "opost"} <= set(screen.split()), screen
+        tmux.keys("Enter")
+        tmux.wait_exit()
+    assert daemon.inspect("s")["state"]["status"] == "running"
 
 
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
