@@ -42,6 +42,9 @@ PROXIED_SIGNALS = {
     signal.SIGUSR1: "SIGUSR1",
     signal.SIGUSR2: "SIGUSR2",
 }
+# Forwarded SIGINTs and SIGTERMs after which boxctl leaves, as Docker's client does: a
+# process that ignores them (a PID 1 without a handler) must not hold the user's terminal.
+LEAVE_AFTER = 3
 # Signals that end boxctl when they are not forwarded: caught while our terminal is raw,
 # so that it is restored before boxctl ends (their default action left it raw).
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -257,6 +260,8 @@ def _loop(
     sock.setblocking(False)
     pending = bytearray(first)  # frames for the daemon, in order
     detached = False
+    interrupts = 0  # SIGINTs and SIGTERMs forwarded
+    last = 0  # the last of them
     reading = in_fd >= 0
     polled_in = False
     poller = select.poll()
@@ -278,6 +283,9 @@ def _loop(
                     raise CliError(str(message.get("message")))
             messages = []
             if detached and not pending:
+                if interrupts >= LEAVE_AFTER:  # Docker's words; the shell's code of a kill
+                    words = f"got {interrupts} SIGTERM/SIGINTs, forcefully exiting"
+                    raise CliError(words, code=128 + last)
                 return None
             poller.register(sock_fd, select.POLLIN | (select.POLLOUT if pending else 0))
             # Stdin waits while the daemon has not taken what was read before.
@@ -304,6 +312,13 @@ def _loop(
                         elif signum in PROXIED_SIGNALS:
                             name = PROXIED_SIGNALS[signum]
                             pending += protocol.encode({"type": "SignalFrame", "signal": name})
+                            if signum in (signal.SIGINT, signal.SIGTERM):
+                                interrupts, last = interrupts + 1, signum
+                            if interrupts == LEAVE_AFTER and not detached:
+                                # The container runs on, as after the detach keys.
+                                pending += protocol.encode({"type": "DetachFrame"})
+                                reading = False
+                                detached = True
                 elif fd == in_fd:
                     data = os.read(in_fd, 65536)
                     if not data:

@@ -142,6 +142,20 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     assert daemon.inspect("tty")["state"]["exit_code"] == 3
 
 
+def test_the_third_ctrl_c_leaves_a_process_that_ignores_them(daemon: Daemon, tmux: Tmux) -> None:
+    """A PID 1 without a handler ignores the SIGINT boxctl forwards: the third Ctrl-C
+    gives the terminal back and leaves the container running, as Docker's client does.
+    The keys go one by one: signals sent at once may arrive as one."""
+    script = "echo ready; exec sleep 1000"
+    tmux.start(_boxctl(daemon, "run", "--name", "z", "default", "sh", "-c", script))
+    tmux.wait_for(lambda s: "ready" in s)
+    for _ in range(3):
+        tmux.keys("C-c")
+        time.sleep(0.3)
+    assert tmux.wait_exit() == 130
+    assert daemon.inspect("z")["state"]["status"] == "running"
+
+
 def test_keys_typed_before_the_terminal_is_raw_reach_the_container(
     daemon: Daemon, tmux: Tmux
 ) -> None:
