@@ -385,9 +385,9 @@ def _attached(
     printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``.
 
     Signals are forwarded as by Docker's client: always by ``run`` (``run -t`` without
-    ``-i`` leaves the keyboard's Ctrl-C to our terminal: it must stop the container's
-    process, not leave it running behind a client that ended), by ``attach`` and
-    ``start -a`` only without a TTY."""
+    ``-i`` leaves the keyboard's Ctrl-C to our terminal: it must reach the container's
+    process, not leave it running behind a client that ended), by ``attach``,
+    ``start -a`` and ``exec`` only without a TTY."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
