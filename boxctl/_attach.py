@@ -159,7 +159,7 @@ MAX_PENDING = 1 << 20
 # One read of the socket: the daemon sends output in frames of up to 1 MiB.
 RECEIVE_SIZE = 1 << 20
 # Seconds a terminal stays at the larger size of a redraw when nothing is drawn at it.
-REDRAW_WAIT = 0.5
+REDRAW_WAIT = 1.0
 
 
 class _Incoming:
