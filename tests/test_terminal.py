@@ -25,6 +25,9 @@ pytestmark = [
 class Tmux:
     def __init__(self, socket_name: str, status_file: Path) -> None:
         self.base = ["tmux", "-L", socket_name]
+        # Where the server listens: tmux leaves the file behind when it is killed.
+        tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
+        self.socket = Path(tmpdir, f"tmux-{os.getuid()}", socket_name)
         self.status_file = status_file
 
     def __call__(self, *args: str) -> str:
@@ -100,6 +103,7 @@ class Tmux:
 
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
+        self.socket.unlink(missing_ok=True)
 
 
 @pytest.fixture
