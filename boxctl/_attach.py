@@ -4,8 +4,8 @@ Output frames go to our stdout/stderr as they come; stdin is forwarded in bulk (
 read returns, not a message per key) and its end closes the container's stdin.  Only a
 local terminal in TTY mode is watched for the detach sequence (Ctrl-P Ctrl-Q by default),
 which ends the attachment and leaves the container running: piped input is data, every byte
-of it is sent, as Docker does.  A window size is sent at start and on every SIGWINCH;
-without a TTY, signals sent to boxctl are forwarded to the container.
+of it is sent, as Docker does.  A window size is sent at start and on every SIGWINCH; with
+``sig_proxy``, signals sent to boxctl are forwarded to the container.
 
 The socket is written without blocking: a container that stops reading its stdin while it
 writes output (``cat`` of a large input) must not stall the reading of that output, or
@@ -20,6 +20,7 @@ import _signal as signal  # type: ignore[import-not-found]  # no stubs for the C
 import os
 import select
 import sys
+import time
 
 from boxd import protocol
 from boxd._detachkeys import DetachMatcher
@@ -41,16 +42,39 @@ PROXIED_SIGNALS = {
     signal.SIGUSR1: "SIGUSR1",
     signal.SIGUSR2: "SIGUSR2",
 }
+# Forwarded SIGINTs and SIGTERMs after which boxctl leaves, as Docker's client does: a
+# process that ignores them (a PID 1 without a handler) must not hold the user's terminal.
+LEAVE_AFTER = 3
+# Signals that end boxctl when they are not forwarded: caught while our terminal is raw,
+# so that it is restored before boxctl ends (their default action left it raw).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _Ended(Exception):
+    """One of ENDING_SIGNALS arrived: boxctl ends once the terminal is restored."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raw_terminal(fd: int) -> Callable[[], None]:
     """Put the terminal in raw mode; the function that restores it."""
-    import termios  # only a local terminal needs these
+    import contextlib  # only a local terminal needs these
+    import termios
     import tty
 
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
-    return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    # At once, not setraw's default TCSAFLUSH: that discards what the user typed while
+    # boxctl started, which belongs to the container (Docker's client keeps it too).
+    tty.setraw(fd, termios.TCSANOW)
+
+    def restore() -> None:
+        # EIO: the terminal hung up, and nothing is left to restore.
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    return restore
 
 
 def _size_frame() -> bytes:
@@ -59,6 +83,18 @@ def _size_frame() -> bytes:
     if size is None:
         return b""
     return protocol.encode({"type": "ResizeFrame", "rows": size[0], "cols": size[1]})
+
+
+def _larger_size_frame() -> bytes:
+    """A ResizeFrame one row and column larger than our terminal (nothing if stdout is not
+    a terminal): sent before our size at attach, as Docker's client sends it.  A resize to
+    the size the container's terminal already has signals nothing, so a shell attached to
+    again showed a blank screen until a key was typed; two changes make a shell or a
+    full-screen program draw its screen again at once."""
+    size = terminal_size()
+    if size is None:
+        return b""
+    return protocol.encode({"type": "ResizeFrame", "rows": size[0] + 1, "cols": size[1] + 1})
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -75,17 +111,21 @@ def stream(
     detach_keys: bytes,
     sig_proxy: bool,
     outputs: tuple[int, ...] = (protocol.STDOUT, protocol.STDERR),
+    redraw: bool = False,
 ) -> int | None:
     """Run the attachment; the container's exit code, or None when detached.  Output of
-    the streams not in ``outputs`` is dropped (``run -a stdout``)."""
+    the streams not in ``outputs`` is dropped (``run -a stdout``); ``redraw``: a TTY's
+    programs are made to draw their screen again (``attach`` to a running container)."""
     in_fd = sys.stdin.fileno() if stdin else -1
     local_tty = tty_mode and stdin and os.isatty(in_fd)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     watched: list[int] = []
     if tty_mode:
         watched.append(signal.SIGWINCH)
-    elif sig_proxy:
+    if sig_proxy:
         watched.extend(PROXIED_SIGNALS)
+    elif local_tty:  # those ignored (nohup) stay ignored
+        watched.extend(s for s in ENDING_SIGNALS if signal.getsignal(s) == signal.SIG_DFL)
     old_handlers = {s: signal.signal(s, lambda *_: None) for s in watched}
     old_wakeup = signal.set_wakeup_fd(wake_w)
     restore = None
@@ -94,8 +134,15 @@ def stream(
             restore = _raw_terminal(in_fd)
         # The terminal's size goes out with the loop's other frames: a short-lived process
         # may have ended, and the daemon closed the connection, before it could be sent.
-        first = _size_frame() if tty_mode else b""
-        return _loop(client, in_fd, wake_r, detach_keys if local_tty else None, outputs, first)
+        first = later = b""
+        if tty_mode:
+            first = _size_frame()
+            if redraw and first:
+                first, later = _larger_size_frame(), first
+        keys = detach_keys if local_tty else None
+        return _loop(client, in_fd, wake_r, keys, outputs, first, later, sig_proxy)
+    except _Ended as ended:
+        ending = ended.signum
     finally:
         if restore is not None:
             restore()
@@ -104,12 +151,15 @@ def stream(
             signal.signal(s, h)
         os.close(wake_r)
         os.close(wake_w)
+    return 128 + ending  # the shell's code of a process killed by it, as 130 for Ctrl-C
 
 
 # Input read ahead of what the socket has taken: reading stdin pauses above this.
 MAX_PENDING = 1 << 20
 # One read of the socket: the daemon sends output in frames of up to 1 MiB.
 RECEIVE_SIZE = 1 << 20
+# Seconds a terminal stays at the larger size of a redraw when nothing is drawn at it.
+REDRAW_WAIT = 1.0
 
 
 class _Incoming:
@@ -195,13 +245,23 @@ def _loop(
     detach_keys: bytes | None,
     outputs: tuple[int, ...],
     first: bytes,
+    later: bytes,
+    forwarding: bool,
 ) -> int | None:
+    """``first`` goes to the daemon at once; ``later`` (our size after the larger one of a
+    redraw) once the daemon sends something, the program's screen drawn at the larger size
+    (readline draws again only if the size it reads changed: both resizes at once would
+    look like none), or after REDRAW_WAIT.  ``forwarding``: the signals caught go to the
+    container; otherwise one of ENDING_SIGNALS ends the loop (_Ended)."""
+    later_at = time.monotonic() + REDRAW_WAIT
     matcher = DetachMatcher(detach_keys) if detach_keys else None
     sock = client.sock
     sock_fd = sock.fileno()
     sock.setblocking(False)
     pending = bytearray(first)  # frames for the daemon, in order
     detached = False
+    interrupts = 0  # SIGINTs and SIGTERMs forwarded
+    last = 0  # the last of them
     reading = in_fd >= 0
     polled_in = False
     poller = select.poll()
@@ -223,6 +283,9 @@ def _loop(
                     raise CliError(str(message.get("message")))
             messages = []
             if detached and not pending:
+                if interrupts >= LEAVE_AFTER:  # Docker's words; the shell's code of a kill
+                    words = f"got {interrupts} SIGTERM/SIGINTs, forcefully exiting"
+                    raise CliError(words, code=128 + last)
                 return None
             poller.register(sock_fd, select.POLLIN | (select.POLLOUT if pending else 0))
             # Stdin waits while the daemon has not taken what was read before.
@@ -232,14 +295,30 @@ def _loop(
                     poller.register(in_fd, select.POLLIN)
                 else:
                     poller.unregister(in_fd)
-            for fd, events in poller.poll():
+            timeout = None
+            if later:
+                timeout = max(0.0, later_at - time.monotonic()) * 1000
+                if not timeout:
+                    pending += later
+                    later = b""
+                    continue
+            for fd, events in poller.poll(timeout):
                 if fd == wake_r:
                     for signum in os.read(wake_r, 64):
                         if signum == signal.SIGWINCH:
                             pending += _size_frame()
+                        elif not forwarding:
+                            raise _Ended(signum)
                         elif signum in PROXIED_SIGNALS:
                             name = PROXIED_SIGNALS[signum]
                             pending += protocol.encode({"type": "SignalFrame", "signal": name})
+                            if signum in (signal.SIGINT, signal.SIGTERM):
+                                interrupts, last = interrupts + 1, signum
+                            if interrupts == LEAVE_AFTER and not detached:
+                                # The container runs on, as after the detach keys.
+                                pending += protocol.encode({"type": "DetachFrame"})
+                                reading = False
+                                detached = True
                 elif fd == in_fd:
                     data = os.read(in_fd, 65536)
                     if not data:
@@ -270,5 +349,7 @@ def _loop(
                         except OSError:  # ECONNRESET, end of stream before an ExitFrame
                             raise CliError("the daemon closed the connection") from None
                         messages = incoming.parse()
+                        pending += later
+                        later = b""
     finally:
         sock.setblocking(True)

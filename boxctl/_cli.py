@@ -363,7 +363,7 @@ def console_size() -> list[int] | None:
     """Our terminal's [rows, columns], which a container's terminal starts with; None if
     stdout is not a terminal (or one without a size)."""
     size = terminal_size()
-    return list(size) if size is not None and min(size) > 0 else None
+    return list(size) if size is not None else None
 
 
 def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
@@ -384,7 +384,12 @@ def _attached(
 ) -> int:
     """Send a streaming request and run the terminal loop: the exit code (0 if detached).
     ``answered`` gets the response before the stream starts; ``outputs`` are the streams
-    printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``."""
+    printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``.
+
+    Signals are forwarded as by Docker's client: always by ``run`` (``run -t`` without
+    ``-i`` leaves the keyboard's Ctrl-C to our terminal: it must reach the container's
+    process, not leave it running behind a client that ended), by ``attach``,
+    ``start -a`` and ``exec`` only without a TTY."""
     keys = parse_detach_keys(args.detach_keys)
     with Client(args.socket) as client:
         client.send(request)
@@ -402,8 +407,9 @@ def _attached(
             stdin=stdin,
             tty_mode=tty_mode,
             detach_keys=keys,
-            sig_proxy=args.sig_proxy,
+            sig_proxy=args.sig_proxy and (request["type"] == "RunRequest" or not tty_mode),
             outputs=outputs,
+            redraw=request["type"] == "AttachRequest",
         )
     return 0 if code is None else code
 

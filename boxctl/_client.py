@@ -132,12 +132,14 @@ def check(response: dict[str, Any]) -> None:
 
 
 def terminal_size() -> tuple[int, int] | None:
-    """Our terminal's (rows, columns); None if stdout is not a terminal."""
+    """Our terminal's (rows, columns); None if stdout is not a terminal, or one without a
+    size (0x0: a pty no one sized, as ``script`` makes without a terminal of its own),
+    which given to a container's terminal would leave its programs no columns at all."""
     try:
         cols, rows = os.get_terminal_size(sys.stdout.fileno())
     except (OSError, ValueError):
         return None
-    return rows, cols
+    return (rows, cols) if min(rows, cols) > 0 else None
 
 
 def print_json(value: object) -> None:

@@ -279,7 +279,7 @@ class Stage(enum.IntEnum):
     CGROUP_NS = 21  # unshare(CLONE_NEWCGROUP), done once the parent placed the child
     LOOPBACK = 22  # bringing up "lo" in a new network namespace
     ATTACH = 23  # index = the failing id_mapped entry
-    CONSOLE = 24  # opening the terminal in the container's devpts, or sending its master
+    CONSOLE = 24  # the terminal: opened in the container's devpts, given to the user, sent
     START = 25  # waiting for the OCI runtime's `start` (start_fd)
     SHIM = 26  # making the shim's socket, or exec of boxd-shim
     CGROUP = 27  # index = the failing cgroup_tasks entry: writing "0" to it

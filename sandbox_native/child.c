@@ -784,7 +784,9 @@ static long move_fd(int from, int to)
 
 /* The terminal, from the container's own devpts (so ttyname works inside and nothing of the
  * host's devpts is involved): opened once / is the container's, made stdin, stdout, stderr
- * and the controlling terminal of the new session; its master goes to the parent. */
+ * and the controlling terminal of the new session; its master goes to the parent.  It is
+ * given to the process's user (its group stays tty), as runc gives it: a user but root
+ * could not open its own terminal by name (screen, gpg's pinentry, `exec 3<>$(tty)`). */
 static void open_console(const struct plan *p)
 {
     struct statfs fs;
@@ -797,6 +799,11 @@ static void open_console(const struct plan *p)
     CHECK(p, RAW(ioctl, master, TIOCSPTLCK, &unlock), STAGE_CONSOLE, 0);
     long slave = RAW(ioctl, master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
     CHECK(p, slave, STAGE_CONSOLE, 0);
+    /* As runc, not where the user namespace maps no such user (setresuid then names the
+     * failure) or not the terminal's owner (EPERM): the fds work without it. */
+    long given = RAW(fchown, slave, p->uid, -1);
+    if (given != -EINVAL && given != -EPERM)
+        CHECK(p, given, STAGE_CONSOLE, 0);
     struct winsize size = {.ws_row = p->console_rows, .ws_col = p->console_cols};
     CHECK(p, RAW(ioctl, slave, TIOCSWINSZ, &size), STAGE_CONSOLE, 0);
 

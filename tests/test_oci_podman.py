@@ -212,6 +212,10 @@ def test_podman_run_it_through_tmux(podman: Podman) -> None:
             time.sleep(0.1)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        # tmux leaves its socket behind when it is killed.
+        Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", server).unlink(
+            missing_ok=True
+        )
 
 
 def _capture(tmux: list[str]) -> str:

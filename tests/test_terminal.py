@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +25,9 @@ pytestmark = [
 class Tmux:
     def __init__(self, socket_name: str, status_file: Path) -> None:
         self.base = ["tmux", "-L", socket_name]
+        # Where the server listens: tmux leaves the file behind when it is killed.
+        tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
+        self.socket = Path(tmpdir, f"tmux-{os.getuid()}", socket_name)
         self.status_file = status_file
 
     def __call__(self, *args: str) -> str:
@@ -98,6 +103,7 @@ class Tmux:
 
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
+        self.socket.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -140,6 +146,49 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
     assert daemon.inspect("tty")["state"]["exit_code"] == 3
 
 
+def test_the_third_ctrl_c_gives_the_terminal_back(daemon: Daemon, tmux: Tmux) -> None:
+    """Ctrl-C is forwarded, and a PID 1 without a handler ignores it: the third one ends
+    boxctl and leaves the container running, as Docker's client does.  Here the process
+    says it got each (signals sent at once may arrive as one): the next key waits."""
+    script = 'trap "echo got-int" INT; echo ready; while :; do sleep 0.05; done'
+    tmux.start(_boxctl(daemon, "run", "--name", "z", "default", "sh", "-c", script))
+    tmux.wait_for(lambda s: "ready" in s)
+    tmux.keys("C-c")
+    tmux.wait_for(lambda s: s.count("got-int") == 1)
+    tmux.keys("C-c")
+    tmux.wait_for(lambda s: s.count("got-int") == 2)
+    tmux.keys("C-c")
+    assert tmux.wait_exit() == 130
+    assert daemon.inspect("z")["state"]["status"] == "running"
+
+
+def test_keys_typed_before_the_terminal_is_raw_reach_the_container(
+    daemon: Daemon, tmux: Tmux
+) -> None:
+    """A command typed ahead, while the client starts, is the container's input: putting
+    our terminal in raw mode must not flush it.  The pane sleeps before boxctl starts, so
+    the keys wait in the terminal's input queue for it."""
+    run = _boxctl(daemon, "run", "-it", "--name", "ahead", "default", "sh")
+    tmux.start(f"sleep 1; {run}")
+    tmux.keys("echo typed-ahead-$((6*7))", "Enter")
+    tmux.wait_for(lambda s: "typed-ahead-42" in s)
+    tmux.keys("exit 4", "Enter")
+    assert tmux.wait_exit() == 4
+
+
+def test_ctrl_c_of_run_t_without_i_reaches_the_container(daemon: Daemon, tmux: Tmux) -> None:
+    """``run -t`` without ``-i`` leaves our terminal cooked: Ctrl-C is a SIGINT to boxctl,
+    which forwards it as Docker's client does, rather than ending alone with the
+    container's process left running."""
+    script = 'trap "echo got INT; exit 9" INT; echo ready; while :; do sleep 0.05; done'
+    tmux.start(_boxctl(daemon, "run", "-t", "--name", "k", "default", "sh", "-c", script))
+    tmux.wait_for(lambda s: "ready" in s)
+    tmux.keys("C-c")
+    assert tmux.wait_exit() == 9
+    assert daemon.inspect("k")["state"]["status"] == "exited"
+    assert "got INT" in daemon.ctl("logs", "k").stdout
+
+
 def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.ctl("run", "-d", "-i", "-t", "--name", "s", "default", "sh")
     tmux.start(_boxctl(daemon, "attach", "s"))
@@ -160,6 +209,71 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.wait_for("s", lambda c: c["state"]["status"] == "exited")
     # The log has the session too (TTY containers have logs).
     assert "second-42" in daemon.ctl("logs", "s").stdout
+
+
+def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None:
+    """Attached again at the size the container's terminal has, a shell draws its prompt
+    at once (boxctl resizes one row and column larger first, as Docker's client does),
+    not a blank screen until a key is typed.  Readline draws again only when the size it
+    reads changed: the larger size must reach it before ours does."""
+    daemon.ctl("run", "-d", "-it", "-e", "PS1=prompt> ", "--name", "b", "default",
+               "bash", "--norc", "-i")  # fmt: skip
+    for _ in range(3):
+        tmux.start(_boxctl(daemon, "attach", "b"))
+        tmux.wait_for(lambda s: "prompt>" in s)
+        tmux.keys("C-p", "C-q")
+        assert tmux.wait_exit() == 0
+    tmux.start(_boxctl(daemon, "attach", "b"))
+    tmux.wait_for(lambda s: "prompt>" in s)
+    tmux.keys("stty size", "Enter")
+    tmux.wait_for(lambda s: "30 100" in s)
+    tmux.keys("exit", "Enter")
+    assert tmux.wait_exit() == 0
+
+
+def test_a_user_but_root_opens_its_own_terminal_by_name(daemon: Daemon, tmux: Tmux) -> None:
+    """The terminal of run -it and exec -it is given to the process's user (its group
+    stays tty), as runc gives it: screen or gpg's pinentry open it by its name."""
+    opened = 'exec 3<>"$(tty)" && echo opened-$((6*7)); stat -c %u "$(tty)"; exit 3'
+    daemon.ctl("run", "-d", "-t", "--name", "e", "default", "sleep", "1000")
+    for command, uid in (
+        (_boxctl(daemon, "run", "-it", "-u", "1000:1000", "default", "sh", "-c", opened), "1000"),
+        (_boxctl(daemon, "exec", "-it", "-u", "33", "e", "sh", "-c", opened), "33"),
+    ):
+        tmux.start(f"{command}; echo end-$?; read _")
+        screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
+        tmux.keys("Enter")
+        tmux.wait_exit()
+        assert screen.split()[-3:] == ["opened-42", uid, "end-3"], screen
+
+
+def _pid_of(*argv: str) -> int:
+    """The pid of the process running exactly ``argv``."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes() == wanted:
+                    return int(entry.name)
+    raise AssertionError(f"no process runs {argv}")
+
+
+def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: Tmux) -> None:
+    """attach with a TTY forwards no signal (as Docker's): SIGTERM or SIGHUP end it, once
+    our terminal is restored, not left raw for what runs after (bash restores it
+    itself, sh and a script do not)."""
+    daemon.ctl("run", "-d", "-it", "--name", "s", "default", "sh")
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        tmux.start(f"{_boxctl(daemon, 'attach', 's')}; echo status-$?; stty -a; read _")
+        _until_prompt(tmux)
+        argv = shlex.split(_boxctl(daemon, "attach", "s"))[2:]  # after env PYTHONPATH=
+        os.kill(_pid_of(*argv), signum)
+        screen = tmux.wait_for(lambda s: "status-" in s and "icanon" in s)
+        assert f"status-{128 + signum}" in screen.split(), screen
+        assert {"icanon", "echo", "opost"} <= set(screen.split()), screen
+        tmux.keys("Enter")
+        tmux.wait_exit()
+    assert daemon.inspect("s")["state"]["status"] == "running"
 
 
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
@@ -238,6 +352,20 @@ def test_a_terminal_has_the_clients_size_from_the_start(daemon: Daemon, tmux: Tm
     host, *seen = _sized(tmux, exec_, 1, width=97, height=31)
     assert seen == [host]
     daemon.ctl("rm", "-f", "e")
+
+
+def test_a_terminal_without_a_size_leaves_the_containers_at_24x80(
+    daemon: Daemon, tmux: Tmux
+) -> None:
+    """A pty no one sized (0x0, as ``script`` makes without a terminal of its own) gives
+    the container's terminal no size: it keeps 24x80, as with Docker's client, rather than
+    being resized to no rows and no columns once its process runs."""
+    run = _boxctl(daemon, "run", "-it", "default", "sh", "-c", "sleep 1; stty size")
+    tmux.start(f"stty rows 0 cols 0; {run}; echo end-$?; read _")
+    screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
+    tmux.keys("Enter")
+    tmux.wait_exit()
+    assert "end-0" in screen.split() and _sizes(screen) == ["24 80"], screen
 
 
 def test_a_size_given_at_create_is_used_at_each_start(daemon: Daemon, tmux: Tmux) -> None:
