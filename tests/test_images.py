@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import struct
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -89,6 +90,10 @@ def _table(daemon: Daemon, *args: str) -> list[str]:
 def _layer_blobs(registry: Registry, name: str) -> list[str]:
     manifest = manifest_of(registry, name, "v1")
     return [str(layer["digest"]) for layer in manifest["layers"]]  # type: ignore[attr-defined]
+
+
+def _skopeo_copy(*args: str) -> None:
+    subprocess.run(["skopeo", "copy", "--quiet", *args], check=True)
 
 
 def test_pull_run_images_and_no_second_fetch(
@@ -568,32 +573,17 @@ def test_commit_save_rmi_load_round_trip(
 
     # The archive is also a Docker archive and an OCI layout that skopeo reads.
     skopeo_dir = tmp_path / "from-skopeo"
-    import subprocess
 
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", f"docker-archive:{archive}:mine/changed:1",
-         f"oci:{skopeo_dir}:x"],
-        check=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", f"oci-archive:{archive}:1", f"dir:{tmp_path / 'd'}"],
-        check=True,
-    )  # fmt: skip
+    _skopeo_copy(f"docker-archive:{archive}:mine/changed:1", f"oci:{skopeo_dir}:x")
+    _skopeo_copy(f"oci-archive:{archive}:1", f"dir:{tmp_path / 'd'}")
 
 
 def test_load_archives_written_by_skopeo(tmp_path: Path, daemon: Daemon, layout: Path) -> None:
-    import subprocess
 
     docker_archive = tmp_path / "docker.tar"
     oci_archive = tmp_path / "oci.tar"
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"docker-archive:{docker_archive}:x/y:1"],
-        check=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"oci-archive:{oci_archive}:z:2"],
-        check=True,
-    )  # fmt: skip
+    _skopeo_copy(f"oci:{layout}:v1", f"docker-archive:{docker_archive}:x/y:1")
+    _skopeo_copy(f"oci:{layout}:v1", f"oci-archive:{oci_archive}:z:2")
     assert daemon.ctl("load", "-i", str(docker_archive)).stdout == "Loaded image: x/y:1\n"
     assert daemon.ctl("run", "--rm", "x/y:1").stdout.startswith("hi from /work")
     # From stdin, as `boxctl load < FILE`.
@@ -607,7 +597,6 @@ def test_load_archives_written_by_skopeo(tmp_path: Path, daemon: Daemon, layout:
 def test_import_a_root_filesystem_tarball(
     tmp_path: Path, daemon: Daemon, busybox_root: Path
 ) -> None:
-    import subprocess
 
     tarball = tmp_path / "rootfs.tar.gz"
     subprocess.run(["tar", "-C", str(busybox_root), "-czf", str(tarball), "."], check=True)
@@ -637,7 +626,6 @@ def test_compressed_archives_and_tarballs_as_docker_takes_them(
     one line and exit 1."""
     import bz2
     import lzma
-    import subprocess
 
     import zstandard
 
@@ -677,7 +665,6 @@ def test_compressed_archives_and_tarballs_as_docker_takes_them(
 def test_commit_and_import_apply_changes(
     tmp_path: Path, daemon: Daemon, busybox_root: Path
 ) -> None:
-    import subprocess
 
     tarball = tmp_path / "rootfs.tar"
     subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
@@ -731,7 +718,6 @@ def test_commit_and_import_apply_changes(
 
 
 def test_image_list_filters(tmp_path: Path, daemon: Daemon, busybox_root: Path) -> None:
-    import subprocess
 
     tarball = tmp_path / "rootfs.tar"
     subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
@@ -807,18 +793,15 @@ def test_an_index_gives_the_hosts_platform(
 ) -> None:
     import platform
     import shutil
-    import subprocess
 
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     other = "arm64" if arch != "arm64" else "amd64"
     copy = tmp_path / "layout"
     shutil.copytree(layout, copy)
     add_index(copy, "multi", [("v1", f"linux/{other}"), ("v1", f"linux/{arch}")])
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false", f"oci:{copy}:multi",
-         f"docker://{registry.host}/multi:1"],
-        check=True,
-    )  # fmt: skip
+    _skopeo_copy(
+        "--all", "--dest-tls-verify=false", f"oci:{copy}:multi", f"docker://{registry.host}/multi:1"
+    )
     ref = f"{registry.host}/multi:1"
     r = daemon.ctl("pull", "--platform", "linux/s390x", ref, check=False)
     assert r.returncode == 1
@@ -861,7 +844,6 @@ def test_a_multi_platform_oci_archive_loads_the_hosts_image(
     """``skopeo copy --all`` (as buildx's multi-platform OCI output) writes an archive whose
     index.json names an index: ``load`` takes the host's platform from it, as a pull does."""
     import platform
-    import subprocess
 
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     other = "arm64" if arch != "arm64" else "amd64"
@@ -873,11 +855,7 @@ def test_a_multi_platform_oci_archive_loads_the_hosts_image(
     )
     add_index(copy, "multi", [("v1", f"linux/{other}"), ("mine", f"linux/{arch}")])
     archive = tmp_path / "multi.tar"
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", "--all", f"oci:{copy}:multi",
-         f"oci-archive:{archive}:multi/box:1"],
-        check=True,
-    )  # fmt: skip
+    _skopeo_copy("--all", f"oci:{copy}:multi", f"oci-archive:{archive}:multi/box:1")
     assert daemon.ctl("load", "-i", str(archive)).stdout == "Loaded image: multi/box:1\n"
     label = daemon.ctl("image", "inspect", "-f", "{{.Config.Labels.which}}", "multi/box:1")
     assert label.stdout == "host\n"
@@ -957,7 +935,6 @@ def test_the_same_image_compressed_otherwise_takes_the_stored_layers(
     skopeo writes them plain in, takes the layers already stored, as Docker knows layers
     by diff_id: nothing is fetched, and no blob is left that no image keeps."""
     import gzip
-    import subprocess
 
     push(layout, "v1", registry, "box:v1")
     ref = f"{registry.host}/box:v1"
@@ -979,11 +956,9 @@ def test_the_same_image_compressed_otherwise_takes_the_stored_layers(
     daemon.ctl("pull", f"{registry.host}/plain/box:v1")
     assert registry.requests("/blobs/") == fetched  # every layer "Already exists"
     archive = tmp_path / "plain.tar"
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", "--dest-decompress", f"oci:{layout}:v1",
-         f"docker-archive:{archive}:plain/loaded:v1"],
-        check=True,
-    )  # fmt: skip
+    _skopeo_copy(
+        "--dest-decompress", f"oci:{layout}:v1", f"docker-archive:{archive}:plain/loaded:v1"
+    )
     daemon.ctl("load", "-i", str(archive))
     assert sorted(os.listdir(blobs)) == stored
     assert daemon.ctl("run", "--rm", "plain/loaded:v1", "cat", "/work/hello.txt").stdout
@@ -1058,8 +1033,6 @@ def test_a_daemon_killed_during_a_pull_leaves_nothing_half_there(
         stalling_proxy(registry, last_layer.removeprefix("sha256:")) as proxy,
         running_daemon(tmp_path, "--procview", "off") as daemon,
     ):
-        import subprocess
-
         pulling = subprocess.Popen(
             [*daemon_cli(daemon).split(), "pull", f"{proxy.host}/box:v1"],
             stdout=subprocess.DEVNULL,
@@ -1159,7 +1132,6 @@ def test_a_deep_image_fits_overlays_options(
     """125 layers (Docker's limit) in a Docker archive: their lowerdir= names are relative
     to the layers' directory, so the overlay's options stay within a page."""
     import io
-    import subprocess
     import tarfile
 
     base = tmp_path / "base.tar"
