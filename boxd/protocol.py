@@ -100,7 +100,7 @@ def decode_payload(payload: bytes) -> Frame:
         raise ProtocolError(f"unknown frame kind 0x{kind:02x}")
     try:
         message = _loads(payload.decode())
-    except ValueError as exc:  # UnicodeDecodeError too
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError too; nested too deep
         raise ProtocolError(f"invalid JSON: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("a message must be a JSON object")

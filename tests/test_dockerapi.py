@@ -1291,6 +1291,9 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/exec/nope/json", None, 404, "No such exec instance: nope"),
     ("GET", "/images/nope/json", None, 404, "No such image: nope"),
     ("POST", "/containers/create", b"{not json", 400, "invalid JSON"),
+    # Nested deeper than the parser recurses (was a 500 "internal error", a traceback).
+    ("POST", "/containers/create", b"[" * 100_000 + b"]" * 100_000, 400, "invalid JSON"),
+    ("GET", "/containers/json?filters=" + "[" * 100_000, None, 400, "invalid filters"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
     *(

@@ -55,6 +55,8 @@ def test_round_trip_split_anywhere() -> None:
         (b"\x07abc", "unknown frame kind 0x07"),
         (b"", "empty frame"),
         (b'{"type":"\xff"}', "invalid JSON"),
+        # Nested deeper than the parser recurses: was an "internal error" and a traceback.
+        (b'{"type":"X","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "invalid JSON"),
     ],
 )
 def test_bad_payloads(payload: bytes, error: str) -> None:

@@ -231,7 +231,7 @@ def _instruction(line: int, text: str) -> Instruction:
     if rest.startswith("["):
         try:
             value = json.loads(rest)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep: shell form
             value = None
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             exec_form = tuple(value)

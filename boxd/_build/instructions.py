@@ -240,7 +240,7 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
     command = command.strip()
     try:
         exec_form = json.loads(command) if command.startswith("[") else None
-    except ValueError:
+    except (ValueError, RecursionError):
         exec_form = None
     if isinstance(exec_form, list) and all(isinstance(w, str) for w in exec_form):
         test = ["CMD", *exec_form]

@@ -43,7 +43,7 @@ def _json_map(req: Request, name: str) -> dict[str, str]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, f"invalid {name}: not JSON: {text!r}") from None
     if not isinstance(value, dict):
         raise ApiError(400, f"invalid {name}: expected an object: {text!r}")
@@ -60,7 +60,7 @@ def _json_list(req: Request, name: str) -> tuple[str, ...]:
         return ()
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, f"invalid {name}: not JSON: {text!r}") from None
     if value is None:
         return ()

@@ -123,7 +123,7 @@ class Request:
             return {}
         try:
             return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError too; too deep
             raise ApiError(400, f"invalid JSON in the request body: {exc}") from None
 
     def json_object(self) -> dict[str, Any]:

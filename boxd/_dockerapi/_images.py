@@ -365,7 +365,7 @@ def registry_auth(req: Request) -> tuple[str, str]:
         user, password = str(auth.get("username") or ""), str(auth.get("password") or "")
         if not user and auth.get("auth"):
             user, _, password = base64.b64decode(str(auth["auth"])).decode().partition(":")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"invalid X-Registry-Auth header: {exc}") from None
     if auth.get("identitytoken"):
         return IDENTITY_TOKEN, str(auth["identitytoken"])

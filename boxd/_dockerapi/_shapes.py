@@ -1132,7 +1132,7 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
         return {}
     try:
         raw = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"invalid filters {text!r}: {exc}") from None
     if not isinstance(raw, dict):
         raise ApiError(400, f"invalid filters {text!r}: expected a JSON object")

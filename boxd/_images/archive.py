@@ -194,7 +194,7 @@ class _Archive:
     def json(self, name: str) -> Any:
         try:
             return json.loads(self.read(name))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ArchiveError(f"{name!r} in the archive is not JSON: {exc}") from None
 
     def has(self, name: str) -> bool:
@@ -309,7 +309,7 @@ def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
             return _load(store, path)
     except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         raise ArchiveError(f"the archive is truncated or damaged: {exc}") from None
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
         raise ArchiveError(f"the archive's index or manifests are malformed: {exc!r}") from None
 
 

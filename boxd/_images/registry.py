@@ -423,7 +423,7 @@ async def open_registry(
 def parse_json(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nested too deep: a hostile registry
         raise RegistryError(f"{what} is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise RegistryError(f"{what} is not a JSON object")
