@@ -75,6 +75,11 @@ _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _NAME_CHARS = _ALNUM | frozenset("_.-")
 
 
+# The most pids.max takes (the kernel's PID_MAX_LIMIT, 4M pids on 64-bit): above it the
+# write fails (EINVAL), so a start or update failed with the kernel's words.
+PID_MAX_LIMIT = 1 << 22
+
+
 class CgroupError(OSError):
     pass
 
@@ -578,8 +583,11 @@ class CgroupHost:
                 raise ValueError(f"invalid --cpus {limits.cpus}: the range is 0.01 to {n}")
         if limits.cpu_shares is not None and not 2 <= limits.cpu_shares <= 262144:
             raise ValueError(f"invalid --cpu-shares {limits.cpu_shares}: use 2 to 262144")
-        if limits.pids_limit is not None and limits.pids_limit < -1:
-            raise ValueError(f"invalid --pids-limit {limits.pids_limit}: use -1 for no limit")
+        if limits.pids_limit is not None and not -1 <= limits.pids_limit <= PID_MAX_LIMIT:
+            raise ValueError(
+                f"invalid --pids-limit {limits.pids_limit}: use at most {PID_MAX_LIMIT}, or -1 "
+                "for no limit"
+            )
         if limits.cpuset_cpus is not None:
             online = online_cpus(self._prefix)
             extra = parse_cpu_list(limits.cpuset_cpus) - online

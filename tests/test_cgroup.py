@@ -605,6 +605,7 @@ def test_v1_counters_and_oom_fallback(fs: FakeCgroupFs) -> None:
         (Limits(cpu_shares=1), "--cpu-shares 1"),
         (Limits(cpu_shares=262145), "--cpu-shares 262145"),
         (Limits(pids_limit=-2), "--pids-limit -2"),
+        (Limits(pids_limit=(1 << 22) + 1), "--pids-limit 4194305: use at most 4194304"),
         (Limits(cpuset_cpus="2-5"), "--cpuset-cpus '2-5': CPU 4 is not online"),
         (Limits(cpuset_cpus="3-1"), "'3-1'"),
         (Limits(cpuset_cpus="one"), "'one'"),

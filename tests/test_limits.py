@@ -118,6 +118,7 @@ def test_bad_limits_refused_before_anything_exists(daemon: Daemon) -> None:
         (["--cpu-shares", "1"], "2 to 262144"),
         (["--memory-swap", "10m"], "needs --memory"),
         (["--pids-limit", "-5"], "-1 for no limit"),
+        (["--pids-limit", str(2**63 - 1)], "use at most 4194304"),
     ):
         r = daemon.ctl("run", *args, "default", "true", check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
