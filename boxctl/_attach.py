@@ -97,10 +97,21 @@ def _larger_size_frame() -> bytes:
     return protocol.encode({"type": "ResizeFrame", "rows": size[0] + 1, "cols": size[1] + 1})
 
 
+# Our output fds by the names of Docker's client's errors.
+_OUTPUT_NAMES = {1: "stdout", 2: "stderr"}
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): boxctl ends quietly
+    except OSError as exc:
+        # EIO: our terminal hung up (its window closed) and the container's last output
+        # has nowhere to go.  Docker's client ends so, with its words and exit code 1.
+        raise CliError(f"write /dev/{_OUTPUT_NAMES[fd]}: {exc.strerror}") from None
 
 
 def stream(

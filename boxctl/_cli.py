@@ -307,6 +307,7 @@ def cmd_run(args: Args) -> int:
     stdin = args.interactive and "stdin" in streams
     if not args.detach:
         _check_tty(stdin=stdin, tty_mode=args.tty)
+    created = False
     try:
         config, name = _config(args)
         request = {
@@ -321,7 +322,6 @@ def cmd_run(args: Args) -> int:
             from . import _files
 
             cidfile = _files.open_cidfile(args.cidfile)
-        created = False
 
         def answered(response: dict[str, Any]) -> None:
             nonlocal created
@@ -344,7 +344,8 @@ def cmd_run(args: Args) -> int:
             if not created and cidfile is not None:
                 _files.abandon_cidfile(cidfile, args.cidfile)
     except CliError as exc:
-        raise _run_failure(exc) from None
+        # Once the container runs, what fails is the stream's: Docker's client exits 1.
+        raise (exc if created else _run_failure(exc)) from None
 
 
 def _attach_streams(args: Args) -> set[str]:
@@ -1097,7 +1098,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         args = _parse(list(sys.argv[1:] if argv is None else argv))
         code = args.handler(args)
     except CliError as exc:
-        print(f"boxctl: {exc}" if not str(exc).startswith("boxctl") else str(exc), file=sys.stderr)
+        import contextlib
+
+        words = f"boxctl: {exc}" if not str(exc).startswith("boxctl") else str(exc)
+        with contextlib.suppress(OSError):  # EIO: stderr was the terminal that hung up
+            print(words, file=sys.stderr)
         code = exc.code
     except BrokenPipeError:
         code = 1

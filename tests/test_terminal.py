@@ -9,6 +9,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -274,6 +275,41 @@ def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: T
         tmux.keys("Enter")
         tmux.wait_exit()
     assert daemon.inspect("s")["state"]["status"] == "running"
+
+
+# What an interactive shell does at a hangup, for the command it runs: SIGHUP is passed on
+# (bash sends it to its jobs), and here the command's stderr and exit code are kept.
+HANGUP_SHELL = """
+import signal, subprocess, sys
+with open(sys.argv[1], "wb") as err:
+    p = subprocess.Popen(sys.argv[3:], stderr=err)
+    signal.signal(signal.SIGHUP, lambda *_: p.send_signal(signal.SIGHUP))
+    code = p.wait()
+with open(sys.argv[2], "w") as status:
+    status.write(f"{code}\\n")
+"""
+
+
+def test_a_terminal_that_hangs_up_ends_run_without_a_traceback(
+    daemon: Daemon, tmux: Tmux, tmp_path: Path
+) -> None:
+    """The window of ``run -it`` closes: SIGHUP is forwarded, and the container's last
+    output cannot be written to the terminal that is gone.  boxctl ends as Docker's client
+    does (its error, exit code 1), not with a Python traceback."""
+    script = 'trap "sleep 0.5; echo bye; exit 5" HUP; echo ready; while :; do sleep 0.1; done'
+    err, status = tmp_path / "stderr", tmp_path / "status"
+    run = shlex.split(_boxctl(daemon, "run", "-it", "--name", "h", "default", "sh", "-c", script))
+    tmux.start(shlex.join([sys.executable, "-c", HANGUP_SHELL, str(err), str(status), *run]))
+    tmux.wait_for(lambda s: "ready" in s)
+    tmux("kill-session", "-t", "t")
+    daemon.wait_for("h", lambda c: c["state"]["status"] == "exited")
+    deadline = time.monotonic() + 20
+    while not (status.exists() and status.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "boxctl did not end"
+        time.sleep(0.05)
+    assert daemon.inspect("h")["state"]["exit_code"] == 5  # the SIGHUP reached it
+    assert err.read_text() == "boxctl: write /dev/stdout: Input/output error\n"
+    assert status.read_text() == "1\n"
 
 
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
