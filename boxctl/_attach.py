@@ -33,14 +33,27 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-# The signals forwarded to the container without a TTY, by the names SignalFrame takes.
-PROXIED_SIGNALS = {
-    signal.SIGINT: "SIGINT",
-    signal.SIGTERM: "SIGTERM",
-    signal.SIGHUP: "SIGHUP",
-    signal.SIGQUIT: "SIGQUIT",
-    signal.SIGUSR1: "SIGUSR1",
-    signal.SIGUSR2: "SIGUSR2",
+# The signals forwarded to the container: all that can be caught, real-time ones too, as
+# Docker's client forwards them (SIGTSTP of a Ctrl-Z in `run -i` reaches the container and
+# does not stop boxctl), but those it leaves alone (SIGCHLD, SIGPIPE, SIGURG), SIGWINCH
+# (a TTY's resize; nothing to a process without one), the faults of boxctl's own code and
+# SIGTTIN and SIGTTOU: those stop a boxctl in the background that uses our terminal, and
+# caught (Docker's client catches them) its read or write would be tried again forever.
+PROXIED_SIGNALS = signal.valid_signals() - {
+    signal.SIGKILL,
+    signal.SIGSTOP,
+    signal.SIGCHLD,
+    signal.SIGPIPE,
+    signal.SIGURG,
+    signal.SIGWINCH,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGSEGV,
+    signal.SIGBUS,
+    signal.SIGFPE,
+    signal.SIGILL,
+    signal.SIGTRAP,
+    signal.SIGSYS,
 }
 # Forwarded SIGINTs and SIGTERMs after which boxctl leaves, as Docker's client does: a
 # process that ignores them (a PID 1 without a handler) must not hold the user's terminal.
@@ -321,8 +334,10 @@ def _loop(
                         elif not forwarding:
                             raise _Ended(signum)
                         elif signum in PROXIED_SIGNALS:
-                            name = PROXIED_SIGNALS[signum]
-                            pending += protocol.encode({"type": "SignalFrame", "signal": name})
+                            # By number: the daemon's host is ours, and not every one has a
+                            # name (SIGRTMIN+3).
+                            frame = {"type": "SignalFrame", "signal": str(signum)}
+                            pending += protocol.encode(frame)
                             if signum in (signal.SIGINT, signal.SIGTERM):
                                 interrupts, last = interrupts + 1, signum
                             if interrupts == LEAVE_AFTER and not detached:

@@ -163,6 +163,31 @@ def test_the_third_ctrl_c_gives_the_terminal_back(daemon: Daemon, tmux: Tmux) ->
     assert daemon.inspect("z")["state"]["status"] == "running"
 
 
+def test_ctrl_z_without_a_tty_reaches_the_container_and_does_not_stop_boxctl(
+    daemon: Daemon, tmux: Tmux
+) -> None:
+    """Without a TTY our terminal stays cooked: Ctrl-Z is a SIGTSTP to boxctl, Ctrl-\\ a
+    SIGQUIT.  run, start -a and attach forward them (Docker's client forwards every signal
+    it can catch) rather than being stopped, with the shell that waits for them."""
+    script = (
+        'trap "echo got-TSTP" TSTP; trap "echo got-QUIT; exit 7" QUIT; '
+        "while :; do echo tick; sleep 0.5; done"
+    )
+    daemon.ctl("create", "-i", "--name", "s", "default", "sh", "-c", script)
+    daemon.ctl("run", "-d", "-i", "--name", "a", "default", "sh", "-c", script)
+    for command in (
+        _boxctl(daemon, "run", "-i", "default", "sh", "-c", script),
+        _boxctl(daemon, "start", "-ai", "s"),
+        _boxctl(daemon, "attach", "a"),
+    ):
+        tmux.start(command)
+        tmux.wait_for(lambda s: "tick" in s)  # boxctl is attached
+        tmux.keys("C-z")
+        tmux.wait_for(lambda s: "got-TSTP" in s)
+        tmux.keys("C-\\")
+        assert tmux.wait_exit() == 7, command
+
+
 def test_keys_typed_before_the_terminal_is_raw_reach_the_container(
     daemon: Daemon, tmux: Tmux
 ) -> None:
