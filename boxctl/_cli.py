@@ -383,7 +383,7 @@ def _attached(
     answered: Callable[[dict[str, Any]], None] | None = None,
     outputs: tuple[int, ...] = (1, 2),
 ) -> int:
-    """Send a streaming request and run the terminal loop: the exit code (0 if detached).
+    """Send a streaming request and run the terminal loop: the exit code.
     ``answered`` gets the response before the stream starts; ``outputs`` are the streams
     printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``.
 
@@ -412,6 +412,10 @@ def _attached(
             outputs=outputs,
             redraw=request["type"] == "AttachRequest",
         )
+    if code is None and request["type"] in ("AttachRequest", "ExecRequest"):
+        # Docker's client says so after the detach keys of attach and exec (its error of
+        # the input that ended there), exit 1; run and start -a leave quietly (0).
+        raise CliError("read escape sequence")
     return 0 if code is None else code
 
 

@@ -128,6 +128,15 @@ def _until_prompt(tmux: Tmux) -> None:
         time.sleep(0.2)
 
 
+def _screen_at_end(tmux: Tmux) -> str:
+    """The screen once the command started as ``COMMAND; echo end-$?; read _`` has ended
+    (and said its exit code); the pane is then let go."""
+    screen = tmux.wait_for(lambda s: re.search(r"\bend-\d+$", s, re.M) is not None)
+    tmux.keys("Enter")
+    tmux.wait_exit()
+    return screen
+
+
 def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmux) -> None:
     tmux.start(_boxctl(daemon, "run", "-it", "--name", "tty", "default", "sh"))
     _until_prompt(tmux)
@@ -217,7 +226,7 @@ def test_ctrl_c_of_run_t_without_i_reaches_the_container(daemon: Daemon, tmux: T
 
 def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.ctl("run", "-d", "-i", "-t", "--name", "s", "default", "sh")
-    tmux.start(_boxctl(daemon, "attach", "s"))
+    tmux.start(f"{_boxctl(daemon, 'attach', 's')}; echo end-$?; read _")
     # attach prints nothing of its own: a fresh prompt shows that keys now go through.
     _until_prompt(tmux)
     tmux.keys("echo first-$((6*7))", "Enter")
@@ -225,7 +234,8 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     # A lone Ctrl-P is delivered once the next key shows it is not the sequence.
     tmux.keys("C-p", "x")
     tmux.keys("C-p", "C-q")
-    assert tmux.wait_exit() == 0
+    # Docker's client's words and code.
+    assert "boxctl: read escape sequence\nend-1" in _screen_at_end(tmux)
     assert daemon.inspect("s")["state"]["status"] == "running"
     tmux.start(_boxctl(daemon, "attach", "s"))
     _until_prompt(tmux)
@@ -235,6 +245,26 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.wait_for("s", lambda c: c["state"]["status"] == "exited")
     # The log has the session too (TTY containers have logs).
     assert "second-42" in daemon.ctl("logs", "s").stdout
+
+
+def test_detach_from_run_and_start_is_quiet_from_exec_not(daemon: Daemon, tmux: Tmux) -> None:
+    """As Docker's client: the detach keys end run -it and start -ai with 0 and no word,
+    exec -it (as attach) with "read escape sequence" and 1.  The containers run on."""
+    daemon.ctl("create", "-it", "--name", "s", "default", "sh")
+    daemon.ctl("run", "-d", "-it", "--name", "e", "default", "sh")
+    for command, code in (
+        (_boxctl(daemon, "run", "-it", "--name", "r", "default", "sh"), 0),
+        (_boxctl(daemon, "start", "-ai", "s"), 0),
+        (_boxctl(daemon, "exec", "-it", "e", "sh"), 1),
+    ):
+        tmux.start(f"{command}; echo end-$?; read _")
+        _until_prompt(tmux)
+        tmux.keys("C-p", "C-q")
+        screen = _screen_at_end(tmux)
+        assert f"end-{code}" in screen.split(), screen
+        assert ("read escape sequence" in screen) == bool(code), screen
+    for name in ("r", "s", "e"):
+        assert daemon.inspect(name)["state"]["status"] == "running"
 
 
 def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None:
@@ -248,7 +278,7 @@ def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None
         tmux.start(_boxctl(daemon, "attach", "b"))
         tmux.wait_for(lambda s: "prompt>" in s)
         tmux.keys("C-p", "C-q")
-        assert tmux.wait_exit() == 0
+        assert tmux.wait_exit() == 1
     tmux.start(_boxctl(daemon, "attach", "b"))
     tmux.wait_for(lambda s: "prompt>" in s)
     tmux.keys("stty size", "Enter")
