@@ -63,6 +63,10 @@ LEAVE_AFTER = 3
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+class _Forced(Exception):
+    """LEAVE_AFTER SIGINTs or SIGTERMs were forwarded: boxctl leaves, the container runs."""
+
+
 class _Ended(Exception):
     """One of ENDING_SIGNALS arrived: boxctl ends once the terminal is restored."""
 
@@ -153,6 +157,7 @@ def stream(
     old_handlers = {s: signal.signal(s, lambda *_: None) for s in watched}
     old_wakeup = signal.set_wakeup_fd(wake_w)
     restore = None
+    forced = False
     try:
         if local_tty:
             restore = _raw_terminal(in_fd)
@@ -167,6 +172,8 @@ def stream(
         return _loop(client, in_fd, wake_r, keys, outputs, first, later, sig_proxy)
     except _Ended as ended:
         ending = ended.signum
+    except _Forced:
+        forced = True
     finally:
         if restore is not None:
             restore()
@@ -175,6 +182,15 @@ def stream(
             signal.signal(s, h)
         os.close(wake_r)
         os.close(wake_w)
+    if forced:
+        import contextlib
+
+        # Docker's words and exit code 1, on a line of their own after the ^C the terminal
+        # echoed: the newline is written once ours is restored, to start the next line at
+        # its left.
+        with contextlib.suppress(OSError):  # EIO: stderr hung up
+            os.write(sys.stderr.fileno(), b"\n")
+        raise CliError(f"got {LEAVE_AFTER} SIGTERM/SIGINTs, forcefully exiting")
     return 128 + ending  # the shell's code of a process killed by it, as 130 for Ctrl-C
 
 
@@ -285,7 +301,6 @@ def _loop(
     pending = bytearray(first)  # frames for the daemon, in order
     detached = False
     interrupts = 0  # SIGINTs and SIGTERMs forwarded
-    last = 0  # the last of them
     reading = in_fd >= 0
     polled_in = False
     poller = select.poll()
@@ -307,9 +322,8 @@ def _loop(
                     raise CliError(str(message.get("message")))
             messages = []
             if detached and not pending:
-                if interrupts >= LEAVE_AFTER:  # Docker's words; the shell's code of a kill
-                    words = f"got {interrupts} SIGTERM/SIGINTs, forcefully exiting"
-                    raise CliError(words, code=128 + last)
+                if interrupts >= LEAVE_AFTER:
+                    raise _Forced
                 return None
             poller.register(sock_fd, select.POLLIN | (select.POLLOUT if pending else 0))
             # Stdin waits while the daemon has not taken what was read before.
@@ -339,7 +353,7 @@ def _loop(
                             frame = {"type": "SignalFrame", "signal": str(signum)}
                             pending += protocol.encode(frame)
                             if signum in (signal.SIGINT, signal.SIGTERM):
-                                interrupts, last = interrupts + 1, signum
+                                interrupts += 1
                             if interrupts == LEAVE_AFTER and not detached:
                                 # The container runs on, as after the detach keys.
                                 pending += protocol.encode({"type": "DetachFrame"})
