@@ -370,6 +370,21 @@ def test_a_terminal_that_hangs_up_ends_run_without_a_traceback(
     assert status.read_text() == "1\n"
 
 
+def test_a_tty_container_has_its_terminal_at_dev_console(daemon: Daemon) -> None:
+    """As runc binds it: what opens /dev/console (a getty, an init system) gets the
+    container's terminal.  exec -t leaves it alone, and without a TTY there is none."""
+    same = 'echo to-console > /dev/console; stat -L -c %t:%T:%i /dev/console "$(tty)"'
+    r = daemon.ctl("run", "-t", "--rm", "default", "sh", "-c", same)
+    lines = r.stdout.split()
+    assert lines[0] == "to-console" and lines[1] == lines[2], r.stdout
+    daemon.ctl("run", "-d", "-t", "--name", "e", "default", "sleep", "1000")
+    r = daemon.ctl("exec", "-t", "e", "sh", "-c", same.split("; ")[1])
+    assert r.stdout.split()[0] != r.stdout.split()[1], r.stdout  # the container's, not exec's
+    daemon.ctl("rm", "-f", "e")
+    r = daemon.ctl("run", "--rm", "default", "sh", "-c", "test -e /dev/console || echo none")
+    assert r.stdout == "none\n"
+
+
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
     daemon.ctl(
         "run",
