@@ -33,14 +33,27 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-# The signals forwarded to the container without a TTY, by the names SignalFrame takes.
-PROXIED_SIGNALS = {
-    signal.SIGINT: "SIGINT",
-    signal.SIGTERM: "SIGTERM",
-    signal.SIGHUP: "SIGHUP",
-    signal.SIGQUIT: "SIGQUIT",
-    signal.SIGUSR1: "SIGUSR1",
-    signal.SIGUSR2: "SIGUSR2",
+# The signals forwarded to the container: all that can be caught, real-time ones too, as
+# Docker's client forwards them (SIGTSTP of a Ctrl-Z in `run -i` reaches the container and
+# does not stop boxctl), but those it leaves alone (SIGCHLD, SIGPIPE, SIGURG), SIGWINCH
+# (a TTY's resize; nothing to a process without one), the faults of boxctl's own code and
+# SIGTTIN and SIGTTOU: those stop a boxctl in the background that uses our terminal, and
+# caught (Docker's client catches them) its read or write would be tried again forever.
+PROXIED_SIGNALS = signal.valid_signals() - {
+    signal.SIGKILL,
+    signal.SIGSTOP,
+    signal.SIGCHLD,
+    signal.SIGPIPE,
+    signal.SIGURG,
+    signal.SIGWINCH,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGSEGV,
+    signal.SIGBUS,
+    signal.SIGFPE,
+    signal.SIGILL,
+    signal.SIGTRAP,
+    signal.SIGSYS,
 }
 # Forwarded SIGINTs and SIGTERMs after which boxctl leaves, as Docker's client does: a
 # process that ignores them (a PID 1 without a handler) must not hold the user's terminal.
@@ -48,6 +61,10 @@ LEAVE_AFTER = 3
 # Signals that end boxctl when they are not forwarded: caught while our terminal is raw,
 # so that it is restored before boxctl ends (their default action left it raw).
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _Forced(Exception):
+    """LEAVE_AFTER SIGINTs or SIGTERMs were forwarded: boxctl leaves, the container runs."""
 
 
 class _Ended(Exception):
@@ -97,10 +114,21 @@ def _larger_size_frame() -> bytes:
     return protocol.encode({"type": "ResizeFrame", "rows": size[0] + 1, "cols": size[1] + 1})
 
 
+# Our output fds by the names of Docker's client's errors.
+_OUTPUT_NAMES = {1: "stdout", 2: "stderr"}
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): boxctl ends quietly
+    except OSError as exc:
+        # EIO: our terminal hung up (its window closed) and the container's last output
+        # has nowhere to go.  Docker's client ends so, with its words and exit code 1.
+        raise CliError(f"write /dev/{_OUTPUT_NAMES[fd]}: {exc.strerror}") from None
 
 
 def stream(
@@ -129,6 +157,7 @@ def stream(
     old_handlers = {s: signal.signal(s, lambda *_: None) for s in watched}
     old_wakeup = signal.set_wakeup_fd(wake_w)
     restore = None
+    forced = False
     try:
         if local_tty:
             restore = _raw_terminal(in_fd)
@@ -143,6 +172,8 @@ def stream(
         return _loop(client, in_fd, wake_r, keys, outputs, first, later, sig_proxy)
     except _Ended as ended:
         ending = ended.signum
+    except _Forced:
+        forced = True
     finally:
         if restore is not None:
             restore()
@@ -151,6 +182,15 @@ def stream(
             signal.signal(s, h)
         os.close(wake_r)
         os.close(wake_w)
+    if forced:
+        import contextlib
+
+        # Docker's words and exit code 1, on a line of their own after the ^C the terminal
+        # echoed: the newline is written once ours is restored, to start the next line at
+        # its left.
+        with contextlib.suppress(OSError):  # EIO: stderr hung up
+            os.write(sys.stderr.fileno(), b"\n")
+        raise CliError(f"got {LEAVE_AFTER} SIGTERM/SIGINTs, forcefully exiting")
     return 128 + ending  # the shell's code of a process killed by it, as 130 for Ctrl-C
 
 
@@ -261,7 +301,6 @@ def _loop(
     pending = bytearray(first)  # frames for the daemon, in order
     detached = False
     interrupts = 0  # SIGINTs and SIGTERMs forwarded
-    last = 0  # the last of them
     reading = in_fd >= 0
     polled_in = False
     poller = select.poll()
@@ -283,9 +322,8 @@ def _loop(
                     raise CliError(str(message.get("message")))
             messages = []
             if detached and not pending:
-                if interrupts >= LEAVE_AFTER:  # Docker's words; the shell's code of a kill
-                    words = f"got {interrupts} SIGTERM/SIGINTs, forcefully exiting"
-                    raise CliError(words, code=128 + last)
+                if interrupts >= LEAVE_AFTER:
+                    raise _Forced
                 return None
             poller.register(sock_fd, select.POLLIN | (select.POLLOUT if pending else 0))
             # Stdin waits while the daemon has not taken what was read before.
@@ -310,10 +348,12 @@ def _loop(
                         elif not forwarding:
                             raise _Ended(signum)
                         elif signum in PROXIED_SIGNALS:
-                            name = PROXIED_SIGNALS[signum]
-                            pending += protocol.encode({"type": "SignalFrame", "signal": name})
+                            # By number: the daemon's host is ours, and not every one has a
+                            # name (SIGRTMIN+3).
+                            frame = {"type": "SignalFrame", "signal": str(signum)}
+                            pending += protocol.encode(frame)
                             if signum in (signal.SIGINT, signal.SIGTERM):
-                                interrupts, last = interrupts + 1, signum
+                                interrupts += 1
                             if interrupts == LEAVE_AFTER and not detached:
                                 # The container runs on, as after the detach keys.
                                 pending += protocol.encode({"type": "DetachFrame"})

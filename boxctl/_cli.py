@@ -305,8 +305,12 @@ def cmd_run(args: Args) -> int:
     one round trip before the container runs."""
     streams = _attach_streams(args)
     stdin = args.interactive and "stdin" in streams
+    keys = b""
     if not args.detach:
         _check_tty(stdin=stdin, tty_mode=args.tty)
+        # Refused here, not in the try below: a bad value ends Docker's client with 1.
+        keys = parse_detach_keys(args.detach_keys)
+    created = False
     try:
         config, name = _config(args)
         request = {
@@ -321,7 +325,6 @@ def cmd_run(args: Args) -> int:
             from . import _files
 
             cidfile = _files.open_cidfile(args.cidfile)
-        created = False
 
         def answered(response: dict[str, Any]) -> None:
             nonlocal created
@@ -338,13 +341,20 @@ def cmd_run(args: Args) -> int:
                 return 0
             outputs = tuple(n for s, n in (("stdout", 1), ("stderr", 2)) if s in streams)
             return _attached(
-                args, request, stdin=stdin, tty_mode=args.tty, answered=answered, outputs=outputs
+                args,
+                request,
+                keys,
+                stdin=stdin,
+                tty_mode=args.tty,
+                answered=answered,
+                outputs=outputs,
             )
         finally:
             if not created and cidfile is not None:
                 _files.abandon_cidfile(cidfile, args.cidfile)
     except CliError as exc:
-        raise _run_failure(exc) from None
+        # Once the container runs, what fails is the stream's: Docker's client exits 1.
+        raise (exc if created else _run_failure(exc)) from None
 
 
 def _attach_streams(args: Args) -> set[str]:
@@ -376,21 +386,21 @@ def _check_tty(*, stdin: bool, tty_mode: bool) -> None:
 def _attached(
     args: Args,
     request: dict[str, Any],
+    keys: bytes,
     *,
     stdin: bool = False,
     tty_mode: bool = False,
     answered: Callable[[dict[str, Any]], None] | None = None,
     outputs: tuple[int, ...] = (1, 2),
 ) -> int:
-    """Send a streaming request and run the terminal loop: the exit code (0 if detached).
+    """Send a streaming request and run the terminal loop: the exit code.
     ``answered`` gets the response before the stream starts; ``outputs`` are the streams
     printed (stdout 1, stderr 2).  An AttachResponse decides ``stdin`` and ``tty_mode``.
 
     Signals are forwarded as by Docker's client: always by ``run`` (``run -t`` without
     ``-i`` leaves the keyboard's Ctrl-C to our terminal: it must reach the container's
     process, not leave it running behind a client that ended), by ``attach``,
-    ``start -a`` and ``exec`` only without a TTY."""
-    keys = parse_detach_keys(args.detach_keys)
+    ``start -a`` and ``exec`` only without a TTY.  ``keys``: the detach keys."""
     with Client(args.socket) as client:
         client.send(request)
         # Only streaming commands pay for the terminal machinery, and they load it while
@@ -411,17 +421,22 @@ def _attached(
             outputs=outputs,
             redraw=request["type"] == "AttachRequest",
         )
+    if code is None and request["type"] in ("AttachRequest", "ExecRequest"):
+        # Docker's client says so after the detach keys of attach and exec (its error of
+        # the input that ended there), exit 1; run and start -a leave quietly (0).
+        raise CliError("read escape sequence")
     return 0 if code is None else code
 
 
 def parse_detach_keys(text: str) -> bytes:
-    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11" (boxd._detachkeys)."""
+    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11" (boxd._detachkeys).  A bad value exits 1, not
+    125: Docker's client passes it on to the daemon, which refuses it."""
     from boxd import _detachkeys
 
     try:
         return _detachkeys.parse(text)
     except ValueError as exc:
-        raise CliError(str(exc), USAGE) from None
+        raise CliError(str(exc)) from None
 
 
 def _joining(kind: str, container: str, stdin: bool) -> dict[str, Any]:
@@ -444,12 +459,13 @@ def cmd_start(args: Args) -> int:
         # Used only if the container has a TTY (the daemon knows, not we).
         if (size := console_size()) is not None:
             request["console_size"] = size
-        return _attached(args, {**request, "attach": True})
+        return _attached(args, {**request, "attach": True}, parse_detach_keys(args.detach_keys))
     return _each(args, lambda ref: call(args.socket, {"type": "StartRequest", "container": ref}))
 
 
 def cmd_attach(args: Args) -> int:
-    return _attached(args, _joining("AttachRequest", args.container, not args.no_stdin))
+    request = _joining("AttachRequest", args.container, not args.no_stdin)
+    return _attached(args, request, parse_detach_keys(args.detach_keys))
 
 
 def cmd_exec(args: Args) -> int:
@@ -475,7 +491,8 @@ def cmd_exec(args: Args) -> int:
         return 0
     if args.tty and (size := console_size()) is not None:
         request["console_size"] = size
-    return _attached(args, request, stdin=args.interactive, tty_mode=args.tty)
+    keys = parse_detach_keys(args.detach_keys)
+    return _attached(args, request, keys, stdin=args.interactive, tty_mode=args.tty)
 
 
 def _each(args: Args, action: Callable[[str], object], *, missing_ok: bool = False) -> int:
@@ -1097,7 +1114,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         args = _parse(list(sys.argv[1:] if argv is None else argv))
         code = args.handler(args)
     except CliError as exc:
-        print(f"boxctl: {exc}" if not str(exc).startswith("boxctl") else str(exc), file=sys.stderr)
+        import contextlib
+
+        words = f"boxctl: {exc}" if not str(exc).startswith("boxctl") else str(exc)
+        with contextlib.suppress(OSError):  # EIO: stderr was the terminal that hung up
+            print(words, file=sys.stderr)
         code = exc.code
     except BrokenPipeError:
         code = 1

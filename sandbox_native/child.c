@@ -24,7 +24,8 @@
  *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
- *      terminal from the container's devpts (its master sent to the parent); with links,
+ *      terminal from the container's devpts (its master sent to the parent), bound at
+ *      /dev/console by a container's first process; with links,
  *      wait for LINKED (the parent makes the interfaces while steps 3-6 run), then give
  *      them their addresses, bring them up, add the default route
  *   7. rlimits, while still privileged (raising a hard limit needs CAP_SYS_RESOURCE);
@@ -782,6 +783,22 @@ static long move_fd(int from, int to)
     return from == to ? to : RAW(dup3, from, to, 0);
 }
 
+/* The terminal bound at /dev/console too, as runc and podman bind it: getty-likes and init
+ * systems open that.  Only by a container's first process, in a /dev of its own (a fresh
+ * tmpfs; not exec's, which joins a running container's mounts).  The file bound onto is
+ * made first; one already there (a user's mount) is bound over, as by runc. */
+static void bind_console(const struct plan *p, int slave)
+{
+    long made = RAW(mknodat, AT_FDCWD, "/dev/console", S_IFREG | 0600, 0);
+    if (made != -EEXIST)
+        CHECK(p, made, STAGE_CONSOLE, 1);
+    long tree = RAW(open_tree, slave, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    CHECK(p, tree, STAGE_CONSOLE, 2);
+    CHECK(p, RAW(move_mount, (int)tree, "", AT_FDCWD, "/dev/console", MOVE_MOUNT_F_EMPTY_PATH),
+          STAGE_CONSOLE, 3);
+    RAW(close, tree);
+}
+
 /* The terminal, from the container's own devpts (so ttyname works inside and nothing of the
  * host's devpts is involved): opened once / is the container's, made stdin, stdout, stderr
  * and the controlling terminal of the new session; its master goes to the parent.  It is
@@ -806,6 +823,8 @@ static void open_console(const struct plan *p)
         CHECK(p, given, STAGE_CONSOLE, 0);
     struct winsize size = {.ws_row = p->console_rows, .ws_col = p->console_cols};
     CHECK(p, RAW(ioctl, slave, TIOCSWINSZ, &size), STAGE_CONSOLE, 0);
+    if (p->rootfs != NULL && p->join_pidfd < 0)
+        bind_console(p, (int)slave);
 
     struct sync_msg m = {.kind = MSG_CONSOLE};
     CHECK(p, send_msg(p->sync_fd, &m, (int)master), STAGE_CONSOLE, 0);

@@ -104,3 +104,21 @@ def test_a_tty_with_piped_stdin_is_refused_at_once(daemon: Daemon) -> None:
     r = _ctl(daemon, "run", "-t", "--rm", "default", "echo", "hi", data=b"")
     assert (r.returncode, r.stdout) == (0, b"hi\r\n")
     daemon.ctl("rm", "-f", "t")
+
+
+def test_bad_detach_keys_exit_1_and_create_nothing(daemon: Daemon) -> None:
+    """Docker's client passes --detach-keys on to the daemon, which refuses a bad value:
+    exit 1 for run, start -a, attach and exec alike (not run's 125 of a bad option)."""
+    daemon.ctl("create", "-i", "--name", "c", "default", "cat")
+    before = daemon.ctl("ps", "-a", "-q").stdout
+    for args in (
+        ("run", "-i", "default", "cat"),
+        ("start", "-a", "c"),
+        ("attach", "c"),
+        ("exec", "-i", "c", "cat"),
+    ):
+        r = daemon.ctl(args[0], "--detach-keys", "foo", *args[1:], check=False)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.startswith("boxctl: invalid detach keys 'foo'"), (args, r.stderr)
+    assert daemon.ctl("ps", "-a", "-q").stdout == before
+    assert daemon.inspect("c")["state"]["status"] == "created"

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,6 +128,15 @@ def _until_prompt(tmux: Tmux) -> None:
         time.sleep(0.2)
 
 
+def _screen_at_end(tmux: Tmux) -> str:
+    """The screen once the command started as ``COMMAND; echo end-$?; read _`` has ended
+    (and said its exit code); the pane is then let go."""
+    screen = tmux.wait_for(lambda s: re.search(r"\bend-\d+$", s, re.M) is not None)
+    tmux.keys("Enter")
+    tmux.wait_exit()
+    return screen
+
+
 def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmux) -> None:
     tmux.start(_boxctl(daemon, "run", "-it", "--name", "tty", "default", "sh"))
     _until_prompt(tmux)
@@ -148,18 +158,46 @@ def test_interactive_shell_resize_ctrl_c_and_exit_code(daemon: Daemon, tmux: Tmu
 
 def test_the_third_ctrl_c_gives_the_terminal_back(daemon: Daemon, tmux: Tmux) -> None:
     """Ctrl-C is forwarded, and a PID 1 without a handler ignores it: the third one ends
-    boxctl and leaves the container running, as Docker's client does.  Here the process
-    says it got each (signals sent at once may arrive as one): the next key waits."""
+    boxctl and leaves the container running, as Docker's client does: its words on a line
+    of their own after the ^C, exit 1.  Here the process says it got each (signals sent at
+    once may arrive as one): the next key waits."""
     script = 'trap "echo got-int" INT; echo ready; while :; do sleep 0.05; done'
-    tmux.start(_boxctl(daemon, "run", "--name", "z", "default", "sh", "-c", script))
+    run = _boxctl(daemon, "run", "--name", "z", "default", "sh", "-c", script)
+    tmux.start(f"{run}; echo end-$?; read _")
     tmux.wait_for(lambda s: "ready" in s)
     tmux.keys("C-c")
     tmux.wait_for(lambda s: s.count("got-int") == 1)
     tmux.keys("C-c")
     tmux.wait_for(lambda s: s.count("got-int") == 2)
     tmux.keys("C-c")
-    assert tmux.wait_exit() == 130
+    screen = _screen_at_end(tmux)
+    assert "^C\nboxctl: got 3 SIGTERM/SIGINTs, forcefully exiting\nend-1\n" in screen, screen
     assert daemon.inspect("z")["state"]["status"] == "running"
+
+
+def test_ctrl_z_without_a_tty_reaches_the_container_and_does_not_stop_boxctl(
+    daemon: Daemon, tmux: Tmux
+) -> None:
+    """Without a TTY our terminal stays cooked: Ctrl-Z is a SIGTSTP to boxctl, Ctrl-\\ a
+    SIGQUIT.  run, start -a and attach forward them (Docker's client forwards every signal
+    it can catch) rather than being stopped, with the shell that waits for them."""
+    script = (
+        'trap "echo got-TSTP" TSTP; trap "echo got-QUIT; exit 7" QUIT; '
+        "while :; do echo tick; sleep 0.5; done"
+    )
+    daemon.ctl("create", "-i", "--name", "s", "default", "sh", "-c", script)
+    daemon.ctl("run", "-d", "-i", "--name", "a", "default", "sh", "-c", script)
+    for command in (
+        _boxctl(daemon, "run", "-i", "default", "sh", "-c", script),
+        _boxctl(daemon, "start", "-ai", "s"),
+        _boxctl(daemon, "attach", "a"),
+    ):
+        tmux.start(command)
+        tmux.wait_for(lambda s: "tick" in s)  # boxctl is attached
+        tmux.keys("C-z")
+        tmux.wait_for(lambda s: "got-TSTP" in s)
+        tmux.keys("C-\\")
+        assert tmux.wait_exit() == 7, command
 
 
 def test_keys_typed_before_the_terminal_is_raw_reach_the_container(
@@ -191,7 +229,7 @@ def test_ctrl_c_of_run_t_without_i_reaches_the_container(daemon: Daemon, tmux: T
 
 def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.ctl("run", "-d", "-i", "-t", "--name", "s", "default", "sh")
-    tmux.start(_boxctl(daemon, "attach", "s"))
+    tmux.start(f"{_boxctl(daemon, 'attach', 's')}; echo end-$?; read _")
     # attach prints nothing of its own: a fresh prompt shows that keys now go through.
     _until_prompt(tmux)
     tmux.keys("echo first-$((6*7))", "Enter")
@@ -199,7 +237,8 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     # A lone Ctrl-P is delivered once the next key shows it is not the sequence.
     tmux.keys("C-p", "x")
     tmux.keys("C-p", "C-q")
-    assert tmux.wait_exit() == 0
+    # Docker's client's words and code.
+    assert "boxctl: read escape sequence\nend-1" in _screen_at_end(tmux)
     assert daemon.inspect("s")["state"]["status"] == "running"
     tmux.start(_boxctl(daemon, "attach", "s"))
     _until_prompt(tmux)
@@ -209,6 +248,26 @@ def test_detach_and_reattach(daemon: Daemon, tmux: Tmux) -> None:
     daemon.wait_for("s", lambda c: c["state"]["status"] == "exited")
     # The log has the session too (TTY containers have logs).
     assert "second-42" in daemon.ctl("logs", "s").stdout
+
+
+def test_detach_from_run_and_start_is_quiet_from_exec_not(daemon: Daemon, tmux: Tmux) -> None:
+    """As Docker's client: the detach keys end run -it and start -ai with 0 and no word,
+    exec -it (as attach) with "read escape sequence" and 1.  The containers run on."""
+    daemon.ctl("create", "-it", "--name", "s", "default", "sh")
+    daemon.ctl("run", "-d", "-it", "--name", "e", "default", "sh")
+    for command, code in (
+        (_boxctl(daemon, "run", "-it", "--name", "r", "default", "sh"), 0),
+        (_boxctl(daemon, "start", "-ai", "s"), 0),
+        (_boxctl(daemon, "exec", "-it", "e", "sh"), 1),
+    ):
+        tmux.start(f"{command}; echo end-$?; read _")
+        _until_prompt(tmux)
+        tmux.keys("C-p", "C-q")
+        screen = _screen_at_end(tmux)
+        assert f"end-{code}" in screen.split(), screen
+        assert ("read escape sequence" in screen) == bool(code), screen
+    for name in ("r", "s", "e"):
+        assert daemon.inspect(name)["state"]["status"] == "running"
 
 
 def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None:
@@ -222,7 +281,7 @@ def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None
         tmux.start(_boxctl(daemon, "attach", "b"))
         tmux.wait_for(lambda s: "prompt>" in s)
         tmux.keys("C-p", "C-q")
-        assert tmux.wait_exit() == 0
+        assert tmux.wait_exit() == 1
     tmux.start(_boxctl(daemon, "attach", "b"))
     tmux.wait_for(lambda s: "prompt>" in s)
     tmux.keys("stty size", "Enter")
@@ -274,6 +333,56 @@ def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: T
         tmux.keys("Enter")
         tmux.wait_exit()
     assert daemon.inspect("s")["state"]["status"] == "running"
+
+
+# What an interactive shell does at a hangup, for the command it runs: SIGHUP is passed on
+# (bash sends it to its jobs), and here the command's stderr and exit code are kept.
+HANGUP_SHELL = """
+import signal, subprocess, sys
+with open(sys.argv[1], "wb") as err:
+    p = subprocess.Popen(sys.argv[3:], stderr=err)
+    signal.signal(signal.SIGHUP, lambda *_: p.send_signal(signal.SIGHUP))
+    code = p.wait()
+with open(sys.argv[2], "w") as status:
+    status.write(f"{code}\\n")
+"""
+
+
+def test_a_terminal_that_hangs_up_ends_run_without_a_traceback(
+    daemon: Daemon, tmux: Tmux, tmp_path: Path
+) -> None:
+    """The window of ``run -it`` closes: SIGHUP is forwarded, and the container's last
+    output cannot be written to the terminal that is gone.  boxctl ends as Docker's client
+    does (its error, exit code 1), not with a Python traceback."""
+    script = 'trap "sleep 0.5; echo bye; exit 5" HUP; echo ready; while :; do sleep 0.1; done'
+    err, status = tmp_path / "stderr", tmp_path / "status"
+    run = shlex.split(_boxctl(daemon, "run", "-it", "--name", "h", "default", "sh", "-c", script))
+    tmux.start(shlex.join([sys.executable, "-c", HANGUP_SHELL, str(err), str(status), *run]))
+    tmux.wait_for(lambda s: "ready" in s)
+    tmux("kill-session", "-t", "t")
+    daemon.wait_for("h", lambda c: c["state"]["status"] == "exited")
+    deadline = time.monotonic() + 20
+    while not (status.exists() and status.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "boxctl did not end"
+        time.sleep(0.05)
+    assert daemon.inspect("h")["state"]["exit_code"] == 5  # the SIGHUP reached it
+    assert err.read_text() == "boxctl: write /dev/stdout: Input/output error\n"
+    assert status.read_text() == "1\n"
+
+
+def test_a_tty_container_has_its_terminal_at_dev_console(daemon: Daemon) -> None:
+    """As runc binds it: what opens /dev/console (a getty, an init system) gets the
+    container's terminal.  exec -t leaves it alone, and without a TTY there is none."""
+    same = 'echo to-console > /dev/console; stat -L -c %t:%T:%i /dev/console "$(tty)"'
+    r = daemon.ctl("run", "-t", "--rm", "default", "sh", "-c", same)
+    lines = r.stdout.split()
+    assert lines[0] == "to-console" and lines[1] == lines[2], r.stdout
+    daemon.ctl("run", "-d", "-t", "--name", "e", "default", "sleep", "1000")
+    r = daemon.ctl("exec", "-t", "e", "sh", "-c", same.split("; ")[1])
+    assert r.stdout.split()[0] != r.stdout.split()[1], r.stdout  # the container's, not exec's
+    daemon.ctl("rm", "-f", "e")
+    r = daemon.ctl("run", "--rm", "default", "sh", "-c", "test -e /dev/console || echo none")
+    assert r.stdout == "none\n"
 
 
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
