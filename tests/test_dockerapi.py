@@ -928,6 +928,38 @@ def test_docker_py(clean: Daemon) -> None:
         client.close()
 
 
+def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
+    """Lines written at once reach a client one frame each, as Docker frames each log
+    message: docker-py's ``logs(stream=True)`` and ``attach`` yield a frame an item, and
+    ``for line in container.logs(stream=True)`` is a line a turn (a run of lines came as
+    one frame, so as one item)."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.run("default", ["printf", "a\\nb\\nc"], detach=True)
+        assert c.wait()["StatusCode"] == 0
+        lines = [b"a\n", b"b\n", b"c"]
+        assert list(c.logs(stream=True)) == lines
+        assert list(c.logs(stream=True, follow=True, timestamps=True))[1].endswith(b" b\n")
+        c.remove()
+        # attach's replay of the logs, to a running container.
+        r = client.containers.run(
+            "default", ["sh", "-c", "printf 'a\\nb\\nc'; sleep 60"], detach=True
+        )
+        while r.logs() != b"".join(lines):
+            time.sleep(0.05)
+        with warnings.catch_warnings():  # docker-py leaves its hijacked socket to the GC
+            warnings.simplefilter("ignore", ResourceWarning)
+            stream = client.api.attach(r.id, stream=True, logs=True)
+            assert [next(stream) for _ in lines] == lines
+            r.remove(force=True)
+            stream.close()
+            del stream
+            gc.collect()
+    finally:
+        client.close()
+
+
 def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:
     """As Docker's: a container's ``ExecIDs`` are its exec instances that have not ended;
     an ended one stays to be inspected for its exit code, and past KEPT_ENDED of a

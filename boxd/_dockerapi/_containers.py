@@ -322,7 +322,7 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
     def encode(entries: list[_logs.LogEntry]) -> bytes:
         out = bytearray()
-        for stream, data in formatter.chunks(e for e in entries if e.stream in streams):
+        for stream, data in formatter.records(e for e in entries if e.stream in streams):
             out += frame(protocol.OUTPUT_STREAMS[stream], data, tty=tty)
         return bytes(out)
 
