@@ -1849,6 +1849,12 @@ def test_import_save_load_commit_history_prune(
     )
     assert r.returncode == 0, r.stderr
     assert _docker(clean, "run", "--rm", "bb:2").stdout == "made\nyes\n"
+    # Its Parent: the image it was committed from, as Docker shows it (docker-py's
+    # test_commit reads it); an imported one has none.
+    assert _docker(clean, "inspect", "-f", "{{.Parent}}", "bb:2").stdout == f"{image_id}\n"
+    assert _docker(clean, "inspect", "-f", "{{.Parent}}", "bb:1").stdout == "\n"
+    rows = json.loads(_call(clean, "GET", "/images/json?filters={%22reference%22:[%22bb:2%22]}")[2])
+    assert [row["ParentId"] for row in rows] == [image_id]
     exported = tmp_path / "exported.tar"
     assert _docker(clean, "export", "-o", str(exported), "cm").returncode == 0
     with tarfile.open(exported) as tar:

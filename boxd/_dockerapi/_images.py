@@ -98,7 +98,7 @@ async def image_rows(
         rows.append(
             {
                 "Id": image.id,
-                "ParentId": "",
+                "ParentId": image.parent,
                 # Of an image the filter selects, the references it matches, as Docker's.
                 "RepoTags": [
                     _shapes.familiar(t)

@@ -93,6 +93,7 @@ class ImageSummary:
     containers: int
     labels: dict[str, str] = attrs.Factory(dict)
     shared_size: int = 0  # of its layers that another image also has
+    parent: str = ""  # the image it was committed from (see ImageRecord)
 
 
 @attrs.frozen

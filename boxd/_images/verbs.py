@@ -235,6 +235,7 @@ class ImageVerbs:
                 ImageSummary(
                     id=r.id,
                     repo_tags=names(r.repo_tags),
+                    parent=r.parent,
                     repo_digests=names(r.repo_digests),
                     size=sum(layer_size(layer.diff_id) for layer in r.layers),
                     created=str(configs[r.id].get("created") or ""),
@@ -256,6 +257,7 @@ class ImageVerbs:
                     "Id": record.id,
                     "RepoTags": list(record.repo_tags),
                     "RepoDigests": list(record.repo_digests),
+                    "Parent": record.parent,
                     "Created": config.get("created", ""),
                     "Architecture": config.get("architecture", ""),
                     "Os": config.get("os", ""),
