@@ -233,6 +233,8 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
         # boxd dropped: the same links.
         shown, out = run(None, {"proj_db_1": "db_1"})
         assert shown["HostConfig"]["Links"] == ["proj_db_1:db_1"]
+        # and shown as the endpoint's, as Docker's inspect has them (docker-py reads them)
+        assert shown["NetworkSettings"]["Networks"]["proj_links"]["Links"] == ["proj_db_1:db_1"]
         assert shown["State"]["ExitCode"] == 0 and address in out, out
     finally:
         for c in made:
