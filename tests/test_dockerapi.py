@@ -1686,6 +1686,33 @@ def test_a_kept_alive_connection_is_not_closed_for_newer_ones(clean: Daemon) -> 
 # ---- images, against a real registry on loopback --------------------------------------
 
 
+def test_distribution_inspect(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
+    """``/distribution/NAME/json`` (docker-py's ``get_registry_data``, which a check for a
+    newer image reads) gives the manifest's descriptor and platform from the registry,
+    pulling nothing; it was not served (404 page not found)."""
+    docker = pytest.importorskip("docker")
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "v1", busybox_root)
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        with running_registry(tmp_path) as registry:
+            push(layout, "v1", registry, "tools/box:v1")
+            ref = f"{registry.host}/tools/box:v1"
+            data = client.images.get_registry_data(ref)
+            assert (
+                data.attrs["Descriptor"]["mediaType"]
+                == "application/vnd.oci.image.manifest.v1+json"
+            )
+            assert [p["os"] for p in data.attrs["Platforms"]] == ["linux"]  # its config's
+            assert [i.tags for i in client.images.list(name=ref)] == []  # nothing pulled
+            pulled = client.images.pull(ref)
+            assert pulled.attrs["RepoDigests"] == [f"{registry.host}/tools/box@{data.id}"]
+            with pytest.raises(docker.errors.NotFound):
+                client.images.get_registry_data(f"{registry.host}/tools/box:nope")
+    finally:
+        client.close()
+
+
 @needs_cli
 def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
     layout = tmp_path / "layout"

@@ -112,6 +112,24 @@ class ImageInspectResponse:
 
 
 @attrs.frozen
+class DistributionRequest:
+    """What a registry holds under a reference, pulling nothing (Docker's
+    ``/distribution/NAME/json``)."""
+
+    reference: str
+    username: str = ""  # as PullRequest's
+    password: str = ""
+
+
+@attrs.frozen
+class DistributionResponse:
+    media_type: str  # of the manifest or index the reference names
+    digest: str
+    size: int
+    platforms: tuple[dict[str, Any], ...]  # those it is for: OCI platform objects
+
+
+@attrs.frozen
 class RemoveImageRequest:
     image: str
     force: bool = False
@@ -246,6 +264,7 @@ IMAGE_REQUESTS = (
     PushRequest,
     ImagesRequest,
     ImageInspectRequest,
+    DistributionRequest,
     RemoveImageRequest,
     TagRequest,
     LoginRequest,
