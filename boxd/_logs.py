@@ -818,6 +818,13 @@ class OutputFormatter:
         self._line_open[entry.stream] = entry.partial
         return prefix + entry.data + (b"" if entry.partial else b"\n")
 
+    def records(self, entries: Iterable[LogEntry]) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) for each record: Docker's API frames each log message on its
+        own, and docker-py's ``logs(stream=True)`` yields one frame an item, so a client
+        iterating it gets a line at a time."""
+        for entry in entries:
+            yield entry.stream, self.format(entry)
+
     def chunks(self, entries: Iterable[LogEntry]) -> Iterator[tuple[str, bytes]]:
         """(stream, bytes) in the logged order, consecutive records of a stream merged:
         one frame, one write, for a run of lines rather than one each."""

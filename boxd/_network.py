@@ -571,6 +571,12 @@ class Networks:
             if c.id in members:
                 members[c.id] = (dns_names(c, join), members[c.id][1])
 
+    def links_changed(self, c: Container) -> None:
+        """A running container's links changed (one removed): its DNS answers the
+        aliases it has now."""
+        if c.id in self._aliases:
+            self._aliases[c.id] = link_aliases(c.config)
+
     def _client(self, address: str) -> str | None:
         """The container that has ``address`` on one of its networks."""
         for members in self._names.values():

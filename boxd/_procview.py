@@ -59,6 +59,7 @@ import math
 import os
 import stat
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -520,7 +521,8 @@ class ProcView:
             self._mountpoint = mountpoint
             try:
                 task_status.started()
-                await pyfuse3.main()
+                with _woken_from_empty_reads(mountpoint):
+                    await pyfuse3.main()
                 log.warning("the /proc view at %s was unmounted from outside", mountpoint)
             finally:
                 self._mountpoint = None
@@ -528,6 +530,41 @@ class ProcView:
                 pyfuse3.close(unmount=True)
         finally:
             ProcView._serving = None
+
+
+# How often the watch of :func:`_woken_from_empty_reads` looks at the Trio thread.
+WATCH_INTERVAL = 1.0
+
+
+@contextlib.contextmanager
+def _woken_from_empty_reads(mountpoint: Path) -> Iterator[None]:
+    """Meanwhile, a thread wakes the calling (Trio) thread out of a read of the FUSE device
+    that has nothing to read.
+
+    pyfuse3 reads the device, a blocking read in the Trio thread, once it is readable; a
+    request whose reader got a fatal signal in between (a container killed while it reads
+    /proc/meminfo, as ``top`` does) is taken back by the kernel while still pending, and
+    the read then waits for the next request: every task of the daemon stopped with it
+    (docker-py's suite, killing such containers, left the daemon answering nothing until
+    something read the view again).  Once a second the thread looks where the Trio
+    thread waits; found in that read, it asks the mount's statfs, a request the read
+    returns with (pyfuse3 answers it, and goes back to waiting until readable)."""
+    trio_thread = threading.get_native_id()
+    stop = threading.Event()
+
+    def watch() -> None:
+        wchan = Path(f"/proc/self/task/{trio_thread}/wchan")
+        while not stop.wait(WATCH_INTERVAL):
+            with contextlib.suppress(OSError):
+                if wchan.read_text() == "fuse_dev_do_read":
+                    os.statvfs(mountpoint)
+
+    watcher = threading.Thread(target=watch, name="procview-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def _prepare_mountpoint(mountpoint: Path) -> Path:

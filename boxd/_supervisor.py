@@ -1421,6 +1421,20 @@ class Supervisor:
         self.events.report("rename", entry.container, oldName=old)
         return entry.container
 
+    def remove_link(self, ref: str, alias: str) -> None:
+        """Remove the container's link ALIAS (``docker rm --link REF/ALIAS``): its next
+        starts make no hosts line nor variables of it, and a user network's DNS no longer
+        answers the alias for it.  A running container's /etc/hosts keeps its line, as
+        Docker's does."""
+        entry = self._lookup(ref)
+        c = entry.container
+        links = tuple([link for link in c.config.links if _links.parse(link)[1] != alias])
+        if links == c.config.links:
+            raise NoSuchContainer(f"{c.name}/{alias}")
+        c.config = attrs.evolve(c.config, links=links)
+        self._save(c, durable=True)
+        self.networks.links_changed(c)
+
     def _links_follow(self, old: str, new: str) -> None:
         """Default-bridge links that name a renamed container follow it, as Docker's links
         follow the container: the linking containers' next starts find it by its new name,

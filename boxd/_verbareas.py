@@ -26,6 +26,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "PushRequest",
         "ImagesRequest",
         "ImageInspectRequest",
+        "DistributionRequest",
         "RemoveImageRequest",
         "TagRequest",
         "LoginRequest",

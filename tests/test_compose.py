@@ -177,6 +177,17 @@ def test_links_on_the_default_bridge_give_hosts_lines_and_variables(
         client.restart(web, timeout=0)
         hosts = client.exec_start(client.exec_create(web, ["cat", "/etc/hosts"])).decode()
         assert f"{address}\tdb-1 {db[:12]} links_db2" in hosts.splitlines(), hosts
+        # docker rm --link NAME/ALIAS: the link is gone (its next start makes no line);
+        # a link that is not there, or no alias, is refused as Docker refuses them.
+        with pytest.raises(docker.errors.NotFound, match="No such container: links_web/db"):
+            client.remove_container("links_web/db", link=True)
+        with pytest.raises(docker.errors.APIError, match="cannot remove the default link"):
+            client.remove_container("links_web", link=True)
+        client.remove_container("links_web/db-1", link=True)
+        assert client.inspect_container(web)["HostConfig"]["Links"] is None
+        client.restart(web, timeout=0)
+        hosts = client.exec_start(client.exec_create(web, ["cat", "/etc/hosts"])).decode()
+        assert "links_db2" not in hosts, hosts
         # The linked container must run at the linking one's start (Docker's words).
         client.stop(db, timeout=0)
         late = client.create_container(
@@ -233,7 +244,27 @@ def test_one_off_links_resolve_for_their_container_alone(client: Any) -> None:
         # boxd dropped: the same links.
         shown, out = run(None, {"proj_db_1": "db_1"})
         assert shown["HostConfig"]["Links"] == ["proj_db_1:db_1"]
+        # and shown as the endpoint's, as Docker's inspect has them (docker-py reads them)
+        assert shown["NetworkSettings"]["Networks"]["proj_links"]["Links"] == ["proj_db_1:db_1"]
         assert shown["State"]["ExitCode"] == 0 and address in out, out
+        # docker rm --link: a running container's DNS answers the alias no more.
+        linked = client.create_container(
+            "busybox", ["sleep", "300"],
+            host_config=client.create_host_config(
+                network_mode="proj_links", links={"proj_db_1": "db_1"}
+            ),
+        )  # fmt: skip
+        made.append(linked)
+        client.start(linked)
+
+        def lookup() -> int:
+            run = client.exec_create(linked, ["nslookup", "db_1"])
+            client.exec_start(run)
+            return int(client.exec_inspect(run)["ExitCode"])
+
+        assert lookup() == 0
+        client.remove_container(f"{client.inspect_container(linked)['Name'][1:]}/db_1", link=True)
+        assert lookup() != 0
     finally:
         for c in made:
             client.remove_container(c, force=True)

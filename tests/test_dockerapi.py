@@ -928,6 +928,38 @@ def test_docker_py(clean: Daemon) -> None:
         client.close()
 
 
+def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
+    """Lines written at once reach a client one frame each, as Docker frames each log
+    message: docker-py's ``logs(stream=True)`` and ``attach`` yield a frame an item, and
+    ``for line in container.logs(stream=True)`` is a line a turn (a run of lines came as
+    one frame, so as one item)."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.run("default", ["printf", "a\\nb\\nc"], detach=True)
+        assert c.wait()["StatusCode"] == 0
+        lines = [b"a\n", b"b\n", b"c"]
+        assert list(c.logs(stream=True)) == lines
+        assert list(c.logs(stream=True, follow=True, timestamps=True))[1].endswith(b" b\n")
+        c.remove()
+        # attach's replay of the logs, to a running container.
+        r = client.containers.run(
+            "default", ["sh", "-c", "printf 'a\\nb\\nc'; sleep 60"], detach=True
+        )
+        while r.logs() != b"".join(lines):
+            time.sleep(0.05)
+        with warnings.catch_warnings():  # docker-py leaves its hijacked socket to the GC
+            warnings.simplefilter("ignore", ResourceWarning)
+            stream = client.api.attach(r.id, stream=True, logs=True)
+            assert [next(stream) for _ in lines] == lines
+            r.remove(force=True)
+            stream.close()
+            del stream
+            gc.collect()
+    finally:
+        client.close()
+
+
 def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:
     """As Docker's: a container's ``ExecIDs`` are its exec instances that have not ended;
     an ended one stays to be inspected for its exit code, and past KEPT_ENDED of a
@@ -1657,6 +1689,33 @@ def test_a_kept_alive_connection_is_not_closed_for_newer_ones(clean: Daemon) -> 
 # ---- images, against a real registry on loopback --------------------------------------
 
 
+def test_distribution_inspect(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
+    """``/distribution/NAME/json`` (docker-py's ``get_registry_data``, which a check for a
+    newer image reads) gives the manifest's descriptor and platform from the registry,
+    pulling nothing; it was not served (404 page not found)."""
+    docker = pytest.importorskip("docker")
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "v1", busybox_root)
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        with running_registry(tmp_path) as registry:
+            push(layout, "v1", registry, "tools/box:v1")
+            ref = f"{registry.host}/tools/box:v1"
+            data = client.images.get_registry_data(ref)
+            assert (
+                data.attrs["Descriptor"]["mediaType"]
+                == "application/vnd.oci.image.manifest.v1+json"
+            )
+            assert [p["os"] for p in data.attrs["Platforms"]] == ["linux"]  # its config's
+            assert [i.tags for i in client.images.list(name=ref)] == []  # nothing pulled
+            pulled = client.images.pull(ref)
+            assert pulled.attrs["RepoDigests"] == [f"{registry.host}/tools/box@{data.id}"]
+            with pytest.raises(docker.errors.NotFound):
+                client.images.get_registry_data(f"{registry.host}/tools/box:nope")
+    finally:
+        client.close()
+
+
 @needs_cli
 def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Path) -> None:
     layout = tmp_path / "layout"
@@ -1820,6 +1879,12 @@ def test_import_save_load_commit_history_prune(
     )
     assert r.returncode == 0, r.stderr
     assert _docker(clean, "run", "--rm", "bb:2").stdout == "made\nyes\n"
+    # Its Parent: the image it was committed from, as Docker shows it (docker-py's
+    # test_commit reads it); an imported one has none.
+    assert _docker(clean, "inspect", "-f", "{{.Parent}}", "bb:2").stdout == f"{image_id}\n"
+    assert _docker(clean, "inspect", "-f", "{{.Parent}}", "bb:1").stdout == "\n"
+    rows = json.loads(_call(clean, "GET", "/images/json?filters={%22reference%22:[%22bb:2%22]}")[2])
+    assert [row["ParentId"] for row in rows] == [image_id]
     exported = tmp_path / "exported.tar"
     assert _docker(clean, "export", "-o", str(exported), "cm").returncode == 0
     with tarfile.open(exported) as tar:

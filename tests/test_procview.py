@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -491,6 +492,41 @@ async def test_os_cpu_count_inside_a_mount_namespace(mountpoint: Path) -> None:
         assert outside["cpu_count"] == len(host_cpus())
 
     await with_view(ProcView(readers, cpu_policy="quota"), mountpoint, check)
+
+
+@fuse_test
+@pytest.mark.fuse
+@pytest.mark.root
+@pytest.mark.timeout(30)
+async def test_a_read_of_the_device_with_nothing_to_read_is_woken(mountpoint: Path) -> None:
+    """The Trio thread in a read of the FUSE device with no request there, as pyfuse3's
+    when the request it was woken for was taken back (its reader killed): the watch's
+    statfs ends it in about a second.  It waited for the next reader, the whole daemon
+    with it."""
+    view = ProcView(Readers())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(view.serve, mountpoint)
+        await trio.to_thread.run_sync(os.listdir, mountpoint)  # the kernel's INIT answered
+        device = fuse_device()
+        started = time.monotonic()
+        request = os.read(device, 1 << 21)  # in the Trio thread, as pyfuse3 reads
+        assert time.monotonic() - started < 3 * _procview.WATCH_INTERVAL
+        length, opcode, unique = struct.unpack_from("<IIQ", request)
+        assert (length, opcode) == (len(request), FUSE_STATFS)
+        os.write(device, struct.pack("<IiQ", 16, -errno.ENOSYS, unique))  # answered: no statfs
+        nursery.cancel_scope.cancel(reason="woken")
+
+
+FUSE_STATFS = 17  # the kernel's opcode (include/uapi/linux/fuse.h)
+
+
+def fuse_device() -> int:
+    """The process's one open FUSE device (the mount pyfuse3 serves)."""
+    (device,) = [
+        int(fd) for fd in os.listdir("/proc/self/fd")
+        if os.path.realpath(f"/proc/self/fd/{fd}") == "/dev/fuse"
+    ]  # fmt: skip
+    return device
 
 
 @fuse_test

@@ -123,10 +123,16 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
         if req.flag("logs") and c.config.log_driver != "none":  # none: nothing to replay
             formatter = _logs.OutputFormatter()
             async for batch in _logs.batches(api.sup.log_dir(c.id)):
-                for stream, data in formatter.chunks(batch):
-                    sid = protocol.OUTPUT_STREAMS[stream]
-                    if sid in wanted:
-                        await sock.send_all(frame(sid, data, tty=tty))
+                frames = b"".join(
+                    frame(sid, data, tty=tty)
+                    for sid, data in (
+                        (protocol.OUTPUT_STREAMS[stream], data)
+                        for stream, data in formatter.records(batch)
+                    )
+                    if sid in wanted
+                )
+                if frames:  # a frame a record, one write a batch
+                    await sock.send_all(frames)
         if channel is None:
             return
         async with trio.open_nursery() as nursery:

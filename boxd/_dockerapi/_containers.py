@@ -238,11 +238,20 @@ async def kill(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     if req.flag("link"):
-        raise ApiError(400, "links are not supported by boxd")
+        raise ApiError(400, "Conflict, cannot remove the default link name.")  # Docker's
     c = api.sup.inspect(ref)
     await api.sup.remove(c.id, force=req.flag("force"), volumes=req.flag("v"))
     for exec_id in api.execs_of(c.id):
         del api.execs[exec_id]
+    await conn.respond(204, content_type=None)
+
+
+async def remove_link(api: Api, conn: HttpConnection, req: Request, ref: str, alias: str) -> None:
+    """``docker rm --link NAME/ALIAS``: a link's name is its container's and its alias.
+    Anything else at that path is not a container: 404, as for any unknown name."""
+    if not req.flag("link"):
+        raise NoSuchContainer(f"{ref}/{alias}")
+    api.sup.remove_link(ref, alias)
     await conn.respond(204, content_type=None)
 
 
@@ -322,7 +331,7 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
     def encode(entries: list[_logs.LogEntry]) -> bytes:
         out = bytearray()
-        for stream, data in formatter.chunks(e for e in entries if e.stream in streams):
+        for stream, data in formatter.records(e for e in entries if e.stream in streams):
             out += frame(protocol.OUTPUT_STREAMS[stream], data, tty=tty)
         return bytes(out)
 
@@ -483,6 +492,7 @@ ROUTES = [
     route("POST", CONTAINER + r"/unpause", unpause),
     route("POST", CONTAINER + r"/wait", wait),
     route("DELETE", CONTAINER, remove),
+    route("DELETE", CONTAINER + r"/([^/]+)", remove_link),
     route("GET", CONTAINER + r"/logs", logs),
     route("POST", CONTAINER + r"/update", update),
     route("GET", CONTAINER + r"/stats", stats),

@@ -13,6 +13,8 @@ from typing import Any
 from .. import _platforms
 from .._images.messages import (
     CommitRequest,
+    DistributionRequest,
+    DistributionResponse,
     HistoryRequest,
     ImageInspectRequest,
     ImagesRequest,
@@ -98,7 +100,7 @@ async def image_rows(
         rows.append(
             {
                 "Id": image.id,
-                "ParentId": "",
+                "ParentId": image.parent,
                 # Of an image the filter selects, the references it matches, as Docker's.
                 "RepoTags": [
                     _shapes.familiar(t)
@@ -133,6 +135,17 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, name: str) -> No
     image["RepoDigests"] = [_shapes.familiar(d) for d in image["RepoDigests"]]
     image["ContainerConfig"] = image["ContainerConfig"] or _NO_CONTAINER_CONFIG
     await conn.respond_json(200, versioned(req, image))
+
+
+async def distribution(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
+    """What the registry holds under ``name``, read from it now (docker-py's
+    ``get_registry_data``, a check whether a newer image is there): its manifest's or
+    index's descriptor and the platforms it is for."""
+    user, password = registry_auth(req)
+    request = DistributionRequest(reference=name, username=user, password=password)
+    answer: DistributionResponse = await one_answer(api.images.distribution, request)
+    descriptor = {"mediaType": answer.media_type, "digest": answer.digest, "size": answer.size}
+    await conn.respond_json(200, {"Descriptor": descriptor, "Platforms": list(answer.platforms)})
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
@@ -444,6 +457,7 @@ ROUTES = [
     route("POST", r"/commit", commit),
     route("GET", r"/images/(.+)/json", inspect),
     route("GET", r"/images/(.+)/history", history),
+    route("GET", r"/distribution/(.+)/json", distribution),
     route("GET", r"/images/(.+)/get", save),
     route("POST", r"/images/(.+)/tag", tag_image),
     route("POST", r"/images/(.+)/push", push),

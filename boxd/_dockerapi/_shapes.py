@@ -524,13 +524,16 @@ def _network_settings(c: Container) -> dict[str, Any]:
             {"HostIp": b.host_ip or "0.0.0.0", "HostPort": str(b.host_port)},
         ]
     joins = {j.network: j for j in joined(cfg)}
+    # A user network's links are its endpoint's, as Docker shows them (the default
+    # bridge's legacy ones are HostConfig's); links are made on the main network only.
+    user_links = list(cfg.links) if cfg.network != DEFAULT_NETWORK else []
 
     def endpoint(network: str, gateway: str, address: str, prefix: int, mac: str) -> Any:
         """Docker's EndpointSettings: the address asked for (IPAMConfig) and the one had."""
         join = joins.get(network)
         return {
             "IPAMConfig": {"IPv4Address": join.ip} if join is not None and join.ip else None,
-            "Links": None,
+            "Links": user_links if network == cfg.network and user_links else None,
             "Aliases": list(join.aliases) if join is not None and join.aliases else None,
             "NetworkID": network,
             "EndpointID": endpoint_id(c.id, network) if address else "",

@@ -31,7 +31,7 @@ from typing import IO, Any
 import attrs
 import zstandard
 
-from .config import DEFAULT, default_base_config
+from .config import DEFAULT, DEFAULT_ID, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
@@ -562,13 +562,14 @@ def commit(
     layer = layer_of_uppers(store, uppers, upper)
     layers: tuple[BlobRef, ...] = ()
     if parent is None:
-        base, over = default_base_config(), DEFAULT
+        base, over, parent_id = default_base_config(), DEFAULT, DEFAULT_ID
     else:
         base, layers, over = store.config(parent), parent.layers, parent.base
+        parent_id = parent.id
     diff_ids = [*(below.diff_id for below in layers), layer.diff_id]
     config = _config(diff_ids, base, container_config, **history)
     image_id = store.put_blob(_json_bytes(config))
-    return store.add(image_id, (*layers, layer), ref, base=over)
+    return store.add(image_id, (*layers, layer), ref, base=over, parent=parent_id)
 
 
 def layer_of_uppers(

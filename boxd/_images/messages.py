@@ -93,6 +93,7 @@ class ImageSummary:
     containers: int
     labels: dict[str, str] = attrs.Factory(dict)
     shared_size: int = 0  # of its layers that another image also has
+    parent: str = ""  # the image it was committed from (see ImageRecord)
 
 
 @attrs.frozen
@@ -108,6 +109,24 @@ class ImageInspectRequest:
 @attrs.frozen
 class ImageInspectResponse:
     image: dict[str, Any]
+
+
+@attrs.frozen
+class DistributionRequest:
+    """What a registry holds under a reference, pulling nothing (Docker's
+    ``/distribution/NAME/json``)."""
+
+    reference: str
+    username: str = ""  # as PullRequest's
+    password: str = ""
+
+
+@attrs.frozen
+class DistributionResponse:
+    media_type: str  # of the manifest or index the reference names
+    digest: str
+    size: int
+    platforms: tuple[dict[str, Any], ...]  # those it is for: OCI platform objects
 
 
 @attrs.frozen
@@ -245,6 +264,7 @@ IMAGE_REQUESTS = (
     PushRequest,
     ImagesRequest,
     ImageInspectRequest,
+    DistributionRequest,
     RemoveImageRequest,
     TagRequest,
     LoginRequest,

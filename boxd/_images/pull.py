@@ -203,6 +203,38 @@ class Puller:
             raise RegistryError(f"{ref.familiar_name}: the repository has no tags")
         return tags
 
+    async def distribution(
+        self, ref: Reference, user: tuple[str, str] | None = None
+    ) -> tuple[str, str, int, list[dict[str, Any]]]:
+        """What ``ref`` names in its registry: the media type, digest and size of its
+        manifest or index, and the platforms it is for (an index's entries', or a
+        manifest's config's), as Docker's distribution inspect gives them."""
+        async with open_registry(
+            ref, insecure=self.insecure, credentials=self.credentials, user=user
+        ) as registry:
+            data, media = await registry.manifest(
+                ref.digest or ref.tag or "latest", (*MANIFESTS, *INDEXES)
+            )
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            if ref.digest is not None:
+                _check(data, ref.digest, "manifest")
+            body = parse_json(data, "the manifest")
+            media = str(body.get("mediaType") or media)
+            if media in INDEXES:
+                entries = body.get("manifests") or []
+                platforms = [e["platform"] for e in entries if isinstance(e.get("platform"), dict)]
+            elif media in MANIFESTS:
+                config_digest, size, _ = _descriptor(body.get("config"), "config")
+                config = parse_json(
+                    await self._small_blob(registry, config_digest, size, "config"), "the config"
+                )
+                platforms = [
+                    {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
+                ]
+            else:
+                raise RegistryError(f"{ref.familiar}: unsupported manifest media type {media!r}")
+        return media, digest, len(data), platforms
+
     async def pull(
         self,
         ref: Reference,

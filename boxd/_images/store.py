@@ -91,6 +91,9 @@ class ImageRecord:
     # config: the config's rootfs can only name layers, and default is none, so an image
     # based on it is one of this store only (save and push refuse it).
     base: str = ""
+    # The image it was committed from (an id, ``default``'s too), as Docker's inspect shows
+    # it in Parent: a fact of this store, not of the config, so lost by save and push.
+    parent: str = ""
 
 
 def digest_hex(digest: str) -> str:
@@ -411,13 +414,16 @@ class ImageStore:
         digest: str = "",
         *,
         base: str = "",
+        parent: str = "",
     ) -> ImageRecord:
-        """Record an image whose config and layers are stored (over ``base``, see
-        :class:`ImageRecord`); tag it with ``ref``."""
+        """Record an image whose config and layers are stored (over ``base``, from
+        ``parent``, see :class:`ImageRecord`); tag it with ``ref``."""
         try:
             record = self.get(image_id)
         except NoSuchImage:
-            record = ImageRecord(id=image_id, layers=layers, added=time.time(), base=base)
+            record = ImageRecord(
+                id=image_id, layers=layers, added=time.time(), base=base, parent=parent
+            )
         self._refused.pop(image_id, None)
         if ref is not None:
             self._refused.pop(str(ref), None)

@@ -36,6 +36,8 @@ from .messages import (
     IMAGE_STREAMS,
     CommitRequest,
     CommitResponse,
+    DistributionRequest,
+    DistributionResponse,
     ExportRequest,
     HistoryRequest,
     HistoryResponse,
@@ -112,6 +114,7 @@ class ImageVerbs:
             PushRequest: self.push,
             ImagesRequest: self.images,
             ImageInspectRequest: self.inspect,
+            DistributionRequest: self.distribution,
             RemoveImageRequest: self.remove,
             TagRequest: self.tag,
             LoginRequest: self.login,
@@ -235,6 +238,7 @@ class ImageVerbs:
                 ImageSummary(
                     id=r.id,
                     repo_tags=names(r.repo_tags),
+                    parent=r.parent,
                     repo_digests=names(r.repo_digests),
                     size=sum(layer_size(layer.diff_id) for layer in r.layers),
                     created=str(configs[r.id].get("created") or ""),
@@ -256,6 +260,7 @@ class ImageVerbs:
                     "Id": record.id,
                     "RepoTags": list(record.repo_tags),
                     "RepoDigests": list(record.repo_digests),
+                    "Parent": record.parent,
                     "Created": config.get("created", ""),
                     "Architecture": config.get("architecture", ""),
                     "Os": config.get("os", ""),
@@ -278,6 +283,12 @@ class ImageVerbs:
                 }
             )
         )
+
+    async def distribution(self, conn: Sender, req: DistributionRequest) -> None:
+        ref = parse_reference(req.reference)
+        user = (req.username, req.password) if req.username else None
+        media, digest, size, platforms = await self.sup.puller.distribution(ref, user)
+        await conn.send(DistributionResponse(media, digest, size, tuple(platforms)))
 
     async def remove(self, conn: Sender, req: RemoveImageRequest) -> None:
         """Docker's rmi.  By tag: untag, and delete the image with its last tag.  By id:
