@@ -1315,6 +1315,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/nope/kill", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/wait", None, 404, "No such container: nope"),
     ("DELETE", "/containers/nope", None, 404, "No such container: nope"),
+    ("DELETE", "/containers/nope/alias", None, 404, "No such container: nope/alias"),
+    ("GET", "/distribution/Bad%20Name/json", None, 400, "invalid reference format 'Bad Name'"),
     ("GET", "/containers/nope/logs?stdout=1", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/attach?stream=1", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/exec", b'{"Cmd":["true"]}', 404, "No such container: nope"),
@@ -1712,6 +1714,8 @@ def test_distribution_inspect(clean: Daemon, tmp_path: Path, busybox_root: Path)
             assert pulled.attrs["RepoDigests"] == [f"{registry.host}/tools/box@{data.id}"]
             with pytest.raises(docker.errors.NotFound):
                 client.images.get_registry_data(f"{registry.host}/tools/box:nope")
+            # The module's later pulls of the same layers must fetch them again.
+            client.images.remove(ref)
     finally:
         client.close()
 

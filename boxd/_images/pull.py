@@ -111,6 +111,23 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
+async def _top_manifest(
+    registry: Registry, ref: Reference
+) -> tuple[str, str, dict[str, Any], bytes]:
+    """The manifest or index ``ref`` names: its digest, media type, body and bytes
+    (checked against the reference's digest when it has one)."""
+    data, media = await registry.manifest(ref.digest or ref.tag or "latest", (*MANIFESTS, *INDEXES))
+    if ref.digest is not None:
+        _check(data, ref.digest, "manifest")
+    body = parse_json(data, "the manifest")
+    return (
+        "sha256:" + hashlib.sha256(data).hexdigest(),
+        str(body.get("mediaType") or media),
+        body,
+        data,
+    )
+
+
 def _check(data: bytes, digest: str, what: str) -> None:
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if actual != digest:
@@ -212,14 +229,7 @@ class Puller:
         async with open_registry(
             ref, insecure=self.insecure, credentials=self.credentials, user=user
         ) as registry:
-            data, media = await registry.manifest(
-                ref.digest or ref.tag or "latest", (*MANIFESTS, *INDEXES)
-            )
-            digest = "sha256:" + hashlib.sha256(data).hexdigest()
-            if ref.digest is not None:
-                _check(data, ref.digest, "manifest")
-            body = parse_json(data, "the manifest")
-            media = str(body.get("mediaType") or media)
+            digest, media, body, data = await _top_manifest(registry, ref)
             if media in INDEXES:
                 entries = body.get("manifests") or []
                 platforms = [e["platform"] for e in entries if isinstance(e.get("platform"), dict)]
@@ -286,13 +296,7 @@ class Puller:
     async def _manifest(
         self, registry: Registry, ref: Reference, want: Platform
     ) -> tuple[str, dict[str, Any]]:
-        accept = (*MANIFESTS, *INDEXES)
-        data, media = await registry.manifest(ref.digest or ref.tag or "latest", accept)
-        top = "sha256:" + hashlib.sha256(data).hexdigest()
-        if ref.digest is not None:
-            _check(data, ref.digest, "manifest")
-        body = parse_json(data, "the manifest")
-        media = str(body.get("mediaType") or media)
+        top, media, body, _ = await _top_manifest(registry, ref)
         if media in INDEXES:
             digest = choose_platform(ref.familiar, body, want)
             data, media = await registry.manifest(digest, MANIFESTS)
