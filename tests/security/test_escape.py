@@ -485,7 +485,8 @@ def test_tiocsti_does_not_reach_the_callers_terminal(boxd: Daemon, tmp_path: Pat
     )
     boxctl = [sys.executable, "-m", "boxctl", "--socket", str(boxd.socket)]
     command = shlex.join([*boxctl, "run", "--rm", "-t", "default", "python3", "-c", script])
-    tmux = ["tmux", "-L", f"escape-{os.getpid()}"]
+    # The server's socket in the test's directory: tmux leaves it behind when killed.
+    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock")]
     env = f"PYTHONPATH={shlex.quote(str(REPO))}"
     subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "30", "sh"], check=True)
     try:
