@@ -2136,14 +2136,15 @@ async def open_supervisor(
                     await nursery.start(view.serve, where / "procview")
                     sup.procview = view
                 await sup._recover()
+                images = await trio.to_thread.run_sync(sup.images.images)
                 try:
-                    swept = await trio.to_thread.run_sync(sup.images.sweep)
+                    swept = await trio.to_thread.run_sync(sup.images.sweep, images)
                 except (OSError, ValueError) as exc:  # the store as it is serves on
                     log.warning("images: what no image holds not deleted: %s", exc)
                 else:
                     if swept:
                         log.info("images: deleted %d blobs and layers no image holds", swept)
-                for record in sup.images.images():  # unpacks a kill cut short, from the blobs
+                for record in images:  # unpacks a kill cut short, from the blobs
                     sup.unpacks.start(record)
                 nursery.start_soon(sup._collect_trash)
                 yield sup

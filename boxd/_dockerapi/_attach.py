@@ -124,12 +124,9 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
             formatter = _logs.OutputFormatter()
             async for batch in _logs.batches(api.sup.log_dir(c.id)):
                 frames = b"".join(
-                    frame(sid, data, tty=tty)
-                    for sid, data in (
-                        (protocol.OUTPUT_STREAMS[stream], data)
-                        for stream, data in formatter.records(batch)
-                    )
-                    if sid in wanted
+                    frame(protocol.OUTPUT_STREAMS[stream], data, tty=tty)
+                    for stream, data in formatter.records(batch)
+                    if protocol.OUTPUT_STREAMS[stream] in wanted
                 )
                 if frames:  # a frame a record, one write a batch
                     await sock.send_all(frames)

@@ -191,6 +191,13 @@ class _Archive:
             raise ArchiveError(f"{name!r} in the archive is too large")
         return data
 
+    def manifest(self, digest: str) -> Any:
+        """The manifest (or index) blob ``digest``, checked against its digest."""
+        data = self.read(self.blob(digest))
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise ArchiveError(f"manifest {digest} does not match its digest")
+        return json.loads(data)
+
     def json(self, name: str) -> Any:
         try:
             return json.loads(self.read(name))
@@ -363,12 +370,9 @@ def _load_oci(
     index = archive.json("index.json")
     for entry in index.get("manifests") or []:
         digest = str(entry.get("digest", ""))
-        data = archive.read(archive.blob(digest))
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise ArchiveError(f"manifest {digest} does not match its digest")
-        manifest = json.loads(data)
+        manifest = archive.manifest(digest)
         if manifest.get("mediaType") == OCI_INDEX or "manifests" in manifest:
-            digest, manifest = _host_manifest(archive, digest, manifest)
+            manifest = _host_manifest(archive, digest, manifest)
         config_digest = str(manifest["config"]["digest"])
         layer_names: list[tuple[str, str | None]] = [
             (archive.blob(str(d["digest"])), str(d["digest"])) for d in manifest.get("layers", [])
@@ -387,9 +391,7 @@ def _load_oci(
         yield image_id, layers, tags
 
 
-def _host_manifest(
-    archive: _Archive, digest: str, index: dict[str, Any]
-) -> tuple[str, dict[str, Any]]:
+def _host_manifest(archive: _Archive, digest: str, index: dict[str, Any]) -> dict[str, Any]:
     """The host's platform's manifest in a multi-platform index (``skopeo copy --all``,
     buildx's OCI output), as a pull takes it from a registry's."""
     from .pull import choose_platform, host
@@ -399,11 +401,8 @@ def _host_manifest(
         chosen = choose_platform(f"the index {digest}", index, host())
     except RegistryError as exc:
         raise ArchiveError(str(exc)) from None
-    data = archive.read(archive.blob(chosen))
-    if "sha256:" + hashlib.sha256(data).hexdigest() != chosen:
-        raise ArchiveError(f"manifest {chosen} does not match its digest")
-    manifest: dict[str, Any] = json.loads(data)
-    return chosen, manifest
+    manifest: dict[str, Any] = archive.manifest(chosen)
+    return manifest
 
 
 def _record(

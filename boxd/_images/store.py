@@ -184,7 +184,7 @@ class ImageStore:
     def _drop_unused(self, blobs: set[str], diff_ids: set[str]) -> None:
         others = self.images() + self._retired()
         used = self._used(others)
-        held = {layer.digest for r in others for layer in r.layers} | {r.id for r in others}
+        held = self._held(others)
         for diff_id in diff_ids - used:
             with self._layer_lock(diff_id):
                 self._delete_layer(diff_id)
@@ -469,8 +469,7 @@ class ImageStore:
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
         others = self.images() + self._retired()
         used = self._used(others) | keep
-        blobs = {layer.digest for r in others for layer in r.layers}
-        blobs |= {r.id for r in others}
+        blobs = self._held(others)
         removed = []
         for layer in record.layers:
             # After an unpack of the layer in progress (cancel it first: Unpacks.stop);
@@ -495,19 +494,32 @@ class ImageStore:
     def _used(records: list[ImageRecord]) -> set[str]:
         return {layer.diff_id for r in records for layer in r.layers}
 
-    def sweep(self) -> int:
+    @staticmethod
+    def _held(records: list[ImageRecord]) -> set[str]:
+        """The blobs ``records`` need: their layers' and their configs (an image's id)."""
+        return {layer.digest for r in records for layer in r.layers} | {r.id for r in records}
+
+    def sweep(self, images: list[ImageRecord]) -> int:
         """At start, before any pull, load or unpack: delete the blobs, unpacked layers
         and layer records that no image (nor a retired one) holds, which a daemon killed
         during a load, import, commit or pull had stored and nothing would ever delete
         (a pull cut short keeps its layers until then, for the next pull of the image).
-        Nothing is deleted while an image record cannot be read.  How many went."""
-        records = self.images() + self._retired()
+        Nothing is deleted while an image record cannot be read.  ``images``: the stored
+        images (:meth:`images`, which the caller reads anyway).  How many went."""
+        records = images + self._retired()
         on_disk = len([*self.records.glob("*.json"), *self.retired.glob("*.json")])
         if len(records) != on_disk:
             return 0
         used = self._used(records)
-        held = {layer.digest for r in records for layer in r.layers} | {r.id for r in records}
-        held |= {twin[0] for digest in held if (twin := self.twin(digest)) is not None}
+        held = self._held(records)
+        # A held plain blob's gzip twin is held too (the twins' records, read once each,
+        # before the blobs are swept); another twin record goes.
+        for entry in os.scandir(self.twins):
+            plain = "sha256:" + entry.name.removesuffix(".json")
+            if plain not in held:
+                os.unlink(entry.path)
+            elif (twin := self.twin(plain)) is not None:
+                held.add(twin[0])
         gone = 0
         for entry in os.scandir(self.layer_records):
             diff_id = "sha256:" + entry.name.removesuffix(".json")
@@ -523,9 +535,6 @@ class ImageStore:
             if Path(entry.path) not in kept:  # a rename whose record was never written
                 shutil.rmtree(entry.path, ignore_errors=True)
                 gone += 1
-        for entry in os.scandir(self.twins):
-            if "sha256:" + entry.name.removesuffix(".json") not in held:
-                os.unlink(entry.path)
         for entry in os.scandir(self.blobs):
             if "sha256:" + entry.name not in held:
                 os.unlink(entry.path)
