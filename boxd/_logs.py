@@ -518,16 +518,20 @@ class _Cursor:
     skipped without being held in memory, so reading stays linear in the file size.
     """
 
-    def __init__(self, fd: int, pos: int = 0) -> None:
+    def __init__(self, fd: int, pos: int = 0, end: int | None = None) -> None:
         self.fd = fd
         self.pos = pos
+        self.end = end  # where reading stops (None: the file's end, as it grows)
         self.ident = _ident(os.fstat(fd))
         self._pending = b""
         self._skipping = False
 
     def read_lines(self) -> list[bytes] | None:
         """The complete records of the next chunk (maybe none), or None at end of file."""
-        chunk = os.pread(self.fd, _BLOCK, self.pos)
+        if self.end is not None and self.pos >= self.end:
+            return None
+        size = _BLOCK if self.end is None else min(_BLOCK, self.end - self.pos)
+        chunk = os.pread(self.fd, size, self.pos)
         if not chunk:
             if os.fstat(self.fd).st_size < self.pos:
                 # Truncated in place (copytruncate): start over from the beginning.
@@ -749,7 +753,13 @@ async def batches(
         return
     queue: list[_Cursor] = []
     try:
-        queue.extend(_Cursor(fd) for fd in await _snapshot_async(dir_fd))
+        # Without following, what the files hold now, as Docker reads them: a chatty
+        # container wrote faster than a client read, and `docker logs` never ended.
+        follow = until_closed is not None
+        queue.extend(
+            _Cursor(fd, end=None if follow else os.fstat(fd).st_size)
+            for fd in await _snapshot_async(dir_fd)
+        )
         if tail is not None and queue:
             entries, queue[-1].pos = _tail([cursor.fd for cursor in queue], tail, since_ns)
             while len(queue) > 1:
@@ -774,6 +784,8 @@ async def batches(
                 if len(queue) == 1:
                     break
                 queue.pop(0).close()
+            if not follow:
+                return
             newer = await _newer_files(dir_fd, queue[-1] if queue else None)
             if newer:
                 queue.extend(newer)

@@ -486,6 +486,21 @@ class Collector:
             await self._changed.wait()
 
 
+async def test_without_following_a_read_ends_at_what_the_log_held(tmp_path: Path) -> None:
+    """A container writing faster than its client read (a shell loop's echo, with `docker
+    logs`' framing of each line) kept a read without ``follow`` going for ever: it read
+    on into what was written after the request, and then into the files rotated since.
+    It ends at what the files held when it began, as Docker's reads do."""
+    writer = LogWriter.open(tmp_path, max_size=1 << 20, max_files=3)
+    writer.write("stdout", b"before\n" * 20_000)  # more than one block of the reader's
+    count = 0
+    async for batch in batches(tmp_path):
+        count += len(batch)
+        writer.write("stdout", b"after\n" * 20_000)  # and a rotation, soon
+    writer.close()
+    assert count == 20_000
+
+
 async def test_follow_across_rotation_delivers_every_record_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
