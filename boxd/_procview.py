@@ -59,7 +59,6 @@ import math
 import os
 import stat
 import sys
-import threading
 import time
 import types
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -514,15 +513,16 @@ class ProcView:
         options |= {"default_permissions"}
         ProcView._serving = mountpoint
         try:
+            fuses = _fuse_devices()
             try:
                 pyfuse3.init(_Operations(self), str(mountpoint), options)
             except RuntimeError as exc:  # libfuse has printed why on stderr
                 raise OSError(f"cannot mount the /proc view at {mountpoint}: {exc}") from None
             self._mountpoint = mountpoint
             try:
+                _read_without_waiting(fuses)
                 task_status.started()
-                with _woken_from_empty_reads(mountpoint):
-                    await pyfuse3.main()
+                await _serve_requests()
                 log.warning("the /proc view at %s was unmounted from outside", mountpoint)
             finally:
                 self._mountpoint = None
@@ -532,39 +532,43 @@ class ProcView:
             ProcView._serving = None
 
 
-# How often the watch of :func:`_woken_from_empty_reads` looks at the Trio thread.
-WATCH_INTERVAL = 1.0
+def _fuse_devices() -> set[int]:
+    """The process's open descriptors of the FUSE device."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}") == "/dev/fuse":
+                fds.add(int(name))
+    return fds
 
 
-@contextlib.contextmanager
-def _woken_from_empty_reads(mountpoint: Path) -> Iterator[None]:
-    """Meanwhile, a thread wakes the calling (Trio) thread out of a read of the FUSE device
-    that has nothing to read.
+def _read_without_waiting(before: set[int]) -> None:
+    """Make the device pyfuse3 has just opened (the one not in ``before``) answer a read
+    with nothing to read by EAGAIN, not by waiting.
 
-    pyfuse3 reads the device, a blocking read in the Trio thread, once it is readable; a
-    request whose reader got a fatal signal in between (a container killed while it reads
-    /proc/meminfo, as ``top`` does) is taken back by the kernel while still pending, and
-    the read then waits for the next request: every task of the daemon stopped with it
-    (docker-py's suite, killing such containers, left the daemon answering nothing until
-    something read the view again).  Once a second the thread looks where the Trio
-    thread waits; found in that read, it asks the mount's statfs, a request the read
-    returns with (pyfuse3 answers it, and goes back to waiting until readable)."""
-    trio_thread = threading.get_native_id()
-    stop = threading.Event()
+    pyfuse3 reads the device, a blocking read in the Trio thread holding the GIL, once it
+    is readable; a request whose reader got a fatal signal in between (a container killed
+    while it reads /proc/meminfo, as ``top`` does) is taken back by the kernel while
+    still pending, and the read then waited for the next request: every task and thread
+    of the daemon stopped with it, until something read the view again."""
+    (device,) = _fuse_devices() - before
+    os.set_blocking(device, False)
 
-    def watch() -> None:
-        wchan = Path(f"/proc/self/task/{trio_thread}/wchan")
-        while not stop.wait(WATCH_INTERVAL):
-            with contextlib.suppress(OSError):
-                if wchan.read_text() == "fuse_dev_do_read":
-                    os.statvfs(mountpoint)
 
-    watcher = threading.Thread(target=watch, name="procview-watch", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        stop.set()
+async def _serve_requests() -> None:
+    """pyfuse3's main loop, begun again when a read found nothing (the request it was
+    woken for taken back): pyfuse3 ends on any error of its read but EINTR.
+
+    Requests wait in the kernel meanwhile, and none is lost: the handlers of
+    :class:`_Operations` never yield, so a request read is answered before anything is
+    cancelled."""
+    served = False
+    while not served:
+        try:
+            await pyfuse3.main()
+            served = True
+        except* BlockingIOError:
+            log.debug("/proc view: a request was taken back before it was read")
 
 
 def _prepare_mountpoint(mountpoint: Path) -> Path:

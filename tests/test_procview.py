@@ -6,16 +6,19 @@ import errno
 import json
 import logging
 import os
+import select
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from boxd import _procview
 from boxd._mountinfo import mount_points
@@ -498,33 +501,53 @@ async def test_os_cpu_count_inside_a_mount_namespace(mountpoint: Path) -> None:
 @pytest.mark.fuse
 @pytest.mark.root
 @pytest.mark.timeout(30)
-async def test_a_read_of_the_device_with_nothing_to_read_is_woken(mountpoint: Path) -> None:
-    """The Trio thread in a read of the FUSE device with no request there, as pyfuse3's
-    when the request it was woken for was taken back (its reader killed): the watch's
-    statfs ends it in about a second.  It waited for the next reader, the whole daemon
-    with it."""
+async def test_a_request_taken_back_before_it_is_read_stops_nothing(mountpoint: Path) -> None:
+    """pyfuse3 reads the FUSE device, in the Trio thread and holding the GIL, once it is
+    readable; a request whose reader got a fatal signal in between (a container killed
+    while it reads /proc/meminfo, as ``top`` does) is taken back by the kernel while
+    still pending, and a blocking read then waited for the next request: every task of
+    the daemon, and every other thread, stopped with it.  Here the request pyfuse3 was
+    woken for is taken by the test first, as the kernel takes it back."""
     view = ProcView(Readers())
     async with trio.open_nursery() as nursery:
         await nursery.start(view.serve, mountpoint)
         await trio.to_thread.run_sync(os.listdir, mountpoint)  # the kernel's INIT answered
         device = fuse_device()
-        started = time.monotonic()
-        while True:
-            request = os.read(device, 1 << 21)  # in the Trio thread, as pyfuse3 reads
-            length, opcode, unique = struct.unpack_from("<IIQ", request)
-            assert length == len(request)
-            if opcode != FUSE_RELEASEDIR:
-                break
-            # The listdir's directory released after it returned (the kernel sends that
-            # on its own): answered, and the device read again, with nothing there now.
-            os.write(device, struct.pack("<IiQ", 16, 0, unique))
-        assert time.monotonic() - started < 3 * _procview.WATCH_INTERVAL
-        assert opcode == FUSE_STATFS
-        os.write(device, struct.pack("<IiQ", 16, -errno.ENOSYS, unique))  # answered: no statfs
-        nursery.cancel_scope.cancel(reason="woken")
+        watched = os.dup(device)  # the same device, waited on beside pyfuse3's own wait
+        try:
+            for _ in range(40):  # who runs first after the wake is random: about half each
+                await trio.testing.wait_all_tasks_blocked()  # pyfuse3 waits: readable
+                asker = threading.Thread(target=statfs_or_enosys, args=(mountpoint,))
+                asker.start()
+                await trio.lowlevel.wait_readable(watched)
+                taken = select.select([device], [], [], 0)[0]
+                if taken:  # before pyfuse3, which then reads with nothing there
+                    request = os.read(device, 1 << 21)
+                    length, opcode, unique = struct.unpack_from("<IIQ", request)
+                    assert (length, opcode) == (len(request), FUSE_STATFS)
+                    os.write(device, struct.pack("<IiQ", 16, -errno.ENOSYS, unique))
+                await trio.to_thread.run_sync(asker.join)
+                if taken:
+                    break
+            else:
+                pytest.fail("pyfuse3 read each request first")
+            # Still served: by the Trio thread, and nothing else stopped.
+            names = await trio.to_thread.run_sync(os.listdir, mountpoint / "proc")
+            assert "meminfo" in names
+        finally:
+            os.close(watched)
+        nursery.cancel_scope.cancel(reason="served")
 
 
-FUSE_STATFS, FUSE_RELEASEDIR = 17, 29  # the kernel's opcodes (include/uapi/linux/fuse.h)
+def statfs_or_enosys(mountpoint: Path) -> None:
+    """A statfs of the mount, answered by pyfuse3 or refused by the test."""
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSYS
+
+
+FUSE_STATFS = 17  # the kernel's opcode (include/uapi/linux/fuse.h)
 
 
 def fuse_device() -> int:
@@ -701,6 +724,7 @@ SERVE_AND_HANG = """
 import sys
 from pathlib import Path
 import trio
+import trio.testing
 from boxd._procview import ProcView
 
 async def main() -> None:
