@@ -1034,6 +1034,77 @@ def test_detach_keys_of_an_api_client(clean: Daemon) -> None:
         client.close()
 
 
+def _websocket(daemon: Daemon, target: str) -> Any:
+    """websocket-client (docker-py's WebSocket library) connected to the Engine API's
+    socket at ``target``."""
+    websocket = pytest.importorskip("websocket")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(str(daemon.docker_socket))
+    return websocket.create_connection(f"ws://localhost{target}", socket=sock, timeout=30)
+
+
+def _messages(ws: Any, *until: bytes) -> tuple[set[int], bytes]:
+    """The opcodes and the data of the messages received until each of ``until`` is in
+    the data (stdout and stderr come through pipes of their own, in no set order)."""
+    opcodes, data = set(), b""
+    while not all(part in data for part in until):
+        opcode, payload = ws.recv_data()
+        opcodes.add(opcode)
+        data += payload
+    return opcodes, data
+
+
+def test_attach_over_a_websocket(clean: Daemon) -> None:
+    """``GET /containers/ID/attach/ws``, the attach of browser consoles (Portainer's): the
+    output in binary messages, stdout and stderr never multiplexed (API 1.28 on; text
+    messages before), the client's messages as stdin, bytes of any value both ways; the
+    end of one client's input leaves the container's stdin open (no StdinOnce) for the
+    next client, as Docker's."""
+    websocket = pytest.importorskip("websocket")
+    script = 'while read -r l; do echo "out $l"; echo "err $l" >&2; done; echo ended'
+    cid = _docker(clean, "run", "-d", "-i", "default", "sh", "-c", script).stdout.strip()
+    query = "stream=1&stdin=1&stdout=1&stderr=1"
+    ws = _websocket(clean, f"/v1.44/containers/{cid}/attach/ws?{query}")
+    ws.send_binary(b"one\n")
+    ws.send("two\n")
+    opcodes, data = _messages(ws, b"out two\n", b"err two\n")
+    assert opcodes == {websocket.ABNF.OPCODE_BINARY}
+    assert sorted(data.splitlines()) == [b"err one", b"err two", b"out one", b"out two"]
+    ws.close()
+    # The past output (logs=1) first, then what the next input makes.
+    ws = _websocket(clean, f"/v1.27/containers/{cid}/attach/ws?{query}&logs=1")
+    ws.send_binary(b"three\n")
+    opcodes, data = _messages(ws, b"out three\n", b"err three\n")
+    assert opcodes == {websocket.ABNF.OPCODE_TEXT}
+    assert data.startswith((b"out one\n", b"err one\n"))
+    ws.close()
+    assert _docker(clean, "inspect", "-f", "{{.State.Status}}", cid).stdout == "running\n"
+
+    # Binary data through a cat, byte for byte.
+    cat = _docker(clean, "run", "-d", "-i", "default", "cat").stdout.strip()
+    ws = _websocket(clean, f"/containers/{cat}/attach/ws?stream=1&stdin=1&stdout=1")
+    sent = bytes(range(256)) * 64 + b"\n"
+    ws.send_binary(sent)
+    _, data = _messages(ws, sent)
+    assert data == sent
+    ws.close()
+
+    # A close ends the attach at once, with or without stdin: the daemon answers it and
+    # closes the connection, not waiting for the next output of an idle container.
+    for query in ("stream=1&stdout=1", "stream=1&stdin=1&stdout=1"):
+        ws = _websocket(clean, f"/containers/{cat}/attach/ws?{query}")
+        ws.send_close()
+        answer = b""
+        while chunk := ws.sock.recv(4096):  # to the end: the daemon closes the connection
+            answer += chunk
+        assert answer[0] == 0x80 | websocket.ABNF.OPCODE_CLOSE  # its close, the last frame
+        ws.shutdown()
+
+    # Not a WebSocket handshake: refused by what it lacks, nothing hijacked.
+    status, _, body = _call(clean, "GET", f"/containers/{cid}/attach/ws?stream=1")
+    assert status == 400 and b"not a WebSocket handshake" in body, body
+
+
 def test_a_client_gone_mid_stream_is_no_failed_request(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -1321,6 +1392,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/distribution/Bad%20Name/json", None, 400, "invalid reference format 'Bad Name'"),
     ("GET", "/containers/nope/logs?stdout=1", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/attach?stream=1", None, 404, "No such container: nope"),
+    ("GET", "/containers/nope/attach/ws?stream=1", None, 404, "No such container: nope"),
     ("POST", "/containers/nope/exec", b'{"Cmd":["true"]}', 404, "No such container: nope"),
     ("GET", "/containers/nope/stats", None, 404, "No such container: nope"),
     ("POST", "/exec/nope/start", b"{}", 404, "No such exec instance: nope"),
@@ -1584,7 +1656,8 @@ def test_the_engine_api_imports_the_rare_areas_on_first_use() -> None:
         ).stdout.split()
     )
     rare = {"boxd._images.messages", "boxd._netserver", "boxd._volserver", "boxd._copyserver",
-            "boxd._copymessages", "boxd._dockerapi._images", "tarfile", "http"}  # fmt: skip
+            "boxd._copymessages", "boxd._dockerapi._images", "tarfile", "http",
+            "wsproto"}  # fmt: skip
     assert not rare & loaded
 
 

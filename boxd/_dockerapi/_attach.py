@@ -99,7 +99,11 @@ async def resize(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     await conn.respond(200, content_type=None)
 
 
-async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+async def attach(
+    api: Api, conn: HttpConnection, req: Request, ref: str, *, websocket: bool = False
+) -> None:
+    """The container's streams on the hijacked connection; with ``websocket``, on a
+    WebSocket (``attach/ws``), never multiplexed, as Docker sends them there."""
     c = api.sup.inspect(ref)
     keys = _detach_keys(req.arg("detachKeys") or "")
     wanted = {
@@ -112,19 +116,26 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
     before_start = api.sup.run_of(c.id) is None
     channel = api.sup.subscribe(c.id, lossless=before_start) if req.flag("stream") else None
     try:
-        leftover = await conn.hijack(req.upgrade, stream_type(req, c.config.tty))
+        if websocket:
+            from . import _websocket  # wsproto: ~0.4 MB of the daemon, for a rare client
+
+            await _websocket.accept(conn, req)
+            leftover = b""  # the stream reads what came past the handshake itself
+        else:
+            leftover = await conn.hijack(req.upgrade, stream_type(req, c.config.tty))
     except BaseException:
         if channel is not None:
             channel.close()
         raise
     tty = c.config.tty
+    raw = tty or websocket
     sock = conn.stream
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         if req.flag("logs") and c.config.log_driver != "none":  # none: nothing to replay
             formatter = _logs.OutputFormatter()
             async for batch in _logs.batches(api.sup.log_dir(c.id)):
                 frames = b"".join(
-                    frame(protocol.OUTPUT_STREAMS[stream], data, tty=tty)
+                    frame(protocol.OUTPUT_STREAMS[stream], data, tty=raw)
                     for stream, data in formatter.records(batch)
                     if protocol.OUTPUT_STREAMS[stream] in wanted
                 )
@@ -133,8 +144,9 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
         if channel is None:
             return
         async with trio.open_nursery() as nursery:
+            forward = None
             if req.flag("stdin") and c.config.interactive:
-                nursery.start_soon(
+                forward = functools.partial(
                     _forward_stdin,
                     sock,
                     leftover,
@@ -143,13 +155,34 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
                     keys if tty else None,
                     nursery.cancel_scope,
                 )
+            if websocket:
+                nursery.start_soon(_websocket_input, sock, forward, nursery.cancel_scope)
+            elif forward is not None:
+                nursery.start_soon(forward)
             nursery.start_soon(_until_removed, api, c.id, channel, nursery.cancel_scope)
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 async with channel:
                     async for sid, data in channel:
                         if sid in wanted:
-                            await sock.send_all(frame(sid, data, tty=tty))
+                            await sock.send_all(frame(sid, data, tty=raw))
             nursery.cancel_scope.cancel(reason="the container's output ended")
+
+
+async def _websocket_input(
+    sock: trio.abc.Stream,
+    forward: Callable[[], Awaitable[None]] | None,
+    streams: trio.CancelScope,
+) -> None:
+    """A WebSocket's messages: the container's stdin (``forward``), or read and dropped
+    (its pings answered).  Its end (a close, the client gone) ends the attach: a raw
+    stream's end of input is a half close, its client still reading the output, but a
+    WebSocket closes both ways, and the streams would wait for the next output."""
+    if forward is not None:
+        await forward()
+    else:
+        while await sock.receive_some(READ_SIZE):
+            pass
+    streams.cancel(reason="the client closed the WebSocket")
 
 
 async def _started(api: Api, cid: str) -> Run | None:
@@ -396,6 +429,7 @@ async def exec_inspect(api: Api, conn: HttpConnection, req: Request, exec_id: st
 
 ROUTES = [
     route("POST", CONTAINER + r"/attach", attach),
+    route("GET", CONTAINER + r"/attach/ws", functools.partial(attach, websocket=True)),
     route("POST", CONTAINER + r"/resize", resize),
     route("POST", CONTAINER + r"/exec", exec_create),
     route("POST", r"/exec/([^/]+)/start", exec_start),
