@@ -534,6 +534,10 @@ class Upper:
 
 LAYER = Upper()
 
+# An overlay of a container: its target, its upper directory and its lower directories
+# (top-most first).
+Overlay = tuple[str, Path, Sequence[str]]
+
 
 def container_upper(userns: bool) -> Upper:
     """How a container's overlays write its uppers: the other opaque xattr there is an
@@ -548,7 +552,7 @@ def container_upper(userns: bool) -> Upper:
 def commit(
     store: ImageStore,
     parent: ImageRecord | None,
-    uppers: Sequence[tuple[str, Path]],
+    uppers: Sequence[Overlay],
     container_config: dict[str, Any],
     ref: Reference | None,
     history: dict[str, str],
@@ -571,9 +575,7 @@ def commit(
     return store.add(image_id, (*layers, layer), ref, base=over, parent=parent_id)
 
 
-def layer_of_uppers(
-    store: ImageStore, uppers: Sequence[tuple[str, Path]], upper: Upper = LAYER
-) -> BlobRef:
+def layer_of_uppers(store: ImageStore, uppers: Sequence[Overlay], upper: Upper = LAYER) -> BlobRef:
     """Overlay upper directories (or any directories) as one stored, unpacked layer (see
     :func:`write_diff`)."""
     fd, tmp = store.temp_file()
@@ -590,70 +592,136 @@ def layer_of_uppers(
 _RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
 
 
-def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes], upper: Upper = LAYER) -> None:
-    """A layer tar of a container's overlay upper directories, (target, directory) with
-    ``/`` first (one on a stored image; on default one more for each host directory it
-    shows, /usr ...), each one's paths below its target (``usr/bin/x``): whiteouts (0/0
-    character devices) become ``.wh.NAME`` and opaque directories get ``.wh..wh..opq``;
-    the files boxd writes at each start (/etc/hostname, /etc/hosts, /etc/resolv.conf) are
-    left out, and so is what an upper holds where another overlay is mounted (its mount
-    point).  Files are opened with O_NOFOLLOW and checked to be what was listed: the
-    container may change its upper directories meanwhile, and must not make the daemon
-    read a host file.  An upper directory that is not there (a container that never ran)
-    changed nothing.
+def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) -> None:
+    """A layer tar of a container's overlay upper directories, (target, directory, the
+    overlay's lower directories top-most first) with ``/`` first (one on a stored image; on
+    default one more for each host directory it shows, /usr ...), each one's paths below
+    its target (``usr/bin/x``): whiteouts (0/0 character devices) become ``.wh.NAME`` and
+    opaque directories get ``.wh..wh..opq``; the files boxd writes at each start
+    (/etc/hostname, /etc/hosts, /etc/resolv.conf) are left out, and so is what an upper
+    holds where another overlay is mounted (its mount point).  A directory that is only
+    overlay's copy of a lower one (its mode and owner the same, nothing written below it:
+    /etc, where boxd's own files went) is left out too, so a container that changed
+    nothing makes an empty layer, as Docker's.  Files are opened with O_NOFOLLOW and
+    checked to be what was listed: the container may change its upper directories
+    meanwhile, and must not make the daemon read a host file; a lower directory is entered
+    only below directories (never through a symlink).  An upper directory that is not
+    there (a container that never ran) changed nothing.
     ``upper``: how the overlays wrote them (see :func:`container_upper`)."""
-    targets = {target.strip("/") for target, _ in uppers}
+    targets = {target.strip("/") for target, _, _ in uppers}
     links: Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for target, directory in uppers:
+        for target, directory, lowers in uppers:
             try:
                 root_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
+            below: list[int] = []
             try:
+                for lower in lowers:
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        below.append(os.open(lower, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
                 rel = target.strip("/")
-                if rel and os.listdir(root_fd):
-                    # The mount point's own entry first, as the layer's directory of it.
-                    tar.addfile(_info(rel, os.fstat(root_fd), upper))
-                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links, upper)
+                # The mount point's own entry first, as the layer's directory of it, if
+                # anything is written below it.
+                walk = _Walk(tar, targets, links, upper)
+                if rel:
+                    walk.pending.append(_info(rel, os.fstat(root_fd), upper))
+                walk.directory(root_fd, below, f"{rel}/" if rel else "")
             finally:
-                os.close(root_fd)
+                for fd in (root_fd, *below):
+                    os.close(fd)
+
+
+@attrs.define
+class _Walk:
+    """One upper directory's walk into a layer tar.  A directory's entry waits in
+    ``pending`` until something is written below it, or it is found to differ from the
+    lower directory it copies (or to have none)."""
+
+    tar: tarfile.TarFile
+    skipped: set[str]
+    links: Links
+    upper: Upper
+    pending: list[tarfile.TarInfo] = attrs.Factory(list)
+
+    def write(self, info: tarfile.TarInfo | None = None) -> None:
+        """The pending directories, then ``info`` (if any)."""
+        for waiting in self.pending:
+            self.tar.addfile(waiting)
+        self.pending.clear()
+        if info is not None:
+            self.tar.addfile(info)
+
+    def directory(self, dir_fd: int, below: list[int], prefix: str) -> None:
+        """The entries of the upper directory ``dir_fd`` (``below``: the lower directories
+        it lies over, top-most first)."""
+        for name in sorted(os.listdir(dir_fd)):
+            path = f"{prefix}{name}"
+            if path in _RUNTIME_FILES or path in self.skipped:
+                continue
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if _is_whiteout(st):
+                wh = tarfile.TarInfo(f"{prefix}{WHITEOUT_PREFIX}{name}")
+                wh.mtime = int(st.st_mtime)
+                self.write(wh)
+            elif stat.S_ISDIR(st.st_mode):
+                self.subdirectory(dir_fd, below, name, path, st)
+            else:
+                self.write()
+                _add_entry(self.tar, dir_fd, name, path, st, self.links, self.upper)
+
+    def subdirectory(
+        self, dir_fd: int, below: list[int], name: str, path: str, st: os.stat_result
+    ) -> None:
+        info = _info(path, st, self.upper)
+        self.pending.append(info)
+        sub = _open_dir(dir_fd, name)
+        lower: os.stat_result | None = None
+        subs: list[int] = []
+        try:
+            if _opaque(sub, self.upper.opaque):
+                self.write(tarfile.TarInfo(f"{path}/{OPAQUE}"))
+            else:
+                lower = _lower_dirs(below, name, subs)
+            self.directory(sub, subs, f"{path}/")
+        finally:
+            for fd in (sub, *subs):
+                os.close(fd)
+        if self.pending and self.pending[-1] is info:  # nothing written below it
+            self.pending.pop()
+            same = lower is not None and (
+                (stat.S_IMODE(lower.st_mode), lower.st_uid, lower.st_gid)
+                == (info.mode, info.uid, info.gid)
+            )
+            if not same:
+                self.write(info)
+
+
+def _lower_dirs(below: list[int], name: str, found: list[int]) -> os.stat_result | None:
+    """The directories ``name`` of the lower directories ``below`` that overlay merges,
+    opened into ``found`` (down to a lower where it is no directory or is opaque); what the
+    top-most of them is (None: no lower has it, or not as a directory)."""
+    top = None
+    for fd in below:
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            break
+        if top is None:
+            top = st
+        found.append(_open_dir(fd, name))
+        if _opaque(found[-1], OPAQUE_XATTR):
+            break
+    return top
 
 
 def _opaque(fd: int, attr: str) -> bool:
     with contextlib.suppress(OSError):
         return os.getxattr(fd, attr) == b"y"
     return False
-
-
-def _walk_upper(
-    tar: tarfile.TarFile,
-    dir_fd: int,
-    prefix: str,
-    skipped: set[str],
-    links: Links,
-    upper: Upper,
-) -> None:
-    for name in sorted(os.listdir(dir_fd)):
-        path = f"{prefix}{name}"
-        if path in _RUNTIME_FILES or path in skipped:
-            continue
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if _is_whiteout(st):
-            wh = tarfile.TarInfo(f"{prefix}{WHITEOUT_PREFIX}{name}")
-            wh.mtime = int(st.st_mtime)
-            tar.addfile(wh)
-        elif stat.S_ISDIR(st.st_mode):
-            tar.addfile(_info(path, st, upper))
-            sub = _open_dir(dir_fd, name)
-            try:
-                if _opaque(sub, upper.opaque):
-                    tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
-                _walk_upper(tar, sub, f"{path}/", skipped, links, upper)
-            finally:
-                os.close(sub)
-        else:
-            _add_entry(tar, dir_fd, name, path, st, links, upper)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

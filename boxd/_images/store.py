@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 import threading
 import time
@@ -291,7 +290,7 @@ class ImageStore:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        record = {"diff_id": diff_id, "dir": final.name, "size": result.size}
+        record = {"diff_id": diff_id, "dir": final.name, "files": disk_usage([final])}
         try:
             atomic_write(self.layer_records / f"{hexa}.json", json.dumps(record).encode())
         except BaseException:  # a full disk: no layer without its record is left
@@ -301,10 +300,27 @@ class ImageStore:
         return final
 
     def layer_size(self, diff_id: str) -> int:
+        """What the unpacked layer holds, as Docker counts a layer's size (see
+        :func:`disk_usage`): 0 for a layer that changed nothing."""
         with contextlib.suppress(FileNotFoundError):
             path = self.layer_records / f"{digest_hex(diff_id)}.json"
-            return int(json.loads(path.read_bytes())["size"])
+            return int(json.loads(path.read_bytes()).get("files", 0))
         return 0
+
+    def measure(self) -> int:
+        """At start: the size of each layer whose record has none (an older boxd's, which
+        recorded its tar's size instead) measured and recorded; how many were."""
+        measured = 0
+        for entry in os.scandir(self.layer_records):
+            with contextlib.suppress(OSError, ValueError):
+                record = json.loads(Path(entry.path).read_bytes())
+                if "files" not in record:
+                    record.pop("size", None)
+                    path = self.layer_dirs / str(record["dir"])
+                    record["files"] = disk_usage([path])
+                    atomic_write(Path(entry.path), json.dumps(record).encode())
+                    measured += 1
+        return measured
 
     # ---- images ---------------------------------------------------------------------
 
@@ -578,12 +594,23 @@ def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
 
 
 def disk_usage(dirs: list[Path]) -> int:
-    """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
+    """Bytes below ``dirs`` as Docker counts a layer's or a container's size: the sizes
+    of everything but directories (a symlink's is its target's length; nothing is
+    followed), each inode once (hard links)."""
+    seen: set[tuple[int, int]] = set()
     total = 0
-    for d in dirs:
-        for root, _dirs, files in os.walk(d):
-            for name in files:
+    pending = [str(d) for d in dirs]
+    while pending:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
                 with contextlib.suppress(OSError):
-                    st = os.lstat(os.path.join(root, name))
-                    total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_nlink > 1:
+                        if (st.st_dev, st.st_ino) in seen:
+                            continue
+                        seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
     return total

@@ -90,11 +90,10 @@ def open_layer(blob: BinaryIO) -> Decompressed:
 
 
 class Unpacked:
-    """What :func:`unpack` found: the diff_id and the uncompressed size of the tar."""
+    """What :func:`unpack` found: the diff_id of the tar."""
 
-    def __init__(self, diff_id: str, size: int) -> None:
+    def __init__(self, diff_id: str) -> None:
         self.diff_id = diff_id
-        self.size = size
 
 
 def _clean(name: str, member: str) -> list[str]:
@@ -315,7 +314,7 @@ class _Unpacker:
 
 def unpack(read: Callable[[int], bytes], dest: str) -> Unpacked:
     """Unpack the layer whose bytes ``read(n)`` gives (a file's, a pipe's; b"" at the
-    end) into the empty directory ``dest``, as they come; its diff_id and size.
+    end) into the empty directory ``dest``, as they come; its diff_id.
 
     Raises :class:`LayerError` for a hostile or broken layer (traversal, a truncated
     stream, a bad tar); what was written below ``dest`` is the caller's to delete.
@@ -348,4 +347,4 @@ def unpack(read: Callable[[int], bytes], dest: str) -> Unpacked:
             ahead.close()
         unpacker.close()
         os.close(root_fd)
-    return Unpacked("sha256:" + stream.sha.hexdigest(), stream.size)
+    return Unpacked("sha256:" + stream.sha.hexdigest())

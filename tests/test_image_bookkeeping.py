@@ -1,0 +1,124 @@
+"""What a Docker user sees of boxd's images through the docker CLI: the sizes of layers
+and images, what a commit holds, which removals are refused and in what words, and what
+the lists and histories show.  One real daemon for the module (its own root and sockets),
+its images imported from a busybox root."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_harness import Daemon, running_daemon
+from docker_clients import docker, needs_cli
+
+pytestmark = [pytest.mark.root, needs_cli]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with running_daemon(tmp_path_factory.mktemp("bookkeeping")) as d:
+        yield d
+
+
+@pytest.fixture
+def bb(daemon: Daemon, tmp_path: Path, busybox_root: Path) -> Iterator[str]:
+    """The busybox root imported as ``bb:1`` (its id); after the test, every container
+    and every image but default is removed."""
+    tarball = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(busybox_root), "-cf", str(tarball), "."], check=True)
+    r = docker(daemon, "import", "-c", 'CMD ["sh"]', str(tarball), "bb:1")
+    assert r.returncode == 0, r.stderr
+    yield r.stdout.strip()
+    daemon.remove_containers()
+    for _ in range(5):  # children before their parents
+        ids = docker(daemon, "images", "-a", "-q", "--no-trunc").stdout.split()
+        stored = [i for i in ids if i != _default_id()]
+        if not stored:
+            break
+        docker(daemon, "rmi", "-f", *stored)
+    assert docker(daemon, "images", "-a", "-q", "--no-trunc").stdout.split() == [_default_id()]
+
+
+def _default_id() -> str:
+    from boxd._images.config import DEFAULT_ID
+
+    return DEFAULT_ID
+
+
+def _inspect(daemon: Daemon, name: str) -> dict[str, object]:
+    r = docker(daemon, "image", "inspect", name)
+    assert r.returncode == 0, r.stderr
+    found: dict[str, object] = json.loads(r.stdout)[0]
+    return found
+
+
+def _files_size(root: Path) -> int:
+    """What Docker counts as a directory's size: every non-directory's, each inode once."""
+    seen: set[int] = set()
+    total = 0
+    for path in root.rglob("*"):
+        st = path.lstat()
+        if not stat.S_ISDIR(st.st_mode) and st.st_ino not in seen:
+            seen.add(st.st_ino)
+            total += st.st_size
+    return total
+
+
+def test_an_unchanged_container_commits_an_empty_layer(
+    daemon: Daemon, bb: str, busybox_root: Path
+) -> None:
+    """As Docker's: a container that changed nothing shows no changes and commits a layer
+    of 0 B (boxd's own /etc/hostname, /etc/hosts and /etc/resolv.conf, and the /etc they
+    made overlay copy, are no change); sizes are what the files hold, as Docker counts
+    them (not their tar's length); a directory whose mode changed is a change."""
+    assert _inspect(daemon, "bb:1")["Size"] == _files_size(busybox_root)
+    assert docker(daemon, "run", "--name", "idle", "bb:1", "true").returncode == 0
+    assert docker(daemon, "diff", "idle").stdout == ""
+    r = docker(daemon, "commit", "idle", "idle:1")
+    assert r.returncode == 0, r.stderr
+    sizes = docker(daemon, "history", "--format", "{{.Size}}", "idle:1").stdout.split()
+    assert sizes[0] == "0B"
+    image = _inspect(daemon, "idle:1")
+    assert image["Size"] == _inspect(daemon, "bb:1")["Size"]
+    assert image["Parent"] == bb
+
+    script = "head -c 100000 /dev/zero > /etc/data; ln /etc/data /etc/again; chmod 700 /tmp"
+    assert docker(daemon, "run", "--name", "busy", "bb:1", "sh", "-c", script).returncode == 0
+    assert docker(daemon, "diff", "busy").stdout.split("\n") == [
+        "C /etc", "A /etc/again", "A /etc/data", "C /tmp", ""
+    ]  # fmt: skip
+    assert docker(daemon, "commit", "busy", "busy:1").returncode == 0
+    sizes = docker(daemon, "history", "--format", "{{.Size}}", "busy:1").stdout.split()
+    assert sizes[0] == "100kB"  # the data once, though two names hold it
+    r = docker(daemon, "run", "--rm", "busy:1", "stat", "-c", "%a", "/tmp")
+    assert r.stdout == "700\n"
+    r = docker(daemon, "run", "--rm", "busy:1", "stat", "-c", "%h", "/etc/again")
+    assert r.stdout == "2\n"
+
+
+def test_layers_an_older_boxd_stored_are_measured_at_start(tmp_path: Path) -> None:
+    """A layer record of an older boxd holds its tar's length: the daemon's start measures
+    the layer as Docker does instead (once), so old and new images' sizes agree."""
+    from boxd._images.store import ImageStore
+
+    store = ImageStore(tmp_path / "images")
+    layer = tmp_path / "layer.tar"
+    files = tmp_path / "files"
+    (files / "d").mkdir(parents=True)
+    (files / "d" / "f").write_bytes(b"x" * 1000)
+    (files / "d" / "link").symlink_to("f")
+    subprocess.run(["tar", "-C", str(files), "-cf", str(layer), "."], check=True)
+    digest = store.put_blob(layer.read_bytes())
+    store.unpack_layer(digest, digest)  # a plain tar: its digest is its diff_id
+    assert store.layer_size(digest) == 1000 + len("f")
+    record = store.layer_records / f"{digest[7:]}.json"
+    old = {**json.loads(record.read_text()), "size": layer.stat().st_size}
+    del old["files"]
+    record.write_text(json.dumps(old))
+    assert store.measure() == 1
+    assert store.layer_size(digest) == 1001
+    assert store.measure() == 0
