@@ -122,3 +122,58 @@ def test_layers_an_older_boxd_stored_are_measured_at_start(tmp_path: Path) -> No
     assert store.measure() == 1
     assert store.layer_size(digest) == 1001
     assert store.measure() == 0
+
+
+def test_an_image_others_were_committed_from_is_kept_as_docker_keeps_it(
+    daemon: Daemon, bb: str, tmp_path: Path
+) -> None:
+    """As Docker's: an image that another one names as its Parent is not deleted (by id:
+    refused even with -f; by tag: only the tag goes, and the untagged parent is listed
+    with -a only, and not as dangling); the child's removal takes the untagged parent
+    with it unless --no-prune, and so does the prune of an untagged child."""
+    assert docker(daemon, "run", "--name", "c1", "bb:1", "sh", "-c", "echo a > /a").returncode == 0
+    child = docker(daemon, "commit", "c1", "child:1").stdout.strip()
+    assert docker(daemon, "rm", "c1").returncode == 0
+    for args in (("rmi", bb), ("rmi", "-f", bb[7:19])):
+        r = docker(daemon, *args)
+        assert r.returncode == 1
+        assert r.stderr == (
+            "Error response from daemon: conflict: unable to delete "
+            f"{bb[7:19]} (cannot be forced) - image has dependent child images\n"
+        )
+    assert docker(daemon, "rmi", "bb:1").stdout == "Untagged: bb:1\n"
+    assert _inspect(daemon, "child:1")["Parent"] == bb
+    assert docker(daemon, "run", "--rm", "child:1", "cat", "/a").stdout == "a\n"
+
+    def listed(*args: str) -> list[str]:
+        ids = docker(daemon, "images", "-q", "--no-trunc", *args).stdout.split()
+        return [i for i in ids if i != _default_id()]
+
+    assert listed() == [child]
+    assert sorted(listed("-a")) == sorted([child, bb])
+    assert listed("-f", "dangling=true") == []
+    assert docker(daemon, "image", "prune", "-f").stdout == "Total reclaimed space: 0B\n"
+
+    r = docker(daemon, "rmi", "--no-prune", "child:1")
+    assert r.stdout.splitlines()[:2] == ["Untagged: child:1", f"Deleted: {child}"]
+    assert listed("-f", "dangling=true") == [bb]  # no tag, no child now
+    top = _chain(daemon, bb)
+    r = docker(daemon, "rmi", top)
+    assert r.stdout.count("Deleted: ") == 2 * 3 and f"Deleted: {bb}\n" in r.stdout
+    assert listed("-a") == []
+
+    r = docker(daemon, "import", str(tmp_path / "rootfs.tar"))
+    top = _chain(daemon, r.stdout.strip())
+    assert listed("-f", "dangling=true") == [top]
+    r = docker(daemon, "image", "prune", "-f")
+    assert r.stdout.count("deleted: ") == 2 * 3, r.stdout
+    assert listed("-a") == []
+
+
+def _chain(daemon: Daemon, image: str) -> str:
+    """Two untagged images committed one from the other from ``image``: the top's id."""
+    for name in ("middle", "top"):
+        assert docker(daemon, "run", "--name", name, image, "touch", f"/{name}").returncode == 0
+        image = docker(daemon, "commit", name).stdout.strip()
+        assert docker(daemon, "rm", name).returncode == 0
+    return image

@@ -78,9 +78,11 @@ class PushedFrame:
 @attrs.frozen
 class ImagesRequest:
     """``filters``: Docker's (``dangling``, ``label``, ``before``, ``since``,
-    ``reference``); an image must match every key, and a value of each."""
+    ``reference``); an image must match every key, and a value of each.  ``all``: also
+    the untagged images others were committed from (Docker's intermediate images)."""
 
     filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+    all: bool = False
 
 
 @attrs.frozen
@@ -131,8 +133,12 @@ class DistributionResponse:
 
 @attrs.frozen
 class RemoveImageRequest:
+    """``prune``: also the untagged images it was committed from that nothing else uses
+    (Docker's rmi without ``--no-prune``)."""
+
     image: str
     force: bool = False
+    prune: bool = True
 
 
 @attrs.frozen
