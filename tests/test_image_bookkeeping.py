@@ -177,3 +177,21 @@ def _chain(daemon: Daemon, image: str) -> str:
         image = docker(daemon, "commit", name).stdout.strip()
         assert docker(daemon, "rm", name).returncode == 0
     return image
+
+
+def test_history_names_the_images_a_commit_came_from(daemon: Daemon, bb: str) -> None:
+    """As Docker's history: the rows from the top are the image's and its parents' (the
+    image each was committed from), with their tags; the rest are <missing>."""
+    middle = _chain(daemon, bb)
+    top = _chain(daemon, middle)
+    shown = "--no-trunc", "--human=false", "--format", "{{.ID}} {{.Size}} {{.CreatedBy}}"
+    rows = docker(daemon, "history", *shown, top).stdout.splitlines()
+    parents = [str(_inspect(daemon, top)["Parent"])]
+    for _ in range(3):
+        parents.append(str(_inspect(daemon, parents[-1])["Parent"]))
+    assert parents[1] == middle and parents[3] == bb
+    assert rows == [
+        f"{top} 0 touch /top", f"{parents[0]} 0 touch /middle",
+        f"{middle} 0 touch /top", f"{parents[2]} 0 touch /middle",
+        f"{bb} {_inspect(daemon, bb)['Size']} ",
+    ]  # fmt: skip

@@ -235,12 +235,13 @@ async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> No
     answer = await one_answer(api.images.history, HistoryRequest(image=name))
     rows = []
     for i, h in enumerate(answer.history):
+        image_id, tags = answer.images[i] if i < len(answer.images) else ("<missing>", ())
         rows.append(
             {
-                "Id": answer.id if i == 0 else "<missing>",
+                "Id": image_id,
                 "Created": _unix_time(str(h.get("created") or "")),
                 "CreatedBy": str(h.get("created_by") or ""),
-                "Tags": [_shapes.familiar(t) for t in answer.repo_tags] if i == 0 else None,
+                "Tags": [_shapes.familiar(t) for t in tags] or None,
                 "Size": int(h.get("size") or 0),
                 "Comment": str(h.get("comment") or ""),
             }

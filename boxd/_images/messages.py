@@ -225,9 +225,12 @@ class HistoryRequest:
 
 @attrs.frozen
 class HistoryResponse:
+    """``images``: the image's id and tags, then those of the image it was committed from
+    (its Parent) and so on, as far as they are stored: the rows' from the top, as Docker's
+    history names them (the others' are ``<missing>``)."""
+
     history: tuple[dict[str, Any], ...]
-    id: str = ""  # the image's
-    repo_tags: tuple[str, ...] = ()
+    images: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @attrs.frozen

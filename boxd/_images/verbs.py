@@ -620,9 +620,15 @@ class ImageVerbs:
                 layer = next(layers, None)
                 row["size"] = 0 if layer is None else self.store.layer_size(layer.diff_id)
             rows.append(row)
-        await conn.send(
-            HistoryResponse(history=tuple(reversed(rows)), id=record.id, repo_tags=record.repo_tags)
-        )
+        # The image, then the one it was committed from and so on while they are here.
+        images = [(record.id, record.repo_tags)]
+        while record.parent and len(images) < len(rows):
+            try:
+                record = self._found(record.parent)[0]
+            except NoSuchImage:
+                break
+            images.append((record.id, record.repo_tags))
+        await conn.send(HistoryResponse(history=tuple(reversed(rows)), images=tuple(images)))
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
         """Images no container uses: untagged ones (with ``all``, tagged ones too), but not
