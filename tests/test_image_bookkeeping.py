@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon, running_daemon
-from docker_clients import docker, needs_cli
+from docker_clients import api_call, docker, needs_cli
 
 pytestmark = [pytest.mark.root, needs_cli]
 
@@ -195,3 +195,26 @@ def test_history_names_the_images_a_commit_came_from(daemon: Daemon, bb: str) ->
         f"{middle} 0 touch /top", f"{parents[2]} 0 touch /middle",
         f"{bb} {_inspect(daemon, bb)['Size']} ",
     ]  # fmt: skip
+
+
+def test_prune_all_and_disk_use_with_images_in_use(daemon: Daemon, bb: str, tmp_path: Path) -> None:
+    """``image prune -a`` deletes a tagged image once the child committed from it went
+    (whichever it meets first), and keeps an image a container uses and the one it came
+    from; ``system df`` counts a layer that several images hold once, as Docker's."""
+    r = docker(daemon, "import", "-c", "LABEL base=2", str(tmp_path / "rootfs.tar"), "base:2")
+    base2 = r.stdout.strip()
+    for image, name, tag in ((bb, "c1", "ch:1"), (base2, "c2", "inuse:1")):
+        assert docker(daemon, "run", "--name", name, image, "touch", "/t").returncode == 0
+        assert docker(daemon, "commit", name, tag).returncode == 0
+        assert docker(daemon, "rm", name).returncode == 0
+    inuse = str(_inspect(daemon, "inuse:1")["Id"])
+    assert docker(daemon, "create", "--name", "user", "inuse:1").returncode == 0
+    status, _, body = api_call(daemon, "GET", "/system/df")
+    assert status == 200
+    assert json.loads(body)["LayersSize"] == _inspect(daemon, "bb:1")["Size"]  # the one base
+
+    r = docker(daemon, "image", "prune", "-a", "-f")
+    assert r.returncode == 0, r.stderr
+    assert "untagged: bb:1\n" in r.stdout and "untagged: ch:1\n" in r.stdout
+    ids = docker(daemon, "images", "-a", "-q", "--no-trunc").stdout.split()
+    assert sorted(ids) == sorted([inuse, base2, _default_id()])

@@ -166,7 +166,7 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(
         200,
         {
-            "LayersSize": sum(i["Size"] for i in images),
+            "LayersSize": api.sup.images.layers_size(),
             "Images": images,
             "Containers": containers,
             "Volumes": await df_rows(api),

@@ -584,6 +584,11 @@ class ImageStore:
     def size(self, record: ImageRecord) -> int:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
 
+    def layers_size(self) -> int:
+        """The bytes of the layers the images hold, each layer once (Docker's LayersSize:
+        what ``system df`` shows as the images' size)."""
+        return sum(map(self.layer_size, self._used(self.images())))
+
 
 class ImageInUse(RuntimeError):
     """rmi of an image a container uses (without --force)."""

@@ -633,27 +633,31 @@ class ImageVerbs:
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
         """Images no container uses: untagged ones (with ``all``, tagged ones too), but not
         one that others were committed from; as Docker's, the untagged images that a
-        deleted one was committed from go too (see :meth:`_prune_parents`)."""
+        deleted one was committed from go too (see :meth:`_prune_parents`), and with
+        ``all`` a tagged one once its children went (passes until one deletes nothing)."""
         used = {c.config.image_id for c in self.sup.list(all=True)}
         only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
         reclaimed = 0
-        for record in self.store.images():
-            if record.id in deleted or record.id in used or (record.repo_tags and not req.all):
-                continue
-            if self._children(record):
-                continue
-            config = self.store.config(record)
-            labels = (config.get("config") or {}).get("Labels") or {}
-            if not only.selects(_created_at(config), labels):
-                continue
-            untagged.extend(record.repo_tags)
-            for _ in record.repo_tags:
-                image_event(self.sup, "untag", record.id)
-            for ids, size in (await self._delete(record), await self._prune_parents(record)):
-                deleted.extend(ids)
-                reclaimed += size
+        before = -1
+        while len(deleted) != before:
+            before = len(deleted)
+            for record in self.store.images():
+                if record.id in deleted or record.id in used:
+                    continue
+                if (record.repo_tags and not req.all) or self._children(record):
+                    continue
+                config = self.store.config(record)
+                labels = (config.get("config") or {}).get("Labels") or {}
+                if not only.selects(_created_at(config), labels):
+                    continue
+                untagged.extend(record.repo_tags)
+                for _ in record.repo_tags:
+                    image_event(self.sup, "untag", record.id)
+                for ids, size in (await self._delete(record), await self._prune_parents(record)):
+                    deleted.extend(ids)
+                    reclaimed += size
         await conn.send(
             RemovedImageResponse(
                 untagged=tuple(untagged), deleted=tuple(deleted), reclaimed=reclaimed
