@@ -112,7 +112,6 @@ from ._rootfs import (
     layer_dirs,
     prepare_default_image,
     resolve_image,
-    written_uppers,
 )
 from ._run import Run, start_time_of
 from ._shim import ExitStatus
@@ -429,16 +428,13 @@ class Supervisor:
 
     async def sizes(self, containers: Sequence[Container]) -> builtins.list[tuple[int, int]]:
         """Docker's SizeRw and SizeRootFs of each container: the bytes it wrote to its own
-        filesystem (what its overlays' upper directories hold, /usr's too on default, as
-        Docker counts it: see disk_usage), read in a worker thread; and those with its
+        filesystem (see written_size), read in a worker thread; and those with its
         image's layers (none for default and a root directory, which are the host's
         files)."""
-        from ._images.store import disk_usage
+        from ._images.store import written_size
 
         dirs = [self.store.container_dir(c.id) for c in containers]
-        written = await trio.to_thread.run_sync(
-            lambda: [disk_usage(written_uppers(d)) for d in dirs]
-        )
+        written = await trio.to_thread.run_sync(lambda: [written_size(d) for d in dirs])
         images: dict[str, int] = {}
         for c in containers:
             if c.config.image_id and c.config.image_id not in images:

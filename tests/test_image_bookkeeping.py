@@ -73,11 +73,16 @@ def test_an_unchanged_container_commits_an_empty_layer(
 ) -> None:
     """As Docker's: a container that changed nothing shows no changes and commits a layer
     of 0 B (boxd's own /etc/hostname, /etc/hosts and /etc/resolv.conf, and the /etc they
-    made overlay copy, are no change); sizes are what the files hold, as Docker counts
-    them (not their tar's length); a directory whose mode changed is a change."""
+    made overlay copy, are no change, nor what it wrote); sizes are what the files hold,
+    as Docker counts them (not their tar's length); a directory whose mode changed is a
+    change."""
     assert _inspect(daemon, "bb:1")["Size"] == _files_size(busybox_root)
     assert docker(daemon, "run", "--name", "idle", "bb:1", "true").returncode == 0
     assert docker(daemon, "diff", "idle").stdout == ""
+    r = docker(daemon, "inspect", "--size", "-f", "{{.SizeRw}}", "idle")
+    assert r.stdout == "0\n"  # boxd's own /etc files are not what it wrote
+    df = docker(daemon, "system", "df", "--format", "{{.Type}} {{.Size}}").stdout
+    assert "Containers 0B" in df.splitlines(), df
     r = docker(daemon, "commit", "idle", "idle:1")
     assert r.returncode == 0, r.stderr
     sizes = docker(daemon, "history", "--format", "{{.Size}}", "idle:1").stdout.split()

@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -598,10 +598,22 @@ def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
     return tuple([i for i in items if i != item])
 
 
-def disk_usage(dirs: list[Path]) -> int:
+def written_size(container_dir: Path) -> int:
+    """What a container wrote to its own filesystem (Docker's SizeRw): what its overlays'
+    upper directories hold (/usr's too on default) as :func:`disk_usage` counts it, but
+    the files boxd writes at each start (Docker keeps its own out of the container's
+    layer too), so that a container that changed nothing has written 0 B."""
+    from .._diff import RUNTIME_FILES
+    from .._rootfs import root_upper, written_uppers
+
+    root = root_upper(container_dir)
+    return disk_usage(written_uppers(container_dir), {f"{root}{p}" for p in RUNTIME_FILES})
+
+
+def disk_usage(dirs: list[Path], leave_out: Collection[str] = ()) -> int:
     """Bytes below ``dirs`` as Docker counts a layer's or a container's size: the sizes
     of everything but directories (a symlink's is its target's length; nothing is
-    followed), each inode once (hard links)."""
+    followed), each inode once (hard links); but the paths ``leave_out``."""
     seen: set[tuple[int, int]] = set()
     total = 0
     pending = [str(d) for d in dirs]
@@ -611,6 +623,8 @@ def disk_usage(dirs: list[Path]) -> int:
                 with contextlib.suppress(OSError):
                     if entry.is_dir(follow_symlinks=False):
                         pending.append(entry.path)
+                        continue
+                    if entry.path in leave_out:
                         continue
                     st = entry.stat(follow_symlinks=False)
                     if st.st_nlink > 1:

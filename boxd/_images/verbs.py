@@ -68,7 +68,7 @@ from .messages import (
 from .pull import Platform, Progress, parse_platform
 from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
-from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, disk_usage
+from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, written_size
 
 if TYPE_CHECKING:
     from .._records import Container
@@ -677,7 +677,7 @@ class ImageVerbs:
             for layer in record.layers
         }
         kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
-        uppers = [self.sup.store.container_dir(c.id) / "fs" for c in containers]
+        dirs = [self.sup.store.container_dir(c.id) for c in containers]
         volumes = await _volserver.sizes(self.sup)
         await conn.send(
             SystemDfResponse(
@@ -688,7 +688,7 @@ class ImageVerbs:
                 layers=len(sizes),
                 containers=len(containers),
                 containers_running=sum(1 for c in containers if c.state.pid),
-                containers_size=await trio.to_thread.run_sync(disk_usage, uppers),
+                containers_size=await trio.to_thread.run_sync(lambda: sum(map(written_size, dirs))),
                 volumes=len(volumes),
                 volumes_active=sum(1 for v in volumes if v.users),
                 volumes_size=sum(v.size for v in volumes),
