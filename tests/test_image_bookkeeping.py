@@ -223,3 +223,24 @@ def test_prune_all_and_disk_use_with_images_in_use(daemon: Daemon, bb: str, tmp_
     assert "untagged: bb:1\n" in r.stdout and "untagged: ch:1\n" in r.stdout
     ids = docker(daemon, "images", "-a", "-q", "--no-trunc").stdout.split()
     assert sorted(ids) == sorted([inuse, base2, _default_id()])
+
+
+def test_save_and_load_keep_the_parent_they_both_hold(
+    daemon: Daemon, bb: str, tmp_path: Path
+) -> None:
+    """As Docker's: an archive of an image and the one it was committed from names that
+    Parent (manifest.json), and a load of it gives the image that Parent again (so the
+    parent is kept by rmi as before); an archive without the parent names none."""
+    assert docker(daemon, "run", "--name", "c1", "bb:1", "touch", "/made").returncode == 0
+    assert docker(daemon, "commit", "c1", "child:1").returncode == 0
+    assert docker(daemon, "rm", "c1").returncode == 0
+    both, alone = tmp_path / "both.tar", tmp_path / "alone.tar"
+    assert docker(daemon, "save", "-o", str(both), "child:1", "bb:1").returncode == 0
+    assert docker(daemon, "save", "-o", str(alone), "child:1").returncode == 0
+    for archive, parent, removed in ((alone, "", ("child:1", "bb:1")), (both, bb, ("child:1",))):
+        assert docker(daemon, "rmi", *removed).returncode == 0
+        r = docker(daemon, "load", "-i", str(archive))
+        assert r.returncode == 0, r.stderr
+        assert _inspect(daemon, "child:1")["Parent"] == parent
+    r = docker(daemon, "rmi", bb)
+    assert "image has dependent child images" in r.stderr

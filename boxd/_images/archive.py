@@ -107,10 +107,13 @@ def _manifest(store: ImageStore, record: ImageRecord) -> bytes:
 def save(
     store: ImageStore, images: list[tuple[ImageRecord, list[Reference]]], out: IO[bytes]
 ) -> None:
-    """Write a Docker/OCI archive of ``images`` (each with the tags to name it by)."""
+    """Write a Docker/OCI archive of ``images`` (each with the tags to name it by); an
+    image's Parent is in its manifest.json entry when that image is saved too, as Docker
+    writes it."""
     index: list[dict[str, Any]] = []
     docker: list[dict[str, Any]] = []
     blobs: dict[str, Path | bytes] = {}
+    saved = {record.id for record, _ in images}
     for record, refs in images:
         manifest = _manifest(store, record)
         digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
@@ -130,6 +133,7 @@ def save(
                 "Config": f"blobs/sha256/{digest_hex(record.id)}",
                 "RepoTags": [ref.familiar for ref in refs],
                 "Layers": [f"blobs/sha256/{digest_hex(layer.digest)}" for layer in record.layers],
+                **({"Parent": record.parent} if record.parent in saved else {}),
             }
         )
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -322,6 +326,7 @@ def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
 
 def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
     loaded: list[tuple[str, list[str]]] = []
+    parents: dict[str, str] = {}  # of manifest.json's entries, by image id
     with _open_tar(path) as tar:
         archive = _Archive(tar)
         if archive.has("manifest.json"):
@@ -333,18 +338,34 @@ def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
                     config_name = str(entry["Config"])
                     layer_names = [(str(n), _digest_of(str(n))) for n in entry["Layers"]]
                     tags = [str(t) for t in entry.get("RepoTags") or []]
+                    parent = str(entry.get("Parent") or "")
                 except (KeyError, TypeError):
                     raise ArchiveError("manifest.json: an entry lacks Config or Layers") from None
                 image_id, layers = _load_image(
                     store, archive, config_name, layer_names, _digest_of(config_name)
                 )
                 loaded.append((image_id, _record(store, image_id, layers, tags)))
+                parents[image_id] = parent
         elif archive.has("index.json"):
             for image_id, layers, tags in _load_oci(store, archive):
                 loaded.append((image_id, _record(store, image_id, layers, tags)))
         else:
             raise ArchiveError("neither manifest.json nor index.json: not an image archive")
+    for image_id, parent in parents.items():
+        if parent in parents and parent != image_id:
+            _set_parent(store, store.get(image_id), store.get(parent))
     return loaded
+
+
+def _set_parent(store: ImageStore, record: ImageRecord, parent: ImageRecord) -> None:
+    """``parent`` as the Parent of the loaded image ``record``, if it can be the image
+    ``record`` was committed from, as Docker's load checks it: the same history and one
+    entry more."""
+    mine = store.config(record).get("history") or []
+    theirs = store.config(parent).get("history") or []
+    follows = len(mine) == len(theirs) + 1 and mine[: len(theirs)] == theirs
+    if (follows or not (mine or theirs)) and record.parent != parent.id:
+        store.save(attrs.evolve(record, parent=parent.id))
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:

@@ -91,7 +91,8 @@ class ImageRecord:
     # based on it is one of this store only (save and push refuse it).
     base: str = ""
     # The image it was committed from (an id, ``default``'s too), as Docker's inspect shows
-    # it in Parent: a fact of this store, not of the config, so lost by save and push.
+    # it in Parent: a fact of this store, not of the config, so lost by push (save keeps
+    # it when it saves that image too, in manifest.json, as Docker's).
     parent: str = ""
 
 
