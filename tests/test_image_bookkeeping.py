@@ -10,10 +10,12 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_harness import Daemon, running_daemon
 from docker_clients import api_call, docker, needs_cli
+from registry_harness import build_oci_image, push, running_registry
 
 pytestmark = [pytest.mark.root, needs_cli]
 
@@ -49,10 +51,10 @@ def _default_id() -> str:
     return DEFAULT_ID
 
 
-def _inspect(daemon: Daemon, name: str) -> dict[str, object]:
+def _inspect(daemon: Daemon, name: str) -> dict[str, Any]:
     r = docker(daemon, "image", "inspect", name)
     assert r.returncode == 0, r.stderr
-    found: dict[str, object] = json.loads(r.stdout)[0]
+    found: dict[str, Any] = json.loads(r.stdout)[0]
     return found
 
 
@@ -244,3 +246,45 @@ def test_save_and_load_keep_the_parent_they_both_hold(
         assert _inspect(daemon, "child:1")["Parent"] == parent
     r = docker(daemon, "rmi", bb)
     assert "image has dependent child images" in r.stderr
+
+
+def test_rmi_of_a_pulled_image_names_its_digests_as_docker_does(
+    daemon: Daemon, tmp_path: Path, busybox_root: Path
+) -> None:
+    """A pulled image is named by its tag and its repository's digest: rmi of the tag
+    untags the digest too (\\"Untagged: NAME@sha256:...\\"), unless another tag of the
+    repository is left; rmi of the digest takes only the digest; a tag and the digests of
+    its repository are one reference (rmi by id needs no -f), two repositories are not."""
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "v1", busybox_root, config={"cmd": ["sh"]})
+    with running_registry(tmp_path) as registry:
+        push(layout, "v1", registry, "tools/box:v1")
+        ref = f"{registry.host}/tools/box:v1"
+        assert docker(daemon, "pull", "-q", ref).returncode == 0
+    image = _inspect(daemon, ref)["Id"]
+    (digested,) = _inspect(daemon, ref)["RepoDigests"]
+    assert docker(daemon, "tag", ref, f"{registry.host}/tools/box:v2").returncode == 0
+    r = docker(daemon, "rmi", ref)
+    assert r.stdout == f"Untagged: {ref}\n"  # v2 is left: the digest stays
+    r = docker(daemon, "rmi", digested)
+    assert r.stdout == f"Untagged: {digested}\n"
+    assert _inspect(daemon, image)["RepoTags"] == [f"{registry.host}/tools/box:v2"]
+    assert docker(daemon, "rmi", f"{registry.host}/tools/box:v2").stdout.startswith(
+        f"Untagged: {registry.host}/tools/box:v2\nDeleted: {image}\n"
+    )
+    (tmp_path / "again").mkdir()
+    with running_registry(tmp_path / "again") as registry:
+        push(layout, "v1", registry, "tools/box:v1")
+        ref = f"{registry.host}/tools/box:v1"
+        assert docker(daemon, "pull", "-q", ref).returncode == 0
+        (digested,) = _inspect(daemon, ref)["RepoDigests"]
+        r = docker(daemon, "rmi", image)  # one tag and its digest: one reference
+        assert r.stdout.startswith(f"Untagged: {ref}\nUntagged: {digested}\nDeleted: {image}")
+        assert docker(daemon, "pull", "-q", ref).returncode == 0
+        assert docker(daemon, "tag", ref, "else:1").returncode == 0
+        r = docker(daemon, "rmi", image)
+        assert "image is referenced in multiple repositories" in r.stderr
+        r = docker(daemon, "rmi", "else:1")
+        assert r.stdout == "Untagged: else:1\n"
+        r = docker(daemon, "rmi", ref)
+        assert r.stdout.startswith(f"Untagged: {ref}\nUntagged: {digested}\nDeleted: {image}")

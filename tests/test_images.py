@@ -225,8 +225,9 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
         )
     daemon.ctl("rm", "-f", "live")
 
-    r = daemon.ctl("rmi", "-f", ref)
-    assert r.stdout == f"Untagged: {ref}\nDeleted: {image_id}\n"
+    (digested,) = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["RepoDigests"]
+    r = daemon.ctl("rmi", "-f", ref)  # the repository's digest goes with its last tag
+    assert r.stdout == f"Untagged: {ref}\nUntagged: {digested}\nDeleted: {image_id}\n"
     assert _stored(daemon) == []
     assert daemon.ctl("image", "inspect", image_id, check=False).returncode == 1
     assert daemon.ctl("start", "-a", "stopped").stdout.endswith("hello from the second layer\n")
@@ -241,7 +242,7 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
     # By tag with a running container: only the tag goes; the image stays, untagged.
     daemon.ctl("pull", ref)
     daemon.ctl("run", "-d", "--name", "live", ref, "sleep", "1000")
-    assert daemon.ctl("rmi", "-f", ref).stdout == f"Untagged: {ref}\n"
+    assert daemon.ctl("rmi", "-f", ref).stdout == f"Untagged: {ref}\nUntagged: {digested}\n"
     images = _stored(daemon)
     assert [(i["id"], i["repo_tags"]) for i in images] == [(image_id, [])]
     daemon.ctl("rm", "-f", "live")

@@ -455,13 +455,14 @@ class ImageStore:
         return self.get(image_id)
 
     def untag(self, record: ImageRecord, name: str) -> ImageRecord:
-        record = attrs.evolve(
-            record,
-            repo_tags=_without(record.repo_tags, name),
-            repo_digests=tuple(
-                [d for d in record.repo_digests if not name.startswith(d.split("@")[0] + ":")]
-            ),
-        )
+        """``name`` (a tag or a repo digest) taken from the image; with the last tag of a
+        repository, the repository's digests too (as Docker's rmi)."""
+        tags = _without(record.repo_tags, name)
+        digests = _without(record.repo_digests, name)
+        repo = name.rpartition(":")[0]
+        if "@" not in name and all(t.rpartition(":")[0] != repo for t in tags):
+            digests = tuple([d for d in digests if d.partition("@")[0] != repo])
+        record = attrs.evolve(record, repo_tags=tags, repo_digests=digests)
         self.save(record)
         return record
 

@@ -310,26 +310,32 @@ class ImageVerbs:
             raise Conflict(default_refusal("removed"))
         record = self.store.lookup(req.image)
         children = self._children(record)
-        by_tag = None
+        by_ref = None  # the tag or repo digest it was named by (else: by id)
         with contextlib.suppress(ValueError):
             ref = parse_reference(req.image)
-            if str(ref) in record.repo_tags:
-                by_tag = str(ref)
+            name = str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}"
+            if name in (*record.repo_tags, *record.repo_digests):
+                by_ref = name
         users = [c for c in self.sup.list(all=True) if c.config.image_id == record.id]
         running = [c for c in users if c.state.status in LIVE]
+        single = _single_reference(record)
         untagged: tuple[str, ...] = ()
-        if by_tag is not None:
-            if users and not req.force and len(record.repo_tags) == 1:
+        if by_ref is not None:
+            if users and not req.force and single:
                 raise ImageInUse(
                     f'conflict: unable to remove repository reference "{req.image}" (must '
                     f"force) - container {_who(users[0])} is using its referenced image "
                     f"{record.id[7:19]}"
                 )
-            record = self.store.untag(record, by_tag)
-            untagged = (by_tag,)
-            image_event(self.sup, "untag", record.id)
-            # Docker leaves a running container's image, and one with children.
-            if record.repo_tags or running or children:
+            before = (*record.repo_tags, *record.repo_digests)
+            record = self.store.untag(record, by_ref)
+            # With its repository's last tag, the repository's digests (as Docker's).
+            left = (*record.repo_tags, *record.repo_digests)
+            untagged = tuple([r for r in before if r not in left])
+            for _ in untagged:
+                image_event(self.sup, "untag", record.id)
+            # Docker leaves an image still named, a running container's, one with children.
+            if record.repo_tags or record.repo_digests or running or children:
                 await conn.send(RemovedImageResponse(untagged=untagged, deleted=()))
                 return
         else:
@@ -338,14 +344,14 @@ class ImageVerbs:
                 conflict = "cannot be forced) - image has dependent child images"
             elif running:
                 conflict = "cannot be forced) - image is being used by running container"
-            elif len(record.repo_tags) > 1 and not req.force:
+            elif record.repo_tags + record.repo_digests and not single and not req.force:
                 conflict = "must be forced) - image is referenced in multiple repositories"
             elif users and not req.force:
                 conflict = "must be forced) - image is being used by stopped container"
             if conflict:
                 who = f" {_who((running or users)[0])}" if conflict.endswith("container") else ""
                 raise ImageInUse(f"conflict: unable to delete {record.id[7:19]} ({conflict}{who}")
-            untagged = record.repo_tags
+            untagged = (*record.repo_tags, *record.repo_digests)
             for _ in untagged:
                 image_event(self.sup, "untag", record.id)
         if users:
@@ -652,8 +658,8 @@ class ImageVerbs:
                 labels = (config.get("config") or {}).get("Labels") or {}
                 if not only.selects(_created_at(config), labels):
                     continue
-                untagged.extend(record.repo_tags)
-                for _ in record.repo_tags:
+                untagged.extend((*record.repo_tags, *record.repo_digests))
+                for _ in (*record.repo_tags, *record.repo_digests):
                     image_event(self.sup, "untag", record.id)
                 for ids, size in (await self._delete(record), await self._prune_parents(record)):
                     deleted.extend(ids)
@@ -748,6 +754,19 @@ def _registry(text: str) -> str:
     if "/" in host:
         raise ValueError(f"invalid registry {text!r}: give a host[:port]")
     return host
+
+
+def _single_reference(record: ImageRecord) -> bool:
+    """Whether the image is named once, as Docker's rmi counts it: one tag or digest, or
+    a tag and digests of its repository (or digests of one repository)."""
+    refs = (*record.repo_tags, *record.repo_digests)
+    if len(refs) <= 1:
+        return len(refs) == 1
+    if len(record.repo_tags) > 1:
+        return False
+    repos = {d.partition("@")[0] for d in record.repo_digests}
+    tagged = {t.rpartition(":")[0] for t in record.repo_tags}
+    return len(repos) == 1 and tagged <= repos
 
 
 def _who(c: Container) -> str:
