@@ -288,3 +288,30 @@ def test_rmi_of_a_pulled_image_names_its_digests_as_docker_does(
         assert r.stdout == "Untagged: else:1\n"
         r = docker(daemon, "rmi", ref)
         assert r.stdout.startswith(f"Untagged: {ref}\nUntagged: {digested}\nDeleted: {image}")
+
+
+def test_rmi_refusals_in_dockers_words(daemon: Daemon, bb: str) -> None:
+    """rmi of an image with several tags untags; by id it is refused without -f; an image
+    a stopped container uses is refused without -f, naming the container's short id as
+    Docker does (the words scripts match)."""
+    short = bb[7:19]
+    assert docker(daemon, "tag", "bb:1", "bb:2").returncode == 0
+    r = docker(daemon, "rmi", short)
+    assert r.stderr == (
+        f"Error response from daemon: conflict: unable to delete {short} (must be forced) - "
+        "image is referenced in multiple repositories\n"
+    )
+    assert docker(daemon, "rmi", "bb:2").stdout == "Untagged: bb:2\n"
+    cid = docker(daemon, "create", "bb:1").stdout.strip()
+    r = docker(daemon, "rmi", "bb:1")
+    assert r.stderr == (
+        'Error response from daemon: conflict: unable to remove repository reference "bb:1" '
+        f"(must force) - container {cid[:12]} is using its referenced image {short}\n"
+    )
+    r = docker(daemon, "rmi", bb)
+    assert r.stderr == (
+        f"Error response from daemon: conflict: unable to delete {short} (must be forced) - "
+        f"image is being used by stopped container {cid[:12]}\n"
+    )
+    assert docker(daemon, "rmi", "-f", "bb:1").stdout == f"Untagged: bb:1\nDeleted: {bb}\n"
+    assert docker(daemon, "start", "-a", cid).returncode == 0

@@ -211,7 +211,7 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
     assert r.returncode == 1
     assert r.stderr.strip().endswith(
         f'unable to remove repository reference "{ref}" (must force) - container '
-        f"{cid[:12]} (stopped) is using its referenced image {short}"
+        f"{cid[:12]} is using its referenced image {short}"
     )
     r = daemon.ctl("rmi", image_id, check=False)
     assert r.returncode == 1

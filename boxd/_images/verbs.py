@@ -71,7 +71,6 @@ from .registry import RegistryError, open_registry
 from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, written_size
 
 if TYPE_CHECKING:
-    from .._records import Container
     from .._supervisor import Supervisor
 
 
@@ -324,7 +323,7 @@ class ImageVerbs:
             if users and not req.force and single:
                 raise ImageInUse(
                     f'conflict: unable to remove repository reference "{req.image}" (must '
-                    f"force) - container {_who(users[0])} is using its referenced image "
+                    f"force) - container {users[0].id[:12]} is using its referenced image "
                     f"{record.id[7:19]}"
                 )
             before = (*record.repo_tags, *record.repo_digests)
@@ -349,7 +348,7 @@ class ImageVerbs:
             elif users and not req.force:
                 conflict = "must be forced) - image is being used by stopped container"
             if conflict:
-                who = f" {_who((running or users)[0])}" if conflict.endswith("container") else ""
+                who = f" {(running or users)[0].id[:12]}" if conflict.endswith("container") else ""
                 raise ImageInUse(f"conflict: unable to delete {record.id[7:19]} ({conflict}{who}")
             untagged = (*record.repo_tags, *record.repo_digests)
             for _ in untagged:
@@ -767,10 +766,6 @@ def _single_reference(record: ImageRecord) -> bool:
     repos = {d.partition("@")[0] for d in record.repo_digests}
     tagged = {t.rpartition(":")[0] for t in record.repo_tags}
     return len(repos) == 1 and tagged <= repos
-
-
-def _who(c: Container) -> str:
-    return f"{c.id[:12]} ({c.name})"
 
 
 # The area's interface (boxd._verbareas).
