@@ -36,7 +36,14 @@ from .hardlinks import Links, add_hard_link, note_link
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .tarstream import ZSTD_MAGIC
-from .unpack import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError, upper_opaque_xattr
+from .unpack import (
+    OPAQUE,
+    OPAQUE_XATTR,
+    WHITEOUT_PREFIX,
+    LayerError,
+    own_ids,
+    upper_opaque_xattr,
+)
 from .unpack import ArchiveError as ArchiveError
 
 __all__ = [
@@ -546,11 +553,7 @@ class Upper:
     id_map: tuple[int, int] | None = None
 
     def owner(self, st: os.stat_result) -> tuple[int, int]:
-        if self.id_map is None:
-            return st.st_uid, st.st_gid
-        start, count = self.id_map
-        uid, gid = (i - start if start <= i < start + count else i for i in (st.st_uid, st.st_gid))
-        return uid, gid
+        return own_ids(st, self.id_map)
 
 
 LAYER = Upper()
