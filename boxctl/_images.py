@@ -503,6 +503,11 @@ def cmd_load(args: Args) -> int:
         raise CliError("boxctl load: give -i FILE or an archive on stdin")
     for image in _send_file(args, {"type": "LoadRequest"}, args.input):
         for tag in image["tags"]:
+            if tag in image["replaced"]:  # Docker's words
+                print(
+                    f"The image {tag} already exists, renaming the old one with ID "
+                    f"{image['replaced'][tag]} to empty string"
+                )
             print(f"Loaded image: {tag}")
         if not image["tags"]:
             print(f"Loaded image ID: {image['id']}")

@@ -315,3 +315,28 @@ def test_rmi_refusals_in_dockers_words(daemon: Daemon, bb: str) -> None:
     )
     assert docker(daemon, "rmi", "-f", "bb:1").stdout == f"Untagged: bb:1\nDeleted: {bb}\n"
     assert docker(daemon, "start", "-a", cid).returncode == 0
+
+
+def test_a_load_that_takes_a_tag_says_so_as_docker_does(
+    daemon: Daemon, bb: str, tmp_path: Path
+) -> None:
+    """docker load of an image whose tag another image has moves the tag and says so in
+    Docker's words; the other image is then dangling."""
+    saved = tmp_path / "saved.tar"
+    assert docker(daemon, "save", "-o", str(saved), "bb:1").returncode == 0
+    r = docker(daemon, "import", "-c", "LABEL other=yes", str(tmp_path / "rootfs.tar"), "bb:1")
+    other = r.stdout.strip()
+    r = docker(daemon, "load", "-i", str(saved))
+    assert r.stdout == (
+        f"The image bb:1 already exists, renaming the old one with ID {other} to empty "
+        "string\nLoaded image: bb:1\n"
+    )
+    ids = docker(daemon, "images", "-q", "--no-trunc", "-f", "dangling=true").stdout.split()
+    assert ids == [other]
+    assert docker(daemon, "load", "-i", str(saved)).stdout == "Loaded image: bb:1\n"
+    r = docker(daemon, "import", "-c", "LABEL third=yes", str(tmp_path / "rootfs.tar"), "bb:1")
+    third = r.stdout.strip()
+    assert daemon.ctl("load", "-i", str(saved)).stdout == (  # boxctl's words too
+        f"The image bb:1 already exists, renaming the old one with ID {third} to empty "
+        "string\nLoaded image: bb:1\n"
+    )

@@ -201,6 +201,11 @@ async def load(api: Api, conn: HttpConnection, req: Request) -> None:
             text = (
                 f"Loaded image: {_shapes.familiar(tag)}" if tag else f"Loaded image ID: {image.id}"
             )
+            if tag in image.replaced:  # Docker's words
+                text = (
+                    f"The image {_shapes.familiar(tag)} already exists, renaming the old one "
+                    f"with ID {image.replaced[tag]} to empty string\n{text}"
+                )
             await answers.line({"stream": text + "\n"})
     await conn.end()
 

@@ -33,6 +33,7 @@ import zstandard
 
 from .config import DEFAULT, DEFAULT_ID, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
+from .messages import LoadedImage
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .tarstream import ZSTD_MAGIC
@@ -319,8 +320,8 @@ def _unwrap(path: Path, kinds: Sequence[str]) -> None:
         plain.unlink(missing_ok=True)
 
 
-def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
-    """Load every image of the archive at ``path``: (image id, tags) for each."""
+def load(store: ImageStore, path: Path) -> list[LoadedImage]:
+    """Load every image of the archive at ``path``: its id and tags, for each."""
     _unwrap(path, ("zstd",))  # tarfile reads gzip, bzip2 and xz
     try:
         with store.undone_on_failure():
@@ -331,8 +332,8 @@ def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
         raise ArchiveError(f"the archive's index or manifests are malformed: {exc!r}") from None
 
 
-def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
-    loaded: list[tuple[str, list[str]]] = []
+def _load(store: ImageStore, path: Path) -> list[LoadedImage]:
+    loaded: list[LoadedImage] = []
     parents: dict[str, str] = {}  # of manifest.json's entries, by image id
     with _open_tar(path) as tar:
         archive = _Archive(tar)
@@ -351,11 +352,11 @@ def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
                 image_id, layers = _load_image(
                     store, archive, config_name, layer_names, _digest_of(config_name)
                 )
-                loaded.append((image_id, _record(store, image_id, layers, tags)))
+                loaded.append(_record(store, image_id, layers, tags))
                 parents[image_id] = parent
         elif archive.has("index.json"):
             for image_id, layers, tags in _load_oci(store, archive):
-                loaded.append((image_id, _record(store, image_id, layers, tags)))
+                loaded.append(_record(store, image_id, layers, tags))
         else:
             raise ArchiveError("neither manifest.json nor index.json: not an image archive")
     for image_id, parent in parents.items():
@@ -435,17 +436,20 @@ def _host_manifest(archive: _Archive, digest: str, index: dict[str, Any]) -> dic
 
 def _record(
     store: ImageStore, image_id: str, layers: tuple[BlobRef, ...], tags: list[str]
-) -> list[str]:
+) -> LoadedImage:
     store.add(image_id, layers, None)
     names = []
+    replaced = {}
     for tag in tags:
         try:
             ref = parse_reference(tag)
         except ValueError as exc:
             raise ArchiveError(f"the archive's tag {tag!r}: {exc}") from None
-        store.tag(image_id, ref)
+        taken = store.tag(image_id, ref)
         names.append(ref.familiar)
-    return names
+        if taken:
+            replaced[ref.familiar] = taken
+    return LoadedImage(image_id, tuple(names), replaced)
 
 
 # ---- import and commit ----------------------------------------------------------------

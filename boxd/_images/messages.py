@@ -191,8 +191,12 @@ class ImportRequest:
 
 @attrs.frozen
 class LoadedImage:
+    """``replaced``: of the tags, those another image had before, with its id (Docker's
+    load says it renames that image's tag to the empty string)."""
+
     id: str
     tags: tuple[str, ...]
+    replaced: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen

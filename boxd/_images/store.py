@@ -413,15 +413,19 @@ class ImageStore:
         for key in (record.id, *record.repo_tags, *record.repo_digests):
             self._refused[key] = reason
 
-    def tag(self, image_id: str, ref: Reference) -> None:
-        """Point ``ref`` (a tag) at the image, taking it from any image that had it."""
+    def tag(self, image_id: str, ref: Reference) -> str:
+        """Point ``ref`` (a tag) at the image, taking it from any image that had it: the
+        id of that image ("" when none had it)."""
         name = str(ref.with_tag(ref.tag or "latest"))
+        taken = ""
         for record in self.images():
             if record.id != image_id and name in record.repo_tags:
                 self.save(attrs.evolve(record, repo_tags=_without(record.repo_tags, name)))
+                taken = record.id
         record = self.get(image_id)
         if name not in record.repo_tags:
             self.save(attrs.evolve(record, repo_tags=(*record.repo_tags, name)))
+        return taken
 
     def add(
         self,

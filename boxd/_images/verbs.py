@@ -513,10 +513,9 @@ class ImageVerbs:
             loaded = await trio.to_thread.run_sync(archive.load, self.store, path)
         finally:
             path.unlink(missing_ok=True)
-        for image_id, _tags in loaded:
-            image_event(self.sup, "load", image_id)
-        images = tuple([LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded])
-        await conn.send(LoadedFrame(images=images))
+        for image in loaded:
+            image_event(self.sup, "load", image.id)
+        await conn.send(LoadedFrame(images=tuple(loaded)))
 
     async def import_(self, conn: Streamer, req: ImportRequest) -> None:
         from . import archive  # tarfile and zstandard: on first use
