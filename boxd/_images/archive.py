@@ -632,9 +632,10 @@ def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) 
     /etc, where boxd's own files went) is left out too, so a container that changed
     nothing makes an empty layer, as Docker's.  Files are opened with O_NOFOLLOW and
     checked to be what was listed: the container may change its upper directories
-    meanwhile, and must not make the daemon read a host file; a lower directory is entered
-    only below directories (never through a symlink).  An upper directory that is not
-    there (a container that never ran) changed nothing.
+    meanwhile, and must not make the daemon read a host file; a lower directory (an image
+    layer, the host's /usr ..., which the container cannot change) is looked into only
+    through directories checked to be ones (never through a symlink).  An upper directory
+    that is not there (a container that never ran) changed nothing.
     ``upper``: how the overlays wrote them (see :func:`container_upper`)."""
     targets = {target.strip("/") for target, _, _ in uppers}
     links: Links = {}
@@ -644,21 +645,16 @@ def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) 
                 root_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
-            below: list[int] = []
             try:
-                for lower in lowers:
-                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                        below.append(os.open(lower, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
                 rel = target.strip("/")
                 # The mount point's own entry first, as the layer's directory of it, if
                 # anything is written below it.
                 walk = _Walk(tar, targets, links, upper)
                 if rel:
                     walk.pending.append(_info(rel, os.fstat(root_fd), upper))
-                walk.directory(root_fd, below, f"{rel}/" if rel else "")
+                walk.directory(root_fd, [str(lower) for lower in lowers], f"{rel}/" if rel else "")
             finally:
-                for fd in (root_fd, *below):
-                    os.close(fd)
+                os.close(root_fd)
 
 
 @attrs.define
@@ -681,7 +677,7 @@ class _Walk:
         if info is not None:
             self.tar.addfile(info)
 
-    def directory(self, dir_fd: int, below: list[int], prefix: str) -> None:
+    def directory(self, dir_fd: int, below: list[str], prefix: str) -> None:
         """The entries of the upper directory ``dir_fd`` (``below``: the lower directories
         it lies over, top-most first)."""
         for name in sorted(os.listdir(dir_fd)):
@@ -700,13 +696,13 @@ class _Walk:
                 _add_entry(self.tar, dir_fd, name, path, st, self.links, self.upper)
 
     def subdirectory(
-        self, dir_fd: int, below: list[int], name: str, path: str, st: os.stat_result
+        self, dir_fd: int, below: list[str], name: str, path: str, st: os.stat_result
     ) -> None:
         info = _info(path, st, self.upper)
         self.pending.append(info)
         sub = _open_dir(dir_fd, name)
         lower: os.stat_result | None = None
-        subs: list[int] = []
+        subs: list[str] = []
         try:
             if _opaque(sub, self.upper.opaque):
                 self.write(tarfile.TarInfo(f"{path}/{OPAQUE}"))
@@ -714,8 +710,7 @@ class _Walk:
                 lower = _lower_dirs(below, name, subs)
             self.directory(sub, subs, f"{path}/")
         finally:
-            for fd in (sub, *subs):
-                os.close(fd)
+            os.close(sub)
         if self.pending and self.pending[-1] is info:  # nothing written below it
             self.pending.pop()
             same = lower is not None and (
@@ -726,23 +721,26 @@ class _Walk:
                 self.write(info)
 
 
-def _lower_dirs(below: list[int], name: str, found: list[int]) -> os.stat_result | None:
+def _lower_dirs(below: list[str], name: str, found: list[str]) -> os.stat_result | None:
     """The directories ``name`` of the lower directories ``below`` that overlay merges,
-    opened into ``found`` (down to a lower where it is no directory or is opaque); what the
-    top-most of them is (None: no lower has it, or not as a directory)."""
+    into ``found`` (down to a lower where it is no directory or is opaque); what the
+    top-most of them is (None: no lower has it, or not as a directory).  Each is checked
+    to be a directory itself, so a path of ``found`` crosses no symlink."""
     top = None
-    for fd in below:
+    for directory in below:
+        path = f"{directory}/{name}"
         try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            st = os.lstat(path)
         except FileNotFoundError:
             continue
         if not stat.S_ISDIR(st.st_mode):
             break
         if top is None:
             top = st
-        found.append(_open_dir(fd, name))
-        if _opaque(found[-1], OPAQUE_XATTR):
-            break
+        found.append(path)
+        with contextlib.suppress(OSError):
+            if os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y":
+                break
     return top
 
 
