@@ -160,6 +160,10 @@ def test_an_image_others_were_committed_from_is_kept_as_docker_keeps_it(
     assert sorted(listed("-a")) == sorted([child, bb])
     assert listed("-f", "dangling=true") == []
     assert docker(daemon, "image", "prune", "-f").stdout == "Total reclaimed space: 0B\n"
+    # system df counts the images the list shows; info all of them (default among them).
+    df = docker(daemon, "system", "df", "--format", "{{.Type}} {{.TotalCount}}").stdout
+    assert "Images 2" in df.splitlines(), df
+    assert docker(daemon, "info", "--format", "{{.Images}}").stdout == "3\n"
 
     r = docker(daemon, "rmi", "--no-prune", "child:1")
     assert r.stdout.splitlines()[:2] == ["Untagged: child:1", f"Deleted: {child}"]
