@@ -310,7 +310,8 @@ def cmd_images(args: Args) -> int:
     reference = _one(args, args.reference)
     if reference:
         filters.setdefault("reference", []).append(reference)
-    images = call(args.socket, {"type": "ImagesRequest", "filters": filters})["images"]
+    request = {"type": "ImagesRequest", "filters": filters, "all": args.all}
+    images = call(args.socket, request)["images"]
     if args.quiet:
         seen = []
         for i in images:
@@ -362,7 +363,8 @@ def cmd_rmi(args: Args) -> int:
     status = 0
     for ref in args.images:
         try:
-            r = call(args.socket, {"type": "RemoveImageRequest", "image": ref, "force": args.force})
+            request = {"type": "RemoveImageRequest", "image": ref, "force": args.force}
+            r = call(args.socket, {**request, "prune": not args.no_prune})
         except CliError as exc:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
@@ -501,6 +503,11 @@ def cmd_load(args: Args) -> int:
         raise CliError("boxctl load: give -i FILE or an archive on stdin")
     for image in _send_file(args, {"type": "LoadRequest"}, args.input):
         for tag in image["tags"]:
+            if tag in image["replaced"]:  # Docker's words
+                print(
+                    f"The image {tag} already exists, renaming the old one with ID "
+                    f"{image['replaced'][tag]} to empty string"
+                )
             print(f"Loaded image: {tag}")
         if not image["tags"]:
             print(f"Loaded image ID: {image['id']}")
@@ -625,7 +632,7 @@ FORMAT = Opt("--format", kind=VALUE, default="table", choices=("table", "json"))
 PLATFORM = Opt("--platform", kind=VALUE, help="os/arch[/variant] (default: the daemon's)")
 IMAGES_OPTIONS = (
     Opt("-q", "--quiet", help="only ids"),
-    Opt("-a", "--all", help="(all shown)"),
+    Opt("-a", "--all", help="also untagged images others were committed from"),
     Opt("--digests", help="show each repository's digest"),
     Opt("--no-trunc", help="show whole image ids"),
     Opt(
@@ -638,7 +645,10 @@ IMAGES_OPTIONS = (
     FORMAT,
 )
 IMAGES_OPERANDS = (("reference", ANY, "[REPOSITORY[:TAG]]"),)
-RMI_OPTIONS = (Opt("-f", "--force", help="also an image stopped containers use"),)
+RMI_OPTIONS = (
+    Opt("-f", "--force", help="also an image stopped containers use"),
+    Opt("--no-prune", help="keep the untagged images it was committed from"),
+)
 
 COMMANDS = (
     Command(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import attrs
 
-from ._images.unpack import upper_opaque_xattr
+from ._images.unpack import own_ids, upper_opaque_xattr
 from ._rootfs import Image, _container_view
 
 RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
@@ -52,8 +52,14 @@ def _lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
 
 def changes(image: Image, container_dir: Path, *, userns: bool = False) -> list[Change]:
     """The container's changes, sorted by path (``userns``: its overlays take
-    ``userxattr``, and mark opaque directories with their ``user.`` xattr)."""
+    ``userxattr``, and mark opaque directories with their ``user.`` xattr, and its
+    upper directories' owners are host ids, read back as its own)."""
     opaque = upper_opaque_xattr(userns)
+    id_map = None
+    if userns:
+        from ._plan import id_range
+
+        id_map = id_range()
     view = _container_view(image, container_dir)
     targets = {target for target, _ in view}
     found: list[Change] = []
@@ -87,11 +93,11 @@ def changes(image: Image, container_dir: Path, *, userns: bool = False) -> list[
                 reported = True
                 continue
             inner = walk(target, upper, () if below is None else lowers, sub)
-            same = below is not None and (
-                stat.S_IMODE(st.st_mode),
-                st.st_uid,
-                st.st_gid,
-            ) == (stat.S_IMODE(below.st_mode), below.st_uid, below.st_gid)
+            same = below is not None and (stat.S_IMODE(st.st_mode), *own_ids(st, id_map)) == (
+                stat.S_IMODE(below.st_mode),
+                below.st_uid,
+                below.st_gid,
+            )
             if inner or not same:
                 found.append(Change("C", path))
                 reported = True

@@ -632,11 +632,12 @@ def layer_dirs(image: Image) -> tuple[str, ...]:
     return tuple([_layer_dir(layer.target) for layer in image.layers])
 
 
-def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path]]:
-    """(target, upper directory) of each of the container's overlays, ``/`` first: what it
-    wrote in each (commit's and a build step's layer)."""
+def container_uppers(image: Image, container_dir: Path) -> list[tuple[str, Path, tuple[str, ...]]]:
+    """(target, upper directory, lower directories) of each of the container's overlays,
+    ``/`` first: what it wrote in each over what (commit's and a build step's layer)."""
     return [
-        (layer.target, container_dir / _layer_dir(layer.target) / "upper") for layer in image.layers
+        (layer.target, container_dir / _layer_dir(layer.target) / "upper", layer.lowers)
+        for layer in image.layers
     ]
 
 

@@ -112,7 +112,6 @@ from ._rootfs import (
     layer_dirs,
     prepare_default_image,
     resolve_image,
-    written_uppers,
 )
 from ._run import Run, start_time_of
 from ._shim import ExitStatus
@@ -429,15 +428,13 @@ class Supervisor:
 
     async def sizes(self, containers: Sequence[Container]) -> builtins.list[tuple[int, int]]:
         """Docker's SizeRw and SizeRootFs of each container: the bytes it wrote to its own
-        filesystem (the regular files of its overlays' upper directories, /usr's too on
-        default), read in a worker thread; and those with its image's layers (none for
-        default and a root directory, which are the host's files)."""
-        from ._images.store import disk_usage
+        filesystem (see written_size), read in a worker thread; and those with its
+        image's layers (none for default and a root directory, which are the host's
+        files)."""
+        from ._images.store import written_size
 
         dirs = [self.store.container_dir(c.id) for c in containers]
-        written = await trio.to_thread.run_sync(
-            lambda: [disk_usage(written_uppers(d)) for d in dirs]
-        )
+        written = await trio.to_thread.run_sync(lambda: [written_size(d) for d in dirs])
         images: dict[str, int] = {}
         for c in containers:
             if c.config.image_id and c.config.image_id not in images:
@@ -1469,9 +1466,10 @@ class Supervisor:
             functools.partial(_diff.changes, image, where, userns=c.config.userns)
         )
 
-    def uppers(self, ref: str) -> builtins.list[tuple[str, Path]]:
-        """(target, upper directory) of each of the container's overlays, ``/`` first:
-        what it wrote (commit's and a build step's layer; several on default)."""
+    def uppers(self, ref: str) -> builtins.list[tuple[str, Path, tuple[str, ...]]]:
+        """(target, upper directory, lower directories) of each of the container's
+        overlays, ``/`` first: what it wrote over what (commit's and a build step's layer;
+        several on default)."""
         c = self._lookup(ref).container
         image = self._image(c.config.image, c.config.image_id)
         return container_uppers(image, self.store.container_dir(c.id))
@@ -2144,6 +2142,9 @@ async def open_supervisor(
                 else:
                     if swept:
                         log.info("images: deleted %d blobs and layers no image holds", swept)
+                measured = await trio.to_thread.run_sync(sup.images.measure)
+                if measured:
+                    log.info("images: measured %d layers an older boxd stored", measured)
                 for record in images:  # unpacks a kill cut short, from the blobs
                     sup.unpacks.start(record)
                 nursery.start_soon(sup._collect_trash)

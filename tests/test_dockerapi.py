@@ -1848,7 +1848,12 @@ def test_pull_images_run_tag_rmi(clean: Daemon, tmp_path: Path, busybox_root: Pa
         # rmi: of one of two tags, untag; refused while a container uses the image.
         assert _docker(clean, "tag", ref, "mine:1").returncode == 0
         assert _docker(clean, "rmi", "mine:1").stdout == "Untagged: mine:1\n"
-        assert _docker(clean, "rmi", other).stdout == f"Untagged: {other}\n"
+        # Its repository's digest goes with the repository's last tag, as Docker's.
+        untagged = _docker(clean, "rmi", other).stdout.splitlines()
+        assert untagged[0] == f"Untagged: {other}"
+        assert [line.split("@")[0] for line in untagged[1:]] == [
+            f"Untagged: {registry.host}/other/box"
+        ]
         assert _docker(clean, "create", "--name", "user", ref).returncode == 0
         r = _docker(clean, "rmi", ref)
         assert (r.returncode, "(must force) - container " in r.stderr) == (1, True)

@@ -311,7 +311,7 @@ def test_a_layer_of_several_uppers(tmp_path: Path) -> None:
     (usr / "lib").mkdir()
     os.setxattr(usr / "lib", "trusted.overlay.opaque", b"y")
     buf = io.BytesIO()
-    write_diff([("/", root), ("/usr", usr), ("/lib64", tmp_path / "never-ran")], buf)
+    write_diff([("/", root, ()), ("/usr", usr, ()), ("/lib64", tmp_path / "never-ran", ())], buf)
     buf.seek(0)
     with tarfile.open(fileobj=buf) as tar:
         names = tar.getnames()

@@ -140,7 +140,10 @@ def test_rmi_during_an_unpack_cancels_it_and_leaves_nothing(
         hold.release()
         out, err = rmi.communicate(timeout=60)
     assert rmi.returncode == 0, err
-    assert out.startswith(f"Untagged: {ref}\nDeleted: sha256:")
+    untagged, digest, deleted = out.splitlines()[:3]  # the repository's digest too
+    repository = ref.rpartition(":")[0]
+    assert (untagged, digest.split("@")[0]) == (f"Untagged: {ref}", f"Untagged: {repository}")
+    assert deleted.startswith("Deleted: sha256:")
     assert os.listdir(images / "l") == [] and os.listdir(images / "layers") == []
     assert os.listdir(images / "tmp") == [] and os.listdir(images / "meta") == []
     assert not (_blobs(daemon) / layer).exists()

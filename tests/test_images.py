@@ -211,7 +211,7 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
     assert r.returncode == 1
     assert r.stderr.strip().endswith(
         f'unable to remove repository reference "{ref}" (must force) - container '
-        f"{cid[:12]} (stopped) is using its referenced image {short}"
+        f"{cid[:12]} is using its referenced image {short}"
     )
     r = daemon.ctl("rmi", image_id, check=False)
     assert r.returncode == 1
@@ -225,8 +225,9 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
         )
     daemon.ctl("rm", "-f", "live")
 
-    r = daemon.ctl("rmi", "-f", ref)
-    assert r.stdout == f"Untagged: {ref}\nDeleted: {image_id}\n"
+    (digested,) = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["RepoDigests"]
+    r = daemon.ctl("rmi", "-f", ref)  # the repository's digest goes with its last tag
+    assert r.stdout == f"Untagged: {ref}\nUntagged: {digested}\nDeleted: {image_id}\n"
     assert _stored(daemon) == []
     assert daemon.ctl("image", "inspect", image_id, check=False).returncode == 1
     assert daemon.ctl("start", "-a", "stopped").stdout.endswith("hello from the second layer\n")
@@ -241,7 +242,7 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
     # By tag with a running container: only the tag goes; the image stays, untagged.
     daemon.ctl("pull", ref)
     daemon.ctl("run", "-d", "--name", "live", ref, "sleep", "1000")
-    assert daemon.ctl("rmi", "-f", ref).stdout == f"Untagged: {ref}\n"
+    assert daemon.ctl("rmi", "-f", ref).stdout == f"Untagged: {ref}\nUntagged: {digested}\n"
     images = _stored(daemon)
     assert [(i["id"], i["repo_tags"]) for i in images] == [(image_id, [])]
     daemon.ctl("rm", "-f", "live")
@@ -985,7 +986,8 @@ def test_a_user_namespaced_containers_commit_and_export_hold_its_own_ids(
     """What a user-namespaced container writes is owned by host ids (its root is uid
     100000 ...): its commit and its export record the container's own (0, 1234), as
     Docker's userns-remap does, so the image runs with or without a user namespace; a
-    directory it replaced is opaque in the commit (its overlay's user.overlay.opaque)."""
+    directory it replaced is opaque in the commit (its overlay's user.overlay.opaque);
+    one that changed nothing shows no change and commits an empty layer."""
     push(layout, "v1", registry, "box:v1")
     ref = f"{registry.host}/box:v1"
     top = Path(tempfile.mkdtemp(prefix="boxd-images-userns-"))
@@ -1009,6 +1011,14 @@ def test_a_user_namespaced_containers_commit_and_export_hold_its_own_ids(
                 owners = {m.name: (m.uid, m.gid) for m in tar if m.name.startswith("made")}
             assert owners == {"made": (0, 0), "made/f": (1234, 55)}
             daemon.ctl("rm", "writer")
+            # One that changed nothing shows no change (the /etc copied up for boxd's own
+            # files is its own ids again) and commits an empty layer.
+            daemon.ctl("run", "--isolate-user", "--name", "idle", ref, "true")
+            assert daemon.ctl("diff", "idle").stdout == ""
+            daemon.ctl("commit", "idle", "idle:1")
+            history = json.loads(daemon.ctl("history", "--format", "json", "idle:1").stdout)
+            assert history[0]["size"] == 0
+            daemon.ctl("rm", "idle")
     finally:
         shutil.rmtree(top)
 

@@ -884,7 +884,7 @@ class Builder:
                 finally:
                     os.close(fd)
                 layer: BlobRef = await trio.to_thread.run_sync(
-                    archive.layer_of_uppers, self.store, [("/", work)]
+                    archive.layer_of_uppers, self.store, [("/", work, ())]
                 )
                 return layer
             finally:

@@ -69,7 +69,7 @@ _NO_CONTAINER_CONFIG = {
 
 async def images(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
-    rows = await image_rows(api, filters, shared=req.flag("shared-size"))
+    rows = await image_rows(api, filters, shared=req.flag("shared-size"), all=req.flag("all"))
     for row in rows:
         versioned(req, row)
         if not req.at_least("1.43") and not row["RepoTags"] and not row["RepoDigests"]:
@@ -86,13 +86,17 @@ def versioned(req: Request, image: dict[str, Any]) -> dict[str, Any]:
 
 
 async def image_rows(
-    api: Api, filters: dict[str, list[str]] | None = None, *, shared: bool = False
+    api: Api,
+    filters: dict[str, list[str]] | None = None,
+    *,
+    shared: bool = False,
+    all: bool = True,
 ) -> list[dict[str, Any]]:
     """The image list's rows, ``default`` among them (the image verbs list it);
     ``shared``: each one's SharedSize (its layers another image also has), else -1 as
-    Docker's list."""
+    Docker's list; ``all``: the intermediate images too (see ImagesRequest)."""
     filters = filters or {}
-    request = ImagesRequest(filters={k: tuple(v) for k, v in filters.items()})
+    request = ImagesRequest(filters={k: tuple(v) for k, v in filters.items()}, all=all)
     answer: ImagesResponse = await one_answer(api.images.images, request)
     rows = []
     patterns = filters.get("reference", ())
@@ -149,7 +153,7 @@ async def distribution(api: Api, conn: HttpConnection, req: Request, name: str) 
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, name: str) -> None:
-    request = RemoveImageRequest(image=name, force=req.flag("force"))
+    request = RemoveImageRequest(image=name, force=req.flag("force"), prune=not req.flag("noprune"))
     answer = await one_answer(api.images.remove, request)
     await conn.respond_json(
         200,
@@ -197,6 +201,11 @@ async def load(api: Api, conn: HttpConnection, req: Request) -> None:
             text = (
                 f"Loaded image: {_shapes.familiar(tag)}" if tag else f"Loaded image ID: {image.id}"
             )
+            if tag in image.replaced:  # Docker's words
+                text = (
+                    f"The image {_shapes.familiar(tag)} already exists, renaming the old one "
+                    f"with ID {image.replaced[tag]} to empty string\n{text}"
+                )
             await answers.line({"stream": text + "\n"})
     await conn.end()
 
@@ -231,12 +240,13 @@ async def history(api: Api, conn: HttpConnection, req: Request, name: str) -> No
     answer = await one_answer(api.images.history, HistoryRequest(image=name))
     rows = []
     for i, h in enumerate(answer.history):
+        image_id, tags = answer.images[i] if i < len(answer.images) else ("<missing>", ())
         rows.append(
             {
-                "Id": answer.id if i == 0 else "<missing>",
+                "Id": image_id,
                 "Created": _unix_time(str(h.get("created") or "")),
                 "CreatedBy": str(h.get("created_by") or ""),
-                "Tags": [_shapes.familiar(t) for t in answer.repo_tags] if i == 0 else None,
+                "Tags": [_shapes.familiar(t) for t in tags] or None,
                 "Size": int(h.get("size") or 0),
                 "Comment": str(h.get("comment") or ""),
             }

@@ -158,7 +158,8 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
     from ._images import image_rows, versioned
     from ._volumes import df_rows
 
-    images = [versioned(req, row) for row in await image_rows(api, shared=True)]
+    # The images as the list shows them (Docker's df: not the intermediate ones).
+    images = [versioned(req, row) for row in await image_rows(api, shared=True, all=False)]
     now = time.time()
     found = api.sup.list(all=True)
     containers = [_shapes.summary(c, now) for c in found]
@@ -166,7 +167,7 @@ async def df(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(
         200,
         {
-            "LayersSize": sum(i["Size"] for i in images),
+            "LayersSize": api.sup.images.layers_size(),
             "Images": images,
             "Containers": containers,
             "Volumes": await df_rows(api),

@@ -33,10 +33,18 @@ import zstandard
 
 from .config import DEFAULT, DEFAULT_ID, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
+from .messages import LoadedImage
 from .reference import Reference, parse_reference
 from .store import BlobRef, ImageRecord, ImageStore, digest_hex
 from .tarstream import ZSTD_MAGIC
-from .unpack import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, LayerError, upper_opaque_xattr
+from .unpack import (
+    OPAQUE,
+    OPAQUE_XATTR,
+    WHITEOUT_PREFIX,
+    LayerError,
+    own_ids,
+    upper_opaque_xattr,
+)
 from .unpack import ArchiveError as ArchiveError
 
 __all__ = [
@@ -107,10 +115,13 @@ def _manifest(store: ImageStore, record: ImageRecord) -> bytes:
 def save(
     store: ImageStore, images: list[tuple[ImageRecord, list[Reference]]], out: IO[bytes]
 ) -> None:
-    """Write a Docker/OCI archive of ``images`` (each with the tags to name it by)."""
+    """Write a Docker/OCI archive of ``images`` (each with the tags to name it by); an
+    image's Parent is in its manifest.json entry when that image is saved too, as Docker
+    writes it."""
     index: list[dict[str, Any]] = []
     docker: list[dict[str, Any]] = []
     blobs: dict[str, Path | bytes] = {}
+    saved = {record.id for record, _ in images}
     for record, refs in images:
         manifest = _manifest(store, record)
         digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
@@ -130,6 +141,7 @@ def save(
                 "Config": f"blobs/sha256/{digest_hex(record.id)}",
                 "RepoTags": [ref.familiar for ref in refs],
                 "Layers": [f"blobs/sha256/{digest_hex(layer.digest)}" for layer in record.layers],
+                **({"Parent": record.parent} if record.parent in saved else {}),
             }
         )
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -308,8 +320,8 @@ def _unwrap(path: Path, kinds: Sequence[str]) -> None:
         plain.unlink(missing_ok=True)
 
 
-def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
-    """Load every image of the archive at ``path``: (image id, tags) for each."""
+def load(store: ImageStore, path: Path) -> list[LoadedImage]:
+    """Load every image of the archive at ``path``: its id and tags, for each."""
     _unwrap(path, ("zstd",))  # tarfile reads gzip, bzip2 and xz
     try:
         with store.undone_on_failure():
@@ -320,8 +332,9 @@ def load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
         raise ArchiveError(f"the archive's index or manifests are malformed: {exc!r}") from None
 
 
-def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
-    loaded: list[tuple[str, list[str]]] = []
+def _load(store: ImageStore, path: Path) -> list[LoadedImage]:
+    loaded: list[LoadedImage] = []
+    parents: dict[str, str] = {}  # of manifest.json's entries, by image id
     with _open_tar(path) as tar:
         archive = _Archive(tar)
         if archive.has("manifest.json"):
@@ -333,18 +346,34 @@ def _load(store: ImageStore, path: Path) -> list[tuple[str, list[str]]]:
                     config_name = str(entry["Config"])
                     layer_names = [(str(n), _digest_of(str(n))) for n in entry["Layers"]]
                     tags = [str(t) for t in entry.get("RepoTags") or []]
+                    parent = str(entry.get("Parent") or "")
                 except (KeyError, TypeError):
                     raise ArchiveError("manifest.json: an entry lacks Config or Layers") from None
                 image_id, layers = _load_image(
                     store, archive, config_name, layer_names, _digest_of(config_name)
                 )
-                loaded.append((image_id, _record(store, image_id, layers, tags)))
+                loaded.append(_record(store, image_id, layers, tags))
+                parents[image_id] = parent
         elif archive.has("index.json"):
             for image_id, layers, tags in _load_oci(store, archive):
-                loaded.append((image_id, _record(store, image_id, layers, tags)))
+                loaded.append(_record(store, image_id, layers, tags))
         else:
             raise ArchiveError("neither manifest.json nor index.json: not an image archive")
+    for image_id, parent in parents.items():
+        if parent in parents and parent != image_id:
+            _set_parent(store, store.get(image_id), store.get(parent))
     return loaded
+
+
+def _set_parent(store: ImageStore, record: ImageRecord, parent: ImageRecord) -> None:
+    """``parent`` as the Parent of the loaded image ``record``, if it can be the image
+    ``record`` was committed from, as Docker's load checks it: the same history and one
+    entry more."""
+    mine = store.config(record).get("history") or []
+    theirs = store.config(parent).get("history") or []
+    follows = len(mine) == len(theirs) + 1 and mine[: len(theirs)] == theirs
+    if (follows or not (mine or theirs)) and record.parent != parent.id:
+        store.save(attrs.evolve(record, parent=parent.id))
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
@@ -407,17 +436,20 @@ def _host_manifest(archive: _Archive, digest: str, index: dict[str, Any]) -> dic
 
 def _record(
     store: ImageStore, image_id: str, layers: tuple[BlobRef, ...], tags: list[str]
-) -> list[str]:
+) -> LoadedImage:
     store.add(image_id, layers, None)
     names = []
+    replaced = {}
     for tag in tags:
         try:
             ref = parse_reference(tag)
         except ValueError as exc:
             raise ArchiveError(f"the archive's tag {tag!r}: {exc}") from None
-        store.tag(image_id, ref)
+        taken = store.tag(image_id, ref)
         names.append(ref.familiar)
-    return names
+        if taken:
+            replaced[ref.familiar] = taken
+    return LoadedImage(image_id, tuple(names), replaced)
 
 
 # ---- import and commit ----------------------------------------------------------------
@@ -525,14 +557,14 @@ class Upper:
     id_map: tuple[int, int] | None = None
 
     def owner(self, st: os.stat_result) -> tuple[int, int]:
-        if self.id_map is None:
-            return st.st_uid, st.st_gid
-        start, count = self.id_map
-        uid, gid = (i - start if start <= i < start + count else i for i in (st.st_uid, st.st_gid))
-        return uid, gid
+        return own_ids(st, self.id_map)
 
 
 LAYER = Upper()
+
+# An overlay of a container: its target, its upper directory and its lower directories
+# (top-most first).
+Overlay = tuple[str, Path, Sequence[str]]
 
 
 def container_upper(userns: bool) -> Upper:
@@ -548,7 +580,7 @@ def container_upper(userns: bool) -> Upper:
 def commit(
     store: ImageStore,
     parent: ImageRecord | None,
-    uppers: Sequence[tuple[str, Path]],
+    uppers: Sequence[Overlay],
     container_config: dict[str, Any],
     ref: Reference | None,
     history: dict[str, str],
@@ -571,9 +603,7 @@ def commit(
     return store.add(image_id, (*layers, layer), ref, base=over, parent=parent_id)
 
 
-def layer_of_uppers(
-    store: ImageStore, uppers: Sequence[tuple[str, Path]], upper: Upper = LAYER
-) -> BlobRef:
+def layer_of_uppers(store: ImageStore, uppers: Sequence[Overlay], upper: Upper = LAYER) -> BlobRef:
     """Overlay upper directories (or any directories) as one stored, unpacked layer (see
     :func:`write_diff`)."""
     fd, tmp = store.temp_file()
@@ -590,70 +620,134 @@ def layer_of_uppers(
 _RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
 
 
-def write_diff(uppers: Sequence[tuple[str, Path]], out: IO[bytes], upper: Upper = LAYER) -> None:
-    """A layer tar of a container's overlay upper directories, (target, directory) with
-    ``/`` first (one on a stored image; on default one more for each host directory it
-    shows, /usr ...), each one's paths below its target (``usr/bin/x``): whiteouts (0/0
-    character devices) become ``.wh.NAME`` and opaque directories get ``.wh..wh..opq``;
-    the files boxd writes at each start (/etc/hostname, /etc/hosts, /etc/resolv.conf) are
-    left out, and so is what an upper holds where another overlay is mounted (its mount
-    point).  Files are opened with O_NOFOLLOW and checked to be what was listed: the
-    container may change its upper directories meanwhile, and must not make the daemon
-    read a host file.  An upper directory that is not there (a container that never ran)
-    changed nothing.
+def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) -> None:
+    """A layer tar of a container's overlay upper directories, (target, directory, the
+    overlay's lower directories top-most first) with ``/`` first (one on a stored image; on
+    default one more for each host directory it shows, /usr ...), each one's paths below
+    its target (``usr/bin/x``): whiteouts (0/0 character devices) become ``.wh.NAME`` and
+    opaque directories get ``.wh..wh..opq``; the files boxd writes at each start
+    (/etc/hostname, /etc/hosts, /etc/resolv.conf) are left out, and so is what an upper
+    holds where another overlay is mounted (its mount point).  A directory that is only
+    overlay's copy of a lower one (its mode and owner the same, nothing written below it:
+    /etc, where boxd's own files went) is left out too, so a container that changed
+    nothing makes an empty layer, as Docker's.  Files are opened with O_NOFOLLOW and
+    checked to be what was listed: the container may change its upper directories
+    meanwhile, and must not make the daemon read a host file; a lower directory (an image
+    layer, the host's /usr ..., which the container cannot change) is looked into only
+    through directories checked to be ones (never through a symlink).  An upper directory
+    that is not there (a container that never ran) changed nothing.
     ``upper``: how the overlays wrote them (see :func:`container_upper`)."""
-    targets = {target.strip("/") for target, _ in uppers}
+    targets = {target.strip("/") for target, _, _ in uppers}
     links: Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for target, directory in uppers:
+        for target, directory, lowers in uppers:
             try:
                 root_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             try:
                 rel = target.strip("/")
-                if rel and os.listdir(root_fd):
-                    # The mount point's own entry first, as the layer's directory of it.
-                    tar.addfile(_info(rel, os.fstat(root_fd), upper))
-                _walk_upper(tar, root_fd, f"{rel}/" if rel else "", targets, links, upper)
+                # The mount point's own entry first, as the layer's directory of it, if
+                # anything is written below it.
+                walk = _Walk(tar, targets, links, upper)
+                if rel:
+                    walk.pending.append(_info(rel, os.fstat(root_fd), upper))
+                walk.directory(root_fd, [str(lower) for lower in lowers], f"{rel}/" if rel else "")
             finally:
                 os.close(root_fd)
+
+
+@attrs.define
+class _Walk:
+    """One upper directory's walk into a layer tar.  A directory's entry waits in
+    ``pending`` until something is written below it, or it is found to differ from the
+    lower directory it copies (or to have none)."""
+
+    tar: tarfile.TarFile
+    skipped: set[str]
+    links: Links
+    upper: Upper
+    pending: list[tarfile.TarInfo] = attrs.Factory(list)
+
+    def write(self, info: tarfile.TarInfo | None = None) -> None:
+        """The pending directories, then ``info`` (if any)."""
+        for waiting in self.pending:
+            self.tar.addfile(waiting)
+        self.pending.clear()
+        if info is not None:
+            self.tar.addfile(info)
+
+    def directory(self, dir_fd: int, below: list[str], prefix: str) -> None:
+        """The entries of the upper directory ``dir_fd`` (``below``: the lower directories
+        it lies over, top-most first)."""
+        for name in sorted(os.listdir(dir_fd)):
+            path = f"{prefix}{name}"
+            if path in _RUNTIME_FILES or path in self.skipped:
+                continue
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if _is_whiteout(st):
+                wh = tarfile.TarInfo(f"{prefix}{WHITEOUT_PREFIX}{name}")
+                wh.mtime = int(st.st_mtime)
+                self.write(wh)
+            elif stat.S_ISDIR(st.st_mode):
+                self.subdirectory(dir_fd, below, name, path, st)
+            else:
+                self.write()
+                _add_entry(self.tar, dir_fd, name, path, st, self.links, self.upper)
+
+    def subdirectory(
+        self, dir_fd: int, below: list[str], name: str, path: str, st: os.stat_result
+    ) -> None:
+        info = _info(path, st, self.upper)
+        self.pending.append(info)
+        sub = _open_dir(dir_fd, name)
+        lower: os.stat_result | None = None
+        subs: list[str] = []
+        try:
+            if _opaque(sub, self.upper.opaque):
+                self.write(tarfile.TarInfo(f"{path}/{OPAQUE}"))
+            else:
+                lower = _lower_dirs(below, name, subs)
+            self.directory(sub, subs, f"{path}/")
+        finally:
+            os.close(sub)
+        if self.pending and self.pending[-1] is info:  # nothing written below it
+            self.pending.pop()
+            same = lower is not None and (
+                (stat.S_IMODE(lower.st_mode), lower.st_uid, lower.st_gid)
+                == (info.mode, info.uid, info.gid)
+            )
+            if not same:
+                self.write(info)
+
+
+def _lower_dirs(below: list[str], name: str, found: list[str]) -> os.stat_result | None:
+    """The directories ``name`` of the lower directories ``below`` that overlay merges,
+    into ``found`` (down to a lower where it is no directory or is opaque); what the
+    top-most of them is (None: no lower has it, or not as a directory).  Each is checked
+    to be a directory itself, so a path of ``found`` crosses no symlink."""
+    top = None
+    for directory in below:
+        path = f"{directory}/{name}"
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            break
+        if top is None:
+            top = st
+        found.append(path)
+        with contextlib.suppress(OSError):
+            if os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y":
+                break
+    return top
 
 
 def _opaque(fd: int, attr: str) -> bool:
     with contextlib.suppress(OSError):
         return os.getxattr(fd, attr) == b"y"
     return False
-
-
-def _walk_upper(
-    tar: tarfile.TarFile,
-    dir_fd: int,
-    prefix: str,
-    skipped: set[str],
-    links: Links,
-    upper: Upper,
-) -> None:
-    for name in sorted(os.listdir(dir_fd)):
-        path = f"{prefix}{name}"
-        if path in _RUNTIME_FILES or path in skipped:
-            continue
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if _is_whiteout(st):
-            wh = tarfile.TarInfo(f"{prefix}{WHITEOUT_PREFIX}{name}")
-            wh.mtime = int(st.st_mtime)
-            tar.addfile(wh)
-        elif stat.S_ISDIR(st.st_mode):
-            tar.addfile(_info(path, st, upper))
-            sub = _open_dir(dir_fd, name)
-            try:
-                if _opaque(sub, upper.opaque):
-                    tar.addfile(tarfile.TarInfo(f"{path}/{OPAQUE}"))
-                _walk_upper(tar, sub, f"{path}/", skipped, links, upper)
-            finally:
-                os.close(sub)
-        else:
-            _add_entry(tar, dir_fd, name, path, st, links, upper)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

@@ -78,9 +78,11 @@ class PushedFrame:
 @attrs.frozen
 class ImagesRequest:
     """``filters``: Docker's (``dangling``, ``label``, ``before``, ``since``,
-    ``reference``); an image must match every key, and a value of each."""
+    ``reference``); an image must match every key, and a value of each.  ``all``: also
+    the untagged images others were committed from (Docker's intermediate images)."""
 
     filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+    all: bool = False
 
 
 @attrs.frozen
@@ -131,8 +133,12 @@ class DistributionResponse:
 
 @attrs.frozen
 class RemoveImageRequest:
+    """``prune``: also the untagged images it was committed from that nothing else uses
+    (Docker's rmi without ``--no-prune``)."""
+
     image: str
     force: bool = False
+    prune: bool = True
 
 
 @attrs.frozen
@@ -185,8 +191,12 @@ class ImportRequest:
 
 @attrs.frozen
 class LoadedImage:
+    """``replaced``: of the tags, those another image had before, with its id (Docker's
+    load says it renames that image's tag to the empty string)."""
+
     id: str
     tags: tuple[str, ...]
+    replaced: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -219,9 +229,12 @@ class HistoryRequest:
 
 @attrs.frozen
 class HistoryResponse:
+    """``images``: the image's id and tags, then those of the image it was committed from
+    (its Parent) and so on, as far as they are stored: the rows' from the top, as Docker's
+    history names them (the others' are ``<missing>``)."""
+
     history: tuple[dict[str, Any], ...]
-    id: str = ""  # the image's
-    repo_tags: tuple[str, ...] = ()
+    images: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @attrs.frozen

@@ -33,11 +33,10 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,8 @@ class ImageRecord:
     # based on it is one of this store only (save and push refuse it).
     base: str = ""
     # The image it was committed from (an id, ``default``'s too), as Docker's inspect shows
-    # it in Parent: a fact of this store, not of the config, so lost by save and push.
+    # it in Parent: a fact of this store, not of the config, so lost by push (save keeps
+    # it when it saves that image too, in manifest.json, as Docker's).
     parent: str = ""
 
 
@@ -291,7 +291,7 @@ class ImageStore:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        record = {"diff_id": diff_id, "dir": final.name, "size": result.size}
+        record = {"diff_id": diff_id, "dir": final.name, "files": disk_usage([final])}
         try:
             atomic_write(self.layer_records / f"{hexa}.json", json.dumps(record).encode())
         except BaseException:  # a full disk: no layer without its record is left
@@ -301,10 +301,27 @@ class ImageStore:
         return final
 
     def layer_size(self, diff_id: str) -> int:
+        """What the unpacked layer holds, as Docker counts a layer's size (see
+        :func:`disk_usage`): 0 for a layer that changed nothing."""
         with contextlib.suppress(FileNotFoundError):
             path = self.layer_records / f"{digest_hex(diff_id)}.json"
-            return int(json.loads(path.read_bytes())["size"])
+            return int(json.loads(path.read_bytes()).get("files", 0))
         return 0
+
+    def measure(self) -> int:
+        """At start: the size of each layer whose record has none (an older boxd's, which
+        recorded its tar's size instead) measured and recorded; how many were."""
+        measured = 0
+        for entry in os.scandir(self.layer_records):
+            with contextlib.suppress(OSError, ValueError):
+                record = json.loads(Path(entry.path).read_bytes())
+                if "files" not in record:
+                    record.pop("size", None)
+                    path = self.layer_dirs / str(record["dir"])
+                    record["files"] = disk_usage([path])
+                    atomic_write(Path(entry.path), json.dumps(record).encode())
+                    measured += 1
+        return measured
 
     # ---- images ---------------------------------------------------------------------
 
@@ -396,15 +413,19 @@ class ImageStore:
         for key in (record.id, *record.repo_tags, *record.repo_digests):
             self._refused[key] = reason
 
-    def tag(self, image_id: str, ref: Reference) -> None:
-        """Point ``ref`` (a tag) at the image, taking it from any image that had it."""
+    def tag(self, image_id: str, ref: Reference) -> str:
+        """Point ``ref`` (a tag) at the image, taking it from any image that had it: the
+        id of that image ("" when none had it)."""
         name = str(ref.with_tag(ref.tag or "latest"))
+        taken = ""
         for record in self.images():
             if record.id != image_id and name in record.repo_tags:
                 self.save(attrs.evolve(record, repo_tags=_without(record.repo_tags, name)))
+                taken = record.id
         record = self.get(image_id)
         if name not in record.repo_tags:
             self.save(attrs.evolve(record, repo_tags=(*record.repo_tags, name)))
+        return taken
 
     def add(
         self,
@@ -438,13 +459,14 @@ class ImageStore:
         return self.get(image_id)
 
     def untag(self, record: ImageRecord, name: str) -> ImageRecord:
-        record = attrs.evolve(
-            record,
-            repo_tags=_without(record.repo_tags, name),
-            repo_digests=tuple(
-                [d for d in record.repo_digests if not name.startswith(d.split("@")[0] + ":")]
-            ),
-        )
+        """``name`` (a tag or a repo digest) taken from the image; with the last tag of a
+        repository, the repository's digests too (as Docker's rmi)."""
+        tags = _without(record.repo_tags, name)
+        digests = _without(record.repo_digests, name)
+        repo = name.rpartition(":")[0]
+        if "@" not in name and all(t.rpartition(":")[0] != repo for t in tags):
+            digests = tuple([d for d in digests if d.partition("@")[0] != repo])
+        record = attrs.evolve(record, repo_tags=tags, repo_digests=digests)
         self.save(record)
         return record
 
@@ -568,6 +590,11 @@ class ImageStore:
     def size(self, record: ImageRecord) -> int:
         return sum(self.layer_size(layer.diff_id) for layer in record.layers)
 
+    def layers_size(self) -> int:
+        """The bytes of the layers the images hold, each layer once (Docker's LayersSize:
+        what ``system df`` shows as the images' size)."""
+        return sum(map(self.layer_size, self._used(self.images())))
+
 
 class ImageInUse(RuntimeError):
     """rmi of an image a container uses (without --force)."""
@@ -577,13 +604,38 @@ def _without(items: tuple[str, ...], item: str) -> tuple[str, ...]:
     return tuple([i for i in items if i != item])
 
 
-def disk_usage(dirs: list[Path]) -> int:
-    """Bytes of the regular files below ``dirs`` (symlinks not followed)."""
+def written_size(container_dir: Path) -> int:
+    """What a container wrote to its own filesystem (Docker's SizeRw): what its overlays'
+    upper directories hold (/usr's too on default) as :func:`disk_usage` counts it, but
+    the files boxd writes at each start (Docker keeps its own out of the container's
+    layer too), so that a container that changed nothing has written 0 B."""
+    from .._diff import RUNTIME_FILES
+    from .._rootfs import root_upper, written_uppers
+
+    root = root_upper(container_dir)
+    return disk_usage(written_uppers(container_dir), {f"{root}{p}" for p in RUNTIME_FILES})
+
+
+def disk_usage(dirs: list[Path], leave_out: Collection[str] = ()) -> int:
+    """Bytes below ``dirs`` as Docker counts a layer's or a container's size: the sizes
+    of everything but directories (a symlink's is its target's length; nothing is
+    followed), each inode once (hard links); but the paths ``leave_out``."""
+    seen: set[tuple[int, int]] = set()
     total = 0
-    for d in dirs:
-        for root, _dirs, files in os.walk(d):
-            for name in files:
+    pending = [str(d) for d in dirs]
+    while pending:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
                 with contextlib.suppress(OSError):
-                    st = os.lstat(os.path.join(root, name))
-                    total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                        continue
+                    if entry.path in leave_out:
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_nlink > 1:
+                        if (st.st_dev, st.st_ino) in seen:
+                            continue
+                        seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
     return total

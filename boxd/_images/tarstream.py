@@ -59,7 +59,6 @@ class Decompressed:
     def __init__(self, read: Callable[[int], bytes]) -> None:
         self._raw = read
         self.sha = hashlib.sha256()
-        self.size = 0
         first = read(CHUNK)
         while 0 < len(first) < len(ZSTD_MAGIC):  # a pipe may give less: enough to tell
             more = read(CHUNK)
@@ -112,7 +111,6 @@ class Decompressed:
             data = self._input()
         if data:
             self.sha.update(data)
-            self.size += len(data)
         return data
 
     def _gunzip(self) -> bytes:

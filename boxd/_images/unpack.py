@@ -46,7 +46,15 @@ from .tarstream import (
     TarReader,
 )
 
-__all__ = ["ArchiveError", "LayerError", "Unpacked", "open_layer", "unpack", "upper_opaque_xattr"]
+__all__ = [
+    "ArchiveError",
+    "LayerError",
+    "Unpacked",
+    "open_layer",
+    "own_ids",
+    "unpack",
+    "upper_opaque_xattr",
+]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -66,6 +74,17 @@ def upper_opaque_xattr(userns: bool) -> str:
     The other one is an ordinary xattr there: a directory copied up from a layer, which has
     both, carries it without being opaque in the upper."""
     return OPAQUE_USER_XATTR if userns else OPAQUE_XATTR
+
+
+def own_ids(st: os.stat_result, id_map: tuple[int, int] | None) -> tuple[int, int]:
+    """A file's owner (uid, gid) as its container sees it: a user-namespaced container's
+    upper directory holds host ids, which ``id_map`` (the host start and count its ids
+    map to) reads back as its own; without one, the ids as they are."""
+    if id_map is None:
+        return st.st_uid, st.st_gid
+    start, count = id_map
+    uid, gid = (i - start if start <= i < start + count else i for i in (st.st_uid, st.st_gid))
+    return uid, gid
 
 
 class LayerError(Exception):
@@ -90,11 +109,10 @@ def open_layer(blob: BinaryIO) -> Decompressed:
 
 
 class Unpacked:
-    """What :func:`unpack` found: the diff_id and the uncompressed size of the tar."""
+    """What :func:`unpack` found: the diff_id of the tar."""
 
-    def __init__(self, diff_id: str, size: int) -> None:
+    def __init__(self, diff_id: str) -> None:
         self.diff_id = diff_id
-        self.size = size
 
 
 def _clean(name: str, member: str) -> list[str]:
@@ -315,7 +333,7 @@ class _Unpacker:
 
 def unpack(read: Callable[[int], bytes], dest: str) -> Unpacked:
     """Unpack the layer whose bytes ``read(n)`` gives (a file's, a pipe's; b"" at the
-    end) into the empty directory ``dest``, as they come; its diff_id and size.
+    end) into the empty directory ``dest``, as they come; its diff_id.
 
     Raises :class:`LayerError` for a hostile or broken layer (traversal, a truncated
     stream, a bad tar); what was written below ``dest`` is the caller's to delete.
@@ -348,4 +366,4 @@ def unpack(read: Callable[[int], bytes], dest: str) -> Unpacked:
             ahead.close()
         unpacker.close()
         os.close(root_fd)
-    return Unpacked("sha256:" + stream.sha.hexdigest(), stream.size)
+    return Unpacked("sha256:" + stream.sha.hexdigest())

@@ -68,10 +68,9 @@ from .messages import (
 from .pull import Platform, Progress, parse_platform
 from .reference import Reference, matching, parse_reference
 from .registry import RegistryError, open_registry
-from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, disk_usage
+from .store import ImageInUse, ImageRecord, ImageStore, NoSuchImage, written_size
 
 if TYPE_CHECKING:
-    from .._records import Container
     from .._supervisor import Supervisor
 
 
@@ -208,8 +207,10 @@ class ImageVerbs:
         return record, self.store.config(record)
 
     async def images(self, conn: Sender, req: ImagesRequest) -> None:
-        """The stored images and the built-in one, as the filters select them."""
+        """The stored images and the built-in one, as the filters select them; as Docker
+        lists them, not an untagged one that others were committed from unless ``all``."""
         stored = self.store.images()
+        parents = {r.parent for r in stored}
         holders = collections.Counter(d for r in stored for d in {x.diff_id for x in r.layers})
         configs = {r.id: self._config_of(r) for r in stored}
         configs[DEFAULT_ID] = default_config()
@@ -217,8 +218,12 @@ class ImageVerbs:
         # Newest first by the image's created time, as Docker lists them (not by when it
         # came here: a pull of an old image lists it with the old ones).
         records.sort(key=lambda r: (_created_at(configs[r.id]), r.added), reverse=True)
-        keep = _image_filter(req.filters, self.store, configs)
-        records = [r for r in records if keep(r)]
+        keep = _image_filter(req.filters, self.store, configs, parents)
+        records = [
+            r
+            for r in records
+            if keep(r) and (req.all or r.repo_tags or r.repo_digests or r.id not in parents)
+        ]
         await self.sup.unpacks.settled(records)  # the sizes of their layers
         # Each layer's size read once (its record is a file): for the totals and shares.
         layer_size = functools.cache(self.store.layer_size)
@@ -295,54 +300,101 @@ class ImageVerbs:
         every tag, then the image.  A container using the image makes it a conflict; with
         ``-f`` a stopped container's image is removed all the same (hidden, its layers kept
         until the container goes: the container keeps working), a running container's
-        never: by id it is refused, by tag only the tag goes, as Docker does.  The
-        built-in image default is not in the store: refused as such, not as unknown."""
+        never: by id it is refused, by tag only the tag goes, as Docker does.  An image
+        that others were committed from (their Parent) is never deleted: by id it is
+        refused even with ``-f``, by tag only the tag goes.  Then (``prune``) the untagged
+        images it came from that nothing else uses go too.  The built-in image default is
+        not in the store: refused as such, not as unknown."""
         if is_default(req.image):
             raise Conflict(default_refusal("removed"))
         record = self.store.lookup(req.image)
-        by_tag = None
+        children = self._children(record)
+        by_ref = None  # the tag or repo digest it was named by (else: by id)
         with contextlib.suppress(ValueError):
             ref = parse_reference(req.image)
-            if str(ref) in record.repo_tags:
-                by_tag = str(ref)
+            name = str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}"
+            if name in (*record.repo_tags, *record.repo_digests):
+                by_ref = name
         users = [c for c in self.sup.list(all=True) if c.config.image_id == record.id]
         running = [c for c in users if c.state.status in LIVE]
+        single = _single_reference(record)
         untagged: tuple[str, ...] = ()
-        if by_tag is not None:
-            if users and not req.force and len(record.repo_tags) == 1:
+        if by_ref is not None:
+            if users and not req.force and single:
                 raise ImageInUse(
                     f'conflict: unable to remove repository reference "{req.image}" (must '
-                    f"force) - container {_who(users[0])} is using its referenced image "
+                    f"force) - container {users[0].id[:12]} is using its referenced image "
                     f"{record.id[7:19]}"
                 )
-            record = self.store.untag(record, by_tag)
-            untagged = (by_tag,)
-            image_event(self.sup, "untag", record.id)
-            if record.repo_tags or running:  # Docker leaves a running container's image
+            before = (*record.repo_tags, *record.repo_digests)
+            record = self.store.untag(record, by_ref)
+            # With its repository's last tag, the repository's digests (as Docker's).
+            left = (*record.repo_tags, *record.repo_digests)
+            untagged = tuple([r for r in before if r not in left])
+            for _ in untagged:
+                image_event(self.sup, "untag", record.id)
+            # Docker leaves an image still named, a running container's, one with children.
+            if record.repo_tags or record.repo_digests or running or children:
                 await conn.send(RemovedImageResponse(untagged=untagged, deleted=()))
                 return
         else:
             conflict = ""
-            if running:
+            if children:
+                conflict = "cannot be forced) - image has dependent child images"
+            elif running:
                 conflict = "cannot be forced) - image is being used by running container"
-            elif len(record.repo_tags) > 1 and not req.force:
+            elif record.repo_tags + record.repo_digests and not single and not req.force:
                 conflict = "must be forced) - image is referenced in multiple repositories"
             elif users and not req.force:
                 conflict = "must be forced) - image is being used by stopped container"
             if conflict:
-                who = f" {_who((running or users)[0])}" if conflict.endswith("container") else ""
+                who = f" {(running or users)[0].id[:12]}" if conflict.endswith("container") else ""
                 raise ImageInUse(f"conflict: unable to delete {record.id[7:19]} ({conflict}{who}")
-            untagged = record.repo_tags
+            untagged = (*record.repo_tags, *record.repo_digests)
             for _ in untagged:
                 image_event(self.sup, "untag", record.id)
         if users:
             async with self.sup.puller.lock:
                 self.store.retire(record)
+            self.sup.events.image("delete", record.id, record.id)
             deleted: tuple[str, ...] = (record.id,)
         else:
-            deleted = (record.id, *await self.sup.puller.delete(record))
-        self.sup.events.image("delete", record.id, record.id)
+            deleted, _ = await self._delete(record)
+        if req.prune:
+            deleted += (await self._prune_parents(record))[0]
         await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
+
+    async def _delete(self, record: ImageRecord) -> tuple[tuple[str, ...], int]:
+        """Delete an image no container uses: its id and the layers that went with it
+        (their diff_ids), and those layers' bytes."""
+        sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
+        removed = await self.sup.puller.delete(record)
+        self.sup.events.image("delete", record.id, record.id)
+        return (record.id, *removed), sum(sizes[diff_id] for diff_id in removed)
+
+    def _children(self, record: ImageRecord) -> list[ImageRecord]:
+        """The stored images committed from ``record`` (their Parent)."""
+        return [r for r in self.store.images() if r.parent == record.id]
+
+    async def _prune_parents(self, record: ImageRecord) -> tuple[tuple[str, ...], int]:
+        """After ``record``'s deletion, the image it was committed from, and so on up,
+        while one is untagged and no container nor other image uses it (Docker's rmi
+        without --no-prune, and its prune): what was deleted (see :meth:`_delete`)."""
+        deleted: tuple[str, ...] = ()
+        reclaimed = 0
+        while record.parent and record.parent != DEFAULT_ID:
+            try:
+                record = self.store.get(record.parent)
+            except NoSuchImage:
+                break
+            if record.repo_tags or record.repo_digests or self._users(record):
+                break
+            if self._children(record):
+                break
+            ids, size = await self._delete(record)
+            deleted += ids
+            reclaimed += size
+        return deleted, reclaimed
 
     async def tag(self, conn: Sender, req: TagRequest) -> None:
         if is_default(req.source):
@@ -461,10 +513,9 @@ class ImageVerbs:
             loaded = await trio.to_thread.run_sync(archive.load, self.store, path)
         finally:
             path.unlink(missing_ok=True)
-        for image_id, _tags in loaded:
-            image_event(self.sup, "load", image_id)
-        images = tuple([LoadedImage(id=i, tags=tuple(tags)) for i, tags in loaded])
-        await conn.send(LoadedFrame(images=images))
+        for image in loaded:
+            image_event(self.sup, "load", image.id)
+        await conn.send(LoadedFrame(images=tuple(loaded)))
 
     async def import_(self, conn: Streamer, req: ImportRequest) -> None:
         from . import archive  # tarfile and zstandard: on first use
@@ -573,32 +624,44 @@ class ImageVerbs:
                 layer = next(layers, None)
                 row["size"] = 0 if layer is None else self.store.layer_size(layer.diff_id)
             rows.append(row)
-        await conn.send(
-            HistoryResponse(history=tuple(reversed(rows)), id=record.id, repo_tags=record.repo_tags)
-        )
+        # The image, then the one it was committed from and so on while they are here.
+        images = [(record.id, record.repo_tags)]
+        while record.parent and len(images) < len(rows):
+            try:
+                record = self._found(record.parent)[0]
+            except NoSuchImage:
+                break
+            images.append((record.id, record.repo_tags))
+        await conn.send(HistoryResponse(history=tuple(reversed(rows)), images=tuple(images)))
 
     async def prune(self, conn: Sender, req: PruneImagesRequest) -> None:
-        """Images no container uses: untagged ones (with ``all``, tagged ones too)."""
+        """Images no container uses: untagged ones (with ``all``, tagged ones too), but not
+        one that others were committed from; as Docker's, the untagged images that a
+        deleted one was committed from go too (see :meth:`_prune_parents`), and with
+        ``all`` a tagged one once its children went (passes until one deletes nothing)."""
         used = {c.config.image_id for c in self.sup.list(all=True)}
         only = _prune.parse(req.filters, time.time())
         untagged: list[str] = []
         deleted: list[str] = []
         reclaimed = 0
-        for record in self.store.images():
-            if record.id in used or (record.repo_tags and not req.all):
-                continue
-            config = self.store.config(record)
-            labels = (config.get("config") or {}).get("Labels") or {}
-            if not only.selects(_created_at(config), labels):
-                continue
-            untagged.extend(record.repo_tags)
-            for _ in record.repo_tags:
-                image_event(self.sup, "untag", record.id)
-            sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
-            removed = await self.sup.puller.delete(record)
-            reclaimed += sum(sizes[diff_id] for diff_id in removed)
-            deleted.extend((record.id, *removed))
-            self.sup.events.image("delete", record.id, record.id)
+        before = -1
+        while len(deleted) != before:
+            before = len(deleted)
+            for record in self.store.images():
+                if record.id in deleted or record.id in used:
+                    continue
+                if (record.repo_tags and not req.all) or self._children(record):
+                    continue
+                config = self.store.config(record)
+                labels = (config.get("config") or {}).get("Labels") or {}
+                if not only.selects(_created_at(config), labels):
+                    continue
+                untagged.extend((*record.repo_tags, *record.repo_digests))
+                for _ in (*record.repo_tags, *record.repo_digests):
+                    image_event(self.sup, "untag", record.id)
+                for ids, size in (await self._delete(record), await self._prune_parents(record)):
+                    deleted.extend(ids)
+                    reclaimed += size
         await conn.send(
             RemovedImageResponse(
                 untagged=tuple(untagged), deleted=tuple(deleted), reclaimed=reclaimed
@@ -618,7 +681,7 @@ class ImageVerbs:
             for layer in record.layers
         }
         kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
-        uppers = [self.sup.store.container_dir(c.id) / "fs" for c in containers]
+        dirs = [self.sup.store.container_dir(c.id) for c in containers]
         volumes = await _volserver.sizes(self.sup)
         await conn.send(
             SystemDfResponse(
@@ -629,7 +692,7 @@ class ImageVerbs:
                 layers=len(sizes),
                 containers=len(containers),
                 containers_running=sum(1 for c in containers if c.state.pid),
-                containers_size=await trio.to_thread.run_sync(disk_usage, uppers),
+                containers_size=await trio.to_thread.run_sync(lambda: sum(map(written_size, dirs))),
                 volumes=len(volumes),
                 volumes_active=sum(1 for v in volumes if v.users),
                 volumes_size=sum(v.size for v in volumes),
@@ -691,8 +754,17 @@ def _registry(text: str) -> str:
     return host
 
 
-def _who(c: Container) -> str:
-    return f"{c.id[:12]} ({c.name})"
+def _single_reference(record: ImageRecord) -> bool:
+    """Whether the image is named once, as Docker's rmi counts it: one tag or digest, or
+    a tag and digests of its repository (or digests of one repository)."""
+    refs = (*record.repo_tags, *record.repo_digests)
+    if len(refs) <= 1:
+        return len(refs) == 1
+    if len(record.repo_tags) > 1:
+        return False
+    repos = {d.partition("@")[0] for d in record.repo_digests}
+    tagged = {t.rpartition(":")[0] for t in record.repo_tags}
+    return len(repos) == 1 and tagged <= repos
 
 
 # The area's interface (boxd._verbareas).
@@ -712,12 +784,16 @@ _IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since", "until")
 
 
 def _image_filter(
-    filters: dict[str, tuple[str, ...]], store: ImageStore, configs: dict[str, dict[str, Any]]
+    filters: dict[str, tuple[str, ...]],
+    store: ImageStore,
+    configs: dict[str, dict[str, Any]],
+    parents: set[str],
 ) -> Callable[[ImageRecord], bool]:
     """Docker's image list filters as a test of a record (``configs``: each image's
-    configuration by id; ``until`` read as prune reads it).  An unknown key, a dangling
-    value that is no boolean, a bad time or a before/since image that is not there is a
-    ValueError (LookupError) naming it."""
+    configuration by id; ``until`` read as prune reads it; ``parents``: the ids of the
+    images others were committed from, which are not dangling).  An unknown key, a
+    dangling value that is no boolean, a bad time or a before/since image that is not
+    there is a ValueError (LookupError) naming it."""
     for key in filters:
         if key not in _IMAGE_FILTERS:
             raise ValueError(f"invalid filter '{key}' (use {', '.join(_IMAGE_FILTERS)})")
@@ -736,7 +812,11 @@ def _image_filter(
 
     def keep(record: ImageRecord) -> bool:
         config = configs.get(record.id) or {}
-        if dangling and (not record.repo_tags) != bool(dangling & {"true", "1"}):
+        # As Docker's: dangling, no tag and no child image; not dangling, some reference.
+        if dangling & {"true", "1"}:
+            if record.repo_tags or record.id in parents:
+                return False
+        elif dangling and not (record.repo_tags or record.repo_digests):
             return False
         created = _created_at(config)
         for key, at in bounds:
