@@ -504,6 +504,32 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
 
 
 @pytest.mark.root
+def test_a_program_bound_as_a_file_runs_as_under_runc(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The process's program may be a file bound into the container, below a directory the
+    image lacks, through a symlink on the host: Podman's ``--init`` binds
+    ``/usr/libexec/podman/catatonit`` (a link) on ``/run/podman-init`` and runs that.
+    create's early check must not call it missing."""
+    program = tmp_path / "programs" / "init"
+    program.parent.mkdir()
+    program.write_text('#!/bin/sh\necho "bound $*"\nexit 3\n')
+    program.chmod(0o755)
+    link = tmp_path / "init-link"
+    link.symlink_to(program)
+    assert not (bundle.path / "rootfs" / "run").exists()
+    bundle.config["process"]["args"] = ["/run/boxd-init", "a", "b"]
+    bundle.config["process"]["terminal"] = False
+    bundle.config["mounts"].append(
+        {"destination": "/run/boxd-init", "type": "bind", "source": str(link),
+         "options": ["bind", "ro"]}
+    )  # fmt: skip
+    bundle.write()
+    done = runtime("run", "--bundle", str(bundle.path), "bound", check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "bound a b\n", "")
+
+
+@pytest.mark.root
 def test_the_container_runs_on_every_cpu_whatever_the_runtimes_affinity(
     runtime: Runtime, bundle: Bundle
 ) -> None:

@@ -637,8 +637,11 @@ def build(
 
 def check_command(spec: Spec, bundle: str, rootfs: str) -> None:
     """Fail at create, as runc does, when the process's program is not in the root or a
-    directory bound into it (SpawnError: ``exec /bin/nope: No such file or directory``,
-    which Podman maps to 127)."""
+    directory or file bound into it (SpawnError: ``exec /bin/nope: No such file or
+    directory``, which Podman maps to 127).  A bound file is a program too: Podman's
+    ``--init`` binds catatonit on ``/run/podman-init`` and runs that.  A bind follows
+    symlinks in its source on the host, and so does the check (``/usr/libexec/podman/
+    catatonit`` is a link to ``/usr/bin/catatonit``)."""
     assert spec.process is not None
     layers = [_rootfs.Layer(rootfs, "/")]
     for mount in spec.mounts:
@@ -648,9 +651,11 @@ def check_command(spec: Spec, bundle: str, rootfs: str) -> None:
             else os.path.normpath(os.path.join(bundle, mount.source))
         )
         if (mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options) and (
-            os.path.isdir(source)
+            os.path.exists(source)
         ):
-            layers.append(_rootfs.Layer(source, _container_path(mount.destination)))
+            layers.append(
+                _rootfs.Layer(os.path.realpath(source), _container_path(mount.destination))
+            )
     process = spec.process
     _rootfs.check_command(
         _rootfs.Image("bundle", tuple(layers)),
