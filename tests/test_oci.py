@@ -973,6 +973,43 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
 
 
 @pytest.mark.root
+def test_update_checks_the_given_limits_with_the_containers_others(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """``podman update --memory-swap`` sends the swap alone, as runc takes it: the memory
+    limit is the container's, as at create or as an earlier update set it."""
+    bundle.command("exec sleep 1000")
+    bundle.config["linux"]["resources"]["memory"] = {"limit": 64 << 20}
+    bundle.write()
+    runtime("run", "--detach", "--bundle", str(bundle.path), "u2")
+    memory = _cgroup_dir(runtime.state("u2")["pid"], "memory")
+    v1 = (memory / "memory.limit_in_bytes").exists()
+    swap_file = memory / ("memory.memsw.limit_in_bytes" if v1 else "memory.swap.max")
+    if not swap_file.exists():
+        pytest.skip("the kernel accounts no swap here")
+
+    def update(memory: dict[str, int]) -> subprocess.CompletedProcess[str]:
+        return runtime("update", "--resources", "-", "u2", input=json.dumps({"memory": memory}),
+                       check=False)  # fmt: skip
+
+    def swap() -> int:  # memory + swap, as the spec counts it
+        limit = (memory / ("memory.limit_in_bytes" if v1 else "memory.max")).read_text()
+        value = int(swap_file.read_text())
+        return value if v1 else value + int(limit)
+
+    assert update({"swap": 200 << 20}).returncode == 0
+    assert swap() == 200 << 20
+    assert update({"limit": 100 << 20, "swap": 300 << 20}).returncode == 0
+    too_small = update({"swap": 80 << 20})
+    assert too_small.returncode == 1
+    assert too_small.stderr.strip() == (
+        f"--resources: invalid --memory-swap {80 << 20}: must be at least --memory {100 << 20}"
+    )
+    assert swap() == 300 << 20
+    runtime("delete", "--force", "u2")
+
+
+@pytest.mark.root
 def test_memory_cpu_and_block_io_resources(runtime: Runtime, bundle: Bundle) -> None:
     """What podman and containerd pass for Docker's other options: the v1 files here."""
     block = next(
