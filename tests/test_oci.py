@@ -973,6 +973,24 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
 
 
 @pytest.mark.root
+def test_no_pids_limit_in_the_spec_is_none(runtime: Runtime, bundle: Bundle) -> None:
+    """containerd (``ctr run``, Kubernetes without a pids limit) sets no
+    ``linux.resources.pids``: the container gets no limit, as under runc, not boxd's own
+    default; an update that gives none (or 0, runc's "unchanged") leaves it."""
+    bundle.command("exec sleep 1000")
+    assert "pids" not in bundle.config["linux"]["resources"]
+    runtime("run", "--detach", "--bundle", str(bundle.path), "p1")
+    pids_max = _cgroup_dir(runtime.state("p1")["pid"], "pids") / "pids.max"
+    assert pids_max.read_text().strip() == "max"
+    runtime("update", "--resources", "-", "p1", input=json.dumps({"pids": {"limit": 40}}))
+    runtime("update", "--resources", "-", "p1", input=json.dumps({"pids": {"limit": 0}}))
+    assert pids_max.read_text().strip() == "40"
+    runtime("update", "--resources", "-", "p1", input=json.dumps({"pids": {"limit": -1}}))
+    assert pids_max.read_text().strip() == "max"
+    runtime("delete", "--force", "p1")
+
+
+@pytest.mark.root
 def test_update_checks_the_given_limits_with_the_containers_others(
     runtime: Runtime, bundle: Bundle
 ) -> None:

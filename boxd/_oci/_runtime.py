@@ -239,6 +239,10 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
         root, linux.cgroups_path if linux else "", cid, options.systemd_cgroup
     )
     limits = _translate.limits(linux.resources if linux else None)
+    if limits.pids_limit is None:
+        # No pids limit in the spec is none, as under runc and crun (containerd sets none;
+        # Podman its own): boxd's default (DEFAULT_PIDS_LIMIT) is for its own containers.
+        limits = evolve(limits, pids_limit=-1)
     host = CgroupHost.detect(parent=parent, name=group)
     try:
         host.validate(limits)

@@ -807,7 +807,7 @@ def limits(resources: Resources | None) -> Limits:
             out["cpu_rt_period"] = cpu.realtime_period
         if cpu.realtime_runtime:
             out["cpu_rt_runtime"] = cpu.realtime_runtime
-    if resources.pids is not None and resources.pids.limit is not None:
+    if resources.pids is not None and resources.pids.limit:  # 0 leaves it, as runc reads it
         out["pids_limit"] = resources.pids.limit
     if resources.block_io:
         out.update(_block_io(resources.block_io))
