@@ -290,6 +290,8 @@ def bundle(busybox_image: Path, tmp_path: Path) -> Bundle:
 @attrs.define
 class Runtime:
     root: Path
+    # Run as containerd and Podman run here (oci_peers.wrapped): cgroup v1 only.
+    v1_only: bool = False
 
     def __call__(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
@@ -297,8 +299,9 @@ class Runtime:
         # Files, not pipes: the container's processes inherit the runtime's stdio and may
         # outlive it (create, run -d), as under conmon.
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            argv = [RUNTIME, "--root", str(self.root), *args]
             code = subprocess.run(
-                [RUNTIME, "--root", str(self.root), *args],
+                oci_peers.wrapped(argv) if self.v1_only else argv,
                 stdout=out,
                 stderr=err,
                 text=True,
@@ -380,6 +383,28 @@ def test_create_start_state_exec_pause_kill_delete(
     runtime("delete", "c1")
     gone = runtime("state", "c1", check=False)
     assert gone.returncode == 1 and 'container "c1" does not exist' in gone.stderr
+
+
+@pytest.mark.root
+def test_a_sigkill_ends_a_paused_container_as_under_runc(bundle: Bundle, tmp_path: Path) -> None:
+    """``ctr task kill`` of a paused task: a SIGKILL thaws the container, as runc does, since
+    a process frozen by the v1 freezer dies only once thawed (the runtime as containerd runs
+    it here, with cgroup v1 only); other signals leave it paused."""
+    runtime = Runtime(tmp_path / "state", v1_only=True)
+    bundle.command("exec sleep 1000")
+    try:
+        runtime("run", "--detach", "--bundle", str(bundle.path), "k1")
+        runtime("pause", "k1")
+        runtime("kill", "k1", "TERM")
+        assert runtime.state("k1")["status"] == "paused"
+        runtime("kill", "k1", "KILL")
+        deadline = time.monotonic() + 10
+        while runtime.state("k1")["status"] != "stopped":
+            assert time.monotonic() < deadline, runtime.state("k1")
+            time.sleep(0.02)
+    finally:
+        runtime("delete", "--force", "k1", check=False)
+    assert runtime("list", "--quiet").stdout == ""
 
 
 SEES = textwrap.dedent(
