@@ -582,6 +582,16 @@ def test_the_container_runs_on_every_cpu_whatever_the_runtimes_affinity(
     assert (nice, policy) == (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
 
 
+def test_checkpoint_and_restore_are_refused_by_name() -> None:
+    """``ctr task checkpoint`` runs the runtime's ``checkpoint``; Podman first asks
+    ``checkpoint --help``, whose failure makes it refuse before it tries."""
+    for argv in (["checkpoint", "--help"], ["restore", "--image-path", "/x", "c1"]):
+        done = subprocess.run([RUNTIME, *argv], capture_output=True, text=True, check=False)
+        assert (done.returncode, done.stdout) == (1, ""), done
+        message = "checkpoint/restore (CRIU) is not supported by boxd-runtime"
+        assert done.stderr == f"boxd-runtime {argv[0]}: {message}\n"
+
+
 @pytest.mark.root
 def test_bad_input_gets_clear_errors(runtime: Runtime, bundle: Bundle, tmp_path: Path) -> None:
     bundle.command("true")
