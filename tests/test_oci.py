@@ -369,6 +369,9 @@ def test_create_start_state_exec_pause_kill_delete(
     assert str(pid) in runtime("ps", "c1").stdout
     runtime("pause", "c1")
     assert runtime.state("c1")["status"] == "paused"
+    assert runtime("exec", "c1", "true", check=False).stderr.strip() == (
+        "cannot exec in a paused container: resume it first"
+    )
     runtime("resume", "c1")
     assert runtime.state("c1")["status"] == "running"
     listed = json.loads(runtime("list", "--format", "json").stdout)

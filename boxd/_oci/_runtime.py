@@ -509,7 +509,10 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
 
 def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     saved = root.load(cid)
-    if status_of(root, saved) not in ("running", "created"):
+    status = status_of(root, saved)
+    if status == "paused":
+        raise OciError("cannot exec in a paused container: resume it first")
+    if status not in ("running", "created"):
         raise OciError("cannot exec in a stopped container")
     spec = _spec.parse(saved["config"])
     process = _exec_process(spec, options)
