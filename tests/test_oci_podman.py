@@ -187,6 +187,10 @@ def test_podman_detached_exec_limits_stop_rm(podman: Podman) -> None:
     pids = Path("/sys/fs/cgroup/pids") / cgroups["pids"].lstrip("/")
     assert (memory / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
     assert (pids / "pids.max").read_text().strip() == "50"
+    # Podman sends what changes alone ({"memory": {"swap": N}}): the memory limit stays.
+    podman("update", "--memory-swap", "200m", cid)
+    memsw = memory / "memory.memsw.limit_in_bytes"
+    assert not memsw.exists() or memsw.read_text().strip() == str(200 << 20)
     out = podman("exec", cid, "sh", "-c", "echo in $(hostname); cat /proc/1/cmdline").stdout
     assert out.split("\n")[0] == f"in {cid[:12]}"
     assert out.split("\n")[1].startswith("sleep")
