@@ -729,13 +729,19 @@ def _overlap(a: DeviceRule, b: DeviceRule) -> bool:
     )
 
 
+# What runc and crun allow beside boxd's list whatever the spec says: making any device
+# node (mknod, with CAP_MKNOD: Podman's default capabilities have it), not opening it.
+MKNOD_ANY = (DeviceRule("c", None, None, "m"), DeviceRule("b", None, None, "m"))
+
+
 def device_rules(spec: Spec) -> tuple[DeviceRule, ...]:
-    """What the device cgroup allows beyond boxd's list (:data:`boxd._cgroup.ALLOWED_DEVICES`,
-    which runc appends as its defaults): the allow rules of ``linux.resources.devices``, in
-    order (a deny of everything drops those before it; a deny before any allow is what
-    the default is), and ``m`` on each node of ``linux.devices`` (its process makes them
-    from inside its cgroup, where runc makes them before it sets the rules).  A deny of
-    some devices after an allow that covers them is refused: an allowlist cannot say it."""
+    """What the device cgroup allows beyond boxd's list (:data:`boxd._cgroup.ALLOWED_DEVICES`):
+    :data:`MKNOD_ANY`, which with that list is what runc appends as its defaults (so the
+    nodes of ``linux.devices``, which the container's process makes from inside its cgroup
+    where runc makes them before it sets the rules, may be made), and the allow rules of
+    ``linux.resources.devices``, in order (a deny of everything drops those before it; a
+    deny before any allow is what the default is).  A deny of some devices after an allow
+    that covers them is refused: an allowlist cannot say it."""
     rules: list[DeviceRule] = []
     linux = spec.linux
     resources = linux.resources if linux is not None else None
@@ -754,11 +760,7 @@ def device_rules(spec: Spec) -> tuple[DeviceRule, ...]:
                 f"{where}: a deny rule ({rule}) after an allow rule that covers it is not "
                 "supported (boxd keeps an allowlist)"
             )
-    for device in linux.devices if linux is not None else ():
-        kind = "b" if device.type == "b" else "c" if device.type in ("c", "u") else ""
-        if kind:
-            rules.append(DeviceRule(kind, device.major, device.minor, "m"))
-    return tuple(rules)
+    return (*MKNOD_ANY, *rules)
 
 
 def limits(resources: Resources | None) -> Limits:
