@@ -573,6 +573,13 @@ def resolve_image(ref: str, images_dir: Path) -> Image:
     return image
 
 
+def resolve_in_image(image: Image, path: str) -> tuple[str, bool]:
+    """Container path ``path`` (absolute) as the container resolves it, symlinks followed
+    inside the image only, and whether anything is there."""
+    resolved, st = _lookup(_image_view(image), path)
+    return resolved, st is not None
+
+
 def check_command(image: Image, argv0: str, search_path: Sequence[str], cwd: str = "/") -> None:
     """Fail early, before anything is created, when ``argv0`` cannot run in ``image``.
 

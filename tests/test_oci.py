@@ -532,6 +532,27 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
 
 
 @pytest.mark.root
+def test_a_missing_working_directory_is_made_as_under_runc(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """``process.cwd`` the image lacks (a Kubernetes ``workingDir``, ``ctr run --cwd``):
+    runc and crun make it, root's and 0755 whatever the process's user, through the image's
+    symlinks, where the container sees it."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    (bundle.path / "rootfs").chmod(0o755)  # for user 1000 (a temporary directory's 0700)
+    (bundle.path / "rootfs" / "link").symlink_to("/tmp")
+    bundle.command("pwd; stat -c '%u %a' . /tmp/sub")
+    bundle.config["process"]["cwd"] = "/link/sub/dir"
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.write()
+    ours = runtime("run", "--bundle", str(bundle.path), "cwd1", check=False)
+    assert (ours.returncode, ours.stdout) == (0, "/tmp/sub/dir\n0 755\n0 755\n"), ours.stderr
+    shutil.rmtree(bundle.path / "rootfs" / "tmp" / "sub")
+    assert _runc(bundle, tmp_path, "cwd1").stdout == ours.stdout
+
+
+@pytest.mark.root
 def test_a_program_bound_as_a_file_runs_as_under_runc(
     runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:

@@ -113,6 +113,8 @@ def test_ctr_run_with_the_runc_shim(containerd: Containerd, busybox_root: Path) 
     assert done.stdout == "hi\n"
     code = containerd.ctr(*run, image, "hi", "sh", "-c", "exit 4", check=False).returncode
     assert code == 4
+    # A working directory the image lacks is made, as runc makes it.
+    assert containerd.ctr(*run, "--cwd", "/made/here", image, "hi", "pwd").stdout == "/made/here\n"
     assert containerd.ctr("containers", "list", "--quiet").stdout == ""
 
 
