@@ -421,8 +421,9 @@ def _lookup(
     """Resolve ``path`` as the container will, following symlinks inside the image only.
 
     Returns the resolved container path and the lstat of what is there (None: nothing, in
-    which case the rest of the path is taken literally).  A symlink never leads out of the
-    image: ``..`` stops at the container's root and absolute targets restart there.
+    which case the rest of the path is taken literally, up to a layer's own target).  A
+    symlink never leads out of the image: ``..`` stops at the container's root and absolute
+    targets restart there.
     ``known``: what lookups made just before found (one table's: ``/`` once, not per
     path), and where this one's findings go.
     """
@@ -440,7 +441,10 @@ def _lookup(
             continue
         nxt = posixpath.join(cur, name)
         if st is None:
-            cur, st = nxt, None
+            # Nothing here in the layer below, but a layer mounted at this very path (its
+            # mount point made for it, as for a bind below a directory the image lacks).
+            cur = nxt
+            st = _lstat_at(view, cur, known) if any(t == cur for t, _ in view) else None
             continue
         st = _lstat_at(view, nxt, known)
         if st is None or not stat.S_ISLNK(st.st_mode):
@@ -567,6 +571,13 @@ def resolve_image(ref: str, images_dir: Path) -> Image:
     if not (st is not None and stat.S_ISREG(st.st_mode)) and not _has_command(path):
         raise ImageError(f"image {path} has no /bin/sh and no executable file")
     return image
+
+
+def resolve_in_image(image: Image, path: str) -> tuple[str, bool]:
+    """Container path ``path`` (absolute) as the container resolves it, symlinks followed
+    inside the image only, and whether anything is there."""
+    resolved, st = _lookup(_image_view(image), path)
+    return resolved, st is not None
 
 
 def check_command(image: Image, argv0: str, search_path: Sequence[str], cwd: str = "/") -> None:

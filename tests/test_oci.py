@@ -144,8 +144,8 @@ def _device_spec(linux: dict[str, Any]) -> _spec.Spec:
 
 
 def test_device_rules_are_the_allow_rules_and_the_nodes_mknod() -> None:
-    """linux.resources.devices as runc reads them (its defaults, boxd's list, come on
-    top), as far as an allowlist can say them; each node of linux.devices may be made."""
+    """linux.resources.devices as runc reads them (its defaults, boxd's list and mknod of
+    any node, come on top), as far as an allowlist can say them."""
     rules = _translate.device_rules(
         _device_spec(
             {
@@ -162,10 +162,10 @@ def test_device_rules_are_the_allow_rules_and_the_nodes_mknod() -> None:
             }
         )
     )
-    assert [str(rule) for rule in rules] == ["c 10:229 rw", "b 7:* rwm", "c 10:229 m"]
+    assert [str(rule) for rule in rules] == ["c *:* m", "b *:* m", "c 10:229 rw", "b 7:* rwm"]
     everything = [{"allow": True, "access": "rwm"}]  # podman --privileged
     spec = _device_spec({"resources": {"devices": everything}})
-    assert [str(rule) for rule in _translate.device_rules(spec)] == ["a *:* rwm"]
+    assert [str(rule) for rule in _translate.device_rules(spec)][2:] == ["a *:* rwm"]
     narrowing = [*everything, {"allow": False, "type": "c", "major": 10, "access": "w"}]
     spec = _device_spec({"resources": {"devices": narrowing}})
     with pytest.raises(SpecError, match=r"devices\[1\]: a deny rule \(c 10:\* w\) after an"):
@@ -290,6 +290,8 @@ def bundle(busybox_image: Path, tmp_path: Path) -> Bundle:
 @attrs.define
 class Runtime:
     root: Path
+    # Run as containerd and Podman run here (oci_peers.wrapped): cgroup v1 only.
+    v1_only: bool = False
 
     def __call__(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
@@ -297,8 +299,9 @@ class Runtime:
         # Files, not pipes: the container's processes inherit the runtime's stdio and may
         # outlive it (create, run -d), as under conmon.
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            argv = [RUNTIME, "--root", str(self.root), *args]
             code = subprocess.run(
-                [RUNTIME, "--root", str(self.root), *args],
+                oci_peers.wrapped(argv) if self.v1_only else argv,
                 stdout=out,
                 stderr=err,
                 text=True,
@@ -366,6 +369,9 @@ def test_create_start_state_exec_pause_kill_delete(
     assert str(pid) in runtime("ps", "c1").stdout
     runtime("pause", "c1")
     assert runtime.state("c1")["status"] == "paused"
+    assert runtime("exec", "c1", "true", check=False).stderr.strip() == (
+        "cannot exec in a paused container: resume it first"
+    )
     runtime("resume", "c1")
     assert runtime.state("c1")["status"] == "running"
     listed = json.loads(runtime("list", "--format", "json").stdout)
@@ -380,6 +386,28 @@ def test_create_start_state_exec_pause_kill_delete(
     runtime("delete", "c1")
     gone = runtime("state", "c1", check=False)
     assert gone.returncode == 1 and 'container "c1" does not exist' in gone.stderr
+
+
+@pytest.mark.root
+def test_a_sigkill_ends_a_paused_container_as_under_runc(bundle: Bundle, tmp_path: Path) -> None:
+    """``ctr task kill`` of a paused task: a SIGKILL thaws the container, as runc does, since
+    a process frozen by the v1 freezer dies only once thawed (the runtime as containerd runs
+    it here, with cgroup v1 only); other signals leave it paused."""
+    runtime = Runtime(tmp_path / "state", v1_only=True)
+    bundle.command("exec sleep 1000")
+    try:
+        runtime("run", "--detach", "--bundle", str(bundle.path), "k1")
+        runtime("pause", "k1")
+        runtime("kill", "k1", "TERM")
+        assert runtime.state("k1")["status"] == "paused"
+        runtime("kill", "k1", "KILL")
+        deadline = time.monotonic() + 10
+        while runtime.state("k1")["status"] != "stopped":
+            assert time.monotonic() < deadline, runtime.state("k1")
+            time.sleep(0.02)
+    finally:
+        runtime("delete", "--force", "k1", check=False)
+    assert runtime("list", "--quiet").stdout == ""
 
 
 SEES = textwrap.dedent(
@@ -504,6 +532,53 @@ def test_run_passes_the_exit_code_and_failures(runtime: Runtime, bundle: Bundle)
 
 
 @pytest.mark.root
+def test_a_missing_working_directory_is_made_as_under_runc(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """``process.cwd`` the image lacks (a Kubernetes ``workingDir``, ``ctr run --cwd``):
+    runc and crun make it, root's and 0755 whatever the process's user, through the image's
+    symlinks, where the container sees it."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    (bundle.path / "rootfs").chmod(0o755)  # for user 1000 (a temporary directory's 0700)
+    (bundle.path / "rootfs" / "link").symlink_to("/tmp")
+    bundle.command("pwd; stat -c '%u %a' . /tmp/sub")
+    bundle.config["process"]["cwd"] = "/link/sub/dir"
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.write()
+    ours = runtime("run", "--bundle", str(bundle.path), "cwd1", check=False)
+    assert (ours.returncode, ours.stdout) == (0, "/tmp/sub/dir\n0 755\n0 755\n"), ours.stderr
+    shutil.rmtree(bundle.path / "rootfs" / "tmp" / "sub")
+    assert _runc(bundle, tmp_path, "cwd1").stdout == ours.stdout
+
+
+@pytest.mark.root
+def test_a_program_bound_as_a_file_runs_as_under_runc(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The process's program may be a file bound into the container, below a directory the
+    image lacks, through a symlink on the host: Podman's ``--init`` binds
+    ``/usr/libexec/podman/catatonit`` (a link) on ``/run/podman-init`` and runs that.
+    create's early check must not call it missing."""
+    program = tmp_path / "programs" / "init"
+    program.parent.mkdir()
+    program.write_text('#!/bin/sh\necho "bound $*"\nexit 3\n')
+    program.chmod(0o755)
+    link = tmp_path / "init-link"
+    link.symlink_to(program)
+    assert not (bundle.path / "rootfs" / "run").exists()
+    bundle.config["process"]["args"] = ["/run/boxd-init", "a", "b"]
+    bundle.config["process"]["terminal"] = False
+    bundle.config["mounts"].append(
+        {"destination": "/run/boxd-init", "type": "bind", "source": str(link),
+         "options": ["bind", "ro"]}
+    )  # fmt: skip
+    bundle.write()
+    done = runtime("run", "--bundle", str(bundle.path), "bound", check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "bound a b\n", "")
+
+
+@pytest.mark.root
 def test_the_container_runs_on_every_cpu_whatever_the_runtimes_affinity(
     runtime: Runtime, bundle: Bundle
 ) -> None:
@@ -529,6 +604,16 @@ def test_the_container_runs_on_every_cpu_whatever_the_runtimes_affinity(
     stat = done.stdout.splitlines()[-1].rsplit(")", 1)[1].split()
     nice, policy = int(stat[16]), int(stat[38])  # fields 19 and 41 of proc(5)
     assert (nice, policy) == (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
+
+
+def test_checkpoint_and_restore_are_refused_by_name() -> None:
+    """``ctr task checkpoint`` runs the runtime's ``checkpoint``; Podman first asks
+    ``checkpoint --help``, whose failure makes it refuse before it tries."""
+    for argv in (["checkpoint", "--help"], ["restore", "--image-path", "/x", "c1"]):
+        done = subprocess.run([RUNTIME, *argv], capture_output=True, text=True, check=False)
+        assert (done.returncode, done.stdout) == (1, ""), done
+        message = "checkpoint/restore (CRIU) is not supported by boxd-runtime"
+        assert done.stderr == f"boxd-runtime {argv[0]}: {message}\n"
 
 
 @pytest.mark.root
@@ -577,6 +662,15 @@ def test_a_device_node_is_made_and_opened_as_its_rules_say(
     bundle.write()
     done = runtime("run", "--bundle", str(bundle.path), "d2", check=False)
     assert "opened" not in done.stdout and "Operation not permitted" in done.stderr
+    # Any node may be made, as under runc and crun (tar and dpkg make some), not opened.
+    for kind in ("bounding", "effective", "permitted"):
+        bundle.config["process"]["capabilities"][kind].append("CAP_MKNOD")
+    bundle.command(
+        "mknod /tmp/ttyS0 c 4 64 && mknod /tmp/loop0 b 7 0 && echo made\n"
+        "(: < /tmp/loop0) 2>/dev/null || echo not opened"
+    )
+    done = runtime("run", "--bundle", str(bundle.path), "d3", check=False)
+    assert (done.returncode, done.stdout) == (0, "made\nnot opened\n"), done.stderr
 
 
 @pytest.mark.root
@@ -944,6 +1038,61 @@ def test_update_changes_the_limits(runtime: Runtime, bundle: Bundle) -> None:
     runtime("delete", "--force", "u1")
     assert not pids_dir.exists() and not cpuset_dir.exists()
     assert not cpuset_dir.parent.exists()  # the runtime's own group there, made by update
+
+
+@pytest.mark.root
+def test_no_pids_limit_in_the_spec_is_none(runtime: Runtime, bundle: Bundle) -> None:
+    """containerd (``ctr run``, Kubernetes without a pids limit) sets no
+    ``linux.resources.pids``: the container gets no limit, as under runc, not boxd's own
+    default; an update that gives none (or 0, runc's "unchanged") leaves it."""
+    bundle.command("exec sleep 1000")
+    assert "pids" not in bundle.config["linux"]["resources"]
+    runtime("run", "--detach", "--bundle", str(bundle.path), "p1")
+    pids_max = _cgroup_dir(runtime.state("p1")["pid"], "pids") / "pids.max"
+    assert pids_max.read_text().strip() == "max"
+    runtime("update", "--resources", "-", "p1", input=json.dumps({"pids": {"limit": 40}}))
+    runtime("update", "--resources", "-", "p1", input=json.dumps({"pids": {"limit": 0}}))
+    assert pids_max.read_text().strip() == "40"
+    runtime("update", "--resources", "-", "p1", input=json.dumps({"pids": {"limit": -1}}))
+    assert pids_max.read_text().strip() == "max"
+    runtime("delete", "--force", "p1")
+
+
+@pytest.mark.root
+def test_update_checks_the_given_limits_with_the_containers_others(
+    runtime: Runtime, bundle: Bundle
+) -> None:
+    """``podman update --memory-swap`` sends the swap alone, as runc takes it: the memory
+    limit is the container's, as at create or as an earlier update set it."""
+    bundle.command("exec sleep 1000")
+    bundle.config["linux"]["resources"]["memory"] = {"limit": 64 << 20}
+    bundle.write()
+    runtime("run", "--detach", "--bundle", str(bundle.path), "u2")
+    memory = _cgroup_dir(runtime.state("u2")["pid"], "memory")
+    v1 = (memory / "memory.limit_in_bytes").exists()
+    swap_file = memory / ("memory.memsw.limit_in_bytes" if v1 else "memory.swap.max")
+    if not swap_file.exists():
+        pytest.skip("the kernel accounts no swap here")
+
+    def update(memory: dict[str, int]) -> subprocess.CompletedProcess[str]:
+        return runtime("update", "--resources", "-", "u2", input=json.dumps({"memory": memory}),
+                       check=False)  # fmt: skip
+
+    def swap() -> int:  # memory + swap, as the spec counts it
+        limit = (memory / ("memory.limit_in_bytes" if v1 else "memory.max")).read_text()
+        value = int(swap_file.read_text())
+        return value if v1 else value + int(limit)
+
+    assert update({"swap": 200 << 20}).returncode == 0
+    assert swap() == 200 << 20
+    assert update({"limit": 100 << 20, "swap": 300 << 20}).returncode == 0
+    too_small = update({"swap": 80 << 20})
+    assert too_small.returncode == 1
+    assert too_small.stderr.strip() == (
+        f"--resources: invalid --memory-swap {80 << 20}: must be at least --memory {100 << 20}"
+    )
+    assert swap() == 300 << 20
+    runtime("delete", "--force", "u2")
 
 
 @pytest.mark.root

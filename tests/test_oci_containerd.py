@@ -8,6 +8,7 @@ fixed ``/run/containerd/runc/<namespace>``.  Slow: one containerd.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
@@ -94,17 +95,43 @@ def containerd(busybox_root: Path) -> Iterator[Containerd]:
         shutil.rmtree(work)
 
 
-@pytest.mark.root
-def test_ctr_run_with_the_runc_shim(containerd: Containerd, busybox_root: Path) -> None:
+def _import_busybox(containerd: Containerd, busybox_root: Path) -> str:
+    """The busybox root as an image in containerd; its name."""
     layout = oci_peers.make_busybox_image(containerd.work / "image", busybox_root)
     archive = containerd.work / "busybox.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(layout, arcname=".")
     containerd.ctr("images", "import", "--base-name", "localhost/busybox", str(archive))
-    image = "localhost/busybox:busybox"
+    return "localhost/busybox:busybox"
+
+
+@pytest.mark.root
+def test_ctr_run_with_the_runc_shim(containerd: Containerd, busybox_root: Path) -> None:
+    image = _import_busybox(containerd, busybox_root)
     run = ["run", "--rm", "--fifo-dir", str(containerd.work / "fifo"), "--runc-binary", RUNTIME]
     done = containerd.ctr(*run, image, "hi", "echo", "hi")
     assert done.stdout == "hi\n"
     code = containerd.ctr(*run, image, "hi", "sh", "-c", "exit 4", check=False).returncode
     assert code == 4
+    # A working directory the image lacks is made, as runc makes it.
+    assert containerd.ctr(*run, "--cwd", "/made/here", image, "hi", "pwd").stdout == "/made/here\n"
     assert containerd.ctr("containers", "list", "--quiet").stdout == ""
+
+
+@pytest.mark.root
+def test_ctr_task_pause_metrics_and_kill(containerd: Containerd, busybox_root: Path) -> None:
+    """A task without a pids limit has none (``ctr task metrics`` shows no limit, as under
+    runc), and a paused task that gets a SIGKILL stops (its exit status 137), as under runc."""
+    image = _import_busybox(containerd, busybox_root)
+    containerd.ctr("run", "--detach", "--fifo-dir", str(containerd.work / "fifo"),
+                   "--runc-binary", RUNTIME, image, "hi", "sleep", "1000")  # fmt: skip
+    metrics = json.loads(containerd.ctr("tasks", "metrics", "--format", "json", "hi").stdout)
+    assert metrics["pids"] == {"current": 1}  # a limit of 0 (none) is left out
+    containerd.ctr("tasks", "pause", "hi")
+    containerd.ctr("tasks", "kill", "--signal", "KILL", "hi")
+    deadline = time.monotonic() + 30
+    while "STOPPED" not in containerd.ctr("tasks", "list").stdout:
+        assert time.monotonic() < deadline, containerd.ctr("tasks", "list").stdout
+        time.sleep(0.05)
+    containerd.ctr("tasks", "delete", "hi")
+    containerd.ctr("containers", "delete", "hi")

@@ -103,6 +103,19 @@ def test_podman_run_rm_and_exit_codes(podman: Podman) -> None:
 
 
 @pytest.mark.root
+def test_podman_run_init(podman: Podman) -> None:
+    """``--init``: Podman binds catatonit (through a symlink) on /run/podman-init, which
+    the image lacks, and runs it as pid 1 with the command below it."""
+    if not os.path.exists("/usr/libexec/podman/catatonit"):
+        pytest.skip("catatonit is not installed (apt-get install catatonit)")
+    script = "tr '\\0' ' ' < /proc/1/cmdline; exit 3"
+    done = podman("run", "--rm", "--init", *podman.run_options(), "--rootfs",
+                  str(podman.rootfs), "sh", "-c", script, check=False)  # fmt: skip
+    expected = (3, f"/run/podman-init -- sh -c {script} ")
+    assert (done.returncode, done.stdout) == expected, done.stderr
+
+
+@pytest.mark.root
 def test_podman_network_namespace_joined_by_path_takes_its_sysctls(podman: Podman) -> None:
     """Podman makes a bridge network's namespace itself and gives it by path, with its
     default ``net.ipv4.ping_group_range``: a namespace joined by path is the container's
@@ -174,6 +187,10 @@ def test_podman_detached_exec_limits_stop_rm(podman: Podman) -> None:
     pids = Path("/sys/fs/cgroup/pids") / cgroups["pids"].lstrip("/")
     assert (memory / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
     assert (pids / "pids.max").read_text().strip() == "50"
+    # Podman sends what changes alone ({"memory": {"swap": N}}): the memory limit stays.
+    podman("update", "--memory-swap", "200m", cid)
+    memsw = memory / "memory.memsw.limit_in_bytes"
+    assert not memsw.exists() or memsw.read_text().strip() == str(200 << 20)
     out = podman("exec", cid, "sh", "-c", "echo in $(hostname); cat /proc/1/cmdline").stdout
     assert out.split("\n")[0] == f"in {cid[:12]}"
     assert out.split("\n")[1].startswith("sleep")

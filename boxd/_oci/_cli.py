@@ -170,6 +170,11 @@ def parse(argv: Sequence[str]) -> dict[str, Any]:
     if not rest:
         raise UsageError(_usage())
     command = values["command"] = rest[0]
+    if command in ("checkpoint", "restore"):
+        # Podman asks `checkpoint --help` whether a runtime can: this fails, as it should.
+        raise UsageError(
+            f"boxd-runtime {command}: checkpoint/restore (CRIU) is not supported by boxd-runtime"
+        )
     if command not in COMMANDS:
         raise UsageError(f"boxd-runtime: no such command {command!r}\n{USAGE}")
     _, table, operands = COMMANDS[command]

@@ -194,9 +194,28 @@ def kill(root: Root, cid: str, signal_text: str, all_processes: bool) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 continue
-        return
-    if not signal_init(saved, sig):
+    elif not signal_init(saved, sig):
         raise OciError("container not running")
+    if sig == SIGKILL:
+        _thaw(saved)
+
+
+def _thaw(saved: Saved) -> None:
+    """Thaw a paused container after a SIGKILL, as runc does: a process frozen by the v1
+    freezer dies only once thawed (``ctr task kill`` of a paused task would leave it
+    paused).  Other signals leave it paused."""
+    freezer = saved["freezer"]
+    if freezer is None:
+        return
+    path, frozen = freezer
+    try:
+        with open(path) as f:
+            if f.read().strip() not in (frozen, "FREEZING"):
+                return
+        with open(path, "w") as f:
+            f.write("THAWED" if frozen == "FROZEN" else "0")
+    except FileNotFoundError:
+        return  # the cgroup is gone: nothing is frozen
 
 
 # --- delete ----------------------------------------------------------------------------------

@@ -239,6 +239,10 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
         root, linux.cgroups_path if linux else "", cid, options.systemd_cgroup
     )
     limits = _translate.limits(linux.resources if linux else None)
+    if limits.pids_limit is None:
+        # No pids limit in the spec is none, as under runc and crun (containerd sets none;
+        # Podman its own): boxd's default (DEFAULT_PIDS_LIMIT) is for its own containers.
+        limits = evolve(limits, pids_limit=-1)
     host = CgroupHost.detect(parent=parent, name=group)
     try:
         host.validate(limits)
@@ -409,28 +413,46 @@ async def pause(root: Root, cid: str, frozen: bool) -> None:
             cgroup.thaw()
 
 
+def _merged(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The resources after runc's ``update``: each value given (not null) replaces the
+    container's, within its section (``memory``, ``cpu``...); the others stay."""
+    out = dict(current)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **{k: v for k, v in value.items() if v is not None}}
+        elif value is not None:
+            out[key] = value
+    return out
+
+
 def update(root: Root, cid: str, resources: dict[str, Any]) -> None:
-    parsed = _spec.structure(resources, _spec.Resources, "--resources")
-    limits = _translate.limits(parsed)
+    """Apply the limits ``resources`` gives; they are checked with the container's others
+    (``podman update --memory-swap`` sends the swap alone: its memory limit is the
+    container's), and kept in the state's config for the next update."""
+    limits = _translate.limits(_spec.structure(resources, _spec.Resources, "--resources"))
     with root.locked(cid):
         saved = root.load(cid)
         if status_of(root, saved) == "stopped":
             raise OciError("container not running")
+        linux = saved["config"].setdefault("linux", {})
+        after = _merged(linux.get("resources") or {}, resources)
+        merged = _translate.limits(_spec.structure(after, _spec.Resources, "--resources"))
         host = CgroupHost.detect(parent=saved["cgroup_parent"], name=saved["cgroup_group"])
         try:
-            host.validate(limits)
+            host.validate(merged)
         except ValueError as exc:
             raise SpecError(f"--resources: {exc}") from None
         _translate.check_applies(host, limits, "--resources")
         cgroup = host.open(saved["cgroup_name"])
         cgroup.update(limits)
+        linux["resources"] = after
         dirs = list(cgroup.paths.values())
         if dirs != saved["cgroup_dirs"]:  # a cpuset limit joined the cpuset hierarchy
             saved["cgroup_dirs"] = dirs
             if not saved["cgroup_parent"]:  # its parent there is ours too: delete removes it
                 made = {*saved["cgroup_made"], *(os.path.dirname(d) for d in dirs)}
                 saved["cgroup_made"] = sorted(made)
-            root.save(saved)
+        root.save(saved)
 
 
 # --- exec ----------------------------------------------------------------------------------
@@ -487,7 +509,10 @@ def _exec_process(spec: Spec, options: ExecOptions) -> _spec.Process:
 
 def exec_(root: Root, cid: str, options: ExecOptions) -> int:
     saved = root.load(cid)
-    if status_of(root, saved) not in ("running", "created"):
+    status = status_of(root, saved)
+    if status == "paused":
+        raise OciError("cannot exec in a paused container: resume it first")
+    if status not in ("running", "created"):
         raise OciError("cannot exec in a stopped container")
     spec = _spec.parse(saved["config"])
     process = _exec_process(spec, options)

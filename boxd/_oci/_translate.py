@@ -311,9 +311,12 @@ def mount_table(
     sysctls: dict[str, str],
     host_cgroup2: str | None = None,
     cgroups: tuple[tuple[str, str], ...] | None = None,
+    *,
+    make_cwd: str | None = None,
 ) -> tuple[MountOp, ...]:
     """The steps the child runs inside ``rootfs``: the root bound onto itself (pivot_root
     needs a mount point), its propagation, the spec's mounts in order, the devices, the
+    working directory ``make_cwd`` (see :func:`missing_cwd`), the
     ``sysctls`` (written by the child, in its namespaces, to the /proc the spec mounted),
     the read-only and masked paths, and last a read-only root.  A ``cgroup`` mount is a
     new cgroup2 mount, or with ``host_cgroup2`` (a container outside any cgroup namespace
@@ -341,6 +344,8 @@ def mount_table(
     for i, mount in enumerate(spec.mounts):
         _mount(table, mount, i, bundle, host_cgroup2, cgroups)
     _devices(table, spec, userns)
+    if make_cwd is not None:
+        table.mkdirs(make_cwd)
     for key, value in sysctls.items():
         table.add(MountKind.SYSCTL, "/proc/sys/" + key.replace(".", "/"), data=value + "\n")
     if linux is not None:
@@ -610,7 +615,8 @@ def build(
     if spec.hostname and Namespace.UTS not in spaces:
         raise SpecError(f"config.json: hostname {spec.hostname!r} needs a uts namespace")
     fields = process_plan(spec.process, console=spec.process.terminal)
-    check_command(spec, bundle, rootfs)
+    image = bundle_image(spec, bundle, rootfs)
+    check_command(spec, image)
     caps = fields["caps"]
     assert isinstance(caps, Capabilities)
     return SpawnPlan(
@@ -626,6 +632,7 @@ def build(
             sysctls,
             None if any(k is Namespace.CGROUP for k, _ in _namespaces(spec)) else host_cgroup2,
             cgroups,
+            make_cwd=missing_cwd(spec, image),
         ),
         seccomp=seccomp_program(spec, caps.bounding, seccomp_cache),
         process_name="boxd:[oci-init]",
@@ -635,11 +642,12 @@ def build(
     )
 
 
-def check_command(spec: Spec, bundle: str, rootfs: str) -> None:
-    """Fail at create, as runc does, when the process's program is not in the root or a
-    directory bound into it (SpawnError: ``exec /bin/nope: No such file or directory``,
-    which Podman maps to 127)."""
-    assert spec.process is not None
+def bundle_image(spec: Spec, bundle: str, rootfs: str) -> _rootfs.Image:
+    """The container's files as create can see them: the root and the directories and
+    files bound into it.  A bound file may be the program: Podman's ``--init`` binds
+    catatonit on ``/run/podman-init`` and runs that.  A bind follows symlinks in its source
+    on the host, and so does this (``/usr/libexec/podman/catatonit`` is a link to
+    ``/usr/bin/catatonit``)."""
     layers = [_rootfs.Layer(rootfs, "/")]
     for mount in spec.mounts:
         source = (
@@ -648,16 +656,30 @@ def check_command(spec: Spec, bundle: str, rootfs: str) -> None:
             else os.path.normpath(os.path.join(bundle, mount.source))
         )
         if (mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options) and (
-            os.path.isdir(source)
+            os.path.exists(source)
         ):
-            layers.append(_rootfs.Layer(source, _container_path(mount.destination)))
+            layers.append(
+                _rootfs.Layer(os.path.realpath(source), _container_path(mount.destination))
+            )
+    return _rootfs.Image("bundle", tuple(layers))
+
+
+def check_command(spec: Spec, image: _rootfs.Image) -> None:
+    """Fail at create, as runc does, when the process's program is not in ``image``
+    (:func:`bundle_image`; SpawnError: ``exec /bin/nope: No such file or directory``, which
+    Podman maps to 127)."""
+    assert spec.process is not None
     process = spec.process
-    _rootfs.check_command(
-        _rootfs.Image("bundle", tuple(layers)),
-        process.args[0],
-        search_path(process.env),
-        process.cwd,
-    )
+    _rootfs.check_command(image, process.args[0], search_path(process.env), process.cwd)
+
+
+def missing_cwd(spec: Spec, image: _rootfs.Image) -> str | None:
+    """The process's working directory when ``image`` lacks it, as the container resolves
+    it (the image's symlinks followed): runc and crun make it (root's, 0755), so that a
+    Kubernetes ``workingDir`` or ``ctr run --cwd`` the image does not have works."""
+    assert spec.process is not None
+    resolved, found = _rootfs.resolve_in_image(image, _container_path(spec.process.cwd))
+    return None if found else resolved
 
 
 def id_maps(spec: Spec) -> tuple[str, str] | None:
@@ -724,13 +746,19 @@ def _overlap(a: DeviceRule, b: DeviceRule) -> bool:
     )
 
 
+# What runc and crun allow beside boxd's list whatever the spec says: making any device
+# node (mknod, with CAP_MKNOD: Podman's default capabilities have it), not opening it.
+MKNOD_ANY = (DeviceRule("c", None, None, "m"), DeviceRule("b", None, None, "m"))
+
+
 def device_rules(spec: Spec) -> tuple[DeviceRule, ...]:
-    """What the device cgroup allows beyond boxd's list (:data:`boxd._cgroup.ALLOWED_DEVICES`,
-    which runc appends as its defaults): the allow rules of ``linux.resources.devices``, in
-    order (a deny of everything drops those before it; a deny before any allow is what
-    the default is), and ``m`` on each node of ``linux.devices`` (its process makes them
-    from inside its cgroup, where runc makes them before it sets the rules).  A deny of
-    some devices after an allow that covers them is refused: an allowlist cannot say it."""
+    """What the device cgroup allows beyond boxd's list (:data:`boxd._cgroup.ALLOWED_DEVICES`):
+    :data:`MKNOD_ANY`, which with that list is what runc appends as its defaults (so the
+    nodes of ``linux.devices``, which the container's process makes from inside its cgroup
+    where runc makes them before it sets the rules, may be made), and the allow rules of
+    ``linux.resources.devices``, in order (a deny of everything drops those before it; a
+    deny before any allow is what the default is).  A deny of some devices after an allow
+    that covers them is refused: an allowlist cannot say it."""
     rules: list[DeviceRule] = []
     linux = spec.linux
     resources = linux.resources if linux is not None else None
@@ -749,11 +777,7 @@ def device_rules(spec: Spec) -> tuple[DeviceRule, ...]:
                 f"{where}: a deny rule ({rule}) after an allow rule that covers it is not "
                 "supported (boxd keeps an allowlist)"
             )
-    for device in linux.devices if linux is not None else ():
-        kind = "b" if device.type == "b" else "c" if device.type in ("c", "u") else ""
-        if kind:
-            rules.append(DeviceRule(kind, device.major, device.minor, "m"))
-    return tuple(rules)
+    return (*MKNOD_ANY, *rules)
 
 
 def limits(resources: Resources | None) -> Limits:
@@ -802,7 +826,7 @@ def limits(resources: Resources | None) -> Limits:
             out["cpu_rt_period"] = cpu.realtime_period
         if cpu.realtime_runtime:
             out["cpu_rt_runtime"] = cpu.realtime_runtime
-    if resources.pids is not None and resources.pids.limit is not None:
+    if resources.pids is not None and resources.pids.limit:  # 0 leaves it, as runc reads it
         out["pids_limit"] = resources.pids.limit
     if resources.block_io:
         out.update(_block_io(resources.block_io))
