@@ -144,6 +144,18 @@ class Rlimit:
     soft: int  # -1 for RLIM_INFINITY
     hard: int
 
+    def describe(self) -> str:
+        """``RLIMIT_NOFILE 1024:4096`` (soft:hard), as a failure names it."""
+        import resource  # only for a failure's message
+
+        names: dict[int, str] = {}
+        for n in dir(resource):  # sorted: RLIMIT_NOFILE before its alias RLIMIT_OFILE
+            if n.startswith("RLIMIT_"):
+                names.setdefault(getattr(resource, n), n)
+        name = names.get(self.resource, f"resource {self.resource}")
+        soft, hard = ("unlimited" if v == -1 else str(v) for v in (self.soft, self.hard))
+        return f"{name} {soft}:{hard}"
+
 
 @frozen
 class LinkConfig:
@@ -366,7 +378,7 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
     if stage == Stage.HOSTNAME:
         return SpawnError(stage, err, f"sethostname {plan.hostname}")
     if stage == Stage.RLIMIT and 0 <= index < len(plan.rlimits):
-        return SpawnError(stage, err, f"setrlimit {plan.rlimits[index].resource}")
+        return SpawnError(stage, err, f"setrlimit {plan.rlimits[index].describe()}")
     if stage == Stage.SETUID:
         return SpawnError(stage, err, f"setuid {plan.uid}")
     if stage in (Stage.SETGID, Stage.SETGROUPS):

@@ -681,7 +681,7 @@ async def test_rlimit_and_no_new_privs(layout: Layout, reaper: list[Spawned]) ->
 @pytest.mark.root
 async def test_rlimit_failure_names_the_resource(layout: Layout, no_fd_leak: None) -> None:
     bad = Rlimit(resource.RLIMIT_NOFILE, 100, 10)  # soft above hard
-    with pytest.raises(SpawnError, match=f"^setrlimit {resource.RLIMIT_NOFILE}: Invalid arg"):
+    with pytest.raises(SpawnError, match=r"^setrlimit RLIMIT_NOFILE 100:10: Invalid arg"):
         await start(RealNative(), layout.plan("/bin/true", rlimits=(bad,)))
 
 

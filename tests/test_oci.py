@@ -628,6 +628,9 @@ def test_bad_input_gets_clear_errors(runtime: Runtime, bundle: Bundle, tmp_path:
         "create", "--bundle", str(bundle.path), "e2", check=False,
     )  # fmt: skip
     assert systemd.returncode == 1 and "--systemd-cgroup" in systemd.stderr
+    assert "(podman --cgroup-manager cgroupfs; containerd: SystemdCgroup = false)" in (
+        systemd.stderr
+    )
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error" and "--systemd-cgroup" in entry["msg"]
     bundle.config["process"]["rlimits"] = [{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]

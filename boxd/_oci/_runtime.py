@@ -64,11 +64,15 @@ def cgroup_location(
     name) is the id (name) below our own ``boxd-runtime-<digest of --root>``, so that two
     runtimes with different roots never share a cgroup for the same id."""
     if systemd:
+        # What to change, in the words of the callers that pass it.
+        use = (
+            "use the cgroupfs manager (podman --cgroup-manager cgroupfs; containerd: "
+            "SystemdCgroup = false)"
+        )
         raise OciError(
-            "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); "
-            "use the cgroupfs manager"
+            f"--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); {use}"
             if not os.path.isdir("/run/systemd/system")
-            else "--systemd-cgroup is not supported by boxd-runtime; use the cgroupfs manager"
+            else f"--systemd-cgroup is not supported by boxd-runtime; {use}"
         )
     # 32 bits, as 8 hex digits of a SHA-256 would be; hashlib's OpenSSL costs ~2 ms to load.
     digest = f"{zlib.crc32(os.fsencode(root.path)):08x}"
