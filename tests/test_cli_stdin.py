@@ -1,5 +1,7 @@
 """Piped stdin through the real CLI and daemon: every byte arrives, in order, and its end
-closes the container's stdin; a TTY asked for with a pipe as input is refused at once."""
+closes the container's stdin where Docker's StdinOnce does (`run -i`, `create -i`), not
+that of a `run -d -i` attached to; a TTY asked for with a pipe as input is refused at
+once."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from daemon_harness import REPO, Daemon, daemon_cli
+from daemon_harness import REPO, Daemon, daemon_cli, until
 
 pytestmark = pytest.mark.root
 
@@ -30,6 +32,16 @@ def _ctl(
         capture_output=True,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
         timeout=timeout,
+    )
+
+
+def _started(daemon: Daemon, *args: str) -> subprocess.Popen[bytes]:
+    """boxctl running, its stdin and stdout pipes of ours."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "boxctl", "--socket", str(daemon.socket), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
 
 
@@ -62,11 +74,72 @@ def test_binary_stdin_arrives_whole_through_run_exec_and_attach(daemon: Daemon) 
     assert r.returncode == 0, r.stderr
     assert daemon.ctl("exec", "c", "md5sum", "/tmp/in").stdout.split()[0] == digest
 
-    # The end of the attached client's input is the end of the container's.
-    daemon.ctl("run", "-d", "-i", "--name", "a", "default", "md5sum")
-    r = _ctl(daemon, "attach", "a", data=data)
+    # `create -i` is Docker's StdinOnce: the end of start -ai's input is the container's.
+    daemon.ctl("create", "-i", "--name", "a", "default", "md5sum")
+    r = _ctl(daemon, "start", "-ai", "a", data=data)
     assert (r.returncode, r.stdout.split()[:1]) == (0, [digest.encode()]), r.stderr
     daemon.ctl("rm", "-f", "c")
+
+
+def test_attach_keeps_the_stdin_of_a_detached_container_open(daemon: Daemon) -> None:
+    """`run -d -i` is not Docker's StdinOnce: the end of an attached client's input is not
+    the end of the container's, whose stdin stays open for the next attach.  It was
+    closed: the script read nothing more, and the second client's line was lost."""
+    script = 'read a; echo "got $a"; read b; echo "got $b"; exit 7'
+    daemon.ctl("run", "-d", "-i", "--name", "s", "default", "sh", "-c", script)
+    assert daemon.inspect("s")["config"]["stdin_once"] is False
+    first = _started(daemon, "attach", "s")
+    try:
+        assert first.stdin is not None
+        first.stdin.write(b"one\n")
+        first.stdin.close()  # its input ends; the container's does not
+        until(lambda: daemon.ctl("logs", "s").stdout == "got one\n", "the first line")
+        # As Docker's client: the one whose input ended waits for the container's end.
+        r = _ctl(daemon, "attach", "s", data=b"two\n")
+        assert (r.returncode, r.stdout) == (7, b"got two\n"), r.stderr
+        assert first.stdout is not None
+        assert (first.wait(timeout=60), first.stdout.read()) == (7, b"got one\ngot two\n")
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        for pipe in (first.stdin, first.stdout):
+            assert pipe is not None
+            pipe.close()
+    assert daemon.ctl("logs", "s").stdout == "got one\ngot two\n"
+
+
+def test_start_ai_gives_each_run_its_own_input(daemon: Daemon) -> None:
+    """`create -i` is Docker's StdinOnce: each `start -ai` input ends that run's stdin."""
+    daemon.ctl("create", "-i", "--name", "c", "default", "sh", "-c", "cat; echo end")
+    assert daemon.inspect("c")["config"]["stdin_once"] is True
+    for line in (b"first\n", b"second\n"):
+        r = _ctl(daemon, "start", "-ai", "c", data=line)
+        assert (r.returncode, r.stdout) == (0, line + b"end\n"), r.stderr
+
+
+def test_run_i_attaches_stdin_whatever_a_names(daemon: Daemon) -> None:
+    """Docker's `-i` attaches stdin with `-a stdout` too; boxctl left the container
+    waiting for input that never came, and hung."""
+    r = _ctl(daemon, "run", "-i", "-a", "stdout", "--rm", "default", "cat", data=b"hi\n")
+    assert (r.returncode, r.stdout) == (0, b"hi\n"), r.stderr
+
+
+def test_a_vanished_run_i_client_closes_the_containers_stdin(daemon: Daemon) -> None:
+    """Docker's StdinOnce: the stdin of `run -i` ends with its client, also one killed.
+    A `cat` waited for input forever."""
+    client = _started(daemon, "run", "-i", "--name", "v", "default", "cat")
+    try:
+        until(lambda: daemon.ctl("inspect", "v", check=False).returncode == 0, "the container")
+        daemon.wait_for("v", lambda c: c["state"]["status"] == "running")
+    finally:
+        client.kill()
+        client.wait()
+        for pipe in (client.stdin, client.stdout):
+            assert pipe is not None
+            pipe.close()
+    c = daemon.wait_for("v", lambda c: c["state"]["status"] == "exited")
+    assert c["state"]["exit_code"] == 0
 
 
 def test_output_flows_while_the_container_leaves_its_stdin_unread(daemon: Daemon) -> None:

@@ -107,8 +107,7 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
         for sid, name in ((protocol.STDOUT, "stdout"), (protocol.STDERR, "stderr"))
         if req.flag(name)
     }
-    # Attached before start (docker run): every byte from the first, and the container's
-    # stdin closes when the client's input ends (Docker's StdinOnce).
+    # Attached before start (docker run, start -a): every byte from the first.
     before_start = api.sup.run_of(c.id) is None
     channel = api.sup.subscribe(c.id, lossless=before_start) if req.flag("stream") else None
     try:
@@ -139,7 +138,7 @@ async def attach(api: Api, conn: HttpConnection, req: Request, ref: str) -> None
                     sock,
                     leftover,
                     functools.partial(_started, api, c.id),
-                    before_start,
+                    c.config.stdin_once and not tty,
                     keys if tty else None,
                     nursery.cancel_scope,
                 )
@@ -189,8 +188,11 @@ async def _forward_stdin(
     detach_keys: bytes | None,
     streams: trio.CancelScope,
 ) -> None:
-    """The client's input to the process.  With a TTY, Docker's detach keys end the
-    connection (``streams`` and the socket) and leave the process running, its stdin open."""
+    """The client's input to the process.  Its end (the client's write side shut, or the
+    client gone) closes the process's stdin with ``close_at_end`` (Docker's StdinOnce of a
+    container without a TTY, an exec without one); otherwise, as in Docker, it ends this
+    client's connection (``streams`` and the socket) and the stdin stays open for the next
+    attach.  With a TTY, Docker's detach keys end the connection too."""
     run = await run_of()
     if run is None:
         return
@@ -203,17 +205,18 @@ async def _forward_stdin(
         if data:
             await run.write_stdin(data)
         if detached:
-            streams.cancel(reason="the client detached")
-            await trio.aclose_forcefully(sock)
-            return
+            break
         try:
             data = bytes(await sock.receive_some(READ_SIZE))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             break
         if not data:
             break
-    if close_at_end:
+    if close_at_end:  # never with a TTY, the only input watched for detach keys
         await run.write_stdin(b"")
+        return
+    streams.cancel(reason="the client detached" if detached else "the client's input ended")
+    await trio.aclose_forcefully(sock)
 
 
 # ---- exec -------------------------------------------------------------------------------
@@ -319,7 +322,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
                     sock,
                     leftover,
                     functools.partial(_ready, run),
-                    True,
+                    not ex.spec.tty,
                     keys,
                     streams.cancel_scope,
                 )
