@@ -509,8 +509,6 @@ async def _stream(
                         run.resize(msg.rows, msg.cols)
                     elif isinstance(msg, SignalFrame):
                         run.signal(parse_signal(msg.signal))
-            if stdin and close_stdin:
-                await run.write_stdin(b"")
             nursery.cancel_scope.cancel(reason="client detached")
 
         nursery.start_soon(from_client)
@@ -526,6 +524,10 @@ async def _stream(
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         nursery.cancel_scope.cancel(reason="stream ended")
+    if stdin and close_stdin:
+        # However the stream ended: a client gone while its output was being sent, or
+        # while its input waited for room in the pipe, is gone too.
+        await run.write_stdin(b"")
 
 
 async def bind_socket(path: Path) -> trio.socket.SocketType:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from daemon_harness import REPO, Daemon, daemon_cli, until
+from daemon_harness import REPO, Daemon, boxctl_process, daemon_cli, pipe_held, until
 
 pytestmark = pytest.mark.root
 
@@ -32,16 +32,6 @@ def _ctl(
         capture_output=True,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
         timeout=timeout,
-    )
-
-
-def _started(daemon: Daemon, *args: str) -> subprocess.Popen[bytes]:
-    """boxctl running, its stdin and stdout pipes of ours."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "boxctl", "--socket", str(daemon.socket), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
 
 
@@ -88,8 +78,7 @@ def test_attach_keeps_the_stdin_of_a_detached_container_open(daemon: Daemon) -> 
     script = 'read a; echo "got $a"; read b; echo "got $b"; exit 7'
     daemon.ctl("run", "-d", "-i", "--name", "s", "default", "sh", "-c", script)
     assert daemon.inspect("s")["config"]["stdin_once"] is False
-    first = _started(daemon, "attach", "s")
-    try:
+    with boxctl_process(daemon, "attach", "s") as first:
         assert first.stdin is not None
         first.stdin.write(b"one\n")
         first.stdin.close()  # its input ends; the container's does not
@@ -99,13 +88,6 @@ def test_attach_keeps_the_stdin_of_a_detached_container_open(daemon: Daemon) -> 
         assert (r.returncode, r.stdout) == (7, b"got two\n"), r.stderr
         assert first.stdout is not None
         assert (first.wait(timeout=60), first.stdout.read()) == (7, b"got one\ngot two\n")
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        for pipe in (first.stdin, first.stdout):
-            assert pipe is not None
-            pipe.close()
     assert daemon.ctl("logs", "s").stdout == "got one\ngot two\n"
 
 
@@ -128,18 +110,31 @@ def test_run_i_attaches_stdin_whatever_a_names(daemon: Daemon) -> None:
 def test_a_vanished_run_i_client_closes_the_containers_stdin(daemon: Daemon) -> None:
     """Docker's StdinOnce: the stdin of `run -i` ends with its client, also one killed.
     A `cat` waited for input forever."""
-    client = _started(daemon, "run", "-i", "--name", "v", "default", "cat")
-    try:
+    with boxctl_process(daemon, "run", "-i", "--name", "v", "default", "cat"):
         until(lambda: daemon.ctl("inspect", "v", check=False).returncode == 0, "the container")
         daemon.wait_for("v", lambda c: c["state"]["status"] == "running")
-    finally:
-        client.kill()
-        client.wait()
-        for pipe in (client.stdin, client.stdout):
-            assert pipe is not None
-            pipe.close()
     c = daemon.wait_for("v", lambda c: c["state"]["status"] == "exited")
     assert c["state"]["exit_code"] == 0
+
+
+def test_a_run_i_client_gone_while_its_input_waits_closes_the_stdin(daemon: Daemon) -> None:
+    """The client's input waits for room in the container's stdin pipe when the client is
+    killed, and the daemon learns of its end by the output it can no longer send: the
+    stdin closes then too (it stayed open, and `cat` waited for ever)."""
+    script = "until [ -e /tmp/go ]; do sleep 0.05; done; echo tick; cat >/dev/null; echo end"
+    with boxctl_process(
+        daemon, "run", "-i", "--name", "w", "default", "sh", "-c", script
+    ) as client:
+        assert client.stdin is not None
+        client.stdin.write(b"x" * (256 << 10))  # more than the pipe holds
+        client.stdin.flush()
+        until(lambda: daemon.ctl("inspect", "w", check=False).returncode == 0, "the container")
+        pid = daemon.wait_for("w", lambda c: c["state"]["status"] == "running")["state"]["pid"]
+        until(lambda: pipe_held(f"/proc/{pid}/fd/0") >= 65536, "a full stdin pipe")
+    daemon.ctl("exec", "w", "touch", "/tmp/go")
+    c = daemon.wait_for("w", lambda c: c["state"]["status"] == "exited")
+    assert c["state"]["exit_code"] == 0
+    assert daemon.ctl("logs", "w").stdout == "tick\nend\n"
 
 
 def test_output_flows_while_the_container_leaves_its_stdin_unread(daemon: Daemon) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, pipe_held, running_daemon
 from docker_clients import DOCKER, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
@@ -1080,6 +1080,40 @@ def test_the_end_of_an_api_clients_input_as_docker(clean: Daemon) -> None:
             c.remove(force=True)
             del sock
             gc.collect()
+    finally:
+        client.close()
+
+
+def test_a_stdin_once_client_gone_while_its_input_waits_closes_the_stdin(clean: Daemon) -> None:
+    """Docker's StdinOnce (docker-py's create_container with stdin_open): a client that
+    goes away while its input waits for room in the container's stdin pipe closes the
+    stdin once the daemon finds it gone (by the output it cannot send).  It stayed open,
+    and `cat` waited for ever."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    script = "until [ -e /tmp/go ]; do sleep 0.05; done; echo tick; cat >/dev/null; echo end"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            cid = client.api.create_container("default", ["sh", "-c", script], stdin_open=True)
+            assert client.api.inspect_container(cid)["Config"]["StdinOnce"] is True
+            sock = client.api.attach_socket(cid, {"stdin": 1, "stdout": 1, "stream": 1})
+            client.api.start(cid)
+            raw = sock._sock
+            raw.sendall(b"x" * (128 << 10))  # more than the pipe holds
+            pid = client.api.inspect_container(cid)["State"]["Pid"]
+            deadline = time.monotonic() + 30
+            while pipe_held(f"/proc/{pid}/fd/0") < 65536:
+                assert time.monotonic() < deadline, "the stdin pipe never filled"
+                time.sleep(0.01)
+            sock.close()
+            raw.close()  # the client is gone
+            del sock, raw
+            gc.collect()
+            client.api.exec_start(client.api.exec_create(cid, ["touch", "/tmp/go"])["Id"])
+            assert client.api.wait(cid, timeout=30)["StatusCode"] == 0
+            assert client.api.logs(cid) == b"tick\nend\n"
+            client.api.remove_container(cid)
     finally:
         client.close()
 

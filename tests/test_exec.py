@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import REPO, Daemon, daemon_cli, leftover_cgroups, running_daemon, until
+from daemon_harness import (
+    Daemon,
+    boxctl_process,
+    daemon_cli,
+    leftover_cgroups,
+    running_daemon,
+    until,
+)
 
 from boxctl._client import CliError, call
 from boxd._cgroup import parse_cpu_list
@@ -274,23 +281,11 @@ def test_signals_to_exec_reach_its_process_unless_sig_proxy_is_off(daemon: Daemo
     script = "trap 'echo got-int; exit 3' INT; echo ready; while :; do sleep 0.1; done"
     for proxy, code, last in (("true", 3, b"got-int\n"), ("false", 130, b"")):
         command = ("exec", f"--sig-proxy={proxy}", "c", "sh", "-c", f"{script} # {proxy}")
-        client = subprocess.Popen(
-            [sys.executable, "-m", "boxctl", "--socket", str(daemon.socket), *command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        )
-        try:
+        with boxctl_process(daemon, *command) as client:
             assert client.stdout is not None
             assert client.stdout.readline() == b"ready\n"
             client.send_signal(signal.SIGINT)
             assert (client.wait(timeout=30), client.stdout.read()) == (code, last)
-        finally:
-            if client.poll() is None:
-                client.kill()
-                client.wait()
-            assert client.stdout is not None
-            client.stdout.close()
     running = daemon.ctl("exec", "c", "ps", "-o", "args").stdout
     assert f"{script} # false" in running
     assert f"{script} # true" not in running

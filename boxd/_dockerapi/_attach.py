@@ -198,22 +198,28 @@ async def _forward_stdin(
         return
     matcher = _detachkeys.DetachMatcher(detach_keys) if detach_keys else None
     data = leftover
-    while True:
-        detached = False
-        if matcher is not None:
-            data, detached = matcher.feed(data)
-        if data:
-            await run.write_stdin(data)
-        if detached:
-            break
-        try:
-            data = bytes(await sock.receive_some(READ_SIZE))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            break
-        if not data:
-            break
-    if close_at_end:  # never with a TTY, the only input watched for detach keys
-        await run.write_stdin(b"")
+    try:
+        while True:
+            detached = False
+            if matcher is not None:
+                data, detached = matcher.feed(data)
+            if data:
+                await run.write_stdin(data)
+            if detached:
+                break
+            try:
+                data = bytes(await sock.receive_some(READ_SIZE))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                break
+            if not data:
+                break
+    finally:
+        if close_at_end:  # never with a TTY, the only input watched for detach keys
+            # Also when cancelled: a client gone while its input waited for room in the
+            # pipe, found gone by the output that could not be sent to it.
+            with trio.CancelScope(shield=True):
+                await run.write_stdin(b"")
+    if close_at_end:
         return
     streams.cancel(reason="the client detached" if detached else "the client's input ended")
     await trio.aclose_forcefully(sock)
