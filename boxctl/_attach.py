@@ -1,7 +1,8 @@
 """The terminal side of attach and of a foreground run: one poll loop, no threads.
 
 Output frames go to our stdout/stderr as they come; stdin is forwarded in bulk (whatever one
-read returns, not a message per key) and its end closes the container's stdin.  Only a
+read returns, not a message per key) and so is its end (the daemon closes the container's
+stdin where Docker's StdinOnce does: see boxd._server._stream).  Only a
 local terminal in TTY mode is watched for the detach sequence (Ctrl-P Ctrl-Q by default),
 which ends the attachment and leaves the container running: piped input is data, every byte
 of it is sent, as Docker does.  A window size is sent at start and on every SIGWINCH; with

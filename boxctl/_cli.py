@@ -286,6 +286,9 @@ def cmd_create(args: Args) -> int:
 
     try:
         config, name = _config(args)
+        # Docker's client: -i attaches stdin, so its end (or the client's going away)
+        # closes the container's stdin, at every `start -ai` too.
+        config["stdin_once"] = args.interactive
         cidfile = _files.open_cidfile(args.cidfile)
         try:
             response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
@@ -304,7 +307,9 @@ def cmd_run(args: Args) -> int:
     """One request creates and starts (and, in the foreground, streams): one connection,
     one round trip before the container runs."""
     streams = _attach_streams(args)
-    stdin = args.interactive and "stdin" in streams
+    # -i attaches stdin whatever -a names, as Docker's client does: `-a stdout -i` without
+    # it left the container waiting for input that never came.
+    stdin = args.interactive
     keys = b""
     if not args.detach:
         _check_tty(stdin=stdin, tty_mode=args.tty)
@@ -313,6 +318,9 @@ def cmd_run(args: Args) -> int:
     created = False
     try:
         config, name = _config(args)
+        # Docker's StdinOnce: the foreground client's input is the container's, its end
+        # closes it; `run -d -i` keeps the stdin open for whoever attaches.
+        config["stdin_once"] = stdin and not args.detach
         request = {
             "type": "RunRequest",
             "config": config,

@@ -199,6 +199,10 @@ class ContainerConfig:
     # one.  None: 24x80 until the first resize.
     console_size: tuple[int, int] | None = None
     interactive: bool = False
+    # Docker's StdinOnce (`run -i` in the foreground, `create -i`): the end of an attached
+    # client's input, or the client's going away, closes the container's stdin.  Without
+    # it the stdin stays open for the next attach (`run -d -i`).
+    stdin_once: bool = False
     network: str = "bridge"  # bridge, host, none, container:NAME or a user network
     ports: tuple[PortSpec, ...] = ()  # -p
     publish_all: bool = False  # -P: every exposed port on an ephemeral host port

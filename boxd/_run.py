@@ -35,6 +35,7 @@ import trio
 from . import _native, _plan, _ptyout, _rootfs, _shim, protocol
 from ._cgroup import Cgroup
 from ._ledger import Ledger, LoggedPipe
+from ._lifecycle import Conflict
 from ._logs import LogWriter
 from ._native import Namespace, Native, ShimSpec, Spawned, SpawnPlan
 from ._output import Output
@@ -204,14 +205,19 @@ class Run:
         if self._tty_master >= 0 and not self.exited.is_set():
             _set_winsize(self._tty_master, rows, cols)
 
-    @property
-    def takes_stdin(self) -> bool:
-        return self._stdin is not None
-
     async def write_stdin(self, data: bytes) -> None:
-        """Forward input; empty data closes stdin (not for a TTY, where ^D does that)."""
+        """Forward input; empty data closes stdin (not for a TTY, where ^D does that).
+        Input after the end, or once the process closed its stdin or ended, is dropped, as
+        a pipe's reader that went away drops it; a process that takes none (not
+        interactive: its stdin is /dev/null) refuses it with :class:`Conflict`."""
         stream = self._stdin
         if stream is None:
+            if not self._interactive:
+                what = "this exec in container" if self.interactive is not None else "container"
+                raise Conflict(
+                    f"{what} {self.container.name} ({self.container.short_id}) takes no "
+                    "input: it was not made with interactive=True, its stdin is /dev/null"
+                )
             return
         async with self._stdin_lock:
             try:
@@ -224,6 +230,13 @@ class Run:
                         await self._shim.close_stdin()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._stdin = None
+
+    @property
+    def _interactive(self) -> bool:
+        """Its stdin is a pipe (or its terminal) that takes input."""
+        if self.interactive is not None:
+            return self.interactive
+        return self.container.config.interactive
 
     # ---- the run itself -------------------------------------------------------------
 
@@ -251,7 +264,7 @@ class Run:
         """
         config = self.container.config
         tty_mode = self.tty if self.tty is not None else config.tty
-        interactive = self.interactive if self.interactive is not None else config.interactive
+        interactive = self._interactive
         with ExitStack() as fds, ExitStack() as child:
             # `child` holds what only the child needs: closed right after the spawn.
             # The mount namespace, unless its end handed it on (or the process lives on

@@ -381,17 +381,22 @@ class Server:
         container is removed before the client hears the exit code, as Docker does: a
         ``ps -a`` right after the run must not show it."""
         removal = None
-        if run.container.config.auto_remove:
+        config = run.container.config
+        if config.auto_remove:
             # The supervisor removes it once its end is recorded; this waits for that.
             removal = functools.partial(self.sup.removed, run.container.id)
-        await _stream(conn, run, output, stdin=stdin, before_exit=removal)
+        await _stream(
+            conn, run, output, stdin=stdin, close_stdin=config.stdin_once, before_exit=removal
+        )
 
     async def _attach(self, conn: Connection, req: AttachRequest) -> None:
         run = self.sup.attachable(req.container)
         answer = _joined(run.container.config, req.stdin, req.input_tty)
         output = run.output.subscribe()
         await conn.send(answer)
-        await _stream(conn, run, output, stdin=answer.stdin)
+        await _stream(
+            conn, run, output, stdin=answer.stdin, close_stdin=run.container.config.stdin_once
+        )
 
     async def _exec(self, conn: Connection, req: ExecRequest) -> None:
         if req.detach:
@@ -424,7 +429,7 @@ class Server:
                 )
             )
             await conn.send(OkResponse())
-            await _stream(conn, proc, channel, stdin=req.interactive)
+            await _stream(conn, proc, channel, stdin=req.interactive, close_stdin=True)
 
     async def _read_logs(self, conn: Connection, req: LogsRequest) -> None:
         directory = self.sup.log_dir(req.container)
@@ -476,11 +481,17 @@ async def _stream(
     output: trio.MemoryReceiveChannel[Chunk],
     *,
     stdin: bool,
+    close_stdin: bool,
     before_exit: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Output to the client until the process ends (then ``before_exit``, then its exit
     code); input, resizes and signals from the client until it detaches or goes away (the
-    process keeps running).  A client that vanishes ends only its own stream."""
+    process keeps running).  A client that vanishes ends only its own stream.
+
+    ``close_stdin`` (Docker's StdinOnce; an exec's): the end of the client's input, its
+    detaching or its going away closes the process's stdin (not a terminal's: see
+    Run.write_stdin).  Otherwise the stdin stays open for the next client to attach, and
+    the end of this one's input ends nothing: its output goes on to the process's end."""
     widen_send_buffer(conn.stream)
     async with trio.open_nursery() as nursery:
 
@@ -488,7 +499,7 @@ async def _stream(
             with contextlib.suppress(_Closed, protocol.ProtocolError, ConversionError):
                 while (frame := await conn.receive()) is not None:
                     if isinstance(frame, tuple):
-                        if stdin and frame[0] == protocol.STDIN:
+                        if stdin and frame[0] == protocol.STDIN and (frame[1] or close_stdin):
                             await run.write_stdin(frame[1])
                         continue
                     msg = parse(frame, CLIENT_FRAMES)
@@ -513,6 +524,10 @@ async def _stream(
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         nursery.cancel_scope.cancel(reason="stream ended")
+    if stdin and close_stdin:
+        # However the stream ended: a client gone while its output was being sent, or
+        # while its input waited for room in the pipe, is gone too.
+        await run.write_stdin(b"")
 
 
 async def bind_socket(path: Path) -> trio.socket.SocketType:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -175,6 +177,26 @@ def daemon_cli(daemon: Daemon) -> str:
     )
 
 
+@contextmanager
+def boxctl_process(daemon: Daemon, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """boxctl running, its stdin and stdout pipes of ours; killed at the end of the block
+    if it still runs (a client gone, as one a closed window or a SIGKILL ends)."""
+    client = subprocess.Popen(
+        [sys.executable, "-m", "boxctl", "--socket", str(daemon.socket), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        yield client
+    finally:
+        client.kill()
+        client.wait()
+        for pipe in (client.stdin, client.stdout):
+            assert pipe is not None
+            pipe.close()
+
+
 def until(
     check: Callable[[], bool], what: str, *, timeout: float = 30, interval: float = 0.01
 ) -> None:
@@ -184,6 +206,16 @@ def until(
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(interval)
+
+
+def pipe_held(path: str) -> int:
+    """The bytes waiting in the pipe at ``path`` (a process's /proc/PID/fd/N), left
+    unread: FIONREAD."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), "little")
+    finally:
+        os.close(fd)
 
 
 def leftover_cgroups(root: Path) -> list[str]:

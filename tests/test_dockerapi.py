@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, running_daemon
+from daemon_harness import Daemon, pipe_held, running_daemon
 from docker_clients import DOCKER, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
@@ -1103,6 +1103,101 @@ def test_attach_over_a_websocket(clean: Daemon) -> None:
     # Not a WebSocket handshake: refused by what it lacks, nothing hijacked.
     status, _, body = _call(clean, "GET", f"/containers/{cid}/attach/ws?stream=1")
     assert status == 400 and b"not a WebSocket handshake" in body, body
+
+
+def test_the_end_of_an_api_clients_input_as_docker(clean: Daemon) -> None:
+    """Docker's StdinOnce false (docker-py's stdin_open, `docker run -d -i`): the end of an
+    attached client's input ends its connection and leaves the container's stdin open for
+    the next one.  The connection stayed open until the container ended: a client reading
+    to its end waited for ever.  An exec with a TTY, the same; without one, the input's
+    end is the process's."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+
+    def sent_until_closed(sock: Any, data: bytes) -> bytes:
+        raw = sock._sock  # docker-py's SocketIO over the hijacked socket
+        raw.settimeout(30)
+        raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := raw.recv(4096):
+            received += chunk
+        sock.close()
+        raw.close()
+        return received
+
+    script = 'read a; echo "got $a"; read b; echo "got $b"; exit 7'
+    try:
+        # docker-py leaves its hijacked sockets to the GC
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            c = client.containers.run("default", ["sh", "-c", script], detach=True, stdin_open=True)
+            assert c.attrs["Config"]["StdinOnce"] is False
+            for line in (b"one\n", b"two\n"):
+                sock = client.api.attach_socket(c.id, {"stdin": 1, "stdout": 1, "stream": 1})
+                sent_until_closed(sock, line)
+            assert c.wait(timeout=30)["StatusCode"] == 7
+            assert c.logs() == b"got one\ngot two\n"
+            c.remove()
+            c = client.containers.run("default", ["sleep", "300"], detach=True)
+            ex = client.api.exec_create(c.id, ["cat"], stdin=True, tty=True)
+            sock = client.api.exec_start(ex["Id"], tty=True, socket=True)
+            sent_until_closed(sock, b"typed\n")
+            assert client.api.exec_inspect(ex["Id"])["Running"] is True
+            ex = client.api.exec_create(c.id, ["cat"], stdin=True)
+            sock = client.api.exec_start(ex["Id"], socket=True)
+            assert sent_until_closed(sock, b"piped\n") == b"\x01\0\0\0\0\0\0\6piped\n"
+            assert client.api.exec_inspect(ex["Id"])["ExitCode"] == 0
+            c.remove(force=True)
+            del sock
+            gc.collect()
+    finally:
+        client.close()
+
+
+def test_a_stdin_once_client_gone_while_its_input_waits_closes_the_stdin(clean: Daemon) -> None:
+    """Docker's StdinOnce (docker-py's create_container with stdin_open): a client that
+    goes away while its input waits for room in the container's stdin pipe closes the
+    stdin once the daemon finds it gone (by the output it cannot send).  It stayed open,
+    and `cat` waited for ever."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    script = "until [ -e /tmp/go ]; do sleep 0.05; done; echo tick; cat >/dev/null; echo end"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            cid = client.api.create_container("default", ["sh", "-c", script], stdin_open=True)
+            assert client.api.inspect_container(cid)["Config"]["StdinOnce"] is True
+            sock = client.api.attach_socket(cid, {"stdin": 1, "stdout": 1, "stream": 1})
+            client.api.start(cid)
+            raw = sock._sock
+            raw.sendall(b"x" * (128 << 10))  # more than the pipe holds
+            pid = client.api.inspect_container(cid)["State"]["Pid"]
+            deadline = time.monotonic() + 30
+            while pipe_held(f"/proc/{pid}/fd/0") < 65536:
+                assert time.monotonic() < deadline, "the stdin pipe never filled"
+                time.sleep(0.01)
+            sock.close()
+            raw.close()  # the client is gone
+            del sock, raw
+            gc.collect()
+            client.api.exec_start(client.api.exec_create(cid, ["touch", "/tmp/go"])["Id"])
+            assert client.api.wait(cid, timeout=30)["StatusCode"] == 0
+            assert client.api.logs(cid) == b"tick\nend\n"
+            client.api.remove_container(cid)
+    finally:
+        client.close()
+
+
+@needs_cli
+def test_start_ai_twice_gives_each_run_its_input(clean: Daemon) -> None:
+    """`docker create -i` is Docker's StdinOnce: inspect says so, and the input of each
+    `start -ai` is that run's, its end the run's stdin's end."""
+    _docker(clean, "create", "-i", "--name", "twice", "default", "sh", "-c", "cat; echo end")
+    assert _docker(clean, "inspect", "-f", "{{.Config.StdinOnce}}", "twice").stdout == "true\n"
+    for line in ("first\n", "second\n"):
+        r = _docker(clean, "start", "-ai", "twice", input=line)
+        assert (r.returncode, r.stdout, r.stderr) == (0, line + "end\n", "")
 
 
 def test_a_client_gone_mid_stream_is_no_failed_request(

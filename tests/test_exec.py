@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, daemon_cli, leftover_cgroups, running_daemon, until
+from daemon_harness import (
+    Daemon,
+    boxctl_process,
+    daemon_cli,
+    leftover_cgroups,
+    running_daemon,
+    until,
+)
 
 from boxctl._client import CliError, call
 from boxd._cgroup import parse_cpu_list
@@ -262,3 +270,22 @@ def test_exec_during_a_pause_under_way_waits_for_its_end(tmp_path: Path) -> None
         server.terminate()
         server.wait(timeout=30)
         subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
+
+
+def test_signals_to_exec_reach_its_process_unless_sig_proxy_is_off(daemon: Daemon) -> None:
+    """Not Docker's client, which forwards none for exec and leaves the process running
+    behind its Ctrl-C (moby/moby#9098): boxctl's exec forwards them as its run and attach
+    do.  ``--sig-proxy=false`` gives Docker's behaviour: boxctl ends (130), the process
+    runs on."""
+    daemon.ctl("run", "-d", "--name", "c", "default", "sleep", "300")
+    script = "trap 'echo got-int; exit 3' INT; echo ready; while :; do sleep 0.1; done"
+    for proxy, code, last in (("true", 3, b"got-int\n"), ("false", 130, b"")):
+        command = ("exec", f"--sig-proxy={proxy}", "c", "sh", "-c", f"{script} # {proxy}")
+        with boxctl_process(daemon, *command) as client:
+            assert client.stdout is not None
+            assert client.stdout.readline() == b"ready\n"
+            client.send_signal(signal.SIGINT)
+            assert (client.wait(timeout=30), client.stdout.read()) == (code, last)
+    running = daemon.ctl("exec", "c", "ps", "-o", "args").stdout
+    assert f"{script} # false" in running
+    assert f"{script} # true" not in running

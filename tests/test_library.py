@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,29 @@ async def test_the_run_tells_a_signal_from_an_exit_of_the_same_code(
             outcomes.append(run.outcome.signal)
             await sup.remove(c.id)
         assert outcomes == [None, 9]
+
+
+async def test_input_to_a_process_that_takes_none_is_refused(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """``write_stdin`` to a container (or exec) made without ``interactive=True`` raises,
+    naming it: the input was dropped without a word, and a program waiting for an answer
+    to it waited for ever.  Input after the end of it is dropped, as a pipe's reader
+    gone drops it."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "/bin/sh", "-c", "sleep 100"), "quiet")
+        _, run = await sup.start_attached(c.id)
+        with pytest.raises(boxd.Conflict, match=rf"^container quiet \({c.id[:12]}\) takes no"):
+            await run.write_stdin(b"lost")
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(sup.exec, c.id, ("/bin/cat",))
+            with pytest.raises(boxd.Conflict, match=r"^this exec in container quiet .* takes no"):
+                await proc.write_stdin(b"lost")
+            reader = await nursery.start(partial(sup.exec, c.id, ("/bin/cat",), interactive=True))
+            await reader.write_stdin(b"")
+            await reader.write_stdin(b"after the end")  # dropped: no error
+        assert reader.outcome is not None and reader.outcome.exit_code == 0
+        await sup.remove(c.id, force=True)
 
 
 async def test_a_kill_of_a_run_that_just_ended_leaves_its_exit(

@@ -144,7 +144,9 @@ def test_a_container_below_its_own_cgroup_parent_is_adopted(live: Daemon) -> Non
 
 def test_sigterm_leaves_containers_running_and_every_verb_works_on_them(live: Daemon) -> None:
     live.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
-    live.ctl("run", "-d", "-i", "--name", "cat", "default", "sh", "-c", "cat; echo eof")
+    # `create -i`, Docker's StdinOnce: the end of an attached client's input ends its stdin.
+    live.ctl("create", "-i", "--name", "cat", "default", "sh", "-c", "cat; echo eof")
+    live.ctl("start", "cat")
     pid = live.inspect("s")["state"]["pid"]
     assert live.stop() == 0
     assert _alive(pid)

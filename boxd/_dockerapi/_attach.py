@@ -111,8 +111,7 @@ async def attach(
         for sid, name in ((protocol.STDOUT, "stdout"), (protocol.STDERR, "stderr"))
         if req.flag(name)
     }
-    # Attached before start (docker run): every byte from the first, and the container's
-    # stdin closes when the client's input ends (Docker's StdinOnce).
+    # Attached before start (docker run, start -a): every byte from the first.
     before_start = api.sup.run_of(c.id) is None
     channel = api.sup.subscribe(c.id, lossless=before_start) if req.flag("stream") else None
     try:
@@ -151,7 +150,7 @@ async def attach(
                     sock,
                     leftover,
                     functools.partial(_started, api, c.id),
-                    before_start,
+                    c.config.stdin_once and not tty,
                     keys if tty else None,
                     nursery.cancel_scope,
                 )
@@ -174,9 +173,10 @@ async def _websocket_input(
     streams: trio.CancelScope,
 ) -> None:
     """A WebSocket's messages: the container's stdin (``forward``), or read and dropped
-    (its pings answered).  Its end (a close, the client gone) ends the attach: a raw
-    stream's end of input is a half close, its client still reading the output, but a
-    WebSocket closes both ways, and the streams would wait for the next output."""
+    (its pings answered).  Its end (a close, the client gone) ends the attach, StdinOnce
+    or not: a raw stream's end of input may be a half close, its client still reading the
+    output, but a WebSocket closes both ways, and the streams would wait for the next
+    output."""
     if forward is not None:
         await forward()
     else:
@@ -222,31 +222,41 @@ async def _forward_stdin(
     detach_keys: bytes | None,
     streams: trio.CancelScope,
 ) -> None:
-    """The client's input to the process.  With a TTY, Docker's detach keys end the
-    connection (``streams`` and the socket) and leave the process running, its stdin open."""
+    """The client's input to the process.  Its end (the client's write side shut, or the
+    client gone) closes the process's stdin with ``close_at_end`` (Docker's StdinOnce of a
+    container without a TTY, an exec without one); otherwise, as in Docker, it ends this
+    client's connection (``streams`` and the socket) and the stdin stays open for the next
+    attach.  With a TTY, Docker's detach keys end the connection too."""
     run = await run_of()
     if run is None:
         return
     matcher = _detachkeys.DetachMatcher(detach_keys) if detach_keys else None
     data = leftover
-    while True:
-        detached = False
-        if matcher is not None:
-            data, detached = matcher.feed(data)
-        if data:
-            await run.write_stdin(data)
-        if detached:
-            streams.cancel(reason="the client detached")
-            await trio.aclose_forcefully(sock)
-            return
-        try:
-            data = bytes(await sock.receive_some(READ_SIZE))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            break
-        if not data:
-            break
+    try:
+        while True:
+            detached = False
+            if matcher is not None:
+                data, detached = matcher.feed(data)
+            if data:
+                await run.write_stdin(data)
+            if detached:
+                break
+            try:
+                data = bytes(await sock.receive_some(READ_SIZE))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                break
+            if not data:
+                break
+    finally:
+        if close_at_end:  # never with a TTY, the only input watched for detach keys
+            # Also when cancelled: a client gone while its input waited for room in the
+            # pipe, found gone by the output that could not be sent to it.
+            with trio.CancelScope(shield=True):
+                await run.write_stdin(b"")
     if close_at_end:
-        await run.write_stdin(b"")
+        return
+    streams.cancel(reason="the client detached" if detached else "the client's input ended")
+    await trio.aclose_forcefully(sock)
 
 
 # ---- exec -------------------------------------------------------------------------------
@@ -352,7 +362,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
                     sock,
                     leftover,
                     functools.partial(_ready, run),
-                    True,
+                    not ex.spec.tty,
                     keys,
                     streams.cancel_scope,
                 )
