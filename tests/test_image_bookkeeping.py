@@ -206,6 +206,8 @@ def test_history_names_the_images_a_commit_came_from(daemon: Daemon, bb: str) ->
         f"{middle} 0 touch /top", f"{parents[2]} 0 touch /middle",
         f"{bb} {_inspect(daemon, bb)['Size']} ",
     ]  # fmt: skip
+    listing = daemon.ctl("history", top).stdout.splitlines()  # boxctl's, as the docker CLI's
+    assert [line.split()[0] for line in listing] == ["IMAGE", *(r[7:19] for r in rows)]
 
 
 def test_prune_all_and_disk_use_with_images_in_use(daemon: Daemon, bb: str, tmp_path: Path) -> None:
