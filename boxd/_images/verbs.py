@@ -647,10 +647,12 @@ class ImageVerbs:
         before = -1
         while len(deleted) != before:
             before = len(deleted)
-            for record in self.store.images():
-                if record.id in deleted or record.id in used:
+            stored = self.store.images()
+            parents = {r.parent for r in stored}  # as the pass began: the next one sees less
+            for record in stored:
+                if record.id in deleted or record.id in used or record.id in parents:
                     continue
-                if (record.repo_tags and not req.all) or self._children(record):
+                if record.repo_tags and not req.all:
                     continue
                 config = self.store.config(record)
                 labels = (config.get("config") or {}).get("Labels") or {}
