@@ -346,3 +346,20 @@ def test_a_load_that_takes_a_tag_says_so_as_docker_does(
         f"The image bb:1 already exists, renaming the old one with ID {third} to empty "
         "string\nLoaded image: bb:1\n"
     )
+
+
+def test_a_layer_an_image_holds_twice_is_deleted_once(
+    daemon: Daemon, bb: str, tmp_path: Path
+) -> None:
+    """Two RUN steps that changed nothing are the same (empty) layer: rmi names it deleted
+    once, as Docker names each layer it deletes once."""
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM bb:1\nRUN true\nRUN true\n")
+    daemon.ctl("build", "-q", "-t", "twice:1", str(tmp_path / "ctx"))
+    image = _inspect(daemon, "twice:1")
+    layers = image["RootFS"]["Layers"]
+    assert layers[1] == layers[2]
+    r = docker(daemon, "rmi", "twice:1")
+    assert r.stdout.splitlines() == [
+        "Untagged: twice:1", f"Deleted: {image['Id']}", f"Deleted: {layers[1]}"
+    ]  # fmt: skip

@@ -487,7 +487,8 @@ class ImageStore:
 
     def delete(self, record: ImageRecord, keep: frozenset[str] = frozenset()) -> list[str]:
         """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
-        progress counts on); the layers' diff_ids removed."""
+        progress counts on); the layers' diff_ids removed (each once, though the image
+        may hold a layer twice: two RUN steps that changed nothing)."""
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
         others = self.images() + self._retired()
         used = self._used(others) | keep
@@ -497,7 +498,7 @@ class ImageStore:
             # After an unpack of the layer in progress (cancel it first: Unpacks.stop);
             # one that starts later finds no blob.
             with self._layer_lock(layer.diff_id):
-                if layer.diff_id not in used:
+                if layer.diff_id not in used and layer.diff_id not in removed:
                     self._delete_layer(layer.diff_id)
                     removed.append(layer.diff_id)
                 if layer.digest not in blobs and layer.diff_id not in keep:
