@@ -363,3 +363,12 @@ def test_a_layer_an_image_holds_twice_is_deleted_once(
     assert r.stdout.splitlines() == [
         "Untagged: twice:1", f"Deleted: {image['Id']}", f"Deleted: {layers[1]}"
     ]  # fmt: skip
+
+
+def test_a_missing_image_is_named_as_docker_names_it(daemon: Daemon) -> None:
+    """The error names a missing image with its default tag, as Docker's: nope:latest."""
+    for args in (("rmi", "nope"), ("tag", "nope", "x:1"), ("history", "nope")):
+        r = docker(daemon, *args)
+        assert r.stderr == "Error response from daemon: No such image: nope:latest\n", args
+    r = docker(daemon, "rmi", "team/nope:2")
+    assert r.stderr == "Error response from daemon: No such image: team/nope:2\n"

@@ -394,19 +394,20 @@ class ImageStore:
                 return record
             if ref.digest is None and str(ref) in record.repo_tags:
                 return record
-        raise self.gone(text)
+        raise self.gone(text, shown=ref.familiar)  # as Docker names it: nope:latest
 
-    def gone(self, text: str, why: str = "") -> NoSuchImage:
-        """The error for an image ``text`` not (or no longer) there: with the reason it
-        was removed after its pull, if it was."""
+    def gone(self, text: str, why: str = "", shown: str = "") -> NoSuchImage:
+        """The error for an image ``text`` (named ``shown``, else as given) not (or no
+        longer) there: with the reason it was removed after its pull, if it was."""
         keys = [text, f"sha256:{text.removeprefix('sha256:')}"]
         with contextlib.suppress(ValueError):
             ref = parse_reference(text)
             keys.append(str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}")
         reason = next((self._refused[k] for k in keys if k in self._refused), "")
+        shown = shown or text
         if reason:
-            return NoSuchImage(f"{text} (removed after its pull: {reason})")
-        return NoSuchImage(f"{text} ({why})" if why else text)
+            return NoSuchImage(f"{shown} (removed after its pull: {reason})")
+        return NoSuchImage(f"{shown} ({why})" if why else shown)
 
     def refuse(self, record: ImageRecord, reason: str) -> None:
         """Remember why ``record`` is being removed (for :meth:`lookup`'s error)."""
