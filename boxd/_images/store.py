@@ -302,10 +302,12 @@ class ImageStore:
 
     def layer_size(self, diff_id: str) -> int:
         """What the unpacked layer holds, as Docker counts a layer's size (see
-        :func:`disk_usage`): 0 for a layer that changed nothing."""
+        :func:`disk_usage`): 0 for a layer that changed nothing (an older boxd's record
+        that :meth:`measure` could not rewrite: its tar's size)."""
         with contextlib.suppress(FileNotFoundError):
             path = self.layer_records / f"{digest_hex(diff_id)}.json"
-            return int(json.loads(path.read_bytes()).get("files", 0))
+            record = json.loads(path.read_bytes())
+            return int(record.get("files", record.get("size", 0)))
         return 0
 
     def measure(self) -> int:
