@@ -129,6 +129,10 @@ def test_layers_an_older_boxd_stored_are_measured_at_start(tmp_path: Path) -> No
     assert store.measure() == 1
     assert store.layer_size(digest) == 1001
     assert store.measure() == 0
+    # One it cannot measure (no directory named) keeps the size it had, and the rest go on.
+    record.write_text(json.dumps({"diff_id": digest, "size": 5}))
+    assert store.measure() == 0
+    assert store.layer_size(digest) == 5
 
 
 def test_an_image_others_were_committed_from_is_kept_as_docker_keeps_it(

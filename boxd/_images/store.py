@@ -312,17 +312,19 @@ class ImageStore:
 
     def measure(self) -> int:
         """At start: the size of each layer whose record has none (an older boxd's, which
-        recorded its tar's size instead) measured and recorded; how many were."""
+        recorded its tar's size instead) measured and recorded; how many were.  A record
+        that cannot be read or rewritten is left as it is."""
         measured = 0
-        for entry in os.scandir(self.layer_records):
-            with contextlib.suppress(OSError, ValueError):
-                record = json.loads(Path(entry.path).read_bytes())
-                if "files" not in record:
-                    record.pop("size", None)
-                    path = self.layer_dirs / str(record["dir"])
-                    record["files"] = disk_usage([path])
-                    atomic_write(Path(entry.path), json.dumps(record).encode())
-                    measured += 1
+        with os.scandir(self.layer_records) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                    record = json.loads(Path(entry.path).read_bytes())
+                    if "files" not in record:
+                        path = self.layer_dirs / str(record["dir"])
+                        record["files"] = disk_usage([path])
+                        record.pop("size", None)
+                        atomic_write(Path(entry.path), json.dumps(record).encode())
+                        measured += 1
         return measured
 
     # ---- images ---------------------------------------------------------------------
