@@ -271,6 +271,7 @@ class ImageVerbs:
                     "Os": config.get("os", ""),
                     **({"Variant": config["variant"]} if config.get("variant") else {}),
                     "Comment": config.get("comment", ""),
+                    "DockerVersion": config.get("docker_version", ""),
                     "Author": config.get("author", ""),
                     "Size": self.store.size(record),
                     "Config": config.get("config") or {},
