@@ -157,6 +157,10 @@ def test_an_image_others_were_committed_from_is_kept_as_docker_keeps_it(
     assert docker(daemon, "rmi", "bb:1").stdout == "Untagged: bb:1\n"
     assert _inspect(daemon, "child:1")["Parent"] == bb
     assert docker(daemon, "run", "--rm", "child:1", "cat", "/a").stdout == "a\n"
+    # Where its layers are, as Docker's GraphDriver names them: its own on top.
+    dirs = _inspect(daemon, "child:1")["GraphDriver"]["Data"]
+    assert Path(dirs["UpperDir"], "a").read_text() == "a\n"
+    assert dirs["LowerDir"] == _inspect(daemon, bb)["GraphDriver"]["Data"]["UpperDir"]
 
     def listed(*args: str) -> list[str]:
         ids = docker(daemon, "images", "-q", "--no-trunc", *args).stdout.split()
@@ -275,7 +279,11 @@ def test_rmi_of_a_pulled_image_names_its_digests_as_docker_does(
         assert docker(daemon, "pull", "-q", ref).returncode == 0
     image = _inspect(daemon, ref)["Id"]
     (digested,) = _inspect(daemon, ref)["RepoDigests"]
+    # As Docker's: a pull tags without a tag time (Go's zero time), a tag gives it one.
+    assert _inspect(daemon, ref)["Metadata"] == {"LastTagTime": "0001-01-01T00:00:00Z"}
     assert docker(daemon, "tag", ref, f"{registry.host}/tools/box:v2").returncode == 0
+    tagged = _inspect(daemon, ref)["Metadata"]["LastTagTime"]
+    assert tagged != "0001-01-01T00:00:00Z" and tagged.endswith("Z"), tagged
     r = docker(daemon, "rmi", ref)
     assert r.stdout == f"Untagged: {ref}\n"  # v2 is left: the digest stays
     r = docker(daemon, "rmi", digested)

@@ -445,7 +445,7 @@ def _record(
             ref = parse_reference(tag)
         except ValueError as exc:
             raise ArchiveError(f"the archive's tag {tag!r}: {exc}") from None
-        taken = store.tag(image_id, ref)
+        taken = store.tag(image_id, ref, stamp=False)
         names.append(ref.familiar)
         if taken:
             replaced[ref.familiar] = taken

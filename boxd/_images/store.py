@@ -90,6 +90,9 @@ class ImageRecord:
     # config: the config's rootfs can only name layers, and default is none, so an image
     # based on it is one of this store only (save and push refuse it).
     base: str = ""
+    # When it was last tagged by tag, commit, import or build (not by pull or load), as
+    # Docker's inspect shows it in Metadata.LastTagTime; 0: never.
+    tagged: float = 0.0
     # The image it was committed from (an id, ``default``'s too), as Docker's inspect shows
     # it in Parent: a fact of this store, not of the config, so lost by push (save keeps
     # it when it saves that image too, in manifest.json, as Docker's).
@@ -418,9 +421,10 @@ class ImageStore:
         for key in (record.id, *record.repo_tags, *record.repo_digests):
             self._refused[key] = reason
 
-    def tag(self, image_id: str, ref: Reference) -> str:
+    def tag(self, image_id: str, ref: Reference, *, stamp: bool = True) -> str:
         """Point ``ref`` (a tag) at the image, taking it from any image that had it: the
-        id of that image ("" when none had it)."""
+        id of that image ("" when none had it).  ``stamp``: the image's tag time is now
+        (Docker's tag, commit, import and build; not its pull and load)."""
         name = str(ref.with_tag(ref.tag or "latest"))
         taken = ""
         for record in self.images():
@@ -428,8 +432,10 @@ class ImageStore:
                 self.save(attrs.evolve(record, repo_tags=_without(record.repo_tags, name)))
                 taken = record.id
         record = self.get(image_id)
-        if name not in record.repo_tags:
-            self.save(attrs.evolve(record, repo_tags=(*record.repo_tags, name)))
+        tags = record.repo_tags if name in record.repo_tags else (*record.repo_tags, name)
+        tagged = time.time() if stamp else record.tagged
+        if (tags, tagged) != (record.repo_tags, record.tagged):
+            self.save(attrs.evolve(record, repo_tags=tags, tagged=tagged))
         return taken
 
     def add(
@@ -441,9 +447,11 @@ class ImageStore:
         *,
         base: str = "",
         parent: str = "",
+        stamp: bool = True,
     ) -> ImageRecord:
         """Record an image whose config and layers are stored (over ``base``, from
-        ``parent``, see :class:`ImageRecord`); tag it with ``ref``."""
+        ``parent``, see :class:`ImageRecord`); tag it with ``ref`` (``stamp``: see
+        :meth:`tag`)."""
         try:
             record = self.get(image_id)
         except NoSuchImage:
@@ -460,7 +468,7 @@ class ImageStore:
                 record = attrs.evolve(record, repo_digests=(*record.repo_digests, repo_digest))
         self.save(record)
         if ref is not None and ref.tag is not None:
-            self.tag(image_id, ref)
+            self.tag(image_id, ref, stamp=stamp)
         return self.get(image_id)
 
     def untag(self, record: ImageRecord, name: str) -> ImageRecord:

@@ -20,6 +20,7 @@ import trio
 from .. import _prune, _volserver, protocol
 from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
+from .._logs import format_time
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
 from .config import (
@@ -278,9 +279,15 @@ class ImageVerbs:
                     # The config of the container that made it (Docker's classic builder
                     # and commit wrote one; boxd's do not).
                     "ContainerConfig": config.get("container_config") or {},
+                    "GraphDriver": {"Name": "overlay2", "Data": self._layer_dirs(record)},
                     "RootFS": {
                         "Type": "layers",
                         "Layers": [layer.diff_id for layer in record.layers],
+                    },
+                    "Metadata": {
+                        "LastTagTime": format_time(round(record.tagged * 1e9))
+                        if record.tagged
+                        else "0001-01-01T00:00:00Z"  # Go's zero time, as Docker's
                     },
                     "Layers": [
                         {"Digest": layer.digest, "Size": layer.size, "MediaType": layer.media_type}
@@ -289,6 +296,16 @@ class ImageVerbs:
                 }
             )
         )
+
+    def _layer_dirs(self, record: ImageRecord) -> dict[str, str] | None:
+        """Where the image's layers are unpacked, as Docker's GraphDriver.Data names them:
+        the top one (UpperDir) and those below, top-most first (LowerDir); None for one
+        of no layer of its own (default) or whose layers are not all here."""
+        try:
+            top, *below = self.store.lowers(record)
+        except (NoSuchImage, ValueError):
+            return None
+        return {"UpperDir": top, **({"LowerDir": ":".join(below)} if below else {})}
 
     async def distribution(self, conn: Sender, req: DistributionRequest) -> None:
         ref = parse_reference(req.reference)
