@@ -5,6 +5,7 @@ its images imported from a busybox root."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import subprocess
@@ -362,20 +363,25 @@ def test_a_load_that_takes_a_tag_says_so_as_docker_does(
     )
 
 
-def test_a_layer_an_image_holds_twice_is_deleted_once(
+def test_rmi_names_the_layers_it_deletes_by_dockers_ids(
     daemon: Daemon, bb: str, tmp_path: Path
 ) -> None:
-    """Two RUN steps that changed nothing are the same (empty) layer: rmi names it deleted
-    once, as Docker names each layer it deletes once."""
+    """rmi names the layers it deletes top first by Docker's layer ids (ChainIDs: a
+    layer's diff_id over the ids below it), each once: two RUN steps that changed nothing
+    are two layers of Docker's (one directory of boxd's)."""
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM bb:1\nRUN true\nRUN true\n")
     daemon.ctl("build", "-q", "-t", "twice:1", str(tmp_path / "ctx"))
     image = _inspect(daemon, "twice:1")
     layers = image["RootFS"]["Layers"]
     assert layers[1] == layers[2]
+    chains = [layers[0]]
+    for diff_id in layers[1:]:
+        chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
     r = docker(daemon, "rmi", "twice:1")
     assert r.stdout.splitlines() == [
-        "Untagged: twice:1", f"Deleted: {image['Id']}", f"Deleted: {layers[1]}"
+        "Untagged: twice:1", f"Deleted: {image['Id']}", f"Deleted: {chains[2]}",
+        f"Deleted: {chains[1]}",
     ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -383,12 +384,14 @@ class ImageVerbs:
         await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
 
     async def _delete(self, record: ImageRecord) -> tuple[tuple[str, ...], int]:
-        """Delete an image no container uses: its id and the layers that went with it
-        (their diff_ids), and those layers' bytes."""
+        """Delete an image no container uses: its id and the layers that went with it, top
+        first, by the ids Docker names them by (their ChainIDs), and those layers' bytes."""
         sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
         removed = await self.sup.puller.delete(record)
         self.sup.events.image("delete", record.id, record.id)
-        return (record.id, *removed), sum(sizes[diff_id] for diff_id in removed)
+        diff_ids = [layer.diff_id for layer in record.layers]
+        gone = [c for c, d in zip(_chain_ids(diff_ids), diff_ids, strict=True) if d in removed]
+        return (record.id, *reversed(gone)), sum(sizes[diff_id] for diff_id in removed)
 
     def _children(self, record: ImageRecord) -> list[ImageRecord]:
         """The stored images committed from ``record`` (their Parent)."""
@@ -772,6 +775,16 @@ def _registry(text: str) -> str:
     if "/" in host:
         raise ValueError(f"invalid registry {text!r}: give a host[:port]")
     return host
+
+
+def _chain_ids(diff_ids: list[str]) -> list[str]:
+    """Docker's ids of an image's layers (ChainIDs): the first one's diff_id, then each
+    the digest of the id below it and its own diff_id ("sha256:... sha256:...")."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        below = f"{chains[-1]} {diff_id}" if chains else ""
+        chains.append("sha256:" + hashlib.sha256(below.encode()).hexdigest() if below else diff_id)
+    return chains
 
 
 def _single_reference(record: ImageRecord) -> bool:
