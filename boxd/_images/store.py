@@ -305,8 +305,8 @@ class ImageStore:
 
     def layer_size(self, diff_id: str) -> int:
         """What the unpacked layer holds, as Docker counts a layer's size (see
-        :func:`disk_usage`): 0 for a layer that changed nothing (an older boxd's record
-        that :meth:`measure` could not rewrite: its tar's size)."""
+        :func:`disk_usage`): 0 for a layer that changed nothing.  Of an older boxd's record
+        that :meth:`measure` could not rewrite: the tar's size it recorded."""
         with contextlib.suppress(FileNotFoundError):
             path = self.layer_records / f"{digest_hex(diff_id)}.json"
             record = json.loads(path.read_bytes())
