@@ -94,6 +94,11 @@ def test_an_unchanged_container_commits_an_empty_layer(
     assert sizes[0] == "0B"
     image = _inspect(daemon, "idle:1")
     assert image["Size"] == _inspect(daemon, "bb:1")["Size"]
+    # As Docker's commit: no layer at all, only its history entry (empty_layer).
+    assert image["RootFS"] == _inspect(daemon, "bb:1")["RootFS"]
+    (entry, *_) = json.loads(daemon.ctl("history", "--format", "json", "idle:1").stdout)
+    assert entry["empty_layer"] is True and entry["created_by"] == "true"
+    assert docker(daemon, "run", "--rm", "idle:1", "true").returncode == 0
     assert image["Parent"] == bb
 
     script = "head -c 100000 /dev/zero > /etc/data; ln /etc/data /etc/again; chmod 700 /tmp"
@@ -367,10 +372,11 @@ def test_rmi_names_the_layers_it_deletes_by_dockers_ids(
     daemon: Daemon, bb: str, tmp_path: Path
 ) -> None:
     """rmi names the layers it deletes top first by Docker's layer ids (ChainIDs: a
-    layer's diff_id over the ids below it), each once: two RUN steps that changed nothing
+    layer's diff_id over the ids below it), each once: two RUN steps that wrote the same
     are two layers of Docker's (one directory of boxd's)."""
     (tmp_path / "ctx").mkdir()
-    (tmp_path / "ctx" / "Dockerfile").write_text("FROM bb:1\nRUN true\nRUN true\n")
+    same = "RUN echo a > /a && touch -r /bin/busybox /a\n"  # the same layer twice
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM bb:1\n{same}{same}")
     daemon.ctl("build", "-q", "-t", "twice:1", str(tmp_path / "ctx"))
     image = _inspect(daemon, "twice:1")
     layers = image["RootFS"]["Layers"]
