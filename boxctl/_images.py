@@ -557,18 +557,23 @@ _CHANGE = Opt(
 
 
 def cmd_history(args: Args) -> int:
-    history = call(args.socket, {"type": "HistoryRequest", "image": args.image})["history"]
+    answer = call(args.socket, {"type": "HistoryRequest", "image": args.image})
+    history = answer["history"]
     if args.format == "json":
         print_json(history)
         return 0
-    rows = [("CREATED", "CREATED BY", "SIZE", "COMMENT")]
-    for h in history:
+    # The rows from the top are the image's and those it was committed from, as the
+    # docker CLI shows them; the others' <missing>.
+    ids = [str(i) if args.no_trunc else str(i)[7:19] for i, _tags in answer["images"]]
+    rows = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
+    for n, h in enumerate(history):
         by = str(h.get("created_by", ""))
         size = _human.size(int(h.get("size") or 0))
         if not args.no_trunc and len(by) > 45:
             by = by[:44] + "…"  # as the docker CLI shortens it
-        rows.append((_ago(str(h.get("created", ""))), by, size, str(h.get("comment", ""))))
-    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        shown = ids[n] if n < len(ids) else "<missing>"
+        rows.append((shown, _ago(str(h.get("created", ""))), by, size, str(h.get("comment", ""))))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
     for r in rows:
         print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0

@@ -132,7 +132,9 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     assert all("size" not in h for h in history if h.get("empty_layer"))
     assert "WHO=boxd" in str(history)
     listing = clean.ctl("history", "built:1").stdout.splitlines()
-    assert listing[0].split() == ["CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    assert listing[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    image_id = _image(clean, "built:1")["Id"]
+    assert [line.split()[0] for line in listing[1:3]] == [str(image_id)[7:19], "<missing>"]
     longest = max((h.get("created_by", "") for h in history), key=len)
     assert len(longest) > 45
     assert any(longest[:44] + "…" in line for line in listing)  # as the docker CLI cuts it

@@ -5,6 +5,7 @@ its images imported from a busybox root."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import subprocess
@@ -78,7 +79,9 @@ def test_an_unchanged_container_commits_an_empty_layer(
     made overlay copy, are no change, nor what it wrote); sizes are what the files hold,
     as Docker counts them (not their tar's length); a directory whose mode changed is a
     change."""
-    assert _inspect(daemon, "bb:1")["Size"] == _files_size(busybox_root)
+    image = _inspect(daemon, "bb:1")
+    assert image["Size"] == _files_size(busybox_root)
+    assert image["DockerVersion"] == ""  # as Docker's answer has it: the config's (none)
     assert docker(daemon, "run", "--name", "idle", "bb:1", "true").returncode == 0
     assert docker(daemon, "diff", "idle").stdout == ""
     r = docker(daemon, "inspect", "--size", "-f", "{{.SizeRw}}", "idle")
@@ -91,6 +94,11 @@ def test_an_unchanged_container_commits_an_empty_layer(
     assert sizes[0] == "0B"
     image = _inspect(daemon, "idle:1")
     assert image["Size"] == _inspect(daemon, "bb:1")["Size"]
+    # As Docker's commit: no layer at all, only its history entry (empty_layer).
+    assert image["RootFS"] == _inspect(daemon, "bb:1")["RootFS"]
+    (entry, *_) = json.loads(daemon.ctl("history", "--format", "json", "idle:1").stdout)
+    assert entry["empty_layer"] is True and entry["created_by"] == "true"
+    assert docker(daemon, "run", "--rm", "idle:1", "true").returncode == 0
     assert image["Parent"] == bb
 
     script = "head -c 100000 /dev/zero > /etc/data; ln /etc/data /etc/again; chmod 700 /tmp"
@@ -129,6 +137,10 @@ def test_layers_an_older_boxd_stored_are_measured_at_start(tmp_path: Path) -> No
     assert store.measure() == 1
     assert store.layer_size(digest) == 1001
     assert store.measure() == 0
+    # One it cannot measure (no directory named) keeps the size it had, and the rest go on.
+    record.write_text(json.dumps({"diff_id": digest, "size": 5}))
+    assert store.measure() == 0
+    assert store.layer_size(digest) == 5
 
 
 def test_an_image_others_were_committed_from_is_kept_as_docker_keeps_it(
@@ -151,6 +163,10 @@ def test_an_image_others_were_committed_from_is_kept_as_docker_keeps_it(
     assert docker(daemon, "rmi", "bb:1").stdout == "Untagged: bb:1\n"
     assert _inspect(daemon, "child:1")["Parent"] == bb
     assert docker(daemon, "run", "--rm", "child:1", "cat", "/a").stdout == "a\n"
+    # Where its layers are, as Docker's GraphDriver names them: its own on top.
+    dirs = _inspect(daemon, "child:1")["GraphDriver"]["Data"]
+    assert Path(dirs["UpperDir"], "a").read_text() == "a\n"
+    assert dirs["LowerDir"] == _inspect(daemon, bb)["GraphDriver"]["Data"]["UpperDir"]
 
     def listed(*args: str) -> list[str]:
         ids = docker(daemon, "images", "-q", "--no-trunc", *args).stdout.split()
@@ -206,6 +222,8 @@ def test_history_names_the_images_a_commit_came_from(daemon: Daemon, bb: str) ->
         f"{middle} 0 touch /top", f"{parents[2]} 0 touch /middle",
         f"{bb} {_inspect(daemon, bb)['Size']} ",
     ]  # fmt: skip
+    listing = daemon.ctl("history", top).stdout.splitlines()  # boxctl's, as the docker CLI's
+    assert [line.split()[0] for line in listing] == ["IMAGE", *(r[7:19] for r in rows)]
 
 
 def test_prune_all_and_disk_use_with_images_in_use(daemon: Daemon, bb: str, tmp_path: Path) -> None:
@@ -267,7 +285,11 @@ def test_rmi_of_a_pulled_image_names_its_digests_as_docker_does(
         assert docker(daemon, "pull", "-q", ref).returncode == 0
     image = _inspect(daemon, ref)["Id"]
     (digested,) = _inspect(daemon, ref)["RepoDigests"]
+    # As Docker's: a pull tags without a tag time (Go's zero time), a tag gives it one.
+    assert _inspect(daemon, ref)["Metadata"] == {"LastTagTime": "0001-01-01T00:00:00Z"}
     assert docker(daemon, "tag", ref, f"{registry.host}/tools/box:v2").returncode == 0
+    tagged = _inspect(daemon, ref)["Metadata"]["LastTagTime"]
+    assert tagged != "0001-01-01T00:00:00Z" and tagged.endswith("Z"), tagged
     r = docker(daemon, "rmi", ref)
     assert r.stdout == f"Untagged: {ref}\n"  # v2 is left: the digest stays
     r = docker(daemon, "rmi", digested)
@@ -344,3 +366,35 @@ def test_a_load_that_takes_a_tag_says_so_as_docker_does(
         f"The image bb:1 already exists, renaming the old one with ID {third} to empty "
         "string\nLoaded image: bb:1\n"
     )
+
+
+def test_rmi_names_the_layers_it_deletes_by_dockers_ids(
+    daemon: Daemon, bb: str, tmp_path: Path
+) -> None:
+    """rmi names the layers it deletes top first by Docker's layer ids (ChainIDs: a
+    layer's diff_id over the ids below it), each once: two RUN steps that wrote the same
+    are two layers of Docker's (one directory of boxd's)."""
+    (tmp_path / "ctx").mkdir()
+    same = "RUN echo a > /a && touch -r /bin/busybox /a\n"  # the same layer twice
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM bb:1\n{same}{same}")
+    daemon.ctl("build", "-q", "-t", "twice:1", str(tmp_path / "ctx"))
+    image = _inspect(daemon, "twice:1")
+    layers = image["RootFS"]["Layers"]
+    assert layers[1] == layers[2]
+    chains = [layers[0]]
+    for diff_id in layers[1:]:
+        chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+    r = docker(daemon, "rmi", "twice:1")
+    assert r.stdout.splitlines() == [
+        "Untagged: twice:1", f"Deleted: {image['Id']}", f"Deleted: {chains[2]}",
+        f"Deleted: {chains[1]}",
+    ]  # fmt: skip
+
+
+def test_a_missing_image_is_named_as_docker_names_it(daemon: Daemon) -> None:
+    """The error names a missing image with its default tag, as Docker's: nope:latest."""
+    for args in (("rmi", "nope"), ("tag", "nope", "x:1"), ("history", "nope")):
+        r = docker(daemon, *args)
+        assert r.stderr == "Error response from daemon: No such image: nope:latest\n", args
+    r = docker(daemon, "rmi", "team/nope:2")
+    assert r.stderr == "Error response from daemon: No such image: team/nope:2\n"

@@ -469,7 +469,12 @@ class Builder:
         stage.config["history"] = [*(stage.config.get("history") or []), entry]
         stage.config["created"] = entry["created"]
 
-    def _add_layer(self, stage: _Stage, layer: BlobRef, created_by: str) -> None:
+    def _add_layer(self, stage: _Stage, layer: BlobRef | None, created_by: str) -> None:
+        """A RUN's, COPY's or ADD's layer and history entry; a step that changed nothing
+        makes no layer, its entry an ``empty_layer`` one, as Docker's builders."""
+        if layer is None:
+            self._history(stage, created_by, empty=True)
+            return
         rootfs = stage.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         rootfs["diff_ids"] = [*(rootfs.get("diff_ids") or []), layer.diff_id]
         stage.layers = (*stage.layers, layer)
@@ -532,10 +537,10 @@ class Builder:
             if their_ids[: len(diff_ids)] != diff_ids:
                 continue
             entry = theirs[len(history)]
-            if (
-                entry.get("created_by") != created_by
-                or bool(entry.get("empty_layer")) == with_layer
-            ):
+            # A metadata step's entry has no layer; a RUN's or COPY's may have none (it
+            # changed nothing).
+            empty = bool(entry.get("empty_layer"))
+            if entry.get("created_by") != created_by or (not empty and not with_layer):
                 continue
             config = copy.deepcopy(stage.config)
             if inner is not None:
@@ -543,7 +548,7 @@ class Builder:
             config["history"] = [*history, entry]
             config["created"] = entry.get("created", config.get("created"))
             layers = stage.layers
-            if with_layer:
+            if not empty:
                 index = len(diff_ids)
                 if index >= len(source.record.layers):
                     continue
@@ -665,8 +670,9 @@ class Builder:
 
     async def _run_step(
         self, stage: _Stage, command: list[str], args: list[str], binds: tuple[Volume, ...]
-    ) -> BlobRef:
-        """RUN's container: its output said; its changes, the stage's next layer."""
+    ) -> BlobRef | None:
+        """RUN's container: its output said; its changes, the stage's next layer (None:
+        it changed nothing)."""
         async with self._container(stage, command, args, binds=binds) as cid:
             await self.say(f" ---> Running in {cid[:12]}\n")
             try:
@@ -694,13 +700,14 @@ class Builder:
                 await self.say(f"Removing intermediate container {cid[:12]}\n")
         return layer
 
-    async def _commit(self, cid: str) -> BlobRef:
-        """The step container's changes, in every overlay it has (/usr ... on default)."""
+    async def _commit(self, cid: str) -> BlobRef | None:
+        """The step container's changes, in every overlay it has (/usr ... on default);
+        None when it changed nothing."""
         from .._images import archive
 
         uppers = self.sup.uppers(cid)
         upper = archive.container_upper(self.sup.inspect(cid).config.userns)
-        layer: BlobRef = await trio.to_thread.run_sync(
+        layer: BlobRef | None = await trio.to_thread.run_sync(
             archive.layer_of_uppers, self.store, uppers, upper
         )
         return layer
@@ -842,7 +849,7 @@ class Builder:
         dest_dir: bool,
         chown: str,
         mode: int | None,
-    ) -> BlobRef:
+    ) -> BlobRef | None:
         from .. import _copy
         from .._images import archive
 
@@ -883,7 +890,7 @@ class Builder:
                     await trio.to_thread.run_sync(write, fd)
                 finally:
                     os.close(fd)
-                layer: BlobRef = await trio.to_thread.run_sync(
+                layer: BlobRef | None = await trio.to_thread.run_sync(
                     archive.layer_of_uppers, self.store, [("/", work, ())]
                 )
                 return layer

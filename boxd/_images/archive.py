@@ -445,7 +445,7 @@ def _record(
             ref = parse_reference(tag)
         except ValueError as exc:
             raise ArchiveError(f"the archive's tag {tag!r}: {exc}") from None
-        taken = store.tag(image_id, ref)
+        taken = store.tag(image_id, ref, stamp=False)
         names.append(ref.familiar)
         if taken:
             replaced[ref.familiar] = taken
@@ -463,15 +463,22 @@ def _config(
     created_by: str = "",
     comment: str = "",
     author: str = "",
+    empty_layer: bool = False,
 ) -> dict[str, Any]:
     """The new image's configuration over ``base``'s: its layers, ``config``, and a history
-    entry; ``comment`` and ``author`` are also the image's own (``docker inspect``'s
-    Comment and Author)."""
+    entry (``empty_layer``: one that made no layer); ``comment`` and ``author`` are also
+    the image's own (``docker inspect``'s Comment and Author)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     base = dict(base or {"architecture": _arch(), "os": "linux"})
     base.pop("comment", None)
     base.pop("author", None)
-    entry = {"created": now, "created_by": created_by, "comment": comment, "author": author}
+    entry = {
+        "created": now,
+        "created_by": created_by,
+        "comment": comment,
+        "author": author,
+        "empty_layer": empty_layer,
+    }
     history = [*(base.get("history") or []), {k: v for k, v in entry.items() if v}]
     base.update(
         created=now,
@@ -589,28 +596,33 @@ def commit(
     """``commit``: the container's upper directories (see :func:`write_diff`) as a new
     layer over ``parent``, or with None over the built-in image default (the new image is
     then based on it); ``history``: the new entry's ``created_by``, ``comment`` and
-    ``author``."""
+    ``author``.  A container that changed nothing adds no layer, only the history entry
+    (``empty_layer``), as Docker's commit."""
     layer = layer_of_uppers(store, uppers, upper)
+    own = () if layer is None else (layer,)
     layers: tuple[BlobRef, ...] = ()
     if parent is None:
         base, over, parent_id = default_base_config(), DEFAULT, DEFAULT_ID
     else:
         base, layers, over = store.config(parent), parent.layers, parent.base
         parent_id = parent.id
-    diff_ids = [*(below.diff_id for below in layers), layer.diff_id]
-    config = _config(diff_ids, base, container_config, **history)
+    diff_ids = [below.diff_id for below in (*layers, *own)]
+    config = _config(diff_ids, base, container_config, **history, empty_layer=layer is None)
     image_id = store.put_blob(_json_bytes(config))
-    return store.add(image_id, (*layers, layer), ref, base=over, parent=parent_id)
+    return store.add(image_id, (*layers, *own), ref, base=over, parent=parent_id)
 
 
-def layer_of_uppers(store: ImageStore, uppers: Sequence[Overlay], upper: Upper = LAYER) -> BlobRef:
+def layer_of_uppers(
+    store: ImageStore, uppers: Sequence[Overlay], upper: Upper = LAYER
+) -> BlobRef | None:
     """Overlay upper directories (or any directories) as one stored, unpacked layer (see
-    :func:`write_diff`)."""
+    :func:`write_diff`); None when they hold no change (no layer is stored: Docker's
+    commit and builders make none of an empty diff, only an ``empty_layer`` entry)."""
     fd, tmp = store.temp_file()
     try:
         with os.fdopen(fd, "wb") as out:
-            write_diff(uppers, out, upper)
-        return _single_layer(store, tmp)
+            changed = write_diff(uppers, out, upper)
+        return _single_layer(store, tmp) if changed else None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -620,7 +632,7 @@ def layer_of_uppers(store: ImageStore, uppers: Sequence[Overlay], upper: Upper =
 _RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
 
 
-def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) -> None:
+def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) -> bool:
     """A layer tar of a container's overlay upper directories, (target, directory, the
     overlay's lower directories top-most first) with ``/`` first (one on a stored image; on
     default one more for each host directory it shows, /usr ...), each one's paths below
@@ -636,7 +648,8 @@ def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) 
     layer, the host's /usr ..., which the container cannot change) is looked into only
     through directories checked to be ones (never through a symlink).  An upper directory
     that is not there (a container that never ran) changed nothing.
-    ``upper``: how the overlays wrote them (see :func:`container_upper`)."""
+    ``upper``: how the overlays wrote them (see :func:`container_upper`).  Whether the
+    tar holds anything."""
     targets = {target.strip("/") for target, _, _ in uppers}
     links: Links = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -655,6 +668,7 @@ def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) 
                 walk.directory(root_fd, [str(lower) for lower in lowers], f"{rel}/" if rel else "")
             finally:
                 os.close(root_fd)
+        return bool(tar.getmembers())
 
 
 @attrs.define

@@ -286,7 +286,7 @@ class Puller:
             try:
                 fetched |= await self._fetch_layers(registry, layers, report)
                 self.store.put_blob(config_bytes, config_digest)
-                record = self.store.add(config_digest, layers, ref, top_digest)
+                record = self.store.add(config_digest, layers, ref, top_digest, stamp=False)
                 self.unpacks.start(record)
             finally:
                 self.active.subtract(diff_ids)

@@ -90,6 +90,9 @@ class ImageRecord:
     # config: the config's rootfs can only name layers, and default is none, so an image
     # based on it is one of this store only (save and push refuse it).
     base: str = ""
+    # When it was last tagged by tag, commit, import or build (not by pull or load), as
+    # Docker's inspect shows it in Metadata.LastTagTime; 0: never.
+    tagged: float = 0.0
     # The image it was committed from (an id, ``default``'s too), as Docker's inspect shows
     # it in Parent: a fact of this store, not of the config, so lost by push (save keeps
     # it when it saves that image too, in manifest.json, as Docker's).
@@ -302,25 +305,29 @@ class ImageStore:
 
     def layer_size(self, diff_id: str) -> int:
         """What the unpacked layer holds, as Docker counts a layer's size (see
-        :func:`disk_usage`): 0 for a layer that changed nothing."""
+        :func:`disk_usage`): 0 for a layer that changed nothing.  Of an older boxd's record
+        that :meth:`measure` could not rewrite: the tar's size it recorded."""
         with contextlib.suppress(FileNotFoundError):
             path = self.layer_records / f"{digest_hex(diff_id)}.json"
-            return int(json.loads(path.read_bytes()).get("files", 0))
+            record = json.loads(path.read_bytes())
+            return int(record.get("files", record.get("size", 0)))
         return 0
 
     def measure(self) -> int:
         """At start: the size of each layer whose record has none (an older boxd's, which
-        recorded its tar's size instead) measured and recorded; how many were."""
+        recorded its tar's size instead) measured and recorded; how many were.  A record
+        that cannot be read or rewritten is left as it is."""
         measured = 0
-        for entry in os.scandir(self.layer_records):
-            with contextlib.suppress(OSError, ValueError):
-                record = json.loads(Path(entry.path).read_bytes())
-                if "files" not in record:
-                    record.pop("size", None)
-                    path = self.layer_dirs / str(record["dir"])
-                    record["files"] = disk_usage([path])
-                    atomic_write(Path(entry.path), json.dumps(record).encode())
-                    measured += 1
+        with os.scandir(self.layer_records) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                    record = json.loads(Path(entry.path).read_bytes())
+                    if "files" not in record:
+                        path = self.layer_dirs / str(record["dir"])
+                        record["files"] = disk_usage([path])
+                        record.pop("size", None)
+                        atomic_write(Path(entry.path), json.dumps(record).encode())
+                        measured += 1
         return measured
 
     # ---- images ---------------------------------------------------------------------
@@ -394,28 +401,30 @@ class ImageStore:
                 return record
             if ref.digest is None and str(ref) in record.repo_tags:
                 return record
-        raise self.gone(text)
+        raise self.gone(text, shown=ref.familiar)  # as Docker names it: nope:latest
 
-    def gone(self, text: str, why: str = "") -> NoSuchImage:
-        """The error for an image ``text`` not (or no longer) there: with the reason it
-        was removed after its pull, if it was."""
+    def gone(self, text: str, why: str = "", shown: str = "") -> NoSuchImage:
+        """The error for an image ``text`` (named ``shown``, else as given) not (or no
+        longer) there: with the reason it was removed after its pull, if it was."""
         keys = [text, f"sha256:{text.removeprefix('sha256:')}"]
         with contextlib.suppress(ValueError):
             ref = parse_reference(text)
             keys.append(str(ref) if ref.digest is None else f"{ref.name}@{ref.digest}")
         reason = next((self._refused[k] for k in keys if k in self._refused), "")
+        shown = shown or text
         if reason:
-            return NoSuchImage(f"{text} (removed after its pull: {reason})")
-        return NoSuchImage(f"{text} ({why})" if why else text)
+            return NoSuchImage(f"{shown} (removed after its pull: {reason})")
+        return NoSuchImage(f"{shown} ({why})" if why else shown)
 
     def refuse(self, record: ImageRecord, reason: str) -> None:
         """Remember why ``record`` is being removed (for :meth:`lookup`'s error)."""
         for key in (record.id, *record.repo_tags, *record.repo_digests):
             self._refused[key] = reason
 
-    def tag(self, image_id: str, ref: Reference) -> str:
+    def tag(self, image_id: str, ref: Reference, *, stamp: bool = True) -> str:
         """Point ``ref`` (a tag) at the image, taking it from any image that had it: the
-        id of that image ("" when none had it)."""
+        id of that image ("" when none had it).  ``stamp``: the image's tag time is now
+        (Docker's tag, commit, import and build; not its pull and load)."""
         name = str(ref.with_tag(ref.tag or "latest"))
         taken = ""
         for record in self.images():
@@ -423,8 +432,10 @@ class ImageStore:
                 self.save(attrs.evolve(record, repo_tags=_without(record.repo_tags, name)))
                 taken = record.id
         record = self.get(image_id)
-        if name not in record.repo_tags:
-            self.save(attrs.evolve(record, repo_tags=(*record.repo_tags, name)))
+        tags = record.repo_tags if name in record.repo_tags else (*record.repo_tags, name)
+        tagged = time.time() if stamp else record.tagged
+        if (tags, tagged) != (record.repo_tags, record.tagged):
+            self.save(attrs.evolve(record, repo_tags=tags, tagged=tagged))
         return taken
 
     def add(
@@ -436,9 +447,11 @@ class ImageStore:
         *,
         base: str = "",
         parent: str = "",
+        stamp: bool = True,
     ) -> ImageRecord:
         """Record an image whose config and layers are stored (over ``base``, from
-        ``parent``, see :class:`ImageRecord`); tag it with ``ref``."""
+        ``parent``, see :class:`ImageRecord`); tag it with ``ref`` (``stamp``: see
+        :meth:`tag`)."""
         try:
             record = self.get(image_id)
         except NoSuchImage:
@@ -455,7 +468,7 @@ class ImageStore:
                 record = attrs.evolve(record, repo_digests=(*record.repo_digests, repo_digest))
         self.save(record)
         if ref is not None and ref.tag is not None:
-            self.tag(image_id, ref)
+            self.tag(image_id, ref, stamp=stamp)
         return self.get(image_id)
 
     def untag(self, record: ImageRecord, name: str) -> ImageRecord:
@@ -487,7 +500,8 @@ class ImageStore:
 
     def delete(self, record: ImageRecord, keep: frozenset[str] = frozenset()) -> list[str]:
         """Remove an image and what no other image uses (nor ``keep``: diff_ids a pull in
-        progress counts on); the layers' diff_ids removed."""
+        progress counts on); the layers' diff_ids removed (each once, though the image
+        may hold a layer twice: two RUN steps that changed nothing)."""
         (self.records / f"{digest_hex(record.id)}.json").unlink(missing_ok=True)
         others = self.images() + self._retired()
         used = self._used(others) | keep
@@ -497,7 +511,7 @@ class ImageStore:
             # After an unpack of the layer in progress (cancel it first: Unpacks.stop);
             # one that starts later finds no blob.
             with self._layer_lock(layer.diff_id):
-                if layer.diff_id not in used:
+                if layer.diff_id not in used and layer.diff_id not in removed:
                     self._delete_layer(layer.diff_id)
                     removed.append(layer.diff_id)
                 if layer.digest not in blobs and layer.diff_id not in keep:

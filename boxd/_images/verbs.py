@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ import trio
 from .. import _prune, _volserver, protocol
 from .._healthcheck import to_api
 from .._lifecycle import LIVE, RUNNING, Conflict
+from .._logs import format_time
 from .._messages import EndFrame, OkResponse
 from .._rootfs import root_upper
 from .config import (
@@ -271,15 +273,22 @@ class ImageVerbs:
                     "Os": config.get("os", ""),
                     **({"Variant": config["variant"]} if config.get("variant") else {}),
                     "Comment": config.get("comment", ""),
+                    "DockerVersion": config.get("docker_version", ""),
                     "Author": config.get("author", ""),
                     "Size": self.store.size(record),
                     "Config": config.get("config") or {},
                     # The config of the container that made it (Docker's classic builder
                     # and commit wrote one; boxd's do not).
                     "ContainerConfig": config.get("container_config") or {},
+                    "GraphDriver": {"Name": "overlay2", "Data": self._layer_dirs(record)},
                     "RootFS": {
                         "Type": "layers",
                         "Layers": [layer.diff_id for layer in record.layers],
+                    },
+                    "Metadata": {
+                        "LastTagTime": format_time(round(record.tagged * 1e9))
+                        if record.tagged
+                        else "0001-01-01T00:00:00Z"  # Go's zero time, as Docker's
                     },
                     "Layers": [
                         {"Digest": layer.digest, "Size": layer.size, "MediaType": layer.media_type}
@@ -288,6 +297,16 @@ class ImageVerbs:
                 }
             )
         )
+
+    def _layer_dirs(self, record: ImageRecord) -> dict[str, str] | None:
+        """Where the image's layers are unpacked, as Docker's GraphDriver.Data names them:
+        the top one (UpperDir) and those below, top-most first (LowerDir); None for one
+        of no layer of its own (default) or whose layers are not all here."""
+        try:
+            top, *below = self.store.lowers(record)
+        except (NoSuchImage, ValueError):
+            return None
+        return {"UpperDir": top, **({"LowerDir": ":".join(below)} if below else {})}
 
     async def distribution(self, conn: Sender, req: DistributionRequest) -> None:
         ref = parse_reference(req.reference)
@@ -365,12 +384,14 @@ class ImageVerbs:
         await conn.send(RemovedImageResponse(untagged=untagged, deleted=deleted))
 
     async def _delete(self, record: ImageRecord) -> tuple[tuple[str, ...], int]:
-        """Delete an image no container uses: its id and the layers that went with it
-        (their diff_ids), and those layers' bytes."""
+        """Delete an image no container uses: its id and the layers that went with it, top
+        first, by the ids Docker names them by (their ChainIDs), and those layers' bytes."""
         sizes = {layer.diff_id: self.store.layer_size(layer.diff_id) for layer in record.layers}
         removed = await self.sup.puller.delete(record)
         self.sup.events.image("delete", record.id, record.id)
-        return (record.id, *removed), sum(sizes[diff_id] for diff_id in removed)
+        diff_ids = [layer.diff_id for layer in record.layers]
+        gone = [c for c, d in zip(_chain_ids(diff_ids), diff_ids, strict=True) if d in removed]
+        return (record.id, *reversed(gone)), sum(sizes[diff_id] for diff_id in removed)
 
     def _children(self, record: ImageRecord) -> list[ImageRecord]:
         """The stored images committed from ``record`` (their Parent)."""
@@ -647,10 +668,12 @@ class ImageVerbs:
         before = -1
         while len(deleted) != before:
             before = len(deleted)
-            for record in self.store.images():
-                if record.id in deleted or record.id in used:
+            stored = self.store.images()
+            parents = {r.parent for r in stored}  # as the pass began: the next one sees less
+            for record in stored:
+                if record.id in deleted or record.id in used or record.id in parents:
                     continue
-                if (record.repo_tags and not req.all) or self._children(record):
+                if record.repo_tags and not req.all:
                     continue
                 config = self.store.config(record)
                 labels = (config.get("config") or {}).get("Labels") or {}
@@ -752,6 +775,16 @@ def _registry(text: str) -> str:
     if "/" in host:
         raise ValueError(f"invalid registry {text!r}: give a host[:port]")
     return host
+
+
+def _chain_ids(diff_ids: list[str]) -> list[str]:
+    """Docker's ids of an image's layers (ChainIDs): the first one's diff_id, then each
+    the digest of the id below it and its own diff_id ("sha256:... sha256:...")."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        below = f"{chains[-1]} {diff_id}" if chains else ""
+        chains.append("sha256:" + hashlib.sha256(below.encode()).hexdigest() if below else diff_id)
+    return chains
 
 
 def _single_reference(record: ImageRecord) -> bool:
