@@ -1805,14 +1805,20 @@ def test_container_state_errors(clean: Daemon) -> None:
 
 
 def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> None:
-    for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n"):
+    for raw, words in (
+        (b"NONSENSE\r\n\r\n", "bad HTTP request: illegal request line: 'NONSENSE'"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n",
+            "bad HTTP request: illegal header line: 'Bad header'",  # not bytearray(b'...')
+        ),
+    ):
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(clean.docker_socket))
             s.settimeout(30)
             s.sendall(raw)
             reply = s.recv(65536)
         assert reply.startswith(b"HTTP/1.1 400 ")
-        assert b'"message"' in reply
+        assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {"message": words}
     # A client that vanishes mid-request costs nothing.
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(clean.docker_socket))

@@ -139,6 +139,16 @@ def stream_type(req: Request, tty: bool) -> str:
     return MULTIPLEXED if not tty and req.at_least("1.42") else RAW_STREAM
 
 
+# h11 names the bad bytes by their repr: bytearray(b'NONSENSE').
+_BYTES_REPR = re.compile(r"""bytearray\(b('[^']*'|"[^"]*")\)""")
+
+
+def _plain(exc: h11.RemoteProtocolError) -> str:
+    """h11's words for a malformed request, the bytes it names quoted as the client sent
+    them (``illegal request line: 'NONSENSE'``), not as Python shows a bytearray."""
+    return _BYTES_REPR.sub(r"\1", str(exc))
+
+
 def _request_of(event: h11.Request, body: bytes) -> Request:
     target = event.target.decode("latin-1")
     parts = urlsplit(target)
@@ -188,7 +198,7 @@ class HttpConnection:
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
-                raise ApiError(exc.error_status_hint, f"bad HTTP request: {exc}") from None
+                raise ApiError(exc.error_status_hint, f"bad HTTP request: {_plain(exc)}") from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             try:
