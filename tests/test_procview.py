@@ -552,10 +552,7 @@ FUSE_STATFS = 17  # the kernel's opcode (include/uapi/linux/fuse.h)
 
 def fuse_device() -> int:
     """The process's one open FUSE device (the mount pyfuse3 serves)."""
-    (device,) = [
-        int(fd) for fd in os.listdir("/proc/self/fd")
-        if os.path.realpath(f"/proc/self/fd/{fd}") == "/dev/fuse"
-    ]  # fmt: skip
+    (device,) = _procview._fuse_devices()
     return device
 
 

@@ -188,10 +188,15 @@ class HttpConnection:
         except h11.LocalProtocolError as exc:
             raise PeerGone(str(exc)) from None
         if data:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise PeerGone(str(exc)) from None
+            await self.send_raw(data)
+
+    async def send_raw(self, data: bytes) -> None:
+        """``data`` written as it is, past h11: a head h11 does not make (a hijack's, a
+        WebSocket's handshake); a client gone is :class:`PeerGone`."""
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone(str(exc)) from None
 
     async def _event(self) -> h11.Event | type[h11.PAUSED]:
         while True:
@@ -336,10 +341,7 @@ class HttpConnection:
         # No upgrade asked for (curl): the raw stream is the body of a response that ends
         # with the connection, as Docker does it.
         raw = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n"
-        try:
-            await self.stream.send_all(raw.encode())
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise PeerGone(str(exc)) from None
+        await self.send_raw(raw.encode())
         await self._head_read()
         return b""
 

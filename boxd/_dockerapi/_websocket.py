@@ -24,7 +24,7 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 
 from ._api import READ_SIZE
-from ._http import ApiError, HttpConnection, PeerGone
+from ._http import ApiError, HttpConnection
 from ._http import Request as HttpRequest
 
 
@@ -113,10 +113,7 @@ async def accept(conn: HttpConnection, req: HttpRequest) -> WebSocketStream:
         raise ApiError(400, f"not a WebSocket handshake: {exc}") from None
     assert isinstance(request, Request)
     conn.hijacked = True
-    try:
-        await conn.stream.send_all(ws.send(AcceptConnection()))
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise PeerGone(str(exc)) from None
+    await conn.send_raw(ws.send(AcceptConnection()))
     leftover = conn.h11.trailing_data[0]
     stream = WebSocketStream(conn.stream, ws, leftover, text=not req.at_least("1.28"))
     conn.stream = stream
