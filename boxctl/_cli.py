@@ -72,7 +72,8 @@ def _resources(args: Args) -> dict[str, Any]:
     if args.cpu_shares is not None:
         res["cpu_shares"] = args.cpu_shares
     if args.pids_limit is not None:
-        res["pids_limit"] = args.pids_limit
+        # As Docker's: any negative number is no limit.
+        res["pids_limit"] = max(args.pids_limit, -1)
     if args.cpuset_cpus is not None:
         res["cpuset_cpus"] = args.cpuset_cpus
     return res
@@ -753,7 +754,7 @@ RESOURCE_OPTIONS = (
     Opt("--memory-swap", kind=VALUE, help="memory + swap limit (-1: unlimited swap)"),
     Opt("--cpus", "--cpu", kind=VALUE, dest="cpus", help="CPU limit in cores (e.g. 0.5)"),
     Opt("--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
-    Opt("--pids-limit", kind=INT, help="maximum number of processes (-1: none)"),
+    Opt("--pids-limit", kind=INT, help="maximum number of processes (0 or less: none)"),
     Opt("--cpuset-cpus", kind=VALUE, help="CPUs allowed (e.g. 0-1,3)"),
 )
 

@@ -585,7 +585,7 @@ class CgroupHost:
             raise ValueError(f"invalid --cpu-shares {limits.cpu_shares}: use 2 to 262144")
         if limits.pids_limit is not None and not -1 <= limits.pids_limit <= PID_MAX_LIMIT:
             raise ValueError(
-                f"invalid --pids-limit {limits.pids_limit}: use at most {PID_MAX_LIMIT}, or -1 "
+                f"invalid --pids-limit {limits.pids_limit}: use 1 to {PID_MAX_LIMIT}, or 0 or -1 "
                 "for no limit"
             )
         if limits.cpuset_cpus is not None:

@@ -604,8 +604,8 @@ def test_v1_counters_and_oom_fallback(fs: FakeCgroupFs) -> None:
         (Limits(cpus=5.0), "--cpus 5.0"),  # 4 CPUs online
         (Limits(cpu_shares=1), "--cpu-shares 1"),
         (Limits(cpu_shares=262145), "--cpu-shares 262145"),
-        (Limits(pids_limit=-2), "--pids-limit -2"),
-        (Limits(pids_limit=(1 << 22) + 1), "--pids-limit 4194305: use at most 4194304"),
+        (Limits(pids_limit=-2), "--pids-limit -2: use 1 to 4194304, or 0 or -1 for no limit"),
+        (Limits(pids_limit=(1 << 22) + 1), "--pids-limit 4194305: use 1 to 4194304"),
         (Limits(cpuset_cpus="2-5"), "--cpuset-cpus '2-5': CPU 4 is not online"),
         (Limits(cpuset_cpus="3-1"), "'3-1'"),
         (Limits(cpuset_cpus="one"), "'one'"),

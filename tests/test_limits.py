@@ -70,6 +70,13 @@ def test_pids_limit_holds_a_fork_bomb(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", cid)
 
 
+def test_a_negative_pids_limit_is_no_limit_as_dockers(daemon: Daemon) -> None:
+    cid = daemon.ctl("run", "-d", "--pids-limit", "-5", "default", "sleep", "30").stdout.strip()
+    assert _cgroup_file(cid, "pids", "pids.max").read_text().strip() == "max"
+    assert daemon.ctl("inspect", "-f", "{{.HostConfig.PidsLimit}}", cid).stdout.strip() == "-1"
+    daemon.ctl("rm", "-f", cid)
+
+
 def test_limits_in_the_files_and_update_live(daemon: Daemon) -> None:
     cid = daemon.ctl(
         "run",
@@ -117,8 +124,7 @@ def test_bad_limits_refused_before_anything_exists(daemon: Daemon) -> None:
         (["--cpuset-cpus", "99"], "not online"),
         (["--cpu-shares", "1"], "2 to 262144"),
         (["--memory-swap", "10m"], "needs --memory"),
-        (["--pids-limit", "-5"], "-1 for no limit"),
-        (["--pids-limit", str(2**63 - 1)], "use at most 4194304"),
+        (["--pids-limit", str(2**63 - 1)], "use 1 to 4194304"),
     ):
         r = daemon.ctl("run", *args, "default", "true", check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
