@@ -259,13 +259,23 @@ def copy_ups(spec: Spec) -> tuple[str, ...]:
         if parse_options(mount.options, where)[0] & MS_RDONLY:
             raise SpecError(f"{where}: option 'tmpcopyup' cannot fill a read-only tmpfs")
         target = _container_path(mount.destination)
-        for earlier in spec.mounts[:i]:
-            above = _container_path(earlier.destination)
-            if above != "/" and target.startswith(above.rstrip("/") + "/"):
-                # The image's files there are the earlier mount's: not what the copy reads.
-                raise SpecError(
-                    f"{where}: option 'tmpcopyup' below the mount at {above} is not supported"
-                )
+        # The nearest earlier mount above it decides what runc copies there: a tmpcopyup
+        # tmpfs holds the image's files (Podman's /run/lock below /run with --systemd),
+        # any other mount its own, which are not what the copy reads.
+        nearest = max(
+            (
+                (len(path), j)
+                for j, earlier in enumerate(spec.mounts[:i])
+                if (path := _container_path(earlier.destination)) != "/"
+                and target.startswith(path.rstrip("/") + "/")
+            ),
+            default=None,
+        )
+        if nearest is not None and TMPCOPYUP not in spec.mounts[nearest[1]].options:
+            above = _container_path(spec.mounts[nearest[1]].destination)
+            raise SpecError(
+                f"{where}: option 'tmpcopyup' below the mount at {above} is not supported"
+            )
         found.append(target)
     return tuple(found)
 
