@@ -43,6 +43,11 @@ def _warn(message: str, *args: object) -> None:
 
 
 WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io", "devices")
+# The named v1 hierarchy of a v1 or hybrid host's systemd, with no controller: a container
+# gets a cgroup of its own there too, as runc gives it, for a systemd inside to keep its
+# services apart in (it will not boot without one).  Not on a pure v2 host, whose
+# containers' systemd uses their cgroup2.
+SYSTEMD = "name=systemd"
 # The device nodes a container may make and open: null, zero, full, random, urandom, tty,
 # ptmx and its pts; nothing else, even if CAP_MKNOD makes a node of a disk.
 ALLOWED_DEVICES = tuple(
@@ -464,7 +469,7 @@ class CgroupHost:
                 v2 = (mountpoint, mount_root)
             elif fstype == "cgroup":
                 for opt in superopts.split(","):
-                    if opt in WANTED:
+                    if opt in WANTED or opt == SYSTEMD:
                         v1[opt] = (mountpoint, mount_root)
 
         def hierarchy(version: int, names: set[str], mount: str, root: str, path: str) -> Hierarchy:
@@ -502,6 +507,8 @@ class CgroupHost:
             if controller in used_v2 or controller not in own:
                 continue
             seen.setdefault(mount, set()).add(controller)
+        if all(names == {SYSTEMD} for names in seen.values()):
+            seen = {}  # no v1 controller: the layout and the containers' systemd are v2's
         for mount, names in seen.items():
             any_c = next(iter(names))
             hierarchies.append(hierarchy(1, names, mount, v1[any_c][1], own[any_c]))
@@ -711,8 +718,9 @@ class CgroupHost:
         """The hierarchies a container with ``limits`` needs: those that carry a limit or
         a counter boxd reads, the device allowlist, and the v2 one (cgroup.kill,
         cgroup.freeze); the v1 cpuset even without a cpuset limit (a JVM finds no container
-        limit at all in a v1 /sys/fs/cgroup without one), not the v1 freezer beside a v2
-        hierarchy (whose cgroup.freeze :meth:`Cgroup.freeze` uses)."""
+        limit at all in a v1 /sys/fs/cgroup without one) and the v1 ``name=systemd``
+        (:data:`SYSTEMD`), not the v1 freezer beside a v2 hierarchy (whose cgroup.freeze
+        :meth:`Cgroup.freeze` uses)."""
         optional = set()
         if any(h.version == 2 for h in self.hierarchies):
             optional.add("freezer")

@@ -394,6 +394,39 @@ async def test_the_v1_view_names_each_hierarchy_as_the_host_does(
     await cg.remove()
 
 
+@pytest.mark.parametrize("kind", ["v1", "hybrid", "v2"])
+async def test_a_container_has_a_name_systemd_cgroup_of_its_own_as_runc_gives_it(
+    fs: FakeCgroupFs, kind: str
+) -> None:
+    """A systemd inside (a container's init) cannot boot without a cgroup of its own in the
+    host's v1 name=systemd hierarchy, shown at /sys/fs/cgroup/systemd: made below ours,
+    with no controller to set, the process placed there, removed with the rest.  A pure v2
+    host that mounts one (for old containers) gives its containers their cgroup2 alone."""
+    if kind == "v2":
+        fs.mount_v2("/user", controllers="memory pids")
+    else:
+        fs.mount_v1("memory", "/user")
+    # (Inside a pure v2 tree: its mount point is a directory of the unified hierarchy.)
+    fs.mount_v1("name=systemd", "/" if kind == "v2" else "/user", directory="systemd")
+    if kind == "hybrid":
+        fs.mount_v2("/user", controllers="")
+    host = fs.detect()
+    cg = host.create("c1", Limits(memory=64 * M))
+    named = fs.root / "sys/fs/cgroup/systemd/user/boxd/c1"
+    if kind == "v2":
+        assert host.mode == "v2" and cg.view() is None and not named.exists()
+        await cg.remove()
+        return
+    assert host.mode == kind
+    assert dict(cg.view() or ())["systemd"] == str(named)
+    assert cg.paths["name=systemd"] == str(named)
+    assert not [path for path, _ in fs.writes if path.startswith("sys/fs/cgroup/systemd")]
+    with cg.placement() as (tasks, _):
+        assert str(named / "tasks") in [path for _, path in tasks]
+    await cg.remove()
+    assert not named.parent.exists()
+
+
 async def test_a_cpuset_limit_joins_a_container_made_without_a_cpuset(fs: FakeCgroupFs) -> None:
     """A container made by a boxd that left the v1 cpuset out (and still running, live
     restore) joins it on its first cpuset limit."""
