@@ -455,6 +455,27 @@ def test_symlinked_volume_target_stays_inside(boxd: Daemon, image: Path, tmp_pat
     assert out == "hi" and list(target.iterdir()) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="`-v SRC:DST:ro` makes the bind read-only, not the mounts below it (Docker did the "
+    "same before 25): `-v /sys/fs/cgroup:/sys/fs/cgroup:ro` leaves the host's hierarchies "
+    "writable",
+)
+def test_a_read_only_volume_is_read_only_below_it_too(
+    boxd: Daemon, image: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "volume"
+    (source / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "boxd-test-sub", source / "sub"],
+                   check=True)  # fmt: skip
+    try:
+        script = "for d in /x /x/sub; do touch $d/new 2>/dev/null || echo $d refused; done"
+        lines = sh(boxd, image, script, "-v", f"{source}:/x:ro")
+    finally:
+        subprocess.run(["umount", source / "sub"], check=True)
+    assert lines == ["/x refused", "/x/sub refused"]
+
+
 # ---- terminal, daemon socket, environment ---------------------------------------------------
 
 
