@@ -784,7 +784,9 @@ def test_a_cgroup_mount_on_a_v1_host_is_runcs_layout(runtime: Runtime, bundle: B
     gives its containers, tests/test_cgroupfs.py): a directory per hierarchy showing the
     container's own cgroup, read-only as the spec asks.  Its memory limit is where the
     JVM looks: in a cgroup namespace the mount's root and its /proc/self/cgroup path are
-    both "/", without one both are the cgroup's full path."""
+    both "/", without one both are the cgroup's full path.  Without one a hybrid host's
+    unified hierarchy is not shown, as runc shows none: a systemd inside (Podman's
+    --systemd) took it for its own and could not find its full path there."""
     hierarchies = host_hierarchies()
     if not any(hierarchies.values()):
         pytest.skip("no v1 cgroup hierarchy here")
@@ -810,7 +812,8 @@ def test_a_cgroup_mount_on_a_v1_host_is_runcs_layout(runtime: Runtime, bundle: B
         names, limit, root, path, written = runtime(
             "run", "--bundle", str(bundle.path), cid
         ).stdout.splitlines()
-        assert set(names.split()) == set(hierarchies) | links
+        shown = set(hierarchies) - (set() if namespace else {"unified"})
+        assert set(names.split()) == shown | links
         assert limit == str(64 << 20) and written == "read-only"
         assert root == path and (root == "/") == namespace, (root, path)
 

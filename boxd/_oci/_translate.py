@@ -617,6 +617,7 @@ def build(
         raise SpecError(f"config.json: root.path {spec.root.path}: no such directory ({rootfs})")
     check_personality(spec)
     spaces = namespaces(spec)
+    own_cgroupns = any(k is Namespace.CGROUP for k, _ in _namespaces(spec))
     userns = Namespace.USER in spaces
     if (spec.linux and (spec.linux.uid_mappings or spec.linux.gid_mappings)) and not userns:
         raise SpecError("config.json: linux.uidMappings need a user namespace")
@@ -640,8 +641,8 @@ def build(
             rootfs,
             userns,
             sysctls,
-            None if any(k is Namespace.CGROUP for k, _ in _namespaces(spec)) else host_cgroup2,
-            cgroups,
+            None if own_cgroupns else host_cgroup2,
+            cgroups if own_cgroupns or cgroups is None else _v1_only(cgroups),
             make_cwd=missing_cwd(spec, image),
         ),
         seccomp=seccomp_program(spec, caps.bounding, seccomp_cache),
@@ -650,6 +651,15 @@ def build(
         keep_fds=keep_fds,
         **fields,  # type: ignore[arg-type]
     )
+
+
+def _v1_only(cgroups: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The v1 layout of a container in the host's cgroup namespace, as runc gives it: no
+    ``unified``.  Its /proc/self/cgroup gives the full path there, which a bind of its own
+    unified cgroup does not show: a systemd inside takes a hybrid host's unified hierarchy
+    for its own and cannot find itself (Podman's --systemd binds the whole name=systemd
+    hierarchy writable for it, with which it does without the unified one)."""
+    return tuple([(name, source) for name, source in cgroups if name != "unified"])
 
 
 def bundle_image(spec: Spec, bundle: str, rootfs: str) -> _rootfs.Image:
