@@ -886,6 +886,24 @@ class Cgroup:
         for d in self._dirs.values():
             _write(f"{d}/cgroup.procs", str(pid))
 
+    def for_exec(self, init_pid: int) -> Cgroup:
+        """Where a process exec'd in the container joins: this cgroup, but in the v2
+        hierarchy the init's own cgroup where this one enables controllers for its
+        children (a systemd inside moved its processes below it and did so, as it does on
+        a pure v2 host with a writable cgroup: no process may join it then, EBUSY), as
+        runc falls back to it."""
+        v2 = self._v2()
+        if v2 is None or not _read_opt(f"{v2}/cgroup.subtree_control").split():
+            return self
+        own = _read_opt(f"{self._host._prefix}/proc/{init_pid}/cgroup")
+        path = next((line[3:] for line in own.splitlines() if line.startswith("0::")), "")
+        _, found, below = path.partition(f"/{self.name}/")
+        if not found or not os.path.isdir(f"{v2}/{below}"):
+            return self
+        moved = Cgroup(self._host, self.name, [])
+        moved._dirs = {h: f"{v2}/{below}" if d == v2 else d for h, d in self._dirs.items()}
+        return moved
+
     @contextlib.contextmanager
     def placement(self) -> Iterator[tuple[tuple[tuple[int, str], ...], int]]:
         """What a new process needs to place itself in this cgroup as it starts
