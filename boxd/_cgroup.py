@@ -43,6 +43,11 @@ def _warn(message: str, *args: object) -> None:
 
 
 WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io", "devices")
+# The named v1 hierarchy of a v1 or hybrid host's systemd, with no controller: a container
+# gets a cgroup of its own there too, as runc gives it, for a systemd inside to keep its
+# services apart in (it will not boot without one).  Not on a pure v2 host, whose
+# containers' systemd uses their cgroup2.
+SYSTEMD = "name=systemd"
 # The device nodes a container may make and open: null, zero, full, random, urandom, tty,
 # ptmx and its pts; nothing else, even if CAP_MKNOD makes a node of a disk.
 ALLOWED_DEVICES = tuple(
@@ -464,7 +469,7 @@ class CgroupHost:
                 v2 = (mountpoint, mount_root)
             elif fstype == "cgroup":
                 for opt in superopts.split(","):
-                    if opt in WANTED:
+                    if opt in WANTED or opt == SYSTEMD:
                         v1[opt] = (mountpoint, mount_root)
 
         def hierarchy(version: int, names: set[str], mount: str, root: str, path: str) -> Hierarchy:
@@ -502,6 +507,8 @@ class CgroupHost:
             if controller in used_v2 or controller not in own:
                 continue
             seen.setdefault(mount, set()).add(controller)
+        if all(names == {SYSTEMD} for names in seen.values()):
+            seen = {}  # no v1 controller: the layout and the containers' systemd are v2's
         for mount, names in seen.items():
             any_c = next(iter(names))
             hierarchies.append(hierarchy(1, names, mount, v1[any_c][1], own[any_c]))
@@ -711,8 +718,9 @@ class CgroupHost:
         """The hierarchies a container with ``limits`` needs: those that carry a limit or
         a counter boxd reads, the device allowlist, and the v2 one (cgroup.kill,
         cgroup.freeze); the v1 cpuset even without a cpuset limit (a JVM finds no container
-        limit at all in a v1 /sys/fs/cgroup without one), not the v1 freezer beside a v2
-        hierarchy (whose cgroup.freeze :meth:`Cgroup.freeze` uses)."""
+        limit at all in a v1 /sys/fs/cgroup without one) and the v1 ``name=systemd``
+        (:data:`SYSTEMD`), not the v1 freezer beside a v2 hierarchy (whose cgroup.freeze
+        :meth:`Cgroup.freeze` uses)."""
         optional = set()
         if any(h.version == 2 for h in self.hierarchies):
             optional.add("freezer")
@@ -877,6 +885,24 @@ class Cgroup:
         """Place ``pid`` (a new process, waiting before exec) in every hierarchy."""
         for d in self._dirs.values():
             _write(f"{d}/cgroup.procs", str(pid))
+
+    def for_exec(self, init_pid: int) -> Cgroup:
+        """Where a process exec'd in the container joins: this cgroup, but in the v2
+        hierarchy the init's own cgroup where this one enables controllers for its
+        children (a systemd inside moved its processes below it and did so, as it does on
+        a pure v2 host with a writable cgroup: no process may join it then, EBUSY), as
+        runc falls back to it."""
+        v2 = self._v2()
+        if v2 is None or not _read_opt(f"{v2}/cgroup.subtree_control").split():
+            return self
+        own = _read_opt(f"{self._host._prefix}/proc/{init_pid}/cgroup")
+        path = next((line[3:] for line in own.splitlines() if line.startswith("0::")), "")
+        _, found, below = path.partition(f"/{self.name}/")
+        if not found or not os.path.isdir(f"{v2}/{below}"):
+            return self
+        moved = Cgroup(self._host, self.name, [])
+        moved._dirs = {h: f"{v2}/{below}" if d == v2 else d for h, d in self._dirs.items()}
+        return moved
 
     @contextlib.contextmanager
     def placement(self) -> Iterator[tuple[tuple[tuple[int, str], ...], int]]:

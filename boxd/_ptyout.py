@@ -22,7 +22,13 @@ work in the readers' group.
 Whatever was read is logged, even when the pump is cancelled (a daemon leaving with live
 restore): chunks not handed on yet are written to the log before the pump returns.  The
 output ends at an EIO that lasts :data:`END_SETTLE`: under load the master read EIO
-before the last writes had reached it, and the tail of a `run -t` was lost.
+before the last writes had reached it, and the tail of a `run -t` was lost.  Until the
+process has ended that EIO is a hangup, not the end: no slave fd is open for a moment
+(a getty's ``vhangup()``: systemd's console-getty on /dev/console), and the container
+opens its terminal again.  The pump then looks every :data:`HANGUP_RETRY` whether it has,
+as conmon does (containerd's shim waits for the master too): ended there, the rest of
+the output was lost and the container's writes to its console blocked once the
+terminal's buffer was full.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ STOP_CHECK = 0.05
 # The end of output: EIO for this long, read again every END_RETRY (see _Reader.run).
 END_SETTLE = 0.01
 END_RETRY = 0.001
+# While the process runs and no slave fd is open (hung up): how often to look again.
+HANGUP_RETRY = 0.05
 
 THREAD_NAME = "boxd pty reader"
 # Read buffers of finished reader threads, for the next ones; at most KEPT_BUFFERS stay
@@ -131,15 +139,35 @@ async def pump(
     keep: Callable[[bytes], None],
     publish: Callable[[bytes], Awaitable[None]],
     groups: Groups | None = None,
+    reaped: trio.Event | None = None,
 ) -> None:
     """Hand on the output of the non-blocking PTY master ``fd`` until it ends: each chunk
     to ``keep`` (the log: synchronous, at once) and then to ``publish``; the reader in the
-    CPU groups of ``groups`` (see the module's docstring)."""
+    CPU groups of ``groups`` (see the module's docstring).  Until ``reaped`` is set (the
+    process has ended) a hangup is waited out, not taken for the end."""
     while True:
         await trio.lowlevel.wait_readable(fd)
         with groups() if groups is not None else contextlib.nullcontext() as opened:
-            if await _burst(fd, keep, publish, opened):
+            ended = await _burst(fd, keep, publish, opened)
+        if ended:
+            if reaped is None or reaped.is_set():
                 return
+            await _hung_up(fd, reaped)
+
+
+async def _hung_up(fd: int, reaped: trio.Event) -> None:
+    """Return once a slave fd of the master ``fd`` is open again, output waits in it, or
+    ``reaped`` is set.  The master polls ready (POLLHUP) all the while no slave is open,
+    so the pump cannot wait for it to be readable meanwhile."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while not reaped.is_set():
+        ready = poller.poll(0)
+        events = ready[0][1] if ready else 0
+        if not events & select.POLLHUP or events & select.POLLIN:
+            return
+        with trio.move_on_after(HANGUP_RETRY):
+            await reaped.wait()
 
 
 async def _burst(

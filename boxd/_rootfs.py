@@ -913,7 +913,8 @@ def container_mounts(
         volume_paths.add(path)
         flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)
         if volume.read_only:
-            table.add(MountKind.REMOUNT_RO, path, flags=flags)
+            # MS_REC: the mounts below it read-only too, as Docker 25 makes them.
+            table.add(MountKind.REMOUNT_RO, path, flags=flags | MS_REC)
         else:
             table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | flags)
     for spec in tmpfs:

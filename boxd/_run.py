@@ -162,6 +162,9 @@ class Run:
         self.pid = 0
         self.pidfd = -1
         self.exited = trio.Event()
+        # Set once the process has ended (before its end is recorded): a terminal's EIO is
+        # then the end of its output, not a hangup (see _ptyout).
+        self._reaped = trio.Event()
         # Its place on its network, released when the process ends (not when a live
         # restore lets go of it: the next daemon adopts that too).
         self.network: Attachment | None = None
@@ -441,6 +444,7 @@ class Run:
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
                 ended = True
+                self._reaped.set()
                 if owns_cgroup:
                     # Descendants may still hold the output open: they go with init.
                     await cgroup.kill_all()
@@ -536,7 +540,7 @@ class Run:
             if not stat.S_ISFIFO(os.fstat(fd).st_mode):
                 keep = partial(self._keep, name)
                 publish = partial(self.output.publish, stream_id)
-                await _ptyout.pump(fd, keep, publish, cgroup.reading_groups)
+                await _ptyout.pump(fd, keep, publish, cgroup.reading_groups, self._reaped)
                 return
             if self._ledger is not None and self.logs is not None:
                 pipe: _Pipe | LoggedPipe = self._ledger.pipe(

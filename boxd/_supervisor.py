@@ -1720,7 +1720,7 @@ class Supervisor:
                 # other request meanwhile.  Under the lock a pause waits for the spawn.
                 async with entry.lock:
                     _lifecycle.check_exec(c.id, c.name, entry.phase)
-                    cgroup = self._cgroup_of(c)
+                    cgroup = self._cgroup_of(c).for_exec(run.pid)
                     if cgroup.frozen():  # by somebody else: boxd's own pause is a phase
                         raise Conflict(
                             f"Container {c.id} is frozen (its cgroup's freezer, not a pause "

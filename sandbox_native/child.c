@@ -510,7 +510,9 @@ static unsigned long kept_flags(int fd)
 
 /* Bind the path onto itself, so that a plain directory or file (/proc/sys) becomes a
  * mount of its own, then make that mount read-only.  The remount needs a new fd: the
- * first names the mount below the new bind. */
+ * first names the mount below the new bind.  With MS_REC in the op's flags (a volume's
+ * `ro`, as Docker 25 makes it) the mounts below it too, where the kernel has
+ * mount_setattr (5.12); before that, as Docker does there, the top one only. */
 static long remount_read_only(const struct plan *p, struct root *r, const struct mount_op *op)
 {
     struct fd_link l;
@@ -526,8 +528,17 @@ static long remount_read_only(const struct plan *p, struct root *r, const struct
     fd = open_in_root(p, r, op->target, O_PATH);
     if (fd < 0)
         return fd;
+    unsigned long flags = op->flags & ~(unsigned long)MS_REC;
     rc = RAW(mount, NULL, fd_link(&l, fd), NULL,
-             MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags | kept_flags(fd), NULL);
+             MS_REMOUNT | MS_BIND | MS_RDONLY | flags | kept_flags(fd), NULL);
+    if (rc == 0 && (op->flags & MS_REC)) {
+        struct mount_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.attr_set = MOUNT_ATTR_RDONLY;
+        rc = RAW(mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+        if (rc == -ENOSYS)
+            rc = 0;
+    }
     RAW(close, fd);
     return rc;
 }

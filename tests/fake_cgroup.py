@@ -143,9 +143,12 @@ class FakeCgroupFs:
             (d / "cgroup.subtree_control").write_text(controllers if enabled is None else enabled)
         return d
 
-    def mount_v1(self, controllers: str, own: str) -> Path:
-        """A v1 hierarchy of ``controllers`` (e.g. "cpu,cpuacct"); returns our own cgroup."""
-        mount = self.root / "sys/fs/cgroup" / controllers
+    def mount_v1(self, controllers: str, own: str, directory: str | None = None) -> Path:
+        """A v1 hierarchy of ``controllers`` (e.g. "cpu,cpuacct", or a name such as
+        "name=systemd") at /sys/fs/cgroup/``directory`` (default: ``controllers``);
+        returns our own cgroup."""
+        directory = directory or controllers
+        mount = self.root / "sys/fs/cgroup" / directory
         mount.mkdir(parents=True)
         names = set(controllers.split(","))
         self.v1[mount] = names
@@ -155,7 +158,7 @@ class FakeCgroupFs:
             (mount / "cpuset.mems").write_text("0\n")
         n = len(self._mountinfo) + 31
         self._mountinfo.append(
-            f"{n} 23 0:{n} / /sys/fs/cgroup/{controllers} rw - cgroup cgroup rw,{controllers}"
+            f"{n} 23 0:{n} / /sys/fs/cgroup/{directory} rw - cgroup cgroup rw,{controllers}"
         )
         self._own.append(f"{len(self._own) + 1}:{controllers}:{own}")
         d = mount

@@ -394,6 +394,73 @@ async def test_the_v1_view_names_each_hierarchy_as_the_host_does(
     await cg.remove()
 
 
+@pytest.mark.parametrize("kind", ["v1", "hybrid", "v2"])
+async def test_a_container_has_a_name_systemd_cgroup_of_its_own_as_runc_gives_it(
+    fs: FakeCgroupFs, kind: str
+) -> None:
+    """A systemd inside (a container's init) cannot boot without a cgroup of its own in the
+    host's v1 name=systemd hierarchy, shown at /sys/fs/cgroup/systemd: made below ours,
+    with no controller to set, the process placed there, removed with the rest.  A pure v2
+    host that mounts one (for old containers) gives its containers their cgroup2 alone."""
+    if kind == "v2":
+        fs.mount_v2("/user", controllers="memory pids")
+    else:
+        fs.mount_v1("memory", "/user")
+    # (Inside a pure v2 tree: its mount point is a directory of the unified hierarchy.)
+    fs.mount_v1("name=systemd", "/" if kind == "v2" else "/user", directory="systemd")
+    if kind == "hybrid":
+        fs.mount_v2("/user", controllers="")
+    host = fs.detect()
+    cg = host.create("c1", Limits(memory=64 * M))
+    named = fs.root / "sys/fs/cgroup/systemd/user/boxd/c1"
+    if kind == "v2":
+        assert host.mode == "v2" and cg.view() is None and not named.exists()
+        await cg.remove()
+        return
+    assert host.mode == kind
+    assert dict(cg.view() or ())["systemd"] == str(named)
+    assert cg.paths["name=systemd"] == str(named)
+    assert not [path for path, _ in fs.writes if path.startswith("sys/fs/cgroup/systemd")]
+    with cg.placement() as (tasks, _):
+        assert str(named / "tasks") in [path for _, path in tasks]
+    await cg.remove()
+    assert not named.parent.exists()
+
+
+@pytest.mark.parametrize("kind", ["v2", "hybrid"])
+async def test_an_exec_joins_the_inits_cgroup_where_no_process_may_join_the_containers(
+    fs: FakeCgroupFs, kind: str
+) -> None:
+    """A systemd in a container whose cgroup2 is writable (--privileged, a pure v2 host:
+    this one is hybrid, so fake trees) moves its processes below the container's cgroup
+    and enables controllers there; a process may no longer join that cgroup (EBUSY), and
+    an exec'd one joins the init's, as runc falls back to.  Its v1 cgroups stay the
+    container's, and so does everything where nothing is enabled below."""
+    if kind == "hybrid":
+        fs.mount_v1("memory", "/user")
+        fs.mount_v2("/user", controllers="")
+    else:
+        fs.mount_v2("/user", controllers="memory pids")
+    cg = fs.detect().create("c", Limits())
+    v2 = fs.root / ("sys/fs/cgroup/unified" if kind == "hybrid" else "sys/fs/cgroup")
+    own = v2 / "user/boxd/c"
+    fs.mkdir(own / "init.scope")
+    (fs.root / "proc/7").mkdir(parents=True)
+    (fs.root / "proc/7/cgroup").write_text("1:memory:/user/boxd/c\n0::/user/boxd/c/init.scope\n")
+    assert cg.for_exec(7) is cg  # nothing enabled below it yet
+    (own / "cgroup.subtree_control").write_text("memory pids\n" if kind == "v2" else "")
+    moved = cg.for_exec(7)
+    expected = own / "init.scope" if kind == "v2" else own
+    with moved.placement() as (tasks, v2_fd):
+        assert os.fstat(v2_fd).st_ino == expected.stat().st_ino
+        if kind == "hybrid":
+            assert [path for _, path in tasks] == [
+                str(fs.root / "sys/fs/cgroup/memory/user/boxd/c/tasks")
+            ]
+    fs.rmdir(own / "init.scope")
+    await cg.remove()
+
+
 async def test_a_cpuset_limit_joins_a_container_made_without_a_cpuset(fs: FakeCgroupFs) -> None:
     """A container made by a boxd that left the v1 cpuset out (and still running, live
     restore) joins it on its first cpuset limit."""

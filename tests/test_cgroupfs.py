@@ -20,8 +20,9 @@ from daemon_harness import Daemon
 pytestmark = pytest.mark.root
 
 # The controllers boxd makes a container's cgroup in (the v1 freezer beside a v2
-# hierarchy, and named hierarchies such as name=systemd, it does not).
+# hierarchy, and named hierarchies but name=systemd, it does not).
 JOINED = {"memory", "cpu", "cpuacct", "pids", "blkio", "devices", "cpuset"}
+SYSTEMD = "name=systemd"
 
 # Run in the container: what its /sys/fs/cgroup holds, and its limits found as the JVM
 # finds them (CgroupV1Controller: the cgroup mount of the controller in mountinfo, its
@@ -88,8 +89,9 @@ time.sleep(300)
 
 
 def host_hierarchies() -> dict[str, set[str]]:
-    """The host's v1 hierarchies boxd joins (directory name -> controllers), and
-    ``unified`` when a v2 hierarchy is mounted."""
+    """The host's v1 hierarchies boxd joins (directory name -> controllers; ``systemd`` ->
+    {name=systemd} where a v1 controller is mounted too), and ``unified`` when a v2
+    hierarchy is mounted."""
     found: dict[str, set[str]] = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")
@@ -97,8 +99,10 @@ def host_hierarchies() -> dict[str, set[str]]:
         point = left.split()[4]
         if fstype == "cgroup2":
             found["unified"] = set()
-        elif fstype == "cgroup" and JOINED & set(superopts.split(",")):
-            found[os.path.basename(point)] = JOINED & set(superopts.split(","))
+        elif fstype == "cgroup" and (JOINED | {SYSTEMD}) & set(superopts.split(",")):
+            found[os.path.basename(point)] = (JOINED | {SYSTEMD}) & set(superopts.split(","))
+    if all(names <= {SYSTEMD} for names in found.values()):  # pure v2: its cgroup2 only
+        found = {name: names for name, names in found.items() if not names}
     return found
 
 
@@ -121,7 +125,11 @@ def test_a_v1_host_shows_the_containers_own_cgroups(daemon: Daemon) -> None:
         # comounted controller is a link to its hierarchy (cpu -> cpu,cpuacct).
         assert set(dirs) == set(hierarchies)
         assert links == {c: name for name, cs in hierarchies.items() if len(cs) > 1 for c in cs}
-        assert "freezer" not in entries and "systemd" not in entries
+        assert "freezer" not in entries
+        # The name=systemd hierarchy too, as runc gives it (a systemd inside needs one):
+        # its own cgroup there, "/" in its /proc/self/cgroup.
+        if any(SYSTEMD in names for names in hierarchies.values()):
+            assert "systemd" in dirs and seen["cgroup_paths"][SYSTEMD] == "/"
         # Its own limits, found as the JVM finds them: both paths are "/" in its cgroup
         # namespace.
         assert seen["memory"] == str(32 << 20)
@@ -178,12 +186,13 @@ def test_a_jvm_sizes_itself_from_the_containers_limits(daemon: Daemon) -> None:
 NESTS = """
 set -e
 cd /sys/fs/cgroup
-mkdir memory/inner unified/inner
+mkdir memory/inner unified/inner systemd/inner
 echo 16777216 > memory/inner/memory.limit_in_bytes
 echo 64 > pids/pids.max
 sleep 1000 &
 echo $! > memory/inner/cgroup.procs
 echo $! > unified/inner/cgroup.procs
+echo $! > systemd/inner/cgroup.procs
 echo nested $(cat memory/inner/memory.limit_in_bytes) $(cat pids/pids.max)
 wait
 """
@@ -196,8 +205,8 @@ def test_a_privileged_container_may_nest_below_its_own_cgroups(daemon: Daemon) -
     still shows that process, and removing the container kills it and removes every
     cgroup.  Without --privileged, nothing."""
     hierarchies = host_hierarchies()
-    if "memory" not in hierarchies or "pids" not in hierarchies or "unified" not in hierarchies:
-        pytest.skip("this test's paths are a hybrid host's (memory, pids on v1, and unified)")
+    if not {"memory", "pids", "unified", "systemd"} <= set(hierarchies):
+        pytest.skip("this test's paths are a hybrid host's (memory, pids, systemd on v1, unified)")
     refused = daemon.ctl("run", "--rm", "default", "mkdir", "/sys/fs/cgroup/memory/inner",
                          check=False)  # fmt: skip
     assert refused.returncode == 1 and "Read-only file system" in refused.stderr
@@ -208,6 +217,9 @@ def test_a_privileged_container_may_nest_below_its_own_cgroups(daemon: Daemon) -
         (inner,) = glob.glob(f"/sys/fs/cgroup/memory/**/{cid}/inner", recursive=True)
         assert Path(inner, "memory.limit_in_bytes").read_text() == f"{16 << 20}\n"
         (sleeper,) = Path(inner, "cgroup.procs").read_text().split()
+        # Below its own name=systemd cgroup too, as a systemd inside keeps its services.
+        (named,) = glob.glob(f"/sys/fs/cgroup/systemd/**/{cid}/inner", recursive=True)
+        assert Path(named, "cgroup.procs").read_text().split() == [sleeper]
         (own,) = glob.glob(f"/sys/fs/cgroup/pids/**/{cid}", recursive=True)
         assert Path(own, "pids.max").read_text() == "64\n"
         rows = daemon.ctl("top", cid).stdout.splitlines()

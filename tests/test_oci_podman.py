@@ -206,6 +206,35 @@ def test_podman_detached_exec_limits_stop_rm(podman: Podman) -> None:
     assert gone.returncode == 1 and "does not exist" in gone.stderr
 
 
+SYSTEMD_PROBE = """
+set -e
+path=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup)
+mkdir /sys/fs/cgroup/systemd$path/init.scope
+echo $$ > /sys/fs/cgroup/systemd$path/init.scope/cgroup.procs
+grep -c -E ' /run(/lock)? ' /proc/self/mountinfo
+sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup
+"""
+
+
+@pytest.mark.root
+def test_podman_systemd_mode_gets_its_tmpfs_and_a_name_systemd_cgroup(podman: Podman) -> None:
+    """``podman run --systemd=always`` (what Podman does for an image whose command is
+    systemd's): tmpfs at /run and /run/lock (both tmpcopyup: the second was refused, below
+    the first), and on a v1 host the name=systemd hierarchy bound writable over the
+    container's /sys/fs/cgroup/systemd, where it must have a cgroup of its own to make
+    init.scope in and move into, as systemd does first (boxd-runtime made none there, and
+    its read-only /sys/fs/cgroup had no mount point for the bind)."""
+    if not Path("/sys/fs/cgroup/systemd").is_dir():
+        pytest.skip("no v1 name=systemd hierarchy here (Podman then mounts the cgroup2)")
+    done = podman("run", "--rm", "--systemd=always", *podman.run_options(), "--rootfs",
+                  str(podman.rootfs), "sh", "-c", SYSTEMD_PROBE)  # fmt: skip
+    mounts, path = done.stdout.split()
+    assert mounts == "2"
+    assert path.startswith(podman.parent + "/libpod-") and path.endswith("/init.scope")
+    # Gone with the container, init.scope and all.
+    assert not Path("/sys/fs/cgroup/systemd" + path.removesuffix("/init.scope")).exists()
+
+
 @pytest.mark.root
 def test_podman_run_it_through_tmux(podman: Podman) -> None:
     """A real terminal: conmon's --console-socket gets the pty master boxd-runtime made

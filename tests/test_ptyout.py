@@ -144,6 +144,33 @@ async def test_output_that_comes_after_an_eio_is_read(
     assert b"".join(sink.kept) == b"firstlate" and not script
 
 
+async def test_a_hangup_while_the_process_runs_is_not_the_end(pty: Pty) -> None:
+    """Every slave fd closed while the process runs (a getty's vhangup: systemd's
+    console-getty) and the terminal opened again: what is written then is read too, and
+    the EIO after the process has ended is the end."""
+    name = os.ttyname(pty.slave)
+    reaped = trio.Event()
+    sink = Sink()
+    os.write(pty.slave, b"before")
+    pty.close_slave()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_ptyout.pump, pty.master, sink.keep, sink.publish, None, reaped)
+            await sink.seen(len(b"before"))
+            # Hung up: the pump waits (no reader thread meanwhile) until it is opened.
+            while _readers():  # noqa: ASYNC110  (a thread's end is no Trio event)
+                await trio.sleep(0.01)
+            again = os.open(name, os.O_RDWR | os.O_NOCTTY)
+            try:
+                os.write(again, b"after")
+                await sink.seen(len(b"beforeafter"))
+            finally:
+                os.close(again)
+            reaped.set()
+    assert b"".join(sink.kept) == b"beforeafter"
+    assert not _readers()
+
+
 async def test_a_slow_client_slows_the_reader_and_loses_nothing(pty: Pty) -> None:
     data = _pattern(2 << 20)
     writer = _write_and_close(pty, data)

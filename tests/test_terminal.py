@@ -385,6 +385,23 @@ def test_a_tty_container_has_its_terminal_at_dev_console(daemon: Daemon) -> None
     assert r.stdout == "none\n"
 
 
+def test_output_after_the_terminal_was_closed_and_opened_again_is_kept(daemon: Daemon) -> None:
+    """A getty (systemd's console-getty) hangs the console up and opens it again: for a
+    moment no process of the container has its terminal open.  That was taken for the end
+    of its output: what came after was lost, and once the terminal's buffer was full its
+    writes to /dev/console blocked."""
+    script = (
+        "echo before; exec </dev/null >/dev/null 2>&1; sleep 1; "
+        "head -c 200000 /dev/zero | tr '\\0' . > /dev/console; echo after > /dev/console"
+    )
+    cid = daemon.ctl("run", "-d", "-t", "default", "sh", "-c", script).stdout.strip()
+    try:
+        assert daemon.ctl("wait", cid).stdout.strip() == "0"
+        assert daemon.ctl("logs", cid).stdout == "before\n" + "." * 200000 + "after\n"
+    finally:
+        daemon.ctl("rm", "-f", cid)
+
+
 def test_tty_output_is_drained_with_nobody_attached(daemon: Daemon) -> None:
     daemon.ctl(
         "run",

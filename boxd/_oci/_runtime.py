@@ -536,7 +536,8 @@ def exec_(root: Root, cid: str, options: ExecOptions) -> int:
             keep_fds=options.preserve_fds,
             **fields,  # type: ignore[arg-type]
         )
-        spawned = _spawn(plan, open_cgroup(saved), _placer(None, process.oom_score_adj))
+        cgroup = open_cgroup(saved).for_exec(saved["pid"])
+        spawned = _spawn(plan, cgroup, _placer(None, process.oom_score_adj))
     finally:
         os.close(pidfd)
     try:

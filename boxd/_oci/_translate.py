@@ -259,13 +259,23 @@ def copy_ups(spec: Spec) -> tuple[str, ...]:
         if parse_options(mount.options, where)[0] & MS_RDONLY:
             raise SpecError(f"{where}: option 'tmpcopyup' cannot fill a read-only tmpfs")
         target = _container_path(mount.destination)
-        for earlier in spec.mounts[:i]:
-            above = _container_path(earlier.destination)
-            if above != "/" and target.startswith(above.rstrip("/") + "/"):
-                # The image's files there are the earlier mount's: not what the copy reads.
-                raise SpecError(
-                    f"{where}: option 'tmpcopyup' below the mount at {above} is not supported"
-                )
+        # The nearest earlier mount above it decides what runc copies there: a tmpcopyup
+        # tmpfs holds the image's files (Podman's /run/lock below /run with --systemd),
+        # any other mount its own, which are not what the copy reads.
+        nearest = max(
+            (
+                (len(path), j)
+                for j, earlier in enumerate(spec.mounts[:i])
+                if (path := _container_path(earlier.destination)) != "/"
+                and target.startswith(path.rstrip("/") + "/")
+            ),
+            default=None,
+        )
+        if nearest is not None and TMPCOPYUP not in spec.mounts[nearest[1]].options:
+            above = _container_path(spec.mounts[nearest[1]].destination)
+            raise SpecError(
+                f"{where}: option 'tmpcopyup' below the mount at {above} is not supported"
+            )
         found.append(target)
     return tuple(found)
 
@@ -607,6 +617,7 @@ def build(
         raise SpecError(f"config.json: root.path {spec.root.path}: no such directory ({rootfs})")
     check_personality(spec)
     spaces = namespaces(spec)
+    own_cgroupns = any(k is Namespace.CGROUP for k, _ in _namespaces(spec))
     userns = Namespace.USER in spaces
     if (spec.linux and (spec.linux.uid_mappings or spec.linux.gid_mappings)) and not userns:
         raise SpecError("config.json: linux.uidMappings need a user namespace")
@@ -630,8 +641,8 @@ def build(
             rootfs,
             userns,
             sysctls,
-            None if any(k is Namespace.CGROUP for k, _ in _namespaces(spec)) else host_cgroup2,
-            cgroups,
+            None if own_cgroupns else host_cgroup2,
+            cgroups if own_cgroupns or cgroups is None else _v1_only(cgroups),
             make_cwd=missing_cwd(spec, image),
         ),
         seccomp=seccomp_program(spec, caps.bounding, seccomp_cache),
@@ -640,6 +651,15 @@ def build(
         keep_fds=keep_fds,
         **fields,  # type: ignore[arg-type]
     )
+
+
+def _v1_only(cgroups: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The v1 layout of a container in the host's cgroup namespace, as runc gives it: no
+    ``unified``.  Its /proc/self/cgroup gives the full path there, which a bind of its own
+    unified cgroup does not show: a systemd inside takes a hybrid host's unified hierarchy
+    for its own and cannot find itself (Podman's --systemd binds the whole name=systemd
+    hierarchy writable for it, with which it does without the unified one)."""
+    return tuple([(name, source) for name, source in cgroups if name != "unified"])
 
 
 def bundle_image(spec: Spec, bundle: str, rootfs: str) -> _rootfs.Image:

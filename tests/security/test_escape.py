@@ -455,6 +455,24 @@ def test_symlinked_volume_target_stays_inside(boxd: Daemon, image: Path, tmp_pat
     assert out == "hi" and list(target.iterdir()) == []
 
 
+def test_a_read_only_volume_is_read_only_below_it_too(
+    boxd: Daemon, image: Path, tmp_path: Path
+) -> None:
+    """``-v SRC:DST:ro`` binds SRC with the mounts below it: they are read-only too, as
+    Docker 25 makes them (they stayed writable: Docker's old systemd recipe ``-v
+    /sys/fs/cgroup:/sys/fs/cgroup:ro`` gave a container the host's cgroup hierarchies)."""
+    source = tmp_path / "volume"
+    (source / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "boxd-test-sub", source / "sub"],
+                   check=True)  # fmt: skip
+    try:
+        script = "for d in /x /x/sub; do touch $d/new 2>/dev/null || echo $d refused; done"
+        lines = sh(boxd, image, script, "-v", f"{source}:/x:ro")
+    finally:
+        subprocess.run(["umount", source / "sub"], check=True)
+    assert lines == ["/x refused", "/x/sub refused"]
+
+
 # ---- terminal, daemon socket, environment ---------------------------------------------------
 
 
