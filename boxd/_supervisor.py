@@ -1065,6 +1065,7 @@ class Supervisor:
                     if c.config.timeout is not None and st.started_at is not None:
                         end = st.started_at + c.config.timeout  # an adopted run's too
                         nursery.start_soon(self._time_limit, entry, run, end)
+                    nursery.start_soon(self._watch_oom, entry, run, cgroup, adoption is None)
                     if adoption is None:
                         self._set(entry, RUNNING)
                     else:
@@ -1295,6 +1296,26 @@ class Supervisor:
         self._signal(c, run, signal.SIGKILL)
         if entry.phase is PAUSED:
             self._thaw(c)  # a v1 freezer holds even SIGKILL until the thaw
+
+    async def _watch_oom(self, entry: _Entry, run: Run, cgroup: Cgroup, new: bool) -> None:
+        """Record and report each OOM kill in the container as it happens, as Docker does
+        (``State.OOMKilled``, an ``oom`` event): the killer may take a process other than
+        the first one, and the container runs on (a notebook's kernel, a test's child).
+        A ``new`` run's cgroup counts its kills from its start, also those before this
+        watch began; an adopted run's are those from its adoption on."""
+        c = entry.container
+
+        def killed() -> None:
+            c.state.oom_killed = True
+            self._save(c)
+            self.events.report("oom", c)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                functools.partial(cgroup.watch_oom_kills, killed, reported=0 if new else None)
+            )
+            await run.exited.wait()
+            nursery.cancel_scope.cancel(reason="the run ended: its end records the rest")
 
     def _signal(self, c: Container, run: Run, signum: int) -> None:
         run.signal(signum)

@@ -43,6 +43,25 @@ def test_oom_kill_is_reported(daemon: Daemon) -> None:
     assert summary["wall_seconds"] >= 0 and summary["peak_memory"] > 0
 
 
+def test_a_childs_oom_kill_is_told_as_the_container_runs_on(daemon: Daemon) -> None:
+    """The OOM killer takes a child while the first process runs on (a notebook's kernel,
+    a test runner's worker): as Docker's, inspect says OOMKilled at once and an oom event
+    is told then; the run's end tells no second one."""
+    start = time.time()
+    script = 'python3 -c "b = bytearray(200 << 20)"; echo $?; exec sleep 300'
+    cid = daemon.ctl("run", "-d", "--memory", "32m", "default", "sh", "-c", script).stdout
+    cid = cid.strip()
+    c = daemon.wait_for(cid, lambda c: c["state"]["oom_killed"])
+    assert c["state"]["status"] == "running"
+    shown = daemon.ctl("inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", cid).stdout
+    assert shown == "true true\n"
+    assert daemon.ctl("logs", cid).stdout == "137\n"
+    daemon.ctl("rm", "-f", cid)
+    window = ("--since", str(start), "--until", str(time.time()))
+    told = daemon.ctl("events", *window, "-f", f"container={cid}", "--format", "{{.Action}}")
+    assert told.stdout.split() == ["create", "start", "oom", "kill", "die", "destroy"]
+
+
 BOMB = """
 import os, time
 n = 0
