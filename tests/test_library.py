@@ -17,6 +17,7 @@ import pytest
 import trio
 
 import boxd
+from boxd import _run
 from boxd._supervisor import Supervisor
 
 pytestmark = pytest.mark.root
@@ -326,6 +327,39 @@ async def test_a_run_past_its_timeout_is_killed_and_says_so(
             (3, False, boxd.Status.EXITED, False),
             (137, False, boxd.Status.STOPPED, False),
         ]
+
+
+async def test_a_slow_reader_gets_every_byte_while_it_takes_them(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that takes each chunk well within DRAIN_TIMEOUT (a service that stores or
+    sends on each) gets every byte, though what the process wrote last takes it longer
+    than that after the process ended; one that stops taking is cut DRAIN_TIMEOUT after
+    its last take, and the run still ends."""
+    monkeypatch.setattr(_run, "DRAIN_TIMEOUT", 2.0)
+    # 4 KiB reads: the 200 KiB the process leaves in its pipe as it exits at once are
+    # ~50 chunks, ~5 s for this reader.
+    monkeypatch.setattr(_run, "READ_SIZE", 4096)
+    writer = "head -c 204800 /dev/zero; echo END"
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "/bin/sh", "-c", writer, log_driver="none"))
+        output, _ = await sup.start_attached(c.id)
+        got = bytearray()
+        async for _, data in output:
+            got += data
+            await trio.sleep(0.1)
+        assert await sup.wait(c.id) == 0
+        assert (len(got), bytes(got[-4:])) == (204804, b"END\n")
+        await sup.remove(c.id)
+        # More chunks than the channel holds, and nobody takes one.
+        chunks = "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.1; done"
+        c = await sup.create(_config(busybox_root, "/bin/sh", "-c", chunks, log_driver="none"))
+        output, _ = await sup.start_attached(c.id)
+        with trio.fail_after(30):
+            assert await sup.wait(c.id) == 0
+        taken = b"".join([data async for _, data in output])
+        assert b"1\n2\n3\n4\n5\n6\n7\n8\n".startswith(taken)
+        await sup.remove(c.id)
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), float("nan")])
