@@ -362,6 +362,23 @@ async def test_a_slow_reader_gets_every_byte_while_it_takes_them(
         await sup.remove(c.id)
 
 
+async def test_an_auto_removed_runs_exit_code_is_its_runs(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """As the README tells: the Run of ``start_attached`` has the outcome once the output
+    has ended, and a ``wait`` after the removal finds no container, by name."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        config = _config(busybox_root, "/bin/sh", "-c", "echo bye; exit 5", auto_remove=True)
+        c = await sup.create(config)
+        output, run = await sup.start_attached(c.id)
+        assert [data async for _, data in output] == [b"bye\n"]
+        assert run.outcome is not None and run.outcome.exit_code == 5
+        with trio.fail_after(30):
+            await sup.removed(c.id)
+        with pytest.raises(boxd.NoSuchContainer, match=f"no such container: {c.id}"):
+            await sup.wait(c.id)
+
+
 @pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), float("nan")])
 def test_a_timeout_is_a_number_of_seconds_above_0(timeout: float) -> None:
     with pytest.raises(ValueError, match=r"invalid --timeout '.*': use a number of seconds > 0"):
