@@ -1298,9 +1298,10 @@ class Supervisor:
             self._thaw(c)  # a v1 freezer holds even SIGKILL until the thaw
 
     async def _watch_oom(self, entry: _Entry, run: Run, cgroup: Cgroup, new: bool) -> None:
-        """Record and report each OOM kill in the container as it happens, as Docker does
-        (``State.OOMKilled``, an ``oom`` event): the killer may take a process other than
-        the first one, and the container runs on (a notebook's kernel, a test's child).
+        """Record and report OOM kills in the container as they happen, as Docker does
+        (``State.OOMKilled``, an ``oom`` event per rise of the kernel's count): the killer
+        may take a process other than the first one, and the container runs on (a
+        notebook's kernel, a test's child).
         A ``new`` run's cgroup counts its kills from its start, also those before this
         watch began; an adopted run's are those from its adoption on."""
         c = entry.container
