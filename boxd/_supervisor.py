@@ -1234,15 +1234,16 @@ class Supervisor:
         sig: str | None = None,
     ) -> None:
         """Stop signal (``sig``, else the container's own), up to ``grace`` seconds
-        (default: the container's stop timeout), then SIGKILL of the whole cgroup.  A
-        paused container is thawed to receive it; a restarting one just stays down.
-        Stopping a container at rest is a no-op.  Events as Docker's: kill (each signal),
-        die, and stop at the end of a ``manual`` one (not the daemon's shutdown, not
-        ``rm -f``)."""
+        (default: the container's stop timeout), then SIGKILL of the whole cgroup; a
+        negative one never kills (Docker's -1: the stop waits for the container to end by
+        itself).  A paused container is thawed to receive it; a restarting one just stays
+        down.  Stopping a container at rest is a no-op.  Events as Docker's: kill (each
+        signal), die, and stop at the end of a ``manual`` one (not the daemon's shutdown,
+        not ``rm -f``)."""
         entry = self._lookup(ref)
         c = entry.container
-        if grace is not None and (not math.isfinite(grace) or grace < 0):
-            raise ValueError(f"invalid stop timeout {grace!r}")
+        if grace is not None and not math.isfinite(grace):
+            raise ValueError(f"invalid stop timeout '{grace:g}'")
         stop_signal = parse_signal(sig or c.config.stop_signal)
         wait = c.config.stop_timeout if grace is None else grace
         if not _lifecycle.can_stop(entry.phase):
@@ -1259,15 +1260,16 @@ class Supervisor:
             paused = entry.phase is PAUSED
             if entry.phase is not STOPPING:
                 self._set(entry, STOPPING)
-            if wait > 0:  # with no time to stop, the stop signal would only precede SIGKILL
+            if wait != 0:  # with no time to stop, the stop signal would only precede SIGKILL
                 self._signal(c, run, stop_signal)
             if paused:
                 self._thaw(c)
             # The supervisor's, not the caller's: a caller cancelled during the grace
             # period (a test's timeout, a client gone) would leave a container that
             # ignores its stop signal stopping for ever, and every start, restart and
-            # wait after it waiting with it.
-            self._nursery.start_soon(self._kill_after, c, run, wait)
+            # wait after it waiting with it.  A negative wait asked for that: no SIGKILL.
+            if wait >= 0:
+                self._nursery.start_soon(self._kill_after, c, run, wait)
         await entry.idle.wait()
         if manual:
             self.events.report("stop", c)
