@@ -171,6 +171,9 @@ class Run:
         # restore lets go of it: the next daemon adopts that too).
         self.network: Attachment | None = None
         self.outcome: Outcome | None = None
+        # When its end was seen (time.time(); 0: not yet): its wall time and Docker's
+        # FinishedAt end there, not once a slow reader has taken the output it left.
+        self.ended_at = 0.0
         # Set by the supervisor as it kills the run at its configuration's timeout.
         self.timed_out = False
         self._stdin: trio.lowlevel.FdStream | None = None
@@ -445,6 +448,7 @@ class Run:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
+                self.ended_at = time.time()
                 ended = True
                 if owns_cgroup:
                     # Descendants may still hold the output open: they go with init.
@@ -464,6 +468,7 @@ class Run:
                     if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
+                        self.ended_at = time.time()
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
@@ -594,7 +599,7 @@ class Run:
             pids_limit_hit = cgroup.pids_limit_hit()
             used = cgroup.usage()
             summary = RunSummary(
-                wall_seconds=round(time.time() - self._started, 6),
+                wall_seconds=round(self.ended_at - self._started, 6),
                 cpu_user_seconds=used.cpu_user_ns / 1e9,
                 cpu_system_seconds=used.cpu_system_ns / 1e9,
                 peak_memory=used.memory_peak or 0,

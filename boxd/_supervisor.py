@@ -1089,7 +1089,7 @@ class Supervisor:
         st.error = outcome.error or st.error
         st.oom_killed = outcome.oom_killed
         st.summary = outcome.summary
-        st.finished_at = time.time()
+        st.finished_at = run.ended_at or time.time()
         st.pid = 0
         phase = self._after_run(entry, outcome.exit_code)
         # An auto_remove container that ended leaves the store in this same step (see

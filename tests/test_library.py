@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -359,6 +360,30 @@ async def test_a_slow_reader_gets_every_byte_while_it_takes_them(
             assert await sup.wait(c.id) == 0
         taken = b"".join([data async for _, data in output])
         assert b"1\n2\n3\n4\n5\n6\n7\n8\n".startswith(taken)
+        await sup.remove(c.id)
+
+
+async def test_the_end_is_the_processs_not_its_slow_readers(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that writes 200 KiB (all in its pipe at once) and exits: its wall time
+    and finished_at are its own end, not the end of the slow reading of its output (here
+    2 s and more after it, in ~50 chunks of 4 KiB), as Docker's FinishedAt is the exit."""
+    monkeypatch.setattr(_run, "READ_SIZE", 4096)
+    writer = "head -c 204800 /dev/zero"
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "/bin/sh", "-c", writer, log_driver="none"))
+        output, _ = await sup.start_attached(c.id)
+        takes = []
+        async for _ in output:
+            takes.append(time.time())
+            await trio.sleep(1.0 if len(takes) <= 2 else 0.02)
+        assert await sup.wait(c.id) == 0
+        st = sup.inspect(c.id).state
+        assert len(takes) > 40 and st.started_at is not None and st.finished_at is not None
+        assert st.finished_at < takes[2]
+        assert st.summary is not None
+        assert st.summary.wall_seconds < takes[2] - st.started_at
         await sup.remove(c.id)
 
 
