@@ -363,6 +363,42 @@ async def test_a_slow_reader_gets_every_byte_while_it_takes_them(
         await sup.remove(c.id)
 
 
+async def test_output_that_never_ends_is_cut_at_the_drain_limit(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer outside the container's cgroup that holds its stdout pipe (here this
+    test, through /proc; a process of another container it passed the fd to) and writes
+    on for ever, read as fast as it writes: the run still ends, at DRAIN_LIMIT."""
+    monkeypatch.setattr(_run, "DRAIN_TIMEOUT", 1.0)
+    monkeypatch.setattr(_run, "DRAIN_LIMIT", 3.0)
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "sleep", "1", log_driver="none"))
+        output, run = await sup.start_attached(c.id)
+        pipe = os.open(f"/proc/{run.pid}/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def write_on() -> None:  # until the run's end closes the pipe
+                    while True:
+                        try:
+                            os.write(pipe, b"more\n")
+                        except BlockingIOError:
+                            pass
+                        except BrokenPipeError:
+                            return
+                        await trio.sleep(0.01)
+
+                nursery.start_soon(write_on)
+                with trio.fail_after(30):
+                    async for _ in output:
+                        pass
+                    assert await sup.wait(c.id) == 0
+                nursery.cancel_scope.cancel()
+        finally:
+            os.close(pipe)
+        await sup.remove(c.id)
+
+
 async def test_the_end_is_the_processs_not_its_slow_readers(
     tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
