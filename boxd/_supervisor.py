@@ -561,7 +561,9 @@ class Supervisor:
         if not config.log_driver:
             config = attrs.evolve(config, log_driver=self.log_driver)
             check_log_options(config)
-        resources, warnings = _resources.settle(config.resources, self._cgroups_of(config))
+        resources, warnings = _resources.settle(
+            _resources.with_swap_bound(config.resources), self._cgroups_of(config)
+        )
         for warning in warnings:
             log.warning("%s: %s", name or cid[:12], warning)
         config = attrs.evolve(config, resources=resources)

@@ -62,6 +62,28 @@ def test_a_childs_oom_kill_is_told_as_the_container_runs_on(daemon: Daemon) -> N
     assert told.stdout.split() == ["create", "start", "oom", "kill", "die", "destroy"]
 
 
+def test_a_memory_limit_bounds_swap_as_dockers(daemon: Daemon) -> None:
+    """--memory without --memory-swap: Docker's default lets the container swap as much
+    again (memory + swap = twice the limit; inspect shows it), not without bound as the
+    host's swap would let it; --memory-swap -1 asks for that.  An update that raises the
+    memory above it must raise --memory-swap too, as Docker's."""
+    cid = daemon.ctl("run", "-d", "--memory", "64m", "default", "sleep", "300").stdout.strip()
+    memsw = _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")
+    assert int(memsw.read_text()) == 128 << 20
+    shown = daemon.ctl("inspect", "-f", "{{.HostConfig.MemorySwap}}", cid).stdout
+    assert shown == f"{128 << 20}\n"
+    r = daemon.ctl("update", "--memory", "256m", cid, check=False)
+    assert r.returncode != 0 and f"--memory-swap {128 << 20}" in r.stderr
+    daemon.ctl("update", "--memory", "256m", "--memory-swap", "512m", cid)
+    assert int(memsw.read_text()) == 512 << 20
+    daemon.ctl("rm", "-f", cid)
+    args = ("run", "-d", "--memory", "64m", "--memory-swap", "-1", "default", "sleep", "300")
+    cid = daemon.ctl(*args).stdout.strip()
+    memsw = _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")
+    assert int(memsw.read_text()) > 1 << 60  # no limit
+    daemon.ctl("rm", "-f", cid)
+
+
 BOMB = """
 import os, time
 n = 0
