@@ -780,7 +780,7 @@ RUN_OPTIONS = (
     *RESOURCE_OPTIONS,
     Opt("--restart", kind=VALUE, default="no", help="no, on-failure[:max], always, unless-stopped"),
     Opt("--stop-signal", kind=VALUE, default="SIGTERM", help="signal that stops it"),
-    Opt("--stop-timeout", kind=FLOAT, help="seconds before SIGKILL (default 10)"),
+    Opt("--stop-timeout", kind=FLOAT, help="seconds before SIGKILL (default 10; -1: never)"),
     Opt("--timeout", kind=FLOAT, help="seconds each run may last before SIGKILL (Podman's)"),
     Opt("-t", "--tty", help="allocate a pseudo-terminal"),
     Opt("-i", "--interactive", help="keep stdin open"),
@@ -869,7 +869,7 @@ ATTACH_OPTIONS = (
     Opt("--detach-keys", kind=VALUE, default="ctrl-p,ctrl-q", help="keys that detach"),
     Opt("--sig-proxy", kind=BOOL, default=True, help="forward signals to the container"),
 )
-TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL")
+TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL (-1: never)")
 STOP_SIGNAL = Opt("-s", "--signal", kind=VALUE, help="the signal (default: the container's)")
 CONTAINERS = (("containers", SOME, "CONTAINER"),)
 

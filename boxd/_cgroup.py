@@ -34,12 +34,19 @@ from collections.abc import Callable, Iterator, Sequence
 from . import _devices
 from ._mountinfo import unescape
 from ._record import evolve, frozen
+from ._syscalls import libc
 
 
 def _warn(message: str, *args: object) -> None:
     import logging  # here: boxd-runtime create would pay ~2 ms to import it, never to warn
 
     logging.getLogger("boxd.cgroup").warning(message, *args)
+
+
+def _debug(message: str, *args: object) -> None:
+    import logging  # as _warn
+
+    logging.getLogger("boxd.cgroup").debug(message, *args)
 
 
 WANTED = ("memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "io", "devices")
@@ -72,6 +79,10 @@ UNLIMITED = 1 << 62  # v1 reports "no limit" as a page-rounded LONG_MAX
 KILL_TIMEOUT = 10.0
 FREEZE_TIMEOUT = 1.0
 REMOVE_TIMEOUT = 2.0
+# v1 tells of an OOM as it begins, before its kill is counted: how long the count is
+# looked at after each such notice (a kill follows at once; none with --oom-kill-disable).
+OOM_COUNT_WAIT = 1.0
+_IN_MODIFY = 0x2  # linux/inotify.h
 # Beside the containers' cgroups in a v1 cpu hierarchy: where a terminal's reader thread
 # waits between its reads in a container's (Cgroup.reading_groups).  Not a container's
 # name (_valid_name), so never taken for one.
@@ -1315,13 +1326,48 @@ class Cgroup:
         mem = self._dir("memory")
         if mem is None:
             return False
+        kills = _oom_kills(*mem)
+        if kills is not None:
+            return kills > 0
+        return int(_read_opt(f"{mem[0]}/memory.failcnt") or 0) > 0
+
+    async def watch_oom_kills(
+        self, killed: Callable[[], None], *, reported: int | None = 0
+    ) -> None:
+        """Call ``killed`` each time the count of the OOM killer's kills in this cgroup
+        rises above ``reported`` (None: the count as the watch begins), as it happens,
+        until cancelled or the cgroup is gone.  v2: inotify of memory.events, which the
+        kernel notifies of each change; v1: an eventfd that ``cgroup.event_control`` ties
+        to memory.oom_control, signalled as an OOM begins (and as the cgroup goes), before
+        the kill is counted: the count is read again for up to OOM_COUNT_WAIT seconds.
+        Returns at once where nothing can tell (no memory cgroup, a kernel without the
+        count or the notification)."""
+        import trio  # here: boxd-runtime's create and delete use this module without Trio
+
+        mem = self._dir("memory")
+        if mem is None or (now := _oom_kills(*mem)) is None:
+            return
         d, v = mem
-        if v == 2:
-            return _keyed(_read_opt(f"{d}/memory.events")).get("oom_kill", 0) > 0
-        control = _keyed(_read_opt(f"{d}/memory.oom_control"))
-        if "oom_kill" in control:
-            return control["oom_kill"] > 0
-        return int(_read_opt(f"{d}/memory.failcnt") or 0) > 0
+        seen = now if reported is None else reported
+        try:
+            wake = _inotify_modify(f"{d}/memory.events") if v == 2 else _v1_oom_eventfd(d)
+        except OSError as exc:
+            _debug("cgroup %s: OOM kills are not watched: %s", self.name, exc)
+            return
+        try:
+            now = _oom_kills(d, v)  # kills before the watch began count too
+            while now is not None:  # None: the cgroup is gone
+                if now > seen:
+                    seen = now
+                    killed()
+                await trio.lowlevel.wait_readable(wake)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake, 4096)  # the eventfd's count, or inotify's events
+                with trio.move_on_after(0 if v == 2 else OOM_COUNT_WAIT):
+                    while (now := _oom_kills(d, v)) == seen:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+        finally:
+            os.close(wake)
 
     def pids_limit_hit(self) -> bool:
         """Whether a fork or clone of this cgroup was refused at its pids limit
@@ -1330,6 +1376,49 @@ class Cgroup:
         if pids is None:
             return False
         return _keyed(_read_opt(f"{pids[0]}/pids.events")).get("max", 0) > 0
+
+
+def _oom_kills(d: str, version: int) -> int | None:
+    """The OOM killer's count of kills in the memory cgroup ``d``: ``oom_kill`` of v2's
+    memory.events or v1's memory.oom_control; None where the kernel has no such count
+    (v1 before 4.13) or the cgroup is gone."""
+    try:
+        text = _read(f"{d}/memory.events" if version == 2 else f"{d}/memory.oom_control")
+    except OSError:
+        return None
+    return _keyed(text).get("oom_kill")
+
+
+def _inotify_modify(path: str) -> int:
+    """A non-blocking inotify fd that becomes readable as ``path`` is modified."""
+    import ctypes  # on first use: see _syscalls.libc
+
+    lib = libc()
+    fd: int = lib.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+    if lib.inotify_add_watch(fd, os.fsencode(path), _IN_MODIFY) < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, f"cannot watch {path}: {os.strerror(err)}")
+    return fd
+
+
+def _v1_oom_eventfd(d: str) -> int:
+    """A non-blocking eventfd that the v1 memory cgroup ``d`` signals as an OOM begins in
+    it (or a cgroup above it) and as it is removed."""
+    wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    try:
+        control = os.open(f"{d}/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _write(f"{d}/cgroup.event_control", f"{wake} {control}")
+        finally:
+            os.close(control)
+    except OSError:
+        os.close(wake)
+        raise
+    return wake
 
 
 def _v2_peak(d: str) -> int | None:

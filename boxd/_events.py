@@ -1,10 +1,11 @@
 """Events, as Docker reports them, of containers, networks, volumes and images.
 
-* Containers: create, start, die (with exitCode; after oom when the OOM killer ended it),
-  pause, unpause and destroy are changes of phase; kill (with signal), stop, restart,
-  rename, update, attach, commit and exec_create, exec_start, exec_die (with execID,
-  exitCode) are reported by the supervisor's verbs; health_status: STATUS by the health
-  checks (boxd._health).
+* Containers: create, start, die (with exitCode), pause, unpause and destroy are changes
+  of phase; kill (with signal), stop, restart, rename, update, attach, commit and
+  exec_create, exec_start, exec_die (with execID, exitCode) are reported by the
+  supervisor's verbs; oom by the supervisor as the OOM killer kills in the container
+  (or before die, when its run's end found a kill not reported); health_status: STATUS
+  by the health checks (boxd._health).
 * Networks: connect and disconnect as a container's endpoints come and go (at its start
   and end, and ``network connect``/``disconnect`` while it runs; ``host`` and ``none``
   too), create and destroy by the network verbs.
@@ -136,6 +137,7 @@ class Events:
         when not given)."""
         self._phase: dict[str, str] = {}
         self._attached: dict[str, frozenset[str]] = {}  # a container's networks, by id
+        self._oom_reported: set[str] = set()  # containers whose run has had an oom event
         self._history: collections.deque[Event] = collections.deque(maxlen=HISTORY)
         self._subscribers: set[trio.MemorySendChannel[Event]] = set()
         self._network_ids = network_ids or (lambda name: ("", "bridge"))
@@ -188,17 +190,21 @@ class Events:
         elif phase == "paused":
             self._container_event("pause", c)
         elif phase in _ENDED and before in _WITH_PROCESS:
-            if c.state.oom_killed:
+            if c.state.oom_killed and c.id not in self._oom_reported:
                 self._container_event("oom", c)
+            self._oom_reported.discard(c.id)
             self._container_event("die", c, exitCode=str(c.state.exit_code or 0))
 
     def report(self, action: str, c: Container, **attributes: str) -> None:
         """A container's event that is no change of phase: kill, stop, rename, ..."""
+        if action == "oom":
+            self._oom_reported.add(c.id)
         self._container_event(action, c, **attributes)
 
     def removed(self, c: Container) -> None:
         self._phase.pop(c.id, None)
         self._attached.pop(c.id, None)
+        self._oom_reported.discard(c.id)
         self._container_event("destroy", c)
 
     def network(self, action: str, net_id: str, name: str, driver: str = "bridge") -> None:

@@ -60,6 +60,8 @@ class Output:
         self._subscribers: dict[trio.MemorySendChannel[Chunk], _Backlog] = {}
         self._lossless: set[trio.MemorySendChannel[Chunk]] = set()
         self._closed = False
+        # Chunks a lossless subscriber's channel took: it reads on while this grows.
+        self.taken = 0
 
     def subscribe(self, *, lossless: bool = False) -> trio.MemoryReceiveChannel[Chunk]:
         """A channel of what the container writes from now on; it ends with the output.
@@ -84,6 +86,8 @@ class Output:
                 await send.send((stream, data))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._lossless.discard(send)
+            else:
+                self.taken += 1
         for send, backlog in list(self._subscribers.items()):
             backlog.settle(send.statistics().current_buffer_used)
             if backlog.total and backlog.total + len(data) > SUBSCRIBER_BYTES:

@@ -238,7 +238,7 @@ class ContainerConfig:
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
     stop_signal: str = "SIGTERM"
-    stop_timeout: float = 10.0
+    stop_timeout: float = 10.0  # negative: stop never kills (Docker's -1)
     # Seconds each run may last before it is killed (SIGKILL, as Podman's --timeout); its
     # outcome says so (Outcome.timed_out).  None: no limit.
     timeout: float | None = None
@@ -544,8 +544,9 @@ def validate_config(config: ContainerConfig) -> None:
         parse_signal(config.stop_signal)
     except ValueError:
         raise invalid("stop_signal", config.stop_signal) from None
-    if not math.isfinite(config.stop_timeout) or config.stop_timeout < 0:
-        raise invalid("stop_timeout", config.stop_timeout, "use a number of seconds >= 0")
+    if not math.isfinite(config.stop_timeout):
+        reason = "use a number of seconds (negative: wait for its end, never kill)"
+        raise invalid("stop_timeout", config.stop_timeout, reason)
     if config.timeout is not None and not (math.isfinite(config.timeout) and config.timeout > 0):
         raise invalid("timeout", config.timeout, "use a number of seconds > 0")
     for v in config.volumes:

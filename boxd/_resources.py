@@ -79,14 +79,30 @@ def warnings(drop: dict[str, str], notes: list[str]) -> list[str]:
     return [*(f"--{f.replace('_', '-')} is ignored: {why}" for f, why in drop.items()), *notes]
 
 
+def with_swap_bound(res: Resources) -> Resources:
+    """Docker's default at create: a memory limit without --memory-swap lets the container
+    swap as much again (memory + swap = twice the limit), not as much as the host's swap
+    holds; ``memory_swap=-1`` asks for that, equal to ``memory`` for no swap."""
+    if res.memory is not None and res.memory_swap is None:
+        return attrs.evolve(res, memory_swap=2 * res.memory)
+    return res
+
+
 def merged(current: Resources, changes: Resources) -> Resources:
     """``docker update``: the limits ``changes`` gives (not None) replace those of
     ``current``; --cpus and --cpu-period/--cpu-quota replace one another.  ValueError for
-    an option ``docker update`` does not take."""
+    an option ``docker update`` does not take, or a memory limit raised above the memory
+    and swap the container has (Docker's rule: raise --memory-swap with it)."""
     given = {k: v for k, v in attrs.asdict(changes, recurse=False).items() if v is not None}
     for field, option in NOT_UPDATABLE.items():
         if field in given:
             raise ValueError(f"{option} cannot be changed by update: create a new container")
+    memory, swap = given.get("memory"), current.memory_swap or -1  # -1: no bound
+    if memory is not None and swap != -1 and "memory_swap" not in given and memory > swap:
+        raise ValueError(
+            f"invalid --memory {memory}: above the container's --memory-swap {swap} (memory "
+            "and swap together): give --memory-swap with it"
+        )
     if "cpus" in given:
         given.setdefault("cpu_period", None)
         given.setdefault("cpu_quota", None)

@@ -50,7 +50,12 @@ log = logging.getLogger("boxd.run")
 
 # The most one read of a pipe hands on at once (a terminal: see _ptyout).
 READ_SIZE = 1024 * 1024
-DRAIN_TIMEOUT = 5.0  # after the process ended, how long output may still flow
+# After the process ended, how long its output may still flow with nobody taking any (a
+# lossless reader that takes a chunk within this keeps it flowing, up to DRAIN_LIMIT).
+DRAIN_TIMEOUT = 5.0
+# The most it may flow in all: the pipe may have a writer outside the cgroup (its fd
+# passed to another container), whose output would never end.
+DRAIN_LIMIT = 60.0
 CLEANUP_TIMEOUT = 10.0
 
 
@@ -169,6 +174,9 @@ class Run:
         # restore lets go of it: the next daemon adopts that too).
         self.network: Attachment | None = None
         self.outcome: Outcome | None = None
+        # When its end was seen (time.time(); 0: not yet): its wall time and Docker's
+        # FinishedAt end there, not once a slow reader has taken the output it left.
+        self.ended_at = 0.0
         # Set by the supervisor as it kills the run at its configuration's timeout.
         self.timed_out = False
         self._stdin: trio.lowlevel.FdStream | None = None
@@ -443,13 +451,13 @@ class Run:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
+                self.ended_at = time.time()
                 ended = True
                 self._reaped.set()
                 if owns_cgroup:
                     # Descendants may still hold the output open: they go with init.
                     await cgroup.kill_all()
-                with trio.move_on_after(DRAIN_TIMEOUT):
-                    await pumps_done.wait()
+                await self._drained(pumps_done)
                 nursery.cancel_scope.cancel(reason="process ended")
         finally:
             with trio.CancelScope(shield=True) as scope:
@@ -464,6 +472,7 @@ class Run:
                     if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
+                        self.ended_at = time.time()
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
@@ -486,6 +495,19 @@ class Run:
                     self._stdin = None
                 self.output.close()
                 self.exited.set()
+
+    async def _drained(self, pumps_done: trio.Event) -> None:
+        """Wait for the pumps to hand on what the ended process wrote: while a lossless
+        reader takes a chunk at least every DRAIN_TIMEOUT seconds (a service that stores
+        or sends each on takes longer for the pipe's and its channel's last chunks than a
+        fixed wait gave it), at most DRAIN_LIMIT in all."""
+        with trio.move_on_after(DRAIN_LIMIT):
+            while True:
+                taken = self.output.taken
+                with trio.move_on_after(DRAIN_TIMEOUT):
+                    await pumps_done.wait()
+                if pumps_done.is_set() or self.output.taken == taken:
+                    return
 
     def _hold_mount_ns(self, spawned: Spawned) -> None:
         """Open the new process's mount namespace (made by its clone; it waits before
@@ -581,7 +603,7 @@ class Run:
             pids_limit_hit = cgroup.pids_limit_hit()
             used = cgroup.usage()
             summary = RunSummary(
-                wall_seconds=round(time.time() - self._started, 6),
+                wall_seconds=round(self.ended_at - self._started, 6),
                 cpu_user_seconds=used.cpu_user_ns / 1e9,
                 cpu_system_seconds=used.cpu_system_ns / 1e9,
                 peak_memory=used.memory_peak or 0,

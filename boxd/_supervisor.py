@@ -561,7 +561,9 @@ class Supervisor:
         if not config.log_driver:
             config = attrs.evolve(config, log_driver=self.log_driver)
             check_log_options(config)
-        resources, warnings = _resources.settle(config.resources, self._cgroups_of(config))
+        resources, warnings = _resources.settle(
+            _resources.with_swap_bound(config.resources), self._cgroups_of(config)
+        )
         for warning in warnings:
             log.warning("%s: %s", name or cid[:12], warning)
         config = attrs.evolve(config, resources=resources)
@@ -1065,6 +1067,7 @@ class Supervisor:
                     if c.config.timeout is not None and st.started_at is not None:
                         end = st.started_at + c.config.timeout  # an adopted run's too
                         nursery.start_soon(self._time_limit, entry, run, end)
+                    nursery.start_soon(self._watch_oom, entry, run, cgroup, adoption is None)
                     if adoption is None:
                         self._set(entry, RUNNING)
                     else:
@@ -1088,7 +1091,7 @@ class Supervisor:
         st.error = outcome.error or st.error
         st.oom_killed = outcome.oom_killed
         st.summary = outcome.summary
-        st.finished_at = time.time()
+        st.finished_at = run.ended_at or time.time()
         st.pid = 0
         phase = self._after_run(entry, outcome.exit_code)
         # An auto_remove container that ended leaves the store in this same step (see
@@ -1233,15 +1236,16 @@ class Supervisor:
         sig: str | None = None,
     ) -> None:
         """Stop signal (``sig``, else the container's own), up to ``grace`` seconds
-        (default: the container's stop timeout), then SIGKILL of the whole cgroup.  A
-        paused container is thawed to receive it; a restarting one just stays down.
-        Stopping a container at rest is a no-op.  Events as Docker's: kill (each signal),
-        die, and stop at the end of a ``manual`` one (not the daemon's shutdown, not
-        ``rm -f``)."""
+        (default: the container's stop timeout), then SIGKILL of the whole cgroup; a
+        negative one never kills (Docker's -1: the stop waits for the container to end by
+        itself).  A paused container is thawed to receive it; a restarting one just stays
+        down.  Stopping a container at rest is a no-op.  Events as Docker's: kill (each
+        signal), die, and stop at the end of a ``manual`` one (not the daemon's shutdown,
+        not ``rm -f``)."""
         entry = self._lookup(ref)
         c = entry.container
-        if grace is not None and (not math.isfinite(grace) or grace < 0):
-            raise ValueError(f"invalid stop timeout {grace!r}")
+        if grace is not None and not math.isfinite(grace):
+            raise ValueError(f"invalid stop timeout '{grace:g}'")
         stop_signal = parse_signal(sig or c.config.stop_signal)
         wait = c.config.stop_timeout if grace is None else grace
         if not _lifecycle.can_stop(entry.phase):
@@ -1258,15 +1262,16 @@ class Supervisor:
             paused = entry.phase is PAUSED
             if entry.phase is not STOPPING:
                 self._set(entry, STOPPING)
-            if wait > 0:  # with no time to stop, the stop signal would only precede SIGKILL
+            if wait != 0:  # with no time to stop, the stop signal would only precede SIGKILL
                 self._signal(c, run, stop_signal)
             if paused:
                 self._thaw(c)
             # The supervisor's, not the caller's: a caller cancelled during the grace
             # period (a test's timeout, a client gone) would leave a container that
             # ignores its stop signal stopping for ever, and every start, restart and
-            # wait after it waiting with it.
-            self._nursery.start_soon(self._kill_after, c, run, wait)
+            # wait after it waiting with it.  A negative wait asked for that: no SIGKILL.
+            if wait >= 0:
+                self._nursery.start_soon(self._kill_after, c, run, wait)
         await entry.idle.wait()
         if manual:
             self.events.report("stop", c)
@@ -1295,6 +1300,27 @@ class Supervisor:
         self._signal(c, run, signal.SIGKILL)
         if entry.phase is PAUSED:
             self._thaw(c)  # a v1 freezer holds even SIGKILL until the thaw
+
+    async def _watch_oom(self, entry: _Entry, run: Run, cgroup: Cgroup, new: bool) -> None:
+        """Record and report OOM kills in the container as they happen, as Docker does
+        (``State.OOMKilled``, an ``oom`` event per rise of the kernel's count): the killer
+        may take a process other than the first one, and the container runs on (a
+        notebook's kernel, a test's child).
+        A ``new`` run's cgroup counts its kills from its start, also those before this
+        watch began; an adopted run's are those from its adoption on."""
+        c = entry.container
+
+        def killed() -> None:
+            c.state.oom_killed = True
+            self._save(c)
+            self.events.report("oom", c)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                functools.partial(cgroup.watch_oom_kills, killed, reported=0 if new else None)
+            )
+            await run.exited.wait()
+            nursery.cancel_scope.cancel(reason="the run ended: its end records the rest")
 
     def _signal(self, c: Container, run: Run, signum: int) -> None:
         run.signal(signum)

@@ -25,10 +25,12 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from daemon_harness import session_name, until
 from fake_cgroup import FakeCgroupFs
 
@@ -287,6 +289,41 @@ async def test_v2_counters_oom_and_freeze_kill(fs: FakeCgroupFs) -> None:
     # freeze, signal each process, thaw.
     (d / "cgroup.kill").unlink()
     assert await _sigterm_one(fs, cg, d) == [("cgroup.freeze", "1"), ("cgroup.freeze", "0")]
+    await cg.remove()
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Write ``text`` over the file in place, in one write (no truncation a reader could
+    see in between), as the kernel changes a counter."""
+    assert len(text) == path.stat().st_size
+    with path.open("r+") as f:
+        f.write(text)
+
+
+async def test_v2_oom_kills_are_told_as_memory_events_counts_them(fs: FakeCgroupFs) -> None:
+    """The v2 watch wakes on each change of memory.events (inotify, as the kernel notifies
+    it) and tells of a rise of its oom_kill count only: not of the limit merely reached
+    (max), nor of kills already told."""
+    own = fs.mount_v2("/boxd.service")
+    cg = fs.detect().create("c", Limits(memory=32 * M))
+    events = own / "boxd" / "c" / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+    send, told = trio.open_memory_channel[int](math.inf)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cg.watch_oom_kills, partial(send.send_nowait, 1))
+        await trio.testing.wait_all_tasks_blocked()
+        _rewrite(events, "low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\n")
+        _rewrite(events, "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
+        with trio.fail_after(10):
+            await told.receive()
+        _rewrite(events, "low 0\nhigh 0\nmax 9\noom 3\noom_kill 3\n")
+        with trio.fail_after(10):
+            await told.receive()
+        _rewrite(events, "low 0\nhigh 0\nmax 8\noom 3\noom_kill 3\n")
+        await trio.testing.wait_all_tasks_blocked()  # once the watch has read it
+        nursery.cancel_scope.cancel()
+    with pytest.raises(trio.WouldBlock):
+        told.receive_nowait()
     await cg.remove()
 
 
@@ -914,6 +951,51 @@ async def test_real_oom_kill_is_reported(real_host: CgroupHost) -> None:
     assert status == 0
     assert not fine.oom_killed()
     await fine.remove()
+
+
+_HOGS = """
+import subprocess, sys
+for _ in sys.stdin:  # a line: a child that takes 200 MiB, and its exit status
+    hog = subprocess.run([sys.executable, "-c", "b = bytearray(200 << 20)"])
+    print(hog.returncode, flush=True)
+"""
+
+
+@pytest.mark.root
+async def test_real_oom_kills_are_told_as_they_happen(real_host: CgroupHost) -> None:
+    """The OOM killer takes a child while the cgroup's first process runs on (a notebook's
+    kernel): each kill is told as it happens, once, those before the watch began too
+    (``reported=0``) or only those after it (``reported=None``)."""
+    cg = real_host.create("kills", Limits(memory=32 * M, memory_swap=32 * M))
+    send, told = trio.open_memory_channel[str](math.inf)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", _HOGS], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        cg.add(proc.pid)
+        await proc.stdin.send_all(b"hog\n")
+        assert await _read_line(proc.stdout) == b"-9\n"
+        async with trio.open_nursery() as nursery:
+            for reported in (0, None):
+                name = f"from {reported}"
+                watch = partial(cg.watch_oom_kills, partial(send.send_nowait, name))
+                nursery.start_soon(partial(watch, reported=reported))
+            with trio.fail_after(10):
+                assert await told.receive() == "from 0"
+            await trio.testing.wait_all_tasks_blocked()  # both watch
+            await proc.stdin.send_all(b"hog\n")
+            assert await _read_line(proc.stdout) == b"-9\n"
+            with trio.fail_after(10):
+                assert {await told.receive(), await told.receive()} == {"from 0", "from None"}
+            nursery.cancel_scope.cancel()
+        with pytest.raises(trio.WouldBlock):
+            told.receive_nowait()
+        assert proc.poll() is None  # the first process runs on
+    finally:
+        proc.kill()
+        await proc.wait()
+    await cg.remove()
 
 
 FORK_LOOP = """

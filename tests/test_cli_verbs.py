@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import REPO, Daemon
+from docker_clients import docker, needs_cli
 
 pytestmark = pytest.mark.root
 
@@ -282,6 +283,28 @@ def test_stop_timeout_is_what_stop_waits(daemon: Daemon) -> None:
     assert 1 <= time.monotonic() - started < 10  # Docker's default would be 10
     assert daemon.inspect("t")["state"]["exit_code"] == 137
     daemon.ctl("rm", "t")
+
+
+@needs_cli
+def test_a_negative_stop_timeout_waits_for_the_end(daemon: Daemon) -> None:
+    """Docker's -1: stop sends the stop signal and waits for the container to end by
+    itself, with no SIGKILL after any time: a container's --stop-timeout -1 (inspect shows
+    it), `stop -t -1`, and the Engine API's t=-1 from the docker CLI.  Each here ends 1.5 s
+    after its SIGTERM (a stop of 1 s would have killed it: 137)."""
+    script = 'trap "sleep 1.5; exit 7" TERM; while :; do sleep 0.1; done'
+    daemon.ctl("run", "-d", "--name", "own", "--stop-timeout", "-1", "default", "sh", "-c", script)
+    for name in ("asked", "docker"):
+        daemon.ctl("run", "-d", "--name", name, "default", "sh", "-c", script)
+    shown = daemon.ctl("inspect", "-f", "{{.Config.StopTimeout}}", "own").stdout
+    assert shown == "-1\n"
+    daemon.ctl("stop", "own")
+    daemon.ctl("stop", "-t", "-1", "asked")
+    assert docker(daemon, "stop", "-t", "-1", "docker").returncode == 0
+    codes = [daemon.inspect(name)["state"]["exit_code"] for name in ("own", "asked", "docker")]
+    assert codes == [7, 7, 7]
+    r = daemon.ctl("stop", "-t", "nan", "own", check=False)
+    assert r.returncode == 125 and "invalid -t 'nan'" in r.stderr
+    daemon.ctl("rm", "own", "asked", "docker")
 
 
 def test_exec_detached_runs_on_after_the_client_left(daemon: Daemon) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import trio
 
 import boxd
+from boxd import _run
 from boxd._supervisor import Supervisor
 
 pytestmark = pytest.mark.root
@@ -326,6 +328,116 @@ async def test_a_run_past_its_timeout_is_killed_and_says_so(
             (3, False, boxd.Status.EXITED, False),
             (137, False, boxd.Status.STOPPED, False),
         ]
+
+
+async def test_a_slow_reader_gets_every_byte_while_it_takes_them(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that takes each chunk well within DRAIN_TIMEOUT (a service that stores or
+    sends on each) gets every byte, though what the process wrote last takes it longer
+    than that after the process ended; one that stops taking is cut DRAIN_TIMEOUT after
+    its last take, and the run still ends."""
+    monkeypatch.setattr(_run, "DRAIN_TIMEOUT", 2.0)
+    # 4 KiB reads: the 200 KiB the process leaves in its pipe as it exits at once are
+    # ~50 chunks, ~5 s for this reader.
+    monkeypatch.setattr(_run, "READ_SIZE", 4096)
+    writer = "head -c 204800 /dev/zero; echo END"
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "/bin/sh", "-c", writer, log_driver="none"))
+        output, _ = await sup.start_attached(c.id)
+        got = bytearray()
+        async for _, data in output:
+            got += data
+            await trio.sleep(0.1)
+        assert await sup.wait(c.id) == 0
+        assert (len(got), bytes(got[-4:])) == (204804, b"END\n")
+        await sup.remove(c.id)
+        # More chunks than the channel holds, and nobody takes one.
+        chunks = "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.1; done"
+        c = await sup.create(_config(busybox_root, "/bin/sh", "-c", chunks, log_driver="none"))
+        output, _ = await sup.start_attached(c.id)
+        with trio.fail_after(30):
+            assert await sup.wait(c.id) == 0
+        taken = b"".join([data async for _, data in output])
+        assert b"1\n2\n3\n4\n5\n6\n7\n8\n".startswith(taken)
+        await sup.remove(c.id)
+
+
+async def test_output_that_never_ends_is_cut_at_the_drain_limit(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer outside the container's cgroup that holds its stdout pipe (here this
+    test, through /proc; a process of another container it passed the fd to) and writes
+    on for ever, read as fast as it writes: the run still ends, at DRAIN_LIMIT."""
+    monkeypatch.setattr(_run, "DRAIN_TIMEOUT", 1.0)
+    monkeypatch.setattr(_run, "DRAIN_LIMIT", 3.0)
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "sleep", "1", log_driver="none"))
+        output, run = await sup.start_attached(c.id)
+        pipe = os.open(f"/proc/{run.pid}/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def write_on() -> None:  # until the run's end closes the pipe
+                    while True:
+                        try:
+                            os.write(pipe, b"more\n")
+                        except BlockingIOError:
+                            pass
+                        except BrokenPipeError:
+                            return
+                        await trio.sleep(0.01)
+
+                nursery.start_soon(write_on)
+                with trio.fail_after(30):
+                    async for _ in output:
+                        pass
+                    assert await sup.wait(c.id) == 0
+                nursery.cancel_scope.cancel()
+        finally:
+            os.close(pipe)
+        await sup.remove(c.id)
+
+
+async def test_the_end_is_the_processs_not_its_slow_readers(
+    tmp_path: Path, busybox_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that writes 200 KiB (all in its pipe at once) and exits: its wall time
+    and finished_at are its own end, not the end of the slow reading of its output (here
+    2 s and more after it, in ~50 chunks of 4 KiB), as Docker's FinishedAt is the exit."""
+    monkeypatch.setattr(_run, "READ_SIZE", 4096)
+    writer = "head -c 204800 /dev/zero"
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.create(_config(busybox_root, "/bin/sh", "-c", writer, log_driver="none"))
+        output, _ = await sup.start_attached(c.id)
+        takes = []
+        async for _ in output:
+            takes.append(time.time())
+            await trio.sleep(1.0 if len(takes) <= 2 else 0.02)
+        assert await sup.wait(c.id) == 0
+        st = sup.inspect(c.id).state
+        assert len(takes) > 40 and st.started_at is not None and st.finished_at is not None
+        assert st.finished_at < takes[2]
+        assert st.summary is not None
+        assert st.summary.wall_seconds < takes[2] - st.started_at
+        await sup.remove(c.id)
+
+
+async def test_an_auto_removed_runs_exit_code_is_its_runs(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """As the README tells: the Run of ``start_attached`` has the outcome once the output
+    has ended, and a ``wait`` after the removal finds no container, by name."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        config = _config(busybox_root, "/bin/sh", "-c", "echo bye; exit 5", auto_remove=True)
+        c = await sup.create(config)
+        output, run = await sup.start_attached(c.id)
+        assert [data async for _, data in output] == [b"bye\n"]
+        assert run.outcome is not None and run.outcome.exit_code == 5
+        with trio.fail_after(30):
+            await sup.removed(c.id)
+        with pytest.raises(boxd.NoSuchContainer, match=f"no such container: {c.id}"):
+            await sup.wait(c.id)
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), float("nan")])

@@ -43,6 +43,47 @@ def test_oom_kill_is_reported(daemon: Daemon) -> None:
     assert summary["wall_seconds"] >= 0 and summary["peak_memory"] > 0
 
 
+def test_a_childs_oom_kill_is_told_as_the_container_runs_on(daemon: Daemon) -> None:
+    """The OOM killer takes a child while the first process runs on (a notebook's kernel,
+    a test runner's worker): as Docker's, inspect says OOMKilled at once and an oom event
+    is told then; the run's end tells no second one."""
+    start = time.time()
+    script = 'python3 -c "b = bytearray(200 << 20)"; echo $?; exec sleep 300'
+    cid = daemon.ctl("run", "-d", "--memory", "32m", "default", "sh", "-c", script).stdout
+    cid = cid.strip()
+    c = daemon.wait_for(cid, lambda c: c["state"]["oom_killed"])
+    assert c["state"]["status"] == "running"
+    shown = daemon.ctl("inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}}", cid).stdout
+    assert shown == "true true\n"
+    assert daemon.ctl("logs", cid).stdout == "137\n"
+    daemon.ctl("rm", "-f", cid)
+    window = ("--since", str(start), "--until", str(time.time()))
+    told = daemon.ctl("events", *window, "-f", f"container={cid}", "--format", "{{.Action}}")
+    assert told.stdout.split() == ["create", "start", "oom", "kill", "die", "destroy"]
+
+
+def test_a_memory_limit_bounds_swap_as_dockers(daemon: Daemon) -> None:
+    """--memory without --memory-swap: Docker's default lets the container swap as much
+    again (memory + swap = twice the limit; inspect shows it), not without bound as the
+    host's swap would let it; --memory-swap -1 asks for that.  An update that raises the
+    memory above it must raise --memory-swap too, as Docker's."""
+    cid = daemon.ctl("run", "-d", "--memory", "64m", "default", "sleep", "300").stdout.strip()
+    memsw = _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")
+    assert int(memsw.read_text()) == 128 << 20
+    shown = daemon.ctl("inspect", "-f", "{{.HostConfig.MemorySwap}}", cid).stdout
+    assert shown == f"{128 << 20}\n"
+    r = daemon.ctl("update", "--memory", "256m", cid, check=False)
+    assert r.returncode != 0 and f"--memory-swap {128 << 20}" in r.stderr
+    daemon.ctl("update", "--memory", "256m", "--memory-swap", "512m", cid)
+    assert int(memsw.read_text()) == 512 << 20
+    daemon.ctl("rm", "-f", cid)
+    args = ("run", "-d", "--memory", "64m", "--memory-swap", "-1", "default", "sleep", "300")
+    cid = daemon.ctl(*args).stdout.strip()
+    memsw = _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")
+    assert int(memsw.read_text()) > 1 << 60  # no limit
+    daemon.ctl("rm", "-f", cid)
+
+
 BOMB = """
 import os, time
 n = 0
