@@ -17,7 +17,8 @@ PROTOCOLS = ("tcp", "udp")
 BUILTIN = ("bridge", "host", "none")
 # Podman's user-mode networks: refused by name (see check_network).
 UNPRIVILEGED = ("slirp", "slirp4netns", "pasta")
-NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\Z")
+# What Docker keeps for its own networks (``default`` is ``bridge`` by another name).
+PREDEFINED = (*BUILTIN, "default")
 LABEL_RE = re.compile(r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\Z")
 
 
@@ -199,7 +200,7 @@ def check_network(mode: str) -> str:
         if not mode[len("container:") :]:
             raise ValueError(f"invalid network {mode!r}: container: needs a container name")
         return mode
-    if not NETWORK_NAME_RE.match(mode):
+    if not mode.strip():
         raise ValueError(
             f"invalid network {mode!r}: use bridge, host, none, container:NAME or a network's name"
         )
@@ -207,10 +208,13 @@ def check_network(mode: str) -> str:
 
 
 def check_network_name(name: str) -> str:
-    if not NETWORK_NAME_RE.match(name):
-        raise ValueError(f"invalid network name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-    if name in BUILTIN or name in UNPRIVILEGED:
-        raise ValueError(f"network name {name!r} is reserved for a built-in network")
+    """A user network's name: any text that is not blank, as moby takes (a space, a '/' or
+    a long name too: boxd names no file nor interface after it), but a NUL byte, which no
+    container's configuration may hold (see boxd._records.check_types)."""
+    if not name.strip():
+        raise ValueError(f"invalid network name {name!r}: the name is empty")
+    if "\0" in name:
+        raise ValueError(f"invalid network name {name!r}: contains a NUL byte")
     return name
 
 

@@ -1,7 +1,8 @@
 """Container networks: the default ``bridge``, user networks, addresses, published ports.
 
     Networks (one per supervisor)
-      ├── <root>/networks/<name>.json   each network and its address allocations (atomic)
+      ├── <root>/networks/<id>.json   each network and its address allocations (atomic;
+      │   by id: a name may hold any character, a '/' too)
       ├── bridges (netlink), brought up on first use, removed when the daemon stops
       ├── boxd's own nftables table (masquerade, published ports, isolation), rebuilt
       │   whole on every change
@@ -43,6 +44,8 @@ from ._convert import ConversionError, structure, unstructure
 from ._native import LinkConfig, Namespace
 from ._netconfig import (
     BUILTIN,
+    PREDEFINED,
+    UNPRIVILEGED,
     Endpoint,
     EtcNetwork,
     NetworkJoin,
@@ -352,7 +355,7 @@ class Networks:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps(unstructure(net), indent=1).encode()
         try:
-            atomic_write(self.dir / f"{net.name}.json", data, durable=durable)
+            atomic_write(self._path(net), data, durable=durable)
         except OSError as exc:
             if durable:
                 raise
@@ -361,15 +364,34 @@ class Networks:
             log.warning("network %s: its record not written: %s", net.name, exc)
 
     def _load(self) -> None:
+        """The records, each at its id's path (an older boxd named them by the network's
+        name: moved).  Two of one name, left by a daemon that ended while replacing one
+        (the default network's, or one being moved), keep the newer."""
         if not self.dir.is_dir():
             return
+        found: dict[str, tuple[Network, Path]] = {}
         for path in sorted(self.dir.glob("*.json")):
             try:
                 net = structure(json.loads(path.read_bytes()), Network)
             except (OSError, ValueError, ConversionError) as exc:
                 log.error("network record %s cannot be read (%s); ignored", path, exc)
                 continue
+            if net.name in found:
+                older, newer = sorted(
+                    (found[net.name], (net, path)),
+                    key=lambda kept: (kept[0].created_at, kept[1] == self._path(kept[0])),
+                )
+                older[1].unlink()
+                net, path = newer
+            found[net.name] = (net, path)
+        for net, path in found.values():
             self._nets[net.name] = net
+            if path != self._path(net):
+                self._save(net)
+                path.unlink()
+
+    def _path(self, net: Network) -> Path:
+        return self.dir / f"{net.id}.json"
 
     def check(self, config: ContainerConfig) -> None:
         """Refuse a container's ``--network`` that names no network (at create; the
@@ -459,8 +481,12 @@ class Networks:
                 dns=False,
                 allocations={},
             )
+            old = self._nets.get(DEFAULT_NETWORK)
             self._nets[net.name] = net
             self._save(net)
+            if old is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self._path(old).unlink()
         options = {MTU_OPTION: str(self.options.mtu)} if self.options.mtu else {}
         if net.options != options:  # the daemon's --mtu changed: the next bring-up sets it
             net.options = options
@@ -481,6 +507,8 @@ class Networks:
         for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
         driver options (NETWORK_OPTIONS)."""
         check_network_name(name)
+        if name in PREDEFINED or name in UNPRIVILEGED:
+            raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
         labels = dict(labels or {})
         if "" in labels:
             raise NetworkError(f"invalid label '={labels['']}': a label needs a key")
@@ -527,7 +555,7 @@ class Networks:
             await self._bring_down(net)
             del self._nets[net.name]
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.dir / f"{net.name}.json")
+                self._path(net).unlink()
             await self._apply()
         return net
 

@@ -24,7 +24,8 @@ import docker_clients
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon, session_name
 
-from boxd import _netconfig, _nft
+from boxd import _netconfig, _network, _nft
+from boxd._convert import unstructure
 from boxd._netconfig import PortSpec, parse_expose, parse_publish
 
 HOST_ADDRESS = "192.0.2.1"  # TEST-NET-1, on a veth pair inside the test's namespace
@@ -89,11 +90,35 @@ def test_publish_specs() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             parse_publish(bad)
-    for mode in ("bridge", "host", "none", "my-net", "container:web"):
+    for mode in ("bridge", "host", "none", "my-net", "container:web", "my net", "a/b", "-x"):
         assert _netconfig.check_network(mode) == mode
-    for mode in ("a b", "container:", "-x"):
+    for mode in ("", " ", "container:"):
         with pytest.raises(ValueError, match="invalid network"):
             _netconfig.check_network(mode)
+
+
+def test_network_records_are_kept_by_id(tmp_path: Path) -> None:
+    """A record an older boxd named by its network's name moves to its id's path; of two
+    records of one name (a daemon that ended while replacing the default network's, or
+    while moving one), the newer is kept and the other removed."""
+    records = tmp_path / "networks"
+    records.mkdir()
+
+    def record(name: str, net_id: str, created: float, path: str) -> None:
+        net = _network.Network(name, net_id, "br-x", "10.9.0.0/24", "10.9.0.1", created, True)
+        net.allocations["c" * 64] = "10.9.0.2"
+        (records / path).write_text(json.dumps(unstructure(net)))
+
+    record("front", "f" * 64, 1.0, "front.json")  # an older boxd's
+    record("bridge", "1" * 64, 1.0, f"{'1' * 64}.json")  # replaced by the next one
+    record("bridge", "2" * 64, 2.0, f"{'2' * 64}.json")
+    record("back", "b" * 64, 1.0, "back.json")  # moved, the old one not yet removed
+    record("back", "b" * 64, 1.0, f"{'b' * 64}.json")
+    nets = _network.Networks(tmp_path)
+    nets._load()
+    assert sorted(p.name for p in records.iterdir()) == [f"{c * 64}.json" for c in "2bf"]
+    assert {n.name: n.id[0] for n in nets.list()} == {"front": "f", "bridge": "2", "back": "b"}
+    assert nets.get("front").allocations == {"c" * 64: "10.9.0.2"}
 
 
 def test_ruleset_touches_only_its_own_table() -> None:
@@ -706,6 +731,53 @@ def test_network_labels(netd: Daemon) -> None:
         assert client.networks.prune(filters={"label": "tier=front"})["NetworksDeleted"] == ["mine"]
     finally:
         client.close()
+
+
+@pytest.mark.root
+def test_network_names_as_moby_takes_them(netd: Daemon) -> None:
+    """Any name that is not blank, as moby's (docker-py's own tests make one with a space):
+    one with a space, a '/' or 300 characters is made, used, inspected and removed, and
+    kept across a daemon's restart; a blank one and Docker's predefined ones are refused."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    long_name = "n" * 300
+    try:
+        spaced = client.networks.create("my net")
+        for name in ("a/b", long_name):
+            assert client.networks.get(client.networks.create(name).id).name == name
+        client.containers.run(
+            "default", ["sleep", "300"], detach=True, name="web", network="my net"
+        )
+        resolve = "import socket; print(socket.gethostbyname('web'))"
+        out = client.containers.run(
+            "default", ["python3", "-c", resolve], remove=True, network="my net"
+        )
+        web = client.containers.get("web").attrs["NetworkSettings"]["Networks"]["my net"]
+        assert out.decode().strip() == web["IPAddress"] != ""
+        assert [n.name for n in client.networks.list(names=["my net"])] == [spaced.name]
+        assert client.networks.get("a/b").name == "a/b"
+        client.networks.get("a/b").remove()
+        for bad, status, message in [
+            ("  ", 400, "invalid network name '  ': the name is empty"),
+            ("a\0b", 400, "invalid network name 'a\\x00b': contains a NUL byte"),
+            ("default", 403, "network name 'default' is reserved"),
+        ]:
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.networks.create(bad)
+            assert refused.value.status_code == status and message in str(refused.value)
+    finally:
+        client.close()
+    r = netd.ctl("network", "inspect", "-f", "{{.Name}}", "my net")
+    assert r.stdout == "my net\n"
+    assert netd.stop() == 0  # web runs on (live restore)
+    netd.start()
+    names = netd.ctl("network", "ls", "--format", "{{.Name}}").stdout.splitlines()
+    assert sorted(names) == sorted(["bridge", "host", "none", "my net", long_name])
+    r = netd.ctl("run", "--rm", "--network", "my net", "default", "python3", "-c", resolve)
+    assert r.stdout.strip() == web["IPAddress"]
+    assert netd.ctl("network", "rm", "my net", check=False).returncode != 0  # web is on it
+    netd.ctl("rm", "-f", "web")
+    netd.ctl("network", "rm", "my net", long_name)
 
 
 @pytest.mark.root

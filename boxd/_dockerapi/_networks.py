@@ -107,6 +107,6 @@ ROUTES = [
     route("GET", r"/networks", networks),
     route("POST", r"/networks/create", create),
     route("POST", r"/networks/prune", prune),
-    route("GET", r"/networks/([^/]+)", inspect),
-    route("DELETE", r"/networks/([^/]+)", remove),
+    route("GET", r"/networks/(.+)", inspect),
+    route("DELETE", r"/networks/(.+)", remove),
 ]
