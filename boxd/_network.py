@@ -1077,8 +1077,11 @@ class Attachment:
                 )
         if self.links:
             try:
+                published = {
+                    (f.protocol, f.host_port) for fs in nets._forwards.values() for f in fs
+                }
                 for spec in self._wanted_ports():
-                    self._sockets.append((spec, _proxy.bind(spec)))
+                    self._sockets.append((spec, _proxy.bind(spec, published)))
             except BaseException:
                 self._close_sockets()
                 raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+from collections.abc import Collection
 
 import trio
 
@@ -28,8 +29,11 @@ class PortInUse(OSError):
         return str(self.args[0])
 
 
-def bind(spec: PortSpec) -> socket.socket:
-    """A socket bound to the host side of ``spec`` (the first free port of a range)."""
+def bind(spec: PortSpec, published: Collection[tuple[str, int]] = ()) -> socket.socket:
+    """A socket bound to the host side of ``spec`` (the first free port of a range).  A
+    port that is taken is refused in Docker's words: ``port is already allocated`` when
+    one of boxd's containers publishes it (``published``: their protocols and host
+    ports), the bind's error otherwise."""
     kind = socket.SOCK_STREAM if spec.protocol == "tcp" else socket.SOCK_DGRAM
     ports = range(spec.host_port, (spec.host_port_end or spec.host_port) + 1)
     last: OSError | None = None
@@ -50,12 +54,13 @@ def bind(spec: PortSpec) -> socket.socket:
         return sock
     where = f"{spec.host_ip or '0.0.0.0'}:{spec.host_port}"
     if spec.host_port_end:
-        where += f"-{spec.host_port_end}"
-    raise PortInUse(
-        f"cannot publish {spec.key} on {where}/{spec.protocol}: "
-        f"{'every port of the range is' if spec.host_port_end else 'the port is'} already "
-        f"in use ({last.strerror if last else 'in use'})"
-    )
+        where += f"-{spec.host_port_end}/{spec.protocol}"
+        reason = f"every port of {where} is in use ({last.strerror if last else 'in use'})"
+    elif (spec.protocol, spec.host_port) in published:
+        reason = f"Bind for {where} failed: port is already allocated"
+    else:
+        reason = f"failed to bind host port {where}/{spec.protocol}: address already in use"
+    raise PortInUse(f"cannot publish {spec.key}: {reason}")
 
 
 async def serve(sock: socket.socket, address: str, port: int) -> None:

@@ -61,6 +61,17 @@ else:
 """
 
 
+# Runs in the test's namespace: holds a TCP port (argv[1]) until killed.
+HOLD_PORT = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(300)
+"""
+
+
 # ---- parsing, no root ------------------------------------------------------------------
 
 
@@ -277,12 +288,27 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     mac = netd.ctl("exec", "side", "cat", "/sys/class/net/eth0/address").stdout.strip()
     assert mac == endpoint["mac_address"]
 
-    # A host port that is taken: run fails at once, naming it; nothing is left behind.
+    # A host port that is taken: run fails at once, naming it in Docker's words (another
+    # container's, another program's); nothing is left behind.
     rules = nft_rules(ns)
     r = netd.ctl("run", "-d", "--name", "other", "-p", "18080:80", "default", "true", check=False)
     assert r.returncode == 125
-    assert "cannot publish 80/tcp on 0.0.0.0:18080" in r.stderr
-    assert "already in use" in r.stderr
+    allocated = "cannot publish 80/tcp: Bind for 0.0.0.0:18080 failed: port is already allocated"
+    assert allocated in r.stderr
+    holder = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", HOLD_PORT, "18081"],
+        stdout=subprocess.PIPE,
+    )
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"listening\n"
+            r = netd.ctl("run", "--name", "other2", "-p", "18081:80", "default", "true",
+                         check=False)  # fmt: skip
+        finally:
+            holder.kill()
+    assert r.returncode == 125
+    held = "failed to bind host port 0.0.0.0:18081/tcp: address already in use"
+    assert f"cannot publish 80/tcp: {held}" in r.stderr
     assert nft_rules(ns) == rules
     assert len(links(ns)) == len(before) + 2  # boxd0 and web's veth, no more
 
@@ -297,7 +323,7 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     web = "bx" + netd.inspect("web")["id"][:12]
     netd.ctl("rm", "-f", "web")
     assert links_settle(ns, (web,), []) == []
-    netd.ctl("rm", "-f", "side", "eph", "other")
+    netd.ctl("rm", "-f", "side", "eph", "other", "other2")
     assert links_settle(ns, ("bx",), []) == []
     assert "dnat" not in nft_rules(ns)
     assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
