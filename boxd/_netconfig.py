@@ -103,8 +103,11 @@ class NetworkSettings:
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortBinding, ...] = ()
     # ``container:NAME``: the id of the container whose network namespace it joined (NAME
-    # may name another one by the time a next daemon adopts it: see Networks.recover).
+    # may name another one by the time a next daemon adopts it: see Networks.recover),
+    # and that container's host and domain names, which it takes as Docker's does.
     peer: str = ""
+    hostname: str = ""
+    domainname: str = ""
 
 
 @attrs.frozen
@@ -119,6 +122,9 @@ class EtcNetwork:
     # The host's address as the container reaches it (--add-host NAME:host-gateway): its
     # first network's gateway, 127.0.0.1 on the host's network, "" with none.
     host_gateway: str = ""
+    # --network host without --add-host: the host's /etc/hosts, which it gets a copy of as
+    # with Docker (None: one of its own).
+    hosts: str | None = None
 
 
 def _check_port(value: int, what: str, *, zero: bool) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _dns, _links, _netlink, _nft, _proxy
+from . import _dns, _links, _netlink, _nft, _nsmodes, _proxy
 from ._convert import ConversionError, structure, unstructure
 from ._native import LinkConfig, Namespace
 from ._netconfig import (
@@ -219,16 +219,20 @@ class BridgeOptions:
             yield from ipaddress.IPv4Network(base).subnets(new_prefix=size)
 
 
+def _host_file(path: str) -> str | None:
+    """A file of the host's (None if it cannot be read)."""
+    try:
+        with open(path) as f:  # not pathlib at each start: it interns the path's parts
+            return f.read()
+    except OSError:
+        return None
+
+
 def host_resolv(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str]]:
     """The host's nameservers and its other resolv.conf lines (search, options)."""
     servers: list[str] = []
     rest: list[str] = []
-    try:
-        with open(path) as f:  # not pathlib at each start: it interns the path's parts
-            lines = f.read().splitlines()
-    except OSError:
-        return servers, rest
-    for line in lines:
+    for line in (_host_file(path) or "").splitlines():
         words = line.split()
         if not words or words[0].startswith(("#", ";")):
             continue
@@ -396,10 +400,20 @@ class Networks:
     def check(self, config: ContainerConfig) -> None:
         """Refuse a container's ``--network`` that names no network (at create; the
         container of ``container:NAME`` must exist when it starts), and, as Docker does,
-        an address or an alias asked for on the default network, which has neither."""
+        an address or an alias asked for on the default network, which has neither, and
+        a ``container:NAME`` member's own hostname, hosts entries or exposed ports."""
         mode = config.network
         if mode not in BUILTIN and not mode.startswith("container:"):
             self.get(mode)
+        if mode.startswith("container:"):
+            # What is the other container's (runconfig's validateNetContainerMode).
+            for given, words in (
+                (config.hostname, "hostname and the network mode"),
+                (config.extra_hosts, "custom host-to-IP mapping and the network mode"),
+                (config.expose, "port exposing and the container type network mode"),
+            ):
+                if given:
+                    raise NetworkError(f"conflicting options: {words}")
         for join in joined(config):
             if join.network == DEFAULT_NETWORK and (join.ip or join.aliases):
                 raise _default_refuses(join.ip)
@@ -1006,9 +1020,10 @@ class Attachment:
 
     def etc(self) -> EtcNetwork:
         config = self.container.config
-        hostname = config.hostname or self.container.short_id
+        hostname = _nsmodes.hostname(self.container)
+        domain = _nsmodes.domainname(self.container)
         # As Docker's /etc/hosts: with a domain name, the full name first.
-        names = (f"{hostname}.{config.domainname}", hostname) if config.domainname else (hostname,)
+        names = (f"{hostname}.{domain}", hostname) if domain else (hostname,)
         if self._peer is not None:
             # The other container's place: its address, its name server.
             peer = self._peer[0]
@@ -1025,7 +1040,8 @@ class Attachment:
                 host_gateway=net.gateway,
             )
         if self.mode == "host":
-            return EtcNetwork(resolv=self._resolv(), host_gateway="127.0.0.1")
+            hosts = None if config.extra_hosts else _host_file("/etc/hosts")
+            return EtcNetwork(resolv=self._resolv(), host_gateway="127.0.0.1", hosts=hosts)
         if not self.links:
             # --network none: the image's own resolv.conf, unless --dns* asks otherwise.
             asked = config.dns or config.dns_search or config.dns_options
@@ -1062,7 +1078,12 @@ class Attachment:
             self.owner = self._peer[0].id
             nets._sharers[self.owner] = nets._sharers.get(self.owner, 0) + 1
             # Recorded with it: a next daemon adopts it as a member of that container's.
-            self.container.state.network = NetworkSettings(peer=self.owner)
+            peer = self._peer[0]
+            self.container.state.network = NetworkSettings(
+                peer=self.owner,
+                hostname=_nsmodes.hostname(peer),
+                domainname=_nsmodes.domainname(peer),
+            )
             return
         cid = self.container.id
         async with nets._lock:

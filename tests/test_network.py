@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -910,6 +911,46 @@ def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
         assert (ipam["Subnet"], ipam["Gateway"]) == ("10.99.0.0/24", "10.99.0.5")
         route = d.ctl("run", "--rm", "default", "ip", "route", "show", "default").stdout
         assert route.startswith("default via 10.99.0.5 "), route
+
+
+@pytest.mark.root
+def test_shared_and_host_network_names_as_dockers(netd: Daemon) -> None:
+    """A ``--network container:NAME`` member takes NAME's host and domain names (its
+    hostname, /etc/hostname, HOSTNAME, /etc/hosts, inspect) and refuses its own, its own
+    hosts entries and exposed ports in Docker's words; ``--network host`` takes the host's
+    name and a copy of its /etc/hosts (its own with ``--add-host``), as Docker's."""
+    netd.ctl("run", "-d", "--name", "peer", "--hostname", "h1", "--domainname", "example.test",
+             "default", "sleep", "300")  # fmt: skip
+    show = "hostname; cat /etc/hostname; echo $HOSTNAME; cat /proc/sys/kernel/domainname"
+    r = netd.ctl("run", "--rm", "--network", "container:peer", "default", "sh", "-c", show)
+    assert r.stdout.split() == ["h1", "h1", "h1", "example.test"]
+    netd.ctl("run", "-d", "--name", "member", "--network", "container:peer", "default",
+             "sleep", "300")  # fmt: skip
+    own = netd.ctl("exec", "member", "cat", "/etc/hosts").stdout.splitlines()
+    peer = netd.inspect("peer")["state"]["network"]["endpoints"][0]["ip_address"]
+    assert own[-1] == f"{peer}\th1.example.test h1"
+    status, _, data = docker_clients.api_call(netd, "GET", "/containers/member/json")
+    config = json.loads(data)["Config"]
+    assert status == 200 and (config["Hostname"], config["Domainname"]) == ("h1", "example.test")
+    for option, words in [
+        (("--hostname", "x"), "conflicting options: hostname and the network mode"),
+        (("--add-host", "a:192.0.2.9"), "custom host-to-IP mapping and the network mode"),
+        (("--expose", "80"), "port exposing and the container type network mode"),
+    ]:
+        r = netd.ctl("run", "--rm", "--network", "container:peer", *option, "default", "true",
+                     check=False)  # fmt: skip
+        assert r.returncode == 125 and words in r.stderr
+
+    r = netd.ctl("run", "--rm", "--network", "host", "default", "sh", "-c", "hostname; echo")
+    assert r.stdout.split() == [socket.gethostname()]
+    r = netd.ctl("run", "--rm", "--network", "host", "default", "cat", "/etc/hosts")
+    assert r.stdout == Path("/etc/hosts").read_text()
+    r = netd.ctl("run", "--rm", "--network", "host", "--add-host", "a:192.0.2.9",
+                 "default", "cat", "/etc/hosts")  # fmt: skip
+    assert r.stdout.startswith("127.0.0.1\tlocalhost\n") and r.stdout.endswith("192.0.2.9\ta\n")
+    r = netd.ctl("run", "--rm", "--network", "host", "--hostname", "mine", "default", "hostname")
+    assert r.stdout == "mine\n"
+    netd.ctl("rm", "-f", "member", "peer")
 
 
 @pytest.mark.root

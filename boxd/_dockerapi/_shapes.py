@@ -1029,10 +1029,8 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
         "GraphDriver": {"Name": "overlay2", "Data": None},
         "Mounts": _mounts(c),
         "Config": {
-            "Hostname": _nsmodes.host_hostname()
-            if cfg.uts_mode == "host"
-            else cfg.hostname or c.id[:12],
-            "Domainname": cfg.domainname,
+            "Hostname": _nsmodes.hostname(c),
+            "Domainname": _nsmodes.domainname(c),
             "User": cfg.user,
             "AttachStdin": False,
             "AttachStdout": False,
