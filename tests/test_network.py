@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -385,11 +386,11 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         r = netd.ctl(*args, check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
     assert [line.split()[1] for line in netd.ctl("network", "ls").stdout.splitlines()[1:]] == [
+        "back",
         "bridge",
+        "front",
         "host",
         "none",
-        "front",
-        "back",
     ]
     netd.ctl("rm", "-f", "api", "db")
     assert netd.ctl("network", "prune", "-f").stdout.split() == [
@@ -805,6 +806,48 @@ def test_network_names_as_moby_takes_them(netd: Daemon) -> None:
     assert netd.ctl("network", "rm", "my net", check=False).returncode != 0  # web is on it
     netd.ctl("rm", "-f", "web")
     netd.ctl("network", "rm", "my net", long_name)
+
+
+@pytest.mark.root
+def test_network_list_filters_as_dockers(netd: Daemon) -> None:
+    """Docker's network list filters, the same through the Engine API and boxctl (the
+    daemon applies them): dangling (true or false), scope, type, name, every label; a
+    bad key or value refused in Docker's words.  boxctl lists by name, as the docker CLI."""
+    netd.ctl("network", "create", "--label", "a", "--label", "b", "net10")
+    netd.ctl("network", "create", "--label", "a", "net9")
+    netd.ctl("run", "-d", "--name", "on9", "--network", "net9", "default", "sleep", "300")
+
+    def api(filters: dict[str, list[str]]) -> tuple[int, Any]:
+        query = urllib.parse.quote(json.dumps(filters))
+        status, _, data = docker_clients.api_call(netd, "GET", f"/networks?filters={query}")
+        return status, json.loads(data)
+
+    def cli(*filters: str) -> list[str]:
+        args = [f"--filter={f}" for f in filters]
+        return netd.ctl("network", "ls", *args, "--format", "{{.Name}}").stdout.splitlines()
+
+    assert cli() == ["bridge", "host", "net9", "net10", "none"]
+    for filters, names in [
+        ({"dangling": ["true"]}, ["net10"]),
+        ({"dangling": ["0"]}, ["bridge", "host", "net9", "none"]),
+        ({"scope": ["local"], "type": ["custom"]}, ["net9", "net10"]),
+        ({"label": ["a", "b"]}, ["net10"]),
+        ({"label": ["a"], "name": ["^net"]}, ["net9", "net10"]),
+    ]:
+        status, found = api(filters)
+        assert status == 200 and sorted(n["Name"] for n in found) == sorted(names)
+        assert cli(*[f"{k}={v}" for k, vs in filters.items() for v in vs]) == names
+    for filters, words in [
+        ({"dangling": ["maybe"]}, "invalid value for filter 'dangling', must be \"true\""),
+        ({"dangling": ["1", "0"]}, 'got more than one value for filter key "dangling"'),
+        ({"type": ["foo"]}, "invalid filter: 'type'='foo'"),
+        ({"colour": ["red"]}, "invalid filter 'colour'"),
+    ]:
+        status, error = api(filters)
+        assert status == 400 and words in error["message"]
+    r = netd.ctl("network", "ls", "-f", "dangling=maybe", check=False)
+    assert r.returncode != 0 and "invalid value for filter 'dangling'" in r.stderr
+    netd.ctl("rm", "-f", "on9")
 
 
 @pytest.mark.root

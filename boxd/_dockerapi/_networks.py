@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from .. import _prune
-from .._listing import docker_match
 from .._netserver import (
     NetworkCreateRequest,
     NetworkInspectRequest,
@@ -28,13 +25,9 @@ async def _verb(api: Api, request: object) -> Any:
 
 async def networks(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
-    for key in filters:
-        if key not in ("name", "id", "driver", "type", "label"):
-            raise ApiError(400, f"invalid filter '{key}'")
-    answer: NetworkListResponse = await _verb(api, NetworkListRequest())
-    rows = [_shapes.network(i) for i in answer.networks]
-    keep = [r for r in rows if _matches(r, filters)]
-    await conn.respond_json(200, keep)
+    request = NetworkListRequest({k: tuple(v) for k, v in filters.items()})
+    answer: NetworkListResponse = await _verb(api, request)
+    await conn.respond_json(200, [_shapes.network(i) for i in answer.networks])
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
@@ -84,23 +77,6 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
     answer = await _verb(api, NetworkPruneRequest({k: tuple(v) for k, v in filters.items()}))
     await conn.respond_json(200, {"NetworksDeleted": list(answer.removed) or None})
-
-
-def _matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    """Docker's network list filters: name (the name or a regular expression found in it),
-    id (a prefix), driver, type (builtin or custom), label (KEY or KEY=VALUE, every one)."""
-    builtin = row["Name"] in ("bridge", "host", "none")
-    kind = "builtin" if builtin else "custom"
-    checks: dict[str, Callable[[str], bool]] = {
-        "name": lambda v: docker_match(v, row["Name"]),
-        "id": lambda v: row["Id"].startswith(v),
-        "driver": lambda v: v == row["Driver"],
-        "type": lambda v: v == kind,
-    }
-    labels = filters.get("label", [])  # each one wanted, unlike the other keys' values
-    if not all(_prune.has_label(row["Labels"], want) for want in labels):
-        return False
-    return all(any(checks[k](v) for v in vs) for k, vs in filters.items() if vs and k != "label")
 
 
 ROUTES = [
