@@ -288,9 +288,9 @@ def joined(config: ContainerConfig) -> tuple[NetworkJoin, ...]:
 
 
 def dns_names(c: Container, join: NetworkJoin) -> tuple[str, ...]:
-    """The names a container answers to on a user network: its host name, its name, its
-    short id and its aliases there."""
-    names = (c.config.hostname or c.short_id, c.name, c.short_id, *join.aliases)
+    """The names a container answers to on a user network: its name (first: what a reverse
+    query gets), its host name, its short id and its aliases there."""
+    names = (c.name, c.config.hostname or c.short_id, c.short_id, *join.aliases)
     return tuple(dict.fromkeys(names))
 
 
@@ -600,8 +600,11 @@ class Networks:
                 await nursery.start(
                     _dns.serve,
                     net.gateway,
-                    lambda name, client: self._lookup(net.name, name, client),
-                    self._upstreams_of,
+                    _dns.Names(
+                        lambda name, client: self._lookup(net.name, name, client),
+                        lambda address, client: self._reverse(net.name, address, client),
+                        self._upstreams_of,
+                    ),
                 )
                 task_status.started(scope)
 
@@ -627,14 +630,10 @@ class Networks:
                     return cid
         return None
 
-    def _lookup(self, network: str, name: str, client: str) -> builtins.list[str]:
-        """``name`` as a container asking from ``client`` sees it: on ``network`` first,
-        then on its other user networks (Docker's embedded DNS answers for every network
-        the container is on); every container that has the name there (a scaled
-        service's, which share its alias)."""
-        cid = self._client(client)
-        if cid is not None:
-            name = self._aliases.get(cid, {}).get(name, name)
+    def _searched(self, network: str, cid: str | None) -> builtins.list[str]:
+        """The user networks whose names a container asking on ``network`` resolves:
+        that one first, then the others it is on (Docker's embedded DNS answers for every
+        network the container is on)."""
         searched = [network]
         if cid is not None:
             searched += [
@@ -642,11 +641,37 @@ class Networks:
                 for n, members in self._names.items()
                 if n != network and cid in members and n in self._nets and self._nets[n].dns
             ]
-        for n in searched:
-            found = [address for names, address in self._names.get(n, {}).values() if name in names]
+        return searched
+
+    def _lookup(self, network: str, name: str, client: str) -> builtins.list[str]:
+        """``name`` as a container asking from ``client`` sees it, on the networks it
+        searches (:meth:`_searched`), then as Docker's NAME.NETWORK (NAME on NETWORK, one
+        of those; the longest NAME first, as both may hold dots); every container that has
+        the name there (a scaled service's, which share its alias)."""
+        cid = self._client(client)
+        if cid is not None:
+            name = self._aliases.get(cid, {}).get(name, name)
+        searched = self._searched(network, cid)
+        wanted = [(name, n) for n in searched]
+        head = name
+        while "." in head:
+            head, _, _ = head.rpartition(".")
+            if (net := name[len(head) + 1 :]) in searched:
+                wanted.append((head, net))
+        for one, n in wanted:
+            found = [address for names, address in self._names.get(n, {}).values() if one in names]
             if found:
                 return found
         return []
+
+    def _reverse(self, network: str, address: str, client: str) -> str:
+        """A reverse query's answer for ``address``: NAME.NETWORK of the container that has
+        it on a network the asking container searches, as Docker's ("" if none has)."""
+        for n in self._searched(network, self._client(client)):
+            for names, held in self._names.get(n, {}).values():
+                if held == address:
+                    return f"{names[0]}.{n}"
+        return ""
 
     def _upstreams_of(self, client: str) -> builtins.list[str]:
         """Where the DNS forwards a container's other queries: its ``--dns`` servers, else

@@ -591,6 +591,29 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
+    """As Docker's embedded DNS: NAME.NETWORK resolves (a network the asking container is
+    on), and a reverse query for a container's address gets NAME.NETWORK."""
+    netd.ctl("network", "create", "front")
+    netd.ctl("network", "create", "back")
+    netd.ctl("run", "-d", "--name", "api", "--network", "front", "default", "sleep", "300")
+    api = endpoints(netd, "api")["front"]["ip_address"]
+    script = (
+        "import socket, sys\n"
+        "print(socket.gethostbyname(sys.argv[1]), socket.gethostbyaddr(sys.argv[2])[0])\n"
+    )
+    r = netd.ctl("run", "--rm", "--network", "front", "default", "python3", "-c", script,
+                 "api.front", api)  # fmt: skip
+    assert r.stdout.split() == [api, "api.front"]
+    # From a network api is not on, api.front is not one of its names.
+    gateway = netd.ctl("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "back")
+    r = netd.ctl("run", "--rm", "--network", "back", "default", "python3", "-c", DNS_CLIENT,
+                 "udp", gateway.stdout.strip(), "api.front", "api")  # fmt: skip
+    assert r.stdout.split() == ["none", "none"]
+    netd.ctl("rm", "-f", "api")
+
+
+@pytest.mark.root
 def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
     """The network's name server answers TCP (two queries on one connection) as well as
     UDP; --dns/--dns-search/--dns-option make the container's resolv.conf, and on a user
