@@ -311,6 +311,11 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     assert r.returncode == 125
     held = "failed to bind host port 0.0.0.0:18081/tcp: address already in use"
     assert f"cannot publish 80/tcp: {held}" in r.stderr
+    # An address the host does not have: named, in Docker's words.
+    r = netd.ctl("run", "--name", "other3", "-p", "198.51.100.1:18082:80/udp", "default", "true",
+                 check=False)  # fmt: skip
+    foreign = "failed to bind host port 198.51.100.1:18082/udp: cannot assign requested address"
+    assert r.returncode == 125 and f"cannot publish 80/udp: {foreign}" in r.stderr
     assert nft_rules(ns) == rules
     assert len(links(ns)) == len(before) + 2  # boxd0 and web's veth, no more
 
@@ -325,7 +330,7 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     web = "bx" + netd.inspect("web")["id"][:12]
     netd.ctl("rm", "-f", "web")
     assert links_settle(ns, (web,), []) == []
-    netd.ctl("rm", "-f", "side", "eph", "other", "other2")
+    netd.ctl("rm", "-f", "side", "eph", "other", "other2", "other3")
     assert links_settle(ns, ("bx",), []) == []
     assert "dnat" not in nft_rules(ns)
     assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
