@@ -532,7 +532,7 @@ class Networks:
         options = dict(options or {})
         async with self._lock:
             if name in self._nets:
-                raise NetworkConflict(f"network {name} already exists")
+                raise NetworkConflict(f"network with name {name} already exists")
             check_network_options(options, (n.bridge for n in self._nets.values()))
             chosen = await self._subnet(subnet)
             net_id = secrets.token_hex(32)

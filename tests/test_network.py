@@ -376,7 +376,7 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("network", "create", "--subnet", "nonsense", "x"), "invalid subnet 'nonsense'"),
         (("network", "create", "--subnet", "224.1.0.0/16", "x"), "overlaps 224.0.0.0/4, multicast"),
         (("network", "create", "--subnet", "127.5.0.0/16", "x"), "overlaps 127.0.0.0/8, loopback"),
-        (("network", "create", "front"), "network front already exists"),
+        (("network", "create", "front"), "network with name front already exists"),
         (("network", "create", "host"), "reserved"),
         (("network", "rm", "front"), "in use by container(s) api"),
         (("network", "rm", "bridge"), "bridge is a pre-defined network and cannot be removed"),
