@@ -1003,6 +1003,12 @@ def test_shared_and_host_network_names_as_dockers(netd: Daemon) -> None:
     status, _, data = docker_clients.api_call(netd, "GET", "/containers/member/json")
     config = json.loads(data)["Config"]
     assert status == 200 and (config["Hostname"], config["Domainname"]) == ("h1", "example.test")
+    # Kept by the other container's id, as Docker keeps it: a rename changes nothing.
+    peer_id = netd.inspect("peer")["id"]
+    assert json.loads(data)["HostConfig"]["NetworkMode"] == f"container:{peer_id}"
+    netd.ctl("rename", "peer", "peer-old")
+    netd.ctl("restart", "-t", "0", "member")
+    assert netd.ctl("exec", "member", "hostname").stdout == "h1\n"
     for option, words in [
         (("--hostname", "x"), "conflicting options: hostname and the network mode"),
         (("--add-host", "a:192.0.2.9"), "custom host-to-IP mapping and the network mode"),
@@ -1021,7 +1027,7 @@ def test_shared_and_host_network_names_as_dockers(netd: Daemon) -> None:
     assert r.stdout.startswith("127.0.0.1\tlocalhost\n") and r.stdout.endswith("192.0.2.9\ta\n")
     r = netd.ctl("run", "--rm", "--network", "host", "--hostname", "mine", "default", "hostname")
     assert r.stdout == "mine\n"
-    netd.ctl("rm", "-f", "member", "peer")
+    netd.ctl("rm", "-f", "member", "peer-old")
 
 
 @pytest.mark.root
