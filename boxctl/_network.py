@@ -129,6 +129,7 @@ def _create(args: Args) -> int:
         "gateway": args.gateway,
         "ip_range": args.ip_range,
         "options": opts,
+        "internal": args.internal,
     }
     reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
@@ -147,7 +148,7 @@ def _row(n: dict[str, Any], trunc: bool) -> dict[str, Any]:
         "Driver": n["driver"],
         "Scope": "local",
         "IPv6": "false",
-        "Internal": "false",
+        "Internal": "true" if n["internal"] else "false",
         "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
         "Label": lambda key: labels.get(key, ""),
         "CreatedAt": created,
@@ -273,6 +274,7 @@ SUBCOMMANDS = (
             Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),
             Opt("--gateway", kind=VALUE, default="", help="the bridge's address in the subnet"),
             Opt("--ip-range", kind=VALUE, default="", help="a CIDR in the subnet to pick from"),
+            Opt("--internal", kind=FLAG, help="no way out nor in: its containers reach each other"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
             Opt(
                 "-o",

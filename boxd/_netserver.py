@@ -27,6 +27,7 @@ class NetworkCreateRequest:
     gateway: str = ""
     ip_range: str = ""
     options: dict[str, str] = attrs.Factory(dict)  # Docker's driver options (-o)
+    internal: bool = False  # Docker's --internal
 
 
 @attrs.frozen
@@ -92,6 +93,7 @@ class NetworkInfo:
     labels: dict[str, str] = attrs.Factory(dict)
     ip_range: str = ""
     options: dict[str, str] = attrs.Factory(dict)
+    internal: bool = False
 
 
 @attrs.frozen
@@ -155,6 +157,7 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         labels=dict(net.labels),
         ip_range=net.ip_range,
         options=dict(net.options),
+        internal=net.internal,
     )
 
 
@@ -239,7 +242,13 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def create(conn: Conn, req: NetworkCreateRequest) -> None:
         net = await sup.networks.create(
-            req.name, req.subnet, req.labels, req.gateway, req.ip_range, req.options
+            req.name,
+            req.subnet,
+            req.labels,
+            req.gateway,
+            req.ip_range,
+            req.options,
+            internal=req.internal,
         )
         sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))

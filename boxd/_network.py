@@ -137,6 +137,10 @@ class Network:
     ip_range: str = ""  # where addresses are picked from ("": the whole subnet)
     # Docker's driver options it was made with (see NETWORK_OPTIONS), shown by inspect.
     options: dict[str, str] = attrs.Factory(dict)
+    # Docker's --internal: no way out nor in (nothing routed through its bridge to or from
+    # elsewhere, no masquerade, no default route through it, no published ports, and no
+    # name forwarded upstream for a container on no other network).
+    internal: bool = False
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -277,8 +281,8 @@ def default_bridge(root: Path) -> str:
 
 
 def joined(config: ContainerConfig) -> tuple[NetworkJoin, ...]:
-    """The networks a container is on, in order (the first holds its published ports and
-    its default route): ``--network`` (a network's name or ``bridge``) with
+    """The networks a container is on, in order (the first that is not internal holds its
+    published ports and its default route): ``--network`` (a network's name or ``bridge``) with
     ``--network-alias``, as ``network connect``/``disconnect`` left them."""
     if config.networks is not None:
         return config.networks
@@ -515,11 +519,13 @@ class Networks:
         gateway: str = "",
         ip_range: str = "",
         options: dict[str, str] | None = None,
+        *,
+        internal: bool = False,
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
         for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
-        driver options (NETWORK_OPTIONS)."""
+        driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`."""
         check_network_name(name)
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
@@ -541,6 +547,7 @@ class Networks:
                 id=net_id,
                 bridge=options.get(BRIDGE_NAME_OPTION) or f"br-{net_id[:12]}",
                 options=options,
+                internal=internal,
                 subnet=str(chosen),
                 gateway=_gateway(gateway, chosen) if gateway else str(chosen.network_address + 1),
                 ip_range=_ip_range(ip_range, chosen) if ip_range else "",
@@ -676,8 +683,12 @@ class Networks:
     def _upstreams_of(self, client: str) -> builtins.list[str]:
         """Where the DNS forwards a container's other queries: its ``--dns`` servers, else
         the host's (the daemon's own namespace reaches the host's loopback resolvers too),
-        never one of boxd's own name servers."""
+        never one of boxd's own name servers; none for a container on internal networks
+        only, which has no way out (as Docker's embedded DNS)."""
         cid = self._client(client)
+        on = [self._nets[n] for n, held in self._names.items() if cid in held and n in self._nets]
+        if cid is not None and all(net.internal for net in on):
+            return []
         servers = (self._resolvers.get(cid, ()) if cid else ()) or self._upstreams
         ours = {n.gateway for n in self._nets.values()}
         return [s for s in servers if s not in ours]
@@ -691,7 +702,9 @@ class Networks:
 
     async def _apply(self) -> None:
         bridges = [
-            _nft.Bridge(n.bridge, n.subnet) for n in self._nets.values() if n.bridge in self._up
+            _nft.Bridge(n.bridge, n.subnet, n.internal)
+            for n in self._nets.values()
+            if n.bridge in self._up
         ]
         forwards = [f for fs in self._forwards.values() for f in fs]
         self._table = True
@@ -1014,6 +1027,11 @@ class Attachment:
         """Its address on its first network ("" on none)."""
         return self.links[0].address if self.links else ""
 
+    def _outward(self) -> _Link | None:
+        """The link its default route and published ports go through: its first network
+        that is not internal (none if all are)."""
+        return next((link for link in self.links if not link.net.internal), None)
+
     def _names(self, join: NetworkJoin) -> tuple[str, ...]:
         return dns_names(self.container, join)
 
@@ -1122,6 +1140,12 @@ class Attachment:
                     _Link(net, join, address, interface, host_link_name(cid, interface))
                 )
         if self.links:
+            if self._wanted_ports() and self._outward() is None:
+                names = ", ".join(link.net.name for link in self.links)
+                raise NetworkError(
+                    f"cannot publish ports: the container's networks ({names}) are internal,"
+                    " with no way in from the host"
+                )
             try:
                 published = {
                     (f.protocol, f.host_port) for fs in nets._forwards.values() for f in fs
@@ -1146,8 +1170,10 @@ class Attachment:
         )
 
     def plan_gateway(self) -> str:
-        """Its default route's gateway: its first network's ("" on none)."""
-        return self.links[0].net.gateway if self.links else ""
+        """Its default route's gateway: its first network's that is not internal ("": no
+        default route)."""
+        outward = self._outward()
+        return outward.net.gateway if outward is not None else ""
 
     async def connect(self, pid: int) -> None:
         """While the container's init (``pid``) sets up its mounts: its interfaces, which
@@ -1217,7 +1243,7 @@ class Attachment:
             return
         nets = self.networks
         cid = self.container.id
-        first = self.links[0]
+        outward = self._outward()
         bindings = []
         forwards = []
         for spec, sock in self._sockets:
@@ -1225,9 +1251,10 @@ class Attachment:
             bindings.append(
                 PortBinding(spec.container_port, spec.protocol, spec.host_ip, host_port)
             )
+            assert outward is not None  # reserve() binds no port without it
             forwards.append(
                 _nft.Forward(
-                    spec.protocol, spec.host_ip, host_port, first.address, spec.container_port
+                    spec.protocol, spec.host_ip, host_port, outward.address, spec.container_port
                 )
             )
         self._active = True
@@ -1242,14 +1269,15 @@ class Attachment:
                 )
             if forwards:
                 await nets._apply()
-        if self._sockets and nets.nursery is not None:
-            self._proxies = await nets.nursery.start(self._serve_proxies, first.address)
+        if self._sockets and outward is not None and nets.nursery is not None:
+            self._proxies = await nets.nursery.start(self._serve_proxies, outward.address)
         self._bindings = tuple(bindings)
         self._publish_state()
 
     async def join(self, net: Network, join: NetworkJoin) -> None:
         """Hot-plug: an interface on ``net`` into the running container (the next free
-        ethN; the default route through it if it is the container's only network)."""
+        ethN; the default route through it if the container had none and it is not
+        internal)."""
         used = {link.interface for link in self.links}
         interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
         cid = self.container.id
@@ -1258,7 +1286,7 @@ class Attachment:
         link = _Link(net, join, address, interface, host_link_name(cid, interface))
         async with nets._lock:
             await nets._bring_up(net)
-        await self._plug(link, default_route=not self.links)
+        await self._plug(link, default_route=self._outward() is None and not net.internal)
         self.links.append(link)
         self._active = True
         async with nets._lock:
@@ -1269,22 +1297,23 @@ class Attachment:
 
     async def leave(self, network: str) -> None:
         """Hot-unplug: the interface on ``network`` goes, and its names; published ports
-        go with the first network (they were its); the next one routes by default."""
+        go with the network that routed them (:meth:`_outward`); the next one that is not
+        internal routes by default."""
         link = next(link for link in self.links if link.net.name == network)
-        first = link is self.links[0]
+        routed = link is self._outward()
         nets = self.networks
         cid = self.container.id
         await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
         self.links.remove(link)
         async with nets._lock:
             nets._names.get(network, {}).pop(cid, None)
-            forwards = nets._forwards.pop(cid, []) if first else []
+            forwards = nets._forwards.pop(cid, []) if routed else []
             if forwards:
                 await nets._apply()
-        if first:
+        if routed:
             self._stop_ports()
-            if self.links:
-                gateway = self.links[0].net.gateway
+            if (outward := self._outward()) is not None:
+                gateway = outward.net.gateway
                 await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
         self._publish_state()
 

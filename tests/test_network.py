@@ -619,6 +619,77 @@ def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_internal_network(netd: Daemon) -> None:
+    """Docker's ``--internal`` (compose's ``internal: true``): its containers reach each
+    other by name and nothing else (no default route, nothing routed in from another
+    network, no name forwarded upstream), a published port is refused; a container also
+    on a network with a way out routes and publishes through that one."""
+    ns = netd.netns
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        inner = client.networks.create("inner", internal=True, ipam=docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.44.0.0/24")]))  # fmt: skip
+        assert inner.attrs["Internal"] is True
+    finally:
+        client.close()
+    ls = netd.ctl("network", "ls", "-f", "name=inner", "--format", "{{.Name}} {{.Internal}}")
+    assert ls.stdout == "inner true\n"
+    netd.ctl("run", "-d", "--name", "db", "--network", "inner", "default", "python3", "-m",
+             "http.server", "80")  # fmt: skip
+    wait_listening(netd, "db", 80)
+    probe = (
+        "import socket, urllib.request\n"
+        "print(urllib.request.urlopen('http://db/', timeout=10).status)\n"
+        f"print(socket.socket().connect_ex(('{HOST_ADDRESS}', 1)))\n"
+        "print(sum(r.split()[1] == '00000000' for r in open('/proc/net/route').readlines()[1:]))"
+    )
+    r = netd.ctl("run", "--rm", "--network", "inner", "default", "python3", "-c", probe)
+    assert r.stdout.split() == ["200", "101", "0"]  # ENETUNREACH: no default route
+    db = endpoints(netd, "db")["inner"]
+    blocked = (
+        "import socket\n"
+        "s = socket.socket()\n"
+        "s.settimeout(2)\n"
+        f"print(s.connect_ex(('{db['ip_address']}', 80)) != 0)\n"
+    )
+    r = netd.ctl("run", "--rm", "default", "python3", "-c", blocked)  # from the bridge
+    assert r.stdout.strip() == "True"
+    upstream = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", UPSTREAM],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with upstream:
+        try:
+            assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
+            r = netd.ctl("run", "--rm", "--network", "inner", "--dns", HOST_ADDRESS, "default",
+                         "python3", "-c", DNS_CLIENT, "udp", db["gateway"], "outside.example",
+                         "db")  # fmt: skip
+        finally:
+            upstream.kill()
+    assert r.stdout.split() == ["none", db["ip_address"]]
+    r = netd.ctl("run", "--rm", "--network", "inner", "-p", "18085:80", "default", "true",
+                 check=False)  # fmt: skip
+    assert r.returncode == 125 and "(inner) are internal" in r.stderr
+
+    netd.ctl("create", "--name", "both", "--network", "inner", "-p", "18085:80", "default",
+             "python3", "-m", "http.server", "80")  # fmt: skip
+    netd.ctl("network", "connect", "bridge", "both")
+    netd.ctl("start", "both")
+    wait_listening(netd, "both", 80)
+    assert fetch(ns, "tcp", "127.0.0.1", 18085) == "200"
+    assert fetch(ns, "tcp", HOST_ADDRESS, 18085) == "200"
+    bridge = endpoints(netd, "both")["bridge"]
+    route = netd.ctl("exec", "both", "cat", "/proc/net/route").stdout.splitlines()
+    gateway = socket.inet_aton(bridge["gateway"])[::-1].hex().upper()
+    assert [line.split()[:3] for line in route[1:] if line.split()[1] == "00000000"] == [
+        [bridge["interface"], "00000000", gateway]
+    ]
+    netd.ctl("rm", "-f", "db", "both")
+
+
+@pytest.mark.root
 def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
     """The network's name server answers TCP (two queries on one connection) as well as
     UDP; --dns/--dns-search/--dns-option make the container's resolv.conf, and on a user

@@ -43,7 +43,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     driver = body.text("Driver")
     if driver not in ("", "bridge"):
         raise ApiError(400, f"network driver {driver!r} is not supported (bridge only)")
-    for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
+    for key in ("EnableIPv6", "Ingress", "ConfigOnly"):
         if body.flag(key):
             raise ApiError(400, f"{key} networks are not supported by boxd")
     ipam = body.object("IPAM")
@@ -62,7 +62,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     options = {k: str(v) for k, v in body.mapping("Options").items()}  # checked by the daemon
     request = NetworkCreateRequest(
         name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range,
-        options=options,
+        options=options, internal=body.flag("Internal"),
     )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})

@@ -478,7 +478,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "Driver": info.driver,
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": None, "Config": [pool] if info.subnet else []},
-        "Internal": False,
+        "Internal": info.internal,
         "Attachable": False,
         "Ingress": False,
         "ConfigFrom": {"Network": ""},
