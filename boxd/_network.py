@@ -1146,18 +1146,21 @@ class Attachment:
                     f"cannot publish ports: the container's networks ({names}) are internal,"
                     " with no way in from the host"
                 )
-            try:
-                published = {
-                    (f.protocol, f.host_port) for fs in nets._forwards.values() for f in fs
-                }
-                for spec in self._wanted_ports():
-                    self._sockets.append((spec, _proxy.bind(spec, published)))
-            except BaseException:
-                self._close_sockets()
-                raise
+            self._bind_ports()
         async with nets._lock:
             for link in self.links:
                 await nets._bring_up(link.net)
+
+    def _bind_ports(self) -> None:
+        """The host ports it publishes, bound (a taken one fails here, naming it)."""
+        forwards = self.networks._forwards.values()
+        published = {(f.protocol, f.host_port) for fs in forwards for f in fs}
+        try:
+            for spec in self._wanted_ports():
+                self._sockets.append((spec, _proxy.bind(spec, published)))
+        except BaseException:
+            self._close_sockets()
+            raise
 
     def plan_links(self) -> tuple[LinkConfig, ...]:
         """What the container's process configures itself (SpawnPlan.links): the interface
@@ -1243,23 +1246,8 @@ class Attachment:
             return
         nets = self.networks
         cid = self.container.id
-        outward = self._outward()
-        bindings = []
-        forwards = []
-        for spec, sock in self._sockets:
-            host_port = sock.getsockname()[1]
-            bindings.append(
-                PortBinding(spec.container_port, spec.protocol, spec.host_ip, host_port)
-            )
-            assert outward is not None  # reserve() binds no port without it
-            forwards.append(
-                _nft.Forward(
-                    spec.protocol, spec.host_ip, host_port, outward.address, spec.container_port
-                )
-            )
         self._active = True
         async with nets._lock:
-            nets._forwards[cid] = forwards
             nets._resolvers[cid] = self.container.config.dns
             nets._aliases[cid] = link_aliases(self.container.config)
             for link in self.links:
@@ -1267,32 +1255,67 @@ class Attachment:
                     self._names(link.join),
                     link.address,
                 )
+        outward = self._outward()
+        if outward is not None:
+            await self._open_ports(outward)
+        self._publish_state()
+
+    async def _open_ports(self, outward: _Link) -> None:
+        """The ports bound (:meth:`_bind_ports`) answer: forwarded to its address on
+        ``outward`` by nftables rules and the proxies."""
+        nets = self.networks
+        bindings = []
+        forwards = []
+        for spec, sock in self._sockets:
+            host_port = sock.getsockname()[1]
+            bindings.append(
+                PortBinding(spec.container_port, spec.protocol, spec.host_ip, host_port)
+            )
+            forwards.append(
+                _nft.Forward(
+                    spec.protocol, spec.host_ip, host_port, outward.address, spec.container_port
+                )
+            )
+        async with nets._lock:
+            nets._forwards[self.container.id] = forwards
             if forwards:
                 await nets._apply()
-        if self._sockets and outward is not None and nets.nursery is not None:
+        if self._sockets and nets.nursery is not None:
             self._proxies = await nets.nursery.start(self._serve_proxies, outward.address)
         self._bindings = tuple(bindings)
-        self._publish_state()
 
     async def join(self, net: Network, join: NetworkJoin) -> None:
         """Hot-plug: an interface on ``net`` into the running container (the next free
-        ethN; the default route through it if the container had none and it is not
-        internal)."""
+        ethN).  If the container had no way out and ``net`` is not internal, its default
+        route goes through it, and so do its published ports if it has none now (after a
+        ``disconnect`` of the network they were on, as Docker maps them again); a taken
+        host port fails the connect before anything is plugged."""
         used = {link.interface for link in self.links}
         interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
         cid = self.container.id
         nets = self.networks
         address = net.allocations[cid]
         link = _Link(net, join, address, interface, host_link_name(cid, interface))
-        async with nets._lock:
-            await nets._bring_up(net)
-        await self._plug(link, default_route=self._outward() is None and not net.internal)
+        outward = self._outward() is None and not net.internal
+        bound = outward and not self._sockets
+        if bound:
+            self._bind_ports()
+        try:
+            async with nets._lock:
+                await nets._bring_up(net)
+            await self._plug(link, default_route=outward)
+        except BaseException:
+            if bound:
+                self._close_sockets()
+            raise
         self.links.append(link)
         self._active = True
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
             nets._aliases[cid] = link_aliases(self.container.config)
             nets._names.setdefault(net.name, {})[cid] = (self._names(join), address)
+        if outward and self._sockets:
+            await self._open_ports(link)
         self._publish_state()
 
     async def leave(self, network: str) -> None:

@@ -588,6 +588,20 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     assert sorted(endpoints(netd, "cli")) == ["bridge", "front"]
     assert netd.ctl(*fetch_api).stdout.strip() == "200"
 
+    # Its published ports go with the network they were on, and come back when it is
+    # connected again (as Docker maps them again).
+    netd.ctl("rm", "-f", "api")
+    netd.ctl("run", "-d", "--name", "api", "-p", "18086:80", "default", "python3", "-m",
+             "http.server", "80")  # fmt: skip
+    wait_listening(netd, "api", 80)
+    netd.ctl("network", "disconnect", "bridge", "api")
+    assert netd.inspect("api")["state"]["network"]["ports"] == []
+    assert inside(ns, "python3", "-c", CLIENT, "tcp", "127.0.0.1", "18086", check=False).returncode
+    netd.ctl("network", "connect", "front", "api")
+    assert fetch(ns, "tcp", "127.0.0.1", 18086) == "200"
+    assert fetch(ns, "tcp", HOST_ADDRESS, 18086) == "200"
+    assert netd.ctl("port", "api", "80").stdout == "0.0.0.0:18086\n"
+
     netd.ctl("rm", "-f", "api", "cli", "h", "iso", "later")
     assert links_settle(ns, ("bx",), []) == []
     for name in ("front", "back", "bridge"):
