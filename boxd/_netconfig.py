@@ -269,16 +269,22 @@ def resolv_conf(
     *,
     dns_search: tuple[str, ...] = (),
     dns_options: tuple[str, ...] = (),
+    embedded: bool = False,
 ) -> str:
     """A resolv.conf: ``servers``, then the host's ``search``/``options`` lines
     (``rest``), each replaced by ``--dns-search`` / ``--dns-option`` when given (Docker's
-    rule; ``--dns-search .`` means no search domains)."""
+    rule; ``--dns-search .`` means no search domains).  ``embedded``: ``servers`` is a
+    user network's name server, asked with ``ndots:0`` unless an ndots option is given, as
+    Docker's embedded DNS is (a name without dots is asked as it is before the search
+    domains are tried: ``db`` never becomes ``db.corp.example`` of the host's search)."""
     lines = [f"nameserver {s}" for s in servers]
     search = [line for line in rest if line.split()[0] in ("search", "domain")]
-    options = [line for line in rest if line.split()[0] == "options"]
+    options = [word for line in rest if line.split()[0] == "options" for word in line.split()[1:]]
     if dns_search:
         domains = [d for d in dns_search if d != "."]
         search = [f"search {' '.join(domains)}"] if domains else []
     if dns_options:
-        options = [f"options {' '.join(dns_options)}"]
-    return "\n".join(lines + search + options) + "\n"
+        options = list(dns_options)
+    if embedded and not any(word.startswith("ndots:") for word in options):
+        options.append("ndots:0")
+    return "\n".join(lines + search + ([f"options {' '.join(options)}"] if options else [])) + "\n"

@@ -1058,7 +1058,11 @@ class Attachment:
         else:
             chosen = [s for s in servers if not _is_loopback(s)] or list(FALLBACK_RESOLVERS)
         return resolv_conf(
-            chosen, rest, dns_search=config.dns_search, dns_options=config.dns_options
+            chosen,
+            rest,
+            dns_search=config.dns_search,
+            dns_options=config.dns_options,
+            embedded=dns_net is not None,
         )
 
     def etc(self) -> EtcNetwork:
@@ -1075,7 +1079,17 @@ class Attachment:
             if net is None:
                 return EtcNetwork(resolv=bridge_resolv())
             _, rest = host_resolv()
-            resolv = container_resolv([net.gateway], rest) if net.dns else bridge_resolv()
+            resolv = (
+                resolv_conf(
+                    [net.gateway],
+                    rest,
+                    dns_search=peer.config.dns_search,
+                    dns_options=peer.config.dns_options,
+                    embedded=True,
+                )
+                if net.dns
+                else bridge_resolv()
+            )
             return EtcNetwork(
                 address=endpoints[0].ip_address,
                 names=names,

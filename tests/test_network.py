@@ -612,7 +612,8 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
 @pytest.mark.root
 def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
     """As Docker's embedded DNS: NAME.NETWORK resolves (a network the asking container is
-    on), and a reverse query for a container's address gets NAME.NETWORK."""
+    on), a reverse query for a container's address gets NAME.NETWORK, and containers ask
+    it with ndots:0."""
     netd.ctl("network", "create", "front")
     netd.ctl("network", "create", "back")
     netd.ctl("run", "-d", "--name", "api", "--network", "front", "default", "sleep", "300")
@@ -629,6 +630,16 @@ def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
     r = netd.ctl("run", "--rm", "--network", "back", "default", "python3", "-c", DNS_CLIENT,
                  "udp", gateway.stdout.strip(), "api.front", "api")  # fmt: skip
     assert r.stdout.split() == ["none", "none"]
+    # Asked with ndots:0, as Docker's containers ask its embedded DNS (a member of api's
+    # network namespace too), unless an ndots option is given.
+    resolv = ("cat", "/etc/resolv.conf")
+    for args in (("--network", "front"), ("--network", "container:api")):
+        r = netd.ctl("run", "--rm", *args, "default", *resolv)
+        last = r.stdout.splitlines()[-1].split()  # the host's options may come first
+        assert last[0] == "options" and last[-1] == "ndots:0", r.stdout
+    r = netd.ctl("run", "--rm", "--network", "front", "--dns-option", "ndots:3",
+                 "--dns-option", "edns0", "default", *resolv)  # fmt: skip
+    assert r.stdout.splitlines()[-1] == "options ndots:3 edns0"
     netd.ctl("rm", "-f", "api")
 
 
