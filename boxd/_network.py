@@ -654,19 +654,24 @@ class Networks:
         """``name`` as a container asking from ``client`` sees it, on the networks it
         searches (:meth:`_searched`), then as Docker's NAME.NETWORK (NAME on NETWORK, one
         of those; the longest NAME first, as both may hold dots); every container that has
-        the name there (a scaled service's, which share its alias)."""
+        the name there (a scaled service's, which share its alias).  Names are matched
+        whatever their case, as DNS names are (and Docker's)."""
         cid = self._client(client)
+        name = name.lower()
         if cid is not None:
-            name = self._aliases.get(cid, {}).get(name, name)
+            links = {alias.lower(): target for alias, target in self._aliases.get(cid, {}).items()}
+            name = links.get(name, name).lower()
         searched = self._searched(network, cid)
         wanted = [(name, n) for n in searched]
         head = name
         while "." in head:
             head, _, _ = head.rpartition(".")
-            if (net := name[len(head) + 1 :]) in searched:
-                wanted.append((head, net))
+            for net in searched:
+                if net.lower() == name[len(head) + 1 :]:
+                    wanted.append((head, net))
         for one, n in wanted:
-            found = [address for names, address in self._names.get(n, {}).values() if one in names]
+            members = self._names.get(n, {}).values()
+            found = [a for names, a in members if one in (each.lower() for each in names)]
             if found:
                 return found
         return []

@@ -612,8 +612,8 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
 @pytest.mark.root
 def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
     """As Docker's embedded DNS: NAME.NETWORK resolves (a network the asking container is
-    on), a reverse query for a container's address gets NAME.NETWORK, and containers ask
-    it with ndots:0."""
+    on), names match whatever their case, a reverse query for a container's address gets
+    NAME.NETWORK, and containers ask it with ndots:0."""
     netd.ctl("network", "create", "front")
     netd.ctl("network", "create", "back")
     netd.ctl("run", "-d", "--name", "api", "--network", "front", "default", "sleep", "300")
@@ -625,6 +625,10 @@ def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
     r = netd.ctl("run", "--rm", "--network", "front", "default", "python3", "-c", script,
                  "api.front", api)  # fmt: skip
     assert r.stdout.split() == [api, "api.front"]
+    # Whatever the case, as DNS names are.
+    r = netd.ctl("run", "--rm", "--network", "front", "default", "python3", "-c", DNS_CLIENT,
+                 "udp", endpoints(netd, "api")["front"]["gateway"], "API", "Api.FRONT")  # fmt: skip
+    assert r.stdout.split() == [api, api]
     # From a network api is not on, api.front is not one of its names.
     gateway = netd.ctl("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "back")
     r = netd.ctl("run", "--rm", "--network", "back", "default", "python3", "-c", DNS_CLIENT,
