@@ -151,22 +151,45 @@ class Network:
         """Its bridge's and veths' MTU (0: the kernel's, 1500)."""
         return int(self.options.get(MTU_OPTION, 0))
 
+    @property
+    def binding_ip(self) -> str:
+        """Where its containers' ports are published without an address of their own
+        ("": every address of the host)."""
+        address = self.options.get(BINDING_IP_OPTION, "")
+        return "" if address == "0.0.0.0" else address
+
+    @property
+    def masquerade(self) -> bool:
+        """Whether what its containers send out is hidden behind the host's address."""
+        return GO_BOOLS.get(self.options.get(MASQUERADE_OPTION, "true"), True)
+
 
 MTU_OPTION = "com.docker.network.driver.mtu"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+BINDING_IP_OPTION = "com.docker.network.bridge.host_binding_ipv4"
+MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
 # The bridge driver's options boxd applies (``network create -o``); Docker's others are
 # refused by name.
-NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION)
+NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION, BINDING_IP_OPTION, MASQUERADE_OPTION)
+# What Docker takes for a boolean option (Go's strconv.ParseBool).
+GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
+    ("0", "f", "F", "FALSE", "false", "False"), False
+)
 
 
 def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None:
     """``-o`` of ``network create``: an MTU (:data:`MTU_RANGE`), a bridge name that is a free
-    interface name (``taken``: the bridges of boxd's networks)."""
+    interface name (``taken``: the bridges of boxd's networks), an IPv4 address to publish
+    ports on, whether to masquerade (a boolean as Docker takes it)."""
     for key, value in options.items():
         if key not in NETWORK_OPTIONS:
             raise NetworkError(f"network option {key!r} is not supported by boxd")
         if key == MTU_OPTION and parse_mtu(value) is None:
             raise NetworkError(f"invalid {key} {value!r}: use an MTU of {MTU_RANGE}")
+        if key == BINDING_IP_OPTION:
+            check_ipv4(value, key)
+        if key == MASQUERADE_OPTION and value not in GO_BOOLS:
+            raise NetworkError(f"invalid {key} {value!r}: use true or false")
         if key == BRIDGE_NAME_OPTION:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) or value in (".", ".."):
                 raise NetworkError(
@@ -707,7 +730,7 @@ class Networks:
 
     async def _apply(self) -> None:
         bridges = [
-            _nft.Bridge(n.bridge, n.subnet, n.internal)
+            _nft.Bridge(n.bridge, n.subnet, n.internal, n.masquerade)
             for n in self._nets.values()
             if n.bridge in self._up
         ]
@@ -1159,23 +1182,29 @@ class Attachment:
                     _Link(net, join, address, interface, host_link_name(cid, interface))
                 )
         if self.links:
-            if self._wanted_ports() and self._outward() is None:
-                names = ", ".join(link.net.name for link in self.links)
-                raise NetworkError(
-                    f"cannot publish ports: the container's networks ({names}) are internal,"
-                    " with no way in from the host"
-                )
-            self._bind_ports()
+            outward = self._outward()
+            if outward is None:
+                if self._wanted_ports():
+                    names = ", ".join(link.net.name for link in self.links)
+                    raise NetworkError(
+                        f"cannot publish ports: the container's networks ({names}) are "
+                        "internal, with no way in from the host"
+                    )
+            else:
+                self._bind_ports(outward.net)
         async with nets._lock:
             for link in self.links:
                 await nets._bring_up(link.net)
 
-    def _bind_ports(self) -> None:
-        """The host ports it publishes, bound (a taken one fails here, naming it)."""
+    def _bind_ports(self, net: Network) -> None:
+        """The host ports it publishes through ``net``, bound (a taken one fails here,
+        naming it); those without an address of their own on ``net``'s binding address."""
         forwards = self.networks._forwards.values()
         published = {(f.protocol, f.host_port) for fs in forwards for f in fs}
         try:
             for spec in self._wanted_ports():
+                if not spec.host_ip and net.binding_ip:
+                    spec = attrs.evolve(spec, host_ip=net.binding_ip)
                 self._sockets.append((spec, _proxy.bind(spec, published)))
         except BaseException:
             self._close_sockets()
@@ -1318,7 +1347,7 @@ class Attachment:
         outward = self._outward() is None and not net.internal
         bound = outward and not self._sockets
         if bound:
-            self._bind_ports()
+            self._bind_ports(net)
         try:
             async with nets._lock:
                 await nets._bring_up(net)

@@ -34,6 +34,7 @@ class Bridge:
     name: str
     subnet: str  # "172.17.0.0/16"
     internal: bool = False  # no way out nor in: see boxd._network.Network.internal
+    masquerade: bool = True  # what its containers send out takes the host's address
 
 
 @attrs.frozen
@@ -104,7 +105,7 @@ def ruleset(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) 
                 _match(_payload("ip", "saddr"), _prefix(b.subnet), "!="),
                 {"drop": None},
             )
-        else:
+        elif b.masquerade:
             # Outbound: the containers' addresses are hidden behind the host's.
             rule(
                 "postrouting",

@@ -1058,6 +1058,40 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
 
 
 @pytest.mark.root
+def test_network_binding_address_and_masquerade_options(netd: Daemon) -> None:
+    """``-o com.docker.network.bridge.host_binding_ipv4=ADDR`` (compose's driver_opts,
+    to publish on loopback only) and ``...enable_ip_masquerade=false``, as Docker's bridge
+    driver takes them: a port published without an address is published on ADDR only; the
+    network's subnet is not masqueraded; bad values refused by name."""
+    ns = netd.netns
+    binding = "com.docker.network.bridge.host_binding_ipv4"
+    masquerade = "com.docker.network.bridge.enable_ip_masquerade"
+    netd.ctl("network", "create", "--subnet", "10.45.0.0/24", "-o", f"{binding}=127.0.0.1",
+             "-o", f"{masquerade}=false", "local")  # fmt: skip
+    netd.ctl("run", "-d", "--name", "web", "--network", "local", "-p", "18087:80",
+             "-p", f"{HOST_ADDRESS}:18088:80", "default", "python3", "-m", "http.server",
+             "80")  # fmt: skip
+    wait_listening(netd, "web", 80)
+    assert netd.ctl("port", "web").stdout.splitlines() == [
+        "80/tcp -> 127.0.0.1:18087",
+        f"80/tcp -> {HOST_ADDRESS}:18088",
+    ]
+    assert fetch(ns, "tcp", "127.0.0.1", 18087) == "200"
+    assert fetch(ns, "tcp", HOST_ADDRESS, 18088) == "200"
+    assert inside(ns, "python3", "-c", CLIENT, "tcp", HOST_ADDRESS, "18087", check=False).returncode
+    rules = nft_rules(ns)
+    assert "10.45.0.0/24" not in rules.partition("chain postrouting")[2].partition("}")[0]
+    for opt, words in (
+        (f"{binding}=nowhere", f"invalid {binding} 'nowhere': use an IPv4 address"),
+        (f"{masquerade}=maybe", f"invalid {masquerade} 'maybe': use true or false"),
+    ):
+        r = netd.ctl("network", "create", "-o", opt, "other", check=False)
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    netd.ctl("rm", "-f", "web")
+    netd.ctl("network", "rm", "local")
+
+
+@pytest.mark.root
 def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
     """``boxd --mtu``, ``--bip`` and ``--default-address-pool`` (daemon.json's ``mtu``,
     ``bip``, ``default-address-pools``), as Docker's: the default bridge's and its
