@@ -1623,6 +1623,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/build/prune?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", "/networks?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("POST", "/networks/create", b"{}", 400, "Name"),
+    ("POST", "/networks/create", b'{"Name":"s","Scope":"swarm"}', 403, "swarm is not active"),
+    ("POST", "/networks/create", b'{"Name":"g","Scope":"global"}', 400, "scope 'global' is not"),
     ("POST", "/networks/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/networks/nope", None, 404, "No such network: nope"),
     ("DELETE", "/networks/nope", None, 404, "No such network: nope"),

@@ -43,6 +43,11 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     driver = body.text("Driver")
     if driver not in ("", "bridge"):
         raise ApiError(400, f"network driver {driver!r} is not supported (bridge only)")
+    scope = body.text("Scope")
+    if scope == "swarm":  # moby's words: boxd is never part of a swarm
+        raise ApiError(403, "cannot create a swarm scoped network when swarm is not active")
+    if scope not in ("", "local"):
+        raise ApiError(400, f"network scope {scope!r} is not supported by boxd (local only)")
     for key in ("EnableIPv6", "Ingress", "ConfigOnly"):
         if body.flag(key):
             raise ApiError(400, f"{key} networks are not supported by boxd")
