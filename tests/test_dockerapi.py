@@ -1627,6 +1627,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/networks/create", b'{"Name":"g","Scope":"global"}', 400, "scope 'global' is not"),
     ("POST", "/networks/prune?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("GET", "/networks/nope", None, 404, "No such network: nope"),
+    ("GET", "/networks/bridge?scope=swarm", None, 404, "No such network: bridge"),
     ("DELETE", "/networks/nope", None, 404, "No such network: nope"),
     ("DELETE", "/networks/bridge", None, 403, "bridge is a pre-defined network and cannot be"),
     ("DELETE", "/networks/none", None, 403, "none is a pre-defined network and cannot be"),

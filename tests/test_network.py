@@ -912,6 +912,10 @@ def test_network_names_as_moby_takes_them(netd: Daemon) -> None:
         assert out.decode().strip() == web["IPAddress"] != ""
         assert [n.name for n in client.networks.list(names=["my net"])] == [spaced.name]
         assert client.networks.get("a/b").name == "a/b"
+        # docker-py's own test of a name with a space, and of a scope asked for.
+        assert client.api.inspect_network("my net", scope="local")["Name"] == "my net"
+        with pytest.raises(docker.errors.NotFound):
+            client.api.inspect_network("my net", scope="swarm")
         client.networks.get("a/b").remove()
         for bad, status, message in [
             ("  ", 400, "invalid network name '  ': the name is empty"),

@@ -31,6 +31,8 @@ async def networks(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    if req.arg("scope") not in (None, "", "local"):  # every network of boxd's is local
+        raise ApiError(404, f"No such network: {ref}")
     answer = await _verb(api, NetworkInspectRequest(networks=(ref,)))
     await conn.respond_json(200, _shapes.network(answer.networks[0]))
 
