@@ -74,13 +74,16 @@ class PortBinding:
 @attrs.frozen
 class NetworkJoin:
     """A network a container is on (``--network``, or ``network connect``): the names it
-    has there beyond its own, and the address it asked for ("" lets the network pick), and
-    the MAC address ("": one made from its address)."""
+    has there beyond its own, and the address it asked for ("" lets the network pick), the
+    MAC address ("": one made from its address) and the endpoint's driver options."""
 
     network: str
     aliases: tuple[str, ...] = ()
     ip: str = ""
     mac: str = ""
+    # The endpoint's driver options ("KEY=VALUE", the Engine API's DriverOpts): kept and
+    # shown, as Docker's bridge driver keeps those it has no use for.
+    driver_opts: tuple[str, ...] = ()
 
 
 @attrs.frozen

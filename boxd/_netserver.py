@@ -59,6 +59,7 @@ class NetworkConnectRequest:
     aliases: tuple[str, ...] = ()
     ip: str = ""
     mac: str = ""
+    driver_opts: tuple[str, ...] = ()  # the endpoint's, "KEY=VALUE"
 
 
 @attrs.frozen
@@ -283,7 +284,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
             return await sup.networks.connect(
-                c, attachment, req.network, req.aliases, req.ip, req.mac
+                c, attachment, req.network, req.aliases, req.ip, req.mac, req.driver_opts
             )
 
         await sup.change_networks(req.container, change)

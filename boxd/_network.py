@@ -876,6 +876,7 @@ class Networks:
         aliases: tuple[str, ...] = (),
         ip: str = "",
         mac: str = "",
+        driver_opts: tuple[str, ...] = (),
     ) -> ContainerConfig:
         """``network connect``: the container's configuration with network ``ref`` added
         (its address reserved now); ``attachment``, the running container's, gets the new
@@ -902,7 +903,7 @@ class Networks:
             )
         if not net.dns and (ip or aliases):
             raise _default_refuses(ip)
-        join = NetworkJoin(net.name, aliases, ip, mac)
+        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
             await self._allocate(net, container.id, ip)

@@ -1190,8 +1190,9 @@ def test_mac_addresses(netd: Daemon) -> None:
         r = netd.ctl("exec", "m", "cat", *(f"/sys/class/net/eth{i}/address" for i in (0, 1)))
         assert r.stdout == "02:42:ac:11:00:09\n02:00:00:00:00:42\n"
         # What an endpoint would have to drop is refused by name.
+        ifname = "com.docker.network.endpoint.ifname"  # Docker's bridge applies it
         endpoints: list[tuple[dict[str, Any], str]] = [
-            ({"driver_opt": {"k": "v"}}, "EndpointConfig.DriverOpts is not supported"),
+            ({"driver_opt": {ifname: "x0"}}, f"DriverOpts '{ifname}' is not supported"),
             ({"link_local_ips": ["169.254.1.1"]}, "IPAMConfig.LinkLocalIPs is not supported"),
             ({"ipv6_address": "fd00::2"}, "IPAMConfig.IPv6Address is not supported"),
         ]
@@ -1199,6 +1200,20 @@ def test_mac_addresses(netd: Daemon) -> None:
             with pytest.raises(docker.errors.APIError) as refused:
                 client.connect_container_to_network(c, "macs", **endpoint)
             assert refused.value.status_code == 400 and words in str(refused.value)
+        # Other driver options are kept and shown, as Docker's (docker-py's own test).
+        opts = client.create_container(
+            "default", ["sleep", "300"], name="opts",
+            networking_config=client.create_networking_config({
+                "bridge": client.create_endpoint_config(driver_opt={"com.docker-py.x": "on"}),
+            }),
+            host_config=client.create_host_config(network_mode="bridge"),
+        )  # fmt: skip
+        client.start(opts)
+        client.connect_container_to_network(opts, "macs", driver_opt={"k": "v"})
+        shown = client.inspect_container(opts)["NetworkSettings"]["Networks"]
+        assert shown["bridge"]["DriverOpts"] == {"com.docker-py.x": "on"}
+        assert shown["macs"]["DriverOpts"] == {"k": "v"}
+        client.remove_container(opts, force=True)
         for bad in ("02:42:ac:11:00", "01:00:5e:00:00:01"):  # short; multicast
             with pytest.raises(docker.errors.APIError) as refused:
                 client.create_container("default", ["true"], mac_address=bad)
