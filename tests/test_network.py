@@ -662,8 +662,9 @@ def test_internal_network(netd: Daemon) -> None:
         assert inner.attrs["Internal"] is True
     finally:
         client.close()
+    netd.ctl("network", "create", "--internal", "inner2")  # boxctl's flag
     ls = netd.ctl("network", "ls", "-f", "name=inner", "--format", "{{.Name}} {{.Internal}}")
-    assert ls.stdout == "inner true\n"
+    assert ls.stdout == "inner true\ninner2 true\n"
     netd.ctl("run", "-d", "--name", "db", "--network", "inner", "default", "python3", "-m",
              "http.server", "80")  # fmt: skip
     wait_listening(netd, "db", 80)
