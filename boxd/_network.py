@@ -445,6 +445,21 @@ class Networks:
             if join.network == DEFAULT_NETWORK and (join.ip or join.aliases):
                 raise _default_refuses(join.ip)
 
+    def by_name(self, config: ContainerConfig) -> ContainerConfig:
+        """``config`` with each user network it names by id (or a prefix of one) named
+        by its name, as Docker keys a container's networks: what looks for the network's
+        containers by its name (``network rm``'s check, ``ps --filter network=``, its DNS
+        after a rename) finds them all (checked by :meth:`check` first)."""
+
+        def name(ref: str) -> str:
+            return ref if ref in BUILTIN or ref.startswith("container:") else self.get(ref).name
+
+        changed = attrs.evolve(config, network=name(config.network))
+        if config.networks is not None:
+            joins = [attrs.evolve(j, network=name(j.network)) for j in config.networks]
+            changed = attrs.evolve(changed, networks=tuple(joins))
+        return config if changed == config else changed
+
     def list(self) -> list[Network]:
         return sorted(self._nets.values(), key=lambda n: n.created_at)
 

@@ -568,7 +568,7 @@ class Supervisor:
         _check_volume_sources(config)
         _devicemap.check_hosts(config.devices)
         self.networks.check(config)
-        config = self._peer_by_id(config)
+        config = self._peer_by_id(self.networks.by_name(config))
         self._check_links(config)
         config = self._with_volumes(config)
         container = Container(
