@@ -1,9 +1,10 @@
 """The name server boxd serves on each user network, at the network's gateway address.
 
 A query for a container the asking container can reach (its name, its aliases, its short
-id, its hostname on a network both are on; with or without a trailing dot) gets an A
-record, one for each container of that name (the replicas of a compose service share its
-alias), in a random order as Docker's embedded server shuffles them; any other query is
+id, its hostname on a network both are on, or NAME.NETWORK; with or without a trailing dot)
+gets an A record, one for each container of that name (the replicas of a compose service
+share its alias), in a random order as Docker's embedded server shuffles them; a reverse
+(PTR) query for such a container's address gets NAME.NETWORK, as Docker's; any other query is
 forwarded as it came to the asking container's upstream resolvers (its ``--dns`` servers,
 else the host's) and their answer relayed back (SERVFAIL if none answers).  UDP and TCP
 (two-byte length prefix, several queries per connection, as Docker's embedded server
@@ -14,11 +15,13 @@ the first query (a daemon whose containers ask no name of it does not hold it).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import random
 import socket
 import struct
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import trio
 
@@ -29,15 +32,34 @@ FORWARD_TIMEOUT = 2.0
 TCP_IDLE = 10.0  # seconds a TCP client may keep a connection without a query
 SIZE = 4096
 
-# (name, the asking address) -> the addresses of that name, none when it is not ours.
-Lookup = Callable[[str, str], Sequence[str]]
-# The asking address -> the resolvers its other queries go to.
-Upstreams = Callable[[str], Sequence[str]]
+
+class Names(NamedTuple):
+    """What a network's name server answers, each asked with the asking address."""
+
+    # (name, asker) -> the addresses of that name, none when it is not ours.
+    lookup: Callable[[str, str], Sequence[str]]
+    # (address, asker) -> the name a reverse query gets, "" when it is not ours.
+    reverse: Callable[[str, str], str]
+    # asker -> the resolvers its other queries go to.
+    upstreams: Callable[[str], Sequence[str]]
 
 
-def answer(query: bytes, lookup: Callable[[str], Sequence[str]]) -> bytes | None:
-    """Our own answer to ``query``, or None when it is not about one of our names."""
-    from dnslib import QTYPE, RR, A, DNSRecord
+def _reversed(name: str) -> str:
+    """The address a reverse query's name stands for (``4.3.2.1.in-addr.arpa``: 1.2.3.4),
+    "" for any other name."""
+    labels = name.lower().split(".")
+    if len(labels) != 6 or labels[4:] != ["in-addr", "arpa"]:
+        return ""
+    try:
+        return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
+    except ValueError:
+        return ""
+
+
+def answer(query: bytes, names: Names, client: str) -> bytes | None:
+    """Our own answer to ``query`` from ``client``, or None when it is not about one of
+    our names."""
+    from dnslib import PTR, QTYPE, RR, A, DNSRecord
 
     try:
         request = DNSRecord.parse(query)
@@ -47,7 +69,15 @@ def answer(query: bytes, lookup: Callable[[str], Sequence[str]]) -> bytes | None
         return None
     question = request.questions[0]
     name = str(question.qname).rstrip(".")
-    addresses = list(lookup(name))
+    if question.qtype == QTYPE.PTR:
+        address = _reversed(name)
+        target = names.reverse(address, client) if address else ""
+        if not target:
+            return None
+        reply = request.reply()
+        reply.add_answer(RR(question.qname, QTYPE.PTR, rdata=PTR(target + "."), ttl=TTL))
+        return bytes(reply.pack())
+    addresses = list(names.lookup(name, client))
     if not addresses:
         return None
     reply = request.reply()
@@ -100,19 +130,16 @@ async def _forward(query: bytes, upstreams: Sequence[str], *, tcp: bool) -> byte
     return _failure(query)
 
 
-async def _respond(
-    query: bytes, client: str, lookup: Lookup, upstreams: Upstreams, *, tcp: bool
-) -> bytes | None:
-    data = answer(query, lambda name: lookup(name, client))
+async def _respond(query: bytes, client: str, names: Names, *, tcp: bool) -> bytes | None:
+    data = answer(query, names, client)
     if data is None:
-        data = await _forward(query, upstreams(client), tcp=tcp)
+        data = await _forward(query, names.upstreams(client), tcp=tcp)
     return data
 
 
 async def serve(
     address: str,
-    lookup: Lookup,
-    upstreams: Upstreams,
+    names: Names,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -125,31 +152,27 @@ async def serve(
         await tcp.bind((address, 53))
         tcp.listen(64)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve_tcp, trio.SocketListener(tcp), lookup, upstreams)
+            nursery.start_soon(_serve_tcp, trio.SocketListener(tcp), names)
             task_status.started()
             while True:
                 query, client = await udp.recvfrom(SIZE)
-                nursery.start_soon(_reply_udp, udp, query, client, lookup, upstreams)
+                nursery.start_soon(_reply_udp, udp, query, client, names)
 
 
 async def _reply_udp(
-    sock: trio.socket.SocketType,
-    query: bytes,
-    client: tuple[str, int],
-    lookup: Lookup,
-    upstreams: Upstreams,
+    sock: trio.socket.SocketType, query: bytes, client: tuple[str, int], names: Names
 ) -> None:
-    data = await _respond(query, client[0], lookup, upstreams, tcp=False)
+    data = await _respond(query, client[0], names, tcp=False)
     if data is not None:
         with contextlib.suppress(OSError):
             await sock.sendto(data, client)
 
 
-async def _serve_tcp(listener: trio.SocketListener, lookup: Lookup, upstreams: Upstreams) -> None:
+async def _serve_tcp(listener: trio.SocketListener, names: Names) -> None:
     async with listener, trio.open_nursery() as nursery:
         while True:
             stream = await listener.accept()
-            nursery.start_soon(_reply_tcp, stream, lookup, upstreams)
+            nursery.start_soon(_reply_tcp, stream, names)
 
 
 async def _read_exactly(stream: trio.SocketStream, count: int) -> bytes | None:
@@ -171,7 +194,7 @@ async def _read_message(stream: trio.SocketStream) -> bytes | None:
     return await _read_exactly(stream, length)
 
 
-async def _reply_tcp(stream: trio.SocketStream, lookup: Lookup, upstreams: Upstreams) -> None:
+async def _reply_tcp(stream: trio.SocketStream, names: Names) -> None:
     client = stream.socket.getpeername()[0]
     async with stream:
         with contextlib.suppress(OSError, trio.BrokenResourceError):
@@ -181,7 +204,7 @@ async def _reply_tcp(stream: trio.SocketStream, lookup: Lookup, upstreams: Upstr
                     query = await _read_message(stream)
                 if query is None:
                     return
-                data = await _respond(query, client, lookup, upstreams, tcp=True)
+                data = await _respond(query, client, names, tcp=True)
                 if data is None:
                     return
                 await stream.send_all(struct.pack("!H", len(data)) + data)

@@ -42,15 +42,15 @@ def parse(link: str) -> tuple[str, str]:
 
 
 def exposed(child: Container) -> list[tuple[int, str]]:
-    """The ports ``child`` exposes, as (number, protocol), sorted as Docker sorts them
-    (by number, tcp before udp)."""
+    """The ports ``child`` exposes, as (number, protocol), sorted as Docker (28) sorts
+    them: the tcp ones first, each protocol's by number."""
     config = child.config
     keys = {*config.exposed_ports, *config.expose, *(p.key for p in config.ports)}
     ports = set()
     for key in keys:
         number, _, proto = key.partition("/")
         ports.add((int(number), proto or "tcp"))
-    return sorted(ports, key=lambda p: (p[0], p[1] != "tcp", p[1]))
+    return sorted(ports, key=lambda p: (p[1] != "tcp", p[1], p[0]))
 
 
 def hosts_line(address: str, alias: str, child: Container) -> str:
@@ -75,8 +75,8 @@ def variables(parent: str, alias: str, address: str, child: Container) -> list[s
         key = f"{prefix}_PORT_{first}_{proto.upper()}"
         env += [
             f"{key}_START={proto}://{address}:{first}",
-            f"{key}_ADDR={address}",
             f"{key}_PORT_START={first}",
+            f"{key}_END={proto}://{address}:{last}",
             f"{key}_PORT_END={last}",
         ]
     for number, proto in ports:

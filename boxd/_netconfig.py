@@ -17,7 +17,8 @@ PROTOCOLS = ("tcp", "udp")
 BUILTIN = ("bridge", "host", "none")
 # Podman's user-mode networks: refused by name (see check_network).
 UNPRIVILEGED = ("slirp", "slirp4netns", "pasta")
-NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}\Z")
+# What Docker keeps for its own networks (``default`` is ``bridge`` by another name).
+PREDEFINED = (*BUILTIN, "default")
 LABEL_RE = re.compile(r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\Z")
 
 
@@ -73,13 +74,16 @@ class PortBinding:
 @attrs.frozen
 class NetworkJoin:
     """A network a container is on (``--network``, or ``network connect``): the names it
-    has there beyond its own, and the address it asked for ("" lets the network pick), and
-    the MAC address ("": one made from its address)."""
+    has there beyond its own, and the address it asked for ("" lets the network pick), the
+    MAC address ("": one made from its address) and the endpoint's driver options."""
 
     network: str
     aliases: tuple[str, ...] = ()
     ip: str = ""
     mac: str = ""
+    # The endpoint's driver options ("KEY=VALUE", the Engine API's DriverOpts): kept and
+    # shown, as Docker's bridge driver keeps those it has no use for.
+    driver_opts: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -102,8 +106,11 @@ class NetworkSettings:
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[PortBinding, ...] = ()
     # ``container:NAME``: the id of the container whose network namespace it joined (NAME
-    # may name another one by the time a next daemon adopts it: see Networks.recover).
+    # may name another one by the time a next daemon adopts it: see Networks.recover),
+    # and that container's host and domain names, which it takes as Docker's does.
     peer: str = ""
+    hostname: str = ""
+    domainname: str = ""
 
 
 @attrs.frozen
@@ -118,6 +125,9 @@ class EtcNetwork:
     # The host's address as the container reaches it (--add-host NAME:host-gateway): its
     # first network's gateway, 127.0.0.1 on the host's network, "" with none.
     host_gateway: str = ""
+    # --network host without --add-host: the host's /etc/hosts, which it gets a copy of as
+    # with Docker (None: one of its own).
+    hosts: str | None = None
 
 
 def _check_port(value: int, what: str, *, zero: bool) -> None:
@@ -199,7 +209,7 @@ def check_network(mode: str) -> str:
         if not mode[len("container:") :]:
             raise ValueError(f"invalid network {mode!r}: container: needs a container name")
         return mode
-    if not NETWORK_NAME_RE.match(mode):
+    if not mode.strip():
         raise ValueError(
             f"invalid network {mode!r}: use bridge, host, none, container:NAME or a network's name"
         )
@@ -207,10 +217,13 @@ def check_network(mode: str) -> str:
 
 
 def check_network_name(name: str) -> str:
-    if not NETWORK_NAME_RE.match(name):
-        raise ValueError(f"invalid network name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-    if name in BUILTIN or name in UNPRIVILEGED:
-        raise ValueError(f"network name {name!r} is reserved for a built-in network")
+    """A user network's name: any text that is not blank, as moby takes (a space, a '/' or
+    a long name too: boxd names no file nor interface after it), but a NUL byte, which no
+    container's configuration may hold (see boxd._records.check_types)."""
+    if not name.strip():
+        raise ValueError(f"invalid network name {name!r}: the name is empty")
+    if "\0" in name:
+        raise ValueError(f"invalid network name {name!r}: contains a NUL byte")
     return name
 
 
@@ -259,16 +272,22 @@ def resolv_conf(
     *,
     dns_search: tuple[str, ...] = (),
     dns_options: tuple[str, ...] = (),
+    embedded: bool = False,
 ) -> str:
     """A resolv.conf: ``servers``, then the host's ``search``/``options`` lines
     (``rest``), each replaced by ``--dns-search`` / ``--dns-option`` when given (Docker's
-    rule; ``--dns-search .`` means no search domains)."""
+    rule; ``--dns-search .`` means no search domains).  ``embedded``: ``servers`` is a
+    user network's name server, asked with ``ndots:0`` unless an ndots option is given, as
+    Docker's embedded DNS is (a name without dots is asked as it is before the search
+    domains are tried: ``db`` never becomes ``db.corp.example`` of the host's search)."""
     lines = [f"nameserver {s}" for s in servers]
     search = [line for line in rest if line.split()[0] in ("search", "domain")]
-    options = [line for line in rest if line.split()[0] == "options"]
+    options = [word for line in rest if line.split()[0] == "options" for word in line.split()[1:]]
     if dns_search:
         domains = [d for d in dns_search if d != "."]
         search = [f"search {' '.join(domains)}"] if domains else []
     if dns_options:
-        options = [f"options {' '.join(dns_options)}"]
-    return "\n".join(lines + search + options) + "\n"
+        options = list(dns_options)
+    if embedded and not any(word.startswith("ndots:") for word in options):
+        options.append("ndots:0")
+    return "\n".join(lines + search + ([f"options {' '.join(options)}"] if options else [])) + "\n"

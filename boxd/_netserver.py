@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from . import _prune
+from ._listing import docker_match
+from ._netconfig import BUILTIN
 from ._network import DEFAULT_NETWORK, builtin_network_id, joined
 
 if TYPE_CHECKING:
@@ -25,11 +27,13 @@ class NetworkCreateRequest:
     gateway: str = ""
     ip_range: str = ""
     options: dict[str, str] = attrs.Factory(dict)  # Docker's driver options (-o)
+    internal: bool = False  # Docker's --internal
 
 
 @attrs.frozen
 class NetworkListRequest:
-    pass
+    # Docker's network list filters (see list_filter): {"key": ("value", ...)}
+    filters: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -55,6 +59,7 @@ class NetworkConnectRequest:
     aliases: tuple[str, ...] = ()
     ip: str = ""
     mac: str = ""
+    driver_opts: tuple[str, ...] = ()  # the endpoint's, "KEY=VALUE"
 
 
 @attrs.frozen
@@ -89,6 +94,7 @@ class NetworkInfo:
     labels: dict[str, str] = attrs.Factory(dict)
     ip_range: str = ""
     options: dict[str, str] = attrs.Factory(dict)
+    internal: bool = False
 
 
 @attrs.frozen
@@ -152,6 +158,7 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         labels=dict(net.labels),
         ip_range=net.ip_range,
         options=dict(net.options),
+        internal=net.internal,
     )
 
 
@@ -180,6 +187,48 @@ def _builtin(sup: Supervisor, name: str) -> NetworkInfo:
     )
 
 
+LIST_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
+DANGLING = {"1": True, "true": True, "0": False, "false": False}
+
+
+def list_filter(filters: Mapping[str, tuple[str, ...]]) -> Callable[[NetworkInfo], bool]:
+    """Docker's ``network ls`` filters (moby's daemon/network/filter.go): ``name`` and
+    ``id`` (the text, or a regular expression found in it), ``driver`` and ``scope``
+    (equal), ``type`` (builtin or custom), ``dangling`` (true: the user networks no
+    container is on; false: the others), each matching if one of its values does, and
+    ``label`` (KEY or KEY=VALUE), every one.  A bad key or value is refused (ValueError)
+    in Docker's words."""
+    for key in filters:
+        if key not in LIST_FILTERS:
+            raise ValueError(f"invalid filter '{key}'")
+    for kind in filters.get("type", ()):
+        if kind not in ("builtin", "custom"):
+            raise ValueError(f"invalid filter: 'type'='{kind}'")
+    dangling = filters.get("dangling", ())
+    if len(dangling) > 1:
+        raise ValueError('got more than one value for filter key "dangling"')
+    if dangling and dangling[0] not in DANGLING:
+        raise ValueError(
+            'invalid value for filter \'dangling\', must be "true" (or "1"), or "false" (or "0")'
+        )
+
+    def selects(info: NetworkInfo) -> bool:
+        builtin = info.name in BUILTIN
+        tests: dict[str, Callable[[str], bool]] = {
+            "name": lambda v: docker_match(v, info.name),
+            "id": lambda v: docker_match(v, info.id),
+            "driver": lambda v: v == info.driver,
+            "scope": lambda v: v == "local",
+            "type": lambda v: v == ("builtin" if builtin else "custom"),
+            "dangling": lambda v: DANGLING[v] == (not builtin and not info.containers),
+        }
+        if not all(_prune.has_label(info.labels, want) for want in filters.get("label", ())):
+            return False
+        return all(any(map(tests[k], vs)) for k, vs in filters.items() if vs and k != "label")
+
+    return selects
+
+
 def _find(sup: Supervisor, ref: str) -> NetworkInfo:
     """The network ``ref`` names (a name, an id or a unique prefix of one), a built-in
     one too."""
@@ -194,17 +243,24 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
 
     async def create(conn: Conn, req: NetworkCreateRequest) -> None:
         net = await sup.networks.create(
-            req.name, req.subnet, req.labels, req.gateway, req.ip_range, req.options
+            req.name,
+            req.subnet,
+            req.labels,
+            req.gateway,
+            req.ip_range,
+            req.options,
+            internal=req.internal,
         )
         sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))
 
-    async def list_(conn: Conn, _: NetworkListRequest) -> None:
+    async def list_(conn: Conn, req: NetworkListRequest) -> None:
+        selects = list_filter(req.filters)
         found = [_info(sup, n) for n in sup.networks.list()]
         found += [_builtin(sup, name) for name in ("host", "none")]
         # By their making, as the networks' own order: the built-in ones with the bridge.
         found.sort(key=lambda n: n.created_at)
-        await conn.send(NetworkListResponse(tuple(found)))
+        await conn.send(NetworkListResponse(tuple(filter(selects, found))))
 
     async def inspect(conn: Conn, req: NetworkInspectRequest) -> None:
         found = tuple([_find(sup, ref) for ref in req.networks])
@@ -228,7 +284,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
             return await sup.networks.connect(
-                c, attachment, req.network, req.aliases, req.ip, req.mac
+                c, attachment, req.network, req.aliases, req.ip, req.mac, req.driver_opts
             )
 
         await sup.change_networks(req.container, change)

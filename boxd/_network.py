@@ -1,7 +1,8 @@
 """Container networks: the default ``bridge``, user networks, addresses, published ports.
 
     Networks (one per supervisor)
-      ├── <root>/networks/<name>.json   each network and its address allocations (atomic)
+      ├── <root>/networks/<id>.json   each network and its address allocations (atomic;
+      │   by id: a name may hold any character, a '/' too)
       ├── bridges (netlink), brought up on first use, removed when the daemon stops
       ├── boxd's own nftables table (masquerade, published ports, isolation), rebuilt
       │   whole on every change
@@ -38,11 +39,13 @@ from typing import Any
 import attrs
 import trio
 
-from . import _dns, _links, _netlink, _nft, _proxy
+from . import _dns, _links, _netlink, _nft, _nsmodes, _proxy
 from ._convert import ConversionError, structure, unstructure
 from ._native import LinkConfig, Namespace
 from ._netconfig import (
     BUILTIN,
+    PREDEFINED,
+    UNPRIVILEGED,
     Endpoint,
     EtcNetwork,
     NetworkJoin,
@@ -134,6 +137,10 @@ class Network:
     ip_range: str = ""  # where addresses are picked from ("": the whole subnet)
     # Docker's driver options it was made with (see NETWORK_OPTIONS), shown by inspect.
     options: dict[str, str] = attrs.Factory(dict)
+    # Docker's --internal: no way out nor in (nothing routed through its bridge to or from
+    # elsewhere, no masquerade, no default route through it, no published ports, and no
+    # name forwarded upstream for a container on no other network).
+    internal: bool = False
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -144,22 +151,45 @@ class Network:
         """Its bridge's and veths' MTU (0: the kernel's, 1500)."""
         return int(self.options.get(MTU_OPTION, 0))
 
+    @property
+    def binding_ip(self) -> str:
+        """Where its containers' ports are published without an address of their own
+        ("": every address of the host)."""
+        address = self.options.get(BINDING_IP_OPTION, "")
+        return "" if address == "0.0.0.0" else address
+
+    @property
+    def masquerade(self) -> bool:
+        """Whether what its containers send out is hidden behind the host's address."""
+        return GO_BOOLS.get(self.options.get(MASQUERADE_OPTION, "true"), True)
+
 
 MTU_OPTION = "com.docker.network.driver.mtu"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+BINDING_IP_OPTION = "com.docker.network.bridge.host_binding_ipv4"
+MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
 # The bridge driver's options boxd applies (``network create -o``); Docker's others are
 # refused by name.
-NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION)
+NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION, BINDING_IP_OPTION, MASQUERADE_OPTION)
+# What Docker takes for a boolean option (Go's strconv.ParseBool).
+GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
+    ("0", "f", "F", "FALSE", "false", "False"), False
+)
 
 
 def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None:
     """``-o`` of ``network create``: an MTU (:data:`MTU_RANGE`), a bridge name that is a free
-    interface name (``taken``: the bridges of boxd's networks)."""
+    interface name (``taken``: the bridges of boxd's networks), an IPv4 address to publish
+    ports on, whether to masquerade (a boolean as Docker takes it)."""
     for key, value in options.items():
         if key not in NETWORK_OPTIONS:
             raise NetworkError(f"network option {key!r} is not supported by boxd")
         if key == MTU_OPTION and parse_mtu(value) is None:
             raise NetworkError(f"invalid {key} {value!r}: use an MTU of {MTU_RANGE}")
+        if key == BINDING_IP_OPTION:
+            check_ipv4(value, key)
+        if key == MASQUERADE_OPTION and value not in GO_BOOLS:
+            raise NetworkError(f"invalid {key} {value!r}: use true or false")
         if key == BRIDGE_NAME_OPTION:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) or value in (".", ".."):
                 raise NetworkError(
@@ -216,16 +246,20 @@ class BridgeOptions:
             yield from ipaddress.IPv4Network(base).subnets(new_prefix=size)
 
 
+def _host_file(path: str) -> str | None:
+    """A file of the host's (None if it cannot be read)."""
+    try:
+        with open(path) as f:  # not pathlib at each start: it interns the path's parts
+            return f.read()
+    except OSError:
+        return None
+
+
 def host_resolv(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str]]:
     """The host's nameservers and its other resolv.conf lines (search, options)."""
     servers: list[str] = []
     rest: list[str] = []
-    try:
-        with open(path) as f:  # not pathlib at each start: it interns the path's parts
-            lines = f.read().splitlines()
-    except OSError:
-        return servers, rest
-    for line in lines:
+    for line in (_host_file(path) or "").splitlines():
         words = line.split()
         if not words or words[0].startswith(("#", ";")):
             continue
@@ -270,8 +304,8 @@ def default_bridge(root: Path) -> str:
 
 
 def joined(config: ContainerConfig) -> tuple[NetworkJoin, ...]:
-    """The networks a container is on, in order (the first holds its published ports and
-    its default route): ``--network`` (a network's name or ``bridge``) with
+    """The networks a container is on, in order (the first that is not internal holds its
+    published ports and its default route): ``--network`` (a network's name or ``bridge``) with
     ``--network-alias``, as ``network connect``/``disconnect`` left them."""
     if config.networks is not None:
         return config.networks
@@ -281,9 +315,9 @@ def joined(config: ContainerConfig) -> tuple[NetworkJoin, ...]:
 
 
 def dns_names(c: Container, join: NetworkJoin) -> tuple[str, ...]:
-    """The names a container answers to on a user network: its host name, its name, its
-    short id and its aliases there."""
-    names = (c.config.hostname or c.short_id, c.name, c.short_id, *join.aliases)
+    """The names a container answers to on a user network: its name (first: what a reverse
+    query gets), its host name, its short id and its aliases there."""
+    names = (c.name, c.config.hostname or c.short_id, c.short_id, *join.aliases)
     return tuple(dict.fromkeys(names))
 
 
@@ -352,7 +386,7 @@ class Networks:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps(unstructure(net), indent=1).encode()
         try:
-            atomic_write(self.dir / f"{net.name}.json", data, durable=durable)
+            atomic_write(self._path(net), data, durable=durable)
         except OSError as exc:
             if durable:
                 raise
@@ -361,26 +395,70 @@ class Networks:
             log.warning("network %s: its record not written: %s", net.name, exc)
 
     def _load(self) -> None:
+        """The records, each at its id's path (an older boxd named them by the network's
+        name: moved).  Two of one name, left by a daemon that ended while replacing one
+        (the default network's, or one being moved), keep the newer."""
         if not self.dir.is_dir():
             return
+        found: dict[str, tuple[Network, Path]] = {}
         for path in sorted(self.dir.glob("*.json")):
             try:
                 net = structure(json.loads(path.read_bytes()), Network)
             except (OSError, ValueError, ConversionError) as exc:
                 log.error("network record %s cannot be read (%s); ignored", path, exc)
                 continue
+            if net.name in found:
+                older, newer = sorted(
+                    (found[net.name], (net, path)),
+                    key=lambda kept: (kept[0].created_at, kept[1] == self._path(kept[0])),
+                )
+                older[1].unlink()
+                net, path = newer
+            found[net.name] = (net, path)
+        for net, path in found.values():
             self._nets[net.name] = net
+            if path != self._path(net):
+                self._save(net)
+                path.unlink()
+
+    def _path(self, net: Network) -> Path:
+        return self.dir / f"{net.id}.json"
 
     def check(self, config: ContainerConfig) -> None:
         """Refuse a container's ``--network`` that names no network (at create; the
         container of ``container:NAME`` must exist when it starts), and, as Docker does,
-        an address or an alias asked for on the default network, which has neither."""
+        an address or an alias asked for on the default network, which has neither, and
+        a ``container:NAME`` member's own hostname, hosts entries or exposed ports."""
         mode = config.network
         if mode not in BUILTIN and not mode.startswith("container:"):
             self.get(mode)
+        if mode.startswith("container:"):
+            # What is the other container's (runconfig's validateNetContainerMode).
+            for given, words in (
+                (config.hostname, "hostname and the network mode"),
+                (config.extra_hosts, "custom host-to-IP mapping and the network mode"),
+                (config.expose, "port exposing and the container type network mode"),
+            ):
+                if given:
+                    raise NetworkError(f"conflicting options: {words}")
         for join in joined(config):
             if join.network == DEFAULT_NETWORK and (join.ip or join.aliases):
                 raise _default_refuses(join.ip)
+
+    def by_name(self, config: ContainerConfig) -> ContainerConfig:
+        """``config`` with each user network it names by id (or a prefix of one) named
+        by its name, as Docker keys a container's networks: what looks for the network's
+        containers by its name (``network rm``'s check, ``ps --filter network=``, its DNS
+        after a rename) finds them all (checked by :meth:`check` first)."""
+
+        def name(ref: str) -> str:
+            return ref if ref in BUILTIN or ref.startswith("container:") else self.get(ref).name
+
+        changed = attrs.evolve(config, network=name(config.network))
+        if config.networks is not None:
+            joins = [attrs.evolve(j, network=name(j.network)) for j in config.networks]
+            changed = attrs.evolve(changed, networks=tuple(joins))
+        return config if changed == config else changed
 
     def list(self) -> list[Network]:
         return sorted(self._nets.values(), key=lambda n: n.created_at)
@@ -459,8 +537,12 @@ class Networks:
                 dns=False,
                 allocations={},
             )
+            old = self._nets.get(DEFAULT_NETWORK)
             self._nets[net.name] = net
             self._save(net)
+            if old is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self._path(old).unlink()
         options = {MTU_OPTION: str(self.options.mtu)} if self.options.mtu else {}
         if net.options != options:  # the daemon's --mtu changed: the next bring-up sets it
             net.options = options
@@ -475,12 +557,16 @@ class Networks:
         gateway: str = "",
         ip_range: str = "",
         options: dict[str, str] | None = None,
+        *,
+        internal: bool = False,
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
         for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
-        driver options (NETWORK_OPTIONS)."""
+        driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`."""
         check_network_name(name)
+        if name in PREDEFINED or name in UNPRIVILEGED:
+            raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
         labels = dict(labels or {})
         if "" in labels:
             raise NetworkError(f"invalid label '={labels['']}': a label needs a key")
@@ -490,7 +576,7 @@ class Networks:
         options = dict(options or {})
         async with self._lock:
             if name in self._nets:
-                raise NetworkConflict(f"network {name} already exists")
+                raise NetworkConflict(f"network with name {name} already exists")
             check_network_options(options, (n.bridge for n in self._nets.values()))
             chosen = await self._subnet(subnet)
             net_id = secrets.token_hex(32)
@@ -499,6 +585,7 @@ class Networks:
                 id=net_id,
                 bridge=options.get(BRIDGE_NAME_OPTION) or f"br-{net_id[:12]}",
                 options=options,
+                internal=internal,
                 subnet=str(chosen),
                 gateway=_gateway(gateway, chosen) if gateway else str(chosen.network_address + 1),
                 ip_range=_ip_range(ip_range, chosen) if ip_range else "",
@@ -527,7 +614,7 @@ class Networks:
             await self._bring_down(net)
             del self._nets[net.name]
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.dir / f"{net.name}.json")
+                self._path(net).unlink()
             await self._apply()
         return net
 
@@ -558,8 +645,11 @@ class Networks:
                 await nursery.start(
                     _dns.serve,
                     net.gateway,
-                    lambda name, client: self._lookup(net.name, name, client),
-                    self._upstreams_of,
+                    _dns.Names(
+                        lambda name, client: self._lookup(net.name, name, client),
+                        lambda address, client: self._reverse(net.name, address, client),
+                        self._upstreams_of,
+                    ),
                 )
                 task_status.started(scope)
 
@@ -585,14 +675,10 @@ class Networks:
                     return cid
         return None
 
-    def _lookup(self, network: str, name: str, client: str) -> builtins.list[str]:
-        """``name`` as a container asking from ``client`` sees it: on ``network`` first,
-        then on its other user networks (Docker's embedded DNS answers for every network
-        the container is on); every container that has the name there (a scaled
-        service's, which share its alias)."""
-        cid = self._client(client)
-        if cid is not None:
-            name = self._aliases.get(cid, {}).get(name, name)
+    def _searched(self, network: str, cid: str | None) -> builtins.list[str]:
+        """The user networks whose names a container asking on ``network`` resolves:
+        that one first, then the others it is on (Docker's embedded DNS answers for every
+        network the container is on)."""
         searched = [network]
         if cid is not None:
             searched += [
@@ -600,17 +686,52 @@ class Networks:
                 for n, members in self._names.items()
                 if n != network and cid in members and n in self._nets and self._nets[n].dns
             ]
-        for n in searched:
-            found = [address for names, address in self._names.get(n, {}).values() if name in names]
+        return searched
+
+    def _lookup(self, network: str, name: str, client: str) -> builtins.list[str]:
+        """``name`` as a container asking from ``client`` sees it, on the networks it
+        searches (:meth:`_searched`), then as Docker's NAME.NETWORK (NAME on NETWORK, one
+        of those; the longest NAME first, as both may hold dots); every container that has
+        the name there (a scaled service's, which share its alias).  Names are matched
+        whatever their case, as DNS names are (and Docker's)."""
+        cid = self._client(client)
+        name = name.lower()
+        if cid is not None:
+            links = {alias.lower(): target for alias, target in self._aliases.get(cid, {}).items()}
+            name = links.get(name, name).lower()
+        searched = self._searched(network, cid)
+        wanted = [(name, n) for n in searched]
+        head = name
+        while "." in head:
+            head, _, _ = head.rpartition(".")
+            for net in searched:
+                if net.lower() == name[len(head) + 1 :]:
+                    wanted.append((head, net))
+        for one, n in wanted:
+            members = self._names.get(n, {}).values()
+            found = [a for names, a in members if one in (each.lower() for each in names)]
             if found:
                 return found
         return []
 
+    def _reverse(self, network: str, address: str, client: str) -> str:
+        """A reverse query's answer for ``address``: NAME.NETWORK of the container that has
+        it on a network the asking container searches, as Docker's ("" if none has)."""
+        for n in self._searched(network, self._client(client)):
+            for names, held in self._names.get(n, {}).values():
+                if held == address:
+                    return f"{names[0]}.{n}"
+        return ""
+
     def _upstreams_of(self, client: str) -> builtins.list[str]:
         """Where the DNS forwards a container's other queries: its ``--dns`` servers, else
         the host's (the daemon's own namespace reaches the host's loopback resolvers too),
-        never one of boxd's own name servers."""
+        never one of boxd's own name servers; none for a container on internal networks
+        only, which has no way out (as Docker's embedded DNS)."""
         cid = self._client(client)
+        on = [self._nets[n] for n, held in self._names.items() if cid in held and n in self._nets]
+        if cid is not None and all(net.internal for net in on):
+            return []
         servers = (self._resolvers.get(cid, ()) if cid else ()) or self._upstreams
         ours = {n.gateway for n in self._nets.values()}
         return [s for s in servers if s not in ours]
@@ -624,7 +745,9 @@ class Networks:
 
     async def _apply(self) -> None:
         bridges = [
-            _nft.Bridge(n.bridge, n.subnet) for n in self._nets.values() if n.bridge in self._up
+            _nft.Bridge(n.bridge, n.subnet, n.internal, n.masquerade)
+            for n in self._nets.values()
+            if n.bridge in self._up
         ]
         forwards = [f for fs in self._forwards.values() for f in fs]
         self._table = True
@@ -768,6 +891,7 @@ class Networks:
         aliases: tuple[str, ...] = (),
         ip: str = "",
         mac: str = "",
+        driver_opts: tuple[str, ...] = (),
     ) -> ContainerConfig:
         """``network connect``: the container's configuration with network ``ref`` added
         (its address reserved now); ``attachment``, the running container's, gets the new
@@ -794,7 +918,7 @@ class Networks:
             )
         if not net.dns and (ip or aliases):
             raise _default_refuses(ip)
-        join = NetworkJoin(net.name, aliases, ip, mac)
+        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
             await self._allocate(net, container.id, ip)
@@ -947,6 +1071,11 @@ class Attachment:
         """Its address on its first network ("" on none)."""
         return self.links[0].address if self.links else ""
 
+    def _outward(self) -> _Link | None:
+        """The link its default route and published ports go through: its first network
+        that is not internal (none if all are)."""
+        return next((link for link in self.links if not link.net.internal), None)
+
     def _names(self, join: NetworkJoin) -> tuple[str, ...]:
         return dns_names(self.container, join)
 
@@ -973,14 +1102,19 @@ class Attachment:
         else:
             chosen = [s for s in servers if not _is_loopback(s)] or list(FALLBACK_RESOLVERS)
         return resolv_conf(
-            chosen, rest, dns_search=config.dns_search, dns_options=config.dns_options
+            chosen,
+            rest,
+            dns_search=config.dns_search,
+            dns_options=config.dns_options,
+            embedded=dns_net is not None,
         )
 
     def etc(self) -> EtcNetwork:
         config = self.container.config
-        hostname = config.hostname or self.container.short_id
+        hostname = _nsmodes.hostname(self.container)
+        domain = _nsmodes.domainname(self.container)
         # As Docker's /etc/hosts: with a domain name, the full name first.
-        names = (f"{hostname}.{config.domainname}", hostname) if config.domainname else (hostname,)
+        names = (f"{hostname}.{domain}", hostname) if domain else (hostname,)
         if self._peer is not None:
             # The other container's place: its address, its name server.
             peer = self._peer[0]
@@ -989,7 +1123,17 @@ class Attachment:
             if net is None:
                 return EtcNetwork(resolv=bridge_resolv())
             _, rest = host_resolv()
-            resolv = container_resolv([net.gateway], rest) if net.dns else bridge_resolv()
+            resolv = (
+                resolv_conf(
+                    [net.gateway],
+                    rest,
+                    dns_search=peer.config.dns_search,
+                    dns_options=peer.config.dns_options,
+                    embedded=True,
+                )
+                if net.dns
+                else bridge_resolv()
+            )
             return EtcNetwork(
                 address=endpoints[0].ip_address,
                 names=names,
@@ -997,7 +1141,8 @@ class Attachment:
                 host_gateway=net.gateway,
             )
         if self.mode == "host":
-            return EtcNetwork(resolv=self._resolv(), host_gateway="127.0.0.1")
+            hosts = None if config.extra_hosts else _host_file("/etc/hosts")
+            return EtcNetwork(resolv=self._resolv(), host_gateway="127.0.0.1", hosts=hosts)
         if not self.links:
             # --network none: the image's own resolv.conf, unless --dns* asks otherwise.
             asked = config.dns or config.dns_search or config.dns_options
@@ -1034,7 +1179,12 @@ class Attachment:
             self.owner = self._peer[0].id
             nets._sharers[self.owner] = nets._sharers.get(self.owner, 0) + 1
             # Recorded with it: a next daemon adopts it as a member of that container's.
-            self.container.state.network = NetworkSettings(peer=self.owner)
+            peer = self._peer[0]
+            self.container.state.network = NetworkSettings(
+                peer=self.owner,
+                hostname=_nsmodes.hostname(peer),
+                domainname=_nsmodes.domainname(peer),
+            )
             return
         cid = self.container.id
         async with nets._lock:
@@ -1048,15 +1198,33 @@ class Attachment:
                     _Link(net, join, address, interface, host_link_name(cid, interface))
                 )
         if self.links:
-            try:
-                for spec in self._wanted_ports():
-                    self._sockets.append((spec, _proxy.bind(spec)))
-            except BaseException:
-                self._close_sockets()
-                raise
+            outward = self._outward()
+            if outward is None:
+                if self._wanted_ports():
+                    names = ", ".join(link.net.name for link in self.links)
+                    raise NetworkError(
+                        f"cannot publish ports: the container's networks ({names}) are "
+                        "internal, with no way in from the host"
+                    )
+            else:
+                self._bind_ports(outward.net)
         async with nets._lock:
             for link in self.links:
                 await nets._bring_up(link.net)
+
+    def _bind_ports(self, net: Network) -> None:
+        """The host ports it publishes through ``net``, bound (a taken one fails here,
+        naming it); those without an address of their own on ``net``'s binding address."""
+        forwards = self.networks._forwards.values()
+        published = {(f.protocol, f.host_port) for fs in forwards for f in fs}
+        try:
+            for spec in self._wanted_ports():
+                if not spec.host_ip and net.binding_ip:
+                    spec = attrs.evolve(spec, host_ip=net.binding_ip)
+                self._sockets.append((spec, _proxy.bind(spec, published)))
+        except BaseException:
+            self._close_sockets()
+            raise
 
     def plan_links(self) -> tuple[LinkConfig, ...]:
         """What the container's process configures itself (SpawnPlan.links): the interface
@@ -1069,8 +1237,10 @@ class Attachment:
         )
 
     def plan_gateway(self) -> str:
-        """Its default route's gateway: its first network's ("" on none)."""
-        return self.links[0].net.gateway if self.links else ""
+        """Its default route's gateway: its first network's that is not internal ("": no
+        default route)."""
+        outward = self._outward()
+        return outward.net.gateway if outward is not None else ""
 
     async def connect(self, pid: int) -> None:
         """While the container's init (``pid``) sets up its mounts: its interfaces, which
@@ -1140,7 +1310,24 @@ class Attachment:
             return
         nets = self.networks
         cid = self.container.id
-        first = self.links[0]
+        self._active = True
+        async with nets._lock:
+            nets._resolvers[cid] = self.container.config.dns
+            nets._aliases[cid] = link_aliases(self.container.config)
+            for link in self.links:
+                nets._names.setdefault(link.net.name, {})[cid] = (
+                    self._names(link.join),
+                    link.address,
+                )
+        outward = self._outward()
+        if outward is not None:
+            await self._open_ports(outward)
+        self._publish_state()
+
+    async def _open_ports(self, outward: _Link) -> None:
+        """The ports bound (:meth:`_bind_ports`) answer: forwarded to its address on
+        ``outward`` by nftables rules and the proxies."""
+        nets = self.networks
         bindings = []
         forwards = []
         for spec, sock in self._sockets:
@@ -1150,64 +1337,70 @@ class Attachment:
             )
             forwards.append(
                 _nft.Forward(
-                    spec.protocol, spec.host_ip, host_port, first.address, spec.container_port
+                    spec.protocol, spec.host_ip, host_port, outward.address, spec.container_port
                 )
             )
-        self._active = True
         async with nets._lock:
-            nets._forwards[cid] = forwards
-            nets._resolvers[cid] = self.container.config.dns
-            nets._aliases[cid] = link_aliases(self.container.config)
-            for link in self.links:
-                nets._names.setdefault(link.net.name, {})[cid] = (
-                    self._names(link.join),
-                    link.address,
-                )
+            nets._forwards[self.container.id] = forwards
             if forwards:
                 await nets._apply()
         if self._sockets and nets.nursery is not None:
-            self._proxies = await nets.nursery.start(self._serve_proxies, first.address)
+            self._proxies = await nets.nursery.start(self._serve_proxies, outward.address)
         self._bindings = tuple(bindings)
-        self._publish_state()
 
     async def join(self, net: Network, join: NetworkJoin) -> None:
         """Hot-plug: an interface on ``net`` into the running container (the next free
-        ethN; the default route through it if it is the container's only network)."""
+        ethN).  If the container had no way out and ``net`` is not internal, its default
+        route goes through it, and so do its published ports if it has none now (after a
+        ``disconnect`` of the network they were on, as Docker maps them again); a taken
+        host port fails the connect before anything is plugged."""
         used = {link.interface for link in self.links}
         interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
         cid = self.container.id
         nets = self.networks
         address = net.allocations[cid]
         link = _Link(net, join, address, interface, host_link_name(cid, interface))
-        async with nets._lock:
-            await nets._bring_up(net)
-        await self._plug(link, default_route=not self.links)
+        outward = self._outward() is None and not net.internal
+        bound = outward and not self._sockets
+        if bound:
+            self._bind_ports(net)
+        try:
+            async with nets._lock:
+                await nets._bring_up(net)
+            await self._plug(link, default_route=outward)
+        except BaseException:
+            if bound:
+                self._close_sockets()
+            raise
         self.links.append(link)
         self._active = True
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
             nets._aliases[cid] = link_aliases(self.container.config)
             nets._names.setdefault(net.name, {})[cid] = (self._names(join), address)
+        if outward and self._sockets:
+            await self._open_ports(link)
         self._publish_state()
 
     async def leave(self, network: str) -> None:
         """Hot-unplug: the interface on ``network`` goes, and its names; published ports
-        go with the first network (they were its); the next one routes by default."""
+        go with the network that routed them (:meth:`_outward`); the next one that is not
+        internal routes by default."""
         link = next(link for link in self.links if link.net.name == network)
-        first = link is self.links[0]
+        routed = link is self._outward()
         nets = self.networks
         cid = self.container.id
         await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
         self.links.remove(link)
         async with nets._lock:
             nets._names.get(network, {}).pop(cid, None)
-            forwards = nets._forwards.pop(cid, []) if first else []
+            forwards = nets._forwards.pop(cid, []) if routed else []
             if forwards:
                 await nets._apply()
-        if first:
+        if routed:
             self._stop_ports()
-            if self.links:
-                gateway = self.links[0].net.gateway
+            if (outward := self._outward()) is not None:
+                gateway = outward.net.gateway
                 await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
         self._publish_state()
 

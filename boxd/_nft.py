@@ -33,6 +33,8 @@ class NftError(OSError):
 class Bridge:
     name: str
     subnet: str  # "172.17.0.0/16"
+    internal: bool = False  # no way out nor in: see boxd._network.Network.internal
+    masquerade: bool = True  # what its containers send out takes the host's address
 
 
 @attrs.frozen
@@ -88,13 +90,29 @@ def ruleset(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) 
 
     names = [b.name for b in bridges]
     for b in bridges:
-        # Outbound: the containers' addresses are hidden behind the host's.
-        rule(
-            "postrouting",
-            _match(_payload("ip", "saddr"), _prefix(b.subnet)),
-            _match(_meta("oifname"), b.name, "!="),
-            {"masquerade": None},
-        )
+        if b.internal:
+            # Nothing routed out of its subnet, nor into it from elsewhere (by address: a
+            # bridged packet seen here with br_netfilter stays within the subnet).
+            rule(
+                "forward",
+                _match(_meta("iifname"), b.name),
+                _match(_payload("ip", "daddr"), _prefix(b.subnet), "!="),
+                {"drop": None},
+            )
+            rule(
+                "forward",
+                _match(_meta("oifname"), b.name),
+                _match(_payload("ip", "saddr"), _prefix(b.subnet), "!="),
+                {"drop": None},
+            )
+        elif b.masquerade:
+            # Outbound: the containers' addresses are hidden behind the host's.
+            rule(
+                "postrouting",
+                _match(_payload("ip", "saddr"), _prefix(b.subnet)),
+                _match(_meta("oifname"), b.name, "!="),
+                {"masquerade": None},
+            )
         # Isolation: nothing is routed from one boxd network into another.
         for other in names:
             if other != b.name:

@@ -26,7 +26,7 @@ from ._native import MountKind, MountOp, Namespace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._records import ContainerConfig
+    from ._records import Container, ContainerConfig
 
 # The modes each option takes besides "container:NAME" ("" is the default).
 _PLAIN = {
@@ -101,6 +101,23 @@ def check_config(config: ContainerConfig) -> None:
 def host_hostname() -> str:
     """``--uts host``: the host's name, what the container's /etc/hostname then says."""
     return socket.gethostname()
+
+
+def hostname(container: Container) -> str:
+    """Its host name, as Docker gives it: the host's with ``--uts host``, and with
+    ``--network host`` unless ``--hostname`` names one; a ``--network container:NAME``
+    member's is NAME's (recorded at its start); else ``--hostname`` or its short id."""
+    config = container.config
+    if config.uts_mode == "host" or (config.network == "host" and not config.hostname):
+        return host_hostname()
+    return container.state.network.hostname or config.hostname or container.short_id
+
+
+def domainname(container: Container) -> str:
+    """Its domain name: ``--domainname``, a ``container:NAME`` member's NAME's."""
+    if container.state.network.peer:
+        return container.state.network.domainname
+    return container.config.domainname
 
 
 def shm_ops(ipc_mode: str) -> tuple[MountOp, ...]:

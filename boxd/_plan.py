@@ -108,7 +108,7 @@ def environment(
     and the user set; a bare ``KEY`` unsets KEY, as in Docker."""
     env = {
         "PATH": DEFAULT_PATH,
-        "HOSTNAME": hostname(container),
+        "HOSTNAME": _nsmodes.hostname(container),
         "HOME": user.home,
     }
     if tty:
@@ -145,12 +145,6 @@ def id_range(path: str = "/etc/subuid", user: str = "boxd") -> tuple[int, int]:
     return DEFAULT_ID_RANGE
 
 
-def hostname(container: Container) -> str:
-    if container.config.uts_mode == "host":
-        return _nsmodes.host_hostname()
-    return container.config.hostname or container.short_id
-
-
 def namespaces(container: Container) -> frozenset[Namespace]:
     """The namespaces the container's init makes (``--network container:NAME`` joins that
     container's network namespace instead: see ``ns_paths`` of :func:`build`; ``--pid``,
@@ -170,20 +164,21 @@ def shares_network(container: Container) -> bool:
 def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, str]:
     """The container's own /etc/hostname and /etc/hosts (its hostname resolving to its
     address on its network, else to 127.0.1.1 as Debian does for a host's name, then the
-    ``--add-host`` entries), and its /etc/resolv.conf when its network gives one, written
-    over the image's at each start."""
-    name = hostname(container)
-    own = f"127.0.1.1\t{name}"
-    if net is not None and net.address:
-        own = "\n".join(f"{a}\t{' '.join(net.names)}" for a in (net.address, *net.others))
-        own += "".join(f"\n{line}" for line in net.links)
-    files = {
-        "/etc/hostname": f"{name}\n",
-        "/etc/hosts": (
+    ``--add-host`` entries; the host's own with ``--network host`` and no ``--add-host``,
+    as Docker's), and its /etc/resolv.conf when its network gives one, written over the
+    image's at each start."""
+    name = _nsmodes.hostname(container)
+    hosts = net.hosts if net is not None else None
+    if hosts is None:
+        own = f"127.0.1.1\t{name}"
+        if net is not None and net.address:
+            own = "\n".join(f"{a}\t{' '.join(net.names)}" for a in (net.address, *net.others))
+            own += "".join(f"\n{line}" for line in net.links)
+        hosts = (
             f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\n"
             + hosts_lines(container.config.extra_hosts, net.host_gateway if net else "")
-        ),
-    }
+        )
+    files = {"/etc/hostname": f"{name}\n", "/etc/hosts": hosts}
     if net is not None and net.resolv is not None:
         files["/etc/resolv.conf"] = net.resolv
     return files
@@ -236,7 +231,8 @@ def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
     before the masks make /proc/sys read-only; of a key given twice the last counts.
     ``--domainname`` is its UTS namespace's ``kernel.domainname`` (a sysctl of it wins)."""
     config = container.config
-    settings = {"kernel.domainname": config.domainname} if config.domainname else {}
+    domain = _nsmodes.domainname(container)
+    settings = {"kernel.domainname": domain} if domain else {}
     settings.update(parse_sysctl(text, network=config.network) for text in config.sysctls)
     return tuple(
         [
@@ -368,7 +364,7 @@ async def build(
         env=env,
         search_path=_search_path(env),
         namespaces=namespaces(container),
-        hostname=hostname(container) if Namespace.UTS in namespaces(container) else None,
+        hostname=_nsmodes.hostname(container) if Namespace.UTS in namespaces(container) else None,
         rootfs=rootfs,
         mounts=mounts,
         cwd=config.workdir or "/",

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
+from collections.abc import Collection
 
 import trio
 
@@ -23,16 +25,22 @@ READ_SIZE = 65536
 UDP_IDLE = 30.0  # seconds a UDP client's relay lives without traffic
 
 
-class PortInUse(OSError):
+class PublishError(OSError):
+    """A host port that cannot be bound, said in Docker's words."""
+
     def __str__(self) -> str:
         return str(self.args[0])
 
 
-def bind(spec: PortSpec) -> socket.socket:
-    """A socket bound to the host side of ``spec`` (the first free port of a range)."""
+def bind(spec: PortSpec, published: Collection[tuple[str, int]] = ()) -> socket.socket:
+    """A socket bound to the host side of ``spec`` (the first free port of a range).  A
+    port that cannot be bound is refused in Docker's words: ``port is already allocated``
+    when one of boxd's containers publishes it (``published``: their protocols and host
+    ports), the bind's error otherwise (``address already in use``, ``cannot assign
+    requested address`` for an address the host does not have)."""
     kind = socket.SOCK_STREAM if spec.protocol == "tcp" else socket.SOCK_DGRAM
     ports = range(spec.host_port, (spec.host_port_end or spec.host_port) + 1)
-    last: OSError | None = None
+    failed = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
     for port in ports:
         sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
         try:
@@ -43,19 +51,20 @@ def bind(spec: PortSpec) -> socket.socket:
                 sock.listen(128)
         except OSError as exc:
             sock.close()
-            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
-                raise
-            last = exc
-            continue
+            failed = exc
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue  # a range's next port
+            break
         return sock
     where = f"{spec.host_ip or '0.0.0.0'}:{spec.host_port}"
-    if spec.host_port_end:
-        where += f"-{spec.host_port_end}"
-    raise PortInUse(
-        f"cannot publish {spec.key} on {where}/{spec.protocol}: "
-        f"{'every port of the range is' if spec.host_port_end else 'the port is'} already "
-        f"in use ({last.strerror if last else 'in use'})"
-    )
+    error = (failed.strerror or str(failed)).lower()
+    if spec.host_port_end and failed.errno in (errno.EADDRINUSE, errno.EACCES):
+        reason = f"every port of {where}-{spec.host_port_end}/{spec.protocol} is in use ({error})"
+    elif (spec.protocol, spec.host_port) in published:
+        reason = f"Bind for {where} failed: port is already allocated"
+    else:
+        reason = f"failed to bind host port {where}/{spec.protocol}: {error}"
+    raise PublishError(f"cannot publish {spec.key}: {reason}")
 
 
 async def serve(sock: socket.socket, address: str, port: int) -> None:

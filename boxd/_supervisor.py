@@ -570,6 +570,7 @@ class Supervisor:
         _check_volume_sources(config)
         _devicemap.check_hosts(config.devices)
         self.networks.check(config)
+        config = self._peer_by_id(self.networks.by_name(config))
         self._check_links(config)
         config = self._with_volumes(config)
         container = Container(
@@ -664,6 +665,18 @@ class Supervisor:
             return self.networks.get(name).id, "bridge"
         except NetworkError:
             return "", "bridge"
+
+    def _peer_by_id(self, config: ContainerConfig) -> ContainerConfig:
+        """``--network container:NAME`` kept as ``container:ID``, as Docker keeps it: a
+        rename of NAME, or another container taking its name, changes nothing (a NAME that
+        names none is left to fail at the start)."""
+        if not config.network.startswith("container:"):
+            return config
+        try:
+            peer = self._lookup(config.network.partition(":")[2]).container
+        except (NoSuchContainer, AmbiguousContainer):
+            return config
+        return attrs.evolve(config, network=f"container:{peer.id}")
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""

@@ -597,14 +597,14 @@ def test_network_ls_and_prune_as_docker(daemon: Daemon) -> None:
     table = daemon.ctl("network", "ls").stdout.splitlines()
     assert re.split(" {2,}", table[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
     assert [re.split(" {2,}", line)[1:] for line in table[1:]] == [
-        ["bridge", "bridge", "local"], ["host", "host", "local"], ["none", "null", "local"],
-        ["na", "bridge", "local"], ["nb", "bridge", "local"],
+        ["bridge", "bridge", "local"], ["host", "host", "local"], ["na", "bridge", "local"],
+        ["nb", "bridge", "local"], ["none", "null", "local"],
     ]  # fmt: skip
-    assert table[5].split()[0] == nb[:12]
+    assert table[4].split()[0] == nb[:12]
     names = daemon.ctl("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").stdout
     assert names.splitlines() == [
-        "bridge bridge local", "host host local", "none null local", "na bridge local",
-        "nb bridge local",
+        "bridge bridge local", "host host local", "na bridge local", "nb bridge local",
+        "none null local",
     ]  # fmt: skip
     builtin = daemon.ctl("network", "ls", "-f", "type=builtin", "--format", "{{.Name}}").stdout
     assert builtin.split() == ["bridge", "host", "none"]

@@ -13,9 +13,11 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ import docker_clients
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon, session_name
 
-from boxd import _netconfig, _nft
+from boxd import _netconfig, _network, _nft
+from boxd._convert import unstructure
 from boxd._netconfig import PortSpec, parse_expose, parse_publish
 
 HOST_ADDRESS = "192.0.2.1"  # TEST-NET-1, on a veth pair inside the test's namespace
@@ -60,6 +63,17 @@ else:
 """
 
 
+# Runs in the test's namespace: holds a TCP port (argv[1]) until killed.
+HOLD_PORT = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(300)
+"""
+
+
 # ---- parsing, no root ------------------------------------------------------------------
 
 
@@ -89,11 +103,35 @@ def test_publish_specs() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             parse_publish(bad)
-    for mode in ("bridge", "host", "none", "my-net", "container:web"):
+    for mode in ("bridge", "host", "none", "my-net", "container:web", "my net", "a/b", "-x"):
         assert _netconfig.check_network(mode) == mode
-    for mode in ("a b", "container:", "-x"):
+    for mode in ("", " ", "container:"):
         with pytest.raises(ValueError, match="invalid network"):
             _netconfig.check_network(mode)
+
+
+def test_network_records_are_kept_by_id(tmp_path: Path) -> None:
+    """A record an older boxd named by its network's name moves to its id's path; of two
+    records of one name (a daemon that ended while replacing the default network's, or
+    while moving one), the newer is kept and the other removed."""
+    records = tmp_path / "networks"
+    records.mkdir()
+
+    def record(name: str, net_id: str, created: float, path: str) -> None:
+        net = _network.Network(name, net_id, "br-x", "10.9.0.0/24", "10.9.0.1", created, True)
+        net.allocations["c" * 64] = "10.9.0.2"
+        (records / path).write_text(json.dumps(unstructure(net)))
+
+    record("front", "f" * 64, 1.0, "front.json")  # an older boxd's
+    record("bridge", "1" * 64, 1.0, f"{'1' * 64}.json")  # replaced by the next one
+    record("bridge", "2" * 64, 2.0, f"{'2' * 64}.json")
+    record("back", "b" * 64, 1.0, "back.json")  # moved, the old one not yet removed
+    record("back", "b" * 64, 1.0, f"{'b' * 64}.json")
+    nets = _network.Networks(tmp_path)
+    nets._load()
+    assert sorted(p.name for p in records.iterdir()) == [f"{c * 64}.json" for c in "2bf"]
+    assert {n.name: n.id[0] for n in nets.list()} == {"front": "f", "bridge": "2", "back": "b"}
+    assert nets.get("front").allocations == {"c" * 64: "10.9.0.2"}
 
 
 def test_ruleset_touches_only_its_own_table() -> None:
@@ -252,12 +290,32 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     mac = netd.ctl("exec", "side", "cat", "/sys/class/net/eth0/address").stdout.strip()
     assert mac == endpoint["mac_address"]
 
-    # A host port that is taken: run fails at once, naming it; nothing is left behind.
+    # A host port that is taken: run fails at once, naming it in Docker's words (another
+    # container's, another program's); nothing is left behind.
     rules = nft_rules(ns)
     r = netd.ctl("run", "-d", "--name", "other", "-p", "18080:80", "default", "true", check=False)
     assert r.returncode == 125
-    assert "cannot publish 80/tcp on 0.0.0.0:18080" in r.stderr
-    assert "already in use" in r.stderr
+    allocated = "cannot publish 80/tcp: Bind for 0.0.0.0:18080 failed: port is already allocated"
+    assert allocated in r.stderr
+    holder = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", HOLD_PORT, "18081"],
+        stdout=subprocess.PIPE,
+    )
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"listening\n"
+            r = netd.ctl("run", "--name", "other2", "-p", "18081:80", "default", "true",
+                         check=False)  # fmt: skip
+        finally:
+            holder.kill()
+    assert r.returncode == 125
+    held = "failed to bind host port 0.0.0.0:18081/tcp: address already in use"
+    assert f"cannot publish 80/tcp: {held}" in r.stderr
+    # An address the host does not have: named, in Docker's words.
+    r = netd.ctl("run", "--name", "other3", "-p", "198.51.100.1:18082:80/udp", "default", "true",
+                 check=False)  # fmt: skip
+    foreign = "failed to bind host port 198.51.100.1:18082/udp: cannot assign requested address"
+    assert r.returncode == 125 and f"cannot publish 80/udp: {foreign}" in r.stderr
     assert nft_rules(ns) == rules
     assert len(links(ns)) == len(before) + 2  # boxd0 and web's veth, no more
 
@@ -272,7 +330,7 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     web = "bx" + netd.inspect("web")["id"][:12]
     netd.ctl("rm", "-f", "web")
     assert links_settle(ns, (web,), []) == []
-    netd.ctl("rm", "-f", "side", "eph", "other")
+    netd.ctl("rm", "-f", "side", "eph", "other", "other2", "other3")
     assert links_settle(ns, ("bx",), []) == []
     assert "dnat" not in nft_rules(ns)
     assert json.loads(netd.ctl("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
@@ -318,7 +376,7 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("network", "create", "--subnet", "nonsense", "x"), "invalid subnet 'nonsense'"),
         (("network", "create", "--subnet", "224.1.0.0/16", "x"), "overlaps 224.0.0.0/4, multicast"),
         (("network", "create", "--subnet", "127.5.0.0/16", "x"), "overlaps 127.0.0.0/8, loopback"),
-        (("network", "create", "front"), "network front already exists"),
+        (("network", "create", "front"), "network with name front already exists"),
         (("network", "create", "host"), "reserved"),
         (("network", "rm", "front"), "in use by container(s) api"),
         (("network", "rm", "bridge"), "bridge is a pre-defined network and cannot be removed"),
@@ -333,11 +391,11 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         r = netd.ctl(*args, check=False)
         assert r.returncode != 0 and message in r.stderr, (args, r.stderr)
     assert [line.split()[1] for line in netd.ctl("network", "ls").stdout.splitlines()[1:]] == [
+        "back",
         "bridge",
+        "front",
         "host",
         "none",
-        "front",
-        "back",
     ]
     netd.ctl("rm", "-f", "api", "db")
     assert netd.ctl("network", "prune", "-f").stdout.split() == [
@@ -530,11 +588,135 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     assert sorted(endpoints(netd, "cli")) == ["bridge", "front"]
     assert netd.ctl(*fetch_api).stdout.strip() == "200"
 
+    # Its published ports go with the network they were on, and come back when it is
+    # connected again (as Docker maps them again).
+    netd.ctl("rm", "-f", "api")
+    netd.ctl("run", "-d", "--name", "api", "-p", "18086:80", "default", "python3", "-m",
+             "http.server", "80")  # fmt: skip
+    wait_listening(netd, "api", 80)
+    netd.ctl("network", "disconnect", "bridge", "api")
+    assert netd.inspect("api")["state"]["network"]["ports"] == []
+    assert inside(ns, "python3", "-c", CLIENT, "tcp", "127.0.0.1", "18086", check=False).returncode
+    netd.ctl("network", "connect", "front", "api")
+    assert fetch(ns, "tcp", "127.0.0.1", 18086) == "200"
+    assert fetch(ns, "tcp", HOST_ADDRESS, 18086) == "200"
+    assert netd.ctl("port", "api", "80").stdout == "0.0.0.0:18086\n"
+
     netd.ctl("rm", "-f", "api", "cli", "h", "iso", "later")
     assert links_settle(ns, ("bx",), []) == []
     for name in ("front", "back", "bridge"):
         info = json.loads(netd.ctl("network", "inspect", name).stdout)[0]
         assert info["Containers"] == {}
+
+
+@pytest.mark.root
+def test_dns_answers_name_dot_network_and_reverse_queries(netd: Daemon) -> None:
+    """As Docker's embedded DNS: NAME.NETWORK resolves (a network the asking container is
+    on), names match whatever their case, a reverse query for a container's address gets
+    NAME.NETWORK, and containers ask it with ndots:0."""
+    netd.ctl("network", "create", "front")
+    netd.ctl("network", "create", "back")
+    netd.ctl("run", "-d", "--name", "api", "--network", "front", "default", "sleep", "300")
+    api = endpoints(netd, "api")["front"]["ip_address"]
+    script = (
+        "import socket, sys\n"
+        "print(socket.gethostbyname(sys.argv[1]), socket.gethostbyaddr(sys.argv[2])[0])\n"
+    )
+    r = netd.ctl("run", "--rm", "--network", "front", "default", "python3", "-c", script,
+                 "api.front", api)  # fmt: skip
+    assert r.stdout.split() == [api, "api.front"]
+    # Whatever the case, as DNS names are.
+    r = netd.ctl("run", "--rm", "--network", "front", "default", "python3", "-c", DNS_CLIENT,
+                 "udp", endpoints(netd, "api")["front"]["gateway"], "API", "Api.FRONT")  # fmt: skip
+    assert r.stdout.split() == [api, api]
+    # From a network api is not on, api.front is not one of its names.
+    gateway = netd.ctl("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "back")
+    r = netd.ctl("run", "--rm", "--network", "back", "default", "python3", "-c", DNS_CLIENT,
+                 "udp", gateway.stdout.strip(), "api.front", "api")  # fmt: skip
+    assert r.stdout.split() == ["none", "none"]
+    # Asked with ndots:0, as Docker's containers ask its embedded DNS (a member of api's
+    # network namespace too), unless an ndots option is given.
+    resolv = ("cat", "/etc/resolv.conf")
+    for args in (("--network", "front"), ("--network", "container:api")):
+        r = netd.ctl("run", "--rm", *args, "default", *resolv)
+        last = r.stdout.splitlines()[-1].split()  # the host's options may come first
+        assert last[0] == "options" and last[-1] == "ndots:0", r.stdout
+    r = netd.ctl("run", "--rm", "--network", "front", "--dns-option", "ndots:3",
+                 "--dns-option", "edns0", "default", *resolv)  # fmt: skip
+    assert r.stdout.splitlines()[-1] == "options ndots:3 edns0"
+    netd.ctl("rm", "-f", "api")
+
+
+@pytest.mark.root
+def test_internal_network(netd: Daemon) -> None:
+    """Docker's ``--internal`` (compose's ``internal: true``): its containers reach each
+    other by name and nothing else (no default route, nothing routed in from another
+    network, no name forwarded upstream), a published port is refused; a container also
+    on a network with a way out routes and publishes through that one."""
+    ns = netd.netns
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        inner = client.networks.create("inner", internal=True, ipam=docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="10.44.0.0/24")]))  # fmt: skip
+        assert inner.attrs["Internal"] is True
+    finally:
+        client.close()
+    netd.ctl("network", "create", "--internal", "inner2")  # boxctl's flag
+    ls = netd.ctl("network", "ls", "-f", "name=inner", "--format", "{{.Name}} {{.Internal}}")
+    assert ls.stdout == "inner true\ninner2 true\n"
+    netd.ctl("run", "-d", "--name", "db", "--network", "inner", "default", "python3", "-m",
+             "http.server", "80")  # fmt: skip
+    wait_listening(netd, "db", 80)
+    probe = (
+        "import socket, urllib.request\n"
+        "print(urllib.request.urlopen('http://db/', timeout=10).status)\n"
+        f"print(socket.socket().connect_ex(('{HOST_ADDRESS}', 1)))\n"
+        "print(sum(r.split()[1] == '00000000' for r in open('/proc/net/route').readlines()[1:]))"
+    )
+    r = netd.ctl("run", "--rm", "--network", "inner", "default", "python3", "-c", probe)
+    assert r.stdout.split() == ["200", "101", "0"]  # ENETUNREACH: no default route
+    db = endpoints(netd, "db")["inner"]
+    blocked = (
+        "import socket\n"
+        "s = socket.socket()\n"
+        "s.settimeout(2)\n"
+        f"print(s.connect_ex(('{db['ip_address']}', 80)) != 0)\n"
+    )
+    r = netd.ctl("run", "--rm", "default", "python3", "-c", blocked)  # from the bridge
+    assert r.stdout.strip() == "True"
+    upstream = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", UPSTREAM],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with upstream:
+        try:
+            assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
+            r = netd.ctl("run", "--rm", "--network", "inner", "--dns", HOST_ADDRESS, "default",
+                         "python3", "-c", DNS_CLIENT, "udp", db["gateway"], "outside.example",
+                         "db")  # fmt: skip
+        finally:
+            upstream.kill()
+    assert r.stdout.split() == ["none", db["ip_address"]]
+    r = netd.ctl("run", "--rm", "--network", "inner", "-p", "18085:80", "default", "true",
+                 check=False)  # fmt: skip
+    assert r.returncode == 125 and "(inner) are internal" in r.stderr
+
+    netd.ctl("create", "--name", "both", "--network", "inner", "-p", "18085:80", "default",
+             "python3", "-m", "http.server", "80")  # fmt: skip
+    netd.ctl("network", "connect", "bridge", "both")
+    netd.ctl("start", "both")
+    wait_listening(netd, "both", 80)
+    assert fetch(ns, "tcp", "127.0.0.1", 18085) == "200"
+    assert fetch(ns, "tcp", HOST_ADDRESS, 18085) == "200"
+    bridge = endpoints(netd, "both")["bridge"]
+    route = netd.ctl("exec", "both", "cat", "/proc/net/route").stdout.splitlines()
+    gateway = socket.inet_aton(bridge["gateway"])[::-1].hex().upper()
+    assert [line.split()[:3] for line in route[1:] if line.split()[1] == "00000000"] == [
+        [bridge["interface"], "00000000", gateway]
+    ]
+    netd.ctl("rm", "-f", "db", "both")
 
 
 @pytest.mark.root
@@ -709,6 +891,106 @@ def test_network_labels(netd: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_network_names_as_moby_takes_them(netd: Daemon) -> None:
+    """Any name that is not blank, as moby's (docker-py's own tests make one with a space):
+    one with a space, a '/' or 300 characters is made, used, inspected and removed, and
+    kept across a daemon's restart; a blank one and Docker's predefined ones are refused."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{netd.docker_socket}")
+    long_name = "n" * 300
+    try:
+        spaced = client.networks.create("my net")
+        for name in ("a/b", long_name):
+            assert client.networks.get(client.networks.create(name).id).name == name
+        client.containers.run(
+            "default", ["sleep", "300"], detach=True, name="web", network="my net"
+        )
+        resolve = "import socket; print(socket.gethostbyname('web'))"
+        out = client.containers.run(
+            "default", ["python3", "-c", resolve], remove=True, network="my net"
+        )
+        web = client.containers.get("web").attrs["NetworkSettings"]["Networks"]["my net"]
+        assert out.decode().strip() == web["IPAddress"] != ""
+        assert [n.name for n in client.networks.list(names=["my net"])] == [spaced.name]
+        assert client.networks.get("a/b").name == "a/b"
+        # docker-py's own test of a name with a space, and of a scope asked for.
+        assert client.api.inspect_network("my net", scope="local")["Name"] == "my net"
+        with pytest.raises(docker.errors.NotFound):
+            client.api.inspect_network("my net", scope="swarm")
+        client.networks.get("a/b").remove()
+        for bad, status, message in [
+            ("  ", 400, "invalid network name '  ': the name is empty"),
+            ("a\0b", 400, "invalid network name 'a\\x00b': contains a NUL byte"),
+            ("default", 403, "network name 'default' is reserved"),
+        ]:
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.networks.create(bad)
+            assert refused.value.status_code == status and message in str(refused.value)
+    finally:
+        client.close()
+    r = netd.ctl("network", "inspect", "-f", "{{.Name}}", "my net")
+    assert r.stdout == "my net\n"
+    assert netd.stop() == 0  # web runs on (live restore)
+    netd.start()
+    names = netd.ctl("network", "ls", "--format", "{{.Name}}").stdout.splitlines()
+    assert sorted(names) == sorted(["bridge", "host", "none", "my net", long_name])
+    r = netd.ctl("run", "--rm", "--network", "my net", "default", "python3", "-c", resolve)
+    assert r.stdout.strip() == web["IPAddress"]
+    # Named by a prefix of its id: the container is on it by its name, so network rm
+    # sees it there (it did not, and removed the network under it).
+    net_id = netd.ctl("network", "inspect", "-f", "{{.Id}}", "my net").stdout.strip()
+    netd.ctl("run", "-d", "--name", "byid", "--network", net_id[:12], "default", "sleep", "300")
+    assert list(endpoints(netd, "byid")) == ["my net"]
+    netd.ctl("rm", "-f", "web")
+    r = netd.ctl("network", "rm", "my net", check=False)
+    assert r.returncode != 0 and "in use by container(s) byid" in r.stderr
+    netd.ctl("rm", "-f", "byid")
+    netd.ctl("network", "rm", "my net", long_name)
+
+
+@pytest.mark.root
+def test_network_list_filters_as_dockers(netd: Daemon) -> None:
+    """Docker's network list filters, the same through the Engine API and boxctl (the
+    daemon applies them): dangling (true or false), scope, type, name, every label; a
+    bad key or value refused in Docker's words.  boxctl lists by name, as the docker CLI."""
+    netd.ctl("network", "create", "--label", "a", "--label", "b", "net10")
+    netd.ctl("network", "create", "--label", "a", "net9")
+    netd.ctl("run", "-d", "--name", "on9", "--network", "net9", "default", "sleep", "300")
+
+    def api(filters: dict[str, list[str]]) -> tuple[int, Any]:
+        query = urllib.parse.quote(json.dumps(filters))
+        status, _, data = docker_clients.api_call(netd, "GET", f"/networks?filters={query}")
+        return status, json.loads(data)
+
+    def cli(*filters: str) -> list[str]:
+        args = [f"--filter={f}" for f in filters]
+        return netd.ctl("network", "ls", *args, "--format", "{{.Name}}").stdout.splitlines()
+
+    assert cli() == ["bridge", "host", "net9", "net10", "none"]
+    for filters, names in [
+        ({"dangling": ["true"]}, ["net10"]),
+        ({"dangling": ["0"]}, ["bridge", "host", "net9", "none"]),
+        ({"scope": ["local"], "type": ["custom"]}, ["net9", "net10"]),
+        ({"label": ["a", "b"]}, ["net10"]),
+        ({"label": ["a"], "name": ["^net"]}, ["net9", "net10"]),
+    ]:
+        status, found = api(filters)
+        assert status == 200 and sorted(n["Name"] for n in found) == sorted(names)
+        assert cli(*[f"{k}={v}" for k, vs in filters.items() for v in vs]) == names
+    for filters, words in [
+        ({"dangling": ["maybe"]}, "invalid value for filter 'dangling', must be \"true\""),
+        ({"dangling": ["1", "0"]}, 'got more than one value for filter key "dangling"'),
+        ({"type": ["foo"]}, "invalid filter: 'type'='foo'"),
+        ({"colour": ["red"]}, "invalid filter 'colour'"),
+    ]:
+        status, error = api(filters)
+        assert status == 400 and words in error["message"]
+    r = netd.ctl("network", "ls", "-f", "dangling=maybe", check=False)
+    assert r.returncode != 0 and "invalid value for filter 'dangling'" in r.stderr
+    netd.ctl("rm", "-f", "on9")
+
+
+@pytest.mark.root
 def test_network_gateway(netd: Daemon) -> None:
     """An IPAM Gateway (docker-py, Compose's ``ipam.config.gateway``, boxctl --gateway) is
     the bridge's address and the containers' route and name server, an IPRange where
@@ -788,6 +1070,40 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
 
 
 @pytest.mark.root
+def test_network_binding_address_and_masquerade_options(netd: Daemon) -> None:
+    """``-o com.docker.network.bridge.host_binding_ipv4=ADDR`` (compose's driver_opts,
+    to publish on loopback only) and ``...enable_ip_masquerade=false``, as Docker's bridge
+    driver takes them: a port published without an address is published on ADDR only; the
+    network's subnet is not masqueraded; bad values refused by name."""
+    ns = netd.netns
+    binding = "com.docker.network.bridge.host_binding_ipv4"
+    masquerade = "com.docker.network.bridge.enable_ip_masquerade"
+    netd.ctl("network", "create", "--subnet", "10.45.0.0/24", "-o", f"{binding}=127.0.0.1",
+             "-o", f"{masquerade}=false", "local")  # fmt: skip
+    netd.ctl("run", "-d", "--name", "web", "--network", "local", "-p", "18087:80",
+             "-p", f"{HOST_ADDRESS}:18088:80", "default", "python3", "-m", "http.server",
+             "80")  # fmt: skip
+    wait_listening(netd, "web", 80)
+    assert netd.ctl("port", "web").stdout.splitlines() == [
+        "80/tcp -> 127.0.0.1:18087",
+        f"80/tcp -> {HOST_ADDRESS}:18088",
+    ]
+    assert fetch(ns, "tcp", "127.0.0.1", 18087) == "200"
+    assert fetch(ns, "tcp", HOST_ADDRESS, 18088) == "200"
+    assert inside(ns, "python3", "-c", CLIENT, "tcp", HOST_ADDRESS, "18087", check=False).returncode
+    rules = nft_rules(ns)
+    assert "10.45.0.0/24" not in rules.partition("chain postrouting")[2].partition("}")[0]
+    for opt, words in (
+        (f"{binding}=nowhere", f"invalid {binding} 'nowhere': use an IPv4 address"),
+        (f"{masquerade}=maybe", f"invalid {masquerade} 'maybe': use true or false"),
+    ):
+        r = netd.ctl("network", "create", "-o", opt, "other", check=False)
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    netd.ctl("rm", "-f", "web")
+    netd.ctl("network", "rm", "local")
+
+
+@pytest.mark.root
 def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
     """``boxd --mtu``, ``--bip`` and ``--default-address-pool`` (daemon.json's ``mtu``,
     ``bip``, ``default-address-pools``), as Docker's: the default bridge's and its
@@ -815,6 +1131,52 @@ def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
 
 
 @pytest.mark.root
+def test_shared_and_host_network_names_as_dockers(netd: Daemon) -> None:
+    """A ``--network container:NAME`` member takes NAME's host and domain names (its
+    hostname, /etc/hostname, HOSTNAME, /etc/hosts, inspect) and refuses its own, its own
+    hosts entries and exposed ports in Docker's words; ``--network host`` takes the host's
+    name and a copy of its /etc/hosts (its own with ``--add-host``), as Docker's."""
+    netd.ctl("run", "-d", "--name", "peer", "--hostname", "h1", "--domainname", "example.test",
+             "default", "sleep", "300")  # fmt: skip
+    show = "hostname; cat /etc/hostname; echo $HOSTNAME; cat /proc/sys/kernel/domainname"
+    r = netd.ctl("run", "--rm", "--network", "container:peer", "default", "sh", "-c", show)
+    assert r.stdout.split() == ["h1", "h1", "h1", "example.test"]
+    netd.ctl("run", "-d", "--name", "member", "--network", "container:peer", "default",
+             "sleep", "300")  # fmt: skip
+    own = netd.ctl("exec", "member", "cat", "/etc/hosts").stdout.splitlines()
+    peer = netd.inspect("peer")["state"]["network"]["endpoints"][0]["ip_address"]
+    assert own[-1] == f"{peer}\th1.example.test h1"
+    status, _, data = docker_clients.api_call(netd, "GET", "/containers/member/json")
+    config = json.loads(data)["Config"]
+    assert status == 200 and (config["Hostname"], config["Domainname"]) == ("h1", "example.test")
+    # Kept by the other container's id, as Docker keeps it: a rename changes nothing.
+    peer_id = netd.inspect("peer")["id"]
+    assert json.loads(data)["HostConfig"]["NetworkMode"] == f"container:{peer_id}"
+    netd.ctl("rename", "peer", "peer-old")
+    netd.ctl("restart", "-t", "0", "member")
+    assert netd.ctl("exec", "member", "hostname").stdout == "h1\n"
+    for option, words in [
+        (("--hostname", "x"), "conflicting options: hostname and the network mode"),
+        (("--add-host", "a:192.0.2.9"), "custom host-to-IP mapping and the network mode"),
+        (("--expose", "80"), "port exposing and the container type network mode"),
+    ]:
+        r = netd.ctl("run", "--rm", "--network", "container:peer", *option, "default", "true",
+                     check=False)  # fmt: skip
+        assert r.returncode == 125 and words in r.stderr
+
+    r = netd.ctl("run", "--rm", "--network", "host", "default", "sh", "-c", "hostname; echo")
+    assert r.stdout.split() == [socket.gethostname()]
+    r = netd.ctl("run", "--rm", "--network", "host", "default", "cat", "/etc/hosts")
+    assert r.stdout == Path("/etc/hosts").read_text()
+    r = netd.ctl("run", "--rm", "--network", "host", "--add-host", "a:192.0.2.9",
+                 "default", "cat", "/etc/hosts")  # fmt: skip
+    assert r.stdout.startswith("127.0.0.1\tlocalhost\n") and r.stdout.endswith("192.0.2.9\ta\n")
+    r = netd.ctl("run", "--rm", "--network", "host", "--hostname", "mine", "default", "hostname")
+    assert r.stdout == "mine\n"
+    netd.ctl("rm", "-f", "member", "peer-old")
+
+
+@pytest.mark.root
 def test_mac_addresses(netd: Daemon) -> None:
     """A MAC address asked for (docker-py's mac_address, --mac-address; an endpoint's at
     create or connect) is the interface's and inspect's; a bad one is refused by name."""
@@ -836,8 +1198,9 @@ def test_mac_addresses(netd: Daemon) -> None:
         r = netd.ctl("exec", "m", "cat", *(f"/sys/class/net/eth{i}/address" for i in (0, 1)))
         assert r.stdout == "02:42:ac:11:00:09\n02:00:00:00:00:42\n"
         # What an endpoint would have to drop is refused by name.
+        ifname = "com.docker.network.endpoint.ifname"  # Docker's bridge applies it
         endpoints: list[tuple[dict[str, Any], str]] = [
-            ({"driver_opt": {"k": "v"}}, "EndpointConfig.DriverOpts is not supported"),
+            ({"driver_opt": {ifname: "x0"}}, f"DriverOpts '{ifname}' is not supported"),
             ({"link_local_ips": ["169.254.1.1"]}, "IPAMConfig.LinkLocalIPs is not supported"),
             ({"ipv6_address": "fd00::2"}, "IPAMConfig.IPv6Address is not supported"),
         ]
@@ -845,6 +1208,20 @@ def test_mac_addresses(netd: Daemon) -> None:
             with pytest.raises(docker.errors.APIError) as refused:
                 client.connect_container_to_network(c, "macs", **endpoint)
             assert refused.value.status_code == 400 and words in str(refused.value)
+        # Other driver options are kept and shown, as Docker's (docker-py's own test).
+        opts = client.create_container(
+            "default", ["sleep", "300"], name="opts",
+            networking_config=client.create_networking_config({
+                "bridge": client.create_endpoint_config(driver_opt={"com.docker-py.x": "on"}),
+            }),
+            host_config=client.create_host_config(network_mode="bridge"),
+        )  # fmt: skip
+        client.start(opts)
+        client.connect_container_to_network(opts, "macs", driver_opt={"k": "v"})
+        shown = client.inspect_container(opts)["NetworkSettings"]["Networks"]
+        assert shown["bridge"]["DriverOpts"] == {"com.docker-py.x": "on"}
+        assert shown["macs"]["DriverOpts"] == {"k": "v"}
+        client.remove_container(opts, force=True)
         for bad in ("02:42:ac:11:00", "01:00:5e:00:00:01"):  # short; multicast
             with pytest.raises(docker.errors.APIError) as refused:
                 client.create_container("default", ["true"], mac_address=bad)

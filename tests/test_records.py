@@ -453,10 +453,11 @@ def test_the_trash_leaves_another_file_system_mounted_inside(tmp_path: Path) -> 
 
 
 def test_link_variables_sort_ports_as_docker_and_keep_names_apart() -> None:
-    """Docker's link variables (boxd._links): the lowest port first, tcp before udp, a
-    run of consecutive ports under its first, the alias upper-cased with ``-`` and ``.``
-    as ``_``, HOME and PATH not passed on; the hosts line names the alias, the linked
-    container's hostname and its name (once)."""
+    """Docker's link variables (boxd._links, as Docker 28's): the tcp ports first, each
+    protocol's lowest first, a run of consecutive ports under its first (its start and
+    end), the alias upper-cased with ``-`` and ``.`` as ``_``, HOME and PATH not passed
+    on; the hosts line names the alias, the linked container's hostname and its name
+    (once)."""
     from boxd import _links
 
     child = _container(
@@ -466,15 +467,18 @@ def test_link_variables_sort_ports_as_docker_and_keep_names_apart() -> None:
     assert env[0] == "MY_DB_1_PORT=tcp://10.0.0.2:53"
     assert env[1:5] == [
         "MY_DB_1_PORT_80_TCP_START=tcp://10.0.0.2:80",
-        "MY_DB_1_PORT_80_TCP_ADDR=10.0.0.2",
         "MY_DB_1_PORT_80_TCP_PORT_START=80",
+        "MY_DB_1_PORT_80_TCP_END=tcp://10.0.0.2:81",
         "MY_DB_1_PORT_80_TCP_PORT_END=81",
     ]
+    assert len(env) == len(set(env))
     assert [v for v in env if v.endswith("_PROTO=udp")] == ["MY_DB_1_PORT_53_UDP_PROTO=udp"]
     assert env.index("MY_DB_1_PORT_53_TCP=tcp://10.0.0.2:53") < env.index(
         "MY_DB_1_PORT_53_UDP=udp://10.0.0.2:53"
     )
     assert env[-2:] == ["MY_DB_1_NAME=/app/my-db.1", "MY_DB_1_ENV_K=v=w"]
+    udp_first = _container(exposed_ports=("53/udp", "80/tcp"))
+    assert _links.variables("app", "w", "10.0.0.3", udp_first)[0] == "W_PORT=tcp://10.0.0.3:80"
     assert _links.hosts_line("10.0.0.2", "web", child) == f"10.0.0.2\tweb {child.short_id}"
     named = _links.hosts_line("10.0.0.2", "db", child)
     assert named == f"10.0.0.2\tdb {child.short_id} web"

@@ -8,7 +8,7 @@ from .._netserver import NetworkConnectRequest, NetworkDisconnectRequest
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
 from ._router import route
-from ._shapes import Fields, check_endpoint
+from ._shapes import Fields, check_endpoint, driver_opts
 
 
 def _container(body: Fields) -> str:
@@ -32,6 +32,7 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
         aliases=tuple(endpoint.strings("Aliases")),
         ip=endpoint.object("IPAMConfig").text("IPv4Address"),
         mac=endpoint.text("MacAddress"),
+        driver_opts=driver_opts(endpoint),
     )
     await one_answer(api.networks[NetworkConnectRequest], request)
     await conn.respond(200, content_type=None)
@@ -47,6 +48,6 @@ async def disconnect(api: Api, conn: HttpConnection, req: Request, ref: str) -> 
 
 
 ROUTES = [
-    route("POST", r"/networks/([^/]+)/connect", connect),
-    route("POST", r"/networks/([^/]+)/disconnect", disconnect),
+    route("POST", r"/networks/(.+)/connect", connect),
+    route("POST", r"/networks/(.+)/disconnect", disconnect),
 ]

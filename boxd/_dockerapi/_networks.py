@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from .. import _prune
-from .._listing import docker_match
 from .._netserver import (
     NetworkCreateRequest,
     NetworkInspectRequest,
@@ -28,16 +25,14 @@ async def _verb(api: Api, request: object) -> Any:
 
 async def networks(api: Api, conn: HttpConnection, req: Request) -> None:
     filters = _shapes.parse_filters(req.arg("filters"))
-    for key in filters:
-        if key not in ("name", "id", "driver", "type", "label"):
-            raise ApiError(400, f"invalid filter '{key}'")
-    answer: NetworkListResponse = await _verb(api, NetworkListRequest())
-    rows = [_shapes.network(i) for i in answer.networks]
-    keep = [r for r in rows if _matches(r, filters)]
-    await conn.respond_json(200, keep)
+    request = NetworkListRequest({k: tuple(v) for k, v in filters.items()})
+    answer: NetworkListResponse = await _verb(api, request)
+    await conn.respond_json(200, [_shapes.network(i) for i in answer.networks])
 
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
+    if req.arg("scope") not in (None, "", "local"):  # every network of boxd's is local
+        raise ApiError(404, f"No such network: {ref}")
     answer = await _verb(api, NetworkInspectRequest(networks=(ref,)))
     await conn.respond_json(200, _shapes.network(answer.networks[0]))
 
@@ -50,7 +45,12 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     driver = body.text("Driver")
     if driver not in ("", "bridge"):
         raise ApiError(400, f"network driver {driver!r} is not supported (bridge only)")
-    for key in ("Internal", "EnableIPv6", "Ingress", "ConfigOnly"):
+    scope = body.text("Scope")
+    if scope == "swarm":  # moby's words: boxd is never part of a swarm
+        raise ApiError(403, "cannot create a swarm scoped network when swarm is not active")
+    if scope not in ("", "local"):
+        raise ApiError(400, f"network scope {scope!r} is not supported by boxd (local only)")
+    for key in ("EnableIPv6", "Ingress", "ConfigOnly"):
         if body.flag(key):
             raise ApiError(400, f"{key} networks are not supported by boxd")
     ipam = body.object("IPAM")
@@ -69,7 +69,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     options = {k: str(v) for k, v in body.mapping("Options").items()}  # checked by the daemon
     request = NetworkCreateRequest(
         name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range,
-        options=options,
+        options=options, internal=body.flag("Internal"),
     )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
@@ -86,27 +86,10 @@ async def prune(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(200, {"NetworksDeleted": list(answer.removed) or None})
 
 
-def _matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    """Docker's network list filters: name (the name or a regular expression found in it),
-    id (a prefix), driver, type (builtin or custom), label (KEY or KEY=VALUE, every one)."""
-    builtin = row["Name"] in ("bridge", "host", "none")
-    kind = "builtin" if builtin else "custom"
-    checks: dict[str, Callable[[str], bool]] = {
-        "name": lambda v: docker_match(v, row["Name"]),
-        "id": lambda v: row["Id"].startswith(v),
-        "driver": lambda v: v == row["Driver"],
-        "type": lambda v: v == kind,
-    }
-    labels = filters.get("label", [])  # each one wanted, unlike the other keys' values
-    if not all(_prune.has_label(row["Labels"], want) for want in labels):
-        return False
-    return all(any(checks[k](v) for v in vs) for k, vs in filters.items() if vs and k != "label")
-
-
 ROUTES = [
     route("GET", r"/networks", networks),
     route("POST", r"/networks/create", create),
     route("POST", r"/networks/prune", prune),
-    route("GET", r"/networks/([^/]+)", inspect),
-    route("DELETE", r"/networks/([^/]+)", remove),
+    route("GET", r"/networks/(.+)", inspect),
+    route("DELETE", r"/networks/(.+)", remove),
 ]

@@ -59,7 +59,7 @@ LAZY_AREAS = {
     "boxd._dockerapi._archive": re.compile(CONTAINER + r"/archive\Z"),
     "boxd._dockerapi._build": re.compile(r"/build\Z"),
     "boxd._dockerapi._images": re.compile(r"/(images|commit|auth|distribution)(/|\Z)"),
-    "boxd._dockerapi._netconnect": re.compile(r"/networks/[^/]+/(connect|disconnect)\Z"),
+    "boxd._dockerapi._netconnect": re.compile(r"/networks/.+/(connect|disconnect)\Z"),
     "boxd._dockerapi._networks": re.compile(r"/networks(/|\Z)"),
     "boxd._dockerapi._swarm": re.compile(r"/(swarm|nodes|services|tasks|secrets|configs)(/|\Z)"),
     "boxd._dockerapi._volumes": re.compile(r"/volumes(/|\Z)"),

@@ -411,6 +411,7 @@ def _endpoints(
             tuple(endpoint.strings("Aliases")),
             endpoint.object("IPAMConfig").text("IPv4Address"),
             _mac(endpoint.text("MacAddress")),
+            driver_opts(endpoint),
         )
     own = joins.pop(network, NetworkJoin(network))
     if own.mac and cfg.text("MacAddress") and _mac(cfg.text("MacAddress")) != own.mac:
@@ -423,7 +424,7 @@ def _endpoints(
         )
     if not own.mac and cfg.text("MacAddress"):
         own = attrs.evolve(own, mac=_mac(cfg.text("MacAddress")))
-    if not joins and not own.ip and not own.mac:
+    if not joins and not own.ip and not own.mac and not own.driver_opts:
         return own.aliases, links, None
     if network in ("host", "none") or network.startswith("container:"):
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
@@ -431,10 +432,21 @@ def _endpoints(
     return own.aliases, links, (own, *joins.values())
 
 
+# Endpoint driver options Docker's bridge driver applies and boxd does not: refused by name
+# (the others Docker keeps without a use, and so does boxd).
+_APPLIED_DRIVER_OPTS = ("com.docker.network.endpoint.ifname", "com.docker.network.endpoint.sysctls")
+
+
+def driver_opts(endpoint: Fields) -> tuple[str, ...]:
+    """An endpoint's ``DriverOpts``, as ``KEY=VALUE``."""
+    return tuple([f"{k}={v}" for k, v in endpoint.mapping("DriverOpts").items()])
+
+
 def check_endpoint(endpoint: Fields, where: str) -> None:
     """An endpoint's settings boxd would have to drop are refused by name instead."""
-    if endpoint.present("DriverOpts"):
-        raise ApiError(400, f"{where}.DriverOpts is not supported by boxd")
+    for key in endpoint.mapping("DriverOpts"):
+        if key in _APPLIED_DRIVER_OPTS:
+            raise ApiError(400, f"{where}.DriverOpts {key!r} is not supported by boxd")
     if endpoint.object("IPAMConfig").present("LinkLocalIPs"):
         raise ApiError(400, f"{where}.IPAMConfig.LinkLocalIPs is not supported by boxd")
     if endpoint.object("IPAMConfig").present("IPv6Address"):
@@ -478,7 +490,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "Driver": info.driver,
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": None, "Config": [pool] if info.subnet else []},
-        "Internal": False,
+        "Internal": info.internal,
         "Attachable": False,
         "Ingress": False,
         "ConfigFrom": {"Network": ""},
@@ -545,7 +557,9 @@ def _network_settings(c: Container) -> dict[str, Any]:
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
             "MacAddress": mac,
-            "DriverOpts": None,
+            "DriverOpts": dict(o.partition("=")[::2] for o in join.driver_opts)
+            if join is not None and join.driver_opts
+            else None,
         }
 
     networks: dict[str, dict[str, Any]] = {
@@ -1029,10 +1043,8 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
         "GraphDriver": {"Name": "overlay2", "Data": None},
         "Mounts": _mounts(c),
         "Config": {
-            "Hostname": _nsmodes.host_hostname()
-            if cfg.uts_mode == "host"
-            else cfg.hostname or c.id[:12],
-            "Domainname": cfg.domainname,
+            "Hostname": _nsmodes.hostname(c),
+            "Domainname": _nsmodes.domainname(c),
             "User": cfg.user,
             "AttachStdin": False,
             "AttachStdout": False,
