@@ -190,6 +190,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["runtime"] = args.runtime
     if args.annotation:
         config["annotations"] = args.annotation
+    if args.isolation:
+        config["isolation"] = args.isolation
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
@@ -289,6 +291,7 @@ def cmd_create(args: Args) -> int:
         # Docker's client: -i attaches stdin, so its end (or the client's going away)
         # closes the container's stdin, at every `start -ai` too.
         config["stdin_once"] = args.interactive
+        config["attach"] = _attach_config(args.interactive, {"stdout", "stderr"})
         cidfile = _files.open_cidfile(args.cidfile)
         try:
             response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
@@ -321,6 +324,9 @@ def cmd_run(args: Args) -> int:
         # Docker's StdinOnce: the foreground client's input is the container's, its end
         # closes it; `run -d -i` keeps the stdin open for whoever attaches.
         config["stdin_once"] = stdin and not args.detach
+        if not args.detach:
+            explicit = "stdin" in streams and bool(args.attach)
+            config["attach"] = _attach_config(stdin or explicit, streams)
         request = {
             "type": "RunRequest",
             "config": config,
@@ -375,6 +381,13 @@ def _attach_streams(args: Args) -> set[str]:
     for s in streams - {"stdin", "stdout", "stderr"}:
         raise CliError(f"invalid --attach {s!r}: use stdin, stdout or stderr", USAGE)
     return streams
+
+
+def _attach_config(stdin: bool, outputs: set[str]) -> list[str]:
+    """The streams a foreground client joins, as the docker CLI tells the daemon at create
+    (inspect's Config.AttachStdin, AttachStdout, AttachStderr): stdin with -i or -a stdin,
+    the outputs it joins."""
+    return ["stdin"] * stdin + [s for s in ("stdout", "stderr") if s in outputs]
 
 
 def console_size() -> list[int] | None:

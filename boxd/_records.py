@@ -16,7 +16,7 @@ import typing
 
 import attrs
 
-from . import _caps, _nsmodes
+from . import _caps, _fixedmodes, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
@@ -259,6 +259,13 @@ class ContainerConfig:
     # kept and shown back, as inspect shows them.
     annotations: tuple[str, ...] = ()
     healthcheck: Healthcheck | None = None  # merged with the image's (see _healthcheck)
+    # Docker's HostConfig.Isolation as given: "" or "default" (in any case), the one
+    # isolation on Linux (see _fixedmodes); kept and shown back, as inspect shows it.
+    isolation: str = ""
+    # The streams a Docker client said at create it attaches to (Config.AttachStdin,
+    # AttachStdout, AttachStderr: "stdin", "stdout", "stderr"); kept and shown back, as
+    # inspect shows them.  Each attach names its own streams; these change nothing.
+    attach: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
@@ -375,7 +382,10 @@ OPTIONS = {
     "cgroup_parent": "--cgroup-parent",
     "labels": "--label",
     "annotations": "--annotation",
+    "attach": "--attach",
 }
+
+ATTACH_STREAMS = ("stdin", "stdout", "stderr")
 
 
 def invalid(field: str, value: object, reason: str = "") -> ValueError:
@@ -581,5 +591,9 @@ def validate_config(config: ContainerConfig) -> None:
                 raise invalid(key, label, "use KEY=VALUE")
     if config.healthcheck is not None:
         check_healthcheck(config.healthcheck)
+    _fixedmodes.check("isolation", config.isolation)
+    for stream in config.attach:
+        if stream not in ATTACH_STREAMS or config.attach.count(stream) > 1:
+            raise invalid("attach", stream, "use stdin, stdout or stderr, each once")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

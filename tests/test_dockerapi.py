@@ -489,6 +489,46 @@ def test_runtime_names(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
+    """``HostConfig.Isolation`` ("" or "default", in any case: Linux's one) and
+    ``Config.AttachStdin/AttachStdout/AttachStderr`` are kept at create and shown back by
+    inspect as given, as by Docker (inspect gave "" and three falses whatever was sent);
+    boxctl's create and run set them as the docker CLI does."""
+    fmt = (
+        "{{.HostConfig.Isolation}} {{.Config.AttachStdin}} {{.Config.AttachStdout}} "
+        "{{.Config.AttachStderr}}"
+    )
+    for args, shown in [
+        ((), " false true true"),
+        (("--isolation", "default"), "default false true true"),
+        (("--isolation", "Default"), "Default false true true"),
+        (("-i",), " true true true"),
+        (("-a", "stderr"), " false false true"),
+        (("-i", "-a", "stdout"), " true true false"),
+    ]:
+        cid = _docker(clean, "create", *args, "default", "true").stdout.strip()
+        assert _docker(clean, "inspect", "-f", fmt, cid).stdout == shown + "\n", args
+        if "-a" not in args:  # boxctl's create has no -a
+            cid = clean.ctl("create", *args, "default", "true").stdout.strip()
+            assert clean.ctl("inspect", "-f", fmt, cid).stdout == shown + "\n", args
+    cid = _docker(clean, "run", "-d", "-i", "default", "true").stdout.strip()
+    assert _docker(clean, "inspect", "-f", fmt, cid).stdout == " false false false\n"
+    clean.ctl("run", "--name", "fg", "-a", "stdout", "default", "true")
+    assert clean.ctl("inspect", "-f", fmt, "fg").stdout == " false true false\n"
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        host = client.create_host_config(isolation="default")
+        made = client.create_container("default", "true", stdin_open=True, host_config=host)
+        got = client.inspect_container(made["Id"])
+        assert got["HostConfig"]["Isolation"] == "default"
+        flags = {k: got["Config"][k] for k in ("AttachStdin", "AttachStdout", "AttachStderr")}
+        assert flags == {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True}
+    finally:
+        client.close()
+
+
+@needs_cli
 def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None:
     """``--security-opt apparmor=unconfined`` and ``label=disable`` (guides for FUSE or
     Docker in Docker carry them) ask for what boxd does anyway, having no AppArmor and no

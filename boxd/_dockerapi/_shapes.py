@@ -165,7 +165,10 @@ _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
 # each kind, no user namespace), and what a refusal says boxd does instead.
 # What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
-_FIXED_MODES = {"userns": "UsernsMode", "cgroupns": "CgroupnsMode", "isolation": "Isolation"}
+# Isolation is kept as given, and checked with the rest of the configuration.
+_FIXED_MODES = {"userns": "UsernsMode", "cgroupns": "CgroupnsMode"}
+# Config's Attach* flags and the stream each names.
+_ATTACH_FLAGS = {"stdin": "AttachStdin", "stdout": "AttachStdout", "stderr": "AttachStderr"}
 
 
 def console_size(fields: Fields, key: str) -> tuple[int, int] | None:
@@ -289,6 +292,8 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             log_max_size=log_max_size,
             log_max_files=log_max_files,
             healthcheck=healthcheck,
+            isolation=host.text("Isolation"),
+            attach=tuple([s for s, key in _ATTACH_FLAGS.items() if cfg.flag(key)]),
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
@@ -889,7 +894,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
         "CgroupnsMode": "private",  # every container's, whatever the hierarchy
         "UsernsMode": "",
-        "Isolation": "",
+        "Isolation": cfg.isolation,
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
         "RestartPolicy": {
@@ -1034,9 +1039,7 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             else cfg.hostname or c.id[:12],
             "Domainname": cfg.domainname,
             "User": cfg.user,
-            "AttachStdin": False,
-            "AttachStdout": False,
-            "AttachStderr": False,
+            **{key: stream in cfg.attach for stream, key in _ATTACH_FLAGS.items()},
             "Tty": cfg.tty,
             "OpenStdin": cfg.interactive,
             "StdinOnce": cfg.stdin_once,
