@@ -816,6 +816,48 @@ def test_network_disabled_gives_a_loopback_only(clean: Daemon) -> None:
         client.close()
 
 
+# The keys of HostConfig that Docker's inspect always has (those not marked omitempty in
+# moby's api/types/container/hostconfig.go).
+DOCKER_HOST_CONFIG_KEYS = {
+    *("Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy"),
+    *("AutoRemove", "VolumeDriver", "VolumesFrom", "ConsoleSize", "CapAdd", "CapDrop"),
+    *("CgroupnsMode", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode"),
+    *("Cgroup", "Links", "OomScoreAdj", "PidMode", "Privileged", "PublishAllPorts"),
+    *("ReadonlyRootfs", "SecurityOpt", "UTSMode", "UsernsMode", "ShmSize", "Isolation"),
+    *("CpuShares", "Memory", "NanoCpus", "CgroupParent", "BlkioWeight", "BlkioWeightDevice"),
+    *("BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps"),
+    *("BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod"),
+    *("CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules"),
+    *("DeviceRequests", "MemoryReservation", "MemorySwap", "MemorySwappiness"),
+    *("OomKillDisable", "PidsLimit", "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps"),
+    "IOMaximumBandwidth",
+}
+
+
+@needs_cli
+def test_inspect_has_every_key_of_dockers_host_config(clean: Daemon) -> None:
+    """Every HostConfig key Docker's inspect always has is there: ``Dns``, ``DnsOptions``
+    and ``DnsSearch`` were missing (``attrs["HostConfig"]["Dns"]`` a KeyError in docker-py,
+    ``{{.HostConfig.Dns}}`` "<no value>"), and so were the keys of what boxd has not."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.create(
+            "default", ["true"], dns=["10.9.9.9"], dns_search=["example.org"], dns_opt=["ndots:2"]
+        )
+        host = c.attrs["HostConfig"]
+        assert not DOCKER_HOST_CONFIG_KEYS - set(host), DOCKER_HOST_CONFIG_KEYS - set(host)
+        assert (host["Dns"], host["DnsSearch"], host["DnsOptions"]) == (
+            ["10.9.9.9"], ["example.org"], ["ndots:2"]
+        )  # fmt: skip
+        fmt = "{{json .HostConfig.Dns}} {{.HostConfig.ContainerIDFile}}|{{.HostConfig.Cgroup}}|"
+        assert _docker(clean, "inspect", "-f", fmt, c.id).stdout == '["10.9.9.9"] ||\n'
+        cid = _docker(clean, "create", "default", "true").stdout.strip()
+        assert _docker(clean, "inspect", "-f", fmt, cid).stdout == "[] ||\n"
+    finally:
+        client.close()
+
+
 @needs_cli
 def test_stats_count_a_containers_network_traffic(clean: Daemon) -> None:
     """NET I/O: the counters of the container's interfaces but lo (it sends 5000 bytes to

@@ -886,9 +886,16 @@ def _host_config(c: Container) -> dict[str, Any]:
     links = _links.shown(c) if legacy else list(cfg.links)
     return {
         "Binds": binds or None,
+        "ContainerIDFile": "",  # the docker CLI's own file: the daemon never sees it
+        "VolumeDriver": "",
         "VolumesFrom": list(cfg.volumes_from) or None,
         "Links": links or None,
         "NetworkMode": cfg.network,
+        # Lists, as the docker CLI sends them (never null): scripts index them.
+        "Dns": list(cfg.dns),
+        "DnsOptions": list(cfg.dns_options),
+        "DnsSearch": list(cfg.dns_search),
+        "Cgroup": "",
         "PidMode": _nsmodes.docker_mode("pid", cfg.pid_mode),
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
         "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
@@ -923,6 +930,7 @@ def _host_config(c: Container) -> dict[str, Any]:
             for d in cfg.devices
         ],
         "DeviceCgroupRules": list(cfg.device_cgroup_rules) or None,
+        "DeviceRequests": None,
         "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,
@@ -941,6 +949,11 @@ def _host_config(c: Container) -> dict[str, Any]:
         "OomScoreAdj": cfg.oom_score_adj or 0,
         "KernelMemory": 0,
         "ConsoleSize": list(cfg.console_size or (0, 0)),
+        # Windows' limits, zero on Linux as in Docker's.
+        "CpuCount": 0,
+        "CpuPercent": 0,
+        "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0,
         "BlkioWeight": res.blkio_weight or 0,
         **{
             key: _device_rates(getattr(res, field), value_key) or None
