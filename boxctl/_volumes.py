@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 
 def run_mounts(args: Args) -> dict[str, Any]:
     """``-v``, ``--mount`` and ``--volumes-from`` as ContainerConfig fields (``volumes``,
-    extra ``tmpfs`` specs, ``volumes_from``).  A ``--mount`` with ``volume-label``s
-    creates its named volume first (with those labels), as Docker's create does."""
+    extra ``tmpfs`` specs, ``mount_points``, ``volumes_from``).  A ``--mount`` with
+    ``volume-label``s creates its named volume first (with those labels), as Docker's
+    create does."""
     volumes: list[dict[str, Any]] = []
     tmpfs: list[str] = []
     labelled: list[tuple[str, dict[str, str]]] = []
+    points: list[str] = []
     if not (args.volume or args.mount):
         return {"volumes": volumes, "tmpfs": tmpfs, "volumes_from": args.volumes_from}
     from boxd import _mounts  # csv and re: only for the runs that mount something
@@ -47,6 +49,7 @@ def run_mounts(args: Args) -> dict[str, Any]:
             volumes.append(_mounts.parse_volume_flag(spec))
         for text in args.mount:
             mount = _mounts.parse_mount(text)
+            points.append(mount.target)
             if mount.type == "tmpfs":
                 tmpfs.append(mount.tmpfs_spec())
                 continue
@@ -62,7 +65,12 @@ def run_mounts(args: Args) -> dict[str, Any]:
             v["host"] = os.path.abspath(os.path.expanduser(v["host"]))
     for name, labels in labelled:
         call(args.socket, {"type": "VolumeCreateRequest", "name": name, "labels": labels})
-    return {"volumes": volumes, "tmpfs": tmpfs, "volumes_from": args.volumes_from}
+    return {
+        "volumes": volumes,
+        "tmpfs": tmpfs,
+        "mount_points": points,
+        "volumes_from": args.volumes_from,
+    }
 
 
 # ---- volume verbs -------------------------------------------------------------------------

@@ -224,6 +224,10 @@ class ContainerConfig:
     ipc_mode: str = ""
     uts_mode: str = ""
     volumes: tuple[Volume, ...] = ()
+    # The container paths of the volumes and tmpfs given as mounts (--mount, the Engine
+    # API's HostConfig.Mounts) rather than as -v and --tmpfs (Binds, Tmpfs): inspect shows
+    # each as it was given.
+    mount_points: tuple[str, ...] = ()
     volumes_from: tuple[str, ...] = ()  # "CONTAINER[:ro|:rw]": its volumes, copied at create
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
@@ -356,6 +360,7 @@ OPTIONS = {
     "network": "--network",
     "volumes": "--volume",
     "volumes_from": "--volumes-from",
+    "mount_points": "--mount",
     "tmpfs": "--tmpfs",
     "shm_size": "--shm-size",
     "ulimits": "--ulimit",
@@ -565,6 +570,9 @@ def validate_config(config: ContainerConfig) -> None:
     for point in points:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
+    for point in config.mount_points:
+        if posixpath.normpath(point) not in points:
+            raise invalid("mount_points", point, "no volume or tmpfs is mounted there")
     sec = config.security
     _caps.check_names((*sec.cap_add, *sec.cap_drop))
     for what, paths in (("MaskedPaths", sec.masked_paths), ("ReadonlyPaths", sec.readonly_paths)):

@@ -859,6 +859,50 @@ def test_inspect_has_every_key_of_dockers_host_config(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_mounts_are_shown_where_they_were_given(clean: Daemon, tmp_path: Path) -> None:
+    """``--mount`` (HostConfig.Mounts) is shown back as HostConfig.Mounts, ``-v`` as Binds
+    and ``--tmpfs`` as Tmpfs, as by Docker, and a tmpfs mount is among the container's
+    Mounts (every mount was shown among Binds or Tmpfs, and a tmpfs mount not at all).
+    boxctl's ``--mount`` alike."""
+    src = str(tmp_path)
+    mounts = (
+        *("--mount", "type=volume,src=given-vol,dst=/v,volume-nocopy"),
+        *("--mount", f"type=bind,src={src},dst=/b,ro"),
+        *("--mount", "type=tmpfs,dst=/t,tmpfs-size=2m,tmpfs-mode=700"),
+    )
+    plain = ("-v", "plain-vol:/data", "--tmpfs", "/t2")
+    fmt = "{{json .HostConfig.Mounts}}|{{json .HostConfig.Binds}}|{{json .HostConfig.Tmpfs}}"
+    given = [
+        {
+            "Type": "volume",
+            "Source": "given-vol",
+            "Target": "/v",
+            "VolumeOptions": {"NoCopy": True},
+        },
+        {"Type": "bind", "Source": src, "Target": "/b", "ReadOnly": True},
+        {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 2 << 20, "Mode": 0o700}},
+    ]
+    cid = _docker(clean, "create", *mounts, *plain, "default", "true").stdout.strip()
+    boxctl_id = clean.ctl("create", *mounts, *plain, "default", "true").stdout.strip()
+    try:
+        for shown in (
+            _docker(clean, "inspect", "-f", fmt, cid).stdout,
+            clean.ctl("inspect", "-f", fmt, boxctl_id).stdout,
+        ):
+            host_mounts, binds, tmpfs = (json.loads(part) for part in shown.split("|"))
+            assert host_mounts == given
+            assert (binds, tmpfs) == (["plain-vol:/data"], {"/t2": ""})
+        rows = json.loads(_docker(clean, "inspect", "-f", "{{json .Mounts}}", cid).stdout)
+        assert [(m["Type"], m["Destination"], m["RW"]) for m in rows] == [
+            *(("volume", "/data", True), ("volume", "/v", True), ("bind", "/b", False)),
+            ("tmpfs", "/t", True),
+        ]
+    finally:
+        clean.remove_containers()
+        _docker(clean, "volume", "rm", "given-vol", "plain-vol")
+
+
+@needs_cli
 def test_stats_count_a_containers_network_traffic(clean: Daemon) -> None:
     """NET I/O: the counters of the container's interfaces but lo (it sends 5000 bytes to
     its gateway); none for a container on the host's network, as from Docker."""

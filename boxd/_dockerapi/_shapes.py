@@ -292,6 +292,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             log_max_size=log_max_size,
             log_max_files=log_max_files,
             healthcheck=healthcheck,
+            mount_points=tuple([m.target for m in _api_mounts(host)]),
             isolation=host.text("Isolation"),
             attach=tuple([s for s, key in _ATTACH_FLAGS.items() if cfg.flag(key)]),
         )
@@ -880,6 +881,8 @@ def _host_config(c: Container) -> dict[str, Any]:
     seccomp = cfg.security.seccomp
     binds = []
     for v in cfg.volumes:
+        if _given_as_mount(cfg, v.container):
+            continue
         opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
         binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
     legacy = cfg.network == DEFAULT_NETWORK
@@ -915,7 +918,12 @@ def _host_config(c: Container) -> dict[str, Any]:
         "CapDrop": list(cfg.security.cap_drop) or None,
         "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
         **_system_paths(cfg.security),
-        "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
+        "Tmpfs": dict(
+            t.partition(":")[::2]
+            for t in cfg.tmpfs
+            if not _given_as_mount(cfg, t.partition(":")[0])
+        )
+        or None,
         "ShmSize": cfg.shm_size or 64 << 20,
         "GroupAdd": list(cfg.group_add) or None,
         "ExtraHosts": list(cfg.extra_hosts) or None,
@@ -963,7 +971,50 @@ def _host_config(c: Container) -> dict[str, Any]:
         "Runtime": cfg.runtime,
         "CgroupParent": cfg.cgroup_parent,
         **_annotations(cfg),
+        **_host_mounts(cfg),
     }
+
+
+def _given_as_mount(cfg: ContainerConfig, path: str) -> bool:
+    """Whether the volume or tmpfs at ``path`` was given as a mount (HostConfig.Mounts)."""
+    return os.path.normpath(path) in {os.path.normpath(p) for p in cfg.mount_points}
+
+
+def _tmpfs_mounts(cfg: ContainerConfig) -> list[tuple[str, str]]:
+    """The (path, options) of the tmpfs given as mounts."""
+    found = [t.partition(":")[::2] for t in cfg.tmpfs]
+    return [(path, options) for path, options in found if _given_as_mount(cfg, path)]
+
+
+def _host_mounts(cfg: ContainerConfig) -> dict[str, list[dict[str, Any]]]:
+    """``HostConfig.Mounts`` in the shape a client sends them, left out when there are none,
+    as Docker leaves it."""
+    mounts: list[dict[str, Any]] = []
+    for v in cfg.volumes:
+        if not _given_as_mount(cfg, v.container):
+            continue
+        mount: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
+        mount.update(Source=v.volume or v.host, Target=v.container)
+        if v.read_only:
+            mount["ReadOnly"] = True
+        if v.nocopy:
+            mount["VolumeOptions"] = {"NoCopy": True}
+        mounts.append(mount)
+    for path, options in _tmpfs_mounts(cfg):
+        mount = {"Type": "tmpfs", "Target": path}
+        tmpfs: dict[str, int] = {}
+        for option in options.split(",") if options else ():
+            key, _, value = option.partition("=")
+            if key == "ro":
+                mount["ReadOnly"] = True
+            elif key == "size" and value.isdigit():  # bytes, as a mount gives them
+                tmpfs["SizeBytes"] = int(value)
+            elif key == "mode" and value and set(value) <= set("01234567"):
+                tmpfs["Mode"] = int(value, 8)
+        if tmpfs:
+            mount["TmpfsOptions"] = tmpfs
+        mounts.append(mount)
+    return {"Mounts": mounts} if mounts else {}
 
 
 def _annotations(cfg: ContainerConfig) -> dict[str, dict[str, str]]:
@@ -1000,6 +1051,12 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
             Propagation="" if v.volume else "rprivate",
         )
         rows.append(row)
+    for path, options in _tmpfs_mounts(c.config):  # a --tmpfs is not listed, as by Docker
+        read_only = "ro" in options.split(",")
+        rows.append(
+            {"Type": "tmpfs", "Source": "", "Destination": path, "Mode": "",
+             "RW": not read_only, "Propagation": ""}
+        )  # fmt: skip
     return rows
 
 
