@@ -190,6 +190,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["runtime"] = args.runtime
     if args.annotation:
         config["annotations"] = args.annotation
+    if args.security_opt:
+        config["security_opt"] = args.security_opt
     if args.isolation:
         config["isolation"] = args.isolation
     if args.entrypoint is not None:

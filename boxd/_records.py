@@ -262,6 +262,9 @@ class ContainerConfig:
     # 1.43): for the OCI runtime in Docker; boxd runs the container itself, so they are
     # kept and shown back, as inspect shows them.
     annotations: tuple[str, ...] = ()
+    # Docker's HostConfig.SecurityOpt (--security-opt) as given, shown back by inspect as
+    # Docker shows it; what boxd applies of them is in ``security``.
+    security_opt: tuple[str, ...] = ()
     healthcheck: Healthcheck | None = None  # merged with the image's (see _healthcheck)
     # Docker's HostConfig.Isolation as given: "" or "default" (in any case), the one
     # isolation on Linux (see _fixedmodes); kept and shown back, as inspect shows it.

@@ -546,6 +546,23 @@ def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None
 
 
 @needs_cli
+def test_security_opts_are_shown_back_as_given(clean: Daemon) -> None:
+    """HostConfig.SecurityOpt is shown back as given, as by Docker: it showed a seccomp
+    setting alone, so ``--security-opt no-new-privileges`` was not there for an audit
+    (docker-bench-security's check reads it) to find.  boxctl's alike."""
+    opts = ("no-new-privileges", "seccomp=unconfined", "label:disable")
+    args = [word for opt in opts for word in ("--security-opt", opt)]
+    fmt = "{{json .HostConfig.SecurityOpt}}"
+    cid = _docker(clean, "create", *args, "default", "true").stdout.strip()
+    assert json.loads(_docker(clean, "inspect", "-f", fmt, cid).stdout) == list(opts)
+    boxctl_args = args[:4]  # boxctl has no SELinux option to take
+    cid = clean.ctl("create", *boxctl_args, "default", "true").stdout.strip()
+    assert json.loads(clean.ctl("inspect", "-f", fmt, cid).stdout) == list(opts[:2])
+    cid = _docker(clean, "create", "default", "true").stdout.strip()
+    assert _docker(clean, "inspect", "-f", fmt, cid).stdout == "null\n"
+
+
+@needs_cli
 def test_system_paths_unconfined_and_the_apis_own_lists(clean: Daemon) -> None:
     """``--security-opt systempaths=unconfined`` (the docker CLI sends it as empty
     MaskedPaths and ReadonlyPaths, which boxd ignored: the masks stayed) unmasks /proc;

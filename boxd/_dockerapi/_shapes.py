@@ -293,6 +293,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             log_max_files=log_max_files,
             healthcheck=healthcheck,
             mount_points=tuple([m.target for m in _api_mounts(host)]),
+            security_opt=tuple(host.strings("SecurityOpt")),
             isolation=host.text("Isolation"),
             attach=tuple([s for s, key in _ATTACH_FLAGS.items() if cfg.flag(key)]),
         )
@@ -916,7 +917,9 @@ def _host_config(c: Container) -> dict[str, Any]:
         "ReadonlyRootfs": cfg.read_only,
         "CapAdd": list(cfg.security.cap_add) or None,
         "CapDrop": list(cfg.security.cap_drop) or None,
-        "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
+        # As given; a record of a configuration that has none of them: its seccomp.
+        "SecurityOpt": list(cfg.security_opt)
+        or ([f"seccomp={seccomp}"] if seccomp != "default" else None),
         **_system_paths(cfg.security),
         "Tmpfs": dict(
             t.partition(":")[::2]
