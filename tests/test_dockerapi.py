@@ -875,6 +875,22 @@ def test_inspect_has_every_key_of_dockers_host_config(clean: Daemon) -> None:
         client.close()
 
 
+def test_system_df_gives_the_networks_ids_as_the_list_does(clean: Daemon) -> None:
+    """``system/df``'s containers are the list's rows: their endpoints' NetworkID was the
+    network's name ("bridge") there, its id in the list and in inspect."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        client.containers.create("default", ["true"], name="dfc")
+        bridge = client.networks.get("bridge").id
+        [row] = client.df()["Containers"]
+        assert row["NetworkSettings"]["Networks"]["bridge"]["NetworkID"] == bridge
+        [listed] = client.api.containers(all=True)
+        assert listed["NetworkSettings"] == row["NetworkSettings"]
+    finally:
+        client.close()
+
+
 @needs_cli
 def test_mounts_are_shown_where_they_were_given(clean: Daemon, tmp_path: Path) -> None:
     """``--mount`` (HostConfig.Mounts) is shown back as HostConfig.Mounts, ``-v`` as Binds
