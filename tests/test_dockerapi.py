@@ -2167,6 +2167,45 @@ def _default_id() -> str:
 
 
 @needs_cli
+def test_commit_with_a_configuration(clean: Daemon) -> None:
+    """docker-py's ``commit(conf=...)``: the configuration's fields replace the
+    container's, which fills in the rest, as Docker's commit merges them (the variables,
+    labels and ports of both, the given winning; the container's command unless one is
+    given; ``changes`` apply to the given configuration).  It was refused."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.run(
+            "default", ["sh", "-c", "echo made > /tmp/made; sleep 60"], detach=True,
+            environment={"KEEP": "1", "OVER": "old"}, labels={"a": "1"}, working_dir="/tmp",
+        )  # fmt: skip
+        while c.exec_run(["cat", "/tmp/made"]).exit_code != 0:
+            time.sleep(0.05)
+        conf = {
+            "Cmd": ["sh", "-c", 'cat made; echo "$OVER $ADDED $KEEP"'],
+            "Env": ["OVER=new", "ADDED=2"],
+            "Labels": {"b": "2"},
+            "ExposedPorts": {"80/tcp": {}},
+            "Hostname": "a container's, not an image's",
+        }
+        image = c.commit("committed", "1", conf=conf)
+        config = image.attrs["Config"]
+        assert config["Env"] == ["OVER=new", "ADDED=2", "KEEP=1"]
+        assert (config["Labels"], config["ExposedPorts"]) == ({"a": "1", "b": "2"}, {"80/tcp": {}})
+        assert client.containers.run("committed:1", remove=True) == b"made\nnew 2 1\n"
+        image = c.commit("committed", "2", conf={"Entrypoint": ["echo"]}, changes=["ENV Z=9"])
+        config = image.attrs["Config"]
+        assert (config["Entrypoint"], config.get("Cmd")) == (["echo"], None)
+        assert config["Env"] == ["Z=9", "KEEP=1", "OVER=old"]
+        with pytest.raises(docker.errors.APIError) as bad:
+            client.api.commit(c.id, conf={"Env": "A=1"})
+        assert "invalid config.Env: expected a list of strings, got 'A=1'" in str(bad.value)
+    finally:
+        client.close()
+        clean.remove_containers()
+        _docker(clean, "rmi", "committed:1", "committed:2")
+
+
 def test_import_save_load_commit_history_prune(
     clean: Daemon, tmp_path: Path, busybox_root: Path
 ) -> None:
