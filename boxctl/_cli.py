@@ -145,6 +145,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "ipc_mode": args.ipc or "",
         "uts_mode": args.uts or "",
         "read_only": args.read_only,
+        "binds": [],  # as the docker CLI sends none: the image's volumes are not binds
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,

@@ -228,6 +228,13 @@ class ContainerConfig:
     # API's HostConfig.Mounts) rather than as -v and --tmpfs (Binds, Tmpfs): inspect shows
     # each as it was given.
     mount_points: tuple[str, ...] = ()
+    # Docker's HostConfig.Binds as given (the Engine API's; boxctl's -v with a source, its
+    # host path made absolute), shown back by inspect; None: shown from ``volumes`` (a
+    # configuration that did not say).
+    binds: tuple[str, ...] | None = None
+    # Docker's Config.Volumes: the paths of the anonymous volumes asked for (Config.Volumes,
+    # -v PATH) and of the image's VOLUMEs, shown back by inspect.
+    declared_volumes: tuple[str, ...] = ()
     volumes_from: tuple[str, ...] = ()  # "CONTAINER[:ro|:rw]": its volumes, copied at create
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
@@ -364,6 +371,7 @@ OPTIONS = {
     "volumes": "--volume",
     "volumes_from": "--volumes-from",
     "mount_points": "--mount",
+    "declared_volumes": "--volume",
     "tmpfs": "--tmpfs",
     "shm_size": "--shm-size",
     "ulimits": "--ulimit",
@@ -573,6 +581,9 @@ def validate_config(config: ContainerConfig) -> None:
     for point in points:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
+    for path in config.declared_volumes:
+        if not path.startswith("/"):
+            raise invalid("declared_volumes", path, "is not an absolute path")
     for point in config.mount_points:
         if posixpath.normpath(point) not in points:
             raise invalid("mount_points", point, "no volume or tmpfs is mounted there")

@@ -605,17 +605,20 @@ class Supervisor:
             for v in self._lookup(ref).container.config.volumes:
                 if free(v.container):
                     mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
+        paths = builtins.list(config.declared_volumes)
         if config.image_id:
             inner = self.images.config(self.images.get(config.image_id)).get("config") or {}
             declared = inner.get("Volumes") if isinstance(inner, dict) else None
             for path in sorted(declared or {}):
                 if isinstance(path, str) and free(path):
                     mounts.append(Volume(host="", container=path))
+                if isinstance(path, str) and path.startswith("/") and path not in paths:
+                    paths.append(path)  # Docker's merge: each one, mounted over or not
         for i, v in enumerate(mounts):
             if v.is_volume:
                 name = self.volumes.create(v.volume).name
                 mounts[i] = attrs.evolve(v, volume=name, host=str(self.volumes.source(name)))
-        return attrs.evolve(config, volumes=tuple(mounts))
+        return attrs.evolve(config, volumes=tuple(mounts), declared_volumes=tuple(paths))
 
     def volume_users(self, name: str) -> builtins.list[str]:
         """The ids of the containers (in any phase) that mount the volume ``name``."""

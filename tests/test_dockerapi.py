@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, pipe_held, running_daemon
+from daemon_harness import REPO, Daemon, pipe_held, running_daemon
 from docker_clients import DOCKER, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
@@ -873,6 +873,42 @@ def test_inspect_has_every_key_of_dockers_host_config(clean: Daemon) -> None:
         assert _docker(clean, "inspect", "-f", fmt, cid).stdout == "[] ||\n"
     finally:
         client.close()
+
+
+@needs_cli
+def test_binds_and_volumes_are_shown_as_given(clean: Daemon, tmp_path: Path) -> None:
+    """HostConfig.Binds is shown as the client sent it and Config.Volumes holds the
+    anonymous volumes asked for and the image's VOLUMEs, as by Docker: Binds listed every
+    volume (an anonymous one by its generated name, ``:rw`` dropped) and Config.Volumes
+    was null, so a tool that compares what it asked for (Ansible's docker_container)
+    found a difference at every run.  boxctl's -v alike (a relative source made absolute,
+    as the docker CLI sends it)."""
+    src = _docker(clean, "create", "default", "true").stdout.strip()
+    assert _docker(clean, "commit", "-c", "VOLUME /iv", src, "withvol:1").returncode == 0
+    (tmp_path / "rel").mkdir()
+    fmt = "{{json .HostConfig.Binds}} {{json .Config.Volumes}} {{len .Mounts}}"
+    vols = ("-v", "/data", "-v", "named:/n:ro", "-v", f"{tmp_path}:/b:rw")
+    try:
+        cid = _docker(clean, "create", *vols, "withvol:1", "true").stdout.strip()
+        binds, declared, mounts = _docker(clean, "inspect", "-f", fmt, cid).stdout.split()
+        assert sorted(json.loads(binds)) == sorted(["named:/n:ro", f"{tmp_path}:/b:rw"])
+        assert (json.loads(declared), mounts) == ({"/data": {}, "/iv": {}}, "4")
+        r = subprocess.run(  # from tmp_path: ./rel is its
+            [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "create",
+             "-v", "./rel:/r", "-v", "/data", "withvol:1", "true"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=tmp_path, check=True,
+        )  # fmt: skip
+        shown = clean.ctl("inspect", "-f", fmt, r.stdout.strip()).stdout
+        assert shown == f'["{tmp_path}/rel:/r"] {{"/data":{{}},"/iv":{{}}}} 3\n'
+        # Nothing given: no binds, the image's volume declared.
+        for run in (lambda *a: _docker(clean, *a), clean.ctl):
+            cid = run("create", "withvol:1", "true").stdout.strip()
+            assert run("inspect", "-f", fmt, cid).stdout == 'null {"/iv":{}} 1\n'
+    finally:
+        clean.remove_containers()
+        _docker(clean, "rmi", "withvol:1")
+        _docker(clean, "volume", "prune", "-af")
 
 
 def test_system_df_gives_the_networks_ids_as_the_list_does(clean: Daemon) -> None:

@@ -293,6 +293,8 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             log_max_files=log_max_files,
             healthcheck=healthcheck,
             mount_points=tuple([m.target for m in _api_mounts(host)]),
+            binds=tuple(host.strings("Binds")),
+            declared_volumes=tuple(cfg.mapping_keys("Volumes")),
             security_opt=tuple(host.strings("SecurityOpt")),
             isolation=host.text("Isolation"),
             attach=tuple([s for s, key in _ATTACH_FLAGS.items() if cfg.flag(key)]),
@@ -880,12 +882,7 @@ def _host_config(c: Container) -> dict[str, Any]:
     cfg = c.config
     res = cfg.resources
     seccomp = cfg.security.seccomp
-    binds = []
-    for v in cfg.volumes:
-        if _given_as_mount(cfg, v.container):
-            continue
-        opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
-        binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
+    binds = list(cfg.binds) if cfg.binds is not None else _binds(cfg)
     legacy = cfg.network == DEFAULT_NETWORK
     links = _links.shown(c) if legacy else list(cfg.links)
     return {
@@ -976,6 +973,18 @@ def _host_config(c: Container) -> dict[str, Any]:
         **_annotations(cfg),
         **_host_mounts(cfg),
     }
+
+
+def _binds(cfg: ContainerConfig) -> list[str]:
+    """``HostConfig.Binds`` of a configuration that did not keep them as given: each volume
+    not given as a mount, as ``-v`` would name it."""
+    binds = []
+    for v in cfg.volumes:
+        if _given_as_mount(cfg, v.container):
+            continue
+        opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
+        binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
+    return binds
 
 
 def _given_as_mount(cfg: ContainerConfig, path: str) -> bool:
@@ -1119,7 +1128,7 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             "Env": list(cfg.env),
             "Cmd": list(cfg.command[len(entrypoint) :]) or None,
             "Image": familiar(cfg.image),
-            "Volumes": None,
+            "Volumes": {path: {} for path in cfg.declared_volumes} or None,
             "WorkingDir": cfg.workdir or "/",
             "Entrypoint": entrypoint or None,
             "ExposedPorts": {p: {} for p in (*cfg.exposed_ports, *cfg.expose)} or None,
