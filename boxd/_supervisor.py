@@ -569,7 +569,7 @@ class Supervisor:
         _devicemap.check_hosts(config.devices)
         self.networks.check(config)
         self._check_links(config)
-        config = self._with_volumes(config)
+        config = self._with_volumes(self._with_peer_ids(config))
         container = Container(
             id=cid, name=name or self._generate_name(cid), created_at=time.time(), config=config
         )
@@ -666,6 +666,19 @@ class Supervisor:
         except NetworkError:
             return "", "bridge"
 
+    def _with_peer_ids(self, config: ContainerConfig) -> ContainerConfig:
+        """``container:NAME`` of ``--network``, ``--pid`` and ``--ipc`` as
+        ``container:ID``, as Docker's create keeps them: the sharing follows that container
+        through a rename, and never reaches a newer one given its old name.  A reference
+        that finds none is left as it is (its start says so)."""
+        found: dict[str, Any] = {}
+        for field in ("network", "pid_mode", "ipc_mode"):
+            ref = _nsmodes.peer(getattr(config, field))
+            if ref is not None:
+                with contextlib.suppress(NoSuchContainer, AmbiguousContainer):
+                    found[field] = "container:" + self._lookup(ref).container.id
+        return attrs.evolve(config, **found) if found else config
+
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""
         entry = self._lookup(ref)
@@ -760,8 +773,8 @@ class Supervisor:
                 raise Conflict(f"container {entry.container.id} is not running")
             if kind is Namespace.IPC and entry.container.config.ipc_mode not in ("", "shareable"):
                 raise ValueError(
-                    f"container {ref}: non-shareable IPC (hint: use IpcMode:shareable for "
-                    "the donor container)"
+                    f"container {entry.container.name}: non-shareable IPC (hint: use "
+                    "IpcMode:shareable for the donor container)"
                 )
             paths.append((kind, f"/proc/{run.pid}/ns/{kind.describe()}"))
         return tuple(paths)

@@ -2456,6 +2456,31 @@ def test_a_renamed_container_answers_by_its_new_name(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_a_shared_namespace_follows_its_container_through_a_rename(clean: Daemon) -> None:
+    """``--network/--pid/--ipc container:NAME`` is kept as ``container:ID``, as Docker's
+    create keeps it: after a rename of that container the sharer starts again in its
+    namespaces.  It was kept by name: the restart failed ("No such container"), or joined
+    a newer container given the old name."""
+
+    def net_namespace(ref: str) -> str:
+        pid = _docker(clean, "inspect", "-f", "{{.State.Pid}}", ref).stdout.strip()
+        return os.readlink(f"/proc/{pid}/ns/net")
+
+    run = ("run", "-d", "--ipc", "shareable")
+    base = _docker(clean, *run, "--name", "base", "default", "sleep", "60").stdout.strip()
+    modes = ("--network", "container:base", "--pid", "container:base", "--ipc", "container:base")
+    r = _docker(clean, "run", "-d", "--name", "side", *modes, "default", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    fmt = "{{.HostConfig.NetworkMode}} {{.HostConfig.PidMode}} {{.HostConfig.IpcMode}}"
+    assert _docker(clean, "inspect", "-f", fmt, "side").stdout.split() == [f"container:{base}"] * 3
+    assert _docker(clean, "rename", "base", "old").returncode == 0
+    assert _docker(clean, *run, "--name", "base", "default", "sleep", "60").returncode == 0
+    r = _docker(clean, "restart", "-t", "0", "side")
+    assert r.returncode == 0, r.stderr
+    assert net_namespace("side") == net_namespace("old") != net_namespace("base")
+
+
+@needs_cli
 def test_user_network_name_lookup_and_published_port(clean: Daemon) -> None:
     assert _docker(clean, "network", "create", "n1").returncode == 0
     names = _docker(clean, "network", "ls", "--format", "{{.Name}}").stdout.split()
