@@ -893,6 +893,10 @@ def test_binds_and_volumes_are_shown_as_given(clean: Daemon, tmp_path: Path) -> 
         binds, declared, mounts = _docker(clean, "inspect", "-f", fmt, cid).stdout.split()
         assert sorted(json.loads(binds)) == sorted(["named:/n:ro", f"{tmp_path}:/b:rw"])
         assert (json.loads(declared), mounts) == ({"/data": {}, "/iv": {}}, "4")
+        # A commit keeps them as the image's volumes, as Docker's (it kept the image's).
+        assert _docker(clean, "commit", cid, "committed-vol:1").returncode == 0
+        image = _docker(clean, "inspect", "-f", "{{json .Config.Volumes}}", "committed-vol:1")
+        assert json.loads(image.stdout) == {"/data": {}, "/iv": {}}
         r = subprocess.run(  # from tmp_path: ./rel is its
             [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "create",
              "-v", "./rel:/r", "-v", "/data", "withvol:1", "true"],
@@ -907,7 +911,7 @@ def test_binds_and_volumes_are_shown_as_given(clean: Daemon, tmp_path: Path) -> 
             assert run("inspect", "-f", fmt, cid).stdout == 'null {"/iv":{}} 1\n'
     finally:
         clean.remove_containers()
-        _docker(clean, "rmi", "withvol:1")
+        _docker(clean, "rmi", "withvol:1", "committed-vol:1")
         _docker(clean, "volume", "prune", "-af")
 
 

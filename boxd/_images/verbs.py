@@ -589,11 +589,14 @@ class ImageVerbs:
         if cfg.stop_signal != "SIGTERM":
             inner["StopSignal"] = cfg.stop_signal
         # As Docker's commit merges them in: the container's health check (the image's,
-        # under its own), and the image's volumes (anonymous ones again at each run).
+        # under its own), and its declared volumes (its Config.Volumes: the anonymous ones
+        # asked for, -v PATH, and the image's; anonymous ones again at each run).
         if cfg.healthcheck is not None:
             inner["Healthcheck"] = to_api(cfg.healthcheck)
+        volumes = list(cfg.declared_volumes)
         if parent is not None:
-            inner["Volumes"] = (self.store.config(parent).get("config") or {}).get("Volumes")
+            volumes += (self.store.config(parent).get("config") or {}).get("Volumes") or {}
+        inner["Volumes"] = {path: {} for path in volumes} or None
         inner = {k: v for k, v in inner.items() if v is not None}
         if req.config is None:
             _changed(inner, req.changes)
