@@ -146,6 +146,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "ipc_mode": args.ipc or "",
         "uts_mode": args.uts or "",
         "read_only": args.read_only,
+        "binds": [],  # as the docker CLI sends none: the image's volumes are not binds
         "resources": _resources(args),
         "security": {
             "privileged": args.privileged,
@@ -191,6 +192,10 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["runtime"] = args.runtime
     if args.annotation:
         config["annotations"] = args.annotation
+    if args.security_opt:
+        config["security_opt"] = args.security_opt
+    if args.isolation:
+        config["isolation"] = args.isolation
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]
@@ -290,6 +295,7 @@ def cmd_create(args: Args) -> int:
         # Docker's client: -i attaches stdin, so its end (or the client's going away)
         # closes the container's stdin, at every `start -ai` too.
         config["stdin_once"] = args.interactive
+        config["attach"] = _attach_config(args.interactive, {"stdout", "stderr"})
         cidfile = _files.open_cidfile(args.cidfile)
         try:
             response = call(args.socket, {"type": "CreateRequest", "config": config, "name": name})
@@ -322,6 +328,9 @@ def cmd_run(args: Args) -> int:
         # Docker's StdinOnce: the foreground client's input is the container's, its end
         # closes it; `run -d -i` keeps the stdin open for whoever attaches.
         config["stdin_once"] = stdin and not args.detach
+        if not args.detach:
+            explicit = "stdin" in streams and bool(args.attach)
+            config["attach"] = _attach_config(stdin or explicit, streams)
         request = {
             "type": "RunRequest",
             "config": config,
@@ -376,6 +385,13 @@ def _attach_streams(args: Args) -> set[str]:
     for s in streams - {"stdin", "stdout", "stderr"}:
         raise CliError(f"invalid --attach {s!r}: use stdin, stdout or stderr", USAGE)
     return streams
+
+
+def _attach_config(stdin: bool, outputs: set[str]) -> list[str]:
+    """The streams a foreground client joins, as the docker CLI tells the daemon at create
+    (inspect's Config.AttachStdin, AttachStdout, AttachStderr): stdin with -i or -a stdin,
+    the outputs it joins."""
+    return ["stdin"] * stdin + [s for s in ("stdout", "stderr") if s in outputs]
 
 
 def console_size() -> list[int] | None:

@@ -33,20 +33,36 @@ if TYPE_CHECKING:
 
 def run_mounts(args: Args) -> dict[str, Any]:
     """``-v``, ``--mount`` and ``--volumes-from`` as ContainerConfig fields (``volumes``,
-    extra ``tmpfs`` specs, ``volumes_from``).  A ``--mount`` with ``volume-label``s
-    creates its named volume first (with those labels), as Docker's create does."""
+    extra ``tmpfs`` specs, ``mount_points``, ``binds`` and ``declared_volumes`` (the -v
+    with a source and the paths of those without, as the docker CLI sends them),
+    ``volumes_from``).  A ``--mount`` with ``volume-label``s creates its named volume
+    first (with those labels), as Docker's create does."""
     volumes: list[dict[str, Any]] = []
     tmpfs: list[str] = []
     labelled: list[tuple[str, dict[str, str]]] = []
+    points: list[str] = []
+    binds: list[str] = []
+    declared: list[str] = []
+    found = {"volumes": volumes, "tmpfs": tmpfs, "mount_points": points, "binds": binds,
+             "declared_volumes": declared, "volumes_from": args.volumes_from}  # fmt: skip
     if not (args.volume or args.mount):
-        return {"volumes": volumes, "tmpfs": tmpfs, "volumes_from": args.volumes_from}
+        return found
     from boxd import _mounts  # csv and re: only for the runs that mount something
 
     try:
         for spec in args.volume:
-            volumes.append(_mounts.parse_volume_flag(spec))
+            fields = _mounts.parse_volume_flag(spec)
+            if fields["host"]:  # absolute, as the docker CLI sends it
+                fields["host"] = os.path.abspath(os.path.expanduser(str(fields["host"])))
+                binds.append(f"{fields['host']}:{spec.split(':', 1)[1]}")
+            elif fields.get("volume"):
+                binds.append(spec)
+            else:
+                declared.append(str(fields["container"]))
+            volumes.append(fields)
         for text in args.mount:
             mount = _mounts.parse_mount(text)
+            points.append(mount.target)
             if mount.type == "tmpfs":
                 tmpfs.append(mount.tmpfs_spec())
                 continue
@@ -62,7 +78,7 @@ def run_mounts(args: Args) -> dict[str, Any]:
             v["host"] = os.path.abspath(os.path.expanduser(v["host"]))
     for name, labels in labelled:
         call(args.socket, {"type": "VolumeCreateRequest", "name": name, "labels": labels})
-    return {"volumes": volumes, "tmpfs": tmpfs, "volumes_from": args.volumes_from}
+    return found
 
 
 # ---- volume verbs -------------------------------------------------------------------------

@@ -24,7 +24,8 @@ _WHY = {
 def check(option: str, value: str) -> None:
     """Refuse a ``value`` of ``option`` (``cgroupns``, ``userns``, ``isolation``) other
     than boxd's one setting, naming both (``--isolation`` in Docker's words)."""
-    if not value or value in _TAKEN[option]:
+    # Docker reads an isolation in any case ("Default"), the namespace modes as written.
+    if not value or (value.lower() if option == "isolation" else value) in _TAKEN[option]:
         return
     if option == "isolation":
         raise ValueError(f"Invalid isolation: {value!r} - linux only supports 'default'")

@@ -106,10 +106,11 @@ def select_containers(
     listing: Callable[..., list[Container]], filters: dict[str, list[str]], *, all: bool, limit: int
 ) -> list[Container]:
     """What ``docker ps`` shows, from the supervisor's ``listing`` (newest first): through
-    the filters, every container if ``all``, a ``limit`` or a status/exited filter asks for
-    them (as dockerd does), else the running ones; the newest ``limit`` of them."""
+    the filters, every container if ``all``, a ``limit`` or a status filter asks for them
+    (as dockerd does: an exited filter does not, so without ``all`` it finds none), else
+    the running ones; the newest ``limit`` of them."""
     keep = container_filter(filters, listing(all=True))
-    everything = all or limit > 0 or bool(filters.get("status") or filters.get("exited"))
+    everything = all or limit > 0 or bool(filters.get("status"))
     found = [c for c in listing(all=everything) if keep(c)]
     return found[:limit] if limit > 0 else found
 

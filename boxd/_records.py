@@ -16,7 +16,7 @@ import typing
 
 import attrs
 
-from . import _caps, _nsmodes
+from . import _caps, _fixedmodes, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
@@ -224,6 +224,17 @@ class ContainerConfig:
     ipc_mode: str = ""
     uts_mode: str = ""
     volumes: tuple[Volume, ...] = ()
+    # The container paths of the volumes and tmpfs given as mounts (--mount, the Engine
+    # API's HostConfig.Mounts) rather than as -v and --tmpfs (Binds, Tmpfs): inspect shows
+    # each as it was given.
+    mount_points: tuple[str, ...] = ()
+    # Docker's HostConfig.Binds as given (the Engine API's; boxctl's -v with a source, its
+    # host path made absolute), shown back by inspect; None: shown from ``volumes`` (a
+    # configuration that did not say).
+    binds: tuple[str, ...] | None = None
+    # Docker's Config.Volumes: the paths of the anonymous volumes asked for (Config.Volumes,
+    # -v PATH) and of the image's VOLUMEs, shown back by inspect.
+    declared_volumes: tuple[str, ...] = ()
     volumes_from: tuple[str, ...] = ()  # "CONTAINER[:ro|:rw]": its volumes, copied at create
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()  # "PATH[:OPTIONS]", as --tmpfs takes them
@@ -258,7 +269,17 @@ class ContainerConfig:
     # 1.43): for the OCI runtime in Docker; boxd runs the container itself, so they are
     # kept and shown back, as inspect shows them.
     annotations: tuple[str, ...] = ()
+    # Docker's HostConfig.SecurityOpt (--security-opt) as given, shown back by inspect as
+    # Docker shows it; what boxd applies of them is in ``security``.
+    security_opt: tuple[str, ...] = ()
     healthcheck: Healthcheck | None = None  # merged with the image's (see _healthcheck)
+    # Docker's HostConfig.Isolation as given: "" or "default" (in any case), the one
+    # isolation on Linux (see _fixedmodes); kept and shown back, as inspect shows it.
+    isolation: str = ""
+    # The streams a Docker client said at create it attaches to (Config.AttachStdin,
+    # AttachStdout, AttachStderr: "stdin", "stdout", "stderr"); kept and shown back, as
+    # inspect shows them.  Each attach names its own streams; these change nothing.
+    attach: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         validate_config(self)
@@ -349,6 +370,8 @@ OPTIONS = {
     "network": "--network",
     "volumes": "--volume",
     "volumes_from": "--volumes-from",
+    "mount_points": "--mount",
+    "declared_volumes": "--volume",
     "tmpfs": "--tmpfs",
     "shm_size": "--shm-size",
     "ulimits": "--ulimit",
@@ -375,7 +398,10 @@ OPTIONS = {
     "cgroup_parent": "--cgroup-parent",
     "labels": "--label",
     "annotations": "--annotation",
+    "attach": "--attach",
 }
+
+ATTACH_STREAMS = ("stdin", "stdout", "stderr")
 
 
 def invalid(field: str, value: object, reason: str = "") -> ValueError:
@@ -556,6 +582,12 @@ def validate_config(config: ContainerConfig) -> None:
     for point in points:
         if points.count(point) > 1:
             raise ValueError(f"duplicate mount point {point}: a volume or --tmpfs is there twice")
+    for path in config.declared_volumes:
+        if not path.startswith("/"):
+            raise invalid("declared_volumes", path, "is not an absolute path")
+    for point in config.mount_points:
+        if posixpath.normpath(point) not in points:
+            raise invalid("mount_points", point, "no volume or tmpfs is mounted there")
     sec = config.security
     _caps.check_names((*sec.cap_add, *sec.cap_drop))
     for what, paths in (("MaskedPaths", sec.masked_paths), ("ReadonlyPaths", sec.readonly_paths)):
@@ -582,5 +614,9 @@ def validate_config(config: ContainerConfig) -> None:
                 raise invalid(key, label, "use KEY=VALUE")
     if config.healthcheck is not None:
         check_healthcheck(config.healthcheck)
+    _fixedmodes.check("isolation", config.isolation)
+    for stream in config.attach:
+        if stream not in ATTACH_STREAMS or config.attach.count(stream) > 1:
+            raise invalid("attach", stream, "use stdin, stdout or stderr, each once")
     if config.auto_remove and config.restart.name is not RestartName.NO:
         raise ValueError("--rm and --restart cannot be combined")

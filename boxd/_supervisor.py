@@ -570,7 +570,7 @@ class Supervisor:
         _check_volume_sources(config)
         _devicemap.check_hosts(config.devices)
         self.networks.check(config)
-        config = self._peer_by_id(self.networks.by_name(config))
+        config = self._with_peer_ids(self.networks.by_name(config))
         self._check_links(config)
         config = self._with_volumes(config)
         container = Container(
@@ -608,17 +608,20 @@ class Supervisor:
             for v in self._lookup(ref).container.config.volumes:
                 if free(v.container):
                     mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
+        paths = builtins.list(config.declared_volumes)
         if config.image_id:
             inner = self.images.config(self.images.get(config.image_id)).get("config") or {}
             declared = inner.get("Volumes") if isinstance(inner, dict) else None
             for path in sorted(declared or {}):
                 if isinstance(path, str) and free(path):
                     mounts.append(Volume(host="", container=path))
+                if isinstance(path, str) and path.startswith("/") and path not in paths:
+                    paths.append(path)  # Docker's merge: each one, mounted over or not
         for i, v in enumerate(mounts):
             if v.is_volume:
                 name = self.volumes.create(v.volume).name
                 mounts[i] = attrs.evolve(v, volume=name, host=str(self.volumes.source(name)))
-        return attrs.evolve(config, volumes=tuple(mounts))
+        return attrs.evolve(config, volumes=tuple(mounts), declared_volumes=tuple(paths))
 
     def volume_users(self, name: str) -> builtins.list[str]:
         """The ids of the containers (in any phase) that mount the volume ``name``."""
@@ -666,17 +669,18 @@ class Supervisor:
         except NetworkError:
             return "", "bridge"
 
-    def _peer_by_id(self, config: ContainerConfig) -> ContainerConfig:
-        """``--network container:NAME`` kept as ``container:ID``, as Docker keeps it: a
-        rename of NAME, or another container taking its name, changes nothing (a NAME that
-        names none is left to fail at the start)."""
-        if not config.network.startswith("container:"):
-            return config
-        try:
-            peer = self._lookup(config.network.partition(":")[2]).container
-        except (NoSuchContainer, AmbiguousContainer):
-            return config
-        return attrs.evolve(config, network=f"container:{peer.id}")
+    def _with_peer_ids(self, config: ContainerConfig) -> ContainerConfig:
+        """``container:NAME`` of ``--network``, ``--pid`` and ``--ipc`` as
+        ``container:ID``, as Docker's create keeps them: the sharing follows that container
+        through a rename, and never reaches a newer one given its old name.  A reference
+        that finds none is left as it is (its start says so)."""
+        found: dict[str, Any] = {}
+        for field in ("network", "pid_mode", "ipc_mode"):
+            ref = _nsmodes.peer(getattr(config, field))
+            if ref is not None:
+                with contextlib.suppress(NoSuchContainer, AmbiguousContainer):
+                    found[field] = "container:" + self._lookup(ref).container.id
+        return attrs.evolve(config, **found) if found else config
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
         """``--network container:NAME``: that container, and the pid of its running init."""
@@ -772,8 +776,8 @@ class Supervisor:
                 raise Conflict(f"container {entry.container.id} is not running")
             if kind is Namespace.IPC and entry.container.config.ipc_mode not in ("", "shareable"):
                 raise ValueError(
-                    f"container {ref}: non-shareable IPC (hint: use IpcMode:shareable for "
-                    "the donor container)"
+                    f"container {entry.container.name}: non-shareable IPC (hint: use "
+                    "IpcMode:shareable for the donor container)"
                 )
             paths.append((kind, f"/proc/{run.pid}/ns/{kind.describe()}"))
         return tuple(paths)

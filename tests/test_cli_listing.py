@@ -30,11 +30,13 @@ def test_ps_filters_limits_and_formats(daemon: Daemon) -> None:
         "run", "-d", "--name", "web", "-l", "team=a", "default", "sleep", "300"
     ).stdout.strip()
     names = "{{.Names}}"
-    # Without -a only running ones; a status or exited filter looks at every container.
+    # Without -a only running ones; a status filter looks at every container, an exited
+    # filter does not (as dockerd's: so without -a it finds none, the exited being left).
     assert _ps(daemon, "--format", names) == ["web"]
     assert _ps(daemon, "-a", "--format", names) == ["web", "failed", "first"]
     assert _ps(daemon, "-f", "status=exited", "--format", names) == ["failed"]
-    assert _ps(daemon, "-f", "exited=3", "--format", names) == ["failed"]
+    assert _ps(daemon, "-f", "exited=3", "--format", names) == []
+    assert _ps(daemon, "-a", "-f", "exited=3", "--format", names) == ["failed"]
     assert _ps(daemon, "-a", "-f", "status=created", "--format", names) == ["first"]
     assert _ps(daemon, "-a", "-f", "label=team=a", "--format", names) == ["web", "first"]
     assert _ps(daemon, "-a", "-f", "label=team", "-f", "name=fi", "--format", names) == ["first"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, pipe_held, running_daemon
+from daemon_harness import REPO, Daemon, pipe_held, running_daemon
 from docker_clients import DOCKER, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
@@ -489,6 +489,46 @@ def test_runtime_names(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
+    """``HostConfig.Isolation`` ("" or "default", in any case: Linux's one) and
+    ``Config.AttachStdin/AttachStdout/AttachStderr`` are kept at create and shown back by
+    inspect as given, as by Docker (inspect gave "" and three falses whatever was sent);
+    boxctl's create and run set them as the docker CLI does."""
+    fmt = (
+        "{{.HostConfig.Isolation}} {{.Config.AttachStdin}} {{.Config.AttachStdout}} "
+        "{{.Config.AttachStderr}}"
+    )
+    for args, shown in [
+        ((), " false true true"),
+        (("--isolation", "default"), "default false true true"),
+        (("--isolation", "Default"), "Default false true true"),
+        (("-i",), " true true true"),
+        (("-a", "stderr"), " false false true"),
+        (("-i", "-a", "stdout"), " true true false"),
+    ]:
+        cid = _docker(clean, "create", *args, "default", "true").stdout.strip()
+        assert _docker(clean, "inspect", "-f", fmt, cid).stdout == shown + "\n", args
+        if "-a" not in args:  # boxctl's create has no -a
+            cid = clean.ctl("create", *args, "default", "true").stdout.strip()
+            assert clean.ctl("inspect", "-f", fmt, cid).stdout == shown + "\n", args
+    cid = _docker(clean, "run", "-d", "-i", "default", "true").stdout.strip()
+    assert _docker(clean, "inspect", "-f", fmt, cid).stdout == " false false false\n"
+    clean.ctl("run", "--name", "fg", "-a", "stdout", "default", "true")
+    assert clean.ctl("inspect", "-f", fmt, "fg").stdout == " false true false\n"
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        host = client.create_host_config(isolation="default")
+        made = client.create_container("default", "true", stdin_open=True, host_config=host)
+        got = client.inspect_container(made["Id"])
+        assert got["HostConfig"]["Isolation"] == "default"
+        flags = {k: got["Config"][k] for k in ("AttachStdin", "AttachStdout", "AttachStderr")}
+        assert flags == {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True}
+    finally:
+        client.close()
+
+
+@needs_cli
 def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None:
     """``--security-opt apparmor=unconfined`` and ``label=disable`` (guides for FUSE or
     Docker in Docker carry them) ask for what boxd does anyway, having no AppArmor and no
@@ -503,6 +543,23 @@ def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None
     ):
         r = _docker(clean, "run", "--rm", "--security-opt", opt, "default", "true")
         assert r.returncode == 125 and f"invalid SecurityOpt '{opt}': {words}" in r.stderr
+
+
+@needs_cli
+def test_security_opts_are_shown_back_as_given(clean: Daemon) -> None:
+    """HostConfig.SecurityOpt is shown back as given, as by Docker: it showed a seccomp
+    setting alone, so ``--security-opt no-new-privileges`` was not there for an audit
+    (docker-bench-security's check reads it) to find.  boxctl's alike."""
+    opts = ("no-new-privileges", "seccomp=unconfined", "label:disable")
+    args = [word for opt in opts for word in ("--security-opt", opt)]
+    fmt = "{{json .HostConfig.SecurityOpt}}"
+    cid = _docker(clean, "create", *args, "default", "true").stdout.strip()
+    assert json.loads(_docker(clean, "inspect", "-f", fmt, cid).stdout) == list(opts)
+    boxctl_args = args[:4]  # boxctl has no SELinux option to take
+    cid = clean.ctl("create", *boxctl_args, "default", "true").stdout.strip()
+    assert json.loads(clean.ctl("inspect", "-f", fmt, cid).stdout) == list(opts[:2])
+    cid = _docker(clean, "create", "default", "true").stdout.strip()
+    assert _docker(clean, "inspect", "-f", fmt, cid).stdout == "null\n"
 
 
 @needs_cli
@@ -774,6 +831,148 @@ def test_network_disabled_gives_a_loopback_only(clean: Daemon) -> None:
         )
     finally:
         client.close()
+
+
+# The keys of HostConfig that Docker's inspect always has (those not marked omitempty in
+# moby's api/types/container/hostconfig.go).
+DOCKER_HOST_CONFIG_KEYS = {
+    *("Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy"),
+    *("AutoRemove", "VolumeDriver", "VolumesFrom", "ConsoleSize", "CapAdd", "CapDrop"),
+    *("CgroupnsMode", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode"),
+    *("Cgroup", "Links", "OomScoreAdj", "PidMode", "Privileged", "PublishAllPorts"),
+    *("ReadonlyRootfs", "SecurityOpt", "UTSMode", "UsernsMode", "ShmSize", "Isolation"),
+    *("CpuShares", "Memory", "NanoCpus", "CgroupParent", "BlkioWeight", "BlkioWeightDevice"),
+    *("BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps"),
+    *("BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod"),
+    *("CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules"),
+    *("DeviceRequests", "MemoryReservation", "MemorySwap", "MemorySwappiness"),
+    *("OomKillDisable", "PidsLimit", "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps"),
+    "IOMaximumBandwidth",
+}
+
+
+@needs_cli
+def test_inspect_has_every_key_of_dockers_host_config(clean: Daemon) -> None:
+    """Every HostConfig key Docker's inspect always has is there: ``Dns``, ``DnsOptions``
+    and ``DnsSearch`` were missing (``attrs["HostConfig"]["Dns"]`` a KeyError in docker-py,
+    ``{{.HostConfig.Dns}}`` "<no value>"), and so were the keys of what boxd has not."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.create(
+            "default", ["true"], dns=["10.9.9.9"], dns_search=["example.org"], dns_opt=["ndots:2"]
+        )
+        host = c.attrs["HostConfig"]
+        assert not DOCKER_HOST_CONFIG_KEYS - set(host), DOCKER_HOST_CONFIG_KEYS - set(host)
+        assert (host["Dns"], host["DnsSearch"], host["DnsOptions"]) == (
+            ["10.9.9.9"], ["example.org"], ["ndots:2"]
+        )  # fmt: skip
+        fmt = "{{json .HostConfig.Dns}} {{.HostConfig.ContainerIDFile}}|{{.HostConfig.Cgroup}}|"
+        assert _docker(clean, "inspect", "-f", fmt, c.id).stdout == '["10.9.9.9"] ||\n'
+        cid = _docker(clean, "create", "default", "true").stdout.strip()
+        assert _docker(clean, "inspect", "-f", fmt, cid).stdout == "[] ||\n"
+    finally:
+        client.close()
+
+
+@needs_cli
+def test_binds_and_volumes_are_shown_as_given(clean: Daemon, tmp_path: Path) -> None:
+    """HostConfig.Binds is shown as the client sent it and Config.Volumes holds the
+    anonymous volumes asked for and the image's VOLUMEs, as by Docker: Binds listed every
+    volume (an anonymous one by its generated name, ``:rw`` dropped) and Config.Volumes
+    was null, so a tool that compares what it asked for (Ansible's docker_container)
+    found a difference at every run.  boxctl's -v alike (a relative source made absolute,
+    as the docker CLI sends it)."""
+    src = _docker(clean, "create", "default", "true").stdout.strip()
+    assert _docker(clean, "commit", "-c", "VOLUME /iv", src, "withvol:1").returncode == 0
+    (tmp_path / "rel").mkdir()
+    fmt = "{{json .HostConfig.Binds}} {{json .Config.Volumes}} {{len .Mounts}}"
+    vols = ("-v", "/data", "-v", "named:/n:ro", "-v", f"{tmp_path}:/b:rw")
+    try:
+        cid = _docker(clean, "create", *vols, "withvol:1", "true").stdout.strip()
+        binds, declared, mounts = _docker(clean, "inspect", "-f", fmt, cid).stdout.split()
+        assert sorted(json.loads(binds)) == sorted(["named:/n:ro", f"{tmp_path}:/b:rw"])
+        assert (json.loads(declared), mounts) == ({"/data": {}, "/iv": {}}, "4")
+        # A commit keeps them as the image's volumes, as Docker's (it kept the image's).
+        assert _docker(clean, "commit", cid, "committed-vol:1").returncode == 0
+        image = _docker(clean, "inspect", "-f", "{{json .Config.Volumes}}", "committed-vol:1")
+        assert json.loads(image.stdout) == {"/data": {}, "/iv": {}}
+        r = subprocess.run(  # from tmp_path: ./rel is its
+            [sys.executable, "-m", "boxctl", "--socket", str(clean.socket), "create",
+             "-v", "./rel:/r", "-v", "/data", "withvol:1", "true"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=tmp_path, check=True,
+        )  # fmt: skip
+        shown = clean.ctl("inspect", "-f", fmt, r.stdout.strip()).stdout
+        assert shown == f'["{tmp_path}/rel:/r"] {{"/data":{{}},"/iv":{{}}}} 3\n'
+        # Nothing given: no binds, the image's volume declared.
+        for run in (lambda *a: _docker(clean, *a), clean.ctl):
+            cid = run("create", "withvol:1", "true").stdout.strip()
+            assert run("inspect", "-f", fmt, cid).stdout == 'null {"/iv":{}} 1\n'
+    finally:
+        clean.remove_containers()
+        _docker(clean, "rmi", "withvol:1", "committed-vol:1")
+        _docker(clean, "volume", "prune", "-af")
+
+
+def test_system_df_gives_the_networks_ids_as_the_list_does(clean: Daemon) -> None:
+    """``system/df``'s containers are the list's rows: their endpoints' NetworkID was the
+    network's name ("bridge") there, its id in the list and in inspect."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        client.containers.create("default", ["true"], name="dfc")
+        bridge = client.networks.get("bridge").id
+        [row] = client.df()["Containers"]
+        assert row["NetworkSettings"]["Networks"]["bridge"]["NetworkID"] == bridge
+        [listed] = client.api.containers(all=True)
+        assert listed["NetworkSettings"] == row["NetworkSettings"]
+    finally:
+        client.close()
+
+
+@needs_cli
+def test_mounts_are_shown_where_they_were_given(clean: Daemon, tmp_path: Path) -> None:
+    """``--mount`` (HostConfig.Mounts) is shown back as HostConfig.Mounts, ``-v`` as Binds
+    and ``--tmpfs`` as Tmpfs, as by Docker, and a tmpfs mount is among the container's
+    Mounts (every mount was shown among Binds or Tmpfs, and a tmpfs mount not at all).
+    boxctl's ``--mount`` alike."""
+    src = str(tmp_path)
+    mounts = (
+        *("--mount", "type=volume,src=given-vol,dst=/v,volume-nocopy"),
+        *("--mount", f"type=bind,src={src},dst=/b,ro"),
+        *("--mount", "type=tmpfs,dst=/t,tmpfs-size=2m,tmpfs-mode=700"),
+    )
+    plain = ("-v", "plain-vol:/data", "--tmpfs", "/t2")
+    fmt = "{{json .HostConfig.Mounts}}|{{json .HostConfig.Binds}}|{{json .HostConfig.Tmpfs}}"
+    given = [
+        {
+            "Type": "volume",
+            "Source": "given-vol",
+            "Target": "/v",
+            "VolumeOptions": {"NoCopy": True},
+        },
+        {"Type": "bind", "Source": src, "Target": "/b", "ReadOnly": True},
+        {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 2 << 20, "Mode": 0o700}},
+    ]
+    cid = _docker(clean, "create", *mounts, *plain, "default", "true").stdout.strip()
+    boxctl_id = clean.ctl("create", *mounts, *plain, "default", "true").stdout.strip()
+    try:
+        for shown in (
+            _docker(clean, "inspect", "-f", fmt, cid).stdout,
+            clean.ctl("inspect", "-f", fmt, boxctl_id).stdout,
+        ):
+            host_mounts, binds, tmpfs = (json.loads(part) for part in shown.split("|"))
+            assert host_mounts == given
+            assert (binds, tmpfs) == (["plain-vol:/data"], {"/t2": ""})
+        rows = json.loads(_docker(clean, "inspect", "-f", "{{json .Mounts}}", cid).stdout)
+        assert [(m["Type"], m["Destination"], m["RW"]) for m in rows] == [
+            *(("volume", "/data", True), ("volume", "/v", True), ("bind", "/b", False)),
+            ("tmpfs", "/t", True),
+        ]
+    finally:
+        clean.remove_containers()
+        _docker(clean, "volume", "rm", "given-vol", "plain-vol")
 
 
 @needs_cli
@@ -2011,6 +2210,45 @@ def _default_id() -> str:
 
 
 @needs_cli
+def test_commit_with_a_configuration(clean: Daemon) -> None:
+    """docker-py's ``commit(conf=...)``: the configuration's fields replace the
+    container's, which fills in the rest, as Docker's commit merges them (the variables,
+    labels and ports of both, the given winning; the container's command unless one is
+    given; ``changes`` apply to the given configuration).  It was refused."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
+    try:
+        c = client.containers.run(
+            "default", ["sh", "-c", "echo made > /tmp/made; sleep 60"], detach=True,
+            environment={"KEEP": "1", "OVER": "old"}, labels={"a": "1"}, working_dir="/tmp",
+        )  # fmt: skip
+        while c.exec_run(["cat", "/tmp/made"]).exit_code != 0:
+            time.sleep(0.05)
+        conf = {
+            "Cmd": ["sh", "-c", 'cat made; echo "$OVER $ADDED $KEEP"'],
+            "Env": ["OVER=new", "ADDED=2"],
+            "Labels": {"b": "2"},
+            "ExposedPorts": {"80/tcp": {}},
+            "Hostname": "a container's, not an image's",
+        }
+        image = c.commit("committed", "1", conf=conf)
+        config = image.attrs["Config"]
+        assert config["Env"] == ["OVER=new", "ADDED=2", "KEEP=1"]
+        assert (config["Labels"], config["ExposedPorts"]) == ({"a": "1", "b": "2"}, {"80/tcp": {}})
+        assert client.containers.run("committed:1", remove=True) == b"made\nnew 2 1\n"
+        image = c.commit("committed", "2", conf={"Entrypoint": ["echo"]}, changes=["ENV Z=9"])
+        config = image.attrs["Config"]
+        assert (config["Entrypoint"], config.get("Cmd")) == (["echo"], None)
+        assert config["Env"] == ["Z=9", "KEEP=1", "OVER=old"]
+        with pytest.raises(docker.errors.APIError) as bad:
+            client.api.commit(c.id, conf={"Env": "A=1"})
+        assert "invalid config.Env: expected a list of strings, got 'A=1'" in str(bad.value)
+    finally:
+        client.close()
+        clean.remove_containers()
+        _docker(clean, "rmi", "committed:1", "committed:2")
+
+
 def test_import_save_load_commit_history_prune(
     clean: Daemon, tmp_path: Path, busybox_root: Path
 ) -> None:
@@ -2222,6 +2460,31 @@ def test_a_renamed_container_answers_by_its_new_name(clean: Daemon) -> None:
     finally:
         clean.remove_containers()
         _docker(clean, "network", "rm", "rn")
+
+
+@needs_cli
+def test_a_shared_namespace_follows_its_container_through_a_rename(clean: Daemon) -> None:
+    """``--network/--pid/--ipc container:NAME`` is kept as ``container:ID``, as Docker's
+    create keeps it: after a rename of that container the sharer starts again in its
+    namespaces.  It was kept by name: the restart failed ("No such container"), or joined
+    a newer container given the old name."""
+
+    def net_namespace(ref: str) -> str:
+        pid = _docker(clean, "inspect", "-f", "{{.State.Pid}}", ref).stdout.strip()
+        return os.readlink(f"/proc/{pid}/ns/net")
+
+    run = ("run", "-d", "--ipc", "shareable")
+    base = _docker(clean, *run, "--name", "base", "default", "sleep", "60").stdout.strip()
+    modes = ("--network", "container:base", "--pid", "container:base", "--ipc", "container:base")
+    r = _docker(clean, "run", "-d", "--name", "side", *modes, "default", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    fmt = "{{.HostConfig.NetworkMode}} {{.HostConfig.PidMode}} {{.HostConfig.IpcMode}}"
+    assert _docker(clean, "inspect", "-f", fmt, "side").stdout.split() == [f"container:{base}"] * 3
+    assert _docker(clean, "rename", "base", "old").returncode == 0
+    assert _docker(clean, *run, "--name", "base", "default", "sleep", "60").returncode == 0
+    r = _docker(clean, "restart", "-t", "0", "side")
+    assert r.returncode == 0, r.stderr
+    assert net_namespace("side") == net_namespace("old") != net_namespace("base")
 
 
 @needs_cli

@@ -551,6 +551,15 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
             "RW": True,
             "Propagation": "",
         },
+        # A tmpfs mount is listed too, as by Docker (a --tmpfs is not).
+        {
+            "Type": "tmpfs",
+            "Source": "",
+            "Destination": "/t",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "",
+        },
     ]
     r = _docker(daemon, "volume", "rm", "dv")
     assert r.returncode == 1 and "volume is in use" in r.stderr

@@ -149,13 +149,19 @@ async def containers(api: Api, conn: HttpConnection, req: Request) -> None:
     if "ancestor" in filters:
         filters["ancestor"] = _image_ids(api, filters["ancestor"])
     found = _listing.select_containers(api.sup.list, filters, all=req.flag("all"), limit=limit)
+    await conn.respond_json(200, await summaries(api, found, sizes=req.flag("size")))
+
+
+async def summaries(api: Api, found: list[Container], *, sizes: bool) -> list[dict[str, Any]]:
+    """The rows of the list (and of ``system/df``) for ``found``, with their networks'
+    ids, and with ``sizes`` their sizes."""
     now = time.time()
     rows = [_shapes.summary(c, now) for c in found]
     for row in rows:
         _with_network_ids(api, row["NetworkSettings"])
-    if req.flag("size"):
+    if sizes:
         await with_sizes(api, found, rows)
-    await conn.respond_json(200, rows)
+    return rows
 
 
 async def with_sizes(api: Api, found: list[Container], rows: list[dict[str, Any]]) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import _platforms
+from .._healthcheck import from_api as healthcheck_from_api
+from .._healthcheck import to_api as healthcheck_to_api
 from .._images.messages import (
     CommitRequest,
     DistributionRequest,
@@ -273,9 +275,6 @@ async def commit(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(400, "no container given (container)")
     repo, tag = req.arg("repo") or "", req.arg("tag") or ""
     ref = f"{repo}:{tag}" if repo and tag else repo
-    changes = req.json()  # the CLI sends null or an empty configuration
-    if changes is not None and (not isinstance(changes, dict) or any(changes.values())):
-        raise ApiError(400, "changing the configuration at commit is not supported by boxd")
     request = CommitRequest(
         container=container,
         reference=ref,
@@ -283,9 +282,40 @@ async def commit(api: Api, conn: HttpConnection, req: Request) -> None:
         author=req.arg("author") or "",
         changes=tuple(req.query.get("changes", ())),
         pause=req.flag("pause", default=True),
+        config=_commit_config(req.json()),
     )
     answer = await one_answer(api.images.commit, request)
     await conn.respond_json(201, {"Id": answer.id})
+
+
+def _commit_config(body: object) -> dict[str, Any] | None:
+    """The image configuration of a commit's body (docker-py's ``commit(conf=...)``), its
+    fields checked by name: None when it sets nothing (the docker CLI sends null or an
+    empty one).  The fields of a container's only (Hostname, Tty...) are not an image's:
+    ignored, as by Docker."""
+    given = _shapes.Fields(body, "config")
+    found: dict[str, Any] = {}
+    for key in ("Cmd", "Entrypoint"):
+        if (command := given.command(key)) is not None:
+            found[key] = command
+    for key in ("Env", "OnBuild", "Shell"):
+        if given.value(key) is not None:
+            found[key] = given.strings(key)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if given.text(key):
+            found[key] = given.text(key)
+    if given.value("Labels") is not None:
+        found["Labels"] = given.mapping("Labels")
+    for key in ("ExposedPorts", "Volumes"):
+        if given.value(key) is not None:
+            found[key] = {name: {} for name in given.mapping_keys(key)}
+    if given.value("Healthcheck") is not None:
+        try:
+            check = healthcheck_from_api(given.value("Healthcheck"), "config.Healthcheck")
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        found["Healthcheck"] = healthcheck_to_api(check)
+    return found if any(found.values()) else None
 
 
 async def _pull(api: Api, conn: HttpConnection, req: Request) -> None:

@@ -165,7 +165,10 @@ _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
 # each kind, no user namespace), and what a refusal says boxd does instead.
 # What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
-_FIXED_MODES = {"userns": "UsernsMode", "cgroupns": "CgroupnsMode", "isolation": "Isolation"}
+# Isolation is kept as given, and checked with the rest of the configuration.
+_FIXED_MODES = {"userns": "UsernsMode", "cgroupns": "CgroupnsMode"}
+# Config's Attach* flags and the stream each names.
+_ATTACH_FLAGS = {"stdin": "AttachStdin", "stdout": "AttachStdout", "stderr": "AttachStderr"}
 
 
 def console_size(fields: Fields, key: str) -> tuple[int, int] | None:
@@ -289,6 +292,12 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             log_max_size=log_max_size,
             log_max_files=log_max_files,
             healthcheck=healthcheck,
+            mount_points=tuple([m.target for m in _api_mounts(host)]),
+            binds=tuple(host.strings("Binds")),
+            declared_volumes=tuple(cfg.mapping_keys("Volumes")),
+            security_opt=tuple(host.strings("SecurityOpt")),
+            isolation=host.text("Isolation"),
+            attach=tuple([s for s, key in _ATTACH_FLAGS.items() if cfg.flag(key)]),
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
@@ -887,23 +896,27 @@ def _host_config(c: Container) -> dict[str, Any]:
     cfg = c.config
     res = cfg.resources
     seccomp = cfg.security.seccomp
-    binds = []
-    for v in cfg.volumes:
-        opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
-        binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
+    binds = list(cfg.binds) if cfg.binds is not None else _binds(cfg)
     legacy = cfg.network == DEFAULT_NETWORK
     links = _links.shown(c) if legacy else list(cfg.links)
     return {
         "Binds": binds or None,
+        "ContainerIDFile": "",  # the docker CLI's own file: the daemon never sees it
+        "VolumeDriver": "",
         "VolumesFrom": list(cfg.volumes_from) or None,
         "Links": links or None,
         "NetworkMode": cfg.network,
+        # Lists, as the docker CLI sends them (never null): scripts index them.
+        "Dns": list(cfg.dns),
+        "DnsOptions": list(cfg.dns_options),
+        "DnsSearch": list(cfg.dns_search),
+        "Cgroup": "",
         "PidMode": _nsmodes.docker_mode("pid", cfg.pid_mode),
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
         "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
         "CgroupnsMode": "private",  # every container's, whatever the hierarchy
         "UsernsMode": "",
-        "Isolation": "",
+        "Isolation": cfg.isolation,
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
         "RestartPolicy": {
@@ -915,9 +928,16 @@ def _host_config(c: Container) -> dict[str, Any]:
         "ReadonlyRootfs": cfg.read_only,
         "CapAdd": list(cfg.security.cap_add) or None,
         "CapDrop": list(cfg.security.cap_drop) or None,
-        "SecurityOpt": [f"seccomp={seccomp}"] if seccomp != "default" else None,
+        # As given; a record of a configuration that has none of them: its seccomp.
+        "SecurityOpt": list(cfg.security_opt)
+        or ([f"seccomp={seccomp}"] if seccomp != "default" else None),
         **_system_paths(cfg.security),
-        "Tmpfs": dict(t.partition(":")[::2] for t in cfg.tmpfs) or None,
+        "Tmpfs": dict(
+            t.partition(":")[::2]
+            for t in cfg.tmpfs
+            if not _given_as_mount(cfg, t.partition(":")[0])
+        )
+        or None,
         "ShmSize": cfg.shm_size or 64 << 20,
         "GroupAdd": list(cfg.group_add) or None,
         "ExtraHosts": list(cfg.extra_hosts) or None,
@@ -932,6 +952,7 @@ def _host_config(c: Container) -> dict[str, Any]:
             for d in cfg.devices
         ],
         "DeviceCgroupRules": list(cfg.device_cgroup_rules) or None,
+        "DeviceRequests": None,
         "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits] or None,
         "Memory": res.memory or 0,
         "MemorySwap": res.memory_swap or 0,
@@ -950,6 +971,11 @@ def _host_config(c: Container) -> dict[str, Any]:
         "OomScoreAdj": cfg.oom_score_adj or 0,
         "KernelMemory": 0,
         "ConsoleSize": list(cfg.console_size or (0, 0)),
+        # Windows' limits, zero on Linux as in Docker's.
+        "CpuCount": 0,
+        "CpuPercent": 0,
+        "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0,
         "BlkioWeight": res.blkio_weight or 0,
         **{
             key: _device_rates(getattr(res, field), value_key) or None
@@ -959,7 +985,62 @@ def _host_config(c: Container) -> dict[str, Any]:
         "Runtime": cfg.runtime,
         "CgroupParent": cfg.cgroup_parent,
         **_annotations(cfg),
+        **_host_mounts(cfg),
     }
+
+
+def _binds(cfg: ContainerConfig) -> list[str]:
+    """``HostConfig.Binds`` of a configuration that did not keep them as given: each volume
+    not given as a mount, as ``-v`` would name it."""
+    binds = []
+    for v in cfg.volumes:
+        if _given_as_mount(cfg, v.container):
+            continue
+        opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
+        binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
+    return binds
+
+
+def _given_as_mount(cfg: ContainerConfig, path: str) -> bool:
+    """Whether the volume or tmpfs at ``path`` was given as a mount (HostConfig.Mounts)."""
+    return os.path.normpath(path) in {os.path.normpath(p) for p in cfg.mount_points}
+
+
+def _tmpfs_mounts(cfg: ContainerConfig) -> list[tuple[str, str]]:
+    """The (path, options) of the tmpfs given as mounts."""
+    found = [t.partition(":")[::2] for t in cfg.tmpfs]
+    return [(path, options) for path, options in found if _given_as_mount(cfg, path)]
+
+
+def _host_mounts(cfg: ContainerConfig) -> dict[str, list[dict[str, Any]]]:
+    """``HostConfig.Mounts`` in the shape a client sends them, left out when there are none,
+    as Docker leaves it."""
+    mounts: list[dict[str, Any]] = []
+    for v in cfg.volumes:
+        if not _given_as_mount(cfg, v.container):
+            continue
+        mount: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
+        mount.update(Source=v.volume or v.host, Target=v.container)
+        if v.read_only:
+            mount["ReadOnly"] = True
+        if v.nocopy:
+            mount["VolumeOptions"] = {"NoCopy": True}
+        mounts.append(mount)
+    for path, options in _tmpfs_mounts(cfg):
+        mount = {"Type": "tmpfs", "Target": path}
+        tmpfs: dict[str, int] = {}
+        for option in options.split(",") if options else ():
+            key, _, value = option.partition("=")
+            if key == "ro":
+                mount["ReadOnly"] = True
+            elif key == "size" and value.isdigit():  # bytes, as a mount gives them
+                tmpfs["SizeBytes"] = int(value)
+            elif key == "mode" and value and set(value) <= set("01234567"):
+                tmpfs["Mode"] = int(value, 8)
+        if tmpfs:
+            mount["TmpfsOptions"] = tmpfs
+        mounts.append(mount)
+    return {"Mounts": mounts} if mounts else {}
 
 
 def _annotations(cfg: ContainerConfig) -> dict[str, dict[str, str]]:
@@ -996,6 +1077,12 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
             Propagation="" if v.volume else "rprivate",
         )
         rows.append(row)
+    for path, options in _tmpfs_mounts(c.config):  # a --tmpfs is not listed, as by Docker
+        read_only = "ro" in options.split(",")
+        rows.append(
+            {"Type": "tmpfs", "Source": "", "Destination": path, "Mode": "",
+             "RW": not read_only, "Propagation": ""}
+        )  # fmt: skip
     return rows
 
 
@@ -1046,16 +1133,14 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             "Hostname": _nsmodes.hostname(c),
             "Domainname": _nsmodes.domainname(c),
             "User": cfg.user,
-            "AttachStdin": False,
-            "AttachStdout": False,
-            "AttachStderr": False,
+            **{key: stream in cfg.attach for stream, key in _ATTACH_FLAGS.items()},
             "Tty": cfg.tty,
             "OpenStdin": cfg.interactive,
             "StdinOnce": cfg.stdin_once,
             "Env": list(cfg.env),
             "Cmd": list(cfg.command[len(entrypoint) :]) or None,
             "Image": familiar(cfg.image),
-            "Volumes": None,
+            "Volumes": {path: {} for path in cfg.declared_volumes} or None,
             "WorkingDir": cfg.workdir or "/",
             "Entrypoint": entrypoint or None,
             "ExposedPorts": {p: {} for p in (*cfg.exposed_ports, *cfg.expose)} or None,

@@ -154,16 +154,13 @@ async def events(api: Api, conn: HttpConnection, req: Request) -> None:
 
 
 async def df(api: Api, conn: HttpConnection, req: Request) -> None:
-    from ._containers import with_sizes
+    from ._containers import summaries
     from ._images import image_rows, versioned
     from ._volumes import df_rows
 
     # The images as the list shows them (Docker's df: not the intermediate ones).
     images = [versioned(req, row) for row in await image_rows(api, shared=True, all=False)]
-    now = time.time()
-    found = api.sup.list(all=True)
-    containers = [_shapes.summary(c, now) for c in found]
-    await with_sizes(api, found, containers)
+    containers = await summaries(api, api.sup.list(all=True), sizes=True)
     await conn.respond_json(
         200,
         {

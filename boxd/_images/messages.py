@@ -207,7 +207,10 @@ class LoadedFrame:
 @attrs.frozen
 class CommitRequest:
     """``changes``: Dockerfile lines applied to the container's configuration
-    (``--change``); ``pause``: a running container is frozen while its files are read."""
+    (``--change``); ``pause``: a running container is frozen while its files are read;
+    ``config``: an image configuration's fields (Docker's, checked: the Engine API's commit
+    body) that replace the container's, which fills in the rest as Docker's commit merges
+    them."""
 
     container: str
     reference: str = ""
@@ -215,6 +218,7 @@ class CommitRequest:
     author: str = ""
     changes: tuple[str, ...] = ()
     pause: bool = True
+    config: dict[str, Any] | None = None
 
 
 @attrs.frozen

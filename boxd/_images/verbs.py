@@ -589,13 +589,21 @@ class ImageVerbs:
         if cfg.stop_signal != "SIGTERM":
             inner["StopSignal"] = cfg.stop_signal
         # As Docker's commit merges them in: the container's health check (the image's,
-        # under its own), and the image's volumes (anonymous ones again at each run).
+        # under its own), and its declared volumes (its Config.Volumes: the anonymous ones
+        # asked for, -v PATH, and the image's; anonymous ones again at each run).
         if cfg.healthcheck is not None:
             inner["Healthcheck"] = to_api(cfg.healthcheck)
+        volumes = list(cfg.declared_volumes)
         if parent is not None:
-            inner["Volumes"] = (self.store.config(parent).get("config") or {}).get("Volumes")
+            volumes += (self.store.config(parent).get("config") or {}).get("Volumes") or {}
+        inner["Volumes"] = {path: {} for path in volumes} or None
         inner = {k: v for k, v in inner.items() if v is not None}
-        _changed(inner, req.changes)
+        if req.config is None:
+            _changed(inner, req.changes)
+        else:  # Docker's: the changes apply to the given configuration, then the merge
+            given = dict(req.config)
+            _changed(given, req.changes)
+            inner = _merged(given, inner)
         history = {
             "created_by": " ".join(cfg.command[len(entrypoint) :]),
             "comment": req.comment,
@@ -862,6 +870,33 @@ def _image_filter(
         )
 
     return keep
+
+
+def _merged(given: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    """A commit's configuration ``given`` filled in from the ``container``'s, as Docker's
+    commit merges them: what ``given`` leaves empty is the container's; its environment
+    variables, labels, exposed ports and volumes are added to the container's (the same
+    names: its own); the container's command only when it gives no entrypoint and no
+    command, its entrypoint only when it gives none."""
+    found = dict(given)
+    for key in ("User", "WorkingDir", "StopSignal", "Healthcheck"):
+        if not found.get(key) and container.get(key):
+            found[key] = container[key]
+    own = list(found.get("Env") or ())
+    names = {item.partition("=")[0] for item in own}
+    env = own + [e for e in container.get("Env") or () if e.partition("=")[0] not in names]
+    if env:
+        found["Env"] = env
+    for key in ("Labels", "ExposedPorts", "Volumes"):
+        merged = {**(container.get(key) or {}), **(found.get(key) or {})}
+        if merged:
+            found[key] = merged
+    if not found.get("Entrypoint"):
+        if not found.get("Cmd") and container.get("Cmd"):
+            found["Cmd"] = container["Cmd"]
+        if found.get("Entrypoint") is None and container.get("Entrypoint"):
+            found["Entrypoint"] = container["Entrypoint"]
+    return found
 
 
 def _changed(inner: dict[str, Any], changes: tuple[str, ...]) -> None:
