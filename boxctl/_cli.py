@@ -61,15 +61,15 @@ def _resources(args: Args) -> dict[str, Any]:
     res: dict[str, Any] = {}
     try:
         res.update(_units.memory_limits(args.memory, args.memory_swap))
-        if args.cpus is not None:
-            res["cpus"] = _units.parse_cpus(args.cpus)
+        if args.cpus is not None and (cpus := _units.parse_cpus(args.cpus)):
+            res["cpus"] = cpus
         if _runopts_given(args):
             from . import _limits
 
             res.update(_limits.resources(args))
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
-    if args.cpu_shares is not None:
+    if args.cpu_shares:  # 0: not given, as Docker reads it
         res["cpu_shares"] = args.cpu_shares
     if args.pids_limit is not None:
         # As Docker's: any negative number is no limit.

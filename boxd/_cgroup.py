@@ -109,7 +109,7 @@ class Limits:
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # memory + swap (Docker); -1 unlimited swap
     cpus: float | None = None  # cores: quota = cpus * CPU_PERIOD
-    cpu_shares: int | None = None  # v1 shares 2..262144 (v2: shares_to_weight)
+    cpu_shares: int | None = None  # v1 shares 1..262144 (1 is 2) (v2: shares_to_weight)
     pids_limit: int | None = None  # -1 or 0: unlimited
     cpuset_cpus: str | None = None  # "0-1,3"
     # Docker's other resource options (see :func:`_more_limits`).
@@ -219,8 +219,9 @@ def shares_to_weight(shares: int) -> int:
     """v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000) with the linear formula of
     runc's ConvertCPUSharesToCgroupV2Value and crun up to their 2025 releases (runc 1.1,
     crun 1.8 on Debian 12): ``1 + (shares - 2) * 9999 // 262142``, so 2 -> 1, 1024 -> 39,
-    262144 -> 10000.  (Their newer releases use a log-scale curve that maps 1024 to 100.)"""
-    return 1 + ((shares - 2) * 9999) // 262142
+    262144 -> 10000; 1, which v1's kernel takes as 2, -> 1 too.  (Their newer releases use a
+    log-scale curve that maps 1024 to 100.)"""
+    return 1 + ((max(shares, 2) - 2) * 9999) // 262142
 
 
 # Cgroup files are read and written with plain fd calls: open(), read_text() and a text
@@ -599,8 +600,8 @@ class CgroupHost:
             n = len(online_cpus(self._prefix))
             if not math.isfinite(limits.cpus) or not 0.01 <= limits.cpus <= n:
                 raise ValueError(f"invalid --cpus {limits.cpus}: the range is 0.01 to {n}")
-        if limits.cpu_shares is not None and not 2 <= limits.cpu_shares <= 262144:
-            raise ValueError(f"invalid --cpu-shares {limits.cpu_shares}: use 2 to 262144")
+        if limits.cpu_shares is not None and not 1 <= limits.cpu_shares <= 262144:
+            raise ValueError(f"invalid --cpu-shares {limits.cpu_shares}: use 1 to 262144")
         if limits.pids_limit is not None and not -1 <= limits.pids_limit <= PID_MAX_LIMIT:
             raise ValueError(
                 f"invalid --pids-limit {limits.pids_limit}: use 1 to {PID_MAX_LIMIT}, or 0 or -1 "

@@ -22,12 +22,12 @@ def parse_mtu(value: object) -> int | None:
     return value
 
 
-def parse_size(text: str, *, what: str = "size") -> int:
+def parse_size(text: str, *, what: str = "size", zero: bool = False) -> int:
     """Bytes from a number and an optional unit: ``512``, ``64k``, ``1.5g``, ``10 MiB``.
 
     Units are powers of 1024 in any case, spelled ``k``, ``kb`` or ``kib`` (and so on for
     m, g, t); a lone ``b`` means bytes.  Used for every size option (``--memory``,
-    ``--memory-swap``, ``--log-max-size`` of boxctl and of the daemon).
+    ``--memory-swap``, ``--log-max-size`` of boxctl and of the daemon); 0 only if ``zero``.
     """
     stripped = text.strip()
     end = len(stripped) - len(stripped.lstrip("0123456789.+-"))
@@ -43,6 +43,8 @@ def parse_size(text: str, *, what: str = "size") -> int:
     unit = unit[:-1] if len(unit) == 2 and unit.endswith("i") else unit
     if unit not in _SIZE_UNITS:
         raise ValueError(f"invalid {what} {text!r}: unknown unit {spelled!r} (use k, m, g or t)")
+    if zero and value == 0:
+        return 0
     if not 0 < value < _INF:  # NaN too
         raise ValueError(f"invalid {what} {text!r}: must be a positive number")
     size = int(value * _SIZE_UNITS[unit])
@@ -59,13 +61,16 @@ def format_size(size: int) -> str:
 
 
 def parse_cpus(text: str) -> float:
-    """A number of CPUs, at least 0.01 (``0.5``, ``2``)."""
+    """A number of CPUs, at least 0.01 (``0.5``, ``2``), or 0 for no limit, as Docker reads
+    it."""
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"invalid --cpus {text!r}: use a number such as 0.5") from None
-    if not 0.01 <= value < _INF:  # NaN too
-        raise ValueError(f"invalid --cpus {text!r}: must be a finite number >= 0.01")
+    if value != 0 and not 0.01 <= value < _INF:  # NaN too
+        raise ValueError(
+            f"invalid --cpus {text!r}: must be a finite number >= 0.01, or 0 for no limit"
+        )
     return value
 
 
@@ -129,15 +134,16 @@ def volume_options(spec: str, text: str) -> dict[str, bool]:
 
 def memory_limits(memory: str | None, memory_swap: str | None) -> dict[str, int]:
     """``--memory`` and ``--memory-swap`` as given (None: not), in bytes as
-    :class:`boxd.Resources` takes them; a swap of ``-1`` is unlimited."""
+    :class:`boxd.Resources` takes them; a swap of ``-1`` is unlimited, and 0 of either is
+    not given, as Docker reads it."""
     found = {}
     if memory is not None:
-        found["memory"] = parse_size(memory, what="--memory")
+        found["memory"] = parse_size(memory, what="--memory", zero=True)
     if memory_swap is not None:
         found["memory_swap"] = (
-            -1 if memory_swap == "-1" else parse_size(memory_swap, what="--memory-swap")
+            -1 if memory_swap == "-1" else parse_size(memory_swap, what="--memory-swap", zero=True)
         )
-    return found
+    return {key: value for key, value in found.items() if value != 0}
 
 
 def log_option(key: str, value: str) -> tuple[str, int] | None:

@@ -706,7 +706,7 @@ def test_v1_counters_and_oom_fallback(fs: FakeCgroupFs) -> None:
         (Limits(cpus=0.001), "--cpus 0.001"),
         (Limits(cpus=-1.0), "--cpus -1.0"),
         (Limits(cpus=5.0), "--cpus 5.0"),  # 4 CPUs online
-        (Limits(cpu_shares=1), "--cpu-shares 1"),
+        (Limits(cpu_shares=0), "--cpu-shares 0: use 1 to 262144"),
         (Limits(cpu_shares=262145), "--cpu-shares 262145"),
         (Limits(pids_limit=-2), "--pids-limit -2: use 1 to 4194304, or 0 or -1 for no limit"),
         (Limits(pids_limit=(1 << 22) + 1), "--pids-limit 4194305: use 1 to 4194304"),

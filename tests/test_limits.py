@@ -111,6 +111,34 @@ def test_pids_limit_holds_a_fork_bomb(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", cid)
 
 
+def test_zero_limits_are_none_and_one_share_is_the_kernels_two_as_dockers(daemon: Daemon) -> None:
+    cid = daemon.ctl(
+        "run",
+        "-d",
+        "--memory",
+        "0",
+        "--memory-swap",
+        "0",
+        "--cpus",
+        "0",
+        "--cpu-shares",
+        "1",
+        "default",
+        "sleep",
+        "30",
+    ).stdout.strip()
+    shown = daemon.ctl(
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}}",
+        cid,
+    ).stdout.split()
+    assert shown == ["0", "0", "1"]
+    assert int(_cgroup_file(cid, "memory", "memory.limit_in_bytes").read_text()) > 1 << 60
+    assert _cgroup_file(cid, "cpu", "cpu.shares").read_text().strip() == "2"
+    daemon.ctl("rm", "-f", cid)
+
+
 def test_a_negative_pids_limit_is_no_limit_as_dockers(daemon: Daemon) -> None:
     cid = daemon.ctl("run", "-d", "--pids-limit", "-5", "default", "sleep", "30").stdout.strip()
     assert _cgroup_file(cid, "pids", "pids.max").read_text().strip() == "max"
@@ -163,7 +191,7 @@ def test_bad_limits_refused_before_anything_exists(daemon: Daemon) -> None:
         (["--memory", "1k"], "minimum is 6m"),
         (["--cpus", "-1"], "'-1'"),
         (["--cpuset-cpus", "99"], "not online"),
-        (["--cpu-shares", "1"], "2 to 262144"),
+        (["--cpu-shares", "262145"], "1 to 262144"),
         (["--memory-swap", "10m"], "needs --memory"),
         (["--pids-limit", str(2**63 - 1)], "use 1 to 4194304"),
     ):
