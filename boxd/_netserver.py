@@ -260,7 +260,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         found += [_builtin(sup, name) for name in ("host", "none")]
         # By their making, as the networks' own order: the built-in ones with the bridge.
         found.sort(key=lambda n: n.created_at)
-        await conn.send(NetworkListResponse(tuple(filter(selects, found))))
+        await conn.send(NetworkListResponse(tuple([n for n in found if selects(n)])))
 
     async def inspect(conn: Conn, req: NetworkInspectRequest) -> None:
         found = tuple([_find(sup, ref) for ref in req.networks])
