@@ -221,7 +221,7 @@ def test_wait_prints_exit_code_and_kill_signals(daemon: Daemon) -> None:
 def test_bad_cli_input_gets_one_line(daemon: Daemon, tmp_path: Path) -> None:
     cases = [
         (["run", "--name", "bad name", "default", "true"], "invalid container name"),
-        (["run", "--memory", "0", "default", "true"], "invalid --memory '0'"),
+        (["run", "--memory", "-1", "default", "true"], "invalid --memory '-1'"),
         (["run", "--cpus", "nan", "default", "true"], "invalid --cpus 'nan'"),
         (["run", "--restart", "sometimes", "default", "true"], "invalid --restart"),
         (["run", str(tmp_path / "missing"), "true"], "missing"),
