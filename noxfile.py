@@ -28,6 +28,8 @@ def _install(session: nox.Session, extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """The whole test suite.  Run as root: most tests make real namespaces and mounts."""
     _install(session, "fuse,test")
+    if os.geteuid() == 0:
+        session.run("sh", ".ci/systemd-root", external=True)
     session.run("pytest", *session.posargs)
 
 

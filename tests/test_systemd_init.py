@@ -1,5 +1,5 @@
 """systemd as a container's init, end to end: a Debian root with systemd (debootstrap's,
-which .ci/install-deps builds once into :data:`ROOT`; ``BOXD_TEST_SYSTEMD_ROOT`` names
+which .ci/systemd-root builds once into :data:`ROOT`; ``BOXD_TEST_SYSTEMD_ROOT`` names
 another tarball) imported as an image and booted as Docker's users boot it.  The
 mechanisms alone (the name=systemd cgroup, the terminal's hangup, Podman's tmpfs) are
 tested with busybox in test_cgroupfs.py, test_terminal.py and test_oci_podman.py."""
@@ -32,7 +32,7 @@ def test_systemd_boots_runs_a_service_and_halts_at_stop(daemon: Daemon) -> None:
     namespace with CAP_SYS_BOOT the kernel ends with SIGINT (exit 130, as under runc; a
     SIGTERM it ignores would have been followed by SIGKILL: 137).  Nothing is left."""
     if not ROOT.is_file():
-        pytest.skip(f"no systemd root at {ROOT} (.ci/install-deps builds it with debootstrap)")
+        pytest.skip(f"no systemd root at {ROOT} (.ci/systemd-root builds it with debootstrap)")
     daemon.ctl("import", "-c", 'CMD ["/sbin/init"]', "-c", "STOPSIGNAL SIGRTMIN+3", str(ROOT),
                "sysd:test", timeout=300)  # fmt: skip
     cid = daemon.ctl("run", "-d", "-t", "--privileged", "--tmpfs", "/run", "--tmpfs",
