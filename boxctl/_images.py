@@ -26,7 +26,9 @@ from ._args import (
     Args,
     Command,
     Opt,
+    confirm,
     filters_of,
+    print_removed,
     prune_filters,
 )
 from ._client import Client, CliError, call, check, print_json
@@ -624,13 +626,27 @@ def cmd_system(args: Args) -> int:
 
 
 def cmd_prune(args: Args) -> int:
+    """Docker's ``image prune``: asked first (``-f``: not), then what went under ``Deleted
+    Images:`` and the space reclaimed."""
+    warning = (
+        "WARNING! This will remove all images without at least one container associated to them."
+        if args.all
+        else "WARNING! This will remove all dangling images."
+    )
     filters = prune_filters(args.filter)
+    if not confirm(warning, args.force):
+        return 0
     r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all, "filters": filters})
-    for tag in r["untagged"]:
-        print(f"untagged: {familiar(tag)}")
-    for digest in r["deleted"]:
-        print(f"deleted: {digest}")
+    print_removed("Deleted Images:", pruned_lines(r))
+    print(f"Total reclaimed space: {_human.size(r['reclaimed'], 4)}")
     return 0
+
+
+def pruned_lines(response: dict[str, Any]) -> list[str]:
+    """A PruneImagesResponse's lines as Docker prints them: ``untagged: busybox:latest``,
+    ``deleted: sha256:...``."""
+    lines = [f"untagged: {familiar(t)}" for t in response["untagged"]]
+    return lines + [f"deleted: {d}" for d in response["deleted"]]
 
 
 FORMAT = Opt("--format", kind=VALUE, default="table", choices=("table", "json"))
@@ -790,7 +806,7 @@ SUBCOMMANDS = {
         "remove images no container uses (untagged ones; -a: all)",
         (
             Opt("-a", "--all", help="tagged images too"),
-            Opt("-f", "--force", help="(no prompt)"),
+            Opt("-f", "--force", help="do not ask for confirmation"),
             PRUNE_FILTER,
         ),
     ),

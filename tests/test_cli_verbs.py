@@ -228,9 +228,10 @@ def test_image_and_network_prune_filters(daemon: Daemon, tmp_path: Path) -> None
     daemon.ctl("import", str(tarball), "pruned:1")
     daemon.ctl("network", "create", "pn")
     for keeping in ("until=2000-01-01", "label=team"):
-        assert daemon.ctl("image", "prune", "-a", "--filter", keeping).stdout == ""
+        kept = daemon.ctl("image", "prune", "-af", "--filter", keeping).stdout
+        assert kept == "Total reclaimed space: 0B\n"
         assert daemon.ctl("network", "prune", "-f", "--filter", keeping).stdout == ""
-    r = daemon.ctl("image", "prune", "-a", "--filter", "label!=team", "--filter", "until=0s")
+    r = daemon.ctl("image", "prune", "-af", "--filter", "label!=team", "--filter", "until=0s")
     assert "untagged: pruned:1" in r.stdout
     pruned = daemon.ctl("network", "prune", "-f", "--filter", "until=0s").stdout
     assert pruned == "Deleted Networks:\npn\n\n"
