@@ -258,9 +258,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
 
 def _restart(text: str) -> dict[str, Any]:
+    """Docker's policy words; a count of 0 is no limit (``on-failure:0``), and the one
+    count the other policies take, as Docker's."""
     name, _, count = text.partition(":")
     if name not in ("no", "on-failure", "always", "unless-stopped") or (
-        count and (name != "on-failure" or not count.isdigit() or int(count) < 1)
+        count and (not count.isdigit() or (name != "on-failure" and int(count)))
     ):
         raise CliError(
             f"invalid --restart {text!r}: use no, on-failure[:max], always or unless-stopped",
@@ -769,7 +771,7 @@ RESOURCE_OPTIONS = (
     Opt("-m", "--memory", kind=VALUE, help="memory limit (e.g. 256m)"),
     Opt("--memory-swap", kind=VALUE, help="memory + swap limit (-1: unlimited swap)"),
     Opt("--cpus", "--cpu", kind=VALUE, dest="cpus", help="CPU limit in cores (e.g. 0.5)"),
-    Opt("--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
+    Opt("-c", "--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
     Opt("--pids-limit", kind=INT, help="maximum number of processes (0 or less: none)"),
     Opt("--cpuset-cpus", kind=VALUE, help="CPUs allowed (e.g. 0-1,3)"),
 )
@@ -885,7 +887,10 @@ ATTACH_OPTIONS = (
     Opt("--detach-keys", kind=VALUE, default="ctrl-p,ctrl-q", help="keys that detach"),
     Opt("--sig-proxy", kind=BOOL, default=True, help="forward signals to the container"),
 )
-TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL (-1: never)")
+# --timeout is Docker 28's name; --time the older one, which it still takes.
+TIMEOUT = Opt(
+    "-t", "--timeout", "--time", kind=FLOAT, dest="time", help="seconds before SIGKILL (-1: never)"
+)
 STOP_SIGNAL = Opt("-s", "--signal", kind=VALUE, help="the signal (default: the container's)")
 CONTAINERS = (("containers", SOME, "CONTAINER"),)
 
