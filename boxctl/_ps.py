@@ -59,9 +59,9 @@ def status_text(c: dict[str, Any], now: float) -> str:
         health = c.get("health")
         return up + health_suffix(health) if health else up
     if word in ("exited", "restarting"):
-        oom = " (OOM)" if c["oom_killed"] else ""
+        # No word of an OOM kill, as in Docker's: inspect's State.OOMKilled tells it.
         ago = _human.duration(now - (c["finished_at"] or now))
-        return f"{word.capitalize()} ({c['exit_code'] or 0}){oom} {ago} ago"
+        return f"{word.capitalize()} ({c['exit_code'] or 0}) {ago} ago"
     return {"removing": "Removal In Progress"}.get(word, "Created")
 
 
