@@ -284,24 +284,64 @@ def _short_name(tag: str) -> tuple[str, str]:
     return name, tag_part
 
 
-def _ago(created: str) -> str:
-    """``2024-05-01T10:00:00.123456789Z`` -> ``3 months ago``."""
-    if not created:
-        return "N/A"
+def _ago(created: str, now: float) -> str:
+    """``2024-05-01T10:00:00.123456789Z`` -> ``3 months ago``, in go-units' words as
+    Docker's lists (``Less than a second ago``, ``1 second ago``, ``About a minute ago``)."""
+    t = _created(created)
+    return "N/A" if t is None else _human.duration(now - t) + " ago"
+
+
+def _created(created: str) -> float | None:
+    """An RFC 3339 time (nanoseconds too) as a Unix time; None if there is none."""
     import re
     from datetime import datetime
 
     try:
-        t = datetime.fromisoformat(re.sub(r"\.\d+", "", created)).timestamp()
+        return datetime.fromisoformat(re.sub(r"\.\d+", "", created)).timestamp()
     except ValueError:
-        return created
-    s = max(0, int(time.time() - t))
-    units = (("year", 31536000), ("month", 2592000), ("day", 86400), ("hour", 3600), ("minute", 60))
-    for unit, size in units:
-        if s >= size:
-            n = s // size
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return f"{s} seconds ago"
+        return None
+
+
+# The fields of the docker CLI's image formatter, and its table's headers.
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "Containers": "CONTAINERS",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+    "VirtualSize": "SIZE",
+}
+
+
+def image_rows(images: list[dict[str, Any]], now: float, *, trunc: bool) -> list[dict[str, str]]:
+    """A row per repository and tag of each image (``<none>`` for what it lacks), with the
+    docker CLI's fields and their values as it shows them."""
+    rows = []
+    for i in images:
+        t = _created(i["created"])
+        common = {
+            "ID": i["id"][7:19] if trunc else i["id"],
+            "CreatedSince": _ago(i["created"], now),
+            "CreatedAt": "" if t is None else _utc(t),
+            "Size": _human.size(i["size"]),
+            "Containers": str(i["containers"]),
+            "SharedSize": "N/A",  # as Docker's list: computed by system df -v only
+            "UniqueSize": "N/A",
+            "VirtualSize": _human.size(i["size"], 4),
+        }
+        for name, tag, digest in _names(i):
+            rows.append({"Repository": name, "Tag": tag, "Digest": digest, **common})
+    return rows
+
+
+def _utc(t: float) -> str:
+    """A time as Docker's formatters print it (Go's time.String of UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(t))
 
 
 def cmd_images(args: Args) -> int:
@@ -314,27 +354,21 @@ def cmd_images(args: Args) -> int:
         filters.setdefault("reference", []).append(reference)
     request = {"type": "ImagesRequest", "filters": filters, "all": args.all}
     images = call(args.socket, request)["images"]
-    if args.quiet:
-        seen = []
-        for i in images:
-            short = i["id"][7:19]
-            if short not in seen:
-                seen.append(short)
-                print(short)
-        return 0
-    if args.format == "json":
+    if args.format == "json":  # boxd's own records (Docker's fields: '{{json .}}')
         print_json(images)
         return 0
-    rows = [("REPOSITORY", "TAG", *(("DIGEST",) if args.digests else ()), "IMAGE ID", "CREATED",
-             "SIZE")]  # fmt: skip
-    for i in images:
-        image_id = i["id"] if args.no_trunc else i["id"][7:19]
-        for name, tag, digest in _names(i):
-            shown = (name, tag, *((digest,) if args.digests else ()))
-            rows.append((*shown, image_id, _ago(i["created"]), _human.size(i["size"])))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    rows = image_rows(images, time.time(), trunc=not args.no_trunc)
+    if args.quiet and not args.format:  # a line per row, as Docker's: two tags, twice
+        for r in rows:
+            print(r["ID"])
+        return 0
+    from ._template import Template, print_formatted
+
+    fmt = args.format
+    if fmt in (None, "", "table"):
+        digest = "\t{{.Digest}}" if args.digests else ""
+        fmt = "table {{.Repository}}\t{{.Tag}}" + digest + "\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    print_formatted(Template(fmt, strict=True), rows, IMAGE_HEADERS)
     return 0
 
 
@@ -558,26 +592,55 @@ _CHANGE = Opt(
 )
 
 
+HISTORY_HEADERS = {
+    "ID": "IMAGE",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "Size": "SIZE",
+    "Comment": "COMMENT",
+}
+
+
 def cmd_history(args: Args) -> int:
+    """docker history's rows, fields (``--format``), ``-q``, ``-H=false`` (times as RFC
+    3339, sizes in bytes) and ``--no-trunc``; ``--format json``: the image config's own
+    history entries (``empty_layer`` too, which Docker's rows cannot tell)."""
     answer = call(args.socket, {"type": "HistoryRequest", "image": args.image})
-    history = answer["history"]
     if args.format == "json":
-        print_json(history)
+        print_json(answer["history"])
         return 0
     # The rows from the top are the image's and those it was committed from, as the
     # docker CLI shows them; the others' <missing>.
     ids = [str(i) if args.no_trunc else str(i)[7:19] for i, _tags in answer["images"]]
-    rows = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
-    for n, h in enumerate(history):
+    now = time.time()
+    rows = []
+    for n, h in enumerate(answer["history"]):
         by = str(h.get("created_by", ""))
-        size = _human.size(int(h.get("size") or 0))
         if not args.no_trunc and len(by) > 45:
             by = by[:44] + "…"  # as the docker CLI shortens it
-        shown = ids[n] if n < len(ids) else "<missing>"
-        rows.append((shown, _ago(str(h.get("created", ""))), by, size, str(h.get("comment", ""))))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        t = _created(str(h.get("created", "")))
+        at = "" if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        size = int(h.get("size") or 0)
+        rows.append(
+            {
+                "ID": ids[n] if n < len(ids) else "<missing>",
+                "CreatedSince": _ago(str(h.get("created", "")), now) if args.human else at,
+                "CreatedAt": at,
+                "CreatedBy": by,
+                "Size": _human.size(size) if args.human else str(size),
+                "Comment": str(h.get("comment", "")),
+            }
+        )
+    fmt = args.format
+    if args.quiet and not fmt:
+        fmt = "{{.ID}}"
+    if fmt in (None, "", "table"):  # -H=false: the time as written, CREATED AT
+        created = "{{.CreatedSince}}" if args.human else "{{.CreatedAt}}"
+        fmt = f"table {{{{.ID}}}}\t{created}\t{{{{.CreatedBy}}}}\t{{{{.Size}}}}\t{{{{.Comment}}}}"
+    from ._template import Template, print_formatted
+
+    print_formatted(Template(fmt, strict=True), rows, HISTORY_HEADERS)
     return 0
 
 
@@ -663,7 +726,11 @@ IMAGES_OPTIONS = (
         metavar="KEY=VALUE",
         help="dangling, label (every one given), before, since, reference",
     ),
-    FORMAT,
+    Opt(
+        "--format",
+        kind=VALUE,
+        help="table, json (boxd's records), or a Go template ({{.Repository}}, {{json .}})",
+    ),
 )
 IMAGES_OPERANDS = (("reference", ANY, "[REPOSITORY[:TAG]]"),)
 RMI_OPTIONS = (
@@ -773,7 +840,16 @@ COMMANDS = (
         "history",
         cmd_history,
         "show an image's history",
-        (FORMAT, Opt("--no-trunc", help="do not shorten the commands")),
+        (
+            Opt(
+                "--format",
+                kind=VALUE,
+                help="table, json (the config's entries), or a Go template ({{.CreatedBy}})",
+            ),
+            Opt("-H", "--human", kind=BOOL, default=True, help="sizes and times for people"),
+            Opt("-q", "--quiet", help="only ids"),
+            Opt("--no-trunc", help="do not shorten the commands"),
+        ),
         (("image", ONE, "IMAGE"),),
     ),
 )

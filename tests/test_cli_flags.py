@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon
+from docker_clients import docker, needs_cli
+
+from boxctl._images import _ago
 
 pytestmark = pytest.mark.root
 
@@ -87,3 +90,74 @@ def test_image_prune_asks_first_and_reports_as_docker(daemon: Daemon, tmp_path: 
     # The layer's files: 5000 bytes and what the file system spends on them.
     assert re.search(r"\n\nTotal reclaimed space: 5\.\d+kB\n\Z", r.stdout), r.stdout
     assert daemon.ctl("image", "inspect", image_id, check=False).returncode == 1
+
+
+def _import(daemon: Daemon, tmp_path: Path, *refs: str) -> str:
+    """A small image, tagged ``refs``: its id."""
+    root = tmp_path / "import-root"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "bin" / "f").write_text("x" * 5000)
+    tarball = tmp_path / "import.tar"
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
+    image_id = daemon.ctl("import", str(tarball), refs[0]).stdout.strip()
+    for ref in refs[1:]:
+        daemon.ctl("tag", refs[0], ref)
+    return image_id
+
+
+def test_ages_in_go_units_words() -> None:
+    """images' CREATED and history's, as Docker's (they said ``0 seconds ago`` and ``1
+    seconds ago``)."""
+    created = "2026-01-01T00:00:00.123456789Z"
+    start = 1767225600.0
+    assert _ago(created, start + 0.5) == "Less than a second ago"
+    assert _ago(created, start + 1.5) == "1 second ago"
+    assert _ago(created, start + 90) == "About a minute ago"
+    assert _ago("", start) == "N/A"
+
+
+@needs_cli
+def test_images_and_history_formats_as_the_docker_cli_prints_them(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """images: Go templates of the docker CLI's fields (they were refused), ``-q`` a line
+    per tag, the table's columns; history: templates, -q, -H=false.  The same daemon
+    through the docker CLI is the reference (CreatedSince aside: a second may pass between
+    the two)."""
+    image_id = _import(daemon, tmp_path, "fmt:1", "other/fmt:2")
+    fields = "{{.Repository}}|{{.Tag}}|{{.Digest}}|{{.ID}}|{{.CreatedAt}}|{{.Size}}"
+    fields += "|{{.VirtualSize}}|{{.Containers}}|{{.SharedSize}}|{{.UniqueSize}}"
+    for args in (
+        ["images", "--format", fields],
+        ["images", "--no-trunc", "--format", "table " + fields.replace("|", "\\t")],
+        ["images", "-q"],
+        ["images", "-aq", "--no-trunc"],
+        ["images", "--format", "{{.Repository}}", "other/fmt"],
+        ["history", "-q", "fmt:1"],
+        ["history", "--format", "{{.ID}} {{.CreatedAt}} {{.Size}} {{.Comment}}", "fmt:1"],
+        ["history", "-H=false", "--format", "table {{.CreatedSince}}\\t{{.Size}}", "fmt:1"],
+    ):
+        ours, theirs = daemon.ctl(*args), docker(daemon, *args)
+        assert theirs.returncode == 0, theirs.stderr
+        # The docker CLI orders an image's tags as a Go map's keys come: any order.
+        assert sorted(ours.stdout.splitlines()) == sorted(theirs.stdout.splitlines()), args
+        if "table" in str(args):  # the same header
+            assert ours.stdout.splitlines()[0] == theirs.stdout.splitlines()[0], args
+    assert daemon.ctl("images", "-q").stdout.count(image_id[7:19]) == 2
+    # Docker's fields as JSON; boxctl's --format json is boxd's own records (README).
+    lines, theirs = (
+        [json.loads(line) for line in r.stdout.splitlines()]
+        for r in (
+            daemon.ctl("images", "--format", "{{json .}}"),
+            docker(daemon, "images", "--format", "json"),
+        )
+    )
+    for line in (*lines, *theirs):
+        line.pop("CreatedSince")
+    assert sorted(lines, key=str) == sorted(theirs, key=str)
+    table = daemon.ctl("images", "--digests", "fmt").stdout.splitlines()
+    assert table[0].startswith("REPOSITORY   TAG       DIGEST    IMAGE ID       CREATED ")
+    assert table[0].endswith("   SIZE")
+    assert table[1].startswith(f"fmt          1         <none>    {image_id[7:19]}   ")
+    r = daemon.ctl("images", "--format", "{{.Nope}}", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: template: can't evaluate field Nope\n")
