@@ -240,7 +240,7 @@ def ensure_image(args: Args, image: str) -> None:
         try:
             found = call(args.socket, {"type": "ImageInspectRequest", "image": image})["image"]
         except CliError as exc:
-            if "no such image" not in str(exc):
+            if exc.kind != "not_found":
                 raise
             found = None
         if found is not None:
@@ -259,7 +259,7 @@ def ensure_image(args: Args, image: str) -> None:
                 mismatch = exc
         elif policy == "never":
             return  # create names the missing image
-        print(f"Unable to find image '{image}' locally", file=out)
+        print(f"Unable to find image '{_tagged(image)}' locally", file=out)
     platform = "/".join(p for p in wanted if p) if wanted is not None else ""
     try:
         frame = pull(args.socket, image, platform, out)
@@ -268,6 +268,12 @@ def ensure_image(args: Args, image: str) -> None:
             raise
         raise CliError(f"{mismatch} (and pulling {platform} failed: {exc})", 125) from None
     _summary(frame, out)
+
+
+def _tagged(ref: str) -> str:
+    """A reference as Docker names it when it pulls: ``busybox`` -> ``busybox:latest``."""
+    last = ref.rpartition("/")[2]
+    return familiar(ref if ":" in last or "@" in last else ref + ":latest")
 
 
 def familiar(ref: str) -> str:

@@ -198,6 +198,8 @@ def cmd_container(args: Args) -> int:
     sub = command.parse(rest, prog)
     sub.socket = args.socket
     sub.prog = prog
+    if name == "inspect":  # containers only: No such container, as Docker's
+        sub.type = "container"
     return command.handler(sub)
 
 

@@ -161,3 +161,33 @@ def test_images_and_history_formats_as_the_docker_cli_prints_them(
     assert table[1].startswith(f"fmt          1         <none>    {image_id[7:19]}   ")
     r = daemon.ctl("images", "--format", "{{.Nope}}", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: template: can't evaluate field Nope\n")
+
+
+@needs_cli
+def test_what_is_not_there_is_named_in_dockers_words(daemon: Daemon) -> None:
+    """``No such container: nope`` (it was ``no such container``), image, volume, network,
+    object: the docker CLI's line on the same daemon, after its ``Error response from
+    daemon:``; exit 1 from both.  ``container inspect`` looks for containers only."""
+    for args in (
+        ["stop", "nope"],
+        ["logs", "nope"],
+        ["exec", "nope", "true"],
+        ["rm", "nope"],
+        ["rmi", "nope"],
+        ["history", "nope"],
+        ["volume", "rm", "nope"],
+        ["network", "rm", "nope"],
+        ["inspect", "nope"],
+        ["container", "inspect", "nope"],
+        ["inspect", "--type", "image", "nope"],
+    ):
+        ours, theirs = daemon.ctl(*args, check=False), docker(daemon, *args)
+        assert ours.returncode == theirs.returncode == 1, args
+        assert ours.stdout == theirs.stdout, args  # inspect's []
+        words = theirs.stderr.splitlines()[0].removeprefix("Error response from daemon: ")
+        assert ours.stderr == f"boxctl: {words.removeprefix('Error: ')}\n", args
+    # The image it goes to pull, named as Docker names it: with its tag.
+    r = daemon.ctl("create", "127.0.0.1:1/team/nope", check=False)
+    assert r.returncode == 125
+    assert r.stderr.startswith("Unable to find image '127.0.0.1:1/team/nope:latest' locally\n")
+

@@ -97,7 +97,7 @@ def test_rename(daemon: Daemon) -> None:
         (("new", "other"), "the name 'other' is already in use"),
         (("new", "bad/name"), "invalid container name 'bad/name'"),
         (("new", "new"), "is already named 'new'"),
-        (("ghost", "x"), "no such container: ghost"),
+        (("ghost", "x"), "No such container: ghost"),
     ):
         r = daemon.ctl("rename", *args, check=False)
         assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
@@ -155,7 +155,7 @@ def test_diff_lists_added_changed_and_deleted_paths(daemon: Daemon) -> None:
         "A /usr/bin/zz",
     ]
     r = daemon.ctl("diff", "ghost", check=False)
-    assert (r.returncode, r.stderr) == (1, "boxctl: no such container: ghost\n")
+    assert (r.returncode, r.stderr) == (1, "boxctl: No such container: ghost\n")
     daemon.ctl("rm", "fresh", "d")
 
 
