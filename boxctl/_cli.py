@@ -711,7 +711,7 @@ STATS_HEADERS = {
 }
 
 
-def _stats_row(r: dict[str, Any], refs: list[str]) -> dict[str, str]:
+def _stats_row(r: dict[str, Any], refs: list[str], trunc: bool = True) -> dict[str, str]:
     """What ``docker stats --format`` templates see: its fields, its units (memory in
     binary units, I/O in decimal ones), ``Container`` as the user named it."""
     from boxd import _human
@@ -722,7 +722,7 @@ def _stats_row(r: dict[str, Any], refs: list[str]) -> dict[str, str]:
     return {
         "Container": named[0] if named else r["id"],
         "Name": r["name"],
-        "ID": r["id"][:12],
+        "ID": r["id"][:12] if trunc else r["id"],
         "CPUPerc": f"{r['cpu_percent']:.2f}%",
         "MemUsage": f"{_binary(r['memory_usage'])} / {_binary(limit)}",
         "MemPerc": f"{100 * r['memory_usage'] / limit if limit else 0:.2f}%",
@@ -740,7 +740,8 @@ def cmd_stats(args: Args) -> int:
     template = None if fmt == "json" else Template(fmt, strict=True)
     refresh = stream and sys.stdout.isatty() and template is not None
     with Client(args.socket) as client:
-        client.request({"type": "StatsRequest", "containers": args.containers, "stream": stream})
+        request = {"type": "StatsRequest", "containers": args.containers, "stream": stream}
+        client.request({**request, "all": args.all})
         while True:
             frame = client.receive()
             if not isinstance(frame, dict) or frame["type"] == "EndFrame":
@@ -752,7 +753,8 @@ def cmd_stats(args: Args) -> int:
                 continue
             if refresh:
                 print("\x1b[H\x1b[2J", end="")
-            print_formatted(template, [_stats_row(r, args.containers) for r in rows], STATS_HEADERS)
+            shown = [_stats_row(r, args.containers, not args.no_trunc) for r in rows]
+            print_formatted(template, shown, STATS_HEADERS)
             sys.stdout.flush()
 
 
@@ -1025,7 +1027,9 @@ COMMANDS = (
         cmd_stats,
         "show containers' resource usage",
         (
+            Opt("-a", "--all", help="every container (those not running: zeros)"),
             Opt("--no-stream", help="one sample, then exit"),
+            Opt("--no-trunc", help="whole ids"),
             Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.CPUPerc}})"),
         ),
         (("containers", ANY, "CONTAINER"),),

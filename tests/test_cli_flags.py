@@ -191,3 +191,23 @@ def test_what_is_not_there_is_named_in_dockers_words(daemon: Daemon) -> None:
     assert r.returncode == 125
     assert r.stderr.startswith("Unable to find image '127.0.0.1:1/team/nope:latest' locally\n")
 
+
+@needs_cli
+def test_stats_all_no_trunc_and_the_newest_first(daemon: Daemon) -> None:
+    """docker stats -a (the stopped ones as zeros; refused before), --no-trunc (whole ids),
+    and without names the newest first, as the docker CLI shows the same daemon's."""
+    for name in ("older", "newer"):
+        daemon.ctl("run", "-d", "--name", name, "default", "sleep", "300")
+    daemon.ctl("create", "--name", "idle", "default", "true")
+    newer = daemon.inspect("newer")["id"]
+    for args, expected in (
+        ([], "newer 1\nolder 1\n"),
+        (["-a"], "idle 0\nnewer 1\nolder 1\n"),
+        (["--all"], "idle 0\nnewer 1\nolder 1\n"),
+    ):
+        fmt = ["--no-stream", "--format", "{{.Name}} {{.PIDs}}"]
+        assert daemon.ctl("stats", *args, *fmt).stdout == expected, args
+        assert docker(daemon, "stats", *args, *fmt).stdout == expected, args
+    whole = ["stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}", "newer"]
+    assert daemon.ctl(*whole).stdout == docker(daemon, *whole).stdout == f"{newer}\n"
+    daemon.ctl("rm", "-f", "older", "newer", "idle")
