@@ -211,3 +211,15 @@ def test_stats_all_no_trunc_and_the_newest_first(daemon: Daemon) -> None:
     whole = ["stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}", "newer"]
     assert daemon.ctl(*whole).stdout == docker(daemon, *whole).stdout == f"{newer}\n"
     daemon.ctl("rm", "-f", "older", "newer", "idle")
+
+
+@needs_cli
+def test_top_aligns_its_columns_as_docker_top(daemon: Daemon) -> None:
+    """docker top's table: each column but the last at least 20 wide (its widest cell and
+    3 spaces); boxctl's was as narrow as its cells."""
+    daemon.ctl("run", "-d", "--name", "t", "default", "sh", "-c", "sleep 301 & sleep 302")
+    for args in (["t"], ["t", "-o", "pid,ppid,args"]):
+        ours = daemon.ctl("top", *args).stdout
+        assert ours == docker(daemon, "top", *args).stdout, args
+        assert ours.startswith("UID                 PID ") or args[1:]
+    daemon.ctl("rm", "-f", "t")
