@@ -664,15 +664,44 @@ def cmd_logs(args: Args) -> int:
 
 def cmd_info(args: Args) -> int:
     info = call(args.socket, {"type": "InfoRequest"})
+    if args.format is not None:  # the fields of docker info's that boxd has
+        _print_template(
+            args.format,
+            {
+                "ServerVersion": info["version"],
+                "DockerRootDir": info["root"],
+                "CgroupVersion": "2" if info["cgroup_mode"] == "v2" else "1",
+                "Containers": info["containers"],
+                "ContainersRunning": info["running"],
+                "ContainersPaused": info["paused"],
+                "ContainersStopped": info["stopped"],
+                "OSType": "linux",
+            },
+        )
+        return 0
     keys = ("version", "root", "cgroup_mode", "containers", "running", "paused", "stopped")
     for key in (*keys, "procview"):
         print(f"{key}: {info[key]}")
     return 0
 
 
+def _print_template(fmt: str, value: dict[str, Any]) -> None:
+    """``--format`` of info and version: a Go template over Docker's field names (one
+    unknown is refused, naming it, as Docker's)."""
+    from ._template import Template
+
+    print(Template("{{json .}}" if fmt == "json" else fmt, strict=True).render(value))
+
+
 def cmd_version(args: Args) -> int:
     from boxd import __version__
 
+    if args.format is not None:  # Docker's .Client.Version and .Server.Version
+        daemon = call(args.socket, {"type": "VersionRequest"})
+        client = {"Version": __version__, "Os": "linux"}
+        server = {"Version": daemon["version"], "ApiVersion": str(daemon["api"]), "Os": "linux"}
+        _print_template(args.format, {"Client": client, "Server": server})
+        return 0
     print(f"boxctl {__version__}", flush=True)
     # Without a daemon, Docker prints its client's part and fails.
     daemon = call(args.socket, {"type": "VersionRequest"})
@@ -1034,8 +1063,18 @@ COMMANDS = (
         ),
         (("containers", ANY, "CONTAINER"),),
     ),
-    Command("info", cmd_info, "show the daemon's state"),
-    Command("version", cmd_version, "show versions"),
+    Command(
+        "info",
+        cmd_info,
+        "show the daemon's state",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.ServerVersion}})"),),
+    ),
+    Command(
+        "version",
+        cmd_version,
+        "show versions",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.Server.Version}})"),),
+    ),
 )
 _OWN = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 

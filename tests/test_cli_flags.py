@@ -223,3 +223,27 @@ def test_top_aligns_its_columns_as_docker_top(daemon: Daemon) -> None:
         assert ours == docker(daemon, "top", *args).stdout, args
         assert ours.startswith("UID                 PID ") or args[1:]
     daemon.ctl("rm", "-f", "t")
+
+
+@needs_cli
+def test_version_and_info_take_dockers_format(daemon: Daemon) -> None:
+    """``version --format '{{.Server.Version}}'`` and ``info --format '{{.ServerVersion}}'``
+    (both refused before): Docker's field names, the docker CLI's values from the same
+    daemon; ``json`` all of them; an unknown field refused naming it."""
+    daemon.ctl("run", "-d", "--name", "up", "default", "sleep", "300")
+    daemon.ctl("create", "--name", "down", "default", "true")
+    fields = "{{.ServerVersion}} {{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}}"
+    fields += " {{.ContainersPaused}} {{.DockerRootDir}} {{.CgroupVersion}} {{.OSType}}"
+    for args in (
+        ["info", "--format", fields],
+        ["system", "info", "-f", "{{.Containers}}"],
+        ["version", "--format", "{{.Server.Version}}"],
+    ):
+        assert daemon.ctl(*args).stdout == docker(daemon, *args).stdout, args
+    info = json.loads(daemon.ctl("info", "--format", "json").stdout)
+    assert (info["Containers"], info["ContainersRunning"]) == (2, 1)
+    version = json.loads(daemon.ctl("version", "-f", "json").stdout)
+    assert version["Client"]["Version"] == version["Server"]["Version"]
+    r = daemon.ctl("info", "--format", "{{.Nope}}", check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: template: can't evaluate field Nope\n")
+    daemon.ctl("rm", "-f", "up", "down")
