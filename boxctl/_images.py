@@ -800,7 +800,11 @@ COMMANDS = (
         "load",
         cmd_load,
         "load images from a Docker or OCI archive",
-        (Opt("-i", "--input", kind=VALUE, help="the file (default: stdin)"),),
+        (
+            Opt("-i", "--input", kind=VALUE, help="the file (default: stdin)"),
+            # Docker's hides its progress bars; boxctl shows none, only what was loaded.
+            Opt("-q", "--quiet", help="no progress (there is none: the names loaded only)"),
+        ),
     ),
     Command(
         "import",

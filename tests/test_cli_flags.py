@@ -247,3 +247,14 @@ def test_version_and_info_take_dockers_format(daemon: Daemon) -> None:
     r = daemon.ctl("info", "--format", "{{.Nope}}", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: template: can't evaluate field Nope\n")
     daemon.ctl("rm", "-f", "up", "down")
+
+
+@needs_cli
+def test_load_quiet_as_docker_load(daemon: Daemon, tmp_path: Path) -> None:
+    """docker load -q (refused before): what was loaded, no progress."""
+    _import(daemon, tmp_path, "loaded:1")
+    archive = tmp_path / "saved.tar"
+    daemon.ctl("save", "-o", str(archive), "loaded:1")
+    ours = daemon.ctl("load", "-q", "-i", str(archive)).stdout
+    assert ours == docker(daemon, "load", "--quiet", "-i", str(archive)).stdout
+    assert ours == "Loaded image: loaded:1\n"
