@@ -9,6 +9,7 @@ A row has the fields of the docker CLI's container formatter (``{{.ID}}``, ``{{.
 
 from __future__ import annotations
 
+import sys
 import time
 
 from boxd import _human, _wirejson
@@ -190,6 +191,9 @@ def cmd_list(args: Args) -> int:
     response = call(args.socket, request)
     containers = response["briefs"]
     if args.quiet:
+        if args.format:  # as Docker's, on stderr
+            print("WARNING: Ignoring custom format, because both --format and --quiet are set.",
+                  file=sys.stderr)  # fmt: skip
         for c in containers:
             print(c["id"][:12] if not args.no_trunc else c["id"])
         return 0

@@ -258,3 +258,20 @@ def test_load_quiet_as_docker_load(daemon: Daemon, tmp_path: Path) -> None:
     ours = daemon.ctl("load", "-q", "-i", str(archive)).stdout
     assert ours == docker(daemon, "load", "--quiet", "-i", str(archive)).stdout
     assert ours == "Loaded image: loaded:1\n"
+
+
+@needs_cli
+def test_ps_quiet_with_a_format_warns_as_docker_ps(daemon: Daemon) -> None:
+    """-q wins over --format, with docker ps's warning on stderr (it was silent)."""
+    cid = daemon.ctl("create", "--name", "q", "default", "true").stdout
+    args = ["ps", "-aq", "--format", "{{.Names}}"]
+    ours, theirs = daemon.ctl(*args), docker(daemon, *args)
+    assert (
+        (ours.stdout, ours.stderr)
+        == (theirs.stdout, theirs.stderr)
+        == (
+            cid[:12] + "\n",
+            "WARNING: Ignoring custom format, because both --format and --quiet are set.\n",
+        )
+    )
+    daemon.ctl("rm", "q")
