@@ -524,17 +524,16 @@ def cmd_exec(args: Args) -> int:
 
 def _each(args: Args, action: Callable[[str], object], *, missing_ok: bool = False) -> int:
     """Apply to several containers as Docker does: report each failure, go on
-    (``missing_ok``: a container that is not there is no failure, and not reported)."""
+    (``missing_ok``: a container that is not there is reported, but no failure, as by
+    docker 28's ``rm -f``)."""
     status = 0
     for ref in args.containers:
         try:
             action(ref)
             print(ref)
         except CliError as exc:
-            if missing_ok and exc.kind == "not_found":
-                continue
             print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
+            status = status or int(not (missing_ok and exc.kind == "not_found"))
     return status
 
 
@@ -592,7 +591,7 @@ def cmd_rm(args: Args) -> int:
                 "volumes": args.volumes,
             },
         ),
-        missing_ok=args.force,  # Docker 20.10's rm -f, as the shell's
+        missing_ok=args.force,  # Docker's rm -f, as the shell's
     )
 
 

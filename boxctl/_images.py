@@ -408,8 +408,9 @@ def cmd_rmi(args: Args) -> int:
             request = {"type": "RemoveImageRequest", "image": ref, "force": args.force}
             r = call(args.socket, {**request, "prune": not args.no_prune})
         except CliError as exc:
+            # -f: one that is not there is said, no failure (docker 28's rmi -f)
             print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
+            status = status or int(not (args.force and exc.kind == "not_found"))
             continue
         for tag in r["untagged"]:
             print(f"Untagged: {familiar(tag)}")

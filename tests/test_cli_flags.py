@@ -186,6 +186,11 @@ def test_what_is_not_there_is_named_in_dockers_words(daemon: Daemon) -> None:
         assert ours.stdout == theirs.stdout, args  # inspect's []
         words = theirs.stderr.splitlines()[0].removeprefix("Error response from daemon: ")
         assert ours.stderr == f"boxctl: {words.removeprefix('Error: ')}\n", args
+    # -f: what is not there is said, and no failure (docker 28's rm -f and rmi -f).
+    for args in (["rm", "-f", "nope"], ["rmi", "-f", "nope"]):
+        ours, theirs = daemon.ctl(*args), docker(daemon, *args)
+        words = theirs.stderr.removeprefix("Error response from daemon: ")
+        assert (ours.returncode, ours.stderr) == (theirs.returncode, f"boxctl: {words}"), args
     # The image it goes to pull, named as Docker names it: with its tag.
     r = daemon.ctl("create", "127.0.0.1:1/team/nope", check=False)
     assert r.returncode == 125
