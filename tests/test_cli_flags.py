@@ -280,3 +280,23 @@ def test_ps_quiet_with_a_format_warns_as_docker_ps(daemon: Daemon) -> None:
         )
     )
     daemon.ctl("rm", "q")
+
+
+@needs_cli
+def test_system_df_rows_and_format_as_dockers(daemon: Daemon, tmp_path: Path) -> None:
+    """docker system df's rows (Build Cache, no Layers), 4-digit sizes, the bytes stopped
+    containers wrote as reclaimable, and templates of its fields (refused before)."""
+    _import(daemon, tmp_path, "df:1")
+    daemon.ctl("run", "--name", "wrote", "default", "sh", "-c", "head -c 20000 /dev/zero > /f")
+    daemon.ctl("run", "-d", "--name", "runs", "default", "sleep", "300")
+    for args in (
+        ["system", "df"],
+        ["system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Active}}|{{.Reclaimable}}"],
+        ["system", "df", "--format", "table {{.Type}}\\t{{.Size}}"],
+    ):
+        ours = daemon.ctl(*args).stdout
+        assert ours == docker(daemon, *args).stdout, args
+    containers = daemon.ctl("system", "df", "--format", "{{.Type}} {{.Reclaimable}}").stdout
+    assert re.search(r"^Containers 2\d(\.\d+)?kB \(100%\)$", containers, re.M), containers
+    assert json.loads(daemon.ctl("system", "df", "--format", "json").stdout)["layers"] == 1
+    daemon.ctl("rm", "-f", "wrote", "runs")
