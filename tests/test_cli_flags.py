@@ -145,16 +145,17 @@ def test_images_and_history_formats_as_the_docker_cli_prints_them(
             assert ours.stdout.splitlines()[0] == theirs.stdout.splitlines()[0], args
     assert daemon.ctl("images", "-q").stdout.count(image_id[7:19]) == 2
     # Docker's fields as JSON; boxctl's --format json is boxd's own records (README).
-    lines, theirs = (
-        [json.loads(line) for line in r.stdout.splitlines()]
+    rows = [
+        sorted(
+            (json.loads(line) for line in r.stdout.splitlines()),
+            key=lambda row: (row.pop("CreatedSince"), str(row))[1],
+        )
         for r in (
             daemon.ctl("images", "--format", "{{json .}}"),
             docker(daemon, "images", "--format", "json"),
         )
-    )
-    for line in (*lines, *theirs):
-        line.pop("CreatedSince")
-    assert sorted(lines, key=str) == sorted(theirs, key=str)
+    ]
+    assert rows[0] == rows[1]
     table = daemon.ctl("images", "--digests", "fmt").stdout.splitlines()
     assert table[0].startswith("REPOSITORY   TAG       DIGEST    IMAGE ID       CREATED ")
     assert table[0].endswith("   SIZE")
