@@ -18,6 +18,7 @@ from ._args import (
     ANY,
     APPEND,
     BOOL,
+    CONTENT_TRUST,
     ONE,
     PRUNE_FILTER,
     REST,
@@ -26,6 +27,7 @@ from ._args import (
     Args,
     Command,
     Opt,
+    check_content_trust,
     confirm,
     filters_of,
     print_removed,
@@ -153,6 +155,7 @@ def pull_all_tags(socket: str, reference: str, platform: str, out: TextIO) -> No
 def cmd_pull(args: Args) -> int:
     """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125); ``-q``:
     only the reference pulled, as ``docker pull -q`` prints it; ``-a``: every tag."""
+    check_content_trust(args)
     shown = io.StringIO() if args.quiet else sys.stdout
     try:
         if args.all_tags:
@@ -169,6 +172,7 @@ def cmd_pull(args: Args) -> int:
 
 def cmd_push(args: Args) -> int:
     """Docker's push display; every failure exits 1, as ``docker push``'s."""
+    check_content_trust(args)
     request = {"type": "PushRequest", "reference": args.reference, "all_tags": args.all_tags}
     out = sys.stdout
     announced = False
@@ -766,6 +770,7 @@ COMMANDS = (
             PLATFORM,
             Opt("-a", "--all-tags", help="every tag of the repository"),
             Opt("-q", "--quiet", help="only the reference pulled"),
+            CONTENT_TRUST,
         ),
         (("reference", ONE, "IMAGE"),),
     ),
@@ -776,6 +781,7 @@ COMMANDS = (
         (
             Opt("-a", "--all-tags", help="every tag of the repository"),
             Opt("-q", "--quiet", help="only the references pushed"),
+            CONTENT_TRUST,
         ),
         (("reference", ONE, "NAME[:TAG]"),),
     ),

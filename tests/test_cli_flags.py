@@ -303,3 +303,25 @@ def test_system_df_rows_and_format_as_dockers(daemon: Daemon, tmp_path: Path) ->
     assert re.search(r"^Containers 2\d(\.\d+)?kB \(100%\)$", containers, re.M), containers
     assert json.loads(daemon.ctl("system", "df", "--format", "json").stdout)["layers"] == 1
     daemon.ctl("rm", "-f", "wrote", "runs")
+
+
+def test_disable_content_trust_is_taken_and_its_false_refused(daemon: Daemon) -> None:
+    """CI scripts pass docker's --disable-content-trust (true: Docker's default); boxd
+    verifies no signatures, so =false is refused by name (125) before anything is done."""
+    assert daemon.ctl("run", "--rm", "--disable-content-trust", "default", "echo", "ok").stdout
+    daemon.ctl("create", "--disable-content-trust=true", "--name", "t", "default", "true")
+    refused = (
+        "boxctl: invalid --disable-content-trust=false: boxd does not verify image signatures "
+        "(Docker Content Trust); images are checked by their digests\n"
+    )
+    for args in (
+        ["run", "--rm", "--disable-content-trust=false", "default", "true"],
+        ["create", "--disable-content-trust=false", "default", "true"],
+        ["pull", "--disable-content-trust=false", "busybox"],
+        ["push", "--disable-content-trust=false", "busybox"],
+        ["build", "--disable-content-trust=false", "."],
+    ):
+        r = daemon.ctl(*args, check=False)
+        assert (r.returncode, r.stderr) == (125, refused), args
+    assert daemon.ctl("ps", "-aq").stdout.count("\n") == 1
+    daemon.ctl("rm", "t")
