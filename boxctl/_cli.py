@@ -7,22 +7,8 @@ import sys
 
 from boxd import _wirejson
 
-from ._args import (
-    ANY,
-    APPEND,
-    BOOL,
-    CONTENT_TRUST,
-    FLOAT,
-    INT,
-    ONE,
-    REST,
-    SOME,
-    VALUE,
-    Args,
-    Command,
-    Opt,
-    check_content_trust,
-)
+from . import _args
+from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path, terminal_size
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -112,7 +98,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
     from . import _runopts
 
-    check_content_trust(args)
+    _args.check_content_trust(args)
     for mode in ("userns", "cgroupns", "isolation"):  # before any pull
         try:
             _fixedmodes.check(mode, getattr(args, mode) or "")
@@ -834,7 +820,7 @@ RUN_OPTIONS = (
     Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
-    CONTENT_TRUST,
+    _args.CONTENT_TRUST,
     Opt("-q", "--quiet", help="pull the image without showing progress"),
     Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
