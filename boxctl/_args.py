@@ -282,6 +282,25 @@ def print_removed(title: str, lines: list[str]) -> None:
         print()
 
 
+# Docker's --disable-content-trust is true unless content trust is asked for; boxd checks
+# images by their digests only, so "=false" (verify signatures) cannot be done.
+CONTENT_TRUST = Opt(
+    "--disable-content-trust",
+    default=True,
+    help="(always: signatures are not verified, digests are)",
+)
+
+
+def check_content_trust(args: Args) -> None:
+    """Refuse ``--disable-content-trust=false``, naming what cannot be done."""
+    if not args.disable_content_trust:
+        raise CliError(
+            "invalid --disable-content-trust=false: boxd does not verify image signatures "
+            "(Docker Content Trust); images are checked by their digests",
+            USAGE,
+        )
+
+
 PRUNE_FILTER = Opt(
     "--filter",
     kind=APPEND,

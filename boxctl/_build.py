@@ -13,7 +13,18 @@ import io
 import os
 import sys
 
-from ._args import APPEND, BOOL, INT, ONE, VALUE, Args, Command, Opt
+from ._args import (
+    APPEND,
+    BOOL,
+    CONTENT_TRUST,
+    INT,
+    ONE,
+    VALUE,
+    Args,
+    Command,
+    Opt,
+    check_content_trust,
+)
 from ._client import USAGE, Client, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -152,6 +163,7 @@ def _run_limits(args: Args) -> dict[str, Any]:
 
 
 def cmd_build(args: Args) -> int:
+    check_content_trust(args)
     if args.iidfile:  # as the docker CLI: a failed build leaves no id of an earlier one
         try:
             os.remove(args.iidfile)
@@ -228,6 +240,7 @@ COMMANDS = (
             Opt("-q", "--quiet", help="show only the image id"),
             Opt("--iidfile", kind=VALUE, metavar="FILE", help="write the image id to FILE"),
             Opt("--pull", help="pull the base images even if they are stored"),
+            CONTENT_TRUST,
             Opt("--rm", kind=BOOL, default=True, help="remove the steps' containers (default)"),
             Opt("--force-rm", help="remove them even after a failed step"),
             Opt("--platform", kind=VALUE, help="os/arch[/variant] of the base images"),

@@ -7,6 +7,7 @@ import sys
 
 from boxd import _wirejson
 
+from . import _args
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path, terminal_size
 
@@ -97,6 +98,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
     from . import _runopts
 
+    _args.check_content_trust(args)
     for mode in ("userns", "cgroupns", "isolation"):  # before any pull
         try:
             _fixedmodes.check(mode, getattr(args, mode) or "")
@@ -258,9 +260,11 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
 
 
 def _restart(text: str) -> dict[str, Any]:
+    """Docker's policy words; a count of 0 is no limit (``on-failure:0``), and the one
+    count the other policies take, as Docker's."""
     name, _, count = text.partition(":")
     if name not in ("no", "on-failure", "always", "unless-stopped") or (
-        count and (name != "on-failure" or not count.isdigit() or int(count) < 1)
+        count and (not count.isdigit() or (name != "on-failure" and int(count)))
     ):
         raise CliError(
             f"invalid --restart {text!r}: use no, on-failure[:max], always or unless-stopped",
@@ -522,17 +526,16 @@ def cmd_exec(args: Args) -> int:
 
 def _each(args: Args, action: Callable[[str], object], *, missing_ok: bool = False) -> int:
     """Apply to several containers as Docker does: report each failure, go on
-    (``missing_ok``: a container that is not there is no failure, and not reported)."""
+    (``missing_ok``: a container that is not there is reported, but no failure, as by
+    docker 28's ``rm -f``)."""
     status = 0
     for ref in args.containers:
         try:
             action(ref)
             print(ref)
         except CliError as exc:
-            if missing_ok and exc.kind == "not_found":
-                continue
             print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
+            status = status or int(not (missing_ok and exc.kind == "not_found"))
     return status
 
 
@@ -590,7 +593,7 @@ def cmd_rm(args: Args) -> int:
                 "volumes": args.volumes,
             },
         ),
-        missing_ok=args.force,  # Docker 20.10's rm -f, as the shell's
+        missing_ok=args.force,  # Docker's rm -f, as the shell's
     )
 
 
@@ -662,15 +665,44 @@ def cmd_logs(args: Args) -> int:
 
 def cmd_info(args: Args) -> int:
     info = call(args.socket, {"type": "InfoRequest"})
+    if args.format is not None:  # the fields of docker info's that boxd has
+        _print_template(
+            args.format,
+            {
+                "ServerVersion": info["version"],
+                "DockerRootDir": info["root"],
+                "CgroupVersion": "2" if info["cgroup_mode"] == "v2" else "1",
+                "Containers": info["containers"],
+                "ContainersRunning": info["running"],
+                "ContainersPaused": info["paused"],
+                "ContainersStopped": info["stopped"],
+                "OSType": "linux",
+            },
+        )
+        return 0
     keys = ("version", "root", "cgroup_mode", "containers", "running", "paused", "stopped")
     for key in (*keys, "procview"):
         print(f"{key}: {info[key]}")
     return 0
 
 
+def _print_template(fmt: str, value: dict[str, Any]) -> None:
+    """``--format`` of info and version: a Go template over Docker's field names (one
+    unknown is refused, naming it, as Docker's)."""
+    from ._template import Template
+
+    print(Template("{{json .}}" if fmt == "json" else fmt, strict=True).render(value))
+
+
 def cmd_version(args: Args) -> int:
     from boxd import __version__
 
+    if args.format is not None:  # Docker's .Client.Version and .Server.Version
+        daemon = call(args.socket, {"type": "VersionRequest"})
+        client = {"Version": __version__, "Os": "linux"}
+        server = {"Version": daemon["version"], "ApiVersion": str(daemon["api"]), "Os": "linux"}
+        _print_template(args.format, {"Client": client, "Server": server})
+        return 0
     print(f"boxctl {__version__}", flush=True)
     # Without a daemon, Docker prints its client's part and fails.
     daemon = call(args.socket, {"type": "VersionRequest"})
@@ -709,7 +741,7 @@ STATS_HEADERS = {
 }
 
 
-def _stats_row(r: dict[str, Any], refs: list[str]) -> dict[str, str]:
+def _stats_row(r: dict[str, Any], refs: list[str], trunc: bool = True) -> dict[str, str]:
     """What ``docker stats --format`` templates see: its fields, its units (memory in
     binary units, I/O in decimal ones), ``Container`` as the user named it."""
     from boxd import _human
@@ -720,7 +752,7 @@ def _stats_row(r: dict[str, Any], refs: list[str]) -> dict[str, str]:
     return {
         "Container": named[0] if named else r["id"],
         "Name": r["name"],
-        "ID": r["id"][:12],
+        "ID": r["id"][:12] if trunc else r["id"],
         "CPUPerc": f"{r['cpu_percent']:.2f}%",
         "MemUsage": f"{_binary(r['memory_usage'])} / {_binary(limit)}",
         "MemPerc": f"{100 * r['memory_usage'] / limit if limit else 0:.2f}%",
@@ -738,7 +770,8 @@ def cmd_stats(args: Args) -> int:
     template = None if fmt == "json" else Template(fmt, strict=True)
     refresh = stream and sys.stdout.isatty() and template is not None
     with Client(args.socket) as client:
-        client.request({"type": "StatsRequest", "containers": args.containers, "stream": stream})
+        request = {"type": "StatsRequest", "containers": args.containers, "stream": stream}
+        client.request({**request, "all": args.all})
         while True:
             frame = client.receive()
             if not isinstance(frame, dict) or frame["type"] == "EndFrame":
@@ -750,7 +783,8 @@ def cmd_stats(args: Args) -> int:
                 continue
             if refresh:
                 print("\x1b[H\x1b[2J", end="")
-            print_formatted(template, [_stats_row(r, args.containers) for r in rows], STATS_HEADERS)
+            shown = [_stats_row(r, args.containers, not args.no_trunc) for r in rows]
+            print_formatted(template, shown, STATS_HEADERS)
             sys.stdout.flush()
 
 
@@ -769,7 +803,7 @@ RESOURCE_OPTIONS = (
     Opt("-m", "--memory", kind=VALUE, help="memory limit (e.g. 256m)"),
     Opt("--memory-swap", kind=VALUE, help="memory + swap limit (-1: unlimited swap)"),
     Opt("--cpus", "--cpu", kind=VALUE, dest="cpus", help="CPU limit in cores (e.g. 0.5)"),
-    Opt("--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
+    Opt("-c", "--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
     Opt("--pids-limit", kind=INT, help="maximum number of processes (0 or less: none)"),
     Opt("--cpuset-cpus", kind=VALUE, help="CPUs allowed (e.g. 0-1,3)"),
 )
@@ -786,6 +820,7 @@ RUN_OPTIONS = (
     Opt("-w", "--workdir", kind=VALUE, help="working directory inside (default: the image's)"),
     Opt("--entrypoint", kind=VALUE, help='replace the image\'s entrypoint ("": none)'),
     Opt("--pull", kind=VALUE, default="missing", choices=("missing", "always", "never")),
+    _args.CONTENT_TRUST,
     Opt("-q", "--quiet", help="pull the image without showing progress"),
     Opt("--platform", kind=VALUE, help="os/arch[/variant] the image must be for"),
     Opt("-u", "--user", kind=VALUE, help="USER[:GROUP] to run as (names or ids)"),
@@ -885,7 +920,10 @@ ATTACH_OPTIONS = (
     Opt("--detach-keys", kind=VALUE, default="ctrl-p,ctrl-q", help="keys that detach"),
     Opt("--sig-proxy", kind=BOOL, default=True, help="forward signals to the container"),
 )
-TIMEOUT = Opt("-t", "--time", kind=FLOAT, help="seconds before SIGKILL (-1: never)")
+# --timeout is Docker 28's name; --time the older one, which it still takes.
+TIMEOUT = Opt(
+    "-t", "--timeout", "--time", kind=FLOAT, dest="time", help="seconds before SIGKILL (-1: never)"
+)
 STOP_SIGNAL = Opt("-s", "--signal", kind=VALUE, help="the signal (default: the container's)")
 CONTAINERS = (("containers", SOME, "CONTAINER"),)
 
@@ -1020,13 +1058,25 @@ COMMANDS = (
         cmd_stats,
         "show containers' resource usage",
         (
+            Opt("-a", "--all", help="every container (those not running: zeros)"),
             Opt("--no-stream", help="one sample, then exit"),
+            Opt("--no-trunc", help="whole ids"),
             Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.CPUPerc}})"),
         ),
         (("containers", ANY, "CONTAINER"),),
     ),
-    Command("info", cmd_info, "show the daemon's state"),
-    Command("version", cmd_version, "show versions"),
+    Command(
+        "info",
+        cmd_info,
+        "show the daemon's state",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.ServerVersion}})"),),
+    ),
+    Command(
+        "version",
+        cmd_version,
+        "show versions",
+        (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.Server.Version}})"),),
+    ),
 )
 _OWN = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 

@@ -121,14 +121,18 @@ def _denied(path: str) -> str:
     )
 
 
+# The daemon's words for what is not there, which Docker's start with a capital: "No such
+# container: web", as its client prints them.
+NOT_THERE = tuple(f"no such {what}" for what in ("container", "image", "volume", "network"))
+
+
 def check(response: dict[str, Any]) -> None:
     if response.get("type") == "ErrorResponse":
         kind = response.get("kind", "")
-        raise CliError(
-            str(response.get("message")),
-            EXIT_CODES.get(kind, 125 if kind == "failed" else 1),
-            kind,
-        )
+        message = str(response.get("message"))
+        if message.startswith(NOT_THERE):
+            message = "N" + message[1:]
+        raise CliError(message, EXIT_CODES.get(kind, 125 if kind == "failed" else 1), kind)
 
 
 def terminal_size() -> tuple[int, int] | None:

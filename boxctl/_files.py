@@ -40,6 +40,9 @@ def env_list(files: Sequence[str], values: Sequence[str]) -> list[str]:
     """The environment from ``--env-file`` files, then ``-e`` (later wins, as in Docker).
     A bare name passes the caller's value, and is left out when the caller has none."""
     env = []
+    for value in values:  # a file's lines are checked as it is read
+        if not value.partition("=")[0]:
+            raise CliError(f"invalid --env {value!r}: use KEY=VALUE or KEY", USAGE)
     for item in [line for path in files for line in read_lines(path, "--env-file")] + list(values):
         if "=" in item:
             env.append(item)

@@ -18,6 +18,7 @@ from ._args import (
     ANY,
     APPEND,
     BOOL,
+    CONTENT_TRUST,
     ONE,
     PRUNE_FILTER,
     REST,
@@ -26,7 +27,10 @@ from ._args import (
     Args,
     Command,
     Opt,
+    check_content_trust,
+    confirm,
     filters_of,
+    print_removed,
     prune_filters,
 )
 from ._client import Client, CliError, call, check, print_json
@@ -151,6 +155,7 @@ def pull_all_tags(socket: str, reference: str, platform: str, out: TextIO) -> No
 def cmd_pull(args: Args) -> int:
     """Every failure exits 1, as ``docker pull``'s (``run``'s pull exits 125); ``-q``:
     only the reference pulled, as ``docker pull -q`` prints it; ``-a``: every tag."""
+    check_content_trust(args)
     shown = io.StringIO() if args.quiet else sys.stdout
     try:
         if args.all_tags:
@@ -167,6 +172,7 @@ def cmd_pull(args: Args) -> int:
 
 def cmd_push(args: Args) -> int:
     """Docker's push display; every failure exits 1, as ``docker push``'s."""
+    check_content_trust(args)
     request = {"type": "PushRequest", "reference": args.reference, "all_tags": args.all_tags}
     out = sys.stdout
     announced = False
@@ -238,7 +244,7 @@ def ensure_image(args: Args, image: str) -> None:
         try:
             found = call(args.socket, {"type": "ImageInspectRequest", "image": image})["image"]
         except CliError as exc:
-            if "no such image" not in str(exc):
+            if exc.kind != "not_found":
                 raise
             found = None
         if found is not None:
@@ -257,7 +263,7 @@ def ensure_image(args: Args, image: str) -> None:
                 mismatch = exc
         elif policy == "never":
             return  # create names the missing image
-        print(f"Unable to find image '{image}' locally", file=out)
+        print(f"Unable to find image '{_tagged(image)}' locally", file=out)
     platform = "/".join(p for p in wanted if p) if wanted is not None else ""
     try:
         frame = pull(args.socket, image, platform, out)
@@ -266,6 +272,12 @@ def ensure_image(args: Args, image: str) -> None:
             raise
         raise CliError(f"{mismatch} (and pulling {platform} failed: {exc})", 125) from None
     _summary(frame, out)
+
+
+def _tagged(ref: str) -> str:
+    """A reference as Docker names it when it pulls: ``busybox`` -> ``busybox:latest``."""
+    last = ref.rpartition("/")[2]
+    return familiar(ref if ":" in last or "@" in last else ref + ":latest")
 
 
 def familiar(ref: str) -> str:
@@ -282,24 +294,64 @@ def _short_name(tag: str) -> tuple[str, str]:
     return name, tag_part
 
 
-def _ago(created: str) -> str:
-    """``2024-05-01T10:00:00.123456789Z`` -> ``3 months ago``."""
-    if not created:
-        return "N/A"
+def _ago(created: str, now: float) -> str:
+    """``2024-05-01T10:00:00.123456789Z`` -> ``3 months ago``, in go-units' words as
+    Docker's lists (``Less than a second ago``, ``1 second ago``, ``About a minute ago``)."""
+    t = _created(created)
+    return "N/A" if t is None else _human.duration(now - t) + " ago"
+
+
+def _created(created: str) -> float | None:
+    """An RFC 3339 time (nanoseconds too) as a Unix time; None if there is none."""
     import re
     from datetime import datetime
 
     try:
-        t = datetime.fromisoformat(re.sub(r"\.\d+", "", created)).timestamp()
+        return datetime.fromisoformat(re.sub(r"\.\d+", "", created)).timestamp()
     except ValueError:
-        return created
-    s = max(0, int(time.time() - t))
-    units = (("year", 31536000), ("month", 2592000), ("day", 86400), ("hour", 3600), ("minute", 60))
-    for unit, size in units:
-        if s >= size:
-            n = s // size
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return f"{s} seconds ago"
+        return None
+
+
+# The fields of the docker CLI's image formatter, and its table's headers.
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "Containers": "CONTAINERS",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+    "VirtualSize": "SIZE",
+}
+
+
+def image_rows(images: list[dict[str, Any]], now: float, *, trunc: bool) -> list[dict[str, str]]:
+    """A row per repository and tag of each image (``<none>`` for what it lacks), with the
+    docker CLI's fields and their values as it shows them."""
+    rows = []
+    for i in images:
+        t = _created(i["created"])
+        common = {
+            "ID": i["id"][7:19] if trunc else i["id"],
+            "CreatedSince": _ago(i["created"], now),
+            "CreatedAt": "" if t is None else _utc(t),
+            "Size": _human.size(i["size"]),
+            "Containers": str(i["containers"]),
+            "SharedSize": "N/A",  # as Docker's list: computed by system df -v only
+            "UniqueSize": "N/A",
+            "VirtualSize": _human.size(i["size"], 4),
+        }
+        for name, tag, digest in _names(i):
+            rows.append({"Repository": name, "Tag": tag, "Digest": digest, **common})
+    return rows
+
+
+def _utc(t: float) -> str:
+    """A time as Docker's formatters print it (Go's time.String of UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(t))
 
 
 def cmd_images(args: Args) -> int:
@@ -312,27 +364,21 @@ def cmd_images(args: Args) -> int:
         filters.setdefault("reference", []).append(reference)
     request = {"type": "ImagesRequest", "filters": filters, "all": args.all}
     images = call(args.socket, request)["images"]
-    if args.quiet:
-        seen = []
-        for i in images:
-            short = i["id"][7:19]
-            if short not in seen:
-                seen.append(short)
-                print(short)
-        return 0
-    if args.format == "json":
+    if args.format == "json":  # boxd's own records (Docker's fields: '{{json .}}')
         print_json(images)
         return 0
-    rows = [("REPOSITORY", "TAG", *(("DIGEST",) if args.digests else ()), "IMAGE ID", "CREATED",
-             "SIZE")]  # fmt: skip
-    for i in images:
-        image_id = i["id"] if args.no_trunc else i["id"][7:19]
-        for name, tag, digest in _names(i):
-            shown = (name, tag, *((digest,) if args.digests else ()))
-            rows.append((*shown, image_id, _ago(i["created"]), _human.size(i["size"])))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    rows = image_rows(images, time.time(), trunc=not args.no_trunc)
+    if args.quiet and not args.format:  # a line per row, as Docker's: two tags, twice
+        for r in rows:
+            print(r["ID"])
+        return 0
+    from ._template import Template, print_formatted
+
+    fmt = args.format
+    if fmt in (None, "", "table"):
+        digest = "\t{{.Digest}}" if args.digests else ""
+        fmt = "table {{.Repository}}\t{{.Tag}}" + digest + "\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    print_formatted(Template(fmt, strict=True), rows, IMAGE_HEADERS)
     return 0
 
 
@@ -366,8 +412,9 @@ def cmd_rmi(args: Args) -> int:
             request = {"type": "RemoveImageRequest", "image": ref, "force": args.force}
             r = call(args.socket, {**request, "prune": not args.no_prune})
         except CliError as exc:
+            # -f: one that is not there is said, no failure (docker 28's rmi -f)
             print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
+            status = status or int(not (args.force and exc.kind == "not_found"))
             continue
         for tag in r["untagged"]:
             print(f"Untagged: {familiar(tag)}")
@@ -556,51 +603,93 @@ _CHANGE = Opt(
 )
 
 
+HISTORY_HEADERS = {
+    "ID": "IMAGE",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "Size": "SIZE",
+    "Comment": "COMMENT",
+}
+
+
 def cmd_history(args: Args) -> int:
+    """docker history's rows, fields (``--format``), ``-q``, ``-H=false`` (times as RFC
+    3339, sizes in bytes) and ``--no-trunc``; ``--format json``: the image config's own
+    history entries (``empty_layer`` too, which Docker's rows cannot tell)."""
     answer = call(args.socket, {"type": "HistoryRequest", "image": args.image})
-    history = answer["history"]
     if args.format == "json":
-        print_json(history)
+        print_json(answer["history"])
         return 0
     # The rows from the top are the image's and those it was committed from, as the
     # docker CLI shows them; the others' <missing>.
     ids = [str(i) if args.no_trunc else str(i)[7:19] for i, _tags in answer["images"]]
-    rows = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
-    for n, h in enumerate(history):
+    now = time.time()
+    rows = []
+    for n, h in enumerate(answer["history"]):
         by = str(h.get("created_by", ""))
-        size = _human.size(int(h.get("size") or 0))
         if not args.no_trunc and len(by) > 45:
             by = by[:44] + "…"  # as the docker CLI shortens it
-        shown = ids[n] if n < len(ids) else "<missing>"
-        rows.append((shown, _ago(str(h.get("created", ""))), by, size, str(h.get("comment", ""))))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
-    for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        t = _created(str(h.get("created", "")))
+        at = "" if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        size = int(h.get("size") or 0)
+        rows.append(
+            {
+                "ID": ids[n] if n < len(ids) else "<missing>",
+                "CreatedSince": _ago(str(h.get("created", "")), now) if args.human else at,
+                "CreatedAt": at,
+                "CreatedBy": by,
+                "Size": _human.size(size) if args.human else str(size),
+                "Comment": str(h.get("comment", "")),
+            }
+        )
+    fmt = args.format
+    if args.quiet and not fmt:
+        fmt = "{{.ID}}"
+    if fmt in (None, "", "table"):  # -H=false: the time as written, CREATED AT
+        created = "{{.CreatedSince}}" if args.human else "{{.CreatedAt}}"
+        fmt = f"table {{{{.ID}}}}\t{created}\t{{{{.CreatedBy}}}}\t{{{{.Size}}}}\t{{{{.Comment}}}}"
+    from ._template import Template, print_formatted
+
+    print_formatted(Template(fmt, strict=True), rows, HISTORY_HEADERS)
     return 0
 
 
+DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE"}
+DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+
+
 def cmd_df(args: Args) -> int:
+    """docker system df's rows and fields (``--format``); ``json``: boxd's own record
+    (with its count of layers)."""
     r = call(args.socket, {"type": "SystemDfRequest"})
     if args.format == "json":
         print_json(r)
         return 0
-    size = r["images_size"]
-    share = f" ({100 * r['images_reclaimable'] // size}%)" if size else ""
-    vsize = r["volumes_size"]
-    vshare = f" ({100 * r['volumes_reclaimable'] // vsize}%)" if vsize else ""
+
+    def row(kind: str, total: int, active: int, size: int, reclaimable: int) -> dict[str, str]:
+        share = f" ({100 * reclaimable // size}%)" if size else ""
+        return {
+            "Type": kind,
+            "TotalCount": str(total),
+            "Active": str(active),
+            "Size": _human.size(size, 4),
+            "Reclaimable": _human.size(reclaimable, 4) + share,
+        }
+
     rows = [
-        ("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"),
-        ("Images", str(r["images"]), str(r["images_active"]), _human.size(size),
-         _human.size(r["images_reclaimable"]) + share),
-        ("Layers", str(r["layers"]), "", "", ""),
-        ("Containers", str(r["containers"]), str(r["containers_running"]),
-         _human.size(r["containers_size"]), ""),
-        ("Local Volumes", str(r["volumes"]), str(r["volumes_active"]),
-         _human.size(r["volumes_size"]), _human.size(r["volumes_reclaimable"]) + vshare),
+        row("Images", r["images"], r["images_active"], r["images_size"], r["images_reclaimable"]),
+        row("Containers", r["containers"], r["containers_running"], r["containers_size"],
+            r["containers_reclaimable"]),
+        row("Local Volumes", r["volumes"], r["volumes_active"], r["volumes_size"],
+            r["volumes_reclaimable"]),
+        # Build steps are images here, counted above; the Engine API's df says the same.
+        row("Build Cache", 0, 0, 0, 0),
     ]  # fmt: skip
-    widths = [max(len(row[c]) for row in rows) for c in range(5)]
-    for row in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    from ._template import Template, print_formatted
+
+    fmt = DF_TABLE if args.format in (None, "", "table") else args.format
+    print_formatted(Template(fmt, strict=True), rows, DF_HEADERS)
     return 0
 
 
@@ -624,16 +713,29 @@ def cmd_system(args: Args) -> int:
 
 
 def cmd_prune(args: Args) -> int:
+    """Docker's ``image prune``: asked first (``-f``: not), then what went under ``Deleted
+    Images:`` and the space reclaimed."""
+    warning = (
+        "WARNING! This will remove all images without at least one container associated to them."
+        if args.all
+        else "WARNING! This will remove all dangling images."
+    )
     filters = prune_filters(args.filter)
+    if not confirm(warning, args.force):
+        return 0
     r = call(args.socket, {"type": "PruneImagesRequest", "all": args.all, "filters": filters})
-    for tag in r["untagged"]:
-        print(f"untagged: {familiar(tag)}")
-    for digest in r["deleted"]:
-        print(f"deleted: {digest}")
+    print_removed("Deleted Images:", pruned_lines(r))
+    print(f"Total reclaimed space: {_human.size(r['reclaimed'], 4)}")
     return 0
 
 
-FORMAT = Opt("--format", kind=VALUE, default="table", choices=("table", "json"))
+def pruned_lines(response: dict[str, Any]) -> list[str]:
+    """A PruneImagesResponse's lines as Docker prints them: ``untagged: busybox:latest``,
+    ``deleted: sha256:...``."""
+    lines = [f"untagged: {familiar(t)}" for t in response["untagged"]]
+    return lines + [f"deleted: {d}" for d in response["deleted"]]
+
+
 PLATFORM = Opt("--platform", kind=VALUE, help="os/arch[/variant] (default: the daemon's)")
 IMAGES_OPTIONS = (
     Opt("-q", "--quiet", help="only ids"),
@@ -647,7 +749,11 @@ IMAGES_OPTIONS = (
         metavar="KEY=VALUE",
         help="dangling, label (every one given), before, since, reference",
     ),
-    FORMAT,
+    Opt(
+        "--format",
+        kind=VALUE,
+        help="table, json (boxd's records), or a Go template ({{.Repository}}, {{json .}})",
+    ),
 )
 IMAGES_OPERANDS = (("reference", ANY, "[REPOSITORY[:TAG]]"),)
 RMI_OPTIONS = (
@@ -664,6 +770,7 @@ COMMANDS = (
             PLATFORM,
             Opt("-a", "--all-tags", help="every tag of the repository"),
             Opt("-q", "--quiet", help="only the reference pulled"),
+            CONTENT_TRUST,
         ),
         (("reference", ONE, "IMAGE"),),
     ),
@@ -674,6 +781,7 @@ COMMANDS = (
         (
             Opt("-a", "--all-tags", help="every tag of the repository"),
             Opt("-q", "--quiet", help="only the references pushed"),
+            CONTENT_TRUST,
         ),
         (("reference", ONE, "NAME[:TAG]"),),
     ),
@@ -711,7 +819,11 @@ COMMANDS = (
         "load",
         cmd_load,
         "load images from a Docker or OCI archive",
-        (Opt("-i", "--input", kind=VALUE, help="the file (default: stdin)"),),
+        (
+            Opt("-i", "--input", kind=VALUE, help="the file (default: stdin)"),
+            # Docker's hides its progress bars; boxctl shows none, only what was loaded.
+            Opt("-q", "--quiet", help="no progress (there is none: the names loaded only)"),
+        ),
     ),
     Command(
         "import",
@@ -757,7 +869,16 @@ COMMANDS = (
         "history",
         cmd_history,
         "show an image's history",
-        (FORMAT, Opt("--no-trunc", help="do not shorten the commands")),
+        (
+            Opt(
+                "--format",
+                kind=VALUE,
+                help="table, json (the config's entries), or a Go template ({{.CreatedBy}})",
+            ),
+            Opt("-H", "--human", kind=BOOL, default=True, help="sizes and times for people"),
+            Opt("-q", "--quiet", help="only ids"),
+            Opt("--no-trunc", help="do not shorten the commands"),
+        ),
         (("image", ONE, "IMAGE"),),
     ),
 )
@@ -790,14 +911,19 @@ SUBCOMMANDS = {
         "remove images no container uses (untagged ones; -a: all)",
         (
             Opt("-a", "--all", help="tagged images too"),
-            Opt("-f", "--force", help="(no prompt)"),
+            Opt("-f", "--force", help="do not ask for confirmation"),
             PRUNE_FILTER,
         ),
     ),
 }
 
 
-SYSTEM_DF = Command("df", cmd_df, "disk usage", (FORMAT,))
+SYSTEM_DF = Command(
+    "df",
+    cmd_df,
+    "disk usage",
+    (Opt("--format", kind=VALUE, help="table, json (boxd's record), or a Go template"),),
+)
 
 
 def cmd_image(args: Args) -> int:

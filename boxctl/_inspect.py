@@ -61,7 +61,7 @@ def find(socket: str, ref: str, kind: str | None, *, size: bool = False) -> dict
         except CliError as exc:
             if kind or "no such" not in str(exc).lower():
                 raise
-    raise CliError(f"no such object: {ref}")
+    raise CliError(f"No such object: {ref}")
 
 
 def cmd_inspect(args: Args) -> int:

@@ -9,6 +9,7 @@ A row has the fields of the docker CLI's container formatter (``{{.ID}}``, ``{{.
 
 from __future__ import annotations
 
+import sys
 import time
 
 from boxd import _human, _wirejson
@@ -59,9 +60,9 @@ def status_text(c: dict[str, Any], now: float) -> str:
         health = c.get("health")
         return up + health_suffix(health) if health else up
     if word in ("exited", "restarting"):
-        oom = " (OOM)" if c["oom_killed"] else ""
+        # No word of an OOM kill, as in Docker's: inspect's State.OOMKilled tells it.
         ago = _human.duration(now - (c["finished_at"] or now))
-        return f"{word.capitalize()} ({c['exit_code'] or 0}){oom} {ago} ago"
+        return f"{word.capitalize()} ({c['exit_code'] or 0}) {ago} ago"
     return {"removing": "Removal In Progress"}.get(word, "Created")
 
 
@@ -190,6 +191,9 @@ def cmd_list(args: Args) -> int:
     response = call(args.socket, request)
     containers = response["briefs"]
     if args.quiet:
+        if args.format:  # as Docker's, on stderr
+            print("WARNING: Ignoring custom format, because both --format and --quiet are set.",
+                  file=sys.stderr)  # fmt: skip
         for c in containers:
             print(c["id"][:12] if not args.no_trunc else c["id"])
         return 0

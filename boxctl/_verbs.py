@@ -41,9 +41,11 @@ def cmd_top(args: Args) -> int:
     container, *ps_args = args.words
     response = call(args.socket, {"type": "TopRequest", "container": container, "ps_args": ps_args})
     rows = [response["titles"], *response["processes"]]
-    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+    # As docker top's tabwriter: each column but the last its widest cell and 3 spaces, at
+    # least 20 wide.
+    widths = [max(max(len(r[i]) for r in rows if i < len(r)) + 3, 20) for i in range(len(rows[0]))]
     for r in rows:
-        print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip())
+        print("".join(v.ljust(w) for v, w in zip(r[:-1], widths, strict=False)) + r[-1])
     return 0
 
 
@@ -198,6 +200,8 @@ def cmd_container(args: Args) -> int:
     sub = command.parse(rest, prog)
     sub.socket = args.socket
     sub.prog = prog
+    if name == "inspect":  # containers only: No such container, as Docker's
+        setattr(sub, "type", "container")  # noqa: B010 (Args holds the parsed options)
     return command.handler(sub)
 
 

@@ -312,11 +312,9 @@ def cmd_system_prune(args: Args) -> int:
     request = {"type": "PruneImagesRequest", "all": args.all, "filters": filters}
     images = call(args.socket, request)
     reclaimed += images["reclaimed"]
-    from ._images import familiar
+    from ._images import pruned_lines
 
-    lines = [f"untagged: {familiar(t)}" for t in images["untagged"]]
-    lines += [f"deleted: {d}" for d in images["deleted"]]
-    print_removed("Deleted Images:", lines)
+    print_removed("Deleted Images:", pruned_lines(images))
     print(f"Total reclaimed space: {_human.size(reclaimed, 4)}")
     return 0
 

@@ -44,6 +44,7 @@ class UpdateResponse:
 class StatsRequest:
     containers: tuple[str, ...] = ()
     stream: bool = False
+    all: bool = False  # none named: every container, those not running as zeros
 
 
 @attrs.frozen
@@ -180,9 +181,14 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
                     "net_tx": sum(n.tx_bytes for n in networks.values()),
                 }
             # A container named that does not run: a row of zeros (its limit 0 too), as
-            # dockerd answers for it; in the order named.
-            named = [sup.inspect(ref) for ref in req.containers]
-            shown = [rows.get(c.id) or _not_running(c) for c in named] or list(rows.values())
+            # dockerd answers for it; in the order named.  None named: the newest first,
+            # as Docker's list.
+            listed = [sup.inspect(ref) for ref in req.containers] or sup.list(all=True)
+            shown = [
+                rows.get(c.id) or _not_running(c)
+                for c in listed
+                if req.containers or req.all or c.id in rows
+            ]
             await conn.send(StatsFrame(stats=tuple(shown)))
             if not req.stream:
                 await conn.send(EndFrame())

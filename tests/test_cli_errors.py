@@ -48,7 +48,7 @@ def test_refused_values_exit_125_in_the_words_of_the_command_line(
         (["stop", "-t", "nan", "x"], "invalid -t 'nan'", 125),
         (["update", "-m", "1x", "x"], "invalid --memory '1x'", 125),
         # Not refused values: what the daemon says about a container exits 1, as Docker.
-        (["stop", "ghost"], "no such container: ghost", 1),
+        (["stop", "ghost"], "No such container: ghost", 1),
         (["frob"], "unknown command 'frob'", 1),
     ]  # fmt: skip
     for args, message, code in cases:

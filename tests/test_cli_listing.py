@@ -81,7 +81,7 @@ BAD = [
     (("-f", "colour=red"), "invalid filter 'colour'"),
     (("-f", "status=sleepy"), "invalid filter 'status=sleepy'"),
     (("-f", "novalue"), "invalid filter 'novalue': use KEY=VALUE"),
-    (("-f", "before=nosuch"), "no such container: nosuch"),
+    (("-f", "before=nosuch"), "No such container: nosuch"),
     (("--format", "{{.Nope}}"), "can't evaluate field Nope"),
     (("--format", "{{.Names"), "unclosed action"),
     (("-n", "x"), "invalid -n 'x'"),
@@ -130,7 +130,7 @@ def test_inspect_in_dockers_shape_with_format(daemon: Daemon) -> None:
     r = daemon.ctl("inspect", "--type", "image", "web", check=False)
     assert r.returncode == 1 and "no such image" in r.stderr.lower()
     r = daemon.ctl("inspect", "nosuch", "web", "-f", "{{.Name}}", check=False)
-    assert (r.returncode, r.stdout, r.stderr) == (1, "/web\n", "boxctl: no such object: nosuch\n")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "/web\n", "boxctl: No such object: nosuch\n")
     r = daemon.ctl("inspect", "--type", "volcano", "web", check=False)
     assert r.returncode == 125 and "invalid --type 'volcano'" in r.stderr
 

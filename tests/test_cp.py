@@ -168,7 +168,7 @@ def test_bad_input_exits_1_and_writes_nothing(clean: Daemon, tmp_path: Path) -> 
     _sh(clean, "c", "echo keep > /tmp/file")
     cases = [
         (("c:/nope", str(tmp_path / "x")), "Could not find the file /nope in container c"),
-        (("nosuch:/etc", str(tmp_path / "x")), "no such container: nosuch"),
+        (("nosuch:/etc", str(tmp_path / "x")), "No such container: nosuch"),
         (("c:/etc", "c:/tmp"), "copying between containers is not supported"),
         ((str(src), str(tmp_path / "y")), "must specify at least one container source"),
         ((str(src), "c:/tmp/file"), "cannot copy directory"),

@@ -209,7 +209,7 @@ def test_remove_force_and_refusal(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", "busy")
     assert not _alive(pid)
     r = daemon.ctl("inspect", "busy", check=False)
-    assert r.returncode == 1 and r.stderr.strip() == "boxctl: no such object: busy"
+    assert r.returncode == 1 and r.stderr.strip() == "boxctl: No such object: busy"
 
 
 def test_wait_prints_exit_code_and_kill_signals(daemon: Daemon) -> None:
@@ -225,7 +225,7 @@ def test_bad_cli_input_gets_one_line(daemon: Daemon, tmp_path: Path) -> None:
         (["run", "--cpus", "nan", "default", "true"], "invalid --cpus 'nan'"),
         (["run", "--restart", "sometimes", "default", "true"], "invalid --restart"),
         (["run", str(tmp_path / "missing"), "true"], "missing"),
-        (["stop", "ghost"], "no such container: ghost"),
+        (["stop", "ghost"], "No such container: ghost"),
         (["run", "-e", "=x", "default", "true"], "invalid --env '=x'"),
     ]
     for args, message in cases:

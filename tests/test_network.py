@@ -380,8 +380,8 @@ def test_user_networks_resolve_by_name_and_are_isolated(netd: Daemon) -> None:
         (("network", "create", "host"), "reserved"),
         (("network", "rm", "front"), "in use by container(s) api"),
         (("network", "rm", "bridge"), "bridge is a pre-defined network and cannot be removed"),
-        (("run", "--network", "nope", "default", "true"), "no such network: nope"),
-        (("run", "--network", "container:nope", "default", "true"), "no such container: nope"),
+        (("run", "--network", "nope", "default", "true"), "No such network: nope"),
+        (("run", "--network", "container:nope", "default", "true"), "No such container: nope"),
         (("run", "--network", "container:db", "--isolate-user", "default", "true"), "cannot go"),
         (("run", "--network", "slirp", "--isolate-user", "default", "true"), "no slirp4netns"),
         (("run", "-p", "99999", "default", "true"), "out of range"),
@@ -546,8 +546,8 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     netd.ctl("create", "--name", "iso", "--network", "none", "default", "true")
     for args, message in [
         (("connect", "front", "cli"), "endpoint with name cli already exists in network front"),
-        (("connect", "nope", "cli"), "no such network: nope"),
-        (("connect", "front", "nosuch"), "no such container: nosuch"),
+        (("connect", "nope", "cli"), "No such network: nope"),
+        (("connect", "front", "nosuch"), "No such container: nosuch"),
         (("disconnect", "back", "cli"), "container cli is not connected to network back"),
         (("connect", "front", "h"), "cannot be disconnected from host network or connected"),
         (("disconnect", "host", "cli"), "connected to host network"),

@@ -155,7 +155,7 @@ def test_a_donor_must_run(clean: Daemon) -> None:
     assert bad.returncode == 125
     assert f"container {cid} is not running" in bad.stderr
     bad = clean.ctl("run", "--rm", "--pid", "container:nope", "default", "true", check=False)
-    assert bad.returncode == 125 and "no such container: nope" in bad.stderr
+    assert bad.returncode == 125 and "No such container: nope" in bad.stderr
     bad = clean.ctl("run", "--rm", "--pid", "nope", "default", "true", check=False)
     assert bad.returncode == 125 and "invalid --pid 'nope'" in bad.stderr
 

@@ -105,3 +105,11 @@ def test_the_command_is_quoted_as_dockers_list_quotes_it() -> None:
     )
     assert row(brief, NOW, trunc=True)["Command"] == '"sh -c \'head -c 7000…"'
     assert row(_brief(2, command=["a;b", "$x"]), NOW, trunc=True)["Command"] == '"a;b $x"'
+
+
+def test_an_oom_kill_is_not_in_the_status_as_in_dockers() -> None:
+    """moby's State.String(): ``Exited (137) 5 seconds ago``, whatever killed it (inspect's
+    State.OOMKilled tells an OOM kill); the Docker API's list says the same."""
+    oom = BRIEFS[1]
+    assert oom["oom_killed"]
+    assert row(oom, NOW, trunc=True)["Status"] == "Exited (137) 5 seconds ago"

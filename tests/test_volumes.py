@@ -225,14 +225,14 @@ def test_volume_verbs(daemon: Daemon) -> None:
     assert "invalid volume options 'type=tmpfs'" in r.stderr and r.returncode == 1
     assert "volume driver 'nfs'" in _fails(daemon, "volume", "create", "-d", "nfs", "n1").stderr
     r = _fails(daemon, "volume", "inspect", "nosuch")
-    assert (r.returncode, r.stderr.strip()) == (1, "boxctl: no such volume: nosuch")
+    assert (r.returncode, r.stderr.strip()) == (1, "boxctl: No such volume: nosuch")
     assert (
         "invalid filter 'colour=red'" in _fails(daemon, "volume", "ls", "-f", "colour=red").stderr
     )
-    assert "no such volume: nosuch" in _fails(daemon, "volume", "rm", "nosuch").stderr
+    assert "No such volume: nosuch" in _fails(daemon, "volume", "rm", "nosuch").stderr
     assert daemon.ctl("volume", "rm", "-f", "nosuch").returncode == 0
     for name in ("..", "../containers", "web-data/../web-data"):  # never a path
-        assert "no such volume" in _fails(daemon, "volume", "rm", name).stderr
+        assert "No such volume" in _fails(daemon, "volume", "rm", name).stderr
     assert sorted(_volumes(daemon)) == sorted([anonymous, "web-data"])
     assert daemon.ctl("volume", "rm", "web-data", anonymous).stdout.split() == [
         "web-data",
@@ -441,7 +441,7 @@ def test_volumes_from(daemon: Daemon, tmp_path: Path) -> None:
     out = daemon.ctl("run", "--rm", "--volumes-from", "src", "default", "sh", "-c", script)
     assert out.stdout == "s\n/anon\n/host\n"
     r = _fails(daemon, "run", "--rm", "--volumes-from", "nosuch", "-v", "new:/n", "default", "true")
-    assert r.returncode == 125 and "no such container: nosuch" in r.stderr
+    assert r.returncode == 125 and "No such container: nosuch" in r.stderr
     assert "new" not in _volumes(daemon)  # refused before anything was made
     r = _fails(daemon, "run", "--rm", "--volumes-from", "src:rx", "default", "true")
     assert r.returncode == 125 and "invalid --volumes-from 'src:rx'" in r.stderr

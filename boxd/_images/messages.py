@@ -266,6 +266,7 @@ class SystemDfResponse:
     volumes_active: int = 0  # mounted by a container
     volumes_size: int = 0  # bytes below them
     volumes_reclaimable: int = 0  # bytes of the unused ones
+    containers_reclaimable: int = 0  # bytes written by those not running
 
 
 @attrs.frozen

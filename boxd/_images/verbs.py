@@ -712,7 +712,14 @@ class ImageVerbs:
             for layer in record.layers
         }
         kept = {layer.diff_id for r in records if r.id in used for layer in r.layers}
-        dirs = [self.sup.store.container_dir(c.id) for c in containers]
+        dirs = [(self.sup.store.container_dir(c.id), bool(c.state.pid)) for c in containers]
+
+        def written() -> tuple[int, int]:
+            """Bytes the containers wrote, and those the ones not running wrote."""
+            each = [(written_size(d), running) for d, running in dirs]
+            return sum(n for n, _ in each), sum(n for n, running in each if not running)
+
+        written_total, written_idle = await trio.to_thread.run_sync(written)
         volumes = await _volserver.sizes(self.sup)
         await conn.send(
             SystemDfResponse(
@@ -723,7 +730,8 @@ class ImageVerbs:
                 layers=len(sizes),
                 containers=len(containers),
                 containers_running=sum(1 for c in containers if c.state.pid),
-                containers_size=await trio.to_thread.run_sync(lambda: sum(map(written_size, dirs))),
+                containers_size=written_total,
+                containers_reclaimable=written_idle,
                 volumes=len(volumes),
                 volumes_active=sum(1 for v in volumes if v.users),
                 volumes_size=sum(v.size for v in volumes),
