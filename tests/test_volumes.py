@@ -291,7 +291,7 @@ def test_anonymous_volumes(daemon: Daemon) -> None:
             "Source": str(daemon.root / "volumes" / "kept" / "_data"),
             "Destination": "/k",
             "Driver": "local",
-            "Mode": "",
+            "Mode": "z",  # Docker's for a named volume
             "RW": True,
             "Propagation": "",
         },
@@ -524,12 +524,14 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
     r = _docker(daemon, "run", "--rm", "-v", "dv:/data", "default", "sh", "-c",
                 "echo hi > /data/f; cat /data/f")  # fmt: skip
     assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    host = daemon.root.parent
     r = _docker(daemon, "run", "-d", "--name", "d1", "-v", "dv:/data", "-v", "/anon",
+                "-v", f"{host}:/b:rw", "--mount", "type=volume,dst=/mv",
                 "--mount", "type=tmpfs,dst=/t", "default", "sleep", "600")  # fmt: skip
     assert r.returncode == 0, r.stderr
     [c] = json.loads(_docker(daemon, "inspect", "d1").stdout)
     mounts = sorted(c["Mounts"], key=lambda m: m["Destination"])
-    anonymous = mounts[0]["Name"]
+    anonymous, mounted = mounts[0]["Name"], mounts[3]["Name"]
     assert mounts == [
         {
             "Type": "volume",
@@ -541,13 +543,33 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
             "RW": True,
             "Propagation": "",
         },
+        # Mode: -v's as given; "z" for a named volume without one and a volume mount, as
+        # Docker's daemon shows them
+        {
+            "Type": "bind",
+            "Source": str(host),
+            "Destination": "/b",
+            "Mode": "rw",
+            "RW": True,
+            "Propagation": "rprivate",
+        },
         {
             "Type": "volume",
             "Name": "dv",
             "Source": str(daemon.root / "volumes" / "dv" / "_data"),
             "Destination": "/data",
             "Driver": "local",
-            "Mode": "",
+            "Mode": "z",
+            "RW": True,
+            "Propagation": "",
+        },
+        {
+            "Type": "volume",
+            "Name": mounted,
+            "Source": str(daemon.root / "volumes" / mounted / "_data"),
+            "Destination": "/mv",
+            "Driver": "local",
+            "Mode": "z",
             "RW": True,
             "Propagation": "",
         },

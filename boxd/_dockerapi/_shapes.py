@@ -1001,6 +1001,14 @@ def _binds(cfg: ContainerConfig) -> list[str]:
     return binds
 
 
+def _bind_modes(cfg: ContainerConfig) -> dict[str, str]:
+    """The mode field (``ro,Z`` of ``-v SRC:DST:ro,Z``, "" without one) of each bind given
+    with a source, by its container path."""
+    binds = list(cfg.binds) if cfg.binds is not None else _binds(cfg)
+    fields = [b.split(":", 2) for b in binds]
+    return {os.path.normpath(f[1]): f[2] if len(f) > 2 else "" for f in fields if len(f) > 1}
+
+
 def _given_as_mount(cfg: ContainerConfig, path: str) -> bool:
     """Whether the volume or tmpfs at ``path`` was given as a mount (HostConfig.Mounts)."""
     return os.path.normpath(path) in {os.path.normpath(p) for p in cfg.mount_points}
@@ -1064,6 +1072,7 @@ def _log_options(cfg: ContainerConfig) -> dict[str, str]:
 def _mounts(c: Container) -> list[dict[str, Any]]:
     """``Mounts`` of inspect and of the list: binds and volumes."""
     rows = []
+    modes = _bind_modes(c.config)
     for v in c.config.volumes:
         row: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
         if v.volume:
@@ -1071,8 +1080,15 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
         row.update(Source=v.host, Destination=v.container)
         if v.volume:
             row["Driver"] = "local"
+        # Docker's: -v's mode field as given; "z" for a named volume of the local driver
+        # without one, and for a volume mount (moby's setBindModeIfNull); else none.
+        mode = modes.get(os.path.normpath(v.container))
+        if mode is None:  # an anonymous volume, the image's, another container's, a mount
+            mode = "z" if v.volume and _given_as_mount(c.config, v.container) else ""
+        elif v.volume and not mode:
+            mode = "z"
         row.update(
-            Mode="ro" if v.read_only else "",
+            Mode=mode,
             RW=not v.read_only,
             Propagation="" if v.volume else "rprivate",
         )
