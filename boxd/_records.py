@@ -249,7 +249,9 @@ class ContainerConfig:
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
     stop_signal: str = "SIGTERM"
-    stop_timeout: float = 10.0  # negative: stop never kills (Docker's -1)
+    # Seconds a stop waits before SIGKILL; negative: it never kills (Docker's -1).  None:
+    # Docker's default (STOP_TIMEOUT), which inspect does not show, as Docker's does not.
+    stop_timeout: float | None = None
     # Seconds each run may last before it is killed (SIGKILL, as Podman's --timeout); its
     # outcome says so (Outcome.timed_out).  None: no limit.
     timeout: float | None = None
@@ -332,6 +334,7 @@ def new_id() -> str:
 
 
 MAX_NAME = 128
+STOP_TIMEOUT = 10.0  # seconds: a stop's wait for a container that did not set its own
 
 
 def check_name(name: str) -> str:
@@ -570,7 +573,7 @@ def validate_config(config: ContainerConfig) -> None:
         parse_signal(config.stop_signal)
     except ValueError:
         raise invalid("stop_signal", config.stop_signal) from None
-    if not math.isfinite(config.stop_timeout):
+    if config.stop_timeout is not None and not math.isfinite(config.stop_timeout):
         reason = "use a number of seconds (negative: wait for its end, never kill)"
         raise invalid("stop_timeout", config.stop_timeout, reason)
     if config.timeout is not None and not (math.isfinite(config.timeout) and config.timeout > 0):

@@ -91,6 +91,7 @@ from ._procview import CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewLimits
 from ._prune import PruneFilter
 from ._records import (
     ID_RE,
+    STOP_TIMEOUT,
     Container,
     ContainerConfig,
     Resources,
@@ -1264,7 +1265,8 @@ class Supervisor:
         if grace is not None and not math.isfinite(grace):
             raise ValueError(f"invalid stop timeout '{grace:g}'")
         stop_signal = parse_signal(sig or c.config.stop_signal)
-        wait = c.config.stop_timeout if grace is None else grace
+        own = c.config.stop_timeout
+        wait = grace if grace is not None else STOP_TIMEOUT if own is None else own
         if not _lifecycle.can_stop(entry.phase):
             return
         entry.stopping = True

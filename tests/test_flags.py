@@ -1,6 +1,7 @@
 """Docker's run/create flags of issue 16: --ulimit, --group-add, --add-host, --sysctl,
 --oom-score-adj, --entrypoint, --init; parsed here, and seen inside real containers through
-boxctl and a real daemon."""
+boxctl and a real daemon; and what the docker CLI's run and create flags give through the
+Engine API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon, running_daemon
+from docker_clients import docker, needs_cli
 
 from boxd._hosts import hosts_lines, parse_host
 from boxd._sysctl import parse_sysctl
@@ -313,3 +315,15 @@ def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
         r = daemon.ctl("create", *args, "default", "true", check=False)
         assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
     assert daemon.ctl("ps", "-aq").stdout == ""
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_stop_timeout_is_shown_when_given(daemon: Daemon) -> None:
+    """Docker's inspect has Config.StopTimeout only when --stop-timeout was given (the
+    default, 10 s, is the daemon's), so a client reading it knows whether it was set."""
+    for name, args in (("plain", ()), ("given", ("--stop-timeout", "3"))):
+        r = docker(daemon, "create", "--name", name, *args, "default", "true")
+        assert r.returncode == 0, r.stderr
+    r = docker(daemon, "inspect", "-f", "{{json .Config.StopTimeout}}", "plain", "given")
+    assert r.stdout == "null\n3\n", r.stderr

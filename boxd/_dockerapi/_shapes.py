@@ -282,7 +282,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             security=_security(host),
             restart=restart_policy(restart.text("Name"), restart.integer("MaximumRetryCount")),
             stop_signal=cfg.text("StopSignal") or "SIGTERM",
-            stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
+            stop_timeout=None if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
             labels=tuple([f"{k}={v}" for k, v in cfg.mapping("Labels").items()]),
             annotations=tuple([f"{k}={v}" for k, v in host.mapping("Annotations").items()]),
@@ -1163,7 +1163,8 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             "OnBuild": None,
             "Labels": labels(c),
             "StopSignal": cfg.stop_signal,
-            "StopTimeout": round(cfg.stop_timeout),
+            # omitted unless set, as Docker's
+            **({} if cfg.stop_timeout is None else {"StopTimeout": round(cfg.stop_timeout)}),
             **(
                 {"Healthcheck": healthcheck_to_api(cfg.healthcheck)}
                 if cfg.healthcheck is not None
