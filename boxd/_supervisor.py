@@ -606,7 +606,12 @@ class Supervisor:
             ref, _, mode = spec.partition(":")
             if mode not in ("", "ro", "rw"):
                 raise invalid("volumes_from", spec, "use CONTAINER[:ro|:rw]")
-            for v in self._lookup(ref).container.config.volumes:
+            try:
+                donor = self._lookup(ref).container
+            except NoSuchContainer:  # a bad parameter of this create (400, as Docker's: the
+                # docker CLI takes a 404 for a missing image and goes to pull it)
+                raise invalid("volumes_from", spec, f"no such container: {ref}") from None
+            for v in donor.config.volumes:
                 if free(v.container):
                     mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
         paths = builtins.list(config.declared_volumes)

@@ -327,3 +327,18 @@ def test_docker_stop_timeout_is_shown_when_given(daemon: Daemon) -> None:
         assert r.returncode == 0, r.stderr
     r = docker(daemon, "inspect", "-f", "{{json .Config.StopTimeout}}", "plain", "given")
     assert r.stdout == "null\n3\n", r.stderr
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_volumes_from_a_missing_container(daemon: Daemon) -> None:
+    """A --volumes-from naming no container is a bad parameter (400, as Docker's): a 404
+    sent the docker CLI to pull the image, as for a missing one, and it said the image was
+    not found locally."""
+    r = docker(daemon, "create", "--volumes-from", "nosuch:ro", "default", "true")
+    assert r.stderr == (
+        "Error response from daemon: invalid --volumes-from 'nosuch:ro': no such container:"
+        " nosuch\n"
+    )
+    assert r.returncode == 1
+    assert docker(daemon, "ps", "-aq").stdout == ""

@@ -755,8 +755,8 @@ BAD = [
         json.dumps(
             {"Image": "default", "Cmd": ["true"], "HostConfig": {"VolumesFrom": ["nosuch"]}}
         ).encode(),
-        404,
-        "No such container: nosuch",
+        400,  # a bad parameter, as moby's registerMountPoints makes it (404: "pull the image")
+        "invalid --volumes-from 'nosuch': no such container: nosuch",
     ),
 ]
 
