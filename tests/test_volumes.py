@@ -226,9 +226,8 @@ def test_volume_verbs(daemon: Daemon) -> None:
     assert "volume driver 'nfs'" in _fails(daemon, "volume", "create", "-d", "nfs", "n1").stderr
     r = _fails(daemon, "volume", "inspect", "nosuch")
     assert (r.returncode, r.stderr.strip()) == (1, "boxctl: no such volume: nosuch")
-    assert (
-        "invalid filter 'colour=red'" in _fails(daemon, "volume", "ls", "-f", "colour=red").stderr
-    )
+    # Docker's words: the key alone
+    assert "invalid filter 'colour'" in _fails(daemon, "volume", "ls", "-f", "colour=red").stderr
     assert "no such volume: nosuch" in _fails(daemon, "volume", "rm", "nosuch").stderr
     assert daemon.ctl("volume", "rm", "-f", "nosuch").returncode == 0
     for name in ("..", "../containers", "web-data/../web-data"):  # never a path
@@ -697,7 +696,7 @@ BAD = [
     ("POST", "/volumes/create", b'{"Name": 5}', 400, "body.Name"),
     ("GET", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
     ("DELETE", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
-    ("GET", '/volumes?filters={"colour":["red"]}', None, 400, "invalid filter 'colour=red'"),
+    ("GET", '/volumes?filters={"colour":["red"]}', None, 400, "invalid filter 'colour': use"),
     ("GET", '/volumes?filters={"dangling":["maybe"]}', None, 400, "dangling=maybe"),
     ("POST", '/volumes/prune?filters={"name":["x"]}', None, 400, "invalid filter 'name'"),
     (
