@@ -601,11 +601,25 @@ def with_dns_names(c: Container, settings: dict[str, Any]) -> None:
     address, in Docker's order (name, aliases, short id, hostname, each once); none on the
     default bridge, whose DNS is the host's."""
     for name, endpoint in settings["Networks"].items():
-        if name in ("bridge", "host", "none") or name.startswith("container:"):
+        if not _user_network(name):
             endpoint["DNSNames"] = None
             continue
         names = (c.name, *(endpoint["Aliases"] or ()), c.short_id, c.config.hostname)
         endpoint["DNSNames"] = [n for n in dict.fromkeys(names) if n]
+
+
+def with_old_aliases(c: Container, settings: dict[str, Any]) -> None:
+    """Before API 1.45, inspect's ``Aliases`` of each user network's endpoint (of
+    ``settings``, inspect's ``NetworkSettings``) add the short id and the hostname (each
+    once), as Docker's did before ``DNSNames`` named them."""
+    for name, endpoint in settings["Networks"].items():
+        if _user_network(name):
+            names = (*(endpoint["Aliases"] or ()), c.short_id, c.config.hostname)
+            endpoint["Aliases"] = [n for n in dict.fromkeys(names) if n]
+
+
+def _user_network(name: str) -> bool:
+    return name not in ("bridge", "host", "none") and not name.startswith("container:")
 
 
 def _has_ports(c: Container) -> bool:
