@@ -519,7 +519,9 @@ def validate_config(config: ContainerConfig) -> None:
     for sysctl in config.sysctls:
         parse_sysctl(sysctl, network=config.network)
     check_all(config.devices, config.device_cgroup_rules, read_only_root=config.read_only)
-    if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
+    if len(config.hostname) > 64:  # the kernel's limit, and Docker's
+        raise invalid("hostname", config.hostname, "too long (at most 64 characters)")
+    if config.hostname and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9.-]*", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     domain = config.domainname  # at most 64 bytes: the kernel's
     if domain and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", domain):

@@ -342,3 +342,16 @@ def test_docker_volumes_from_a_missing_container(daemon: Daemon) -> None:
     )
     assert r.returncode == 1
     assert docker(daemon, "ps", "-aq").stdout == ""
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_hostname_up_to_the_kernels_64(daemon: Daemon) -> None:
+    """--hostname takes 64 characters, as Docker and the kernel do (boxd took 63, and
+    refused a longer one as if a character in it were wrong)."""
+    name = "h" * 64
+    r = docker(daemon, "run", "--rm", "-h", name, "default", "hostname")
+    assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
+    r = docker(daemon, "run", "--rm", "-h", name + "h", "default", "true")
+    assert r.returncode == 125
+    assert f"invalid --hostname '{name}h': too long (at most 64 characters)" in r.stderr
