@@ -173,7 +173,9 @@ class Security:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = True
-    seccomp: str = "default"  # "default", "unconfined" or a path to a Docker-format profile
+    # "default", "unconfined", a path to a Docker-format profile (boxctl's), or such a
+    # profile's JSON itself (the Engine API's: "{...}")
+    seccomp: str = "default"
     # Docker's MaskedPaths and ReadonlyPaths (boxd._masks): None, the defaults; () with
     # --security-opt systempaths=unconfined; or the API's own lists.
     masked_paths: tuple[str, ...] | None = None

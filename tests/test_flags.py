@@ -355,3 +355,28 @@ def test_docker_hostname_up_to_the_kernels_64(daemon: Daemon) -> None:
     r = docker(daemon, "run", "--rm", "-h", name + "h", "default", "true")
     assert r.returncode == 125
     assert f"invalid --hostname '{name}h': too long (at most 64 characters)" in r.stderr
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_seccomp_profile(daemon: Daemon, tmp_path: Path) -> None:
+    """``--security-opt seccomp=PROFILE.json``: the docker CLI sends the file's JSON, which
+    is the container's filter (it was refused); a profile boxd cannot read is refused
+    naming what is wrong, and nothing is created."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW",'
+        ' "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}'
+    )
+    r = docker(daemon, "run", "--rm", "--security-opt", f"seccomp={profile}", "default",
+               "sh", "-c", "mkdir /made || grep Seccomp: /proc/self/status")  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "Seccomp:\t2\n"), r.stderr
+    assert "Operation not permitted" in r.stderr
+    profile.write_text('{"defaultAction": "SCMP_ACT_BOGUS"}')
+    r = docker(daemon, "create", "--security-opt", f"seccomp={profile}", "default", "true")
+    assert r.returncode == 1
+    assert (
+        "invalid --security-opt seccomp profile: profile.defaultAction: unknown action "
+        "'SCMP_ACT_BOGUS'"
+    ) in r.stderr
+    assert docker(daemon, "ps", "-aq").stdout == ""

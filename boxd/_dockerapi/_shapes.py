@@ -9,6 +9,7 @@ dropped.  Inspect and list results carry the keys that the docker CLI and docker
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from .. import _fixedmodes, _human, _links, _masks, _nsmodes
+from .. import _fixedmodes, _human, _links, _masks, _nsmodes, _seccomp
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
@@ -832,6 +833,16 @@ _UNCONFINED = {
 }
 
 
+def _seccomp_profile(text: str) -> str:
+    """``seccomp=PROFILE``: the profile's JSON itself, as the docker CLI sends the file it
+    read; a 400 naming what is wrong in it."""
+    try:
+        _seccomp.profile_from_docker(json.loads(text))
+    except ValueError as exc:  # json's too
+        raise ApiError(400, f"invalid --security-opt seccomp profile: {exc}") from None
+    return text
+
+
 def _security(host: Fields) -> Security:
     no_new_privileges = True
     seccomp = "default"
@@ -840,15 +851,14 @@ def _security(host: Fields) -> Security:
     masked = None if host.value("MaskedPaths") is None else tuple(host.strings("MaskedPaths"))
     readonly = None if host.value("ReadonlyPaths") is None else tuple(host.strings("ReadonlyPaths"))
     for opt in host.strings("SecurityOpt"):
-        key, sep, value = opt.replace(":", "=", 1).partition("=")
+        # KEY=VALUE, else Docker's older KEY:VALUE (a profile's JSON has colons of its own)
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "no-new-privileges" and value in ("", "true", "false"):
             no_new_privileges = value != "false"
         elif key == "seccomp" and value in ("unconfined", "default"):
             seccomp = value
         elif key == "seccomp" and sep:
-            raise ApiError(
-                400, "seccomp profiles over the API are not supported (boxctl takes a file)"
-            )
+            seccomp = _seccomp_profile(value)
         elif key == "systempaths" and value == "unconfined":
             masked = readonly = ()
         elif key in _UNCONFINED and value == _UNCONFINED[key][0]:
@@ -863,8 +873,8 @@ def _security(host: Fields) -> Security:
         else:
             raise ApiError(
                 400,
-                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined,"
-                " systempaths=unconfined, apparmor=unconfined or label=disable",
+                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined or"
+                " a profile, systempaths=unconfined, apparmor=unconfined or label=disable",
             )
     return Security(
         privileged=host.flag("Privileged"),
