@@ -341,6 +341,7 @@ async def build(
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         shm_size=config.shm_size,
+        shm=config.ipc_mode != "none",
         volumes=config.volumes,
         files=etc_files(container, net),
         workdir=config.workdir,

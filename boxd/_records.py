@@ -221,7 +221,8 @@ class ContainerConfig:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     userns: bool = False
-    # --pid, --ipc, --uts: "" (its own), "host", "container:NAME" (see boxd._nsmodes).
+    # --pid, --ipc, --uts: "" (its own), "host", "container:NAME", for --ipc "none",
+    # "private", "shareable" too (see boxd._nsmodes).
     pid_mode: str = ""
     ipc_mode: str = ""
     uts_mode: str = ""

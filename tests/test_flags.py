@@ -380,3 +380,22 @@ def test_docker_seccomp_profile(daemon: Daemon, tmp_path: Path) -> None:
         "'SCMP_ACT_BOGUS'"
     ) in r.stderr
     assert docker(daemon, "ps", "-aq").stdout == ""
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_ipc_none_has_no_dev_shm(daemon: Daemon) -> None:
+    """``--ipc none``, Docker's: an ipc namespace of its own and no /dev/shm mounted (it was
+    refused); such a container is no ipc donor."""
+    script = "grep -c ' /dev/shm ' /proc/mounts; ls -A /dev/shm; readlink /proc/self/ns/ipc"
+    r = docker(daemon, "run", "--rm", "--ipc", "none", "default", "sh", "-c", script)
+    count, ns = r.stdout.split("\n", 1)
+    assert count == "0" and ns.startswith("ipc:[") and r.returncode == 0, r.stdout + r.stderr
+    assert ns.strip() != f"ipc:[{Path('/proc/self/ns/ipc').stat().st_ino}]"
+    r = docker(daemon, "run", "-d", "--name", "lone", "--ipc", "none", "default", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    shown = docker(daemon, "inspect", "-f", "{{.HostConfig.IpcMode}}", "lone").stdout
+    assert shown == "none\n"
+    r = docker(daemon, "run", "--rm", "--ipc", "container:lone", "default", "true")
+    assert r.returncode == 125 and "non-shareable IPC" in r.stderr, r.stderr
+    docker(daemon, "rm", "-f", "lone")
