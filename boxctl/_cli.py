@@ -843,7 +843,7 @@ RUN_OPTIONS = (
     Opt("--annotation", kind=APPEND, metavar="KEY=VALUE", help="an annotation (inspect shows it)"),
     Opt("--isolate-network", help="same as --network none"),
     Opt("--pid", kind=VALUE, help="host or container:NAME: share that pid namespace"),
-    Opt("--ipc", kind=VALUE, help="shareable (default), private, host or container:NAME"),
+    Opt("--ipc", kind=VALUE, help="shareable (default), private, none, host or container:NAME"),
     Opt("--uts", kind=VALUE, help="host: the host's hostname"),
     Opt(
         "--network",

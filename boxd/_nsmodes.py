@@ -13,6 +13,8 @@ A container makes its own pid, ipc and uts namespaces unless told otherwise:
   NAME must be running; an ipc donor must be ``shareable`` (boxd's default: a container
   without ``--ipc``), not ``private``.  Its /dev/shm stays its own tmpfs: System V IPC and
   POSIX message queues are what is shared.
+- ``--ipc none``: an ipc namespace of its own (not shareable), and no /dev/shm mounted (an
+  empty directory), as Docker's.
 
 Modes are kept as given ("" for the default) in :class:`boxd._records.ContainerConfig`;
 ``inspect`` shows Docker's words (``PidMode`` "", ``IpcMode`` "shareable", ``UTSMode`` "").
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 # The modes each option takes besides "container:NAME" ("" is the default).
 _PLAIN = {
     "pid": ("", "host"),
-    "ipc": ("", "private", "shareable", "host"),
+    "ipc": ("", "none", "private", "shareable", "host"),
     "uts": ("", "host"),
 }
 _CONTAINER = frozenset({"pid", "ipc"})  # --uts container:NAME is not Docker's
@@ -80,7 +82,7 @@ def check_config(config: ContainerConfig) -> None:
     """Each mode, and what cannot go with it (Docker's words where Docker has them)."""
     for option, mode in modes(config).items():
         check(option, mode)
-        if config.userns and mode and mode not in ("private", "shareable"):
+        if config.userns and mode and mode not in ("none", "private", "shareable"):
             raise ValueError(
                 f"--{option} {mode} cannot go with --isolate-user: that namespace belongs "
                 "to the host's user namespace"

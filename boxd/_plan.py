@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import logging
 import os
 import posixpath
@@ -65,6 +66,9 @@ def seccomp_program(setting: str, caps: int) -> bytes | None:
         return None
     if setting == "default":
         return _default_seccomp(caps)
+    if setting.startswith("{"):  # the profile itself (the Engine API's, checked at create)
+        profile = _seccomp.profile_from_docker(json.loads(setting))
+        return _seccomp.compile_profile(profile, caps=caps)
     return _seccomp.compile_profile(_seccomp.load_docker_profile(Path(setting)), caps=caps)
 
 
@@ -337,6 +341,7 @@ async def build(
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         shm_size=config.shm_size,
+        shm=config.ipc_mode != "none",
         volumes=config.volumes,
         files=etc_files(container, net),
         workdir=config.workdir,

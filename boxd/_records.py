@@ -173,7 +173,9 @@ class Security:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     no_new_privileges: bool = True
-    seccomp: str = "default"  # "default", "unconfined" or a path to a Docker-format profile
+    # "default", "unconfined", a path to a Docker-format profile (boxctl's), or such a
+    # profile's JSON itself (the Engine API's: "{...}")
+    seccomp: str = "default"
     # Docker's MaskedPaths and ReadonlyPaths (boxd._masks): None, the defaults; () with
     # --security-opt systempaths=unconfined; or the API's own lists.
     masked_paths: tuple[str, ...] | None = None
@@ -219,7 +221,8 @@ class ContainerConfig:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     userns: bool = False
-    # --pid, --ipc, --uts: "" (its own), "host", "container:NAME" (see boxd._nsmodes).
+    # --pid, --ipc, --uts: "" (its own), "host", "container:NAME", for --ipc "none",
+    # "private", "shareable" too (see boxd._nsmodes).
     pid_mode: str = ""
     ipc_mode: str = ""
     uts_mode: str = ""
@@ -249,7 +252,9 @@ class ContainerConfig:
     security: Security = Security()
     restart: RestartPolicy = RestartPolicy()
     stop_signal: str = "SIGTERM"
-    stop_timeout: float = 10.0  # negative: stop never kills (Docker's -1)
+    # Seconds a stop waits before SIGKILL; negative: it never kills (Docker's -1).  None:
+    # Docker's default (STOP_TIMEOUT), which inspect does not show, as Docker's does not.
+    stop_timeout: float | None = None
     # Seconds each run may last before it is killed (SIGKILL, as Podman's --timeout); its
     # outcome says so (Outcome.timed_out).  None: no limit.
     timeout: float | None = None
@@ -332,6 +337,7 @@ def new_id() -> str:
 
 
 MAX_NAME = 128
+STOP_TIMEOUT = 10.0  # seconds: a stop's wait for a container that did not set its own
 
 
 def check_name(name: str) -> str:
@@ -516,7 +522,9 @@ def validate_config(config: ContainerConfig) -> None:
     for sysctl in config.sysctls:
         parse_sysctl(sysctl, network=config.network)
     check_all(config.devices, config.device_cgroup_rules, read_only_root=config.read_only)
-    if config.hostname and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})", config.hostname):
+    if len(config.hostname) > 64:  # the kernel's limit, and Docker's
+        raise invalid("hostname", config.hostname, "too long (at most 64 characters)")
+    if config.hostname and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9.-]*", config.hostname):
         raise invalid("hostname", config.hostname, "use letters, digits, '.' and '-'")
     domain = config.domainname  # at most 64 bytes: the kernel's
     if domain and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}", domain):
@@ -570,7 +578,7 @@ def validate_config(config: ContainerConfig) -> None:
         parse_signal(config.stop_signal)
     except ValueError:
         raise invalid("stop_signal", config.stop_signal) from None
-    if not math.isfinite(config.stop_timeout):
+    if config.stop_timeout is not None and not math.isfinite(config.stop_timeout):
         reason = "use a number of seconds (negative: wait for its end, never kill)"
         raise invalid("stop_timeout", config.stop_timeout, reason)
     if config.timeout is not None and not (math.isfinite(config.timeout) and config.timeout > 0):

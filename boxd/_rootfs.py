@@ -808,6 +808,7 @@ def container_mounts(
     read_only_root: bool = False,
     tmpfs: Sequence[str] = (),
     shm_size: int | None = None,
+    shm: bool = True,
     volumes: Sequence[Volume] = (),
     files: Mapping[str, str] | None = None,
     workdir: str = "/",
@@ -830,7 +831,8 @@ def container_mounts(
     layout, see :func:`cgroup_ops`), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
-    64 MiB), /dev/mqueue; the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
+    64 MiB; without ``shm`` an empty directory, Docker's ``--ipc none``), /dev/mqueue;
+    the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
     the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
@@ -896,7 +898,7 @@ def container_mounts(
             tty_gid=_image_has_gid(
                 read or functools.partial(read_container_file, image, container_dir), _TTY_GID
             ),
-            shm=shm_data(shm_size),
+            shm=shm_data(shm_size) if shm else None,
             cgroups=cgroups,
             cgroups_writable=cgroups_writable,
         )
@@ -1002,7 +1004,7 @@ def _standard_mounts(
     userns: bool,
     host_sys: bool,
     tty_gid: bool,
-    shm: str,
+    shm: str | None,
     cgroups: Sequence[tuple[str, str]] | None,
     cgroups_writable: bool = False,
 ) -> None:
@@ -1060,10 +1062,11 @@ def _proc_sys_ops(
 
 
 @functools.lru_cache(maxsize=16)  # frozen records, a function of the arguments alone
-def _dev_ops(dev: str, userns: bool, pts_options: str, shm: str) -> tuple[MountOp, ...]:
+def _dev_ops(dev: str, userns: bool, pts_options: str, shm: str | None) -> tuple[MountOp, ...]:
     """/dev at its resolved path: a tmpfs with the standard devices (made with mknod, or
     in a user namespace bound from the host's nodes), /dev/pts (a new instance with
-    ``pts_options``), the links, /dev/shm (tmpfs ``shm`` options) and /dev/mqueue."""
+    ``pts_options``), the links, /dev/shm (tmpfs ``shm`` options; None: no mount) and
+    /dev/mqueue."""
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     ops = _mkdir_ops(dev)
     ops.append(MountOp(MountKind.MOUNT, dev, "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=64k"))
@@ -1086,7 +1089,8 @@ def _dev_ops(dev: str, userns: bool, pts_options: str, shm: str) -> tuple[MountO
     for name, target in _DEV_LINKS:
         ops.append(MountOp(MountKind.SYMLINK, f"{dev}/{name}", target))
     ops += _mkdir_ops(dev + "/shm")
-    ops.append(MountOp(MountKind.MOUNT, dev + "/shm", "shm", "tmpfs", nse, shm))
+    if shm is not None:
+        ops.append(MountOp(MountKind.MOUNT, dev + "/shm", "shm", "tmpfs", nse, shm))
     ops += _mkdir_ops(dev + "/mqueue")
     ops.append(MountOp(MountKind.MOUNT, dev + "/mqueue", "mqueue", "mqueue", nse))
     return tuple(ops)

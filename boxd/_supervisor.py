@@ -91,6 +91,7 @@ from ._procview import CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewLimits
 from ._prune import PruneFilter
 from ._records import (
     ID_RE,
+    STOP_TIMEOUT,
     Container,
     ContainerConfig,
     Resources,
@@ -605,7 +606,12 @@ class Supervisor:
             ref, _, mode = spec.partition(":")
             if mode not in ("", "ro", "rw"):
                 raise invalid("volumes_from", spec, "use CONTAINER[:ro|:rw]")
-            for v in self._lookup(ref).container.config.volumes:
+            try:
+                donor = self._lookup(ref).container
+            except NoSuchContainer:  # a bad parameter of this create (400, as Docker's: the
+                # docker CLI takes a 404 for a missing image and goes to pull it)
+                raise invalid("volumes_from", spec, f"no such container: {ref}") from None
+            for v in donor.config.volumes:
                 if free(v.container):
                     mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
         paths = builtins.list(config.declared_volumes)
@@ -1264,7 +1270,8 @@ class Supervisor:
         if grace is not None and not math.isfinite(grace):
             raise ValueError(f"invalid stop timeout '{grace:g}'")
         stop_signal = parse_signal(sig or c.config.stop_signal)
-        wait = c.config.stop_timeout if grace is None else grace
+        own = c.config.stop_timeout
+        wait = grace if grace is not None else STOP_TIMEOUT if own is None else own
         if not _lifecycle.can_stop(entry.phase):
             return
         entry.stopping = True

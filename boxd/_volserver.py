@@ -104,8 +104,8 @@ def parse_filters(specs: Sequence[str]) -> dict[str, list[str]]:
     filters: dict[str, list[str]] = {}
     for spec in specs:
         key, eq, value = spec.partition("=")
-        if not eq or key not in LIST_FILTERS:
-            raise ValueError(f"invalid filter {spec!r}: use {'=, '.join(LIST_FILTERS)}=")
+        if not eq or key not in LIST_FILTERS:  # the key alone, in Docker's words
+            raise ValueError(f"invalid filter {key!r}: use {'=, '.join(LIST_FILTERS)}=")
         if key == "dangling" and value not in ("true", "false", "1", "0"):
             raise ValueError(f"invalid filter 'dangling={value}': use true or false")
         filters.setdefault(key, []).append(value)

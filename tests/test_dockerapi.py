@@ -1766,9 +1766,9 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     (
         "POST",
         "/containers/create",
-        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"none"}}',
+        b'{"Image":"default","Cmd":["x"],"HostConfig":{"IpcMode":"bogus"}}',
         400,
-        "invalid --ipc 'none'",
+        "invalid --ipc 'bogus'",
     ),
     ("GET", "/containers/json?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", '/containers/json?filters={"colour":["red"]}', None, 400, "colour"),

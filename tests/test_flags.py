@@ -1,6 +1,7 @@
 """Docker's run/create flags of issue 16: --ulimit, --group-add, --add-host, --sysctl,
 --oom-score-adj, --entrypoint, --init; parsed here, and seen inside real containers through
-boxctl and a real daemon."""
+boxctl and a real daemon; and what the docker CLI's run and create flags give through the
+Engine API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon, running_daemon
+from docker_clients import docker, needs_cli
 
 from boxd._hosts import hosts_lines, parse_host
 from boxd._sysctl import parse_sysctl
@@ -313,3 +315,87 @@ def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
         r = daemon.ctl("create", *args, "default", "true", check=False)
         assert r.returncode == 125 and words in r.stderr, (args, r.stderr)
     assert daemon.ctl("ps", "-aq").stdout == ""
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_stop_timeout_is_shown_when_given(daemon: Daemon) -> None:
+    """Docker's inspect has Config.StopTimeout only when --stop-timeout was given (the
+    default, 10 s, is the daemon's), so a client reading it knows whether it was set."""
+    for name, args in (("plain", ()), ("given", ("--stop-timeout", "3"))):
+        r = docker(daemon, "create", "--name", name, *args, "default", "true")
+        assert r.returncode == 0, r.stderr
+    r = docker(daemon, "inspect", "-f", "{{json .Config.StopTimeout}}", "plain", "given")
+    assert r.stdout == "null\n3\n", r.stderr
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_volumes_from_a_missing_container(daemon: Daemon) -> None:
+    """A --volumes-from naming no container is a bad parameter (400, as Docker's): a 404
+    sent the docker CLI to pull the image, as for a missing one, and it said the image was
+    not found locally."""
+    r = docker(daemon, "create", "--volumes-from", "nosuch:ro", "default", "true")
+    assert r.stderr == (
+        "Error response from daemon: invalid --volumes-from 'nosuch:ro': no such container:"
+        " nosuch\n"
+    )
+    assert r.returncode == 1
+    assert docker(daemon, "ps", "-aq").stdout == ""
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_hostname_up_to_the_kernels_64(daemon: Daemon) -> None:
+    """--hostname takes 64 characters, as Docker and the kernel do (boxd took 63, and
+    refused a longer one as if a character in it were wrong)."""
+    name = "h" * 64
+    r = docker(daemon, "run", "--rm", "-h", name, "default", "hostname")
+    assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
+    r = docker(daemon, "run", "--rm", "-h", name + "h", "default", "true")
+    assert r.returncode == 125
+    assert f"invalid --hostname '{name}h': too long (at most 64 characters)" in r.stderr
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_seccomp_profile(daemon: Daemon, tmp_path: Path) -> None:
+    """``--security-opt seccomp=PROFILE.json``: the docker CLI sends the file's JSON, which
+    is the container's filter (it was refused); a profile boxd cannot read is refused
+    naming what is wrong, and nothing is created."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW",'
+        ' "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}'
+    )
+    r = docker(daemon, "run", "--rm", "--security-opt", f"seccomp={profile}", "default",
+               "sh", "-c", "mkdir /made || grep Seccomp: /proc/self/status")  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "Seccomp:\t2\n"), r.stderr
+    assert "Operation not permitted" in r.stderr
+    profile.write_text('{"defaultAction": "SCMP_ACT_BOGUS"}')
+    r = docker(daemon, "create", "--security-opt", f"seccomp={profile}", "default", "true")
+    assert r.returncode == 1
+    assert (
+        "invalid --security-opt seccomp profile: profile.defaultAction: unknown action "
+        "'SCMP_ACT_BOGUS'"
+    ) in r.stderr
+    assert docker(daemon, "ps", "-aq").stdout == ""
+
+
+@needs_cli
+@pytest.mark.root
+def test_docker_ipc_none_has_no_dev_shm(daemon: Daemon) -> None:
+    """``--ipc none``, Docker's: an ipc namespace of its own and no /dev/shm mounted (it was
+    refused); such a container is no ipc donor."""
+    script = "grep -c ' /dev/shm ' /proc/mounts; ls -A /dev/shm; readlink /proc/self/ns/ipc"
+    r = docker(daemon, "run", "--rm", "--ipc", "none", "default", "sh", "-c", script)
+    count, ns = r.stdout.split("\n", 1)
+    assert count == "0" and ns.startswith("ipc:[") and r.returncode == 0, r.stdout + r.stderr
+    assert ns.strip() != f"ipc:[{Path('/proc/self/ns/ipc').stat().st_ino}]"
+    r = docker(daemon, "run", "-d", "--name", "lone", "--ipc", "none", "default", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    shown = docker(daemon, "inspect", "-f", "{{.HostConfig.IpcMode}}", "lone").stdout
+    assert shown == "none\n"
+    r = docker(daemon, "run", "--rm", "--ipc", "container:lone", "default", "true")
+    assert r.returncode == 125 and "non-shareable IPC" in r.stderr, r.stderr
+    docker(daemon, "rm", "-f", "lone")

@@ -27,7 +27,7 @@ from boxd._records import ContainerConfig
     [
         ("pid", "private", "host or container:NAME"),
         ("pid", "container:", "host or container:NAME"),
-        ("ipc", "none", "private, shareable, host or container:NAME"),
+        ("ipc", "bogus", "none, private, shareable, host or container:NAME"),
         ("uts", "container:x", "use host"),
     ],
 )

@@ -150,3 +150,25 @@ def test_docker_cli_and_docker_py_pull_the_platform_asked_for(
     finally:
         client.close()
     assert daemon.ctl("ps", "-aq").stdout == ""
+
+
+@pytest.mark.root
+@needs_cli
+def test_docker_build_pulls_the_platform_asked_for(
+    daemon: Daemon, registry: Registry, tmp_path: Path
+) -> None:
+    """``docker build --platform`` takes its FROM image for that platform, as Docker's
+    builder does: a stored image of another one is pulled for it (it was built upon as it
+    was, the --platform ignored)."""
+    ref = f"{registry.host}/multi:1"
+    daemon.ctl("pull", "--platform", HOST, ref)
+    assert _arch(daemon, ref) == HOST.split("/")[1]
+    (tmp_path / "Dockerfile").write_text(f"FROM {ref}\nLABEL built=1\n")
+    r = docker(daemon, "build", "--platform", OTHER, "-t", "other-built", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert f"Pulling {ref}" in r.stdout
+    assert _arch(daemon, "other-built") == _arch(daemon, ref) == OTHER.split("/")[1]
+    # The platform of the stored one: used as it is, nothing pulled.
+    r = docker(daemon, "build", "--platform", OTHER, "-t", "other-built", str(tmp_path))
+    assert r.returncode == 0 and "Pulling" not in r.stdout, r.stdout + r.stderr
+    daemon.ctl("rmi", "other-built")

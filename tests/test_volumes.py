@@ -226,9 +226,8 @@ def test_volume_verbs(daemon: Daemon) -> None:
     assert "volume driver 'nfs'" in _fails(daemon, "volume", "create", "-d", "nfs", "n1").stderr
     r = _fails(daemon, "volume", "inspect", "nosuch")
     assert (r.returncode, r.stderr.strip()) == (1, "boxctl: No such volume: nosuch")
-    assert (
-        "invalid filter 'colour=red'" in _fails(daemon, "volume", "ls", "-f", "colour=red").stderr
-    )
+    # Docker's words: the key alone
+    assert "invalid filter 'colour'" in _fails(daemon, "volume", "ls", "-f", "colour=red").stderr
     assert "No such volume: nosuch" in _fails(daemon, "volume", "rm", "nosuch").stderr
     assert daemon.ctl("volume", "rm", "-f", "nosuch").returncode == 0
     for name in ("..", "../containers", "web-data/../web-data"):  # never a path
@@ -291,7 +290,7 @@ def test_anonymous_volumes(daemon: Daemon) -> None:
             "Source": str(daemon.root / "volumes" / "kept" / "_data"),
             "Destination": "/k",
             "Driver": "local",
-            "Mode": "",
+            "Mode": "z",  # Docker's for a named volume
             "RW": True,
             "Propagation": "",
         },
@@ -524,12 +523,14 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
     r = _docker(daemon, "run", "--rm", "-v", "dv:/data", "default", "sh", "-c",
                 "echo hi > /data/f; cat /data/f")  # fmt: skip
     assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    host = daemon.root.parent
     r = _docker(daemon, "run", "-d", "--name", "d1", "-v", "dv:/data", "-v", "/anon",
+                "-v", f"{host}:/b:rw", "--mount", "type=volume,dst=/mv",
                 "--mount", "type=tmpfs,dst=/t", "default", "sleep", "600")  # fmt: skip
     assert r.returncode == 0, r.stderr
     [c] = json.loads(_docker(daemon, "inspect", "d1").stdout)
     mounts = sorted(c["Mounts"], key=lambda m: m["Destination"])
-    anonymous = mounts[0]["Name"]
+    anonymous, mounted = mounts[0]["Name"], mounts[3]["Name"]
     assert mounts == [
         {
             "Type": "volume",
@@ -541,13 +542,33 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
             "RW": True,
             "Propagation": "",
         },
+        # Mode: -v's as given; "z" for a named volume without one and a volume mount, as
+        # Docker's daemon shows them
+        {
+            "Type": "bind",
+            "Source": str(host),
+            "Destination": "/b",
+            "Mode": "rw",
+            "RW": True,
+            "Propagation": "rprivate",
+        },
         {
             "Type": "volume",
             "Name": "dv",
             "Source": str(daemon.root / "volumes" / "dv" / "_data"),
             "Destination": "/data",
             "Driver": "local",
-            "Mode": "",
+            "Mode": "z",
+            "RW": True,
+            "Propagation": "",
+        },
+        {
+            "Type": "volume",
+            "Name": mounted,
+            "Source": str(daemon.root / "volumes" / mounted / "_data"),
+            "Destination": "/mv",
+            "Driver": "local",
+            "Mode": "z",
             "RW": True,
             "Propagation": "",
         },
@@ -675,7 +696,7 @@ BAD = [
     ("POST", "/volumes/create", b'{"Name": 5}', 400, "body.Name"),
     ("GET", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
     ("DELETE", "/volumes/nosuch", None, 404, "No such volume: nosuch"),
-    ("GET", '/volumes?filters={"colour":["red"]}', None, 400, "invalid filter 'colour=red'"),
+    ("GET", '/volumes?filters={"colour":["red"]}', None, 400, "invalid filter 'colour': use"),
     ("GET", '/volumes?filters={"dangling":["maybe"]}', None, 400, "dangling=maybe"),
     ("POST", '/volumes/prune?filters={"name":["x"]}', None, 400, "invalid filter 'name'"),
     (
@@ -733,8 +754,8 @@ BAD = [
         json.dumps(
             {"Image": "default", "Cmd": ["true"], "HostConfig": {"VolumesFrom": ["nosuch"]}}
         ).encode(),
-        404,
-        "No such container: nosuch",
+        400,  # a bad parameter, as moby's registerMountPoints makes it (404: "pull the image")
+        "invalid --volumes-from 'nosuch': no such container: nosuch",
     ),
 ]
 

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from .. import _users, protocol
+from .. import _platforms, _users, protocol
 from .._atomic import atomic_write
 from .._convert import structure, unstructure
 from .._healthcheck import Healthcheck
@@ -411,11 +411,12 @@ class Builder:
         if not self.options.pull:
             with contextlib.suppress(NoSuchImage):
                 record = self.store.lookup(text)
-        if record is not None and platform_text:
-            config = self.store.config(record)
-            stored = (config.get("os"), config.get("architecture"))
-            if platform is not None and stored != (platform.os, platform.architecture):
-                record = None  # another platform's: the one asked for is pulled
+        # Another platform's (FROM's --platform, else the build's): the one asked for is
+        # pulled, as Docker's builder does with an image "not found" for it.
+        if record is not None and platform is not None:
+            stored = _platforms.of_config(self.store.config(record))
+            if not _platforms.matches(_platforms.parse(str(platform)), stored):
+                record = None
         if record is None:
             await self.say(f"Pulling {ref.familiar}\n")
             try:

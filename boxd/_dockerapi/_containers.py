@@ -199,6 +199,8 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
     _with_network_ids(api, shown["NetworkSettings"])
     if req.at_least("1.44"):
         _shapes.with_dns_names(c, shown["NetworkSettings"])
+    if not req.at_least("1.45"):
+        _shapes.with_old_aliases(c, shown["NetworkSettings"])
     if req.flag("size"):
         await with_sizes(api, [c], [shown])
     await conn.respond_json(200, shown)

@@ -9,6 +9,7 @@ dropped.  Inspect and list results carry the keys that the docker CLI and docker
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import time
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from .. import _fixedmodes, _human, _links, _masks, _nsmodes
+from .. import _fixedmodes, _human, _links, _masks, _nsmodes, _seccomp
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
@@ -282,7 +283,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             security=_security(host),
             restart=restart_policy(restart.text("Name"), restart.integer("MaximumRetryCount")),
             stop_signal=cfg.text("StopSignal") or "SIGTERM",
-            stop_timeout=10.0 if stop_timeout is None else float(stop_timeout),
+            stop_timeout=None if stop_timeout is None else float(stop_timeout),
             auto_remove=host.flag("AutoRemove"),
             labels=tuple([f"{k}={v}" for k, v in cfg.mapping("Labels").items()]),
             annotations=tuple([f"{k}={v}" for k, v in host.mapping("Annotations").items()]),
@@ -601,11 +602,25 @@ def with_dns_names(c: Container, settings: dict[str, Any]) -> None:
     address, in Docker's order (name, aliases, short id, hostname, each once); none on the
     default bridge, whose DNS is the host's."""
     for name, endpoint in settings["Networks"].items():
-        if name in ("bridge", "host", "none") or name.startswith("container:"):
+        if not _user_network(name):
             endpoint["DNSNames"] = None
             continue
         names = (c.name, *(endpoint["Aliases"] or ()), c.short_id, c.config.hostname)
         endpoint["DNSNames"] = [n for n in dict.fromkeys(names) if n]
+
+
+def with_old_aliases(c: Container, settings: dict[str, Any]) -> None:
+    """Before API 1.45, inspect's ``Aliases`` of each user network's endpoint (of
+    ``settings``, inspect's ``NetworkSettings``) add the short id and the hostname (each
+    once), as Docker's did before ``DNSNames`` named them."""
+    for name, endpoint in settings["Networks"].items():
+        if _user_network(name):
+            names = (*(endpoint["Aliases"] or ()), c.short_id, c.config.hostname)
+            endpoint["Aliases"] = [n for n in dict.fromkeys(names) if n]
+
+
+def _user_network(name: str) -> bool:
+    return name not in ("bridge", "host", "none") and not name.startswith("container:")
 
 
 def _has_ports(c: Container) -> bool:
@@ -818,6 +833,16 @@ _UNCONFINED = {
 }
 
 
+def _seccomp_profile(text: str) -> str:
+    """``seccomp=PROFILE``: the profile's JSON itself, as the docker CLI sends the file it
+    read; a 400 naming what is wrong in it."""
+    try:
+        _seccomp.profile_from_docker(json.loads(text))
+    except ValueError as exc:  # json's too
+        raise ApiError(400, f"invalid --security-opt seccomp profile: {exc}") from None
+    return text
+
+
 def _security(host: Fields) -> Security:
     no_new_privileges = True
     seccomp = "default"
@@ -826,15 +851,14 @@ def _security(host: Fields) -> Security:
     masked = None if host.value("MaskedPaths") is None else tuple(host.strings("MaskedPaths"))
     readonly = None if host.value("ReadonlyPaths") is None else tuple(host.strings("ReadonlyPaths"))
     for opt in host.strings("SecurityOpt"):
-        key, sep, value = opt.replace(":", "=", 1).partition("=")
+        # KEY=VALUE, else Docker's older KEY:VALUE (a profile's JSON has colons of its own)
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "no-new-privileges" and value in ("", "true", "false"):
             no_new_privileges = value != "false"
         elif key == "seccomp" and value in ("unconfined", "default"):
             seccomp = value
         elif key == "seccomp" and sep:
-            raise ApiError(
-                400, "seccomp profiles over the API are not supported (boxctl takes a file)"
-            )
+            seccomp = _seccomp_profile(value)
         elif key == "systempaths" and value == "unconfined":
             masked = readonly = ()
         elif key in _UNCONFINED and value == _UNCONFINED[key][0]:
@@ -849,8 +873,8 @@ def _security(host: Fields) -> Security:
         else:
             raise ApiError(
                 400,
-                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined,"
-                " systempaths=unconfined, apparmor=unconfined or label=disable",
+                f"invalid SecurityOpt {opt!r}: use no-new-privileges, seccomp=unconfined or"
+                " a profile, systempaths=unconfined, apparmor=unconfined or label=disable",
             )
     return Security(
         privileged=host.flag("Privileged"),
@@ -1001,6 +1025,14 @@ def _binds(cfg: ContainerConfig) -> list[str]:
     return binds
 
 
+def _bind_modes(cfg: ContainerConfig) -> dict[str, str]:
+    """The mode field (``ro,Z`` of ``-v SRC:DST:ro,Z``, "" without one) of each bind given
+    with a source, by its container path."""
+    binds = list(cfg.binds) if cfg.binds is not None else _binds(cfg)
+    fields = [b.split(":", 2) for b in binds]
+    return {os.path.normpath(f[1]): f[2] if len(f) > 2 else "" for f in fields if len(f) > 1}
+
+
 def _given_as_mount(cfg: ContainerConfig, path: str) -> bool:
     """Whether the volume or tmpfs at ``path`` was given as a mount (HostConfig.Mounts)."""
     return os.path.normpath(path) in {os.path.normpath(p) for p in cfg.mount_points}
@@ -1064,6 +1096,7 @@ def _log_options(cfg: ContainerConfig) -> dict[str, str]:
 def _mounts(c: Container) -> list[dict[str, Any]]:
     """``Mounts`` of inspect and of the list: binds and volumes."""
     rows = []
+    modes = _bind_modes(c.config)
     for v in c.config.volumes:
         row: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
         if v.volume:
@@ -1071,8 +1104,15 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
         row.update(Source=v.host, Destination=v.container)
         if v.volume:
             row["Driver"] = "local"
+        # Docker's: -v's mode field as given; "z" for a named volume of the local driver
+        # without one, and for a volume mount (moby's setBindModeIfNull); else none.
+        mode = modes.get(os.path.normpath(v.container))
+        if mode is None:  # an anonymous volume, the image's, another container's, a mount
+            mode = "z" if v.volume and _given_as_mount(c.config, v.container) else ""
+        elif v.volume and not mode:
+            mode = "z"
         row.update(
-            Mode="ro" if v.read_only else "",
+            Mode=mode,
             RW=not v.read_only,
             Propagation="" if v.volume else "rprivate",
         )
@@ -1147,7 +1187,8 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             "OnBuild": None,
             "Labels": labels(c),
             "StopSignal": cfg.stop_signal,
-            "StopTimeout": round(cfg.stop_timeout),
+            # omitted unless set, as Docker's
+            **({} if cfg.stop_timeout is None else {"StopTimeout": round(cfg.stop_timeout)}),
             **(
                 {"Healthcheck": healthcheck_to_api(cfg.healthcheck)}
                 if cfg.healthcheck is not None
