@@ -440,7 +440,7 @@ def test_volumes_from(daemon: Daemon, tmp_path: Path) -> None:
     out = daemon.ctl("run", "--rm", "--volumes-from", "src", "default", "sh", "-c", script)
     assert out.stdout == "s\n/anon\n/host\n"
     r = _fails(daemon, "run", "--rm", "--volumes-from", "nosuch", "-v", "new:/n", "default", "true")
-    assert r.returncode == 125 and "No such container: nosuch" in r.stderr
+    assert r.returncode == 125 and "--volumes-from 'nosuch': no such container" in r.stderr
     assert "new" not in _volumes(daemon)  # refused before anything was made
     r = _fails(daemon, "run", "--rm", "--volumes-from", "src:rx", "default", "true")
     assert r.returncode == 125 and "invalid --volumes-from 'src:rx'" in r.stderr
