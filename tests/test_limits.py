@@ -112,27 +112,10 @@ def test_pids_limit_holds_a_fork_bomb(daemon: Daemon) -> None:
 
 
 def test_zero_limits_are_none_and_one_share_is_the_kernels_two_as_dockers(daemon: Daemon) -> None:
-    cid = daemon.ctl(
-        "run",
-        "-d",
-        "--memory",
-        "0",
-        "--memory-swap",
-        "0",
-        "--cpus",
-        "0",
-        "--cpu-shares",
-        "1",
-        "default",
-        "sleep",
-        "30",
-    ).stdout.strip()
-    shown = daemon.ctl(
-        "inspect",
-        "-f",
-        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}}",
-        cid,
-    ).stdout.split()
+    zeros = ["--memory", "0", "--memory-swap", "0", "--cpus", "0", "--cpu-shares", "1"]
+    cid = daemon.ctl("run", "-d", *zeros, "default", "sleep", "30").stdout.strip()
+    fields = "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}}"
+    shown = daemon.ctl("inspect", "-f", fields, cid).stdout.split()
     assert shown == ["0", "0", "1"]
     assert int(_cgroup_file(cid, "memory", "memory.limit_in_bytes").read_text()) > 1 << 60
     assert _cgroup_file(cid, "cpu", "cpu.shares").read_text().strip() == "2"
