@@ -1346,10 +1346,14 @@ class Cgroup:
         import trio  # here: boxd-runtime's create and delete use this module without Trio
 
         mem = self._dir("memory")
-        if mem is None or (now := _oom_kills(*mem)) is None:
+        if mem is None:
             return
         d, v = mem
-        seen = now if reported is None else reported
+        # An adopted run's count as the watch begins; a new run's from 0, read only once
+        # the watch is set (its start's path: one read of the count, not two).
+        seen = _oom_kills(d, v) if reported is None else reported
+        if seen is None:
+            return
         try:
             wake = _inotify_modify(f"{d}/memory.events") if v == 2 else _v1_oom_eventfd(d)
         except OSError as exc:
@@ -1357,7 +1361,7 @@ class Cgroup:
             return
         try:
             now = _oom_kills(d, v)  # kills before the watch began count too
-            while now is not None:  # None: the cgroup is gone
+            while now is not None:  # None: no count in this kernel, or the cgroup is gone
                 if now > seen:
                     seen = now
                     killed()
