@@ -1332,6 +1332,8 @@ class Supervisor:
         notebook's kernel, a test's child).
         A ``new`` run's cgroup counts its kills from its start, also those before this
         watch began; an adopted run's are those from its adoption on."""
+        if run.exited.is_set():
+            return  # ended before the watch began (a short run): its end reads the count
         c = entry.container
 
         def killed() -> None:
