@@ -198,6 +198,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["security_opt"] = args.security_opt
     if args.isolation:
         config["isolation"] = args.isolation
+    if args.userns:
+        config["userns_mode"] = args.userns
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     config["ulimits"] = [_ulimit(text) for text in args.ulimit]

@@ -258,9 +258,7 @@ SUBCOMMANDS = (
         (
             Opt("-a", "--all", kind=FLAG, help="named volumes too"),
             Opt("-f", "--force", kind=FLAG, help="do not ask for confirmation"),
-            Opt(
-                "--filter", kind=APPEND, metavar="KEY=VALUE", help="label=K[=V], label!=.., until="
-            ),
+            Opt("--filter", kind=APPEND, metavar="KEY=VALUE", help="label=K[=V], label!=K[=V]"),
         ),
     ),
 )
@@ -291,6 +289,9 @@ def cmd_system_prune(args: Args) -> int:
     """Docker's ``system prune``: the prunes of containers, networks, volumes (with
     ``--volumes``) and images, one after the other, then the space reclaimed."""
     items = ["all stopped containers", "all networks not used by at least one container"]
+    filters = prune_filters(args.filter)
+    if args.volumes and "until" in filters:  # volume prune takes none (the CLI's words)
+        raise CliError('the "until" filter is not supported with "--volumes"')
     if args.volumes:
         items.append("all anonymous volumes not used by at least one container")
     items.append("all images without at least one container associated to them"
@@ -299,7 +300,6 @@ def cmd_system_prune(args: Args) -> int:
     if not confirm(warning, args.force):
         return 0
     reclaimed = 0
-    filters = prune_filters(args.filter)
     containers = call(args.socket, {"type": "PruneRequest", "filters": filters})
     reclaimed += containers["reclaimed"]
     print_removed("Deleted Containers:", containers["removed"])

@@ -41,12 +41,19 @@ def has_label(labels: Mapping[str, str], wanted: str) -> bool:
     return key in labels and (not eq or labels[key] == value)
 
 
-def parse(filters: Mapping[str, tuple[str, ...] | list[str]], now: float) -> PruneFilter:
-    """The filters (Docker's ``{"key": ["value", ...]}``) as a :class:`PruneFilter`; an
-    unknown key or a bad value raises ValueError naming it."""
+def parse(
+    filters: Mapping[str, tuple[str, ...] | list[str]],
+    now: float,
+    *,
+    keys: tuple[str, ...] = KEYS,
+    takes: str = "prune takes until, label and label!",
+) -> PruneFilter:
+    """The filters (Docker's ``{"key": ["value", ...]}``) as a :class:`PruneFilter`; a key
+    not among ``keys`` (``takes`` says which there are) or a bad value raises ValueError
+    naming it."""
     for key in filters:
-        if key not in KEYS:
-            raise ValueError(f"invalid filter {key!r}: prune takes until, label and label!")
+        if key not in keys:
+            raise ValueError(f"invalid filter {key!r}: {takes}")
     until = None
     for text in filters.get("until", ()):
         if until is not None:

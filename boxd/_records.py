@@ -281,6 +281,9 @@ class ContainerConfig:
     # Docker's HostConfig.Isolation as given: "" or "default" (in any case), the one
     # isolation on Linux (see _fixedmodes); kept and shown back, as inspect shows it.
     isolation: str = ""
+    # Docker's HostConfig.UsernsMode as given: "" or "host" (no user namespace, see
+    # _fixedmodes; boxd's own is ``userns``, --isolate-user); shown back by inspect.
+    userns_mode: str = ""
     # The streams a Docker client said at create it attaches to (Config.AttachStdin,
     # AttachStdout, AttachStderr: "stdin", "stdout", "stderr"); kept and shown back, as
     # inspect shows them.  Each attach names its own streams; these change nothing.
@@ -623,6 +626,9 @@ def validate_config(config: ContainerConfig) -> None:
     if config.healthcheck is not None:
         check_healthcheck(config.healthcheck)
     _fixedmodes.check("isolation", config.isolation)
+    _fixedmodes.check("userns", config.userns_mode)
+    if config.userns_mode and config.userns:
+        raise ValueError("--userns host conflicts with --isolate-user: choose one")
     for stream in config.attach:
         if stream not in ATTACH_STREAMS or config.attach.count(stream) > 1:
             raise invalid("attach", stream, "use stdin, stdout or stderr, each once")

@@ -176,7 +176,13 @@ async def prune(
     for flag in flags:
         if flag not in ("true", "false", "1", "0"):
             raise ValueError(f"invalid filter 'all={flag}': use true or false")
-    only = _prune.parse(wanted, time.time())
+    # No until: Docker's volume prune refuses it too.
+    only = _prune.parse(
+        wanted,
+        time.time(),
+        keys=("label", "label!"),
+        takes="volume prune takes label, label! and all",
+    )
     every = all or any(flag in ("true", "1") for flag in flags)
     removed, reclaimed = [], 0
     for record in sup.volumes.list():

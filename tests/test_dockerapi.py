@@ -490,7 +490,7 @@ def test_runtime_names(clean: Daemon) -> None:
 
 @needs_cli
 def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
-    """``HostConfig.Isolation`` ("" or "default", in any case: Linux's one) and
+    """``HostConfig.Isolation`` ("" or "default", in any case: Linux's one), ``UsernsMode`` and
     ``Config.AttachStdin/AttachStdout/AttachStderr`` are kept at create and shown back by
     inspect as given, as by Docker (inspect gave "" and three falses whatever was sent);
     boxctl's create and run set them as the docker CLI does."""
@@ -518,10 +518,11 @@ def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.APIClient(base_url=f"unix://{clean.docker_socket}")
     try:
-        host = client.create_host_config(isolation="default")
+        host = client.create_host_config(isolation="default", userns_mode="host")
         made = client.create_container("default", "true", stdin_open=True, host_config=host)
         got = client.inspect_container(made["Id"])
         assert got["HostConfig"]["Isolation"] == "default"
+        assert got["HostConfig"]["UsernsMode"] == "host"  # Ansible compares it ("" before)
         flags = {k: got["Config"][k] for k in ("AttachStdin", "AttachStdout", "AttachStderr")}
         assert flags == {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True}
     finally:

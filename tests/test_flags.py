@@ -299,13 +299,17 @@ def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
     daemon.ctl("create", "--name", "one", "--domainname", "example.org", "--cgroupns", "private",
                "--userns", "host", "--isolation", "default", "--runtime", "boxd",
                "--annotation", "org.example/k=v", "default", "true")  # fmt: skip
-    fmt = "{{.Config.Domainname}} {{.HostConfig.Runtime}} {{json .HostConfig.Annotations}}"
+    fmt = (
+        "{{.Config.Domainname}} {{.HostConfig.Runtime}} {{.HostConfig.UsernsMode}}"
+        " {{json .HostConfig.Annotations}}"
+    )
     shown = daemon.ctl("inspect", "-f", fmt, "one").stdout
-    assert shown == 'example.org boxd {"org.example/k":"v"}\n'
+    assert shown == 'example.org boxd host {"org.example/k":"v"}\n'
     daemon.ctl("rm", "one")
     for args, words in (
         (("--cgroupns", "host"), "invalid --cgroupns 'host': use private"),
         (("--userns", "private"), "invalid --userns 'private': use host"),
+        (("--userns", "host", "--isolate-user"), "--userns host conflicts with --isolate-user"),
         (("--isolation", "hyperv"), "Invalid isolation: 'hyperv' - linux only supports 'default'"),
         (("--runtime", "crun"), "invalid --runtime 'crun': unknown runtime name"),
         (("--annotation", "=v"), "invalid --annotation '=v': use KEY=VALUE"),

@@ -481,6 +481,11 @@ def test_system_prune_and_df(daemon: Daemon) -> None:
     assert out.startswith("Deleted Volumes:\nkv\n")
     r = _fails(daemon, "system", "prune", "-f", "--filter", "colour=red")
     assert "invalid filter 'colour'" in r.stderr and r.returncode == 1
+    # Docker's volume prune takes no until; its CLI refuses it with --volumes before all.
+    r = _fails(daemon, "volume", "prune", "-f", "--filter", "until=1h")
+    assert "invalid filter 'until': volume prune takes label, label! and all" in r.stderr
+    r = _fails(daemon, "system", "prune", "-f", "--volumes", "--filter", "until=1h")
+    assert 'the "until" filter is not supported with "--volumes"' in r.stderr
     r = daemon.ctl("system", "prune", input=b"n\n")
     assert r.stdout.startswith("WARNING! This will remove:\n  - all stopped containers\n")
 

@@ -167,7 +167,7 @@ _NETWORKS = {"": "bridge", "default": "bridge"}
 # each kind, no user namespace), and what a refusal says boxd does instead.
 # What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
 # Isolation is kept as given, and checked with the rest of the configuration.
-_FIXED_MODES = {"userns": "UsernsMode", "cgroupns": "CgroupnsMode"}
+_FIXED_MODES = {"cgroupns": "CgroupnsMode"}
 # Config's Attach* flags and the stream each names.
 _ATTACH_FLAGS = {"stdin": "AttachStdin", "stdout": "AttachStdout", "stderr": "AttachStderr"}
 
@@ -298,6 +298,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             declared_volumes=tuple(cfg.mapping_keys("Volumes")),
             security_opt=tuple(host.strings("SecurityOpt")),
             isolation=host.text("Isolation"),
+            userns_mode=host.text("UsernsMode"),
             attach=tuple([s for s, key in _ATTACH_FLAGS.items() if cfg.flag(key)]),
         )
     except ValueError as exc:
@@ -939,7 +940,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
         "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
         "CgroupnsMode": "private",  # every container's, whatever the hierarchy
-        "UsernsMode": "",
+        "UsernsMode": cfg.userns_mode,
         "Isolation": cfg.isolation,
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
