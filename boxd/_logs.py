@@ -61,16 +61,6 @@ _ROTATED = re.compile(re.escape(LOG_NAME) + r"\.([1-9][0-9]*)")
 _TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
 
-def parse_max_files(text: str) -> int:
-    """The number of log files to keep, from the command line (at least 1)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"invalid log file count {text!r}: expected an integer") from None
-    _check_max_files(value)
-    return value
-
-
 def _check_max_files(value: int) -> None:
     if value < 1:
         raise ValueError(f"invalid log file count {value!r}: must be at least 1")
