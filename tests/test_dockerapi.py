@@ -1732,7 +1732,7 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
         "/containers/create",
         b'{"Image":"default","Cmd":["x"],"HostConfig":{"DeviceRequests":[{"Count":-1}]}}',
         400,
-        "HostConfig.DeviceRequests is not supported",
+        "HostConfig.DeviceRequests (--gpus) is not supported by boxd: it has no device drivers",
     ),
     (
         "POST",

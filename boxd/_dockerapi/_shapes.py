@@ -210,6 +210,9 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
         image, command, entrypoint = "default", (entrypoint or []) + command, None
     for key in _REFUSED_HOST:
         if host.present(key):
+            if key == "DeviceRequests":  # what docker run --gpus sends
+                raise ApiError(400, f"HostConfig.{key} (--gpus) is not supported by boxd: it"
+                               " has no device drivers")  # fmt: skip
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
     for option, key in _FIXED_MODES.items():
         _fixedmodes.check(option, host.text(key))  # a ValueError: 400, naming it
