@@ -5,8 +5,9 @@ or directory there is Added (nothing at that path in the layer below) or Changed
 whiteout (a 0:0 character device) is a Deleted path.  A directory the container only wrote
 inside shows as Changed, as Docker shows it, and one that is just a copy-up of an unchanged
 directory with nothing reported below it is left out.  The files boxd itself writes at
-each start (/etc/hostname, /etc/hosts, /etc/resolv.conf) are not the container's changes:
-Docker binds its own over the image and does not list them either.
+each start (/etc/hostname, /etc/hosts, /etc/resolv.conf, /.dockerenv) are not the
+container's changes: Docker binds its own over the image (/.dockerenv: in its init layer)
+and does not list them either.
 
 Nothing here follows a symlink: entries are read with lstat below the upper directory,
 and a lower layer is only asked whether a path exists in it.
@@ -25,7 +26,7 @@ import attrs
 from ._images.unpack import own_ids, upper_opaque_xattr
 from ._rootfs import Image, _container_view
 
-RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
+RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/.dockerenv"})
 
 
 @attrs.frozen

@@ -188,6 +188,12 @@ def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, 
     return files
 
 
+# An empty file at the root of every container, as Docker's init layer has it: scripts and
+# tools (Ansible's facts, is-docker, testcontainers) look for it to know they run in a
+# container.  Written at each start like /etc/hosts, never part of diff, commit or export.
+DOCKERENV = "/.dockerenv"
+
+
 def refresh_etc(container: Container, pid: int, net: EtcNetwork) -> None:
     """A running container's /etc/hosts and /etc/resolv.conf written again (its networks
     changed: ``network connect``/``disconnect``), in its root as it sees it; a file the
@@ -286,9 +292,9 @@ def prepare(container: Container, image: Image, container_dir: Path) -> Prepared
     on an ext4 without a journal, which skips recently freed ones).  Makes the
     container's directories (:func:`container_dirs`), reads its /etc/passwd and
     /etc/group (for its user and groups, and the terminal's group) and looks up where
-    its mounts go (its layers, /proc, /sys, /dev, /etc/hostname, /etc/hosts, the working
-    directory and the volumes: what the mount table resolves, so the event loop's step
-    that builds it makes no system calls for them)."""
+    its mounts go (its layers, /proc, /sys, /dev, /etc/hostname, /etc/hosts, /.dockerenv,
+    the working directory and the volumes: what the mount table resolves, so the event
+    loop's step that builds it makes no system calls for them)."""
     config = container.config
     known: dict[str, os.stat_result | None] = {}
     read = functools.cache(
@@ -298,7 +304,7 @@ def prepare(container: Container, image: Image, container_dir: Path) -> Prepared
     for path in ("/etc/passwd", "/etc/group"):
         read(path)
     targets = [layer.target for layer in image.layers]
-    targets += ("/proc", "/sys", "/dev", "/etc/hostname", "/etc/hosts", config.workdir)
+    targets += ("/proc", "/sys", "/dev", "/etc/hostname", "/etc/hosts", DOCKERENV, config.workdir)
     targets += (v.container for v in config.volumes)
     look_up(image, container_dir, targets, known)
     devices, rules = _devicemap.for_start(
@@ -343,7 +349,7 @@ async def build(
         shm_size=config.shm_size,
         shm=config.ipc_mode != "none",
         volumes=config.volumes,
-        files=etc_files(container, net),
+        files={**etc_files(container, net), DOCKERENV: ""},
         workdir=config.workdir,
         id_map=id_range() if config.userns else None,
         private_network=Namespace.NET in namespaces(container),

@@ -627,9 +627,10 @@ def layer_of_uppers(
         tmp.unlink(missing_ok=True)
 
 
-# Written into every container at start (its hostname, its network's name server): never
-# part of its changes, as Docker binds its own over the image's and commits none of them.
-_RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf"})
+# Written into every container at start (its hostname, its network's name server, the
+# marker .dockerenv): never part of its changes, as Docker binds its own over the image's
+# (the marker: in its init layer) and commits none of them.
+_RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"})
 
 
 def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) -> bool:
