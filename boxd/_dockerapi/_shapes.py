@@ -166,7 +166,7 @@ _NETWORKS = {"": "bridge", "default": "bridge"}
 # Namespace modes: the values that ask for what boxd does (a container's own namespace of
 # each kind, no user namespace), and what a refusal says boxd does instead.
 # What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
-# Isolation is kept as given, and checked with the rest of the configuration.
+# Isolation and UsernsMode are kept as given, and checked with the rest of the configuration.
 _FIXED_MODES = {"cgroupns": "CgroupnsMode"}
 # Config's Attach* flags and the stream each names.
 _ATTACH_FLAGS = {"stdin": "AttachStdin", "stdout": "AttachStdout", "stderr": "AttachStderr"}
