@@ -242,6 +242,48 @@ RUN echo never
     assert isinstance(layers, dict) and len(layers["Layers"]) == 2  # scratch + two COPYs
 
 
+OWNERS = f"""\
+FROM {BASE} AS build
+RUN mkdir -p /out/d && echo x > /out/d/f && chown -R 65534:65534 /out/d && chmod 640 /out/d/f
+FROM {BASE}
+COPY --from=build /out /copied
+COPY --from=build /out/d/f /single
+COPY --from=build --chown=0:0 /out/d/f /rooted
+RUN mkdir /there
+COPY --chown=nobody f.txt /there/new/deeper/
+COPY --chown=nobody f.txt /made/file
+"""
+
+
+def test_copy_keeps_a_stages_owners_and_chown_owns_the_directories_it_makes(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """As Docker's builders: COPY --from without --chown keeps the owners the files have in
+    the stage (a directory made for the destination is root's), and --chown owns the
+    directories made for a file it copies (`COPY --chown=node package.json /app/`, then
+    `npm install` as that user), not those that were there."""
+    ctx = _context(tmp_path / "ctx", {"f.txt": "f", "Dockerfile": OWNERS})
+    (ctx / "f.txt").chmod(0o644)
+    clean.ctl("build", "-q", "-t", "owners", str(ctx))
+    paths = ["/copied", "/copied/d", "/copied/d/f", "/single", "/rooted", "/there"]
+    paths += ["/there/new", "/there/new/deeper", "/there/new/deeper/f.txt", "/made", "/made/file"]
+    r = clean.ctl("run", "--rm", "owners", "stat", "-c", "%n %u:%g %a", *paths)
+    assert r.stdout.splitlines() == [
+        "/copied 0:0 755",
+        "/copied/d 65534:65534 755",
+        "/copied/d/f 65534:65534 640",
+        "/single 65534:65534 640",
+        "/rooted 0:0 640",
+        "/there 0:0 755",
+        "/there/new 65534:65534 755",
+        "/there/new/deeper 65534:65534 755",
+        "/there/new/deeper/f.txt 65534:65534 644",
+        "/made 65534:65534 755",
+        "/made/file 65534:65534 644",
+    ]
+    clean.ctl("rmi", "owners")
+
+
 HEREDOCS = f"""\
 FROM {BASE}
 ARG WHO=heredocs

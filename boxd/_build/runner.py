@@ -766,9 +766,10 @@ class Builder:
             into = absolute + "/" if dest_dir and absolute != "/" else absolute
             kind = "dir" if found_sources[0].is_dir else "file"
             created_by = f"/bin/sh -c #(nop) {ins.keyword} {flags}{kind}:{content} in {into} "
-            key = self._key(
-                stage, ["copy", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
-            )
+            # "copy-owners": no entry from before COPY --from kept the owners and --chown
+            # owned the directories it makes is taken.
+            what = ["copy-owners", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
+            key = self._key(stage, what)
             if await self._cached(stage, key, created_by, with_layer=True):
                 return
             layer = await self._copy_layer(
@@ -857,6 +858,11 @@ class Builder:
         def write(root_fd: int) -> None:
             st = _dir_there(root_fd, dest)
             owner = _owner(root_fd, chown, ins) if chown else None
+            new_dirs: tuple[str, ...] = ()
+            if owner is not None and not all(s.is_dir for s in found):
+                new_dirs = _missing_dirs(
+                    root_fd, dest if dest_dir or st else posixpath.dirname(dest)
+                )
             target = sources.CopyTarget(
                 dest=dest,
                 dest_is_dir=dest_dir or st,
@@ -864,6 +870,8 @@ class Builder:
                 owner=owner,
                 mode=mode,
                 extract=ins.keyword == "ADD",
+                keep_owners=bool(ins.flag("from")),
+                new_dirs=new_dirs,
             )
             fd, tar_path = self.store.temp_file()
             try:
@@ -984,6 +992,17 @@ def _dir_there(root_fd: int, path: str) -> bool:
         return False
     os.close(fd)
     return True
+
+
+def _missing_dirs(root_fd: int, path: str) -> tuple[str, ...]:
+    """The directories of the absolute ``path`` not there yet, top down (``/a/b``, then
+    ``/a/b/c``): what a COPY makes."""
+    parts = [p for p in path.split("/") if p]
+    prefixes = ["/" + "/".join(parts[: n + 1]) for n in range(len(parts))]
+    for n, prefix in enumerate(prefixes):
+        if not _dir_there(root_fd, prefix):
+            return tuple(prefixes[n:])
+    return ()
 
 
 def _read_in(root_fd: int, path: str) -> str | None:
