@@ -667,6 +667,29 @@ def test_cache_from_takes_the_steps_an_images_history_holds(clean: Daemon, tmp_p
     assert clean.ctl("run", "--rm", "named", "cat", "/d").stdout == "x"
 
 
+def test_proxy_build_args_reach_run_without_an_arg(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's predefined build arguments (HTTP_PROXY, no_proxy ...): given with
+    --build-arg, every RUN sees them without an ARG, the history does not hold them, no
+    "not consumed" warning names them, and another proxy does not bust the cache."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f'FROM {BASE}\nRUN echo "$HTTP_PROXY $no_proxy $https_proxy" > /p\n'},
+    )
+    proxy = ("--build-arg", "HTTP_PROXY=http://proxy.invalid:3128", "--build-arg", "no_proxy=x")
+    r = clean.ctl("build", "--no-cache", "-t", "proxied", *proxy, str(ctx))
+    assert "not consumed" not in r.stdout
+    out = clean.ctl("run", "--rm", "proxied", "cat", "/p")
+    assert out.stdout == "http://proxy.invalid:3128 x \n"
+    history = clean.ctl("history", "--no-trunc", "--format", "{{.CreatedBy}}", "proxied")
+    assert (
+        history.stdout.splitlines()[0]
+        == '/bin/sh -c echo "$HTTP_PROXY $no_proxy $https_proxy" > /p'
+    )
+    r = clean.ctl("build", "--build-arg", "HTTP_PROXY=http://other.invalid:1", str(ctx))
+    assert "Using cache" in r.stdout
+    clean.ctl("rmi", "proxied")
+
+
 def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> None:
     parent = _context(
         tmp_path / "parent", {"Dockerfile": f"FROM {BASE}\nONBUILD RUN echo fired > /fired\n"}

@@ -86,6 +86,15 @@ log = logging.getLogger("boxd.build")
 
 Say = Callable[[str], Awaitable[None]]
 
+# Docker's predefined build arguments: a --build-arg of one is in every RUN's environment
+# without an ARG, kept out of the history and the cache key (a proxy of the build
+# machine's, not the image's), and never warned about as not consumed.
+PROXY_ARGS = frozenset(
+    name
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (proxy, proxy.lower())
+)
+
 
 class BuildError(Exception):
     """The build failed; the message is the one line Docker prints."""
@@ -256,7 +265,7 @@ class Builder:
             labels = dict(stage.inner.get("Labels") or {})
             labels.update(self.options.labels)
             stage.inner["Labels"] = labels
-        unused = sorted(set(self.options.build_args) - self.used_args)
+        unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
         if unused:
             await self.say(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
@@ -649,8 +658,13 @@ class Builder:
         key = self._key(stage, what)
         if await self._cached(stage, key, created_by, with_layer=True):
             return
+        proxies = [
+            f"{k}={v}"
+            for k, v in sorted(self.options.build_args.items())
+            if k in PROXY_ARGS and k not in stage.args and k not in image_env
+        ]
         with self._script(script) as binds:
-            layer = await self._run_step(stage, command, args, binds)
+            layer = await self._run_step(stage, command, [*args, *proxies], binds)
         self._add_layer(stage, layer, created_by)
         await self._stored(stage, key)
 
