@@ -126,9 +126,10 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     history = json.loads(clean.ctl("history", "--format", "json", "built:1").stdout)
     assert len(history) == 1 + 13  # the import, then each step after FROM
     layers = [h for h in history if not h.get("empty_layer")]
-    assert len(layers) == 3  # the import, COPY, RUN
-    # Each is its layer's unpacked size, as Docker's history shows; the others none.
-    assert all(h["size"] > 0 for h in layers)
+    assert len(layers) == 4  # RUN, COPY, WORKDIR's directory, the import
+    # Each is its layer's unpacked size, as Docker's history shows (a directory: 0); the
+    # others none.
+    assert [h["size"] > 0 for h in layers] == [True, True, False, True]
     assert all("size" not in h for h in history if h.get("empty_layer"))
     assert "WHO=boxd" in str(history)
     listing = clean.ctl("history", "built:1").stdout.splitlines()
@@ -282,6 +283,31 @@ def test_copy_keeps_a_stages_owners_and_chown_owns_the_directories_it_makes(
         "/made/file 65534:65534 644",
     ]
     clean.ctl("rmi", "owners")
+
+
+def test_workdir_makes_its_directory_in_the_image(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's builders: WORKDIR makes its directory (root's, 0755, whatever the USER)
+    as a layer of the image, so a later stage, COPY --from or an earlier WORKDIR's path
+    finds it; one already there adds no layer."""
+    dockerfile = f"""\
+FROM scratch AS s
+WORKDIR /from-scratch/d
+FROM {BASE}
+COPY --from=s / /s/
+WORKDIR /made/deep
+USER nobody
+WORKDIR rel
+WORKDIR /tmp
+CMD ["true"]
+"""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    clean.ctl("build", "-q", "-t", "workdirs", str(ctx))
+    paths = ("/s/from-scratch/d", "/made/deep", "/made/deep/rel")
+    r = clean.ctl("run", "--rm", "-u", "0", "workdirs", "stat", "-c", "%n %u:%g %a", *paths)
+    assert r.stdout.splitlines() == [f"{p} 0:0 755" for p in paths]
+    layers = _image(clean, "workdirs")["RootFS"]
+    assert isinstance(layers, dict) and len(layers["Layers"]) == 4  # base, COPY, 2 WORKDIRs
+    clean.ctl("rmi", "workdirs")
 
 
 HEREDOCS = f"""\

@@ -7,9 +7,10 @@ configuration; RUN runs a container on the stage's image (the build's environmen
 working directory and shell) and commits its upper directories (on default one per
 overlay: /, /usr ...) as one layer with the machinery of ``commit``; COPY and ADD write
 their sources into a container created on the stage's image (never started) and commit
-that.  The image a RUN or COPY needs is recorded in the store for the step and removed at
-the end of the build (its layers stay with the final image, and with an earlier stage's
-image, kept untagged as Docker keeps it when it holds layers nothing else does).
+that; WORKDIR makes its directory the same way.  The image a RUN or COPY needs is
+recorded in the store for the step and removed at the end of the build (its layers stay
+with the final image, and with an earlier stage's image, kept untagged as Docker keeps it
+when it holds layers nothing else does).
 
 The layer cache (``<images>/build-cache/<key>.json``): a step's key is the digest of its
 parent's configuration (and base) and of what the step does (the instruction after
@@ -43,7 +44,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -450,6 +451,8 @@ class Builder:
             await self._run(stage, ins)
         elif kw in ("COPY", "ADD"):
             await self._copy(stage, ins)
+        elif kw == "WORKDIR":
+            await self._workdir(stage, ins)
         else:
             inner = copy.deepcopy(stage.inner)
             try:
@@ -460,6 +463,28 @@ class Builder:
                 inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
             stage.cmd_set = stage.cmd_set or kw == "CMD"
             await self._metadata(stage, ins, created_by, inner)
+
+    async def _workdir(self, stage: _Stage, ins: Instruction) -> None:
+        """WORKDIR: the configuration's, and the directory made where it is not there yet,
+        as Docker's builders make it (root's, 0755), in a layer of its own (none when it
+        was there)."""
+        inner = copy.deepcopy(stage.inner)
+        try:
+            created_by = apply_metadata(ins, inner, stage.env(), self.escape)
+        except DockerfileError as exc:
+            raise BuildError(str(exc)) from None
+        key = self._key(stage, ["workdir", created_by, inner])
+        if await self._cached(stage, key, created_by, with_layer=True, inner=inner):
+            return
+        path = inner["WorkingDir"]
+
+        def make_tar(root_fd: int, out: IO[bytes]) -> None:
+            sources.write_dirs(out, _missing_dirs(root_fd, path))
+
+        layer = await self._write_layer(stage, ins, make_tar)
+        stage.config["config"] = inner
+        self._add_layer(stage, layer, created_by)
+        await self._stored(stage, key)
 
     async def _metadata(
         self, stage: _Stage, ins: Instruction, created_by: str, inner: dict[str, Any] | None
@@ -866,10 +891,7 @@ class Builder:
         chown: str,
         mode: int | None,
     ) -> BlobRef | None:
-        from .. import _copy
-        from .._images import archive
-
-        def write(root_fd: int) -> None:
+        def target(root_fd: int) -> sources.CopyTarget:
             st = _dir_there(root_fd, dest)
             owner = _owner(root_fd, chown, ins) if chown else None
             new_dirs: tuple[str, ...] = ()
@@ -877,7 +899,7 @@ class Builder:
                 new_dirs = _missing_dirs(
                     root_fd, dest if dest_dir or st else posixpath.dirname(dest)
                 )
-            target = sources.CopyTarget(
+            return sources.CopyTarget(
                 dest=dest,
                 dest_is_dir=dest_dir or st,
                 dest_exists=st,
@@ -887,10 +909,25 @@ class Builder:
                 keep_owners=bool(ins.flag("from")),
                 new_dirs=new_dirs,
             )
+
+        def make_tar(root_fd: int, out: IO[bytes]) -> None:
+            sources.write_tar(out, src_fd, found, target(root_fd), ignore)
+
+        return await self._write_layer(stage, ins, make_tar)
+
+    async def _write_layer(
+        self, stage: _Stage, ins: Instruction, make_tar: Callable[[int, IO[bytes]], None]
+    ) -> BlobRef | None:
+        """The layer of extracting into the stage's files the tar ``make_tar`` writes
+        (given the files' root, to see what is there); None when that changed nothing."""
+        from .. import _copy
+        from .._images import archive
+
+        def write(root_fd: int) -> None:
             fd, tar_path = self.store.temp_file()
             try:
                 with os.fdopen(fd, "wb") as out:
-                    sources.write_tar(out, src_fd, found, target, ignore)
+                    make_tar(root_fd, out)
                 _copy.extract_archive(
                     root_fd,
                     "/",

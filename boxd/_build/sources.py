@@ -29,7 +29,16 @@ from .._images.tarstream import ZSTD_MAGIC
 from .._images.unpack import open_in_root
 from .ignore import Ignore
 
-__all__ = ["CopyTarget", "Source", "SourceError", "digest", "find", "has_glob", "write_tar"]
+__all__ = [
+    "CopyTarget",
+    "Source",
+    "SourceError",
+    "digest",
+    "find",
+    "has_glob",
+    "write_dirs",
+    "write_tar",
+]
 
 _CHUNK = 1 << 20
 
@@ -262,11 +271,7 @@ def write_tar(
     dest = target.dest.strip("/")
     links: Links = {}  # (device, inode) of a file with links: its name
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for path in target.new_dirs:
-            info = tarfile.TarInfo(path.strip("/"))
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
-            info.uid, info.gid = target.owner or (0, 0)
-            tar.addfile(info)
+        _add_dirs(tar, target.new_dirs, target.owner or (0, 0))
         for source in sources:
             for entry in _walk(root_fd, source, ignore):
                 if entry.rel == "" and stat.S_ISDIR(entry.st.st_mode):
@@ -292,6 +297,21 @@ def write_tar(
                 else:
                     name = f"{dest}/{entry.rel}" if dest else entry.rel
                 _add(tar, root_fd, entry, name.lstrip("/"), target, links)
+
+
+def write_dirs(out: IO[bytes], paths: tuple[str, ...]) -> None:
+    """The tar that makes the directories ``paths`` (absolute, top down), root's, 0755:
+    WORKDIR's."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_dirs(tar, paths, (0, 0))
+
+
+def _add_dirs(tar: tarfile.TarFile, paths: tuple[str, ...], owner: tuple[int, int]) -> None:
+    for path in paths:
+        info = tarfile.TarInfo(path.strip("/"))
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+        info.uid, info.gid = owner
+        tar.addfile(info)
 
 
 def _add(
