@@ -310,6 +310,25 @@ CMD ["true"]
     clean.ctl("rmi", "workdirs")
 
 
+def test_maintainer_is_the_images_author(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's builder: MAINTAINER sets the image's Author (and its steps' history
+    entries'), and a built image keeps neither the base image's author nor its comment
+    (the import's "Imported from ...")."""
+    assert _image(clean, BASE)["Comment"]
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nMAINTAINER Jane Doe <jane@example.com>\nENV A=1\n"},
+    )
+    clean.ctl("build", "-q", "-t", "authored", str(ctx))
+    image = _image(clean, "authored")
+    assert (image["Author"], image["Comment"]) == ("Jane Doe <jane@example.com>", "")
+    (ctx / "Dockerfile").write_text("FROM authored\nENV B=2\n")
+    clean.ctl("build", "-q", "-t", "child", str(ctx))
+    image = _image(clean, "child")
+    assert (image["Author"], image["Comment"]) == ("", "")
+    clean.ctl("rmi", "child", "authored")
+
+
 HEREDOCS = f"""\
 FROM {BASE}
 ARG WHO=heredocs
@@ -746,6 +765,8 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
         (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
+        (f"FROM {BASE}\nEXPOSE\n", (), "line 2: EXPOSE requires at least one argument"),
+        (f"FROM {BASE}\nMAINTAINER\n", (), "line 2: MAINTAINER requires exactly one argument"),
         (f"FROM {BASE}\nHEALTHCHECK --timeout=500us CMD true\n", (),
          "line 2: HEALTHCHECK --timeout: '500us' cannot be less than 1ms"),
     ],

@@ -92,6 +92,8 @@ def _nop(text: str) -> str:
 
 
 def _ports(ins: Instruction, env: dict[str, str], escape: str) -> list[str]:
+    if not ins.text:
+        raise DockerfileError(f"line {ins.line}: EXPOSE requires at least one argument")
     found = []
     for word in words(ins.text, env, escape, ins.line):
         port, _, proto = word.partition("/")
@@ -129,6 +131,8 @@ def apply_metadata(
         inner["Labels"] = labels
         return _nop("LABEL " + " ".join(f"{k}={v}" for k, v in found))
     if kw == "MAINTAINER":
+        if not ins.text:
+            raise DockerfileError(f"line {line}: MAINTAINER requires exactly one argument")
         return _nop(f"MAINTAINER {ins.text}")
     if kw == "WORKDIR":
         path = expand(ins.text, env, escape, line)

@@ -135,6 +135,7 @@ class _Stage:
     layers: tuple[BlobRef, ...]
     args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
     cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
+    maintainer: str = ""  # the stage's MAINTAINER: its steps' author
     base: str = ""  # what the layers lie over (ImageRecord.base): "" or "default"
 
     @property
@@ -462,6 +463,8 @@ class Builder:
             if kw == "ENTRYPOINT" and stage.cmd_set and "Cmd" in stage.inner:
                 inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
             stage.cmd_set = stage.cmd_set or kw == "CMD"
+            if kw == "MAINTAINER":
+                stage.maintainer = ins.text
             await self._metadata(stage, ins, created_by, inner)
 
     async def _workdir(self, stage: _Stage, ins: Instruction) -> None:
@@ -499,8 +502,11 @@ class Builder:
 
     def _history(self, stage: _Stage, created_by: str, *, empty: bool) -> None:
         entry: dict[str, Any] = {"created": _now(), "created_by": created_by}
+        if stage.maintainer:
+            entry["author"] = stage.maintainer
         if empty:
             entry["empty_layer"] = True
+        _child(stage, stage.config)
         stage.config["history"] = [*(stage.config.get("history") or []), entry]
         stage.config["created"] = entry["created"]
 
@@ -578,6 +584,7 @@ class Builder:
             if entry.get("created_by") != created_by or (not empty and not with_layer):
                 continue
             config = copy.deepcopy(stage.config)
+            _child(stage, config)
             if inner is not None:
                 config["config"] = inner
             config["history"] = [*history, entry]
@@ -960,6 +967,17 @@ class Builder:
             async with self.sup.open_root(cid) as (_, root_fd):
                 await trio.to_thread.run_sync(write, root_fd)
             return await self._commit(cid)
+
+
+def _child(stage: _Stage, config: dict[str, Any]) -> None:
+    """A step's image as Docker's builder makes it, a child of the one before: its author
+    the stage's MAINTAINER (none without one: not the base image's), and no comment (an
+    imported or committed base's is its own)."""
+    if stage.maintainer:
+        config["author"] = stage.maintainer
+    else:
+        config.pop("author", None)
+    config.pop("comment", None)
 
 
 def _default_stage(name: str) -> _Stage:
