@@ -116,15 +116,40 @@ def test_heredoc_expansion_keeps_quotes_as_a_shell_does() -> None:
         ("'$A' \"$A b\" \\$A", ["$A", "1 b", "$A"]),
         ("a\\ b c", ["a b", "c"]),
         ("$", ["$"]),
+        # The shell's special parameters and positional ones are names nothing sets.
+        ("$$ a$$b ${$}c $1x", ["", "ab", "c", "x"]),
+        # Docker's pattern forms (BuildKit's lexer, which its classic builder uses too).
+        ("${V#v} ${V#*.} ${V##*.} ${V%.*} ${V%%.*}", ["1.2.3", "2.3", "3", "v1.2", "v1"]),
+        ("${P##*/} ${P%/*} ${V%\\*} ${UNSET#x}", ["t.tar.gz", "/usr/lib", "v1.2.3", ""]),
+        (
+            "${V/./-} ${V//./-} ${P/\\/usr/opt} ${V//[/x}",
+            ["v1-2.3", "v1-2-3", "opt/lib/t.tar.gz", "v1.2.3"],
+        ),
     ],
 )
 def test_substitution(text: str, expected: list[str]) -> None:
-    assert words(text, {"A": "1", "EMPTY": ""}) == expected
+    env = {"A": "1", "EMPTY": "", "V": "v1.2.3", "P": "/usr/lib/t.tar.gz"}
+    assert words(text, env) == expected
 
 
-def test_substitution_errors_name_the_line() -> None:
-    with pytest.raises(DockerfileError, match="line 3: X: needed"):
-        expand("${X:?needed}", {}, line=3)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("${X:?needed}", "line 3: X: needed"),
+        ("${EMPTY:?}", "line 3: EMPTY: is not allowed to be empty"),
+        ("${X?}", "line 3: X: is not allowed to be unset"),
+        ("${X:#a}", r"line 3: unsupported modifier \(:#\) in substitution"),
+        ("${X/a", "line 3: missing '/'"),
+        ("${X#\\a}", r"line 3: invalid pattern \(\\a\) in substitution: invalid escape"),
+        ("${}", "line 3: bad substitution"),
+    ],
+)
+def test_substitution_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(DockerfileError, match=message):
+        expand(text, {"EMPTY": ""}, line=3)
+
+
+def test_an_unclosed_quote_is_refused() -> None:
     with pytest.raises(DockerfileError, match="missing '"):
         words("'open", {})
 
