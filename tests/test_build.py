@@ -766,6 +766,7 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
         (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
         (f"FROM {BASE}\nEXPOSE\n", (), "line 2: EXPOSE requires at least one argument"),
+        (f"ARG S=x\nFROM {BASE}\nCOPY --from=$S /x /x\n", (), "line 3: --from=$S is empty here"),
         (f"FROM {BASE}\nMAINTAINER\n", (), "line 2: MAINTAINER requires exactly one argument"),
         (f"FROM {BASE}\nHEALTHCHECK --timeout=500us CMD true\n", (),
          "line 2: HEALTHCHECK --timeout: '500us' cannot be less than 1ms"),

@@ -771,6 +771,12 @@ class Builder:
             raise BuildError(f"line {ins.line}: {ins.keyword} requires at least two arguments")
         *patterns, dest = found
         source = expand(ins.flag("from"), env, self.escape, ins.line)
+        if ins.flag("from") and not source:
+            # Not the context: a global ARG is not seen after FROM unless declared again.
+            raise BuildError(
+                f"line {ins.line}: --from={ins.flag('from')} is empty here (an ARG before the "
+                "first FROM must be declared again in the stage: ARG NAME)"
+            )
         docs = _heredoc_sources(ins, patterns, source)
         urls = [p for p in patterns if "://" in p]
         if urls and ins.keyword == "COPY":
