@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import http.server
 import io
 import json
@@ -924,6 +925,29 @@ def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
     r = clean.ctl("build", str(ctx), check=False)
     assert r.returncode == 1
     assert f"ADD {web}/missing: the server answered 404" in r.stderr
+
+
+def test_add_checksum_is_checked(clean: Daemon, tmp_path: Path, web: str) -> None:
+    """ADD --checksum (BuildKit's) is a promise about the download: kept, it is checked,
+    and a mismatch fails the build naming both digests; a local source or a malformed
+    digest is refused."""
+    good = "sha256:" + hashlib.sha256(b"fetched\n").hexdigest()
+    bad = "sha256:" + "0" * 64
+    ctx = _context(
+        tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nADD --checksum={good} {web}/file.txt /\n"}
+    )
+    clean.ctl("build", "-q", "-t", "checked", str(ctx))
+    assert clean.ctl("run", "--rm", "checked", "cat", "/file.txt").stdout == "fetched\n"
+    clean.ctl("rmi", "checked")
+    for line, message in [
+        (f"--checksum={bad} {web}/file.txt /", f"{web}/file.txt: digest mismatch {bad}: {good}"),
+        (f"--checksum={good} Dockerfile /", f"--checksum={good}: checksum requires an HTTP(S)"),
+        (f"--checksum=md5:00 {web}/file.txt /", "--checksum=md5:00: invalid checksum digest"),
+    ]:
+        (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {line}\n")
+        r = clean.ctl("build", str(ctx), check=False)
+        assert r.returncode == 1
+        assert f"line 2: ADD {message}" in r.stderr
 
 
 @pytest.mark.parametrize("client", ["boxctl", "docker"])

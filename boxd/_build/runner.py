@@ -800,7 +800,12 @@ class Builder:
                 mode = int(chmod, 8)
             except ValueError:
                 raise BuildError(f"line {ins.line}: invalid --chmod {chmod!r}: use octal") from None
-        async with self._source_root(ins, source, urls, docs, env) as (root_fd, ignore, label):
+        checksum = _checksum(ins, env, self.escape, urls)
+        async with self._source_root(ins, source, urls, docs, env, checksum) as (
+            root_fd,
+            ignore,
+            label,
+        ):
             if urls:
                 patterns = [_url_name(u) for u in urls]
             elif docs:
@@ -838,6 +843,7 @@ class Builder:
         urls: list[str],
         docs: list[Heredoc],
         env: dict[str, str],
+        checksum: str,
     ) -> AsyncIterator[tuple[int, Ignore | None, str]]:
         """An fd of where the sources are: the context, ADD's downloads, the heredocs'
         files, or --from's stage or image (a container created on it, its files mounted
@@ -846,7 +852,7 @@ class Builder:
             where = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="sources-"))
             try:
                 for url in urls:
-                    await _download(url, where / _url_name(url), ins)
+                    await _download(url, where / _url_name(url), ins, checksum)
                 for doc in docs:
                     # A file of its own (0644, as BuildKit makes it) named after its
                     # delimiter; an unquoted one's $VARIABLES are the build's.
@@ -1032,9 +1038,30 @@ def _url_name(url: str) -> str:
     return name if name not in ("", ".", "..") else "__unnamed__"
 
 
-async def _download(url: str, path: Path, ins: Instruction) -> None:
+_DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def _checksum(ins: Instruction, env: dict[str, str], escape: str, urls: list[str]) -> str:
+    """ADD --checksum's digest (``sha256:HEX``), checked: one http or https source only,
+    as BuildKit takes it."""
+    checksum = expand(ins.flag("checksum"), env, escape, ins.line)
+    if not checksum:
+        return ""
+    where = f"line {ins.line}: ADD --checksum={checksum}"
+    if len(urls) > 1:
+        raise BuildError(f"{where}: checksum can't be specified for multiple sources")
+    if not urls:
+        raise BuildError(f"{where}: checksum requires an HTTP(S) source")
+    algorithm, _, hexdigest = checksum.partition(":")
+    if len(hexdigest) != _DIGEST_LENGTHS.get(algorithm) or hexdigest.strip("0123456789abcdef"):
+        raise BuildError(f"{where}: invalid checksum digest format (use sha256:HEX)")
+    return checksum
+
+
+async def _download(url: str, path: Path, ins: Instruction, checksum: str) -> None:
     """ADD's URL (http or https, certificates checked against the system's CA bundle)
-    into ``path``, mode 0600 as Docker leaves a download."""
+    into ``path``, mode 0600 as Docker leaves a download; with ``checksum``, refused
+    unless the content has that digest."""
     import httpx
 
     from .._images.registry import ssl_context
@@ -1053,11 +1080,16 @@ async def _download(url: str, path: Path, ins: Instruction) -> None:
                     f"{response.status_code} {response.reason_phrase}"
                 )
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            digest = hashlib.new(checksum.partition(":")[0] or "sha256")
             with os.fdopen(fd, "wb") as f:
                 async for chunk in response.aiter_bytes():
+                    digest.update(chunk)
                     await trio.to_thread.run_sync(f.write, chunk)
     except httpx.HTTPError as exc:
         raise BuildError(f"line {ins.line}: ADD {url}: cannot fetch it: {exc}") from None
+    got = f"{digest.name}:{digest.hexdigest()}"
+    if checksum and got != checksum:
+        raise BuildError(f"line {ins.line}: ADD {url}: digest mismatch {checksum}: {got}")
 
 
 def _dir_there(root_fd: int, path: str) -> bool:
