@@ -635,14 +635,16 @@ class Builder:
         command: list[str],
         env: list[str],
         *,
+        runs: bool = False,
         volumes: bool = True,
         binds: tuple[Volume, ...] = (),
     ) -> AsyncIterator[str]:
         """A container on the stage's image; removed at the end as --rm and --force-rm
-        say (a failed step's is kept with --rm alone, as Docker keeps it).  Without
-        ``volumes`` the image's VOLUMEs are not mounted: COPY writes into the image there,
-        and reads what the image holds there.  ``binds``: host files bound in (a RUN's
-        script)."""
+        say (with ``runs``, a RUN's that failed is kept with --rm alone, as Docker keeps
+        it; one only written into or read, never started, goes with its step's failure,
+        as Docker's COPY leaves none).  Without ``volumes`` the image's VOLUMEs are not
+        mounted: COPY writes into the image there, and reads what the image holds there.
+        ``binds``: host files bound in (a RUN's script)."""
         if not volumes and "Volumes" in stage.inner:
             stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers, base=stage.base)
             del stage.inner["Volumes"]
@@ -661,10 +663,10 @@ class Builder:
             volumes=binds,
         )
         c = await self.sup.create(config)
-        remove = self.options.force_rm
+        remove = self.options.force_rm or not runs
         try:
             yield c.id
-            remove = remove or self.options.rm
+            remove = self.options.force_rm or self.options.rm
         except BaseException as exc:
             # A cancelled build (its client went away): nothing of it stays.
             remove = remove or not isinstance(exc, Exception)
@@ -720,7 +722,7 @@ class Builder:
     ) -> BlobRef | None:
         """RUN's container: its output said; its changes, the stage's next layer (None:
         it changed nothing)."""
-        async with self._container(stage, command, args, binds=binds) as cid:
+        async with self._container(stage, command, args, runs=True, binds=binds) as cid:
             await self.say(f" ---> Running in {cid[:12]}\n")
             try:
                 output, _ = await self.sup.start_attached(cid)
