@@ -174,6 +174,28 @@ def test_docker_cli_builds_with_the_classic_builder(clean: Daemon, tmp_path: Pat
     assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r.stderr
 
 
+@needs_cli
+def test_docker_cli_sends_a_dockerfile_from_outside_the_context(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """``docker build -f ../app.Dockerfile .`` and ``docker build -f- .``: the CLI adds the
+    Dockerfile to the context's tar under a name of its own (and to its .dockerignore),
+    and that tar ends in the Dockerfile's data, without padding or end blocks, which
+    Docker's daemon takes as the end."""
+    ctx = _context(tmp_path / "ctx", {"a.txt": "A\n", ".dockerignore": "*.log\n", "x.log": "x"})
+    dockerfile = f"FROM {BASE}\nCOPY . /ctx/\nCMD ls -a /ctx\n"
+    outside = tmp_path / "app.Dockerfile"
+    outside.write_text(dockerfile)
+    r = docker(clean, "build", "-q", "-t", "outside:1", "-f", str(outside), str(ctx))
+    assert r.returncode == 0, r.stderr
+    r = docker(clean, "build", "-q", "-t", "outside:2", "-f-", str(ctx), input=dockerfile)
+    assert r.returncode == 0, r.stderr
+    for tag in ("outside:1", "outside:2"):
+        out = docker(clean, "run", "--rm", tag).stdout.split()
+        assert out == [".", "..", ".dockerignore", "a.txt"]
+    clean.ctl("rmi", "outside:1", "outside:2")
+
+
 def test_docker_py_builds_from_a_fileobj_and_a_path(clean: Daemon, tmp_path: Path) -> None:
     docker_py = pytest.importorskip("docker")
     client = docker_py.DockerClient(base_url=docker_env(clean)["DOCKER_HOST"])
