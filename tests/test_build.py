@@ -590,20 +590,22 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
             "d/tmp": "t",
             "d/y.txt": "y",
             "Dockerfile": f"FROM {BASE}\nCOPY . /ctx/\nCOPY *.txt d/*.txt /glob/\n"
-            "ADD t.tar.gz /unpacked/\nADD a.txt /added\n"
+            "ADD t.tar.gz /unpacked/\nADD a.txt /added\nCOPY k*.log /one-match\n"
             "COPY --chown=nobody a.txt /by-name\nCOPY --chown=0:nogroup a.txt /by-group\n",
         },
     )
     (ctx / "t.tar.gz").write_bytes(gzip.compress(_tar({"inner/file": b"in"})))
     clean.ctl("build", "-t", "ignored", str(ctx))
-    r = clean.ctl("run", "--rm", "ignored", "find", "/ctx", "/glob", "/unpacked", "/added")
+    # A wildcard that finds one file copies it to a destination without a / as that file.
+    paths = ("/ctx", "/glob", "/unpacked", "/added", "/one-match")
+    r = clean.ctl("run", "--rm", "ignored", "find", *paths)
     found = sorted(r.stdout.split())
     assert found == sorted(
         [
             "/ctx", "/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/a.txt", "/ctx/keep.log",
             "/ctx/secret", "/ctx/secret/sub", "/ctx/secret/sub/kept", "/ctx/d", "/ctx/d/y.txt",
             "/ctx/t.tar.gz", "/glob", "/glob/a.txt", "/glob/y.txt",
-            "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added",
+            "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added", "/one-match",
         ]
     )  # fmt: skip
     r = clean.ctl("run", "--rm", "ignored", "stat", "-c", "%u:%g", "/by-name", "/by-group")

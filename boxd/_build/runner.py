@@ -788,11 +788,7 @@ class Builder:
                 f"line {ins.line}: ADD {urls[0]}: give URLs and other sources in separate ADDs"
             )
         workdir = stage.inner.get("WorkingDir") or "/"
-        dest_dir = (
-            dest.endswith("/")
-            or len(patterns) > 1
-            or any(sources.has_glob(p) for p in patterns if "://" not in p)
-        )
+        dest_dir = dest.endswith("/") or len(patterns) > 1  # or a wildcard's several files
         absolute = posixpath.normpath(posixpath.join(workdir, dest))
         chown = expand(ins.flag("chown"), env, self.escape, ins.line)
         chmod = ins.flag("chmod")
@@ -814,6 +810,7 @@ class Builder:
                 patterns = [d.name for d in docs]
             try:
                 found_sources = [s for p in patterns for s in sources.find(root_fd, p, ignore)]
+                dest_dir = dest_dir or len(found_sources) > 1
                 content = await trio.to_thread.run_sync(
                     sources.digest, root_fd, found_sources, ignore
                 )

@@ -35,7 +35,6 @@ __all__ = [
     "SourceError",
     "digest",
     "find",
-    "has_glob",
     "write_dirs",
     "write_tar",
 ]
