@@ -188,6 +188,9 @@ def test_metadata_instructions() -> None:
     assert config["Healthcheck"] == {"Test": ["NONE"]}
     config, _ = _apply("ONBUILD RUN make\n")
     assert config["OnBuild"] == ["RUN make"]
+    # ENV replaces a variable where it is (PATH stays first), as Docker's.
+    config, _ = _apply("ENV PATH=/opt B=2 C=3\n", {"Env": ["PATH=/bin", "B=1", "Z=9"]})
+    assert config["Env"] == ["PATH=/opt", "B=2", "Z=9", "C=3"]
     for bad, words_ in [
         ("EXPOSE 99999\n", "invalid port in EXPOSE: 99999"),
         ("SHELL sh -c\n", "SHELL requires the arguments to be in JSON form"),

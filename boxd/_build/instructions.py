@@ -121,7 +121,12 @@ def apply_metadata(
         found = pairs(ins, env, escape)
         current = list(inner.get("Env") or [])
         for key, value in found:
-            current = [e for e in current if e.partition("=")[0] != key] + [f"{key}={value}"]
+            # Replaced where it is (PATH stays first), else added at the end, as Docker's.
+            names = [e.partition("=")[0] for e in current]
+            if key in names:
+                current[names.index(key)] = f"{key}={value}"
+            else:
+                current.append(f"{key}={value}")
         inner["Env"] = current
         return _nop("ENV " + " ".join(f"{k}={v}" for k, v in found))
     if kw == "LABEL":
