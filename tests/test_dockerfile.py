@@ -34,6 +34,10 @@ def test_flags_and_bad_lines() -> None:
     assert ins.text == "a b"
     with pytest.raises(DockerfileError, match="line 2: unknown instruction: FORM"):
         parse("FROM x\nFORM y\n")
+    with pytest.raises(
+        DockerfileError, match="line 2: the --mount option of RUN requires BuildKit"
+    ):
+        parse("FROM x\nRUN --mount=type=cache,target=/root/.cache pip install .\n")
     with pytest.raises(DockerfileError, match="line 1: unknown flag: --nope"):
         parse("COPY --nope=1 a b\n")
     with pytest.raises(DockerfileError, match="invalid escape token"):

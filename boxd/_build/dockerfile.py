@@ -72,6 +72,13 @@ FLAGS: dict[str, frozenset[str]] = {
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
     "RUN": frozenset(),
 }
+# BuildKit's options that Docker's classic builder refuses too: named as such, not as
+# unknown (a Dockerfile written for BuildKit, not a typo).
+BUILDKIT_FLAGS: dict[str, frozenset[str]] = {
+    "RUN": frozenset({"mount", "network", "security", "device"}),
+    "COPY": frozenset({"exclude", "parents"}),
+    "ADD": frozenset({"exclude", "unpack"}),
+}
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _FLAG = re.compile(r"--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?\Z")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -228,6 +235,11 @@ def _instruction(line: int, text: str) -> Instruction:
             if m is None:
                 break
             name, value = m.group(1), m.group(2)
+            if name in BUILDKIT_FLAGS.get(keyword, ()):
+                raise DockerfileError(
+                    f"line {line}: the --{name} option of {keyword} requires BuildKit, which "
+                    "boxd does not run (it builds as Docker's classic builder)"
+                )
             if name not in FLAGS[keyword]:
                 raise DockerfileError(f"line {line}: unknown flag: --{name} (for {keyword})")
             flags.append((name, value if value is not None else "true"))
