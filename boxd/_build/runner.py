@@ -405,13 +405,16 @@ class Builder:
                     await self._step(stage, step, meta)
         return stage
 
-    async def _image(self, text: str, ins: Instruction, meta: dict[str, str]) -> Any:
+    async def _image(
+        self, text: str, ins: Instruction, meta: dict[str, str], what: str = ""
+    ) -> Any:
         """A stored image (pulled when missing, or always with --pull), its layers
-        unpacked."""
+        unpacked.  ``what``: the image as errors name it (FROM's: ``FROM NAME``)."""
+        what = what or f"{ins.keyword} {text}"
         try:
             ref = parse_reference(text)
         except ValueError as exc:
-            raise BuildError(f"line {ins.line}: {ins.keyword} {text}: {exc}") from None
+            raise BuildError(f"line {ins.line}: {what}: {exc}") from None
         platform_text = expand(ins.flag("platform"), meta, self.escape, ins.line)
         platform = self.options.platform
         if platform_text:
@@ -433,9 +436,7 @@ class Builder:
             try:
                 pulled = await self.sup.puller.pull(ref, platform=platform)
             except Exception as exc:
-                raise BuildError(
-                    f"line {ins.line}: {ins.keyword} {text}: cannot get the image: {exc}"
-                ) from None
+                raise BuildError(f"line {ins.line}: {what}: cannot get the image: {exc}") from None
             record = pulled.record
             image_event(self.sup, "pull", record.id, ref.familiar, ref.familiar_name)
         await self.sup.unpacks.ready(record, text)
@@ -885,7 +886,8 @@ class Builder:
         if stage is None and source in DEFAULT_IMAGES:
             stage = _default_stage("")
         if stage is None:
-            record = await self._image(source, ins, {})
+            what = f"{ins.keyword} --from={source} (no stage of that name before)"
+            record = await self._image(source, ins, {}, what)
             stage = _Stage(
                 "", copy.deepcopy(self.store.config(record)), record.layers, base=record.base
             )
