@@ -760,6 +760,29 @@ def test_proxy_build_args_reach_run_without_an_arg(clean: Daemon, tmp_path: Path
     clean.ctl("rmi", "proxied")
 
 
+def test_arg_defaults_see_env_and_an_arg_without_one_is_unset(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """As Docker's builder: an ARG's default is expanded with what the line sees (the
+    stage's ENV too, and not the ARGs of the same line); an ARG with no value is unset,
+    not empty, so neither RUN nor its history entry has it."""
+    dockerfile = f"""\
+ARG GLOBAL
+FROM {BASE}
+ENV HOME_DIR=/opt
+ARG DIR=$HOME_DIR/app
+ARG GLOBAL UNSET
+ARG A=1 B=$A A1=x
+RUN echo "$DIR ${{UNSET-unset}} ${{GLOBAL-unset}} [$B]" > /args
+"""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    clean.ctl("build", "-q", "-t", "args", str(ctx))
+    assert clean.ctl("run", "--rm", "args", "cat", "/args").stdout == "/opt/app unset unset []\n"
+    history = clean.ctl("history", "--no-trunc", "--format", "{{.CreatedBy}}", "args")
+    assert history.stdout.splitlines()[0].startswith("|4 A1=x A=1 B= DIR=/opt/app /bin/sh -c ")
+    clean.ctl("rmi", "args")
+
+
 def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> None:
     parent = _context(
         tmp_path / "parent", {"Dockerfile": f"FROM {BASE}\nONBUILD RUN echo fired > /fired\n"}

@@ -223,7 +223,7 @@ class Builder:
         while steps and steps[0].keyword == "ARG":
             number += 1
             await self.say(f"Step {number}/{total} : {steps[0].original}\n")
-            self._declare(steps.pop(0), meta, meta)
+            self._declare(steps.pop(0), meta, meta, dict(meta))
         await self._find_sources()
         if steps[0].keyword != "FROM":
             first = steps[0]
@@ -334,12 +334,14 @@ class Builder:
 
     # ---- ARG and FROM -------------------------------------------------------------
 
-    def _declare(self, ins: Instruction, scope: dict[str, str], meta: dict[str, str]) -> None:
-        """ARG NAME[=default] ...: its value (a --build-arg's, else the default, else a
-        global ARG's of the same name) in ``scope``."""
+    def _declare(
+        self, ins: Instruction, scope: dict[str, str], meta: dict[str, str], env: dict[str, str]
+    ) -> None:
+        """ARG NAME[=default] ...: its value (a --build-arg's, else the default expanded
+        with ``env``, what the line's substitution sees, else a global ARG's of the same
+        name) in ``scope``; none (unset, not empty) without one, as Docker's."""
         if not ins.text:
             raise BuildError(f"line {ins.line}: ARG requires at least one argument")
-        env = dict(scope)
         for word in raw_words(ins.text, self.escape):
             name, eq, default = word.partition("=")
             if not is_name(name):
@@ -353,9 +355,6 @@ class Builder:
                 value = meta.get(name)
             if value is not None:
                 scope[name] = value
-                env[name] = value
-            else:
-                scope.setdefault(name, "")
 
     async def _from(self, ins: Instruction, meta: dict[str, str]) -> _Stage:
         found = words(ins.text, meta, self.escape, ins.line)
@@ -447,7 +446,7 @@ class Builder:
     async def _step(self, stage: _Stage, ins: Instruction, meta: dict[str, str]) -> None:
         kw = ins.keyword
         if kw == "ARG":
-            self._declare(ins, stage.args, meta)
+            self._declare(ins, stage.args, meta, stage.env())
             await self._metadata(stage, ins, f"/bin/sh -c #(nop)  ARG {ins.text}", None)
         elif kw == "RUN":
             await self._run(stage, ins)
@@ -683,7 +682,8 @@ class Builder:
         shell = list(stage.inner.get("Shell") or ["/bin/sh", "-c"])
         command, script = run_command(ins, shell)
         image_env = {str(e).partition("=")[0] for e in stage.inner.get("Env") or []}
-        args = [f"{k}={v}" for k, v in sorted(stage.args.items()) if k not in image_env]
+        # Sorted as strings, as Docker's history shows them (A1=x before A=y).
+        args = sorted(f"{k}={v}" for k, v in stage.args.items() if k not in image_env)
         created_by = " ".join(command)
         if args:
             created_by = f"|{len(args)} {' '.join(args)} {created_by}"
