@@ -142,7 +142,9 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     assert any(longest[:44] + "…" in line for line in listing)  # as the docker CLI cuts it
     whole = clean.ctl("history", "--no-trunc", "built:1").stdout
     assert longest in whole
-    assert any(h["created_by"].endswith('HEALTHCHECK &{["CMD-SHELL" "true"]}') for h in history)
+    check = "HEALTHCHECK &{Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s "
+    check += "StartInterval:0s Retries:2}"
+    assert any(h["created_by"].endswith(check) for h in history)
     assert _containers(clean) == []
 
 
@@ -779,7 +781,14 @@ RUN echo "$DIR ${{UNSET-unset}} ${{GLOBAL-unset}} [$B]" > /args
     clean.ctl("build", "-q", "-t", "args", str(ctx))
     assert clean.ctl("run", "--rm", "args", "cat", "/args").stdout == "/opt/app unset unset []\n"
     history = clean.ctl("history", "--no-trunc", "--format", "{{.CreatedBy}}", "args")
-    assert history.stdout.splitlines()[0].startswith("|4 A1=x A=1 B= DIR=/opt/app /bin/sh -c ")
+    lines = history.stdout.splitlines()
+    assert lines[0].startswith("|4 A1=x A=1 B= DIR=/opt/app /bin/sh -c ")
+    # As Docker's history shows an ARG: its default expanded.
+    assert lines[1:4] == [
+        "/bin/sh -c #(nop)  ARG A=1 B= A1=x",
+        "/bin/sh -c #(nop)  ARG GLOBAL UNSET",
+        "/bin/sh -c #(nop)  ARG DIR=/opt/app",
+    ]
     clean.ctl("rmi", "args")
 
 

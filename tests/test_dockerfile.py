@@ -206,6 +206,42 @@ def test_metadata_instructions() -> None:
     assert go_duration_ns("0", "x") == 0
 
 
+@pytest.mark.parametrize(
+    ("line", "inner", "created_by"),
+    [
+        ('CMD ["nginx", "-g", "daemon off;"]', {}, 'CMD ["nginx" "-g" "daemon off;"]'),
+        ("EXPOSE 80/udp $P 7000-7001", {}, "EXPOSE 80/udp 8080 7000-7001"),
+        ("VOLUME /a /b", {}, "VOLUME [/a /b]"),
+        ("STOPSIGNAL SIGTERM", {}, "STOPSIGNAL SIGTERM"),
+        ("USER 1000:50", {}, "USER 1000:50"),
+        (
+            "HEALTHCHECK --interval=1m30s --retries=3 CMD curl -f http://x/ || exit 1",
+            {},
+            "HEALTHCHECK &{Test:[CMD-SHELL curl -f http://x/ || exit 1] Interval:1m30s "
+            "Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+        ),
+        (
+            "HEALTHCHECK NONE",
+            {},
+            "HEALTHCHECK &{Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s "
+            "StartInterval:0s Retries:0}",
+        ),
+    ],
+)
+def test_history_lines_are_dockers(line: str, inner: dict[str, Any], created_by: str) -> None:
+    """A metadata step's ``created_by`` as Docker's builder writes it (Go's %q, %v, %+v),
+    so ``history`` reads as Docker's and --cache-from matches Docker-built images."""
+    assert _apply(line + "\n", inner)[1] == "/bin/sh -c #(nop)  " + created_by
+
+
+def test_history_lines_begin_with_the_stages_shell() -> None:
+    shell = {"Shell": ["/bin/bash", "-c"]}
+    _, by = _apply("ENTRYPOINT echo hi\n", dict(shell))
+    assert by == '/bin/bash -c #(nop)  ENTRYPOINT ["/bin/bash" "-c" "echo hi"]'
+    _, by = _apply('SHELL ["/bin/ash", "-eo", "pipefail", "-c"]\n', dict(shell))
+    assert by == "/bin/ash -eo pipefail -c #(nop)  SHELL [/bin/ash -eo pipefail -c]"
+
+
 def test_dockerignore() -> None:
     ignore = Ignore("# c\n*.log\n!keep.log\nbuild/\n**/tmp\n/abs\n")
     assert ignore.excluded("a.log") and not ignore.excluded("keep.log")

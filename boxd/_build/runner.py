@@ -75,7 +75,7 @@ from .dockerfile import (
     words,
 )
 from .ignore import Ignore
-from .instructions import SCRIPTS, apply_metadata, run_command
+from .instructions import SCRIPTS, apply_metadata, nop, run_command
 
 if TYPE_CHECKING:
     from .._images.pull import Platform
@@ -336,25 +336,28 @@ class Builder:
 
     def _declare(
         self, ins: Instruction, scope: dict[str, str], meta: dict[str, str], env: dict[str, str]
-    ) -> None:
+    ) -> str:
         """ARG NAME[=default] ...: its value (a --build-arg's, else the default expanded
         with ``env``, what the line's substitution sees, else a global ARG's of the same
-        name) in ``scope``; none (unset, not empty) without one, as Docker's."""
+        name) in ``scope``; none (unset, not empty) without one, as Docker's.  The
+        instruction as Docker's history shows it (the defaults expanded)."""
         if not ins.text:
             raise BuildError(f"line {ins.line}: ARG requires at least one argument")
+        shown = []
         for word in raw_words(ins.text, self.escape):
             name, eq, default = word.partition("=")
             if not is_name(name):
                 raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
+            value = expand(default, env, self.escape, ins.line) if eq else None
+            shown.append(name if value is None else f"{name}={value}")
             if name in self.options.build_args:
-                value: str | None = self.options.build_args[name]
+                value = self.options.build_args[name]
                 self.used_args.add(name)
-            elif eq:
-                value = expand(default, env, self.escape, ins.line)
-            else:
+            elif not eq:
                 value = meta.get(name)
             if value is not None:
                 scope[name] = value
+        return "ARG " + " ".join(shown)
 
     async def _from(self, ins: Instruction, meta: dict[str, str]) -> _Stage:
         found = words(ins.text, meta, self.escape, ins.line)
@@ -446,8 +449,8 @@ class Builder:
     async def _step(self, stage: _Stage, ins: Instruction, meta: dict[str, str]) -> None:
         kw = ins.keyword
         if kw == "ARG":
-            self._declare(ins, stage.args, meta, stage.env())
-            await self._metadata(stage, ins, f"/bin/sh -c #(nop)  ARG {ins.text}", None)
+            shown = self._declare(ins, stage.args, meta, stage.env())
+            await self._metadata(stage, ins, nop(stage.inner, shown), None)
         elif kw == "RUN":
             await self._run(stage, ins)
         elif kw in ("COPY", "ADD"):
