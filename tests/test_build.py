@@ -332,6 +332,12 @@ CMD ["true"]
     assert r.stdout.splitlines() == [f"{p} 0:0 755" for p in paths]
     layers = _image(clean, "workdirs")["RootFS"]
     assert isinstance(layers, dict) and len(layers["Layers"]) == 4  # base, COPY, 2 WORKDIRs
+    # The history as Docker's builder writes a step that writes files: one space after
+    # #(nop); COPY's destination as given.
+    history = clean.ctl("history", "--no-trunc", "--format", "{{.CreatedBy}}", "workdirs")
+    lines = history.stdout.splitlines()
+    assert lines[1] == "/bin/sh -c #(nop) WORKDIR /tmp"
+    assert lines[5].startswith("/bin/sh -c #(nop) COPY dir:") and lines[5].endswith(" in /s/ ")
     clean.ctl("rmi", "workdirs")
 
 

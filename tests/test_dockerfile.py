@@ -240,6 +240,8 @@ def test_history_lines_begin_with_the_stages_shell() -> None:
     assert by == '/bin/bash -c #(nop)  ENTRYPOINT ["/bin/bash" "-c" "echo hi"]'
     _, by = _apply('SHELL ["/bin/ash", "-eo", "pipefail", "-c"]\n', dict(shell))
     assert by == "/bin/ash -eo pipefail -c #(nop)  SHELL [/bin/ash -eo pipefail -c]"
+    _, by = _apply("WORKDIR /app\n", dict(shell))  # a step that writes: one space
+    assert by == "/bin/bash -c #(nop) WORKDIR /app"
 
 
 def test_dockerignore() -> None:

@@ -90,10 +90,13 @@ def run_command(ins: Instruction, shell: list[str]) -> tuple[list[str], Heredoc 
     return [*shell, ins.text + "".join(f"\n{d.body}{d.end}" for d in ins.heredocs)], None
 
 
-def nop(inner: dict[str, Any], text: str) -> str:
-    """A metadata step's history ``created_by`` as Docker's builder writes it: the
-    stage's SHELL (the one after the step), ``#(nop)``, the step as Go prints it."""
-    return " ".join([*(inner.get("Shell") or ["/bin/sh", "-c"]), "#(nop) ", text])
+def nop(inner: dict[str, Any], text: str, *, writes: bool = False) -> str:
+    """A step's history ``created_by`` as Docker's builder writes it: the stage's SHELL
+    (the one after the step), ``#(nop)``, the step as Go prints it; one space after
+    ``#(nop)`` for a step that ``writes`` files (COPY, ADD, WORKDIR), two for the
+    others, as Docker's."""
+    shell = inner.get("Shell") or ["/bin/sh", "-c"]
+    return " ".join([*shell, f"#(nop) {text}"] if writes else [*shell, "#(nop) ", text])
 
 
 def go_quoted(values: Sequence[str]) -> str:
@@ -203,7 +206,7 @@ def apply_metadata(
         if not path.startswith("/"):
             path = (inner.get("WorkingDir") or "/").rstrip("/") + "/" + path
         inner["WorkingDir"] = path
-        return nop(inner, f"WORKDIR {path}")
+        return nop(inner, f"WORKDIR {path}", writes=True)
     if kw == "USER":
         user = expand(ins.text, env, escape, line)
         if not user or " " in user.strip():

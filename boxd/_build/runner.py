@@ -823,9 +823,11 @@ class Builder:
             # Everything the key holds but where the files come from (their content is
             # there): what --cache-from matches a step of another image's history by.
             flags = "".join(f"--{k}={v} " for k, v in (("chown", chown), ("chmod", chmod)) if v)
-            into = absolute + "/" if dest_dir and absolute != "/" else absolute
             kind = "dir" if found_sources[0].is_dir else "file"
-            created_by = f"/bin/sh -c #(nop) {ins.keyword} {flags}{kind}:{content} in {into} "
+            kind = "multi" if len(found_sources) > 1 else kind
+            created_by = nop(
+                stage.inner, f"{ins.keyword} {flags}{kind}:{content} in {dest} ", writes=True
+            )
             # "copy-owners": no entry from before COPY --from kept the owners and --chown
             # owned the directories it makes is taken.
             what = ["copy-owners", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
