@@ -823,7 +823,7 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
          "context or excluded by .dockerignore: stat nope.txt: file does not exist"),
         (f"FROM {BASE}\nRUN exit 7\n", ("--force-rm",),
          "The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
-        (f"FROM {BASE} AS a\n", ("--target", "nope"), "failed to reach build target nope"),
+        (f"FROM {BASE} AS a\n", ("--target", "nope"), 'target stage "nope" could not be found'),
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),

@@ -238,7 +238,7 @@ class Builder:
         ]
         target = self.options.target
         if target and target.lower() not in names:
-            raise BuildError(f"failed to reach build target {target} in Dockerfile")
+            raise BuildError(f'target stage "{target}" could not be found')
         stage: _Stage | None = None
         first_step = number + 1  # after the ARGs before the first FROM
         try:
