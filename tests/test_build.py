@@ -816,6 +816,8 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
     [
         (None, ("/nope",), "unable to prepare context: path '/nope' not found"),
         ("", (), "Cannot locate specified Dockerfile: Dockerfile"),
+        (" ", (), "Dockerfile parse error: file with no instructions"),
+        ("# only a comment\n", (), "Dockerfile parse error: file with no instructions"),
         (f"FROM {BASE}\nFORM x\n", (), "line 2: unknown instruction: FORM"),
         (f"ARG 1x=2\nFROM {BASE}\n", (), "line 1: ARG names a bad variable: '1x=2'"),
         (f"FROM {BASE}\nENV ONLYKEY\n", (), "line 2: ENV ONLYKEY: must have two arguments"),
@@ -854,6 +856,13 @@ def test_bad_input_is_one_line_and_exit_1(
     assert len(r.stderr.strip().splitlines()) == 1
     assert "docker.io/library/bad:1" not in _tags(clean)
     assert _containers(clean) == []
+
+
+def test_an_empty_dockerfile_is_named_so(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": ""})
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert r.stderr == "boxctl: the Dockerfile (Dockerfile) cannot be empty\n"
 
 
 def test_an_image_stops_with_sigrtmin_plus_3_as_systemds_do(clean: Daemon, tmp_path: Path) -> None:

@@ -139,7 +139,10 @@ def _dockerfile(context: Path, name: str) -> str:
             except IsADirectoryError:
                 break
             with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
-                return f.read()
+                text = f.read()
+            if not text:
+                raise BuildError(f"the Dockerfile ({candidate}) cannot be empty")
+            return text
     finally:
         os.close(root)
     raise BuildError(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}")
@@ -172,6 +175,8 @@ async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
             dockerfile = parse(_dockerfile(context, req.dockerfile))
         except DockerfileError as exc:
             raise BuildError(f"Dockerfile parse error: {exc}") from None
+        if not dockerfile.instructions:
+            raise BuildError("Dockerfile parse error: file with no instructions")
         builder = Builder(sup, context, options, say)
         image_id = ""
         async with trio.open_nursery() as nursery:
