@@ -398,7 +398,8 @@ class Builder:
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
         if triggers:
-            await self.say(f"# Executing {len(triggers)} build trigger(s)\n")
+            plural = "s" if len(triggers) > 1 else ""
+            await self.say(f"# Executing {len(triggers)} build trigger{plural}\n")
             from .dockerfile import parse
 
             for trigger in triggers:
