@@ -198,6 +198,8 @@ def test_metadata_instructions() -> None:
     for bad, words_ in [
         ("EXPOSE 99999\n", "invalid port in EXPOSE: 99999"),
         ("SHELL sh -c\n", "SHELL requires the arguments to be in JSON form"),
+        ('VOLUME /a ["/b"]\n', r"VOLUME \[/b\]: the volume path must be absolute"),
+        ("VOLUME data\n", "VOLUME data: the volume path must be absolute"),
         ("ONBUILD FROM x\n", "FROM isn't allowed as an ONBUILD trigger"),
         ("HEALTHCHECK --interval=soon CMD true\n", "invalid duration 'soon'"),
     ]:
