@@ -190,6 +190,8 @@ def test_metadata_instructions() -> None:
     }  # fmt: skip
     config, _ = _apply("HEALTHCHECK NONE\n")
     assert config["Healthcheck"] == {"Test": ["NONE"]}
+    config, _ = _apply("HEALTHCHECK --retries=0 CMD true\n")  # Docker's: the default
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"]}
     config, _ = _apply("ONBUILD RUN make\n")
     assert config["OnBuild"] == ["RUN make"]
     # ENV replaces a variable where it is (PATH stays first), as Docker's.
@@ -200,6 +202,8 @@ def test_metadata_instructions() -> None:
         ("SHELL sh -c\n", "SHELL requires the arguments to be in JSON form"),
         ('VOLUME /a ["/b"]\n', r"VOLUME \[/b\]: the volume path must be absolute"),
         ("VOLUME data\n", "VOLUME data: the volume path must be absolute"),
+        ("HEALTHCHECK --retries=-1 CMD true\n", r"--retries cannot be negative \(-1\)"),
+        ("HEALTHCHECK --retries=x CMD true\n", "--retries takes a count, not 'x'"),
         ("ONBUILD FROM x\n", "FROM isn't allowed as an ONBUILD trigger"),
         ("HEALTHCHECK --interval=soon CMD true\n", "invalid duration 'soon'"),
     ]:

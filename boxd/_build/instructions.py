@@ -338,9 +338,14 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
     check: dict[str, Any] = {"Test": test}
     for flag, value in ins.flags:
         if flag == "retries":
-            if not value.isdigit() or int(value) < 1:
-                raise DockerfileError(f"{where}: --retries must be at least 1, not {value!r}")
-            check["Retries"] = int(value)
+            # 0 (as unset: the default, 3, when run) is Docker's too; only a negative
+            # count or no number is refused.
+            if value.startswith("-") and value[1:].isdigit():
+                raise DockerfileError(f"{where}: --retries cannot be negative ({value})")
+            if not value.isdigit():
+                raise DockerfileError(f"{where}: --retries takes a count, not {value!r}")
+            if int(value):
+                check["Retries"] = int(value)
         else:
             ns = go_duration_ns(value, f"{where} --{flag}")
             if 0 < ns < 1_000_000:  # Docker's minimum; no run could use the image
