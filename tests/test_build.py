@@ -251,7 +251,8 @@ def test_multi_stage_copy_from_target_and_scratch(clean: Daemon, tmp_path: Path)
 FROM {BASE} AS builder
 RUN mkdir /out && echo built > /out/app
 FROM scratch AS final
-COPY --from=builder --chown=7:8 --chmod=640 /out/app /app
+ARG MODE=640
+COPY --from=builder --chown=7:8 --chmod=$MODE /out/app /app
 COPY --from=0 /bin/busybox /bin/
 FROM {BASE} AS after
 RUN echo never

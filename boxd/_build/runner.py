@@ -796,7 +796,7 @@ class Builder:
         dest_dir = dest.endswith("/") or len(patterns) > 1  # or a wildcard's several files
         absolute = posixpath.normpath(posixpath.join(workdir, dest))
         chown = expand(ins.flag("chown"), env, self.escape, ins.line)
-        chmod = ins.flag("chmod")
+        chmod = expand(ins.flag("chmod"), env, self.escape, ins.line)
         mode = None
         if chmod:
             try:
