@@ -32,8 +32,16 @@ def test_flags_and_bad_lines() -> None:
     ins = parse("COPY --from=build --chown=1:2 a b\n").instructions[0]
     assert ins.flags == (("from", "build"), ("chown", "1:2"))
     assert ins.text == "a b"
-    with pytest.raises(DockerfileError, match="line 2: unknown instruction: FORM"):
+    with pytest.raises(
+        DockerfileError, match=r"line 2: unknown instruction: FORM \(did you mean FROM\?\)"
+    ):
         parse("FROM x\nFORM y\n")
+    with pytest.raises(DockerfileError, match=r"unknown instruction: cpy \(did you mean copy\?\)"):
+        parse("FROM x\ncpy a b\n")
+    with pytest.raises(DockerfileError, match=r"unknown instruction: BOGUS$"):
+        parse("FROM x\nBOGUS y\n")
+    with pytest.raises(DockerfileError, match=r"--frm \(for COPY\) \(did you mean from\?\)"):
+        parse("FROM x\nCOPY --frm=build a b\n")
     with pytest.raises(
         DockerfileError, match="line 2: the --mount option of RUN requires BuildKit"
     ):

@@ -225,7 +225,7 @@ def _instruction(line: int, text: str) -> Instruction:
     word = keyword
     keyword = keyword.upper()
     if keyword not in KEYWORDS:
-        raise DockerfileError(f"line {line}: unknown instruction: {word}")
+        raise DockerfileError(f"line {line}: unknown instruction: {word}{_did_you_mean(word)}")
     rest = rest.strip()
     flags: list[tuple[str, str]] = []
     if keyword in FLAGS:
@@ -241,7 +241,8 @@ def _instruction(line: int, text: str) -> Instruction:
                     "boxd does not run (it builds as Docker's classic builder)"
                 )
             if name not in FLAGS[keyword]:
-                raise DockerfileError(f"line {line}: unknown flag: --{name} (for {keyword})")
+                hint = _did_you_mean(name, FLAGS[keyword])
+                raise DockerfileError(f"line {line}: unknown flag: --{name} (for {keyword}){hint}")
             flags.append((name, value if value is not None else "true"))
             rest = tail.strip()
     exec_form = None
@@ -253,6 +254,31 @@ def _instruction(line: int, text: str) -> Instruction:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             exec_form = tuple(value)
     return Instruction(line, keyword, rest, tuple(flags), exec_form)
+
+
+def _did_you_mean(word: str, options: frozenset[str] = KEYWORDS) -> str:
+    """`` (did you mean FROM?)`` for a word a known one is within two edits of, as
+    Docker suggests it (a keyword in the word's case); else nothing."""
+    best, distance = "", 3
+    for option in sorted(options):
+        d = _edits(word.upper(), option.upper())
+        if d < distance:
+            best, distance = option, d
+    if not best:
+        return ""
+    if word.islower():
+        best = best.lower()
+    return f" (did you mean {best}?)"
+
+
+def _edits(a: str, b: str) -> int:
+    """The Levenshtein distance of ``a`` and ``b``."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
 
 
 def is_name(text: str) -> bool:
