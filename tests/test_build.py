@@ -835,6 +835,8 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         (f"FROM {BASE}\nCOPY --chown=nobodyhere Dockerfile /\n", (),
          "line 2: --chown=nobodyhere: unable to find user nobodyhere"),
         (f"FROM {BASE}\nFROM {BASE}\nCOPY --from=0 /nope /x\n", (), "COPY failed: file not found"),
+        (f"FROM {BASE}\nFROM {BASE}\nCOPY --from=0 /etc /etc/passwd\n", (),
+         "COPY failed: cannot copy a directory to /etc/passwd: it is a file in the image"),
         (f"FROM {BASE}\nCOPY --from=127.0.0.1:1/later /x /x\n", (), "line 2: COPY "
          "--from=127.0.0.1:1/later (no stage of that name before): cannot get the image"),
         (f"ARG S=x\nFROM {BASE}\nCOPY --from=$S /x /x\n", (), "line 3: --from=$S is empty here"),

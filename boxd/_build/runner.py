@@ -919,6 +919,12 @@ class Builder:
     ) -> BlobRef | None:
         def target(root_fd: int) -> sources.CopyTarget:
             st = _dir_there(root_fd, dest)
+            if not st and any(s.is_dir for s in found) and _there(root_fd, dest):
+                # Docker's builder cannot make the directory there either; not replaced.
+                raise BuildError(
+                    f"{ins.keyword} failed: cannot copy a directory to {dest}: "
+                    "it is a file in the image, not a directory"
+                )
             owner = _owner(root_fd, chown, ins) if chown else None
             new_dirs: tuple[str, ...] = ()
             if owner is not None and not all(s.is_dir for s in found):
@@ -1097,6 +1103,15 @@ async def _download(url: str, path: Path, ins: Instruction, checksum: str) -> No
     got = f"{digest.name}:{digest.hexdigest()}"
     if checksum and got != checksum:
         raise BuildError(f"line {ins.line}: ADD {url}: digest mismatch {checksum}: {got}")
+
+
+def _there(root_fd: int, path: str) -> bool:
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _dir_there(root_fd: int, path: str) -> bool:
