@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -86,6 +87,9 @@ __all__ = ["BuildError", "Builder", "Options", "prune_cache"]
 log = logging.getLogger("boxd.build")
 
 Say = Callable[[str], Awaitable[None]]
+
+# What a stage may be named (FROM IMAGE AS NAME), as Docker's parser takes it.
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9-_.]*")
 
 # Docker's predefined build arguments: a --build-arg of one is in every RUN's environment
 # without an ARG, kept out of the history and the cache key (a proxy of the build
@@ -231,11 +235,16 @@ class Builder:
                 f"line {first.line}: {first.keyword} before the first FROM "
                 "(only ARG may come before it)"
             )
-        names = [
-            words(i.text, meta, self.escape, i.line)[-1].lower()
-            for i in steps
-            if i.keyword == "FROM" and " as " in f" {i.text.lower()} "
-        ]
+        names = []
+        for i in steps:
+            if i.keyword == "FROM" and " as " in f" {i.text.lower()} ":
+                name = words(i.text, meta, self.escape, i.line)[-1]
+                if _STAGE_NAME.fullmatch(name.lower()) is None:
+                    raise BuildError(
+                        f"line {i.line}: invalid name for build stage: {name!r}, name can't "
+                        "start with a number or contain symbols"
+                    )
+                names.append(name.lower())
         target = self.options.target
         if target and target.lower() not in names:
             raise BuildError(f'target stage "{target}" could not be found')
