@@ -833,6 +833,7 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
         (f"FROM {BASE}\nEXPOSE\n", (), "line 2: EXPOSE requires at least one argument"),
         (f"FROM {BASE}\nFROM {BASE} AS 2nd\n", (), "line 2: invalid name for build stage: '2nd'"),
+        (f"FROM {BASE} AS a\nFROM {BASE} AS A\n", (), "line 2: A stage name already used"),
         (f"FROM {BASE}\nCOPY --chown=nobodyhere Dockerfile /\n", (),
          "line 2: --chown=nobodyhere: unable to find user nobodyhere"),
         (f"FROM {BASE}\nFROM {BASE}\nCOPY --from=0 /nope /x\n", (), "COPY failed: file not found"),

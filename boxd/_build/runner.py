@@ -244,6 +244,8 @@ class Builder:
                         f"line {i.line}: invalid name for build stage: {name!r}, name can't "
                         "start with a number or contain symbols"
                     )
+                if name.lower() in names:
+                    raise BuildError(f"line {i.line}: {name} stage name already used")
                 names.append(name.lower())
         target = self.options.target
         if target and target.lower() not in names:
