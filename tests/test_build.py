@@ -863,6 +863,32 @@ def test_bad_input_is_one_line_and_exit_1(
     assert _containers(clean) == []
 
 
+@pytest.mark.parametrize("client", ["boxctl", "docker"])
+def test_quiet_shows_the_output_of_a_failed_build(
+    clean: Daemon, tmp_path: Path, client: str
+) -> None:
+    """-q shows only the image id; when the build fails, the output it held (the failed
+    RUN's own words) comes before the error, on stderr, as Docker's daemon and CLI show it."""
+    if client == "docker" and DOCKER is None:
+        pytest.skip("no docker CLI")
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN true\n"})
+    if client == "boxctl":
+        r = clean.ctl("build", "-q", str(ctx))
+    else:
+        r = docker(clean, "build", "-q", str(ctx))
+    assert r.stdout.startswith("sha256:") and len(r.stdout.split()) == 1
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nRUN echo $((6 * 7)) is the answer; exit 2\n")
+    if client == "boxctl":
+        r = clean.ctl("build", "-q", "--force-rm", str(ctx), check=False)
+        assert r.returncode == 1
+    else:
+        r = docker(clean, "build", "-q", "--force-rm", str(ctx))
+        assert r.returncode == 2
+    assert r.stdout == ""
+    assert "42 is the answer" in r.stderr
+    assert "returned a non-zero code: 2" in r.stderr.splitlines()[-1]
+
+
 def test_an_empty_dockerfile_is_named_so(clean: Daemon, tmp_path: Path) -> None:
     ctx = _context(tmp_path / "ctx", {"Dockerfile": ""})
     r = clean.ctl("build", str(ctx), check=False)

@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from .._images.pull import Platform
     from .._supervisor import Supervisor
 
-__all__ = ["BuildError", "Builder", "Options", "prune_cache"]
+__all__ = ["BuildError", "Builder", "Options", "Say", "prune_cache"]
 
 log = logging.getLogger("boxd.build")
 
