@@ -1008,6 +1008,7 @@ def web(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "www"
     root.mkdir()
     (root / "file.txt").write_text("fetched\n")
+    os.utime(root / "file.txt", (1_500_000_000, 1_500_000_000))  # its Last-Modified
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever)
@@ -1028,6 +1029,9 @@ def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
     clean.ctl("build", "-t", "fetched", str(ctx))
     r = clean.ctl("run", "--rm", "fetched", "sh", "-c", "cat /fetched/file.txt; stat -c %a /named")
     assert r.stdout == "fetched\n600\n"
+    # Its time is the server's Last-Modified, as Docker's builders set it.
+    r = clean.ctl("run", "--rm", "fetched", "stat", "-c", "%Y", "/named")
+    assert r.stdout == "1500000000\n"
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {web}/missing /x\n")
     r = clean.ctl("build", str(ctx), check=False)
     assert r.returncode == 1

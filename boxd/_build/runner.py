@@ -34,6 +34,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import copy
+import email.utils
 import hashlib
 import json
 import logging
@@ -1114,6 +1115,10 @@ async def _download(url: str, path: Path, ins: Instruction, checksum: str) -> No
     got = f"{digest.name}:{digest.hexdigest()}"
     if checksum and got != checksum:
         raise BuildError(f"line {ins.line}: ADD {url}: digest mismatch {checksum}: {got}")
+    # The file's time is the server's Last-Modified, as Docker's builders set it.
+    with contextlib.suppress(TypeError, ValueError, OverflowError):
+        when = email.utils.parsedate_to_datetime(response.headers.get("last-modified", ""))
+        os.utime(path, (when.timestamp(), when.timestamp()))
 
 
 def _there(root_fd: int, path: str) -> bool:
