@@ -205,8 +205,11 @@ def cmd_build(args: Args) -> int:
             if frame["type"] == "ErrorResponse":  # the build failed: docker build's 1
                 raise CliError(str(frame.get("message")), 1)
             if frame["type"] == "BuildOutputFrame":
-                sys.stdout.write(frame["stream"])
-                sys.stdout.flush()
+                # With -q the daemon sends the output only when the build failed: to
+                # stderr, before the error, as the docker CLI shows it.
+                shown = sys.stderr if args.quiet else sys.stdout
+                shown.write(frame["stream"])
+                shown.flush()
             elif frame["type"] == "BuiltFrame":
                 built = frame
             elif frame["type"] == "EndFrame":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import http.server
 import io
 import json
@@ -126,9 +127,10 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     history = json.loads(clean.ctl("history", "--format", "json", "built:1").stdout)
     assert len(history) == 1 + 13  # the import, then each step after FROM
     layers = [h for h in history if not h.get("empty_layer")]
-    assert len(layers) == 3  # the import, COPY, RUN
-    # Each is its layer's unpacked size, as Docker's history shows; the others none.
-    assert all(h["size"] > 0 for h in layers)
+    assert len(layers) == 4  # RUN, COPY, WORKDIR's directory, the import
+    # Each is its layer's unpacked size, as Docker's history shows (a directory: 0); the
+    # others none.
+    assert [h["size"] > 0 for h in layers] == [True, True, False, True]
     assert all("size" not in h for h in history if h.get("empty_layer"))
     assert "WHO=boxd" in str(history)
     listing = clean.ctl("history", "built:1").stdout.splitlines()
@@ -140,7 +142,9 @@ def test_boxctl_build_runs_every_instruction(clean: Daemon, tmp_path: Path) -> N
     assert any(longest[:44] + "…" in line for line in listing)  # as the docker CLI cuts it
     whole = clean.ctl("history", "--no-trunc", "built:1").stdout
     assert longest in whole
-    assert any(h["created_by"].endswith('HEALTHCHECK &{["CMD-SHELL" "true"]}') for h in history)
+    check = "HEALTHCHECK &{Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s "
+    check += "StartInterval:0s Retries:2}"
+    assert any(h["created_by"].endswith(check) for h in history)
     assert _containers(clean) == []
 
 
@@ -170,6 +174,28 @@ def test_docker_cli_builds_with_the_classic_builder(clean: Daemon, tmp_path: Pat
     r = docker(clean, "build", str(bad))
     assert r.returncode == 3  # the legacy builder's: the command's code (errorDetail.code)
     assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r.stderr
+
+
+@needs_cli
+def test_docker_cli_sends_a_dockerfile_from_outside_the_context(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """``docker build -f ../app.Dockerfile .`` and ``docker build -f- .``: the CLI adds the
+    Dockerfile to the context's tar under a name of its own (and to its .dockerignore),
+    and that tar ends in the Dockerfile's data, without padding or end blocks, which
+    Docker's daemon takes as the end."""
+    ctx = _context(tmp_path / "ctx", {"a.txt": "A\n", ".dockerignore": "*.log\n", "x.log": "x"})
+    dockerfile = f"FROM {BASE}\nCOPY . /ctx/\nCMD ls -a /ctx\n"
+    outside = tmp_path / "app.Dockerfile"
+    outside.write_text(dockerfile)
+    r = docker(clean, "build", "-q", "-t", "outside:1", "-f", str(outside), str(ctx))
+    assert r.returncode == 0, r.stderr
+    r = docker(clean, "build", "-q", "-t", "outside:2", "-f-", str(ctx), input=dockerfile)
+    assert r.returncode == 0, r.stderr
+    for tag in ("outside:1", "outside:2"):
+        out = docker(clean, "run", "--rm", tag).stdout.split()
+        assert out == [".", "..", ".dockerignore", "a.txt"]
+    clean.ctl("rmi", "outside:1", "outside:2")
 
 
 def test_docker_py_builds_from_a_fileobj_and_a_path(clean: Daemon, tmp_path: Path) -> None:
@@ -225,7 +251,8 @@ def test_multi_stage_copy_from_target_and_scratch(clean: Daemon, tmp_path: Path)
 FROM {BASE} AS builder
 RUN mkdir /out && echo built > /out/app
 FROM scratch AS final
-COPY --from=builder --chown=7:8 --chmod=640 /out/app /app
+ARG MODE=640
+COPY --from=builder --chown=7:8 --chmod=$MODE /out/app /app
 COPY --from=0 /bin/busybox /bin/
 FROM {BASE} AS after
 RUN echo never
@@ -240,6 +267,98 @@ RUN echo never
     assert out.stdout == "built\n"
     layers = _image(clean, "staged")["RootFS"]
     assert isinstance(layers, dict) and len(layers["Layers"]) == 2  # scratch + two COPYs
+
+
+OWNERS = f"""\
+FROM {BASE} AS build
+RUN mkdir -p /out/d && echo x > /out/d/f && chown -R 65534:65534 /out/d && chmod 640 /out/d/f
+FROM {BASE}
+COPY --from=build /out /copied
+COPY --from=build /out/d/f /single
+COPY --from=build --chown=0:0 /out/d/f /rooted
+RUN mkdir /there
+COPY --chown=nobody f.txt /there/new/deeper/
+COPY --chown=nobody f.txt /made/file
+"""
+
+
+def test_copy_keeps_a_stages_owners_and_chown_owns_the_directories_it_makes(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """As Docker's builders: COPY --from without --chown keeps the owners the files have in
+    the stage (a directory made for the destination is root's), and --chown owns the
+    directories made for a file it copies (`COPY --chown=node package.json /app/`, then
+    `npm install` as that user), not those that were there."""
+    ctx = _context(tmp_path / "ctx", {"f.txt": "f", "Dockerfile": OWNERS})
+    (ctx / "f.txt").chmod(0o644)
+    clean.ctl("build", "-q", "-t", "owners", str(ctx))
+    paths = ["/copied", "/copied/d", "/copied/d/f", "/single", "/rooted", "/there"]
+    paths += ["/there/new", "/there/new/deeper", "/there/new/deeper/f.txt", "/made", "/made/file"]
+    r = clean.ctl("run", "--rm", "owners", "stat", "-c", "%n %u:%g %a", *paths)
+    assert r.stdout.splitlines() == [
+        "/copied 0:0 755",
+        "/copied/d 65534:65534 755",
+        "/copied/d/f 65534:65534 640",
+        "/single 65534:65534 640",
+        "/rooted 0:0 640",
+        "/there 0:0 755",
+        "/there/new 65534:65534 755",
+        "/there/new/deeper 65534:65534 755",
+        "/there/new/deeper/f.txt 65534:65534 644",
+        "/made 65534:65534 755",
+        "/made/file 65534:65534 644",
+    ]
+    clean.ctl("rmi", "owners")
+
+
+def test_workdir_makes_its_directory_in_the_image(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's builders: WORKDIR makes its directory (root's, 0755, whatever the USER)
+    as a layer of the image, so a later stage, COPY --from or an earlier WORKDIR's path
+    finds it; one already there adds no layer."""
+    dockerfile = f"""\
+FROM scratch AS s
+WORKDIR /from-scratch/d
+FROM {BASE}
+COPY --from=s / /s/
+WORKDIR /made/deep
+USER nobody
+WORKDIR rel
+WORKDIR /tmp
+CMD ["true"]
+"""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    clean.ctl("build", "-q", "-t", "workdirs", str(ctx))
+    paths = ("/s/from-scratch/d", "/made/deep", "/made/deep/rel")
+    r = clean.ctl("run", "--rm", "-u", "0", "workdirs", "stat", "-c", "%n %u:%g %a", *paths)
+    assert r.stdout.splitlines() == [f"{p} 0:0 755" for p in paths]
+    layers = _image(clean, "workdirs")["RootFS"]
+    assert isinstance(layers, dict) and len(layers["Layers"]) == 4  # base, COPY, 2 WORKDIRs
+    # The history as Docker's builder writes a step that writes files: one space after
+    # #(nop); COPY's destination as given.
+    history = clean.ctl("history", "--no-trunc", "--format", "{{.CreatedBy}}", "workdirs")
+    lines = history.stdout.splitlines()
+    assert lines[1] == "/bin/sh -c #(nop) WORKDIR /tmp"
+    assert lines[5].startswith("/bin/sh -c #(nop) COPY dir:") and lines[5].endswith(" in /s/ ")
+    clean.ctl("rmi", "workdirs")
+
+
+def test_maintainer_is_the_images_author(clean: Daemon, tmp_path: Path) -> None:
+    """As Docker's builder: MAINTAINER sets the image's Author (and its steps' history
+    entries'), and a built image keeps neither the base image's author nor its comment
+    (the import's "Imported from ...")."""
+    assert _image(clean, BASE)["Comment"]
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {BASE}\nMAINTAINER Jane Doe <jane@example.com>\nENV A=1\n"},
+    )
+    clean.ctl("build", "-q", "-t", "authored", str(ctx))
+    image = _image(clean, "authored")
+    assert (image["Author"], image["Comment"]) == ("Jane Doe <jane@example.com>", "")
+    (ctx / "Dockerfile").write_text("FROM authored\nENV B=2\n")
+    clean.ctl("build", "-q", "-t", "child", str(ctx))
+    image = _image(clean, "child")
+    assert (image["Author"], image["Comment"]) == ("", "")
+    clean.ctl("rmi", "child", "authored")
 
 
 HEREDOCS = f"""\
@@ -480,20 +599,22 @@ def test_dockerignore_wildcards_and_add_of_an_archive(clean: Daemon, tmp_path: P
             "d/tmp": "t",
             "d/y.txt": "y",
             "Dockerfile": f"FROM {BASE}\nCOPY . /ctx/\nCOPY *.txt d/*.txt /glob/\n"
-            "ADD t.tar.gz /unpacked/\nADD a.txt /added\n"
+            "ADD t.tar.gz /unpacked/\nADD a.txt /added\nCOPY k*.log /one-match\n"
             "COPY --chown=nobody a.txt /by-name\nCOPY --chown=0:nogroup a.txt /by-group\n",
         },
     )
     (ctx / "t.tar.gz").write_bytes(gzip.compress(_tar({"inner/file": b"in"})))
     clean.ctl("build", "-t", "ignored", str(ctx))
-    r = clean.ctl("run", "--rm", "ignored", "find", "/ctx", "/glob", "/unpacked", "/added")
+    # A wildcard that finds one file copies it to a destination without a / as that file.
+    paths = ("/ctx", "/glob", "/unpacked", "/added", "/one-match")
+    r = clean.ctl("run", "--rm", "ignored", "find", *paths)
     found = sorted(r.stdout.split())
     assert found == sorted(
         [
             "/ctx", "/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/a.txt", "/ctx/keep.log",
             "/ctx/secret", "/ctx/secret/sub", "/ctx/secret/sub/kept", "/ctx/d", "/ctx/d/y.txt",
             "/ctx/t.tar.gz", "/glob", "/glob/a.txt", "/glob/y.txt",
-            "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added",
+            "/unpacked", "/unpacked/inner", "/unpacked/inner/file", "/added", "/one-match",
         ]
     )  # fmt: skip
     r = clean.ctl("run", "--rm", "ignored", "stat", "-c", "%u:%g", "/by-name", "/by-group")
@@ -625,6 +746,59 @@ def test_cache_from_takes_the_steps_an_images_history_holds(clean: Daemon, tmp_p
     assert clean.ctl("run", "--rm", "named", "cat", "/d").stdout == "x"
 
 
+def test_proxy_build_args_reach_run_without_an_arg(clean: Daemon, tmp_path: Path) -> None:
+    """Docker's predefined build arguments (HTTP_PROXY, no_proxy ...): given with
+    --build-arg, every RUN sees them without an ARG, the history does not hold them, no
+    "not consumed" warning names them, and another proxy does not bust the cache."""
+    ctx = _context(
+        tmp_path / "ctx",
+        {"Dockerfile": f'FROM {BASE}\nRUN echo "$HTTP_PROXY $no_proxy $https_proxy" > /p\n'},
+    )
+    proxy = ("--build-arg", "HTTP_PROXY=http://proxy.invalid:3128", "--build-arg", "no_proxy=x")
+    r = clean.ctl("build", "--no-cache", "-t", "proxied", *proxy, str(ctx))
+    assert "not consumed" not in r.stdout
+    out = clean.ctl("run", "--rm", "proxied", "cat", "/p")
+    assert out.stdout == "http://proxy.invalid:3128 x \n"
+    history = clean.ctl("history", "--no-trunc", "--format", "{{.CreatedBy}}", "proxied")
+    assert (
+        history.stdout.splitlines()[0]
+        == '/bin/sh -c echo "$HTTP_PROXY $no_proxy $https_proxy" > /p'
+    )
+    r = clean.ctl("build", "--build-arg", "HTTP_PROXY=http://other.invalid:1", str(ctx))
+    assert "Using cache" in r.stdout
+    clean.ctl("rmi", "proxied")
+
+
+def test_arg_defaults_see_env_and_an_arg_without_one_is_unset(
+    clean: Daemon, tmp_path: Path
+) -> None:
+    """As Docker's builder: an ARG's default is expanded with what the line sees (the
+    stage's ENV too, and not the ARGs of the same line); an ARG with no value is unset,
+    not empty, so neither RUN nor its history entry has it."""
+    dockerfile = f"""\
+ARG GLOBAL
+FROM {BASE}
+ENV HOME_DIR=/opt
+ARG DIR=$HOME_DIR/app
+ARG GLOBAL UNSET
+ARG A=1 B=$A A1=x
+RUN echo "$DIR ${{UNSET-unset}} ${{GLOBAL-unset}} [$B]" > /args
+"""
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    clean.ctl("build", "-q", "-t", "args", str(ctx))
+    assert clean.ctl("run", "--rm", "args", "cat", "/args").stdout == "/opt/app unset unset []\n"
+    history = clean.ctl("history", "--no-trunc", "--format", "{{.CreatedBy}}", "args")
+    lines = history.stdout.splitlines()
+    assert lines[0].startswith("|4 A1=x A=1 B= DIR=/opt/app /bin/sh -c ")
+    # As Docker's history shows an ARG: its default expanded.
+    assert lines[1:4] == [
+        "/bin/sh -c #(nop)  ARG A=1 B= A1=x",
+        "/bin/sh -c #(nop)  ARG GLOBAL UNSET",
+        "/bin/sh -c #(nop)  ARG DIR=/opt/app",
+    ]
+    clean.ctl("rmi", "args")
+
+
 def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> None:
     parent = _context(
         tmp_path / "parent", {"Dockerfile": f"FROM {BASE}\nONBUILD RUN echo fired > /fired\n"}
@@ -633,7 +807,7 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
     assert _image(clean, "parent")["Config"]["OnBuild"] == ["RUN echo fired > /fired"]  # type: ignore[index]
     child = _context(tmp_path / "child", {"Dockerfile": "FROM parent\nCMD cat /fired\n"})
     r = clean.ctl("build", "-t", "child", str(child))
-    assert "# Executing 1 build trigger" in r.stdout
+    assert "# Executing 1 build trigger\n" in r.stdout  # Docker's words (2: "triggers")
     assert clean.ctl("run", "--rm", "child").stdout == "fired\n"
     assert "OnBuild" not in _image(clean, "child")["Config"]  # type: ignore[operator]
 
@@ -643,6 +817,8 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
     [
         (None, ("/nope",), "unable to prepare context: path '/nope' not found"),
         ("", (), "Cannot locate specified Dockerfile: Dockerfile"),
+        (" ", (), "Dockerfile parse error: file with no instructions"),
+        ("# only a comment\n", (), "Dockerfile parse error: file with no instructions"),
         (f"FROM {BASE}\nFORM x\n", (), "line 2: unknown instruction: FORM"),
         (f"ARG 1x=2\nFROM {BASE}\n", (), "line 1: ARG names a bad variable: '1x=2'"),
         (f"FROM {BASE}\nENV ONLYKEY\n", (), "line 2: ENV ONLYKEY: must have two arguments"),
@@ -650,11 +826,23 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
          "context or excluded by .dockerignore: stat nope.txt: file does not exist"),
         (f"FROM {BASE}\nRUN exit 7\n", ("--force-rm",),
          "The command '/bin/sh -c exit 7' returned a non-zero code: 7"),
-        (f"FROM {BASE} AS a\n", ("--target", "nope"), "failed to reach build target nope"),
+        (f"FROM {BASE} AS a\n", ("--target", "nope"), 'target stage "nope" could not be found'),
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
         (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
+        (f"FROM {BASE}\nEXPOSE\n", (), "line 2: EXPOSE requires at least one argument"),
+        (f"FROM {BASE}\nFROM {BASE} AS 2nd\n", (), "line 2: invalid name for build stage: '2nd'"),
+        (f"FROM {BASE} AS a\nFROM {BASE} AS A\n", (), "line 2: A stage name already used"),
+        (f"FROM {BASE}\nCOPY --chown=nobodyhere Dockerfile /\n", (),
+         "line 2: --chown=nobodyhere: unable to find user nobodyhere"),
+        (f"FROM {BASE}\nFROM {BASE}\nCOPY --from=0 /nope /x\n", (), "COPY failed: file not found"),
+        (f"FROM {BASE}\nFROM {BASE}\nCOPY --from=0 /etc /etc/passwd\n", (),
+         "COPY failed: cannot copy a directory to /etc/passwd: it is a file in the image"),
+        (f"FROM {BASE}\nCOPY --from=127.0.0.1:1/later /x /x\n", (), "line 2: COPY "
+         "--from=127.0.0.1:1/later (no stage of that name before): cannot get the image"),
+        (f"ARG S=x\nFROM {BASE}\nCOPY --from=$S /x /x\n", (), "line 3: --from=$S is empty here"),
+        (f"FROM {BASE}\nMAINTAINER\n", (), "line 2: MAINTAINER requires exactly one argument"),
         (f"FROM {BASE}\nHEALTHCHECK --timeout=500us CMD true\n", (),
          "line 2: HEALTHCHECK --timeout: '500us' cannot be less than 1ms"),
     ],
@@ -673,6 +861,39 @@ def test_bad_input_is_one_line_and_exit_1(
     assert len(r.stderr.strip().splitlines()) == 1
     assert "docker.io/library/bad:1" not in _tags(clean)
     assert _containers(clean) == []
+
+
+@pytest.mark.parametrize("client", ["boxctl", "docker"])
+def test_quiet_shows_the_output_of_a_failed_build(
+    clean: Daemon, tmp_path: Path, client: str
+) -> None:
+    """-q shows only the image id; when the build fails, the output it held (the failed
+    RUN's own words) comes before the error, on stderr, as Docker's daemon and CLI show it."""
+    if client == "docker" and DOCKER is None:
+        pytest.skip("no docker CLI")
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nRUN true\n"})
+    if client == "boxctl":
+        r = clean.ctl("build", "-q", str(ctx))
+    else:
+        r = docker(clean, "build", "-q", str(ctx))
+    assert r.stdout.startswith("sha256:") and len(r.stdout.split()) == 1
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nRUN echo $((6 * 7)) is the answer; exit 2\n")
+    if client == "boxctl":
+        r = clean.ctl("build", "-q", "--force-rm", str(ctx), check=False)
+        assert r.returncode == 1
+    else:
+        r = docker(clean, "build", "-q", "--force-rm", str(ctx))
+        assert r.returncode == 2
+    assert r.stdout == ""
+    assert "42 is the answer" in r.stderr
+    assert "returned a non-zero code: 2" in r.stderr.splitlines()[-1]
+
+
+def test_an_empty_dockerfile_is_named_so(clean: Daemon, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", {"Dockerfile": ""})
+    r = clean.ctl("build", str(ctx), check=False)
+    assert r.returncode == 1
+    assert r.stderr == "boxctl: the Dockerfile (Dockerfile) cannot be empty\n"
 
 
 def test_an_image_stops_with_sigrtmin_plus_3_as_systemds_do(clean: Daemon, tmp_path: Path) -> None:
@@ -787,6 +1008,7 @@ def web(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "www"
     root.mkdir()
     (root / "file.txt").write_text("fetched\n")
+    os.utime(root / "file.txt", (1_500_000_000, 1_500_000_000))  # its Last-Modified
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever)
@@ -807,10 +1029,36 @@ def test_add_of_a_url(clean: Daemon, tmp_path: Path, web: str) -> None:
     clean.ctl("build", "-t", "fetched", str(ctx))
     r = clean.ctl("run", "--rm", "fetched", "sh", "-c", "cat /fetched/file.txt; stat -c %a /named")
     assert r.stdout == "fetched\n600\n"
+    # Its time is the server's Last-Modified, as Docker's builders set it.
+    r = clean.ctl("run", "--rm", "fetched", "stat", "-c", "%Y", "/named")
+    assert r.stdout == "1500000000\n"
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {web}/missing /x\n")
     r = clean.ctl("build", str(ctx), check=False)
     assert r.returncode == 1
     assert f"ADD {web}/missing: the server answered 404" in r.stderr
+
+
+def test_add_checksum_is_checked(clean: Daemon, tmp_path: Path, web: str) -> None:
+    """ADD --checksum (BuildKit's) is a promise about the download: kept, it is checked,
+    and a mismatch fails the build naming both digests; a local source or a malformed
+    digest is refused."""
+    good = "sha256:" + hashlib.sha256(b"fetched\n").hexdigest()
+    bad = "sha256:" + "0" * 64
+    ctx = _context(
+        tmp_path / "ctx", {"Dockerfile": f"FROM {BASE}\nADD --checksum={good} {web}/file.txt /\n"}
+    )
+    clean.ctl("build", "-q", "-t", "checked", str(ctx))
+    assert clean.ctl("run", "--rm", "checked", "cat", "/file.txt").stdout == "fetched\n"
+    clean.ctl("rmi", "checked")
+    for line, message in [
+        (f"--checksum={bad} {web}/file.txt /", f"{web}/file.txt: digest mismatch {bad}: {good}"),
+        (f"--checksum={good} Dockerfile /", f"--checksum={good}: checksum requires an HTTP(S)"),
+        (f"--checksum=md5:00 {web}/file.txt /", "--checksum=md5:00: invalid checksum digest"),
+    ]:
+        (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD {line}\n")
+        r = clean.ctl("build", str(ctx), check=False)
+        assert r.returncode == 1
+        assert f"line 2: ADD {message}" in r.stderr
 
 
 @pytest.mark.parametrize("client", ["boxctl", "docker"])

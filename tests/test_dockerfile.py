@@ -32,8 +32,20 @@ def test_flags_and_bad_lines() -> None:
     ins = parse("COPY --from=build --chown=1:2 a b\n").instructions[0]
     assert ins.flags == (("from", "build"), ("chown", "1:2"))
     assert ins.text == "a b"
-    with pytest.raises(DockerfileError, match="line 2: unknown instruction: FORM"):
+    with pytest.raises(
+        DockerfileError, match=r"line 2: unknown instruction: FORM \(did you mean FROM\?\)"
+    ):
         parse("FROM x\nFORM y\n")
+    with pytest.raises(DockerfileError, match=r"unknown instruction: cpy \(did you mean copy\?\)"):
+        parse("FROM x\ncpy a b\n")
+    with pytest.raises(DockerfileError, match=r"unknown instruction: BOGUS$"):
+        parse("FROM x\nBOGUS y\n")
+    with pytest.raises(DockerfileError, match=r"--frm \(for COPY\) \(did you mean from\?\)"):
+        parse("FROM x\nCOPY --frm=build a b\n")
+    with pytest.raises(
+        DockerfileError, match="line 2: the --mount option of RUN requires BuildKit"
+    ):
+        parse("FROM x\nRUN --mount=type=cache,target=/root/.cache pip install .\n")
     with pytest.raises(DockerfileError, match="line 1: unknown flag: --nope"):
         parse("COPY --nope=1 a b\n")
     with pytest.raises(DockerfileError, match="invalid escape token"):
@@ -116,15 +128,40 @@ def test_heredoc_expansion_keeps_quotes_as_a_shell_does() -> None:
         ("'$A' \"$A b\" \\$A", ["$A", "1 b", "$A"]),
         ("a\\ b c", ["a b", "c"]),
         ("$", ["$"]),
+        # The shell's special parameters and positional ones are names nothing sets.
+        ("$$ a$$b ${$}c $1x", ["", "ab", "c", "x"]),
+        # Docker's pattern forms (BuildKit's lexer, which its classic builder uses too).
+        ("${V#v} ${V#*.} ${V##*.} ${V%.*} ${V%%.*}", ["1.2.3", "2.3", "3", "v1.2", "v1"]),
+        ("${P##*/} ${P%/*} ${V%\\*} ${UNSET#x}", ["t.tar.gz", "/usr/lib", "v1.2.3", ""]),
+        (
+            "${V/./-} ${V//./-} ${P/\\/usr/opt} ${V//[/x}",
+            ["v1-2.3", "v1-2-3", "opt/lib/t.tar.gz", "v1.2.3"],
+        ),
     ],
 )
 def test_substitution(text: str, expected: list[str]) -> None:
-    assert words(text, {"A": "1", "EMPTY": ""}) == expected
+    env = {"A": "1", "EMPTY": "", "V": "v1.2.3", "P": "/usr/lib/t.tar.gz"}
+    assert words(text, env) == expected
 
 
-def test_substitution_errors_name_the_line() -> None:
-    with pytest.raises(DockerfileError, match="line 3: X: needed"):
-        expand("${X:?needed}", {}, line=3)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("${X:?needed}", "line 3: X: needed"),
+        ("${EMPTY:?}", "line 3: EMPTY: is not allowed to be empty"),
+        ("${X?}", "line 3: X: is not allowed to be unset"),
+        ("${X:#a}", r"line 3: unsupported modifier \(:#\) in substitution"),
+        ("${X/a", "line 3: missing '/'"),
+        ("${X#\\a}", r"line 3: invalid pattern \(\\a\) in substitution: invalid escape"),
+        ("${}", "line 3: bad substitution"),
+    ],
+)
+def test_substitution_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(DockerfileError, match=message):
+        expand(text, {"EMPTY": ""}, line=3)
+
+
+def test_an_unclosed_quote_is_refused() -> None:
     with pytest.raises(DockerfileError, match="missing '"):
         words("'open", {})
 
@@ -161,17 +198,64 @@ def test_metadata_instructions() -> None:
     }  # fmt: skip
     config, _ = _apply("HEALTHCHECK NONE\n")
     assert config["Healthcheck"] == {"Test": ["NONE"]}
+    config, _ = _apply("HEALTHCHECK --retries=0 CMD true\n")  # Docker's: the default
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"]}
     config, _ = _apply("ONBUILD RUN make\n")
     assert config["OnBuild"] == ["RUN make"]
+    # ENV replaces a variable where it is (PATH stays first), as Docker's.
+    config, _ = _apply("ENV PATH=/opt B=2 C=3\n", {"Env": ["PATH=/bin", "B=1", "Z=9"]})
+    assert config["Env"] == ["PATH=/opt", "B=2", "Z=9", "C=3"]
     for bad, words_ in [
         ("EXPOSE 99999\n", "invalid port in EXPOSE: 99999"),
         ("SHELL sh -c\n", "SHELL requires the arguments to be in JSON form"),
+        ('VOLUME /a ["/b"]\n', r"VOLUME \[/b\]: the volume path must be absolute"),
+        ("VOLUME data\n", "VOLUME data: the volume path must be absolute"),
+        ("HEALTHCHECK --retries=-1 CMD true\n", r"--retries cannot be negative \(-1\)"),
+        ("HEALTHCHECK --retries=x CMD true\n", "--retries takes a count, not 'x'"),
         ("ONBUILD FROM x\n", "FROM isn't allowed as an ONBUILD trigger"),
         ("HEALTHCHECK --interval=soon CMD true\n", "invalid duration 'soon'"),
     ]:
         with pytest.raises(DockerfileError, match=words_):
             _apply(bad)
     assert go_duration_ns("0", "x") == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "inner", "created_by"),
+    [
+        ('CMD ["nginx", "-g", "daemon off;"]', {}, 'CMD ["nginx" "-g" "daemon off;"]'),
+        ("EXPOSE 80/udp $P 7000-7001", {}, "EXPOSE 80/udp 8080 7000-7001"),
+        ("VOLUME /a /b", {}, "VOLUME [/a /b]"),
+        ("STOPSIGNAL SIGTERM", {}, "STOPSIGNAL SIGTERM"),
+        ("USER 1000:50", {}, "USER 1000:50"),
+        (
+            "HEALTHCHECK --interval=1m30s --retries=3 CMD curl -f http://x/ || exit 1",
+            {},
+            "HEALTHCHECK &{Test:[CMD-SHELL curl -f http://x/ || exit 1] Interval:1m30s "
+            "Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+        ),
+        (
+            "HEALTHCHECK NONE",
+            {},
+            "HEALTHCHECK &{Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s "
+            "StartInterval:0s Retries:0}",
+        ),
+    ],
+)
+def test_history_lines_are_dockers(line: str, inner: dict[str, Any], created_by: str) -> None:
+    """A metadata step's ``created_by`` as Docker's builder writes it (Go's %q, %v, %+v),
+    so ``history`` reads as Docker's and --cache-from matches Docker-built images."""
+    assert _apply(line + "\n", inner)[1] == "/bin/sh -c #(nop)  " + created_by
+
+
+def test_history_lines_begin_with_the_stages_shell() -> None:
+    shell = {"Shell": ["/bin/bash", "-c"]}
+    _, by = _apply("ENTRYPOINT echo hi\n", dict(shell))
+    assert by == '/bin/bash -c #(nop)  ENTRYPOINT ["/bin/bash" "-c" "echo hi"]'
+    _, by = _apply('SHELL ["/bin/ash", "-eo", "pipefail", "-c"]\n', dict(shell))
+    assert by == "/bin/ash -eo pipefail -c #(nop)  SHELL [/bin/ash -eo pipefail -c]"
+    _, by = _apply("WORKDIR /app\n", dict(shell))  # a step that writes: one space
+    assert by == "/bin/bash -c #(nop) WORKDIR /app"
 
 
 def test_dockerignore() -> None:

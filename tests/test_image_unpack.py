@@ -248,6 +248,18 @@ def test_a_tar_cut_at_a_member_boundary_ends_there(tmp_path: Path) -> None:
     assert result.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def test_a_tar_cut_in_its_last_members_padding_ends_there(tmp_path: Path) -> None:
+    """A stream that ends after a member's data, in its padding (the docker CLI's build
+    context with a Dockerfile from outside it ends so), ends the archive, as Go's tar
+    reader takes it; one that ends inside a member's data is refused."""
+    data = _tar((_info("a"), b"x" * 3), (_info("b"), b"yy"))
+    root = _unpack(data[: 512 + 512 + 512 + 2], tmp_path)
+    assert (root / "a").read_bytes() == b"xxx" and (root / "b").read_bytes() == b"yy"
+    (tmp_path / "again").mkdir()
+    with pytest.raises(LayerError, match="not a valid tar: the tar ends too early in member 'b'"):
+        _unpack(data[: 512 + 512 + 512 + 1], tmp_path / "again")
+
+
 def test_a_layer_unpacked_by_many_threads_once_leaves_no_lock_behind(tmp_path: Path) -> None:
     """Threads asking for one layer get one unpack; the per-layer lock goes with the last
     of them (and with a deletion), so a long-lived store holds none for layers it saw."""

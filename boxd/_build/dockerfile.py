@@ -10,8 +10,11 @@ delimiter) are taken too: :class:`Heredoc`.
 
 :func:`expand` is Docker's variable substitution for the instructions that have it
 (``$VAR``, ``${VAR}``, ``${VAR:-word}``, ``${VAR:+word}``, ``${VAR-word}``,
-``${VAR+word}``, ``${VAR:?message}``), with Docker's quoting: single quotes keep text as it
-is, double quotes keep spaces and expand, the escape character keeps the next character.
+``${VAR+word}``, ``${VAR:?message}``, and the pattern forms ``${VAR#pat}``, ``##``, ``%``,
+``%%``, ``${VAR/pat/text}``, ``//``; the shell's special parameters, ``$$`` ..., are names
+nothing sets), as BuildKit's lexer does it, which Docker's classic builder uses too; with
+Docker's quoting: single quotes keep text as it is, double quotes keep spaces and expand,
+the escape character keeps the next character.
 """
 
 from __future__ import annotations
@@ -69,9 +72,18 @@ FLAGS: dict[str, frozenset[str]] = {
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
     "RUN": frozenset(),
 }
+# BuildKit's options that Docker's classic builder refuses too: named as such, not as
+# unknown (a Dockerfile written for BuildKit, not a typo).
+BUILDKIT_FLAGS: dict[str, frozenset[str]] = {
+    "RUN": frozenset({"mount", "network", "security", "device"}),
+    "COPY": frozenset({"exclude", "parents"}),
+    "ADD": frozenset({"exclude", "unpack"}),
+}
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _FLAG = re.compile(r"--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?\Z")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The shell's special parameters: ``$$``, ``${@}`` ... are names (that nothing sets).
+_SPECIAL = "@*#?-$!0"
 # A heredoc's start (``RUN <<EOF``, ``COPY <<-"END" /x``), in the instructions BuildKit
 # takes them in.  Not ``$((x<<2))`` nor bash's ``<<<``.
 _HEREDOC = re.compile(r"(?:^|\s)(<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\3)(?=\s|$)")
@@ -213,7 +225,7 @@ def _instruction(line: int, text: str) -> Instruction:
     word = keyword
     keyword = keyword.upper()
     if keyword not in KEYWORDS:
-        raise DockerfileError(f"line {line}: unknown instruction: {word}")
+        raise DockerfileError(f"line {line}: unknown instruction: {word}{_did_you_mean(word)}")
     rest = rest.strip()
     flags: list[tuple[str, str]] = []
     if keyword in FLAGS:
@@ -223,8 +235,14 @@ def _instruction(line: int, text: str) -> Instruction:
             if m is None:
                 break
             name, value = m.group(1), m.group(2)
+            if name in BUILDKIT_FLAGS.get(keyword, ()):
+                raise DockerfileError(
+                    f"line {line}: the --{name} option of {keyword} requires BuildKit, which "
+                    "boxd does not run (it builds as Docker's classic builder)"
+                )
             if name not in FLAGS[keyword]:
-                raise DockerfileError(f"line {line}: unknown flag: --{name} (for {keyword})")
+                hint = _did_you_mean(name, FLAGS[keyword])
+                raise DockerfileError(f"line {line}: unknown flag: --{name} (for {keyword}){hint}")
             flags.append((name, value if value is not None else "true"))
             rest = tail.strip()
     exec_form = None
@@ -236,6 +254,31 @@ def _instruction(line: int, text: str) -> Instruction:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             exec_form = tuple(value)
     return Instruction(line, keyword, rest, tuple(flags), exec_form)
+
+
+def _did_you_mean(word: str, options: frozenset[str] = KEYWORDS) -> str:
+    """`` (did you mean FROM?)`` for a word a known one is within two edits of, as
+    Docker suggests it (a keyword in the word's case); else nothing."""
+    best, distance = "", 3
+    for option in sorted(options):
+        d = _edits(word.upper(), option.upper())
+        if d < distance:
+            best, distance = option, d
+    if not best:
+        return ""
+    if word.islower():
+        best = best.lower()
+    return f" (did you mean {best}?)"
+
+
+def _edits(a: str, b: str) -> int:
+    """The Levenshtein distance of ``a`` and ``b``."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
 
 
 def is_name(text: str) -> bool:
@@ -313,62 +356,121 @@ class _Lexer:
             else:
                 out.append(ch)
 
-    def dollar(self) -> str:
+    def name(self) -> str:
+        """A ``$``'s name: letters, digits and ``_``; or digits alone; or one of the
+        shell's special parameters (``$$``, ``$@`` ...), which a build does not set."""
         ch = self.peek()
-        if ch == "{":
-            self.take()
-            return self.braced()
+        if ch.isdigit():
+            start = self.pos
+            while self.peek().isdigit():
+                self.take()
+            return self.text[start : self.pos]
+        if ch and ch in _SPECIAL:
+            return self.take()
         start = self.pos
         while self.peek() and (self.peek().isalnum() or self.peek() == "_"):
             self.take()
-        name = self.text[start : self.pos]
+        return self.text[start : self.pos]
+
+    def dollar(self) -> str:
+        if self.peek() == "{":
+            self.take()
+            return self.braced()
+        name = self.name()
         if not name:
             return "$"
         return self.env.get(name, "")
 
     def braced(self) -> str:
-        start = self.pos
-        while self.peek() and (self.peek().isalnum() or self.peek() == "_"):
-            self.take()
-        name = self.text[start : self.pos]
-        if not name:
+        if self.peek() in ("", "{", "}", ":"):
             raise DockerfileError(f"line {self.line}: bad substitution in {self.text!r}")
-        op = ""
-        if self.peek() == ":":
-            op = self.take()
-        if self.peek() in ("-", "+", "?"):
+        name = self.name()
+        op = self.take()
+        if op == "}":
+            return self.env.get(name, "")
+        if op == ":":
             op += self.take()
-        elif op:
-            raise DockerfileError(f"line {self.line}: unsupported modifier in ${{{name}:...}}")
-        word = self.inner() if op else ""
-        if not op and self.take() != "}":
-            raise DockerfileError(f"line {self.line}: missing '}}' in {self.text!r}")
         value = self.env.get(name)
-        empty = value is None or (op.startswith(":") and value == "")
-        kind = op[-1:] if op else ""
-        if kind == "-":
-            return word if empty else str(value)
-        if kind == "+":
-            return "" if empty else word
-        if kind == "?":
+        if op in ("-", "+", "?", ":-", ":+", ":?"):
+            word = self.inner()
+            empty = value is None or (op.startswith(":") and value == "")
+            if op[-1] == "-":
+                return word if empty else str(value)
+            if op[-1] == "+":
+                return "" if empty else word
             if empty:
-                raise DockerfileError(
-                    f"line {self.line}: {name}: {word or 'is not allowed to be unset'}"
+                why = (
+                    "is not allowed to be unset" if value is None else "is not allowed to be empty"
                 )
+                raise DockerfileError(f"line {self.line}: {name}: {word or why}")
             return str(value)
-        return value or ""
+        if op in ("#", "%"):
+            # ${NAME#PATTERN}: NAME without its shortest prefix PATTERN matches (## the
+            # longest); % the suffix.
+            word = self.inner(raw=True)
+            greedy = word.startswith(op)
+            pattern = word[1:] if greedy else word
+            if op == "#":
+                return self.trimmed(pattern, value or "", greedy)
+            return self.trimmed(_reversed_pattern(pattern), (value or "")[::-1], greedy)[::-1]
+        if op == "/":
+            # ${NAME/PATTERN/TEXT}: the first (// every) longest match replaced.
+            every = self.peek() == "/"
+            if every:
+                self.take()
+            pattern = self.inner(stop="/", raw=True)
+            text = self.inner(raw=True)
+            regex = self.pattern(pattern, greedy=True)
+            return regex.sub(lambda _: text, value or "", count=0 if every else 1)
+        if not op:
+            raise DockerfileError(f"line {self.line}: missing '}}' in {self.text!r}")
+        raise DockerfileError(
+            f"line {self.line}: unsupported modifier ({op}) in substitution in {self.text!r}"
+        )
 
-    def inner(self) -> str:
-        """The word of a ``${NAME:-word}`` up to its closing brace (expanded)."""
+    def trimmed(self, pattern: str, value: str, greedy: bool) -> str:
+        m = self.pattern(pattern, greedy=greedy).match(value)
+        return value[m.end() :] if m else value
+
+    def pattern(self, pattern: str, *, greedy: bool) -> re.Pattern[str]:
+        """A substitution's shell pattern (``*``, ``?``; a backslash keeps ``*``, ``?``
+        and itself, and goes before a ``}`` or ``/``) as a regular expression."""
+        out: list[str] = []
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
+            i += 1
+            if ch == "*":
+                out.append(".*" if greedy else ".*?")
+            elif ch == "?":
+                out.append(".")
+            elif ch == "\\" and pattern[i : i + 1] in ("}", "/"):
+                continue
+            elif ch == "\\":
+                nxt = pattern[i : i + 1]
+                if nxt not in ("*", "?", "\\"):
+                    raise DockerfileError(
+                        f"line {self.line}: invalid pattern ({pattern}) in substitution: "
+                        f"invalid escape '\\{nxt}'"
+                    )
+                out.append(re.escape(nxt))
+                i += 1
+            else:
+                out.append(re.escape(ch))
+        return re.compile("".join(out), re.DOTALL)
+
+    def inner(self, stop: str = "}", raw: bool = False) -> str:
+        """The word of a ``${NAME:-word}`` up to ``stop`` (expanded); ``raw``: an
+        escaped character keeps its escape (a pattern's)."""
         out: list[str] = []
         while True:
             ch = self.take()
             if not ch:
-                raise DockerfileError(f"line {self.line}: missing '}}' in {self.text!r}")
-            if ch == "}":
+                raise DockerfileError(f"line {self.line}: missing {stop!r} in {self.text!r}")
+            if ch == stop:
                 return "".join(out)
             if ch == self.escape:
-                out.append(self.take())
+                out.append((ch if raw else "") + self.take())
             elif ch == "$":
                 out.append(self.dollar())
             elif ch == "'":
@@ -377,6 +479,21 @@ class _Lexer:
                 out.append(self.double())
             else:
                 out.append(ch)
+
+
+def _reversed_pattern(pattern: str) -> str:
+    """A pattern backwards, each escape still before the character it escapes (a
+    suffix is found as the prefix of the reversed value)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i : i + 2])
+            i += 2
+        else:
+            out.append(pattern[i])
+            i += 1
+    return "".join(reversed(out))
 
 
 def words(text: str, env: dict[str, str], escape: str = "\\", line: int = 0) -> list[str]:

@@ -17,7 +17,10 @@ __all__ = [
     "SCRIPTS",
     "apply_changes",
     "apply_metadata",
+    "go_duration",
     "go_duration_ns",
+    "go_quoted",
+    "nop",
     "run_command",
     "shell_form",
 ]
@@ -87,13 +90,72 @@ def run_command(ins: Instruction, shell: list[str]) -> tuple[list[str], Heredoc 
     return [*shell, ins.text + "".join(f"\n{d.body}{d.end}" for d in ins.heredocs)], None
 
 
-def _nop(text: str) -> str:
-    return f"/bin/sh -c #(nop)  {text}"
+def nop(inner: dict[str, Any], text: str, *, writes: bool = False) -> str:
+    """A step's history ``created_by`` as Docker's builder writes it: the stage's SHELL
+    (the one after the step), ``#(nop)``, the step as Go prints it; one space after
+    ``#(nop)`` for a step that ``writes`` files (COPY, ADD, WORKDIR), two for the
+    others, as Docker's."""
+    shell = inner.get("Shell") or ["/bin/sh", "-c"]
+    return " ".join([*shell, f"#(nop) {text}"] if writes else [*shell, "#(nop) ", text])
 
 
-def _ports(ins: Instruction, env: dict[str, str], escape: str) -> list[str]:
+def go_quoted(values: Sequence[str]) -> str:
+    """Go's ``%q`` of a list of strings: ``["a" "b c"]``."""
+    return "[" + " ".join(_go_quote(v) for v in values) + "]"
+
+
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
+
+
+def _go_quote(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String``: ``0s``, ``500ms``, ``1.5s``, ``1m30s``, ``1h0m0s``."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-" if ns < 0 else ""), abs(ns)
+    if ns < 10**9:
+        unit, size = ("ns", 1) if ns < 10**3 else ("µs", 10**3) if ns < 10**6 else ("ms", 10**6)
+        return sign + _fraction(ns, size) + unit
+    seconds = _fraction(ns % (60 * 10**9), 10**9) + "s"
+    minutes, hours = ns // (60 * 10**9) % 60, ns // (3600 * 10**9)
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    return f"{sign}{minutes}m{seconds}" if minutes else sign + seconds
+
+
+def _fraction(value: int, size: int) -> str:
+    whole, rest = divmod(value, size)
+    digits = str(rest).rjust(len(str(size)) - 1, "0").rstrip("0") if rest else ""
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def _ports(ins: Instruction, given: list[str]) -> list[str]:
+    """EXPOSE's ports (``8000-8002`` is three), each PORT/PROTOCOL."""
     found = []
-    for word in words(ins.text, env, escape, ins.line):
+    for word in given:
         port, _, proto = word.partition("/")
         proto = (proto or "tcp").lower()
         low, dash, high = port.partition("-")
@@ -119,17 +181,24 @@ def apply_metadata(
         found = pairs(ins, env, escape)
         current = list(inner.get("Env") or [])
         for key, value in found:
-            current = [e for e in current if e.partition("=")[0] != key] + [f"{key}={value}"]
+            # Replaced where it is (PATH stays first), else added at the end, as Docker's.
+            names = [e.partition("=")[0] for e in current]
+            if key in names:
+                current[names.index(key)] = f"{key}={value}"
+            else:
+                current.append(f"{key}={value}")
         inner["Env"] = current
-        return _nop("ENV " + " ".join(f"{k}={v}" for k, v in found))
+        return nop(inner, "ENV " + " ".join(f"{k}={v}" for k, v in found))
     if kw == "LABEL":
         found = pairs(ins, env, escape)
         labels = dict(inner.get("Labels") or {})
         labels.update(found)
         inner["Labels"] = labels
-        return _nop("LABEL " + " ".join(f"{k}={v}" for k, v in found))
+        return nop(inner, "LABEL " + " ".join(f"{k}={v}" for k, v in found))
     if kw == "MAINTAINER":
-        return _nop(f"MAINTAINER {ins.text}")
+        if not ins.text:
+            raise DockerfileError(f"line {line}: MAINTAINER requires exactly one argument")
+        return nop(inner, f"MAINTAINER {ins.text}")
     if kw == "WORKDIR":
         path = expand(ins.text, env, escape, line)
         if not path:
@@ -137,13 +206,13 @@ def apply_metadata(
         if not path.startswith("/"):
             path = (inner.get("WorkingDir") or "/").rstrip("/") + "/" + path
         inner["WorkingDir"] = path
-        return _nop(f"WORKDIR {path}")
+        return nop(inner, f"WORKDIR {path}", writes=True)
     if kw == "USER":
         user = expand(ins.text, env, escape, line)
         if not user or " " in user.strip():
             raise DockerfileError(f"line {line}: USER requires exactly one argument")
         inner["User"] = user.strip()
-        return _nop(f"USER {user.strip()}")
+        return nop(inner, f"USER {user.strip()}")
     if kw in ("CMD", "ENTRYPOINT"):
         command = shell_form(ins, shell) if ins.text else []
         if kw == "ENTRYPOINT":
@@ -153,23 +222,32 @@ def apply_metadata(
             inner.pop("Cmd", None)
         else:
             inner["Cmd"] = command
-        return _nop(f"{kw} {json.dumps(command)}")
+        return nop(inner, f"{kw} {go_quoted(command)}")
     if kw == "EXPOSE":
-        ports = _ports(ins, env, escape)
+        if not ins.text:
+            raise DockerfileError(f"line {line}: EXPOSE requires at least one argument")
+        given = words(ins.text, env, escape, line)
+        ports = _ports(ins, given)
         exposed = dict(inner.get("ExposedPorts") or {})
         exposed.update({p: {} for p in ports})
         inner["ExposedPorts"] = exposed
-        return _nop("EXPOSE " + " ".join(sorted(ports)))
+        return nop(inner, "EXPOSE " + " ".join(given))
     if kw == "VOLUME":
         paths = (
             list(ins.exec_form) if ins.exec_form is not None else words(ins.text, env, escape, line)
         )
         if not paths or not all(p.strip() for p in paths):
             raise DockerfileError(f"line {line}: VOLUME specified can not be an empty string")
+        for path in paths:
+            if not path.startswith("/"):
+                # No container of the image could mount it (Docker refuses it at run).
+                raise DockerfileError(
+                    f"line {line}: VOLUME {path}: the volume path must be absolute"
+                )
         volumes = dict(inner.get("Volumes") or {})
         volumes.update({p: {} for p in paths})
         inner["Volumes"] = volumes
-        return _nop(f"VOLUME {json.dumps(paths)}")
+        return nop(inner, f"VOLUME [{' '.join(paths)}]")
     if kw == "STOPSIGNAL":
         signal = expand(ins.text, env, escape, line).strip()
         if not signal:
@@ -179,18 +257,20 @@ def apply_metadata(
         except ValueError as exc:
             raise DockerfileError(f"line {line}: STOPSIGNAL: {exc}") from None
         inner["StopSignal"] = signal
-        return _nop(f"STOPSIGNAL [{signal}]")
+        return nop(inner, f"STOPSIGNAL {signal}")
     if kw == "SHELL":
         if ins.exec_form is None or not ins.exec_form:
             raise DockerfileError(
                 f'line {line}: SHELL requires the arguments to be in JSON form: ["sh", "-c"]'
             )
         inner["Shell"] = list(ins.exec_form)
-        return _nop(f"SHELL {json.dumps(list(ins.exec_form))}")
+        return nop(inner, f"SHELL [{' '.join(ins.exec_form)}]")
     if kw == "HEALTHCHECK":
-        inner["Healthcheck"] = _healthcheck(ins)
-        test = " ".join(json.dumps(word) for word in inner["Healthcheck"]["Test"])
-        return _nop(f"HEALTHCHECK &{{[{test}]}}")  # Go's %q of the test, as Docker's
+        check = inner["Healthcheck"] = _healthcheck(ins)
+        # Go's %+v of Docker's HealthConfig.
+        fields = [f"Test:[{' '.join(check['Test'])}]"]
+        fields += [f"{k}:{go_duration(check.get(k, 0))}" for k in _DURATIONS.values()]
+        return nop(inner, f"HEALTHCHECK &{{{' '.join(fields)} Retries:{check.get('Retries', 0)}}}")
     if kw == "ONBUILD":
         trigger = ins.text.strip()
         first = trigger.split(None, 1)[0].upper() if trigger else ""
@@ -199,7 +279,7 @@ def apply_metadata(
                 f"line {line}: {first or 'an empty trigger'} isn't allowed as an ONBUILD trigger"
             )
         inner["OnBuild"] = [*(inner.get("OnBuild") or []), trigger]
-        return _nop(f"ONBUILD {trigger}")
+        return nop(inner, f"ONBUILD {trigger}")
     raise DockerfileError(f"line {line}: {kw} is not a metadata instruction")
 
 
@@ -227,6 +307,15 @@ def apply_changes(inner: dict[str, Any], changes: Sequence[str]) -> None:
             raise DockerfileError(f"invalid change {change!r}: {message}") from None
 
 
+# HEALTHCHECK's duration options and their HealthConfig fields, in its order.
+_DURATIONS = {
+    "interval": "Interval",
+    "timeout": "Timeout",
+    "start-period": "StartPeriod",
+    "start-interval": "StartInterval",
+}
+
+
 def _healthcheck(ins: Instruction) -> dict[str, Any]:
     where = f"line {ins.line}: HEALTHCHECK"
     rest = ins.text.strip()
@@ -247,21 +336,20 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
     else:
         test = ["CMD-SHELL", command]
     check: dict[str, Any] = {"Test": test}
-    keys = {
-        "interval": "Interval",
-        "timeout": "Timeout",
-        "start-period": "StartPeriod",
-        "start-interval": "StartInterval",
-    }
     for flag, value in ins.flags:
         if flag == "retries":
-            if not value.isdigit() or int(value) < 1:
-                raise DockerfileError(f"{where}: --retries must be at least 1, not {value!r}")
-            check["Retries"] = int(value)
+            # 0 (as unset: the default, 3, when run) is Docker's too; only a negative
+            # count or no number is refused.
+            if value.startswith("-") and value[1:].isdigit():
+                raise DockerfileError(f"{where}: --retries cannot be negative ({value})")
+            if not value.isdigit():
+                raise DockerfileError(f"{where}: --retries takes a count, not {value!r}")
+            if int(value):
+                check["Retries"] = int(value)
         else:
             ns = go_duration_ns(value, f"{where} --{flag}")
             if 0 < ns < 1_000_000:  # Docker's minimum; no run could use the image
                 raise DockerfileError(f"{where} --{flag}: {value!r} cannot be less than 1ms")
             if ns:
-                check[keys[flag]] = ns
+                check[_DURATIONS[flag]] = ns
     return check

@@ -7,9 +7,10 @@ configuration; RUN runs a container on the stage's image (the build's environmen
 working directory and shell) and commits its upper directories (on default one per
 overlay: /, /usr ...) as one layer with the machinery of ``commit``; COPY and ADD write
 their sources into a container created on the stage's image (never started) and commit
-that.  The image a RUN or COPY needs is recorded in the store for the step and removed at
-the end of the build (its layers stay with the final image, and with an earlier stage's
-image, kept untagged as Docker keeps it when it holds layers nothing else does).
+that; WORKDIR makes its directory the same way.  The image a RUN or COPY needs is
+recorded in the store for the step and removed at the end of the build (its layers stay
+with the final image, and with an earlier stage's image, kept untagged as Docker keeps it
+when it holds layers nothing else does).
 
 The layer cache (``<images>/build-cache/<key>.json``): a step's key is the digest of its
 parent's configuration (and base) and of what the step does (the instruction after
@@ -33,17 +34,19 @@ from __future__ import annotations
 import codecs
 import contextlib
 import copy
+import email.utils
 import hashlib
 import json
 import logging
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -74,17 +77,29 @@ from .dockerfile import (
     words,
 )
 from .ignore import Ignore
-from .instructions import SCRIPTS, apply_metadata, run_command
+from .instructions import SCRIPTS, apply_metadata, nop, run_command
 
 if TYPE_CHECKING:
     from .._images.pull import Platform
     from .._supervisor import Supervisor
 
-__all__ = ["BuildError", "Builder", "Options", "prune_cache"]
+__all__ = ["BuildError", "Builder", "Options", "Say", "prune_cache"]
 
 log = logging.getLogger("boxd.build")
 
 Say = Callable[[str], Awaitable[None]]
+
+# What a stage may be named (FROM IMAGE AS NAME), as Docker's parser takes it.
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9-_.]*")
+
+# Docker's predefined build arguments: a --build-arg of one is in every RUN's environment
+# without an ARG, kept out of the history and the cache key (a proxy of the build
+# machine's, not the image's), and never warned about as not consumed.
+PROXY_ARGS = frozenset(
+    name
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (proxy, proxy.lower())
+)
 
 
 class BuildError(Exception):
@@ -125,6 +140,7 @@ class _Stage:
     layers: tuple[BlobRef, ...]
     args: dict[str, str] = attrs.Factory(dict)  # ARGs declared in the stage
     cmd_set: bool = False  # a CMD of this Dockerfile's stage (ENTRYPOINT keeps it then)
+    maintainer: str = ""  # the stage's MAINTAINER: its steps' author
     base: str = ""  # what the layers lie over (ImageRecord.base): "" or "default"
 
     @property
@@ -212,7 +228,7 @@ class Builder:
         while steps and steps[0].keyword == "ARG":
             number += 1
             await self.say(f"Step {number}/{total} : {steps[0].original}\n")
-            self._declare(steps.pop(0), meta, meta)
+            self._declare(steps.pop(0), meta, meta, dict(meta))
         await self._find_sources()
         if steps[0].keyword != "FROM":
             first = steps[0]
@@ -220,14 +236,21 @@ class Builder:
                 f"line {first.line}: {first.keyword} before the first FROM "
                 "(only ARG may come before it)"
             )
-        names = [
-            words(i.text, meta, self.escape, i.line)[-1].lower()
-            for i in steps
-            if i.keyword == "FROM" and " as " in f" {i.text.lower()} "
-        ]
+        names = []
+        for i in steps:
+            if i.keyword == "FROM" and " as " in f" {i.text.lower()} ":
+                name = words(i.text, meta, self.escape, i.line)[-1]
+                if _STAGE_NAME.fullmatch(name.lower()) is None:
+                    raise BuildError(
+                        f"line {i.line}: invalid name for build stage: {name!r}, name can't "
+                        "start with a number or contain symbols"
+                    )
+                if name.lower() in names:
+                    raise BuildError(f"line {i.line}: {name} stage name already used")
+                names.append(name.lower())
         target = self.options.target
         if target and target.lower() not in names:
-            raise BuildError(f"failed to reach build target {target} in Dockerfile")
+            raise BuildError(f'target stage "{target}" could not be found')
         stage: _Stage | None = None
         first_step = number + 1  # after the ARGs before the first FROM
         try:
@@ -256,7 +279,7 @@ class Builder:
             labels = dict(stage.inner.get("Labels") or {})
             labels.update(self.options.labels)
             stage.inner["Labels"] = labels
-        unused = sorted(set(self.options.build_args) - self.used_args)
+        unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
         if unused:
             await self.say(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
@@ -323,28 +346,30 @@ class Builder:
 
     # ---- ARG and FROM -------------------------------------------------------------
 
-    def _declare(self, ins: Instruction, scope: dict[str, str], meta: dict[str, str]) -> None:
-        """ARG NAME[=default] ...: its value (a --build-arg's, else the default, else a
-        global ARG's of the same name) in ``scope``."""
+    def _declare(
+        self, ins: Instruction, scope: dict[str, str], meta: dict[str, str], env: dict[str, str]
+    ) -> str:
+        """ARG NAME[=default] ...: its value (a --build-arg's, else the default expanded
+        with ``env``, what the line's substitution sees, else a global ARG's of the same
+        name) in ``scope``; none (unset, not empty) without one, as Docker's.  The
+        instruction as Docker's history shows it (the defaults expanded)."""
         if not ins.text:
             raise BuildError(f"line {ins.line}: ARG requires at least one argument")
-        env = dict(scope)
+        shown = []
         for word in raw_words(ins.text, self.escape):
             name, eq, default = word.partition("=")
             if not is_name(name):
                 raise BuildError(f"line {ins.line}: ARG names a bad variable: {word!r}")
+            value = expand(default, env, self.escape, ins.line) if eq else None
+            shown.append(name if value is None else f"{name}={value}")
             if name in self.options.build_args:
-                value: str | None = self.options.build_args[name]
+                value = self.options.build_args[name]
                 self.used_args.add(name)
-            elif eq:
-                value = expand(default, env, self.escape, ins.line)
-            else:
+            elif not eq:
                 value = meta.get(name)
             if value is not None:
                 scope[name] = value
-                env[name] = value
-            else:
-                scope.setdefault(name, "")
+        return "ARG " + " ".join(shown)
 
     async def _from(self, ins: Instruction, meta: dict[str, str]) -> _Stage:
         found = words(ins.text, meta, self.escape, ins.line)
@@ -385,7 +410,8 @@ class Builder:
         await self.say(f" ---> {_short(record.id)}\n")
         triggers = list(stage.inner.pop("OnBuild", None) or [])
         if triggers:
-            await self.say(f"# Executing {len(triggers)} build trigger(s)\n")
+            plural = "s" if len(triggers) > 1 else ""
+            await self.say(f"# Executing {len(triggers)} build trigger{plural}\n")
             from .dockerfile import parse
 
             for trigger in triggers:
@@ -394,13 +420,16 @@ class Builder:
                     await self._step(stage, step, meta)
         return stage
 
-    async def _image(self, text: str, ins: Instruction, meta: dict[str, str]) -> Any:
+    async def _image(
+        self, text: str, ins: Instruction, meta: dict[str, str], what: str = ""
+    ) -> Any:
         """A stored image (pulled when missing, or always with --pull), its layers
-        unpacked."""
+        unpacked.  ``what``: the image as errors name it (FROM's: ``FROM NAME``)."""
+        what = what or f"{ins.keyword} {text}"
         try:
             ref = parse_reference(text)
         except ValueError as exc:
-            raise BuildError(f"line {ins.line}: {ins.keyword} {text}: {exc}") from None
+            raise BuildError(f"line {ins.line}: {what}: {exc}") from None
         platform_text = expand(ins.flag("platform"), meta, self.escape, ins.line)
         platform = self.options.platform
         if platform_text:
@@ -422,9 +451,7 @@ class Builder:
             try:
                 pulled = await self.sup.puller.pull(ref, platform=platform)
             except Exception as exc:
-                raise BuildError(
-                    f"line {ins.line}: {ins.keyword} {text}: cannot get the image: {exc}"
-                ) from None
+                raise BuildError(f"line {ins.line}: {what}: cannot get the image: {exc}") from None
             record = pulled.record
             image_event(self.sup, "pull", record.id, ref.familiar, ref.familiar_name)
         await self.sup.unpacks.ready(record, text)
@@ -435,12 +462,14 @@ class Builder:
     async def _step(self, stage: _Stage, ins: Instruction, meta: dict[str, str]) -> None:
         kw = ins.keyword
         if kw == "ARG":
-            self._declare(ins, stage.args, meta)
-            await self._metadata(stage, ins, f"/bin/sh -c #(nop)  ARG {ins.text}", None)
+            shown = self._declare(ins, stage.args, meta, stage.env())
+            await self._metadata(stage, ins, nop(stage.inner, shown), None)
         elif kw == "RUN":
             await self._run(stage, ins)
         elif kw in ("COPY", "ADD"):
             await self._copy(stage, ins)
+        elif kw == "WORKDIR":
+            await self._workdir(stage, ins)
         else:
             inner = copy.deepcopy(stage.inner)
             try:
@@ -450,7 +479,31 @@ class Builder:
             if kw == "ENTRYPOINT" and stage.cmd_set and "Cmd" in stage.inner:
                 inner["Cmd"] = stage.inner["Cmd"]  # only the base image's CMD is dropped
             stage.cmd_set = stage.cmd_set or kw == "CMD"
+            if kw == "MAINTAINER":
+                stage.maintainer = ins.text
             await self._metadata(stage, ins, created_by, inner)
+
+    async def _workdir(self, stage: _Stage, ins: Instruction) -> None:
+        """WORKDIR: the configuration's, and the directory made where it is not there yet,
+        as Docker's builders make it (root's, 0755), in a layer of its own (none when it
+        was there)."""
+        inner = copy.deepcopy(stage.inner)
+        try:
+            created_by = apply_metadata(ins, inner, stage.env(), self.escape)
+        except DockerfileError as exc:
+            raise BuildError(str(exc)) from None
+        key = self._key(stage, ["workdir", created_by, inner])
+        if await self._cached(stage, key, created_by, with_layer=True, inner=inner):
+            return
+        path = inner["WorkingDir"]
+
+        def make_tar(root_fd: int, out: IO[bytes]) -> None:
+            sources.write_dirs(out, _missing_dirs(root_fd, path))
+
+        layer = await self._write_layer(stage, ins, make_tar)
+        stage.config["config"] = inner
+        self._add_layer(stage, layer, created_by)
+        await self._stored(stage, key)
 
     async def _metadata(
         self, stage: _Stage, ins: Instruction, created_by: str, inner: dict[str, Any] | None
@@ -465,8 +518,11 @@ class Builder:
 
     def _history(self, stage: _Stage, created_by: str, *, empty: bool) -> None:
         entry: dict[str, Any] = {"created": _now(), "created_by": created_by}
+        if stage.maintainer:
+            entry["author"] = stage.maintainer
         if empty:
             entry["empty_layer"] = True
+        _child(stage, stage.config)
         stage.config["history"] = [*(stage.config.get("history") or []), entry]
         stage.config["created"] = entry["created"]
 
@@ -544,6 +600,7 @@ class Builder:
             if entry.get("created_by") != created_by or (not empty and not with_layer):
                 continue
             config = copy.deepcopy(stage.config)
+            _child(stage, config)
             if inner is not None:
                 config["config"] = inner
             config["history"] = [*history, entry]
@@ -594,14 +651,16 @@ class Builder:
         command: list[str],
         env: list[str],
         *,
+        runs: bool = False,
         volumes: bool = True,
         binds: tuple[Volume, ...] = (),
     ) -> AsyncIterator[str]:
         """A container on the stage's image; removed at the end as --rm and --force-rm
-        say (a failed step's is kept with --rm alone, as Docker keeps it).  Without
-        ``volumes`` the image's VOLUMEs are not mounted: COPY writes into the image there,
-        and reads what the image holds there.  ``binds``: host files bound in (a RUN's
-        script)."""
+        say (with ``runs``, a RUN's that failed is kept with --rm alone, as Docker keeps
+        it; one only written into or read, never started, goes with its step's failure,
+        as Docker's COPY leaves none).  Without ``volumes`` the image's VOLUMEs are not
+        mounted: COPY writes into the image there, and reads what the image holds there.
+        ``binds``: host files bound in (a RUN's script)."""
         if not volumes and "Volumes" in stage.inner:
             stage = _Stage(stage.name, copy.deepcopy(stage.config), stage.layers, base=stage.base)
             del stage.inner["Volumes"]
@@ -620,10 +679,10 @@ class Builder:
             volumes=binds,
         )
         c = await self.sup.create(config)
-        remove = self.options.force_rm
+        remove = self.options.force_rm or not runs
         try:
             yield c.id
-            remove = remove or self.options.rm
+            remove = self.options.force_rm or self.options.rm
         except BaseException as exc:
             # A cancelled build (its client went away): nothing of it stays.
             remove = remove or not isinstance(exc, Exception)
@@ -639,7 +698,8 @@ class Builder:
         shell = list(stage.inner.get("Shell") or ["/bin/sh", "-c"])
         command, script = run_command(ins, shell)
         image_env = {str(e).partition("=")[0] for e in stage.inner.get("Env") or []}
-        args = [f"{k}={v}" for k, v in sorted(stage.args.items()) if k not in image_env]
+        # Sorted as strings, as Docker's history shows them (A1=x before A=y).
+        args = sorted(f"{k}={v}" for k, v in stage.args.items() if k not in image_env)
         created_by = " ".join(command)
         if args:
             created_by = f"|{len(args)} {' '.join(args)} {created_by}"
@@ -649,8 +709,13 @@ class Builder:
         key = self._key(stage, what)
         if await self._cached(stage, key, created_by, with_layer=True):
             return
+        proxies = [
+            f"{k}={v}"
+            for k, v in sorted(self.options.build_args.items())
+            if k in PROXY_ARGS and k not in stage.args and k not in image_env
+        ]
         with self._script(script) as binds:
-            layer = await self._run_step(stage, command, args, binds)
+            layer = await self._run_step(stage, command, [*args, *proxies], binds)
         self._add_layer(stage, layer, created_by)
         await self._stored(stage, key)
 
@@ -674,7 +739,7 @@ class Builder:
     ) -> BlobRef | None:
         """RUN's container: its output said; its changes, the stage's next layer (None:
         it changed nothing)."""
-        async with self._container(stage, command, args, binds=binds) as cid:
+        async with self._container(stage, command, args, runs=True, binds=binds) as cid:
             await self.say(f" ---> Running in {cid[:12]}\n")
             try:
                 output, _ = await self.sup.start_attached(cid)
@@ -725,6 +790,12 @@ class Builder:
             raise BuildError(f"line {ins.line}: {ins.keyword} requires at least two arguments")
         *patterns, dest = found
         source = expand(ins.flag("from"), env, self.escape, ins.line)
+        if ins.flag("from") and not source:
+            # Not the context: a global ARG is not seen after FROM unless declared again.
+            raise BuildError(
+                f"line {ins.line}: --from={ins.flag('from')} is empty here (an ARG before the "
+                "first FROM must be declared again in the stage: ARG NAME)"
+            )
         docs = _heredoc_sources(ins, patterns, source)
         urls = [p for p in patterns if "://" in p]
         if urls and ins.keyword == "COPY":
@@ -734,27 +805,29 @@ class Builder:
                 f"line {ins.line}: ADD {urls[0]}: give URLs and other sources in separate ADDs"
             )
         workdir = stage.inner.get("WorkingDir") or "/"
-        dest_dir = (
-            dest.endswith("/")
-            or len(patterns) > 1
-            or any(sources.has_glob(p) for p in patterns if "://" not in p)
-        )
+        dest_dir = dest.endswith("/") or len(patterns) > 1  # or a wildcard's several files
         absolute = posixpath.normpath(posixpath.join(workdir, dest))
         chown = expand(ins.flag("chown"), env, self.escape, ins.line)
-        chmod = ins.flag("chmod")
+        chmod = expand(ins.flag("chmod"), env, self.escape, ins.line)
         mode = None
         if chmod:
             try:
                 mode = int(chmod, 8)
             except ValueError:
                 raise BuildError(f"line {ins.line}: invalid --chmod {chmod!r}: use octal") from None
-        async with self._source_root(ins, source, urls, docs, env) as (root_fd, ignore, label):
+        checksum = _checksum(ins, env, self.escape, urls)
+        async with self._source_root(ins, source, urls, docs, env, checksum) as (
+            root_fd,
+            ignore,
+            label,
+        ):
             if urls:
                 patterns = [_url_name(u) for u in urls]
             elif docs:
                 patterns = [d.name for d in docs]
             try:
                 found_sources = [s for p in patterns for s in sources.find(root_fd, p, ignore)]
+                dest_dir = dest_dir or len(found_sources) > 1
                 content = await trio.to_thread.run_sync(
                     sources.digest, root_fd, found_sources, ignore
                 )
@@ -763,12 +836,15 @@ class Builder:
             # Everything the key holds but where the files come from (their content is
             # there): what --cache-from matches a step of another image's history by.
             flags = "".join(f"--{k}={v} " for k, v in (("chown", chown), ("chmod", chmod)) if v)
-            into = absolute + "/" if dest_dir and absolute != "/" else absolute
             kind = "dir" if found_sources[0].is_dir else "file"
-            created_by = f"/bin/sh -c #(nop) {ins.keyword} {flags}{kind}:{content} in {into} "
-            key = self._key(
-                stage, ["copy", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
+            kind = "multi" if len(found_sources) > 1 else kind
+            created_by = nop(
+                stage.inner, f"{ins.keyword} {flags}{kind}:{content} in {dest} ", writes=True
             )
+            # "copy-owners": no entry from before COPY --from kept the owners and --chown
+            # owned the directories it makes is taken.
+            what = ["copy-owners", ins.keyword, label, content, absolute, dest_dir, chown, chmod]
+            key = self._key(stage, what)
             if await self._cached(stage, key, created_by, with_layer=True):
                 return
             layer = await self._copy_layer(
@@ -785,6 +861,7 @@ class Builder:
         urls: list[str],
         docs: list[Heredoc],
         env: dict[str, str],
+        checksum: str,
     ) -> AsyncIterator[tuple[int, Ignore | None, str]]:
         """An fd of where the sources are: the context, ADD's downloads, the heredocs'
         files, or --from's stage or image (a container created on it, its files mounted
@@ -793,7 +870,7 @@ class Builder:
             where = Path(tempfile.mkdtemp(dir=self.context.parent, prefix="sources-"))
             try:
                 for url in urls:
-                    await _download(url, where / _url_name(url), ins)
+                    await _download(url, where / _url_name(url), ins, checksum)
                 for doc in docs:
                     # A file of its own (0644, as BuildKit makes it) named after its
                     # delimiter; an unquoted one's $VARIABLES are the build's.
@@ -827,7 +904,8 @@ class Builder:
         if stage is None and source in DEFAULT_IMAGES:
             stage = _default_stage("")
         if stage is None:
-            record = await self._image(source, ins, {})
+            what = f"{ins.keyword} --from={source} (no stage of that name before)"
+            record = await self._image(source, ins, {}, what)
             stage = _Stage(
                 "", copy.deepcopy(self.store.config(record)), record.layers, base=record.base
             )
@@ -851,24 +929,49 @@ class Builder:
         chown: str,
         mode: int | None,
     ) -> BlobRef | None:
-        from .. import _copy
-        from .._images import archive
-
-        def write(root_fd: int) -> None:
+        def target(root_fd: int) -> sources.CopyTarget:
             st = _dir_there(root_fd, dest)
+            if not st and any(s.is_dir for s in found) and _there(root_fd, dest):
+                # Docker's builder cannot make the directory there either; not replaced.
+                raise BuildError(
+                    f"{ins.keyword} failed: cannot copy a directory to {dest}: "
+                    "it is a file in the image, not a directory"
+                )
             owner = _owner(root_fd, chown, ins) if chown else None
-            target = sources.CopyTarget(
+            new_dirs: tuple[str, ...] = ()
+            if owner is not None and not all(s.is_dir for s in found):
+                new_dirs = _missing_dirs(
+                    root_fd, dest if dest_dir or st else posixpath.dirname(dest)
+                )
+            return sources.CopyTarget(
                 dest=dest,
                 dest_is_dir=dest_dir or st,
                 dest_exists=st,
                 owner=owner,
                 mode=mode,
                 extract=ins.keyword == "ADD",
+                keep_owners=bool(ins.flag("from")),
+                new_dirs=new_dirs,
             )
+
+        def make_tar(root_fd: int, out: IO[bytes]) -> None:
+            sources.write_tar(out, src_fd, found, target(root_fd), ignore)
+
+        return await self._write_layer(stage, ins, make_tar)
+
+    async def _write_layer(
+        self, stage: _Stage, ins: Instruction, make_tar: Callable[[int, IO[bytes]], None]
+    ) -> BlobRef | None:
+        """The layer of extracting into the stage's files the tar ``make_tar`` writes
+        (given the files' root, to see what is there); None when that changed nothing."""
+        from .. import _copy
+        from .._images import archive
+
+        def write(root_fd: int) -> None:
             fd, tar_path = self.store.temp_file()
             try:
                 with os.fdopen(fd, "wb") as out:
-                    sources.write_tar(out, src_fd, found, target, ignore)
+                    make_tar(root_fd, out)
                 _copy.extract_archive(
                     root_fd,
                     "/",
@@ -901,6 +1004,17 @@ class Builder:
             async with self.sup.open_root(cid) as (_, root_fd):
                 await trio.to_thread.run_sync(write, root_fd)
             return await self._commit(cid)
+
+
+def _child(stage: _Stage, config: dict[str, Any]) -> None:
+    """A step's image as Docker's builder makes it, a child of the one before: its author
+    the stage's MAINTAINER (none without one: not the base image's), and no comment (an
+    imported or committed base's is its own)."""
+    if stage.maintainer:
+        config["author"] = stage.maintainer
+    else:
+        config.pop("author", None)
+    config.pop("comment", None)
 
 
 def _default_stage(name: str) -> _Stage:
@@ -949,9 +1063,30 @@ def _url_name(url: str) -> str:
     return name if name not in ("", ".", "..") else "__unnamed__"
 
 
-async def _download(url: str, path: Path, ins: Instruction) -> None:
+_DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def _checksum(ins: Instruction, env: dict[str, str], escape: str, urls: list[str]) -> str:
+    """ADD --checksum's digest (``sha256:HEX``), checked: one http or https source only,
+    as BuildKit takes it."""
+    checksum = expand(ins.flag("checksum"), env, escape, ins.line)
+    if not checksum:
+        return ""
+    where = f"line {ins.line}: ADD --checksum={checksum}"
+    if len(urls) > 1:
+        raise BuildError(f"{where}: checksum can't be specified for multiple sources")
+    if not urls:
+        raise BuildError(f"{where}: checksum requires an HTTP(S) source")
+    algorithm, _, hexdigest = checksum.partition(":")
+    if len(hexdigest) != _DIGEST_LENGTHS.get(algorithm) or hexdigest.strip("0123456789abcdef"):
+        raise BuildError(f"{where}: invalid checksum digest format (use sha256:HEX)")
+    return checksum
+
+
+async def _download(url: str, path: Path, ins: Instruction, checksum: str) -> None:
     """ADD's URL (http or https, certificates checked against the system's CA bundle)
-    into ``path``, mode 0600 as Docker leaves a download."""
+    into ``path``, mode 0600 as Docker leaves a download; with ``checksum``, refused
+    unless the content has that digest."""
     import httpx
 
     from .._images.registry import ssl_context
@@ -970,11 +1105,29 @@ async def _download(url: str, path: Path, ins: Instruction) -> None:
                     f"{response.status_code} {response.reason_phrase}"
                 )
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            digest = hashlib.new(checksum.partition(":")[0] or "sha256")
             with os.fdopen(fd, "wb") as f:
                 async for chunk in response.aiter_bytes():
+                    digest.update(chunk)
                     await trio.to_thread.run_sync(f.write, chunk)
     except httpx.HTTPError as exc:
         raise BuildError(f"line {ins.line}: ADD {url}: cannot fetch it: {exc}") from None
+    got = f"{digest.name}:{digest.hexdigest()}"
+    if checksum and got != checksum:
+        raise BuildError(f"line {ins.line}: ADD {url}: digest mismatch {checksum}: {got}")
+    # The file's time is the server's Last-Modified, as Docker's builders set it.
+    with contextlib.suppress(TypeError, ValueError, OverflowError):
+        when = email.utils.parsedate_to_datetime(response.headers.get("last-modified", ""))
+        os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+def _there(root_fd: int, path: str) -> bool:
+    try:
+        fd = open_in_root(root_fd, path, os.O_PATH)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _dir_there(root_fd: int, path: str) -> bool:
@@ -984,6 +1137,17 @@ def _dir_there(root_fd: int, path: str) -> bool:
         return False
     os.close(fd)
     return True
+
+
+def _missing_dirs(root_fd: int, path: str) -> tuple[str, ...]:
+    """The directories of the absolute ``path`` not there yet, top down (``/a/b``, then
+    ``/a/b/c``): what a COPY makes."""
+    parts = [p for p in path.split("/") if p]
+    prefixes = ["/" + "/".join(parts[: n + 1]) for n in range(len(parts))]
+    for n, prefix in enumerate(prefixes):
+        if not _dir_there(root_fd, prefix):
+            return tuple(prefixes[n:])
+    return ()
 
 
 def _read_in(root_fd: int, path: str) -> str | None:

@@ -17,6 +17,7 @@ import os
 import posixpath
 import stat
 import tarfile
+import time
 import zlib
 from collections.abc import Iterator
 from typing import IO
@@ -28,7 +29,15 @@ from .._images.tarstream import ZSTD_MAGIC
 from .._images.unpack import open_in_root
 from .ignore import Ignore
 
-__all__ = ["CopyTarget", "Source", "SourceError", "digest", "find", "has_glob", "write_tar"]
+__all__ = [
+    "CopyTarget",
+    "Source",
+    "SourceError",
+    "digest",
+    "find",
+    "write_dirs",
+    "write_tar",
+]
 
 _CHUNK = 1 << 20
 
@@ -49,9 +58,15 @@ class CopyTarget:
     dest: str  # absolute, clean: where the sources go
     dest_is_dir: bool  # a file source goes into it (by its name), not onto it
     dest_exists: bool  # the directory is there already (its metadata is left as it is)
-    owner: tuple[int, int] | None  # --chown's ids; None: 0:0
+    owner: tuple[int, int] | None  # --chown's ids; None: 0:0 (or the sources', see next)
     mode: int | None  # --chmod
     extract: bool = False  # ADD: a local tar archive is unpacked at dest
+    # COPY --from without --chown: what is copied keeps its owners, as Docker's builders
+    # keep them (a directory made for the destination is still root's).
+    keep_owners: bool = False
+    # The directories to make first (absolute, top down, none there yet): with --chown,
+    # those a file is copied into, owned by its user as Docker makes them.
+    new_dirs: tuple[str, ...] = ()
 
 
 def _clean(path: str) -> str:
@@ -234,7 +249,10 @@ def digest(root_fd: int, sources: list[Source], ignore: Ignore | None) -> str:
 
 def _info(name: str, st: os.stat_result, target: CopyTarget) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.uid, info.gid = target.owner or (0, 0)
+    if target.owner is None and target.keep_owners:
+        info.uid, info.gid = st.st_uid, st.st_gid
+    else:
+        info.uid, info.gid = target.owner or (0, 0)
     info.mode = target.mode if target.mode is not None else stat.S_IMODE(st.st_mode)
     info.mtime = int(st.st_mtime)
     return info
@@ -252,14 +270,17 @@ def write_tar(
     dest = target.dest.strip("/")
     links: Links = {}  # (device, inode) of a file with links: its name
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_dirs(tar, target.new_dirs, target.owner or (0, 0))
         for source in sources:
             for entry in _walk(root_fd, source, ignore):
                 if entry.rel == "" and stat.S_ISDIR(entry.st.st_mode):
                     if not target.dest_exists and dest:
-                        # Made as Docker makes it, 0755 (or --chmod's): not with the
-                        # source directory's mode (the context's root is the daemon's
-                        # 0700 directory), which a USER after COPY . /app could not enter.
+                        # Made as Docker makes it, 0755 (or --chmod's), root's unless
+                        # --chown's: not with the source directory's mode (the context's
+                        # root is the daemon's 0700 directory), which a USER after COPY .
+                        # /app could not enter.
                         info = _info(dest, entry.st, target)
+                        info.uid, info.gid = target.owner or (0, 0)
                         info.type = tarfile.DIRTYPE
                         info.mode = 0o755 if target.mode is None else target.mode
                         tar.addfile(info)
@@ -275,6 +296,21 @@ def write_tar(
                 else:
                     name = f"{dest}/{entry.rel}" if dest else entry.rel
                 _add(tar, root_fd, entry, name.lstrip("/"), target, links)
+
+
+def write_dirs(out: IO[bytes], paths: tuple[str, ...]) -> None:
+    """The tar that makes the directories ``paths`` (absolute, top down), root's, 0755:
+    WORKDIR's."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_dirs(tar, paths, (0, 0))
+
+
+def _add_dirs(tar: tarfile.TarFile, paths: tuple[str, ...], owner: tuple[int, int]) -> None:
+    for path in paths:
+        info = tarfile.TarInfo(path.strip("/"))
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+        info.uid, info.gid = owner
+        tar.addfile(info)
 
 
 def _add(

@@ -7,6 +7,7 @@ temporary directory, which a daemon start empties.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import tempfile
@@ -27,12 +28,14 @@ from .messages import (
     BuildRequest,
     BuiltFrame,
 )
-from .runner import Builder, BuildError, Options
+from .runner import Builder, BuildError, Options, Say
 
 if TYPE_CHECKING:
     from .._supervisor import Supervisor
 
 __all__ = ["BuildError", "build"]
+
+_HELD = 8 << 20  # the most output -q keeps for a failure (its newest)
 
 
 class Streamer(Protocol):
@@ -139,7 +142,10 @@ def _dockerfile(context: Path, name: str) -> str:
             except IsADirectoryError:
                 break
             with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
-                return f.read()
+                text = f.read()
+            if not text:
+                raise BuildError(f"the Dockerfile ({candidate}) cannot be empty")
+            return text
     finally:
         os.close(root)
     raise BuildError(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}")
@@ -156,13 +162,42 @@ async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
     options = attrs.evolve(options, resources=resources, shm_size=req.shm_size)
     await conn.send(OkResponse())
 
+    # -q: the output is held, and sent only if the build fails (then before its error), as
+    # Docker's daemon does; the newest _HELD bytes of it.
+    held: collections.deque[str] = collections.deque()
+    held_size = 0
+
     async def say(text: str) -> None:
+        nonlocal held_size
         if not req.quiet:
             await conn.send(BuildOutputFrame(stream=text))
+            return
+        held.append(text)
+        held_size += len(text)
+        while held_size > _HELD and len(held) > 1:
+            held_size -= len(held.popleft())
 
     for warning in warnings:
         await say(f"WARNING: {warning}\n")
+    try:
+        image_id = await _build(sup, conn, req, options, say)
+    except Exception:
+        if held:
+            await conn.send(BuildOutputFrame(stream="".join(held)))
+        raise
+    if not image_id:
+        return  # cancelled: the client went away
+    await conn.send(BuiltFrame(id=image_id, tags=tuple([str(t) for t in options.tags])))
+    await say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n")
+    for tag in options.tags:
+        await say(f"Successfully tagged {tag.familiar}\n")
+    await conn.send(EndFrame())
 
+
+async def _build(
+    sup: Supervisor, conn: Streamer, req: BuildRequest, options: Options, say: Say
+) -> str:
+    """The build of the context the client sends; its image's id ("": cancelled)."""
     work = Path(tempfile.mkdtemp(dir=sup.images.tmp, prefix="build-"))
     try:
         context = work / "context"
@@ -172,6 +207,8 @@ async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
             dockerfile = parse(_dockerfile(context, req.dockerfile))
         except DockerfileError as exc:
             raise BuildError(f"Dockerfile parse error: {exc}") from None
+        if not dockerfile.instructions:
+            raise BuildError("Dockerfile parse error: file with no instructions")
         builder = Builder(sup, context, options, say)
         image_id = ""
         async with trio.open_nursery() as nursery:
@@ -181,13 +218,7 @@ async def build(sup: Supervisor, conn: Streamer, req: BuildRequest) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(shutil.rmtree, work, True)
-    if not image_id:
-        return  # cancelled: the client went away
-    await conn.send(BuiltFrame(id=image_id, tags=tuple([str(t) for t in options.tags])))
-    await say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n")
-    for tag in options.tags:
-        await say(f"Successfully tagged {tag.familiar}\n")
-    await conn.send(EndFrame())
+    return image_id
 
 
 # The area's interface (boxd._verbareas).

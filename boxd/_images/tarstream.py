@@ -320,7 +320,8 @@ class TarReader:
         self._piece = piece
         self._buf = b""
         self._pos = 0
-        self._left = 0  # data (and padding) of the current member not consumed yet
+        self._left = 0  # data of the current member not consumed yet
+        self._pad = 0  # and the padding after it
         self.member: Member | None = None
 
     def _take(self, n: int) -> bytes:
@@ -343,14 +344,20 @@ class TarReader:
         return data[:n]
 
     def _skip(self, n: int) -> None:
+        if not self._skipped(n):
+            raise self._truncated()
+
+    def _skipped(self, n: int) -> bool:
+        """Whether ``n`` bytes were there to skip (False: the stream ended first)."""
         while n:
             if self._pos == len(self._buf):
                 self._buf, self._pos = self._piece(), 0
                 if not self._buf:
-                    raise self._truncated()
+                    return False
             k = min(n, len(self._buf) - self._pos)
             self._pos += k
             n -= k
+        return True
 
     def _truncated(self) -> TarError:
         where = f" in member {self.member.name!r}" if self.member is not None else ""
@@ -391,6 +398,13 @@ class TarReader:
             if self._left:
                 self._skip(self._left)
                 self._left = 0
+            if self._pad:
+                # A stream that ends in the last member's padding ends the archive, as Go's
+                # tar reader takes it: the docker CLI sends a context so (`build -f` of a
+                # Dockerfile outside it) with neither that padding nor the end blocks.
+                if not self._skipped(self._pad):
+                    return
+                self._pad = 0
             block = self._take(BLOCK)
             if not block or block == _ZERO_BLOCK:
                 return  # the end (two zero blocks; a tar cut at a member's end is taken too)
@@ -419,7 +433,8 @@ class TarReader:
             pax, long_name, long_link = {}, None, None
             self.member = member
             has_data = member.type not in _NO_DATA  # regular, sparse, and unknown types
-            self._left = member.size + (-member.size % BLOCK) if has_data else 0
+            self._left = member.size if has_data else 0
+            self._pad = -member.size % BLOCK if has_data else 0
             yield member
 
     def drain(self) -> None:
