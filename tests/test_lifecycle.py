@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
+from docker_clients import api_call
 
 from boxctl._client import CliError
 from boxd._cgroup import CgroupHost
@@ -199,6 +200,25 @@ def test_restart_always_is_stopped_by_stop(daemon: Daemon) -> None:
     count = c["state"]["restart_count"]
     time.sleep(0.5)
     assert daemon.inspect("loop")["state"]["restart_count"] == count
+
+
+def test_engine_api_stop_keeps_a_restarting_container_down(daemon: Daemon) -> None:
+    """docker stop of a container waiting out its backoff: no 304 (it is not at rest),
+    and no restart after it."""
+    daemon.ctl(
+        "run", "-d", "--name", "loop", "--restart", "always", "--network", "none",
+        "default", "sh", "-c", "exit 1",
+    )  # fmt: skip
+    daemon.wait_for("loop", lambda c: c["state"]["restart_count"] >= 3)
+    daemon.wait_for("loop", lambda c: c["state"]["status"] == "restarting")
+    status, _, body = api_call(daemon, "POST", "/containers/loop/stop")
+    assert status == 204, body
+    c = daemon.inspect("loop")
+    assert c["state"]["status"] == "stopped"
+    time.sleep(2)  # longer than the backoff it was in
+    assert daemon.inspect("loop")["state"] == c["state"]
+    status, _, _ = api_call(daemon, "POST", "/containers/loop/stop")
+    assert status == 304  # at rest now
 
 
 def test_remove_force_and_refusal(daemon: Daemon) -> None:
