@@ -870,6 +870,9 @@ class Supervisor:
             channel = entry.output.subscribe(lossless=True) if attach else None
             entry.stopping = False
             c.state.manual_stop = False
+            # As Docker's: every start but its policy's own begins the count again (an
+            # on-failure:N container started by hand has its N tries again).
+            c.state.restart_count = 0
             entry.run = None
             try:
                 # A start, once begun, ends (running, or back where it was): a starter

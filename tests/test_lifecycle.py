@@ -10,6 +10,7 @@ import struct
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
@@ -219,6 +220,22 @@ def test_engine_api_stop_keeps_a_restarting_container_down(daemon: Daemon) -> No
     assert daemon.inspect("loop")["state"] == c["state"]
     status, _, _ = api_call(daemon, "POST", "/containers/loop/stop")
     assert status == 304  # at rest now
+
+
+def test_a_start_by_hand_gives_on_failure_its_tries_again(daemon: Daemon) -> None:
+    """As Docker's: RestartCount begins again at each start but the policy's own."""
+    daemon.ctl(
+        "run", "-d", "--name", "flaky", "--restart", "on-failure:1", "--network", "none",
+        "default", "sh", "-c", "echo ran; exit 3",
+    )  # fmt: skip
+
+    def done(c: dict[str, Any]) -> bool:
+        return bool(c["state"]["restart_count"] == 1 and c["state"]["status"] == "exited")
+
+    daemon.wait_for("flaky", done)
+    daemon.ctl("start", "flaky")
+    daemon.wait_for("flaky", lambda c: daemon.ctl("logs", "flaky").stdout.count("ran") == 4)
+    assert daemon.wait_for("flaky", done)["state"]["exit_code"] == 3
 
 
 def test_remove_force_and_refusal(daemon: Daemon) -> None:
