@@ -1908,6 +1908,8 @@ class Supervisor:
                     self._found_live(entry, ended)
                 except OSError as exc:  # its record cannot be written: it is served as read
                     log.error("%s: cannot record what became of it: %s", c.short_id, exc)
+        for entry in self._entries.values():  # as found: the changes from here are events
+            self.events.known(entry.container)
         # Every other cgroup holds what no record shows (a create or start cut short, a
         # record set aside): killed and removed.  A newer boxd's containers are not ours.
         # Those below a container's own --cgroup-parent are looked for where its record says.

@@ -169,6 +169,24 @@ def test_sigterm_leaves_containers_running_and_every_verb_works_on_them(live: Da
     assert not _alive(pid)
 
 
+def test_an_adopted_container_has_no_start_event(live: Daemon) -> None:
+    """The next daemon's adoption is no start (Docker reports none at a live restore);
+    what it really does is reported: the end of one that ended meanwhile."""
+    live.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
+    live.ctl("run", "-d", "--name", "once", "default", "sh", "-c", "sleep 1; exit 3")
+    pid = live.inspect("once")["state"]["pid"]
+    since = str(time.time())
+    _crash(live)
+    _until(lambda: not _alive(pid), "the container's end")
+    live.start()
+    live.wait_for("once", lambda c: c["state"]["status"] == "exited")
+    events = live.ctl(
+        "events", "--since", since, "--until", str(time.time() + 1), "--filter", "type=container",
+        "--format", "{{.Action}} {{.Actor.Attributes.name}}",
+    ).stdout.splitlines()  # fmt: skip
+    assert events == ["die once"]
+
+
 def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Daemon) -> None:
     live.ctl("run", "-d", "--name", "once", "default", "sh", "-c", "sleep 1; exit 3")
     again = "test -e /marker && exec sleep 300; touch /marker; sleep 1; exit 4"
