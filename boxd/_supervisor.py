@@ -1883,7 +1883,6 @@ class Supervisor:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._fill_trash()  # directories of containers removed just before it died
         self.volumes.recover()
-        interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()
         for cid in loaded.unfinished:
@@ -1903,7 +1902,6 @@ class Supervisor:
                 if recorded:
                     ended = status
             if entry.phase in _lifecycle.LIVE:
-                interrupted.add(c.id)
                 try:
                     self._found_live(entry, ended)
                 except OSError as exc:  # its record cannot be written: it is served as read
@@ -1946,7 +1944,7 @@ class Supervisor:
                 # start, or a `create --rm` not started yet): removed, as Docker's daemon
                 # removes every --rm container it does not find alive.
                 await self._remove_now(entry)
-            elif _restart_at_boot(c, interrupted=c.id in interrupted):
+            elif _restart_at_boot(c):
                 try:
                     await self.start(c.id)
                 except Exception as exc:  # one container must not stop the daemon
@@ -2061,10 +2059,11 @@ class Supervisor:
         return collections.Counter(e.phase for e in self._entries.values())
 
 
-def _restart_at_boot(c: Container, *, interrupted: bool) -> bool:
-    """Whether a container starts again with the daemon: ``always`` and (unless a user
-    stopped it) ``unless-stopped`` ones, and ``on-failure`` ones the last daemon's end
-    interrupted."""
+def _restart_at_boot(c: Container) -> bool:
+    """Whether a container starts again with the daemon, as Docker's: ``always`` ones,
+    ``unless-stopped`` ones no user stopped, and ``on-failure`` ones no user stopped whose
+    last code was not 0 (ended while no daemon ran, by a reboot, by the last daemon's own
+    stop) with tries left."""
     policy = c.config.restart.name
     st = c.state
     if st.status is CREATED or st.exit_code is None:
@@ -2074,7 +2073,7 @@ def _restart_at_boot(c: Container, *, interrupted: bool) -> bool:
     if policy is RestartName.UNLESS_STOPPED:
         return not st.manual_stop
     if policy is RestartName.ON_FAILURE:
-        return interrupted and c.config.restart.wants_restart(
+        return c.config.restart.wants_restart(
             exit_code=st.exit_code, stopped=st.manual_stop, restarts=st.restart_count
         )
     return False

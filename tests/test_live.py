@@ -486,6 +486,41 @@ def test_no_live_restore_stops_containers_with_the_daemon(tmp_path: Path) -> Non
         assert not _alive(pid)
 
 
+def test_restart_policies_after_the_daemons_own_stop(tmp_path: Path) -> None:
+    """Containers a --no-live-restore daemon stopped as it ended come back with the next
+    as their policies say, as Docker's: on-failure too when that stop left a code not 0
+    (nobody asked for it: the daemon's stop is no user's)."""
+    trap = "trap 'exit {}' TERM; sleep 300 & wait"
+    with running_daemon(tmp_path, "--procview", "off", "--no-live-restore") as daemon:
+        for name, policy, code in (
+            ("failing", "on-failure:1", 3),
+            ("zero", "on-failure", 0),
+            ("plain", "no", 3),
+            ("always", "always", 0),
+        ):
+            daemon.ctl(
+                "run", "-d", "--name", name, "--restart", policy, "--network", "none",
+                "default", "sh", "-c", trap.format(code),
+            )  # fmt: skip
+        daemon.ctl(
+            "run", "-d", "--name", "asked", "--restart", "on-failure", "default", "sleep", "300"
+        )
+        daemon.ctl("stop", "-t", "1", "asked")
+        assert daemon.stop() == 0
+        daemon.start()
+        phases = {
+            name: daemon.inspect(name)["state"]["status"]
+            for name in ("failing", "zero", "plain", "always", "asked")
+        }
+        assert phases == {
+            "failing": "running",
+            "zero": "stopped",
+            "plain": "stopped",
+            "always": "running",
+            "asked": "stopped",
+        }
+
+
 async def test_the_library_keeps_containers_only_when_asked(tmp_path: Path) -> None:
     config = boxd.ContainerConfig(image="default", command=("sleep", "300"))
     async with boxd.open_supervisor(tmp_path / "lib") as sup:
