@@ -950,7 +950,6 @@ class Supervisor:
                     self._set(entry, STOPPED)
                     break
                 backoff = min(backoff * 2, BACKOFF_MAX)
-                c.state.restart_count += 1
         except Exception as exc:
             if first:  # not started: the starter gets it
                 raise
@@ -969,7 +968,8 @@ class Supervisor:
 
     def _after_run(self, entry: _Entry, exit_code: int) -> Status:
         """The phase a run's end leads to: stopped (somebody asked), restarting (the
-        policy wants it again) or exited."""
+        policy wants it again: that restart is counted now, as Docker counts it, so that
+        the record in the backoff shows it) or exited."""
         c = entry.container
         # manual_stop: also a stop or kill a killed daemon recorded before the end (an
         # adopted run's entry.stopping is new).
@@ -978,6 +978,7 @@ class Supervisor:
         if c.config.restart.wants_restart(
             exit_code=exit_code, stopped=False, restarts=c.state.restart_count
         ):
+            c.state.restart_count += 1
             return RESTARTING
         return EXITED
 
@@ -2001,6 +2002,9 @@ class Supervisor:
         st = c.state
         if entry.phase is RESTARTING:  # it had ended; its policy decides again below
             st.status = EXITED
+            # The restart it waited for did not happen (a record of an older boxd had not
+            # counted it yet).
+            st.restart_count = max(st.restart_count - 1, 0)
             self.store.save(c)
             return
         if ended is not None:  # its shim's: ended and reaped

@@ -204,6 +204,23 @@ def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Da
     live.wait_for("again", lambda c: c["state"]["status"] == "running")
 
 
+def test_a_restart_the_last_daemon_waited_for_is_done_by_the_next(live: Daemon) -> None:
+    """A daemon that died in a backoff (the record says restarting, the restart counted)
+    leaves the restart to the next: on-failure:1's last try is not lost."""
+    cid = live.ctl(
+        "run", "-d", "--name", "again", "--restart", "on-failure:1", "--network", "none",
+        "default", "sh", "-c", "echo ran; exit 3",
+    ).stdout.strip()  # fmt: skip
+    live.wait_for("again", lambda c: c["state"]["status"] == "exited")
+    assert live.ctl("logs", "again").stdout == "ran\nran\n"
+    assert live.stop() == 0
+    _edit_record(live, cid, status="restarting")  # as a death in its first backoff left it
+    live.start()
+    _until(lambda: live.ctl("logs", "again").stdout.count("ran") == 4, "two runs more")
+    c = live.wait_for("again", lambda c: c["state"]["status"] == "exited")
+    assert (c["state"]["exit_code"], c["state"]["restart_count"]) == (3, 1)
+
+
 def _ns(pid: int, kind: str) -> str:
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
@@ -324,7 +341,7 @@ def test_after_a_reboot_nothing_runs_and_restart_always_applies(live: Daemon) ->
     assert always["state"]["pid"] not in pids
 
 
-def _edit_record(daemon: Daemon, cid: str, **state: int) -> None:
+def _edit_record(daemon: Daemon, cid: str, **state: object) -> None:
     path = daemon.root / "containers" / cid / "container.json"
     record = json.loads(path.read_text())
     record["state"].update(state)

@@ -252,7 +252,8 @@ async def test_restart_policy_backoff_and_rm_f_while_restarting(
             config(image, "sh", "-c", "exit 3", restart=RestartPolicy.parse("always"))
         )
         await phase_becomes(sup, c.id, Status.RESTARTING)
-        assert c.state.exit_code == 3 and sup.list() == [c]
+        # The restart it waits for is counted (Docker's RestartCount in the backoff).
+        assert (c.state.exit_code, c.state.restart_count, sup.list()) == (3, 1, [c])
         assert await sup.wait(c.id) == 3  # not running: the last exit code
         with pytest.raises(Conflict, match="is restarting: stop the container before removing"):
             await sup.remove(c.id)
@@ -290,7 +291,7 @@ async def test_stop_during_backoff_keeps_it_down(
         c = await sup.run(config(image, "false", restart=RestartPolicy.parse("on-failure")))
         await phase_becomes(sup, c.id, Status.RESTARTING)
         await sup.stop(c.id)
-        assert (c.state.status, c.state.exit_code, c.state.restart_count) == (Status.STOPPED, 1, 0)
+        assert (c.state.status, c.state.exit_code, c.state.restart_count) == (Status.STOPPED, 1, 1)
 
 
 async def test_a_kill_is_on_disk_before_its_signal(
