@@ -203,15 +203,21 @@ def test_restart_always_is_stopped_by_stop(daemon: Daemon) -> None:
     assert daemon.inspect("loop")["state"]["restart_count"] == count
 
 
+def _in_a_grown_backoff(daemon: Daemon, name: str) -> None:
+    """A container that ends at once, --restart always, seen waiting in its backoff once
+    that has grown to 0.8 s or more (--network none: each start stays short next to it)."""
+    daemon.ctl(
+        "run", "-d", "--name", name, "--restart", "always", "--network", "none",
+        "default", "sh", "-c", "exit 1",
+    )  # fmt: skip
+    daemon.wait_for(name, lambda c: c["state"]["restart_count"] >= 4)
+    daemon.wait_for(name, lambda c: c["state"]["status"] == "restarting")
+
+
 def test_engine_api_stop_keeps_a_restarting_container_down(daemon: Daemon) -> None:
     """docker stop of a container waiting out its backoff: no 304 (it is not at rest),
     and no restart after it."""
-    daemon.ctl(
-        "run", "-d", "--name", "loop", "--restart", "always", "--network", "none",
-        "default", "sh", "-c", "exit 1",
-    )  # fmt: skip
-    daemon.wait_for("loop", lambda c: c["state"]["restart_count"] >= 3)
-    daemon.wait_for("loop", lambda c: c["state"]["status"] == "restarting")
+    _in_a_grown_backoff(daemon, "loop")
     status, _, body = api_call(daemon, "POST", "/containers/loop/stop")
     assert status == 204, body
     c = daemon.inspect("loop")
@@ -423,14 +429,7 @@ def test_exec_into_a_cgroup_frozen_by_another_is_refused(daemon: Daemon) -> None
 
 
 def test_restarting_is_listed_as_docker_shows_it(daemon: Daemon) -> None:
-    # (--network none: each start stays short next to the backoff it is seen waiting in)
-    daemon.ctl(
-        "run", "-d", "--name", "r", "--restart", "always", "--network", "none",
-        "default", "sh", "-c", "exit 1",
-    )  # fmt: skip
-    daemon.wait_for("r", lambda c: c["state"]["restart_count"] >= 3)
-    # Its backoff has grown past a second: it is seen waiting in it.
-    daemon.wait_for("r", lambda c: c["state"]["status"] == "restarting")
+    _in_a_grown_backoff(daemon, "r")
     listing = daemon.ctl("ps").stdout
     assert "Restarting (1)" in listing, listing
     daemon.ctl("rm", "-f", "r")
