@@ -514,27 +514,27 @@ def test_restart_policies_after_the_daemons_own_stop(tmp_path: Path) -> None:
             ("zero", "on-failure", 0),
             ("plain", "no", 3),
             ("always", "always", 0),
+            ("unless", "unless-stopped", 0),
+            ("asked", "on-failure", 3),
+            ("asked-unless", "unless-stopped", 0),
         ):
             daemon.ctl(
                 "run", "-d", "--name", name, "--restart", policy, "--network", "none",
                 "default", "sh", "-c", trap.format(code),
             )  # fmt: skip
-        daemon.ctl(
-            "run", "-d", "--name", "asked", "--restart", "on-failure", "default", "sleep", "300"
-        )
-        daemon.ctl("stop", "-t", "1", "asked")
+        daemon.ctl("stop", "asked", "asked-unless")  # by a user: they stay down
         assert daemon.stop() == 0
         daemon.start()
-        phases = {
-            name: daemon.inspect(name)["state"]["status"]
-            for name in ("failing", "zero", "plain", "always", "asked")
-        }
+        names = daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        phases = {name: daemon.inspect(name)["state"]["status"] for name in names}
         assert phases == {
             "failing": "running",
             "zero": "stopped",
             "plain": "stopped",
             "always": "running",
+            "unless": "running",
             "asked": "stopped",
+            "asked-unless": "stopped",
         }
 
 
