@@ -127,7 +127,7 @@ log = logging.getLogger("boxd.supervisor")
 
 DEFAULT_ROOT = Path("/var/lib/boxd")
 BACKOFF_START = 0.1  # seconds before the first restart; doubles up to BACKOFF_MAX
-BACKOFF_MAX = 10.0
+BACKOFF_MAX = 60.0  # Docker's restart manager's
 BACKOFF_RESET = 10.0  # a run this long resets the backoff
 # In a container's directory while a commit holds it paused (see Supervisor.pause).
 COMMIT_PAUSE = "commit-pause"
@@ -930,7 +930,7 @@ class Supervisor:
         entry.idle = trio.Event()
         first = True
         try:
-            backoff = BACKOFF_START
+            backoff: float | None = None
             while True:
                 ran = await self._run_once(
                     entry, task_status if first else None, adoption, image, console_size
@@ -939,7 +939,7 @@ class Supervisor:
                 adoption = image = console_size = None
                 if entry.phase is not RESTARTING:
                     break
-                backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
+                backoff = _backoff(backoff, ran)
                 log.info(
                     "%s: restarting in %.1fs (policy %s)", c.short_id, backoff, c.config.restart
                 )
@@ -949,7 +949,6 @@ class Supervisor:
                 if entry.stopping:
                     self._set(entry, STOPPED)
                     break
-                backoff = min(backoff * 2, BACKOFF_MAX)
         except Exception as exc:
             if first:  # not started: the starter gets it
                 raise
@@ -2061,6 +2060,16 @@ class Supervisor:
     def counts(self) -> collections.Counter[Status]:
         """How many containers are in each phase."""
         return collections.Counter(e.phase for e in self._entries.values())
+
+
+def _backoff(last: float | None, ran: float) -> float:
+    """The wait before a restart, as Docker's restart manager has it: 0.1 s, doubled at
+    each restart up to a minute, 0.1 s again after a run of 10 s or more.  ``last``: the
+    wait before the last restart (None: there was none); ``ran``: how long the run that
+    ended lasted."""
+    if last is None or ran >= BACKOFF_RESET:
+        return BACKOFF_START
+    return min(last * 2, BACKOFF_MAX)
 
 
 def _restart_at_boot(c: Container) -> bool:

@@ -243,6 +243,20 @@ async def test_a_process_ending_as_it_freezes_is_not_paused(
         await sup.remove("q", force=True)
 
 
+def test_the_restart_backoff_is_dockers() -> None:
+    """0.1 s doubled up to a minute (Docker's restart manager), 0.1 s again after a run of
+    10 s or more."""
+    waits: list[float] = []
+    last = None
+    for _ in range(12):
+        last = _supervisor._backoff(last, ran=0.5)
+        waits.append(last)
+    expected = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 60.0, 60.0]
+    assert waits == pytest.approx(expected)
+    assert _supervisor._backoff(60.0, ran=9.9) == 60.0
+    assert _supervisor._backoff(60.0, ran=10.0) == 0.1
+
+
 async def test_restart_policy_backoff_and_rm_f_while_restarting(
     tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
