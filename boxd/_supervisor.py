@@ -1684,9 +1684,12 @@ class Supervisor:
                 log.warning("cannot make spare container directories: %s", exc)
 
     async def wait(self, ref: str) -> int:
-        """Wait until the current run ends; its exit code (the last one if not running)."""
+        """Wait until the current run ends; its exit code (the last one if not running).
+        A container waiting out its restart backoff is not at rest (Docker's counts it
+        running): the wait is for the end of the run the restart begins, or of the
+        backoff by a stop or ``rm -f``."""
         entry = self._lookup(ref)
-        while entry.phase is STARTING:
+        while entry.phase in (STARTING, RESTARTING):
             await entry.changed.wait()
         run, recorded = entry.run, entry.recorded
         if run is not None and entry.phase in _lifecycle.WITH_PROCESS:

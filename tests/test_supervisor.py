@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from fake_cgroup import FakeCgroupFs
 
 from boxd import _lifecycle, _store, _supervisor
@@ -268,11 +269,19 @@ async def test_restart_policy_backoff_and_rm_f_while_restarting(
         await phase_becomes(sup, c.id, Status.RESTARTING)
         # The restart it waits for is counted (Docker's RestartCount in the backoff).
         assert (c.state.exit_code, c.state.restart_count, sup.list()) == (3, 1, [c])
-        assert await sup.wait(c.id) == 3  # not running: the last exit code
         with pytest.raises(Conflict, match="is restarting: stop the container before removing"):
             await sup.remove(c.id)
-        await sup.remove(c.id, force=True)
-        assert sup.list(all=True) == []
+        waited: list[int] = []
+        async with trio.open_nursery() as nursery:
+
+            async def wait() -> None:
+                waited.append(await sup.wait(c.id))
+
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            assert waited == []  # not at rest: Docker's wait waits too
+            await sup.remove(c.id, force=True)
+        assert waited == [3] and sup.list(all=True) == []
 
 
 async def test_on_failure_counts_its_retries(
