@@ -1362,6 +1362,14 @@ class Supervisor:
     async def kill(self, ref: str, sig: str = "SIGKILL") -> None:
         signum = parse_signal(sig)
         entry = self._lookup(ref)
+        ending = signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+        if entry.phase is RESTARTING and ending and entry.backoff is not None:
+            # No process to signal: what would end it keeps it down, as a stop does.
+            entry.stopping = entry.container.state.manual_stop = True
+            self.events.report("kill", entry.container, signal=str(int(signum)))
+            entry.backoff.cancel(reason="container killed during restart backoff")
+            await entry.idle.wait()
+            return
         _lifecycle.check_kill(entry.container.name, entry.phase)
         run, recorded = entry.run, entry.recorded
         assert run is not None
@@ -1372,7 +1380,7 @@ class Supervisor:
             with trio.move_on_after(KILL_WAIT):
                 await recorded.wait()
             return
-        if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+        if ending:
             entry.stopping = True
             if not entry.container.state.manual_stop:
                 # On disk before the signal: a daemon killed before the end is recorded
