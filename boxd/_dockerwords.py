@@ -16,6 +16,17 @@ WORDS: dict[str, str] = {
     "removing": "removing",
 }
 
+
+def shown_phase(status: str, ran: bool, restarts: int) -> str:
+    """The phase a list shows: a start's is the one before it, as Docker has no word for a
+    start and shows its container as it was until its process runs: created (it never
+    ``ran``), restarting (its restart policy's start: ``restarts`` counted), exited (a
+    start by hand, or the daemon's at its own start)."""
+    if status != "starting" or not ran:
+        return status
+    return "restarting" if restarts else "exited"
+
+
 # What Docker's ``status`` filter accepts ("dead" is Docker's; no boxd container is).
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 

@@ -148,6 +148,13 @@ class Events:
         self._subscribers.add(send)
         return list(self._history), receive
 
+    def known(self, c: Container) -> None:
+        """A container found as its record says (at a daemon's start): its phase and
+        networks are where the next save's changes begin, nothing reported (an adopted
+        container did not start again)."""
+        self._phase[c.id] = c.state.status.value
+        self._attached[c.id] = _networks_of(c)
+
     def observe(self, c: Container) -> None:
         """A container's record was saved: report its change of phase, and the networks
         and volumes its start or end joined or left (in Docker's order: the networks'
@@ -157,8 +164,7 @@ class Events:
         before = self._phase.get(c.id)
         self._phase[c.id] = phase
         attached = _networks_of(c)
-        # A container first seen (a new one, or one adopted at a daemon's start) was where
-        # it is: nothing joined.
+        # A container first seen (a new one) was where it is: nothing joined.
         was = self._attached.get(c.id, attached if before is None else frozenset())
         self._attached[c.id] = attached
         for name in sorted(attached - was):

@@ -14,7 +14,7 @@ import attrs
 
 from . import _wirejson, protocol
 from ._convert import unstructure
-from ._dockerwords import STATUSES, WORDS
+from ._dockerwords import STATUSES, WORDS, shown_phase
 from ._healthcheck import HEALTH_FILTERS, NONE
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
@@ -30,7 +30,8 @@ _PORTS = ("publish", "expose")
 
 
 def status_word(c: Container) -> str:
-    return WORDS[c.state.status.value]
+    st = c.state
+    return WORDS[shown_phase(st.status.value, st.started_at is not None, st.restart_count)]
 
 
 def labels(c: Container) -> dict[str, str]:
@@ -177,7 +178,7 @@ class ContainerBrief:
     id: str
     name: str
     created_at: float
-    status: str  # state.status
+    status: str  # state.status (a start's: the phase before it, see shown_phase)
     started_at: float | None
     finished_at: float | None
     exit_code: int | None
@@ -248,7 +249,7 @@ class ListAnswers:
             st = c.state
             now = (
                 c.name,
-                st.status.value,
+                shown_phase(st.status.value, st.started_at is not None, st.restart_count),
                 st.started_at,
                 st.finished_at,
                 st.exit_code,

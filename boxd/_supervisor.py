@@ -127,7 +127,7 @@ log = logging.getLogger("boxd.supervisor")
 
 DEFAULT_ROOT = Path("/var/lib/boxd")
 BACKOFF_START = 0.1  # seconds before the first restart; doubles up to BACKOFF_MAX
-BACKOFF_MAX = 10.0
+BACKOFF_MAX = 60.0  # Docker's restart manager's
 BACKOFF_RESET = 10.0  # a run this long resets the backoff
 # In a container's directory while a commit holds it paused (see Supervisor.pause).
 COMMIT_PAUSE = "commit-pause"
@@ -870,6 +870,9 @@ class Supervisor:
             channel = entry.output.subscribe(lossless=True) if attach else None
             entry.stopping = False
             c.state.manual_stop = False
+            # As Docker's: every start but its policy's own begins the count again (an
+            # on-failure:N container started by hand has its N tries again).
+            c.state.restart_count = 0
             entry.run = None
             try:
                 # A start, once begun, ends (running, or back where it was): a starter
@@ -927,7 +930,7 @@ class Supervisor:
         entry.idle = trio.Event()
         first = True
         try:
-            backoff = BACKOFF_START
+            backoff: float | None = None
             while True:
                 ran = await self._run_once(
                     entry, task_status if first else None, adoption, image, console_size
@@ -936,7 +939,7 @@ class Supervisor:
                 adoption = image = console_size = None
                 if entry.phase is not RESTARTING:
                     break
-                backoff = BACKOFF_START if ran >= BACKOFF_RESET else backoff
+                backoff = _backoff(backoff, ran)
                 log.info(
                     "%s: restarting in %.1fs (policy %s)", c.short_id, backoff, c.config.restart
                 )
@@ -946,8 +949,6 @@ class Supervisor:
                 if entry.stopping:
                     self._set(entry, STOPPED)
                     break
-                backoff = min(backoff * 2, BACKOFF_MAX)
-                c.state.restart_count += 1
         except Exception as exc:
             if first:  # not started: the starter gets it
                 raise
@@ -966,7 +967,8 @@ class Supervisor:
 
     def _after_run(self, entry: _Entry, exit_code: int) -> Status:
         """The phase a run's end leads to: stopped (somebody asked), restarting (the
-        policy wants it again) or exited."""
+        policy wants it again: that restart is counted now, as Docker counts it, so that
+        the record in the backoff shows it) or exited."""
         c = entry.container
         # manual_stop: also a stop or kill a killed daemon recorded before the end (an
         # adopted run's entry.stopping is new).
@@ -975,6 +977,7 @@ class Supervisor:
         if c.config.restart.wants_restart(
             exit_code=exit_code, stopped=False, restarts=c.state.restart_count
         ):
+            c.state.restart_count += 1
             return RESTARTING
         return EXITED
 
@@ -1361,6 +1364,14 @@ class Supervisor:
     async def kill(self, ref: str, sig: str = "SIGKILL") -> None:
         signum = parse_signal(sig)
         entry = self._lookup(ref)
+        ending = signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+        if entry.phase is RESTARTING and ending and entry.backoff is not None:
+            # No process to signal: what would end it keeps it down, as a stop does.
+            entry.stopping = entry.container.state.manual_stop = True
+            self.events.report("kill", entry.container, signal=str(int(signum)))
+            entry.backoff.cancel(reason="container killed during restart backoff")
+            await entry.idle.wait()
+            return
         _lifecycle.check_kill(entry.container.name, entry.phase)
         run, recorded = entry.run, entry.recorded
         assert run is not None
@@ -1371,7 +1382,7 @@ class Supervisor:
             with trio.move_on_after(KILL_WAIT):
                 await recorded.wait()
             return
-        if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+        if ending:
             entry.stopping = True
             if not entry.container.state.manual_stop:
                 # On disk before the signal: a daemon killed before the end is recorded
@@ -1683,9 +1694,12 @@ class Supervisor:
                 log.warning("cannot make spare container directories: %s", exc)
 
     async def wait(self, ref: str) -> int:
-        """Wait until the current run ends; its exit code (the last one if not running)."""
+        """Wait until the current run ends; its exit code (the last one if not running).
+        A container waiting out its restart backoff is not at rest (Docker's counts it
+        running): the wait is for the end of the run the restart begins, or of the
+        backoff by a stop or ``rm -f``."""
         entry = self._lookup(ref)
-        while entry.phase is STARTING:
+        while entry.phase in (STARTING, RESTARTING):
             await entry.changed.wait()
         run, recorded = entry.run, entry.recorded
         if run is not None and entry.phase in _lifecycle.WITH_PROCESS:
@@ -1882,7 +1896,6 @@ class Supervisor:
         """Make the records true after a crash; clean what a dead daemon left behind."""
         self._fill_trash()  # directories of containers removed just before it died
         self.volumes.recover()
-        interrupted: set[str] = set()  # in a live phase when the last daemon ended
         adoptions: dict[str, Adoption] = {}
         loaded = self.store.load_all()
         for cid in loaded.unfinished:
@@ -1902,11 +1915,12 @@ class Supervisor:
                 if recorded:
                     ended = status
             if entry.phase in _lifecycle.LIVE:
-                interrupted.add(c.id)
                 try:
                     self._found_live(entry, ended)
                 except OSError as exc:  # its record cannot be written: it is served as read
                     log.error("%s: cannot record what became of it: %s", c.short_id, exc)
+        for entry in self._entries.values():  # as found: the changes from here are events
+            self.events.known(entry.container)
         # Every other cgroup holds what no record shows (a create or start cut short, a
         # record set aside): killed and removed.  A newer boxd's containers are not ours.
         # Those below a container's own --cgroup-parent are looked for where its record says.
@@ -1943,7 +1957,7 @@ class Supervisor:
                 # start, or a `create --rm` not started yet): removed, as Docker's daemon
                 # removes every --rm container it does not find alive.
                 await self._remove_now(entry)
-            elif _restart_at_boot(c, interrupted=c.id in interrupted):
+            elif _restart_at_boot(c):
                 try:
                     await self.start(c.id)
                 except Exception as exc:  # one container must not stop the daemon
@@ -2000,6 +2014,9 @@ class Supervisor:
         st = c.state
         if entry.phase is RESTARTING:  # it had ended; its policy decides again below
             st.status = EXITED
+            # The restart it waited for did not happen (a record of an older boxd had not
+            # counted it yet).
+            st.restart_count = max(st.restart_count - 1, 0)
             self.store.save(c)
             return
         if ended is not None:  # its shim's: ended and reaped
@@ -2058,10 +2075,21 @@ class Supervisor:
         return collections.Counter(e.phase for e in self._entries.values())
 
 
-def _restart_at_boot(c: Container, *, interrupted: bool) -> bool:
-    """Whether a container starts again with the daemon: ``always`` and (unless a user
-    stopped it) ``unless-stopped`` ones, and ``on-failure`` ones the last daemon's end
-    interrupted."""
+def _backoff(last: float | None, ran: float) -> float:
+    """The wait before a restart, as Docker's restart manager has it: 0.1 s, doubled at
+    each restart up to a minute, 0.1 s again after a run of 10 s or more.  ``last``: the
+    wait before the last restart (None: there was none); ``ran``: how long the run that
+    ended lasted."""
+    if last is None or ran >= BACKOFF_RESET:
+        return BACKOFF_START
+    return min(last * 2, BACKOFF_MAX)
+
+
+def _restart_at_boot(c: Container) -> bool:
+    """Whether a container starts again with the daemon, as Docker's: ``always`` ones,
+    ``unless-stopped`` ones no user stopped, and ``on-failure`` ones no user stopped whose
+    last code was not 0 (ended while no daemon ran, by a reboot, by the last daemon's own
+    stop) with tries left."""
     policy = c.config.restart.name
     st = c.state
     if st.status is CREATED or st.exit_code is None:
@@ -2071,7 +2099,7 @@ def _restart_at_boot(c: Container, *, interrupted: bool) -> bool:
     if policy is RestartName.UNLESS_STOPPED:
         return not st.manual_stop
     if policy is RestartName.ON_FAILURE:
-        return interrupted and c.config.restart.wants_restart(
+        return c.config.restart.wants_restart(
             exit_code=st.exit_code, stopped=st.manual_stop, restarts=st.restart_count
         )
     return False

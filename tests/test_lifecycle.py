@@ -10,9 +10,11 @@ import struct
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
+from docker_clients import api_call
 
 from boxctl._client import CliError
 from boxd._cgroup import CgroupHost
@@ -201,6 +203,47 @@ def test_restart_always_is_stopped_by_stop(daemon: Daemon) -> None:
     assert daemon.inspect("loop")["state"]["restart_count"] == count
 
 
+def _in_a_grown_backoff(daemon: Daemon, name: str) -> None:
+    """A container that ends at once, --restart always, seen waiting in its backoff once
+    that has grown to 0.8 s or more (--network none: each start stays short next to it)."""
+    daemon.ctl(
+        "run", "-d", "--name", name, "--restart", "always", "--network", "none",
+        "default", "sh", "-c", "exit 1",
+    )  # fmt: skip
+    daemon.wait_for(name, lambda c: c["state"]["restart_count"] >= 4)
+    daemon.wait_for(name, lambda c: c["state"]["status"] == "restarting")
+
+
+def test_engine_api_stop_keeps_a_restarting_container_down(daemon: Daemon) -> None:
+    """docker stop of a container waiting out its backoff: no 304 (it is not at rest),
+    and no restart after it."""
+    _in_a_grown_backoff(daemon, "loop")
+    status, _, body = api_call(daemon, "POST", "/containers/loop/stop")
+    assert status == 204, body
+    c = daemon.inspect("loop")
+    assert c["state"]["status"] == "stopped"
+    time.sleep(2)  # longer than the backoff it was in
+    assert daemon.inspect("loop")["state"] == c["state"]
+    status, _, _ = api_call(daemon, "POST", "/containers/loop/stop")
+    assert status == 304  # at rest now
+
+
+def test_a_start_by_hand_gives_on_failure_its_tries_again(daemon: Daemon) -> None:
+    """As Docker's: RestartCount begins again at each start but the policy's own."""
+    daemon.ctl(
+        "run", "-d", "--name", "flaky", "--restart", "on-failure:1", "--network", "none",
+        "default", "sh", "-c", "echo ran; exit 3",
+    )  # fmt: skip
+
+    def done(c: dict[str, Any]) -> bool:
+        return bool(c["state"]["restart_count"] == 1 and c["state"]["status"] == "exited")
+
+    daemon.wait_for("flaky", done)
+    daemon.ctl("start", "flaky")
+    daemon.wait_for("flaky", lambda c: daemon.ctl("logs", "flaky").stdout.count("ran") == 4)
+    assert daemon.wait_for("flaky", done)["state"]["exit_code"] == 3
+
+
 def test_remove_force_and_refusal(daemon: Daemon) -> None:
     daemon.ctl("run", "-d", "--name", "busy", "default", "sleep", "300")
     pid = daemon.inspect("busy")["state"]["pid"]
@@ -386,14 +429,7 @@ def test_exec_into_a_cgroup_frozen_by_another_is_refused(daemon: Daemon) -> None
 
 
 def test_restarting_is_listed_as_docker_shows_it(daemon: Daemon) -> None:
-    # (--network none: each start stays short next to the backoff it is seen waiting in)
-    daemon.ctl(
-        "run", "-d", "--name", "r", "--restart", "always", "--network", "none",
-        "default", "sh", "-c", "exit 1",
-    )  # fmt: skip
-    daemon.wait_for("r", lambda c: c["state"]["restart_count"] >= 3)
-    # Its backoff has grown past a second: it is seen waiting in it.
-    daemon.wait_for("r", lambda c: c["state"]["status"] == "restarting")
+    _in_a_grown_backoff(daemon, "r")
     listing = daemon.ctl("ps").stdout
     assert "Restarting (1)" in listing, listing
     daemon.ctl("rm", "-f", "r")

@@ -9,8 +9,9 @@ import attrs
 import pytest
 
 from boxd import protocol
+from boxd._dockerapi._shapes import status_text
 from boxd._dockerwords import STATUSES, WORDS
-from boxd._listing import ContainerBrief, ListAnswers, container_filter
+from boxd._listing import ContainerBrief, ListAnswers, container_filter, status_word
 from boxd._messages import ListResponse, dump
 from boxd._netconfig import Endpoint, NetworkJoin, NetworkSettings, PortBinding, PortSpec
 from boxd._records import Container, ContainerConfig, Resources, Status, Volume, new_id
@@ -84,6 +85,29 @@ def test_a_changed_record_is_encoded_as_it_is_now() -> None:
 def test_every_phase_has_a_word_and_every_word_is_a_status_filter() -> None:
     assert set(WORDS) == {s.value for s in Status}
     assert set(WORDS.values()) <= set(STATUSES)
+
+
+def test_a_start_is_shown_as_the_phase_before_it() -> None:
+    """Docker shows a container it starts as it was until its process runs: a restart
+    policy's start as restarting, a start by hand of one that ran as exited, not created."""
+    answers = ListAnswers()
+    c = _containers()[1]
+    c.state.status = Status.STARTING
+    shown: list[tuple[str, str, str]] = []
+    for ran, restarts in ((False, 0), (True, 2), (True, 0)):
+        c.state.started_at = 3.0 if ran else None
+        c.state.finished_at = c.state.exit_code = 4 if ran else None
+        c.state.restart_count = restarts
+        message = _decoded(answers.frame([c], [], brief=True))
+        assert isinstance(message, dict)
+        (brief,) = message["briefs"]
+        shown.append((status_word(c), status_text(c, 6.0), brief["status"]))
+        assert container_filter({"status": [status_word(c)]})(c)
+    assert shown == [
+        ("created", "Created", "starting"),  # boxctl says created (WORDS)
+        ("restarting", "Restarting (4) 2 seconds ago", "restarting"),
+        ("exited", "Exited (4) 2 seconds ago", "exited"),
+    ]
 
 
 def test_a_brief_holds_what_ps_shows() -> None:

@@ -169,6 +169,24 @@ def test_sigterm_leaves_containers_running_and_every_verb_works_on_them(live: Da
     assert not _alive(pid)
 
 
+def test_an_adopted_container_has_no_start_event(live: Daemon) -> None:
+    """The next daemon's adoption is no start (Docker reports none at a live restore);
+    what it really does is reported: the end of one that ended meanwhile."""
+    live.ctl("run", "-d", "--name", "s", "default", "sleep", "300")
+    live.ctl("run", "-d", "--name", "once", "default", "sh", "-c", "sleep 1; exit 3")
+    pid = live.inspect("once")["state"]["pid"]
+    since = str(time.time())
+    _crash(live)
+    _until(lambda: not _alive(pid), "the container's end")
+    live.start()
+    live.wait_for("once", lambda c: c["state"]["status"] == "exited")
+    events = live.ctl(
+        "events", "--since", since, "--until", str(time.time() + 1), "--filter", "type=container",
+        "--format", "{{.Action}} {{.Actor.Attributes.name}}",
+    ).stdout.splitlines()  # fmt: skip
+    assert events == ["die once"]
+
+
 def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Daemon) -> None:
     live.ctl("run", "-d", "--name", "once", "default", "sh", "-c", "sleep 1; exit 3")
     again = "test -e /marker && exec sleep 300; touch /marker; sleep 1; exit 4"
@@ -184,6 +202,23 @@ def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Da
     again_c = live.wait_for("again", lambda c: c["state"]["restart_count"] == 1)
     assert again_c["state"]["exit_code"] in (None, 4)
     live.wait_for("again", lambda c: c["state"]["status"] == "running")
+
+
+def test_a_restart_the_last_daemon_waited_for_is_done_by_the_next(live: Daemon) -> None:
+    """A daemon that died in a backoff (the record says restarting, the restart counted)
+    leaves the restart to the next: on-failure:1's last try is not lost."""
+    cid = live.ctl(
+        "run", "-d", "--name", "again", "--restart", "on-failure:1", "--network", "none",
+        "default", "sh", "-c", "echo ran; exit 3",
+    ).stdout.strip()  # fmt: skip
+    live.wait_for("again", lambda c: c["state"]["status"] == "exited")
+    assert live.ctl("logs", "again").stdout == "ran\nran\n"
+    assert live.stop() == 0
+    _edit_record(live, cid, status="restarting")  # as a death in its first backoff left it
+    live.start()
+    _until(lambda: live.ctl("logs", "again").stdout.count("ran") == 4, "two runs more")
+    c = live.wait_for("again", lambda c: c["state"]["status"] == "exited")
+    assert (c["state"]["exit_code"], c["state"]["restart_count"]) == (3, 1)
 
 
 def _ns(pid: int, kind: str) -> str:
@@ -306,7 +341,7 @@ def test_after_a_reboot_nothing_runs_and_restart_always_applies(live: Daemon) ->
     assert always["state"]["pid"] not in pids
 
 
-def _edit_record(daemon: Daemon, cid: str, **state: int) -> None:
+def _edit_record(daemon: Daemon, cid: str, **state: object) -> None:
     path = daemon.root / "containers" / cid / "container.json"
     record = json.loads(path.read_text())
     record["state"].update(state)
@@ -466,6 +501,41 @@ def test_no_live_restore_stops_containers_with_the_daemon(tmp_path: Path) -> Non
         assert not shims(daemon.root)
         assert daemon.stop() == 0
         assert not _alive(pid)
+
+
+def test_restart_policies_after_the_daemons_own_stop(tmp_path: Path) -> None:
+    """Containers a --no-live-restore daemon stopped as it ended come back with the next
+    as their policies say, as Docker's: on-failure too when that stop left a code not 0
+    (nobody asked for it: the daemon's stop is no user's)."""
+    trap = "trap 'exit {}' TERM; sleep 300 & wait"
+    with running_daemon(tmp_path, "--procview", "off", "--no-live-restore") as daemon:
+        for name, policy, code in (
+            ("failing", "on-failure:1", 3),
+            ("zero", "on-failure", 0),
+            ("plain", "no", 3),
+            ("always", "always", 0),
+            ("unless", "unless-stopped", 0),
+            ("asked", "on-failure", 3),
+            ("asked-unless", "unless-stopped", 0),
+        ):
+            daemon.ctl(
+                "run", "-d", "--name", name, "--restart", policy, "--network", "none",
+                "default", "sh", "-c", trap.format(code),
+            )  # fmt: skip
+        daemon.ctl("stop", "asked", "asked-unless")  # by a user: they stay down
+        assert daemon.stop() == 0
+        daemon.start()
+        names = daemon.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        phases = {name: daemon.inspect(name)["state"]["status"] for name in names}
+        assert phases == {
+            "failing": "running",
+            "zero": "stopped",
+            "plain": "stopped",
+            "always": "running",
+            "unless": "running",
+            "asked": "stopped",
+            "asked-unless": "stopped",
+        }
 
 
 async def test_the_library_keeps_containers_only_when_asked(tmp_path: Path) -> None:

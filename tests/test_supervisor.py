@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from fake_cgroup import FakeCgroupFs
 
 from boxd import _lifecycle, _store, _supervisor
@@ -243,6 +244,20 @@ async def test_a_process_ending_as_it_freezes_is_not_paused(
         await sup.remove("q", force=True)
 
 
+def test_the_restart_backoff_is_dockers() -> None:
+    """0.1 s doubled up to a minute (Docker's restart manager), 0.1 s again after a run of
+    10 s or more."""
+    waits: list[float] = []
+    last = None
+    for _ in range(12):
+        last = _supervisor._backoff(last, ran=0.5)
+        waits.append(last)
+    expected = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 60.0, 60.0]
+    assert waits == pytest.approx(expected)
+    assert _supervisor._backoff(60.0, ran=9.9) == 60.0
+    assert _supervisor._backoff(60.0, ran=10.0) == 0.1
+
+
 async def test_restart_policy_backoff_and_rm_f_while_restarting(
     tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,12 +267,21 @@ async def test_restart_policy_backoff_and_rm_f_while_restarting(
             config(image, "sh", "-c", "exit 3", restart=RestartPolicy.parse("always"))
         )
         await phase_becomes(sup, c.id, Status.RESTARTING)
-        assert c.state.exit_code == 3 and sup.list() == [c]
-        assert await sup.wait(c.id) == 3  # not running: the last exit code
+        # The restart it waits for is counted (Docker's RestartCount in the backoff).
+        assert (c.state.exit_code, c.state.restart_count, sup.list()) == (3, 1, [c])
         with pytest.raises(Conflict, match="is restarting: stop the container before removing"):
             await sup.remove(c.id)
-        await sup.remove(c.id, force=True)
-        assert sup.list(all=True) == []
+        waited: list[int] = []
+        async with trio.open_nursery() as nursery:
+
+            async def wait() -> None:
+                waited.append(await sup.wait(c.id))
+
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            assert waited == []  # not at rest: Docker's wait waits too
+            await sup.remove(c.id, force=True)
+        assert waited == [3] and sup.list(all=True) == []
 
 
 async def test_on_failure_counts_its_retries(
@@ -290,7 +314,22 @@ async def test_stop_during_backoff_keeps_it_down(
         c = await sup.run(config(image, "false", restart=RestartPolicy.parse("on-failure")))
         await phase_becomes(sup, c.id, Status.RESTARTING)
         await sup.stop(c.id)
-        assert (c.state.status, c.state.exit_code, c.state.restart_count) == (Status.STOPPED, 1, 0)
+        assert (c.state.status, c.state.exit_code, c.state.restart_count) == (Status.STOPPED, 1, 1)
+
+
+async def test_a_kill_during_backoff_keeps_it_down(
+    tmp_path: Path, host: CgroupHost, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal that would end it (SIGKILL, SIGTERM, SIGINT) ends its backoff, as a stop
+    does; another has nothing to signal."""
+    monkeypatch.setattr(_supervisor, "BACKOFF_START", 3600.0)
+    async with supervisor(tmp_path, host) as sup:
+        c = await sup.run(config(image, "false", restart=RestartPolicy.parse("always")))
+        await phase_becomes(sup, c.id, Status.RESTARTING)
+        with pytest.raises(Conflict, match="is restarting: there is no process to signal"):
+            await sup.kill(c.id, "SIGHUP")
+        await sup.kill(c.id)
+        assert (c.state.status, c.state.manual_stop, c.state.exit_code) == (Status.STOPPED, True, 1)
 
 
 async def test_a_kill_is_on_disk_before_its_signal(
@@ -519,7 +558,7 @@ def test_every_phase_has_a_docker_state_word() -> None:
             assert status_text(c, 103.0) == "Restarting (1) 3 seconds ago"
     assert words == {
         "created": "created",
-        "starting": "created",
+        "starting": "exited",  # it ran before: started again by hand (shown_phase)
         "running": "running",
         "paused": "paused",
         "restarting": "restarting",

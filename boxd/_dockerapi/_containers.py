@@ -217,7 +217,9 @@ async def start(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 async def stop(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
-    if api.sup.run_of(c.id) is None:
+    # Docker's 304 is for a container at rest; one waiting to restart has no process,
+    # and its stop keeps it down.
+    if not _lifecycle.can_stop(c.state.status):
         await conn.respond(304, content_type=None)
         return
     await api.sup.stop(c.id, req.number("t"), sig=req.arg("signal") or None)
