@@ -814,11 +814,11 @@ class OutputFormatter:
     piece and a space, as ``docker logs -t`` prints it.
     """
 
-    def __init__(self, *, timestamps: bool = False, details: bool = False) -> None:
+    def __init__(self, *, timestamps: bool = False, details: bytes = b"") -> None:
         self._timestamps = timestamps
-        # docker logs --details: a line's log attributes and a space (boxd's lines have no
-        # attributes: the space alone, as Docker prints it for a container without any).
-        self._details = b" " if details else b""
+        # docker logs --details: each line after the container's log attributes and a
+        # space (see _logattrs.details); empty without --details.
+        self._details = details
         self._line_open = dict.fromkeys(STREAMS, False)
 
     def format(self, entry: LogEntry) -> bytes:

@@ -140,7 +140,7 @@ class LogsRequest:
     follow: bool = False
     timestamps: bool = False
     until: float | None = None  # records up to this time; a follow ends there
-    details: bool = False  # each line after its attributes (none in boxd) and a space
+    details: bool = False  # each line after its log attributes and a space
 
 
 @attrs.frozen

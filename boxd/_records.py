@@ -16,7 +16,7 @@ import typing
 
 import attrs
 
-from . import _caps, _fixedmodes, _nsmodes
+from . import _caps, _fixedmodes, _logattrs, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
@@ -263,6 +263,9 @@ class ContainerConfig:
     log_driver: str = ""  # see LOG_DRIVERS; empty: the supervisor's (json-file by default)
     log_max_size: int | None = None  # None: the driver's default (json-file: the daemon's)
     log_max_files: int | None = None
+    # "KEY=VALUE", the log attributes asked for (--log-opt labels=, labels-regex=, env=,
+    # env-regex=, tag=: see _logattrs), shown by logs --details.
+    log_attributes: tuple[str, ...] = ()
     procview: bool = True
     cgroup_parent: str = ""
     # A stored image's: the image's id, and --entrypoint (None: the image's Entrypoint).
@@ -401,6 +404,7 @@ OPTIONS = {
     "log_driver": "--log-driver",
     "log_max_size": "--log-max-size",
     "log_max_files": "--log-max-files",
+    "log_attributes": "--log-opt",
     "cgroup_parent": "--cgroup-parent",
     "labels": "--label",
     "annotations": "--annotation",
@@ -431,10 +435,17 @@ RUNTIMES = ("runc", "boxd")
 
 
 def check_log_options(config: ContainerConfig) -> None:
-    """Log rotation options need a log: refused with the none driver (the container's, or
-    once an empty one is the daemon's)."""
+    """Log rotation and attribute options need a log: refused with the none driver (the
+    container's, or once an empty one is the daemon's)."""
     if config.log_driver == "none" and (config.log_max_size or config.log_max_files):
         raise ValueError("log rotation options need a log: --log-driver none keeps none")
+    if config.log_driver == "none" and config.log_attributes:
+        raise ValueError("log attribute options need a log: --log-driver none keeps none")
+    for option in config.log_attributes:
+        key, eq, value = option.partition("=")
+        if not eq:
+            raise invalid("log_attributes", option, "expected KEY=VALUE")
+        _logattrs.check(key, value)
 
 
 def check_shm_size(size: int | None) -> None:

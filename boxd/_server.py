@@ -22,9 +22,10 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _nss, _verbareas, protocol
+from . import __version__, _logattrs, _logs, _nss, _verbareas, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
+from ._images.config import DEFAULT_ID
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import ArchiveError, LayerError
@@ -433,9 +434,11 @@ class Server:
 
     async def _read_logs(self, conn: Connection, req: LogsRequest) -> None:
         directory = self.sup.log_dir(req.container)
-        cid = self.sup.inspect(req.container).id
+        c = self.sup.inspect(req.container)
+        cid = c.id
         await conn.send(OkResponse())
-        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=req.details)
+        details = _logattrs.details(c, c.config.image_id or DEFAULT_ID) if req.details else b""
+        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=details)
         until = math.inf if req.until is None else req.until
         ended: Callable[[], bool] | None = None
         deadline = math.inf

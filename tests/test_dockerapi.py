@@ -397,13 +397,63 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
     for opt, words in [
         ("max-size=lots", "invalid log option max-size 'lots'"),
         ("max-file=0", "invalid log option max-file '0'"),
-        ("tag={{.Name}}", "log option tag='{{.Name}}' is not supported"),
+        ("syslog-address=udp://x", "log option syslog-address='udp://x' is not supported"),
         ("compress=true", "log option compress='true' is not supported"),
     ]:
         r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
         assert r.returncode == 125, r.stderr
         assert words in r.stderr
     assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "rot\n"
+
+
+@needs_cli
+def test_logs_details_show_the_log_attributes(clean: Daemon) -> None:
+    """``--log-opt labels=/labels-regex=/env=/env-regex=/tag=`` (Docker's json-file and
+    local options) give each line attributes that ``logs --details`` prints before it,
+    sorted and URL-encoded, on the line's own stream (they were refused, and the Engine
+    API's ``details`` was ignored: not even the space before a line)."""
+    opts = ["--label", "team=a b", "--label", "zone=x", "--label", "spot=1/2", "-e", "FOO=f"]
+    opts += ["-e", "BAR=b", "--log-opt", "labels=team,missing", "--log-opt", "env=FOO"]
+    opts += ["--log-opt", "labels-regex=^sp", "--log-opt", "tag={{.Name}}/{{.ID}}"]
+    script = "echo out; echo err >&2"
+    r = _docker(clean, "run", "--name", "att", *opts, "default", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    cid = _docker(clean, "inspect", "-f", "{{.Id}}", "att").stdout.strip()
+    prefix = f"FOO=f,spot=1%2F2,tag=att%2F{cid[:12]},team=a+b "
+    r = _docker(clean, "logs", "--details", "att")
+    assert (r.stdout, r.stderr) == (prefix + "out\n", prefix + "err\n")
+    stamped = _docker(clean, "logs", "--details", "-t", "att").stdout
+    assert stamped.split(" ", 1)[1] == prefix + "out\n"
+    assert clean.ctl("logs", "--details", "att").stdout == prefix + "out\n"
+    config = json.loads(
+        _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig}}", "att").stdout
+    )
+    assert config["Config"] == {
+        "labels": "team,missing",
+        "env": "FOO",
+        "labels-regex": "^sp",
+        "tag": "{{.Name}}/{{.ID}}",
+    }
+    # Without attributes, the space alone, as Docker prints it.
+    _docker(clean, "run", "--name", "plain", "default", "echo", "hi")
+    assert _docker(clean, "logs", "--details", "plain").stdout == " hi\n"
+    clean.ctl("run", "--name", "bx", "-e", "A=1", "--log-opt", "env-regex=^A$", "default", "true")
+    assert _docker(
+        clean, "inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "bx"
+    ).stdout == ('{"env-regex":"^A$"}\n')
+    for opt, words in [
+        ("labels-regex=(", "invalid log option labels-regex '('"),
+        ("tag={{.Nope}}", "invalid log option tag '{{.Nope}}': no field 'Nope'"),
+        ("tag={{if .Name}}x{{end}}", "not Go's template actions"),
+    ]:
+        r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+        r = clean.ctl("run", "--rm", "--log-opt", opt, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+    r = clean.ctl(
+        "run", "--log-driver", "none", "--log-opt", "env=A", "default", "true", check=False
+    )
+    assert r.returncode == 125 and "log attribute options need a log" in r.stderr
 
 
 @needs_cli
