@@ -162,6 +162,16 @@ class StartError(RuntimeError):
         self.exit_code = exit_code
 
 
+def _exec_start_code(exc: BaseException) -> int:
+    """The exit code of an exec that could not start, as Docker's daemon gives it: 127
+    for a path not found (the command, or a -w directory: runc's "no such file or
+    directory"), 126 for anything else (a command not executable, an unknown -u user)."""
+    if (code := is_exec_failure(exc)) is not None:
+        return code
+    missing = isinstance(exc, SpawnError) and exc.errno in (errno.ENOENT, errno.ENOTDIR)
+    return 127 if missing else 126
+
+
 @attrs.define(eq=False)
 class _Entry:
     """What the supervisor knows about a container beyond its record."""
@@ -1783,7 +1793,7 @@ class Supervisor:
                         cgroup,
                     )
             except (SpawnError, OSError, ValueError) as exc:
-                raise StartError(error_text(exc), is_exec_failure(exc) or 125) from exc
+                raise StartError(error_text(exc), _exec_start_code(exc)) from exc
             self.events.report(f"exec_start: {action}", c, execID=exec_id)
             task_status.started(proc)
             if detached:

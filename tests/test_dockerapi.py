@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import REPO, Daemon, pipe_held, running_daemon
+from daemon_harness import REPO, Daemon, pipe_held, running_daemon, until
 from docker_clients import DOCKER, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
@@ -1207,6 +1207,35 @@ def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
             gc.collect()
     finally:
         client.close()
+
+
+@needs_cli
+def test_exec_that_cannot_start_and_exec_between_runs_as_docker(clean: Daemon) -> None:
+    """An exec that cannot start exits as Docker's: 126 for an unknown -u user, 127 for a
+    missing -w directory (runc's "no such file or directory"), not the 125 of a refused
+    option; a container waiting for its restart refuses exec in Docker's words (it said
+    "not running")."""
+    assert _docker(clean, "run", "-d", "--name", "up", "default", "sleep", "300").returncode == 0
+    r = _docker(clean, "exec", "-u", "nosuchuser", "up", "true")
+    assert r.returncode == 126 and "unable to find user nosuchuser" in r.stdout + r.stderr
+    r = _docker(clean, "exec", "-w", "/no/such/dir", "up", "true")
+    assert r.returncode == 127 and "/no/such/dir: No such file or directory" in r.stdout
+    r = clean.ctl("exec", "-u", "nosuchuser", "up", "true", check=False)
+    assert r.returncode == 126 and "unable to find user nosuchuser" in r.stderr
+    r = clean.ctl("exec", "-w", "/no/such/dir", "up", "true", check=False)
+    assert r.returncode == 127 and "chdir /no/such/dir: No such file or directory" in r.stderr
+    # Ended at once, restarted after a backoff that doubles: soon long enough to catch.
+    args = ["--name", "loop", "--restart", "always", "default", "sh", "-c", "exit 3"]
+    assert _docker(clean, "run", "-d", *args).returncode == 0
+    cid = _docker(clean, "inspect", "-f", "{{.Id}}", "loop").stdout.strip()
+    words = f"Container {cid} is restarting, wait until the container is running"
+
+    def refused_while_restarting() -> bool:
+        r = _docker(clean, "exec", "loop", "true")
+        b = clean.ctl("exec", "loop", "true", check=False)
+        return r.returncode == 1 and words in r.stderr and words in b.stderr
+
+    until(refused_while_restarting, "an exec refused while the container restarts")
 
 
 def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:

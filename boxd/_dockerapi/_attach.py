@@ -265,9 +265,9 @@ async def _forward_stdin(
 async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     body = Fields(req.json_object(), "body")
     c = api.sup.inspect(ref)
+    _lifecycle.check_exec_between_runs(c.id, c.state.status)
     if api.sup.run_of(c.id) is None:
         raise Conflict(f"container {c.id[:12]} is not running")
-    _lifecycle.check_exec(c.id, c.name, c.state.status)  # paused: refused here, as Docker does
     command = body.command("Cmd")
     if not command:
         raise ApiError(400, "no exec command specified")
