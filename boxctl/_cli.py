@@ -238,13 +238,13 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
         except ValueError as exc:
             raise CliError(str(exc), USAGE) from None
-    attributes = []
+    kept = []
     for opt in args.log_opt:
         key, eq, value = opt.partition("=")
         if not eq:
             raise CliError(f"invalid --log-opt {opt!r}: expected KEY=VALUE", USAGE)
-        if key in _units.LOG_ATTRIBUTES:
-            attributes.append(opt)  # checked with the configuration
+        if key in _units.KEPT_LOG_OPTIONS:
+            kept.append(opt)  # checked with the configuration
             continue
         try:
             option = _units.log_option(key, value, taken=_units.CONTAINER_LOG_OPTIONS)
@@ -254,8 +254,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             config["log_max_size"] = option[1]
         elif option is not None:
             files = option[1]
-    if attributes:
-        config["log_attributes"] = tuple(attributes)
+    if kept:
+        config["log_options"] = tuple(kept)
     if args.log_driver is not None:
         config["log_driver"] = args.log_driver
     if files is not None:
@@ -885,7 +885,7 @@ RUN_OPTIONS_AFTER_VOLUMES = (
         "--log-opt",
         kind=APPEND,
         metavar="KEY=VALUE",
-        help="max-size=10m, max-file=3; labels=, labels-regex=, env=, env-regex=, tag=",
+        help="max-size=10m, max-file=3; labels=, labels-regex=, env=, env-regex=, tag=, mode=",
     ),
     Opt("--log-max-size", kind=VALUE, help="rotate the log at this size (e.g. 10m)"),
     Opt("--log-max-files", kind=INT, help="log files kept"),

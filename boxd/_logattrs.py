@@ -82,7 +82,7 @@ def attributes(c: Container, image_id: str) -> dict[str, str]:
     """The attributes of each line of ``c``'s log (its image's id ``image_id``), as
     Docker's drivers work them out: the labels and variables (``Config.Env``) named or
     matched, and the tag."""
-    options = _pairs(c.config.log_attributes)
+    options = _pairs(c.config.log_options)
     labels, env = _pairs(c.config.labels), _pairs(c.config.env)
     found: dict[str, str] = {}
     for source, names, regex in (

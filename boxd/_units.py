@@ -149,9 +149,15 @@ def memory_limits(memory: str | None, memory_swap: str | None) -> dict[str, int]
 # The log attribute options, as --log-opt names them (Docker's logger.Attr* names): the
 # container's labels and variables named or matched, and a tag (see _logattrs).
 LOG_ATTRIBUTES = ("env", "env-regex", "labels", "labels-regex", "tag")
+# Docker's log modes (--log-opt mode=): whichever is asked for, the output is drained
+# into the log through the pipes (a 1 MiB one, Docker's default max-buffer-size) and none
+# of it dropped (see _records.check_log_options).
+LOG_MODES = ("blocking", "non-blocking")
+# The log options kept with a container as given (ContainerConfig.log_options).
+KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size")
 # What a container's --log-opt takes, as an error says it.
 CONTAINER_LOG_OPTIONS = (
-    "max-size, max-file, " + ", ".join(LOG_ATTRIBUTES[:-1]) + " and " + LOG_ATTRIBUTES[-1]
+    "max-size, max-file, " + ", ".join(KEPT_LOG_OPTIONS[:-1]) + " and " + KEPT_LOG_OPTIONS[-1]
 )
 
 

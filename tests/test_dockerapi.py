@@ -453,7 +453,34 @@ def test_logs_details_show_the_log_attributes(clean: Daemon) -> None:
     r = clean.ctl(
         "run", "--log-driver", "none", "--log-opt", "env=A", "default", "true", check=False
     )
-    assert r.returncode == 125 and "log attribute options need a log" in r.stderr
+    assert r.returncode == 125 and "log options need a log" in r.stderr
+
+
+@needs_cli
+def test_log_mode_options_are_taken(clean: Daemon) -> None:
+    """Docker's ``--log-opt mode=blocking|non-blocking`` and ``max-buffer-size`` (with
+    non-blocking), which compose files set, are taken and shown back (they were refused):
+    boxd drains the output into the log either way and drops none of it; bad values are
+    refused in Docker's daemon's words."""
+    opts = ["--log-opt", "mode=non-blocking", "--log-opt", "max-buffer-size=4m"]
+    r = _docker(clean, "run", "--name", "nb", *opts, "default", "echo", "kept")
+    assert (r.returncode, r.stdout) == (0, "kept\n"), r.stderr
+    assert _docker(clean, "logs", "nb").stdout == "kept\n"
+    shown = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "nb")
+    assert json.loads(shown.stdout) == {"mode": "non-blocking", "max-buffer-size": "4m"}
+    clean.ctl("run", "--name", "bl", "--log-opt", "mode=blocking", "default", "true")
+    shown = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "bl")
+    assert json.loads(shown.stdout) == {"mode": "blocking"}
+    for opts, words in [
+        (["mode=sometimes"], "logger: logging mode not supported: sometimes"),
+        (["max-buffer-size=4m"], "max-buffer-size option is only supported with 'mode=non-"),
+        (["mode=non-blocking", "max-buffer-size=lots"], "invalid log option max-buffer-size"),
+    ]:
+        args = [arg for opt in opts for arg in ("--log-opt", opt)]
+        r = _docker(clean, "run", "--rm", *args, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+        r = clean.ctl("run", "--rm", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, r.stderr
 
 
 @needs_cli
