@@ -347,11 +347,16 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
         try:
             run: Run = await nursery.start(_run_exec, api, ex, output)
         except Exception as exc:
-            error = api_error(unwrap(exc))
+            failure = unwrap(exc)
+            error = api_error(failure)
             if error is None:
                 raise
+            # The failure as it is: the CLI reads an exec's exit code from its inspect,
+            # not from the words api_error adds for a start's ("executable file not
+            # found" after a -w directory missing, "permission denied" after a user).
+            text = str(failure) if isinstance(failure, StartError) else error.message
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                message = (error.message + "\r\n").encode()
+                message = (text + "\r\n").encode()
                 await sock.send_all(frame(protocol.STDOUT, message, tty=raw))
             return
         async with trio.open_nursery() as streams:
