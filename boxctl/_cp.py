@@ -293,9 +293,12 @@ def _extract_member(
             os.chmod(target, member.mode)
             dirs.append((target, member))
         return
-    member = member.replace(name=os.path.relpath(target, root), deep=False)
     if member.islnk():
-        member = member.replace(linkname=os.path.relpath(_inside(root, member.linkname), root))
+        # Made here, not by tarfile: its link follows a symlink it names (a hard link to a
+        # symlink became one to the symlink's target, or failed).
+        os.link(_inside(root, member.linkname), target, follow_symlinks=False)
+        return
+    member = member.replace(name=os.path.relpath(target, root), deep=False)
     tar.extract(member, root, numeric_owner=True, filter="fully_trusted")
     if member.isdir():
         dirs.append((target, member))

@@ -276,6 +276,9 @@ class _Writer:
     def __init__(self, tar: tarfile.TarFile, ids: IdMap) -> None:
         self.tar = tar
         self.ids = ids
+        # The first name each file with more than one link was archived under: its other
+        # names are hard links to it, as Docker's archive writes them (not copies).
+        self.linked: dict[tuple[int, int], str] = {}
 
     def info(self, name: str, st: os.stat_result) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
@@ -289,6 +292,12 @@ class _Writer:
         """One entry; a directory's whole tree.  Sockets are left out, as Docker does."""
         info = self.info(arcname, st)
         mode = st.st_mode
+        if not stat.S_ISDIR(mode) and not stat.S_ISSOCK(mode) and st.st_nlink > 1:
+            first = self.linked.setdefault((st.st_dev, st.st_ino), arcname)
+            if first != arcname:
+                info.type, info.linkname = tarfile.LNKTYPE, first
+                self.tar.addfile(info)
+                return
         if stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
             self.tar.addfile(info)

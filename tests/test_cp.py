@@ -10,6 +10,7 @@ The daemon's root is below /tmp (mode 0711), not pytest's 0700 tree, so that an
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -388,6 +389,35 @@ def test_docker_cp_both_ways(clean: Daemon, tmp_path: Path) -> None:
     r = clean.ctl("events", "--since", "10m", "--until", "0s", "--format", "json")
     actions = [e["Action"] for e in map(json.loads, r.stdout.splitlines())]
     assert {"extract-to-dir", "archive-path"} <= set(actions)
+
+
+@needs_cli
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_hard_links_come_out_as_hard_links(clean: Daemon, tmp_path: Path, state: str) -> None:
+    """A file's other names are hard links in the tar, as Docker's archive writes them
+    (they came out as copies of its data): boxctl and the docker CLI make them links
+    again, a hard link to a symlink too (boxctl's tar extraction followed it)."""
+    _start(clean, "h")
+    script = "mkdir -p /d/sub; echo data > /d/f; ln /d/f /d/sub/g; ln -s f /d/s; ln /d/s /d/s2"
+    _sh(clean, "h", script)
+    if state == "stopped":
+        clean.ctl("stop", "-t", "0", "h")
+    status, _, body = api_call(clean, "GET", "/containers/h/archive?path=/d")
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["d/f"].isfile() and members["d/s"].issym()
+    links = {"d/sub/g": "d/f", "d/s2": "d/s"}  # to the first name each has in the tar
+    assert {n: (members[n].islnk(), members[n].linkname) for n in links} == {
+        n: (True, target) for n, target in links.items()
+    }
+    for how, run in [("boxctl", clean.ctl), ("docker", functools.partial(_docker, clean))]:
+        dest = tmp_path / how
+        r = run("cp", "h:/d", str(dest))
+        assert r.returncode == 0, r.stderr
+        assert os.stat(dest / "f").st_ino == os.stat(dest / "sub" / "g").st_ino
+        assert os.lstat(dest / "s").st_ino == os.lstat(dest / "s2").st_ino
+        assert os.readlink(dest / "s2") == "f" and (dest / "sub" / "g").read_text() == "data\n"
 
 
 def test_archive_endpoints_in_dockers_shape(clean: Daemon) -> None:
