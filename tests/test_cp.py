@@ -10,7 +10,6 @@ The daemon's root is below /tmp (mode 0711), not pytest's 0700 tree, so that an
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import io
 import json
@@ -411,9 +410,11 @@ def test_hard_links_come_out_as_hard_links(clean: Daemon, tmp_path: Path, state:
     assert {n: (members[n].islnk(), members[n].linkname) for n in links} == {
         n: (True, target) for n, target in links.items()
     }
-    for how, run in [("boxctl", clean.ctl), ("docker", functools.partial(_docker, clean))]:
-        dest = tmp_path / how
-        r = run("cp", "h:/d", str(dest))
+    copies = {
+        tmp_path / "boxctl": clean.ctl("cp", "h:/d", str(tmp_path / "boxctl")),
+        tmp_path / "docker": _docker(clean, "cp", "h:/d", str(tmp_path / "docker")),
+    }
+    for dest, r in copies.items():
         assert r.returncode == 0, r.stderr
         assert os.stat(dest / "f").st_ino == os.stat(dest / "sub" / "g").st_ino
         assert os.lstat(dest / "s").st_ino == os.lstat(dest / "s2").st_ino
