@@ -38,6 +38,7 @@ import attrs
 from ._copymessages import CopyError as CopyError
 from ._copymessages import NoSuchPath as NoSuchPath
 from ._copymessages import PathStat as PathStat
+from ._images.archive import _keep_capability
 from ._images.tarstream import DIRECTORY, LINK, Decompressed, Member, TarError, TarReader
 from ._images.unpack import LayerError, _clean, _Unpacker, open_in_root
 
@@ -323,6 +324,7 @@ class _Writer:
                 os.close(path_fd)
             with os.fdopen(fd, "rb") as f:
                 info.size = now.st_size
+                _keep_capability(info, fd)  # setcap's, as Docker's archive keeps it
                 self.tar.addfile(info, f)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             info.type = (

@@ -421,6 +421,35 @@ def test_hard_links_come_out_as_hard_links(clean: Daemon, tmp_path: Path, state:
         assert os.readlink(dest / "s2") == "f" and (dest / "sub" / "g").read_text() == "data\n"
 
 
+@needs_cli
+@pytest.mark.skipif(shutil.which("setcap") is None, reason="no setcap on this host")
+def test_file_capabilities_are_copied_both_ways(clean: Daemon, tmp_path: Path) -> None:
+    """A file's capabilities (setcap's security.capability) go with it, as Docker's
+    archives carry them: out through boxctl and the docker CLI, in through boxctl (they
+    were dropped, and a copied ping could no longer open its raw socket)."""
+    _start(clean, "k")
+    _sh(clean, "k", "cp /bin/true /capped && setcap cap_net_raw+ep /capped")
+    copies = {
+        tmp_path / "boxctl": clean.ctl("cp", "k:/capped", str(tmp_path / "boxctl")),
+        tmp_path / "docker": _docker(clean, "cp", "k:/capped", str(tmp_path / "docker")),
+    }
+    for dest, r in copies.items():
+        assert r.returncode == 0, r.stderr
+        shown = subprocess.run(["getcap", str(dest)], capture_output=True, text=True)
+        assert shown.stdout.split() == [str(dest), "cap_net_raw=ep"]
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    shutil.copy(tmp_path / "boxctl", tmp_path / "tree" / "sub" / "x")
+    subprocess.run(["setcap", "cap_net_admin+ep", str(tmp_path / "tree" / "sub" / "x")], check=True)
+    clean.ctl("cp", str(tmp_path / "boxctl"), "k:/one")
+    clean.ctl("cp", str(tmp_path / "tree"), "k:/tree")
+    assert _sh(clean, "k", "getcap /one /tree/sub/x").split() == [
+        "/one",
+        "cap_net_raw=ep",
+        "/tree/sub/x",
+        "cap_net_admin=ep",
+    ]
+
+
 def test_archive_endpoints_in_dockers_shape(clean: Daemon) -> None:
     _start(clean, "e")
     _sh(clean, "e", "ln -s /etc/hostname /hn")
