@@ -412,7 +412,10 @@ class Server:
             await conn.send(OkResponse())
             return
         output = Output()
-        channel = output.subscribe()
+        # Its one reader, which gets every byte (the process waits for it, as on a pipe):
+        # a lossy one was dropped once a few MiB waited, and the exec's output ended there,
+        # silently cut, with the process's own exit code.
+        channel = output.subscribe(lossless=True)
         async with trio.open_nursery() as nursery:
             proc: Run = await nursery.start(
                 functools.partial(
