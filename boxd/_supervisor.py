@@ -1599,6 +1599,7 @@ class Supervisor:
         self._entries.pop(entry.container.id, None)
         if entry.logs is not None:
             entry.logs.close()
+        _logs.keep_for_followers(self.store.container_dir(entry.container.id) / "logs")
         self.networks.forget(entry.container.id)
         self.store.discard(entry.container.id)
         self._busy(trio.current_time())

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import REPO, Daemon, pipe_held, running_daemon, until
-from docker_clients import DOCKER, docker_env, needs_cli
+from docker_clients import DOCKER, UnixHTTP, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
 from registry_harness import build_oci_image, push, running_registry
@@ -1202,6 +1202,37 @@ def test_docker_py(clean: Daemon) -> None:
         e.remove(force=True)
     finally:
         client.close()
+
+
+def test_a_follow_of_a_removed_container_gets_its_log_whole(clean: Daemon) -> None:
+    """A client following a log that reads only after the container was removed (docker-py's
+    ``run(remove=True)`` does: it follows, waits, removes, then reads) gets what the log
+    held at the removal, the files rotated after the one it was reading too (they went
+    with the container's directory: it got the first 10 MiB)."""
+    size = 24_000_000  # lines of 16 KiB: the default rotation's three files of 10 MiB
+    script = f"while [ ! -e /go ]; do sleep 0.05; done; head -c {size} /dev/zero"
+    r = _docker(clean, "run", "-d", "--name", "big", "default", "sh", "-c", script)
+    cid = r.stdout.strip()
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        conn.request("GET", "/containers/big/logs?follow=1&stdout=1")
+        response = conn.getresponse()  # its head: the follow is under way
+        assert _docker(clean, "exec", "big", "touch", "/go").returncode == 0
+        assert _docker(clean, "wait", "big").stdout == "0\n"
+        assert _docker(clean, "rm", "big").returncode == 0
+        places = ("containers", "trash", "trash/.deleting")  # where it goes, then gone
+        until(
+            lambda: not any((clean.root / place / cid).exists() for place in places),
+            "the container's directory deleted",
+        )
+        body = response.read()
+    finally:
+        conn.close()
+    got, at = 0, 0
+    while at < len(body):  # the frames' payloads
+        length = int.from_bytes(body[at + 4 : at + 8], "big")
+        got, at = got + length, at + 8 + length
+    assert got == size
 
 
 def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
