@@ -444,8 +444,13 @@ def check_log_options(config: ContainerConfig) -> None:
         raise ValueError("log rotation options need a log: --log-driver none keeps none")
     if config.log_driver == "none" and config.log_options:
         raise ValueError("log options need a log: --log-driver none keeps none")
-    options = dict(option.partition("=")[::2] for option in config.log_options)
-    for option in config.log_options:
+    check_kept_log_options(config.log_options)
+
+
+def check_kept_log_options(kept: tuple[str, ...]) -> None:
+    """The log options kept as given (ContainerConfig.log_options; daemon.json's)."""
+    options = dict(option.partition("=")[::2] for option in kept)
+    for option in kept:
         key, eq, value = option.partition("=")
         if not eq:
             raise invalid("log_options", option, "expected KEY=VALUE")
