@@ -819,6 +819,11 @@ async def batches(
             if not follow:
                 return
             newer = await _newer_files(dir_fd, queue[-1] if queue else None)
+            # A removal meanwhile may have queued them already (keep_for_followers).
+            held = {cursor.ident for cursor in queue}
+            for cursor in [cursor for cursor in newer if cursor.ident in held]:
+                cursor.close()
+            newer = [cursor for cursor in newer if cursor.ident not in held]
             if newer:
                 queue.extend(newer)
                 continue

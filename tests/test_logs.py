@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import resource
+import shutil
 import signal
 import threading
 import time
@@ -29,6 +31,7 @@ from boxd._logs import (
     format_entries,
     format_time,
     iter_output,
+    keep_for_followers,
     parse_max_files,
     read_entries,
 )
@@ -522,6 +525,60 @@ async def test_follow_across_rotation_delivers_every_record_once(
             done.set()
     writer.close()
     assert datas(collector.entries) == expected
+
+
+async def test_a_follow_behind_gets_the_files_of_a_removed_log(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A follow whose client reads late (docker-py's ``run(remove=True)``) still had the
+    first file open when the container was removed, and the files rotated after it went
+    with the directory: the removal has it open them first (keep_for_followers)."""
+    writer = LogWriter.open(tmp_path, max_size=200, max_files=20)
+    expected = write_lines(writer, 2)
+    done = trio.Event()
+    read = batches(tmp_path, until_closed=done)
+    got = datas(await read.__anext__())  # the first file, held open
+    expected += write_lines(writer, 40, start=2)  # many rotations behind it
+    writer.close()
+    keep_for_followers(tmp_path)  # the removal, then its directory goes
+    shutil.rmtree(tmp_path)
+    done.set()
+    async for batch in read:
+        got += datas(batch)
+    assert got == expected
+
+
+async def test_a_removal_during_a_follows_look_for_newer_files_repeats_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A follow waiting for the log's lock to see the files newer than its own when the
+    removal queued them for it takes each once."""
+    writer = LogWriter.open(tmp_path, max_size=200, max_files=20)
+    expected = write_lines(writer, 2)
+    done = trio.Event()
+    read = batches(tmp_path, until_closed=done)
+    got = datas(await read.__anext__())
+    expected += write_lines(writer, 20, start=2)
+    got += datas(await read.__anext__())  # the rest of its file, rotated meanwhile
+    lock = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as a writer renaming files holds it
+    async with trio.open_nursery() as nursery:
+        batch: list[LogEntry] = []
+
+        async def next_batch() -> None:
+            batch.extend(await read.__anext__())
+
+        nursery.start_soon(next_batch)
+        await trio.testing.wait_all_tasks_blocked()  # polling for the lock
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+        writer.close()
+        keep_for_followers(tmp_path)
+    got += datas(batch)
+    done.set()
+    async for more in read:
+        got += datas(more)
+    assert got == expected
 
 
 async def test_follow_catches_up_after_many_rotations(
