@@ -1299,6 +1299,14 @@ def test_exec_that_cannot_start_and_exec_between_runs_as_docker(clean: Daemon) -
         return r.returncode == 1 and words in r.stderr and words in b.stderr
 
     until(refused_while_restarting, "an exec refused while the container restarts")
+    # A stopped one: named by its full id, as dockerd's errNotRunning names it.
+    assert _docker(clean, "stop", "-t", "0", "up").returncode == 0
+    r = _docker(clean, "exec", "up", "true")
+    up = _docker(clean, "inspect", "-f", "{{.Id}}", "up").stdout.strip()
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"Error response from daemon: container {up} is not running\n",
+    )
 
 
 def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:

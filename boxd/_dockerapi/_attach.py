@@ -267,7 +267,7 @@ async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) ->
     c = api.sup.inspect(ref)
     _lifecycle.check_exec_between_runs(c.id, c.state.status)
     if api.sup.run_of(c.id) is None:
-        raise Conflict(f"container {c.id[:12]} is not running")
+        raise Conflict(f"container {c.id} is not running")
     command = body.command("Cmd")
     if not command:
         raise ApiError(400, "no exec command specified")
@@ -321,7 +321,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
     if ex.started:
         raise ApiError(409, f"exec instance {exec_id} has already been started")
     if api.sup.run_of(ex.container) is None:
-        raise Conflict(f"container {ex.container[:12]} is not running")
+        raise Conflict(f"container {ex.container} is not running")
     ex.started = True
     if body.flag("Detach"):
         # In the supervisor's nursery, as `boxctl exec -d`'s: it outlives this server.
