@@ -240,18 +240,24 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
             config["log_max_size"] = _units.parse_size(args.log_max_size, what="--log-max-size")
         except ValueError as exc:
             raise CliError(str(exc), USAGE) from None
+    kept = []
     for opt in args.log_opt:
         key, eq, value = opt.partition("=")
         if not eq:
             raise CliError(f"invalid --log-opt {opt!r}: expected KEY=VALUE", USAGE)
+        if key in _units.KEPT_LOG_OPTIONS:
+            kept.append(opt)  # checked with the configuration
+            continue
         try:
-            option = _units.log_option(key, value)
+            option = _units.log_option(key, value, taken=_units.CONTAINER_LOG_OPTIONS)
         except ValueError as exc:
             raise CliError(f"invalid --log-opt {opt!r}: {exc}", USAGE) from None
         if option is not None and option[0] == "max-size":
             config["log_max_size"] = option[1]
         elif option is not None:
             files = option[1]
+    if kept:
+        config["log_options"] = tuple(kept)
     if args.log_driver is not None:
         config["log_driver"] = args.log_driver
     if files is not None:
@@ -877,7 +883,12 @@ RUN_OPTIONS_AFTER_VOLUMES = (
         help="no-new-privileges, seccomp=..., systempaths=unconfined",
     ),
     Opt("--log-driver", kind=VALUE, help="json-file (default), local or none (no log)"),
-    Opt("--log-opt", kind=APPEND, metavar="KEY=VALUE", help="max-size=10m, max-file=3"),
+    Opt(
+        "--log-opt",
+        kind=APPEND,
+        metavar="KEY=VALUE",
+        help="max-size=10m, max-file=3; labels=, labels-regex=, env=, env-regex=, tag=, mode=",
+    ),
     Opt("--log-max-size", kind=VALUE, help="rotate the log at this size (e.g. 10m)"),
     Opt("--log-max-files", kind=INT, help="log files kept"),
     Opt(

@@ -11,6 +11,7 @@ stdin or stdout.  Every failure exits 1, as ``docker cp``'s do.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import sys
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 CHUNK = 1 << 20
+CAPABILITY = "security.capability"  # the xattr of a file's capabilities
 S_IFMT, S_IFDIR, S_IFLNK, S_IFREG = 0o170000, 0o040000, 0o120000, 0o100000
 
 
@@ -293,12 +295,30 @@ def _extract_member(
             os.chmod(target, member.mode)
             dirs.append((target, member))
         return
-    member = member.replace(name=os.path.relpath(target, root), deep=False)
     if member.islnk():
-        member = member.replace(linkname=os.path.relpath(_inside(root, member.linkname), root))
+        # Made here, not by tarfile: its link follows a symlink it names (a hard link to a
+        # symlink became one to the symlink's target, or failed).
+        os.link(_inside(root, member.linkname), target, follow_symlinks=False)
+        return
+    member = member.replace(name=os.path.relpath(target, root), deep=False)
     tar.extract(member, root, numeric_owner=True, filter="fully_trusted")
+    _set_xattrs(target, member)
     if member.isdir():
         dirs.append((target, member))
+
+
+def _set_xattrs(target: str, member: tarfile.TarInfo) -> None:
+    """The member's xattrs (the daemon's tar carries a file's capabilities, as Docker's
+    does), set as the docker CLI sets them: where this file system or user may not, the
+    file goes without."""
+    for key, value in member.pax_headers.items():
+        if not key.startswith("SCHILY.xattr."):
+            continue
+        try:
+            os.setxattr(target, key[13:], os.fsencode(value), follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise CliError(f"cannot set {key[13:]} on {target}: {exc.strerror}") from None
 
 
 # ---- into a container ------------------------------------------------------------------
@@ -381,8 +401,21 @@ def _send(
         else:
             assert tree is not None
             path, top = tree
+
+            def capability(info: tarfile.TarInfo) -> tarfile.TarInfo:
+                """A file's capabilities (setcap's) go with it, as the docker CLI's tar
+                carries them."""
+                if info.isfile():
+                    host = os.path.normpath(os.path.join(path, os.path.relpath(info.name, top)))
+                    try:
+                        value = os.getxattr(host, CAPABILITY, follow_symlinks=False)
+                    except OSError:
+                        return info
+                    info.pax_headers = {f"SCHILY.xattr.{CAPABILITY}": os.fsdecode(value)}
+                return info
+
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                tar.add(path, arcname=top, recursive=True)
+                tar.add(path, arcname=top, recursive=True, filter=capability)
         out.close()
         client.response()
     return 0

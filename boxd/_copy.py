@@ -38,6 +38,7 @@ import attrs
 from ._copymessages import CopyError as CopyError
 from ._copymessages import NoSuchPath as NoSuchPath
 from ._copymessages import PathStat as PathStat
+from ._images.archive import _keep_capability
 from ._images.tarstream import DIRECTORY, LINK, Decompressed, Member, TarError, TarReader
 from ._images.unpack import LayerError, _clean, _Unpacker, open_in_root
 
@@ -276,6 +277,9 @@ class _Writer:
     def __init__(self, tar: tarfile.TarFile, ids: IdMap) -> None:
         self.tar = tar
         self.ids = ids
+        # The first name each file with more than one link was archived under: its other
+        # names are hard links to it, as Docker's archive writes them (not copies).
+        self.linked: dict[tuple[int, int], str] = {}
 
     def info(self, name: str, st: os.stat_result) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
@@ -289,6 +293,12 @@ class _Writer:
         """One entry; a directory's whole tree.  Sockets are left out, as Docker does."""
         info = self.info(arcname, st)
         mode = st.st_mode
+        if not stat.S_ISDIR(mode) and not stat.S_ISSOCK(mode) and st.st_nlink > 1:
+            first = self.linked.setdefault((st.st_dev, st.st_ino), arcname)
+            if first != arcname:
+                info.type, info.linkname = tarfile.LNKTYPE, first
+                self.tar.addfile(info)
+                return
         if stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
             self.tar.addfile(info)
@@ -314,6 +324,7 @@ class _Writer:
                 os.close(path_fd)
             with os.fdopen(fd, "rb") as f:
                 info.size = now.st_size
+                _keep_capability(info, fd)  # setcap's, as Docker's archive keeps it
                 self.tar.addfile(info, f)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             info.type = (

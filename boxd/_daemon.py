@@ -163,6 +163,7 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         choices=list(LOG_DRIVERS),
         help="where containers' output is kept unless they say (default %(default)s)",
     )
+    p.set_defaults(log_options=())  # only daemon.json's log-opts set them (see _daemonconfig)
     p.add_argument(
         "--config-file",
         type=Path,
@@ -205,6 +206,8 @@ async def run_daemon(args: SimpleNamespace) -> None:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     if args.log_driver not in LOG_DRIVERS:  # from the configuration file
         raise DaemonError(f"invalid log-driver {args.log_driver!r}: use json-file, local or none")
+    if args.log_driver == "none" and args.log_options:
+        raise DaemonError("log-opts need a log: log-driver none keeps none")
     for name, allowed in (("procview", ("on", "off")), ("procview_cpus", CPU_POLICIES)):
         if getattr(args, name) not in allowed:
             raise DaemonError(
@@ -239,6 +242,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
                     log_driver=args.log_driver,
                     log_max_size=max_size,
                     log_max_files=args.log_max_files,
+                    log_options=args.log_options,
                     procview=view,
                     bridge=BridgeOptions.of(
                         args.bridge_name,

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._units import MTU_RANGE, log_option, parse_mtu
+from ._records import check_kept_log_options
+from ._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, MTU_RANGE, log_option, parse_mtu
 
 DEFAULT_PATH = Path("/etc/boxd/daemon.json")
 
@@ -191,9 +192,20 @@ def _log_opts(value: object) -> list[_Setting]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f"log-opts must be an object of strings, not {json.dumps(value)}")
     found: list[_Setting] = []
+    # Docker's mode and max-buffer-size and the log attributes: every new container's that
+    # keeps its log with the daemon's driver (see Supervisor.log_options).
+    kept = tuple([f"{key}={text}" for key, text in value.items() if key in KEPT_LOG_OPTIONS])
+    try:
+        check_kept_log_options(kept)
+    except ValueError as exc:
+        raise ConfigError(f"log-opts: {exc}") from None
+    if kept:
+        found.append(("log-opts", "log_options", kept, (), dict(value)))
     for key, text in value.items():
+        if key in KEPT_LOG_OPTIONS:
+            continue
         try:
-            option = log_option(key, text)
+            option = log_option(key, text, taken=CONTAINER_LOG_OPTIONS)
         except ValueError as exc:
             raise ConfigError(f"log-opts: {exc}") from None
         if option is None:

@@ -143,9 +143,18 @@ def check_unpause(name: str, phase: Status) -> None:
         raise Conflict(f"container {name} is not paused")
 
 
-def check_exec(cid: str, name: str, phase: Status) -> None:
-    if phase is PAUSED:  # Docker's words
+def check_exec_between_runs(cid: str, phase: Status) -> None:
+    """A paused container, or one waiting for its restart, takes no exec: refused in
+    Docker's words (its daemon counts both as running, so its "not running" does not
+    come first)."""
+    if phase is PAUSED:
         raise Conflict(f"Container {cid} is paused, unpause the container before exec")
+    if phase is RESTARTING:
+        raise Conflict(f"Container {cid} is restarting, wait until the container is running")
+
+
+def check_exec(cid: str, name: str, phase: Status) -> None:
+    check_exec_between_runs(cid, phase)
     if phase not in (RUNNING, STOPPING):
         raise _refuse(name, phase, "exec needs a running container")
 

@@ -699,7 +699,12 @@ async def _newer_files(dir_fd: int, current: _Cursor | None) -> list[_Cursor]:
         return []
     if current is not None and ident == current.ident:
         return []
-    fds = await _snapshot_async(dir_fd)
+    return _after(await _snapshot_async(dir_fd), current)
+
+
+def _after(fds: list[int], current: _Cursor | None) -> list[_Cursor]:
+    """Cursors of the files of a snapshot (``fds``, oldest first) newer than ``current``;
+    the others closed."""
     idents = [_ident(os.fstat(fd)) for fd in fds]
     # Not found: ``current`` was dropped by rotation, so every file left is newer.
     start = 0
@@ -708,6 +713,30 @@ async def _newer_files(dir_fd: int, current: _Cursor | None) -> list[_Cursor]:
     for fd in fds[:start]:
         os.close(fd)
     return [_Cursor(fd) for fd in fds[start:]]
+
+
+@attrs.define(eq=False)
+class _Follow:
+    """A follow of a log under way (:func:`batches`): its directory and the files it will
+    read, in order."""
+
+    dir_fd: int
+    queue: list[_Cursor]
+
+
+# The follows under way of each log directory (by path).
+_following: dict[str, set[_Follow]] = {}
+
+
+def keep_for_followers(directory: Path) -> None:
+    """Before the log ``directory`` goes (its container removed): each follow of it opens
+    the files it has not reached yet, so that it reads them to their end however late its
+    client reads (``docker run --rm``'s, docker-py's ``run(remove=True)``: they lost what
+    rotated after the file they were reading)."""
+    for follow in _following.get(str(directory), ()):
+        fds = _snapshot(follow.dir_fd, blocking=True)  # its writer closed: the lock is free
+        assert fds is not None
+        follow.queue.extend(_after(fds, follow.queue[-1] if follow.queue else None))
 
 
 async def batches(
@@ -742,10 +771,13 @@ async def batches(
     except FileNotFoundError:  # a container never started: nothing, as from Docker
         return
     queue: list[_Cursor] = []
+    follow = until_closed is not None
+    this = _Follow(dir_fd, queue)
+    if follow:
+        _following.setdefault(str(directory), set()).add(this)
     try:
         # Without following, what the files hold now, as Docker reads them: a chatty
         # container wrote faster than a client read, and `docker logs` never ended.
-        follow = until_closed is not None
         queue.extend(
             _Cursor(fd, end=None if follow else os.fstat(fd).st_size)
             for fd in await _snapshot_async(dir_fd)
@@ -777,6 +809,11 @@ async def batches(
             if not follow:
                 return
             newer = await _newer_files(dir_fd, queue[-1] if queue else None)
+            # A removal meanwhile may have queued them already (keep_for_followers).
+            held = {cursor.ident for cursor in queue}
+            for cursor in [cursor for cursor in newer if cursor.ident in held]:
+                cursor.close()
+            newer = [cursor for cursor in newer if cursor.ident not in held]
             if newer:
                 queue.extend(newer)
                 continue
@@ -784,6 +821,11 @@ async def batches(
                 return
             await trio.sleep(_POLL_INTERVAL)
     finally:
+        if follow:
+            followers = _following[str(directory)]
+            followers.discard(this)
+            if not followers:
+                del _following[str(directory)]
         for cursor in queue:
             cursor.close()
         os.close(dir_fd)
@@ -804,11 +846,11 @@ class OutputFormatter:
     piece and a space, as ``docker logs -t`` prints it.
     """
 
-    def __init__(self, *, timestamps: bool = False, details: bool = False) -> None:
+    def __init__(self, *, timestamps: bool = False, details: bytes = b"") -> None:
         self._timestamps = timestamps
-        # docker logs --details: a line's log attributes and a space (boxd's lines have no
-        # attributes: the space alone, as Docker prints it for a container without any).
-        self._details = b" " if details else b""
+        # docker logs --details: each line after the container's log attributes and a
+        # space (see _logattrs.details); empty without --details.
+        self._details = details
         self._line_open = dict.fromkeys(STREAMS, False)
 
     def format(self, entry: LogEntry) -> bytes:

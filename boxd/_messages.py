@@ -140,7 +140,7 @@ class LogsRequest:
     follow: bool = False
     timestamps: bool = False
     until: float | None = None  # records up to this time; a follow ends there
-    details: bool = False  # each line after its attributes (none in boxd) and a space
+    details: bool = False  # each line after its log attributes and a space
 
 
 @attrs.frozen
@@ -186,7 +186,7 @@ class DetachFrame:
 class ErrorResponse:
     message: str
     # "invalid" (bad request), "not_found", "conflict", "failed" (the runtime could not do
-    # it), "exec_not_found" / "exec_denied" (command missing / not executable).
+    # it), "exec_not_found" / "exec_denied" (an exec or a run that could not start: 127 / 126).
     kind: str = "invalid"
 
 

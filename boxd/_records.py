@@ -16,7 +16,7 @@ import typing
 
 import attrs
 
-from . import _caps, _fixedmodes, _nsmodes
+from . import _caps, _fixedmodes, _logattrs, _nsmodes
 from ._devicemap import DeviceMapping, check_all
 from ._healthcheck import Health, Healthcheck, check_healthcheck
 from ._hosts import HOST_GATEWAY, parse_host
@@ -36,6 +36,7 @@ from ._signames import parse_signal as parse_signal
 from ._sysctl import parse_sysctl
 from ._tmpfs import parse_tmpfs
 from ._ulimits import check_ulimit
+from ._units import LOG_MODES, parse_size
 from ._users import check_group, check_user
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
@@ -263,6 +264,10 @@ class ContainerConfig:
     log_driver: str = ""  # see LOG_DRIVERS; empty: the supervisor's (json-file by default)
     log_max_size: int | None = None  # None: the driver's default (json-file: the daemon's)
     log_max_files: int | None = None
+    # "KEY=VALUE", the --log-opt options kept as given (_units.KEPT_LOG_OPTIONS): the log
+    # attributes (labels=, labels-regex=, env=, env-regex=, tag=: see _logattrs), shown by
+    # logs --details, and Docker's mode= and max-buffer-size=.
+    log_options: tuple[str, ...] = ()
     procview: bool = True
     cgroup_parent: str = ""
     # A stored image's: the image's id, and --entrypoint (None: the image's Entrypoint).
@@ -404,6 +409,7 @@ OPTIONS = {
     "log_driver": "--log-driver",
     "log_max_size": "--log-max-size",
     "log_max_files": "--log-max-files",
+    "log_options": "--log-opt",
     "cgroup_parent": "--cgroup-parent",
     "labels": "--label",
     "annotations": "--annotation",
@@ -434,10 +440,33 @@ RUNTIMES = ("runc", "boxd")
 
 
 def check_log_options(config: ContainerConfig) -> None:
-    """Log rotation options need a log: refused with the none driver (the container's, or
-    once an empty one is the daemon's)."""
+    """Log options need a log: refused with the none driver (the container's, or once an
+    empty one is the daemon's).  Docker's mode and max-buffer-size are checked as its
+    daemon checks them (boxd's log never drops output, whatever the mode)."""
     if config.log_driver == "none" and (config.log_max_size or config.log_max_files):
         raise ValueError("log rotation options need a log: --log-driver none keeps none")
+    if config.log_driver == "none" and config.log_options:
+        raise ValueError("log options need a log: --log-driver none keeps none")
+    check_kept_log_options(config.log_options)
+
+
+def check_kept_log_options(kept: tuple[str, ...]) -> None:
+    """The log options kept as given (ContainerConfig.log_options; daemon.json's)."""
+    options = dict(option.partition("=")[::2] for option in kept)
+    for option in kept:
+        key, eq, value = option.partition("=")
+        if not eq:
+            raise invalid("log_options", option, "expected KEY=VALUE")
+        if key == "mode" and value not in LOG_MODES:
+            raise ValueError(f"logger: logging mode not supported: {value}")  # Docker's
+        if key == "max-buffer-size":
+            if options.get("mode") != "non-blocking":
+                raise ValueError(
+                    "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+                )
+            parse_size(value, what="log option max-buffer-size")
+        if key not in ("mode", "max-buffer-size"):
+            _logattrs.check(key, value)
 
 
 def check_shm_size(size: int | None) -> None:

@@ -22,9 +22,10 @@ from typing import Any
 
 import trio
 
-from . import __version__, _logs, _nss, _verbareas, protocol
+from . import __version__, _logattrs, _logs, _nss, _verbareas, protocol
 from ._convert import ConversionError
 from ._idle import WaitingConnections
+from ._images.config import DEFAULT_ID
 from ._images.registry import RegistryError
 from ._images.store import NoSuchImage
 from ._images.unpack import ArchiveError, LayerError
@@ -411,7 +412,10 @@ class Server:
             await conn.send(OkResponse())
             return
         output = Output()
-        channel = output.subscribe()
+        # Its one reader, which gets every byte (the process waits for it, as on a pipe):
+        # a lossy one was dropped once a few MiB waited, and the exec's output ended there,
+        # silently cut, with the process's own exit code.
+        channel = output.subscribe(lossless=True)
         async with trio.open_nursery() as nursery:
             proc: Run = await nursery.start(
                 functools.partial(
@@ -433,9 +437,11 @@ class Server:
 
     async def _read_logs(self, conn: Connection, req: LogsRequest) -> None:
         directory = self.sup.log_dir(req.container)
-        cid = self.sup.inspect(req.container).id
+        c = self.sup.inspect(req.container)
+        cid = c.id
         await conn.send(OkResponse())
-        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=req.details)
+        details = _logattrs.details(c, c.config.image_id or DEFAULT_ID) if req.details else b""
+        formatter = _logs.OutputFormatter(timestamps=req.timestamps, details=details)
         until = math.inf if req.until is None else req.until
         ended: Callable[[], bool] | None = None
         deadline = math.inf

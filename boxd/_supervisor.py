@@ -162,6 +162,16 @@ class StartError(RuntimeError):
         self.exit_code = exit_code
 
 
+def _exec_start_code(exc: BaseException) -> int:
+    """The exit code of an exec that could not start, as Docker's daemon gives it: 127
+    for a path not found (the command, or a -w directory: runc's "no such file or
+    directory"), 126 for anything else (a command not executable, an unknown -u user)."""
+    if (code := is_exec_failure(exc)) is not None:
+        return code
+    missing = isinstance(exc, SpawnError) and exc.errno in (errno.ENOENT, errno.ENOTDIR)
+    return 127 if missing else 126
+
+
 @attrs.define(eq=False)
 class _Entry:
     """What the supervisor knows about a container beyond its record."""
@@ -254,11 +264,16 @@ class Supervisor:
         log_driver: str = "json-file",
         log_max_size: int = _logs.DEFAULT_MAX_SIZE,
         log_max_files: int = _logs.DEFAULT_MAX_FILES,
+        log_options: tuple[str, ...] = (),
         networks: Networks | None = None,
         live_restore: bool = False,
     ) -> None:
         self.store = store
         self.log_driver = log_driver  # a new container's, unless its config names one
+        # The kept log options (daemon.json's log-opts: mode, max-buffer-size, the log
+        # attributes) of a new container that keeps its log with log_driver, each unless
+        # its own names it: Docker's merge.
+        self.log_options = log_options
         # Containers outlive this supervisor, kept by shims (see boxd/_live.py).
         self.live_restore = live_restore
         self._detached_execs: set[Run] = set()  # `exec -d` processes running
@@ -562,6 +577,10 @@ class Supervisor:
         if not config.log_driver:
             config = attrs.evolve(config, log_driver=self.log_driver)
             check_log_options(config)
+        if config.log_driver == self.log_driver and self.log_options:
+            own = {option.partition("=")[0] for option in config.log_options}
+            daemons = [option for option in self.log_options if option.partition("=")[0] not in own]
+            config = attrs.evolve(config, log_options=(*config.log_options, *daemons))
         resources, warnings = _resources.settle(
             _resources.with_swap_bound(config.resources), self._cgroups_of(config)
         )
@@ -1602,6 +1621,7 @@ class Supervisor:
         self._entries.pop(entry.container.id, None)
         if entry.logs is not None:
             entry.logs.close()
+        _logs.keep_for_followers(self.store.container_dir(entry.container.id) / "logs")
         self.networks.forget(entry.container.id)
         self.store.discard(entry.container.id)
         self._busy(trio.current_time())
@@ -1799,7 +1819,7 @@ class Supervisor:
                         cgroup,
                     )
             except (SpawnError, OSError, ValueError) as exc:
-                raise StartError(error_text(exc), is_exec_failure(exc) or 125) from exc
+                raise StartError(error_text(exc), _exec_start_code(exc)) from exc
             self.events.report(f"exec_start: {action}", c, execID=exec_id)
             task_status.started(proc)
             if detached:
@@ -2160,6 +2180,7 @@ async def open_supervisor(
     log_driver: str = "json-file",
     log_max_size: int = _logs.DEFAULT_MAX_SIZE,
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
+    log_options: tuple[str, ...] = (),
     procview: ProcView | bool | None = None,
     insecure_registries: frozenset[str] = frozenset(),
     bridge: BridgeOptions | None = None,
@@ -2174,10 +2195,11 @@ async def open_supervisor(
     ``root`` with ``live_restore`` adopts them (the networks stay for them).  ``native``
     and ``cgroups`` replace the spawn path and the host's cgroups (tests give
     :class:`~boxd._native.FakeNative` and a fake cgroup tree); ``bridge``: the default
-    network's bridge and subnet; ``log_driver`` and the log sizes: a new container's
-    unless its configuration names them.  ``procview``: True serves the per-container
-    /proc view at ``root/procview`` while the supervisor is open (/dev/fuse and pyfuse3;
-    one per process), else a view its caller serves (the daemon's).
+    network's bridge and subnet; ``log_driver``, the log sizes and the kept ``log_options``
+    ("KEY=VALUE"): a new container's unless its configuration names them.  ``procview``:
+    True serves the per-container /proc view at ``root/procview`` while the supervisor is
+    open (/dev/fuse and pyfuse3; one per process), else a view its caller serves (the
+    daemon's).
     """
     with _sole_supervisor(root) as where:
         store = Store(where)
@@ -2200,6 +2222,7 @@ async def open_supervisor(
                 log_driver=log_driver,
                 log_max_size=log_max_size,
                 log_max_files=log_max_files,
+                log_options=log_options,
                 networks=Networks(store.root, bridge or BridgeOptions()),
                 live_restore=live_restore,
             )

@@ -146,11 +146,28 @@ def memory_limits(memory: str | None, memory_swap: str | None) -> dict[str, int]
     return {key: value for key, value in found.items() if value != 0}
 
 
-def log_option(key: str, value: str) -> tuple[str, int] | None:
+# The log attribute options, as --log-opt names them (Docker's logger.Attr* names): the
+# container's labels and variables named or matched, and a tag (see _logattrs).
+LOG_ATTRIBUTES = ("env", "env-regex", "labels", "labels-regex", "tag")
+# Docker's log modes (--log-opt mode=): whichever is asked for, the output is drained
+# into the log through the pipes (a 1 MiB one, Docker's default max-buffer-size) and none
+# of it dropped (see _records.check_log_options).
+LOG_MODES = ("blocking", "non-blocking")
+# The log options kept with a container as given (ContainerConfig.log_options).
+KEPT_LOG_OPTIONS = (*LOG_ATTRIBUTES, "mode", "max-buffer-size")
+# What a container's --log-opt takes, as an error says it.
+CONTAINER_LOG_OPTIONS = (
+    "max-size, max-file, " + ", ".join(KEPT_LOG_OPTIONS[:-1]) + " and " + KEPT_LOG_OPTIONS[-1]
+)
+
+
+def log_option(
+    key: str, value: str, *, taken: str = "max-size and max-file"
+) -> tuple[str, int] | None:
     """One log option as ``--log-opt KEY=VALUE``, LogConfig.Config and daemon.json's
     ``log-opts`` spell it: ``("max-size", bytes)`` or ``("max-file", count)``; None for
     ``compress=false`` (what boxd does: nothing to set).  Any other is refused by name
-    rather than dropped (ValueError)."""
+    rather than dropped (ValueError), saying what is ``taken``."""
     if key == "max-size":
         return key, parse_size(value, what="log option max-size")
     if key == "max-file":
@@ -163,5 +180,5 @@ def log_option(key: str, value: str) -> tuple[str, int] | None:
         return None
     raise ValueError(
         f"log option {key}={value!r} is not supported by boxd "
-        "(it takes max-size and max-file; rotated logs are not compressed)"
+        f"(it takes {taken}; rotated logs are not compressed)"
     )

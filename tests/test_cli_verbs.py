@@ -532,7 +532,7 @@ def test_log_driver_and_log_opt(daemon: Daemon) -> None:
     assert config == {"Type": "local", "Config": {"max-size": "4k", "max-file": "2"}}
     for args, words in [
         (("--log-driver", "syslog"), "invalid --log-driver 'syslog': use json-file, local or none"),
-        (("--log-opt", "tag=x"), "invalid --log-opt 'tag=x'"),
+        (("--log-opt", "syslog-address=udp://x"), "invalid --log-opt 'syslog-address=udp://x'"),
         (("--log-driver", "none", "--log-opt", "max-file=2"), "--log-driver none keeps none"),
     ]:
         r = daemon.ctl("run", "--rm", *args, "default", "true", check=False)

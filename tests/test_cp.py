@@ -390,6 +390,66 @@ def test_docker_cp_both_ways(clean: Daemon, tmp_path: Path) -> None:
     assert {"extract-to-dir", "archive-path"} <= set(actions)
 
 
+@needs_cli
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_hard_links_come_out_as_hard_links(clean: Daemon, tmp_path: Path, state: str) -> None:
+    """A file's other names are hard links in the tar, as Docker's archive writes them
+    (they came out as copies of its data): boxctl and the docker CLI make them links
+    again, a hard link to a symlink too (boxctl's tar extraction followed it)."""
+    _start(clean, "h")
+    script = "mkdir -p /d/sub; echo data > /d/f; ln /d/f /d/sub/g; ln -s f /d/s; ln /d/s /d/s2"
+    _sh(clean, "h", script)
+    if state == "stopped":
+        clean.ctl("stop", "-t", "0", "h")
+    status, _, body = api_call(clean, "GET", "/containers/h/archive?path=/d")
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["d/f"].isfile() and members["d/s"].issym()
+    links = {"d/sub/g": "d/f", "d/s2": "d/s"}  # to the first name each has in the tar
+    assert {n: (members[n].islnk(), members[n].linkname) for n in links} == {
+        n: (True, target) for n, target in links.items()
+    }
+    copies = {
+        tmp_path / "boxctl": clean.ctl("cp", "h:/d", str(tmp_path / "boxctl")),
+        tmp_path / "docker": _docker(clean, "cp", "h:/d", str(tmp_path / "docker")),
+    }
+    for dest, r in copies.items():
+        assert r.returncode == 0, r.stderr
+        assert os.stat(dest / "f").st_ino == os.stat(dest / "sub" / "g").st_ino
+        assert os.lstat(dest / "s").st_ino == os.lstat(dest / "s2").st_ino
+        assert os.readlink(dest / "s2") == "f" and (dest / "sub" / "g").read_text() == "data\n"
+
+
+@needs_cli
+@pytest.mark.skipif(shutil.which("setcap") is None, reason="no setcap on this host")
+def test_file_capabilities_are_copied_both_ways(clean: Daemon, tmp_path: Path) -> None:
+    """A file's capabilities (setcap's security.capability) go with it, as Docker's
+    archives carry them: out through boxctl and the docker CLI, in through boxctl (they
+    were dropped, and a copied ping could no longer open its raw socket)."""
+    _start(clean, "k")
+    _sh(clean, "k", "cp /bin/true /capped && setcap cap_net_raw+ep /capped")
+    copies = {
+        tmp_path / "boxctl": clean.ctl("cp", "k:/capped", str(tmp_path / "boxctl")),
+        tmp_path / "docker": _docker(clean, "cp", "k:/capped", str(tmp_path / "docker")),
+    }
+    for dest, r in copies.items():
+        assert r.returncode == 0, r.stderr
+        shown = subprocess.run(["getcap", str(dest)], capture_output=True, text=True)
+        assert shown.stdout.split() == [str(dest), "cap_net_raw=ep"]
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    shutil.copy(tmp_path / "boxctl", tmp_path / "tree" / "sub" / "x")
+    subprocess.run(["setcap", "cap_net_admin+ep", str(tmp_path / "tree" / "sub" / "x")], check=True)
+    clean.ctl("cp", str(tmp_path / "boxctl"), "k:/one")
+    clean.ctl("cp", str(tmp_path / "tree"), "k:/tree")
+    assert _sh(clean, "k", "getcap /one /tree/sub/x").split() == [
+        "/one",
+        "cap_net_raw=ep",
+        "/tree/sub/x",
+        "cap_net_admin=ep",
+    ]
+
+
 def test_archive_endpoints_in_dockers_shape(clean: Daemon) -> None:
     _start(clean, "e")
     _sh(clean, "e", "ln -s /etc/hostname /hn")

@@ -44,6 +44,12 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "address_pools": (("10.200.0.0/16", 24),),
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
+    # Docker's mode and the log attributes: kept as given, for every new container.
+    kept = {"mode": "non-blocking", "max-buffer-size": "4m", "labels": "team", "max-file": "2"}
+    assert options({"log-opts": kept}, []) == {
+        "log_options": ("mode=non-blocking", "max-buffer-size=4m", "labels=team"),
+        "log_max_files": 2,
+    }
 
 
 @pytest.mark.parametrize(
@@ -62,7 +68,10 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
          "true)"),
         ({"log-opts": {"max-size": "1m"}}, ["--log-max-size=2m"], "log-opts max-size (from "
          'flag: 2m, from file: "1m")'),
-        ({"log-opts": {"tag": "x"}}, [], "log-opts: log option tag='x' is not supported by boxd"),
+        ({"log-opts": {"gelf-address": "x"}}, [], "log-opts: log option gelf-address='x' is not "
+         "supported by boxd"),
+        ({"log-opts": {"mode": "x"}}, [], "log-opts: logger: logging mode not supported: x"),
+        ({"log-opts": {"labels-regex": "("}}, [], "log-opts: invalid log option labels-regex"),
         ({"log-opts": {"max-file": "many"}}, [], "log-opts: invalid log option max-file 'many'"),
         ({"log-opts": {"max-size": "big"}}, [], "log-opts: invalid log option max-size 'big'"),
         ({"debug": "yes"}, [], 'debug must be true or false, not "yes"'),
@@ -108,6 +117,33 @@ def test_a_daemon_follows_its_file(tmp_path: Path) -> None:
         daemon.ctl("run", "--name", "kept", "--log-driver", "json-file", "default", "echo", "k")
         assert daemon.ctl("logs", "kept").stdout == "k\n"
         daemon.ctl("rm", "quiet", "kept")
+
+
+@pytest.mark.root
+def test_the_files_log_opts_are_every_new_containers(tmp_path: Path) -> None:
+    """daemon.json's log-opts mode, max-buffer-size and log attributes (Docker's, which it
+    refused, the daemon not starting) go to each new container that keeps its log with
+    the daemon's driver, where its own options do not name them: Docker's merge."""
+    path = tmp_path / "daemon.json"
+    opts = {"mode": "non-blocking", "labels": "team", "env": "FOO"}
+    path.write_text(json.dumps({"log-opts": opts}))
+    with running_daemon(tmp_path, "--config-file", str(path)) as daemon:
+        args = ["--label", "team=a", "-e", "FOO=f", "--label", "zone=z", "default", "echo", "hi"]
+        daemon.ctl("run", "--name", "merged", *args)
+        daemon.ctl("run", "--name", "own", "--log-opt", "labels=zone", *args)
+        daemon.ctl("run", "--name", "local", "--log-driver", "local", *args)
+
+        def config(name: str) -> dict[str, str]:
+            info = json.loads(daemon.ctl("inspect", name).stdout)[0]
+            found: dict[str, str] = info["HostConfig"]["LogConfig"]["Config"]
+            return found
+
+        assert config("merged") == opts
+        assert config("own") == {**opts, "labels": "zone"}
+        assert config("local") == {}
+        assert daemon.ctl("logs", "--details", "merged").stdout == "FOO=f,team=a hi\n"
+        assert daemon.ctl("logs", "--details", "own").stdout == "FOO=f,zone=z hi\n"
+        daemon.ctl("rm", "merged", "own", "local")
 
 
 @pytest.mark.root

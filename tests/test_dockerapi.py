@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import REPO, Daemon, pipe_held, running_daemon
-from docker_clients import DOCKER, docker_env, needs_cli
+from daemon_harness import REPO, Daemon, pipe_held, running_daemon, until
+from docker_clients import DOCKER, UnixHTTP, docker_env, needs_cli
 from docker_clients import api_call as _call
 from docker_clients import docker as _docker
 from registry_harness import build_oci_image, push, running_registry
@@ -397,13 +397,90 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
     for opt, words in [
         ("max-size=lots", "invalid log option max-size 'lots'"),
         ("max-file=0", "invalid log option max-file '0'"),
-        ("tag={{.Name}}", "log option tag='{{.Name}}' is not supported"),
+        ("syslog-address=udp://x", "log option syslog-address='udp://x' is not supported"),
         ("compress=true", "log option compress='true' is not supported"),
     ]:
         r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
         assert r.returncode == 125, r.stderr
         assert words in r.stderr
     assert _docker(clean, "ps", "-a", "--format", "{{.Names}}").stdout == "rot\n"
+
+
+@needs_cli
+def test_logs_details_show_the_log_attributes(clean: Daemon) -> None:
+    """``--log-opt labels=/labels-regex=/env=/env-regex=/tag=`` (Docker's json-file and
+    local options) give each line attributes that ``logs --details`` prints before it,
+    sorted and URL-encoded, on the line's own stream (they were refused, and the Engine
+    API's ``details`` was ignored: not even the space before a line)."""
+    opts = ["--label", "team=a b", "--label", "zone=x", "--label", "spot=1/2", "-e", "FOO=f"]
+    opts += ["-e", "BAR=b", "--log-opt", "labels=team,missing", "--log-opt", "env=FOO"]
+    opts += ["--log-opt", "labels-regex=^sp", "--log-opt", "tag={{.Name}}/{{.ID}}"]
+    script = "echo out; echo err >&2"
+    r = _docker(clean, "run", "--name", "att", *opts, "default", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    cid = _docker(clean, "inspect", "-f", "{{.Id}}", "att").stdout.strip()
+    prefix = f"FOO=f,spot=1%2F2,tag=att%2F{cid[:12]},team=a+b "
+    r = _docker(clean, "logs", "--details", "att")
+    assert (r.stdout, r.stderr) == (prefix + "out\n", prefix + "err\n")
+    stamped = _docker(clean, "logs", "--details", "-t", "att").stdout
+    assert stamped.split(" ", 1)[1] == prefix + "out\n"
+    assert clean.ctl("logs", "--details", "att").stdout == prefix + "out\n"
+    config = json.loads(
+        _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig}}", "att").stdout
+    )
+    assert config["Config"] == {
+        "labels": "team,missing",
+        "env": "FOO",
+        "labels-regex": "^sp",
+        "tag": "{{.Name}}/{{.ID}}",
+    }
+    # Without attributes, the space alone, as Docker prints it.
+    _docker(clean, "run", "--name", "plain", "default", "echo", "hi")
+    assert _docker(clean, "logs", "--details", "plain").stdout == " hi\n"
+    clean.ctl("run", "--name", "bx", "-e", "A=1", "--log-opt", "env-regex=^A$", "default", "true")
+    assert _docker(
+        clean, "inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "bx"
+    ).stdout == ('{"env-regex":"^A$"}\n')
+    for opt, words in [
+        ("labels-regex=(", "invalid log option labels-regex '('"),
+        ("tag={{.Nope}}", "invalid log option tag '{{.Nope}}': no field 'Nope'"),
+        ("tag={{if .Name}}x{{end}}", "not Go's template actions"),
+    ]:
+        r = _docker(clean, "run", "--rm", "--log-opt", opt, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+        r = clean.ctl("run", "--rm", "--log-opt", opt, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+    r = clean.ctl(
+        "run", "--log-driver", "none", "--log-opt", "env=A", "default", "true", check=False
+    )
+    assert r.returncode == 125 and "log options need a log" in r.stderr
+
+
+@needs_cli
+def test_log_mode_options_are_taken(clean: Daemon) -> None:
+    """Docker's ``--log-opt mode=blocking|non-blocking`` and ``max-buffer-size`` (with
+    non-blocking), which compose files set, are taken and shown back (they were refused):
+    boxd drains the output into the log either way and drops none of it; bad values are
+    refused in Docker's daemon's words."""
+    opts = ["--log-opt", "mode=non-blocking", "--log-opt", "max-buffer-size=4m"]
+    r = _docker(clean, "run", "--name", "nb", *opts, "default", "echo", "kept")
+    assert (r.returncode, r.stdout) == (0, "kept\n"), r.stderr
+    assert _docker(clean, "logs", "nb").stdout == "kept\n"
+    shown = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "nb")
+    assert json.loads(shown.stdout) == {"mode": "non-blocking", "max-buffer-size": "4m"}
+    clean.ctl("run", "--name", "bl", "--log-opt", "mode=blocking", "default", "true")
+    shown = _docker(clean, "inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "bl")
+    assert json.loads(shown.stdout) == {"mode": "blocking"}
+    for opts, words in [
+        (["mode=sometimes"], "logger: logging mode not supported: sometimes"),
+        (["max-buffer-size=4m"], "max-buffer-size option is only supported with 'mode=non-"),
+        (["mode=non-blocking", "max-buffer-size=lots"], "invalid log option max-buffer-size"),
+    ]:
+        args = [arg for opt in opts for arg in ("--log-opt", opt)]
+        r = _docker(clean, "run", "--rm", *args, "default", "true")
+        assert r.returncode == 125 and words in r.stderr, r.stderr
+        r = clean.ctl("run", "--rm", *args, "default", "true", check=False)
+        assert r.returncode == 125 and words in r.stderr, r.stderr
 
 
 @needs_cli
@@ -1128,6 +1205,37 @@ def test_docker_py(clean: Daemon) -> None:
         client.close()
 
 
+def test_a_follow_of_a_removed_container_gets_its_log_whole(clean: Daemon) -> None:
+    """A client following a log that reads only after the container was removed (docker-py's
+    ``run(remove=True)`` does: it follows, waits, removes, then reads) gets what the log
+    held at the removal, the files rotated after the one it was reading too (they went
+    with the container's directory: it got the first 10 MiB)."""
+    size = 24_000_000  # lines of 16 KiB: the default rotation's three files of 10 MiB
+    script = f"while [ ! -e /go ]; do sleep 0.05; done; head -c {size} /dev/zero"
+    r = _docker(clean, "run", "-d", "--name", "big", "default", "sh", "-c", script)
+    cid = r.stdout.strip()
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        conn.request("GET", "/containers/big/logs?follow=1&stdout=1")
+        response = conn.getresponse()  # its head: the follow is under way
+        assert _docker(clean, "exec", "big", "touch", "/go").returncode == 0
+        assert _docker(clean, "wait", "big").stdout == "0\n"
+        assert _docker(clean, "rm", "big").returncode == 0
+        places = ("containers", "trash", "trash/.deleting")  # where it goes, then gone
+        until(
+            lambda: not any((clean.root / place / cid).exists() for place in places),
+            "the container's directory deleted",
+        )
+        body = response.read()
+    finally:
+        conn.close()
+    got, at = 0, 0
+    while at < len(body):  # the frames' payloads
+        length = int.from_bytes(body[at + 4 : at + 8], "big")
+        got, at = got + length, at + 8 + length
+    assert got == size
+
+
 def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
     """Lines written at once reach a client one frame each, as Docker frames each log
     message: docker-py's ``logs(stream=True)`` and ``attach`` yield a frame an item, and
@@ -1158,6 +1266,48 @@ def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
             gc.collect()
     finally:
         client.close()
+
+
+@needs_cli
+def test_exec_that_cannot_start_and_exec_between_runs_as_docker(clean: Daemon) -> None:
+    """An exec that cannot start exits as Docker's: 126 for an unknown -u user, 127 for a
+    missing -w directory (runc's "no such file or directory"), not the 125 of a refused
+    option; a container waiting for its restart refuses exec in Docker's words (it said
+    "not running")."""
+    assert _docker(clean, "run", "-d", "--name", "up", "default", "sleep", "300").returncode == 0
+    # On stdout, as dockerd writes a start's failure into the stream, and in its own words
+    # (not with the "permission denied" or "executable file not found" a run's gets).
+    r = _docker(clean, "exec", "-u", "nosuchuser", "up", "true")
+    assert (r.returncode, r.stdout) == (
+        126,
+        "unable to find user nosuchuser: no matching entries in passwd file\n",
+    )
+    r = _docker(clean, "exec", "-w", "/no/such/dir", "up", "true")
+    assert (r.returncode, r.stdout) == (127, "chdir /no/such/dir: No such file or directory\n")
+    r = clean.ctl("exec", "-u", "nosuchuser", "up", "true", check=False)
+    assert r.returncode == 126 and "unable to find user nosuchuser" in r.stderr
+    r = clean.ctl("exec", "-w", "/no/such/dir", "up", "true", check=False)
+    assert r.returncode == 127 and "chdir /no/such/dir: No such file or directory" in r.stderr
+    # Ended at once, restarted after a backoff that doubles: soon long enough to catch.
+    args = ["--name", "loop", "--restart", "always", "default", "sh", "-c", "exit 3"]
+    assert _docker(clean, "run", "-d", *args).returncode == 0
+    cid = _docker(clean, "inspect", "-f", "{{.Id}}", "loop").stdout.strip()
+    words = f"Container {cid} is restarting, wait until the container is running"
+
+    def refused_while_restarting() -> bool:
+        r = _docker(clean, "exec", "loop", "true")
+        b = clean.ctl("exec", "loop", "true", check=False)
+        return r.returncode == 1 and words in r.stderr and words in b.stderr
+
+    until(refused_while_restarting, "an exec refused while the container restarts")
+    # A stopped one: named by its full id, as dockerd's errNotRunning names it.
+    assert _docker(clean, "stop", "-t", "0", "up").returncode == 0
+    r = _docker(clean, "exec", "up", "true")
+    up = _docker(clean, "inspect", "-f", "{{.Id}}", "up").stdout.strip()
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"Error response from daemon: container {up} is not running\n",
+    )
 
 
 def test_ended_execs_are_not_listed_nor_kept_for_good(clean: Daemon) -> None:

@@ -133,6 +133,37 @@ def test_exec_exit_codes_env_workdir_user(daemon: Daemon) -> None:
     assert r.stdout == "through stdin\n"
 
 
+def _writer_of(size: int) -> tuple[int, str] | None:
+    """(pid, what it waits in) of the ``head -c SIZE`` running, None once it has ended."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if cmdline == b"head\0-c\0%d\0/dev/zero\0" % size:
+                return int(pid), Path(f"/proc/{pid}/wchan").read_text()
+        except OSError:
+            continue
+    return None
+
+
+def test_exec_output_reaches_a_client_that_reads_late_whole(daemon: Daemon) -> None:
+    """boxctl exec's client gets every byte, however late it reads: the process waits
+    for it, as on a pipe (a client a few MiB behind was dropped, and the output ended
+    there, cut, with exit code 0)."""
+    daemon.ctl("run", "-d", "--name", "w", "default", "sleep", "300")
+    size = 20_000_001
+    with boxctl_process(daemon, "exec", "w", "head", "-c", str(size), "/dev/zero") as client:
+        assert client.stdout is not None
+        # Unread, the output holds the writer up (it ended, cut, when the client was
+        # dropped instead).
+        until(
+            lambda: (found := _writer_of(size)) is None or found[1] == "pipe_write",
+            "the writer blocked on its full pipe, or ended",
+        )
+        got = len(client.stdout.read())
+        assert got == size
+        assert client.wait() == 0
+
+
 def test_exec_refused_when_not_running(daemon: Daemon) -> None:
     daemon.ctl("create", "--name", "idle", "default", "true")
     r = daemon.ctl("exec", "idle", "true", check=False)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import resource
+import shutil
 import signal
 import threading
 import time
@@ -29,6 +31,7 @@ from boxd._logs import (
     format_entries,
     format_time,
     iter_output,
+    keep_for_followers,
     read_entries,
 )
 from boxd._units import parse_size
@@ -518,6 +521,65 @@ async def test_follow_across_rotation_delivers_every_record_once(
             done.set()
     writer.close()
     assert datas(collector.entries) == expected
+
+
+Behind = tuple[LogWriter, AsyncIterator[list[LogEntry]], trio.Event, list[bytes], list[bytes]]
+
+
+async def _a_follow_behind(directory: Path, lines: int) -> Behind:
+    """A follow that read the log's first file (still open) and ``lines`` more written
+    behind it, rotated (20 files of room): its writer, its batches, its end event, what
+    was written and what it got."""
+    writer = LogWriter.open(directory, max_size=200, max_files=20)
+    expected = write_lines(writer, 2)
+    done = trio.Event()
+    read = batches(directory, until_closed=done)
+    got = datas(await read.__anext__())
+    expected += write_lines(writer, lines, start=2)
+    return writer, read, done, expected, got
+
+
+async def _the_rest(read: AsyncIterator[list[LogEntry]], done: trio.Event) -> list[bytes]:
+    """What a follow yields once its container has ended."""
+    done.set()
+    return [data async for batch in read for data in datas(batch)]
+
+
+async def test_a_follow_behind_gets_the_files_of_a_removed_log(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A follow whose client reads late (docker-py's ``run(remove=True)``) still had the
+    first file open when the container was removed, and the files rotated after it went
+    with the directory: the removal has it open them first (keep_for_followers)."""
+    writer, read, done, expected, got = await _a_follow_behind(tmp_path, 40)
+    writer.close()
+    keep_for_followers(tmp_path)  # the removal, then its directory goes
+    shutil.rmtree(tmp_path)
+    assert got + await _the_rest(read, done) == expected
+
+
+async def test_a_removal_during_a_follows_look_for_newer_files_repeats_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A follow waiting for the log's lock to see the files newer than its own when the
+    removal queued them for it takes each once."""
+    writer, read, done, expected, got = await _a_follow_behind(tmp_path, 20)
+    got += datas(await read.__anext__())  # the rest of its file, rotated meanwhile
+    lock = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as a writer renaming files holds it
+    async with trio.open_nursery() as nursery:
+        batch: list[LogEntry] = []
+
+        async def next_batch() -> None:
+            batch.extend(await read.__anext__())
+
+        nursery.start_soon(next_batch)
+        await trio.testing.wait_all_tasks_blocked()  # polling for the lock
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+        writer.close()
+        keep_for_followers(tmp_path)
+    assert got + datas(batch) + await _the_rest(read, done) == expected
 
 
 async def test_follow_catches_up_after_many_rotations(

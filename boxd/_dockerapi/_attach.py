@@ -265,9 +265,9 @@ async def _forward_stdin(
 async def exec_create(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     body = Fields(req.json_object(), "body")
     c = api.sup.inspect(ref)
+    _lifecycle.check_exec_between_runs(c.id, c.state.status)
     if api.sup.run_of(c.id) is None:
-        raise Conflict(f"container {c.id[:12]} is not running")
-    _lifecycle.check_exec(c.id, c.name, c.state.status)  # paused: refused here, as Docker does
+        raise Conflict(f"container {c.id} is not running")
     command = body.command("Cmd")
     if not command:
         raise ApiError(400, "no exec command specified")
@@ -321,7 +321,7 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
     if ex.started:
         raise ApiError(409, f"exec instance {exec_id} has already been started")
     if api.sup.run_of(ex.container) is None:
-        raise Conflict(f"container {ex.container[:12]} is not running")
+        raise Conflict(f"container {ex.container} is not running")
     ex.started = True
     if body.flag("Detach"):
         # In the supervisor's nursery, as `boxctl exec -d`'s: it outlives this server.
@@ -347,11 +347,16 @@ async def exec_start(api: Api, conn: HttpConnection, req: Request, exec_id: str)
         try:
             run: Run = await nursery.start(_run_exec, api, ex, output)
         except Exception as exc:
-            error = api_error(unwrap(exc))
+            failure = unwrap(exc)
+            error = api_error(failure)
             if error is None:
                 raise
+            # The failure as it is: the CLI reads an exec's exit code from its inspect,
+            # not from the words api_error adds for a start's ("executable file not
+            # found" after a -w directory missing, "permission denied" after a user).
+            text = str(failure) if isinstance(failure, StartError) else error.message
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                message = (error.message + "\r\n").encode()
+                message = (text + "\r\n").encode()
                 await sock.send_all(frame(protocol.STDOUT, message, tty=raw))
             return
         async with trio.open_nursery() as streams:

@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from .. import _lifecycle, _listing, _logs, _platforms, _prune, protocol
+from .. import _lifecycle, _listing, _logattrs, _logs, _platforms, _prune, protocol
 from .. import _mounts as mount_specs
 from .._images.store import NoSuchImage
 from .._network import NetworkError, builtin_network_id
@@ -336,7 +336,8 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     until = req.number("until") or None
     follow = req.flag("follow")
     directory = api.sup.log_dir(c.id)
-    formatter = _logs.OutputFormatter(timestamps=req.flag("timestamps"))
+    details = _logattrs.details(c, _shapes.image_id(c)) if req.flag("details") else b""
+    formatter = _logs.OutputFormatter(timestamps=req.flag("timestamps"), details=details)
     tty = c.config.tty
 
     def encode(entries: list[_logs.LogEntry]) -> bytes:

@@ -44,7 +44,7 @@ from .._records import (
     Ulimit,
     Volume,
 )
-from .._units import format_size, log_option
+from .._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, format_size, log_option
 from ._http import ApiError
 
 if TYPE_CHECKING:  # the network verbs' module is loaded by their first use
@@ -216,7 +216,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             raise ApiError(400, f"HostConfig.{key} is not supported by boxd")
     for option, key in _FIXED_MODES.items():
         _fixedmodes.check(option, host.text(key))  # a ValueError: 400, naming it
-    log_driver, log_max_size, log_max_files = _log_config(host.object("LogConfig"))
+    log_driver, log_max_size, log_max_files, log_options = _log_config(host.object("LogConfig"))
     network = _NETWORKS.get(host.text("NetworkMode"), host.text("NetworkMode"))
     if cfg.flag("NetworkDisabled"):  # docker-py's network_disabled: loopback only
         if network not in ("bridge", "none"):
@@ -295,6 +295,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             log_driver=log_driver,
             log_max_size=log_max_size,
             log_max_files=log_max_files,
+            log_options=log_options,
             healthcheck=healthcheck,
             mount_points=tuple([m.target for m in _api_mounts(host)]),
             binds=tuple(host.strings("Binds")),
@@ -329,12 +330,14 @@ _DOCKER_LOG_DRIVERS = frozenset(
 )  # fmt: skip
 
 
-def _log_config(log: Fields) -> tuple[str, int | None, int | None]:
+def _log_config(log: Fields) -> tuple[str, int | None, int | None, tuple[str, ...]]:
     """``HostConfig.LogConfig`` (``--log-driver``, ``--log-opt``): json-file (Podman's
     k8s-file too), local or none (see boxd._records.LOG_DRIVERS); of the options, the
-    rotation (``max-size``, in --memory's units, and ``max-file``) applies,
-    ``compress=false`` is what boxd does; any other option is refused rather than
-    dropped.  Returns (driver, max size, max files), None where not given."""
+    rotation (``max-size``, in --memory's units, and ``max-file``) applies, the log
+    attributes (``labels``, ``env``, ``tag``, ...: see boxd._logattrs) and Docker's
+    ``mode`` and ``max-buffer-size`` are kept as given, ``compress=false`` is what boxd
+    does; any other option is refused rather than dropped.  Returns (driver, max size,
+    max files, the kept options as "KEY=VALUE"), None where not given."""
     driver = {"k8s-file": "json-file"}.get(log.text("Type"), log.text("Type"))
     if driver and driver not in LOG_DRIVERS and driver not in _DOCKER_LOG_DRIVERS:
         raise ApiError(400, f"logger: no log driver named {driver!r} is registered")  # Docker's
@@ -347,16 +350,20 @@ def _log_config(log: Fields) -> tuple[str, int | None, int | None]:
     if driver == "none" and options:
         raise ApiError(400, f"unknown log opt {next(iter(options))!r} for none log driver")
     found: dict[str, int] = {}
+    kept = []
     for key, value in options.items():
         if key == "max-size" and value == "-1":  # Docker's "no limit": the daemon's default
             continue
+        if key in KEPT_LOG_OPTIONS:
+            kept.append(f"{key}={value}")  # checked with the configuration
+            continue
         try:
-            option = log_option(key, value)
+            option = log_option(key, value, taken=CONTAINER_LOG_OPTIONS)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         if option is not None:
             found[option[0]] = option[1]
-    return driver, found.get("max-size"), found.get("max-file")
+    return driver, found.get("max-size"), found.get("max-file"), tuple(kept)
 
 
 def _port_specs(host: Fields) -> Iterable[PortSpec]:
@@ -1087,13 +1094,14 @@ def _annotations(cfg: ContainerConfig) -> dict[str, dict[str, str]]:
 
 
 def _log_options(cfg: ContainerConfig) -> dict[str, str]:
-    """The container's own log rotation as ``--log-opt`` spells it (the daemon's default
-    where it has none, as Docker shows only what was given)."""
+    """The container's own log rotation and kept options as ``--log-opt`` spells them (the
+    daemon's default rotation where it has none, as Docker shows only what was given)."""
     options = {}
     if cfg.log_max_size is not None:
         options["max-size"] = format_size(cfg.log_max_size)
     if cfg.log_max_files is not None:
         options["max-file"] = str(cfg.log_max_files)
+    options |= dict(option.split("=", 1) for option in cfg.log_options)
     return options
 
 
