@@ -466,7 +466,7 @@ def write_layout(path: Path, layers: list[bytes], tag: str = "1") -> list[str]:
 
 def add_index(layout: Path, new_tag: str, members: Iterable[tuple[str, str]]) -> None:
     """Tag ``new_tag`` in an OCI layout: an index of the manifests of ``members``, each a
-    (tag, "os/arch") pair; a tag may appear once per platform."""
+    (tag, "os/arch[/variant]") pair; a tag may appear once per platform."""
     index_path = layout / "index.json"
     index = json.loads(index_path.read_text())
     by_tag = {
@@ -476,9 +476,12 @@ def add_index(layout: Path, new_tag: str, members: Iterable[tuple[str, str]]) ->
     }
     entries = []
     for tag, platform in members:
-        os_name, arch = platform.split("/")
+        os_name, arch, *variant = platform.split("/")
         entry = {k: by_tag[tag][k] for k in ("mediaType", "digest", "size")}
-        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
+        named = {"os": os_name, "architecture": arch}
+        if variant:
+            named["variant"] = variant[0]
+        entries.append({**entry, "platform": named})
     data = json.dumps(
         {
             "schemaVersion": 2,

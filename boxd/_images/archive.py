@@ -423,11 +423,11 @@ def _load_oci(
 def _host_manifest(archive: _Archive, digest: str, index: dict[str, Any]) -> dict[str, Any]:
     """The host's platform's manifest in a multi-platform index (``skopeo copy --all``,
     buildx's OCI output), as a pull takes it from a registry's."""
-    from .pull import choose_platform, host
+    from .pull import choose_platform
     from .registry import RegistryError
 
     try:
-        chosen = choose_platform(f"the index {digest}", index, host())
+        chosen = choose_platform(f"the index {digest}", index, None)
     except RegistryError as exc:
         raise ArchiveError(str(exc)) from None
     manifest: dict[str, Any] = archive.manifest(chosen)

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 import trio
 
+from .. import _platforms
 from .reference import Reference
 from .registry import Credentials, Registry, RegistryError, open_registry, parse_json
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
@@ -87,10 +88,11 @@ def host() -> Platform:
     return Platform("linux", arch, "v7" if machine == "armv7l" else "")
 
 
-def parse_platform(text: str) -> Platform:
-    """``os/arch[/variant]`` (``linux/arm64``, ``linux/arm/v7``); empty: the host's."""
+def parse_platform(text: str) -> Platform | None:
+    """``os/arch[/variant]`` (``linux/arm64``, ``linux/arm/v7``); empty: None (the host's,
+    :func:`boxd._platforms.default` in an index)."""
     if not text:
-        return host()
+        return None
     parts = text.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"invalid platform {text!r}: use os/arch[/variant], e.g. linux/amd64")
@@ -145,11 +147,16 @@ def _descriptor(d: Any, what: str) -> tuple[str, int, str]:
     return digest, size, str(media)
 
 
-def choose_platform(name: str, index: dict[str, Any], want: Platform) -> str:
+def choose_platform(name: str, index: dict[str, Any], want: Platform | None) -> str:
     """The digest of the manifest for ``want`` in an OCI index or a Docker manifest list
-    (a variant asked for matches an entry without one); ``name`` (the image's) begins the
-    error when there is none."""
+    (None: the host's, its x86-64 level included), as Docker's pull chooses it: the entry
+    that runs there and is closest to it (``amd64/v3`` before ``amd64``; ``amd64/v4``
+    never on a v3 CPU; arm/v6 for arm/v7); ``name`` (the image's) begins the error when
+    there is none."""
+    wanted = _platforms.default() if want is None else (want.os, want.architecture, want.variant)
+    order = _platforms.compatible(wanted)
     found = []
+    best: tuple[int, str] | None = None
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise RegistryError(f"{name}: the index has no list of manifests")
@@ -162,16 +169,15 @@ def choose_platform(name: str, index: dict[str, Any], want: Platform) -> str:
                 p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
             )
         )
-        if (
-            media in MANIFESTS
-            and plat.get("os") == want.os
-            and plat.get("architecture") == want.architecture
-            and (not want.variant or plat.get("variant", "") in (want.variant, ""))
-        ):
-            return digest
+        place = _platforms.rank(order, plat) if media in MANIFESTS else None
+        if place is not None and (best is None or place < best[0]):
+            best = place, digest
+    if best is not None:
+        return best[1]
+    shown = want or host()
     raise RegistryError(
-        f"{name}: no image for platform {want} "
-        f"(the index has: {', '.join(sorted(set(found))) or 'nothing'})"
+        f"{name}: no image for platform {shown} "
+        f"(the index has: {', '.join(sorted(set(filter(None, found)))) or 'nothing'})"
     )
 
 
@@ -255,7 +261,6 @@ class Puller:
     ) -> Pulled:
         """The stored image (its layers unpacking in the background); ``user``: the
         credentials to use instead of the stored ones."""
-        want = platform or host()
         report = progress or (lambda _: None)
         try:
             before = self.store.lookup(str(ref)).id
@@ -264,7 +269,7 @@ class Puller:
         async with open_registry(
             ref, insecure=self.insecure, credentials=self.credentials, user=user
         ) as registry:
-            top_digest, manifest = await self._manifest(registry, ref, want)
+            top_digest, manifest = await self._manifest(registry, ref, platform)
             config_digest, config_size, config_type = _descriptor(manifest.get("config"), "config")
             if config_type not in CONFIGS:
                 raise RegistryError(
@@ -294,7 +299,7 @@ class Puller:
         return Pulled(record, top_digest, fetched or before != record.id)
 
     async def _manifest(
-        self, registry: Registry, ref: Reference, want: Platform
+        self, registry: Registry, ref: Reference, want: Platform | None
     ) -> tuple[str, dict[str, Any]]:
         top, media, body, _ = await _top_manifest(registry, ref)
         if media in INDEXES:
