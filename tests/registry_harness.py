@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -362,63 +362,126 @@ class StallingProxy:
     release: threading.Event = attrs.Factory(threading.Event)
 
 
+@attrs.define
+class CuttingProxy:
+    """A loopback HTTP proxy to a registry that cuts its first ``cuts`` answers for one
+    blob short, the connection shut down mid-body (the first after half of it, the others
+    before any byte): a registry that vanishes mid-download.  ``ranges``: the Range
+    header (None: none) of each request for the blob it had."""
+
+    host: str
+    blob: str
+    cuts: int
+    ranges: list[str | None] = attrs.Factory(list)
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    """A request forwarded to ``registry`` (the server's), its answer sent back, the
+    blob's body by ``blob_body`` (the server's too)."""
+
+    protocol_version = "HTTP/1.1"
+    server: _ProxyServer
+
+    def _forward(self, method: str) -> None:
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        request = urllib.request.Request(
+            f"http://{self.server.registry.host}{self.path}", headers=headers, method=method
+        )
+        try:
+            answer = urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as exc:
+            answer = exc
+        body = answer.read()
+        self.send_response(answer.status)
+        for key, value in answer.headers.items():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if method == "HEAD":
+            return
+        if self.server.blob in self.path:
+            self.server.blob_body(self, body)
+            return
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._forward("GET")
+
+    def do_HEAD(self) -> None:
+        self._forward("HEAD")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _ProxyServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        registry: Registry,
+        blob: str,
+        blob_body: Callable[[_Forward, bytes], None],
+    ) -> None:
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.registry = registry
+        self.blob = blob
+        self.blob_body = blob_body
+
+
+@contextlib.contextmanager
+def _serving(server: _ProxyServer) -> Iterator[str]:
+    """The proxy's host:port while it serves."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @contextlib.contextmanager
 def stalling_proxy(registry: Registry, blob: str) -> Iterator[StallingProxy]:
     holder: list[StallingProxy] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def stall(handler: _Forward, body: bytes) -> None:
+        proxy = holder[0]
+        handler.wfile.write(body[: len(body) // 2])
+        handler.wfile.flush()
+        proxy.stalled.set()
+        proxy.release.wait()
+        with contextlib.suppress(OSError):  # the client may be gone (killed)
+            handler.wfile.write(body[len(body) // 2 :])
 
-        def _forward(self, method: str) -> None:
-            proxy = holder[0]
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-            request = urllib.request.Request(
-                f"http://{registry.host}{self.path}", headers=headers, method=method
-            )
-            try:
-                answer = urllib.request.urlopen(request, timeout=30)
-            except urllib.error.HTTPError as exc:
-                answer = exc
-            body = answer.read()
-            self.send_response(answer.status)
-            for key, value in answer.headers.items():
-                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if method == "HEAD":
-                return
-            if proxy.blob in self.path:
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                proxy.stalled.set()
-                proxy.release.wait()
-                with contextlib.suppress(OSError):  # the client may be gone (killed)
-                    self.wfile.write(body[len(body) // 2 :])
-                return
-            self.wfile.write(body)
+    with _serving(_ProxyServer(registry, blob, stall)) as host:
+        holder.append(StallingProxy(host, blob))
+        try:
+            yield holder[0]
+        finally:
+            holder[0].release.set()
 
-        def do_GET(self) -> None:
-            self._forward("GET")
 
-        def do_HEAD(self) -> None:
-            self._forward("HEAD")
+@contextlib.contextmanager
+def cutting_proxy(registry: Registry, blob: str, cuts: int) -> Iterator[CuttingProxy]:
+    holder: list[CuttingProxy] = []
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+    def cut(handler: _Forward, body: bytes) -> None:
+        proxy = holder[0]
+        proxy.ranges.append(handler.headers.get("Range"))
+        if len(proxy.ranges) > proxy.cuts:
+            handler.wfile.write(body)
+            return
+        handler.wfile.write(body[: len(body) // 2 if len(proxy.ranges) == 1 else 0])
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    holder.append(StallingProxy(f"127.0.0.1:{httpd.server_address[1]}", blob))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(_ProxyServer(registry, blob, cut)) as host:
+        holder.append(CuttingProxy(host, blob, cuts))
         yield holder[0]
-    finally:
-        holder[0].release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 def write_layout(path: Path, layers: list[bytes], tag: str = "1") -> list[str]:

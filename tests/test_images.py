@@ -24,6 +24,7 @@ from registry_harness import (
     Registry,
     add_index,
     build_oci_image,
+    cutting_proxy,
     manifest_of,
     push,
     put_blob,
@@ -402,6 +403,38 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
     assert os.listdir(images / "tmp") == []
     assert os.listdir(images / "meta") == []
     assert not (images / "blobs" / "sha256" / blob.parent.name).exists()
+
+
+def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
+    daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    """A registry that vanishes mid-layer (its connection shut down): the pull goes on
+    with a range request from the byte it reached, as containerd's fetcher does.  One
+    that cuts every try short fails the pull naming the layer and how far it came,
+    keeps nothing, and a pull once the registry is back completes."""
+    push(layout, "v1", registry, "cut/box:v1")
+    first = _layer_blobs(registry, "cut/box")[0]
+    size = registry.blob_path(first).stat().st_size
+    with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=1) as proxy:
+        ref = f"{proxy.host}/cut/box:v1"
+        daemon.ctl("pull", ref)
+    assert proxy.ranges == [None, f"bytes={size // 2}-"]
+    ran = daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt")
+    assert ran.stdout == "hello from the second layer\n"
+    daemon.ctl("rmi", ref)
+    with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=10) as proxy:
+        r = daemon.ctl("pull", f"{proxy.host}/cut/box:v1", check=False)
+    assert r.returncode == 1
+    assert f"fetching {first}: " in r.stderr
+    assert f"(after {size // 2} of {size} bytes, 3 times)" in r.stderr
+    assert proxy.ranges == [None, *[f"bytes={size // 2}-"] * 3]
+    assert _stored(daemon) == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "tmp") == [] and os.listdir(images / "meta") == []
+    ref = f"{registry.host}/cut/box:v1"
+    daemon.ctl("pull", ref)
+    ran = daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt")
+    assert ran.stdout == "hello from the second layer\n"
 
 
 def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:

@@ -25,7 +25,7 @@ import trio
 
 from .. import _platforms
 from .reference import Reference
-from .registry import Credentials, Registry, RegistryError, open_registry, parse_json
+from .registry import BlobCut, Credentials, Registry, RegistryError, open_registry, parse_json
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .unpacks import Unpacks
 
@@ -43,6 +43,7 @@ PARALLEL = 3
 CHUNK = 1 << 16
 PROGRESS_EVERY = 0.1  # seconds between two progress reports of one layer
 MAX_MANIFEST = 4 << 20
+RESUMES = 3  # tries in a row to go on with a broken download that bring no byte more
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -445,22 +446,39 @@ class Puller:
         sink: Callable[[bytes], None],
         report: ProgressFn,
     ) -> int:
+        """The blob into ``sink``; its length.  A download that breaks off (the
+        connection closed or reset mid-body) goes on from the byte it reached with a range
+        request, as containerd's fetcher does, until :data:`RESUMES` tries in a row bring
+        nothing more."""
         short = _short(layer.digest)
         done = 0
         shown = -1.0
-        async with registry.blob(layer.digest) as r:
-            async for chunk in r.aiter_raw():  # as it arrives: progress as it goes
-                done += len(chunk)
-                if done > layer.size:
+        fruitless = 0
+        while True:
+            start = done
+            try:
+                async with registry.blob(layer.digest, offset=done) as r:
+                    async for chunk in r.aiter_raw():  # as it arrives: progress as it goes
+                        done += len(chunk)
+                        if done > layer.size:
+                            raise RegistryError(
+                                f"layer {layer.digest} is larger than the {layer.size} bytes "
+                                "the manifest says"
+                            )
+                        sink(chunk)
+                        now = trio.current_time()
+                        if now - shown >= PROGRESS_EVERY:
+                            shown = now
+                            report(Progress(short, "Downloading", done, layer.size))
+                break
+            except BlobCut as exc:
+                if done == layer.size:
+                    break  # all of it came before the connection broke
+                fruitless = 0 if done > start else fruitless + 1
+                if fruitless >= RESUMES:
                     raise RegistryError(
-                        f"layer {layer.digest} is larger than the {layer.size} bytes "
-                        "the manifest says"
-                    )
-                sink(chunk)
-                now = trio.current_time()
-                if now - shown >= PROGRESS_EVERY:
-                    shown = now
-                    report(Progress(short, "Downloading", done, layer.size))
+                        f"{exc} (after {done} of {layer.size} bytes, {RESUMES} times)"
+                    ) from None
         report(Progress(short, "Download complete", done, layer.size))
         return done
 

@@ -29,7 +29,14 @@ from .reference import DEFAULT_REGISTRY, Reference
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Credentials", "Registry", "RegistryError", "RegistryNotFound", "open_registry"]
+__all__ = [
+    "BlobCut",
+    "Credentials",
+    "Registry",
+    "RegistryError",
+    "RegistryNotFound",
+    "open_registry",
+]
 
 HUB_HOST = "registry-1.docker.io"
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -49,6 +56,11 @@ class RegistryError(Exception):
 
 class RegistryNotFound(RegistryError):
     """The registry has no such manifest or blob (its HTTP 404)."""
+
+
+class BlobCut(RegistryError):
+    """A blob's download broke off after its answer began (the connection closed or
+    reset): what came so far is good, the rest may be asked for with a range."""
 
 
 def host_of(registry: str) -> str:
@@ -287,24 +299,45 @@ class Registry:
         return tags
 
     @asynccontextmanager
-    async def blob(self, digest: str) -> AsyncIterator[httpx.Response]:
-        """A streaming response for the blob (redirects followed; the Authorization header
-        is dropped when a redirect leaves the registry's host)."""
+    async def blob(self, digest: str, offset: int = 0) -> AsyncIterator[httpx.Response]:
+        """A streaming response for the blob, from byte ``offset`` on (a range request,
+        which must be answered as one: a download resumed); redirects followed, the
+        Authorization header dropped when a redirect leaves the registry's host.  An error
+        while its body is read is a :class:`BlobCut`."""
         import httpx
 
         url = f"{self.base}/v2/{self.repository}/blobs/{digest}"
+        extra = {"Range": f"bytes={offset}-"} if offset else None
         try:
             for attempt in range(2):
-                async with self.client.stream("GET", url, headers=self._headers()) as r:
-                    if r.status_code != 200:
+                async with self.client.stream("GET", url, headers=self._headers(extra)) as r:
+                    if r.status_code != (206 if offset else 200):
                         await r.aread()
                         if await self._renewed(r, attempt):
                             continue
+                        if r.status_code == 200:
+                            raise RegistryError(
+                                f"{self.registry}: fetching {digest}: the registry cannot "
+                                f"resume a download (it ignored the range from byte {offset})"
+                            )
                         raise _http_error(self.registry, self.repository, url, r)
-                    yield r
+                    if offset and not r.headers.get("content-range", "").startswith(
+                        f"bytes {offset}-"
+                    ):
+                        raise RegistryError(
+                            f"{self.registry}: fetching {digest}: the registry answered a "
+                            f"range from byte {offset} with another one "
+                            f"({r.headers.get('content-range')!r})"
+                        )
+                    try:
+                        yield r
+                    except httpx.TransportError as exc:
+                        raise BlobCut(
+                            f"{self.registry}: fetching {digest}: {_broken(exc)}"
+                        ) from None
                     return
         except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.registry}: fetching {digest}: {exc}") from None
+            raise RegistryError(f"{self.registry}: fetching {digest}: {_broken(exc)}") from None
 
     # ---- push -----------------------------------------------------------------------
 
@@ -361,6 +394,16 @@ class Registry:
             return False
         self._auth = f"Bearer {await self._token(self._challenge)}"
         return True
+
+
+def _broken(exc: Exception) -> str:
+    """What an httpx error says, or (a timeout, a connection reset say nothing) what it
+    is."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException) and not str(exc):
+        return f"nothing came for {TIMEOUT:.0f} seconds"
+    return str(exc) or f"the connection broke ({type(exc).__name__})"
 
 
 def _http_error(registry: str, repository: str, url: str, r: httpx.Response) -> RegistryError:
