@@ -250,21 +250,38 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
     assert daemon.ctl("rmi", short).stdout.startswith(f"Deleted: {image_id}\n")
 
 
-def test_foreign_layers_and_artifacts_are_refused_by_name(
-    daemon: Daemon, registry: Registry
+def test_foreign_layers_come_from_the_registry_and_artifacts_are_refused(
+    daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
-    """Manifests pushed by hand (plain HTTP PUTs): a Docker manifest with a foreign layer
-    (a Windows base layer, fetched from elsewhere) and an OCI artifact whose config is not
-    an image config.  Each pull fails naming the media type, fetches no layer and keeps
-    nothing."""
-    config = json.dumps(
+    """Manifests pushed by hand (plain HTTP PUTs).  Foreign (non-distributable) layers
+    the registry holds are pulled as any, as Docker's pull on Linux and OCI 1.1 take
+    them; one it does not hold (a Windows base layer, with urls elsewhere) fails the pull
+    naming it, its urls never fetched.  An OCI artifact whose config is not an image config
+    fails naming the media type.  A failed pull fetches no layer and keeps nothing."""
+    push(layout, "v1", registry, "plain/box:v1")
+    plain = manifest_of(registry, "plain/box", "v1")
+    layers: list[dict[str, Any]] = plain["layers"]  # type: ignore[assignment]
+    kinds = ["application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+             "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"]  # fmt: skip
+    for layer, kind in zip(layers, kinds, strict=True):
+        put_blob(registry, "foreign/box", registry.blob_path(layer["digest"]).read_bytes())
+        layer.update(mediaType=kind, urls=["https://example.invalid/layer.tar.gz"])
+    config: dict[str, Any] = plain["config"]  # type: ignore[assignment]
+    put_blob(registry, "foreign/box", registry.blob_path(config["digest"]).read_bytes())
+    plain["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+    put_manifest(registry, "foreign/box", "held", plain)
+    held = f"{registry.host}/foreign/box:held"
+    ran = daemon.ctl("run", "--rm", "-u", "0", held, "cat", "/work/hello.txt")
+    assert ran.stdout == "hello from the second layer\n"
+    daemon.ctl("rmi", held)
+
+    image_config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "cd" * 32]},
         }
     ).encode()
-    foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
     put_manifest(
         registry,
         "foreign/box",
@@ -274,12 +291,12 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "config": {
                 "mediaType": "application/vnd.docker.container.image.v1+json",
-                "digest": put_blob(registry, "foreign/box", config),
-                "size": len(config),
+                "digest": put_blob(registry, "foreign/box", image_config),
+                "size": len(image_config),
             },
             "layers": [
                 {
-                    "mediaType": foreign,
+                    "mediaType": kinds[1],
                     "digest": "sha256:" + "ab" * 32,
                     "size": 1000,
                     "urls": ["https://example.invalid/base.tar.gz"],
@@ -287,9 +304,14 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
             ],
         },
     )
+    blobs = registry.requests("/blobs/")
     r = daemon.ctl("pull", f"{registry.host}/foreign/box:1", check=False)
     assert r.returncode == 1
-    assert f"has media type '{foreign}', which boxd does not fetch" in r.stderr
+    assert (
+        f"blob sha256:{'ab' * 32} not found: blob unknown to registry: it is a foreign "
+        "(non-distributable) layer, which boxd fetches from the registry only, never from "
+        "the manifest's urls"
+    ) in r.stderr
 
     artifact = "application/vnd.example.model.config.v1+json"
     data = b"not an image"
@@ -318,7 +340,7 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
     r = daemon.ctl("pull", f"{registry.host}/artifact/thing:1", check=False)
     assert r.returncode == 1
     assert f"is not a container image: its config has media type '{artifact}'" in r.stderr
-    assert registry.requests("/blobs/") == 1  # the first image's config; no layer
+    assert registry.requests("/blobs/") == blobs + 2  # its config, the missing layer
     assert registry.requests(weights) == 0
     assert _stored(daemon) == []
     images = daemon.root / "images"

@@ -25,7 +25,15 @@ import trio
 
 from .. import _platforms
 from .reference import Reference
-from .registry import BlobCut, Credentials, Registry, RegistryError, open_registry, parse_json
+from .registry import (
+    BlobCut,
+    Credentials,
+    Registry,
+    RegistryError,
+    RegistryNotFound,
+    open_registry,
+    parse_json,
+)
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .unpacks import Unpacks
 
@@ -61,6 +69,15 @@ LAYERS = (
     "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
+# Layers once not to be pushed (a Windows base layer; deprecated by OCI 1.1): fetched from
+# the registry as any, as Docker's pull on Linux does, never from their ``urls``.
+FOREIGN_LAYERS = (
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 )
 _ARCH = {
     "x86_64": "amd64",
@@ -333,10 +350,10 @@ class Puller:
         layers = []
         for i, (d, diff_id) in enumerate(zip(descriptors, diff_ids, strict=True)):
             digest, size, media = _descriptor(d, f"layer {i}")
-            if media not in LAYERS:
+            if media not in LAYERS and media not in FOREIGN_LAYERS:
                 raise RegistryError(
                     f"{ref.familiar}: layer {digest} has media type {media!r}, which boxd "
-                    "does not fetch (foreign or unknown layers are refused)"
+                    "does not fetch (not an image layer)"
                 )
             if not isinstance(diff_id, str) or not diff_id.startswith("sha256:"):
                 raise RegistryError(f"{ref.familiar}: layer {i} has a bad diff_id {diff_id!r}")
@@ -399,7 +416,15 @@ class Puller:
             if self.store.has_blob(layer.digest):
                 report(Progress(short, "Already exists", layer.size, layer.size))
                 return
-            await self._stream(registry, layer, report)
+            try:
+                await self._stream(registry, layer, report)
+            except RegistryNotFound as exc:
+                if layer.media_type not in FOREIGN_LAYERS:
+                    raise
+                raise RegistryError(
+                    f"{exc}: it is a foreign (non-distributable) layer, which boxd fetches "
+                    "from the registry only, never from the manifest's urls"
+                ) from None
             fetched.append(True)
             report(Progress(short, "Pull complete", layer.size, layer.size))
 
