@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
+from docker_clients import docker
 from registry_harness import (
     Registry,
     add_index,
@@ -457,6 +458,29 @@ def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
     daemon.ctl("pull", ref)
     ran = daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt")
     assert ran.stdout == "hello from the second layer\n"
+
+
+def test_a_missing_tag_or_digest_is_named_in_dockers_words(
+    daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    """The registry's 404 (MANIFEST_UNKNOWN) as Docker's pull words it, through boxctl
+    (exit 1) and the Engine API (404: the docker CLI's run pulls, then says it)."""
+    push(layout, "v1", registry, "there/box:v1")
+    missing = [f"{registry.host}/there/box:nope", f"{registry.host}/there/box@sha256:{'0' * 64}"]
+    for ref in missing:
+        r = daemon.ctl("pull", ref, check=False)
+        assert (r.returncode, r.stderr) == (
+            1,
+            f"boxctl: manifest for {ref} not found: manifest unknown: manifest unknown\n",
+        )
+    if shutil.which("docker"):
+        r = docker(daemon, "run", "--rm", missing[0], "true")
+        assert r.returncode == 125
+        assert (
+            f"Error response from daemon: manifest for {missing[0]} not found: "
+            "manifest unknown: manifest unknown"
+        ) in r.stderr
+    assert _stored(daemon) == []
 
 
 def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:

@@ -136,7 +136,19 @@ async def _top_manifest(
 ) -> tuple[str, str, dict[str, Any], bytes]:
     """The manifest or index ``ref`` names: its digest, media type, body and bytes
     (checked against the reference's digest when it has one)."""
-    data, media = await registry.manifest(ref.digest or ref.tag or "latest", (*MANIFESTS, *INDEXES))
+    try:
+        data, media = await registry.manifest(
+            ref.digest or ref.tag or "latest", (*MANIFESTS, *INDEXES)
+        )
+    except RegistryNotFound as exc:  # in Docker's words
+        if exc.code == "NAME_UNKNOWN":
+            raise RegistryNotFound(
+                f"repository {ref.familiar_name} not found: {exc.said}", exc.code, exc.said
+            ) from None
+        said = exc.said or "manifest unknown"
+        raise RegistryNotFound(
+            f"manifest for {ref.familiar} not found: {said}", exc.code, exc.said
+        ) from None
     if ref.digest is not None:
         _check(data, ref.digest, "manifest")
     body = parse_json(data, "the manifest")

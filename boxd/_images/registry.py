@@ -55,7 +55,14 @@ class RegistryError(Exception):
 
 
 class RegistryNotFound(RegistryError):
-    """The registry has no such manifest or blob (its HTTP 404)."""
+    """The registry has no such manifest or blob (its HTTP 404); ``code`` the first error
+    code it gave (``MANIFEST_UNKNOWN``, ``NAME_UNKNOWN`` ...), ``said`` its errors as
+    Docker shows them (``manifest unknown: manifest unknown``)."""
+
+    def __init__(self, message: str, code: str = "", said: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.said = said
 
 
 class BlobCut(RegistryError):
@@ -406,18 +413,30 @@ def _broken(exc: Exception) -> str:
     return str(exc) or f"the connection broke ({type(exc).__name__})"
 
 
+def _docker_words(error: dict[str, Any]) -> str:
+    """A registry's error as Docker's errcode shows it: its code in words, its message
+    (``manifest unknown: manifest unknown``)."""
+    code = str(error.get("code") or "").lower().replace("_", " ")
+    message = str(error.get("message") or "")
+    return f"{code}: {message}" if code and message else code or message
+
+
 def _http_error(registry: str, repository: str, url: str, r: httpx.Response) -> RegistryError:
     what = url.rsplit("/", 2)
-    detail = ""
+    detail = said = code = ""
     try:
-        errors = r.json().get("errors") or []
-        if errors:
-            detail = ": " + "; ".join(str(e.get("message", e.get("code"))) for e in errors)
+        errors = [e for e in r.json().get("errors") or [] if isinstance(e, dict)]
     except (ValueError, AttributeError):
-        pass
+        errors = []
+    if errors:
+        detail = ": " + "; ".join(str(e.get("message", e.get("code"))) for e in errors)
+        code = str(errors[0].get("code") or "")
+        said = "; ".join(_docker_words(e) for e in errors)
     if r.status_code == 404:
         return RegistryNotFound(
-            f"{registry}/{repository}: {what[-2].rstrip('s')} {what[-1]} not found{detail}"
+            f"{registry}/{repository}: {what[-2].rstrip('s')} {what[-1]} not found{detail}",
+            code,
+            said,
         )
     if r.status_code in (401, 403):
         return RegistryError(
