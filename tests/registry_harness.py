@@ -31,7 +31,7 @@ import pytest
 
 @attrs.define
 class Registry:
-    host: str  # 127.0.0.1:PORT
+    host: str  # ADDRESS:PORT (127.0.0.1 unless asked otherwise)
     storage: Path
     log: Path
     htpasswd: Path | None = None
@@ -51,9 +51,9 @@ class Registry:
         return self.storage / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
 
 
-def _free_port() -> int:
+def _free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
@@ -66,10 +66,14 @@ def _tool(name: str) -> str:
 
 @contextlib.contextmanager
 def running_registry(
-    tmp_path: Path, htpasswd: Path | None = None, token: TokenServer | None = None
+    tmp_path: Path,
+    htpasswd: Path | None = None,
+    token: TokenServer | None = None,
+    address: str = "127.0.0.1",
 ) -> Iterator[Registry]:
+    """The registry on a free port of ``address`` (one of this network namespace's)."""
     binary = _tool("docker-registry")
-    port = _free_port()
+    port = _free_port(address)
     storage = tmp_path / "registry-storage"
     storage.mkdir()
     config = tmp_path / "registry.yml"
@@ -85,7 +89,7 @@ def running_registry(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: {address}:{port}\n"
         # Foreign layers (fetched by clients from elsewhere) may name any URL: a test pushes
         # such a manifest by hand to see it refused.  Nothing fetches those URLs.
         "validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://'\n" + auth
@@ -97,7 +101,7 @@ def running_registry(
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                urllib.request.urlopen(f"http://{address}:{port}/v2/", timeout=1)
                 break
             except urllib.error.HTTPError:
                 break  # 401: up, and asking for credentials
@@ -107,7 +111,7 @@ def running_registry(
                         f"docker-registry did not start: {log.read_text()}"
                     ) from None
                 time.sleep(0.05)
-        yield Registry(f"127.0.0.1:{port}", storage, log, htpasswd)
+        yield Registry(f"{address}:{port}", storage, log, htpasswd)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

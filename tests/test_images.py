@@ -483,6 +483,38 @@ def test_a_missing_tag_or_digest_is_named_in_dockers_words(
     assert _stored(daemon) == []
 
 
+def test_a_plain_http_registry_not_on_loopback_is_named_and_allowed_by_option(
+    tmp_path: Path, layout: Path
+) -> None:
+    """A registry on another address of this (the test session's own) network namespace,
+    speaking plain HTTP: a pull tries HTTPS, as Docker's does, and says why it failed and
+    what allows it (its TLS error said nothing); with ``--insecure-registry`` it pulls."""
+    address = "198.18.0.1"  # RFC 2544's benchmarking range, on this namespace's lo
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    try:
+        with (
+            running_registry(tmp_path, address=address) as registry,
+            running_daemon(tmp_path / "daemon") as daemon,
+        ):
+            push(layout, "v1", registry, "far/box:v1")
+            ref = f"{registry.host}/far/box:v1"
+            r = daemon.ctl("pull", ref, check=False)
+            assert (r.returncode, r.stderr) == (
+                1,
+                f"boxctl: cannot reach registry {registry.host}: it did not answer in TLS (a "
+                "plain HTTP registry? boxd speaks plain HTTP only to loopback registries and "
+                "those given with --insecure-registry)\n",
+            )
+            daemon.stop()
+            daemon.start("--insecure-registry", registry.host)
+            daemon.ctl("pull", ref)
+            assert daemon.ctl("run", "--rm", ref, "cat", "/work/hello.txt").stdout == (
+                "hello from the second layer\n"
+            )
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=True)
+
+
 def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     r = daemon.ctl("pull", "Busybox", check=False)
     assert r.returncode == 1 and "must be lowercase ('Busybox')" in r.stderr

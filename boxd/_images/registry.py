@@ -166,7 +166,7 @@ class Registry:
         try:
             r = await self.client.get(f"{self.base}/v2/")
         except httpx.HTTPError as exc:
-            raise RegistryError(f"cannot reach registry {self.registry}: {exc}") from None
+            raise RegistryError(f"cannot reach registry {self.registry}: {_broken(exc)}") from None
         if r.status_code == 200:
             return
         if r.status_code != 401:
@@ -222,7 +222,7 @@ class Registry:
                 r = await self.client.get(challenge["realm"], params=params, auth=auth)
         except httpx.HTTPError as exc:
             raise RegistryError(
-                f"cannot reach the token server of {self.registry}: {exc}"
+                f"cannot reach the token server of {self.registry}: {_broken(exc)}"
             ) from None
         if r.status_code in (401, 403):
             what = "the identity token" if identity else "the credentials"
@@ -275,7 +275,7 @@ class Registry:
                     method, url, headers=self._headers(headers), content=content
                 )
             except httpx.HTTPError as exc:
-                raise RegistryError(f"{self.registry}: {exc}") from None
+                raise RegistryError(f"{self.registry}: {_broken(exc)}") from None
             if not await self._renewed(r, attempt):
                 break
         if r.status_code not in allow:
@@ -382,7 +382,7 @@ class Registry:
         try:
             r = await self.client.put(url, headers=self._headers(headers), content=chunks)
         except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.registry}: uploading {digest}: {exc}") from None
+            raise RegistryError(f"{self.registry}: uploading {digest}: {_broken(exc)}") from None
         if r.status_code not in (201, 204):
             raise _http_error(self.registry, self.repository, f"/blobs/{digest}", r)
 
@@ -404,13 +404,24 @@ class Registry:
 
 
 def _broken(exc: Exception) -> str:
-    """What an httpx error says, or (a timeout, a connection reset say nothing) what it
-    is."""
+    """What an httpx error says: its own words, else those of the first cause that has
+    any (trio's TLS and socket errors say nothing), else what it is; a TLS handshake
+    answered in plain HTTP named as such, with the option that allows it."""
     import httpx
 
-    if isinstance(exc, httpx.TimeoutException) and not str(exc):
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+            return (
+                "it did not answer in TLS (a plain HTTP registry? boxd speaks plain HTTP "
+                "only to loopback registries and those given with --insecure-registry)"
+            )
+        if str(cause):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.TimeoutException):
         return f"nothing came for {TIMEOUT:.0f} seconds"
-    return str(exc) or f"the connection broke ({type(exc).__name__})"
+    return f"the connection broke ({type(exc).__name__})"
 
 
 def _docker_words(error: dict[str, Any]) -> str:
