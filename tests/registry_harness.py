@@ -371,7 +371,8 @@ class CuttingProxy:
     """A loopback HTTP proxy to a registry that cuts its first ``cuts`` answers for one
     blob short, the connection shut down mid-body (the first after half of it, the others
     before any byte): a registry that vanishes mid-download.  ``ranges``: the Range
-    header (None: none) of each request for the blob it had."""
+    header (None: none) of each request for the blob it had (with ``ignore_ranges`` it
+    answers each with the whole blob, as a server that cannot send part of one)."""
 
     host: str
     blob: str
@@ -387,7 +388,8 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     server: _ProxyServer
 
     def _forward(self, method: str) -> None:
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        dropped = ("host", "range") if self.server.ignore_ranges else ("host",)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
         request = urllib.request.Request(
             f"http://{self.server.registry.host}{self.path}", headers=headers, method=method
         )
@@ -427,11 +429,13 @@ class _ProxyServer(http.server.ThreadingHTTPServer):
         registry: Registry,
         blob: str,
         blob_body: Callable[[_Forward, bytes], None],
+        ignore_ranges: bool = False,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Forward)
         self.registry = registry
         self.blob = blob
         self.blob_body = blob_body
+        self.ignore_ranges = ignore_ranges  # as a server that cannot send part of a file
 
 
 @contextlib.contextmanager
@@ -469,7 +473,9 @@ def stalling_proxy(registry: Registry, blob: str) -> Iterator[StallingProxy]:
 
 
 @contextlib.contextmanager
-def cutting_proxy(registry: Registry, blob: str, cuts: int) -> Iterator[CuttingProxy]:
+def cutting_proxy(
+    registry: Registry, blob: str, cuts: int, *, ignore_ranges: bool = False
+) -> Iterator[CuttingProxy]:
     holder: list[CuttingProxy] = []
 
     def cut(handler: _Forward, body: bytes) -> None:
@@ -483,7 +489,7 @@ def cutting_proxy(registry: Registry, blob: str, cuts: int) -> Iterator[CuttingP
         handler.close_connection = True
         handler.connection.shutdown(socket.SHUT_RDWR)
 
-    with _serving(_ProxyServer(registry, blob, cut)) as host:
+    with _serving(_ProxyServer(registry, blob, cut, ignore_ranges)) as host:
         holder.append(CuttingProxy(host, blob, cuts))
         yield holder[0]
 

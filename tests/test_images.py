@@ -432,8 +432,9 @@ def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
     daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
     """A registry that vanishes mid-layer (its connection shut down): the pull goes on
-    with a range request from the byte it reached, as containerd's fetcher does.  One
-    that cuts every try short fails the pull naming the layer and how far it came,
+    with a range request from the byte it reached, as containerd's fetcher does (a
+    server that ignores the range: the bytes it sends again are dropped).  One that cuts
+    every try short fails the pull naming the layer and how far it came,
     keeps nothing, and a pull once the registry is back completes."""
     push(layout, "v1", registry, "cut/box:v1")
     first = _layer_blobs(registry, "cut/box")[0]
@@ -444,6 +445,13 @@ def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
     assert proxy.ranges == [None, f"bytes={size // 2}-"]
     ran = daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt")
     assert ran.stdout == "hello from the second layer\n"
+    daemon.ctl("rmi", ref)
+    # A server that ignores the range sends the whole blob again: what came is skipped.
+    with cutting_proxy(registry, first.removeprefix("sha256:"), 1, ignore_ranges=True) as proxy:
+        ref = f"{proxy.host}/cut/box:v1"
+        daemon.ctl("pull", ref)
+    assert proxy.ranges == [None, f"bytes={size // 2}-"]
+    assert daemon.ctl("run", "--rm", ref, "cat", "/work/hello.txt").stdout.startswith("hello")
     daemon.ctl("rmi", ref)
     with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=10) as proxy:
         r = daemon.ctl("pull", f"{proxy.host}/cut/box:v1", check=False)

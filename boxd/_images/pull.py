@@ -495,7 +495,14 @@ class Puller:
             start = done
             try:
                 async with registry.blob(layer.digest, offset=done) as r:
-                    async for chunk in r.aiter_raw():  # as it arrives: progress as it goes
+                    # A registry that ignored the range sends what came already again:
+                    # dropped, as containerd's fetcher drops it.
+                    again = done if r.status_code == 200 else 0
+                    async for whole in r.aiter_raw():  # as it arrives: progress as it goes
+                        chunk = whole[again:]
+                        again -= len(whole) - len(chunk)
+                        if not chunk:
+                            continue
                         done += len(chunk)
                         if done > layer.size:
                             raise RegistryError(
