@@ -523,6 +523,28 @@ def test_a_plain_http_registry_not_on_loopback_is_named_and_allowed_by_option(
         subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=True)
 
 
+def test_an_image_without_layers_makes_containers_as_dockers_does(
+    daemon: Daemon, registry: Registry, tmp_path: Path, busybox_root: Path
+) -> None:
+    """An image of no layer (FROM scratch and metadata only) from a registry: its
+    containers get an empty root, as Docker's, so one is created, its start says what it
+    cannot exec (exit 127), and it can be filled by cp and committed into an image that
+    runs."""
+    write_layout(tmp_path / "layout", [])
+    ref = f"{registry.host}/empty/box:1"
+    _skopeo_copy("--dest-tls-verify=false", f"oci:{tmp_path / 'layout'}:1", f"docker://{ref}")
+    daemon.ctl("pull", ref)
+    r = daemon.ctl("run", "--rm", ref, check=False)  # its Cmd: /bin/sh
+    assert r.returncode == 127 and "exec /bin/sh: No such file or directory" in r.stderr
+    daemon.ctl("create", "--name", "filled", ref, "/busybox", "echo", "filled")
+    daemon.ctl("cp", str(busybox_root / "bin" / "busybox"), "filled:/busybox")
+    assert daemon.ctl("start", "-a", "filled").stdout == "filled\n"
+    daemon.ctl("commit", "filled", "filled:1")
+    daemon.ctl("rm", "filled")
+    assert daemon.ctl("run", "--rm", "filled:1").stdout == "filled\n"
+    daemon.ctl("rmi", "filled:1", ref)
+
+
 def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     r = daemon.ctl("pull", "Busybox", check=False)
     assert r.returncode == 1 and "must be lowercase ('Busybox')" in r.stderr
