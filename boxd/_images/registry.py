@@ -400,20 +400,33 @@ class Registry:
 
 def _broken(exc: Exception) -> str:
     """What an httpx error says: its own words, else those of the first cause that has
-    any (trio's TLS and socket errors say nothing), else what it is; a TLS handshake
+    any (trio's TLS and socket errors say nothing), with the system's reasons its
+    connection attempts failed (``Connection refused``), else what it is; a TLS handshake
     answered in plain HTTP named as such, with the option that allows it."""
     import httpx
 
+    chain: list[BaseException] = []
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
-            return (
-                "it did not answer in TLS (a plain HTTP registry? boxd speaks plain HTTP "
-                "only to loopback registries and those given with --insecure-registry)"
-            )
-        if str(cause):
-            return str(cause)
+        chain.append(cause)
         cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, ssl.SSLError) and c.reason == "WRONG_VERSION_NUMBER" for c in chain):
+        return (
+            "it did not answer in TLS (a plain HTTP registry? boxd speaks plain HTTP "
+            "only to loopback registries and those given with --insecure-registry)"
+        )
+    said = next((str(c) for c in chain if str(c)), "")
+    reasons = sorted(  # trio's: "Error connecting to ('127.0.0.1', 1): Connection refused"
+        {
+            attempt.strerror.rpartition(": ")[2]
+            for c in chain
+            if isinstance(c, BaseExceptionGroup)
+            for attempt in c.exceptions
+            if isinstance(attempt, OSError) and attempt.strerror
+        }
+    )
+    if said:
+        return f"{said} ({', '.join(reasons)})" if reasons else said
     if isinstance(exc, httpx.TimeoutException):
         return f"nothing came for {TIMEOUT:.0f} seconds"
     return f"the connection broke ({type(exc).__name__})"
