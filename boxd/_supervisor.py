@@ -279,6 +279,7 @@ class Supervisor:
         # Deleting images takes this lock; pulls register the layers they fetch under it.
         self.images_lock = trio.Lock()
         self.insecure_registries: frozenset[str] = frozenset()
+        self.max_download_attempts = 5
         self._puller: Puller | None = None
         # Set: a removed container's directory awaits deletion (_trash_filled), or spare
         # directories are wanted (see _collect_trash).
@@ -317,6 +318,7 @@ class Supervisor:
                 Credentials(self.store.root / "auth.json"),
                 self.insecure_registries,
                 lock=self.images_lock,
+                attempts=self.max_download_attempts,
             )
         return self._puller
 
@@ -2132,6 +2134,7 @@ async def open_supervisor(
     log_max_files: int = _logs.DEFAULT_MAX_FILES,
     procview: ProcView | bool | None = None,
     insecure_registries: frozenset[str] = frozenset(),
+    max_download_attempts: int = 5,
     bridge: BridgeOptions | None = None,
     live_restore: bool = False,
 ) -> AsyncIterator[Supervisor]:
@@ -2177,6 +2180,7 @@ async def open_supervisor(
                 procview.resolver = sup
                 sup.procview = procview
             sup.insecure_registries = insecure_registries
+            sup.max_download_attempts = max_download_attempts
             sup.networks.nursery = nursery
             try:
                 if procview is True:

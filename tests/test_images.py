@@ -434,8 +434,10 @@ def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
     """A registry that vanishes mid-layer (its connection shut down): the pull goes on
     with a range request from the byte it reached, as containerd's fetcher does (a
     server that ignores the range: the bytes it sends again are dropped).  One that cuts
-    every try short fails the pull naming the layer and how far it came,
-    keeps nothing, and a pull once the registry is back completes."""
+    every try short fails the download, which is tried again 5 s later, as Docker's
+    pull (``Retrying in 5 seconds``); with ``--max-download-attempts 1`` the pull then
+    fails naming the layer and how far it came, keeps nothing, and a pull once the
+    registry is back completes."""
     push(layout, "v1", registry, "cut/box:v1")
     first = _layer_blobs(registry, "cut/box")[0]
     size = registry.blob_path(first).stat().st_size
@@ -453,12 +455,26 @@ def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
     assert proxy.ranges == [None, f"bytes={size // 2}-"]
     assert daemon.ctl("run", "--rm", ref, "cat", "/work/hello.txt").stdout.startswith("hello")
     daemon.ctl("rmi", ref)
+    resumed = [f"bytes={size // 2}-"] * 3
+    with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=4) as proxy:
+        ref = f"{proxy.host}/cut/box:v1"
+        pulled = docker(daemon, "pull", ref) if shutil.which("docker") else None
+        if pulled is None:
+            daemon.ctl("pull", ref)
+    assert proxy.ranges == [None, *resumed, None]  # tried again, whole
+    if pulled is not None:
+        assert pulled.returncode == 0 and f"{first[7:19]}: Retrying in 5 seconds" in pulled.stdout
+    daemon.ctl("rmi", ref)
+    daemon.stop()
+    daemon.start("--max-download-attempts", "1")
     with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=10) as proxy:
         r = daemon.ctl("pull", f"{proxy.host}/cut/box:v1", check=False)
     assert r.returncode == 1
     assert f"fetching {first}: " in r.stderr
-    assert f"(after {size // 2} of {size} bytes, 3 times)" in r.stderr
-    assert proxy.ranges == [None, *[f"bytes={size // 2}-"] * 3]
+    assert (
+        f"(after {size // 2} of {size} bytes, 3 times) (download failed after 1 attempt)"
+    ) in r.stderr
+    assert proxy.ranges == [None, *resumed]
     assert _stored(daemon) == []
     images = daemon.root / "images"
     assert os.listdir(images / "tmp") == [] and os.listdir(images / "meta") == []

@@ -31,6 +31,7 @@ from .registry import (
     Registry,
     RegistryError,
     RegistryNotFound,
+    RegistryTransient,
     open_registry,
     parse_json,
 )
@@ -227,8 +228,12 @@ class Puller:
         insecure: frozenset[str] = frozenset(),
         *,
         lock: trio.Lock | None = None,
+        attempts: int = 5,
     ) -> None:
         self.store = store
+        # Downloads of a layer that fails for a reason that may pass, the next after 5,
+        # 10, 15 ... s, as Docker's pull (its --max-download-attempts).
+        self.attempts = attempts
         self.unpacks = unpacks
         self.credentials = credentials
         self.insecure = insecure
@@ -429,7 +434,7 @@ class Puller:
                 report(Progress(short, "Already exists", layer.size, layer.size))
                 return
             try:
-                await self._stream(registry, layer, report)
+                await self._attempts(registry, layer, report)
             except RegistryNotFound as exc:
                 if layer.media_type not in FOREIGN_LAYERS:
                     raise
@@ -439,6 +444,24 @@ class Puller:
                 ) from None
             fetched.append(True)
             report(Progress(short, "Pull complete", layer.size, layer.size))
+
+    async def _attempts(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
+        """The layer's download, tried again after a failure that may pass (the registry
+        unreachable, a 5xx) up to ``attempts`` times, waiting 5 s more each time and
+        saying so (``Retrying in 5 seconds``), as Docker's pull does."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                await self._stream(registry, layer, report)
+                return
+            except RegistryTransient as exc:
+                if attempt == self.attempts:
+                    tries = f"{attempt} attempt{'s' * (attempt > 1)}"
+                    raise RegistryError(f"{exc} (download failed after {tries})") from None
+            for left in range(5 * attempt, 0, -1):
+                report(
+                    Progress(_short(layer.digest), f"Retrying in {left} second{'s' * (left > 1)}")
+                )
+                await trio.sleep(1)
 
     async def _stream(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
         """Download into ``tmp/``, each chunk hashed and written as it arrives (on the
@@ -520,7 +543,7 @@ class Puller:
                     break  # all of it came before the connection broke
                 fruitless = 0 if done > start else fruitless + 1
                 if fruitless >= RESUMES:
-                    raise RegistryError(
+                    raise RegistryTransient(
                         f"{exc} (after {done} of {layer.size} bytes, {RESUMES} times)"
                     ) from None
         report(Progress(short, "Download complete", done, layer.size))

@@ -35,6 +35,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "RegistryNotFound",
+    "RegistryTransient",
     "open_registry",
 ]
 
@@ -65,7 +66,12 @@ class RegistryNotFound(RegistryError):
         self.said = said
 
 
-class BlobCut(RegistryError):
+class RegistryTransient(RegistryError):
+    """A failure that may pass: the registry unreachable, a connection that broke, an
+    answer of HTTP 5xx (a pull tries the download again, as Docker's does)."""
+
+
+class BlobCut(RegistryTransient):
     """A blob's download broke off after its answer began (the connection closed or
     reset): what came so far is good, the rest may be asked for with a range."""
 
@@ -339,7 +345,7 @@ class Registry:
                         ) from None
                     return
         except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.registry}: fetching {digest}: {_broken(exc)}") from None
+            raise RegistryTransient(f"{self.registry}: fetching {digest}: {_broken(exc)}") from None
 
     # ---- push -----------------------------------------------------------------------
 
@@ -462,7 +468,8 @@ def _http_error(registry: str, repository: str, url: str, r: httpx.Response) -> 
             f"{registry}/{repository}: access denied (HTTP {r.status_code}){detail}; "
             f"the repository may not exist or may need 'boxctl login {registry}'"
         )
-    return RegistryError(f"{registry}/{repository}: HTTP {r.status_code}{detail}")
+    busy = RegistryTransient if r.status_code >= 500 else RegistryError
+    return busy(f"{registry}/{repository}: HTTP {r.status_code}{detail}")
 
 
 @asynccontextmanager
