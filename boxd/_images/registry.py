@@ -404,6 +404,10 @@ class Registry:
         return True
 
 
+# What OpenSSL (1.1 to 3.x) says of an answer that is no TLS record: plain HTTP's.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE")
+
+
 def _broken(exc: Exception) -> str:
     """What an httpx error says: its own words, else those of the first cause that has
     any (trio's TLS and socket errors say nothing), with the system's reasons its
@@ -416,7 +420,7 @@ def _broken(exc: Exception) -> str:
     while cause is not None:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    if any(isinstance(c, ssl.SSLError) and c.reason == "WRONG_VERSION_NUMBER" for c in chain):
+    if any(isinstance(c, ssl.SSLError) and c.reason in _NOT_TLS for c in chain):
         return (
             "it did not answer in TLS (a plain HTTP registry? boxd speaks plain HTTP "
             "only to loopback registries and those given with --insecure-registry)"
