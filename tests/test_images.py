@@ -487,8 +487,9 @@ def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
 def test_a_missing_tag_or_digest_is_named_in_dockers_words(
     daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
-    """The registry's 404 (MANIFEST_UNKNOWN) as Docker's pull words it, through boxctl
-    (exit 1) and the Engine API (404: the docker CLI's run pulls, then says it)."""
+    """The registry's 404 (MANIFEST_UNKNOWN; NAME_UNKNOWN for the tags of ``pull -a``) as
+    Docker's pull words it, through boxctl (exit 1) and the Engine API (404: the docker
+    CLI's run pulls, then says it)."""
     push(layout, "v1", registry, "there/box:v1")
     missing = [f"{registry.host}/there/box:nope", f"{registry.host}/there/box@sha256:{'0' * 64}"]
     for ref in missing:
@@ -497,6 +498,12 @@ def test_a_missing_tag_or_digest_is_named_in_dockers_words(
             1,
             f"boxctl: manifest for {ref} not found: manifest unknown: manifest unknown\n",
         )
+    r = daemon.ctl("pull", "--all-tags", f"{registry.host}/nowhere/box", check=False)
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"boxctl: repository {registry.host}/nowhere/box not found: name unknown: repository "
+        "name not known to registry\n",
+    )
     if shutil.which("docker"):
         r = docker(daemon, "run", "--rm", missing[0], "true")
         assert r.returncode == 125

@@ -256,7 +256,14 @@ class Puller:
         async with open_registry(
             ref, insecure=self.insecure, credentials=self.credentials, user=user
         ) as registry:
-            tags = await registry.tags()
+            try:
+                tags = await registry.tags()
+            except RegistryNotFound as exc:  # in Docker's words
+                raise RegistryNotFound(
+                    f"repository {ref.familiar_name} not found: {exc.said or 'name unknown'}",
+                    exc.code,
+                    exc.said,
+                ) from None
         if not tags:
             raise RegistryError(f"{ref.familiar_name}: the repository has no tags")
         return tags
