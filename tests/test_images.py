@@ -348,6 +348,52 @@ def test_foreign_layers_come_from_the_registry_and_artifacts_are_refused(
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
 
 
+def test_an_image_for_another_operating_system_is_refused_before_its_layers(
+    daemon: Daemon, registry: Registry
+) -> None:
+    """A single-platform image whose config says ``windows``: refused in Docker's words
+    once its config is read, no layer fetched, nothing kept."""
+    layer = b"a Windows layer, never fetched"
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "windows",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "cd" * 32]},
+        }
+    ).encode()
+    digest = put_blob(registry, "win/box", layer)
+    put_manifest(
+        registry,
+        "win/box",
+        "1",
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": put_blob(registry, "win/box", config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest,
+                    "size": len(layer),
+                }
+            ],
+        },
+    )
+    r = daemon.ctl("pull", f"{registry.host}/win/box:1", check=False)
+    assert (r.returncode, r.stderr) == (
+        1,
+        'boxctl: image operating system "windows" cannot be used on this platform: '
+        "operating system is not supported\n",
+    )
+    assert registry.requests(digest) == 0
+    assert _stored(daemon) == []
+    assert os.listdir(daemon.root / "images" / "blobs" / "sha256") == []
+
+
 def test_a_terminal_shows_each_layers_progress_in_place(
     daemon: Daemon, registry: Registry, layout: Path, tmux: Tmux
 ) -> None:

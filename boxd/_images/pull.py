@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import os
 import platform as host_platform
 from collections.abc import Callable, Iterator
@@ -326,6 +327,12 @@ class Puller:
                     registry, config_digest, config_size, "config"
                 )
             config = parse_json(config_bytes, "the image config")
+            system = config.get("os") or "linux"
+            if str(system).lower() != "linux":  # before any layer, as Docker's pull
+                raise RegistryError(
+                    f"image operating system {json.dumps(system)} cannot be used on this "
+                    "platform: operating system is not supported"
+                )
             layers = self.store.stored_layers(config_digest) or self._layers(ref, manifest, config)
             diff_ids = [layer.diff_id for layer in layers]
             async with self.lock:
