@@ -1462,5 +1462,16 @@ def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon)
     truncated.write_bytes(gzip.compress(archive.read_bytes())[:30])
     r = daemon.ctl("load", "-i", str(truncated), check=False)
     assert r.returncode == 1 and "the archive is truncated or damaged" in r.stderr
+    # An image of another operating system: refused in Docker's words, before its layers.
+    windows = tmp_path / "windows.tar"
+    config = json.dumps({"os": "windows", "rootfs": {"diff_ids": ["sha256:" + "cd" * 32]}})
+    manifest = [{"Config": "config.json", "RepoTags": ["win:1"], "Layers": ["layer.tar"]}]
+    with tarfile.open(windows, mode="w") as tar:
+        for name, text in (("manifest.json", json.dumps(manifest)), ("config.json", config)):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    r = daemon.ctl("load", "-i", str(windows), check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: cannot load windows image on linux\n")
     assert _stored(daemon) == []
     assert os.listdir(daemon.root / "images" / "tmp") == []

@@ -268,6 +268,9 @@ def _load_image(
         diff_ids = list(config["rootfs"]["diff_ids"])
     except (ValueError, KeyError, TypeError):
         raise ArchiveError(f"config {config_name!r} has no rootfs.diff_ids") from None
+    system = config.get("os") or "linux"
+    if str(system).lower() != "linux":  # Docker's words
+        raise ArchiveError(f"cannot load {system} image on linux")
     if len(diff_ids) != len(layer_names):
         raise ArchiveError(
             f"config {config_name!r} lists {len(diff_ids)} layers, the archive {len(layer_names)}"
