@@ -17,6 +17,8 @@ from docker_clients import docker, needs_cli
 from registry_harness import Registry, add_index, build_oci_image, running_registry
 
 from boxd import _platforms
+from boxd._images.pull import Platform, choose_platform
+from boxd._images.registry import RegistryError
 
 HOST = _platforms.text(_platforms.host())
 OTHER = "linux/arm64" if HOST != "linux/arm64" else "linux/amd64"
@@ -88,6 +90,24 @@ def test_what_runs_where_a_platform_runs_best_first_as_containerds_only(
     text: str, order: list[str]
 ) -> None:
     assert [_platforms.text(p) for p in _platforms.compatible(_platforms.parse(text))] == order
+
+
+def test_an_index_entry_without_a_platform_comes_last_and_attestations_never() -> None:
+    manifest = "application/vnd.oci.image.manifest.v1+json"
+
+    def entry(n: int, **fields: object) -> dict[str, object]:
+        return {"mediaType": manifest, "digest": f"sha256:{n:064x}", "size": 1, **fields}
+
+    attestation = entry(
+        1, annotations={"vnd.docker.reference.type": "attestation-manifest"}
+    )  # as buildx lists it, without a platform here
+    plain = entry(2)
+    arm = entry(3, platform={"os": "linux", "architecture": "arm64"})
+    want = Platform("linux", "arm64")
+    assert choose_platform("x", {"manifests": [attestation, plain, arm]}, want) == arm["digest"]
+    assert choose_platform("x", {"manifests": [attestation, plain]}, want) == plain["digest"]
+    with pytest.raises(RegistryError, match="x: no image for platform linux/arm64"):
+        choose_platform("x", {"manifests": [attestation]}, want)
 
 
 # ---- a daemon and a registry --------------------------------------------------------------

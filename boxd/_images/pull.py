@@ -201,7 +201,12 @@ def choose_platform(name: str, index: dict[str, Any], want: Platform | None) -> 
                 p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
             )
         )
-        place = _platforms.rank(order, plat) if media in MANIFESTS else None
+        annotations = entry.get("annotations")
+        attestation = isinstance(annotations, dict) and (
+            annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+        )  # buildx's provenance or SBOM, never an image to run
+        runs = media in MANIFESTS and not attestation
+        place = _platforms.rank(order, plat) if runs else None
         if place is not None and (best is None or place < best[0]):
             best = place, digest
     if best is not None:
