@@ -381,17 +381,29 @@ class CuttingProxy:
 
 
 class _Forward(http.server.BaseHTTPRequestHandler):
-    """A request forwarded to ``registry`` (the server's), its answer sent back, the
-    blob's body by ``blob_body`` (the server's too)."""
+    """A request forwarded to ``registry`` (the server's; its Host header kept, so the
+    registry's upload locations name the proxy), its answer sent back, the blob's body by
+    ``blob_body`` (the server's too); the first ``refuse_puts`` PUTs of a blob upload
+    are answered 503 instead."""
 
     protocol_version = "HTTP/1.1"
     server: _ProxyServer
 
     def _forward(self, method: str) -> None:
-        dropped = ("host", "range") if self.server.ignore_ranges else ("host",)
+        dropped = ("range",) if self.server.ignore_ranges else ()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length) if length else None
+        if method == "PUT" and "/blobs/uploads/" in self.path and self.server.refuse_puts:
+            self.server.refuse_puts -= 1
+            self.server.refused.append(self.path)
+            self.send_error(503, "the registry is busy: try again")
+            return
         request = urllib.request.Request(
-            f"http://{self.server.registry.host}{self.path}", headers=headers, method=method
+            f"http://{self.server.registry.host}{self.path}",
+            data=data,
+            headers=headers,
+            method=method,
         )
         try:
             answer = urllib.request.urlopen(request, timeout=30)
@@ -417,6 +429,15 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._forward("HEAD")
 
+    def do_POST(self) -> None:
+        self._forward("POST")
+
+    def do_PUT(self) -> None:
+        self._forward("PUT")
+
+    def do_PATCH(self) -> None:
+        self._forward("PATCH")
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -436,6 +457,9 @@ class _ProxyServer(http.server.ThreadingHTTPServer):
         self.blob = blob
         self.blob_body = blob_body
         self.ignore_ranges = ignore_ranges  # as a server that cannot send part of a file
+        self.refuse_puts = 0
+        self.refused: list[str] = []  # the PUTs answered 503
+        self.host = ""  # host:port, once it serves
 
 
 @contextlib.contextmanager
@@ -492,6 +516,17 @@ def cutting_proxy(
     with _serving(_ProxyServer(registry, blob, cut, ignore_ranges)) as host:
         holder.append(CuttingProxy(host, blob, cuts))
         yield holder[0]
+
+
+@contextlib.contextmanager
+def busy_proxy(registry: Registry, refuse_puts: int) -> Iterator[_ProxyServer]:
+    """A loopback proxy to a registry that answers the first ``refuse_puts`` PUTs of blob
+    uploads with HTTP 503 (``refused`` lists them; ``host`` is where it listens)."""
+    server = _ProxyServer(registry, "no blob", lambda handler, body: None)
+    server.refuse_puts = refuse_puts
+    with _serving(server) as host:
+        server.host = host
+        yield server
 
 
 def write_layout(path: Path, layers: list[bytes], tag: str = "1") -> list[str]:

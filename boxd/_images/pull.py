@@ -14,11 +14,12 @@ checking its blobs costs, as ``skopeo copy`` to ``dir:`` or ``ctr content fetch`
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import os
 import platform as host_platform
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -465,22 +466,14 @@ class Puller:
             report(Progress(short, "Pull complete", layer.size, layer.size))
 
     async def _attempts(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
-        """The layer's download, tried again after a failure that may pass (the registry
-        unreachable, a 5xx) up to ``attempts`` times, waiting 5 s more each time and
-        saying so (``Retrying in 5 seconds``), as Docker's pull does."""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                await self._stream(registry, layer, report)
-                return
-            except RegistryTransient as exc:
-                if attempt == self.attempts:
-                    tries = f"{attempt} attempt{'s' * (attempt > 1)}"
-                    raise RegistryError(f"{exc} (download failed after {tries})") from None
-            for left in range(5 * attempt, 0, -1):
-                report(
-                    Progress(_short(layer.digest), f"Retrying in {left} second{'s' * (left > 1)}")
-                )
-                await trio.sleep(1)
+        """The layer's download, tried up to ``attempts`` times (:func:`retrying`)."""
+        await retrying(
+            self.attempts,
+            "download",
+            Progress(_short(layer.digest), ""),
+            report,
+            functools.partial(self._stream, registry, layer, report),
+        )
 
     async def _stream(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
         """Download into ``tmp/``, each chunk hashed and written as it arrives (on the
@@ -567,6 +560,30 @@ class Puller:
                     ) from None
         report(Progress(short, "Download complete", done, layer.size))
         return done
+
+
+async def retrying(
+    attempts: int,
+    what: str,
+    layer: Progress,
+    report: ProgressFn,
+    action: Callable[[], Awaitable[None]],
+) -> None:
+    """``action`` (a layer's download or upload: ``what``), tried again after a failure
+    that may pass (the registry unreachable, a connection broken, a 5xx) up to
+    ``attempts`` times in all, waiting 5 s more each time and saying so in the layer's
+    progress (``Retrying in 5 seconds``), as Docker's pull and push do."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await action()
+            return
+        except RegistryTransient as exc:
+            if attempt == attempts:
+                tries = f"{attempt} attempt{'s' * (attempt > 1)}"
+                raise RegistryError(f"{exc} ({what} failed after {tries})") from None
+        for left in range(5 * attempt, 0, -1):
+            report(attrs.evolve(layer, status=f"Retrying in {left} second{'s' * (left > 1)}"))
+            await trio.sleep(1)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

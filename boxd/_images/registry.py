@@ -281,7 +281,7 @@ class Registry:
                     method, url, headers=self._headers(headers), content=content
                 )
             except httpx.HTTPError as exc:
-                raise RegistryError(f"{self.registry}: {_broken(exc)}") from None
+                raise RegistryTransient(f"{self.registry}: {_broken(exc)}") from None
             if not await self._renewed(r, attempt):
                 break
         if r.status_code not in allow:
@@ -383,7 +383,9 @@ class Registry:
         try:
             r = await self.client.put(url, headers=self._headers(headers), content=chunks)
         except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.registry}: uploading {digest}: {_broken(exc)}") from None
+            raise RegistryTransient(
+                f"{self.registry}: uploading {digest}: {_broken(exc)}"
+            ) from None
         if r.status_code not in (201, 204):
             raise _http_error(self.registry, self.repository, f"/blobs/{digest}", r)
 
