@@ -110,14 +110,17 @@ def _strict(os_name: str, arch: str, variant: str) -> Platform:
         variant = "v" + (variant or "7")
     elif arch == "arm64" and variant in ("8", "v8.0"):
         variant = ""
+    elif arch == "arm64" and variant in ("9", "9.0", "v9.0"):
+        variant = "v9"
     return os_name, arch, variant
 
 
 def compatible(wanted: Platform) -> list[Platform]:
     """The platforms whose images run where ``wanted`` runs, best first (containerd's
     ``platforms.Only``, which Docker's pull matches an index's entries with): amd64/vN
-    also takes the amd64 levels below N, then 386; arm/vN arm down to v5; arm64 also arm
-    v8 down to v5."""
+    also takes the amd64 levels below N, then 386; arm/vN arm down to v5; arm64/v8.N the
+    arm64 v8 levels below it (v9.N: v9's, then v8's up to v8.N+5), then arm v8 down to
+    v5."""
     os_name, arch, variant = _strict(*wanted)
     version = int(variant[1:]) if variant[:1] == "v" and variant[1:].isdigit() else 0
     if arch == "amd64" and (version or not variant):
@@ -125,8 +128,16 @@ def compatible(wanted: Platform) -> list[Platform]:
         return [*amd64, (os_name, "386", "")]
     if arch == "arm" and version > 5:
         return [(os_name, arch, f"v{n}") for n in range(version, 4, -1)]
-    if arch == "arm64" and not variant:
-        return [(os_name, arch, ""), *((os_name, "arm", f"v{n}") for n in range(8, 4, -1))]
+    major, _, minor = (variant or "v8")[1:].partition(".")
+    if arch == "arm64" and major in ("8", "9") and minor in ("", *"0123456789"):
+        level = int(minor or 0)
+        levels = [(9, level), (8, min(level + 5, 9))] if major == "9" else [(8, level)]
+        arm64 = [
+            (os_name, arch, f"v{top}.{n}" if n else ("v9" if top == 9 else ""))
+            for top, highest in levels
+            for n in range(highest, -1, -1)
+        ]
+        return [*arm64, *((os_name, "arm", f"v{n}") for n in range(8, 4, -1))]
     return [(os_name, arch, variant)]
 
 

@@ -83,6 +83,25 @@ def test_the_hosts_x86_64_level_is_read_from_its_cpu_flags(tmp_path: Path) -> No
         ("linux/amd64", ["linux/amd64", "linux/386"]),
         ("linux/arm/v7", ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]),
         ("linux/arm64/v8", ["linux/arm64", *(f"linux/arm/v{n}" for n in (8, 7, 6, 5))]),
+        (
+            "linux/arm64/v8.2",
+            [
+                "linux/arm64/v8.2",
+                "linux/arm64/v8.1",
+                "linux/arm64",
+                *(f"linux/arm/v{n}" for n in (8, 7, 6, 5)),
+            ],
+        ),
+        (
+            "linux/arm64/v9.1",
+            [
+                "linux/arm64/v9.1",
+                "linux/arm64/v9",
+                *(f"linux/arm64/v8.{n}" for n in range(6, 0, -1)),
+                "linux/arm64",
+                *(f"linux/arm/v{n}" for n in (8, 7, 6, 5)),
+            ],
+        ),
         ("linux/riscv64", ["linux/riscv64"]),
     ],
 )
