@@ -158,6 +158,13 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="a registry reached over plain HTTP (loopback registries always are)",
     )
     p.add_argument(
+        "--max-download-attempts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="tries of a layer's download that fails for a reason that may pass (default 5)",
+    )
+    p.add_argument(
         "--log-driver",
         default="json-file",
         choices=list(LOG_DRIVERS),
@@ -204,6 +211,10 @@ async def run_daemon(args: SimpleNamespace) -> None:
     max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
     if args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
+    if args.max_download_attempts < 1:
+        raise DaemonError(
+            f"invalid --max-download-attempts {args.max_download_attempts}: must be >= 1"
+        )
     if args.log_driver not in LOG_DRIVERS:  # from the configuration file
         raise DaemonError(f"invalid log-driver {args.log_driver!r}: use json-file, local or none")
     if args.log_driver == "none" and args.log_options:
@@ -253,6 +264,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
                     ),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),
+                    max_download_attempts=args.max_download_attempts,
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):

@@ -46,6 +46,12 @@ def _strings(key: str, value: object) -> list[str]:
     return list(value)
 
 
+def _count(key: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key} must be a number of 1 or more, not {json.dumps(value)}")
+    return value
+
+
 def _mtu(key: str, value: object) -> int:
     mtu = parse_mtu(value) if isinstance(value, int) else None  # a number, not its digits
     if mtu is None:
@@ -134,6 +140,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "log-driver": ("log_driver", ("--log-driver",), _text),
     "live-restore": ("live_restore", ("--no-live-restore",), _flag),
     "insecure-registries": ("insecure_registry", ("--insecure-registry",), _strings),
+    "max-download-attempts": ("max_download_attempts", ("--max-download-attempts",), _count),
     "cgroup-parent": ("cgroup_parent", ("--cgroup-parent",), _text),
     "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),
     "mtu": ("mtu", ("--mtu",), _mtu),

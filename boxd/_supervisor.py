@@ -294,6 +294,7 @@ class Supervisor:
         # Deleting images takes this lock; pulls register the layers they fetch under it.
         self.images_lock = trio.Lock()
         self.insecure_registries: frozenset[str] = frozenset()
+        self.max_download_attempts = 5
         self._puller: Puller | None = None
         # Set: a removed container's directory awaits deletion (_trash_filled), or spare
         # directories are wanted (see _collect_trash).
@@ -332,6 +333,7 @@ class Supervisor:
                 Credentials(self.store.root / "auth.json"),
                 self.insecure_registries,
                 lock=self.images_lock,
+                attempts=self.max_download_attempts,
             )
         return self._puller
 
@@ -2183,6 +2185,7 @@ async def open_supervisor(
     log_options: tuple[str, ...] = (),
     procview: ProcView | bool | None = None,
     insecure_registries: frozenset[str] = frozenset(),
+    max_download_attempts: int = 5,
     bridge: BridgeOptions | None = None,
     live_restore: bool = False,
 ) -> AsyncIterator[Supervisor]:
@@ -2230,6 +2233,7 @@ async def open_supervisor(
                 procview.resolver = sup
                 sup.procview = procview
             sup.insecure_registries = insecure_registries
+            sup.max_download_attempts = max_download_attempts
             sup.networks.nursery = nursery
             try:
                 if procview is True:

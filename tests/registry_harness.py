@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -31,7 +31,7 @@ import pytest
 
 @attrs.define
 class Registry:
-    host: str  # 127.0.0.1:PORT
+    host: str  # ADDRESS:PORT (127.0.0.1 unless asked otherwise)
     storage: Path
     log: Path
     htpasswd: Path | None = None
@@ -51,9 +51,9 @@ class Registry:
         return self.storage / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
 
 
-def _free_port() -> int:
+def _free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
@@ -66,10 +66,14 @@ def _tool(name: str) -> str:
 
 @contextlib.contextmanager
 def running_registry(
-    tmp_path: Path, htpasswd: Path | None = None, token: TokenServer | None = None
+    tmp_path: Path,
+    htpasswd: Path | None = None,
+    token: TokenServer | None = None,
+    address: str = "127.0.0.1",
 ) -> Iterator[Registry]:
+    """The registry on a free port of ``address`` (one of this network namespace's)."""
     binary = _tool("docker-registry")
-    port = _free_port()
+    port = _free_port(address)
     storage = tmp_path / "registry-storage"
     storage.mkdir()
     config = tmp_path / "registry.yml"
@@ -85,7 +89,7 @@ def running_registry(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: {address}:{port}\n"
         # Foreign layers (fetched by clients from elsewhere) may name any URL: a test pushes
         # such a manifest by hand to see it refused.  Nothing fetches those URLs.
         "validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://'\n" + auth
@@ -97,7 +101,7 @@ def running_registry(
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                urllib.request.urlopen(f"http://{address}:{port}/v2/", timeout=1)
                 break
             except urllib.error.HTTPError:
                 break  # 401: up, and asking for credentials
@@ -107,7 +111,7 @@ def running_registry(
                         f"docker-registry did not start: {log.read_text()}"
                     ) from None
                 time.sleep(0.05)
-        yield Registry(f"127.0.0.1:{port}", storage, log, htpasswd)
+        yield Registry(f"{address}:{port}", storage, log, htpasswd)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -362,63 +366,167 @@ class StallingProxy:
     release: threading.Event = attrs.Factory(threading.Event)
 
 
+@attrs.define
+class CuttingProxy:
+    """A loopback HTTP proxy to a registry that cuts its first ``cuts`` answers for one
+    blob short, the connection shut down mid-body (the first after half of it, the others
+    before any byte): a registry that vanishes mid-download.  ``ranges``: the Range
+    header (None: none) of each request for the blob it had (with ``ignore_ranges`` it
+    answers each with the whole blob, as a server that cannot send part of one)."""
+
+    host: str
+    blob: str
+    cuts: int
+    ranges: list[str | None] = attrs.Factory(list)
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    """A request forwarded to ``registry`` (the server's; its Host header kept, so the
+    registry's upload locations name the proxy), its answer sent back, the blob's body by
+    ``blob_body`` (the server's too); the first ``refuse_puts`` PUTs of a blob upload
+    are answered 503 instead."""
+
+    protocol_version = "HTTP/1.1"
+    server: _ProxyServer
+
+    def _forward(self, method: str) -> None:
+        dropped = ("range",) if self.server.ignore_ranges else ()
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length) if length else None
+        if method == "PUT" and "/blobs/uploads/" in self.path and self.server.refuse_puts:
+            self.server.refuse_puts -= 1
+            self.server.refused.append(self.path)
+            self.send_error(503, "the registry is busy: try again")
+            return
+        request = urllib.request.Request(
+            f"http://{self.server.registry.host}{self.path}",
+            data=data,
+            headers=headers,
+            method=method,
+        )
+        try:
+            answer = urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as exc:
+            answer = exc
+        body = answer.read()
+        self.send_response(answer.status)
+        for key, value in answer.headers.items():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if method == "HEAD":
+            return
+        if self.server.blob in self.path:
+            self.server.blob_body(self, body)
+            return
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._forward("GET")
+
+    def do_HEAD(self) -> None:
+        self._forward("HEAD")
+
+    def do_POST(self) -> None:
+        self._forward("POST")
+
+    def do_PUT(self) -> None:
+        self._forward("PUT")
+
+    def do_PATCH(self) -> None:
+        self._forward("PATCH")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _ProxyServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        registry: Registry,
+        blob: str,
+        blob_body: Callable[[_Forward, bytes], None],
+        ignore_ranges: bool = False,
+    ) -> None:
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.registry = registry
+        self.blob = blob
+        self.blob_body = blob_body
+        self.ignore_ranges = ignore_ranges  # as a server that cannot send part of a file
+        self.refuse_puts = 0
+        self.refused: list[str] = []  # the PUTs answered 503
+        self.host = ""  # host:port, once it serves
+
+
+@contextlib.contextmanager
+def _serving(server: _ProxyServer) -> Iterator[str]:
+    """The proxy's host:port while it serves."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @contextlib.contextmanager
 def stalling_proxy(registry: Registry, blob: str) -> Iterator[StallingProxy]:
     holder: list[StallingProxy] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def stall(handler: _Forward, body: bytes) -> None:
+        proxy = holder[0]
+        handler.wfile.write(body[: len(body) // 2])
+        handler.wfile.flush()
+        proxy.stalled.set()
+        proxy.release.wait()
+        with contextlib.suppress(OSError):  # the client may be gone (killed)
+            handler.wfile.write(body[len(body) // 2 :])
 
-        def _forward(self, method: str) -> None:
-            proxy = holder[0]
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-            request = urllib.request.Request(
-                f"http://{registry.host}{self.path}", headers=headers, method=method
-            )
-            try:
-                answer = urllib.request.urlopen(request, timeout=30)
-            except urllib.error.HTTPError as exc:
-                answer = exc
-            body = answer.read()
-            self.send_response(answer.status)
-            for key, value in answer.headers.items():
-                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if method == "HEAD":
-                return
-            if proxy.blob in self.path:
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                proxy.stalled.set()
-                proxy.release.wait()
-                with contextlib.suppress(OSError):  # the client may be gone (killed)
-                    self.wfile.write(body[len(body) // 2 :])
-                return
-            self.wfile.write(body)
+    with _serving(_ProxyServer(registry, blob, stall)) as host:
+        holder.append(StallingProxy(host, blob))
+        try:
+            yield holder[0]
+        finally:
+            holder[0].release.set()
 
-        def do_GET(self) -> None:
-            self._forward("GET")
 
-        def do_HEAD(self) -> None:
-            self._forward("HEAD")
+@contextlib.contextmanager
+def cutting_proxy(
+    registry: Registry, blob: str, cuts: int, *, ignore_ranges: bool = False
+) -> Iterator[CuttingProxy]:
+    holder: list[CuttingProxy] = []
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+    def cut(handler: _Forward, body: bytes) -> None:
+        proxy = holder[0]
+        proxy.ranges.append(handler.headers.get("Range"))
+        if len(proxy.ranges) > proxy.cuts:
+            handler.wfile.write(body)
+            return
+        handler.wfile.write(body[: len(body) // 2 if len(proxy.ranges) == 1 else 0])
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    holder.append(StallingProxy(f"127.0.0.1:{httpd.server_address[1]}", blob))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(_ProxyServer(registry, blob, cut, ignore_ranges)) as host:
+        holder.append(CuttingProxy(host, blob, cuts))
         yield holder[0]
-    finally:
-        holder[0].release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+
+
+@contextlib.contextmanager
+def busy_proxy(registry: Registry, refuse_puts: int) -> Iterator[_ProxyServer]:
+    """A loopback proxy to a registry that answers the first ``refuse_puts`` PUTs of blob
+    uploads with HTTP 503 (``refused`` lists them; ``host`` is where it listens)."""
+    server = _ProxyServer(registry, "no blob", lambda handler, body: None)
+    server.refuse_puts = refuse_puts
+    with _serving(server) as host:
+        server.host = host
+        yield server
 
 
 def write_layout(path: Path, layers: list[bytes], tag: str = "1") -> list[str]:
@@ -466,7 +574,7 @@ def write_layout(path: Path, layers: list[bytes], tag: str = "1") -> list[str]:
 
 def add_index(layout: Path, new_tag: str, members: Iterable[tuple[str, str]]) -> None:
     """Tag ``new_tag`` in an OCI layout: an index of the manifests of ``members``, each a
-    (tag, "os/arch") pair; a tag may appear once per platform."""
+    (tag, "os/arch[/variant]") pair; a tag may appear once per platform."""
     index_path = layout / "index.json"
     index = json.loads(index_path.read_text())
     by_tag = {
@@ -476,9 +584,12 @@ def add_index(layout: Path, new_tag: str, members: Iterable[tuple[str, str]]) ->
     }
     entries = []
     for tag, platform in members:
-        os_name, arch = platform.split("/")
+        os_name, arch, *variant = platform.split("/")
         entry = {k: by_tag[tag][k] for k in ("mediaType", "digest", "size")}
-        entries.append({**entry, "platform": {"os": os_name, "architecture": arch}})
+        named = {"os": os_name, "architecture": arch}
+        if variant:
+            named["variant"] = variant[0]
+        entries.append({**entry, "platform": named})
     data = json.dumps(
         {
             "schemaVersion": 2,

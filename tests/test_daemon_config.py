@@ -23,6 +23,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "log-opts": {"max-size": "5m", "max-file": "4", "compress": "false"},
         "live-restore": False,
         "insecure-registries": ["reg.lan:5000"],
+        "max-download-attempts": 2,
         "hosts": ["unix:///run/my/docker.sock"],
         "bridge-subnet": "10.9.0.0/16",
         "mtu": 1400,
@@ -37,6 +38,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "log_max_files": 4,
         "live_restore": False,
         "insecure_registry": ["reg.lan:5000"],
+        "max_download_attempts": 2,
         "docker_socket": "/run/my/docker.sock",
         "bridge_subnet": "10.9.0.0/16",
         "mtu": 1400,
@@ -81,6 +83,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ({"hosts": ["tcp://0.0.0.0:2375"]}, [], "boxd serves the Docker API on one Unix socket"),
         ({"insecure-registries": "reg:5000"}, [], "insecure-registries must be a list of "
          "strings"),
+        ({"max-download-attempts": 0}, [], "max-download-attempts must be a number of 1 or "
+         "more, not 0"),
     ],
 )  # fmt: skip
 def test_refused_with_the_key_named(

@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
+from docker_clients import docker
 from registry_harness import (
     Registry,
     add_index,
     build_oci_image,
+    cutting_proxy,
     manifest_of,
     push,
     put_blob,
@@ -249,21 +251,38 @@ def test_rmi_force_of_an_image_in_use_as_docker_does(
     assert daemon.ctl("rmi", short).stdout.startswith(f"Deleted: {image_id}\n")
 
 
-def test_foreign_layers_and_artifacts_are_refused_by_name(
-    daemon: Daemon, registry: Registry
+def test_foreign_layers_come_from_the_registry_and_artifacts_are_refused(
+    daemon: Daemon, registry: Registry, layout: Path
 ) -> None:
-    """Manifests pushed by hand (plain HTTP PUTs): a Docker manifest with a foreign layer
-    (a Windows base layer, fetched from elsewhere) and an OCI artifact whose config is not
-    an image config.  Each pull fails naming the media type, fetches no layer and keeps
-    nothing."""
-    config = json.dumps(
+    """Manifests pushed by hand (plain HTTP PUTs).  Foreign (non-distributable) layers
+    the registry holds are pulled as any, as Docker's pull on Linux and OCI 1.1 take
+    them; one it does not hold (a Windows base layer, with urls elsewhere) fails the pull
+    naming it, its urls never fetched.  An OCI artifact whose config is not an image config
+    fails naming the media type.  A failed pull fetches no layer and keeps nothing."""
+    push(layout, "v1", registry, "plain/box:v1")
+    plain = manifest_of(registry, "plain/box", "v1")
+    layers: list[dict[str, Any]] = plain["layers"]  # type: ignore[assignment]
+    kinds = ["application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+             "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"]  # fmt: skip
+    for layer, kind in zip(layers, kinds, strict=True):
+        put_blob(registry, "foreign/box", registry.blob_path(layer["digest"]).read_bytes())
+        layer.update(mediaType=kind, urls=["https://example.invalid/layer.tar.gz"])
+    config: dict[str, Any] = plain["config"]  # type: ignore[assignment]
+    put_blob(registry, "foreign/box", registry.blob_path(config["digest"]).read_bytes())
+    plain["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+    put_manifest(registry, "foreign/box", "held", plain)
+    held = f"{registry.host}/foreign/box:held"
+    ran = daemon.ctl("run", "--rm", "-u", "0", held, "cat", "/work/hello.txt")
+    assert ran.stdout == "hello from the second layer\n"
+    daemon.ctl("rmi", held)
+
+    image_config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "cd" * 32]},
         }
     ).encode()
-    foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
     put_manifest(
         registry,
         "foreign/box",
@@ -273,12 +292,12 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "config": {
                 "mediaType": "application/vnd.docker.container.image.v1+json",
-                "digest": put_blob(registry, "foreign/box", config),
-                "size": len(config),
+                "digest": put_blob(registry, "foreign/box", image_config),
+                "size": len(image_config),
             },
             "layers": [
                 {
-                    "mediaType": foreign,
+                    "mediaType": kinds[1],
                     "digest": "sha256:" + "ab" * 32,
                     "size": 1000,
                     "urls": ["https://example.invalid/base.tar.gz"],
@@ -286,9 +305,14 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
             ],
         },
     )
+    blobs = registry.requests("/blobs/")
     r = daemon.ctl("pull", f"{registry.host}/foreign/box:1", check=False)
     assert r.returncode == 1
-    assert f"has media type '{foreign}', which boxd does not fetch" in r.stderr
+    assert (
+        f"blob sha256:{'ab' * 32} not found: blob unknown to registry: it is a foreign "
+        "(non-distributable) layer, which boxd fetches from the registry only, never from "
+        "the manifest's urls"
+    ) in r.stderr
 
     artifact = "application/vnd.example.model.config.v1+json"
     data = b"not an image"
@@ -317,11 +341,57 @@ def test_foreign_layers_and_artifacts_are_refused_by_name(
     r = daemon.ctl("pull", f"{registry.host}/artifact/thing:1", check=False)
     assert r.returncode == 1
     assert f"is not a container image: its config has media type '{artifact}'" in r.stderr
-    assert registry.requests("/blobs/") == 1  # the first image's config; no layer
+    assert registry.requests("/blobs/") == blobs + 2  # its config, the missing layer
     assert registry.requests(weights) == 0
     assert _stored(daemon) == []
     images = daemon.root / "images"
     assert os.listdir(images / "l") == [] and os.listdir(images / "tmp") == []
+
+
+def test_an_image_for_another_operating_system_is_refused_before_its_layers(
+    daemon: Daemon, registry: Registry
+) -> None:
+    """A single-platform image whose config says ``windows``: refused in Docker's words
+    once its config is read, no layer fetched, nothing kept."""
+    layer = b"a Windows layer, never fetched"
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "windows",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "cd" * 32]},
+        }
+    ).encode()
+    digest = put_blob(registry, "win/box", layer)
+    put_manifest(
+        registry,
+        "win/box",
+        "1",
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": put_blob(registry, "win/box", config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest,
+                    "size": len(layer),
+                }
+            ],
+        },
+    )
+    r = daemon.ctl("pull", f"{registry.host}/win/box:1", check=False)
+    assert (r.returncode, r.stderr) == (
+        1,
+        'boxctl: image operating system "windows" cannot be used on this platform: '
+        "operating system is not supported\n",
+    )
+    assert registry.requests(digest) == 0
+    assert _stored(daemon) == []
+    assert os.listdir(daemon.root / "images" / "blobs" / "sha256") == []
 
 
 def test_a_terminal_shows_each_layers_progress_in_place(
@@ -404,11 +474,154 @@ def test_a_tampered_layer_fails_the_pull_and_keeps_nothing(
     assert not (images / "blobs" / "sha256" / blob.parent.name).exists()
 
 
+def test_a_download_cut_short_goes_on_from_the_byte_it_reached(
+    daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    """A registry that vanishes mid-layer (its connection shut down): the pull goes on
+    with a range request from the byte it reached, as containerd's fetcher does (a
+    server that ignores the range: the bytes it sends again are dropped).  One that cuts
+    every try short fails the download, which is tried again 5 s later, as Docker's
+    pull (``Retrying in 5 seconds``); with ``--max-download-attempts 1`` the pull then
+    fails naming the layer and how far it came, keeps nothing, and a pull once the
+    registry is back completes."""
+    push(layout, "v1", registry, "cut/box:v1")
+    first = _layer_blobs(registry, "cut/box")[0]
+    size = registry.blob_path(first).stat().st_size
+    with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=1) as proxy:
+        ref = f"{proxy.host}/cut/box:v1"
+        daemon.ctl("pull", ref)
+    assert proxy.ranges == [None, f"bytes={size // 2}-"]
+    ran = daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt")
+    assert ran.stdout == "hello from the second layer\n"
+    daemon.ctl("rmi", ref)
+    # A server that ignores the range sends the whole blob again: what came is skipped.
+    with cutting_proxy(registry, first.removeprefix("sha256:"), 1, ignore_ranges=True) as proxy:
+        ref = f"{proxy.host}/cut/box:v1"
+        daemon.ctl("pull", ref)
+    assert proxy.ranges == [None, f"bytes={size // 2}-"]
+    assert daemon.ctl("run", "--rm", ref, "cat", "/work/hello.txt").stdout.startswith("hello")
+    daemon.ctl("rmi", ref)
+    resumed = [f"bytes={size // 2}-"] * 3
+    with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=4) as proxy:
+        ref = f"{proxy.host}/cut/box:v1"
+        pulled = docker(daemon, "pull", ref) if shutil.which("docker") else None
+        if pulled is None:
+            daemon.ctl("pull", ref)
+    assert proxy.ranges == [None, *resumed, None]  # tried again, whole
+    if pulled is not None:
+        assert pulled.returncode == 0 and f"{first[7:19]}: Retrying in 5 seconds" in pulled.stdout
+    daemon.ctl("rmi", ref)
+    daemon.stop()
+    daemon.start("--max-download-attempts", "1")
+    with cutting_proxy(registry, first.removeprefix("sha256:"), cuts=10) as proxy:
+        r = daemon.ctl("pull", f"{proxy.host}/cut/box:v1", check=False)
+    assert r.returncode == 1
+    assert f"fetching {first}: " in r.stderr
+    assert (
+        f"(after {size // 2} of {size} bytes, 3 times) (download failed after 1 attempt)"
+    ) in r.stderr
+    assert proxy.ranges == [None, *resumed]
+    assert _stored(daemon) == []
+    images = daemon.root / "images"
+    assert os.listdir(images / "tmp") == [] and os.listdir(images / "meta") == []
+    ref = f"{registry.host}/cut/box:v1"
+    daemon.ctl("pull", ref)
+    ran = daemon.ctl("run", "--rm", "-u", "0", ref, "cat", "/work/hello.txt")
+    assert ran.stdout == "hello from the second layer\n"
+
+
+def test_a_missing_tag_or_digest_is_named_in_dockers_words(
+    daemon: Daemon, registry: Registry, layout: Path
+) -> None:
+    """The registry's 404 (MANIFEST_UNKNOWN; NAME_UNKNOWN for the tags of ``pull -a``) as
+    Docker's pull words it, through boxctl (exit 1) and the Engine API (404: the docker
+    CLI's run pulls, then says it)."""
+    push(layout, "v1", registry, "there/box:v1")
+    missing = [f"{registry.host}/there/box:nope", f"{registry.host}/there/box@sha256:{'0' * 64}"]
+    for ref in missing:
+        r = daemon.ctl("pull", ref, check=False)
+        assert (r.returncode, r.stderr) == (
+            1,
+            f"boxctl: manifest for {ref} not found: manifest unknown: manifest unknown\n",
+        )
+    r = daemon.ctl("pull", "--all-tags", f"{registry.host}/nowhere/box", check=False)
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"boxctl: repository {registry.host}/nowhere/box not found: name unknown: repository "
+        "name not known to registry\n",
+    )
+    if shutil.which("docker"):
+        r = docker(daemon, "run", "--rm", missing[0], "true")
+        assert r.returncode == 125
+        assert (
+            f"Error response from daemon: manifest for {missing[0]} not found: "
+            "manifest unknown: manifest unknown"
+        ) in r.stderr
+    assert _stored(daemon) == []
+
+
+def test_a_plain_http_registry_not_on_loopback_is_named_and_allowed_by_option(
+    tmp_path: Path, layout: Path
+) -> None:
+    """A registry on another address of this (the test session's own) network namespace,
+    speaking plain HTTP: a pull tries HTTPS, as Docker's does, and says why it failed and
+    what allows it (its TLS error said nothing); with ``--insecure-registry`` it pulls."""
+    address = "198.18.0.1"  # RFC 2544's benchmarking range, on this namespace's lo
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    try:
+        with (
+            running_registry(tmp_path, address=address) as registry,
+            running_daemon(tmp_path / "daemon") as daemon,
+        ):
+            push(layout, "v1", registry, "far/box:v1")
+            ref = f"{registry.host}/far/box:v1"
+            r = daemon.ctl("pull", ref, check=False)
+            assert (r.returncode, r.stderr) == (
+                1,
+                f"boxctl: cannot reach registry {registry.host}: it did not answer in TLS (a "
+                "plain HTTP registry? boxd speaks plain HTTP only to loopback registries and "
+                "those given with --insecure-registry)\n",
+            )
+            daemon.stop()
+            daemon.start("--insecure-registry", registry.host)
+            daemon.ctl("pull", ref)
+            assert daemon.ctl("run", "--rm", ref, "cat", "/work/hello.txt").stdout == (
+                "hello from the second layer\n"
+            )
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=True)
+
+
+def test_an_image_without_layers_makes_containers_as_dockers_does(
+    daemon: Daemon, registry: Registry, tmp_path: Path, busybox_root: Path
+) -> None:
+    """An image of no layer (FROM scratch and metadata only) from a registry: its
+    containers get an empty root, as Docker's, so one is created, its start says what it
+    cannot exec (exit 127), and it can be filled by cp and committed into an image that
+    runs."""
+    write_layout(tmp_path / "layout", [])
+    ref = f"{registry.host}/empty/box:1"
+    _skopeo_copy("--dest-tls-verify=false", f"oci:{tmp_path / 'layout'}:1", f"docker://{ref}")
+    daemon.ctl("pull", ref)
+    r = daemon.ctl("run", "--rm", ref, check=False)  # its Cmd: /bin/sh
+    assert r.returncode == 127 and "exec /bin/sh: No such file or directory" in r.stderr
+    daemon.ctl("create", "--name", "filled", ref, "/busybox", "echo", "filled")
+    daemon.ctl("cp", str(busybox_root / "bin" / "busybox"), "filled:/busybox")
+    assert daemon.ctl("start", "-a", "filled").stdout == "filled\n"
+    daemon.ctl("commit", "filled", "filled:1")
+    daemon.ctl("rm", "filled")
+    assert daemon.ctl("run", "--rm", "filled:1").stdout == "filled\n"
+    daemon.ctl("rmi", "filled:1", ref)
+
+
 def test_bad_references_and_unknown_registries(daemon: Daemon) -> None:
     r = daemon.ctl("pull", "Busybox", check=False)
     assert r.returncode == 1 and "must be lowercase ('Busybox')" in r.stderr
     r = daemon.ctl("pull", "127.0.0.1:1/x", check=False)  # docker pull: 1, run: 125
-    assert r.returncode == 1 and "cannot reach registry 127.0.0.1:1" in r.stderr
+    assert r.returncode == 1 and r.stderr == (
+        "boxctl: cannot reach registry 127.0.0.1:1: all attempts to connect to 127.0.0.1:1 "
+        "failed (Connection refused)\n"
+    )
     assert r.stdout == ""  # no "Pulling from" for what was not found
     r = daemon.ctl("run", "--rm", "127.0.0.1:1/x", check=False)
     assert r.returncode == 125 and "cannot reach registry 127.0.0.1:1" in r.stderr
@@ -1249,5 +1462,16 @@ def test_hostile_and_broken_archives_are_refused(tmp_path: Path, daemon: Daemon)
     truncated.write_bytes(gzip.compress(archive.read_bytes())[:30])
     r = daemon.ctl("load", "-i", str(truncated), check=False)
     assert r.returncode == 1 and "the archive is truncated or damaged" in r.stderr
+    # An image of another operating system: refused in Docker's words, before its layers.
+    windows = tmp_path / "windows.tar"
+    config = json.dumps({"os": "windows", "rootfs": {"diff_ids": ["sha256:" + "cd" * 32]}})
+    manifest = [{"Config": "config.json", "RepoTags": ["win:1"], "Layers": ["layer.tar"]}]
+    with tarfile.open(windows, mode="w") as tar:
+        for name, text in (("manifest.json", json.dumps(manifest)), ("config.json", config)):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    r = daemon.ctl("load", "-i", str(windows), check=False)
+    assert (r.returncode, r.stderr) == (1, "boxctl: cannot load windows image on linux\n")
     assert _stored(daemon) == []
     assert os.listdir(daemon.root / "images" / "tmp") == []

@@ -17,6 +17,8 @@ from docker_clients import docker, needs_cli
 from registry_harness import Registry, add_index, build_oci_image, running_registry
 
 from boxd import _platforms
+from boxd._images.pull import Platform, choose_platform
+from boxd._images.registry import RegistryError
 
 HOST = _platforms.text(_platforms.host())
 OTHER = "linux/arm64" if HOST != "linux/arm64" else "linux/amd64"
@@ -55,6 +57,76 @@ def test_a_mismatch_is_told_in_dockers_words() -> None:
         "wanted linux/arm64, actual: linux/amd64"
     )
     assert _platforms.of_config({}) == _platforms.host()  # no platform named: the host's
+
+
+def test_the_hosts_x86_64_level_is_read_from_its_cpu_flags(tmp_path: Path) -> None:
+    v2 = "cx16 lahf_lm popcnt pni sse4_1 sse4_2 ssse3"
+    v3 = f"{v2} abm avx avx2 bmi1 bmi2 f16c fma movbe xsave"
+    for flags, level in [
+        ("fpu sse sse2", 1),
+        (v2, 2),
+        (v3.replace(" avx2", ""), 2),
+        (v3, 3),
+        (f"{v3} avx512f avx512bw avx512cd avx512dq avx512vl", 4),
+        (f"{v2} avx512f avx512bw avx512cd avx512dq avx512vl", 2),
+    ]:
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {flags}\n\nprocessor\t: 1\n")
+        assert _platforms.amd64_level(str(cpuinfo)) == level, flags
+    assert _platforms.amd64_level(str(tmp_path / "missing")) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "order"),
+    [
+        ("linux/amd64/v3", ["linux/amd64/v3", "linux/amd64/v2", "linux/amd64", "linux/386"]),
+        ("linux/amd64", ["linux/amd64", "linux/386"]),
+        ("linux/arm/v7", ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]),
+        ("linux/arm64/v8", ["linux/arm64", *(f"linux/arm/v{n}" for n in (8, 7, 6, 5))]),
+        (
+            "linux/arm64/v8.2",
+            [
+                "linux/arm64/v8.2",
+                "linux/arm64/v8.1",
+                "linux/arm64",
+                *(f"linux/arm/v{n}" for n in (8, 7, 6, 5)),
+            ],
+        ),
+        (
+            "linux/arm64/v9.1",
+            [
+                "linux/arm64/v9.1",
+                "linux/arm64/v9",
+                *(f"linux/arm64/v8.{n}" for n in range(6, 0, -1)),
+                "linux/arm64",
+                *(f"linux/arm/v{n}" for n in (8, 7, 6, 5)),
+            ],
+        ),
+        ("linux/riscv64", ["linux/riscv64"]),
+    ],
+)
+def test_what_runs_where_a_platform_runs_best_first_as_containerds_only(
+    text: str, order: list[str]
+) -> None:
+    assert [_platforms.text(p) for p in _platforms.compatible(_platforms.parse(text))] == order
+
+
+def test_an_index_entry_without_a_platform_comes_last_and_attestations_never() -> None:
+    manifest = "application/vnd.oci.image.manifest.v1+json"
+
+    def entry(n: int, **fields: object) -> dict[str, object]:
+        return {"mediaType": manifest, "digest": f"sha256:{n:064x}", "size": 1, **fields}
+
+    attestation = entry(
+        1, annotations={"vnd.docker.reference.type": "attestation-manifest"}
+    )  # as buildx lists it, without a platform here
+    plain = entry(2)
+    arm = entry(3, platform={"os": "linux", "architecture": "arm64"})
+    want = Platform("linux", "arm64")
+    assert choose_platform("x", {"manifests": [attestation, plain, arm]}, want) == arm["digest"]
+    assert choose_platform("x", {"manifests": [attestation, plain]}, want) == plain["digest"]
+    with pytest.raises(RegistryError, match="x: no image for platform linux/arm64"):
+        choose_platform("x", {"manifests": [attestation]}, want)
 
 
 # ---- a daemon and a registry --------------------------------------------------------------
@@ -172,3 +244,48 @@ def test_docker_build_pulls_the_platform_asked_for(
     r = docker(daemon, "build", "--platform", OTHER, "-t", "other-built", str(tmp_path))
     assert r.returncode == 0 and "Pulling" not in r.stdout, r.stdout + r.stderr
     daemon.ctl("rmi", "other-built")
+
+
+@pytest.mark.root
+@pytest.mark.skipif(HOST != "linux/amd64", reason="the x86-64 levels of an amd64 host")
+def test_an_index_of_amd64_levels_gives_the_one_the_cpu_runs(
+    daemon: Daemon, registry: Registry, tmp_path: Path, busybox_root: Path
+) -> None:
+    """An index whose first amd64 entry is v4 (as a build for several levels may list
+    them): Docker's pull takes the highest level this CPU runs, never one above it, and
+    with ``--platform linux/amd64`` the baseline one; ``--platform`` with a level takes
+    that one; a platform the index lacks is refused naming it."""
+    layout = tmp_path / "layout"
+    build_oci_image(layout, "v1", busybox_root, config={"cmd": ["/bin/true"]})
+    umoci = shutil.which("umoci")
+    assert umoci is not None
+    for tag in ("v2", "v3", "v4"):
+        subprocess.run(
+            [umoci, "config", "--image", f"{layout}:v1", "--tag", tag,
+             f"--config.label=level={tag}"],
+            check=True,
+        )  # fmt: skip
+    levels = [(f"v{n}", f"linux/amd64/v{n}") for n in (4, 2, 3)]
+    add_index(layout, "levels", [levels[0], ("v1", "linux/amd64"), *levels[1:]])
+    ref = f"{registry.host}/levels:1"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false",
+         f"oci:{layout}:levels", f"docker://{ref}"],
+        check=True,
+    )  # fmt: skip
+
+    def level(*platform: str) -> str:
+        daemon.ctl("pull", *platform, ref)
+        labels = json.loads(daemon.ctl("image", "inspect", ref).stdout)[0]["Config"].get("Labels")
+        return str((labels or {}).get("level", "v1"))
+
+    assert level() == f"v{_platforms.amd64_level()}"
+    assert level("--platform", "linux/amd64") == "v1"
+    assert level("--platform", "linux/amd64/v2") == "v2"
+    r = daemon.ctl("pull", "--platform", "linux/arm/v7", ref, check=False)
+    assert r.returncode == 1
+    assert (
+        f"{ref}: no image for platform linux/arm/v7 (the index has: linux/amd64, "
+        "linux/amd64/v2, linux/amd64/v3, linux/amd64/v4)"
+    ) in r.stderr
+    daemon.ctl("rmi", ref)

@@ -19,6 +19,7 @@ from daemon_harness import Daemon, running_daemon
 from docker_clients import DOCKER, docker, needs_cli
 from registry_harness import (
     Registry,
+    busy_proxy,
     push,
     running_registry,
     running_token_server,
@@ -486,3 +487,23 @@ def test_a_loaded_zstd_layer_goes_up_as_is_in_an_oci_manifest(
     ]
     second.ctl("pull", ref)
     assert _image(second, ref)["Id"] == _image(daemon, ref)["Id"]
+
+
+def test_an_upload_the_registry_is_too_busy_for_is_tried_again(
+    daemon: Daemon, registry: Registry, busybox_tar: Path
+) -> None:
+    """A registry that answers a layer's upload with HTTP 503 (busy) for a while: the
+    upload is tried again 5 s later (``Retrying in 5 seconds``), as Docker's push does,
+    and the push completes."""
+    with busy_proxy(registry, refuse_puts=1) as proxy:
+        ref = f"{proxy.host}/busy/box:1"
+        daemon.ctl("import", str(busybox_tar), ref)
+        if DOCKER is not None:
+            pushed = docker(daemon, "push", ref)
+            assert pushed.returncode == 0, pushed.stderr
+            assert ": Retrying in 5 seconds" in pushed.stdout
+        else:
+            daemon.ctl("push", ref)
+    assert len(proxy.refused) == 1
+    digest = json.loads(_skopeo(registry, "busy/box:1"))["Digest"]
+    assert _image(daemon, ref)["RepoDigests"] == [f"{proxy.host}/busy/box@{digest}"]

@@ -268,6 +268,9 @@ def _load_image(
         diff_ids = list(config["rootfs"]["diff_ids"])
     except (ValueError, KeyError, TypeError):
         raise ArchiveError(f"config {config_name!r} has no rootfs.diff_ids") from None
+    system = config.get("os") or "linux"
+    if str(system).lower() != "linux":  # Docker's words
+        raise ArchiveError(f"cannot load {system} image on linux")
     if len(diff_ids) != len(layer_names):
         raise ArchiveError(
             f"config {config_name!r} lists {len(diff_ids)} layers, the archive {len(layer_names)}"
@@ -423,11 +426,11 @@ def _load_oci(
 def _host_manifest(archive: _Archive, digest: str, index: dict[str, Any]) -> dict[str, Any]:
     """The host's platform's manifest in a multi-platform index (``skopeo copy --all``,
     buildx's OCI output), as a pull takes it from a registry's."""
-    from .pull import choose_platform, host
+    from .pull import choose_platform
     from .registry import RegistryError
 
     try:
-        chosen = choose_platform(f"the index {digest}", index, host())
+        chosen = choose_platform(f"the index {digest}", index, None)
     except RegistryError as exc:
         raise ArchiveError(str(exc)) from None
     manifest: dict[str, Any] = archive.manifest(chosen)

@@ -55,14 +55,13 @@ def rootfs_of(
     store: ImageStore, record: ImageRecord, name: str, default: Callable[[], Image]
 ) -> Image:
     """The overlay stack of a stored image: its layers as lowers, top-most first, over
-    nothing or, for an image based on default, over ``default()``'s (see
-    :func:`boxd._rootfs.stacked`)."""
+    nothing (none: the store's empty directory, an empty root as Docker gives) or, for an
+    image based on default, over ``default()``'s (see :func:`boxd._rootfs.stacked`)."""
     lowers = store.lowers(record)
     if record.base == DEFAULT:
         return stacked(default(), name, lowers)
-    if not lowers:
-        raise ImageConfigError(f"image {name} has no layers")
-    return Image(name, (Layer(lowers[0], "/", below=lowers[1:]),))
+    top, *below = lowers or (str(store.empty),)
+    return Image(name, (Layer(top, "/", below=tuple(below)),))
 
 
 def default_base_config() -> dict[str, Any]:

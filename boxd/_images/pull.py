@@ -14,17 +14,29 @@ checking its blobs costs, as ``skopeo copy`` to ``dir:`` or ``ctr content fetch`
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
+import json
 import os
 import platform as host_platform
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
 import trio
 
+from .. import _platforms
 from .reference import Reference
-from .registry import Credentials, Registry, RegistryError, open_registry, parse_json
+from .registry import (
+    BlobCut,
+    Credentials,
+    Registry,
+    RegistryError,
+    RegistryNotFound,
+    RegistryTransient,
+    open_registry,
+    parse_json,
+)
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
 from .unpacks import Unpacks
 
@@ -42,6 +54,7 @@ PARALLEL = 3
 CHUNK = 1 << 16
 PROGRESS_EVERY = 0.1  # seconds between two progress reports of one layer
 MAX_MANIFEST = 4 << 20
+RESUMES = 3  # tries in a row to go on with a broken download that bring no byte more
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -59,6 +72,15 @@ LAYERS = (
     "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
+# Layers once not to be pushed (a Windows base layer; deprecated by OCI 1.1): fetched from
+# the registry as any, as Docker's pull on Linux does, never from their ``urls``.
+FOREIGN_LAYERS = (
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 )
 _ARCH = {
     "x86_64": "amd64",
@@ -87,10 +109,11 @@ def host() -> Platform:
     return Platform("linux", arch, "v7" if machine == "armv7l" else "")
 
 
-def parse_platform(text: str) -> Platform:
-    """``os/arch[/variant]`` (``linux/arm64``, ``linux/arm/v7``); empty: the host's."""
+def parse_platform(text: str) -> Platform | None:
+    """``os/arch[/variant]`` (``linux/arm64``, ``linux/arm/v7``); empty: None (the host's,
+    :func:`boxd._platforms.default` in an index)."""
     if not text:
-        return host()
+        return None
     parts = text.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"invalid platform {text!r}: use os/arch[/variant], e.g. linux/amd64")
@@ -116,7 +139,19 @@ async def _top_manifest(
 ) -> tuple[str, str, dict[str, Any], bytes]:
     """The manifest or index ``ref`` names: its digest, media type, body and bytes
     (checked against the reference's digest when it has one)."""
-    data, media = await registry.manifest(ref.digest or ref.tag or "latest", (*MANIFESTS, *INDEXES))
+    try:
+        data, media = await registry.manifest(
+            ref.digest or ref.tag or "latest", (*MANIFESTS, *INDEXES)
+        )
+    except RegistryNotFound as exc:  # in Docker's words
+        if exc.code == "NAME_UNKNOWN":
+            raise RegistryNotFound(
+                f"repository {ref.familiar_name} not found: {exc.said}", exc.code, exc.said
+            ) from None
+        said = exc.said or "manifest unknown"
+        raise RegistryNotFound(
+            f"manifest for {ref.familiar} not found: {said}", exc.code, exc.said
+        ) from None
     if ref.digest is not None:
         _check(data, ref.digest, "manifest")
     body = parse_json(data, "the manifest")
@@ -145,11 +180,16 @@ def _descriptor(d: Any, what: str) -> tuple[str, int, str]:
     return digest, size, str(media)
 
 
-def choose_platform(name: str, index: dict[str, Any], want: Platform) -> str:
+def choose_platform(name: str, index: dict[str, Any], want: Platform | None) -> str:
     """The digest of the manifest for ``want`` in an OCI index or a Docker manifest list
-    (a variant asked for matches an entry without one); ``name`` (the image's) begins the
-    error when there is none."""
+    (None: the host's, its x86-64 level included), as Docker's pull chooses it: the entry
+    that runs there and is closest to it (``amd64/v3`` before ``amd64``; ``amd64/v4``
+    never on a v3 CPU; arm/v6 for arm/v7); ``name`` (the image's) begins the error when
+    there is none."""
+    wanted = _platforms.default() if want is None else (want.os, want.architecture, want.variant)
+    order = _platforms.compatible(wanted)
     found = []
+    best: tuple[int, str] | None = None
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise RegistryError(f"{name}: the index has no list of manifests")
@@ -162,16 +202,20 @@ def choose_platform(name: str, index: dict[str, Any], want: Platform) -> str:
                 p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
             )
         )
-        if (
-            media in MANIFESTS
-            and plat.get("os") == want.os
-            and plat.get("architecture") == want.architecture
-            and (not want.variant or plat.get("variant", "") in (want.variant, ""))
-        ):
-            return digest
+        annotations = entry.get("annotations")
+        attestation = isinstance(annotations, dict) and (
+            annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+        )  # buildx's provenance or SBOM, never an image to run
+        runs = media in MANIFESTS and not attestation
+        place = _platforms.rank(order, plat) if runs else None
+        if place is not None and (best is None or place < best[0]):
+            best = place, digest
+    if best is not None:
+        return best[1]
+    shown = want or host()
     raise RegistryError(
-        f"{name}: no image for platform {want} "
-        f"(the index has: {', '.join(sorted(set(found))) or 'nothing'})"
+        f"{name}: no image for platform {shown} "
+        f"(the index has: {', '.join(sorted(set(filter(None, found)))) or 'nothing'})"
     )
 
 
@@ -191,8 +235,12 @@ class Puller:
         insecure: frozenset[str] = frozenset(),
         *,
         lock: trio.Lock | None = None,
+        attempts: int = 5,
     ) -> None:
         self.store = store
+        # Downloads of a layer that fails for a reason that may pass, the next after 5,
+        # 10, 15 ... s, as Docker's pull (its --max-download-attempts).
+        self.attempts = attempts
         self.unpacks = unpacks
         self.credentials = credentials
         self.insecure = insecure
@@ -215,7 +263,14 @@ class Puller:
         async with open_registry(
             ref, insecure=self.insecure, credentials=self.credentials, user=user
         ) as registry:
-            tags = await registry.tags()
+            try:
+                tags = await registry.tags()
+            except RegistryNotFound as exc:  # in Docker's words
+                raise RegistryNotFound(
+                    f"repository {ref.familiar_name} not found: {exc.said or 'name unknown'}",
+                    exc.code,
+                    exc.said,
+                ) from None
         if not tags:
             raise RegistryError(f"{ref.familiar_name}: the repository has no tags")
         return tags
@@ -255,7 +310,6 @@ class Puller:
     ) -> Pulled:
         """The stored image (its layers unpacking in the background); ``user``: the
         credentials to use instead of the stored ones."""
-        want = platform or host()
         report = progress or (lambda _: None)
         try:
             before = self.store.lookup(str(ref)).id
@@ -264,7 +318,7 @@ class Puller:
         async with open_registry(
             ref, insecure=self.insecure, credentials=self.credentials, user=user
         ) as registry:
-            top_digest, manifest = await self._manifest(registry, ref, want)
+            top_digest, manifest = await self._manifest(registry, ref, platform)
             config_digest, config_size, config_type = _descriptor(manifest.get("config"), "config")
             if config_type not in CONFIGS:
                 raise RegistryError(
@@ -279,6 +333,12 @@ class Puller:
                     registry, config_digest, config_size, "config"
                 )
             config = parse_json(config_bytes, "the image config")
+            system = config.get("os") or "linux"
+            if str(system).lower() != "linux":  # before any layer, as Docker's pull
+                raise RegistryError(
+                    f"image operating system {json.dumps(system)} cannot be used on this "
+                    "platform: operating system is not supported"
+                )
             layers = self.store.stored_layers(config_digest) or self._layers(ref, manifest, config)
             diff_ids = [layer.diff_id for layer in layers]
             async with self.lock:
@@ -294,7 +354,7 @@ class Puller:
         return Pulled(record, top_digest, fetched or before != record.id)
 
     async def _manifest(
-        self, registry: Registry, ref: Reference, want: Platform
+        self, registry: Registry, ref: Reference, want: Platform | None
     ) -> tuple[str, dict[str, Any]]:
         top, media, body, _ = await _top_manifest(registry, ref)
         if media in INDEXES:
@@ -327,10 +387,10 @@ class Puller:
         layers = []
         for i, (d, diff_id) in enumerate(zip(descriptors, diff_ids, strict=True)):
             digest, size, media = _descriptor(d, f"layer {i}")
-            if media not in LAYERS:
+            if media not in LAYERS and media not in FOREIGN_LAYERS:
                 raise RegistryError(
                     f"{ref.familiar}: layer {digest} has media type {media!r}, which boxd "
-                    "does not fetch (foreign or unknown layers are refused)"
+                    "does not fetch (not an image layer)"
                 )
             if not isinstance(diff_id, str) or not diff_id.startswith("sha256:"):
                 raise RegistryError(f"{ref.familiar}: layer {i} has a bad diff_id {diff_id!r}")
@@ -393,9 +453,27 @@ class Puller:
             if self.store.has_blob(layer.digest):
                 report(Progress(short, "Already exists", layer.size, layer.size))
                 return
-            await self._stream(registry, layer, report)
+            try:
+                await self._attempts(registry, layer, report)
+            except RegistryNotFound as exc:
+                if layer.media_type not in FOREIGN_LAYERS:
+                    raise
+                raise RegistryError(
+                    f"{exc}: it is a foreign (non-distributable) layer, which boxd fetches "
+                    "from the registry only, never from the manifest's urls"
+                ) from None
             fetched.append(True)
             report(Progress(short, "Pull complete", layer.size, layer.size))
+
+    async def _attempts(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
+        """The layer's download, tried up to ``attempts`` times (:func:`retrying`)."""
+        await retrying(
+            self.attempts,
+            "download",
+            Progress(_short(layer.digest), ""),
+            report,
+            functools.partial(self._stream, registry, layer, report),
+        )
 
     async def _stream(self, registry: Registry, layer: BlobRef, report: ProgressFn) -> None:
         """Download into ``tmp/``, each chunk hashed and written as it arrives (on the
@@ -440,24 +518,72 @@ class Puller:
         sink: Callable[[bytes], None],
         report: ProgressFn,
     ) -> int:
+        """The blob into ``sink``; its length.  A download that breaks off (the
+        connection closed or reset mid-body) goes on from the byte it reached with a range
+        request, as containerd's fetcher does, until :data:`RESUMES` tries in a row bring
+        nothing more."""
         short = _short(layer.digest)
         done = 0
         shown = -1.0
-        async with registry.blob(layer.digest) as r:
-            async for chunk in r.aiter_raw():  # as it arrives: progress as it goes
-                done += len(chunk)
-                if done > layer.size:
-                    raise RegistryError(
-                        f"layer {layer.digest} is larger than the {layer.size} bytes "
-                        "the manifest says"
-                    )
-                sink(chunk)
-                now = trio.current_time()
-                if now - shown >= PROGRESS_EVERY:
-                    shown = now
-                    report(Progress(short, "Downloading", done, layer.size))
+        fruitless = 0
+        while True:
+            start = done
+            try:
+                async with registry.blob(layer.digest, offset=done) as r:
+                    # A registry that ignored the range sends what came already again:
+                    # dropped, as containerd's fetcher drops it.
+                    again = done if r.status_code == 200 else 0
+                    async for whole in r.aiter_raw():  # as it arrives: progress as it goes
+                        chunk = whole[again:]
+                        again -= len(whole) - len(chunk)
+                        if not chunk:
+                            continue
+                        done += len(chunk)
+                        if done > layer.size:
+                            raise RegistryError(
+                                f"layer {layer.digest} is larger than the {layer.size} bytes "
+                                "the manifest says"
+                            )
+                        sink(chunk)
+                        now = trio.current_time()
+                        if now - shown >= PROGRESS_EVERY:
+                            shown = now
+                            report(Progress(short, "Downloading", done, layer.size))
+                break
+            except BlobCut as exc:
+                if done == layer.size:
+                    break  # all of it came before the connection broke
+                fruitless = 0 if done > start else fruitless + 1
+                if fruitless >= RESUMES:
+                    raise RegistryTransient(
+                        f"{exc} (after {done} of {layer.size} bytes, {RESUMES} times)"
+                    ) from None
         report(Progress(short, "Download complete", done, layer.size))
         return done
+
+
+async def retrying(
+    attempts: int,
+    what: str,
+    layer: Progress,
+    report: ProgressFn,
+    action: Callable[[], Awaitable[None]],
+) -> None:
+    """``action`` (a layer's download or upload: ``what``), tried again after a failure
+    that may pass (the registry unreachable, a connection broken, a 5xx) up to
+    ``attempts`` times in all, waiting 5 s more each time and saying so in the layer's
+    progress (``Retrying in 5 seconds``), as Docker's pull and push do."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await action()
+            return
+        except RegistryTransient as exc:
+            if attempt == attempts:
+                tries = f"{attempt} attempt{'s' * (attempt > 1)}"
+                raise RegistryError(f"{exc} ({what} failed after {tries})") from None
+        for left in range(5 * attempt, 0, -1):
+            report(attrs.evolve(layer, status=f"Retrying in {left} second{'s' * (left > 1)}"))
+            await trio.sleep(1)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

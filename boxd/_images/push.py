@@ -21,6 +21,7 @@ for it, and its ``library/`` namespace is not anyone's to push to.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import zlib
@@ -33,7 +34,7 @@ import trio
 from .._messages import EndFrame, OkResponse
 from .config import default_refusal, is_default, on_default_refusal
 from .messages import PushedFrame, PushingFrame, PushProgressFrame, PushRequest
-from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress, _leaves
+from .pull import DOCKER_MANIFEST, OCI_MANIFEST, PARALLEL, Progress, _leaves, retrying
 from .reference import DEFAULT_REGISTRY, Reference, parse_reference
 from .registry import Registry, RegistryError, open_registry
 from .store import BlobRef, ImageRecord, ImageStore, NoSuchImage
@@ -47,6 +48,7 @@ __all__ = ["NotLocal", "serve"]
 
 CHUNK = 1 << 20
 PROGRESS_EVERY = 0.1  # seconds between two progress reports of one layer
+UPLOAD_ATTEMPTS = 5  # a layer's uploads, the next after 5, 10, 15 ... s (Docker's default)
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -245,8 +247,15 @@ async def push_tag(
         limit = trio.CapacityLimiter(PARALLEL)
 
         async def one(blob: Blob) -> None:
+            source = sources.get(blob.digest, "")
             async with limit:
-                await _push_blob(registry, store, blob, sources.get(blob.digest, ""), report)
+                await retrying(
+                    UPLOAD_ATTEMPTS,
+                    "upload",
+                    Progress(_short(blob.digest), ""),
+                    report,
+                    functools.partial(_push_blob, registry, store, blob, source, report),
+                )
 
         for blob in blobs:
             report(Progress(_short(blob.digest), "Waiting"))

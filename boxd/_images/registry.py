@@ -29,7 +29,15 @@ from .reference import DEFAULT_REGISTRY, Reference
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Credentials", "Registry", "RegistryError", "RegistryNotFound", "open_registry"]
+__all__ = [
+    "BlobCut",
+    "Credentials",
+    "Registry",
+    "RegistryError",
+    "RegistryNotFound",
+    "RegistryTransient",
+    "open_registry",
+]
 
 HUB_HOST = "registry-1.docker.io"
 HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -48,7 +56,24 @@ class RegistryError(Exception):
 
 
 class RegistryNotFound(RegistryError):
-    """The registry has no such manifest or blob (its HTTP 404)."""
+    """The registry has no such manifest or blob (its HTTP 404); ``code`` the first error
+    code it gave (``MANIFEST_UNKNOWN``, ``NAME_UNKNOWN`` ...), ``said`` its errors as
+    Docker shows them (``manifest unknown: manifest unknown``)."""
+
+    def __init__(self, message: str, code: str = "", said: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.said = said
+
+
+class RegistryTransient(RegistryError):
+    """A failure that may pass: the registry unreachable, a connection that broke, an
+    answer of HTTP 5xx (a pull tries the download again, as Docker's does)."""
+
+
+class BlobCut(RegistryTransient):
+    """A blob's download broke off after its answer began (the connection closed or
+    reset): what came so far is good, the rest may be asked for with a range."""
 
 
 def host_of(registry: str) -> str:
@@ -147,7 +172,7 @@ class Registry:
         try:
             r = await self.client.get(f"{self.base}/v2/")
         except httpx.HTTPError as exc:
-            raise RegistryError(f"cannot reach registry {self.registry}: {exc}") from None
+            raise RegistryError(f"cannot reach registry {self.registry}: {_broken(exc)}") from None
         if r.status_code == 200:
             return
         if r.status_code != 401:
@@ -203,7 +228,7 @@ class Registry:
                 r = await self.client.get(challenge["realm"], params=params, auth=auth)
         except httpx.HTTPError as exc:
             raise RegistryError(
-                f"cannot reach the token server of {self.registry}: {exc}"
+                f"cannot reach the token server of {self.registry}: {_broken(exc)}"
             ) from None
         if r.status_code in (401, 403):
             what = "the identity token" if identity else "the credentials"
@@ -256,7 +281,7 @@ class Registry:
                     method, url, headers=self._headers(headers), content=content
                 )
             except httpx.HTTPError as exc:
-                raise RegistryError(f"{self.registry}: {exc}") from None
+                raise RegistryTransient(f"{self.registry}: {_broken(exc)}") from None
             if not await self._renewed(r, attempt):
                 break
         if r.status_code not in allow:
@@ -287,24 +312,40 @@ class Registry:
         return tags
 
     @asynccontextmanager
-    async def blob(self, digest: str) -> AsyncIterator[httpx.Response]:
-        """A streaming response for the blob (redirects followed; the Authorization header
-        is dropped when a redirect leaves the registry's host)."""
+    async def blob(self, digest: str, offset: int = 0) -> AsyncIterator[httpx.Response]:
+        """A streaming response for the blob, from byte ``offset`` on (a range request: a
+        download resumed; a registry that ignores it answers 200 with the whole blob);
+        redirects followed, the Authorization header dropped when a redirect leaves the
+        registry's host.  An error while its body is read is a :class:`BlobCut`."""
         import httpx
 
         url = f"{self.base}/v2/{self.repository}/blobs/{digest}"
+        extra = {"Range": f"bytes={offset}-"} if offset else None
         try:
             for attempt in range(2):
-                async with self.client.stream("GET", url, headers=self._headers()) as r:
-                    if r.status_code != 200:
+                async with self.client.stream("GET", url, headers=self._headers(extra)) as r:
+                    if r.status_code not in ((200, 206) if offset else (200,)):
                         await r.aread()
                         if await self._renewed(r, attempt):
                             continue
                         raise _http_error(self.registry, self.repository, url, r)
-                    yield r
+                    if r.status_code == 206 and not r.headers.get("content-range", "").startswith(
+                        f"bytes {offset}-"
+                    ):
+                        raise RegistryError(
+                            f"{self.registry}: fetching {digest}: the registry answered a "
+                            f"range from byte {offset} with another one "
+                            f"({r.headers.get('content-range')!r})"
+                        )
+                    try:
+                        yield r
+                    except httpx.TransportError as exc:
+                        raise BlobCut(
+                            f"{self.registry}: fetching {digest}: {_broken(exc)}"
+                        ) from None
                     return
         except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.registry}: fetching {digest}: {exc}") from None
+            raise RegistryTransient(f"{self.registry}: fetching {digest}: {_broken(exc)}") from None
 
     # ---- push -----------------------------------------------------------------------
 
@@ -342,7 +383,9 @@ class Registry:
         try:
             r = await self.client.put(url, headers=self._headers(headers), content=chunks)
         except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.registry}: uploading {digest}: {exc}") from None
+            raise RegistryTransient(
+                f"{self.registry}: uploading {digest}: {_broken(exc)}"
+            ) from None
         if r.status_code not in (201, 204):
             raise _http_error(self.registry, self.repository, f"/blobs/{digest}", r)
 
@@ -363,25 +406,76 @@ class Registry:
         return True
 
 
+# What OpenSSL (1.1 to 3.x) says of an answer that is no TLS record: plain HTTP's.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE")
+
+
+def _broken(exc: Exception) -> str:
+    """What an httpx error says: its own words, else those of the first cause that has
+    any (trio's TLS and socket errors say nothing), with the system's reasons its
+    connection attempts failed (``Connection refused``), else what it is; a TLS handshake
+    answered in plain HTTP named as such, with the option that allows it."""
+    import httpx
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, ssl.SSLError) and c.reason in _NOT_TLS for c in chain):
+        return (
+            "it did not answer in TLS (a plain HTTP registry? boxd speaks plain HTTP "
+            "only to loopback registries and those given with --insecure-registry)"
+        )
+    said = next((str(c) for c in chain if str(c)), "")
+    reasons = sorted(  # trio's: "Error connecting to ('127.0.0.1', 1): Connection refused"
+        {
+            attempt.strerror.rpartition(": ")[2]
+            for c in chain
+            if isinstance(c, BaseExceptionGroup)
+            for attempt in c.exceptions
+            if isinstance(attempt, OSError) and attempt.strerror
+        }
+    )
+    if said:
+        return f"{said} ({', '.join(reasons)})" if reasons else said
+    if isinstance(exc, httpx.TimeoutException):
+        return f"nothing came for {TIMEOUT:.0f} seconds"
+    return f"the connection broke ({type(exc).__name__})"
+
+
+def _docker_words(error: dict[str, Any]) -> str:
+    """A registry's error as Docker's errcode shows it: its code in words, its message
+    (``manifest unknown: manifest unknown``)."""
+    code = str(error.get("code") or "").lower().replace("_", " ")
+    message = str(error.get("message") or "")
+    return f"{code}: {message}" if code and message else code or message
+
+
 def _http_error(registry: str, repository: str, url: str, r: httpx.Response) -> RegistryError:
     what = url.rsplit("/", 2)
-    detail = ""
+    detail = said = code = ""
     try:
-        errors = r.json().get("errors") or []
-        if errors:
-            detail = ": " + "; ".join(str(e.get("message", e.get("code"))) for e in errors)
+        errors = [e for e in r.json().get("errors") or [] if isinstance(e, dict)]
     except (ValueError, AttributeError):
-        pass
+        errors = []
+    if errors:
+        detail = ": " + "; ".join(str(e.get("message", e.get("code"))) for e in errors)
+        code = str(errors[0].get("code") or "")
+        said = "; ".join(_docker_words(e) for e in errors)
     if r.status_code == 404:
         return RegistryNotFound(
-            f"{registry}/{repository}: {what[-2].rstrip('s')} {what[-1]} not found{detail}"
+            f"{registry}/{repository}: {what[-2].rstrip('s')} {what[-1]} not found{detail}",
+            code,
+            said,
         )
     if r.status_code in (401, 403):
         return RegistryError(
             f"{registry}/{repository}: access denied (HTTP {r.status_code}){detail}; "
             f"the repository may not exist or may need 'boxctl login {registry}'"
         )
-    return RegistryError(f"{registry}/{repository}: HTTP {r.status_code}{detail}")
+    busy = RegistryTransient if r.status_code >= 500 else RegistryError
+    return busy(f"{registry}/{repository}: HTTP {r.status_code}{detail}")
 
 
 @asynccontextmanager

@@ -126,6 +126,10 @@ class ImageStore:
         # Traversable: a user-namespaced container's root (an unprivileged host uid) must
         # reach the layers it mounts.
         self.layer_dirs.mkdir(mode=0o711, exist_ok=True)
+        # The one lower of an image without layers (FROM scratch and metadata only), as
+        # Docker gives it an empty root: overlay needs a lower directory.
+        self.empty = root / "empty"
+        self.empty.mkdir(mode=0o755, exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(mode=0o700)
         # By diff_id: its unpack or deletion, with how many threads hold or wait for it

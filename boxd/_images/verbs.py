@@ -151,7 +151,11 @@ class ImageVerbs:
         await conn.send(EndFrame())
 
     async def _pull_one(
-        self, conn: Sender, ref: Reference, platform: Platform, user: tuple[str, str] | None
+        self,
+        conn: Sender,
+        ref: Reference,
+        platform: Platform | None,
+        user: tuple[str, str] | None,
     ) -> None:
         """One reference's pull: its progress frames, then its PulledFrame."""
         if is_default(str(ref)):  # built in: always here, as it is
