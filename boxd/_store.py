@@ -45,6 +45,7 @@ from ._atomic import sync_dir, write_file
 from ._convert import ConversionError, structure, unstructure
 from ._logs import LOG_NAME
 from ._records import ID_RE, Container, ContainerConfig
+from ._shim import SOCKET_NAME
 
 log = logging.getLogger("boxd.store")
 
@@ -292,6 +293,11 @@ class Store:
             dest = d.with_name(f"{d.name}.corrupt{n}")
         log.warning("container record %s cannot be read (%s); moved aside to %s", record, why, dest)
         os.rename(d, dest)
+        # No daemon will reach a shim of it again: without its socket the shim ends its
+        # container (whose cgroup recovery removes anyway) and itself within seconds,
+        # instead of waiting for ever (it finds the socket through its working directory,
+        # which the rename moved with it).
+        (dest / SOCKET_NAME).unlink(missing_ok=True)
 
     def discard(self, cid: str) -> None:
         """Take a container's directory out of the store at once (a rename into ``trash/``);

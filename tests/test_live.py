@@ -389,6 +389,20 @@ def test_an_orphan_shim_ends_its_container_and_itself(live: Daemon) -> None:
     assert (c["state"]["status"], c["state"]["exit_code"]) == ("exited", 255)
 
 
+def test_a_record_set_aside_ends_its_shim(live: Daemon) -> None:
+    """A record the next daemon cannot read (a field of a newer boxd, a damaged file) is set
+    aside with its directory: its shim, reached by no daemon again, ends with its container
+    (it waited for ever, unsupervised)."""
+    cid = live.ctl("run", "-d", "--name", "unread", "default", "sleep", "300").stdout.strip()
+    pid = live.inspect("unread")["state"]["pid"]
+    (shim,) = shims(live.root)
+    _crash(live)
+    (live.root / "containers" / cid / "container.json").write_text('{"id": "')  # cut short
+    live.start()
+    assert (live.root / "containers" / f"{cid}.corrupt" / "container.json").exists()
+    _until(lambda: not _alive(pid) and not _alive(shim), "the set-aside shim's end")
+
+
 def _blocked_on_output(cgroup_dirs: list[str]) -> bool:
     for d in cgroup_dirs:
         procs = Path(d, "cgroup.procs")
