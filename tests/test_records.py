@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import importlib
 import json
 import logging
@@ -10,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +239,7 @@ def test_store_is_atomic_and_sets_aside_broken_records(
     record = store.container_dir(truncated.id) / "container.json"
     record.write_bytes(record.read_bytes()[:100])
     record = store.container_dir(bad_format.id) / "container.json"
-    record.write_text(record.read_text().replace('"format": 2', '"format": "2"'))
+    record.write_text(record.read_text().replace(f'"format": {FORMAT}', f'"format": "{FORMAT}"'))
     (store.container_dir(good.id) / ".container.json.tmp").write_text("{")  # a save cut short
     with caplog.at_level(logging.INFO, logger="boxd.store"):
         assert store.load_all().containers == [good]
@@ -245,7 +247,7 @@ def test_store_is_atomic_and_sets_aside_broken_records(
     assert aside == sorted(f"{c.id}.corrupt" for c in (bad, truncated, bad_format))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3 and all("container.json cannot be read" in w for w in warnings)
-    assert "invalid format '2'" in " ".join(warnings)
+    assert f"invalid format '{FORMAT}'" in " ".join(warnings)
     assert not list(store.container_dir(good.id).glob(".*tmp"))
     changed = attrs.evolve(good, name="other")
     store.save(changed)
@@ -347,6 +349,35 @@ def _kept(old: object, new: object) -> bool:
     if isinstance(old, list) and isinstance(new, list):  # of records, which may grow too
         return len(old) == len(new) and all(_kept(o, n) for o, n in zip(old, new, strict=True))
     return old == new
+
+
+def _fields(cls: type, prefix: str = "") -> list[str]:
+    """Every field path of a record class and of the record classes its fields hold."""
+    found = []
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        found.append(f"{prefix}{field.name}")
+        pending = [field.type]
+        while pending:
+            t = pending.pop()
+            if attrs.has(t):
+                found += _fields(t, f"{prefix}{field.name}.")
+            pending += typing.get_args(t)
+    return found
+
+
+# The record's fields at each format: a field added (or renamed, or retyped into another
+# record) is one a reader of the last format refuses, setting the record aside as unreadable
+# and killing its container; FORMAT goes up with it, and such a reader leaves the record
+# alone instead.  (3: the fields added since format 2 without it, e.g. Isolation, Attach*.)
+_SCHEMA = {3: "f748"}
+
+
+def test_a_new_field_of_the_record_comes_with_a_new_format() -> None:
+    digest = hashlib.sha256("\n".join(sorted(set(_fields(Container)))).encode()).hexdigest()
+    assert _SCHEMA.get(FORMAT) == digest[:4], (
+        f"the container record's fields changed (digest {digest[:4]}): raise FORMAT in"
+        " boxd/_store.py, so that an older boxd leaves the new records alone, and pin it here"
+    )
 
 
 def test_a_record_of_a_newer_format_is_left_alone(
