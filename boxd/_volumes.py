@@ -291,7 +291,7 @@ def copy_up(
 
     os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     with tempfile.TemporaryFile(dir=dest.parent) as tar:
-        export_merged(dirs, tar)
+        export_merged(dirs, tar, all_xattrs=True)
         tar.seek(0)
         unpack(tar.read, str(dest))
     os.chown(dest, top.st_uid, top.st_gid)

@@ -23,7 +23,7 @@ from docker_clients import api_call, needs_cli
 from docker_clients import docker as _docker
 
 from boxd._mounts import parse_mount, parse_volume_flag
-from boxd._volumes import stacked_dirs
+from boxd._volumes import copy_up, stacked_dirs
 
 # ---- parsing ------------------------------------------------------------------------------
 
@@ -136,6 +136,24 @@ def test_copy_up_reads_the_layers_as_overlay_stacks_them(tmp_path: Path) -> None
     (upper / "data").symlink_to("/etc")
     assert stacked_dirs(dirs, "data") == []
     assert stacked_dirs(dirs, "nothing/here") == []
+
+
+@pytest.mark.root
+def test_copy_up_keeps_xattrs(tmp_path: Path) -> None:
+    """As Docker's copy-up (continuity's CopyDir): the image's xattrs at the mount point
+    go into the new volume, files' and directories' alike; the overlay's own stay out."""
+    upper, lower, dest = (tmp_path / n for n in ("upper", "lower", "dest"))
+    (lower / "data" / "sub").mkdir(parents=True)
+    (upper / "data").mkdir(parents=True)
+    (lower / "data" / "f").write_text("x")
+    os.setxattr(lower / "data" / "f", "user.colour", b"blue")
+    os.setxattr(lower / "data" / "sub", "user.kind", b"dir")
+    os.setxattr(lower / "data" / "sub", "trusted.overlay.origin", b"forged")
+    dest.mkdir()
+    assert copy_up([str(upper), str(lower)], "data", dest)
+    assert os.getxattr(dest / "f", "user.colour") == b"blue"
+    assert os.getxattr(dest / "sub", "user.kind") == b"dir"
+    assert "trusted.overlay.origin" not in os.listxattr(dest / "sub")
 
 
 # ---- a daemon -----------------------------------------------------------------------------

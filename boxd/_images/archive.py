@@ -24,7 +24,7 @@ import stat
 import tarfile
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -711,7 +711,9 @@ class _Walk:
                 self.subdirectory(dir_fd, below, name, path, st)
             else:
                 self.write()
-                _add_entry(self.tar, dir_fd, name, path, st, self.links, self.upper)
+                _add_entry(
+                    self.tar, dir_fd, name, path, st, self.links, self.upper, _keep_capability
+                )
 
     def subdirectory(
         self, dir_fd: int, below: list[str], name: str, path: str, st: os.stat_result
@@ -795,6 +797,7 @@ def _add_entry(
     st: os.stat_result,
     links: Links,
     written: Upper,
+    keep: KeepXattrs,
 ) -> None:
     """A file, symlink, device or FIFO (sockets are left out, as Docker does); a file
     already written under another name, a hard link to it."""
@@ -812,7 +815,7 @@ def _add_entry(
             if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
                 raise ArchiveError(f"{path} changed while it was read")
             info.size = now.st_size
-            _keep_capability(info, f.fileno())
+            keep(info, f.fileno())
             tar.addfile(info, f)
         note_link(st, path, links)
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
@@ -840,26 +843,57 @@ def _keep_capability(info: tarfile.TarInfo, fd: int) -> None:
         return
     if len(value) > 3 and value[3] == _CAP_REVISION_3:
         value = value[:3] + bytes([_CAP_REVISION_2]) + value[4:_CAP_V2_SIZE]
-    header = {f"SCHILY.xattr.{CAPABILITY}": value.decode("utf-8", "surrogateescape")}
+    _add_xattr(info, CAPABILITY, value)
+
+
+def _add_xattr(info: tarfile.TarInfo, attr: str, value: bytes) -> None:
+    header = {f"SCHILY.xattr.{attr}": value.decode("utf-8", "surrogateescape")}
     info.pax_headers = {**info.pax_headers, **header}
 
 
-def export_merged(dirs: list[str], out: IO[bytes], top: Upper = LAYER) -> None:
+def _keep_xattrs(info: tarfile.TarInfo, fd: int) -> None:
+    """Every xattr of the file or directory (its capabilities as :func:`_keep_capability`
+    writes them)."""
+    try:
+        names = os.listxattr(fd)
+    except OSError:
+        return
+    for attr in names:
+        if attr == CAPABILITY:
+            _keep_capability(info, fd)
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile
+            _add_xattr(info, attr, os.getxattr(fd, attr))
+
+
+def export_merged(
+    dirs: list[str], out: IO[bytes], top: Upper = LAYER, *, all_xattrs: bool = False
+) -> None:
     """``export``: one tar of the directories stacked as overlay stacks them (``dirs``
     top-most first): what a whiteout hides or an opaque directory covers is left out, as
     are the files boxd writes at each start.  ``top``: how the first was written (a
-    container's upper: see :func:`container_upper`); the others are layers."""
+    container's upper: see :func:`container_upper`); the others are layers.  Of the
+    xattrs, files' capabilities go in (as in Docker's exports); ``all_xattrs``: those of
+    every file and directory (a volume's copy-up keeps them, as Docker's does; the
+    unpack drops the ones no layer may set)."""
     fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in dirs]
     written = [top, *(LAYER for _ in dirs[1:])]
+    keep = _keep_xattrs if all_xattrs else _keep_capability
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _merge(tar, list(zip(fds, written, strict=True)), "", {})
+            _merge(tar, list(zip(fds, written, strict=True)), "", {}, keep)
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _merge(tar: tarfile.TarFile, dirs: list[tuple[int, Upper]], prefix: str, links: Links) -> None:
+# Which of an entry's xattrs (read from its fd) go into its header.
+KeepXattrs = Callable[[tarfile.TarInfo, int], None]
+
+
+def _merge(
+    tar: tarfile.TarFile, dirs: list[tuple[int, Upper]], prefix: str, links: Links, keep: KeepXattrs
+) -> None:
     """``dirs``: each directory's fd and how it was written, top-most first."""
     top: dict[str, tuple[int, os.stat_result]] = {}
     for i, (fd, _) in enumerate(dirs):
@@ -872,9 +906,8 @@ def _merge(tar: tarfile.TarFile, dirs: list[tuple[int, Upper]], prefix: str, lin
         if _is_whiteout(st) or path in _RUNTIME_FILES:
             continue
         if not stat.S_ISDIR(st.st_mode):
-            _add_entry(tar, dirs[i][0], name, path, st, links, dirs[i][1])
+            _add_entry(tar, dirs[i][0], name, path, st, links, dirs[i][1], keep)
             continue
-        tar.addfile(_info(path, st, dirs[i][1]))
         # The directory merges with the same directory below, down to a layer where the
         # name is not a directory or where it is opaque.
         subs: list[tuple[int, Upper]] = []
@@ -889,7 +922,10 @@ def _merge(tar: tarfile.TarFile, dirs: list[tuple[int, Upper]], prefix: str, lin
                 subs.append((_open_dir(fd, name), written))
                 if _opaque(subs[-1][0], written.opaque):
                     break
-            _merge(tar, subs, f"{path}/", links)
+            info = _info(path, st, dirs[i][1])
+            keep(info, subs[0][0])  # the first is the directory itself
+            tar.addfile(info)
+            _merge(tar, subs, f"{path}/", links, keep)
         finally:
             for fd, _ in subs:
                 os.close(fd)
