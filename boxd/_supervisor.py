@@ -118,7 +118,7 @@ from ._run import Run, start_time_of
 from ._shim import ExitStatus
 from ._store import RootInUse, Store, hold_root
 from ._tmpfs import parse_tmpfs
-from ._volumes import NoSuchVolume, Volumes, copy_up
+from ._volumes import FILLING, NoSuchVolume, Volumes, copy_up
 
 if TYPE_CHECKING:
     from ._images.pull import Puller
@@ -543,6 +543,12 @@ class Supervisor:
         await self.give_space_back()
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
+        try:
+            await self._fill_volumes(container, image)
+        except BaseException:  # not made after all: nor are its anonymous volumes
+            self._discard(self._entries[container.id])
+            self._drop_anonymous(container)
+            raise
         if starts:
             return container
         # Its directory (made by the save below otherwise): a create is followed by a
@@ -658,16 +664,21 @@ class Supervisor:
             if any(v.volume == name for v in e.container.config.volumes)
         ]
 
-    async def _fill_volumes(self, c: Container, image: Image) -> None:
-        """An empty volume gets what the container's root holds at its mount point (unless
-        ``nocopy``), owners and modes kept, as Docker fills a new volume at start; for a
-        user-namespaced container, with owners as its namespace maps them."""
+    async def _fill_volumes(self, c: Container, image: Image, *, cut_short: bool = False) -> None:
+        """At the container's create, an empty volume gets what the image holds at its mount
+        point (unless ``nocopy``), owners and modes kept, as Docker fills a new volume
+        (what a ``cp`` puts in it before the start is added to that; a volume emptied
+        later stays empty); for a user-namespaced container, with owners as its
+        namespace maps them.  ``cut_short``: at a start, only a fill a killed daemon cut
+        short is done again."""
         id_map = _plan.id_range() if c.config.userns else None
         cdir = self.store.container_dir(c.id)
         for v in c.config.volumes:
             if v.volume and not self.volumes.get(v.volume).device:
-                dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
                 where = self.volumes.path(v.volume)
+                if cut_short and not (where.parent / FILLING).exists():
+                    continue
+                dirs, rel = ([], "") if v.nocopy else container_dirs_at(image, cdir, v.container)
                 await trio.to_thread.run_sync(copy_up, dirs, rel, where, id_map)
 
     def _drop_anonymous(self, c: Container) -> None:
@@ -1033,7 +1044,7 @@ class Supervisor:
             if entry.dismantled is not None:  # the last run's, when it restarts at once
                 await entry.dismantled.wait()
             if adoption is None:
-                await self._fill_volumes(c, image)
+                await self._fill_volumes(c, image, cut_short=True)
                 # The cgroup's directories and limits (a millisecond of system calls) are
                 # steps of the event loop of their own, one per hierarchy (schedule points,
                 # not cancel ones).

@@ -8,8 +8,8 @@ A volume is made whole in a temporary directory and renamed into place, and remo
 rename into the store's trash (deleted in the background): a daemon killed at any instant
 leaves a volume complete or absent.  Its filling from the image (:func:`copy_up`) is
 marked while under way: a fill a killed daemon cut short is emptied and done again at the
-next start of a container on it (the volume's content was only partly there).  Which
-containers use a volume is not stored here: it is read from the containers' records
+next create or start of a container on it (the volume's content was only partly there).
+Which containers use a volume is not stored here: it is read from the containers' records
 (their ``volumes``), so it survives the daemon.
 
 An anonymous volume (``-v /data``) has a random 64-hex name and Docker's label

@@ -454,10 +454,10 @@ def test_a_stop_cut_by_a_kill_keeps_the_exit_code(tmp_path: Path) -> None:
 
 
 def test_a_volume_fill_cut_by_a_kill_is_done_again(tmp_path: Path, busybox_root: Path) -> None:
-    """A new volume is filled from the image at the container's start; the daemon is
-    stopped (SIGSTOP) as soon as the first file lands in it, then killed: the next start
-    of a container on the volume empties the part and fills it whole (it stayed partial
-    for good: a volume that holds anything is never filled)."""
+    """A new volume is filled from the image at the container's create; the daemon is
+    stopped (SIGSTOP) as soon as the first file lands in it, then killed: the next
+    container on the volume empties the part and fills it whole (it stayed partial for
+    good: a volume that holds anything is never filled)."""
     tarball = tmp_path / "image.tar"
     with tarfile.open(tarball, "w") as tar:
         tar.add(busybox_root, arcname=".")

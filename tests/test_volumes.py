@@ -378,6 +378,28 @@ def test_a_new_volume_is_filled_from_the_image(daemon: Daemon, image_with_data: 
 
 
 @pytest.mark.root
+def test_a_volume_is_filled_at_create(
+    daemon: Daemon, image_with_data: Path, tmp_path: Path
+) -> None:
+    """As Docker's: the fill is the create's, not the start's.  A ``cp`` into a created
+    container's volume adds to the image's files; a data container that never runs
+    hands its filled volume on through ``--volumes-from``; a volume emptied by its
+    container stays empty when it starts again."""
+    image = ("--rootfs", str(image_with_data))
+    daemon.ctl("create", "--name", "c", "-v", "filled:/data", *image, "ls", "-A", "/data/sub")
+    (tmp_path / "added").write_text("by cp\n")
+    daemon.ctl("cp", str(tmp_path / "added"), "c:/data/sub/added")
+    assert daemon.ctl("start", "-a", "c").stdout == "added\nfile\n"
+    daemon.ctl("create", "--name", "store", "-v", "/data", *image, "true")
+    out = daemon.ctl("run", "--rm", "--volumes-from", "store", "default", "cat", "/data/sub/file")
+    assert out.stdout == "from the image\n"
+    empty_it = ("sh", "-c", "ls -A /data; rm -r /data/*")
+    out = daemon.ctl("run", "--name", "e", "-v", "emptied:/data", *image, *empty_it)
+    assert out.stdout == "sub\n"
+    assert daemon.ctl("start", "-a", "e", check=False).stdout == ""
+
+
+@pytest.mark.root
 def test_an_images_volumes_are_anonymous_volumes(daemon: Daemon, image_with_data: Path) -> None:
     """An image's ``VOLUME /data`` gives each container an anonymous volume there, filled
     from the image (Docker's rule), unless a mount of the container covers it."""
