@@ -640,7 +640,11 @@ class Supervisor:
                 raise invalid("volumes_from", spec, f"no such container: {ref}") from None
             for v in donor.config.volumes:
                 if free(v.container):
-                    mounts.append(attrs.evolve(v, read_only=mode == "ro") if mode else v)
+                    # Docker's: read-only when the donor's is or the mode says so (":rw"
+                    # makes no mount writable), and never filled from this container's
+                    # image (its CopyData is false).
+                    read_only = v.read_only or mode == "ro"
+                    mounts.append(attrs.evolve(v, read_only=read_only, nocopy=bool(v.volume)))
         paths = builtins.list(config.declared_volumes)
         if config.image_id:
             inner = self.images.config(self.images.get(config.image_id)).get("config") or {}

@@ -493,6 +493,22 @@ def test_volumes_from(daemon: Daemon, tmp_path: Path) -> None:
 
 
 @pytest.mark.root
+def test_volumes_from_neither_fills_nor_makes_writable(
+    daemon: Daemon, image_with_data: Path
+) -> None:
+    """Docker's --volumes-from: a mount the donor has read-only stays so (":rw" only
+    keeps a writable one writable), and the volume is not filled from the taker's image,
+    however empty it is (its CopyData is false)."""
+    image = ("--rootfs", str(image_with_data))
+    # default has no /data: the volume stays empty at the donor's create.
+    daemon.ctl("create", "--name", "donor", "-v", "held:/data:ro", "default", "true")
+    script = "ls -A /data; touch /data/x 2>/dev/null || echo ro"
+    for spec in ("donor:rw", "donor"):
+        out = daemon.ctl("run", "--rm", "--volumes-from", spec, *image, "sh", "-c", script)
+        assert out.stdout == "ro\n"
+
+
+@pytest.mark.root
 def test_system_prune_and_df(daemon: Daemon) -> None:
     daemon.ctl("create", "--name", "done", "-v", "/anon", "default", "true")
     daemon.ctl("rm", "done")  # leaves its anonymous volume
