@@ -903,7 +903,8 @@ def container_mounts(
             cgroups_writable=cgroups_writable,
         )
     volume_paths = set()
-    for volume in volumes:
+
+    def add_volume(volume: Volume) -> None:
         path = table.resolve(_container_path(volume.container, "volume"))
         _container_path(path, f"volume {volume.container} (in the image)")
         if os.path.isdir(volume.host):
@@ -919,7 +920,8 @@ def container_mounts(
             table.add(MountKind.REMOUNT_RO, path, flags=flags | MS_REC)
         else:
             table.add(MountKind.MOUNT, path, flags=MS_REMOUNT | MS_BIND | flags)
-    for spec in tmpfs:
+
+    def add_tmpfs(spec: str) -> None:
         target, tmpfs_flags, tmpfs_data = parse_tmpfs(spec)
         path = table.resolve(_container_path(target, "tmpfs"))
         _container_path(path, f"tmpfs {target} (in the image)")
@@ -932,6 +934,15 @@ def container_mounts(
             flags=tmpfs_flags,
             data=tmpfs_data,
         )
+
+    # Volumes and tmpfs mounts together, the shallower first (a stable sort on the depth
+    # of the path given, Docker's sortMounts): one below another lands in it, not under it.
+    user_mounts = [
+        *[(volume.container, functools.partial(add_volume, volume)) for volume in volumes],
+        *[(spec.partition(":")[0], functools.partial(add_tmpfs, spec)) for spec in tmpfs],
+    ]
+    for _, add in sorted(user_mounts, key=lambda m: posixpath.normpath(m[0]).count("/")):
+        add()
     for target, text in (files or {}).items():
         path = table.resolve(_container_path(target, "file"))
         if path in volume_paths:  # the user's own file (-v ...:/etc/hosts) wins

@@ -148,3 +148,21 @@ def test_duplicate_mount_points_are_refused(daemon: Daemon, tmp_path: Path) -> N
         bad = daemon.ctl("run", "--rm", *options, "default", "true", check=False)
         assert bad.returncode == 125
         assert "duplicate mount point /data" in bad.stderr
+
+
+@pytest.mark.root
+def test_a_mount_below_another_lands_in_it(daemon: Daemon, tmp_path: Path) -> None:
+    """Docker's order (sortMounts): the shallower mount first, volumes and tmpfs alike,
+    whatever order they were given in; a mount below another is made in it, not hidden
+    under it."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "f").write_text("host\n")
+    out = daemon.ctl(
+        "run", "--rm", "-v", f"{host}:/srv/in/host", "--tmpfs", "/srv",
+        "-v", "inner:/a/b", "-v", "outer:/a", "default",
+        "/bin/sh", "-c", "cat /srv/in/host/f; touch /a/b/in-inner",
+    ).stdout  # fmt: skip
+    assert out == "host\n"
+    look = ("run", "--rm", "-v", "inner:/i", "default", "ls", "-A", "/i")
+    assert daemon.ctl(*look).stdout == "in-inner\n"
