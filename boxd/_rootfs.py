@@ -27,6 +27,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 
+from ._atomic import atomic_write
 from ._inroot import read_regular
 from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
 from ._record import evolve, frozen
@@ -903,6 +904,7 @@ def container_mounts(
             cgroups_writable=cgroups_writable,
         )
     volume_paths = set()
+    mount_paths = set()  # the volumes' and the tmpfs mounts'
 
     def add_volume(volume: Volume) -> None:
         path = table.resolve(_container_path(volume.container, "volume"))
@@ -914,6 +916,7 @@ def container_mounts(
             table.add(MountKind.MKFILE, path, mode=0o644)
         table.add(MountKind.MOUNT, path, source=volume.host, flags=MS_BIND | MS_REC)
         volume_paths.add(path)
+        mount_paths.add(path)
         flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)
         if volume.read_only:
             # MS_REC: the mounts below it read-only too, as Docker 25 makes them.
@@ -925,6 +928,7 @@ def container_mounts(
         target, tmpfs_flags, tmpfs_data = parse_tmpfs(spec)
         path = table.resolve(_container_path(target, "tmpfs"))
         _container_path(path, f"tmpfs {target} (in the image)")
+        mount_paths.add(path)
         table.mkdirs(path)
         table.add(
             MountKind.MOUNT,
@@ -948,6 +952,14 @@ def container_mounts(
         if path in volume_paths:  # the user's own file (-v ...:/etc/hosts) wins
             continue
         table.mkdirs(posixpath.dirname(path))
+        if any(path.startswith(f"{point}/") for point in mount_paths):
+            # In a volume, a host directory or a tmpfs (-v ...:/etc): not written there,
+            # over the user's own file, but bound over it from the container's directory,
+            # as Docker binds its own (an empty mount point made where none is).
+            table.add(MountKind.MKFILE, path, mode=0o644)
+            source = _own_file(container_dir, target, text, id_map)
+            table.add(MountKind.MOUNT, path, source=source, flags=MS_BIND)
+            continue
         table.add(MountKind.WRITE_FILE, path, data=text, mode=0o644)
     if workdir.startswith("/") and workdir != "/":
         # As Docker: a missing working directory is made, owned by the container's root.
@@ -957,6 +969,18 @@ def container_mounts(
             table.add(MountKind.REMOUNT_RO, path)
     table.ops.extend(extra)
     return rootfs, tuple(table.ops)
+
+
+def _own_file(container_dir: Path, target: str, text: str, id_map: tuple[int, int] | None) -> str:
+    """``target``'s contents as a file of the container's directory (``files/``, readable
+    by the container's users, its root's own), to be bound over ``target``."""
+    d = container_dir / "files"
+    d.mkdir(mode=0o755, exist_ok=True)
+    path = d / target.strip("/").replace("/", "_")
+    atomic_write(path, text.encode(), mode=0o644, durable=False)  # made at each start
+    if id_map is not None:
+        os.chown(path, id_map[0], id_map[0])
+    return str(path)
 
 
 def cgroup_ops(target: str, cgroups: Sequence[tuple[str, str]], flags: int) -> list[MountOp]:

@@ -166,3 +166,24 @@ def test_a_mount_below_another_lands_in_it(daemon: Daemon, tmp_path: Path) -> No
     assert out == "host\n"
     look = ("run", "--rm", "-v", "inner:/i", "default", "ls", "-A", "/i")
     assert daemon.ctl(*look).stdout == "in-inner\n"
+
+
+@pytest.mark.root
+def test_a_mount_at_etc_keeps_its_files(daemon: Daemon, tmp_path: Path) -> None:
+    """The container's own /etc/hostname, /etc/hosts (and /etc/resolv.conf) go over a
+    directory bound at /etc as Docker puts them there, bound from the container's
+    directory: the host's files are never written (they were overwritten), and a
+    read-only one does not stop the start (the write there failed it)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "hosts").write_text("the host's\n")
+    show = ("/bin/sh", "-c", "cat /etc/hostname; grep -c myname /etc/hosts")
+    out = daemon.ctl("run", "--rm", "-h", "myname", "-v", f"{etc}:/etc", "default", *show)
+    assert out.stdout == "myname\n1\n"
+    assert (etc / "hosts").read_text() == "the host's\n"
+    assert (etc / "hostname").read_text() == ""  # the mount point, as runc makes it
+    out = daemon.ctl(
+        "run", "--rm", "-h", "ro", "-v", f"{etc}:/etc:ro", "default", "cat", "/etc/hostname"
+    )
+    assert out.stdout == "ro\n"
+    assert (etc / "hosts").read_text() == "the host's\n"

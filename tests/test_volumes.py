@@ -428,6 +428,17 @@ def test_an_images_volumes_are_anonymous_volumes(daemon: Daemon, image_with_data
 
 
 @pytest.mark.root
+def test_an_isolated_containers_own_etc_files_in_a_volume(daemon: Daemon) -> None:
+    """With a volume at /etc, the container's /etc/hosts is bound from its directory
+    (see test_mounts): a user-namespaced container's root owns it, and may write it."""
+    script = "echo '10.0.0.9 extra' >> /etc/hosts && grep -c extra /etc/hosts"
+    out = daemon.ctl(
+        "run", "--rm", "--isolate-user", "-v", "etc:/etc", "default", "sh", "-c", script
+    )
+    assert out.stdout == "1\n"
+
+
+@pytest.mark.root
 def test_mount_option(daemon: Daemon, tmp_path: Path) -> None:
     (tmp_path / "f").write_text("host\n")
     tmp_path.chmod(0o755)
