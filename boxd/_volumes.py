@@ -41,7 +41,7 @@ from pathlib import Path
 import attrs
 
 from ._convert import ConversionError, structure, unstructure
-from ._images.unpack import unpack
+from ._images.unpack import kept_xattr, unpack
 from ._mounts import VOLUME_NAME_RE, check_volume_name
 from ._store import atomic_write
 
@@ -296,10 +296,25 @@ def copy_up(
         unpack(tar.read, str(dest))
     os.chown(dest, top.st_uid, top.st_gid)
     os.chmod(dest, stat.S_IMODE(top.st_mode))
+    _copy_xattrs(dirs[0], dest)
+    os.utime(dest, ns=(top.st_atime_ns, top.st_mtime_ns))
     if id_map is not None:
         _shift_owners(dest, *id_map)
     marker.unlink()
     return True
+
+
+def _copy_xattrs(source: str, dest: Path) -> None:
+    """The mount point's own xattrs, those an untrusted layer may set (as for what is
+    below it)."""
+    fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for attr in os.listxattr(fd):
+            if kept_xattr(attr):
+                with contextlib.suppress(OSError):  # gone meanwhile
+                    os.setxattr(dest, attr, os.getxattr(fd, attr))
+    finally:
+        os.close(fd)
 
 
 def _empty(directory: Path) -> None:

@@ -141,7 +141,8 @@ def test_copy_up_reads_the_layers_as_overlay_stacks_them(tmp_path: Path) -> None
 @pytest.mark.root
 def test_copy_up_keeps_xattrs(tmp_path: Path) -> None:
     """As Docker's copy-up (continuity's CopyDir): the image's xattrs at the mount point
-    go into the new volume, files' and directories' alike; the overlay's own stay out."""
+    go into the new volume, files' and directories' alike (the mount point's own, and its
+    time, too); the overlay's own stay out."""
     upper, lower, dest = (tmp_path / n for n in ("upper", "lower", "dest"))
     (lower / "data" / "sub").mkdir(parents=True)
     (upper / "data").mkdir(parents=True)
@@ -149,8 +150,12 @@ def test_copy_up_keeps_xattrs(tmp_path: Path) -> None:
     os.setxattr(lower / "data" / "f", "user.colour", b"blue")
     os.setxattr(lower / "data" / "sub", "user.kind", b"dir")
     os.setxattr(lower / "data" / "sub", "trusted.overlay.origin", b"forged")
+    os.setxattr(upper / "data", "user.top", b"mount point")
+    os.utime(upper / "data", (1_000_000_000, 1_000_000_000))
     dest.mkdir()
     assert copy_up([str(upper), str(lower)], "data", dest)
+    assert os.getxattr(dest, "user.top") == b"mount point"
+    assert dest.stat().st_mtime == 1_000_000_000
     assert os.getxattr(dest / "f", "user.colour") == b"blue"
     assert os.getxattr(dest / "sub", "user.kind") == b"dir"
     assert "trusted.overlay.origin" not in os.listxattr(dest / "sub")

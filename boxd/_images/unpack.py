@@ -68,6 +68,11 @@ _OVERLAY_USER_XATTRS = "user.overlay."
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def kept_xattr(attr: str) -> bool:
+    """Whether an untrusted layer's xattr is set on what it unpacks."""
+    return attr.startswith(_KEPT_XATTRS) and not attr.startswith(_OVERLAY_USER_XATTRS)
+
+
 def upper_opaque_xattr(userns: bool) -> str:
     """The xattr that marks an opaque directory in a container's overlay upper: the one its
     overlay reads and writes (``user.`` with userxattr, a user-namespaced container's).
@@ -311,7 +316,7 @@ class _Unpacker:
 
     def xattrs(self, fd: int, info: Member) -> None:
         for attr, value in info.xattrs.items():
-            if attr.startswith(_KEPT_XATTRS) and not attr.startswith(_OVERLAY_USER_XATTRS):
+            if kept_xattr(attr):
                 os.setxattr(fd, attr, value)
 
     def finish(self) -> None:
