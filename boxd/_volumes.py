@@ -198,11 +198,19 @@ class Volumes:
                 _remove_tree(d)
 
     def size(self, name: str) -> int:
-        total = 0
+        """The bytes of its files, each hard-linked one once (Docker's count)."""
+        total, seen = 0, set()
         for where, _, files in os.walk(self.source(name)):
             for f in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(where, f)).st_size
+                try:
+                    st = os.lstat(os.path.join(where, f))
+                except OSError:
+                    continue
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
         return total
 
 

@@ -23,7 +23,7 @@ from docker_clients import api_call, needs_cli
 from docker_clients import docker as _docker
 
 from boxd._mounts import parse_mount, parse_volume_flag
-from boxd._volumes import copy_up, stacked_dirs
+from boxd._volumes import Volumes, copy_up, stacked_dirs
 
 # ---- parsing ------------------------------------------------------------------------------
 
@@ -136,6 +136,18 @@ def test_copy_up_reads_the_layers_as_overlay_stacks_them(tmp_path: Path) -> None
     (upper / "data").symlink_to("/etc")
     assert stacked_dirs(dirs, "data") == []
     assert stacked_dirs(dirs, "nothing/here") == []
+
+
+def test_a_volumes_size_counts_a_hard_linked_file_once(tmp_path: Path) -> None:
+    """As Docker's (its directory.Size): ``system df`` showed twice the bytes of a file
+    with two names."""
+    volumes = Volumes(tmp_path / "volumes", tmp_path / "trash")
+    volumes.create("linked")
+    data = volumes.path("linked")
+    (data / "a").write_bytes(b"x" * 1000)
+    os.link(data / "a", data / "b")
+    (data / "c").write_bytes(b"y" * 24)
+    assert volumes.size("linked") == 1024
 
 
 @pytest.mark.root
