@@ -365,7 +365,10 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, "make / a recursive slave mount", "/")
     if stage == Stage.MOUNT and 0 <= index < len(plan.mounts):
         op = plan.mounts[index]
-        return SpawnError(stage, err, op.describe(), op.target)
+        what = op.describe()
+        if err == _errno.ENOTDIR and op.kind is MountKind.MOUNT and op.source.startswith("/"):
+            what += " (a directory on a file, or a file on a directory?)"  # Docker's hint
+        return SpawnError(stage, err, what, op.target)
     if stage == Stage.ATTACH and 0 <= index < len(plan.id_mapped):
         source, point = plan.id_mapped[index]
         return SpawnError(stage, err, f"attach the id-mapped {source} at {point}", source)

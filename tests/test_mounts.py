@@ -187,3 +187,18 @@ def test_a_mount_at_etc_keeps_its_files(daemon: Daemon, tmp_path: Path) -> None:
     )
     assert out.stdout == "ro\n"
     assert (etc / "hosts").read_text() == "the host's\n"
+
+
+@pytest.mark.root
+def test_a_directory_on_a_file_is_explained(daemon: Daemon, tmp_path: Path) -> None:
+    """A bind of a directory on a file of the image (or of a file on a directory) fails
+    naming both, with Docker's hint of why."""
+    (tmp_path / "file").write_text("")
+    for spec in (f"{tmp_path}:/etc/passwd", f"{tmp_path / 'file'}:/etc"):
+        bad = daemon.ctl("run", "--rm", "-v", spec, "default", "true", check=False)
+        host, _, point = spec.partition(":")
+        assert bad.returncode == 125
+        assert (
+            f"mount {host} on {point} (a directory on a file, or a file on a directory?):"
+            " Not a directory" in bad.stderr
+        ), bad.stderr
