@@ -27,6 +27,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
     from typing import Any
 
+    from boxd._mounts import Mount
+
 
 # ---- run and create -----------------------------------------------------------------------
 
@@ -39,7 +41,7 @@ def run_mounts(args: Args) -> dict[str, Any]:
     first (with those labels), as Docker's create does."""
     volumes: list[dict[str, Any]] = []
     tmpfs: list[str] = []
-    labelled: list[tuple[str, dict[str, str]]] = []
+    labelled: list[Mount] = []  # a new volume's labels and options
     points: list[str] = []
     binds: list[str] = []
     declared: list[str] = []
@@ -66,18 +68,17 @@ def run_mounts(args: Args) -> dict[str, Any]:
             if mount.type == "tmpfs":
                 tmpfs.append(mount.tmpfs_spec())
                 continue
-            if mount.labels:
-                if not mount.source:
-                    raise mount.error("volume-label needs a named volume (src=NAME)")
-                labelled.append((mount.source, mount.labels))
+            if mount.labels or mount.options:
+                labelled.append(mount)
             volumes.append(mount.volume_fields())
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
     for v in volumes:
         if v["host"]:
             v["host"] = os.path.abspath(os.path.expanduser(v["host"]))
-    for name, labels in labelled:
-        call(args.socket, {"type": "VolumeCreateRequest", "name": name, "labels": labels})
+    for m in labelled:
+        request = {"name": m.source, "labels": m.labels, "options": m.options}
+        call(args.socket, {"type": "VolumeCreateRequest", **request})
     return found
 
 

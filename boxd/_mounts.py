@@ -80,6 +80,7 @@ class Mount:
         self.read_only = False
         self.nocopy = False
         self.labels: dict[str, str] = {}
+        self.options: dict[str, str] = {}  # volume-opt: the local driver's, for a new volume
         self.tmpfs_options: list[str] = []
         self.given: set[str] = set()  # the type-specific option families used
 
@@ -100,10 +101,10 @@ class Mount:
             raise self.error(f"volume-driver {value!r} is not supported: the one driver is local")
 
     def set_volume_opt(self, value: str) -> None:
-        raise self.error(
-            f"volume-opt {value!r} is not supported: create the volume with its options"
-            " first (volume create -o)"
-        )
+        key, eq, option = value.partition("=")
+        if not key or not eq:
+            raise self.error(f"invalid volume-opt {value!r}: use volume-opt=KEY=VALUE")
+        self.options[key] = option
 
     def set_tmpfs_size(self, value: str) -> None:
         self.tmpfs_options.append(f"size={parse_size(value, what=f'tmpfs-size in {self.what!r}')}")
@@ -130,6 +131,8 @@ class Mount:
             raise self.error(f"bind source {self.source!r} is not an absolute path")
         if self.type == "volume" and self.source:
             check_volume_name(self.source)
+        if (self.labels or self.options) and not self.source:
+            raise self.error("volume-label and volume-opt need a named volume (src=NAME)")
         if self.type == "tmpfs" and self.source:
             raise self.error("type=tmpfs takes no source")
 

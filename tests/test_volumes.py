@@ -75,6 +75,8 @@ def test_mount_forms() -> None:
     m = parse_mount('type=volume,"source=cache",target=/c,ro=false,volume-label=a=b,volume-nocopy')
     assert m.volume_fields() == {"host": "", "container": "/c", "volume": "cache", "nocopy": True}
     assert m.labels == {"a": "b"}
+    m = parse_mount("type=volume,src=vo,dst=/d,volume-opt=type=none,volume-opt=device=/s=1")
+    assert m.options == {"type": "none", "device": "/s=1"}
     assert parse_mount('type=bind,"src=/a,b",dst=/x').source == "/a,b"
     assert parse_mount("dst=/anon").volume_fields() == {"host": "", "container": "/anon"}
     m = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=0700,ro=1")
@@ -98,7 +100,8 @@ def test_mount_forms() -> None:
         ("type=bind,src=/s,dst=/x,volume-nocopy", "cannot mix 'volume-*' options"),
         ("type=bind,src=/s,dst=/x,bind-propagation=rshared", "'rshared' is not supported"),
         ("type=bind,src=/s,dst=/x,bind-propagation=odd", "use one of rprivate"),
-        ("type=volume,src=v1,dst=/x,volume-opt=type=nfs", "volume-opt 'type=nfs' is not"),
+        ("type=volume,src=v1,dst=/x,volume-opt=nfs", "invalid volume-opt 'nfs'"),
+        ("type=volume,dst=/x,volume-opt=type=tmpfs", "need a named volume (src=NAME)"),
         ("type=volume,src=v1,dst=/x,volume-driver=nfs", "volume-driver 'nfs' is not"),
         ("type=tmpfs,dst=/x,tmpfs-mode=9", "tmpfs-mode '9' is not an octal mode"),
         ("type=tmpfs,dst=/x,tmpfs-size=lots", "invalid tmpfs-size"),
@@ -492,6 +495,30 @@ def test_mount_option(daemon: Daemon, tmp_path: Path) -> None:
     assert r.returncode == 125 and "invalid volume name 'x'" in r.stderr
     assert daemon.ctl("ps", "-a", "-q").stdout == ""
     assert _volumes(daemon) == ["labelled"]
+
+
+@pytest.mark.root
+@needs_cli
+def test_mount_volume_opt_makes_the_volume(daemon: Daemon, tmp_path: Path) -> None:
+    """``--mount ...,volume-opt=K=V`` (the API's ``VolumeOptions.DriverConfig.Options``):
+    a new volume is made with the local driver's options, as Docker makes it (boxd
+    refused every volume-opt); a bad one is named, as by ``volume create -o``."""
+    tmp_path.chmod(0o755)
+    bound = f"volume-opt=type=none,volume-opt=o=bind,volume-opt=device={tmp_path}"
+    mount = f"type=volume,src=onhost,dst=/d,{bound}"
+    daemon.ctl("run", "--rm", "--mount", mount, "default", "sh", "-c", "echo in > /d/f")
+    assert (tmp_path / "f").read_text() == "in\n"
+    [shape] = json.loads(daemon.ctl("volume", "inspect", "onhost").stdout)
+    assert shape["Options"] == {"type": "none", "o": "bind", "device": str(tmp_path)}
+    r = _docker(daemon, "run", "--rm", "--mount", mount.replace("onhost", "viacli"), "default",
+                "cat", "/d/f")  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "in\n"), r.stderr
+    bad = "type=volume,src=bad,dst=/d,volume-opt=type=nfs"
+    r = _fails(daemon, "run", "--rm", "--mount", bad, "default", "true")
+    assert "invalid volume options 'type=nfs'" in r.stderr, r.stderr
+    r = _docker(daemon, "run", "--rm", "--mount", bad, "default", "true")
+    assert r.returncode == 125 and "invalid volume options 'type=nfs'" in r.stderr, r.stderr
+    assert "bad" not in _volumes(daemon)
 
 
 @pytest.mark.root

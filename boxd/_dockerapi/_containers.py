@@ -29,13 +29,16 @@ STATS_INTERVAL = 1.0
 
 def _make_labelled(api: Api, body: object) -> None:
     """Container create: a named volume of ``HostConfig.Mounts`` with
-    ``VolumeOptions.Labels`` is made with them (when it is new), as Docker does."""
+    ``VolumeOptions.Labels`` or ``DriverConfig.Options`` is made with them (when it is
+    new), as Docker does."""
     host = Fields(body, "body").object("HostConfig")
     for mount in host.objects("Mounts"):
-        labels = mount.object("VolumeOptions").mapping("Labels")
+        volume = mount.object("VolumeOptions")
+        labels = volume.mapping("Labels")
+        options = volume.object("DriverConfig").mapping("Options")
         name = mount.text("Source")
-        if labels and name and (mount.text("Type") or "volume") == "volume":
-            api.sup.volumes.create(name, labels=labels)
+        if (labels or options) and name and (mount.text("Type") or "volume") == "volume":
+            api.sup.volumes.create(name, labels=labels, options=options)
 
 
 def _check_platform(api: Api, image: str, reference: str, platform: str) -> None:
