@@ -553,6 +553,13 @@ def container_dirs_at(image: Image, container_dir: Path, path: str) -> tuple[lis
     return list(dirs), rel
 
 
+def is_file_at(image: Image, container_dir: Path, path: str) -> bool:
+    """Whether something other than a directory is at container path ``path`` (symlinks
+    resolved inside the image), where no volume can go."""
+    _resolved, st = _lookup(_container_view(image, container_dir), posixpath.normpath(path))
+    return st is not None and not stat.S_ISDIR(st.st_mode)
+
+
 def resolve_image(ref: str, images_dir: Path) -> Image:
     """The image ``default``, or a root filesystem directory given by path."""
     if ref == _DEFAULT:

@@ -110,6 +110,7 @@ from ._rootfs import (
     ImageError,
     container_dirs_at,
     container_uppers,
+    is_file_at,
     layer_dirs,
     prepare_default_image,
     resolve_image,
@@ -678,7 +679,13 @@ class Supervisor:
         id_map = _plan.id_range() if c.config.userns else None
         cdir = self.store.container_dir(c.id)
         for v in c.config.volumes:
-            if v.volume and not self.volumes.get(v.volume).device:
+            record = self.volumes.get(v.volume) if v.volume else None
+            anonymous = not cut_short and record is not None and record.anonymous
+            if anonymous and is_file_at(image, cdir, v.container):  # as Docker's create
+                raise ValueError(
+                    f"cannot mount volume over existing file, file exists {v.container}"
+                )
+            if record is not None and not record.device:
                 where = self.volumes.path(v.volume)
                 if cut_short and not (where.parent / FILLING).exists():
                     continue

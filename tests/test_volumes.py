@@ -420,6 +420,20 @@ def test_a_volume_is_filled_at_create(
 
 
 @pytest.mark.root
+def test_an_anonymous_volume_over_a_file_is_refused_at_create(
+    daemon: Daemon, image_with_data: Path
+) -> None:
+    """Docker's create refuses it (``cannot mount volume over existing file``); boxd made
+    the container and its volume, and the start failed."""
+    for verb in ("create", "run"):
+        r = _fails(daemon, verb, "-v", "/data/sub/file", "--rootfs", str(image_with_data), "true")
+        assert r.returncode == 125, r.stderr
+        assert "cannot mount volume over existing file, file exists /data/sub/file" in r.stderr
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+    assert _volumes(daemon) == []
+
+
+@pytest.mark.root
 def test_an_images_volumes_are_anonymous_volumes(daemon: Daemon, image_with_data: Path) -> None:
     """An image's ``VOLUME /data`` gives each container an anonymous volume there, filled
     from the image (Docker's rule), unless a mount of the container covers it."""
