@@ -99,8 +99,10 @@ def check_options(driver: str, options: dict[str, str]) -> None:
     kind, device, flags = (options.get(k, "") for k in _OPTION_KEYS)
     if kind != "none" or flags not in ("bind", "rbind"):
         given = ",".join(f"{k}={v}" for k, v in options.items())
+        hint = " (for a tmpfs, mount one in each container: --tmpfs or --mount type=tmpfs)"
         raise ValueError(
             f"invalid volume options {given!r}: the local driver of boxd takes {_BIND} only"
+            + (hint if kind == "tmpfs" else "")
         )
     if not device.startswith("/") or not os.path.isdir(device):
         raise ValueError(f"invalid volume option device={device!r}: not an existing directory")

@@ -261,6 +261,7 @@ def test_volume_verbs(daemon: Daemon) -> None:
     assert "invalid volume name 'x'" in _fails(daemon, "volume", "create", "x").stderr
     r = _fails(daemon, "volume", "create", "-o", "type=tmpfs", "fast")
     assert "invalid volume options 'type=tmpfs'" in r.stderr and r.returncode == 1
+    assert "for a tmpfs, mount one in each container: --tmpfs or --mount type=tmpfs" in r.stderr
     assert "volume driver 'nfs'" in _fails(daemon, "volume", "create", "-d", "nfs", "n1").stderr
     r = _fails(daemon, "volume", "inspect", "nosuch")
     assert (r.returncode, r.stderr.strip()) == (1, "boxctl: No such volume: nosuch")
