@@ -8,7 +8,21 @@ import sys
 from boxd import _wirejson
 
 from . import _args
-from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
+from ._args import (
+    ANY,
+    APPEND,
+    BOOL,
+    FLOAT,
+    INT,
+    ONE,
+    REST,
+    SOME,
+    VALUE,
+    Args,
+    Command,
+    Opt,
+    command_lines,
+)
 from ._client import USAGE, Client, CliError, call, check, socket_path, terminal_size
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -1142,9 +1156,7 @@ def _help() -> str:
         "",
         "commands:",
     ]
-    for c in all_commands():
-        names = ", ".join((c.name, *c.aliases))
-        lines.append(f"  {names:<20} {c.help}")
+    lines += command_lines((n, c) for c in all_commands() for n in (c.name, *c.aliases))
     lines += [
         "",
         "options:",

@@ -183,3 +183,25 @@ def test_version_flag_and_help_command_as_docker(tmp_path: Path) -> None:
     assert ctl("help", "run").stdout.startswith("usage: boxctl run [OPTIONS] IMAGE")
     r = ctl("help", "frob", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: unknown command 'frob' (see 'boxctl --help')\n")
+
+
+@pytest.mark.parametrize(
+    ("group", "commands"),
+    [
+        ("network", ("create", "ls, list", "inspect", "rm, remove", "prune", "connect")),
+        ("volume", ("create", "ls, list", "inspect", "rm, remove", "prune")),
+        ("image", ("ls, list", "rm, remove", "build", "history", "prune", "save", "load")),
+        ("system", ("df", "prune", "events", "info")),
+        ("container", ("prune", "ls, list, ps", "rm, remove", "exec", "cp", "port")),
+    ],
+)
+def test_a_group_s_help_lists_its_commands(group: str, commands: tuple[str, ...]) -> None:
+    """`docker network --help` lists the group's commands; boxctl's listed none (only -h),
+    so `boxctl volume --help` did not say how to list volumes."""
+    ctl = Daemon(root=Path("/nonexistent"), socket=Path("/nonexistent.sock")).ctl
+    for words in ((group, "--help"), (group, "-h"), ("help", group)):
+        out = ctl(*words).stdout
+        assert out.startswith(f"usage: boxctl {group} "), out
+        listed = out.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        names = [line[2:22].strip() for line in listed]
+        assert set(commands) <= set(names), (names, out)
