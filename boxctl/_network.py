@@ -298,7 +298,7 @@ SUBCOMMANDS = (
                 "--filter",
                 kind=APPEND,
                 metavar="KEY=VALUE",
-                help="name, id, label, driver, scope, type=custom|builtin",
+                help="name, id, label, driver, scope, type=custom|builtin, dangling=true|false",
             ),
             Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Name}})"),
         ),

@@ -205,3 +205,18 @@ def test_a_group_s_help_lists_its_commands(group: str, commands: tuple[str, ...]
         listed = out.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
         names = [line[2:22].strip() for line in listed]
         assert set(commands) <= set(names), (names, out)
+
+
+@pytest.mark.parametrize(
+    ("words", "line"),
+    [  # what the README documents, which their help said otherwise or left out
+        (("volume", "create"), "-o, --opt KEY=VALUE          type=none -o o=bind -o device=DIR"),
+        (("network", "ls"), "-f, --filter KEY=VALUE       name, id, label, driver, scope, "
+                            "type=custom|builtin, dangling=true|false"),
+    ],
+)  # fmt: skip
+def test_an_option_s_help_says_what_it_takes(words: tuple[str, ...], line: str) -> None:
+    """`volume create -o` said "a driver option (none)" though it takes Docker's bind of a
+    host directory; `network ls -f` left out `dangling`."""
+    ctl = Daemon(root=Path("/nonexistent"), socket=Path("/nonexistent.sock")).ctl
+    assert f"\n  {line}" in ctl(*words, "--help").stdout
