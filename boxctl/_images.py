@@ -391,10 +391,12 @@ def _names(image: dict[str, Any]) -> list[tuple[str, str, str]]:
         name, _, digest = repo_digest.partition("@")
         digests.setdefault(name, digest)
     rows = []
+    tagged = set()
     for tag in image["repo_tags"]:
         full, _, _ = tag.rpartition(":")
-        rows.append((*_short_name(tag), digests.pop(full, "<none>")))
-    rows.extend((familiar(name), "<none>", d) for name, d in digests.items())
+        tagged.add(full)
+        rows.append((*_short_name(tag), digests.get(full, "<none>")))
+    rows.extend((familiar(n), "<none>", d) for n, d in digests.items() if n not in tagged)
     return rows or [("<none>", "<none>", "<none>")]
 
 

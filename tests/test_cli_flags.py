@@ -13,7 +13,7 @@ import pytest
 from daemon_harness import Daemon
 from docker_clients import docker, needs_cli
 
-from boxctl._images import _ago
+from boxctl._images import _ago, image_rows
 
 pytestmark = pytest.mark.root
 
@@ -114,6 +114,27 @@ def test_ages_in_go_units_words() -> None:
     assert _ago(created, start + 1.5) == "1 second ago"
     assert _ago(created, start + 90) == "About a minute ago"
     assert _ago("", start) == "N/A"
+
+
+def test_images_shows_a_repository_s_digest_on_each_of_its_tags() -> None:
+    """As the docker CLI's images: every tag of a repository has that repository's digest
+    (the second tag of a pushed image showed <none>); a repository known by a digest alone
+    has its own row."""
+    image = {
+        "id": "sha256:" + "ab" * 32,
+        "created": "",
+        "size": 0,
+        "containers": 0,
+        "repo_tags": ["127.0.0.1:5000/app:1.2", "127.0.0.1:5000/app:1.3", "other:1"],
+        "repo_digests": ["127.0.0.1:5000/app@sha256:" + "cd" * 32, "third@sha256:" + "ef" * 32],
+    }
+    rows = [(r["Repository"], r["Tag"], r["Digest"]) for r in image_rows([image], 0, trunc=True)]
+    assert rows == [
+        ("127.0.0.1:5000/app", "1.2", "sha256:" + "cd" * 32),
+        ("127.0.0.1:5000/app", "1.3", "sha256:" + "cd" * 32),
+        ("other", "1", "<none>"),
+        ("third", "<none>", "sha256:" + "ef" * 32),
+    ]
 
 
 @needs_cli
