@@ -8,21 +8,7 @@ import sys
 from boxd import _wirejson
 
 from . import _args
-from ._args import (
-    ANY,
-    APPEND,
-    BOOL,
-    FLOAT,
-    INT,
-    ONE,
-    REST,
-    SOME,
-    VALUE,
-    Args,
-    Command,
-    Opt,
-    command_lines,
-)
+from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
 from ._client import USAGE, Client, CliError, call, check, socket_path, terminal_size
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -1149,6 +1135,8 @@ def find_command(name: str) -> Command | None:
 
 
 def _help() -> str:
+    from ._args import command_lines
+
     lines = [
         "usage: boxctl [--socket PATH] COMMAND [OPTIONS] [ARG...]",
         "",
