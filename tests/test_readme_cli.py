@@ -58,3 +58,21 @@ def test_the_readme_s_boxctl_examples_name_commands_and_their_options() -> None:
                 assert name in options, f"boxctl {' '.join(words)}: {name} is not an option"
             if options[names[-1]].takes_value and "=" not in word and len(names) == 1:
                 i += 1  # its value
+
+
+def test_the_readme_s_verb_synopses_name_their_options() -> None:
+    """`stop [-t -s]`, `logs [-n/--tail N|all -f ...]`: the options the README's prose gives
+    a verb (boxd-runtime's, in its own section, aside)."""
+    text = README.read_text().split("### An OCI runtime", 1)[0]
+    synopses = re.findall(r"`((?:[a-z]+\s)?[a-z]+)\s\[([^`]*?)\]", text)
+    checked = 0
+    for verb, inside in synopses:
+        flags = re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", inside)
+        if not flags:
+            continue
+        command, _ = _command(verb.split())
+        names = {name for o in command.options for name in o.names}
+        for flag in flags:
+            assert flag in names, f"`{verb} [{inside}]`: {flag} is not an option of {verb}"
+        checked += 1
+    assert checked > 10
