@@ -811,7 +811,7 @@ RESOURCE_OPTIONS = (
     Opt("-m", "--memory", kind=VALUE, help="memory limit (e.g. 256m)"),
     Opt("--memory-swap", kind=VALUE, help="memory + swap limit (-1: unlimited swap)"),
     Opt("--cpus", "--cpu", kind=VALUE, dest="cpus", help="CPU limit in cores (e.g. 0.5)"),
-    Opt("-c", "--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
+    Opt("-c", "--cpu-shares", kind=INT, help="relative CPU weight (1-262144; 1 is 2)"),
     Opt("--pids-limit", kind=INT, help="maximum number of processes (0 or less: none)"),
     Opt("--cpuset-cpus", kind=VALUE, help="CPUs allowed (e.g. 0-1,3)"),
 )
