@@ -859,7 +859,7 @@ RUN_OPTIONS = (
         kind=VALUE,
         dest="network",
         default="bridge",
-        help="bridge (default), host, none or a network's name",
+        help="bridge (default), host, none, container:NAME or a network's name",
     ),
 )
 RUN_OPTIONS_AFTER_VOLUMES = (
