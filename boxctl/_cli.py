@@ -1012,7 +1012,10 @@ COMMANDS = (
                 "--filter",
                 kind=APPEND,
                 metavar="KEY=VALUE",
-                help=("id, name, label, status, exited, ancestor, before, since"),
+                help=(
+                    "id, name, label, status, exited, ancestor, before, since, health, "
+                    "network, volume, publish, expose, is-task"
+                ),
             ),
             Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Names}})"),
             Opt("-n", "--last", kind=INT, default=None, help="the newest N, stopped included"),
