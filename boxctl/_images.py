@@ -754,7 +754,7 @@ IMAGES_OPTIONS = (
         "--filter",
         kind=APPEND,
         metavar="KEY=VALUE",
-        help="dangling, label (every one given), before, since, reference",
+        help="dangling, label (every one given), before, since, until, reference",
     ),
     Opt(
         "--format",

@@ -218,12 +218,14 @@ def test_a_group_s_help_lists_its_commands(group: str, commands: tuple[str, ...]
         (("create",), "--network, --net NETWORK     bridge (default), host, none, container:NAME"),
         (("ps",), "-f, --filter KEY=VALUE       id, name, label, status, exited, ancestor, "
                   "before, since, health, network, volume, publish, expose, is-task"),
+        (("images",), "-f, --filter KEY=VALUE       dangling, label (every one given), before, "
+                      "since, until, reference"),
     ],
 )  # fmt: skip
 def test_an_option_s_help_says_what_it_takes(words: tuple[str, ...], line: str) -> None:
     """`volume create -o` said "a driver option (none)" though it takes Docker's bind of a
     host directory; `network ls -f` left out `dangling`; `--cpu-shares` said 2-262144,
     though 1 is taken (README) and a refusal says 1 to 262144; `--network` left out
-    container:NAME; `ps -f` half the filters it takes."""
+    container:NAME; `ps -f` half the filters it takes, `images -f` until."""
     ctl = Daemon(root=Path("/nonexistent"), socket=Path("/nonexistent.sock")).ctl
     assert f"\n  {line}" in ctl(*words, "--help").stdout
