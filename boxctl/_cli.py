@@ -887,7 +887,10 @@ RUN_OPTIONS_AFTER_VOLUMES = (
         "--log-opt",
         kind=APPEND,
         metavar="KEY=VALUE",
-        help="max-size=10m, max-file=3; labels=, labels-regex=, env=, env-regex=, tag=, mode=",
+        help=(
+            "max-size=10m, max-file=3; labels=, labels-regex=, env=, env-regex=, tag=, mode=, "
+            "max-buffer-size="
+        ),
     ),
     Opt("--log-max-size", kind=VALUE, help="rotate the log at this size (e.g. 10m)"),
     Opt("--log-max-files", kind=INT, help="log files kept"),

@@ -220,12 +220,15 @@ def test_a_group_s_help_lists_its_commands(group: str, commands: tuple[str, ...]
                   "before, since, health, network, volume, publish, expose, is-task"),
         (("images",), "-f, --filter KEY=VALUE       dangling, label (every one given), before, "
                       "since, until, reference"),
+        (("run",), "--log-opt KEY=VALUE          max-size=10m, max-file=3; labels=, "
+                   "labels-regex=, env=, env-regex=, tag=, mode=, max-buffer-size="),
     ],
 )  # fmt: skip
 def test_an_option_s_help_says_what_it_takes(words: tuple[str, ...], line: str) -> None:
     """`volume create -o` said "a driver option (none)" though it takes Docker's bind of a
     host directory; `network ls -f` left out `dangling`; `--cpu-shares` said 2-262144,
     though 1 is taken (README) and a refusal says 1 to 262144; `--network` left out
-    container:NAME; `ps -f` half the filters it takes, `images -f` until."""
+    container:NAME; `ps -f` half the filters it takes, `images -f` until,
+    `--log-opt` max-buffer-size."""
     ctl = Daemon(root=Path("/nonexistent"), socket=Path("/nonexistent.sock")).ctl
     assert f"\n  {line}" in ctl(*words, "--help").stdout
