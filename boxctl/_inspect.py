@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from ._args import Args
-from ._client import CliError, call
+from ._client import CliError, call, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -85,9 +85,7 @@ def show(args: Args, refs: list[str], kind: str | None) -> int:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
     if template is None:
-        import json  # not at start: json imports re and enum (see boxd._wirejson)
-
-        print(json.dumps(found, indent=4, ensure_ascii=False))
+        print_json(found)
     else:
         for item in found:
             print(template.render(item))

@@ -346,3 +346,21 @@ def test_disable_content_trust_is_taken_and_its_false_refused(daemon: Daemon) ->
         assert (r.returncode, r.stderr) == (125, refused), args
     assert daemon.ctl("ps", "-aq").stdout.count("\n") == 1
     daemon.ctl("rm", "t")
+
+
+def test_volume_and_network_inspect_print_as_docker_inspect(daemon: Daemon) -> None:
+    """The docker CLI's inspect JSON: four spaces and UTF-8 text.  `volume inspect` and
+    `network inspect` printed two spaces and \\u escapes, unlike `boxctl inspect` (even of
+    the same network)."""
+    daemon.ctl("volume", "create", "--label", "équipe=café", "vi")
+    daemon.ctl("network", "create", "--label", "équipe=café", "ni")
+    try:
+        volume = daemon.ctl("volume", "inspect", "vi").stdout
+        network = daemon.ctl("network", "inspect", "ni").stdout
+        for out in (volume, network):
+            assert out.startswith("[\n    {\n        "), out
+            assert '"équipe": "café"' in out, out
+        assert network == daemon.ctl("inspect", "--type", "network", "ni").stdout
+    finally:
+        daemon.ctl("volume", "rm", "vi", check=False)
+        daemon.ctl("network", "rm", "ni", check=False)
