@@ -364,3 +364,28 @@ def test_volume_and_network_inspect_print_as_docker_inspect(daemon: Daemon) -> N
     finally:
         daemon.ctl("volume", "rm", "vi", check=False)
         daemon.ctl("network", "rm", "ni", check=False)
+
+
+@needs_cli
+def test_inspect_prints_what_docker_inspect_prints_of_a_container_s_networks(
+    daemon: Daemon,
+) -> None:
+    """boxctl inspect shaped the record itself and named each endpoint's network where its
+    NetworkID belongs, without DNSNames or the aliases the Engine API (1.44) gives: the
+    docker CLI on the same daemon is the reference."""
+    daemon.ctl("network", "create", "insp")
+    try:
+        daemon.ctl("run", "-d", "--name", "c", "default", "sleep", "300")
+        daemon.ctl("network", "connect", "--alias", "al", "insp", "c")
+        for args in (["inspect", "c"], ["container", "inspect", "c"]):
+            ours, theirs = daemon.ctl(*args), docker(daemon, *args)
+            assert theirs.returncode == 0, theirs.stderr
+            assert ours.stdout == theirs.stdout
+        [shown] = json.loads(daemon.ctl("inspect", "c").stdout)
+        endpoint = shown["NetworkSettings"]["Networks"]["insp"]
+        network_id = daemon.ctl("network", "inspect", "-f", "{{.Id}}", "insp").stdout.strip()
+        assert endpoint["NetworkID"] == network_id
+        assert endpoint["DNSNames"][:2] == ["c", "al"]
+    finally:
+        daemon.ctl("rm", "-f", "c", check=False)
+        daemon.ctl("network", "rm", "insp", check=False)
