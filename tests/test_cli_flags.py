@@ -389,3 +389,40 @@ def test_inspect_prints_what_docker_inspect_prints_of_a_container_s_networks(
     finally:
         daemon.ctl("rm", "-f", "c", check=False)
         daemon.ctl("network", "rm", "insp", check=False)
+
+
+@needs_cli
+def test_ps_shows_ports_networks_and_local_volumes_as_docker_ps(daemon: Daemon) -> None:
+    """A stopped container showed its exposed ports and only its first network, every
+    container 0 local volumes, and a --network container:NAME joiner that mode as a network:
+    the docker CLI's ps on the same daemon is the reference (its networks in a Go map's
+    order: compared as sets)."""
+    fields = "{{.Names}}|{{.Ports}}|{{.Networks}}|{{.LocalVolumes}}|{{.Mounts}}"
+
+    def rows(lines: str) -> set[tuple[str, ...]]:
+        found: set[tuple[str, ...]] = set()
+        for line in lines.splitlines():
+            name, ports, networks, count, mounts = line.split("|")
+            found.add((name, ports, ",".join(sorted(networks.split(","))), count, mounts))
+        return found
+
+    daemon.ctl("network", "create", "psn")
+    try:
+        daemon.ctl("run", "-d", "--name", "p", "--network", "psn", "-p", "80", "--expose", "90",
+                   "-v", "psv:/d", "-v", "/tmp:/t", "default", "sleep", "300")  # fmt: skip
+        daemon.ctl("network", "connect", "bridge", "p")
+        daemon.ctl(
+            "run", "-d", "--name", "j", "--network", "container:p", "default", "sleep", "300"
+        )
+        for stop in (False, True):
+            if stop:
+                daemon.ctl("stop", "-t", "0", "p", "j")
+            ours = rows(daemon.ctl("ps", "-a", "--format", fields).stdout)
+            theirs = docker(daemon, "ps", "-a", "--format", fields)
+            assert theirs.returncode == 0, theirs.stderr
+            assert ours == rows(theirs.stdout), stop
+            (p,) = [r for r in ours if r[0] == "p"]
+            assert p[2:] == ("bridge,psn", "1", "psv,/tmp") and ("90/tcp" in p[1]) is not stop
+    finally:
+        daemon.ctl("rm", "-fv", "p", "j", check=False)
+        daemon.ctl("network", "rm", "psn", check=False)
