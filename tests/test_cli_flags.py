@@ -394,9 +394,10 @@ def test_inspect_prints_what_docker_inspect_prints_of_a_container_s_networks(
 @needs_cli
 def test_ps_shows_ports_networks_and_local_volumes_as_docker_ps(daemon: Daemon) -> None:
     """A stopped container showed its exposed ports and only its first network, every
-    container 0 local volumes, and a --network container:NAME joiner that mode as a network:
-    the docker CLI's ps on the same daemon is the reference (its networks in a Go map's
-    order: compared as sets)."""
+    container 0 local volumes, and a --network container:NAME joiner that mode as a network;
+    the Engine API gave a host or none container no network (Docker's lists that one): the
+    docker CLI's ps on the same daemon is the reference (its networks in a Go map's order:
+    compared as sets)."""
     fields = "{{.Names}}|{{.Ports}}|{{.Networks}}|{{.LocalVolumes}}|{{.Mounts}}"
 
     def rows(lines: str) -> set[tuple[str, ...]]:
@@ -414,6 +415,8 @@ def test_ps_shows_ports_networks_and_local_volumes_as_docker_ps(daemon: Daemon) 
         daemon.ctl(
             "run", "-d", "--name", "j", "--network", "container:p", "default", "sleep", "300"
         )
+        daemon.ctl("run", "-d", "--name", "h", "--network", "host", "default", "sleep", "300")
+        daemon.ctl("create", "--name", "n", "--network", "none", "default", "true")
         for stop in (False, True):
             if stop:
                 daemon.ctl("stop", "-t", "0", "p", "j")
@@ -423,6 +426,7 @@ def test_ps_shows_ports_networks_and_local_volumes_as_docker_ps(daemon: Daemon) 
             assert ours == rows(theirs.stdout), stop
             (p,) = [r for r in ours if r[0] == "p"]
             assert p[2:] == ("bridge,psn", "1", "psv,/tmp") and ("90/tcp" in p[1]) is not stop
+            assert {r[0]: r[2] for r in ours if r[0] in "hn"} == {"h": "host", "n": "none"}
     finally:
-        daemon.ctl("rm", "-fv", "p", "j", check=False)
+        daemon.ctl("rm", "-fv", "p", "j", "h", "n", check=False)
         daemon.ctl("network", "rm", "psn", check=False)
