@@ -935,7 +935,7 @@ SYSTEM_DF = Command(
 
 
 def _image_commands() -> dict[str, Command]:
-    from ._build import COMMANDS as BUILD  # boxctl build's, its module imported only here
+    from ._build import COMMANDS as BUILD  # boxctl build's
 
     return {**SUBCOMMANDS, "build": BUILD[0]}
 
@@ -945,7 +945,8 @@ def cmd_image(args: Args) -> int:
     if not args.words:
         raise CliError(f"boxctl image: a COMMAND is required ({names})", 2)
     name, words = args.words[0], args.words[1:]
-    command = _image_commands().get(name)
+    # build's module is imported only for it (and for help)
+    command = _image_commands()[name] if name == "build" else SUBCOMMANDS.get(name)
     if command is None:
         raise CliError(f"boxctl image: unknown command {name!r} (use {names})", 2)
     sub = command.parse(words, f"boxctl image {name}")
