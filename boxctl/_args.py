@@ -22,7 +22,7 @@ from ._client import USAGE, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
 # Option kinds.
@@ -94,16 +94,19 @@ class Command:
         options: Sequence[Opt] | Callable[[], Sequence[Opt]] = (),
         operands: Sequence[tuple[str, str, str]] = (),
         aliases: Sequence[str] = (),
+        subcommands: Callable[[], Iterable[tuple[str, Command]]] | None = None,
     ) -> None:
         """``operands``: (dest, kind, metavar) in order; only the last may be SOME, ANY
         or REST.  ``options`` may be a function that gives them when they are first
-        needed (a command's options from a module only it imports)."""
+        needed (a command's options from a module only it imports).  ``subcommands``:
+        a group's (name, command) pairs, which its help lists."""
         self.name = name
         self.handler = handler
         self.help = help
         self._options = options
         self.operands = operands
         self.aliases = tuple(aliases)
+        self.subcommands = subcommands
 
     @property
     def options(self) -> Sequence[Opt]:
@@ -127,6 +130,8 @@ class Command:
         lines = [self.usage(prog), "", self.help]
         if self.aliases:
             lines.append(f"(also: {', '.join(self.aliases)})")
+        if self.subcommands is not None:
+            lines += ["", "commands:", *command_lines(self.subcommands())]
         helps = "--help" if any("-h" in o.names for o in self.options) else "-h, --help"
         lines += ["", "options:", f"  {helps:<28} show this help and exit"]
         for opt in self.options:
@@ -245,6 +250,16 @@ class Command:
             words.clear()
         if words:
             raise fail(f"unexpected argument {words[0]!r}")
+
+
+def command_lines(named: Iterable[tuple[str, Command]]) -> list[str]:
+    """Help's lines of commands, in order, each with every name it is given by."""
+    names: dict[int, list[str]] = {}
+    commands: dict[int, Command] = {}
+    for name, command in named:
+        names.setdefault(id(command), []).append(name)
+        commands[id(command)] = command
+    return [f"  {', '.join(names[key]):<20} {c.help}" for key, c in commands.items()]
 
 
 def prune_filters(specs: list[str]) -> dict[str, list[str]]:

@@ -811,7 +811,7 @@ RESOURCE_OPTIONS = (
     Opt("-m", "--memory", kind=VALUE, help="memory limit (e.g. 256m)"),
     Opt("--memory-swap", kind=VALUE, help="memory + swap limit (-1: unlimited swap)"),
     Opt("--cpus", "--cpu", kind=VALUE, dest="cpus", help="CPU limit in cores (e.g. 0.5)"),
-    Opt("-c", "--cpu-shares", kind=INT, help="relative CPU weight (2-262144)"),
+    Opt("-c", "--cpu-shares", kind=INT, help="relative CPU weight (1-262144; 1 is 2)"),
     Opt("--pids-limit", kind=INT, help="maximum number of processes (0 or less: none)"),
     Opt("--cpuset-cpus", kind=VALUE, help="CPUs allowed (e.g. 0-1,3)"),
 )
@@ -859,7 +859,7 @@ RUN_OPTIONS = (
         kind=VALUE,
         dest="network",
         default="bridge",
-        help="bridge (default), host, none or a network's name",
+        help="bridge (default), host, none, container:NAME or a network's name",
     ),
 )
 RUN_OPTIONS_AFTER_VOLUMES = (
@@ -887,7 +887,10 @@ RUN_OPTIONS_AFTER_VOLUMES = (
         "--log-opt",
         kind=APPEND,
         metavar="KEY=VALUE",
-        help="max-size=10m, max-file=3; labels=, labels-regex=, env=, env-regex=, tag=, mode=",
+        help=(
+            "max-size=10m, max-file=3; labels=, labels-regex=, env=, env-regex=, tag=, mode=, "
+            "max-buffer-size="
+        ),
     ),
     Opt("--log-max-size", kind=VALUE, help="rotate the log at this size (e.g. 10m)"),
     Opt("--log-max-files", kind=INT, help="log files kept"),
@@ -1012,7 +1015,10 @@ COMMANDS = (
                 "--filter",
                 kind=APPEND,
                 metavar="KEY=VALUE",
-                help=("id, name, label, status, exited, ancestor, before, since"),
+                help=(
+                    "id, name, label, status, exited, ancestor, before, since, health, "
+                    "network, volume, publish, expose, is-task"
+                ),
             ),
             Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Names}})"),
             Opt("-n", "--last", kind=INT, default=None, help="the newest N, stopped included"),
@@ -1135,6 +1141,8 @@ def find_command(name: str) -> Command | None:
 
 
 def _help() -> str:
+    from ._args import command_lines
+
     lines = [
         "usage: boxctl [--socket PATH] COMMAND [OPTIONS] [ARG...]",
         "",
@@ -1142,9 +1150,7 @@ def _help() -> str:
         "",
         "commands:",
     ]
-    for c in all_commands():
-        names = ", ".join((c.name, *c.aliases))
-        lines.append(f"  {names:<20} {c.help}")
+    lines += command_lines((n, c) for c in all_commands() for n in (c.name, *c.aliases))
     lines += [
         "",
         "options:",

@@ -147,10 +147,11 @@ def terminal_size() -> tuple[int, int] | None:
 
 
 def print_json(value: object) -> None:
-    """``value`` as indented JSON on stdout (``inspect``, ``--format json``)."""
+    """``value`` as indented JSON on stdout (``inspect``, ``--format json``), as the docker
+    CLI prints inspect's: four spaces, text as it is (UTF-8, not ``\\u`` escapes)."""
     import json  # not at start: json imports re and enum, ~7 ms of every boxctl call
 
-    print(json.dumps(value, indent=2))
+    print(json.dumps(value, indent=4, ensure_ascii=False))
 
 
 def call(path: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -391,10 +391,12 @@ def _names(image: dict[str, Any]) -> list[tuple[str, str, str]]:
         name, _, digest = repo_digest.partition("@")
         digests.setdefault(name, digest)
     rows = []
+    tagged = set()
     for tag in image["repo_tags"]:
         full, _, _ = tag.rpartition(":")
-        rows.append((*_short_name(tag), digests.pop(full, "<none>")))
-    rows.extend((familiar(name), "<none>", d) for name, d in digests.items())
+        tagged.add(full)
+        rows.append((*_short_name(tag), digests.get(full, "<none>")))
+    rows.extend((familiar(n), "<none>", d) for n, d in digests.items() if n not in tagged)
     return rows or [("<none>", "<none>", "<none>")]
 
 
@@ -693,16 +695,21 @@ def cmd_df(args: Args) -> int:
     return 0
 
 
-def cmd_system(args: Args) -> int:
+def _system_commands() -> dict[str, Command]:
+    """Docker's system group: its own df and prune, and events and info as aliases."""
     from ._cli import find_command
     from ._volumes import SYSTEM_PRUNE
 
-    # Docker's system group: its own df and prune, and events and info as aliases.
-    commands = {
-        "df": SYSTEM_DF,
-        "prune": SYSTEM_PRUNE,
-        **{n: find_command(n) for n in ("events", "info")},
-    }
+    commands = {"df": SYSTEM_DF, "prune": SYSTEM_PRUNE}
+    for name in ("events", "info"):
+        command = find_command(name)
+        assert command is not None
+        commands[name] = command
+    return commands
+
+
+def cmd_system(args: Args) -> int:
+    commands = _system_commands()
     command = commands.get(args.words[0] if args.words else "")
     if command is None:
         raise CliError(f"boxctl system: the commands are {', '.join(commands)}", 2)
@@ -747,7 +754,7 @@ IMAGES_OPTIONS = (
         "--filter",
         kind=APPEND,
         metavar="KEY=VALUE",
-        help="dangling, label (every one given), before, since, reference",
+        help="dangling, label (every one given), before, since, until, reference",
     ),
     Opt(
         "--format",
@@ -864,6 +871,7 @@ COMMANDS = (
         "events, info",
         (),
         (("words", REST, "df|prune|events|info [OPTIONS]"),),
+        subcommands=lambda: _system_commands().items(),
     ),
     Command(
         "history",
@@ -884,9 +892,11 @@ COMMANDS = (
 )
 
 _BY_NAME = {c.name: c for c in COMMANDS}
+_IMAGE_LS = Command("ls", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS)
+_IMAGE_RM = Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),))
 SUBCOMMANDS = {
-    "ls": Command("ls", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
-    "list": Command("list", cmd_images, "list images", IMAGES_OPTIONS, IMAGES_OPERANDS),
+    "ls": _IMAGE_LS,
+    "list": _IMAGE_LS,
     "inspect": Command(
         "inspect",
         cmd_image_inspect,
@@ -894,10 +904,8 @@ SUBCOMMANDS = {
         (Opt("-f", "--format", kind=VALUE, help="a Go template ({{.Id}})"),),
         (("images", SOME, "IMAGE"),),
     ),
-    "rm": Command("rm", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)),
-    "remove": Command(
-        "remove", cmd_rmi, "remove images", RMI_OPTIONS, (("images", SOME, "IMAGE"),)
-    ),
+    "rm": _IMAGE_RM,
+    "remove": _IMAGE_RM,
     "pull": _BY_NAME["pull"],
     "push": _BY_NAME["push"],
     "tag": _BY_NAME["tag"],
@@ -926,16 +934,19 @@ SYSTEM_DF = Command(
 )
 
 
+def _image_commands() -> dict[str, Command]:
+    from ._build import COMMANDS as BUILD  # boxctl build's
+
+    return {**SUBCOMMANDS, "build": BUILD[0]}
+
+
 def cmd_image(args: Args) -> int:
     names = ", ".join((*SUBCOMMANDS, "build"))
     if not args.words:
         raise CliError(f"boxctl image: a COMMAND is required ({names})", 2)
     name, words = args.words[0], args.words[1:]
-    command = SUBCOMMANDS.get(name)
-    if name == "build":  # boxctl build's, its module imported only for it
-        from ._build import COMMANDS as BUILD
-
-        command = BUILD[0]
+    # build's module is imported only for it (and for help)
+    command = _image_commands()[name] if name == "build" else SUBCOMMANDS.get(name)
     if command is None:
         raise CliError(f"boxctl image: unknown command {name!r} (use {names})", 2)
     sub = command.parse(words, f"boxctl image {name}")
@@ -947,7 +958,8 @@ def cmd_image(args: Args) -> int:
 IMAGE_COMMAND = Command(
     "image",
     cmd_image,
-    "manage images: ls, inspect, rm, pull, push, tag",
+    "manage images: ls, inspect, rm, build, pull, push, tag, prune, ...",
     (),
     (("words", REST, "COMMAND [ARG...]"),),
+    subcommands=lambda: _image_commands().items(),
 )

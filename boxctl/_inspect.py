@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from ._args import Args
-from ._client import CliError, call
+from ._client import CliError, call, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -22,15 +22,31 @@ def _container(socket: str, ref: str, size: bool = False) -> dict[str, Any]:
     # The Docker API's own shape, from the same record (imported here only: it is the
     # daemon's code and costs what the other verbs need not pay).
     from boxd._convert import structure
-    from boxd._dockerapi._shapes import inspect
+    from boxd._dockerapi._shapes import inspect, with_dns_names, with_old_aliases
     from boxd._records import Container
 
-    shaped: dict[str, Any] = inspect(
-        structure(answer["container"], Container), [], answer["log_path"]
-    )
+    container = structure(answer["container"], Container)
+    shaped: dict[str, Any] = inspect(container, [], answer["log_path"])
+    # What the docker CLI shows of it: the Engine API's (1.44) endpoints, with their
+    # DNSNames, aliases and network ids.
+    with_dns_names(container, shaped["NetworkSettings"])
+    with_old_aliases(container, shaped["NetworkSettings"])
+    for name, endpoint in shaped["NetworkSettings"]["Networks"].items():
+        endpoint["NetworkID"] = _network_id(socket, name)
     if size:
         shaped["SizeRw"], shaped["SizeRootFs"] = answer["size_rw"], answer["size_root_fs"]
     return shaped
+
+
+def _network_id(socket: str, name: str) -> str:
+    """The id of the network ``name`` as the Engine API gives an endpoint's ``NetworkID``
+    (the record names it; "" for one gone since)."""
+    try:
+        reply = call(socket, {"type": "NetworkInspectRequest", "networks": [name]})
+    except CliError:
+        return ""
+    network_id: str = reply["networks"][0]["id"]
+    return network_id
 
 
 def _image(socket: str, ref: str) -> dict[str, Any]:
@@ -85,9 +101,7 @@ def show(args: Args, refs: list[str], kind: str | None) -> int:
             print(f"boxctl: {exc}", file=sys.stderr)
             status = 1
     if template is None:
-        import json  # not at start: json imports re and enum (see boxd._wirejson)
-
-        print(json.dumps(found, indent=4, ensure_ascii=False))
+        print_json(found)
     else:
         for item in found:
             print(template.render(item))

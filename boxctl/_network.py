@@ -298,7 +298,7 @@ SUBCOMMANDS = (
                 "--filter",
                 kind=APPEND,
                 metavar="KEY=VALUE",
-                help="name, id, label, driver, scope, type=custom|builtin",
+                help="name, id, label, driver, scope, type=custom|builtin, dangling=true|false",
             ),
             Opt("--format", kind=VALUE, help="table, json, or a Go template ({{.Name}})"),
         ),
@@ -348,11 +348,9 @@ SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
 
 def cmd_network(args: Args) -> int:
     words = list(args.words)
-    if not words or words[0] in ("-h", "--help"):
-        lines = ["usage: boxctl network COMMAND [OPTIONS] [ARG...]", "", "commands:"]
-        lines += [f"  {', '.join((c.name, *c.aliases)):<20} {c.help}" for c in SUBCOMMANDS]
-        print("\n".join(lines))
-        return 0 if words else 2
+    if not words:
+        print(COMMANDS[0].help_text("boxctl network"))
+        return 2
     command = SUB_BY_NAME.get(words[0])
     if command is None:
         raise CliError(f"boxctl network: unknown command {words[0]!r}", 2)
@@ -362,7 +360,14 @@ def cmd_network(args: Args) -> int:
 
 
 COMMANDS = (
-    Command("network", cmd_network, "manage networks", (), (("words", REST, "COMMAND ..."),)),
+    Command(
+        "network",
+        cmd_network,
+        "manage networks",
+        (),
+        (("words", REST, "COMMAND ..."),),
+        subcommands=lambda: SUB_BY_NAME.items(),
+    ),
     Command(
         "port",
         cmd_port,

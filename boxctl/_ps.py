@@ -84,7 +84,9 @@ def _ports(c: dict[str, Any]) -> str:
         ports.append(
             (b["container_port"], b["host_ip"] or "0.0.0.0", b["host_port"], b["protocol"])
         )
-    for key in c["exposed"]:  # "80/tcp", or as --expose gave it: "80", "8000-8002/udp"
+    # Exposed ones only while it runs, as Docker shows them (a stopped container: none).
+    exposed = c["exposed"] if state_word(c) in ("running", "paused") else ()
+    for key in exposed:  # "80/tcp", or as --expose gave it: "80", "8000-8002/udp"
         numbers, _, proto = key.partition("/")
         proto = proto.lower() or "tcp"
         low, _, high = numbers.partition("-")
@@ -145,7 +147,14 @@ def _size(sizes: list[int] | None) -> str:
 
 
 def _networks(c: dict[str, Any]) -> str:
-    return ",".join(n for n in c["networks"] or [c["network"]] if n)
+    """Its networks by name (none for ``container:NAME``'s, as Docker shows them)."""
+    names = c["networks"] or [c["network"]]
+    return ",".join(n for n in names if n and not n.startswith("container:"))
+
+
+def _local_volumes(c: dict[str, Any]) -> str:
+    """How many of its mounts are volumes (the local driver's), not binds."""
+    return str(sum(1 for m in c["volumes"] if not m.startswith("/")))
 
 
 # Each field of a row from a ContainerBrief (with "size" when asked), the time and whether
@@ -167,7 +176,7 @@ COLUMNS: dict[str, Callable[[dict[str, Any], float, bool], Any]] = {
     "Label": lambda c, now, trunc: _label(c),
     "Mounts": lambda c, now, trunc: ",".join(_ellipsis(m) if trunc else m for m in c["volumes"]),
     "Networks": lambda c, now, trunc: _networks(c),
-    "LocalVolumes": lambda c, now, trunc: "0",
+    "LocalVolumes": lambda c, now, trunc: _local_volumes(c),
 }
 
 

@@ -258,6 +258,16 @@ def _printf(fmt: str, *args: Any) -> str:
     return "".join(out)
 
 
+def _print(*args: Any) -> str:
+    """Go's fmt.Sprint: a space between two operands only where neither is a string."""
+    out = []
+    for i, value in enumerate(args):
+        if i and not isinstance(value, str) and not isinstance(args[i - 1], str):
+            out.append(" ")
+        out.append(text_of(value))
+    return "".join(out)
+
+
 def _index(value: Any, *keys: Any) -> Any:
     for key in keys:
         try:
@@ -294,7 +304,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pad": lambda s, left, right: " " * left + text_of(s) + " " * right,
     "truncate": _truncate,
     "printf": _printf,
-    "print": lambda *a: "".join(text_of(v) for v in a),
+    "print": _print,
     "println": lambda *a: " ".join(text_of(v) for v in a) + "\n",
     "index": _index,
     "len": lambda v: len(v) if v not in (MISSING, None) else 0,

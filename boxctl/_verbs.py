@@ -185,15 +185,22 @@ CONTAINER_VERBS = (
 )
 
 
-def cmd_container(args: Args) -> int:
+def _container_commands() -> dict[str, Command]:
     from ._cli import find_command
 
+    commands = {PRUNE.name: PRUNE}
+    for name in CONTAINER_VERBS:
+        command = find_command(name)
+        assert command is not None
+        commands[name] = command
+    return commands
+
+
+def cmd_container(args: Args) -> int:
     if not args.words:
         raise CliError("boxctl container: a COMMAND is required (prune, ls, rm, ...)", USAGE)
     name, *rest = args.words
-    command = PRUNE if name == PRUNE.name else None
-    if name in CONTAINER_VERBS:
-        command = find_command(name)
+    command = _container_commands().get(name)
     if command is None:
         raise CliError(f"boxctl container: unknown command {name!r}", USAGE)
     prog = f"boxctl container {name}"
@@ -256,5 +263,6 @@ COMMANDS = (
         "manage containers: prune, and every container command (ls, rm, ...)",
         (),
         (("words", REST, "COMMAND [ARG...]"),),
+        subcommands=lambda: _container_commands().items(),
     ),
 )

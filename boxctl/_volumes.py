@@ -222,7 +222,13 @@ SUBCOMMANDS = (
             Opt("--name", kind=VALUE, help="the volume's name"),
             Opt("-d", "--driver", kind=VALUE, default="local", help="local (the one driver)"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
-            Opt("-o", "--opt", kind=APPEND, metavar="KEY=VALUE", help="a driver option (none)"),
+            Opt(
+                "-o",
+                "--opt",
+                kind=APPEND,
+                metavar="KEY=VALUE",
+                help="type=none -o o=bind -o device=DIR: the host directory DIR",
+            ),
         ),
         (("names", REST, "[NAME]"),),
     ),
@@ -268,11 +274,9 @@ SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
 
 def cmd_volume(args: Args) -> int:
     words = list(args.words)
-    if not words or words[0] in ("-h", "--help"):
-        lines = ["usage: boxctl volume COMMAND [OPTIONS] [ARG...]", "", "commands:"]
-        lines += [f"  {', '.join((c.name, *c.aliases)):<20} {c.help}" for c in SUBCOMMANDS]
-        print("\n".join(lines))
-        return 0 if words else USAGE
+    if not words:
+        print(COMMANDS[0].help_text("boxctl volume"))
+        return USAGE
     command = SUB_BY_NAME.get(words[0])
     if command is None:
         raise CliError(f"boxctl volume: unknown command {words[0]!r}", USAGE)
@@ -339,5 +343,6 @@ COMMANDS = (
         "manage volumes: create, ls, inspect, rm, prune",
         (),
         (("words", REST, "COMMAND ..."),),
+        subcommands=lambda: SUB_BY_NAME.items(),
     ),
 )

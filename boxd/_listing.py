@@ -190,7 +190,7 @@ class ContainerBrief:
     network: str
     volumes: tuple[str, ...]  # each volume's name, a bind's host path (ps's Mounts)
     ports: tuple[PortBinding, ...]  # state.network.ports: the published ones
-    networks: tuple[str, ...]  # state.network.endpoints: the networks it is on
+    networks: tuple[str, ...]  # state.network.endpoints, then config.networks' others
     health: str = ""  # state.health's status, "" without one
 
 
@@ -291,7 +291,14 @@ def _fixed_brief(config: ContainerConfig, network: NetworkSettings) -> str:
             "network": config.network,
             "volumes": [v.volume or v.host for v in config.volumes],
             "ports": unstructure(network.ports),
-            "networks": [e.network for e in network.endpoints],
+            # The networks it is on, then those it joins at its next start (Docker's ps
+            # lists a stopped container's networks too).
+            "networks": list(
+                dict.fromkeys(
+                    [*(e.network for e in network.endpoints)]
+                    + [j.network for j in config.networks or ()]
+                )
+            ),
         }
     )[1:]
 

@@ -248,10 +248,17 @@ def _bytes_below(top: Path) -> int:
 
 
 def _check_volume_sources(config: ContainerConfig) -> None:
-    """A missing host path is named at create, not found by a mount at start."""
+    """A missing host path is named at create, not found by a mount at start: a -v's (a
+    Bind's) in boxd's words, a --mount's (HostConfig.Mounts') in Docker's daemon's."""
+    mounted = {posixpath.normpath(p) for p in config.mount_points}
     for v in config.volumes:
-        if not v.is_volume and not os.path.exists(v.host):
-            raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
+        if v.is_volume or os.path.exists(v.host):
+            continue
+        if posixpath.normpath(v.container) in mounted:
+            raise ValueError(
+                f'invalid mount config for type "bind": bind source path does not exist: {v.host}'
+            )
+        raise invalid("volumes", f"{v.host}:{v.container}", f"{v.host} does not exist")
 
 
 class Supervisor:

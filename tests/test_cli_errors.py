@@ -183,3 +183,52 @@ def test_version_flag_and_help_command_as_docker(tmp_path: Path) -> None:
     assert ctl("help", "run").stdout.startswith("usage: boxctl run [OPTIONS] IMAGE")
     r = ctl("help", "frob", check=False)
     assert (r.returncode, r.stderr) == (1, "boxctl: unknown command 'frob' (see 'boxctl --help')\n")
+
+
+@pytest.mark.parametrize(
+    ("group", "commands"),
+    [
+        ("network", ("create", "ls, list", "inspect", "rm, remove", "prune", "connect")),
+        ("volume", ("create", "ls, list", "inspect", "rm, remove", "prune")),
+        ("image", ("ls, list", "rm, remove", "build", "history", "prune", "save", "load")),
+        ("system", ("df", "prune", "events", "info")),
+        ("container", ("prune", "ls, list, ps", "rm, remove", "exec", "cp", "port")),
+    ],
+)
+def test_a_group_s_help_lists_its_commands(group: str, commands: tuple[str, ...]) -> None:
+    """`docker network --help` lists the group's commands; boxctl's listed none (only -h),
+    so `boxctl volume --help` did not say how to list volumes."""
+    ctl = Daemon(root=Path("/nonexistent"), socket=Path("/nonexistent.sock")).ctl
+    for words in ((group, "--help"), (group, "-h"), ("help", group)):
+        out = ctl(*words).stdout
+        assert out.startswith(f"usage: boxctl {group} "), out
+        listed = out.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        names = [line[2:22].strip() for line in listed]
+        assert set(commands) <= set(names), (names, out)
+
+
+@pytest.mark.parametrize(
+    ("words", "line"),
+    [  # what the README documents, which their help said otherwise or left out
+        (("volume", "create"), "-o, --opt KEY=VALUE          type=none -o o=bind -o device=DIR"),
+        (("network", "ls"), "-f, --filter KEY=VALUE       name, id, label, driver, scope, "
+                            "type=custom|builtin, dangling=true|false"),
+        (("run",), "-c, --cpu-shares CPU_SHARES  relative CPU weight (1-262144; "),
+        (("update",), "-c, --cpu-shares CPU_SHARES  relative CPU weight (1-262144; "),
+        (("create",), "--network, --net NETWORK     bridge (default), host, none, container:NAME"),
+        (("ps",), "-f, --filter KEY=VALUE       id, name, label, status, exited, ancestor, "
+                  "before, since, health, network, volume, publish, expose, is-task"),
+        (("images",), "-f, --filter KEY=VALUE       dangling, label (every one given), before, "
+                      "since, until, reference"),
+        (("run",), "--log-opt KEY=VALUE          max-size=10m, max-file=3; labels=, "
+                   "labels-regex=, env=, env-regex=, tag=, mode=, max-buffer-size="),
+    ],
+)  # fmt: skip
+def test_an_option_s_help_says_what_it_takes(words: tuple[str, ...], line: str) -> None:
+    """`volume create -o` said "a driver option (none)" though it takes Docker's bind of a
+    host directory; `network ls -f` left out `dangling`; `--cpu-shares` said 2-262144,
+    though 1 is taken (README) and a refusal says 1 to 262144; `--network` left out
+    container:NAME; `ps -f` half the filters it takes, `images -f` until,
+    `--log-opt` max-buffer-size."""
+    ctl = Daemon(root=Path("/nonexistent"), socket=Path("/nonexistent.sock")).ctl
+    assert f"\n  {line}" in ctl(*words, "--help").stdout

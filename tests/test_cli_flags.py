@@ -13,7 +13,7 @@ import pytest
 from daemon_harness import Daemon
 from docker_clients import docker, needs_cli
 
-from boxctl._images import _ago
+from boxctl._images import _ago, image_rows
 
 pytestmark = pytest.mark.root
 
@@ -114,6 +114,27 @@ def test_ages_in_go_units_words() -> None:
     assert _ago(created, start + 1.5) == "1 second ago"
     assert _ago(created, start + 90) == "About a minute ago"
     assert _ago("", start) == "N/A"
+
+
+def test_images_shows_a_repository_s_digest_on_each_of_its_tags() -> None:
+    """As the docker CLI's images: every tag of a repository has that repository's digest
+    (the second tag of a pushed image showed <none>); a repository known by a digest alone
+    has its own row."""
+    image = {
+        "id": "sha256:" + "ab" * 32,
+        "created": "",
+        "size": 0,
+        "containers": 0,
+        "repo_tags": ["127.0.0.1:5000/app:1.2", "127.0.0.1:5000/app:1.3", "other:1"],
+        "repo_digests": ["127.0.0.1:5000/app@sha256:" + "cd" * 32, "third@sha256:" + "ef" * 32],
+    }
+    rows = [(r["Repository"], r["Tag"], r["Digest"]) for r in image_rows([image], 0, trunc=True)]
+    assert rows == [
+        ("127.0.0.1:5000/app", "1.2", "sha256:" + "cd" * 32),
+        ("127.0.0.1:5000/app", "1.3", "sha256:" + "cd" * 32),
+        ("other", "1", "<none>"),
+        ("third", "<none>", "sha256:" + "ef" * 32),
+    ]
 
 
 @needs_cli
@@ -325,3 +346,87 @@ def test_disable_content_trust_is_taken_and_its_false_refused(daemon: Daemon) ->
         assert (r.returncode, r.stderr) == (125, refused), args
     assert daemon.ctl("ps", "-aq").stdout.count("\n") == 1
     daemon.ctl("rm", "t")
+
+
+def test_volume_and_network_inspect_print_as_docker_inspect(daemon: Daemon) -> None:
+    """The docker CLI's inspect JSON: four spaces and UTF-8 text.  `volume inspect` and
+    `network inspect` printed two spaces and \\u escapes, unlike `boxctl inspect` (even of
+    the same network)."""
+    daemon.ctl("volume", "create", "--label", "équipe=café", "vi")
+    daemon.ctl("network", "create", "--label", "équipe=café", "ni")
+    try:
+        volume = daemon.ctl("volume", "inspect", "vi").stdout
+        network = daemon.ctl("network", "inspect", "ni").stdout
+        for out in (volume, network):
+            assert out.startswith("[\n    {\n        "), out
+            assert '"équipe": "café"' in out, out
+        assert network == daemon.ctl("inspect", "--type", "network", "ni").stdout
+    finally:
+        daemon.ctl("volume", "rm", "vi", check=False)
+        daemon.ctl("network", "rm", "ni", check=False)
+
+
+@needs_cli
+def test_inspect_prints_what_docker_inspect_prints_of_a_container_s_networks(
+    daemon: Daemon,
+) -> None:
+    """boxctl inspect shaped the record itself and named each endpoint's network where its
+    NetworkID belongs, without DNSNames or the aliases the Engine API (1.44) gives: the
+    docker CLI on the same daemon is the reference."""
+    daemon.ctl("network", "create", "insp")
+    try:
+        daemon.ctl("run", "-d", "--name", "c", "default", "sleep", "300")
+        daemon.ctl("network", "connect", "--alias", "al", "insp", "c")
+        for args in (["inspect", "c"], ["container", "inspect", "c"]):
+            ours, theirs = daemon.ctl(*args), docker(daemon, *args)
+            assert theirs.returncode == 0, theirs.stderr
+            assert ours.stdout == theirs.stdout
+        [shown] = json.loads(daemon.ctl("inspect", "c").stdout)
+        endpoint = shown["NetworkSettings"]["Networks"]["insp"]
+        network_id = daemon.ctl("network", "inspect", "-f", "{{.Id}}", "insp").stdout.strip()
+        assert endpoint["NetworkID"] == network_id
+        assert endpoint["DNSNames"][:2] == ["c", "al"]
+    finally:
+        daemon.ctl("rm", "-f", "c", check=False)
+        daemon.ctl("network", "rm", "insp", check=False)
+
+
+@needs_cli
+def test_ps_shows_ports_networks_and_local_volumes_as_docker_ps(daemon: Daemon) -> None:
+    """A stopped container showed its exposed ports and only its first network, every
+    container 0 local volumes, and a --network container:NAME joiner that mode as a network;
+    the Engine API gave a host or none container no network (Docker's lists that one): the
+    docker CLI's ps on the same daemon is the reference (its networks in a Go map's order:
+    compared as sets)."""
+    fields = "{{.Names}}|{{.Ports}}|{{.Networks}}|{{.LocalVolumes}}|{{.Mounts}}"
+
+    def rows(lines: str) -> set[tuple[str, ...]]:
+        found: set[tuple[str, ...]] = set()
+        for line in lines.splitlines():
+            name, ports, networks, count, mounts = line.split("|")
+            found.add((name, ports, ",".join(sorted(networks.split(","))), count, mounts))
+        return found
+
+    daemon.ctl("network", "create", "psn")
+    try:
+        daemon.ctl("run", "-d", "--name", "p", "--network", "psn", "-p", "80", "--expose", "90",
+                   "-v", "psv:/d", "-v", "/tmp:/t", "default", "sleep", "300")  # fmt: skip
+        daemon.ctl("network", "connect", "bridge", "p")
+        daemon.ctl(
+            "run", "-d", "--name", "j", "--network", "container:p", "default", "sleep", "300"
+        )
+        daemon.ctl("run", "-d", "--name", "h", "--network", "host", "default", "sleep", "300")
+        daemon.ctl("create", "--name", "n", "--network", "none", "default", "true")
+        for stop in (False, True):
+            if stop:
+                daemon.ctl("stop", "-t", "0", "p", "j")
+            ours = rows(daemon.ctl("ps", "-a", "--format", fields).stdout)
+            theirs = docker(daemon, "ps", "-a", "--format", fields)
+            assert theirs.returncode == 0, theirs.stderr
+            assert ours == rows(theirs.stdout), stop
+            (p,) = [r for r in ours if r[0] == "p"]
+            assert p[2:] == ("bridge,psn", "1", "psv,/tmp") and ("90/tcp" in p[1]) is not stop
+            assert {r[0]: r[2] for r in ours if r[0] in "hn"} == {"h": "host", "n": "none"}
+    finally:
+        daemon.ctl("rm", "-fv", "p", "j", "h", "n", check=False)
+        daemon.ctl("network", "rm", "psn", check=False)

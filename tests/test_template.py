@@ -70,6 +70,10 @@ DATA: dict[str, Any] = {
         # An escape in a quoted string is the string's (docker inspect's line idiom).
         ('{{range .Mounts}}{{.Destination}}{{"\\n"}}{{end}}', "/data\n/logs\n"),
         ('{{printf "%s\\t%d" .Names .State.Pid}}', "web\t4242"),
+        # print is Go's Sprint: a space between operands only where neither is a string.
+        ("{{print .State.Pid .State.ExitCode}}", "4242 0"),
+        ('{{print .Names .State.Pid "x" 1}}', "web4242x1"),
+        ("{{print .State.Running .Size}}", "true 1.5"),
     ],
 )
 def test_renders_as_go_does(fmt: str, expected: str) -> None:

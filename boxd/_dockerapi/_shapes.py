@@ -594,6 +594,8 @@ def _network_settings(c: Container) -> dict[str, Any]:
     # Docker shows them).
     for name, join in joins.items():
         networks.setdefault(name, endpoint(name, "", "", 0, join.mac))
+    if cfg.network in ("host", "none"):  # the one it is on, as Docker lists it
+        networks.setdefault(cfg.network, endpoint(cfg.network, "", "", 0, ""))
     first = now.endpoints[0] if now.endpoints else None
     return {
         "Bridge": "",
