@@ -2190,6 +2190,35 @@ def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> Non
             s.close()
 
 
+def test_a_client_sending_too_much_reads_why_it_was_refused(clean: Daemon) -> None:
+    """A request refused before it was read whole (a body over 16 MiB, headers over
+    64 KiB) is answered, then the connection lingers until its client has sent the rest
+    and closed: closed with input unread, the socket was reset, and a client that sends
+    its whole request before reading (Python's http.client) got a broken pipe, or a reset
+    for the answer it had not read yet, instead of the words that named what was wrong."""
+    create = json.dumps({"Image": "default", "Cmd": ["true"], "Env": ["X=" + "x" * (20 << 20)]})
+    for _ in range(3):
+        status, headers, data = _call(clean, "POST", "/containers/create", create.encode())
+        assert (status, headers["content-type"]) == (413, "application/json")
+        assert json.loads(data) == {"message": "request body larger than 16777216 bytes"}
+    for _ in range(3):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(clean.docker_socket))
+            s.settimeout(30)
+            s.sendall(
+                b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Big: " + b"b" * (200 << 10) + b"\r\n\r\n"
+            )
+            reply = b""
+            while data := s.recv(65536):
+                reply += data
+        assert reply.startswith(b"HTTP/1.1 431 ")
+        assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {
+            "message": "bad HTTP request: headers larger than 65536 bytes"
+        }
+    status, _, listing = _call(clean, "GET", "/containers/json?all=1")
+    assert (status, json.loads(listing)) == (200, [])
+
+
 def test_a_kept_alive_connection_is_not_closed_for_newer_ones(clean: Daemon) -> None:
     """A client's pool (docker-py's: ten and more per client) keeps its connections open
     between requests; one closed as the client sends its next request would get no answer.

@@ -111,6 +111,8 @@ class DockerApi:
         async with stream:
             try:
                 await self._serve(conn, pid, uid)
+                if conn.input_left:
+                    await conn.close_gently()
             except PeerGone:
                 pass
             except Exception as exc:  # a bug must cost one connection, not the daemon
@@ -152,10 +154,7 @@ class DockerApi:
                 if not conn.can_respond:
                     return  # in the middle of a stream: ending it is all that is left
                 await conn.error(error)
-            if conn.hijacked:
-                await conn.end_hijacked()
-                return
-            if not conn.keep_alive:
+            if conn.hijacked or not conn.keep_alive:
                 return
 
     async def _dispatch(self, conn: HttpConnection, request: Request) -> None:
