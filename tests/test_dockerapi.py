@@ -1637,7 +1637,13 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         # The classic builder only (the docker CLI then does not try BuildKit); no swarm.
         assert (headers["builder-version"], headers["swarm"]) == ("1", "inactive")
         assert body == (b"OK" if method == "GET" else b"")
-    for path in ("/version", "/v1.24/version", "/v1.41/version", "/v1.44/version"):
+    for path in (
+        "/version",
+        "/v1.24/version",
+        "/v1.41/version",
+        "/v1.44/version",
+        "/v1.44.0/version",
+    ):
         status, _, body = _call(clean, "GET", path)
         assert status == 200
         version = json.loads(body)
@@ -2031,7 +2037,13 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/no/such/route", None, 404, "page not found"),
     ("GET", '/plugins?filters={"colour":["red"]}', None, 400, "invalid filter 'colour'"),
     ("GET", "/images/search?term=alpine", None, 501, "docker search is not supported by boxd"),
-    ("PUT", "/containers/create", None, 405, "not allowed"),
+    # Docker's router answers a known path asked with another method as an unknown one.
+    ("PUT", "/containers/create", None, 404, "page not found: PUT /containers/create"),
+    ("HEAD", "/containers/json", None, 404, ""),
+    ("DELETE", "/v1.44/_ping", None, 404, "page not found: DELETE /_ping"),
+    # Any digits and dots are a version, as Docker's router reads them.
+    ("GET", "/v1/containers/json", None, 400, "client version 1 is too old"),
+    ("GET", "/v1.44.1/containers/json", None, 400, "client version 1.44.1 is too new"),
 ]
 # Swarm mode: every route answered as by a Docker node in no swarm, with Docker's words.
 BAD += [

@@ -38,12 +38,24 @@ RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
-_VERSIONED = re.compile(r"/v(\d+\.\d+)(/.*)\Z")
+# Any digits and dots, as Docker's router takes them: /v1/... is a version (too old).
+_VERSIONED = re.compile(r"/v([0-9.]+)(/.*)\Z")
+
+
+def _number(part: str) -> int:
+    try:
+        return int(part)
+    except ValueError:  # empty, or too long to convert
+        return 0
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """``"1.44"`` as ``(1, 44)``, to compare API versions."""
-    return tuple([int(p) for p in version.split(".")])
+    """``"1.44"`` as ``(1, 44)``, to compare API versions as Docker compares them: a
+    part that is not a number is 0, and missing parts are 0 (``1.44.0`` is ``1.44``)."""
+    parts = [_number(p) for p in version.split(".")]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 class ApiError(Exception):
