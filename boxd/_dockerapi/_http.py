@@ -219,7 +219,7 @@ class HttpConnection:
             except h11.RemoteProtocolError as exc:
                 why = _plain(exc)
                 if exc.error_status_hint == 431:  # h11's "Receive buffer too long"
-                    what = "a chunk's header or trailers" if in_body else "headers"
+                    what = "a chunk's header or trailers" if in_body else "request line and headers"
                     why = f"{what} larger than {MAX_HEADERS} bytes"
                 raise ApiError(exc.error_status_hint, f"bad HTTP request: {why}") from None
             if event is not h11.NEED_DATA:
