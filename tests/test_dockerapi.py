@@ -2202,6 +2202,38 @@ def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> Non
             s.close()
 
 
+def test_a_request_typed_by_hand_is_answered(clean: Daemon) -> None:
+    """A request typed into socat or nc comes in pieces, seconds apart: dockerd waits 5
+    minutes for a new connection's headers and for a body as long as it takes.  boxd closed
+    a connection whose first request (body included) had not all come within 5 s, and the
+    one typing it got no answer."""
+    body = json.dumps({"Image": "default", "Cmd": ["true"]}).encode()
+    typed = [
+        (b"GET /_ping HTTP/1.1\r\nHo", b"st: d\r\n\r\n"),
+        (
+            b"POST /containers/create?name=typed HTTP/1.1\r\nHost: d\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body),
+            body,
+        ),
+    ]
+    socks = [socket.socket(socket.AF_UNIX) for _ in typed]
+    try:
+        for s, (first, _) in zip(socks, typed, strict=True):
+            s.connect(str(clean.docker_socket))
+            s.settimeout(30)
+            s.sendall(first)
+        time.sleep(6)  # longer than boxd waited
+        assert _call(clean, "GET", "/_ping")[0] == 200  # others are served meanwhile
+        answers = []
+        for s, (_, rest) in zip(socks, typed, strict=True):
+            s.sendall(rest)
+            answers.append(s.recv(65536).split(b"\r\n", 1)[0])
+        assert answers == [b"HTTP/1.1 200 ", b"HTTP/1.1 201 "]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_a_client_sending_too_much_reads_why_it_was_refused(clean: Daemon) -> None:
     """A request refused before it was read whole (a body over 16 MiB, headers over
     64 KiB) is answered, then the connection lingers until its client has sent the rest

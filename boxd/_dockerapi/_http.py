@@ -15,7 +15,7 @@ import re
 import socket
 import struct
 import termios
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -230,10 +230,9 @@ class HttpConnection:
                 raise PeerGone(str(exc)) from None
             self.h11.receive_data(bytes(data))
 
-    async def next_request(self, streamed: Callable[[Request], bool]) -> Request | None:
-        """The next request, or None once the client has closed the connection.  Its body
-        is read whole (at most :data:`MAX_BODY`) unless ``streamed(request)`` says it is
-        one the handler reads with :meth:`body_chunks` (an image archive)."""
+    async def next_head(self) -> Request | None:
+        """The next request's line and headers (its body not read yet: see
+        :meth:`with_body`), or None once the client has closed the connection."""
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
         event = await self._event()
@@ -242,15 +241,18 @@ class HttpConnection:
         if not isinstance(event, h11.Request):
             raise ApiError(400, "bad HTTP request: expected a request line")
         self.method = event.method.decode("ascii", "replace").upper()
-        request = _request_of(event, b"")
-        whole = not streamed(request)
-        if whole and int(request.headers.get("content-length") or 0) > MAX_BODY:
+        return _request_of(event, b"")
+
+    async def with_body(self, request: Request, streamed: bool) -> Request:
+        """``request`` with its body, read whole (at most :data:`MAX_BODY`), unless it is
+        ``streamed``: one the handler reads with :meth:`body_chunks` (an image archive)."""
+        if not streamed and int(request.headers.get("content-length") or 0) > MAX_BODY:
             raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
         if self.h11.they_are_waiting_for_100_continue:
             # ``Expect: 100-continue`` (curl's, before a body over 1 MiB): told at once to
             # send it, before any answer (a streamed one begins before the body is read).
             await self._send(h11.InformationalResponse(status_code=100, headers=[]))
-        if not whole:
+        if streamed:
             return request
         body = bytearray()
         async for part in self.body_chunks():
