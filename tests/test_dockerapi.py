@@ -2234,6 +2234,23 @@ def test_a_request_typed_by_hand_is_answered(clean: Daemon) -> None:
             s.close()
 
 
+def test_bodies_announced_and_never_sent_cannot_lock_others_out(clean: Daemon) -> None:
+    """A body is waited for as long as it takes, but its connection still counts among
+    those waiting for a request: the longest-waiting of more than 128 is closed."""
+    head = b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 10\r\n\r\n{"
+    stuck = [socket.socket(socket.AF_UNIX) for _ in range(200)]
+    try:
+        for s in stuck:
+            s.connect(str(clean.docker_socket))
+            s.sendall(head)
+        assert _call(clean, "GET", "/_ping")[0] == 200
+        stuck[0].settimeout(30)
+        assert stuck[0].recv(1) == b""  # closed by the daemon, with no answer
+    finally:
+        for s in stuck:
+            s.close()
+
+
 def test_a_client_sending_too_much_reads_why_it_was_refused(clean: Daemon) -> None:
     """A request refused before it was read whole (a body over 16 MiB, headers over
     64 KiB) is answered, then the connection lingers until its client has sent the rest

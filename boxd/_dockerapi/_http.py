@@ -387,27 +387,22 @@ class HttpConnection:
                 await trio.sleep(pause)
                 pause = min(2 * pause or 0.0002, 0.01)
 
-    @property
-    def input_left(self) -> bool:
-        """Whether the client may still be sending what this side will not read: a
-        hijacked stream's input, the body of a request answered before it was read whole
-        (too large, or refused before a streamed body was read), or the rest of what
-        h11 could not parse (headers too large)."""
-        return self.hijacked or self.h11.their_state in (h11.SEND_BODY, h11.ERROR)
-
     async def close_gently(self) -> None:
-        """End a connection whose client may still be sending as a pipe ends: our side
-        first, so that the client reads all of the answer, then what it still sends is
-        read and dropped until it closes its side, for at most :data:`LINGER` seconds, as
-        Go's server (dockerd's) lingers.  A socket closed with input unread is reset, and
-        its client loses the answer: a hijacked stream's Docker CLI exits 1 with
-        "connection reset by peer" instead of the container's exit code (``yes | docker
-        run -i IMAGE head -n1``; dockerd has it too: moby/moby#35723), and a client that
-        sends its whole request before reading (Python's http.client) gets a broken pipe
-        instead of the 413 or 431 that named what was wrong.  A stream already closed (a
-        detach) is left as it is."""
+        """End a connection whose client may still be sending what this side will not
+        read (a hijacked stream's input, the body of a request answered before it was
+        read whole, the rest of what h11 could not parse) as a pipe ends: our side first,
+        so that the client reads all of the answer, then what it still sends is read and
+        dropped until it closes its side, for at most :data:`LINGER` seconds, as Go's
+        server (dockerd's) lingers.  A socket closed with input unread is reset, and its
+        client loses the answer: a hijacked stream's Docker CLI exits 1 with "connection
+        reset by peer" instead of the container's exit code (``yes | docker run -i IMAGE
+        head -n1``; dockerd has it too: moby/moby#35723), and a client that sends its
+        whole request before reading (Python's http.client) gets a broken pipe instead
+        of the 413 or 431 that named what was wrong.  A connection with nothing left to
+        read, or a stream already closed (a detach), is left as it is."""
         stream = self.stream
-        if not isinstance(stream, trio.abc.HalfCloseableStream):
+        left = self.hijacked or self.h11.their_state in (h11.SEND_BODY, h11.ERROR)
+        if not left or not isinstance(stream, trio.abc.HalfCloseableStream):
             return
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_eof()

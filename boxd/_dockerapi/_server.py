@@ -114,8 +114,6 @@ class DockerApi:
         async with stream:
             try:
                 await self._serve(conn, pid, uid)
-                if conn.input_left:
-                    await conn.close_gently()
             except PeerGone:
                 pass
             except Exception as exc:  # a bug must cost one connection, not the daemon
@@ -129,21 +127,27 @@ class DockerApi:
         the native socket (:mod:`boxd._idle`): silent connections time out, and the oldest
         waiting one makes room for a new one, so they cannot lock out real clients.
         Waiting for the next is bounded only in number (:data:`MAX_IDLE`).  A body, once
-        its head has come, is waited for as long as it takes, as dockerd waits."""
+        its head has come, is waited for as long as it takes, as dockerd waits, but still
+        counts among the waiting connections: a connection that never sends the body it
+        announced is closed to make room like a silent one."""
         waiting, timeout = self._waiting, FIRST_REQUEST_TIMEOUT
         while True:
             request = None
             try:
                 with waiting.waiting(timeout) as wait:
                     request = await conn.next_head()
-                if wait.evicted or wait.timed_out:
-                    log.debug("peer pid=%d uid=%d: no request in time, closed", pid, uid)
-                    return
-                if request is None:
-                    return
-                request = await conn.with_body(request, self._streamed(request))
+                    if request is not None:
+                        # Its body for as long as it takes, still among the waiting ones.
+                        wait.scope.deadline = math.inf
+                        request = await conn.with_body(request, self._streamed(request))
             except ApiError as exc:
                 await conn.refuse(exc)
+                await conn.close_gently()
+                return
+            if wait.evicted or wait.timed_out:
+                log.debug("peer pid=%d uid=%d: no request in time, closed", pid, uid)
+                return
+            if request is None:
                 return
             waiting, timeout = self._idle, math.inf
             log.debug("peer pid=%d uid=%d: %s %s", pid, uid, request.method, request.path)
@@ -157,9 +161,12 @@ class DockerApi:
                 if error is None:
                     raise
                 if not conn.can_respond:
-                    return  # in the middle of a stream: ending it is all that is left
+                    # In the middle of a stream: ending it is all that is left.
+                    await conn.close_gently()
+                    return
                 await conn.error(error)
             if conn.hijacked or not conn.keep_alive:
+                await conn.close_gently()
                 return
 
     async def _dispatch(self, conn: HttpConnection, request: Request) -> None:
