@@ -1404,6 +1404,43 @@ def _messages(ws: Any, *until: bytes) -> tuple[set[int], bytes]:
     return opcodes, data
 
 
+def test_an_attach_without_input_ends_when_its_client_goes(clean: Daemon) -> None:
+    """Nothing reads an attach's socket when it carries no stdin, so a client gone was
+    found only by the container's next output: each attach to a quiet container that its
+    client gave up held a descriptor of the daemon for good.  A half close is no end: the
+    docker CLI shuts its side at once when it has no input, and reads on."""
+    for name, script in (("quiet", "exec sleep 300"), ("late", "sleep 2; echo late; sleep 300")):
+        body = json.dumps({"Image": "default", "Cmd": ["sh", "-c", script]}).encode()
+        assert _call(clean, "POST", f"/containers/create?name={name}", body)[0] == 201
+        assert _call(clean, "POST", f"/containers/{name}/start")[0] == 204
+
+    def attach(name: str, upgrade: bool) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(clean.docker_socket))
+        s.settimeout(30)
+        asked = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
+        s.sendall(
+            f"POST /containers/{name}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+            f"Host: d\r\n{asked}\r\n".encode()
+        )
+        assert s.recv(4096).endswith(b"\r\n\r\n")  # the head, nothing more yet
+        return s
+
+    assert clean.process is not None
+    fds = f"/proc/{clean.process.pid}/fd"
+    attach("quiet", True).close()  # what a first attach loads, loaded
+    before = len(os.listdir(fds))
+    for upgrade in (True, False) * 25:
+        attach("quiet", upgrade).close()
+    until(lambda: len(os.listdir(fds)) <= before, "the daemon to close the attaches' sockets")
+    with attach("late", True) as s:
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while b"late" not in got and (data := s.recv(4096)):
+            got += data
+        assert got == b"\x01\x00\x00\x00\x00\x00\x00\x05late\n"
+
+
 def test_attach_over_a_websocket(clean: Daemon) -> None:
     """``GET /containers/ID/attach/ws``, the attach of browser consoles (Portainer's): the
     output in binary messages, stdout and stderr never multiplexed (API 1.28 on; text
