@@ -1695,6 +1695,15 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
 
 
+def test_filters_null_are_no_filters(clean: Daemon) -> None:
+    """``filters=null`` (a script's ``json.dumps(None)``) is no filter to Docker; boxd
+    refused it ("expected a JSON object")."""
+    for path in ("/containers/json", "/images/json", "/networks", "/volumes", "/plugins"):
+        status, _, body = _call(clean, "GET", f"{path}?filters=null")
+        assert status == 200, (path, body)
+        assert _call(clean, "GET", path)[2] == body
+
+
 @needs_cli
 def test_docker_version_shows_the_engine_as_docker_does(clean: Daemon) -> None:
     """``docker version``: the API version the CLI negotiated down to, the package's
