@@ -143,7 +143,13 @@ class Events:
         self._network_ids = network_ids or (lambda name: ("", "bridge"))
 
     def subscribe(self) -> tuple[list[Event], trio.MemoryReceiveChannel[Event]]:
-        """The events kept so far, and a channel of those to come."""
+        """The events kept so far, and a channel of those to come.
+
+        The channels of streams that have ended (their receiving side closed) are
+        forgotten here too, not only at the next event: a quiet daemon polled for its
+        events (``docker events --since 1m --until 0s`` every few seconds, a monitor's
+        ``GET /events`` given up) held every poller's channel until something happened."""
+        self._subscribers = {s for s in self._subscribers if s.statistics().open_receive_channels}
         send, receive = trio.open_memory_channel[Event](SUBSCRIBER_BUFFER)
         self._subscribers.add(send)
         return list(self._history), receive

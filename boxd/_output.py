@@ -70,6 +70,12 @@ class Output:
         byte, so the container waits for it (backpressure, as a pipe would); other
         attached clients are dropped when they fall behind (more than
         :data:`SUBSCRIBER_BUFFER` chunks or :data:`SUBSCRIBER_BYTES` bytes not yet read)."""
+        # Those whose client has gone (their receiving side closed) are forgotten here
+        # too, not only at the next output: a quiet container attached to again and again
+        # held every attach's channel.
+        for old in [*self._subscribers, *self._lossless]:
+            if not old.statistics().open_receive_channels:
+                self._drop(old)
         size = LOSSLESS_BUFFER if lossless else SUBSCRIBER_BUFFER
         send, receive = trio.open_memory_channel[Chunk](size)
         if self._closed:

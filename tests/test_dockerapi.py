@@ -1404,6 +1404,43 @@ def _messages(ws: Any, *until: bytes) -> tuple[set[int], bytes]:
     return opcodes, data
 
 
+def test_an_attach_without_input_ends_when_its_client_goes(clean: Daemon) -> None:
+    """Nothing reads an attach's socket when it carries no stdin, so a client gone was
+    found only by the container's next output: each attach to a quiet container that its
+    client gave up held a descriptor of the daemon for good.  A half close is no end: the
+    docker CLI shuts its side at once when it has no input, and reads on."""
+    for name, script in (("quiet", "exec sleep 300"), ("late", "sleep 2; echo late; sleep 300")):
+        body = json.dumps({"Image": "default", "Cmd": ["sh", "-c", script]}).encode()
+        assert _call(clean, "POST", f"/containers/create?name={name}", body)[0] == 201
+        assert _call(clean, "POST", f"/containers/{name}/start")[0] == 204
+
+    def attach(name: str, upgrade: bool) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(clean.docker_socket))
+        s.settimeout(30)
+        asked = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
+        s.sendall(
+            f"POST /containers/{name}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+            f"Host: d\r\n{asked}\r\n".encode()
+        )
+        assert s.recv(4096).endswith(b"\r\n\r\n")  # the head, nothing more yet
+        return s
+
+    assert clean.process is not None
+    fds = f"/proc/{clean.process.pid}/fd"
+    attach("quiet", True).close()  # what a first attach loads, loaded
+    before = len(os.listdir(fds))
+    for upgrade in (True, False) * 25:
+        attach("quiet", upgrade).close()
+    until(lambda: len(os.listdir(fds)) <= before, "the daemon to close the attaches' sockets")
+    with attach("late", True) as s:
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while b"late" not in got and (data := s.recv(4096)):
+            got += data
+        assert got == b"\x01\x00\x00\x00\x00\x00\x00\x05late\n"
+
+
 def test_attach_over_a_websocket(clean: Daemon) -> None:
     """``GET /containers/ID/attach/ws``, the attach of browser consoles (Portainer's): the
     output in binary messages, stdout and stderr never multiplexed (API 1.28 on; text
@@ -1637,7 +1674,13 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         # The classic builder only (the docker CLI then does not try BuildKit); no swarm.
         assert (headers["builder-version"], headers["swarm"]) == ("1", "inactive")
         assert body == (b"OK" if method == "GET" else b"")
-    for path in ("/version", "/v1.24/version", "/v1.41/version", "/v1.44/version"):
+    for path in (
+        "/version",
+        "/v1.24/version",
+        "/v1.41/version",
+        "/v1.44/version",
+        "/v1.44.0/version",
+    ):
         status, _, body = _call(clean, "GET", path)
         assert status == 200
         version = json.loads(body)
@@ -1650,6 +1693,15 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]
+
+
+def test_filters_null_are_no_filters(clean: Daemon) -> None:
+    """``filters=null`` (a script's ``json.dumps(None)``) is no filter to Docker; boxd
+    refused it ("expected a JSON object")."""
+    for path in ("/containers/json", "/images/json", "/networks", "/volumes", "/plugins"):
+        status, _, body = _call(clean, "GET", f"{path}?filters=null")
+        assert status == 200, (path, body)
+        assert _call(clean, "GET", path)[2] == body
 
 
 @needs_cli
@@ -2031,7 +2083,13 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/no/such/route", None, 404, "page not found"),
     ("GET", '/plugins?filters={"colour":["red"]}', None, 400, "invalid filter 'colour'"),
     ("GET", "/images/search?term=alpine", None, 501, "docker search is not supported by boxd"),
-    ("PUT", "/containers/create", None, 405, "not allowed"),
+    # Docker's router answers a known path asked with another method as an unknown one.
+    ("PUT", "/containers/create", None, 404, "page not found: PUT /containers/create"),
+    ("HEAD", "/containers/json", None, 404, ""),
+    ("DELETE", "/v1.44/_ping", None, 404, "page not found: DELETE /_ping"),
+    # Any digits and dots are a version, as Docker's router reads them.
+    ("GET", "/v1/containers/json", None, 400, "client version 1 is too old"),
+    ("GET", "/v1.44.1/containers/json", None, 400, "client version 1.44.1 is too new"),
 ]
 # Swarm mode: every route answered as by a Docker node in no swarm, with Docker's words.
 BAD += [
@@ -2188,6 +2246,98 @@ def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> Non
     finally:
         for s in silent:
             s.close()
+
+
+def test_a_request_typed_by_hand_is_answered(clean: Daemon) -> None:
+    """A request typed into socat or nc comes in pieces, seconds apart: dockerd waits 5
+    minutes for a new connection's headers and for a body as long as it takes.  boxd closed
+    a connection whose first request (body included) had not all come within 5 s, and the
+    one typing it got no answer."""
+    body = json.dumps({"Image": "default", "Cmd": ["true"]}).encode()
+    typed = [
+        (b"GET /_ping HTTP/1.1\r\nHo", b"st: d\r\n\r\n"),
+        (
+            b"POST /containers/create?name=typed HTTP/1.1\r\nHost: d\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body),
+            body,
+        ),
+    ]
+    socks = [socket.socket(socket.AF_UNIX) for _ in typed]
+    try:
+        for s, (first, _) in zip(socks, typed, strict=True):
+            s.connect(str(clean.docker_socket))
+            s.settimeout(30)
+            s.sendall(first)
+        time.sleep(6)  # longer than boxd waited
+        assert _call(clean, "GET", "/_ping")[0] == 200  # others are served meanwhile
+        answers = []
+        for s, (_, rest) in zip(socks, typed, strict=True):
+            s.sendall(rest)
+            answers.append(s.recv(65536).split(b"\r\n", 1)[0])
+        assert answers == [b"HTTP/1.1 200 ", b"HTTP/1.1 201 "]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_bodies_announced_and_never_sent_cannot_lock_others_out(clean: Daemon) -> None:
+    """A body is waited for as long as it takes, but its connection still counts among
+    those waiting for a request: the longest-waiting of more than 128 is closed."""
+    head = b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 10\r\n\r\n{"
+    stuck = [socket.socket(socket.AF_UNIX) for _ in range(200)]
+    try:
+        for s in stuck:
+            s.connect(str(clean.docker_socket))
+            s.sendall(head)
+        assert _call(clean, "GET", "/_ping")[0] == 200
+        stuck[0].settimeout(30)
+        assert stuck[0].recv(1) == b""  # closed by the daemon, with no answer
+    finally:
+        for s in stuck:
+            s.close()
+
+
+def test_a_client_sending_too_much_reads_why_it_was_refused(clean: Daemon) -> None:
+    """A request refused before it was read whole (a body over 16 MiB, headers over
+    64 KiB) is answered, then the connection lingers until its client has sent the rest
+    and closed: closed with input unread, the socket was reset, and a client that sends
+    its whole request before reading (Python's http.client) got a broken pipe, or a reset
+    for the answer it had not read yet, instead of the words that named what was wrong."""
+    create = json.dumps({"Image": "default", "Cmd": ["true"], "Env": ["X=" + "x" * (20 << 20)]})
+    for _ in range(3):
+        status, headers, data = _call(clean, "POST", "/containers/create", create.encode())
+        assert (status, headers["content-type"]) == (413, "application/json")
+        assert json.loads(data) == {"message": "request body larger than 16777216 bytes"}
+    # Chunked (docker-py's for a generator), so refused only once 16 MiB have been read.
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        chunks = (create[i : i + 65536].encode() for i in range(0, len(create), 65536))
+        conn.request("POST", "/containers/create", body=chunks, encode_chunked=True)
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())["message"]) == (
+            413,
+            "request body larger than 16777216 bytes",
+        )
+    finally:
+        conn.close()
+    big = b"b" * (200 << 10)
+    for head in (
+        b"GET /_ping?" + big + b" HTTP/1.1\r\nHost: d",
+        b"GET /_ping HTTP/1.1\r\nX: " + big,
+    ):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(clean.docker_socket))
+            s.settimeout(30)
+            s.sendall(head + b"\r\n\r\n")
+            reply = b""
+            while data := s.recv(65536):
+                reply += data
+        assert reply.startswith(b"HTTP/1.1 431 ")
+        assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {
+            "message": "bad HTTP request: request line and headers larger than 65536 bytes"
+        }
+    status, _, listing = _call(clean, "GET", "/containers/json?all=1")
+    assert (status, json.loads(listing)) == (200, [])
 
 
 def test_a_kept_alive_connection_is_not_closed_for_newer_ones(clean: Daemon) -> None:

@@ -72,3 +72,15 @@ async def test_the_foreground_client_waits_instead() -> None:
         output.close()
     assert sizes == [MIB] * (2 * SUBSCRIBER_BYTES // MIB)
     assert await _drain(other) == [MIB] * (SUBSCRIBER_BYTES // MIB)
+
+
+async def test_gone_subscribers_are_forgotten_before_the_next_output() -> None:
+    """A quiet container attached to again and again (each client gone before it wrote
+    anything) held every attach's channel until it wrote: the daemon's memory grew."""
+    output = Output()
+    for lossless in (False, True) * 500:
+        output.subscribe(lossless=lossless).close()
+    live = output.subscribe()
+    assert (len(output._subscribers), len(output._lossless)) == (1, 0)
+    await output.publish(1, b"x")
+    assert live.receive_nowait() == (1, b"x")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -156,8 +158,10 @@ async def attach(
                 )
             if websocket:
                 nursery.start_soon(_websocket_input, sock, forward, nursery.cancel_scope)
-            elif forward is not None:
-                nursery.start_soon(forward)
+            else:
+                if forward is not None:
+                    nursery.start_soon(forward)
+                nursery.start_soon(_until_hung_up, sock, nursery.cancel_scope)
             nursery.start_soon(_until_removed, api, c.id, channel, nursery.cancel_scope)
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 async with channel:
@@ -183,6 +187,23 @@ async def _websocket_input(
         while await sock.receive_some(READ_SIZE):
             pass
     streams.cancel(reason="the client closed the WebSocket")
+
+
+async def _until_hung_up(sock: trio.abc.Stream, streams: trio.CancelScope) -> None:
+    """End the streams once the client has closed its connection.  Without stdin (or
+    after a StdinOnce input's end) nothing reads the socket, and a client gone was found
+    only by the next output: each attach to a quiet container that its client gave up
+    held a descriptor and a task for as long as the container stayed quiet.  A half close
+    is no end (the docker CLI shuts its side at once when it has no input, and reads on);
+    a Unix socket whose both sides are shut reports a hang-up, which an epoll instance
+    holding it for no event reports alone, as readable."""
+    inner = getattr(sock, "socket", None)
+    if inner is None or inner.family != socket.AF_UNIX:
+        return
+    with select.epoll() as hangup:
+        hangup.register(inner.fileno(), 0)
+        await trio.lowlevel.wait_readable(hangup)
+    streams.cancel(reason="the client closed the connection")
 
 
 async def _started(api: Api, cid: str) -> Run | None:

@@ -15,7 +15,7 @@ import re
 import socket
 import struct
 import termios
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -27,9 +27,10 @@ import trio
 MAX_BODY = 16 << 20
 MAX_HEADERS = 64 << 10
 READ_SIZE = 65536
-# How long an ended hijacked stream reads what its client still sends, waiting for the
-# client to close its side (see HttpConnection.end_hijacked).
-HIJACK_LINGER = 5.0
+# How long a connection ended with input unread (a hijacked stream's, a refused request's
+# body) reads what its client still sends, waiting for it to close its side (see
+# HttpConnection.close_gently).
+LINGER = 5.0
 # How long a hijack waits for its client to read the answer's head before the stream's
 # first byte goes out (see HttpConnection.hijack).
 HEAD_READ_WAIT = 2.0
@@ -37,12 +38,24 @@ RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
-_VERSIONED = re.compile(r"/v(\d+\.\d+)(/.*)\Z")
+# Any digits and dots, as Docker's router takes them: /v1/... is a version (too old).
+_VERSIONED = re.compile(r"/v([0-9.]+)(/.*)\Z")
+
+
+def _number(part: str) -> int:
+    try:
+        return int(part)
+    except ValueError:  # empty, or too long to convert
+        return 0
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """``"1.44"`` as ``(1, 44)``, to compare API versions."""
-    return tuple([int(p) for p in version.split(".")])
+    """``"1.44"`` as ``(1, 44)``, to compare API versions as Docker compares them: a
+    part that is not a number is 0, and missing parts are 0 (``1.44.0`` is ``1.44``)."""
+    parts = [_number(p) for p in version.split(".")]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 class ApiError(Exception):
@@ -200,10 +213,15 @@ class HttpConnection:
 
     async def _event(self) -> h11.Event | type[h11.PAUSED]:
         while True:
+            in_body = self.h11.their_state is h11.SEND_BODY
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
-                raise ApiError(exc.error_status_hint, f"bad HTTP request: {_plain(exc)}") from None
+                why = _plain(exc)
+                if exc.error_status_hint == 431:  # h11's "Receive buffer too long"
+                    what = "a chunk's header or trailers" if in_body else "request line and headers"
+                    why = f"{what} larger than {MAX_HEADERS} bytes"
+                raise ApiError(exc.error_status_hint, f"bad HTTP request: {why}") from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             try:
@@ -212,10 +230,9 @@ class HttpConnection:
                 raise PeerGone(str(exc)) from None
             self.h11.receive_data(bytes(data))
 
-    async def next_request(self, streamed: Callable[[Request], bool]) -> Request | None:
-        """The next request, or None once the client has closed the connection.  Its body
-        is read whole (at most :data:`MAX_BODY`) unless ``streamed(request)`` says it is
-        one the handler reads with :meth:`body_chunks` (an image archive)."""
+    async def next_head(self) -> Request | None:
+        """The next request's line and headers (its body not read yet: see
+        :meth:`with_body`), or None once the client has closed the connection."""
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
         event = await self._event()
@@ -224,12 +241,18 @@ class HttpConnection:
         if not isinstance(event, h11.Request):
             raise ApiError(400, "bad HTTP request: expected a request line")
         self.method = event.method.decode("ascii", "replace").upper()
-        request = _request_of(event, b"")
+        return _request_of(event, b"")
+
+    async def with_body(self, request: Request, streamed: bool) -> Request:
+        """``request`` with its body, read whole (at most :data:`MAX_BODY`), unless it is
+        ``streamed``: one the handler reads with :meth:`body_chunks` (an image archive)."""
+        if not streamed and int(request.headers.get("content-length") or 0) > MAX_BODY:
+            raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
         if self.h11.they_are_waiting_for_100_continue:
             # ``Expect: 100-continue`` (curl's, before a body over 1 MiB): told at once to
             # send it, before any answer (a streamed one begins before the body is read).
             await self._send(h11.InformationalResponse(status_code=100, headers=[]))
-        if streamed(request):
+        if streamed:
             return request
         body = bytearray()
         async for part in self.body_chunks():
@@ -364,20 +387,26 @@ class HttpConnection:
                 await trio.sleep(pause)
                 pause = min(2 * pause or 0.0002, 0.01)
 
-    async def end_hijacked(self) -> None:
-        """End a hijacked stream as a pipe ends: our side first, so that the client reads
-        the end of its output, then what it still sends (the rest of a piped stdin that the
-        process never read) is read and dropped until it closes its side, for at most
-        :data:`HIJACK_LINGER` seconds.  A socket closed with input unread is reset, and
-        Docker's CLI then exits 1 with "connection reset by peer" instead of the
-        container's exit code (``yes | docker run -i IMAGE head -n1``; dockerd has it too:
-        moby/moby#35723).  A stream already closed (a detach) is left as it is."""
+    async def close_gently(self) -> None:
+        """End a connection whose client may still be sending what this side will not
+        read (a hijacked stream's input, the body of a request answered before it was
+        read whole, the rest of what h11 could not parse) as a pipe ends: our side first,
+        so that the client reads all of the answer, then what it still sends is read and
+        dropped until it closes its side, for at most :data:`LINGER` seconds, as Go's
+        server (dockerd's) lingers.  A socket closed with input unread is reset, and its
+        client loses the answer: a hijacked stream's Docker CLI exits 1 with "connection
+        reset by peer" instead of the container's exit code (``yes | docker run -i IMAGE
+        head -n1``; dockerd has it too: moby/moby#35723), and a client that sends its
+        whole request before reading (Python's http.client) gets a broken pipe instead
+        of the 413 or 431 that named what was wrong.  A connection with nothing left to
+        read, or a stream already closed (a detach), is left as it is."""
         stream = self.stream
-        if not isinstance(stream, trio.abc.HalfCloseableStream):
+        left = self.hijacked or self.h11.their_state in (h11.SEND_BODY, h11.ERROR)
+        if not left or not isinstance(stream, trio.abc.HalfCloseableStream):
             return
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_eof()
-            with trio.move_on_after(HIJACK_LINGER):
+            with trio.move_on_after(LINGER):
                 while await stream.receive_some(READ_SIZE):
                     pass
 

@@ -61,18 +61,13 @@ class Router:
         return [(r.method, r.path) for r in self._routes]
 
     def find(self, request: Request) -> tuple[Route, tuple[Any, ...]]:
-        """The route for a request and its pattern's groups; a 404 for an unknown path, a
-        405 for a known path asked with another method."""
-        allowed = False
+        """The route for a request and its pattern's groups; Docker's 404 "page not
+        found" for an unknown path and for a known one asked with another method (its
+        router answers both alike, never 405)."""
         for r in self._routes:
             match = r.pattern.match(request.path)
-            if match is None:
-                continue
-            allowed = True
-            if r.method == request.method:
+            if match is not None and r.method == request.method:
                 return r, match.groups()
-        if allowed:
-            raise ApiError(405, f"method {request.method} not allowed for {request.path}")
         raise ApiError(404, f"page not found: {request.method} {request.path}")
 
     def streamed(self, request: Request) -> bool:

@@ -37,7 +37,10 @@ from ._router import CONTAINER, Router
 
 log = logging.getLogger("boxd.dockerapi")
 
-FIRST_REQUEST_TIMEOUT = 5.0  # a client sends its request as soon as it has connected
+# A new connection's wait for its request's line and headers (not its body): dockerd's
+# (ReadHeaderTimeout), so that one typed by hand (socat, nc) is answered.  Silent ones cannot
+# lock real clients out: the longest-waiting of more than MAX_WAITING is closed.
+FIRST_REQUEST_TIMEOUT = 300.0
 MAX_WAITING = 128  # new connections waiting for their first request (see boxd._idle)
 # Kept-alive connections between requests: a pool of a client (docker-py's keeps ten per
 # client, and more while responses are not read to the end).  dockerd never closes them, and
@@ -120,18 +123,26 @@ class DockerApi:
                         await conn.error(ApiError(500, f"internal error: {exc}"))
 
     async def _serve(self, conn: HttpConnection, pid: int, uid: int) -> None:
-        """Requests one after another.  Waiting for the first is bounded as on the native
-        socket (:mod:`boxd._idle`): silent connections time out, and the oldest waiting one
-        makes room for a new one, so they cannot lock out real clients.  Waiting for the
-        next is bounded only in number (:data:`MAX_IDLE`)."""
+        """Requests one after another.  Waiting for the first one's head is bounded as on
+        the native socket (:mod:`boxd._idle`): silent connections time out, and the oldest
+        waiting one makes room for a new one, so they cannot lock out real clients.
+        Waiting for the next is bounded only in number (:data:`MAX_IDLE`).  A body, once
+        its head has come, is waited for as long as it takes, as dockerd waits, but still
+        counts among the waiting connections: a connection that never sends the body it
+        announced is closed to make room like a silent one."""
         waiting, timeout = self._waiting, FIRST_REQUEST_TIMEOUT
         while True:
             request = None
             try:
                 with waiting.waiting(timeout) as wait:
-                    request = await conn.next_request(self._streamed)
+                    request = await conn.next_head()
+                    if request is not None:
+                        # Its body for as long as it takes, still among the waiting ones.
+                        wait.scope.deadline = math.inf
+                        request = await conn.with_body(request, self._streamed(request))
             except ApiError as exc:
                 await conn.refuse(exc)
+                await conn.close_gently()
                 return
             if wait.evicted or wait.timed_out:
                 log.debug("peer pid=%d uid=%d: no request in time, closed", pid, uid)
@@ -150,12 +161,12 @@ class DockerApi:
                 if error is None:
                     raise
                 if not conn.can_respond:
-                    return  # in the middle of a stream: ending it is all that is left
+                    # In the middle of a stream: ending it is all that is left.
+                    await conn.close_gently()
+                    return
                 await conn.error(error)
-            if conn.hijacked:
-                await conn.end_hijacked()
-                return
-            if not conn.keep_alive:
+            if conn.hijacked or not conn.keep_alive:
+                await conn.close_gently()
                 return
 
     async def _dispatch(self, conn: HttpConnection, request: Request) -> None:

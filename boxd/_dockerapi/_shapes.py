@@ -1281,7 +1281,8 @@ def summary(c: Container, now: float) -> dict[str, Any]:
 
 
 def parse_filters(text: str | None) -> dict[str, list[str]]:
-    """``filters`` as JSON: ``{"key": ["v", ...]}`` or the old ``{"key": {"v": true}}``."""
+    """``filters`` as JSON: ``{"key": ["v", ...]}`` or the old ``{"key": {"v": true}}``;
+    ``null`` (a script's ``json.dumps(None)``) is none, as Docker reads it."""
     import json
 
     if not text:
@@ -1290,6 +1291,8 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
         raw = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"invalid filters {text!r}: {exc}") from None
+    if raw is None:
+        return {}
     if not isinstance(raw, dict):
         raise ApiError(400, f"invalid filters {text!r}: expected a JSON object")
     found: dict[str, list[str]] = {}
