@@ -1689,7 +1689,14 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
         assert version["Version"] == importlib.metadata.version("boxd"), version
     status, _, body = _call(clean, "GET", "/info")
     assert status == 200
-    assert json.loads(body)["Containers"] == 0
+    info = json.loads(body)
+    assert info["Containers"] == 0
+    # Keys tools index without a default (a KeyError before): dockerd's shapes.
+    assert info["RegistryConfig"]["IndexConfigs"]["docker.io"]["Secure"] is True
+    assert info["RegistryConfig"]["InsecureRegistryCIDRs"] == ["::1/128", "127.0.0.0/8"]
+    assert (info["HttpProxy"], info["HttpsProxy"], info["NoProxy"]) == ("", "", "")
+    assert info["ContainerdCommit"] == info["RuncCommit"] == {"ID": ""}
+    assert info["LoggingDriver"] == "json-file"  # the daemon's default
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]

@@ -111,7 +111,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "MemTotal": mem_total(),
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": "2" if mode == "v2" else "1",
-            "LoggingDriver": "json-file",
+            "LoggingDriver": api.sup.log_driver,
             "DefaultRuntime": RUNTIMES[0],
             # Every name is boxd's own runtime: the daemon runs the containers itself.
             "Runtimes": {name: {"path": "boxd"} for name in RUNTIMES},
@@ -119,12 +119,35 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "Plugins": {
                 "Volume": ["local"],
                 "Network": ["bridge", "host", "null"],
-                "Log": ["json-file"],
+                "Log": ["json-file", "local"],
             },
+            "RegistryConfig": _registry_config(api.sup.insecure_registries),
+            # boxd's registry client reads no proxy settings: none are in use.
+            "HttpProxy": "",
+            "HttpsProxy": "",
+            "NoProxy": "",
+            "Isolation": "",
+            "InitBinary": "boxd-init",
+            # No containerd, runc or docker-init: boxd runs containers itself (empty
+            # commits, as a dockerd built without them reports).
+            "ContainerdCommit": {"ID": ""},
+            "RuncCommit": {"ID": ""},
+            "InitCommit": {"ID": ""},
             "Swarm": {"LocalNodeState": "inactive"},
             "Warnings": None,
         },
     )
+
+
+def _registry_config(insecure: frozenset[str]) -> dict[str, Any]:
+    """``/info``'s RegistryConfig in dockerd's shape: loopback reached insecurely, an index
+    entry for Docker Hub and one for each ``--insecure-registry`` (boxd takes them by
+    HOST:PORT only, no CIDRs)."""
+    indexes = {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True, "Official": True}}
+    for name in sorted(insecure):
+        indexes[name] = {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
+    cidrs = ["::1/128", "127.0.0.0/8"]
+    return {"IndexConfigs": indexes, "InsecureRegistryCIDRs": cidrs, "Mirrors": None}
 
 
 async def events(api: Api, conn: HttpConnection, req: Request) -> None:
