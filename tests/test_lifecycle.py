@@ -216,8 +216,10 @@ def _in_a_grown_backoff(daemon: Daemon, name: str) -> None:
 
 def test_engine_api_stop_keeps_a_restarting_container_down(daemon: Daemon) -> None:
     """docker stop of a container waiting out its backoff: no 304 (it is not at rest),
-    and no restart after it."""
+    and no restart after it.  A start meanwhile is Docker's 304 (State.Running is true while
+    it restarts; it answered 204 and did nothing)."""
     _in_a_grown_backoff(daemon, "loop")
+    assert api_call(daemon, "POST", "/containers/loop/start")[0] == 304
     status, _, body = api_call(daemon, "POST", "/containers/loop/stop")
     assert status == 204, body
     c = daemon.inspect("loop")

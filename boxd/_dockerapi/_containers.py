@@ -211,7 +211,8 @@ async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 async def start(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
-    if api.sup.run_of(c.id) is not None:
+    # Running, or waiting to restart (Docker's State.Running is true then too): 304.
+    if api.sup.run_of(c.id) is not None or c.state.status is Status.RESTARTING:
         await conn.respond(304, content_type=None)
         return
     await api.sup.start(c.id)  # an auto_remove one that cannot start is removed
