@@ -31,6 +31,7 @@ from typing import IO, Any
 import attrs
 import zstandard
 
+from .._diff import RUNTIME_FILES
 from .config import DEFAULT, DEFAULT_ID, default_base_config
 from .hardlinks import Links, add_hard_link, note_link
 from .messages import LoadedImage
@@ -630,10 +631,9 @@ def layer_of_uppers(
         tmp.unlink(missing_ok=True)
 
 
-# Written into every container at start (its hostname, its network's name server, the
-# marker .dockerenv): never part of its changes, as Docker binds its own over the image's
-# (the marker: in its init layer) and commits none of them.
-_RUNTIME_FILES = frozenset({"etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"})
+# Written into every container at start (diff's list, as paths below the root): never part
+# of its changes, as Docker binds its own over the image's and commits none of them.
+_RUNTIME_FILES = frozenset([path.removeprefix("/") for path in RUNTIME_FILES])
 
 
 def write_diff(uppers: Sequence[Overlay], out: IO[bytes], upper: Upper = LAYER) -> bool:
