@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import sys
 
-from ._client import USAGE, CliError
+from ._client import OPERANDS, USAGE, CliError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any
 
 # Option kinds.
@@ -153,8 +153,8 @@ class Command:
             if opt.kind == BOOL:
                 table["--no-" + opt.names[-1][2:]] = opt
 
-        def fail(message: str) -> CliError:
-            return CliError(f"{prog}: {message} (see '{prog} --help')", USAGE)
+        def fail(message: str, code: int = USAGE) -> CliError:
+            return CliError(f"{prog}: {message} (see '{prog} --help')", code)
 
         def lookup(name: str) -> Opt:
             # -h is help unless the command has an -h of its own (run's --hostname).
@@ -237,19 +237,41 @@ class Command:
         self._assign(args, operands, fail)
         return args
 
-    def _assign(self, args: Args, words: list[str], fail: Callable[[str], CliError]) -> None:
+    def _assign(self, args: Args, words: list[str], fail: Callable[[str, int], CliError]) -> None:
+        """The operands, in order; a wrong count of them exits 1, as the docker CLI's
+        "requires N argument(s)" does (a bad option: 125)."""
         for dest, kind, metavar in self.operands:
             if kind == ONE:
                 if not words:
-                    raise fail(f"a {metavar} is required")
+                    raise fail(f"a {metavar} is required", OPERANDS)
                 setattr(args, dest, words.pop(0))
                 continue
             if kind == SOME and not words:
-                raise fail(f"at least one {metavar} is required")
+                raise fail(f"at least one {metavar} is required", OPERANDS)
             setattr(args, dest, list(words))
             words.clear()
         if words:
-            raise fail(f"unexpected argument {words[0]!r}")
+            raise fail(f"unexpected argument {words[0]!r}", OPERANDS)
+
+
+def subcommand(
+    group: Command, args: Args, commands: Mapping[str, Command]
+) -> tuple[Command, Args] | None:
+    """The subcommand of ``group`` (``boxctl network``) that ``args.words`` name, from
+    ``commands``, and its arguments (its ``prog`` and socket set), as the docker CLI's
+    groups take them: None without one (the group's help is printed: exit 0), an
+    unknown one refused (exit 1)."""
+    prog = f"boxctl {group.name}"
+    if not args.words:
+        print(group.help_text(prog))
+        return None
+    name, *rest = args.words
+    command = commands.get(name)
+    if command is None:
+        raise CliError(f"{prog}: unknown command {name!r} (see '{prog} --help')", OPERANDS)
+    sub = command.parse(rest, f"{prog} {name}")
+    sub.socket, sub.prog = args.socket, f"{prog} {name}"
+    return command, sub
 
 
 def command_lines(named: Iterable[tuple[str, Command]]) -> list[str]:

@@ -9,7 +9,7 @@ from boxd import _wirejson
 
 from . import _args
 from ._args import ANY, APPEND, BOOL, FLOAT, INT, ONE, REST, SOME, VALUE, Args, Command, Opt
-from ._client import USAGE, Client, CliError, call, check, socket_path, terminal_size
+from ._client import OPERANDS, USAGE, Client, CliError, call, check, socket_path, terminal_size
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -117,7 +117,8 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         raise CliError(
             f"{args.prog}: an IMAGE (a reference, default, or a root filesystem directory) "
             "is required",
-            USAGE,
+            OPERANDS,
+            "operands",
         )
     # --entrypoint replaces the image's command too (Docker's rule): no /bin/sh then.
     if not words and not reference and args.entrypoint is None:
@@ -287,8 +288,9 @@ def _restart(text: str) -> dict[str, Any]:
 def _run_failure(exc: CliError) -> CliError:
     """``run`` and ``create`` exit 125 whatever went wrong before the container ran (a
     refused value, an image that cannot be pulled, a name in use, no daemon), as Docker's
-    do; 126 and 127 keep their meaning."""
-    if exc.code == 1:
+    do; 126 and 127 keep their meaning, and so does a missing IMAGE's 1 (the docker CLI's
+    "requires at least 1 argument")."""
+    if exc.code == 1 and exc.kind != "operands":
         exc.code = USAGE
     return exc
 
@@ -507,7 +509,7 @@ def cmd_attach(args: Args) -> int:
 
 def cmd_exec(args: Args) -> int:
     if not args.command:
-        raise CliError("boxctl exec: a COMMAND is required", USAGE)
+        raise CliError("boxctl exec: a COMMAND is required", OPERANDS)
     if not args.detach:
         _check_tty(stdin=args.interactive, tty_mode=args.tty)
     from . import _files

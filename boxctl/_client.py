@@ -19,6 +19,7 @@ DEFAULT_SOCKET = "/run/boxd/boxd.sock"
 # What a failed request makes `boxctl` exit with (Docker's conventions).
 EXIT_CODES = {"exec_not_found": 127, "exec_denied": 126}
 USAGE = 125  # a bad option or value, refused before anything is done (Docker's code)
+OPERANDS = 1  # too few or too many arguments: the docker CLI's "requires N argument(s)" code
 
 
 class CliError(Exception):

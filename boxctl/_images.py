@@ -32,8 +32,9 @@ from ._args import (
     filters_of,
     print_removed,
     prune_filters,
+    subcommand,
 )
-from ._client import Client, CliError, call, check, print_json
+from ._client import OPERANDS, Client, CliError, call, check, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -565,7 +566,7 @@ def cmd_load(args: Args) -> int:
 
 def _one(args: Args, words: list[str]) -> str:
     if len(words) > 1:
-        raise CliError(f"{args.prog}: unexpected argument {words[1]!r}", 2)
+        raise CliError(f"{args.prog}: unexpected argument {words[1]!r}", OPERANDS)
     return words[0] if words else ""
 
 
@@ -709,14 +710,8 @@ def _system_commands() -> dict[str, Command]:
 
 
 def cmd_system(args: Args) -> int:
-    commands = _system_commands()
-    command = commands.get(args.words[0] if args.words else "")
-    if command is None:
-        raise CliError(f"boxctl system: the commands are {', '.join(commands)}", 2)
-    prog = f"boxctl system {command.name}"
-    sub = command.parse(args.words[1:], prog)
-    sub.socket, sub.prog = args.socket, prog
-    return command.handler(sub)
+    found = subcommand(SYSTEM_COMMAND, args, _system_commands())
+    return 0 if found is None else found[0].handler(found[1])
 
 
 def cmd_prune(args: Args) -> int:
@@ -767,6 +762,16 @@ RMI_OPTIONS = (
     Opt("-f", "--force", help="also an image stopped containers use"),
     Opt("--no-prune", help="keep the untagged images it was committed from"),
 )
+
+SYSTEM_COMMAND = Command(
+    "system",
+    cmd_system,
+    "df: disk used by images, layers, containers and volumes; prune: what is unused; events, info",
+    (),
+    (("words", REST, "df|prune|events|info [OPTIONS]"),),
+    subcommands=lambda: _system_commands().items(),
+)
+
 
 COMMANDS = (
     Command(
@@ -864,15 +869,7 @@ COMMANDS = (
         (Opt("-o", "--output", kind=VALUE, help="the file (default: stdout)"),),
         (("container", ONE, "CONTAINER"),),
     ),
-    Command(
-        "system",
-        cmd_system,
-        "df: disk used by images, layers, containers and volumes; prune: what is unused; "
-        "events, info",
-        (),
-        (("words", REST, "df|prune|events|info [OPTIONS]"),),
-        subcommands=lambda: _system_commands().items(),
-    ),
+    SYSTEM_COMMAND,
     Command(
         "history",
         cmd_history,
@@ -941,18 +938,10 @@ def _image_commands() -> dict[str, Command]:
 
 
 def cmd_image(args: Args) -> int:
-    names = ", ".join((*SUBCOMMANDS, "build"))
-    if not args.words:
-        raise CliError(f"boxctl image: a COMMAND is required ({names})", 2)
-    name, words = args.words[0], args.words[1:]
     # build's module is imported only for it (and for help)
-    command = _image_commands()[name] if name == "build" else SUBCOMMANDS.get(name)
-    if command is None:
-        raise CliError(f"boxctl image: unknown command {name!r} (use {names})", 2)
-    sub = command.parse(words, f"boxctl image {name}")
-    sub.socket = args.socket
-    sub.prog = f"boxctl image {name}"
-    return command.handler(sub)
+    commands = _image_commands() if args.words[:1] == ["build"] else SUBCOMMANDS
+    found = subcommand(IMAGE_COMMAND, args, commands)
+    return 0 if found is None else found[0].handler(found[1])
 
 
 IMAGE_COMMAND = Command(

@@ -21,6 +21,7 @@ from ._args import (
     filters_of,
     print_removed,
     prune_filters,
+    subcommand,
 )
 from ._client import CliError, call, print_json
 from ._files import label_list
@@ -347,16 +348,8 @@ SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
 
 
 def cmd_network(args: Args) -> int:
-    words = list(args.words)
-    if not words:
-        print(COMMANDS[0].help_text("boxctl network"))
-        return 2
-    command = SUB_BY_NAME.get(words[0])
-    if command is None:
-        raise CliError(f"boxctl network: unknown command {words[0]!r}", 2)
-    sub = command.parse(words[1:], f"boxctl network {words[0]}")
-    sub.socket = args.socket
-    return command.handler(sub)
+    found = subcommand(COMMANDS[0], args, SUB_BY_NAME)
+    return 0 if found is None else found[0].handler(found[1])
 
 
 COMMANDS = (

@@ -21,8 +21,9 @@ from ._args import (
     confirm,
     print_removed,
     prune_filters,
+    subcommand,
 )
-from ._client import USAGE, Client, CliError, call, check
+from ._client import OPERANDS, USAGE, Client, CliError, call, check
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def cmd_rename(args: Args) -> int:
 def cmd_top(args: Args) -> int:
     # One operand holds the container and ps's options: they may start with '-'.
     if not args.words:
-        raise CliError("boxctl top: a CONTAINER is required (see 'boxctl top --help')", USAGE)
+        raise CliError("boxctl top: a CONTAINER is required (see 'boxctl top --help')", OPERANDS)
     container, *ps_args = args.words
     response = call(args.socket, {"type": "TopRequest", "container": container, "ps_args": ps_args})
     rows = [response["titles"], *response["processes"]]
@@ -197,19 +198,23 @@ def _container_commands() -> dict[str, Command]:
 
 
 def cmd_container(args: Args) -> int:
-    if not args.words:
-        raise CliError("boxctl container: a COMMAND is required (prune, ls, rm, ...)", USAGE)
-    name, *rest = args.words
-    command = _container_commands().get(name)
-    if command is None:
-        raise CliError(f"boxctl container: unknown command {name!r}", USAGE)
-    prog = f"boxctl container {name}"
-    sub = command.parse(rest, prog)
-    sub.socket = args.socket
-    sub.prog = prog
-    if name == "inspect":  # containers only: No such container, as Docker's
+    found = subcommand(CONTAINER_COMMAND, args, _container_commands())
+    if found is None:
+        return 0
+    command, sub = found
+    if command.name == "inspect":  # containers only: No such container, as Docker's
         setattr(sub, "type", "container")  # noqa: B010 (Args holds the parsed options)
     return command.handler(sub)
+
+
+CONTAINER_COMMAND = Command(
+    "container",
+    cmd_container,
+    "manage containers: prune, and every container command (ls, rm, ...)",
+    (),
+    (("words", REST, "COMMAND [ARG...]"),),
+    subcommands=lambda: _container_commands().items(),
+)
 
 
 COMMANDS = (
@@ -257,12 +262,5 @@ COMMANDS = (
         (),
         (("container", ONE, "CONTAINER"), ("name", ONE, "NEW_NAME")),
     ),
-    Command(
-        "container",
-        cmd_container,
-        "manage containers: prune, and every container command (ls, rm, ...)",
-        (),
-        (("words", REST, "COMMAND [ARG...]"),),
-        subcommands=lambda: _container_commands().items(),
-    ),
+    CONTAINER_COMMAND,
 )

@@ -20,8 +20,9 @@ from ._args import (
     confirm,
     print_removed,
     prune_filters,
+    subcommand,
 )
-from ._client import USAGE, CliError, call, print_json
+from ._client import OPERANDS, USAGE, CliError, call, print_json
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _pairs(words: list[str], what: str) -> dict[str, str]:
 
 def _create(args: Args) -> int:
     if len(args.names) > 1:
-        raise CliError("boxctl volume create: at most one NAME", USAGE)
+        raise CliError("boxctl volume create: at most one NAME", OPERANDS)
     if args.name and args.names:
         raise CliError("boxctl volume create: a NAME and --name: give one", USAGE)
     request = {
@@ -273,18 +274,8 @@ SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
 
 
 def cmd_volume(args: Args) -> int:
-    words = list(args.words)
-    if not words:
-        print(COMMANDS[0].help_text("boxctl volume"))
-        return USAGE
-    command = SUB_BY_NAME.get(words[0])
-    if command is None:
-        raise CliError(f"boxctl volume: unknown command {words[0]!r}", USAGE)
-    prog = f"boxctl volume {words[0]}"
-    sub = command.parse(words[1:], prog)
-    sub.socket = args.socket
-    sub.prog = prog
-    return command.handler(sub)
+    found = subcommand(COMMANDS[0], args, SUB_BY_NAME)
+    return 0 if found is None else found[0].handler(found[1])
 
 
 # ---- system prune -------------------------------------------------------------------------

@@ -207,6 +207,32 @@ def test_a_group_s_help_lists_its_commands(group: str, commands: tuple[str, ...]
         assert set(commands) <= set(names), (names, out)
 
 
+@pytest.mark.parametrize("group", ["network", "volume", "image", "system", "container"])
+def test_a_group_without_its_command_shows_its_help_and_a_wrong_count_exits_1(group: str) -> None:
+    """As the docker CLI's groups: `docker network` alone prints the group's usage and
+    exits 0, an unknown subcommand exits 1; boxctl's five groups exited 2 or 125, one
+    printing its help and the next an error.  A missing or extra operand exits 1 too
+    ("requires at least 1 argument"), a bad option 125."""
+    ctl = Daemon(root=Path("/nonexistent"), socket=Path("/nonexistent.sock")).ctl
+    r = ctl(group)
+    assert r.stdout.startswith(f"usage: boxctl {group} ") and "\ncommands:\n" in r.stdout
+    r = ctl(group, "frob", check=False)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stderr == f"boxctl {group}: unknown command 'frob' (see 'boxctl {group} --help')\n"
+    for words, code in [
+        (("rm",), 1),
+        (("run",), 1),
+        (("exec", "c"), 1),
+        (("top",), 1),
+        (("volume", "create", "a", "b"), 1),
+        (("image", "ls", "a", "b"), 1),
+        (("logs", "a", "b"), 1),
+        (("run", "--frob", "x"), 125),
+    ]:
+        r = ctl(*words, check=False)
+        assert r.returncode == code and r.stderr.startswith("boxctl"), (words, r)
+
+
 @pytest.mark.parametrize(
     ("words", "line"),
     [  # what the README documents, which their help said otherwise or left out

@@ -105,21 +105,22 @@ def test_options_parse_as_docker_does() -> None:
     # run's and create's -h is Docker's --hostname, not --help.
     assert parse("run", "-h", "web", "img").hostname == "web"
     assert parse("create", "-hweb", "img").hostname == "web"
-    for words, message in [
-        (("run", "--bogus", "img"), "unknown option '--bogus'"),
-        (("logs", "--since", "c"), "a CONTAINER is required"),
-        (("stop",), "at least one CONTAINER is required"),
-        (("logs", "a", "b"), "unexpected argument 'b'"),
-        (("run", "--rm=yes", "img"), "invalid --rm=yes: use true or false"),
-        (("run", "img", "--name"), None),
-        (("kill", "-s"), "-s needs a value"),
+    # A bad option exits 125, a wrong count of operands 1: the docker CLI's codes.
+    for words, message, code in [
+        (("run", "--bogus", "img"), "unknown option '--bogus'", 125),
+        (("logs", "--since", "c"), "a CONTAINER is required", 1),
+        (("stop",), "at least one CONTAINER is required", 1),
+        (("logs", "a", "b"), "unexpected argument 'b'", 1),
+        (("run", "--rm=yes", "img"), "invalid --rm=yes: use true or false", 125),
+        (("run", "img", "--name"), None, 0),
+        (("kill", "-s"), "-s needs a value", 125),
     ]:
         if message is None:
             assert parse(*words).words == ["img", "--name"]
             continue
         with pytest.raises(CliError, match=message) as info:
             parse(*words)
-        assert info.value.code == 125
+        assert info.value.code == code, words
 
 
 def test_command_found_on_path_and_stdin_forwarded(daemon: Daemon) -> None:
