@@ -1036,7 +1036,7 @@ COMMANDS = (
         "show containers (or images, networks) as docker inspect does",
         (
             Opt("-f", "--format", kind=VALUE, help="a Go template ({{.State.Pid}})"),
-            Opt("--type", kind=VALUE, help="container, image or network"),
+            Opt("--type", kind=VALUE, help="container, image, network or volume"),
             Opt("-s", "--size", help="a container's sizes too: SizeRw, SizeRootFs"),
         ),
         (("containers", SOME, "NAME|ID"),),

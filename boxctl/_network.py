@@ -23,7 +23,7 @@ from ._args import (
     prune_filters,
     subcommand,
 )
-from ._client import CliError, call, print_json
+from ._client import CliError, call
 from ._files import label_list
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
@@ -200,22 +200,9 @@ def docker_shape(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _inspect(args: Args) -> int:
-    found, status = [], 0
-    for ref in args.networks:
-        try:
-            reply = call(args.socket, {"type": "NetworkInspectRequest", "networks": [ref]})
-        except CliError as exc:
-            print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        found += [docker_shape(n) for n in reply["networks"]]
-    if args.format:
-        from ._template import print_formatted
+    from ._inspect import show
 
-        print_formatted(args.format, found)
-    else:
-        print_json(found)
-    return status
+    return show(args, args.networks, "network")
 
 
 def _rm(args: Args) -> int:

@@ -11,7 +11,8 @@ Functions: Docker's ``json``, ``join``, ``split``, ``lower``, ``upper``, ``title
 (dicts, lists, strings, numbers); a dict may hold a callable, which is how ``{{.Label
 "k"}}`` of ``ps`` works.  A field a dict lacks prints ``<no value>`` as a Go map's would,
 unless the caller asks for strict fields (Docker's formatters are structs: an unknown field
-is an error there).  Written here rather than taken from a library: the few Python ports of
+is an error there) or for ``inspect``'s rules (``raw``: a key an object lacks is an error,
+but in a :class:`GoMap`).  Written here rather than taken from a library: the few Python ports of
 Go templates are unmaintained, and Docker's users need exactly this subset.
 """
 
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
     from typing import Any
 
 MISSING = object()
+
+
+class GoMap(dict):  # type: ignore[type-arg]
+    """A JSON object that is a Go map in Docker's types (``Config.Labels``), not a struct:
+    under ``inspect``'s rules a key it lacks prints ``<no value>``."""
+
+    __slots__ = ()
 
 
 class TemplateError(CliError):
@@ -320,19 +328,22 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 
 
 class _Run:
-    def __init__(self, root: Any, strict: bool) -> None:
+    def __init__(self, root: Any, strict: bool, raw: bool = False) -> None:
         self.strict = strict
+        self.raw = raw
         self.vars: dict[str, Any] = {"$": root}
 
     def field(self, value: Any, path: str, args: list[Any]) -> Any:
         for name in path.split(".")[1:] if path != "." else []:
             if isinstance(value, _Header):
                 break  # a table's header row: every field below a header is that header
-            if value is MISSING or value is None:
+            if value is MISSING or value is None:  # null: mostly Docker's nil maps
                 return MISSING
             if not isinstance(value, dict):
                 raise TemplateError(f"can't evaluate field {name} in {text_of(value)!r}")
             if name not in value:
+                if self.raw and not isinstance(value, GoMap):
+                    raise TemplateError(f'executing at <{path}>: map has no entry for key "{name}"')
                 if self.strict:
                     raise TemplateError(f"can't evaluate field {name}")
                 return MISSING
@@ -474,13 +485,18 @@ class _Run:
 class Template:
     """A parsed ``--format`` value; ``table`` formats also render a header row."""
 
-    def __init__(self, text: str, *, strict: bool = False) -> None:
+    def __init__(self, text: str, *, strict: bool = False, raw: bool = False) -> None:
+        """``strict``: a field a dict lacks is an error (Docker's formatters, structs);
+        ``raw``: ``inspect``'s rules, where the docker CLI, its typed structs failing,
+        runs the template on the raw JSON with Go's ``missingkey=error``: a key an object
+        lacks is an error, but in a :class:`GoMap` (a Go map of the typed structs)."""
         text = _escapes(text)
         self.table = text.startswith("table")
         if self.table:
             text = text[len("table") :].lstrip(" ")
         self.tree = parse(text)
         self.strict = strict
+        self.raw = raw
         # Only text and plain {{.Field}}s (a ps table): each field's string is put in as
         # it is, without the evaluator (which any other value still goes through).
         self._plain: list[tuple[str, bool]] | None = []
@@ -515,7 +531,7 @@ class Template:
             else:
                 return "".join(out)
         out = []
-        _Run(value, self.strict).nodes(self.tree, value, out)
+        _Run(value, self.strict, self.raw).nodes(self.tree, value, out)
         return "".join(out)
 
     def header(self, value: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from ._args import (
     prune_filters,
     subcommand,
 )
-from ._client import OPERANDS, USAGE, CliError, call, print_json
+from ._client import OPERANDS, USAGE, CliError, call
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -168,22 +168,9 @@ def _ls(args: Args) -> int:
 
 
 def _inspect(args: Args) -> int:
-    found: list[dict[str, Any]] = []
-    status = 0
-    for name in args.names:
-        try:
-            reply = call(args.socket, {"type": "VolumeInspectRequest", "names": [name]})
-            found.extend(docker_shape(v) for v in reply["volumes"])
-        except CliError as exc:
-            print(f"boxctl: {exc}", file=sys.stderr)
-            status = 1
-    if args.format:
-        from ._template import print_formatted
+    from ._inspect import show
 
-        print_formatted(args.format, found)
-    else:
-        print_json(found)
-    return status
+    return show(args, args.names, "volume")
 
 
 def _rm(args: Args) -> int:

@@ -133,3 +133,46 @@ def test_json_of_a_row_leaves_its_methods_out() -> None:
     row = {"Names": "web", "Labels": "team=a", "Label": lambda key: "a"}
     assert Template("{{json .}}").render(row) == '{"Names":"web","Labels":"team=a"}'
     assert Template('{{.Label "team"}}').render(row) == "a"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "printed", "error"),
+    [
+        ("{{.Name}}", "/web", None),
+        ("{{.Config.Labels.nope}}", "<no value>", None),  # a Go map: no entry is no value
+        ("{{.HostConfig.LogConfig.Config.x}}", "<no value>", None),
+        ("{{range .Mounts}}{{.Nope}}{{end}}", None, 'map has no entry for key "Nope"'),
+        ("{{.Nope}}", None, 'executing at <.Nope>: map has no entry for key "Nope"'),
+        ("{{.State.Nope}}", None, 'executing at <.State.Nope>: map has no entry for key "Nope"'),
+        ("{{.State.Health.Status}}", None, 'map has no entry for key "Health"'),
+        ("{{.NetworkSettings.Networks.Labels.Nope}}", None, 'map has no entry for key "Nope"'),
+        ("{{.Labels.x}}", "<no value>", None),  # null: a nil map (a volume's labels)
+    ],
+)
+def test_inspect_s_templates_fail_on_a_missing_key_but_in_a_go_map(
+    fmt: str, printed: str | None, error: str | None
+) -> None:
+    """`docker inspect -f '{{.State.Nope}}'` fails (the CLI runs the template on the raw JSON
+    with missingkey=error once its typed structs failed); boxctl printed `<no value>` and
+    exited 0.  Keys of Docker's Go maps (labels, log options) still print `<no value>`, and
+    a network named Labels is no map.  What docker 28's CLI printed for the same object."""
+    from boxctl._inspect import _go_maps
+
+    value = _go_maps(
+        {
+            "Name": "/web",
+            "Config": {"Labels": {"a": "1"}},
+            "State": {"Status": "created"},
+            "Labels": None,
+            "HostConfig": {"LogConfig": {"Type": "json-file", "Config": {}}},
+            "Mounts": [{"Type": "bind"}],
+            "NetworkSettings": {"Networks": {"Labels": {"NetworkID": "n1"}}},
+        }
+    )
+    template = Template(fmt, raw=True)
+    if error is None:
+        assert template.render(value) == printed
+        return
+    with pytest.raises(TemplateError) as info:
+        template.render(value)
+    assert error in str(info.value) and info.value.code == 1
