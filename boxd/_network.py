@@ -454,11 +454,15 @@ class Networks:
         def name(ref: str) -> str:
             return ref if ref in BUILTIN or ref.startswith("container:") else self.get(ref).name
 
-        changed = attrs.evolve(config, network=name(config.network))
+        changes: dict[str, Any] = {}
+        if (network := name(config.network)) != config.network:
+            changes["network"] = network
         if config.networks is not None:
             joins = [attrs.evolve(j, network=name(j.network)) for j in config.networks]
-            changed = attrs.evolve(changed, networks=tuple(joins))
-        return config if changed == config else changed
+            if joins != builtins.list(config.networks):
+                changes["networks"] = tuple(joins)
+        # One evolve, only for a change: each checks the whole configuration again.
+        return attrs.evolve(config, **changes) if changes else config
 
     def list(self) -> list[Network]:
         return sorted(self._nets.values(), key=lambda n: n.created_at)
