@@ -388,13 +388,18 @@ def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | No
 
 # --- the default profile -----------------------------------------------------------------
 
-# Calls an ordinary program needs.  Left out on purpose (they fail with EPERM): namespace
-# and mount control (setns, mount, umount2, pivot_root, the new mount API, mount_setattr,
-# statmount, listmount), the kernel keyring, bpf, perf_event_open, module loading, kexec,
-# reboot, swap, quotas, process accounting, the clock and time setters, syslog, raw port
-# I/O, io_uring, userfaultfd, open_by_handle_at, lookup_dcookie, vhangup, nfsservctl,
-# fanotify, NUMA placement of memory, memfd_secret, LSM attributes, and looking into other
-# processes (ptrace, process_vm_readv/writev, process_madvise, kcmp, pidfd_getfd).
+# Calls an ordinary program needs: the calls Docker's default profile allows a container
+# with its default capabilities (ptrace and process_vm_readv/writev among them: the kernel
+# lets a process trace only its own uid's dumpable processes without CAP_SYS_PTRACE), so a
+# program that runs under Docker runs here.  Left out (they fail with EPERM unless the
+# capability that makes them useful is added: see _BY_CAPABILITY): namespace and mount
+# control (unshare, setns, mount, umount2, pivot_root, the new mount API, mount_setattr),
+# sethostname and setdomainname, the kernel keyring, bpf, perf_event_open, module
+# loading, kexec, reboot, swap, quotas, process accounting, the clock setters, syslog, raw
+# port I/O, io_uring, userfaultfd, open_by_handle_at, lookup_dcookie, vhangup, nfsservctl,
+# fanotify_init, NUMA placement of memory, LSM attributes, chroot, the obsolete ustat and
+# sysfs, and the calls that look into other processes beyond ptrace's rules (kcmp,
+# pidfd_getfd, process_madvise).
 _ALLOWED = (
     # processes, threads, scheduling, limits
     "arch_prctl", "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork",
@@ -406,8 +411,8 @@ _ALLOWED = (
     "sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler",
     "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval",
     "ioprio_get", "ioprio_set", "getrlimit", "setrlimit", "prlimit64", "getrusage", "times",
-    "uname", "sysinfo", "getrandom", "sethostname", "setdomainname",
-    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self", "get_mempolicy",
+    "uname", "sysinfo", "getrandom", "landlock_create_ruleset", "landlock_add_rule",
+    "landlock_restrict_self", "uretprobe",
     # credentials
     "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
@@ -421,7 +426,7 @@ _ALLOWED = (
     "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "msync", "mlock",
     "mlock2", "munlock", "mlockall", "munlockall", "remap_file_pages", "memfd_create",
     "pkey_alloc", "pkey_free", "pkey_mprotect", "process_mrelease", "map_shadow_stack",
-    "mseal", "cachestat",
+    "mseal", "cachestat", "memfd_secret",
     # file descriptors and I/O
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
     "preadv2", "pwritev2", "open", "openat", "openat2", "creat", "close", "close_range",
@@ -429,8 +434,8 @@ _ALLOWED = (
     "syncfs", "sync_file_range", "fallocate", "ftruncate", "truncate", "readahead",
     "fadvise64", "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "pipe", "pipe2",
     # the file system
-    "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "ustat", "sysfs",
-    "access", "faccessat", "faccessat2", "getcwd", "chdir", "fchdir", "chroot", "mkdir",
+    "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "statmount",
+    "listmount", "access", "faccessat", "faccessat2", "getcwd", "chdir", "fchdir", "mkdir",
     "mkdirat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "unlink",
     "unlinkat", "symlink", "symlinkat", "readlink", "readlinkat", "chmod", "fchmod",
     "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "umask", "utime",
@@ -439,14 +444,15 @@ _ALLOWED = (
     "lsetxattr", "fsetxattr", "setxattrat", "listxattr", "llistxattr", "flistxattr",
     "listxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
     "file_getattr", "file_setattr",
-    "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "fanotify_mark",
     # waiting, events, time
     "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl",
-    "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2", "timerfd_create",
-    "timerfd_settime", "timerfd_gettime", "futex", "futex_waitv", "futex_wake", "futex_wait",
-    "futex_requeue", "time", "gettimeofday", "clock_gettime", "clock_getres",
-    "clock_nanosleep", "nanosleep", "getitimer", "setitimer", "timer_create",
-    "timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete",
+    "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl_old", "epoll_wait_old", "eventfd",
+    "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime", "futex", "futex_waitv",
+    "futex_wake", "futex_wait", "futex_requeue", "time", "gettimeofday", "clock_gettime",
+    "clock_getres", "clock_nanosleep", "nanosleep", "adjtimex", "clock_adjtime", "getitimer",
+    "setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_getoverrun",
+    "timer_delete",
     # asynchronous I/O (the old interface; io_uring stays out)
     "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     # System V and POSIX IPC (private to the container's IPC namespace)
@@ -459,11 +465,42 @@ _ALLOWED = (
     "sendmmsg", "recvmmsg", "shutdown",
 )  # fmt: skip
 
-# Every CLONE_NEW* flag that clone() can carry (CLONE_NEWTIME shares its bit with the exit
-# signal there), and unshare()'s set, which adds CLONE_NEWTIME.
-CLONE_NAMESPACE_FLAGS = 0x7E020000
-UNSHARE_NAMESPACE_FLAGS = CLONE_NAMESPACE_FLAGS | 0x00000080
+# Calls each capability makes useful, allowed only to a container that holds it (as
+# Docker's profile does): with CAP_SYS_ADMIN, clone and unshare take any flags and clone3
+# is allowed.
+_BY_CAPABILITY: dict[str, tuple[str, ...]] = {
+    "CAP_SYS_ADMIN": (
+        "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
+        "lookup_dcookie", "lsm_get_self_attr", "lsm_list_modules", "lsm_set_self_attr",
+        "mount", "mount_setattr", "move_mount", "open_tree", "open_tree_attr",
+        "perf_event_open", "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns",
+        "syslog", "umount2", "unshare",
+    ),
+    "CAP_DAC_READ_SEARCH": ("open_by_handle_at",),
+    "CAP_SYS_BOOT": ("reboot",),
+    "CAP_SYS_CHROOT": ("chroot",),
+    "CAP_SYS_MODULE": ("init_module", "finit_module", "delete_module"),
+    "CAP_SYS_PACCT": ("acct",),
+    "CAP_SYS_PTRACE": (
+        "kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev",
+        "ptrace",
+    ),
+    "CAP_SYS_RAWIO": ("iopl", "ioperm"),
+    "CAP_SYS_TIME": ("settimeofday", "clock_settime"),
+    "CAP_SYS_TTY_CONFIG": ("vhangup",),
+    "CAP_SYS_NICE": ("get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"),
+    "CAP_SYSLOG": ("syslog",),
+    "CAP_BPF": ("bpf",),
+    "CAP_PERFMON": ("perf_event_open",),
+}  # fmt: skip
 
+# Every CLONE_NEW* flag that clone() can carry (CLONE_NEWTIME shares its bit with the exit
+# signal there).
+CLONE_NAMESPACE_FLAGS = 0x7E020000
+
+# Address families socket() refuses, as Docker's profile does: AF_KCM (the kernel
+# connection multiplexor) and AF_VSOCK (sockets to the hypervisor or other VMs).
+_AF_KCM = 38
 _AF_VSOCK = 40
 
 # personality(): Linux, PER_LINUX32, UNAME26, both, and 0xffffffff (only query).
@@ -471,18 +508,27 @@ _SAFE_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 
 def default_profile() -> Profile:
-    """boxd's default filter: an allowlist in the spirit of Docker's, denying with EPERM.
+    """boxd's default filter: Docker's default profile, denying with EPERM.
 
-    Beyond the allowlist: clone and unshare without namespace flags, socket for any family
-    but AF_VSOCK, personality with the safe values only, and clone3 failing with ENOSYS
-    (its flags live in memory a filter cannot read, so C libraries fall back to clone).
+    Beyond the allowlist: the calls of :data:`_BY_CAPABILITY` for a container that holds
+    the capability; ptrace and process_vm_readv/writev (Linux 4.8 and later: earlier ones
+    let a traced process escape seccomp); clone without namespace flags; socket for any
+    family but AF_KCM and AF_VSOCK; personality with the safe values only; and, without
+    CAP_SYS_ADMIN, clone3 and open_tree_attr failing with ENOSYS (clone3's flags live in
+    memory a filter cannot read, so C libraries fall back to clone, whose flags are
+    checked; open_tree_attr, newer than Docker's profile, gets the ENOSYS Docker gives it).
     """
+    admin = _caps.to_mask(("CAP_SYS_ADMIN",))
     rules = [
         Rule(_ALLOWED, ALLOW),
+        Rule(("ptrace", "process_vm_readv", "process_vm_writev"), ALLOW, min_kernel=(4, 8)),
+        *[
+            Rule(names, ALLOW, includes_caps=_caps.to_mask((cap,)))
+            for cap, names in _BY_CAPABILITY.items()
+        ],
         Rule(("clone",), ALLOW, (ArgCheck(0, Op.MASKED_EQ, CLONE_NAMESPACE_FLAGS, 0),)),
-        Rule(("unshare",), ALLOW, (ArgCheck(0, Op.MASKED_EQ, UNSHARE_NAMESPACE_FLAGS, 0),)),
-        Rule(("clone3",), fail_with(_errno.ENOSYS)),
-        Rule(("socket",), ALLOW, (ArgCheck(0, Op.NE, _AF_VSOCK),)),
+        Rule(("clone3", "open_tree_attr"), fail_with(_errno.ENOSYS), excludes_caps=admin),
+        Rule(("socket",), ALLOW, (ArgCheck(0, Op.NE, _AF_KCM), ArgCheck(0, Op.NE, _AF_VSOCK))),
     ]
     rules += [
         Rule(("personality",), ALLOW, (ArgCheck(0, Op.EQ, value),)) for value in _SAFE_PERSONALITIES

@@ -4,7 +4,8 @@ Generated once from the kernel headers of a Debian 12 machine (Linux 6.1 UAPI):
 ``asm/unistd_64.h`` for x86_64, and ``asm-generic/unistd.h`` preprocessed with arm64's
 ``__ARCH_WANT_*`` choices (renameat, new stat, get/setrlimit, clone3, memfd_secret) for
 aarch64.  The calls added in Linux 6.5 to 6.17 (numbers 451 to 469, the same on both
-architectures) were appended by hand from the kernel's ``syscall.tbl``.  Everything above
+architectures) were appended by hand from the kernel's ``syscall.tbl``, as were x86_64's
+uretprobe (Linux 6.11) and uprobe (6.16).  Everything above
 the highest number here is unknown to the filter and answered with ENOSYS.
 
 This is data, not a build step: regenerate it by hand when the kernel grows new calls.
@@ -418,6 +419,8 @@ X86_64: dict[str, int] = {
     "statx": 332,
     "io_pgetevents": 333,
     "rseq": 334,
+    "uretprobe": 335,
+    "uprobe": 336,
     **_UNIFIED,
 }
 

@@ -117,9 +117,10 @@ def test_every_number_gets_its_rule(arch: str) -> None:
     """Exhaustively: the binary search gives every number the outcome the profile says."""
     spec = ARCHES[arch]
     program = compile_profile(default_profile(), arch)
-    allowed = set(default_profile().rules[0].names)
+    # The allowlist, ptrace's rule (Linux 4.8+) and CAP_SYS_CHROOT's (a default capability).
+    allowed = {*default_profile().rules[0].names, *default_profile().rules[1].names, "chroot"}
     numbers = {number: name for name, number in spec.table.items()}
-    conditional = {"clone", "unshare", "socket", "personality", "clone3"}
+    conditional = {"clone", "socket", "personality", "clone3", "open_tree_attr"}
     for nr in range(max(numbers) + 100):
         got = run_bpf(program, nr, spec.audit_arch)
         name = numbers.get(nr)
@@ -146,11 +147,11 @@ def test_default_profile_conditions() -> None:
     assert ret("clone", 0x01200011) == RET_ALLOW  # fork: CLONE_CHILD_SETTID|CLEARTID|SIGCHLD
     for flag in (0x20000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000):
         assert ret("clone", flag | 17) == errno_ret(errno.EPERM), hex(flag)
-    assert ret("unshare", 0x400) == RET_ALLOW  # CLONE_FILES
+    assert ret("unshare", 0x400) == errno_ret(errno.EPERM)  # CLONE_FILES: Docker's too
     assert ret("unshare", 0x80) == errno_ret(errno.EPERM)  # CLONE_NEWTIME
-    assert ret("clone3") == errno_ret(errno.ENOSYS)
-    assert ret("socket", 1) == RET_ALLOW
-    assert ret("socket", 40) == errno_ret(errno.EPERM)
+    assert ret("clone3") == ret("open_tree_attr") == errno_ret(errno.ENOSYS)
+    assert ret("socket", 1) == ret("socket", 39) == ret("socket", 41) == RET_ALLOW
+    assert ret("socket", 38) == ret("socket", 40) == errno_ret(errno.EPERM)
     assert ret("socket", 40 | 1 << 32) == RET_ALLOW  # the full 64-bit value is compared
     for persona in (0, 8, 0x20000, 0x20008, 0xFFFFFFFF):
         assert ret("personality", persona) == RET_ALLOW
@@ -162,6 +163,62 @@ BOUNDARY = sorted(
     {0, 1, 5, 6, 7, 0xFFFFFFFF, 1 << 32, (1 << 32) + 6, (6 << 32) + 5, (6 << 32) + 6,
      (6 << 32) + 7, (7 << 32) + 6, (1 << 64) - 1}
 )  # fmt: skip
+
+
+# What Docker's default profile (moby/profiles seccomp, default_linux.go) does on x86_64
+# that an allowlist written by hand would easily get wrong: with Docker's 14 capabilities
+# and a kernel of 4.8 or later, and what each added capability allows besides.
+DOCKER_ALLOWS = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "adjtimex", "clock_adjtime",
+    "fanotify_mark", "memfd_secret", "statmount", "listmount", "chroot", "epoll_ctl_old",
+    "uretprobe", "io_setup", "landlock_create_ruleset", "mseal",
+)  # fmt: skip
+DOCKER_DENIES = (
+    "sethostname", "setdomainname", "get_mempolicy", "ustat", "sysfs", "unshare", "setns",
+    "kcmp", "pidfd_getfd", "process_madvise", "fanotify_init", "io_uring_setup", "keyctl",
+    "userfaultfd", "uselib", "uprobe", "bpf", "perf_event_open", "mount", "open_by_handle_at",
+)  # fmt: skip
+DOCKER_BY_CAPABILITY = {
+    "SYS_ADMIN": ("mount", "umount2", "unshare", "setns", "sethostname", "setdomainname",
+                  "clone3", "fsopen", "open_tree", "mount_setattr", "bpf", "perf_event_open",
+                  "syslog", "quotactl", "fanotify_init", "lookup_dcookie"),
+    "SYS_PTRACE": ("kcmp", "pidfd_getfd", "process_madvise"),
+    "SYS_TIME": ("settimeofday", "clock_settime"),
+    "SYS_MODULE": ("init_module", "finit_module", "delete_module"),
+    "SYS_BOOT": ("reboot",),
+    "SYS_RAWIO": ("iopl", "ioperm"),
+    "SYS_PACCT": ("acct",),
+    "SYS_NICE": ("get_mempolicy", "set_mempolicy", "mbind", "set_mempolicy_home_node"),
+    "SYSLOG": ("syslog",),
+    "BPF": ("bpf",),
+    "PERFMON": ("perf_event_open",),
+    "DAC_READ_SEARCH": ("open_by_handle_at",),
+    "SYS_TTY_CONFIG": ("vhangup",),
+}  # fmt: skip
+
+
+def test_default_profile_is_dockers() -> None:
+    default = _caps.to_mask(_caps.DEFAULT_CAPS)
+
+    def ret(caps: int, name: str, *args: int) -> int:
+        program = compile_profile(default_profile(), "x86_64", caps=caps)
+        return run_bpf(program, X86_64[name], AUDIT_ARCH_X86_64, args)
+
+    for name in DOCKER_ALLOWS:
+        assert ret(default, name) == RET_ALLOW, name
+    for name in DOCKER_DENIES:
+        assert ret(default, name) == errno_ret(errno.EPERM), name
+    for cap, names in DOCKER_BY_CAPABILITY.items():
+        with_cap = default | 1 << _caps.cap_number(cap)
+        for name in names:
+            assert ret(default, name) != RET_ALLOW, name
+            assert ret(with_cap, name) == RET_ALLOW, (cap, name)
+    admin = default | 1 << _caps.cap_number("SYS_ADMIN")
+    assert ret(admin, "clone", 0x20000 | 17) == RET_ALLOW  # CLONE_NEWNS
+    assert ret(admin, "open_tree_attr") == RET_ALLOW
+    no_chroot = default & ~(1 << _caps.cap_number("SYS_CHROOT"))
+    assert ret(no_chroot, "chroot") == errno_ret(errno.EPERM)
+    assert ret(0, "ptrace") == RET_ALLOW  # not a capability's: --cap-drop ALL keeps it
 
 
 @pytest.mark.parametrize("op", list(Op))
@@ -260,6 +317,22 @@ def test_compile_errors_name_the_problem() -> None:
         fail_with(70000)
 
 
+def test_dockers_own_default_profile_loads() -> None:
+    """Docker's default.json names uretprobe (x86_64 only, Linux 6.11) among its allowed
+    calls: a profile that does loads, and the call is allowed where it exists."""
+    data = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "syscalls": [{"names": ["read", "uretprobe", "uprobe"], "action": "SCMP_ACT_ALLOW"}],
+    }
+    profile = profile_from_docker(data)
+    x86 = compile_profile(profile, "x86_64")
+    assert run_bpf(x86, X86_64["uretprobe"], AUDIT_ARCH_X86_64) == RET_ALLOW
+    assert run_bpf(x86, X86_64["uprobe"], AUDIT_ARCH_X86_64) == RET_ALLOW
+    arm = compile_profile(profile, "aarch64")
+    assert run_bpf(arm, AARCH64["read"], AUDIT_ARCH_AARCH64) == RET_ALLOW
+
+
 def test_names_unknown_to_one_arch_are_skipped() -> None:
     profile = Profile(fail_with(errno.EPERM), (Rule(("arch_prctl", "read"), ALLOW),))
     arm = compile_profile(profile, "aarch64")
@@ -275,12 +348,14 @@ def test_default_profile_names_exist_and_denials_hold() -> None:
         "mount", "umount2", "pivot_root", "setns", "keyctl", "add_key", "request_key", "bpf",
         "perf_event_open", "kexec_load", "kexec_file_load", "init_module", "finit_module",
         "delete_module", "reboot", "swapon", "swapoff", "open_by_handle_at", "userfaultfd",
-        "io_uring_setup", "io_uring_enter", "io_uring_register", "ptrace", "acct",
-        "settimeofday", "clock_settime", "adjtimex", "quotactl", "lookup_dcookie", "vhangup",
-        "nfsservctl", "syslog", "iopl", "ioperm", "process_vm_readv", "fsopen", "open_tree",
+        "io_uring_setup", "io_uring_enter", "io_uring_register", "acct", "settimeofday",
+        "clock_settime", "quotactl", "lookup_dcookie", "vhangup", "nfsservctl", "syslog",
+        "iopl", "ioperm", "kcmp", "pidfd_getfd", "fsopen", "open_tree", "sethostname",
+        "setdomainname", "get_mempolicy", "ustat", "sysfs",
     }  # fmt: skip
     assert not allowed & denied
-    assert not allowed & {"clone", "clone3", "unshare", "socket", "personality"}
+    conditional = {"clone", "clone3", "unshare", "socket", "personality", "chroot", "ptrace"}
+    assert not allowed & conditional
 
 
 # --- Docker's JSON format -----------------------------------------------------------------
@@ -293,7 +368,7 @@ def test_docker_round_trip(tmp_path: Path) -> None:
         (
             *default_profile().rules,
             Rule(("mount",), ALLOW, includes_caps=admin, min_kernel=(4, 8)),
-            Rule(("ptrace",), Action(ActionKind.KILL_PROCESS), arches=frozenset({"amd64"})),
+            Rule(("kexec_load",), Action(ActionKind.KILL_PROCESS), arches=frozenset({"amd64"})),
             Rule(("reboot",), Action(ActionKind.LOG), excludes_caps=admin),
             Rule(("syslog",), Action(ActionKind.KILL_THREAD), excludes_arches=frozenset({"x86"})),
         ),
@@ -470,7 +545,9 @@ probes = {
     "statx": lambda: named("statx", -100, ctypes.addressof(root), 0, 0x7FF,
                            ctypes.addressof(buf)),
     "io_uring_setup": lambda: named("io_uring_setup", 1, ctypes.addressof(buf)),
-    "ptrace": lambda: named("ptrace", 0, 0, 0, 0),
+    # PTRACE_ATTACH to a pid that cannot exist: ESRCH once the filter lets it through.
+    "ptrace": lambda: named("ptrace", 16, 0x7FFFFFFF, 0, 0),
+    "socket_kcm": lambda: named("socket", 38, 2, 0),
     "socket_vsock": lambda: named("socket", 40, 1, 0),
     "socket_unix": lambda: named("socket", 1, 1, 0),
     "x32_getpid": lambda: sys_call(0x40000000 | 39),
@@ -538,12 +615,12 @@ def test_default_filter_in_a_real_process() -> None:
         compile_profile(default_profile()),
         "unshare_newns", "unshare_files", "setns", "clone_newns", "mount", "umount2",
         "keyctl", "bpf", "clone3", "nr1000", "personality_query", "personality_bad",
-        "getrandom", "statx", "io_uring_setup", "ptrace", "socket_vsock", "socket_unix",
-        "thread", "fork_exec", "python_child",
+        "getrandom", "statx", "io_uring_setup", "ptrace", "socket_vsock", "socket_kcm",
+        "socket_unix", "thread", "fork_exec", "python_child",
     )  # fmt: skip
     assert got == {
         "unshare_newns": "EPERM",
-        "unshare_files": "ok:0",
+        "unshare_files": "EPERM",
         "setns": "EPERM",
         "clone_newns": "EPERM",
         "mount": "EPERM",
@@ -557,8 +634,9 @@ def test_default_filter_in_a_real_process() -> None:
         "getrandom": "ok:16",
         "statx": "ok:0",
         "io_uring_setup": "EPERM",
-        "ptrace": "EPERM",
+        "ptrace": "ESRCH",
         "socket_vsock": "EPERM",
+        "socket_kcm": "EPERM",
         "socket_unix": got["socket_unix"],
         "thread": "ok:1",
         "fork_exec": "ok:0",
@@ -570,11 +648,12 @@ def test_default_filter_in_a_real_process() -> None:
 @needs_supported_host
 def test_without_the_filter_the_probes_differ() -> None:
     """A control run, so the answers above are the filter's and not the kernel's."""
-    got = probe(b"", "clone3", "personality_bad", "keyctl", "unshare_files")
+    got = probe(b"", "clone3", "personality_bad", "keyctl", "unshare_files", "socket_kcm")
     assert got["clone3"] == "EINVAL"
     assert got["personality_bad"] == "ok:0"
     assert got["keyctl"] != "EPERM"
     assert got["unshare_files"] == "ok:0"
+    assert got["socket_kcm"] != "EPERM"
 
 
 @pytest.mark.skipif(HOST_ARCH != "x86_64", reason="the x32 ABI exists only on x86_64")
