@@ -195,6 +195,9 @@ def test_ptrace_works_as_under_docker(boxd: Daemon, image: Path) -> None:
     """Docker's profile allows ptrace (Linux 4.8+): strace and gdb work inside, on the
     container's own processes (the kernel still refuses a non-dumpable one, see below)."""
     assert sh(boxd, image, "probe ptrace 1; true") == ["ok"]  # pid 1: the shell
+    if shutil.which("strace"):  # the host's, in the image "default"
+        r = boxd.ctl("run", "--rm", "default", "strace", "-f", "-e", "trace=none", "true")
+        assert r.stderr.endswith("+++ exited with 0 +++\n"), r.stderr
 
 
 # Calls Docker's profile allows once the capability is added, as boxd's does.
