@@ -8,9 +8,10 @@ array for ``SpawnPlan.seccomp``, which the spawn path loads with
 
 The program, for one architecture:
 
-1. ``seccomp_data.arch`` must be the target's AUDIT_ARCH, otherwise the process is killed
-   (no 32-bit compat calls); on x86_64 the x32 ABI (bit 0x40000000 of the number) is killed
-   too.
+1. ``seccomp_data.arch`` must be the target's AUDIT_ARCH, otherwise the process is killed;
+   a profile with ``compat`` also takes i386's on x86_64, whose calls then go through steps
+   2 to 4 with their own numbers.  On x86_64 the x32 ABI (bit 0x40000000 of the number) is
+   killed.
 2. A binary search over the system call number picks the rules of that call.  Numbers are
    grouped into ranges that share an outcome, so the search is about seven comparisons.
 3. A call's rules with argument checks are tried in profile order; the first whose checks
@@ -35,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from . import _caps
 from ._record import frozen
-from ._syscalls import AARCH64, OTHER_ARCHES_ONLY, X86_64
+from ._syscalls import AARCH64, I386, OTHER_ARCHES_ONLY, X86_64
 
 TYPE_CHECKING = False  # not typing's: typing costs ~2.5 ms of boxd-runtime create's import
 if TYPE_CHECKING:
@@ -167,8 +168,14 @@ class Rule:
 
 @frozen
 class Profile:
+    """``compat``: the filter takes the calls of the 32-bit ABI the native architecture's
+    kernel runs too, where boxd has its table (i386 on x86_64, as Docker's profile maps
+    SCMP_ARCH_X86 there), each by its own number under the same rules; otherwise they
+    kill the process."""
+
     default_action: Action
     rules: tuple[Rule, ...] = ()
+    compat: bool = False
 
 
 @frozen
@@ -177,17 +184,20 @@ class _Arch:
     docker_name: str  # as in a Docker profile's includes.arches
     table: Mapping[str, int]
     x32_bit: bool  # numbers with bit 30 set belong to another ABI
+    compat: _Arch | None = None  # the 32-bit ABI this architecture's kernel runs too
 
 
 ARCHES: dict[str, _Arch] = {
-    "x86_64": _Arch(0xC000003E, "amd64", X86_64, x32_bit=True),
+    "x86_64": _Arch(
+        0xC000003E, "amd64", X86_64, x32_bit=True, compat=_Arch(0x40000003, "x86", I386, False)
+    ),
     "aarch64": _Arch(0xC00000B7, "arm64", AARCH64, x32_bit=False),
 }
 
 
 # Every name some supported architecture's table (or the list of other architectures'
 # calls) has: a profile such as Podman's asks about ~1,300 names per container.
-_KNOWN = frozenset(OTHER_ARCHES_ONLY).union(*[arch.table for arch in ARCHES.values()])
+_KNOWN = frozenset(OTHER_ARCHES_ONLY).union(X86_64, I386, AARCH64)
 
 
 def known_syscall(name: str) -> bool:
@@ -344,6 +354,28 @@ def _outcomes(
     return outcomes
 
 
+def _arch_code(profile: Profile, arch: _Arch, caps: int, kernel: tuple[int, int]) -> list[_Insn]:
+    """The checks of one architecture's calls, from loading the number on (every path
+    returns)."""
+    outcomes = _outcomes(profile, arch, caps, kernel)
+    names = {number: name for name, number in arch.table.items()}
+    unknown = _Outcome(
+        (),
+        profile.default_action
+        if profile.default_action.kind is ActionKind.ALLOW
+        else fail_with(_errno.ENOSYS),
+    )
+    ranges: list[tuple[int, _Outcome, str]] = []
+    for number in range(max(outcomes) + 2):
+        outcome = outcomes.get(number, unknown)
+        if not ranges or ranges[-1][1] != outcome:
+            ranges.append((number, outcome, names.get(number, str(number))))
+    code: list[_Insn] = [(_LD_W_ABS, 0, 0, _OFF_NR)]
+    if arch.x32_bit:
+        code += [(_JGE_K, 0, 1, _X32_SYSCALL_BIT), (_RET_K, 0, 0, _RET_KILL_PROCESS)]
+    return code + _search_code(ranges)
+
+
 def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | None = None) -> bytes:
     """The BPF program (``struct sock_filter[]`` bytes) enforcing ``profile``.
 
@@ -359,28 +391,14 @@ def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | No
     for i, rule in enumerate(profile.rules):
         _check_names(rule.names, f"rule {i}")
     mask = _caps.to_mask(_caps.DEFAULT_CAPS) if caps is None else caps
-    outcomes = _outcomes(profile, spec, mask, _kernel_version())
-    names = {number: name for name, number in spec.table.items()}
-    unknown = _Outcome(
-        (),
-        profile.default_action
-        if profile.default_action.kind is ActionKind.ALLOW
-        else fail_with(_errno.ENOSYS),
-    )
-    ranges: list[tuple[int, _Outcome, str]] = []
-    for number in range(max(outcomes) + 2):
-        outcome = outcomes.get(number, unknown)
-        if not ranges or ranges[-1][1] != outcome:
-            ranges.append((number, outcome, names.get(number, str(number))))
-    program: list[_Insn] = [
-        (_LD_W_ABS, 0, 0, _OFF_ARCH),
-        (_JEQ_K, 1, 0, spec.audit_arch),
-        (_RET_K, 0, 0, _RET_KILL_PROCESS),
-        (_LD_W_ABS, 0, 0, _OFF_NR),
-    ]
-    if spec.x32_bit:
-        program += [(_JGE_K, 0, 1, _X32_SYSCALL_BIT), (_RET_K, 0, 0, _RET_KILL_PROCESS)]
-    program += _search_code(ranges)
+    kernel = _kernel_version()
+    arches = [spec, spec.compat] if profile.compat and spec.compat else [spec]
+    program: list[_Insn] = [(_LD_W_ABS, 0, 0, _OFF_ARCH)]
+    for each in arches:
+        block = _arch_code(profile, each, mask, kernel)
+        # Another architecture: over this one's block (the accumulator still holds it).
+        program += [(_JEQ_K, 1, 0, each.audit_arch), (_JA, 0, 0, len(block)), *block]
+    program.append((_RET_K, 0, 0, _RET_KILL_PROCESS))
     if len(program) > _MAX_INSNS:
         raise ValueError(f"seccomp program of {len(program)} instructions exceeds {_MAX_INSNS}")
     return b"".join(_SOCK_FILTER.pack(*insn) for insn in program)
@@ -402,7 +420,7 @@ def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | No
 # pidfd_getfd, process_madvise).
 _ALLOWED = (
     # processes, threads, scheduling, limits
-    "arch_prctl", "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork",
+    "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork",
     "vfork", "wait4", "waitid", "getpid", "getppid", "gettid", "getpgid", "getpgrp",
     "setpgid", "getsid", "setsid", "set_tid_address", "set_robust_list", "get_robust_list",
     "rseq", "prctl", "seccomp", "getcpu", "membarrier", "restart_syscall", "modify_ldt",
@@ -453,6 +471,19 @@ _ALLOWED = (
     "clock_getres", "clock_nanosleep", "nanosleep", "adjtimex", "clock_adjtime", "getitimer",
     "setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_getoverrun",
     "timer_delete",
+    # the 32-bit calls of i386 (a profile with compat: see Profile)
+    "_llseek", "_newselect", "chown32", "clock_adjtime64", "clock_getres_time64",
+    "clock_gettime64", "clock_nanosleep_time64", "fadvise64_64", "fchown32", "fcntl64",
+    "fstat64", "fstatat64", "fstatfs64", "ftruncate64", "futex_time64", "getegid32",
+    "geteuid32", "getgid32", "getgroups32", "getresgid32", "getresuid32", "getuid32",
+    "io_pgetevents_time64", "ipc", "lchown32", "lstat64", "mmap2", "mq_timedreceive_time64",
+    "mq_timedsend_time64", "ppoll_time64", "pselect6_time64", "recvmmsg_time64",
+    "rt_sigtimedwait_time64", "sched_rr_get_interval_time64", "semtimedop_time64",
+    "sendfile64", "setfsgid32", "setfsuid32", "setgid32", "setgroups32", "setregid32",
+    "setresgid32", "setresuid32", "setreuid32", "setuid32", "sigprocmask", "sigreturn",
+    "socketcall", "stat64", "statfs64", "timer_gettime64", "timer_settime64",
+    "timerfd_gettime64", "timerfd_settime64", "truncate64", "ugetrlimit", "utimensat_time64",
+    "waitpid",
     # asynchronous I/O (the old interface; io_uring stays out)
     "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     # System V and POSIX IPC (private to the container's IPC namespace)
@@ -474,7 +505,7 @@ _BY_CAPABILITY: dict[str, tuple[str, ...]] = {
         "lookup_dcookie", "lsm_get_self_attr", "lsm_list_modules", "lsm_set_self_attr",
         "mount", "mount_setattr", "move_mount", "open_tree", "open_tree_attr",
         "perf_event_open", "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns",
-        "syslog", "umount2", "unshare",
+        "syslog", "umount", "umount2", "unshare",
     ),
     "CAP_DAC_READ_SEARCH": ("open_by_handle_at",),
     "CAP_SYS_BOOT": ("reboot",),
@@ -486,7 +517,7 @@ _BY_CAPABILITY: dict[str, tuple[str, ...]] = {
         "ptrace",
     ),
     "CAP_SYS_RAWIO": ("iopl", "ioperm"),
-    "CAP_SYS_TIME": ("settimeofday", "clock_settime"),
+    "CAP_SYS_TIME": ("settimeofday", "clock_settime", "clock_settime64", "stime"),
     "CAP_SYS_TTY_CONFIG": ("vhangup",),
     "CAP_SYS_NICE": ("get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"),
     "CAP_SYSLOG": ("syslog",),
@@ -522,6 +553,7 @@ def default_profile() -> Profile:
     rules = [
         Rule(_ALLOWED, ALLOW),
         Rule(("ptrace", "process_vm_readv", "process_vm_writev"), ALLOW, min_kernel=(4, 8)),
+        Rule(("arch_prctl",), ALLOW, arches=frozenset({"amd64"})),  # not i386's
         *[
             Rule(names, ALLOW, includes_caps=_caps.to_mask((cap,)))
             for cap, names in _BY_CAPABILITY.items()
@@ -533,7 +565,7 @@ def default_profile() -> Profile:
     rules += [
         Rule(("personality",), ALLOW, (ArgCheck(0, Op.EQ, value),)) for value in _SAFE_PERSONALITIES
     ]
-    return Profile(fail_with(_errno.EPERM), tuple(rules))
+    return Profile(fail_with(_errno.EPERM), tuple(rules), compat=True)
 
 
 # --- Docker's JSON format ----------------------------------------------------------------
@@ -542,6 +574,7 @@ _DOCKER_ACTIONS = {kind.value: kind for kind in ActionKind}
 _DOCKER_ACTIONS["SCMP_ACT_KILL"] = ActionKind.KILL_THREAD
 _UNSUPPORTED_ACTIONS = ("SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY")
 _DOCKER_OPS = {op.value: op for op in Op}
+_SCMP_I386 = "SCMP_ARCH_X86"
 _SCMP_ARCHES = (
     "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
     "SCMP_ARCH_AARCH64", "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K", "SCMP_ARCH_MIPS",
@@ -652,9 +685,10 @@ def _parse_rule(raw: object, where: str) -> Rule:
 def profile_from_docker(data: object) -> Profile:
     """A :class:`Profile` from the parsed JSON of a Docker seccomp profile.
 
-    ``architectures``/``archMap`` are checked but do not widen the filter: only the native
-    architecture is allowed, everything else is killed.  Errors name the bad value and
-    where it is (``syscalls[3].action: unknown action 'SCMP_ACT_FOO'``).
+    Of ``architectures``/``archMap`` the native architecture counts, and SCMP_ARCH_X86
+    (i386, on x86_64: the profile's ``compat``); calls of any other are killed.  Errors
+    name the bad value and where it is (``syscalls[3].action: unknown action
+    'SCMP_ACT_FOO'``).
     """
     obj = _expect(data, dict, "profile")
     keys = ("defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
@@ -676,7 +710,7 @@ def profile_from_docker(data: object) -> Profile:
     )
     syscalls = _expect(obj.get("syscalls") or [], list, "profile.syscalls")
     rules = tuple([_parse_rule(rule, f"syscalls[{i}]") for i, rule in enumerate(syscalls)])
-    return Profile(default, rules)
+    return Profile(default, rules, compat=_SCMP_I386 in arches)
 
 
 def load_docker_profile(path: str | os.PathLike[str]) -> Profile:
@@ -732,4 +766,6 @@ def profile_to_docker(profile: Profile) -> dict[str, Any]:
             entry["excludes"] = excludes
         syscalls.append(entry)
     out["syscalls"] = syscalls
+    if profile.compat:
+        out["architectures"] = ["SCMP_ARCH_X86_64", _SCMP_I386, "SCMP_ARCH_AARCH64"]
     return out

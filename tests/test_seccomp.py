@@ -33,7 +33,7 @@ from boxd._seccomp import (
     profile_from_docker,
     profile_to_docker,
 )
-from boxd._syscalls import AARCH64, X86_64
+from boxd._syscalls import AARCH64, I386, X86_64
 
 HOST_ARCH = os.uname().machine
 needs_supported_host = pytest.mark.skipif(
@@ -45,6 +45,7 @@ RET_KILL_PROCESS = 0x80000000
 RET_ERRNO = 0x00050000
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_AARCH64 = 0xC00000B7
+AUDIT_ARCH_I386 = 0x40000003
 
 
 # --- a classic BPF interpreter, enough for what the compiler emits ------------------------
@@ -84,9 +85,33 @@ def test_arch_check_x86_64() -> None:
     program = compile_profile(default_profile(), "x86_64")
     assert struct.unpack_from("<HBBI", program, 8)[3] == AUDIT_ARCH_X86_64
     assert run_bpf(program, X86_64["read"], AUDIT_ARCH_X86_64) == RET_ALLOW
-    # A 32-bit call (i386 compat: AUDIT_ARCH_I386) and the x32 ABI are killed.
-    assert run_bpf(program, 3, 0x40000003) == RET_KILL_PROCESS
+    # The x32 ABI, and another architecture's call, are killed.
     assert run_bpf(program, 0x40000000 | X86_64["read"], AUDIT_ARCH_X86_64) == RET_KILL_PROCESS
+    assert run_bpf(program, AARCH64["read"], AUDIT_ARCH_AARCH64) == RET_KILL_PROCESS
+    # i386's (the 32-bit ABI), only with a profile that asks for it, as Docker's archMap.
+    assert run_bpf(program, I386["read"], AUDIT_ARCH_I386) == RET_ALLOW
+    alone = Profile(fail_with(errno.EPERM), (Rule(("read",), ALLOW),))
+    assert run_bpf(compile_profile(alone, "x86_64"), 3, AUDIT_ARCH_I386) == RET_KILL_PROCESS
+
+
+def test_i386_calls_get_the_same_rules_by_their_own_numbers() -> None:
+    """As Docker's profile on x86_64 (its archMap adds SCMP_ARCH_X86): a 32-bit program
+    (an i386 image) runs, its calls allowed and refused as the 64-bit ones."""
+    program = compile_profile(default_profile(), "x86_64")
+
+    def ret(name: str, *args: int) -> int:
+        return run_bpf(program, I386[name], AUDIT_ARCH_I386, args)
+
+    for name in ("read", "mmap2", "_llseek", "fstat64", "socketcall", "getuid32", "ptrace"):
+        assert ret(name) == RET_ALLOW, name
+    for name in ("mount", "umount", "unshare", "stime", "keyctl", "arch_prctl", "vm86"):
+        assert ret(name) == errno_ret(errno.EPERM), name
+    assert ret("socket", 40) == errno_ret(errno.EPERM) and ret("socket", 1) == RET_ALLOW
+    assert ret("clone", 0x20000 | 17) == errno_ret(errno.EPERM) and ret("clone", 17) == RET_ALLOW
+    assert ret("clone3") == errno_ret(errno.ENOSYS)
+    assert run_bpf(program, 1000, AUDIT_ARCH_I386) == errno_ret(errno.ENOSYS)
+    admin = compile_profile(default_profile(), "x86_64", caps=1 << _caps.cap_number("SYS_ADMIN"))
+    assert run_bpf(admin, I386["umount"], AUDIT_ARCH_I386) == RET_ALLOW
 
 
 def test_arch_check_aarch64() -> None:
@@ -117,8 +142,10 @@ def test_every_number_gets_its_rule(arch: str) -> None:
     """Exhaustively: the binary search gives every number the outcome the profile says."""
     spec = ARCHES[arch]
     program = compile_profile(default_profile(), arch)
-    # The allowlist, ptrace's rule (Linux 4.8+) and CAP_SYS_CHROOT's (a default capability).
-    allowed = {*default_profile().rules[0].names, *default_profile().rules[1].names, "chroot"}
+    # The allowlist, ptrace's rule (Linux 4.8+), arch_prctl's (amd64) and CAP_SYS_CHROOT's
+    # (a default capability).
+    rules = default_profile().rules
+    allowed = {*rules[0].names, *rules[1].names, *rules[2].names, "chroot"}
     numbers = {number: name for name, number in spec.table.items()}
     conditional = {"clone", "socket", "personality", "clone3", "open_tree_attr"}
     for nr in range(max(numbers) + 100):
@@ -319,13 +346,20 @@ def test_compile_errors_name_the_problem() -> None:
 
 def test_dockers_own_default_profile_loads() -> None:
     """Docker's default.json names uretprobe (x86_64 only, Linux 6.11) among its allowed
-    calls: a profile that does loads, and the call is allowed where it exists."""
-    data = {
+    calls: a profile that does loads, and the call is allowed where it exists.  Its archMap
+    gives x86_64 the 32-bit SCMP_ARCH_X86: that is the profile's compat."""
+    data: dict[str, Any] = {
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": 1,
         "syscalls": [{"names": ["read", "uretprobe", "uprobe"], "action": "SCMP_ACT_ALLOW"}],
     }
+    assert not profile_from_docker(data).compat
+    data["archMap"] = [
+        {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]},
+    ]
     profile = profile_from_docker(data)
+    assert profile.compat
     x86 = compile_profile(profile, "x86_64")
     assert run_bpf(x86, X86_64["uretprobe"], AUDIT_ARCH_X86_64) == RET_ALLOW
     assert run_bpf(x86, X86_64["uprobe"], AUDIT_ARCH_X86_64) == RET_ALLOW
@@ -342,7 +376,7 @@ def test_names_unknown_to_one_arch_are_skipped() -> None:
 def test_default_profile_names_exist_and_denials_hold() -> None:
     for rule in default_profile().rules:
         for name in rule.names:
-            assert name in X86_64 or name in AARCH64, name
+            assert name in X86_64 or name in AARCH64 or name in I386, name
     allowed = set(default_profile().rules[0].names)
     denied = {
         "mount", "umount2", "pivot_root", "setns", "keyctl", "add_key", "request_key", "bpf",
