@@ -55,6 +55,7 @@ _RET_K = 0x06  # BPF_RET | BPF_K
 _RET_KILL_PROCESS = 0x80000000
 _RET_KILL_THREAD = 0x00000000
 _RET_ERRNO = 0x00050000
+_RET_TRACE = 0x7FF00000
 _RET_LOG = 0x7FFC0000
 _RET_ALLOW = 0x7FFF0000
 
@@ -86,12 +87,15 @@ class ActionKind(enum.Enum):
     KILL_PROCESS = "SCMP_ACT_KILL_PROCESS"
     KILL_THREAD = "SCMP_ACT_KILL_THREAD"
     LOG = "SCMP_ACT_LOG"
+    TRACE = "SCMP_ACT_TRACE"
 
 
 @frozen
 class Action:
     kind: ActionKind
-    errno: int = 0  # for ERRNO: the error the call fails with
+    # For ERRNO: the error the call fails with; for TRACE: the value a ptrace tracer is
+    # told (PTRACE_GETEVENTMSG).  Without a tracer a traced call fails with ENOSYS.
+    errno: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.errno <= 0xFFFF:
@@ -105,6 +109,7 @@ class Action:
             ActionKind.KILL_PROCESS: _RET_KILL_PROCESS,
             ActionKind.KILL_THREAD: _RET_KILL_THREAD,
             ActionKind.LOG: _RET_LOG,
+            ActionKind.TRACE: _RET_TRACE | self.errno,
         }[self.kind]
 
 
@@ -572,7 +577,8 @@ def default_profile() -> Profile:
 
 _DOCKER_ACTIONS = {kind.value: kind for kind in ActionKind}
 _DOCKER_ACTIONS["SCMP_ACT_KILL"] = ActionKind.KILL_THREAD
-_UNSUPPORTED_ACTIONS = ("SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY")
+_UNSUPPORTED_ACTIONS = ("SCMP_ACT_NOTIFY",)
+_WITH_ERRNO = (ActionKind.ERRNO, ActionKind.TRACE)
 _DOCKER_OPS = {op.value: op for op in Op}
 _SCMP_I386 = "SCMP_ARCH_X86"
 _SCMP_ARCHES = (
@@ -605,14 +611,14 @@ def _parse_action(raw: object, errno_ret: object, where: str) -> Action:
     kind = _DOCKER_ACTIONS.get(name)
     if kind is None:
         raise ValueError(f"{where}: unknown action {name!r}")
-    if kind is not ActionKind.ERRNO:
+    if kind not in _WITH_ERRNO:
         return Action(kind)
-    if errno_ret is None:
-        return fail_with(_errno.EPERM)
+    if errno_ret is None:  # EPERM for TRACE too, as runc gives it
+        return Action(kind, _errno.EPERM)
     if not isinstance(errno_ret, int) or isinstance(errno_ret, bool) or errno_ret < 0:
         raise ValueError(f"{where}: errnoRet must be an errno number, got {errno_ret!r}")
     try:
-        return fail_with(errno_ret)
+        return Action(kind, errno_ret)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -730,7 +736,7 @@ def load_docker_profile(path: str | os.PathLike[str]) -> Profile:
 
 def _action_to_docker(action: Action, out: dict[str, Any], prefix: str) -> None:
     out[prefix + "Action" if prefix else "action"] = action.kind.value
-    if action.kind is ActionKind.ERRNO:
+    if action.kind in _WITH_ERRNO:
         out[prefix + "ErrnoRet" if prefix else "errnoRet"] = action.errno
 
 

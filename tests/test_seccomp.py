@@ -404,6 +404,7 @@ def test_docker_round_trip(tmp_path: Path) -> None:
             Rule(("mount",), ALLOW, includes_caps=admin, min_kernel=(4, 8)),
             Rule(("kexec_load",), Action(ActionKind.KILL_PROCESS), arches=frozenset({"amd64"})),
             Rule(("reboot",), Action(ActionKind.LOG), excludes_caps=admin),
+            Rule(("acct",), Action(ActionKind.TRACE, 42)),
             Rule(("syslog",), Action(ActionKind.KILL_THREAD), excludes_arches=frozenset({"x86"})),
         ),
     )
@@ -469,7 +470,7 @@ def _with(**changes: Any) -> dict[str, Any]:
     [
         ([], "profile: expected dict"),
         ({"defaultAction": "SCMP_ACT_MAYBE"}, "unknown action 'SCMP_ACT_MAYBE'"),
-        ({"defaultAction": "SCMP_ACT_TRACE"}, "action SCMP_ACT_TRACE is not supported"),
+        ({"defaultAction": "SCMP_ACT_NOTIFY"}, "action SCMP_ACT_NOTIFY is not supported"),
         ({}, r"profile.defaultAction: expected str, got None"),
         ({"defaultAction": "SCMP_ACT_ALLOW", "colour": 1}, "unknown key 'colour'"),
         ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]},
@@ -711,15 +712,18 @@ def test_docker_profile_file_loaded_for_real(tmp_path: Path) -> None:
                      "args": [{"index": 0, "value": 0x0400000, "op": "SCMP_CMP_GE"}]},
                     {"names": ["getrandom"], "action": "SCMP_ACT_ERRNO",
                      "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                    # Docker's (runc's) TRACE: with no tracer, ENOSYS.
+                    {"names": ["bpf"], "action": "SCMP_ACT_TRACE", "errnoRet": 7},
                 ],
             }
         )
     )  # fmt: skip
     got = probe(
         compile_profile(load_docker_profile(path)),
-        "keyctl", "personality_bad", "personality_query", "getrandom", "clone3", "thread",
+        "keyctl", "personality_bad", "personality_query", "getrandom", "clone3", "thread", "bpf",
     )  # fmt: skip
     assert got == {
+        "bpf": "ENOSYS",
         "keyctl": "EACCES",
         "personality_bad": "EINVAL",
         "personality_query": "EINVAL",
