@@ -38,19 +38,28 @@ def _ulimit(text: str) -> dict[str, Any]:
 
 
 def _security(opts: Sequence[str]) -> dict[str, Any]:
+    from boxd import _secopt
+
     sec: dict[str, Any] = {}
     for opt in opts:
-        key, eq, value = opt.partition("=")
+        key, sep, value = _secopt.split(opt)
+        try:
+            nothing = _secopt.asks_for_nothing(key, value)
+        except ValueError as exc:
+            raise CliError(f"invalid --security-opt {opt!r}: {exc}", USAGE) from None
+        if nothing:
+            continue  # apparmor=unconfined, label=disable: what boxd does anyway
         if key == "no-new-privileges" and value in ("", "true", "false"):
             sec["no_new_privileges"] = value != "false"
-        elif key == "seccomp" and eq and value:
+        elif key == "seccomp" and sep and value:
             sec["seccomp"] = value if value in ("unconfined", "default") else os.path.abspath(value)
         elif key == "systempaths" and value == "unconfined":  # /proc and /sys unmasked
             sec["masked_paths"] = sec["readonly_paths"] = []
         else:
             raise CliError(
                 f"invalid --security-opt {opt!r}: use no-new-privileges[=false], "
-                "seccomp=unconfined|PROFILE.json or systempaths=unconfined",
+                "seccomp=unconfined|PROFILE.json, systempaths=unconfined, apparmor=unconfined "
+                "or label=disable",
                 USAGE,
             )
     return sec

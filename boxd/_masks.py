@@ -10,6 +10,8 @@ mounted with (a remount in a user namespace may not clear them).
 from __future__ import annotations
 
 import functools
+import os
+import re
 
 from ._native import MountKind, MountOp
 
@@ -31,6 +33,29 @@ MASKED_PATHS: tuple[str, ...] = (
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 )
+
+# Each x86 CPU's thermal_throttle directory counts the times it ran too hot, which what
+# the host's other workloads run changes: a side channel Docker masks too
+# (GHSA-6fw5-f8r9-fgfm, with /proc/interrupts).
+_CPUS = "/sys/devices/system/cpu"
+
+
+@functools.cache  # the host's CPUs: fixed while the daemon runs, as Docker computes them once
+def default_masked_paths(cpus: str = _CPUS) -> tuple[str, ...]:
+    """:data:`MASKED_PATHS` and each CPU's ``thermal_throttle`` directory the host has
+    (``cpus``: where the host's CPU directories are)."""
+    try:
+        entries = os.listdir(cpus)
+    except OSError:
+        entries = []
+    numbers = sorted(
+        int(entry[3:])
+        for entry in entries
+        if re.fullmatch(r"cpu\d+", entry)
+        and os.path.isdir(os.path.join(cpus, entry, "thermal_throttle"))
+    )
+    return MASKED_PATHS + tuple([f"{_CPUS}/cpu{n}/thermal_throttle" for n in numbers])
+
 
 READONLY_PATHS: tuple[str, ...] = (
     "/proc/bus",
@@ -69,6 +94,6 @@ def applied(sec: Security) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     if sec.privileged:
         return None
     return (
-        MASKED_PATHS if sec.masked_paths is None else sec.masked_paths,
+        default_masked_paths() if sec.masked_paths is None else sec.masked_paths,
         READONLY_PATHS if sec.readonly_paths is None else sec.readonly_paths,
     )

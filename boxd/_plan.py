@@ -236,13 +236,38 @@ def init_mounts(program: str) -> tuple[MountOp, ...]:
     )
 
 
+# Docker's settings for a container with a network namespace of its own: every port
+# bindable without CAP_NET_BIND_SERVICE (a ``-u`` user's server on port 80) and ICMP echo
+# sockets for every group (ping without CAP_NET_RAW; not in a user namespace, whose groups
+# beyond its map the range could not name).
+_UNPRIVILEGED_PORTS = ("net.ipv4.ip_unprivileged_port_start", "0")
+_PING_GROUPS = ("net.ipv4.ping_group_range", "0 2147483647")
+
+
+@functools.cache  # the running kernel's
+def _kernel_has(key: str) -> bool:
+    return os.path.exists(proc_path(key))
+
+
+def _network_defaults(container: Container) -> dict[str, str]:
+    """The sysctls Docker sets in a container's own network namespace (none with
+    ``--network host`` or ``container:NAME``), where the kernel has them."""
+    if Namespace.NET not in namespaces(container):
+        return {}
+    defaults = [_UNPRIVILEGED_PORTS] + ([] if container.config.userns else [_PING_GROUPS])
+    return {key: value for key, value in defaults if _kernel_has(key)}
+
+
 def sysctl_ops(container: Container) -> tuple[MountOp, ...]:
     """``--sysctl`` settings, written to the container's /proc/sys (in its namespaces)
     before the masks make /proc/sys read-only; of a key given twice the last counts.
-    ``--domainname`` is its UTS namespace's ``kernel.domainname`` (a sysctl of it wins)."""
+    ``--domainname`` is its UTS namespace's ``kernel.domainname`` (a sysctl of it wins),
+    and a sysctl of :func:`_network_defaults` wins over Docker's value."""
     config = container.config
     domain = _nsmodes.domainname(container)
-    settings = {"kernel.domainname": domain} if domain else {}
+    settings = _network_defaults(container)
+    if domain:
+        settings["kernel.domainname"] = domain
     settings.update(parse_sysctl(text, network=config.network) for text in config.sysctls)
     return tuple(
         [

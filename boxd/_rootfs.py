@@ -1111,7 +1111,9 @@ def _dev_ops(dev: str, userns: bool, pts_options: str, shm: str | None) -> tuple
     /dev/mqueue."""
     nse = MS_NOSUID | MS_NODEV | MS_NOEXEC
     ops = _mkdir_ops(dev)
-    ops.append(MountOp(MountKind.MOUNT, dev, "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=64k"))
+    # Docker's size (64 MiB): room for what programs put there (sockets, FIFOs, a log or
+    # lock file), its pages charged to the container's memory as any tmpfs's.
+    ops.append(MountOp(MountKind.MOUNT, dev, "tmpfs", "tmpfs", MS_NOSUID, "mode=755,size=65536k"))
     for name, major, minor in _DEVICES:
         path = f"{dev}/{name}"
         if userns:

@@ -8,9 +8,10 @@ array for ``SpawnPlan.seccomp``, which the spawn path loads with
 
 The program, for one architecture:
 
-1. ``seccomp_data.arch`` must be the target's AUDIT_ARCH, otherwise the process is killed
-   (no 32-bit compat calls); on x86_64 the x32 ABI (bit 0x40000000 of the number) is killed
-   too.
+1. ``seccomp_data.arch`` must be the target's AUDIT_ARCH, otherwise the process is killed;
+   a profile with ``compat`` also takes i386's on x86_64, whose calls then go through steps
+   2 to 4 with their own numbers.  On x86_64 the x32 ABI (bit 0x40000000 of the number) is
+   killed.
 2. A binary search over the system call number picks the rules of that call.  Numbers are
    grouped into ranges that share an outcome, so the search is about seven comparisons.
 3. A call's rules with argument checks are tried in profile order; the first whose checks
@@ -35,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from . import _caps
 from ._record import frozen
-from ._syscalls import AARCH64, OTHER_ARCHES_ONLY, X86_64
+from ._syscalls import AARCH64, I386, OTHER_ARCHES_ONLY, X86_64
 
 TYPE_CHECKING = False  # not typing's: typing costs ~2.5 ms of boxd-runtime create's import
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ _RET_K = 0x06  # BPF_RET | BPF_K
 _RET_KILL_PROCESS = 0x80000000
 _RET_KILL_THREAD = 0x00000000
 _RET_ERRNO = 0x00050000
+_RET_TRACE = 0x7FF00000
 _RET_LOG = 0x7FFC0000
 _RET_ALLOW = 0x7FFF0000
 
@@ -85,12 +87,15 @@ class ActionKind(enum.Enum):
     KILL_PROCESS = "SCMP_ACT_KILL_PROCESS"
     KILL_THREAD = "SCMP_ACT_KILL_THREAD"
     LOG = "SCMP_ACT_LOG"
+    TRACE = "SCMP_ACT_TRACE"
 
 
 @frozen
 class Action:
     kind: ActionKind
-    errno: int = 0  # for ERRNO: the error the call fails with
+    # For ERRNO: the error the call fails with; for TRACE: the value a ptrace tracer is
+    # told (PTRACE_GETEVENTMSG).  Without a tracer a traced call fails with ENOSYS.
+    errno: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.errno <= 0xFFFF:
@@ -104,6 +109,7 @@ class Action:
             ActionKind.KILL_PROCESS: _RET_KILL_PROCESS,
             ActionKind.KILL_THREAD: _RET_KILL_THREAD,
             ActionKind.LOG: _RET_LOG,
+            ActionKind.TRACE: _RET_TRACE | self.errno,
         }[self.kind]
 
 
@@ -167,8 +173,14 @@ class Rule:
 
 @frozen
 class Profile:
+    """``compat``: the filter takes the calls of the 32-bit ABI the native architecture's
+    kernel runs too, where boxd has its table (i386 on x86_64, as Docker's profile maps
+    SCMP_ARCH_X86 there), each by its own number under the same rules; otherwise they
+    kill the process."""
+
     default_action: Action
     rules: tuple[Rule, ...] = ()
+    compat: bool = False
 
 
 @frozen
@@ -177,17 +189,20 @@ class _Arch:
     docker_name: str  # as in a Docker profile's includes.arches
     table: Mapping[str, int]
     x32_bit: bool  # numbers with bit 30 set belong to another ABI
+    compat: _Arch | None = None  # the 32-bit ABI this architecture's kernel runs too
 
 
 ARCHES: dict[str, _Arch] = {
-    "x86_64": _Arch(0xC000003E, "amd64", X86_64, x32_bit=True),
+    "x86_64": _Arch(
+        0xC000003E, "amd64", X86_64, x32_bit=True, compat=_Arch(0x40000003, "x86", I386, False)
+    ),
     "aarch64": _Arch(0xC00000B7, "arm64", AARCH64, x32_bit=False),
 }
 
 
 # Every name some supported architecture's table (or the list of other architectures'
 # calls) has: a profile such as Podman's asks about ~1,300 names per container.
-_KNOWN = frozenset(OTHER_ARCHES_ONLY).union(*[arch.table for arch in ARCHES.values()])
+_KNOWN = frozenset(OTHER_ARCHES_ONLY).union(X86_64, I386, AARCH64)
 
 
 def known_syscall(name: str) -> bool:
@@ -344,6 +359,28 @@ def _outcomes(
     return outcomes
 
 
+def _arch_code(profile: Profile, arch: _Arch, caps: int, kernel: tuple[int, int]) -> list[_Insn]:
+    """The checks of one architecture's calls, from loading the number on (every path
+    returns)."""
+    outcomes = _outcomes(profile, arch, caps, kernel)
+    names = {number: name for name, number in arch.table.items()}
+    unknown = _Outcome(
+        (),
+        profile.default_action
+        if profile.default_action.kind is ActionKind.ALLOW
+        else fail_with(_errno.ENOSYS),
+    )
+    ranges: list[tuple[int, _Outcome, str]] = []
+    for number in range(max(outcomes) + 2):
+        outcome = outcomes.get(number, unknown)
+        if not ranges or ranges[-1][1] != outcome:
+            ranges.append((number, outcome, names.get(number, str(number))))
+    code: list[_Insn] = [(_LD_W_ABS, 0, 0, _OFF_NR)]
+    if arch.x32_bit:
+        code += [(_JGE_K, 0, 1, _X32_SYSCALL_BIT), (_RET_K, 0, 0, _RET_KILL_PROCESS)]
+    return code + _search_code(ranges)
+
+
 def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | None = None) -> bytes:
     """The BPF program (``struct sock_filter[]`` bytes) enforcing ``profile``.
 
@@ -359,28 +396,14 @@ def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | No
     for i, rule in enumerate(profile.rules):
         _check_names(rule.names, f"rule {i}")
     mask = _caps.to_mask(_caps.DEFAULT_CAPS) if caps is None else caps
-    outcomes = _outcomes(profile, spec, mask, _kernel_version())
-    names = {number: name for name, number in spec.table.items()}
-    unknown = _Outcome(
-        (),
-        profile.default_action
-        if profile.default_action.kind is ActionKind.ALLOW
-        else fail_with(_errno.ENOSYS),
-    )
-    ranges: list[tuple[int, _Outcome, str]] = []
-    for number in range(max(outcomes) + 2):
-        outcome = outcomes.get(number, unknown)
-        if not ranges or ranges[-1][1] != outcome:
-            ranges.append((number, outcome, names.get(number, str(number))))
-    program: list[_Insn] = [
-        (_LD_W_ABS, 0, 0, _OFF_ARCH),
-        (_JEQ_K, 1, 0, spec.audit_arch),
-        (_RET_K, 0, 0, _RET_KILL_PROCESS),
-        (_LD_W_ABS, 0, 0, _OFF_NR),
-    ]
-    if spec.x32_bit:
-        program += [(_JGE_K, 0, 1, _X32_SYSCALL_BIT), (_RET_K, 0, 0, _RET_KILL_PROCESS)]
-    program += _search_code(ranges)
+    kernel = _kernel_version()
+    arches = [spec, spec.compat] if profile.compat and spec.compat else [spec]
+    program: list[_Insn] = [(_LD_W_ABS, 0, 0, _OFF_ARCH)]
+    for each in arches:
+        block = _arch_code(profile, each, mask, kernel)
+        # Another architecture: over this one's block (the accumulator still holds it).
+        program += [(_JEQ_K, 1, 0, each.audit_arch), (_JA, 0, 0, len(block)), *block]
+    program.append((_RET_K, 0, 0, _RET_KILL_PROCESS))
     if len(program) > _MAX_INSNS:
         raise ValueError(f"seccomp program of {len(program)} instructions exceeds {_MAX_INSNS}")
     return b"".join(_SOCK_FILTER.pack(*insn) for insn in program)
@@ -388,16 +411,21 @@ def compile_profile(profile: Profile, arch: str | None = None, *, caps: int | No
 
 # --- the default profile -----------------------------------------------------------------
 
-# Calls an ordinary program needs.  Left out on purpose (they fail with EPERM): namespace
-# and mount control (setns, mount, umount2, pivot_root, the new mount API, mount_setattr,
-# statmount, listmount), the kernel keyring, bpf, perf_event_open, module loading, kexec,
-# reboot, swap, quotas, process accounting, the clock and time setters, syslog, raw port
-# I/O, io_uring, userfaultfd, open_by_handle_at, lookup_dcookie, vhangup, nfsservctl,
-# fanotify, NUMA placement of memory, memfd_secret, LSM attributes, and looking into other
-# processes (ptrace, process_vm_readv/writev, process_madvise, kcmp, pidfd_getfd).
+# Calls an ordinary program needs: the calls Docker's default profile allows a container
+# with its default capabilities (ptrace and process_vm_readv/writev among them: the kernel
+# lets a process trace only its own uid's dumpable processes without CAP_SYS_PTRACE), so a
+# program that runs under Docker runs here.  Left out (they fail with EPERM unless the
+# capability that makes them useful is added: see _BY_CAPABILITY): namespace and mount
+# control (unshare, setns, mount, umount2, pivot_root, the new mount API, mount_setattr),
+# sethostname and setdomainname, the kernel keyring, bpf, perf_event_open, module
+# loading, kexec, reboot, swap, quotas, process accounting, the clock setters, syslog, raw
+# port I/O, io_uring, userfaultfd, open_by_handle_at, lookup_dcookie, vhangup, nfsservctl,
+# fanotify_init, NUMA placement of memory, LSM attributes, chroot, the obsolete ustat and
+# sysfs, and the calls that look into other processes beyond ptrace's rules (kcmp,
+# pidfd_getfd, process_madvise).
 _ALLOWED = (
     # processes, threads, scheduling, limits
-    "arch_prctl", "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork",
+    "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork",
     "vfork", "wait4", "waitid", "getpid", "getppid", "gettid", "getpgid", "getpgrp",
     "setpgid", "getsid", "setsid", "set_tid_address", "set_robust_list", "get_robust_list",
     "rseq", "prctl", "seccomp", "getcpu", "membarrier", "restart_syscall", "modify_ldt",
@@ -406,8 +434,8 @@ _ALLOWED = (
     "sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler",
     "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval",
     "ioprio_get", "ioprio_set", "getrlimit", "setrlimit", "prlimit64", "getrusage", "times",
-    "uname", "sysinfo", "getrandom", "sethostname", "setdomainname",
-    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self", "get_mempolicy",
+    "uname", "sysinfo", "getrandom", "landlock_create_ruleset", "landlock_add_rule",
+    "landlock_restrict_self", "uretprobe",
     # credentials
     "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
@@ -421,7 +449,7 @@ _ALLOWED = (
     "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "msync", "mlock",
     "mlock2", "munlock", "mlockall", "munlockall", "remap_file_pages", "memfd_create",
     "pkey_alloc", "pkey_free", "pkey_mprotect", "process_mrelease", "map_shadow_stack",
-    "mseal", "cachestat",
+    "mseal", "cachestat", "memfd_secret",
     # file descriptors and I/O
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
     "preadv2", "pwritev2", "open", "openat", "openat2", "creat", "close", "close_range",
@@ -429,8 +457,8 @@ _ALLOWED = (
     "syncfs", "sync_file_range", "fallocate", "ftruncate", "truncate", "readahead",
     "fadvise64", "sendfile", "splice", "tee", "vmsplice", "copy_file_range", "pipe", "pipe2",
     # the file system
-    "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "ustat", "sysfs",
-    "access", "faccessat", "faccessat2", "getcwd", "chdir", "fchdir", "chroot", "mkdir",
+    "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "statmount",
+    "listmount", "access", "faccessat", "faccessat2", "getcwd", "chdir", "fchdir", "mkdir",
     "mkdirat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "unlink",
     "unlinkat", "symlink", "symlinkat", "readlink", "readlinkat", "chmod", "fchmod",
     "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "umask", "utime",
@@ -439,14 +467,28 @@ _ALLOWED = (
     "lsetxattr", "fsetxattr", "setxattrat", "listxattr", "llistxattr", "flistxattr",
     "listxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
     "file_getattr", "file_setattr",
-    "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "fanotify_mark",
     # waiting, events, time
     "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl",
-    "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2", "timerfd_create",
-    "timerfd_settime", "timerfd_gettime", "futex", "futex_waitv", "futex_wake", "futex_wait",
-    "futex_requeue", "time", "gettimeofday", "clock_gettime", "clock_getres",
-    "clock_nanosleep", "nanosleep", "getitimer", "setitimer", "timer_create",
-    "timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete",
+    "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl_old", "epoll_wait_old", "eventfd",
+    "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime", "futex", "futex_waitv",
+    "futex_wake", "futex_wait", "futex_requeue", "time", "gettimeofday", "clock_gettime",
+    "clock_getres", "clock_nanosleep", "nanosleep", "adjtimex", "clock_adjtime", "getitimer",
+    "setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_getoverrun",
+    "timer_delete",
+    # the 32-bit calls of i386 (a profile with compat: see Profile)
+    "_llseek", "_newselect", "chown32", "clock_adjtime64", "clock_getres_time64",
+    "clock_gettime64", "clock_nanosleep_time64", "fadvise64_64", "fchown32", "fcntl64",
+    "fstat64", "fstatat64", "fstatfs64", "ftruncate64", "futex_time64", "getegid32",
+    "geteuid32", "getgid32", "getgroups32", "getresgid32", "getresuid32", "getuid32",
+    "io_pgetevents_time64", "ipc", "lchown32", "lstat64", "mmap2", "mq_timedreceive_time64",
+    "mq_timedsend_time64", "ppoll_time64", "pselect6_time64", "recvmmsg_time64",
+    "rt_sigtimedwait_time64", "sched_rr_get_interval_time64", "semtimedop_time64",
+    "sendfile64", "setfsgid32", "setfsuid32", "setgid32", "setgroups32", "setregid32",
+    "setresgid32", "setresuid32", "setreuid32", "setuid32", "sigprocmask", "sigreturn",
+    "socketcall", "stat64", "statfs64", "timer_gettime64", "timer_settime64",
+    "timerfd_gettime64", "timerfd_settime64", "truncate64", "ugetrlimit", "utimensat_time64",
+    "waitpid",
     # asynchronous I/O (the old interface; io_uring stays out)
     "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     # System V and POSIX IPC (private to the container's IPC namespace)
@@ -459,11 +501,42 @@ _ALLOWED = (
     "sendmmsg", "recvmmsg", "shutdown",
 )  # fmt: skip
 
-# Every CLONE_NEW* flag that clone() can carry (CLONE_NEWTIME shares its bit with the exit
-# signal there), and unshare()'s set, which adds CLONE_NEWTIME.
-CLONE_NAMESPACE_FLAGS = 0x7E020000
-UNSHARE_NAMESPACE_FLAGS = CLONE_NAMESPACE_FLAGS | 0x00000080
+# Calls each capability makes useful, allowed only to a container that holds it (as
+# Docker's profile does): with CAP_SYS_ADMIN, clone and unshare take any flags and clone3
+# is allowed.
+_BY_CAPABILITY: dict[str, tuple[str, ...]] = {
+    "CAP_SYS_ADMIN": (
+        "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
+        "lookup_dcookie", "lsm_get_self_attr", "lsm_list_modules", "lsm_set_self_attr",
+        "mount", "mount_setattr", "move_mount", "open_tree", "open_tree_attr",
+        "perf_event_open", "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns",
+        "syslog", "umount", "umount2", "unshare",
+    ),
+    "CAP_DAC_READ_SEARCH": ("open_by_handle_at",),
+    "CAP_SYS_BOOT": ("reboot",),
+    "CAP_SYS_CHROOT": ("chroot",),
+    "CAP_SYS_MODULE": ("init_module", "finit_module", "delete_module"),
+    "CAP_SYS_PACCT": ("acct",),
+    "CAP_SYS_PTRACE": (
+        "kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev",
+        "ptrace",
+    ),
+    "CAP_SYS_RAWIO": ("iopl", "ioperm"),
+    "CAP_SYS_TIME": ("settimeofday", "clock_settime", "clock_settime64", "stime"),
+    "CAP_SYS_TTY_CONFIG": ("vhangup",),
+    "CAP_SYS_NICE": ("get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"),
+    "CAP_SYSLOG": ("syslog",),
+    "CAP_BPF": ("bpf",),
+    "CAP_PERFMON": ("perf_event_open",),
+}  # fmt: skip
 
+# Every CLONE_NEW* flag that clone() can carry (CLONE_NEWTIME shares its bit with the exit
+# signal there).
+CLONE_NAMESPACE_FLAGS = 0x7E020000
+
+# Address families socket() refuses, as Docker's profile does: AF_KCM (the kernel
+# connection multiplexor) and AF_VSOCK (sockets to the hypervisor or other VMs).
+_AF_KCM = 38
 _AF_VSOCK = 40
 
 # personality(): Linux, PER_LINUX32, UNAME26, both, and 0xffffffff (only query).
@@ -471,31 +544,43 @@ _SAFE_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 
 def default_profile() -> Profile:
-    """boxd's default filter: an allowlist in the spirit of Docker's, denying with EPERM.
+    """boxd's default filter: Docker's default profile, denying with EPERM.
 
-    Beyond the allowlist: clone and unshare without namespace flags, socket for any family
-    but AF_VSOCK, personality with the safe values only, and clone3 failing with ENOSYS
-    (its flags live in memory a filter cannot read, so C libraries fall back to clone).
+    Beyond the allowlist: the calls of :data:`_BY_CAPABILITY` for a container that holds
+    the capability; ptrace and process_vm_readv/writev (Linux 4.8 and later: earlier ones
+    let a traced process escape seccomp); clone without namespace flags; socket for any
+    family but AF_KCM and AF_VSOCK; personality with the safe values only; and, without
+    CAP_SYS_ADMIN, clone3 and open_tree_attr failing with ENOSYS (clone3's flags live in
+    memory a filter cannot read, so C libraries fall back to clone, whose flags are
+    checked; open_tree_attr, newer than Docker's profile, gets the ENOSYS Docker gives it).
     """
+    admin = _caps.to_mask(("CAP_SYS_ADMIN",))
     rules = [
         Rule(_ALLOWED, ALLOW),
+        Rule(("ptrace", "process_vm_readv", "process_vm_writev"), ALLOW, min_kernel=(4, 8)),
+        Rule(("arch_prctl",), ALLOW, arches=frozenset({"amd64"})),  # not i386's
+        *[
+            Rule(names, ALLOW, includes_caps=_caps.to_mask((cap,)))
+            for cap, names in _BY_CAPABILITY.items()
+        ],
         Rule(("clone",), ALLOW, (ArgCheck(0, Op.MASKED_EQ, CLONE_NAMESPACE_FLAGS, 0),)),
-        Rule(("unshare",), ALLOW, (ArgCheck(0, Op.MASKED_EQ, UNSHARE_NAMESPACE_FLAGS, 0),)),
-        Rule(("clone3",), fail_with(_errno.ENOSYS)),
-        Rule(("socket",), ALLOW, (ArgCheck(0, Op.NE, _AF_VSOCK),)),
+        Rule(("clone3", "open_tree_attr"), fail_with(_errno.ENOSYS), excludes_caps=admin),
+        Rule(("socket",), ALLOW, (ArgCheck(0, Op.NE, _AF_KCM), ArgCheck(0, Op.NE, _AF_VSOCK))),
     ]
     rules += [
         Rule(("personality",), ALLOW, (ArgCheck(0, Op.EQ, value),)) for value in _SAFE_PERSONALITIES
     ]
-    return Profile(fail_with(_errno.EPERM), tuple(rules))
+    return Profile(fail_with(_errno.EPERM), tuple(rules), compat=True)
 
 
 # --- Docker's JSON format ----------------------------------------------------------------
 
 _DOCKER_ACTIONS = {kind.value: kind for kind in ActionKind}
 _DOCKER_ACTIONS["SCMP_ACT_KILL"] = ActionKind.KILL_THREAD
-_UNSUPPORTED_ACTIONS = ("SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY")
+_UNSUPPORTED_ACTIONS = ("SCMP_ACT_NOTIFY",)
+_WITH_ERRNO = (ActionKind.ERRNO, ActionKind.TRACE)
 _DOCKER_OPS = {op.value: op for op in Op}
+_SCMP_I386 = "SCMP_ARCH_X86"
 _SCMP_ARCHES = (
     "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
     "SCMP_ARCH_AARCH64", "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K", "SCMP_ARCH_MIPS",
@@ -526,14 +611,14 @@ def _parse_action(raw: object, errno_ret: object, where: str) -> Action:
     kind = _DOCKER_ACTIONS.get(name)
     if kind is None:
         raise ValueError(f"{where}: unknown action {name!r}")
-    if kind is not ActionKind.ERRNO:
+    if kind not in _WITH_ERRNO:
         return Action(kind)
-    if errno_ret is None:
-        return fail_with(_errno.EPERM)
+    if errno_ret is None:  # EPERM for TRACE too, as runc gives it
+        return Action(kind, _errno.EPERM)
     if not isinstance(errno_ret, int) or isinstance(errno_ret, bool) or errno_ret < 0:
         raise ValueError(f"{where}: errnoRet must be an errno number, got {errno_ret!r}")
     try:
-        return fail_with(errno_ret)
+        return Action(kind, errno_ret)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -606,9 +691,10 @@ def _parse_rule(raw: object, where: str) -> Rule:
 def profile_from_docker(data: object) -> Profile:
     """A :class:`Profile` from the parsed JSON of a Docker seccomp profile.
 
-    ``architectures``/``archMap`` are checked but do not widen the filter: only the native
-    architecture is allowed, everything else is killed.  Errors name the bad value and
-    where it is (``syscalls[3].action: unknown action 'SCMP_ACT_FOO'``).
+    Of ``architectures``/``archMap`` the native architecture counts, and SCMP_ARCH_X86
+    (i386, on x86_64: the profile's ``compat``); calls of any other are killed.  Errors
+    name the bad value and where it is (``syscalls[3].action: unknown action
+    'SCMP_ACT_FOO'``).
     """
     obj = _expect(data, dict, "profile")
     keys = ("defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
@@ -630,7 +716,7 @@ def profile_from_docker(data: object) -> Profile:
     )
     syscalls = _expect(obj.get("syscalls") or [], list, "profile.syscalls")
     rules = tuple([_parse_rule(rule, f"syscalls[{i}]") for i, rule in enumerate(syscalls)])
-    return Profile(default, rules)
+    return Profile(default, rules, compat=_SCMP_I386 in arches)
 
 
 def load_docker_profile(path: str | os.PathLike[str]) -> Profile:
@@ -650,7 +736,7 @@ def load_docker_profile(path: str | os.PathLike[str]) -> Profile:
 
 def _action_to_docker(action: Action, out: dict[str, Any], prefix: str) -> None:
     out[prefix + "Action" if prefix else "action"] = action.kind.value
-    if action.kind is ActionKind.ERRNO:
+    if action.kind in _WITH_ERRNO:
         out[prefix + "ErrnoRet" if prefix else "errnoRet"] = action.errno
 
 
@@ -686,4 +772,6 @@ def profile_to_docker(profile: Profile) -> dict[str, Any]:
             entry["excludes"] = excludes
         syscalls.append(entry)
     out["syscalls"] = syscalls
+    if profile.compat:
+        out["architectures"] = ["SCMP_ARCH_X86_64", _SCMP_I386, "SCMP_ARCH_AARCH64"]
     return out

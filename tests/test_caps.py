@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from boxd import _caps
 from boxd._caps import cap_name, cap_number, compute, to_mask, to_names
-from boxd._masks import mask_ops
+from boxd._masks import MASKED_PATHS, applied, default_masked_paths, mask_ops
 from boxd._native import MountKind
+from boxd._records import Security
 
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 
@@ -132,3 +135,23 @@ def test_mask_ops() -> None:
     }  # fmt: skip
     for op in readonly:
         assert op.flags == MS_NOSUID | MS_NODEV | MS_NOEXEC
+
+
+def test_each_cpus_thermal_throttle_is_masked_as_dockers(tmp_path: Path) -> None:
+    """Docker masks /sys/devices/system/cpu/cpuN/thermal_throttle where the host has it
+    (x86 with the thermal interrupt: not this test's VM, so a directory stands for the
+    host's /sys/devices/system/cpu)."""
+    for name in ("cpu0", "cpu1", "cpu10", "cpu2", "cpufreq", "cpuidle"):
+        (tmp_path / name).mkdir()
+    for name in ("cpu0", "cpu10", "cpu2", "cpuidle"):
+        (tmp_path / name / "thermal_throttle").mkdir()
+    assert default_masked_paths(str(tmp_path)) == (
+        *MASKED_PATHS,
+        "/sys/devices/system/cpu/cpu0/thermal_throttle",
+        "/sys/devices/system/cpu/cpu2/thermal_throttle",
+        "/sys/devices/system/cpu/cpu10/thermal_throttle",
+    )
+    assert default_masked_paths(str(tmp_path / "none")) == MASKED_PATHS
+    # What a container gets: the host's (this one's, whatever it has).
+    paths = applied(Security())
+    assert paths is not None and paths[0] == default_masked_paths()

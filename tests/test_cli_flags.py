@@ -430,3 +430,25 @@ def test_ps_shows_ports_networks_and_local_volumes_as_docker_ps(daemon: Daemon) 
     finally:
         daemon.ctl("rm", "-fv", "p", "j", "h", "n", check=False)
         daemon.ctl("network", "rm", "psn", check=False)
+
+
+def test_security_opts_as_the_docker_cli_takes_them(daemon: Daemon) -> None:
+    """``apparmor=unconfined`` and ``label=disable`` (guides for FUSE or Docker in Docker
+    carry them) ask for what boxd does anyway: taken, as by the Engine API and by dockerd
+    on a host without AppArmor or SELinux; Docker's older KEY:VALUE too.  A profile or
+    label to apply is refused, named (boxctl refused all four before)."""
+    opts = ("apparmor=unconfined", "label=disable", "label:disable", "seccomp:unconfined",
+            "no-new-privileges:false")  # fmt: skip
+    args = [word for opt in opts for word in ("--security-opt", opt)]
+    out = daemon.ctl("run", "--rm", *args, "default", "grep", "-E", "^(Seccomp|NoNewPrivs):",
+                     "/proc/self/status").stdout  # fmt: skip
+    assert out.split() == ["NoNewPrivs:", "0", "Seccomp:", "0"]
+    for opt, words in (
+        ("apparmor=docker-default", "boxd has no AppArmor profiles (only apparmor=unconfined"),
+        ("label=type:svirt_apache_t", "boxd has no SELinux labels (only label=disable"),
+        ("bogus=1", "use no-new-privileges[=false], seccomp=unconfined|PROFILE.json"),
+    ):
+        r = daemon.ctl("run", "--rm", "--security-opt", opt, "default", "true", check=False)
+        assert r.returncode == 125 and f"boxctl: invalid --security-opt '{opt}': {words}" in (
+            r.stderr
+        )

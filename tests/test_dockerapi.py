@@ -1697,6 +1697,11 @@ def test_ping_version_and_prefixes(clean: Daemon) -> None:
     assert (info["HttpProxy"], info["HttpsProxy"], info["NoProxy"]) == ("", "", "")
     assert info["ContainerdCommit"] == info["RuncCommit"] == {"ID": ""}
     assert info["LoggingDriver"] == "json-file"  # the daemon's default
+    # What every container gets, as dockerd names its defaults (boxd's no_new_privs is on
+    # by default: an audit of the daemon reads it here).
+    assert info["SecurityOptions"] == [
+        "name=seccomp,profile=builtin", "name=cgroupns", "name=no-new-privileges",
+    ]  # fmt: skip
     status, _, body = _call(clean, "GET", "/system/df")
     assert status == 200
     assert [i["RepoTags"] for i in json.loads(body)["Images"]] == [["default:latest"]]

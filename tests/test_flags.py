@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import resource
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -280,6 +281,30 @@ def test_sysctls_reach_only_the_containers_namespaces(daemon: Daemon) -> None:
                      check=False)  # fmt: skip
     assert bad.returncode == 125
     assert "set /proc/sys/kernel/shmmax: Invalid argument" in bad.stderr
+
+
+@pytest.mark.root
+def test_a_network_of_its_own_gets_dockers_sysctls(daemon: Daemon) -> None:
+    """Docker sets ip_unprivileged_port_start=0 and ping_group_range=0 2147483647 in a
+    container's own network namespace: a ``-u`` user binds port 80 and opens an ICMP echo
+    socket (ping) as there; a --sysctl of them wins; --network host keeps the host's."""
+    script = (
+        "import socket\n"
+        "socket.socket().bind(('127.0.0.1', 80)); print('bound')\n"
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP); print('ping')\n"
+    )
+    out = daemon.ctl("run", "--rm", "--network", "none", "-u", "1000", "default", "python3",
+                     "-c", script).stdout  # fmt: skip
+    assert out == "bound\nping\n"
+    files = ("/proc/sys/net/ipv4/ip_unprivileged_port_start",
+             "/proc/sys/net/ipv4/ping_group_range")  # fmt: skip
+    out = daemon.ctl("run", "--rm", "--network", "none", "--sysctl",
+                     "net.ipv4.ip_unprivileged_port_start=1024", "default", "cat",
+                     *files).stdout  # fmt: skip
+    assert out.split() == ["1024", "0", "2147483647"]
+    host = subprocess.run(["nsenter", f"--net={daemon.netns}", "cat", *files],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert daemon.ctl("run", "--rm", "--network", "host", "default", "cat", *files).stdout == host
 
 
 @pytest.mark.root

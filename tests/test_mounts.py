@@ -90,6 +90,8 @@ def test_tmpfs_and_shm_in_a_container(daemon: Daemon) -> None:
     assert _probe(daemon, "/dev/shm") == ["nodev,noexec,nosuid,relatime,rw", "65536", "1777 0 0",
                                           "exec=126"]  # fmt: skip
     assert _probe(daemon, "/dev/shm", "--shm-size", "16m")[1] == "16384"
+    # /dev itself: Docker's 64 MiB too (it was 64 KiB).
+    assert _probe(daemon, "/dev")[:2] == ["nosuid,relatime,rw", "65536"]
     # Half of the host's memory (it was refused: '%' was no unit boxd knew).
     with open("/proc/meminfo") as f:
         total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])

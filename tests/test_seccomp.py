@@ -33,7 +33,7 @@ from boxd._seccomp import (
     profile_from_docker,
     profile_to_docker,
 )
-from boxd._syscalls import AARCH64, X86_64
+from boxd._syscalls import AARCH64, I386, X86_64
 
 HOST_ARCH = os.uname().machine
 needs_supported_host = pytest.mark.skipif(
@@ -45,6 +45,7 @@ RET_KILL_PROCESS = 0x80000000
 RET_ERRNO = 0x00050000
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_AARCH64 = 0xC00000B7
+AUDIT_ARCH_I386 = 0x40000003
 
 
 # --- a classic BPF interpreter, enough for what the compiler emits ------------------------
@@ -84,9 +85,33 @@ def test_arch_check_x86_64() -> None:
     program = compile_profile(default_profile(), "x86_64")
     assert struct.unpack_from("<HBBI", program, 8)[3] == AUDIT_ARCH_X86_64
     assert run_bpf(program, X86_64["read"], AUDIT_ARCH_X86_64) == RET_ALLOW
-    # A 32-bit call (i386 compat: AUDIT_ARCH_I386) and the x32 ABI are killed.
-    assert run_bpf(program, 3, 0x40000003) == RET_KILL_PROCESS
+    # The x32 ABI, and another architecture's call, are killed.
     assert run_bpf(program, 0x40000000 | X86_64["read"], AUDIT_ARCH_X86_64) == RET_KILL_PROCESS
+    assert run_bpf(program, AARCH64["read"], AUDIT_ARCH_AARCH64) == RET_KILL_PROCESS
+    # i386's (the 32-bit ABI), only with a profile that asks for it, as Docker's archMap.
+    assert run_bpf(program, I386["read"], AUDIT_ARCH_I386) == RET_ALLOW
+    alone = Profile(fail_with(errno.EPERM), (Rule(("read",), ALLOW),))
+    assert run_bpf(compile_profile(alone, "x86_64"), 3, AUDIT_ARCH_I386) == RET_KILL_PROCESS
+
+
+def test_i386_calls_get_the_same_rules_by_their_own_numbers() -> None:
+    """As Docker's profile on x86_64 (its archMap adds SCMP_ARCH_X86): a 32-bit program
+    (an i386 image) runs, its calls allowed and refused as the 64-bit ones."""
+    program = compile_profile(default_profile(), "x86_64")
+
+    def ret(name: str, *args: int) -> int:
+        return run_bpf(program, I386[name], AUDIT_ARCH_I386, args)
+
+    for name in ("read", "mmap2", "_llseek", "fstat64", "socketcall", "getuid32", "ptrace"):
+        assert ret(name) == RET_ALLOW, name
+    for name in ("mount", "umount", "unshare", "stime", "keyctl", "arch_prctl", "vm86"):
+        assert ret(name) == errno_ret(errno.EPERM), name
+    assert ret("socket", 40) == errno_ret(errno.EPERM) and ret("socket", 1) == RET_ALLOW
+    assert ret("clone", 0x20000 | 17) == errno_ret(errno.EPERM) and ret("clone", 17) == RET_ALLOW
+    assert ret("clone3") == errno_ret(errno.ENOSYS)
+    assert run_bpf(program, 1000, AUDIT_ARCH_I386) == errno_ret(errno.ENOSYS)
+    admin = compile_profile(default_profile(), "x86_64", caps=1 << _caps.cap_number("SYS_ADMIN"))
+    assert run_bpf(admin, I386["umount"], AUDIT_ARCH_I386) == RET_ALLOW
 
 
 def test_arch_check_aarch64() -> None:
@@ -117,9 +142,12 @@ def test_every_number_gets_its_rule(arch: str) -> None:
     """Exhaustively: the binary search gives every number the outcome the profile says."""
     spec = ARCHES[arch]
     program = compile_profile(default_profile(), arch)
-    allowed = set(default_profile().rules[0].names)
+    # The allowlist, ptrace's rule (Linux 4.8+), arch_prctl's (amd64) and CAP_SYS_CHROOT's
+    # (a default capability).
+    rules = default_profile().rules
+    allowed = {*rules[0].names, *rules[1].names, *rules[2].names, "chroot"}
     numbers = {number: name for name, number in spec.table.items()}
-    conditional = {"clone", "unshare", "socket", "personality", "clone3"}
+    conditional = {"clone", "socket", "personality", "clone3", "open_tree_attr"}
     for nr in range(max(numbers) + 100):
         got = run_bpf(program, nr, spec.audit_arch)
         name = numbers.get(nr)
@@ -146,11 +174,11 @@ def test_default_profile_conditions() -> None:
     assert ret("clone", 0x01200011) == RET_ALLOW  # fork: CLONE_CHILD_SETTID|CLEARTID|SIGCHLD
     for flag in (0x20000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000):
         assert ret("clone", flag | 17) == errno_ret(errno.EPERM), hex(flag)
-    assert ret("unshare", 0x400) == RET_ALLOW  # CLONE_FILES
+    assert ret("unshare", 0x400) == errno_ret(errno.EPERM)  # CLONE_FILES: Docker's too
     assert ret("unshare", 0x80) == errno_ret(errno.EPERM)  # CLONE_NEWTIME
-    assert ret("clone3") == errno_ret(errno.ENOSYS)
-    assert ret("socket", 1) == RET_ALLOW
-    assert ret("socket", 40) == errno_ret(errno.EPERM)
+    assert ret("clone3") == ret("open_tree_attr") == errno_ret(errno.ENOSYS)
+    assert ret("socket", 1) == ret("socket", 39) == ret("socket", 41) == RET_ALLOW
+    assert ret("socket", 38) == ret("socket", 40) == errno_ret(errno.EPERM)
     assert ret("socket", 40 | 1 << 32) == RET_ALLOW  # the full 64-bit value is compared
     for persona in (0, 8, 0x20000, 0x20008, 0xFFFFFFFF):
         assert ret("personality", persona) == RET_ALLOW
@@ -162,6 +190,62 @@ BOUNDARY = sorted(
     {0, 1, 5, 6, 7, 0xFFFFFFFF, 1 << 32, (1 << 32) + 6, (6 << 32) + 5, (6 << 32) + 6,
      (6 << 32) + 7, (7 << 32) + 6, (1 << 64) - 1}
 )  # fmt: skip
+
+
+# What Docker's default profile (moby/profiles seccomp, default_linux.go) does on x86_64
+# that an allowlist written by hand would easily get wrong: with Docker's 14 capabilities
+# and a kernel of 4.8 or later, and what each added capability allows besides.
+DOCKER_ALLOWS = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "adjtimex", "clock_adjtime",
+    "fanotify_mark", "memfd_secret", "statmount", "listmount", "chroot", "epoll_ctl_old",
+    "uretprobe", "io_setup", "landlock_create_ruleset", "mseal",
+)  # fmt: skip
+DOCKER_DENIES = (
+    "sethostname", "setdomainname", "get_mempolicy", "ustat", "sysfs", "unshare", "setns",
+    "kcmp", "pidfd_getfd", "process_madvise", "fanotify_init", "io_uring_setup", "keyctl",
+    "userfaultfd", "uselib", "uprobe", "bpf", "perf_event_open", "mount", "open_by_handle_at",
+)  # fmt: skip
+DOCKER_BY_CAPABILITY = {
+    "SYS_ADMIN": ("mount", "umount2", "unshare", "setns", "sethostname", "setdomainname",
+                  "clone3", "fsopen", "open_tree", "mount_setattr", "bpf", "perf_event_open",
+                  "syslog", "quotactl", "fanotify_init", "lookup_dcookie"),
+    "SYS_PTRACE": ("kcmp", "pidfd_getfd", "process_madvise"),
+    "SYS_TIME": ("settimeofday", "clock_settime"),
+    "SYS_MODULE": ("init_module", "finit_module", "delete_module"),
+    "SYS_BOOT": ("reboot",),
+    "SYS_RAWIO": ("iopl", "ioperm"),
+    "SYS_PACCT": ("acct",),
+    "SYS_NICE": ("get_mempolicy", "set_mempolicy", "mbind", "set_mempolicy_home_node"),
+    "SYSLOG": ("syslog",),
+    "BPF": ("bpf",),
+    "PERFMON": ("perf_event_open",),
+    "DAC_READ_SEARCH": ("open_by_handle_at",),
+    "SYS_TTY_CONFIG": ("vhangup",),
+}  # fmt: skip
+
+
+def test_default_profile_is_dockers() -> None:
+    default = _caps.to_mask(_caps.DEFAULT_CAPS)
+
+    def ret(caps: int, name: str, *args: int) -> int:
+        program = compile_profile(default_profile(), "x86_64", caps=caps)
+        return run_bpf(program, X86_64[name], AUDIT_ARCH_X86_64, args)
+
+    for name in DOCKER_ALLOWS:
+        assert ret(default, name) == RET_ALLOW, name
+    for name in DOCKER_DENIES:
+        assert ret(default, name) == errno_ret(errno.EPERM), name
+    for cap, names in DOCKER_BY_CAPABILITY.items():
+        with_cap = default | 1 << _caps.cap_number(cap)
+        for name in names:
+            assert ret(default, name) != RET_ALLOW, name
+            assert ret(with_cap, name) == RET_ALLOW, (cap, name)
+    admin = default | 1 << _caps.cap_number("SYS_ADMIN")
+    assert ret(admin, "clone", 0x20000 | 17) == RET_ALLOW  # CLONE_NEWNS
+    assert ret(admin, "open_tree_attr") == RET_ALLOW
+    no_chroot = default & ~(1 << _caps.cap_number("SYS_CHROOT"))
+    assert ret(no_chroot, "chroot") == errno_ret(errno.EPERM)
+    assert ret(0, "ptrace") == RET_ALLOW  # not a capability's: --cap-drop ALL keeps it
 
 
 @pytest.mark.parametrize("op", list(Op))
@@ -260,6 +344,29 @@ def test_compile_errors_name_the_problem() -> None:
         fail_with(70000)
 
 
+def test_dockers_own_default_profile_loads() -> None:
+    """Docker's default.json names uretprobe (x86_64 only, Linux 6.11) among its allowed
+    calls: a profile that does loads, and the call is allowed where it exists.  Its archMap
+    gives x86_64 the 32-bit SCMP_ARCH_X86: that is the profile's compat."""
+    data: dict[str, Any] = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "syscalls": [{"names": ["read", "uretprobe", "uprobe"], "action": "SCMP_ACT_ALLOW"}],
+    }
+    assert not profile_from_docker(data).compat
+    data["archMap"] = [
+        {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]},
+    ]
+    profile = profile_from_docker(data)
+    assert profile.compat
+    x86 = compile_profile(profile, "x86_64")
+    assert run_bpf(x86, X86_64["uretprobe"], AUDIT_ARCH_X86_64) == RET_ALLOW
+    assert run_bpf(x86, X86_64["uprobe"], AUDIT_ARCH_X86_64) == RET_ALLOW
+    arm = compile_profile(profile, "aarch64")
+    assert run_bpf(arm, AARCH64["read"], AUDIT_ARCH_AARCH64) == RET_ALLOW
+
+
 def test_names_unknown_to_one_arch_are_skipped() -> None:
     profile = Profile(fail_with(errno.EPERM), (Rule(("arch_prctl", "read"), ALLOW),))
     arm = compile_profile(profile, "aarch64")
@@ -269,18 +376,20 @@ def test_names_unknown_to_one_arch_are_skipped() -> None:
 def test_default_profile_names_exist_and_denials_hold() -> None:
     for rule in default_profile().rules:
         for name in rule.names:
-            assert name in X86_64 or name in AARCH64, name
+            assert name in X86_64 or name in AARCH64 or name in I386, name
     allowed = set(default_profile().rules[0].names)
     denied = {
         "mount", "umount2", "pivot_root", "setns", "keyctl", "add_key", "request_key", "bpf",
         "perf_event_open", "kexec_load", "kexec_file_load", "init_module", "finit_module",
         "delete_module", "reboot", "swapon", "swapoff", "open_by_handle_at", "userfaultfd",
-        "io_uring_setup", "io_uring_enter", "io_uring_register", "ptrace", "acct",
-        "settimeofday", "clock_settime", "adjtimex", "quotactl", "lookup_dcookie", "vhangup",
-        "nfsservctl", "syslog", "iopl", "ioperm", "process_vm_readv", "fsopen", "open_tree",
+        "io_uring_setup", "io_uring_enter", "io_uring_register", "acct", "settimeofday",
+        "clock_settime", "quotactl", "lookup_dcookie", "vhangup", "nfsservctl", "syslog",
+        "iopl", "ioperm", "kcmp", "pidfd_getfd", "fsopen", "open_tree", "sethostname",
+        "setdomainname", "get_mempolicy", "ustat", "sysfs",
     }  # fmt: skip
     assert not allowed & denied
-    assert not allowed & {"clone", "clone3", "unshare", "socket", "personality"}
+    conditional = {"clone", "clone3", "unshare", "socket", "personality", "chroot", "ptrace"}
+    assert not allowed & conditional
 
 
 # --- Docker's JSON format -----------------------------------------------------------------
@@ -293,8 +402,9 @@ def test_docker_round_trip(tmp_path: Path) -> None:
         (
             *default_profile().rules,
             Rule(("mount",), ALLOW, includes_caps=admin, min_kernel=(4, 8)),
-            Rule(("ptrace",), Action(ActionKind.KILL_PROCESS), arches=frozenset({"amd64"})),
+            Rule(("kexec_load",), Action(ActionKind.KILL_PROCESS), arches=frozenset({"amd64"})),
             Rule(("reboot",), Action(ActionKind.LOG), excludes_caps=admin),
+            Rule(("acct",), Action(ActionKind.TRACE, 42)),
             Rule(("syslog",), Action(ActionKind.KILL_THREAD), excludes_arches=frozenset({"x86"})),
         ),
     )
@@ -360,7 +470,7 @@ def _with(**changes: Any) -> dict[str, Any]:
     [
         ([], "profile: expected dict"),
         ({"defaultAction": "SCMP_ACT_MAYBE"}, "unknown action 'SCMP_ACT_MAYBE'"),
-        ({"defaultAction": "SCMP_ACT_TRACE"}, "action SCMP_ACT_TRACE is not supported"),
+        ({"defaultAction": "SCMP_ACT_NOTIFY"}, "action SCMP_ACT_NOTIFY is not supported"),
         ({}, r"profile.defaultAction: expected str, got None"),
         ({"defaultAction": "SCMP_ACT_ALLOW", "colour": 1}, "unknown key 'colour'"),
         ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]},
@@ -470,7 +580,9 @@ probes = {
     "statx": lambda: named("statx", -100, ctypes.addressof(root), 0, 0x7FF,
                            ctypes.addressof(buf)),
     "io_uring_setup": lambda: named("io_uring_setup", 1, ctypes.addressof(buf)),
-    "ptrace": lambda: named("ptrace", 0, 0, 0, 0),
+    # PTRACE_ATTACH to a pid that cannot exist: ESRCH once the filter lets it through.
+    "ptrace": lambda: named("ptrace", 16, 0x7FFFFFFF, 0, 0),
+    "socket_kcm": lambda: named("socket", 38, 2, 0),
     "socket_vsock": lambda: named("socket", 40, 1, 0),
     "socket_unix": lambda: named("socket", 1, 1, 0),
     "x32_getpid": lambda: sys_call(0x40000000 | 39),
@@ -538,12 +650,12 @@ def test_default_filter_in_a_real_process() -> None:
         compile_profile(default_profile()),
         "unshare_newns", "unshare_files", "setns", "clone_newns", "mount", "umount2",
         "keyctl", "bpf", "clone3", "nr1000", "personality_query", "personality_bad",
-        "getrandom", "statx", "io_uring_setup", "ptrace", "socket_vsock", "socket_unix",
-        "thread", "fork_exec", "python_child",
+        "getrandom", "statx", "io_uring_setup", "ptrace", "socket_vsock", "socket_kcm",
+        "socket_unix", "thread", "fork_exec", "python_child",
     )  # fmt: skip
     assert got == {
         "unshare_newns": "EPERM",
-        "unshare_files": "ok:0",
+        "unshare_files": "EPERM",
         "setns": "EPERM",
         "clone_newns": "EPERM",
         "mount": "EPERM",
@@ -557,8 +669,9 @@ def test_default_filter_in_a_real_process() -> None:
         "getrandom": "ok:16",
         "statx": "ok:0",
         "io_uring_setup": "EPERM",
-        "ptrace": "EPERM",
+        "ptrace": "ESRCH",
         "socket_vsock": "EPERM",
+        "socket_kcm": "EPERM",
         "socket_unix": got["socket_unix"],
         "thread": "ok:1",
         "fork_exec": "ok:0",
@@ -570,11 +683,12 @@ def test_default_filter_in_a_real_process() -> None:
 @needs_supported_host
 def test_without_the_filter_the_probes_differ() -> None:
     """A control run, so the answers above are the filter's and not the kernel's."""
-    got = probe(b"", "clone3", "personality_bad", "keyctl", "unshare_files")
+    got = probe(b"", "clone3", "personality_bad", "keyctl", "unshare_files", "socket_kcm")
     assert got["clone3"] == "EINVAL"
     assert got["personality_bad"] == "ok:0"
     assert got["keyctl"] != "EPERM"
     assert got["unshare_files"] == "ok:0"
+    assert got["socket_kcm"] != "EPERM"
 
 
 @pytest.mark.skipif(HOST_ARCH != "x86_64", reason="the x32 ABI exists only on x86_64")
@@ -598,15 +712,18 @@ def test_docker_profile_file_loaded_for_real(tmp_path: Path) -> None:
                      "args": [{"index": 0, "value": 0x0400000, "op": "SCMP_CMP_GE"}]},
                     {"names": ["getrandom"], "action": "SCMP_ACT_ERRNO",
                      "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                    # Docker's (runc's) TRACE: with no tracer, ENOSYS.
+                    {"names": ["bpf"], "action": "SCMP_ACT_TRACE", "errnoRet": 7},
                 ],
             }
         )
     )  # fmt: skip
     got = probe(
         compile_profile(load_docker_profile(path)),
-        "keyctl", "personality_bad", "personality_query", "getrandom", "clone3", "thread",
+        "keyctl", "personality_bad", "personality_query", "getrandom", "clone3", "thread", "bpf",
     )  # fmt: skip
     assert got == {
+        "bpf": "ENOSYS",
         "keyctl": "EACCES",
         "personality_bad": "EINVAL",
         "personality_query": "EINVAL",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from .. import _fixedmodes, _human, _links, _masks, _nsmodes, _seccomp
+from .. import _fixedmodes, _human, _links, _masks, _nsmodes, _seccomp, _secopt
 from .. import _mounts as mount_specs
 from .._convert import structure, unstructure
 from .._devicemap import DEFAULT_PERMISSIONS, DeviceMapping
@@ -839,13 +839,6 @@ def _system_paths(sec: Security) -> dict[str, list[str] | None]:
     return {"MaskedPaths": list(paths[0]), "ReadonlyPaths": list(paths[1])}
 
 
-# SecurityOpt keys of what boxd has none of: the value that asks for none, and what it lacks.
-_UNCONFINED = {
-    "apparmor": ("unconfined", "AppArmor profiles"),
-    "label": ("disable", "SELinux labels"),
-}
-
-
 def _seccomp_profile(text: str) -> str:
     """``seccomp=PROFILE``: the profile's JSON itself, as the docker CLI sends the file it
     read; a 400 naming what is wrong in it."""
@@ -864,9 +857,14 @@ def _security(host: Fields) -> Security:
     masked = None if host.value("MaskedPaths") is None else tuple(host.strings("MaskedPaths"))
     readonly = None if host.value("ReadonlyPaths") is None else tuple(host.strings("ReadonlyPaths"))
     for opt in host.strings("SecurityOpt"):
-        # KEY=VALUE, else Docker's older KEY:VALUE (a profile's JSON has colons of its own)
-        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
-        if key == "no-new-privileges" and value in ("", "true", "false"):
+        key, sep, value = _secopt.split(opt)
+        try:
+            nothing = _secopt.asks_for_nothing(key, value)
+        except ValueError as exc:
+            raise ApiError(400, f"invalid SecurityOpt {opt!r}: {exc}") from None
+        if nothing:
+            pass  # what boxd does anyway: dockerd takes them on a host without either
+        elif key == "no-new-privileges" and value in ("", "true", "false"):
             no_new_privileges = value != "false"
         elif key == "seccomp" and value in ("unconfined", "default"):
             seccomp = value
@@ -874,15 +872,6 @@ def _security(host: Fields) -> Security:
             seccomp = _seccomp_profile(value)
         elif key == "systempaths" and value == "unconfined":
             masked = readonly = ()
-        elif key in _UNCONFINED and value == _UNCONFINED[key][0]:
-            pass  # what boxd does anyway: dockerd takes them on a host without either
-        elif key in _UNCONFINED:
-            anyway, missing = _UNCONFINED[key]
-            raise ApiError(
-                400,
-                f"invalid SecurityOpt {opt!r}: boxd has no {missing} (only {key}={anyway},"
-                " what it does anyway)",
-            )
         else:
             raise ApiError(
                 400,

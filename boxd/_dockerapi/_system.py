@@ -115,7 +115,13 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "DefaultRuntime": RUNTIMES[0],
             # Every name is boxd's own runtime: the daemon runs the containers itself.
             "Runtimes": {name: {"path": "boxd"} for name in RUNTIMES},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            # Each container's own cgroup namespace and no_new_privs, as dockerd lists its
+            # defaults.
+            "SecurityOptions": [
+                "name=seccomp,profile=builtin",
+                "name=cgroupns",
+                "name=no-new-privileges",
+            ],
             "Plugins": {
                 "Volume": ["local"],
                 "Network": ["bridge", "host", "null"],

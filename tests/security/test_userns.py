@@ -129,6 +129,17 @@ def test_a_volume_its_root_cannot_reach_is_bound_by_the_daemon(
     assert not (shared / "new").exists()
 
 
+def test_unprivileged_ports_but_no_ping_groups_in_a_user_namespace(
+    boxd: Daemon, image: Path
+) -> None:
+    """Docker's ip_unprivileged_port_start=0 is set in a user-namespaced container's network
+    namespace too; its ping_group_range is not (the groups beyond its map)."""
+    out = run(boxd, image, "/bin/cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+              "/proc/sys/net/ipv4/ping_group_range", opts=("--isolate-user",))  # fmt: skip
+    ports, *groups = out.split()
+    assert ports == "0" and groups != ["0", "2147483647"]  # the kernel's "1 0", unmapped
+
+
 def test_terminal_inside_a_user_namespace(boxd: Daemon, image: Path) -> None:
     assert run(boxd, image, "/bin/tty", opts=("--isolate-user", "-t")) == "/dev/pts/0\n"
 
