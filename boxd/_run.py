@@ -111,6 +111,12 @@ PIDFD_GET_MNT_NAMESPACE = 0xFF03
 _pidfd_ns_ioctl = True  # False once the kernel refused it (older than 6.11)
 
 
+def _ended_at(status: ExitStatus | None) -> float:
+    """When a process ended: when its shim reaped it (it may have ended while no daemon
+    ran), else now, as its end is seen."""
+    return status.at if status is not None and status.at is not None else time.time()
+
+
 def mount_ns_of(spawned: Spawned) -> int:
     """A new fd of the mount namespace of ``spawned``'s process (OSError: gone, or not
     allowed)."""
@@ -451,7 +457,7 @@ class Run:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
-                self.ended_at = time.time()
+                self.ended_at = _ended_at(status)
                 ended = True
                 self._reaped.set()
                 if owns_cgroup:
@@ -472,7 +478,7 @@ class Run:
                     if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
-                        self.ended_at = time.time()
+                        self.ended_at = _ended_at(status)
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
