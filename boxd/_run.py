@@ -52,7 +52,9 @@ log = logging.getLogger("boxd.run")
 READ_SIZE = 1024 * 1024
 # After the process ended, how long its output may still flow with nobody taking any (a
 # lossless reader that takes a chunk within this keeps it flowing, up to DRAIN_LIMIT).
-DRAIN_TIMEOUT = 5.0
+# Docker's wait for a process's streams (daemon/monitor.go): an exec whose process leaves
+# a child holding its output (`sh -c 'cmd &'`) returns after it, as with Docker.
+DRAIN_TIMEOUT = 2.0
 # The most it may flow in all: the pipe may have a writer outside the cgroup (its fd
 # passed to another container), whose output would never end.
 DRAIN_LIMIT = 60.0
