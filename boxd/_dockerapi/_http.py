@@ -15,8 +15,8 @@ import re
 import socket
 import struct
 import termios
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -25,7 +25,14 @@ import h11
 import trio
 
 MAX_BODY = 16 << 20
-MAX_HEADERS = 64 << 10
+# A request's line and headers: dockerd's limit (Go's http.DefaultMaxHeaderBytes), which a
+# user's X-Registry-Config or X-Registry-Auth with many registries may come near.
+MAX_HEADERS = 1 << 20
+# What every connection may hold of a head; the bytes beyond, up to MAX_HEADERS each, come
+# from a room all connections share (see HeadRoom): a thousand connections each sending a
+# MiB slowly hold HEADS_ROOM, not a GiB.
+SMALL_HEAD = 64 << 10
+HEADS_ROOM = 16 << 20
 READ_SIZE = 65536
 # How long a connection ended with input unread (a hijacked stream's, a refused request's
 # body) reads what its client still sends, waiting for it to close its side (see
@@ -181,6 +188,55 @@ def _request_of(event: h11.Request, body: bytes) -> Request:
     )
 
 
+class _Head:
+    """One connection's request head being read: its bytes so far, and those it holds of
+    the room."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.received = 0
+        self.held = 0
+        self.cut = False  # cut short to make room for another's
+
+
+class HeadRoom:
+    """The bytes of request heads being read beyond :data:`SMALL_HEAD` each, at most
+    ``limit`` in all.  When a head would take more than is left, the heads that began
+    longest ago are cut (their clients answered 431), as :mod:`boxd._idle` closes the
+    longest-waiting silent connections: a real client sends its head at once, and is not
+    the one that has been sending one longest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._heads: dict[_Head, None] = {}  # oldest first
+
+    @contextmanager
+    def reading(self) -> Iterator[_Head]:
+        """Read a head in the body; afterwards ``cut`` tells whether it was cut short."""
+        head = _Head()
+        self._heads[head] = None
+        try:
+            with head.scope:
+                yield head
+        finally:
+            del self._heads[head]
+            self.total -= head.held
+
+    def received(self, head: _Head, size: int) -> None:
+        """``head`` has ``size`` bytes more."""
+        head.received += size
+        held = max(head.received - SMALL_HEAD, 0)
+        self.total += held - head.held
+        head.held = held
+        while self.total > self.limit:
+            oldest = next(h for h in self._heads if h.held)
+            self.total -= oldest.held
+            oldest.held = 0
+            oldest.cut = True
+            oldest.scope.cancel(reason="request heads fill the room for them")
+
+
 def _unread(fd: int) -> int:
     """The bytes sent on the Unix stream socket ``fd`` that its peer has not read yet."""
     queued = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0" * 4)
@@ -188,8 +244,9 @@ def _unread(fd: int) -> int:
 
 
 class HttpConnection:
-    def __init__(self, stream: trio.abc.Stream, server_header: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, server_header: str, room: HeadRoom) -> None:
         self.stream = stream
+        self.room = room
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         self.server_header = server_header
         self.method = "GET"
@@ -211,7 +268,8 @@ class HttpConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone(str(exc)) from None
 
-    async def _event(self) -> h11.Event | type[h11.PAUSED]:
+    async def _event(self, head: _Head | None = None) -> h11.Event | type[h11.PAUSED]:
+        """The next event; ``head``: a request head's, whose bytes take their room."""
         while True:
             in_body = self.h11.their_state is h11.SEND_BODY
             try:
@@ -229,13 +287,23 @@ class HttpConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise PeerGone(str(exc)) from None
             self.h11.receive_data(bytes(data))
+            if head is not None:
+                self.room.received(head, len(data))
 
     async def next_head(self) -> Request | None:
         """The next request's line and headers (its body not read yet: see
         :meth:`with_body`), or None once the client has closed the connection."""
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
-        event = await self._event()
+        event = None
+        with self.room.reading() as head:
+            event = await self._event(head)
+        if event is None:  # cut short to make room for other clients' heads
+            raise ApiError(
+                431,
+                f"bad HTTP request: request line and headers larger than {SMALL_HEAD} bytes "
+                f"while other clients' large ones fill the {HEADS_ROOM} bytes kept for them",
+            )
         if isinstance(event, h11.ConnectionClosed):
             return None
         if not isinstance(event, h11.Request):
