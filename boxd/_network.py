@@ -598,8 +598,8 @@ class Networks:
         return net
 
     async def remove(self, ref: str, in_use: Callable[[str], builtins.list[str]]) -> Network:
-        """``in_use(name)``: the containers that name the network.  The pre-defined
-        ones are refused in Docker's words."""
+        """``in_use(name)``: the containers on the network now.  The pre-defined ones
+        are refused in Docker's words."""
         net = None if ref in BUILTIN else self.get(ref)
         if net is None or net.name in BUILTIN:
             name = ref if net is None else net.name
@@ -938,9 +938,16 @@ class Networks:
         config = container.config
         if config.network == "host" or ref == "host":
             raise NetworkError(HOST_CONFLICT)
-        async with self._lock:
-            net = await self._resolve(ref)
         joins = joined(config)
+        async with self._lock:
+            try:
+                net = await self._resolve(ref)
+            except NoSuchNetwork:
+                if attachment is not None or not any(j.network == ref for j in joins):
+                    raise
+                # Removed while the container was at rest (see remove): taken off by name,
+                # as Docker's daemon takes a stopped container off a network it cannot find.
+                return attrs.evolve(config, networks=tuple([j for j in joins if j.network != ref]))
         if not any(j.network == net.name for j in joins):
             raise NetworkConflict(
                 f"container {container.name} is not connected to network {net.name}"
@@ -1189,7 +1196,12 @@ class Attachment:
         cid = self.container.id
         async with nets._lock:
             for n, join in enumerate(joined(self.container.config)):
-                net = await nets._resolve(join.network)
+                try:
+                    net = await nets._resolve(join.network)
+                except NoSuchNetwork:  # removed while the container was at rest
+                    raise NoSuchNetwork(
+                        f"failed to set up container networking: network {join.network} not found"
+                    ) from None
                 address = await nets._allocate(
                     net, cid, join.ip, save=not self.container.config.auto_remove
                 )
