@@ -2336,17 +2336,32 @@ def test_a_client_sending_too_much_reads_why_it_was_refused(clean: Daemon) -> No
     ):
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(clean.docker_socket))
-            s.settimeout(30)
             s.sendall(head + b"\r\n\r\n")
-            reply = b""
-            while data := s.recv(65536):
-                reply += data
-        assert reply.startswith(b"HTTP/1.1 431 ")
-        assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {
-            "message": "bad HTTP request: request line and headers larger than 1048576 bytes"
-        }
+            assert _refusal_431(s) == (
+                "bad HTTP request: request line and headers larger than 1048576 bytes"
+            )
     status, _, listing = _call(clean, "GET", "/containers/json?all=1")
     assert (status, json.loads(listing)) == (200, [])
+
+
+def _refusal_431(s: socket.socket) -> str:
+    """The message of the 431 answer the daemon sends on ``s`` before it closes it."""
+    s.settimeout(30)
+    reply = b""
+    while data := s.recv(65536):
+        reply += data
+    assert reply.startswith(b"HTTP/1.1 431 ")
+    return str(json.loads(reply.partition(b"\r\n\r\n")[2])["message"])
+
+
+def _ping_with_registry_config(daemon: Daemon, config: str) -> tuple[int, bytes]:
+    conn = UnixHTTP(daemon.docker_socket)
+    try:
+        conn.request("GET", "/_ping", headers={"X-Registry-Config": config})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 def _registry_config(size: int) -> str:
@@ -2360,15 +2375,9 @@ def _registry_config(size: int) -> str:
 def test_request_headers_up_to_a_mib_as_dockerd_reads_them(clean: Daemon) -> None:
     """A request's headers may take 1 MiB, as dockerd's (Go's default): an X-Registry-Config
     with the credentials of many registries passed 64 KiB, boxd's limit, and was refused."""
-    conn = UnixHTTP(clean.docker_socket)
-    try:
-        config = _registry_config(1000 << 10)
-        assert len(config) > 900 << 10
-        conn.request("GET", "/_ping", headers={"X-Registry-Config": config})
-        r = conn.getresponse()
-        assert (r.status, r.read()) == (200, b"OK")
-    finally:
-        conn.close()
+    config = _registry_config(1000 << 10)
+    assert len(config) > 900 << 10
+    assert _ping_with_registry_config(clean, config) == (200, b"OK")
 
 
 def test_large_request_heads_sent_slowly_take_a_bounded_room(clean: Daemon) -> None:
@@ -2381,25 +2390,14 @@ def test_large_request_heads_sent_slowly_take_a_bounded_room(clean: Daemon) -> N
         for s in slow:
             s.connect(str(clean.docker_socket))
             s.sendall(part)
-        conn = UnixHTTP(clean.docker_socket)
-        try:
-            conn.request("GET", "/_ping", headers={"X-Registry-Config": "b" * (1000 << 10)})
-            r = conn.getresponse()
-            assert (r.status, r.read()) == (200, b"OK")
-        finally:
-            conn.close()
+        assert _ping_with_registry_config(clean, "b" * (1000 << 10)) == (200, b"OK")
         # 17 heads of 1000 KiB hold 936 KiB each of the 16 MiB: of 21, 4 at least were cut.
         until(lambda: len(_readable(slow)) >= 4, "the oldest heads cut")
         for s in _readable(slow):
-            s.settimeout(30)
-            reply = b""
-            while data := s.recv(65536):
-                reply += data
-            assert reply.startswith(b"HTTP/1.1 431 ")
-            assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {
-                "message": "bad HTTP request: request line and headers larger than 65536 bytes "
+            assert _refusal_431(s) == (
+                "bad HTTP request: request line and headers larger than 65536 bytes "
                 "while other clients' large ones fill the 16777216 bytes kept for them"
-            }
+            )
     finally:
         for s in slow:
             s.close()
