@@ -169,6 +169,15 @@ def _plain(exc: h11.RemoteProtocolError) -> str:
     return _BYTES_REPR.sub(r"\1", str(exc))
 
 
+def _refusal(exc: h11.RemoteProtocolError, in_body: bool) -> ApiError:
+    """What a client whose bytes h11 could not parse is told."""
+    why = _plain(exc)
+    if exc.error_status_hint == 431:  # h11's "Receive buffer too long"
+        what = "a chunk's header or trailers" if in_body else "request line and headers"
+        why = f"{what} larger than {MAX_HEADERS} bytes"
+    return ApiError(exc.error_status_hint, f"bad HTTP request: {why}")
+
+
 def _request_of(event: h11.Request, body: bytes) -> Request:
     target = event.target.decode("latin-1")
     parts = urlsplit(target)
@@ -251,6 +260,7 @@ class HttpConnection:
         self.server_header = server_header
         self.method = "GET"
         self.hijacked = False
+        self.refused_unread = False  # answered before its request was read: see refuse
 
     async def _send(self, event: h11.Event) -> None:
         try:
@@ -272,14 +282,15 @@ class HttpConnection:
         """The next event; ``head``: a request head's, whose bytes take their room."""
         while True:
             in_body = self.h11.their_state is h11.SEND_BODY
+            refusal = None
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
-                why = _plain(exc)
-                if exc.error_status_hint == 431:  # h11's "Receive buffer too long"
-                    what = "a chunk's header or trailers" if in_body else "request line and headers"
-                    why = f"{what} larger than {MAX_HEADERS} bytes"
-                raise ApiError(exc.error_status_hint, f"bad HTTP request: {why}") from None
+                refusal = _refusal(exc, in_body)
+            if refusal is not None:
+                # Raised outside the handler: h11's error (whose traceback holds h11, and
+                # what it buffered) is not kept as its context while the refusal is answered.
+                raise refusal
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             try:
@@ -400,6 +411,10 @@ class HttpConnection:
             await self.stream.send_all(head.encode() + body)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone(str(exc)) from None
+        # What h11 holds of the request (up to MAX_HEADERS) is let go of, not kept while
+        # the connection lingers (see close_gently): refused heads would hold a MiB each.
+        self.h11 = h11.Connection(h11.SERVER)
+        self.refused_unread = True
 
     async def start_stream(
         self, content_type: str = "application/json", headers: dict[str, str] | None = None
@@ -469,7 +484,8 @@ class HttpConnection:
         of the 413 or 431 that named what was wrong.  A connection with nothing left to
         read, or a stream already closed (a detach), is left as it is."""
         stream = self.stream
-        left = self.hijacked or self.h11.their_state in (h11.SEND_BODY, h11.ERROR)
+        states = (h11.SEND_BODY, h11.ERROR)
+        left = self.hijacked or self.refused_unread or self.h11.their_state in states
         if not left or not isinstance(stream, trio.abc.HalfCloseableStream):
             return
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
