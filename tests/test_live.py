@@ -209,17 +209,24 @@ def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Da
 
 def test_an_end_while_no_daemon_runs_is_dated_by_its_shim(live: Daemon) -> None:
     """FinishedAt and the run's wall time of a container that ended while no daemon ran are
-    when its shim reaped it, not when the next daemon learned of its end."""
-    live.ctl("run", "-d", "--name", "brief", "default", "sh", "-c", "sleep 1; exit 3")
-    pid = live.inspect("brief")["state"]["pid"]
+    when its shim reaped it, not when the next daemon learned of its end; so is FinishedAt
+    of one a stop under way ended (not adopted: its record says stopping)."""
+    for name in ("brief", "stopped"):
+        live.ctl("run", "-d", "--name", name, "default", "sh", "-c", "sleep 1; exit 3")
+    cid = live.inspect("stopped")["id"]
+    pids = [live.inspect(n)["state"]["pid"] for n in ("brief", "stopped")]
     _crash(live)
-    _until(lambda: not Path(f"/proc/{pid}").exists(), "the container reaped by its shim")
+    _until(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), "both reaped by shims")
     seen = time.time()
+    _edit_record(live, cid, status="stopping")
     live.start()
     st = live.wait_for("brief", lambda c: c["state"]["status"] == "exited")["state"]
     assert st["exit_code"] == 3
     assert st["started_at"] < st["finished_at"] <= seen
     assert st["summary"]["wall_seconds"] <= seen - st["started_at"]
+    st = live.inspect("stopped")["state"]
+    assert (st["status"], st["exit_code"]) == ("stopped", 3)
+    assert st["started_at"] < st["finished_at"] <= seen
 
 
 async def test_an_older_shims_greeting_has_no_end_time(tmp_path: Path) -> None:
