@@ -16,7 +16,8 @@
 The supervisor hands every container record it saves to :meth:`Events.observe` and every
 removal to :meth:`Events.removed`; the container's events are the changes between two
 saves.  Subscribers get the events from the moment they subscribe (a bounded buffer each:
-one that falls behind is dropped, never the supervisor slowed); the last :data:`HISTORY`
+a reader that falls behind misses the events that find its buffer full, and its stream goes
+on, as Docker's publisher drops them; never the supervisor slowed); the last :data:`HISTORY`
 events are kept for ``since``: 256, as Docker's daemon keeps.  Each event holds its
 actor's attributes (a container's name, image and labels), so a longer history kept those
 of long-removed containers alive (~0.2 MB at 1024), scattered through memory that a burst
@@ -41,7 +42,7 @@ from ._listing import same_image
 from ._records import Container
 
 HISTORY = 256
-SUBSCRIBER_BUFFER = 1024
+SUBSCRIBER_BUFFER = 1024  # Docker's (daemon/events)
 _ENDED = ("exited", "stopped", "restarting")
 _WITH_PROCESS = ("running", "paused", "stopping")
 TYPES = ("container", "image", "network", "volume")
@@ -252,7 +253,9 @@ class Events:
         for send in list(self._subscribers):
             try:
                 send.send_nowait(event)
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            except trio.WouldBlock:
+                pass  # a reader SUBSCRIBER_BUFFER events behind: this one is not for it
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.discard(send)
                 send.close()
 

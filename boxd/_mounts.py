@@ -68,6 +68,16 @@ def parse_volume_flag(spec: str) -> dict[str, object]:
     return fields
 
 
+def parse_bind(spec: str) -> dict[str, object]:
+    """An Engine API ``HostConfig.Binds`` entry (``docker run -v``): as :func:`parse_volume_flag`
+    but for ``DEST:OPTIONS``, a mode without a source (Podman's anonymous volume with
+    options), which Docker's daemon refuses in its words."""
+    parts = spec.split(":")
+    if len(parts) == 2 and _are_options(parts[1]):
+        raise ValueError(f"invalid volume specification: '{spec}'")
+    return parse_volume_flag(spec)
+
+
 class Mount:
     """One ``--mount`` (or an Engine API ``HostConfig.Mounts`` entry), checked."""
 

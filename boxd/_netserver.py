@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from . import _prune
+from ._lifecycle import AT_REST
 from ._listing import docker_match
+from ._messages import OkResponse
 from ._netconfig import BUILTIN
 from ._network import DEFAULT_NETWORK, builtin_network_id, joined
 
@@ -131,7 +133,14 @@ class Conn(Protocol):
 
 
 def _users(sup: Supervisor, name: str) -> list[str]:
-    return [c.name for c in sup.list(all=True) if any(j.network == name for j in joined(c.config))]
+    """The containers on network ``name`` now: those it joins that are not at rest.  A
+    created or stopped one that names it does not keep it (Docker's network has no endpoint
+    of it then): its next start fails, naming the network."""
+    return [
+        c.name
+        for c in sup.list(all=True)
+        if c.state.status not in AT_REST and any(j.network == name for j in joined(c.config))
+    ]
 
 
 def _info(sup: Supervisor, net: Network) -> NetworkInfo:
@@ -297,7 +306,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             return await sup.networks.disconnect(c, attachment, req.network)
 
         await sup.change_networks(req.container, change)
-        await conn.send(NetworkResponse(_info(sup, sup.networks.get(req.network))))
+        await conn.send(OkResponse())  # the network may be gone: see Networks.disconnect
 
     return {
         NetworkCreateRequest: create,

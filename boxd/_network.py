@@ -58,7 +58,7 @@ from ._netconfig import (
     resolv_conf,
 )
 from ._records import Container, ContainerConfig, check_name
-from ._store import atomic_write
+from ._store import NewerFormat, atomic_write, versioned
 from ._units import MTU_RANGE, parse_mtu
 
 log = logging.getLogger("boxd.network")
@@ -352,6 +352,13 @@ def _gateway(text: str, subnet: ipaddress.IPv4Network) -> str:
     return str(address)
 
 
+# The network record's format (see boxd/_store.py's FORMAT): 1, its fields up to now, with
+# no "format" key (the releases before formats read it so).  A change of its fields raises
+# it (tests/test_records.py pins them) and writes the key; this boxd leaves a record of a
+# newer format alone.
+NETWORK_FORMAT = 1
+
+
 class Networks:
     def __init__(self, root: Path, options: BridgeOptions = BridgeOptions()) -> None:
         self.dir = root / "networks"
@@ -359,6 +366,9 @@ class Networks:
         self.table = _table_name(self.options.name)
         self.nursery: trio.Nursery | None = None  # proxies and DNS run here
         self._nets: dict[str, Network] = {}
+        # The networks of a newer boxd's records, left alone: name -> subnet ("": unknown),
+        # neither of which a new network here takes.
+        self._foreign: dict[str, str] = {}
         self._up: set[str] = set()  # bridges this daemon brought up
         self._forwards: dict[str, list[_nft.Forward]] = {}  # container id -> its ports
         self._names: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}  # net -> cid -> ...
@@ -403,7 +413,12 @@ class Networks:
         found: dict[str, tuple[Network, Path]] = {}
         for path in sorted(self.dir.glob("*.json")):
             try:
-                net = structure(json.loads(path.read_bytes()), Network)
+                raw = json.loads(path.read_bytes())
+                net = structure(versioned(raw, NETWORK_FORMAT, "network record"), Network)
+            except NewerFormat as exc:
+                log.warning("network record %s %s: left alone", path, exc)
+                self._foreign[str(raw.get("name", path.stem))] = str(raw.get("subnet", ""))
+                continue
             except (OSError, ValueError, ConversionError) as exc:
                 log.error("network record %s cannot be read (%s); ignored", path, exc)
                 continue
@@ -492,6 +507,9 @@ class Networks:
         """``wanted`` checked against the host's routes and the other networks, or the
         first free subnet of the pool."""
         taken = [(n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude]
+        for name, text in self._foreign.items():
+            with contextlib.suppress(ValueError):  # a newer boxd's subnet we cannot read
+                taken.append((ipaddress.IPv4Network(text), f"network {name} (a newer boxd's)"))
         taken += [
             (net, f"the host's route to {net} on {link}") for net, link in await self._routes()
         ]
@@ -522,6 +540,11 @@ class Networks:
     # ---- the default network, user networks -----------------------------------------
 
     async def _default(self) -> Network:
+        if DEFAULT_NETWORK in self._foreign:  # not made again beside it: see _load
+            raise NetworkError(
+                f"network {DEFAULT_NETWORK}: its record is a newer boxd's, left alone; "
+                "containers on it start under that boxd"
+            )
         net = self._nets.get(DEFAULT_NETWORK)
         wanted, gateway = self.options.subnet, self.options.gateway
         if (
@@ -581,6 +604,10 @@ class Networks:
         async with self._lock:
             if name in self._nets:
                 raise NetworkConflict(f"network with name {name} already exists")
+            if name in self._foreign:
+                raise NetworkConflict(
+                    f"network with name {name} already exists (a newer boxd's, left alone)"
+                )
             check_network_options(options, (n.bridge for n in self._nets.values()))
             chosen = await self._subnet(subnet)
             net_id = secrets.token_hex(32)
@@ -602,8 +629,8 @@ class Networks:
         return net
 
     async def remove(self, ref: str, in_use: Callable[[str], builtins.list[str]]) -> Network:
-        """``in_use(name)``: the containers that name the network.  The pre-defined
-        ones are refused in Docker's words."""
+        """``in_use(name)``: the containers on the network now.  The pre-defined ones
+        are refused in Docker's words."""
         net = None if ref in BUILTIN else self.get(ref)
         if net is None or net.name in BUILTIN:
             name = ref if net is None else net.name
@@ -942,9 +969,16 @@ class Networks:
         config = container.config
         if config.network == "host" or ref == "host":
             raise NetworkError(HOST_CONFLICT)
-        async with self._lock:
-            net = await self._resolve(ref)
         joins = joined(config)
+        async with self._lock:
+            try:
+                net = await self._resolve(ref)
+            except NoSuchNetwork:
+                if attachment is not None or not any(j.network == ref for j in joins):
+                    raise
+                # Removed while the container was at rest (see remove): taken off by name,
+                # as Docker's daemon takes a stopped container off a network it cannot find.
+                return attrs.evolve(config, networks=tuple([j for j in joins if j.network != ref]))
         if not any(j.network == net.name for j in joins):
             raise NetworkConflict(
                 f"container {container.name} is not connected to network {net.name}"
@@ -1193,7 +1227,12 @@ class Attachment:
         cid = self.container.id
         async with nets._lock:
             for n, join in enumerate(joined(self.container.config)):
-                net = await nets._resolve(join.network)
+                try:
+                    net = await nets._resolve(join.network)
+                except NoSuchNetwork:  # removed while the container was at rest
+                    raise NoSuchNetwork(
+                        f"failed to set up container networking: network {join.network} not found"
+                    ) from None
                 address = await nets._allocate(
                     net, cid, join.ip, save=not self.container.config.auto_remove
                 )

@@ -52,7 +52,9 @@ log = logging.getLogger("boxd.run")
 READ_SIZE = 1024 * 1024
 # After the process ended, how long its output may still flow with nobody taking any (a
 # lossless reader that takes a chunk within this keeps it flowing, up to DRAIN_LIMIT).
-DRAIN_TIMEOUT = 5.0
+# Docker's wait for a process's streams (daemon/monitor.go): an exec whose process leaves
+# a child holding its output (`sh -c 'cmd &'`) returns after it, as with Docker.
+DRAIN_TIMEOUT = 2.0
 # The most it may flow in all: the pipe may have a writer outside the cgroup (its fd
 # passed to another container), whose output would never end.
 DRAIN_LIMIT = 60.0
@@ -109,6 +111,12 @@ def start_time_of(pid: int) -> int:
 # lookup through /proc (on the event loop's thread, once per start).
 PIDFD_GET_MNT_NAMESPACE = 0xFF03
 _pidfd_ns_ioctl = True  # False once the kernel refused it (older than 6.11)
+
+
+def _ended_at(status: ExitStatus | None) -> float:
+    """When a process ended: when its shim reaped it (it may have ended while no daemon
+    ran), else now, as its end is seen."""
+    return status.at if status is not None and status.at is not None else time.time()
 
 
 def mount_ns_of(spawned: Spawned) -> int:
@@ -451,7 +459,7 @@ class Run:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
-                self.ended_at = time.time()
+                self.ended_at = _ended_at(status)
                 ended = True
                 self._reaped.set()
                 if owns_cgroup:
@@ -472,7 +480,7 @@ class Run:
                     if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
-                        self.ended_at = time.time()
+                        self.ended_at = _ended_at(status)
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()

@@ -10,8 +10,13 @@ when the container ends and goes away on DONE, which a daemon sends once it has 
 the status and drained the output; until then every new daemon can collect both.
 
 Messages are one ``struct shim_msg`` each (:data:`MESSAGE`) on a SOCK_SEQPACKET socket,
-fds as SCM_RIGHTS.  The socket's path is reached through ``/proc/self/fd/<dirfd>/`` so that
-deep roots (a test's temporary directory) never hit the 108-byte limit of a socket path.
+fds as SCM_RIGHTS.  A shim's HELLO and EXIT append when it reaped the container
+(:data:`EXITED_AT`): an end no daemon saw gets its own time, not the next daemon's start.
+A shim of an older build sends the bare message (its container's end is then dated when a
+daemon learns of it), and reads only bare ones: the daemon sends no more.
+
+The socket's path is reached through ``/proc/self/fd/<dirfd>/`` so that deep roots (a
+test's temporary directory) never hit the 108-byte limit of a socket path.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ._native import passed_fds
 
 MAGIC = 0x31535842  # "BXS1": the protocol's version
 MESSAGE = struct.Struct("=IIiiiI")  # magic, type, pid, code, status, held
+EXITED_AT = struct.Struct("=q")  # CLOCK_REALTIME in ns at the reaping; 0: running
 PEER = struct.Struct("=iII")  # struct ucred: pid, uid, gid
 SOCKET_NAME = "shim.sock"
 PROGRAM = "boxd-shim"
@@ -74,6 +80,7 @@ def program() -> str:
 class ExitStatus:
     code: int  # si_code: os.CLD_EXITED, CLD_KILLED or CLD_DUMPED
     status: int  # si_status: the exit code, or the signal
+    at: float | None = None  # when its shim reaped it (time.time()); None: an older shim's
 
     @property
     def exit_code(self) -> int:
@@ -136,16 +143,23 @@ class ShimConnection:
     async def _receive(self) -> tuple[_Type | None, int, ExitStatus | None, int, list[int]]:
         """One message: (type, pid, exit status, held, fds); type None at end of file."""
         data, ancillary, _, _ = await self._sock.recvmsg(
-            MESSAGE.size, socket.CMSG_SPACE(4 * (len(Slot) + 1)), socket.MSG_CMSG_CLOEXEC
+            MESSAGE.size + EXITED_AT.size,
+            socket.CMSG_SPACE(4 * (len(Slot) + 1)),
+            socket.MSG_CMSG_CLOEXEC,
         )
         fds = passed_fds(ancillary)
         if not data:
             return None, 0, None, 0, fds
-        magic, kind, pid, code, status, held = MESSAGE.unpack(data)
+        if len(data) not in (MESSAGE.size, MESSAGE.size + EXITED_AT.size):
+            _close_all(fds)
+            raise ShimError(f"not a boxd-shim message ({len(data)} bytes)")
+        magic, kind, pid, code, status, held = MESSAGE.unpack_from(data)
         if magic != MAGIC:
             _close_all(fds)
             raise ShimError(f"not a boxd-shim message (magic {magic:#x})")
-        return _Type(kind), pid, ExitStatus(code, status) if code else None, held, fds
+        (ns,) = EXITED_AT.unpack_from(data, MESSAGE.size) if len(data) > MESSAGE.size else (0,)
+        exited = ExitStatus(code, status, ns / 1e9 if ns > 0 else None) if code else None
+        return _Type(kind), pid, exited, held, fds
 
     async def _send(self, data: bytes, fds: list[int] | None = None) -> None:
         if fds:

@@ -36,6 +36,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -400,16 +401,23 @@ def _exchange(a: str, b: str) -> bool:
     return True
 
 
-def read_record(path: Path) -> Container:
-    """One record file; NewerFormat for a newer boxd's, ValueError when unreadable."""
-    raw = json.loads(path.read_bytes())
+def versioned(raw: object, newest: int, what: str = "record") -> dict[str, Any]:
+    """A record's JSON object without its ``"format"`` (1 without one: written before its
+    kind had formats), checked against ``newest``, the newest format this boxd reads:
+    NewerFormat for a newer boxd's (``what``: the kind of record, for the message),
+    ConversionError when it is no record."""
     if not isinstance(raw, dict):
         raise ConversionError("not a JSON object")
     version = raw.pop("format", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ConversionError(f"invalid format {version!r}")
-    if version > FORMAT:
+    if version > newest:
         raise NewerFormat(
-            f"written by a newer boxd (record format {version}; this one reads up to {FORMAT})"
+            f"written by a newer boxd ({what} format {version}; this one reads up to {newest})"
         )
-    return structure(raw, Container)
+    return raw
+
+
+def read_record(path: Path) -> Container:
+    """One record file; NewerFormat for a newer boxd's, ValueError when unreadable."""
+    return structure(versioned(json.loads(path.read_bytes()), FORMAT), Container)

@@ -2080,7 +2080,7 @@ class Supervisor:
         if ended is not None:  # its shim's: ended and reaped
             st.status = STOPPED if entry.phase is STOPPING else EXITED
             st.exit_code = ended.exit_code
-            st.finished_at = time.time()
+            st.finished_at = ended.at or time.time()
             st.pid = 0
             self.store.save(c)
             return

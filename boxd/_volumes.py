@@ -42,12 +42,18 @@ import attrs
 
 from ._convert import ConversionError, structure, unstructure
 from ._images.unpack import kept_xattr, unpack
+from ._lifecycle import error_text
 from ._mounts import VOLUME_NAME_RE, check_volume_name
-from ._store import atomic_write
+from ._store import NewerFormat, atomic_write, versioned
 
 log = logging.getLogger("boxd.volumes")
 
 RECORD = "volume.json"
+# The volume record's format (see boxd/_store.py's FORMAT): 1, its fields up to now, with no
+# "format" key (the releases before formats read it so).  A change of its fields raises it
+# (tests/test_records.py pins them) and writes the key; this boxd leaves a volume whose
+# record has a newer format alone: not listed, used, replaced nor removed.
+VOLUME_FORMAT = 1
 DATA = "_data"
 FILLING = ".filling"
 ANONYMOUS = "com.docker.volume.anonymous"
@@ -136,7 +142,11 @@ class Volumes:
         except (FileNotFoundError, NotADirectoryError):
             raise NoSuchVolume(name) from None
         try:
-            return structure(json.loads(data), VolumeRecord)
+            return structure(
+                versioned(json.loads(data), VOLUME_FORMAT, "volume record"), VolumeRecord
+            )
+        except NewerFormat as exc:
+            raise OSError(errno.EPROTO, f"volume {name}: {exc}: left alone") from None
         except (ValueError, ConversionError) as exc:
             raise OSError(errno.EIO, f"volume {name}: unreadable record: {exc}") from None
 
@@ -148,7 +158,7 @@ class Volumes:
             try:
                 found.append(self.get(d.name))
             except (NoSuchVolume, OSError) as exc:
-                log.warning("volume %s: %s", d.name, exc)
+                log.warning("%s", error_text(exc))  # each names the volume or its path
         return found
 
     def create(

@@ -20,8 +20,12 @@
  * and the output to the next one.  One daemon at a time; a new connection waits until the
  * previous one has closed.
  *
- * Every message is one struct shim_msg (the layout boxd/_shim.py mirrors).  The program
- * allocates nothing and holds at most six fds: a few pages of memory per container.
+ * Every message is one struct shim_msg (the layout boxd/_shim.py mirrors).  This program's
+ * HELLO and EXIT append the time it reaped the container (struct shim_out): the daemon's
+ * FinishedAt for an end no daemon saw, which a later daemon would otherwise stamp with its
+ * own start.  A daemon of an older build reads the leading struct shim_msg and ignores the
+ * rest; the daemon's messages to the shim are a bare struct shim_msg, as before.  The
+ * program allocates nothing and holds at most six fds: a few pages of memory per container.
  *
  * An orphan is a shim no daemon can ever reach: its "shim.sock" is gone (the container's
  * directory was deleted with the daemon's root, or the socket unlinked).  While no daemon
@@ -42,6 +46,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef P_PIDFD
@@ -64,19 +69,25 @@ struct shim_msg {
     uint32_t held;  /* HELLO, HOLD: which slots' fds follow (after HELLO's pidfd) */
 };
 
+struct shim_out {
+    struct shim_msg m;
+    int64_t exited_ns; /* CLOCK_REALTIME when the container was reaped; 0 while running */
+};
+
 static int held[SLOTS] = {-1, -1, -1, -1};
 static int client = -1;
 static pid_t pid;
 static int32_t code, status;
+static int64_t exited_ns;
 
 static int send_msg(uint32_t type, const int *fds, int nfds)
 {
-    struct shim_msg m = {SHIM_MAGIC, type, pid, code, status, 0};
+    struct shim_out out = {{SHIM_MAGIC, type, pid, code, status, 0}, exited_ns};
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int) * (SLOTS + 1))];
     } control;
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+    struct iovec iov = {.iov_base = &out, .iov_len = sizeof out};
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
     memset(&control, 0, sizeof control);
@@ -84,7 +95,7 @@ static int send_msg(uint32_t type, const int *fds, int nfds)
     msg.msg_iovlen = 1;
     for (int i = 0; i < SLOTS; i++)
         if (type == MSG_HELLO && held[i] >= 0)
-            m.held |= 1u << i;
+            out.m.held |= 1u << i;
     if (nfds > 0) {
         msg.msg_control = control.buf;
         msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
@@ -98,7 +109,7 @@ static int send_msg(uint32_t type, const int *fds, int nfds)
     do {
         n = sendmsg(client, &msg, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof m ? 0 : -1;
+    return n == (ssize_t)sizeof out ? 0 : -1;
 }
 
 static void drop_client(void)
@@ -234,6 +245,9 @@ int main(void)
             if (waitid((idtype_t)P_PIDFD, PIDFD, &info, WEXITED) < 0 && errno != EINTR)
                 return 4;
             if (info.si_pid != 0) {
+                struct timespec now;
+                clock_gettime(CLOCK_REALTIME, &now);
+                exited_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
                 code = info.si_code;
                 status = info.si_status;
                 if (client >= 0 && send_msg(MSG_EXIT, NULL, 0) < 0)

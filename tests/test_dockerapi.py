@@ -3,12 +3,14 @@ and raw HTTP with bad input.  One real daemon for the module (its own root and s
 
 from __future__ import annotations
 
+import base64
 import gc
 import importlib
 import importlib.metadata
 import io
 import json
 import os
+import select
 import shlex
 import shutil
 import socket
@@ -2332,24 +2334,107 @@ def test_a_client_sending_too_much_reads_why_it_was_refused(clean: Daemon) -> No
         )
     finally:
         conn.close()
-    big = b"b" * (200 << 10)
+    big = b"b" * (2 << 20)
     for head in (
         b"GET /_ping?" + big + b" HTTP/1.1\r\nHost: d",
         b"GET /_ping HTTP/1.1\r\nX: " + big,
     ):
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(clean.docker_socket))
-            s.settimeout(30)
             s.sendall(head + b"\r\n\r\n")
-            reply = b""
-            while data := s.recv(65536):
-                reply += data
-        assert reply.startswith(b"HTTP/1.1 431 ")
-        assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {
-            "message": "bad HTTP request: request line and headers larger than 65536 bytes"
-        }
+            assert _refusal_431(s) == (
+                "bad HTTP request: request line and headers larger than 1048576 bytes"
+            )
     status, _, listing = _call(clean, "GET", "/containers/json?all=1")
     assert (status, json.loads(listing)) == (200, [])
+
+
+def _refusal_431(s: socket.socket) -> str:
+    """The message of the 431 answer the daemon sends on ``s`` before it closes it."""
+    s.settimeout(30)
+    reply = b""
+    while data := s.recv(65536):
+        reply += data
+    assert reply.startswith(b"HTTP/1.1 431 ")
+    return str(json.loads(reply.partition(b"\r\n\r\n")[2])["message"])
+
+
+def _ping_with_registry_config(daemon: Daemon, config: str) -> tuple[int, bytes]:
+    conn = UnixHTTP(daemon.docker_socket)
+    try:
+        conn.request("GET", "/_ping", headers={"X-Registry-Config": config})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def _registry_config(size: int) -> str:
+    """An X-Registry-Config of about ``size`` bytes: the credentials of many registries."""
+    auth = {"username": "u", "password": "p" * 40}
+    entry = len(json.dumps({"registry0.example:5000": auth}))
+    config = {f"registry{i}.example:5000": auth for i in range(size * 3 // 4 // entry)}
+    return base64.urlsafe_b64encode(json.dumps(config).encode()).decode()
+
+
+def test_request_headers_up_to_a_mib_as_dockerd_reads_them(clean: Daemon) -> None:
+    """A request's headers may take 1 MiB, as dockerd's (Go's default): an X-Registry-Config
+    with the credentials of many registries passed 64 KiB, boxd's limit, and was refused."""
+    config = _registry_config(1000 << 10)
+    assert len(config) > 900 << 10
+    assert _ping_with_registry_config(clean, config) == (200, b"OK")
+
+
+def test_large_request_heads_sent_slowly_take_a_bounded_room(clean: Daemon) -> None:
+    """Heads over 64 KiB share 16 MiB: connections that each send most of a MiB of headers
+    and no end hold no more (the oldest are answered 431 to make room, as the longest
+    silent connections are closed), and a client that sends a large head at once is served."""
+    part = b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Registry-Config: " + b"a" * (1000 << 10)
+    slow = [socket.socket(socket.AF_UNIX) for _ in range(20)]
+    try:
+        for s in slow:
+            s.connect(str(clean.docker_socket))
+            s.sendall(part)
+        assert _ping_with_registry_config(clean, "b" * (1000 << 10)) == (200, b"OK")
+        # 17 heads of 1000 KiB hold 936 KiB each of the 16 MiB: of 21, 4 at least were cut.
+        until(lambda: len(_readable(slow)) >= 4, "the oldest heads cut")
+        for s in _readable(slow):
+            assert _refusal_431(s) == (
+                "bad HTTP request: request line and headers larger than 65536 bytes "
+                "while other clients' large ones fill the 16777216 bytes kept for them"
+            )
+    finally:
+        for s in slow:
+            s.close()
+
+
+def _rss_mib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]) >> 10
+
+
+def test_refused_heads_are_not_held_while_their_connections_linger(clean: Daemon) -> None:
+    """A connection refused for the size of its headers lingers (it reads what its client
+    still sends, up to 5 s), holding none of them: forty refused heads of 1.1 MiB each
+    held 44 MiB of the daemon's memory while their clients stayed."""
+    assert clean.process is not None
+    before = _rss_mib(clean.process.pid)
+    head = b"GET /_ping HTTP/1.1\r\nX: " + b"x" * (1100 << 10) + b"\r\n\r\n"
+    refused = [socket.socket(socket.AF_UNIX) for _ in range(40)]
+    try:
+        for s in refused:
+            s.connect(str(clean.docker_socket))
+            s.sendall(head)
+            s.settimeout(30)
+            assert s.recv(12) == b"HTTP/1.1 431"
+        assert _rss_mib(clean.process.pid) - before < 20
+    finally:
+        for s in refused:
+            s.close()
+
+
+def _readable(socks: list[socket.socket]) -> list[socket.socket]:
+    return select.select(socks, [], [], 0)[0]
 
 
 def test_a_kept_alive_connection_is_not_closed_for_newer_ones(clean: Daemon) -> None:

@@ -164,6 +164,25 @@ def test_exec_output_reaches_a_client_that_reads_late_whole(daemon: Daemon) -> N
         assert client.wait() == 0
 
 
+def test_an_exec_ends_2_s_after_its_process_as_dockers_does(daemon: Daemon) -> None:
+    """An exec whose process leaves a child holding its output (``sh -c 'cmd &'``) ends
+    once nothing more came for 2 s after its process ended, as Docker's exec does (its
+    streams' wait), not 5 s: what the child writes at 4 s is not the exec's output, and
+    what the process wrote as it ended, binary and all, is every byte of it."""
+    daemon.ctl("run", "-d", "--name", "w", "default", "sleep", "300")
+    daemon.ctl("exec", "w", "sh", "-c", "head -c 3000000 /dev/urandom > /random")
+    script = "cat /random; (sleep 4; echo late) &"
+    with boxctl_process(daemon, "exec", "w", "sh", "-c", script) as client:
+        assert client.stdout is not None
+        got = client.stdout.read()
+        assert client.wait() == 0
+    with boxctl_process(daemon, "exec", "w", "cat", "/random") as whole:
+        assert whole.stdout is not None
+        written = whole.stdout.read()
+    assert len(written) == 3000000
+    assert got == written
+
+
 def test_exec_refused_when_not_running(daemon: Daemon) -> None:
     daemon.ctl("create", "--name", "idle", "default", "true")
     r = daemon.ctl("exec", "idle", "true", check=False)

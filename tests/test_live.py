@@ -10,6 +10,8 @@ import fcntl
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import termios
@@ -26,6 +28,7 @@ from test_network import links, links_settle, netns, nft_tables
 from test_terminal import Tmux, _boxctl, _until_prompt, tmux
 
 import boxd
+from boxd import _shim
 
 pytestmark = pytest.mark.root
 
@@ -202,6 +205,61 @@ def test_exit_while_no_daemon_runs_gets_its_code_and_its_restart_policy(live: Da
     again_c = live.wait_for("again", lambda c: c["state"]["restart_count"] == 1)
     assert again_c["state"]["exit_code"] in (None, 4)
     live.wait_for("again", lambda c: c["state"]["status"] == "running")
+
+
+def test_an_end_while_no_daemon_runs_is_dated_by_its_shim(live: Daemon) -> None:
+    """FinishedAt and the run's wall time of a container that ended while no daemon ran are
+    when its shim reaped it, not when the next daemon learned of its end; so is FinishedAt
+    of one a stop under way ended (not adopted: its record says stopping)."""
+    for name in ("brief", "stopped"):
+        live.ctl("run", "-d", "--name", name, "default", "sh", "-c", "sleep 1; exit 3")
+    cid = live.inspect("stopped")["id"]
+    pids = [live.inspect(n)["state"]["pid"] for n in ("brief", "stopped")]
+    _crash(live)
+    _until(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), "both reaped by shims")
+    seen = time.time()
+    _edit_record(live, cid, status="stopping")
+    live.start()
+    st = live.wait_for("brief", lambda c: c["state"]["status"] == "exited")["state"]
+    assert st["exit_code"] == 3
+    assert st["started_at"] < st["finished_at"] <= seen
+    assert st["summary"]["wall_seconds"] <= seen - st["started_at"]
+    st = live.inspect("stopped")["state"]
+    assert (st["status"], st["exit_code"]) == ("stopped", 3)
+    assert st["started_at"] < st["finished_at"] <= seen
+
+
+async def test_an_older_shims_greeting_has_no_end_time(tmp_path: Path) -> None:
+    """A shim of an older boxd build (left running across an upgrade) sends the bare
+    message, without the time of its container's end: its status is read all the same
+    (the daemon dates the end as it learns of it)."""
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dirfd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        await listener.bind(f"/proc/self/fd/{dirfd}/{_shim.SOCKET_NAME}")
+    finally:
+        os.close(dirfd)
+    listener.listen()
+    pidfd = os.pidfd_open(os.getpid())
+    hello = _shim.MESSAGE.pack(_shim.MAGIC, 1, 4242, os.CLD_EXITED, 3, 0)  # HELLO, no slots
+
+    async def older_shim() -> None:
+        peer, _ = await listener.accept()
+        with peer:
+            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("=i", pidfd))
+            await peer.sendmsg([hello], [rights])
+            await peer.recv(_shim.MESSAGE.size)  # until the daemon's side closes
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(older_shim)
+            conn, greeting = await _shim.ShimConnection.connect(tmp_path)
+            conn.close()
+            os.close(greeting.pidfd)
+    finally:
+        listener.close()
+        os.close(pidfd)
+    assert (greeting.pid, greeting.exited) == (4242, _shim.ExitStatus(os.CLD_EXITED, 3, None))
 
 
 def test_a_restart_the_last_daemon_waited_for_is_done_by_the_next(live: Daemon) -> None:

@@ -895,6 +895,36 @@ def test_network_labels(netd: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_network_rm_with_stopped_containers_on_it(netd: Daemon) -> None:
+    """A network only stopped or created containers name is removed, as Docker's (they
+    have no endpoint on it then): it was refused as in use.  Their next start fails in
+    Docker's words, naming it; a running container still keeps it."""
+    netd.ctl("network", "create", "gone")
+    netd.ctl("run", "-d", "--name", "was", "--network", "gone", "default", "sleep", "300")
+    netd.ctl("create", "--name", "never", "--network", "gone", "default", "true")
+    r = netd.ctl("network", "rm", "gone", check=False)
+    assert r.returncode != 0 and "in use by container(s) was" in r.stderr, r.stderr
+    netd.ctl("stop", "-t", "0", "was")
+    assert netd.ctl("network", "rm", "gone").stdout == "gone\n"
+    for name in ("was", "never"):
+        r = netd.ctl("start", name, check=False)
+        words = "failed to set up container networking: network gone not found"
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+        assert netd.inspect(name)["state"]["status"] in ("exited", "created")
+    _, _, data = docker_clients.api_call(netd, "POST", "/containers/was/start")
+    assert json.loads(data)["message"] == words
+    # Taken off it by name, as Docker's: it starts on its other networks (none here).
+    netd.ctl("network", "disconnect", "gone", "never")
+    netd.ctl("start", "never")
+    # Made again under its name: the container joins it (boxd's records name networks).
+    netd.ctl("network", "create", "gone")
+    netd.ctl("start", "was")
+    assert list(endpoints(netd, "was")) == ["gone"]
+    netd.ctl("rm", "-f", "was", "never")
+    netd.ctl("network", "rm", "gone")
+
+
+@pytest.mark.root
 def test_network_names_as_moby_takes_them(netd: Daemon) -> None:
     """Any name that is not blank, as moby's (docker-py's own tests make one with a space):
     one with a space, a '/' or 300 characters is made, used, inspected and removed, and

@@ -20,6 +20,7 @@ import pytest
 
 from boxd import _store
 from boxd._convert import ConversionError, structure, unstructure
+from boxd._network import NETWORK_FORMAT, Network, NetworkConflict, NetworkError, Networks
 from boxd._records import (
     Container,
     ContainerConfig,
@@ -34,6 +35,7 @@ from boxd._records import (
 )
 from boxd._store import FORMAT, Store, read_record
 from boxd._units import parse_cpus, parse_size
+from boxd._volumes import VOLUME_FORMAT, VolumeRecord, Volumes
 
 DATA = Path(__file__).parent / "data"
 
@@ -378,6 +380,89 @@ def test_a_new_field_of_the_record_comes_with_a_new_format() -> None:
         f"the container record's fields changed (digest {digest[:4]}): raise FORMAT in"
         " boxd/_store.py, so that an older boxd leaves the new records alone, and pin it here"
     )
+
+
+# The network and volume records' fields at each of their formats (as _SCHEMA): 1 has no
+# "format" key, so that the releases before their formats read them.
+_NETWORK_SCHEMA = {1: "f8e5"}
+_VOLUME_SCHEMA = {1: "2273"}
+
+
+@pytest.mark.parametrize(
+    ("cls", "schema", "newest", "where"),
+    [
+        (Network, _NETWORK_SCHEMA, NETWORK_FORMAT, "NETWORK_FORMAT in boxd/_network.py"),
+        (VolumeRecord, _VOLUME_SCHEMA, VOLUME_FORMAT, "VOLUME_FORMAT in boxd/_volumes.py"),
+    ],
+)
+def test_a_new_field_of_a_network_or_volume_record_comes_with_a_new_format(
+    cls: type, schema: dict[int, str], newest: int, where: str
+) -> None:
+    digest = hashlib.sha256("\n".join(sorted(set(_fields(cls)))).encode()).hexdigest()
+    assert schema.get(newest) == digest[:4], (
+        f"the {cls.__name__} record's fields changed (digest {digest[:4]}): raise {where},"
+        " write it in the record's 'format' key, and pin it here"
+    )
+
+
+async def test_a_network_record_of_a_newer_format_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newer boxd's network (a field added, its format raised) is left alone, named in
+    one warning: not listed, its record untouched, its name and subnet not taken by a new
+    one, and no default network made beside a newer one (the newer boxd would keep only
+    one of the two).  It was logged as unreadable and ignored, and its name made again."""
+    records = tmp_path / "networks"
+    records.mkdir()
+    paths = []
+    for name, subnet in (("future", "10.98.0.0/24"), ("bridge", "10.97.0.0/24")):
+        net = Network(name, name[0] * 64, f"br-{name}", subnet, subnet[:-4] + "1", 1.0, True)
+        paths.append(records / f"{net.id}.json")
+        data = {"format": NETWORK_FORMAT + 1, **unstructure(net), "future_field": 1}
+        paths[-1].write_text(json.dumps(data))
+    before = [p.read_bytes() for p in paths]
+    nets = Networks(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="boxd.network"):
+        nets._load()
+    assert nets.list() == []
+    newer = f"written by a newer boxd (network record format {NETWORK_FORMAT + 1}; this one"
+    assert [newer in r.getMessage() and "left alone" in r.getMessage() for r in caplog.records] == [
+        True,
+        True,
+    ]
+    with pytest.raises(NetworkConflict, match=r"future already exists \(a newer boxd's"):
+        await nets.create("future")
+    with pytest.raises(NetworkError, match=r"overlaps network future \(a newer boxd's\)"):
+        await nets.create("other", "10.98.0.0/25")
+    with pytest.raises(NetworkError, match="network bridge: its record is a newer boxd's"):
+        await nets._default()
+    assert [p.read_bytes() for p in paths] == before
+    assert sorted(records.iterdir()) == sorted(paths)
+
+
+def test_a_volume_record_of_a_newer_format_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newer boxd's volume is not listed (one warning names it), used, made again over
+    nor removed: each says whose it is.  It read as damaged (EIO, "unreadable record")."""
+    volumes = Volumes(tmp_path / "volumes", tmp_path / "trash")
+    volumes.create("kept")
+    record = tmp_path / "volumes" / "kept" / "volume.json"
+    data = {"format": VOLUME_FORMAT + 1, **json.loads(record.read_text()), "future_field": 1}
+    record.write_text(json.dumps(data))
+    before = record.read_bytes()
+    words = (
+        f"volume kept: written by a newer boxd (volume record format {VOLUME_FORMAT + 1}; "
+        f"this one reads up to {VOLUME_FORMAT}): left alone"
+    )
+    with caplog.at_level(logging.WARNING, logger="boxd.volumes"):
+        assert volumes.list() == []
+    assert [words in r.getMessage() for r in caplog.records] == [True]
+    for verb in (volumes.get, volumes.create, volumes.remove, volumes.source):
+        with pytest.raises(OSError) as refused:
+            verb("kept")
+        assert refused.value.strerror == words
+    assert record.read_bytes() == before
 
 
 def test_a_record_of_a_newer_format_is_left_alone(

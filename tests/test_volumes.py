@@ -541,6 +541,27 @@ def test_mount_volume_opt_makes_the_volume(daemon: Daemon, tmp_path: Path) -> No
 
 
 @pytest.mark.root
+@needs_cli
+def test_a_bind_of_a_mode_without_a_source_is_refused_as_by_dockerd(daemon: Daemon) -> None:
+    """``docker run -v /data:ro`` (the CLI sends it in ``Binds``) is refused by Docker's daemon
+    ("invalid volume specification"); boxd made a read-only anonymous volume.  boxctl's
+    ``-v /data:ro`` is Podman's anonymous volume with options, as before."""
+    for spec in ("/data:ro", "cache:rw"):
+        body = {"Image": "default", "Cmd": ["true"], "HostConfig": {"Binds": [spec]}}
+        status, _, data = api_call(daemon, "POST", "/containers/create", json.dumps(body).encode())
+        assert (status, json.loads(data)) == (
+            400,
+            {"message": f"invalid volume specification: '{spec}'"},
+        )
+    r = _docker(daemon, "run", "--rm", "-v", "/data:ro", "default", "true")
+    assert r.returncode == 125
+    assert "invalid volume specification: '/data:ro'" in r.stderr, r.stderr
+    assert (daemon.ctl("ps", "-a", "-q").stdout, _volumes(daemon)) == ("", [])
+    r = _fails(daemon, "run", "--rm", "-v", "/data:ro", "default", "touch", "/data/f")
+    assert "Read-only file system" in r.stderr, r.stderr
+
+
+@pytest.mark.root
 def test_volumes_from(daemon: Daemon, tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     daemon.ctl(

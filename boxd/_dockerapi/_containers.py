@@ -73,7 +73,7 @@ def _make_mountpoints(req: Request, body: object) -> list[str]:
     sources = []
     for spec in host.strings("Binds"):
         try:
-            sources.append(str(mount_specs.parse_volume_flag(spec)["host"]))
+            sources.append(str(mount_specs.parse_bind(spec)["host"]))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
     if req.at_least("1.42"):

@@ -15,8 +15,8 @@ import re
 import socket
 import struct
 import termios
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -25,7 +25,14 @@ import h11
 import trio
 
 MAX_BODY = 16 << 20
-MAX_HEADERS = 64 << 10
+# A request's line and headers: dockerd's limit (Go's http.DefaultMaxHeaderBytes), which a
+# user's X-Registry-Config or X-Registry-Auth with many registries may come near.
+MAX_HEADERS = 1 << 20
+# What every connection may hold of a head; the bytes beyond, up to MAX_HEADERS each, come
+# from a room all connections share (see HeadRoom): a thousand connections each sending a
+# MiB slowly hold HEADS_ROOM, not a GiB.
+SMALL_HEAD = 64 << 10
+HEADS_ROOM = 16 << 20
 READ_SIZE = 65536
 # How long a connection ended with input unread (a hijacked stream's, a refused request's
 # body) reads what its client still sends, waiting for it to close its side (see
@@ -162,6 +169,15 @@ def _plain(exc: h11.RemoteProtocolError) -> str:
     return _BYTES_REPR.sub(r"\1", str(exc))
 
 
+def _refusal(exc: h11.RemoteProtocolError, in_body: bool) -> ApiError:
+    """What a client whose bytes h11 could not parse is told."""
+    why = _plain(exc)
+    if exc.error_status_hint == 431:  # h11's "Receive buffer too long"
+        what = "a chunk's header or trailers" if in_body else "request line and headers"
+        why = f"{what} larger than {MAX_HEADERS} bytes"
+    return ApiError(exc.error_status_hint, f"bad HTTP request: {why}")
+
+
 def _request_of(event: h11.Request, body: bytes) -> Request:
     target = event.target.decode("latin-1")
     parts = urlsplit(target)
@@ -181,6 +197,55 @@ def _request_of(event: h11.Request, body: bytes) -> Request:
     )
 
 
+class _Head:
+    """One connection's request head being read: its bytes so far, and those it holds of
+    the room."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.received = 0
+        self.held = 0
+        self.cut = False  # cut short to make room for another's
+
+
+class HeadRoom:
+    """The bytes of request heads being read beyond :data:`SMALL_HEAD` each, at most
+    ``limit`` in all.  When a head would take more than is left, the heads that began
+    longest ago are cut (their clients answered 431), as :mod:`boxd._idle` closes the
+    longest-waiting silent connections: a real client sends its head at once, and is not
+    the one that has been sending one longest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._heads: dict[_Head, None] = {}  # oldest first
+
+    @contextmanager
+    def reading(self) -> Iterator[_Head]:
+        """Read a head in the body; afterwards ``cut`` tells whether it was cut short."""
+        head = _Head()
+        self._heads[head] = None
+        try:
+            with head.scope:
+                yield head
+        finally:
+            del self._heads[head]
+            self.total -= head.held
+
+    def received(self, head: _Head, size: int) -> None:
+        """``head`` has ``size`` bytes more."""
+        head.received += size
+        held = max(head.received - SMALL_HEAD, 0)
+        self.total += held - head.held
+        head.held = held
+        while self.total > self.limit:
+            oldest = next(h for h in self._heads if h.held)
+            self.total -= oldest.held
+            oldest.held = 0
+            oldest.cut = True
+            oldest.scope.cancel(reason="request heads fill the room for them")
+
+
 def _unread(fd: int) -> int:
     """The bytes sent on the Unix stream socket ``fd`` that its peer has not read yet."""
     queued = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0" * 4)
@@ -188,12 +253,14 @@ def _unread(fd: int) -> int:
 
 
 class HttpConnection:
-    def __init__(self, stream: trio.abc.Stream, server_header: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, server_header: str, room: HeadRoom) -> None:
         self.stream = stream
+        self.room = room
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         self.server_header = server_header
         self.method = "GET"
         self.hijacked = False
+        self.refused_unread = False  # answered before its request was read: see refuse
 
     async def _send(self, event: h11.Event) -> None:
         try:
@@ -211,17 +278,19 @@ class HttpConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone(str(exc)) from None
 
-    async def _event(self) -> h11.Event | type[h11.PAUSED]:
+    async def _event(self, head: _Head | None = None) -> h11.Event | type[h11.PAUSED]:
+        """The next event; ``head``: a request head's, whose bytes take their room."""
         while True:
             in_body = self.h11.their_state is h11.SEND_BODY
+            refusal = None
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
-                why = _plain(exc)
-                if exc.error_status_hint == 431:  # h11's "Receive buffer too long"
-                    what = "a chunk's header or trailers" if in_body else "request line and headers"
-                    why = f"{what} larger than {MAX_HEADERS} bytes"
-                raise ApiError(exc.error_status_hint, f"bad HTTP request: {why}") from None
+                refusal = _refusal(exc, in_body)
+            if refusal is not None:
+                # Raised outside the handler: h11's error (whose traceback holds h11, and
+                # what it buffered) is not kept as its context while the refusal is answered.
+                raise refusal
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             try:
@@ -229,13 +298,23 @@ class HttpConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise PeerGone(str(exc)) from None
             self.h11.receive_data(bytes(data))
+            if head is not None:
+                self.room.received(head, len(data))
 
     async def next_head(self) -> Request | None:
         """The next request's line and headers (its body not read yet: see
         :meth:`with_body`), or None once the client has closed the connection."""
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
-        event = await self._event()
+        event = None
+        with self.room.reading() as head:
+            event = await self._event(head)
+        if event is None:  # cut short to make room for other clients' heads
+            raise ApiError(
+                431,
+                f"bad HTTP request: request line and headers larger than {SMALL_HEAD} bytes "
+                f"while other clients' large ones fill the {HEADS_ROOM} bytes kept for them",
+            )
         if isinstance(event, h11.ConnectionClosed):
             return None
         if not isinstance(event, h11.Request):
@@ -332,6 +411,10 @@ class HttpConnection:
             await self.stream.send_all(head.encode() + body)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise PeerGone(str(exc)) from None
+        # What h11 holds of the request (up to MAX_HEADERS) is let go of, not kept while
+        # the connection lingers (see close_gently): refused heads would hold a MiB each.
+        self.h11 = h11.Connection(h11.SERVER)
+        self.refused_unread = True
 
     async def start_stream(
         self, content_type: str = "application/json", headers: dict[str, str] | None = None
@@ -401,7 +484,8 @@ class HttpConnection:
         of the 413 or 431 that named what was wrong.  A connection with nothing left to
         read, or a stream already closed (a detach), is left as it is."""
         stream = self.stream
-        left = self.hijacked or self.h11.their_state in (h11.SEND_BODY, h11.ERROR)
+        states = (h11.SEND_BODY, h11.ERROR)
+        left = self.hijacked or self.refused_unread or self.h11.their_state in states
         if not left or not isinstance(stream, trio.abc.HalfCloseableStream):
             return
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):

@@ -26,8 +26,10 @@ from . import _attach, _containers, _system
 from ._api import Api, api_error, unwrap
 from ._http import (
     API_VERSION,
+    HEADS_ROOM,
     MIN_API_VERSION,
     ApiError,
+    HeadRoom,
     HttpConnection,
     PeerGone,
     Request,
@@ -91,6 +93,7 @@ class DockerApi:
         self.api = Api(sup, nursery)
         self._waiting = WaitingConnections(MAX_WAITING)
         self._idle = WaitingConnections(MAX_IDLE)
+        self._heads = HeadRoom(HEADS_ROOM)
         self.router = Router(r for area in AREAS for r in area.ROUTES)
         self._lazy = dict(LAZY_AREAS)  # those not added yet
 
@@ -110,7 +113,7 @@ class DockerApi:
         if isinstance(stream, trio.SocketStream):
             with contextlib.suppress(OSError):
                 pid, uid, _ = peer_credentials(stream)
-        conn = HttpConnection(stream, f"boxd/{__version__}")
+        conn = HttpConnection(stream, f"boxd/{__version__}", self._heads)
         async with stream:
             try:
                 await self._serve(conn, pid, uid)

@@ -678,7 +678,7 @@ def _volumes(host: Fields, volumes: list[str]) -> Iterable[Volume]:
     found = []
     for spec in host.strings("Binds"):
         try:
-            fields = mount_specs.parse_volume_flag(spec)
+            fields = mount_specs.parse_bind(spec)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         found.append(_volume(fields, spec))
