@@ -90,6 +90,16 @@ class ActionKind(enum.Enum):
     TRACE = "SCMP_ACT_TRACE"
 
 
+_RETURNS = {  # SECCOMP_RET_* of each kind (ERRNO's and TRACE's take the action's value too)
+    ActionKind.ALLOW: _RET_ALLOW,
+    ActionKind.ERRNO: _RET_ERRNO,
+    ActionKind.KILL_PROCESS: _RET_KILL_PROCESS,
+    ActionKind.KILL_THREAD: _RET_KILL_THREAD,
+    ActionKind.LOG: _RET_LOG,
+    ActionKind.TRACE: _RET_TRACE,
+}
+
+
 @frozen
 class Action:
     kind: ActionKind
@@ -103,14 +113,9 @@ class Action:
 
     def ret(self) -> int:
         """The SECCOMP_RET_* value the filter returns."""
-        return {
-            ActionKind.ALLOW: _RET_ALLOW,
-            ActionKind.ERRNO: _RET_ERRNO | self.errno,
-            ActionKind.KILL_PROCESS: _RET_KILL_PROCESS,
-            ActionKind.KILL_THREAD: _RET_KILL_THREAD,
-            ActionKind.LOG: _RET_LOG,
-            ActionKind.TRACE: _RET_TRACE | self.errno,
-        }[self.kind]
+        if self.kind in (ActionKind.ERRNO, ActionKind.TRACE):
+            return _RETURNS[self.kind] | self.errno
+        return _RETURNS[self.kind]
 
 
 ALLOW = Action(ActionKind.ALLOW)
@@ -349,13 +354,20 @@ def _outcomes(
                     f"{earlier.kind.value} and {rule.action.kind.value}"
                 )
     outcomes = {}
+    # Most calls share an outcome (allowed, or the default action): one record for each
+    # (a compile made ~900 records, two architectures' calls, before).
+    made: dict[tuple[tuple[tuple[tuple[ArgCheck, ...], Action], ...], Action], _Outcome] = {}
     for number in arch.table.values():
         fallback = unconditional.get(number, profile.default_action)
         rules = conditional.get(number, [])
         # Trailing conditional rules that lead to the fallback anyway are dead weight.
         while rules and rules[-1][1] == fallback:
             rules.pop()
-        outcomes[number] = _Outcome(tuple(rules), fallback)
+        key = (tuple(rules), fallback)
+        outcome = made.get(key)
+        if outcome is None:
+            outcome = made[key] = _Outcome(*key)
+        outcomes[number] = outcome
     return outcomes
 
 
