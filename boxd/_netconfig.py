@@ -84,6 +84,7 @@ class NetworkJoin:
     # The endpoint's driver options ("KEY=VALUE", the Engine API's DriverOpts): kept and
     # shown, as Docker's bridge driver keeps those it has no use for.
     driver_opts: tuple[str, ...] = ()
+    ip6: str = ""  # the IPv6 address asked for (--ip6), on a network with IPv6
 
 
 @attrs.frozen
@@ -97,6 +98,10 @@ class Endpoint:
     mac_address: str
     aliases: tuple[str, ...] = ()
     interface: str = "eth0"  # its name in the container
+    # On a network with IPv6 (Docker's GlobalIPv6Address, ...PrefixLen, IPv6Gateway).
+    ipv6_address: str = ""
+    ipv6_prefix_len: int = 0
+    ipv6_gateway: str = ""
 
 
 @attrs.frozen
@@ -120,6 +125,7 @@ class EtcNetwork:
     address: str = ""  # "" with no network of its own to name
     names: tuple[str, ...] = ()
     others: tuple[str, ...] = ()  # its addresses on its other networks
+    addresses6: tuple[str, ...] = ()  # its IPv6 addresses, on its networks with IPv6
     resolv: str | None = None  # None: the image's own resolv.conf
     links: tuple[str, ...] = ()  # lines of its default-bridge links (see boxd._links)
     # The host's address as the container reaches it (--add-host NAME:host-gateway): its
@@ -232,6 +238,13 @@ def check_ipv4(text: str, what: str) -> str:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         raise ValueError(f"invalid {what} {text!r}: use an IPv4 address") from None
+
+
+def check_ipv6(text: str, what: str) -> str:
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        raise ValueError(f"invalid {what} {text!r}: use an IPv6 address") from None
 
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")

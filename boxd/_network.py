@@ -53,6 +53,7 @@ from ._netconfig import (
     PortBinding,
     PortSpec,
     check_ipv4,
+    check_ipv6,
     check_mac,
     check_network_name,
     resolv_conf,
@@ -73,6 +74,14 @@ _NOT_UNICAST = (
     (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
     (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
     (ipaddress.IPv4Network("255.255.255.255/32"), "the broadcast address"),
+)
+
+# The same for IPv6: the kernel gives these addresses no interface, or another meaning.
+_NOT_UNICAST6 = (
+    (ipaddress.IPv6Network("::/127"), "the unspecified and loopback addresses"),
+    (ipaddress.IPv6Network("::ffff:0:0/96"), "IPv4-mapped addresses"),
+    (ipaddress.IPv6Network("fe80::/10"), "link-local"),
+    (ipaddress.IPv6Network("ff00::/8"), "multicast"),
 )
 
 # Where subnets are picked from when none is asked for (Docker's default pools).
@@ -141,10 +150,20 @@ class Network:
     # elsewhere, no masquerade, no default route through it, no published ports, and no
     # name forwarded upstream for a container on no other network).
     internal: bool = False
+    # Docker's --ipv6 (EnableIPv6): dual stack, its containers get an address of this
+    # subnet too (from the bridge's gateway6, the subnet's first by default).
+    ipv6: bool = False
+    subnet6: str = ""  # "fd00:1::/64" ("" without ipv6)
+    gateway6: str = ""
+    allocations6: dict[str, str] = attrs.Factory(dict)  # container id -> IPv6 address
 
     @property
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def network6(self) -> ipaddress.IPv6Network:
+        return ipaddress.IPv6Network(self.subnet6)
 
     @property
     def mtu(self) -> int:
@@ -342,12 +361,30 @@ def _ip_range(text: str, subnet: ipaddress.IPv4Network) -> str:
     return str(pool)
 
 
-def _gateway(text: str, subnet: ipaddress.IPv4Network) -> str:
+def ula_pool(root: Path) -> ipaddress.IPv6Network:
+    """Where an IPv6 network without a subnet gets its /64: a unique local /48 of this
+    daemon's (40 bits of a hash of its root), as Docker derives one from its host id."""
+    digest = hashlib.sha256(f"boxd ula {root.resolve()}".encode()).digest()
+    global_id = int.from_bytes(digest[:5], "big")
+    return ipaddress.IPv6Network(((0xFD << 120) | (global_id << 80), 48))
+
+
+def _ends(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> set[Any]:
+    """The addresses of ``subnet`` no interface gets: its network address (IPv6's
+    subnet-router anycast) and an IPv4 subnet's broadcast address."""
+    if subnet.version == 6:
+        return {subnet.network_address}
+    return {subnet.network_address, subnet.broadcast_address}
+
+
+def _gateway(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     try:
-        address = ipaddress.IPv4Address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
-        raise NetworkError(f"invalid gateway {text!r}: use an IPv4 address") from None
-    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        address = None
+    if address is None or address.version != subnet.version:
+        raise NetworkError(f"invalid gateway {text!r}: use an IPv{subnet.version} address")
+    if address not in subnet or address in _ends(subnet):
         raise NetworkError(f"invalid gateway {text!r}: not a host address of {subnet}")
     return str(address)
 
@@ -357,11 +394,13 @@ class Networks:
         self.dir = root / "networks"
         self.options = attrs.evolve(options, name=options.name or default_bridge(root))
         self.table = _table_name(self.options.name)
+        self.pool6 = ula_pool(root)
         self.nursery: trio.Nursery | None = None  # proxies and DNS run here
         self._nets: dict[str, Network] = {}
         self._up: set[str] = set()  # bridges this daemon brought up
         self._forwards: dict[str, list[_nft.Forward]] = {}  # container id -> its ports
-        self._names: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}  # net -> cid -> ...
+        # network -> container id -> its names there, its addresses there (IPv4, IPv6)
+        self._names: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
         self._dns: dict[str, trio.CancelScope] = {}
         self._resolvers: dict[str, tuple[str, ...]] = {}  # container id -> its --dns
         self._aliases: dict[str, dict[str, str]] = {}  # container id -> its links' ALIAS: NAME
@@ -442,8 +481,8 @@ class Networks:
                 if given:
                     raise NetworkError(f"conflicting options: {words}")
         for join in joined(config):
-            if join.network == DEFAULT_NETWORK and (join.ip or join.aliases):
-                raise _default_refuses(join.ip)
+            if join.network == DEFAULT_NETWORK and (join.ip or join.ip6 or join.aliases):
+                raise _default_refuses(join.ip or join.ip6)
 
     def by_name(self, config: ContainerConfig) -> ContainerConfig:
         """``config`` with each user network it names by id (or a prefix of one) named
@@ -480,14 +519,18 @@ class Networks:
 
     # ---- subnets --------------------------------------------------------------------
 
-    async def _routes(self) -> builtins.list[tuple[ipaddress.IPv4Network, str]]:
+    async def _routes(
+        self, family: int = socket.AF_INET
+    ) -> builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
         ours = {n.bridge for n in self._nets.values()}
-        return await trio.to_thread.run_sync(_netlink.routed_networks, ours)
+        return await trio.to_thread.run_sync(_netlink.routed_networks, ours, family)
 
     async def _subnet(self, wanted: str, *, exclude: str = "") -> ipaddress.IPv4Network:
         """``wanted`` checked against the host's routes and the other networks, or the
         first free subnet of the pool."""
-        taken = [(n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude]
+        taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = [
+            (n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude
+        ]
         taken += [
             (net, f"the host's route to {net} on {link}") for net, link in await self._routes()
         ]
@@ -514,6 +557,40 @@ class Networks:
             if not any(candidate.overlaps(other) for other, _ in taken):
                 return candidate
         raise NetworkError("no free subnet left in the pool: give one with --subnet")
+
+    async def _subnet6(self, wanted: str) -> ipaddress.IPv6Network:
+        """An IPv6 network's subnet: ``wanted`` checked as :meth:`_subnet` checks an IPv4
+        one, or the first free /64 of :func:`ula_pool`."""
+        taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = [
+            (n.network6, f"network {n.name}") for n in self._nets.values() if n.ipv6
+        ]
+        taken += [
+            (net, f"the host's route to {net} on {link}")
+            for net, link in await self._routes(socket.AF_INET6)
+        ]
+        if not wanted:
+            for candidate in self.pool6.subnets(new_prefix=64):
+                if not any(candidate.overlaps(other) for other, _ in taken):
+                    return candidate
+            raise NetworkError("no free IPv6 subnet left in the pool: give one with --subnet")
+        try:
+            subnet = ipaddress.IPv6Network(wanted, strict=False)
+        except ValueError:
+            raise NetworkError(
+                f"invalid subnet {wanted!r}: use an IPv6 CIDR such as fd00:1::/64"
+            ) from None
+        if subnet.prefixlen > 126:
+            raise NetworkError(f"invalid subnet {wanted!r}: too small (at most /126)")
+        for special, what in _NOT_UNICAST6:
+            if subnet.overlaps(special):
+                raise NetworkError(
+                    f"invalid subnet {wanted!r}: it overlaps {special}, {what},"
+                    " which no container's interface can have an address in"
+                )
+        for other, what in taken:
+            if subnet.overlaps(other):
+                raise NetworkError(f"subnet {subnet} overlaps {what}")
+        return subnet
 
     # ---- the default network, user networks -----------------------------------------
 
@@ -559,26 +636,41 @@ class Networks:
         options: dict[str, str] | None = None,
         *,
         internal: bool = False,
+        ipv6: bool = False,
+        subnet6: str = "",
+        gateway6: str = "",
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
         for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
-        driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`."""
+        driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`;
+        ``ipv6``: dual stack, in ``subnet6`` (default: a free /64 of :func:`ula_pool`)
+        with the bridge at ``gateway6`` (default: its first address)."""
         check_network_name(name)
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
         labels = dict(labels or {})
         if "" in labels:
             raise NetworkError(f"invalid label '={labels['']}': a label needs a key")
-        for what, value in (("gateway", gateway), ("ip-range", ip_range)):
-            if value and not subnet:
+        for what, value, given in (
+            ("gateway", gateway, subnet),
+            ("ip-range", ip_range, subnet),
+            ("gateway", gateway6, subnet6),
+        ):
+            if value and not given:
                 raise NetworkError(f"invalid {what} {value!r}: give the subnet it is in too")
+        if subnet6 and not ipv6:
+            # Docker keeps it unused; a subnet asked for and silently not had is refused.
+            raise NetworkError(
+                f"invalid subnet {subnet6!r}: an IPv6 subnet needs --ipv6 (EnableIPv6)"
+            )
         options = dict(options or {})
         async with self._lock:
             if name in self._nets:
                 raise NetworkConflict(f"network with name {name} already exists")
             check_network_options(options, (n.bridge for n in self._nets.values()))
             chosen = await self._subnet(subnet)
+            chosen6 = await self._subnet6(subnet6) if ipv6 else None
             net_id = secrets.token_hex(32)
             net = Network(
                 name=name,
@@ -592,6 +684,13 @@ class Networks:
                 created_at=time.time(),
                 dns=True,
                 labels=labels,
+                ipv6=ipv6,
+                subnet6=str(chosen6) if chosen6 else "",
+                gateway6=""
+                if chosen6 is None
+                else _gateway(gateway6, chosen6)
+                if gateway6
+                else str(chosen6.network_address + 1),
             )
             self._nets[name] = net
             self._save(net)
@@ -630,6 +729,7 @@ class Networks:
             net.network.prefixlen,
             mac_of(net.gateway),
             net.mtu,
+            f"{net.gateway6}/{net.network6.prefixlen}" if net.ipv6 else "",
         )
         self._up.add(net.bridge)
         _enable_forwarding()
@@ -671,7 +771,7 @@ class Networks:
         """The container that has ``address`` on one of its networks."""
         for members in self._names.values():
             for cid, (_, held) in members.items():
-                if held == address:
+                if address in held:
                     return cid
         return None
 
@@ -709,7 +809,9 @@ class Networks:
                     wanted.append((head, net))
         for one, n in wanted:
             members = self._names.get(n, {}).values()
-            found = [a for names, a in members if one in (each.lower() for each in names)]
+            found = [
+                a for names, held in members if one in (n.lower() for n in names) for a in held
+            ]
             if found:
                 return found
         return []
@@ -719,7 +821,7 @@ class Networks:
         it on a network the asking container searches, as Docker's ("" if none has)."""
         for n in self._searched(network, self._client(client)):
             for names, held in self._names.get(n, {}).values():
-                if held == address:
+                if address in held:
                     return f"{names[0]}.{n}"
         return ""
 
@@ -769,13 +871,19 @@ class Networks:
         for c in adopted:
             for e in c.state.network.endpoints:
                 net = self._nets.get(e.network)
-                if net is not None and net.allocations.get(c.id) != e.ip_address:
+                if net is None:
+                    continue
+                kept = (net.allocations.get(c.id), net.allocations6.get(c.id, ""))
+                if kept != (e.ip_address, e.ipv6_address):
                     net.allocations[c.id] = e.ip_address
+                    if e.ipv6_address:
+                        net.allocations6[c.id] = e.ipv6_address
                     self._save(net)
         for net in self._nets.values():
-            stale = [cid for cid in net.allocations if cid not in existing]
+            stale = [cid for cid in {*net.allocations, *net.allocations6} if cid not in existing]
             for cid in stale:
-                del net.allocations[cid]
+                net.allocations.pop(cid, None)
+                net.allocations6.pop(cid, None)
             if stale:
                 self._save(net)
         links = await trio.to_thread.run_sync(_netlink.link_names)
@@ -839,7 +947,8 @@ class Networks:
         unsaved = cid in self._unsaved
         self._unsaved.discard(cid)
         for net in self._nets.values():
-            if net.allocations.pop(cid, None) is not None and not unsaved:
+            freed = net.allocations.pop(cid, None), net.allocations6.pop(cid, None)
+            if freed != (None, None) and not unsaved:
                 self._save(net, durable=False)
 
     # ---- containers -------------------------------------------------------------------
@@ -868,7 +977,7 @@ class Networks:
             join = joins.get(ep.network, NetworkJoin(ep.network, ep.aliases))
             host_link = host_link_name(container.id, ep.interface)
             index = await trio.to_thread.run_sync(_netlink.link_index, host_link)
-            link = _Link(net, join, ep.ip_address, ep.interface, host_link, index)
+            link = _Link(net, join, ep.ip_address, ep.interface, host_link, index, ep.ipv6_address)
             attachment.links.append(link)
         if attachment.links:
             for port in container.state.network.ports:
@@ -892,6 +1001,7 @@ class Networks:
         ip: str = "",
         mac: str = "",
         driver_opts: tuple[str, ...] = (),
+        ip6: str = "",
     ) -> ContainerConfig:
         """``network connect``: the container's configuration with network ``ref`` added
         (its address reserved now); ``attachment``, the running container's, gets the new
@@ -907,6 +1017,8 @@ class Networks:
             check_name(alias)
         if ip:
             ip = check_ipv4(ip, "--ip")
+        if ip6:
+            ip6 = check_ipv6(ip6, "--ip6")
         if mac:
             mac = check_mac(mac)
         async with self._lock:
@@ -916,12 +1028,16 @@ class Networks:
             raise NetworkConflict(
                 f"endpoint with name {container.name} already exists in network {net.name}"
             )
-        if not net.dns and (ip or aliases):
-            raise _default_refuses(ip)
-        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts)
+        if not net.dns and (ip or ip6 or aliases):
+            raise _default_refuses(ip or ip6)
+        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts, ip6)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
-            await self._allocate(net, container.id, ip)
+            try:
+                await self._allocate_both(net, container.id, join)
+            except BaseException:
+                self._free(net, container.id)  # its IPv4 address, if its IPv6 one failed
+                raise
         if attachment is not None:
             try:
                 await attachment.join(net, join)
@@ -952,50 +1068,68 @@ class Networks:
         return new
 
     def _free(self, net: Network, cid: str) -> None:
-        if net.allocations.pop(cid, None) is not None:
+        freed = net.allocations.pop(cid, None), net.allocations6.pop(cid, None)
+        if freed != (None, None):
             self._save(net)
 
     async def _allocate(
-        self, net: Network, cid: str, wanted: str = "", *, save: bool = True
+        self, net: Network, cid: str, wanted: str = "", *, save: bool = True, v6: bool = False
     ) -> str:
-        """The container's address on ``net``: kept from before, ``wanted``, or the first
-        free one.  Without ``save`` (a ``--rm`` container, which has no address to keep
-        for a next start) a new address is not written down, nor is its return: the
-        record is only ever behind by such addresses, which recover() drops (their
-        containers are gone) or takes back from an adopted container's record."""
-        address = net.allocations.get(cid)
-        subnet = net.network
+        """The container's address on ``net`` (``v6``: its IPv6 one, "" on a network without
+        IPv6): kept from before, ``wanted``, or the first free one.  Without ``save`` (a
+        ``--rm`` container, which has no address to keep for a next start) a new address
+        is not written down, nor is its return: the record is only ever behind by such
+        addresses, which recover() drops (their containers are gone) or takes back from
+        an adopted container's record."""
+        if v6 and not net.ipv6:
+            if wanted:
+                raise NetworkError(
+                    f"invalid --ip6 {wanted}: network {net.name} has no IPv6 (see --ipv6)"
+                )
+            return ""
+        subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
+        if v6:
+            allocations, subnet, what = net.allocations6, net.network6, "--ip6"
+            pool: ipaddress.IPv4Network | ipaddress.IPv6Network = subnet
+            used = {a for c, a in allocations.items() if c != cid} | {net.gateway6}
+        else:
+            allocations, subnet, what = net.allocations, net.network, "--ip"
+            pool = ipaddress.IPv4Network(net.ip_range) if net.ip_range else subnet
+            used = {a for c, a in allocations.items() if c != cid} | {net.gateway}
+        address = allocations.get(cid)
         if (
             address is not None
-            and ipaddress.IPv4Address(address) in subnet
+            and ipaddress.ip_address(address) in subnet
             and wanted in ("", address)
         ):
             return address
-        used = {a for c, a in net.allocations.items() if c != cid} | {net.gateway}
+        ends = _ends(subnet)
         if wanted:
-            if ipaddress.IPv4Address(wanted) not in subnet or wanted in (
-                str(subnet.network_address),
-                str(subnet.broadcast_address),
-            ):
+            if ipaddress.ip_address(wanted) not in subnet or ipaddress.ip_address(wanted) in ends:
                 raise NetworkError(
-                    f"invalid --ip {wanted}: not an address of {net.name}'s {subnet}"
+                    f"invalid {what} {wanted}: not an address of {net.name}'s {subnet}"
                 )
             if wanted in used:
                 raise NetworkConflict(f"address {wanted} on network {net.name} is already in use")
-            net.allocations[cid] = wanted
+            allocations[cid] = wanted
             self._save(net)
             return wanted
-        pool = ipaddress.IPv4Network(net.ip_range) if net.ip_range else subnet
-        ends = (subnet.network_address, subnet.broadcast_address)
         for host in (a for a in pool if a not in ends):
             if str(host) not in used:
-                net.allocations[cid] = str(host)
+                allocations[cid] = str(host)
                 if save:
                     self._save(net, durable=False)
                 else:
                     self._unsaved.add(cid)
                 return str(host)
         raise NetworkError(f"network {net.name} has no free address left in {pool}")
+
+    async def _allocate_both(
+        self, net: Network, cid: str, join: NetworkJoin, *, save: bool = True
+    ) -> tuple[str, str]:
+        """The container's IPv4 address on ``net`` and its IPv6 one ("" without IPv6)."""
+        address = await self._allocate(net, cid, join.ip, save=save)
+        return address, await self._allocate(net, cid, join.ip6, save=save, v6=True)
 
 
 def _enable_forwarding(path: str = "/proc/sys/net/ipv4/ip_forward") -> None:
@@ -1018,6 +1152,12 @@ class _Link:
     interface: str  # eth0, eth1, ... in the container
     host_link: str  # the veth's other end, a port of the network's bridge
     host_index: int = 0  # its interface index, once plugged (never reused by another)
+    address6: str = ""  # its IPv6 address on a network with IPv6
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Its addresses: IPv4, then IPv6 on a network with IPv6."""
+        return (self.address, self.address6) if self.address6 else (self.address,)
 
     @property
     def mac(self) -> str:
@@ -1075,6 +1215,11 @@ class Attachment:
         """The link its default route and published ports go through: its first network
         that is not internal (none if all are)."""
         return next((link for link in self.links if not link.net.internal), None)
+
+    def _outward6(self) -> _Link | None:
+        """The link its IPv6 default route goes through: its first network with IPv6 that
+        is not internal (as Docker picks a gateway for each family)."""
+        return next((ln for ln in self.links if ln.address6 and not ln.net.internal), None)
 
     def _names(self, join: NetworkJoin) -> tuple[str, ...]:
         return dns_names(self.container, join)
@@ -1136,6 +1281,7 @@ class Attachment:
             )
             return EtcNetwork(
                 address=endpoints[0].ip_address,
+                addresses6=(endpoints[0].ipv6_address,) if endpoints[0].ipv6_address else (),
                 names=names,
                 resolv=resolv,
                 host_gateway=net.gateway,
@@ -1151,6 +1297,7 @@ class Attachment:
             address=self.links[0].address,
             names=names,
             others=tuple([link.address for link in self.links[1:]]),
+            addresses6=tuple([link.address6 for link in self.links if link.address6]),
             resolv=self._resolv(),
             links=self.link_hosts,
             host_gateway=self.links[0].net.gateway,
@@ -1190,13 +1337,12 @@ class Attachment:
         async with nets._lock:
             for n, join in enumerate(joined(self.container.config)):
                 net = await nets._resolve(join.network)
-                address = await nets._allocate(
-                    net, cid, join.ip, save=not self.container.config.auto_remove
+                address, address6 = await nets._allocate_both(
+                    net, cid, join, save=not self.container.config.auto_remove
                 )
                 interface = f"eth{n}"
-                self.links.append(
-                    _Link(net, join, address, interface, host_link_name(cid, interface))
-                )
+                host_link = host_link_name(cid, interface)
+                self.links.append(_Link(net, join, address, interface, host_link, 0, address6))
         if self.links:
             outward = self._outward()
             if outward is None:
@@ -1250,9 +1396,12 @@ class Attachment:
         if self.links:
             self._check_namespace()
 
+            outward6 = self._outward6()
+
             def plug_all() -> None:  # in one worker thread (each index kept at once)
                 for link in self.links:
-                    link.host_index = _netlink.plug(pid, configure=False, **self._plug_args(link))
+                    args = self._plug_args(link, route6=link is outward6)
+                    link.host_index = _netlink.plug(pid, configure=False, **args)
 
             await trio.to_thread.run_sync(plug_all)
         await self._activate()
@@ -1262,7 +1411,8 @@ class Attachment:
             # A spawn path that made no namespace (a test's fake): never touch the daemon's.
             raise OSError(f"process {self.pid} has no network namespace of its own to connect")
 
-    def _plug_args(self, link: _Link) -> dict[str, Any]:
+    def _plug_args(self, link: _Link, *, route6: bool) -> dict[str, Any]:
+        """``route6``: IPv6 goes through ``link`` by default (see :meth:`_outward6`)."""
         net = link.net
         return {
             "host_name": link.host_link,
@@ -1273,13 +1423,15 @@ class Attachment:
             "gateway": net.gateway,
             "ifname": link.interface,
             "mtu": net.mtu,
+            "address6": f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
+            "gateway6": net.gateway6 if route6 else "",
         }
 
-    async def _plug(self, link: _Link, *, default_route: bool) -> None:
+    async def _plug(self, link: _Link, *, default_route: bool, route6: bool) -> None:
         """Hot-plug ``link`` into the running container: made and configured from here."""
         self._check_namespace()
         pid = self.pid
-        args = self._plug_args(link)
+        args = self._plug_args(link, route6=route6)
         link.host_index = await trio.to_thread.run_sync(
             lambda: _netlink.plug(pid, default_route=default_route, **args)
         )
@@ -1297,6 +1449,9 @@ class Attachment:
                         mac_address=link.mac,
                         aliases=link.join.aliases,
                         interface=link.interface,
+                        ipv6_address=link.address6,
+                        ipv6_prefix_len=link.net.network6.prefixlen if link.address6 else 0,
+                        ipv6_gateway=link.net.gateway6 if link.address6 else "",
                     )
                     for link in self.links
                 ]
@@ -1317,7 +1472,7 @@ class Attachment:
             for link in self.links:
                 nets._names.setdefault(link.net.name, {})[cid] = (
                     self._names(link.join),
-                    link.address,
+                    link.addresses,
                 )
         outward = self._outward()
         if outward is not None:
@@ -1358,16 +1513,17 @@ class Attachment:
         interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
         cid = self.container.id
         nets = self.networks
-        address = net.allocations[cid]
-        link = _Link(net, join, address, interface, host_link_name(cid, interface))
+        address, address6 = net.allocations[cid], net.allocations6.get(cid, "")
+        link = _Link(net, join, address, interface, host_link_name(cid, interface), 0, address6)
         outward = self._outward() is None and not net.internal
+        outward6 = self._outward6() is None and bool(address6) and not net.internal
         bound = outward and not self._sockets
         if bound:
             self._bind_ports(net)
         try:
             async with nets._lock:
                 await nets._bring_up(net)
-            await self._plug(link, default_route=outward)
+            await self._plug(link, default_route=outward, route6=outward6)
         except BaseException:
             if bound:
                 self._close_sockets()
@@ -1377,7 +1533,7 @@ class Attachment:
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
             nets._aliases[cid] = link_aliases(self.container.config)
-            nets._names.setdefault(net.name, {})[cid] = (self._names(join), address)
+            nets._names.setdefault(net.name, {})[cid] = (self._names(join), link.addresses)
         if outward and self._sockets:
             await self._open_ports(link)
         self._publish_state()
@@ -1387,7 +1543,7 @@ class Attachment:
         go with the network that routed them (:meth:`_outward`); the next one that is not
         internal routes by default."""
         link = next(link for link in self.links if link.net.name == network)
-        routed = link is self._outward()
+        routed, routed6 = link is self._outward(), link is self._outward6()
         nets = self.networks
         cid = self.container.id
         await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
@@ -1402,6 +1558,9 @@ class Attachment:
             if (outward := self._outward()) is not None:
                 gateway = outward.net.gateway
                 await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
+        if routed6 and (outward6 := self._outward6()) is not None:
+            gateway = outward6.net.gateway6
+            await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
         self._publish_state()
 
     async def _serve_proxies(

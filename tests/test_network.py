@@ -8,6 +8,7 @@ veth pair made in it to stand for one of the host's own addresses).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -1206,7 +1207,6 @@ def test_mac_addresses(netd: Daemon) -> None:
         endpoints: list[tuple[dict[str, Any], str]] = [
             ({"driver_opt": {ifname: "x0"}}, f"DriverOpts '{ifname}' is not supported"),
             ({"link_local_ips": ["169.254.1.1"]}, "IPAMConfig.LinkLocalIPs is not supported"),
-            ({"ipv6_address": "fd00::2"}, "IPAMConfig.IPv6Address is not supported"),
         ]
         for endpoint, words in endpoints:
             with pytest.raises(docker.errors.APIError) as refused:
@@ -1401,3 +1401,169 @@ def test_network_counters_from_proc_net_dev() -> None:
     )
     assert _netcount.parse(text) == {"eth0": _netcount.Interface(1340, 16, 1, 2, 1245, 14, 3, 4)}
     assert _netcount.read(os.getpid()) == {}  # the host's network: none of its own
+
+
+def test_ipv6_dns_answers_and_pool() -> None:
+    """The embedded DNS answers A with a name's IPv4 addresses and AAAA with its IPv6 ones
+    (ANY with both), a reverse query in ip6.arpa names the container; an IPv6 network
+    without a subnet gets a /64 of the daemon's own unique local /48."""
+    dnslib = pytest.importorskip("dnslib")
+    from boxd import _dns
+
+    names = _dns.Names(
+        lambda name, client: ["10.9.0.2", "fd00:1::2"] if name == "web" else [],
+        lambda address, client: "web.front" if address == "fd00:1::2" else "",
+        lambda client: [],
+    )
+
+    def ask(name: str, kind: str) -> list[str]:
+        query = dnslib.DNSRecord.question(name, kind).pack()
+        reply = _dns.answer(bytes(query), names, "10.9.0.3")
+        assert reply is not None
+        return sorted(str(rr.rdata) for rr in dnslib.DNSRecord.parse(reply).rr)
+
+    assert ask("web", "A") == ["10.9.0.2"]
+    assert ask("web", "AAAA") == ["fd00:1::2"]
+    assert ask("web", "ANY") == ["10.9.0.2", "fd00:1::2"]
+    assert ask("web", "MX") == []  # a known name: NOERROR, no record
+    reverse = ipaddress.IPv6Address("fd00:1::2").reverse_pointer
+    assert ask(reverse, "PTR") == ["web.front."]
+    assert _dns._reversed("1.2.ip6.arpa") == ""
+    pool = _network.ula_pool(Path("/var/lib/boxd"))
+    assert pool.prefixlen == 48 and pool.subnet_of(ipaddress.IPv6Network("fd00::/8"))
+    assert pool == _network.ula_pool(Path("/var/lib/boxd"))
+    assert pool != _network.ula_pool(Path("/tmp/other-root"))
+
+
+# Runs in a container: listens on its IPv6 address on port 80 (bound at its first
+# instruction: an address still in duplicate address detection could not be bound), answers
+# each connection with the address it came from.
+V6_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.bind((sys.argv[1], 80))
+s.listen()
+while True:
+    c, peer = s.accept()
+    c.sendall(peer[0].encode())
+    c.close()
+"""
+
+V6_CLIENT = """
+import socket, sys
+found = socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET6, socket.SOCK_STREAM)
+address = found[0][4][0]
+s = socket.create_connection((address, 80), timeout=10)
+print(address, s.recv(100).decode(), socket.gethostbyaddr(address)[0])
+"""
+
+
+@pytest.mark.root
+def test_ipv6_networks(netd: Daemon) -> None:
+    """Docker's --ipv6 networks (boxctl, docker-py): the bridge holds the IPv6 gateway,
+    each container an IPv6 address usable at its first instruction (asked with --ip6, or
+    the next free one), a default route through the gateway, its /etc/hosts line, and the
+    DNS answers its name with AAAA; inspect shows it as Docker's.  Bad input is refused,
+    naming the value."""
+    v6 = ("--ipv6", "--subnet", "fd00:1::/64", "--subnet", "10.91.0.0/24")
+    netd.ctl("network", "create", *v6, "--gateway", "fd00:1::fe", "dual")
+    shown = json.loads(netd.ctl("network", "inspect", "dual").stdout)[0]
+    assert shown["EnableIPv6"] is True
+    assert shown["IPAM"]["Config"] == [
+        {"Subnet": "10.91.0.0/24", "Gateway": "10.91.0.1"},
+        {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe"},
+    ]
+    assert netd.ctl("network", "ls", "--format", "{{.Name}} {{.IPv6}}").stdout.count("dual true")
+    netd.ctl("run", "-d", "--name", "web", "--network", "dual", "--ip6", "fd00:1::80",
+             "default", "python3", "-c", V6_SERVER, "fd00:1::80")  # fmt: skip
+    # The bridge (up with its first container) holds the gateway, usable at once.
+    bridge = f"br-{shown['Id'][:12]}"
+    out = inside(netd.netns, "ip", "-6", "-o", "addr", "show", "dev", bridge, "scope", "global")
+    assert "fd00:1::fe/64" in out.stdout and "tentative" not in out.stdout
+    r = netd.ctl("run", "--rm", "-h", "client", "--network", "dual", "default", "sh", "-c",
+                 "ip -6 route show default; grep client /etc/hosts; python3 -c \"$0\" web",
+                 V6_CLIENT)  # fmt: skip
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("default via fd00:1::fe dev eth0"), r.stdout
+    assert [line.split()[0] for line in lines[1:3]] == ["10.91.0.3", "fd00:1::1"]
+    assert lines[3] == "fd00:1::80 fd00:1::1 web.dual"  # the first free address: ::1
+    ep = netd.inspect("web")["state"]["network"]["endpoints"][0]
+    assert (ep["ipv6_address"], ep["ipv6_prefix_len"], ep["ipv6_gateway"]) == (
+        "fd00:1::80", 64, "fd00:1::fe",
+    )  # fmt: skip
+    assert ep["ip_address"] == "10.91.0.2"  # and IPv4 still
+    members = json.loads(netd.ctl("network", "inspect", "dual").stdout)[0]["Containers"]
+    assert [m["IPv6Address"] for m in members.values()] == ["fd00:1::80/64"]
+
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        shown = client.inspect_container("web")["NetworkSettings"]["Networks"]["dual"]
+        assert shown["IPAMConfig"] == {"IPv6Address": "fd00:1::80"}
+        assert (shown["GlobalIPv6Address"], shown["GlobalIPv6PrefixLen"]) == ("fd00:1::80", 64)
+        assert shown["IPv6Gateway"] == "fd00:1::fe"
+        # docker-py: EnableIPv6 without an IPv6 subnet takes a /64 of the daemon's pool.
+        made = client.create_network("pooled", enable_ipv6=True)
+        pools = client.inspect_network(made["Id"])["IPAM"]["Config"]
+        assert [ipaddress.ip_network(p["Subnet"]).version for p in pools] == [4, 6]
+        assert ipaddress.ip_network(pools[1]["Subnet"]).prefixlen == 64
+        c = client.create_container(
+            "default", ["sleep", "300"], name="late",
+            networking_config=client.create_networking_config(
+                {"pooled": client.create_endpoint_config(ipv6_address=pools[1]["Gateway"])}
+            ),
+            host_config=client.create_host_config(network_mode="pooled"),
+        )  # fmt: skip
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.start(c)
+        assert "is already in use" in str(refused.value)
+        client.remove_container(c, force=True)
+        # Hot-plugged: the address and, the container having no IPv6 before, the route.
+        client.connect_container_to_network("web", "pooled")
+        r = netd.ctl(
+            "exec", "web", "sh", "-c", "ip -6 -o addr show dev eth1 scope global; ip -6 route"
+        )
+        assert " scope global " in r.stdout and "tentative" not in r.stdout
+        assert "default via fd00:1::fe dev eth0" in r.stdout  # still its first network's
+        client.disconnect_container_from_network("web", "pooled")
+        client.remove_network(made["Id"])
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="fd00:7::/64", gateway="fd00:8::1")]
+        )
+        for kwargs, words in [
+            ({"ipam": docker.types.IPAMConfig(
+                pool_configs=[docker.types.IPAMPool(subnet="fd00:7::/64")])},
+             "invalid subnet 'fd00:7::/64': an IPv6 subnet needs --ipv6 (EnableIPv6)"),
+            ({"enable_ipv6": True, "ipam": ipam},
+             "invalid gateway 'fd00:8::1': not a host address of fd00:7::/64"),
+        ]:  # fmt: skip
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.create_network("bad", **kwargs)
+            assert refused.value.status_code == 400 and words in str(refused.value)
+    finally:
+        client.close()
+    for args, words in [
+        (("network", "create", "--ipv6", "--subnet", "fd00:1:0:0:8000::/65", "x"),
+         "subnet fd00:1:0:0:8000::/65 overlaps network dual"),
+        (("network", "create", "--ipv6", "--subnet", "fd00:2::/127", "x"),
+         "invalid subnet 'fd00:2::/127': too small (at most /126)"),
+        (("network", "create", "--ipv6", "--subnet", "fe80::/64", "x"),
+         "it overlaps fe80::/10, link-local"),
+        (("network", "create", "--ipv6", "--subnet", "fd00:3::/64", "--subnet", "fd00:4::/64",
+          "x"), "invalid --subnet 'fd00:4::/64': one IPv6 --subnet per network"),
+        (("run", "--network", "dual", "--ip6", "fd00:9::1", "default", "true"),
+         "invalid --ip6 fd00:9::1: not an address of dual's fd00:1::/64"),
+        (("run", "--network", "dual", "--ip6", "10.91.0.9", "default", "true"),
+         "invalid --ip6 '10.91.0.9': use an IPv6 address"),
+        (("run", "--ip6", "fd00:1::9", "default", "true"),
+         "invalid --ip6 'fd00:1::9': user specified IP address is supported on user defined"),
+    ]:  # fmt: skip
+        r = netd.ctl(*args, check=False)
+        assert r.returncode != 0 and words in r.stderr, (args, r.stderr)
+    # --ip6 on a network without IPv6: refused, and its IPv4 address there not kept.
+    netd.ctl("network", "create", "v4only")
+    r = netd.ctl("network", "connect", "--ip6", "fd00:1::9", "v4only", "web", check=False)
+    assert "invalid --ip6 fd00:1::9: network v4only has no IPv6 (see --ipv6)" in r.stderr
+    assert json.loads(netd.ctl("network", "inspect", "v4only").stdout)[0]["Containers"] == {}
+    netd.remove_containers()  # web, and those the refused starts above made
+    netd.ctl("network", "rm", "dual", "v4only")
