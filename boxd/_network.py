@@ -410,6 +410,7 @@ class Networks:
         self._unsaved: set[str] = set()
         self._lock = trio.Lock()
         self._table = False  # whether this daemon made its nftables table
+        self._table6 = False  # and its ip6 twin (see boxd._nft), there now
         # ``container:NAME``: the running container NAME names, and its init's pid (set by
         # the supervisor; raises when there is none).
         self.peer: Callable[[str], tuple[Container, int]] | None = None
@@ -733,6 +734,8 @@ class Networks:
         )
         self._up.add(net.bridge)
         _enable_forwarding()
+        if net.ipv6:
+            _enable_forwarding(IPV6_FORWARDING)
         await self._apply()
         if net.dns and self.nursery is not None:
             self._dns[net.name] = await self.nursery.start(self._serve_dns, net)
@@ -847,13 +850,15 @@ class Networks:
 
     async def _apply(self) -> None:
         bridges = [
-            _nft.Bridge(n.bridge, n.subnet, n.internal, n.masquerade)
+            _nft.Bridge(n.bridge, n.subnet, n.internal, n.masquerade, n.subnet6)
             for n in self._nets.values()
             if n.bridge in self._up
         ]
         forwards = [f for fs in self._forwards.values() for f in fs]
+        ipv6 = any(b.subnet6 for b in bridges)
         self._table = True
-        await _nft.apply(self.table, bridges, forwards)
+        await _nft.apply(self.table, bridges, forwards, ipv6=ipv6, drop6=self._table6)
+        self._table6 = ipv6
 
     # ---- the daemon's life ------------------------------------------------------------
 
@@ -893,9 +898,12 @@ class Networks:
                 log.info("removing bridge %s left by a previous daemon", net.bridge)
                 await trio.to_thread.run_sync(_netlink.delete_link, net.bridge)
         try:
-            if not in_use and await _nft.exists(self.table):
+            families = await _nft.existing(self.table)
+            if not in_use and families:
                 log.info("removing nftables table %s left by a previous daemon", self.table)
-                await _nft.delete(self.table)
+                await _nft.delete(self.table, families)
+            # Kept for adopted containers: the first rebuild removes it if no longer needed.
+            self._table6 = bool(in_use) and "ip6" in families
         except _nft.NftError as exc:
             log.warning("%s: containers on a network will not start", exc)
         # The default network's record, checked against the host's routes now: a
@@ -938,9 +946,9 @@ class Networks:
             log.info("keeping bridges %s for the containers that run on", sorted(running))
         elif self._table:
             with contextlib.suppress(_nft.NftError):
-                await _nft.delete(self.table)
+                await _nft.delete(self.table, _nft.FAMILIES if self._table6 else (_nft.FAMILY,))
         self._up.clear()
-        self._table = False
+        self._table = self._table6 = False
 
     def forget(self, cid: str) -> None:
         """A removed container's addresses go back to their networks."""
@@ -1132,12 +1140,16 @@ class Networks:
         return address, await self._allocate(net, cid, join.ip6, save=save, v6=True)
 
 
+IPV6_FORWARDING = "/proc/sys/net/ipv6/conf/all/forwarding"
+
+
 def _enable_forwarding(path: str = "/proc/sys/net/ipv4/ip_forward") -> None:
     """Routing between the bridges and the host's links, as Docker does (in the daemon's
-    network namespace: a test's daemon changes its test namespace only)."""
+    network namespace: a test's daemon changes its test namespace only); IPv6's
+    (``IPV6_FORWARDING``) with the first network with IPv6."""
     with open(path, "r+") as f:
         if f.read().strip() != "1":
-            log.info("enabling IPv4 forwarding (%s)", path)
+            log.info("enabling forwarding (%s)", path)
             f.seek(0)
             f.write("1\n")
 

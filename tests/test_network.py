@@ -150,6 +150,18 @@ def test_ruleset_touches_only_its_own_table() -> None:
     assert [next(iter(c)) for c in batch[1:3]] == ["add", "flush"]  # never a delete elsewhere
     drops = [c for c in batch if "drop" in json.dumps(c)]
     assert len(drops) == 2  # boxd0 -> br-1 and br-1 -> boxd0
+    # With IPv6: its ip6 twin, for the IPv6 subnets only; then, the last one gone, removed.
+    bridges = [_nft.Bridge("br-1", "172.18.0.0/16", subnet6="fd00:1::/64")]
+    batch = _nft.ruleset("boxd", bridges, [], ipv6=True)["nftables"][1:]
+    families = {body["family"] for c in batch for body in c[next(iter(c))].values()}
+    assert families == {"ip", "ip6"}
+    ip6 = json.dumps([c for c in batch if '"ip6"' in json.dumps(c)])
+    assert '"addr": "fd00:1::"' in ip6 and "172.18.0.0" not in ip6
+    batch = _nft.ruleset("boxd", [], [], drop6=True)["nftables"][1:]
+    assert [c for c in batch if '"ip6"' in json.dumps(c)] == [
+        {"add": {"table": {"family": "ip6", "name": "boxd"}}},
+        {"delete": {"table": {"family": "ip6", "name": "boxd"}}},
+    ]
 
 
 # ---- end to end, in a namespace of the test's own ----------------------------------------
@@ -1567,3 +1579,88 @@ def test_ipv6_networks(netd: Daemon) -> None:
     assert json.loads(netd.ctl("network", "inspect", "v4only").stdout)[0]["Containers"] == {}
     netd.remove_containers()  # web, and those the refused starts above made
     netd.ctl("network", "rm", "dual", "v4only")
+
+
+# Runs in the test's second namespace (the world beyond the daemon's): answers each TCP
+# connection on [::]:8099 with the address it came from.
+V6_PEER = """
+import socket
+s = socket.socket(socket.AF_INET6)
+s.bind(("::", 8099))
+s.listen()
+print("ready", flush=True)
+while True:
+    c, peer = s.accept()
+    c.sendall(peer[0].encode())
+    c.close()
+"""
+
+# Runs in a container: connects to argv[1] port argv[2], prints what it answers or "no".
+V6_DIAL = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+    print(s.recv(100).decode())
+except OSError:
+    print("no")
+"""
+
+
+@pytest.mark.root
+def test_ipv6_forwarding_masquerade_and_isolation(netd: Daemon) -> None:
+    """An IPv6 network's containers reach beyond the host through its IPv6 forwarding
+    (turned on in the daemon's namespace with the first IPv6 network, as the IPv4 one) and
+    leave with the host's address (masquerade, as Docker's ip6tables rules); an internal
+    one's do not, nor is anything routed between two networks over IPv6; the ip6 table
+    goes with the daemon (the fixture checks)."""
+    ns = netd.netns
+    outer = session_name(secrets.token_hex(4))
+    subprocess.run(["ip", "netns", "add", outer], check=True)
+    peer = None
+    try:
+        # h0 (the daemon's side) and h1, moved out: a link to the world, in test namespaces.
+        for step in (
+            f"ip link set h1 netns {outer}",
+            "ip addr add 2001:db8:1::1/64 dev h0 nodad",
+        ):
+            inside(ns, *step.split())
+        for step in ("ip link set lo up", "ip addr add 2001:db8:1::2/64 dev h1 nodad",
+                     "ip link set h1 up"):  # fmt: skip
+            inside(f"/run/netns/{outer}", *step.split())
+        peer = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{outer}", "--", sys.executable, "-c", V6_PEER],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert peer.stdout is not None and peer.stdout.readline() == "ready\n"
+        forwarding = ("sysctl", "-n", "net.ipv6.conf.all.forwarding")
+        assert inside(ns, *forwarding).stdout.strip() == "0"
+        netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:11::/64", "out")
+        netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:12::/64", "--internal", "in")
+        netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:13::/64", "other")
+        netd.ctl("run", "-d", "--name", "srv", "--network", "other", "--ip6", "fd00:13::5",
+                 "default", "python3", "-c", V6_SERVER, "fd00:13::5")  # fmt: skip
+        dial = ("default", "python3", "-c", V6_DIAL)
+        r = netd.ctl("run", "--rm", "--network", "out", *dial, "2001:db8:1::2", "8099")
+        assert r.stdout.strip() == "2001:db8:1::1"  # masqueraded: the host's address
+        assert inside(ns, *forwarding).stdout.strip() == "1"
+        r = netd.ctl("run", "--rm", "--network", "in", *dial, "2001:db8:1::2", "8099")
+        assert r.stdout.strip() == "no"
+        # Isolation: out's container does not reach other's over IPv6, other's own does.
+        r = netd.ctl("run", "--rm", "--network", "out", *dial, "fd00:13::5", "80")
+        assert r.stdout.strip() == "no"
+        r = netd.ctl("run", "--rm", "--network", "other", *dial, "fd00:13::5", "80")
+        assert r.stdout.strip().startswith("fd00:13::")
+        table = next(t for t in nft_tables(ns) if t.startswith("boxd"))
+        rules = inside(ns, "nft", "list", "table", "ip6", table).stdout
+        assert "ip6 saddr fd00:11::/64" in rules and "ip6 saddr fd00:12::/64" not in rules
+        netd.ctl("rm", "-f", "srv")
+        netd.ctl("network", "rm", "out", "in", "other")
+        assert [t for t in nft_tables(ns) if t.startswith("boxd")] == [table]  # ip's only
+    finally:
+        if peer is not None:
+            peer.kill()
+            peer.wait()
+            assert peer.stdout is not None
+            peer.stdout.close()
+        subprocess.run(["ip", "netns", "del", outer], check=True)
