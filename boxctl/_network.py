@@ -101,6 +101,8 @@ def _endpoint(args: Args) -> dict[str, Any]:
 
 
 def cmd_port(args: Args) -> int:
+    from boxd._netconfig import host_port_text
+
     found = call(args.socket, {"type": "InspectRequest", "container": args.container})
     bindings = found["container"]["state"]["network"]["ports"]
     wanted = args.port[0] if args.port else ""
@@ -111,7 +113,7 @@ def cmd_port(args: Args) -> int:
         key = f"{b['container_port']}/{b['protocol']}"
         if wanted and key != wanted:
             continue
-        where = f"{b['host_ip'] or '0.0.0.0'}:{b['host_port']}"
+        where = host_port_text(b["host_ip"], b["host_port"])
         lines.append(where if wanted else f"{key} -> {where}")
     if wanted and not lines:
         raise CliError(f"no public port {wanted!r} published for {args.container}")

@@ -351,12 +351,12 @@ def _table_name(bridge: str) -> str:
     return "boxd" if bridge == DEFAULT_BRIDGE else f"boxd-{bridge}"
 
 
-def _ip_range(text: str, subnet: ipaddress.IPv4Network) -> str:
+def _ip_range(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     try:
         pool = ipaddress.IPv4Network(text)
     except ValueError:
         raise NetworkError(f"invalid ip-range {text!r}: use an IPv4 CIDR in the subnet") from None
-    if not pool.subnet_of(subnet):
+    if not isinstance(subnet, ipaddress.IPv4Network) or not pool.subnet_of(subnet):
         raise NetworkError(f"invalid ip-range {text!r}: not inside the subnet {subnet}")
     return str(pool)
 
@@ -367,6 +367,41 @@ def ula_pool(root: Path) -> ipaddress.IPv6Network:
     digest = hashlib.sha256(f"boxd ula {root.resolve()}".encode()).digest()
     global_id = int.from_bytes(digest[:5], "big")
     return ipaddress.IPv6Network(((0xFD << 120) | (global_id << 80), 48))
+
+
+# For each IP version: the longest prefix a network may have (room for the gateway and a
+# container), the ranges it may not touch, an example.
+_SUBNET_RULES: dict[int, tuple[int, tuple[tuple[Any, str], ...], str]] = {
+    4: (30, _NOT_UNICAST, "10.5.0.0/24"),
+    6: (126, _NOT_UNICAST6, "fd00:1::/64"),
+}
+
+
+def _checked_subnet(
+    wanted: str, version: int, taken: Iterable[tuple[Any, str]]
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The subnet ``wanted`` names, refused (naming it) if it is not of IP ``version``, is
+    too small, touches a range no interface has an address in, or overlaps what is
+    ``taken`` (subnet, what holds it)."""
+    longest, specials, example = _SUBNET_RULES[version]
+    try:
+        subnet = ipaddress.ip_network(wanted, strict=False)
+    except ValueError:
+        subnet = None
+    if subnet is None or subnet.version != version:
+        raise NetworkError(f"invalid subnet {wanted!r}: use an IPv{version} CIDR such as {example}")
+    if subnet.prefixlen > longest:
+        raise NetworkError(f"invalid subnet {wanted!r}: too small (at most /{longest})")
+    for special, what in specials:
+        if subnet.overlaps(special):
+            raise NetworkError(
+                f"invalid subnet {wanted!r}: it overlaps {special}, {what},"
+                " which no interface can have an address in"
+            )
+    for other, what in taken:
+        if subnet.overlaps(other):
+            raise NetworkError(f"subnet {subnet} overlaps {what}")
+    return subnet
 
 
 def _ends(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> set[Any]:
@@ -526,72 +561,31 @@ class Networks:
         ours = {n.bridge for n in self._nets.values()}
         return await trio.to_thread.run_sync(_netlink.routed_networks, ours, family)
 
-    async def _subnet(self, wanted: str, *, exclude: str = "") -> ipaddress.IPv4Network:
-        """``wanted`` checked against the host's routes and the other networks, or the
-        first free subnet of the pool."""
-        taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = [
-            (n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude
-        ]
-        taken += [
-            (net, f"the host's route to {net} on {link}") for net, link in await self._routes()
-        ]
+    async def _subnet(
+        self, wanted: str, *, exclude: str = "", version: int = 4
+    ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """``wanted`` (an IPv4 or, ``version`` 6, an IPv6 CIDR) checked against the host's
+        routes and the other networks, or the first free subnet of the pool (IPv6: the
+        first free /64 of :func:`ula_pool`)."""
+        candidates: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+        own: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]
+        if version == 6:
+            own = [(n.network6, n.name) for n in self._nets.values() if n.ipv6]
+            routes = await self._routes(socket.AF_INET6)
+            candidates = self.pool6.subnets(new_prefix=64)
+        else:
+            own = [(n.network, n.name) for n in self._nets.values() if n.name != exclude]
+            routes = await self._routes()
+            candidates = self.options.candidates()
+        taken = [(net, f"network {name}") for net, name in own]
+        taken += [(net, f"the host's route to {net} on {link}") for net, link in routes]
         if wanted:
-            try:
-                subnet = ipaddress.IPv4Network(wanted, strict=False)
-            except ValueError:
-                raise NetworkError(
-                    f"invalid subnet {wanted!r}: use an IPv4 CIDR such as 10.5.0.0/24"
-                ) from None
-            if subnet.prefixlen > 30:
-                raise NetworkError(f"invalid subnet {wanted!r}: too small (at most /30)")
-            for special, what in _NOT_UNICAST:
-                if subnet.overlaps(special):
-                    raise NetworkError(
-                        f"invalid subnet {wanted!r}: it overlaps {special}, {what},"
-                        " which no interface can have an address in"
-                    )
-            for other, what in taken:
-                if subnet.overlaps(other):
-                    raise NetworkError(f"subnet {subnet} overlaps {what}")
-            return subnet
-        for candidate in self.options.candidates():
+            return _checked_subnet(wanted, version, taken)
+        for candidate in candidates:
             if not any(candidate.overlaps(other) for other, _ in taken):
                 return candidate
-        raise NetworkError("no free subnet left in the pool: give one with --subnet")
-
-    async def _subnet6(self, wanted: str) -> ipaddress.IPv6Network:
-        """An IPv6 network's subnet: ``wanted`` checked as :meth:`_subnet` checks an IPv4
-        one, or the first free /64 of :func:`ula_pool`."""
-        taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = [
-            (n.network6, f"network {n.name}") for n in self._nets.values() if n.ipv6
-        ]
-        taken += [
-            (net, f"the host's route to {net} on {link}")
-            for net, link in await self._routes(socket.AF_INET6)
-        ]
-        if not wanted:
-            for candidate in self.pool6.subnets(new_prefix=64):
-                if not any(candidate.overlaps(other) for other, _ in taken):
-                    return candidate
-            raise NetworkError("no free IPv6 subnet left in the pool: give one with --subnet")
-        try:
-            subnet = ipaddress.IPv6Network(wanted, strict=False)
-        except ValueError:
-            raise NetworkError(
-                f"invalid subnet {wanted!r}: use an IPv6 CIDR such as fd00:1::/64"
-            ) from None
-        if subnet.prefixlen > 126:
-            raise NetworkError(f"invalid subnet {wanted!r}: too small (at most /126)")
-        for special, what in _NOT_UNICAST6:
-            if subnet.overlaps(special):
-                raise NetworkError(
-                    f"invalid subnet {wanted!r}: it overlaps {special}, {what},"
-                    " which no container's interface can have an address in"
-                )
-        for other, what in taken:
-            if subnet.overlaps(other):
-                raise NetworkError(f"subnet {subnet} overlaps {what}")
-        return subnet
+        kind = "IPv6 subnet" if version == 6 else "subnet"
+        raise NetworkError(f"no free {kind} left in the pool: give one with --subnet")
 
     # ---- the default network, user networks -----------------------------------------
 
@@ -671,7 +665,7 @@ class Networks:
                 raise NetworkConflict(f"network with name {name} already exists")
             check_network_options(options, (n.bridge for n in self._nets.values()))
             chosen = await self._subnet(subnet)
-            chosen6 = await self._subnet6(subnet6) if ipv6 else None
+            chosen6 = await self._subnet(subnet6, version=6) if ipv6 else None
             net_id = secrets.token_hex(32)
             net = Network(
                 name=name,
@@ -855,7 +849,7 @@ class Networks:
             if n.bridge in self._up
         ]
         forwards = [f for fs in self._forwards.values() for f in fs]
-        ipv6 = any(b.subnet6 for b in bridges)
+        ipv6 = any(b.subnet6 for b in bridges) or any(f.family == "ip6" for f in forwards)
         self._table = True
         await _nft.apply(self.table, bridges, forwards, ipv6=ipv6, drop6=self._table6)
         self._table6 = ipv6
@@ -1372,14 +1366,22 @@ class Attachment:
 
     def _bind_ports(self, net: Network) -> None:
         """The host ports it publishes through ``net``, bound (a taken one fails here,
-        naming it); those without an address of their own on ``net``'s binding address."""
+        naming it); those without an address of their own on ``net``'s binding address, or
+        on every address of each family, as Docker's: 0.0.0.0 and the same port on ``::``
+        (unless the host has no IPv6)."""
         forwards = self.networks._forwards.values()
         published = {(f.protocol, f.host_port) for fs in forwards for f in fs}
+        both = _proxy.ipv6_available()
         try:
             for spec in self._wanted_ports():
                 if not spec.host_ip and net.binding_ip:
                     spec = attrs.evolve(spec, host_ip=net.binding_ip)
-                self._sockets.append((spec, _proxy.bind(spec, published)))
+                sock = _proxy.bind(spec, published)
+                self._sockets.append((spec, sock))
+                if not spec.host_ip and both:
+                    port = sock.getsockname()[1]
+                    twin = attrs.evolve(spec, host_ip="::", host_port=port, host_port_end=0)
+                    self._sockets.append((twin, _proxy.bind(twin, published)))
         except BaseException:
             self._close_sockets()
             raise
@@ -1493,7 +1495,9 @@ class Attachment:
 
     async def _open_ports(self, outward: _Link) -> None:
         """The ports bound (:meth:`_bind_ports`) answer: forwarded to its address on
-        ``outward`` by nftables rules and the proxies."""
+        ``outward`` by nftables rules and the proxies.  A port bound on IPv6 goes to its
+        IPv6 address there; a container without one (an IPv4-only network) gets it
+        through the proxy alone, to its IPv4 address, as Docker's docker-proxy relays it."""
         nets = self.networks
         bindings = []
         forwards = []
@@ -1502,9 +1506,17 @@ class Attachment:
             bindings.append(
                 PortBinding(spec.container_port, spec.protocol, spec.host_ip, host_port)
             )
+            v6 = ":" in spec.host_ip
+            if v6 and not outward.address6:
+                continue
             forwards.append(
                 _nft.Forward(
-                    spec.protocol, spec.host_ip, host_port, outward.address, spec.container_port
+                    spec.protocol,
+                    "" if spec.host_ip == "::" else spec.host_ip,
+                    host_port,
+                    outward.address6 if v6 else outward.address,
+                    spec.container_port,
+                    "ip6" if v6 else _nft.FAMILY,
                 )
             )
         async with nets._lock:
@@ -1512,7 +1524,7 @@ class Attachment:
             if forwards:
                 await nets._apply()
         if self._sockets and nets.nursery is not None:
-            self._proxies = await nets.nursery.start(self._serve_proxies, outward.address)
+            self._proxies = await nets.nursery.start(self._serve_proxies, outward)
         self._bindings = tuple(bindings)
 
     async def join(self, net: Network, join: NetworkJoin) -> None:
@@ -1576,11 +1588,15 @@ class Attachment:
         self._publish_state()
 
     async def _serve_proxies(
-        self, address: str, task_status: trio.TaskStatus[trio.CancelScope]
+        self, outward: _Link, task_status: trio.TaskStatus[trio.CancelScope]
     ) -> None:
+        """Each bound port relayed to the container's address on ``outward`` (its IPv6 one
+        for a port bound on IPv6, when it has one)."""
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 for spec, sock in self._sockets:
+                    v6 = ":" in spec.host_ip and outward.address6
+                    address = outward.address6 if v6 else outward.address
                     nursery.start_soon(_proxy.serve, sock, address, spec.container_port)
                 task_status.started(scope)
 

@@ -52,6 +52,7 @@ class Forward:
     host_port: int
     address: str
     port: int
+    family: str = FAMILY  # "ip6": host_ip and address are IPv6 ("" any IPv6 address)
 
 
 def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
@@ -84,11 +85,13 @@ def ruleset(
     drop6: bool = False,
 ) -> dict[str, Any]:
     """The batch that makes ``table`` hold exactly these bridges' and ports' rules; with
-    ``ipv6`` its ``ip6`` twin too, for the bridges' IPv6 subnets (``drop6``: that twin
-    removed, the last network with IPv6 gone)."""
-    commands = _family(FAMILY, table, bridges, forwards)
+    ``ipv6`` its ``ip6`` twin too, for the bridges' IPv6 subnets and the ports forwarded
+    to IPv6 addresses (``drop6``: that twin removed, no longer needed)."""
+    commands = _family(FAMILY, table, bridges, [f for f in forwards if f.family == FAMILY])
     if ipv6:
-        commands += _family("ip6", table, [b for b in bridges if b.subnet6], [], isolated=bridges)
+        v6 = [b for b in bridges if b.subnet6]
+        forwards6 = [f for f in forwards if f.family == "ip6"]
+        commands += _family("ip6", table, v6, forwards6, isolated=bridges)
     elif drop6:
         commands += _removal("ip6", table)
     return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}

@@ -89,6 +89,8 @@ def test_publish_specs() -> None:
     )
     assert parse_publish("8000-8010:80") == (PortSpec(80, "tcp", "", 8000, 8010),)
     assert parse_publish("80-81") == (PortSpec(80), PortSpec(81))
+    assert parse_publish("[::1]:8080:80") == (PortSpec(80, "tcp", "::1", 8080),)
+    assert parse_publish("[0::0]::53/udp") == (PortSpec(53, "udp", "::", 0),)
     assert parse_expose("53/udp") == ("53/udp",)
     assert parse_expose("80-81") == ("80/tcp", "81/tcp")
     for bad, message in [
@@ -101,6 +103,9 @@ def test_publish_specs() -> None:
         ("8000-8002:80-81", "differ in length"),
         ("90-80", "goes backwards"),
         ("1:2:3:4", "use \\[IP:\\]"),
+        ("[::1]80", "use \\[IPV6\\]:\\[HOSTPORT\\]:CONTAINERPORT"),
+        ("[::1]:80", "use \\[IPV6\\]:\\[HOSTPORT\\]:CONTAINERPORT"),
+        ("[1.2.3.4]:80:80", "'1.2.3.4' is not an IPv6 address"),
     ]:
         with pytest.raises(ValueError, match=message):
             parse_publish(bad)
@@ -271,9 +276,10 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     assert sorted(ports) == [(80, "tcp"), (5353, "udp")]
     assert netd.ctl("port", "web").stdout.splitlines() == [
         "80/tcp -> 0.0.0.0:18080",
+        "80/tcp -> [::]:18080",  # on both families, as Docker publishes
         "5353/udp -> 127.0.0.1:15353",
     ]
-    assert netd.ctl("port", "web", "80").stdout == "0.0.0.0:18080\n"
+    assert netd.ctl("port", "web", "80").stdout == "0.0.0.0:18080\n[::]:18080\n"
 
     # The container's own view: its address, a default route, /etc/hosts, resolv.conf.
     own = netd.ctl(
@@ -334,9 +340,10 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
 
     # -P alone: an ephemeral host port, reported by port and inspect.
     netd.ctl("run", "-d", "--name", "eph", "--expose", "80", "-P", "default", "sleep", "60")
-    (eph,) = netd.inspect("eph")["state"]["network"]["ports"]
-    assert eph["host_port"] > 0
-    assert netd.ctl("port", "eph", "80/tcp").stdout == f"0.0.0.0:{eph['host_port']}\n"
+    eph, eph6 = netd.inspect("eph")["state"]["network"]["ports"]
+    assert eph["host_port"] > 0 and eph6["host_port"] == eph["host_port"]
+    shown = netd.ctl("port", "eph", "80/tcp").stdout
+    assert shown == f"0.0.0.0:{eph['host_port']}\n[::]:{eph['host_port']}\n"
 
     # Removal releases the veth, the rules and the address: web's veth goes at once,
     # though side keeps its namespace alive.
@@ -434,7 +441,12 @@ def test_docker_api_publishes_ports(netd: Daemon) -> None:
         c.reload()
         ports = c.attrs["NetworkSettings"]["Ports"]
         assert ports["81/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "18181"}]
-        (eph,) = ports["80/tcp"]
+        eph, eph6 = ports["80/tcp"]
+        assert (eph["HostIp"], eph6["HostIp"], eph6["HostPort"]) == (
+            "0.0.0.0",
+            "::",
+            eph["HostPort"],
+        )
         assert c.attrs["NetworkSettings"]["IPAddress"].count(".") == 3
         wait_listening(netd, "api", 80)
         assert fetch(netd.netns, "tcp", "127.0.0.1", int(eph["HostPort"])) == "200"
@@ -613,7 +625,7 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     netd.ctl("network", "connect", "front", "api")
     assert fetch(ns, "tcp", "127.0.0.1", 18086) == "200"
     assert fetch(ns, "tcp", HOST_ADDRESS, 18086) == "200"
-    assert netd.ctl("port", "api", "80").stdout == "0.0.0.0:18086\n"
+    assert netd.ctl("port", "api", "80").stdout == "0.0.0.0:18086\n[::]:18086\n"
 
     netd.ctl("rm", "-f", "api", "cli", "h", "iso", "later")
     assert links_settle(ns, ("bx",), []) == []
@@ -1664,3 +1676,88 @@ def test_ipv6_forwarding_masquerade_and_isolation(netd: Daemon) -> None:
             assert peer.stdout is not None
             peer.stdout.close()
         subprocess.run(["ip", "netns", "del", outer], check=True)
+
+
+# Runs in a container: answers each TCP connection on port 80, IPv4 and IPv6 (where the
+# container has IPv6), with the family it came in on and the address it came from.
+DUAL_SERVER = """
+import socket, threading
+def serve(family, address):
+    s = socket.socket(family)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((address, 80))
+    s.listen()
+    while True:
+        c, peer = s.accept()
+        c.sendall(f"{'v6' if family == socket.AF_INET6 else 'v4'} {peer[0]}".encode())
+        c.close()
+threading.Thread(target=serve, args=(socket.AF_INET, "0.0.0.0"), daemon=True).start()
+try:
+    serve(socket.AF_INET6, "::")
+except OSError:
+    threading.Event().wait()
+"""
+
+# Runs in the test's namespace: connects to [argv[1]]:argv[2], prints what it answers or
+# the error.
+DIAL = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+    print(s.recv(100).decode())
+except OSError as exc:
+    print("no", exc.errno)
+"""
+
+
+@pytest.mark.root
+def test_ipv6_published_ports(netd: Daemon) -> None:
+    """As Docker's: ``-p 8080:80`` publishes on 0.0.0.0 and ``::`` (``port`` and ``ps``
+    show both), forwarded to the container's IPv6 address on an IPv6 network and relayed
+    to its IPv4 one otherwise; ``-p [::1]:PORT:80`` on IPv6's loopback only, through the
+    relay; ``[::]`` on IPv6 only."""
+    ns = netd.netns
+    inside(ns, "ip", "addr", "add", "2001:db8:1::1/64", "dev", "h0", "nodad")
+    netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:21::/64", "dual")
+    netd.ctl("run", "-d", "--name", "d", "--network", "dual", "-p", "18090:80",
+             "-p", "[::1]:18091:80", "-p", "[::]:18092:80", "default", "python3", "-c",
+             DUAL_SERVER)  # fmt: skip
+    netd.ctl("run", "-d", "--name", "p", "-p", "18093:80", "default", "python3", "-c",
+             DUAL_SERVER)  # fmt: skip
+    wait_listening(netd, "d", 80)
+    wait_listening(netd, "p", 80)
+    assert netd.ctl("port", "d").stdout.splitlines() == [
+        "80/tcp -> 0.0.0.0:18090",
+        "80/tcp -> [::]:18090",
+        "80/tcp -> [::1]:18091",
+        "80/tcp -> [::]:18092",
+    ]
+    assert netd.ctl("port", "p", "80").stdout.splitlines() == ["0.0.0.0:18093", "[::]:18093"]
+    ps = netd.ctl("ps", "--format", "{{.Names}} {{.Ports}}").stdout.splitlines()
+    assert "p 0.0.0.0:18093->80/tcp, [::]:18093->80/tcp" in ps
+
+    def dial(host: str, port: int) -> str:
+        return inside(ns, "python3", "-c", DIAL, host, str(port)).stdout.strip()
+
+    gateway6 = "fd00:21::1"
+    assert dial("2001:db8:1::1", 18090) == "v6 2001:db8:1::1"  # DNAT to its IPv6 address
+    assert dial("::1", 18090) == f"v6 {gateway6}"  # loopback: the relay, over IPv6
+    assert dial("127.0.0.1", 18090).startswith("v4 ")
+    assert dial("::1", 18091) == f"v6 {gateway6}"
+    assert dial("127.0.0.1", 18091).startswith("no ")  # [::1] only
+    assert dial("2001:db8:1::1", 18092) == "v6 2001:db8:1::1"
+    assert dial(HOST_ADDRESS, 18092).startswith("no ")  # [::] only
+    # On the default bridge (IPv4 only) the IPv6 port is relayed to its IPv4 address.
+    assert dial("2001:db8:1::1", 18093).startswith("v4 ")
+    assert dial("::1", 18093).startswith("v4 ")
+    shown = netd.ctl("inspect", "--type", "container", "-f", "{{json .NetworkSettings.Ports}}",
+                     "p")  # fmt: skip
+    assert json.loads(shown.stdout) == {
+        "80/tcp": [
+            {"HostIp": "0.0.0.0", "HostPort": "18093"},
+            {"HostIp": "::", "HostPort": "18093"},
+        ]
+    }
+    netd.ctl("rm", "-f", "d", "p")
+    netd.ctl("network", "rm", "dual")
