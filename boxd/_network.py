@@ -66,6 +66,7 @@ log = logging.getLogger("boxd.network")
 
 DEFAULT_BRIDGE = "boxd0"  # the default root's; see default_bridge()
 DEFAULT_NETWORK = "bridge"
+IPV6_MIN_MTU = 1280  # RFC 8200's
 
 # Ranges a bridge's subnet must not touch: the kernel refuses their addresses on an
 # interface (or gives them another meaning), so a container on such a network cannot start.
@@ -664,6 +665,12 @@ class Networks:
             if name in self._nets:
                 raise NetworkConflict(f"network with name {name} already exists")
             check_network_options(options, (n.bridge for n in self._nets.values()))
+            mtu = int(options.get(MTU_OPTION, 0))
+            if ipv6 and 0 < mtu < IPV6_MIN_MTU:  # the kernel turns IPv6 off on such a link
+                raise NetworkError(
+                    f"invalid {MTU_OPTION} {mtu}: an IPv6 network needs an MTU of at least "
+                    f"{IPV6_MIN_MTU}"
+                )
             chosen = await self._subnet(subnet)
             chosen6 = await self._subnet(subnet6, version=6) if ipv6 else None
             net_id = secrets.token_hex(32)

@@ -1573,6 +1573,8 @@ def test_ipv6_networks(netd: Daemon) -> None:
          "invalid subnet 'fd00:2::/127': too small (at most /126)"),
         (("network", "create", "--ipv6", "--subnet", "fe80::/64", "x"),
          "it overlaps fe80::/10, link-local"),
+        (("network", "create", "--ipv6", "-o", "com.docker.network.driver.mtu=1200", "x"),
+         "invalid com.docker.network.driver.mtu 1200: an IPv6 network needs an MTU of at least"),
         (("network", "create", "--ipv6", "--subnet", "fd00:3::/64", "--subnet", "fd00:4::/64",
           "x"), "invalid --subnet 'fd00:4::/64': one IPv6 --subnet per network"),
         (("run", "--network", "dual", "--ip6", "fd00:9::1", "default", "true"),
@@ -1761,3 +1763,34 @@ def test_ipv6_published_ports(netd: Daemon) -> None:
     }
     netd.ctl("rm", "-f", "d", "p")
     netd.ctl("network", "rm", "dual")
+
+
+@pytest.mark.root
+def test_ipv6_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
+    """Live restore: the next daemon adopts a container on an IPv6 network with its IPv6
+    address (kept for it: a new container gets another), its AAAA name, its IPv6 route
+    and its port published on ::; the ip6 table is rebuilt, and goes with the last
+    daemon."""
+    with running_daemon(tmp_path / "live", netns=netns) as d:
+        d.ctl("network", "create", "--ipv6", "--subnet", "fd00:31::/64", "dual")
+        d.ctl("run", "-d", "--name", "srv", "--network", "dual", "-p", "18095:80", "default",
+              "python3", "-c", DUAL_SERVER)  # fmt: skip
+        wait_listening(d, "srv", 80)
+        assert d.stop() == 0  # the container runs on
+        assert [t for t in nft_tables(netns) if t.startswith("boxd")] != []
+        d.start()
+        (ep,) = d.inspect("srv")["state"]["network"]["endpoints"]
+        assert ep["ipv6_address"] == "fd00:31::2"
+        dial = inside(netns, "python3", "-c", DIAL, "::1", "18095").stdout.strip()
+        assert dial == "v6 fd00:31::1"
+        script = 'ip -6 -o addr show eth0 scope global; python3 -c "$0" srv'
+        r = d.ctl("run", "--rm", "--network", "dual", "default", "sh", "-c", script, V6_CLIENT)
+        assert "fd00:31::3/64" in r.stdout  # srv's address is still its own
+        assert r.stdout.splitlines()[-1] == "fd00:31::2 v6 fd00:31::3 srv.dual"
+        table = next(t for t in nft_tables(netns) if t.startswith("boxd"))
+        rules = inside(netns, "nft", "list", "table", "ip6", table).stdout
+        assert "dnat to [fd00:31::2]:80" in rules
+        d.ctl("rm", "-f", "srv")
+        d.ctl("network", "rm", "dual")
+    assert links_settle(netns, ("boxd", "bx", "br-"), []) == []
+    assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
