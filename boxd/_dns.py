@@ -107,7 +107,8 @@ def _failure(query: bytes) -> bytes | None:
 
 
 async def _ask_udp(server: str, query: bytes) -> bytes | None:
-    with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET  # an IPv6 resolver too
+    with trio.socket.socket(family, socket.SOCK_DGRAM) as sock:
         await sock.connect((server, 53))
         await sock.send(query)
         with trio.move_on_after(FORWARD_TIMEOUT):

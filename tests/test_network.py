@@ -1794,3 +1794,33 @@ def test_ipv6_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
         d.ctl("network", "rm", "dual")
     assert links_settle(netns, ("boxd", "bx", "br-"), []) == []
     assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
+
+
+@pytest.mark.root
+def test_dns_forwards_to_an_ipv6_upstream(netd: Daemon) -> None:
+    """A user network's name server forwards other names to an upstream resolver with an
+    IPv6 address (``--dns``, or the host's resolv.conf) as to an IPv4 one: it asked it
+    over an IPv4 socket, which cannot reach it, and answered SERVFAIL."""
+    ns = netd.netns
+    inside(ns, "ip", "addr", "add", "2001:db8:1::1/64", "dev", "h0", "nodad")
+    # The stand-in upstream, on an IPv6 address of the test's namespace.
+    script = UPSTREAM.replace("socket.AF_INET,", "socket.AF_INET6,")
+    script = script.replace(f'"{HOST_ADDRESS}"', '"2001:db8:1::1"')
+    upstream = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
+        netd.ctl("network", "create", "front")
+        lookup = "import socket; print(socket.gethostbyname('outside.example'))"
+        r = netd.ctl("run", "--rm", "--network", "front", "--dns", "2001:db8:1::1", "default",
+                     "python3", "-c", lookup)  # fmt: skip
+        assert r.stdout.strip() == "198.51.100.7"
+        netd.ctl("network", "rm", "front")
+    finally:
+        upstream.kill()
+        upstream.wait()
+        assert upstream.stdout is not None
+        upstream.stdout.close()
