@@ -241,6 +241,10 @@ class BridgeOptions:
     # Docker's default-address-pools, (base CIDR, prefix length) each: where a network's
     # subnet is picked from when none is given (none: POOL).
     pools: tuple[tuple[str, int], ...] = ()
+    # Docker's daemon-wide --ipv6 and --fixed-cidr-v6: the default network is dual stack,
+    # in subnet6 ("": a /64 of the daemon's unique local /48, see ula_pool).
+    ipv6: bool = False
+    subnet6: str = ""
 
     @classmethod
     def of(
@@ -251,12 +255,14 @@ class BridgeOptions:
         *,
         bip: str = "",
         pools: tuple[tuple[str, int], ...] = (),
+        ipv6: bool = False,
+        subnet6: str = "",
     ) -> BridgeOptions:
         """``bip`` (Docker's, checked: ADDRESS/LEN) gives the subnet and the gateway."""
         if not bip:
-            return cls(name, subnet, mtu, pools=pools)
+            return cls(name, subnet, mtu, pools=pools, ipv6=ipv6, subnet6=subnet6)
         iface = ipaddress.IPv4Interface(bip)
-        return cls(name, str(iface.network), mtu, str(iface.ip), pools)
+        return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6)
 
     def candidates(self) -> Iterator[ipaddress.IPv4Network]:
         """The subnets a network without one may get, in order."""
@@ -571,7 +577,9 @@ class Networks:
         candidates: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
         own: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]
         if version == 6:
-            own = [(n.network6, n.name) for n in self._nets.values() if n.ipv6]
+            own = [
+                (n.network6, n.name) for n in self._nets.values() if n.ipv6 and n.name != exclude
+            ]
             routes = await self._routes(socket.AF_INET6)
             candidates = self.pool6.subnets(new_prefix=64)
         else:
@@ -593,13 +601,21 @@ class Networks:
     async def _default(self) -> Network:
         net = self._nets.get(DEFAULT_NETWORK)
         wanted, gateway = self.options.subnet, self.options.gateway
+        wanted6 = self.options.subnet6
         if (
             net is None
             or net.bridge != self.options.name
             or (wanted and ipaddress.IPv4Network(wanted, strict=False) != net.network)
             or (gateway and gateway != net.gateway)
+            or net.ipv6 != self.options.ipv6
+            or (wanted6 and ipaddress.IPv6Network(wanted6, strict=False) != net.network6)
         ):
             subnet = await self._subnet(wanted, exclude=DEFAULT_NETWORK)
+            subnet6 = (
+                await self._subnet(wanted6, exclude=DEFAULT_NETWORK, version=6)
+                if self.options.ipv6
+                else None
+            )
             net = Network(
                 name=DEFAULT_NETWORK,
                 id=secrets.token_hex(32),
@@ -609,6 +625,9 @@ class Networks:
                 created_at=time.time(),
                 dns=False,
                 allocations={},
+                ipv6=subnet6 is not None,
+                subnet6=str(subnet6) if subnet6 else "",
+                gateway6=str(subnet6.network_address + 1) if subnet6 else "",
             )
             old = self._nets.get(DEFAULT_NETWORK)
             self._nets[net.name] = net

@@ -8,6 +8,7 @@ veth pair made in it to stand for one of the host's own addresses).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -232,6 +233,23 @@ def nft_rules(ns: str) -> str:
 
 def fetch(ns: str, kind: str, host: str, port: int) -> str:
     return inside(ns, "python3", "-c", CLIENT, kind, host, str(port)).stdout.strip()
+
+
+@contextlib.contextmanager
+def serving(ns: str, script: str) -> Iterator[None]:
+    """``script`` (python3, printing "ready" once it serves) running in network namespace
+    ``ns`` (a path), killed afterwards."""
+    process = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with process:
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+            yield
+        finally:
+            process.kill()
 
 
 @pytest.fixture
@@ -710,19 +728,10 @@ def test_internal_network(netd: Daemon) -> None:
     )
     r = netd.ctl("run", "--rm", "default", "python3", "-c", blocked)  # from the bridge
     assert r.stdout.strip() == "True"
-    upstream = subprocess.Popen(
-        ["nsenter", f"--net={ns}", "--", "python3", "-c", UPSTREAM],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    with upstream:
-        try:
-            assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
-            r = netd.ctl("run", "--rm", "--network", "inner", "--dns", HOST_ADDRESS, "default",
-                         "python3", "-c", DNS_CLIENT, "udp", db["gateway"], "outside.example",
-                         "db")  # fmt: skip
-        finally:
-            upstream.kill()
+    with serving(ns, UPSTREAM):
+        r = netd.ctl("run", "--rm", "--network", "inner", "--dns", HOST_ADDRESS, "default",
+                     "python3", "-c", DNS_CLIENT, "udp", db["gateway"], "outside.example",
+                     "db")  # fmt: skip
     assert r.stdout.split() == ["none", db["ip_address"]]
     r = netd.ctl("run", "--rm", "--network", "inner", "-p", "18085:80", "default", "true",
                  check=False)  # fmt: skip
@@ -761,13 +770,7 @@ def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
     r = inside(ns, "python3", "-c", DNS_CLIENT, "tcp", ep["gateway"], "store")
     assert r.stdout.split() == [ep["ip_address"]]
 
-    upstream = subprocess.Popen(
-        ["nsenter", f"--net={ns}", "--", "python3", "-c", UPSTREAM],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
+    with serving(ns, UPSTREAM):
         flags = ("--dns", HOST_ADDRESS, "--dns-search", "example.test", "--dns-option", "ndots:2")
         script = (
             "import socket; print(open('/etc/resolv.conf').read());"
@@ -789,9 +792,6 @@ def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
                      "--dns-search", ".", "default", "cat", "/etc/resolv.conf")  # fmt: skip
         assert r.stdout.splitlines()[0] == "nameserver 192.0.2.9"
         assert "search" not in r.stdout
-    finally:
-        upstream.kill()
-        upstream.communicate()
     for args, message in [
         (("--dns", "nonsense"), "invalid --dns 'nonsense': not an IP address"),
         (("--dns-search", "a..b"), "invalid --dns-search 'a..b'"),
@@ -1630,7 +1630,6 @@ def test_ipv6_forwarding_masquerade_and_isolation(netd: Daemon) -> None:
     ns = netd.netns
     outer = session_name(secrets.token_hex(4))
     subprocess.run(["ip", "netns", "add", outer], check=True)
-    peer = None
     try:
         # h0 (the daemon's side) and h1, moved out: a link to the world, in test namespaces.
         for step in (
@@ -1641,42 +1640,32 @@ def test_ipv6_forwarding_masquerade_and_isolation(netd: Daemon) -> None:
         for step in ("ip link set lo up", "ip addr add 2001:db8:1::2/64 dev h1 nodad",
                      "ip link set h1 up"):  # fmt: skip
             inside(f"/run/netns/{outer}", *step.split())
-        peer = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{outer}", "--", sys.executable, "-c", V6_PEER],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert peer.stdout is not None and peer.stdout.readline() == "ready\n"
-        forwarding = ("sysctl", "-n", "net.ipv6.conf.all.forwarding")
-        assert inside(ns, *forwarding).stdout.strip() == "0"
-        netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:11::/64", "out")
-        netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:12::/64", "--internal", "in")
-        netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:13::/64", "other")
-        netd.ctl("run", "-d", "--name", "srv", "--network", "other", "--ip6", "fd00:13::5",
-                 "default", "python3", "-c", V6_SERVER, "fd00:13::5")  # fmt: skip
-        dial = ("default", "python3", "-c", V6_DIAL)
-        r = netd.ctl("run", "--rm", "--network", "out", *dial, "2001:db8:1::2", "8099")
-        assert r.stdout.strip() == "2001:db8:1::1"  # masqueraded: the host's address
-        assert inside(ns, *forwarding).stdout.strip() == "1"
-        r = netd.ctl("run", "--rm", "--network", "in", *dial, "2001:db8:1::2", "8099")
-        assert r.stdout.strip() == "no"
-        # Isolation: out's container does not reach other's over IPv6, other's own does.
-        r = netd.ctl("run", "--rm", "--network", "out", *dial, "fd00:13::5", "80")
-        assert r.stdout.strip() == "no"
-        r = netd.ctl("run", "--rm", "--network", "other", *dial, "fd00:13::5", "80")
-        assert r.stdout.strip().startswith("fd00:13::")
-        table = next(t for t in nft_tables(ns) if t.startswith("boxd"))
-        rules = inside(ns, "nft", "list", "table", "ip6", table).stdout
-        assert "ip6 saddr fd00:11::/64" in rules and "ip6 saddr fd00:12::/64" not in rules
-        netd.ctl("rm", "-f", "srv")
-        netd.ctl("network", "rm", "out", "in", "other")
-        assert [t for t in nft_tables(ns) if t.startswith("boxd")] == [table]  # ip's only
+        with serving(f"/run/netns/{outer}", V6_PEER):
+            forwarding = ("sysctl", "-n", "net.ipv6.conf.all.forwarding")
+            assert inside(ns, *forwarding).stdout.strip() == "0"
+            netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:11::/64", "out")
+            netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:12::/64", "--internal", "in")
+            netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:13::/64", "other")
+            netd.ctl("run", "-d", "--name", "srv", "--network", "other", "--ip6", "fd00:13::5",
+                     "default", "python3", "-c", V6_SERVER, "fd00:13::5")  # fmt: skip
+            dial = ("default", "python3", "-c", V6_DIAL)
+            r = netd.ctl("run", "--rm", "--network", "out", *dial, "2001:db8:1::2", "8099")
+            assert r.stdout.strip() == "2001:db8:1::1"  # masqueraded: the host's address
+            assert inside(ns, *forwarding).stdout.strip() == "1"
+            r = netd.ctl("run", "--rm", "--network", "in", *dial, "2001:db8:1::2", "8099")
+            assert r.stdout.strip() == "no"
+            # Isolation: out's container does not reach other's over IPv6, other's own does.
+            r = netd.ctl("run", "--rm", "--network", "out", *dial, "fd00:13::5", "80")
+            assert r.stdout.strip() == "no"
+            r = netd.ctl("run", "--rm", "--network", "other", *dial, "fd00:13::5", "80")
+            assert r.stdout.strip().startswith("fd00:13::")
+            table = next(t for t in nft_tables(ns) if t.startswith("boxd"))
+            rules = inside(ns, "nft", "list", "table", "ip6", table).stdout
+            assert "ip6 saddr fd00:11::/64" in rules and "ip6 saddr fd00:12::/64" not in rules
+            netd.ctl("rm", "-f", "srv")
+            netd.ctl("network", "rm", "out", "in", "other")
+            assert [t for t in nft_tables(ns) if t.startswith("boxd")] == [table]  # ip's only
     finally:
-        if peer is not None:
-            peer.kill()
-            peer.wait()
-            assert peer.stdout is not None
-            peer.stdout.close()
         subprocess.run(["ip", "netns", "del", outer], check=True)
 
 
@@ -1806,21 +1795,40 @@ def test_dns_forwards_to_an_ipv6_upstream(netd: Daemon) -> None:
     # The stand-in upstream, on an IPv6 address of the test's namespace.
     script = UPSTREAM.replace("socket.AF_INET,", "socket.AF_INET6,")
     script = script.replace(f'"{HOST_ADDRESS}"', '"2001:db8:1::1"')
-    upstream = subprocess.Popen(
-        ["nsenter", f"--net={ns}", "--", "python3", "-c", script],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
+    with serving(ns, script):
         netd.ctl("network", "create", "front")
         lookup = "import socket; print(socket.gethostbyname('outside.example'))"
         r = netd.ctl("run", "--rm", "--network", "front", "--dns", "2001:db8:1::1", "default",
                      "python3", "-c", lookup)  # fmt: skip
         assert r.stdout.strip() == "198.51.100.7"
         netd.ctl("network", "rm", "front")
-    finally:
-        upstream.kill()
-        upstream.wait()
-        assert upstream.stdout is not None
-        upstream.stdout.close()
+
+
+@pytest.mark.root
+def test_the_daemons_ipv6_default_bridge(tmp_path: Path, netns: str) -> None:
+    """``boxd --ipv6 --fixed-cidr-v6 CIDR`` (daemon.json's ``ipv6``, ``fixed-cidr-v6``), as
+    Docker's: the default bridge is dual stack; ``--fixed-cidr-v6`` alone is refused."""
+    with running_daemon(tmp_path / "d", "--ipv6", "--fixed-cidr-v6", "fd00:99::/64",
+                        netns=netns) as d:  # fmt: skip
+        script = "ip -6 -o addr show eth0 scope global; ip -6 route show default"
+        r = d.ctl("run", "--rm", "-h", "box", "default", "sh", "-c", script + "; cat /etc/hosts")
+        assert "inet6 fd00:99::2/64" in r.stdout and "default via fd00:99::1 dev eth0" in r.stdout
+        assert "fd00:99::2\tbox" in r.stdout
+        shown = json.loads(d.ctl("network", "inspect", "bridge").stdout)[0]
+        assert shown["EnableIPv6"] is True
+        assert shown["IPAM"]["Config"][1] == {"Subnet": "fd00:99::/64", "Gateway": "fd00:99::1"}
+        r = d.ctl("run", "--ip6", "fd00:99::9", "default", "true", check=False)
+        assert "user specified IP address is supported on user defined networks only" in r.stderr
+    for flags, words in [
+        (("--fixed-cidr-v6", "fd00:98::/64"), "--fixed-cidr-v6 fd00:98::/64 needs --ipv6"),
+        (("--ipv6", "--fixed-cidr-v6", "nonsense"), "invalid --fixed-cidr-v6 'nonsense'"),
+    ]:
+        r = subprocess.run(
+            ["nsenter", f"--net={netns}", "--", sys.executable, "-m", "boxd",
+             "--root", str(tmp_path / "bad"), "--socket", str(tmp_path / "bad.sock"),
+             "--docker-socket", "", *flags],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )  # fmt: skip
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    assert links_settle(netns, ("boxd", "bx", "br-"), []) == []
