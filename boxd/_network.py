@@ -1062,7 +1062,7 @@ class Networks:
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
             try:
-                await self._allocate_both(net, container.id, join)
+                await self._allocate_both(net, config, container.id, join)
             except BaseException:
                 self._free(net, container.id)  # its IPv4 address, if its IPv6 one failed
                 raise
@@ -1153,11 +1153,35 @@ class Networks:
         raise NetworkError(f"network {net.name} has no free address left in {pool}")
 
     async def _allocate_both(
-        self, net: Network, cid: str, join: NetworkJoin, *, save: bool = True
+        self,
+        net: Network,
+        config: ContainerConfig,
+        cid: str,
+        join: NetworkJoin,
+        *,
+        save: bool = True,
     ) -> tuple[str, str]:
-        """The container's IPv4 address on ``net`` and its IPv6 one ("" without IPv6)."""
+        """The container's IPv4 address on ``net`` and its IPv6 one ("" without IPv6, or
+        with the container's own turned off: :func:`ipv6_off`)."""
         address = await self._allocate(net, cid, join.ip, save=save)
+        if ipv6_off(config):
+            if join.ip6:
+                raise NetworkError(
+                    f"invalid --ip6 {join.ip6}: the container's IPv6 is turned off "
+                    "(--sysctl net.ipv6.conf.all.disable_ipv6=1)"
+                )
+            return address, ""
         return address, await self._allocate(net, cid, join.ip6, save=save, v6=True)
+
+
+def ipv6_off(config: ContainerConfig) -> bool:
+    """Whether the container turns IPv6 off (``--sysctl net.ipv6.conf.all.disable_ipv6=1``,
+    or ``lo``'s): it then gets no IPv6 address, as Docker gives none to a container whose
+    loopback has none (the kernel would take it away)."""
+    keys = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.lo.disable_ipv6")
+    return any(
+        k in keys and v.strip() == "1" for k, _, v in (s.partition("=") for s in config.sysctls)
+    )
 
 
 IPV6_FORWARDING = "/proc/sys/net/ipv6/conf/all/forwarding"
@@ -1370,7 +1394,11 @@ class Attachment:
             for n, join in enumerate(joined(self.container.config)):
                 net = await nets._resolve(join.network)
                 address, address6 = await nets._allocate_both(
-                    net, cid, join, save=not self.container.config.auto_remove
+                    net,
+                    self.container.config,
+                    cid,
+                    join,
+                    save=not self.container.config.auto_remove,
                 )
                 interface = f"eth{n}"
                 host_link = host_link_name(cid, interface)

@@ -1591,6 +1591,14 @@ def test_ipv6_networks(netd: Daemon) -> None:
     r = netd.ctl("network", "connect", "--ip6", "fd00:1::9", "v4only", "web", check=False)
     assert "invalid --ip6 fd00:1::9: network v4only has no IPv6 (see --ipv6)" in r.stderr
     assert json.loads(netd.ctl("network", "inspect", "v4only").stdout)[0]["Containers"] == {}
+    # IPv6 turned off in the container (--sysctl, as Docker sees it on its loopback): an
+    # IPv4 address only, as Docker's; --ip6 then refused.
+    off = ("--sysctl", "net.ipv6.conf.all.disable_ipv6=1", "--network", "dual")
+    r = netd.ctl("run", "--rm", "-h", "nov6", *off, "default", "sh", "-c",
+                 "ip -6 -o addr show scope global; cat /etc/hosts")  # fmt: skip
+    assert "fd00:1:" not in r.stdout and "10.91.0." in r.stdout, r.stdout
+    r = netd.ctl("run", *off, "--ip6", "fd00:1::99", "default", "true", check=False)
+    assert "invalid --ip6 fd00:1::99: the container's IPv6 is turned off" in r.stderr
     netd.remove_containers()  # web, and those the refused starts above made
     netd.ctl("network", "rm", "dual", "v4only")
 
