@@ -1840,3 +1840,28 @@ def test_the_daemons_ipv6_default_bridge(tmp_path: Path, netns: str) -> None:
         )  # fmt: skip
         assert r.returncode != 0 and words in r.stderr, r.stderr
     assert links_settle(netns, ("boxd", "bx", "br-"), []) == []
+
+
+@pytest.mark.root
+def test_ipv6_default_route_follows_connect_and_disconnect(netd: Daemon) -> None:
+    """A container's IPv6 default route goes through its first network with IPv6 that is
+    not internal, whichever network its IPv4 one goes through (Docker picks a gateway for
+    each family): disconnected from it, the next such network takes it."""
+    netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:41::/64", "a")
+    netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:42::/64", "b")
+    netd.ctl("run", "-d", "--name", "c", "default", "sleep", "300")  # bridge: IPv4 only
+
+    def routes() -> str:
+        return netd.ctl("exec", "c", "ip", "-6", "route", "show", "default").stdout
+
+    assert routes() == ""
+    netd.ctl("network", "connect", "a", "c")
+    assert routes().startswith("default via fd00:41::1 dev eth1")
+    netd.ctl("network", "connect", "b", "c")
+    assert routes().startswith("default via fd00:41::1 dev eth1")  # a keeps it
+    netd.ctl("network", "disconnect", "a", "c")
+    assert routes().startswith("default via fd00:42::1 dev eth2")
+    v4 = netd.ctl("exec", "c", "ip", "-4", "route", "show", "default").stdout
+    assert " dev eth0 " in v4  # IPv4's stays on the default bridge
+    netd.ctl("rm", "-f", "c")
+    netd.ctl("network", "rm", "a", "b")
