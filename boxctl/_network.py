@@ -75,31 +75,35 @@ def published(args: Args) -> dict[str, Any]:
 
 
 def _endpoint(args: Args) -> dict[str, Any]:
-    """``--ip`` and ``--mac-address``: the container's place on its network, as a join
-    (with its ``--network-alias``es), refused where Docker refuses them."""
-    if args.ip is None and args.mac_address is None:
+    """``--ip``, ``--ip6`` and ``--mac-address``: the container's place on its network, as
+    a join (with its ``--network-alias``es), refused where Docker refuses them."""
+    if args.ip is None and args.ip6 is None and args.mac_address is None:
         return {}
     from boxd import _netconfig
 
     network = "none" if args.isolate_network else args.network
     own = network not in ("host", "none") and not network.startswith("container:")
     try:
-        if args.ip is not None and (not own or network == "bridge"):
-            raise ValueError(
-                f"invalid --ip {args.ip!r}: user specified IP address is supported on user "
-                "defined networks only"
-            )
+        for flag, given in (("--ip", args.ip), ("--ip6", args.ip6)):
+            if given is not None and (not own or network == "bridge"):
+                raise ValueError(
+                    f"invalid {flag} {given!r}: user specified IP address is supported on "
+                    "user defined networks only"
+                )
         if args.mac_address is not None and not own:
             raise ValueError("conflicting options: mac-address and the network mode")
         ip = "" if args.ip is None else _netconfig.check_ipv4(args.ip, "--ip")
+        ip6 = "" if args.ip6 is None else _netconfig.check_ipv6(args.ip6, "--ip6")
         mac = "" if args.mac_address is None else _netconfig.check_mac(args.mac_address)
     except ValueError as exc:
         raise CliError(str(exc), 125) from None
-    join = {"network": network, "aliases": args.network_alias, "ip": ip, "mac": mac}
+    join = {"network": network, "aliases": args.network_alias, "ip": ip, "mac": mac, "ip6": ip6}
     return {"networks": [join]}
 
 
 def cmd_port(args: Args) -> int:
+    from boxd._netconfig import host_port_text
+
     found = call(args.socket, {"type": "InspectRequest", "container": args.container})
     bindings = found["container"]["state"]["network"]["ports"]
     wanted = args.port[0] if args.port else ""
@@ -110,7 +114,7 @@ def cmd_port(args: Args) -> int:
         key = f"{b['container_port']}/{b['protocol']}"
         if wanted and key != wanted:
             continue
-        where = f"{b['host_ip'] or '0.0.0.0'}:{b['host_port']}"
+        where = host_port_text(b["host_ip"], b["host_port"])
         lines.append(where if wanted else f"{key} -> {where}")
     if wanted and not lines:
         raise CliError(f"no public port {wanted!r} published for {args.container}")
@@ -119,18 +123,37 @@ def cmd_port(args: Args) -> int:
     return 0
 
 
+def _by_family(values: list[str], flag: str) -> tuple[str, str]:
+    """``--subnet`` or ``--gateway`` given for each family at most once: (IPv4, IPv6)."""
+    found = {4: "", 6: ""}
+    for value in values:
+        family = 6 if ":" in value else 4
+        if found[family]:
+            raise CliError(
+                f"invalid {flag} {value!r}: one IPv{family} {flag} per network "
+                f"({found[family]!r} is given)"
+            )
+        found[family] = value
+    return found[4], found[6]
+
+
 def _create(args: Args) -> int:
     if args.driver != "bridge":
         raise CliError(f"invalid network driver {args.driver!r}: the one driver is bridge")
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
-    request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": args.subnet}
+    subnet, subnet6 = _by_family(args.subnet, "--subnet")
+    gateway, gateway6 = _by_family(args.gateway, "--gateway")
+    request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": subnet}
     opts = dict(item.partition("=")[::2] for item in args.opt)
     options = {
         "labels": labels,
-        "gateway": args.gateway,
+        "gateway": gateway,
         "ip_range": args.ip_range,
         "options": opts,
         "internal": args.internal,
+        "ipv6": args.ipv6,
+        "subnet6": subnet6,
+        "gateway6": gateway6,
     }
     reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
@@ -148,7 +171,7 @@ def _row(n: dict[str, Any], trunc: bool) -> dict[str, Any]:
         "Name": n["name"],
         "Driver": n["driver"],
         "Scope": "local",
-        "IPv6": "false",
+        "IPv6": "true" if n["ipv6"] else "false",
         "Internal": "true" if n["internal"] else "false",
         "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
         "Label": lambda key: labels.get(key, ""),
@@ -227,6 +250,7 @@ def _connect(args: Args) -> int:
         "container": args.container,
         "aliases": args.alias,
         "ip": args.ip,
+        "ip6": args.ip6,
     }
     call(args.socket, request)
     return 0
@@ -259,8 +283,13 @@ SUBCOMMANDS = (
         "create a network",
         (
             Opt("-d", "--driver", kind=VALUE, default="bridge", help="bridge (the one driver)"),
-            Opt("--subnet", kind=VALUE, default="", help="an IPv4 CIDR (default: a free one)"),
-            Opt("--gateway", kind=VALUE, default="", help="the bridge's address in the subnet"),
+            Opt(
+                "--subnet",
+                kind=APPEND,
+                help="an IPv4 CIDR (default: a free one); with --ipv6, an IPv6 one too",
+            ),
+            Opt("--gateway", kind=APPEND, help="the bridge's address in a subnet (each family)"),
+            Opt("--ipv6", kind=FLAG, help="dual stack: IPv6 addresses too (Docker's --ipv6)"),
             Opt("--ip-range", kind=VALUE, default="", help="a CIDR in the subnet to pick from"),
             Opt("--internal", kind=FLAG, help="no way out nor in: its containers reach each other"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
@@ -320,6 +349,7 @@ SUBCOMMANDS = (
         (
             Opt("--alias", kind=APPEND, metavar="NAME", help="another name on that network"),
             Opt("--ip", kind=VALUE, default="", help="its IPv4 address there"),
+            Opt("--ip6", kind=VALUE, default="", help="its IPv6 address there"),
         ),
         (("network", ONE, "NETWORK"), ("container", ONE, "CONTAINER")),
     ),

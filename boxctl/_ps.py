@@ -81,8 +81,9 @@ def _ports(c: dict[str, Any]) -> str:
     ports, published = [], set()
     for b in c["ports"]:
         published.add(f"{b['container_port']}/{b['protocol']}")
+        ip = b["host_ip"] or "0.0.0.0"
         ports.append(
-            (b["container_port"], b["host_ip"] or "0.0.0.0", b["host_port"], b["protocol"])
+            (b["container_port"], f"[{ip}]" if ":" in ip else ip, b["host_port"], b["protocol"])
         )
     # Exposed ones only while it runs, as Docker shows them (a stopped container: none).
     exposed = c["exposed"] if state_word(c) in ("running", "paused") else ()

@@ -13,6 +13,7 @@ NETWORK = (
     Opt("--expose", kind=APPEND, metavar="PORT[/PROTO]", help="expose a port (for -P)"),
     Opt("--network-alias", kind=APPEND, metavar="NAME", help="another name on its network"),
     Opt("--ip", kind=VALUE, metavar="ADDR", help="its IPv4 address on its (user) network"),
+    Opt("--ip6", kind=VALUE, metavar="ADDR", help="its IPv6 address on its (--ipv6) network"),
     Opt("--mac-address", kind=VALUE, metavar="MAC", help="its MAC address on its network"),
     Opt("--link", kind=APPEND, metavar="NAME[:ALIAS]", help="reach container NAME as ALIAS"),
     Opt("--dns", kind=APPEND, metavar="IP", help="a name server for its resolv.conf"),

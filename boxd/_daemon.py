@@ -136,6 +136,18 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="the default bridge's address and subnet, as Docker's bip (not with --bridge-subnet)",
     )
     p.add_argument(
+        "--ipv6",
+        action="store_true",
+        help="IPv6 on the default bridge too, as Docker's --ipv6 (user networks: network "
+        "create --ipv6)",
+    )
+    p.add_argument(
+        "--fixed-cidr-v6",
+        default="",
+        metavar="CIDR",
+        help="the default bridge's IPv6 subnet with --ipv6 (default: a free /64)",
+    )
+    p.add_argument(
         "--default-address-pool",
         dest="address_pools",
         action="append",
@@ -187,6 +199,12 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     args.address_pools = tuple(
         [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]
     )
+    if args.fixed_cidr_v6:
+        _daemonconfig.cidr_v6("--fixed-cidr-v6", args.fixed_cidr_v6)
+    if args.fixed_cidr_v6 and not args.ipv6:
+        raise _daemonconfig.ConfigError(
+            f"--fixed-cidr-v6 {args.fixed_cidr_v6} needs --ipv6 (the default bridge's IPv6)"
+        )
     if args.bip:
         _daemonconfig.bip("--bip", args.bip)
         if args.bridge_subnet:
@@ -261,6 +279,8 @@ async def run_daemon(args: SimpleNamespace) -> None:
                         args.mtu,
                         bip=args.bip,
                         pools=args.address_pools,
+                        ipv6=args.ipv6,
+                        subnet6=args.fixed_cidr_v6,
                     ),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),

@@ -59,6 +59,19 @@ def _mtu(key: str, value: object) -> int:
     return mtu
 
 
+def cidr_v6(key: str, value: str) -> str:
+    """Docker's ``fixed-cidr-v6``: an IPv6 subnet (its other checks are the network's)."""
+    import ipaddress  # as bip's: only a daemon given one pays for it
+
+    try:
+        ipaddress.IPv6Network(value, strict=False)
+    except ValueError:
+        raise ConfigError(
+            f"invalid {key} {value!r}: use an IPv6 CIDR such as fd00:1::/64"
+        ) from None
+    return value
+
+
 def bip(key: str, value: object) -> str:
     """Docker's ``bip``: the default bridge's address and prefix, ``ADDRESS/LEN``."""
     import ipaddress
@@ -146,6 +159,8 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "mtu": ("mtu", ("--mtu",), _mtu),
     "bip": ("bip", ("--bip",), bip),
     "default-address-pools": ("address_pools", ("--default-address-pool",), _pools),
+    "ipv6": ("ipv6", ("--ipv6",), _flag),
+    "fixed-cidr-v6": ("fixed_cidr_v6", ("--fixed-cidr-v6",), lambda k, v: cidr_v6(k, _text(k, v))),
     # boxd's own
     "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),
     "procview": ("procview", ("--procview",), _text),

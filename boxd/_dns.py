@@ -3,7 +3,8 @@
 A query for a container the asking container can reach (its name, its aliases, its short
 id, its hostname on a network both are on, or NAME.NETWORK; with or without a trailing dot)
 gets an A record, one for each container of that name (the replicas of a compose service
-share its alias), in a random order as Docker's embedded server shuffles them; a reverse
+share its alias), in a random order as Docker's embedded server shuffles them (an AAAA
+record for each IPv6 address such a container has on a network with IPv6); a reverse
 (PTR) query for such a container's address gets NAME.NETWORK, as Docker's; any other query is
 forwarded as it came to the asking container's upstream resolvers (its ``--dns`` servers,
 else the host's) and their answer relayed back (SERVFAIL if none answers).  UDP and TCP
@@ -36,7 +37,7 @@ SIZE = 4096
 class Names(NamedTuple):
     """What a network's name server answers, each asked with the asking address."""
 
-    # (name, asker) -> the addresses of that name, none when it is not ours.
+    # (name, asker) -> the addresses of that name (IPv4 and IPv6), none when it is not ours.
     lookup: Callable[[str, str], Sequence[str]]
     # (address, asker) -> the name a reverse query gets, "" when it is not ours.
     reverse: Callable[[str, str], str]
@@ -45,21 +46,24 @@ class Names(NamedTuple):
 
 
 def _reversed(name: str) -> str:
-    """The address a reverse query's name stands for (``4.3.2.1.in-addr.arpa``: 1.2.3.4),
-    "" for any other name."""
+    """The address a reverse query's name stands for (``4.3.2.1.in-addr.arpa``: 1.2.3.4;
+    32 nibbles and ``ip6.arpa``: an IPv6 address), "" for any other name."""
     labels = name.lower().split(".")
-    if len(labels) != 6 or labels[4:] != ["in-addr", "arpa"]:
-        return ""
     try:
-        return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
+        if len(labels) == 6 and labels[4:] == ["in-addr", "arpa"]:
+            return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
+        nibbles = labels[:32]
+        if labels[32:] == ["ip6", "arpa"] and [len(n) for n in nibbles] == [1] * 32:
+            return str(ipaddress.IPv6Address(int("".join(reversed(nibbles)), 16)))
     except ValueError:
-        return ""
+        pass
+    return ""
 
 
 def answer(query: bytes, names: Names, client: str) -> bytes | None:
     """Our own answer to ``query`` from ``client``, or None when it is not about one of
     our names."""
-    from dnslib import PTR, QTYPE, RR, A, DNSRecord
+    from dnslib import AAAA, PTR, QTYPE, RR, A, DNSRecord
 
     try:
         request = DNSRecord.parse(query)
@@ -81,11 +85,13 @@ def answer(query: bytes, names: Names, client: str) -> bytes | None:
     if not addresses:
         return None
     reply = request.reply()
-    if question.qtype in (QTYPE.A, QTYPE.ANY):
-        random.shuffle(addresses)
-        for address in addresses:
-            reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(address), ttl=TTL))
-    # AAAA and others for a known name: an empty NOERROR answer (the name exists).
+    random.shuffle(addresses)
+    for address in addresses:
+        v6 = ":" in address
+        if question.qtype in (QTYPE.AAAA if v6 else QTYPE.A, QTYPE.ANY):
+            kind, rdata = (QTYPE.AAAA, AAAA(address)) if v6 else (QTYPE.A, A(address))
+            reply.add_answer(RR(question.qname, kind, rdata=rdata, ttl=TTL))
+    # Another type for a known name (AAAA of one without IPv6): an empty NOERROR answer.
     return bytes(reply.pack())
 
 
@@ -101,7 +107,8 @@ def _failure(query: bytes) -> bytes | None:
 
 
 async def _ask_udp(server: str, query: bytes) -> bytes | None:
-    with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET  # an IPv6 resolver too
+    with trio.socket.socket(family, socket.SOCK_DGRAM) as sock:
         await sock.connect((server, 53))
         await sock.send(query)
         with trio.move_on_after(FORWARD_TIMEOUT):

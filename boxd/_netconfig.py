@@ -26,7 +26,8 @@ LABEL_RE = re.compile(r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?\Z")
 class PortSpec:
     """One ``-p``: a container port published on the host.  ``host_port`` 0 lets the
     kernel pick (an ephemeral port); ``host_port_end`` > 0 asks for the first free port of
-    ``host_port..host_port_end``.  ``host_ip`` "" is every address of the host."""
+    ``host_port..host_port_end``.  ``host_ip`` "" is every address of the host (IPv4's and
+    IPv6's, as Docker publishes); ``::`` every IPv6 address only."""
 
     container_port: int
     protocol: str = "tcp"
@@ -45,9 +46,11 @@ class PortSpec:
             raise ValueError(f"invalid protocol {self.protocol!r}: use tcp or udp")
         if self.host_ip:
             try:
-                ipaddress.IPv4Address(self.host_ip)
+                ipaddress.ip_address(self.host_ip)
             except ValueError:
-                raise ValueError(f"invalid host IP {self.host_ip!r}: use an IPv4 address") from None
+                raise ValueError(
+                    f"invalid host IP {self.host_ip!r}: use an IPv4 or IPv6 address"
+                ) from None
 
     @property
     def key(self) -> str:
@@ -65,10 +68,16 @@ class PortBinding:
     host_port: int
 
     def describe(self) -> str:
-        """``boxctl port``'s line: ``80/tcp -> 0.0.0.0:18080``."""
-        return (
-            f"{self.container_port}/{self.protocol} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
-        )
+        """``boxctl port``'s line: ``80/tcp -> 0.0.0.0:18080`` (``[::]:18080``)."""
+        where = host_port_text(self.host_ip, self.host_port)
+        return f"{self.container_port}/{self.protocol} -> {where}"
+
+
+def host_port_text(host_ip: str, port: int | str) -> str:
+    """``0.0.0.0:8080`` ("" is every IPv4 address), ``[::]:8080`` (IPv6 in brackets), as
+    the docker CLI writes a published port."""
+    host = host_ip or "0.0.0.0"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @attrs.frozen
@@ -84,6 +93,7 @@ class NetworkJoin:
     # The endpoint's driver options ("KEY=VALUE", the Engine API's DriverOpts): kept and
     # shown, as Docker's bridge driver keeps those it has no use for.
     driver_opts: tuple[str, ...] = ()
+    ip6: str = ""  # the IPv6 address asked for (--ip6), on a network with IPv6
 
 
 @attrs.frozen
@@ -97,6 +107,10 @@ class Endpoint:
     mac_address: str
     aliases: tuple[str, ...] = ()
     interface: str = "eth0"  # its name in the container
+    # On a network with IPv6 (Docker's GlobalIPv6Address, ...PrefixLen, IPv6Gateway).
+    ipv6_address: str = ""
+    ipv6_prefix_len: int = 0
+    ipv6_gateway: str = ""
 
 
 @attrs.frozen
@@ -120,6 +134,7 @@ class EtcNetwork:
     address: str = ""  # "" with no network of its own to name
     names: tuple[str, ...] = ()
     others: tuple[str, ...] = ()  # its addresses on its other networks
+    addresses6: tuple[str, ...] = ()  # its IPv6 addresses, on its networks with IPv6
     resolv: str | None = None  # None: the image's own resolv.conf
     links: tuple[str, ...] = ()  # lines of its default-bridge links (see boxd._links)
     # The host's address as the container reaches it (--add-host NAME:host-gateway): its
@@ -148,28 +163,48 @@ def _port_range(text: str, spec: str, what: str) -> tuple[int, int]:
     return low, high
 
 
+def _bracketed(body: str, spec: str) -> tuple[str, list[str]]:
+    """``[IPV6]:HOSTPORT:CONTAINERPORT`` (HOSTPORT may be empty): the address, and the
+    parts as an unbracketed mapping splits into (the address's place first)."""
+    inner, closed, rest = body[1:].partition("]")
+    parts = rest.split(":")
+    if not closed or len(parts) != 3 or parts[0]:
+        raise ValueError(
+            f"invalid port mapping {spec!r}: use [IPV6]:[HOSTPORT]:CONTAINERPORT[/tcp|/udp]"
+        )
+    try:
+        return str(ipaddress.IPv6Address(inner)), parts
+    except ValueError:
+        raise ValueError(
+            f"invalid port mapping {spec!r}: {inner!r} is not an IPv6 address"
+        ) from None
+
+
 def parse_publish(spec: str) -> tuple[PortSpec, ...]:
     """``-p``: ``80``, ``8080:80``, ``127.0.0.1:8080:80``, ``127.0.0.1::80``,
-    ``8000-8002:80-82``, ``8000-8010:80`` (the first free of the range), each with an
-    optional ``/tcp`` or ``/udp``."""
+    ``[::1]:8080:80`` (an IPv6 address in brackets), ``8000-8002:80-82``, ``8000-8010:80``
+    (the first free of the range), each with an optional ``/tcp`` or ``/udp``."""
     body, slash, proto = spec.partition("/")
     protocol = proto.lower() if slash else "tcp"
     if protocol not in PROTOCOLS:
         raise ValueError(f"invalid port mapping {spec!r}: protocol {proto!r} is not tcp or udp")
-    parts = body.split(":")
+    if body.startswith("["):
+        host_ip, parts = _bracketed(body, spec)
+    else:
+        parts = body.split(":")
+        host_ip = parts[0] if len(parts) == 3 else ""
+        if host_ip:
+            try:
+                ipaddress.IPv4Address(host_ip)
+            except ValueError:
+                raise ValueError(
+                    f"invalid port mapping {spec!r}: {host_ip!r} is not an IPv4 address"
+                ) from None
     if len(parts) > 3 or not parts[-1]:
         raise ValueError(
             f"invalid port mapping {spec!r}: use [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp]"
         )
-    host_ip = parts[0] if len(parts) == 3 else ""
     host_text = parts[-2] if len(parts) >= 2 else ""
-    if host_ip:
-        try:
-            ipaddress.IPv4Address(host_ip)
-        except ValueError:
-            raise ValueError(
-                f"invalid port mapping {spec!r}: {host_ip!r} is not an IPv4 address"
-            ) from None
     c_low, c_high = _port_range(parts[-1], spec, "container port")
     count = c_high - c_low + 1
     if not host_text:
@@ -232,6 +267,13 @@ def check_ipv4(text: str, what: str) -> str:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         raise ValueError(f"invalid {what} {text!r}: use an IPv4 address") from None
+
+
+def check_ipv6(text: str, what: str) -> str:
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        raise ValueError(f"invalid {what} {text!r}: use an IPv6 address") from None
 
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")

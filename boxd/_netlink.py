@@ -43,6 +43,7 @@ _IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
 _RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE, _RTN_UNICAST = 254, 3, 0, 1
 _IFF_UP = 0x1
+_IFA_F_NODAD = 0x02
 _HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, seq, port
 _IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBi")  # struct ifaddrmsg: family, prefix, flags, scope, index
@@ -124,13 +125,20 @@ class _Socket:
         raise OSError(errno.ENODEV, f"no link {name}")
 
     def add_address(self, index: int, address: str, prefix_len: int) -> None:
-        """``address/prefix_len`` (and its broadcast address) on link ``index``; an address
-        the link holds already is left as it is."""
-        iface = ipaddress.IPv4Interface(f"{address}/{prefix_len}")
-        body = _IFADDR.pack(socket.AF_INET, prefix_len, 0, _RT_SCOPE_UNIVERSE, index)
-        body += _attr(_IFA_LOCAL, iface.ip.packed) + _attr(_IFA_ADDRESS, iface.ip.packed)
-        if prefix_len < 31:
-            body += _attr(_IFA_BROADCAST, iface.network.broadcast_address.packed)
+        """``address/prefix_len`` on link ``index`` (an IPv4 one with its broadcast
+        address; an IPv6 one usable at once, without duplicate address detection, as
+        Docker's: the address is the network's to give); an address the link holds
+        already is left as it is."""
+        iface = ipaddress.ip_interface(f"{address}/{prefix_len}")
+        if iface.version == 6:
+            body = _IFADDR.pack(socket.AF_INET6, prefix_len, _IFA_F_NODAD, 0, index)
+            body += _attr(_IFA_LOCAL, iface.ip.packed) + _attr(_IFA_ADDRESS, iface.ip.packed)
+        else:
+            body = _IFADDR.pack(socket.AF_INET, prefix_len, 0, _RT_SCOPE_UNIVERSE, index)
+            body += _attr(_IFA_LOCAL, iface.ip.packed) + _attr(_IFA_ADDRESS, iface.ip.packed)
+            if prefix_len < 31:
+                broadcast = ipaddress.IPv4Network(iface.network).broadcast_address
+                body += _attr(_IFA_BROADCAST, broadcast.packed)
         with contextlib.suppress(FileExistsError):
             self.request(_RTM_NEWADDR, _NLM_F_CREATE | _NLM_F_EXCL, body)
 
@@ -138,13 +146,14 @@ class _Socket:
         self.request(_RTM_NEWLINK, 0, _ifinfo(index, _IFF_UP, _IFF_UP))
 
     def default_route(self, gateway: str, *, replace: bool = False) -> None:
-        """The main table's default route through ``gateway`` (``replace``: instead of the
-        one there is)."""
+        """The main table's default route (IPv4 or IPv6, as ``gateway`` is) through
+        ``gateway`` (``replace``: instead of the one there is)."""
+        address = ipaddress.ip_address(gateway)
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         body = _RTMSG.pack(
-            socket.AF_INET, 0, 0, 0, _RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE,
-            _RTN_UNICAST, 0,
+            family, 0, 0, 0, _RT_TABLE_MAIN, _RTPROT_BOOT, _RT_SCOPE_UNIVERSE, _RTN_UNICAST, 0,
         )  # fmt: skip
-        body += _attr(_RTA_GATEWAY, socket.inet_aton(gateway))
+        body += _attr(_RTA_GATEWAY, address.packed)
         flags = _NLM_F_CREATE | (_NLM_F_REPLACE if replace else _NLM_F_EXCL)
         self.request(_RTM_NEWROUTE, flags, body)
 
@@ -191,9 +200,12 @@ def _netlink(pid: int | None = None) -> Iterator[_Socket]:
         yield _Socket(sock)
 
 
-def ensure_bridge(name: str, gateway: str, prefix_len: int, mac: str, mtu: int = 0) -> None:
+def ensure_bridge(
+    name: str, gateway: str, prefix_len: int, mac: str, mtu: int = 0, gateway6: str = ""
+) -> None:
     """The bridge ``name`` exists with the address ``mac``, holds ``gateway/prefix_len``
-    and is up; made with ``mtu`` (0: the kernel's).  The address is set, not left to the
+    (and ``gateway6``, ADDRESS/LEN, on an IPv6 network) and is up; made with ``mtu`` (0:
+    the kernel's).  The address is set, not left to the
     kernel: a bridge would otherwise take the lowest of its ports' addresses and change it
     when that port goes (a container disconnected or removed), and the other containers'
     ARP caches would keep sending to the old one for half a minute."""
@@ -210,6 +222,9 @@ def ensure_bridge(name: str, gateway: str, prefix_len: int, mac: str, mtu: int =
         if mtu:  # set apart from the creation: the bridge then keeps it with no port left
             nl.request(_RTM_NEWLINK, 0, _ifinfo(index=index) + _attr(_IFLA_MTU, _u32(mtu)))
         nl.add_address(index, gateway, prefix_len)
+        if gateway6:
+            address, _, length = gateway6.partition("/")
+            nl.add_address(index, address, int(length))
 
 
 def delete_link(name: str) -> bool:
@@ -237,22 +252,24 @@ def link_names() -> set[str]:
     return {name for _, name in socket.if_nameindex()}
 
 
-def routed_networks(skip: set[str]) -> list[tuple[ipaddress.IPv4Network, str]]:
-    """The IPv4 destinations the daemon's namespace routes (main table, not through the
-    links in ``skip``), with the link each goes to: what a new subnet must not overlap.
-    A default route is not a destination."""
-    found = []
+def routed_networks(
+    skip: set[str], family: int = socket.AF_INET
+) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
+    """The destinations of ``family`` the daemon's namespace routes (main table, not
+    through the links in ``skip``), with the link each goes to: what a new subnet must not
+    overlap.  A default route is not a destination."""
+    found: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
     with _netlink() as nl:
-        query = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        query = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
         routes = nl.request(_RTM_GETROUTE, 0, query, dump=True)
     for kind, message in routes:
         if kind != _RTM_NEWROUTE:
             continue
-        family, dst_len, _, _, table, _, _, _, _ = _RTMSG.unpack_from(message, _HEADER.size)
+        route_family, dst_len, _, _, table, _, _, _, _ = _RTMSG.unpack_from(message, _HEADER.size)
         attrs = _attrs(message, _HEADER.size + _RTMSG.size)
         if _RTA_TABLE in attrs:
             (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
-        if family != socket.AF_INET or table != _RT_TABLE_MAIN or dst_len == 0:
+        if family != route_family or table != _RT_TABLE_MAIN or dst_len == 0:
             continue
         if _RTA_DST not in attrs:
             continue
@@ -262,8 +279,8 @@ def routed_networks(skip: set[str]) -> list[tuple[ipaddress.IPv4Network, str]]:
                 link = socket.if_indextoname(struct.unpack("=I", attrs[_RTA_OIF])[0])
         if link in skip:
             continue
-        dst = socket.inet_ntoa(attrs[_RTA_DST])
-        found.append((ipaddress.IPv4Network(f"{dst}/{dst_len}", strict=False), link))
+        dst = ipaddress.ip_address(attrs[_RTA_DST])
+        found.append((ipaddress.ip_network(f"{dst}/{dst_len}", strict=False), link))
     return found
 
 
@@ -309,11 +326,16 @@ def plug(
     default_route: bool = True,
     configure: bool = True,
     mtu: int = 0,
+    address6: str = "",
+    gateway6: str = "",
 ) -> int:
     """Give process ``pid``'s network namespace an ``ifname``: one end of a veth pair whose
     other end (``host_name``) is a port of ``bridge``; with ``configure`` (a running
     container), its address and, with ``default_route``, a default route through
-    ``gateway`` (a container's spawned process does that itself: SpawnPlan.links).
+    ``gateway`` (a container's spawned process does that itself: SpawnPlan.links).  On an
+    IPv6 network (``address6``, ADDRESS/LEN) the interface gets that address, is brought
+    up and, given ``gateway6``, routes IPv6 by default through it, in either case: the
+    spawned process has no ioctl for an address without duplicate address detection.
     Returns the host end's interface index."""
     try:
         master = socket.if_nametoindex(bridge)
@@ -325,15 +347,21 @@ def plug(
         except FileExistsError:  # a previous run's end, if its namespace is not gone yet
             nl.delete(name=host_name)
             index = _new_veth(nl, host_name, master, ifname, mac, pid, mtu)
-        if not configure:
+        if not configure and not address6:
             return index
         try:
             with _netlink(pid) as inside:
                 inner = inside.index(ifname)
-                inside.add_address(inner, address, prefix_len)
+                if configure:
+                    inside.add_address(inner, address, prefix_len)
+                if address6:
+                    own, _, length = address6.partition("/")
+                    inside.add_address(inner, own, int(length))
                 inside.up(inner)
-                if default_route:
+                if default_route and configure:
                     inside.default_route(gateway)
+                if gateway6:
+                    inside.default_route(gateway6)
         except BaseException:
             with contextlib.suppress(OSError):
                 nl.delete(index=index)
@@ -342,6 +370,7 @@ def plug(
 
 
 def set_default_route(pid: int, gateway: str) -> None:
-    """Route process ``pid``'s namespace by default through ``gateway`` (replacing any)."""
+    """Route process ``pid``'s namespace by default through ``gateway`` (replacing any of
+    its family)."""
     with _netlink(pid) as inside:
         inside.default_route(gateway, replace=True)

@@ -30,6 +30,9 @@ class NetworkCreateRequest:
     ip_range: str = ""
     options: dict[str, str] = attrs.Factory(dict)  # Docker's driver options (-o)
     internal: bool = False  # Docker's --internal
+    ipv6: bool = False  # Docker's --ipv6: dual stack, in subnet6 ("": a free one)
+    subnet6: str = ""
+    gateway6: str = ""
 
 
 @attrs.frozen
@@ -62,6 +65,7 @@ class NetworkConnectRequest:
     ip: str = ""
     mac: str = ""
     driver_opts: tuple[str, ...] = ()  # the endpoint's, "KEY=VALUE"
+    ip6: str = ""
 
 
 @attrs.frozen
@@ -80,6 +84,7 @@ class Member:
     ip_address: str  # its address on the network (kept while the container exists)
     running: bool
     mac_address: str = ""  # its interface's there, while it has one
+    ipv6_address: str = ""  # on a network with IPv6
 
 
 @attrs.frozen
@@ -97,6 +102,9 @@ class NetworkInfo:
     ip_range: str = ""
     options: dict[str, str] = attrs.Factory(dict)
     internal: bool = False
+    ipv6: bool = False
+    subnet6: str = ""
+    gateway6: str = ""
 
 
 @attrs.frozen
@@ -153,7 +161,8 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
             mac = next(
                 (e.mac_address for e in c.state.network.endpoints if e.network == net.name), ""
             )
-            members.append(Member(c.id, c.name, address, running, mac if running else ""))
+            address6 = net.allocations6.get(c.id, "")
+            members.append(Member(c.id, c.name, address, running, mac if running else "", address6))
     return NetworkInfo(
         name=net.name,
         id=net.id,
@@ -168,6 +177,9 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         ip_range=net.ip_range,
         options=dict(net.options),
         internal=net.internal,
+        ipv6=net.ipv6,
+        subnet6=net.subnet6,
+        gateway6=net.gateway6,
     )
 
 
@@ -259,6 +271,9 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             req.ip_range,
             req.options,
             internal=req.internal,
+            ipv6=req.ipv6,
+            subnet6=req.subnet6,
+            gateway6=req.gateway6,
         )
         sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))
@@ -293,7 +308,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
     async def connect(conn: Conn, req: NetworkConnectRequest) -> None:
         async def change(c: Container, attachment: Attachment | None) -> ContainerConfig:
             return await sup.networks.connect(
-                c, attachment, req.network, req.aliases, req.ip, req.mac, req.driver_opts
+                c, attachment, req.network, req.aliases, req.ip, req.mac, req.driver_opts, req.ip6
             )
 
         await sup.change_networks(req.container, change)

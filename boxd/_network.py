@@ -53,6 +53,7 @@ from ._netconfig import (
     PortBinding,
     PortSpec,
     check_ipv4,
+    check_ipv6,
     check_mac,
     check_network_name,
     resolv_conf,
@@ -65,6 +66,7 @@ log = logging.getLogger("boxd.network")
 
 DEFAULT_BRIDGE = "boxd0"  # the default root's; see default_bridge()
 DEFAULT_NETWORK = "bridge"
+IPV6_MIN_MTU = 1280  # RFC 8200's
 
 # Ranges a bridge's subnet must not touch: the kernel refuses their addresses on an
 # interface (or gives them another meaning), so a container on such a network cannot start.
@@ -73,6 +75,14 @@ _NOT_UNICAST = (
     (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
     (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
     (ipaddress.IPv4Network("255.255.255.255/32"), "the broadcast address"),
+)
+
+# The same for IPv6: the kernel gives these addresses no interface, or another meaning.
+_NOT_UNICAST6 = (
+    (ipaddress.IPv6Network("::/127"), "the unspecified and loopback addresses"),
+    (ipaddress.IPv6Network("::ffff:0:0/96"), "IPv4-mapped addresses"),
+    (ipaddress.IPv6Network("fe80::/10"), "link-local"),
+    (ipaddress.IPv6Network("ff00::/8"), "multicast"),
 )
 
 # Where subnets are picked from when none is asked for (Docker's default pools).
@@ -141,10 +151,20 @@ class Network:
     # elsewhere, no masquerade, no default route through it, no published ports, and no
     # name forwarded upstream for a container on no other network).
     internal: bool = False
+    # Docker's --ipv6 (EnableIPv6): dual stack, its containers get an address of this
+    # subnet too (from the bridge's gateway6, the subnet's first by default).
+    ipv6: bool = False
+    subnet6: str = ""  # "fd00:1::/64" ("" without ipv6)
+    gateway6: str = ""
+    allocations6: dict[str, str] = attrs.Factory(dict)  # container id -> IPv6 address
 
     @property
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def network6(self) -> ipaddress.IPv6Network:
+        return ipaddress.IPv6Network(self.subnet6)
 
     @property
     def mtu(self) -> int:
@@ -221,6 +241,10 @@ class BridgeOptions:
     # Docker's default-address-pools, (base CIDR, prefix length) each: where a network's
     # subnet is picked from when none is given (none: POOL).
     pools: tuple[tuple[str, int], ...] = ()
+    # Docker's daemon-wide --ipv6 and --fixed-cidr-v6: the default network is dual stack,
+    # in subnet6 ("": a /64 of the daemon's unique local /48, see ula_pool).
+    ipv6: bool = False
+    subnet6: str = ""
 
     @classmethod
     def of(
@@ -231,12 +255,14 @@ class BridgeOptions:
         *,
         bip: str = "",
         pools: tuple[tuple[str, int], ...] = (),
+        ipv6: bool = False,
+        subnet6: str = "",
     ) -> BridgeOptions:
         """``bip`` (Docker's, checked: ADDRESS/LEN) gives the subnet and the gateway."""
         if not bip:
-            return cls(name, subnet, mtu, pools=pools)
+            return cls(name, subnet, mtu, pools=pools, ipv6=ipv6, subnet6=subnet6)
         iface = ipaddress.IPv4Interface(bip)
-        return cls(name, str(iface.network), mtu, str(iface.ip), pools)
+        return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6)
 
     def candidates(self) -> Iterator[ipaddress.IPv4Network]:
         """The subnets a network without one may get, in order."""
@@ -332,22 +358,75 @@ def _table_name(bridge: str) -> str:
     return "boxd" if bridge == DEFAULT_BRIDGE else f"boxd-{bridge}"
 
 
-def _ip_range(text: str, subnet: ipaddress.IPv4Network) -> str:
+def _ip_range(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     try:
         pool = ipaddress.IPv4Network(text)
     except ValueError:
         raise NetworkError(f"invalid ip-range {text!r}: use an IPv4 CIDR in the subnet") from None
-    if not pool.subnet_of(subnet):
+    if not isinstance(subnet, ipaddress.IPv4Network) or not pool.subnet_of(subnet):
         raise NetworkError(f"invalid ip-range {text!r}: not inside the subnet {subnet}")
     return str(pool)
 
 
-def _gateway(text: str, subnet: ipaddress.IPv4Network) -> str:
+def ula_pool(root: Path) -> ipaddress.IPv6Network:
+    """Where an IPv6 network without a subnet gets its /64: a unique local /48 of this
+    daemon's (40 bits of a hash of its root), as Docker derives one from its host id."""
+    digest = hashlib.sha256(f"boxd ula {root.resolve()}".encode()).digest()
+    global_id = int.from_bytes(digest[:5], "big")
+    return ipaddress.IPv6Network(((0xFD << 120) | (global_id << 80), 48))
+
+
+# For each IP version: the longest prefix a network may have (room for the gateway and a
+# container), the ranges it may not touch, an example.
+_SUBNET_RULES: dict[int, tuple[int, tuple[tuple[Any, str], ...], str]] = {
+    4: (30, _NOT_UNICAST, "10.5.0.0/24"),
+    6: (126, _NOT_UNICAST6, "fd00:1::/64"),
+}
+
+
+def _checked_subnet(
+    wanted: str, version: int, taken: Iterable[tuple[Any, str]]
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The subnet ``wanted`` names, refused (naming it) if it is not of IP ``version``, is
+    too small, touches a range no interface has an address in, or overlaps what is
+    ``taken`` (subnet, what holds it)."""
+    longest, specials, example = _SUBNET_RULES[version]
     try:
-        address = ipaddress.IPv4Address(text)
+        subnet = ipaddress.ip_network(wanted, strict=False)
     except ValueError:
-        raise NetworkError(f"invalid gateway {text!r}: use an IPv4 address") from None
-    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        subnet = None
+    if subnet is None or subnet.version != version:
+        raise NetworkError(f"invalid subnet {wanted!r}: use an IPv{version} CIDR such as {example}")
+    if subnet.prefixlen > longest:
+        raise NetworkError(f"invalid subnet {wanted!r}: too small (at most /{longest})")
+    for special, what in specials:
+        if subnet.overlaps(special):
+            raise NetworkError(
+                f"invalid subnet {wanted!r}: it overlaps {special}, {what},"
+                " which no interface can have an address in"
+            )
+    for other, what in taken:
+        if subnet.overlaps(other):
+            raise NetworkError(f"subnet {subnet} overlaps {what}")
+    return subnet
+
+
+def _ends(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> set[Any]:
+    """The addresses of ``subnet`` no interface gets: its network address (IPv6's
+    subnet-router anycast) and an IPv4 subnet's broadcast address."""
+    if subnet.version == 6:
+        return {subnet.network_address}
+    return {subnet.network_address, subnet.broadcast_address}
+
+
+def _gateway(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or address.version != subnet.version:
+        raise NetworkError(f"invalid gateway {text!r}: use an IPv{subnet.version} address")
+    if address not in subnet or address in _ends(subnet):
         raise NetworkError(f"invalid gateway {text!r}: not a host address of {subnet}")
     return str(address)
 
@@ -364,6 +443,7 @@ class Networks:
         self.dir = root / "networks"
         self.options = attrs.evolve(options, name=options.name or default_bridge(root))
         self.table = _table_name(self.options.name)
+        self.pool6 = ula_pool(root)
         self.nursery: trio.Nursery | None = None  # proxies and DNS run here
         self._nets: dict[str, Network] = {}
         # The networks of a newer boxd's records, left alone: name -> subnet ("": unknown),
@@ -371,7 +451,8 @@ class Networks:
         self._foreign: dict[str, str] = {}
         self._up: set[str] = set()  # bridges this daemon brought up
         self._forwards: dict[str, list[_nft.Forward]] = {}  # container id -> its ports
-        self._names: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}  # net -> cid -> ...
+        # network -> container id -> its names there, its addresses there (IPv4, IPv6)
+        self._names: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
         self._dns: dict[str, trio.CancelScope] = {}
         self._resolvers: dict[str, tuple[str, ...]] = {}  # container id -> its --dns
         self._aliases: dict[str, dict[str, str]] = {}  # container id -> its links' ALIAS: NAME
@@ -381,6 +462,7 @@ class Networks:
         self._unsaved: set[str] = set()
         self._lock = trio.Lock()
         self._table = False  # whether this daemon made its nftables table
+        self._table6 = False  # and its ip6 twin (see boxd._nft), there now
         # ``container:NAME``: the running container NAME names, and its init's pid (set by
         # the supervisor; raises when there is none).
         self.peer: Callable[[str], tuple[Container, int]] | None = None
@@ -457,8 +539,8 @@ class Networks:
                 if given:
                     raise NetworkError(f"conflicting options: {words}")
         for join in joined(config):
-            if join.network == DEFAULT_NETWORK and (join.ip or join.aliases):
-                raise _default_refuses(join.ip)
+            if join.network == DEFAULT_NETWORK and (join.ip or join.ip6 or join.aliases):
+                raise _default_refuses(join.ip or join.ip6)
 
     def by_name(self, config: ContainerConfig) -> ContainerConfig:
         """``config`` with each user network it names by id (or a prefix of one) named
@@ -499,43 +581,45 @@ class Networks:
 
     # ---- subnets --------------------------------------------------------------------
 
-    async def _routes(self) -> builtins.list[tuple[ipaddress.IPv4Network, str]]:
+    async def _routes(
+        self, family: int = socket.AF_INET
+    ) -> builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
         ours = {n.bridge for n in self._nets.values()}
-        return await trio.to_thread.run_sync(_netlink.routed_networks, ours)
+        return await trio.to_thread.run_sync(_netlink.routed_networks, ours, family)
 
-    async def _subnet(self, wanted: str, *, exclude: str = "") -> ipaddress.IPv4Network:
-        """``wanted`` checked against the host's routes and the other networks, or the
-        first free subnet of the pool."""
-        taken = [(n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude]
-        for name, text in self._foreign.items():
-            with contextlib.suppress(ValueError):  # a newer boxd's subnet we cannot read
-                taken.append((ipaddress.IPv4Network(text), f"network {name} (a newer boxd's)"))
-        taken += [
-            (net, f"the host's route to {net} on {link}") for net, link in await self._routes()
-        ]
+    async def _subnet(
+        self, wanted: str, *, exclude: str = "", version: int = 4
+    ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """``wanted`` (an IPv4 or, ``version`` 6, an IPv6 CIDR) checked against the host's
+        routes and the other networks (a newer boxd's IPv4 ones too), or the first free
+        subnet of the pool (IPv6: the first free /64 of :func:`ula_pool`)."""
+        candidates: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+        taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]
+        if version == 6:
+            taken = [
+                (n.network6, f"network {n.name}")
+                for n in self._nets.values()
+                if n.ipv6 and n.name != exclude
+            ]
+            routes = await self._routes(socket.AF_INET6)
+            candidates = self.pool6.subnets(new_prefix=64)
+        else:
+            taken = [
+                (n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude
+            ]
+            for name, text in self._foreign.items():
+                with contextlib.suppress(ValueError):  # a newer boxd's subnet we cannot read
+                    taken.append((ipaddress.IPv4Network(text), f"network {name} (a newer boxd's)"))
+            routes = await self._routes()
+            candidates = self.options.candidates()
+        taken += [(net, f"the host's route to {net} on {link}") for net, link in routes]
         if wanted:
-            try:
-                subnet = ipaddress.IPv4Network(wanted, strict=False)
-            except ValueError:
-                raise NetworkError(
-                    f"invalid subnet {wanted!r}: use an IPv4 CIDR such as 10.5.0.0/24"
-                ) from None
-            if subnet.prefixlen > 30:
-                raise NetworkError(f"invalid subnet {wanted!r}: too small (at most /30)")
-            for special, what in _NOT_UNICAST:
-                if subnet.overlaps(special):
-                    raise NetworkError(
-                        f"invalid subnet {wanted!r}: it overlaps {special}, {what},"
-                        " which no interface can have an address in"
-                    )
-            for other, what in taken:
-                if subnet.overlaps(other):
-                    raise NetworkError(f"subnet {subnet} overlaps {what}")
-            return subnet
-        for candidate in self.options.candidates():
+            return _checked_subnet(wanted, version, taken)
+        for candidate in candidates:
             if not any(candidate.overlaps(other) for other, _ in taken):
                 return candidate
-        raise NetworkError("no free subnet left in the pool: give one with --subnet")
+        kind = "IPv6 subnet" if version == 6 else "subnet"
+        raise NetworkError(f"no free {kind} left in the pool: give one with --subnet")
 
     # ---- the default network, user networks -----------------------------------------
 
@@ -547,13 +631,21 @@ class Networks:
             )
         net = self._nets.get(DEFAULT_NETWORK)
         wanted, gateway = self.options.subnet, self.options.gateway
+        wanted6 = self.options.subnet6
         if (
             net is None
             or net.bridge != self.options.name
             or (wanted and ipaddress.IPv4Network(wanted, strict=False) != net.network)
             or (gateway and gateway != net.gateway)
+            or net.ipv6 != self.options.ipv6
+            or (wanted6 and ipaddress.IPv6Network(wanted6, strict=False) != net.network6)
         ):
             subnet = await self._subnet(wanted, exclude=DEFAULT_NETWORK)
+            subnet6 = (
+                await self._subnet(wanted6, exclude=DEFAULT_NETWORK, version=6)
+                if self.options.ipv6
+                else None
+            )
             net = Network(
                 name=DEFAULT_NETWORK,
                 id=secrets.token_hex(32),
@@ -563,6 +655,9 @@ class Networks:
                 created_at=time.time(),
                 dns=False,
                 allocations={},
+                ipv6=subnet6 is not None,
+                subnet6=str(subnet6) if subnet6 else "",
+                gateway6=str(subnet6.network_address + 1) if subnet6 else "",
             )
             old = self._nets.get(DEFAULT_NETWORK)
             self._nets[net.name] = net
@@ -586,20 +681,34 @@ class Networks:
         options: dict[str, str] | None = None,
         *,
         internal: bool = False,
+        ipv6: bool = False,
+        subnet6: str = "",
+        gateway6: str = "",
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
         for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
-        driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`."""
+        driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`;
+        ``ipv6``: dual stack, in ``subnet6`` (default: a free /64 of :func:`ula_pool`)
+        with the bridge at ``gateway6`` (default: its first address)."""
         check_network_name(name)
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
         labels = dict(labels or {})
         if "" in labels:
             raise NetworkError(f"invalid label '={labels['']}': a label needs a key")
-        for what, value in (("gateway", gateway), ("ip-range", ip_range)):
-            if value and not subnet:
+        for what, value, given in (
+            ("gateway", gateway, subnet),
+            ("ip-range", ip_range, subnet),
+            ("gateway", gateway6, subnet6),
+        ):
+            if value and not given:
                 raise NetworkError(f"invalid {what} {value!r}: give the subnet it is in too")
+        if subnet6 and not ipv6:
+            # Docker keeps it unused; a subnet asked for and silently not had is refused.
+            raise NetworkError(
+                f"invalid subnet {subnet6!r}: an IPv6 subnet needs --ipv6 (EnableIPv6)"
+            )
         options = dict(options or {})
         async with self._lock:
             if name in self._nets:
@@ -609,7 +718,14 @@ class Networks:
                     f"network with name {name} already exists (a newer boxd's, left alone)"
                 )
             check_network_options(options, (n.bridge for n in self._nets.values()))
+            mtu = int(options.get(MTU_OPTION, 0))
+            if ipv6 and 0 < mtu < IPV6_MIN_MTU:  # the kernel turns IPv6 off on such a link
+                raise NetworkError(
+                    f"invalid {MTU_OPTION} {mtu}: an IPv6 network needs an MTU of at least "
+                    f"{IPV6_MIN_MTU}"
+                )
             chosen = await self._subnet(subnet)
+            chosen6 = await self._subnet(subnet6, version=6) if ipv6 else None
             net_id = secrets.token_hex(32)
             net = Network(
                 name=name,
@@ -623,6 +739,13 @@ class Networks:
                 created_at=time.time(),
                 dns=True,
                 labels=labels,
+                ipv6=ipv6,
+                subnet6=str(chosen6) if chosen6 else "",
+                gateway6=""
+                if chosen6 is None
+                else _gateway(gateway6, chosen6)
+                if gateway6
+                else str(chosen6.network_address + 1),
             )
             self._nets[name] = net
             self._save(net)
@@ -661,9 +784,12 @@ class Networks:
             net.network.prefixlen,
             mac_of(net.gateway),
             net.mtu,
+            f"{net.gateway6}/{net.network6.prefixlen}" if net.ipv6 else "",
         )
         self._up.add(net.bridge)
         _enable_forwarding()
+        if net.ipv6:
+            _enable_forwarding(IPV6_FORWARDING)
         await self._apply()
         if net.dns and self.nursery is not None:
             self._dns[net.name] = await self.nursery.start(self._serve_dns, net)
@@ -702,7 +828,7 @@ class Networks:
         """The container that has ``address`` on one of its networks."""
         for members in self._names.values():
             for cid, (_, held) in members.items():
-                if held == address:
+                if address in held:
                     return cid
         return None
 
@@ -740,7 +866,9 @@ class Networks:
                     wanted.append((head, net))
         for one, n in wanted:
             members = self._names.get(n, {}).values()
-            found = [a for names, a in members if one in (each.lower() for each in names)]
+            found = [
+                a for names, held in members if one in (n.lower() for n in names) for a in held
+            ]
             if found:
                 return found
         return []
@@ -750,7 +878,7 @@ class Networks:
         it on a network the asking container searches, as Docker's ("" if none has)."""
         for n in self._searched(network, self._client(client)):
             for names, held in self._names.get(n, {}).values():
-                if held == address:
+                if address in held:
                     return f"{names[0]}.{n}"
         return ""
 
@@ -776,13 +904,15 @@ class Networks:
 
     async def _apply(self) -> None:
         bridges = [
-            _nft.Bridge(n.bridge, n.subnet, n.internal, n.masquerade)
+            _nft.Bridge(n.bridge, n.subnet, n.internal, n.masquerade, n.subnet6)
             for n in self._nets.values()
             if n.bridge in self._up
         ]
         forwards = [f for fs in self._forwards.values() for f in fs]
+        ipv6 = any(b.subnet6 for b in bridges) or any(f.family == "ip6" for f in forwards)
         self._table = True
-        await _nft.apply(self.table, bridges, forwards)
+        await _nft.apply(self.table, bridges, forwards, ipv6=ipv6, drop6=self._table6)
+        self._table6 = ipv6
 
     # ---- the daemon's life ------------------------------------------------------------
 
@@ -800,13 +930,19 @@ class Networks:
         for c in adopted:
             for e in c.state.network.endpoints:
                 net = self._nets.get(e.network)
-                if net is not None and net.allocations.get(c.id) != e.ip_address:
+                if net is None:
+                    continue
+                kept = (net.allocations.get(c.id), net.allocations6.get(c.id, ""))
+                if kept != (e.ip_address, e.ipv6_address):
                     net.allocations[c.id] = e.ip_address
+                    if e.ipv6_address:
+                        net.allocations6[c.id] = e.ipv6_address
                     self._save(net)
         for net in self._nets.values():
-            stale = [cid for cid in net.allocations if cid not in existing]
+            stale = [cid for cid in {*net.allocations, *net.allocations6} if cid not in existing]
             for cid in stale:
-                del net.allocations[cid]
+                net.allocations.pop(cid, None)
+                net.allocations6.pop(cid, None)
             if stale:
                 self._save(net)
         links = await trio.to_thread.run_sync(_netlink.link_names)
@@ -816,9 +952,12 @@ class Networks:
                 log.info("removing bridge %s left by a previous daemon", net.bridge)
                 await trio.to_thread.run_sync(_netlink.delete_link, net.bridge)
         try:
-            if not in_use and await _nft.exists(self.table):
+            families = await _nft.existing(self.table)
+            if not in_use and families:
                 log.info("removing nftables table %s left by a previous daemon", self.table)
-                await _nft.delete(self.table)
+                await _nft.delete(self.table, families)
+            # Kept for adopted containers: the first rebuild removes it if no longer needed.
+            self._table6 = bool(in_use) and "ip6" in families
         except _nft.NftError as exc:
             log.warning("%s: containers on a network will not start", exc)
         # The default network's record, checked against the host's routes now: a
@@ -861,16 +1000,17 @@ class Networks:
             log.info("keeping bridges %s for the containers that run on", sorted(running))
         elif self._table:
             with contextlib.suppress(_nft.NftError):
-                await _nft.delete(self.table)
+                await _nft.delete(self.table, _nft.FAMILIES if self._table6 else (_nft.FAMILY,))
         self._up.clear()
-        self._table = False
+        self._table = self._table6 = False
 
     def forget(self, cid: str) -> None:
         """A removed container's addresses go back to their networks."""
         unsaved = cid in self._unsaved
         self._unsaved.discard(cid)
         for net in self._nets.values():
-            if net.allocations.pop(cid, None) is not None and not unsaved:
+            freed = net.allocations.pop(cid, None), net.allocations6.pop(cid, None)
+            if freed != (None, None) and not unsaved:
                 self._save(net, durable=False)
 
     # ---- containers -------------------------------------------------------------------
@@ -899,7 +1039,7 @@ class Networks:
             join = joins.get(ep.network, NetworkJoin(ep.network, ep.aliases))
             host_link = host_link_name(container.id, ep.interface)
             index = await trio.to_thread.run_sync(_netlink.link_index, host_link)
-            link = _Link(net, join, ep.ip_address, ep.interface, host_link, index)
+            link = _Link(net, join, ep.ip_address, ep.interface, host_link, index, ep.ipv6_address)
             attachment.links.append(link)
         if attachment.links:
             for port in container.state.network.ports:
@@ -923,6 +1063,7 @@ class Networks:
         ip: str = "",
         mac: str = "",
         driver_opts: tuple[str, ...] = (),
+        ip6: str = "",
     ) -> ContainerConfig:
         """``network connect``: the container's configuration with network ``ref`` added
         (its address reserved now); ``attachment``, the running container's, gets the new
@@ -938,6 +1079,8 @@ class Networks:
             check_name(alias)
         if ip:
             ip = check_ipv4(ip, "--ip")
+        if ip6:
+            ip6 = check_ipv6(ip6, "--ip6")
         if mac:
             mac = check_mac(mac)
         async with self._lock:
@@ -947,12 +1090,16 @@ class Networks:
             raise NetworkConflict(
                 f"endpoint with name {container.name} already exists in network {net.name}"
             )
-        if not net.dns and (ip or aliases):
-            raise _default_refuses(ip)
-        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts)
+        if not net.dns and (ip or ip6 or aliases):
+            raise _default_refuses(ip or ip6)
+        join = NetworkJoin(net.name, aliases, ip, mac, driver_opts, ip6)
         new = attrs.evolve(config, networks=(*joins, join))
         async with self._lock:
-            await self._allocate(net, container.id, ip)
+            try:
+                await self._allocate_both(net, config, container.id, join)
+            except BaseException:
+                self._free(net, container.id)  # its IPv4 address, if its IPv6 one failed
+                raise
         if attachment is not None:
             try:
                 await attachment.join(net, join)
@@ -990,44 +1137,55 @@ class Networks:
         return new
 
     def _free(self, net: Network, cid: str) -> None:
-        if net.allocations.pop(cid, None) is not None:
+        freed = net.allocations.pop(cid, None), net.allocations6.pop(cid, None)
+        if freed != (None, None):
             self._save(net)
 
     async def _allocate(
-        self, net: Network, cid: str, wanted: str = "", *, save: bool = True
+        self, net: Network, cid: str, wanted: str = "", *, save: bool = True, v6: bool = False
     ) -> str:
-        """The container's address on ``net``: kept from before, ``wanted``, or the first
-        free one.  Without ``save`` (a ``--rm`` container, which has no address to keep
-        for a next start) a new address is not written down, nor is its return: the
-        record is only ever behind by such addresses, which recover() drops (their
-        containers are gone) or takes back from an adopted container's record."""
-        address = net.allocations.get(cid)
-        subnet = net.network
+        """The container's address on ``net`` (``v6``: its IPv6 one, "" on a network without
+        IPv6): kept from before, ``wanted``, or the first free one.  Without ``save`` (a
+        ``--rm`` container, which has no address to keep for a next start) a new address
+        is not written down, nor is its return: the record is only ever behind by such
+        addresses, which recover() drops (their containers are gone) or takes back from
+        an adopted container's record."""
+        if v6 and not net.ipv6:
+            if wanted:
+                raise NetworkError(
+                    f"invalid --ip6 {wanted}: network {net.name} has no IPv6 (see --ipv6)"
+                )
+            return ""
+        subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
+        if v6:
+            allocations, subnet, what = net.allocations6, net.network6, "--ip6"
+            pool: ipaddress.IPv4Network | ipaddress.IPv6Network = subnet
+            used = {a for c, a in allocations.items() if c != cid} | {net.gateway6}
+        else:
+            allocations, subnet, what = net.allocations, net.network, "--ip"
+            pool = ipaddress.IPv4Network(net.ip_range) if net.ip_range else subnet
+            used = {a for c, a in allocations.items() if c != cid} | {net.gateway}
+        address = allocations.get(cid)
         if (
             address is not None
-            and ipaddress.IPv4Address(address) in subnet
+            and ipaddress.ip_address(address) in subnet
             and wanted in ("", address)
         ):
             return address
-        used = {a for c, a in net.allocations.items() if c != cid} | {net.gateway}
+        ends = _ends(subnet)
         if wanted:
-            if ipaddress.IPv4Address(wanted) not in subnet or wanted in (
-                str(subnet.network_address),
-                str(subnet.broadcast_address),
-            ):
+            if ipaddress.ip_address(wanted) not in subnet or ipaddress.ip_address(wanted) in ends:
                 raise NetworkError(
-                    f"invalid --ip {wanted}: not an address of {net.name}'s {subnet}"
+                    f"invalid {what} {wanted}: not an address of {net.name}'s {subnet}"
                 )
             if wanted in used:
                 raise NetworkConflict(f"address {wanted} on network {net.name} is already in use")
-            net.allocations[cid] = wanted
+            allocations[cid] = wanted
             self._save(net)
             return wanted
-        pool = ipaddress.IPv4Network(net.ip_range) if net.ip_range else subnet
-        ends = (subnet.network_address, subnet.broadcast_address)
         for host in (a for a in pool if a not in ends):
             if str(host) not in used:
-                net.allocations[cid] = str(host)
+                allocations[cid] = str(host)
                 if save:
                     self._save(net, durable=False)
                 else:
@@ -1035,13 +1193,48 @@ class Networks:
                 return str(host)
         raise NetworkError(f"network {net.name} has no free address left in {pool}")
 
+    async def _allocate_both(
+        self,
+        net: Network,
+        config: ContainerConfig,
+        cid: str,
+        join: NetworkJoin,
+        *,
+        save: bool = True,
+    ) -> tuple[str, str]:
+        """The container's IPv4 address on ``net`` and its IPv6 one ("" without IPv6, or
+        with the container's own turned off: :func:`ipv6_off`)."""
+        address = await self._allocate(net, cid, join.ip, save=save)
+        if ipv6_off(config):
+            if join.ip6:
+                raise NetworkError(
+                    f"invalid --ip6 {join.ip6}: the container's IPv6 is turned off "
+                    "(--sysctl net.ipv6.conf.all.disable_ipv6=1)"
+                )
+            return address, ""
+        return address, await self._allocate(net, cid, join.ip6, save=save, v6=True)
+
+
+def ipv6_off(config: ContainerConfig) -> bool:
+    """Whether the container turns IPv6 off (``--sysctl net.ipv6.conf.all.disable_ipv6=1``,
+    or ``lo``'s): it then gets no IPv6 address, as Docker gives none to a container whose
+    loopback has none (the kernel would take it away)."""
+    keys = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.lo.disable_ipv6")
+    return any(
+        k in keys and v.strip() == "1" for k, _, v in (s.partition("=") for s in config.sysctls)
+    )
+
+
+IPV6_FORWARDING = "/proc/sys/net/ipv6/conf/all/forwarding"
+
 
 def _enable_forwarding(path: str = "/proc/sys/net/ipv4/ip_forward") -> None:
     """Routing between the bridges and the host's links, as Docker does (in the daemon's
-    network namespace: a test's daemon changes its test namespace only)."""
+    network namespace: a test's daemon changes its test namespace only); IPv6's
+    (``IPV6_FORWARDING``) with the first network with IPv6."""
     with open(path, "r+") as f:
         if f.read().strip() != "1":
-            log.info("enabling IPv4 forwarding (%s)", path)
+            log.info("enabling forwarding (%s)", path)
             f.seek(0)
             f.write("1\n")
 
@@ -1056,6 +1249,12 @@ class _Link:
     interface: str  # eth0, eth1, ... in the container
     host_link: str  # the veth's other end, a port of the network's bridge
     host_index: int = 0  # its interface index, once plugged (never reused by another)
+    address6: str = ""  # its IPv6 address on a network with IPv6
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Its addresses: IPv4, then IPv6 on a network with IPv6."""
+        return (self.address, self.address6) if self.address6 else (self.address,)
 
     @property
     def mac(self) -> str:
@@ -1113,6 +1312,11 @@ class Attachment:
         """The link its default route and published ports go through: its first network
         that is not internal (none if all are)."""
         return next((link for link in self.links if not link.net.internal), None)
+
+    def _outward6(self) -> _Link | None:
+        """The link its IPv6 default route goes through: its first network with IPv6 that
+        is not internal (as Docker picks a gateway for each family)."""
+        return next((ln for ln in self.links if ln.address6 and not ln.net.internal), None)
 
     def _names(self, join: NetworkJoin) -> tuple[str, ...]:
         return dns_names(self.container, join)
@@ -1174,6 +1378,7 @@ class Attachment:
             )
             return EtcNetwork(
                 address=endpoints[0].ip_address,
+                addresses6=(endpoints[0].ipv6_address,) if endpoints[0].ipv6_address else (),
                 names=names,
                 resolv=resolv,
                 host_gateway=net.gateway,
@@ -1189,6 +1394,7 @@ class Attachment:
             address=self.links[0].address,
             names=names,
             others=tuple([link.address for link in self.links[1:]]),
+            addresses6=tuple([link.address6 for link in self.links if link.address6]),
             resolv=self._resolv(),
             links=self.link_hosts,
             host_gateway=self.links[0].net.gateway,
@@ -1233,13 +1439,16 @@ class Attachment:
                     raise NoSuchNetwork(
                         f"failed to set up container networking: network {join.network} not found"
                     ) from None
-                address = await nets._allocate(
-                    net, cid, join.ip, save=not self.container.config.auto_remove
+                address, address6 = await nets._allocate_both(
+                    net,
+                    self.container.config,
+                    cid,
+                    join,
+                    save=not self.container.config.auto_remove,
                 )
                 interface = f"eth{n}"
-                self.links.append(
-                    _Link(net, join, address, interface, host_link_name(cid, interface))
-                )
+                host_link = host_link_name(cid, interface)
+                self.links.append(_Link(net, join, address, interface, host_link, 0, address6))
         if self.links:
             outward = self._outward()
             if outward is None:
@@ -1257,14 +1466,22 @@ class Attachment:
 
     def _bind_ports(self, net: Network) -> None:
         """The host ports it publishes through ``net``, bound (a taken one fails here,
-        naming it); those without an address of their own on ``net``'s binding address."""
+        naming it); those without an address of their own on ``net``'s binding address, or
+        on every address of each family, as Docker's: 0.0.0.0 and the same port on ``::``
+        (unless the host has no IPv6)."""
         forwards = self.networks._forwards.values()
         published = {(f.protocol, f.host_port) for fs in forwards for f in fs}
+        both = _proxy.ipv6_available()
         try:
             for spec in self._wanted_ports():
                 if not spec.host_ip and net.binding_ip:
                     spec = attrs.evolve(spec, host_ip=net.binding_ip)
-                self._sockets.append((spec, _proxy.bind(spec, published)))
+                sock = _proxy.bind(spec, published)
+                self._sockets.append((spec, sock))
+                if not spec.host_ip and both:
+                    port = sock.getsockname()[1]
+                    twin = attrs.evolve(spec, host_ip="::", host_port=port, host_port_end=0)
+                    self._sockets.append((twin, _proxy.bind(twin, published)))
         except BaseException:
             self._close_sockets()
             raise
@@ -1293,9 +1510,12 @@ class Attachment:
         if self.links:
             self._check_namespace()
 
+            outward6 = self._outward6()
+
             def plug_all() -> None:  # in one worker thread (each index kept at once)
                 for link in self.links:
-                    link.host_index = _netlink.plug(pid, configure=False, **self._plug_args(link))
+                    args = self._plug_args(link, route6=link is outward6)
+                    link.host_index = _netlink.plug(pid, configure=False, **args)
 
             await trio.to_thread.run_sync(plug_all)
         await self._activate()
@@ -1305,7 +1525,8 @@ class Attachment:
             # A spawn path that made no namespace (a test's fake): never touch the daemon's.
             raise OSError(f"process {self.pid} has no network namespace of its own to connect")
 
-    def _plug_args(self, link: _Link) -> dict[str, Any]:
+    def _plug_args(self, link: _Link, *, route6: bool) -> dict[str, Any]:
+        """``route6``: IPv6 goes through ``link`` by default (see :meth:`_outward6`)."""
         net = link.net
         return {
             "host_name": link.host_link,
@@ -1316,13 +1537,15 @@ class Attachment:
             "gateway": net.gateway,
             "ifname": link.interface,
             "mtu": net.mtu,
+            "address6": f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
+            "gateway6": net.gateway6 if route6 else "",
         }
 
-    async def _plug(self, link: _Link, *, default_route: bool) -> None:
+    async def _plug(self, link: _Link, *, default_route: bool, route6: bool) -> None:
         """Hot-plug ``link`` into the running container: made and configured from here."""
         self._check_namespace()
         pid = self.pid
-        args = self._plug_args(link)
+        args = self._plug_args(link, route6=route6)
         link.host_index = await trio.to_thread.run_sync(
             lambda: _netlink.plug(pid, default_route=default_route, **args)
         )
@@ -1340,6 +1563,9 @@ class Attachment:
                         mac_address=link.mac,
                         aliases=link.join.aliases,
                         interface=link.interface,
+                        ipv6_address=link.address6,
+                        ipv6_prefix_len=link.net.network6.prefixlen if link.address6 else 0,
+                        ipv6_gateway=link.net.gateway6 if link.address6 else "",
                     )
                     for link in self.links
                 ]
@@ -1360,7 +1586,7 @@ class Attachment:
             for link in self.links:
                 nets._names.setdefault(link.net.name, {})[cid] = (
                     self._names(link.join),
-                    link.address,
+                    link.addresses,
                 )
         outward = self._outward()
         if outward is not None:
@@ -1369,7 +1595,9 @@ class Attachment:
 
     async def _open_ports(self, outward: _Link) -> None:
         """The ports bound (:meth:`_bind_ports`) answer: forwarded to its address on
-        ``outward`` by nftables rules and the proxies."""
+        ``outward`` by nftables rules and the proxies.  A port bound on IPv6 goes to its
+        IPv6 address there; a container without one (an IPv4-only network) gets it
+        through the proxy alone, to its IPv4 address, as Docker's docker-proxy relays it."""
         nets = self.networks
         bindings = []
         forwards = []
@@ -1378,9 +1606,17 @@ class Attachment:
             bindings.append(
                 PortBinding(spec.container_port, spec.protocol, spec.host_ip, host_port)
             )
+            v6 = ":" in spec.host_ip
+            if v6 and not outward.address6:
+                continue
             forwards.append(
                 _nft.Forward(
-                    spec.protocol, spec.host_ip, host_port, outward.address, spec.container_port
+                    spec.protocol,
+                    "" if spec.host_ip == "::" else spec.host_ip,
+                    host_port,
+                    outward.address6 if v6 else outward.address,
+                    spec.container_port,
+                    "ip6" if v6 else _nft.FAMILY,
                 )
             )
         async with nets._lock:
@@ -1388,7 +1624,7 @@ class Attachment:
             if forwards:
                 await nets._apply()
         if self._sockets and nets.nursery is not None:
-            self._proxies = await nets.nursery.start(self._serve_proxies, outward.address)
+            self._proxies = await nets.nursery.start(self._serve_proxies, outward)
         self._bindings = tuple(bindings)
 
     async def join(self, net: Network, join: NetworkJoin) -> None:
@@ -1401,16 +1637,17 @@ class Attachment:
         interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
         cid = self.container.id
         nets = self.networks
-        address = net.allocations[cid]
-        link = _Link(net, join, address, interface, host_link_name(cid, interface))
+        address, address6 = net.allocations[cid], net.allocations6.get(cid, "")
+        link = _Link(net, join, address, interface, host_link_name(cid, interface), 0, address6)
         outward = self._outward() is None and not net.internal
+        outward6 = self._outward6() is None and bool(address6) and not net.internal
         bound = outward and not self._sockets
         if bound:
             self._bind_ports(net)
         try:
             async with nets._lock:
                 await nets._bring_up(net)
-            await self._plug(link, default_route=outward)
+            await self._plug(link, default_route=outward, route6=outward6)
         except BaseException:
             if bound:
                 self._close_sockets()
@@ -1420,7 +1657,7 @@ class Attachment:
         async with nets._lock:
             nets._resolvers[cid] = self.container.config.dns
             nets._aliases[cid] = link_aliases(self.container.config)
-            nets._names.setdefault(net.name, {})[cid] = (self._names(join), address)
+            nets._names.setdefault(net.name, {})[cid] = (self._names(join), link.addresses)
         if outward and self._sockets:
             await self._open_ports(link)
         self._publish_state()
@@ -1430,7 +1667,7 @@ class Attachment:
         go with the network that routed them (:meth:`_outward`); the next one that is not
         internal routes by default."""
         link = next(link for link in self.links if link.net.name == network)
-        routed = link is self._outward()
+        routed, routed6 = link is self._outward(), link is self._outward6()
         nets = self.networks
         cid = self.container.id
         await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
@@ -1445,14 +1682,21 @@ class Attachment:
             if (outward := self._outward()) is not None:
                 gateway = outward.net.gateway
                 await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
+        if routed6 and (outward6 := self._outward6()) is not None:
+            gateway = outward6.net.gateway6
+            await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
         self._publish_state()
 
     async def _serve_proxies(
-        self, address: str, task_status: trio.TaskStatus[trio.CancelScope]
+        self, outward: _Link, task_status: trio.TaskStatus[trio.CancelScope]
     ) -> None:
+        """Each bound port relayed to the container's address on ``outward`` (its IPv6 one
+        for a port bound on IPv6, when it has one)."""
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 for spec, sock in self._sockets:
+                    v6 = ":" in spec.host_ip and outward.address6
+                    address = outward.address6 if v6 else outward.address
                     nursery.start_soon(_proxy.serve, sock, address, spec.container_port)
                 task_status.started(scope)
 

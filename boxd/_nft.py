@@ -10,6 +10,10 @@ every table's chains on a hook, so boxd only adds verdicts of its own.
 The nft command line takes JSON as its documented machine interface; libnftables' Python
 binding is a Debian package for the system Python only, not something pip installs into
 boxd's environment, so boxd runs ``nft``.
+
+IPv6 has a table of the same name in the ``ip6`` family with the same rules for the
+networks' IPv6 subnets, made with the first network with IPv6 and rebuilt in the same
+transaction as the ``ip`` one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import attrs
 import trio
 
 FAMILY = "ip"
+FAMILIES = ("ip", "ip6")
 
 
 class NftError(OSError):
@@ -35,6 +40,7 @@ class Bridge:
     subnet: str  # "172.17.0.0/16"
     internal: bool = False  # no way out nor in: see boxd._network.Network.internal
     masquerade: bool = True  # what its containers send out takes the host's address
+    subnet6: str = ""  # "fd00:1::/64" on a network with IPv6
 
 
 @attrs.frozen
@@ -46,6 +52,7 @@ class Forward:
     host_port: int
     address: str
     port: int
+    family: str = FAMILY  # "ip6": host_ip and address are IPv6 ("" any IPv6 address)
 
 
 def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
@@ -66,15 +73,53 @@ def _prefix(cidr: str) -> dict[str, Any]:
 
 
 LOCAL_DESTINATION = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
-NOT_LOOPBACK = _match(_payload("ip", "daddr"), _prefix("127.0.0.0/8"), "!=")
+LOOPBACK = {"ip": "127.0.0.0/8", "ip6": "::1/128"}
 
 
-def ruleset(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) -> dict[str, Any]:
-    """The batch that makes ``table`` hold exactly these bridges' and ports' rules."""
-    t = {"family": FAMILY, "table": table}
+def ruleset(
+    table: str,
+    bridges: Sequence[Bridge],
+    forwards: Sequence[Forward],
+    *,
+    ipv6: bool = False,
+    drop6: bool = False,
+) -> dict[str, Any]:
+    """The batch that makes ``table`` hold exactly these bridges' and ports' rules; with
+    ``ipv6`` its ``ip6`` twin too, for the bridges' IPv6 subnets and the ports forwarded
+    to IPv6 addresses (``drop6``: that twin removed, no longer needed)."""
+    commands = _family(FAMILY, table, bridges, [f for f in forwards if f.family == FAMILY])
+    if ipv6:
+        v6 = [b for b in bridges if b.subnet6]
+        forwards6 = [f for f in forwards if f.family == "ip6"]
+        commands += _family("ip6", table, v6, forwards6, isolated=bridges)
+    elif drop6:
+        commands += _removal("ip6", table)
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}
+
+
+def _removal(family: str, table: str) -> list[dict[str, Any]]:
+    """``table`` of ``family`` removed if it is there (add-then-delete: no error if not)."""
+    return [
+        {"add": {"table": {"family": family, "name": table}}},
+        {"delete": {"table": {"family": family, "name": table}}},
+    ]
+
+
+def _family(
+    family: str,
+    table: str,
+    bridges: Sequence[Bridge],
+    forwards: Sequence[Forward],
+    *,
+    isolated: Sequence[Bridge] = (),
+) -> list[dict[str, Any]]:
+    """The commands that make ``table`` of ``family`` (``ip``: the bridges' subnets;
+    ``ip6``: their IPv6 subnets) hold exactly these rules; isolation between
+    ``isolated`` (default: ``bridges``)."""
+    t = {"family": family, "table": table}
     commands: list[dict[str, Any]] = [
-        {"add": {"table": {"family": FAMILY, "name": table}}},
-        {"flush": {"table": {"family": FAMILY, "name": table}}},
+        {"add": {"table": {"family": family, "name": table}}},
+        {"flush": {"table": {"family": family, "name": table}}},
     ]
     for name, kind, hook, prio in (
         ("prerouting", "nat", "prerouting", -100),
@@ -88,28 +133,29 @@ def ruleset(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) 
     def rule(chain: str, *expr: dict[str, Any]) -> None:
         commands.append({"add": {"rule": {**t, "chain": chain, "expr": list(expr)}}})
 
-    names = [b.name for b in bridges]
+    names = [b.name for b in isolated or bridges]
     for b in bridges:
+        subnet = b.subnet6 if family == "ip6" else b.subnet
         if b.internal:
             # Nothing routed out of its subnet, nor into it from elsewhere (by address: a
             # bridged packet seen here with br_netfilter stays within the subnet).
             rule(
                 "forward",
                 _match(_meta("iifname"), b.name),
-                _match(_payload("ip", "daddr"), _prefix(b.subnet), "!="),
+                _match(_payload(family, "daddr"), _prefix(subnet), "!="),
                 {"drop": None},
             )
             rule(
                 "forward",
                 _match(_meta("oifname"), b.name),
-                _match(_payload("ip", "saddr"), _prefix(b.subnet), "!="),
+                _match(_payload(family, "saddr"), _prefix(subnet), "!="),
                 {"drop": None},
             )
         elif b.masquerade:
             # Outbound: the containers' addresses are hidden behind the host's.
             rule(
                 "postrouting",
-                _match(_payload("ip", "saddr"), _prefix(b.subnet)),
+                _match(_payload(family, "saddr"), _prefix(subnet)),
                 _match(_meta("oifname"), b.name, "!="),
                 {"masquerade": None},
             )
@@ -124,7 +170,7 @@ def ruleset(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) 
                 )
     for f in forwards:
         target = {"dnat": {"addr": f.address, "port": f.port}}
-        where = [_match(_payload("ip", "daddr"), f.host_ip)] if f.host_ip else []
+        where = [_match(_payload(family, "daddr"), f.host_ip)] if f.host_ip else []
         port = _match(_payload(f.protocol, "dport"), f.host_port)
         # From elsewhere: not from a boxd bridge (containers reach published ports through
         # the userland proxy, so that the answer comes back through it: hairpin).
@@ -134,8 +180,9 @@ def ruleset(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) 
         else:
             rule("prerouting", LOCAL_DESTINATION, *where, port, target)
         # From the host itself to one of its own addresses (loopback: the proxy).
-        rule("output", NOT_LOOPBACK, LOCAL_DESTINATION, *where, port, target)
-    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}
+        not_loopback = _match(_payload(family, "daddr"), _prefix(LOOPBACK[family]), "!=")
+        rule("output", not_loopback, LOCAL_DESTINATION, *where, port, target)
+    return commands
 
 
 async def _run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -153,27 +200,28 @@ async def _nft(batch: dict[str, Any]) -> None:
         raise NftError(f"nft failed: {result.stderr.decode(errors='replace').strip()}")
 
 
-async def apply(table: str, bridges: Sequence[Bridge], forwards: Sequence[Forward]) -> None:
-    await _nft(ruleset(table, bridges, forwards))
+async def apply(
+    table: str,
+    bridges: Sequence[Bridge],
+    forwards: Sequence[Forward],
+    *,
+    ipv6: bool = False,
+    drop6: bool = False,
+) -> None:
+    await _nft(ruleset(table, bridges, forwards, ipv6=ipv6, drop6=drop6))
 
 
-async def exists(table: str) -> bool:
-    """Whether ``table`` is there (read only: a daemon that never made one changes
-    nothing when it looks)."""
-    result = await _run("-j", "list", "tables", FAMILY)
+async def existing(table: str) -> list[str]:
+    """The families (of :data:`FAMILIES`) ``table`` is there in (read only: a daemon that
+    never made one changes nothing when it looks)."""
+    result = await _run("-j", "list", "tables")
     if result.returncode != 0:
         raise NftError(f"nft failed: {result.stderr.decode(errors='replace').strip()}")
-    found = json.loads(result.stdout)["nftables"]
-    return any(item.get("table", {}).get("name") == table for item in found)
+    found = [item["table"] for item in json.loads(result.stdout)["nftables"] if "table" in item]
+    return [t["family"] for t in found if t["name"] == table and t["family"] in FAMILIES]
 
 
-async def delete(table: str) -> None:
-    """Remove ``table`` if it exists (add-then-delete: one transaction either way)."""
-    await _nft(
-        {
-            "nftables": [
-                {"add": {"table": {"family": FAMILY, "name": table}}},
-                {"delete": {"table": {"family": FAMILY, "name": table}}},
-            ]
-        }
-    )
+async def delete(table: str, families: Sequence[str] = (FAMILY,)) -> None:
+    """Remove ``table`` of each of ``families`` if it exists (one transaction)."""
+    commands = [command for family in families for command in _removal(family, table)]
+    await _nft({"nftables": commands})

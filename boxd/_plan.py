@@ -176,7 +176,8 @@ def etc_files(container: Container, net: EtcNetwork | None = None) -> dict[str, 
     if hosts is None:
         own = f"127.0.1.1\t{name}"
         if net is not None and net.address:
-            own = "\n".join(f"{a}\t{' '.join(net.names)}" for a in (net.address, *net.others))
+            addresses = (net.address, *net.others, *net.addresses6)
+            own = "\n".join(f"{a}\t{' '.join(net.names)}" for a in addresses)
             own += "".join(f"\n{line}" for line in net.links)
         hosts = (
             f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\n"

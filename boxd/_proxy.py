@@ -19,7 +19,7 @@ from collections.abc import Collection
 
 import trio
 
-from ._netconfig import PortSpec
+from ._netconfig import PortSpec, host_port_text
 
 READ_SIZE = 65536
 UDP_IDLE = 30.0  # seconds a UDP client's relay lives without traffic
@@ -32,6 +32,16 @@ class PublishError(OSError):
         return str(self.args[0])
 
 
+def ipv6_available() -> bool:
+    """Whether the daemon's namespace has IPv6 at all (a kernel booted without it has no
+    IPv6 socket; Docker then publishes on IPv4 only)."""
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC).close()
+    except OSError:
+        return False
+    return True
+
+
 def bind(spec: PortSpec, published: Collection[tuple[str, int]] = ()) -> socket.socket:
     """A socket bound to the host side of ``spec`` (the first free port of a range).  A
     port that cannot be bound is refused in Docker's words: ``port is already allocated``
@@ -41,11 +51,14 @@ def bind(spec: PortSpec, published: Collection[tuple[str, int]] = ()) -> socket.
     kind = socket.SOCK_STREAM if spec.protocol == "tcp" else socket.SOCK_DGRAM
     ports = range(spec.host_port, (spec.host_port_end or spec.host_port) + 1)
     failed = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+    family = socket.AF_INET6 if ":" in spec.host_ip else socket.AF_INET
     for port in ports:
-        sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+        sock = socket.socket(family, kind | socket.SOCK_CLOEXEC)
         try:
             if kind == socket.SOCK_STREAM:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # IPv6 only: 0.0.0.0 is a socket of its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((spec.host_ip or "0.0.0.0", port))
             if kind == socket.SOCK_STREAM:
                 sock.listen(128)
@@ -56,7 +69,7 @@ def bind(spec: PortSpec, published: Collection[tuple[str, int]] = ()) -> socket.
                 continue  # a range's next port
             break
         return sock
-    where = f"{spec.host_ip or '0.0.0.0'}:{spec.host_port}"
+    where = host_port_text(spec.host_ip, spec.host_port)
     error = (failed.strerror or str(failed)).lower()
     if spec.host_port_end and failed.errno in (errno.EADDRINUSE, errno.EACCES):
         reason = f"every port of {where}-{spec.host_port_end}/{spec.protocol} is in use ({error})"
@@ -118,7 +131,8 @@ async def _serve_udp(tsock: trio.socket.SocketType, address: str, port: int) -> 
                 data, client = await tsock.recvfrom(READ_SIZE)
                 relay = relays.get(client)
                 if relay is None:
-                    relay = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                    relay = trio.socket.socket(family, socket.SOCK_DGRAM)
                     await relay.connect((address, port))
                     relays[client] = relay
                     nursery.start_soon(_udp_back, tsock, relay, client, relays)

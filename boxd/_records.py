@@ -28,6 +28,7 @@ from ._netconfig import (
     PortSpec,
     check_dns,
     check_ipv4,
+    check_ipv6,
     check_mac,
     check_network,
     parse_expose,
@@ -588,6 +589,8 @@ def validate_config(config: ContainerConfig) -> None:
             check_name(alias)
         if join.ip:
             check_ipv4(join.ip, "--ip")
+        if join.ip6:
+            check_ipv6(join.ip6, "--ip6")
         if join.mac:
             check_mac(join.mac)
     check_dns(config.dns, config.dns_search, config.dns_options)

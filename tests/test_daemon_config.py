@@ -29,6 +29,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "mtu": 1400,
         "bip": "10.9.0.1/16",
         "default-address-pools": [{"base": "10.200.0.0/16", "size": 24}],
+        "ipv6": True,
+        "fixed-cidr-v6": "fd00:9::/64",
     }
     assert options(config, []) == {
         "root": Path("/srv/boxd"),
@@ -44,6 +46,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "mtu": 1400,
         "bip": "10.9.0.1/16",
         "address_pools": (("10.200.0.0/16", 24),),
+        "ipv6": True,
+        "fixed_cidr_v6": "fd00:9::/64",
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
     # Docker's mode and the log attributes: kept as given, for every new container.
@@ -64,6 +68,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ({"default-address-pools": [{"base": "10.0.0.0/16", "size": 8}]}, [],
          'invalid default-address-pools entry {"base": "10.0.0.0/16", "size": 8}'),
         ({"default-address-pools": []}, [], "default-address-pools must be a list of pools"),
+        ({"fixed-cidr-v6": "10.9.0.0/16"}, [], "invalid fixed-cidr-v6 '10.9.0.0/16': use an "
+         "IPv6 CIDR"),
         ({"log-level": "debug"}, ["--log-level", "info"], "specified both as a flag and in the "
          'configuration file: log-level (from flag: info, from file: "debug")'),
         ({"live-restore": True}, ["--no-live-restore"], "live-restore (from flag: , from file: "

@@ -8,6 +8,8 @@ veth pair made in it to stand for one of the host's own addresses).
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -88,6 +90,8 @@ def test_publish_specs() -> None:
     )
     assert parse_publish("8000-8010:80") == (PortSpec(80, "tcp", "", 8000, 8010),)
     assert parse_publish("80-81") == (PortSpec(80), PortSpec(81))
+    assert parse_publish("[::1]:8080:80") == (PortSpec(80, "tcp", "::1", 8080),)
+    assert parse_publish("[0::0]::53/udp") == (PortSpec(53, "udp", "::", 0),)
     assert parse_expose("53/udp") == ("53/udp",)
     assert parse_expose("80-81") == ("80/tcp", "81/tcp")
     for bad, message in [
@@ -100,6 +104,9 @@ def test_publish_specs() -> None:
         ("8000-8002:80-81", "differ in length"),
         ("90-80", "goes backwards"),
         ("1:2:3:4", "use \\[IP:\\]"),
+        ("[::1]80", "use \\[IPV6\\]:\\[HOSTPORT\\]:CONTAINERPORT"),
+        ("[::1]:80", "use \\[IPV6\\]:\\[HOSTPORT\\]:CONTAINERPORT"),
+        ("[1.2.3.4]:80:80", "'1.2.3.4' is not an IPv6 address"),
     ]:
         with pytest.raises(ValueError, match=message):
             parse_publish(bad)
@@ -149,6 +156,18 @@ def test_ruleset_touches_only_its_own_table() -> None:
     assert [next(iter(c)) for c in batch[1:3]] == ["add", "flush"]  # never a delete elsewhere
     drops = [c for c in batch if "drop" in json.dumps(c)]
     assert len(drops) == 2  # boxd0 -> br-1 and br-1 -> boxd0
+    # With IPv6: its ip6 twin, for the IPv6 subnets only; then, the last one gone, removed.
+    bridges = [_nft.Bridge("br-1", "172.18.0.0/16", subnet6="fd00:1::/64")]
+    batch = _nft.ruleset("boxd", bridges, [], ipv6=True)["nftables"][1:]
+    families = {body["family"] for c in batch for body in c[next(iter(c))].values()}
+    assert families == {"ip", "ip6"}
+    ip6 = json.dumps([c for c in batch if '"ip6"' in json.dumps(c)])
+    assert '"addr": "fd00:1::"' in ip6 and "172.18.0.0" not in ip6
+    batch = _nft.ruleset("boxd", [], [], drop6=True)["nftables"][1:]
+    assert [c for c in batch if '"ip6"' in json.dumps(c)] == [
+        {"add": {"table": {"family": "ip6", "name": "boxd"}}},
+        {"delete": {"table": {"family": "ip6", "name": "boxd"}}},
+    ]
 
 
 # ---- end to end, in a namespace of the test's own ----------------------------------------
@@ -216,6 +235,23 @@ def fetch(ns: str, kind: str, host: str, port: int) -> str:
     return inside(ns, "python3", "-c", CLIENT, kind, host, str(port)).stdout.strip()
 
 
+@contextlib.contextmanager
+def serving(ns: str, script: str) -> Iterator[None]:
+    """``script`` (python3, printing "ready" once it serves) running in network namespace
+    ``ns`` (a path), killed afterwards."""
+    process = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with process:
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+            yield
+        finally:
+            process.kill()
+
+
 @pytest.fixture
 def netd(tmp_path: Path, netns: str) -> Iterator[Daemon]:
     with running_daemon(tmp_path, netns=netns) as daemon:
@@ -258,9 +294,10 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
     assert sorted(ports) == [(80, "tcp"), (5353, "udp")]
     assert netd.ctl("port", "web").stdout.splitlines() == [
         "80/tcp -> 0.0.0.0:18080",
+        "80/tcp -> [::]:18080",  # on both families, as Docker publishes
         "5353/udp -> 127.0.0.1:15353",
     ]
-    assert netd.ctl("port", "web", "80").stdout == "0.0.0.0:18080\n"
+    assert netd.ctl("port", "web", "80").stdout == "0.0.0.0:18080\n[::]:18080\n"
 
     # The container's own view: its address, a default route, /etc/hosts, resolv.conf.
     own = netd.ctl(
@@ -321,9 +358,10 @@ def test_bridge_published_ports_hairpin_and_cleanup(netd: Daemon) -> None:
 
     # -P alone: an ephemeral host port, reported by port and inspect.
     netd.ctl("run", "-d", "--name", "eph", "--expose", "80", "-P", "default", "sleep", "60")
-    (eph,) = netd.inspect("eph")["state"]["network"]["ports"]
-    assert eph["host_port"] > 0
-    assert netd.ctl("port", "eph", "80/tcp").stdout == f"0.0.0.0:{eph['host_port']}\n"
+    eph, eph6 = netd.inspect("eph")["state"]["network"]["ports"]
+    assert eph["host_port"] > 0 and eph6["host_port"] == eph["host_port"]
+    shown = netd.ctl("port", "eph", "80/tcp").stdout
+    assert shown == f"0.0.0.0:{eph['host_port']}\n[::]:{eph['host_port']}\n"
 
     # Removal releases the veth, the rules and the address: web's veth goes at once,
     # though side keeps its namespace alive.
@@ -421,7 +459,12 @@ def test_docker_api_publishes_ports(netd: Daemon) -> None:
         c.reload()
         ports = c.attrs["NetworkSettings"]["Ports"]
         assert ports["81/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "18181"}]
-        (eph,) = ports["80/tcp"]
+        eph, eph6 = ports["80/tcp"]
+        assert (eph["HostIp"], eph6["HostIp"], eph6["HostPort"]) == (
+            "0.0.0.0",
+            "::",
+            eph["HostPort"],
+        )
         assert c.attrs["NetworkSettings"]["IPAddress"].count(".") == 3
         wait_listening(netd, "api", 80)
         assert fetch(netd.netns, "tcp", "127.0.0.1", int(eph["HostPort"])) == "200"
@@ -600,7 +643,7 @@ def test_network_connect_and_disconnect(netd: Daemon) -> None:
     netd.ctl("network", "connect", "front", "api")
     assert fetch(ns, "tcp", "127.0.0.1", 18086) == "200"
     assert fetch(ns, "tcp", HOST_ADDRESS, 18086) == "200"
-    assert netd.ctl("port", "api", "80").stdout == "0.0.0.0:18086\n"
+    assert netd.ctl("port", "api", "80").stdout == "0.0.0.0:18086\n[::]:18086\n"
 
     netd.ctl("rm", "-f", "api", "cli", "h", "iso", "later")
     assert links_settle(ns, ("bx",), []) == []
@@ -685,19 +728,10 @@ def test_internal_network(netd: Daemon) -> None:
     )
     r = netd.ctl("run", "--rm", "default", "python3", "-c", blocked)  # from the bridge
     assert r.stdout.strip() == "True"
-    upstream = subprocess.Popen(
-        ["nsenter", f"--net={ns}", "--", "python3", "-c", UPSTREAM],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    with upstream:
-        try:
-            assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
-            r = netd.ctl("run", "--rm", "--network", "inner", "--dns", HOST_ADDRESS, "default",
-                         "python3", "-c", DNS_CLIENT, "udp", db["gateway"], "outside.example",
-                         "db")  # fmt: skip
-        finally:
-            upstream.kill()
+    with serving(ns, UPSTREAM):
+        r = netd.ctl("run", "--rm", "--network", "inner", "--dns", HOST_ADDRESS, "default",
+                     "python3", "-c", DNS_CLIENT, "udp", db["gateway"], "outside.example",
+                     "db")  # fmt: skip
     assert r.stdout.split() == ["none", db["ip_address"]]
     r = netd.ctl("run", "--rm", "--network", "inner", "-p", "18085:80", "default", "true",
                  check=False)  # fmt: skip
@@ -736,13 +770,7 @@ def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
     r = inside(ns, "python3", "-c", DNS_CLIENT, "tcp", ep["gateway"], "store")
     assert r.stdout.split() == [ep["ip_address"]]
 
-    upstream = subprocess.Popen(
-        ["nsenter", f"--net={ns}", "--", "python3", "-c", UPSTREAM],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert upstream.stdout is not None and upstream.stdout.readline() == "ready\n"
+    with serving(ns, UPSTREAM):
         flags = ("--dns", HOST_ADDRESS, "--dns-search", "example.test", "--dns-option", "ndots:2")
         script = (
             "import socket; print(open('/etc/resolv.conf').read());"
@@ -764,9 +792,6 @@ def test_dns_over_tcp_and_dns_flags(netd: Daemon) -> None:
                      "--dns-search", ".", "default", "cat", "/etc/resolv.conf")  # fmt: skip
         assert r.stdout.splitlines()[0] == "nameserver 192.0.2.9"
         assert "search" not in r.stdout
-    finally:
-        upstream.kill()
-        upstream.communicate()
     for args, message in [
         (("--dns", "nonsense"), "invalid --dns 'nonsense': not an IP address"),
         (("--dns-search", "a..b"), "invalid --dns-search 'a..b'"),
@@ -1236,7 +1261,6 @@ def test_mac_addresses(netd: Daemon) -> None:
         endpoints: list[tuple[dict[str, Any], str]] = [
             ({"driver_opt": {ifname: "x0"}}, f"DriverOpts '{ifname}' is not supported"),
             ({"link_local_ips": ["169.254.1.1"]}, "IPAMConfig.LinkLocalIPs is not supported"),
-            ({"ipv6_address": "fd00::2"}, "IPAMConfig.IPv6Address is not supported"),
         ]
         for endpoint, words in endpoints:
             with pytest.raises(docker.errors.APIError) as refused:
@@ -1431,3 +1455,443 @@ def test_network_counters_from_proc_net_dev() -> None:
     )
     assert _netcount.parse(text) == {"eth0": _netcount.Interface(1340, 16, 1, 2, 1245, 14, 3, 4)}
     assert _netcount.read(os.getpid()) == {}  # the host's network: none of its own
+
+
+def test_ipv6_dns_answers_and_pool() -> None:
+    """The embedded DNS answers A with a name's IPv4 addresses and AAAA with its IPv6 ones
+    (ANY with both), a reverse query in ip6.arpa names the container; an IPv6 network
+    without a subnet gets a /64 of the daemon's own unique local /48."""
+    dnslib = pytest.importorskip("dnslib")
+    from boxd import _dns
+
+    names = _dns.Names(
+        lambda name, client: ["10.9.0.2", "fd00:1::2"] if name == "web" else [],
+        lambda address, client: "web.front" if address == "fd00:1::2" else "",
+        lambda client: [],
+    )
+
+    def ask(name: str, kind: str) -> list[str]:
+        query = dnslib.DNSRecord.question(name, kind).pack()
+        reply = _dns.answer(bytes(query), names, "10.9.0.3")
+        assert reply is not None
+        return sorted(str(rr.rdata) for rr in dnslib.DNSRecord.parse(reply).rr)
+
+    assert ask("web", "A") == ["10.9.0.2"]
+    assert ask("web", "AAAA") == ["fd00:1::2"]
+    assert ask("web", "ANY") == ["10.9.0.2", "fd00:1::2"]
+    assert ask("web", "MX") == []  # a known name: NOERROR, no record
+    reverse = ipaddress.IPv6Address("fd00:1::2").reverse_pointer
+    assert ask(reverse, "PTR") == ["web.front."]
+    assert _dns._reversed("1.2.ip6.arpa") == ""
+    pool = _network.ula_pool(Path("/var/lib/boxd"))
+    assert pool.prefixlen == 48 and pool.subnet_of(ipaddress.IPv6Network("fd00::/8"))
+    assert pool == _network.ula_pool(Path("/var/lib/boxd"))
+    assert pool != _network.ula_pool(Path("/tmp/other-root"))
+
+
+# Runs in a container: listens on its IPv6 address on port 80 (bound at its first
+# instruction: an address still in duplicate address detection could not be bound), answers
+# each connection with the address it came from.
+V6_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.bind((sys.argv[1], 80))
+s.listen()
+while True:
+    c, peer = s.accept()
+    c.sendall(peer[0].encode())
+    c.close()
+"""
+
+V6_CLIENT = """
+import socket, sys
+found = socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET6, socket.SOCK_STREAM)
+address = found[0][4][0]
+s = socket.create_connection((address, 80), timeout=10)
+print(address, s.recv(100).decode(), socket.gethostbyaddr(address)[0])
+"""
+
+
+@pytest.mark.root
+def test_ipv6_networks(netd: Daemon) -> None:
+    """Docker's --ipv6 networks (boxctl, docker-py): the bridge holds the IPv6 gateway,
+    each container an IPv6 address usable at its first instruction (asked with --ip6, or
+    the next free one), a default route through the gateway, its /etc/hosts line, and the
+    DNS answers its name with AAAA; inspect shows it as Docker's.  Bad input is refused,
+    naming the value."""
+    v6 = ("--ipv6", "--subnet", "fd00:1::/64", "--subnet", "10.91.0.0/24")
+    netd.ctl("network", "create", *v6, "--gateway", "fd00:1::fe", "dual")
+    shown = json.loads(netd.ctl("network", "inspect", "dual").stdout)[0]
+    assert shown["EnableIPv6"] is True
+    assert shown["IPAM"]["Config"] == [
+        {"Subnet": "10.91.0.0/24", "Gateway": "10.91.0.1"},
+        {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe"},
+    ]
+    assert netd.ctl("network", "ls", "--format", "{{.Name}} {{.IPv6}}").stdout.count("dual true")
+    netd.ctl("run", "-d", "--name", "web", "--network", "dual", "--ip6", "fd00:1::80",
+             "default", "python3", "-c", V6_SERVER, "fd00:1::80")  # fmt: skip
+    # The bridge (up with its first container) holds the gateway, usable at once.
+    bridge = f"br-{shown['Id'][:12]}"
+    out = inside(netd.netns, "ip", "-6", "-o", "addr", "show", "dev", bridge, "scope", "global")
+    assert "fd00:1::fe/64" in out.stdout and "tentative" not in out.stdout
+    r = netd.ctl("run", "--rm", "-h", "client", "--network", "dual", "default", "sh", "-c",
+                 "ip -6 route show default; grep client /etc/hosts; python3 -c \"$0\" web",
+                 V6_CLIENT)  # fmt: skip
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("default via fd00:1::fe dev eth0"), r.stdout
+    assert [line.split()[0] for line in lines[1:3]] == ["10.91.0.3", "fd00:1::1"]
+    assert lines[3] == "fd00:1::80 fd00:1::1 web.dual"  # the first free address: ::1
+    ep = netd.inspect("web")["state"]["network"]["endpoints"][0]
+    assert (ep["ipv6_address"], ep["ipv6_prefix_len"], ep["ipv6_gateway"]) == (
+        "fd00:1::80", 64, "fd00:1::fe",
+    )  # fmt: skip
+    assert ep["ip_address"] == "10.91.0.2"  # and IPv4 still
+    members = json.loads(netd.ctl("network", "inspect", "dual").stdout)[0]["Containers"]
+    assert [m["IPv6Address"] for m in members.values()] == ["fd00:1::80/64"]
+
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        shown = client.inspect_container("web")["NetworkSettings"]["Networks"]["dual"]
+        assert shown["IPAMConfig"] == {"IPv6Address": "fd00:1::80"}
+        assert (shown["GlobalIPv6Address"], shown["GlobalIPv6PrefixLen"]) == ("fd00:1::80", 64)
+        assert shown["IPv6Gateway"] == "fd00:1::fe"
+        # docker-py: EnableIPv6 without an IPv6 subnet takes a /64 of the daemon's pool.
+        made = client.create_network("pooled", enable_ipv6=True)
+        pools = client.inspect_network(made["Id"])["IPAM"]["Config"]
+        assert [ipaddress.ip_network(p["Subnet"]).version for p in pools] == [4, 6]
+        assert ipaddress.ip_network(pools[1]["Subnet"]).prefixlen == 64
+        c = client.create_container(
+            "default", ["sleep", "300"], name="late",
+            networking_config=client.create_networking_config(
+                {"pooled": client.create_endpoint_config(ipv6_address=pools[1]["Gateway"])}
+            ),
+            host_config=client.create_host_config(network_mode="pooled"),
+        )  # fmt: skip
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.start(c)
+        assert "is already in use" in str(refused.value)
+        client.remove_container(c, force=True)
+        # Hot-plugged: the address and, the container having no IPv6 before, the route.
+        client.connect_container_to_network("web", "pooled")
+        r = netd.ctl(
+            "exec", "web", "sh", "-c", "ip -6 -o addr show dev eth1 scope global; ip -6 route"
+        )
+        assert " scope global " in r.stdout and "tentative" not in r.stdout
+        assert "default via fd00:1::fe dev eth0" in r.stdout  # still its first network's
+        client.disconnect_container_from_network("web", "pooled")
+        client.remove_network(made["Id"])
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet="fd00:7::/64", gateway="fd00:8::1")]
+        )
+        for kwargs, words in [
+            ({"ipam": docker.types.IPAMConfig(
+                pool_configs=[docker.types.IPAMPool(subnet="fd00:7::/64")])},
+             "invalid subnet 'fd00:7::/64': an IPv6 subnet needs --ipv6 (EnableIPv6)"),
+            ({"enable_ipv6": True, "ipam": ipam},
+             "invalid gateway 'fd00:8::1': not a host address of fd00:7::/64"),
+        ]:  # fmt: skip
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.create_network("bad", **kwargs)
+            assert refused.value.status_code == 400 and words in str(refused.value)
+    finally:
+        client.close()
+    for args, words in [
+        (("network", "create", "--ipv6", "--subnet", "fd00:1:0:0:8000::/65", "x"),
+         "subnet fd00:1:0:0:8000::/65 overlaps network dual"),
+        (("network", "create", "--ipv6", "--subnet", "fd00:2::/127", "x"),
+         "invalid subnet 'fd00:2::/127': too small (at most /126)"),
+        (("network", "create", "--ipv6", "--subnet", "fe80::/64", "x"),
+         "it overlaps fe80::/10, link-local"),
+        (("network", "create", "--ipv6", "-o", "com.docker.network.driver.mtu=1200", "x"),
+         "invalid com.docker.network.driver.mtu 1200: an IPv6 network needs an MTU of at least"),
+        (("network", "create", "--ipv6", "--subnet", "fd00:3::/64", "--subnet", "fd00:4::/64",
+          "x"), "invalid --subnet 'fd00:4::/64': one IPv6 --subnet per network"),
+        (("run", "--network", "dual", "--ip6", "fd00:9::1", "default", "true"),
+         "invalid --ip6 fd00:9::1: not an address of dual's fd00:1::/64"),
+        (("run", "--network", "dual", "--ip6", "10.91.0.9", "default", "true"),
+         "invalid --ip6 '10.91.0.9': use an IPv6 address"),
+        (("run", "--ip6", "fd00:1::9", "default", "true"),
+         "invalid --ip6 'fd00:1::9': user specified IP address is supported on user defined"),
+    ]:  # fmt: skip
+        r = netd.ctl(*args, check=False)
+        assert r.returncode != 0 and words in r.stderr, (args, r.stderr)
+    # --ip6 on a network without IPv6: refused, and its IPv4 address there not kept.
+    netd.ctl("network", "create", "v4only")
+    r = netd.ctl("network", "connect", "--ip6", "fd00:1::9", "v4only", "web", check=False)
+    assert "invalid --ip6 fd00:1::9: network v4only has no IPv6 (see --ipv6)" in r.stderr
+    assert json.loads(netd.ctl("network", "inspect", "v4only").stdout)[0]["Containers"] == {}
+    # IPv6 turned off in the container (--sysctl, as Docker sees it on its loopback): an
+    # IPv4 address only, as Docker's; --ip6 then refused.
+    off = ("--sysctl", "net.ipv6.conf.all.disable_ipv6=1", "--network", "dual")
+    r = netd.ctl("run", "--rm", "-h", "nov6", *off, "default", "sh", "-c",
+                 "ip -6 -o addr show scope global; cat /etc/hosts")  # fmt: skip
+    assert "fd00:1:" not in r.stdout and "10.91.0." in r.stdout, r.stdout
+    r = netd.ctl("run", *off, "--ip6", "fd00:1::99", "default", "true", check=False)
+    assert "invalid --ip6 fd00:1::99: the container's IPv6 is turned off" in r.stderr
+    netd.remove_containers()  # web, and those the refused starts above made
+    netd.ctl("network", "rm", "dual", "v4only")
+
+
+# Runs in the test's second namespace (the world beyond the daemon's): answers each TCP
+# connection on [::]:8099 with the address it came from.
+V6_PEER = """
+import socket
+s = socket.socket(socket.AF_INET6)
+s.bind(("::", 8099))
+s.listen()
+print("ready", flush=True)
+while True:
+    c, peer = s.accept()
+    c.sendall(peer[0].encode())
+    c.close()
+"""
+
+# Runs in a container: connects to argv[1] port argv[2], prints what it answers or "no".
+V6_DIAL = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+    print(s.recv(100).decode())
+except OSError:
+    print("no")
+"""
+
+
+@pytest.mark.root
+def test_ipv6_forwarding_masquerade_and_isolation(netd: Daemon) -> None:
+    """An IPv6 network's containers reach beyond the host through its IPv6 forwarding
+    (turned on in the daemon's namespace with the first IPv6 network, as the IPv4 one) and
+    leave with the host's address (masquerade, as Docker's ip6tables rules); an internal
+    one's do not, nor is anything routed between two networks over IPv6; the ip6 table
+    goes with the daemon (the fixture checks)."""
+    ns = netd.netns
+    outer = session_name(secrets.token_hex(4))
+    subprocess.run(["ip", "netns", "add", outer], check=True)
+    try:
+        # h0 (the daemon's side) and h1, moved out: a link to the world, in test namespaces.
+        for step in (
+            f"ip link set h1 netns {outer}",
+            "ip addr add 2001:db8:1::1/64 dev h0 nodad",
+        ):
+            inside(ns, *step.split())
+        for step in ("ip link set lo up", "ip addr add 2001:db8:1::2/64 dev h1 nodad",
+                     "ip link set h1 up"):  # fmt: skip
+            inside(f"/run/netns/{outer}", *step.split())
+        with serving(f"/run/netns/{outer}", V6_PEER):
+            forwarding = ("sysctl", "-n", "net.ipv6.conf.all.forwarding")
+            assert inside(ns, *forwarding).stdout.strip() == "0"
+            netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:11::/64", "out")
+            netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:12::/64", "--internal", "in")
+            netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:13::/64", "other")
+            netd.ctl("run", "-d", "--name", "srv", "--network", "other", "--ip6", "fd00:13::5",
+                     "default", "python3", "-c", V6_SERVER, "fd00:13::5")  # fmt: skip
+            dial = ("default", "python3", "-c", V6_DIAL)
+            r = netd.ctl("run", "--rm", "--network", "out", *dial, "2001:db8:1::2", "8099")
+            assert r.stdout.strip() == "2001:db8:1::1"  # masqueraded: the host's address
+            assert inside(ns, *forwarding).stdout.strip() == "1"
+            r = netd.ctl("run", "--rm", "--network", "in", *dial, "2001:db8:1::2", "8099")
+            assert r.stdout.strip() == "no"
+            # Isolation: out's container does not reach other's over IPv6, other's own does.
+            r = netd.ctl("run", "--rm", "--network", "out", *dial, "fd00:13::5", "80")
+            assert r.stdout.strip() == "no"
+            r = netd.ctl("run", "--rm", "--network", "other", *dial, "fd00:13::5", "80")
+            assert r.stdout.strip().startswith("fd00:13::")
+            table = next(t for t in nft_tables(ns) if t.startswith("boxd"))
+            rules = inside(ns, "nft", "list", "table", "ip6", table).stdout
+            assert "ip6 saddr fd00:11::/64" in rules and "ip6 saddr fd00:12::/64" not in rules
+            netd.ctl("rm", "-f", "srv")
+            netd.ctl("network", "rm", "out", "in", "other")
+            assert [t for t in nft_tables(ns) if t.startswith("boxd")] == [table]  # ip's only
+    finally:
+        subprocess.run(["ip", "netns", "del", outer], check=True)
+
+
+# Runs in a container: answers each TCP connection on port 80, IPv4 and IPv6 (where the
+# container has IPv6), with the family it came in on and the address it came from.
+DUAL_SERVER = """
+import socket, threading
+def serve(family, address):
+    s = socket.socket(family)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((address, 80))
+    s.listen()
+    while True:
+        c, peer = s.accept()
+        c.sendall(f"{'v6' if family == socket.AF_INET6 else 'v4'} {peer[0]}".encode())
+        c.close()
+threading.Thread(target=serve, args=(socket.AF_INET, "0.0.0.0"), daemon=True).start()
+try:
+    serve(socket.AF_INET6, "::")
+except OSError:
+    threading.Event().wait()
+"""
+
+# Runs in the test's namespace: connects to [argv[1]]:argv[2], prints what it answers or
+# the error.
+DIAL = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+    print(s.recv(100).decode())
+except OSError as exc:
+    print("no", exc.errno)
+"""
+
+
+@pytest.mark.root
+def test_ipv6_published_ports(netd: Daemon) -> None:
+    """As Docker's: ``-p 8080:80`` publishes on 0.0.0.0 and ``::`` (``port`` and ``ps``
+    show both), forwarded to the container's IPv6 address on an IPv6 network and relayed
+    to its IPv4 one otherwise; ``-p [::1]:PORT:80`` on IPv6's loopback only, through the
+    relay; ``[::]`` on IPv6 only."""
+    ns = netd.netns
+    inside(ns, "ip", "addr", "add", "2001:db8:1::1/64", "dev", "h0", "nodad")
+    netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:21::/64", "dual")
+    netd.ctl("run", "-d", "--name", "d", "--network", "dual", "-p", "18090:80",
+             "-p", "[::1]:18091:80", "-p", "[::]:18092:80", "default", "python3", "-c",
+             DUAL_SERVER)  # fmt: skip
+    netd.ctl("run", "-d", "--name", "p", "-p", "18093:80", "default", "python3", "-c",
+             DUAL_SERVER)  # fmt: skip
+    wait_listening(netd, "d", 80)
+    wait_listening(netd, "p", 80)
+    assert netd.ctl("port", "d").stdout.splitlines() == [
+        "80/tcp -> 0.0.0.0:18090",
+        "80/tcp -> [::]:18090",
+        "80/tcp -> [::1]:18091",
+        "80/tcp -> [::]:18092",
+    ]
+    assert netd.ctl("port", "p", "80").stdout.splitlines() == ["0.0.0.0:18093", "[::]:18093"]
+    ps = netd.ctl("ps", "--format", "{{.Names}} {{.Ports}}").stdout.splitlines()
+    assert "p 0.0.0.0:18093->80/tcp, [::]:18093->80/tcp" in ps
+
+    def dial(host: str, port: int) -> str:
+        return inside(ns, "python3", "-c", DIAL, host, str(port)).stdout.strip()
+
+    gateway6 = "fd00:21::1"
+    assert dial("2001:db8:1::1", 18090) == "v6 2001:db8:1::1"  # DNAT to its IPv6 address
+    assert dial("::1", 18090) == f"v6 {gateway6}"  # loopback: the relay, over IPv6
+    assert dial("127.0.0.1", 18090).startswith("v4 ")
+    assert dial("::1", 18091) == f"v6 {gateway6}"
+    assert dial("127.0.0.1", 18091).startswith("no ")  # [::1] only
+    assert dial("2001:db8:1::1", 18092) == "v6 2001:db8:1::1"
+    assert dial(HOST_ADDRESS, 18092).startswith("no ")  # [::] only
+    # On the default bridge (IPv4 only) the IPv6 port is relayed to its IPv4 address.
+    assert dial("2001:db8:1::1", 18093).startswith("v4 ")
+    assert dial("::1", 18093).startswith("v4 ")
+    shown = netd.ctl("inspect", "--type", "container", "-f", "{{json .NetworkSettings.Ports}}",
+                     "p")  # fmt: skip
+    assert json.loads(shown.stdout) == {
+        "80/tcp": [
+            {"HostIp": "0.0.0.0", "HostPort": "18093"},
+            {"HostIp": "::", "HostPort": "18093"},
+        ]
+    }
+    netd.ctl("rm", "-f", "d", "p")
+    netd.ctl("network", "rm", "dual")
+
+
+@pytest.mark.root
+def test_ipv6_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
+    """Live restore: the next daemon adopts a container on an IPv6 network with its IPv6
+    address (kept for it: a new container gets another), its AAAA name, its IPv6 route
+    and its port published on ::; the ip6 table is rebuilt, and goes with the last
+    daemon."""
+    with running_daemon(tmp_path / "live", netns=netns) as d:
+        d.ctl("network", "create", "--ipv6", "--subnet", "fd00:31::/64", "dual")
+        d.ctl("run", "-d", "--name", "srv", "--network", "dual", "-p", "18095:80", "default",
+              "python3", "-c", DUAL_SERVER)  # fmt: skip
+        wait_listening(d, "srv", 80)
+        assert d.stop() == 0  # the container runs on
+        assert [t for t in nft_tables(netns) if t.startswith("boxd")] != []
+        d.start()
+        (ep,) = d.inspect("srv")["state"]["network"]["endpoints"]
+        assert ep["ipv6_address"] == "fd00:31::2"
+        dial = inside(netns, "python3", "-c", DIAL, "::1", "18095").stdout.strip()
+        assert dial == "v6 fd00:31::1"
+        script = 'ip -6 -o addr show eth0 scope global; python3 -c "$0" srv'
+        r = d.ctl("run", "--rm", "--network", "dual", "default", "sh", "-c", script, V6_CLIENT)
+        assert "fd00:31::3/64" in r.stdout  # srv's address is still its own
+        assert r.stdout.splitlines()[-1] == "fd00:31::2 v6 fd00:31::3 srv.dual"
+        table = next(t for t in nft_tables(netns) if t.startswith("boxd"))
+        rules = inside(netns, "nft", "list", "table", "ip6", table).stdout
+        assert "dnat to [fd00:31::2]:80" in rules
+        d.ctl("rm", "-f", "srv")
+        d.ctl("network", "rm", "dual")
+    assert links_settle(netns, ("boxd", "bx", "br-"), []) == []
+    assert [t for t in nft_tables(netns) if t.startswith("boxd")] == []
+
+
+@pytest.mark.root
+def test_dns_forwards_to_an_ipv6_upstream(netd: Daemon) -> None:
+    """A user network's name server forwards other names to an upstream resolver with an
+    IPv6 address (``--dns``, or the host's resolv.conf) as to an IPv4 one: it asked it
+    over an IPv4 socket, which cannot reach it, and answered SERVFAIL."""
+    ns = netd.netns
+    inside(ns, "ip", "addr", "add", "2001:db8:1::1/64", "dev", "h0", "nodad")
+    # The stand-in upstream, on an IPv6 address of the test's namespace.
+    script = UPSTREAM.replace("socket.AF_INET,", "socket.AF_INET6,")
+    script = script.replace(f'"{HOST_ADDRESS}"', '"2001:db8:1::1"')
+    with serving(ns, script):
+        netd.ctl("network", "create", "front")
+        lookup = "import socket; print(socket.gethostbyname('outside.example'))"
+        r = netd.ctl("run", "--rm", "--network", "front", "--dns", "2001:db8:1::1", "default",
+                     "python3", "-c", lookup)  # fmt: skip
+        assert r.stdout.strip() == "198.51.100.7"
+        netd.ctl("network", "rm", "front")
+
+
+@pytest.mark.root
+def test_the_daemons_ipv6_default_bridge(tmp_path: Path, netns: str) -> None:
+    """``boxd --ipv6 --fixed-cidr-v6 CIDR`` (daemon.json's ``ipv6``, ``fixed-cidr-v6``), as
+    Docker's: the default bridge is dual stack; ``--fixed-cidr-v6`` alone is refused."""
+    with running_daemon(tmp_path / "d", "--ipv6", "--fixed-cidr-v6", "fd00:99::/64",
+                        netns=netns) as d:  # fmt: skip
+        script = "ip -6 -o addr show eth0 scope global; ip -6 route show default"
+        r = d.ctl("run", "--rm", "-h", "box", "default", "sh", "-c", script + "; cat /etc/hosts")
+        assert "inet6 fd00:99::2/64" in r.stdout and "default via fd00:99::1 dev eth0" in r.stdout
+        assert "fd00:99::2\tbox" in r.stdout
+        shown = json.loads(d.ctl("network", "inspect", "bridge").stdout)[0]
+        assert shown["EnableIPv6"] is True
+        assert shown["IPAM"]["Config"][1] == {"Subnet": "fd00:99::/64", "Gateway": "fd00:99::1"}
+        r = d.ctl("run", "--ip6", "fd00:99::9", "default", "true", check=False)
+        assert "user specified IP address is supported on user defined networks only" in r.stderr
+    for flags, words in [
+        (("--fixed-cidr-v6", "fd00:98::/64"), "--fixed-cidr-v6 fd00:98::/64 needs --ipv6"),
+        (("--ipv6", "--fixed-cidr-v6", "nonsense"), "invalid --fixed-cidr-v6 'nonsense'"),
+    ]:
+        r = subprocess.run(
+            ["nsenter", f"--net={netns}", "--", sys.executable, "-m", "boxd",
+             "--root", str(tmp_path / "bad"), "--socket", str(tmp_path / "bad.sock"),
+             "--docker-socket", "", *flags],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )  # fmt: skip
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    assert links_settle(netns, ("boxd", "bx", "br-"), []) == []
+
+
+@pytest.mark.root
+def test_ipv6_default_route_follows_connect_and_disconnect(netd: Daemon) -> None:
+    """A container's IPv6 default route goes through its first network with IPv6 that is
+    not internal, whichever network its IPv4 one goes through (Docker picks a gateway for
+    each family): disconnected from it, the next such network takes it."""
+    netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:41::/64", "a")
+    netd.ctl("network", "create", "--ipv6", "--subnet", "fd00:42::/64", "b")
+    netd.ctl("run", "-d", "--name", "c", "default", "sleep", "300")  # bridge: IPv4 only
+
+    def routes() -> str:
+        return netd.ctl("exec", "c", "ip", "-6", "route", "show", "default").stdout
+
+    assert routes() == ""
+    netd.ctl("network", "connect", "a", "c")
+    assert routes().startswith("default via fd00:41::1 dev eth1")
+    netd.ctl("network", "connect", "b", "c")
+    assert routes().startswith("default via fd00:41::1 dev eth1")  # a keeps it
+    netd.ctl("network", "disconnect", "a", "c")
+    assert routes().startswith("default via fd00:42::1 dev eth2")
+    v4 = netd.ctl("exec", "c", "ip", "-4", "route", "show", "default").stdout
+    assert " dev eth0 " in v4  # IPv4's stays on the default bridge
+    netd.ctl("rm", "-f", "c")
+    netd.ctl("network", "rm", "a", "b")

@@ -77,6 +77,7 @@ def test_ports_are_grouped_and_ordered_as_docker_shows_them() -> None:
 
     ports = [
         bound(80, 18080),
+        bound(80, 18080, "::"),
         bound(9001, 9001, proto="udp"),
         bound(81, 35703, "127.0.0.1"),
         bound(9000, 9000, proto="udp"),
@@ -84,7 +85,7 @@ def test_ports_are_grouped_and_ordered_as_docker_shows_them() -> None:
     brief = _brief(1, ports=ports, exposed=["7000/tcp", "7001", "443", "8000-8001/udp"])
     assert row(brief, NOW, trunc=True)["Ports"] == (
         "443/tcp, 7000-7001/tcp, 8000-8001/udp, 0.0.0.0:9000-9001->9000-9001/udp, "
-        "0.0.0.0:18080->80/tcp, 127.0.0.1:35703->81/tcp"
+        "0.0.0.0:18080->80/tcp, [::]:18080->80/tcp, 127.0.0.1:35703->81/tcp"
     )
 
 

@@ -1,6 +1,7 @@
 """``POST /networks/{id}/connect`` and ``/disconnect``: the native socket's network
 connect and disconnect, in Docker's shape (``Container``, ``EndpointConfig.Aliases``,
-``EndpointConfig.IPAMConfig.IPv4Address``, ``EndpointConfig.MacAddress``; ``Force``)."""
+``EndpointConfig.IPAMConfig.IPv4Address`` and ``IPv6Address``,
+``EndpointConfig.MacAddress``; ``Force``)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ async def connect(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
         ip=endpoint.object("IPAMConfig").text("IPv4Address"),
         mac=endpoint.text("MacAddress"),
         driver_opts=driver_opts(endpoint),
+        ip6=endpoint.object("IPAMConfig").text("IPv6Address"),
     )
     await one_answer(api.networks[NetworkConnectRequest], request)
     await conn.respond(200, content_type=None)

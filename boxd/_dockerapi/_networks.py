@@ -50,7 +50,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(403, "cannot create a swarm scoped network when swarm is not active")
     if scope not in ("", "local"):
         raise ApiError(400, f"network scope {scope!r} is not supported by boxd (local only)")
-    for key in ("EnableIPv6", "Ingress", "ConfigOnly"):
+    for key in ("Ingress", "ConfigOnly"):
         if body.flag(key):
             raise ApiError(400, f"{key} networks are not supported by boxd")
     ipam = body.object("IPAM")
@@ -58,21 +58,35 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(400, f"IPAM driver {ipam.text('Driver')!r} is not supported by boxd")
     for key in ipam.mapping("Options"):
         raise ApiError(400, f"IPAM option {key!r} is not supported by boxd")
-    configs = ipam.objects("Config")
-    if len(configs) > 1:
-        raise ApiError(400, "one IPAM Config (one IPv4 subnet) per network")
-    pool = configs[0] if configs else Fields({}, "body.IPAM.Config[0]")
-    if pool.present("AuxiliaryAddresses"):
-        raise ApiError(400, "IPAM AuxiliaryAddresses is not supported by boxd")
+    pools = _pools(ipam.objects("Config"))
+    pool, pool6 = pools.get(4, Fields({}, "body.IPAM.Config[0]")), pools.get(6)
     subnet, gateway, ip_range = pool.text("Subnet"), pool.text("Gateway"), pool.text("IPRange")
+    if pool6 is not None and pool6.text("IPRange"):
+        raise ApiError(400, "an IPv6 IPAM IPRange is not supported by boxd")
     labels = body.mapping("Labels")
     options = {k: str(v) for k, v in body.mapping("Options").items()}  # checked by the daemon
     request = NetworkCreateRequest(
         name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range,
-        options=options, internal=body.flag("Internal"),
+        options=options, internal=body.flag("Internal"), ipv6=body.flag("EnableIPv6"),
+        subnet6=pool6.text("Subnet") if pool6 is not None else "",
+        gateway6=pool6.text("Gateway") if pool6 is not None else "",
     )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})
+
+
+def _pools(configs: list[Fields]) -> dict[int, Fields]:
+    """``IPAM.Config``: one pool of each family at most, by family (a pool without a
+    subnet is IPv4's, as its gateway says)."""
+    pools: dict[int, Fields] = {}
+    for pool in configs:
+        if pool.present("AuxiliaryAddresses"):
+            raise ApiError(400, "IPAM AuxiliaryAddresses is not supported by boxd")
+        family = 6 if ":" in pool.text("Subnet") + pool.text("Gateway") else 4
+        if family in pools:
+            raise ApiError(400, f"one IPAM Config per address family (IPv{family}) per network")
+        pools[family] = pool
+    return pools
 
 
 async def remove(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:

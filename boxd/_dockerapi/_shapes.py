@@ -29,7 +29,7 @@ from .._images.config import DEFAULT_ID
 from .._images.reference import parse_reference
 from .._listing import DEFAULT_IMAGES as DEFAULT_IMAGES
 from .._listing import labels, status_word
-from .._netconfig import NetworkJoin, PortSpec, check_mac
+from .._netconfig import Endpoint, NetworkJoin, PortSpec, check_mac
 from .._network import DEFAULT_NETWORK, joined
 from .._records import (
     LOG_DRIVERS,
@@ -433,6 +433,7 @@ def _endpoints(
             endpoint.object("IPAMConfig").text("IPv4Address"),
             _mac(endpoint.text("MacAddress")),
             driver_opts(endpoint),
+            endpoint.object("IPAMConfig").text("IPv6Address"),
         )
     own = joins.pop(network, NetworkJoin(network))
     if own.mac and cfg.text("MacAddress") and _mac(cfg.text("MacAddress")) != own.mac:
@@ -445,7 +446,7 @@ def _endpoints(
         )
     if not own.mac and cfg.text("MacAddress"):
         own = attrs.evolve(own, mac=_mac(cfg.text("MacAddress")))
-    if not joins and not own.ip and not own.mac and not own.driver_opts:
+    if not joins and not own.ip and not own.ip6 and not own.mac and not own.driver_opts:
         return own.aliases, links, None
     if network in ("host", "none") or network.startswith("container:"):
         what = f"be on {next(iter(joins))!r}" if joins else "have an address or MAC of its own"
@@ -470,8 +471,6 @@ def check_endpoint(endpoint: Fields, where: str) -> None:
             raise ApiError(400, f"{where}.DriverOpts {key!r} is not supported by boxd")
     if endpoint.object("IPAMConfig").present("LinkLocalIPs"):
         raise ApiError(400, f"{where}.IPAMConfig.LinkLocalIPs is not supported by boxd")
-    if endpoint.object("IPAMConfig").present("IPv6Address"):
-        raise ApiError(400, f"{where}.IPAMConfig.IPv6Address is not supported by boxd (IPv4 only)")
 
 
 def _mac(text: str) -> str:
@@ -496,7 +495,10 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     """A network as ``docker network inspect`` shows it (and ``GET /networks`` lists it);
     ``host`` and ``none`` without a bridge or addresses, as Docker's."""
     prefix = info.subnet.partition("/")[2]
-    pool = {"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway}
+    prefix6 = info.subnet6.partition("/")[2]
+    pools = [{"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway}]
+    if info.subnet6:
+        pools.append({"Subnet": info.subnet6, "Gateway": info.gateway6})
     if info.driver != "bridge":
         options = {}
     elif info.dns:  # a user network: the options it was created with
@@ -509,8 +511,8 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "Created": rfc3339(info.created_at),
         "Scope": "local",
         "Driver": info.driver,
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None, "Config": [pool] if info.subnet else []},
+        "EnableIPv6": info.ipv6,
+        "IPAM": {"Driver": "default", "Options": None, "Config": pools if info.subnet else []},
         "Internal": info.internal,
         "Attachable": False,
         "Ingress": False,
@@ -522,7 +524,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
                 "EndpointID": endpoint_id(m.id, info.name) if m.running else "",
                 "MacAddress": m.mac_address,
                 "IPv4Address": f"{m.ip_address}/{prefix}" if m.ip_address else "",
-                "IPv6Address": "",
+                "IPv6Address": f"{m.ipv6_address}/{prefix6}" if m.ipv6_address else "",
             }
             for m in info.containers
         },
@@ -562,11 +564,15 @@ def _network_settings(c: Container) -> dict[str, Any]:
     # bridge's legacy ones are HostConfig's); links are made on the main network only.
     user_links = list(cfg.links) if cfg.network != DEFAULT_NETWORK else []
 
-    def endpoint(network: str, gateway: str, address: str, prefix: int, mac: str) -> Any:
-        """Docker's EndpointSettings: the address asked for (IPAMConfig) and the one had."""
+    def endpoint(
+        network: str, gateway: str, address: str, prefix: int, mac: str, ep: Endpoint | None
+    ) -> Any:
+        """Docker's EndpointSettings: the addresses asked for (IPAMConfig) and those had."""
         join = joins.get(network)
+        asked = {"IPv4Address": join.ip, "IPv6Address": join.ip6} if join is not None else {}
+        asked = {k: v for k, v in asked.items() if v}
         return {
-            "IPAMConfig": {"IPv4Address": join.ip} if join is not None and join.ip else None,
+            "IPAMConfig": asked or None,
             "Links": user_links if network == cfg.network and user_links else None,
             "Aliases": list(join.aliases) if join is not None and join.aliases else None,
             "NetworkID": network,
@@ -574,9 +580,9 @@ def _network_settings(c: Container) -> dict[str, Any]:
             "Gateway": gateway,
             "IPAddress": address,
             "IPPrefixLen": prefix,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": ep.ipv6_gateway if ep is not None else "",
+            "GlobalIPv6Address": ep.ipv6_address if ep is not None else "",
+            "GlobalIPv6PrefixLen": ep.ipv6_prefix_len if ep is not None else 0,
             "MacAddress": mac,
             "DriverOpts": dict(o.partition("=")[::2] for o in join.driver_opts)
             if join is not None and join.driver_opts
@@ -585,7 +591,7 @@ def _network_settings(c: Container) -> dict[str, Any]:
 
     networks: dict[str, dict[str, Any]] = {
         e.network: {
-            **endpoint(e.network, e.gateway, e.ip_address, e.prefix_len, e.mac_address),
+            **endpoint(e.network, e.gateway, e.ip_address, e.prefix_len, e.mac_address, e),
             "Aliases": list(e.aliases) or None,
         }
         for e in now.endpoints
@@ -593,9 +599,9 @@ def _network_settings(c: Container) -> dict[str, Any]:
     # At rest: the networks it will join, without addresses, with a MAC asked for (as
     # Docker shows them).
     for name, join in joins.items():
-        networks.setdefault(name, endpoint(name, "", "", 0, join.mac))
+        networks.setdefault(name, endpoint(name, "", "", 0, join.mac, None))
     if cfg.network in ("host", "none"):  # the one it is on, as Docker lists it
-        networks.setdefault(cfg.network, endpoint(cfg.network, "", "", 0, ""))
+        networks.setdefault(cfg.network, endpoint(cfg.network, "", "", 0, "", None))
     first = now.endpoints[0] if now.endpoints else None
     return {
         "Bridge": "",
