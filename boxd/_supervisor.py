@@ -1441,6 +1441,12 @@ class Supervisor:
                 self._save(entry.container)
         self._signal(entry.container, run, signum)
         if signum != signal.SIGKILL:
+            if signum == parse_signal(entry.container.config.stop_signal):
+                # As Docker's: its stop signal is meant to end it, so a paused container
+                # is thawed to receive it (it waited for an unpause before).
+                async with entry.lock:
+                    if entry.phase is PAUSED:
+                        self._resume(entry)
             return
         if entry.phase is PAUSED:
             self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
@@ -1493,9 +1499,14 @@ class Supervisor:
         c = entry.container
         async with entry.lock:
             _lifecycle.check_unpause(c.name, entry.phase)
-            self._cgroup_of(c).thaw()
-            (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
-            self._set(entry, RUNNING)
+            self._resume(entry)
+
+    def _resume(self, entry: _Entry) -> None:
+        """Thaw a paused container: it runs again (an ``unpause`` event)."""
+        c = entry.container
+        self._cgroup_of(c).thaw()
+        (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
+        self._set(entry, RUNNING)
 
     async def restart(
         self, ref: str, grace: float | None = None, *, sig: str | None = None

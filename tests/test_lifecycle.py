@@ -408,6 +408,29 @@ def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
     assert not _alive(pid)
 
 
+def test_kill_with_the_stop_signal_thaws_a_paused_container(daemon: Daemon) -> None:
+    """As Docker's: ``kill -s`` of a paused container's own stop signal thaws it to receive
+    the signal (an unpause); another signal waits, frozen, for the unpause."""
+    loop = "while :; do sleep 0.1; done"
+    for name, stop in (("t", "TERM"), ("u", "USR1")):
+        trap = f"trap 'exit 3' TERM; trap 'exit 4' USR1; echo ready; {loop}"
+        daemon.ctl("run", "-d", "--name", name, "--stop-signal", stop, "default", "sh", "-c", trap)
+        daemon.wait_for(name, lambda c: "ready" in daemon.ctl("logs", c["id"]).stdout)
+        daemon.ctl("pause", name)
+    daemon.ctl("kill", "-s", "SIGTERM", "t")
+    assert daemon.inspect("t")["state"]["status"] != "paused"  # running, or ended
+    assert daemon.ctl("wait", "t", timeout=20).stdout == "3\n"
+    pid = daemon.inspect("u")["state"]["pid"]
+    daemon.ctl("kill", "-s", "TERM", "u")  # not its stop signal: it stays paused
+    assert daemon.inspect("u")["state"]["status"] == "paused" and _frozen(pid)
+    daemon.ctl("kill", "-s", "usr1", "u")
+    assert daemon.ctl("wait", "u", timeout=20).stdout in ("3\n", "4\n")  # both were pending
+    since = daemon.inspect("t")["state"]["started_at"]
+    events = daemon.ctl("events", "--since", str(since), "--until", str(time.time())).stdout
+    assert events.count(" unpause ") == 2, events
+    daemon.ctl("rm", "t", "u")
+
+
 def test_exec_into_a_cgroup_frozen_by_another_is_refused(daemon: Daemon) -> None:
     """A container whose cgroup somebody else froze: its exec's setup would freeze in it,
     and the spawn waits for that on the event loop.  Refused, naming it; the daemon goes
