@@ -1414,7 +1414,10 @@ class Supervisor:
     async def kill(self, ref: str, sig: str = "SIGKILL") -> None:
         signum = parse_signal(sig)
         entry = self._lookup(ref)
-        ending = signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+        # Its own stop signal too (a systemd container's SIGRTMIN+3, nginx's SIGQUIT), as
+        # Docker's: its restart policy does not bring it back.
+        own = signum == parse_signal(entry.container.config.stop_signal)
+        ending = own or signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
         if entry.phase is RESTARTING and ending and entry.backoff is not None:
             # No process to signal: what would end it keeps it down, as a stop does.
             entry.stopping = entry.container.state.manual_stop = True
@@ -1441,7 +1444,7 @@ class Supervisor:
                 self._save(entry.container)
         self._signal(entry.container, run, signum)
         if signum != signal.SIGKILL:
-            if signum == parse_signal(entry.container.config.stop_signal):
+            if own:
                 # As Docker's: its stop signal is meant to end it, so a paused container
                 # is thawed to receive it (it waited for an unpause before).
                 async with entry.lock:

@@ -203,6 +203,20 @@ def test_restart_always_is_stopped_by_stop(daemon: Daemon) -> None:
     assert daemon.inspect("loop")["state"]["restart_count"] == count
 
 
+def test_a_kill_with_its_own_stop_signal_keeps_it_down(daemon: Daemon) -> None:
+    """As Docker's: a kill with the container's stop signal (nginx's QUIT, systemd's
+    SIGRTMIN+3) stops it, its restart policy does not bring it back (it did)."""
+    script = "trap 'exit 0' QUIT; echo ready; while :; do sleep 0.1; done"
+    daemon.ctl("run", "-d", "--name", "q", "--restart", "always", "--stop-signal", "SIGQUIT",
+               "default", "sh", "-c", script)  # fmt: skip
+    daemon.wait_for("q", lambda c: "ready" in daemon.ctl("logs", "q").stdout)
+    daemon.ctl("kill", "-s", "QUIT", "q")
+    assert daemon.inspect("q")["state"]["manual_stop"]  # written before the signal
+    c = daemon.wait_for("q", lambda c: c["state"]["status"] not in ("running", "stopping"))
+    assert (c["state"]["status"], c["state"]["restart_count"]) == ("stopped", 0)
+    daemon.ctl("rm", "q")
+
+
 def _in_a_grown_backoff(daemon: Daemon, name: str) -> None:
     """A container that ends at once, --restart always, seen waiting in its backoff once
     that has grown to 0.8 s or more (--network none: each start stays short next to it)."""
