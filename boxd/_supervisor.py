@@ -1342,7 +1342,7 @@ class Supervisor:
             if wait != 0:  # with no time to stop, the stop signal would only precede SIGKILL
                 self._signal(c, run, stop_signal)
             if paused:
-                self._thaw(c)
+                self._thaw_to_end(c)
             # The supervisor's, not the caller's: a caller cancelled during the grace
             # period (a test's timeout, a client gone) would leave a container that
             # ignores its stop signal stopping for ever, and every start, restart and
@@ -1376,7 +1376,7 @@ class Supervisor:
         run.timed_out = True
         self._signal(c, run, signal.SIGKILL)
         if entry.phase is PAUSED:
-            self._thaw(c)  # a v1 freezer holds even SIGKILL until the thaw
+            self._thaw_to_end(c)
 
     async def _watch_oom(self, entry: _Entry, run: Run, cgroup: Cgroup, new: bool) -> None:
         """Record and report OOM kills in the container as they happen, as Docker does
@@ -1404,6 +1404,12 @@ class Supervisor:
     def _signal(self, c: Container, run: Run, signum: int) -> None:
         run.signal(signum)
         self.events.report("kill", c, signal=str(int(signum)))
+
+    def _thaw_to_end(self, c: Container) -> None:
+        """Thaw a paused container after the signal that ends it (a v1 freezer holds even
+        SIGKILL until the thaw): an ``unpause`` event, as Docker's resume reports one."""
+        self._thaw(c)
+        self.events.report("unpause", c)
 
     def _thaw(self, c: Container) -> None:
         try:
@@ -1452,7 +1458,7 @@ class Supervisor:
                         self._resume(entry)
             return
         if entry.phase is PAUSED:
-            self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
+            self._thaw_to_end(entry.container)
         # As Docker's: a SIGKILL is answered once the end is recorded, so the inspect that
         # follows (docker-py's tests, scripts) sees the container exited, not running.
         with trio.move_on_after(KILL_WAIT) as waited:

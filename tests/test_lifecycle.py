@@ -422,6 +422,22 @@ def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
     assert not _alive(pid)
 
 
+def test_a_paused_container_ended_is_unpaused_in_the_events(daemon: Daemon) -> None:
+    """As Docker's: `stop`, `kill` and `rm -f` of a paused container thaw it to end it,
+    and `events` says so (`unpause` before its `die`), as Docker's resume reports it."""
+    start = time.time()
+    for verb in (("stop", "-t", "1"), ("kill",), ("rm", "-f")):
+        daemon.ctl("run", "-d", "--name", "pz", "default", "sleep", "300")
+        daemon.ctl("pause", "pz")
+        daemon.ctl(*verb, "pz")
+        daemon.ctl("rm", "-f", "pz")
+    window = ("--since", str(start), "--until", str(time.time()))
+    fmt = "{{.Action}}"
+    r = daemon.ctl("events", *window, "-f", "event=pause", "-f", "event=unpause",
+                   "-f", "event=die", "--format", fmt)  # fmt: skip
+    assert r.stdout.split() == ["pause", "unpause", "die"] * 3
+
+
 def test_kill_with_the_stop_signal_thaws_a_paused_container(daemon: Daemon) -> None:
     """As Docker's: ``kill -s`` of a paused container's own stop signal thaws it to receive
     the signal (an unpause); another signal waits, frozen, for the unpause."""
