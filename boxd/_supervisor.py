@@ -1934,7 +1934,15 @@ class Supervisor:
             c.config, resources=resources, restart=c.config.restart if restart is None else restart
         )  # validated: --rm and a restart policy do not combine
         if entry.phase in _lifecycle.WITH_PROCESS:
-            self._cgroup_of(c).update(limits)
+            try:
+                self._cgroup_of(c).update(limits)
+            except CgroupError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                # A limit below what it uses: in the user's terms, as Docker's words
+                # ("Cannot update container ..."), not the host's cgroup path.
+                words = f"cannot update container {c.name}: {exc.strerror}"
+                raise CgroupError(exc.errno, words) from None
         c.config = config
         self._save(c, durable=True)
         self.events.report("update", c)
