@@ -1454,7 +1454,7 @@ def _v1_memory(d: str, limits: Limits, put: Put) -> None:
             usage = _read_opt(f"{d}/memory.usage_in_bytes").strip()
             raise CgroupError(
                 errno.EBUSY,
-                f"cannot lower {os.path.basename(path)} of {d} to {value}: the container uses "
+                f"cannot lower {os.path.basename(path)} to {value}: the container uses "
                 f"{usage} bytes that the kernel cannot reclaim",
             ) from None
 
@@ -1474,7 +1474,7 @@ def _v2_memory(d: str, limits: Limits, put: Put, *, new: bool = False) -> None:
             if int(current) > limits.memory:
                 raise CgroupError(
                     errno.EBUSY,
-                    f"cannot lower memory.max of {d} to {limits.memory}: the container "
+                    f"cannot lower memory.max to {limits.memory}: the container "
                     f"uses {current} bytes that the kernel cannot reclaim",
                 )
         put(f"{d}/memory.max", str(limits.memory))

@@ -1349,7 +1349,7 @@ class Supervisor:
             if wait != 0:  # with no time to stop, the stop signal would only precede SIGKILL
                 self._signal(c, run, stop_signal)
             if paused:
-                self._thaw(c)
+                self._thaw_to_end(c)
             # The supervisor's, not the caller's: a caller cancelled during the grace
             # period (a test's timeout, a client gone) would leave a container that
             # ignores its stop signal stopping for ever, and every start, restart and
@@ -1383,7 +1383,7 @@ class Supervisor:
         run.timed_out = True
         self._signal(c, run, signal.SIGKILL)
         if entry.phase is PAUSED:
-            self._thaw(c)  # a v1 freezer holds even SIGKILL until the thaw
+            self._thaw_to_end(c)
 
     async def _watch_oom(self, entry: _Entry, run: Run, cgroup: Cgroup, new: bool) -> None:
         """Record and report OOM kills in the container as they happen, as Docker does
@@ -1412,6 +1412,12 @@ class Supervisor:
         run.signal(signum)
         self.events.report("kill", c, signal=str(int(signum)))
 
+    def _thaw_to_end(self, c: Container) -> None:
+        """Thaw a paused container after the signal that ends it (a v1 freezer holds even
+        SIGKILL until the thaw): an ``unpause`` event, as Docker's resume reports one."""
+        self._thaw(c)
+        self.events.report("unpause", c)
+
     def _thaw(self, c: Container) -> None:
         try:
             self._cgroup_of(c).thaw()
@@ -1421,7 +1427,10 @@ class Supervisor:
     async def kill(self, ref: str, sig: str = "SIGKILL") -> None:
         signum = parse_signal(sig)
         entry = self._lookup(ref)
-        ending = signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+        # Its own stop signal too (a systemd container's SIGRTMIN+3, nginx's SIGQUIT), as
+        # Docker's: its restart policy does not bring it back.
+        own = signum == parse_signal(entry.container.config.stop_signal)
+        ending = own or signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
         if entry.phase is RESTARTING and ending and entry.backoff is not None:
             # No process to signal: what would end it keeps it down, as a stop does.
             entry.stopping = entry.container.state.manual_stop = True
@@ -1448,9 +1457,15 @@ class Supervisor:
                 self._save(entry.container)
         self._signal(entry.container, run, signum)
         if signum != signal.SIGKILL:
+            if own:
+                # As Docker's: its stop signal is meant to end it, so a paused container
+                # is thawed to receive it (it waited for an unpause before).
+                async with entry.lock:
+                    if entry.phase is PAUSED:
+                        self._resume(entry)
             return
         if entry.phase is PAUSED:
-            self._thaw(entry.container)  # a v1 freezer holds even SIGKILL until the thaw
+            self._thaw_to_end(entry.container)
         # As Docker's: a SIGKILL is answered once the end is recorded, so the inspect that
         # follows (docker-py's tests, scripts) sees the container exited, not running.
         with trio.move_on_after(KILL_WAIT) as waited:
@@ -1500,9 +1515,14 @@ class Supervisor:
         c = entry.container
         async with entry.lock:
             _lifecycle.check_unpause(c.name, entry.phase)
-            self._cgroup_of(c).thaw()
-            (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
-            self._set(entry, RUNNING)
+            self._resume(entry)
+
+    def _resume(self, entry: _Entry) -> None:
+        """Thaw a paused container: it runs again (an ``unpause`` event)."""
+        c = entry.container
+        self._cgroup_of(c).thaw()
+        (self.store.container_dir(c.id) / COMMIT_PAUSE).unlink(missing_ok=True)
+        self._set(entry, RUNNING)
 
     async def restart(
         self, ref: str, grace: float | None = None, *, sig: str | None = None
@@ -1921,7 +1941,15 @@ class Supervisor:
             c.config, resources=resources, restart=c.config.restart if restart is None else restart
         )  # validated: --rm and a restart policy do not combine
         if entry.phase in _lifecycle.WITH_PROCESS:
-            self._cgroup_of(c).update(limits)
+            try:
+                self._cgroup_of(c).update(limits)
+            except CgroupError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                # A limit below what it uses: in the user's terms, as Docker's words
+                # ("Cannot update container ..."), not the host's cgroup path.
+                words = f"cannot update container {c.name}: {exc.strerror}"
+                raise CgroupError(exc.errno, words) from None
         c.config = config
         self._save(c, durable=True)
         self.events.report("update", c)

@@ -731,6 +731,34 @@ def test_stop_and_restart_take_a_signal(daemon: Daemon) -> None:
     daemon.ctl("rm", "rt")
 
 
+def test_stop_kill_and_rm_of_several_are_at_once(daemon: Daemon) -> None:
+    """As Docker's client: `stop` of several sends each its stop signal at once, so the
+    stop of containers that ignore it (a PID 1 without a handler) takes one timeout, not
+    one each; what is done is printed in the order given, a failure in its place."""
+    names = ["par1", "par2", "par3"]
+    for name in names:
+        daemon.ctl("run", "-d", "--name", name, "default", "sleep", "300")
+    start = time.time()
+    r = daemon.ctl("stop", "-t", "3", "par1", "nope", "par2", "par3", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1,
+        "par1\npar2\npar3\n",
+        "boxctl: No such container: nope\n",
+    )
+    window = ("--since", str(start), "--until", str(time.time()))
+    fmt = "{{.Action}} {{.Actor.Attributes.signal}}"
+    r = daemon.ctl("events", *window, "-f", "event=kill", "-f", "event=die", "--format", fmt)
+    actions = r.stdout.splitlines()
+    # Each its SIGTERM before any SIGKILL (one at a time, the first was killed and ended
+    # before the second had its SIGTERM).
+    assert actions[:3] == ["kill 15"] * 3 and actions.count("kill 9") == 3, actions
+    daemon.ctl("start", *names)
+    r = daemon.ctl("kill", *names, "nope", check=False)
+    assert (r.returncode, r.stdout) == (1, "par1\npar2\npar3\n")
+    r = daemon.ctl("rm", "-f", "nope", *names)
+    assert (r.stdout, r.stderr) == ("par1\npar2\npar3\n", "boxctl: No such container: nope\n")
+
+
 def test_events_of_networks_volumes_and_images(
     daemon: Daemon, tmp_path: Path, busybox_root: Path
 ) -> None:

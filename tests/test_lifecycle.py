@@ -204,6 +204,20 @@ def test_restart_always_is_stopped_by_stop(daemon: Daemon) -> None:
     assert daemon.inspect("loop")["state"]["restart_count"] == count
 
 
+def test_a_kill_with_its_own_stop_signal_keeps_it_down(daemon: Daemon) -> None:
+    """As Docker's: a kill with the container's stop signal (nginx's QUIT, systemd's
+    SIGRTMIN+3) stops it, its restart policy does not bring it back (it did)."""
+    script = "trap 'exit 0' QUIT; echo ready; while :; do sleep 0.1; done"
+    daemon.ctl("run", "-d", "--name", "q", "--restart", "always", "--stop-signal", "SIGQUIT",
+               "default", "sh", "-c", script)  # fmt: skip
+    daemon.wait_for("q", lambda c: "ready" in daemon.ctl("logs", "q").stdout)
+    daemon.ctl("kill", "-s", "QUIT", "q")
+    assert daemon.inspect("q")["state"]["manual_stop"]  # written before the signal
+    c = daemon.wait_for("q", lambda c: c["state"]["status"] not in ("running", "stopping"))
+    assert (c["state"]["status"], c["state"]["restart_count"]) == ("stopped", 0)
+    daemon.ctl("rm", "q")
+
+
 def _in_a_grown_backoff(daemon: Daemon, name: str) -> None:
     """A container that ends at once, --restart always, seen waiting in its backoff once
     that has grown to 0.8 s or more (--network none: each start stays short next to it)."""
@@ -407,6 +421,45 @@ def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
     daemon.ctl("pause", "p")
     daemon.ctl("rm", "-f", "p")  # a paused container goes too
     assert not _alive(pid)
+
+
+def test_a_paused_container_ended_is_unpaused_in_the_events(daemon: Daemon) -> None:
+    """As Docker's: `stop`, `kill` and `rm -f` of a paused container thaw it to end it,
+    and `events` says so (`unpause` before its `die`), as Docker's resume reports it."""
+    start = time.time()
+    for verb in (("stop", "-t", "1"), ("kill",), ("rm", "-f")):
+        daemon.ctl("run", "-d", "--name", "pz", "default", "sleep", "300")
+        daemon.ctl("pause", "pz")
+        daemon.ctl(*verb, "pz")
+        daemon.ctl("rm", "-f", "pz")
+    window = ("--since", str(start), "--until", str(time.time()))
+    fmt = "{{.Action}}"
+    r = daemon.ctl("events", *window, "-f", "event=pause", "-f", "event=unpause",
+                   "-f", "event=die", "--format", fmt)  # fmt: skip
+    assert r.stdout.split() == ["pause", "unpause", "die"] * 3
+
+
+def test_kill_with_the_stop_signal_thaws_a_paused_container(daemon: Daemon) -> None:
+    """As Docker's: ``kill -s`` of a paused container's own stop signal thaws it to receive
+    the signal (an unpause); another signal waits, frozen, for the unpause."""
+    loop = "while :; do sleep 0.1; done"
+    for name, stop in (("t", "TERM"), ("u", "USR1")):
+        trap = f"trap 'exit 3' TERM; trap 'exit 4' USR1; echo ready; {loop}"
+        daemon.ctl("run", "-d", "--name", name, "--stop-signal", stop, "default", "sh", "-c", trap)
+        daemon.wait_for(name, lambda c: "ready" in daemon.ctl("logs", c["id"]).stdout)
+        daemon.ctl("pause", name)
+    daemon.ctl("kill", "-s", "SIGTERM", "t")
+    assert daemon.inspect("t")["state"]["status"] != "paused"  # running, or ended
+    assert daemon.ctl("wait", "t", timeout=20).stdout == "3\n"
+    pid = daemon.inspect("u")["state"]["pid"]
+    daemon.ctl("kill", "-s", "TERM", "u")  # not its stop signal: it stays paused
+    assert daemon.inspect("u")["state"]["status"] == "paused" and _frozen(pid)
+    daemon.ctl("kill", "-s", "usr1", "u")
+    assert daemon.ctl("wait", "u", timeout=20).stdout in ("3\n", "4\n")  # both were pending
+    since = daemon.inspect("t")["state"]["started_at"]
+    events = daemon.ctl("events", "--since", str(since), "--until", str(time.time())).stdout
+    assert events.count(" unpause ") == 2, events
+    daemon.ctl("rm", "t", "u")
 
 
 def test_exec_into_a_cgroup_frozen_by_another_is_refused(daemon: Daemon) -> None:

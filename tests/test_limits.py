@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import time
 from pathlib import Path
 
@@ -153,6 +154,26 @@ def test_limits_in_the_files_and_update_live(daemon: Daemon) -> None:
     assert daemon.inspect(cid)["config"]["resources"]["memory"] == 128 << 20
     r = daemon.ctl("update", "--cpus", "0.001", cid, check=False)
     assert r.returncode != 0 and "'0.001'" in r.stderr
+
+
+def test_update_below_what_is_used_names_the_container_not_the_host_path(
+    daemon: Daemon,
+) -> None:
+    """A memory limit below what the container uses (and the kernel cannot reclaim) is
+    refused, as Docker's ("Cannot update container ..."), naming the container and the
+    value; the host's cgroup path is no word of the user's.  Nothing changes."""
+    fill = "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ready; sleep 300"
+    daemon.ctl("run", "-d", "--name", "full", "-m", "256m", "default", "sh", "-c", fill)
+    daemon.wait_for("full", lambda c: "ready" in daemon.ctl("logs", "full").stdout)
+    r = daemon.ctl("update", "-m", "16m", "full", check=False)
+    assert r.returncode == 1
+    assert re.fullmatch(
+        r"boxctl: cannot update container full: cannot lower memory\.(limit_in_bytes|max) to "
+        r"16777216: the container uses \d+ bytes that the kernel cannot reclaim\n",
+        r.stderr,
+    ), r.stderr
+    assert daemon.inspect("full")["config"]["resources"]["memory"] == 256 << 20
+    daemon.ctl("rm", "-f", "full")
 
 
 def test_cpu_quota_holds_a_busy_loop_near_half_a_core(daemon: Daemon) -> None:
