@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import posixpath
+import select
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -161,6 +162,13 @@ class StartError(RuntimeError):
     def __init__(self, message: str, exit_code: int = 125) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _has_ended(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has exited (its pidfd is readable then)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _exec_start_code(exc: BaseException) -> int:
@@ -1797,8 +1805,6 @@ class Supervisor:
         entry = self._lookup(ref)
         c = entry.container
         _lifecycle.check_exec(c.id, c.name, entry.phase)
-        run = entry.run
-        assert run is not None
         request = _plan.ExecSpec(
             command=command,
             env=env,
@@ -1821,15 +1827,22 @@ class Supervisor:
             null_stdio=detached and not tty,
         )
 
+        # The container's init, as the exec joins it: a copy of its pidfd, taken while
+        # it is known to run, not the run's own, which its end closes (its number then
+        # another container's pidfd, as containers come and go) while the exec spawns.
+        target = -1
+
         async def exec_plan(stdio: tuple[int, int, int]) -> SpawnPlan:
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
             # Made again at each exec, as Docker does: the linked containers as they are now.
             links = self._legacy_links(c, strict=False).env
-            return _plan.build_exec(
-                c, request, run.pidfd, image, where, stdio=stdio, link_env=links
-            )
+            return _plan.build_exec(c, request, target, image, where, stdio=stdio, link_env=links)
 
+        # A failure to start is raised once the nursery has closed: from inside it Trio
+        # would wrap it in an ExceptionGroup, not the StartError or Conflict a caller
+        # catches.
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             try:
                 # The spawn waits, on the event loop's thread, for its setup, which joins
@@ -1837,28 +1850,47 @@ class Supervisor:
                 # other request meanwhile.  Under the lock a pause waits for the spawn.
                 async with entry.lock:
                     _lifecycle.check_exec(c.id, c.name, entry.phase)
+                    run = entry.run  # a restart meanwhile has a new one
+                    if run is None or run.pidfd < 0:  # ended, its end not yet recorded
+                        raise _lifecycle.ended_before_exec(c.name)
                     cgroup = self._cgroup_of(c).for_exec(run.pid)
                     if cgroup.frozen():  # by somebody else: boxd's own pause is a phase
                         raise Conflict(
                             f"Container {c.id} is frozen (its cgroup's freezer, not a pause "
                             "of boxd's): thaw it before exec"
                         )
-                    await nursery.start(
-                        functools.partial(proc.execute, owns_cgroup=False),
-                        self.native,
-                        exec_plan,
-                        cgroup,
-                    )
+                    target = os.dup(run.pidfd)
+                    try:
+                        await nursery.start(
+                            functools.partial(proc.execute, owns_cgroup=False),
+                            self.native,
+                            exec_plan,
+                            cgroup,
+                        )
+                    except OSError as exc:
+                        # The container ended as the exec joined it: its process has
+                        # exited, or is exiting (no namespaces left to join: ESRCH).
+                        if exc.errno == errno.ESRCH or _has_ended(target):
+                            raise _lifecycle.ended_before_exec(c.name) from exc
+                        raise
+                    finally:
+                        os.close(target)
+            except Conflict as exc:
+                failure = exc
             except (SpawnError, OSError, ValueError) as exc:
-                raise StartError(error_text(exc), _exec_start_code(exc)) from exc
-            self.events.report(f"exec_start: {action}", c, execID=exec_id)
-            task_status.started(proc)
-            if detached:
-                self._detached_execs.add(proc)
-                try:
-                    await proc.exited.wait()
-                finally:
-                    self._detached_execs.discard(proc)
+                failure = StartError(error_text(exc), _exec_start_code(exc))
+                failure.__cause__ = exc
+            else:
+                self.events.report(f"exec_start: {action}", c, execID=exec_id)
+                task_status.started(proc)
+                if detached:
+                    self._detached_execs.add(proc)
+                    try:
+                        await proc.exited.wait()
+                    finally:
+                        self._detached_execs.discard(proc)
+        if failure is not None:
+            raise failure
         assert proc.outcome is not None
         code = proc.outcome.exit_code
         self.events.report("exec_die", c, execID=exec_id, exitCode=str(code))

@@ -279,6 +279,45 @@ async def test_a_kill_of_a_run_that_just_ended_leaves_its_exit(
         assert seen == {(3, boxd.Status.EXITED)}
 
 
+async def test_an_exec_as_its_container_ends_is_refused_as_not_running(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A test suite's exec racing its container's stop (a fixture's teardown): the exec
+    runs, is killed with its container, or is refused with :class:`boxd.Conflict` in
+    check_exec's words, never the join's own failure in an ExceptionGroup ("the
+    intermediate process ended (status 9)", "join: No such process"); it joins its
+    container by a pidfd of its own, closed after its spawn (no fd is left behind); an
+    exec that cannot start is a :class:`boxd.StartError`, not wrapped either."""
+    fds = len(os.listdir("/proc/self/fd"))
+    outcomes: set[int | str] = set()
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.run(_config(busybox_root, "sleep", "100"))
+        with pytest.raises(boxd.StartError, match="exec /nope: No such file or directory"):
+            await sup.exec(c.id, ("/nope",))
+        await sup.remove(c.id, force=True)
+        for i in range(30):
+            c = await sup.run(_config(busybox_root, "sleep", "100"))
+
+            async def exec_true(cid: str = c.id) -> None:
+                try:
+                    outcomes.add(await sup.exec(cid, ("true",)))
+                except boxd.Conflict as exc:
+                    assert "is not running: exec needs a running container" in str(exc)
+                    outcomes.add("refused")
+
+            async def stop(cid: str = c.id, after: int = i % 10) -> None:
+                for _ in range(after):  # a different moment of the exec's start each time
+                    await trio.lowlevel.checkpoint()
+                await sup.stop(cid, 0)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(exec_true)
+                nursery.start_soon(stop)
+            await sup.remove(c.id)
+    assert outcomes <= {0, 137, "refused"}
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
 async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
     tmp_path: Path, busybox_root: Path
 ) -> None:
