@@ -522,11 +522,15 @@ class Supervisor:
         return apply_image_config(config, record, self.images.config(record))
 
     def _check_name_free(self, name: str) -> None:
+        """Refused in Docker's words (a test suite's retry or cleanup matches them, and
+        takes the holder's id from between the quotes)."""
         check_name(name)
         for e in self._entries.values():
             if e.container.name == name:
                 raise Conflict(
-                    f"the name {name!r} is already in use by container {e.container.short_id}"
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{e.container.id}". You have to remove (or rename) that container to be '
+                    "able to reuse that name."
                 )
 
     async def _refused_layer(self, diff_id: str, error: LayerError) -> None:
@@ -1531,7 +1535,10 @@ class Supervisor:
         entry = self._lookup(ref)
         if name == entry.container.name:
             raise Conflict(f"container {entry.container.short_id} is already named {name!r}")
-        self._check_name_free(name)
+        try:
+            self._check_name_free(name)
+        except Conflict as exc:  # Docker's words for it
+            raise Conflict(f"Error when allocating new name: {exc}") from None
         old, entry.container.name = entry.container.name, name
         self._save(entry.container)
         self._links_follow(old, name)
