@@ -1052,7 +1052,25 @@ class Supervisor:
         console_size: tuple[int, int] | None = None,
     ) -> float:
         """One run (or the adoption of a running one: its phase stays as recorded); returns
-        how long it ran.  Reports start via task_status (first run)."""
+        how long it ran.  Reports start via task_status (first run).  Its log is open for
+        the run only: a container at rest holds no fd (its log's directory and file were
+        two for each exited container, until its removal: a test suite's thousands of
+        them ran the daemon out of fds); its next start opens it again."""
+        try:
+            return await self._one_run(entry, task_status, adoption, image, console_size)
+        finally:
+            if entry.logs is not None:
+                entry.logs.close()
+                entry.logs = None
+
+    async def _one_run(
+        self,
+        entry: _Entry,
+        task_status: trio.TaskStatus[None] | None,
+        adoption: Adoption | None,
+        image: Image | None,
+        console_size: tuple[int, int] | None,
+    ) -> float:
         c = entry.container
         st = c.state
         if adoption is None:

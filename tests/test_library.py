@@ -19,6 +19,7 @@ import trio
 
 import boxd
 from boxd import _run
+from boxd._logs import read_entries
 from boxd._supervisor import Supervisor
 
 pytestmark = pytest.mark.root
@@ -316,6 +317,28 @@ async def test_an_exec_as_its_container_ends_is_refused_as_not_running(
             await sup.remove(c.id)
     assert outcomes <= {0, 137, "refused"}
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+async def test_a_container_at_rest_holds_no_fd(tmp_path: Path, busybox_root: Path) -> None:
+    """A test suite that leaves its exited containers (docker-py's ``run()`` without
+    ``remove``, pruned at night): the supervisor holds no fd of each (it held its log's
+    directory and file until the removal, two for each, and ran out of fds); the log
+    reads back, and a second start appends to it."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        first = await sup.run(_config(busybox_root, "echo", "run 0"))
+        assert await sup.wait(first.id) == 0
+        fds = len(os.listdir("/proc/self/fd"))
+        for i in range(1, 21):
+            c = await sup.run(_config(busybox_root, "echo", f"run {i}"))
+            assert await sup.wait(c.id) == 0
+        assert len(os.listdir("/proc/self/fd")) == fds
+        await sup.start(first.id)
+        assert await sup.wait(first.id) == 0
+        logged = [e.data for e in read_entries(sup.log_dir(first.id))]
+        assert logged == [b"run 0", b"run 0"]
+        assert len(os.listdir("/proc/self/fd")) == fds
+        for c in sup.list(all=True):
+            await sup.remove(c.id)
 
 
 async def test_the_run_tells_whether_the_pids_limit_held_a_fork(
