@@ -159,6 +159,12 @@ def check_exec(cid: str, name: str, phase: Status) -> None:
         raise _refuse(name, phase, "exec needs a running container")
 
 
+def ended_before_exec(name: str) -> Conflict:
+    """An exec refused as :func:`check_exec` refuses it: its container's process ended
+    while the exec was being set up (its end not yet recorded)."""
+    return _refuse(name, EXITED, "exec needs a running container")
+
+
 def check_attach(name: str, phase: Status) -> None:
     if phase is PAUSED:
         raise _refuse(name, phase, "unpause it first")

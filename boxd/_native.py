@@ -980,7 +980,9 @@ def _join_report(spawned: Spawned, plan: SpawnPlan) -> Spawned:
         return evolve(spawned, pid=pid, pidfd=pidfd, report_fd=-1)
     message = _failure_on_sync(spawned)
     if message is None:
-        raise RuntimeError(
+        # An OSError, as every other failure to join is: it ended before it could report
+        # (killed with its target's cgroup as that container ended, or by the OOM killer).
+        raise ChildProcessError(
             f"join: the intermediate process ended (status {status.si_status if status else '?'})"
             " without a report"
         )

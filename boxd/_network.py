@@ -818,6 +818,16 @@ class Networks:
             if c.id in members:
                 members[c.id] = (dns_names(c, join), members[c.id][1])
 
+    def _forget(self, network: str, cid: str) -> None:
+        """The container's names on ``network`` are answered no more; the network's
+        entry goes with its last member (a test suite makes a network per test, and every
+        DNS query goes through the entries)."""
+        members = self._names.get(network)
+        if members is not None:
+            members.pop(cid, None)
+            if not members:
+                del self._names[network]
+
     def links_changed(self, c: Container) -> None:
         """A running container's links changed (one removed): its DNS answers the
         aliases it has now."""
@@ -1673,7 +1683,7 @@ class Attachment:
         await trio.to_thread.run_sync(_netlink.delete_link, link.host_link)
         self.links.remove(link)
         async with nets._lock:
-            nets._names.get(network, {}).pop(cid, None)
+            nets._forget(network, cid)
             forwards = nets._forwards.pop(cid, []) if routed else []
             if forwards:
                 await nets._apply()
@@ -1726,7 +1736,7 @@ class Attachment:
                 nets._resolvers.pop(cid, None)
                 nets._aliases.pop(cid, None)
                 for link in self.links:
-                    nets._names.get(link.net.name, {}).pop(cid, None)
+                    nets._forget(link.net.name, cid)
                 if had_ports:
                     await nets._apply()
         if self.owner:

@@ -215,7 +215,7 @@ class Run:
     # ---- control from the supervisor and attached clients ----------------------------
 
     def signal(self, sig: int) -> None:
-        if self.exited.is_set():
+        if self.exited.is_set() or self.pidfd < 0:
             return
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self.pidfd, sig)
@@ -494,7 +494,11 @@ class Run:
                         await cgroup.remove()
                     if self._shim is not None:
                         await self._shim.done()
+                # Its number is free for the next open (another container's pidfd, as
+                # containers come and go): a signal or an exec between here and the end's
+                # recording must find none, never that.
                 os.close(self.pidfd)
+                self.pidfd = -1
                 if self._ledger is not None:
                     self._ledger.close()
                     self._ledger = None

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import posixpath
+import select
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -160,6 +161,13 @@ class StartError(RuntimeError):
     def __init__(self, message: str, exit_code: int = 125) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _has_ended(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has exited (its pidfd is readable then)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _exec_start_code(exc: BaseException) -> int:
@@ -513,11 +521,15 @@ class Supervisor:
         return apply_image_config(config, record, self.images.config(record))
 
     def _check_name_free(self, name: str) -> None:
+        """Refused in Docker's words (a test suite's retry or cleanup matches them, and
+        takes the holder's id from between the quotes)."""
         check_name(name)
         for e in self._entries.values():
             if e.container.name == name:
                 raise Conflict(
-                    f"the name {name!r} is already in use by container {e.container.short_id}"
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{e.container.id}". You have to remove (or rename) that container to be '
+                    "able to reuse that name."
                 )
 
     async def _refused_layer(self, diff_id: str, error: LayerError) -> None:
@@ -1047,7 +1059,25 @@ class Supervisor:
         console_size: tuple[int, int] | None = None,
     ) -> float:
         """One run (or the adoption of a running one: its phase stays as recorded); returns
-        how long it ran.  Reports start via task_status (first run)."""
+        how long it ran.  Reports start via task_status (first run).  Its log is open for
+        the run only: a container at rest holds no fd (its log's directory and file were
+        two for each exited container, until its removal: a test suite's thousands of
+        them ran the daemon out of fds); its next start opens it again."""
+        try:
+            return await self._one_run(entry, task_status, adoption, image, console_size)
+        finally:
+            if entry.logs is not None:
+                entry.logs.close()
+                entry.logs = None
+
+    async def _one_run(
+        self,
+        entry: _Entry,
+        task_status: trio.TaskStatus[None] | None,
+        adoption: Adoption | None,
+        image: Image | None,
+        console_size: tuple[int, int] | None,
+    ) -> float:
         c = entry.container
         st = c.state
         if adoption is None:
@@ -1550,7 +1580,10 @@ class Supervisor:
         entry = self._lookup(ref)
         if name == entry.container.name:
             raise Conflict(f"container {entry.container.short_id} is already named {name!r}")
-        self._check_name_free(name)
+        try:
+            self._check_name_free(name)
+        except Conflict as exc:  # Docker's words for it
+            raise Conflict(f"Error when allocating new name: {exc}") from None
         old, entry.container.name = entry.container.name, name
         self._save(entry.container)
         self._links_follow(old, name)
@@ -1824,8 +1857,6 @@ class Supervisor:
         entry = self._lookup(ref)
         c = entry.container
         _lifecycle.check_exec(c.id, c.name, entry.phase)
-        run = entry.run
-        assert run is not None
         request = _plan.ExecSpec(
             command=command,
             env=env,
@@ -1848,15 +1879,22 @@ class Supervisor:
             null_stdio=detached and not tty,
         )
 
+        # The container's init, as the exec joins it: a copy of its pidfd, taken while
+        # it is known to run, not the run's own, which its end closes (its number then
+        # another container's pidfd, as containers come and go) while the exec spawns.
+        target = -1
+
         async def exec_plan(stdio: tuple[int, int, int]) -> SpawnPlan:
             image = self._image(c.config.image, c.config.image_id)
             where = self.store.container_dir(c.id)
             # Made again at each exec, as Docker does: the linked containers as they are now.
             links = self._legacy_links(c, strict=False).env
-            return _plan.build_exec(
-                c, request, run.pidfd, image, where, stdio=stdio, link_env=links
-            )
+            return _plan.build_exec(c, request, target, image, where, stdio=stdio, link_env=links)
 
+        # A failure to start is raised once the nursery has closed: from inside it Trio
+        # would wrap it in an ExceptionGroup, not the StartError or Conflict a caller
+        # catches.
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             try:
                 # The spawn waits, on the event loop's thread, for its setup, which joins
@@ -1864,28 +1902,47 @@ class Supervisor:
                 # other request meanwhile.  Under the lock a pause waits for the spawn.
                 async with entry.lock:
                     _lifecycle.check_exec(c.id, c.name, entry.phase)
+                    run = entry.run  # a restart meanwhile has a new one
+                    if run is None or run.pidfd < 0:  # ended, its end not yet recorded
+                        raise _lifecycle.ended_before_exec(c.name)
                     cgroup = self._cgroup_of(c).for_exec(run.pid)
                     if cgroup.frozen():  # by somebody else: boxd's own pause is a phase
                         raise Conflict(
                             f"Container {c.id} is frozen (its cgroup's freezer, not a pause "
                             "of boxd's): thaw it before exec"
                         )
-                    await nursery.start(
-                        functools.partial(proc.execute, owns_cgroup=False),
-                        self.native,
-                        exec_plan,
-                        cgroup,
-                    )
+                    target = os.dup(run.pidfd)
+                    try:
+                        await nursery.start(
+                            functools.partial(proc.execute, owns_cgroup=False),
+                            self.native,
+                            exec_plan,
+                            cgroup,
+                        )
+                    except OSError as exc:
+                        # The container ended as the exec joined it: its process has
+                        # exited, or is exiting (no namespaces left to join: ESRCH).
+                        if exc.errno == errno.ESRCH or _has_ended(target):
+                            raise _lifecycle.ended_before_exec(c.name) from exc
+                        raise
+                    finally:
+                        os.close(target)
+            except Conflict as exc:
+                failure = exc
             except (SpawnError, OSError, ValueError) as exc:
-                raise StartError(error_text(exc), _exec_start_code(exc)) from exc
-            self.events.report(f"exec_start: {action}", c, execID=exec_id)
-            task_status.started(proc)
-            if detached:
-                self._detached_execs.add(proc)
-                try:
-                    await proc.exited.wait()
-                finally:
-                    self._detached_execs.discard(proc)
+                failure = StartError(error_text(exc), _exec_start_code(exc))
+                failure.__cause__ = exc
+            else:
+                self.events.report(f"exec_start: {action}", c, execID=exec_id)
+                task_status.started(proc)
+                if detached:
+                    self._detached_execs.add(proc)
+                    try:
+                        await proc.exited.wait()
+                    finally:
+                        self._detached_execs.discard(proc)
+        if failure is not None:
+            raise failure
         assert proc.outcome is not None
         code = proc.outcome.exit_code
         self.events.report("exec_die", c, execID=exec_id, exitCode=str(code))

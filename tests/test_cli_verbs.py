@@ -94,7 +94,7 @@ def test_rename(daemon: Daemon) -> None:
     assert daemon.inspect("new")["id"] == cid
     assert daemon.ctl("inspect", "old", check=False).returncode == 1
     for args, message in (
-        (("new", "other"), "the name 'other' is already in use"),
+        (("new", "other"), 'new name: Conflict. The container name "/other" is already in use'),
         (("new", "bad/name"), "invalid container name 'bad/name'"),
         (("new", "new"), "is already named 'new'"),
         (("ghost", "x"), "No such container: ghost"),

@@ -380,6 +380,51 @@ def test_rename_diff_prune(clean: Daemon) -> None:
     assert _docker(clean, "ps", "-a", "-q").stdout == ""
 
 
+def test_two_creates_of_one_name_at_once_one_wins_in_dockers_words(clean: Daemon) -> None:
+    """pytest-xdist workers creating a fixture's named container at the same moment: one
+    gets it, the other Docker's 409, whose words (and the holder's id between quotes) a
+    suite's retry or cleanup reads; a rename to a taken name says it as Docker does."""
+    import threading
+
+    docker = pytest.importorskip("docker")
+    clients = [docker.APIClient(base_url=f"unix://{clean.docker_socket}") for _ in range(2)]
+
+    def create(
+        client: Any, name: str, both: threading.Barrier, made: list[str], refused: list[Any]
+    ) -> None:
+        both.wait()
+        try:
+            made.append(client.create_container("default", "true", name=name)["Id"])
+        except docker.errors.APIError as exc:
+            refused.append(exc)
+
+    for i in range(10):
+        name = f"same-{i}"
+        made: list[str] = []
+        refused: list[Any] = []
+        both = threading.Barrier(2)
+        args = [(c, name, both, made, refused) for c in clients]
+        threads = [threading.Thread(target=create, args=a) for a in args]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(made) == 1 and len(refused) == 1, (made, refused)
+        assert refused[0].status_code == 409
+        assert refused[0].explanation == (
+            f'Conflict. The container name "/{name}" is already in use by container '
+            f'"{made[0]}". You have to remove (or rename) that container to be able to reuse '
+            "that name."
+        )
+    with pytest.raises(docker.errors.APIError) as raised:
+        clients[0].rename("same-0", "same-1")
+    assert raised.value.status_code == 409
+    assert raised.value.explanation.startswith(
+        'Error when allocating new name: Conflict. The container name "/same-1" is already in '
+        "use by container"
+    )
+
+
 @needs_cli
 def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
     """``--log-opt max-size/max-file`` rotate the container's log (Docker's json-file

@@ -19,6 +19,7 @@ import trio
 
 import boxd
 from boxd import _run
+from boxd._logs import read_entries
 from boxd._supervisor import Supervisor
 
 pytestmark = pytest.mark.root
@@ -277,6 +278,67 @@ async def test_a_kill_of_a_run_that_just_ended_leaves_its_exit(
             seen.add((await sup.wait(c.id), sup.inspect(c.id).state.status))
             await sup.remove(c.id)
         assert seen == {(3, boxd.Status.EXITED)}
+
+
+async def test_an_exec_as_its_container_ends_is_refused_as_not_running(
+    tmp_path: Path, busybox_root: Path
+) -> None:
+    """A test suite's exec racing its container's stop (a fixture's teardown): the exec
+    runs, is killed with its container, or is refused with :class:`boxd.Conflict` in
+    check_exec's words, never the join's own failure in an ExceptionGroup ("the
+    intermediate process ended (status 9)", "join: No such process"); it joins its
+    container by a pidfd of its own, closed after its spawn (no fd is left behind); an
+    exec that cannot start is a :class:`boxd.StartError`, not wrapped either."""
+    fds = len(os.listdir("/proc/self/fd"))
+    outcomes: set[int | str] = set()
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        c = await sup.run(_config(busybox_root, "sleep", "100"))
+        with pytest.raises(boxd.StartError, match="exec /nope: No such file or directory"):
+            await sup.exec(c.id, ("/nope",))
+        await sup.remove(c.id, force=True)
+        for i in range(30):
+            c = await sup.run(_config(busybox_root, "sleep", "100"))
+
+            async def exec_true(cid: str = c.id) -> None:
+                try:
+                    outcomes.add(await sup.exec(cid, ("true",)))
+                except boxd.Conflict as exc:
+                    assert "is not running: exec needs a running container" in str(exc)
+                    outcomes.add("refused")
+
+            async def stop(cid: str = c.id, after: int = i % 10) -> None:
+                for _ in range(after):  # a different moment of the exec's start each time
+                    await trio.lowlevel.checkpoint()
+                await sup.stop(cid, 0)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(exec_true)
+                nursery.start_soon(stop)
+            await sup.remove(c.id)
+    assert outcomes <= {0, 137, "refused"}
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+async def test_a_container_at_rest_holds_no_fd(tmp_path: Path, busybox_root: Path) -> None:
+    """A test suite that leaves its exited containers (docker-py's ``run()`` without
+    ``remove``, pruned at night): the supervisor holds no fd of each (it held its log's
+    directory and file until the removal, two for each, and ran out of fds); the log
+    reads back, and a second start appends to it."""
+    async with boxd.open_supervisor(tmp_path / "lib") as sup:
+        first = await sup.run(_config(busybox_root, "echo", "run 0"))
+        assert await sup.wait(first.id) == 0
+        fds = len(os.listdir("/proc/self/fd"))
+        for i in range(1, 21):
+            c = await sup.run(_config(busybox_root, "echo", f"run {i}"))
+            assert await sup.wait(c.id) == 0
+        assert len(os.listdir("/proc/self/fd")) == fds
+        await sup.start(first.id)
+        assert await sup.wait(first.id) == 0
+        logged = [e.data for e in read_entries(sup.log_dir(first.id))]
+        assert logged == [b"run 0", b"run 0"]
+        assert len(os.listdir("/proc/self/fd")) == fds
+        for c in sup.list(all=True):
+            await sup.remove(c.id)
 
 
 async def test_the_run_tells_whether_the_pids_limit_held_a_fork(

@@ -26,7 +26,7 @@ from typing import Any
 
 import docker_clients
 import pytest
-from daemon_harness import Daemon, daemon_cli, running_daemon, session_name
+from daemon_harness import REPO, Daemon, daemon_cli, running_daemon, session_name
 
 from boxd import _netconfig, _network, _nft
 from boxd._convert import unstructure
@@ -1421,6 +1421,50 @@ def test_hundred_runs_leave_the_host_as_it_was(netd: Daemon) -> None:
     after = host_state(netd)
     for key in before:
         assert after[key] == before[key], key
+
+
+_PER_TEST_NETWORKS = """
+import json, os, sys, boxd, trio
+
+async def main():
+    async with boxd.open_supervisor(sys.argv[1]) as sup:
+        fds = len(os.listdir("/proc/self/fd"))
+        for i in range(10):
+            net = f"per-test-{i}"
+            await sup.networks.create(net)
+            config = boxd.ContainerConfig(image=sys.argv[2], command=("true",), network=net)
+            c = await sup.run(config)
+            assert await sup.wait(c.id) == 0
+            await sup.remove(c.id)
+            await sup.networks.remove(net, lambda name: [])
+        print(json.dumps({
+            "entries": len(sup.networks._names),
+            "fds": len(os.listdir("/proc/self/fd")) - fds,
+        }))
+
+trio.run(main)
+"""
+
+
+@pytest.mark.root
+def test_a_network_per_test_leaves_nothing_of_it(
+    tmp_path: Path, netns: str, busybox_root: Path
+) -> None:
+    """A test suite's network per test (testcontainers' ``Network()``: a new name each
+    time), a container on it, both removed: the supervisor keeps no entry of the network
+    (every DNS query went through one per network ever used) and no fd of it (its DNS
+    server's sockets)."""
+    result = inside(
+        netns,
+        "env",
+        f"PYTHONPATH={REPO}",
+        sys.executable,
+        "-c",
+        _PER_TEST_NETWORKS,
+        str(tmp_path / "lib"),
+        str(busybox_root),
+    )
+    assert json.loads(result.stdout) == {"entries": 0, "fds": 0}
 
 
 @pytest.mark.root
