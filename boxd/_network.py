@@ -431,11 +431,11 @@ def _gateway(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -
     return str(address)
 
 
-# The network record's format (see boxd/_store.py's FORMAT): 1, its fields up to now, with
-# no "format" key (the releases before formats read it so).  A change of its fields raises
-# it (tests/test_records.py pins them) and writes the key; this boxd leaves a record of a
-# newer format alone.
-NETWORK_FORMAT = 1
+# The network record's format (see boxd/_store.py's FORMAT): 1, its fields before formats,
+# with no "format" key (the releases before formats read it so); 2: IPv6 (ipv6, subnet6,
+# gateway6, allocations6), written with the key.  A change of its fields raises it
+# (tests/test_records.py pins them); this boxd leaves a record of a newer format alone.
+NETWORK_FORMAT = 2
 
 
 class Networks:
@@ -476,7 +476,7 @@ class Networks:
         recover() puts right (no container outlives the machine).  Two fsyncs for every
         container's start and end were a tenth of what the daemon spent on a run."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps(unstructure(net), indent=1).encode()
+        data = json.dumps({"format": NETWORK_FORMAT, **unstructure(net)}, indent=1).encode()
         try:
             atomic_write(self._path(net), data, durable=durable)
         except OSError as exc:

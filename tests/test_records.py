@@ -370,8 +370,9 @@ def _fields(cls: type, prefix: str = "") -> list[str]:
 # The record's fields at each format: a field added (or renamed, or retyped into another
 # record) is one a reader of the last format refuses, setting the record aside as unreadable
 # and killing its container; FORMAT goes up with it, and such a reader leaves the record
-# alone instead.  (3: the fields added since format 2 without it, e.g. Isolation, Attach*.)
-_SCHEMA = {3: "f748"}
+# alone instead.  (3: the fields added since format 2 without it, e.g. Isolation, Attach*;
+# 4: IPv6.)
+_SCHEMA = {3: "f748", 4: "511f"}
 
 
 def test_a_new_field_of_the_record_comes_with_a_new_format() -> None:
@@ -383,8 +384,8 @@ def test_a_new_field_of_the_record_comes_with_a_new_format() -> None:
 
 
 # The network and volume records' fields at each of their formats (as _SCHEMA): 1 has no
-# "format" key, so that the releases before their formats read them.
-_NETWORK_SCHEMA = {1: "f8e5"}
+# "format" key, so that the releases before their formats read them; network 2: IPv6.
+_NETWORK_SCHEMA = {1: "f8e5", 2: "c5fb"}
 _VOLUME_SCHEMA = {1: "2273"}
 
 
