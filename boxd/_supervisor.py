@@ -435,7 +435,7 @@ class Supervisor:
             memory = MemoryDetail({}, None, 0)
         cpu = self._cgroup_of(c).cpu_times() if path in CPU_USAGE_FILES else None
         return ViewLimits(
-            memory_limit=res.memory,
+            memory_limit=memory.limit,
             memory_usage=memory.usage,
             swap_limit=memory.swap_limit,
             swap_usage=memory.swap_usage,
