@@ -1313,6 +1313,18 @@ class Cgroup:
             st.get("usage_usec", 0) * 1000,
         )
 
+    def effective_cpus(self) -> set[int] | None:
+        """The CPUs the cgroup's processes may run on, read now: its cpuset as its parents'
+        narrow it too (a --cgroup-parent or the daemon's own cgroup given fewer CPUs);
+        None without a cpuset cgroup."""
+        cpuset = self._dir("cpuset")
+        if cpuset is None:
+            return None
+        d, v = cpuset
+        name = "cpuset.cpus.effective" if v == 2 else "cpuset.effective_cpus"
+        text = _read_opt(f"{d}/{name}").strip()
+        return parse_cpu_list(text) if text else None
+
     def memory_detail(self) -> MemoryDetail:
         """memory.stat, the limits and swap, read now (empty and unlimited without the
         controller)."""

@@ -42,9 +42,10 @@ What each file shows for a container (all other content is the host's):
   header only when the limit (or the host's swap) is 0.
 
 The visible CPUs follow a policy: ``"cpuset"`` (the default) shows the container's cpuset
-only; ``"quota"`` shows at most ceil(quota) of them.  The quota is a share of time, not a
-set of CPUs: a container limited to 0.5 CPU still runs threads on every CPU of its cpuset,
-so deriving the count from it is opt-in (lxcfs's maintainers argue the same).
+(the CPUs it runs on: a parent's may narrow it) only; ``"quota"`` shows at most
+ceil(quota) of them.  The quota is a share of time, not a set of CPUs: a container
+limited to 0.5 CPU still runs threads on every CPU of its cpuset, so deriving the count
+from it is opt-in (lxcfs's maintainers argue the same).
 """
 
 from __future__ import annotations
@@ -195,10 +196,10 @@ class Resolver(Protocol):
     def view_limits(self, container: str, path: str) -> ViewLimits:
         """What the file ``path`` (one of :data:`FILES`) shows ``container``'s readers now.
 
-        The memory counters are needed only for :data:`MEMORY_FILES` and the CPU usage only
-        for :data:`CPU_USAGE_FILES`; they may be left out for the others (each cgroup file
-        read costs 20-40 us, v1's memory.stat more).  LookupError once the container is
-        gone.
+        The memory counters are needed only for :data:`MEMORY_FILES`, the CPU usage only
+        for :data:`CPU_USAGE_FILES` and the CPUs only for :data:`CPU_FILES`; they may be
+        left out for the others (each cgroup file read costs 20-40 us, v1's memory.stat
+        more).  LookupError once the container is gone.
         """
         ...
 
@@ -209,6 +210,7 @@ MAX_OPEN = 4096
 
 MEMORY_FILES = frozenset({"/proc/meminfo", "/proc/swaps"})
 CPU_USAGE_FILES = frozenset({"/proc/stat", "/proc/uptime"})
+CPU_FILES = CPU_USAGE_FILES | {"/proc/cpuinfo", "/sys/devices/system/cpu/online"}
 
 
 def available() -> str | None:

@@ -52,7 +52,6 @@ from ._cgroup import (
     CgroupHost,
     MemoryDetail,
     Stats,
-    parse_cpu_list,
 )
 from ._diff import Change
 from ._events import Events
@@ -88,7 +87,7 @@ from ._network import (
     builtin_network_id,
 )
 from ._output import Chunk, Output
-from ._procview import CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewLimits
+from ._procview import CPU_FILES, CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewLimits
 from ._prune import PruneFilter
 from ._records import (
     ID_RE,
@@ -434,13 +433,15 @@ class Supervisor:
         else:
             memory = MemoryDetail({}, None, 0)
         cpu = self._cgroup_of(c).cpu_times() if path in CPU_USAGE_FILES else None
+        # The CPUs its cpuset gives it now: --cpuset-cpus, or fewer where a parent's has.
+        cpus = self._cgroup_of(c).effective_cpus() if path in CPU_FILES else None
         return ViewLimits(
             memory_limit=memory.limit,
             memory_usage=memory.usage,
             swap_limit=memory.swap_limit,
             swap_usage=memory.swap_usage,
             memory_stat=memory.stat,
-            cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
+            cpus=tuple(sorted(cpus)) if cpus else None,
             cpu_quota=res.cpus or _quota_cpus(res),
             started_at=c.state.started_at or time.time(),
             cpu_usage_ns=cpu,
