@@ -443,7 +443,6 @@ class Supervisor:
             memory_stat=memory.stat,
             cpus=tuple(sorted(cpus)) if cpus else None,
             cpu_quota=res.cpus or _quota_cpus(res),
-            started_at=c.state.started_at or time.time(),
             cpu_usage_ns=cpu,
         )
 

@@ -104,6 +104,18 @@ def test_a_parents_cpuset_narrows_the_cpus_shown(daemon: Daemon) -> None:
             daemon.ctl("rm", "-f", *made)
 
 
+def test_process_ages_inside_are_right(daemon: Daemon) -> None:
+    """ps takes a process's age (etime, and the %CPU of ps aux) as /proc/uptime less its
+    start in /proc/PID/stat, which counts from the host's boot: the view's uptime is the
+    host's, as procfs's (a container's own age made every age some 130 years)."""
+    host_up = float(Path("/proc/uptime").read_text().split()[0])
+    out = daemon.ctl(
+        "run", "--rm", "default", "sh", "-c", "cat /proc/uptime; ps -o etimes= -p 1"
+    ).stdout.split()
+    assert float(out[0]) >= host_up
+    assert 0 <= int(out[2]) < 3600, out
+
+
 def test_procview_off_per_container(daemon: Daemon) -> None:
     r = daemon.ctl(
         "run", "--rm", "--procview", "off", "--memory", "64m", "default", "cat", "/proc/meminfo"
