@@ -902,11 +902,13 @@ class Cgroup:
             ]
         )
 
+    def _hierarchy(self, controller: str) -> tuple[Hierarchy, str] | None:
+        """The hierarchy holding ``controller`` and this cgroup's directory in it."""
+        return next(((h, d) for h, d in self._dirs.items() if controller in h.controllers), None)
+
     def _dir(self, controller: str) -> tuple[str, int] | None:
-        for h, d in self._dirs.items():
-            if controller in h.controllers:
-                return d, h.version
-        return None
+        found = self._hierarchy(controller)
+        return None if found is None else (found[1], found[0].version)
 
     def _v2(self) -> str | None:
         return next((d for h, d in self._dirs.items() if h.version == 2), None)
@@ -1316,19 +1318,27 @@ class Cgroup:
     def effective_cpus(self) -> set[int] | None:
         """The CPUs the cgroup's processes may run on, read now: its cpuset as its parents'
         narrow it too (a --cgroup-parent or the daemon's own cgroup given fewer CPUs);
-        None without a cpuset cgroup."""
-        cpuset = self._dir("cpuset")
-        if cpuset is None:
+        None without a cpuset cgroup.  On v2 a cgroup whose parent does not enable cpuset
+        has no cpuset file and runs on the nearest one's above it that has."""
+        found = self._hierarchy("cpuset")
+        if found is None:
             return None
-        d, v = cpuset
-        name = "cpuset.cpus.effective" if v == 2 else "cpuset.effective_cpus"
-        text = _read_opt(f"{d}/{name}").strip()
-        return parse_cpu_list(text) if text else None
+        h, d = found
+        if h.version == 1:
+            text = _read_opt(f"{d}/cpuset.effective_cpus").strip()
+            return parse_cpu_list(text) if text else None
+        while True:
+            text = _read_opt(f"{d}/cpuset.cpus.effective").strip()
+            if text:
+                return parse_cpu_list(text)
+            if not d.startswith(f"{h.mount}/"):
+                return None
+            d = os.path.dirname(d)
 
     def memory_detail(self) -> MemoryDetail:
         """memory.stat, the limits and swap, read now (empty and unlimited without the
         controller)."""
-        found = next(((h, d) for h, d in self._dirs.items() if "memory" in h.controllers), None)
+        found = self._hierarchy("memory")
         if found is None:
             return MemoryDetail({}, None, 0)
         h, d = found
