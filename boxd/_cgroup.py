@@ -1335,6 +1335,29 @@ class Cgroup:
                 return None
             d = os.path.dirname(d)
 
+    def cpu_limit(self) -> float | None:
+        """The CPU time the cgroup may take, in CPUs, read now: the lowest quota/period of
+        its own and each cgroup above it up to the mount point (the kernel throttles it
+        at each: a --cgroup-parent or the daemon's own cgroup with a quota); None where
+        none has a quota."""
+        found = self._hierarchy("cpu")
+        if found is None:
+            return None
+        h, d = found
+        lowest: float | None = None
+        while True:
+            if h.version == 1:
+                quota = _read_opt(f"{d}/cpu.cfs_quota_us").strip()
+                period = _read_opt(f"{d}/cpu.cfs_period_us").strip()
+            else:
+                quota, _, period = _read_opt(f"{d}/cpu.max").strip().partition(" ")
+            if quota not in ("", "max", "-1") and period:
+                cpus = int(quota) / int(period)
+                lowest = cpus if lowest is None else min(lowest, cpus)
+            if not d.startswith(f"{h.mount}/"):
+                return lowest
+            d = os.path.dirname(d)
+
     def memory_detail(self) -> MemoryDetail:
         """memory.stat, the limits and swap, read now (empty and unlimited without the
         controller)."""
