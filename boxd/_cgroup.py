@@ -171,13 +171,17 @@ class MemoryDetail:
     """What the /proc view's meminfo needs beyond :class:`Stats`: the counters of
     memory.stat in bytes, by their v2 names (v1's hierarchical ``total_*`` counters are
     renamed: total_cache is ``file``, total_rss ``anon`` ...), and swap alone (v1: memsw
-    minus memory).  ``swap_limit`` None: not limited by the cgroup (or no swap accounting).
+    minus memory).  ``limit`` and ``swap_limit`` are those the kernel holds the cgroup to:
+    the lowest of its own and its ancestors' (a ``--cgroup-parent`` or the daemon's own
+    cgroup limited; v1's ``hierarchical_*`` lines of memory.stat, v2 each memory.max and
+    memory.swap.max up to the mount point); None: not limited (or no swap accounting).
     """
 
     stat: dict[str, int]
     swap_limit: int | None
     swap_usage: int
     usage: int = 0  # as Stats.memory_usage: read here, so that the view needs no stats()
+    limit: int | None = None
 
 
 # v1 memory.stat counter -> its v2 name (v1 has no slab, kernel stack or page table lines).
@@ -327,6 +331,20 @@ def _restrict_devices(path: str, allowed: Sequence[_devices.DeviceRule]) -> None
         _devices.attach(path, _devices.compile_rules(allowed))
     except OSError as exc:
         raise CgroupError(exc.errno, exc.strerror) from None
+
+
+def _v2_lowest(d: str, mount: str, name: str) -> int | None:
+    """The lowest value of the v2 limit file ``name`` ("max": none) in the cgroup ``d`` and
+    each one above it up to the mount point, where the hierarchy is seen no further; None
+    where none is set.  The kernel holds a cgroup to every ancestor's limit."""
+    lowest: int | None = None
+    while True:
+        raw = _read_opt(f"{d}/{name}").strip()
+        if raw not in ("", "max"):
+            lowest = int(raw) if lowest is None else min(lowest, int(raw))
+        if not d.startswith(f"{mount}/"):
+            return lowest
+        d = os.path.dirname(d)
 
 
 def _keyed(text: str) -> dict[str, int]:
@@ -884,11 +902,13 @@ class Cgroup:
             ]
         )
 
+    def _hierarchy(self, controller: str) -> tuple[Hierarchy, str] | None:
+        """The hierarchy holding ``controller`` and this cgroup's directory in it."""
+        return next(((h, d) for h, d in self._dirs.items() if controller in h.controllers), None)
+
     def _dir(self, controller: str) -> tuple[str, int] | None:
-        for h, d in self._dirs.items():
-            if controller in h.controllers:
-                return d, h.version
-        return None
+        found = self._hierarchy(controller)
+        return None if found is None else (found[1], found[0].version)
 
     def _v2(self) -> str | None:
         return next((d for h, d in self._dirs.items() if h.version == 2), None)
@@ -1295,27 +1315,81 @@ class Cgroup:
             st.get("usage_usec", 0) * 1000,
         )
 
+    def effective_cpus(self) -> set[int] | None:
+        """The CPUs the cgroup's processes may run on, read now: its cpuset as its parents'
+        narrow it too (a --cgroup-parent or the daemon's own cgroup given fewer CPUs);
+        None without a cpuset cgroup.  On v2 a cgroup whose parent does not enable cpuset
+        has no cpuset file and runs on the nearest one's above it that has."""
+        found = self._hierarchy("cpuset")
+        if found is None:
+            return None
+        h, d = found
+        if h.version == 1:
+            text = _read_opt(f"{d}/cpuset.effective_cpus").strip()
+            return parse_cpu_list(text) if text else None
+        while True:
+            text = _read_opt(f"{d}/cpuset.cpus.effective").strip()
+            if text:
+                return parse_cpu_list(text)
+            if not d.startswith(f"{h.mount}/"):
+                return None
+            d = os.path.dirname(d)
+
+    def cpu_limit(self) -> float | None:
+        """The CPU time the cgroup may take, in CPUs, read now: the lowest quota/period of
+        its own and each cgroup above it up to the mount point (the kernel throttles it
+        at each: a --cgroup-parent or the daemon's own cgroup with a quota); None where
+        none has a quota."""
+        found = self._hierarchy("cpu")
+        if found is None:
+            return None
+        h, d = found
+        lowest: float | None = None
+        while True:
+            if h.version == 1:
+                quota = _read_opt(f"{d}/cpu.cfs_quota_us").strip()
+                period = _read_opt(f"{d}/cpu.cfs_period_us").strip()
+            else:
+                quota, _, period = _read_opt(f"{d}/cpu.max").strip().partition(" ")
+            if quota not in ("", "max", "-1") and period:
+                cpus = int(quota) / int(period)
+                lowest = cpus if lowest is None else min(lowest, cpus)
+            if not d.startswith(f"{h.mount}/"):
+                return lowest
+            d = os.path.dirname(d)
+
     def memory_detail(self) -> MemoryDetail:
-        """memory.stat and swap, read now (empty and unlimited without the controller)."""
-        mem = self._dir("memory")
-        if mem is None:
+        """memory.stat, the limits and swap, read now (empty and unlimited without the
+        controller)."""
+        found = self._hierarchy("memory")
+        if found is None:
             return MemoryDetail({}, None, 0)
-        d, v = mem
+        h, d = found
         stat = _keyed(_read_opt(f"{d}/memory.stat"))
-        if v == 2:
-            raw = _read_opt(f"{d}/memory.swap.max").strip()
-            swap_limit = None if raw in ("", "max") else int(raw)
+        if h.version == 2:
             swap_usage = int(_read_opt(f"{d}/memory.swap.current").strip() or 0)
             current = int(_read_opt(f"{d}/memory.current").strip() or 0)
-            return MemoryDetail(stat, swap_limit, swap_usage, current)
+            return MemoryDetail(
+                stat,
+                _v2_lowest(d, h.mount, "memory.swap.max"),
+                swap_usage,
+                current,
+                _v2_lowest(d, h.mount, "memory.max"),
+            )
         renamed = {new: stat[old] for old, new in _V1_STAT.items() if old in stat}
-        memsw_limit = int(_read_opt(f"{d}/memory.memsw.limit_in_bytes").strip() or UNLIMITED)
-        limit = int(_read_opt(f"{d}/memory.limit_in_bytes").strip() or UNLIMITED)
+        # hierarchical_* is the lowest limit from the cgroup up (the kernel's own walk);
+        # its own file stands in where memory.stat lacks the line.
+        limit = stat.get("hierarchical_memory_limit") or int(
+            _read_opt(f"{d}/memory.limit_in_bytes").strip() or UNLIMITED
+        )
+        memsw_limit = stat.get("hierarchical_memsw_limit") or int(
+            _read_opt(f"{d}/memory.memsw.limit_in_bytes").strip() or UNLIMITED
+        )
         swap = None if memsw_limit >= UNLIMITED else max(memsw_limit - min(limit, memsw_limit), 0)
         memsw_usage = _read_opt(f"{d}/memory.memsw.usage_in_bytes").strip()
         usage = int(_read_opt(f"{d}/memory.usage_in_bytes").strip() or 0)
         swap_usage = max(int(memsw_usage) - usage, 0) if memsw_usage else stat.get("total_swap", 0)
-        return MemoryDetail(renamed, swap, swap_usage, usage)
+        return MemoryDetail(renamed, swap, swap_usage, usage, None if limit >= UNLIMITED else limit)
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer killed a process of this cgroup.

@@ -34,17 +34,20 @@ What each file shows for a container (all other content is the host's):
   renumbered.  The per-CPU lines are the host's counters of those CPUs.  When the
   container's CPU usage is known, the aggregate shows it as user and system time, and the
   rest of the visible CPUs' time as idle, so ``top``'s total is the container's share.
-- ``/proc/uptime``: time since the container started; idle is the visible CPUs' time the
-  container did not use (or, without usage, the host's idle share scaled to that time).
+- ``/proc/uptime``: the host's time since boot, as procfs gives it (each process's start
+  in /proc/PID/stat counts from the host's boot: ``ps``'s elapsed times and %CPU take the
+  difference); idle is the visible CPUs' time the container did not use (or, without
+  usage, the host's idle share scaled to them), as the ``cpu`` line of ``/proc/stat``.
 - ``/proc/loadavg``: the host's.  A per-container load average would need sampling every
   task's state periodically; the host's value is shown rather than an invented one.
 - ``/proc/swaps``: with a swap limit, one ``none virtual`` line of the limited size, or the
   header only when the limit (or the host's swap) is 0.
 
 The visible CPUs follow a policy: ``"cpuset"`` (the default) shows the container's cpuset
-only; ``"quota"`` shows at most ceil(quota) of them.  The quota is a share of time, not a
-set of CPUs: a container limited to 0.5 CPU still runs threads on every CPU of its cpuset,
-so deriving the count from it is opt-in (lxcfs's maintainers argue the same).
+(the CPUs it runs on: a parent's may narrow it) only; ``"quota"`` shows at most
+ceil(quota) of them.  The quota is a share of time, not a set of CPUs: a container
+limited to 0.5 CPU still runs threads on every CPU of its cpuset, so deriving the count
+from it is opt-in (lxcfs's maintainers argue the same).
 """
 
 from __future__ import annotations
@@ -161,7 +164,6 @@ class ViewLimits:
     swap_usage: int
     cpus: tuple[int, ...] | None
     cpu_quota: float | None
-    started_at: float
     cpu_usage_ns: tuple[int, int] | None = None
     # memory.stat in bytes by v2 names (see boxd._cgroup.MemoryDetail); missing: 0.
     memory_stat: dict[str, int] = attrs.field(factory=dict)
@@ -195,10 +197,10 @@ class Resolver(Protocol):
     def view_limits(self, container: str, path: str) -> ViewLimits:
         """What the file ``path`` (one of :data:`FILES`) shows ``container``'s readers now.
 
-        The memory counters are needed only for :data:`MEMORY_FILES` and the CPU usage only
-        for :data:`CPU_USAGE_FILES`; they may be left out for the others (each cgroup file
-        read costs 20-40 us, v1's memory.stat more).  LookupError once the container is
-        gone.
+        The memory counters are needed only for :data:`MEMORY_FILES`, the CPU usage only
+        for :data:`CPU_USAGE_FILES` and the CPUs only for :data:`CPU_FILES`; they may be
+        left out for the others (each cgroup file read costs 20-40 us, v1's memory.stat
+        more).  LookupError once the container is gone.
         """
         ...
 
@@ -209,6 +211,7 @@ MAX_OPEN = 4096
 
 MEMORY_FILES = frozenset({"/proc/meminfo", "/proc/swaps"})
 CPU_USAGE_FILES = frozenset({"/proc/stat", "/proc/uptime"})
+CPU_FILES = CPU_USAGE_FILES | {"/proc/cpuinfo", "/sys/devices/system/cpu/online"}
 
 
 def available() -> str | None:
@@ -230,7 +233,6 @@ def available() -> str | None:
 class _Env:
     host_cpus: tuple[int, ...]  # the host's online CPUs
     visible: tuple[int, ...]  # the CPUs the container is shown, in host numbering
-    now: float
     user_hz: int
 
 
@@ -402,13 +404,12 @@ def _render_stat(host: str, limits: ViewLimits, env: _Env) -> str:
 
 
 def _render_uptime(host: str, limits: ViewLimits, env: _Env) -> str:
-    host_up, host_idle = (float(word) for word in host.split()[:2])
-    up = max(env.now - limits.started_at, 0.0)
+    up, host_idle = (float(word) for word in host.split()[:2])
     cpu_seconds = up * len(env.visible)
     if limits.cpu_usage_ns is not None:
         idle = max(cpu_seconds - sum(limits.cpu_usage_ns) / 1e9, 0.0)
     else:
-        idle_share = min(host_idle / (host_up * len(env.host_cpus)), 1.0) if host_up else 1.0
+        idle_share = min(host_idle / (up * len(env.host_cpus)), 1.0) if up else 1.0
         idle = cpu_seconds * idle_share
     return f"{up:.2f} {idle:.2f}\n"
 
@@ -481,7 +482,6 @@ class ProcView:
         env = _Env(
             host_cpus=host_cpus,
             visible=visible_cpus(limits, host_cpus, self._cpu_policy),
-            now=time.time(),
             user_hz=os.sysconf("SC_CLK_TCK"),
         )
         return render(_read_host(path), limits, env).encode()

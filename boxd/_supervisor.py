@@ -46,13 +46,11 @@ from . import (
     _trim,
 )
 from ._cgroup import (
-    CPU_PERIOD,
     Cgroup,
     CgroupError,
     CgroupHost,
     MemoryDetail,
     Stats,
-    parse_cpu_list,
 )
 from ._diff import Change
 from ._events import Events
@@ -88,7 +86,7 @@ from ._network import (
     builtin_network_id,
 )
 from ._output import Chunk, Output
-from ._procview import CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewLimits
+from ._procview import CPU_FILES, CPU_USAGE_FILES, MEMORY_FILES, ProcView, ViewLimits
 from ._prune import PruneFilter
 from ._records import (
     ID_RE,
@@ -211,13 +209,6 @@ class _Entry:
     @property
     def phase(self) -> Status:
         return self.container.state.status
-
-
-def _quota_cpus(res: Resources) -> float | None:
-    """The CPUs --cpu-quota and --cpu-period allow (None: no quota)."""
-    if res.cpu_quota is None or res.cpu_quota <= 0:
-        return None
-    return res.cpu_quota / (res.cpu_period or CPU_PERIOD)
 
 
 class _Relay(trio.TaskStatus[Run]):
@@ -424,7 +415,6 @@ class Supervisor:
 
     def _view_of(self, entry: _Entry, path: str) -> ViewLimits:
         c = entry.container
-        res = c.config.resources
         # What the file shows, and no more: it is made anew at each read from its start
         # (a cgroup file's open and read take 20-40 us; stats() reads eight to ten).  The
         # two sets of files are apart, so the cgroup is looked up once at most, and not
@@ -433,16 +423,22 @@ class Supervisor:
             memory = self._cgroup_of(c).memory_detail()
         else:
             memory = MemoryDetail({}, None, 0)
-        cpu = self._cgroup_of(c).cpu_times() if path in CPU_USAGE_FILES else None
+        cpu = cpus = quota = None
+        if path in CPU_FILES:
+            cg = self._cgroup_of(c)
+            cpu = cg.cpu_times() if path in CPU_USAGE_FILES else None
+            # The CPUs its cpuset gives it now and the CPU time it may take (--cpus, or
+            # less where a parent's quota is lower), as the kernel applies them.
+            cpus = cg.effective_cpus()
+            quota = cg.cpu_limit()
         return ViewLimits(
-            memory_limit=res.memory,
+            memory_limit=memory.limit,
             memory_usage=memory.usage,
             swap_limit=memory.swap_limit,
             swap_usage=memory.swap_usage,
             memory_stat=memory.stat,
-            cpus=tuple(sorted(parse_cpu_list(res.cpuset_cpus))) if res.cpuset_cpus else None,
-            cpu_quota=res.cpus or _quota_cpus(res),
-            started_at=c.state.started_at or time.time(),
+            cpus=tuple(sorted(cpus)) if cpus else None,
+            cpu_quota=quota,
             cpu_usage_ns=cpu,
         )
 

@@ -639,6 +639,43 @@ async def test_v1_cpuset_below_a_parent_boxd_did_not_make_is_copied(fs: FakeCgro
     await cg.remove()
 
 
+async def test_v2_cpus_are_the_nearest_cpuset_up(fs: FakeCgroupFs) -> None:
+    """The CPUs a v2 cgroup runs on (the /proc view shows them): its cpuset.cpus.effective,
+    else, where its parent does not enable cpuset, the nearest one's above it (the
+    daemon's own cgroup given fewer CPUs); none where no cgroup up to the mount has it."""
+    own = fs.mount_v2("/boxd.service")
+    cg = fs.detect().create("c", Limits())
+    assert cg.effective_cpus() is None
+    (own / "cpuset.cpus.effective").write_text("0-1\n")
+    assert cg.effective_cpus() == {0, 1}
+    (own / "boxd" / "c" / "cpuset.cpus.effective").write_text("1\n")
+    assert cg.effective_cpus() == {1}
+    await cg.remove()
+
+
+async def test_v1_cpu_limit_is_the_lowest_quota_up(fs: FakeCgroupFs) -> None:
+    """The CPU time a cgroup may take (the /proc view's quota policy): the lowest
+    quota/period of its own and its parents' up to the mount."""
+    own = fs.mount_v1("cpu", "/user")
+    cg = fs.detect().create("c", Limits(cpus=1.5))
+    assert cg.effective_cpus() is None  # no cpuset hierarchy
+    assert cg.cpu_limit() == 1.5
+    (own / "cpu.cfs_quota_us").write_text("50000\n")
+    assert cg.cpu_limit() == 0.5
+    await cg.remove()
+
+
+async def test_v2_cpu_limit_is_the_lowest_cpu_max_up(fs: FakeCgroupFs) -> None:
+    own = fs.mount_v2("/boxd.service")
+    cg = fs.detect().create("c", Limits())
+    assert cg.cpu_limit() is None
+    (own / "cpu.max").write_text("150000 100000\n")
+    assert cg.cpu_limit() == 1.5
+    (own / "boxd" / "c" / "cpu.max").write_text("20000 100000\n")
+    assert cg.cpu_limit() == 0.2
+    await cg.remove()
+
+
 async def test_v1_placement_is_each_hierarchys_tasks_file(fs: FakeCgroupFs) -> None:
     for controllers in ("memory", "pids"):
         fs.mount_v1(controllers, "/user")

@@ -249,6 +249,28 @@ def test_the_proc_view_counts_a_cpu_quota_as_cpus(tmp_path: Path) -> None:
             assert r.stdout == "1\n", (args, r.stdout)
 
 
+@pytest.mark.root
+@pytest.mark.skipif(
+    (os.cpu_count() or 1) < 2 or not Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists(),
+    reason="needs two CPUs and a v1 cpu hierarchy",
+)
+def test_the_proc_view_counts_a_parents_cpu_quota(tmp_path: Path) -> None:
+    """A quota of the container's --cgroup-parent throttles it as well as its own: with
+    ``--procview-cpus quota`` it sees that many CPUs."""
+    with running_daemon(tmp_path, "--procview-cpus", "quota") as d:
+        cid = d.ctl(
+            "run", "-d", "--cgroup-parent", "half-cpu", "default", "sleep", "60"
+        ).stdout.strip()
+        pid = d.inspect(cid)["state"]["pid"]
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        path = next(ln.split(":", 2)[2] for ln in lines if "cpu" in ln.split(":")[1].split(","))
+        parent = Path(f"/sys/fs/cgroup/cpu{path}").parent
+        period = int((parent / "cpu.cfs_period_us").read_text())
+        (parent / "cpu.cfs_quota_us").write_text(str(period // 2))
+        r = d.ctl("exec", cid, "grep", "-c", "^processor", "/proc/cpuinfo")
+        assert r.stdout == "1\n", r.stdout
+
+
 # ---- the docker CLI ---------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ through boxctl and the daemon's /proc view."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_v2_memory_stat_and_swap(fs: FakeCgroupFs) -> None:
     own = fs.mount_v2("/boxd.service")
     cg = fs.detect().create("c", Limits(memory=64 * M))
     d = own / "boxd" / "c"
-    assert cg.memory_detail() == MemoryDetail({}, None, 0)  # nothing counted yet
+    assert cg.memory_detail() == MemoryDetail({}, None, 0, 0, 64 * M)  # nothing counted yet
     (d / "memory.stat").write_text(V2_STAT)
     (d / "memory.swap.max").write_text("16777216\n")
     (d / "memory.swap.current").write_text("1048576\n")
@@ -72,6 +73,22 @@ def test_v2_memory_stat_and_swap(fs: FakeCgroupFs) -> None:
     assert detail.stat["file"] == 20 * M and detail.stat["slab_reclaimable"] == 3 * M
     assert detail.stat["kernel_stack"] == 256 << 10
     assert (detail.swap_limit, detail.swap_usage) == (16 * M, M)
+
+
+def test_v2_limits_are_the_lowest_up_to_the_mount(fs: FakeCgroupFs) -> None:
+    """A cgroup is held to its ancestors' memory.max and memory.swap.max too (a limited
+    --cgroup-parent or daemon cgroup): the view shows the lowest, as far up as the
+    hierarchy is seen."""
+    own = fs.mount_v2("/boxd.service")
+    cg = fs.detect().create("c", Limits(memory=64 * M))
+    d = own / "boxd" / "c"
+    (d / "memory.max").write_text(f"{64 * M}\n")
+    assert cg.memory_detail().limit == 64 * M
+    (own / "memory.max").write_text(f"{32 * M}\n")
+    (own / "boxd" / "memory.swap.max").write_text(f"{8 * M}\n")
+    (d / "memory.swap.max").write_text("max\n")
+    detail = cg.memory_detail()
+    assert (detail.limit, detail.swap_limit) == (32 * M, 8 * M)
 
 
 async def test_v1_memory_stat_is_renamed_and_swap_is_memsw_minus_memory(
@@ -103,6 +120,12 @@ async def test_v1_memory_stat_is_renamed_and_swap_is_memsw_minus_memory(
     # Unlimited memsw: swap is not limited by the cgroup.
     (mem / "memory.memsw.limit_in_bytes").write_text("9223372036854771712\n")
     assert cg.memory_detail().swap_limit is None
+    # The kernel's hierarchical limits (an ancestor's lower) are the ones held to.
+    (mem / "memory.stat").write_text(
+        f"{V1_STAT}hierarchical_memory_limit {48 * M}\nhierarchical_memsw_limit {56 * M}\n"
+    )
+    detail = cg.memory_detail()
+    assert (detail.limit, detail.swap_limit) == (48 * M, 8 * M)
     await cg.remove()
 
 
@@ -141,3 +164,27 @@ def test_free_inside_a_64m_container_is_consistent(daemon: Daemon) -> None:
         name, _, rest = line.partition(":")
         if name not in ("Hugepagesize", "SwapTotal", "SwapFree"):  # swap: the host's, if any
             assert int(rest.split()[0]) <= 65536, line
+
+
+@pytest.mark.root
+@pytest.mark.fuse
+def test_meminfo_shows_a_limited_cgroup_parent(daemon: Daemon) -> None:
+    """A container without a limit of its own below a --cgroup-parent limited to 48 MiB
+    is held to 48 MiB by the kernel, and a JVM sizes itself for it (v1's
+    hierarchical_memory_limit): its /proc/meminfo shows that, not the host's memory."""
+    cid = daemon.ctl(
+        "run", "-d", "--cgroup-parent", "meminfo-parent", "default", "sleep", "60"
+    ).stdout.strip()
+    try:
+        pid = daemon.inspect(cid)["state"]["pid"]
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        path = next(ln.split(":", 2)[2] for ln in cgroups if ln.split(":")[1] == "memory")
+        parent = Path(f"/sys/fs/cgroup/memory{path}").parent
+        (parent / "memory.limit_in_bytes").write_text(str(48 * M))
+        meminfo = daemon.ctl("exec", cid, "head", "-1", "/proc/meminfo").stdout
+        assert meminfo.split() == ["MemTotal:", "49152", "kB"]
+        if shutil.which("java"):
+            jvm = daemon.ctl("exec", cid, "java", "-XshowSettings:system", "-version").stderr
+            assert "Memory Limit: 48.00M" in jvm
+    finally:
+        daemon.ctl("rm", "-f", cid)

@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,14 +51,13 @@ def limits(**changes: object) -> ViewLimits:
         "swap_usage": 0,
         "cpus": None,
         "cpu_quota": None,
-        "started_at": time.time(),
     }
     fields.update(changes)
     return ViewLimits(**fields)  # type: ignore[arg-type]
 
 
 def env(visible: tuple[int, ...], host_cpus: tuple[int, ...] = (0, 1, 2, 3)) -> _Env:
-    return _Env(host_cpus=host_cpus, visible=visible, now=1000.0, user_hz=100)
+    return _Env(host_cpus=host_cpus, visible=visible, user_hz=100)
 
 
 def meminfo_kb(text: str) -> dict[str, int]:
@@ -275,12 +273,14 @@ def test_stat_aggregate_shows_the_container_usage() -> None:
     assert aggregate == "cpu  300 0 200 1576 0 0 0 0 0 0"
 
 
-def test_uptime_counts_from_the_container_start() -> None:
+def test_uptime_is_the_hosts_and_idle_the_visible_cpus() -> None:
+    """The host's uptime (process start times in /proc/PID/stat count from its boot);
+    idle over the visible CPUs, less what the container used."""
     host = "5000.00 16000.00\n"  # 4 CPUs, idle 80% of the time
-    assert _render_uptime(host, limits(started_at=900.0), env((0, 1))) == "100.00 160.00\n"
-    used = limits(started_at=900.0, cpu_usage_ns=(30 * 10**9, 10 * 10**9))
-    assert _render_uptime(host, used, env((0, 1))) == "100.00 160.00\n"
-    assert _render_uptime(host, limits(started_at=2000.0), env((0,))) == "0.00 0.00\n"
+    assert _render_uptime(host, limits(), env((0, 1))) == "5000.00 8000.00\n"
+    used = limits(cpu_usage_ns=(30 * 10**9, 10 * 10**9))
+    assert _render_uptime(host, used, env((0, 1))) == "5000.00 9960.00\n"
+    assert _render_uptime("0.00 0.00\n", limits(), env((0,))) == "0.00 0.00\n"
 
 
 def test_swaps() -> None:

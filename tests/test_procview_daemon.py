@@ -67,6 +67,55 @@ def test_two_containers_at_once_see_their_own(daemon: Daemon) -> None:
     daemon.ctl("rm", "-f", "a", "b")
 
 
+def _cpuset_dir(pid: int) -> Path:
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    path = next(ln.split(":", 2)[2] for ln in lines if "cpuset" in ln.split(":")[1].split(","))
+    return Path(f"/sys/fs/cgroup/cpuset{path}")
+
+
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2 or not Path("/sys/fs/cgroup/cpuset/cpuset.cpus").exists(),
+    reason="needs a v1 cpuset hierarchy and two CPUs",
+)
+def test_a_parents_cpuset_narrows_the_cpus_shown(daemon: Daemon) -> None:
+    """A container without --cpuset-cpus started below a --cgroup-parent given one CPU
+    runs on that one (nproc, a JVM): the view shows one CPU too (os.cpu_count() reads
+    /sys/devices/system/cpu/online), not the host's."""
+    try:
+        first = daemon.ctl(
+            "run", "-d", "--cgroup-parent", "one-cpu", "default", "sleep", "60"
+        ).stdout.strip()
+        own = _cpuset_dir(daemon.inspect(first)["state"]["pid"])
+        cpu = str(max(os.sched_getaffinity(0)))
+        for d in (own, own.parent):  # v1: a child's CPUs stay within its parent's
+            (d / "cpuset.cpus").write_text(cpu)
+        second = daemon.ctl(
+            "run", "-d", "--cgroup-parent", "one-cpu", "default", "sleep", "60"
+        ).stdout.strip()
+        script = (
+            "nproc; cat /sys/devices/system/cpu/online; grep -c ^processor /proc/cpuinfo; "
+            "grep -c ^cpu /proc/stat; python3 -c 'import os; print(os.cpu_count())'"
+        )
+        out = daemon.ctl("exec", second, "sh", "-c", script).stdout.split()
+        assert out == ["1", "0", "1", "2", "1"]  # /proc/stat: the aggregate and cpu0
+    finally:
+        made = daemon.ctl("ps", "-aq").stdout.split()
+        if made:
+            daemon.ctl("rm", "-f", *made)
+
+
+def test_process_ages_inside_are_right(daemon: Daemon) -> None:
+    """ps takes a process's age (etime, and the %CPU of ps aux) as /proc/uptime less its
+    start in /proc/PID/stat, which counts from the host's boot: the view's uptime is the
+    host's, as procfs's (a container's own age made every age some 130 years)."""
+    host_up = float(Path("/proc/uptime").read_text().split()[0])
+    out = daemon.ctl(
+        "run", "--rm", "default", "sh", "-c", "cat /proc/uptime; ps -o etimes= -p 1"
+    ).stdout.split()
+    assert float(out[0]) >= host_up
+    assert 0 <= int(out[2]) < 3600, out
+
+
 def test_procview_off_per_container(daemon: Daemon) -> None:
     r = daemon.ctl(
         "run", "--rm", "--procview", "off", "--memory", "64m", "default", "cat", "/proc/meminfo"
