@@ -1151,6 +1151,28 @@ def test_stats_memory_as_docker_counts_it(clean: Daemon) -> None:
         client.close()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "phrase"),
+    [
+        ("GET", "/_ping", 200, "OK"),
+        ("GET", "/containers/nope/json", 404, "Not Found"),
+        ("POST", "/containers/create", 400, "Bad Request"),
+        ("GET", "/swarm", 503, "Service Unavailable"),
+    ],
+)
+def test_status_lines_carry_the_reason_phrases(
+    clean: Daemon, method: str, path: str, status: int, phrase: str
+) -> None:
+    """As dockerd's Go net/http writes them: clients quote them in their errors."""
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        conn.request(method, path, body=b"{" if method == "POST" else None)
+        r = conn.getresponse()
+        assert (r.status, r.reason) == (status, phrase)
+    finally:
+        conn.close()
+
+
 def test_docker_py(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
@@ -1198,8 +1220,10 @@ def test_docker_py(clean: Daemon) -> None:
             client.containers.run("default", ["sh", "-c", "echo bad >&2; exit 2"])
         assert failed.value.exit_status == 2
         assert failed.value.stderr == b"bad\n"
-        with pytest.raises(docker.errors.NotFound):
+        with pytest.raises(docker.errors.NotFound) as missing:
             client.containers.get("nope")
+        # The status line's reason phrase, which docker-py quotes (it was empty).
+        assert ': Not Found ("No such container: nope")' in str(missing.value)
         with pytest.raises(docker.errors.ImageNotFound):
             client.containers.create("no-such-image", ["true"])
         # Events kept by the daemon, from a time before the runs to one after them.
@@ -2333,7 +2357,7 @@ def test_a_request_typed_by_hand_is_answered(clean: Daemon) -> None:
         for s, (_, rest) in zip(socks, typed, strict=True):
             s.sendall(rest)
             answers.append(s.recv(65536).split(b"\r\n", 1)[0])
-        assert answers == [b"HTTP/1.1 200 ", b"HTTP/1.1 201 "]
+        assert answers == [b"HTTP/1.1 200 OK", b"HTTP/1.1 201 Created"]
     finally:
         for s in socks:
             s.close()
