@@ -1822,7 +1822,7 @@ def test_what_the_cli_sends_only_to_newer_apis(clean: Daemon) -> None:
         health = _docker(clean, "inspect", "-f", "{{.State.Health.Status}}", "a").stdout.strip()
     assert health == "healthy"
     r = _docker(clean, "stop", "-s", "SIGNOPE", "a")
-    assert r.returncode == 1 and "invalid signal 'SIGNOPE'" in r.stderr
+    assert r.returncode == 1 and "Error response from daemon: invalid signal: SIGNOPE" in r.stderr
     assert _docker(clean, "stop", "-s", "INT", "a").returncode == 0
     assert _docker(clean, "inspect", "-f", "{{.State.ExitCode}}", "a").stdout == "7\n"
     assert _docker(clean, "start", "a").returncode == 0
@@ -2274,7 +2274,18 @@ def test_container_state_errors(clean: Daemon) -> None:
     status, _, data = _call(clean, "POST", "/containers/create?name=s", body)
     assert status == 201
     cid = json.loads(data)["Id"]
+    # moby's words: a kill's refusal names the container as asked for, and one with no
+    # process by its id (a timeout that was not a whole number of seconds was taken).
+    words = {
+        "/containers/s/kill": f"cannot kill container: s: container {cid} is not running",
+        f"/containers/{cid}/kill": f"cannot kill container: {cid}: container {cid} is not running",
+        f"/containers/{cid}/kill?signal=SIGNOPE": (
+            f"cannot kill container: {cid}: invalid signal: SIGNOPE"
+        ),
+        f"/containers/{cid}/stop?t=1.5": "invalid value for 't': '1.5' is not an integer",
+    }
     for method, path, want in [
+        ("POST", "/containers/s/kill", 409),
         ("POST", f"/containers/{cid}/kill", 409),
         ("POST", f"/containers/{cid}/resize?h=10&w=10", 409),
         ("POST", f"/containers/{cid}/exec", 409),
@@ -2285,6 +2296,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("GET", f"/containers/{cid}/top?ps_args=-o%20comm", 400),
         ("POST", f"/containers/{cid}/resize?h=0&w=10", 400),
         ("POST", f"/containers/{cid}/kill?signal=SIGNOPE", 400),
+        ("POST", f"/containers/{cid}/stop?t=1.5", 400),
+        ("POST", f"/containers/{cid}/restart?t=1.5", 400),
         ("POST", f"/containers/{cid}/wait?condition=whenever", 400),
         ("GET", f"/containers/{cid}/logs", 400),
         ("GET", f"/containers/{cid}/logs?stdout=1&tail=some", 400),
@@ -2296,6 +2309,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         assert got == want, (method, path, data)
         if want >= 400:
             assert json.loads(data)["message"]
+        if path in words:
+            assert json.loads(data)["message"] == words[path]
 
 
 def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> None:
