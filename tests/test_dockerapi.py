@@ -1984,6 +1984,13 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/containers/json?filters=" + "[" * 100_000, None, 400, "invalid filters"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["true"],"HostConfig":{"CapAdd":["foo"]}}',
+        400,
+        'unknown capability: "CAP_FOO"',  # moby's words
+    ),
     *(
         (
             "POST",
