@@ -292,7 +292,8 @@ async def wait(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     code = c.state.exit_code or 0
     async with conn.cancelled_if_peer_closes():
         code = await _wait_for(api, c, condition)
-    await conn.send(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    # No "Error" (moby's is omitted when nil): a client reads {"StatusCode": 0} as Docker's.
+    await conn.send(json.dumps({"StatusCode": code}).encode() + b"\n")
     await conn.end()
 
 
