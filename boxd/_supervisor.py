@@ -563,6 +563,10 @@ class Supervisor:
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
         try:
+            workdir = container.config.workdir
+            if workdir and is_file_at(image, self.store.container_dir(container.id), workdir):
+                # Refused by the create, in its words, as Docker's (the start's chdir failed).
+                raise ValueError(f"Cannot mkdir: {workdir} is not a directory")
             await self._fill_volumes(container, image)
         except BaseException:  # not made after all: nor are its anonymous volumes
             self._discard(self._entries[container.id])

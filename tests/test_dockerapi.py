@@ -62,6 +62,8 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("default", "sh", "-c", "echo oops >&2; exit 3"), 3, "", "oops"),
         (("default", "/nope"), 127, "", "executable file not found"),
         (("default", "/etc/passwd"), 126, "", "permission denied"),
+        # Refused by the create, as Docker's: the start failed (chdir: Not a directory).
+        (("-w", "/etc/passwd", "default", "pwd"), 125, "", "Cannot mkdir: /etc/passwd is not a"),
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
