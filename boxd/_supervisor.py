@@ -85,6 +85,7 @@ from ._network import (
     BridgeOptions,
     NetworkError,
     Networks,
+    NoSuchNetwork,
     builtin_network_id,
 )
 from ._output import Chunk, Output
@@ -1311,10 +1312,16 @@ class Supervisor:
         entry.output.close()
         code = is_exec_failure(failure) or 125
         st.error = error_text(failure)
-        st.exit_code = code
         if report:
+            st.exit_code = code
             self._set(entry, CREATED if st.started_at is None else EXITED)
+        elif isinstance(failure, NoSuchNetwork) and not (entry.stopping or st.manual_stop):
+            # A restart whose network was removed in its backoff is the last, as Docker's
+            # (one that failed to set up networking is not restarted): exited with its
+            # last run's code.
+            self._set(entry, EXITED)
         else:
+            st.exit_code = code
             self._set(entry, self._after_run(entry, code))
         entry.recorded.set()
         if not report:
