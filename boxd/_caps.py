@@ -14,6 +14,7 @@ Names are accepted as ``CAP_NET_ADMIN``, ``NET_ADMIN`` or ``net_admin``.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Sequence
 
 from ._native import Capabilities
@@ -98,7 +99,8 @@ def cap_number(name: str) -> int:
     try:
         return CAPS[key]
     except KeyError:
-        raise ValueError(f"unknown capability {name!r}") from None
+        # moby's words, the name as it looked it up: unknown capability: "CAP_FOO"
+        raise ValueError(f"unknown capability: {json.dumps(key, ensure_ascii=False)}") from None
 
 
 def cap_name(number: int) -> str:

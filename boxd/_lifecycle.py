@@ -116,8 +116,8 @@ def can_start(name: str, phase: Status) -> bool:
         return True
     if phase is PAUSED:
         raise _refuse(name, phase, "unpause it instead")
-    if phase is REMOVING:
-        raise _refuse(name, phase, "it cannot be started")
+    if phase is REMOVING:  # moby's words, which name no container
+        raise Conflict("container is marked for removal and cannot be started")
     return False
 
 

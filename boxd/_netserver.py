@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from . import _prune
-from ._lifecycle import AT_REST
+from ._lifecycle import AT_REST, RESTARTING
 from ._listing import docker_match
 from ._messages import OkResponse
 from ._netconfig import BUILTIN
@@ -140,14 +140,19 @@ class Conn(Protocol):
     async def send(self, message: object) -> None: ...
 
 
+# The phases with no endpoint on their networks: at rest, or between a restart's runs.
+_OFF_NETWORK = AT_REST | {RESTARTING}
+
+
 def _users(sup: Supervisor, name: str) -> list[str]:
-    """The containers on network ``name`` now: those it joins that are not at rest.  A
-    created or stopped one that names it does not keep it (Docker's network has no endpoint
-    of it then): its next start fails, naming the network."""
+    """The containers on network ``name`` now: those it joins that are not at rest or
+    waiting out a restart's backoff.  A created or stopped one that names it does not keep
+    it, nor one between its restarts (Docker's network has no endpoint of it then): its
+    next start fails, naming the network, and a restart is not tried again."""
     return [
         c.name
         for c in sup.list(all=True)
-        if c.state.status not in AT_REST and any(j.network == name for j in joined(c.config))
+        if c.state.status not in _OFF_NETWORK and any(j.network == name for j in joined(c.config))
     ]
 
 

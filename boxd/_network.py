@@ -758,13 +758,15 @@ class Networks:
         if net is None or net.name in BUILTIN:
             name = ref if net is None else net.name
             raise PredefinedNetwork(f"{name} is a pre-defined network and cannot be removed")
-        users = in_use(net.name)
-        if users:
-            raise NetworkConflict(
-                f"network {net.name} is in use by container(s) {', '.join(users)}: "
-                "remove them first"
-            )
         async with self._lock:
+            # Under the lock a start's join takes: a container starting now (a restart
+            # after its backoff) is on it, or finds it gone.
+            users = in_use(net.name)
+            if users:
+                raise NetworkConflict(
+                    f"network {net.name} is in use by container(s) {', '.join(users)}: "
+                    "remove them first"
+                )
             await self._bring_down(net)
             del self._nets[net.name]
             with contextlib.suppress(FileNotFoundError):

@@ -29,7 +29,7 @@ def parse_signal(text: str) -> int:
     elif name.isalnum():
         number = getattr(signal.Signals, "SIG" + name, None)
     if number is None or number not in _valid_numbers():
-        raise ValueError(f"invalid signal {text!r}")
+        raise ValueError(f"invalid signal: {text}")  # moby's words
     return number
 
 

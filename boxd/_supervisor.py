@@ -83,6 +83,7 @@ from ._network import (
     BridgeOptions,
     NetworkError,
     Networks,
+    NoSuchNetwork,
     builtin_network_id,
 )
 from ._output import Chunk, Output
@@ -559,6 +560,10 @@ class Supervisor:
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
         try:
+            workdir = container.config.workdir
+            if workdir and is_file_at(image, self.store.container_dir(container.id), workdir):
+                # Refused by the create, in its words, as Docker's (the start's chdir failed).
+                raise ValueError(f"Cannot mkdir: {workdir} is not a directory")
             await self._fill_volumes(container, image)
         except BaseException:  # not made after all: nor are its anonymous volumes
             self._discard(self._entries[container.id])
@@ -1303,10 +1308,16 @@ class Supervisor:
         entry.output.close()
         code = is_exec_failure(failure) or 125
         st.error = error_text(failure)
-        st.exit_code = code
         if report:
+            st.exit_code = code
             self._set(entry, CREATED if st.started_at is None else EXITED)
+        elif isinstance(failure, NoSuchNetwork) and not (entry.stopping or st.manual_stop):
+            # A restart whose network was removed in its backoff is the last, as Docker's
+            # (one that failed to set up networking is not restarted): exited with its
+            # last run's code.
+            self._set(entry, EXITED)
         else:
+            st.exit_code = code
             self._set(entry, self._after_run(entry, code))
         entry.recorded.set()
         if not report:

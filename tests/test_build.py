@@ -830,7 +830,7 @@ def test_onbuild_triggers_run_in_the_child(clean: Daemon, tmp_path: Path) -> Non
         ("FROM 127.0.0.1:1/nope:1\n", (), "FROM 127.0.0.1:1/nope:1: cannot get the image"),
         (f"FROM {BASE}\nADD http://127.0.0.1:1/x /x\n", (), "ADD http://127.0.0.1:1/x: cannot"),
         (f"FROM {BASE}\nCOPY http://127.0.0.1:1/x /x\n", (), "COPY takes no URL"),
-        (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal 'SIGFOO'"),
+        (f"FROM {BASE}\nSTOPSIGNAL SIGFOO\n", (), "line 2: STOPSIGNAL: invalid signal: SIGFOO"),
         (f"FROM {BASE}\nEXPOSE\n", (), "line 2: EXPOSE requires at least one argument"),
         (f"FROM {BASE}\nFROM {BASE} AS 2nd\n", (), "line 2: invalid name for build stage: '2nd'"),
         (f"FROM {BASE} AS a\nFROM {BASE} AS A\n", (), "line 2: A stage name already used"),

@@ -36,9 +36,9 @@ def test_refused_values_exit_125_in_the_words_of_the_command_line(
         (["run", "--hostname", "a_b", "default", "true"], "invalid --hostname 'a_b'", 125),
         (["run", "--stop-timeout", "inf", "default", "true"], "invalid --stop-timeout 'inf'", 125),
         (["run", "--bogus", "default", "true"], "unknown option '--bogus'", 125),
-        (["run", "--cap-add", "FOO", "default", "true"], "unknown capability 'FOO'", 125),
+        (["run", "--cap-add", "FOO", "default", "true"], 'unknown capability: "CAP_FOO"', 125),
         (["create", "--cap-drop", "CAP_BAR", "default", "true"],
-         "unknown capability 'CAP_BAR'", 125),
+         'unknown capability: "CAP_BAR"', 125),
         (
             ["run", "-v", f"{missing}:/data", "default", "true"],
             f"invalid --volume '{missing}:/data': {missing} does not exist",

@@ -62,6 +62,8 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("default", "sh", "-c", "echo oops >&2; exit 3"), 3, "", "oops"),
         (("default", "/nope"), 127, "", "executable file not found"),
         (("default", "/etc/passwd"), 126, "", "permission denied"),
+        # Refused by the create, as Docker's: the start failed (chdir: Not a directory).
+        (("-w", "/etc/passwd", "default", "pwd"), 125, "", "Cannot mkdir: /etc/passwd is not a"),
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
@@ -1151,6 +1153,28 @@ def test_stats_memory_as_docker_counts_it(clean: Daemon) -> None:
         client.close()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "phrase"),
+    [
+        ("GET", "/_ping", 200, "OK"),
+        ("GET", "/containers/nope/json", 404, "Not Found"),
+        ("POST", "/containers/create", 400, "Bad Request"),
+        ("GET", "/swarm", 503, "Service Unavailable"),
+    ],
+)
+def test_status_lines_carry_the_reason_phrases(
+    clean: Daemon, method: str, path: str, status: int, phrase: str
+) -> None:
+    """As dockerd's Go net/http writes them: clients quote them in their errors."""
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        conn.request(method, path, body=b"{" if method == "POST" else None)
+        r = conn.getresponse()
+        assert (r.status, r.reason) == (status, phrase)
+    finally:
+        conn.close()
+
+
 def test_docker_py(clean: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{clean.docker_socket}")
@@ -1166,7 +1190,7 @@ def test_docker_py(clean: Daemon) -> None:
             environment={"X": "1"},
         )
         assert list(c.logs(stream=True, follow=True)) == [b"line1\n", b"line2\n", b"line3\n"]
-        assert c.wait() == {"StatusCode": 0, "Error": None}
+        assert c.wait() == {"StatusCode": 0}  # as Docker's: no "Error" when there is none
         c.reload()
         assert c.status == "exited"
         assert "X=1" in c.attrs["Config"]["Env"]
@@ -1198,8 +1222,10 @@ def test_docker_py(clean: Daemon) -> None:
             client.containers.run("default", ["sh", "-c", "echo bad >&2; exit 2"])
         assert failed.value.exit_status == 2
         assert failed.value.stderr == b"bad\n"
-        with pytest.raises(docker.errors.NotFound):
+        with pytest.raises(docker.errors.NotFound) as missing:
             client.containers.get("nope")
+        # The status line's reason phrase, which docker-py quotes (it was empty).
+        assert ': Not Found ("No such container: nope")' in str(missing.value)
         with pytest.raises(docker.errors.ImageNotFound):
             client.containers.create("no-such-image", ["true"])
         # Events kept by the daemon, from a time before the runs to one after them.
@@ -1798,7 +1824,7 @@ def test_what_the_cli_sends_only_to_newer_apis(clean: Daemon) -> None:
         health = _docker(clean, "inspect", "-f", "{{.State.Health.Status}}", "a").stdout.strip()
     assert health == "healthy"
     r = _docker(clean, "stop", "-s", "SIGNOPE", "a")
-    assert r.returncode == 1 and "invalid signal 'SIGNOPE'" in r.stderr
+    assert r.returncode == 1 and "Error response from daemon: invalid signal: SIGNOPE" in r.stderr
     assert _docker(clean, "stop", "-s", "INT", "a").returncode == 0
     assert _docker(clean, "inspect", "-f", "{{.State.ExitCode}}", "a").stdout == "7\n"
     assert _docker(clean, "start", "a").returncode == 0
@@ -1960,6 +1986,13 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/containers/json?filters=" + "[" * 100_000, None, 400, "invalid filters"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
+    (
+        "POST",
+        "/containers/create",
+        b'{"Image":"default","Cmd":["true"],"HostConfig":{"CapAdd":["foo"]}}',
+        400,
+        'unknown capability: "CAP_FOO"',  # moby's words
+    ),
     *(
         (
             "POST",
@@ -2250,7 +2283,18 @@ def test_container_state_errors(clean: Daemon) -> None:
     status, _, data = _call(clean, "POST", "/containers/create?name=s", body)
     assert status == 201
     cid = json.loads(data)["Id"]
+    # moby's words: a kill's refusal names the container as asked for, and one with no
+    # process by its id (a timeout that was not a whole number of seconds was taken).
+    words = {
+        "/containers/s/kill": f"cannot kill container: s: container {cid} is not running",
+        f"/containers/{cid}/kill": f"cannot kill container: {cid}: container {cid} is not running",
+        f"/containers/{cid}/kill?signal=SIGNOPE": (
+            f"cannot kill container: {cid}: invalid signal: SIGNOPE"
+        ),
+        f"/containers/{cid}/stop?t=1.5": "invalid value for 't': '1.5' is not an integer",
+    }
     for method, path, want in [
+        ("POST", "/containers/s/kill", 409),
         ("POST", f"/containers/{cid}/kill", 409),
         ("POST", f"/containers/{cid}/resize?h=10&w=10", 409),
         ("POST", f"/containers/{cid}/exec", 409),
@@ -2261,6 +2305,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("GET", f"/containers/{cid}/top?ps_args=-o%20comm", 400),
         ("POST", f"/containers/{cid}/resize?h=0&w=10", 400),
         ("POST", f"/containers/{cid}/kill?signal=SIGNOPE", 400),
+        ("POST", f"/containers/{cid}/stop?t=1.5", 400),
+        ("POST", f"/containers/{cid}/restart?t=1.5", 400),
         ("POST", f"/containers/{cid}/wait?condition=whenever", 400),
         ("GET", f"/containers/{cid}/logs", 400),
         ("GET", f"/containers/{cid}/logs?stdout=1&tail=some", 400),
@@ -2272,6 +2318,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         assert got == want, (method, path, data)
         if want >= 400:
             assert json.loads(data)["message"]
+        if path in words:
+            assert json.loads(data)["message"] == words[path]
 
 
 def test_malformed_http_is_answered_and_the_daemon_goes_on(clean: Daemon) -> None:
@@ -2333,7 +2381,7 @@ def test_a_request_typed_by_hand_is_answered(clean: Daemon) -> None:
         for s, (_, rest) in zip(socks, typed, strict=True):
             s.sendall(rest)
             answers.append(s.recv(65536).split(b"\r\n", 1)[0])
-        assert answers == [b"HTTP/1.1 200 ", b"HTTP/1.1 201 "]
+        assert answers == [b"HTTP/1.1 200 OK", b"HTTP/1.1 201 Created"]
     finally:
         for s in socks:
             s.close()

@@ -26,7 +26,7 @@ from typing import Any
 
 import docker_clients
 import pytest
-from daemon_harness import REPO, Daemon, daemon_cli, running_daemon, session_name
+from daemon_harness import REPO, Daemon, daemon_cli, running_daemon, session_name, until
 
 from boxd import _netconfig, _network, _nft
 from boxd._convert import unstructure
@@ -936,8 +936,8 @@ def test_network_rm_with_stopped_containers_on_it(netd: Daemon) -> None:
         words = "failed to set up container networking: network gone not found"
         assert r.returncode != 0 and words in r.stderr, r.stderr
         assert netd.inspect(name)["state"]["status"] in ("exited", "created")
-    _, _, data = docker_clients.api_call(netd, "POST", "/containers/was/start")
-    assert json.loads(data)["message"] == words
+    status, _, data = docker_clients.api_call(netd, "POST", "/containers/was/start")
+    assert (status, json.loads(data)["message"]) == (404, words)  # moby's NotFound, not a 500
     # Taken off it by name, as Docker's: it starts on its other networks (none here).
     netd.ctl("network", "disconnect", "gone", "never")
     netd.ctl("start", "never")
@@ -947,6 +947,31 @@ def test_network_rm_with_stopped_containers_on_it(netd: Daemon) -> None:
     assert list(endpoints(netd, "was")) == ["gone"]
     netd.ctl("rm", "-f", "was", "never")
     netd.ctl("network", "rm", "gone")
+
+
+@pytest.mark.root
+def test_network_rm_with_a_container_between_its_restarts(netd: Daemon) -> None:
+    """A container waiting out its restart's backoff has no endpoint on its network, as
+    Docker's: the network is removed (it was refused as in use), and the restart that
+    finds it gone is the last: exited, naming it, not tried again after each backoff."""
+    netd.ctl("network", "create", "flaky")
+    netd.ctl("run", "-d", "--name", "crashing", "--network", "flaky", "--restart", "always",
+             "default", "sh", "-c", "exit 3")  # fmt: skip
+    try:
+        # Refused while one of its runs is on it, taken in a backoff (most of its time).
+        until(
+            lambda: netd.ctl("network", "rm", "flaky", check=False).returncode == 0,
+            "the network's removal between the container's runs",
+        )
+        until(lambda: netd.inspect("crashing")["state"]["status"] == "exited", "its end")
+        state = netd.inspect("crashing")["state"]
+        words = "failed to set up container networking: network flaky not found"
+        assert words in state["error"], state
+        # Its policy does not bring it back; its code is its last run's, as Docker's.
+        assert (state["status"], state["exit_code"]) == ("exited", 3)
+    finally:
+        netd.ctl("rm", "-f", "crashing", check=False)
+        netd.ctl("network", "rm", "flaky", check=False)
 
 
 @pytest.mark.root

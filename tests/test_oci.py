@@ -638,7 +638,7 @@ def test_bad_input_gets_clear_errors(runtime: Runtime, bundle: Bundle, tmp_path:
     bad = runtime("create", "--bundle", str(bundle.path), "e3", check=False)
     assert "process.rlimits[0]: unknown type 'RLIMIT_BOGUS'" in bad.stderr
     assert runtime("kill", "e1", "SIGNOPE", check=False).stderr.strip() == (
-        "invalid signal 'SIGNOPE'"
+        "invalid signal: SIGNOPE"
     )
     assert runtime("delete", "--force", "never-made").returncode == 0
     assert "e3" not in runtime("list", "--quiet").stdout

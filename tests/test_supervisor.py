@@ -94,6 +94,10 @@ def test_every_phase_has_its_transitions_and_rest_leads_somewhere() -> None:
         _lifecycle.check_remove("c", Status.RESTARTING, force=False)
     with pytest.raises(Conflict, match="c is paused: unpause it instead"):
         _lifecycle.can_start("c", Status.PAUSED)
+    with pytest.raises(
+        Conflict, match=r"\Acontainer is marked for removal and cannot be started\Z"
+    ):
+        _lifecycle.can_start("c", Status.REMOVING)  # during an rm -f, in Docker's words
     with pytest.raises(Conflict, match="Container 1f is paused, unpause the container before"):
         _lifecycle.check_exec("1f", "c", Status.PAUSED)
 

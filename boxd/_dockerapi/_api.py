@@ -20,7 +20,7 @@ from .._images.store import ImageInUse, NoSuchImage
 from .._images.unpack import ArchiveError, LayerError
 from .._lifecycle import error_text
 from .._messages import EndFrame, OkResponse
-from .._network import NetworkConflict, NetworkError, PredefinedNetwork
+from .._network import NetworkConflict, NetworkError, NoSuchNetwork, PredefinedNetwork
 from .._supervisor import AmbiguousContainer, Conflict, NoSuchContainer, StartError, Supervisor
 from .._volumes import NoSuchVolume, VolumeInUse
 from ._http import ApiError, HttpConnection
@@ -97,6 +97,8 @@ def api_error(exc: BaseException) -> ApiError | None:
         return ApiError(404, str(exc))
     if isinstance(exc, RegistryError | LayerError):
         return ApiError(500, str(exc))
+    if isinstance(exc, StartError) and isinstance(exc.__cause__, NoSuchNetwork):
+        return ApiError(404, str(exc))  # removed while the container was at rest, as moby's
     if isinstance(exc, StartError):
         # The docker CLI picks its exit code from these words: 127 and 126.
         if exc.exit_code == 127:

@@ -19,7 +19,7 @@ from .._network import NetworkError, builtin_network_id
 from .._records import Container, Status
 from .._supervisor import NoSuchContainer
 from . import _shapes
-from ._api import Api, Streamed, frame, mem_total
+from ._api import Api, Streamed, api_error, frame, mem_total, unwrap
 from ._http import MULTIPLEXED, RAW_STREAM, ApiError, HttpConnection, Request
 from ._router import CONTAINER, route
 from ._shapes import Fields
@@ -226,7 +226,7 @@ async def stop(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     if not _lifecycle.can_stop(c.state.status):
         await conn.respond(304, content_type=None)
         return
-    await api.sup.stop(c.id, req.number("t"), sig=req.arg("signal") or None)
+    await api.sup.stop(c.id, req.integer("t"), sig=req.arg("signal") or None)
     await conn.respond(204, content_type=None)
 
 
@@ -241,12 +241,22 @@ async def unpause(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 
 async def restart(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    await api.sup.restart(ref, req.number("t"), sig=req.arg("signal") or None)
+    await api.sup.restart(ref, req.integer("t"), sig=req.arg("signal") or None)
     await conn.respond(204, content_type=None)
 
 
 async def kill(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
-    await api.sup.kill(ref, req.arg("signal") or "SIGKILL")
+    """A refusal in moby's words: ``cannot kill container: REF: ...``, one of a container
+    with no process naming it by its id (``container ID is not running``)."""
+    try:
+        await api.sup.kill(ref, req.arg("signal") or "SIGKILL")
+    except Exception as exc:
+        refused = api_error(unwrap(exc))
+        if refused is None:
+            raise
+        if isinstance(unwrap(exc), _lifecycle.Conflict):
+            refused.message = f"container {api.sup.inspect(ref).id} is not running"
+        raise ApiError(refused.status, f"cannot kill container: {ref}: {refused.message}") from None
     await conn.respond(204, content_type=None)
 
 
@@ -282,7 +292,8 @@ async def wait(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     code = c.state.exit_code or 0
     async with conn.cancelled_if_peer_closes():
         code = await _wait_for(api, c, condition)
-    await conn.send(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    # No "Error" (moby's is omitted when nil): a client reads {"StatusCode": 0} as Docker's.
+    await conn.send(json.dumps({"StatusCode": code}).encode() + b"\n")
     await conn.end()
 
 
