@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -651,6 +652,51 @@ def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
         assert flags == {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True}
     finally:
         client.close()
+
+
+def test_recreate_from_inspect_keeps_the_user_namespace() -> None:
+    """A container of ``--isolate-user`` is inspected with ``UsernsMode: private`` (Podman's
+    word), which create takes back: an updater that recreates a container from its inspect
+    (watchtower: its Config, HostConfig and networks posted to create) kept everything but
+    the user namespace, shown as "" and so dropped, and the new container's root was the
+    host's.  boxctl takes ``--userns private`` alike; another mode is refused by name."""
+    docker = pytest.importorskip("docker")
+    top = Path(tempfile.mkdtemp(prefix="boxd-userns-api-"))
+    try:
+        os.chmod(top, 0o711)  # the daemon's root: a namespaced root must traverse it
+        with running_daemon(top) as daemon:
+            _recreate_keeps_the_user_namespace(daemon, docker)
+    finally:
+        shutil.rmtree(top)
+
+
+def _recreate_keeps_the_user_namespace(daemon: Daemon, docker: Any) -> None:
+    uid_map = ("default", "cat", "/proc/self/uid_map")
+    daemon.ctl("create", "--name", "old", "--isolate-user", *uid_map)
+    client = docker.APIClient(base_url=f"unix://{daemon.docker_socket}", version="auto")
+    try:
+        info = client.inspect_container("old")
+        assert info["HostConfig"]["UsernsMode"] == "private"
+        body = {**info["Config"], "HostConfig": info["HostConfig"]}
+        body["NetworkingConfig"] = {"EndpointsConfig": info["NetworkSettings"]["Networks"]}
+        r = client.post(client._url("/containers/create"), params={"name": "new"}, json=body)
+        assert r.status_code == 201, r.text
+        client.start("new")
+        assert client.wait("new")["StatusCode"] == 0
+        shown = client.logs("new").decode().split()  # root inside, an unprivileged id outside
+        assert shown[0] == "0" and shown[1] != "0", shown
+        assert client.inspect_container("new")["HostConfig"]["UsernsMode"] == "private"
+        plain = client.create_container("default", "true")
+        assert client.inspect_container(plain["Id"])["HostConfig"]["UsernsMode"] == ""
+        body = {"Image": "default", "Cmd": ["true"], "HostConfig": {"UsernsMode": "keep-id"}}
+        r = client.post(client._url("/containers/create"), json=body)
+        assert r.status_code == 400 and "invalid --userns 'keep-id'" in r.json()["message"]
+    finally:
+        client.close()
+    shown = daemon.ctl("run", "--rm", "--userns", "private", *uid_map).stdout.split()
+    assert shown[0] == "0" and shown[1] != "0", shown
+    r = daemon.ctl("run", "--rm", "--userns", "keep-id", "default", "true", check=False)
+    assert r.returncode != 0 and "invalid --userns 'keep-id'" in r.stderr
 
 
 @needs_cli
