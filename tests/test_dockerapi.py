@@ -699,6 +699,35 @@ def _recreate_keeps_the_user_namespace(daemon: Daemon, docker: Any) -> None:
     assert r.returncode != 0 and "invalid --userns 'keep-id'" in r.stderr
 
 
+def test_mounts_show_paths_cleaned(clean: Daemon, tmp_path: Path) -> None:
+    """Inspect's and the list's ``Mounts`` show a bind's source and each destination
+    cleaned, as Docker's (Go's path.Clean), and ``--filter volume=`` finds them so: a tool
+    that looks for its mount by path (``/var/run/docker.sock``) got ``/x//y/`` as given.
+    ``HostConfig.Binds`` stays as given."""
+    docker = pytest.importorskip("docker")
+    bind = f"{tmp_path}/./:/x//y/"
+    host = {"Binds": [bind], "Mounts": [{"Type": "tmpfs", "Target": "/t/"}]}
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}", version="auto")
+    try:
+        r = client.post(
+            client._url("/containers/create"),
+            json={"Image": "default", "Cmd": ["true"], "HostConfig": host},
+        )
+        assert r.status_code == 201, r.text
+        made = r.json()["Id"]
+        got = client.inspect_container(made)
+        shown = sorted((m["Type"], m["Source"], m["Destination"]) for m in got["Mounts"])
+        assert shown == [("bind", str(tmp_path), "/x/y"), ("tmpfs", "", "/t")]
+        assert got["HostConfig"]["Binds"] == [bind]
+        listed = client.containers(all=True, filters={"volume": "/x/y"})
+        assert [c["Id"] for c in listed] == [made]
+        shown = sorted((m["Type"], m["Source"], m["Destination"]) for m in listed[0]["Mounts"])
+        assert ("bind", str(tmp_path), "/x/y") in shown
+        assert [c["Id"] for c in client.containers(all=True, filters={"volume": str(tmp_path)})]
+    finally:
+        client.close()
+
+
 @needs_cli
 def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None:
     """``--security-opt apparmor=unconfined`` and ``label=disable`` (guides for FUSE or

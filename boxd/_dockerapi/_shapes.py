@@ -1116,7 +1116,9 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
         if v.volume:
             row["Name"] = v.volume
-        row.update(Source=v.host, Destination=v.container)
+        # Cleaned, as Docker's: -v /src/:/dst/ is shown as /src and /dst (Binds as given).
+        row.update(Source=v.host and mount_specs.clean_path(v.host))
+        row.update(Destination=mount_specs.clean_path(v.container))
         if v.volume:
             row["Driver"] = "local"
         # Docker's: -v's mode field as given; "z" for a named volume of the local driver
@@ -1134,6 +1136,7 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
         rows.append(row)
     for path, options in _tmpfs_mounts(c.config):  # a --tmpfs is not listed, as by Docker
         read_only = "ro" in options.split(",")
+        path = mount_specs.clean_path(path)
         rows.append(
             {"Type": "tmpfs", "Source": "", "Destination": path, "Mode": "",
              "RW": not read_only, "Propagation": ""}
