@@ -1204,6 +1204,24 @@ def test_stats_count_a_containers_network_traffic(clean: Daemon) -> None:
         client.close()
 
 
+def test_stats_stream_ends_when_the_container_is_removed(clean: Daemon) -> None:
+    """A stats stream (a dashboard's, Portainer's) ends, complete, when its container is
+    removed, as Docker's does: it was cut off mid-response, and docker-py's loop over
+    ``stats(stream=True)`` raised "Connection broken" instead of ending."""
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}", timeout=60)
+    try:
+        made = client.create_container("default", ["sleep", "300"])
+        client.start(made)
+        items = client.stats(made, decode=True, stream=True)
+        assert next(items)["id"] == made["Id"]
+        client.remove_container(made, force=True)
+        rest = list(items)  # ends: no exception, no wait for the timeout
+        assert all(item["id"] == made["Id"] for item in rest)
+    finally:
+        client.close()
+
+
 def test_stats_memory_as_docker_counts_it(clean: Daemon) -> None:
     """The cgroup's memory.stat is in memory_stats.stats, where the docker CLI reads the
     inactive file cache it takes off the usage; boxctl stats takes it off the same way."""
