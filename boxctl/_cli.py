@@ -108,9 +108,13 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
     from . import _runopts
 
     _args.check_content_trust(args)
+    # --userns private (Podman's word, and what the Engine API's inspect shows of it):
+    # boxd's own user namespace, --isolate-user.
+    private_userns = args.userns == "private"
     for mode in ("userns", "cgroupns", "isolation"):  # before any pull
         try:
-            _fixedmodes.check(mode, getattr(args, mode) or "")
+            value = getattr(args, mode) or ""
+            _fixedmodes.check(mode, "" if mode == "userns" and private_userns else value)
         except ValueError as exc:
             raise CliError(str(exc), USAGE) from None
     words = list(args.words)
@@ -153,7 +157,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         "tty": args.tty,
         "interactive": args.interactive,
         "network": network,
-        "userns": args.isolate_user,
+        "userns": args.isolate_user or private_userns,
         "pid_mode": args.pid or "",
         "ipc_mode": args.ipc or "",
         "uts_mode": args.uts or "",
@@ -208,7 +212,7 @@ def _config(args: Args) -> tuple[dict[str, Any], str]:
         config["security_opt"] = args.security_opt
     if args.isolation:
         config["isolation"] = args.isolation
-    if args.userns:
+    if args.userns and not private_userns:
         config["userns_mode"] = args.userns
     if args.entrypoint is not None:
         config["entrypoint"] = [args.entrypoint] if args.entrypoint else []
@@ -927,7 +931,11 @@ RUN_OPTIONS = (
     Opt("-t", "--tty", help="allocate a pseudo-terminal"),
     Opt("-i", "--interactive", help="keep stdin open"),
     Opt("--isolate-user", help="a user namespace: container root is an unprivileged host user"),
-    Opt("--userns", kind=VALUE, help="host (Docker's): no user namespace, as by default"),
+    Opt(
+        "--userns",
+        kind=VALUE,
+        help="host (Docker's): no user namespace, as by default; private: --isolate-user",
+    ),
     Opt("--cgroupns", kind=VALUE, help="private (Docker's): its own cgroup namespace, as always"),
     Opt("--isolation", kind=VALUE, help="default (Docker's, the one on Linux)"),
     Opt("--runtime", kind=VALUE, help="runc (default) or boxd: boxd's own runtime by either name"),

@@ -1,6 +1,7 @@
 """Docker's ``run`` options of which boxd has one setting only: ``--cgroupns private``
 (every container gets a cgroup namespace of its own), ``--userns host`` (no user
-namespace: boxd's is ``--isolate-user``) and ``--isolation default``.  What asks for that
+namespace: boxd's is ``--isolate-user``, which boxctl and the Engine API also take as
+``--userns private``, mapped before this check) and ``--isolation default``.  What asks for that
 setting (or leaves it empty) is taken; anything else is refused naming the option and the
 value.  boxctl's options and the Engine API's HostConfig (CgroupnsMode, UsernsMode,
 Isolation) are checked here alike.
@@ -17,7 +18,7 @@ _TAKEN = {
 }
 _WHY = {
     "cgroupns": "use private: boxd gives every container a cgroup namespace of its own",
-    "userns": "use host (boxd's user namespace is --isolate-user)",
+    "userns": "use host, or private for a user namespace of its own (--isolate-user)",
 }
 
 

@@ -18,6 +18,7 @@ from ._dockerwords import STATUSES, WORDS, shown_phase
 from ._healthcheck import HEALTH_FILTERS, NONE
 from ._images.reference import parse_reference
 from ._lifecycle import NoSuchContainer
+from ._mounts import clean_path
 from ._netconfig import NetworkSettings, PortBinding, parse_expose
 from ._records import Container, ContainerConfig
 
@@ -134,8 +135,10 @@ def _matches(c: Container, key: str, values: list[str]) -> bool:
         joined.update(e.network for e in c.state.network.endpoints)
         return any(v in joined for v in values)
     if key == "volume":  # a volume's name, a bind's source, or where either is mounted
-        mounts = {m for v in c.config.volumes for m in (v.volume or v.host, v.container)}
-        return any(v in mounts for v in values)
+        names = {v.volume for v in c.config.volumes if v.volume}
+        paths = {v.container for v in c.config.volumes}
+        paths |= {v.host for v in c.config.volumes if v.host and not v.volume}
+        return any(v in names | paths | {clean_path(p) for p in paths} for v in values)
     if key == "is-task":  # no container of boxd is a swarm service's task
         return "false" in values
     return status_word(c) == "exited" and str(c.state.exit_code or 0) in values

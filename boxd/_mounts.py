@@ -12,6 +12,7 @@ Imported by boxctl: only the standard library, nothing slow.
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 from ._units import parse_size, volume_options
@@ -20,6 +21,14 @@ VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
 _TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
 _FALSE = ("0", "f", "F", "false", "FALSE", "False")
+
+
+def clean_path(path: str) -> str:
+    """``path`` as Go's ``path.Clean`` gives it, which Docker's daemon shows a mount's
+    source and destination as: no ``.``, ``..``, doubled or trailing ``/`` (normpath keeps
+    a leading ``//``)."""
+    clean = posixpath.normpath(path)
+    return "/" + clean.lstrip("/") if clean.startswith("//") else clean
 
 
 def check_volume_name(name: str) -> str:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -655,6 +656,80 @@ def test_isolation_and_attach_flags_are_kept_as_given(clean: Daemon) -> None:
         client.close()
 
 
+def test_recreate_from_inspect_keeps_the_user_namespace() -> None:
+    """A container of ``--isolate-user`` is inspected with ``UsernsMode: private`` (Podman's
+    word), which create takes back: an updater that recreates a container from its inspect
+    (watchtower: its Config, HostConfig and networks posted to create) kept everything but
+    the user namespace, shown as "" and so dropped, and the new container's root was the
+    host's.  boxctl takes ``--userns private`` alike; another mode is refused by name."""
+    docker = pytest.importorskip("docker")
+    top = Path(tempfile.mkdtemp(prefix="boxd-userns-api-"))
+    try:
+        os.chmod(top, 0o711)  # the daemon's root: a namespaced root must traverse it
+        with running_daemon(top) as daemon:
+            _recreate_keeps_the_user_namespace(daemon, docker)
+    finally:
+        shutil.rmtree(top)
+
+
+def _recreate_keeps_the_user_namespace(daemon: Daemon, docker: Any) -> None:
+    uid_map = ("default", "cat", "/proc/self/uid_map")
+    daemon.ctl("create", "--name", "old", "--isolate-user", *uid_map)
+    client = docker.APIClient(base_url=f"unix://{daemon.docker_socket}", version="auto")
+    try:
+        info = client.inspect_container("old")
+        assert info["HostConfig"]["UsernsMode"] == "private"
+        body = {**info["Config"], "HostConfig": info["HostConfig"]}
+        body["NetworkingConfig"] = {"EndpointsConfig": info["NetworkSettings"]["Networks"]}
+        r = client.post(client._url("/containers/create"), params={"name": "new"}, json=body)
+        assert r.status_code == 201, r.text
+        client.start("new")
+        assert client.wait("new")["StatusCode"] == 0
+        shown = client.logs("new").decode().split()  # root inside, an unprivileged id outside
+        assert shown[0] == "0" and shown[1] != "0", shown
+        assert client.inspect_container("new")["HostConfig"]["UsernsMode"] == "private"
+        plain = client.create_container("default", "true")
+        assert client.inspect_container(plain["Id"])["HostConfig"]["UsernsMode"] == ""
+        body = {"Image": "default", "Cmd": ["true"], "HostConfig": {"UsernsMode": "keep-id"}}
+        r = client.post(client._url("/containers/create"), json=body)
+        assert r.status_code == 400 and "invalid --userns 'keep-id'" in r.json()["message"]
+    finally:
+        client.close()
+    shown = daemon.ctl("run", "--rm", "--userns", "private", *uid_map).stdout.split()
+    assert shown[0] == "0" and shown[1] != "0", shown
+    r = daemon.ctl("run", "--rm", "--userns", "keep-id", "default", "true", check=False)
+    assert r.returncode != 0 and "invalid --userns 'keep-id'" in r.stderr
+
+
+def test_mounts_show_paths_cleaned(clean: Daemon, tmp_path: Path) -> None:
+    """Inspect's and the list's ``Mounts`` show a bind's source and each destination
+    cleaned, as Docker's (Go's path.Clean), and ``--filter volume=`` finds them so: a tool
+    that looks for its mount by path (``/var/run/docker.sock``) got ``/x//y/`` as given.
+    ``HostConfig.Binds`` stays as given."""
+    docker = pytest.importorskip("docker")
+    bind = f"{tmp_path}/./:/x//y/"
+    host = {"Binds": [bind], "Mounts": [{"Type": "tmpfs", "Target": "/t/"}]}
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}", version="auto")
+    try:
+        r = client.post(
+            client._url("/containers/create"),
+            json={"Image": "default", "Cmd": ["true"], "HostConfig": host},
+        )
+        assert r.status_code == 201, r.text
+        made = r.json()["Id"]
+        got = client.inspect_container(made)
+        shown = sorted((m["Type"], m["Source"], m["Destination"]) for m in got["Mounts"])
+        assert shown == [("bind", str(tmp_path), "/x/y"), ("tmpfs", "", "/t")]
+        assert got["HostConfig"]["Binds"] == [bind]
+        listed = client.containers(all=True, filters={"volume": "/x/y"})
+        assert [c["Id"] for c in listed] == [made]
+        shown = sorted((m["Type"], m["Source"], m["Destination"]) for m in listed[0]["Mounts"])
+        assert ("bind", str(tmp_path), "/x/y") in shown
+        assert [c["Id"] for c in client.containers(all=True, filters={"volume": str(tmp_path)})]
+    finally:
+        client.close()
+
+
 @needs_cli
 def test_security_opts_that_ask_for_what_boxd_does_anyway(clean: Daemon) -> None:
     """``--security-opt apparmor=unconfined`` and ``label=disable`` (guides for FUSE or
@@ -1127,6 +1202,24 @@ def test_stats_count_a_containers_network_traffic(clean: Daemon) -> None:
         assert json.loads(native)[0]["net_tx"] >= 5000
         host = client.containers.run("default", ["sleep", "60"], detach=True, network_mode="host")
         assert "networks" not in host.stats(stream=False)
+    finally:
+        client.close()
+
+
+def test_stats_stream_ends_when_the_container_is_removed(clean: Daemon) -> None:
+    """A stats stream (a dashboard's, Portainer's) ends, complete, when its container is
+    removed, as Docker's does: it was cut off mid-response, and docker-py's loop over
+    ``stats(stream=True)`` raised "Connection broken" instead of ending."""
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{clean.docker_socket}", timeout=60)
+    try:
+        made = client.create_container("default", ["sleep", "300"])
+        client.start(made)
+        items = client.stats(made, decode=True, stream=True)
+        assert next(items)["id"] == made["Id"]
+        client.remove_container(made, force=True)
+        rest = list(items)  # ends: no exception, no wait for the timeout
+        assert all(item["id"] == made["Id"] for item in rest)
     finally:
         client.close()
 

@@ -333,7 +333,7 @@ def test_domainname_and_the_options_of_one_setting(daemon: Daemon) -> None:
     daemon.ctl("rm", "one")
     for args, words in (
         (("--cgroupns", "host"), "invalid --cgroupns 'host': use private"),
-        (("--userns", "private"), "invalid --userns 'private': use host"),
+        (("--userns", "keep-id"), "invalid --userns 'keep-id': use host, or private"),
         (("--userns", "host", "--isolate-user"), "--userns host conflicts with --isolate-user"),
         (("--isolation", "hyperv"), "Invalid isolation: 'hyperv' - linux only supports 'default'"),
         (("--runtime", "crun"), "invalid --runtime 'crun': unknown runtime name"),

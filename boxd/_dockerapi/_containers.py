@@ -463,18 +463,21 @@ async def stats(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
         return time.time(), counters, _system_cpu_ns(), networks
 
     await conn.start_stream()
+    # A container removed ends the stream, as Docker's ends it: it was cut off unended, and
+    # docker-py's stats(stream=True) raised "Connection broken" where its loop would end.
     async with conn.cancelled_if_peer_closes():
-        previous = None
-        if not stream and not one_shot:  # two samples, so the CPU use is known
-            previous = sample()
-            await trio.sleep(STATS_INTERVAL)
-        while True:
-            current = sample()
-            await conn.send(json.dumps(_stats_shape(c, current, previous)).encode() + b"\n")
-            if not stream:
-                break
-            previous = current
-            await trio.sleep(STATS_INTERVAL)
+        with contextlib.suppress(NoSuchContainer):
+            previous = None
+            if not stream and not one_shot:  # two samples, so the CPU use is known
+                previous = sample()
+                await trio.sleep(STATS_INTERVAL)
+            while True:
+                current = sample()
+                await conn.send(json.dumps(_stats_shape(c, current, previous)).encode() + b"\n")
+                if not stream:
+                    break
+                previous = current
+                await trio.sleep(STATS_INTERVAL)
     await conn.end()
 
 

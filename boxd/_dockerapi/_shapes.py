@@ -168,6 +168,7 @@ _NETWORKS = {"": "bridge", "default": "bridge"}
 # What of the HostConfig boxd has one setting of (see boxd._fixedmodes).
 # Isolation and UsernsMode are kept as given, and checked with the rest of the configuration.
 _FIXED_MODES = {"cgroupns": "CgroupnsMode"}
+_USERNS_PRIVATE = "private"
 # Config's Attach* flags and the stream each names.
 _ATTACH_FLAGS = {"stdin": "AttachStdin", "stdout": "AttachStdout", "stderr": "AttachStderr"}
 
@@ -227,6 +228,7 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             )
         network = "none"
     aliases, endpoint_links, joins = _endpoints(cfg, network)
+    userns_mode = host.text("UsernsMode")
     ports = tuple(_port_specs(host))
     links = dict.fromkeys(_link(text) for text in (*host.strings("Links"), *endpoint_links))
     restart = host.object("RestartPolicy")
@@ -302,7 +304,11 @@ def container_config(body: dict[str, Any], *, with_console_size: bool = True) ->
             declared_volumes=tuple(cfg.mapping_keys("Volumes")),
             security_opt=tuple(host.strings("SecurityOpt")),
             isolation=host.text("Isolation"),
-            userns_mode=host.text("UsernsMode"),
+            # "private" (Podman's word, and what inspect shows of one): boxd's own user
+            # namespace, boxctl's --isolate-user, so that a client recreating a container
+            # from its inspect (watchtower's) keeps it.
+            userns=userns_mode == _USERNS_PRIVATE,
+            userns_mode="" if userns_mode == _USERNS_PRIVATE else userns_mode,
             attach=tuple([s for s, key in _ATTACH_FLAGS.items() if cfg.flag(key)]),
         )
     except ValueError as exc:
@@ -947,7 +953,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "IpcMode": _nsmodes.docker_mode("ipc", cfg.ipc_mode),
         "UTSMode": _nsmodes.docker_mode("uts", cfg.uts_mode),
         "CgroupnsMode": "private",  # every container's, whatever the hierarchy
-        "UsernsMode": cfg.userns_mode,
+        "UsernsMode": _USERNS_PRIVATE if cfg.userns else cfg.userns_mode,
         "Isolation": cfg.isolation,
         "PortBindings": _port_bindings(c),
         "PublishAllPorts": cfg.publish_all,
@@ -1110,7 +1116,9 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"Type": "volume" if v.volume else "bind"}
         if v.volume:
             row["Name"] = v.volume
-        row.update(Source=v.host, Destination=v.container)
+        # Cleaned, as Docker's: -v /src/:/dst/ is shown as /src and /dst (Binds as given).
+        row.update(Source=v.host and mount_specs.clean_path(v.host))
+        row.update(Destination=mount_specs.clean_path(v.container))
         if v.volume:
             row["Driver"] = "local"
         # Docker's: -v's mode field as given; "z" for a named volume of the local driver
@@ -1128,6 +1136,7 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
         rows.append(row)
     for path, options in _tmpfs_mounts(c.config):  # a --tmpfs is not listed, as by Docker
         read_only = "ro" in options.split(",")
+        path = mount_specs.clean_path(path)
         rows.append(
             {"Type": "tmpfs", "Source": "", "Destination": path, "Mode": "",
              "RW": not read_only, "Propagation": ""}
