@@ -27,10 +27,21 @@ def test_names_in_every_spelling() -> None:
     assert _caps.LAST_KNOWN_CAP == 40
 
 
-@pytest.mark.parametrize("bad", ["NET_ADMN", "", "CAP_", "ALLL", "cap_net admin"])
-def test_unknown_name_is_named(bad: str) -> None:
-    with pytest.raises(ValueError, match=repr(bad).replace("\\", "\\\\")):
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ("NET_ADMN", "CAP_NET_ADMN"),
+        ("", "CAP_"),
+        ("CAP_", "CAP_"),
+        ("ALLL", "CAP_ALLL"),
+        ("cap_net admin", "CAP_NET ADMIN"),
+    ],
+)
+def test_unknown_name_is_named(bad: str, named: str) -> None:
+    """In moby's words: the name as it looks it up."""
+    with pytest.raises(ValueError) as info:
         cap_number(bad)
+    assert str(info.value) == f'unknown capability: "{named}"'
 
 
 def test_cap_name_range() -> None:
@@ -99,9 +110,9 @@ def test_non_root_uid_has_only_bounding() -> None:
 
 
 def test_unknown_names_rejected_even_when_moot() -> None:
-    with pytest.raises(ValueError, match="'NET_ADMN'"):
+    with pytest.raises(ValueError, match='"CAP_NET_ADMN"'):
         compute(["NET_ADMN"], [], uid=0, privileged=False)
-    with pytest.raises(ValueError, match="'BOGUS'"):
+    with pytest.raises(ValueError, match='"CAP_BOGUS"'):
         compute(["ALL"], ["BOGUS"], uid=0, privileged=True)
 
 

@@ -491,7 +491,7 @@ def _with(**changes: Any) -> dict[str, Any]:
         (_with(args=[{"index": 0, "value": -2, "op": "SCMP_CMP_EQ"}]), "value -2"),
         (_with(args=[{"index": 0, "value": 1, "op": "SCMP_CMP_EQ", "mask": 1}]),
          "unknown key 'mask'"),
-        (_with(includes={"caps": ["CAP_TELEPORT"]}), r"includes.caps: .*'CAP_TELEPORT'"),
+        (_with(includes={"caps": ["CAP_TELEPORT"]}), r'includes.caps: .*"CAP_TELEPORT"'),
         (_with(includes={"minKernel": "4"}), "minKernel: expected 'major.minor', got '4'"),
         (_with(excludes={"minKernel": "4.8"}), "excludes.minKernel: not supported"),
         (_with(color="red"), r"syscalls\[0\]: unknown key 'color'"),
