@@ -115,7 +115,9 @@ _pidfd_ns_ioctl = True  # False once the kernel refused it (older than 6.11)
 
 def _ended_at(status: ExitStatus | None) -> float:
     """When a process ended: when its shim reaped it (it may have ended while no daemon
-    ran), else now, as its end is seen."""
+    ran), else now, as its end is seen.  Its caller takes the later of this and the run's
+    start as recorded: a shim may reap a short process before its start is reported, and a
+    run does not end before it starts (a negative wall time, FinishedAt before StartedAt)."""
     return status.at if status is not None and status.at is not None else time.time()
 
 
@@ -190,7 +192,9 @@ class Run:
         self._stdin: trio.lowlevel.FdStream | None = None
         self._stdin_lock = trio.Lock()
         self._tty_master = -1
-        self._started = 0.0
+        # When it started (time.time()): taken as its start is reported, so a process its
+        # shim reaped sooner (a `true`) is dated as ending then (see _ended_at).
+        self.started_at = 0.0
         # Live restore: the container's shim (see boxd/_shim.py).
         self._shim: ShimConnection | None = None
         # It ended before this daemon connected to its shim (while no daemon ran).
@@ -368,7 +372,7 @@ class Run:
             if spawned.shim_pidfd >= 0:
                 assert shim_dir is not None
                 await self._hand_to_shim(spawned, shim_dir, streams)
-            self._started = time.time()
+            self.started_at = time.time()
             task_status.started()
             if shim_dir is not None and self.logs is not None and not tty_mode:
                 self._ledger = Ledger.create(shim_dir)
@@ -439,7 +443,7 @@ class Run:
                     streams.append((int(slot), trio.lowlevel.FdStream(held.pop(slot))))
             if _shim.Slot.STDIN in held:
                 self._stdin = trio.lowlevel.FdStream(held.pop(_shim.Slot.STDIN))
-            self._started = self.container.state.started_at or time.time()
+            self.started_at = self.container.state.started_at or time.time()
             if self.logs is not None and self._tty_master < 0:
                 self._ledger = Ledger.open(directory)
             task_status.started()
@@ -459,7 +463,7 @@ class Run:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
-                self.ended_at = _ended_at(status)
+                self.ended_at = max(_ended_at(status), self.started_at)
                 ended = True
                 self._reaped.set()
                 if owns_cgroup:
@@ -480,7 +484,7 @@ class Run:
                     if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
-                        self.ended_at = _ended_at(status)
+                        self.ended_at = max(_ended_at(status), self.started_at)
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
@@ -615,7 +619,7 @@ class Run:
             pids_limit_hit = cgroup.pids_limit_hit()
             used = cgroup.usage()
             summary = RunSummary(
-                wall_seconds=round(self.ended_at - self._started, 6),
+                wall_seconds=round(self.ended_at - self.started_at, 6),
                 cpu_user_seconds=used.cpu_user_ns / 1e9,
                 cpu_system_seconds=used.cpu_system_ns / 1e9,
                 peak_memory=used.memory_peak or 0,

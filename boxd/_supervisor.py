@@ -1167,7 +1167,7 @@ class Supervisor:
                     entry.run = run
                     st.pid = run.pid
                     st.pid_start_time = start_time_of(run.pid) or st.pid_start_time
-                    st.started_at = time.time() if adoption is None else st.started_at
+                    st.started_at = run.started_at if adoption is None else st.started_at
                     st.finished_at = None
                     st.exit_code = None
                     st.error = ""

@@ -568,3 +568,19 @@ def test_a_killed_holders_root_is_free_though_a_child_lives_on(tmp_path: Path) -
             trio.run(opened)
         finally:
             os.kill(child, signal.SIGKILL)
+
+
+async def test_a_short_run_ends_after_it_starts(tmp_path: Path, busybox_root: Path) -> None:
+    """With live restore a run's end is dated by its shim's reaping (its FinishedAt after a
+    daemon's absence): a `true` the shim reaped before its start was reported ended before
+    it started (FinishedAt before StartedAt, a negative wall time, now and then)."""
+    config = _config(busybox_root, "/bin/true", resources=boxd.Resources(memory=64 << 20))
+    async with boxd.open_supervisor(tmp_path / "lib", live_restore=True) as sup:
+        for _ in range(20):
+            c = await sup.run(config)
+            assert await sup.wait(c.id) == 0
+            state = sup.inspect(c.id).state
+            assert state.started_at is not None and state.finished_at is not None
+            assert state.finished_at >= state.started_at
+            assert state.summary is not None and state.summary.wall_seconds >= 0
+            await sup.remove(c.id)
