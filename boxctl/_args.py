@@ -274,6 +274,12 @@ def subcommand(
     return command, sub
 
 
+def run_subcommand(group: Command, args: Args, commands: Mapping[str, Command]) -> int:
+    """:func:`subcommand`, run: its exit status (0 for the group's help)."""
+    found = subcommand(group, args, commands)
+    return 0 if found is None else found[0].handler(found[1])
+
+
 def command_lines(named: Iterable[tuple[str, Command]]) -> list[str]:
     """Help's lines of commands, in order, each with every name it is given by."""
     names: dict[int, list[str]] = {}

@@ -32,7 +32,7 @@ from ._args import (
     filters_of,
     print_removed,
     prune_filters,
-    subcommand,
+    run_subcommand,
 )
 from ._client import OPERANDS, Client, CliError, call, check, print_json
 
@@ -710,8 +710,7 @@ def _system_commands() -> dict[str, Command]:
 
 
 def cmd_system(args: Args) -> int:
-    found = subcommand(SYSTEM_COMMAND, args, _system_commands())
-    return 0 if found is None else found[0].handler(found[1])
+    return run_subcommand(SYSTEM_COMMAND, args, _system_commands())
 
 
 def cmd_prune(args: Args) -> int:
@@ -940,8 +939,7 @@ def _image_commands() -> dict[str, Command]:
 def cmd_image(args: Args) -> int:
     # build's module is imported only for it (and for help)
     commands = _image_commands() if args.words[:1] == ["build"] else SUBCOMMANDS
-    found = subcommand(IMAGE_COMMAND, args, commands)
-    return 0 if found is None else found[0].handler(found[1])
+    return run_subcommand(IMAGE_COMMAND, args, commands)
 
 
 IMAGE_COMMAND = Command(

@@ -21,7 +21,7 @@ from ._args import (
     filters_of,
     print_removed,
     prune_filters,
-    subcommand,
+    run_subcommand,
 )
 from ._client import CliError, call
 from ._files import label_list
@@ -365,8 +365,7 @@ SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
 
 
 def cmd_network(args: Args) -> int:
-    found = subcommand(COMMANDS[0], args, SUB_BY_NAME)
-    return 0 if found is None else found[0].handler(found[1])
+    return run_subcommand(COMMANDS[0], args, SUB_BY_NAME)
 
 
 COMMANDS = (

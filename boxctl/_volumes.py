@@ -20,7 +20,7 @@ from ._args import (
     confirm,
     print_removed,
     prune_filters,
-    subcommand,
+    run_subcommand,
 )
 from ._client import OPERANDS, USAGE, CliError, call
 
@@ -261,8 +261,7 @@ SUB_BY_NAME = {name: c for c in SUBCOMMANDS for name in (c.name, *c.aliases)}
 
 
 def cmd_volume(args: Args) -> int:
-    found = subcommand(COMMANDS[0], args, SUB_BY_NAME)
-    return 0 if found is None else found[0].handler(found[1])
+    return run_subcommand(COMMANDS[0], args, SUB_BY_NAME)
 
 
 # ---- system prune -------------------------------------------------------------------------
