@@ -113,12 +113,13 @@ PIDFD_GET_MNT_NAMESPACE = 0xFF03
 _pidfd_ns_ioctl = True  # False once the kernel refused it (older than 6.11)
 
 
-def _ended_at(status: ExitStatus | None) -> float:
+def _ended_at(status: ExitStatus | None, started_at: float) -> float:
     """When a process ended: when its shim reaped it (it may have ended while no daemon
-    ran), else now, as its end is seen.  Its caller takes the later of this and the run's
-    start as recorded: a shim may reap a short process before its start is reported, and a
-    run does not end before it starts (a negative wall time, FinishedAt before StartedAt)."""
-    return status.at if status is not None and status.at is not None else time.time()
+    ran), else now, as its end is seen; never before ``started_at``, its start as recorded
+    (a shim may reap a short process before its start is reported: a negative wall time,
+    FinishedAt before StartedAt)."""
+    at = status.at if status is not None and status.at is not None else time.time()
+    return max(at, started_at)
 
 
 def mount_ns_of(spawned: Spawned) -> int:
@@ -463,7 +464,7 @@ class Run:
                 pumps_done = trio.Event()
                 nursery.start_soon(self._pump_all, streams, pumps_done, cgroup)
                 status = await self._reap()
-                self.ended_at = max(_ended_at(status), self.started_at)
+                self.ended_at = _ended_at(status, self.started_at)
                 ended = True
                 self._reaped.set()
                 if owns_cgroup:
@@ -484,7 +485,7 @@ class Run:
                     if not ended:  # cancelled while it runs: it must not outlive us
                         self.signal(signal.SIGKILL)
                         status = await self._reap()
-                        self.ended_at = max(_ended_at(status), self.started_at)
+                        self.ended_at = _ended_at(status, self.started_at)
                     self.outcome = self._outcome(status, cgroup if owns_cgroup else None)
                     if self.network is not None:
                         await self.network.release()
