@@ -270,6 +270,21 @@ def test_detach_from_run_and_start_is_quiet_from_exec_not(daemon: Daemon, tmux: 
         assert daemon.inspect(name)["state"]["status"] == "running"
 
 
+def test_empty_detach_keys_are_the_default(daemon: Daemon, tmux: Tmux) -> None:
+    """``--detach-keys ""`` (a script's ``"$KEYS"`` with none set) is Ctrl-P Ctrl-Q, as
+    Docker's client takes it, rather than refused before anything runs."""
+    for command, code in (
+        (_boxctl(daemon, "run", "-it", "--detach-keys", "", "--name", "r", "default", "sh"), 0),
+        (_boxctl(daemon, "attach", "--detach-keys", "", "r"), 1),
+        (_boxctl(daemon, "exec", "-it", "--detach-keys", "", "r", "sh"), 1),
+    ):
+        tmux.start(command)
+        _until_prompt(tmux)
+        tmux.keys("C-p", "C-q")
+        assert tmux.wait_exit() == code, command
+    assert daemon.inspect("r")["state"]["status"] == "running"
+
+
 def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None:
     """Attached again at the size the container's terminal has, a shell draws its prompt
     at once (boxctl resizes one row and column larger first, as Docker's client does),
