@@ -350,6 +350,41 @@ def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: T
     assert daemon.inspect("s")["state"]["status"] == "running"
 
 
+def _stopped(argv: list[str]) -> bool:
+    """Whether a process runs exactly ``argv``, stopped (by job control)."""
+    with contextlib.suppress(AssertionError, OSError):  # not (yet, or any longer) there
+        stat = Path(f"/proc/{_pid_of(*argv)}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+    return False
+
+
+def test_run_it_started_in_the_background_goes_on_at_fg(daemon: Daemon, tmux: Tmux) -> None:
+    """``run -it ... &`` in a shell with job control: boxctl is stopped (SIGTTOU) as it
+    makes our terminal raw, and ``fg`` lets it go on.  The SIGCONT of ``fg`` interrupted
+    that change: a Python traceback, and the container left running without its client."""
+    run = _boxctl(daemon, "run", "-it", "--rm", "default", "sh")
+    tmux.start("env PS1='host> ' bash --norc --noprofile -i")
+    tmux.wait_for(lambda s: "host>" in s)
+    tmux.keys(f"{run} &", "Enter")
+    argv = shlex.split(run)[2:]  # after env PYTHONPATH=
+    deadline = time.monotonic() + 20
+    while not _stopped(argv):
+        assert time.monotonic() < deadline, "boxctl in the background was not stopped"
+        time.sleep(0.05)
+    tmux.keys("fg", "Enter")
+    _until_prompt(tmux)
+    tmux.keys("echo fg-$((6*7))", "Enter")
+    tmux.wait_for(lambda s: "fg-42" in s)
+    tmux.keys("exit 5", "Enter")
+    tmux.wait_for(lambda s: "host>" in s.rsplit("fg-42", 1)[1])
+    tmux.keys("echo end-$?", "Enter")
+    screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
+    assert "end-5" in screen.split() and "Traceback" not in screen, screen
+    tmux.keys("exit", "Enter")
+    assert tmux.wait_exit() == 0
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
+
+
 # What an interactive shell does at a hangup, for the command it runs: SIGHUP is passed on
 # (bash sends it to its jobs), and here the command's stderr and exit code are kept.
 HANGUP_SHELL = """
