@@ -1543,6 +1543,9 @@ def test_detach_keys_of_an_api_client(clean: Daemon) -> None:
             with pytest.raises(docker.errors.APIError) as refused:
                 client.api.exec_create(c.id, ["cat"], stdin=True, tty=True, detach_keys="ctrl-")
             assert "Invalid detach keys (ctrl-) provided" in str(refused.value)
+            with pytest.raises(docker.errors.APIError) as refused:  # was a 500, a traceback
+                client.api.exec_create(c.id, ["cat"], stdin=True, tty=True, detach_keys="ctrl-ß")
+            assert "Invalid detach keys (ctrl-ß) provided" in str(refused.value)
             c.remove(force=True)
             del sock
             gc.collect()
