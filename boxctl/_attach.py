@@ -60,8 +60,12 @@ PROXIED_SIGNALS = signal.valid_signals() - {
 # process that ignores them (a PID 1 without a handler) must not hold the user's terminal.
 LEAVE_AFTER = 3
 # Signals that end boxctl when they are not forwarded: caught while our terminal is raw,
-# so that it is restored before boxctl ends (their default action left it raw).
-ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# so that it is restored before boxctl ends (their default action left it raw).  All those
+# forwarded otherwise whose default action ends a process: SIGTERM and SIGHUP, and
+# SIGQUIT, SIGUSR1 or a real-time signal sent by another program (as to a script).  Not
+# SIGCONT and SIGTSTP, which end nothing; SIGINT is Python's KeyboardInterrupt, which
+# restores the terminal as it unwinds.
+ENDING_SIGNALS = PROXIED_SIGNALS - {signal.SIGCONT, signal.SIGTSTP}
 
 
 class _Forced(Exception):

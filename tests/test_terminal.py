@@ -335,9 +335,10 @@ def _pid_of(*argv: str) -> int:
 def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: Tmux) -> None:
     """attach with a TTY forwards no signal (as Docker's): SIGTERM or SIGHUP end it, once
     our terminal is restored, not left raw for what runs after (bash restores it
-    itself, sh and a script do not)."""
+    itself, sh and a script do not).  So does any other signal whose default action ends
+    a process, sent by another program (SIGUSR1, a real-time one): those left it raw."""
     daemon.ctl("run", "-d", "-it", "--name", "s", "default", "sh")
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGRTMIN + 3):
         tmux.start(f"{_boxctl(daemon, 'attach', 's')}; echo status-$?; stty -a; read _")
         _until_prompt(tmux)
         argv = shlex.split(_boxctl(daemon, "attach", "s"))[2:]  # after env PYTHONPATH=
