@@ -60,8 +60,12 @@ PROXIED_SIGNALS = signal.valid_signals() - {
 # process that ignores them (a PID 1 without a handler) must not hold the user's terminal.
 LEAVE_AFTER = 3
 # Signals that end boxctl when they are not forwarded: caught while our terminal is raw,
-# so that it is restored before boxctl ends (their default action left it raw).
-ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# so that it is restored before boxctl ends (their default action left it raw).  All those
+# forwarded otherwise whose default action ends a process: SIGTERM and SIGHUP, and
+# SIGQUIT, SIGUSR1 or a real-time signal sent by another program (as to a script).  Not
+# SIGCONT and SIGTSTP, which end nothing; SIGINT is Python's KeyboardInterrupt, which
+# restores the terminal as it unwinds.
+ENDING_SIGNALS = PROXIED_SIGNALS - {signal.SIGCONT, signal.SIGTSTP}
 
 
 class _Forced(Exception):
@@ -79,18 +83,34 @@ class _Ended(Exception):
 def _raw_terminal(fd: int) -> Callable[[], None]:
     """Put the terminal in raw mode; the function that restores it."""
     import contextlib  # only a local terminal needs these
+    import errno
     import termios
     import tty
+
+    def retried(change: Callable[[], None]) -> None:
+        """``change`` again while a signal interrupts it: the signals watched have handlers
+        (Python's, without SA_RESTART), and termios does not retry.  A boxctl started in
+        the background (``run -it ... &``) is stopped by SIGTTOU as it makes our terminal
+        raw, and the SIGCONT of ``fg`` interrupted that: a traceback, the container left
+        running.  A SIGWINCH while the restore waits for output to drain left it raw."""
+        while True:
+            try:
+                change()
+            except termios.error as exc:
+                if exc.args[0] != errno.EINTR:
+                    raise
+            else:
+                return
 
     saved = termios.tcgetattr(fd)
     # At once, not setraw's default TCSAFLUSH: that discards what the user typed while
     # boxctl started, which belongs to the container (Docker's client keeps it too).
-    tty.setraw(fd, termios.TCSANOW)
+    retried(lambda: tty.setraw(fd, termios.TCSANOW))
 
     def restore() -> None:
         # EIO: the terminal hung up, and nothing is left to restore.
         with contextlib.suppress(termios.error):
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+            retried(lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved))
 
     return restore
 

@@ -481,12 +481,13 @@ def _attached(
 
 
 def parse_detach_keys(text: str) -> bytes:
-    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11" (boxd._detachkeys).  A bad value exits 1, not
-    125: Docker's client passes it on to the daemon, which refuses it."""
+    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11" (boxd._detachkeys); an empty one is the default,
+    as Docker's client takes it (``--detach-keys "$KEYS"`` with none set).  A bad value
+    exits 1, not 125: Docker's client passes it on to the daemon, which refuses it."""
     from boxd import _detachkeys
 
     try:
-        return _detachkeys.parse(text)
+        return _detachkeys.parse(text or _detachkeys.DEFAULT)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

@@ -5,17 +5,20 @@ stdin of an attached or exec'd TTY (docker-py and other API clients detach by it
 from __future__ import annotations
 
 DEFAULT = "ctrl-p,ctrl-q"
+# What follows ``ctrl-``, as Docker takes it: ASCII, since a key is one byte.
+_CONTROLLED = "abcdefghijklmnopqrstuvwxyz@[\\]^_"
 
 
 def parse(text: str) -> bytes:
-    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11"; a plain character stands for itself.  A
-    ValueError names the bad text."""
+    """``ctrl-p,ctrl-q`` -> b"\\x10\\x11"; a plain (ASCII) character stands for itself.
+    A ValueError names the bad text: a letter beyond ASCII (``ctrl-ß``, ``é``) is not a
+    key's one byte, as Docker refuses it (ß ended boxctl with a traceback)."""
     keys = bytearray()
     for part in text.split(","):
         p = part.strip().lower()
-        if p.startswith("ctrl-") and len(p) == 6 and (p[5].isalpha() or p[5] in "@[\\]^_"):
+        if p.startswith("ctrl-") and len(p) == 6 and p[5] in _CONTROLLED:
             keys.append(ord(p[5].upper()) & 0x1F)
-        elif len(part) == 1:
+        elif len(part) == 1 and part.isascii():
             keys.append(ord(part))
         else:
             raise ValueError(f"invalid detach keys {text!r}: use e.g. ctrl-p,ctrl-q")

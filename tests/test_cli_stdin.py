@@ -188,5 +188,10 @@ def test_bad_detach_keys_exit_1_and_create_nothing(daemon: Daemon) -> None:
         r = daemon.ctl(args[0], "--detach-keys", "foo", *args[1:], check=False)
         assert r.returncode == 1, (args, r.stderr)
         assert r.stderr.startswith("boxctl: invalid detach keys 'foo'"), (args, r.stderr)
+    # Beyond ASCII, not a key's one byte: ß was a traceback, é taken as a byte never typed.
+    for keys in ("ctrl-ß", "€", "é"):
+        r = daemon.ctl("attach", "--detach-keys", keys, "c", check=False)
+        words = f"boxctl: invalid detach keys '{keys}': use e.g. ctrl-p,ctrl-q\n"
+        assert (r.returncode, r.stderr) == (1, words), keys
     assert daemon.ctl("ps", "-a", "-q").stdout == before
     assert daemon.inspect("c")["state"]["status"] == "created"

@@ -1543,6 +1543,9 @@ def test_detach_keys_of_an_api_client(clean: Daemon) -> None:
             with pytest.raises(docker.errors.APIError) as refused:
                 client.api.exec_create(c.id, ["cat"], stdin=True, tty=True, detach_keys="ctrl-")
             assert "Invalid detach keys (ctrl-) provided" in str(refused.value)
+            with pytest.raises(docker.errors.APIError) as refused:  # was a 500, a traceback
+                client.api.exec_create(c.id, ["cat"], stdin=True, tty=True, detach_keys="ctrl-ß")
+            assert "Invalid detach keys (ctrl-ß) provided" in str(refused.value)
             c.remove(force=True)
             del sock
             gc.collect()
@@ -2385,6 +2388,8 @@ def test_container_state_errors(clean: Daemon) -> None:
             f"cannot kill container: {cid}: invalid signal: SIGNOPE"
         ),
         f"/containers/{cid}/stop?t=1.5": "invalid value for 't': '1.5' is not an integer",
+        f"/containers/{cid}/resize?h=10": "missing w: a terminal size needs h and w in 1..65535",
+        f"/containers/{cid}/resize": "missing h and w: a terminal size needs h and w in 1..65535",
     }
     for method, path, want in [
         ("POST", "/containers/s/kill", 409),
@@ -2397,6 +2402,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("GET", f"/containers/{cid}/top?ps_args=--bogus", 400),
         ("GET", f"/containers/{cid}/top?ps_args=-o%20comm", 400),
         ("POST", f"/containers/{cid}/resize?h=0&w=10", 400),
+        ("POST", f"/containers/{cid}/resize?h=10", 400),
+        ("POST", f"/containers/{cid}/resize", 400),
         ("POST", f"/containers/{cid}/kill?signal=SIGNOPE", 400),
         ("POST", f"/containers/{cid}/stop?t=1.5", 400),
         ("POST", f"/containers/{cid}/restart?t=1.5", 400),

@@ -270,6 +270,21 @@ def test_detach_from_run_and_start_is_quiet_from_exec_not(daemon: Daemon, tmux: 
         assert daemon.inspect(name)["state"]["status"] == "running"
 
 
+def test_empty_detach_keys_are_the_default(daemon: Daemon, tmux: Tmux) -> None:
+    """``--detach-keys ""`` (a script's ``"$KEYS"`` with none set) is Ctrl-P Ctrl-Q, as
+    Docker's client takes it, rather than refused before anything runs."""
+    for command, code in (
+        (_boxctl(daemon, "run", "-it", "--detach-keys", "", "--name", "r", "default", "sh"), 0),
+        (_boxctl(daemon, "attach", "--detach-keys", "", "r"), 1),
+        (_boxctl(daemon, "exec", "-it", "--detach-keys", "", "r", "sh"), 1),
+    ):
+        tmux.start(command)
+        _until_prompt(tmux)
+        tmux.keys("C-p", "C-q")
+        assert tmux.wait_exit() == code, command
+    assert daemon.inspect("r")["state"]["status"] == "running"
+
+
 def test_attach_again_draws_the_prompt_again(daemon: Daemon, tmux: Tmux) -> None:
     """Attached again at the size the container's terminal has, a shell draws its prompt
     at once (boxctl resizes one row and column larger first, as Docker's client does),
@@ -320,9 +335,10 @@ def _pid_of(*argv: str) -> int:
 def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: Tmux) -> None:
     """attach with a TTY forwards no signal (as Docker's): SIGTERM or SIGHUP end it, once
     our terminal is restored, not left raw for what runs after (bash restores it
-    itself, sh and a script do not)."""
+    itself, sh and a script do not).  So does any other signal whose default action ends
+    a process, sent by another program (SIGUSR1, a real-time one): those left it raw."""
     daemon.ctl("run", "-d", "-it", "--name", "s", "default", "sh")
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGRTMIN + 3):
         tmux.start(f"{_boxctl(daemon, 'attach', 's')}; echo status-$?; stty -a; read _")
         _until_prompt(tmux)
         argv = shlex.split(_boxctl(daemon, "attach", "s"))[2:]  # after env PYTHONPATH=
@@ -333,6 +349,41 @@ def test_a_signal_that_ends_attach_restores_the_terminal(daemon: Daemon, tmux: T
         tmux.keys("Enter")
         tmux.wait_exit()
     assert daemon.inspect("s")["state"]["status"] == "running"
+
+
+def _stopped(argv: list[str]) -> bool:
+    """Whether a process runs exactly ``argv``, stopped (by job control)."""
+    with contextlib.suppress(AssertionError, OSError):  # not (yet, or any longer) there
+        stat = Path(f"/proc/{_pid_of(*argv)}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+    return False
+
+
+def test_run_it_started_in_the_background_goes_on_at_fg(daemon: Daemon, tmux: Tmux) -> None:
+    """``run -it ... &`` in a shell with job control: boxctl is stopped (SIGTTOU) as it
+    makes our terminal raw, and ``fg`` lets it go on.  The SIGCONT of ``fg`` interrupted
+    that change: a Python traceback, and the container left running without its client."""
+    run = _boxctl(daemon, "run", "-it", "--rm", "default", "sh")
+    tmux.start("env PS1='host> ' bash --norc --noprofile -i")
+    tmux.wait_for(lambda s: "host>" in s)
+    tmux.keys(f"{run} &", "Enter")
+    argv = shlex.split(run)[2:]  # after env PYTHONPATH=
+    deadline = time.monotonic() + 20
+    while not _stopped(argv):
+        assert time.monotonic() < deadline, "boxctl in the background was not stopped"
+        time.sleep(0.05)
+    tmux.keys("fg", "Enter")
+    _until_prompt(tmux)
+    tmux.keys("echo fg-$((6*7))", "Enter")
+    tmux.wait_for(lambda s: "fg-42" in s)
+    tmux.keys("exit 5", "Enter")
+    tmux.wait_for(lambda s: "host>" in s.rsplit("fg-42", 1)[1])
+    tmux.keys("echo end-$?", "Enter")
+    screen = tmux.wait_for(lambda s: re.search(r"^end-\d+$", s, re.M) is not None)
+    assert "end-5" in screen.split() and "Traceback" not in screen, screen
+    tmux.keys("exit", "Enter")
+    assert tmux.wait_exit() == 0
+    assert daemon.ctl("ps", "-a", "-q").stdout == ""
 
 
 # What an interactive shell does at a hangup, for the command it runs: SIGHUP is passed on

@@ -88,7 +88,10 @@ def _detach_keys(text: str) -> bytes:
 
 def _size(req: Request) -> tuple[int, int]:
     rows, cols = req.integer("h"), req.integer("w")
-    if rows is None or cols is None or not (0 < rows < 65536 and 0 < cols < 65536):
+    if rows is None or cols is None:
+        missing = " and ".join(n for n, v in (("h", rows), ("w", cols)) if v is None)
+        raise ApiError(400, f"missing {missing}: a terminal size needs h and w in 1..65535")
+    if not (0 < rows < 65536 and 0 < cols < 65536):
         raise ApiError(400, f"invalid terminal size h={rows} w={cols}: give h and w in 1..65535")
     return rows, cols
 
