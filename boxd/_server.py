@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import os
+import select
 import socket
 import struct
 import time
@@ -147,6 +148,15 @@ class Connection:
         else:  # no copy of a large chunk to put the header in front of it
             await self.stream.send_all(protocol.encode_bytes(stream_id, b"", len(data)))
             await self.stream.send_all(data)
+
+    def hung_up(self) -> bool:
+        """Whether the client has closed the connection: the Unix socket's POLLHUP, which
+        a half close (a client that still reads the answer) does not give."""
+        if not isinstance(self.stream, trio.SocketStream):
+            return False
+        poller = select.poll()
+        poller.register(self.stream.socket.fileno(), 0)  # POLLHUP is always reported
+        return any(events & select.POLLHUP for _, events in poller.poll(0))
 
     async def receive(self) -> protocol.Frame | None:
         """The next frame, or None at a clean end of the connection."""
@@ -360,6 +370,12 @@ class Server:
 
     async def _run(self, conn: Connection, req: RunRequest) -> None:
         c = await self.sup.create(req.config, req.name, starts=True)
+        if conn.hung_up():
+            # Its client is gone (Ctrl-C while the daemon was busy, or during a slow create):
+            # nobody can name or stop what would start, so it does not, and is not left
+            # either, as a library run cancelled before its start.
+            await self.sup.remove(c.id, force=True, volumes=True)
+            return
         # The supervisor removes an auto_remove container that cannot start.
         if req.attach:
             output, run = await self.sup.start_attached(c.id)

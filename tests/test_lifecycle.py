@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, daemon_cli, running_daemon
+from daemon_harness import Daemon, daemon_cli, running_daemon, until
 from docker_clients import api_call
 
 from boxctl._client import CliError
+from boxd import protocol
 from boxd._cgroup import CgroupHost
 from boxd._supervisor import cgroup_name
 
@@ -316,6 +317,47 @@ def test_garbage_on_the_socket_gets_an_error_and_the_daemon_serves_on(daemon: Da
     assert daemon.ctl("ps").returncode == 0
     mode = daemon.socket.stat().st_mode & 0o777
     assert mode == 0o660
+
+
+def _run_request(daemon: Daemon, name: str, *, close: bool) -> socket.socket:
+    """A client's `run` request for ``name``, sent while the daemon is stopped; then the
+    client hangs up (``close``: Ctrl-C) or only half closes (it still reads the answer)."""
+    config = {"image": "default", "command": ["sleep", "300"], "auto_remove": True}
+    request = {"type": "RunRequest", "config": config, "name": name, "attach": True}
+    assert daemon.process is not None
+    s = socket.socket(socket.AF_UNIX)
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        s.connect(str(daemon.socket))
+        s.sendall(protocol.encode(request))
+        if close:
+            s.close()
+        else:
+            s.shutdown(socket.SHUT_WR)
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    return s
+
+
+def test_a_run_whose_client_hung_up_before_its_start_does_not_start(daemon: Daemon) -> None:
+    """A `boxctl run` interrupted (Ctrl-C) while the daemon was busy, or during a slow
+    create, left a container running that nobody had asked for any more (with `--rm`, for
+    good): the run stops before its start and leaves nothing, as a library run cancelled
+    there.  A client that only half closes still gets its container."""
+    since = str(time.time())
+    _run_request(daemon, "gone", close=True)
+
+    def actions() -> list[str]:
+        window = ("--since", since, "--until", str(time.time()))
+        fmt = ("--format", "{{.Action}}")
+        return daemon.ctl("events", *window, "-f", "container=gone", *fmt).stdout.split()
+
+    until(lambda: "destroy" in actions(), "the hung-up run's container removed")
+    assert actions() == ["create", "destroy"]
+    with _run_request(daemon, "kept", close=False) as s:
+        assert b"CreateResponse" in s.recv(65536)
+        assert daemon.inspect("kept")["state"]["status"] == "running"
+    daemon.ctl("rm", "-f", "kept")
 
 
 def test_second_daemon_on_the_same_root_is_refused(daemon: Daemon) -> None:
