@@ -1057,7 +1057,7 @@ class Networks:
             for port in container.state.network.ports:
                 spec = PortSpec(port.container_port, port.protocol, port.host_ip, port.host_port)
                 try:
-                    attachment._sockets.append((spec, _proxy.bind(spec)))
+                    attachment._sockets += _proxy.bind(spec)
                 except OSError as exc:
                     log.warning("%s: %s", container.short_id, exc)
         async with self._lock:
@@ -1479,8 +1479,8 @@ class Attachment:
     def _bind_ports(self, net: Network) -> None:
         """The host ports it publishes through ``net``, bound (a taken one fails here,
         naming it); those without an address of their own on ``net``'s binding address, or
-        on every address of each family, as Docker's: 0.0.0.0 and the same port on ``::``
-        (unless the host has no IPv6)."""
+        on every address of each family, as Docker's: 0.0.0.0 and the same port on ``::``,
+        one free on both (unless the host has no IPv6)."""
         forwards = self.networks._forwards.values()
         published = {(f.protocol, f.host_port) for fs in forwards for f in fs}
         both = _proxy.ipv6_available()
@@ -1488,12 +1488,7 @@ class Attachment:
             for spec in self._wanted_ports():
                 if not spec.host_ip and net.binding_ip:
                     spec = attrs.evolve(spec, host_ip=net.binding_ip)
-                sock = _proxy.bind(spec, published)
-                self._sockets.append((spec, sock))
-                if not spec.host_ip and both:
-                    port = sock.getsockname()[1]
-                    twin = attrs.evolve(spec, host_ip="::", host_port=port, host_port_end=0)
-                    self._sockets.append((twin, _proxy.bind(twin, published)))
+                self._sockets += _proxy.bind(spec, published, twin=not spec.host_ip and both)
         except BaseException:
             self._close_sockets()
             raise

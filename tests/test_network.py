@@ -65,11 +65,15 @@ else:
 """
 
 
-# Runs in the test's namespace: holds a TCP port (argv[1]) until killed.
+# Runs in the test's namespace: holds a TCP port (argv[1]) until killed, on 0.0.0.0 or on
+# the IPv6 address argv[2] (IPv6 only).
 HOLD_PORT = """
 import socket, sys, time
-s = socket.socket()
-s.bind(("0.0.0.0", int(sys.argv[1])))
+address = sys.argv[2] if len(sys.argv) > 2 else "0.0.0.0"
+s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+if ":" in address:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind((address, int(sys.argv[1])))
 s.listen()
 print("listening", flush=True)
 time.sleep(300)
@@ -1859,6 +1863,53 @@ def test_ipv6_published_ports(netd: Daemon) -> None:
     }
     netd.ctl("rm", "-f", "d", "p")
     netd.ctl("network", "rm", "dual")
+
+
+@contextlib.contextmanager
+def holding(ns: str, port: int, address: str) -> Iterator[None]:
+    """TCP ``port`` held on ``address`` (IPv6 only for an IPv6 one) in ``ns`` meanwhile."""
+    holder = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", HOLD_PORT, str(port), address],
+        stdout=subprocess.PIPE,
+    )
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"listening\n"
+            yield
+        finally:
+            holder.kill()
+
+
+@pytest.mark.root
+def test_published_port_free_on_both_families(netd: Daemon) -> None:
+    """As Docker's port allocator: a port published on both families is one free on both,
+    the next of a range (``-p 18100-18102:80``) or another ephemeral one (``-p 80``) when
+    the first is taken on IPv6 alone; a range taken on one family or the other throughout
+    fails, naming it."""
+    ns = netd.netns
+    sleep = ("default", "sleep", "60")
+    with holding(ns, 18100, "::"):
+        netd.ctl("run", "-d", "--name", "ranged", "-p", "18100-18102:80", *sleep)
+        with holding(ns, 18102, "0.0.0.0"):
+            r = netd.ctl("run", "-d", "--name", "full", "-p", "18100-18102:80", *sleep,
+                         check=False)  # fmt: skip
+    assert netd.ctl("port", "ranged", "80").stdout.splitlines() == [
+        "0.0.0.0:18101",
+        "[::]:18101",
+    ]
+    assert r.returncode == 125
+    assert "every port of 0.0.0.0:18100-18102/tcp is in use on IPv4 or on IPv6" in r.stderr
+    # Ephemeral: the kernel's range here is two ports; bind(0) takes the odd one first.
+    ephemeral = "net.ipv4.ip_local_port_range"
+    default = inside(ns, "sysctl", "-n", ephemeral).stdout.split()
+    inside(ns, "sysctl", "-w", f"{ephemeral}=40000 40001")
+    try:
+        with holding(ns, 40001, "::"):
+            netd.ctl("run", "-d", "--name", "eph", "-p", "80", *sleep)
+    finally:
+        inside(ns, "sysctl", "-w", f"{ephemeral}={' '.join(default)}")
+    assert netd.ctl("port", "eph", "80").stdout.splitlines() == ["0.0.0.0:40000", "[::]:40000"]
+    netd.ctl("rm", "-f", "ranged", "eph", "full")
 
 
 @pytest.mark.root
