@@ -188,9 +188,21 @@ MTU_OPTION = "com.docker.network.driver.mtu"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 BINDING_IP_OPTION = "com.docker.network.bridge.host_binding_ipv4"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+# Docker's EnableIPv6 and EnableIPv4 given as options (an Engine API field given wins);
+# they stay among the options inspect shows, as Docker's.
+IPV6_OPTION = "com.docker.network.enable_ipv6"
+IPV4_OPTION = "com.docker.network.enable_ipv4"
 # The bridge driver's options boxd applies (``network create -o``); Docker's others are
 # refused by name.
-NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION, BINDING_IP_OPTION, MASQUERADE_OPTION)
+NETWORK_OPTIONS = (
+    MTU_OPTION,
+    BRIDGE_NAME_OPTION,
+    BINDING_IP_OPTION,
+    MASQUERADE_OPTION,
+    IPV6_OPTION,
+    IPV4_OPTION,
+)
+IPV6_ONLY = "IPv6-only networks are not supported by boxd: every network has IPv4"
 # What Docker takes for a boolean option (Go's strconv.ParseBool).
 GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
     ("0", "f", "F", "FALSE", "false", "False"), False
@@ -200,7 +212,8 @@ GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.f
 def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None:
     """``-o`` of ``network create``: an MTU (:data:`MTU_RANGE`), a bridge name that is a free
     interface name (``taken``: the bridges of boxd's networks), an IPv4 address to publish
-    ports on, whether to masquerade (a boolean as Docker takes it)."""
+    ports on, whether to masquerade, to have IPv6, to have IPv4 (booleans as Docker takes
+    them; IPv4 always)."""
     for key, value in options.items():
         if key not in NETWORK_OPTIONS:
             raise NetworkError(f"network option {key!r} is not supported by boxd")
@@ -208,8 +221,10 @@ def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None
             raise NetworkError(f"invalid {key} {value!r}: use an MTU of {MTU_RANGE}")
         if key == BINDING_IP_OPTION:
             check_ipv4(value, key)
-        if key == MASQUERADE_OPTION and value not in GO_BOOLS:
+        if key in (MASQUERADE_OPTION, IPV6_OPTION, IPV4_OPTION) and value not in GO_BOOLS:
             raise NetworkError(f"invalid {key} {value!r}: use true or false")
+        if key == IPV4_OPTION and not GO_BOOLS[value]:
+            raise NetworkError(f"invalid {key} {value!r}: {IPV6_ONLY}")
         if key == BRIDGE_NAME_OPTION:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) or value in (".", ".."):
                 raise NetworkError(
@@ -689,8 +704,9 @@ class Networks:
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
         for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
         driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`;
-        ``ipv6``: dual stack, in ``subnet6`` (default: a free /64 of :func:`ula_pool`)
-        with the bridge at ``gateway6`` (default: its first address)."""
+        ``ipv6`` (or the option :data:`IPV6_OPTION`): dual stack, in ``subnet6`` (default:
+        a free /64 of :func:`ula_pool`) with the bridge at ``gateway6`` (default: its first
+        address)."""
         check_network_name(name)
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
@@ -704,11 +720,6 @@ class Networks:
         ):
             if value and not given:
                 raise NetworkError(f"invalid {what} {value!r}: give the subnet it is in too")
-        if subnet6 and not ipv6:
-            # Docker keeps it unused; a subnet asked for and silently not had is refused.
-            raise NetworkError(
-                f"invalid subnet {subnet6!r}: an IPv6 subnet needs --ipv6 (EnableIPv6)"
-            )
         options = dict(options or {})
         async with self._lock:
             if name in self._nets:
@@ -718,6 +729,12 @@ class Networks:
                     f"network with name {name} already exists (a newer boxd's, left alone)"
                 )
             check_network_options(options, (n.bridge for n in self._nets.values()))
+            ipv6 = ipv6 or GO_BOOLS[options.get(IPV6_OPTION, "false")]
+            if subnet6 and not ipv6:
+                # Docker keeps it unused; a subnet asked for and silently not had is refused.
+                raise NetworkError(
+                    f"invalid subnet {subnet6!r}: an IPv6 subnet needs --ipv6 (EnableIPv6)"
+                )
             mtu = int(options.get(MTU_OPTION, 0))
             if ipv6 and 0 < mtu < IPV6_MIN_MTU:  # the kernel turns IPv6 off on such a link
                 raise NetworkError(

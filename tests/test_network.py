@@ -1625,7 +1625,11 @@ def test_ipv6_networks(netd: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.APIClient(base_url=f"unix://{netd.docker_socket}")
     try:
-        shown = client.inspect_container("web")["NetworkSettings"]["Networks"]["dual"]
+        settings = client.inspect_container("web")["NetworkSettings"]
+        # Docker's top-level fields are its default bridge endpoint's: empty here.
+        top = ("IPAddress", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway")
+        assert [settings[k] for k in top] == ["", "", 0, ""]
+        shown = settings["Networks"]["dual"]
         assert shown["IPAMConfig"] == {"IPv6Address": "fd00:1::80"}
         assert (shown["GlobalIPv6Address"], shown["GlobalIPv6PrefixLen"]) == ("fd00:1::80", 64)
         assert shown["IPv6Gateway"] == "fd00:1::fe"
@@ -1729,6 +1733,56 @@ try:
 except OSError:
     print("no")
 """
+
+
+def docker_in(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """The docker CLI against ``daemon``, run in its network namespace."""
+    assert docker_clients.DOCKER is not None
+    return subprocess.run(
+        ["nsenter", f"--net={daemon.netns}", "--", docker_clients.DOCKER, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=docker_clients.docker_env(daemon),
+    )
+
+
+@pytest.mark.root
+@docker_clients.needs_cli
+def test_ipv6_as_an_option_and_ipv4_always(netd: Daemon) -> None:
+    """Docker's ``-o com.docker.network.enable_ipv6=true`` makes a dual-stack network (kept
+    among its options, as Docker's; EnableIPv6 given wins over it); IPv6-only networks
+    (the option, API 1.48's ``EnableIPv4: false``) are refused by name; inspect shows
+    ``EnableIPv4``."""
+    r = docker_in(netd, "network", "create", "-o", "com.docker.network.enable_ipv6=true", "v6o")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(docker_in(netd, "network", "inspect", "v6o").stdout)[0]
+    assert (shown["EnableIPv4"], shown["EnableIPv6"]) == (True, True)
+    assert [ipaddress.ip_network(p["Subnet"]).version for p in shown["IPAM"]["Config"]] == [4, 6]
+    assert shown["Options"] == {"com.docker.network.enable_ipv6": "true"}
+    body = {"Name": "off", "EnableIPv6": False, "Options": {"com.docker.network.enable_ipv6": "1"}}
+    status, _, answer = docker_clients.api_call(
+        netd, "POST", "/networks/create", json.dumps(body).encode()
+    )
+    assert status == 201, answer
+    shown = json.loads(netd.ctl("network", "inspect", "off").stdout)[0]
+    assert (shown["EnableIPv6"], shown["Options"]) == (False, {})
+    only = "IPv6-only networks are not supported by boxd: every network has IPv4"
+    body = {"Name": "x", "EnableIPv6": True, "EnableIPv4": False}
+    status, _, answer = docker_clients.api_call(
+        netd, "POST", "/networks/create", json.dumps(body).encode()
+    )
+    assert status == 400 and f"invalid EnableIPv4 false: {only}" in answer.decode()
+    for opt, words in [
+        ("com.docker.network.enable_ipv4=false",
+         f"invalid com.docker.network.enable_ipv4 'false': {only}"),
+        ("com.docker.network.enable_ipv6=maybe",
+         "invalid com.docker.network.enable_ipv6 'maybe': use true or false"),
+    ]:  # fmt: skip
+        r = netd.ctl("network", "create", "-o", opt, "x", check=False)
+        assert r.returncode != 0 and words in r.stderr
+    assert netd.ctl("network", "ls", "-q", "-f", "name=x").stdout == ""
+    netd.ctl("network", "rm", "v6o", "off")
 
 
 @pytest.mark.root
@@ -1977,6 +2031,14 @@ def test_the_daemons_ipv6_default_bridge(tmp_path: Path, netns: str) -> None:
         assert shown["IPAM"]["Config"][1] == {"Subnet": "fd00:99::/64", "Gateway": "fd00:99::1"}
         r = d.ctl("run", "--ip6", "fd00:99::9", "default", "true", check=False)
         assert "user specified IP address is supported on user defined networks only" in r.stderr
+        # docker inspect's top-level fields (its default bridge endpoint's), IPv6's too.
+        d.ctl("run", "-d", "--name", "c", "default", "sleep", "60")
+        top = ("GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway")
+        settings = json.loads(d.ctl("inspect", "-f", "{{json .NetworkSettings}}", "c").stdout)
+        assert [settings[k] for k in top] == ["fd00:99::2", 64, "fd00:99::1"]
+        assert settings["IPAddress"] == settings["Networks"]["bridge"]["IPAddress"] != ""
+        assert settings["EndpointID"] == settings["Networks"]["bridge"]["EndpointID"] != ""
+        d.ctl("rm", "-f", "c")
     for flags, words in [
         (("--fixed-cidr-v6", "fd00:98::/64"), "--fixed-cidr-v6 fd00:98::/64 needs --ipv6"),
         (("--ipv6", "--fixed-cidr-v6", "nonsense"), "invalid --fixed-cidr-v6 'nonsense'"),

@@ -12,6 +12,7 @@ from .._netserver import (
     NetworkPruneRequest,
     NetworkRemoveRequest,
 )
+from .._network import IPV4_OPTION, IPV6_ONLY, IPV6_OPTION
 from . import _shapes
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
@@ -65,6 +66,15 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         raise ApiError(400, "an IPv6 IPAM IPRange is not supported by boxd")
     labels = body.mapping("Labels")
     options = {k: str(v) for k, v in body.mapping("Options").items()}  # checked by the daemon
+    # A field given wins over its option, which then goes (moby's createNetwork).
+    # EnableIPv4 (API 1.48's, which moby ignores from older clients) false is refused
+    # whatever the version: a network without IPv4 asked for is not silently dual stack.
+    if body.value("EnableIPv6") is not None:
+        options.pop(IPV6_OPTION, None)
+    if body.value("EnableIPv4") is not None:
+        if not body.flag("EnableIPv4"):
+            raise ApiError(400, f"invalid EnableIPv4 false: {IPV6_ONLY}")
+        options.pop(IPV4_OPTION, None)
     request = NetworkCreateRequest(
         name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range,
         options=options, internal=body.flag("Internal"), ipv6=body.flag("EnableIPv6"),

@@ -517,6 +517,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "Created": rfc3339(info.created_at),
         "Scope": "local",
         "Driver": info.driver,
+        "EnableIPv4": True,  # Docker 28's (API 1.48): boxd's networks all have IPv4
         "EnableIPv6": info.ipv6,
         "IPAM": {"Driver": "default", "Options": None, "Config": pools if info.subnet else []},
         "Internal": info.internal,
@@ -608,16 +609,22 @@ def _network_settings(c: Container) -> dict[str, Any]:
         networks.setdefault(name, endpoint(name, "", "", 0, join.mac, None))
     if cfg.network in ("host", "none"):  # the one it is on, as Docker lists it
         networks.setdefault(cfg.network, endpoint(cfg.network, "", "", 0, "", None))
-    first = now.endpoints[0] if now.endpoints else None
+    # Docker's deprecated top-level fields: its endpoint on the default bridge's (empty on
+    # any other network, as Docker shows them before API 1.52).
+    default = next((e for e in now.endpoints if e.network == DEFAULT_NETWORK), None)
     return {
         "Bridge": "",
         "SandboxID": "",
         "Ports": ports,
         "Networks": networks,
-        "IPAddress": first.ip_address if first else "",
-        "IPPrefixLen": first.prefix_len if first else 0,
-        "Gateway": first.gateway if first else "",
-        "MacAddress": first.mac_address if first else "",
+        "EndpointID": endpoint_id(c.id, DEFAULT_NETWORK) if default else "",
+        "Gateway": default.gateway if default else "",
+        "GlobalIPv6Address": default.ipv6_address if default else "",
+        "GlobalIPv6PrefixLen": default.ipv6_prefix_len if default else 0,
+        "IPAddress": default.ip_address if default else "",
+        "IPPrefixLen": default.prefix_len if default else 0,
+        "IPv6Gateway": default.ipv6_gateway if default else "",
+        "MacAddress": default.mac_address if default else "",
     }
 
 
