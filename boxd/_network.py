@@ -280,11 +280,20 @@ class BridgeOptions:
         return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6)
 
     def candidates(self) -> Iterator[ipaddress.IPv4Network]:
-        """The subnets a network without one may get, in order."""
-        if not self.pools:
+        """The subnets a network without one may get, in order: the IPv4 pools'
+        (without one, Docker's :data:`POOL`)."""
+        pools = [(base, size) for base, size in self.pools if ":" not in base]
+        if not pools:
             yield from POOL
-        for base, size in self.pools:
+        for base, size in pools:
             yield from ipaddress.IPv4Network(base).subnets(new_prefix=size)
+
+    def candidates6(self, ula: ipaddress.IPv6Network) -> Iterator[ipaddress.IPv6Network]:
+        """The IPv6 subnets a network without one may get, in order: the IPv6 pools'
+        (without one, the /64s of ``ula``, as Docker adds its unique local /48 then)."""
+        pools = [(base, size) for base, size in self.pools if ":" in base] or [(str(ula), 64)]
+        for base, size in pools:
+            yield from ipaddress.IPv6Network(base).subnets(new_prefix=size)
 
 
 def _host_file(path: str) -> str | None:
@@ -607,7 +616,7 @@ class Networks:
     ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         """``wanted`` (an IPv4 or, ``version`` 6, an IPv6 CIDR) checked against the host's
         routes and the other networks (a newer boxd's IPv4 ones too), or the first free
-        subnet of the pool (IPv6: the first free /64 of :func:`ula_pool`)."""
+        subnet of the pools (IPv6: see :meth:`BridgeOptions.candidates6`)."""
         candidates: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
         taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]
         if version == 6:
@@ -617,7 +626,7 @@ class Networks:
                 if n.ipv6 and n.name != exclude
             ]
             routes = await self._routes(socket.AF_INET6)
-            candidates = self.pool6.subnets(new_prefix=64)
+            candidates = self.options.candidates6(self.pool6)
         else:
             taken = [
                 (n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude

@@ -1195,17 +1195,18 @@ def test_network_binding_address_and_masquerade_options(netd: Daemon) -> None:
 def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
     """``boxd --mtu``, ``--bip`` and ``--default-address-pool`` (daemon.json's ``mtu``,
     ``bip``, ``default-address-pools``), as Docker's: the default bridge's and its
-    containers' MTU, the bridge's address and subnet, where subnets are picked from."""
-    pool = "base=10.98.0.0/16,size=24"
+    containers' MTU, the bridge's address and subnet, where subnets are picked from (IPv6
+    ones from an IPv6 pool)."""
+    pool, pool6 = "base=10.98.0.0/16,size=24", "base=fd00:98::/56,size=64"
     with running_daemon(
         tmp_path, "--mtu", "1450", "--bip", "10.99.0.5/24", "--default-address-pool", pool,
-        netns=netns,
+        "--default-address-pool", pool6, netns=netns,
     ) as d:  # fmt: skip
         # --default-address-pool (daemon.json's default-address-pools): a user network's
-        # subnet without --subnet.
-        d.ctl("network", "create", "pooled")
+        # subnet without --subnet; an IPv6 one's from the IPv6 pool.
+        d.ctl("network", "create", "--ipv6", "pooled")
         pooled = json.loads(d.ctl("network", "inspect", "pooled").stdout)[0]["IPAM"]["Config"]
-        assert pooled[0]["Subnet"] == "10.98.0.0/24"
+        assert [p["Subnet"] for p in pooled] == ["10.98.0.0/24", "fd00:98::/64"]
         d.ctl("network", "rm", "pooled")
         out = d.ctl("run", "--rm", "default", "cat", "/sys/class/net/eth0/mtu").stdout
         assert out == "1450\n"
