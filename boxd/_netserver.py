@@ -33,6 +33,7 @@ class NetworkCreateRequest:
     ipv6: bool = False  # Docker's --ipv6: dual stack, in subnet6 ("": a free one)
     subnet6: str = ""
     gateway6: str = ""
+    ip_range6: str = ""  # its IPv6 addresses picked from here ("": all of subnet6)
 
 
 @attrs.frozen
@@ -105,6 +106,7 @@ class NetworkInfo:
     ipv6: bool = False
     subnet6: str = ""
     gateway6: str = ""
+    ip_range6: str = ""
 
 
 @attrs.frozen
@@ -185,6 +187,7 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         ipv6=net.ipv6,
         subnet6=net.subnet6,
         gateway6=net.gateway6,
+        ip_range6=net.ip_range6,
     )
 
 
@@ -279,6 +282,7 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             ipv6=req.ipv6,
             subnet6=req.subnet6,
             gateway6=req.gateway6,
+            ip_range6=req.ip_range6,
         )
         sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))

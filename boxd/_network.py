@@ -157,6 +157,7 @@ class Network:
     subnet6: str = ""  # "fd00:1::/64" ("" without ipv6)
     gateway6: str = ""
     allocations6: dict[str, str] = attrs.Factory(dict)  # container id -> IPv6 address
+    ip_range6: str = ""  # where IPv6 addresses are picked from ("": the whole subnet6)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -383,11 +384,16 @@ def _table_name(bridge: str) -> str:
 
 
 def _ip_range(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """``text``, a CIDR of ``subnet``'s family inside it (Docker's IPAM IPRange)."""
     try:
-        pool = ipaddress.IPv4Network(text)
+        pool = ipaddress.ip_network(text)
     except ValueError:
-        raise NetworkError(f"invalid ip-range {text!r}: use an IPv4 CIDR in the subnet") from None
-    if not isinstance(subnet, ipaddress.IPv4Network) or not pool.subnet_of(subnet):
+        pool = None
+    if pool is None or pool.version != subnet.version:
+        raise NetworkError(
+            f"invalid ip-range {text!r}: use an IPv{subnet.version} CIDR in the subnet"
+        )
+    if pool.network_address not in subnet or pool.broadcast_address not in subnet:
         raise NetworkError(f"invalid ip-range {text!r}: not inside the subnet {subnet}")
     return str(pool)
 
@@ -457,9 +463,10 @@ def _gateway(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -
 
 # The network record's format (see boxd/_store.py's FORMAT): 1, its fields before formats,
 # with no "format" key (the releases before formats read it so); 2: IPv6 (ipv6, subnet6,
-# gateway6, allocations6), written with the key.  A change of its fields raises it
-# (tests/test_records.py pins them); this boxd leaves a record of a newer format alone.
-NETWORK_FORMAT = 2
+# gateway6, allocations6), written with the key; 3: ip_range6.  A change of its fields
+# raises it (tests/test_records.py pins them); this boxd leaves a record of a newer format
+# alone.
+NETWORK_FORMAT = 3
 
 
 class Networks:
@@ -708,6 +715,7 @@ class Networks:
         ipv6: bool = False,
         subnet6: str = "",
         gateway6: str = "",
+        ip_range6: str = "",
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
@@ -715,7 +723,8 @@ class Networks:
         driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`;
         ``ipv6`` (or the option :data:`IPV6_OPTION`): dual stack, in ``subnet6`` (default:
         a free /64 of :func:`ula_pool`) with the bridge at ``gateway6`` (default: its first
-        address)."""
+        address), its containers' IPv6 addresses picked from ``ip_range6`` (default: all of
+        it)."""
         check_network_name(name)
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
@@ -726,6 +735,7 @@ class Networks:
             ("gateway", gateway, subnet),
             ("ip-range", ip_range, subnet),
             ("gateway", gateway6, subnet6),
+            ("ip-range", ip_range6, subnet6),
         ):
             if value and not given:
                 raise NetworkError(f"invalid {what} {value!r}: give the subnet it is in too")
@@ -772,6 +782,7 @@ class Networks:
                 else _gateway(gateway6, chosen6)
                 if gateway6
                 else str(chosen6.network_address + 1),
+                ip_range6=_ip_range(ip_range6, chosen6) if chosen6 and ip_range6 else "",
             )
             self._nets[name] = net
             self._save(net)
@@ -1197,7 +1208,9 @@ class Networks:
         subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
         if v6:
             allocations, subnet, what = net.allocations6, net.network6, "--ip6"
-            pool: ipaddress.IPv4Network | ipaddress.IPv6Network = subnet
+            pool: ipaddress.IPv4Network | ipaddress.IPv6Network = (
+                ipaddress.IPv6Network(net.ip_range6) if net.ip_range6 else subnet
+            )
             used = {a for c, a in allocations.items() if c != cid} | {net.gateway6}
         else:
             allocations, subnet, what = net.allocations, net.network, "--ip"

@@ -1736,6 +1736,49 @@ except OSError:
 """
 
 
+@pytest.mark.root
+def test_ipv6_ip_range(netd: Daemon) -> None:
+    """``--ip-range`` for each family (Docker's IPAM IPRange in the IPv6 pool too): a
+    container's IPv6 address is picked from the network's IPv6 range, which inspect shows;
+    a range outside its subnet, without one, or a second of a family is refused."""
+    netd.ctl("network", "create", "--ipv6", "--subnet", "10.93.0.0/24", "--subnet",
+             "fd00:93::/64", "--ip-range", "fd00:93::100/120", "--ip-range", "10.93.0.64/26",
+             "r6")  # fmt: skip
+    shown = json.loads(netd.ctl("network", "inspect", "r6").stdout)[0]
+    assert shown["IPAM"]["Config"] == [
+        {"Subnet": "10.93.0.0/24", "IPRange": "10.93.0.64/26", "Gateway": "10.93.0.1"},
+        {"Subnet": "fd00:93::/64", "IPRange": "fd00:93::100/120", "Gateway": "fd00:93::1"},
+    ]
+    script = "ip -o addr show eth0 scope global | awk '{print $4}'"
+    out = netd.ctl("run", "--rm", "--network", "r6", "default", "sh", "-c", script).stdout
+    assert out.split() == ["10.93.0.64/24", "fd00:93::100/64"]
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        pool = docker.types.IPAMPool(subnet="fd00:94::/64", iprange="fd00:94::8:0/112")
+        made = client.create_network(
+            "py6", enable_ipv6=True, ipam=docker.types.IPAMConfig(pool_configs=[pool])
+        )
+        (_, pool6) = client.inspect_network(made["Id"])["IPAM"]["Config"]
+        assert pool6 == {"Subnet": "fd00:94::/64", "IPRange": "fd00:94::8:0/112",
+                         "Gateway": "fd00:94::1"}  # fmt: skip
+        client.remove_network(made["Id"])
+    finally:
+        client.close()
+    for args, words in [
+        (("--subnet", "fd00:95::/64", "--ip-range", "fd00:96::/120"),
+         "invalid ip-range 'fd00:96::/120': not inside the subnet fd00:95::/64"),
+        (("--ip-range", "fd00:96::/120"),
+         "invalid ip-range 'fd00:96::/120': give the subnet it is in too"),
+        (("--subnet", "fd00:95::/64", "--ip-range", "fd00:95::/120", "--ip-range",
+          "fd00:95::1:0/120"),
+         "invalid --ip-range 'fd00:95::1:0/120': one IPv6 --ip-range per network"),
+    ]:  # fmt: skip
+        r = netd.ctl("network", "create", "--ipv6", *args, "x", check=False)
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    netd.ctl("network", "rm", "r6")
+
+
 def docker_in(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
     """The docker CLI against ``daemon``, run in its network namespace."""
     assert docker_clients.DOCKER is not None

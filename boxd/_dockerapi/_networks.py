@@ -62,8 +62,6 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     pools = _pools(ipam.objects("Config"))
     pool, pool6 = pools.get(4, Fields({}, "body.IPAM.Config[0]")), pools.get(6)
     subnet, gateway, ip_range = pool.text("Subnet"), pool.text("Gateway"), pool.text("IPRange")
-    if pool6 is not None and pool6.text("IPRange"):
-        raise ApiError(400, "an IPv6 IPAM IPRange is not supported by boxd")
     labels = body.mapping("Labels")
     options = {k: str(v) for k, v in body.mapping("Options").items()}  # checked by the daemon
     # A field given wins over its option, which then goes (moby's createNetwork).
@@ -80,6 +78,7 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
         options=options, internal=body.flag("Internal"), ipv6=body.flag("EnableIPv6"),
         subnet6=pool6.text("Subnet") if pool6 is not None else "",
         gateway6=pool6.text("Gateway") if pool6 is not None else "",
+        ip_range6=pool6.text("IPRange") if pool6 is not None else "",
     )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})

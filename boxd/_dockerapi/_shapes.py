@@ -502,9 +502,11 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     ``host`` and ``none`` without a bridge or addresses, as Docker's."""
     prefix = info.subnet.partition("/")[2]
     prefix6 = info.subnet6.partition("/")[2]
-    pools = [{"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway}]
+    pools = [{"Subnet": info.subnet, **_ip_range(info.ip_range), "Gateway": info.gateway}]
     if info.subnet6:
-        pools.append({"Subnet": info.subnet6, "Gateway": info.gateway6})
+        pools.append(
+            {"Subnet": info.subnet6, **_ip_range(info.ip_range6), "Gateway": info.gateway6}
+        )
     if info.driver != "bridge":
         options = {}
     elif info.dns:  # a user network: the options it was created with
@@ -540,9 +542,9 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     }
 
 
-def _ip_range(info: NetworkInfo) -> dict[str, str]:
+def _ip_range(ip_range: str) -> dict[str, str]:
     """Docker shows an IPRange only when one was given."""
-    return {"IPRange": info.ip_range} if info.ip_range else {}
+    return {"IPRange": ip_range} if ip_range else {}
 
 
 def endpoint_id(container_id: str, network: str) -> str:
