@@ -8,6 +8,7 @@ import sys
 from ._args import (
     ANY,
     APPEND,
+    BOOL,
     FLAG,
     ONE,
     PRUNE_FILTER,
@@ -157,6 +158,7 @@ def _create(args: Args) -> int:
         "subnet6": subnet6,
         "gateway6": gateway6,
         "ip_range6": ip_range6,
+        "ipv4": args.ipv4,
     }
     reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
@@ -293,6 +295,7 @@ SUBCOMMANDS = (
             ),
             Opt("--gateway", kind=APPEND, help="the bridge's address in a subnet (each family)"),
             Opt("--ipv6", kind=FLAG, help="dual stack: IPv6 addresses too (Docker's --ipv6)"),
+            Opt("--ipv4", kind=BOOL, default=True, help="IPv4 (--ipv4=false: IPv6 only)"),
             Opt("--ip-range", kind=APPEND, help="a CIDR in a subnet to pick from (each family)"),
             Opt("--internal", kind=FLAG, help="no way out nor in: its containers reach each other"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),

@@ -1793,10 +1793,9 @@ def docker_in(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.root
 @docker_clients.needs_cli
-def test_ipv6_as_an_option_and_ipv4_always(netd: Daemon) -> None:
+def test_ipv6_as_an_option(netd: Daemon) -> None:
     """Docker's ``-o com.docker.network.enable_ipv6=true`` makes a dual-stack network (kept
-    among its options, as Docker's; EnableIPv6 given wins over it); IPv6-only networks
-    (the option, API 1.48's ``EnableIPv4: false``) are refused by name; inspect shows
+    among its options, as Docker's; EnableIPv6 given wins over it); inspect shows
     ``EnableIPv4``."""
     r = docker_in(netd, "network", "create", "-o", "com.docker.network.enable_ipv6=true", "v6o")
     assert r.returncode == 0, r.stderr
@@ -1811,22 +1810,101 @@ def test_ipv6_as_an_option_and_ipv4_always(netd: Daemon) -> None:
     assert status == 201, answer
     shown = json.loads(netd.ctl("network", "inspect", "off").stdout)[0]
     assert (shown["EnableIPv6"], shown["Options"]) == (False, {})
-    only = "IPv6-only networks are not supported by boxd: every network has IPv4"
-    body = {"Name": "x", "EnableIPv6": True, "EnableIPv4": False}
+    r = netd.ctl("network", "create", "-o", "com.docker.network.enable_ipv6=maybe", "x",
+                 check=False)  # fmt: skip
+    words = "invalid com.docker.network.enable_ipv6 'maybe': use true or false"
+    assert r.returncode != 0 and words in r.stderr
+    assert netd.ctl("network", "ls", "-q", "-f", "name=x").stdout == ""
+    netd.ctl("network", "rm", "v6o", "off")
+
+
+# Runs in a container: resolves argv[1] (either family), prints the address and what a
+# connection to its port 80 answers.
+DIAL6 = """
+import socket, sys
+address = socket.getaddrinfo(sys.argv[1], 80, type=socket.SOCK_STREAM)[0][4][0]
+print(address)
+print(socket.create_connection((address, 80), timeout=10).recv(100).decode())
+"""
+
+
+@pytest.mark.root
+def test_ipv6_only_networks(netd: Daemon) -> None:
+    """Docker 28's IPv6-only networks (``--ipv6 --ipv4=false``, the Engine API's
+    ``EnableIPv4: false``, ``-o com.docker.network.enable_ipv4=false``): the container has
+    IPv6 addresses only, its name server is the network's DNS on the IPv6 gateway, its
+    published ports are forwarded to its IPv6 address (DNAT on IPv6, the relay from IPv4);
+    what it cannot have is refused by name."""
+    ns = netd.netns
+    inside(ns, "ip", "addr", "add", "2001:db8:1::1/64", "dev", "h0", "nodad")
+    netd.ctl("network", "create", "--ipv6", "--ipv4=false", "--subnet", "fd00:71::/64", "only6")
+    shown = json.loads(netd.ctl("network", "inspect", "only6").stdout)[0]
+    assert (shown["EnableIPv4"], shown["EnableIPv6"]) == (False, True)
+    assert shown["IPAM"]["Config"] == [{"Subnet": "fd00:71::/64", "Gateway": "fd00:71::1"}]
+    netd.ctl("run", "-d", "--name", "srv", "--network", "only6", "-p", "18210:80", "default",
+             "python3", "-c", DUAL_SERVER)  # fmt: skip
+    wait_listening(netd, "srv", 80)
+    script = (
+        "ip -4 -o addr show scope global; ip -6 -o addr show eth0 scope global | "
+        "awk '{print $4}'; grep nameserver /etc/resolv.conf; python3 -c \"$0\" srv"
+    )
+    r = netd.ctl("run", "--rm", "--network", "only6", "default", "sh", "-c", script, DIAL6)
+    assert r.stdout.splitlines() == [
+        "fd00:71::3/64", "nameserver fd00:71::1", "fd00:71::2", "v6 fd00:71::3",
+    ]  # fmt: skip
+
+    def dial(host: str) -> str:
+        return inside(ns, "python3", "-c", DIAL, host, "18210").stdout.strip()
+
+    assert dial("2001:db8:1::1") == "v6 2001:db8:1::1"  # DNAT to its IPv6 address
+    assert dial("::1") == "v6 fd00:71::1"  # the relay
+    assert dial("127.0.0.1") == "v6 fd00:71::1"  # IPv4: relayed to its IPv6 address
+    assert dial(HOST_ADDRESS) == "v6 fd00:71::1"
+    settings = json.loads(netd.ctl("inspect", "-f", "{{json .NetworkSettings}}", "srv").stdout)
+    ep = settings["Networks"]["only6"]
+    assert (ep["IPAddress"], ep["GlobalIPv6Address"], ep["IPv6Gateway"]) == (
+        "", "fd00:71::2", "fd00:71::1",
+    )  # fmt: skip
+    assert ep["EndpointID"] != ""
+    members = json.loads(netd.ctl("network", "inspect", "only6").stdout)[0]["Containers"]
+    assert [(m["IPv4Address"], m["IPv6Address"]) for m in members.values()] == [
+        ("", "fd00:71::2/64")
+    ]
+    # The Engine API's EnableIPv4 and the option.
+    body = {"Name": "api6", "EnableIPv6": True, "EnableIPv4": False}
     status, _, answer = docker_clients.api_call(
         netd, "POST", "/networks/create", json.dumps(body).encode()
     )
-    assert status == 400 and f"invalid EnableIPv4 false: {only}" in answer.decode()
-    for opt, words in [
-        ("com.docker.network.enable_ipv4=false",
-         f"invalid com.docker.network.enable_ipv4 'false': {only}"),
-        ("com.docker.network.enable_ipv6=maybe",
-         "invalid com.docker.network.enable_ipv6 'maybe': use true or false"),
+    assert status == 201, answer
+    netd.ctl("network", "create", "--ipv6", "-o", "com.docker.network.enable_ipv4=false", "opt6")
+    names = ["api6", "opt6"]
+    if docker_clients.DOCKER is not None:  # the docker CLI sends it at boxd's API 1.44 too
+        r = docker_in(netd, "network", "create", "--ipv6", "--ipv4=false", "cli6")
+        assert r.returncode == 0, r.stderr
+        names.append("cli6")
+    for name in names:
+        pools = json.loads(netd.ctl("network", "inspect", name).stdout)[0]["IPAM"]["Config"]
+        assert [ipaddress.ip_network(p["Subnet"]).version for p in pools] == [6]
+    for args, words in [
+        (("network", "create", "--ipv4=false", "x"),
+         "invalid EnableIPv4 false (--ipv4=false): a network without IPv4 needs IPv6 (--ipv6)"),
+        (("network", "create", "--ipv6", "--ipv4=false", "--subnet", "10.71.0.0/24", "x"),
+         "invalid subnet '10.71.0.0/24': the network has no IPv4 (EnableIPv4 false)"),
+        (("run", "--network", "only6", "--ip", "10.71.0.5", "default", "true"),
+         "invalid --ip 10.71.0.5: network only6 has no IPv4 (EnableIPv4 false)"),
+        (("run", "--network", "only6", "--sysctl", "net.ipv6.conf.all.disable_ipv6=1",
+          "default", "true"),
+         "network only6 is IPv6-only and the container's IPv6 is turned off"),
     ]:  # fmt: skip
-        r = netd.ctl("network", "create", "-o", opt, "x", check=False)
-        assert r.returncode != 0 and words in r.stderr
-    assert netd.ctl("network", "ls", "-q", "-f", "name=x").stdout == ""
-    netd.ctl("network", "rm", "v6o", "off")
+        r = netd.ctl(*args, check=False)
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    # A member of its network namespace (container:srv) has its name server and address.
+    r = netd.ctl("run", "--rm", "--network", "container:srv", "default", "sh", "-c",
+                 "grep nameserver /etc/resolv.conf; grep fd00 /etc/hosts")  # fmt: skip
+    assert r.stdout.splitlines()[0] == "nameserver fd00:71::1"
+    assert r.stdout.splitlines()[1].startswith("fd00:71::2\t")
+    netd.ctl("rm", "-f", "srv")
+    netd.ctl("network", "rm", "only6", *names)
 
 
 @pytest.mark.root

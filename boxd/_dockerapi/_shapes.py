@@ -502,7 +502,9 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     ``host`` and ``none`` without a bridge or addresses, as Docker's."""
     prefix = info.subnet.partition("/")[2]
     prefix6 = info.subnet6.partition("/")[2]
-    pools = [{"Subnet": info.subnet, **_ip_range(info.ip_range), "Gateway": info.gateway}]
+    pools = []
+    if info.subnet:
+        pools.append({"Subnet": info.subnet, **_ip_range(info.ip_range), "Gateway": info.gateway})
     if info.subnet6:
         pools.append(
             {"Subnet": info.subnet6, **_ip_range(info.ip_range6), "Gateway": info.gateway6}
@@ -519,9 +521,9 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "Created": rfc3339(info.created_at),
         "Scope": "local",
         "Driver": info.driver,
-        "EnableIPv4": True,  # Docker 28's (API 1.48): boxd's networks all have IPv4
+        "EnableIPv4": info.ipv4,  # Docker 28's (API 1.48)
         "EnableIPv6": info.ipv6,
-        "IPAM": {"Driver": "default", "Options": None, "Config": pools if info.subnet else []},
+        "IPAM": {"Driver": "default", "Options": None, "Config": pools},
         "Internal": info.internal,
         "Attachable": False,
         "Ingress": False,
@@ -585,7 +587,7 @@ def _network_settings(c: Container) -> dict[str, Any]:
             "Links": user_links if network == cfg.network and user_links else None,
             "Aliases": list(join.aliases) if join is not None and join.aliases else None,
             "NetworkID": network,
-            "EndpointID": endpoint_id(c.id, network) if address else "",
+            "EndpointID": endpoint_id(c.id, network) if ep is not None else "",
             "Gateway": gateway,
             "IPAddress": address,
             "IPPrefixLen": prefix,
