@@ -8,6 +8,7 @@ import sys
 from ._args import (
     ANY,
     APPEND,
+    BOOL,
     FLAG,
     ONE,
     PRUNE_FILTER,
@@ -124,7 +125,8 @@ def cmd_port(args: Args) -> int:
 
 
 def _by_family(values: list[str], flag: str) -> tuple[str, str]:
-    """``--subnet`` or ``--gateway`` given for each family at most once: (IPv4, IPv6)."""
+    """``--subnet``, ``--gateway`` or ``--ip-range`` given for each family at most once:
+    (IPv4, IPv6)."""
     found = {4: "", 6: ""}
     for value in values:
         family = 6 if ":" in value else 4
@@ -143,17 +145,20 @@ def _create(args: Args) -> int:
     labels = dict(item.partition("=")[::2] for item in label_list([], args.label))
     subnet, subnet6 = _by_family(args.subnet, "--subnet")
     gateway, gateway6 = _by_family(args.gateway, "--gateway")
+    ip_range, ip_range6 = _by_family(args.ip_range, "--ip-range")
     request = {"type": "NetworkCreateRequest", "name": args.name, "subnet": subnet}
     opts = dict(item.partition("=")[::2] for item in args.opt)
     options = {
         "labels": labels,
         "gateway": gateway,
-        "ip_range": args.ip_range,
+        "ip_range": ip_range,
         "options": opts,
         "internal": args.internal,
         "ipv6": args.ipv6,
         "subnet6": subnet6,
         "gateway6": gateway6,
+        "ip_range6": ip_range6,
+        "ipv4": args.ipv4,
     }
     reply = call(args.socket, {**request, **options})
     print(reply["network"]["id"])
@@ -290,7 +295,8 @@ SUBCOMMANDS = (
             ),
             Opt("--gateway", kind=APPEND, help="the bridge's address in a subnet (each family)"),
             Opt("--ipv6", kind=FLAG, help="dual stack: IPv6 addresses too (Docker's --ipv6)"),
-            Opt("--ip-range", kind=VALUE, default="", help="a CIDR in the subnet to pick from"),
+            Opt("--ipv4", kind=BOOL, default=True, help="IPv4 (--ipv4=false: IPv6 only)"),
+            Opt("--ip-range", kind=APPEND, help="a CIDR in a subnet to pick from (each family)"),
             Opt("--internal", kind=FLAG, help="no way out nor in: its containers reach each other"),
             Opt("-l", "--label", kind=APPEND, metavar="KEY=VALUE", help="a label"),
             Opt(

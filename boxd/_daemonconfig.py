@@ -98,25 +98,27 @@ def bip(key: str, value: object) -> str:
 
 
 def address_pool(key: str, value: object) -> tuple[str, int]:
-    """One of Docker's default-address-pools: ``{"base": CIDR, "size": LEN}``."""
+    """One of Docker's default-address-pools: ``{"base": CIDR, "size": LEN}``, IPv4 or
+    IPv6 (where networks with IPv6 get their subnets)."""
     import ipaddress
 
     fields: dict[str, object] = value if isinstance(value, dict) else {}
     base, size = fields.get("base"), fields.get("size")
     try:
-        network = ipaddress.IPv4Network(base) if isinstance(base, str) else None
+        network = ipaddress.ip_network(base) if isinstance(base, str) else None
     except ValueError:
         network = None
+    longest = 126 if network is not None and network.version == 6 else 30
     if (
         network is None
         or isinstance(size, bool)
         or not isinstance(size, int)
-        or not network.prefixlen <= size <= 30
+        or not network.prefixlen <= size <= longest
         or set(fields) - {"base", "size"}
     ):
         raise ConfigError(
             f'invalid {key} entry {json.dumps(value)}: use {{"base": CIDR, "size": LEN}}'
-            " with LEN from the base's prefix to 30"
+            " with LEN from the base's prefix to 30 (IPv6: to 126)"
         )
     return str(network), size
 

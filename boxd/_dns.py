@@ -150,9 +150,10 @@ async def serve(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Answer on ``address``:53, UDP and TCP, until cancelled."""
-    udp = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    tcp = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """Answer on ``address``:53 (IPv4 or IPv6), UDP and TCP, until cancelled."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    udp = trio.socket.socket(family, socket.SOCK_DGRAM)
+    tcp = trio.socket.socket(family, socket.SOCK_STREAM)
     with udp, tcp:
         await udp.bind((address, 53))
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

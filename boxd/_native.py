@@ -627,12 +627,13 @@ def check_console_size(size: object) -> tuple[int, int]:
 
 
 def _link(link: LinkConfig) -> tuple[bytes, bytes, bytes]:
-    """(name, address, netmask) as the extension takes them."""
+    """(name, address, netmask) as the extension takes them (an interface without an IPv4
+    address, on an IPv6-only network: 0.0.0.0, only brought up)."""
     if not 0 <= link.prefix_len <= 32:
         raise ValueError(f"prefix length {link.prefix_len} of {link.name} is not 0 to 32")
     mask = (0xFFFFFFFF << (32 - link.prefix_len)) & 0xFFFFFFFF
     name = _check_text("interface name", link.name)
-    return (name, _socket.inet_aton(link.address), mask.to_bytes(4, "big"))
+    return (name, _socket.inet_aton(link.address or "0.0.0.0"), mask.to_bytes(4, "big"))
 
 
 class RealNative:

@@ -221,7 +221,8 @@ def ensure_bridge(
             nl.up(index)
         if mtu:  # set apart from the creation: the bridge then keeps it with no port left
             nl.request(_RTM_NEWLINK, 0, _ifinfo(index=index) + _attr(_IFLA_MTU, _u32(mtu)))
-        nl.add_address(index, gateway, prefix_len)
+        if gateway:  # none on an IPv6-only network
+            nl.add_address(index, gateway, prefix_len)
         if gateway6:
             address, _, length = gateway6.partition("/")
             nl.add_address(index, address, int(length))
@@ -352,13 +353,13 @@ def plug(
         try:
             with _netlink(pid) as inside:
                 inner = inside.index(ifname)
-                if configure:
+                if configure and address:  # none on an IPv6-only network
                     inside.add_address(inner, address, prefix_len)
                 if address6:
                     own, _, length = address6.partition("/")
                     inside.add_address(inner, own, int(length))
                 inside.up(inner)
-                if default_route and configure:
+                if default_route and configure and gateway:
                     inside.default_route(gateway)
                 if gateway6:
                     inside.default_route(gateway6)

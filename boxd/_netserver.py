@@ -33,6 +33,8 @@ class NetworkCreateRequest:
     ipv6: bool = False  # Docker's --ipv6: dual stack, in subnet6 ("": a free one)
     subnet6: str = ""
     gateway6: str = ""
+    ip_range6: str = ""  # its IPv6 addresses picked from here ("": all of subnet6)
+    ipv4: bool = True  # Docker's EnableIPv4: False (with ipv6) makes an IPv6-only network
 
 
 @attrs.frozen
@@ -105,6 +107,8 @@ class NetworkInfo:
     ipv6: bool = False
     subnet6: str = ""
     gateway6: str = ""
+    ip_range6: str = ""
+    ipv4: bool = True
 
 
 @attrs.frozen
@@ -160,14 +164,16 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
     members = []
     for c in sup.list(all=True):
         address = net.allocations.get(c.id)
-        if address is not None:
+        if address is not None or c.id in net.allocations6:  # IPv6-only networks: IPv6's
             running = sup.run_of(c.id) is not None
             # The MAC its interface there has, as its running attachment published it.
             mac = next(
                 (e.mac_address for e in c.state.network.endpoints if e.network == net.name), ""
             )
             address6 = net.allocations6.get(c.id, "")
-            members.append(Member(c.id, c.name, address, running, mac if running else "", address6))
+            members.append(
+                Member(c.id, c.name, address or "", running, mac if running else "", address6)
+            )
     return NetworkInfo(
         name=net.name,
         id=net.id,
@@ -185,6 +191,8 @@ def _info(sup: Supervisor, net: Network) -> NetworkInfo:
         ipv6=net.ipv6,
         subnet6=net.subnet6,
         gateway6=net.gateway6,
+        ip_range6=net.ip_range6,
+        ipv4=net.ipv4,
     )
 
 
@@ -279,6 +287,8 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             ipv6=req.ipv6,
             subnet6=req.subnet6,
             gateway6=req.gateway6,
+            ip_range6=req.ip_range6,
+            ipv4=req.ipv4,
         )
         sup.events.network("create", net.id, net.name)
         await conn.send(NetworkResponse(_info(sup, net)))

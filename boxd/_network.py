@@ -157,6 +157,10 @@ class Network:
     subnet6: str = ""  # "fd00:1::/64" ("" without ipv6)
     gateway6: str = ""
     allocations6: dict[str, str] = attrs.Factory(dict)  # container id -> IPv6 address
+    ip_range6: str = ""  # where IPv6 addresses are picked from ("": the whole subnet6)
+    # Docker 28's EnableIPv4: false makes an IPv6-only network (with ipv6; subnet and
+    # gateway then "", and its containers have IPv6 addresses only).
+    ipv4: bool = True
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -188,9 +192,20 @@ MTU_OPTION = "com.docker.network.driver.mtu"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 BINDING_IP_OPTION = "com.docker.network.bridge.host_binding_ipv4"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+# Docker's EnableIPv6 and EnableIPv4 given as options (an Engine API field given wins);
+# they stay among the options inspect shows, as Docker's.
+IPV6_OPTION = "com.docker.network.enable_ipv6"
+IPV4_OPTION = "com.docker.network.enable_ipv4"
 # The bridge driver's options boxd applies (``network create -o``); Docker's others are
 # refused by name.
-NETWORK_OPTIONS = (MTU_OPTION, BRIDGE_NAME_OPTION, BINDING_IP_OPTION, MASQUERADE_OPTION)
+NETWORK_OPTIONS = (
+    MTU_OPTION,
+    BRIDGE_NAME_OPTION,
+    BINDING_IP_OPTION,
+    MASQUERADE_OPTION,
+    IPV6_OPTION,
+    IPV4_OPTION,
+)
 # What Docker takes for a boolean option (Go's strconv.ParseBool).
 GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
     ("0", "f", "F", "FALSE", "false", "False"), False
@@ -200,7 +215,8 @@ GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.f
 def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None:
     """``-o`` of ``network create``: an MTU (:data:`MTU_RANGE`), a bridge name that is a free
     interface name (``taken``: the bridges of boxd's networks), an IPv4 address to publish
-    ports on, whether to masquerade (a boolean as Docker takes it)."""
+    ports on, whether to masquerade, to have IPv6, to have IPv4 (booleans as Docker takes
+    them)."""
     for key, value in options.items():
         if key not in NETWORK_OPTIONS:
             raise NetworkError(f"network option {key!r} is not supported by boxd")
@@ -208,7 +224,7 @@ def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None
             raise NetworkError(f"invalid {key} {value!r}: use an MTU of {MTU_RANGE}")
         if key == BINDING_IP_OPTION:
             check_ipv4(value, key)
-        if key == MASQUERADE_OPTION and value not in GO_BOOLS:
+        if key in (MASQUERADE_OPTION, IPV6_OPTION, IPV4_OPTION) and value not in GO_BOOLS:
             raise NetworkError(f"invalid {key} {value!r}: use true or false")
         if key == BRIDGE_NAME_OPTION:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) or value in (".", ".."):
@@ -265,11 +281,20 @@ class BridgeOptions:
         return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6)
 
     def candidates(self) -> Iterator[ipaddress.IPv4Network]:
-        """The subnets a network without one may get, in order."""
-        if not self.pools:
+        """The subnets a network without one may get, in order: the IPv4 pools'
+        (without one, Docker's :data:`POOL`)."""
+        pools = [(base, size) for base, size in self.pools if ":" not in base]
+        if not pools:
             yield from POOL
-        for base, size in self.pools:
+        for base, size in pools:
             yield from ipaddress.IPv4Network(base).subnets(new_prefix=size)
+
+    def candidates6(self, ula: ipaddress.IPv6Network) -> Iterator[ipaddress.IPv6Network]:
+        """The IPv6 subnets a network without one may get, in order: the IPv6 pools'
+        (without one, the /64s of ``ula``, as Docker adds its unique local /48 then)."""
+        pools = [(base, size) for base, size in self.pools if ":" in base] or [(str(ula), 64)]
+        for base, size in pools:
+            yield from ipaddress.IPv6Network(base).subnets(new_prefix=size)
 
 
 def _host_file(path: str) -> str | None:
@@ -317,8 +342,9 @@ def bridge_resolv(path: str = "/etc/resolv.conf") -> str:
 
 
 def mac_of(address: str) -> str:
-    """02:42 and the four bytes of the address, as Docker makes them: stable, local."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+    """02:42 and the four bytes of the address (an IPv6 one's last four), as Docker makes
+    them from an IPv4 one: stable, local."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(address).packed[-4:])
 
 
 def default_bridge(root: Path) -> str:
@@ -359,11 +385,16 @@ def _table_name(bridge: str) -> str:
 
 
 def _ip_range(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """``text``, a CIDR of ``subnet``'s family inside it (Docker's IPAM IPRange)."""
     try:
-        pool = ipaddress.IPv4Network(text)
+        pool = ipaddress.ip_network(text)
     except ValueError:
-        raise NetworkError(f"invalid ip-range {text!r}: use an IPv4 CIDR in the subnet") from None
-    if not isinstance(subnet, ipaddress.IPv4Network) or not pool.subnet_of(subnet):
+        pool = None
+    if pool is None or pool.version != subnet.version:
+        raise NetworkError(
+            f"invalid ip-range {text!r}: use an IPv{subnet.version} CIDR in the subnet"
+        )
+    if pool.network_address not in subnet or pool.broadcast_address not in subnet:
         raise NetworkError(f"invalid ip-range {text!r}: not inside the subnet {subnet}")
     return str(pool)
 
@@ -431,11 +462,26 @@ def _gateway(text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -
     return str(address)
 
 
+def _pool(
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network | None, gateway: str, ip_range: str
+) -> tuple[str, str, str]:
+    """One family's subnet, gateway (the one asked for, else the subnet's first address)
+    and ip-range as a network keeps them ("" each without a subnet of that family)."""
+    if subnet is None:
+        return "", "", ""
+    return (
+        str(subnet),
+        _gateway(gateway, subnet) if gateway else str(subnet.network_address + 1),
+        _ip_range(ip_range, subnet) if ip_range else "",
+    )
+
+
 # The network record's format (see boxd/_store.py's FORMAT): 1, its fields before formats,
 # with no "format" key (the releases before formats read it so); 2: IPv6 (ipv6, subnet6,
-# gateway6, allocations6), written with the key.  A change of its fields raises it
-# (tests/test_records.py pins them); this boxd leaves a record of a newer format alone.
-NETWORK_FORMAT = 2
+# gateway6, allocations6), written with the key; 3: ip_range6, ipv4.  A change of its
+# fields raises it (tests/test_records.py pins them); this boxd leaves a record of a newer
+# format alone.
+NETWORK_FORMAT = 3
 
 
 class Networks:
@@ -592,7 +638,7 @@ class Networks:
     ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         """``wanted`` (an IPv4 or, ``version`` 6, an IPv6 CIDR) checked against the host's
         routes and the other networks (a newer boxd's IPv4 ones too), or the first free
-        subnet of the pool (IPv6: the first free /64 of :func:`ula_pool`)."""
+        subnet of the pools (IPv6: see :meth:`BridgeOptions.candidates6`)."""
         candidates: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
         taken: builtins.list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]
         if version == 6:
@@ -602,10 +648,12 @@ class Networks:
                 if n.ipv6 and n.name != exclude
             ]
             routes = await self._routes(socket.AF_INET6)
-            candidates = self.pool6.subnets(new_prefix=64)
+            candidates = self.options.candidates6(self.pool6)
         else:
             taken = [
-                (n.network, f"network {n.name}") for n in self._nets.values() if n.name != exclude
+                (n.network, f"network {n.name}")
+                for n in self._nets.values()
+                if n.ipv4 and n.name != exclude
             ]
             for name, text in self._foreign.items():
                 with contextlib.suppress(ValueError):  # a newer boxd's subnet we cannot read
@@ -684,13 +732,17 @@ class Networks:
         ipv6: bool = False,
         subnet6: str = "",
         gateway6: str = "",
+        ip_range6: str = "",
+        ipv4: bool = True,
     ) -> Network:
         """``gateway``: the bridge's address in ``subnet`` (default: its first);
         ``ip_range``: a CIDR in it, where containers' addresses are picked from (one asked
         for may be anywhere in the subnet, as in Docker); ``options``: Docker's bridge
         driver options (NETWORK_OPTIONS); ``internal``: see :attr:`Network.internal`;
-        ``ipv6``: dual stack, in ``subnet6`` (default: a free /64 of :func:`ula_pool`)
-        with the bridge at ``gateway6`` (default: its first address)."""
+        ``ipv6`` (or the option :data:`IPV6_OPTION`): dual stack, in ``subnet6`` (default:
+        a free /64 of :func:`ula_pool`) with the bridge at ``gateway6`` (default: its first
+        address), its containers' IPv6 addresses picked from ``ip_range6`` (default: all of
+        it); without ``ipv4`` (or with the option :data:`IPV4_OPTION` false), IPv6 only."""
         check_network_name(name)
         if name in PREDEFINED or name in UNPRIVILEGED:
             raise PredefinedNetwork(f"network name {name!r} is reserved for a built-in network")
@@ -701,14 +753,10 @@ class Networks:
             ("gateway", gateway, subnet),
             ("ip-range", ip_range, subnet),
             ("gateway", gateway6, subnet6),
+            ("ip-range", ip_range6, subnet6),
         ):
             if value and not given:
                 raise NetworkError(f"invalid {what} {value!r}: give the subnet it is in too")
-        if subnet6 and not ipv6:
-            # Docker keeps it unused; a subnet asked for and silently not had is refused.
-            raise NetworkError(
-                f"invalid subnet {subnet6!r}: an IPv6 subnet needs --ipv6 (EnableIPv6)"
-            )
         options = dict(options or {})
         async with self._lock:
             if name in self._nets:
@@ -718,14 +766,38 @@ class Networks:
                     f"network with name {name} already exists (a newer boxd's, left alone)"
                 )
             check_network_options(options, (n.bridge for n in self._nets.values()))
+            ipv6 = ipv6 or GO_BOOLS[options.get(IPV6_OPTION, "false")]
+            ipv4 = ipv4 and GO_BOOLS[options.get(IPV4_OPTION, "true")]
+            if not ipv4:
+                if not ipv6:
+                    raise NetworkError(
+                        "invalid EnableIPv4 false (--ipv4=false): a network without IPv4 "
+                        "needs IPv6 (--ipv6)"
+                    )
+                for what, value in (
+                    ("subnet", subnet),
+                    ("gateway", gateway),
+                    ("ip-range", ip_range),
+                ):
+                    if value:
+                        raise NetworkError(
+                            f"invalid {what} {value!r}: the network has no IPv4 (EnableIPv4 false)"
+                        )
+            if subnet6 and not ipv6:
+                # Docker keeps it unused; a subnet asked for and silently not had is refused.
+                raise NetworkError(
+                    f"invalid subnet {subnet6!r}: an IPv6 subnet needs --ipv6 (EnableIPv6)"
+                )
             mtu = int(options.get(MTU_OPTION, 0))
             if ipv6 and 0 < mtu < IPV6_MIN_MTU:  # the kernel turns IPv6 off on such a link
                 raise NetworkError(
                     f"invalid {MTU_OPTION} {mtu}: an IPv6 network needs an MTU of at least "
                     f"{IPV6_MIN_MTU}"
                 )
-            chosen = await self._subnet(subnet)
-            chosen6 = await self._subnet(subnet6, version=6) if ipv6 else None
+            pool = _pool(await self._subnet(subnet) if ipv4 else None, gateway, ip_range)
+            pool6 = _pool(
+                await self._subnet(subnet6, version=6) if ipv6 else None, gateway6, ip_range6
+            )
             net_id = secrets.token_hex(32)
             net = Network(
                 name=name,
@@ -733,19 +805,17 @@ class Networks:
                 bridge=options.get(BRIDGE_NAME_OPTION) or f"br-{net_id[:12]}",
                 options=options,
                 internal=internal,
-                subnet=str(chosen),
-                gateway=_gateway(gateway, chosen) if gateway else str(chosen.network_address + 1),
-                ip_range=_ip_range(ip_range, chosen) if ip_range else "",
+                subnet=pool[0],
+                gateway=pool[1],
+                ip_range=pool[2],
                 created_at=time.time(),
                 dns=True,
                 labels=labels,
                 ipv6=ipv6,
-                subnet6=str(chosen6) if chosen6 else "",
-                gateway6=""
-                if chosen6 is None
-                else _gateway(gateway6, chosen6)
-                if gateway6
-                else str(chosen6.network_address + 1),
+                subnet6=pool6[0],
+                gateway6=pool6[1],
+                ip_range6=pool6[2],
+                ipv4=ipv4,
             )
             self._nets[name] = net
             self._save(net)
@@ -783,8 +853,8 @@ class Networks:
             _netlink.ensure_bridge,
             net.bridge,
             net.gateway,
-            net.network.prefixlen,
-            mac_of(net.gateway),
+            net.network.prefixlen if net.ipv4 else 0,
+            mac_of(net.gateway or net.gateway6),
             net.mtu,
             f"{net.gateway6}/{net.network6.prefixlen}" if net.ipv6 else "",
         )
@@ -803,7 +873,7 @@ class Networks:
             async with trio.open_nursery() as nursery:
                 await nursery.start(
                     _dns.serve,
-                    net.gateway,
+                    net.gateway or net.gateway6,  # an IPv6-only network's: its IPv6 one
                     _dns.Names(
                         lambda name, client: self._lookup(net.name, name, client),
                         lambda address, client: self._reverse(net.name, address, client),
@@ -944,9 +1014,10 @@ class Networks:
                 net = self._nets.get(e.network)
                 if net is None:
                     continue
-                kept = (net.allocations.get(c.id), net.allocations6.get(c.id, ""))
+                kept = (net.allocations.get(c.id, ""), net.allocations6.get(c.id, ""))
                 if kept != (e.ip_address, e.ipv6_address):
-                    net.allocations[c.id] = e.ip_address
+                    if e.ip_address:
+                        net.allocations[c.id] = e.ip_address
                     if e.ipv6_address:
                         net.allocations6[c.id] = e.ipv6_address
                     self._save(net)
@@ -1057,7 +1128,7 @@ class Networks:
             for port in container.state.network.ports:
                 spec = PortSpec(port.container_port, port.protocol, port.host_ip, port.host_port)
                 try:
-                    attachment._sockets.append((spec, _proxy.bind(spec)))
+                    attachment._sockets += _proxy.bind(spec)
                 except OSError as exc:
                     log.warning("%s: %s", container.short_id, exc)
         async with self._lock:
@@ -1168,10 +1239,18 @@ class Networks:
                     f"invalid --ip6 {wanted}: network {net.name} has no IPv6 (see --ipv6)"
                 )
             return ""
+        if not v6 and not net.ipv4:
+            if wanted:
+                raise NetworkError(
+                    f"invalid --ip {wanted}: network {net.name} has no IPv4 (EnableIPv4 false)"
+                )
+            return ""
         subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
         if v6:
             allocations, subnet, what = net.allocations6, net.network6, "--ip6"
-            pool: ipaddress.IPv4Network | ipaddress.IPv6Network = subnet
+            pool: ipaddress.IPv4Network | ipaddress.IPv6Network = (
+                ipaddress.IPv6Network(net.ip_range6) if net.ip_range6 else subnet
+            )
             used = {a for c, a in allocations.items() if c != cid} | {net.gateway6}
         else:
             allocations, subnet, what = net.allocations, net.network, "--ip"
@@ -1214,15 +1293,19 @@ class Networks:
         *,
         save: bool = True,
     ) -> tuple[str, str]:
-        """The container's IPv4 address on ``net`` and its IPv6 one ("" without IPv6, or
-        with the container's own turned off: :func:`ipv6_off`)."""
-        address = await self._allocate(net, cid, join.ip, save=save)
-        if ipv6_off(config):
+        """The container's IPv4 address on ``net`` ("" on an IPv6-only network) and its IPv6
+        one ("" without IPv6, or with the container's own turned off: :func:`ipv6_off`)."""
+        off = ipv6_off(config)
+        if off:
+            turned_off = (
+                "the container's IPv6 is turned off (--sysctl net.ipv6.conf.all.disable_ipv6=1)"
+            )
             if join.ip6:
-                raise NetworkError(
-                    f"invalid --ip6 {join.ip6}: the container's IPv6 is turned off "
-                    "(--sysctl net.ipv6.conf.all.disable_ipv6=1)"
-                )
+                raise NetworkError(f"invalid --ip6 {join.ip6}: {turned_off}")
+            if not net.ipv4:
+                raise NetworkError(f"network {net.name} is IPv6-only and {turned_off}")
+        address = await self._allocate(net, cid, join.ip, save=save)
+        if off:
             return address, ""
         return address, await self._allocate(net, cid, join.ip6, save=save, v6=True)
 
@@ -1265,14 +1348,15 @@ class _Link:
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        """Its addresses: IPv4, then IPv6 on a network with IPv6."""
-        return (self.address, self.address6) if self.address6 else (self.address,)
+        """Its addresses: IPv4 (but on an IPv6-only network), then IPv6 on a network with
+        IPv6."""
+        return tuple([a for a in (self.address, self.address6) if a])
 
     @property
     def mac(self) -> str:
         """The interface's MAC address: the one asked for, or one made from its address.
         The one place it is chosen, so that what inspect shows is what the link has."""
-        return self.join.mac or mac_of(self.address)
+        return self.join.mac or mac_of(self.address or self.address6)
 
 
 async def _unplug(link: _Link) -> None:
@@ -1322,8 +1406,12 @@ class Attachment:
 
     def _outward(self) -> _Link | None:
         """The link its default route and published ports go through: its first network
-        that is not internal (none if all are)."""
-        return next((link for link in self.links if not link.net.internal), None)
+        with IPv4 that is not internal (none if all are), else (IPv6-only networks) its
+        first that is not internal, for its ports."""
+        return next(
+            (link for link in self.links if link.address and not link.net.internal),
+            next((link for link in self.links if not link.net.internal), None),
+        )
 
     def _outward6(self) -> _Link | None:
         """The link its IPv6 default route goes through: its first network with IPv6 that
@@ -1348,7 +1436,7 @@ class Attachment:
         servers, rest = host_resolv()
         dns_net = next((link.net for link in self.links if link.net.dns), None)
         if dns_net is not None:
-            chosen = [dns_net.gateway]
+            chosen = [dns_net.gateway or dns_net.gateway6]
         elif config.dns:
             chosen = list(config.dns)
         elif self.mode == "host":
@@ -1379,7 +1467,7 @@ class Attachment:
             _, rest = host_resolv()
             resolv = (
                 resolv_conf(
-                    [net.gateway],
+                    [net.gateway or net.gateway6],
                     rest,
                     dns_search=peer.config.dns_search,
                     dns_options=peer.config.dns_options,
@@ -1388,12 +1476,13 @@ class Attachment:
                 if net.dns
                 else bridge_resolv()
             )
+            first = endpoints[0]
             return EtcNetwork(
-                address=endpoints[0].ip_address,
-                addresses6=(endpoints[0].ipv6_address,) if endpoints[0].ipv6_address else (),
+                address=first.ip_address or first.ipv6_address,  # IPv6-only: its IPv6 one
+                addresses6=(first.ipv6_address,) if first.ip_address and first.ipv6_address else (),
                 names=names,
                 resolv=resolv,
-                host_gateway=net.gateway,
+                host_gateway=net.gateway or net.gateway6,
             )
         if self.mode == "host":
             hosts = None if config.extra_hosts else _host_file("/etc/hosts")
@@ -1402,14 +1491,17 @@ class Attachment:
             # --network none: the image's own resolv.conf, unless --dns* asks otherwise.
             asked = config.dns or config.dns_search or config.dns_options
             return EtcNetwork(resolv=self._resolv() if asked else None)
+        v4 = [link.address for link in self.links if link.address]
+        v6 = [link.address6 for link in self.links if link.address6]
+        first_net = self.links[0].net
         return EtcNetwork(
-            address=self.links[0].address,
+            address=v4[0] if v4 else v6[0],
             names=names,
-            others=tuple([link.address for link in self.links[1:]]),
-            addresses6=tuple([link.address6 for link in self.links if link.address6]),
+            others=tuple(v4[1:]),
+            addresses6=tuple(v6 if v4 else v6[1:]),
             resolv=self._resolv(),
             links=self.link_hosts,
-            host_gateway=self.links[0].net.gateway,
+            host_gateway=first_net.gateway or first_net.gateway6,
         )
 
     def _wanted_ports(self) -> list[PortSpec]:
@@ -1479,8 +1571,8 @@ class Attachment:
     def _bind_ports(self, net: Network) -> None:
         """The host ports it publishes through ``net``, bound (a taken one fails here,
         naming it); those without an address of their own on ``net``'s binding address, or
-        on every address of each family, as Docker's: 0.0.0.0 and the same port on ``::``
-        (unless the host has no IPv6)."""
+        on every address of each family, as Docker's: 0.0.0.0 and the same port on ``::``,
+        one free on both (unless the host has no IPv6)."""
         forwards = self.networks._forwards.values()
         published = {(f.protocol, f.host_port) for fs in forwards for f in fs}
         both = _proxy.ipv6_available()
@@ -1488,12 +1580,7 @@ class Attachment:
             for spec in self._wanted_ports():
                 if not spec.host_ip and net.binding_ip:
                     spec = attrs.evolve(spec, host_ip=net.binding_ip)
-                sock = _proxy.bind(spec, published)
-                self._sockets.append((spec, sock))
-                if not spec.host_ip and both:
-                    port = sock.getsockname()[1]
-                    twin = attrs.evolve(spec, host_ip="::", host_port=port, host_port_end=0)
-                    self._sockets.append((twin, _proxy.bind(twin, published)))
+                self._sockets += _proxy.bind(spec, published, twin=not spec.host_ip and both)
         except BaseException:
             self._close_sockets()
             raise
@@ -1503,7 +1590,11 @@ class Attachment:
         :meth:`connect` moves into its namespace for each network, eth0 first."""
         return tuple(
             [
-                LinkConfig(link.interface, link.address, link.net.network.prefixlen)
+                LinkConfig(
+                    link.interface,
+                    link.address,  # "" on an IPv6-only network: only brought up
+                    link.net.network.prefixlen if link.address else 0,
+                )
                 for link in self.links
             ]
         )
@@ -1512,7 +1603,7 @@ class Attachment:
         """Its default route's gateway: its first network's that is not internal ("": no
         default route)."""
         outward = self._outward()
-        return outward.net.gateway if outward is not None else ""
+        return outward.net.gateway if outward is not None else ""  # "": IPv6-only
 
     async def connect(self, pid: int) -> None:
         """While the container's init (``pid``) sets up its mounts: its interfaces, which
@@ -1545,7 +1636,7 @@ class Attachment:
             "bridge": net.bridge,
             "mac": link.mac,
             "address": link.address,
-            "prefix_len": net.network.prefixlen,
+            "prefix_len": net.network.prefixlen if link.address else 0,
             "gateway": net.gateway,
             "ifname": link.interface,
             "mtu": net.mtu,
@@ -1570,7 +1661,7 @@ class Attachment:
                     Endpoint(
                         network=link.net.name,
                         ip_address=link.address,
-                        prefix_len=link.net.network.prefixlen,
+                        prefix_len=link.net.network.prefixlen if link.address else 0,
                         gateway=link.net.gateway,
                         mac_address=link.mac,
                         aliases=link.join.aliases,
@@ -1619,8 +1710,8 @@ class Attachment:
                 PortBinding(spec.container_port, spec.protocol, spec.host_ip, host_port)
             )
             v6 = ":" in spec.host_ip
-            if v6 and not outward.address6:
-                continue
+            if not (outward.address6 if v6 else outward.address):
+                continue  # relayed to its address of the other family
             forwards.append(
                 _nft.Forward(
                     spec.protocol,
@@ -1649,17 +1740,20 @@ class Attachment:
         interface = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
         cid = self.container.id
         nets = self.networks
-        address, address6 = net.allocations[cid], net.allocations6.get(cid, "")
+        address, address6 = net.allocations.get(cid, ""), net.allocations6.get(cid, "")
         link = _Link(net, join, address, interface, host_link_name(cid, interface), 0, address6)
         outward = self._outward() is None and not net.internal
         outward6 = self._outward6() is None and bool(address6) and not net.internal
+        # Its IPv4 default route: through ``net`` if it has none yet (an IPv6-only one, no).
+        route4 = bool(address) and not net.internal
+        route4 = route4 and not any(ln.address and not ln.net.internal for ln in self.links)
         bound = outward and not self._sockets
         if bound:
             self._bind_ports(net)
         try:
             async with nets._lock:
                 await nets._bring_up(net)
-            await self._plug(link, default_route=outward, route6=outward6)
+            await self._plug(link, default_route=route4, route6=outward6)
         except BaseException:
             if bound:
                 self._close_sockets()
@@ -1691,7 +1785,7 @@ class Attachment:
                 await nets._apply()
         if routed:
             self._stop_ports()
-            if (outward := self._outward()) is not None:
+            if (outward := self._outward()) is not None and outward.address:
                 gateway = outward.net.gateway
                 await trio.to_thread.run_sync(_netlink.set_default_route, self.pid, gateway)
         if routed6 and (outward6 := self._outward6()) is not None:
@@ -1708,7 +1802,7 @@ class Attachment:
             async with trio.open_nursery() as nursery:
                 for spec, sock in self._sockets:
                     v6 = ":" in spec.host_ip and outward.address6
-                    address = outward.address6 if v6 else outward.address
+                    address = outward.address6 if v6 else outward.address or outward.address6
                     nursery.start_soon(_proxy.serve, sock, address, spec.container_port)
                 task_status.started(scope)
 

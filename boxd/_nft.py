@@ -37,7 +37,7 @@ class NftError(OSError):
 @attrs.frozen
 class Bridge:
     name: str
-    subnet: str  # "172.17.0.0/16"
+    subnet: str  # "172.17.0.0/16" ("": an IPv6-only network's)
     internal: bool = False  # no way out nor in: see boxd._network.Network.internal
     masquerade: bool = True  # what its containers send out takes the host's address
     subnet6: str = ""  # "fd00:1::/64" on a network with IPv6
@@ -84,10 +84,13 @@ def ruleset(
     ipv6: bool = False,
     drop6: bool = False,
 ) -> dict[str, Any]:
-    """The batch that makes ``table`` hold exactly these bridges' and ports' rules; with
-    ``ipv6`` its ``ip6`` twin too, for the bridges' IPv6 subnets and the ports forwarded
-    to IPv6 addresses (``drop6``: that twin removed, no longer needed)."""
-    commands = _family(FAMILY, table, bridges, [f for f in forwards if f.family == FAMILY])
+    """The batch that makes ``table`` hold exactly these bridges' and ports' rules (for
+    their IPv4 subnets: an IPv6-only network has none); with ``ipv6`` its ``ip6`` twin
+    too, for the bridges' IPv6 subnets and the ports forwarded to IPv6 addresses
+    (``drop6``: that twin removed, no longer needed)."""
+    v4 = [b for b in bridges if b.subnet]  # not an IPv6-only network's
+    forwards4 = [f for f in forwards if f.family == FAMILY]
+    commands = _family(FAMILY, table, v4, forwards4, isolated=bridges)
     if ipv6:
         v6 = [b for b in bridges if b.subnet6]
         forwards6 = [f for f in forwards if f.family == "ip6"]

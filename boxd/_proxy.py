@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import Collection
 
+import attrs
 import trio
 
 from ._netconfig import PortSpec, host_port_text
@@ -42,38 +43,77 @@ def ipv6_available() -> bool:
     return True
 
 
-def bind(spec: PortSpec, published: Collection[tuple[str, int]] = ()) -> socket.socket:
-    """A socket bound to the host side of ``spec`` (the first free port of a range).  A
-    port that cannot be bound is refused in Docker's words: ``port is already allocated``
-    when one of boxd's containers publishes it (``published``: their protocols and host
-    ports), the bind's error otherwise (``address already in use``, ``cannot assign
-    requested address`` for an address the host does not have)."""
+EPHEMERAL_TRIES = 10  # ephemeral ports tried for one free on both families (moby's 10 too)
+
+
+def _bind_one(spec: PortSpec, port: int) -> socket.socket:
     kind = socket.SOCK_STREAM if spec.protocol == "tcp" else socket.SOCK_DGRAM
-    ports = range(spec.host_port, (spec.host_port_end or spec.host_port) + 1)
-    failed = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
     family = socket.AF_INET6 if ":" in spec.host_ip else socket.AF_INET
-    for port in ports:
-        sock = socket.socket(family, kind | socket.SOCK_CLOEXEC)
-        try:
-            if kind == socket.SOCK_STREAM:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:  # IPv6 only: 0.0.0.0 is a socket of its own
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((spec.host_ip or "0.0.0.0", port))
-            if kind == socket.SOCK_STREAM:
-                sock.listen(128)
-        except OSError as exc:
+    sock = socket.socket(family, kind | socket.SOCK_CLOEXEC)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # IPv6 only: 0.0.0.0 is a socket of its own
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((spec.host_ip or "0.0.0.0", port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind(
+    spec: PortSpec, published: Collection[tuple[str, int]] = (), *, twin: bool = False
+) -> list[tuple[PortSpec, socket.socket]]:
+    """Sockets bound to the host side of ``spec``, and with ``twin`` to the same port on
+    ``::`` too (the twin's spec names that port), as Docker's port allocator picks one
+    port free on every address it publishes on: the first such port of a range, or an
+    ephemeral one (another tried while the kernel's pick is taken on the other family).
+    A port that cannot be bound is refused in Docker's words: ``port is already
+    allocated`` when one of boxd's containers publishes it (``published``: their
+    protocols and host ports), the bind's error otherwise (``address already in use``,
+    ``cannot assign requested address`` for an address the host does not have)."""
+    tries = (
+        range(spec.host_port, (spec.host_port_end or spec.host_port) + 1)
+        if spec.host_port
+        else [0] * (EPHEMERAL_TRIES if twin else 1)
+    )
+    failed = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+    failed_spec = spec
+    held: list[socket.socket] = []  # ephemeral picks taken on one family: kept till the end
+    try:
+        for port in tries:
+            sock = None
+            try:
+                sock = _bind_one(spec, port)
+                if not twin:
+                    return [(spec, sock)]
+                chosen = sock.getsockname()[1]
+                failed_spec = attrs.evolve(spec, host_ip="::", host_port=chosen, host_port_end=0)
+                return [(spec, sock), (failed_spec, _bind_one(failed_spec, chosen))]
+            except OSError as exc:
+                failed = exc
+                if sock is not None:
+                    held.append(sock)
+                else:
+                    failed_spec = spec if spec.host_port_end else attrs.evolve(spec, host_port=port)
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    continue  # a range's next port, another ephemeral one
+                break
+    finally:
+        for sock in held:
             sock.close()
-            failed = exc
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                continue  # a range's next port
-            break
-        return sock
-    where = host_port_text(spec.host_ip, spec.host_port)
+    where = host_port_text(failed_spec.host_ip, failed_spec.host_port)
     error = (failed.strerror or str(failed)).lower()
     if spec.host_port_end and failed.errno in (errno.EADDRINUSE, errno.EACCES):
-        reason = f"every port of {where}-{spec.host_port_end}/{spec.protocol} is in use ({error})"
-    elif (spec.protocol, spec.host_port) in published:
+        where = host_port_text(spec.host_ip, spec.host_port)
+        both = " on IPv4 or on IPv6" if twin else ""
+        reason = (
+            f"every port of {where}-{spec.host_port_end}/{spec.protocol} is in use{both} ({error})"
+        )
+    elif (failed_spec.protocol, failed_spec.host_port) in published:
         reason = f"Bind for {where} failed: port is already allocated"
     else:
         reason = f"failed to bind host port {where}/{spec.protocol}: {error}"

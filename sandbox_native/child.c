@@ -721,9 +721,10 @@ static void set_inet(struct sockaddr *sa, uint32_t address)
     memcpy(sa, &sin, sizeof sin);
 }
 
-/* The container's interfaces (see struct link_config): address, netmask and up, then the
- * default route; ioctls on one socket, as loopback_up.  *index: the failing interface's
- * (nlinks: the route). */
+/* The container's interfaces (see struct link_config): address, netmask (none for an
+ * address 0: an IPv6-only network's, which the parent gives) and up, then the default
+ * route; ioctls on one socket, as loopback_up.  *index: the failing interface's (nlinks:
+ * the route). */
 static long links_up(const struct plan *p, int *index)
 {
     long fd = RAW(socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -735,9 +736,11 @@ static long links_up(const struct plan *p, int *index)
         memset(&ifr, 0, sizeof ifr);
         memcpy(ifr.ifr_name, p->links[i].name, sizeof ifr.ifr_name);
         *index = (int)i;
-        set_inet(&ifr.ifr_addr, p->links[i].address);
-        rc = RAW(ioctl, fd, SIOCSIFADDR, &ifr);
-        if (rc == 0) {
+        if (p->links[i].address != 0) {
+            set_inet(&ifr.ifr_addr, p->links[i].address);
+            rc = RAW(ioctl, fd, SIOCSIFADDR, &ifr);
+        }
+        if (rc == 0 && p->links[i].address != 0) {
             set_inet(&ifr.ifr_netmask, p->links[i].netmask);
             rc = RAW(ioctl, fd, SIOCSIFNETMASK, &ifr);
         }

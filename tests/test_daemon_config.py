@@ -28,7 +28,10 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "bridge-subnet": "10.9.0.0/16",
         "mtu": 1400,
         "bip": "10.9.0.1/16",
-        "default-address-pools": [{"base": "10.200.0.0/16", "size": 24}],
+        "default-address-pools": [
+            {"base": "10.200.0.0/16", "size": 24},
+            {"base": "fd00:77::/48", "size": 64},  # IPv6's, as Docker 27 takes them
+        ],
         "ipv6": True,
         "fixed-cidr-v6": "fd00:9::/64",
     }
@@ -45,7 +48,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "bridge_subnet": "10.9.0.0/16",
         "mtu": 1400,
         "bip": "10.9.0.1/16",
-        "address_pools": (("10.200.0.0/16", 24),),
+        "address_pools": (("10.200.0.0/16", 24), ("fd00:77::/48", 64)),
         "ipv6": True,
         "fixed_cidr_v6": "fd00:9::/64",
     }
@@ -68,6 +71,9 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ({"default-address-pools": [{"base": "10.0.0.0/16", "size": 8}]}, [],
          'invalid default-address-pools entry {"base": "10.0.0.0/16", "size": 8}'),
         ({"default-address-pools": []}, [], "default-address-pools must be a list of pools"),
+        ({"default-address-pools": [{"base": "fd00:77::/48", "size": 127}]}, [],
+         'invalid default-address-pools entry {"base": "fd00:77::/48", "size": 127}: use '
+         '{"base": CIDR, "size": LEN} with LEN from the base\'s prefix to 30 (IPv6: to 126)'),
         ({"fixed-cidr-v6": "10.9.0.0/16"}, [], "invalid fixed-cidr-v6 '10.9.0.0/16': use an "
          "IPv6 CIDR"),
         ({"log-level": "debug"}, ["--log-level", "info"], "specified both as a flag and in the "

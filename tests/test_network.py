@@ -65,11 +65,15 @@ else:
 """
 
 
-# Runs in the test's namespace: holds a TCP port (argv[1]) until killed.
+# Runs in the test's namespace: holds a TCP port (argv[1]) until killed, on 0.0.0.0 or on
+# the IPv6 address argv[2] (IPv6 only).
 HOLD_PORT = """
 import socket, sys, time
-s = socket.socket()
-s.bind(("0.0.0.0", int(sys.argv[1])))
+address = sys.argv[2] if len(sys.argv) > 2 else "0.0.0.0"
+s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+if ":" in address:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind((address, int(sys.argv[1])))
 s.listen()
 print("listening", flush=True)
 time.sleep(300)
@@ -1191,17 +1195,18 @@ def test_network_binding_address_and_masquerade_options(netd: Daemon) -> None:
 def test_the_daemons_network_options(tmp_path: Path, netns: str) -> None:
     """``boxd --mtu``, ``--bip`` and ``--default-address-pool`` (daemon.json's ``mtu``,
     ``bip``, ``default-address-pools``), as Docker's: the default bridge's and its
-    containers' MTU, the bridge's address and subnet, where subnets are picked from."""
-    pool = "base=10.98.0.0/16,size=24"
+    containers' MTU, the bridge's address and subnet, where subnets are picked from (IPv6
+    ones from an IPv6 pool)."""
+    pool, pool6 = "base=10.98.0.0/16,size=24", "base=fd00:98::/56,size=64"
     with running_daemon(
         tmp_path, "--mtu", "1450", "--bip", "10.99.0.5/24", "--default-address-pool", pool,
-        netns=netns,
+        "--default-address-pool", pool6, netns=netns,
     ) as d:  # fmt: skip
         # --default-address-pool (daemon.json's default-address-pools): a user network's
-        # subnet without --subnet.
-        d.ctl("network", "create", "pooled")
+        # subnet without --subnet; an IPv6 one's from the IPv6 pool.
+        d.ctl("network", "create", "--ipv6", "pooled")
         pooled = json.loads(d.ctl("network", "inspect", "pooled").stdout)[0]["IPAM"]["Config"]
-        assert pooled[0]["Subnet"] == "10.98.0.0/24"
+        assert [p["Subnet"] for p in pooled] == ["10.98.0.0/24", "fd00:98::/64"]
         d.ctl("network", "rm", "pooled")
         out = d.ctl("run", "--rm", "default", "cat", "/sys/class/net/eth0/mtu").stdout
         assert out == "1450\n"
@@ -1621,7 +1626,11 @@ def test_ipv6_networks(netd: Daemon) -> None:
     docker = pytest.importorskip("docker")
     client = docker.APIClient(base_url=f"unix://{netd.docker_socket}")
     try:
-        shown = client.inspect_container("web")["NetworkSettings"]["Networks"]["dual"]
+        settings = client.inspect_container("web")["NetworkSettings"]
+        # Docker's top-level fields are its default bridge endpoint's: empty here.
+        top = ("IPAddress", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway")
+        assert [settings[k] for k in top] == ["", "", 0, ""]
+        shown = settings["Networks"]["dual"]
         assert shown["IPAMConfig"] == {"IPv6Address": "fd00:1::80"}
         assert (shown["GlobalIPv6Address"], shown["GlobalIPv6PrefixLen"]) == ("fd00:1::80", 64)
         assert shown["IPv6Gateway"] == "fd00:1::fe"
@@ -1725,6 +1734,177 @@ try:
 except OSError:
     print("no")
 """
+
+
+@pytest.mark.root
+def test_ipv6_ip_range(netd: Daemon) -> None:
+    """``--ip-range`` for each family (Docker's IPAM IPRange in the IPv6 pool too): a
+    container's IPv6 address is picked from the network's IPv6 range, which inspect shows;
+    a range outside its subnet, without one, or a second of a family is refused."""
+    netd.ctl("network", "create", "--ipv6", "--subnet", "10.93.0.0/24", "--subnet",
+             "fd00:93::/64", "--ip-range", "fd00:93::100/120", "--ip-range", "10.93.0.64/26",
+             "r6")  # fmt: skip
+    shown = json.loads(netd.ctl("network", "inspect", "r6").stdout)[0]
+    assert shown["IPAM"]["Config"] == [
+        {"Subnet": "10.93.0.0/24", "IPRange": "10.93.0.64/26", "Gateway": "10.93.0.1"},
+        {"Subnet": "fd00:93::/64", "IPRange": "fd00:93::100/120", "Gateway": "fd00:93::1"},
+    ]
+    script = "ip -o addr show eth0 scope global | awk '{print $4}'"
+    out = netd.ctl("run", "--rm", "--network", "r6", "default", "sh", "-c", script).stdout
+    assert out.split() == ["10.93.0.64/24", "fd00:93::100/64"]
+    docker = pytest.importorskip("docker")
+    client = docker.APIClient(base_url=f"unix://{netd.docker_socket}")
+    try:
+        pool = docker.types.IPAMPool(subnet="fd00:94::/64", iprange="fd00:94::8:0/112")
+        made = client.create_network(
+            "py6", enable_ipv6=True, ipam=docker.types.IPAMConfig(pool_configs=[pool])
+        )
+        (_, pool6) = client.inspect_network(made["Id"])["IPAM"]["Config"]
+        assert pool6 == {"Subnet": "fd00:94::/64", "IPRange": "fd00:94::8:0/112",
+                         "Gateway": "fd00:94::1"}  # fmt: skip
+        client.remove_network(made["Id"])
+    finally:
+        client.close()
+    for args, words in [
+        (("--subnet", "fd00:95::/64", "--ip-range", "fd00:96::/120"),
+         "invalid ip-range 'fd00:96::/120': not inside the subnet fd00:95::/64"),
+        (("--ip-range", "fd00:96::/120"),
+         "invalid ip-range 'fd00:96::/120': give the subnet it is in too"),
+        (("--subnet", "fd00:95::/64", "--ip-range", "fd00:95::/120", "--ip-range",
+          "fd00:95::1:0/120"),
+         "invalid --ip-range 'fd00:95::1:0/120': one IPv6 --ip-range per network"),
+    ]:  # fmt: skip
+        r = netd.ctl("network", "create", "--ipv6", *args, "x", check=False)
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    netd.ctl("network", "rm", "r6")
+
+
+def docker_in(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """The docker CLI against ``daemon``, run in its network namespace."""
+    assert docker_clients.DOCKER is not None
+    return subprocess.run(
+        ["nsenter", f"--net={daemon.netns}", "--", docker_clients.DOCKER, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=docker_clients.docker_env(daemon),
+    )
+
+
+@pytest.mark.root
+@docker_clients.needs_cli
+def test_ipv6_as_an_option(netd: Daemon) -> None:
+    """Docker's ``-o com.docker.network.enable_ipv6=true`` makes a dual-stack network (kept
+    among its options, as Docker's; EnableIPv6 given wins over it); inspect shows
+    ``EnableIPv4``."""
+    r = docker_in(netd, "network", "create", "-o", "com.docker.network.enable_ipv6=true", "v6o")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(docker_in(netd, "network", "inspect", "v6o").stdout)[0]
+    assert (shown["EnableIPv4"], shown["EnableIPv6"]) == (True, True)
+    assert [ipaddress.ip_network(p["Subnet"]).version for p in shown["IPAM"]["Config"]] == [4, 6]
+    assert shown["Options"] == {"com.docker.network.enable_ipv6": "true"}
+    body = {"Name": "off", "EnableIPv6": False, "Options": {"com.docker.network.enable_ipv6": "1"}}
+    status, _, answer = docker_clients.api_call(
+        netd, "POST", "/networks/create", json.dumps(body).encode()
+    )
+    assert status == 201, answer
+    shown = json.loads(netd.ctl("network", "inspect", "off").stdout)[0]
+    assert (shown["EnableIPv6"], shown["Options"]) == (False, {})
+    r = netd.ctl("network", "create", "-o", "com.docker.network.enable_ipv6=maybe", "x",
+                 check=False)  # fmt: skip
+    words = "invalid com.docker.network.enable_ipv6 'maybe': use true or false"
+    assert r.returncode != 0 and words in r.stderr
+    assert netd.ctl("network", "ls", "-q", "-f", "name=x").stdout == ""
+    netd.ctl("network", "rm", "v6o", "off")
+
+
+# Runs in a container: resolves argv[1] (either family), prints the address and what a
+# connection to its port 80 answers.
+DIAL6 = """
+import socket, sys
+address = socket.getaddrinfo(sys.argv[1], 80, type=socket.SOCK_STREAM)[0][4][0]
+print(address)
+print(socket.create_connection((address, 80), timeout=10).recv(100).decode())
+"""
+
+
+@pytest.mark.root
+def test_ipv6_only_networks(netd: Daemon) -> None:
+    """Docker 28's IPv6-only networks (``--ipv6 --ipv4=false``, the Engine API's
+    ``EnableIPv4: false``, ``-o com.docker.network.enable_ipv4=false``): the container has
+    IPv6 addresses only, its name server is the network's DNS on the IPv6 gateway, its
+    published ports are forwarded to its IPv6 address (DNAT on IPv6, the relay from IPv4);
+    what it cannot have is refused by name."""
+    ns = netd.netns
+    inside(ns, "ip", "addr", "add", "2001:db8:1::1/64", "dev", "h0", "nodad")
+    netd.ctl("network", "create", "--ipv6", "--ipv4=false", "--subnet", "fd00:71::/64", "only6")
+    shown = json.loads(netd.ctl("network", "inspect", "only6").stdout)[0]
+    assert (shown["EnableIPv4"], shown["EnableIPv6"]) == (False, True)
+    assert shown["IPAM"]["Config"] == [{"Subnet": "fd00:71::/64", "Gateway": "fd00:71::1"}]
+    netd.ctl("run", "-d", "--name", "srv", "--network", "only6", "-p", "18210:80", "default",
+             "python3", "-c", DUAL_SERVER)  # fmt: skip
+    wait_listening(netd, "srv", 80)
+    script = (
+        "ip -4 -o addr show scope global; ip -6 -o addr show eth0 scope global | "
+        "awk '{print $4}'; grep nameserver /etc/resolv.conf; python3 -c \"$0\" srv"
+    )
+    r = netd.ctl("run", "--rm", "--network", "only6", "default", "sh", "-c", script, DIAL6)
+    assert r.stdout.splitlines() == [
+        "fd00:71::3/64", "nameserver fd00:71::1", "fd00:71::2", "v6 fd00:71::3",
+    ]  # fmt: skip
+
+    def dial(host: str) -> str:
+        return inside(ns, "python3", "-c", DIAL, host, "18210").stdout.strip()
+
+    assert dial("2001:db8:1::1") == "v6 2001:db8:1::1"  # DNAT to its IPv6 address
+    assert dial("::1") == "v6 fd00:71::1"  # the relay
+    assert dial("127.0.0.1") == "v6 fd00:71::1"  # IPv4: relayed to its IPv6 address
+    assert dial(HOST_ADDRESS) == "v6 fd00:71::1"
+    settings = json.loads(netd.ctl("inspect", "-f", "{{json .NetworkSettings}}", "srv").stdout)
+    ep = settings["Networks"]["only6"]
+    assert (ep["IPAddress"], ep["GlobalIPv6Address"], ep["IPv6Gateway"]) == (
+        "", "fd00:71::2", "fd00:71::1",
+    )  # fmt: skip
+    assert ep["EndpointID"] != ""
+    members = json.loads(netd.ctl("network", "inspect", "only6").stdout)[0]["Containers"]
+    assert [(m["IPv4Address"], m["IPv6Address"]) for m in members.values()] == [
+        ("", "fd00:71::2/64")
+    ]
+    # The Engine API's EnableIPv4 and the option.
+    body = {"Name": "api6", "EnableIPv6": True, "EnableIPv4": False}
+    status, _, answer = docker_clients.api_call(
+        netd, "POST", "/networks/create", json.dumps(body).encode()
+    )
+    assert status == 201, answer
+    netd.ctl("network", "create", "--ipv6", "-o", "com.docker.network.enable_ipv4=false", "opt6")
+    names = ["api6", "opt6"]
+    if docker_clients.DOCKER is not None:  # the docker CLI sends it at boxd's API 1.44 too
+        r = docker_in(netd, "network", "create", "--ipv6", "--ipv4=false", "cli6")
+        assert r.returncode == 0, r.stderr
+        names.append("cli6")
+    for name in names:
+        pools = json.loads(netd.ctl("network", "inspect", name).stdout)[0]["IPAM"]["Config"]
+        assert [ipaddress.ip_network(p["Subnet"]).version for p in pools] == [6]
+    for args, words in [
+        (("network", "create", "--ipv4=false", "x"),
+         "invalid EnableIPv4 false (--ipv4=false): a network without IPv4 needs IPv6 (--ipv6)"),
+        (("network", "create", "--ipv6", "--ipv4=false", "--subnet", "10.71.0.0/24", "x"),
+         "invalid subnet '10.71.0.0/24': the network has no IPv4 (EnableIPv4 false)"),
+        (("run", "--network", "only6", "--ip", "10.71.0.5", "default", "true"),
+         "invalid --ip 10.71.0.5: network only6 has no IPv4 (EnableIPv4 false)"),
+        (("run", "--network", "only6", "--sysctl", "net.ipv6.conf.all.disable_ipv6=1",
+          "default", "true"),
+         "network only6 is IPv6-only and the container's IPv6 is turned off"),
+    ]:  # fmt: skip
+        r = netd.ctl(*args, check=False)
+        assert r.returncode != 0 and words in r.stderr, r.stderr
+    # A member of its network namespace (container:srv) has its name server and address.
+    r = netd.ctl("run", "--rm", "--network", "container:srv", "default", "sh", "-c",
+                 "grep nameserver /etc/resolv.conf; grep fd00 /etc/hosts")  # fmt: skip
+    assert r.stdout.splitlines()[0] == "nameserver fd00:71::1"
+    assert r.stdout.splitlines()[1].startswith("fd00:71::2\t")
+    netd.ctl("rm", "-f", "srv")
+    netd.ctl("network", "rm", "only6", *names)
 
 
 @pytest.mark.root
@@ -1861,6 +2041,53 @@ def test_ipv6_published_ports(netd: Daemon) -> None:
     netd.ctl("network", "rm", "dual")
 
 
+@contextlib.contextmanager
+def holding(ns: str, port: int, address: str) -> Iterator[None]:
+    """TCP ``port`` held on ``address`` (IPv6 only for an IPv6 one) in ``ns`` meanwhile."""
+    holder = subprocess.Popen(
+        ["nsenter", f"--net={ns}", "--", "python3", "-c", HOLD_PORT, str(port), address],
+        stdout=subprocess.PIPE,
+    )
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"listening\n"
+            yield
+        finally:
+            holder.kill()
+
+
+@pytest.mark.root
+def test_published_port_free_on_both_families(netd: Daemon) -> None:
+    """As Docker's port allocator: a port published on both families is one free on both,
+    the next of a range (``-p 18100-18102:80``) or another ephemeral one (``-p 80``) when
+    the first is taken on IPv6 alone; a range taken on one family or the other throughout
+    fails, naming it."""
+    ns = netd.netns
+    sleep = ("default", "sleep", "60")
+    with holding(ns, 18100, "::"):
+        netd.ctl("run", "-d", "--name", "ranged", "-p", "18100-18102:80", *sleep)
+        with holding(ns, 18102, "0.0.0.0"):
+            r = netd.ctl("run", "-d", "--name", "full", "-p", "18100-18102:80", *sleep,
+                         check=False)  # fmt: skip
+    assert netd.ctl("port", "ranged", "80").stdout.splitlines() == [
+        "0.0.0.0:18101",
+        "[::]:18101",
+    ]
+    assert r.returncode == 125
+    assert "every port of 0.0.0.0:18100-18102/tcp is in use on IPv4 or on IPv6" in r.stderr
+    # Ephemeral: the kernel's range here is two ports; bind(0) takes the odd one first.
+    ephemeral = "net.ipv4.ip_local_port_range"
+    default = inside(ns, "sysctl", "-n", ephemeral).stdout.split()
+    inside(ns, "sysctl", "-w", f"{ephemeral}=40000 40001")
+    try:
+        with holding(ns, 40001, "::"):
+            netd.ctl("run", "-d", "--name", "eph", "-p", "80", *sleep)
+    finally:
+        inside(ns, "sysctl", "-w", f"{ephemeral}={' '.join(default)}")
+    assert netd.ctl("port", "eph", "80").stdout.splitlines() == ["0.0.0.0:40000", "[::]:40000"]
+    netd.ctl("rm", "-f", "ranged", "eph", "full")
+
+
 @pytest.mark.root
 def test_ipv6_across_daemon_restarts(tmp_path: Path, netns: str) -> None:
     """Live restore: the next daemon adopts a container on an IPv6 network with its IPv6
@@ -1926,6 +2153,14 @@ def test_the_daemons_ipv6_default_bridge(tmp_path: Path, netns: str) -> None:
         assert shown["IPAM"]["Config"][1] == {"Subnet": "fd00:99::/64", "Gateway": "fd00:99::1"}
         r = d.ctl("run", "--ip6", "fd00:99::9", "default", "true", check=False)
         assert "user specified IP address is supported on user defined networks only" in r.stderr
+        # docker inspect's top-level fields (its default bridge endpoint's), IPv6's too.
+        d.ctl("run", "-d", "--name", "c", "default", "sleep", "60")
+        top = ("GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway")
+        settings = json.loads(d.ctl("inspect", "-f", "{{json .NetworkSettings}}", "c").stdout)
+        assert [settings[k] for k in top] == ["fd00:99::2", 64, "fd00:99::1"]
+        assert settings["IPAddress"] == settings["Networks"]["bridge"]["IPAddress"] != ""
+        assert settings["EndpointID"] == settings["Networks"]["bridge"]["EndpointID"] != ""
+        d.ctl("rm", "-f", "c")
     for flags, words in [
         (("--fixed-cidr-v6", "fd00:98::/64"), "--fixed-cidr-v6 fd00:98::/64 needs --ipv6"),
         (("--ipv6", "--fixed-cidr-v6", "nonsense"), "invalid --fixed-cidr-v6 'nonsense'"),

@@ -12,6 +12,7 @@ from .._netserver import (
     NetworkPruneRequest,
     NetworkRemoveRequest,
 )
+from .._network import IPV4_OPTION, IPV6_OPTION
 from . import _shapes
 from ._api import Api, one_answer
 from ._http import ApiError, HttpConnection, Request
@@ -61,15 +62,23 @@ async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     pools = _pools(ipam.objects("Config"))
     pool, pool6 = pools.get(4, Fields({}, "body.IPAM.Config[0]")), pools.get(6)
     subnet, gateway, ip_range = pool.text("Subnet"), pool.text("Gateway"), pool.text("IPRange")
-    if pool6 is not None and pool6.text("IPRange"):
-        raise ApiError(400, "an IPv6 IPAM IPRange is not supported by boxd")
     labels = body.mapping("Labels")
     options = {k: str(v) for k, v in body.mapping("Options").items()}  # checked by the daemon
+    # A field given wins over its option, which then goes (moby's createNetwork).
+    # EnableIPv4 is API 1.48's, which moby ignores from older clients; boxd takes it from
+    # any: a network without IPv4 asked for is not silently dual stack.
+    if body.value("EnableIPv6") is not None:
+        options.pop(IPV6_OPTION, None)
+    ipv4 = True
+    if body.value("EnableIPv4") is not None:
+        ipv4 = body.flag("EnableIPv4")
+        options.pop(IPV4_OPTION, None)
     request = NetworkCreateRequest(
         name=name, subnet=subnet, labels=labels, gateway=gateway, ip_range=ip_range,
         options=options, internal=body.flag("Internal"), ipv6=body.flag("EnableIPv6"),
         subnet6=pool6.text("Subnet") if pool6 is not None else "",
         gateway6=pool6.text("Gateway") if pool6 is not None else "",
+        ip_range6=pool6.text("IPRange") if pool6 is not None else "", ipv4=ipv4,
     )  # fmt: skip
     answer = await _verb(api, request)
     await conn.respond_json(201, {"Id": answer.network.id, "Warning": ""})

@@ -502,9 +502,13 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     ``host`` and ``none`` without a bridge or addresses, as Docker's."""
     prefix = info.subnet.partition("/")[2]
     prefix6 = info.subnet6.partition("/")[2]
-    pools = [{"Subnet": info.subnet, **_ip_range(info), "Gateway": info.gateway}]
+    pools = []
+    if info.subnet:
+        pools.append({"Subnet": info.subnet, **_ip_range(info.ip_range), "Gateway": info.gateway})
     if info.subnet6:
-        pools.append({"Subnet": info.subnet6, "Gateway": info.gateway6})
+        pools.append(
+            {"Subnet": info.subnet6, **_ip_range(info.ip_range6), "Gateway": info.gateway6}
+        )
     if info.driver != "bridge":
         options = {}
     elif info.dns:  # a user network: the options it was created with
@@ -517,8 +521,9 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "Created": rfc3339(info.created_at),
         "Scope": "local",
         "Driver": info.driver,
+        "EnableIPv4": info.ipv4,  # Docker 28's (API 1.48)
         "EnableIPv6": info.ipv6,
-        "IPAM": {"Driver": "default", "Options": None, "Config": pools if info.subnet else []},
+        "IPAM": {"Driver": "default", "Options": None, "Config": pools},
         "Internal": info.internal,
         "Attachable": False,
         "Ingress": False,
@@ -539,9 +544,9 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     }
 
 
-def _ip_range(info: NetworkInfo) -> dict[str, str]:
+def _ip_range(ip_range: str) -> dict[str, str]:
     """Docker shows an IPRange only when one was given."""
-    return {"IPRange": info.ip_range} if info.ip_range else {}
+    return {"IPRange": ip_range} if ip_range else {}
 
 
 def endpoint_id(container_id: str, network: str) -> str:
@@ -582,7 +587,7 @@ def _network_settings(c: Container) -> dict[str, Any]:
             "Links": user_links if network == cfg.network and user_links else None,
             "Aliases": list(join.aliases) if join is not None and join.aliases else None,
             "NetworkID": network,
-            "EndpointID": endpoint_id(c.id, network) if address else "",
+            "EndpointID": endpoint_id(c.id, network) if ep is not None else "",
             "Gateway": gateway,
             "IPAddress": address,
             "IPPrefixLen": prefix,
@@ -608,16 +613,22 @@ def _network_settings(c: Container) -> dict[str, Any]:
         networks.setdefault(name, endpoint(name, "", "", 0, join.mac, None))
     if cfg.network in ("host", "none"):  # the one it is on, as Docker lists it
         networks.setdefault(cfg.network, endpoint(cfg.network, "", "", 0, "", None))
-    first = now.endpoints[0] if now.endpoints else None
+    # Docker's deprecated top-level fields: its endpoint on the default bridge's (empty on
+    # any other network, as Docker shows them before API 1.52).
+    default = next((e for e in now.endpoints if e.network == DEFAULT_NETWORK), None)
     return {
         "Bridge": "",
         "SandboxID": "",
         "Ports": ports,
         "Networks": networks,
-        "IPAddress": first.ip_address if first else "",
-        "IPPrefixLen": first.prefix_len if first else 0,
-        "Gateway": first.gateway if first else "",
-        "MacAddress": first.mac_address if first else "",
+        "EndpointID": endpoint_id(c.id, DEFAULT_NETWORK) if default else "",
+        "Gateway": default.gateway if default else "",
+        "GlobalIPv6Address": default.ipv6_address if default else "",
+        "GlobalIPv6PrefixLen": default.ipv6_prefix_len if default else 0,
+        "IPAddress": default.ip_address if default else "",
+        "IPPrefixLen": default.prefix_len if default else 0,
+        "IPv6Gateway": default.ipv6_gateway if default else "",
+        "MacAddress": default.mac_address if default else "",
     }
 
 
