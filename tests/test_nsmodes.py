@@ -198,6 +198,28 @@ def test_ipc_modes(clean: Daemon, tmp_path: Path) -> None:
 
 
 @pytest.mark.root
+def test_an_ipc_joiner_shares_the_donors_dev_shm(clean: Daemon) -> None:
+    """As Docker binds the donor's shm: POSIX shared memory (shm_open, files in /dev/shm)
+    is shared as System V's is, both ways, with the donor's size; the donor's own
+    namespace and its /dev/shm are untouched when the joiner ends."""
+    clean.ctl(
+        "run", "-d", "--name", "shm", "--network", "none", "--shm-size", "3m", "default",
+        "sleep", "300",
+    )  # fmt: skip
+    clean.ctl("exec", "shm", "sh", "-c", "echo from-donor > /dev/shm/x")
+    script = (
+        "cat /dev/shm/x; echo from-joiner > /dev/shm/y; df -k /dev/shm | awk 'NR==2 {print $2}'"
+    )
+    for extra in ((), ("--read-only",)):
+        out = _run(clean, "--ipc", "container:shm", *extra, "default", "sh", "-c", script)
+        assert out == "from-donor\n3072\n"
+        assert clean.ctl("exec", "shm", "cat", "/dev/shm/y").stdout == "from-joiner\n"
+    clean.ctl("run", "-d", "--name", "joiner", "--network", "none", "--ipc", "container:shm",
+              "default", "sleep", "300")  # fmt: skip
+    assert clean.ctl("exec", "joiner", "cat", "/dev/shm/x").stdout == "from-donor\n"
+
+
+@pytest.mark.root
 def test_uts_host(clean: Daemon) -> None:
     out = _run(clean, "--uts", "host", "default", "sh", "-c", "hostname; cat /etc/hostname")
     assert out == f"{socket.gethostname()}\n" * 2
