@@ -100,6 +100,14 @@ _IMAGE_DIRS = {
 _LAYOUT_VERSION = b"1"
 _MAX_SYMLINKS = 40
 _PAGE = 4096  # overlayfs takes its mount options in one page
+# What every container's overlay is mounted with whatever the host's overlay module
+# defaults to: its upper directory then holds all it changed, which diff, commit, build
+# and export read.  A redirect (a renamed directory of a layer) or a metacopy (a file whose
+# owner or mode changed, its data left below) would leave it out.  Docker reads such a
+# container through its mount instead (its "naive diff"); userxattr, a user-namespaced
+# container's, turns both off itself and refuses them given.  index=off as Docker's.
+_OVERLAY_OPTIONS = ",index=off,redirect_dir=off,metacopy=off"
+_OVERLAY_USERNS_OPTIONS = ",index=off,userxattr"
 # Characters that overlayfs' option string cannot carry unescaped.
 _OVERLAY_UNSAFE = frozenset(",:\\")
 
@@ -882,7 +890,7 @@ def container_mounts(
         chdir = parents.pop() if len(lower_dirs) > 1 and len(parents) == 1 else ""
         names = [os.path.basename(d) if chdir else d for d in lower_dirs]
         data = f"lowerdir={':'.join(names)},upperdir={upper},workdir={work}"
-        data += ",userxattr" if userns else ""
+        data += _OVERLAY_USERNS_OPTIONS if userns else _OVERLAY_OPTIONS
         if len(data) >= _PAGE:
             raise ImageError(
                 f"image {image.name} has too many layers ({len(layer.lowers)}) for one overlay "

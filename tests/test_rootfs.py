@@ -229,6 +229,10 @@ def test_mount_table(default: Image, tmp_path: Path) -> None:
     assert (first.kind, first.target, first.fstype) == (MountKind.MOUNT, "/", "overlay")
     upper = tmp_path / "c" / "fs" / "root" / "upper"
     assert f"upperdir={upper}," in first.data
+    # Whatever the host's overlay module defaults to, the upper layer holds every change:
+    # no redirect of a renamed directory, no metacopy of a chmod'ed file (diff and commit
+    # read the upper).
+    assert first.data.endswith(",index=off,redirect_dir=off,metacopy=off")
     assert (tmp_path / "c" / "fs" / "usr" / "work").is_dir()
     by_name = {op.target: op for op in ops if op.kind == MountKind.MOUNT}
     assert by_name["/usr"].data.startswith("lowerdir=/usr,")
@@ -255,7 +259,8 @@ def test_mount_table_for_a_user_namespace(default: Image) -> None:
         assert [lower for lower, _ in layers] == [layer.lower for layer in default.layers]
         overlays = [op.data for op in ops if op.fstype == "overlay"]
         assert [data.split(",")[0] for data in overlays] == [f"lowerdir={p}" for _, p in layers]
-        assert all(data.endswith(",userxattr") for data in overlays)
+        # userxattr turns redirects and metacopy off itself (and refuses them given).
+        assert all(data.endswith(",index=off,userxattr") for data in overlays)
         # The host's network namespace is not the user namespace's: no sysfs of its own.
         sys_ops = [(op.kind, op.source) for op in ops if op.target == "/sys"]
         assert sys_ops[-2:] == [(MountKind.MOUNT, "/sys"), (MountKind.REMOUNT_RO, "")]
