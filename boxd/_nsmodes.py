@@ -11,7 +11,7 @@ A container makes its own pid, ipc and uts namespaces unless told otherwise:
   running init, by ``/proc/PID/ns/pid`` (the spawn enters a pid namespace before its clone:
   setns(CLONE_NEWPID) only places the caller's later children in it) or ``/proc/PID/ns/ipc``.
   NAME must be running; an ipc donor must be ``shareable`` (boxd's default: a container
-  without ``--ipc``), not ``private``.  NAME's /dev/shm is mounted over the joiner's own, as
+  without ``--ipc``), not ``private``.  NAME's /dev/shm is mounted at the joiner's, as
   Docker binds the donor's: POSIX shared memory (shm_open) is shared with System V IPC and
   POSIX message queues (:func:`peer_shm`).
 - ``--ipc none``: an ipc namespace of its own (not shareable), and no /dev/shm mounted (an
@@ -126,8 +126,15 @@ def domainname(container: Container) -> str:
     return container.config.domainname
 
 
+def own_shm(ipc_mode: str) -> bool:
+    """Whether the container gets a /dev/shm tmpfs of its own: not with ``--ipc none``
+    (none), ``host`` or ``container:NAME`` (theirs is mounted there instead, alone, as
+    Docker mounts it)."""
+    return ipc_mode != "none" and ipc_mode != "host" and peer(ipc_mode) is None
+
+
 def shm_ops(ipc_mode: str) -> tuple[MountOp, ...]:
-    """``--ipc host``: the host's /dev/shm bound over the container's own."""
+    """``--ipc host``: the host's /dev/shm bound there."""
     if ipc_mode != "host":
         return ()
     return (MountOp(MountKind.MOUNT, "/dev/shm", "/dev/shm", "", _MS_BIND | _MS_REC),)
@@ -135,8 +142,8 @@ def shm_ops(ipc_mode: str) -> tuple[MountOp, ...]:
 
 def peer_shm(native: Native, plan: SpawnPlan, ipc: str) -> SpawnPlan:
     """``--ipc container:NAME``, whose plan joins the ipc namespace ``ipc`` (NAME's init's
-    /proc/PID/ns/ipc): ``plan`` with NAME's /dev/shm mounted over the container's own, as
-    Docker binds the donor's shm.  Another mount namespace's mount cannot be bound by path:
+    /proc/PID/ns/ipc): ``plan`` with NAME's /dev/shm mounted at /dev/shm, as Docker binds
+    the donor's shm.  Another mount namespace's mount cannot be bound by path:
     a detached copy is made in NAME's (its init's /proc/PID/ns/mnt), which an ATTACH step
     moves on; the caller closes ``mount_fds`` once it has spawned it.  Not on the event
     loop's thread (it waits for a child)."""

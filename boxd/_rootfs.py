@@ -847,7 +847,8 @@ def container_mounts(
     layout, see :func:`cgroup_ops`), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
-    64 MiB; without ``shm`` an empty directory, Docker's ``--ipc none``), /dev/mqueue;
+    64 MiB; without ``shm`` an empty directory: Docker's ``--ipc none``, or where ``--ipc
+    host`` or ``container:NAME`` mounts theirs), /dev/mqueue;
     the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
