@@ -80,6 +80,7 @@ MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
+MS_PRIVATE = 0x40000
 
 _DEFAULT = "default"
 # Top-level host directories the default image takes from the host: a symlink (Debian's
@@ -931,6 +932,11 @@ def container_mounts(
             table.mkdirs(posixpath.dirname(path))
             table.add(MountKind.MKFILE, path, mode=0o644)
         table.add(MountKind.MOUNT, path, source=volume.host, flags=MS_BIND | MS_REC)
+        # rprivate, Docker's default: a bind of the host's shared mounts (systemd makes
+        # them so) in the container's namespace, which the child made a slave of the
+        # host's, would be a slave too and show what the host mounts below the source
+        # after the start.
+        table.add(MountKind.MOUNT, path, flags=MS_PRIVATE | MS_REC)
         volume_paths.add(path)
         mount_paths.add(path)
         flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)

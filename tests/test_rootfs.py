@@ -40,7 +40,9 @@ from boxd._rootfs import (
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
+    MS_PRIVATE,
     MS_RDONLY,
+    MS_REC,
     MS_REMOUNT,
     Image,
     ImageError,
@@ -290,8 +292,12 @@ def test_mount_table_options(default: Image, tmp_path: Path) -> None:
     )
     assert ops[-1] == mask
     volume = [op for op in ops if op.target == "/srv/data"]
-    assert [op.kind for op in volume] == [MountKind.MKDIR, MountKind.MOUNT, MountKind.REMOUNT_RO]
+    kinds = [MountKind.MKDIR, MountKind.MOUNT, MountKind.MOUNT, MountKind.REMOUNT_RO]
+    assert [op.kind for op in volume] == kinds
     assert volume[1].source == str(host) and volume[1].flags & MS_BIND
+    # rprivate, as Docker's binds: not a slave of the host's shared mount it binds, which
+    # would show the host's later mounts below it.
+    assert (volume[2].source, volume[2].flags) == ("", MS_PRIVATE | MS_REC)
     ro = [op.target for op in ops if op.kind == MountKind.REMOUNT_RO]
     assert ro == ["/srv/data", "/", "/usr"]
     assert [op.fstype for op in ops if op.target == "/run/t"] == ["", "tmpfs"]

@@ -994,3 +994,26 @@ def test_volume_api_shapes(daemon: Daemon) -> None:
     status, data = _call(daemon, "POST", "/v1.41/volumes/prune")
     pruned = json.loads(data)
     assert sorted(pruned["VolumesDeleted"]) == ["api1", "api2"] and pruned["SpaceReclaimed"] == 0
+
+
+@pytest.mark.root
+def test_a_bind_is_rprivate_on_a_host_of_shared_mounts(tmp_path: Path) -> None:
+    """systemd makes the host's mounts shared; the daemon runs here in a mount namespace of
+    the test's own made so (it ends with the daemon).  A host mount made below a bound
+    directory after the start is not seen inside, as with Docker's rprivate binds."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    wrap = ("unshare", "-m", "--propagation", "unchanged", "sh", "-c",
+            'mount --make-rshared / && exec "$@"', "sh")  # fmt: skip
+    with running_daemon(tmp_path / "d", wrap=wrap) as daemon:
+        daemon.ctl("run", "-d", "--name", "b", "--network", "none", "-v", f"{src}:/w",
+                   "default", "sleep", "300")  # fmt: skip
+        assert daemon.process is not None
+        in_its_namespace = ("nsenter", f"--mount=/proc/{daemon.process.pid}/ns/mnt")
+        subprocess.run([*in_its_namespace, "mount", "-t", "tmpfs", "later", str(src / "sub")],
+                       check=True)  # fmt: skip
+        subprocess.run([*in_its_namespace, "touch", str(src / "sub" / "f")], check=True)
+        listed = daemon.ctl(
+            "exec", "b", "sh", "-c", "ls -A /w/sub; grep -c ' /w' /proc/1/mountinfo"
+        )
+        assert listed.stdout == "1\n"  # the bind alone, empty below
