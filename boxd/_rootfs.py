@@ -29,6 +29,7 @@ from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 
 from ._atomic import atomic_write
 from ._inroot import read_regular
+from ._mountinfo import receiving_mount
 from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
 from ._record import evolve, frozen
 from ._tmpfs import parse_tmpfs, shm_data
@@ -81,6 +82,14 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+# A volume's propagation (Docker's word) -> its bind's flags; "" is rprivate, the default.
+_PROPAGATION = {
+    "": MS_PRIVATE | MS_REC,
+    "private": MS_PRIVATE,
+    "rslave": MS_SLAVE | MS_REC,
+    "slave": MS_SLAVE,
+}
 
 _DEFAULT = "default"
 # Top-level host directories the default image takes from the host: a symlink (Debian's
@@ -647,7 +656,13 @@ def parse_volume(spec: str) -> Volume:
     container = _container_path(container, f"volume {spec!r}: container path")
     from ._records import Volume
 
-    return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
+    return Volume(
+        host,
+        container,
+        bool(options.get("read_only", False)),
+        bool(options.get("noexec", False)),
+        propagation=str(options.get("propagation", "")),
+    )
 
 
 def _layer_dir(target: str) -> str:
@@ -935,8 +950,15 @@ def container_mounts(
         # rprivate, Docker's default: a bind of the host's shared mounts (systemd makes
         # them so) in the container's namespace, which the child made a slave of the
         # host's, would be a slave too and show what the host mounts below the source
-        # after the start.
-        table.add(MountKind.MOUNT, path, flags=MS_PRIVATE | MS_REC)
+        # after the start.  [r]slave asks for that, which a private source cannot give.
+        if volume.propagation in ("rslave", "slave"):
+            point, receives = receiving_mount(os.path.realpath(volume.host))
+            if not receives:
+                raise ValueError(
+                    f"volume {volume.container}: {volume.propagation} propagation: path "
+                    f"{volume.host} is mounted on {point} but it is not a shared or slave mount"
+                )
+        table.add(MountKind.MOUNT, path, flags=_PROPAGATION[volume.propagation])
         volume_paths.add(path)
         mount_paths.add(path)
         flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)

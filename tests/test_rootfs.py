@@ -188,8 +188,9 @@ def test_parse_volume(tmp_path: Path) -> None:
     assert parse_volume(f"{tmp_path}:/data") == Volume(str(tmp_path), "/data", False)
     assert parse_volume(f"{tmp_path}:/data/../x/:ro") == Volume(str(tmp_path), "/x", True)
     assert parse_volume(f"{tmp_path}:/data:rw") == Volume(str(tmp_path), "/data", False)
-    # What boxd's binds are anyway (docker-py's and the CLI's "rw,rprivate").
+    # The default (docker-py's and the CLI's "rw,rprivate").
     assert parse_volume(f"{tmp_path}:/data:rw,rprivate") == Volume(str(tmp_path), "/data", False)
+    assert parse_volume(f"{tmp_path}:/data:rslave").propagation == "rslave"
     assert parse_volume(f"{tmp_path}:/d:ro,nosuid,nodev,noexec") == Volume(
         str(tmp_path), "/d", read_only=True, noexec=True
     )
@@ -206,9 +207,10 @@ def test_parse_volume(tmp_path: Path) -> None:
         (
             "{d}:/data:rx",
             "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev, nocopy, z, Z, "
-            "rprivate, private, consistent, cached, delegated\\)",
+            "rprivate, private, rslave, slave, consistent, cached, delegated\\)",
         ),
-        ("{d}:/data:rw,rshared", "propagation 'rshared' is not supported: boxd's binds are"),
+        ("{d}:/data:rw,rshared", "propagation 'rshared' is not supported: boxd's root is"),
+        ("{d}:/data:rslave,private", "both rslave and private"),
         ("{d}:/data:ro,rw", "both ro and rw"),
         ("{d}:/data:noexec,exec", "both noexec and exec"),
         ("{d}:/data:suid", "volumes are always nosuid and nodev"),

@@ -1000,20 +1000,39 @@ def test_volume_api_shapes(daemon: Daemon) -> None:
 def test_a_bind_is_rprivate_on_a_host_of_shared_mounts(tmp_path: Path) -> None:
     """systemd makes the host's mounts shared; the daemon runs here in a mount namespace of
     the test's own made so (it ends with the daemon).  A host mount made below a bound
-    directory after the start is not seen inside, as with Docker's rprivate binds."""
+    directory after the start is not seen inside, as with Docker's rprivate binds; with
+    rslave, as Docker's, it is."""
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     wrap = ("unshare", "-m", "--propagation", "unchanged", "sh", "-c",
             'mount --make-rshared / && exec "$@"', "sh")  # fmt: skip
     with running_daemon(tmp_path / "d", wrap=wrap) as daemon:
         daemon.ctl("run", "-d", "--name", "b", "--network", "none", "-v", f"{src}:/w",
+                   "--mount", f"type=bind,src={src},dst=/s,bind-propagation=rslave",
                    "default", "sleep", "300")  # fmt: skip
         assert daemon.process is not None
         in_its_namespace = ("nsenter", f"--mount=/proc/{daemon.process.pid}/ns/mnt")
         subprocess.run([*in_its_namespace, "mount", "-t", "tmpfs", "later", str(src / "sub")],
                        check=True)  # fmt: skip
         subprocess.run([*in_its_namespace, "touch", str(src / "sub" / "f")], check=True)
-        listed = daemon.ctl(
-            "exec", "b", "sh", "-c", "ls -A /w/sub; grep -c ' /w' /proc/1/mountinfo"
-        )
-        assert listed.stdout == "1\n"  # the bind alone, empty below
+        script = "ls -A /w/sub; grep -c ' /w ' /proc/1/mountinfo; ls /s/sub"
+        # /w: the bind alone, empty below; /s: the host's new mount.
+        assert daemon.ctl("exec", "b", "sh", "-c", script).stdout == "1\nf\n"
+        shown = json.loads(daemon.ctl("inspect", "-f", "{{json .Mounts}}", "b").stdout)
+        assert sorted((m["Destination"], m["Propagation"]) for m in shown) == [
+            ("/s", "rslave"),
+            ("/w", "rprivate"),
+        ]
+
+
+@pytest.mark.root
+def test_rslave_needs_a_source_that_gets_the_hosts_mounts(tmp_path: Path) -> None:
+    """As Docker's: a private source cannot pass on what the host mounts later, and the
+    start says so (the daemon in a mount namespace of the test's own, all private)."""
+    wrap = ("unshare", "-m", "--propagation", "private")
+    with running_daemon(tmp_path / "d", wrap=wrap) as daemon:
+        spec = f"{tmp_path}:/s:rslave"
+        r = daemon.ctl("run", "--rm", "-v", spec, "default", "true", check=False)
+        assert r.returncode == 125
+        assert f"path {tmp_path} is mounted on " in r.stderr
+        assert "but it is not a shared or slave mount" in r.stderr
