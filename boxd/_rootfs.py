@@ -864,7 +864,8 @@ def container_mounts(
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
     64 MiB; without ``shm`` an empty directory: Docker's ``--ipc none``, or where ``--ipc
-    host`` or ``container:NAME`` mounts theirs), /dev/mqueue;
+    host`` or ``container:NAME`` mounts theirs; none either under a volume or tmpfs of the
+    user's there), /dev/mqueue;
     the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
@@ -923,6 +924,9 @@ def container_mounts(
             table.add(MountKind.CHDIR, "/", source=chdir)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
+    # A volume, bind or tmpfs of the user's at /dev/shm replaces boxd's, as Docker's does.
+    given = [v.container for v in volumes] + [spec.partition(":")[0] for spec in tmpfs]
+    shm = shm and "/dev/shm" not in map(posixpath.normpath, given)
     if standard:
         _standard_mounts(
             table,

@@ -1036,3 +1036,15 @@ def test_rslave_needs_a_source_that_gets_the_hosts_mounts(tmp_path: Path) -> Non
         assert r.returncode == 125
         assert f"path {tmp_path} is mounted on " in r.stderr
         assert "but it is not a shared or slave mount" in r.stderr
+
+
+@pytest.mark.root
+def test_a_users_mount_at_dev_shm_replaces_boxds(daemon: Daemon, tmp_path: Path) -> None:
+    """As Docker's: a tmpfs or bind of the user's at /dev/shm is the one there, with no
+    64 MiB shm of boxd's below it."""
+    script = "grep -c ' /dev/shm ' /proc/self/mountinfo; df -k /dev/shm | awk 'NR==2 {print $2}'"
+    for given in (("--tmpfs", "/dev/shm:size=5m"), ("-v", f"{tmp_path}:/dev/shm")):
+        out = daemon.ctl("run", "--rm", *given, "default", "sh", "-c", script).stdout
+        assert out.splitlines()[0] == "1", (given, out)
+        if given[0] == "--tmpfs":
+            assert out.splitlines()[1] == "5120"
