@@ -2,12 +2,14 @@
 
 Each overlay's upper directory holds what the container wrote over one image layer: a file
 or directory there is Added (nothing at that path in the layer below) or Changed; a
-whiteout (a 0:0 character device) is a Deleted path.  A directory the container only wrote
-inside shows as Changed, as Docker shows it, and one that is just a copy-up of an unchanged
-directory with nothing reported below it is left out.  The files boxd itself writes at
-each start (/etc/hostname, /etc/hosts, /etc/resolv.conf, /.dockerenv) are not the
-container's changes: Docker binds its own over the image (/.dockerenv: in its init layer)
-and does not list them either.
+whiteout (a 0:0 character device) is a Deleted path, and so is what the layers below hold
+in a directory the container removed and made again (an opaque one), as Docker, which
+compares the container's file system with its image's, lists them.  A directory the
+container only wrote inside shows as Changed, as Docker shows it, and one that is just a
+copy-up of an unchanged directory with nothing reported below it is left out.  The files
+boxd itself writes at each start (/etc/hostname, /etc/hosts, /etc/resolv.conf,
+/.dockerenv) are not the container's changes: Docker binds its own over the image
+(/.dockerenv: in its init layer) and does not list them either.
 
 Nothing here follows a symlink: entries are read with lstat below the upper directory,
 and a lower layer is only asked whether a path exists in it.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import attrs
 
-from ._images.unpack import own_ids, upper_opaque_xattr
+from ._images.unpack import OPAQUE_XATTR, own_ids, upper_opaque_xattr
 from ._rootfs import Image, _container_view
 
 RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/.dockerenv"})
@@ -49,6 +51,33 @@ def _lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
         except OSError:
             continue
     return None
+
+
+def _whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _lower_names(lowers: Sequence[str], rel: str) -> set[str]:
+    """What the image shows in its directory ``rel``: the names in the layers' directories,
+    top-most first, less those a layer above whited out, down to an opaque one."""
+    names: set[str] = set()
+    hidden: set[str] = set()
+    for lower in lowers:
+        path = os.path.join(lower, rel)
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name in hidden or entry.name in names:
+                continue
+            if _whiteout(entry.stat(follow_symlinks=False)):
+                hidden.add(entry.name)
+            else:
+                names.add(entry.name)
+        if _opaque(path, OPAQUE_XATTR):
+            break
+    return names
 
 
 def changes(image: Image, container_dir: Path, *, userns: bool = False) -> list[Change]:
@@ -78,11 +107,18 @@ def changes(image: Image, container_dir: Path, *, userns: bool = False) -> list[
             if path in targets or path in RUNTIME_FILES:
                 continue  # another layer's overlay covers it; boxd's own file
             st = entry.stat(follow_symlinks=False)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            if _whiteout(st):
                 found.append(Change("D", path))
                 reported = True
                 continue
             below = None if _opaque(entry.path, opaque) else _lower_stat(lowers, sub)
+            if below is None and entry.is_dir(follow_symlinks=False):
+                # Made again over the image's directory: what that held is gone.
+                gone = _lower_names(lowers, sub) - set(os.listdir(entry.path))
+                for name in sorted(gone):
+                    if (deleted := posixpath.join(path, name)) not in targets:
+                        found.append(Change("D", deleted))
+                        reported = True
             if below is None and _lower_stat(lowers, sub) is None:
                 found.append(Change("A", path))
                 reported = True

@@ -18,7 +18,32 @@ def unescape(field: str) -> str:
     return "".join(out)
 
 
+def receiving_mount(path: str) -> tuple[str, bool]:
+    """The mount point ``path`` (a resolved path) is on, and whether that mount gets what
+    is mounted elsewhere later (it is shared or a slave), as a slave bind of it would."""
+    # The longest mount point over it; of those stacked there, the last one mounted.
+    point, fields = max(
+        (
+            (p, f)
+            for p, f in reversed(propagations())
+            if path == p or path.startswith(p.rstrip("/") + "/")
+        ),
+        key=lambda found: len(found[0]),
+    )
+    return point, any(f.startswith(("shared:", "master:")) for f in fields)
+
+
 def mount_points() -> list[str]:
     """Every mount point of our mount namespace, in mount order (field 5)."""
+    return [point for point, _ in propagations()]
+
+
+def propagations() -> list[tuple[str, list[str]]]:
+    """Each mount point of our mount namespace, in mount order, with its propagation
+    (the optional fields: ``shared:N``, ``master:N``; none for a private mount)."""
+    found = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
-        return [unescape(line.split()[4]) for line in file]
+        for line in file:
+            fields = line.split()
+            found.append((unescape(fields[4]), fields[6 : fields.index("-")]))
+    return found

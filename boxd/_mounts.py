@@ -98,6 +98,7 @@ class Mount:
         self.target = ""
         self.read_only = False
         self.nocopy = False
+        self.propagation = ""
         self.labels: dict[str, str] = {}
         self.options: dict[str, str] = {}  # volume-opt: the local driver's, for a new volume
         self.tmpfs_options: list[str] = []
@@ -110,10 +111,12 @@ class Mount:
         value = value.lower()
         if value not in PROPAGATIONS:
             raise self.error(f"bind-propagation {value!r}: use one of {', '.join(PROPAGATIONS)}")
-        if value not in ("rprivate", "private"):
+        if value in ("rshared", "shared"):
             raise self.error(
-                f"bind-propagation {value!r} is not supported: boxd's binds are rprivate"
+                f"bind-propagation {value!r} is not supported: boxd's root is never shared"
+                " (use rslave to see the host's later mounts)"
             )
+        self.propagation = "" if value == "rprivate" else value  # "": the default
 
     def set_driver(self, value: str) -> None:
         if value and value != "local":
@@ -166,6 +169,8 @@ class Mount:
             fields["read_only"] = True
         if self.nocopy:
             fields["nocopy"] = True
+        if self.propagation:
+            fields["propagation"] = self.propagation
         return fields
 
     def tmpfs_spec(self) -> str:

@@ -418,9 +418,10 @@ class Native(Protocol):
         """A detached copy of the mount at ``path``, id-mapped through ``userns_fd``."""
         ...
 
-    def clone_tree(self, path: str, *, recursive: bool = False) -> int:
+    def clone_tree(self, path: str, *, recursive: bool = False, mount_ns: int = -1) -> int:
         """A detached copy of the mount at ``path`` (open_tree; close-on-exec), with the
-        mounts below it if ``recursive``."""
+        mounts below it if ``recursive``; with ``mount_ns`` (an fd of a mount namespace
+        file or a pidfd), of the mount at ``path`` in that mount namespace."""
         ...
 
     def rebind(self, pidfd: int, binds: Mapping[str, str]) -> None:
@@ -669,11 +670,12 @@ class RealNative:
         fd: int = extension.idmapped_tree(path, userns_fd)
         return fd
 
-    def clone_tree(self, path: str, *, recursive: bool = False) -> int:
+    def clone_tree(self, path: str, *, recursive: bool = False, mount_ns: int = -1) -> int:
         """A detached copy of the mount at ``path`` (open_tree; close-on-exec), with the
-        mounts below it if ``recursive``."""
+        mounts below it if ``recursive``; with ``mount_ns``, made by a child in that mount
+        namespace (this process has threads: setns refuses it)."""
         extension = importlib.import_module("sandbox_native")
-        fd: int = extension.clone_tree(path, recursive)
+        fd: int = extension.clone_tree(path, recursive, mount_ns)
         return fd
 
     def rebind(self, pidfd: int, binds: Mapping[str, str]) -> None:
@@ -769,7 +771,7 @@ class FakeNative:
     def id_mapped_tree(self, path: str, userns_fd: int) -> int:
         raise OSError(_errno.ENOSYS, "FakeNative makes no id-mapped mounts", path)
 
-    def clone_tree(self, path: str, *, recursive: bool = False) -> int:
+    def clone_tree(self, path: str, *, recursive: bool = False, mount_ns: int = -1) -> int:
         raise OSError(_errno.ENOSYS, "FakeNative makes no mount trees", path)
 
     def rebind(self, pidfd: int, binds: Mapping[str, str]) -> None:

@@ -11,8 +11,9 @@ A container makes its own pid, ipc and uts namespaces unless told otherwise:
   running init, by ``/proc/PID/ns/pid`` (the spawn enters a pid namespace before its clone:
   setns(CLONE_NEWPID) only places the caller's later children in it) or ``/proc/PID/ns/ipc``.
   NAME must be running; an ipc donor must be ``shareable`` (boxd's default: a container
-  without ``--ipc``), not ``private``.  Its /dev/shm stays its own tmpfs: System V IPC and
-  POSIX message queues are what is shared.
+  without ``--ipc``), not ``private``.  NAME's /dev/shm is mounted at the joiner's, as
+  Docker binds the donor's: POSIX shared memory (shm_open) is shared with System V IPC and
+  POSIX message queues (:func:`peer_shm`).
 - ``--ipc none``: an ipc namespace of its own (not shareable), and no /dev/shm mounted (an
   empty directory), as Docker's.
 
@@ -22,12 +23,15 @@ Modes are kept as given ("" for the default) in :class:`boxd._records.ContainerC
 
 from __future__ import annotations
 
+import os
 import socket
 
 from ._native import MountKind, MountOp, Namespace
+from ._record import evolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ._native import Native, SpawnPlan
     from ._records import Container, ContainerConfig
 
 # The modes each option takes besides "container:NAME" ("" is the default).
@@ -122,11 +126,38 @@ def domainname(container: Container) -> str:
     return container.config.domainname
 
 
+def own_shm(ipc_mode: str) -> bool:
+    """Whether the container gets a /dev/shm tmpfs of its own: not with ``--ipc none``
+    (none), ``host`` or ``container:NAME`` (theirs is mounted there instead, alone, as
+    Docker mounts it)."""
+    return ipc_mode != "none" and ipc_mode != "host" and peer(ipc_mode) is None
+
+
 def shm_ops(ipc_mode: str) -> tuple[MountOp, ...]:
-    """``--ipc host``: the host's /dev/shm bound over the container's own."""
+    """``--ipc host``: the host's /dev/shm bound there."""
     if ipc_mode != "host":
         return ()
     return (MountOp(MountKind.MOUNT, "/dev/shm", "/dev/shm", "", _MS_BIND | _MS_REC),)
+
+
+def peer_shm(native: Native, plan: SpawnPlan, ipc: str) -> SpawnPlan:
+    """``--ipc container:NAME``, whose plan joins the ipc namespace ``ipc`` (NAME's init's
+    /proc/PID/ns/ipc): ``plan`` with NAME's /dev/shm mounted at /dev/shm, as Docker binds
+    the donor's shm.  Another mount namespace's mount cannot be bound by path:
+    a detached copy is made in NAME's (its init's /proc/PID/ns/mnt), which an ATTACH step
+    moves on; the caller closes ``mount_fds`` once it has spawned it.  Not on the event
+    loop's thread (it waits for a child)."""
+    source = os.path.join(os.path.dirname(ipc), "root", "dev", "shm")  # as the host sees it
+    try:
+        mount_ns = os.open(os.path.join(os.path.dirname(ipc), "mnt"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = native.clone_tree("/dev/shm", mount_ns=mount_ns)
+        finally:
+            os.close(mount_ns)
+    except OSError as exc:
+        raise OSError(exc.errno, f"/dev/shm of the --ipc container: {exc.strerror}") from None
+    op = MountOp(MountKind.ATTACH, "/dev/shm", source=source, dev=fd)
+    return evolve(plan, mounts=(*plan.mounts, op), mount_fds=(*plan.mount_fds, fd))
 
 
 def docker_mode(option: str, mode: str) -> str:

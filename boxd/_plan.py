@@ -373,7 +373,7 @@ async def build(
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         shm_size=config.shm_size,
-        shm=config.ipc_mode != "none",
+        shm=_nsmodes.own_shm(config.ipc_mode),
         volumes=config.volumes,
         files={**etc_files(container, net), DOCKERENV: ""},
         workdir=config.workdir,

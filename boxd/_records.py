@@ -118,6 +118,9 @@ class Volume:
     noexec: bool = False
     volume: str = ""
     nocopy: bool = False  # a new, empty volume is not filled from the image
+    # Its mount propagation, Docker's word: "" is rprivate (Docker's default), or
+    # "private", "rslave", "slave" (see boxd._rootfs.container_mounts).
+    propagation: str = ""
 
     @property
     def is_volume(self) -> bool:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 
 from ._atomic import atomic_write
 from ._inroot import read_regular
+from ._mountinfo import receiving_mount
 from ._native import MAX_MOUNT_FDS, MountKind, MountOp, Native, SpawnError, SpawnPlan, Stage
 from ._record import evolve, frozen
 from ._tmpfs import parse_tmpfs, shm_data
@@ -80,6 +81,15 @@ MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+# A volume's propagation (Docker's word) -> its bind's flags; "" is rprivate, the default.
+_PROPAGATION = {
+    "": MS_PRIVATE | MS_REC,
+    "private": MS_PRIVATE,
+    "rslave": MS_SLAVE | MS_REC,
+    "slave": MS_SLAVE,
+}
 
 _DEFAULT = "default"
 # Top-level host directories the default image takes from the host: a symlink (Debian's
@@ -100,6 +110,14 @@ _IMAGE_DIRS = {
 _LAYOUT_VERSION = b"1"
 _MAX_SYMLINKS = 40
 _PAGE = 4096  # overlayfs takes its mount options in one page
+# What every container's overlay is mounted with whatever the host's overlay module
+# defaults to: its upper directory then holds all it changed, which diff, commit, build
+# and export read.  A redirect (a renamed directory of a layer) or a metacopy (a file whose
+# owner or mode changed, its data left below) would leave it out.  Docker reads such a
+# container through its mount instead (its "naive diff"); userxattr, a user-namespaced
+# container's, turns both off itself and refuses them given.  index=off as Docker's.
+_OVERLAY_OPTIONS = ",index=off,redirect_dir=off,metacopy=off"
+_OVERLAY_USERNS_OPTIONS = ",index=off,userxattr"
 # Characters that overlayfs' option string cannot carry unescaped.
 _OVERLAY_UNSAFE = frozenset(",:\\")
 
@@ -638,7 +656,13 @@ def parse_volume(spec: str) -> Volume:
     container = _container_path(container, f"volume {spec!r}: container path")
     from ._records import Volume
 
-    return Volume(host, container, options.get("read_only", False), options.get("noexec", False))
+    return Volume(
+        host,
+        container,
+        bool(options.get("read_only", False)),
+        bool(options.get("noexec", False)),
+        propagation=str(options.get("propagation", "")),
+    )
 
 
 def _layer_dir(target: str) -> str:
@@ -839,7 +863,9 @@ def container_mounts(
     layout, see :func:`cgroup_ops`), /dev (a
     tmpfs with the standard devices: created with mknod, or in a user namespace bound from
     the host's nodes), /dev/pts (a new instance), /dev/shm (``shm_size`` bytes, None:
-    64 MiB; without ``shm`` an empty directory, Docker's ``--ipc none``), /dev/mqueue;
+    64 MiB; without ``shm`` an empty directory: Docker's ``--ipc none``, or where ``--ipc
+    host`` or ``container:NAME`` mounts theirs; none either under a volume or tmpfs of the
+    user's there), /dev/mqueue;
     the volumes; the tmpfs mounts (``--tmpfs`` specs); ``files``
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
@@ -882,7 +908,7 @@ def container_mounts(
         chdir = parents.pop() if len(lower_dirs) > 1 and len(parents) == 1 else ""
         names = [os.path.basename(d) if chdir else d for d in lower_dirs]
         data = f"lowerdir={':'.join(names)},upperdir={upper},workdir={work}"
-        data += ",userxattr" if userns else ""
+        data += _OVERLAY_USERNS_OPTIONS if userns else _OVERLAY_OPTIONS
         if len(data) >= _PAGE:
             raise ImageError(
                 f"image {image.name} has too many layers ({len(layer.lowers)}) for one overlay "
@@ -898,6 +924,9 @@ def container_mounts(
             table.add(MountKind.CHDIR, "/", source=chdir)
         table.add(MountKind.MOUNT, path, source="overlay", fstype="overlay", data=data)
         overlay_paths.append(path)
+    # A volume, bind or tmpfs of the user's at /dev/shm replaces boxd's, as Docker's does.
+    given = [v.container for v in volumes] + [spec.partition(":")[0] for spec in tmpfs]
+    shm = shm and "/dev/shm" not in map(posixpath.normpath, given)
     if standard:
         _standard_mounts(
             table,
@@ -922,6 +951,18 @@ def container_mounts(
             table.mkdirs(posixpath.dirname(path))
             table.add(MountKind.MKFILE, path, mode=0o644)
         table.add(MountKind.MOUNT, path, source=volume.host, flags=MS_BIND | MS_REC)
+        # rprivate, Docker's default: a bind of the host's shared mounts (systemd makes
+        # them so) in the container's namespace, which the child made a slave of the
+        # host's, would be a slave too and show what the host mounts below the source
+        # after the start.  [r]slave asks for that, which a private source cannot give.
+        if volume.propagation in ("rslave", "slave"):
+            point, receives = receiving_mount(os.path.realpath(volume.host))
+            if not receives:
+                raise ValueError(
+                    f"volume {volume.container}: {volume.propagation} propagation: path "
+                    f"{volume.host} is mounted on {point} but it is not a shared or slave mount"
+                )
+        table.add(MountKind.MOUNT, path, flags=_PROPAGATION[volume.propagation])
         volume_paths.add(path)
         mount_paths.add(path)
         flags = MS_NOSUID | MS_NODEV | (MS_NOEXEC if volume.noexec else 0)

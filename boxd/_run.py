@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from . import _native, _plan, _ptyout, _rootfs, _shim, protocol
+from . import _native, _nsmodes, _plan, _ptyout, _rootfs, _shim, protocol
 from ._cgroup import Cgroup
 from ._ledger import Ledger, LoggedPipe
 from ._lifecycle import Conflict
@@ -327,8 +327,11 @@ class Run:
                     # server) and moved in by the child, as runc does.
                     hosts = frozenset([v.host for v in config.volumes])
                     plan = await trio.to_thread.run_sync(_rootfs.bind_trees, native, plan, hosts)
-                    for fd in plan.mount_fds:
-                        child.callback(os.close, fd)
+                if (ipc := dict(plan.ns_paths).get(Namespace.IPC)) is not None:
+                    # --ipc container:NAME: NAME's /dev/shm too, made in its mount namespace.
+                    plan = await trio.to_thread.run_sync(_nsmodes.peer_shm, native, plan, ipc)
+                for fd in plan.mount_fds:
+                    child.callback(os.close, fd)
                 if network is not None and network.links:  # it configures them itself
                     links, gateway = network.plan_links(), network.plan_gateway()
                     plan = evolve(plan, links=links, gateway=gateway)

@@ -76,7 +76,7 @@ def parse_cpus(text: str) -> float:
 
 # Volume options: each sets a field of the volume record; nosuid and nodev are always in
 # force (and suid, dev are refused).
-_VOLUME_OPTIONS: dict[str, tuple[str, bool] | None] = {
+_VOLUME_OPTIONS: dict[str, tuple[str, bool | str] | None] = {
     "ro": ("read_only", True),
     "rw": ("read_only", False),
     "noexec": ("noexec", True),
@@ -87,9 +87,11 @@ _VOLUME_OPTIONS: dict[str, tuple[str, bool] | None] = {
     # SELinux relabelling: there is no SELinux here, so nothing to do (Docker's answer too).
     "z": None,
     "Z": None,
-    # Mount propagation: boxd's binds are rprivate (as --mount's bind-propagation says).
-    "rprivate": None,
-    "private": None,
+    # Mount propagation (shared ones are refused: boxd's root is never shared).
+    "rprivate": ("propagation", ""),  # the default
+    "private": ("propagation", "private"),
+    "rslave": ("propagation", "rslave"),
+    "slave": ("propagation", "slave"),
     # Docker for Mac's consistency modes: ignored on Linux, as by Docker.
     "consistent": None,
     "cached": None,
@@ -97,7 +99,7 @@ _VOLUME_OPTIONS: dict[str, tuple[str, bool] | None] = {
 }
 
 
-def split_volume(spec: str) -> tuple[str, str, dict[str, bool]]:
+def split_volume(spec: str) -> tuple[str, str, dict[str, bool | str]]:
     """``HOST:CONTAINER[:OPTIONS]`` -> (host, container, {"read_only": ..., "noexec": ...}
     for the options given).  OPTIONS, comma-separated: ro or rw, noexec or exec, nosuid,
     nodev.  The paths are checked by whoever uses them."""
@@ -107,17 +109,17 @@ def split_volume(spec: str) -> tuple[str, str, dict[str, bool]]:
     return parts[0], parts[1], volume_options(spec, parts[2] if len(parts) == 3 else "")
 
 
-def volume_options(spec: str, text: str) -> dict[str, bool]:
+def volume_options(spec: str, text: str) -> dict[str, bool | str]:
     """The fields of a volume record that OPTIONS (comma-separated, see split_volume) set;
     ``spec`` is the whole value, for the error messages."""
-    chosen: dict[str, tuple[str, bool]] = {}
+    chosen: dict[str, tuple[str, bool | str]] = {}
     for option in text.split(",") if text else ():
         if option in ("suid", "dev"):
             raise ValueError(f"volume {spec!r}: volumes are always nosuid and nodev")
-        if option in ("rshared", "shared", "rslave", "slave"):
+        if option in ("rshared", "shared"):
             raise ValueError(
-                f"volume {spec!r}: propagation {option!r} is not supported: boxd's binds are"
-                " rprivate"
+                f"volume {spec!r}: propagation {option!r} is not supported: boxd's root is"
+                " never shared (use rslave to see the host's later mounts)"
             )
         if option not in _VOLUME_OPTIONS:
             known = ", ".join(_VOLUME_OPTIONS)

@@ -78,6 +78,8 @@
  *
  * rebind() replaces mounts inside a running container (the /proc view's files after a
  * daemon restart): a child joins its mount namespace and move_mount()s detached trees.
+ * tree_clone() is the other way round: a child joins a container's mount namespace and
+ * makes a detached copy of one of its mounts there (--ipc container:NAME's /dev/shm).
  */
 #define _GNU_SOURCE
 
@@ -1274,20 +1276,54 @@ failed:
     _exit(1);
 }
 
-long rebind_clone(int pidfd, size_t n, const int *trees, const char *const *targets,
-                  int report)
+/* tree_clone()'s child: in the mount namespace of nsfd (which also makes its root this
+ * process's root), a detached copy of the mount at path (open_tree's flags), opened into
+ * the fd table it shares with the caller (CLONE_FILES); that fd, or -1 and errno, go to
+ * `report`. */
+__attribute__((noreturn)) static void tree_child(int nsfd, const char *path, unsigned int flags,
+                                                 int report)
+{
+    int record[2] = {-1, 0};
+    if (setns(nsfd, CLONE_NEWNS) == 0)
+        record[0] = (int)syscall(SYS_open_tree, AT_FDCWD, path, flags);
+    record[1] = record[0] < 0 ? errno : 0;
+    _exit(write(report, record, sizeof record) == (ssize_t)sizeof record ? 0 : 1);
+}
+
+/* clone3 of a copy of the caller with every signal blocked, so that no handler of the
+ * caller's runs in it: 0 in the child (whose signals stay blocked), its pid or -1 with
+ * errno in the caller (whose mask is restored). */
+static long clone_quiet(unsigned long long flags)
 {
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
+    args.flags = flags;
     args.exit_signal = SIGCHLD;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     long pid = syscall(SYS_clone3, &args, sizeof args);
     if (pid == 0)
-        rebind_child(pidfd, n, trees, targets, report);
+        return 0;
     int saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
+    return pid;
+}
+
+long tree_clone(int nsfd, const char *path, unsigned int flags, int report)
+{
+    long pid = clone_quiet(CLONE_FILES);
+    if (pid == 0)
+        tree_child(nsfd, path, flags, report);
+    return pid;
+}
+
+long rebind_clone(int pidfd, size_t n, const int *trees, const char *const *targets,
+                  int report)
+{
+    long pid = clone_quiet(0);
+    if (pid == 0)
+        rebind_child(pidfd, n, trees, targets, report);
     return pid;
 }

@@ -789,14 +789,37 @@ static PyObject *idmapped_tree(PyObject *self, PyObject *args)
     return PyLong_FromLong(fd);
 }
 
+/* In the mount namespace of nsfd, by tree_clone's child (this process has threads, which
+ * setns(CLONE_NEWNS) refuses): the fd of the copy, or -1 with errno.  The child shares the
+ * fd table: the pipe's write end is closed once it has ended, not before. */
+static int tree_in(int nsfd, const char *name, unsigned int flags)
+{
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return -1;
+    long pid = tree_clone(nsfd, name, flags, report[1]);
+    int record[2] = {-1, errno};
+    if (pid >= 0)
+        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    close(report[1]);
+    if (pid >= 0 && read(report[0], record, sizeof record) != (ssize_t)sizeof record)
+        record[0] = -1, record[1] = EIO;
+    close(report[0]);
+    errno = record[1];
+    return record[0];
+}
+
 /* Parent side: a detached copy of the mount at `path` (a file or a directory), with the
- * mounts below it if `recursive` (an rbind's). */
+ * mounts below it if `recursive` (an rbind's); with `nsfd` (a namespace file or pidfd),
+ * the mount at `path` in that mount namespace. */
 static PyObject *clone_tree(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *path;
-    int recursive = 0;
-    if (!PyArg_ParseTuple(args, "O&|p:clone_tree", PyUnicode_FSConverter, &path, &recursive))
+    int recursive = 0, nsfd = -1;
+    if (!PyArg_ParseTuple(args, "O&|pi:clone_tree", PyUnicode_FSConverter, &path, &recursive,
+                          &nsfd))
         return NULL;
     const char *name = PyBytes_AsString(path);
     unsigned int flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
@@ -804,7 +827,10 @@ static PyObject *clone_tree(PyObject *self, PyObject *args)
     /* Without the GIL: on a FUSE mount the lookup waits for its server, which may be
      * this very process (boxd's /proc view). */
     Py_BEGIN_ALLOW_THREADS
-    fd = (int)syscall(SYS_open_tree, AT_FDCWD, name, flags);
+    if (nsfd >= 0)
+        fd = tree_in(nsfd, name, flags);
+    else
+        fd = (int)syscall(SYS_open_tree, AT_FDCWD, name, flags);
     Py_END_ALLOW_THREADS
     if (fd < 0)
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
@@ -905,8 +931,9 @@ static PyMethodDef methods[] = {
      "idmapped_tree(path, userns_fd) -> fd\n\n"
      "A detached, id-mapped copy of the mount tree at path (open_tree + mount_setattr)."},
     {"clone_tree", clone_tree, METH_VARARGS,
-     "clone_tree(path, recursive=False) -> fd\n\nA detached copy of the mount at path "
-     "(open_tree), with the mounts below it if recursive."},
+     "clone_tree(path, recursive=False, nsfd=-1) -> fd\n\nA detached copy of the mount at "
+     "path (open_tree), with the mounts below it if recursive; with nsfd (a namespace file\n"
+     "or pidfd), of the mount at path in that mount namespace."},
     {"rebind", rebind, METH_VARARGS,
      "rebind(pidfd, ((tree_fd, target), ...)) -> None\n\n"
      "In the mount namespace of the process behind pidfd, detach what is mounted at each\n"

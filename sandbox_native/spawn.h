@@ -246,5 +246,10 @@ __attribute__((noreturn)) void shim_main(const struct plan *p);
  * `report` as two ints.  Returns the pid, or -1 with errno, in the parent. */
 long rebind_clone(int pidfd, size_t n, const int *trees, const char *const *targets,
                   int report);
+/* clone_tree()'s child when it names a mount namespace: in the namespace of nsfd (a
+ * namespace file or pidfd), a detached copy of the mount at path (open_tree with flags),
+ * opened into the fd table it shares with the caller; that fd, or -1 and errno, go to
+ * `report` as two ints.  Returns the pid, or -1 with errno, in the parent. */
+long tree_clone(int nsfd, const char *path, unsigned int flags, int report);
 
 #endif

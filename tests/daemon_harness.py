@@ -48,6 +48,9 @@ class Daemon:
     # None: the test session's own (see conftest.py: never the host's).
     netns_path: str | None = None
     args: tuple[str, ...] = ()  # options every start of this daemon gets
+    # A command (and its arguments) that runs the daemon's command line: a mount namespace
+    # of the test's own (``unshare -m``), which ends with the daemon.
+    wrap: tuple[str, ...] = ()
 
     @property
     def docker_socket(self) -> Path:
@@ -59,6 +62,7 @@ class Daemon:
         enter = () if self.netns_path is None else ("nsenter", f"--net={self.netns_path}", "--")
         self.process = subprocess.Popen(
             [
+                *self.wrap,
                 *enter,
                 sys.executable,
                 "-m",
@@ -260,13 +264,20 @@ def shims(root: Path) -> list[int]:
 
 
 @contextmanager
-def running_daemon(tmp_path: Path, *extra: str, netns: str | None = None) -> Iterator[Daemon]:
-    """A daemon on a new root (in the network namespace ``netns``, else the session's).
+def running_daemon(
+    tmp_path: Path, *extra: str, netns: str | None = None, wrap: tuple[str, ...] = ()
+) -> Iterator[Daemon]:
+    """A daemon on a new root (in the network namespace ``netns``, else the session's; run
+    under ``wrap``, see :attr:`Daemon.wrap`).
     On exit every container is removed (a daemon is started for that if the test left
     none running: live restore keeps containers across daemons), the daemon must exit 0
     on SIGTERM, and no cgroup (nor the daemon's parent of them) and no shim may be left."""
     daemon = Daemon(
-        root=tmp_path / "root", socket=tmp_path / "boxd.sock", args=extra, netns_path=netns
+        root=tmp_path / "root",
+        socket=tmp_path / "boxd.sock",
+        args=extra,
+        netns_path=netns,
+        wrap=wrap,
     )
     daemon.start()
     try:

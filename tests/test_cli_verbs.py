@@ -160,6 +160,27 @@ def test_diff_lists_added_changed_and_deleted_paths(daemon: Daemon) -> None:
     daemon.ctl("rm", "fresh", "d")
 
 
+def test_diff_lists_what_a_directory_made_again_no_longer_holds(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """A directory of the image removed and made again (an opaque one in the upper layer):
+    Docker compares the container's files with the image's, so what the image held there
+    is Deleted (a directory once, not its contents), beside what is new; a name a later
+    layer whited out was never there."""
+    (tmp_path / "Dockerfile").write_text(
+        "FROM default\n"
+        "RUN mkdir -p /srv/d/sub && touch /srv/d/a /srv/d/b /srv/d/w /srv/d/sub/x\n"
+        "RUN rm /srv/d/w\n"
+    )
+    daemon.ctl("build", "-q", "-t", "diff-opaque", str(tmp_path))
+    script = "rm -rf /srv/d && mkdir /srv/d && touch /srv/d/c"
+    daemon.ctl("run", "--name", "o", "diff-opaque", "sh", "-c", script)
+    listed = daemon.ctl("diff", "o").stdout
+    assert listed == "C /srv\nC /srv/d\nD /srv/d/a\nD /srv/d/b\nA /srv/d/c\nD /srv/d/sub\n"
+    daemon.ctl("rm", "o")
+    daemon.ctl("rmi", "diff-opaque")
+
+
 def test_container_prune_removes_only_stopped_containers(daemon: Daemon) -> None:
     running = daemon.ctl("run", "-d", "default", "sleep", "300").stdout.strip()
     created = daemon.ctl("create", "default", "true").stdout.strip()

@@ -81,6 +81,29 @@ def test_files_dirs_links_devices_and_owners(tmp_path: Path) -> None:
     assert "trusted.x" not in os.listxattr(root / "f")
 
 
+def test_zeros_become_holes(tmp_path: Path) -> None:
+    """A sparse file in a layer or a cp tar is zeros there (Docker's tars are never
+    sparse): unpacked, its runs of zeros are holes again, the contents the same."""
+    zeros = bytes(8 << 20)
+    middle = zeros + b"data" + zeros
+    data = _tar(
+        (_info("middle"), middle),
+        (_info("empty"), zeros),
+        (_info("small"), bytes(100)),
+        (_info("dense"), b"x" * 10000),
+    )
+    root = _unpack(data, tmp_path)
+    contents = {name: (root / name).read_bytes() for name in ("middle", "empty", "small", "dense")}
+    assert contents == {
+        "middle": middle,
+        "empty": zeros,
+        "small": bytes(100),
+        "dense": b"x" * 10000,
+    }
+    allocated = {name: os.stat(root / name).st_blocks * 512 for name in ("middle", "empty")}
+    assert all(size <= 2 << 20 for size in allocated.values()), allocated
+
+
 def test_overlays_own_xattrs_in_a_tar_are_dropped(tmp_path: Path) -> None:
     """``user.overlay.*`` is what a user-namespaced container's overlay (userxattr) reads
     as its metadata: a layer carrying it would make a directory opaque, or a file a

@@ -178,11 +178,12 @@ def test_init_reaps_its_orphans_in_a_shared_pid_namespace(clean: Daemon) -> None
 def test_ipc_modes(clean: Daemon, tmp_path: Path) -> None:
     out = _run(clean, "--ipc", "host", "default", "readlink", "/proc/self/ns/ipc")
     assert out == f"{_ns('self', 'ipc')}\n"
-    # --ipc host binds the host's /dev/shm.
+    # --ipc host binds the host's /dev/shm (alone: no tmpfs of the container's below).
     mark = Path("/dev/shm") / f"boxd-test-{uuid.uuid4().hex}"
     mark.write_text("shared\n")
+    script = f"cat {mark}; grep -c ' /dev/shm ' /proc/self/mountinfo"
     try:
-        assert _run(clean, "--ipc", "host", "default", "cat", str(mark)) == "shared\n"
+        assert _run(clean, "--ipc", "host", "default", "sh", "-c", script) == "shared\n1\n"
     finally:
         mark.unlink()
     clean.ctl("run", "-d", "--name", "shm", "--network", "none", "default", "sleep", "300")
@@ -195,6 +196,28 @@ def test_ipc_modes(clean: Daemon, tmp_path: Path) -> None:
     bad = clean.ctl("run", "--rm", "--ipc", "container:mine", "default", "true", check=False)
     assert bad.returncode == 125
     assert "container mine: non-shareable IPC (hint: use IpcMode:shareable" in bad.stderr
+
+
+@pytest.mark.root
+def test_an_ipc_joiner_shares_the_donors_dev_shm(clean: Daemon) -> None:
+    """As Docker binds the donor's shm: POSIX shared memory (shm_open, files in /dev/shm)
+    is shared as System V's is, both ways, with the donor's size, mounted alone there."""
+    clean.ctl(
+        "run", "-d", "--name", "shm", "--network", "none", "--shm-size", "3m", "default",
+        "sleep", "300",
+    )  # fmt: skip
+    clean.ctl("exec", "shm", "sh", "-c", "echo from-donor > /dev/shm/x")
+    script = (
+        "cat /dev/shm/x; echo from-joiner > /dev/shm/y; df -k /dev/shm | awk 'NR==2 {print $2}';"
+        " grep -c ' /dev/shm ' /proc/self/mountinfo"
+    )
+    for extra in ((), ("--read-only",)):
+        out = _run(clean, "--ipc", "container:shm", *extra, "default", "sh", "-c", script)
+        assert out == "from-donor\n3072\n1\n"  # NAME's alone, no tmpfs of its own below
+        assert clean.ctl("exec", "shm", "cat", "/dev/shm/y").stdout == "from-joiner\n"
+    clean.ctl("run", "-d", "--name", "joiner", "--network", "none", "--ipc", "container:shm",
+              "default", "sleep", "300")  # fmt: skip
+    assert clean.ctl("exec", "joiner", "cat", "/dev/shm/x").stdout == "from-donor\n"
 
 
 @pytest.mark.root

@@ -40,7 +40,9 @@ from boxd._rootfs import (
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
+    MS_PRIVATE,
     MS_RDONLY,
+    MS_REC,
     MS_REMOUNT,
     Image,
     ImageError,
@@ -186,8 +188,9 @@ def test_parse_volume(tmp_path: Path) -> None:
     assert parse_volume(f"{tmp_path}:/data") == Volume(str(tmp_path), "/data", False)
     assert parse_volume(f"{tmp_path}:/data/../x/:ro") == Volume(str(tmp_path), "/x", True)
     assert parse_volume(f"{tmp_path}:/data:rw") == Volume(str(tmp_path), "/data", False)
-    # What boxd's binds are anyway (docker-py's and the CLI's "rw,rprivate").
+    # The default (docker-py's and the CLI's "rw,rprivate").
     assert parse_volume(f"{tmp_path}:/data:rw,rprivate") == Volume(str(tmp_path), "/data", False)
+    assert parse_volume(f"{tmp_path}:/data:rslave").propagation == "rslave"
     assert parse_volume(f"{tmp_path}:/d:ro,nosuid,nodev,noexec") == Volume(
         str(tmp_path), "/d", read_only=True, noexec=True
     )
@@ -204,9 +207,10 @@ def test_parse_volume(tmp_path: Path) -> None:
         (
             "{d}:/data:rx",
             "unknown option 'rx' \\(use ro, rw, noexec, exec, nosuid, nodev, nocopy, z, Z, "
-            "rprivate, private, consistent, cached, delegated\\)",
+            "rprivate, private, rslave, slave, consistent, cached, delegated\\)",
         ),
-        ("{d}:/data:rw,rshared", "propagation 'rshared' is not supported: boxd's binds are"),
+        ("{d}:/data:rw,rshared", "propagation 'rshared' is not supported: boxd's root is"),
+        ("{d}:/data:rslave,private", "both rslave and private"),
         ("{d}:/data:ro,rw", "both ro and rw"),
         ("{d}:/data:noexec,exec", "both noexec and exec"),
         ("{d}:/data:suid", "volumes are always nosuid and nodev"),
@@ -229,6 +233,10 @@ def test_mount_table(default: Image, tmp_path: Path) -> None:
     assert (first.kind, first.target, first.fstype) == (MountKind.MOUNT, "/", "overlay")
     upper = tmp_path / "c" / "fs" / "root" / "upper"
     assert f"upperdir={upper}," in first.data
+    # Whatever the host's overlay module defaults to, the upper layer holds every change:
+    # no redirect of a renamed directory, no metacopy of a chmod'ed file (diff and commit
+    # read the upper).
+    assert first.data.endswith(",index=off,redirect_dir=off,metacopy=off")
     assert (tmp_path / "c" / "fs" / "usr" / "work").is_dir()
     by_name = {op.target: op for op in ops if op.kind == MountKind.MOUNT}
     assert by_name["/usr"].data.startswith("lowerdir=/usr,")
@@ -255,7 +263,8 @@ def test_mount_table_for_a_user_namespace(default: Image) -> None:
         assert [lower for lower, _ in layers] == [layer.lower for layer in default.layers]
         overlays = [op.data for op in ops if op.fstype == "overlay"]
         assert [data.split(",")[0] for data in overlays] == [f"lowerdir={p}" for _, p in layers]
-        assert all(data.endswith(",userxattr") for data in overlays)
+        # userxattr turns redirects and metacopy off itself (and refuses them given).
+        assert all(data.endswith(",index=off,userxattr") for data in overlays)
         # The host's network namespace is not the user namespace's: no sysfs of its own.
         sys_ops = [(op.kind, op.source) for op in ops if op.target == "/sys"]
         assert sys_ops[-2:] == [(MountKind.MOUNT, "/sys"), (MountKind.REMOUNT_RO, "")]
@@ -285,8 +294,12 @@ def test_mount_table_options(default: Image, tmp_path: Path) -> None:
     )
     assert ops[-1] == mask
     volume = [op for op in ops if op.target == "/srv/data"]
-    assert [op.kind for op in volume] == [MountKind.MKDIR, MountKind.MOUNT, MountKind.REMOUNT_RO]
+    kinds = [MountKind.MKDIR, MountKind.MOUNT, MountKind.MOUNT, MountKind.REMOUNT_RO]
+    assert [op.kind for op in volume] == kinds
     assert volume[1].source == str(host) and volume[1].flags & MS_BIND
+    # rprivate, as Docker's binds: not a slave of the host's shared mount it binds, which
+    # would show the host's later mounts below it.
+    assert (volume[2].source, volume[2].flags) == ("", MS_PRIVATE | MS_REC)
     ro = [op.target for op in ops if op.kind == MountKind.REMOUNT_RO]
     assert ro == ["/srv/data", "/", "/usr"]
     assert [op.fstype for op in ops if op.target == "/run/t"] == ["", "tmpfs"]

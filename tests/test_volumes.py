@@ -994,3 +994,57 @@ def test_volume_api_shapes(daemon: Daemon) -> None:
     status, data = _call(daemon, "POST", "/v1.41/volumes/prune")
     pruned = json.loads(data)
     assert sorted(pruned["VolumesDeleted"]) == ["api1", "api2"] and pruned["SpaceReclaimed"] == 0
+
+
+@pytest.mark.root
+def test_a_bind_is_rprivate_on_a_host_of_shared_mounts(tmp_path: Path) -> None:
+    """systemd makes the host's mounts shared; the daemon runs here in a mount namespace of
+    the test's own made so (it ends with the daemon).  A host mount made below a bound
+    directory after the start is not seen inside, as with Docker's rprivate binds; with
+    rslave, as Docker's, it is."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    wrap = ("unshare", "-m", "--propagation", "unchanged", "sh", "-c",
+            'mount --make-rshared / && exec "$@"', "sh")  # fmt: skip
+    with running_daemon(tmp_path / "d", wrap=wrap) as daemon:
+        daemon.ctl("run", "-d", "--name", "b", "--network", "none", "-v", f"{src}:/w",
+                   "--mount", f"type=bind,src={src},dst=/s,bind-propagation=rslave",
+                   "default", "sleep", "300")  # fmt: skip
+        assert daemon.process is not None
+        in_its_namespace = ("nsenter", f"--mount=/proc/{daemon.process.pid}/ns/mnt")
+        subprocess.run([*in_its_namespace, "mount", "-t", "tmpfs", "later", str(src / "sub")],
+                       check=True)  # fmt: skip
+        subprocess.run([*in_its_namespace, "touch", str(src / "sub" / "f")], check=True)
+        script = "ls -A /w/sub; grep -c ' /w ' /proc/1/mountinfo; ls /s/sub"
+        # /w: the bind alone, empty below; /s: the host's new mount.
+        assert daemon.ctl("exec", "b", "sh", "-c", script).stdout == "1\nf\n"
+        shown = json.loads(daemon.ctl("inspect", "-f", "{{json .Mounts}}", "b").stdout)
+        assert sorted((m["Destination"], m["Propagation"]) for m in shown) == [
+            ("/s", "rslave"),
+            ("/w", "rprivate"),
+        ]
+
+
+@pytest.mark.root
+def test_rslave_needs_a_source_that_gets_the_hosts_mounts(tmp_path: Path) -> None:
+    """As Docker's: a private source cannot pass on what the host mounts later, and the
+    start says so (the daemon in a mount namespace of the test's own, all private)."""
+    wrap = ("unshare", "-m", "--propagation", "private")
+    with running_daemon(tmp_path / "d", wrap=wrap) as daemon:
+        spec = f"{tmp_path}:/s:rslave"
+        r = daemon.ctl("run", "--rm", "-v", spec, "default", "true", check=False)
+        assert r.returncode == 125
+        assert f"path {tmp_path} is mounted on " in r.stderr
+        assert "but it is not a shared or slave mount" in r.stderr
+
+
+@pytest.mark.root
+def test_a_users_mount_at_dev_shm_replaces_boxds(daemon: Daemon, tmp_path: Path) -> None:
+    """As Docker's: a tmpfs or bind of the user's at /dev/shm is the one there, with no
+    64 MiB shm of boxd's below it."""
+    script = "grep -c ' /dev/shm ' /proc/self/mountinfo; df -k /dev/shm | awk 'NR==2 {print $2}'"
+    for given in (("--tmpfs", "/dev/shm:size=5m"), ("-v", f"{tmp_path}:/dev/shm")):
+        out = daemon.ctl("run", "--rm", *given, "default", "sh", "-c", script).stdout
+        assert out.splitlines()[0] == "1", (given, out)
+        if given[0] == "--tmpfs":
+            assert out.splitlines()[1] == "5120"

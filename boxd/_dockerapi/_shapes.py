@@ -1045,7 +1045,8 @@ def _binds(cfg: ContainerConfig) -> list[str]:
     for v in cfg.volumes:
         if _given_as_mount(cfg, v.container):
             continue
-        opts = ",".join(o for o, on in (("ro", v.read_only), ("noexec", v.noexec)) if on)
+        given = (("ro", v.read_only), ("noexec", v.noexec), (v.propagation, v.propagation))
+        opts = ",".join(o for o, on in given if on)
         binds.append(f"{v.volume or v.host}:{v.container}" + (f":{opts}" if opts else ""))
     return binds
 
@@ -1082,6 +1083,8 @@ def _host_mounts(cfg: ContainerConfig) -> dict[str, list[dict[str, Any]]]:
             mount["ReadOnly"] = True
         if v.nocopy:
             mount["VolumeOptions"] = {"NoCopy": True}
+        if v.propagation:
+            mount["BindOptions"] = {"Propagation": v.propagation}
         mounts.append(mount)
     for path, options in _tmpfs_mounts(cfg):
         mount = {"Type": "tmpfs", "Target": path}
@@ -1142,7 +1145,7 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
         row.update(
             Mode=mode,
             RW=not v.read_only,
-            Propagation="" if v.volume else "rprivate",
+            Propagation="" if v.volume else v.propagation or "rprivate",
         )
         rows.append(row)
     for path, options in _tmpfs_mounts(c.config):  # a --tmpfs is not listed, as by Docker

@@ -40,6 +40,9 @@ BLOCK = 512
 _GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame's first bytes
 _ZERO_BLOCK = bytes(BLOCK)
+# The fewest zeros copy_to seeks over rather than writes: a file system block (a shorter
+# run would make no hole).
+_HOLE = 4096
 
 REGULAR = frozenset(b"0\x007")  # regular, old regular, contiguous
 LINK, SYMLINK, CHAR, BLOCKDEV, DIRECTORY, FIFO = b"123456"
@@ -364,22 +367,36 @@ class TarReader:
         return TarError(f"the tar ends too early{where}")
 
     def copy_to(self, fd: int) -> None:
-        """Write the current member's data to ``fd`` (then its padding is skipped)."""
+        """Write the current member's data to ``fd``, a new empty file (then its padding is
+        skipped).  A piece of zeros is seeked over, not written: the file gets a hole
+        there, as ``cp --sparse`` and ``tar -x`` of a sparse member make one, so a large
+        sparse file (a disk image, a database's preallocated file), which a layer or a
+        ``cp`` tar holds as zeros, does not take its whole size on disk."""
         assert self.member is not None
         size = self.member.size
+        hole = False
         while size:
             if self._pos == len(self._buf):
                 self._buf, self._pos = self._piece(), 0
                 if not self._buf:
                     raise self._truncated()
             k = min(size, len(self._buf) - self._pos)
-            with memoryview(self._buf) as view:
-                part = view[self._pos : self._pos + k]
-                while part:
-                    part = part[os.write(fd, part) :]
-            self._pos += k
+            end = self._pos + k
+            # Most pieces hold data: their first or last byte tells at once.
+            hole = k >= _HOLE and self._buf[self._pos] == 0 and self._buf[end - 1] == 0
+            hole = hole and self._buf.count(0, self._pos, end) == k
+            if hole:
+                os.lseek(fd, k, os.SEEK_CUR)
+            else:
+                with memoryview(self._buf) as view:
+                    part = view[self._pos : end]
+                    while part:
+                        part = part[os.write(fd, part) :]
+            self._pos = end
             size -= k
             self._left -= k
+        if hole:  # the file ends in one: its size
+            os.ftruncate(fd, self.member.size)
 
     def _meta(self, member: Member) -> bytes:
         if member.size > _MAX_META:
