@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, running_daemon
 
 from boxd._rootfs import Image, Layer, read_container_file
 from boxd._users import ExecUser, check_user, resolve
@@ -191,3 +192,32 @@ def test_a_symlinked_passwd_never_reads_the_hosts(
     bad = daemon.ctl("run", "--rm", "-u", "evil", str(image), "true", check=False)
     assert bad.returncode == 125
     assert "unable to find user evil: no matching entries in passwd file" in bad.stderr
+
+
+@pytest.mark.root
+def test_a_non_root_user_can_reopen_its_stdio(busybox_root: Path) -> None:
+    """``/dev/stdout`` and ``/proc/self/fd/N`` reopen the daemon's pipes (mode 0600): they
+    belong to the process's user, as runc makes them (nginx's logs linked to /dev/stdout
+    under ``-u``), in run and exec, and to its root under --isolate-user (host root is
+    unmapped there: the daemon's root and the image are where it may traverse).  The
+    host's /dev/null stays root's."""
+    top = Path(tempfile.mkdtemp(prefix="boxd-users-"))
+    try:
+        os.chmod(top, 0o711)
+        image = str(_root_with_users(busybox_root, top / "image"))
+        with running_daemon(top / "daemon") as daemon:
+            _reopen_stdio(daemon, image)
+    finally:
+        shutil.rmtree(top)
+    assert os.stat("/dev/null").st_uid == 0
+
+
+def _reopen_stdio(daemon: Daemon, image: str) -> None:
+    script = "echo out > /dev/stdout; echo err > /proc/self/fd/2; stat -Lc %u /dev/stdout"
+    for flags, uid in ((), 1001), (("-u", "4242"), 4242), (("--isolate-user", "-u", "0"), 0):
+        run = daemon.ctl("run", "--rm", "-u", "app", *flags, image, "/bin/sh", "-c", script)
+        assert (run.stdout, run.stderr) == (f"out\n{uid}\n", "err\n"), flags
+    daemon.ctl("run", "-d", "--name", "c", "-u", "app", image, "sleep", "300")
+    execd = daemon.ctl("exec", "-i", "c", "/bin/sh", "-c", "cat > /dev/stdout", input=b"in\n")
+    assert execd.stdout == "in\n"
+    daemon.ctl("rm", "-f", "c")
