@@ -481,6 +481,26 @@ SHIM = textwrap.dedent(
 
 
 @pytest.mark.root
+def test_the_umask_is_runcs_whatever_the_callers(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """Without process.user.umask the process gets runc's 0022, not its caller's (here
+    0077: a container's files were private to its root); with one, that one."""
+    bundle.command("umask")
+    caller = os.umask(0o077)
+    try:
+        ours = runtime("run", "--bundle", str(bundle.path), "masked").stdout
+        if shutil.which("runc") is not None:
+            assert ours == _runc(bundle, tmp_path, "masked").stdout
+        bundle.config["process"]["user"]["umask"] = 0o027
+        bundle.write()
+        given = runtime("run", "--bundle", str(bundle.path), "given").stdout
+    finally:
+        os.umask(caller)
+    assert (ours, given) == ("0022\n", "0027\n")
+
+
+@pytest.mark.root
 def test_the_bundle_path_is_cleaned_as_runc_cleans_it(runtime: Runtime, bundle: Bundle) -> None:
     """``--bundle`` is made absolute and cleaned (``..``, ``.``, a trailing ``/``), as runc's
     filepath.Abs does: the state and hooks name the bundle directory itself."""

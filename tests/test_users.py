@@ -221,3 +221,20 @@ def _reopen_stdio(daemon: Daemon, image: str) -> None:
     execd = daemon.ctl("exec", "-i", "c", "/bin/sh", "-c", "cat > /dev/stdout", input=b"in\n")
     assert execd.stdout == "in\n"
     daemon.ctl("rm", "-f", "c")
+
+
+@pytest.mark.root
+def test_containers_get_umask_022_whatever_the_daemons(tmp_path: Path) -> None:
+    """A daemon started under umask 077 (a root shell's, a service's) sets Docker's 022:
+    its containers' processes (run and exec) and a new volume's directory had 077."""
+    caller = os.umask(0o077)
+    try:
+        with running_daemon(tmp_path) as daemon:
+            script = "umask; stat -c %a /v; touch /v/f; stat -c %a /v/f"
+            run = daemon.ctl("run", "--rm", "-v", "vol:/v", "default", "sh", "-c", script)
+            assert run.stdout == "0022\n755\n644\n"
+            daemon.ctl("run", "-d", "--name", "c", "default", "sleep", "300")
+            assert daemon.ctl("exec", "c", "sh", "-c", "umask").stdout == "0022\n"
+            daemon.ctl("rm", "-f", "c")
+    finally:
+        os.umask(caller)

@@ -279,8 +279,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             )
             cgroup = host.create(name, limits, devices)
             assert spec.process is not None
-            if spec.process.user.umask is not None:
-                os.umask(spec.process.user.umask)
+            umask = spec.process.user.umask
+            os.umask(0o022 if umask is None else umask)  # runc's default
             place = _placer(_translate.id_maps(spec), spec.process.oom_score_adj)
             if copy_ups:
                 sources = _copy_sources(plan.rootfs, copy_ups)
