@@ -317,7 +317,7 @@ def prepare(container: Container, image: Image, container_dir: Path) -> Prepared
     calls with the GIL released (a new inode takes a quarter to a third of a millisecond
     on an ext4 without a journal, which skips recently freed ones).  Makes the
     container's directories (:func:`container_dirs`), reads its /etc/passwd and
-    /etc/group (for its user and groups, and the terminal's group) and looks up where
+    /etc/group (for its user and groups) and looks up where
     its mounts go (its layers, /proc, /sys, /dev, /etc/hostname, /etc/hosts, /.dockerenv,
     the working directory and the volumes: what the mount table resolves, so the event
     loop's step that builds it makes no system calls for them)."""
@@ -369,7 +369,6 @@ async def build(
     rootfs, mounts = container_mounts(
         image,
         container_dir,
-        read=read,
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         shm_size=config.shm_size,

@@ -238,3 +238,24 @@ def test_containers_get_umask_022_whatever_the_daemons(tmp_path: Path) -> None:
             daemon.ctl("rm", "-f", "c")
     finally:
         os.umask(caller)
+
+
+@pytest.mark.root
+def test_a_terminal_belongs_to_the_user_and_the_tty_group(busybox_root: Path) -> None:
+    """``-t -u 1000``: the terminal is the user's and group 5's (mode 0620), as under
+    Docker, whose devpts takes gid=5 whether the image names that group or not (this
+    image does not: the group was root's), in run and exec and under --isolate-user."""
+    top = Path(tempfile.mkdtemp(prefix="boxd-users-"))
+    try:
+        os.chmod(top, 0o711)
+        image = str(_root_with_users(busybox_root, top / "image"))
+        show = ("/bin/sh", "-c", 'stat -c "%u %g %a" $(tty)')
+        with running_daemon(top / "daemon") as daemon:
+            for flags in (), ("--isolate-user",):
+                run = daemon.ctl("run", "--rm", "-t", "-u", "app", *flags, image, *show)
+                assert run.stdout == "1001 5 620\n", flags
+            daemon.ctl("run", "-d", "--name", "c", image, "sleep", "300")
+            assert daemon.ctl("exec", "-t", "-u", "app", "c", *show).stdout == "1001 5 620\n"
+            daemon.ctl("rm", "-f", "c")
+    finally:
+        shutil.rmtree(top)
