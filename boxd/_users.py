@@ -8,6 +8,7 @@
   entry's gid; no supplementary groups are added then.
 * Without GROUP, the groups that list the user's name as a member are its supplementary
   groups.
+* The supplementary groups are the primary gid, those, then ``--group-add``'s.
 """
 
 from __future__ import annotations
@@ -62,16 +63,19 @@ def resolve(
     ``group_add`` (``--group-add``: names or gids) are added to the supplementary groups.
     Raises ValueError in Docker's words for a name that is in neither file."""
     user = _resolve_user(text, passwd, group)
-    groups = list(user.groups)
+    added: list[int] = []
     for name in group_add:
         gid = _id(name)
         if gid is None:
             gid = next((g for n, g, _ in _groups(group) if n == name and g is not None), None)
             if gid is None:
                 raise ValueError(f"unable to find group {name}: no matching entries in group file")
-        if gid not in groups:
-            groups.append(gid)
-    return attrs.evolve(user, groups=tuple(groups))
+        if gid not in added:
+            added.append(gid)
+    # The primary group leads the supplementary ones, as Docker sets them since 20.10.18
+    # (CVE-2022-36109: a process that changes its gid keeps it, so a file's group-denying
+    # mode still applies to it); Docker drops no duplicate among the three parts.
+    return attrs.evolve(user, groups=(user.gid, *user.groups, *added))
 
 
 def check_group(text: str) -> None:

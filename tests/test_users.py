@@ -32,25 +32,27 @@ app:x:1001:
 
 
 def test_names_and_ids_resolve_as_docker_does() -> None:
-    assert resolve("app", PASSWD, GROUP) == ExecUser(1001, 1001, (10, 50), "/home/app")
-    assert resolve("1001", PASSWD, GROUP) == ExecUser(1001, 1001, (10, 50), "/home/app")
-    # An explicit group replaces the gid and brings no supplementary groups.
-    assert resolve("app:staff", PASSWD, GROUP) == ExecUser(1001, 50, (), "/home/app")
-    assert resolve("app:7", PASSWD, GROUP) == ExecUser(1001, 7, (), "/home/app")
-    assert resolve("nobody:wheel", PASSWD, GROUP) == ExecUser(65534, 10, (), "/nonexistent")
+    # The primary group leads the supplementary ones, as in Docker since 20.10.18.
+    assert resolve("app", PASSWD, GROUP) == ExecUser(1001, 1001, (1001, 10, 50), "/home/app")
+    assert resolve("1001", PASSWD, GROUP) == ExecUser(1001, 1001, (1001, 10, 50), "/home/app")
+    # An explicit group replaces the gid and brings no other supplementary groups.
+    assert resolve("app:staff", PASSWD, GROUP) == ExecUser(1001, 50, (50,), "/home/app")
+    assert resolve("app:7", PASSWD, GROUP) == ExecUser(1001, 7, (7,), "/home/app")
+    assert resolve("nobody:wheel", PASSWD, GROUP) == ExecUser(65534, 10, (10,), "/nonexistent")
     # A uid the image does not know runs with gid 0, as in Docker.
-    assert resolve("4242", PASSWD, GROUP) == ExecUser(4242, 0, (), "/")
-    assert resolve("4242:4242", None, None) == ExecUser(4242, 4242, (), "/")
+    assert resolve("4242", PASSWD, GROUP) == ExecUser(4242, 0, (0,), "/")
+    assert resolve("4242:4242", None, None) == ExecUser(4242, 4242, (4242,), "/")
     # Root, named or not, gets the groups that list it.
-    assert resolve("", PASSWD, GROUP) == ExecUser(0, 0, (10,), "/root")
+    assert resolve("", PASSWD, GROUP) == ExecUser(0, 0, (0, 10), "/root")
     assert resolve("root", PASSWD, GROUP) == resolve("0", PASSWD, GROUP)
-    assert resolve("", None, None) == ExecUser(0, 0, (), "/root")
+    assert resolve("", None, None) == ExecUser(0, 0, (0,), "/root")
 
 
 def test_group_add_appends_names_and_ids() -> None:
-    added = resolve("app", PASSWD, GROUP, ("nogroup", "4242", "staff"))
-    assert added == ExecUser(1001, 1001, (10, 50, 65534, 4242), "/home/app")
-    assert resolve("4242", None, None, ("7",)).groups == (7,)
+    added = resolve("app", PASSWD, GROUP, ("nogroup", "4242", "staff", "4242"))
+    # Once each, but a group the user has already stays twice, as Docker sets them.
+    assert added == ExecUser(1001, 1001, (1001, 10, 50, 65534, 4242, 50), "/home/app")
+    assert resolve("4242", None, None, ("7",)).groups == (0, 7)
     with pytest.raises(ValueError, match="unable to find group admins: no matching entries"):
         resolve("app", PASSWD, GROUP, ("admins",))
 
@@ -152,6 +154,11 @@ def test_users_by_name_in_run_and_exec(daemon: Daemon, busybox_root: Path, tmp_p
     assert run == "1001 1001 1001 10 50 /home/app\n"
     run = daemon.ctl("run", "--rm", "-u", "app:staff", image, "/bin/sh", "-c", ids).stdout
     assert run == "1001 50 50 /home/app\n"
+    # busybox's id as under Docker: the kernel's sorted list, the primary group in it.
+    run = daemon.ctl("run", "--rm", "-u", "4242", "--group-add", "staff", image, "id").stdout
+    assert run == "uid=4242 gid=0(root) groups=0(root),50(staff)\n"
+    run = daemon.ctl("run", "--rm", "-u", "app", image, "id").stdout
+    assert run == "uid=1001(app) gid=1001(app) groups=10(wheel),50(staff),1001(app)\n"
     # The image `default` has Debian's nobody and nogroup.
     run = daemon.ctl("run", "--rm", "-u", "nobody", "default", "/bin/sh", "-c", ids).stdout
     assert run == "65534 65534 65534 /nonexistent\n"
