@@ -16,6 +16,7 @@ import _socket  # socket.py imports selectors and array: ~3 ms of every create
 import contextlib
 import os
 import signal
+import stat
 import zlib
 
 from .. import _caps, _native, _rootfs
@@ -149,6 +150,24 @@ def _placer(maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
             _write_file(f"/proc/{spawned.pid}/gid_map", maps[1])
 
     return place
+
+
+def _give_stdio(plan: SpawnPlan, spec: Spec) -> None:
+    """Make the process's user the owner of the pipes it gets as stdio (conmon's, a
+    containerd shim's: root's, mode 0600), as runc's fixStdioPermissions does, so a
+    non-root process may reopen /dev/stdout.  Only pipes: a caller's file or terminal
+    stays its own (runc would give those away too)."""
+    uid = _translate.host_uid(spec, plan.uid)
+    if uid is None or plan.console:
+        return
+    for n, fd in enumerate((plan.stdin, plan.stdout, plan.stderr)):
+        fd = n if fd < 0 else fd  # -1: the runtime's own, which the process inherits
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue  # closed: the child's dup2 names it
+        if stat.S_ISFIFO(st.st_mode) and st.st_uid != uid:
+            os.fchown(fd, uid, -1)
 
 
 def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
@@ -289,6 +308,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                     plan = _rootfs.bind_trees(RealNative(), plan)
                 except (OSError, ValueError) as exc:
                     raise OciError(f"config.json: {exc}") from None
+            _give_stdio(plan, spec)
             try:
                 spawned = _spawn(plan, cgroup, place)
             finally:
@@ -537,6 +557,7 @@ def exec_(root: Root, cid: str, options: ExecOptions) -> int:
             **fields,  # type: ignore[arg-type]
         )
         cgroup = open_cgroup(saved).for_exec(saved["pid"])
+        _give_stdio(plan, spec)
         spawned = _spawn(plan, cgroup, _placer(None, process.oom_score_adj))
     finally:
         os.close(pidfd)

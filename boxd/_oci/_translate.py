@@ -713,6 +713,17 @@ def id_maps(spec: Spec) -> tuple[str, str] | None:
     return text(spec.linux.uid_mappings), text(spec.linux.gid_mappings)
 
 
+def host_uid(spec: Spec, uid: int) -> int | None:
+    """The host uid that the container's ``uid`` is (None: its user namespace does not
+    map it)."""
+    if spec.linux is None or not spec.linux.uid_mappings:
+        return uid
+    for m in spec.linux.uid_mappings:
+        if m.container_id <= uid < m.container_id + m.size:
+            return m.host_id + uid - m.container_id
+    return None
+
+
 _PROC_NS = {Namespace.NET: "net", Namespace.IPC: "ipc", Namespace.UTS: "uts"}
 
 
