@@ -123,6 +123,8 @@ def environment(
             env[key] = value
         else:
             env.pop(key, None)
+    if not env.get("HOME"):  # an empty one is the user's, as runc sets it
+        env["HOME"] = user.home
     return tuple([f"{k}={v}" for k, v in env.items()])
 
 

@@ -106,7 +106,7 @@ def _resolve_user(text: str, passwd: str | None, group: str | None) -> ExecUser:
     if entry is not None and _id(entry[2]) is not None and _id(entry[3]) is not None:
         user = ExecUser(int(entry[2]), int(entry[3]), (), entry[5] or "/")
     elif uid is not None:
-        user = ExecUser(uid, 0, (), "/root" if uid == 0 else "/")
+        user = ExecUser(uid, 0)  # runc's HOME for a uid passwd lacks, root's too: /
     else:
         raise ValueError(f"unable to find user {name}: no matching entries in passwd file")
     groups = _groups(group)

@@ -45,7 +45,8 @@ def test_names_and_ids_resolve_as_docker_does() -> None:
     # Root, named or not, gets the groups that list it.
     assert resolve("", PASSWD, GROUP) == ExecUser(0, 0, (0, 10), "/root")
     assert resolve("root", PASSWD, GROUP) == resolve("0", PASSWD, GROUP)
-    assert resolve("", None, None) == ExecUser(0, 0, (0,), "/root")
+    # HOME of a uid passwd lacks, root's too, is /, as runc sets it.
+    assert resolve("", None, None) == ExecUser(0, 0, (0,), "/")
 
 
 def test_group_add_appends_names_and_ids() -> None:
@@ -159,6 +160,13 @@ def test_users_by_name_in_run_and_exec(daemon: Daemon, busybox_root: Path, tmp_p
     assert run == "uid=4242 gid=0(root) groups=0(root),50(staff)\n"
     run = daemon.ctl("run", "--rm", "-u", "app", image, "id").stdout
     assert run == "uid=1001(app) gid=1001(app) groups=10(wheel),50(staff),1001(app)\n"
+    # An empty HOME is the user's, as runc sets it; a uid passwd lacks has /.
+    home = ("/bin/sh", "-c", "echo $HOME")
+    run = daemon.ctl("run", "--rm", "-e", "HOME=", "-u", "app", image, *home).stdout
+    assert run == "/home/app\n"
+    (Path(image) / "etc" / "passwd").write_text("")
+    assert daemon.ctl("run", "--rm", image, *home).stdout == "/\n"
+    (Path(image) / "etc" / "passwd").write_text(PASSWD)
     # The image `default` has Debian's nobody and nogroup.
     run = daemon.ctl("run", "--rm", "-u", "nobody", "default", "/bin/sh", "-c", ids).stdout
     assert run == "65534 65534 65534 /nonexistent\n"
