@@ -395,6 +395,8 @@ async def build(
     )
     await trio.lowlevel.cancel_shielded_checkpoint()
     user = identity(config.user, image, container_dir, config.group_add, read=read)
+    if config.userns:
+        _check_mapped(user)
     await trio.lowlevel.cancel_shielded_checkpoint()
     env = environment(container, user, tty=config.tty, links=link_env)
     return SpawnPlan(
@@ -458,6 +460,20 @@ def identity(
     return resolve_in(user, text, group_add)
 
 
+def _check_mapped(user: ExecUser) -> None:
+    """Refuse, naming it, an id that a user-namespaced container's map lacks (setuid
+    said only "Invalid argument", and an unmapped supplementary group was blamed on the
+    gid)."""
+    start, count = id_range()
+    ids = [("uid", user.uid), ("gid", user.gid), *[("group", g) for g in user.groups]]
+    for what, n in ids:
+        if n >= count:
+            raise ValueError(
+                f"{what} {n} is not in --isolate-user's ids 0-{count - 1} "
+                f"(host {start}-{start + count - 1})"
+            )
+
+
 def build_exec(
     container: Container,
     spec: ExecSpec,
@@ -474,6 +490,8 @@ def build_exec(
     too."""
     config = container.config
     user = identity(spec.user or config.user, image, container_dir, config.group_add)
+    if config.userns:
+        _check_mapped(user)
     env = environment(container, user, tty=spec.tty, extra=spec.env, links=link_env)
     return SpawnPlan(
         argv=spec.command,

@@ -7,11 +7,13 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon_harness import Daemon, running_daemon
 
+from boxd._plan import id_range
 from boxd._rootfs import Image, Layer, read_container_file
 from boxd._users import ExecUser, check_user, resolve
 
@@ -210,35 +212,6 @@ def test_a_symlinked_passwd_never_reads_the_hosts(
 
 
 @pytest.mark.root
-def test_a_non_root_user_can_reopen_its_stdio(busybox_root: Path) -> None:
-    """``/dev/stdout`` and ``/proc/self/fd/N`` reopen the daemon's pipes (mode 0600): they
-    belong to the process's user, as runc makes them (nginx's logs linked to /dev/stdout
-    under ``-u``), in run and exec, and to its root under --isolate-user (host root is
-    unmapped there: the daemon's root and the image are where it may traverse).  The
-    host's /dev/null stays root's."""
-    top = Path(tempfile.mkdtemp(prefix="boxd-users-"))
-    try:
-        os.chmod(top, 0o711)
-        image = str(_root_with_users(busybox_root, top / "image"))
-        with running_daemon(top / "daemon") as daemon:
-            _reopen_stdio(daemon, image)
-    finally:
-        shutil.rmtree(top)
-    assert os.stat("/dev/null").st_uid == 0
-
-
-def _reopen_stdio(daemon: Daemon, image: str) -> None:
-    script = "echo out > /dev/stdout; echo err > /proc/self/fd/2; stat -Lc %u /dev/stdout"
-    for flags, uid in ((), 1001), (("-u", "4242"), 4242), (("--isolate-user", "-u", "0"), 0):
-        run = daemon.ctl("run", "--rm", "-u", "app", *flags, image, "/bin/sh", "-c", script)
-        assert (run.stdout, run.stderr) == (f"out\n{uid}\n", "err\n"), flags
-    daemon.ctl("run", "-d", "--name", "c", "-u", "app", image, "sleep", "300")
-    execd = daemon.ctl("exec", "-i", "c", "/bin/sh", "-c", "cat > /dev/stdout", input=b"in\n")
-    assert execd.stdout == "in\n"
-    daemon.ctl("rm", "-f", "c")
-
-
-@pytest.mark.root
 def test_containers_get_umask_022_whatever_the_daemons(tmp_path: Path) -> None:
     """A daemon started under umask 077 (a root shell's, a service's) sets Docker's 022:
     its containers' processes (run and exec) and a new volume's directory had 077."""
@@ -255,22 +228,72 @@ def test_containers_get_umask_022_whatever_the_daemons(tmp_path: Path) -> None:
         os.umask(caller)
 
 
-@pytest.mark.root
-def test_a_terminal_belongs_to_the_user_and_the_tty_group(busybox_root: Path) -> None:
-    """``-t -u 1000``: the terminal is the user's and group 5's (mode 0620), as under
-    Docker, whose devpts takes gid=5 whether the image names that group or not (this
-    image does not: the group was root's), in run and exec and under --isolate-user."""
+@pytest.fixture
+def traversable(busybox_root: Path) -> Iterator[tuple[Daemon, str]]:
+    """A daemon and the users' image where --isolate-user's root may traverse to them
+    (pytest's directories are 0700)."""
     top = Path(tempfile.mkdtemp(prefix="boxd-users-"))
     try:
         os.chmod(top, 0o711)
         image = str(_root_with_users(busybox_root, top / "image"))
-        show = ("/bin/sh", "-c", 'stat -c "%u %g %a" $(tty)')
         with running_daemon(top / "daemon") as daemon:
-            for flags in (), ("--isolate-user",):
-                run = daemon.ctl("run", "--rm", "-t", "-u", "app", *flags, image, *show)
-                assert run.stdout == "1001 5 620\n", flags
-            daemon.ctl("run", "-d", "--name", "c", image, "sleep", "300")
-            assert daemon.ctl("exec", "-t", "-u", "app", "c", *show).stdout == "1001 5 620\n"
-            daemon.ctl("rm", "-f", "c")
+            yield daemon, image
     finally:
         shutil.rmtree(top)
+
+
+@pytest.mark.root
+def test_a_non_root_user_can_reopen_its_stdio(traversable: tuple[Daemon, str]) -> None:
+    """``/dev/stdout`` and ``/proc/self/fd/N`` reopen the daemon's pipes (mode 0600): they
+    belong to the process's user, as runc makes them (nginx's logs linked to /dev/stdout
+    under ``-u``), in run and exec, and to its root under --isolate-user (host root is
+    unmapped there).  The host's /dev/null stays root's."""
+    daemon, image = traversable
+    script = "echo out > /dev/stdout; echo err > /proc/self/fd/2; stat -Lc %u /dev/stdout"
+    for flags, uid in ((), 1001), (("-u", "4242"), 4242), (("--isolate-user", "-u", "0"), 0):
+        run = daemon.ctl("run", "--rm", "-u", "app", *flags, image, "/bin/sh", "-c", script)
+        assert (run.stdout, run.stderr) == (f"out\n{uid}\n", "err\n"), flags
+    daemon.ctl("run", "-d", "--name", "c", "-u", "app", image, "sleep", "300")
+    execd = daemon.ctl("exec", "-i", "c", "/bin/sh", "-c", "cat > /dev/stdout", input=b"in\n")
+    assert execd.stdout == "in\n"
+    daemon.ctl("rm", "-f", "c")
+    assert os.stat("/dev/null").st_uid == 0
+
+
+@pytest.mark.root
+def test_a_terminal_belongs_to_the_user_and_the_tty_group(traversable: tuple[Daemon, str]) -> None:
+    """``-t -u 1000``: the terminal is the user's and group 5's (mode 0620), as under
+    Docker, whose devpts takes gid=5 whether the image names that group or not (this
+    image does not: the group was root's), in run and exec and under --isolate-user."""
+    daemon, image = traversable
+    show = ("/bin/sh", "-c", 'stat -c "%u %g %a" $(tty)')
+    for flags in (), ("--isolate-user",):
+        run = daemon.ctl("run", "--rm", "-t", "-u", "app", *flags, image, *show)
+        assert run.stdout == "1001 5 620\n", flags
+    daemon.ctl("run", "-d", "--name", "c", image, "sleep", "300")
+    assert daemon.ctl("exec", "-t", "-u", "app", "c", *show).stdout == "1001 5 620\n"
+    daemon.ctl("rm", "-f", "c")
+
+
+@pytest.mark.root
+def test_an_id_isolate_user_does_not_map_is_named(traversable: tuple[Daemon, str]) -> None:
+    """A uid, gid or group beyond --isolate-user's ids (65536 by default) is refused
+    naming it (the kernel's "setuid 70000: Invalid argument"; an unmapped --group-add was
+    blamed on the gid), in run (125) and exec (126); the last id still runs."""
+    daemon, image = traversable
+    n = id_range()[1]
+    isolated = ("--rm", "--isolate-user", image, "true")
+    for flags, what in (
+        (("-u", f"{n + 4464}"), f"uid {n + 4464}"),
+        (("-u", f"app:{n}"), f"gid {n}"),
+        (("--group-add", f"{n}"), f"group {n}"),
+    ):
+        bad = daemon.ctl("run", *flags, *isolated, check=False)
+        assert bad.returncode == 125, flags
+        assert f"boxctl: {what} is not in --isolate-user's ids 0-{n - 1} (host " in bad.stderr
+    assert daemon.ctl("run", "-u", f"{n - 1}", *isolated[:-1], "id", "-u").stdout == f"{n - 1}\n"
+    daemon.ctl("run", "-d", "--name", "c", "--isolate-user", image, "sleep", "300")
+    bad = daemon.ctl("exec", "-u", f"{n}", "c", "true", check=False)
+    assert bad.returncode == 126 and f"uid {n} is not in --isolate-user's ids" in bad.stderr
+    daemon.ctl("rm", "-f", "c")
+    assert daemon.ctl("ps", "-aq").stdout == ""
