@@ -32,9 +32,13 @@ class ExecUser:
 
 
 def check_user(text: str) -> None:
-    """Refuse a ``--user`` that is not ``USER[:GROUP]`` (names or ids), naming it."""
+    """Refuse a ``--user`` that is not ``USER[:GROUP]`` (names or ids), naming it.  Either
+    side of the colon may be empty, as Docker reads it: ``:50`` is root with gid 50,
+    ``app:`` is ``app``."""
     user, colon, group = text.partition(":")
     for part in (user, group) if colon else (user,):
+        if colon and not part:
+            continue
         if not _NAME.match(part):
             raise ValueError(f"invalid --user {text!r}: use USER[:GROUP] (names or ids)")
         if part.isascii() and part.isdigit() and int(part) > _MAX_ID:
@@ -93,7 +97,8 @@ def _resolve_user(text: str, passwd: str | None, group: str | None) -> ExecUser:
     if not text:
         text = "0"
     check_user(text)
-    name, colon, group_name = text.partition(":")
+    name, _, group_name = text.partition(":")
+    name = name or "0"
     uid = _id(name)
     entry = next(
         (
@@ -110,7 +115,7 @@ def _resolve_user(text: str, passwd: str | None, group: str | None) -> ExecUser:
     else:
         raise ValueError(f"unable to find user {name}: no matching entries in passwd file")
     groups = _groups(group)
-    if colon:
+    if group_name:
         gid = _id(group_name)
         matches = [g for n, g, _ in groups if g is not None and (n == group_name or g == gid)]
         if matches:

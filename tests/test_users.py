@@ -66,8 +66,7 @@ def test_group_add_appends_names_and_ids() -> None:
         ("nobody2", "unable to find user nobody2: no matching entries in passwd file"),
         ("broken", "unable to find user broken: no matching entries in passwd file"),
         ("app:admins", "unable to find group admins: no matching entries in group file"),
-        ("app:", "invalid --user 'app:'"),
-        (":50", "invalid --user ':50'"),
+        ("app:x:y", "invalid --user 'app:x:y'"),
         ("a b", "invalid --user 'a b'"),
         ("4294967295", "id 4294967295 is out of range"),
     ],
@@ -79,8 +78,15 @@ def test_unknown_users_and_groups_are_named(spec: str, message: str) -> None:
 
 
 def test_check_user_accepts_names_and_ids() -> None:
-    for spec in ("nobody", "1000", "1000:50", "www-data:www-data", "app:0"):
+    for spec in ("nobody", "1000", "1000:50", "www-data:www-data", "app:0", "app:", ":50"):
         check_user(spec)
+
+
+def test_an_empty_side_of_the_colon_is_as_docker_reads_it() -> None:
+    """``:GROUP`` is root with that group, ``USER:`` that user with its own groups."""
+    assert resolve(":staff", PASSWD, GROUP) == ExecUser(0, 50, (50,), "/root")
+    assert resolve("app:", PASSWD, GROUP) == resolve("app", PASSWD, GROUP)
+    assert resolve(":", PASSWD, GROUP) == resolve("", PASSWD, GROUP)
 
 
 # ---- reading the files inside the image -----------------------------------------------------
