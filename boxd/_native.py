@@ -220,6 +220,8 @@ class SpawnPlan:
     rlimits: tuple[Rlimit, ...] = ()
     caps: Capabilities | None = None  # None: keep the caller's capabilities
     no_new_privs: bool = False
+    # The umask from the mounts on (what they and the process create); None: the caller's.
+    umask: int | None = None
     seccomp: bytes | None = None  # a classic BPF program (struct sock_filter[]), loaded last
     # Join the namespaces of the process behind this pidfd instead of creating new ones
     # (exec into a running container).  The spawned process is a child of the caller.
@@ -586,6 +588,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             plan.caps.ambient,
         ),
         "no_new_privs": plan.no_new_privs,
+        "umask": -1 if plan.umask is None else plan.umask,
         "seccomp": plan.seccomp,
         "join_pidfd": plan.join_pidfd,
         "join_flags": _flags(plan.join_namespaces),

@@ -437,6 +437,8 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
         # The filter stays the container's, made for its own capabilities.
         "caps": _caps.compute((), (), uid=uid, privileged=True) if privileged else caps,
         "no_new_privs": sec.no_new_privileges,
+        # Docker's (runc's), whatever the caller's: a library program's 077 too.
+        "umask": 0o022,
         "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
     }
 

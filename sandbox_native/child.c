@@ -21,7 +21,7 @@
  *      namespace become its root; then unshare the cgroup namespace (see below), and a
  *      network namespace the parent moves no interface into (unshared_by_child, spawn.h)
  *   3. stdio                              4. hostname, loopback up
- *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
+ *   5. the umask; mounts (after making / a recursive slave): the id-mapped trees onto their attach
  *      points, then the mount table, each target resolved inside the root (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
  *      terminal from the container's devpts (its master sent to the parent), bound at
@@ -1020,6 +1020,8 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, RAW(sethostname, p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
     if (p->clone_flags & CLONE_NEWNET)
         CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
+    if (p->umask >= 0)
+        RAW(umask, p->umask);
     setup_mounts(p, trees);
     if (p->rootfs != NULL)
         pivot(p);

@@ -173,6 +173,8 @@ struct plan {
     int has_caps;
     uint64_t bounding, effective, permitted, inheritable, ambient;
     int nnp;
+    /* The umask from the mounts on (what they and the process create), -1: the caller's. */
+    int umask;
     struct sock_filter *filter;
     unsigned short nfilter;
     int join_pidfd;

@@ -485,7 +485,8 @@ def test_the_umask_is_runcs_whatever_the_callers(
     runtime: Runtime, bundle: Bundle, tmp_path: Path
 ) -> None:
     """Without process.user.umask the process gets runc's 0022, not its caller's (here
-    0077: a container's files were private to its root); with one, that one."""
+    0077: a container's files were private to its root); with one, that one, for an
+    exec too."""
     bundle.command("umask")
     caller = os.umask(0o077)
     try:
@@ -495,9 +496,13 @@ def test_the_umask_is_runcs_whatever_the_callers(
         bundle.config["process"]["user"]["umask"] = 0o027
         bundle.write()
         given = runtime("run", "--bundle", str(bundle.path), "given").stdout
+        bundle.command("exec sleep 1000")
+        runtime("run", "-d", "--bundle", str(bundle.path), "execd")
+        execd = runtime("exec", "execd", "sh", "-c", "umask").stdout  # the spec's, as runc's
+        runtime("kill", "execd", "KILL")
     finally:
         os.umask(caller)
-    assert (ours, given) == ("0022\n", "0027\n")
+    assert (ours, given, execd) == ("0022\n", "0027\n", "0027\n")
 
 
 @pytest.mark.root

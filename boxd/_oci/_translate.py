@@ -564,6 +564,8 @@ def process_plan(process: Process, *, console: bool) -> dict[str, object]:
         "rlimits": rlimits(process),
         "caps": caps,
         "no_new_privs": process.no_new_privileges,
+        # None: the runtime's (create sets runc's 0022); the kernel's 9 bits, as runc's.
+        "umask": None if process.user.umask is None else process.user.umask & 0o777,
     }
 
 
