@@ -5,7 +5,7 @@
   (``-u 1000`` on an image without that entry runs as uid 1000, gid 0).  The entry, when
   found, gives the gid and the home directory.
 * GROUP, when given, is a name (which must be in group) or a number, and replaces the
-  entry's gid; no supplementary groups are added then.
+  entry's gid; no other supplementary groups are added then.
 * Without GROUP, the groups that list the user's name as a member are its supplementary
   groups.
 * The supplementary groups are the primary gid, those, then ``--group-add``'s.

@@ -21,8 +21,9 @@
  *      namespace become its root; then unshare the cgroup namespace (see below), and a
  *      network namespace the parent moves no interface into (unshared_by_child, spawn.h)
  *   3. stdio                              4. hostname, loopback up
- *   5. the umask; mounts (after making / a recursive slave): the id-mapped trees onto their attach
- *      points, then the mount table, each target resolved inside the root (see below)
+ *   5. the umask; mounts (after making / a recursive slave): the id-mapped trees onto
+ *      their attach points, then the mount table, each target resolved inside the root
+ *      (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
  *      terminal from the container's devpts (its master sent to the parent), bound at
  *      /dev/console by a container's first process; with links,
