@@ -301,6 +301,7 @@ class Stage(enum.IntEnum):
     NETWORK = 28  # index = the failing link; len(links): the default route
     NET_NS = 29  # unshare(CLONE_NEWNET): a new network namespace without links, once released
     AFFINITY = 30  # every CPU of its cpuset again, after a set-up off the caller's CPU
+    IPC_NS = 31  # unshare(CLONE_NEWIPC) by a new user namespace's root, once released
 
 
 class Message(enum.IntEnum):
@@ -400,6 +401,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"add the default route through {plan.gateway}")
     if stage == Stage.NET_NS:
         return SpawnError(stage, err, "create the network namespace")
+    if stage == Stage.IPC_NS:
+        return SpawnError(stage, err, "create the IPC namespace")
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)

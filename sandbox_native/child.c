@@ -18,8 +18,9 @@
  *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
- *      namespace become its root; then unshare the cgroup namespace (see below), and a
- *      network namespace the parent moves no interface into (unshared_by_child, spawn.h)
+ *      namespace become its root; then unshare the cgroup namespace (see below), a
+ *      network namespace the parent moves no interface into and, in a new user namespace,
+ *      the IPC one (unshared_by_child, spawn.h)
  *   3. stdio                              4. hostname, loopback up
  *   5. the umask; mounts (after making / a recursive slave): the id-mapped trees onto
  *      their attach points, then the mount table, each target resolved inside the root
@@ -1014,6 +1015,8 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, RAW(unshare, CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
     if (unshared_by_child(p) & CLONE_NEWNET)
         CHECK(p, RAW(unshare, CLONE_NEWNET), STAGE_NET_NS, 0);
+    if (unshared_by_child(p) & CLONE_NEWIPC)
+        CHECK(p, RAW(unshare, CLONE_NEWIPC), STAGE_IPC_NS, 0);
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] >= 0)
             CHECK(p, move_fd(p->stdio[i], i), STAGE_STDIO, i);

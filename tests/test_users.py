@@ -303,3 +303,14 @@ def test_an_id_isolate_user_does_not_map_is_named(traversable: tuple[Daemon, str
     assert bad.returncode == 126 and f"uid {n} is not in --isolate-user's ids" in bad.stderr
     daemon.ctl("rm", "-f", "c")
     assert daemon.ctl("ps", "-aq").stdout == ""
+
+
+@pytest.mark.root
+def test_isolate_users_ipc_namespace_is_its_roots(traversable: tuple[Daemon, str]) -> None:
+    """Under --isolate-user the IPC namespace is made by the namespace's root, as runc
+    makes it: /dev/mqueue (its mqueue file system's root) is the container root's, not
+    the unmapped host root's (65534); a queue a user makes there is that user's."""
+    daemon, image = traversable
+    show = "stat -c '%u %g %a' /dev/mqueue; touch /dev/mqueue/q; stat -c %u /dev/mqueue/q"
+    run = daemon.ctl("run", "--rm", "--isolate-user", "-u", "app", image, "/bin/sh", "-c", show)
+    assert run.stdout == "0 0 1777\n1001\n"
