@@ -344,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit("boxd: must run as root (namespaces, mounts and cgroups need it)")
     _trim.one_heap()
     _ulimits.raise_open_files()
+    # Docker's daemon sets 022 too: a shell's or service's 077 or 002 would otherwise be
+    # every container's (and its volumes', its copies' and its build's files' modes).
+    os.umask(0o022)
     try:
         with hold_root(args.root):
             trio.run(run_daemon, args)

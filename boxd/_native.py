@@ -220,6 +220,8 @@ class SpawnPlan:
     rlimits: tuple[Rlimit, ...] = ()
     caps: Capabilities | None = None  # None: keep the caller's capabilities
     no_new_privs: bool = False
+    # The umask from the mounts on (what they and the process create); None: the caller's.
+    umask: int | None = None
     seccomp: bytes | None = None  # a classic BPF program (struct sock_filter[]), loaded last
     # Join the namespaces of the process behind this pidfd instead of creating new ones
     # (exec into a running container).  The spawned process is a child of the caller.
@@ -299,6 +301,7 @@ class Stage(enum.IntEnum):
     NETWORK = 28  # index = the failing link; len(links): the default route
     NET_NS = 29  # unshare(CLONE_NEWNET): a new network namespace without links, once released
     AFFINITY = 30  # every CPU of its cpuset again, after a set-up off the caller's CPU
+    IPC_NS = 31  # unshare(CLONE_NEWIPC) by a new user namespace's root, once released
 
 
 class Message(enum.IntEnum):
@@ -398,6 +401,8 @@ def describe_failure(plan: SpawnPlan, stage: Stage, err: int, index: int) -> Spa
         return SpawnError(stage, err, f"add the default route through {plan.gateway}")
     if stage == Stage.NET_NS:
         return SpawnError(stage, err, "create the network namespace")
+    if stage == Stage.IPC_NS:
+        return SpawnError(stage, err, "create the IPC namespace")
     if stage == Stage.CGROUP and 0 <= index < len(plan.cgroup_tasks):
         path = plan.cgroup_tasks[index][1]
         return SpawnError(stage, err, f"join the cgroup {os.path.dirname(path)}", path)
@@ -587,6 +592,7 @@ def native_arguments(plan: SpawnPlan) -> dict[str, Any]:
             plan.caps.ambient,
         ),
         "no_new_privs": plan.no_new_privs,
+        "umask": -1 if plan.umask is None else plan.umask,
         "seccomp": plan.seccomp,
         "join_pidfd": plan.join_pidfd,
         "join_flags": _flags(plan.join_namespaces),

@@ -123,6 +123,8 @@ def environment(
             env[key] = value
         else:
             env.pop(key, None)
+    if not env.get("HOME"):  # an empty one is the user's, as runc sets it
+        env["HOME"] = user.home
     return tuple([f"{k}={v}" for k, v in env.items()])
 
 
@@ -317,7 +319,7 @@ def prepare(container: Container, image: Image, container_dir: Path) -> Prepared
     calls with the GIL released (a new inode takes a quarter to a third of a millisecond
     on an ext4 without a journal, which skips recently freed ones).  Makes the
     container's directories (:func:`container_dirs`), reads its /etc/passwd and
-    /etc/group (for its user and groups, and the terminal's group) and looks up where
+    /etc/group (for its user and groups) and looks up where
     its mounts go (its layers, /proc, /sys, /dev, /etc/hostname, /etc/hosts, /.dockerenv,
     the working directory and the volumes: what the mount table resolves, so the event
     loop's step that builds it makes no system calls for them)."""
@@ -369,7 +371,6 @@ async def build(
     rootfs, mounts = container_mounts(
         image,
         container_dir,
-        read=read,
         read_only_root=config.read_only,
         tmpfs=config.tmpfs,
         shm_size=config.shm_size,
@@ -394,6 +395,8 @@ async def build(
     )
     await trio.lowlevel.cancel_shielded_checkpoint()
     user = identity(config.user, image, container_dir, config.group_add, read=read)
+    if config.userns:
+        _check_mapped(user)
     await trio.lowlevel.cancel_shielded_checkpoint()
     env = environment(container, user, tty=config.tty, links=link_env)
     return SpawnPlan(
@@ -434,6 +437,8 @@ def _restrictions(container: Container, uid: int, *, privileged: bool = False) -
         # The filter stays the container's, made for its own capabilities.
         "caps": _caps.compute((), (), uid=uid, privileged=True) if privileged else caps,
         "no_new_privs": sec.no_new_privileges,
+        # Docker's (runc's), whatever the caller's: a library program's 077 too.
+        "umask": 0o022,
         "seccomp": None if sec.privileged else seccomp_program(sec.seccomp, caps.bounding),
     }
 
@@ -457,6 +462,20 @@ def identity(
     return resolve_in(user, text, group_add)
 
 
+def _check_mapped(user: ExecUser) -> None:
+    """Refuse, naming it, an id that a user-namespaced container's map lacks (setuid
+    said only "Invalid argument", and an unmapped supplementary group was blamed on the
+    gid)."""
+    start, count = id_range()
+    ids = [("uid", user.uid), ("gid", user.gid), *[("group", g) for g in user.groups]]
+    for what, n in ids:
+        if n >= count:
+            raise ValueError(
+                f"{what} {n} is not in --isolate-user's ids 0-{count - 1} "
+                f"(host {start}-{start + count - 1})"
+            )
+
+
 def build_exec(
     container: Container,
     spec: ExecSpec,
@@ -473,6 +492,8 @@ def build_exec(
     too."""
     config = container.config
     user = identity(spec.user or config.user, image, container_dir, config.group_add)
+    if config.userns:
+        _check_mapped(user)
     env = environment(container, user, tty=spec.tty, extra=spec.env, links=link_env)
     return SpawnPlan(
         argv=spec.command,

@@ -25,7 +25,7 @@ import posixpath
 import stat
 import sys
 from collections import deque
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 
 from ._atomic import atomic_write
 from ._inroot import read_regular
@@ -763,11 +763,6 @@ def bind_trees(native: Native, plan: SpawnPlan, sources: Container[str] | None =
     return evolve(plan, mounts=tuple(ops), mount_fds=tuple(fds))
 
 
-def _image_has_gid(read: Callable[[str], bytes | None], gid: int) -> bool:
-    text = (read("/etc/group") or b"").decode(errors="replace")
-    return any(line.split(":")[2:3] == [str(gid)] for line in text.splitlines())
-
-
 def _check_traversable(dirs: Sequence[Path], uid: int, what: str) -> None:
     """The overlays of a user-namespaced container are mounted by its root, host ``uid``,
     which must be able to walk down to their directories (its volumes' binds are made by
@@ -846,7 +841,6 @@ def container_mounts(
     workdir: str = "/",
     extra: Sequence[MountOp] = (),
     standard: bool = True,
-    read: Callable[[str], bytes | None] | None = None,
     dirs_made: bool = False,
     cgroups: Sequence[tuple[str, str]] | None = None,
     cgroups_writable: bool = False,
@@ -870,10 +864,8 @@ def container_mounts(
     (container path -> contents, written into the container's upper layer: its own
     /etc/hostname and /etc/hosts); the directories of ``workdir``; read-only remounts of
     the overlays when ``read_only_root``; then ``extra``.  Without ``standard``: no /proc,
-    /sys or /dev (the files alone, as ``cp`` reads a stopped container's).  ``read``: how
-    a file of the container is read (default :func:`read_container_file`; a caller that
-    reads the same files shares its cache).  ``known``: what lookups of this start found
-    already (:func:`look_up`); the table's own go there too.
+    /sys or /dev (the files alone, as ``cp`` reads a stopped container's).  ``known``: what
+    lookups of this start found already (:func:`look_up`); the table's own go there too.
 
     ``id_map`` (host start, count) is the user namespace's uid and gid map: the container's
     root is host uid ``start``, which mounts the overlays, so the rootfs, the uppers and
@@ -932,9 +924,7 @@ def container_mounts(
             table,
             userns=userns,
             host_sys=userns and not private_network,
-            tty_gid=_image_has_gid(
-                read or functools.partial(read_container_file, image, container_dir), _TTY_GID
-            ),
+            tty_gid=id_map is None or id_map[1] > _TTY_GID,
             shm=shm_data(shm_size) if shm else None,
             cgroups=cgroups,
             cgroups_writable=cgroups_writable,
@@ -1108,7 +1098,7 @@ def _standard_mounts(
     else:
         table.ops.extend(cgroup_ops(sys + "/fs/cgroup", cgroups, cgroup_flags))
     pts_options = "newinstance,ptmxmode=0666,mode=0620"
-    if tty_gid and not userns:
+    if tty_gid:  # Docker's, whether the image names the group or not
         pts_options += f",gid={_TTY_GID}"
     table.ops.extend(_dev_ops(table.resolve("/dev"), userns, pts_options, shm))
 

@@ -136,6 +136,22 @@ def mount_ns_of(spawned: Spawned) -> int:
     return os.open(f"/proc/{spawned.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
 
 
+def _give_pipes(stdio: tuple[int, int, int], plan: SpawnPlan) -> None:
+    """Make the process's user the owner of the stdio pipes the daemon made (mode 0600):
+    ``/dev/stdout`` and ``/proc/self/fd/1`` reopen the pipe, which a ``-u 1000`` process
+    (or, under ``--isolate-user``, even its root: host root is unmapped there) could not
+    otherwise do.  Only the owner changes, as runc does it; /dev/null stays as it is."""
+    uid = plan.uid
+    if Namespace.USER in plan.namespaces:
+        start, count = _plan.id_range()
+        if uid >= count:
+            return  # unmapped: the child refuses to become it
+        uid += start
+    for fd in stdio:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.fchown(fd, uid, -1)
+
+
 def _above_stdio(fd: int) -> int:
     """The spawn path wants the fds it dups onto 0/1/2 to be >= 3 (a daemon started with
     its stdio closed gets low numbers from the kernel)."""
@@ -321,6 +337,8 @@ class Run:
                 if network is not None:
                     await network.reserve()
                 plan = await build_plan(stdio)
+                if readers:
+                    _give_pipes(stdio, plan)
                 if Namespace.USER in plan.namespaces and config.volumes:
                     # Its root may not reach a volume by path (below /root, 0700): the
                     # binds are made here (a worker thread: a FUSE source waits for its

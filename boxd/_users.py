@@ -5,9 +5,10 @@
   (``-u 1000`` on an image without that entry runs as uid 1000, gid 0).  The entry, when
   found, gives the gid and the home directory.
 * GROUP, when given, is a name (which must be in group) or a number, and replaces the
-  entry's gid; no supplementary groups are added then.
+  entry's gid; no other supplementary groups are added then.
 * Without GROUP, the groups that list the user's name as a member are its supplementary
   groups.
+* The supplementary groups are the primary gid, those, then ``--group-add``'s.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ class ExecUser:
 
 
 def check_user(text: str) -> None:
-    """Refuse a ``--user`` that is not ``USER[:GROUP]`` (names or ids), naming it."""
+    """Refuse a ``--user`` that is not ``USER[:GROUP]`` (names or ids), naming it.  Either
+    side of the colon may be empty, as Docker reads it: ``:50`` is root with gid 50,
+    ``app:`` is ``app``."""
     user, colon, group = text.partition(":")
     for part in (user, group) if colon else (user,):
+        if colon and not part:
+            continue
         if not _NAME.match(part):
             raise ValueError(f"invalid --user {text!r}: use USER[:GROUP] (names or ids)")
         if part.isascii() and part.isdigit() and int(part) > _MAX_ID:
@@ -62,16 +67,19 @@ def resolve(
     ``group_add`` (``--group-add``: names or gids) are added to the supplementary groups.
     Raises ValueError in Docker's words for a name that is in neither file."""
     user = _resolve_user(text, passwd, group)
-    groups = list(user.groups)
+    added: list[int] = []
     for name in group_add:
         gid = _id(name)
         if gid is None:
             gid = next((g for n, g, _ in _groups(group) if n == name and g is not None), None)
             if gid is None:
                 raise ValueError(f"unable to find group {name}: no matching entries in group file")
-        if gid not in groups:
-            groups.append(gid)
-    return attrs.evolve(user, groups=tuple(groups))
+        if gid not in added:
+            added.append(gid)
+    # The primary group leads the supplementary ones, as Docker sets them since 20.10.18
+    # (CVE-2022-36109: a process that changes its gid keeps it, so a file's group-denying
+    # mode still applies to it); Docker drops no duplicate among the three parts.
+    return attrs.evolve(user, groups=(user.gid, *user.groups, *added))
 
 
 def check_group(text: str) -> None:
@@ -89,7 +97,8 @@ def _resolve_user(text: str, passwd: str | None, group: str | None) -> ExecUser:
     if not text:
         text = "0"
     check_user(text)
-    name, colon, group_name = text.partition(":")
+    name, _, group_name = text.partition(":")
+    name = name or "0"
     uid = _id(name)
     entry = next(
         (
@@ -102,11 +111,11 @@ def _resolve_user(text: str, passwd: str | None, group: str | None) -> ExecUser:
     if entry is not None and _id(entry[2]) is not None and _id(entry[3]) is not None:
         user = ExecUser(int(entry[2]), int(entry[3]), (), entry[5] or "/")
     elif uid is not None:
-        user = ExecUser(uid, 0, (), "/root" if uid == 0 else "/")
+        user = ExecUser(uid, 0)  # runc's HOME for a uid passwd lacks, root's too: /
     else:
         raise ValueError(f"unable to find user {name}: no matching entries in passwd file")
     groups = _groups(group)
-    if colon:
+    if group_name:
         gid = _id(group_name)
         matches = [g for n, g, _ in groups if g is not None and (n == group_name or g == gid)]
         if matches:

@@ -18,11 +18,13 @@
  *   1. signals to SIG_DFL, mask cleared, comm named, not dumpable, setsid()
  *   2. wait for RELEASE on the sync socket (EOF: the parent gave up), which carries the
  *      detached id-mapped layer trees of a user-namespaced container; in a new user
- *      namespace become its root; then unshare the cgroup namespace (see below), and a
- *      network namespace the parent moves no interface into (unshared_by_child, spawn.h)
+ *      namespace become its root; then unshare the cgroup namespace (see below), a
+ *      network namespace the parent moves no interface into and, in a new user namespace,
+ *      the IPC one (unshared_by_child, spawn.h)
  *   3. stdio                              4. hostname, loopback up
- *   5. mounts (after making / a recursive slave): the id-mapped trees onto their attach
- *      points, then the mount table, each target resolved inside the root (see below)
+ *   5. the umask; mounts (after making / a recursive slave): the id-mapped trees onto
+ *      their attach points, then the mount table, each target resolved inside the root
+ *      (see below)
  *   6. pivot_root(".", "."), old root made a slave and detached; with a console, the
  *      terminal from the container's devpts (its master sent to the parent), bound at
  *      /dev/console by a container's first process; with links,
@@ -1018,6 +1020,8 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, RAW(unshare, CLONE_NEWCGROUP), STAGE_CGROUP_NS, 0);
     if (unshared_by_child(p) & CLONE_NEWNET)
         CHECK(p, RAW(unshare, CLONE_NEWNET), STAGE_NET_NS, 0);
+    if (unshared_by_child(p) & CLONE_NEWIPC)
+        CHECK(p, RAW(unshare, CLONE_NEWIPC), STAGE_IPC_NS, 0);
     for (int i = 0; i < 3; i++)
         if (p->stdio[i] >= 0)
             CHECK(p, move_fd(p->stdio[i], i), STAGE_STDIO, i);
@@ -1025,6 +1029,8 @@ __attribute__((noreturn)) void child_main(const struct plan *p)
         CHECK(p, RAW(sethostname, p->hostname, strlen(p->hostname)), STAGE_HOSTNAME, 0);
     if (p->clone_flags & CLONE_NEWNET)
         CHECK(p, loopback_up(), STAGE_LOOPBACK, 0);
+    if (p->umask >= 0)
+        RAW(umask, p->umask);
     setup_mounts(p, trees);
     if (p->rootfs != NULL)
         pivot(p);

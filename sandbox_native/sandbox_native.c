@@ -326,7 +326,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
         "no_new_privs", "seccomp", "join_pidfd", "join_flags", "process_name", "attach",
         "start_fd", "keep_fds", "shim_path", "shim_dir", "shim_argv", "ns_fds",
         "cgroup_tasks", "cgroup_dir", "links", "gateway", "die_with_caller", "console_size",
-        "mount_fds", NULL,
+        "mount_fds", "umask", NULL,
     };
     PyObject *argv = NULL, *env = NULL, *search = NULL, *hostname = NULL, *rootfs = NULL;
     PyObject *mounts = NULL, *groups = NULL, *rlimits = NULL, *caps = NULL, *seccomp = NULL;
@@ -339,6 +339,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     int rows = 24, cols = 80;
 
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
+    p->umask = -1;
     p->join_pidfd = -1;
     p->start_fd = -1;
     p->cgroup_dir = -1;
@@ -348,7 +349,7 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
     for (int i = 0; i < MAX_JOIN; i++)
         p->ns_fds[i] = -1;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p(ii)O!:spawn", keywords,
+            args, kwargs, "|$O!O!O!KOOO!OIIO!(iii)pO!OpOiKOO!iiOOO!O!O!iO!y#p(ii)O!i:spawn", keywords,
             &PyTuple_Type, &argv, &PyTuple_Type, &env, &PyTuple_Type, &search, &clone_flags,
             &hostname, &rootfs, &PyTuple_Type, &mounts, &cwd, &p->uid, &p->gid, &PyTuple_Type,
             &groups, &p->stdio[0], &p->stdio[1], &p->stdio[2], &p->console, &PyTuple_Type,
@@ -356,8 +357,13 @@ static int parse_plan(PyObject *args, PyObject *kwargs, struct plan *p)
             &PyTuple_Type, &attach, &p->start_fd, &p->keep_fds, &shim_path, &shim_dir,
             &PyTuple_Type, &shim_argv, &PyTuple_Type, &ns_fds, &PyTuple_Type, &cgroup_tasks,
             &p->cgroup_dir, &PyTuple_Type, &links, &gateway, &gateway_size,
-            &p->die_with_caller, &rows, &cols, &PyTuple_Type, &mount_fds))
+            &p->die_with_caller, &rows, &cols, &PyTuple_Type, &mount_fds, &p->umask))
         return -1;
+    if (p->umask < -1 || p->umask > 0777) {
+        PyErr_Format(PyExc_ValueError, "umask %d is out of range 0..0777 (-1: the caller's)",
+                     p->umask);
+        return -1;
+    }
     if (rows < 1 || rows > 65535 || cols < 1 || cols > 65535) {
         PyErr_Format(PyExc_ValueError, "console_size (%d, %d) is out of range 1..65535",
                      rows, cols);
@@ -920,7 +926,7 @@ static PyMethodDef methods[] = {
      "      groups, stdio, console, rlimits, caps, no_new_privs, seccomp,\n"
      "      join_pidfd, join_flags, process_name, attach, start_fd, keep_fds, shim_path,\n"
      "      shim_dir, shim_argv, ns_fds, cgroup_tasks, cgroup_dir, links, gateway,\n"
-     "      die_with_caller, console_size, mount_fds)\n"
+     "      die_with_caller, console_size, mount_fds, umask)\n"
      "      -> (pid, pidfd, sync_fd, shim_pidfd, report_fd)\n\n"
      "Fork the child a SpawnPlan describes; see boxd/_native.py for the fields."},
     {"release_stacks", release_stacks, METH_NOARGS,

@@ -49,7 +49,8 @@
     X(CGROUP, 27)                                                                              \
     X(NETWORK, 28)                                                                             \
     X(NET_NS, 29)                                                                              \
-    X(AFFINITY, 30)
+    X(AFFINITY, 30)                                                                            \
+    X(IPC_NS, 31)
 
 /* One step of the mount table (struct mount_op.kind); see MountKind in boxd/_native.py. */
 #define SPAWN_MOUNT_KINDS(X)                                                                   \
@@ -173,6 +174,8 @@ struct plan {
     int has_caps;
     uint64_t bounding, effective, permitted, inheritable, ambient;
     int nnp;
+    /* The umask from the mounts on (what they and the process create), -1: the caller's. */
+    int umask;
     struct sock_filter *filter;
     unsigned short nfilter;
     int join_pidfd;
@@ -213,14 +216,17 @@ struct plan {
 };
 
 /* Namespaces of clone_flags the container's process makes itself (unshare, once released)
- * rather than clone3 in the caller: the cgroup one (after it joined its cgroups), and a
+ * rather than clone3 in the caller: the cgroup one (after it joined its cgroups), a
  * network namespace the parent moves no interface into (making one waits for the kernel's
  * network locks, milliseconds while other namespaces come and go, and that wait is then
  * the child's, not the caller's thread's; with links, clone3 makes it, so that the parent
- * can make the interfaces in it while the child sets up its mounts). */
+ * can make the interfaces in it while the child sets up its mounts), and in a new user
+ * namespace the IPC one, made by the namespace's root (as runc makes it) so that its
+ * mqueue file system's root is that root's, not the unmapped host root's. */
 static inline uint64_t unshared_by_child(const struct plan *p)
 {
-    return p->clone_flags & (CLONE_NEWCGROUP | (p->nlinks == 0 ? CLONE_NEWNET : 0));
+    uint64_t ipc = p->clone_flags & CLONE_NEWUSER ? CLONE_NEWIPC : 0;
+    return p->clone_flags & (CLONE_NEWCGROUP | ipc | (p->nlinks == 0 ? CLONE_NEWNET : 0));
 }
 
 /* The kernel's struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7). */

@@ -1288,14 +1288,15 @@ def test_docker_py(clean: Daemon) -> None:
         assert c.status == "exited"
         assert "X=1" in c.attrs["Config"]["Env"]
         c.remove()
-        # A bare name (docker-py's None) unsets the variable, as in Docker.
-        script = 'echo "${HOME-unset} [$B]"'
+        # A bare name (docker-py's None) unsets the variable, as in Docker; HOME, unset,
+        # is then the user's from the image's passwd, as runc sets it.
+        script = 'echo "${HOME-unset} ${TERM-unset} [$B]"'
         u = client.containers.create(
-            "default", ["sh", "-c", script], environment={"HOME": None, "B": ""}
+            "default", ["sh", "-c", script], environment={"HOME": None, "TERM": None, "B": ""}
         )
         assert "HOME" in u.attrs["Config"]["Env"] and "B=" in u.attrs["Config"]["Env"]
         u.start()
-        assert u.wait()["StatusCode"] == 0 and u.logs() == b"unset []\n"
+        assert u.wait()["StatusCode"] == 0 and u.logs() == b"/root unset []\n"
         u.remove()
         d = client.containers.run(
             "default", ["sleep", "60"], detach=True, name="py", mem_limit="64m"

@@ -584,3 +584,19 @@ async def test_a_short_run_ends_after_it_starts(tmp_path: Path, busybox_root: Pa
             assert state.finished_at >= state.started_at
             assert state.summary is not None and state.summary.wall_seconds >= 0
             await sup.remove(c.id)
+
+
+async def test_a_programs_umask_is_not_its_containers(tmp_path: Path, busybox_root: Path) -> None:
+    """A program under umask 077 (a service's) runs containers with Docker's 022: their
+    processes and the working directory their start makes were private to their owner."""
+    show = "umask; stat -c %a /made; touch /made/f; stat -c %a /made/f"
+    caller = os.umask(0o077)
+    try:
+        async with boxd.open_supervisor(tmp_path / "lib") as sup:
+            c = await sup.run(_config(busybox_root, "sh", "-c", show, workdir="/made"))
+            assert await sup.wait(c.id) == 0
+            logged = [e.data for e in read_entries(sup.log_dir(c.id))]
+            await sup.remove(c.id)
+    finally:
+        os.umask(caller)
+    assert logged == [b"0022", b"755", b"644"]

@@ -481,6 +481,64 @@ SHIM = textwrap.dedent(
 
 
 @pytest.mark.root
+def test_the_umask_is_runcs_whatever_the_callers(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """Without process.user.umask the process gets runc's 0022, not its caller's (here
+    0077: a container's files were private to its root); with one, that one, for an
+    exec too."""
+    bundle.command("umask")
+    caller = os.umask(0o077)
+    try:
+        ours = runtime("run", "--bundle", str(bundle.path), "masked").stdout
+        if shutil.which("runc") is not None:
+            assert ours == _runc(bundle, tmp_path, "masked").stdout
+        bundle.config["process"]["user"]["umask"] = 0o027
+        bundle.write()
+        given = runtime("run", "--bundle", str(bundle.path), "given").stdout
+        bundle.command("exec sleep 1000")
+        runtime("run", "-d", "--bundle", str(bundle.path), "execd")
+        execd = runtime("exec", "execd", "sh", "-c", "umask").stdout  # the spec's, as runc's
+        runtime("kill", "execd", "KILL")
+    finally:
+        os.umask(caller)
+    assert (ours, given, execd) == ("0022\n", "0027\n", "0027\n")
+
+
+@pytest.mark.root
+def test_a_non_root_process_reopens_its_stdio_pipes_as_under_runc(
+    runtime: Runtime, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The pipes conmon or a containerd shim give (root's, mode 0600) become the
+    process's user's, as runc's fixStdioPermissions makes them: a ``--user 1000``
+    container may write /dev/stdout (nginx's logs), in run and in exec.  A file the
+    caller gives stays its own."""
+    bundle.command('echo out > /dev/stdout; stat -Lc "%u %a" /dev/stdout; exec sleep 1000')
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.write()
+    (bundle.path / "rootfs").chmod(0o755)  # umoci's is 0700
+    base = [RUNTIME, "--root", str(runtime.root)]
+    runtime("create", "--bundle", str(bundle.path), "c1")  # files: the init's
+    shown = "/bin/sh", "-c", 'echo in-exec > /dev/stdout; stat -Lc "%u %a" /dev/stdout'
+    runtime("start", "c1")
+    execd = subprocess.run([*base, "exec", "c1", *shown], capture_output=True, text=True)
+    assert (execd.stdout, execd.stderr) == ("in-exec\n1000 600\n", "")
+    runtime("kill", "c1", "KILL")
+    _wait_status(runtime, "c1", "stopped")
+    runtime("delete", "c1")
+    bundle.command('echo out > /dev/stdout; stat -Lc "%u %a" /dev/stdout')
+    argv = ["run", "--bundle", str(bundle.path), "c2"]
+    ours = subprocess.run([*base, *argv], capture_output=True, text=True, timeout=60)
+    assert (ours.stdout, ours.stderr) == ("out\n1000 600\n", "")
+    if shutil.which("runc") is not None:
+        assert _runc(bundle, tmp_path, "c2").stdout == ours.stdout
+    with (tmp_path / "out").open("w+") as out:
+        argv = ["run", "--bundle", str(bundle.path), "c3"]
+        subprocess.run([*base, *argv], stdout=out, stderr=subprocess.DEVNULL, timeout=60)
+    assert os.stat(tmp_path / "out").st_uid == 0
+
+
+@pytest.mark.root
 def test_the_bundle_path_is_cleaned_as_runc_cleans_it(runtime: Runtime, bundle: Bundle) -> None:
     """``--bundle`` is made absolute and cleaned (``..``, ``.``, a trailing ``/``), as runc's
     filepath.Abs does: the state and hooks name the bundle directory itself."""

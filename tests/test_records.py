@@ -61,7 +61,7 @@ def test_round_trip_through_json() -> None:
         (("state", "status"), "zombie", "invalid value 'zombie'"),
         (("config", "env"), ["=x"], "invalid --env '=x'"),
         (("config", "workdir"), "relative", "must be absolute"),
-        (("config", "user"), "bob:", "invalid --user 'bob:'"),
+        (("config", "user"), "bob:x:y", "invalid --user 'bob:x:y'"),
     ],
 )
 def test_strict_structure_names_the_bad_value(

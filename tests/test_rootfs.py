@@ -274,6 +274,10 @@ def test_mount_table_for_a_user_namespace(default: Image) -> None:
         assert binds["/dev/urandom"] == "/dev/urandom"
         assert not [op for op in ops if op.kind == MountKind.MKNOD]
         assert [op.data for op in ops if op.fstype == "devpts"] == [
+            "newinstance,ptmxmode=0666,mode=0620,gid=5"  # the container's tty group, mapped
+        ]
+        _rootfs, ops = container_mounts(default, c, id_map=(100_000, 5))  # unmapped: none
+        assert [op.data for op in ops if op.fstype == "devpts"] == [
             "newinstance,ptmxmode=0666,mode=0620"
         ]
     finally:
@@ -358,9 +362,7 @@ def test_lookups_made_ahead_give_the_same_table(
     c = tmp_path / "c"
     volumes = [Volume(str(tmp_path), "/srv/v", False)]
     files = {"/etc/hostname": "h\n"}
-    _rootfs, plain = container_mounts(
-        image, c, files=files, workdir="/w", volumes=volumes, read=lambda path: b""
-    )
+    _rootfs, plain = container_mounts(image, c, files=files, workdir="/w", volumes=volumes)
     known: dict[str, os.stat_result | None] = {}
     look_up(image, c, ["/", "/proc", "/sys", "/dev", "/etc/hostname", "/w", "/srv/v"], known)
     looked: list[Sequence[str]] = []
@@ -373,7 +375,6 @@ def test_lookups_made_ahead_give_the_same_table(
         volumes=volumes,
         known=known,
         dirs_made=True,
-        read=lambda path: b"",  # its /etc/group: read ahead as well, by prepare
     )
     assert ahead == plain and looked == []
 

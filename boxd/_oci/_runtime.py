@@ -16,6 +16,7 @@ import _socket  # socket.py imports selectors and array: ~3 ms of every create
 import contextlib
 import os
 import signal
+import stat
 import zlib
 
 from .. import _caps, _native, _rootfs
@@ -151,6 +152,24 @@ def _placer(maps: tuple[str, str] | None, oom_score_adj: int | None) -> Any:
     return place
 
 
+def _give_stdio(plan: SpawnPlan, spec: Spec) -> None:
+    """Make the process's user the owner of the pipes it gets as stdio (conmon's, a
+    containerd shim's: root's, mode 0600), as runc's fixStdioPermissions does, so a
+    non-root process may reopen /dev/stdout.  Only pipes: a caller's file or terminal
+    stays its own (runc would give those away too)."""
+    uid = _translate.host_uid(spec, plan.uid)
+    if uid is None or plan.console:
+        return
+    for n, fd in enumerate((plan.stdin, plan.stdout, plan.stderr)):
+        fd = n if fd < 0 else fd  # -1: the runtime's own, which the process inherits
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue  # closed: the child's dup2 names it
+        if stat.S_ISFIFO(st.st_mode) and st.st_uid != uid:
+            os.fchown(fd, uid, -1)
+
+
 def _spawn(plan: SpawnPlan, cgroup: Cgroup, place: Any) -> _native.Spawned:
     """Spawn ``plan`` in ``cgroup``: the process places itself (Cgroup.placement), which
     spares the kernel's wait for an RCU grace period that moving it from here costs."""
@@ -279,8 +298,8 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
             )
             cgroup = host.create(name, limits, devices)
             assert spec.process is not None
-            if spec.process.user.umask is not None:
-                os.umask(spec.process.user.umask)
+            umask = spec.process.user.umask
+            os.umask(0o022 if umask is None else umask)  # runc's default
             place = _placer(_translate.id_maps(spec), spec.process.oom_score_adj)
             if copy_ups:
                 sources = _copy_sources(plan.rootfs, copy_ups)
@@ -289,6 +308,7 @@ def create(root: Root, cid: str, options: CreateOptions) -> _native.Spawned:
                     plan = _rootfs.bind_trees(RealNative(), plan)
                 except (OSError, ValueError) as exc:
                     raise OciError(f"config.json: {exc}") from None
+            _give_stdio(plan, spec)
             try:
                 spawned = _spawn(plan, cgroup, place)
             finally:
@@ -537,6 +557,7 @@ def exec_(root: Root, cid: str, options: ExecOptions) -> int:
             **fields,  # type: ignore[arg-type]
         )
         cgroup = open_cgroup(saved).for_exec(saved["pid"])
+        _give_stdio(plan, spec)
         spawned = _spawn(plan, cgroup, _placer(None, process.oom_score_adj))
     finally:
         os.close(pidfd)

@@ -564,6 +564,8 @@ def process_plan(process: Process, *, console: bool) -> dict[str, object]:
         "rlimits": rlimits(process),
         "caps": caps,
         "no_new_privs": process.no_new_privileges,
+        # None: the runtime's (create sets runc's 0022); the kernel's 9 bits, as runc's.
+        "umask": None if process.user.umask is None else process.user.umask & 0o777,
     }
 
 
@@ -711,6 +713,17 @@ def id_maps(spec: Spec) -> tuple[str, str] | None:
         return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
 
     return text(spec.linux.uid_mappings), text(spec.linux.gid_mappings)
+
+
+def host_uid(spec: Spec, uid: int) -> int | None:
+    """The host uid that the container's ``uid`` is (None: its user namespace does not
+    map it)."""
+    if spec.linux is None or not spec.linux.uid_mappings:
+        return uid
+    for m in spec.linux.uid_mappings:
+        if m.container_id <= uid < m.container_id + m.size:
+            return m.host_id + uid - m.container_id
+    return None
 
 
 _PROC_NS = {Namespace.NET: "net", Namespace.IPC: "ipc", Namespace.UTS: "uts"}

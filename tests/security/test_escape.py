@@ -123,6 +123,10 @@ def test_setuid_binary_in_image_gives_no_privilege(
     os.chmod(root / "bin" / "probe", 0o4755)
     out = run(boxd, root, "/bin/sh", "-c", "probe id; probe caps", opts=("-u", "1000"))
     assert keys(out)["euid"] == "1000" and keys(out)["CapEff"] == NO_CAPS
+    # What SECURITY.md tells a user whose sudo or su fails: Docker's setuid back.
+    docker = ("-u", "1000", "--security-opt", "no-new-privileges=false")
+    out = run(boxd, root, "/bin/sh", "-c", "probe id; probe caps", opts=docker)
+    assert keys(out)["euid"] == "0" and int(keys(out)["CapEff"], 16) == DOCKER_CAPS
 
 
 def test_capabilities_reach_no_host_disk_and_no_mount(boxd: Daemon, image: Path) -> None:
