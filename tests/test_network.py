@@ -843,13 +843,26 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
         front = later.attrs["NetworkSettings"]["Networks"]["front"]
         assert front["IPAddress"] == "10.66.0.77"
         assert front["IPAMConfig"] == {"IPv4Address": "10.66.0.77"}  # asked for, kept shown
-        # Several networks at create (API 1.44's EndpointsConfig).
+        # Several networks at create (API 1.44's EndpointsConfig); a client of API 1.43
+        # is refused in moby's words, naming them, and nothing is made.
+        both = {"bridge": {}, "front": {"Aliases": ["m"]}}
+        old = docker.APIClient(base_url=f"unix://{netd.docker_socket}", version="1.43")
+        try:
+            r = old.post(old._url("/containers/create"), params={"name": "multi"}, json={
+                "Image": "default", "Cmd": ["sleep", "300"], "Hostname": "mh",
+                "HostConfig": {"NetworkMode": "bridge"},
+                "NetworkingConfig": {"EndpointsConfig": both},
+            })  # fmt: skip
+        finally:
+            old.close()
+        assert (r.status_code, r.json()["message"]) == (
+            400,
+            "Container cannot be created with multiple network endpoints: bridge, front",
+        )
+        assert not client.containers.list(all=True, filters={"name": "multi"})
         multi = client.api.create_container(
             "default", ["sleep", "300"], name="multi", hostname="mh",
-            networking_config=client.api.create_networking_config({
-                "bridge": client.api.create_endpoint_config(),
-                "front": client.api.create_endpoint_config(aliases=["m"]),
-            }),
+            networking_config={"EndpointsConfig": both},
             host_config=client.api.create_host_config(network_mode="bridge"),
         )  # fmt: skip
         client.api.start(multi)

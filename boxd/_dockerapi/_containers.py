@@ -94,8 +94,19 @@ def _make_mountpoints(req: Request, body: object) -> list[str]:
     return made
 
 
+def _check_one_endpoint(req: Request, body: object) -> None:
+    """Before API 1.44 a container is created on one network: an ``EndpointsConfig``
+    naming more is refused, naming them, as moby's router refuses it (a client of that
+    age would see the others silently left out)."""
+    config = Fields(body, "body").object("NetworkingConfig").object("EndpointsConfig")
+    if not req.at_least("1.44") and len(config.data) > 1:
+        names = ", ".join(config.data)
+        raise ApiError(400, f"Container cannot be created with multiple network endpoints: {names}")
+
+
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
+    _check_one_endpoint(req, body)
     made = _make_mountpoints(req, body)
     try:
         config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
