@@ -822,6 +822,18 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
         nets = c.attrs["NetworkSettings"]["Networks"]
         assert sorted(nets) == ["bridge", "front"]
         assert nets["front"]["IPAddress"].startswith("10.66.0.") and nets["front"]["Aliases"]
+        # The deprecated top-level fields are the default bridge's, as moby's (whatever
+        # network came first); empty for a container on user networks only.
+        top = ("IPAddress", "Gateway", "MacAddress", "EndpointID", "IPPrefixLen")
+        settings = c.attrs["NetworkSettings"]
+        assert [settings[k] for k in top] == [nets["bridge"][k] for k in top]
+        assert settings["IPAddress"] and settings["Gateway"]
+        only = client.containers.run("default", ["sleep", "300"], detach=True, network="front")
+        only.reload()
+        settings = only.attrs["NetworkSettings"]
+        assert [settings[k] for k in top] == ["", "", "", "", 0]
+        assert settings["Networks"]["front"]["IPAddress"].startswith("10.66.0.")
+        only.remove(force=True)
         with pytest.raises(docker.errors.APIError) as info:
             net.connect(c)
         assert info.value.status_code == 409 and "already exists" in str(info.value)
