@@ -349,7 +349,11 @@ class Server:
         rw, root = (await self.sup.sizes([c]))[0] if req.size else (None, None)
         await conn.send(
             InspectResponse(
-                container=c, log_path=self.sup.log_path(c), size_rw=rw, size_root_fs=root
+                container=c,
+                log_path=self.sup.log_path(c),
+                etc_paths=self.sup.etc_paths(c),
+                size_rw=rw,
+                size_root_fs=root,
             )
         )
 

@@ -111,6 +111,7 @@ from ._rootfs import (
     container_uppers,
     is_file_at,
     layer_dirs,
+    own_file_at,
     prepare_default_image,
     resolve_image,
 )
@@ -486,6 +487,21 @@ class Supervisor:
         if c.config.log_driver != "json-file":
             return ""
         return str(self.store.container_dir(c.id) / "logs" / _logs.LOG_NAME)
+
+    def etc_paths(self, c: Container) -> tuple[str, str, str]:
+        """Docker's ResolvConfPath, HostnamePath and HostsPath: where the container's
+        /etc/resolv.conf, /etc/hostname and /etc/hosts are on the host -- the file a volume
+        binds there, else the copy a start wrote in its layer ("" before it has one: a
+        container never started, a resolv.conf its network does not give)."""
+        bound = {posixpath.normpath(v.container): v.host for v in c.config.volumes}
+        files = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
+        try:
+            image: Image | None = self._image(c.config.image, c.config.image_id)
+        except ImageError:  # its root directory removed since: inspect shows the rest
+            image = None
+        where = self.store.container_dir(c.id)
+        found = [bound.get(f) or (image and own_file_at(image, where, f)) or "" for f in files]
+        return found[0], found[1], found[2]
 
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""

@@ -984,6 +984,36 @@ def test_log_path_is_the_json_file_drivers_file(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_etc_paths_are_the_files_the_container_reads(clean: Daemon, tmp_path: Path) -> None:
+    """``HostnamePath``, ``HostsPath`` and ``ResolvConfPath``: where the container's own
+    /etc/hostname, /etc/hosts and /etc/resolv.conf are on the host (they were empty), in
+    both clients' inspect; a file bound there (``-v``) is shown as its own, as Docker's."""
+    made = _docker(clean, "run", "--name", "ep", "-h", "eph", "--add-host", "marker:192.0.2.8",
+                   "default", "cat", "/etc/hosts", "/etc/resolv.conf")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    fields = "{{.HostnamePath}} {{.HostsPath}} {{.ResolvConfPath}}"
+    paths = _docker(clean, "inspect", "-f", fields, "ep").stdout.split()
+    assert paths == clean.ctl("inspect", "-f", fields, "ep").stdout.split()
+    hostname, hosts, resolv = (Path(p) for p in paths)
+    assert all(str(p).startswith(str(clean.root)) for p in paths)
+    assert hostname.read_text() == "eph\n"
+    assert hosts.read_text() + resolv.read_text() == made.stdout
+    assert "192.0.2.8\tmarker" in made.stdout
+    mine = tmp_path / "hosts"
+    mine.write_text("127.0.0.1 localhost\n")
+    _docker(clean, "create", "--name", "bound", "-v", f"{mine}:/etc/hosts", "default", "true")
+    assert _docker(clean, "inspect", "-f", fields, "bound").stdout == f" {mine} \n"
+    # A root directory removed since its container was made: inspect still answers.
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "x").write_text("")
+    (root / "x").chmod(0o755)
+    clean.ctl("create", "--name", "rootless", str(root), "/x")
+    shutil.rmtree(root)
+    assert clean.ctl("inspect", "-f", fields, "rootless").stdout == "  \n"
+
+
+@needs_cli
 def test_events_of_networks_and_volumes_through_the_cli(clean: Daemon) -> None:
     """``docker events --filter type=...`` sees a network's and a volume's events in
     Docker's shape: the Actor's ID and attributes, none of a container's older fields."""

@@ -1158,9 +1158,14 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     return rows
 
 
-def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, Any]:
+def inspect(
+    c: Container,
+    exec_ids: list[str],
+    log_path: str = "",
+    etc_paths: tuple[str, str, str] = ("", "", ""),
+) -> dict[str, Any]:
     """``docker inspect``'s object (``log_path``: its ``LogPath``, where the daemon writes
-    the log)."""
+    the log; ``etc_paths``: its ``ResolvConfPath``, ``HostnamePath`` and ``HostsPath``)."""
     cfg = c.config
     st = c.state
     # The container runs entrypoint + command (boxd._images.config); Docker shows them apart.
@@ -1186,9 +1191,9 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             **_health(c),
         },
         "Image": image_id(c),
-        "ResolvConfPath": "",
-        "HostnamePath": "",
-        "HostsPath": "",
+        "ResolvConfPath": etc_paths[0],
+        "HostnamePath": etc_paths[1],
+        "HostsPath": etc_paths[2],
         "LogPath": log_path,
         "Name": "/" + c.name,
         "RestartCount": st.restart_count,
