@@ -1383,7 +1383,8 @@ def test_docker_py(clean: Daemon) -> None:
         for tty in (False, True):
             tx = client.api.exec_create(e.id, ["echo", "on a tty"], tty=True)
             assert client.api.exec_start(tx["Id"], tty=tty) == b"on a tty\r\n"
-        e.update(mem_limit="32m")
+        # Without a limit before, the swap is given too, as Docker requires.
+        e.update(mem_limit="32m", memswap_limit="64m")
         e.reload()
         assert e.attrs["HostConfig"]["Memory"] == 32 << 20
         assert e.attrs["HostConfig"]["CgroupnsMode"] == "private"
