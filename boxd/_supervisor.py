@@ -565,6 +565,19 @@ class Supervisor:
         if image != "default" and not image.startswith("/"):
             await self.unpacks.ready(self.images.lookup(image), image)
 
+    def _check_workdir(self, container: Container, image: Image) -> None:
+        """Refuse a working directory that is, or is below, a file of the image, at the
+        create, as Docker's create fails making it (the start's chdir would)."""
+        workdir = container.config.workdir
+        parts = posixpath.normpath(workdir).split("/")[1:] if workdir else []
+        where = self.store.container_dir(container.id)
+        for depth in range(1, len(parts) + 1):
+            path = "/" + "/".join(parts[:depth])
+            if is_file_at(image, where, path):
+                # In moby's words; below a file, which one.
+                below = f"{workdir}: " if depth < len(parts) else ""
+                raise ValueError(f"Cannot mkdir: {below}{path} is not a directory")
+
     async def create(
         self, config: ContainerConfig, name: str = "", *, starts: bool = False
     ) -> Container:
@@ -576,10 +589,7 @@ class Supervisor:
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
         try:
-            workdir = container.config.workdir
-            if workdir and is_file_at(image, self.store.container_dir(container.id), workdir):
-                # Refused by the create, in its words, as Docker's (the start's chdir failed).
-                raise ValueError(f"Cannot mkdir: {workdir} is not a directory")
+            self._check_workdir(container, image)
             await self._fill_volumes(container, image)
         except BaseException:  # not made after all: nor are its anonymous volumes
             self._discard(self._entries[container.id])

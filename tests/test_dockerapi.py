@@ -65,6 +65,7 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("default", "/etc/passwd"), 126, "", "permission denied"),
         # Refused by the create, as Docker's: the start failed (chdir: Not a directory).
         (("-w", "/etc/passwd", "default", "pwd"), 125, "", "Cannot mkdir: /etc/passwd is not a"),
+        (("-w", "/etc/passwd/x", "default", "pwd"), 125, "", "/etc/passwd/x: /etc/passwd is not"),
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
