@@ -1494,12 +1494,14 @@ class Supervisor:
         # Docker's: its restart policy does not bring it back.
         own = signum == parse_signal(entry.container.config.stop_signal)
         ending = own or signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
-        if entry.phase is RESTARTING and ending and entry.backoff is not None:
-            # No process to signal: what would end it keeps it down, as a stop does.
-            entry.stopping = entry.container.state.manual_stop = True
-            self.events.report("kill", entry.container, signal=str(int(signum)))
-            entry.backoff.cancel(reason="container killed during restart backoff")
-            await entry.idle.wait()
+        if entry.phase is RESTARTING and entry.backoff is not None:
+            # No process to signal: what would end it keeps it down, as a stop does;
+            # another is answered with success and the restart goes on, as moby's.
+            if ending:
+                entry.stopping = entry.container.state.manual_stop = True
+                self.events.report("kill", entry.container, signal=str(int(signum)))
+                entry.backoff.cancel(reason="container killed during restart backoff")
+                await entry.idle.wait()
             return
         _lifecycle.check_kill(entry.container.name, entry.phase)
         run, recorded = entry.run, entry.recorded
