@@ -1174,7 +1174,7 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
         for opt, words in (
             ("com.docker.network.driver.mtu=10", "use an MTU of 68 to 65535"),
             ("com.docker.network.bridge.name=boxdtestbr0", "that interface exists"),
-            ("com.docker.network.bridge.enable_icc=false", "is not supported by boxd"),
+            ("com.docker.network.bridge.inhibit_ipv4=true", "is not supported by boxd"),
         ):
             r = netd.ctl("network", "create", "-o", opt, "other", check=False)
             assert r.returncode != 0 and words in r.stderr, r.stderr
@@ -1214,6 +1214,45 @@ def test_network_binding_address_and_masquerade_options(netd: Daemon) -> None:
         assert r.returncode != 0 and words in r.stderr, r.stderr
     netd.ctl("rm", "-f", "web")
     netd.ctl("network", "rm", "local")
+
+
+@pytest.mark.root
+def test_a_network_without_inter_container_communication(netd: Daemon) -> None:
+    """``-o com.docker.network.bridge.enable_icc=false``, as Docker's bridge driver takes
+    it (it was refused): its containers do not reach one another, a container connected
+    later neither, while each still reaches its gateway (the host); on a network with it
+    (true, or not given) they do; a bad value is refused by name."""
+    icc = "com.docker.network.bridge.enable_icc"
+    netd.ctl("network", "create", "--subnet", "10.46.0.0/24", "-o", f"{icc}=false", "apart")
+    netd.ctl("network", "create", "--subnet", "10.47.0.0/24", "-o", f"{icc}=true", "along")
+    server = ("default", "python3", "-m", "http.server", "80")
+    netd.ctl("run", "-d", "--name", "srv", "--network", "apart", *server)
+    netd.ctl("network", "connect", "along", "srv")
+    wait_listening(netd, "srv", 80)
+    shown = json.loads(netd.ctl("network", "inspect", "apart").stdout)[0]
+    assert shown["Options"][icc] == "false"
+    endpoints = netd.inspect("srv")["state"]["network"]["endpoints"]
+    addresses = {e["network"]: e["ip_address"] for e in endpoints}
+    probe = (
+        "import socket, sys\n"
+        "for address in sys.argv[1:]:\n"
+        "    s = socket.socket()\n"
+        "    s.settimeout(3)\n"
+        "    print(s.connect_ex((address, 80)) == 0)\n"
+    )
+    netd.ctl("run", "-d", "--name", "peer", "--network", "apart", "default", "sleep", "300")
+    r = netd.ctl("exec", "peer", "python3", "-c", probe, addresses["apart"])
+    assert r.stdout.split() == ["False"]
+    # The gateway still answers: the network's name server there.
+    lookup = "import socket; print(socket.gethostbyname('srv'))"
+    assert netd.ctl("exec", "peer", "python3", "-c", lookup).stdout == f"{addresses['apart']}\n"
+    netd.ctl("network", "connect", "along", "peer")
+    r = netd.ctl("exec", "peer", "python3", "-c", probe, addresses["along"], addresses["apart"])
+    assert r.stdout.split() == ["True", "False"]
+    r = netd.ctl("network", "create", "-o", f"{icc}=maybe", "other", check=False)
+    assert r.returncode != 0 and f"invalid {icc} 'maybe': use true or false" in r.stderr
+    netd.ctl("rm", "-f", "srv", "peer")
+    netd.ctl("network", "rm", "apart", "along")
 
 
 @pytest.mark.root
