@@ -1384,7 +1384,10 @@ def test_docker_py(clean: Daemon) -> None:
         for tty in (False, True):
             tx = client.api.exec_create(e.id, ["echo", "on a tty"], tty=True)
             assert client.api.exec_start(tx["Id"], tty=tty) == b"on a tty\r\n"
-        # Without a limit before, the swap is given too, as Docker requires.
+        # Without a limit before, the swap is given too, as Docker requires (409 else).
+        with pytest.raises(docker.errors.APIError) as refused:
+            e.update(mem_limit="32m")
+        assert refused.value.status_code == 409
         e.update(mem_limit="32m", memswap_limit="64m")
         e.reload()
         assert e.attrs["HostConfig"]["Memory"] == 32 << 20
