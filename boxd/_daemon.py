@@ -32,7 +32,7 @@ from . import _nosource  # noqa: F401
 # isort: split
 from . import _daemonconfig, _logs, _repair, _systemd, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
-from ._network import DEFAULT_BRIDGE, BridgeOptions
+from ._network import DEFAULT_BRIDGE, GO_BOOLS, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
 from ._records import LOG_DRIVERS
 from ._server import Server, serve
@@ -63,6 +63,11 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         if value is None:
             raise ValueError(text)
         return value
+
+    def icc(text: str) -> bool:  # a boolean as Docker's flag takes it (Go's ParseBool)
+        if text not in GO_BOOLS:
+            raise ValueError(text)  # argparse's words: "invalid icc value: 'X'"
+        return GO_BOOLS[text]
 
     p.add_argument(
         "--root",
@@ -134,6 +139,15 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         default="",
         metavar="ADDRESS/LEN",
         help="the default bridge's address and subnet, as Docker's bip (not with --bridge-subnet)",
+    )
+    p.add_argument(
+        "--icc",
+        type=icc,
+        default=True,
+        metavar="BOOL",
+        help="whether containers on the default network reach one another (default: true; "
+        "false: as Docker's --icc=false; user networks: -o com.docker.network.bridge."
+        "enable_icc)",
     )
     p.add_argument(
         "--ipv6",
@@ -281,6 +295,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
                         pools=args.address_pools,
                         ipv6=args.ipv6,
                         subnet6=args.fixed_cidr_v6,
+                        icc=args.icc,
                     ),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),

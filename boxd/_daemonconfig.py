@@ -162,6 +162,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "bip": ("bip", ("--bip",), bip),
     "default-address-pools": ("address_pools", ("--default-address-pool",), _pools),
     "ipv6": ("ipv6", ("--ipv6",), _flag),
+    "icc": ("icc", ("--icc",), _flag),
     "fixed-cidr-v6": ("fixed_cidr_v6", ("--fixed-cidr-v6",), lambda k, v: cidr_v6(k, _text(k, v))),
     # boxd's own
     "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),

@@ -273,6 +273,7 @@ class BridgeOptions:
     # in subnet6 ("": a /64 of the daemon's unique local /48, see ula_pool).
     ipv6: bool = False
     subnet6: str = ""
+    icc: bool = True  # Docker's --icc: its containers reach one another
 
     @classmethod
     def of(
@@ -285,12 +286,13 @@ class BridgeOptions:
         pools: tuple[tuple[str, int], ...] = (),
         ipv6: bool = False,
         subnet6: str = "",
+        icc: bool = True,
     ) -> BridgeOptions:
         """``bip`` (Docker's, checked: ADDRESS/LEN) gives the subnet and the gateway."""
         if not bip:
-            return cls(name, subnet, mtu, pools=pools, ipv6=ipv6, subnet6=subnet6)
+            return cls(name, subnet, mtu, pools=pools, ipv6=ipv6, subnet6=subnet6, icc=icc)
         iface = ipaddress.IPv4Interface(bip)
-        return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6)
+        return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6, icc)
 
     def candidates(self) -> Iterator[ipaddress.IPv4Network]:
         """The subnets a network without one may get, in order: the IPv4 pools'
@@ -726,7 +728,10 @@ class Networks:
                 with contextlib.suppress(FileNotFoundError):
                     self._path(old).unlink()
         options = {MTU_OPTION: str(self.options.mtu)} if self.options.mtu else {}
-        if net.options != options:  # the daemon's --mtu changed: the next bring-up sets it
+        if not self.options.icc:  # each container's port isolated as it is plugged
+            options[ICC_OPTION] = "false"
+        # --mtu or --icc changed: the next bring-up sets the MTU, the next plug the port
+        if net.options != options:
             net.options = options
             self._save(net)
         return net

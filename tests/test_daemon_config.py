@@ -34,6 +34,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ],
         "ipv6": True,
         "fixed-cidr-v6": "fd00:9::/64",
+        "icc": False,
     }
     assert options(config, []) == {
         "root": Path("/srv/boxd"),
@@ -51,6 +52,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "address_pools": (("10.200.0.0/16", 24), ("fd00:77::/48", 64)),
         "ipv6": True,
         "fixed_cidr_v6": "fd00:9::/64",
+        "icc": False,
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
     # Docker's mode and the log attributes: kept as given, for every new container.

@@ -26,7 +26,7 @@ from typing import Any
 
 import docker_clients
 import pytest
-from daemon_harness import REPO, Daemon, daemon_cli, running_daemon, session_name, until
+from daemon_harness import REPO, Daemon, _env, daemon_cli, running_daemon, session_name, until
 
 from boxd import _netconfig, _network, _nft
 from boxd._convert import unstructure
@@ -1253,6 +1253,39 @@ def test_a_network_without_inter_container_communication(netd: Daemon) -> None:
     assert r.returncode != 0 and f"invalid {icc} 'maybe': use true or false" in r.stderr
     netd.ctl("rm", "-f", "srv", "peer")
     netd.ctl("network", "rm", "apart", "along")
+
+
+@pytest.mark.root
+def test_the_daemons_icc_false(tmp_path: Path, netns: str) -> None:
+    """``boxd --icc=false`` (daemon.json's ``icc``), as Docker's: the default network's
+    containers do not reach one another (inspect shows its enable_icc false), each still
+    reaches the host: a published port through it; a bad value is refused in argparse's
+    words."""
+    with running_daemon(tmp_path, "--icc=false", netns=netns) as d:
+        server = ("default", "python3", "-m", "http.server", "80")
+        d.ctl("run", "-d", "--name", "srv", "-p", "18090:80", *server)
+        wait_listening(d, "srv", 80)
+        shown = json.loads(d.ctl("network", "inspect", "bridge").stdout)[0]
+        assert shown["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+        gateway = shown["IPAM"]["Config"][0]["Gateway"]
+        address = d.inspect("srv")["state"]["network"]["endpoints"][0]["ip_address"]
+        probe = (
+            "import socket, sys\n"
+            "for where in sys.argv[1:]:\n"
+            "    s = socket.socket()\n"
+            "    s.settimeout(3)\n"
+            "    host, port = where.split()\n"
+            "    print(s.connect_ex((host, int(port))) == 0)\n"
+        )
+        wheres = (f"{address} 80", f"{gateway} 18090")
+        r = d.ctl("run", "--rm", "default", "python3", "-c", probe, *wheres)
+        assert r.stdout.split() == ["False", "True"]
+        d.ctl("rm", "-f", "srv")
+    r = subprocess.run(
+        [sys.executable, "-m", "boxd", "--icc", "maybe"], capture_output=True, text=True,
+        env=_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2 and "invalid icc value: 'maybe'" in r.stderr
 
 
 @pytest.mark.root
