@@ -30,7 +30,7 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import _daemonconfig, _logs, _repair, _systemd, _trim, _ulimits, _units
+from . import _daemonconfig, _repair, _systemd, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
@@ -90,14 +90,14 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     )
     p.add_argument(
         "--log-max-size",
-        default=str(_logs.DEFAULT_MAX_SIZE),
-        help="default size at which a container log rotates (e.g. 10m)",
+        default=None,
+        help="size at which a new container's log rotates (e.g. 10m; default 10m)",
     )
     p.add_argument(
         "--log-max-files",
         type=int,
-        default=_logs.DEFAULT_MAX_FILES,
-        help="default number of log files kept per container",
+        default=None,
+        help="number of log files kept per new container (default 3)",
     )
     p.add_argument(
         "--procview",
@@ -226,8 +226,10 @@ def _flag_pool(text: str) -> tuple[str, int]:
 
 
 async def run_daemon(args: SimpleNamespace) -> None:
-    max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
-    if args.log_max_files < 1:
+    max_size = None  # given (flag, daemon.json): recorded on each new container (Supervisor)
+    if args.log_max_size is not None:
+        max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
+    if args.log_max_files is not None and args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     if args.max_download_attempts < 1:
         raise DaemonError(
@@ -235,8 +237,10 @@ async def run_daemon(args: SimpleNamespace) -> None:
         )
     if args.log_driver not in LOG_DRIVERS:  # from the configuration file
         raise DaemonError(f"invalid log-driver {args.log_driver!r}: use json-file, local or none")
-    if args.log_driver == "none" and args.log_options:
-        raise DaemonError("log-opts need a log: log-driver none keeps none")
+    if args.log_driver == "none" and (args.log_options or max_size or args.log_max_files):
+        raise DaemonError(
+            "log-opts (and --log-max-size, --log-max-files) need a log: log-driver none keeps none"
+        )
     for name, allowed in (("procview", ("on", "off")), ("procview_cpus", CPU_POLICIES)):
         if getattr(args, name) not in allowed:
             raise DaemonError(

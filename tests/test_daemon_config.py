@@ -5,9 +5,11 @@ and a daemon started with one behaves as it says."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_harness import running_daemon
@@ -159,6 +161,40 @@ def test_the_files_log_opts_are_every_new_containers(tmp_path: Path) -> None:
         assert config("local") == {}
         assert daemon.ctl("logs", "--details", "merged").stdout == "FOO=f,team=a hi\n"
         assert daemon.ctl("logs", "--details", "own").stdout == "FOO=f,zone=z hi\n"
+        daemon.ctl("rm", "merged", "own", "local")
+
+
+@pytest.mark.root
+def test_the_daemons_rotation_is_recorded_on_every_new_container(tmp_path: Path) -> None:
+    """daemon.json's max-size and --log-max-files go to each new container that keeps its
+    log with the daemon's driver and names none, shown in its LogConfig as Docker merges
+    them at the creation (they applied, but inspect showed ``{}``)."""
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"log-opts": {"max-size": "1k"}}))
+    with running_daemon(tmp_path, "--config-file", str(path), "--log-max-files", "2") as daemon:
+        lines = ["default", "sh", "-c", "for i in $(seq 200); do echo line $i; done"]
+        daemon.ctl("run", "--name", "merged", *lines)
+        daemon.ctl("run", "--name", "own", "--log-opt", "max-file=4", "default", "true")
+        daemon.ctl("run", "--name", "local", "--log-driver", "local", "default", "true")
+
+        def inspect(name: str) -> dict[str, Any]:
+            found: dict[str, Any] = json.loads(daemon.ctl("inspect", name).stdout)[0]
+            return found
+
+        merged = inspect("merged")
+        assert merged["HostConfig"]["LogConfig"] == {
+            "Type": "json-file",
+            "Config": {"max-size": "1k", "max-file": "2"},
+        }
+        logs = Path(merged["LogPath"]).parent
+        assert sorted(os.listdir(logs)) == ["container.log", "container.log.1"]
+        assert all(file.stat().st_size <= 1024 for file in logs.iterdir())
+        assert daemon.ctl("logs", "--tail", "1", "merged").stdout == "line 200\n"
+        assert inspect("own")["HostConfig"]["LogConfig"]["Config"] == {
+            "max-size": "1k",
+            "max-file": "4",
+        }
+        assert inspect("local")["HostConfig"]["LogConfig"]["Config"] == {}
         daemon.ctl("rm", "merged", "own", "local")
 
 
