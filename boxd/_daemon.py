@@ -182,7 +182,15 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         choices=list(LOG_DRIVERS),
         help="where containers' output is kept unless they say (default %(default)s)",
     )
-    p.set_defaults(log_options=())  # only daemon.json's log-opts set them (see _daemonconfig)
+    p.add_argument(
+        "--log-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a new container's log option unless it names it, as daemon.json's log-opts "
+        "(max-size, max-file, mode, labels, env, tag, ...); repeat it for more",
+    )
+    p.set_defaults(log_options=())  # the kept ones of --log-opt and daemon.json's log-opts
     p.add_argument(
         "--config-file",
         type=Path,
@@ -195,6 +203,8 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     path = args.config_file or _daemonconfig.DEFAULT_PATH
     given = list(sys.argv[1:] if argv is None else argv)
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
+        setattr(args, dest, value)
+    for dest, value in _daemonconfig.flag_log_opts(args.log_opt, given).items():
         setattr(args, dest, value)
     args.address_pools = tuple(
         [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from daemon_harness import running_daemon
 
-from boxd._daemonconfig import ConfigError, options, read
+from boxd._daemonconfig import ConfigError, flag_log_opts, options, read
 
 
 def test_dockers_keys_and_boxds_own_become_options() -> None:
@@ -84,6 +84,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
          "true)"),
         ({"log-opts": {"max-size": "1m"}}, ["--log-max-size=2m"], "log-opts max-size (from "
          'flag: 2m, from file: "1m")'),
+        ({"log-opts": {"labels": "a"}}, ["--log-opt", "env=B"], "log-opts (from flag: env=B, "
+         'from file: {"labels": "a"})'),
         ({"log-opts": {"gelf-address": "x"}}, [], "log-opts: log option gelf-address='x' is not "
          "supported by boxd"),
         ({"log-opts": {"mode": "x"}}, [], "log-opts: logger: logging mode not supported: x"),
@@ -120,6 +122,27 @@ def test_the_file(tmp_path: Path) -> None:
     path.write_text('{"nope": 1}')
     with pytest.raises(ConfigError, match=f"invalid daemon configuration {path}: the following"):
         read(path, [], required=True)
+
+
+def test_dockerds_log_opt_flags_set_what_log_opts_sets() -> None:
+    words = ["max-size=1k", "max-file=2", "labels=team", "mode=non-blocking"]
+    assert flag_log_opts(words, []) == {
+        "log_options": ("labels=team", "mode=non-blocking"),
+        "log_max_size": "1k",
+        "log_max_files": 2,
+    }
+    assert flag_log_opts([], []) == {}
+    for words, given, message in [
+        (["max-size"], [], "invalid --log-opt 'max-size': expected KEY=VALUE"),
+        (["=1k"], [], "invalid --log-opt '=1k': expected KEY=VALUE"),
+        (["max-file=none"], [], "--log-opt: invalid log option max-file 'none'"),
+        (["syslog-address=x"], [], "--log-opt: log option syslog-address='x' is not supported"),
+        (["max-size=1k"], ["--log-max-size", "2k"], "--log-opt max-size=1k and --log-max-size "
+         "2k both set it: give one"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            flag_log_opts(words, given)
+        assert message in str(caught.value)
 
 
 @pytest.mark.root
@@ -166,12 +189,12 @@ def test_the_files_log_opts_are_every_new_containers(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_the_daemons_rotation_is_recorded_on_every_new_container(tmp_path: Path) -> None:
-    """daemon.json's max-size and --log-max-files go to each new container that keeps its
-    log with the daemon's driver and names none, shown in its LogConfig as Docker merges
-    them at the creation (they applied, but inspect showed ``{}``)."""
-    path = tmp_path / "daemon.json"
-    path.write_text(json.dumps({"log-opts": {"max-size": "1k"}}))
-    with running_daemon(tmp_path, "--config-file", str(path), "--log-max-files", "2") as daemon:
+    """dockerd's --log-opt max-size (daemon.json's, which sets the same) and
+    --log-max-files go to each new container that keeps its log with the daemon's driver
+    and names none, shown in its LogConfig as Docker merges them at the creation (they
+    applied, but inspect showed ``{}``; boxd had no --log-opt)."""
+    flags = ("--log-opt", "max-size=1k", "--log-max-files", "2")
+    with running_daemon(tmp_path, *flags) as daemon:
         lines = ["default", "sh", "-c", "for i in $(seq 200); do echo line $i; done"]
         daemon.ctl("run", "--name", "merged", *lines)
         daemon.ctl("run", "--name", "own", "--log-opt", "max-file=4", "default", "true")
