@@ -66,7 +66,7 @@ def _check_max_files(value: int) -> None:
         raise ValueError(f"invalid log file count {value!r}: must be at least 1")
 
 
-def _to_ns(seconds: float) -> int:
+def to_ns(seconds: float) -> int:
     return round(seconds * 1_000_000_000)
 
 
@@ -293,8 +293,8 @@ class LogWriter:
             _warn(
                 "%s: the log goes on; output from %s to %s is missing from it",
                 self._where,
-                format_time(_to_ns(self._lost_first)),
-                format_time(_to_ns(self._lost_last)),
+                format_time(to_ns(self._lost_first)),
+                format_time(to_ns(self._lost_last)),
             )
             self._lost_first = self._lost_last = 0.0
 
@@ -309,7 +309,7 @@ class LogWriter:
             )
 
     def _write_records(self, stream: str, data: bytes, now: float | None) -> None:
-        time_ns = time.time_ns() if now is None else _to_ns(now)
+        time_ns = time.time_ns() if now is None else to_ns(now)
         prefix = f"{format_time(time_ns)} {stream} ".encode()
         heads = {True: prefix + b"P ", False: prefix + b"F "}
         # Written with writev in batches of slices of ``data`` (no copy of a long line in
@@ -648,7 +648,7 @@ def read_entries(
     With ``tail`` the files are read backwards from the end, only as far as needed.
     """
     _check_tail(tail)
-    since_ns = None if since is None else _to_ns(since)
+    since_ns = None if since is None else to_ns(since)
     try:
         dir_fd = _open_dir(directory)
     except FileNotFoundError:  # a container never started has no log yet
@@ -742,15 +742,16 @@ def keep_for_followers(directory: Path) -> None:
 async def batches(
     directory: Path,
     *,
-    since: float | None = None,
+    since_ns: int | None = None,
     tail: int | None = None,
-    until: float | None = None,
+    until_ns: int | None = None,
     until_closed: Callable[[], bool] | trio.Event | None = None,
 ) -> AsyncIterator[list[LogEntry]]:
     """The log's records as :func:`read_entries` gives them, a block's at a time (never
     the whole log in memory: a chatty container's is gigabytes); with ``until_closed``
-    then new ones as they come.  With ``until`` (seconds since the epoch) they end before
-    the first record stamped after it.
+    then new ones as they come: from ``since_ns`` (nanoseconds since the epoch, exactly:
+    a time copied from ``logs -t`` names its own line, which a float of seconds, good to
+    ~256 ns, missed); with ``until_ns`` they end before the first record stamped after it.
 
     Reads what the log holds when called and ends, or with ``until_closed`` follows it
     across rotations (the file being read is finished through its own descriptor, then the
@@ -765,7 +766,6 @@ async def batches(
     else:
         ended = until_closed if callable(until_closed) else until_closed.is_set
     _check_tail(tail)
-    since_ns = None if since is None else _to_ns(since)
     try:
         dir_fd = _open_dir(directory)
     except FileNotFoundError:  # a container never started: nothing, as from Docker
@@ -786,7 +786,7 @@ async def batches(
             entries, queue[-1].pos = _tail([cursor.fd for cursor in queue], tail, since_ns)
             while len(queue) > 1:
                 queue.pop(0).close()
-            kept = _before(entries, until)
+            kept = _before(entries, until_ns)
             if kept:
                 yield kept
             if len(kept) < len(entries):
@@ -797,7 +797,7 @@ async def batches(
             while queue:
                 while (lines := queue[0].read_lines()) is not None:
                     batch = list(_parse_lines(lines, since_ns))
-                    kept = _before(batch, until)
+                    kept = _before(batch, until_ns)
                     if kept:
                         yield kept
                     if len(kept) < len(batch):
@@ -831,11 +831,11 @@ async def batches(
         os.close(dir_fd)
 
 
-def _before(entries: list[LogEntry], until: float | None) -> list[LogEntry]:
-    """The records up to the first stamped after ``until`` (all of them with None)."""
-    if until is None:
+def _before(entries: list[LogEntry], until_ns: int | None) -> list[LogEntry]:
+    """The records up to the first stamped after ``until_ns`` (all of them with None)."""
+    if until_ns is None:
         return entries
-    return list(itertools.takewhile(lambda entry: entry.time <= until, entries))
+    return list(itertools.takewhile(lambda entry: entry.time_ns <= until_ns, entries))
 
 
 class OutputFormatter:

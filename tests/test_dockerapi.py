@@ -1403,6 +1403,29 @@ def test_a_follow_of_a_removed_container_gets_its_log_whole(clean: Daemon) -> No
     assert got == size
 
 
+@needs_cli
+def test_logs_since_and_until_a_printed_time_name_its_own_line(clean: Daemon) -> None:
+    """``docker logs --since/--until`` a time that ``docker logs -t`` printed (the CLI
+    sends it as SECONDS.NANOSECONDS) take that line, as Docker's do: the daemon read the
+    time as a float, good to ~256 ns, and left out some lines of their own time."""
+    script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo l$i; sleep 0.01; done"
+    assert _docker(clean, "run", "--name", "stamps", "default", "sh", "-c", script).returncode == 0
+    stamps = [line.split(" ", 1)[0] for line in _logs_lines(clean, "-t")]
+    assert len(stamps) == 12
+    for number, stamp in enumerate(stamps, 1):
+        assert _logs_lines(clean, "--since", stamp)[0] == f"l{number}"
+        assert _logs_lines(clean, "--until", stamp)[-1] == f"l{number}"
+    r = _docker(clean, "logs", "--since", "x", "stamps")
+    assert r.returncode != 0 and "x" in r.stderr
+    clean.ctl("rm", "stamps")
+
+
+def _logs_lines(clean: Daemon, *options: str) -> list[str]:
+    r = _docker(clean, "logs", *options, "stamps")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
 def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
     """Lines written at once reach a client one frame each, as Docker frames each log
     message: docker-py's ``logs(stream=True)`` and ``attach`` yield a frame an item, and
@@ -2391,6 +2414,9 @@ def test_container_state_errors(clean: Daemon) -> None:
         f"/containers/{cid}/stop?t=1.5": "invalid value for 't': '1.5' is not an integer",
         f"/containers/{cid}/resize?h=10": "missing w: a terminal size needs h and w in 1..65535",
         f"/containers/{cid}/resize": "missing h and w: a terminal size needs h and w in 1..65535",
+        f"/containers/{cid}/logs?stdout=1&since=1.5e9": (
+            "invalid value for 'since': '1.5e9' is not a Unix time (SECONDS[.NANOSECONDS])"
+        ),
     }
     for method, path, want in [
         ("POST", "/containers/s/kill", 409),
@@ -2411,6 +2437,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("POST", f"/containers/{cid}/wait?condition=whenever", 400),
         ("GET", f"/containers/{cid}/logs", 400),
         ("GET", f"/containers/{cid}/logs?stdout=1&tail=some", 400),
+        ("GET", f"/containers/{cid}/logs?stdout=1&since=1.5e9", 400),
+        ("GET", f"/containers/{cid}/logs?stdout=1&until=-", 400),
         ("DELETE", f"/containers/{cid}", 409),
         ("POST", f"/containers/{cid}/exec", 400),
         ("DELETE", f"/containers/{cid}?force=1", 204),

@@ -640,7 +640,7 @@ async def test_follow_with_tail_since_and_a_callable(
 
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            following = follow(tmp_path, tail=2, since=1, until_closed=is_ended)
+            following = follow(tmp_path, tail=2, since_ns=1_000_000_000, until_closed=is_ended)
             nursery.start_soon(collector.run, following)
             await collector.wait_for(2)
             assert datas(collector.entries) == [b"old 4", b"half "]
@@ -709,6 +709,7 @@ async def test_a_log_read_without_following_comes_in_blocks_and_ends(tmp_path: P
     last = LogEntry(2 * 10**9, "stderr", False, b"the end")
     assert [batch async for batch in batches(tmp_path, tail=1)] == [[last]]
     # --until: up to the first record stamped after it, then no more.
-    before = [e for batch in [b async for b in batches(tmp_path, until=1.5)] for e in batch]
+    until = 1_500_000_000
+    before = [e for batch in [b async for b in batches(tmp_path, until_ns=until)] for e in batch]
     assert len(before) == len(lines) and last not in before
-    assert [batch async for batch in batches(tmp_path, tail=1, until=1.5)] == []
+    assert [batch async for batch in batches(tmp_path, tail=1, until_ns=until)] == []
