@@ -1404,6 +1404,32 @@ def test_a_follow_of_a_removed_container_gets_its_log_whole(clean: Daemon) -> No
 
 
 @needs_cli
+def test_logs_follow_gets_a_burst_rotated_through_a_small_max_size(clean: Daemon) -> None:
+    """``docker logs -f`` of a burst of output through ``max-size=2k, max-file=2`` (a
+    dozen rotations between two of the follow's looks for newer files) gets every line:
+    it got 93 of 300, the files rotated out before it opened them."""
+    burst = "while [ ! -e /go ]; do sleep 0.05; done; seq 300 | sed 's/^/line /'"
+    script = f"echo ready; {burst}"
+    opts = ["--log-opt", "max-size=2k", "--log-opt", "max-file=2"]
+    r = _docker(clean, "run", "-d", "--name", "burst", *opts, "default", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    with subprocess.Popen(
+        [DOCKER or "docker", "logs", "-f", "burst"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=docker_env(clean),
+    ) as follow:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "ready\n"  # following: now the burst
+        assert _docker(clean, "exec", "burst", "touch", "/go").returncode == 0
+        assert follow.stdout.read().splitlines() == [f"line {n}" for n in range(1, 301)]
+        assert follow.wait(timeout=30) == 0
+    logs = Path(_docker(clean, "inspect", "-f", "{{.LogPath}}", "burst").stdout.strip()).parent
+    assert len(os.listdir(logs)) == 2
+    clean.ctl("rm", "burst")
+
+
+@needs_cli
 def test_logs_since_and_until_a_printed_time_name_its_own_line(clean: Daemon) -> None:
     """``docker logs --since/--until`` a time that ``docker logs -t`` printed (the CLI
     sends it as SECONDS.NANOSECONDS) take that line, as Docker's do: the daemon read the
