@@ -236,9 +236,11 @@ def _flag_pool(text: str) -> tuple[str, int]:
 
 
 async def run_daemon(args: SimpleNamespace) -> None:
-    max_size = None  # given (flag, daemon.json): recorded on each new container (Supervisor)
-    if args.log_max_size is not None:
-        max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
+    # Given (flags, daemon.json): recorded on each new container (see Supervisor); bytes
+    # from log-opts' max-size, read in Docker's units, the text of --log-max-size.
+    max_size = args.log_max_size
+    if isinstance(max_size, str):
+        max_size = _units.parse_size(max_size, what="--log-max-size")
     if args.log_max_files is not None and args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     if args.max_download_attempts < 1:

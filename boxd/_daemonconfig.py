@@ -239,9 +239,8 @@ def _log_opts(value: object, where: str = "log-opts") -> list[_Setting]:
         if option is None:
             continue  # compress=false: what boxd does
         dest, flag = _LOG_OPTS[key]
-        # max-size as the file wrote it: the daemon parses it as it does --log-max-size.
-        value_of = option[1] if key == "max-file" else text
-        found.append((f"log-opts {key}", dest, value_of, (flag,), text))
+        # (max-size in bytes, read in Docker's units, where --log-max-size's are 1024's)
+        found.append((f"log-opts {key}", dest, option[1], (flag,), text))
     return found
 
 

@@ -41,7 +41,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "root": Path("/srv/boxd"),
         "log_level": "warning",
         "log_driver": "local",
-        "log_max_size": "5m",
+        "log_max_size": 5_000_000,  # Docker's units
         "log_max_files": 4,
         "live_restore": False,
         "insecure_registry": ["reg.lan:5000"],
@@ -128,7 +128,7 @@ def test_dockerds_log_opt_flags_set_what_log_opts_sets() -> None:
     words = ["max-size=1k", "max-file=2", "labels=team", "mode=non-blocking"]
     assert flag_log_opts(words, []) == {
         "log_options": ("labels=team", "mode=non-blocking"),
-        "log_max_size": "1k",
+        "log_max_size": 1000,
         "log_max_files": 2,
     }
     assert flag_log_opts([], []) == {}

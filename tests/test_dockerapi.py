@@ -431,7 +431,8 @@ def test_two_creates_of_one_name_at_once_one_wins_in_dockers_words(clean: Daemon
 @needs_cli
 def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
     """``--log-opt max-size/max-file`` rotate the container's log (Docker's json-file
-    options); an option boxd does not honour is refused, naming it, not dropped."""
+    options, max-size in Docker's units: 4k is 4000 bytes, where it was 4096); an option
+    boxd does not honour is refused, naming it, not dropped."""
     script = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; done"
     opts = ["--log-opt", "max-size=4k", "--log-opt", "max-file=2"]
     assert _docker(clean, "run", "--name", "rot", *opts, "default", "sh", "-c", script).stdout
@@ -440,6 +441,9 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
         "Type": "json-file",
         "Config": {"max-size": "4k", "max-file": "2"},
     }
+    logs = Path(_docker(clean, "inspect", "-f", "{{.LogPath}}", "rot").stdout.strip()).parent
+    sizes = [(logs / name).stat().st_size for name in ("container.log", "container.log.1")]
+    assert 3900 < sizes[1] <= 4000 and sizes[0] <= 4000
     kept = _docker(clean, "logs", "rot").stdout.splitlines()
     assert kept[-1] == "line3000"
     assert len(kept) < 1000  # two files of at most 4 KiB of JSON records
