@@ -257,12 +257,7 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
     assert _docker(clean, "exec", "web", "/nope").returncode == 127
     assert _docker(clean, "exec", "-i", "web", "cat", input="piped\n").stdout == "piped\n"
 
-    with subprocess.Popen(
-        [DOCKER or "docker", "logs", "-f", "web"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=docker_env(clean),
-    ) as follow:
+    with _follow_logs(clean, "web") as follow:
         assert follow.stdout is not None
         assert follow.stdout.readline() == "started\n"
         assert _docker(clean, "stop", "web").stdout == "web\n"
@@ -1417,12 +1412,7 @@ def test_logs_follow_gets_a_burst_rotated_through_a_small_max_size(clean: Daemon
     opts = ["--log-opt", "max-size=2k", "--log-opt", "max-file=2"]
     r = _docker(clean, "run", "-d", "--name", "burst", *opts, "default", "sh", "-c", script)
     assert r.returncode == 0, r.stderr
-    with subprocess.Popen(
-        [DOCKER or "docker", "logs", "-f", "burst"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=docker_env(clean),
-    ) as follow:
+    with _follow_logs(clean, "burst") as follow:
         assert follow.stdout is not None
         assert follow.stdout.readline() == "ready\n"  # following: now the burst
         assert _docker(clean, "exec", "burst", "touch", "/go").returncode == 0
@@ -1431,6 +1421,12 @@ def test_logs_follow_gets_a_burst_rotated_through_a_small_max_size(clean: Daemon
     logs = Path(_docker(clean, "inspect", "-f", "{{.LogPath}}", "burst").stdout.strip()).parent
     assert len(os.listdir(logs)) == 2
     clean.ctl("rm", "burst")
+
+
+def _follow_logs(clean: Daemon, name: str) -> subprocess.Popen[str]:
+    """``docker logs -f NAME``, its output read through a pipe."""
+    argv = [DOCKER or "docker", "logs", "-f", name]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=docker_env(clean))
 
 
 @needs_cli
