@@ -30,7 +30,7 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import _daemonconfig, _logs, _repair, _systemd, _trim, _ulimits, _units
+from . import _daemonconfig, _repair, _systemd, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, GO_BOOLS, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
@@ -95,14 +95,14 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     )
     p.add_argument(
         "--log-max-size",
-        default=str(_logs.DEFAULT_MAX_SIZE),
-        help="default size at which a container log rotates (e.g. 10m)",
+        default=None,
+        help="size at which a new container's log rotates (e.g. 10m; default 10m)",
     )
     p.add_argument(
         "--log-max-files",
         type=int,
-        default=_logs.DEFAULT_MAX_FILES,
-        help="default number of log files kept per container",
+        default=None,
+        help="number of log files kept per new container (default 3)",
     )
     p.add_argument(
         "--procview",
@@ -196,7 +196,15 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         choices=list(LOG_DRIVERS),
         help="where containers' output is kept unless they say (default %(default)s)",
     )
-    p.set_defaults(log_options=())  # only daemon.json's log-opts set them (see _daemonconfig)
+    p.add_argument(
+        "--log-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a new container's log option unless it names it, as daemon.json's log-opts "
+        "(max-size, max-file, mode, labels, env, tag, ...); repeat it for more",
+    )
+    p.set_defaults(log_options=())  # the kept ones of --log-opt and daemon.json's log-opts
     p.add_argument(
         "--config-file",
         type=Path,
@@ -209,6 +217,8 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     path = args.config_file or _daemonconfig.DEFAULT_PATH
     given = list(sys.argv[1:] if argv is None else argv)
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
+        setattr(args, dest, value)
+    for dest, value in _daemonconfig.flag_log_opts(args.log_opt, given).items():
         setattr(args, dest, value)
     args.address_pools = tuple(
         [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]
@@ -240,8 +250,12 @@ def _flag_pool(text: str) -> tuple[str, int]:
 
 
 async def run_daemon(args: SimpleNamespace) -> None:
-    max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
-    if args.log_max_files < 1:
+    # Given (flags, daemon.json): recorded on each new container (see Supervisor); bytes
+    # from log-opts' max-size, read in Docker's units, the text of --log-max-size.
+    max_size = args.log_max_size
+    if isinstance(max_size, str):
+        max_size = _units.parse_size(max_size, what="--log-max-size")
+    if args.log_max_files is not None and args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     if args.max_download_attempts < 1:
         raise DaemonError(
@@ -249,8 +263,10 @@ async def run_daemon(args: SimpleNamespace) -> None:
         )
     if args.log_driver not in LOG_DRIVERS:  # from the configuration file
         raise DaemonError(f"invalid log-driver {args.log_driver!r}: use json-file, local or none")
-    if args.log_driver == "none" and args.log_options:
-        raise DaemonError("log-opts need a log: log-driver none keeps none")
+    if args.log_driver == "none" and (args.log_options or max_size or args.log_max_files):
+        raise DaemonError(
+            "log-opts (and --log-max-size, --log-max-files) need a log: log-driver none keeps none"
+        )
     for name, allowed in (("procview", ("on", "off")), ("procview_cpus", CPU_POLICIES)):
         if getattr(args, name) not in allowed:
             raise DaemonError(

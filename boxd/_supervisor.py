@@ -270,8 +270,8 @@ class Supervisor:
         cgroups: CgroupHost,
         *,
         log_driver: str = "json-file",
-        log_max_size: int = _logs.DEFAULT_MAX_SIZE,
-        log_max_files: int = _logs.DEFAULT_MAX_FILES,
+        log_max_size: int | None = None,
+        log_max_files: int | None = None,
         log_options: tuple[str, ...] = (),
         networks: Networks | None = None,
         live_restore: bool = False,
@@ -288,6 +288,11 @@ class Supervisor:
         self.native = native
         self.cgroups = cgroups
         self._parent_hosts: dict[str, CgroupHost] = {}  # by --cgroup-parent (_cgroups_of)
+        # The daemon's rotation where it was given one (--log-max-size, daemon.json's
+        # max-size, ...): recorded on each new container that keeps its log with
+        # log_driver and names none, as Docker merges its log-opts at the creation (so
+        # inspect shows it, and the container keeps it across a change of the daemon's);
+        # a container without any rotates by its driver's default.
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self._nursery = nursery
@@ -633,10 +638,15 @@ class Supervisor:
             changes["image"] = image.name
         if not config.log_driver:  # the daemon's (the evolve checks its options)
             changes["log_driver"] = self.log_driver
-        if changes.get("log_driver", config.log_driver) == self.log_driver and self.log_options:
-            own = {option.partition("=")[0] for option in config.log_options}
-            daemons = [option for option in self.log_options if option.partition("=")[0] not in own]
-            changes["log_options"] = (*config.log_options, *daemons)
+        if changes.get("log_driver", config.log_driver) == self.log_driver:
+            if self.log_options:
+                own = {option.partition("=")[0] for option in config.log_options}
+                daemons = [o for o in self.log_options if o.partition("=")[0] not in own]
+                changes["log_options"] = (*config.log_options, *daemons)
+            if config.log_max_size is None and self.log_max_size is not None:
+                changes["log_max_size"] = self.log_max_size
+            if config.log_max_files is None and self.log_max_files is not None:
+                changes["log_max_files"] = self.log_max_files
         resources, warnings = _resources.settle(
             _resources.with_swap_bound(config.resources), self._cgroups_of(config)
         )
@@ -1259,10 +1269,13 @@ class Supervisor:
                 local = cfg.log_driver == "local"
                 entry.logs = _logs.LogWriter.open(
                     cdir / "logs",
+                    # (the daemon's: a container recorded before it was merged at creation)
                     max_size=cfg.log_max_size
-                    or (_logs.LOCAL_MAX_SIZE if local else self.log_max_size),
+                    or (_logs.LOCAL_MAX_SIZE if local else self.log_max_size)
+                    or _logs.DEFAULT_MAX_SIZE,
                     max_files=cfg.log_max_files
-                    or (_logs.LOCAL_MAX_FILES if local else self.log_max_files),
+                    or (_logs.LOCAL_MAX_FILES if local else self.log_max_files)
+                    or _logs.DEFAULT_MAX_FILES,
                 )
         if adoption is not None:
             return None
@@ -2336,8 +2349,8 @@ async def open_supervisor(
     cgroups: CgroupHost | None = None,
     cgroup_parent: str | None = None,
     log_driver: str = "json-file",
-    log_max_size: int = _logs.DEFAULT_MAX_SIZE,
-    log_max_files: int = _logs.DEFAULT_MAX_FILES,
+    log_max_size: int | None = None,
+    log_max_files: int | None = None,
     log_options: tuple[str, ...] = (),
     procview: ProcView | bool | None = None,
     insecure_registries: frozenset[str] = frozenset(),

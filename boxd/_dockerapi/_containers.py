@@ -360,8 +360,8 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
         except ValueError:
             raise ApiError(400, f"invalid tail {tail_text!r}: a number or all") from None
         tail = None if tail < 0 else tail
-    since = req.number("since") or None
-    until = req.number("until") or None
+    since = req.unix_ns("since") or None  # (0: from the start, as Docker's)
+    until = req.unix_ns("until") or None
     follow = req.flag("follow")
     directory = api.sup.log_dir(c.id)
     details = _logattrs.details(c, _shapes.image_id(c)) if req.flag("details") else b""
@@ -384,9 +384,9 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     async with conn.cancelled_if_peer_closes():
         async for batch in _logs.batches(
             directory,
-            since=since,
+            since_ns=since,
             tail=tail,
-            until=until,
+            until_ns=until,
             until_closed=stopped if follow else None,
         ):
             data = encode(batch)
