@@ -1,7 +1,7 @@
-"""What docker-compose 1.29 asks of the Engine API, sent as it sends it: through docker-py
-(compose's own client).  docker-compose itself is not installed in CI; each test replays
-the requests of one compose verb that boxd once answered wrongly (or, said so, a bug
-found on the way).
+"""docker-compose 1.29 against boxd.  Most tests replay, through docker-py (compose's own
+client), the requests of one compose verb that boxd once answered wrongly (or, said so, a
+bug found on the way); the ``real_compose`` ones run Debian's docker-compose 1.29.2
+itself (``.ci/install-deps`` installs it; skipped, saying so, where it is missing).
 
 The daemon runs in a network namespace the module makes and deletes afterwards, even on
 failure (compose's projects are user networks with published ports).
@@ -9,14 +9,20 @@ failure (compose's projects are user networks with published ports).
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import signal
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, running_daemon, session_name
+from daemon_harness import Daemon, running_daemon, session_name, until
 
 pytestmark = pytest.mark.root
 
@@ -507,3 +513,184 @@ def test_ports_are_listed_once_and_only_while_running(client: Any) -> None:
     finally:
         client.remove_container(c, force=True)
         client.remove_image("proj_exposed:1")
+
+
+# The real docker-compose 1.29 (Debian's package: /usr/bin/docker-compose, its own Python and
+# docker-py), run against the module's daemon inside its network namespace.
+COMPOSE = shutil.which("docker-compose")
+needs_compose = pytest.mark.skipif(
+    COMPOSE is None, reason="docker-compose 1.29 is not installed (apt-get install docker-compose)"
+)
+
+APP = """\
+version: "3.8"
+services:
+  web:
+    build: ./web
+    ports: ["127.0.0.1::8080"]
+    environment: [FOO=one]
+    env_file: app.env
+    volumes: [named:/named, ./data:/bind:ro, /anon]
+    networks:
+      default:
+      back:
+        aliases: [webalias]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
+      interval: 1s
+      retries: 30
+    init: true
+    labels: {tc.label: web}
+  client:
+    image: busybox:latest
+    depends_on:
+      web:
+        condition: service_healthy
+    command: ["sleep", "300"]
+    user: "1000:1000"
+    working_dir: /tmp
+    networks: [back]
+    init: true
+networks:
+  back: {}
+volumes:
+  named: {}
+"""
+
+
+class Compose:
+    """docker-compose on one project directory, in the daemon's network namespace."""
+
+    def __init__(self, daemon: Daemon, directory: Path, name: str) -> None:
+        assert COMPOSE is not None
+        self.directory = directory
+        self.command = ["nsenter", f"--net={daemon.netns}", COMPOSE]
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "DOCKER_HOST": f"unix://{daemon.docker_socket}",
+            "COMPOSE_DOCKER_CLI_BUILD": "0",  # docker-py builds: no docker CLI needed
+            "COMPOSE_PROJECT_NAME": name,
+        }
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*self.command, *args], cwd=self.directory, env=self.env, capture_output=True,
+            text=True, stdin=subprocess.DEVNULL, timeout=120,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker-compose {args} exited {result.returncode}: {result}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*self.command, *args], cwd=self.directory, env=self.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
+@contextmanager
+def compose_project(daemon: Daemon, directory: Path, name: str, spec: str) -> Iterator[Compose]:
+    """A compose project in ``directory`` (``web/`` holds a Dockerfile of a web server);
+    everything ``down`` removes is removed afterwards, even on failure."""
+    (directory / "web").mkdir()
+    (directory / "web" / "Dockerfile").write_text(
+        "FROM busybox:latest\n"
+        "RUN mkdir /www && echo hello-from-web > /www/index.html\n"
+        'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+    )
+    (directory / "docker-compose.yml").write_text(spec)
+    compose = Compose(daemon, directory, name)
+    try:
+        yield compose
+    finally:
+        compose("down", "-v", "--rmi", "local", "--remove-orphans", "-t", "1", check=False)
+
+
+@needs_compose
+@pytest.mark.slow
+def test_real_compose_runs_a_multi_service_app(
+    compose_daemon: Daemon, client: Any, tmp_path: Path
+) -> None:
+    """A project as users write them, through its life: a built image and busybox,
+    a published port, env and env_file, named, bind and anonymous volumes, a custom network
+    with an alias, a healthcheck that ``depends_on`` waits for, ``exec``, ``run --rm``,
+    a changed service recreated alone (its anonymous volume kept), and ``down -v --rmi
+    local`` leaving nothing of the project behind."""
+    (tmp_path / "app.env").write_text("FROM_FILE=yes\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("bound\n")
+    with compose_project(compose_daemon, tmp_path, "tcapp", APP) as compose:
+        compose("up", "-d")
+        assert "Up (healthy)" in compose("ps", "web").stdout
+        address = compose("port", "web", "8080").stdout.strip()
+        fetch = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read())"
+        page = subprocess.run(
+            ["nsenter", f"--net={compose_daemon.netns}", sys.executable, "-c", fetch,
+             f"http://{address}/"],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        assert "hello-from-web" in page.stdout
+        for name in ("web", "webalias"):  # by service name and by alias, on `back`
+            got = compose("exec", "-T", "client", "wget", "-q", "-O-", f"http://{name}:8080/")
+            assert got.stdout == "hello-from-web\n"
+        script = "echo $FOO $FROM_FILE; cat /bind/x.txt; echo kept >/anon/k; echo n >/named/n"
+        assert compose("exec", "-T", "web", "sh", "-c", script).stdout == "one yes\nbound\n"
+        one_off = compose("run", "--rm", "client", "sh", "-c", "id -u; pwd; exit 3", check=False)
+        assert (one_off.returncode, one_off.stdout) == (3, "1000\n/tmp\n")
+
+        anonymous = [
+            m["Name"] for m in client.inspect_container("tcapp_web_1")["Mounts"]
+            if m["Destination"] == "/anon"
+        ]  # fmt: skip
+        (tmp_path / "docker-compose.yml").write_text(APP.replace("FOO=one", "FOO=two"))
+        again = compose("up", "-d").stderr
+        assert "Recreating tcapp_web_1" in again
+        assert "tcapp_client_1 is up-to-date" in again
+        kept = compose("exec", "-T", "web", "sh", "-c", "echo $FOO; cat /anon/k /named/n")
+        assert kept.stdout == "two\nkept\nn\n"
+
+        compose("down", "-v", "--rmi", "local", "-t", "1")
+        project = {"label": "com.docker.compose.project=tcapp"}
+        assert client.containers(all=True, filters=project) == []
+        assert client.networks(filters=project) == []
+        volumes = {v["Name"] for v in client.volumes()["Volumes"] or []}
+        assert volumes.isdisjoint({"tcapp_named", *anonymous})
+        assert client.images(name="tcapp_web") == []
+
+
+@needs_compose
+def test_real_compose_up_in_the_foreground_stops_on_ctrl_c(
+    compose_daemon: Daemon, client: Any, tmp_path: Path
+) -> None:
+    """An attached ``up`` shows every service's output, prefixed with its container, and
+    Ctrl-C stops the project (compose's "Gracefully stopping...")."""
+    spec = "version: '3.8'\nservices:\n" + "".join(
+        f"  {s}:\n    image: busybox:latest\n    init: true\n"
+        f"    command: sh -c 'echo from-{s}; exec sleep 300'\n"
+        for s in ("a", "b")
+    )
+    with compose_project(compose_daemon, tmp_path, "tcfg", spec) as compose:
+        up = compose.popen("up", "--no-color")
+        assert up.stdout is not None
+        lines: list[str] = []  # compose's output, read as it comes
+        output = up.stdout
+
+        def read() -> None:
+            for line in output:
+                lines.append(line)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            shown = {"a_1  | from-a\n", "b_1  | from-b\n"}
+            until(lambda: shown <= set(lines), "both services' output from compose", timeout=60)
+            up.send_signal(signal.SIGINT)
+            up.wait(timeout=60)
+        finally:
+            up.kill()
+            up.wait()
+            reader.join()
+            output.close()
+        assert "Gracefully stopping... (press Ctrl+C again to force)\n" in lines
+        for name in ("tcfg_a_1", "tcfg_b_1"):
+            assert client.inspect_container(name)["State"]["Status"] == "exited"
