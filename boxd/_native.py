@@ -74,10 +74,11 @@ class MountKind(enum.IntEnum):
     SYMLINK = 2  # symlink(source, target); EEXIST is not an error
     MKNOD = 3  # mknod(target, mode, dev), then owned by flags' uid | gid << 32 (if not 0)
     BIND_DEV = 4  # create an empty file at target, then bind-mount source (a host device) on it
-    REMOUNT_RO = 5  # bind target onto itself (so a plain path like /proc/sys becomes a
-    #                 mount), then bind-remount it read-only (MS_REMOUNT|MS_BIND|MS_RDONLY|
-    #                 flags, keeping its nosuid/nodev/noexec; MS_REC in flags: the mounts
-    #                 below it too, mount_setattr); a missing target is skipped
+    REMOUNT_RO = 5  # bind target onto itself unless it is a mount (so a plain path like
+    #                 /proc/sys becomes one), then bind-remount it read-only (MS_REMOUNT|
+    #                 MS_BIND|MS_RDONLY|flags, keeping its nosuid/nodev/noexec; MS_REC in
+    #                 flags: the mounts below it too, mount_setattr); a missing target is
+    #                 skipped
     MASK = 6  # hide target: /dev/null bound over a file, an empty read-only tmpfs over a dir
     #          (a target that does not exist is skipped)
     WRITE_FILE = 7  # a new regular file at target (whatever was there is unlinked first)

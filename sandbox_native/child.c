@@ -512,11 +512,13 @@ static unsigned long kept_flags(int fd)
            (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
 }
 
-/* Bind the path onto itself, so that a plain directory or file (/proc/sys) becomes a
- * mount of its own, then make that mount read-only.  The remount needs a new fd: the
- * first names the mount below the new bind.  With MS_REC in the op's flags (a volume's
- * `ro`, as Docker 25 makes it) the mounts below it too, where the kernel has
- * mount_setattr (5.12); before that, as Docker does there, the top one only. */
+/* Make the mount at the path read-only.  A plain directory or file (/proc/sys) is bound
+ * onto itself first, to be a mount of its own (the remount then needs a new fd: the first
+ * names the mount below the new bind); one that is a mount already (a volume's bind) is
+ * remounted itself, not covered by a second mount (mountinfo showed two at a `ro`
+ * volume's target, Docker's one).  With MS_REC in the op's flags (a volume's `ro`, as
+ * Docker 25 makes it) the mounts below it too, where the kernel has mount_setattr (5.12);
+ * before that, as Docker does there, the top one only. */
 static long remount_read_only(const struct plan *p, struct root *r, const struct mount_op *op)
 {
     struct fd_link l;
@@ -524,14 +526,18 @@ static long remount_read_only(const struct plan *p, struct root *r, const struct
     if (fd < 0)
         return fd == -ENOENT ? 0 : fd; /* kernels differ in what /proc holds */
     struct statx st;
+    memset(&st, 0, sizeof st);
     forget_if_root(r, fd, &st);
-    long rc = RAW(mount, fd_link(&l, fd), l.path, NULL, MS_BIND | MS_REC, NULL);
-    RAW(close, fd);
-    if (rc < 0)
-        return rc;
-    fd = open_in_root(p, r, op->target, O_PATH);
-    if (fd < 0)
-        return fd;
+    long rc;
+    if (!(st.stx_attributes_mask & st.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+        rc = RAW(mount, fd_link(&l, fd), l.path, NULL, MS_BIND | MS_REC, NULL);
+        RAW(close, fd);
+        if (rc < 0)
+            return rc;
+        fd = open_in_root(p, r, op->target, O_PATH);
+        if (fd < 0)
+            return fd;
+    }
     unsigned long flags = op->flags & ~(unsigned long)MS_REC;
     rc = RAW(mount, NULL, fd_link(&l, fd), NULL,
              MS_REMOUNT | MS_BIND | MS_RDONLY | flags | kept_flags(fd), NULL);

@@ -281,6 +281,20 @@ def test_volume_verbs(daemon: Daemon) -> None:
 
 
 @pytest.mark.root
+def test_a_read_only_volume_is_one_mount(daemon: Daemon, tmp_path: Path) -> None:
+    """A ``ro`` bind or volume is its own mount made read-only, as Docker's: the container's
+    mountinfo showed two at its target (the bind, rw, with a read-only bind of it on top)."""
+    script = "grep -E ' /(b|v) ' /proc/self/mountinfo | cut -d' ' -f5,6; touch /b/f /v/f"
+    r = _fails(daemon, "run", "--rm", "-v", f"{tmp_path}:/b:ro", "-v", "ronotes:/v:ro",
+               "default", "sh", "-c", script)  # fmt: skip
+    mounts = [line.split() for line in r.stdout.splitlines()]
+    assert sorted(point for point, _ in mounts) == ["/b", "/v"], r.stdout
+    assert all(options.split(",")[0] == "ro" for _, options in mounts), r.stdout
+    assert r.stderr.count("Read-only file system") == 2, r.stderr
+    daemon.ctl("volume", "rm", "ronotes")
+
+
+@pytest.mark.root
 def test_named_volume_outlives_its_containers(daemon: Daemon) -> None:
     daemon.ctl("run", "--rm", "-v", "notes:/data", "default", "sh", "-c", "echo kept > /data/f")
     assert _volumes(daemon) == ["notes"]  # made on first use, kept after --rm
