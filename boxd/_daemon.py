@@ -20,7 +20,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,12 +38,17 @@ from ._procview import CPU_POLICIES, ProcView, available
 from ._records import LOG_DRIVERS
 from ._server import Server, serve
 from ._store import RootInUse, hold_root
-from ._supervisor import DEFAULT_ROOT, open_supervisor
+from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 
 log = logging.getLogger("boxd")
 
 DEFAULT_SOCKET = Path("/run/boxd/boxd.sock")
 DEFAULT_DOCKER_SOCKET = "/run/boxd/docker.sock"
+
+
+# The signals that stop the daemon: SIGQUIT too, as dockerd's (which dumps its goroutines
+# first: boxd logs its tasks).
+_STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 class DaemonError(Exception):
@@ -225,8 +231,10 @@ def _flag_pool(text: str) -> tuple[str, int]:
     return _daemonconfig.address_pool("--default-address-pool", value)
 
 
-async def run_daemon(args: SimpleNamespace) -> None:
-    max_size = _units.parse_size(args.log_max_size, what="--log-max-size")
+def _checked(args: SimpleNamespace) -> SimpleNamespace:
+    """``args`` whose values the daemon can follow (the configuration file's too), with
+    the log size in bytes: at the start and at each reload."""
+    args.log_max_bytes = _units.parse_size(args.log_max_size, what="--log-max-size")
     if args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     if args.max_download_attempts < 1:
@@ -243,6 +251,104 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 f"invalid {name.replace('_', '-')} {getattr(args, name)!r}: "
                 f"use {' or '.join(allowed)}"
             )
+    return args
+
+
+# What a reload on SIGHUP changes in the running daemon, by the option's dest: the name an
+# operator knows it by and how it is applied.  The other options are read at the start only.
+_RELOADED: dict[str, tuple[str, Callable[[Supervisor, SimpleNamespace], None]]] = {
+    "log_level": ("log-level", lambda sup, a: logging.getLogger().setLevel(a.log_level.upper())),
+    "log_driver": ("log-driver", lambda sup, a: setattr(sup, "log_driver", a.log_driver)),
+    "log_max_bytes": (
+        "log-opts max-size",
+        lambda sup, a: setattr(sup, "log_max_size", a.log_max_bytes),
+    ),
+    "log_max_files": (
+        "log-opts max-file",
+        lambda sup, a: setattr(sup, "log_max_files", a.log_max_files),
+    ),
+    "log_options": ("log-opts", lambda sup, a: setattr(sup, "log_options", a.log_options)),
+    "insecure_registry": ("insecure-registries", lambda sup, a: _registries(sup, a)),
+    "max_download_attempts": ("max-download-attempts", lambda sup, a: _registries(sup, a)),
+}
+_NOT_COMPARED = {"config_file", "log_max_size"}  # the file itself; the size, in bytes above
+
+
+def _registries(sup: Supervisor, args: SimpleNamespace) -> None:
+    sup.set_registry_options(frozenset(args.insecure_registry), args.max_download_attempts)
+
+
+def reload(sup: Supervisor, args: SimpleNamespace, argv: Sequence[str]) -> SimpleNamespace:
+    """SIGHUP, as dockerd's: the command line ``argv`` and the configuration file read
+    again; what can change while the daemon runs is changed (for the containers created
+    from now on), what cannot is named in the log.  A file the daemon cannot follow
+    changes nothing: the options in use (returned) stay, and the daemon serves on."""
+    try:
+        new = _checked(_parse_args(argv))
+    except (_daemonconfig.ConfigError, DaemonError, ValueError) as exc:
+        log.error("reload failed, the configuration in use is kept: %s", exc)
+        return args
+    changed = {
+        dest for dest, value in vars(new).items() if getattr(args, dest, None) != value
+    } - _NOT_COMPARED
+    done = set()
+    for dest in sorted(changed & set(_RELOADED)):
+        name, apply = _RELOADED[dest]
+        apply(sup, new)
+        done.add(dest)
+        log.info(
+            "reloaded %s: %s (was %s)",
+            name,
+            _shown(getattr(new, dest)),
+            _shown(getattr(args, dest)),
+        )
+    later = sorted(changed - done)
+    if later:
+        log.warning(
+            "reload: %s changed, but only a restart of boxd applies it; in use until then: %s",
+            ", ".join(d.replace("_", "-") for d in later),
+            ", ".join(f"{d.replace('_', '-')} {_shown(getattr(args, d))}" for d in later),
+        )
+        for dest in later:  # the next reload compares with what is in use
+            setattr(new, dest, getattr(args, dest))
+    if not changed:
+        log.info("reloaded the configuration: nothing changed")
+    return new
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list | tuple | frozenset):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+_TRIO = os.path.dirname(trio.__file__) + os.sep
+
+
+def _log_tasks(why: str) -> None:
+    """The daemon's Trio task tree, each task with the line it waits at, as one log
+    record (SIGUSR1; SIGQUIT before stopping): dockerd's goroutine dump, boxd's way."""
+    lines = [f"{why}: the daemon's tasks"]
+
+    def walk(task: trio.lowlevel.Task, depth: int) -> None:
+        # The innermost line outside Trio: where the task itself waits.
+        frames = [(f.f_code.co_filename, line) for f, line in task.iter_await_frames()]
+        own = [f"{name}:{line}" for name, line in frames if not name.startswith(_TRIO)]
+        lines.append(f"{'  ' * depth}{task.name}  at {own[-1] if own else '(Trio)'}")
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child, depth + 1)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None  # called in trio.run
+    walk(root, 1)
+    log.warning("\n".join(lines))
+
+
+async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
+    """Serve until SIGTERM, SIGINT or SIGQUIT; ``argv``: the command line, read again at
+    SIGHUP's reload."""
+    args = _checked(args)
     view = None
     why_not = "turned off (--procview off)" if args.procview == "off" else available()
     if why_not is None:
@@ -258,7 +364,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
     if inherited:
         listening = trio.socket.fromfd(inherited[0], socket.AF_UNIX, socket.SOCK_STREAM)
         os.close(inherited[0])
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(*_STOP, signal.SIGHUP, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as outer:
             if view is not None:
                 # serve() detaches a dead view a killed daemon left mounted there (any
@@ -269,7 +375,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
                     args.root,
                     cgroup_parent=args.cgroup_parent,
                     log_driver=args.log_driver,
-                    log_max_size=max_size,
+                    log_max_size=args.log_max_bytes,
                     log_max_files=args.log_max_files,
                     log_options=args.log_options,
                     procview=view,
@@ -305,6 +411,16 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 )
                 async for signum in signals:
                     name = signal.Signals(signum).name
+                    if signum == signal.SIGHUP:
+                        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+                        _systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
+                        args = reload(sup, args, argv)
+                        _systemd.notify("READY=1")
+                        continue
+                    if signum in (signal.SIGUSR1, signal.SIGQUIT):
+                        _log_tasks(f"received {name}")
+                    if signum not in _STOP:
+                        continue
                     if args.live_restore:
                         log.info("received %s: leaving the containers running", name)
                     else:
@@ -349,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.umask(0o022)
     try:
         with hold_root(args.root):
-            trio.run(run_daemon, args)
+            trio.run(run_daemon, args, words)
     except (DaemonError, RootInUse, ValueError, OSError) as exc:
         sys.exit(f"boxd: {exc}")
     except BaseExceptionGroup as group:

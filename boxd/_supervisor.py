@@ -327,6 +327,15 @@ class Supervisor:
         self.networks.peer = self._network_peer
         self.volumes = Volumes(store.root / "volumes", store.trash, self.events.volume)
 
+    def set_registry_options(self, insecure: frozenset[str], attempts: int) -> None:
+        """The registries reached over plain HTTP and the tries of a layer's download, for
+        the pulls from now on (the daemon's start, and its reload on SIGHUP)."""
+        self.insecure_registries = insecure
+        self.max_download_attempts = attempts
+        if self._puller is not None:
+            self._puller.insecure = insecure
+            self._puller.attempts = attempts
+
     @property
     def puller(self) -> Puller:
         """The image puller, made at the first pull or image removal: its module (the
@@ -2360,8 +2369,7 @@ async def open_supervisor(
             if isinstance(procview, ProcView):  # the caller's: its readers are ours now
                 procview.resolver = sup
                 sup.procview = procview
-            sup.insecure_registries = insecure_registries
-            sup.max_download_attempts = max_download_attempts
+            sup.set_registry_options(insecure_registries, max_download_attempts)
             sup.networks.nursery = nursery
             try:
                 if procview is True:

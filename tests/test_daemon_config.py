@@ -5,12 +5,15 @@ and a daemon started with one behaves as it says."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemon_harness import running_daemon
+from daemon_harness import Daemon, logged_daemon, running_daemon, until
+from docker_clients import api_call
 
 from boxd._daemonconfig import ConfigError, options, read
 
@@ -176,3 +179,72 @@ def test_a_bad_file_stops_the_daemon_with_its_reason(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "specified both as a flag and in the configuration file: socket" in done.stderr
+
+
+def _info(daemon: Daemon) -> dict[str, Any]:
+    status, _, body = api_call(daemon, "GET", "/info")
+    assert status == 200
+    found: dict[str, Any] = json.loads(body)
+    return found
+
+
+@pytest.mark.root
+def test_sighup_reloads_the_file_and_the_daemon_serves_on(tmp_path: Path) -> None:
+    """SIGHUP, as dockerd's: the file read again, what can change changes (here: the
+    registries, the default log-opts of new containers), a change that needs a restart
+    changes nothing; the daemon (which SIGHUP used to end, leaving its sockets and its /proc
+    view's mount) serves on with its containers."""
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"insecure-registries": ["a.lan:5000"]}))
+    with running_daemon(tmp_path, "--config-file", str(path)) as daemon:
+        assert daemon.process is not None
+        daemon.ctl("run", "-d", "--name", "kept", "default", "sleep", "300")
+        pid = daemon.inspect("kept")["state"]["pid"]
+        path.write_text(
+            json.dumps(
+                {
+                    "insecure-registries": ["b.lan:5000"],
+                    "log-opts": {"labels": "team"},
+                    "bridge-subnet": "10.77.0.0/16",  # read at the start only
+                }
+            )
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        until(
+            lambda: "b.lan:5000" in _info(daemon)["RegistryConfig"]["IndexConfigs"],
+            "the reloaded insecure-registries in /info",
+        )
+        assert "a.lan:5000" not in _info(daemon)["RegistryConfig"]["IndexConfigs"]
+        daemon.ctl("run", "--name", "new", "default", "true")
+        config = json.loads(daemon.ctl("inspect", "new").stdout)[0]["HostConfig"]["LogConfig"]
+        assert config["Config"] == {"labels": "team"}
+        path.write_text(json.dumps({}))
+        daemon.process.send_signal(signal.SIGHUP)
+        until(
+            lambda: "b.lan:5000" not in _info(daemon)["RegistryConfig"]["IndexConfigs"],
+            "the second reload",
+        )
+        assert daemon.process.poll() is None
+        assert daemon.inspect("kept")["state"]["pid"] == pid
+        daemon.ctl("rm", "-f", "kept", "new")
+
+
+@pytest.mark.root
+def test_sighup_reloads_the_log_level_and_refuses_a_bad_file_aloud(tmp_path: Path) -> None:
+    """debug from the file at SIGHUP: the daemon's log and /info's Debug follow; a file it
+    cannot follow is named in the log and changes nothing."""
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"debug": False}))
+    with logged_daemon(tmp_path, "--config-file", str(path)) as (daemon, log):
+        assert daemon.process is not None
+        assert _info(daemon)["Debug"] is False
+        path.write_text(json.dumps({"debug": True}))
+        daemon.process.send_signal(signal.SIGHUP)
+        until(lambda: _info(daemon)["Debug"] is True, "Debug in /info after the reload")
+        assert "reloaded log-level: debug (was info)" in log.read_text()
+        path.write_text(json.dumps({"debug": False, "nope": 1}))
+        daemon.process.send_signal(signal.SIGHUP)
+        until(lambda: "reload failed" in log.read_text(), "the failed reload in the log")
+        assert "don't match any configuration option: nope" in log.read_text()
+        assert _info(daemon)["Debug"] is True
+        assert daemon.stop() == 0

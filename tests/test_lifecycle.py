@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, daemon_cli, running_daemon, until
+from daemon_harness import Daemon, daemon_cli, logged_daemon, running_daemon, until
 from docker_clients import api_call
 
 from boxctl._client import CliError
@@ -395,6 +395,22 @@ def test_daemon_sigterm_stops_containers_and_removes_socket(tmp_path: Path) -> N
         daemon.start()
         c = daemon.inspect("s")
         assert c["state"]["status"] == "stopped"
+
+
+def test_sigusr1_logs_the_tasks_and_sigquit_stops_after_them(tmp_path: Path) -> None:
+    """dockerd's SIGUSR1 dumps its goroutines and runs on, its SIGQUIT dumps them and
+    exits: boxd logs its Trio task tree (it used to die at either signal, by their default
+    action, leaving its sockets), and stops at SIGQUIT as at SIGTERM."""
+    with logged_daemon(tmp_path) as (daemon, log):
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGUSR1)
+        until(lambda: "received SIGUSR1: the daemon's tasks" in log.read_text(), "the tasks")
+        assert "boxd._server.serve  at " in log.read_text()
+        assert daemon.ctl("ps", "-a", "-q").stdout == ""  # still serving
+        assert daemon.stop(signal.SIGQUIT) == 0
+        assert "received SIGQUIT: the daemon's tasks" in log.read_text()
+        assert "boxd stopped" in log.read_text()
+        assert not daemon.socket.exists()
 
 
 def test_network_none_has_only_a_working_loopback(daemon: Daemon) -> None:

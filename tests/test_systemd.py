@@ -43,7 +43,8 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert "systemctl daemon-reload" in r.stdout
     service = (tmp_path / "boxd.service").read_text()
-    for line in ("Type=notify", "KillMode=process", "Delegate=yes"):
+    reload = "ExecReload=/bin/kill -HUP $MAINPID"  # systemctl reload: SIGHUP's reload
+    for line in ("Type=notify", "KillMode=process", "Delegate=yes", reload):
         assert line in service.splitlines()
     assert "--cgroup-parent /boxd" in service
     assert "SocketGroup=root" in (tmp_path / "boxd.socket").read_text()
@@ -100,6 +101,9 @@ def test_daemon_under_a_service_manager(tmp_path: Path) -> None:
     try:
         assert manager.recv(4096) == b"READY=1"
         assert daemon.ctl("run", "--rm", "default", "echo", "hi").stdout == "hi\n"
+        proc.send_signal(signal.SIGHUP)  # systemctl reload
+        assert manager.recv(4096).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
+        assert manager.recv(4096) == b"READY=1"
         proc.send_signal(signal.SIGTERM)
         assert manager.recv(4096) == b"STOPPING=1"
         assert proc.wait(timeout=60) == 0

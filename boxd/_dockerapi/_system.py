@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -96,7 +97,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             # v1's memory.oom_control can turn the OOM killer off; v2 has no such switch.
             "OomKillDisable": api.sup.cgroups.controllers().get("memory") == "v1",
             "IPv4Forwarding": True,
-            "Debug": False,
+            "Debug": logging.getLogger().isEnabledFor(logging.DEBUG),  # SIGHUP may change it
             "LiveRestoreEnabled": api.sup.live_restore,
             "IndexServerAddress": "https://index.docker.io/v1/",
             "Labels": [],
