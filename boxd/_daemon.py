@@ -360,6 +360,10 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
     if args.docker_socket:
         _repair.remove_stale_socket_files(Path(args.docker_socket))
     inherited = _systemd.listen_fds()
+    if not inherited:
+        _refuse_served(args.socket, "--socket")
+    if args.docker_socket:
+        _refuse_served(Path(args.docker_socket), "--docker-socket")
     listening = None
     if inherited:
         listening = trio.socket.fromfd(inherited[0], socket.AF_UNIX, socket.SOCK_STREAM)
@@ -431,6 +435,23 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
             # The containers are stopped: nobody reads the view any more.
             outer.cancel_scope.cancel(reason="daemon stopping")
     log.info("boxd stopped")
+
+
+def _refuse_served(path: Path, flag: str) -> None:
+    """Refuse a socket some process serves at ``path`` (a boxd on another root, a
+    dockerd): ours, put in its place, would take its clients, and its exit would remove
+    ours.  A file nobody answers at, a killed daemon's, is replaced."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+        probe.settimeout(5)  # a full backlog: someone is there
+        try:
+            probe.connect(str(path))
+        except TimeoutError:
+            pass
+        except OSError:
+            return
+    raise DaemonError(
+        f"another process serves the socket {path}: stop it, or give this daemon another {flag}"
+    )
 
 
 def _errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -329,6 +329,7 @@ def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str], list[str]]:
         daemon.process.kill()
         daemon.process.wait()
         daemon.process = None
+    detach_dead_mounts(daemon.root)  # the /proc view's, of a daemon killed or dead
     found = shims(daemon.root)
     for shim in found:
         with contextlib.suppress(OSError):

@@ -8,12 +8,13 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, daemon_cli, logged_daemon, running_daemon, until
+from daemon_harness import Daemon, _env, daemon_cli, logged_daemon, running_daemon, until
 from docker_clients import api_call
 
 from boxctl._client import CliError
@@ -364,6 +365,32 @@ def test_second_daemon_on_the_same_root_is_refused(daemon: Daemon) -> None:
     other = Daemon(root=daemon.root, socket=daemon.socket.with_name("other.sock"))
     with pytest.raises(RuntimeError, match="exited with 1"):
         other.start()
+
+
+def _refused(argv: list[str]) -> str:
+    """The stderr of a daemon started with ``argv``, which must exit 1 at once; stopped (by
+    SIGTERM: it cleans up) if it serves instead."""
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        raise AssertionError(f"{argv} served instead of exiting") from None
+    assert proc.returncode == 1, err
+    return err
+
+
+def test_second_daemon_on_the_same_socket_is_refused(daemon: Daemon, tmp_path: Path) -> None:
+    """Another root, the same socket: the second daemon used to put its socket in place of
+    the first's (and the first's exit removed the second's)."""
+    argv = [sys.executable, "-m", "boxd", "--root", str(tmp_path / "other"),
+            "--socket", str(daemon.socket), "--docker-socket", ""]  # fmt: skip
+    assert f"boxd: another process serves the socket {daemon.socket}: stop it" in _refused(argv)
+    argv[6:9] = [str(tmp_path / "own.sock"), "--docker-socket", str(daemon.docker_socket)]
+    assert "give this daemon another --docker-socket" in _refused(argv)
+    assert daemon.ctl("ps", "-a", "-q").returncode == 0  # the first serves on
+    assert not (tmp_path / "own.sock").exists()
 
 
 def test_kill_9_of_the_daemon_then_a_new_one_tells_the_truth(tmp_path: Path) -> None:
