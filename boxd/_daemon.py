@@ -31,7 +31,7 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import _daemonconfig, _logs, _repair, _systemd, _trim, _ulimits, _units
+from . import __version__, _daemonconfig, _logs, _repair, _systemd, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
@@ -72,6 +72,8 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
 
     p.add_argument(
         "--root",
+        "--data-root",
+        dest="root",
         type=Path,
         default=Path(os.environ.get("BOXD_ROOT", DEFAULT_ROOT)),
         help="state directory (env BOXD_ROOT; default %(default)s)",
@@ -88,7 +90,27 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="Docker Engine API socket; empty: not served (env BOXD_DOCKER_SOCKET; "
         "default %(default)s)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "-l",
+        "--log-level",
+        default="info",
+        choices=list(_daemonconfig.LEVELS),
+        help="the daemon's log's least level (default %(default)s)",
+    )
+    p.add_argument(
+        "-D",
+        "--debug",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        help="log at level debug (dockerd's --debug)",
+    )
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the options and the configuration file, then exit (0: configuration OK)",
+    )
+    p.add_argument("-v", "--version", action="version", version=f"boxd version {__version__}")
     p.add_argument(
         "--cgroup-parent",
         default=None,
@@ -198,6 +220,7 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     )
     args = SimpleNamespace(**vars(p.parse_args(argv)))
     del p, argparse
+    args.log_level = _daemonconfig.LEVELS[args.log_level]
     path = args.config_file or _daemonconfig.DEFAULT_PATH
     given = list(sys.argv[1:] if argv is None else argv)
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
@@ -271,7 +294,11 @@ _RELOADED: dict[str, tuple[str, Callable[[Supervisor, SimpleNamespace], None]]] 
     "insecure_registry": ("insecure-registries", lambda sup, a: _registries(sup, a)),
     "max_download_attempts": ("max-download-attempts", lambda sup, a: _registries(sup, a)),
 }
-_NOT_COMPARED = {"config_file", "log_max_size"}  # the file itself; the size, in bytes above
+_NOT_COMPARED = {
+    "config_file",
+    "log_max_size",
+    "validate",
+}  # the file itself; the size, in bytes above
 
 
 def _registries(sup: Supervisor, args: SimpleNamespace) -> None:
@@ -468,7 +495,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_systemd.install(words[1:]))
     try:
         args = _parse_args(words)
-    except _daemonconfig.ConfigError as exc:
+        if args.validate:  # dockerd's --validate: the daemon's checks, as at its start
+            _checked(args)
+            print("configuration OK", file=sys.stderr)
+            sys.exit(0)
+    except (_daemonconfig.ConfigError, DaemonError, ValueError) as exc:
         sys.exit(f"boxd: {exc}")
     logging.basicConfig(
         level=args.log_level.upper(),

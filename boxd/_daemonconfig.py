@@ -20,8 +20,9 @@ from ._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, MTU_RANGE, log_opti
 
 DEFAULT_PATH = Path("/etc/boxd/daemon.json")
 
-_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning"}
-_LEVELS |= {"error": "error", "fatal": "error"}
+# dockerd's log levels (--log-level and the file's), by the level boxd logs at.
+LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning"}
+LEVELS |= {"error": "error", "fatal": "error"}
 
 
 class ConfigError(ValueError):
@@ -130,7 +131,7 @@ def _pools(key: str, value: object) -> tuple[tuple[str, int], ...]:
 
 
 def _level(key: str, value: object) -> str:
-    level = _LEVELS.get(_text(key, value).lower())
+    level = LEVELS.get(_text(key, value).lower())
     if level is None:
         raise ConfigError(f"invalid {key} {value!r}: use debug, info, warn or error")
     return level
@@ -146,12 +147,16 @@ def _docker_socket(key: str, value: object) -> str:
     return hosts[0].removeprefix("unix://")
 
 
+_LOG_LEVEL_FLAGS = ("--log-level", "-l", "--debug", "-D")
+# The flags that take no value.
+_SWITCHES = {"--debug", "-D", "--ipv6", "--no-live-restore"}
+
 # key -> (the option's dest, its flags, how the value is read)
 _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] = {
     # Docker's daemon.json
-    "data-root": ("root", ("--root",), lambda k, v: Path(_text(k, v))),
-    "log-level": ("log_level", ("--log-level",), _level),
-    "debug": ("log_level", ("--log-level",), lambda k, v: "debug" if _flag(k, v) else "info"),
+    "data-root": ("root", ("--root", "--data-root"), lambda k, v: Path(_text(k, v))),
+    "log-level": ("log_level", _LOG_LEVEL_FLAGS, _level),
+    "debug": ("log_level", _LOG_LEVEL_FLAGS, lambda k, v: "debug" if _flag(k, v) else "info"),
     "log-driver": ("log_driver", ("--log-driver",), _text),
     "live-restore": ("live_restore", ("--no-live-restore",), _flag),
     "insecure-registries": ("insecure_registry", ("--insecure-registry",), _strings),
@@ -243,12 +248,14 @@ def _log_opts(value: object) -> list[_Setting]:
 
 
 def _flag_value(given: Sequence[str], flags: tuple[str, ...]) -> str | None:
-    """The value a flag among ``flags`` has in ``given`` ("" for one without), or None."""
+    """The value a flag among ``flags`` has in ``given`` (a switch's: true, or false for a
+    ``--no-`` one), or None."""
     for i, word in enumerate(given):
         for flag in flags:
+            if word == flag and flag in _SWITCHES:  # as dockerd shows a switch
+                return "false" if flag.startswith("--no-") else "true"
             if word == flag:
-                takes = not flag.startswith("--no-")
-                return given[i + 1] if takes and i + 1 < len(given) else ""
+                return given[i + 1] if i + 1 < len(given) else ""
             if word.startswith(flag + "="):
                 return word.partition("=")[2]
     return None

@@ -15,6 +15,7 @@ import pytest
 from daemon_harness import Daemon, logged_daemon, running_daemon, until
 from docker_clients import api_call
 
+import boxd
 from boxd._daemonconfig import ConfigError, options, read
 
 
@@ -81,8 +82,12 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
          "IPv6 CIDR"),
         ({"log-level": "debug"}, ["--log-level", "info"], "specified both as a flag and in the "
          'configuration file: log-level (from flag: info, from file: "debug")'),
-        ({"live-restore": True}, ["--no-live-restore"], "live-restore (from flag: , from file: "
-         "true)"),
+        ({"live-restore": True}, ["--no-live-restore"], "live-restore (from flag: false, from "
+         "file: true)"),
+        ({"debug": False}, ["-D"], "debug (from flag: true, from file: false)"),
+        ({"ipv6": False}, ["--ipv6"], "ipv6 (from flag: true, from file: false)"),
+        ({"data-root": "/srv"}, ["--data-root", "/x"], 'data-root (from flag: /x, from file: '
+         '"/srv")'),
         ({"log-opts": {"max-size": "1m"}}, ["--log-max-size=2m"], "log-opts max-size (from "
          'flag: 2m, from file: "1m")'),
         ({"log-opts": {"gelf-address": "x"}}, [], "log-opts: log option gelf-address='x' is not "
@@ -248,3 +253,33 @@ def test_sighup_reloads_the_log_level_and_refuses_a_bad_file_aloud(tmp_path: Pat
         assert "don't match any configuration option: nope" in log.read_text()
         assert _info(daemon)["Debug"] is True
         assert daemon.stop() == 0
+
+
+def _boxd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "boxd", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_validate_checks_the_options_and_the_file_then_exits(tmp_path: Path) -> None:
+    """dockerd's --validate, -D, -l/--log-level's words and --version: none starts a daemon
+    (no root is made)."""
+    root = tmp_path / "root"
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"log-opts": {"max-size": "5m"}, "mtu": 1400}))
+    common = ("--root", str(root), "--config-file", str(path), "--validate")
+    done = _boxd(*common, "-D")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "configuration OK\n")
+    for level in ("warn", "fatal", "warning"):  # dockerd's words, as the file takes them
+        assert _boxd(*common, "-l", level).returncode == 0
+    path.write_text(json.dumps({"log-driver": "syslog"}))  # read at the daemon's start
+    done = _boxd(*common)
+    assert done.returncode == 1
+    assert done.stderr == "boxd: invalid log-driver 'syslog': use json-file, local or none\n"
+    path.write_text(json.dumps({"debug": True}))
+    done = _boxd(*common, "--debug")
+    assert done.returncode == 1
+    assert "specified both as a flag and in the configuration file: debug" in done.stderr
+    done = _boxd("--version")
+    assert (done.returncode, done.stdout) == (0, f"boxd version {boxd.__version__}\n")
+    assert not root.exists()
