@@ -31,7 +31,7 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import __version__, _daemonconfig, _logs, _repair, _systemd, _trim, _ulimits, _units
+from . import __version__, _daemonconfig, _logs, _repair, _systemd, _tasks, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
@@ -349,27 +349,10 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-_TRIO = os.path.dirname(trio.__file__) + os.sep
-
-
 def _log_tasks(why: str) -> None:
-    """The daemon's Trio task tree, each task with the line it waits at, as one log
-    record (SIGUSR1; SIGQUIT before stopping): dockerd's goroutine dump, boxd's way."""
-    lines = [f"{why}: the daemon's tasks"]
-
-    def walk(task: trio.lowlevel.Task, depth: int) -> None:
-        # The innermost line outside Trio: where the task itself waits.
-        frames = [(f.f_code.co_filename, line) for f, line in task.iter_await_frames()]
-        own = [f"{name}:{line}" for name, line in frames if not name.startswith(_TRIO)]
-        lines.append(f"{'  ' * depth}{task.name}  at {own[-1] if own else '(Trio)'}")
-        for nursery in task.child_nurseries:
-            for child in nursery.child_tasks:
-                walk(child, depth + 1)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None  # called in trio.run
-    walk(root, 1)
-    log.warning("\n".join(lines))
+    """The daemon's Trio task tree as one log record (SIGUSR1; SIGQUIT before stopping):
+    dockerd's goroutine dump, boxd's way."""
+    log.warning("\n".join([f"{why}: the daemon's tasks", *_tasks.tree()]))
 
 
 async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:

@@ -155,6 +155,11 @@ class Events:
         self._subscribers.add(send)
         return list(self._history), receive
 
+    @property
+    def listeners(self) -> int:
+        """The event streams open now (``/info``'s NEventsListener)."""
+        return sum(1 for s in self._subscribers if s.statistics().open_receive_channels)
+
     def known(self, c: Container) -> None:
         """A container found as its record says (at a daemon's start): its phase and
         networks are where the next save's changes begin, nothing reported (an adopted

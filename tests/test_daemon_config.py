@@ -5,6 +5,7 @@ and a daemon started with one behaves as it says."""
 from __future__ import annotations
 
 import json
+import platform
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, logged_daemon, running_daemon, until
-from docker_clients import api_call
+from docker_clients import UnixHTTP, api_call
 
 import boxd
 from boxd._daemonconfig import ConfigError, options, read
@@ -283,3 +284,26 @@ def test_validate_checks_the_options_and_the_file_then_exits(tmp_path: Path) -> 
     done = _boxd("--version")
     assert (done.returncode, done.stdout) == (0, f"boxd version {boxd.__version__}\n")
     assert not root.exists()
+
+
+@pytest.mark.root
+def test_info_names_the_host_and_counts_the_daemons_own(tmp_path: Path) -> None:
+    """/info as dockerd's: the host's operating system (it said "boxd"), and in debug mode
+    the daemon's file descriptors, tasks and event streams (0s before)."""
+    with logged_daemon(tmp_path, "-D") as (daemon, _):
+        stream = UnixHTTP(daemon.docker_socket)
+        try:
+            stream.request("GET", "/events")
+            assert stream.getresponse().status == 200  # its headers: the stream is open
+            info = _info(daemon)
+        finally:
+            stream.close()
+        system = platform.freedesktop_os_release()
+        assert (info["OperatingSystem"], info["OSVersion"]) == (
+            system["PRETTY_NAME"],
+            system.get("VERSION_ID", ""),
+        )
+        assert info["Debug"] is True
+        assert info["NFd"] > 3 and info["NGoroutines"] > 3
+        assert info["NEventsListener"] == 1
+        assert daemon.stop() == 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from .. import __version__, _listing
+from .. import __version__, _listing, _tasks
 from .._events import Event, event_filter, message
 from .._records import RUNTIMES
 from . import _shapes
@@ -75,6 +75,10 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
     running, paused = words["running"] + words["restarting"], words["paused"]
     mode = api.sup.cgroups.mode
     root = str(api.sup.store.root)
+    try:  # the host's, as dockerd names it
+        system = platform.freedesktop_os_release()
+    except OSError:
+        system = {}
     await conn.respond_json(
         200,
         {
@@ -98,13 +102,19 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "OomKillDisable": api.sup.cgroups.controllers().get("memory") == "v1",
             "IPv4Forwarding": True,
             "Debug": logging.getLogger().isEnabledFor(logging.DEBUG),  # SIGHUP may change it
+            # What dockerd's debug lines show: its file descriptors, goroutines (boxd's Trio
+            # tasks) and event streams.
+            "NFd": len(os.listdir("/proc/self/fd")),
+            "NGoroutines": sum(1 for _ in _tasks.tasks()),
+            "NEventsListener": api.sup.events.listeners,
             "LiveRestoreEnabled": api.sup.live_restore,
             "IndexServerAddress": "https://index.docker.io/v1/",
             "Labels": [],
             "ExperimentalBuild": False,
             "DockerRootDir": root,
             "ServerVersion": __version__,
-            "OperatingSystem": "boxd",
+            "OperatingSystem": system.get("PRETTY_NAME", "Linux"),
+            "OSVersion": system.get("VERSION_ID", ""),
             "OSType": "linux",
             "Architecture": platform.machine(),
             "KernelVersion": platform.release(),
