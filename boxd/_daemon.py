@@ -35,7 +35,7 @@ from . import __version__, _daemonconfig, _logs, _repair, _systemd, _tasks, _tri
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
-from ._records import LOG_DRIVERS
+from ._records import LOG_DRIVERS, Ulimit
 from ._server import Server, serve
 from ._store import RootInUse, hold_root
 from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
@@ -191,6 +191,15 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="the default network's MTU, its bridge's and veths' (default: the kernel's, 1500)",
     )
     p.add_argument(
+        "--default-ulimit",
+        dest="default_ulimits",
+        action="append",
+        default=[],
+        metavar="NAME=SOFT[:HARD]",
+        help="a new container's limit where it gives none of that name, as Docker's (repeat "
+        "for more)",
+    )
+    p.add_argument(
         "--insecure-registry",
         action="append",
         default=[],
@@ -227,6 +236,12 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         setattr(args, dest, value)
     args.address_pools = tuple(
         [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]
+    )
+    args.default_ulimits = tuple(
+        [
+            u if isinstance(u, tuple) else _daemonconfig.default_ulimit(u)
+            for u in args.default_ulimits
+        ]
     )
     if args.fixed_cidr_v6:
         _daemonconfig.cidr_v6("--fixed-cidr-v6", args.fixed_cidr_v6)
@@ -291,6 +306,7 @@ _RELOADED: dict[str, tuple[str, Callable[[Supervisor, SimpleNamespace], None]]] 
         lambda sup, a: setattr(sup, "log_max_files", a.log_max_files),
     ),
     "log_options": ("log-opts", lambda sup, a: setattr(sup, "log_options", a.log_options)),
+    "default_ulimits": ("default-ulimits", lambda sup, a: _default_ulimits(sup, a)),
     "insecure_registry": ("insecure-registries", lambda sup, a: _registries(sup, a)),
     "max_download_attempts": ("max-download-attempts", lambda sup, a: _registries(sup, a)),
 }
@@ -299,6 +315,10 @@ _NOT_COMPARED = {
     "log_max_size",
     "validate",
 }  # the file itself; the size, in bytes above
+
+
+def _default_ulimits(sup: Supervisor, args: SimpleNamespace) -> None:
+    sup.default_ulimits = tuple([Ulimit(*limit) for limit in args.default_ulimits])
 
 
 def _registries(sup: Supervisor, args: SimpleNamespace) -> None:
@@ -408,6 +428,7 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):
+                _default_ulimits(sup, args)
                 server = Server(sup, procview="on" if view else f"off: {why_not}")
                 if args.docker_socket:  # first: a client of the native socket may expect it
                     await nursery.start(serve_docker, sup, Path(args.docker_socket))

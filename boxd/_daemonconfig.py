@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._records import check_kept_log_options
+from ._ulimits import check_ulimit, parse_ulimit
 from ._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, MTU_RANGE, log_option, parse_mtu
 
 DEFAULT_PATH = Path("/etc/boxd/daemon.json")
@@ -130,6 +131,45 @@ def _pools(key: str, value: object) -> tuple[tuple[str, int], ...]:
     return tuple([address_pool(key, v) for v in value])
 
 
+def default_ulimit(text: str) -> tuple[str, int, int]:
+    """``--default-ulimit NAME=SOFT[:HARD]``, as ``--ulimit`` takes it."""
+    try:
+        return parse_ulimit(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("--ulimit", "--default-ulimit")) from None
+
+
+def _ulimits(key: str, value: object) -> tuple[tuple[str, int, int], ...]:
+    """Docker's ``default-ulimits``: ``{"nofile": {"Name": "nofile", "Soft": N, "Hard":
+    N}, ...}``, each limit by its name (-1: unlimited)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be an object of limits, not {json.dumps(value)}")
+    found = []
+    for name, limit in value.items():
+        fields: dict[str, object] = limit if isinstance(limit, dict) else {}
+        soft, hard = fields.get("Soft"), fields.get("Hard")
+        if (
+            set(fields) - {"Name", "Soft", "Hard"}
+            or fields.get("Name", name) != name
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in (soft, hard))
+        ):
+            raise ConfigError(
+                f"invalid {key} entry {json.dumps({name: limit})}: use "
+                f'{{"{name}": {{"Name": "{name}", "Soft": N, "Hard": N}}}} (-1: unlimited)'
+            )
+        assert isinstance(soft, int) and isinstance(hard, int)
+        try:
+            check_ulimit(name, soft, hard)
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc).replace(
+                    f"invalid --ulimit '{name}={soft}:{hard}'", f"invalid {key} {name}"
+                )
+            ) from None
+        found.append((name, soft, hard))
+    return tuple(found)
+
+
 def _level(key: str, value: object) -> str:
     level = LEVELS.get(_text(key, value).lower())
     if level is None:
@@ -166,6 +206,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "mtu": ("mtu", ("--mtu",), _mtu),
     "bip": ("bip", ("--bip",), bip),
     "default-address-pools": ("address_pools", ("--default-address-pool",), _pools),
+    "default-ulimits": ("default_ulimits", ("--default-ulimit",), _ulimits),
     "ipv6": ("ipv6", ("--ipv6",), _flag),
     "fixed-cidr-v6": ("fixed_cidr_v6", ("--fixed-cidr-v6",), lambda k, v: cidr_v6(k, _text(k, v))),
     # boxd's own

@@ -98,6 +98,7 @@ from ._records import (
     RestartName,
     RestartPolicy,
     Status,
+    Ulimit,
     Volume,
     check_name,
     invalid,
@@ -302,6 +303,8 @@ class Supervisor:
         self.images_lock = trio.Lock()
         self.insecure_registries: frozenset[str] = frozenset()
         self.max_download_attempts = 5
+        # Docker's default-ulimits: every new container's, but for the names it gives.
+        self.default_ulimits: tuple[Ulimit, ...] = ()
         self._puller: Puller | None = None
         # Set: a removed container's directory awaits deletion (_trash_filled), or spare
         # directories are wanted (see _collect_trash).
@@ -616,6 +619,10 @@ class Supervisor:
             changes["image"] = image.name
         if not config.log_driver:  # the daemon's (the evolve checks its options)
             changes["log_driver"] = self.log_driver
+        if self.default_ulimits:  # the daemon's, where the container names none of theirs
+            own = {limit.name for limit in config.ulimits}
+            defaults = [limit for limit in self.default_ulimits if limit.name not in own]
+            changes["ulimits"] = (*config.ulimits, *defaults)
         if changes.get("log_driver", config.log_driver) == self.log_driver and self.log_options:
             own = {option.partition("=")[0] for option in config.log_options}
             daemons = [option for option in self.log_options if option.partition("=")[0] not in own]

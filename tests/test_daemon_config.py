@@ -58,6 +58,11 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "fixed_cidr_v6": "fd00:9::/64",
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
+    limits = {"nofile": {"Name": "nofile", "Soft": 2048, "Hard": 4096}, "core": {"Soft": -1,
+              "Hard": -1}}  # fmt: skip
+    assert options({"default-ulimits": limits}, []) == {
+        "default_ulimits": (("nofile", 2048, 4096), ("core", -1, -1))
+    }
     # Docker's mode and the log attributes: kept as given, for every new container.
     kept = {"mode": "non-blocking", "max-buffer-size": "4m", "labels": "team", "max-file": "2"}
     assert options({"log-opts": kept}, []) == {
@@ -86,6 +91,18 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ({"live-restore": True}, ["--no-live-restore"], "live-restore (from flag: false, from "
          "file: true)"),
         ({"debug": False}, ["-D"], "debug (from flag: true, from file: false)"),
+        ({"default-ulimits": {"nofile": {"Name": "nproc", "Soft": 1, "Hard": 1}}}, [],
+         'invalid default-ulimits entry {"nofile": {"Name": "nproc", "Soft": 1, "Hard": 1}}: '
+         'use {"nofile": {"Name": "nofile", "Soft": N, "Hard": N}} (-1: unlimited)'),
+        ({"default-ulimits": {"nofile": {"Soft": "1", "Hard": 1}}}, [],
+         "invalid default-ulimits entry"),
+        ({"default-ulimits": {"nofile": {"Soft": 9, "Hard": 5}}}, [],
+         "invalid default-ulimits nofile: the soft limit 9 is above the hard limit 5"),
+        ({"default-ulimits": {"files": {"Soft": 1, "Hard": 1}}}, [],
+         "invalid default-ulimits files: unknown limit 'files'"),
+        ({"default-ulimits": []}, [], "default-ulimits must be an object of limits, not []"),
+        ({"default-ulimits": {}}, ["--default-ulimit", "core=0"], "default-ulimits (from flag: "
+         "core=0, from file: {})"),
         ({"ipv6": False}, ["--ipv6"], "ipv6 (from flag: true, from file: false)"),
         ({"data-root": "/srv"}, ["--data-root", "/x"], 'data-root (from flag: /x, from file: '
          '"/srv")'),
@@ -307,3 +324,35 @@ def test_info_names_the_host_and_counts_the_daemons_own(tmp_path: Path) -> None:
         assert info["NFd"] > 3 and info["NGoroutines"] > 3
         assert info["NEventsListener"] == 1
         assert daemon.stop() == 0
+
+
+@pytest.mark.root
+def test_default_ulimits_are_every_new_containers_and_reload(tmp_path: Path) -> None:
+    """Docker's default-ulimits (and --default-ulimit): each new container's where it gives
+    no limit of that name, shown by inspect; SIGHUP's reload changes them for the next."""
+    path = tmp_path / "daemon.json"
+    limits = {"nofile": {"Name": "nofile", "Soft": 2000, "Hard": 3000}}
+    path.write_text(json.dumps({"default-ulimits": limits}))
+    show = ("default", "sh", "-c", "echo $(ulimit -Sn) $(ulimit -Hn) $(ulimit -Sc)")
+    with running_daemon(tmp_path, "--config-file", str(path)) as daemon:
+        assert daemon.process is not None
+        assert daemon.ctl("run", "--name", "a", *show).stdout == "2000 3000 0\n"
+        own = daemon.ctl("run", "--rm", "--ulimit", "nofile=100:200", *show).stdout
+        assert own == "100 200 0\n"
+        info = json.loads(daemon.ctl("inspect", "a").stdout)[0]["HostConfig"]
+        assert info["Ulimits"] == [{"Name": "nofile", "Soft": 2000, "Hard": 3000}]
+        limits["core"] = {"Name": "core", "Soft": -1, "Hard": -1}
+        path.write_text(json.dumps({"default-ulimits": limits}))
+        daemon.process.send_signal(signal.SIGHUP)
+
+        def reloaded() -> bool:
+            return daemon.ctl("run", "--rm", *show).stdout == "2000 3000 unlimited\n"
+
+        until(reloaded, "the reloaded default-ulimits", interval=0.2)
+        assert daemon.ctl("start", "-a", "a").stdout == "2000 3000 0\n"  # its own, kept
+        daemon.ctl("rm", "a")
+    path.write_text("{}")
+    done = _boxd("--validate", "--config-file", str(path), "--default-ulimit", "nofile=9:5")
+    assert done.stderr == (
+        "boxd: invalid --default-ulimit 'nofile=9:5': the soft limit 9 is above the hard limit 5\n"
+    )
