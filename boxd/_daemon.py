@@ -191,6 +191,14 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="the default network's MTU, its bridge's and veths' (default: the kernel's, 1500)",
     )
     p.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of the daemon, shown by docker info (repeat for more)",
+    )
+    p.add_argument(
         "--default-ulimit",
         dest="default_ulimits",
         action="append",
@@ -237,6 +245,7 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     args.address_pools = tuple(
         [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]
     )
+    args.labels = _daemonconfig.labels("--label", list(args.labels))
     args.default_ulimits = tuple(
         [
             u if isinstance(u, tuple) else _daemonconfig.default_ulimit(u)
@@ -307,6 +316,7 @@ _RELOADED: dict[str, tuple[str, Callable[[Supervisor, SimpleNamespace], None]]] 
     ),
     "log_options": ("log-opts", lambda sup, a: setattr(sup, "log_options", a.log_options)),
     "default_ulimits": ("default-ulimits", lambda sup, a: _default_ulimits(sup, a)),
+    "labels": ("labels", lambda sup, a: setattr(sup, "labels", a.labels)),
     "insecure_registry": ("insecure-registries", lambda sup, a: _registries(sup, a)),
     "max_download_attempts": ("max-download-attempts", lambda sup, a: _registries(sup, a)),
 }
@@ -429,6 +439,7 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
                 trio.open_nursery() as nursery,
             ):
                 _default_ulimits(sup, args)
+                sup.labels = args.labels
                 server = Server(sup, procview="on" if view else f"off: {why_not}")
                 if args.docker_socket:  # first: a client of the native socket may expect it
                     await nursery.start(serve_docker, sup, Path(args.docker_socket))

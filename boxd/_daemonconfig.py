@@ -170,6 +170,21 @@ def _ulimits(key: str, value: object) -> tuple[tuple[str, int, int], ...]:
     return tuple(found)
 
 
+def labels(key: str, value: object) -> tuple[str, ...]:
+    """Docker's daemon ``labels`` (``--label``): ``KEY=VALUE`` each, a key once."""
+    found = _strings(key, value)
+    values: dict[str, str] = {}
+    for label in found:
+        name, eq, text = label.partition("=")
+        if not name or not eq:
+            raise ConfigError(f"invalid {key} {label!r}: use KEY=VALUE")
+        if values.setdefault(name, text) != text:
+            raise ConfigError(
+                f"invalid {key}: {name} is given twice, as {values[name]!r} and {text!r}"
+            )
+    return tuple(found)
+
+
 def _level(key: str, value: object) -> str:
     level = LEVELS.get(_text(key, value).lower())
     if level is None:
@@ -200,6 +215,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "log-driver": ("log_driver", ("--log-driver",), _text),
     "live-restore": ("live_restore", ("--no-live-restore",), _flag),
     "insecure-registries": ("insecure_registry", ("--insecure-registry",), _strings),
+    "labels": ("labels", ("--label",), labels),
     "max-download-attempts": ("max_download_attempts", ("--max-download-attempts",), _count),
     "cgroup-parent": ("cgroup_parent", ("--cgroup-parent",), _text),
     "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),

@@ -303,6 +303,8 @@ class Supervisor:
         self.images_lock = trio.Lock()
         self.insecure_registries: frozenset[str] = frozenset()
         self.max_download_attempts = 5
+        # The daemon's labels (Docker's --label), as /info lists them.
+        self.labels: tuple[str, ...] = ()
         # Docker's default-ulimits: every new container's, but for the names it gives.
         self.default_ulimits: tuple[Ulimit, ...] = ()
         self._puller: Puller | None = None

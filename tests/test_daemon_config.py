@@ -101,6 +101,9 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ({"default-ulimits": {"files": {"Soft": 1, "Hard": 1}}}, [],
          "invalid default-ulimits files: unknown limit 'files'"),
         ({"default-ulimits": []}, [], "default-ulimits must be an object of limits, not []"),
+        ({"labels": ["team"]}, [], "invalid labels 'team': use KEY=VALUE"),
+        ({"labels": ["a=1", "a=2"]}, [], "invalid labels: a is given twice, as '1' and '2'"),
+        ({"labels": "a=1"}, [], "labels must be a list of strings"),
         ({"default-ulimits": {}}, ["--default-ulimit", "core=0"], "default-ulimits (from flag: "
          "core=0, from file: {})"),
         ({"ipv6": False}, ["--ipv6"], "ipv6 (from flag: true, from file: false)"),
@@ -214,12 +217,13 @@ def _info(daemon: Daemon) -> dict[str, Any]:
 @pytest.mark.root
 def test_sighup_reloads_the_file_and_the_daemon_serves_on(tmp_path: Path) -> None:
     """SIGHUP, as dockerd's: the file read again, what can change changes (here: the
-    registries, the default log-opts of new containers), a change that needs a restart
+    registries, the labels, the default log-opts of new containers), a change that needs a restart
     changes nothing; the daemon (which SIGHUP used to end, leaving its sockets and its /proc
     view's mount) serves on with its containers."""
     path = tmp_path / "daemon.json"
-    path.write_text(json.dumps({"insecure-registries": ["a.lan:5000"]}))
+    path.write_text(json.dumps({"insecure-registries": ["a.lan:5000"], "labels": ["zone=a"]}))
     with running_daemon(tmp_path, "--config-file", str(path)) as daemon:
+        assert _info(daemon)["Labels"] == ["zone=a"]
         assert daemon.process is not None
         daemon.ctl("run", "-d", "--name", "kept", "default", "sleep", "300")
         pid = daemon.inspect("kept")["state"]["pid"]
@@ -227,6 +231,7 @@ def test_sighup_reloads_the_file_and_the_daemon_serves_on(tmp_path: Path) -> Non
             json.dumps(
                 {
                     "insecure-registries": ["b.lan:5000"],
+                    "labels": ["zone=b", "rack=7"],
                     "log-opts": {"labels": "team"},
                     "bridge-subnet": "10.77.0.0/16",  # read at the start only
                 }
@@ -238,6 +243,7 @@ def test_sighup_reloads_the_file_and_the_daemon_serves_on(tmp_path: Path) -> Non
             "the reloaded insecure-registries in /info",
         )
         assert "a.lan:5000" not in _info(daemon)["RegistryConfig"]["IndexConfigs"]
+        assert _info(daemon)["Labels"] == ["zone=b", "rack=7"]
         daemon.ctl("run", "--name", "new", "default", "true")
         config = json.loads(daemon.ctl("inspect", "new").stdout)[0]["HostConfig"]["LogConfig"]
         assert config["Config"] == {"labels": "team"}

@@ -109,7 +109,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "NEventsListener": api.sup.events.listeners,
             "LiveRestoreEnabled": api.sup.live_restore,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "Labels": [],
+            "Labels": list(api.sup.labels),
             "ExperimentalBuild": False,
             "DockerRootDir": root,
             "ServerVersion": __version__,
