@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from .. import __version__, _listing, _tasks
+from .. import __version__, _listing, _mountinfo, _tasks
 from .._events import Event, event_filter, message
 from .._records import RUNTIMES
 from . import _shapes
@@ -90,6 +90,12 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "ContainersStopped": len(containers) - running - paused,
             "Images": len(await _image_rows(api)),
             "Driver": "overlay2",
+            # As dockerd's overlay2 driver shows them; overlay needs d_type, or no container
+            # would start.
+            "DriverStatus": [
+                ["Backing Filesystem", _backing(root)],
+                ["Supports d_type", "true"],
+            ],
             "SystemTime": _shapes.rfc3339(time.time()),
             "MemoryLimit": True,
             "SwapLimit": True,
@@ -154,6 +160,12 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "Warnings": None,
         },
     )
+
+
+def _backing(path: str) -> str:
+    """The filesystem at ``path`` by dockerd's name for it (``extfs`` for ext2/3/4)."""
+    fstype = _mountinfo.filesystem(os.path.realpath(path))
+    return "extfs" if fstype.startswith("ext") else fstype
 
 
 def _registry_config(insecure: frozenset[str]) -> dict[str, Any]:
