@@ -13,6 +13,7 @@ units).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
@@ -21,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -104,6 +105,14 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         action="store_const",
         const="debug",
         help="log at level debug (dockerd's --debug)",
+    )
+    p.add_argument(
+        "-p",
+        "--pidfile",
+        type=Path,
+        default=None,
+        help="also write the daemon's pid there, as dockerd's --pidfile (the root's boxd.pid "
+        "always has it)",
     )
     p.add_argument(
         "--validate",
@@ -479,6 +488,33 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
     log.info("boxd stopped")
 
 
+@contextlib.contextmanager
+def _pidfile(path: Path | None) -> Iterator[None]:
+    """``--pidfile``: this process's pid written at ``path`` while the daemon runs, and
+    removed after; one that names a live process (another daemon's) is refused, one whose
+    process is gone (a killed daemon's) is replaced."""
+    if path is None:
+        yield
+        return
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        other = int(path.read_text().strip() or "0")
+        if other > 0 and other != os.getpid() and Path(f"/proc/{other}").exists():
+            raise DaemonError(
+                f"the pid file {path} names process {other}, which is running: stop that "
+                f"daemon, or remove {path} if it is not one"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int(path.read_text()) == os.getpid():  # not a later daemon's
+                path.unlink()
+
+
 def _refuse_served(path: Path, flag: str) -> None:
     """Refuse a socket some process serves at ``path`` (a boxd on another root, a
     dockerd): ours, put in its place, would take its clients, and its exit would remove
@@ -531,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # every container's (and its volumes', its copies' and its build's files' modes).
     os.umask(0o022)
     try:
-        with hold_root(args.root):
+        with hold_root(args.root), _pidfile(args.pidfile):
             trio.run(run_daemon, args, words)
     except (DaemonError, RootInUse, ValueError, OSError) as exc:
         sys.exit(f"boxd: {exc}")

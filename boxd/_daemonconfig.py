@@ -216,6 +216,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "live-restore": ("live_restore", ("--no-live-restore",), _flag),
     "insecure-registries": ("insecure_registry", ("--insecure-registry",), _strings),
     "labels": ("labels", ("--label",), labels),
+    "pidfile": ("pidfile", ("--pidfile", "-p"), lambda k, v: Path(_text(k, v))),
     "max-download-attempts": ("max_download_attempts", ("--max-download-attempts",), _count),
     "cgroup-parent": ("cgroup_parent", ("--cgroup-parent",), _text),
     "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),

@@ -311,7 +311,13 @@ def logged_daemon(tmp_path: Path, *extra: str) -> Iterator[tuple[Daemon, Path]]:
         daemon.process = subprocess.Popen(argv, stderr=out, env=_env())
     proc = daemon.process
     try:
-        until(lambda: daemon.docker_socket.exists() and daemon._answers(), "the daemon")
+
+        def serving() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"boxd exited with {proc.returncode}: {log.read_text()}")
+            return daemon.docker_socket.exists() and daemon._answers()
+
+        until(serving, "the daemon")
         yield daemon, log
     finally:
         if proc.poll() is None:

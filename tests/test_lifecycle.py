@@ -440,6 +440,27 @@ def test_sigusr1_logs_the_tasks_and_sigquit_stops_after_them(tmp_path: Path) -> 
         assert not daemon.socket.exists()
 
 
+def test_pidfile_names_the_daemon_while_it_runs(tmp_path: Path) -> None:
+    """dockerd's --pidfile: written at the start, removed at the stop; another daemon given
+    it while the first runs is refused, a killed daemon's is replaced."""
+    pidfile = tmp_path / "run" / "boxd.pid"
+    pidfile.parent.mkdir()
+    pidfile.write_text("999999999\n")  # no such process: a killed daemon's
+    with logged_daemon(tmp_path, "--pidfile", str(pidfile)) as (daemon, _):
+        assert daemon.process is not None
+        assert pidfile.read_text() == f"{daemon.process.pid}\n"
+        argv = [sys.executable, "-m", "boxd", "--root", str(tmp_path / "other"),
+                "--socket", str(tmp_path / "other.sock"), "--docker-socket", "",
+                "-p", str(pidfile)]  # fmt: skip
+        assert (
+            f"boxd: the pid file {pidfile} names process {daemon.process.pid}, which is "
+            "running: stop that daemon"
+        ) in _refused(argv)
+        assert pidfile.read_text() == f"{daemon.process.pid}\n"
+        assert daemon.stop() == 0
+    assert not pidfile.exists()
+
+
 def test_network_none_has_only_a_working_loopback(daemon: Daemon) -> None:
     script = (
         "import os, socket\n"
