@@ -185,6 +185,19 @@ def labels(key: str, value: object) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _only(*accepted: str, what: str) -> Callable[[str, object], None]:
+    """A Docker key boxd takes only where it names what boxd does anyway (a daemon.json
+    written for dockerd often says so): nothing to set; any other value refused."""
+
+    def read(key: str, value: object) -> None:
+        given = _strings(key, value) if key == "exec-opts" else [_text(key, value)]
+        for text in given:
+            if text not in accepted:
+                raise ConfigError(f"invalid {key} {text!r}: {what}")
+
+    return read
+
+
 def _level(key: str, value: object) -> str:
     level = LEVELS.get(_text(key, value).lower())
     if level is None:
@@ -226,6 +239,20 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "default-ulimits": ("default_ulimits", ("--default-ulimit",), _ulimits),
     "ipv6": ("ipv6", ("--ipv6",), _flag),
     "fixed-cidr-v6": ("fixed_cidr_v6", ("--fixed-cidr-v6",), lambda k, v: cidr_v6(k, _text(k, v))),
+    # Docker's, taken where they name what boxd does
+    "storage-driver": (
+        "",
+        (),
+        _only("overlay2", what="boxd keeps images and containers with overlay2 only"),
+    ),
+    "exec-opts": (
+        "",
+        (),
+        _only(
+            "native.cgroupdriver=cgroupfs",
+            what="boxd makes containers' cgroups itself (native.cgroupdriver=cgroupfs only)",
+        ),
+    ),
     # boxd's own
     "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),
     "procview": ("procview", ("--procview",), _text),
@@ -272,7 +299,7 @@ def options(config: Mapping[str, Any], given: Sequence[str]) -> dict[str, object
             "the following directives are specified both as a flag and in the "
             "configuration file: " + ", ".join(clashes)
         )
-    return {dest: value for _, dest, value, _, _ in found}
+    return {dest: value for _, dest, value, _, _ in found if dest}
 
 
 def _log_opts(value: object) -> list[_Setting]:

@@ -58,6 +58,9 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "fixed_cidr_v6": "fd00:9::/64",
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
+    # What a daemon.json written for dockerd often says, and boxd does anyway: taken.
+    same = {"storage-driver": "overlay2", "exec-opts": ["native.cgroupdriver=cgroupfs"]}
+    assert options(same, []) == {}
     limits = {"nofile": {"Name": "nofile", "Soft": 2048, "Hard": 4096}, "core": {"Soft": -1,
               "Hard": -1}}  # fmt: skip
     assert options({"default-ulimits": limits}, []) == {
@@ -74,8 +77,12 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
 @pytest.mark.parametrize(
     ("config", "given", "words"),
     [
-        ({"storage-driver": "zfs", "iptables": False}, [], "don't match any configuration "
-         "option: iptables, storage-driver (boxd takes "),
+        ({"registry-mirrors": [], "iptables": False}, [], "don't match any configuration "
+         "option: iptables, registry-mirrors (boxd takes "),
+        ({"storage-driver": "zfs"}, [], "invalid storage-driver 'zfs': boxd keeps images and "
+         "containers with overlay2 only"),
+        ({"exec-opts": ["native.cgroupdriver=systemd"]}, [], "invalid exec-opts "
+         "'native.cgroupdriver=systemd': boxd makes containers' cgroups itself"),
         ({"bip": "10.9.0.0/16"}, [], "invalid bip '10.9.0.0/16': give the bridge's own address"),
         ({"bip": "10.9.0.1"}, [], "invalid bip '10.9.0.1': give the bridge's own address"),
         ({"default-address-pools": [{"base": "10.0.0.0/16", "size": 8}]}, [],
