@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import json
 import logging
 import os
 import signal
@@ -379,6 +380,15 @@ def reload(sup: Supervisor, args: SimpleNamespace, argv: Sequence[str]) -> Simpl
             setattr(new, dest, getattr(args, dest))
     if not changed:
         log.info("reloaded the configuration: nothing changed")
+    # dockerd's "daemon reload" event, with what its reload reports.
+    attributes = {
+        "debug": str(new.log_level == "debug").lower(),
+        "labels": json.dumps(list(new.labels)),
+        "insecure-registries": json.dumps(list(new.insecure_registry)),
+        "max-download-attempts": str(new.max_download_attempts),
+        "live-restore": str(new.live_restore).lower(),
+    }
+    sup.events.daemon("reload", sup.daemon_id, attributes)
     return new
 
 

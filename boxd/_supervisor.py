@@ -332,6 +332,11 @@ class Supervisor:
         self.networks.peer = self._network_peer
         self.volumes = Volumes(store.root / "volumes", store.trash, self.events.volume)
 
+    @property
+    def daemon_id(self) -> str:
+        """The daemon's ID (``/info``'s, its events' actor): one per root."""
+        return hashlib.sha256(f"boxd {self.store.root}".encode()).hexdigest()[:36]
+
     def set_registry_options(self, insecure: frozenset[str], attempts: int) -> None:
         """The registries reached over plain HTTP and the tries of a layer's download, for
         the pulls from now on (the daemon's start, and its reload on SIGHUP)."""

@@ -9,6 +9,8 @@ import platform
 import signal
 import subprocess
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +253,23 @@ def test_sighup_reloads_the_file_and_the_daemon_serves_on(tmp_path: Path) -> Non
         )
         assert "a.lan:5000" not in _info(daemon)["RegistryConfig"]["IndexConfigs"]
         assert _info(daemon)["Labels"] == ["zone=b", "rack=7"]
+        # dockerd's event of it, with what changes at a reload.
+        query = urllib.parse.urlencode(
+            {"since": "0", "until": str(int(time.time()) + 1), "filters": '{"type":["daemon"]}'}
+        )
+        status, _, body = api_call(daemon, "GET", f"/events?{query}")
+        assert status == 200
+        [event] = [json.loads(line) for line in body.splitlines()]
+        assert (event["Type"], event["Action"]) == ("daemon", "reload")
+        assert event["Actor"]["ID"] == _info(daemon)["ID"]
+        assert event["Actor"]["Attributes"] == {
+            "debug": "true",  # the harness's --log-level debug
+            "insecure-registries": '["b.lan:5000"]',
+            "labels": '["zone=b", "rack=7"]',
+            "live-restore": "true",
+            "max-download-attempts": "5",
+            "name": platform.node(),
+        }
         daemon.ctl("run", "--name", "new", "default", "true")
         config = json.loads(daemon.ctl("inspect", "new").stdout)[0]["HostConfig"]["LogConfig"]
         assert config["Config"] == {"labels": "team"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 import math
@@ -82,7 +81,7 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
     await conn.respond_json(
         200,
         {
-            "ID": hashlib.sha256(f"boxd {root}".encode()).hexdigest()[:36],
+            "ID": api.sup.daemon_id,
             "Name": platform.node(),
             "Containers": len(containers),
             "ContainersRunning": running,
