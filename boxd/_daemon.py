@@ -393,8 +393,17 @@ def reload(sup: Supervisor, args: SimpleNamespace, argv: Sequence[str]) -> Simpl
 
 
 def _shown(value: object) -> str:
+    """An option's value in the log, a list's items as the flags take them."""
     if isinstance(value, list | tuple | frozenset):
-        return "[" + ", ".join(str(v) for v in value) + "]"
+        return "[" + ", ".join(_item(v) for v in value) + "]"
+    return str(value)
+
+
+def _item(value: object) -> str:
+    if isinstance(value, tuple) and len(value) == 3:  # a limit
+        return f"{value[0]}={value[1]}:{value[2]}"
+    if isinstance(value, tuple) and len(value) == 2:  # an address pool
+        return f"base={value[0]},size={value[1]}"
     return str(value)
 
 

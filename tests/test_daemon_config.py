@@ -293,10 +293,12 @@ def test_sighup_reloads_the_log_level_and_refuses_a_bad_file_aloud(tmp_path: Pat
     with logged_daemon(tmp_path, "--config-file", str(path)) as (daemon, log):
         assert daemon.process is not None
         assert _info(daemon)["Debug"] is False
-        path.write_text(json.dumps({"debug": True}))
+        limits = {"nofile": {"Soft": 10, "Hard": 20}}
+        path.write_text(json.dumps({"debug": True, "default-ulimits": limits}))
         daemon.process.send_signal(signal.SIGHUP)
         until(lambda: _info(daemon)["Debug"] is True, "Debug in /info after the reload")
         assert "reloaded log-level: debug (was info)" in log.read_text()
+        assert "reloaded default-ulimits: [nofile=10:20] (was [])" in log.read_text()
         path.write_text(json.dumps({"debug": False, "nope": 1}))
         daemon.process.send_signal(signal.SIGHUP)
         until(lambda: "reload failed" in log.read_text(), "the failed reload in the log")
