@@ -340,9 +340,10 @@ def test_validate_checks_the_options_and_the_file_then_exits(tmp_path: Path) -> 
 @pytest.mark.root
 def test_info_names_the_host_and_counts_the_daemons_own(tmp_path: Path) -> None:
     """/info as dockerd's: the host's operating system (it said "boxd"), the storage's
-    backing filesystem (none was shown), and in debug mode
+    backing filesystem and the address pools (none were shown), and in debug mode
     the daemon's file descriptors, tasks and event streams (0s before)."""
-    with logged_daemon(tmp_path, "-D") as (daemon, _):
+    pool = "base=10.123.0.0/16,size=24"
+    with logged_daemon(tmp_path, "-D", "--default-address-pool", pool) as (daemon, _):
         stream = UnixHTTP(daemon.docker_socket)
         try:
             stream.request("GET", "/events")
@@ -358,6 +359,7 @@ def test_info_names_the_host_and_counts_the_daemons_own(tmp_path: Path) -> None:
         assert info["Debug"] is True
         assert info["NFd"] > 3 and info["NGoroutines"] > 3
         assert info["NEventsListener"] == 1
+        assert info["DefaultAddressPools"] == [{"Base": "10.123.0.0/16", "Size": 24}]
         fstype = subprocess.run(
             ["findmnt", "-n", "-o", "FSTYPE", "-T", str(daemon.root)],
             capture_output=True, text=True, check=True,

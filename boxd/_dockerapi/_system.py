@@ -144,6 +144,10 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
                 "Log": ["json-file", "local"],
             },
             "RegistryConfig": _registry_config(api.sup.insecure_registries),
+            # The daemon's --default-address-pool ones, as dockerd lists them (none: its own).
+            "DefaultAddressPools": [
+                {"Base": base, "Size": size} for base, size in api.sup.networks.options.pools
+            ],
             # boxd's registry client reads no proxy settings: none are in use.
             "HttpProxy": "",
             "HttpsProxy": "",
