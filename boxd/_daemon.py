@@ -551,6 +551,24 @@ def _refuse_served(path: Path, flag: str) -> None:
     )
 
 
+_TEXT_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class _JournalFormat(logging.Formatter):
+    """A record for the journal (stderr of a systemd service): its syslog priority as the
+    ``<N>`` prefix journald reads (``journalctl -p warning`` then finds boxd's warnings,
+    and shows errors in red), no time of ours (the journal keeps its own)."""
+
+    _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self._PRIORITIES.get(record.levelno, 2)  # above ERROR: critical
+        return f"<{priority}>{super().format(record)}"
+
+
 def _errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     """The leaves of nested exception groups (a Trio nursery wraps what fails in it)."""
     leaves: list[BaseException] = []
@@ -571,10 +589,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(0)
     except (_daemonconfig.ConfigError, DaemonError, ValueError) as exc:
         sys.exit(f"boxd: {exc}")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JournalFormat() if _systemd.stderr_is_journal() else _TEXT_FORMAT)
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     # The HTTP client's own lines (every request, its headers) are noise in the daemon's log.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -98,6 +98,18 @@ def notify(message: str) -> bool:
     return True
 
 
+def stderr_is_journal() -> bool:
+    """Whether our stderr is the journal's stream (systemd names it in ``$JOURNAL_STREAM``
+    as ``DEVICE:INODE``): not when the service's stderr goes elsewhere, nor in a program
+    it started whose stderr was redirected."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return bool(stream) and stream == f"{st.st_dev}:{st.st_ino}"
+
+
 def listen_fds() -> list[int]:
     """The sockets systemd passed us (socket activation), made close-on-exec; the
     environment variables are cleared so that nothing we start sees them."""

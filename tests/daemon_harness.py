@@ -298,17 +298,20 @@ def running_daemon(
 
 
 @contextmanager
-def logged_daemon(tmp_path: Path, *extra: str) -> Iterator[tuple[Daemon, Path]]:
+def logged_daemon(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[Daemon, Path]]:
     """A daemon with no containers, as an operator starts it (no ``--log-level``), its
-    stderr in the file given with it; killed on exit if the test did not stop it, and the
-    mount of its /proc view detached if it died."""
+    stderr in the file given with it (``tmp_path/boxd.log``, truncated if there); ``env``
+    added to its environment; killed on exit if the test did not stop it, and the mount of
+    its /proc view detached if it died."""
     daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock")
     log = tmp_path / "boxd.log"
     argv = [sys.executable, "-m", "boxd", "--root", str(daemon.root),
             "--socket", str(daemon.socket), "--docker-socket", str(daemon.docker_socket),
             *extra]  # fmt: skip
     with log.open("w") as out:
-        daemon.process = subprocess.Popen(argv, stderr=out, env=_env())
+        daemon.process = subprocess.Popen(argv, stderr=out, env={**_env(), **(env or {})})
     proc = daemon.process
     try:
 

@@ -5,6 +5,7 @@ activation.  No systemd runs on these machines: the test plays the service manag
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, _env, leftover_cgroups, shims
+from daemon_harness import Daemon, _env, leftover_cgroups, logged_daemon, shims, until
 
 from boxd import _systemd
 
@@ -121,3 +122,24 @@ def test_daemon_under_a_service_manager(tmp_path: Path) -> None:
     while leftover_cgroups(root) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert leftover_cgroups(root) == []
+
+
+@pytest.mark.root
+def test_the_log_in_the_journal_carries_its_priorities(tmp_path: Path) -> None:
+    """A service's stderr that is the journal's ($JOURNAL_STREAM names it): each line
+    starts with its syslog priority, as journald reads it (``journalctl -p``), without a
+    time of boxd's own (the journal has its own; a stderr elsewhere keeps boxd's)."""
+    log = tmp_path / "boxd.log"
+    log.touch()
+    st = log.stat()
+    journal = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    with logged_daemon(tmp_path, env=journal) as (daemon, _):
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGUSR1)
+        until(lambda: "SIGUSR1" in log.read_text(), "the task dump")
+        assert daemon.stop() == 0
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("<6>boxd: boxd ready: root ") for line in lines), lines
+    assert "<4>boxd: received SIGUSR1: the daemon's tasks" in lines
+    assert lines[-1] == "<6>boxd: boxd stopped"
+    assert not [line for line in lines if re.match(r"\d{4}-\d\d-\d\d ", line)]
