@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -501,6 +501,7 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
                         log.info("received %s: stopping containers", name)
                     _systemd.notify("STOPPING=1")
                     nursery.cancel_scope.cancel(reason=f"signal {signum}")
+                    outer.start_soon(_forced, signals)
                     break
             # The containers are stopped: nobody reads the view any more.
             outer.cancel_scope.cancel(reason="daemon stopping")
@@ -532,6 +533,19 @@ def _pidfile(path: Path | None) -> Iterator[None]:
         with contextlib.suppress(OSError, ValueError):
             if int(path.read_text()) == os.getpid():  # not a later daemon's
                 path.unlink()
+
+
+async def _forced(signals: AsyncIterator[int]) -> None:
+    """dockerd's way out of a stop that hangs (a container that ignores its stop signal,
+    with a long timeout): the third SIGTERM, SIGINT or SIGQUIT ends the daemon at once,
+    without cleanup; the next daemon repairs what it left, as after a kill."""
+    count = 1
+    async for signum in signals:
+        count += signum in _STOP
+        if count >= 3:
+            log.error("forcing boxd to stop without cleanup: %d stop signals received", count)
+            logging.shutdown()
+            os._exit(128 + signum)
 
 
 def _refuse_served(path: Path, flag: str) -> None:

@@ -461,6 +461,30 @@ def test_pidfile_names_the_daemon_while_it_runs(tmp_path: Path) -> None:
     assert not pidfile.exists()
 
 
+def test_a_third_stop_signal_ends_a_stop_that_hangs(tmp_path: Path) -> None:
+    """dockerd's third interrupt: a stop waiting on a container that ignores SIGTERM (300 s
+    of stop timeout) ends at once, without cleanup; the next daemon cleans up as after a
+    kill (running_daemon's exit)."""
+    with running_daemon(tmp_path, "--no-live-restore") as daemon:
+        hang = ("sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done")
+        daemon.ctl("run", "-d", "--name", "stubborn", "--stop-timeout", "300", "default", *hang)
+        daemon.wait_for("stubborn", lambda c: c["state"]["status"] == "running")
+        until(lambda: daemon.ctl("logs", "stubborn").stdout == "up\n", "the trap set")
+        proc = daemon.process
+        assert proc is not None
+        proc.send_signal(signal.SIGTERM)
+        until(lambda: not daemon.socket.exists(), "the stop begun")
+
+        def ended() -> bool:  # one signal at a time: a pending one is not counted twice
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            return proc.poll() is not None
+
+        until(ended, "the forced stop", timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM
+        daemon.process = None
+
+
 def test_network_none_has_only_a_working_loopback(daemon: Daemon) -> None:
     script = (
         "import os, socket\n"
