@@ -845,16 +845,21 @@ def _stats_row(r: dict[str, Any], refs: list[str], trunc: bool = True) -> dict[s
     # No limit (None): the host's memory; a container that does not run has 0 (0B / 0B).
     limit = _host_memory() if r["memory_limit"] is None else r["memory_limit"]
     named = [ref for ref in refs if ref == r["name"] or r["id"].startswith(ref)]
-    return {
-        "Container": named[0] if named else r["id"],
-        "Name": r["name"],
-        "ID": r["id"][:12] if trunc else r["id"],
+    counters = {
         "CPUPerc": f"{r['cpu_percent']:.2f}%",
         "MemUsage": f"{_binary(r['memory_usage'])} / {_binary(limit)}",
         "MemPerc": f"{100 * r['memory_usage'] / limit if limit else 0:.2f}%",
         "NetIO": f"{_human.size(r['net_rx'])} / {_human.size(r['net_tx'])}",
         "BlockIO": f"{_human.size(r['block_read'])} / {_human.size(r['block_write'])}",
         "PIDs": str(r["pids"]),
+    }
+    if r.get("gone"):  # removed while shown: the docker CLI's "--"
+        counters = dict.fromkeys(counters, "--")
+    return {
+        "Container": named[0] if named else r["id"],
+        "Name": r["name"],
+        "ID": r["id"][:12] if trunc else r["id"],
+        **counters,
     }
 
 

@@ -26,7 +26,8 @@ def _container(socket: str, ref: str, size: bool = False) -> dict[str, Any]:
     from boxd._records import Container
 
     container = structure(answer["container"], Container)
-    shaped: dict[str, Any] = inspect(container, [], answer["log_path"])
+    resolv, hostname, hosts = answer["etc_paths"]
+    shaped: dict[str, Any] = inspect(container, [], answer["log_path"], (resolv, hostname, hosts))
     # What the docker CLI shows of it: the Engine API's (1.44) endpoints, with their
     # DNSNames, aliases and network ids.
     with_dns_names(container, shaped["NetworkSettings"])

@@ -33,9 +33,9 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import __version__, _daemonconfig, _logs, _repair, _systemd, _tasks, _trim, _ulimits, _units
+from . import __version__, _daemonconfig, _repair, _systemd, _tasks, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
-from ._network import DEFAULT_BRIDGE, BridgeOptions
+from ._network import DEFAULT_BRIDGE, GO_BOOLS, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
 from ._records import LOG_DRIVERS, Ulimit
 from ._server import Server, serve
@@ -71,6 +71,11 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         if value is None:
             raise ValueError(text)
         return value
+
+    def icc(text: str) -> bool:  # a boolean as Docker's flag takes it (Go's ParseBool)
+        if text not in GO_BOOLS:
+            raise ValueError(text)  # argparse's words: "invalid icc value: 'X'"
+        return GO_BOOLS[text]
 
     p.add_argument(
         "--root",
@@ -128,14 +133,14 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     )
     p.add_argument(
         "--log-max-size",
-        default=str(_logs.DEFAULT_MAX_SIZE),
-        help="default size at which a container log rotates (e.g. 10m)",
+        default=None,
+        help="size at which a new container's log rotates (e.g. 10m; default 10m)",
     )
     p.add_argument(
         "--log-max-files",
         type=int,
-        default=_logs.DEFAULT_MAX_FILES,
-        help="default number of log files kept per container",
+        default=None,
+        help="number of log files kept per new container (default 3)",
     )
     p.add_argument(
         "--procview",
@@ -172,6 +177,15 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         default="",
         metavar="ADDRESS/LEN",
         help="the default bridge's address and subnet, as Docker's bip (not with --bridge-subnet)",
+    )
+    p.add_argument(
+        "--icc",
+        type=icc,
+        default=True,
+        metavar="BOOL",
+        help="whether containers on the default network reach one another (default: true; "
+        "false: as Docker's --icc=false; user networks: -o com.docker.network.bridge."
+        "enable_icc)",
     )
     p.add_argument(
         "--ipv6",
@@ -237,7 +251,15 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         choices=list(LOG_DRIVERS),
         help="where containers' output is kept unless they say (default %(default)s)",
     )
-    p.set_defaults(log_options=())  # only daemon.json's log-opts set them (see _daemonconfig)
+    p.add_argument(
+        "--log-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a new container's log option unless it names it, as daemon.json's log-opts "
+        "(max-size, max-file, mode, labels, env, tag, ...); repeat it for more",
+    )
+    p.set_defaults(log_options=())  # the kept ones of --log-opt and daemon.json's log-opts
     p.add_argument(
         "--config-file",
         type=Path,
@@ -251,6 +273,8 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     path = args.config_file or _daemonconfig.DEFAULT_PATH
     given = list(sys.argv[1:] if argv is None else argv)
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
+        setattr(args, dest, value)
+    for dest, value in _daemonconfig.flag_log_opts(args.log_opt, given).items():
         setattr(args, dest, value)
     args.address_pools = tuple(
         [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]
@@ -289,10 +313,15 @@ def _flag_pool(text: str) -> tuple[str, int]:
 
 
 def _checked(args: SimpleNamespace) -> SimpleNamespace:
-    """``args`` whose values the daemon can follow (the configuration file's too), with
-    the log size in bytes: at the start and at each reload."""
-    args.log_max_bytes = _units.parse_size(args.log_max_size, what="--log-max-size")
-    if args.log_max_files < 1:
+    """``args`` whose values the daemon can follow (the configuration file's too), at the
+    start and at each reload, with ``log_max_bytes``: the size given (flags, daemon.json),
+    recorded on each new container (see Supervisor), in bytes: log-opts' max-size is read
+    in Docker's units, the text of --log-max-size here."""
+    max_size = args.log_max_size
+    if isinstance(max_size, str):
+        max_size = _units.parse_size(max_size, what="--log-max-size")
+    args.log_max_bytes = max_size
+    if args.log_max_files is not None and args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     if args.max_download_attempts < 1:
         raise DaemonError(
@@ -300,8 +329,10 @@ def _checked(args: SimpleNamespace) -> SimpleNamespace:
         )
     if args.log_driver not in LOG_DRIVERS:  # from the configuration file
         raise DaemonError(f"invalid log-driver {args.log_driver!r}: use json-file, local or none")
-    if args.log_driver == "none" and args.log_options:
-        raise DaemonError("log-opts need a log: log-driver none keeps none")
+    if args.log_driver == "none" and (args.log_options or max_size or args.log_max_files):
+        raise DaemonError(
+            "log-opts (and --log-max-size, --log-max-files) need a log: log-driver none keeps none"
+        )
     for name, allowed in (("procview", ("on", "off")), ("procview_cpus", CPU_POLICIES)):
         if getattr(args, name) not in allowed:
             raise DaemonError(
@@ -459,6 +490,7 @@ async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
                         pools=args.address_pools,
                         ipv6=args.ipv6,
                         subnet6=args.fixed_cidr_v6,
+                        icc=args.icc,
                     ),
                     live_restore=args.live_restore,
                     insecure_registries=frozenset(args.insecure_registry),

@@ -238,6 +238,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] =
     "default-address-pools": ("address_pools", ("--default-address-pool",), _pools),
     "default-ulimits": ("default_ulimits", ("--default-ulimit",), _ulimits),
     "ipv6": ("ipv6", ("--ipv6",), _flag),
+    "icc": ("icc", ("--icc",), _flag),
     "fixed-cidr-v6": ("fixed_cidr_v6", ("--fixed-cidr-v6",), lambda k, v: cidr_v6(k, _text(k, v))),
     # Docker's, taken where they name what boxd does
     "storage-driver": (
@@ -290,6 +291,8 @@ def options(config: Mapping[str, Any], given: Sequence[str]) -> dict[str, object
             dest, flags, read = _KEYS[key]
             found.append((key, dest, read(key, value), flags, value))
     clashes = []
+    if "log-opts" in config:  # dockerd's --log-opt clashes with the file's log-opts whole
+        found.append(("log-opts", "", None, ("--log-opt",), config["log-opts"]))
     for key, _, _, flags, raw in found:
         flag_value = _flag_value(given, flags)
         if flag_value is not None:
@@ -302,7 +305,9 @@ def options(config: Mapping[str, Any], given: Sequence[str]) -> dict[str, object
     return {dest: value for _, dest, value, _, _ in found if dest}
 
 
-def _log_opts(value: object) -> list[_Setting]:
+def _log_opts(value: object, where: str = "log-opts") -> list[_Setting]:
+    """The settings of daemon.json's ``log-opts`` (or of dockerd's ``--log-opt`` flags,
+    ``where`` naming them in errors)."""
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f"log-opts must be an object of strings, not {json.dumps(value)}")
     found: list[_Setting] = []
@@ -312,7 +317,7 @@ def _log_opts(value: object) -> list[_Setting]:
     try:
         check_kept_log_options(kept)
     except ValueError as exc:
-        raise ConfigError(f"log-opts: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     if kept:
         found.append(("log-opts", "log_options", kept, (), dict(value)))
     for key, text in value.items():
@@ -321,15 +326,34 @@ def _log_opts(value: object) -> list[_Setting]:
         try:
             option = log_option(key, text, taken=CONTAINER_LOG_OPTIONS)
         except ValueError as exc:
-            raise ConfigError(f"log-opts: {exc}") from None
+            raise ConfigError(f"{where}: {exc}") from None
         if option is None:
             continue  # compress=false: what boxd does
         dest, flag = _LOG_OPTS[key]
-        # max-size as the file wrote it: the daemon parses it as it does --log-max-size.
-        found.append(
-            (f"log-opts {key}", dest, option[1] if key == "max-file" else text, (flag,), text)
-        )
+        # (max-size in bytes, read in Docker's units, where --log-max-size's are 1024's)
+        found.append((f"log-opts {key}", dest, option[1], (flag,), text))
     return found
+
+
+def flag_log_opts(words: Sequence[str], given: Sequence[str]) -> dict[str, object]:
+    """dockerd's ``--log-opt KEY=VALUE`` flags (``words``) as the options they set, by
+    dest, as daemon.json's ``log-opts`` sets them; ``given``: the command line's words
+    (``--log-max-size`` with ``--log-opt max-size=`` is refused)."""
+    opts = {}
+    for word in words:
+        key, equals, text = word.partition("=")
+        if not key or not equals:
+            raise ConfigError(f"invalid --log-opt {word!r}: expected KEY=VALUE")
+        opts[key] = text
+    found = _log_opts(opts, "--log-opt")
+    for key, _, _, flags, raw in found:
+        flag_value = _flag_value(given, flags)
+        if flag_value is not None:
+            raise ConfigError(
+                f"--log-opt {key.removeprefix('log-opts ')}={raw} and {flags[0]} "
+                f"{flag_value} both set it: give one"
+            )
+    return {dest: value for _, dest, value, _, _ in found}
 
 
 def _flag_value(given: Sequence[str], flags: tuple[str, ...]) -> str | None:

@@ -12,7 +12,9 @@ kept in the health log and never in the container's log.  A check still running 
 first success makes the container healthy; ``retries`` failures in a row make it unhealthy
 (failures within the start period do not count while it is starting).  A change of status
 is written to the record and reported as ``health_status: STATUS``; the checks are not run
-while the container is paused or stopping.  When the container ends its status becomes
+while the container is paused or stopping, and one running when it is paused or stopped is
+killed and forgotten (no result: Docker's monitor stops at a pause and starts again at the
+unpause, so a frozen check never times out).  When the container ends its status becomes
 unhealthy (Docker's rule), and each start begins again at starting.
 """
 
@@ -82,7 +84,7 @@ async def _checks(sup: Supervisor, entry: _Entry, check: Healthcheck) -> None:
         await trio.sleep(check.start_interval if early else check.interval)
         if entry.phase is not RUNNING:
             continue
-        result = await _probe(sup, c.id, check)
+        result = await _probe(sup, entry, check)
         if result is not None:
             _record(sup, entry, check, result, started)
 
@@ -91,8 +93,9 @@ def _argv(test: tuple[str, ...]) -> tuple[str, ...]:
     return test[1:] if test[0] == "CMD" else ("/bin/sh", "-c", test[1])
 
 
-async def _probe(sup: Supervisor, cid: str, check: Healthcheck) -> HealthResult | None:
+async def _probe(sup: Supervisor, entry: _Entry, check: Healthcheck) -> HealthResult | None:
     """One check's result; None when the container left the running phase meanwhile."""
+    left = entry.changed  # set at its next transition: out of the running phase
     output = Output()
     chunks = output.subscribe(lossless=True)
     kept = bytearray()
@@ -111,9 +114,11 @@ async def _probe(sup: Supervisor, cid: str, check: Healthcheck) -> HealthResult 
 
     async def run_check(task_status: trio.TaskStatus[Run]) -> None:
         nonlocal code
-        code = await sup.exec(cid, _argv(check.test), output=output, task_status=task_status)
+        code = await sup.exec(
+            entry.container.id, _argv(check.test), output=output, task_status=task_status
+        )
 
-    timed_out = False
+    timed_out = interrupted = False
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect)
         try:
@@ -128,16 +133,33 @@ async def _probe(sup: Supervisor, cid: str, check: Healthcheck) -> HealthResult 
             code, text = -1, str(failure)  # it could not run: a failed check, as in Docker
         else:
             with trio.move_on_after(check.timeout) as deadline:
-                await proc.exited.wait()
-            if deadline.cancelled_caught:
-                timed_out = True
-                _kill_group(proc)
+                interrupted = await _first(proc.exited, left) is left
+            timed_out = deadline.cancelled_caught
+            if timed_out or interrupted:
+                _kill_group(proc)  # if frozen, it goes at the unpause
+    if interrupted:  # paused, stopped or ended meanwhile: no result, as Docker's
+        return None
     if timed_out:  # the exit code of what was killed does not count
         code = -1
         text = f"Health check exceeded timeout ({go_duration(check.timeout)})"
     if not text:
         text = kept.decode(errors="replace") + ("..." if truncated else "")
     return HealthResult(start=start, end=time.time(), exit_code=code, output=text)
+
+
+async def _first(*events: trio.Event) -> trio.Event:
+    """The first of ``events`` to be set."""
+    done: list[trio.Event] = []
+    async with trio.open_nursery() as nursery:
+        for event in events:
+
+            async def wait(event: trio.Event = event) -> None:
+                await event.wait()
+                done.append(event)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(wait)
+    return done[0]
 
 
 def _kill_group(proc: Run) -> None:

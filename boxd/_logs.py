@@ -30,6 +30,7 @@ import fcntl
 import itertools
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -66,7 +67,7 @@ def _check_max_files(value: int) -> None:
         raise ValueError(f"invalid log file count {value!r}: must be at least 1")
 
 
-def _to_ns(seconds: float) -> int:
+def to_ns(seconds: float) -> int:
     return round(seconds * 1_000_000_000)
 
 
@@ -241,7 +242,7 @@ class LogWriter:
     def __init__(self, dir_fd: int, max_size: int, max_files: int, where: str = "") -> None:
         """Use :meth:`open`."""
         self._dir_fd = dir_fd
-        self._where = where  # the directory, for the warnings
+        self._where = where  # the directory, for the warnings and its follows
         # When output began to be lost, and was last lost (0: none is being lost).
         self._lost_first = self._lost_last = 0.0
         self._fd = -1
@@ -293,8 +294,8 @@ class LogWriter:
             _warn(
                 "%s: the log goes on; output from %s to %s is missing from it",
                 self._where,
-                format_time(_to_ns(self._lost_first)),
-                format_time(_to_ns(self._lost_last)),
+                format_time(to_ns(self._lost_first)),
+                format_time(to_ns(self._lost_last)),
             )
             self._lost_first = self._lost_last = 0.0
 
@@ -309,7 +310,7 @@ class LogWriter:
             )
 
     def _write_records(self, stream: str, data: bytes, now: float | None) -> None:
-        time_ns = time.time_ns() if now is None else _to_ns(now)
+        time_ns = time.time_ns() if now is None else to_ns(now)
         prefix = f"{format_time(time_ns)} {stream} ".encode()
         heads = {True: prefix + b"P ", False: prefix + b"F "}
         # Written with writev in batches of slices of ``data`` (no copy of a long line in
@@ -426,6 +427,7 @@ class LogWriter:
         # ext4 (auto_da_alloc, its default) writes a file renamed over another one back to
         # disk at once, in the renaming thread, and so wrote every rotated 10 MiB of a log
         # that the rotations after it delete (see bench/README).
+        _hold_for_followers(self._where)
         fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
         held = [self._fd]
         self._fd = -1
@@ -648,7 +650,7 @@ def read_entries(
     With ``tail`` the files are read backwards from the end, only as far as needed.
     """
     _check_tail(tail)
-    since_ns = None if since is None else _to_ns(since)
+    since_ns = None if since is None else to_ns(since)
     try:
         dir_fd = _open_dir(directory)
     except FileNotFoundError:  # a container never started has no log yet
@@ -722,10 +724,21 @@ class _Follow:
 
     dir_fd: int
     queue: list[_Cursor]
+    thread: int = attrs.field(factory=threading.get_ident)  # whose event loop runs it
+
+    def open_unreached(self) -> None:
+        """Open the files of the log it has not reached yet (the lock must be free)."""
+        fds = _snapshot(self.dir_fd, blocking=True)
+        assert fds is not None
+        self.queue.extend(_after(fds, self.queue[-1] if self.queue else None))
 
 
 # The follows under way of each log directory (by path).
 _following: dict[str, set[_Follow]] = {}
+# What a follow may have left to read in the files it holds for a rotation to open the
+# newer files it has not reached for it: a client that stopped reading holds no more
+# disk than this (and the log) in files the rotations dropped.
+_HELD_FOR_A_FOLLOW = 64 * 1024 * 1024
 
 
 def keep_for_followers(directory: Path) -> None:
@@ -734,23 +747,37 @@ def keep_for_followers(directory: Path) -> None:
     client reads (``docker run --rm``'s, docker-py's ``run(remove=True)``: they lost what
     rotated after the file they were reading)."""
     for follow in _following.get(str(directory), ()):
-        fds = _snapshot(follow.dir_fd, blocking=True)  # its writer closed: the lock is free
-        assert fds is not None
-        follow.queue.extend(_after(fds, follow.queue[-1] if follow.queue else None))
+        follow.open_unreached()  # its writer closed: the lock is free
+
+
+def _hold_for_followers(directory: str) -> None:
+    """Before a rotation (the lock free): each follow of the log in this thread opens the
+    files it has not reached yet, so that none is dropped before it reads it (a follow
+    looks for newer files every 50 ms, and a burst of output through a small max-size
+    rotated several files out meanwhile: ``docker logs -f`` got 93 of 300 lines), unless
+    it has _HELD_FOR_A_FOLLOW bytes or more left to read.  Another thread's follows (not
+    the daemon's: its writers and follows share the event loop's) are left alone."""
+    for follow in _following.get(directory, ()):
+        if follow.thread != threading.get_ident():
+            continue
+        unread = sum(os.fstat(cursor.fd).st_size - cursor.pos for cursor in follow.queue)
+        if unread < _HELD_FOR_A_FOLLOW:
+            follow.open_unreached()
 
 
 async def batches(
     directory: Path,
     *,
-    since: float | None = None,
+    since_ns: int | None = None,
     tail: int | None = None,
-    until: float | None = None,
+    until_ns: int | None = None,
     until_closed: Callable[[], bool] | trio.Event | None = None,
 ) -> AsyncIterator[list[LogEntry]]:
     """The log's records as :func:`read_entries` gives them, a block's at a time (never
     the whole log in memory: a chatty container's is gigabytes); with ``until_closed``
-    then new ones as they come.  With ``until`` (seconds since the epoch) they end before
-    the first record stamped after it.
+    then new ones as they come: from ``since_ns`` (nanoseconds since the epoch, exactly:
+    a time copied from ``logs -t`` names its own line, which a float of seconds, good to
+    ~256 ns, missed); with ``until_ns`` they end before the first record stamped after it.
 
     Reads what the log holds when called and ends, or with ``until_closed`` follows it
     across rotations (the file being read is finished through its own descriptor, then the
@@ -765,7 +792,6 @@ async def batches(
     else:
         ended = until_closed if callable(until_closed) else until_closed.is_set
     _check_tail(tail)
-    since_ns = None if since is None else _to_ns(since)
     try:
         dir_fd = _open_dir(directory)
     except FileNotFoundError:  # a container never started: nothing, as from Docker
@@ -786,7 +812,7 @@ async def batches(
             entries, queue[-1].pos = _tail([cursor.fd for cursor in queue], tail, since_ns)
             while len(queue) > 1:
                 queue.pop(0).close()
-            kept = _before(entries, until)
+            kept = _before(entries, until_ns)
             if kept:
                 yield kept
             if len(kept) < len(entries):
@@ -797,7 +823,7 @@ async def batches(
             while queue:
                 while (lines := queue[0].read_lines()) is not None:
                     batch = list(_parse_lines(lines, since_ns))
-                    kept = _before(batch, until)
+                    kept = _before(batch, until_ns)
                     if kept:
                         yield kept
                     if len(kept) < len(batch):
@@ -831,11 +857,11 @@ async def batches(
         os.close(dir_fd)
 
 
-def _before(entries: list[LogEntry], until: float | None) -> list[LogEntry]:
-    """The records up to the first stamped after ``until`` (all of them with None)."""
-    if until is None:
+def _before(entries: list[LogEntry], until_ns: int | None) -> list[LogEntry]:
+    """The records up to the first stamped after ``until_ns`` (all of them with None)."""
+    if until_ns is None:
         return entries
-    return list(itertools.takewhile(lambda entry: entry.time <= until, entries))
+    return list(itertools.takewhile(lambda entry: entry.time_ns <= until_ns, entries))
 
 
 class OutputFormatter:

@@ -241,6 +241,8 @@ class ListResponse:
 class InspectResponse:
     container: Container
     log_path: str = ""  # Docker's LogPath: the json-file driver's file
+    # Docker's ResolvConfPath, HostnamePath, HostsPath (see Supervisor.etc_paths)
+    etc_paths: tuple[str, str, str] = ("", "", "")
     size_rw: int | None = None  # Docker's SizeRw and SizeRootFs, when asked
     size_root_fs: int | None = None
 

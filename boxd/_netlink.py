@@ -37,6 +37,7 @@ _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_ECHO, _NLM_F_DUMP = 0x1, 0x4, 0x8, 0x300
 _NLM_F_REPLACE, _NLM_F_EXCL, _NLM_F_CREATE = 0x100, 0x200, 0x400
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_PID = 1, 3, 10, 18, 19
 _IFLA_MTU = 4
+_RTM_SETLINK, _IFLA_PROTINFO, _IFLA_BRPORT_ISOLATED, _NLA_F_NESTED = 19, 12, 33, 0x8000
 _IFLA_NUM_TX_QUEUES, _IFLA_NUM_RX_QUEUES = 31, 32
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
 _IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
@@ -144,6 +145,14 @@ class _Socket:
 
     def up(self, index: int) -> None:
         self.request(_RTM_NEWLINK, 0, _ifinfo(index, _IFF_UP, _IFF_UP))
+
+    def isolate_port(self, index: int) -> None:
+        """Make bridge port ``index`` isolated: the bridge forwards nothing between it and
+        another isolated port (``bridge link set dev X isolated on``); what it sends to
+        the bridge's own address, the host, still arrives."""
+        protinfo = _attr(_IFLA_BRPORT_ISOLATED, b"\x01")
+        body = _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0)
+        self.request(_RTM_SETLINK, 0, body + _attr(_IFLA_PROTINFO | _NLA_F_NESTED, protinfo))
 
     def default_route(self, gateway: str, *, replace: bool = False) -> None:
         """The main table's default route (IPv4 or IPv6, as ``gateway`` is) through
@@ -329,9 +338,11 @@ def plug(
     mtu: int = 0,
     address6: str = "",
     gateway6: str = "",
+    isolated: bool = False,
 ) -> int:
     """Give process ``pid``'s network namespace an ``ifname``: one end of a veth pair whose
-    other end (``host_name``) is a port of ``bridge``; with ``configure`` (a running
+    other end (``host_name``) is a port of ``bridge`` (``isolated``: an isolated port, see
+    :meth:`_Socket.isolate_port`, before it can carry anything); with ``configure`` (a running
     container), its address and, with ``default_route``, a default route through
     ``gateway`` (a container's spawned process does that itself: SpawnPlan.links).  On an
     IPv6 network (``address6``, ADDRESS/LEN) the interface gets that address, is brought
@@ -348,9 +359,11 @@ def plug(
         except FileExistsError:  # a previous run's end, if its namespace is not gone yet
             nl.delete(name=host_name)
             index = _new_veth(nl, host_name, master, ifname, mac, pid, mtu)
-        if not configure and not address6:
-            return index
         try:
+            if isolated:
+                nl.isolate_port(index)
+            if not configure and not address6:
+                return index
             with _netlink(pid) as inside:
                 inner = inside.index(ifname)
                 if configure and address:  # none on an IPv6-only network

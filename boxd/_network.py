@@ -187,6 +187,13 @@ class Network:
         """Whether what its containers send out is hidden behind the host's address."""
         return GO_BOOLS.get(self.options.get(MASQUERADE_OPTION, "true"), True)
 
+    @property
+    def icc(self) -> bool:
+        """Whether its containers reach one another (Docker's inter-container
+        communication); without, each is an isolated port of the bridge: each still
+        reaches the host (its gateway, its DNS) and what it routes."""
+        return GO_BOOLS.get(self.options.get(ICC_OPTION, "true"), True)
+
 
 MTU_OPTION = "com.docker.network.driver.mtu"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
@@ -196,6 +203,7 @@ MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
 # they stay among the options inspect shows, as Docker's.
 IPV6_OPTION = "com.docker.network.enable_ipv6"
 IPV4_OPTION = "com.docker.network.enable_ipv4"
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
 # The bridge driver's options boxd applies (``network create -o``); Docker's others are
 # refused by name.
 NETWORK_OPTIONS = (
@@ -205,6 +213,7 @@ NETWORK_OPTIONS = (
     MASQUERADE_OPTION,
     IPV6_OPTION,
     IPV4_OPTION,
+    ICC_OPTION,
 )
 # What Docker takes for a boolean option (Go's strconv.ParseBool).
 GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.fromkeys(
@@ -215,8 +224,8 @@ GO_BOOLS = dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True) | dict.f
 def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None:
     """``-o`` of ``network create``: an MTU (:data:`MTU_RANGE`), a bridge name that is a free
     interface name (``taken``: the bridges of boxd's networks), an IPv4 address to publish
-    ports on, whether to masquerade, to have IPv6, to have IPv4 (booleans as Docker takes
-    them)."""
+    ports on, whether to masquerade, to have IPv6, to have IPv4, whether its containers
+    reach one another (booleans as Docker takes them)."""
     for key, value in options.items():
         if key not in NETWORK_OPTIONS:
             raise NetworkError(f"network option {key!r} is not supported by boxd")
@@ -224,7 +233,10 @@ def check_network_options(options: dict[str, str], taken: Iterable[str]) -> None
             raise NetworkError(f"invalid {key} {value!r}: use an MTU of {MTU_RANGE}")
         if key == BINDING_IP_OPTION:
             check_ipv4(value, key)
-        if key in (MASQUERADE_OPTION, IPV6_OPTION, IPV4_OPTION) and value not in GO_BOOLS:
+        if (
+            key in (MASQUERADE_OPTION, IPV6_OPTION, IPV4_OPTION, ICC_OPTION)
+            and value not in GO_BOOLS
+        ):
             raise NetworkError(f"invalid {key} {value!r}: use true or false")
         if key == BRIDGE_NAME_OPTION:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) or value in (".", ".."):
@@ -261,6 +273,7 @@ class BridgeOptions:
     # in subnet6 ("": a /64 of the daemon's unique local /48, see ula_pool).
     ipv6: bool = False
     subnet6: str = ""
+    icc: bool = True  # Docker's --icc: its containers reach one another
 
     @classmethod
     def of(
@@ -273,12 +286,13 @@ class BridgeOptions:
         pools: tuple[tuple[str, int], ...] = (),
         ipv6: bool = False,
         subnet6: str = "",
+        icc: bool = True,
     ) -> BridgeOptions:
         """``bip`` (Docker's, checked: ADDRESS/LEN) gives the subnet and the gateway."""
         if not bip:
-            return cls(name, subnet, mtu, pools=pools, ipv6=ipv6, subnet6=subnet6)
+            return cls(name, subnet, mtu, pools=pools, ipv6=ipv6, subnet6=subnet6, icc=icc)
         iface = ipaddress.IPv4Interface(bip)
-        return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6)
+        return cls(name, str(iface.network), mtu, str(iface.ip), pools, ipv6, subnet6, icc)
 
     def candidates(self) -> Iterator[ipaddress.IPv4Network]:
         """The subnets a network without one may get, in order: the IPv4 pools'
@@ -714,7 +728,10 @@ class Networks:
                 with contextlib.suppress(FileNotFoundError):
                     self._path(old).unlink()
         options = {MTU_OPTION: str(self.options.mtu)} if self.options.mtu else {}
-        if net.options != options:  # the daemon's --mtu changed: the next bring-up sets it
+        if not self.options.icc:  # each container's port isolated as it is plugged
+            options[ICC_OPTION] = "false"
+        # --mtu or --icc changed: the next bring-up sets the MTU, the next plug the port
+        if net.options != options:
             net.options = options
             self._save(net)
         return net
@@ -1642,6 +1659,7 @@ class Attachment:
             "mtu": net.mtu,
             "address6": f"{link.address6}/{net.network6.prefixlen}" if link.address6 else "",
             "gateway6": net.gateway6 if route6 else "",
+            "isolated": not net.icc,
         }
 
     async def _plug(self, link: _Link, *, default_route: bool, route6: bool) -> None:

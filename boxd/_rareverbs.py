@@ -18,11 +18,14 @@ import trio
 from . import _prune, _top
 from ._diff import Change
 from ._events import event_filter, message
+from ._lifecycle import NoSuchContainer
 from ._messages import EndFrame, OkResponse
 from ._records import Container, Resources, RestartPolicy
 from ._server import Connection, cancel_when_closed
 
 if TYPE_CHECKING:
+    from ._cgroup import Stats
+    from ._netcount import Interface
     from ._supervisor import Supervisor
 
 STATS_INTERVAL = 1.0  # seconds between stats frames
@@ -123,11 +126,20 @@ STREAMS: tuple[type[Any], ...] = (StatsRequest, EventsRequest)
 ERRORS: dict[type[Exception], str] = {}
 
 
-def _not_running(c: Container) -> dict[str, Any]:
-    """A stats row of a container that does not run: zeros, its memory limit too."""
+def _not_running(c: Container, *, gone: bool = False) -> dict[str, Any]:
+    """A stats row of a container that does not run: zeros, its memory limit too;
+    ``gone``: removed since the stream began (marked so)."""
     counters = ("cpu_percent", "memory_usage", "memory_limit", "pids", "block_read")
     zeros = dict.fromkeys((*counters, "block_write", "net_rx", "net_tx"), 0)
-    return {"id": c.id, "name": c.name, **zeros}
+    return {"id": c.id, "name": c.name, **zeros, **({"gone": True} if gone else {})}
+
+
+def _exists(sup: Supervisor, cid: str) -> bool:
+    try:
+        sup.inspect(cid)
+    except NoSuchContainer:
+        return False
+    return True
 
 
 def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[None]]]:
@@ -155,16 +167,24 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
         await conn.send(PruneResponse(removed=tuple(removed), reclaimed=reclaimed))
 
     async def stats(conn: Connection, req: StatsRequest) -> None:
-        """CPU percentages need two samples: the first frame comes after one interval."""
-        previous = {
-            c.id: (s.cpu_total_ns, trio.current_time()) for c, s, _ in sup.sample(req.containers)
-        }
+        """CPU percentages need two samples: the first frame comes after one interval.  A
+        container named that is removed meanwhile stays, a row marked ``gone`` (the
+        docker CLI shows it as ``--`` until it is stopped), not an end of the stream."""
+        named = [sup.inspect(ref) for ref in req.containers]  # one missing: refused now
+
+        def sample() -> list[tuple[Container, Stats, dict[str, Interface]]]:
+            if not named:
+                return sup.sample()
+            here = [c.id for c in named if _exists(sup, c.id)]
+            return sup.sample(here) if here else []
+
+        previous = {c.id: (s.cpu_total_ns, trio.current_time()) for c, s, _ in sample()}
         await conn.send(OkResponse())
         while True:
             await trio.sleep(STATS_INTERVAL if req.stream else STATS_INTERVAL / 2)
             now = trio.current_time()
             rows = {}
-            for c, s, networks in sup.sample(req.containers):
+            for c, s, networks in sample():
                 before, then = previous.get(c.id, (s.cpu_total_ns, now))
                 elapsed = max(now - then, 1e-9)
                 previous[c.id] = (s.cpu_total_ns, now)
@@ -183,11 +203,11 @@ def handlers(sup: Supervisor) -> dict[type[Any], Callable[[Any, Any], Awaitable[
             # A container named that does not run: a row of zeros (its limit 0 too), as
             # dockerd answers for it; in the order named.  None named: the newest first,
             # as Docker's list.
-            listed = [sup.inspect(ref) for ref in req.containers] or sup.list(all=True)
+            listed = named or sup.list(all=True)
             shown = [
-                rows.get(c.id) or _not_running(c)
+                rows.get(c.id) or _not_running(c, gone=not _exists(sup, c.id))
                 for c in listed
-                if req.containers or req.all or c.id in rows
+                if named or req.all or c.id in rows
             ]
             await conn.send(StatsFrame(stats=tuple(shown)))
             if not req.stream:

@@ -11,6 +11,7 @@ import stat
 import attrs
 
 from ._cgroup import CgroupHost, Limits
+from ._lifecycle import Conflict
 from ._record import make
 from ._records import DeviceRate, Resources
 
@@ -91,17 +92,21 @@ def with_swap_bound(res: Resources) -> Resources:
 def merged(current: Resources, changes: Resources) -> Resources:
     """``docker update``: the limits ``changes`` gives (not None) replace those of
     ``current``; --cpus and --cpu-period/--cpu-quota replace one another.  ValueError for
-    an option ``docker update`` does not take, or a memory limit raised above the memory
-    and swap the container has (Docker's rule: raise --memory-swap with it)."""
+    an option ``docker update`` does not take; Conflict for a memory limit without --memory-swap
+    above the memory and swap the container has (Docker's rule: moby compares it with the
+    recorded MemorySwap, so a container without a bound -- no limit at all, or
+    --memory-swap -1 -- must be given --memory-swap with its new --memory too)."""
     given = {k: v for k, v in attrs.asdict(changes, recurse=False).items() if v is not None}
     for field, option in NOT_UPDATABLE.items():
         if field in given:
             raise ValueError(f"{option} cannot be changed by update: create a new container")
-    memory, swap = given.get("memory"), current.memory_swap or -1  # -1: no bound
-    if memory is not None and swap != -1 and "memory_swap" not in given and memory > swap:
-        raise ValueError(
-            f"invalid --memory {memory}: above the container's --memory-swap {swap} (memory "
-            "and swap together): give --memory-swap with it"
+    memory, swap = given.get("memory"), current.memory_swap
+    if memory is not None and "memory_swap" not in given and memory > (swap or 0):
+        bound = "unlimited" if swap is None or swap == -1 else str(swap)
+        raise Conflict(  # moby's conflictingUpdateOptions: 409
+            f"invalid --memory {memory}: Memory limit should be smaller than already set "
+            f"memoryswap limit (--memory-swap {bound}, memory and swap together), update "
+            "the memoryswap at the same time: give --memory-swap with it"
         )
     if "cpus" in given:
         given.setdefault("cpu_period", None)

@@ -578,6 +578,22 @@ def is_file_at(image: Image, container_dir: Path, path: str) -> bool:
     return st is not None and not stat.S_ISDIR(st.st_mode)
 
 
+def own_file_at(image: Image, container_dir: Path, path: str) -> str:
+    """The host path of the container's own copy of the regular file at container path
+    ``path`` (symlinks resolved inside the image): in its layer's upper directory, where a
+    start writes /etc/hosts and the like; "" while it has none (never started)."""
+    view = _container_view(image, container_dir)
+    try:
+        resolved, st = _lookup(view, posixpath.normpath(path))
+    except ImageError:
+        return ""
+    dirs, rel = _layer_dirs(view, resolved)
+    if st is None or not stat.S_ISREG(st.st_mode) or not dirs:
+        return ""
+    own = f"{dirs[0]}/{rel}"
+    return own if os.path.isfile(own) and not os.path.islink(own) else ""
+
+
 def resolve_image(ref: str, images_dir: Path) -> Image:
     """The image ``default``, or a root filesystem directory given by path."""
     if ref == _DEFAULT:

@@ -349,7 +349,11 @@ class Server:
         rw, root = (await self.sup.sizes([c]))[0] if req.size else (None, None)
         await conn.send(
             InspectResponse(
-                container=c, log_path=self.sup.log_path(c), size_rw=rw, size_root_fs=root
+                container=c,
+                log_path=self.sup.log_path(c),
+                etc_paths=self.sup.etc_paths(c),
+                size_rw=rw,
+                size_root_fs=root,
             )
         )
 
@@ -474,7 +478,11 @@ class Server:
             deadline = trio.current_time() + until - time.time()
         with trio.move_on_at(deadline):
             async for batch in _logs.batches(
-                directory, since=req.since, tail=req.tail, until=req.until, until_closed=ended
+                directory,
+                since_ns=None if req.since is None else _logs.to_ns(req.since),
+                tail=req.tail,
+                until_ns=None if req.until is None else _logs.to_ns(req.until),
+                until_closed=ended,
             ):
                 for stream, data in formatter.chunks(batch):
                     await conn.send_bytes(protocol.OUTPUT_STREAMS[stream], data)

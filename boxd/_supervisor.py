@@ -112,6 +112,7 @@ from ._rootfs import (
     container_uppers,
     is_file_at,
     layer_dirs,
+    own_file_at,
     prepare_default_image,
     resolve_image,
 )
@@ -270,8 +271,8 @@ class Supervisor:
         cgroups: CgroupHost,
         *,
         log_driver: str = "json-file",
-        log_max_size: int = _logs.DEFAULT_MAX_SIZE,
-        log_max_files: int = _logs.DEFAULT_MAX_FILES,
+        log_max_size: int | None = None,
+        log_max_files: int | None = None,
         log_options: tuple[str, ...] = (),
         networks: Networks | None = None,
         live_restore: bool = False,
@@ -288,6 +289,11 @@ class Supervisor:
         self.native = native
         self.cgroups = cgroups
         self._parent_hosts: dict[str, CgroupHost] = {}  # by --cgroup-parent (_cgroups_of)
+        # The daemon's rotation where it was given one (--log-max-size, daemon.json's
+        # max-size, ...): recorded on each new container that keeps its log with
+        # log_driver and names none, as Docker merges its log-opts at the creation (so
+        # inspect shows it, and the container keeps it across a change of the daemon's);
+        # a container without any rotates by its driver's default.
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self._nursery = nursery
@@ -506,6 +512,21 @@ class Supervisor:
             return ""
         return str(self.store.container_dir(c.id) / "logs" / _logs.LOG_NAME)
 
+    def etc_paths(self, c: Container) -> tuple[str, str, str]:
+        """Docker's ResolvConfPath, HostnamePath and HostsPath: where the container's
+        /etc/resolv.conf, /etc/hostname and /etc/hosts are on the host -- the file a volume
+        binds there, else the copy a start wrote in its layer ("" before it has one: a
+        container never started, a resolv.conf its network does not give)."""
+        bound = {posixpath.normpath(v.container): v.host for v in c.config.volumes}
+        files = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
+        try:
+            image: Image | None = self._image(c.config.image, c.config.image_id)
+        except ImageError:  # its root directory removed since: inspect shows the rest
+            image = None
+        where = self.store.container_dir(c.id)
+        found = [bound.get(f) or (image and own_file_at(image, where, f)) or "" for f in files]
+        return found[0], found[1], found[2]
+
     def log_dir(self, ref: str) -> Path:
         """Where the container's log is; a ValueError for one that keeps none."""
         c = self._lookup(ref).container
@@ -568,6 +589,19 @@ class Supervisor:
         if image != "default" and not image.startswith("/"):
             await self.unpacks.ready(self.images.lookup(image), image)
 
+    def _check_workdir(self, container: Container, image: Image) -> None:
+        """Refuse a working directory that is, or is below, a file of the image, at the
+        create, as Docker's create fails making it (the start's chdir would)."""
+        workdir = container.config.workdir
+        parts = posixpath.normpath(workdir).split("/")[1:] if workdir else []
+        where = self.store.container_dir(container.id)
+        for depth in range(1, len(parts) + 1):
+            path = "/" + "/".join(parts[:depth])
+            if is_file_at(image, where, path):
+                # In moby's words; below a file, which one.
+                below = f"{workdir}: " if depth < len(parts) else ""
+                raise ValueError(f"Cannot mkdir: {below}{path} is not a directory")
+
     async def create(
         self, config: ContainerConfig, name: str = "", *, starts: bool = False
     ) -> Container:
@@ -579,10 +613,7 @@ class Supervisor:
         await self._layers_ready(config.image)
         container, image = self._new(config, name, starts=starts)
         try:
-            workdir = container.config.workdir
-            if workdir and is_file_at(image, self.store.container_dir(container.id), workdir):
-                # Refused by the create, in its words, as Docker's (the start's chdir failed).
-                raise ValueError(f"Cannot mkdir: {workdir} is not a directory")
+            self._check_workdir(container, image)
             await self._fill_volumes(container, image)
         except BaseException:  # not made after all: nor are its anonymous volumes
             self._discard(self._entries[container.id])
@@ -630,10 +661,15 @@ class Supervisor:
             own = {limit.name for limit in config.ulimits}
             defaults = [limit for limit in self.default_ulimits if limit.name not in own]
             changes["ulimits"] = (*config.ulimits, *defaults)
-        if changes.get("log_driver", config.log_driver) == self.log_driver and self.log_options:
-            own = {option.partition("=")[0] for option in config.log_options}
-            daemons = [option for option in self.log_options if option.partition("=")[0] not in own]
-            changes["log_options"] = (*config.log_options, *daemons)
+        if changes.get("log_driver", config.log_driver) == self.log_driver:
+            if self.log_options:
+                own = {option.partition("=")[0] for option in config.log_options}
+                daemons = [o for o in self.log_options if o.partition("=")[0] not in own]
+                changes["log_options"] = (*config.log_options, *daemons)
+            if config.log_max_size is None and self.log_max_size is not None:
+                changes["log_max_size"] = self.log_max_size
+            if config.log_max_files is None and self.log_max_files is not None:
+                changes["log_max_files"] = self.log_max_files
         resources, warnings = _resources.settle(
             _resources.with_swap_bound(config.resources), self._cgroups_of(config)
         )
@@ -1256,10 +1292,13 @@ class Supervisor:
                 local = cfg.log_driver == "local"
                 entry.logs = _logs.LogWriter.open(
                     cdir / "logs",
+                    # (the daemon's: a container recorded before it was merged at creation)
                     max_size=cfg.log_max_size
-                    or (_logs.LOCAL_MAX_SIZE if local else self.log_max_size),
+                    or (_logs.LOCAL_MAX_SIZE if local else self.log_max_size)
+                    or _logs.DEFAULT_MAX_SIZE,
                     max_files=cfg.log_max_files
-                    or (_logs.LOCAL_MAX_FILES if local else self.log_max_files),
+                    or (_logs.LOCAL_MAX_FILES if local else self.log_max_files)
+                    or _logs.DEFAULT_MAX_FILES,
                 )
         if adoption is not None:
             return None
@@ -1491,12 +1530,14 @@ class Supervisor:
         # Docker's: its restart policy does not bring it back.
         own = signum == parse_signal(entry.container.config.stop_signal)
         ending = own or signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
-        if entry.phase is RESTARTING and ending and entry.backoff is not None:
-            # No process to signal: what would end it keeps it down, as a stop does.
-            entry.stopping = entry.container.state.manual_stop = True
-            self.events.report("kill", entry.container, signal=str(int(signum)))
-            entry.backoff.cancel(reason="container killed during restart backoff")
-            await entry.idle.wait()
+        if entry.phase is RESTARTING and entry.backoff is not None:
+            # No process to signal: what would end it keeps it down, as a stop does;
+            # another is answered with success and the restart goes on, as moby's.
+            if ending:
+                entry.stopping = entry.container.state.manual_stop = True
+                self.events.report("kill", entry.container, signal=str(int(signum)))
+                entry.backoff.cancel(reason="container killed during restart backoff")
+                await entry.idle.wait()
             return
         _lifecycle.check_kill(entry.container.name, entry.phase)
         run, recorded = entry.run, entry.recorded
@@ -2331,8 +2372,8 @@ async def open_supervisor(
     cgroups: CgroupHost | None = None,
     cgroup_parent: str | None = None,
     log_driver: str = "json-file",
-    log_max_size: int = _logs.DEFAULT_MAX_SIZE,
-    log_max_files: int = _logs.DEFAULT_MAX_FILES,
+    log_max_size: int | None = None,
+    log_max_files: int | None = None,
     log_options: tuple[str, ...] = (),
     procview: ProcView | bool | None = None,
     insecure_registries: frozenset[str] = frozenset(),

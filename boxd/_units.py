@@ -7,6 +7,8 @@ from __future__ import annotations
 
 _INF = float("inf")  # not math.isfinite: math costs every boxctl run ~0.2 ms to import
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# Docker's log drivers read max-size's units as powers of 1000 (go-units' FromHumanSize).
+_LOG_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
 
 # An interface's MTU, as Docker takes it (--mtu, daemon.json's mtu, a network's option).
@@ -22,12 +24,15 @@ def parse_mtu(value: object) -> int | None:
     return value
 
 
-def parse_size(text: str, *, what: str = "size", zero: bool = False) -> int:
+def parse_size(
+    text: str, *, what: str = "size", zero: bool = False, units: dict[str, int] = _SIZE_UNITS
+) -> int:
     """Bytes from a number and an optional unit: ``512``, ``64k``, ``1.5g``, ``10 MiB``.
 
     Units are powers of 1024 in any case, spelled ``k``, ``kb`` or ``kib`` (and so on for
     m, g, t); a lone ``b`` means bytes.  Used for every size option (``--memory``,
     ``--memory-swap``, ``--log-max-size`` of boxctl and of the daemon); 0 only if ``zero``.
+    ``units``: other factors (``--log-opt max-size``'s, Docker's powers of 1000).
     """
     stripped = text.strip()
     end = len(stripped) - len(stripped.lstrip("0123456789.+-"))
@@ -41,22 +46,23 @@ def parse_size(text: str, *, what: str = "size", zero: bool = False) -> int:
     unit = spelled.lower()
     unit = unit[:-1] if unit.endswith("b") else unit
     unit = unit[:-1] if len(unit) == 2 and unit.endswith("i") else unit
-    if unit not in _SIZE_UNITS:
+    if unit not in units:
         raise ValueError(f"invalid {what} {text!r}: unknown unit {spelled!r} (use k, m, g or t)")
     if zero and value == 0:
         return 0
     if not 0 < value < _INF:  # NaN too
         raise ValueError(f"invalid {what} {text!r}: must be a positive number")
-    size = int(value * _SIZE_UNITS[unit])
+    size = int(value * units[unit])
     if size < 1:
         raise ValueError(f"invalid {what} {text!r}: must be at least 1 byte")
     return size
 
 
-def format_size(size: int) -> str:
-    """A size as :func:`parse_size` reads it back: in the largest unit that divides it
-    (``10m`` for 10 MiB, ``1536k``, ``100`` bytes)."""
-    factor, unit = max((f, u) for u, f in _SIZE_UNITS.items() if size % f == 0)
+def format_log_size(size: int) -> str:
+    """A log's max-size as ``--log-opt max-size`` (:func:`log_option`, Docker's units)
+    reads it back: in the largest power of 1000 that divides it (``10m`` for 10 MB,
+    ``1500k``, ``1048576`` for boxctl's ``--log-max-size 1m``)."""
+    factor, unit = max((f, u) for u, f in _LOG_SIZE_UNITS.items() if size % f == 0)
     return f"{size // factor}{unit}"
 
 
@@ -170,8 +176,8 @@ def log_option(
     ``log-opts`` spell it: ``("max-size", bytes)`` or ``("max-file", count)``; None for
     ``compress=false`` (what boxd does: nothing to set).  Any other is refused by name
     rather than dropped (ValueError), saying what is ``taken``."""
-    if key == "max-size":
-        return key, parse_size(value, what="log option max-size")
+    if key == "max-size":  # in Docker's units, powers of 1000: 1k is 1000 bytes
+        return key, parse_size(value, what="log option max-size", units=_LOG_SIZE_UNITS)
     if key == "max-file":
         if not value.isdigit() or int(value) < 1:
             raise ValueError(

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, _env
 from docker_clients import docker, needs_cli
 
 from boxctl._images import _ago, image_rows
@@ -238,6 +239,26 @@ def test_stats_all_no_trunc_and_the_newest_first(daemon: Daemon) -> None:
     whole = ["stats", "--no-stream", "--no-trunc", "--format", "{{.ID}}", "newer"]
     assert daemon.ctl(*whole).stdout == docker(daemon, *whole).stdout == f"{newer}\n"
     daemon.ctl("rm", "-f", "older", "newer", "idle")
+
+
+def test_stats_of_a_container_removed_meanwhile_goes_on_with_dashes(daemon: Daemon) -> None:
+    """``stats NAME`` of a container removed while it streams keeps streaming, the
+    container's counters shown as ``--``, as the docker CLI shows them (it exited 1)."""
+    daemon.ctl("run", "-d", "--name", "brief", "default", "sleep", "300")
+    argv = [sys.executable, "-m", "boxctl", "--socket", str(daemon.socket), "stats",
+            "--format", "{{.Name}} {{.PIDs}} {{.CPUPerc}}", "brief"]  # fmt: skip
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    ) as shown:
+        try:
+            assert shown.stdout is not None
+            assert shown.stdout.readline().startswith("brief 1 ")
+            daemon.ctl("rm", "-f", "brief")
+            lines = iter(shown.stdout.readline, "")  # (a frame of it stopped, maybe, first)
+            assert next((line for line in lines if "--" in line), None) == "brief -- --\n"
+            assert shown.stdout.readline() == "brief -- --\n" and shown.poll() is None
+        finally:
+            shown.kill()
 
 
 @needs_cli

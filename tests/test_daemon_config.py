@@ -5,6 +5,7 @@ and a daemon started with one behaves as it says."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from daemon_harness import Daemon, logged_daemon, running_daemon, until
 from docker_clients import UnixHTTP, api_call
 
 import boxd
-from boxd._daemonconfig import ConfigError, options, read
+from boxd._daemonconfig import ConfigError, flag_log_opts, options, read
 
 
 def test_dockers_keys_and_boxds_own_become_options() -> None:
@@ -41,12 +42,13 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         ],
         "ipv6": True,
         "fixed-cidr-v6": "fd00:9::/64",
+        "icc": False,
     }
     assert options(config, []) == {
         "root": Path("/srv/boxd"),
         "log_level": "warning",
         "log_driver": "local",
-        "log_max_size": "5m",
+        "log_max_size": 5_000_000,  # Docker's units
         "log_max_files": 4,
         "live_restore": False,
         "insecure_registry": ["reg.lan:5000"],
@@ -58,6 +60,7 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
         "address_pools": (("10.200.0.0/16", 24), ("fd00:77::/48", 64)),
         "ipv6": True,
         "fixed_cidr_v6": "fd00:9::/64",
+        "icc": False,
     }
     assert options({"debug": True}, []) == {"log_level": "debug"}
     # What a daemon.json written for dockerd often says, and boxd does anyway: taken.
@@ -120,6 +123,8 @@ def test_dockers_keys_and_boxds_own_become_options() -> None:
          '"/srv")'),
         ({"log-opts": {"max-size": "1m"}}, ["--log-max-size=2m"], "log-opts max-size (from "
          'flag: 2m, from file: "1m")'),
+        ({"log-opts": {"labels": "a"}}, ["--log-opt", "env=B"], "log-opts (from flag: env=B, "
+         'from file: {"labels": "a"})'),
         ({"log-opts": {"gelf-address": "x"}}, [], "log-opts: log option gelf-address='x' is not "
          "supported by boxd"),
         ({"log-opts": {"mode": "x"}}, [], "log-opts: logger: logging mode not supported: x"),
@@ -156,6 +161,27 @@ def test_the_file(tmp_path: Path) -> None:
     path.write_text('{"nope": 1}')
     with pytest.raises(ConfigError, match=f"invalid daemon configuration {path}: the following"):
         read(path, [], required=True)
+
+
+def test_dockerds_log_opt_flags_set_what_log_opts_sets() -> None:
+    words = ["max-size=1k", "max-file=2", "labels=team", "mode=non-blocking"]
+    assert flag_log_opts(words, []) == {
+        "log_options": ("labels=team", "mode=non-blocking"),
+        "log_max_size": 1000,
+        "log_max_files": 2,
+    }
+    assert flag_log_opts([], []) == {}
+    for words, given, message in [
+        (["max-size"], [], "invalid --log-opt 'max-size': expected KEY=VALUE"),
+        (["=1k"], [], "invalid --log-opt '=1k': expected KEY=VALUE"),
+        (["max-file=none"], [], "--log-opt: invalid log option max-file 'none'"),
+        (["syslog-address=x"], [], "--log-opt: log option syslog-address='x' is not supported"),
+        (["max-size=1k"], ["--log-max-size", "2k"], "--log-opt max-size=1k and --log-max-size "
+         "2k both set it: give one"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            flag_log_opts(words, given)
+        assert message in str(caught.value)
 
 
 @pytest.mark.root
@@ -197,6 +223,40 @@ def test_the_files_log_opts_are_every_new_containers(tmp_path: Path) -> None:
         assert config("local") == {}
         assert daemon.ctl("logs", "--details", "merged").stdout == "FOO=f,team=a hi\n"
         assert daemon.ctl("logs", "--details", "own").stdout == "FOO=f,zone=z hi\n"
+        daemon.ctl("rm", "merged", "own", "local")
+
+
+@pytest.mark.root
+def test_the_daemons_rotation_is_recorded_on_every_new_container(tmp_path: Path) -> None:
+    """dockerd's --log-opt max-size (daemon.json's, which sets the same) and
+    --log-max-files go to each new container that keeps its log with the daemon's driver
+    and names none, shown in its LogConfig as Docker merges them at the creation (they
+    applied, but inspect showed ``{}``; boxd had no --log-opt)."""
+    flags = ("--log-opt", "max-size=1k", "--log-max-files", "2")
+    with running_daemon(tmp_path, *flags) as daemon:
+        lines = ["default", "sh", "-c", "for i in $(seq 200); do echo line $i; done"]
+        daemon.ctl("run", "--name", "merged", *lines)
+        daemon.ctl("run", "--name", "own", "--log-opt", "max-file=4", "default", "true")
+        daemon.ctl("run", "--name", "local", "--log-driver", "local", "default", "true")
+
+        def inspect(name: str) -> dict[str, Any]:
+            found: dict[str, Any] = json.loads(daemon.ctl("inspect", name).stdout)[0]
+            return found
+
+        merged = inspect("merged")
+        assert merged["HostConfig"]["LogConfig"] == {
+            "Type": "json-file",
+            "Config": {"max-size": "1k", "max-file": "2"},
+        }
+        logs = Path(merged["LogPath"]).parent
+        assert sorted(os.listdir(logs)) == ["container.log", "container.log.1"]
+        assert all(file.stat().st_size <= 1024 for file in logs.iterdir())
+        assert daemon.ctl("logs", "--tail", "1", "merged").stdout == "line 200\n"
+        assert inspect("own")["HostConfig"]["LogConfig"]["Config"] == {
+            "max-size": "1k",
+            "max-file": "4",
+        }
+        assert inspect("local")["HostConfig"]["LogConfig"]["Config"] == {}
         daemon.ctl("rm", "merged", "own", "local")
 
 

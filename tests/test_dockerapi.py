@@ -65,6 +65,7 @@ def clean(daemon: Daemon) -> Iterator[Daemon]:
         (("default", "/etc/passwd"), 126, "", "permission denied"),
         # Refused by the create, as Docker's: the start failed (chdir: Not a directory).
         (("-w", "/etc/passwd", "default", "pwd"), 125, "", "Cannot mkdir: /etc/passwd is not a"),
+        (("-w", "/etc/passwd/x", "default", "pwd"), 125, "", "/etc/passwd/x: /etc/passwd is not"),
         (("no-such-image", "true"), 125, "", "no-such-image"),
         (("--cpuset-cpus", "4096", "default", "true"), 125, "", "4096"),
         (("-m", "2m", "default", "true"), 125, "", "minimum"),
@@ -257,12 +258,7 @@ def test_detached_container_through_its_life(clean: Daemon) -> None:
     assert _docker(clean, "exec", "web", "/nope").returncode == 127
     assert _docker(clean, "exec", "-i", "web", "cat", input="piped\n").stdout == "piped\n"
 
-    with subprocess.Popen(
-        [DOCKER or "docker", "logs", "-f", "web"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=docker_env(clean),
-    ) as follow:
+    with _follow_logs(clean, "web") as follow:
         assert follow.stdout is not None
         assert follow.stdout.readline() == "started\n"
         assert _docker(clean, "stop", "web").stdout == "web\n"
@@ -431,7 +427,8 @@ def test_two_creates_of_one_name_at_once_one_wins_in_dockers_words(clean: Daemon
 @needs_cli
 def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
     """``--log-opt max-size/max-file`` rotate the container's log (Docker's json-file
-    options); an option boxd does not honour is refused, naming it, not dropped."""
+    options, max-size in Docker's units: 4k is 4000 bytes, where it was 4096); an option
+    boxd does not honour is refused, naming it, not dropped."""
     script = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; done"
     opts = ["--log-opt", "max-size=4k", "--log-opt", "max-file=2"]
     assert _docker(clean, "run", "--name", "rot", *opts, "default", "sh", "-c", script).stdout
@@ -440,6 +437,9 @@ def test_log_opt_rotation_and_refusals(clean: Daemon) -> None:
         "Type": "json-file",
         "Config": {"max-size": "4k", "max-file": "2"},
     }
+    logs = Path(_docker(clean, "inspect", "-f", "{{.LogPath}}", "rot").stdout.strip()).parent
+    sizes = [(logs / name).stat().st_size for name in ("container.log", "container.log.1")]
+    assert 3900 < sizes[1] <= 4000 and sizes[0] <= 4000
     kept = _docker(clean, "logs", "rot").stdout.splitlines()
     assert kept[-1] == "line3000"
     assert len(kept) < 1000  # two files of at most 4 KiB of JSON records
@@ -984,6 +984,36 @@ def test_log_path_is_the_json_file_drivers_file(clean: Daemon) -> None:
 
 
 @needs_cli
+def test_etc_paths_are_the_files_the_container_reads(clean: Daemon, tmp_path: Path) -> None:
+    """``HostnamePath``, ``HostsPath`` and ``ResolvConfPath``: where the container's own
+    /etc/hostname, /etc/hosts and /etc/resolv.conf are on the host (they were empty), in
+    both clients' inspect; a file bound there (``-v``) is shown as its own, as Docker's."""
+    made = _docker(clean, "run", "--name", "ep", "-h", "eph", "--add-host", "marker:192.0.2.8",
+                   "default", "cat", "/etc/hosts", "/etc/resolv.conf")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    fields = "{{.HostnamePath}} {{.HostsPath}} {{.ResolvConfPath}}"
+    paths = _docker(clean, "inspect", "-f", fields, "ep").stdout.split()
+    assert paths == clean.ctl("inspect", "-f", fields, "ep").stdout.split()
+    hostname, hosts, resolv = (Path(p) for p in paths)
+    assert all(str(p).startswith(str(clean.root)) for p in paths)
+    assert hostname.read_text() == "eph\n"
+    assert hosts.read_text() + resolv.read_text() == made.stdout
+    assert "192.0.2.8\tmarker" in made.stdout
+    mine = tmp_path / "hosts"
+    mine.write_text("127.0.0.1 localhost\n")
+    _docker(clean, "create", "--name", "bound", "-v", f"{mine}:/etc/hosts", "default", "true")
+    assert _docker(clean, "inspect", "-f", fields, "bound").stdout == f" {mine} \n"
+    # A root directory removed since its container was made: inspect still answers.
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "x").write_text("")
+    (root / "x").chmod(0o755)
+    clean.ctl("create", "--name", "rootless", str(root), "/x")
+    shutil.rmtree(root)
+    assert clean.ctl("inspect", "-f", fields, "rootless").stdout == "  \n"
+
+
+@needs_cli
 def test_events_of_networks_and_volumes_through_the_cli(clean: Daemon) -> None:
     """``docker events --filter type=...`` sees a network's and a volume's events in
     Docker's shape: the Actor's ID and attributes, none of a container's older fields."""
@@ -1353,7 +1383,11 @@ def test_docker_py(clean: Daemon) -> None:
         for tty in (False, True):
             tx = client.api.exec_create(e.id, ["echo", "on a tty"], tty=True)
             assert client.api.exec_start(tx["Id"], tty=tty) == b"on a tty\r\n"
-        e.update(mem_limit="32m")
+        # Without a limit before, the swap is given too, as Docker requires (409 else).
+        with pytest.raises(docker.errors.APIError) as refused:
+            e.update(mem_limit="32m")
+        assert refused.value.status_code == 409
+        e.update(mem_limit="32m", memswap_limit="64m")
         e.reload()
         assert e.attrs["HostConfig"]["Memory"] == 32 << 20
         assert e.attrs["HostConfig"]["CgroupnsMode"] == "private"
@@ -1401,6 +1435,56 @@ def test_a_follow_of_a_removed_container_gets_its_log_whole(clean: Daemon) -> No
         length = int.from_bytes(body[at + 4 : at + 8], "big")
         got, at = got + length, at + 8 + length
     assert got == size
+
+
+@needs_cli
+def test_logs_follow_gets_a_burst_rotated_through_a_small_max_size(clean: Daemon) -> None:
+    """``docker logs -f`` of a burst of output through ``max-size=2k, max-file=2`` (a
+    dozen rotations between two of the follow's looks for newer files) gets every line:
+    it got 93 of 300, the files rotated out before it opened them."""
+    burst = "while [ ! -e /go ]; do sleep 0.05; done; seq 300 | sed 's/^/line /'"
+    script = f"echo ready; {burst}"
+    opts = ["--log-opt", "max-size=2k", "--log-opt", "max-file=2"]
+    r = _docker(clean, "run", "-d", "--name", "burst", *opts, "default", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    with _follow_logs(clean, "burst") as follow:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "ready\n"  # following: now the burst
+        assert _docker(clean, "exec", "burst", "touch", "/go").returncode == 0
+        assert follow.stdout.read().splitlines() == [f"line {n}" for n in range(1, 301)]
+        assert follow.wait(timeout=30) == 0
+    logs = Path(_docker(clean, "inspect", "-f", "{{.LogPath}}", "burst").stdout.strip()).parent
+    assert len(os.listdir(logs)) == 2
+    clean.ctl("rm", "burst")
+
+
+def _follow_logs(clean: Daemon, name: str) -> subprocess.Popen[str]:
+    """``docker logs -f NAME``, its output read through a pipe."""
+    argv = [DOCKER or "docker", "logs", "-f", name]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=docker_env(clean))
+
+
+@needs_cli
+def test_logs_since_and_until_a_printed_time_name_its_own_line(clean: Daemon) -> None:
+    """``docker logs --since/--until`` a time that ``docker logs -t`` printed (the CLI
+    sends it as SECONDS.NANOSECONDS) take that line, as Docker's do: the daemon read the
+    time as a float, good to ~256 ns, and left out some lines of their own time."""
+    script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo l$i; sleep 0.01; done"
+    assert _docker(clean, "run", "--name", "stamps", "default", "sh", "-c", script).returncode == 0
+    stamps = [line.split(" ", 1)[0] for line in _logs_lines(clean, "-t")]
+    assert len(stamps) == 12
+    for number, stamp in enumerate(stamps, 1):
+        assert _logs_lines(clean, "--since", stamp)[0] == f"l{number}"
+        assert _logs_lines(clean, "--until", stamp)[-1] == f"l{number}"
+    r = _docker(clean, "logs", "--since", "x", "stamps")
+    assert r.returncode != 0 and "x" in r.stderr
+    clean.ctl("rm", "stamps")
+
+
+def _logs_lines(clean: Daemon, *options: str) -> list[str]:
+    r = _docker(clean, "logs", *options, "stamps")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
 
 
 def test_logs_come_a_line_a_frame(clean: Daemon) -> None:
@@ -2391,6 +2475,9 @@ def test_container_state_errors(clean: Daemon) -> None:
         f"/containers/{cid}/stop?t=1.5": "invalid value for 't': '1.5' is not an integer",
         f"/containers/{cid}/resize?h=10": "missing w: a terminal size needs h and w in 1..65535",
         f"/containers/{cid}/resize": "missing h and w: a terminal size needs h and w in 1..65535",
+        f"/containers/{cid}/logs?stdout=1&since=1.5e9": (
+            "invalid value for 'since': '1.5e9' is not a Unix time (SECONDS[.NANOSECONDS])"
+        ),
     }
     for method, path, want in [
         ("POST", "/containers/s/kill", 409),
@@ -2411,6 +2498,8 @@ def test_container_state_errors(clean: Daemon) -> None:
         ("POST", f"/containers/{cid}/wait?condition=whenever", 400),
         ("GET", f"/containers/{cid}/logs", 400),
         ("GET", f"/containers/{cid}/logs?stdout=1&tail=some", 400),
+        ("GET", f"/containers/{cid}/logs?stdout=1&since=1.5e9", 400),
+        ("GET", f"/containers/{cid}/logs?stdout=1&until=-", 400),
         ("DELETE", f"/containers/{cid}", 409),
         ("POST", f"/containers/{cid}/exec", 400),
         ("DELETE", f"/containers/{cid}?force=1", 204),

@@ -226,6 +226,30 @@ def test_a_check_that_outlives_its_timeout_is_killed_and_fails(clean: Daemon) ->
     assert all(ppid in shells for _, ppid, args in rows if args == "sleep 37"), rows
 
 
+def test_a_check_running_at_a_pause_is_forgotten_not_failed(clean: Daemon) -> None:
+    """A pause stops the checks as Docker's monitor stops: one running then is killed
+    without a result, not left frozen to time out (a failure made by the pause alone);
+    after the unpause they run again.  Its timeout is longer than this test waits."""
+    d = clean
+    d.ctl(
+        "run", "-d", "--name", "frozen", *FAST, "--health-timeout", "90s",
+        "--health-retries", "1",
+        "--health-cmd", "if [ -e /tmp/hold ]; then rm /tmp/hold; exec sleep 38; fi",
+        "default", "sh", "-c", "touch /tmp/hold; exec sleep 300",
+    )  # fmt: skip
+
+    def checks() -> list[str]:
+        rows = d.ctl("top", "frozen", "-eo", "pid,args").stdout.splitlines()[1:]
+        return [row for row in rows if row.split(None, 1)[1] == "sleep 38"]
+
+    _until("the held check to run", checks)
+    d.ctl("pause", "frozen")
+    d.ctl("unpause", "frozen")
+    health = _health_once(d, "frozen", lambda h: h["Status"] == "healthy")
+    assert [r["ExitCode"] for r in health["Log"]] == [0] * len(health["Log"])
+    assert health["FailingStreak"] == 0 and not checks()
+
+
 def test_failures_in_the_start_period_do_not_count(clean: Daemon) -> None:
     d = clean
     d.ctl(

@@ -67,7 +67,9 @@ def test_a_memory_limit_bounds_swap_as_dockers(daemon: Daemon) -> None:
     """--memory without --memory-swap: Docker's default lets the container swap as much
     again (memory + swap = twice the limit; inspect shows it), not without bound as the
     host's swap would let it; --memory-swap -1 asks for that.  An update that raises the
-    memory above it must raise --memory-swap too, as Docker's."""
+    memory above it must raise --memory-swap too, as Docker's -- and so must one that
+    bounds a container without a bound (no limit at all, or --memory-swap -1): moby
+    refuses it in these words; nothing changes."""
     cid = daemon.ctl("run", "-d", "--memory", "64m", "default", "sleep", "300").stdout.strip()
     memsw = _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")
     assert int(memsw.read_text()) == 128 << 20
@@ -82,6 +84,16 @@ def test_a_memory_limit_bounds_swap_as_dockers(daemon: Daemon) -> None:
     cid = daemon.ctl(*args).stdout.strip()
     memsw = _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes")
     assert int(memsw.read_text()) > 1 << 60  # no limit
+    refused = "Memory limit should be smaller than already set memoryswap limit"
+    r = daemon.ctl("update", "--memory", "128m", cid, check=False)
+    assert r.returncode != 0 and refused in r.stderr and "--memory-swap unlimited" in r.stderr
+    daemon.ctl("rm", "-f", cid)
+    cid = daemon.ctl("run", "-d", "default", "sleep", "300").stdout.strip()
+    r = daemon.ctl("update", "--memory", "64m", cid, check=False)
+    assert r.returncode != 0 and f"invalid --memory {64 << 20}: {refused}" in r.stderr
+    assert daemon.inspect(cid)["config"]["resources"]["memory"] is None
+    daemon.ctl("update", "--memory", "64m", "--memory-swap", "128m", cid)
+    assert int(_cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes").read_text()) == 128 << 20
     daemon.ctl("rm", "-f", cid)
 
 

@@ -159,7 +159,7 @@ def test_sigterm_leaves_containers_running_and_every_verb_works_on_them(live: Da
     assert live.ctl("exec", "s", "echo", "inside").stdout == "inside\n"
     stats = json.loads(live.ctl("stats", "--no-stream", "--format", "json", "s").stdout)
     assert stats
-    live.ctl("update", "--memory", "128m", "s")
+    live.ctl("update", "--memory", "128m", "--memory-swap", "256m", "s")
     assert live.inspect("s")["config"]["resources"]["memory"] == 128 * 1024 * 1024
     # The adopted container's stdin: what is sent arrives, and closing it ends `cat`.
     sent = live.ctl("attach", "cat", input=b"hello\n", timeout=30)

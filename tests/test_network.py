@@ -26,7 +26,7 @@ from typing import Any
 
 import docker_clients
 import pytest
-from daemon_harness import REPO, Daemon, daemon_cli, running_daemon, session_name, until
+from daemon_harness import REPO, Daemon, _env, daemon_cli, running_daemon, session_name, until
 
 from boxd import _netconfig, _network, _nft
 from boxd._convert import unstructure
@@ -822,6 +822,18 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
         nets = c.attrs["NetworkSettings"]["Networks"]
         assert sorted(nets) == ["bridge", "front"]
         assert nets["front"]["IPAddress"].startswith("10.66.0.") and nets["front"]["Aliases"]
+        # The deprecated top-level fields are the default bridge's, as moby's (whatever
+        # network came first); empty for a container on user networks only.
+        top = ("IPAddress", "Gateway", "MacAddress", "EndpointID", "IPPrefixLen")
+        settings = c.attrs["NetworkSettings"]
+        assert [settings[k] for k in top] == [nets["bridge"][k] for k in top]
+        assert settings["IPAddress"] and settings["Gateway"]
+        only = client.containers.run("default", ["sleep", "300"], detach=True, network="front")
+        only.reload()
+        settings = only.attrs["NetworkSettings"]
+        assert [settings[k] for k in top] == ["", "", "", "", 0]
+        assert settings["Networks"]["front"]["IPAddress"].startswith("10.66.0.")
+        only.remove(force=True)
         with pytest.raises(docker.errors.APIError) as info:
             net.connect(c)
         assert info.value.status_code == 409 and "already exists" in str(info.value)
@@ -843,13 +855,26 @@ def test_docker_api_network_connect(netd: Daemon) -> None:
         front = later.attrs["NetworkSettings"]["Networks"]["front"]
         assert front["IPAddress"] == "10.66.0.77"
         assert front["IPAMConfig"] == {"IPv4Address": "10.66.0.77"}  # asked for, kept shown
-        # Several networks at create (API 1.44's EndpointsConfig).
+        # Several networks at create (API 1.44's EndpointsConfig); a client of API 1.43
+        # is refused in moby's words, naming them, and nothing is made.
+        both = {"bridge": {}, "front": {"Aliases": ["m"]}}
+        old = docker.APIClient(base_url=f"unix://{netd.docker_socket}", version="1.43")
+        try:
+            r = old.post(old._url("/containers/create"), params={"name": "multi"}, json={
+                "Image": "default", "Cmd": ["sleep", "300"], "Hostname": "mh",
+                "HostConfig": {"NetworkMode": "bridge"},
+                "NetworkingConfig": {"EndpointsConfig": both},
+            })  # fmt: skip
+        finally:
+            old.close()
+        assert (r.status_code, r.json()["message"]) == (
+            400,
+            "Container cannot be created with multiple network endpoints: bridge, front",
+        )
+        assert not client.containers.list(all=True, filters={"name": "multi"})
         multi = client.api.create_container(
             "default", ["sleep", "300"], name="multi", hostname="mh",
-            networking_config=client.api.create_networking_config({
-                "bridge": client.api.create_endpoint_config(),
-                "front": client.api.create_endpoint_config(aliases=["m"]),
-            }),
+            networking_config={"EndpointsConfig": both},
             host_config=client.api.create_host_config(network_mode="bridge"),
         )  # fmt: skip
         client.api.start(multi)
@@ -1149,7 +1174,7 @@ def test_network_mtu_and_bridge_name(netd: Daemon, netns: str) -> None:
         for opt, words in (
             ("com.docker.network.driver.mtu=10", "use an MTU of 68 to 65535"),
             ("com.docker.network.bridge.name=boxdtestbr0", "that interface exists"),
-            ("com.docker.network.bridge.enable_icc=false", "is not supported by boxd"),
+            ("com.docker.network.bridge.inhibit_ipv4=true", "is not supported by boxd"),
         ):
             r = netd.ctl("network", "create", "-o", opt, "other", check=False)
             assert r.returncode != 0 and words in r.stderr, r.stderr
@@ -1189,6 +1214,78 @@ def test_network_binding_address_and_masquerade_options(netd: Daemon) -> None:
         assert r.returncode != 0 and words in r.stderr, r.stderr
     netd.ctl("rm", "-f", "web")
     netd.ctl("network", "rm", "local")
+
+
+@pytest.mark.root
+def test_a_network_without_inter_container_communication(netd: Daemon) -> None:
+    """``-o com.docker.network.bridge.enable_icc=false``, as Docker's bridge driver takes
+    it (it was refused): its containers do not reach one another, a container connected
+    later neither, while each still reaches its gateway (the host); on a network with it
+    (true, or not given) they do; a bad value is refused by name."""
+    icc = "com.docker.network.bridge.enable_icc"
+    netd.ctl("network", "create", "--subnet", "10.46.0.0/24", "-o", f"{icc}=false", "apart")
+    netd.ctl("network", "create", "--subnet", "10.47.0.0/24", "-o", f"{icc}=true", "along")
+    server = ("default", "python3", "-m", "http.server", "80")
+    netd.ctl("run", "-d", "--name", "srv", "--network", "apart", *server)
+    netd.ctl("network", "connect", "along", "srv")
+    wait_listening(netd, "srv", 80)
+    shown = json.loads(netd.ctl("network", "inspect", "apart").stdout)[0]
+    assert shown["Options"][icc] == "false"
+    endpoints = netd.inspect("srv")["state"]["network"]["endpoints"]
+    addresses = {e["network"]: e["ip_address"] for e in endpoints}
+    probe = (
+        "import socket, sys\n"
+        "for address in sys.argv[1:]:\n"
+        "    s = socket.socket()\n"
+        "    s.settimeout(3)\n"
+        "    print(s.connect_ex((address, 80)) == 0)\n"
+    )
+    netd.ctl("run", "-d", "--name", "peer", "--network", "apart", "default", "sleep", "300")
+    r = netd.ctl("exec", "peer", "python3", "-c", probe, addresses["apart"])
+    assert r.stdout.split() == ["False"]
+    # The gateway still answers: the network's name server there.
+    lookup = "import socket; print(socket.gethostbyname('srv'))"
+    assert netd.ctl("exec", "peer", "python3", "-c", lookup).stdout == f"{addresses['apart']}\n"
+    netd.ctl("network", "connect", "along", "peer")
+    r = netd.ctl("exec", "peer", "python3", "-c", probe, addresses["along"], addresses["apart"])
+    assert r.stdout.split() == ["True", "False"]
+    r = netd.ctl("network", "create", "-o", f"{icc}=maybe", "other", check=False)
+    assert r.returncode != 0 and f"invalid {icc} 'maybe': use true or false" in r.stderr
+    netd.ctl("rm", "-f", "srv", "peer")
+    netd.ctl("network", "rm", "apart", "along")
+
+
+@pytest.mark.root
+def test_the_daemons_icc_false(tmp_path: Path, netns: str) -> None:
+    """``boxd --icc=false`` (daemon.json's ``icc``), as Docker's: the default network's
+    containers do not reach one another (inspect shows its enable_icc false), each still
+    reaches the host: a published port through it; a bad value is refused in argparse's
+    words."""
+    with running_daemon(tmp_path, "--icc=false", netns=netns) as d:
+        server = ("default", "python3", "-m", "http.server", "80")
+        d.ctl("run", "-d", "--name", "srv", "-p", "18090:80", *server)
+        wait_listening(d, "srv", 80)
+        shown = json.loads(d.ctl("network", "inspect", "bridge").stdout)[0]
+        assert shown["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+        gateway = shown["IPAM"]["Config"][0]["Gateway"]
+        address = d.inspect("srv")["state"]["network"]["endpoints"][0]["ip_address"]
+        probe = (
+            "import socket, sys\n"
+            "for where in sys.argv[1:]:\n"
+            "    s = socket.socket()\n"
+            "    s.settimeout(3)\n"
+            "    host, port = where.split()\n"
+            "    print(s.connect_ex((host, int(port))) == 0)\n"
+        )
+        wheres = (f"{address} 80", f"{gateway} 18090")
+        r = d.ctl("run", "--rm", "default", "python3", "-c", probe, *wheres)
+        assert r.stdout.split() == ["False", "True"]
+        d.ctl("rm", "-f", "srv")
+    r = subprocess.run(
+        [sys.executable, "-m", "boxd", "--icc", "maybe"], capture_output=True, text=True,
+        env=_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2 and "invalid icc value: 'maybe'" in r.stderr
 
 
 @pytest.mark.root

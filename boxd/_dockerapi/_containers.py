@@ -94,8 +94,19 @@ def _make_mountpoints(req: Request, body: object) -> list[str]:
     return made
 
 
+def _check_one_endpoint(req: Request, body: object) -> None:
+    """Before API 1.44 a container is created on one network: an ``EndpointsConfig``
+    naming more is refused, naming them, as moby's router refuses it (a client of that
+    age would see the others silently left out)."""
+    config = Fields(body, "body").object("NetworkingConfig").object("EndpointsConfig")
+    if not req.at_least("1.44") and len(config.data) > 1:
+        names = ", ".join(config.data)
+        raise ApiError(400, f"Container cannot be created with multiple network endpoints: {names}")
+
+
 async def create(api: Api, conn: HttpConnection, req: Request) -> None:
     body = req.json_object()
+    _check_one_endpoint(req, body)
     made = _make_mountpoints(req, body)
     try:
         config = _shapes.container_config(body, with_console_size=req.at_least("1.42"))
@@ -198,7 +209,9 @@ async def changes(api: Api, conn: HttpConnection, req: Request, ref: str) -> Non
 
 async def inspect(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     c = api.sup.inspect(ref)
-    shown = _shapes.inspect(c, api.execs_of(c.id, ended=False), api.sup.log_path(c))
+    shown = _shapes.inspect(
+        c, api.execs_of(c.id, ended=False), api.sup.log_path(c), api.sup.etc_paths(c)
+    )
     _with_network_ids(api, shown["NetworkSettings"])
     if req.at_least("1.44"):
         _shapes.with_dns_names(c, shown["NetworkSettings"])
@@ -347,8 +360,8 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
         except ValueError:
             raise ApiError(400, f"invalid tail {tail_text!r}: a number or all") from None
         tail = None if tail < 0 else tail
-    since = req.number("since") or None
-    until = req.number("until") or None
+    since = req.unix_ns("since") or None  # (0: from the start, as Docker's)
+    until = req.unix_ns("until") or None
     follow = req.flag("follow")
     directory = api.sup.log_dir(c.id)
     details = _logattrs.details(c, _shapes.image_id(c)) if req.flag("details") else b""
@@ -371,9 +384,9 @@ async def logs(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
     async with conn.cancelled_if_peer_closes():
         async for batch in _logs.batches(
             directory,
-            since=since,
+            since_ns=since,
             tail=tail,
-            until=until,
+            until_ns=until,
             until_closed=stopped if follow else None,
         ):
             data = encode(batch)

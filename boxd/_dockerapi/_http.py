@@ -167,6 +167,26 @@ class Request:
             raise ApiError(400, f"invalid value for {name!r}: {value!r} is not a number")
         return result
 
+    def unix_ns(self, name: str) -> int | None:
+        """A time as Docker's API takes it, ``SECONDS[.NANOSECONDS]`` (what the docker CLI
+        sends for ``logs --since/--until``), in nanoseconds exactly, as Docker reads it: a
+        time copied from ``docker logs -t`` names its own line, which a float of seconds
+        (good to ~256 ns) missed.  More than 9 digits of fraction are cut, as Docker's."""
+        value = self.arg(name)
+        if value is None or value == "":
+            return None
+        seconds, _, fraction = value.partition(".")
+        digits = seconds.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or not (
+            fraction.isascii() and (fraction.isdigit() or not fraction) and len(fraction) <= 20
+        ):
+            raise ApiError(
+                400,
+                f"invalid value for {name!r}: {value!r} is not a Unix time (SECONDS[.NANOSECONDS])",
+            )
+        nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
+        return int(seconds) * 1_000_000_000 + nanos
+
     def json(self) -> Any:
         """The body as JSON; an empty body is ``{}``."""
         if not self.body.strip():

@@ -44,7 +44,7 @@ from .._records import (
     Ulimit,
     Volume,
 )
-from .._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, format_size, log_option
+from .._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, format_log_size, log_option
 from ._http import ApiError
 
 if TYPE_CHECKING:  # the network verbs' module is loaded by their first use
@@ -339,7 +339,7 @@ _DOCKER_LOG_DRIVERS = frozenset(
 def _log_config(log: Fields) -> tuple[str, int | None, int | None, tuple[str, ...]]:
     """``HostConfig.LogConfig`` (``--log-driver``, ``--log-opt``): json-file (Podman's
     k8s-file too), local or none (see boxd._records.LOG_DRIVERS); of the options, the
-    rotation (``max-size``, in --memory's units, and ``max-file``) applies, the log
+    rotation (``max-size``, in Docker's units: 1k is 1000 bytes, and ``max-file``) applies, the log
     attributes (``labels``, ``env``, ``tag``, ...: see boxd._logattrs) and Docker's
     ``mode`` and ``max-buffer-size`` are kept as given, ``compress=false`` is what boxd
     does; any other option is refused rather than dropped.  Returns (driver, max size,
@@ -1115,7 +1115,7 @@ def _log_options(cfg: ContainerConfig) -> dict[str, str]:
     daemon's default rotation where it has none, as Docker shows only what was given)."""
     options = {}
     if cfg.log_max_size is not None:
-        options["max-size"] = format_size(cfg.log_max_size)
+        options["max-size"] = format_log_size(cfg.log_max_size)
     if cfg.log_max_files is not None:
         options["max-file"] = str(cfg.log_max_files)
     options |= dict(option.split("=", 1) for option in cfg.log_options)
@@ -1158,9 +1158,14 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     return rows
 
 
-def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, Any]:
+def inspect(
+    c: Container,
+    exec_ids: list[str],
+    log_path: str = "",
+    etc_paths: tuple[str, str, str] = ("", "", ""),
+) -> dict[str, Any]:
     """``docker inspect``'s object (``log_path``: its ``LogPath``, where the daemon writes
-    the log)."""
+    the log; ``etc_paths``: its ``ResolvConfPath``, ``HostnamePath`` and ``HostsPath``)."""
     cfg = c.config
     st = c.state
     # The container runs entrypoint + command (boxd._images.config); Docker shows them apart.
@@ -1186,9 +1191,9 @@ def inspect(c: Container, exec_ids: list[str], log_path: str = "") -> dict[str, 
             **_health(c),
         },
         "Image": image_id(c),
-        "ResolvConfPath": "",
-        "HostnamePath": "",
-        "HostsPath": "",
+        "ResolvConfPath": etc_paths[0],
+        "HostnamePath": etc_paths[1],
+        "HostsPath": etc_paths[2],
         "LogPath": log_path,
         "Name": "/" + c.name,
         "RestartCount": st.restart_count,
