@@ -1,8 +1,10 @@
 """``boxd``: the daemon.  A supervisor, a socket server and a signal watcher in one nursery.
 
-SIGTERM or SIGINT leaves the containers running (live restore: the next daemon adopts them;
-with ``--no-live-restore`` it stops every container gracefully, by its stop signal and
-timeout), saves the records, removes the socket and exits 0.  A lock on
+SIGTERM, SIGINT or SIGQUIT leaves the containers running (live restore: the next daemon
+adopts them; with ``--no-live-restore`` it stops every container gracefully, by its stop
+signal and timeout; a third such signal ends a stop that hangs), saves the records,
+removes the socket and exits 0.  SIGHUP reloads the configuration (:func:`reload`);
+SIGUSR1 logs the task tree, as SIGQUIT does before it stops.  A lock on
 ``<root>/boxd.pid`` (:func:`~boxd._store.hold_root`) refuses a second daemon, or a
 library's supervisor, on the same root.  Whatever a killed daemon
 left behind is repaired at start (:mod:`boxd._repair`, the store, the supervisor's
