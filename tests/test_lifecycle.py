@@ -470,6 +470,7 @@ def test_a_third_stop_signal_ends_a_stop_that_hangs(tmp_path: Path) -> None:
         daemon.ctl("run", "-d", "--name", "stubborn", "--stop-timeout", "300", "default", *hang)
         daemon.wait_for("stubborn", lambda c: c["state"]["status"] == "running")
         until(lambda: daemon.ctl("logs", "stubborn").stdout == "up\n", "the trap set")
+        pid = daemon.inspect("stubborn")["state"]["pid"]
         proc = daemon.process
         assert proc is not None
         proc.send_signal(signal.SIGTERM)
@@ -480,7 +481,12 @@ def test_a_third_stop_signal_ends_a_stop_that_hangs(tmp_path: Path) -> None:
             time.sleep(0.2)
             return proc.poll() is not None
 
-        until(ended, "the forced stop", timeout=60)
+        try:
+            until(ended, "the forced stop", timeout=60)
+        finally:
+            if proc.poll() is None:  # still stopping: its container ended, it ends too
+                os.kill(pid, signal.SIGKILL)
+                proc.wait(timeout=60)
         assert proc.returncode == 128 + signal.SIGTERM
         daemon.process = None
 
