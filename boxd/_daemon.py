@@ -1,8 +1,10 @@
 """``boxd``: the daemon.  A supervisor, a socket server and a signal watcher in one nursery.
 
-SIGTERM or SIGINT leaves the containers running (live restore: the next daemon adopts them;
-with ``--no-live-restore`` it stops every container gracefully, by its stop signal and
-timeout), saves the records, removes the socket and exits 0.  A lock on
+SIGTERM, SIGINT or SIGQUIT leaves the containers running (live restore: the next daemon
+adopts them; with ``--no-live-restore`` it stops every container gracefully, by its stop
+signal and timeout; a third such signal ends a stop that hangs), saves the records,
+removes the socket and exits 0.  SIGHUP reloads the configuration (:func:`reload`);
+SIGUSR1 logs the task tree, as SIGQUIT does before it stops.  A lock on
 ``<root>/boxd.pid`` (:func:`~boxd._store.hold_root`) refuses a second daemon, or a
 library's supervisor, on the same root.  Whatever a killed daemon
 left behind is repaired at start (:mod:`boxd._repair`, the store, the supervisor's
@@ -13,14 +15,17 @@ units).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
+import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,19 +35,24 @@ import trio
 from . import _nosource  # noqa: F401
 
 # isort: split
-from . import _daemonconfig, _repair, _systemd, _trim, _ulimits, _units
+from . import __version__, _daemonconfig, _repair, _systemd, _tasks, _trim, _ulimits, _units
 from ._dockerapi import serve_docker
 from ._network import DEFAULT_BRIDGE, GO_BOOLS, BridgeOptions
 from ._procview import CPU_POLICIES, ProcView, available
-from ._records import LOG_DRIVERS
+from ._records import LOG_DRIVERS, Ulimit
 from ._server import Server, serve
 from ._store import RootInUse, hold_root
-from ._supervisor import DEFAULT_ROOT, open_supervisor
+from ._supervisor import DEFAULT_ROOT, Supervisor, open_supervisor
 
 log = logging.getLogger("boxd")
 
 DEFAULT_SOCKET = Path("/run/boxd/boxd.sock")
 DEFAULT_DOCKER_SOCKET = "/run/boxd/docker.sock"
+
+
+# The signals that stop the daemon: SIGQUIT too, as dockerd's (which dumps its goroutines
+# first: boxd logs its tasks).
+_STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 class DaemonError(Exception):
@@ -71,6 +81,8 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
 
     p.add_argument(
         "--root",
+        "--data-root",
+        dest="root",
         type=Path,
         default=Path(os.environ.get("BOXD_ROOT", DEFAULT_ROOT)),
         help="state directory (env BOXD_ROOT; default %(default)s)",
@@ -87,7 +99,35 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="Docker Engine API socket; empty: not served (env BOXD_DOCKER_SOCKET; "
         "default %(default)s)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "-l",
+        "--log-level",
+        default="info",
+        choices=list(_daemonconfig.LEVELS),
+        help="the daemon's log's least level (default %(default)s)",
+    )
+    p.add_argument(
+        "-D",
+        "--debug",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        help="log at level debug (dockerd's --debug)",
+    )
+    p.add_argument(
+        "-p",
+        "--pidfile",
+        type=Path,
+        default=None,
+        help="also write the daemon's pid there, as dockerd's --pidfile (the root's boxd.pid "
+        "always has it)",
+    )
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the options and the configuration file, then exit (0: configuration OK)",
+    )
+    p.add_argument("-v", "--version", action="version", version=f"boxd version {__version__}")
     p.add_argument(
         "--cgroup-parent",
         default=None,
@@ -177,6 +217,23 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         help="the default network's MTU, its bridge's and veths' (default: the kernel's, 1500)",
     )
     p.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of the daemon, shown by docker info (repeat for more)",
+    )
+    p.add_argument(
+        "--default-ulimit",
+        dest="default_ulimits",
+        action="append",
+        default=[],
+        metavar="NAME=SOFT[:HARD]",
+        help="a new container's limit where it gives none of that name, as Docker's (repeat "
+        "for more)",
+    )
+    p.add_argument(
         "--insecure-registry",
         action="append",
         default=[],
@@ -214,6 +271,7 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
     )
     args = SimpleNamespace(**vars(p.parse_args(argv)))
     del p, argparse
+    args.log_level = _daemonconfig.LEVELS[args.log_level]
     path = args.config_file or _daemonconfig.DEFAULT_PATH
     given = list(sys.argv[1:] if argv is None else argv)
     for dest, value in _daemonconfig.read(path, given, required=bool(args.config_file)).items():
@@ -222,6 +280,13 @@ def _parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
         setattr(args, dest, value)
     args.address_pools = tuple(
         [pool if isinstance(pool, tuple) else _flag_pool(pool) for pool in args.address_pools]
+    )
+    args.labels = _daemonconfig.labels("--label", list(args.labels))
+    args.default_ulimits = tuple(
+        [
+            u if isinstance(u, tuple) else _daemonconfig.default_ulimit(u)
+            for u in args.default_ulimits
+        ]
     )
     if args.fixed_cidr_v6:
         _daemonconfig.cidr_v6("--fixed-cidr-v6", args.fixed_cidr_v6)
@@ -249,12 +314,15 @@ def _flag_pool(text: str) -> tuple[str, int]:
     return _daemonconfig.address_pool("--default-address-pool", value)
 
 
-async def run_daemon(args: SimpleNamespace) -> None:
-    # Given (flags, daemon.json): recorded on each new container (see Supervisor); bytes
-    # from log-opts' max-size, read in Docker's units, the text of --log-max-size.
+def _checked(args: SimpleNamespace) -> SimpleNamespace:
+    """``args`` whose values the daemon can follow (the configuration file's too), at the
+    start and at each reload, with ``log_max_bytes``: the size given (flags, daemon.json),
+    recorded on each new container (see Supervisor), in bytes: log-opts' max-size is read
+    in Docker's units, the text of --log-max-size here."""
     max_size = args.log_max_size
     if isinstance(max_size, str):
         max_size = _units.parse_size(max_size, what="--log-max-size")
+    args.log_max_bytes = max_size
     if args.log_max_files is not None and args.log_max_files < 1:
         raise DaemonError(f"invalid --log-max-files {args.log_max_files}: must be >= 1")
     if args.max_download_attempts < 1:
@@ -273,6 +341,115 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 f"invalid {name.replace('_', '-')} {getattr(args, name)!r}: "
                 f"use {' or '.join(allowed)}"
             )
+    return args
+
+
+# What a reload on SIGHUP changes in the running daemon, by the option's dest: the name an
+# operator knows it by and how it is applied.  The other options are read at the start only.
+_RELOADED: dict[str, tuple[str, Callable[[Supervisor, SimpleNamespace], None]]] = {
+    "log_level": ("log-level", lambda sup, a: logging.getLogger().setLevel(a.log_level.upper())),
+    "log_driver": ("log-driver", lambda sup, a: setattr(sup, "log_driver", a.log_driver)),
+    "log_max_bytes": (
+        "log-opts max-size",
+        lambda sup, a: setattr(sup, "log_max_size", a.log_max_bytes),
+    ),
+    "log_max_files": (
+        "log-opts max-file",
+        lambda sup, a: setattr(sup, "log_max_files", a.log_max_files),
+    ),
+    "log_options": ("log-opts", lambda sup, a: setattr(sup, "log_options", a.log_options)),
+    "default_ulimits": ("default-ulimits", lambda sup, a: _default_ulimits(sup, a)),
+    "labels": ("labels", lambda sup, a: setattr(sup, "labels", a.labels)),
+    "insecure_registry": ("insecure-registries", lambda sup, a: _registries(sup, a)),
+    "max_download_attempts": ("max-download-attempts", lambda sup, a: _registries(sup, a)),
+}
+_NOT_COMPARED = {
+    "config_file",
+    "log_max_size",
+    "validate",
+}  # the file itself; the size, in bytes above
+
+
+def _default_ulimits(sup: Supervisor, args: SimpleNamespace) -> None:
+    sup.default_ulimits = tuple([Ulimit(*limit) for limit in args.default_ulimits])
+
+
+def _registries(sup: Supervisor, args: SimpleNamespace) -> None:
+    sup.set_registry_options(frozenset(args.insecure_registry), args.max_download_attempts)
+
+
+def reload(sup: Supervisor, args: SimpleNamespace, argv: Sequence[str]) -> SimpleNamespace:
+    """SIGHUP, as dockerd's: the command line ``argv`` and the configuration file read
+    again; what can change while the daemon runs is changed (for the containers created
+    from now on), what cannot is named in the log.  A file the daemon cannot follow
+    changes nothing: the options in use (returned) stay, and the daemon serves on."""
+    try:
+        new = _checked(_parse_args(argv))
+    except (_daemonconfig.ConfigError, DaemonError, ValueError) as exc:
+        log.error("reload failed, the configuration in use is kept: %s", exc)
+        return args
+    changed = {
+        dest for dest, value in vars(new).items() if getattr(args, dest, None) != value
+    } - _NOT_COMPARED
+    done = set()
+    for dest in sorted(changed & set(_RELOADED)):
+        name, apply = _RELOADED[dest]
+        apply(sup, new)
+        done.add(dest)
+        log.info(
+            "reloaded %s: %s (was %s)",
+            name,
+            _shown(getattr(new, dest)),
+            _shown(getattr(args, dest)),
+        )
+    later = sorted(changed - done)
+    if later:
+        log.warning(
+            "reload: %s changed, but only a restart of boxd applies it; in use until then: %s",
+            ", ".join(d.replace("_", "-") for d in later),
+            ", ".join(f"{d.replace('_', '-')} {_shown(getattr(args, d))}" for d in later),
+        )
+        for dest in later:  # the next reload compares with what is in use
+            setattr(new, dest, getattr(args, dest))
+    if not changed:
+        log.info("reloaded the configuration: nothing changed")
+    # dockerd's "daemon reload" event, with what its reload reports.
+    attributes = {
+        "debug": str(new.log_level == "debug").lower(),
+        "labels": json.dumps(list(new.labels)),
+        "insecure-registries": json.dumps(list(new.insecure_registry)),
+        "max-download-attempts": str(new.max_download_attempts),
+        "live-restore": str(new.live_restore).lower(),
+    }
+    sup.events.daemon("reload", sup.daemon_id, attributes)
+    return new
+
+
+def _shown(value: object) -> str:
+    """An option's value in the log, a list's items as the flags take them."""
+    if isinstance(value, list | tuple | frozenset):
+        return "[" + ", ".join(_item(v) for v in value) + "]"
+    return str(value)
+
+
+def _item(value: object) -> str:
+    if isinstance(value, tuple) and len(value) == 3:  # a limit
+        return f"{value[0]}={value[1]}:{value[2]}"
+    if isinstance(value, tuple) and len(value) == 2:  # an address pool
+        return f"base={value[0]},size={value[1]}"
+    return str(value)
+
+
+def _log_tasks(why: str) -> None:
+    """The daemon's Trio task tree as one log record (SIGUSR1; SIGQUIT before stopping):
+    dockerd's goroutine dump, boxd's way."""
+    log.warning("\n".join([f"{why}: the daemon's tasks", *_tasks.tree()]))
+
+
+async def run_daemon(args: SimpleNamespace, argv: Sequence[str] = ()) -> None:
+    """Serve until SIGTERM, SIGINT or SIGQUIT; ``argv``: the command line, read again at
+    SIGHUP's reload."""
+    args = _checked(args)
     view = None
     why_not = "turned off (--procview off)" if args.procview == "off" else available()
     if why_not is None:
@@ -284,11 +461,15 @@ async def run_daemon(args: SimpleNamespace) -> None:
     if args.docker_socket:
         _repair.remove_stale_socket_files(Path(args.docker_socket))
     inherited = _systemd.listen_fds()
+    if not inherited:
+        _refuse_served(args.socket, "--socket")
+    if args.docker_socket:
+        _refuse_served(Path(args.docker_socket), "--docker-socket")
     listening = None
     if inherited:
         listening = trio.socket.fromfd(inherited[0], socket.AF_UNIX, socket.SOCK_STREAM)
         os.close(inherited[0])
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(*_STOP, signal.SIGHUP, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as outer:
             if view is not None:
                 # serve() detaches a dead view a killed daemon left mounted there (any
@@ -299,7 +480,7 @@ async def run_daemon(args: SimpleNamespace) -> None:
                     args.root,
                     cgroup_parent=args.cgroup_parent,
                     log_driver=args.log_driver,
-                    log_max_size=max_size,
+                    log_max_size=args.log_max_bytes,
                     log_max_files=args.log_max_files,
                     log_options=args.log_options,
                     procview=view,
@@ -319,6 +500,8 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 ) as sup,
                 trio.open_nursery() as nursery,
             ):
+                _default_ulimits(sup, args)
+                sup.labels = args.labels
                 server = Server(sup, procview="on" if view else f"off: {why_not}")
                 if args.docker_socket:  # first: a client of the native socket may expect it
                     await nursery.start(serve_docker, sup, Path(args.docker_socket))
@@ -336,16 +519,102 @@ async def run_daemon(args: SimpleNamespace) -> None:
                 )
                 async for signum in signals:
                     name = signal.Signals(signum).name
+                    if signum == signal.SIGHUP:
+                        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+                        _systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
+                        args = reload(sup, args, argv)
+                        _systemd.notify("READY=1")
+                        continue
+                    if signum in (signal.SIGUSR1, signal.SIGQUIT):
+                        _log_tasks(f"received {name}")
+                    if signum not in _STOP:
+                        continue
                     if args.live_restore:
                         log.info("received %s: leaving the containers running", name)
                     else:
                         log.info("received %s: stopping containers", name)
                     _systemd.notify("STOPPING=1")
                     nursery.cancel_scope.cancel(reason=f"signal {signum}")
+                    outer.start_soon(_forced, signals)
                     break
             # The containers are stopped: nobody reads the view any more.
             outer.cancel_scope.cancel(reason="daemon stopping")
     log.info("boxd stopped")
+
+
+@contextlib.contextmanager
+def _pidfile(path: Path | None) -> Iterator[None]:
+    """``--pidfile``: this process's pid written at ``path`` while the daemon runs, and
+    removed after; one that names a live process (another daemon's) is refused, one whose
+    process is gone (a killed daemon's) is replaced."""
+    if path is None:
+        yield
+        return
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        other = int(path.read_text().strip() or "0")
+        if other > 0 and other != os.getpid() and Path(f"/proc/{other}").exists():
+            raise DaemonError(
+                f"the pid file {path} names process {other}, which is running: stop that "
+                f"daemon, or remove {path} if it is not one"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int(path.read_text()) == os.getpid():  # not a later daemon's
+                path.unlink()
+
+
+async def _forced(signals: AsyncIterator[int]) -> None:
+    """dockerd's way out of a stop that hangs (a container that ignores its stop signal,
+    with a long timeout): the third SIGTERM, SIGINT or SIGQUIT ends the daemon at once,
+    without cleanup; the next daemon repairs what it left, as after a kill."""
+    count = 1
+    async for signum in signals:
+        count += signum in _STOP
+        if count >= 3:
+            log.error("forcing boxd to stop without cleanup: %d stop signals received", count)
+            logging.shutdown()
+            os._exit(128 + signum)
+
+
+def _refuse_served(path: Path, flag: str) -> None:
+    """Refuse a socket some process serves at ``path`` (a boxd on another root, a
+    dockerd): ours, put in its place, would take its clients, and its exit would remove
+    ours.  A file nobody answers at, a killed daemon's, is replaced."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+        probe.settimeout(5)  # a full backlog: someone is there
+        try:
+            probe.connect(str(path))
+        except TimeoutError:
+            pass
+        except OSError:
+            return
+    raise DaemonError(
+        f"another process serves the socket {path}: stop it, or give this daemon another {flag}"
+    )
+
+
+_TEXT_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class _JournalFormat(logging.Formatter):
+    """A record for the journal (stderr of a systemd service): its syslog priority as the
+    ``<N>`` prefix journald reads (``journalctl -p warning`` then finds boxd's warnings,
+    and shows errors in red), no time of ours (the journal keeps its own)."""
+
+    _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self._PRIORITIES.get(record.levelno, 2)  # above ERROR: critical
+        return f"<{priority}>{super().format(record)}"
 
 
 def _errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -362,12 +631,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_systemd.install(words[1:]))
     try:
         args = _parse_args(words)
-    except _daemonconfig.ConfigError as exc:
+        if args.validate:  # dockerd's --validate: the daemon's checks, as at its start
+            _checked(args)
+            print("configuration OK", file=sys.stderr)
+            sys.exit(0)
+    except (_daemonconfig.ConfigError, DaemonError, ValueError) as exc:
         sys.exit(f"boxd: {exc}")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JournalFormat() if _systemd.stderr_is_journal() else _TEXT_FORMAT)
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     # The HTTP client's own lines (every request, its headers) are noise in the daemon's log.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -379,8 +651,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # every container's (and its volumes', its copies' and its build's files' modes).
     os.umask(0o022)
     try:
-        with hold_root(args.root):
-            trio.run(run_daemon, args)
+        with hold_root(args.root), _pidfile(args.pidfile):
+            trio.run(run_daemon, args, words)
     except (DaemonError, RootInUse, ValueError, OSError) as exc:
         sys.exit(f"boxd: {exc}")
     except BaseExceptionGroup as group:

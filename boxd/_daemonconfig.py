@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ._records import check_kept_log_options
+from ._ulimits import check_ulimit, parse_ulimit
 from ._units import CONTAINER_LOG_OPTIONS, KEPT_LOG_OPTIONS, MTU_RANGE, log_option, parse_mtu
 
 DEFAULT_PATH = Path("/etc/boxd/daemon.json")
 
-_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning"}
-_LEVELS |= {"error": "error", "fatal": "error"}
+# dockerd's log levels (--log-level and the file's), by the level boxd logs at.
+LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning"}
+LEVELS |= {"error": "error", "fatal": "error"}
 
 
 class ConfigError(ValueError):
@@ -129,8 +131,75 @@ def _pools(key: str, value: object) -> tuple[tuple[str, int], ...]:
     return tuple([address_pool(key, v) for v in value])
 
 
+def default_ulimit(text: str) -> tuple[str, int, int]:
+    """``--default-ulimit NAME=SOFT[:HARD]``, as ``--ulimit`` takes it."""
+    try:
+        return parse_ulimit(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("--ulimit", "--default-ulimit")) from None
+
+
+def _ulimits(key: str, value: object) -> tuple[tuple[str, int, int], ...]:
+    """Docker's ``default-ulimits``: ``{"nofile": {"Name": "nofile", "Soft": N, "Hard":
+    N}, ...}``, each limit by its name (-1: unlimited)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be an object of limits, not {json.dumps(value)}")
+    found = []
+    for name, limit in value.items():
+        fields: dict[str, object] = limit if isinstance(limit, dict) else {}
+        soft, hard = fields.get("Soft"), fields.get("Hard")
+        if (
+            set(fields) - {"Name", "Soft", "Hard"}
+            or fields.get("Name", name) != name
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in (soft, hard))
+        ):
+            raise ConfigError(
+                f"invalid {key} entry {json.dumps({name: limit})}: use "
+                f'{{"{name}": {{"Name": "{name}", "Soft": N, "Hard": N}}}} (-1: unlimited)'
+            )
+        assert isinstance(soft, int) and isinstance(hard, int)
+        try:
+            check_ulimit(name, soft, hard)
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc).replace(
+                    f"invalid --ulimit '{name}={soft}:{hard}'", f"invalid {key} {name}"
+                )
+            ) from None
+        found.append((name, soft, hard))
+    return tuple(found)
+
+
+def labels(key: str, value: object) -> tuple[str, ...]:
+    """Docker's daemon ``labels`` (``--label``): ``KEY=VALUE`` each, a key once."""
+    found = _strings(key, value)
+    values: dict[str, str] = {}
+    for label in found:
+        name, eq, text = label.partition("=")
+        if not name or not eq:
+            raise ConfigError(f"invalid {key} {label!r}: use KEY=VALUE")
+        if values.setdefault(name, text) != text:
+            raise ConfigError(
+                f"invalid {key}: {name} is given twice, as {values[name]!r} and {text!r}"
+            )
+    return tuple(found)
+
+
+def _only(*accepted: str, what: str) -> Callable[[str, object], None]:
+    """A Docker key boxd takes only where it names what boxd does anyway (a daemon.json
+    written for dockerd often says so): nothing to set; any other value refused."""
+
+    def read(key: str, value: object) -> None:
+        given = _strings(key, value) if key == "exec-opts" else [_text(key, value)]
+        for text in given:
+            if text not in accepted:
+                raise ConfigError(f"invalid {key} {text!r}: {what}")
+
+    return read
+
+
 def _level(key: str, value: object) -> str:
-    level = _LEVELS.get(_text(key, value).lower())
+    level = LEVELS.get(_text(key, value).lower())
     if level is None:
         raise ConfigError(f"invalid {key} {value!r}: use debug, info, warn or error")
     return level
@@ -146,24 +215,45 @@ def _docker_socket(key: str, value: object) -> str:
     return hosts[0].removeprefix("unix://")
 
 
+_LOG_LEVEL_FLAGS = ("--log-level", "-l", "--debug", "-D")
+# The flags that take no value.
+_SWITCHES = {"--debug", "-D", "--ipv6", "--no-live-restore"}
+
 # key -> (the option's dest, its flags, how the value is read)
 _KEYS: dict[str, tuple[str, tuple[str, ...], Callable[[str, object], object]]] = {
     # Docker's daemon.json
-    "data-root": ("root", ("--root",), lambda k, v: Path(_text(k, v))),
-    "log-level": ("log_level", ("--log-level",), _level),
-    "debug": ("log_level", ("--log-level",), lambda k, v: "debug" if _flag(k, v) else "info"),
+    "data-root": ("root", ("--root", "--data-root"), lambda k, v: Path(_text(k, v))),
+    "log-level": ("log_level", _LOG_LEVEL_FLAGS, _level),
+    "debug": ("log_level", _LOG_LEVEL_FLAGS, lambda k, v: "debug" if _flag(k, v) else "info"),
     "log-driver": ("log_driver", ("--log-driver",), _text),
     "live-restore": ("live_restore", ("--no-live-restore",), _flag),
     "insecure-registries": ("insecure_registry", ("--insecure-registry",), _strings),
+    "labels": ("labels", ("--label",), labels),
+    "pidfile": ("pidfile", ("--pidfile", "-p"), lambda k, v: Path(_text(k, v))),
     "max-download-attempts": ("max_download_attempts", ("--max-download-attempts",), _count),
     "cgroup-parent": ("cgroup_parent", ("--cgroup-parent",), _text),
     "hosts": ("docker_socket", ("--docker-socket",), _docker_socket),
     "mtu": ("mtu", ("--mtu",), _mtu),
     "bip": ("bip", ("--bip",), bip),
     "default-address-pools": ("address_pools", ("--default-address-pool",), _pools),
+    "default-ulimits": ("default_ulimits", ("--default-ulimit",), _ulimits),
     "ipv6": ("ipv6", ("--ipv6",), _flag),
     "icc": ("icc", ("--icc",), _flag),
     "fixed-cidr-v6": ("fixed_cidr_v6", ("--fixed-cidr-v6",), lambda k, v: cidr_v6(k, _text(k, v))),
+    # Docker's, taken where they name what boxd does
+    "storage-driver": (
+        "",
+        (),
+        _only("overlay2", what="boxd keeps images and containers with overlay2 only"),
+    ),
+    "exec-opts": (
+        "",
+        (),
+        _only(
+            "native.cgroupdriver=cgroupfs",
+            what="boxd makes containers' cgroups itself (native.cgroupdriver=cgroupfs only)",
+        ),
+    ),
     # boxd's own
     "socket": ("socket", ("--socket",), lambda k, v: Path(_text(k, v))),
     "procview": ("procview", ("--procview",), _text),
@@ -267,12 +357,14 @@ def flag_log_opts(words: Sequence[str], given: Sequence[str]) -> dict[str, objec
 
 
 def _flag_value(given: Sequence[str], flags: tuple[str, ...]) -> str | None:
-    """The value a flag among ``flags`` has in ``given`` ("" for one without), or None."""
+    """The value a flag among ``flags`` has in ``given`` (a switch's: true, or false for a
+    ``--no-`` one), or None."""
     for i, word in enumerate(given):
         for flag in flags:
+            if word == flag and flag in _SWITCHES:  # as dockerd shows a switch
+                return "false" if flag.startswith("--no-") else "true"
             if word == flag:
-                takes = not flag.startswith("--no-")
-                return given[i + 1] if takes and i + 1 < len(given) else ""
+                return given[i + 1] if i + 1 < len(given) else ""
             if word.startswith(flag + "="):
                 return word.partition("=")[2]
     return None

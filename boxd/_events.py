@@ -30,6 +30,7 @@ filters of them: the Engine API's ``/events`` and ``boxctl events`` both send th
 from __future__ import annotations
 
 import collections
+import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,9 +46,9 @@ HISTORY = 256
 SUBSCRIBER_BUFFER = 1024  # Docker's (daemon/events)
 _ENDED = ("exited", "stopped", "restarting")
 _WITH_PROCESS = ("running", "paused", "stopping")
-TYPES = ("container", "image", "network", "volume")
+TYPES = ("container", "image", "network", "volume", "daemon")
 # Docker's other types: accepted in a filter, no event of boxd has them.
-_OTHER_TYPES = ("daemon", "plugin", "node", "service", "secret", "config")
+_OTHER_TYPES = ("plugin", "node", "service", "secret", "config")
 FILTERS = ("container", "event", "image", "label", "network", "scope", "type", "volume")
 # An event filter of these names matches the action's first word too (Docker's rule).
 _PREFIXED = ("health_status", "exec_create", "exec_start")
@@ -155,6 +156,11 @@ class Events:
         self._subscribers.add(send)
         return list(self._history), receive
 
+    @property
+    def listeners(self) -> int:
+        """The event streams open now (``/info``'s NEventsListener)."""
+        return sum(1 for s in self._subscribers if s.statistics().open_receive_channels)
+
     def known(self, c: Container) -> None:
         """A container found as its record says (at a daemon's start): its phase and
         networks are where the next save's changes begin, nothing reported (an adopted
@@ -234,6 +240,10 @@ class Events:
         """An image's event: ``actor`` its id (a reference for pull and push, as Docker
         names them), ``name`` the reference it concerns (or the id), with its labels."""
         self._emit("image", action, actor, {**(labels or {}), "name": name})
+
+    def daemon(self, action: str, daemon_id: str, attributes: Mapping[str, str]) -> None:
+        """The daemon's own event (a reload), with the host's name as dockerd's."""
+        self._emit("daemon", action, daemon_id, {**attributes, "name": platform.node()})
 
     def _container_event(self, action: str, c: Container, **attributes: str) -> None:
         # Docker's precedence: the labels over the action's attributes, the container's

@@ -33,6 +33,22 @@ def receiving_mount(path: str) -> tuple[str, bool]:
     return point, any(f.startswith(("shared:", "master:")) for f in fields)
 
 
+def filesystem(path: str) -> str:
+    """The type of the filesystem the resolved ``path`` is on (``ext4``, ``xfs``, ...): of
+    the longest mount point over it, the last one mounted there."""
+    found = ""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
+        longest = -1
+        for line in file:
+            fields = line.split()
+            point = unescape(fields[4])
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(
+                point
+            ) >= longest:
+                longest, found = len(point), fields[fields.index("-") + 1]
+    return found
+
+
 def mount_points() -> list[str]:
     """Every mount point of our mount namespace, in mount order (field 5)."""
     return [point for point, _ in propagations()]

@@ -98,6 +98,7 @@ from ._records import (
     RestartName,
     RestartPolicy,
     Status,
+    Ulimit,
     Volume,
     check_name,
     invalid,
@@ -308,6 +309,10 @@ class Supervisor:
         self.images_lock = trio.Lock()
         self.insecure_registries: frozenset[str] = frozenset()
         self.max_download_attempts = 5
+        # The daemon's labels (Docker's --label), as /info lists them.
+        self.labels: tuple[str, ...] = ()
+        # Docker's default-ulimits: every new container's, but for the names it gives.
+        self.default_ulimits: tuple[Ulimit, ...] = ()
         self._puller: Puller | None = None
         # Set: a removed container's directory awaits deletion (_trash_filled), or spare
         # directories are wanted (see _collect_trash).
@@ -332,6 +337,20 @@ class Supervisor:
         self.networks = networks or Networks(store.root)
         self.networks.peer = self._network_peer
         self.volumes = Volumes(store.root / "volumes", store.trash, self.events.volume)
+
+    @property
+    def daemon_id(self) -> str:
+        """The daemon's ID (``/info``'s, its events' actor): one per root."""
+        return hashlib.sha256(f"boxd {self.store.root}".encode()).hexdigest()[:36]
+
+    def set_registry_options(self, insecure: frozenset[str], attempts: int) -> None:
+        """The registries reached over plain HTTP and the tries of a layer's download, for
+        the pulls from now on (the daemon's start, and its reload on SIGHUP)."""
+        self.insecure_registries = insecure
+        self.max_download_attempts = attempts
+        if self._puller is not None:
+            self._puller.insecure = insecure
+            self._puller.attempts = attempts
 
     @property
     def puller(self) -> Puller:
@@ -638,6 +657,10 @@ class Supervisor:
             changes["image"] = image.name
         if not config.log_driver:  # the daemon's (the evolve checks its options)
             changes["log_driver"] = self.log_driver
+        if self.default_ulimits:  # the daemon's, where the container names none of theirs
+            own = {limit.name for limit in config.ulimits}
+            defaults = [limit for limit in self.default_ulimits if limit.name not in own]
+            changes["ulimits"] = (*config.ulimits, *defaults)
         if changes.get("log_driver", config.log_driver) == self.log_driver:
             if self.log_options:
                 own = {option.partition("=")[0] for option in config.log_options}
@@ -2401,8 +2424,7 @@ async def open_supervisor(
             if isinstance(procview, ProcView):  # the caller's: its readers are ours now
                 procview.resolver = sup
                 sup.procview = procview
-            sup.insecure_registries = insecure_registries
-            sup.max_download_attempts = max_download_attempts
+            sup.set_registry_options(insecure_registries, max_download_attempts)
             sup.networks.nursery = nursery
             try:
                 if procview is True:

@@ -5,7 +5,8 @@ Both protocols are small enough to speak without libsystemd:
 
 * readiness (``Type=notify``): one datagram ``READY=1`` to the ``AF_UNIX`` socket named by
   ``$NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace), ``STOPPING=1`` when
-  the daemon begins to stop;
+  the daemon begins to stop, ``RELOADING=1`` (with ``MONOTONIC_USEC``) then ``READY=1``
+  around a reload (SIGHUP, ``systemctl reload``);
 * socket activation: the listening sockets arrive as fds 3, 4, ... with
   ``$LISTEN_FDS`` their number and ``$LISTEN_PID`` our pid (the variables are meant for us
   only when that pid is ours).
@@ -47,6 +48,8 @@ Requires=boxd.socket
 Type=notify
 NotifyAccess=main
 ExecStart={boxd} --socket {socket} --cgroup-parent {cgroup_parent}
+# systemctl reload: the configuration file read again (see boxd's README for what changes).
+ExecReload=/bin/kill -HUP $MAINPID
 # Only the daemon gets the stop signal: with live restore its containers run on, kept by
 # their shims, for the next daemon to adopt (with --no-live-restore it stops them).
 KillMode=process
@@ -93,6 +96,18 @@ def notify(message: str) -> bool:
             log.warning("cannot notify the service manager at %s: %s", address, exc)
             return False
     return True
+
+
+def stderr_is_journal() -> bool:
+    """Whether our stderr is the journal's stream (systemd names it in ``$JOURNAL_STREAM``
+    as ``DEVICE:INODE``): not when the service's stderr goes elsewhere, nor in a program
+    it started whose stderr was redirected."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return bool(stream) and stream == f"{st.st_dev}:{st.st_ino}"
 
 
 def listen_fds() -> list[int]:

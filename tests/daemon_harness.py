@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from boxd._repair import detach_dead_mounts
 from boxd._supervisor import cgroup_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -284,8 +285,8 @@ def running_daemon(
         yield daemon
     finally:
         try:
-            if daemon.process is None:  # the test killed it: the next daemon cleans up
-                daemon.start()
+            if daemon.process is None or daemon.process.poll() is not None:
+                daemon.start()  # the test killed it, or it died: the next daemon cleans up
             ids = daemon.ctl("ps", "-a", "-q").stdout.split()
             if ids:  # live restore keeps containers across daemons: removed here
                 daemon.ctl("rm", "-f", *ids)
@@ -294,6 +295,38 @@ def running_daemon(
         finally:
             left = _end_leftovers(daemon)
         assert left == ([], [], [])
+
+
+@contextmanager
+def logged_daemon(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[Daemon, Path]]:
+    """A daemon with no containers, as an operator starts it (no ``--log-level``), its
+    stderr in the file given with it (``tmp_path/boxd.log``, truncated if there); ``env``
+    added to its environment; killed on exit if the test did not stop it, and the mount of
+    its /proc view detached if it died."""
+    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock")
+    log = tmp_path / "boxd.log"
+    argv = [sys.executable, "-m", "boxd", "--root", str(daemon.root),
+            "--socket", str(daemon.socket), "--docker-socket", str(daemon.docker_socket),
+            *extra]  # fmt: skip
+    with log.open("w") as out:
+        daemon.process = subprocess.Popen(argv, stderr=out, env={**_env(), **(env or {})})
+    proc = daemon.process
+    try:
+
+        def serving() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"boxd exited with {proc.returncode}: {log.read_text()}")
+            return daemon.docker_socket.exists() and daemon._answers()
+
+        until(serving, "the daemon")
+        yield daemon, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        detach_dead_mounts(daemon.root)
 
 
 def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str], list[str]]:
@@ -305,6 +338,7 @@ def _end_leftovers(daemon: Daemon) -> tuple[list[int], list[str], list[str]]:
         daemon.process.kill()
         daemon.process.wait()
         daemon.process = None
+    detach_dead_mounts(daemon.root)  # the /proc view's, of a daemon killed or dead
     found = shims(daemon.root)
     for shim in found:
         with contextlib.suppress(OSError):

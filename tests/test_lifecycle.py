@@ -8,12 +8,13 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, daemon_cli, running_daemon, until
+from daemon_harness import Daemon, _env, daemon_cli, logged_daemon, running_daemon, until
 from docker_clients import api_call
 
 from boxctl._client import CliError
@@ -366,6 +367,32 @@ def test_second_daemon_on_the_same_root_is_refused(daemon: Daemon) -> None:
         other.start()
 
 
+def _refused(argv: list[str]) -> str:
+    """The stderr of a daemon started with ``argv``, which must exit 1 at once; stopped (by
+    SIGTERM: it cleans up) if it serves instead."""
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        raise AssertionError(f"{argv} served instead of exiting") from None
+    assert proc.returncode == 1, err
+    return err
+
+
+def test_second_daemon_on_the_same_socket_is_refused(daemon: Daemon, tmp_path: Path) -> None:
+    """Another root, the same socket: the second daemon used to put its socket in place of
+    the first's (and the first's exit removed the second's)."""
+    argv = [sys.executable, "-m", "boxd", "--root", str(tmp_path / "other"),
+            "--socket", str(daemon.socket), "--docker-socket", ""]  # fmt: skip
+    assert f"boxd: another process serves the socket {daemon.socket}: stop it" in _refused(argv)
+    argv[6:9] = [str(tmp_path / "own.sock"), "--docker-socket", str(daemon.docker_socket)]
+    assert "give this daemon another --docker-socket" in _refused(argv)
+    assert daemon.ctl("ps", "-a", "-q").returncode == 0  # the first serves on
+    assert not (tmp_path / "own.sock").exists()
+
+
 def test_kill_9_of_the_daemon_then_a_new_one_tells_the_truth(tmp_path: Path) -> None:
     """Without live restore the next daemon kills what a crashed one left (see
     tests/test_live.py for the default)."""
@@ -395,6 +422,73 @@ def test_daemon_sigterm_stops_containers_and_removes_socket(tmp_path: Path) -> N
         daemon.start()
         c = daemon.inspect("s")
         assert c["state"]["status"] == "stopped"
+
+
+def test_sigusr1_logs_the_tasks_and_sigquit_stops_after_them(tmp_path: Path) -> None:
+    """dockerd's SIGUSR1 dumps its goroutines and runs on, its SIGQUIT dumps them and
+    exits: boxd logs its Trio task tree (it used to die at either signal, by their default
+    action, leaving its sockets), and stops at SIGQUIT as at SIGTERM."""
+    with logged_daemon(tmp_path) as (daemon, log):
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGUSR1)
+        until(lambda: "received SIGUSR1: the daemon's tasks" in log.read_text(), "the tasks")
+        assert "boxd._server.serve  at " in log.read_text()
+        assert daemon.ctl("ps", "-a", "-q").stdout == ""  # still serving
+        assert daemon.stop(signal.SIGQUIT) == 0
+        assert "received SIGQUIT: the daemon's tasks" in log.read_text()
+        assert "boxd stopped" in log.read_text()
+        assert not daemon.socket.exists()
+
+
+def test_pidfile_names_the_daemon_while_it_runs(tmp_path: Path) -> None:
+    """dockerd's --pidfile: written at the start, removed at the stop; another daemon given
+    it while the first runs is refused, a killed daemon's is replaced."""
+    pidfile = tmp_path / "run" / "boxd.pid"
+    pidfile.parent.mkdir()
+    pidfile.write_text("999999999\n")  # no such process: a killed daemon's
+    with logged_daemon(tmp_path, "--pidfile", str(pidfile)) as (daemon, _):
+        assert daemon.process is not None
+        assert pidfile.read_text() == f"{daemon.process.pid}\n"
+        argv = [sys.executable, "-m", "boxd", "--root", str(tmp_path / "other"),
+                "--socket", str(tmp_path / "other.sock"), "--docker-socket", "",
+                "-p", str(pidfile)]  # fmt: skip
+        assert (
+            f"boxd: the pid file {pidfile} names process {daemon.process.pid}, which is "
+            "running: stop that daemon"
+        ) in _refused(argv)
+        assert pidfile.read_text() == f"{daemon.process.pid}\n"
+        assert daemon.stop() == 0
+    assert not pidfile.exists()
+
+
+def test_a_third_stop_signal_ends_a_stop_that_hangs(tmp_path: Path) -> None:
+    """dockerd's third interrupt: a stop waiting on a container that ignores SIGTERM (300 s
+    of stop timeout) ends at once, without cleanup; the next daemon cleans up as after a
+    kill (running_daemon's exit)."""
+    with running_daemon(tmp_path, "--no-live-restore") as daemon:
+        hang = ("sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done")
+        daemon.ctl("run", "-d", "--name", "stubborn", "--stop-timeout", "300", "default", *hang)
+        daemon.wait_for("stubborn", lambda c: c["state"]["status"] == "running")
+        until(lambda: daemon.ctl("logs", "stubborn").stdout == "up\n", "the trap set")
+        pid = daemon.inspect("stubborn")["state"]["pid"]
+        proc = daemon.process
+        assert proc is not None
+        proc.send_signal(signal.SIGTERM)
+        until(lambda: not daemon.socket.exists(), "the stop begun")
+
+        def ended() -> bool:  # one signal at a time: a pending one is not counted twice
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            return proc.poll() is not None
+
+        try:
+            until(ended, "the forced stop", timeout=60)
+        finally:
+            if proc.poll() is None:  # still stopping: its container ended, it ends too
+                os.kill(pid, signal.SIGKILL)
+                proc.wait(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM
+        daemon.process = None
 
 
 def test_network_none_has_only_a_working_loopback(daemon: Daemon) -> None:

@@ -5,6 +5,7 @@ activation.  No systemd runs on these machines: the test plays the service manag
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, _env, leftover_cgroups, shims
+from daemon_harness import Daemon, _env, leftover_cgroups, logged_daemon, shims, until
 
 from boxd import _systemd
 
@@ -43,7 +44,8 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert "systemctl daemon-reload" in r.stdout
     service = (tmp_path / "boxd.service").read_text()
-    for line in ("Type=notify", "KillMode=process", "Delegate=yes"):
+    reload = "ExecReload=/bin/kill -HUP $MAINPID"  # systemctl reload: SIGHUP's reload
+    for line in ("Type=notify", "KillMode=process", "Delegate=yes", reload):
         assert line in service.splitlines()
     assert "--cgroup-parent /boxd" in service
     assert "SocketGroup=root" in (tmp_path / "boxd.socket").read_text()
@@ -100,6 +102,9 @@ def test_daemon_under_a_service_manager(tmp_path: Path) -> None:
     try:
         assert manager.recv(4096) == b"READY=1"
         assert daemon.ctl("run", "--rm", "default", "echo", "hi").stdout == "hi\n"
+        proc.send_signal(signal.SIGHUP)  # systemctl reload
+        assert manager.recv(4096).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
+        assert manager.recv(4096) == b"READY=1"
         proc.send_signal(signal.SIGTERM)
         assert manager.recv(4096) == b"STOPPING=1"
         assert proc.wait(timeout=60) == 0
@@ -117,3 +122,24 @@ def test_daemon_under_a_service_manager(tmp_path: Path) -> None:
     while leftover_cgroups(root) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert leftover_cgroups(root) == []
+
+
+@pytest.mark.root
+def test_the_log_in_the_journal_carries_its_priorities(tmp_path: Path) -> None:
+    """A service's stderr that is the journal's ($JOURNAL_STREAM names it): each line
+    starts with its syslog priority, as journald reads it (``journalctl -p``), without a
+    time of boxd's own (the journal has its own; a stderr elsewhere keeps boxd's)."""
+    log = tmp_path / "boxd.log"
+    log.touch()
+    st = log.stat()
+    journal = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    with logged_daemon(tmp_path, env=journal) as (daemon, _):
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGUSR1)
+        until(lambda: "SIGUSR1" in log.read_text(), "the task dump")
+        assert daemon.stop() == 0
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("<6>boxd: boxd ready: root ") for line in lines), lines
+    assert "<4>boxd: received SIGUSR1: the daemon's tasks" in lines
+    assert lines[-1] == "<6>boxd: boxd stopped"
+    assert not [line for line in lines if re.match(r"\d{4}-\d\d-\d\d ", line)]

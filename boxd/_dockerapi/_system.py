@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from .. import __version__, _listing
+from .. import __version__, _listing, _mountinfo, _tasks
 from .._events import Event, event_filter, message
 from .._records import RUNTIMES
 from . import _shapes
@@ -74,10 +74,14 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
     running, paused = words["running"] + words["restarting"], words["paused"]
     mode = api.sup.cgroups.mode
     root = str(api.sup.store.root)
+    try:  # the host's, as dockerd names it
+        system = platform.freedesktop_os_release()
+    except OSError:
+        system = {}
     await conn.respond_json(
         200,
         {
-            "ID": hashlib.sha256(f"boxd {root}".encode()).hexdigest()[:36],
+            "ID": api.sup.daemon_id,
             "Name": platform.node(),
             "Containers": len(containers),
             "ContainersRunning": running,
@@ -85,6 +89,12 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "ContainersStopped": len(containers) - running - paused,
             "Images": len(await _image_rows(api)),
             "Driver": "overlay2",
+            # As dockerd's overlay2 driver shows them; overlay needs d_type, or no container
+            # would start.
+            "DriverStatus": [
+                ["Backing Filesystem", _backing(root)],
+                ["Supports d_type", "true"],
+            ],
             "SystemTime": _shapes.rfc3339(time.time()),
             "MemoryLimit": True,
             "SwapLimit": True,
@@ -96,14 +106,20 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             # v1's memory.oom_control can turn the OOM killer off; v2 has no such switch.
             "OomKillDisable": api.sup.cgroups.controllers().get("memory") == "v1",
             "IPv4Forwarding": True,
-            "Debug": False,
+            "Debug": logging.getLogger().isEnabledFor(logging.DEBUG),  # SIGHUP may change it
+            # What dockerd's debug lines show: its file descriptors, goroutines (boxd's Trio
+            # tasks) and event streams.
+            "NFd": len(os.listdir("/proc/self/fd")),
+            "NGoroutines": sum(1 for _ in _tasks.tasks()),
+            "NEventsListener": api.sup.events.listeners,
             "LiveRestoreEnabled": api.sup.live_restore,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "Labels": [],
+            "Labels": list(api.sup.labels),
             "ExperimentalBuild": False,
             "DockerRootDir": root,
             "ServerVersion": __version__,
-            "OperatingSystem": "boxd",
+            "OperatingSystem": system.get("PRETTY_NAME", "Linux"),
+            "OSVersion": system.get("VERSION_ID", ""),
             "OSType": "linux",
             "Architecture": platform.machine(),
             "KernelVersion": platform.release(),
@@ -128,6 +144,10 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
                 "Log": ["json-file", "local"],
             },
             "RegistryConfig": _registry_config(api.sup.insecure_registries),
+            # The daemon's --default-address-pool ones, as dockerd lists them (none: its own).
+            "DefaultAddressPools": [
+                {"Base": base, "Size": size} for base, size in api.sup.networks.options.pools
+            ],
             # boxd's registry client reads no proxy settings: none are in use.
             "HttpProxy": "",
             "HttpsProxy": "",
@@ -143,6 +163,12 @@ async def info(api: Api, conn: HttpConnection, req: Request) -> None:
             "Warnings": None,
         },
     )
+
+
+def _backing(path: str) -> str:
+    """The filesystem at ``path`` by dockerd's name for it (``extfs`` for ext2/3/4)."""
+    fstype = _mountinfo.filesystem(os.path.realpath(path))
+    return "extfs" if fstype.startswith("ext") else fstype
 
 
 def _registry_config(insecure: frozenset[str]) -> dict[str, Any]:
