@@ -1,7 +1,7 @@
 """Containers' cgroups on pure v2, hybrid and pure v1 hosts.
 
-Detection reads ``/proc/self/mountinfo`` (cgroup and cgroup2 mounts) and
-``/proc/self/cgroup`` (our own cgroup in each hierarchy).  A controller listed in the v2
+Detection reads ``/proc/self/mountinfo`` (the cgroup and cgroup2 mounts no later mount
+covers) and ``/proc/self/cgroup`` (our own cgroup in each hierarchy).  A controller listed in the v2
 hierarchy's ``cgroup.controllers`` is used there, any other on its v1 hierarchy.  A
 container's cgroup is made in every hierarchy we use, below our OWN cgroup there (or a
 ``--cgroup-parent``): ``<own>/boxd/<container-id>``.  No root cgroup's file is ever
@@ -366,6 +366,45 @@ def _check_name(name: str) -> None:
         raise ValueError(f"invalid cgroup name {name!r}: use letters, digits, '_', '.', '-'")
 
 
+def _visible_cgroup_mounts(mountinfo: str, prefix: str) -> list[tuple[str, str, str, str]]:
+    """The cgroup and cgroup2 mounts of ``mountinfo`` that a path reaches, in its order:
+    (mount point, root in the hierarchy, type, super options).  A mount made later on the
+    same mount point, or on a directory above it, hides it, unless that later mount is
+    one it sits on (its parents by id): a private mount namespace may cover a hierarchy
+    with an empty tmpfs, or /sys/fs/cgroup with the unified hierarchy alone, whose v1
+    mounts mountinfo still lists below it."""
+    mounts = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        mounts.append(
+            (
+                fields[0],  # its id
+                fields[1],  # the id of the mount it sits on
+                prefix + unescape(fields[4]),
+                unescape(fields[3]),
+                fields[sep + 1],
+                fields[sep + 3],
+            )
+        )
+    parent_of = {mount[0]: mount[1] for mount in mounts}
+    found = []
+    for i, (mount_id, _, point, root, fstype, superopts) in enumerate(mounts):
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        below: set[str] = set()  # the mounts it sits on
+        at = parent_of.get(mount_id)
+        while at is not None and at not in below and at != mount_id:
+            below.add(at)
+            at = parent_of.get(at)
+        if not any(
+            (point == later or point.startswith(later.rstrip("/") + "/")) and later_id not in below
+            for later_id, _, later, *_ in mounts[i + 1 :]
+        ):
+            found.append((point, root, fstype, superopts))
+    return found
+
+
 def _parent_parts(parent: str) -> tuple[str, ...]:
     """The directories of a parent; ``/`` alone is each hierarchy's root (containers'
     cgroups are then made directly in it, and its own files are never written)."""
@@ -485,19 +524,12 @@ class CgroupHost:
                 own[c] = path
         v1: dict[str, tuple[str, str]] = {}
         v2: tuple[str, str] | None = None
-        for line in _read(mountinfo).splitlines():
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, superopts = fields[sep + 1], fields[sep + 3]
-            mount_root, mountpoint = unescape(fields[3]), prefix + unescape(fields[4])
-            # A later mount on the same mount point hides an earlier one (a private mount
-            # namespace may cover a hierarchy with an empty tmpfs).
-            if v2 is not None and v2[0] == mountpoint:
-                v2 = None
-            v1 = {c: found for c, found in v1.items() if found[0] != mountpoint}
+        for mountpoint, mount_root, fstype, superopts in _visible_cgroup_mounts(
+            _read(mountinfo), prefix
+        ):
             if fstype == "cgroup2":
                 v2 = (mountpoint, mount_root)
-            elif fstype == "cgroup":
+            else:
                 for opt in superopts.split(","):
                     if opt in WANTED or opt == SYSTEMD:
                         v1[opt] = (mountpoint, mount_root)

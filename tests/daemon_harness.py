@@ -247,6 +247,26 @@ def cgroup_parents(root: Path) -> list[str]:
     return sorted(found)
 
 
+def frozen(pid: int) -> bool:
+    """Whether the kernel's freezer holds the process (v2 cgroup.events, else v1 state)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        hier, controllers, path = line.split(":", 2)
+        if hier == "0" and path != "/":  # (the root has no cgroup.events)
+            events = Path(
+                "/sys/fs/cgroup/unified"
+                if Path("/sys/fs/cgroup/unified").is_dir()
+                else "/sys/fs/cgroup"
+            )
+            text = (events / path.lstrip("/") / "cgroup.events").read_text()
+            if "frozen 1" in text:
+                return True
+        if "freezer" in controllers.split(",") and path != "/":  # (not the v1 root's)
+            state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
+            if state.read_text().strip() == "FROZEN":
+                return True
+    return False
+
+
 def shims(root: Path) -> list[int]:
     """Pids of the boxd-shims keeping containers of the daemon on ``root`` (a shim's working
     directory is its container's directory); zombies are not counted."""

@@ -372,6 +372,21 @@ def test_a_hierarchy_covered_by_a_later_mount_is_not_used(fs: FakeCgroupFs) -> N
     assert [h.version for h in host.hierarchies] == [1]
 
 
+def test_hierarchies_below_a_later_mount_are_not_used(fs: FakeCgroupFs) -> None:
+    """A mount namespace that binds the unified hierarchy over /sys/fs/cgroup: mountinfo
+    still lists the v1 mounts below it, which no path reaches any more (pure v2, not
+    hybrid).  A later mount that is one they sit on (the root, listed late after a
+    pivot_root) hides nothing."""
+    fs.mount_v1("memory", "/")
+    fs.mount_v2("/", controllers="", enabled="")
+    fs._mountinfo.append("23 1 8:1 / / rw - ext4 /dev/vda rw")  # what they all sit on
+    assert fs.detect().mode == "hybrid"
+    fs._mountinfo.append("95 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate")
+    host = fs.detect()
+    assert host.mode == "v2"
+    assert [(h.version, h.mount) for h in host.hierarchies] == [(2, f"{fs.root}/sys/fs/cgroup")]
+
+
 def test_hierarchies_hidden_by_the_mount_namespace_are_named_as_the_cause(
     fs: FakeCgroupFs,
 ) -> None:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, _env, daemon_cli, logged_daemon, running_daemon, until
+from daemon_harness import (
+    Daemon,
+    _env,
+    daemon_cli,
+    frozen,
+    logged_daemon,
+    running_daemon,
+    until,
+)
 from docker_clients import api_call
 
 from boxctl._client import CliError
@@ -516,32 +524,12 @@ def test_foreground_run_gets_every_byte(daemon: Daemon) -> None:
     assert r.stdout.strip() == "67108864"
 
 
-def _frozen(pid: int) -> bool:
-    """Whether the kernel's freezer holds the process (v2 cgroup.events, else v1 state)."""
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        hier, controllers, path = line.split(":", 2)
-        if hier == "0":
-            events = Path(
-                "/sys/fs/cgroup/unified"
-                if Path("/sys/fs/cgroup/unified").is_dir()
-                else "/sys/fs/cgroup"
-            )
-            text = (events / path.lstrip("/") / "cgroup.events").read_text()
-            if "frozen 1" in text:
-                return True
-        if "freezer" in controllers.split(",") and path != "/":  # (not the v1 root's)
-            state = Path("/sys/fs/cgroup/freezer") / path.lstrip("/") / "freezer.state"
-            if state.read_text().strip() == "FROZEN":
-                return True
-    return False
-
-
 def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
     daemon.ctl("run", "-d", "--name", "p", "default", "sh", "-c", "while :; do sleep 0.1; done")
     pid = daemon.inspect("p")["state"]["pid"]
     daemon.ctl("pause", "p")
     assert daemon.inspect("p")["state"]["status"] == "paused"
-    assert _frozen(pid)
+    assert frozen(pid)
     assert "(Paused)" in daemon.ctl("ps").stdout
     r = daemon.ctl("exec", "p", "true", check=False)
     cid = daemon.inspect("p")["id"]  # Docker's words, and its exit code
@@ -552,7 +540,7 @@ def test_pause_unpause_and_the_status_column(daemon: Daemon) -> None:
     info = daemon.ctl("info").stdout
     assert "paused: 1" in info and "running: 0" in info
     daemon.ctl("unpause", "p")
-    assert not _frozen(pid)
+    assert not frozen(pid)
     assert daemon.inspect("p")["state"]["status"] == "running"
     daemon.ctl("pause", "p")
     daemon.ctl("rm", "-f", "p")  # a paused container goes too
@@ -589,7 +577,7 @@ def test_kill_with_the_stop_signal_thaws_a_paused_container(daemon: Daemon) -> N
     assert daemon.ctl("wait", "t", timeout=20).stdout == "3\n"
     pid = daemon.inspect("u")["state"]["pid"]
     daemon.ctl("kill", "-s", "TERM", "u")  # not its stop signal: it stays paused
-    assert daemon.inspect("u")["state"]["status"] == "paused" and _frozen(pid)
+    assert daemon.inspect("u")["state"]["status"] == "paused" and frozen(pid)
     daemon.ctl("kill", "-s", "usr1", "u")
     assert daemon.ctl("wait", "u", timeout=20).stdout in ("3\n", "4\n")  # both were pending
     since = daemon.inspect("t")["state"]["started_at"]
@@ -607,9 +595,9 @@ def test_exec_into_a_cgroup_frozen_by_another_is_refused(daemon: Daemon) -> None
     host = CgroupHost.detect(name=cgroup_name(daemon.root))  # the daemon is our child
     freezer = host.open(cid).freeze_state()
     assert freezer is not None, "no freezer for the container"
-    state, frozen = Path(freezer[0]), freezer[1]
-    thawed = "0" if frozen == "1" else "THAWED"
-    state.write_text(frozen)
+    state, freeze = Path(freezer[0]), freezer[1]
+    thawed = "0" if freeze == "1" else "THAWED"
+    state.write_text(freeze)
     try:
         r = daemon.ctl("exec", "f", "true", check=False, timeout=20)
         assert r.returncode == 1 and f"Container {cid} is frozen" in r.stderr, r.stderr
