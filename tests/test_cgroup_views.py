@@ -7,15 +7,17 @@ distribution), or /sys/fs/cgroup covered by the unified hierarchy (pure v2, its 
 hierarchies still listed in mountinfo below the cover, and without the controllers this
 kernel has bound to v1: their limits are refused by name, which a fake tree checks for a
 v2 host that has them, test_cgroup.py).  Both namespaces end with the daemon; the
-harness checks that no cgroup of it is left in any hierarchy."""
+harness checks that no cgroup of it is left in any hierarchy.  Last, a host that is itself
+a container: boxd inside a privileged boxd container, as a CI job runs it."""
 
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, frozen, running_daemon
+from daemon_harness import REPO, Daemon, frozen, running_daemon
 
 pytestmark = pytest.mark.root
 
@@ -102,3 +104,40 @@ def test_a_pure_v2_host_whose_v1_hierarchies_are_covered(tmp_path: Path) -> None
         assert r.stdout == "opened\n", r.stderr
         _pause_freezes(daemon)
         _adopted_after_a_crash(daemon)
+
+
+# Run in the outer container: the inner daemon, a run, a limit its /proc view shows, a
+# pause; each inner container is removed before the inner daemon stops.
+INNER = """
+{python} -m boxd --root /var/lib/boxd/root --socket /run/inner.sock --log-level warning &
+daemon=$!
+for i in $(seq 100); do [ -S /run/inner.sock ] && break; sleep 0.1; done
+inner() {{ {python} -m boxctl --socket /run/inner.sock "$@"; }}
+inner run --rm default echo inner ran
+inner run --rm -m 64m default sh -c 'free -m | sed -n 2p' | tr -s ' ' | cut -d' ' -f1,2
+inner run -d --name p default sleep 300 > /dev/null
+inner pause p > /dev/null && inner ps --format '{{{{.Names}}}} {{{{.State}}}}'
+inner rm -f p > /dev/null
+kill $daemon && wait $daemon && echo inner daemon stopped
+"""
+
+
+def test_boxd_in_a_privileged_container(daemon: Daemon) -> None:
+    """A CI job's case: boxd inside a --privileged boxd container, its state on a volume
+    (an overlay's upper layer cannot be on the container's own overlay root), the project
+    and its interpreter bound read-only.  The inner daemon's containers run, get their
+    limits (in cgroups below its own, the outer container's) and the inner /proc view,
+    and pause."""
+    binds = sorted({str(REPO), sys.prefix, sys.base_prefix})
+    outer = [b for b in binds if not any(b.startswith(o + "/") for o in binds if o != b)]
+    volumes = [arg for path in outer for arg in ("-v", f"{path}:{path}:ro")]
+    r = daemon.ctl("run", "--rm", "--privileged", "-v", "inner-state:/var/lib/boxd", *volumes,
+                   "-e", f"PYTHONPATH={REPO}", "default",
+                   "sh", "-c", INNER.format(python=sys.executable), timeout=120)  # fmt: skip
+    assert r.stdout.splitlines() == [
+        "inner ran",
+        "Mem: 64",
+        "p paused",
+        "inner daemon stopped",
+    ], r.stderr
+    daemon.ctl("volume", "rm", "inner-state")
