@@ -29,6 +29,31 @@ REPO = Path(__file__).resolve().parent.parent
 SESSION_TAG = f"boxd-test-{os.getpid()}"
 
 
+UNIFIED = "/sys/fs/cgroup/unified"  # a hybrid host's unified hierarchy
+
+
+def _in_mount_namespace(mount: str) -> tuple[str, ...]:
+    """A wrap (:attr:`Daemon.wrap`) running the daemon after ``mount`` in a private mount
+    namespace of its own."""
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c",
+            f'{mount} && exec "$@"', "sh")  # fmt: skip
+
+
+# Views of a hybrid host that show a daemon one kind of cgroup hierarchy (see
+# test_cgroup_views.py): pure v1 (the unified hierarchy covered by an empty tmpfs) and pure
+# v2 (/sys/fs/cgroup covered by the unified hierarchy, without the controllers the kernel
+# keeps on v1).  BOXD_TEST_CGROUP_VIEW=v1 or v2 runs every daemon of the suite that has no
+# wrap of its own in one of them; the tests that set limits of controllers the view lacks,
+# or read its cgroups as the host's, then fail.
+CGROUP_VIEWS = {
+    "v1": _in_mount_namespace(f"mount -t tmpfs boxd-test-no-v2 {UNIFIED}"),
+    "v2": _in_mount_namespace(f"mount --bind {UNIFIED} /sys/fs/cgroup"),
+}
+_VIEW = os.environ.get("BOXD_TEST_CGROUP_VIEW", "")
+if _VIEW and _VIEW not in CGROUP_VIEWS:
+    raise ValueError(f"BOXD_TEST_CGROUP_VIEW={_VIEW!r}: expected v1 or v2")
+
+
 def session_name(random: str) -> str:
     """A name for something this session makes that another session may see."""
     return f"{SESSION_TAG}-{random}"
@@ -298,7 +323,7 @@ def running_daemon(
         socket=tmp_path / "boxd.sock",
         args=extra,
         netns_path=netns,
-        wrap=wrap,
+        wrap=wrap or CGROUP_VIEWS.get(_VIEW, ()),
     )
     daemon.start()
     try:

@@ -17,25 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon_harness import REPO, Daemon, frozen, running_daemon
+from daemon_harness import CGROUP_VIEWS, REPO, UNIFIED, Daemon, frozen, running_daemon
 
 pytestmark = pytest.mark.root
 
-UNIFIED = Path("/sys/fs/cgroup/unified")
 needs_hybrid = pytest.mark.skipif(
-    not (UNIFIED / "cgroup.controllers").exists(),
+    not Path(UNIFIED, "cgroup.controllers").exists(),
     reason="needs a hybrid host (to show the daemon one kind of hierarchy only)",
 )
-
-
-def _in_mount_namespace(mount: str) -> tuple[str, ...]:
-    """The daemon's command run after ``mount`` in a private mount namespace."""
-    return ("unshare", "-m", "--propagation", "private", "sh", "-c",
-            f'{mount} && exec "$@"', "sh")  # fmt: skip
-
-
-PURE_V1 = _in_mount_namespace(f"mount -t tmpfs boxd-test-no-v2 {UNIFIED}")
-PURE_V2 = _in_mount_namespace(f"mount --bind {UNIFIED} /sys/fs/cgroup")
+PURE_V1, PURE_V2 = CGROUP_VIEWS["v1"], CGROUP_VIEWS["v2"]
 
 
 def _mode(daemon: Daemon) -> str:
