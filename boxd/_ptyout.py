@@ -72,9 +72,23 @@ HANGUP_RETRY = 0.05
 
 THREAD_NAME = "boxd pty reader"
 # Read buffers of finished reader threads, for the next ones; at most KEPT_BUFFERS stay
-# (terminals printing at once beyond that read into buffers of their own, freed after).
+# (terminals printing at once beyond that read into buffers of their own, freed after),
+# until the daemon is idle again (release_kept_buffers).
 KEPT_BUFFERS = 2
 _buffers: list[memoryview] = []
+
+
+def release_kept_buffers() -> None:
+    """Free the kept read buffers (1 MiB each, resident once a terminal printed that much):
+    a daemon whose terminals are done does not hold them."""
+    _buffers.clear()
+
+
+def _kept_buffer() -> memoryview:
+    try:  # (another thread may take or release the last one meanwhile)
+        return _buffers.pop()
+    except IndexError:
+        return memoryview(bytearray(READ_SIZE))
 
 
 class _Reader:
@@ -96,7 +110,7 @@ class _Reader:
         """Whether the output has ended (EIO: the last slave fd is closed)."""
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        buffer = _buffers.pop() if _buffers else memoryview(bytearray(READ_SIZE))
+        buffer = _kept_buffer()
         # By name: mypy would take the sandbox_native/ source directory for the module.
         gather = importlib.import_module("sandbox_native").gather_read
         ended_since: float | None = None

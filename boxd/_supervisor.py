@@ -41,6 +41,7 @@ from . import (
     _netcount,
     _nsmodes,
     _plan,
+    _ptyout,
     _resources,
     _shim,
     _trim,
@@ -1866,6 +1867,7 @@ class Supervisor:
 
     def _empty_trash(self) -> None:
         self.store.empty_trash()
+        _ptyout.release_kept_buffers()
         _trim.release_free_memory()
 
     def _make_spares(self, demand: dict[tuple[str, ...], int]) -> None:

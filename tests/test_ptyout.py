@@ -114,6 +114,23 @@ async def test_every_byte_in_order_in_large_chunks(pty: Pty) -> None:
     assert not _readers()
 
 
+async def test_the_read_buffer_is_kept_for_the_next_terminal_until_released(pty: Pty) -> None:
+    """A finished reader's 1 MiB buffer serves the next terminal, and goes once the
+    daemon is idle (its trash emptied: Supervisor._empty_trash), not held for ever."""
+    _ptyout.release_kept_buffers()
+    writer = _write_and_close(pty, _pattern(2 << 20))
+    sink = Sink()
+    with trio.fail_after(60):
+        await _ptyout.pump(pty.master, sink.keep, sink.publish)
+    writer.join()
+    (kept,) = _ptyout._buffers
+    assert len(kept) == _ptyout.READ_SIZE
+    assert _ptyout._kept_buffer() is kept and not _ptyout._buffers
+    _ptyout._buffers.append(kept)
+    _ptyout.release_kept_buffers()
+    assert not _ptyout._buffers
+
+
 async def test_output_that_comes_after_an_eio_is_read(
     pty: Pty, monkeypatch: pytest.MonkeyPatch
 ) -> None:
