@@ -1,3 +1,3 @@
-from ._daemon import main
+from ._command import main
 
 main()

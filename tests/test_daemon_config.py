@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import Daemon, logged_daemon, running_daemon, until
+from daemon_harness import Daemon, _end_leftovers, logged_daemon, running_daemon, until
 from docker_clients import UnixHTTP, api_call
 
 import boxd
@@ -342,6 +342,35 @@ def test_sighup_reloads_the_file_and_the_daemon_serves_on(tmp_path: Path) -> Non
         assert daemon.process.poll() is None
         assert daemon.inspect("kept")["state"]["pid"] == pid
         daemon.ctl("rm", "-f", "kept", "new")
+
+
+def _ignores_sighup(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return False
+
+
+@pytest.mark.root
+def test_a_sighup_while_the_daemon_loads_does_not_end_it(tmp_path: Path) -> None:
+    """A reload asked of a daemon just started (its modules still loading, ~0.5 s, before
+    its handler takes the signal) ended it: SIGHUP is ignored from the command's first
+    line until then, and the daemon comes up and serves."""
+    daemon = Daemon(root=tmp_path / "root", socket=tmp_path / "boxd.sock")
+    daemon.start(ready=False)
+    try:
+        process = daemon.process
+        assert process is not None
+        until(lambda: process.poll() is not None or _ignores_sighup(process.pid),
+              "SIGHUP ignored while the daemon loads")  # fmt: skip
+        process.send_signal(signal.SIGHUP)
+        until(lambda: process.poll() is not None
+              or daemon.ctl("ps", "-q", check=False).returncode == 0,
+              "the daemon serving")  # fmt: skip
+        assert process.poll() is None, "SIGHUP ended the loading daemon"
+        assert daemon.stop() == 0
+    finally:
+        assert _end_leftovers(daemon) == ([], [], [])
 
 
 @pytest.mark.root
