@@ -2166,6 +2166,11 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/containers/create", b"[" * 100_000 + b"]" * 100_000, 400, "invalid JSON"),
     ("GET", "/containers/json?filters=" + "[" * 100_000, None, 400, "invalid filters"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
+    ("POST", "/containers/create", b"{} trailing", 400, "unexpected content after JSON"),
+    # A bad body is a 400 before what the path names is looked up, as dockerd reads it.
+    ("POST", "/containers/nope/exec", b"{not json", 400, "invalid JSON"),
+    ("POST", "/exec/nope/start", b"{} {}", 400, "unexpected content after JSON"),
+    ("POST", "/networks/nope/connect", b"{not json", 400, "invalid JSON"),
     ("POST", "/containers/create", b'{"Image":"default"}', 400, "no command"),
     (
         "POST",
@@ -2457,6 +2462,37 @@ def test_bad_input_gets_dockers_error_shape(
     # Nothing was created by a bad request, and the daemon keeps serving.
     status, _, listing = _call(clean, "GET", "/containers/json?all=1")
     assert (status, json.loads(listing)) == (200, [])
+
+
+def test_a_json_body_must_be_sent_as_json(clean: Daemon) -> None:
+    """dockerd reads a route's JSON body only when it comes as ``application/json``
+    (moby's TestContainerInvalidJSON, TestNetworkInvalidJSON, TestVolumesInvalidJSON):
+    boxd read a form's or a text's as JSON, and created what it asked for."""
+    create = json.dumps({"Image": "default", "Cmd": ["true"]}).encode()
+    for path in ["/containers/create", "/containers/nope/exec", "/volumes/create",
+                 "/networks/create", "/networks/nope/disconnect"]:  # fmt: skip
+        for kind in ["text/plain", "application/x-www-form-urlencoded", None]:
+            conn = UnixHTTP(clean.docker_socket)
+            try:
+                conn.request(
+                    "POST", path, body=create, headers={"Content-Type": kind} if kind else {}
+                )
+                r = conn.getresponse()
+                status, message = r.status, json.loads(r.read())["message"]
+            finally:
+                conn.close()
+            want = f"unsupported Content-Type header ({kind or ''}): must be 'application/json'"
+            assert (status, message) == (400, want), (path, kind)
+    # A media type's parameters are its own: JSON still.
+    conn = UnixHTTP(clean.docker_socket)
+    try:
+        headers = {"Content-Type": "Application/JSON; charset=utf-8"}
+        conn.request("POST", "/containers/create?name=typed", body=create, headers=headers)
+        assert conn.getresponse().status == 201
+    finally:
+        conn.close()
+    assert _call(clean, "GET", "/volumes")[2].count(b'"Name"') == 0
+    assert _call(clean, "DELETE", "/containers/typed")[0] == 204
 
 
 def test_container_state_errors(clean: Daemon) -> None:

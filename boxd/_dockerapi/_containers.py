@@ -522,7 +522,7 @@ async def top(api: Api, conn: HttpConnection, req: Request, ref: str) -> None:
 
 
 ROUTES = [
-    route("POST", r"/containers/create", create),
+    route("POST", r"/containers/create", create, json=True),
     route("GET", r"/containers/json", containers),
     route("POST", r"/containers/prune", prune),
     route("GET", CONTAINER + r"/json", inspect),
@@ -536,7 +536,7 @@ ROUTES = [
     route("DELETE", CONTAINER, remove),
     route("DELETE", CONTAINER + r"/([^/]+)", remove_link),
     route("GET", CONTAINER + r"/logs", logs),
-    route("POST", CONTAINER + r"/update", update),
+    route("POST", CONTAINER + r"/update", update, json=True),
     route("GET", CONTAINER + r"/stats", stats),
     route("GET", CONTAINER + r"/top", top),
     route("POST", CONTAINER + r"/rename", rename),
