@@ -2302,6 +2302,8 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/commit?container=nope", None, 404, "No such container: nope"),
     ("POST", "/build/prune?filters=%7Bnope", None, 400, "invalid filters"),
     ("GET", "/networks?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
+    # The list at /networks/ too, as dockerd's (moby#24595): was a 404 "page not found".
+    ("GET", "/networks/?filters=%7B%22colour%22:%5B%22red%22%5D%7D", None, 400, "colour"),
     ("POST", "/networks/create", b"{}", 400, "Name"),
     ("POST", "/networks/create", b'{"Name":"s","Scope":"swarm"}', 403, "swarm is not active"),
     ("POST", "/networks/create", b'{"Name":"g","Scope":"global"}', 400, "scope 'global' is not"),
