@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import struct
@@ -13,6 +14,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 from daemon_harness import Daemon, daemon_cli, running_daemon
-from docker_clients import docker
+from docker_clients import api_call, docker
 from registry_harness import (
     Registry,
     add_index,
@@ -1113,6 +1115,25 @@ def test_a_file_capability_in_a_layer_survives_the_unpack(
     ref = _caps_image(tmp_path, registry, busybox_root)
     assert _effective_caps(daemon, ref) == ["CapEff:", f"{1 << 13:016x}"]
     daemon.ctl("rmi", ref)
+
+
+def test_commits_within_a_second_are_stamped_apart(daemon: Daemon) -> None:
+    """dockerd stamps a commit to the nanosecond (Go's RFC3339Nano): the same container
+    committed twice in a second makes two images, listed in order by ``since``/``before``
+    (moby's TestImagesFilterUntil).  boxd stamped whole seconds, so both commits were one
+    image, the second tag moved onto the first."""
+    daemon.ctl("create", "--name", "still", "default", "true")
+    ids = []
+    for tag in ("v0", "v1", "v2"):
+        status, _, body = api_call(daemon, "POST", f"/commit?container=still&repo=st&tag={tag}")
+        assert status == 201, body
+        ids.append(json.loads(body)["Id"])
+    assert len(set(ids)) == 3
+    (image,) = json.loads(daemon.ctl("image", "inspect", "st:v1").stdout)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", image["Created"])
+    query = urllib.parse.quote(json.dumps({"since": ["st:v0"], "before": ["st:v2"]}))
+    _, _, body = api_call(daemon, "GET", f"/images/json?filters={query}")
+    assert [i["Id"] for i in json.loads(body)] == [ids[1]]
 
 
 def test_commit_and_export_keep_file_capabilities(
