@@ -1136,6 +1136,24 @@ def test_commits_within_a_second_are_stamped_apart(daemon: Daemon) -> None:
     assert [i["Id"] for i in json.loads(body)] == [ids[1]]
 
 
+def test_a_tag_named_as_a_digest_algorithm_is_refused(daemon: Daemon) -> None:
+    """``sha256:x`` would read as a digest or an image id: dockerd refuses it as a name
+    (moby's TestTagUsingDigestAlgorithmAsName), for a tag, a commit and an import alike;
+    boxd made it."""
+    daemon.ctl("create", "--name", "tagged", "default", "true")
+    daemon.ctl("commit", "tagged", "base:1")
+    words = "refusing to create an ambiguous tag using digest algorithm as name"
+    for path in [
+        "/images/base:1/tag?repo=sha256&tag=sometag",
+        "/commit?container=tagged&repo=sha256&tag=x",
+    ]:
+        status, _, body = api_call(daemon, "POST", path)
+        assert status == 400 and words in json.loads(body)["message"], (path, body)
+    r = daemon.ctl("commit", "tagged", "sha256:y", check=False)
+    assert r.returncode != 0 and words in r.stderr
+    assert "sha256" not in daemon.ctl("images", "--format", "{{.Repository}}").stdout
+
+
 def test_commit_and_export_keep_file_capabilities(
     tmp_path: Path, daemon: Daemon, registry: Registry, busybox_root: Path
 ) -> None:
