@@ -2167,6 +2167,23 @@ BAD: list[tuple[str, str, bytes | None, int, str]] = [
     ("GET", "/containers/json?filters=" + "[" * 100_000, None, 400, "invalid filters"),
     ("POST", "/containers/create", b"[1]", 400, "expected a JSON object"),
     ("POST", "/containers/create", b"{} trailing", 400, "unexpected content after JSON"),
+    # A mount on / is refused at create, in dockerd's words (it was refused only at start).
+    *[
+        (
+            "POST",
+            "/containers/create",
+            json.dumps({"Image": "default", "Cmd": ["true"], "HostConfig": host}).encode(),
+            400,
+            "destination can't be '/'",
+        )
+        for host in [
+            {"Tmpfs": {"/": ""}},
+            {"Tmpfs": {"//": "size=1m"}},
+            {"Binds": ["/tmp:/"]},
+            {"Mounts": [{"Type": "tmpfs", "Target": "/"}]},
+            {"Binds": ["vol:/"]},
+        ]
+    ],
     # A bad body is a 400 before what the path names is looked up, as dockerd reads it.
     ("POST", "/containers/nope/exec", b"{not json", 400, "invalid JSON"),
     ("POST", "/exec/nope/start", b"{} {}", 400, "unexpected content after JSON"),
