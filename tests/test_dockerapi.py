@@ -2483,6 +2483,30 @@ def test_bad_input_gets_dockers_error_shape(
     assert (status, json.loads(listing)) == (200, [])
 
 
+def test_a_tmpfs_takes_the_place_of_an_anonymous_volume(clean: Daemon) -> None:
+    """``Config.Volumes`` and ``HostConfig.Tmpfs`` on the same path: the tmpfs is mounted
+    there and no volume is made, as dockerd does (moby#40446,
+    TestCreateTmpfsOverrideAnonymousVolume); boxd refused "duplicate mount point"."""
+    script = "mount | grep ' /foo type tmpfs' && mount | grep ' /bar type tmpfs'"
+    body = {
+        "Image": "default",
+        "Cmd": ["sh", "-c", script],
+        "Volumes": {"/foo": {}, "/bar": {}},
+        "HostConfig": {"Tmpfs": {"/foo": "", "/bar": "size=999k"}},
+    }
+    status, _, data = _call(clean, "POST", "/containers/create?name=tv", json.dumps(body).encode())
+    assert status == 201, data
+    assert _call(clean, "POST", "/containers/tv/start")[0] == 204
+    status, _, data = _call(clean, "POST", "/containers/tv/wait")
+    assert json.loads(data)["StatusCode"] == 0, _call(
+        clean, "GET", "/containers/tv/logs?stdout=1&stderr=1"
+    )
+    inspect = json.loads(_call(clean, "GET", "/containers/tv/json")[2])
+    assert inspect["Config"]["Volumes"] == {"/foo": {}, "/bar": {}}
+    assert json.loads(_call(clean, "GET", "/volumes")[2])["Volumes"] == []
+    assert _call(clean, "DELETE", "/containers/tv")[0] == 204
+
+
 def test_a_json_body_must_be_sent_as_json(clean: Daemon) -> None:
     """dockerd reads a route's JSON body only when it comes as ``application/json``
     (moby's TestContainerInvalidJSON, TestNetworkInvalidJSON, TestVolumesInvalidJSON):
