@@ -807,14 +807,25 @@ class Supervisor:
     def _with_peer_ids(self, config: ContainerConfig) -> ContainerConfig:
         """``container:NAME`` of ``--network``, ``--pid`` and ``--ipc`` as
         ``container:ID``, as Docker's create keeps them: the sharing follows that container
-        through a rename, and never reaches a newer one given its old name.  A reference
-        that finds none is left as it is (its start says so)."""
+        through a rename, and never reaches a newer one given its old name.  A ``--pid`` or
+        ``--ipc`` one that finds none is refused here, as dockerd refuses it at create; a
+        ``--network`` one is left as it is (its start says so)."""
         found: dict[str, Any] = {}
         for field in ("network", "pid_mode", "ipc_mode"):
             ref = _nsmodes.peer(getattr(config, field))
-            if ref is not None:
-                with contextlib.suppress(NoSuchContainer, AmbiguousContainer):
-                    found[field] = "container:" + self._lookup(ref).container.id
+            if ref is None:
+                continue
+            try:
+                found[field] = "container:" + self._lookup(ref).container.id
+            except NoSuchContainer:
+                if field != "network":  # in Docker's words, as the API and boxctl show them
+                    option = "--pid" if field == "pid_mode" else "--ipc"
+                    mode = getattr(config, field)
+                    raise ValueError(
+                        f"invalid {option} {mode!r}: No such container: {ref}"
+                    ) from None
+            except AmbiguousContainer:
+                pass
         return attrs.evolve(config, **found) if found else config
 
     def _network_peer(self, ref: str) -> tuple[Container, int]:
